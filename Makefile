@@ -1,0 +1,68 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Both create the project-local virtual environment (.venv) on first use and
+# reuse it afterwards; it is rebuilt only when pyproject.toml changes.
+
+PYTHON_SYS ?= python3
+VENV       := .venv
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed
+JOBS       ?= 2
+CONFIGS    := $(wildcard configs/*.toml)
+
+.PHONY: all venv demo test test-slow cosim-full rtl lint synth energy bench clean help
+
+all: help
+
+help:
+	@echo "make demo        train a small PTT model on the embedded data and report on it"
+	@echo "make test        the default test suite (< 15 min on 2 cores)"
+	@echo "make test-slow   the slow tests left out of 'make test'"
+	@echo "make rtl         generate Verilog for every configuration in configs/ into rtl/"
+	@echo "make lint        verilator --lint-only -Wall on the generated Verilog"
+	@echo "make synth       Yosys synthesis of the paper configuration, cells per component"
+	@echo "make cosim-full  paper-sized co-simulation (slow)"
+	@echo "make energy      Fig. 4-style energy report for MS-ResNet18 and MS-ResNet34"
+	@echo "make bench       training-step speed benchmark (dense/STT/PTT/HTT)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned, so nothing later can pull a CUDA build
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m sw demo
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m "not slow and not cosim_full" tests
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m "slow" tests
+
+cosim-full: $(STAMP)
+	$(PY) -m pytest -m "cosim_full" tests
+
+rtl: $(STAMP)
+	@for c in $(CONFIGS); do \
+	  n=$$(basename $$c .toml); \
+	  $(PY) -m gen --config $$c --out rtl/$$n || exit 1; \
+	done
+
+lint: rtl
+	$(PY) -m gen.lint rtl
+
+synth: $(STAMP)
+	$(PY) -m gen.synth --config configs/paper.toml --out build/synth/paper
+
+energy: $(STAMP)
+	$(PY) -m model report --out build/energy
+
+bench: $(STAMP)
+	$(PY) -m sw bench
+
+clean:
+	rm -rf build sim_build .pytest_cache
