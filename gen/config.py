@@ -1,0 +1,338 @@
+"""The hardware configuration: one validated, immutable object for gen/, cosim/ and model/.
+
+A configuration is a TOML file in ``configs/``. :func:`load_config` parses it into a
+:class:`HardwareConfig`; every consumer (the Amaranth generator, the co-simulation, the
+performance/energy model) reads sizes from that object and from the derived properties
+defined here, never from its own copy of the numbers.
+
+This module must stay importable without Amaranth: the energy model uses it too.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, asdict
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+__all__ = [
+    "ConfigError", "ClusterShape", "Widths", "BufferSpec", "Limits", "HardwareConfig",
+    "load_config", "config_from_dict", "CONFIG_DIR", "BUFFER_NAMES", "DATAFLOWS",
+]
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+#: Global buffers every configuration must define, and what they hold.
+BUFFER_NAMES: Mapping[str, str] = MappingProxyType({
+    "weight": "TT cores G1..G4, folded-BatchNorm scales and biases",
+    "spike_in": "input spikes of the tile, all timesteps, halo included",
+    "interstage": "line buffers between cluster 1, clusters 2/3 and cluster 4",
+    "residual": "membrane-shortcut input added before the LIF array, all timesteps",
+    "state_out": "output spikes and membrane potentials of every timestep (kept for BPTT)",
+})
+
+DATAFLOWS = ("output-stationary", "weight-stationary")
+
+
+class ConfigError(ValueError):
+    """An invalid or inconsistent hardware configuration.
+
+    The message names the offending field (dotted path, as in the TOML file) and the rule
+    it breaks.
+    """
+
+    def __init__(self, field_name: str, rule: str, source: str | None = None):
+        self.field_name = field_name
+        self.rule = rule
+        where = f" in {source}" if source else ""
+        super().__init__(f"configuration field '{field_name}'{where}: {rule}")
+
+
+def _require_int(section: str, name: str, value: Any, *, minimum: int = 1,
+                 maximum: int | None = None, source: str | None = None) -> int:
+    path = f"{section}.{name}" if section else name
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(path, f"must be an integer, got {value!r}", source)
+    if value < minimum:
+        raise ConfigError(path, f"must be >= {minimum}, got {value}", source)
+    if maximum is not None and value > maximum:
+        raise ConfigError(path, f"must be <= {maximum}, got {value}", source)
+    return value
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class ClusterShape:
+    """Processing elements of each unit of the datapath."""
+    spike_pes: int          # cluster 1 (G1, accumulate-only spike PEs)
+    g2_pes: int             # cluster 2 (G2, 3x1)
+    g3_pes: int             # cluster 3 (G3, 1x3)
+    g4_pes: int             # cluster 4 (G4, 1x1)
+    adder_lanes: int        # adder array (merge of clusters 2 and 3)
+    lif_lanes: int          # LIF array
+    scratchpad_bytes: int   # per PE
+
+    @property
+    def total_pes(self) -> int:
+        return self.spike_pes + self.g2_pes + self.g3_pes + self.g4_pes
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Bit widths of the numeric formats (see docs/numerics.md)."""
+    weight: int
+    activation: int
+    accumulator: int
+    membrane: int
+    affine_scale: int
+    leak_mul: int
+    host_data: int
+
+
+@dataclass(frozen=True)
+class BufferSpec:
+    """One global buffer: capacity, word width and number of banks."""
+    name: str
+    bytes: int
+    width_bits: int
+    banks: int
+
+    @property
+    def words(self) -> int:
+        """Total words of ``width_bits`` over all banks."""
+        return self.bytes * 8 // self.width_bits
+
+    @property
+    def words_per_bank(self) -> int:
+        return self.words // self.banks
+
+    @property
+    def bits(self) -> int:
+        return self.bytes * 8
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The largest layer tile one pass of the datapath may hold."""
+    max_in_channels: int
+    max_rank: int
+    max_out_channels: int
+    max_tile_height: int
+    max_tile_width: int
+    max_timesteps: int
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """A validated, immutable accelerator configuration.
+
+    Build it with :func:`load_config` (from a TOML file) or :func:`config_from_dict`;
+    the constructor validates every field and raises :class:`ConfigError` naming the
+    field and the rule it breaks.
+    """
+    name: str
+    clock_mhz: float
+    technology_nm: int
+    clusters: ClusterShape
+    dataflow: Mapping[str, str]
+    widths: Widths
+    buffers: Mapping[str, BufferSpec]
+    limits: Limits
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        # freeze nested mappings
+        object.__setattr__(self, "dataflow", MappingProxyType(dict(self.dataflow)))
+        object.__setattr__(self, "buffers", MappingProxyType(dict(self.buffers)))
+
+    # ---- derived sizes: computed here, once, for every consumer -------------------------
+    @property
+    def total_buffer_bytes(self) -> int:
+        return sum(b.bytes for b in self.buffers.values())
+
+    @property
+    def total_pes(self) -> int:
+        return self.clusters.total_pes
+
+    @property
+    def clock_period_ns(self) -> float:
+        return 1e3 / self.clock_mhz
+
+    @property
+    def max_window_height(self) -> int:
+        """Input rows of the largest tile: the output rows plus the 3x1 kernel's halo."""
+        return self.limits.max_tile_height + 2
+
+    @property
+    def max_window_width(self) -> int:
+        """Input columns of the largest tile: the output columns plus the 1x3 kernel's halo."""
+        return self.limits.max_tile_width + 2
+
+    @property
+    def tt_weight_words(self) -> int:
+        """Weight-sized words of the largest layer's TT cores (G1..G4)."""
+        lim = self.limits
+        return (lim.max_rank * lim.max_in_channels + 6 * lim.max_rank ** 2
+                + lim.max_out_channels * lim.max_rank)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-serialisable dict that :func:`config_from_dict` accepts back."""
+        return {
+            "name": self.name,
+            "clock_mhz": self.clock_mhz,
+            "technology_nm": self.technology_nm,
+            "clusters": asdict(self.clusters),
+            "dataflow": dict(self.dataflow),
+            "widths": asdict(self.widths),
+            "buffers": {n: {k: v for k, v in asdict(b).items() if k != "name"}
+                        for n, b in self.buffers.items()},
+            "limits": asdict(self.limits),
+        }
+
+
+def _validate(cfg: HardwareConfig) -> None:
+    src = cfg.source
+    if not isinstance(cfg.name, str) or not cfg.name.isidentifier():
+        raise ConfigError("name", f"must be an identifier (letters, digits, _), got {cfg.name!r}", src)
+    if not isinstance(cfg.clock_mhz, (int, float)) or cfg.clock_mhz <= 0:
+        raise ConfigError("clock_mhz", f"must be a positive number, got {cfg.clock_mhz!r}", src)
+    _require_int("", "technology_nm", cfg.technology_nm, source=src)
+
+    for f in fields(ClusterShape):
+        _require_int("clusters", f.name, getattr(cfg.clusters, f.name), source=src)
+
+    for unit in ("cluster1", "cluster2", "cluster3", "cluster4"):
+        if unit not in cfg.dataflow:
+            raise ConfigError(f"dataflow.{unit}", f"missing; one of {DATAFLOWS}", src)
+        if cfg.dataflow[unit] not in DATAFLOWS:
+            raise ConfigError(f"dataflow.{unit}",
+                              f"must be one of {DATAFLOWS}, got {cfg.dataflow[unit]!r}", src)
+    extra = set(cfg.dataflow) - {"cluster1", "cluster2", "cluster3", "cluster4"}
+    if extra:
+        raise ConfigError(f"dataflow.{sorted(extra)[0]}", "unknown unit; allowed: cluster1..cluster4", src)
+
+    w = cfg.widths
+    for f in fields(Widths):
+        _require_int("widths", f.name, getattr(w, f.name), minimum=2, maximum=64, source=src)
+    if w.accumulator < w.weight + 1:
+        raise ConfigError("widths.accumulator",
+                          f"must exceed widths.weight ({w.weight}) so one product fits", src)
+    if w.accumulator < w.weight + w.activation:
+        raise ConfigError("widths.accumulator",
+                          f"must be >= widths.weight + widths.activation "
+                          f"({w.weight + w.activation}) so one product fits", src)
+    if w.activation > w.accumulator:
+        raise ConfigError("widths.activation", "must be <= widths.accumulator", src)
+    if w.membrane < w.activation:
+        raise ConfigError("widths.membrane", "must be >= widths.activation", src)
+    if w.host_data not in (32, 64):
+        raise ConfigError("widths.host_data", f"must be 32 or 64, got {w.host_data}", src)
+
+    missing = set(BUFFER_NAMES) - set(cfg.buffers)
+    if missing:
+        raise ConfigError(f"buffers.{sorted(missing)[0]}",
+                          f"missing; every configuration defines {sorted(BUFFER_NAMES)}", src)
+    unknown = set(cfg.buffers) - set(BUFFER_NAMES)
+    if unknown:
+        raise ConfigError(f"buffers.{sorted(unknown)[0]}",
+                          f"unknown buffer; allowed: {sorted(BUFFER_NAMES)}", src)
+    for name, b in cfg.buffers.items():
+        _require_int(f"buffers.{name}", "bytes", b.bytes, source=src)
+        _require_int(f"buffers.{name}", "width_bits", b.width_bits, minimum=8, source=src)
+        _require_int(f"buffers.{name}", "banks", b.banks, source=src)
+        if not _is_pow2(b.width_bits):
+            raise ConfigError(f"buffers.{name}.width_bits", f"must be a power of two, got {b.width_bits}", src)
+        if (b.bytes * 8) % (b.width_bits * b.banks):
+            raise ConfigError(f"buffers.{name}.bytes",
+                              f"must be a whole number of words per bank "
+                              f"({b.width_bits} bits x {b.banks} banks)", src)
+
+    lim = cfg.limits
+    for f in fields(Limits):
+        _require_int("limits", f.name, getattr(lim, f.name), source=src)
+    if lim.max_rank > max(lim.max_in_channels, lim.max_out_channels) * 3:
+        raise ConfigError("limits.max_rank", "must be <= 3 x max(max_in_channels, max_out_channels)"
+                          " (TT-SVD ranks are bounded by the unfoldings)", src)
+    # The smallest useful tile (2x2 outputs, so that pooling works) of the widest layer at the
+    # longest T must fit the spike buffer; anything larger is the tiling driver's job.
+    min_window = (2 + 2) * (2 + 2)
+    need_spikes = lim.max_timesteps * lim.max_in_channels * min_window  # bits
+    if need_spikes > cfg.buffers["spike_in"].bits:
+        raise ConfigError("buffers.spike_in.bytes",
+                          f"too small for a 2x2-output tile of the largest layer: {need_spikes} bits "
+                          f"(max_timesteps x max_in_channels x 4 x 4) > {cfg.buffers['spike_in'].bits}", src)
+    need_weights = cfg.tt_weight_words * w.weight
+    if need_weights > cfg.buffers["weight"].bits:
+        raise ConfigError("buffers.weight.bytes",
+                          f"too small for the largest layer's cores: {need_weights} bits > "
+                          f"{cfg.buffers['weight'].bits}; lower limits.max_rank/max_*_channels", src)
+
+
+def config_from_dict(data: Mapping[str, Any], source: str | None = None) -> HardwareConfig:
+    """Build and validate a configuration from a parsed TOML/JSON mapping."""
+    def section(name: str) -> Mapping[str, Any]:
+        if name not in data:
+            raise ConfigError(name, "missing section", source)
+        value = data[name]
+        if not isinstance(value, Mapping):
+            raise ConfigError(name, "must be a table", source)
+        return value
+
+    def build(cls, name: str, values: Mapping[str, Any]):
+        names = [f.name for f in fields(cls)]
+        unknown = set(values) - set(names)
+        if unknown:
+            raise ConfigError(f"{name}.{sorted(unknown)[0]}", f"unknown field; allowed: {names}", source)
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise ConfigError(f"{name}.{missing[0]}", "missing", source)
+        return cls(**values)
+
+    known_top = {"name", "clock_mhz", "technology_nm", "clusters", "dataflow", "widths",
+                 "buffers", "limits"}
+    unknown = set(data) - known_top
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], f"unknown field; allowed: {sorted(known_top)}", source)
+    for top in ("name", "clock_mhz", "technology_nm"):
+        if top not in data:
+            raise ConfigError(top, "missing", source)
+    buffers = {}
+    for bname, spec in section("buffers").items():
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"buffers.{bname}", "must be a table", source)
+        buffers[bname] = build(BufferSpec, f"buffers.{bname}", {"name": bname, **spec})
+    return HardwareConfig(
+        name=data["name"],
+        clock_mhz=data["clock_mhz"],
+        technology_nm=data["technology_nm"],
+        clusters=build(ClusterShape, "clusters", section("clusters")),
+        dataflow=dict(section("dataflow")),
+        widths=build(Widths, "widths", section("widths")),
+        buffers=buffers,
+        limits=build(Limits, "limits", section("limits")),
+        source=source,
+    )
+
+
+def load_config(path: str | Path) -> HardwareConfig:
+    """Load and validate a configuration file.
+
+    ``path`` may also be the bare name of a shipped configuration (``"paper"``, ``"small"``).
+    """
+    p = Path(path)
+    if not p.suffix and not p.exists():
+        p = CONFIG_DIR / f"{p.name}.toml"
+    if not p.is_file():
+        shipped = sorted(q.stem for q in CONFIG_DIR.glob("*.toml"))
+        raise FileNotFoundError(f"hardware configuration {str(path)!r} not found; "
+                                f"give a TOML file path or one of the shipped names {shipped}")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("<file>", f"not valid TOML: {exc}", str(p)) from None
+    return config_from_dict(data, source=str(p))

@@ -1,0 +1,90 @@
+"""The hardware configuration: shipped files load, derived sizes follow, bad fields are named."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tomllib
+
+import pytest
+
+from gen.config import (CONFIG_DIR, BUFFER_NAMES, ConfigError, HardwareConfig, config_from_dict,
+                        load_config)
+
+SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+
+
+def _paper_dict() -> dict:
+    return tomllib.loads((CONFIG_DIR / "paper.toml").read_text())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_configs_load_and_round_trip(name: str) -> None:
+    cfg = load_config(name)
+    assert isinstance(cfg, HardwareConfig)
+    again = config_from_dict(cfg.to_dict())
+    assert again == cfg
+    assert set(cfg.buffers) == set(BUFFER_NAMES)
+
+
+def test_paper_matches_the_published_accelerator() -> None:
+    cfg = load_config(CONFIG_DIR / "paper.toml")
+    c = cfg.clusters
+    assert (c.spike_pes, c.g2_pes, c.g3_pes, c.g4_pes) == (32, 32, 32, 32)
+    assert c.scratchpad_bytes == 32
+    assert cfg.total_buffer_bytes == 272 * 1024
+    assert cfg.widths.accumulator == 16 and cfg.widths.weight == 8
+    assert cfg.technology_nm == 28 and cfg.clock_mhz == 400
+    assert cfg.dataflow["cluster1"] == "output-stationary"
+    assert cfg.dataflow["cluster2"] == "weight-stationary"
+
+
+def test_config_is_immutable() -> None:
+    cfg = load_config("small")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.name = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        cfg.buffers["weight"] = None  # type: ignore[index]
+
+
+def test_derived_sizes() -> None:
+    cfg = load_config("paper")
+    wb = cfg.buffers["weight"]
+    assert wb.words == wb.bytes * 8 // wb.width_bits
+    assert wb.words_per_bank * wb.banks == wb.words
+    assert cfg.max_window_height == cfg.limits.max_tile_height + 2
+    lim = cfg.limits
+    assert cfg.tt_weight_words == (lim.max_rank * (lim.max_in_channels + lim.max_out_channels)
+                                   + 6 * lim.max_rank ** 2)
+
+
+@pytest.mark.parametrize("mutate, field, rule", [
+    (lambda d: d["clusters"].__setitem__("g2_pes", 0), "clusters.g2_pes", ">= 1"),
+    (lambda d: d["clusters"].__setitem__("spike_pes", 2.5), "clusters.spike_pes", "integer"),
+    (lambda d: d["widths"].__setitem__("accumulator", 12), "widths.accumulator", "product fits"),
+    (lambda d: d["dataflow"].__setitem__("cluster2", "row-stationary"), "dataflow.cluster2", "one of"),
+    (lambda d: d["buffers"].pop("residual"), "buffers.residual", "missing"),
+    (lambda d: d["buffers"]["weight"].__setitem__("width_bits", 48), "buffers.weight.width_bits",
+     "power of two"),
+    (lambda d: d["buffers"]["spike_in"].__setitem__("bytes", 64), "buffers.spike_in.bytes", "too small"),
+    (lambda d: d["limits"].__setitem__("max_rank", 100000), "limits.max_rank", "<="),
+    (lambda d: d["clusters"].__setitem__("warp_drive", 1), "clusters.warp_drive", "unknown field"),
+    (lambda d: d.pop("clock_mhz"), "clock_mhz", "missing"),
+])
+def test_invalid_configs_name_field_and_rule(mutate, field: str, rule: str) -> None:
+    data = copy.deepcopy(_paper_dict())
+    mutate(data)
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data, source="test.toml")
+    assert info.value.field_name == field
+    assert rule in str(info.value)
+    assert "test.toml" in str(info.value)
+
+
+def test_missing_and_corrupt_files(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="shipped names"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
