@@ -1,0 +1,54 @@
+"""``python -m sw <command>``: the software side's command line.
+
+Each command lives in ``sw/commands/<name>.py`` with ``add_arguments(parser)`` and
+``run(args)``; it is imported only when used, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from sw.cli_util import run_cli
+
+COMMANDS = {
+    "demo": "train a small PTT model on the embedded data set and report on it",
+    "stats": "per-layer parameter and FLOP table of an MS-ResNet, next to its dense model",
+    "train": "train a dense or TT MS-ResNet (config file + flag overrides)",
+    "eval": "evaluate a checkpoint",
+    "export": "merge a TT checkpoint back into a plain dense model (paper Eq. 6)",
+    "decompose": "rank selection (EVBMF) and TT-SVD of a trained dense checkpoint",
+    "bench": "time one training step of dense, STT, PTT and HTT side by side",
+    "quantize": "quantise a trained TT layer to the accelerator's formats and report the error",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sw", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=f"sw.commands.{name}")
+        # The module is imported lazily in main(); its arguments are added there.
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        parser.parse_args(argv)  # prints help or the 'invalid choice' error
+        return 2
+    name = argv[0]
+    module = importlib.import_module(f"sw.commands.{name}")
+    sub = argparse.ArgumentParser(prog=f"python -m sw {name}", description=COMMANDS[name])
+    module.add_arguments(sub)
+    args = sub.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, prog="sw"))
