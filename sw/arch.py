@@ -1,0 +1,281 @@
+"""The layer list of an MS-ResNet, as plain data (no torch).
+
+:func:`network_specs` returns one :class:`ConvSpec` per weight layer (the stem conv, every 3x3
+conv of the residual blocks, the 1x1 shortcut convs, the classifier) in forward order. Names are
+the torch module names of the same layer in :mod:`sw.resnet` (``model.get_submodule(spec.name)``
+is that layer): ``conv1``, ``layers.0.0.conv1`` ... Everything else that counts layers
+(:mod:`sw.stats`, the performance model, the hardware replay) reads this list, so shapes and
+costs live in one place.
+
+Counting convention (see docs/counting.md): parameters exclude BatchNorm; a "FLOP" is one
+multiply-accumulate of a conv or of the classifier (biases, BN, LIF, additions and pooling are
+not counted), summed over all timesteps.
+
+TT convs (rank ``r``, ``Cin -> Cout``) cost per full timestep, on an ``H x W`` map:
+``G1: Cin*r*H*W``, ``G2: 3*r*r*H*W``, ``G3: 3*r*r*H*W``, ``G4: r*Cout*H*W`` (STT and PTT do the
+same multiplications; PTT's ``/2`` and sum are not MACs). HTT's reduced timesteps run only G1
+and G4. With the reference downsampling (``downsample=True``: chain at stride 1, then 2x2
+max-pool) the whole chain runs at the *input* resolution. With the strided alternative
+(``downsample=False`` and ``stride == 2``; see :mod:`sw.tt`) G1 runs at the input resolution,
+G2/G3 carry the stride (STT: G2 halves rows, G3 halves columns; PTT: both halve both) and G4
+runs at the output resolution.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Iterable, Sequence
+
+__all__ = [
+    "ConvSpec", "ARCHS", "MODES", "TT_MODES", "DOWNSAMPLE_CHOICES", "STAGES",
+    "network_specs", "default_schedule", "validate_schedule", "max_tt_rank", "parse_input_size",
+    "tt_layers",
+]
+
+#: conv kinds; only ``conv3x3`` (the 3x3 convs inside residual blocks) can be TT.
+KINDS = ("conv1", "conv3x3", "shortcut", "fc")
+MODES = ("dense", "stt", "ptt", "htt")
+TT_MODES = ("stt", "ptt", "htt")
+DOWNSAMPLE_CHOICES = ("maxpool", "stride")
+
+#: arch -> list of (channels, blocks, stride) per stage; stem width = first stage's channels.
+STAGES: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "resnet18": ((64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2)),
+    "resnet34": ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)),
+    "tiny": ((16, 1, 1), (32, 1, 2)),
+}
+ARCHS = tuple(STAGES)
+
+
+def default_schedule(timesteps: int) -> tuple[bool, ...]:
+    """HTT's default schedule: the first half of the timesteps are full (PTT), the rest reduced.
+
+    For odd ``T`` the middle timestep is full (``ceil(T/2)`` full timesteps), so ``T=1`` still
+    has one full timestep. ``T=4`` gives the reference's ``(True, True, False, False)``.
+    """
+    if not isinstance(timesteps, int) or isinstance(timesteps, bool) or timesteps < 1:
+        raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
+    n_full = (timesteps + 1) // 2
+    return tuple(t < n_full for t in range(timesteps))
+
+
+def validate_schedule(schedule: Iterable | None, timesteps: int) -> tuple[bool, ...]:
+    """Return ``schedule`` as a tuple of bools of length ``timesteps`` (default if None).
+
+    Accepts bools or 0/1 integers, or a string such as ``"1100"``. Raises ValueError when the
+    length differs from ``timesteps`` or an entry is not a bool/0/1.
+    """
+    if schedule is None:
+        return default_schedule(timesteps)
+    if isinstance(schedule, str):
+        text = schedule.replace(",", "").strip()
+        if not text or any(c not in "01" for c in text):
+            raise ValueError(f"HTT schedule string must be made of 0/1 (1 = full timestep), "
+                             f"got {schedule!r}")
+        schedule = [c == "1" for c in text]
+    entries = list(schedule)
+    out = []
+    for e in entries:
+        if isinstance(e, bool) or (isinstance(e, int) and e in (0, 1)):
+            out.append(bool(e))
+        else:
+            raise ValueError(f"HTT schedule entries must be booleans (True = full timestep), "
+                             f"got {e!r} in {entries!r}")
+    if len(out) != timesteps:
+        raise ValueError(f"HTT schedule has {len(out)} entries but timesteps T={timesteps}: "
+                         f"give exactly one bool per timestep (True = full/PTT, "
+                         f"False = reduced/G1-G4 only)")
+    return tuple(out)
+
+
+def max_tt_rank(in_channels: int, out_channels: int) -> int:
+    """Largest useful TT rank of a 3x3 conv ``Cin -> Cout``.
+
+    The TT cores decompose the weight permuted to ``(Cin, 3, 3, Cout)``; its three unfoldings
+    have ranks at most ``min(Cin, 9*Cout)``, ``min(3*Cin, 3*Cout)`` and ``min(9*Cin, Cout)``.
+    A uniform rank equal to the largest of the three makes TT-SVD exact; a larger rank only
+    adds parameters. Ranks must lie in ``1..max_tt_rank(Cin, Cout)``.
+    """
+    return max(min(in_channels, 9 * out_channels), 3 * min(in_channels, out_channels),
+               min(9 * in_channels, out_channels))
+
+
+def parse_input_size(input_size: int | Sequence[int] | str) -> tuple[int, int]:
+    """``32`` -> (32, 32); ``(48, 64)`` -> (48, 64); ``"48x64"`` -> (48, 64)."""
+    if isinstance(input_size, str):
+        parts = input_size.lower().split("x")
+        try:
+            vals = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"input size {input_size!r}: expected H, HxW") from None
+        input_size = vals[0] if len(vals) == 1 else tuple(vals)
+    if isinstance(input_size, int) and not isinstance(input_size, bool):
+        hw = (input_size, input_size)
+    else:
+        try:
+            hw = tuple(int(v) for v in input_size)  # type: ignore[union-attr]
+        except TypeError:
+            raise ValueError(f"input size must be an int or (H, W), got {input_size!r}") from None
+    if len(hw) != 2 or min(hw) < 1:
+        raise ValueError(f"input size must be a positive int or a pair (H, W), got {input_size!r}")
+    return hw  # type: ignore[return-value]
+
+
+def _down(hw: tuple[int, int], stride: int) -> tuple[int, int]:
+    """Output size of a 3x3/pad-1 or 1x1/pad-0 conv, or a ceil-mode 2x2 max-pool."""
+    return (math.ceil(hw[0] / stride), math.ceil(hw[1] / stride))
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One weight layer of a network.
+
+    ``kernel``: 3 (stem and block convs), 1 (shortcut), 1 for fc. ``stride``: the layer's
+    overall stride. ``in_hw``/``out_hw``: feature-map sizes (fc: (1, 1)). ``mode``: 'dense' or
+    a TT mode (only ``kind == 'conv3x3'``). ``rank``: TT rank (None when dense). ``downsample``:
+    a TT conv with stride 2 using the reference downsampling (chain at stride 1, then 2x2
+    max-pool); False for the strided alternative and for stride-1 or dense layers.
+    ``schedule``: HTT's full-timestep flags (None for the other modes).
+    """
+    name: str
+    kind: str
+    in_channels: int
+    out_channels: int
+    kernel: int
+    stride: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    mode: str = "dense"
+    rank: int | None = None
+    downsample: bool = False
+    schedule: tuple[bool, ...] | None = None
+
+    @property
+    def is_tt(self) -> bool:
+        return self.mode in TT_MODES
+
+    def params(self) -> int:
+        """Weights (and the classifier's bias); no BatchNorm."""
+        if self.kind == "fc":
+            return self.in_channels * self.out_channels + self.out_channels
+        if self.is_tt:
+            r = self.rank
+            return r * (self.in_channels + self.out_channels) + 6 * r * r
+        return self.kernel * self.kernel * self.in_channels * self.out_channels
+
+    def tt_core_macs(self, full: bool = True) -> dict[str, int]:
+        """MACs per timestep of each TT core (G1..G4); reduced timesteps (``full=False``) only
+        run G1 and G4 (both 0 cost entries are kept for G2/G3)."""
+        if not self.is_tt:
+            raise ValueError(f"{self.name} is a dense layer; it has no TT cores")
+        r, cin, cout = self.rank, self.in_channels, self.out_channels
+        hi, wi = self.in_hw
+        ho, wo = self.out_hw
+        area_in, area_out = hi * wi, ho * wo
+        if self.downsample or self.stride == 1:
+            # reference: whole chain at the input resolution (max-pool afterwards)
+            g1, g4 = cin * r * area_in, r * cout * area_in
+            g2 = g3 = 3 * r * r * area_in
+        else:  # strided alternative
+            g1, g4 = cin * r * area_in, r * cout * area_out
+            if self.mode == "stt":
+                g2, g3 = 3 * r * r * ho * wi, 3 * r * r * area_out
+            else:
+                g2 = g3 = 3 * r * r * area_out
+            if not full:
+                g1 = cin * r * area_out  # reduced timestep: G1 on the subsampled input
+        if not full:
+            g2 = g3 = 0
+        return {"g1": g1, "g2": g2, "g3": g3, "g4": g4}
+
+    def macs_per_timestep(self, full: bool = True) -> int:
+        """Multiply-accumulates for one timestep (``full=False``: an HTT reduced timestep)."""
+        if self.kind == "fc":
+            return self.in_channels * self.out_channels
+        if self.is_tt:
+            return sum(self.tt_core_macs(full).values())
+        return (self.kernel * self.kernel * self.in_channels * self.out_channels
+                * self.out_hw[0] * self.out_hw[1])
+
+    def macs(self, timesteps: int) -> int:
+        """MACs over ``timesteps`` (HTT: full timesteps per ``schedule``, the rest reduced).
+
+        The classifier runs once per timestep in this count, as the paper counts it (the FC
+        is linear, so FC(mean_t) and mean_t(FC) agree; counting it T times reproduces 2.2217 G).
+        """
+        if self.mode == "htt":
+            sched = validate_schedule(self.schedule, timesteps)
+            n_full = sum(sched)
+            return (n_full * self.macs_per_timestep(True)
+                    + (timesteps - n_full) * self.macs_per_timestep(False))
+        return timesteps * self.macs_per_timestep(True)
+
+    def dense(self) -> "ConvSpec":
+        """The same layer as a dense conv (its counterpart in the dense model)."""
+        return replace(self, mode="dense", rank=None, downsample=False, schedule=None)
+
+
+def network_specs(arch: str, in_channels: int, input_size: int | Sequence[int] | str,
+                  num_classes: int, mode: str = "dense", ranks=None, timesteps: int = 4,
+                  schedule: Iterable | None = None,
+                  downsample: str = "maxpool") -> list[ConvSpec]:
+    """The weight layers of MS-ResNet ``arch`` in forward order.
+
+    ``ranks`` (needed when ``mode`` is a TT mode) is anything :func:`sw.ranks.resolve_ranks`
+    accepts: an int, ``'uniform:R'``, a list or comma string with one rank per TT conv, or a
+    preset such as ``'paper-ncaltech101'``. ``schedule`` is HTT's full-timestep flags (default
+    :func:`default_schedule`). ``downsample`` picks how stride-2 TT convs downsample:
+    ``'maxpool'`` (reference) or ``'stride'`` (strided G2/G3).
+    """
+    if arch not in STAGES:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if downsample not in DOWNSAMPLE_CHOICES:
+        raise ValueError(f"unknown downsample {downsample!r}; choose one of "
+                         f"{', '.join(DOWNSAMPLE_CHOICES)}")
+    for what, v in (("in_channels", in_channels), ("num_classes", num_classes),
+                    ("timesteps", timesteps)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{what} must be a positive integer, got {v!r}")
+    hw = parse_input_size(input_size)
+    sched = validate_schedule(schedule, timesteps) if mode == "htt" else None
+    if mode != "dense" and ranks is None:
+        raise ValueError(f"mode {mode!r} needs ranks (an int, 'uniform:R', a per-layer list or "
+                         f"a preset such as 'paper-ncaltech101')")
+
+    stages = STAGES[arch]
+    width = stages[0][0]
+    specs: list[ConvSpec] = [ConvSpec("conv1", "conv1", in_channels, width, 3, 1, hw, hw)]
+    cin = width
+    for si, (cout, blocks, first_stride) in enumerate(stages):
+        for bi in range(blocks):
+            stride = first_stride if bi == 0 else 1
+            prefix = f"layers.{si}.{bi}"
+            out_hw = _down(hw, stride)
+            specs.append(ConvSpec(f"{prefix}.conv1", "conv3x3", cin, cout, 3, stride, hw, out_hw))
+            specs.append(ConvSpec(f"{prefix}.conv2", "conv3x3", cout, cout, 3, 1, out_hw, out_hw))
+            if stride != 1 or cin != cout:
+                specs.append(ConvSpec(f"{prefix}.shortcut.conv", "shortcut", cin, cout, 1,
+                                      stride, hw, out_hw))
+            cin, hw = cout, out_hw
+    specs.append(ConvSpec("fc", "fc", cin, num_classes, 1, 1, (1, 1), (1, 1)))
+
+    if mode == "dense":
+        return specs
+    from sw.ranks import resolve_ranks  # sw.ranks imports this module at top level
+
+    rank_list = iter(resolve_ranks(ranks, specs))
+    out = []
+    for s in specs:
+        if s.kind == "conv3x3":
+            s = replace(s, mode=mode, rank=next(rank_list),
+                        downsample=(s.stride != 1 and downsample == "maxpool"), schedule=sched)
+        out.append(s)
+    return out
+
+
+def tt_layers(specs: Sequence[ConvSpec]) -> list[ConvSpec]:
+    """The layers that are (or could be) TT convs: the 3x3 convs of the residual blocks."""
+    return [s for s in specs if s.kind == "conv3x3"]
