@@ -1,0 +1,151 @@
+"""Checkpoints: one file per training state, written atomically, validated on load.
+
+A checkpoint is a dict saved with ``torch.save``::
+
+    {"format": "ttsnn-kit/checkpoint", "version": 1,
+     "model": {"hparams": {...}, "state_dict": {...}},   # ms_resnet(**hparams) rebuilds it
+     "optimizer": ..., "scheduler": ..., "epoch": int (epochs completed),
+     "rng": {"torch": ByteTensor, "numpy": {...}, "python": tuple},
+     "config": {...} (the training configuration), "metrics": [per-epoch dicts],
+     "extra": {...} (e.g. what decompose or export reports)}
+
+Everything in it is a tensor or plain Python data, so it loads with ``weights_only=True``
+(no code runs on load). Writes go to a temporary file in the same directory and are renamed
+over the target (``os.replace``), so an interrupted write never leaves a half file under the
+real name. A truncated file, a file that is not a checkpoint, or a checkpoint of another
+format version gives a ``ValueError`` that says so.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["FORMAT", "VERSION", "save_checkpoint", "load_checkpoint", "load_model", "build_model",
+           "rng_state", "set_rng_state", "atomic_write_text"]
+
+FORMAT = "ttsnn-kit/checkpoint"
+VERSION = 1
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically (temporary file in the same directory, then rename)."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    _atomic(Path(path), write)
+
+
+def rng_state() -> dict[str, Any]:
+    """The torch, numpy and python global RNG states as checkpoint-safe data."""
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                      "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+            "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, optimizer=None, scheduler=None,
+                    epoch: int = 0, config: dict | None = None, metrics: list | None = None,
+                    extra: dict | None = None, with_rng: bool = True) -> Path:
+    """Save ``model`` (which must carry ``.hparams``) and the training state atomically."""
+    hparams = getattr(model, "hparams", None)
+    if not isinstance(hparams, dict):
+        raise ValueError("save_checkpoint: the model has no .hparams dict (build it with sw.resnet.ms_resnet)")
+    payload = {
+        "format": FORMAT, "version": VERSION,
+        "model": {"hparams": dict(hparams), "state_dict": model.state_dict()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": int(epoch),
+        "rng": rng_state() if with_rng else None,
+        "config": config or {}, "metrics": list(metrics or []), "extra": extra or {},
+    }
+    path = Path(path)
+    _atomic(path, lambda tmp: torch.save(payload, tmp))
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate a checkpoint written by :func:`save_checkpoint`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError/UnpicklingError/EOFError on damage
+        raise ValueError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); the file is truncated, "
+                         "corrupt or not a torch file. Use an intact checkpoint (nothing was changed).") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path}: not a {FORMAT} checkpoint (format tag {found!r}); "
+                         "it was not written by `python -m sw train/decompose/export`")
+    if ckpt.get("version") != VERSION:
+        raise ValueError(f"{path}: checkpoint format version {ckpt.get('version')!r}, "
+                         f"this code reads version {VERSION}")
+    model = ckpt.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("hparams"), dict) or "state_dict" not in model:
+        raise ValueError(f"{path}: checkpoint has no model hparams/state_dict")
+    return ckpt
+
+
+def build_model(hparams: dict) -> torch.nn.Module:
+    """Rebuild an MS-ResNet from its ``hparams`` (``ms_resnet(**hparams)``; a merged export,
+    marked by ``merged_from``, is rebuilt as ``merge_to_dense`` of that TT model, with the
+    weights still to be loaded)."""
+    from sw.resnet import merge_to_dense, ms_resnet
+
+    kwargs = {k: v for k, v in hparams.items() if k != "merged_from"}
+    try:
+        model = ms_resnet(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"checkpoint hparams {sorted(hparams)} do not match sw.resnet.ms_resnet: {exc}") from None
+    return merge_to_dense(model) if "merged_from" in hparams else model
+
+
+def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint with its weights loaded (eval mode).
+
+    Returns ``(model, meta)``; ``meta`` is the checkpoint without the state dicts
+    (hparams, epoch, config, metrics, extra).
+    """
+    ckpt = load_checkpoint(path)
+    model = build_model(ckpt["model"]["hparams"])
+    try:
+        model.load_state_dict(ckpt["model"]["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not fit the model its hparams describe: "
+                         f"{str(exc).splitlines()[0]}") from None
+    model.eval()
+    meta = {k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler", "rng")}
+    meta["model"] = {"hparams": ckpt["model"]["hparams"]}
+    return model, meta

@@ -1,0 +1,88 @@
+"""``python -m sw bench``: time one training step of dense, STT, PTT and HTT side by side
+(``--lif``: our multi-step LIF against spikingjelly's). See :mod:`sw.bench` for what is measured.
+
+    python -m sw bench                         # MS-ResNet34, 2x48x48, T=6, paper ranks, batch 8
+    python -m sw bench --preset cifar --threads 2 --reps 20 --json
+    python -m sw bench --lif                   # LIF layer on [6, 8, 64, 48, 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import torch
+
+from sw.bench import PRESETS, bench_lif, bench_modes, format_lif, format_table
+
+MODES = ("dense", "stt", "ptt", "htt")
+
+
+def _modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ValueError(f"--modes: unknown {bad}; choose from {', '.join(MODES)} (comma-separated)")
+    return modes
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.lower().replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"--lif-shape {text!r}: expected comma-separated integers like 6,8,64,48,48") from None
+    if len(shape) < 2 or min(shape) < 1:
+        raise ValueError(f"--lif-shape {text!r}: need [T, B, ...] with positive sizes")
+    return shape
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="ncaltech101", choices=sorted(PRESETS),
+                        help="workload: ncaltech101 (MS-ResNet34 2x48x48 T=6 paper ranks, default), "
+                             "cifar (MS-ResNet18 3x32x32 T=4 uniform rank), tiny (smoke test)")
+    parser.add_argument("--modes", default="dense,stt,ptt,htt", help="comma-separated modes to time")
+    parser.add_argument("--batch", type=int, help="batch size (default: the preset's)")
+    parser.add_argument("--timesteps", "-T", type=int, help="timesteps (default: the preset's)")
+    parser.add_argument("--ranks", help="TT ranks (default: the preset's), e.g. uniform:32")
+    parser.add_argument("--reps", type=int, default=10, help="timed repetitions (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps (default 2)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    parser.add_argument("--lif", action="store_true", help="benchmark the LIF layer against spikingjelly instead")
+    parser.add_argument("--lif-shape", default="6,8,64,48,48", help="LIF input shape [T,B,C,H,W]")
+    parser.add_argument("--profile", action="store_true",
+                        help="print torch.profiler's per-operator table of one step per mode instead of timing")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (keyed by mode)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    if args.lif:
+        res = bench_lif(_shape(args.lif_shape), reps=args.reps, warmup=args.warmup)
+        res["threads"] = threads
+        print(json.dumps(res) if args.json else format_lif(res, threads))
+        return 0
+    wl = PRESETS[args.preset]
+    changes = {k: v for k, v in (("batch", args.batch), ("timesteps", args.timesteps), ("ranks", args.ranks))
+               if v is not None}
+    if any(isinstance(v, int) and v < 1 for v in changes.values()):
+        raise ValueError(f"--batch/--timesteps must be >= 1, got {changes}")
+    wl = dataclasses.replace(wl, **changes)
+    if args.profile:
+        from sw.bench import profile_step
+
+        for mode in _modes(args.modes):
+            print(f"## {mode}\n" + profile_step(wl, mode))
+        return 0
+    res = bench_modes(wl, _modes(args.modes), reps=args.reps, warmup=args.warmup, memory=not args.no_memory,
+                      progress=not args.json)
+    if args.json:
+        print(json.dumps({"workload": dataclasses.asdict(wl), "threads": threads, **res}))
+    else:
+        print(format_table(res, wl, threads))
+    return 0

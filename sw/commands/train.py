@@ -1,0 +1,75 @@
+"""``python -m sw train``: train a dense or TT MS-ResNet from a config file plus flag overrides.
+
+Examples::
+
+    python -m sw train --config configs/train/digits_ptt.toml
+    python -m sw train --config configs/train/cifar10_ptt.toml --data-path ~/data --epochs 1
+    python -m sw train --config configs/train/digits_ptt.toml --resume          # continue <out>/last.pt
+    python -m sw train --config configs/train/digits_ptt.toml --init-from tt.pt --out build/ft  # fine-tune
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sw.train import TrainConfig, config_from_dict, load_config, train
+
+# flag -> config key (flags left at None do not override the file)
+_OVERRIDES = {
+    "arch": str, "mode": str, "ranks": str, "timesteps": int, "schedule": str, "downsample": str,
+    "dataset": str, "data_path": str, "size": int, "split_by": str, "cache_dir": str,
+    "epochs": int, "batch_size": int, "eval_batch_size": int, "lr": float, "momentum": float,
+    "weight_decay": float, "scheduler": str, "seed": int, "out": str, "threads": int, "workers": int,
+    "init_from": str, "max_train_samples": int, "max_test_samples": int,
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="training config (.toml/.yaml); see configs/train/")
+    for key, typ in _OVERRIDES.items():
+        flag = "--" + key.replace("_", "-")
+        extra = {"dest": key, "type": typ, "default": None}
+        if key == "timesteps":
+            parser.add_argument(flag, "-T", **extra, help="timesteps T")
+        else:
+            parser.add_argument(flag, **extra, help=f"override '{key}'")
+    parser.add_argument("--augment", dest="augment", action=argparse.BooleanOptionalAction, default=None,
+                        help="random crop (pad 4) + horizontal flip (default: on for CIFAR only)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key (value parsed as JSON, else a string)")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    data = load_config(args.config) if args.config else {}
+    cfg = config_from_dict(data, source=args.config or "defaults").to_dict()
+    for item in args.set:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        try:
+            cfg[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            cfg[key.strip()] = value
+    for key in list(_OVERRIDES) + ["augment"]:
+        value = getattr(args, key)
+        if value is not None:
+            cfg[key] = value
+    ranks = cfg.get("ranks")
+    if isinstance(ranks, str) and ranks.strip().isdigit():
+        cfg["ranks"] = int(ranks)
+    return config_from_dict(cfg, source="command line")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <out>/last.pt (same settings); reaches the uninterrupted result")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    summary = train(cfg, resume=args.resume, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
+    return 0

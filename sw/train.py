@@ -1,0 +1,315 @@
+"""Training and evaluation of MS-ResNets (dense or TT) on the data sets of :mod:`sw.data`.
+
+One :class:`TrainConfig` holds everything a run depends on; it is read from a TOML or YAML
+file (flat keys, or grouped in the tables ``[model]``, ``[data]``, ``[optim]``, ``[run]``)
+and overridden by command-line flags. :func:`train` runs it:
+
+* deterministic on CPU for a given seed: the model is initialised from ``seed``; each epoch's
+  shuffle and augmentation use a generator seeded from ``(seed, epoch)``, so a resumed run
+  draws exactly what an uninterrupted run draws;
+* after every epoch, ``<out>/last.pt`` (model, optimiser, scheduler, epoch, RNG states,
+  metrics) and ``<out>/metrics.jsonl`` are rewritten atomically;
+* ``resume=True`` continues from ``<out>/last.pt`` and reaches the same weights as a run that
+  was never interrupted; a damaged or foreign checkpoint is an error, never a fresh start;
+* ``init_from`` starts from the model of another checkpoint (e.g. the TT model written by
+  ``python -m sw decompose``) with a fresh optimiser: fine-tuning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from sw.checkpoint import (atomic_write_text, build_model, load_checkpoint, save_checkpoint,
+                           set_rng_state)
+from sw.data import DataInfo, augment_crop_flip, load_dataset
+
+__all__ = ["TrainConfig", "load_config", "config_from_dict", "train", "evaluate", "build_from_config",
+           "SCHEDULERS"]
+
+SCHEDULERS = ("cosine", "constant")
+_SECTIONS = ("model", "data", "optim", "run")
+
+
+@dataclass
+class TrainConfig:
+    """A training run. Model: arch, mode, ranks, timesteps, schedule (HTT), downsample.
+    Data: dataset, data_path, size (frame/image side; data set default if None), split_by
+    (events: 'time' or 'number'), cache_dir (frame cache for event data), augment (None: the
+    data set's default - on for CIFAR). Optimiser: SGD with lr, momentum, weight_decay;
+    scheduler 'cosine' (annealed to 0 over ``epochs``) or 'constant'. Run: epochs, batch_size,
+    eval_batch_size, seed, out (directory), threads (torch intra-op threads; None = torch's
+    default), workers (DataLoader processes), init_from (checkpoint to fine-tune from),
+    max_train_samples / max_test_samples (use a prefix of the data; for smoke runs)."""
+
+    arch: str = "tiny"
+    mode: str = "ptt"
+    ranks: Any = "uniform:8"
+    timesteps: int = 4
+    schedule: Any = None
+    downsample: str = "maxpool"
+    dataset: str = "digits"
+    data_path: str | None = None
+    size: int | None = None
+    split_by: str | None = None
+    cache_dir: str | None = None
+    augment: bool | None = None
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"
+    epochs: int = 10
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    seed: int = 0
+    out: str = "build/train"
+    threads: int | None = None
+    workers: int = 0
+    init_from: str | None = None
+    max_train_samples: int | None = None
+    max_test_samples: int | None = None
+
+    def validate(self) -> "TrainConfig":
+        for name in ("epochs", "batch_size", "eval_batch_size", "timesteps"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"config: {name} must be a positive integer, got {v!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"config: scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        for name in ("lr", "momentum", "weight_decay"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or not math.isfinite(v):
+                raise ValueError(f"config: {name} must be a non-negative number, got {v!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"config: threads must be >= 1, got {self.threads}")
+        if self.workers < 0:
+            raise ValueError(f"config: workers must be >= 0, got {self.workers}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def config_from_dict(data: dict, source: str = "config") -> TrainConfig:
+    """Flatten the optional ``[model]/[data]/[optim]/[run]`` tables and build a validated config."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _SECTIONS and isinstance(value, dict):
+            for k, v in value.items():
+                flat[k] = v
+        else:
+            flat[key] = value
+    unknown = sorted(set(flat) - _FIELDS)
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(_FIELDS)}")
+    return TrainConfig(**flat).validate()
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) training configuration as a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training config not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ValueError(f"{path}: config must be .toml, .yaml or .yml")
+    except (ValueError, ImportError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: cannot parse config: {exc}") from None
+    except Exception as exc:  # yaml.YAMLError
+        raise ValueError(f"{path}: cannot parse config: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: config must be a table/mapping at the top level")
+    return data
+
+
+def _subset(ds: Dataset, limit: int | None) -> Dataset:
+    if limit is None or limit >= len(ds):
+        return ds
+    return torch.utils.data.Subset(ds, range(limit))
+
+
+def build_from_config(cfg: TrainConfig) -> tuple[torch.nn.Module, Dataset, Dataset, DataInfo, dict | None]:
+    """Data sets and model of a config (model initialised from ``cfg.seed``, or taken from
+    ``cfg.init_from``). Returns ``(model, train_set, test_set, info, init_checkpoint_meta)``."""
+    train_set, test_set, info = load_dataset(cfg.dataset, cfg.data_path, timesteps=cfg.timesteps, size=cfg.size,
+                                             split_by=cfg.split_by, cache_dir=cfg.cache_dir, augment=cfg.augment)
+    train_set, test_set = _subset(train_set, cfg.max_train_samples), _subset(test_set, cfg.max_test_samples)
+    torch.manual_seed(cfg.seed)
+    init_meta = None
+    if cfg.init_from:
+        ckpt = load_checkpoint(cfg.init_from)
+        hp = ckpt["model"]["hparams"]
+        model = build_model(hp)
+        model.load_state_dict(ckpt["model"]["state_dict"])
+        init_meta = {"path": str(cfg.init_from), "hparams": hp}
+    else:
+        from sw.resnet import ms_resnet
+
+        model = ms_resnet(cfg.arch, mode=cfg.mode, ranks=None if cfg.mode == "dense" else cfg.ranks,
+                          in_channels=info.in_channels, num_classes=info.num_classes, timesteps=cfg.timesteps,
+                          input_size=info.input_size, schedule=cfg.schedule,
+                          downsample=cfg.downsample)
+    hp = model.hparams
+    if hp.get("in_channels") not in (None, info.in_channels) or hp.get("num_classes") not in (None, info.num_classes):
+        raise ValueError(f"model expects {hp.get('in_channels')} input channels / {hp.get('num_classes')} classes, "
+                         f"data set {info.name} has {info.in_channels} / {info.num_classes}")
+    if hp.get("timesteps") not in (None, cfg.timesteps) and info.events:
+        raise ValueError(f"model was built for T={hp.get('timesteps')}, the config asks for "
+                         f"T={cfg.timesteps} frames; set timesteps to match")
+    return model, train_set, test_set, info, init_meta
+
+
+def _to_model_input(x: torch.Tensor, info: DataInfo) -> torch.Tensor:
+    """Batches of frames come as [B, T, C, H, W]; the model wants [T, B, C, H, W]."""
+    return x.transpose(0, 1).contiguous() if info.events else x
+
+
+def evaluate(model: torch.nn.Module, dataset: Dataset, info: DataInfo, batch_size: int = 256,
+             progress: bool = False, desc: str = "eval") -> dict[str, float]:
+    """Mean cross-entropy loss and top-1 accuracy of ``model`` (put in eval mode) on ``dataset``."""
+    from tqdm import tqdm
+
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    total_loss, correct, n = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr):
+            out = model(_to_model_input(x, info))
+            total_loss += F.cross_entropy(out, y, reduction="sum").item()
+            correct += int((out.argmax(1) == y).sum())
+            n += int(y.shape[0])
+    if n == 0:
+        raise ValueError("evaluation set is empty")
+    return {"loss": total_loss / n, "acc": correct / n, "samples": n}
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+_RESUME_KEYS = ("arch", "mode", "ranks", "timesteps", "schedule", "downsample", "dataset", "data_path", "size",
+                "split_by", "augment", "lr", "momentum", "weight_decay", "scheduler", "epochs", "batch_size",
+                "seed", "init_from", "max_train_samples", "max_test_samples")
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
+          log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) the training of ``cfg``; returns the final summary (also written to
+    ``<out>/summary.json``)."""
+    from tqdm import tqdm
+
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    ckpt_path = out / "last.pt"
+    resumed = None
+    if resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}; run without --resume to start, "
+                                    "or point --out at the run directory to continue")
+        resumed = load_checkpoint(ckpt_path)
+        saved = resumed.get("config", {})
+        diff = {k: (saved.get(k), getattr(cfg, k)) for k in _RESUME_KEYS if saved.get(k) != getattr(cfg, k)}
+        if diff:
+            raise ValueError(f"--resume: the configuration differs from the checkpoint's in {diff} "
+                             "(saved, now); resume with the same settings or start a new --out directory")
+
+    model, train_set, test_set, info, init_meta = build_from_config(cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+                 if cfg.scheduler == "cosine" else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0))
+    metrics: list[dict] = []
+    start_epoch = 0
+    if resumed is not None:
+        model.load_state_dict(resumed["model"]["state_dict"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        start_epoch = int(resumed["epoch"])
+        metrics = list(resumed["metrics"])
+        if resumed.get("rng"):
+            set_rng_state(resumed["rng"])
+        log(f"resuming {ckpt_path} after epoch {start_epoch}/{cfg.epochs}")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    n_params = sum(p.numel() for p in model.parameters())
+    if init_meta:
+        log(f"model and weights from {init_meta['path']} ({init_meta['hparams'].get('mode')}, ranks "
+            f"{init_meta['hparams'].get('ranks')}); the config's arch/mode/ranks are not used")
+    log(f"{model.hparams.get('arch', cfg.arch)} {model.hparams.get('mode', cfg.mode)} on {info.name}: {len(train_set)} train / "
+        f"{len(test_set)} test samples, T={cfg.timesteps}, {n_params:,} parameters (incl. BN), out={out}")
+    t_run = time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        gen = _epoch_generator(cfg.seed, epoch)
+        order = torch.randperm(len(train_set), generator=gen).tolist()
+        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers)
+        lr = optimizer.param_groups[0]["lr"]
+        model.train()
+        total_loss, correct, n, batch_time = 0.0, 0, 0, 0.0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress,
+                   file=sys.stderr)
+        for x, y in bar:
+            t0 = time.perf_counter()
+            if info.augment:
+                x = augment_crop_flip(x, gen)
+            outp = model(_to_model_input(x, info))
+            loss = F.cross_entropy(outp, y)
+            if not torch.isfinite(loss):
+                raise ValueError(f"loss became {loss.item()} in epoch {epoch + 1}; lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            batch_time += time.perf_counter() - t0
+            total_loss += loss.item() * y.shape[0]
+            correct += int((outp.argmax(1) == y).sum())
+            n += int(y.shape[0])
+            bar.set_postfix(loss=f"{total_loss / n:.3f}", acc=f"{correct / n:.3f}")
+        scheduler.step()
+        test = evaluate(model, test_set, info, cfg.eval_batch_size, progress, desc="test")
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / n, "train_acc": correct / n,
+               "test_loss": test["loss"], "test_acc": test["acc"],
+               "time_per_batch_s": batch_time / max(len(loader), 1), "epoch_time_s": batch_time}
+        metrics.append(row)
+        save_checkpoint(ckpt_path, model, optimizer=optimizer, scheduler=scheduler, epoch=epoch + 1,
+                        config=cfg.to_dict(), metrics=metrics,
+                        extra={"data": dataclasses.asdict(info), "init_from": init_meta})
+        atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics))
+        log(f"epoch {epoch + 1}/{cfg.epochs}  lr {lr:.4g}  train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:.4f}  test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}  "
+            f"{row['time_per_batch_s'] * 1e3:.1f} ms/batch")
+    final = metrics[-1] if metrics else {}
+    summary = {"checkpoint": str(ckpt_path), "arch": model.hparams.get("arch", cfg.arch),
+               "mode": model.hparams.get("mode", cfg.mode), "dataset": info.name, "epochs": cfg.epochs,
+               "final_test_acc": final.get("test_acc"), "final_train_acc": final.get("train_acc"),
+               "best_test_acc": max((m["test_acc"] for m in metrics), default=None),
+               "chance_acc": 1.0 / info.num_classes, "parameters": n_params,
+               "wall_time_s": time.perf_counter() - t_run, "resumed_from_epoch": start_epoch if resumed else None}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    log(f"done: test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f}, "
+        f"chance {summary['chance_acc']:.3f}); checkpoint {ckpt_path}")
+    return summary

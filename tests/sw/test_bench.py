@@ -1,0 +1,50 @@
+"""Benchmark structure on a tiny workload (no timing assertions)."""
+
+import json
+
+import torch
+
+from sw.__main__ import main
+from sw.bench import PRESETS, bench_lif, bench_modes, format_table, saved_tensor_bytes
+from sw.cli_util import run_cli
+
+
+def test_bench_modes_structure():
+    wl = PRESETS["tiny"]
+    res = bench_modes(wl, reps=2, warmup=1, threads=1, progress=False)
+    assert list(res) == ["dense", "stt", "ptt", "htt"]
+    for mode, r in res.items():
+        assert len(r["times_s"]) == 2 and r["q1_s"] <= r["median_s"] <= r["q3_s"]
+        assert r["iqr_s"] >= 0 and r["min_s"] > 0 and r["saved_bytes"] > 0
+        assert r["peak_bytes"] is None or r["peak_bytes"] >= r["params"] * 4
+    assert res["dense"]["speedup_vs_dense"] == 1.0
+    assert res["ptt"]["params"] < res["dense"]["params"]
+    table = format_table(res, wl, 1)
+    assert table.count("\n| ") == 5 and "| ptt |" in table
+
+
+def test_saved_tensor_bytes_counts_distinct_storages():
+    a = torch.randn(1000, requires_grad=True)
+    out, n = saved_tensor_bytes(lambda: (a * a).sum())  # mul saves a twice: one storage
+    assert n == 4000
+    out, n = saved_tensor_bytes(lambda: (a.exp() * 2).sum())  # exp saves its 4000-byte result
+    assert n == 4000
+
+
+def test_lif_bench_runs_with_or_without_spikingjelly():
+    res = bench_lif((2, 2, 4, 4, 4), reps=1, warmup=0)
+    assert res["ours"]["saved_bytes"] > 0
+    if res["spikingjelly"] is None:
+        assert "constraints/torch.txt" in res["spikingjelly_error"]
+    else:
+        assert res["spikes_equal"]  # same equations, same spikes
+
+
+def test_bench_cli_json(capsys):
+    rc = run_cli(main, ["bench", "--preset", "tiny", "--modes", "dense,ptt", "--reps", "1", "--warmup", "0",
+                        "--threads", "1", "--no-memory", "--json"])
+    assert rc == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert set(obj) == {"workload", "threads", "dense", "ptt"} and obj["workload"]["arch"] == "tiny"
+    assert run_cli(main, ["bench", "--modes", "dense,cp"]) == 2
+    assert "cp" in capsys.readouterr().err
