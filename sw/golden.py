@@ -1,0 +1,265 @@
+"""Integer golden model of the accelerator's datapath, in PyTorch integer tensors.
+
+This module implements docs/numerics.md, stage by stage, with ``int64`` tensors and no
+floating-point arithmetic. The co-simulation (``cosim/``) compares the generated Verilog with
+:func:`golden_tile` bit for bit; the quantiser (``sw/quantize.py``) uses :func:`golden_layer`
+to measure how far the integer layer is from the float one.
+
+The stage functions are small and pure (tensors in, tensors out) so that each can be tested on
+its own; :func:`golden_tile` chains them exactly as the numerics page does. Window coordinates
+follow the page: a tile of ``H x W`` output pixels reads a window of ``(H + 2) x (W + 2)`` input
+pixels (a one-pixel halo ring).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sw.qlayer import QuantTTLayer
+
+__all__ = [
+    "GoldenResult", "golden_tile", "golden_layer", "resolve_widths",
+    "sat", "wrap", "rshift", "g1", "g2", "g3", "merge_ptt", "g4", "maxpool2x2", "affine",
+    "add_residual", "lif", "tile_windows",
+]
+
+
+# ---- helper operations (docs/numerics.md, "Helper operations") ------------------------------
+
+def sat(v: Tensor, bits: int) -> Tensor:
+    """``sat_b``: clamp to the signed ``bits``-bit range."""
+    return v.clamp(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
+def wrap(v: Tensor, bits: int) -> Tensor:
+    """``wrap_b``: keep the low ``bits`` bits, read as two's complement."""
+    half = 1 << (bits - 1)
+    return torch.remainder(v + half, 1 << bits) - half
+
+
+def rshift(v: Tensor, shift: int, rnd: int) -> Tensor:
+    """``rshift``: arithmetic right shift by ``shift``; ``rnd = 1`` adds half an LSB first
+    (round half up), ``rnd = 0`` floors. ``shift = 0`` is the identity."""
+    if shift < 0:
+        raise ValueError(f"rshift: shift must be >= 0, got {shift}")
+    if shift == 0:
+        return v
+    if rnd:
+        v = v + (1 << (shift - 1))
+    return torch.div(v, 1 << shift, rounding_mode="floor")
+
+
+# ---- the stages ------------------------------------------------------------------------------
+
+def g1(x: Tensor, w1: Tensor, acc_bits: int) -> Tensor:
+    """Cluster 1: 1x1 conv of spikes ``x [..., Cin, Hw, Ww]`` by ``w1 [r, Cin]``, wrapped to
+    the accumulator. Returns ``a1 [..., r, Hw, Ww]``."""
+    return wrap(torch.einsum("kc,...chw->...khw", w1, x), acc_bits)
+
+
+def g2(q1: Tensor, w2: Tensor, acc_bits: int) -> Tensor:
+    """Cluster 2: 3x1 conv over rows without padding. ``q1 [..., r, H + 2, Wc]`` ->
+    ``a2 [..., r, H, Wc]`` (window rows ``1..H``); ``w2 [r_out, r_in, 3]``."""
+    h = q1.shape[-2] - 2
+    acc = sum(torch.einsum("kj,...jhw->...khw", w2[:, :, i], q1[..., i:i + h, :]) for i in range(3))
+    return wrap(acc, acc_bits)
+
+
+def g3(src: Tensor, w3: Tensor, acc_bits: int) -> Tensor:
+    """Cluster 3: 1x3 conv over columns without padding. ``src [..., r, Hr, W + 2]`` ->
+    ``a3 [..., r, Hr, W]`` (window columns ``1..W``); ``w3 [r_out, r_in, 3]``."""
+    w = src.shape[-1] - 2
+    acc = sum(torch.einsum("kj,...jhw->...khw", w3[:, :, i], src[..., :, i:i + w]) for i in range(3))
+    return wrap(acc, acc_bits)
+
+
+def merge_ptt(a2: Tensor, a3: Tensor, shift3: int, rnd: int, act_bits: int) -> Tensor:
+    """The adder array in PTT: ``m = a2 + a3`` (one bit wider, never wraps), then the /2
+    average folded into the re-quantisation shift."""
+    return sat(rshift(a2 + a3, shift3 + 1, rnd), act_bits)
+
+
+def g4(q23: Tensor, w4: Tensor, acc_bits: int) -> Tensor:
+    """Cluster 4: 1x1 conv ``r -> Cout`` by ``w4 [Cout, r]``, wrapped to the accumulator."""
+    return wrap(torch.einsum("ok,...khw->...ohw", w4, q23), acc_bits)
+
+
+def maxpool2x2(a: Tensor) -> Tensor:
+    """Signed 2x2 max-pool with stride 2 over the last two dimensions (both even)."""
+    h, w = a.shape[-2:]
+    if h % 2 or w % 2:
+        raise ValueError(f"max-pool needs an even tile height and width, got {h}x{w}")
+    blocks = a.reshape(*a.shape[:-2], h // 2, 2, w // 2, 2)
+    return blocks.amax(dim=(-3, -1))
+
+
+def affine(p: Tensor, scale: Tensor, bias: Tensor, affine_shift: int, rnd: int,
+           mem_bits: int) -> Tensor:
+    """Folded BatchNorm: ``sat_Mb(rshift(p * scale, affine_shift) + bias)`` per channel.
+    ``p [..., Cout, H, W]``; ``scale`` and ``bias`` ``[Cout]``."""
+    prod = p * scale[:, None, None]
+    return sat(rshift(prod, affine_shift, rnd) + bias[:, None, None], mem_bits)
+
+
+def add_residual(cur: Tensor, res: Tensor, mem_bits: int) -> Tensor:
+    """Membrane shortcut: ``sat_Mb(cur + res)``."""
+    return sat(cur + res, mem_bits)
+
+
+def lif(current: Tensor, threshold: int, leak_mul: int, leak_shift: int, rnd: int,
+        mem_bits: int) -> tuple[Tensor, Tensor]:
+    """LIF array over time. ``current [T, ...]`` -> ``(spikes uint8, membrane int64)``, both
+    ``[T, ...]``; hard reset, leak ``rshift(u * leak_mul, leak_shift)``, strict threshold."""
+    u = torch.zeros_like(current[0])
+    s = torch.zeros_like(current[0], dtype=torch.bool)
+    spikes, membrane = [], []
+    for t in range(current.shape[0]):
+        kept = torch.where(s, torch.zeros_like(u), u)
+        leaked = rshift(kept * leak_mul, leak_shift, rnd)
+        u = sat(leaked + current[t], mem_bits)
+        s = u > threshold
+        spikes.append(s.to(torch.uint8))
+        membrane.append(u)
+    return torch.stack(spikes), torch.stack(membrane)
+
+
+# ---- whole tile / whole layer ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GoldenResult:
+    """Outputs of one tile (or layer) over all timesteps.
+
+    ``spikes [T, Cout, Ho, Wo]`` (uint8) and ``membrane [T, Cout, Ho, Wo]`` (int64) are what the
+    accelerator writes to ``state_out``. The intermediates are filled when asked for
+    (``intermediates=True``): ``q1 [T, r, H + 2, W + 2]`` (cluster 1, whole window),
+    ``q23 [T, r, H, W]`` (input of cluster 4), ``a4 [T, Cout, H, W]`` (cluster 4) and
+    ``current [T, Cout, Ho, Wo]`` (the LIF input, after affine and residual).
+    """
+    spikes: Tensor
+    membrane: Tensor
+    q1: Tensor | None = None
+    q23: Tensor | None = None
+    a4: Tensor | None = None
+    current: Tensor | None = None
+
+
+def resolve_widths(widths: Any):
+    """Accept a ``gen.config.Widths``, a ``HardwareConfig`` (its ``.widths``) or a mapping
+    with the same field names."""
+    if hasattr(widths, "widths"):
+        widths = widths.widths
+    if isinstance(widths, dict):
+        from types import SimpleNamespace
+        widths = SimpleNamespace(**widths)
+    for name in ("weight", "activation", "accumulator", "membrane", "affine_scale", "leak_mul"):
+        if not hasattr(widths, name):
+            raise ValueError(f"widths: missing field {name!r}; pass a gen.config.Widths "
+                             f"(load_config(...).widths)")
+    return widths
+
+
+def _int_tensor(name: str, value: Any) -> Tensor:
+    t = torch.as_tensor(np.asarray(value)) if not isinstance(value, Tensor) else value
+    if t.is_floating_point() or t.is_complex():
+        raise ValueError(f"{name}: expected an integer tensor, got dtype {t.dtype}")
+    return t.to(torch.int64)
+
+
+def golden_tile(qlayer: QuantTTLayer, window_spikes: Any, residual: Any | None, widths: Any,
+                intermediates: bool = False) -> GoldenResult:
+    """Compute one tile over all timesteps, exactly as docs/numerics.md defines it.
+
+    ``window_spikes [T, Cin, H + 2, W + 2]`` holds 0/1 spikes of the tile and its halo ring;
+    ``residual [T, Cout, Ho, Wo]`` (required iff ``qlayer.residual``) is the membrane-shortcut
+    input, with ``Ho, Wo = H, W`` (or ``H/2, W/2`` when ``qlayer.pool``).
+    """
+    wd = resolve_widths(widths)
+    qlayer.check_fits(wd)
+    x = _int_tensor("window_spikes", window_spikes)
+    if x.ndim != 4 or x.shape[0] < 1:
+        raise ValueError(f"window_spikes: expected [T, Cin, H+2, W+2] with T >= 1, got shape {tuple(x.shape)}")
+    t_steps, cin, hw, ww = x.shape
+    if cin != qlayer.in_channels:
+        raise ValueError(f"window_spikes: {cin} input channels, the layer has {qlayer.in_channels}")
+    if hw < 3 or ww < 3:
+        raise ValueError(f"window_spikes: window {hw}x{ww} is smaller than 3x3 (1x1 tile + halo)")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError("window_spikes: spikes must be 0 or 1, got values in "
+                         f"[{int(x.min())}, {int(x.max())}]")
+    h, w = hw - 2, ww - 2
+    if qlayer.pool and (h % 2 or w % 2):
+        raise ValueError(f"pooling layer: tile {h}x{w} must have an even height and width")
+    ho, wo = (h // 2, w // 2) if qlayer.pool else (h, w)
+    cout = qlayer.out_channels
+    if qlayer.residual:
+        if residual is None:
+            raise ValueError("the layer has a residual input but none was given")
+        res = _int_tensor("residual", residual)
+        if tuple(res.shape) != (t_steps, cout, ho, wo):
+            raise ValueError(f"residual: expected shape {(t_steps, cout, ho, wo)}, got {tuple(res.shape)}")
+        mlo, mhi = -(1 << (wd.membrane - 1)), (1 << (wd.membrane - 1)) - 1
+        if res.numel() and (res.min() < mlo or res.max() > mhi):
+            raise ValueError(f"residual: values in [{int(res.min())}, {int(res.max())}] do not fit "
+                             f"the {wd.membrane}-bit membrane format [{mlo}, {mhi}]")
+    else:
+        res = None
+    full = torch.tensor(qlayer.full_timesteps(t_steps))
+
+    ab, qb, mb, rnd = wd.accumulator, wd.activation, wd.membrane, qlayer.round
+    w1, w2, w3, w4 = (torch.from_numpy(np.array(getattr(qlayer, n))) for n in ("w1", "w2", "w3", "w4"))
+
+    q1 = sat(rshift(g1(x, w1, ab), qlayer.shift1, rnd), qb)               # [T, r, H+2, W+2]
+    if qlayer.mode == "stt":
+        q2 = sat(rshift(g2(q1, w2, ab), qlayer.shift2, rnd), qb)          # [T, r, H, W+2]
+        q23 = sat(rshift(g3(q2, w3, ab), qlayer.shift3, rnd), qb)         # [T, r, H, W]
+    else:
+        a2 = g2(q1[..., 1:w + 1], w2, ab)                                 # [T, r, H, W]
+        a3 = g3(q1[..., 1:h + 1, :], w3, ab)                              # [T, r, H, W]
+        q23 = merge_ptt(a2, a3, qlayer.shift3, rnd, qb)
+        if qlayer.mode == "htt":
+            bypass = q1[..., 1:h + 1, 1:w + 1]
+            q23 = torch.where(full[:, None, None, None], q23, bypass)
+    a4 = g4(q23, w4, ab)                                                  # [T, Cout, H, W]
+    p = maxpool2x2(a4) if qlayer.pool else a4
+
+    scale = torch.from_numpy(np.array(qlayer.scale))                      # [2, Cout]
+    bias = torch.from_numpy(np.array(qlayer.bias))
+    cls = (~full).to(torch.int64)                                         # 0 full, 1 reduced
+    cur = torch.stack([affine(p[t], scale[cls[t]], bias, qlayer.affine_shift, rnd, mb)
+                       for t in range(t_steps)])
+    if res is not None:
+        cur = add_residual(cur, res, mb)
+    spikes, membrane = lif(cur, qlayer.threshold, qlayer.leak_mul, qlayer.leak_shift, rnd, mb)
+    if not intermediates:
+        return GoldenResult(spikes=spikes, membrane=membrane)
+    return GoldenResult(spikes=spikes, membrane=membrane, q1=q1, q23=q23, a4=a4, current=cur)
+
+
+def golden_layer(qlayer: QuantTTLayer, spikes: Any, residual: Any | None, widths: Any,
+                 intermediates: bool = False) -> GoldenResult:
+    """The whole layer untiled: ``spikes [T, Cin, H, W]`` zero-padded by one pixel (equal to
+    zero padding of each core, since no core has a bias) and computed as one tile."""
+    x = _int_tensor("spikes", spikes)
+    if x.ndim != 4:
+        raise ValueError(f"spikes: expected [T, Cin, H, W], got shape {tuple(x.shape)}")
+    window = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    return golden_tile(qlayer, window, residual, widths, intermediates=intermediates)
+
+
+def tile_windows(spikes: Tensor, tile_h: int, tile_w: int) -> Sequence[tuple[int, int, Tensor]]:
+    """Split ``spikes [T, Cin, H, W]`` into ``(row0, col0, window)`` tiles of at most
+    ``tile_h x tile_w`` outputs, each window with its one-pixel halo (zeros outside the layer).
+    A reference for tests and for callers without the hardware driver."""
+    padded = torch.nn.functional.pad(_int_tensor("spikes", spikes), (1, 1, 1, 1))
+    h, w = spikes.shape[-2:]
+    out = []
+    for r0 in range(0, h, tile_h):
+        for c0 in range(0, w, tile_w):
+            r1, c1 = min(r0 + tile_h, h), min(c0 + tile_w, w)
+            out.append((r0, c0, padded[..., r0:r1 + 2, c0:c1 + 2]))
+    return out
