@@ -9,7 +9,7 @@ STAMP      := $(VENV)/.installed
 JOBS       ?= 2
 CONFIGS    := $(wildcard configs/*.toml)
 
-.PHONY: all venv demo test test-slow cosim-full rtl lint synth energy bench clean help
+.PHONY: all venv demo test test-slow cosim-full rtl lint synth perf energy bench clean help
 
 all: help
 
@@ -20,6 +20,7 @@ help:
 	@echo "make rtl         generate Verilog for every configuration in configs/ into rtl/"
 	@echo "make lint        verilator --lint-only -Wall on the generated Verilog"
 	@echo "make synth       Yosys synthesis of the paper configuration, cells per component"
+	@echo "make perf        cycles per TT layer versus the ideal bound (paper configuration)"
 	@echo "make cosim-full  paper-sized co-simulation (slow)"
 	@echo "make energy      Fig. 4-style energy report for MS-ResNet18 and MS-ResNet34"
 	@echo "make bench       training-step speed benchmark (dense/STT/PTT/HTT)"
@@ -57,6 +58,9 @@ lint: rtl
 
 synth: $(STAMP)
 	$(PY) -m gen.synth --config configs/paper.toml --out build/synth/paper
+
+perf: $(STAMP)
+	$(PY) -m gen.perf --json build/perf.json
 
 energy: $(STAMP)
 	$(PY) -m model report --out build/energy

@@ -17,8 +17,9 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 __all__ = [
-    "ConfigError", "ClusterShape", "Widths", "BufferSpec", "Limits", "HardwareConfig",
+    "ConfigError", "ClusterShape", "Region", "Widths", "BufferSpec", "Limits", "HardwareConfig",
     "load_config", "config_from_dict", "CONFIG_DIR", "BUFFER_NAMES", "DATAFLOWS",
+    "LINE1_ROWS", "LINE4_ROWS",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -33,6 +34,13 @@ BUFFER_NAMES: Mapping[str, str] = MappingProxyType({
 })
 
 DATAFLOWS = ("output-stationary", "weight-stationary")
+
+#: Window rows of q1 held by the line buffer between cluster 1 and clusters 2/3. Clusters 2/3
+#: read 3; 8 let cluster 1 run ahead across a timestep boundary (the next timestep's first 3
+#: rows) so that clusters 2/3 do not wait there. A power of two (slot pointers wrap).
+LINE1_ROWS = 8
+#: Rows of q23 held between clusters 2/3 and cluster 4 (cluster 4 reads 1, or 2 when pooling).
+LINE4_ROWS = 4
 
 
 class ConfigError(ValueError):
@@ -180,6 +188,36 @@ class HardwareConfig:
         return (lim.max_rank * lim.max_in_channels + 6 * lim.max_rank ** 2
                 + lim.max_out_channels * lim.max_rank)
 
+    # ---- the datapath's mapping (docs/architecture.md) -----------------------------------
+    @property
+    def lanes(self) -> int:
+        """PEs per cluster = adder/LIF lanes = output channels computed in parallel (one group)."""
+        return self.clusters.spike_pes
+
+    @property
+    def max_rank_groups(self) -> int:
+        """Groups of ``lanes`` rank channels in the largest rank."""
+        return -(-self.limits.max_rank // self.lanes)
+
+    @property
+    def max_out_groups(self) -> int:
+        """Groups of ``lanes`` output channels in the widest layer."""
+        return -(-self.limits.max_out_channels // self.lanes)
+
+    @property
+    def spike_word_bits(self) -> int:
+        """Input channels packed in one ``spike_in`` word (one bit each)."""
+        return self.buffers["spike_in"].width_bits
+
+    @property
+    def regions(self) -> Mapping[str, "Region"]:
+        """Every memory of the datapath: its global buffer, word width and depth.
+
+        Weight regions are sized for the largest layer of ``limits``; the data regions share
+        what is left of their buffer (see docs/host_interface.md for the word layouts).
+        """
+        return _regions(self)
+
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-serialisable dict that :func:`config_from_dict` accepts back."""
         return {
@@ -193,6 +231,62 @@ class HardwareConfig:
                         for n, b in self.buffers.items()},
             "limits": asdict(self.limits),
         }
+
+
+@dataclass(frozen=True)
+class Region:
+    """One memory of the datapath, carved out of a global buffer.
+
+    ``lanes`` fields of ``lane_bits`` bits each make a word (lane 0 in the low bits), except
+    ``spike_in`` (one bit per input channel) and ``affine`` (three fields per lane)."""
+    name: str
+    buffer: str
+    width_bits: int
+    depth: int
+    host_visible: bool
+    description: str
+
+    @property
+    def bits(self) -> int:
+        return self.width_bits * self.depth
+
+
+def _regions(cfg: "HardwareConfig") -> Mapping[str, Region]:
+    w, lim, p = cfg.widths, cfg.limits, cfg.lanes
+    ng, ngo = cfg.max_rank_groups, cfg.max_out_groups
+    wword = p * w.weight
+    qword = p * w.activation
+    mword = p * w.membrane
+    win_w = lim.max_tile_width + 2
+    so_bits = cfg.buffers["state_out"].bits
+    regs = [
+        Region("w1", "weight", wword, lim.max_in_channels * ng, True,
+               "G1: word (g, c) at g*Cin + c, lane l = w1[g*P + l, c]"),
+        Region("w2", "weight", wword, 3 * lim.max_rank * ng, True,
+               "G2: word (g, j, i) at (g*r + j)*3 + i, lane l = w2[g*P + l, j, i]"),
+        Region("w3", "weight", wword, 3 * lim.max_rank * ng, True,
+               "G3: word (g, j, i) at (g*r + j)*3 + i, lane l = w3[g*P + l, j, i]"),
+        Region("w4", "weight", wword, lim.max_rank * ngo, True,
+               "G4: word (go, k) at go*r + k, lane l = w4[go*P + l, k]"),
+        Region("affine", "weight", p * (2 * w.affine_scale + w.membrane), ngo, True,
+               "folded BN: word go, lane l = (scale[0], scale[1], bias) of channel go*P + l"),
+        Region("spike_in", "spike_in", cfg.spike_word_bits,
+               cfg.buffers["spike_in"].words, True,
+               "window spikes: word ((t*(H+2) + y)*(W+2) + x)*CW + c//SW, bit c%SW"),
+        Region("line1", "interstage", qword, LINE1_ROWS * win_w * ng, False,
+               f"q1 line buffer: {LINE1_ROWS} window rows x (W+2) x groups"),
+        Region("row2", "interstage", qword, win_w * ng, False,
+               "STT: q2 of the current row, (W+2) x groups"),
+        Region("line4", "interstage", qword, LINE4_ROWS * lim.max_tile_width * ng, False,
+               f"q23 line buffer: {LINE4_ROWS} rows x W x groups"),
+        Region("residual", "residual", mword, cfg.buffers["residual"].bits // mword, True,
+               "residual: word ((t*Ho + y)*Wo + x)*GO + go, lane l = channel go*P + l"),
+        Region("membrane", "state_out", mword, so_bits // (mword + p), True,
+               "membrane potentials: same layout as residual"),
+        Region("spikes", "state_out", p, so_bits // (mword + p), True,
+               "output spikes: same layout as residual, one bit per lane"),
+    ]
+    return MappingProxyType({r.name: r for r in regs})
 
 
 def _validate(cfg: HardwareConfig) -> None:
@@ -271,6 +365,31 @@ def _validate(cfg: HardwareConfig) -> None:
         raise ConfigError("buffers.weight.bytes",
                           f"too small for the largest layer's cores: {need_weights} bits > "
                           f"{cfg.buffers['weight'].bits}; lower limits.max_rank/max_*_channels", src)
+
+    # The generated datapath (docs/architecture.md): every cluster has the same number of PEs,
+    # a power of two, and the adder/LIF arrays have one lane per PE.
+    p = cfg.clusters.spike_pes
+    for f in ("g2_pes", "g3_pes", "g4_pes", "adder_lanes", "lif_lanes"):
+        if getattr(cfg.clusters, f) != p:
+            raise ConfigError(f"clusters.{f}", f"must equal clusters.spike_pes ({p}): the generated "
+                              "datapath maps one output channel per PE/lane in every unit", src)
+    if not _is_pow2(p):
+        raise ConfigError("clusters.spike_pes", f"must be a power of two, got {p}", src)
+    if cfg.dataflow["cluster1"] != "output-stationary" or cfg.dataflow["cluster4"] != "output-stationary":
+        raise ConfigError("dataflow.cluster1", "the generated datapath implements output-stationary "
+                          "clusters 1 and 4", src)
+    if lim.max_timesteps > 32:
+        raise ConfigError("limits.max_timesteps", "must be <= 32 (the HTT schedule is one 32-bit register)", src)
+    used: dict[str, int] = {}
+    for r in _regions(cfg).values():
+        if r.depth < 1:
+            raise ConfigError(f"buffers.{r.buffer}.bytes", f"leaves no room for region {r.name!r}", src)
+        used[r.buffer] = used.get(r.buffer, 0) + r.bits
+    for bname, bits in used.items():
+        if bits > cfg.buffers[bname].bits:
+            raise ConfigError(f"buffers.{bname}.bytes",
+                              f"too small: the regions of this buffer need {bits // 8} bytes for the "
+                              f"limits (max tile, rank, channels), have {cfg.buffers[bname].bytes}", src)
 
 
 def config_from_dict(data: Mapping[str, Any], source: str | None = None) -> HardwareConfig:

@@ -1,0 +1,37 @@
+"""``python -m gen --config configs/paper.toml --out rtl/paper``: write the Verilog of the
+accelerator (``<out>/ttsnn_accel.v``) and its manifest (``<out>/manifest.json``).
+
+Same configuration, byte-identical output (no source paths, no timestamps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from sw.cli_util import run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m gen", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True,
+                   help="hardware configuration: a TOML path or a shipped name (paper, small)")
+    p.add_argument("--out", required=True, help="output directory (created if missing)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .config import load_config
+    from .emit import write_outputs
+    cfg = load_config(args.config)
+    paths = write_outputs(cfg, Path(args.out))
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

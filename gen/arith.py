@@ -1,0 +1,52 @@
+"""Amaranth expression builders for the helper operations of docs/numerics.md.
+
+The only place in gen/ that spells out ``rshift``, ``sat_b`` and ``wrap_b`` in hardware;
+every unit builds its arithmetic from these.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Mux, Value, signed
+
+__all__ = ["rshift", "saturate", "wrap", "lane", "signed_max", "signed_min"]
+
+
+def signed_max(bits: int) -> int:
+    return (1 << (bits - 1)) - 1
+
+
+def signed_min(bits: int) -> int:
+    return -(1 << (bits - 1))
+
+
+def rshift(value: Value, shift: Value, rnd: Value) -> Value:
+    """``rshift(v, s, rnd)``: ``v`` if ``s == 0``, else ``floor((v + rnd*2^(s-1)) / 2^s)``.
+
+    Computed as ``((v >> (s-1)) + rnd) >> 1``, which equals the definition for ``s >= 1``
+    (the low bits dropped by the first shift cannot carry into the rounding bit) and keeps
+    the adder one bit wider than ``v`` (it never wraps). Result is signed, ``len(v)`` bits.
+    """
+    v = value.as_signed()
+    partial = v >> Mux(shift == 0, 0, (shift - 1)[:len(shift)])
+    rounded = (partial + rnd) >> 1
+    return Mux(shift == 0, v, rounded[:len(v)].as_signed()).as_signed()
+
+
+def saturate(value: Value, bits: int) -> Value:
+    """``sat_b(v)``: clamp a signed value into ``bits`` bits (result is ``signed(bits)``)."""
+    v = value.as_signed()
+    if len(v) <= bits:
+        return v.as_signed()
+    hi, lo = signed_max(bits), signed_min(bits)
+    return Mux(v > hi, Const(hi, signed(bits)),
+               Mux(v < lo, Const(lo, signed(bits)), v[:bits].as_signed()))
+
+
+def wrap(value: Value, bits: int) -> Value:
+    """``wrap_b(v)``: keep the low ``bits`` bits, signed."""
+    return value[:bits].as_signed()
+
+
+def lane(flat: Value, index: int, bits: int) -> Value:
+    """Lane ``index`` (``bits`` wide, signed) of a flat vector, lane 0 in the low bits."""
+    return flat[index * bits:(index + 1) * bits].as_signed()

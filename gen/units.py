@@ -1,0 +1,237 @@
+"""Datapath units of the accelerator, one ``wiring.Component`` each.
+
+Vectors of ``lanes`` values are flat signals, lane 0 in the low bits (``gen.arith.lane``).
+The arithmetic is docs/numerics.md's; each unit's docstring says which step it implements
+and its timing. The control (loop counters, line buffers, host interface) is in
+:mod:`gen.top`.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .arith import lane, rshift, saturate, wrap
+
+__all__ = ["Requantiser", "SpikePEArray", "MacPEArray", "AdderArray", "MaxPoolLanes",
+           "AffineLanes", "LIFLanes", "SHIFT_BITS"]
+
+#: Width of every shift field of the descriptor.
+SHIFT_BITS = 6
+
+
+def _check(owner, name: str, value: int, minimum: int = 1) -> int:
+    """Validate a parameter before the component is built (a rejected component is never
+    "unused": silence Amaranth's UnusedElaboratable warning for it)."""
+    if not isinstance(value, int) or value < minimum:
+        owner._MustUse__silence = True
+        raise ValueError(f"{type(owner).__name__}: {name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+class Requantiser(wiring.Component):
+    """Re-quantisation of ``lanes`` values: ``sat_out(rshift(v, shift, rnd))`` (numerics
+    steps 1, 4). Combinational.
+
+    Ports: ``i`` (lanes x in_width, signed), ``shift``, ``rnd``; ``o`` (lanes x out_width).
+    """
+
+    def __init__(self, lanes: int, in_width: int, out_width: int):
+        self.lanes = _check(self, "lanes", lanes)
+        self.in_width = _check(self, "in_width", in_width, 2)
+        self.out_width = _check(self, "out_width", out_width, 2)
+        super().__init__({
+            "i": In(lanes * in_width), "shift": In(SHIFT_BITS), "rnd": In(1),
+            "o": Out(lanes * out_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        outs = [saturate(rshift(lane(self.i, l, self.in_width), self.shift, self.rnd), self.out_width)
+                [:self.out_width] for l in range(self.lanes)]
+        m.d.comb += self.o.eq(Cat(*outs))
+        return m
+
+
+class SpikePEArray(wiring.Component):
+    """Cluster 1: ``lanes`` accumulate-only spike PEs, output-stationary (numerics step 1).
+
+    Each cycle with ``valid``: ``acc[l] = wrap_Ab((0 if first else acc[l]) + (w[l] if spike
+    else 0))``. ``acc`` is registered: it shows the sum one cycle after the last input.
+    Ports: ``valid``, ``first``, ``spike`` (1 bit, broadcast), ``weights`` (lanes x Wb);
+    ``acc`` (lanes x Ab).
+    """
+
+    def __init__(self, lanes: int, weight_width: int, acc_width: int):
+        self.lanes = _check(self, "lanes", lanes)
+        self.weight_width = _check(self, "weight_width", weight_width, 2)
+        self.acc_width = _check(self, "acc_width", acc_width, 2)
+        if acc_width < weight_width:
+            self._MustUse__silence = True
+            raise ValueError(f"acc_width ({acc_width}) must be >= weight_width ({weight_width})")
+        super().__init__({
+            "valid": In(1), "first": In(1), "spike": In(1), "weights": In(lanes * weight_width),
+            "acc": Out(lanes * acc_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ab, wb = self.acc_width, self.weight_width
+        for l in range(self.lanes):
+            acc = self.acc[l * ab:(l + 1) * ab]
+            base = Mux(self.first, 0, acc.as_signed())
+            addend = Mux(self.spike, lane(self.weights, l, wb), 0)
+            with m.If(self.valid):
+                m.d.sync += acc.eq(wrap(base + addend, ab))
+        return m
+
+
+class MacPEArray(wiring.Component):
+    """Clusters 2, 3 and 4: ``lanes`` multiplier PEs sharing one broadcast operand
+    (numerics steps 2, 3, 5).
+
+    Each cycle with ``valid``: ``acc[l] = wrap_Ab((0 if first else acc[l]) + w[l] * operand)``;
+    ``acc`` registered as in :class:`SpikePEArray`. Ports: ``valid``, ``first``, ``operand``
+    (Qb, signed), ``weights`` (lanes x Wb); ``acc`` (lanes x Ab).
+    """
+
+    def __init__(self, lanes: int, weight_width: int, operand_width: int, acc_width: int):
+        self.lanes = _check(self, "lanes", lanes)
+        self.weight_width = _check(self, "weight_width", weight_width, 2)
+        self.operand_width = _check(self, "operand_width", operand_width, 2)
+        self.acc_width = _check(self, "acc_width", acc_width, 2)
+        super().__init__({
+            "valid": In(1), "first": In(1), "operand": In(operand_width),
+            "weights": In(lanes * weight_width), "acc": Out(lanes * acc_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ab, wb = self.acc_width, self.weight_width
+        op = self.operand.as_signed()
+        for l in range(self.lanes):
+            acc = self.acc[l * ab:(l + 1) * ab]
+            product = Signal(signed(wb + self.operand_width), name=f"product{l}")
+            m.d.comb += product.eq(lane(self.weights, l, wb) * op)
+            base = Mux(self.first, 0, acc.as_signed())
+            with m.If(self.valid):
+                m.d.sync += acc.eq(wrap(base + product, ab))
+        return m
+
+
+class AdderArray(wiring.Component):
+    """Adder array merging clusters 2 and 3 for PTT (numerics step 4): ``m = a2 + a3`` in
+    ``acc_width + 1`` bits, so it never wraps. Combinational.
+    Ports: ``a``, ``b`` (lanes x Ab); ``o`` (lanes x (Ab+1))."""
+
+    def __init__(self, lanes: int, acc_width: int):
+        self.lanes = _check(self, "lanes", lanes)
+        self.acc_width = _check(self, "acc_width", acc_width, 2)
+        super().__init__({"a": In(lanes * acc_width), "b": In(lanes * acc_width),
+                          "o": Out(lanes * (acc_width + 1))})
+
+    def elaborate(self, platform):
+        m = Module()
+        ab = self.acc_width
+        m.d.comb += self.o.eq(Cat(*[(lane(self.a, l, ab) + lane(self.b, l, ab))[:ab + 1]
+                                    for l in range(self.lanes)]))
+        return m
+
+
+class MaxPoolLanes(wiring.Component):
+    """2x2 max-pool over successive inputs (numerics step 6).
+
+    ``o`` (combinational) is ``i`` when ``first``, else ``max(i, held)``, where ``held`` is
+    ``o`` registered on every ``valid`` cycle. Feed the four pixels of a block with ``first``
+    on the first; ``o`` is the block's maximum while the fourth is presented.
+    Ports: ``valid``, ``first``, ``i`` (lanes x Ab); ``o`` (lanes x Ab).
+    """
+
+    def __init__(self, lanes: int, width: int):
+        self.lanes = _check(self, "lanes", lanes)
+        self.width = _check(self, "width", width, 2)
+        super().__init__({"valid": In(1), "first": In(1), "i": In(lanes * width),
+                          "o": Out(lanes * width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        b = self.width
+        held = Signal(self.lanes * b)
+        outs = []
+        for l in range(self.lanes):
+            x, h = lane(self.i, l, b), lane(held, l, b)
+            outs.append(Mux(self.first | (x > h), x, h)[:b])
+        m.d.comb += self.o.eq(Cat(*outs))
+        with m.If(self.valid):
+            m.d.sync += held.eq(self.o)
+        return m
+
+
+class AffineLanes(wiring.Component):
+    """Folded BatchNorm and residual (numerics steps 7, 8), combinational:
+    ``cur = sat_Mb(rshift(p * scale, shift, rnd) + bias)``, then, if ``use_residual``,
+    ``cur = sat_Mb(cur + residual)``.
+    Ports: ``p`` (lanes x Ab), ``scale`` (lanes x Sb), ``bias``, ``residual`` (lanes x Mb),
+    ``shift``, ``rnd``, ``use_residual``; ``o`` (lanes x Mb).
+    """
+
+    def __init__(self, lanes: int, acc_width: int, scale_width: int, membrane_width: int):
+        self.lanes = _check(self, "lanes", lanes)
+        self.acc_width, self.scale_width, self.membrane_width = acc_width, scale_width, membrane_width
+        super().__init__({
+            "p": In(lanes * acc_width), "scale": In(lanes * scale_width),
+            "bias": In(lanes * membrane_width), "residual": In(lanes * membrane_width),
+            "shift": In(SHIFT_BITS), "rnd": In(1), "use_residual": In(1),
+            "o": Out(lanes * membrane_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ab, sb, mb = self.acc_width, self.scale_width, self.membrane_width
+        outs = []
+        for l in range(self.lanes):
+            prod = lane(self.p, l, ab) * lane(self.scale, l, sb)          # exact, Ab+Sb bits
+            shifted = rshift(prod, self.shift, self.rnd)
+            cur = saturate(shifted + lane(self.bias, l, mb), mb)
+            with_res = saturate(cur + lane(self.residual, l, mb), mb)
+            outs.append(Mux(self.use_residual, with_res, cur)[:mb])
+        m.d.comb += self.o.eq(Cat(*outs))
+        return m
+
+
+class LIFLanes(wiring.Component):
+    """LIF array (numerics step 9), combinational: ``kept = 0 if spiked_prev else u_prev``,
+    ``u = sat_Mb(rshift(kept * leak_mul, leak_shift, rnd) + cur)``, ``s = u > threshold``.
+
+    ``spiked_prev`` is recomputed as ``u_prev > threshold`` (the threshold is constant over a
+    tile, so this equals the stored spike); pass ``u_prev = 0`` at timestep 0.
+    Ports: ``cur``, ``u_prev`` (lanes x Mb), ``threshold`` (Mb), ``leak_mul`` (Lb, unsigned),
+    ``leak_shift``, ``rnd``; ``u`` (lanes x Mb), ``s`` (lanes).
+    """
+
+    def __init__(self, lanes: int, membrane_width: int, leak_width: int):
+        self.lanes = _check(self, "lanes", lanes)
+        self.membrane_width, self.leak_width = membrane_width, leak_width
+        super().__init__({
+            "cur": In(lanes * membrane_width), "u_prev": In(lanes * membrane_width),
+            "threshold": In(membrane_width), "leak_mul": In(leak_width),
+            "leak_shift": In(SHIFT_BITS), "rnd": In(1),
+            "u": Out(lanes * membrane_width), "s": Out(lanes),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        mb = self.membrane_width
+        thr = self.threshold.as_signed()
+        us, ss = [], []
+        for l in range(self.lanes):
+            u_prev = lane(self.u_prev, l, mb)
+            kept = Mux(u_prev > thr, 0, u_prev)
+            leaked = rshift(kept * self.leak_mul, self.leak_shift, self.rnd)
+            u = Signal(signed(mb), name=f"u{l}")
+            m.d.comb += u.eq(saturate(leaked + lane(self.cur, l, mb), mb))
+            us.append(u)
+            ss.append(u > thr)
+        m.d.comb += [self.u.eq(Cat(*us)), self.s.eq(Cat(*ss))]
+        return m

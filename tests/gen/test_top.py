@@ -1,0 +1,170 @@
+"""Whole tiles through the accelerator in amaranth.sim (small configuration): outputs and
+membranes against the integer golden model (sw.golden), every counter against the exact
+counter/cycle model (gen.cyclemodel), for STT, PTT and HTT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gen.config import load_config
+from gen.cyclemodel import TileShape, tile_counters
+from gen.driver import Driver, LayerOutputs
+from gen.hostmap import ID_VALUE
+from gen.sim import run_programs
+from gen.top import Accelerator
+from sw.golden import golden_layer
+from sw.qlayer import QuantTTLayer
+
+CFG = load_config("small")
+
+
+def make_layer(rng, mode, r, cin, cout, T, pool=False, residual=False, shifts=(1, 6, 7),
+               schedule=None, threshold=20):
+    if mode == "htt" and schedule is None:
+        schedule = tuple(bool(b) for b in rng.integers(0, 2, T))
+    return QuantTTLayer(
+        mode=mode, w1=rng.integers(-128, 128, (r, cin)), w2=rng.integers(-128, 128, (r, r, 3)),
+        w3=rng.integers(-128, 128, (r, r, 3)), w4=rng.integers(-128, 128, (cout, r)),
+        shift1=shifts[0], shift2=shifts[1], shift3=shifts[2],
+        scale=rng.integers(-300, 300, (2, cout)), affine_shift=5,
+        bias=rng.integers(-100, 100, cout), threshold=threshold, leak_mul=3, leak_shift=2,
+        pool=pool, residual=residual, schedule=schedule or ())
+
+
+def run_layer(q, x, resid=None, tile_hw=None):
+    drv = Driver(CFG)
+    plan = drv.plan(q, x.shape, tile_hw=tile_hw)
+    progs = [drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t) if q.residual else None)
+             for t in plan]
+    values = run_programs(Accelerator(CFG), progs)
+    out = LayerOutputs(plan)
+    per_tile = []
+    for tile, prog, vals in zip(plan, progs, values):
+        res = prog.decode(vals)
+        out.add(tile, res)
+        per_tile.append((tile, prog, res))
+    return out, per_tile, drv
+
+
+def check(q, x, resid=None, tile_hw=None):
+    out, per_tile, drv = run_layer(q, x, resid, tile_hw)
+    gold = golden_layer(q, x, resid, CFG)
+    np.testing.assert_array_equal(out.membrane, gold.membrane.numpy())
+    np.testing.assert_array_equal(out.spikes, gold.spikes.numpy())
+    for tile, prog, res in per_tile:
+        expect = tile_counters(CFG, TileShape.of(q, tile), window_ones=int(drv.window(x, tile).sum()),
+                               spikes_out=int(res.spikes.sum()), words_in=prog.words_in,
+                               words_out=prog.words_out)
+        assert set(expect) == set(res.counters)
+        diff = {k: (res.counters[k], expect[k]) for k in expect if res.counters[k] != expect[k]}
+        assert not diff, f"tile {tile.index}: counters (rtl, model) differ: {diff}"
+    return out, per_tile
+
+
+@pytest.mark.parametrize("mode", ["stt", "ptt", "htt"])
+def test_tile_modes(mode):
+    rng = np.random.default_rng({"stt": 10, "ptt": 11, "htt": 12}[mode])
+    q = make_layer(rng, mode, r=3, cin=5, cout=6, T=3,
+                   schedule=(True, False, True) if mode == "htt" else None)
+    x = rng.integers(0, 2, (3, 5, 4, 3))
+    out, _ = check(q, x)
+    assert 0 < out.spikes.mean() < 1          # the test exercises both outcomes
+
+
+def test_rank_and_channels_beyond_the_array_with_pool_and_residual():
+    # r = 6 and Cout = 9 need two / three passes of the 4-PE clusters; pooling + residual
+    rng = np.random.default_rng(13)
+    q = make_layer(rng, "ptt", r=6, cin=9, cout=9, T=2, pool=True, residual=True)
+    x = rng.integers(0, 2, (2, 9, 4, 4))
+    resid = rng.integers(-3000, 3000, (2, 9, 2, 2))
+    check(q, x, resid)
+
+
+def test_stt_pool_residual_odd_width():
+    rng = np.random.default_rng(14)
+    q = make_layer(rng, "stt", r=5, cin=4, cout=3, T=2, pool=True, residual=True)
+    x = rng.integers(0, 2, (2, 4, 2, 4))
+    check(q, x, rng.integers(-3000, 3000, (2, 3, 1, 2)))
+
+
+def test_several_tiles_with_halos_htt():
+    rng = np.random.default_rng(15)
+    q = make_layer(rng, "htt", r=4, cin=6, cout=5, T=2, schedule=(False, True))
+    x = rng.integers(0, 2, (2, 6, 5, 5))
+    out, per_tile = check(q, x, tile_hw=(3, 2))
+    assert len(per_tile) == 6
+
+
+def test_all_zero_and_all_one_spikes_with_saturation():
+    rng = np.random.default_rng(16)
+    # shift1 = 0 and large weights saturate q1; all-one input maximises the sums
+    q = make_layer(rng, "ptt", r=3, cin=7, cout=4, T=2, shifts=(0, 0, 0), threshold=-5)
+    ones = np.ones((2, 7, 3, 3), dtype=np.int64)
+    check(q, ones)
+    zeros = np.zeros((2, 7, 3, 3), dtype=np.int64)
+    out, _ = check(q, zeros)
+    # zero input: membranes are the bias-driven constant path only
+    assert np.all(out.membrane[0] == out.membrane[0][:, :1, :1])
+
+
+@pytest.mark.parametrize("mode,r,cin,cout,T,H,W,pool", [
+    ("stt", 1, 1, 1, 1, 1, 1, False),      # smallest tile, T = 1 (no membrane read-back)
+    ("htt", 2, 3, 3, 4, 2, 2, True),       # HTT with a random schedule over 4 steps, pooling
+    ("ptt", 8, 2, 32, 1, 2, 1, False),     # rank and Cout at the small configuration's limits
+])
+def test_edge_shapes(mode, r, cin, cout, T, H, W, pool):
+    rng = np.random.default_rng(r * 100 + cin * 10 + T)
+    q = make_layer(rng, mode, r=r, cin=cin, cout=cout, T=T, pool=pool)
+    check(q, rng.integers(0, 2, (T, cin, H, W)))
+
+
+def test_status_and_id_registers():
+    drv = Driver(CFG)
+    dut = Accelerator(CFG)
+    from amaranth.sim import Simulator
+    seen = {}
+
+    async def bench(ctx):
+        for name in ("id", "status"):
+            ctx.set(dut.host_addr, drv.map.register(name).address)
+            ctx.set(dut.host_read, 1)
+            await ctx.tick()
+            ctx.set(dut.host_read, 0)
+            assert not ctx.get(dut.host_rvalid)
+            await ctx.tick()
+            assert ctx.get(dut.host_rvalid)         # fixed latency of 2 cycles
+            seen[name] = ctx.get(dut.host_rdata)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen["id"] == ID_VALUE
+    assert seen["status"] == 0                      # neither busy nor done after reset
+
+
+@pytest.mark.slow
+def test_paper_configuration_wide_words():
+    """A tiny tile on the paper configuration (32 lanes): multi-sub-word host words (256-bit
+    weights, 1536-bit affine, 64-bit spike words), two rank and output groups, pooling."""
+    cfg = load_config("paper")
+    rng = np.random.default_rng(17)
+    q = make_layer(rng, "ptt", r=40, cin=70, cout=33, T=2, pool=True, residual=True)
+    x = rng.integers(0, 2, (2, 70, 2, 2))
+    resid = rng.integers(-3000, 3000, (2, 33, 1, 1))
+    drv = Driver(cfg)
+    plan = drv.plan(q, x.shape)
+    progs = [drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t)) for t in plan]
+    values = run_programs(Accelerator(cfg), progs)
+    out = LayerOutputs(plan)
+    for tile, prog, vals in zip(plan, progs, values):
+        res = prog.decode(vals)
+        out.add(tile, res)
+        expect = tile_counters(cfg, TileShape.of(q, tile), window_ones=int(drv.window(x, tile).sum()),
+                               spikes_out=int(res.spikes.sum()), words_in=prog.words_in,
+                               words_out=prog.words_out)
+        assert res.counters == expect
+    gold = golden_layer(q, x, resid, cfg)
+    np.testing.assert_array_equal(out.membrane, gold.membrane.numpy())
+    np.testing.assert_array_equal(out.spikes, gold.spikes.numpy())
