@@ -1,0 +1,128 @@
+"""``python -m cosim <command>``: co-simulation of the generated Verilog against the golden model.
+
+Commands:
+
+* ``check``  -- find and check the toolchain (Verilator >= 5.036, cocotb >= 2.0).
+* ``run``    -- the coverage batch of random layers on a configuration; mismatch report.
+* ``replay`` -- one TT layer of a trained checkpoint on the RTL (docs/cosim.md).
+* ``speed``  -- simulation speed (simulated cycles per wall-clock second) on a paper-sized layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from sw.cli_util import run_cli
+
+
+def _add_common(p: argparse.ArgumentParser, default_config: str) -> None:
+    p.add_argument("--config", default=default_config,
+                   help=f"hardware configuration: shipped name or TOML path (default {default_config})")
+    p.add_argument("--rtl", default=None, help="directory with the generated Verilog + manifest "
+                   "(default: rtl/<config>/ when it matches the configuration, else generated)")
+    p.add_argument("--waves", choices=("fail", "always", "never"), default=None,
+                   help="waveforms: re-run failing cases traced (fail, default), always, never")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cosim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("check", help="check the simulator toolchain")
+
+    r = sub.add_parser("run", help="co-simulate the coverage batch of random layers")
+    _add_common(r, "small")
+    r.add_argument("--seed", type=int, default=0, help="seed of the random layers")
+
+    rp = sub.add_parser("replay", help="replay a trained TT layer on the RTL")
+    rp.add_argument("--checkpoint", required=True, help="TT checkpoint (e.g. build/demo/ptt.pt)")
+    rp.add_argument("--layer", required=True, help="TT layer name, e.g. layers.0.0.conv1")
+    _add_common(rp, "configs/paper.toml")
+    rp.add_argument("--sample", type=int, default=0, help="index of the test image to replay")
+    rp.add_argument("--calib-samples", type=int, default=16,
+                    help="training images used to calibrate the quantiser")
+    rp.add_argument("--weight-bits", type=int, default=None, help="weight precision (default: config)")
+    rp.add_argument("--rounding", choices=("nearest", "truncate", "stochastic"), default="nearest")
+
+    sp = sub.add_parser("speed", help="simulation speed on the paper-sized layer")
+    _add_common(sp, "paper")
+    sp.add_argument("--rank", type=int, default=32, help="TT rank of the layer (default 32)")
+    sp.add_argument("--timesteps", type=int, default=4)
+    sp.add_argument("--mode", choices=("stt", "ptt", "htt"), default="ptt")
+    return parser
+
+
+def _check(args) -> int:
+    from cosim.toolchain import setup_toolchain, wave_format
+    tc = setup_toolchain()
+    print(f"ok: {tc.describe()}; VERILATOR_ROOT={tc.verilator_root}; waveforms: {wave_format()}")
+    return 0
+
+
+def _run(args) -> int:
+    from cosim.cases import coverage_cases
+    from cosim.layer import RtlTarget, run_cases
+
+    target = RtlTarget.for_config(args.config, args.rtl)
+    results = run_cases(target, coverage_cases(target.config, args.seed), waves=args.waves)
+    ok = all(r.match for r in results)
+    if args.json:
+        print(json.dumps({"match": ok, "config": target.config.name,
+                          "cases": [dict(r.report.to_dict(), cycles=r.cycles, tiles=r.tiles,
+                                         waves=str(r.waves) if r.waves else None)
+                                    for r in results]}))
+    else:
+        for r in results:
+            print(r.report.format() + (f"\n  waveform: {r.waves}" if r.waves else ""))
+        print(f"{sum(r.match for r in results)} of {len(results)} cases bit-exact")
+    return 0 if ok else 1
+
+
+def _replay(args) -> int:
+    from cosim.replay import format_report, replay_layer
+
+    rep = replay_layer(args.checkpoint, args.layer, args.config, sample=args.sample,
+                       calib_samples=args.calib_samples, weight_bits=args.weight_bits,
+                       rounding=args.rounding, rtl_dir=args.rtl, waves=args.waves,
+                       progress=not args.json)
+    print(json.dumps(rep) if args.json else format_report(rep))
+    return 0 if rep["match"] else 1
+
+
+def _speed(args) -> int:
+    import time
+
+    from cosim.cases import paper_layer_case
+    from cosim.layer import RtlTarget, run_cases
+
+    target = RtlTarget.for_config(args.config, args.rtl)
+    case = paper_layer_case(target.config, rank=args.rank, timesteps=args.timesteps, mode=args.mode)
+    t0 = time.monotonic()
+    res = run_cases(target, [case], waves=args.waves or "never")[0]
+    total = time.monotonic() - t0
+    out = {"config": target.config.name, "layer": case.name, "match": res.match,
+           "tiles": res.tiles, "simulated_cycles": res.cycles,
+           "compute_wall_s": res.wall_s, "io_wall_s": res.wall_io_s, "total_wall_s": total,
+           "cycles_per_second": res.cycles / res.wall_s if res.wall_s > 0 else None,
+           "cycles_per_second_with_host_io": res.cycles / (res.wall_s + res.wall_io_s)}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{out['layer']} on {out['config']}: {res.tiles} tiles, {res.cycles} cycles simulated "
+              f"in {res.wall_s:.2f} s of compute phases -> {out['cycles_per_second']:.0f} cycles/s "
+              f"({out['cycles_per_second_with_host_io']:.0f} cycles/s counting the host traffic "
+              f"driven from Python; {total:.1f} s in all incl. build check and golden model); "
+              f"{'bit-exact' if res.match else 'MISMATCH'}")
+    return 0 if res.match else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return {"check": _check, "run": _run, "replay": _replay, "speed": _speed}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, prog="cosim"))

@@ -1,0 +1,278 @@
+"""Co-simulation of whole layers: tile them with the shared driver, run every tile of a batch
+of cases in one Verilator run, compare each tile with the golden model bit for bit.
+
+:class:`RtlTarget` is the generated Verilog of one hardware configuration (``rtl/<name>/`` when
+committed, else generated into ``build/cosim/<name>/rtl``). :func:`run_cases` takes
+:class:`LayerCase` objects (an integer layer, its input spikes and residual) and returns one
+:class:`CaseResult` per case with the mismatch report, the RTL outputs, cycles and counters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from cosim.jobs import TileJob, read_results, write_jobs
+from cosim.report import MismatchReport
+from cosim.runner import (REPO_ROOT, BuildResult, build_design, default_build_dir, locked,
+                          run_testbench)
+from sw.golden import golden_tile
+from sw.qlayer import QuantTTLayer
+
+__all__ = ["RtlTarget", "LayerCase", "CaseResult", "run_cases", "WAVES_MODES"]
+
+#: ``COSIM_WAVES``: 'fail' (default) re-runs failing cases with waveforms, 'always' traces
+#: every run, 'never' none.
+WAVES_MODES = ("fail", "always", "never")
+
+
+@dataclass(frozen=True)
+class RtlTarget:
+    """The Verilog and manifest of one configuration."""
+    rtl_dir: Path
+    manifest: dict
+    verilog: Path
+    top: str
+
+    @property
+    def config(self):
+        from gen.driver import load_manifest_config
+        return load_manifest_config(self.rtl_dir)
+
+    @classmethod
+    def from_dir(cls, rtl_dir: str | os.PathLike) -> "RtlTarget":
+        d = Path(rtl_dir)
+        man_path = d / "manifest.json"
+        if not man_path.is_file():
+            raise FileNotFoundError(f"{man_path} not found; generate the RTL with "
+                                    f"`python -m gen --config C --out {d}` (or `make rtl`)")
+        man = json.loads(man_path.read_text())
+        for key in ("top", "verilog", "config"):
+            if key not in man:
+                raise ValueError(f"{man_path}: not a generator manifest (no {key!r} entry)")
+        v = d / man["verilog"]
+        if not v.is_file():
+            raise FileNotFoundError(f"{v} (named by {man_path}) not found; regenerate the RTL")
+        target = cls(d, man, v, man["top"])
+        if not target.map_is_current():
+            raise ValueError(f"{man_path}: its host address map differs from the one gen/hostmap.py "
+                             f"computes now (the RTL is older than the generator); regenerate it "
+                             f"with `python -m gen --config ... --out {d}` (or `make rtl`)")
+        return target
+
+    def map_is_current(self) -> bool:
+        """True when the manifest's address map is the one the driver will use (the driver
+        computes it from gen/hostmap.py, so stale RTL would be driven at wrong addresses)."""
+        from gen.hostmap import host_map
+
+        current = host_map(self.config).to_dict()
+        return all(self.manifest.get(k) == v for k, v in current.items())
+
+    @classmethod
+    def for_config(cls, config: str | os.PathLike, rtl_dir: str | os.PathLike | None = None,
+                   regenerate: bool = False) -> "RtlTarget":
+        """The RTL of a configuration (shipped name or TOML path): ``rtl_dir`` if given, else
+        the committed ``rtl/<name>/`` if its manifest matches the configuration, else freshly
+        generated into ``build/cosim/<name>/rtl`` (reused while the configuration and gen/
+        sources are unchanged)."""
+        from gen.config import load_config
+
+        cfg = load_config(config)
+        if rtl_dir is not None:
+            return cls.from_dir(rtl_dir)
+        committed = REPO_ROOT / "rtl" / cfg.name
+        if not regenerate and (committed / "manifest.json").is_file():
+            try:
+                t = cls.from_dir(committed)
+            except ValueError:  # stale committed RTL: generate a current one below
+                t = None
+            if t is not None and t.manifest.get("config") == cfg.to_dict():
+                return t
+        out = REPO_ROOT / "build" / "cosim" / cfg.name / "rtl"
+        stamp = out / ".gen_key"
+        key = _gen_key(cfg)
+        with locked(out.parent.parent / f".{cfg.name}-rtl.lock"):  # pytest workers share it
+            if regenerate or not stamp.is_file() or stamp.read_text() != key:
+                src = Path(cfg.source) if cfg.source else None
+                cmd = [sys.executable, "-m", "gen", "--config", str(src or config), "--out", str(out)]
+                r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
+                if r.returncode != 0:
+                    raise RuntimeError(f"RTL generation failed ({' '.join(cmd)}):\n{r.stderr[-3000:]}")
+                stamp.write_text(key)
+        return cls.from_dir(out)
+
+
+def _gen_key(cfg) -> str:
+    import hashlib
+    h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+    for p in sorted((REPO_ROOT / "gen").glob("*.py")):
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@dataclass
+class LayerCase:
+    """One layer to co-simulate: ``spikes [T, Cin, H, W]`` (0/1), ``residual
+    [T, Cout, Ho, Wo]`` (membrane format) when ``qlayer.residual``; ``tile_hw`` forces a tile
+    size (default: the driver's choice)."""
+    name: str
+    qlayer: QuantTTLayer
+    spikes: np.ndarray
+    residual: np.ndarray | None = None
+    tile_hw: tuple[int, int] | None = None
+
+
+@dataclass
+class CaseResult:
+    case: LayerCase
+    report: MismatchReport
+    spikes: np.ndarray           # RTL, [T, Cout, Ho, Wo]
+    membrane: np.ndarray
+    counters: dict[str, int]     # summed over tiles
+    tile_cycles: list[int]       # cycles from start to done, per tile (testbench clock)
+    tiles: int
+    wall_s: float                # simulation wall time of the compute (start..done) phases
+    wall_io_s: float             # wall time of the host traffic
+    waves: Path | None = None
+
+    @property
+    def match(self) -> bool:
+        return self.report.match
+
+    @property
+    def cycles(self) -> int:
+        return int(sum(self.tile_cycles))
+
+
+@dataclass
+class _Prepared:
+    case: LayerCase
+    plan: Any
+    programs: list
+    expected: list                # per tile: (spikes, membrane) [T, C_tile, Ho, Wo]
+
+
+def _cycle_limit(cfg, tile) -> int:
+    """A generous bound for one tile (hang detection only)."""
+    p = cfg.lanes
+    rg = -(-tile.rank // p)
+    og = -(-tile.out_channels // p)
+    hw = (tile.height + 2) * (tile.width + 2)
+    work = tile.timesteps * hw * (rg * tile.in_channels + rg * 6 * tile.rank + og * tile.rank * 4 + 8)
+    return 20 * work + 100_000
+
+
+def _prepare(driver, case: LayerCase) -> _Prepared:
+    q = case.qlayer
+    spikes = np.asarray(case.spikes)
+    if spikes.ndim != 4:
+        raise ValueError(f"case {case.name}: spikes must be [T, Cin, H, W], got {spikes.shape}")
+    plan = driver.plan(q, spikes.shape, case.tile_hw)
+    programs, expected = [], []
+    golden_cache: dict[tuple[int, int], Any] = {}
+    for tile in plan:
+        window = driver.window(spikes, tile)
+        res_tile = driver.residual_tile(case.residual, tile) if q.residual else None
+        programs.append(driver.program(q, tile, window, res_tile))
+        key = (tile.row0, tile.col0)
+        if key not in golden_cache:
+            res_all = None
+            if q.residual:
+                s = 2 if tile.pool else 1
+                ho, wo = tile.out_shape
+                r0, c0 = tile.row0 // s, tile.col0 // s
+                res_all = torch.from_numpy(np.asarray(case.residual)[:, :, r0:r0 + ho, c0:c0 + wo].astype(np.int64))
+            golden_cache[key] = golden_tile(q, torch.from_numpy(window.astype(np.int64)), res_all,
+                                            driver.config.widths)
+        g = golden_cache[key]
+        co = slice(tile.out0, tile.out0 + tile.out_channels)
+        expected.append((g.spikes[:, co].numpy(), g.membrane[:, co].numpy()))
+    return _Prepared(case, plan, programs, expected)
+
+
+def _jobs_of(driver, prep: _Prepared) -> list[TileJob]:
+    return [TileJob(prog.writes, prog.start, prog.reads, _cycle_limit(driver.config, tile))
+            for tile, prog in zip(prep.plan, prep.programs)]
+
+
+def _simulate(build: BuildResult, driver, jobs: list[TileJob], workdir: Path, seed: int,
+              waves: bool) -> tuple[list, Path]:
+    from gen.hostmap import HOST_READ_LATENCY
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_jobs(workdir / "jobs.npz", jobs, driver.config.clock_period_ns, HOST_READ_LATENCY)
+    wave = run_testbench(build, workdir / "jobs.npz", workdir / "results.npz", workdir / "run",
+                         waves=waves, seed=seed)
+    return read_results(workdir / "results.npz", len(jobs)), wave
+
+
+def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | os.PathLike | None = None,
+              waves: str | None = None, seed: int = 1, build_dir: str | os.PathLike | None = None,
+              progress: bool = False) -> list[CaseResult]:
+    """Co-simulate ``cases`` on ``target`` in one simulator run; compare with the golden model.
+
+    ``waves`` ('fail', 'always', 'never'; default ``$COSIM_WAVES`` or 'fail'): with 'fail',
+    cases that mismatch are run again, alone, on a traced build and ``CaseResult.waves`` names
+    the waveform file.
+    """
+    from gen.driver import Driver, LayerOutputs
+
+    waves = waves or os.environ.get("COSIM_WAVES", "fail")
+    if waves not in WAVES_MODES:
+        raise ValueError(f"waves must be one of {WAVES_MODES}, got {waves!r}")
+    driver = Driver(target.rtl_dir)
+    cfg = driver.config
+    names = [c.name for c in cases]
+    if len(set(names)) != len(names):
+        raise ValueError("case names must be unique")
+    preps = [_prepare(driver, c) for c in cases]
+    bdir = Path(build_dir) if build_dir else default_build_dir(cfg.name, waves == "always")
+    build = build_design(target.verilog, target.top, bdir, waves=waves == "always",
+                         ports=[p["name"] for p in target.manifest.get("ports", [])] or None)
+    own_tmp = workdir is None
+    work = Path(tempfile.mkdtemp(prefix="cosim-")) if own_tmp else Path(workdir)
+    jobs = [j for prep in preps for j in _jobs_of(driver, prep)]
+    results, wave = _simulate(build, driver, jobs, work / "all", seed, waves == "always")
+    out: list[CaseResult] = []
+    k = 0
+    for prep in preps:
+        rep = MismatchReport(prep.case.name)
+        layer = LayerOutputs(prep.plan)
+        cyc, wall, wall_io = [], 0.0, 0.0
+        for tile, prog, (es, em) in zip(prep.plan, prep.programs, prep.expected):
+            r = results[k]
+            k += 1
+            tr = prog.decode(r.values)
+            layer.add(tile, tr)
+            s = 2 if tile.pool else 1
+            rep.add_tile(tile.index, tile.out0, tile.row0 // s, tile.col0 // s, es, em,
+                         tr.spikes, tr.membrane)
+            cyc.append(r.cycles)
+            wall += r.wall_s
+            wall_io += r.wall_io_s
+        out.append(CaseResult(prep.case, rep, layer.spikes, layer.membrane, dict(layer.counters),
+                              cyc, len(prep.plan), wall, wall_io,
+                              wave if waves == "always" else None))
+    if waves == "fail" and any(not r.match for r in out):
+        wbuild = build_design(target.verilog, target.top, default_build_dir(cfg.name, True),
+                              waves=True,
+                              ports=[p["name"] for p in target.manifest.get("ports", [])] or None)
+        for ci, res in enumerate(out):
+            if res.match:
+                continue
+            _, wfile = _simulate(wbuild, driver, _jobs_of(driver, preps[ci]),
+                                 work / f"waves-{ci}", seed, True)
+            res.waves = wfile
+    if own_tmp and all(r.match for r in out):
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+    return out

