@@ -145,6 +145,17 @@ def step_report(ctx: DemoContext) -> None:
         s = r["stats"]
         lines.append(f"- parameters {s['params']:,} (PTT) vs {s['dense_params']:,} (dense); FLOPs {s['flops']:,} vs "
                      f"{s['dense_flops']:,}")
+    if "rtl" in r:
+        lines.append(f"- RTL: `{r['rtl']['verilog']}` ({r['rtl']['lines']:,} lines, configuration "
+                     f"'{r['rtl']['config']}')")
+    if "replay" in r:
+        p = r["replay"]
+        lines.append(f"- replay of `{p['layer']}` on the RTL ({p['config']}): "
+                     f"{'bit-exact' if p['match'] else 'MISMATCH'} ({p['mismatches']} mismatches), "
+                     f"{p['cycles']:,} cycles over {p['tiles']} tile(s), spike agreement of the "
+                     f"integer layer with the float layer {p['spike_agreement']:.4f}")
+    if "energy" in r:
+        lines.extend(f"- {line}" for line in r["energy"]["summary"])
     lines += ["", f"Status: {'FAILED: ' + '; '.join(ctx.failed) if ctx.failed else 'OK'}", ""]
     report = {"results": r, "failed": ctx.failed, "ok": not ctx.failed}
     atomic_write_text(ctx.path("report.json"), json.dumps(report, indent=2, default=str) + "\n")
@@ -208,3 +219,33 @@ def run(args: argparse.Namespace) -> int:
         fn(ctx)
     ctx.log(f"demo took {time.perf_counter() - t0:.0f} s")
     return 1 if ctx.failed else 0
+
+
+# ---- the hardware half of the demo ---------------------------------------------------------
+# gen/, cosim/ and model/ add their steps here so that `make demo` runs the whole chain:
+# train -> generate the RTL -> replay a trained TT layer on it -> training energy.
+
+def step_rtl(ctx: DemoContext) -> None:
+    """Generate the accelerator's Verilog and manifest for the demo's hardware configuration."""
+    import os
+
+    from gen.config import load_config
+    from gen.emit import write_outputs
+
+    cfg = load_config(os.environ.get("TTSNN_DEMO_COSIM_CONFIG", "small"))
+    paths = write_outputs(cfg, ctx.path("rtl") / cfg.name)
+    verilog = next(p for p in paths if p.suffix == ".v")
+    lines = verilog.read_text().count("\n")
+    ctx.log(f"generated {verilog} ({lines:,} lines of Verilog) for configuration '{cfg.name}': "
+            f"{cfg.total_pes} PEs, {cfg.total_buffer_bytes:,} bytes of global buffers")
+    ctx.results["rtl"] = {"config": cfg.name, "verilog": str(verilog), "lines": lines}
+
+
+def _register_hardware_steps() -> None:
+    from cosim.demo_step import register as register_replay
+
+    add_step("rtl", step_rtl)
+    register_replay()
+
+
+_register_hardware_steps()
