@@ -2,7 +2,7 @@
 
 A mistake of the user (a wrong shape, an unknown mode, a missing file, an invalid
 configuration) raises ``ValueError`` (or a subclass such as ``gen.config.ConfigError``),
-``FileNotFoundError`` or ``KeyError`` with a message that says what was wrong and what to do.
+``OSError`` (a missing file, an output path that cannot be written) or ``KeyError`` with a message that says what was wrong and what to do.
 The CLIs print that message and exit with status 2. ``TTSNN_DEBUG=1`` shows the traceback.
 """
 
@@ -12,7 +12,8 @@ import os
 import sys
 from typing import Callable, Sequence
 
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError, NotADirectoryError, IsADirectoryError)
+# OSError covers the file-system mistakes: missing inputs, an --out that is a file, no permission.
+USER_ERRORS = (ValueError, OSError, KeyError)
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
