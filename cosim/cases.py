@@ -77,20 +77,17 @@ def calibrate(q: QuantTTLayer, spikes: np.ndarray, residual: np.ndarray | None, 
 
     qb, mb = widths.activation, widths.membrane
     x = torch.nn.functional.pad(torch.from_numpy(np.asarray(spikes, dtype=np.int64)), (1, 1, 1, 1))
-    h, w = x.shape[-2] - 2, x.shape[-1] - 2
-    w1, w2, w3, w4 = (torch.from_numpy(np.array(getattr(q, n))) for n in ("w1", "w2", "w3", "w4"))
+    w1, w2, w3 = (torch.from_numpy(np.array(getattr(q, n))) for n in ("w1", "w2", "w3"))
     a1 = G.g1(x, w1, 62)
     s1 = _fit_shift(a1, qb)
     q1 = G.sat(G.rshift(a1, s1, q.round), qb)
-    s2 = 0
     if q.mode == "stt":
-        a2 = G.g2(q1, w2, 62)
-        s2 = _fit_shift(a2, qb)
-        a3 = G.g3(G.sat(G.rshift(a2, s2, q.round), qb), w3, 62)
-        s3 = _fit_shift(a3, qb)
-    else:
-        m = G.g2(q1[..., 1:w + 1], w2, 62) + G.g3(q1[..., 1:h + 1, :], w3, 62)
-        s3 = max(0, _fit_shift(m, qb) - 1)
+        choose3 = lambda a3: _fit_shift(a3, qb)
+    else:  # the merge shift adds PTT's /2 itself
+        choose3 = lambda m: max(0, _fit_shift(m, qb) - 1)
+    c23 = G.clusters23(q1, w2, w3, q.mode, lambda a2: _fit_shift(a2, qb), choose3, q.round, qb,
+                       62, torch.tensor(q.full_timesteps(x.shape[0])))
+    s2, s3 = c23.shift2, c23.shift3
     q = dataclasses.replace(q, shift1=s1, shift2=s2, shift3=s3, affine_shift=0,
                             threshold=(1 << (mb - 1)) - 1)
     wide = dataclasses.replace(widths, membrane=62, accumulator=62) if dataclasses.is_dataclass(widths) \

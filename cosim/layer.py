@@ -77,18 +77,41 @@ class RtlTarget:
         current = host_map(self.config).to_dict()
         return all(self.manifest.get(k) == v for k, v in current.items())
 
+    def check_config(self, cfg) -> None:
+        """Raise ValueError unless this RTL was generated for ``cfg`` (a ``HardwareConfig``):
+        driving it with another configuration's plan and golden widths, or reporting it under
+        another configuration's name, would be silently wrong."""
+        built, wanted = self.manifest.get("config"), cfg.to_dict()
+        if built == wanted:
+            return
+        built_name = built.get("name", "?") if isinstance(built, dict) else "?"
+        differ = ""
+        if built_name == cfg.name and isinstance(built, dict):
+            keys = sorted(k for k in set(built) | set(wanted) if built.get(k) != wanted.get(k))
+            differ = f" (same name, different {', '.join(keys)})"
+        raise ValueError(
+            f"{self.rtl_dir} holds RTL generated for configuration {built_name!r}, but "
+            f"configuration {cfg.name!r}{f' ({cfg.source})' if cfg.source else ''} was "
+            f"requested{differ}; pass the configuration the RTL was generated for (--config), "
+            f"or leave out --rtl to use the RTL of the requested configuration, or generate "
+            f"RTL for it into a new directory with `python -m gen --config "
+            f"{cfg.source or cfg.name} --out DIR` and pass --rtl DIR")
+
     @classmethod
     def for_config(cls, config: str | os.PathLike, rtl_dir: str | os.PathLike | None = None,
                    regenerate: bool = False) -> "RtlTarget":
         """The RTL of a configuration (shipped name or TOML path): ``rtl_dir`` if given, else
         the committed ``rtl/<name>/`` if its manifest matches the configuration, else freshly
         generated into ``build/cosim/<name>/rtl`` (reused while the configuration and gen/
-        sources are unchanged)."""
+        sources are unchanged). A given ``rtl_dir`` generated for another configuration is
+        a ValueError (see :meth:`check_config`)."""
         from gen.config import load_config
 
         cfg = load_config(config)
         if rtl_dir is not None:
-            return cls.from_dir(rtl_dir)
+            target = cls.from_dir(rtl_dir)
+            target.check_config(cfg)
+            return target
         committed = REPO_ROOT / "rtl" / cfg.name
         if not regenerate and (committed / "manifest.json").is_file():
             try:

@@ -51,6 +51,8 @@ def replay_layer(checkpoint: str, layer: str, config: str = "paper", *, sample: 
     console = Console(stderr=True, quiet=not progress)
     tc = setup_toolchain()                       # fail early if the simulator is missing/old
     hw = load_config(config)
+    # a given RTL directory must be the requested configuration's: check before any work
+    target = RtlTarget.for_config(config, rtl_dir) if rtl_dir is not None else None
     model, meta = load_model(checkpoint)
     ctx = layer_context(model, layer)            # lists the TT layers when the name is wrong
     if sample < 0:
@@ -67,8 +69,9 @@ def replay_layer(checkpoint: str, layer: str, config: str = "paper", *, sample: 
         residual = quantize_residual(cap["residual"], q, hw.widths)[:, 0].numpy()
     driver = Driver(hw)
     plan = driver.plan(q, spikes.shape)          # too big even tiled: clear error
-    with console.status(f"RTL for {hw.name}: generating / building (cached)"):
-        target = RtlTarget.for_config(config, rtl_dir)
+    if target is None:
+        with console.status(f"RTL for {hw.name}: generating / building (cached)"):
+            target = RtlTarget.for_config(config)
     t0 = time.monotonic()
     with console.status(f"simulating {len(plan)} tiles under Verilator"):
         res = run_cases(target, [LayerCase(layer, q, spikes, residual)], waves=waves)[0]

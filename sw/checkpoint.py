@@ -19,6 +19,7 @@ format version gives a ``ValueError`` that says so.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -102,9 +103,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError/UnpicklingError/EOFError on damage
-        raise ValueError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}); the file is truncated, "
-                         "corrupt or not a torch file. Use an intact checkpoint (nothing was changed).") from None
+        # torch's own text is not repeated: it advises weights_only=False, i.e. running
+        # whatever code the file holds; a checkpoint of this kit never needs that
+        if isinstance(exc, pickle.UnpicklingError):
+            what = ("it is not a ttsnn-kit checkpoint (it holds Python objects other than "
+                    "tensors and plain containers, or is in another pickle format) or it is "
+                    "corrupt; it was not unpickled, since that could run code from the file")
+        else:
+            what = "the file is truncated, corrupt or not a torch file"
+        raise ValueError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}): {what}. "
+                         "Use an intact checkpoint written by `python -m sw train/decompose/"
+                         "export` (copy or re-create it); nothing was changed.") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path}: not a {FORMAT} checkpoint (format tag {found!r}); "

@@ -3,7 +3,8 @@
 This module implements docs/numerics.md, stage by stage, with ``int64`` tensors and no
 floating-point arithmetic. The co-simulation (``cosim/``) compares the generated Verilog with
 :func:`golden_tile` bit for bit; the quantiser (``sw/quantize.py``) uses :func:`golden_layer`
-to measure how far the integer layer is from the float one.
+to measure how far the integer layer is from the float one, and :func:`clusters23` (the
+routing of the three modes, used by :func:`golden_tile` too) to choose its shifts.
 
 The stage functions are small and pure (tensors in, tensors out) so that each can be tested on
 its own; :func:`golden_tile` chains them exactly as the numerics page does. Window coordinates
@@ -14,7 +15,7 @@ pixels (a one-pixel halo ring).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 import torch
@@ -24,7 +25,8 @@ from sw.qlayer import QuantTTLayer
 
 __all__ = [
     "GoldenResult", "golden_tile", "golden_layer", "resolve_widths",
-    "sat", "wrap", "rshift", "g1", "g2", "g3", "merge_ptt", "g4", "maxpool2x2", "affine",
+    "sat", "wrap", "rshift", "g1", "g2", "g3", "merge_ptt", "Clusters23", "clusters23", "g4",
+    "maxpool2x2", "affine",
     "add_residual", "lif", "tile_windows",
 ]
 
@@ -82,6 +84,61 @@ def merge_ptt(a2: Tensor, a3: Tensor, shift3: int, rnd: int, act_bits: int) -> T
     """The adder array in PTT: ``m = a2 + a3`` (one bit wider, never wraps), then the /2
     average folded into the re-quantisation shift."""
     return sat(rshift(a2 + a3, shift3 + 1, rnd), act_bits)
+
+
+#: A stage shift, or (calibration) a function choosing it from the tensor it re-quantises.
+ShiftOrChooser = Union[int, Callable[[Tensor], int]]
+
+
+@dataclass(frozen=True)
+class Clusters23:
+    """Step 4 of docs/numerics.md: ``a2`` (cluster 2), ``a3`` (cluster 3), ``q23`` (input of
+    cluster 4) and the shifts used (chosen ones when a chooser was given)."""
+    a2: Tensor
+    a3: Tensor
+    q23: Tensor
+    shift2: int
+    shift3: int
+
+
+def clusters23(q1: Tensor, w2: Tensor, w3: Tensor, mode: str, shift2: ShiftOrChooser,
+               shift3: ShiftOrChooser, rnd: int, act_bits: int, acc_bits: int,
+               full: Tensor | None = None) -> Clusters23:
+    """Clusters 2 and 3 with the routing of each mode (docs/numerics.md step 4), the one
+    implementation of it.
+
+    ``q1 [T, ..., r, H + 2, W + 2]`` is cluster 1's output on the whole window; ``full [T]``
+    (bool, required for HTT) marks the full timesteps. STT: ``q2`` re-quantised by ``shift2``
+    feeds G3; PTT: G2 and G3 both read ``q1``, merged with ``shift3 + 1``; HTT: PTT on full
+    timesteps, ``q1`` bypassing on reduced ones. Returns ``a2, a3, q23`` as ``[T, ..., r, H, W]``
+    (STT's ``a2`` is ``[..., H, W + 2]``, the columns G3 reads). A shift may be a function of
+    the accumulator it re-quantises (``a2``; ``a3`` in STT, ``m = a2 + a3`` in PTT and HTT,
+    over all timesteps), called once, so that a calibration chooses it on the same tensors.
+    """
+    if mode not in ("stt", "ptt", "htt"):
+        raise ValueError(f"mode must be 'stt', 'ptt' or 'htt', got {mode!r}")
+    if mode == "htt" and full is None:
+        raise ValueError("HTT needs the full-timestep mask 'full' [T]")
+    h, w = q1.shape[-2] - 2, q1.shape[-1] - 2
+
+    def chosen(shift: ShiftOrChooser, acc: Tensor) -> int:
+        return int(shift(acc)) if callable(shift) else int(shift)
+
+    if mode == "stt":
+        a2 = g2(q1, w2, acc_bits)                                         # [.., r, H, W+2]
+        s2 = chosen(shift2, a2)
+        a3 = g3(sat(rshift(a2, s2, rnd), act_bits), w3, acc_bits)         # [.., r, H, W]
+        s3 = chosen(shift3, a3)
+        return Clusters23(a2, a3, sat(rshift(a3, s3, rnd), act_bits), s2, s3)
+    a2 = g2(q1[..., 1:w + 1], w2, acc_bits)                               # [.., r, H, W]
+    a3 = g3(q1[..., 1:h + 1, :], w3, acc_bits)                            # [.., r, H, W]
+    s2 = 0 if callable(shift2) else int(shift2)                           # unused outside STT
+    s3 = int(shift3(a2 + a3)) if callable(shift3) else int(shift3)
+    q23 = merge_ptt(a2, a3, s3, rnd, act_bits)
+    if mode == "htt":
+        mask = torch.as_tensor(full, dtype=torch.bool).reshape(-1, *([1] * (q23.dim() - 1)))
+        q23 = torch.where(mask, q23, q1[..., 1:h + 1, 1:w + 1])
+    return Clusters23(a2, a3, q23, s2, s3)
 
 
 def g4(q23: Tensor, w4: Tensor, acc_bits: int) -> Tensor:
@@ -214,16 +271,8 @@ def golden_tile(qlayer: QuantTTLayer, window_spikes: Any, residual: Any | None, 
     w1, w2, w3, w4 = (torch.from_numpy(np.array(getattr(qlayer, n))) for n in ("w1", "w2", "w3", "w4"))
 
     q1 = sat(rshift(g1(x, w1, ab), qlayer.shift1, rnd), qb)               # [T, r, H+2, W+2]
-    if qlayer.mode == "stt":
-        q2 = sat(rshift(g2(q1, w2, ab), qlayer.shift2, rnd), qb)          # [T, r, H, W+2]
-        q23 = sat(rshift(g3(q2, w3, ab), qlayer.shift3, rnd), qb)         # [T, r, H, W]
-    else:
-        a2 = g2(q1[..., 1:w + 1], w2, ab)                                 # [T, r, H, W]
-        a3 = g3(q1[..., 1:h + 1, :], w3, ab)                              # [T, r, H, W]
-        q23 = merge_ptt(a2, a3, qlayer.shift3, rnd, qb)
-        if qlayer.mode == "htt":
-            bypass = q1[..., 1:h + 1, 1:w + 1]
-            q23 = torch.where(full[:, None, None, None], q23, bypass)
+    q23 = clusters23(q1, w2, w3, qlayer.mode, qlayer.shift2, qlayer.shift3, rnd, qb, ab,
+                     full).q23                                            # [T, r, H, W]
     a4 = g4(q23, w4, ab)                                                  # [T, Cout, H, W]
     p = maxpool2x2(a4) if qlayer.pool else a4
 

@@ -210,9 +210,7 @@ def quantize_tt_layer(conv: nn.Module, bn: nn.Module | None, *, tau: float, v_th
 
     x = torch.nn.functional.pad(calib_spikes.to(torch.int64), (1, 1, 1, 1))
     x = x.reshape(steps, -1, *x.shape[2:])                           # [T, B, Cin, H+2, W+2]
-    h, w = x.shape[-2] - 2, x.shape[-1] - 2
     ab, qb = wd.accumulator, wd.activation
-    fullb = full[:, None, None, None, None]
 
     # G1 must not wrap: coarsen w1 (a power of two at a time) until it does not.
     while True:
@@ -222,33 +220,32 @@ def quantize_tt_layer(conv: nn.Module, bn: nn.Module | None, *, tau: float, v_th
             break
         s_w1 *= 2.0
     shift1, shift2, shift3 = _shift_for(*_range(a1), qb, rnd), 0, 0
+    stt = conv.mode == "stt"
+
+    def choose_shift2(a2: Tensor) -> int:
+        return max(shift2, _shift_for(*_range(a2), qb, rnd))
+
+    def choose_shift3(acc: Tensor) -> int:
+        if stt:
+            return max(shift3, _shift_for(*_range(acc), qb, rnd))
+        m = acc[full] if conv.mode == "htt" else acc       # reduced timesteps bypass the merge
+        return max(shift3, _shift_for(*_range(m), qb, rnd, extra=1))
+
     for _ in range(256):  # raise a shift whenever a later accumulator would wrap
         q1 = golden.sat(golden.rshift(a1, shift1, rnd), qb)
-        if conv.mode == "stt":
-            a2 = golden.g2(q1, w2, _WIDE)
-            if not _fits(a2, ab):
-                shift1 += 1
-                continue
-            shift2 = max(shift2, _shift_for(*_range(a2), qb, rnd))
-            q2 = golden.sat(golden.rshift(a2, shift2, rnd), qb)
-            a3 = golden.g3(q2, w3, _WIDE)
-            if not _fits(a3, ab):
+        # accumulators computed wide, so that an overflow of the real width is seen, not wrapped
+        c23 = golden.clusters23(q1, w2, w3, conv.mode, choose_shift2, choose_shift3, rnd, qb,
+                                _WIDE, full)
+        if not _fits(c23.a2, ab) or (not stt and not _fits(c23.a3, ab)):
+            shift1 += 1
+            continue
+        if stt:
+            shift2 = c23.shift2
+            if not _fits(c23.a3, ab):
                 shift2 += 1
                 continue
-            shift3 = max(shift3, _shift_for(*_range(a3), qb, rnd))
-            q23 = golden.sat(golden.rshift(a3, shift3, rnd), qb)
-        else:
-            a2 = golden.g2(q1[..., 1:w + 1], w2, _WIDE)
-            a3 = golden.g3(q1[..., 1:h + 1, :], w3, _WIDE)
-            if not (_fits(a2, ab) and _fits(a3, ab)):
-                shift1 += 1
-                continue
-            m = (a2 + a3)[full] if conv.mode == "htt" else a2 + a3
-            shift3 = max(shift3, _shift_for(*_range(m), qb, rnd, extra=1))
-            q23 = golden.merge_ptt(a2, a3, shift3, rnd, qb)
-            if conv.mode == "htt":
-                q23 = torch.where(fullb, q23, q1[..., 1:h + 1, 1:w + 1])
-        a4 = golden.g4(q23, w4, _WIDE)
+        shift3 = c23.shift3
+        a4 = golden.g4(c23.q23, w4, _WIDE)
         if not _fits(a4[full], ab):
             shift3 += 1
             continue

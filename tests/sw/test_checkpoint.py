@@ -48,8 +48,9 @@ def test_truncated_file_is_a_clear_error_and_the_original_is_kept(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", _model())
     raw = path.read_bytes()
     (tmp_path / "cut.pt").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(ValueError, match="truncated"):
+    with pytest.raises(ValueError, match="truncated") as err:
         load_checkpoint(tmp_path / "cut.pt")
+    assert "weights_only" not in str(err.value)  # never torch's advice to unpickle unsafely
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")
 
@@ -58,6 +59,14 @@ def test_foreign_and_wrong_version_files_are_rejected(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
     with pytest.raises(ValueError, match="not a ttsnn-kit/checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
+    # arbitrary objects are refused without unpickling them, and without torch's advice to
+    # load with weights_only=False
+    import argparse
+    torch.save({"format": "ttsnn-kit/checkpoint", "obj": argparse.Namespace(a=1)},
+               tmp_path / "objects.pt")
+    with pytest.raises(ValueError, match="not a ttsnn-kit checkpoint.*not unpickled") as err:
+        load_checkpoint(tmp_path / "objects.pt")
+    assert "weights_only" not in str(err.value)
     torch.save(torch.zeros(3), tmp_path / "tensor.pt")
     with pytest.raises(ValueError, match="not a"):
         load_checkpoint(tmp_path / "tensor.pt")

@@ -8,18 +8,17 @@ mirrored by the reference.
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from gen.config import load_config
 from sw import golden
 from sw.golden import golden_layer, golden_tile, tile_windows
 from sw.qlayer import QuantTTLayer
 
-WIDTHS = SimpleNamespace(weight=8, activation=8, accumulator=16, membrane=16, affine_scale=16,
-                         leak_mul=8, host_data=32)
+WIDTHS = load_config("small").widths
 
 
 # ---- scalar reference ------------------------------------------------------------------------
@@ -176,6 +175,46 @@ def test_wrap_and_sat_edges_hand_computed():
     assert golden.sat(torch.tensor([127, 128, -128, -129]), 8).tolist() == [127, 127, -128, -128]
 
 
+def test_clusters23_choosers_and_batch_dimensions():
+    """A shift chooser (used by calibrations) gets the accumulator it re-quantises and gives
+    the result of that shift passed as a number; a batch dimension after T is routed like
+    separate tiles; HTT's reduced timesteps bypass with q1. (The routing itself is checked
+    against the scalar reference through golden_tile below.)"""
+    rng = np.random.default_rng(2)
+    r, t = 3, 4
+    full = torch.tensor([True, False, True, False])
+    q1 = torch.from_numpy(rng.integers(-128, 128, size=(t, 2, r, 5, 6)))     # H = 3, W = 4
+    w2, w3 = (torch.from_numpy(rng.integers(-128, 128, size=(r, r, 3))) for _ in range(2))
+    for mode in ("stt", "ptt", "htt"):
+        seen = {}
+
+        def chooser(name, shift):
+            def choose(acc):
+                seen[name] = acc
+                return shift
+            return choose
+
+        got = golden.clusters23(q1, w2, w3, mode, chooser("s2", 5), chooser("s3", 6), 1, 8, 20,
+                                full)
+        ref = golden.clusters23(q1, w2, w3, mode, 5, 6, 1, 8, 20, full)
+        assert torch.equal(got.q23, ref.q23) and got.shift3 == 6
+        assert got.shift2 == (5 if mode == "stt" else 0)
+        if mode == "stt":
+            assert torch.equal(seen["s2"], ref.a2) and torch.equal(seen["s3"], ref.a3)
+        else:
+            assert "s2" not in seen and torch.equal(seen["s3"], ref.a2 + ref.a3)
+        for b in range(2):
+            one = golden.clusters23(q1[:, b], w2, w3, mode, 5, 6, 1, 8, 20, full)
+            assert torch.equal(one.q23, ref.q23[:, b]), mode
+        if mode == "htt":
+            assert torch.equal(ref.q23[~full], q1[~full][..., 1:4, 1:5])
+            assert not torch.equal(ref.q23[full], q1[full][..., 1:4, 1:5])
+    with pytest.raises(ValueError, match="full-timestep"):
+        golden.clusters23(q1, w2, w3, "htt", 0, 0, 1, 8, 20)
+    with pytest.raises(ValueError, match="mode"):
+        golden.clusters23(q1, w2, w3, "tt", 0, 0, 1, 8, 20, full)
+
+
 def test_stage_functions_against_loops():
     rng = np.random.default_rng(1)
     x = torch.from_numpy(rng.integers(0, 2, size=(3, 5, 6)))
@@ -257,8 +296,8 @@ def test_tile_matches_scalar_reference(case, rnd):
 def test_saturation_and_wrap_edges_against_reference():
     """Full-scale weights, all-one spikes and tiny widths: every stage saturates or wraps."""
     rng = np.random.default_rng(7)
-    wd = SimpleNamespace(weight=8, activation=4, accumulator=9, membrane=10, affine_scale=16,
-                         leak_mul=8)
+    # deliberately tiny formats (and 8-bit weights, for the 127s below)
+    wd = dataclasses.replace(WIDTHS, weight=8, activation=4, accumulator=9, membrane=10)
     for mode in ("stt", "ptt", "htt"):
         q = make_layer(rng, mode, 6, 3, 2, shifts=(0, 1, 0), affine_shift=0, threshold=100)
         q = dataclasses.replace(q, w1=np.full((3, 6), 127), bias=np.array([511, -512]),
@@ -375,8 +414,8 @@ def test_integer_chain_equals_float_ttconv_on_integer_weights(mode, stride):
         conv.g4.weight.copy_(torch.randint(-3, 4, conv.g4.weight.shape))
     x = (torch.rand(T, 1, cin, H, W) < 0.5).double()
     y = conv(x)[:, 0]
-    wide = SimpleNamespace(weight=8, activation=40, accumulator=48, membrane=48, affine_scale=8,
-                           leak_mul=8)
+    # deliberately wide formats: nothing saturates or wraps, as in the float model
+    wide = dataclasses.replace(WIDTHS, activation=40, accumulator=48, membrane=48)
     q = QuantTTLayer(
         mode=mode, w1=conv.g1.weight[:, :, 0, 0].long().numpy(),
         w2=conv.g2.weight[:, :, :, 0].long().numpy(), w3=conv.g3.weight[:, :, 0, :].long().numpy(),

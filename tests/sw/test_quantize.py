@@ -167,8 +167,9 @@ def test_model_layer_capture_and_context():
     from sw.resnet import ms_resnet
 
     torch.manual_seed(0)
+    # a low threshold, so that the untrained layers spike and the agreement below means something
     model = ms_resnet("tiny", "ptt", ranks=4, in_channels=1, num_classes=10, timesteps=4,
-                      input_size=8).eval()
+                      input_size=8, v_threshold=0.1).eval()
     names = tt_layer_names(model)
     assert names == ["layers.0.0.conv1", "layers.0.0.conv2", "layers.1.0.conv1", "layers.1.0.conv2"]
     with pytest.raises(ValueError, match="available TT layers: layers.0.0.conv1"):
@@ -179,7 +180,10 @@ def test_model_layer_capture_and_context():
         assert rep["float_chain_error"] < 1e-4, rep
         assert q.residual == name.endswith("conv2")
         assert cap["spikes"].shape[:2] == (4, 6)
-        assert 0.0 <= rep["spike_agreement"] <= 1.0
+        # the integer layer spikes like the float one (measured >= 0.99 at rates 0.2 and 0.4;
+        # a layer that never spiked would agree only 1 - float_spike_rate)
+        assert rep["float_spike_rate"] > 0.1, rep
+        assert rep["spike_agreement"] > 0.97, rep
 
 
 def test_quantize_command(tmp_path, capsys):
@@ -192,7 +196,7 @@ def test_quantize_command(tmp_path, capsys):
     torch.manual_seed(0)
     ckpt = tmp_path / "m.pt"
     save_checkpoint(ckpt, ms_resnet("tiny", "stt", ranks=4, in_channels=1, num_classes=10,
-                                    timesteps=2, input_size=16),
+                                    timesteps=2, input_size=16, v_threshold=0.1),
                     config={"dataset": "digits", "timesteps": 2})
     assert main(["quantize", "--checkpoint", str(ckpt), "--layer", "layers.1.0.conv1", "--json",
                  "--calib-samples", "2", "--eval-samples", "2", "--config", "small",
@@ -201,7 +205,11 @@ def test_quantize_command(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     (row,) = out["layers"]
     assert row["layer"] == "layers.1.0.conv1" and row["pool"] is True and row["mode"] == "stt"
-    assert 0.0 <= row["spike_agreement"] <= 1.0 and out["eval_samples"] == 2
+    assert out["eval_samples"] == 2
+    # calibrated on digits, the integer layer spikes like the float one (measured 0.995 at a
+    # float spike rate of 0.16; the threshold is low so that the untrained layer spikes)
+    assert row["float_spike_rate"] > 0.05, row
+    assert row["spike_agreement"] > 0.97 and out["mean_spike_agreement"] > 0.97, row
     with pytest.raises(ValueError, match="available TT layers: layers.0.0.conv1"):
         main(["quantize", "--checkpoint", str(ckpt), "--layer", "fc"])
     dense = tmp_path / "d.pt"

@@ -142,8 +142,14 @@ def test_cli_train_eval_export(tmp_path, capsys):
 
 
 def test_event_frames_train_through_the_time_first_path(tmp_path):
-    s = train(_cfg(tmp_path, dataset="digits-events", epochs=1, mode="htt"), progress=False, log=lambda s: None)
-    assert 0 <= s["final_test_acc"] <= 1
+    s = train(_cfg(tmp_path, dataset="digits-events", epochs=3, batch_size=16, mode="htt"),
+              progress=False, log=lambda s: None)
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and s["epochs"] == 3
+    # the model learns from event frames: the training loss falls over the run (by about 0.04
+    # with these seeds; test accuracy of so small a run is still near chance, so not asserted)
+    losses = [r["train_loss"] for r in rows]
+    assert losses[-1] < losses[0] - 0.02, losses
 
 
 def test_demo_steps_write_their_outputs(tmp_path, capsys):
