@@ -1,0 +1,9 @@
+"""Analytical performance and energy model of BPTT training of TT-SNNs.
+
+Counts of every action per layer and pass (:mod:`model.counts`, :mod:`model.array`,
+:mod:`model.tile`) on two accelerators built from one hardware configuration
+(:mod:`model.accelerators`), priced with an energy table kept as data
+(:mod:`model.energy_table`, ``model/data/energy_28nm.yaml``) plus leakage x time
+(:mod:`model.evaluate`). ``python -m model --help`` lists the commands; docs/energy_model.md
+describes the model, its assumptions, calibration and agreement with the RTL.
+"""

@@ -1,0 +1,121 @@
+"""Both accelerators: non-negative counts, conservation, the data movement each implies."""
+
+import math
+
+import pytest
+
+from gen.config import load_config
+from model.accelerators import Proposed, SataLike, make_accelerator
+from model.array import Step, spill_schedule
+from model.counts import CATEGORIES, PASSES, Sparsity, layer_cores
+from model.energy_table import load_energy_table
+from model.evaluate import Workload, evaluate_network
+from sw.arch import network_specs
+
+TINY = Workload("tiny", 2, (8, 8), 10, 4, 4)
+
+
+@pytest.fixture(scope="module")
+def table():
+    return load_energy_table()
+
+
+@pytest.mark.parametrize("config", ["small", "paper"])
+@pytest.mark.parametrize("accel", ["proposed", "sata"])
+@pytest.mark.parametrize("mode", ["dense", "stt", "ptt", "htt"])
+def test_counts_non_negative_and_totals_equal_breakdowns(config, accel, mode, table):
+    cfg = load_config(config)
+    r = evaluate_network(TINY, mode, accel, cfg, table)
+    for layer in r.layers:
+        for p in PASSES:
+            pr = layer.result.passes[p]
+            assert pr.cycles >= 0
+            for _, n in pr.counts.items():
+                assert n >= 0 and math.isfinite(n)
+            for c in CATEGORIES:
+                assert layer.energy[p][c] >= 0
+    total = r.total_pj
+    assert total > 0
+    assert sum(r.by_pass().values()) == pytest.approx(total)
+    assert sum(r.by_category().values()) == pytest.approx(total)
+    assert sum(sum(v.values()) for v in r.by_pass_category().values()) == pytest.approx(total)
+    assert sum(l.total_pj for l in r.layers) == pytest.approx(total)
+    assert r.cycles()["total"] == pytest.approx(sum(r.cycles()[p] for p in PASSES))
+
+
+def test_sata_dense_forward_ops_equal_macs_per_timestep_times_T():
+    cfg = load_config("paper")
+    acc = SataLike(cfg)
+    T = 4
+    specs = network_specs("resnet18", 3, 32, 10, "dense", None, T)
+    total = 0.0
+    for s in specs:
+        c = acc.run_layer(s, T, Sparsity()).passes["forward"].counts
+        total += c.get("mult_pe", "mac", 8) + c.get("mult_pe", "accumulate", 16) + c.get("mult_pe", "slot", 16)
+    assert total == pytest.approx(2_221_690_880)
+
+
+def test_proposed_forward_macs_cover_the_layer_plus_halos():
+    """Cluster 2-4 MACs are at least the layer's G2..G4 MACs (tiles add halo work)."""
+    cfg = load_config("paper")
+    acc = Proposed(cfg, event_driven=False)
+    T = 6
+    for mode in ("stt", "ptt"):
+        for s in network_specs("resnet34", 2, 48, 101, mode, "paper-ncaltech101", T):
+            if not s.is_tt:
+                continue
+            res = acc.run_layer(s, T, Sparsity())
+            g1, g2, g3, g4 = layer_cores(s, T)
+            macs = res.passes["forward"].counts.get("mult_pe", "mac", 8)
+            assert macs >= g2.macs + g3.macs + g4.macs
+            assert macs <= 3.5 * (g2.macs + g3.macs + g4.macs)
+            if mode == "ptt":  # PTT computes G3 and G4 exactly on the tile's pixels
+                cnt = res.info["counters"]
+                assert cnt["c3_macs"] == g3.macs * math.ceil(s.out_channels / res.info["tile_out_channels"])
+
+
+def test_spill_schedule_pushes_the_waiting_branch_out_first():
+    steps = [Step("G1", ("x",), ("q1",)), Step("G2", ("q1",), ("a2",)), Step("G3", ("q1",), ("a3",)),
+             Step("merge", ("a2", "a3"), ("m",)), Step("G4", ("m",), ())]
+    sizes = {"x": 10, "q1": 10, "a2": 20, "a3": 20, "m": 10}
+    none = spill_schedule(steps, sizes, capacity=1000, in_dram=("x",))
+    assert none == {"x": 10, "q1": 0, "a2": 0, "a3": 0, "m": 0}
+    some = spill_schedule(steps, sizes, capacity=40, in_dram=("x",))
+    # at G3: q1 + a3 + waiting a2 = 50 > 40; a2 (held) goes first
+    assert some["a2"] == 10 and some["a3"] == 0 and some["q1"] == 0
+    with pytest.raises(ValueError):
+        spill_schedule(steps, dict(sizes, m=-1), 40)
+
+
+def test_sata_ptt_moves_more_dram_data_than_stt_where_its_branch_spills():
+    cfg = load_config("paper")
+    acc = SataLike(cfg)
+    T = 6
+    spilled = 0
+    for s_stt, s_ptt in zip(network_specs("resnet34", 2, 48, 101, "stt", "paper-ncaltech101", T),
+                            network_specs("resnet34", 2, 48, 101, "ptt", "paper-ncaltech101", T)):
+        if not s_stt.is_tt:
+            continue
+        r_stt, r_ptt = (acc.run_layer(s, T, Sparsity()) for s in (s_stt, s_ptt))
+        if r_ptt.info["spilled_bits_forward"]["a2"] > 0:
+            spilled += 1
+            d = [r.passes["forward"].counts.bits("dram") for r in (r_stt, r_ptt)]
+            assert d[1] > d[0], s_stt.name
+    assert spilled >= 10  # the large early layers do not fit the 144 KB of activation buffers
+
+
+def test_proposed_stt_takes_longer_than_ptt_in_clusters_2_3():
+    cfg = load_config("paper")
+    acc = Proposed(cfg)
+    T = 6
+    s_stt = network_specs("resnet34", 2, 48, 101, "stt", "paper-ncaltech101", T)[1]
+    s_ptt = network_specs("resnet34", 2, 48, 101, "ptt", "paper-ncaltech101", T)[1]
+    b = [acc.run_layer(s, T, Sparsity()).passes["forward"].busy["c23"] for s in (s_stt, s_ptt)]
+    assert b[0] > 2 * b[1]
+
+
+def test_unknown_accelerator_and_mode_are_errors(table):
+    with pytest.raises(ValueError, match="unknown accelerator"):
+        make_accelerator("tpu", load_config("small"))
+    with pytest.raises(ValueError, match="unknown mode"):
+        evaluate_network(TINY, "qtt", "sata", load_config("small"), table)

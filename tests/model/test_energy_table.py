@@ -1,0 +1,93 @@
+"""The energy table: data validation, lookups, unknown actions, interpolation."""
+
+import math
+
+import pytest
+
+from model.energy_table import (DEFAULT_TABLE, Memory, UnknownActionError, load_energy_table)
+
+
+@pytest.fixture(scope="module")
+def table():
+    return load_energy_table()
+
+
+def test_every_entry_names_unit_node_and_source(table):
+    assert table.node_nm == 28
+    assert table.entries
+    for e in table.entries:
+        assert e.get("source"), e
+        assert e.get("unit") or e["kind"] == "action", e
+        if e["kind"] == "primitive":
+            assert e["node_nm"] == 28 and e["bits"] > 0
+
+
+def test_calibrated_entries_stay_in_their_published_range(table):
+    calibrated = [e for e in table.entries if e.get("treatment") == "calibrated"]
+    assert calibrated, "the DRAM energy is calibrated and must say so"
+    for e in calibrated:
+        lo, hi = e["range"]
+        assert lo <= e["energy"] <= hi, e
+
+
+def test_actions_are_sums_of_their_published_primitives(table):
+    # SATA's units: forward MAC with a spike operand = acc + and; MAC = mul8 + add16
+    assert table.energy("spike_pe", "accumulate", 16) == pytest.approx(0.006 + 0.092)
+    assert table.energy("mult_pe", "mac", 8) == pytest.approx(0.205 + 0.092)
+    assert table.energy("scratchpad", "read", 16) == pytest.approx(0.063)
+
+
+@pytest.mark.parametrize("component, action, bits", [
+    ("mult_pe", "mac", 16),          # the table has no 16-bit multiplier MAC action
+    ("mult_pe", "divide", 8),        # unknown action
+    ("tensor_core", "mac", 8),       # unknown component
+    ("dram", "read", 8),             # DRAM is per bit
+    ("dram", "refresh", 1),
+    ("glb.nonexistent", "read", 64),
+    ("glb.spike_in", "read", 256),   # spike_in is 64 bits wide
+    ("glb.spike_in", "erase", 64),
+])
+def test_unknown_action_is_an_error_not_zero(table, component, action, bits):
+    mems = {"spike_in": Memory("spike_in", 32768, 64)}
+    with pytest.raises(UnknownActionError):
+        table.energy(component, action, bits, mems)
+
+
+def test_sram_interpolation_reproduces_published_points(table):
+    assert table.sram_access(32 * 1024, 256, "read") == pytest.approx(11.03)
+    assert table.sram_access(32 * 1024, 256, "write") == pytest.approx(12.77)
+    assert table.sram_access(144 * 1024, 256, "read") == pytest.approx(28.63)
+    assert table.sram_access(256 * 1024, 64, "read") == pytest.approx(17.1, rel=1e-3)
+    assert table.sram_leakage_mw(144 * 1024) == pytest.approx(24.9)
+
+
+def test_sram_energy_grows_with_size_and_width(table):
+    sizes = [8, 16, 32, 64, 128, 256, 512]
+    e = [table.sram_access(k * 1024, 256, "read") for k in sizes]
+    assert all(a < b for a, b in zip(e, e[1:]))
+    w = [table.sram_access(64 * 1024, b, "read") for b in (32, 64, 128, 256, 512)]
+    assert all(a < b for a, b in zip(w, w[1:]))
+    assert all(math.isfinite(x) and x > 0 for x in e + w)
+
+
+def test_overrides_change_only_what_they_name(table):
+    t2 = table.with_overrides(dram_pj_per_bit=5.0, scale={"mult_pe": 2.0})
+    assert t2.energy("dram", "read", 1) == 5.0
+    assert t2.energy("mult_pe", "mac", 8) == pytest.approx(2 * table.energy("mult_pe", "mac", 8))
+    assert t2.energy("spike_pe", "accumulate", 16) == table.energy("spike_pe", "accumulate", 16)
+    with pytest.raises(UnknownActionError):
+        table.with_overrides(scale={"warp_drive": 1.1})
+
+
+def test_bad_table_files_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_energy_table(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("primitives: [\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_energy_table(bad)
+    text = DEFAULT_TABLE.read_text().replace("source: \"[SATA] add8\"", "")
+    nosrc = tmp_path / "nosrc.yaml"
+    nosrc.write_text(text)
+    with pytest.raises(ValueError, match="source"):
+        load_energy_table(nosrc)
