@@ -155,7 +155,9 @@ def step_report(ctx: DemoContext) -> None:
                      f"{p['cycles']:,} cycles over {p['tiles']} tile(s), spike agreement of the "
                      f"integer layer with the float layer {p['spike_agreement']:.4f}")
     if "energy" in r:
-        lines.extend(f"- {line}" for line in r["energy"]["summary"])
+        first, *per_mode = r["energy"]["summary"]
+        lines.append(f"- {first}")
+        lines.extend(f"  - {line.strip()}" for line in per_mode)
     lines += ["", f"Status: {'FAILED: ' + '; '.join(ctx.failed) if ctx.failed else 'OK'}", ""]
     report = {"results": r, "failed": ctx.failed, "ok": not ctx.failed}
     atomic_write_text(ctx.path("report.json"), json.dumps(report, indent=2, default=str) + "\n")
@@ -243,9 +245,11 @@ def step_rtl(ctx: DemoContext) -> None:
 
 def _register_hardware_steps() -> None:
     from cosim.demo_step import register as register_replay
+    from model.demo_step import register as register_energy
 
     add_step("rtl", step_rtl)
     register_replay()
+    register_energy()
 
 
 _register_hardware_steps()
