@@ -1,6 +1,7 @@
 """Training: config handling, determinism, exact resume, eval and export commands."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -162,6 +163,12 @@ def test_demo_steps_write_their_outputs(tmp_path, capsys):
     rep = json.loads((out / "report.json").read_text())
     assert rep["ok"] and rep["results"]["export"]["agree"]
     assert rep["results"]["stats"]["params"] < rep["results"]["stats"]["dense_params"]
+    # the hardware half: RTL generated, the trained layer replayed bit-exactly, energy costed
+    assert Path(rep["results"]["rtl"]["verilog"]).is_file()
+    assert rep["results"]["replay"]["match"] and rep["results"]["replay"]["mismatches"] == 0
+    assert rep["results"]["replay"]["cycles"] > 0
+    energy = rep["results"]["energy"]["total_pj"]
+    assert set(energy) == {"dense", "stt", "ptt", "htt"} and all(v > 0 for v in energy.values())
     # a model that does not learn makes the demo fail (1 epoch on 64 samples is far from 100x chance)
     rc = run_cli(main, ["demo", "--out", str(out), "--epochs", "1", "--skip-dense", "--max-train-samples", "64",
                         "--max-test-samples", "40", "--threads", "1", "--min-acc-factor", "100",
