@@ -15,6 +15,7 @@ import json
 import sys
 from typing import Sequence
 
+from sw.arch import WORKLOADS
 from sw.cli_util import run_cli
 
 
@@ -47,10 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--weight-bits", type=int, default=None, help="weight precision (default: config)")
     rp.add_argument("--rounding", choices=("nearest", "truncate", "stochastic"), default="nearest")
 
+    paper = WORKLOADS["resnet18-cifar10"]  # the workload of cosim.cases.paper_layer_case
     sp = sub.add_parser("speed", help="simulation speed on the paper-sized layer")
     _add_common(sp, "paper")
-    sp.add_argument("--rank", type=int, default=32, help="TT rank of the layer (default 32)")
-    sp.add_argument("--timesteps", type=int, default=4)
+    sp.add_argument("--rank", type=int, default=paper.uniform_rank,
+                    help=f"TT rank of the layer (default {paper.uniform_rank})")
+    sp.add_argument("--timesteps", type=int, default=paper.timesteps)
     sp.add_argument("--mode", choices=("stt", "ptt", "htt"), default="ptt")
     return parser
 

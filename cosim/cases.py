@@ -15,9 +15,14 @@ import numpy as np
 import torch
 
 from cosim.layer import LayerCase
+from sw.arch import WORKLOADS, network_specs, tt_layers
 from sw.qlayer import QuantTTLayer
 
 __all__ = ["random_layer", "coverage_cases", "paper_layer_case"]
+
+#: the workload whose first TT layer :func:`paper_layer_case` builds
+PAPER_LAYER_NETWORK = "resnet18-cifar10"
+PAPER_LAYER_WORKLOAD = WORKLOADS[PAPER_LAYER_NETWORK]
 
 
 def random_layer(rng: np.random.Generator, widths, mode: str, cin: int, r: int, cout: int, *,
@@ -182,16 +187,16 @@ def coverage_cases(config, seed: int = 0) -> list[LayerCase]:
     return cases
 
 
-def paper_layer_case(config, seed: int = 0, rank: int = 32, timesteps: int = 4,
-                     mode: str = "ptt") -> LayerCase:
+def paper_layer_case(config, seed: int = 0, rank: int = PAPER_LAYER_WORKLOAD.uniform_rank,
+                     timesteps: int = PAPER_LAYER_WORKLOAD.timesteps, mode: str = "ptt") -> LayerCase:
     """The first TT layer of MS-ResNet18 on CIFAR10 (``layers.0.0.conv1``: 64 -> 64 channels
-    at 32x32, T=4); rank 32 unless given (the paper's ResNet18 ranks were not published)."""
-    from sw.arch import network_specs, tt_layers
-
-    spec = tt_layers(network_specs("resnet18", 3, 32, 10, mode, f"uniform:{rank}", timesteps))[0]
+    at 32x32, T=4); the workload's uniform rank (32) unless given (sw.arch.WORKLOADS)."""
+    wl = PAPER_LAYER_WORKLOAD
+    spec = tt_layers(network_specs(wl.arch, wl.in_channels, wl.input_size, wl.num_classes, mode,
+                                   f"uniform:{rank}", timesteps))[0]
     rng = np.random.default_rng(seed)
     q = random_layer(rng, config.widths, mode, spec.in_channels, spec.rank, spec.out_channels)
     h, w = spec.in_hw
     x = _spikes(rng, (timesteps, spec.in_channels, h, w), 0.2)
     q = calibrate(q, x, None, config.widths, rng)
-    return LayerCase(f"resnet18-cifar10-{spec.name}-{mode}-r{spec.rank}", q, x, None)
+    return LayerCase(f"{PAPER_LAYER_NETWORK}-{spec.name}-{mode}-r{spec.rank}", q, x, None)

@@ -21,20 +21,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+from sw.arch import WORKLOADS, WorkloadSpec
 from sw.cli_util import run_cli
 
 from .config import HardwareConfig, config_from_dict, load_config
 from .cyclemodel import TileShape, ideal_cycles, tile_timing
 from .driver import plan_layer
 
-NETWORKS = {
-    "resnet18-cifar10": dict(arch="resnet18", in_channels=3, input_size=32, classes=10, timesteps=4,
-                             ranks="uniform:32"),
-    "resnet34-ncaltech101": dict(arch="resnet34", in_channels=2, input_size=48, classes=101,
-                                 timesteps=6, ranks="paper-ncaltech101"),
-}
+#: the networks ``--network`` chooses from: the paper's workloads, defined in sw.arch
+NETWORKS: Mapping[str, WorkloadSpec] = WORKLOADS
 
 
 def _streaming_config(cfg: HardwareConfig, rank: int) -> HardwareConfig:
@@ -94,10 +91,10 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
 def network_report(cfg: HardwareConfig, network: str, mode: str, ranks: str | None = None) -> list[dict]:
     from sw.arch import default_schedule, network_specs, tt_layers
     n = NETWORKS[network]
-    specs = network_specs(n["arch"], n["in_channels"], n["input_size"], n["classes"], mode=mode,
-                          ranks=ranks or n["ranks"], timesteps=n["timesteps"])
-    sched = tuple(default_schedule(n["timesteps"]))
-    return [layer_report(cfg, s, mode, n["timesteps"], sched) for s in tt_layers(specs)]
+    specs = network_specs(n.arch, n.in_channels, n.input_size, n.num_classes, mode=mode,
+                          ranks=ranks or n.ranks, timesteps=n.timesteps)
+    sched = tuple(default_schedule(n.timesteps))
+    return [layer_report(cfg, s, mode, n.timesteps, sched) for s in tt_layers(specs)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

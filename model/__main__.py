@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from sw.arch import WORKLOADS
 from sw.cli_util import run_cli
 
 COMMANDS = ("energy", "report", "calibration", "calibrate", "sensitivity", "sparsity", "tile", "table")
@@ -26,11 +27,14 @@ COMMANDS = ("energy", "report", "calibration", "calibrate", "sensitivity", "spar
 
 def _common(p: argparse.ArgumentParser, network: bool = True) -> None:
     if network:
-        p.add_argument("--arch", default="resnet34", help="resnet18 | resnet34 | tiny")
-        p.add_argument("--input", default="2x48x48", help="C x H x W of the input (e.g. 3x32x32)")
-        p.add_argument("--classes", type=int, default=101)
-        p.add_argument("--timesteps", type=int, default=6)
-        p.add_argument("--ranks", default="paper-ncaltech101",
+        # defaults: the calibration workload, MS-ResNet34 on N-Caltech101 (sw.arch.WORKLOADS)
+        wl = WORKLOADS["resnet34-ncaltech101"]
+        p.add_argument("--arch", default=wl.arch, help="resnet18 | resnet34 | tiny")
+        p.add_argument("--input", default=f"{wl.in_channels}x{wl.input_size}x{wl.input_size}",
+                       help="C x H x W of the input (e.g. 3x32x32)")
+        p.add_argument("--classes", type=int, default=wl.num_classes)
+        p.add_argument("--timesteps", type=int, default=wl.timesteps)
+        p.add_argument("--ranks", default=wl.ranks,
                        help="TT ranks: an int, 'uniform:R', a comma list or a preset")
         p.add_argument("--schedule", default=None, help="HTT full timesteps, e.g. 111000")
     p.add_argument("--config", default="configs/paper.toml", help="hardware configuration (TOML or name)")

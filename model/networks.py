@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from gen.config import HardwareConfig
+from sw.arch import WORKLOADS, WorkloadSpec
 
 from .counts import Sparsity
 from .energy_table import EnergyTable
@@ -13,16 +14,21 @@ from .evaluate import NetworkEnergy, Workload, evaluate_modes
 __all__ = ["FIG4_NETWORKS", "PAPER_REDUCTIONS", "CALIBRATION_NETWORK", "RESNET18_UNIFORM_RANK",
            "calibration_check", "SATA_HTT_CLOSE"]
 
-#: MS-ResNet18's ranks were not published; a uniform rank of 32 gives 0.346 GFLOPs over T=4
-#: (sw.stats convention, max-pool downsampling), the closest power of two to the paper's
-#: 0.372 G for its TT models (rank 32 is also within the paper configuration's max_rank).
-RESNET18_UNIFORM_RANK = 32
+#: MS-ResNet18's ranks were not published: a uniform rank (sw.arch.WORKLOADS says why 32).
+RESNET18_UNIFORM_RANK: int = WORKLOADS["resnet18-cifar10"].uniform_rank  # type: ignore[assignment]
+
+
+def _fig4_workload(spec: WorkloadSpec) -> Workload:
+    # a uniform rank is given as a plain int, as the reports have always shown it
+    ranks = spec.uniform_rank if spec.uniform_rank is not None else spec.ranks
+    return Workload(spec.arch, spec.in_channels, spec.input_hw, spec.num_classes, spec.timesteps, ranks)
+
 
 FIG4_NETWORKS: Mapping[str, Workload] = {
-    "MS-ResNet18/CIFAR10": Workload("resnet18", 3, (32, 32), 10, 4, RESNET18_UNIFORM_RANK),
-    "MS-ResNet34/N-Caltech101": Workload("resnet34", 2, (48, 48), 101, 6, "paper-ncaltech101"),
+    spec.name: _fig4_workload(spec)
+    for spec in (WORKLOADS["resnet18-cifar10"], WORKLOADS["resnet34-ncaltech101"])
 }
-CALIBRATION_NETWORK = "MS-ResNet34/N-Caltech101"
+CALIBRATION_NETWORK = WORKLOADS["resnet34-ncaltech101"].name
 
 #: The paper's Fig. 4(b): training-energy change versus STT on the proposed accelerator.
 PAPER_REDUCTIONS: Mapping[str, float] = {"ptt": -0.283, "htt": -0.435}

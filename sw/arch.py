@@ -7,6 +7,10 @@ is that layer): ``conv1``, ``layers.0.0.conv1`` ... Everything else that counts 
 (:mod:`sw.stats`, the performance model, the hardware replay) reads this list, so shapes and
 costs live in one place.
 
+:data:`WORKLOADS` is the one definition of the paper's benchmark workloads (MS-ResNet18 on
+CIFAR10, MS-ResNet34 on N-Caltech101): every package that benchmarks, models or simulates them
+builds its records from it.
+
 Counting convention (see docs/counting.md): parameters exclude BatchNorm; a "FLOP" is one
 multiply-accumulate of a conv or of the classifier (biases, BN, LIF, additions and pooling are
 not counted), summed over all timesteps.
@@ -25,12 +29,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Iterable, Sequence
+from types import MappingProxyType
+from typing import Iterable, Mapping, Sequence
 
 __all__ = [
     "ConvSpec", "ARCHS", "MODES", "TT_MODES", "DOWNSAMPLE_CHOICES", "STAGES",
     "network_specs", "default_schedule", "validate_schedule", "max_tt_rank", "parse_input_size",
-    "tt_layers",
+    "tt_layers", "WorkloadSpec", "WORKLOADS",
 ]
 
 #: conv kinds; only ``conv3x3`` (the 3x3 convs inside residual blocks) can be TT.
@@ -279,3 +284,53 @@ def network_specs(arch: str, in_channels: int, input_size: int | Sequence[int] |
 def tt_layers(specs: Sequence[ConvSpec]) -> list[ConvSpec]:
     """The layers that are (or could be) TT convs: the 3x3 convs of the residual blocks."""
     return [s for s in specs if s.kind == "conv3x3"]
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """One benchmark workload of the paper: a network, its input, its ranks and T.
+
+    The single definition of the workloads that the training benchmark (:mod:`sw.bench`), the
+    cycle report (:mod:`gen.perf`), the energy model (:mod:`model.networks`) and the
+    co-simulation speed case (:mod:`cosim.cases`) all use; they build their own records from it.
+
+    ``input_size`` is the side of a square input; ``ranks`` is in :mod:`sw.ranks` syntax;
+    ``events`` is True for event-camera frames (``[T, B, C, H, W]``, binary) and False for
+    direct-coded images (``[B, C, H, W]``).
+    """
+
+    name: str  #: display name, e.g. ``"MS-ResNet18/CIFAR10"``
+    arch: str
+    in_channels: int
+    input_size: int
+    num_classes: int
+    timesteps: int
+    ranks: str
+    events: bool
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """``(H, W)`` of the input."""
+        return (self.input_size, self.input_size)
+
+    @property
+    def uniform_rank(self) -> int | None:
+        """The rank ``R`` when ``ranks`` is ``"uniform:R"``, else None."""
+        kind, _, value = self.ranks.partition(":")
+        return int(value) if kind == "uniform" and value else None
+
+
+#: The paper's two benchmark workloads (Fig. 4), keyed by ``<arch>-<dataset>``.
+#:
+#: * MS-ResNet34 on N-Caltech101 event frames (2x48x48, 101 classes, T=6): the only workload
+#:   with published ranks (``paper-ncaltech101``, :data:`sw.ranks.PAPER_NCALTECH101_RESNET34`).
+#: * MS-ResNet18 on CIFAR10 images (3x32x32, 10 classes, T=4): its ranks were not published;
+#:   a uniform rank of 32 gives 0.346 GFLOPs over T=4 (sw.stats convention, max-pool
+#:   downsampling), the closest power of two to the paper's 0.372 G for its TT models (rank 32
+#:   is also within the paper configuration's max_rank).
+WORKLOADS: Mapping[str, WorkloadSpec] = MappingProxyType({
+    "resnet18-cifar10": WorkloadSpec("MS-ResNet18/CIFAR10", "resnet18", 3, 32, 10, 4,
+                                     "uniform:32", events=False),
+    "resnet34-ncaltech101": WorkloadSpec("MS-ResNet34/N-Caltech101", "resnet34", 2, 48, 101, 6,
+                                         "paper-ncaltech101", events=True),
+})

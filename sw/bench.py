@@ -37,6 +37,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from sw.arch import WORKLOADS, WorkloadSpec
+
 __all__ = ["PRESETS", "Workload", "bench_modes", "bench_lif", "profile_step", "saved_tensor_bytes", "peak_step_memory",
            "format_table", "format_lif", "SPIKINGJELLY_HINT"]
 
@@ -57,12 +59,17 @@ class Workload:
     ranks: Any
     events: bool  # True: [T, B, C, H, W] frames; False: [B, C, H, W] images (direct-coded)
 
+    @classmethod
+    def from_spec(cls, spec: WorkloadSpec, batch: int) -> "Workload":
+        """The benchmark step of one of the paper's workloads (:data:`sw.arch.WORKLOADS`)."""
+        return cls(spec.arch, spec.in_channels, spec.input_size, spec.num_classes, spec.timesteps,
+                   batch, spec.ranks, spec.events)
+
 
 PRESETS: dict[str, Workload] = {
-    # the only workload with published ranks: MS-ResNet34, N-Caltech101 frames
-    "ncaltech101": Workload("resnet34", 2, 48, 101, 6, 8, "paper-ncaltech101", True),
-    # MS-ResNet18 on CIFAR-sized images; the paper's CIFAR ranks are not published: uniform rank
-    "cifar": Workload("resnet18", 3, 32, 10, 4, 8, "uniform:32", False),
+    # the paper's workloads (sw.arch.WORKLOADS documents them and their ranks)
+    "ncaltech101": Workload.from_spec(WORKLOADS["resnet34-ncaltech101"], batch=8),
+    "cifar": Workload.from_spec(WORKLOADS["resnet18-cifar10"], batch=8),
     # for tests and smoke runs
     "tiny": Workload("tiny", 2, 16, 10, 2, 2, "uniform:4", True),
 }

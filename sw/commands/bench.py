@@ -37,10 +37,16 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _describe_preset(name: str, ranks: str) -> str:
+    wl = PRESETS[name]
+    return (f"{name} (MS-ResNet{wl.arch.removeprefix('resnet')} {wl.in_channels}x{wl.size}x{wl.size} "
+            f"T={wl.timesteps} {ranks}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="ncaltech101", choices=sorted(PRESETS),
-                        help="workload: ncaltech101 (MS-ResNet34 2x48x48 T=6 paper ranks, default), "
-                             "cifar (MS-ResNet18 3x32x32 T=4 uniform rank), tiny (smoke test)")
+                        help=f"workload: {_describe_preset('ncaltech101', 'paper ranks, default')}), "
+                             f"{_describe_preset('cifar', 'uniform rank')}), tiny (smoke test)")
     parser.add_argument("--modes", default="dense,stt,ptt,htt", help="comma-separated modes to time")
     parser.add_argument("--batch", type=int, help="batch size (default: the preset's)")
     parser.add_argument("--timesteps", "-T", type=int, help="timesteps (default: the preset's)")

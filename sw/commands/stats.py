@@ -6,16 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 
-from sw.arch import ARCHS, DOWNSAMPLE_CHOICES, MODES
+from sw.arch import ARCHS, DOWNSAMPLE_CHOICES, MODES, WORKLOADS
 from sw.ranks import describe_rank_syntax
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--arch", default="resnet18", help=f"one of {', '.join(ARCHS)}")
-    parser.add_argument("--input", default="3x32x32",
+    wl = WORKLOADS["resnet18-cifar10"]  # the defaults
+    parser.add_argument("--arch", default=wl.arch, help=f"one of {', '.join(ARCHS)}")
+    parser.add_argument("--input", default=f"{wl.in_channels}x{wl.input_size}x{wl.input_size}",
                         help="input shape CxHxW, e.g. 3x32x32 (CIFAR) or 2x48x48 (event frames)")
-    parser.add_argument("--classes", type=int, default=10, help="number of classes")
-    parser.add_argument("--timesteps", "-T", type=int, default=4, help="timesteps T")
+    parser.add_argument("--classes", type=int, default=wl.num_classes, help="number of classes")
+    parser.add_argument("--timesteps", "-T", type=int, default=wl.timesteps, help="timesteps T")
     parser.add_argument("--mode", default="dense", help=f"one of {', '.join(MODES)}")
     parser.add_argument("--ranks", default=None, help=f"TT ranks: {describe_rank_syntax()}")
     parser.add_argument("--schedule", default=None,

@@ -143,3 +143,33 @@ def test_rank_bound_is_per_layer():
     with pytest.raises(ValueError, match="layers.0.0.conv1"):
         resolve_ranks([96, 48, 48, 96], "tiny")
     assert resolve_ranks([48, 48, 48, 96], "tiny") == [48, 48, 48, 96]
+
+
+def test_workloads_resolve_and_match_the_paper():
+    from sw.arch import WORKLOADS
+
+    r34 = WORKLOADS["resnet34-ncaltech101"]
+    # the published ranks resolve on the network the record describes
+    tt = tt_layers(network_specs(r34.arch, r34.in_channels, r34.input_hw, r34.num_classes, "ptt",
+                                 r34.ranks, r34.timesteps))
+    assert [s.rank for s in tt] == list(PAPER_NCALTECH101_RESNET34)
+    assert r34.uniform_rank is None and r34.events
+    r18 = WORKLOADS["resnet18-cifar10"]
+    assert r18.uniform_rank == 32 and not r18.events
+    specs = network_specs(r18.arch, r18.in_channels, r18.input_size, r18.num_classes, "stt",
+                          r18.ranks, r18.timesteps)
+    assert specs[-1].out_channels == 10 and {s.rank for s in tt_layers(specs)} == {32}
+    with pytest.raises(TypeError):
+        WORKLOADS["tiny"] = r18  # the mapping is read-only
+
+
+def test_benchmark_presets_are_built_from_the_workloads():
+    pytest.importorskip("torch")
+    from sw.arch import WORKLOADS
+    from sw.bench import PRESETS
+
+    for preset, key in (("ncaltech101", "resnet34-ncaltech101"), ("cifar", "resnet18-cifar10")):
+        wl, spec = PRESETS[preset], WORKLOADS[key]
+        assert (wl.arch, wl.in_channels, wl.size, wl.num_classes, wl.timesteps, wl.ranks, wl.events) == (
+            spec.arch, spec.in_channels, spec.input_size, spec.num_classes, spec.timesteps, spec.ranks,
+            spec.events)
