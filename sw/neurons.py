@@ -22,6 +22,10 @@ per neuron and timestep, no float membrane at all); smooth surrogates keep the m
 input dtype instead of the window. The forward pass reproduces the plain equations bit for bit
 on CPU; gradients equal plain autograd of the same equations up to summation order
 (``tests/sw/test_neurons.py``). Benchmark against spikingjelly: ``python -m sw bench --lif``.
+
+The layer works on the input's memory as a flat ``[T, N]`` array whatever its layout (e.g.
+channels-last images from the TT convs) and returns outputs in the same layout, so no copies
+are made.
 """
 
 from __future__ import annotations
@@ -142,48 +146,87 @@ def _forward_loop(x: Tensor, tau: float, v_threshold: float, keep_membrane: bool
     return spikes, membrane, no_spike, window
 
 
+def _storage_perm(x: Tensor) -> list[int] | None:
+    """A permutation (time first) under which ``x`` is contiguous, so that the element-wise LIF
+    can run on its memory as a flat ``[T, N]`` view (channels-last activations need no copy);
+    None when there is none."""
+    if x.is_contiguous():
+        return list(range(x.dim()))
+    perm = [0] + sorted(range(1, x.dim()), key=lambda d: -x.stride(d))
+    return perm if x.permute(perm).is_contiguous() else None
+
+
+def _flatten(x: Tensor, perm: list[int]) -> Tensor:
+    return x.permute(perm).reshape(x.shape[0], -1)
+
+
+def _unflatten(flat: Tensor, shape: torch.Size, perm: list[int]) -> Tensor:
+    """Inverse of :func:`_flatten`: a view with ``shape`` in the original memory layout."""
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    return flat.view([shape[p] for p in perm]).permute(inverse)
+
+
 class _LIFFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, tau: float, v_threshold: float, surrogate: str, alpha: float,
                 return_membrane: bool):
         rectangle = surrogate == "rectangle"
-        spikes, membrane, no_spike, window = _forward_loop(
-            x, tau, v_threshold, keep_membrane=return_membrane or not rectangle,
-            for_backward=True, window_width=alpha if rectangle else None)
+        perm = _storage_perm(x)
+        if perm is None:
+            x = x.contiguous()
+            perm = list(range(x.dim()))
+        x2d = _flatten(x, perm)
         ctx.tau, ctx.surrogate, ctx.alpha, ctx.v_threshold = tau, surrogate, alpha, v_threshold
+        ctx.perm, ctx.shape = perm, x.shape
+        spikes, membrane, no_spike, window = _forward_loop(
+            x2d, tau, v_threshold, keep_membrane=return_membrane or not rectangle,
+            for_backward=True, window_width=alpha if rectangle else None)
         # rectangle: only the window |u - V_th| < alpha/2 matters, kept as bool (no floats)
         ctx.save_for_backward(no_spike, window if rectangle else membrane)
+        spikes = _unflatten(spikes, x.shape, perm)
         if return_membrane:
-            return spikes, membrane
+            return spikes, _unflatten(membrane, x.shape, perm)
         return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes: Tensor, grad_membrane: Tensor | None = None):
-        no_spike, aux = ctx.saved_tensors
-        tau = ctx.tau
-        steps = grad_spikes.shape[0]
-        grad_spikes = grad_spikes.contiguous()
+        grad_s = _flatten(grad_spikes, ctx.perm).contiguous()
+        grad_m = None if grad_membrane is None else _flatten(grad_membrane, ctx.perm).contiguous()
         rectangle = ctx.surrogate == "rectangle"
-        grad_u = torch.empty_like(grad_spikes)
-        mask = torch.empty_like(grad_spikes[0])   # one timestep of a mask / h(u), as float
-        no_spike_u8 = no_spike.view(torch.uint8)
-        window = aux.view(torch.uint8) if rectangle else None
-        for t in range(steps - 1, -1, -1):
-            # one timestep at a time: the slices stay in cache and temporaries stay small
-            if rectangle:
-                mask.copy_(window[t])
-                torch.mul(grad_spikes[t], mask, out=grad_u[t])
-            else:
-                torch.sub(aux[t], ctx.v_threshold, out=mask)
-                surrogate_grad(mask, ctx.surrogate, ctx.alpha, inplace=True)
-                torch.mul(grad_spikes[t], mask, out=grad_u[t])
-            if grad_membrane is not None:
-                grad_u[t].add_(grad_membrane[t])
-            if t < steps - 1:
-                # dL/du[t] += tau * dL/du[t+1] * (1 - s[t])   (the reset mask is detached)
-                mask.copy_(no_spike_u8[t])
-                grad_u[t].addcmul_(grad_u[t + 1], mask, value=tau)
-        return grad_u, None, None, None, None, None
+        no_spike, aux = ctx.saved_tensors
+        grad_u = _backward_loop(grad_s, grad_m, no_spike, aux, ctx.tau, ctx.surrogate,
+                                ctx.v_threshold, ctx.alpha)
+        return _unflatten(grad_u, ctx.shape, ctx.perm), None, None, None, None, None
+
+
+def _backward_loop(grad_spikes: Tensor, grad_membrane: Tensor | None, no_spike: Tensor,
+                   aux: Tensor, tau: float, surrogate: str, v_threshold: float,
+                   alpha: float) -> Tensor:
+    """Eager backward over ``[T, N]``: ``aux`` is the bool window (rectangle) or the membrane."""
+    steps = grad_spikes.shape[0]
+    rectangle = surrogate == "rectangle"
+    grad_u = torch.empty_like(grad_spikes)
+    mask = torch.empty_like(grad_spikes[0])   # one timestep of a mask / h(u), as float
+    no_spike_u8 = no_spike.view(torch.uint8)
+    window = aux.view(torch.uint8) if rectangle else None
+    for t in range(steps - 1, -1, -1):
+        # one timestep at a time: the slices stay in cache and temporaries stay small
+        if rectangle:
+            mask.copy_(window[t])
+            torch.mul(grad_spikes[t], mask, out=grad_u[t])
+        else:
+            torch.sub(aux[t], v_threshold, out=mask)
+            surrogate_grad(mask, surrogate, alpha, inplace=True)
+            torch.mul(grad_spikes[t], mask, out=grad_u[t])
+        if grad_membrane is not None:
+            grad_u[t].add_(grad_membrane[t])
+        if t < steps - 1:
+            # dL/du[t] += tau * dL/du[t+1] * (1 - s[t])   (the reset mask is detached)
+            mask.copy_(no_spike_u8[t])
+            grad_u[t].addcmul_(grad_u[t + 1], mask, value=tau)
+    return grad_u
 
 
 def _check_input(x: Tensor) -> None:
@@ -210,11 +253,17 @@ def lif_multistep(x: Tensor, tau: float = 0.25, v_threshold: float = 0.5,
     _check_input(x)
     alpha = _check_options(surrogate, alpha, tau, v_threshold)
     tau, v_threshold = float(tau), float(v_threshold)
-    x = x.contiguous()
     if torch.is_grad_enabled() and x.requires_grad:
         return _LIFFunction.apply(x, tau, v_threshold, surrogate, alpha, return_membrane)
-    spikes, membrane, _, _ = _forward_loop(x, tau, v_threshold, keep_membrane=return_membrane)
-    return (spikes, membrane) if return_membrane else spikes
+    perm = _storage_perm(x)
+    if perm is None:
+        x = x.contiguous()
+        perm = list(range(x.dim()))
+    spikes, membrane, _, _ = _forward_loop(_flatten(x, perm), tau, v_threshold,
+                                          keep_membrane=return_membrane, for_backward=False,
+                                          window_width=None)
+    spikes = _unflatten(spikes, x.shape, perm)
+    return (spikes, _unflatten(membrane, x.shape, perm)) if return_membrane else spikes
 
 
 class MultiStepLIF(nn.Module):

@@ -239,19 +239,58 @@ class TTConv2d(nn.Module):
         self.reconstruction_error: float | None = None
 
     # --- forward -------------------------------------------------------------------------
+    # The cores have few channels (the rank), where oneDNN's NCHW convolutions are slow; in
+    # channels-last layout the 1x1 cores are plain GEMMs. Inputs are converted once (a no-op
+    # when the previous TT layer already produced channels-last) and outputs stay
+    # channels-last: BatchNorm, the LIF and the next TT conv take them without copies.
+    def _half_cross(self, o1: Tensor) -> Tensor:
+        """PTT's ``(g2(o1) + g3(o1)) / 2``, computed as ``g2'(o1) + g3'(o1)`` with the g2/g3
+        weights halved: halving is exact in binary floating point, so this is the same sum of
+        the same (halved) products, without an element-wise division pass forward and
+        backward."""
+        conv = torch.nn.functional.conv2d
+        y = conv(o1, self.g2.weight * 0.5, None, self.g2.stride, self.g2.padding)
+        # in place: a conv's backward needs its input and weight, not its output
+        return y.add_(conv(o1, self.g3.weight * 0.5, None, self.g3.stride, self.g3.padding))
+
     def _full(self, x: Tensor) -> Tensor:
-        o1 = self.g1(x)
-        if self.mode == "stt":
-            y = self.g4(self.g3(self.g2(o1)))
-        else:
-            y = self.g4((self.g2(o1) + self.g3(o1)) / 2)
+        o1 = self.g1(x.contiguous(memory_format=torch.channels_last))
+        inner = self.g3(self.g2(o1)) if self.mode == "stt" else self._half_cross(o1)
+        y = self.g4(inner)
         return self.pool(y) if self.pool is not None else y
 
     def _reduced(self, x: Tensor) -> Tensor:
         if self.downsample == "stride":
             x = x[:, :, ::2, ::2]
-        y = self.g4(self.g1(x))
+        y = self.g4(self.g1(x.contiguous(memory_format=torch.channels_last)))
         return self.pool(y) if self.pool is not None else y
+
+    def _htt_shared(self, x: Tensor, sched: tuple[bool, ...]) -> Tensor:
+        """HTT (stride-1 cores) with g1 and g4 (and the pool) each run once over all
+        timesteps; only the full timesteps go through g2/g3. The same maths as running
+        :meth:`_full` / :meth:`_reduced` per timestep class (g1 and g4 act per image)."""
+        steps, batch = x.shape[:2]
+        o1 = self.g1(_fold(x).contiguous(memory_format=torch.channels_last))  # [T*B, r, H, W]
+        n_full = sum(sched)
+        if n_full == 0:
+            inner = o1
+        elif n_full == steps:
+            inner = self._half_cross(o1)
+        elif all(sched[:n_full]):   # full timesteps first (the default): no gather
+            # split, not two slices: its backward is one cat, not two zero-filled full grads
+            o1_full, o1_reduced = o1.split([n_full * batch, (steps - n_full) * batch])
+            inner = torch.cat([self._half_cross(o1_full), o1_reduced])
+        else:
+            chunks = list(o1.split(batch))
+            full_idx = [t for t in range(steps) if sched[t]]
+            mid = self._half_cross(torch.cat([chunks[t] for t in full_idx])).split(batch)
+            for k, t in enumerate(full_idx):
+                chunks[t] = mid[k]
+            inner = torch.cat(chunks)
+        y = self.g4(inner)
+        if self.pool is not None:
+            y = self.pool(y)
+        return _unfold(y, steps)
 
     def full_timesteps(self, timesteps: int) -> tuple[bool, ...]:
         """Which timesteps are full for a T-step input (all for STT/PTT)."""
@@ -265,6 +304,8 @@ class TTConv2d(nn.Module):
         if self.mode != "htt":
             return _unfold(self._full(_fold(x)), steps)
         sched = self.full_timesteps(steps)
+        if self.downsample != "stride":
+            return self._htt_shared(x, sched)
         n_full = sum(sched)
         if all(sched[:n_full]):  # full timesteps first (the default): contiguous slices
             parts = []

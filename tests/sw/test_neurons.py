@@ -125,3 +125,36 @@ def test_module_records_and_no_grad_path():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_lif_agrees_with_naive_on_many_neurons():
+    torch.manual_seed(5)
+    x = (torch.randn(6, 3, 4000) * 0.6 + 0.3).requires_grad_()
+    s = lif_multistep(x)
+    assert torch.equal(s, lif_multistep_naive(x))
+    g = torch.autograd.grad(s, x, torch.ones_like(s))[0]
+    g_ref = torch.autograd.grad(lif_multistep_naive(x), x, torch.ones_like(s))[0]
+    torch.testing.assert_close(g, g_ref, rtol=1e-6, atol=1e-6)
+
+
+def test_channels_last_input_needs_no_copy():
+    # [T, B, C, H, W] whose images are channels-last (as TT convs produce): the LIF runs on the
+    # memory as it is, returns the same layout and the same values/gradients as contiguous input
+    torch.manual_seed(6)
+    dense = torch.randn(4, 2, 5, 6, 7) * 0.6 + 0.3
+    cl = dense.reshape(8, 5, 6, 7).contiguous(memory_format=torch.channels_last)
+    cl = cl.reshape(4, 2, 5, 6, 7)
+    assert not cl.is_contiguous()
+    results = []
+    for inp in (dense, cl):
+        inp = inp.clone(memory_format=torch.preserve_format).requires_grad_()
+        s, u = lif_multistep(inp, surrogate="atan", return_membrane=True)
+        assert s.stride() == inp.stride() and u.stride() == inp.stride()
+        cot = torch.linspace(-1, 1, s.numel()).view(s.shape)
+        (s * cot).sum().backward()
+        results.append((s.detach(), u.detach(), inp.grad))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+    # a non-dense input (a strided view) is also handled
+    view = dense[:, :, :, ::2]
+    assert torch.equal(lif_multistep(view), lif_multistep(view.contiguous()))

@@ -148,3 +148,44 @@ def test_gradients_reach_all_cores():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("mode,schedule", [("stt", None), ("ptt", None), ("htt", None),
+                                           ("htt", (False, True, False, True)),
+                                           ("htt", (True,) * 4), ("htt", (False,) * 4)])
+@pytest.mark.parametrize("stride,downsample", [(1, "maxpool"), (2, "maxpool"), (2, "stride")])
+def test_gradients_match_reference_formulas(mode, schedule, stride, downsample):
+    # the fast paths (channels-last cores, g4 weight halved for PTT, HTT's shared g1/g4 calls)
+    # must give the reference's outputs AND gradients (input and every core)
+    torch.manual_seed(3)
+    m = TTConv2d(3, 5, 4, mode, stride, downsample, schedule).double()
+    x = torch.randn(4, 2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
+    sched = m.full_timesteps(4)
+    y = m(x)
+    if downsample == "stride":
+        ref = torch.stack([F.conv2d(x[t], m.merged_kernel("full" if sched[t] else "reduced"),
+                                    stride=2, padding=1) for t in range(4)])
+    else:
+        ref = torch.stack([_reference_chain(m, x[t], sched[t]) for t in range(4)])
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    cot = torch.randn_like(y)
+    params = [x] + [g.weight for g in (m.g1, m.g2, m.g3, m.g4)]
+    grads = torch.autograd.grad(y, params, cot, allow_unused=True)
+    grads_ref = torch.autograd.grad(ref, params, cot, allow_unused=True)
+    for g, r in zip(grads, grads_ref):
+        if r is None:    # e.g. g2/g3 when no timestep is full
+            assert g is None or torch.all(g == 0)
+        else:
+            torch.testing.assert_close(g, r, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["stt", "ptt", "htt"])
+def test_channels_last_in_and_out(mode):
+    m = TTConv2d(4, 6, 3, mode)
+    x = torch.randn(4, 2, 4, 5, 5)
+    x_cl = x.reshape(8, 4, 5, 5).contiguous(memory_format=torch.channels_last)
+    x_cl = x_cl.reshape(4, 2, 4, 5, 5)
+    y = m(x)
+    # outputs stay channels-last (the next BN/LIF/TT conv take them as they are)
+    assert y.reshape(8, 6, 5, 5).is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(m(x_cl), y, rtol=0, atol=0)
