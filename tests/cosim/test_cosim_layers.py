@@ -33,6 +33,31 @@ def _check_results(results, cfg):
         assert r.counters["spikes_out"] == int(whole.spikes.sum()), case.name
         assert r.counters["cycles"] >= 1
         assert abs(r.counters["cycles"] - r.cycles) <= 2 * r.tiles + 2, (case.name, r.counters["cycles"], r.cycles)
+        _check_model_counters(r, cfg)
+
+
+def _check_model_counters(r, cfg) -> None:
+    """The energy model's forward counters, summed over the tiles the co-simulation ran, equal
+    the RTL's counters (issue 6: forward counts of the model == RTL counters, every tile)."""
+    from gen.driver import Driver
+    from model.tile import tile_forward_counters
+
+    q, case = r.case.qlayer, r.case
+    drv = Driver(cfg)
+    plan = drv.plan(q, case.spikes.shape, case.tile_hw)
+    total: dict[str, float] = {}
+    for tile in plan.tiles:
+        window = drv.window(np.asarray(case.spikes), tile)
+        c = tile_forward_counters(cfg, tile, q.mode, q.full_timesteps(case.spikes.shape[0]),
+                                  window=window, residual=q.residual,
+                                  load_weights=tile.weights_change)
+        for k, v in c.items():
+            total[k] = total.get(k, 0) + v
+    assert len(plan.tiles) == r.tiles, case.name
+    compared = {k: (v, total[k]) for k, v in r.counters.items() if k in total}
+    assert len(compared) >= 30, sorted(set(r.counters) - set(total))
+    mismatched = {k: rv_mv for k, rv_mv in compared.items() if rv_mv[0] != rv_mv[1]}
+    assert not mismatched, f"{case.name}: counter (rtl, model) {mismatched}"
 
 
 @pytest.mark.cosim
