@@ -19,7 +19,7 @@ from typing import Any, Mapping
 __all__ = [
     "ConfigError", "ClusterShape", "Region", "Widths", "BufferSpec", "Limits", "HardwareConfig",
     "load_config", "config_from_dict", "CONFIG_DIR", "BUFFER_NAMES", "DATAFLOWS",
-    "LINE1_ROWS", "LINE4_ROWS",
+    "LINE1_ROWS", "LINE4_ROWS", "ceil_div",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -67,6 +67,11 @@ def _require_int(section: str, name: str, value: Any, *, minimum: int = 1,
     if maximum is not None and value > maximum:
         raise ConfigError(path, f"must be <= {maximum}, got {value}", source)
     return value
+
+
+def ceil_div(n: int, d: int) -> int:
+    """``ceil(n / d)`` for integers, e.g. the groups of ``d`` lanes that ``n`` channels fill."""
+    return -(-n // d)
 
 
 def _is_pow2(n: int) -> bool:
@@ -197,12 +202,12 @@ class HardwareConfig:
     @property
     def max_rank_groups(self) -> int:
         """Groups of ``lanes`` rank channels in the largest rank."""
-        return -(-self.limits.max_rank // self.lanes)
+        return ceil_div(self.limits.max_rank, self.lanes)
 
     @property
     def max_out_groups(self) -> int:
         """Groups of ``lanes`` output channels in the widest layer."""
-        return -(-self.limits.max_out_channels // self.lanes)
+        return ceil_div(self.limits.max_out_channels, self.lanes)
 
     @property
     def spike_word_bits(self) -> int:
@@ -257,7 +262,7 @@ def _regions(cfg: "HardwareConfig") -> Mapping[str, Region]:
     wword = p * w.weight
     qword = p * w.activation
     mword = p * w.membrane
-    win_w = lim.max_tile_width + 2
+    win_w = cfg.max_window_width
     so_bits = cfg.buffers["state_out"].bits
     regs = [
         Region("w1", "weight", wword, lim.max_in_channels * ng, True,

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Sequence
 
-from .config import LINE1_ROWS, LINE4_ROWS, HardwareConfig
+from .config import LINE1_ROWS, LINE4_ROWS, HardwareConfig, ceil_div
 
 __all__ = ["TileShape", "tile_counters", "tile_timing", "ideal_cycles", "PIPE_TAIL"]
 
@@ -63,12 +63,8 @@ class TileShape:
         return rows
 
 
-def _g(n: int, p: int) -> int:
-    return -(-n // p)
-
-
 def _row_len23(s: TileShape, p: int, t: int) -> int:
-    ng = _g(s.rank, p)
+    ng = ceil_div(s.rank, p)
     if s.mode == "htt" and not s.schedule[t]:
         return s.width * ng                       # bypass copy: one step per (pixel, group)
     if s.mode == "stt":
@@ -80,8 +76,8 @@ def tile_timing(cfg: HardwareConfig, s: TileShape) -> dict[str, int]:
     """Exact cycles of one tile: ``cycles`` (the counter), busy and stall cycles per engine."""
     p = cfg.lanes
     T, H, W = s.timesteps, s.height, s.width
-    hw, ww = H + 2, W + 2
-    ng, ngo = _g(s.rank, p), _g(s.out_channels, p)
+    hw = H + 2
+    ng, ngo = ceil_div(s.rank, p), ceil_div(s.out_channels, p)
     ho, wo = (H // 2, W // 2) if s.pool else (H, W)
     step = 2 if s.pool else 1
     row_l1 = [(nz * s.in_channels + z) * ng for nz, z in s.window_rows()]
@@ -143,7 +139,7 @@ def tile_counters(cfg: HardwareConfig, s: TileShape, window_ones: int | None = N
     p, sw = cfg.lanes, cfg.spike_word_bits
     T, H, W, r = s.timesteps, s.height, s.width, s.rank
     hw, ww = H + 2, W + 2
-    ng, ngo, cw = _g(r, p), _g(s.out_channels, p), _g(s.in_channels, sw)
+    ng, ngo, cw = ceil_div(r, p), ceil_div(s.out_channels, p), ceil_div(s.in_channels, sw)
     ho, wo = (H // 2, W // 2) if s.pool else (H, W)
     sub = 4 if s.pool else 1
     n_stt = T if s.mode == "stt" else 0

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .config import HardwareConfig, config_from_dict, load_config
+from .config import HardwareConfig, ceil_div, config_from_dict, load_config
 from .hostmap import HostMap, host_map
 
 __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Driver",
@@ -100,23 +100,32 @@ class TilePlan:
 EXACT_CANDIDATES = 8
 
 
-def _groups(n: int, p: int) -> int:
-    return -(-n // p)
-
-
 def _fits(cfg: HardwareConfig, t: int, cin: int, cout_tile: int, h: int, w: int, pool: bool,
           residual: bool) -> bool:
     reg = cfg.regions
-    cw = _groups(cin, cfg.spike_word_bits)
+    cw = ceil_div(cin, cfg.spike_word_bits)
     if t * (h + 2) * (w + 2) * cw > reg["spike_in"].depth:
         return False
     ho, wo = (h // 2, w // 2) if pool else (h, w)
-    out_words = t * ho * wo * _groups(cout_tile, cfg.lanes)
+    out_words = t * ho * wo * ceil_div(cout_tile, cfg.lanes)
     if out_words > reg["membrane"].depth:
         return False
     if residual and out_words > reg["residual"].depth:
         return False
     return True
+
+
+def _tile_grid(out_channels: int, hh: int, ww: int, cout_tile: int, th: int, tw: int):
+    """The tiles of an ``out_channels x hh x ww`` output cut into ``cout_tile``-channel groups
+    of ``th x tw`` pixels (edge tiles clipped), group by group, then row-major:
+    ``(o0, r0, c0, cout, h, w, zero_halo)`` with ``zero_halo`` = (top, bottom, left, right)
+    edges of the layer."""
+    for o0 in range(0, out_channels, cout_tile):
+        for r0 in range(0, hh, th):
+            for c0 in range(0, ww, tw):
+                h, w = min(th, hh - r0), min(tw, ww - c0)
+                yield (o0, r0, c0, min(cout_tile, out_channels - o0), h, w,
+                       (r0 == 0, r0 + h == hh, c0 == 0, c0 + w == ww))
 
 
 def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_channels: int,
@@ -152,7 +161,7 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
         raise ValueError(f"a pooling layer needs an even height and width, got {hh}x{ww}")
     step = 2 if pool else 1
     p = cfg.lanes
-    ng = _groups(rank, p)
+    ng = ceil_div(rank, p)
     sub = 4 if pool else 1
     extra_cols = 3 if mode == "stt" else 0
 
@@ -160,7 +169,7 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
         """Estimated cycles: per tile, the busiest engine's issue cycles (gen.cyclemodel)."""
         total = 0
         for o0 in range(0, out_channels, cout_tile):
-            ngo = _groups(min(cout_tile, out_channels - o0), p)
+            ngo = ceil_div(min(cout_tile, out_channels - o0), p)
             for r0 in range(0, hh, th):
                 h_ = min(th, hh - r0)
                 zr = int(r0 == 0) + int(r0 + h_ == hh)
@@ -170,8 +179,8 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
                     n1 = (h_ + 2 - zr) * (w_ + 2 - zc)
                     busy1 = t * ng * (n1 * cin + (h_ + 2) * (w_ + 2) - n1)
                     busy23 = t * h_ * (w_ + extra_cols) * ng * 3 * rank
-                    busy4 = t * (h_ * w_ // (sub if pool else 1)) * sub * ngo * rank
-                    fill = 3 * (w_ + 2) * ng * cin + (w_ // (2 if pool else 1)) * sub * ngo * rank
+                    busy4 = t * (h_ * w_ // sub) * sub * ngo * rank
+                    fill = 3 * (w_ + 2) * ng * cin + (w_ // step) * sub * ngo * rank
                     total += max(busy1, busy23, busy4) + fill
         return total
 
@@ -181,7 +190,7 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
         candidates.append(cout_tile)
         if cout_tile <= p:
             break
-        cout_tile = max(p, _groups(cout_tile // 2, p) * p)
+        cout_tile = max(p, ceil_div(cout_tile // 2, p) * p)
     feasible = []
     for cout_tile in candidates:
         if tile_hw is not None:
@@ -216,30 +225,19 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
             _, th_, tw_, ct_ = cand
             cache: dict = {}
             total = 0
-            for o0 in range(0, out_channels, ct_):
-                for r0 in range(0, hh, th_):
-                    for c0 in range(0, ww, tw_):
-                        h_, w_ = min(th_, hh - r0), min(tw_, ww - c0)
-                        shape = TileShape(cin, rank, min(ct_, out_channels - o0), h_, w_, t, mode,
-                                          sched, pool, residual,
-                                          (r0 == 0, r0 + h_ == hh, c0 == 0, c0 + w_ == ww))
-                        if shape not in cache:
-                            cache[shape] = tile_timing(cfg, shape)["cycles"]
-                        total += cache[shape]
+            for _, _, _, cout_, h_, w_, halo in _tile_grid(out_channels, hh, ww, ct_, th_, tw_):
+                shape = TileShape(cin, rank, cout_, h_, w_, t, mode, sched, pool, residual, halo)
+                if shape not in cache:
+                    cache[shape] = tile_timing(cfg, shape)["cycles"]
+                total += cache[shape]
             if exact_best is None or total < exact_best[0]:
                 exact_best = (total, cand)
         best = exact_best[1]
     _, th, tw, cout_tile = best
     tiles = []
-    for o0 in range(0, out_channels, cout_tile):
-        first = True
-        for r0 in range(0, hh, th):
-            for c0 in range(0, ww, tw):
-                h_, w_ = min(th, hh - r0), min(tw, ww - c0)
-                tiles.append(Tile(len(tiles), r0, c0, h_, w_, o0,
-                                  min(cout_tile, out_channels - o0), cin, rank, t, pool, first,
-                                  (r0 == 0, r0 + h_ == hh, c0 == 0, c0 + w_ == ww)))
-                first = False
+    for o0, r0, c0, cout_, h_, w_, halo in _tile_grid(out_channels, hh, ww, cout_tile, th, tw):
+        first = r0 == 0 and c0 == 0                 # first tile of its output-channel group
+        tiles.append(Tile(len(tiles), r0, c0, h_, w_, o0, cout_, cin, rank, t, pool, first, halo))
     return TilePlan(tuple(tiles), t, cin, out_channels, rank, hh, ww, pool, th, tw, cout_tile)
 
 
@@ -417,12 +415,12 @@ class Driver:
         cfg, p = self.config, self.config.lanes
         wb, sb, mb = cfg.widths.weight, cfg.widths.affine_scale, cfg.widths.membrane
         r, cin = qlayer.rank, qlayer.in_channels
-        ng = _groups(r, p)
+        ng = ceil_div(r, p)
         w1 = np.zeros((ng * p, cin), np.int64); w1[:r] = qlayer.w1
         w2 = np.zeros((ng * p, r, 3), np.int64); w2[:r] = qlayer.w2
         w3 = np.zeros((ng * p, r, 3), np.int64); w3[:r] = qlayer.w3
         co = slice(tile.out0, tile.out0 + tile.out_channels)
-        ngo = _groups(tile.out_channels, p)
+        ngo = ceil_div(tile.out_channels, p)
         w4 = np.zeros((ngo * p, r), np.int64); w4[:tile.out_channels] = qlayer.w4[co]
         sc = np.zeros((2, ngo * p), np.int64); sc[:, :tile.out_channels] = qlayer.scale[:, co]
         bi = np.zeros(ngo * p, np.int64); bi[:tile.out_channels] = qlayer.bias[co]
@@ -454,7 +452,7 @@ class Driver:
             raise ValueError("window: spikes must be 0 or 1")
         t, cin, hw, ww = x.shape
         sw = self.config.spike_word_bits
-        cw = _groups(cin, sw)
+        cw = ceil_div(cin, sw)
         bits = np.zeros((t, hw, ww, cw * sw), np.uint8)
         bits[..., :cin] = np.transpose(x, (0, 2, 3, 1))
         weights = np.array([1 << b for b in range(sw)], dtype=object)
@@ -465,7 +463,7 @@ class Driver:
         """Words of a ``[T, C, Ho, Wo]`` array in the residual/membrane layout."""
         p = self.config.lanes
         t, c, ho, wo = data.shape
-        go = _groups(c, p)
+        go = ceil_div(c, p)
         padded = np.zeros((t, go * p, ho, wo), np.int64); padded[:, :c] = data
         return [_pack(padded[tt, g * p:(g + 1) * p, y, x], bits)
                 for tt in range(t) for y in range(ho) for x in range(wo) for g in range(go)]
@@ -502,7 +500,7 @@ class Driver:
             data += self._region_words("residual", self.lane_words(residual, cfg.widths.membrane))
         words_in = len(data)
         writes += data
-        go = _groups(tile.out_channels, cfg.lanes)
+        go = ceil_div(tile.out_channels, cfg.lanes)
         n_out = tile.timesteps * ho * wo * go
         reads = self._region_reads("membrane", n_out) + self._region_reads("spikes", n_out)
         words_out = len(reads)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from sw import fileio
 
 from .config import HardwareConfig
 from .hostmap import host_map
@@ -17,17 +18,13 @@ MANIFEST_VERSION = 1
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="\n") as f:
+    """Write ``text`` to ``path`` atomically (``sw.fileio``), with LF line ends and mode 0644
+    so that generated files read like ones written directly (a temporary file is 0600)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="\n") as f:
             f.write(text)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fileio.atomic_write(path, write)
 
 
 def verilog_text(cfg: HardwareConfig) -> str:

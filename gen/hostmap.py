@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .config import HardwareConfig
+from .config import HardwareConfig, ceil_div
 
 __all__ = ["Register", "Counter", "RegionMap", "HostMap", "host_map", "ID_VALUE",
            "HOST_READ_LATENCY", "COUNTER_BITS", "DESCRIPTOR_FIELDS", "COUNTER_NAMES"]
@@ -127,6 +127,13 @@ class RegionMap:
         return self.base + word * self.stride + sub
 
 
+def _by_name(entries, kind: str, name: str):
+    for e in entries:
+        if e.name == name:
+            return e
+    raise KeyError(f"no {kind} {name!r}; known: {[e.name for e in entries]}")
+
+
 @dataclass(frozen=True)
 class HostMap:
     config: HardwareConfig
@@ -136,22 +143,13 @@ class HostMap:
     addr_bits: int
 
     def register(self, name: str) -> Register:
-        for r in self.registers:
-            if r.name == name:
-                return r
-        raise KeyError(f"no register {name!r}; known: {[r.name for r in self.registers]}")
+        return _by_name(self.registers, "register", name)
 
     def region(self, name: str) -> RegionMap:
-        for r in self.regions:
-            if r.name == name:
-                return r
-        raise KeyError(f"no region {name!r}; known: {[r.name for r in self.regions]}")
+        return _by_name(self.regions, "region", name)
 
     def counter(self, name: str) -> Counter:
-        for c in self.counters:
-            if c.name == name:
-                return c
-        raise KeyError(f"no counter {name!r}")
+        return _by_name(self.counters, "counter", name)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -182,11 +180,11 @@ def host_map(cfg: HardwareConfig) -> HostMap:
     for r in cfg.regions.values():
         if not r.host_visible:
             continue
-        sub = -(-r.width_bits // hb)
+        sub = ceil_div(r.width_bits, hb)
         stride = 1 << (sub - 1).bit_length()
         span = r.depth * stride
         align = 1 << max(span - 1, 1).bit_length()
-        base = -(-base // align) * align
+        base = ceil_div(base, align) * align
         regions.append(RegionMap(r.name, r.buffer, base, r.depth, r.width_bits, sub, stride, True,
                                  r.description))
         base += align

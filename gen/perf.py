@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 from sw.arch import WORKLOADS, WorkloadSpec
 from sw.cli_util import run_cli
 
-from .config import HardwareConfig, config_from_dict, load_config
+from .config import HardwareConfig, ceil_div, config_from_dict, load_config
 from .cyclemodel import TileShape, ideal_cycles, tile_timing
 from .driver import plan_layer
 
@@ -69,10 +69,11 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
     bottleneck = max(engines, key=engines.get)
     busy = engines[bottleneck]
     # the bottleneck engine's cycles with no lane padding (r/P instead of ceil(r/P))
-    pad_free = {"cluster1": busy * rank / (-(-rank // p) * p),
-                "cluster2/3": busy * rank / (-(-rank // p) * p),
-                "cluster4": busy * cout / (-(-cout // p) * p) if not pool else
-                busy * min(1.0, cout / (-(-cout // p) * p))}[bottleneck]
+    padded_rank, padded_cout = ceil_div(rank, p) * p, ceil_div(cout, p) * p
+    pad_free = {"cluster1": busy * rank / padded_rank,
+                "cluster2/3": busy * rank / padded_rank,
+                "cluster4": busy * cout / padded_cout if not pool else
+                busy * min(1.0, cout / padded_cout)}[bottleneck]
     cycles = totals["cycles"]
     return {
         "layer": spec.name, "in_channels": cin, "rank": rank, "out_channels": cout,

@@ -37,7 +37,6 @@ def run_programs(dut: Accelerator, programs: list[TileProgram], max_cycles: int 
                 if waited > max_cycles:
                     raise TimeoutError(f"tile {prog.tile.index} not done after {max_cycles} cycles")
             values: list[int] = []
-            pending = 0
             for a in prog.reads:
                 ctx.set(dut.host_addr, a)
                 ctx.set(dut.host_read, 1)

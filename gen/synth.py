@@ -107,12 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     gates = json.loads((out / "stat_gates.json").read_text())
     rows = summarise(word, gates)
     mem_bits = {r.name: r.bits for r in cfg.regions.values()}
-    report = {"config": cfg.name, "yosys": proc.stderr.strip() or None,
+    report = {"config": cfg.name,
               "command": f"python -m gen.synth --config {args.config} --out {args.out}",
               "modules": rows,
               "memory_bits": mem_bits, "memory_bits_total": sum(mem_bits.values()),
               "seconds": round(time.time() - t0, 1)}
-    report.pop("yosys")
     atomic_write(out / "synth_report.json", json.dumps(report, indent=2) + "\n")
     cols = ("module", "multipliers", "adders", "flipflop_bits", "memories", "generic_gates", "gate_flipflops")
     print(" | ".join(f"{c:>14}" for c in cols))

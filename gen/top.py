@@ -89,9 +89,9 @@ class Accelerator(wiring.Component):
         cfg, hmap = self.config, self.map
         wd, lim = cfg.widths, cfg.limits
         P, lp = cfg.lanes, _log2(cfg.lanes)
-        NG, NGO = cfg.max_rank_groups, cfg.max_out_groups
+        NG = cfg.max_rank_groups
         SW, lsw = cfg.spike_word_bits, _log2(cfg.spike_word_bits)
-        WWMAX, WMAX = lim.max_tile_width + 2, lim.max_tile_width
+        WWMAX, WMAX = cfg.max_window_width, lim.max_tile_width
         S1, S4 = WWMAX * NG, WMAX * NG        # slot strides of line1 and line4
         L1B = _log2(LINE1_ROWS)
         ab, qb, mb, sb, wb = wd.accumulator, wd.activation, wd.membrane, wd.affine_scale, wd.weight
@@ -145,7 +145,7 @@ class Accelerator(wiring.Component):
 
         max_sub = max(r.subwords for r in hmap.regions)
         staging = Signal(max((max_sub - 1) * hb, 1))
-        host_ports = {}   # region -> (word, k, hit)
+        host_ports = {}   # region -> (word, k, hit, RegionMap)
         for reg in hmap.regions:
             off = (addr - reg.base)[:self.map.addr_bits]
             hit = (addr >= reg.base) & (addr < reg.base + reg.span)
@@ -159,7 +159,7 @@ class Accelerator(wiring.Component):
                 if reg.subwords > 1:
                     with m.If(hit & (k < reg.subwords - 1)):
                         m.d.sync += staging.word_select(k[:max(_log2(max_sub) + 1, 1)], hb).eq(self.host_wdata)
-            for i, (name, bits, _) in enumerate(DESCRIPTOR_FIELDS):
+            for name, bits, _ in DESCRIPTOR_FIELDS:
                 with m.If(addr == hmap.register(name).address):
                     m.d.sync += d[name].eq(self.host_wdata[:bits])
 
@@ -189,7 +189,7 @@ class Accelerator(wiring.Component):
         def shared_read(name, dp_en, dp_addr):
             """A read port shared by the datapath (while busy) and the host (while idle)."""
             port = rp(name)
-            word, k, hit, reg = host_ports[name]
+            word, _, hit, _ = host_ports[name]
             m.d.comb += [port.en.eq(Mux(busy, dp_en, self.host_read & hit)),
                          port.addr.eq(Mux(busy, dp_addr, word))]
             host_read_ports[name] = port
@@ -464,7 +464,7 @@ class Accelerator(wiring.Component):
         for name in ("w1", "w2", "w3", "w4", "affine", "spike_in", "residual"):
             host_only_write(name)
         spikes_rd = rp("spikes")
-        sw_, sk_, shit_, _ = host_ports["spikes"]
+        sw_, _, shit_, _ = host_ports["spikes"]
         m.d.comb += [spikes_rd.en.eq(self.host_read & shit_ & ~busy), spikes_rd.addr.eq(sw_)]
         host_read_ports["spikes"] = spikes_rd
 

@@ -21,12 +21,17 @@ __all__ = ["Requantiser", "SpikePEArray", "MacPEArray", "AdderArray", "MaxPoolLa
 SHIFT_BITS = 6
 
 
+def _reject(owner, rule: str) -> None:
+    """Refuse to build ``owner``: raise ValueError naming its class. A rejected component is
+    never "unused", so Amaranth's UnusedElaboratable warning is silenced for it."""
+    owner._MustUse__silence = True
+    raise ValueError(f"{type(owner).__name__}: {rule}")
+
+
 def _check(owner, name: str, value: int, minimum: int = 1) -> int:
-    """Validate a parameter before the component is built (a rejected component is never
-    "unused": silence Amaranth's UnusedElaboratable warning for it)."""
+    """Validate a parameter before the component is built."""
     if not isinstance(value, int) or value < minimum:
-        owner._MustUse__silence = True
-        raise ValueError(f"{type(owner).__name__}: {name} must be an integer >= {minimum}, got {value!r}")
+        _reject(owner, f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
 
 
@@ -68,8 +73,7 @@ class SpikePEArray(wiring.Component):
         self.weight_width = _check(self, "weight_width", weight_width, 2)
         self.acc_width = _check(self, "acc_width", acc_width, 2)
         if acc_width < weight_width:
-            self._MustUse__silence = True
-            raise ValueError(f"acc_width ({acc_width}) must be >= weight_width ({weight_width})")
+            _reject(self, f"acc_width ({acc_width}) must be >= weight_width ({weight_width})")
         super().__init__({
             "valid": In(1), "first": In(1), "spike": In(1), "weights": In(lanes * weight_width),
             "acc": Out(lanes * acc_width),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from gen.config import load_config
 from gen.driver import Driver, LayerOutputs, TileResult, plan_layer

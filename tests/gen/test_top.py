@@ -92,7 +92,7 @@ def test_several_tiles_with_halos_htt():
     rng = np.random.default_rng(15)
     q = make_layer(rng, "htt", r=4, cin=6, cout=5, T=2, schedule=(False, True))
     x = rng.integers(0, 2, (2, 6, 5, 5))
-    out, per_tile = check(q, x, tile_hw=(3, 2))
+    _, per_tile = check(q, x, tile_hw=(3, 2))
     assert len(per_tile) == 6
 
 
