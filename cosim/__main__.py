@@ -109,7 +109,7 @@ def _speed(args) -> int:
     out = {"config": target.config.name, "layer": case.name, "match": res.match,
            "tiles": res.tiles, "simulated_cycles": res.cycles,
            "compute_wall_s": res.wall_s, "io_wall_s": res.wall_io_s, "total_wall_s": total,
-           "cycles_per_second": res.cycles / res.wall_s if res.wall_s > 0 else None,
+           "cycles_per_second": res.cycles_per_second,
            "cycles_per_second_with_host_io": res.cycles / (res.wall_s + res.wall_io_s)}
     if args.json:
         print(json.dumps(out))

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-__all__ = ["TileJob", "JobResult", "write_jobs", "read_results"]
+from sw.fileio import atomic_write
+
+__all__ = ["TileJob", "JobResult", "atomic_write_npz", "write_jobs", "read_results"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,14 @@ class JobResult:
     wall_io_s: float         # wall time of the host traffic of the tile
 
 
+def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` through a file handle (a path argument would get ``.npz`` appended)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    atomic_write(path, write)
+
+
 def write_jobs(path: str | os.PathLike, jobs: Sequence[TileJob], period_ns: float,
                read_latency: int) -> None:
     arrays: dict[str, np.ndarray] = {"period_ns": np.array(float(period_ns)),
@@ -45,10 +54,7 @@ def write_jobs(path: str | os.PathLike, jobs: Sequence[TileJob], period_ns: floa
         arrays[f"start_{k}"] = np.array(job.start, dtype=np.int64)
         arrays[f"ra_{k}"] = np.array(job.reads, dtype=np.int64)
         arrays[f"limit_{k}"] = np.array(int(job.cycle_limit))
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic_write_npz(path, arrays)
 
 
 def read_results(path: str | os.PathLike, n_jobs: int) -> list[JobResult]:

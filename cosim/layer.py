@@ -25,6 +25,7 @@ from cosim.jobs import TileJob, read_results, write_jobs
 from cosim.report import MismatchReport
 from cosim.runner import (REPO_ROOT, BuildResult, build_design, default_build_dir, locked,
                           run_testbench)
+from sw.fileio import atomic_write_text
 from sw.golden import golden_tile
 from sw.qlayer import QuantTTLayer
 
@@ -130,7 +131,7 @@ class RtlTarget:
                 r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
                 if r.returncode != 0:
                     raise RuntimeError(f"RTL generation failed ({' '.join(cmd)}):\n{r.stderr[-3000:]}")
-                stamp.write_text(key)
+                atomic_write_text(stamp, key)
         return cls.from_dir(out)
 
 
@@ -174,6 +175,11 @@ class CaseResult:
     @property
     def cycles(self) -> int:
         return int(sum(self.tile_cycles))
+
+    @property
+    def cycles_per_second(self) -> float | None:
+        """Simulated cycles per second of the compute phases (None when not timed)."""
+        return self.cycles / self.wall_s if self.wall_s > 0 else None
 
 
 @dataclass
@@ -259,8 +265,8 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
         raise ValueError("case names must be unique")
     preps = [_prepare(driver, c) for c in cases]
     bdir = Path(build_dir) if build_dir else default_build_dir(cfg.name, waves == "always")
-    build = build_design(target.verilog, target.top, bdir, waves=waves == "always",
-                         ports=[p["name"] for p in target.manifest.get("ports", [])] or None)
+    ports = [p["name"] for p in target.manifest.get("ports", [])] or None
+    build = build_design(target.verilog, target.top, bdir, waves=waves == "always", ports=ports)
     own_tmp = workdir is None
     work = Path(tempfile.mkdtemp(prefix="cosim-")) if own_tmp else Path(workdir)
     jobs = [j for prep in preps for j in _jobs_of(driver, prep)]
@@ -287,8 +293,7 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
                               wave if waves == "always" else None))
     if waves == "fail" and any(not r.match for r in out):
         wbuild = build_design(target.verilog, target.top, default_build_dir(cfg.name, True),
-                              waves=True,
-                              ports=[p["name"] for p in target.manifest.get("ports", [])] or None)
+                              waves=True, ports=ports)
         for ci, res in enumerate(out):
             if res.match:
                 continue

@@ -48,15 +48,15 @@ def replay_layer(checkpoint: str, layer: str, config: str = "paper", *, sample: 
     from sw.commands.quantize import model_inputs
     from sw.quantize import layer_context, quantize_model_layer, quantize_residual
 
+    if sample < 0:
+        raise ValueError(f"--sample must be >= 0, got {sample}")
     console = Console(stderr=True, quiet=not progress)
     tc = setup_toolchain()                       # fail early if the simulator is missing/old
     hw = load_config(config)
     # a given RTL directory must be the requested configuration's: check before any work
     target = RtlTarget.for_config(config, rtl_dir) if rtl_dir is not None else None
     model, meta = load_model(checkpoint)
-    ctx = layer_context(model, layer)            # lists the TT layers when the name is wrong
-    if sample < 0:
-        raise ValueError(f"--sample must be >= 0, got {sample}")
+    layer_context(model, layer)                  # lists the TT layers when the name is wrong
     with console.status("running the model and quantising the layer"):
         calib = model_inputs(meta, "train", calib_samples)
         x = model_inputs(meta, "test", 1, start=sample)
@@ -97,7 +97,7 @@ def replay_layer(checkpoint: str, layer: str, config: str = "paper", *, sample: 
                          "rounding": rounding},
         "sample": sample, "rtl_spike_rate": float(res.spikes.mean()),
         "simulation": {"wall_s": wall, "compute_wall_s": res.wall_s, "io_wall_s": res.wall_io_s,
-                       "cycles_per_second": res.cycles / res.wall_s if res.wall_s > 0 else None,
+                       "cycles_per_second": res.cycles_per_second,
                        "toolchain": tc.describe()},
         "first_mismatches": [m.to_dict() for m in res.report.first],
         "waves": str(res.waves) if res.waves else None,

@@ -39,6 +39,7 @@ class MismatchReport:
     case: str
     max_listed: int = 10
     compared: int = 0              # neuron-timesteps compared (each has a spike and a membrane)
+    mismatches: int = 0            # neuron-timesteps where the spike or the membrane differs
     spike_mismatches: int = 0
     membrane_mismatches: int = 0
     tiles: int = 0
@@ -46,15 +47,8 @@ class MismatchReport:
     first: list[Mismatch] = field(default_factory=list)
 
     @property
-    def mismatches(self) -> int:
-        """Neuron-timesteps where the spike or the membrane potential differs."""
-        return self._either
-
-    _either: int = 0
-
-    @property
     def match(self) -> bool:
-        return self.compared > 0 and self._either == 0
+        return self.compared > 0 and self.mismatches == 0
 
     def add_tile(self, tile: int, out0: int, row0: int, col0: int, expected_spikes: np.ndarray,
                  expected_membrane: np.ndarray, got_spikes: np.ndarray,
@@ -74,7 +68,7 @@ class MismatchReport:
         self.membrane_mismatches += int(dm.sum())
         either = ds | dm
         n = int(either.sum())
-        self._either += n
+        self.mismatches += n
         if n:
             self.failing_tiles.append(tile)
             for t, c, y, x in np.argwhere(either):

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from sw.fileio import atomic_write_text
+
 from cosim.toolchain import Toolchain, setup_toolchain, wave_format
 
 __all__ = ["REPO_ROOT", "BuildResult", "build_design", "run_testbench", "default_build_dir",
@@ -148,9 +150,7 @@ def build_design(verilog: str | os.PathLike, top: str, build_dir: str | os.PathL
             tail = log.read_text()[-3000:] if log.is_file() else ""
             raise CosimRunError(f"Verilator build of {verilog} failed ({exc}); log: {log}\n{tail}") from None
         seconds = time.monotonic() - t0
-        tmp = stamp.with_suffix(".tmp")
-        tmp.write_text(key)
-        os.replace(tmp, stamp)
+        atomic_write_text(stamp, key)
     return BuildResult(build_dir, top, True, seconds, waves, tc, fmt)
 
 

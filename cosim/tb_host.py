@@ -21,6 +21,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
 
+from cosim.jobs import atomic_write_npz
+
 
 async def _write(dut, edge, addrs, datas) -> None:
     addr_sig, data_sig, wr = dut.host_addr, dut.host_wdata, dut.host_write
@@ -95,6 +97,4 @@ async def replay_jobs(dut):
         results[f"cycles_{k}"] = np.array(cycles)
         results[f"wall_{k}"] = np.array(wall)
         results[f"wall_io_{k}"] = np.array(time.perf_counter() - t_io - wall)
-    tmp = os.environ["COSIM_RESULTS"] + ".tmp.npz"
-    np.savez(tmp, **results)
-    os.replace(tmp, os.environ["COSIM_RESULTS"])
+    atomic_write_npz(os.environ["COSIM_RESULTS"], results)

@@ -167,7 +167,7 @@ def cmd_energy(args) -> int:
     if args.plot:
         report.plot_modes(results, args.plot, f"{args.arch} on {args.accel} ({cfg.name})")
     if args.csv:
-        from sw.checkpoint import atomic_write_text
+        from sw.fileio import atomic_write_text
         atomic_write_text(args.csv, report.layers_csv([(args.arch, args.accel, r) for r in results.values()]))
     if args.json:
         out = {"workload": wl.describe(), "accelerator": args.accel, "config": cfg.name,
@@ -185,7 +185,7 @@ def cmd_energy(args) -> int:
 
 def cmd_report(args) -> int:
     from rich.console import Console
-    from sw.checkpoint import atomic_write_text
+    from sw.fileio import atomic_write_text
     from tqdm import tqdm
     from . import report
     from .evaluate import evaluate_network
@@ -294,7 +294,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_sensitivity(args) -> int:
-    from sw.checkpoint import atomic_write_text
+    from sw.fileio import atomic_write_text
     from .report import write_json
     from .sensitivity import sensitivity_markdown, sensitivity_table
     cfg, table, sp = _load(args)

@@ -23,8 +23,6 @@ that runs the core forward). docs/energy_model.md lists every assumption.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-
 
 from gen.config import HardwareConfig
 
@@ -196,8 +194,7 @@ class SataLike(Accelerator):
         co, (ho, wo) = spec.out_channels, spec.out_hw
         fwd.cycles += math.ceil(co * ho * wo * T / m.pes)           # LIF/affine on the array
         # ---- backward: transposed sub-convolutions, gradients between them ----
-        g4b = replace(g4)
-        bwd.cycles += core_backward(m, g4b, gd, bwd.counts)
+        bwd.cycles += core_backward(m, g4, gd, bwd.counts)
         if mode == "stt":
             bwd.cycles += core_backward(m, g3, 1.0, bwd.counts)
             bwd.cycles += core_backward(m, g2, 1.0, bwd.counts)

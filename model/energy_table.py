@@ -187,11 +187,12 @@ def load_energy_table(path: str | Path | None = None) -> EnergyTable:
         total = 0.0
         for term, n in e["compose"].items():
             op, _, b = term.partition("/")
-            if (op, int(b or 0)) not in prims:
+            prim = (op, int(b or 0))
+            if prim not in prims:
                 raise ValueError(f"{where}: composes unknown primitive {term!r}")
             if n < 0:
                 raise ValueError(f"{where}: negative multiplicity for {term!r}")
-            total += n * prims[(op, int(b))]
+            total += n * prims[prim]
         key = (e["component"], e["action"], int(e["bits"]))
         if key in acts:
             raise ValueError(f"{where}: duplicate action {key}")

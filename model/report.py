@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from sw.checkpoint import atomic_write_text
+from sw.fileio import atomic_write, atomic_write_json
 
 from .counts import CATEGORIES, PASSES
 from .evaluate import NetworkEnergy
@@ -31,11 +30,12 @@ def modes_summary(results: Mapping[str, NetworkEnergy]) -> dict:
     """The ``--json`` object: per mode, total pJ, breakdowns and cycles."""
     out = {}
     for m, r in results.items():
+        cycles = r.cycles()
         out[m] = {"total_pj": r.total_pj,
                   "breakdown": {"by_pass_pj": r.by_pass(), "by_component_pj": r.by_category(),
                                 "by_pass_component_pj": r.by_pass_category()},
-                  "cycles": r.cycles(),
-                  "time_s": r.cycles()["total"] / (r.clock_mhz * 1e6)}
+                  "cycles": cycles,
+                  "time_s": cycles["total"] / (r.clock_mhz * 1e6)}
         if "stt" in results:
             out[m]["vs_stt"] = reduction(results, m)
     return out
@@ -63,7 +63,7 @@ def print_modes_table(results: Mapping[str, NetworkEnergy], title: str, console=
 
 
 def write_json(path: str | Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    atomic_write_json(path, data)
 
 
 def layers_csv(rows_from: Sequence[tuple[str, str, NetworkEnergy]]) -> str:
@@ -83,11 +83,7 @@ def layers_csv(rows_from: Sequence[tuple[str, str, NetworkEnergy]]) -> str:
 
 
 def _save(fig, path: str | Path) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp.png")
-    fig.savefig(tmp, dpi=130, bbox_inches="tight")
-    tmp.replace(p)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight"))
 
 
 def _stacked(ax, names: Sequence[str], results: Sequence[NetworkEnergy], norm: float) -> None:
@@ -95,8 +91,9 @@ def _stacked(ax, names: Sequence[str], results: Sequence[NetworkEnergy], norm: f
     bottom = np.zeros(len(results))
     colors = {"compute": "#4C72B0", "scratchpad": "#8172B2", "global_buffers": "#55A868",
               "dram": "#C44E52", "leakage": "#CCB974"}
+    by_category = [r.by_category() for r in results]
     for c in CATEGORIES:
-        vals = np.array([r.by_category()[c] / norm for r in results])
+        vals = np.array([bc[c] / norm for bc in by_category])
         ax.bar(names, vals, bottom=bottom, label=c, color=colors[c])
         bottom += vals
     for i, v in enumerate(bottom):
