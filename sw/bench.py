@@ -37,7 +37,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from sw.arch import WORKLOADS, WorkloadSpec
+from sw.arch import MODES, WORKLOADS, WorkloadSpec
 
 __all__ = ["PRESETS", "Workload", "bench_modes", "bench_lif", "profile_step", "saved_tensor_bytes", "peak_step_memory",
            "format_table", "format_lif", "SPIKINGJELLY_HINT"]
@@ -153,7 +153,7 @@ def profile_step(workload: Workload, mode: str, seed: int = 0, row_limit: int = 
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=row_limit)
 
 
-def bench_modes(workload: Workload, modes=("dense", "stt", "ptt", "htt"), reps: int = 10, warmup: int = 2,
+def bench_modes(workload: Workload, modes=MODES, reps: int = 10, warmup: int = 2,
                 threads: int | None = None, seed: int = 0, memory: bool = True,
                 progress: bool = True) -> dict[str, dict[str, Any]]:
     """Time one training step per mode; returns ``{mode: {median_s, q1_s, q3_s, iqr_s, min_s, ...}}``."""

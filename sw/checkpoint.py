@@ -21,39 +21,19 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from sw.fileio import atomic_write, atomic_write_text  # atomic_write_text re-exported: model/ imports it from here
+
 __all__ = ["FORMAT", "VERSION", "save_checkpoint", "load_checkpoint", "load_model", "build_model",
            "rng_state", "set_rng_state", "atomic_write_text"]
 
 FORMAT = "ttsnn-kit/checkpoint"
 VERSION = 1
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically (temporary file in the same directory, then rename)."""
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-    _atomic(Path(path), write)
 
 
 def rng_state() -> dict[str, Any]:
@@ -90,9 +70,7 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, optimize
         "rng": rng_state() if with_rng else None,
         "config": config or {}, "metrics": list(metrics or []), "extra": extra or {},
     }
-    path = Path(path)
-    _atomic(path, lambda tmp: torch.save(payload, tmp))
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

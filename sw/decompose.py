@@ -11,7 +11,7 @@ random weights (the public reference code's bug).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -98,8 +98,9 @@ def select_ranks(model: torch.nn.Module, ranks: str | int | list = "evbmf",
         chosen = list(resolve_ranks(ranks, specs))
         rows = [LayerDecomposition(s.name, s.in_channels, s.out_channels, r, None, None, s.params(), 0)
                 for s, r in zip(specs, chosen)]
-    for row in rows:
-        row.tt_params = row.rank * (row.in_channels + row.out_channels) + 6 * row.rank ** 2
+    for spec, row in zip(specs, rows):
+        # counted by sw.arch, the one place of the formula (the same for every TT mode)
+        row.tt_params = replace(spec, mode=TT_MODES[0], rank=row.rank).params()
     return chosen, rows
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sw.arch import TT_MODES
 from sw.qlayer import QuantTTLayer
 
 __all__ = [
@@ -115,7 +116,7 @@ def clusters23(q1: Tensor, w2: Tensor, w3: Tensor, mode: str, shift2: ShiftOrCho
     the accumulator it re-quantises (``a2``; ``a3`` in STT, ``m = a2 + a3`` in PTT and HTT,
     over all timesteps), called once, so that a calibration chooses it on the same tensors.
     """
-    if mode not in ("stt", "ptt", "htt"):
+    if mode not in TT_MODES:
         raise ValueError(f"mode must be 'stt', 'ptt' or 'htt', got {mode!r}")
     if mode == "htt" and full is None:
         raise ValueError("HTT needs the full-timestep mask 'full' [T]")

@@ -8,13 +8,14 @@ by tests. Its arithmetic meaning is defined in docs/numerics.md and nowhere else
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from sw.arch import TT_MODES as MODES
+
 __all__ = ["QuantTTLayer", "MODES", "MODE_CODES"]
 
-MODES = ("stt", "ptt", "htt")
 #: Encoding of the mode in the hardware descriptor.
 MODE_CODES = {"stt": 0, "ptt": 1, "htt": 2}
 

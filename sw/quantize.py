@@ -279,8 +279,8 @@ def quantize_tt_layer(conv: nn.Module, bn: nn.Module | None, *, tau: float, v_th
     peak_mult = float(mult.abs().max())
     affine_shift = int(math.floor(math.log2(smax / peak_mult))) if peak_mult > 0 else 0
     affine_shift = max(0, min(affine_shift, 62 - wd.accumulator - wd.affine_scale))
-    scale = round_values(mult * 2.0 ** affine_shift, rounding, gen).clamp(-smax - 1, smax).to(torch.int64)
-    bias = round_values(b_bn * 2.0 ** frac_bits, rounding, gen).clamp(-mmax - 1, mmax).to(torch.int64)
+    scale = golden.sat(round_values(mult * 2.0 ** affine_shift, rounding, gen), wd.affine_scale).to(torch.int64)
+    bias = golden.sat(round_values(b_bn * 2.0 ** frac_bits, rounding, gen), wd.membrane).to(torch.int64)
     threshold = int(round_values(torch.tensor(v_threshold * 2.0 ** frac_bits), rounding, gen))
     threshold = max(-mmax - 1, min(mmax, threshold))
     leak_mul, leak_shift = leak_fixed_point(tau, wd.leak_mul)
@@ -300,9 +300,8 @@ def quantize_residual(residual: Tensor, qlayer: QuantTTLayer, widths: Any,
                       rounding: str = "nearest") -> Tensor:
     """Membrane-shortcut input (float) in the membrane fixed point, saturated to its width."""
     wd = golden.resolve_widths(widths)
-    mmax = (1 << (wd.membrane - 1)) - 1
     r = round_values(residual.double() * 2.0 ** qlayer.frac_bits, rounding)
-    return r.clamp(-mmax - 1, mmax).to(torch.int64)
+    return golden.sat(r, wd.membrane).to(torch.int64)
 
 
 def compare_layer(qlayer: QuantTTLayer, conv: nn.Module, bn: nn.Module | None, *, tau: float,

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from sw.checkpoint import (atomic_write_text, build_model, load_checkpoint, save_checkpoint,
-                           set_rng_state)
+from sw.checkpoint import load_checkpoint, load_model, save_checkpoint, set_rng_state
 from sw.data import DataInfo, augment_crop_flip, load_dataset
+from sw.fileio import atomic_write_json, atomic_write_text
 
 __all__ = ["TrainConfig", "load_config", "config_from_dict", "train", "evaluate", "build_from_config",
            "SCHEDULERS"]
@@ -160,11 +160,9 @@ def build_from_config(cfg: TrainConfig) -> tuple[torch.nn.Module, Dataset, Datas
     torch.manual_seed(cfg.seed)
     init_meta = None
     if cfg.init_from:
-        ckpt = load_checkpoint(cfg.init_from)
-        hp = ckpt["model"]["hparams"]
-        model = build_model(hp)
-        model.load_state_dict(ckpt["model"]["state_dict"])
-        init_meta = {"path": str(cfg.init_from), "hparams": hp}
+        model, meta = load_model(cfg.init_from)
+        model.train()  # load_model leaves it in eval mode
+        init_meta = {"path": str(cfg.init_from), "hparams": meta["model"]["hparams"]}
     else:
         from sw.resnet import ms_resnet
 
@@ -255,7 +253,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             set_rng_state(resumed["rng"])
         log(f"resuming {ckpt_path} after epoch {start_epoch}/{cfg.epochs}")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    atomic_write_json(out / "config.json", cfg.to_dict())
 
     n_params = sum(p.numel() for p in model.parameters())
     if init_meta:
@@ -309,7 +307,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                "best_test_acc": max((m["test_acc"] for m in metrics), default=None),
                "chance_acc": 1.0 / info.num_classes, "parameters": n_params,
                "wall_time_s": time.perf_counter() - t_run, "resumed_from_epoch": start_epoch if resumed else None}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out / "summary.json", summary)
     log(f"done: test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f}, "
         f"chance {summary['chance_acc']:.3f}); checkpoint {ckpt_path}")
     return summary

@@ -14,9 +14,8 @@ import json
 
 import torch
 
+from sw.arch import MODES
 from sw.bench import PRESETS, bench_lif, bench_modes, format_lif, format_table
-
-MODES = ("dense", "stt", "ptt", "htt")
 
 
 def _modes(text: str) -> list[str]:

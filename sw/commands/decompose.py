@@ -13,12 +13,14 @@ import argparse
 import json
 from pathlib import Path
 
-from sw.checkpoint import atomic_write_text, load_model, save_checkpoint
+from sw.arch import TT_MODES
+from sw.checkpoint import load_model, save_checkpoint
+from sw.fileio import atomic_write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="trained dense checkpoint")
-    parser.add_argument("--mode", required=True, choices=("stt", "ptt", "htt"))
+    parser.add_argument("--mode", required=True, choices=TT_MODES)
     parser.add_argument("--ranks", default="evbmf",
                         help="'evbmf' (default), 'uniform:R', an int, or a comma list (one per 3x3 block conv)")
     parser.add_argument("--out", required=True, help="where to write the TT checkpoint (+ .json report)")
@@ -61,7 +63,7 @@ def decompose_checkpoint(checkpoint: str, mode: str, ranks="evbmf", out: str | N
         cfg = dict(meta.get("config") or {})
         cfg.update(mode=mode, ranks=[r.rank for r in rows])
         save_checkpoint(out, tt_model, epoch=0, config=cfg, extra={"decompose": report}, with_rng=False)
-        atomic_write_text(Path(str(out) + ".json"), json.dumps(report, indent=2) + "\n")
+        atomic_write_json(Path(str(out) + ".json"), report)
         report["out"] = str(out)
     return report
 

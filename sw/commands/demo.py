@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sw.checkpoint import atomic_write_text
+from sw.fileio import atomic_write, atomic_write_json, atomic_write_text
 
 
 @dataclass
@@ -53,9 +53,7 @@ def _train(ctx: DemoContext, mode: str, epochs: int) -> dict:
     ctx.log(f"--- training a {mode.upper()} tiny MS-ResNet on {cfg.dataset} ({epochs} epochs)")
     summary = train(cfg, progress=not ctx.args.no_progress, log=ctx.log)
     final = ctx.path(f"{mode}.pt")
-    tmp = final.with_suffix(".pt.tmp")
-    shutil.copyfile(summary["checkpoint"], tmp)
-    tmp.replace(final)
+    atomic_write(final, lambda tmp: shutil.copyfile(summary["checkpoint"], tmp))
     summary["checkpoint"] = str(final)
     summary["metrics"] = str(Path(cfg.out) / "metrics.jsonl")
     if summary["final_test_acc"] < ctx.args.min_acc_factor * summary["chance_acc"]:
@@ -122,10 +120,9 @@ def step_plot(ctx: DemoContext) -> None:
     ax.legend(fontsize=7)
     ax.set_title("tiny MS-ResNet on the embedded digits")
     fig.tight_layout()
-    tmp = ctx.path("accuracy.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    # the temporary name ends in .tmp, so the format is given rather than taken from it
+    atomic_write(ctx.path("accuracy.png"), lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
-    tmp.replace(ctx.path("accuracy.png"))
     ctx.results["plot"] = str(ctx.path("accuracy.png"))
 
 
@@ -160,7 +157,7 @@ def step_report(ctx: DemoContext) -> None:
         lines.extend(f"  - {line.strip()}" for line in per_mode)
     lines += ["", f"Status: {'FAILED: ' + '; '.join(ctx.failed) if ctx.failed else 'OK'}", ""]
     report = {"results": r, "failed": ctx.failed, "ok": not ctx.failed}
-    atomic_write_text(ctx.path("report.json"), json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_json(ctx.path("report.json"), report, default=str)
     atomic_write_text(ctx.path("report.md"), "\n".join(lines))
     ctx.log("\n".join(lines))
     ctx.log(f"wrote {ctx.path('report.md')}, {ctx.path('report.json')}, {ctx.path('ptt.pt')}")

@@ -14,6 +14,7 @@ import sys
 
 import torch
 
+from sw.fileio import atomic_write
 from sw.quantize import ROUNDING_MODES
 
 FIELDS = ("layer", "mode", "in_channels", "rank", "out_channels", "input_hw", "pool", "residual",
@@ -89,7 +90,6 @@ def quantize_report(checkpoint: str, layers: list[str] | None, config: str, *,
 
 def plot_report(result: dict, path: str) -> None:
     """Bar chart of spike agreement and relative membrane RMSE per layer (PNG, atomic)."""
-    import os
     from pathlib import Path
 
     import matplotlib
@@ -109,12 +109,9 @@ def plot_report(result: dict, path: str) -> None:
     fig.suptitle(f"{Path(result['checkpoint']).name}: {result['config']} formats, "
                  f"{rows[0]['weight_bits']}-bit weights, {result['rounding']} rounding")
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    # the temporary name ends in .tmp, so the format is given rather than taken from it
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
-    os.replace(tmp, out)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sw.fileio import atomic_write_bytes
+
 __all__ = ["Events", "read_atis_bin", "read_aedat31", "write_atis_bin", "write_aedat31",
            "events_to_frames", "SPLIT_MODES"]
 
@@ -87,7 +89,7 @@ def write_atis_bin(path: str | os.PathLike, x, y, t, p) -> None:
             records.append((0, _ATIS_OVERFLOW_Y, 0, 0, 0))
         tt = ti - base
         records.append((xi, yi, (pi << 7) | (tt >> 16), (tt >> 8) & 0xFF, tt & 0xFF))
-    np.asarray(records, dtype=np.uint8).reshape(-1).tofile(path)
+    atomic_write_bytes(path, np.asarray(records, dtype=np.uint8).tobytes())
 
 
 _AEDAT_PACKET = np.dtype([("type", "<u2"), ("source", "<u2"), ("size", "<u4"), ("ts_offset", "<u4"),
@@ -159,8 +161,7 @@ def write_aedat31(path: str | os.PathLike, x, y, t, p, packet_events: int = 4096
         head["ts_overflow"], head["capacity"] = int(overflow[0]), len(ev)
         head["number"] = head["valid"] = len(ev)
         parts += [head.tobytes(), ev.tobytes()]
-    with open(path, "wb") as f:
-        f.write(b"".join(parts))
+    atomic_write_bytes(path, b"".join(parts))
 
 
 def events_to_frames(events: Events, timesteps: int, sensor_hw: tuple[int, int],

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sw.data.events import Events, events_to_frames, read_aedat31, read_atis_bin
+from sw.fileio import atomic_write
 
 __all__ = ["EventFrameDataset", "ncaltech101", "dvsgesture", "NCALTECH_SENSOR", "DVSGESTURE_SENSOR"]
 
@@ -73,10 +73,7 @@ class EventFrameDataset(Dataset):
                     pass
         frames = events_to_frames(self.load_events(key), self.timesteps, self.sensor_hw, self.size, self.split_by)
         if cached is not None:
-            fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
-            os.close(fd)
-            torch.save(frames, tmp)
-            os.replace(tmp, cached)
+            atomic_write(cached, lambda tmp: torch.save(frames, tmp))
         return frames
 
     def __getitem__(self, i: int):
