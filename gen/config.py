@@ -19,7 +19,7 @@ from typing import Any, Mapping
 __all__ = [
     "ConfigError", "ClusterShape", "Region", "Widths", "BufferSpec", "Limits", "HardwareConfig",
     "load_config", "config_from_dict", "CONFIG_DIR", "BUFFER_NAMES", "DATAFLOWS",
-    "LINE1_ROWS", "LINE4_ROWS", "ceil_div",
+    "LINE1_SLOTS_PER_T", "LINE4_SLOTS_PER_T", "ROW2_SLOTS", "ROW2_ROWS", "ceil_div", "log2",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -27,20 +27,25 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 #: Global buffers every configuration must define, and what they hold.
 BUFFER_NAMES: Mapping[str, str] = MappingProxyType({
     "weight": "TT cores G1..G4, folded-BatchNorm scales and biases",
-    "spike_in": "input spikes of the tile, all timesteps, halo included",
+    "spike_in": "ring of input spike rows, written by the host while the tile runs",
     "interstage": "line buffers between cluster 1, clusters 2/3 and cluster 4",
-    "residual": "membrane-shortcut input added before the LIF array, all timesteps",
-    "state_out": "output spikes and membrane potentials of every timestep (kept for BPTT)",
+    "residual": "ring of membrane-shortcut rows added before the LIF array",
+    "state_out": "ring of output rows (spikes and membranes of every timestep, drained by the "
+                 "host for BPTT; the LIF reads its previous membranes back from it)",
 })
 
 DATAFLOWS = ("output-stationary", "weight-stationary")
 
-#: Window rows of q1 held by the line buffer between cluster 1 and clusters 2/3. Clusters 2/3
-#: read 3; 8 let cluster 1 run ahead across a timestep boundary (the next timestep's first 3
-#: rows) so that clusters 2/3 do not wait there. A power of two (slot pointers wrap).
-LINE1_ROWS = 8
-#: Rows of q23 held between clusters 2/3 and cluster 4 (cluster 4 reads 1, or 2 when pooling).
-LINE4_ROWS = 4
+#: The q1 line buffer holds three window rows of every timestep: slot ``(w mod 3) * T + t`` for
+#: window row ``w`` (docs/architecture.md), in either row order of a tile.
+LINE1_SLOTS_PER_T = 3
+#: The q23 line buffer holds three rows of every timestep (cluster 4 pools two; the third lets
+#: clusters 2/3 start the next pair while cluster 4 finishes the current one).
+LINE4_SLOTS_PER_T = 3
+#: STT's q2 rows between cluster 2 and cluster 3: a double buffer, sized for rows up to twice
+#: ``interstage_row_words`` (a tile with fewer timesteps may use longer rows).
+ROW2_SLOTS = 2
+ROW2_ROWS = 4
 
 
 class ConfigError(ValueError):
@@ -76,6 +81,15 @@ def ceil_div(n: int, d: int) -> int:
 
 def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
+
+
+def log2(n: int) -> int:
+    """``log2(n)`` of a power of two (bit position)."""
+    return n.bit_length() - 1
+
+
+def _pow2_floor(n: int) -> int:
+    return 1 << (n.bit_length() - 1) if n >= 1 else 0
 
 
 @dataclass(frozen=True)
@@ -130,10 +144,16 @@ class BufferSpec:
 
 @dataclass(frozen=True)
 class Limits:
-    """The largest layer tile one pass of the datapath may hold."""
+    """The largest layer tile one pass of the datapath may hold.
+
+    ``max_rank`` sizes the G2/G3 weight regions (``3 r^2`` weights each);
+    ``max_pointwise_weights`` sizes the G1 and G4 regions (``Cin x r`` and ``r x Cout``
+    weights), so a layer with many channels and a small rank, or few channels and a large
+    rank, fits the same buffer. The tiling driver checks every layer against the regions."""
     max_in_channels: int
     max_rank: int
     max_out_channels: int
+    max_pointwise_weights: int
     max_tile_height: int
     max_tile_width: int
     max_timesteps: int
@@ -186,17 +206,10 @@ class HardwareConfig:
         """Input columns of the largest tile: the output columns plus the 1x3 kernel's halo."""
         return self.limits.max_tile_width + 2
 
-    @property
-    def tt_weight_words(self) -> int:
-        """Weight-sized words of the largest layer's TT cores (G1..G4)."""
-        lim = self.limits
-        return (lim.max_rank * lim.max_in_channels + 6 * lim.max_rank ** 2
-                + lim.max_out_channels * lim.max_rank)
-
     # ---- the datapath's mapping (docs/architecture.md) -----------------------------------
     @property
     def lanes(self) -> int:
-        """PEs per cluster = adder/LIF lanes = output channels computed in parallel (one group)."""
+        """PEs per cluster = adder/LIF lanes (P)."""
         return self.clusters.spike_pes
 
     @property
@@ -214,13 +227,38 @@ class HardwareConfig:
         """Input channels packed in one ``spike_in`` word (one bit each)."""
         return self.buffers["spike_in"].width_bits
 
+    def is_weight_stationary(self, cluster: str) -> bool:
+        """Whether ``cluster`` ('cluster2' or 'cluster3') keeps weight chunks in its PEs'
+        scratchpads (``dataflow`` of the configuration)."""
+        return self.dataflow[cluster] == "weight-stationary"
+
+    @property
+    def spad_weight_entries(self) -> int:
+        """Weights each PE of a weight-stationary cluster holds: half its scratchpad, rounded
+        down to a power of two (the chunk of the reduction replayed for several pixel blocks)."""
+        return _pow2_floor(self.clusters.scratchpad_bytes * 8 // 2 // self.widths.weight)
+
+    @property
+    def spad_psum_entries(self) -> int:
+        """Partial sums each PE of a weight-stationary cluster holds: the other half of its
+        scratchpad, rounded down to a power of two (the pixel blocks sharing one weight chunk)."""
+        return _pow2_floor(self.clusters.scratchpad_bytes * 8 // 2 // self.widths.accumulator)
+
+    @property
+    def interstage_row_words(self) -> int:
+        """The unit the interstage buffer is split in: ``line1`` holds ``3 T`` rows, ``line4``
+        ``2 T`` rows of this many words (``lanes`` activations each) at ``T =
+        limits.max_timesteps``, ``row2`` 4. A tile with fewer timesteps may use longer rows
+        (the driver checks each tile against the region depths)."""
+        t = self.limits.max_timesteps
+        word = self.lanes * self.widths.activation
+        return self.buffers["interstage"].bits // word // (
+            (LINE1_SLOTS_PER_T + LINE4_SLOTS_PER_T) * t + ROW2_ROWS)
+
     @property
     def regions(self) -> Mapping[str, "Region"]:
-        """Every memory of the datapath: its global buffer, word width and depth.
-
-        Weight regions are sized for the largest layer of ``limits``; the data regions share
-        what is left of their buffer (see docs/host_interface.md for the word layouts).
-        """
+        """Every memory of the datapath: its global buffer, word width and depth
+        (docs/host_interface.md has the word layouts)."""
         return _regions(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -258,38 +296,40 @@ class Region:
 
 def _regions(cfg: "HardwareConfig") -> Mapping[str, Region]:
     w, lim, p = cfg.widths, cfg.limits, cfg.lanes
-    ng, ngo = cfg.max_rank_groups, cfg.max_out_groups
     wword = p * w.weight
     qword = p * w.activation
     mword = p * w.membrane
-    win_w = cfg.max_window_width
-    so_bits = cfg.buffers["state_out"].bits
+    row = cfg.interstage_row_words
+    t_max = lim.max_timesteps
+    # the output ring (membranes and spikes) fills state_out; the LIF reads the membranes of the
+    # previous timestep back from it
+    ring_depth = cfg.buffers["state_out"].bits // (mword + p)
+    pw = ceil_div(lim.max_pointwise_weights, p)
+    g23 = ceil_div(3 * lim.max_rank ** 2, p)
     regs = [
-        Region("w1", "weight", wword, lim.max_in_channels * ng, True,
-               "G1: word (g, c) at g*Cin + c, lane l = w1[g*P + l, c]"),
-        Region("w2", "weight", wword, 3 * lim.max_rank * ng, True,
-               "G2: word (g, j, i) at (g*r + j)*3 + i, lane l = w2[g*P + l, j, i]"),
-        Region("w3", "weight", wword, 3 * lim.max_rank * ng, True,
-               "G3: word (g, j, i) at (g*r + j)*3 + i, lane l = w3[g*P + l, j, i]"),
-        Region("w4", "weight", wword, lim.max_rank * ngo, True,
-               "G4: word (go, k) at go*r + k, lane l = w4[go*P + l, k]"),
-        Region("affine", "weight", p * (2 * w.affine_scale + w.membrane), ngo, True,
+        Region("w1", "weight", wword, pw, True,
+               "G1: word k*NC + cc (NC = ceil(Cin/P)), lane l = w1[k, cc*P + l]"),
+        Region("w2", "weight", wword, g23, True,
+               "G2: word g*NS + s//Px, lane (s%Px)*Pk + c = weight of output g*Pk + c at step s"),
+        Region("w3", "weight", wword, g23, True, "G3: as w2"),
+        Region("w4", "weight", wword, pw, True,
+               "G4: word go*r + k, lane l = w4[go*P + l, k]"),
+        Region("affine", "weight", p * (2 * w.affine_scale + w.membrane), cfg.max_out_groups, True,
                "folded BN: word go, lane l = (scale[0], scale[1], bias) of channel go*P + l"),
-        Region("spike_in", "spike_in", cfg.spike_word_bits,
-               cfg.buffers["spike_in"].words, True,
-               "window spikes: word ((t*(H+2) + y)*(W+2) + x)*CW + c//SW, bit c%SW"),
-        Region("line1", "interstage", qword, LINE1_ROWS * win_w * ng, False,
-               f"q1 line buffer: {LINE1_ROWS} window rows x (W+2) x groups"),
-        Region("row2", "interstage", qword, win_w * ng, False,
-               "STT: q2 of the current row, (W+2) x groups"),
-        Region("line4", "interstage", qword, LINE4_ROWS * lim.max_tile_width * ng, False,
-               f"q23 line buffer: {LINE4_ROWS} rows x W x groups"),
+        Region("spike_in", "spike_in", cfg.spike_word_bits, cfg.buffers["spike_in"].words, True,
+               "ring of input rows: row slot n % ring_rows, word pixel*CW + c//SW, bit c%SW"),
+        Region("line1", "interstage", qword, LINE1_SLOTS_PER_T * t_max * row, False,
+               "q1 line buffer: slot (w%3)*T + t, word block*NG + jb, lane (x%Px)*Pk + k%Pk"),
+        Region("row2", "interstage", qword, ROW2_ROWS * row, False,
+               "STT: q2 rows (double buffer), layout of line1"),
+        Region("line4", "interstage", qword, LINE4_SLOTS_PER_T * t_max * row, False,
+               "q23 line buffer: slot (y%2)*T + t, word block*NG + jb"),
         Region("residual", "residual", mword, cfg.buffers["residual"].bits // mword, True,
-               "residual: word ((t*Ho + y)*Wo + x)*GO + go, lane l = channel go*P + l"),
-        Region("membrane", "state_out", mword, so_bits // (mword + p), True,
-               "membrane potentials: same layout as residual"),
-        Region("spikes", "state_out", p, so_bits // (mword + p), True,
-               "output spikes: same layout as residual, one bit per lane"),
+               "ring of residual rows: row slot n % ring_rows, word x*GO + go, lane l = channel go*P + l"),
+        Region("membrane", "state_out", mword, ring_depth, True,
+               "output ring: membrane potentials, row slot n % ring_rows, word x*GO + go"),
+        Region("spikes", "state_out", p, ring_depth, True,
+               "output ring: spikes, same layout as membrane, one bit per lane"),
     ]
     return MappingProxyType({r.name: r for r in regs})
 
@@ -357,19 +397,10 @@ def _validate(cfg: HardwareConfig) -> None:
     if lim.max_rank > max(lim.max_in_channels, lim.max_out_channels) * 3:
         raise ConfigError("limits.max_rank", "must be <= 3 x max(max_in_channels, max_out_channels)"
                           " (TT-SVD ranks are bounded by the unfoldings)", src)
-    # The smallest useful tile (2x2 outputs, so that pooling works) of the widest layer at the
-    # longest T must fit the spike buffer; anything larger is the tiling driver's job.
-    min_window = (2 + 2) * (2 + 2)
-    need_spikes = lim.max_timesteps * lim.max_in_channels * min_window  # bits
-    if need_spikes > cfg.buffers["spike_in"].bits:
-        raise ConfigError("buffers.spike_in.bytes",
-                          f"too small for a 2x2-output tile of the largest layer: {need_spikes} bits "
-                          f"(max_timesteps x max_in_channels x 4 x 4) > {cfg.buffers['spike_in'].bits}", src)
-    need_weights = cfg.tt_weight_words * w.weight
-    if need_weights > cfg.buffers["weight"].bits:
-        raise ConfigError("buffers.weight.bytes",
-                          f"too small for the largest layer's cores: {need_weights} bits > "
-                          f"{cfg.buffers['weight'].bits}; lower limits.max_rank/max_*_channels", src)
+    if lim.max_timesteps > 32:
+        raise ConfigError("limits.max_timesteps", "must be <= 32 (the HTT schedule is one 32-bit register)", src)
+    if lim.max_tile_height >= 1 << 15 or lim.max_tile_width >= 1 << 15:
+        raise ConfigError("limits.max_tile_width", "tile sides must be < 32768 (16-bit row counters)", src)
 
     # The generated datapath (docs/architecture.md): every cluster has the same number of PEs,
     # a power of two, and the adder/LIF arrays have one lane per PE.
@@ -377,24 +408,58 @@ def _validate(cfg: HardwareConfig) -> None:
     for f in ("g2_pes", "g3_pes", "g4_pes", "adder_lanes", "lif_lanes"):
         if getattr(cfg.clusters, f) != p:
             raise ConfigError(f"clusters.{f}", f"must equal clusters.spike_pes ({p}): the generated "
-                              "datapath maps one output channel per PE/lane in every unit", src)
+                              "datapath has one lane per PE in every unit", src)
     if not _is_pow2(p):
         raise ConfigError("clusters.spike_pes", f"must be a power of two, got {p}", src)
     if cfg.dataflow["cluster1"] != "output-stationary" or cfg.dataflow["cluster4"] != "output-stationary":
         raise ConfigError("dataflow.cluster1", "the generated datapath implements output-stationary "
                           "clusters 1 and 4", src)
-    if lim.max_timesteps > 32:
-        raise ConfigError("limits.max_timesteps", "must be <= 32 (the HTT schedule is one 32-bit register)", src)
+    if cfg.spike_word_bits < p:
+        raise ConfigError("buffers.spike_in.width_bits",
+                          f"must be >= clusters.spike_pes ({p}): cluster 1 reads the spikes of "
+                          f"{p} input channels at once from one word", src)
+    if cfg.dataflow["cluster2"] != cfg.dataflow["cluster3"]:
+        raise ConfigError("dataflow.cluster3", "must equal dataflow.cluster2: clusters 2 and 3 run "
+                          "in lock step for PTT", src)
+    if any(cfg.is_weight_stationary(c) for c in ("cluster2", "cluster3")):
+        if cfg.spad_weight_entries < 2 or cfg.spad_psum_entries < 2:
+            raise ConfigError("clusters.scratchpad_bytes",
+                              f"too small for weight-stationary clusters 2/3: half of it must hold "
+                              f">= 2 weights and the other half >= 2 partial sums "
+                              f"({2 * (w.weight + w.accumulator) // 8 * 2} bytes at these widths)", src)
+
     used: dict[str, int] = {}
-    for r in _regions(cfg).values():
+    regions = _regions(cfg)
+    for r in regions.values():
         if r.depth < 1:
             raise ConfigError(f"buffers.{r.buffer}.bytes", f"leaves no room for region {r.name!r}", src)
         used[r.buffer] = used.get(r.buffer, 0) + r.bits
     for bname, bits in used.items():
         if bits > cfg.buffers[bname].bits:
             raise ConfigError(f"buffers.{bname}.bytes",
-                              f"too small: the regions of this buffer need {bits // 8} bytes for the "
-                              f"limits (max tile, rank, channels), have {cfg.buffers[bname].bytes}", src)
+                              f"too small: the regions of this buffer need {ceil_div(bits, 8)} bytes "
+                              f"for the limits (max rank, pointwise weights, output channels), have "
+                              f"{cfg.buffers[bname].bytes}", src)
+    # the widest tile of the limits must fit the line buffers at T = 1 with one full rank
+    # group (one column per block); one input row of it must fit the spike ring
+    need_row = cfg.max_window_width
+    if regions["line1"].depth < LINE1_SLOTS_PER_T * need_row or regions["row2"].depth < ROW2_SLOTS * need_row:
+        raise ConfigError("buffers.interstage.bytes",
+                          f"too small for limits.max_tile_width = {lim.max_tile_width}: a q1 row of "
+                          f"a tile that wide with {p} rank channels needs {need_row} words; the "
+                          f"line buffers hold {regions['line1'].depth} (3 rows needed) and "
+                          f"{regions['row2'].depth} (2 rows needed)", src)
+    need_in = cfg.max_window_width * ceil_div(lim.max_in_channels, cfg.spike_word_bits)
+    if need_in > regions["spike_in"].depth:
+        raise ConfigError("buffers.spike_in.bytes",
+                          f"too small for one input row of the widest tile: {need_in} words "
+                          f"((max_tile_width + 2) x ceil(max_in_channels / width_bits)) > "
+                          f"{regions['spike_in'].depth}", src)
+    for name, buf in (("membrane", "state_out"), ("residual", "residual")):
+        if regions[name].depth < 2 * cfg.max_out_groups:
+            raise ConfigError(f"buffers.{buf}.bytes",
+                              f"too small for two rows of one output pixel of the widest layer "
+                              f"(2 x {cfg.max_out_groups} words of {p} channels)", src)
 
 
 def config_from_dict(data: Mapping[str, Any], source: str | None = None) -> HardwareConfig:

@@ -1,30 +1,37 @@
 """Exact counter and cycle model of one tile (pure Python, no Amaranth).
 
 :func:`tile_counters` returns every performance counter of docs/host_interface.md as a
-function of the tile's shape, mode and schedule (and, for ``c1_adds`` and ``spikes_out``,
-of the data). The tests check it against the RTL's own counters in amaranth.sim, so the
-energy model (model/) and ``gen.perf`` can use it for layers far too large to simulate.
+function of the tile's shape, mode, schedule and lane packing (and, for ``c1_adds`` and
+``spikes_out``, of the data). The tests check it against the RTL's own counters in
+amaranth.sim, so the energy model (model/) and ``gen.perf`` can use it for layers far too
+large to simulate.
 
-Timing: each engine issues one step per cycle; an engine starts a row only when its input
-rows are written and its output slots free (docs/architecture.md, "Pipeline and stalls").
-The model replays exactly that row-level handshake.
+Timing: each engine issues one step per cycle and checks its inputs only at a row start
+(docs/architecture.md, "Pipeline and stalls"); rows go in (row, timestep) order. The model
+replays exactly that row-level handshake, with a host that always keeps up (input rows
+there when needed, output rows taken at once): the RTL's ``c1_in_wait`` and ``lif_stall``
+count what a slower host adds.
 """
 
 from __future__ import annotations
 
-import functools
-import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
-from .config import LINE1_ROWS, LINE4_ROWS, HardwareConfig, ceil_div
+from .config import HardwareConfig, ceil_div, log2
 
-__all__ = ["TileShape", "tile_counters", "tile_timing", "ideal_cycles", "PIPE_TAIL"]
+__all__ = ["TileShape", "tile_counters", "tile_timing", "ideal_cycles", "estimate_cycles",
+           "PIPE_TAIL", "ROW_VISIBLE", "RELEASE_VISIBLE", "e1_rows", "TAP_ORDER"]
 
-#: Cycles from E4's last issue to ``done``: read, PE, pool/affine register, write, done.
+#: Cycles from E4's last issue to the end of ``busy`` (read, PE, pool/affine, LIF + write, idle).
 PIPE_TAIL = 5
-#: Cycles from a row's last issue until its rows-written count is visible to the consumer.
+#: Cycles from a row's last issue until its "rows written" count is visible to the consumer.
 ROW_VISIBLE = 3
+#: Cycles from a row's last issue until its "rows released" count is visible to the producer.
+RELEASE_VISIBLE = 1
+#: Tap order of clusters 2/3 within a rank block (gen.top.TAP_ORDER).
+TAP_ORDER = (1, 0, 2)
 
 
 @dataclass(frozen=True)
@@ -41,92 +48,274 @@ class TileShape:
     pool: bool = False
     residual: bool = False
     zero_halo: tuple[bool, bool, bool, bool] = (False, False, False, False)  # top, bottom, left, right
+    pack: int = 0                  # log2 Pk of clusters 2/3
+    order: int = 0                 # 0: row outer, 1: timestep outer
 
     @classmethod
     def of(cls, qlayer, tile) -> "TileShape":
         """From a ``sw.qlayer.QuantTTLayer`` and a ``gen.driver.Tile``."""
         return cls(tile.in_channels, tile.rank, tile.out_channels, tile.height, tile.width,
                    tile.timesteps, qlayer.mode, tuple(qlayer.full_timesteps(tile.timesteps)),
-                   qlayer.pool, qlayer.residual, tuple(tile.zero_halo))
+                   qlayer.pool, qlayer.residual, tuple(tile.zero_halo), tile.pack, tile.order)
 
-    def window_rows(self) -> list[tuple[int, int]]:
-        """Per window row: (pixels computed by cluster 1, zero-halo pixels skipped)."""
-        top, bottom, left, right = self.zero_halo
-        ww = self.width + 2
-        zcols = int(left) + int(right)
-        rows = []
-        for y in range(self.height + 2):
-            if (y == 0 and top) or (y == self.height + 1 and bottom):
-                rows.append((0, ww))
-            else:
-                rows.append((ww - zcols, zcols))
-        return rows
+    def full(self, t: int) -> bool:
+        """Whether timestep ``t`` runs clusters 2/3 (always, except HTT's reduced ones)."""
+        return self.mode != "htt" or bool(self.schedule[t])
 
 
-def _row_len23(s: TileShape, p: int, t: int) -> int:
-    ng = ceil_div(s.rank, p)
-    if s.mode == "htt" and not s.schedule[t]:
-        return s.width * ng                       # bypass copy: one step per (pixel, group)
+@dataclass(frozen=True)
+class _Geo:
+    P: int
+    Pk: int
+    Px: int
+    ng: int
+    nb: int
+    ncc: int
+    cw: int
+    go: int
+    ho: int
+    wo: int
+    sub: int
+    r3: int
+    nbe2: int          # blocks cluster 2 computes per row (STT: + computed halo blocks)
+    cols2: int         # columns cluster 2 computes per row (MAC counting)
+    B: int             # blocks per weight chunk group
+    C: int             # steps per chunk
+
+
+def _geo(cfg: HardwareConfig, s: TileShape) -> _Geo:
+    p = cfg.lanes
+    pk, px = 1 << s.pack, p >> s.pack
+    ng, nb = ceil_div(s.rank, pk), ceil_div(s.width, px)
+    top, bottom, left, right = s.zero_halo
+    aligned = s.width % px == 0
+    nbe2, cols2 = nb, s.width
     if s.mode == "stt":
-        return (s.width + 3) * ng * 3 * s.rank    # cluster 3 trails cluster 2 by 3 columns
-    return s.width * ng * 3 * s.rank
+        nbe2 += int(not left) + int(not right and aligned)
+        cols2 += int(not left) + int(not right)
+    ws = cfg.is_weight_stationary("cluster2")
+    return _Geo(p, pk, px, ng, nb, ceil_div(s.in_channels, p), ceil_div(s.in_channels, cfg.spike_word_bits),
+                ceil_div(s.out_channels, p), s.height // 2 if s.pool else s.height,
+                s.width // 2 if s.pool else s.width, 4 if s.pool else 1, 3 * s.rank, nbe2, cols2,
+                cfg.spad_psum_entries if ws else 1, cfg.spad_weight_entries if ws else 1)
+
+
+def e1_rows(height: int, timesteps: int, order: int = 0) -> list[tuple[int, int]]:
+    """Window rows ``(w, t)`` in cluster 1's order. Row outer: rows 0..2 of every timestep,
+    then row ``q + 2`` of every timestep for each output row ``q >= 1``; timestep outer: the
+    ``height + 2`` rows of timestep 0, then of timestep 1, ..."""
+    if order:
+        return [(w, t) for t in range(timesteps) for w in range(height + 2)]
+    out = []
+    for q in range(height):
+        for t in range(timesteps):
+            out += [(w, t) for w in ((0, 1, 2) if q == 0 else (q + 2,))]
+    return out
+
+
+def _rows(n_rows: int, timesteps: int, order: int) -> list[tuple[int, int]]:
+    """(row, timestep) of the rows of clusters 2-4 in the tile's order."""
+    if order:
+        return [(y, t) for t in range(timesteps) for y in range(n_rows)]
+    return [(y, t) for y in range(n_rows) for t in range(timesteps)]
+
+
+def _e1_row_len(s: TileShape, g: _Geo, w: int) -> tuple[int, int, int]:
+    """(cycles, computed pixels, zero pixels) of E1's window row ``w``."""
+    top, bottom, left, right = s.zero_halo
+    cols = s.width + 2
+    if (w == 0 and top) or (w == s.height + 1 and bottom):
+        return cols * g.ng, 0, cols
+    zeros = int(left) + int(right)
+    comp = cols - zeros
+    return comp * s.rank * g.ncc + zeros * g.ng, comp, zeros
+
+
+def _mac_row_len(s: TileShape, g: _Geo, t: int, blocks: int) -> int:
+    if s.mode == "htt" and not s.full(t):
+        return g.nb * g.ng                       # bypass copy
+    return g.ng * blocks * g.r3
+
+
+def _groups(blocks: int, B: int) -> list[int]:
+    """Blocks in each block group (groups of up to B blocks sharing a weight chunk)."""
+    return [min(B, blocks - i) for i in range(0, blocks, B)]
+
+
+def _chunks(r3: int, C: int, nbi: int) -> list[tuple[int, int]]:
+    """Step ranges ``[s0, s1)`` of the chunks of a reduction for a group of ``nbi`` blocks
+    (a single block runs the whole reduction as one chunk)."""
+    if nbi == 1:
+        return [(0, r3)]
+    return [(s0, min(r3, s0 + C)) for s0 in range(0, r3, C)]
+
+
+@lru_cache(maxsize=4096)
+def _step_fields(rank: int, pk: int) -> tuple[tuple[int, int], ...]:
+    """(tap index, jl) of every step of the reduction (jb outer, tap, jl inner)."""
+    out = []
+    for jb in range(ceil_div(rank, pk)):
+        lanes = min(pk, rank - jb * pk)
+        for ti in range(3):
+            out += [(ti, jl) for jl in range(lanes)]
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _row_accesses(rank: int, pk: int, px: int, blocks: int, B: int, C: int) -> dict[str, int]:
+    """Per output rank group and MAC row: line-buffer word reads of each port, weight-buffer
+    reads, scratchpad accesses (docs/host_interface.md: reads happen when a word changes)."""
+    steps = _step_fields(rank, pk)
+    r3 = len(steps)
+    a = dict.fromkeys(("portA", "portB", "portC", "glb", "spad_w_rd", "spad_w_wr", "spad_p_rd",
+                       "spad_p_wr"), 0)
+    for nbi in _groups(blocks, B):
+        chunks = _chunks(r3, C, nbi)
+        for ci, (s0, s1) in enumerate(chunks):
+            pa = pb = pc = glb = 0
+            for s in range(s0, s1):
+                ti, jl = steps[s]
+                first = s == s0
+                new_op = first or jl == 0
+                pa += ti != 0 and new_op
+                pc += ti != 0 and new_op
+                pb += first or (jl == 0 and ti == 0)
+                glb += first or s % px == 0
+            a["portA"] += nbi * pa
+            a["portB"] += nbi * pb
+            a["portC"] += nbi * pc
+            a["glb"] += glb
+            if nbi > 1:
+                a["spad_w_wr"] += s1 - s0
+                a["spad_w_rd"] += (nbi - 1) * (s1 - s0)
+                if ci > 0:
+                    a["spad_p_rd"] += nbi
+                if ci < len(chunks) - 1:
+                    a["spad_p_wr"] += nbi
+    return a
+
+
+def estimate_cycles(cfg: HardwareConfig, s: TileShape) -> int:
+    """A quick estimate for the planner: the busiest engine's issue cycles plus the pipeline
+    fill (the first three window rows of cluster 1 and one row of each later engine)."""
+    g = _geo(cfg, s)
+    rows1 = [_e1_row_len(s, g, w)[0] for w in range(s.height + 2)]
+    busy1 = s.timesteps * sum(rows1)
+    busy2 = sum(s.height * _mac_row_len(s, g, t, g.nbe2) for t in range(s.timesteps))
+    busy3 = s.timesteps * s.height * g.ng * g.nb * g.r3 if s.mode == "stt" else 0
+    row4 = g.wo * g.go * g.sub * s.rank
+    busy4 = s.timesteps * g.ho * row4
+    fill = sum(rows1[:3]) + max(busy2, busy3) // max(s.timesteps * s.height, 1) + row4
+    return max(busy1, busy2, busy3, busy4) + fill
 
 
 def tile_timing(cfg: HardwareConfig, s: TileShape) -> dict[str, int]:
-    """Exact cycles of one tile: ``cycles`` (the counter), busy and stall cycles per engine."""
-    p = cfg.lanes
-    T, H, W = s.timesteps, s.height, s.width
-    hw = H + 2
-    ng, ngo = ceil_div(s.rank, p), ceil_div(s.out_channels, p)
-    ho, wo = (H // 2, W // 2) if s.pool else (H, W)
+    """Exact cycles of one tile: ``cycles`` (the counter), busy and stall cycles per engine
+    (with a host that keeps up)."""
+    g = _geo(cfg, s)
+    T, H = s.timesteps, s.height
+    stt = s.mode == "stt"
+    order1 = e1_rows(H, T, s.order)
+    len1 = [_e1_row_len(s, g, w)[0] for w, _ in order1]
+    idx1 = {wt: i for i, wt in enumerate(order1)}
+    rows23 = _rows(H, T, s.order)
+    seq23 = {qt: j for j, qt in enumerate(rows23)}
+    n23 = T * H
+    len2 = [_mac_row_len(s, g, t, g.nbe2) for _, t in rows23]
+    len3 = [g.ng * g.nb * g.r3] * n23 if stt else []
     step = 2 if s.pool else 1
-    row_l1 = [(nz * s.in_channels + z) * ng for nz, z in s.window_rows()]
-    l4 = wo * ngo * (4 if s.pool else 1) * s.rank
-    n1, n23, n4 = T * hw, T * H, T * ho
+    rows4 = _rows(g.ho, T, s.order)
+    seq4 = {yt: u for u, yt in enumerate(rows4)}
+    n4 = T * g.ho
+    len4 = g.wo * g.go * g.sub * s.rank
+    back = g.ho if s.order else 1          # the LIF reads u(t-1) this many output rows back
+    short_rows = back * len4 < 3
+    # a window row waits for the E2 row that last reads the row its line1 slot held: row
+    # (w - 3, t) (row outer: slots (w mod 3) * T + t); the row 3T back in E1's order (timestep
+    # outer: one ring of 3T rows), last read by E2 row (min(w', H - 1), t')
+    if s.order:
+        slot_wait = {}
+        for i in range(3 * T, len(order1)):
+            w, t = order1[i - 3 * T]
+            slot_wait[i] = seq23[(min(w, H - 1), t)]
+    else:
+        slot_wait = {i: seq23[(w - 3, t)] for i, (w, t) in enumerate(order1) if w >= 3}
+    s1: list[int] = []
+    s2: list[int] = []
+    s3: list[int] = []
+    s4: list[int] = []
+    last = lambda starts, lens, i: starts[i] + (lens if isinstance(lens, int) else lens[i]) - 1  # noqa: E731
 
-    def rel1_after(q: int) -> int:           # rows of line1 released once E23 row q issued
-        t, y = divmod(q, H)
-        return (t + 1) * hw if y == H - 1 else t * hw + y + 1
+    def after(starts, lens, i, latency):
+        """Cycle from which row ``i`` of an engine is visible ``latency`` cycles after its last
+        issue; None while that row is not scheduled yet."""
+        return None if i >= len(starts) else last(starts, lens, i) + latency
 
-    sys.setrecursionlimit(max(10_000, 10 * (n1 + n23 + n4)))
+    def latest(t0, *deps):
+        return None if any(d is None for d in deps) else max(t0, *deps)
 
-    @functools.cache
-    def s1(r: int) -> int:                   # first issue cycle of E1 row r
-        start = 0 if r == 0 else s1(r - 1) + row_l1[(r - 1) % hw]
-        if r >= LINE1_ROWS:
-            q = next(q for q in range(n23) if rel1_after(q) >= r - LINE1_ROWS + 1)
-            start = max(start, s23(q) + _row_len23(s, p, q // H))
-        return start
+    def line4_free(q, t):
+        """line4 slot of q23 row (q, t): row (q - 3, t) consumed by cluster 4."""
+        return after(s4, len4, seq4[((q - 3) // step, t)], RELEASE_VISIBLE) if q >= 3 else 0
 
-    @functools.cache
-    def s23(q: int) -> int:
-        t, y = divmod(q, H)
-        start = 0 if q == 0 else s23(q - 1) + _row_len23(s, p, (q - 1) // H)
-        start = max(start, s1(t * hw + y + 2) + row_l1[y + 2] - 1 + ROW_VISIBLE)
-        if q >= LINE4_ROWS:
-            u = next(u for u in range(n4) if (u + 1) * step >= q - LINE4_ROWS + 1)
-            start = max(start, s4(u) + l4)
-        return start
+    def ready1(i):
+        t0 = s1[i - 1] + len1[i - 1] if i else 0
+        return latest(t0, after(s2, len2, slot_wait[i], RELEASE_VISIBLE)) if i in slot_wait else t0
 
-    @functools.cache
-    def s4(u: int) -> int:
-        start = 0 if u == 0 else s4(u - 1) + l4
-        q = (u + 1) * step - 1
-        return max(start, s23(q) + _row_len23(s, p, q // H) - 1 + ROW_VISIBLE)
+    def ready2(j):
+        q, t = rows23[j]
+        t0 = s2[j - 1] + len2[j - 1] if j else 0
+        out = (after(s3, len3, j - 2, RELEASE_VISIBLE) if j >= 2 else 0) if stt else line4_free(q, t)
+        return latest(t0, after(s1, len1, idx1[(q + 2, t)], ROW_VISIBLE), out)
 
-    # evaluate in dependency-friendly order to keep the recursion shallow
-    for u in range(n4):
-        s4(u)
-    busy1 = T * sum(row_l1)
-    busy23 = sum(_row_len23(s, p, q // H) for q in range(n23))
-    busy4 = n4 * l4
-    end1 = s1(n1 - 1) + row_l1[hw - 1]
-    end23 = s23(n23 - 1) + _row_len23(s, p, T - 1)
-    end4 = s4(n4 - 1) + l4
-    return {"cycles": end4 - 1 + PIPE_TAIL,
-            "c1_busy": busy1, "c1_stall": end1 - busy1,
-            "c23_busy": busy23, "c23_stall": end23 - busy23,
-            "c4_busy": busy4, "c4_stall": end4 - busy4}
+    def ready3(j):
+        q, t = rows23[j]
+        t0 = s3[j - 1] + len3[j - 1] if j else 0
+        return latest(t0, after(s2, len2, j, ROW_VISIBLE), line4_free(q, t))
+
+    def ready4(u):
+        yo, t = rows4[u]
+        t0 = s4[u - 1] + len4 if u else 0
+        writer, wlen = (s3, len3) if stt else (s2, len2)
+        deps = [after(writer, wlen, seq23[(step * yo + step - 1, t)], ROW_VISIBLE)]
+        if short_rows and t > 0:       # wait until the row read back is written (+1 visible)
+            deps.append(after(s4, len4, u - back, ROW_VISIBLE + 1))
+        return latest(t0, *deps)
+
+    engines = [(s1, len(order1), ready1), (s2, n23, ready2), (s4, n4, ready4)]
+    if stt:
+        engines.insert(2, (s3, n23, ready3))
+    progress = True
+    while progress:
+        progress = False
+        for starts, n, ready in engines:
+            while len(starts) < n:
+                t0 = ready(len(starts))
+                if t0 is None:
+                    break
+                starts.append(t0)
+                progress = True
+    if len(s4) < n4 or len(s1) < len(order1):
+        raise AssertionError("cycle model deadlocked")  # pragma: no cover
+    busy1, busy2, busy4 = sum(len1), sum(len2), n4 * len4
+    end1 = last(s1, len1, len(s1) - 1) + 1
+    end2 = last(s2, len2, n23 - 1) + 1
+    end4 = last(s4, len4, n4 - 1) + 1
+    merging = [j for j, (_, t) in enumerate(rows23) if not stt and s.full(t)]
+    stall_before = [s2[j] - (s2[j - 1] + len2[j - 1] if j else 0) for j in range(n23)]
+    out = {"cycles": end4 - 1 + PIPE_TAIL,
+           "c1_busy": busy1, "c1_stall": end1 - busy1, "c1_in_wait": 0,
+           "c2_busy": busy2, "c2_stall": end2 - busy2,
+           "c4_busy": busy4, "c4_stall": end4 - busy4,
+           "adder_stall": sum(stall_before[j] for j in merging), "lif_stall": 0}
+    if stt:
+        busy3 = sum(len3)
+        out["c3_busy"] = busy3
+        out["c3_stall"] = last(s3, len3, n23 - 1) + 1 - busy3
+    else:
+        out["c3_busy"] = sum(len2[j] for j in merging)
+        out["c3_stall"] = out["adder_stall"]
+    return out
 
 
 def tile_counters(cfg: HardwareConfig, s: TileShape, window_ones: int | None = None,
@@ -136,43 +325,52 @@ def tile_counters(cfg: HardwareConfig, s: TileShape, window_ones: int | None = N
     timesteps) gives ``c1_adds``; ``spikes_out``, ``words_in``/``words_out`` (from
     :class:`gen.driver.TileProgram`) are data-dependent and passed through. Missing
     data-dependent values are left out of the result."""
-    p, sw = cfg.lanes, cfg.spike_word_bits
+    g = _geo(cfg, s)
     T, H, W, r = s.timesteps, s.height, s.width, s.rank
-    hw, ww = H + 2, W + 2
-    ng, ngo, cw = ceil_div(r, p), ceil_div(s.out_channels, p), ceil_div(s.in_channels, sw)
-    ho, wo = (H // 2, W // 2) if s.pool else (H, W)
-    sub = 4 if s.pool else 1
-    n_stt = T if s.mode == "stt" else 0
-    n_copy = sum(1 for t in range(T) if s.mode == "htt" and not s.schedule[t])
-    n_ptt = T - n_stt - n_copy
-    taps = 3 * r
-    computed = sum(nz for nz, _ in s.window_rows())      # window pixels cluster 1 computes
+    stt = s.mode == "stt"
+    n_full = sum(1 for t in range(T) if s.full(t))
+    n_copy = T - n_full
+    rows1 = [_e1_row_len(s, g, w) for w in range(H + 2)]
+    comp1 = sum(c for _, c, _ in rows1)
+    zero1 = sum(z for _, _, z in rows1)
+    acc2 = _row_accesses(r, g.Pk, g.Px, g.nbe2, g.B, g.C)
+    acc3 = _row_accesses(r, g.Pk, g.Px, g.nb, g.B, g.C)
+    mac_rows = H * n_full                       # E2 rows that run cluster 2
+    per_g = lambda a, k: a[k] * g.ng * mac_rows  # noqa: E731
+    out_px = g.ho * g.wo * g.go
     c = {
-        "c1_slots": T * computed * s.in_channels * r,
-        "c2_macs": n_stt * H * ww * taps * r + n_ptt * H * W * taps * r,
-        "c3_macs": (n_stt + n_ptt) * H * W * taps * r,
-        "c4_macs": T * ho * wo * sub * s.out_channels * r,
-        "adder_busy": n_ptt * H * W * ng,
-        "adds": n_ptt * H * W * r,
-        "lif_busy": T * ho * wo * ngo,
-        "lif_updates": T * ho * wo * s.out_channels,
-        "w1_reads": T * computed * ng * s.in_channels,
-        "w2_reads": n_stt * H * ww * ng * taps + n_ptt * H * W * ng * taps,
-        "w3_reads": (n_stt + n_ptt) * H * W * ng * taps,
-        "w4_reads": T * ho * wo * ngo * sub * r,
-        "affine_reads": T * ho * wo * ngo,
-        "spike_in_reads": T * computed * ng * cw,
-        "line1_reads": n_stt * H * ww * ng * taps + 2 * n_ptt * H * W * ng * taps + n_copy * H * W * ng,
-        "line1_writes": T * hw * ww * ng,
-        "row2_reads": n_stt * H * W * ng * taps,
-        "row2_writes": n_stt * H * ww * ng,
-        "line4_reads": T * ho * wo * ngo * sub * r,
-        "line4_writes": T * H * W * ng,
-        "residual_reads": T * ho * wo * ngo if s.residual else 0,
-        "membrane_reads": (T - 1) * ho * wo * ngo,
-        "membrane_writes": T * ho * wo * ngo,
-        "spikes_writes": T * ho * wo * ngo,
+        "c1_slots": T * comp1 * s.in_channels * r,
+        "c2_macs": mac_rows * r * g.cols2 * g.r3,
+        "c3_macs": mac_rows * r * W * g.r3,
+        "c4_macs": T * g.ho * g.wo * g.sub * s.out_channels * r,
+        "adder_busy": 0 if stt else mac_rows * g.ng * g.nb,
+        "adds": 0 if stt else mac_rows * r * W,
+        "lif_busy": T * out_px,
+        "lif_updates": T * g.ho * g.wo * s.out_channels,
+        "w1_reads": T * comp1 * r * g.ncc,
+        "w2_reads": per_g(acc2, "glb"),
+        "w3_reads": per_g(acc3 if stt else acc2, "glb"),
+        "w4_reads": T * out_px * g.sub * r,
+        "affine_reads": T * out_px,
+        "spike_in_reads": T * comp1 * g.cw,
+        "line1_reads": (per_g(acc2, "portA") + per_g(acc2, "portB") + (0 if stt else per_g(acc2, "portC"))
+                        + H * n_copy * g.nb * g.ng),
+        "line1_writes": T * (comp1 * r + zero1 * g.ng),
+        "row2_reads": per_g(acc3, "portB") + per_g(acc3, "portC") if stt else 0,
+        "row2_writes": mac_rows * g.ng * g.nbe2 if stt else 0,
+        "line4_reads": T * out_px * g.sub * g.ng,
+        "line4_writes": T * H * g.nb * g.ng,
+        "c2_spad_reads": per_g(acc2, "spad_w_rd") + per_g(acc2, "spad_p_rd"),
+        "c2_spad_writes": per_g(acc2, "spad_w_wr") + per_g(acc2, "spad_p_wr"),
+        "c3_spad_reads": per_g(acc3 if stt else acc2, "spad_w_rd") + per_g(acc3 if stt else acc2, "spad_p_rd"),
+        "c3_spad_writes": per_g(acc3 if stt else acc2, "spad_w_wr") + per_g(acc3 if stt else acc2, "spad_p_wr"),
+        "residual_reads": T * out_px if s.residual else 0,
+        "membrane_reads": (T - 1) * out_px,
+        "membrane_writes": T * out_px,
+        "spikes_writes": T * out_px,
     }
+    if stt:
+        c["c3_macs"] = mac_rows * r * W * g.r3
     c.update(tile_timing(cfg, s))
     if window_ones is not None:
         c["c1_adds"] = window_ones * r

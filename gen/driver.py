@@ -1,14 +1,19 @@
-"""The software driver of the accelerator: tiling, host-interface encoding and decoding.
+"""The software driver of the accelerator: tiling, host-interface encoding, the streaming host
+protocol and decoding.
 
 Pure Python + numpy (no Amaranth), shared by the amaranth.sim tests, the cocotb
 co-simulation (cosim/) and the energy model (model/). It
 
-* plans a layer as tiles (:func:`plan_layer`): spatial tiles whose input windows carry a
-  one-pixel halo (zero outside the layer), and output-channel groups when Cout or the
-  output buffers demand it;
-* turns one tile into host-interface traffic (:meth:`Driver.program`): a list of
-  ``(address, word)`` writes (descriptor, weights when they change, spikes, residual),
-  the ``start`` write, and the addresses to read back (spikes, membranes, counters);
+* plans a layer as tiles (:func:`plan_layer`): column strips of the whole height (their
+  windows carry a one-pixel halo, zero outside the layer), output-channel groups when the
+  output rows or the cores do not fit otherwise, and the lane packing ``Pk x Px`` of
+  clusters 2/3 that wastes fewest PE slots;
+* turns one tile into host-interface traffic (:meth:`Driver.program`): the set-up writes
+  (descriptor, weights when they change), the start write, and the rows streamed while the
+  tile runs: input spike rows and residual rows in, output rows (membranes, spikes) out;
+* runs that traffic on any bus (:func:`run_tile`, an ``async`` function used by the
+  amaranth.sim tests and the cocotb testbench alike) with the flow control of
+  docs/host_interface.md (ring slots, progress registers, the ``event`` line);
 * decodes what was read (:meth:`TileProgram.decode`) and stitches tiles back into the
   layer's outputs (:class:`LayerOutputs`).
 
@@ -22,17 +27,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from .config import HardwareConfig, ceil_div, config_from_dict, load_config
+from .config import (LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS, HardwareConfig, ceil_div,
+                     config_from_dict, load_config, log2)
 from .hostmap import HostMap, host_map
 
 __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Driver",
-           "plan_layer", "load_manifest_config"]
+           "plan_layer", "load_manifest_config", "tile_fit", "TileGeometry", "run_tile",
+           "HostBus", "TAP_ORDER", "input_row_order", "output_row_order"]
 
 MODE_CODES = {"stt": 0, "ptt": 1, "htt": 2}
+#: The order in which clusters 2/3 visit the taps of a rank block (gen.top.TAP_ORDER).
+TAP_ORDER = (1, 0, 2)
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,8 @@ class Tile:
     (before pooling); the input window is rows ``row0-1 .. row0+height`` and columns
     ``col0-1 .. col0+width`` of the layer (zero outside). ``out0, out_channels`` select the
     output-channel group. ``weights_change`` is True when the tile must (re)load the cores.
+    ``pack`` is ``log2 Pk`` of clusters 2/3 (``Pk`` rank channels x ``P/Pk`` columns);
+    ``order`` the row order (0: row outer, 1: timestep outer; docs/architecture.md).
     """
     index: int
     row0: int
@@ -57,6 +68,8 @@ class Tile:
     pool: bool
     weights_change: bool
     zero_halo: tuple[bool, bool, bool, bool] = (False, False, False, False)
+    pack: int = 0
+    order: int = 0
 
     @property
     def zero_halo_bits(self) -> int:
@@ -76,7 +89,7 @@ class Tile:
 
 @dataclass(frozen=True)
 class TilePlan:
-    """All tiles of one layer, in execution order (output-channel group outer, rows, columns)."""
+    """All tiles of one layer, in execution order (output-channel group outer, strips)."""
     tiles: tuple[Tile, ...]
     timesteps: int
     in_channels: int
@@ -88,6 +101,8 @@ class TilePlan:
     tile_height: int
     tile_width: int
     tile_out_channels: int
+    pack: int
+    order: int
 
     def __len__(self) -> int:
         return len(self.tiles)
@@ -96,30 +111,89 @@ class TilePlan:
         return iter(self.tiles)
 
 
-#: Candidates (best estimates) timed exactly by the planner.
-EXACT_CANDIDATES = 8
+@dataclass(frozen=True)
+class TileGeometry:
+    """Sizes the datapath derives from a tile's descriptor (gen/top.py computes the same)."""
+    P: int
+    pk: int               # log2 Pk
+    ng: int               # rank groups of Pk channels
+    nb: int               # column blocks of Px columns
+    rw1: int              # words of a line1 / row2 row
+    rw4: int              # words of a line4 row
+    ncc: int              # P-channel chunks of the input channels
+    cw: int               # spike words per pixel
+    ns: int               # weight words per output rank group (w2/w3)
+    go: int               # output groups of P channels
+    ho: int
+    wo: int
+    in_row_words: int     # words of one input row (computed pixels x cw)
+    out_row_words: int    # words of one output/residual row
+
+    @property
+    def Pk(self) -> int:
+        return 1 << self.pk
+
+    @property
+    def Px(self) -> int:
+        return self.P >> self.pk
+
+    @classmethod
+    def of(cls, cfg: HardwareConfig, in_channels: int, rank: int, out_channels: int, height: int,
+           width: int, pool: bool, zero_halo: Sequence[bool], pack: int) -> "TileGeometry":
+        p = cfg.lanes
+        pkk, px = 1 << pack, p >> pack
+        ng = ceil_div(rank, pkk)
+        nb = ceil_div(width, px)
+        cw = ceil_div(in_channels, cfg.spike_word_bits)
+        go = ceil_div(out_channels, p)
+        ho, wo = (height // 2, width // 2) if pool else (height, width)
+        computed_px = width + 2 - int(zero_halo[2]) - int(zero_halo[3])
+        return cls(p, pack, ng, nb, (nb + 2) * ng, nb * ng, ceil_div(in_channels, p), cw,
+                   ceil_div(3 * rank, px), go, ho, wo, computed_px * cw, wo * go)
 
 
-def _fits(cfg: HardwareConfig, t: int, cin: int, cout_tile: int, h: int, w: int, pool: bool,
-          residual: bool) -> bool:
-    reg = cfg.regions
-    cw = ceil_div(cin, cfg.spike_word_bits)
-    if t * (h + 2) * (w + 2) * cw > reg["spike_in"].depth:
-        return False
-    ho, wo = (h // 2, w // 2) if pool else (h, w)
-    out_words = t * ho * wo * ceil_div(cout_tile, cfg.lanes)
-    if out_words > reg["membrane"].depth:
-        return False
-    if residual and out_words > reg["residual"].depth:
-        return False
-    return True
+def tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, out_channels: int,
+             height: int, width: int, pool: bool, zero_halo: Sequence[bool], pack: int,
+             mode: str = "ptt", order: int = 0) -> str | None:
+    """None when the tile fits ``cfg``'s regions and limits, else the reason it does not."""
+    lim, reg = cfg.limits, cfg.regions
+    if not 0 <= pack <= log2(cfg.lanes):
+        return f"pack {pack} outside 0..{log2(cfg.lanes)}"
+    if order not in (0, 1):
+        return f"order {order} is not 0 (row outer) or 1 (timestep outer)"
+    g = TileGeometry.of(cfg, in_channels, rank, out_channels, height, width, pool, zero_halo, pack)
+    # the LIF reads u(t-1) from the output ring: one row back (row outer) or a timestep's rows
+    back = g.ho if order else 1
+    checks = [
+        ("limits.max_tile_height", height, lim.max_tile_height),
+        ("limits.max_tile_width", width, lim.max_tile_width),
+        ("limits.max_timesteps", timesteps, lim.max_timesteps),
+        ("limits.max_in_channels", in_channels, lim.max_in_channels),
+        ("limits.max_rank", rank, lim.max_rank),
+        ("limits.max_out_channels", out_channels, lim.max_out_channels),
+        ("region w1 (G1 core)", rank * g.ncc, reg["w1"].depth),
+        ("region w2/w3 (G2/G3 cores)", g.ng * g.ns, reg["w2"].depth),
+        ("region w4 (G4 core)", g.go * rank, reg["w4"].depth),
+        ("region affine", g.go, reg["affine"].depth),
+        ("region line1 (3 q1 rows per timestep)", LINE1_SLOTS_PER_T * timesteps * g.rw1, reg["line1"].depth),
+        ("region line4 (2 q23 rows per timestep)", LINE4_SLOTS_PER_T * timesteps * g.rw4, reg["line4"].depth),
+        ("region spike_in (one input row)", g.in_row_words, reg["spike_in"].depth),
+        ("region membrane (the output ring: the rows the LIF reads back + 1)",
+         (back + 1) * g.out_row_words, reg["membrane"].depth),
+        ("region residual (one output row)", g.out_row_words, reg["residual"].depth),
+    ]
+    if mode == "stt":
+        checks.append(("region row2 (2 q2 rows)", ROW2_SLOTS * g.rw1, reg["row2"].depth))
+    for what, need, have in checks:
+        if need > have:
+            return f"{what}: needs {need}, has {have}"
+    return None
 
 
-def _tile_grid(out_channels: int, hh: int, ww: int, cout_tile: int, th: int, tw: int):
-    """The tiles of an ``out_channels x hh x ww`` output cut into ``cout_tile``-channel groups
-    of ``th x tw`` pixels (edge tiles clipped), group by group, then row-major:
-    ``(o0, r0, c0, cout, h, w, zero_halo)`` with ``zero_halo`` = (top, bottom, left, right)
-    edges of the layer."""
+def _strip_tiles(out_channels: int, hh: int, ww: int, cout_tile: int, th: int, tw: int):
+    """``(o0, r0, c0, cout, h, w, zero_halo)`` of an ``out_channels x hh x ww`` output cut
+    into ``cout_tile``-channel groups of ``th x tw`` pixels (edge tiles clipped), group by
+    group, then row-major; ``zero_halo`` = (top, bottom, left, right) edges of the layer."""
     for o0 in range(0, out_channels, cout_tile):
         for r0 in range(0, hh, th):
             for c0 in range(0, ww, tw):
@@ -128,117 +202,128 @@ def _tile_grid(out_channels: int, hh: int, ww: int, cout_tile: int, th: int, tw:
                        (r0 == 0, r0 + h == hh, c0 == 0, c0 + w == ww))
 
 
+#: Candidates (best estimates) timed exactly by the planner.
+EXACT_CANDIDATES = 8
+
+
 def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_channels: int,
                pool: bool = False, residual: bool = False,
                tile_hw: tuple[int, int] | None = None, mode: str = "ptt",
-               schedule: Sequence[bool] | None = None) -> TilePlan:
+               schedule: Sequence[bool] | None = None, pack: int | None = None,
+               order: int | None = None) -> TilePlan:
     """Split a layer with input ``[T, Cin, H, W]`` into tiles that fit ``cfg``.
 
-    Among the tile sizes and output-channel group sizes that fit the buffers and
-    ``cfg.limits``, the one with the fewest estimated cycles (sum over tiles of the busiest
-    engine's issue cycles plus the pipeline fill of 3 input rows and drain of 1 output row)
-    ranks them and the exact cycle model (:func:`gen.cyclemodel.tile_timing`) picks the best
-    of the first few (``schedule``: HTT's full timesteps, default all full); ``tile_hw`` forces the
-    spatial size (the largest output-channel group that fits it is used).
+    Candidates are column strips as tall as ``limits.max_tile_height`` allows (the whole
+    layer when it fits, so that every halo lies outside the layer and costs nothing),
+    output-channel groups, the lane packings ``pack`` of clusters 2/3 and the two row orders;
+    an estimate (the busiest engine's issue cycles plus the pipeline fill) ranks them and the
+    exact cycle model (:func:`gen.cyclemodel.tile_timing`) picks among the best few
+    (``schedule``: HTT's full timesteps, default all full). ``tile_hw``, ``pack`` and
+    ``order`` force the tile size, the packing and the order.
     Raises ValueError naming the limit when the layer cannot run on ``cfg`` at all.
     """
     if len(in_shape) != 4:
         raise ValueError(f"in_shape: expected (T, Cin, H, W), got {tuple(in_shape)}")
     t, cin, hh, ww = (int(v) for v in in_shape)
+    if mode not in MODE_CODES:
+        raise ValueError(f"mode must be one of {sorted(MODE_CODES)}, got {mode!r}")
     lim = cfg.limits
     for what, val, top in (("timesteps T", t, lim.max_timesteps), ("input channels", cin, lim.max_in_channels),
                            ("rank", rank, lim.max_rank)):
         if val < 1:
             raise ValueError(f"layer {what} must be >= 1, got {val}")
         if val > top:
-            hint = ("; ranks above limits.max_rank would need weight streaming, which this "
-                    "accelerator version does not have" if what == "rank" else "")
+            hint = ("; larger ranks need larger weight regions (limits.max_rank) or weight "
+                    "streaming, which this accelerator version does not have" if what == "rank" else "")
             raise ValueError(f"layer {what} = {val} exceeds the configuration's limit {top} "
                              f"({cfg.name}, limits section){hint}")
     if hh < 1 or ww < 1 or out_channels < 1:
         raise ValueError(f"layer shape must be positive, got H={hh}, W={ww}, Cout={out_channels}")
     if pool and (hh % 2 or ww % 2):
         raise ValueError(f"a pooling layer needs an even height and width, got {hh}x{ww}")
+    sched = tuple(schedule) if schedule is not None else (True,) * t
+    if len(sched) != t:
+        raise ValueError(f"schedule has {len(sched)} entries for T={t}")
     step = 2 if pool else 1
     p = cfg.lanes
-    ng = ceil_div(rank, p)
-    sub = 4 if pool else 1
-    extra_cols = 3 if mode == "stt" else 0
-
-    def plan_cost(cout_tile: int, th: int, tw: int) -> int:
-        """Estimated cycles: per tile, the busiest engine's issue cycles (gen.cyclemodel)."""
-        total = 0
-        for o0 in range(0, out_channels, cout_tile):
-            ngo = ceil_div(min(cout_tile, out_channels - o0), p)
-            for r0 in range(0, hh, th):
-                h_ = min(th, hh - r0)
-                zr = int(r0 == 0) + int(r0 + h_ == hh)
-                for c0 in range(0, ww, tw):
-                    w_ = min(tw, ww - c0)
-                    zc = int(c0 == 0) + int(c0 + w_ == ww)
-                    n1 = (h_ + 2 - zr) * (w_ + 2 - zc)
-                    busy1 = t * ng * (n1 * cin + (h_ + 2) * (w_ + 2) - n1)
-                    busy23 = t * h_ * (w_ + extra_cols) * ng * 3 * rank
-                    busy4 = t * (h_ * w_ // sub) * sub * ngo * rank
-                    fill = 3 * (w_ + 2) * ng * cin + (w_ // step) * sub * ngo * rank
-                    total += max(busy1, busy23, busy4) + fill
-        return total
-
-    candidates = []
-    cout_tile = min(out_channels, lim.max_out_channels)
+    packs = [pack] if pack is not None else list(range(log2(p) + 1))
+    orders = [order] if order is not None else [0, 1]
+    couts = []
+    c = min(out_channels, lim.max_out_channels)
     while True:
-        candidates.append(cout_tile)
-        if cout_tile <= p:
+        couts.append(c)
+        if c <= p:
             break
-        cout_tile = max(p, ceil_div(cout_tile // 2, p) * p)
+        c = max(p, ceil_div(c // 2, p) * p)
+    if tile_hw is not None:
+        th, tw = tile_hw
+        if th < step or tw < step or th % step or tw % step:
+            raise ValueError(f"tile_hw {tile_hw}: must be positive (and even when pooling)")
+        if th > lim.max_tile_height or tw > lim.max_tile_width:
+            raise ValueError(f"tile_hw {tile_hw} exceeds limits.max_tile_height/width "
+                             f"({lim.max_tile_height}x{lim.max_tile_width})")
+        sizes = [(th, tw)]
+    else:
+        th = min(hh, lim.max_tile_height // step * step)
+        tws = sorted({min(ww, w) for w in range(step, lim.max_tile_width + 1, step)}, reverse=True)
+        sizes = [(th, w_) for w_ in tws]
+    from .cyclemodel import TileShape, estimate_cycles, tile_timing
+
     feasible = []
-    for cout_tile in candidates:
-        if tile_hw is not None:
-            th, tw = tile_hw
-            if th < step or tw < step or th % step or tw % step:
-                raise ValueError(f"tile_hw {tile_hw}: must be positive (and even when pooling)")
-            if th > lim.max_tile_height or tw > lim.max_tile_width:
-                raise ValueError(f"tile_hw {tile_hw} exceeds limits.max_tile_height/width "
-                                 f"({lim.max_tile_height}x{lim.max_tile_width})")
-            if _fits(cfg, t, cin, cout_tile, th, tw, pool, residual):
-                feasible = [((0,), th, tw, cout_tile)]
-                break
-            continue
-        for th in range(step, min(hh, lim.max_tile_height) + 1, step):
-            for tw in range(step, min(ww, lim.max_tile_width) + 1, step):
-                if _fits(cfg, t, cin, cout_tile, th, tw, pool, residual):
-                    feasible.append(((plan_cost(cout_tile, th, tw), -th * tw, -cout_tile), th, tw, cout_tile))
+    reasons: list[str] = []
+    for cout_tile in couts:
+        for th_, tw_ in sizes:
+            for pk_ in packs:
+                for od in orders:
+                    ok = True
+                    shapes: dict = {}
+                    for _, _, _, cout_, h_, w_, halo in _strip_tiles(out_channels, hh, ww, cout_tile, th_, tw_):
+                        why = tile_fit(cfg, t, cin, rank, cout_, h_, w_, pool, halo, pk_, mode, od)
+                        if why:
+                            ok = False
+                            reasons.append(why)
+                            break
+                        shape = TileShape(cin, rank, cout_, h_, w_, t, mode, sched, pool, residual,
+                                          halo, pk_, od)
+                        shapes[shape] = shapes.get(shape, 0) + 1
+                    if not ok:
+                        continue
+                    est = sum(n * estimate_cycles(cfg, s) for s, n in shapes.items())
+                    feasible.append((est, -th_ * tw_, -cout_tile, pk_, od, th_, tw_, cout_tile, shapes))
+        if feasible and tile_hw is not None:
+            break
     if not feasible:
+        why = max(set(reasons), key=reasons.count) if reasons else "no candidate"
+        hint = ("; its TT cores exceed the weight buffer and this accelerator version has no "
+                "weight streaming" if why.startswith("region w") else "")
         raise ValueError(
-            f"layer T={t}, Cin={cin}, Cout={out_channels} does not fit configuration "
-            f"{cfg.name!r} even as {step}x{step}-pixel tiles of {p} output channels: "
-            f"spike_in holds {cfg.regions['spike_in'].depth} words, membrane "
-            f"{cfg.regions['membrane'].depth}")
-    feasible.sort()
-    best = feasible[0]
+            f"layer T={t}, Cin={cin}, rank={rank}, Cout={out_channels}, {hh}x{ww} does not fit "
+            f"configuration {cfg.name!r} in any tiling: {why}{hint}")
+    # the estimate ignores the row order; the exact model times both orders of the best few
+    feasible.sort(key=lambda f: f[:5])
+    best, best_cycles = feasible[0], None
     if len(feasible) > 1:
-        # the estimate ranks the candidates; the exact cycle model picks among the best few
-        from .cyclemodel import TileShape, tile_timing
-        sched = tuple(schedule) if schedule is not None else (True,) * t
-        exact_best = None
-        for cand in feasible[:EXACT_CANDIDATES]:
-            _, th_, tw_, ct_ = cand
-            cache: dict = {}
-            total = 0
-            for _, _, _, cout_, h_, w_, halo in _tile_grid(out_channels, hh, ww, ct_, th_, tw_):
-                shape = TileShape(cin, rank, cout_, h_, w_, t, mode, sched, pool, residual, halo)
-                if shape not in cache:
-                    cache[shape] = tile_timing(cfg, shape)["cycles"]
-                total += cache[shape]
-            if exact_best is None or total < exact_best[0]:
-                exact_best = (total, cand)
-        best = exact_best[1]
-    _, th, tw, cout_tile = best
+        groups: list[tuple] = []
+        for cand in feasible:
+            key = cand[3], cand[5], cand[6], cand[7]
+            if key not in groups:
+                groups.append(key)
+            if len(groups) > EXACT_CANDIDATES // 2:
+                break
+        for cand in feasible:
+            if (cand[3], cand[5], cand[6], cand[7]) not in groups[:EXACT_CANDIDATES // 2]:
+                continue
+            cyc = sum(n * tile_timing(cfg, s)["cycles"] for s, n in cand[8].items())
+            if best_cycles is None or cyc < best_cycles:
+                best, best_cycles = cand, cyc
+    _, _, _, pk_, od, th_, tw_, cout_tile, _ = best
     tiles = []
-    for o0, r0, c0, cout_, h_, w_, halo in _tile_grid(out_channels, hh, ww, cout_tile, th, tw):
+    for o0, r0, c0, cout_, h_, w_, halo in _strip_tiles(out_channels, hh, ww, cout_tile, th_, tw_):
         first = r0 == 0 and c0 == 0                 # first tile of its output-channel group
-        tiles.append(Tile(len(tiles), r0, c0, h_, w_, o0, cout_, cin, rank, t, pool, first, halo))
-    return TilePlan(tuple(tiles), t, cin, out_channels, rank, hh, ww, pool, th, tw, cout_tile)
+        tiles.append(Tile(len(tiles), r0, c0, h_, w_, o0, cout_, cin, rank, t, pool, first, halo,
+                          pk_, od))
+    return TilePlan(tuple(tiles), t, cin, out_channels, rank, hh, ww, pool, th_, tw_, cout_tile,
+                    pk_, od)
 
 
 @dataclass
@@ -249,28 +334,100 @@ class TileResult:
     counters: dict[str, int]
 
 
+class HostBus(Protocol):
+    """What :func:`run_tile` needs from a bus: one write or pipelined reads per cycle, and a
+    way to sleep until the accelerator's ``event`` line is high."""
+
+    async def write(self, addr: int, data: int) -> None: ...
+    async def read(self, addrs: Sequence[int]) -> list[int]: ...
+    async def wait_event(self) -> None: ...
+
+
 @dataclass
 class TileProgram:
     """Host traffic of one tile.
 
-    Run it as: every ``writes`` entry (in order), then ``start``; wait for ``done``; read
-    every address of ``reads`` (in order) and pass the values to :meth:`decode`.
+    ``setup`` (writes) then ``start``; while the tile runs, the input rows (``in_rows``,
+    ``res_rows``: the writes of each row) go into the rings as slots free up, and the output
+    rows (``out_rows``: the addresses of each row) are read as they complete
+    (:func:`run_tile` does all of it). After ``done``: ``counter_reads``. ``decode`` takes
+    the values of every output row read followed by the counter values.
     ``words_in``/``words_out`` count the buffer-region words (the DRAM traffic: the
-    ``host_words_in``/``host_words_out`` counters see the same numbers); descriptor, control
-    and counter accesses are not counted.
+    ``host_words_in``/``host_words_out`` counters see the same numbers).
     """
     tile: Tile
-    writes: list[tuple[int, int]]
+    setup: list[tuple[int, int]]
     start: tuple[int, int]
-    reads: list[int]
+    in_rows: list[list[tuple[int, int]]]
+    res_rows: list[list[tuple[int, int]]]
+    out_rows: list[list[int]]
+    counter_reads: list[int]
+    rings: dict[str, int]              # in / res / out ring rows
+    registers: dict[str, int]          # addresses of status and the streaming registers
     words_in: int
     words_out: int
     _decode: Any = field(repr=False)
+
+    @property
+    def reads(self) -> list[int]:
+        """Every address read, in the order :meth:`decode` expects the values."""
+        return [a for row in self.out_rows for a in row] + self.counter_reads
 
     def decode(self, values: Sequence[int]) -> TileResult:
         if len(values) != len(self.reads):
             raise ValueError(f"expected {len(self.reads)} read values, got {len(values)}")
         return self._decode([int(v) for v in values])
+
+
+async def run_tile(bus: HostBus, prog: TileProgram, max_polls: int = 10_000_000) -> list[int]:
+    """Run one tile program on ``bus`` (docs/host_interface.md, "Running a tile"): set-up,
+    input rows that fit the rings, start; then, until the last output row is read, fill the
+    input rings as slots free up and read output rows as they complete, sleeping on the
+    ``event`` line when nothing can move. Returns the values :meth:`TileProgram.decode` takes."""
+    reg = prog.registers
+    for a, w in prog.setup:
+        await bus.write(a, w)
+    n_in = n_res = n_out = 0
+    rings = prog.rings
+
+    async def feed(rows, n, consumed, ring, count_reg):
+        moved = False
+        while n < len(rows) and n < consumed + ring:
+            for a, w in rows[n]:
+                await bus.write(a, w)
+            n += 1
+            moved = True
+        if moved:
+            await bus.write(count_reg, n)
+        return n, moved
+
+    n_in, _ = await feed(prog.in_rows, 0, 0, rings["in"], reg["in_rows"])
+    n_res, _ = await feed(prog.res_rows, 0, 0, rings["res"], reg["res_rows"])
+    await bus.write(*prog.start)
+    values: list[int] = []
+    polls = 0
+    while True:
+        status, in_c, res_c, out_r = await bus.read(
+            [reg["status"], reg["in_consumed"], reg["res_consumed"], reg["out_rows"]])
+        n_in, m1 = await feed(prog.in_rows, n_in, in_c, rings["in"], reg["in_rows"])
+        n_res, m2 = await feed(prog.res_rows, n_res, res_c, rings["res"], reg["res_rows"])
+        m3 = False
+        while n_out < min(out_r, len(prog.out_rows)):
+            values += await bus.read(prog.out_rows[n_out])
+            n_out += 1
+            m3 = True
+        if m3:
+            await bus.write(reg["out_taken"], n_out)
+        if n_out == len(prog.out_rows) and status & 2:
+            break
+        if not (m1 or m2 or m3):
+            polls += 1
+            if polls > max_polls:
+                raise TimeoutError(f"tile {prog.tile.index}: no progress after {max_polls} waits "
+                                   f"(inputs {n_in}/{len(prog.in_rows)}, outputs {n_out}/{len(prog.out_rows)})")
+            await bus.wait_event()
+    values += await bus.read(prog.counter_reads)
+    return values
 
 
 class LayerOutputs:
@@ -317,6 +474,35 @@ def _pack(values: Iterable[int], bits: int) -> int:
     return word
 
 
+def input_row_order(height: int, timesteps: int, zero_halo: Sequence[bool],
+                    order: int = 0) -> list[tuple[int, int]]:
+    """Window rows ``(w, t)`` in the order cluster 1 reads them from the spike_in ring (``w`` =
+    0 is the top halo row); rows outside the layer (``zero_halo``) are not sent. Row outer:
+    rows 0..2 of every timestep, then row ``q + 2`` of every timestep for each output row
+    ``q >= 1``; timestep outer: every row of timestep 0, then of timestep 1, ..."""
+    from .cyclemodel import e1_rows
+    return [(w, t) for w, t in e1_rows(height, timesteps, order)
+            if not ((w == 0 and zero_halo[0]) or (w == height + 1 and zero_halo[1]))]
+
+
+def output_row_order(height: int, timesteps: int, order: int = 0) -> list[tuple[int, int]]:
+    """Output rows ``(y, t)`` in the order the tile produces them (also the residual rows)."""
+    if order:
+        return [(y, t) for t in range(timesteps) for y in range(height)]
+    return [(y, t) for y in range(height) for t in range(timesteps)]
+
+
+def input_pixel_order(width: int, zero_halo: Sequence[bool]) -> list[int]:
+    """Window columns (0 = left halo) of an input row, in the order cluster 1 reads them: the
+    two halo columns first, then the tile's columns; columns outside the layer are not sent."""
+    cols = []
+    if not zero_halo[2]:
+        cols.append(0)
+    if not zero_halo[3]:
+        cols.append(width + 1)
+    return cols + list(range(1, width + 1))
+
+
 def load_manifest_config(path: str | Path) -> HardwareConfig:
     """The configuration recorded in a manifest written by ``python -m gen``."""
     p = Path(path)
@@ -345,12 +531,16 @@ class Driver:
         self.map: HostMap = host_map(cfg)
 
     # ---- planning --------------------------------------------------------------------------
-    def plan(self, qlayer, in_shape: Sequence[int], tile_hw: tuple[int, int] | None = None) -> TilePlan:
+    def plan(self, qlayer, in_shape: Sequence[int], tile_hw: tuple[int, int] | None = None,
+             pack: int | None = None, order: int | None = None) -> TilePlan:
         qlayer.check_fits(self.config.widths)
+        if len(in_shape) != 4:
+            raise ValueError(f"input: expected [T, Cin, H, W], got shape {tuple(in_shape)}")
         if in_shape[1] != qlayer.in_channels:
             raise ValueError(f"input has {in_shape[1]} channels, the layer {qlayer.in_channels}")
         return plan_layer(self.config, in_shape, qlayer.rank, qlayer.out_channels, qlayer.pool,
-                          qlayer.residual, tile_hw, qlayer.mode, qlayer.full_timesteps(in_shape[0]))
+                          qlayer.residual, tile_hw, qlayer.mode, qlayer.full_timesteps(in_shape[0]),
+                          pack, order)
 
     @staticmethod
     def window(spikes: np.ndarray, tile: Tile) -> np.ndarray:
@@ -365,6 +555,10 @@ class Driver:
         ho, wo = tile.out_shape
         r0, c0 = tile.row0 // s, tile.col0 // s
         return np.asarray(residual)[:, tile.out0:tile.out0 + tile.out_channels, r0:r0 + ho, c0:c0 + wo]
+
+    def geometry(self, qlayer, tile: Tile) -> TileGeometry:
+        return TileGeometry.of(self.config, tile.in_channels, tile.rank, tile.out_channels,
+                               tile.height, tile.width, tile.pool, tile.zero_halo, tile.pack)
 
     # ---- encoding --------------------------------------------------------------------------
     def _region_words(self, name: str, words: Sequence[int], offset: int = 0) -> list[tuple[int, int]]:
@@ -386,8 +580,7 @@ class Driver:
             raise ValueError(f"{count} words at offset {offset} overflow region {name!r}")
         return [reg.address(offset + i, k) for i in range(count) for k in range(reg.subwords)]
 
-    def descriptor(self, qlayer, tile: Tile, spike_base: int = 0, residual_base: int = 0,
-                   state_base: int = 0) -> dict[str, int]:
+    def descriptor(self, qlayer, tile: Tile, rings: dict[str, int]) -> dict[str, int]:
         """Descriptor register values of ``tile`` (unsigned register contents)."""
         sched = qlayer.full_timesteps(tile.timesteps)
         mb = self.config.widths.membrane
@@ -400,6 +593,7 @@ class Driver:
             "height": tile.height, "width": tile.width, "timesteps": tile.timesteps,
             "mode": MODE_CODES[qlayer.mode],
             "schedule": sum(1 << t for t, full in enumerate(sched) if full),
+            "pack": tile.pack, "order": tile.order,
             "shift1": qlayer.shift1, "shift2": qlayer.shift2, "shift3": qlayer.shift3,
             "affine_shift": qlayer.affine_shift, "leak_mul": qlayer.leak_mul,
             "leak_shift": qlayer.leak_shift,
@@ -407,76 +601,100 @@ class Driver:
             else qlayer.threshold & ((1 << self.config.widths.host_data) - 1),
             "round": qlayer.round, "pool": int(qlayer.pool), "residual": int(qlayer.residual),
             "zero_halo": tile.zero_halo_bits,
-            "spike_base": spike_base, "residual_base": residual_base, "state_base": state_base,
+            "in_ring_rows": rings["in"], "res_ring_rows": rings["res"], "out_ring_rows": rings["out"],
         }
 
     def weight_words(self, qlayer, tile: Tile) -> dict[str, list[int]]:
-        """Words of the regions w1, w2, w3, w4, affine for ``tile`` (its output-channel group)."""
+        """Words of the regions w1, w2, w3, w4, affine for ``tile`` (its output-channel group
+        and lane packing; layouts in docs/host_interface.md)."""
         cfg, p = self.config, self.config.lanes
         wb, sb, mb = cfg.widths.weight, cfg.widths.affine_scale, cfg.widths.membrane
         r, cin = qlayer.rank, qlayer.in_channels
-        ng = ceil_div(r, p)
-        w1 = np.zeros((ng * p, cin), np.int64); w1[:r] = qlayer.w1
-        w2 = np.zeros((ng * p, r, 3), np.int64); w2[:r] = qlayer.w2
-        w3 = np.zeros((ng * p, r, 3), np.int64); w3[:r] = qlayer.w3
+        g = self.geometry(qlayer, tile)
+        w1 = np.zeros((r, g.ncc * p), np.int64); w1[:, :cin] = qlayer.w1
+        out = {"w1": [_pack(w1[k, cc * p:(cc + 1) * p], wb) for k in range(r) for cc in range(g.ncc)]}
+        steps = [(j, tap) for jb in range(g.ng) for tap in TAP_ORDER
+                 for j in range(jb * g.Pk, min(r, (jb + 1) * g.Pk))]
+        for name, w in (("w2", qlayer.w2), ("w3", qlayer.w3)):
+            padded = np.zeros((g.ng * g.Pk, r, 3), np.int64); padded[:r] = w
+            words = []
+            for grp in range(g.ng):
+                lanes = np.zeros((g.ns * g.Px, g.Pk), np.int64)
+                for s, (j, tap) in enumerate(steps):
+                    lanes[s] = padded[grp * g.Pk:(grp + 1) * g.Pk, j, tap]
+                words += [_pack(lanes[i * g.Px:(i + 1) * g.Px].reshape(-1), wb) for i in range(g.ns)]
+            out[name] = words
         co = slice(tile.out0, tile.out0 + tile.out_channels)
-        ngo = ceil_div(tile.out_channels, p)
-        w4 = np.zeros((ngo * p, r), np.int64); w4[:tile.out_channels] = qlayer.w4[co]
-        sc = np.zeros((2, ngo * p), np.int64); sc[:, :tile.out_channels] = qlayer.scale[:, co]
-        bi = np.zeros(ngo * p, np.int64); bi[:tile.out_channels] = qlayer.bias[co]
-        out = {
-            "w1": [_pack(w1[g * p:(g + 1) * p, c], wb) for g in range(ng) for c in range(cin)],
-            "w2": [_pack(w2[g * p:(g + 1) * p, j, i], wb) for g in range(ng) for j in range(r) for i in range(3)],
-            "w3": [_pack(w3[g * p:(g + 1) * p, j, i], wb) for g in range(ng) for j in range(r) for i in range(3)],
-            "w4": [_pack(w4[g * p:(g + 1) * p, k], wb) for g in range(ngo) for k in range(r)],
-        }
+        w4 = np.zeros((g.go * p, r), np.int64); w4[:tile.out_channels] = qlayer.w4[co]
+        out["w4"] = [_pack(w4[go * p:(go + 1) * p, k], wb) for go in range(g.go) for k in range(r)]
+        sc = np.zeros((2, g.go * p), np.int64); sc[:, :tile.out_channels] = qlayer.scale[:, co]
+        bi = np.zeros(g.go * p, np.int64); bi[:tile.out_channels] = qlayer.bias[co]
         lane_bits = 2 * sb + mb
         aff = []
-        for g in range(ngo):
+        for go in range(g.go):
             word = 0
             for l in range(p):
-                o = g * p + l
-                lane = (_to_unsigned(int(sc[0, o]), sb) | _to_unsigned(int(sc[1, o]), sb) << sb
-                        | _to_unsigned(int(bi[o]), mb) << (2 * sb))
-                word |= lane << (l * lane_bits)
+                o = go * p + l
+                ln = (_to_unsigned(int(sc[0, o]), sb) | _to_unsigned(int(sc[1, o]), sb) << sb
+                      | _to_unsigned(int(bi[o]), mb) << (2 * sb))
+                word |= ln << (l * lane_bits)
             aff.append(word)
         out["affine"] = aff
         return out
 
-    def spike_words(self, window: np.ndarray) -> list[int]:
-        """spike_in words of a window ``[T, Cin, H+2, W+2]`` (layout in docs/host_interface.md)."""
+    def spike_rows(self, window: np.ndarray, tile: Tile) -> list[list[int]]:
+        """spike_in words of every input row the tile streams, in cluster 1's order."""
         x = np.asarray(window)
-        if x.ndim != 4:
-            raise ValueError(f"window: expected [T, Cin, H+2, W+2], got shape {x.shape}")
         if x.size and (x.min() < 0 or x.max() > 1):
             raise ValueError("window: spikes must be 0 or 1")
-        t, cin, hw, ww = x.shape
+        t, cin, _, _ = x.shape
         sw = self.config.spike_word_bits
         cw = ceil_div(cin, sw)
-        bits = np.zeros((t, hw, ww, cw * sw), np.uint8)
-        bits[..., :cin] = np.transpose(x, (0, 2, 3, 1))
+        cols = input_pixel_order(tile.width, tile.zero_halo)
         weights = np.array([1 << b for b in range(sw)], dtype=object)
-        flat = bits.reshape(-1, sw).astype(object)
-        return [int(v) for v in flat.dot(weights)]
+        rows = []
+        for w, tt in input_row_order(tile.height, tile.timesteps, tile.zero_halo, tile.order):
+            bits = np.zeros((len(cols), cw * sw), np.uint8)
+            bits[:, :cin] = x[tt][:, w][:, cols].T
+            rows.append([int(v) for v in bits.reshape(-1, sw).astype(object).dot(weights)])
+        return rows
 
-    def lane_words(self, data: np.ndarray, bits: int) -> list[int]:
-        """Words of a ``[T, C, Ho, Wo]`` array in the residual/membrane layout."""
+    def lane_words(self, data: np.ndarray, bits: int, order: int = 0) -> list[list[int]]:
+        """Rows of a ``[T, C, Ho, Wo]`` array in the residual/output layout, in the tile's
+        row order: word ``x*GO + go`` of a row, lane ``l`` = channel ``go*P + l``."""
         p = self.config.lanes
         t, c, ho, wo = data.shape
         go = ceil_div(c, p)
         padded = np.zeros((t, go * p, ho, wo), np.int64); padded[:, :c] = data
-        return [_pack(padded[tt, g * p:(g + 1) * p, y, x], bits)
-                for tt in range(t) for y in range(ho) for x in range(wo) for g in range(go)]
+        return [[_pack(padded[tt, g * p:(g + 1) * p, y, x], bits) for x in range(wo) for g in range(go)]
+                for y, tt in output_row_order(ho, t, order)]
+
+    def ring_rows(self, geo: TileGeometry, limit: int | None = None) -> dict[str, int]:
+        """Rows of the spike_in, residual and output rings for a tile (as many as the regions
+        hold, at most ``limit``)."""
+        reg = self.config.regions
+        rings = {"in": reg["spike_in"].depth // max(geo.in_row_words, 1),
+                 "res": reg["residual"].depth // max(geo.out_row_words, 1),
+                 "out": reg["membrane"].depth // max(geo.out_row_words, 1)}
+        top = (1 << 16) - 1
+        return {k: max(1, min(v, limit or top, top)) for k, v in rings.items()}
 
     def program(self, qlayer, tile: Tile, window: np.ndarray, residual: np.ndarray | None = None,
-                load_weights: bool | None = None, read_counters: bool = True) -> TileProgram:
+                load_weights: bool | None = None, read_counters: bool = True,
+                ring_limit: int | None = None) -> TileProgram:
         """Host traffic of one tile. ``window [T, Cin, H+2, W+2]``; ``residual [T, Cout_tile,
-        Ho, Wo]`` when the layer has one. ``load_weights`` defaults to ``tile.weights_change``."""
+        Ho, Wo]`` when the layer has one. ``load_weights`` defaults to ``tile.weights_change``;
+        ``ring_limit`` caps the ring rows (tests use it to exercise flow control)."""
         cfg, m = self.config, self.map
         window = np.asarray(window)
         if window.shape != (tile.timesteps, tile.in_channels) + tile.window_shape:
             raise ValueError(f"window: expected shape {(tile.timesteps, tile.in_channels) + tile.window_shape}, "
                              f"got {window.shape}")
+        why = tile_fit(cfg, tile.timesteps, tile.in_channels, tile.rank, tile.out_channels,
+                       tile.height, tile.width, tile.pool, tile.zero_halo, tile.pack, qlayer.mode,
+                       tile.order)
+        if why:
+            raise ValueError(f"tile {tile.index} does not fit configuration {cfg.name!r}: {why}")
         ho, wo = tile.out_shape
         if qlayer.residual:
             if residual is None:
@@ -485,56 +703,74 @@ class Driver:
             if residual.shape != (tile.timesteps, tile.out_channels, ho, wo):
                 raise ValueError(f"residual: expected shape {(tile.timesteps, tile.out_channels, ho, wo)}, "
                                  f"got {residual.shape}")
-        writes: list[tuple[int, int]] = [(m.register("ctrl").address, 2)]  # clear counters
-        for name, value in self.descriptor(qlayer, tile).items():
-            writes.append((m.register(name).address, value))
-        words_in = 0
+        geo = self.geometry(qlayer, tile)
+        rings = self.ring_rows(geo, ring_limit)
+        if rings["out"] < (geo.ho if tile.order else 1) + 1:
+            rings["out"] = (geo.ho if tile.order else 1) + 1   # the LIF reads rows back
+        reg = {name: m.register(name).address for name in
+               ("status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows")}
+        setup: list[tuple[int, int]] = [(m.register("ctrl").address, 2)]  # clear counters
+        for name, value in self.descriptor(qlayer, tile, rings).items():
+            setup.append((m.register(name).address, value))
+        setup += [(reg["in_rows"], 0), (reg["res_rows"], 0), (reg["out_taken"], 0)]
         if load_weights is None:
             load_weights = tile.weights_change
-        data: list[tuple[int, int]] = []
+        words_in = 0
         if load_weights:
             for name, words in self.weight_words(qlayer, tile).items():
-                data += self._region_words(name, words)
-        data += self._region_words("spike_in", self.spike_words(window))
+                ws = self._region_words(name, words)
+                words_in += len(ws)
+                setup += ws
+        in_rows = []
+        for i, row in enumerate(self.spike_rows(window, tile)):
+            ws = self._region_words("spike_in", row, (i % rings["in"]) * geo.in_row_words)
+            words_in += len(ws)
+            in_rows.append(ws)
+        res_rows = []
         if qlayer.residual:
-            data += self._region_words("residual", self.lane_words(residual, cfg.widths.membrane))
-        words_in = len(data)
-        writes += data
-        go = ceil_div(tile.out_channels, cfg.lanes)
-        n_out = tile.timesteps * ho * wo * go
-        reads = self._region_reads("membrane", n_out) + self._region_reads("spikes", n_out)
-        words_out = len(reads)
+            for i, row in enumerate(self.lane_words(residual, cfg.widths.membrane, tile.order)):
+                ws = self._region_words("residual", row, (i % rings["res"]) * geo.out_row_words)
+                words_in += len(ws)
+                res_rows.append(ws)
+        n_rows = tile.timesteps * ho
+        out_rows = []
+        for i in range(n_rows):
+            base = (i % rings["out"]) * geo.out_row_words
+            out_rows.append(self._region_reads("membrane", geo.out_row_words, base)
+                            + self._region_reads("spikes", geo.out_row_words, base))
+        words_out = sum(len(r) for r in out_rows)
+        counter_reads: list[int] = []
         n_cnt = 0
         if read_counters:
             for c in m.counters:
-                reads += [c.address, c.address + 1]
+                counter_reads += [c.address, c.address + 1]
             n_cnt = len(m.counters)
 
         hb, p, mb = cfg.widths.host_data, cfg.lanes, cfg.widths.membrane
         msub = m.region("membrane").subwords
         ssub = m.region("spikes").subwords
+        go, n_words = geo.go, geo.out_row_words
+        row_yt = output_row_order(ho, tile.timesteps, tile.order)
 
         def decode(values: list[int]) -> TileResult:
-            mem_words = [sum(values[i * msub + k] << (k * hb) for k in range(msub)) for i in range(n_out)]
-            base = n_out * msub
-            spk_words = [sum(values[base + i * ssub + k] << (k * hb) for k in range(ssub)) for i in range(n_out)]
-            base += n_out * ssub
             mem = np.zeros((tile.timesteps, go * p, ho, wo), np.int64)
             spk = np.zeros((tile.timesteps, go * p, ho, wo), np.uint8)
             i = 0
-            for tt in range(tile.timesteps):
-                for y in range(ho):
-                    for x in range(wo):
-                        for g in range(go):
-                            mw, sw_ = mem_words[i], spk_words[i]
-                            for l in range(p):
-                                mem[tt, g * p + l, y, x] = _to_signed(mw >> (l * mb), mb)
-                                spk[tt, g * p + l, y, x] = (sw_ >> l) & 1
-                            i += 1
+            for n in range(n_rows):
+                y, tt = row_yt[n]
+                mwords = [sum(values[i + j * msub + k] << (k * hb) for k in range(msub)) for j in range(n_words)]
+                i += n_words * msub
+                swords = [sum(values[i + j * ssub + k] << (k * hb) for k in range(ssub)) for j in range(n_words)]
+                i += n_words * ssub
+                for j in range(n_words):
+                    x, g = divmod(j, go)
+                    for l in range(p):
+                        mem[tt, g * p + l, y, x] = _to_signed(mwords[j] >> (l * mb), mb)
+                        spk[tt, g * p + l, y, x] = (swords[j] >> l) & 1
             counters = {}
             for j, c in enumerate(m.counters[:n_cnt]):
-                counters[c.name] = values[base + 2 * j] | (values[base + 2 * j + 1] << hb)
+                counters[c.name] = values[i + 2 * j] | (values[i + 2 * j + 1] << hb)
             return TileResult(spk[:, :tile.out_channels], mem[:, :tile.out_channels], counters)
 
-        return TileProgram(tile, writes, (m.register("ctrl").address, 1), reads, words_in,
-                           words_out, decode)
+        return TileProgram(tile, setup, (m.register("ctrl").address, 1), in_rows, res_rows,
+                           out_rows, counter_reads, rings, reg, words_in, words_out, decode)

@@ -13,16 +13,29 @@ from typing import Any
 from .config import HardwareConfig, ceil_div
 
 __all__ = ["Register", "Counter", "RegionMap", "HostMap", "host_map", "ID_VALUE",
-           "HOST_READ_LATENCY", "COUNTER_BITS", "DESCRIPTOR_FIELDS", "COUNTER_NAMES"]
+           "HOST_READ_LATENCY", "COUNTER_BITS", "DESCRIPTOR_FIELDS", "COUNTER_NAMES",
+           "STREAM_REGISTERS"]
 
-#: Value of the read-only ID register ("TTSN" v1).
-ID_VALUE = 0x7454_0001
+#: Value of the read-only ID register ("TTSN" v2: streaming rows, packed lanes).
+ID_VALUE = 0x7454_0002
 #: Cycles from a ``host_read`` strobe to ``host_rvalid`` (and valid ``host_rdata``).
 HOST_READ_LATENCY = 2
 #: Width of every performance counter (read as two host words, low word first).
 COUNTER_BITS = 48
 
 REG_ID, REG_CTRL, REG_STATUS = 0, 1, 2
+#: Width of the streaming row counters.
+STREAM_BITS = 24
+#: Streaming registers (docs/host_interface.md, "Streaming"): the host's progress (written,
+#: also while busy) and the datapath's progress (read-only, reset by start).
+STREAM_REGISTERS: tuple[tuple[str, int, str, str], ...] = (
+    ("in_rows", 0x03, "rw", "input spike rows the host has written into the spike_in ring"),
+    ("res_rows", 0x04, "rw", "residual rows the host has written into the residual ring"),
+    ("out_taken", 0x05, "rw", "output rows the host has read out of the output ring"),
+    ("in_consumed", 0x06, "r", "input spike rows cluster 1 has finished with (slot free)"),
+    ("res_consumed", 0x07, "r", "residual rows the LIF array has finished with (slot free)"),
+    ("out_rows", 0x08, "r", "output rows complete in the output ring"),
+)
 DESCRIPTOR_BASE = 0x10
 COUNTER_BASE = 0x80
 
@@ -36,6 +49,9 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int, str], ...] = (
     ("timesteps", 8, "T"),
     ("mode", 2, "0 STT, 1 PTT, 2 HTT (sw.qlayer.MODE_CODES)"),
     ("schedule", 32, "HTT: bit t set = timestep t is full (ignored for STT/PTT)"),
+    ("pack", 4, "log2(Pk): clusters 2/3 lanes = Pk rank channels x Px = P/Pk output columns"),
+    ("order", 1, "row order: 0 row outer (row y of every timestep, then row y+1), 1 timestep "
+                 "outer (all rows of timestep t, then t+1)"),
     ("shift1", 6, "re-quantisation shift after cluster 1"),
     ("shift2", 6, "re-quantisation shift after cluster 2 (STT)"),
     ("shift3", 6, "re-quantisation shift after cluster 3 / the adder array"),
@@ -45,26 +61,34 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int, str], ...] = (
     ("threshold", 32, "LIF threshold (signed, widths.membrane bits used)"),
     ("round", 1, "1: round half up in every shift, 0: floor"),
     ("pool", 1, "1: 2x2 max-pool after cluster 4"),
-    ("residual", 1, "1: add the residual region before the LIF"),
+    ("residual", 1, "1: add the residual rows before the LIF"),
     ("zero_halo", 4, "window edges outside the layer (bit 0 top row, 1 bottom row, 2 left "
-                     "column, 3 right column): their q1 is 0 without computing"),
-    ("spike_base", 16, "word offset of the tile's spikes in spike_in"),
-    ("residual_base", 16, "word offset of the tile's residual in residual"),
-    ("state_base", 16, "word offset of the tile's outputs in membrane and spikes"),
+                     "column, 3 right column): their q1 is 0 without computing, their spikes "
+                     "are not in the input rows"),
+    ("in_ring_rows", 16, "rows of the spike_in ring (slot = input row % in_ring_rows)"),
+    ("res_ring_rows", 16, "rows of the residual ring"),
+    ("out_ring_rows", 16, "rows of the output ring (membrane and spikes regions)"),
 )
 
 #: Counters: name -> exact meaning (docs/host_interface.md, section Counters, has the formulas).
 COUNTERS: tuple[tuple[str, str], ...] = (
     ("cycles", "cycles from start to done (busy high)"),
-    ("c1_busy", "cycles cluster 1 issued an accumulate step"),
-    ("c1_stall", "cycles cluster 1 had work left but waited for line-buffer space"),
-    ("c23_busy", "cycles clusters 2/3 issued a step (MAC or HTT bypass copy)"),
-    ("c23_stall", "cycles clusters 2/3 had work left but waited (input rows or output space)"),
+    ("c1_busy", "cycles cluster 1 issued a step (an accumulate of P channels or a zero write)"),
+    ("c1_stall", "cycles cluster 1 had rows left but waited for a free line1 slot"),
+    ("c1_in_wait", "cycles cluster 1 waited for the host's next input spike row"),
+    ("c2_busy", "cycles cluster 2 issued a step (MAC, zero write or HTT bypass copy)"),
+    ("c2_stall", "cycles cluster 2 had rows left but waited (input rows or output slot)"),
+    ("c3_busy", "cycles cluster 3 issued a MAC step"),
+    ("c3_stall", "cycles cluster 3 had rows left but waited (STT: q2 rows or line4 slot; "
+                 "PTT/HTT: as cluster 2, in lock step)"),
     ("c4_busy", "cycles cluster 4 issued a MAC step"),
-    ("c4_stall", "cycles cluster 4 had work left but waited for input rows"),
-    ("adder_busy", "cycles the adder array merged a PTT/HTT-full result group"),
+    ("c4_stall", "cycles cluster 4 had rows left but waited for q23 rows"),
+    ("adder_busy", "cycles the adder array merged a PTT/HTT-full result word"),
+    ("adder_stall", "cycles clusters 2/3 waited while their next row is a merging one"),
     ("lif_busy", "cycles the LIF array updated a group of neurons"),
-    ("c1_slots", "cluster-1 accumulate slots: active PEs x busy cycles"),
+    ("lif_stall", "cycles the LIF array waited for the host (output ring full or residual row "
+                  "missing)"),
+    ("c1_slots", "cluster-1 accumulate slots: input channels x output values stepped"),
     ("c1_adds", "cluster-1 accumulates performed (slots whose spike is 1)"),
     ("c2_macs", "cluster-2 multiply-accumulates (active PEs x steps)"),
     ("c3_macs", "cluster-3 multiply-accumulates"),
@@ -75,9 +99,15 @@ COUNTERS: tuple[tuple[str, str], ...] = (
     ("w1_reads", ""), ("w2_reads", ""), ("w3_reads", ""), ("w4_reads", ""), ("affine_reads", ""),
     ("spike_in_reads", ""), ("line1_reads", ""), ("line1_writes", ""),
     ("row2_reads", ""), ("row2_writes", ""), ("line4_reads", ""), ("line4_writes", ""),
-    ("residual_reads", ""), ("membrane_reads", ""), ("membrane_writes", ""),
-    ("spikes_writes", ""),
-    ("host_words_in", "host writes to buffer regions (32-bit words; DRAM -> accelerator)"),
+    ("c2_spad_reads", "cluster-2 scratchpad reads (one per PE-array cycle: weight or partial sum)"),
+    ("c2_spad_writes", "cluster-2 scratchpad writes"),
+    ("c3_spad_reads", "cluster-3 scratchpad reads"),
+    ("c3_spad_writes", "cluster-3 scratchpad writes"),
+    ("residual_reads", ""),
+    ("membrane_reads", "membranes of the previous timestep the LIF array read back from the "
+                       "output ring"),
+    ("membrane_writes", ""), ("spikes_writes", ""),
+    ("host_words_in", "host writes to buffer regions (host_data-bit words; DRAM -> accelerator)"),
     ("host_words_out", "host reads of buffer regions (DRAM <- accelerator)"),
 )
 COUNTERS = tuple(
@@ -171,6 +201,8 @@ def host_map(cfg: HardwareConfig) -> HostMap:
             Register("ctrl", REG_CTRL, 2, "w", "bit 0: start the tile; bit 1: clear all counters"),
             Register("status", REG_STATUS, 2, "r", "bit 0: busy; bit 1: done (high from the end "
                                                      "of a tile until the next start)")]
+    for name, addr, access, desc in STREAM_REGISTERS:
+        regs.append(Register(name, addr, STREAM_BITS, access, desc))
     for i, (name, bits, desc) in enumerate(DESCRIPTOR_FIELDS):
         regs.append(Register(name, DESCRIPTOR_BASE + i, bits, "rw", desc))
     counters = [Counter(n, COUNTER_BASE + 2 * i, d) for i, (n, d) in enumerate(COUNTERS)]

@@ -8,47 +8,60 @@ from __future__ import annotations
 
 from amaranth.sim import Simulator
 
-from .driver import TileProgram
-from .top import Accelerator
+from .driver import TileProgram, run_tile
 
-__all__ = ["run_programs", "run_testbench", "pack_lanes", "unpack_lanes"]
+__all__ = ["run_programs", "run_testbench", "pack_lanes", "unpack_lanes", "SimBus"]
 
 
-def run_programs(dut: Accelerator, programs: list[TileProgram], max_cycles: int = 2_000_000,
+class SimBus:
+    """:class:`gen.driver.HostBus` over an amaranth.sim testbench context."""
+
+    def __init__(self, ctx, dut, max_wait: int):
+        self.ctx, self.dut, self.max_wait = ctx, dut, max_wait
+
+    async def write(self, addr: int, data: int) -> None:
+        ctx, dut = self.ctx, self.dut
+        ctx.set(dut.host_addr, addr)
+        ctx.set(dut.host_wdata, data)
+        ctx.set(dut.host_write, 1)
+        await ctx.tick()
+        ctx.set(dut.host_write, 0)
+
+    async def read(self, addrs) -> list[int]:
+        ctx, dut = self.ctx, self.dut
+        values: list[int] = []
+        for a in addrs:
+            ctx.set(dut.host_addr, a)
+            ctx.set(dut.host_read, 1)
+            await ctx.tick()
+            if ctx.get(dut.host_rvalid):
+                values.append(ctx.get(dut.host_rdata))
+        ctx.set(dut.host_read, 0)
+        while len(values) < len(addrs):
+            await ctx.tick()
+            if ctx.get(dut.host_rvalid):
+                values.append(ctx.get(dut.host_rdata))
+        return values
+
+    async def wait_event(self) -> None:
+        waited = 0
+        while not self.ctx.get(self.dut.event):
+            await self.ctx.tick()
+            waited += 1
+            if waited > self.max_wait:
+                raise TimeoutError(f"the accelerator raised no event in {self.max_wait} cycles")
+
+
+def run_programs(dut, programs: list[TileProgram], max_cycles: int = 2_000_000,
                  vcd: str | None = None) -> list[list[int]]:
-    """Execute each program (writes, start, wait for done, reads) in order on one simulated
-    accelerator and return the values read for each."""
+    """Run each tile program on one simulated accelerator with the streaming host protocol
+    (:func:`gen.driver.run_tile`) and return the values read for each."""
     results: list[list[int]] = []
 
     async def bench(ctx):
+        bus = SimBus(ctx, dut, max_cycles)
         for prog in programs:
-            for a, w in prog.writes + [prog.start]:
-                ctx.set(dut.host_addr, a)
-                ctx.set(dut.host_wdata, w)
-                ctx.set(dut.host_write, 1)
-                await ctx.tick()
-            ctx.set(dut.host_write, 0)
-            waited = 0
-            while True:
-                await ctx.tick()
-                waited += 1
-                if ctx.get(dut.done):
-                    break
-                if waited > max_cycles:
-                    raise TimeoutError(f"tile {prog.tile.index} not done after {max_cycles} cycles")
-            values: list[int] = []
-            for a in prog.reads:
-                ctx.set(dut.host_addr, a)
-                ctx.set(dut.host_read, 1)
-                await ctx.tick()
-                if ctx.get(dut.host_rvalid):
-                    values.append(ctx.get(dut.host_rdata))
-            ctx.set(dut.host_read, 0)
-            while len(values) < len(prog.reads):
-                await ctx.tick()
-                if ctx.get(dut.host_rvalid):
-                    values.append(ctx.get(dut.host_rdata))
-            results.append(values)
+            results.append(await run_tile(bus, prog))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

@@ -1,44 +1,52 @@
-"""The top level: host interface, descriptor, memories, the three pipelined engines,
-counters (docs/architecture.md, docs/host_interface.md).
+"""The top level: host interface, descriptor, memories, the four engines, counters
+(docs/architecture.md, docs/host_interface.md).
 
-Engines (each a nest of loop counters issuing one step per cycle, followed by a fixed
-two-stage pipeline: memory read -> PE update -> result write):
+Rows are processed in one of two orders (descriptor ``order``): row outer (row ``y`` of every
+timestep, then row ``y + 1``: the LIF state is one output row, so tiles may be large) or
+timestep outer (every row of timestep ``t``, then ``t + 1``: a short pipeline fill, for tiles
+whose outputs of one timestep fit the output ring). Each engine is a nest of
+loop counters issuing one step per cycle, followed by a fixed pipeline (issue: memory
+addresses; a: memory data, PE update; b: result written; c: E4's affine/LIF and writes):
 
-* E1, cluster 1: for t, window row, window column, rank group, input channel.
-* E23, clusters 2/3 + adder array: for t, output row, step, rank group, (j, tap).
-  PTT (and HTT full): clusters 2 and 3 on the same pixel, merged by the adder array;
-  STT: cluster 2 on column ``s`` while cluster 3 runs column ``s-3`` of the same row;
-  HTT reduced timesteps: one copy step per (pixel, group), clusters 2/3 bypassed.
-* E4, cluster 4 + max-pool + affine + residual + LIF: for t, output row, output column,
-  output group, pool sub-pixel, rank channel.
+* E1, cluster 1 (spike PEs + adder tree): for each window row, each pixel (the halo columns
+  first), each rank channel ``k``, each chunk of ``P`` input channels. One q1 value per
+  (pixel, k), written into its lane of the packed ``line1`` word.
+* E2, cluster 2 (and, for PTT/HTT's full timesteps, cluster 3 in lock step with the adder
+  array): per output row, for each output rank group ``g`` of ``Pk`` channels, each group of
+  up to ``B`` column blocks, each chunk of up to ``C`` reduction steps, each block of the
+  group, each step of the chunk. Weights of a chunk are read from the weight buffer for the
+  group's first block and replayed from the PE scratchpads for the others; partial sums of
+  the blocks wait in the scratchpads between chunks. HTT's reduced timesteps copy q1 words.
+* E3, cluster 3 for STT: the same loops on the q2 rows cluster 2 wrote into ``row2``.
+* E4, cluster 4 + max-pool + affine + residual + LIF: per output row, pixel, output group,
+  pool sub-pixel, rank channel; spikes and membranes into the output ring, from which the LIF
+  reads each neuron's membrane of the previous timestep back.
 
-E1 -> E23 through a 4-row circular line buffer of q1 (``line1``), E23 -> E4 through a 4-row
-line buffer of q23 (``line4``); row-granular progress counters (rows written, rows released)
-make each engine wait only when its input rows are missing or the output slots are full.
+Row-granular progress counters connect the engines (rows written / rows released) and the
+host (rows in the input rings / rows taken from the output ring).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .arith import lane
-from .config import LINE1_ROWS, LINE4_ROWS, HardwareConfig
+from .config import HardwareConfig, log2
 from .hostmap import (COUNTER_BASE, COUNTER_BITS, COUNTER_NAMES, DESCRIPTOR_FIELDS, ID_VALUE,
-                      REG_CTRL, REG_ID, REG_STATUS, host_map)
-from .units import (AdderArray, AffineLanes, LIFLanes, MacPEArray, MaxPoolLanes, Requantiser,
-                    SpikePEArray)
+                      REG_CTRL, REG_ID, REG_STATUS, STREAM_BITS, STREAM_REGISTERS, host_map)
+from .units import (AdderArray, AffineLanes, LIFLanes, MacCluster, MacPEArray, MaxPoolLanes,
+                    Requantiser, SpikeTree)
 
-__all__ = ["Accelerator", "TOP_NAME", "accelerator_signature"]
+__all__ = ["Accelerator", "TOP_NAME", "accelerator_signature", "TAP_ORDER"]
 
 TOP_NAME = "ttsnn_accel"
 ROW_BITS = 16
-
-
-def _log2(n: int) -> int:
-    return n.bit_length() - 1
+#: The order in which clusters 2/3 visit the three taps of a rank block: the centre tap first,
+#: so that its line-buffer word (the centre row / centre block) is read once per block.
+TAP_ORDER = (1, 0, 2)
 
 
 def _loops(m: Module, levels, enable):
@@ -64,7 +72,7 @@ def accelerator_signature(config: HardwareConfig) -> wiring.Signature:
         "host_addr": In(host_map(config).addr_bits), "host_wdata": In(hb),
         "host_write": In(1), "host_read": In(1),
         "host_rdata": Out(hb), "host_rvalid": Out(1),
-        "busy": Out(1), "done": Out(1),
+        "busy": Out(1), "done": Out(1), "event": Out(1),
     })
 
 
@@ -74,7 +82,10 @@ class Accelerator(wiring.Component):
     Ports: ``host_addr``, ``host_wdata``, ``host_write`` (1-cycle strobe), ``host_read``
     (1-cycle strobe), ``host_rdata``/``host_rvalid`` (2 cycles after ``host_read``), ``busy``
     (high while a tile runs), ``done`` (rises at the end of a tile, stays high until the
-    next start). Address map: :func:`gen.hostmap.host_map`.
+    next start), ``event`` (rises when an input ring slot is freed, an output row is complete
+    or the tile ends; falls when the host reads ``status``: a host may sleep until it).
+    Address map:
+    :func:`gen.hostmap.host_map`.
     """
 
     def __init__(self, config: HardwareConfig):
@@ -87,47 +98,97 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):  # noqa: C901 - one flat description of the top level
         m = Module()
         cfg, hmap = self.config, self.map
-        wd, lim = cfg.widths, cfg.limits
-        P, lp = cfg.lanes, _log2(cfg.lanes)
-        NG = cfg.max_rank_groups
-        SW, lsw = cfg.spike_word_bits, _log2(cfg.spike_word_bits)
-        WWMAX, WMAX = cfg.max_window_width, lim.max_tile_width
-        S1, S4 = WWMAX * NG, WMAX * NG        # slot strides of line1 and line4
-        L1B = _log2(LINE1_ROWS)
+        wd = cfg.widths
+        P, lp = cfg.lanes, log2(cfg.lanes)
+        SW, lsw = cfg.spike_word_bits, log2(cfg.spike_word_bits)
+        SPC, lspc = SW // P, log2(SW // P)          # P-channel chunks per spike word
+        CWMAX = -(-cfg.limits.max_in_channels // SW)
+        ws = cfg.is_weight_stationary("cluster2")
+        BLK = cfg.spad_psum_entries if ws else 1    # blocks sharing one weight chunk
+        CHK = cfg.spad_weight_entries if ws else 1  # reduction steps per chunk
+        lB, lC = log2(BLK), log2(CHK)
         ab, qb, mb, sb, wb = wd.accumulator, wd.activation, wd.membrane, wd.affine_scale, wd.weight
         hb = wd.host_data
+        RB = ROW_BITS
 
         busy, done = Signal(), Signal()
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
 
-        # ---- descriptor --------------------------------------------------------------------
+        # ---- descriptor and the tile geometry derived from it (registered) -----------------
         d = {name: Signal(bits, name=f"desc_{name}") for name, bits, _ in DESCRIPTOR_FIELDS}
         T, H, W = d["timesteps"], d["height"], d["width"]
         R, CIN, COUT = d["rank"], d["in_channels"], d["out_channels"]
         rnd, pool, use_res = d["round"], d["pool"], d["residual"]
-        Hw, Ww = Signal(ROW_BITS), Signal(ROW_BITS)
-        Ho, Wo = Signal(ROW_BITS), Signal(ROW_BITS)
-        ng, ngo, cw = Signal(ROW_BITS), Signal(ROW_BITS), Signal(ROW_BITS)
-        m.d.comb += [
-            Hw.eq(H + 2), Ww.eq(W + 2),
-            Ho.eq(Mux(pool, H >> 1, H)), Wo.eq(Mux(pool, W >> 1, W)),
-            ng.eq((R + (P - 1)) >> lp), ngo.eq((COUT + (P - 1)) >> lp),
-            cw.eq((CIN + (SW - 1)) >> lsw),
-        ]
+        zt, zb, zl, zr = (d["zero_halo"][i] for i in range(4))
         is_stt = d["mode"] == 0
         is_htt = d["mode"] == 2
+        order = d["order"]                           # 1: timestep outer
 
-        def active_lanes(total, group):
-            rest = (total - (group << lp))[:ROW_BITS]
-            return Mux(rest >= P, P, rest)
+        def geo(name, expr, width=RB):
+            sig = Signal(width, name=f"geo_{name}")
+            m.d.sync += sig.eq(expr)
+            return sig
+
+        pk = geo("pack", d["pack"], 4)                 # log2 Pk
+        pxl = geo("pxl", (lp - d["pack"])[:4], 4)      # log2 Px
+        Pk = geo("pk", Const(1, lp + 1) << d["pack"], lp + 1)
+        Px = geo("px", Const(1, lp + 1) << (lp - d["pack"])[:4], lp + 1)
+        ng = geo("ng", (R + (1 << d["pack"]) - 1) >> d["pack"])
+        last_lanes = geo("last_lanes", R - ((ng - 1) << pk))
+        nb = geo("nb", (W + Px - 1) >> pxl)
+        rw1 = geo("rw1", (nb + 2) * ng)                # words of a line1 / row2 row
+        rw4 = geo("rw4", nb * ng)                      # words of a line4 row
+        ncc = geo("ncc", (CIN + P - 1) >> lp)
+        cw = geo("cw", (CIN + SW - 1) >> lsw)
+        r3 = geo("r3", R + (R << 1))
+        ns = geo("ns", (r3 + Px - 1) >> pxl)           # weight words per output group (w2/w3)
+        nch = geo("nch", (r3 + CHK - 1) >> lC)
+        last_chunk = geo("last_chunk", r3 - ((nch - 1) << lC))
+        Ho = geo("ho", Mux(pool, H >> 1, H))
+        Wo = geo("wo", Mux(pool, W >> 1, W))
+        GO = geo("go", (COUT + P - 1) >> lp)
+        in_row_words = geo("in_row_words", (W + 2 - zl - zr) * cw)
+        out_row_words = geo("out_row_words", Wo * GO)
+
+        def seq23(q, t):
+            """Index of q23/q2 row (q, t) in the row order (clusters 2/3 produce rows in it)."""
+            return Mux(order, t * H + q, q * T + t)
+
+        def seq4(yo, t):
+            """Index of output row (yo, t) in the row order."""
+            return Mux(order, t * Ho + yo, yo * T + t)
+
+        def inc3(v):
+            return Mux(v == 2, 0, v + 1)
+        w_aligned = (W & (Px - 1)) == 0
+        sub_n = Mux(pool, 4, 1)
+        S = Mux(pool, 2, 1)                            # q23 rows per output row
+        # the LIF reads u(t-1) back from the output ring, ``dist`` rows behind; rows shorter
+        # than 3 cycles apart would read before the write lands: then E4 waits for it
+        dist = geo("dist", Mux(order, Ho, 1))
+        long_rows = geo("long_rows", dist * out_row_words * sub_n * R >= 3, 1)
+        # cluster 2's blocks (+1: index in the row, the left halo block is 0): STT computes the
+        # halo columns it needs (edges that are not zero halo)
+        e_lo2 = geo("e_lo2", Mux(is_stt & ~zl, 0, 1), 2)
+        nbe2 = geo("nbe2", nb + Mux(is_stt & ~zl, 1, 0) + Mux(is_stt & ~zr & w_aligned, 1, 0))
+        nbg2 = geo("nbg2", (nbe2 + BLK - 1) >> lB)
+        lastg2 = geo("lastg2", nbe2 - ((nbg2 - 1) << lB))
+        nbg3 = geo("nbg3", (nb + BLK - 1) >> lB)
+        lastg3 = geo("lastg3", nb - ((nbg3 - 1) << lB))
+        last_cols = geo("last_cols", W - ((nb - 1) << pxl))   # valid columns of the last block
+
+        def active_lanes(total, group, shift):
+            rest = (total - (group << shift))[:RB]
+            return Mux(rest >= (1 << shift), 1 << shift, rest)
 
         # ---- memories ----------------------------------------------------------------------
         mems = {}
         for reg in cfg.regions.values():
             mems[reg.name] = m.submodules[f"mem_{reg.name}"] = Memory(
                 shape=unsigned(reg.width_bits), depth=reg.depth, init=[])
-        rp = lambda name: mems[name].read_port(domain="sync")  # noqa: E731
-        wp = lambda name: mems[name].write_port(domain="sync")  # noqa: E731
+
+        def rp(name, **kw):
+            return mems[name].read_port(domain="sync", **kw)
 
         # ---- counters ----------------------------------------------------------------------
         counters = {n: Signal(COUNTER_BITS, name=f"cnt_{n}") for n in COUNTER_NAMES}
@@ -142,45 +203,51 @@ class Accelerator(wiring.Component):
         clear = Signal()
         m.d.comb += [start.eq(self.host_write & (addr == REG_CTRL) & self.host_wdata[0] & ~busy),
                      clear.eq(self.host_write & (addr == REG_CTRL) & self.host_wdata[1])]
+        stream_in = {name: Signal(STREAM_BITS, name=f"host_{name}")
+                     for name, _, access, _ in STREAM_REGISTERS if access == "rw"}
+        with m.If(self.host_write):
+            for name, a, access, _ in STREAM_REGISTERS:
+                if access == "rw":
+                    with m.If(addr == a):
+                        m.d.sync += stream_in[name].eq(self.host_wdata[:STREAM_BITS])
 
+        # regions the host may access while a tile runs: it fills the input rings and drains
+        # the output ring; everything else only while idle
+        stream_write = {"spike_in", "residual"}
+        stream_read = {"membrane", "spikes"}
         max_sub = max(r.subwords for r in hmap.regions)
         staging = Signal(max((max_sub - 1) * hb, 1))
-        host_ports = {}   # region -> (word, k, hit, RegionMap)
+        host_ports = {}   # region -> (word, k, hit, RegionMap, allowed)
         for reg in hmap.regions:
             off = (addr - reg.base)[:self.map.addr_bits]
             hit = (addr >= reg.base) & (addr < reg.base + reg.span)
-            word = off >> _log2(reg.stride)
-            k = off[:_log2(reg.stride)] if reg.stride > 1 else Const(0, 1)
-            host_ports[reg.name] = (word, k, hit, reg)
-            count("host_words_in", self.host_write & hit & ~busy & (k < reg.subwords))
-            count("host_words_out", self.host_read & hit & ~busy & (k < reg.subwords))
-        with m.If(self.host_write & ~busy):
-            for name, (word, k, hit, reg) in host_ports.items():
+            word = off >> log2(reg.stride)
+            k = off[:log2(reg.stride)] if reg.stride > 1 else Const(0, 1)
+            allowed = Const(1) if reg.name in stream_write else ~busy
+            read_ok = Const(1) if reg.name in stream_read else ~busy
+            host_ports[reg.name] = (word, k, hit, reg, allowed)
+            count("host_words_in", self.host_write & hit & allowed & (k < reg.subwords))
+            count("host_words_out", self.host_read & hit & read_ok & (k < reg.subwords))
+        with m.If(self.host_write):
+            for name, (word, k, hit, reg, allowed) in host_ports.items():
                 if reg.subwords > 1:
-                    with m.If(hit & (k < reg.subwords - 1)):
-                        m.d.sync += staging.word_select(k[:max(_log2(max_sub) + 1, 1)], hb).eq(self.host_wdata)
-            for name, bits, _ in DESCRIPTOR_FIELDS:
-                with m.If(addr == hmap.register(name).address):
-                    m.d.sync += d[name].eq(self.host_wdata[:bits])
+                    with m.If(hit & allowed & (k < reg.subwords - 1)):
+                        m.d.sync += staging.word_select(k[:max(log2(max_sub) + 1, 1)], hb).eq(self.host_wdata)
+            with m.If(~busy):
+                for name, bits, _ in DESCRIPTOR_FIELDS:
+                    with m.If(addr == hmap.register(name).address):
+                        m.d.sync += d[name].eq(self.host_wdata[:bits])
 
         def host_commit(name):
             """(en, addr, data) of a host write committing a whole word of region ``name``."""
-            word, k, hit, reg = host_ports[name]
-            en = self.host_write & ~busy & hit & (k == reg.subwords - 1)
+            word, k, hit, reg, allowed = host_ports[name]
+            en = self.host_write & allowed & hit & (k == reg.subwords - 1)
             data = Cat(staging[:(reg.subwords - 1) * hb], self.host_wdata)[:reg.width_bits] \
                 if reg.subwords > 1 else self.host_wdata[:reg.width_bits]
             return en, word, data
 
-        def shared_write(name, dp_en, dp_addr, dp_data):
-            port = wp(name)
-            h_en, h_addr, h_data = host_commit(name)
-            m.d.comb += [port.en.eq(Mux(busy, dp_en, h_en)),
-                         port.addr.eq(Mux(busy, dp_addr, h_addr)),
-                         port.data.eq(Mux(busy, dp_data, h_data))]
-            return port
-
         def host_only_write(name):
-            port = wp(name)
+            port = mems[name].write_port()
             h_en, h_addr, h_data = host_commit(name)
             m.d.comb += [port.en.eq(h_en), port.addr.eq(h_addr), port.data.eq(h_data)]
 
@@ -189,254 +256,557 @@ class Accelerator(wiring.Component):
         def shared_read(name, dp_en, dp_addr):
             """A read port shared by the datapath (while busy) and the host (while idle)."""
             port = rp(name)
-            word, _, hit, _ = host_ports[name]
+            word, _, hit, _, _ = host_ports[name]
             m.d.comb += [port.en.eq(Mux(busy, dp_en, self.host_read & hit)),
                          port.addr.eq(Mux(busy, dp_addr, word))]
             host_read_ports[name] = port
             return port
 
-        # ---- engine E1: cluster 1 ----------------------------------------------------------
-        t1, y1, x1 = Signal(8), Signal(ROW_BITS), Signal(ROW_BITS)
-        g1, c1 = Signal(ROW_BITS), Signal(ROW_BITS)
-        run1 = Signal()
-        prow1, rel1, done_rows1 = Signal(ROW_BITS), Signal(ROW_BITS), Signal(ROW_BITS)
-        waddr1, pixbase1 = Signal(ROW_BITS), Signal(ROW_BITS)
-        ok1 = (prow1 - rel1)[:ROW_BITS] < LINE1_ROWS
+        def host_only_read(name):
+            port = rp(name)
+            word, _, hit, _, _ = host_ports[name]
+            m.d.comb += [port.en.eq(self.host_read & hit), port.addr.eq(word)]
+            host_read_ports[name] = port
+
+        # ---- progress counters between engines and with the host ---------------------------
+        e1_done = Signal(RB)        # E1 rows written to line1 (E1 order)
+        e2_done, e2_rel = Signal(RB), Signal(RB)   # E2 rows written / released (q*T + t order)
+        e3_done, e3_rel = Signal(RB), Signal(RB)
+        e4_rel = Signal(RB)         # E4 rows issued (q23 rows released)
+        in_seq = Signal(STREAM_BITS)      # input rows E1 has finished with
+        res_seq = Signal(STREAM_BITS)     # residual rows E4 has finished with
+        out_seq = Signal(STREAM_BITS)     # output rows complete
+        run1, run2, run3, run4 = Signal(), Signal(), Signal(), Signal()
+
+        # ==== E1: cluster 1 ===============================================================
+        # rows: row outer: output row q (its new window rows: 0..2 for q = 0, q + 2 after),
+        # timestep, new row; timestep outer: timestep, window row
+        o1, i1, sb1 = Signal(RB), Signal(RB), Signal(2)
+        pi1, k1, cc1 = Signal(RB), Signal(RB), Signal(RB)
+        qm3_1 = Signal(2)                         # (o1 + 2) mod 3 for o1 >= 1 (row outer)
+        wm3_t = Signal(2)                         # i1 mod 3 (timestep outer)
+        waddr1, pix1 = Signal(RB), Signal(RB)
+        in_base, in_slot = Signal(RB), Signal(RB)
+        # timestep outer: line1 is one ring of 3T rows in E1's order; rel1 counts the rows of
+        # that order E2 has released (a prefix: E2 releases them in the same order)
+        ring1, n1, rel1 = Signal(8), Signal(RB), Signal(RB)
+        T3 = geo("t3", (T << 1) + T, 8)
+        wr1, t1 = Signal(RB), Signal(8)
+        m.d.comb += [wr1.eq(Mux(order, i1, Mux(o1 == 0, sb1, o1 + 2))), t1.eq(Mux(order, o1, i1))]
+        zero_row1 = ((wr1 == 0) & zt) | ((wr1 == H + 1) & zb)
+        zero_px1 = Signal()
+        m.d.comb += zero_px1.eq(zero_row1 | ((pi1 == 0) & zl) | ((pi1 == 1) & zr))
+        xe1 = Signal(RB)                          # column + Px (the left halo is column -1)
+        m.d.comb += xe1.eq(Mux(pi1 == 0, Px - 1, Mux(pi1 == 1, W + Px, pi1 - 2 + Px)))
+        in_ok1 = zero_row1 | (stream_in["in_rows"] > in_seq)
+        slot_ok1 = Mux(order, (n1 < T3) | (rel1 >= n1 - T3 + 1),
+                       (wr1 < 3) | (e2_rel >= seq23(wr1 - 3, t1) + 1))
         issue1 = Signal()
-        m.d.comb += issue1.eq(run1 & ok1)
-        # window pixels outside the layer hold zero spikes, so q1 there is exactly 0: E1 spends
-        # one cycle per (pixel, group) writing the zero instead of Cin accumulate cycles
-        hz = d["zero_halo"]
-        zero_px = Signal()
-        m.d.comb += zero_px.eq(((y1 == 0) & hz[0]) | ((y1 == Hw - 1) & hz[1])
-                               | ((x1 == 0) & hz[2]) | ((x1 == Ww - 1) & hz[3]))
-        e1 = _loops(m, [(t1, T), (y1, Hw), (x1, Ww), (g1, ng), (c1, Mux(zero_px, 1, CIN))], issue1)
-        unit_end1, pix_end1, row_end1, all_end1 = e1[4], e1[3], e1[2], e1[0]
+        m.d.comb += issue1.eq(run1 & in_ok1 & slot_ok1)
+        count("c1_busy", issue1)
+        count("c1_stall", run1 & ~slot_ok1)
+        count("c1_in_wait", run1 & slot_ok1 & ~in_ok1)
+        e1 = _loops(m, [(o1, Mux(order, T, H)), (i1, Mux(order, H + 2, T)),
+                        (sb1, Mux(order | (o1 != 0), 1, 3)), (pi1, W + 2),
+                        (k1, Mux(zero_px1, ng, R)), (cc1, Mux(zero_px1, 1, ncc))], issue1)
+        unit_end1, px_end1, row_end1, all_end1 = e1[5], e1[4], e1[3], e1[0]
+        slot1 = Signal(8)
+        m.d.comb += slot1.eq(Mux(order, ring1, Mux(o1 == 0, sb1, qm3_1) * T + t1))
         with m.If(issue1):
-            m.d.sync += [waddr1.eq(Mux(pix_end1, 0, waddr1 + 1)),
-                         pixbase1.eq(Mux(pix_end1, pixbase1 + cw, pixbase1)),
-                         prow1.eq(prow1 + row_end1)]
+            m.d.sync += waddr1.eq(Mux(px_end1, 0, waddr1 + 1))
+            with m.If(px_end1):
+                m.d.sync += pix1.eq(Mux(row_end1, 0, pix1 + Mux(zero_px1, 0, cw)))
+            with m.If(row_end1):
+                m.d.sync += [wm3_t.eq(Mux(e1[1], 0, inc3(wm3_t))), n1.eq(n1 + 1),
+                             ring1.eq(Mux(ring1 == T3 - 1, 0, ring1 + 1))]
+                with m.If(~zero_row1):
+                    last_slot = in_slot == d["in_ring_rows"] - 1
+                    m.d.sync += [in_seq.eq(in_seq + 1),
+                                 in_slot.eq(Mux(last_slot, 0, in_slot + 1)),
+                                 in_base.eq(Mux(last_slot, 0, in_base + in_row_words))]
+            with m.If(e1[1]):        # o1 advances
+                m.d.sync += qm3_1.eq(Mux(o1 == 0, 0, inc3(qm3_1)))
             with m.If(all_end1):
                 m.d.sync += run1.eq(0)
-        count("c1_busy", issue1)
-        count("c1_stall", run1 & ~ok1)
-        spike_rd = shared_read("spike_in", issue1 & ~zero_px & (c1[:lsw] == 0),
-                               d["spike_base"] + pixbase1 + (c1 >> lsw))
-        w1_rd = shared_read("w1", issue1 & ~zero_px, waddr1)
+        spike_rd = shared_read("spike_in", issue1 & ~zero_px1 & (k1 == 0) & (cc1[:lspc] == 0 if lspc else 1),
+                               in_base + pix1 + (cc1 >> lspc))
+        w1_rd = shared_read("w1", issue1 & ~zero_px1, waddr1)
         count("spike_in_reads", spike_rd.en & busy)
-        count("w1_reads", issue1 & ~zero_px)
+        count("w1_reads", issue1 & ~zero_px1)
 
-        v1a, first1a, last1a, rowend1a, zero1a = Signal(), Signal(), Signal(), Signal(), Signal()
-        sel1a, g1a, x1a, slot1a = Signal(lsw), Signal(ROW_BITS), Signal(ROW_BITS), Signal(L1B)
+        v1a, zero1a, first1a, last1a, k0_1a, rowend1a = (Signal(name=f"e1a_{n}") for n in
+                                                          ("v", "zero", "first", "last", "k0", "rowend"))
+        cc1a, k1a, e1a, sl1a = Signal(RB), Signal(RB), Signal(RB), Signal(lp + 1)
+        base1a = Signal(RB)
         act1a = Signal(range(P + 1))
-        m.d.sync += [v1a.eq(issue1), first1a.eq(c1 == 0), last1a.eq(unit_end1), zero1a.eq(zero_px),
-                     rowend1a.eq(row_end1), sel1a.eq(c1[:lsw]), g1a.eq(g1), x1a.eq(x1),
-                     slot1a.eq(prow1[:L1B]), act1a.eq(active_lanes(R, g1))]
-        m.submodules.cluster1 = pe1 = SpikePEArray(P, wb, ab)
-        spike_bit = spike_rd.data.bit_select(sel1a, 1) & ~zero1a
-        m.d.comb += [pe1.valid.eq(v1a), pe1.first.eq(first1a), pe1.spike.eq(spike_bit),
+        m.d.sync += [v1a.eq(issue1), zero1a.eq(zero_px1), first1a.eq(cc1 == 0), last1a.eq(unit_end1),
+                     k0_1a.eq(k1 == 0), rowend1a.eq(row_end1), cc1a.eq(cc1), k1a.eq(k1),
+                     e1a.eq(xe1 >> pxl), sl1a.eq(xe1 & (Px - 1)), base1a.eq(slot1 * rw1),
+                     act1a.eq(active_lanes(CIN, cc1, lp))]
+        spike_reg = Signal(CWMAX * SW)
+        word1 = Mux(k0_1a, spike_rd.data, spike_reg.word_select((cc1a >> lspc)[:max(log2(CWMAX), 1)], SW)
+                    if CWMAX > 1 else spike_reg)
+        with m.If(v1a & k0_1a & ~zero1a):
+            if CWMAX > 1:
+                m.d.sync += spike_reg.word_select((cc1a >> lspc)[:max(log2(CWMAX), 1)], SW).eq(spike_rd.data)
+            else:
+                m.d.sync += spike_reg.eq(spike_rd.data)
+        chunk1 = Signal(P)
+        m.d.comb += chunk1.eq(word1.word_select(cc1a[:lspc], P) if lspc else word1)
+        m.submodules.cluster1 = pe1 = SpikeTree(P, wb, ab)
+        m.d.comb += [pe1.valid.eq(v1a & ~zero1a), pe1.first.eq(first1a), pe1.spikes.eq(chunk1),
                      pe1.weights.eq(w1_rd.data)]
         count("c1_slots", Mux(v1a & ~zero1a, act1a, 0))
-        count("c1_adds", Mux(v1a & spike_bit, act1a, 0))
+        count("c1_adds", Mux(v1a & ~zero1a, sum(chunk1[l] for l in range(P)), 0))
 
-        v1b, last1b, rowend1b = Signal(), Signal(), Signal()
-        g1b, x1b, slot1b = Signal(ROW_BITS), Signal(ROW_BITS), Signal(L1B)
-        m.d.sync += [v1b.eq(v1a), last1b.eq(last1a), rowend1b.eq(rowend1a), g1b.eq(g1a),
-                     x1b.eq(x1a), slot1b.eq(slot1a)]
-        m.submodules.requant1 = rq1 = Requantiser(P, ab, qb)
+        v1b, zero1b, last1b, rowend1b = Signal(), Signal(), Signal(), Signal()
+        k1b, e1b, sl1b, base1b = Signal(RB), Signal(RB), Signal(lp + 1), Signal(RB)
+        m.d.sync += [v1b.eq(v1a), zero1b.eq(zero1a), last1b.eq(last1a), rowend1b.eq(rowend1a),
+                     k1b.eq(k1a), e1b.eq(e1a), sl1b.eq(sl1a), base1b.eq(base1a)]
+        m.submodules.requant1 = rq1 = Requantiser(1, ab, qb)
         m.d.comb += [rq1.i.eq(pe1.acc), rq1.shift.eq(d["shift1"]), rq1.rnd.eq(rnd)]
-        line1_w = wp("line1")
-        m.d.comb += [line1_w.en.eq(v1b & last1b),
-                     line1_w.addr.eq(slot1b * S1 + x1b * NG + g1b),
-                     line1_w.data.eq(rq1.o)]
-        count("line1_writes", line1_w.en)
+        line1_w = mems["line1"].write_port(granularity=qb)
+        lane1 = Signal(lp + 1)
+        m.d.comb += lane1.eq((sl1b << pk) | (k1b & (Pk - 1)))
+        m.d.comb += [line1_w.addr.eq(base1b + e1b * ng + Mux(zero1b, k1b, k1b >> pk)),
+                     line1_w.data.eq(Mux(zero1b, 0, Cat(*([rq1.o] * P))))]
+        with m.If(v1b & last1b):
+            m.d.comb += line1_w.en.eq(Mux(zero1b, (1 << P) - 1, Const(1, P) << lane1))
+        count("line1_writes", v1b & last1b)
         with m.If(v1b & last1b & rowend1b):
-            m.d.sync += done_rows1.eq(done_rows1 + 1)
+            m.d.sync += e1_done.eq(e1_done + 1)
 
-        # ---- engine E23: clusters 2/3 and the adder array ----------------------------------
-        t2, y2, s2 = Signal(8), Signal(ROW_BITS), Signal(ROW_BITS)
-        g2, j2, i2 = Signal(ROW_BITS), Signal(ROW_BITS), Signal(2)
-        run23 = Signal()
-        need23, slot23 = Signal(ROW_BITS), Signal(L1B)
-        prow4, rel4, done_rows4 = Signal(ROW_BITS), Signal(ROW_BITS), Signal(ROW_BITS)
-        wa23 = Signal(ROW_BITS)
-        full_t2 = d["schedule"].bit_select(t2, 1)
-        copy = is_htt & ~full_t2
-        stt = is_stt
-        ptt = ~is_stt & ~copy
-        jl = Mux(copy, 1, R)
-        il = Mux(copy, 1, 3)
-        steps = Mux(stt, W + 3, W)
-        ok23 = (done_rows1 >= need23) & ((prow4 - rel4)[:ROW_BITS] < LINE4_ROWS)
-        issue23 = Signal()
-        m.d.comb += issue23.eq(run23 & ok23)
-        e23 = _loops(m, [(t2, T), (y2, H), (s2, steps), (g2, ng), (j2, jl), (i2, il)], issue23)
-        unit_end23, step_end23, row_end23, t_end23, all_end23 = e23[4], e23[3], e23[2], e23[1], e23[0]
-        adv = Mux(t_end23, 3, 1)
-        with m.If(issue23):
-            m.d.sync += wa23.eq(Mux(step_end23, 0, wa23 + 1))
-            with m.If(row_end23):
-                m.d.sync += [need23.eq(need23 + adv), slot23.eq(slot23 + adv),
-                             rel1.eq(rel1 + adv), prow4.eq(prow4 + 1)]
-            with m.If(all_end23):
-                m.d.sync += run23.eq(0)
-        count("c23_busy", issue23)
-        count("c23_stall", run23 & ~ok23)
-        c2_on = ~copy & Mux(stt, s2 < Ww, 1)
-        c3_on = ~copy & Mux(stt, s2 >= 3, 1)
-        jg = j2 >> lp
-        line1_a = rp("line1")
-        line1_b = rp("line1")
-        row_a = Mux(copy, slot23 + 1, slot23 + i2)[:L1B]
-        col_a = Mux(stt, s2, s2 + 1)
-        grp_a = Mux(copy, g2, jg)
-        m.d.comb += [line1_a.en.eq(issue23 & (c2_on | copy)),
-                     line1_a.addr.eq(row_a * S1 + col_a * NG + grp_a),
-                     line1_b.en.eq(issue23 & ptt),
-                     line1_b.addr.eq((slot23 + 1)[:L1B] * S1 + (s2 + i2) * NG + jg)]
-        row2_r = rp("row2")
-        m.d.comb += [row2_r.en.eq(issue23 & stt & (s2 >= 3)),
-                     row2_r.addr.eq((s2 + i2 - 3) * NG + jg)]
-        w2_rd = shared_read("w2", issue23 & c2_on, wa23)
-        w3_rd = shared_read("w3", issue23 & c3_on, wa23)
-        count("line1_reads", line1_a.en + line1_b.en)
-        count("row2_reads", row2_r.en)
-        count("w2_reads", issue23 & c2_on)
-        count("w3_reads", issue23 & c3_on)
+        # ==== E2 / E3: clusters 2 and 3 ===================================================
+        line1_a = rp("line1")     # cluster 2: rows q and q+2 (taps 0, 2)
+        line1_b = rp("line1")     # centre row q+1 (cluster 2 tap 1, cluster 3, HTT copy)
+        line1_c = rp("line1")     # cluster 3 (PTT): the neighbouring block
+        row2_b, row2_c = rp("row2"), rp("row2")
+        m.submodules.cluster2 = pe2 = MacCluster(P, wb, qb, ab, CHK if ws else 0, BLK if ws else 0)
+        m.submodules.cluster3 = pe3 = MacCluster(P, wb, qb, ab, CHK if ws else 0, BLK if ws else 0)
+        for pe in (pe2, pe3):
+            m.d.comb += pe.pack.eq(pk)
 
-        v2a, first2a, last2a, rowend2a = Signal(), Signal(), Signal(), Signal()
-        lane2a = Signal(max(lp, 1))
-        g2a, s2a = Signal(ROW_BITS), Signal(ROW_BITS)
-        stt2a, ptt2a, copy2a, c2a, c3a = Signal(), Signal(), Signal(), Signal(), Signal()
-        slot4a = Signal(2)
-        act2a = Signal(range(P + 1))
-        m.d.sync += [v2a.eq(issue23), first2a.eq((j2 == 0) & (i2 == 0)), last2a.eq(unit_end23),
-                     rowend2a.eq(row_end23), lane2a.eq(j2[:lp] if lp else 0), g2a.eq(g2),
-                     s2a.eq(s2), stt2a.eq(stt), ptt2a.eq(ptt), copy2a.eq(copy),
-                     c2a.eq(c2_on), c3a.eq(c3_on), slot4a.eq(prow4[:2]),
-                     act2a.eq(active_lanes(R, g2))]
-        m.submodules.cluster2 = pe2 = MacPEArray(P, wb, qb, ab)
-        m.submodules.cluster3 = pe3 = MacPEArray(P, wb, qb, ab)
-        op2 = line1_a.data.word_select(lane2a, qb)
-        op3 = Mux(ptt2a, line1_b.data.word_select(lane2a, qb), row2_r.data.word_select(lane2a, qb))
-        m.d.comb += [pe2.valid.eq(v2a & c2a), pe2.first.eq(first2a), pe2.operand.eq(op2),
-                     pe2.weights.eq(w2_rd.data),
-                     pe3.valid.eq(v2a & c3a), pe3.first.eq(first2a), pe3.operand.eq(op3),
-                     pe3.weights.eq(w3_rd.data)]
-        count("c2_macs", Mux(v2a & c2a, act2a, 0))
-        count("c3_macs", Mux(v2a & c3a, act2a, 0))
+        def mac_engine(name, e_lo, nbe, nbg, lastg, copy_allowed):
+            """Loop counters and step flags of one MAC engine (E2 or E3) at the issue stage."""
+            e = {k: Signal(RB, name=f"{name}_{k}") for k in
+                 ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs", "jls", "sls", "gbase",
+                  "seq", "bc")}
+            e["q"] = Signal(RB, name=f"{name}_q")
+            e["t"] = Signal(8, name=f"{name}_t")
+            m.d.comb += [e["q"].eq(Mux(order, e["i"], e["o"])), e["t"].eq(Mux(order, e["o"], e["i"]))]
+            e["ti"], e["tis"] = Signal(2, name=f"{name}_ti"), Signal(2, name=f"{name}_tis")
+            e["qm3"] = Signal(2, name=f"{name}_qm3")
+            e["r1"] = Signal(8, name=f"{name}_r1")      # ring slot of window row q (timestep outer)
+            e["run"] = Signal(name=f"{name}_run")
+            e["issue"] = Signal(name=f"{name}_issue")
+            e["copy"] = Signal(name=f"{name}_copy")
+            m.d.comb += e["copy"].eq(Const(copy_allowed) & is_htt & ~d["schedule"].bit_select(e["t"], 1))
+            nbi = Mux(e["bg"] == nbg - 1, lastg, BLK)
+            single = Signal(name=f"{name}_single")
+            m.d.comb += single.eq(nbi == 1)
+            chunk_len = Mux(single, r3, Mux(e["ck"] == nch - 1, last_chunk, CHK))
+            jl_max = Mux(e["jb"] == ng - 1, last_lanes, Pk)
+            f = {k: Signal(name=f"{name}_{k}") for k in
+                 ("s_first", "s_last", "final", "from_psum", "psum_out", "glb_w", "spad_wr",
+                  "spad_rd", "row_end", "all_end")}
+            m.d.comb += [f["s_first"].eq(e["s"] == 0), f["s_last"].eq(e["s"] == chunk_len - 1),
+                         f["final"].eq(f["s_last"] & (single | (e["ck"] == nch - 1))),
+                         f["from_psum"].eq(f["s_first"] & ~single & (e["ck"] != 0)),
+                         f["psum_out"].eq(f["s_last"] & ~f["final"]),
+                         f["glb_w"].eq(single | (e["b"] == 0)),
+                         f["spad_wr"].eq(~single & (e["b"] == 0)),
+                         f["spad_rd"].eq(~single & (e["b"] != 0))]
+            blk_last = e["b"] == nbi - 1
+            copy_end = (e["bc"] == nb - 1) & (e["g"] == ng - 1)
+            mac_end = f["final"] & blk_last & (e["bg"] == nbg - 1) & (e["g"] == ng - 1)
+            m.d.comb += f["row_end"].eq(Mux(e["copy"], copy_end, mac_end))
+            m.d.comb += f["all_end"].eq(f["row_end"] & (e["q"] == H - 1) & (e["t"] == T - 1))
+            i_last = e["i"] == Mux(order, H, T) - 1
+            # next step of the reduction: (jb, tap index, jl) with jl innermost
+            jl_wrap = e["jl"] == jl_max - 1
+            ti_wrap = e["ti"] == 2
+            nxt = {"jl": Mux(jl_wrap, 0, e["jl"] + 1),
+                   "ti": Mux(jl_wrap, Mux(ti_wrap, 0, e["ti"] + 1), e["ti"]),
+                   "jb": Mux(jl_wrap & ti_wrap, e["jb"] + 1, e["jb"]),
+                   "sl": e["sl"] + 1}
+            steps = ("jb", "ti", "jl", "sl")
+            saved = {"jb": e["jbs"], "ti": e["tis"], "jl": e["jls"], "sl": e["sls"]}
+            with m.If(e["issue"]):
+                with m.If(e["copy"]):
+                    m.d.sync += e["g"].eq(Mux(e["g"] == ng - 1, 0, e["g"] + 1))
+                    with m.If(e["g"] == ng - 1):
+                        m.d.sync += e["bc"].eq(Mux(e["bc"] == nb - 1, 0, e["bc"] + 1))
+                with m.Elif(f["s_last"]):
+                    m.d.sync += e["s"].eq(0)
+                    with m.If(~blk_last):
+                        m.d.sync += e["b"].eq(e["b"] + 1)
+                        m.d.sync += [e[k].eq(saved[k]) for k in steps]
+                    with m.Else():
+                        m.d.sync += e["b"].eq(0)
+                        with m.If(~f["final"]):
+                            m.d.sync += e["ck"].eq(e["ck"] + 1)
+                            m.d.sync += [e[k].eq(nxt[k]) for k in steps]
+                            m.d.sync += [saved[k].eq(nxt[k]) for k in steps]
+                        with m.Else():
+                            m.d.sync += e["ck"].eq(0)
+                            m.d.sync += [e[k].eq(0) for k in steps] + [saved[k].eq(0) for k in steps]
+                            with m.If(e["bg"] != nbg - 1):
+                                m.d.sync += e["bg"].eq(e["bg"] + 1)
+                            with m.Else():
+                                m.d.sync += e["bg"].eq(0)
+                                with m.If(e["g"] != ng - 1):
+                                    m.d.sync += [e["g"].eq(e["g"] + 1), e["gbase"].eq(e["gbase"] + ns)]
+                                with m.Else():
+                                    m.d.sync += [e["g"].eq(0), e["gbase"].eq(0)]
+                with m.Else():
+                    m.d.sync += e["s"].eq(e["s"] + 1)
+                    m.d.sync += [e[k].eq(nxt[k]) for k in steps]
+                with m.If(f["row_end"]):
+                    m.d.sync += e["seq"].eq(e["seq"] + 1)
+                    with m.If(i_last):
+                        m.d.sync += [e["i"].eq(0), e["o"].eq(e["o"] + 1)]
+                    with m.Else():
+                        m.d.sync += e["i"].eq(e["i"] + 1)
+                    # q mod 3: q is the outer counter (row outer) or the inner one
+                    m.d.sync += e["qm3"].eq(Mux(order, Mux(i_last, 0, inc3(e["qm3"])),
+                                                Mux(i_last, inc3(e["qm3"]), e["qm3"])))
+                    step_r1 = e["r1"] + Mux(i_last, 3, 1)     # the next timestep's row 0
+                    m.d.sync += e["r1"].eq(Mux(step_r1 >= T3, step_r1 - T3, step_r1))
+                    with m.If(f["all_end"]):
+                        m.d.sync += e["run"].eq(0)
+            # derived per step
+            e["e"] = Signal(RB, name=f"{name}_e")   # block index in the row (+1)
+            m.d.comb += e["e"].eq(Mux(e["copy"], e["bc"] + 1, e_lo + (e["bg"] << lB) + e["b"]))
+            e["tap"] = Signal(2, name=f"{name}_tap")
+            m.d.comb += e["tap"].eq(Array([Const(t, 2) for t in TAP_ORDER])[e["ti"]])
+            e["new_op"] = f["s_first"] | (e["jl"] == 0)
+            e["new_centre"] = f["s_first"] | ((e["jl"] == 0) & (e["ti"] == 0))
+            e["glb_rd"] = f["glb_w"] & (f["s_first"] | ((e["sl"] & (Px - 1)) == 0))
+            e["f"] = f
+            e["single"] = single
+            return e
+
+        E2 = mac_engine("e2", e_lo2, nbe2, nbg2, lastg2, True)
+        E3 = mac_engine("e3", Const(1, 2), nb, nbg3, lastg3, False)
+        f2, f3 = E2["f"], E3["f"]
+        ptt_row2 = ~is_stt & ~E2["copy"]        # a merging row (PTT or HTT full timestep)
+
+        # E2 readiness: its three q1 rows written; its output slot (row2 or line4) free
+        def e1_index(wr, t):
+            """Index of window row (wr, t) in cluster 1's order."""
+            return Mux(order, t * (H + 2) + wr,
+                       Mux(wr <= 2, (t << 1) + t + wr, (T << 1) + T + (wr - 3) * T + t))
+
+        def line4_free(q, t):
+            """line4 slot of q23 row (q, t) free: row (q - 3, t) consumed by cluster 4."""
+            return (q < 3) | (e4_rel >= seq4((q - 3) >> pool, t) + 1)
+
+        need2 = Signal(RB)                        # E1 rows needed by the current E2 row
+        m.d.comb += need2.eq(e1_index(E2["q"] + 2, E2["t"]) + 1)
+        out_ok2 = Mux(is_stt, e3_rel + 1 >= E2["seq"], line4_free(E2["q"], E2["t"]))
+        ok2 = (e1_done >= need2) & out_ok2
+        m.d.comb += [E2["issue"].eq(E2["run"] & ok2)]
+        count("c2_busy", E2["issue"])
+        count("c2_stall", E2["run"] & ~ok2)
+        count("adder_stall", E2["run"] & ~ok2 & ptt_row2)
+        with m.If(E2["issue"] & f2["row_end"]):
+            m.d.sync += [e2_rel.eq(e2_rel + 1), rel1.eq(rel1 + Mux(E2["q"] == H - 1, 3, 1))]
+
+        ok3 = (e2_done >= E3["seq"] + 1) & line4_free(E3["q"], E3["t"])
+        m.d.comb += E3["issue"].eq(E3["run"] & ok3)
+        count("c3_busy", Mux(is_stt, E3["issue"], E2["issue"] & ~E2["copy"]))
+        count("c3_stall", Mux(is_stt, E3["run"] & ~ok3, E2["run"] & ~ok2 & ptt_row2))
+        with m.If(E3["issue"] & f3["row_end"]):
+            m.d.sync += e3_rel.eq(e3_rel + 1)
+
+        # E2's memory reads
+        def slot_base(E, i):
+            """line1 slot of window row (q + i) at timestep t: ((q + i) mod 3) * T + t (row
+            outer), (ring slot of row q) + i modulo 3T (timestep outer)."""
+            s = (E["qm3"] + i)
+            s = Mux(s >= 3, s - 3, s)
+            r = E["r1"] + i
+            r = Mux(r >= T3, r - T3, r)
+            return Mux(order, r, s * T + E["t"]) * rw1
+
+        mac2 = E2["issue"] & ~E2["copy"]
+        base2_b = slot_base(E2, 1)
+        base2_a = Mux(E2["tap"] == 0, slot_base(E2, 0), slot_base(E2, 2))
+        nb_e2 = Mux(E2["tap"] == 0, E2["e"] - 1, E2["e"] + 1)      # cluster 3's neighbour block
+        m.d.comb += [line1_a.en.eq(mac2 & (E2["ti"] != 0) & E2["new_op"]),
+                     line1_a.addr.eq(base2_a + E2["e"] * ng + E2["jb"]),
+                     line1_b.en.eq(E2["issue"] & (E2["copy"] | E2["new_centre"])),
+                     line1_b.addr.eq(base2_b + E2["e"] * ng + Mux(E2["copy"], E2["g"], E2["jb"])),
+                     line1_c.en.eq(mac2 & ~is_stt & (E2["ti"] != 0) & E2["new_op"]),
+                     line1_c.addr.eq(base2_b + nb_e2 * ng + E2["jb"])]
+        count("line1_reads", line1_a.en + line1_b.en + line1_c.en)
+        w2_rd = shared_read("w2", mac2 & E2["glb_rd"], E2["gbase"] + (E2["sl"] >> pxl))
+        count("w2_reads", mac2 & E2["glb_rd"])
+        # E3's memory reads (STT)
+        mac3 = E3["issue"]
+        base3 = Mux(E3["seq"][0], rw1, 0)
+        nb_e3 = Mux(E3["tap"] == 0, E3["e"] - 1, E3["e"] + 1)
+        m.d.comb += [row2_b.en.eq(mac3 & E3["new_centre"]),
+                     row2_b.addr.eq(base3 + E3["e"] * ng + E3["jb"]),
+                     row2_c.en.eq(mac3 & (E3["ti"] != 0) & E3["new_op"]),
+                     row2_c.addr.eq(base3 + nb_e3 * ng + E3["jb"])]
+        count("row2_reads", row2_b.en + row2_c.en)
+        w3_en = Mux(is_stt, mac3 & E3["glb_rd"], mac2 & E2["glb_rd"])
+        w3_rd = shared_read("w3", w3_en, Mux(is_stt, E3["gbase"] + (E3["sl"] >> pxl),
+                                             E2["gbase"] + (E2["sl"] >> pxl)))
+        count("w3_reads", w3_en)
+
+        def active_cols(e_blk, stt_halo):
+            """Output columns of block ``e_blk`` (+1 indexed) a MAC step counts: columns
+            0..W-1, and for cluster 2 in STT the halo columns it computes."""
+            b_last = e_blk == nb
+            cols = Mux(b_last, last_cols, Px)
+            if stt_halo:
+                cols = Mux(e_blk == 0, 1, Mux(e_blk == nb + 1, 1,
+                           cols + (b_last & ~w_aligned & ~zr)))
+            return cols
+
+        def stage_a(name, E, nbr_e):
+            """Registers carrying E's issue-stage step into stage a."""
+            f = E["f"]
+            a = {k: Signal(name=f"{name}a_{k}") for k in
+                 ("v", "copy", "first", "from_psum", "use_spad", "w_wr", "final", "psum_out",
+                  "row_end", "nb_zero")}
+            for k, w_ in (("s", RB), ("b", RB), ("jl", RB), ("wsel", lp + 1), ("e", RB),
+                          ("g", RB), ("act", 2 * RB), ("bc", RB)):
+                a[k] = Signal(w_, name=f"{name}a_{k}")
+            a["ti"] = Signal(2, name=f"{name}a_ti")
+            a["seq"] = Signal(RB, name=f"{name}a_seq")
+            a["qm3"] = Signal(2, name=f"{name}a_qm3")
+            a["t"] = Signal(8, name=f"{name}a_t")
+            nb_zero = ((nbr_e == 0) & zl) | ((nbr_e == nb + 1) & zr)
+            m.d.sync += [a["v"].eq(E["issue"]), a["copy"].eq(E["copy"]), a["first"].eq(f["s_first"]),
+                         a["from_psum"].eq(f["from_psum"]), a["use_spad"].eq(f["spad_rd"]),
+                         a["w_wr"].eq(f["spad_wr"]), a["final"].eq(f["final"]),
+                         a["psum_out"].eq(f["psum_out"]), a["row_end"].eq(f["row_end"]),
+                         a["nb_zero"].eq(nb_zero & (E["ti"] != 0)),
+                         a["s"].eq(E["s"]), a["b"].eq(E["b"]), a["jl"].eq(E["jl"]),
+                         a["wsel"].eq(E["sl"] & (Px - 1)), a["e"].eq(E["e"]), a["g"].eq(E["g"]),
+                         a["bc"].eq(E["bc"]), a["ti"].eq(E["ti"]), a["seq"].eq(E["seq"]),
+                         a["qm3"].eq(E["qm3"]), a["t"].eq(E["t"])]
+            return a
+
+        A2 = stage_a("e2", E2, nb_e2)
+        A3 = stage_a("e3", E3, nb_e3)
+        lanes2 = Mux((A2["g"] == ng - 1), last_lanes, Pk)
+        lanes3 = Mux((A3["g"] == ng - 1), last_lanes, Pk)
+        cols2 = active_cols(A2["e"], True)
+        cols2_ptt = active_cols(A2["e"], False)
+        cols3 = active_cols(A3["e"], False)
+
+        # spad addresses at issue, the step's controls at stage a, partial-sum writes at b
+        def drive_cluster(pe, E, A, centre, neighbour, shift, weights, valid):
+            m.d.comb += [pe.w_rd.eq(E["issue"] & E["f"]["spad_rd"]), pe.w_addr.eq(E["s"]),
+                         pe.p_rd.eq(E["issue"] & E["f"]["from_psum"]), pe.p_addr.eq(E["b"]),
+                         pe.valid.eq(valid), pe.first.eq(A["first"]), pe.from_psum.eq(A["from_psum"]),
+                         pe.jl.eq(A["jl"]), pe.shift.eq(shift), pe.centre.eq(centre),
+                         pe.neighbour.eq(neighbour), pe.wsel.eq(A["wsel"]), pe.weights.eq(weights),
+                         pe.use_spad.eq(A["use_spad"]), pe.w_wr.eq(valid & A["w_wr"]),
+                         pe.w_wr_addr.eq(A["s"])]
+
+        shift_of = lambda ti: Mux(ti == 0, 0, Mux(ti == 1, 1, 2))  # noqa: E731 (tap 0: -1, tap 2: +1)
+        v2mac = A2["v"] & ~A2["copy"]
+        drive_cluster(pe2, E2, A2, Mux(A2["ti"] == 0, line1_b.data, line1_a.data), 0, 0,
+                      w2_rd.data, v2mac)
+        c3_stt = is_stt
+        pe3_centre = Mux(c3_stt, row2_b.data, line1_b.data)
+        pe3_nbr = Mux(Mux(c3_stt, A3["nb_zero"], A2["nb_zero"]), 0,
+                      Mux(c3_stt, row2_c.data, line1_c.data))
+        with m.If(c3_stt):
+            drive_cluster(pe3, E3, A3, pe3_centre, pe3_nbr, shift_of(A3["ti"]), w3_rd.data, A3["v"])
+        with m.Else():
+            drive_cluster(pe3, E2, A2, pe3_centre, pe3_nbr, shift_of(A2["ti"]), w3_rd.data,
+                          v2mac & ~is_stt)
+        count("c2_macs", Mux(v2mac, lanes2 * Mux(is_stt, cols2, cols2_ptt), 0))
+        count("c3_macs", Mux(c3_stt, Mux(A3["v"], lanes3 * cols3, 0),
+                             Mux(v2mac, lanes2 * cols2_ptt, 0)))
+        # scratchpad accesses: a weight read or write, a partial-sum read or write (each one
+        # access of every PE's scratchpad, in lock step)
+        c3_issue = Mux(c3_stt, E3["issue"], mac2 & ~is_stt)
+        count("c2_spad_reads", pe2.w_rd)
+        count("c2_spad_reads", pe2.p_rd)
+        count("c2_spad_writes", pe2.w_wr)
+        count("c3_spad_reads", pe3.w_rd & c3_issue)
+        count("c3_spad_reads", pe3.p_rd & c3_issue)
+        count("c3_spad_writes", pe3.w_wr)
         copy_word = Signal(P * qb)
-        m.d.sync += copy_word.eq(line1_a.data)
+        m.d.sync += copy_word.eq(line1_b.data)
 
-        v2b, last2b, rowend2b = Signal(), Signal(), Signal()
-        g2b, s2b = Signal(ROW_BITS), Signal(ROW_BITS)
-        stt2b, ptt2b, copy2b, c2b, c3b = Signal(), Signal(), Signal(), Signal(), Signal()
-        slot4b = Signal(2)
-        act2b = Signal(range(P + 1))
-        m.d.sync += [v2b.eq(v2a), last2b.eq(last2a), rowend2b.eq(rowend2a), g2b.eq(g2a),
-                     s2b.eq(s2a), stt2b.eq(stt2a), ptt2b.eq(ptt2a), copy2b.eq(copy2a),
-                     c2b.eq(c2a), c3b.eq(c3a), slot4b.eq(slot4a), act2b.eq(act2a)]
+        def stage_b(name, A):
+            b = {k: Signal(name=f"{name}b_{k}") for k in ("v", "copy", "final", "psum_out", "row_end")}
+            for k in ("b", "e", "g", "seq", "bc"):
+                b[k] = Signal(RB, name=f"{name}b_{k}")
+            b["qm3"] = Signal(2, name=f"{name}b_qm3")
+            b["t"] = Signal(8, name=f"{name}b_t")
+            m.d.sync += [b[k].eq(A[k]) for k in b]
+            return b
+
+        B2 = stage_b("e2", A2)
+        B3 = stage_b("e3", A3)
+        m.d.comb += [pe2.p_wr.eq(B2["v"] & ~B2["copy"] & B2["psum_out"]), pe2.p_wr_addr.eq(B2["b"])]
+        with m.If(c3_stt):
+            m.d.comb += [pe3.p_wr.eq(B3["v"] & B3["psum_out"]), pe3.p_wr_addr.eq(B3["b"])]
+        with m.Else():
+            m.d.comb += [pe3.p_wr.eq(B2["v"] & ~B2["copy"] & B2["psum_out"]), pe3.p_wr_addr.eq(B2["b"])]
+        count("c2_spad_writes", pe2.p_wr)
+        count("c3_spad_writes", pe3.p_wr)
+
+        # results: STT q2 -> row2; PTT merge / STT cluster 3 / HTT copy -> line4
         m.submodules.requant2 = rq2 = Requantiser(P, ab, qb)
         m.d.comb += [rq2.i.eq(pe2.acc), rq2.shift.eq(d["shift2"]), rq2.rnd.eq(rnd)]
-        row2_w = wp("row2")
-        m.d.comb += [row2_w.en.eq(v2b & last2b & stt2b & c2b),
-                     row2_w.addr.eq(s2b * NG + g2b), row2_w.data.eq(rq2.o)]
+        row2_w = mems["row2"].write_port()
+        m.d.comb += [row2_w.en.eq(B2["v"] & B2["final"] & is_stt),
+                     row2_w.addr.eq(Mux(B2["seq"][0], rw1, 0) + B2["e"] * ng + B2["g"]),
+                     row2_w.data.eq(rq2.o)]
         count("row2_writes", row2_w.en)
         m.submodules.adder = adder = AdderArray(P, ab)
         m.d.comb += [adder.a.eq(pe2.acc), adder.b.eq(pe3.acc)]
-        lanes3 = []
+        lanes3_ext = []
         for l in range(P):
             ext = Signal(signed(ab + 1), name=f"acc3_ext{l}")
             m.d.comb += ext.eq(lane(pe3.acc, l, ab))
-            lanes3.append(ext)
+            lanes3_ext.append(ext)
+        merge = B2["v"] & B2["final"] & ~B2["copy"] & ~is_stt
         m.submodules.requant3 = rq3 = Requantiser(P, ab + 1, qb)
-        m.d.comb += [rq3.i.eq(Mux(ptt2b, adder.o, Cat(*lanes3))),
-                     rq3.shift.eq(Mux(ptt2b, d["shift3"] + 1, d["shift3"])), rq3.rnd.eq(rnd)]
-        line4_w = wp("line4")
-        merge = v2b & last2b & ptt2b
-        m.d.comb += [line4_w.en.eq(v2b & last2b & (copy2b | ptt2b | (stt2b & c3b))),
-                     line4_w.addr.eq(slot4b * S4 + Mux(stt2b, s2b - 3, s2b) * NG + g2b),
-                     line4_w.data.eq(Mux(copy2b, copy_word, rq3.o))]
+        m.d.comb += [rq3.i.eq(Mux(is_stt, Cat(*lanes3_ext), adder.o)),
+                     rq3.shift.eq(Mux(is_stt, d["shift3"], d["shift3"] + 1)), rq3.rnd.eq(rnd)]
+        line4_w = mems["line4"].write_port()
+
+        def base4(qm3, t):
+            return (qm3 * T + t) * rw4
+
+        w4_stt = B3["v"] & B3["final"] & is_stt
+        w4_copy = B2["v"] & B2["copy"]
+        m.d.comb += [line4_w.en.eq(w4_stt | merge | w4_copy),
+                     line4_w.addr.eq(Mux(is_stt, base4(B3["qm3"], B3["t"]) + (B3["e"] - 1) * ng + B3["g"],
+                                         base4(B2["qm3"], B2["t"]) + (B2["e"] - 1) * ng + B2["g"])),
+                     line4_w.data.eq(Mux(w4_copy, copy_word, rq3.o))]
         count("line4_writes", line4_w.en)
         count("adder_busy", merge)
-        count("adds", Mux(merge, act2b, 0))
-        with m.If(v2b & last2b & rowend2b):
-            m.d.sync += done_rows4.eq(done_rows4 + 1)
+        count("adds", Mux(merge, Mux(B2["g"] == ng - 1, last_lanes, Pk)
+                          * Mux(B2["e"] == nb, last_cols, Px), 0))
+        with m.If(B2["v"] & B2["row_end"]):
+            m.d.sync += e2_done.eq(e2_done + 1)
+        with m.If(B3["v"] & B3["row_end"]):
+            m.d.sync += e3_done.eq(e3_done + 1)
 
-        # ---- engine E4: cluster 4, pool, affine, residual, LIF ------------------------------
-        t4, yo4, xo4 = Signal(8), Signal(ROW_BITS), Signal(ROW_BITS)
-        go4, sub4, k4 = Signal(ROW_BITS), Signal(2), Signal(ROW_BITS)
-        run4 = Signal()
-        need4, slot4r = Signal(ROW_BITS), Signal(2)
-        gobase4, outidx, previdx = Signal(ROW_BITS), Signal(ROW_BITS), Signal(ROW_BITS)
-        rows_step = Mux(pool, 2, 1)
-        ok4 = done_rows4 >= need4
+        # ==== E4: cluster 4, pool, affine, residual, LIF ==================================
+        o4, i4, xo4 = Signal(RB), Signal(RB), Signal(RB)
+        go4, sub4, k4 = Signal(RB), Signal(2), Signal(RB)
+        yo4, t4 = Signal(RB), Signal(8)
+        m.d.comb += [yo4.eq(Mux(order, i4, o4)), t4.eq(Mux(order, o4, i4))]
+        ym3 = Signal(2)                           # (S * yo4) mod 3
+        m4 = Signal(STREAM_BITS)                  # output row index in the row order
+        gobase4, outidx = Signal(RB), Signal(RB)
+        out_base, out_slot = Signal(RB), Signal(RB)
+        prev_slot = Signal(RB)                    # ring slot of the row ``dist`` rows back
+        res_base, res_slot = Signal(RB), Signal(RB)
+        writer_done = Mux(is_stt, e3_done, e2_done)
+        in_ok4 = writer_done >= seq23(S * yo4 + S - 1, t4) + 1
+        res_ok4 = ~use_res | (stream_in["res_rows"] > m4)
+        out_ok4 = (stream_in["out_taken"] + d["out_ring_rows"] > m4) & (
+            long_rows | (t4 == 0) | (out_seq + dist > m4))
         issue4 = Signal()
-        m.d.comb += issue4.eq(run4 & ok4)
-        e4 = _loops(m, [(t4, T), (yo4, Ho), (xo4, Wo), (go4, ngo), (sub4, Mux(pool, 4, 1)),
-                        (k4, R)], issue4)
+        m.d.comb += issue4.eq(run4 & in_ok4 & res_ok4 & out_ok4)
+        count("c4_busy", issue4)
+        count("c4_stall", run4 & ~in_ok4)
+        count("lif_stall", run4 & in_ok4 & ~(res_ok4 & out_ok4))
+        e4 = _loops(m, [(o4, Mux(order, T, Ho)), (i4, Mux(order, Ho, T)), (xo4, Wo), (go4, GO),
+                        (sub4, Mux(pool, 4, 1)), (k4, R)], issue4)
         sub_end4, grp_end4, pix_end4, row_end4, all_end4 = e4[5], e4[4], e4[3], e4[2], e4[0]
         with m.If(issue4):
             with m.If(grp_end4):
-                m.d.sync += [gobase4.eq(Mux(pix_end4, 0, gobase4 + R)), outidx.eq(outidx + 1),
-                             previdx.eq(previdx + (t4 != 0))]
+                m.d.sync += [gobase4.eq(Mux(pix_end4, 0, gobase4 + R)),
+                             outidx.eq(Mux(row_end4, 0, outidx + 1))]
             with m.If(row_end4):
-                m.d.sync += [need4.eq(need4 + rows_step), slot4r.eq(slot4r + rows_step),
-                             rel4.eq(rel4 + rows_step)]
+                last_o = out_slot == d["out_ring_rows"] - 1
+                last_p = prev_slot == d["out_ring_rows"] - 1
+                last_r = res_slot == d["res_ring_rows"] - 1
+                m.d.sync += [m4.eq(m4 + 1), e4_rel.eq(e4_rel + 1),
+                             out_slot.eq(Mux(last_o, 0, out_slot + 1)),
+                             out_base.eq(Mux(last_o, 0, out_base + out_row_words)),
+                             prev_slot.eq(Mux(last_p, 0, prev_slot + 1))]
+                with m.If(use_res):
+                    m.d.sync += [res_seq.eq(res_seq + 1), res_slot.eq(Mux(last_r, 0, res_slot + 1)),
+                                 res_base.eq(Mux(last_r, 0, res_base + out_row_words))]
+                # yo advances: with the outer counter (row outer) or the inner one
+                adv_y = Mux(order, 1, e4[1])
+                wrap_y = Mux(order, e4[1], e4[0])
+                with m.If(adv_y):
+                    m.d.sync += ym3.eq(Mux(wrap_y, 0, Mux(pool, inc3(inc3(ym3)), inc3(ym3))))
             with m.If(all_end4):
                 m.d.sync += run4.eq(0)
-        count("c4_busy", issue4)
-        count("c4_stall", run4 & ~ok4)
         dy, dx = sub4[1], sub4[0]
+        x4 = Signal(RB)
+        q4 = Signal(RB)
+        m.d.comb += [x4.eq(Mux(pool, (xo4 << 1) + dx, xo4)), q4.eq(Mux(pool, (yo4 << 1) + dy, yo4))]
+        qm3_4 = Mux(pool & dy, inc3(ym3), ym3)
         line4_r = rp("line4")
-        m.d.comb += [line4_r.en.eq(issue4),
-                     line4_r.addr.eq((slot4r + Mux(pool, dy, 0))[:2] * S4
-                                     + Mux(pool, (xo4 << 1) + dx, xo4) * NG + (k4 >> lp))]
+        m.d.comb += [line4_r.en.eq(issue4 & ((k4 & (Pk - 1)) == 0)),
+                     line4_r.addr.eq(base4(qm3_4, t4) + (x4 >> pxl) * ng + (k4 >> pk))]
         w4_rd = shared_read("w4", issue4, gobase4 + k4)
         aff_rd = shared_read("affine", issue4 & grp_end4, go4)
-        res_rd = shared_read("residual", issue4 & grp_end4 & use_res, d["residual_base"] + outidx)
-        mem_rd = shared_read("membrane", issue4 & grp_end4 & (t4 != 0), d["state_base"] + previdx)
-        count("line4_reads", issue4)
+        res_rd = rp("residual")
+        m.d.comb += [res_rd.en.eq(issue4 & grp_end4 & use_res), res_rd.addr.eq(res_base + outidx)]
+        state_rd = rp("membrane")     # u(t-1): the same neuron's row ``dist`` rows back
+        m.d.comb += [state_rd.en.eq(issue4 & grp_end4 & (t4 != 0)),
+                     state_rd.addr.eq(prev_slot * out_row_words + outidx)]
+        count("line4_reads", line4_r.en)
         count("w4_reads", issue4)
         count("affine_reads", issue4 & grp_end4)
-        count("residual_reads", issue4 & grp_end4 & use_res)
-        count("membrane_reads", issue4 & grp_end4 & (t4 != 0))
+        count("residual_reads", res_rd.en)
+        count("membrane_reads", state_rd.en)
 
-        v4a, first4a, last4a, subfirst4a, grp4a, t0_4a = (Signal() for _ in range(6))
-        lane4a = Signal(max(lp, 1))
-        t4a, outidx4a = Signal(8), Signal(ROW_BITS)
+        v4a, first4a, last4a, subfirst4a, grp4a, t0_4a, rowend4a = (Signal(name=f"e4a_{n}") for n in
+                                                                     ("v", "first", "last", "subfirst",
+                                                                      "grp", "t0", "rowend"))
+        lane4a = Signal(lp + 1)
+        outidx4a, obase4a = Signal(RB), Signal(RB)
         act4a = Signal(range(P + 1))
         m.d.sync += [v4a.eq(issue4), first4a.eq(k4 == 0), last4a.eq(sub_end4),
                      subfirst4a.eq(sub4 == 0), grp4a.eq(grp_end4), t0_4a.eq(t4 == 0),
-                     lane4a.eq(k4[:lp] if lp else 0), t4a.eq(t4), outidx4a.eq(outidx),
-                     act4a.eq(active_lanes(COUT, go4))]
+                     rowend4a.eq(row_end4),
+                     lane4a.eq(((x4 & (Px - 1)) << pk) | (k4 & (Pk - 1))), outidx4a.eq(outidx),
+                     obase4a.eq(out_base), act4a.eq(active_lanes(COUT, go4, lp))]
         m.submodules.cluster4 = pe4 = MacPEArray(P, wb, qb, ab)
         m.d.comb += [pe4.valid.eq(v4a), pe4.first.eq(first4a),
                      pe4.operand.eq(line4_r.data.word_select(lane4a, qb)),
                      pe4.weights.eq(w4_rd.data)]
         count("c4_macs", Mux(v4a, act4a, 0))
-        v4b, last4b, subfirst4b, grp4b = Signal(), Signal(), Signal(), Signal()
-        t4b, outidx4b = Signal(8), Signal(ROW_BITS)
+        v4b, last4b, subfirst4b, grp4b, t0_4b, rowend4b = (Signal(name=f"e4b_{n}") for n in
+                                                           ("v", "last", "subfirst", "grp", "t0", "rowend"))
+        outidx4b, obase4b = Signal(RB), Signal(RB)
         act4b = Signal(range(P + 1))
         aff4b = Signal(len(aff_rd.data))
         res4b, uprev4b = Signal(P * mb), Signal(P * mb)
         m.d.sync += [v4b.eq(v4a), last4b.eq(last4a), subfirst4b.eq(subfirst4a), grp4b.eq(grp4a),
-                     t4b.eq(t4a), outidx4b.eq(outidx4a), act4b.eq(act4a)]
+                     t0_4b.eq(t0_4a), rowend4b.eq(rowend4a), outidx4b.eq(outidx4a),
+                     obase4b.eq(obase4a), act4b.eq(act4a)]
         with m.If(v4a & grp4a):
             m.d.sync += [aff4b.eq(aff_rd.data), res4b.eq(res_rd.data),
-                         uprev4b.eq(Mux(t0_4a, 0, mem_rd.data))]
+                         uprev4b.eq(Mux(t0_4a, 0, state_rd.data))]
         m.submodules.maxpool = mp = MaxPoolLanes(P, ab)
         m.d.comb += [mp.valid.eq(v4b & last4b), mp.first.eq(subfirst4b), mp.i.eq(pe4.acc)]
 
-        vc = Signal()
+        vc, rowendc = Signal(), Signal()
         pc = Signal(P * ab)
         affc, resc, uprevc = Signal(len(aff_rd.data)), Signal(P * mb), Signal(P * mb)
-        tc, outidxc = Signal(8), Signal(ROW_BITS)
+        outidxc, obasec = Signal(RB), Signal(RB)
+        tfullc = Signal()
         actc = Signal(range(P + 1))
-        m.d.sync += [vc.eq(v4b & grp4b), pc.eq(mp.o), affc.eq(aff4b), resc.eq(res4b),
-                     uprevc.eq(uprev4b), tc.eq(t4b), outidxc.eq(outidx4b), actc.eq(act4b)]
+        m.d.sync += [vc.eq(v4b & grp4b), rowendc.eq(rowend4b), pc.eq(mp.o), affc.eq(aff4b),
+                     resc.eq(res4b), uprevc.eq(uprev4b), outidxc.eq(outidx4b), obasec.eq(obase4b),
+                     actc.eq(act4b)]
+        full4a, full4b = Signal(), Signal()      # HTT: the row's timestep is a full one
+        m.d.sync += [full4a.eq(d["schedule"].bit_select(t4, 1)), full4b.eq(full4a),
+                     tfullc.eq(full4b)]
         lane_bits = 2 * sb + mb
-        cls = is_htt & ~d["schedule"].bit_select(tc, 1)
+        cls = is_htt & ~tfullc
         scale0 = Cat(*[affc[l * lane_bits:l * lane_bits + sb] for l in range(P)])
         scale1 = Cat(*[affc[l * lane_bits + sb:l * lane_bits + 2 * sb] for l in range(P)])
         bias = Cat(*[affc[l * lane_bits + 2 * sb:(l + 1) * lane_bits] for l in range(P)])
@@ -452,37 +822,58 @@ class Accelerator(wiring.Component):
         m.d.comb += mask.eq(Cat(*[actc > l for l in range(P)]))
         spikes_masked = Signal(P)
         m.d.comb += spikes_masked.eq(lif.s & mask)
-        shared_write("membrane", vc, d["state_base"] + outidxc, lif.u)
-        shared_write("spikes", vc, d["state_base"] + outidxc, spikes_masked)
+        mem_w = mems["membrane"].write_port()
+        spk_w = mems["spikes"].write_port()
+        m.d.comb += [mem_w.en.eq(vc), mem_w.addr.eq(obasec + outidxc), mem_w.data.eq(lif.u),
+                     spk_w.en.eq(vc), spk_w.addr.eq(obasec + outidxc), spk_w.data.eq(spikes_masked)]
+        with m.If(vc & rowendc):
+            m.d.sync += out_seq.eq(out_seq + 1)
         count("membrane_writes", vc)
         count("spikes_writes", vc)
         count("lif_busy", vc)
         count("lif_updates", Mux(vc, actc, 0))
         count("spikes_out", Mux(vc, sum(spikes_masked[l] for l in range(P)), 0))
 
-        # host-only ports: weight and input regions are written by the host only
+        # host-only ports
         for name in ("w1", "w2", "w3", "w4", "affine", "spike_in", "residual"):
             host_only_write(name)
-        spikes_rd = rp("spikes")
-        sw_, _, shit_, _ = host_ports["spikes"]
-        m.d.comb += [spikes_rd.en.eq(self.host_read & shit_ & ~busy), spikes_rd.addr.eq(sw_)]
-        host_read_ports["spikes"] = spikes_rd
+        host_only_read("membrane")
+        host_only_read("spikes")
 
-        # ---- start / done ------------------------------------------------------------------
-        pipeline_busy = run1 | run23 | run4 | v1a | v1b | v2a | v2b | v4a | v4b | vc
+        # ---- start / done / event ----------------------------------------------------------
+        pipeline_busy = (run1 | E2["run"] | E3["run"] | run4 | v1a | v1b | A2["v"] | B2["v"]
+                         | A3["v"] | B3["v"] | v4a | v4b | vc)
         with m.If(start):
-            m.d.sync += [busy.eq(1), done.eq(0), run1.eq(1), run23.eq(1), run4.eq(1),
-                         t1.eq(0), y1.eq(0), x1.eq(0), g1.eq(0), c1.eq(0),
-                         prow1.eq(0), rel1.eq(0), done_rows1.eq(0), waddr1.eq(0), pixbase1.eq(0),
-                         t2.eq(0), y2.eq(0), s2.eq(0), g2.eq(0), j2.eq(0), i2.eq(0),
-                         need23.eq(3), slot23.eq(0), prow4.eq(0), rel4.eq(0), done_rows4.eq(0),
-                         wa23.eq(0),
-                         t4.eq(0), yo4.eq(0), xo4.eq(0), go4.eq(0), sub4.eq(0), k4.eq(0),
-                         need4.eq(Mux(pool, 2, 1)), slot4r.eq(0), gobase4.eq(0), outidx.eq(0),
-                         previdx.eq(0)]
+            resets = [busy.eq(1), done.eq(0), run1.eq(1), E2["run"].eq(1), E3["run"].eq(is_stt),
+                      run4.eq(1),
+                      o1.eq(0), i1.eq(0), sb1.eq(0), pi1.eq(0), k1.eq(0), cc1.eq(0), qm3_1.eq(0),
+                      wm3_t.eq(0), waddr1.eq(0), pix1.eq(0), in_base.eq(0), in_slot.eq(0),
+                      e1_done.eq(0), e2_done.eq(0), e2_rel.eq(0), e3_done.eq(0), e3_rel.eq(0),
+                      ring1.eq(0), n1.eq(0), rel1.eq(0),
+                      e4_rel.eq(0), in_seq.eq(0), res_seq.eq(0), out_seq.eq(0),
+                      o4.eq(0), i4.eq(0), xo4.eq(0), go4.eq(0), sub4.eq(0), k4.eq(0), m4.eq(0),
+                      ym3.eq(0), gobase4.eq(0), outidx.eq(0),
+                      out_base.eq(0), out_slot.eq(0), res_base.eq(0), res_slot.eq(0),
+                      prev_slot.eq(d["out_ring_rows"] - dist)]
+            for E in (E2, E3):
+                for k in ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs", "jls", "sls",
+                          "gbase", "seq", "bc", "ti", "tis", "qm3", "r1"):
+                    resets.append(E[k].eq(0))
+            m.d.sync += resets
         with m.Elif(busy & ~pipeline_busy):
             m.d.sync += [busy.eq(0), done.eq(1)]
         count("cycles", busy)
+        # event: raised when the host has something to do (an input slot freed, an output row
+        # complete, the tile done); lowered when the host reads ``status``
+        attention = Signal()
+        prev = Signal(3 * STREAM_BITS + 1)
+        now = Cat(in_seq, res_seq, out_seq, done)
+        m.d.sync += prev.eq(now)
+        with m.If(now != prev):
+            m.d.sync += attention.eq(1)
+        with m.Elif(self.host_read & (addr == REG_STATUS)):
+            m.d.sync += attention.eq(0)
+        m.d.comb += self.event.eq(attention)
 
         for name, sig in counters.items():
             amounts = incs[name]
@@ -498,11 +889,15 @@ class Accelerator(wiring.Component):
         rd_reg = Signal(hb)
         rd_valid1 = Signal()
         reg_value = Signal(hb)
+        stream_out = {"in_consumed": in_seq, "res_consumed": res_seq, "out_rows": out_seq}
         with m.Switch(addr):
             with m.Case(REG_ID):
                 m.d.comb += reg_value.eq(ID_VALUE)
             with m.Case(REG_STATUS):
                 m.d.comb += reg_value.eq(Cat(busy, done))
+            for name, a, access, _ in STREAM_REGISTERS:
+                with m.Case(a):
+                    m.d.comb += reg_value.eq(stream_in[name] if access == "rw" else stream_out[name])
             for name, bits, _ in DESCRIPTOR_FIELDS:
                 with m.Case(hmap.register(name).address):
                     m.d.comb += reg_value.eq(d[name])
@@ -514,7 +909,7 @@ class Accelerator(wiring.Component):
         sel_now = Signal.like(rd_sel)
         k_now = Signal.like(rd_k)
         for i, reg in enumerate(hmap.regions):
-            word, k, hit, _ = host_ports[reg.name]
+            word, k, hit, _, _ = host_ports[reg.name]
             with m.If(hit):
                 m.d.comb += [sel_now.eq(i + 1), k_now.eq(k)]
         m.d.sync += [rd_valid1.eq(self.host_read), rd_sel.eq(sel_now), rd_k.eq(k_now),
@@ -525,9 +920,15 @@ class Accelerator(wiring.Component):
                 m.d.comb += out_value.eq(rd_reg)
             for i, reg in enumerate(hmap.regions):
                 with m.Case(i + 1):
+                    if reg.name not in host_read_ports:
+                        continue
                     data = host_read_ports[reg.name].data
                     padded = Cat(data, Const(0, reg.stride * hb - len(data)))
-                    m.d.comb += out_value.eq(Mux(busy, 0, padded.word_select(rd_k[:max(_log2(reg.stride), 1)]
-                                                                             if reg.stride > 1 else 0, hb)))
+                    value = padded.word_select(rd_k[:max(log2(reg.stride), 1)]
+                                               if reg.stride > 1 else 0, hb)
+                    if reg.name in stream_read:
+                        m.d.comb += out_value.eq(value)
+                    else:
+                        m.d.comb += out_value.eq(Mux(busy, 0, value))
         m.d.sync += [self.host_rvalid.eq(rd_valid1), self.host_rdata.eq(out_value)]
         return m

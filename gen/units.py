@@ -8,13 +8,14 @@ and its timing. The control (loop counters, line buffers, host interface) is in
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .arith import lane, rshift, saturate, wrap
 
-__all__ = ["Requantiser", "SpikePEArray", "MacPEArray", "AdderArray", "MaxPoolLanes",
+__all__ = ["Requantiser", "SpikeTree", "MacCluster", "MacPEArray", "AdderArray", "MaxPoolLanes",
            "AffineLanes", "LIFLanes", "SHIFT_BITS"]
 
 #: Width of every shift field of the descriptor.
@@ -59,13 +60,15 @@ class Requantiser(wiring.Component):
         return m
 
 
-class SpikePEArray(wiring.Component):
-    """Cluster 1: ``lanes`` accumulate-only spike PEs, output-stationary (numerics step 1).
+class SpikeTree(wiring.Component):
+    """Cluster 1: ``lanes`` spike PEs and an adder tree (numerics step 1).
 
-    Each cycle with ``valid``: ``acc[l] = wrap_Ab((0 if first else acc[l]) + (w[l] if spike
-    else 0))``. ``acc`` is registered: it shows the sum one cycle after the last input.
-    Ports: ``valid``, ``first``, ``spike`` (1 bit, broadcast), ``weights`` (lanes x Wb);
-    ``acc`` (lanes x Ab).
+    Lane ``l`` is one input channel: its PE passes its weight when its spike is 1 (no
+    multiplier); the tree sums the lanes into the one output value the cluster accumulates
+    (output-stationary). Each cycle with ``valid``:
+    ``acc = wrap_Ab((0 if first else acc) + sum_l (w[l] if spike[l] else 0))``; ``acc`` is
+    registered (the sum shows one cycle after the last input).
+    Ports: ``valid``, ``first``, ``spikes`` (lanes bits), ``weights`` (lanes x Wb); ``acc`` (Ab).
     """
 
     def __init__(self, lanes: int, weight_width: int, acc_width: int):
@@ -75,25 +78,131 @@ class SpikePEArray(wiring.Component):
         if acc_width < weight_width:
             _reject(self, f"acc_width ({acc_width}) must be >= weight_width ({weight_width})")
         super().__init__({
-            "valid": In(1), "first": In(1), "spike": In(1), "weights": In(lanes * weight_width),
+            "valid": In(1), "first": In(1), "spikes": In(lanes), "weights": In(lanes * weight_width),
+            "acc": Out(acc_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        wb, ab = self.weight_width, self.acc_width
+        terms = [Mux(self.spikes[l], lane(self.weights, l, wb), 0) for l in range(self.lanes)]
+        while len(terms) > 1:   # a balanced tree: exact sums, one bit wider per level
+            pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+            terms = pairs + ([terms[-1]] if len(terms) % 2 else [])
+        total = terms[0]
+        base = Mux(self.first, 0, self.acc.as_signed())
+        with m.If(self.valid):
+            m.d.sync += self.acc.eq(wrap(base + total, ab))
+        return m
+
+
+class MacCluster(wiring.Component):
+    """Cluster 2 or 3: ``lanes`` multiplier PEs packed as ``Px`` output columns x ``Pk`` rank
+    lanes (``pack = log2 Pk``, ``Px = lanes / Pk``), with per-PE scratchpads when
+    weight-stationary (numerics steps 2, 3).
+
+    PE ``l`` computes column slice ``s = l >> pack`` of a block of ``Px`` output columns and
+    output channel lane ``c = l & (Pk - 1)``. Timing, by cycle of one step:
+
+    * issue: ``w_rd`` reads scratchpad weight entry ``w_addr``, ``p_rd`` partial-sum entry
+      ``p_addr`` (their data is used in the next cycle);
+    * execute (the next cycle), with ``valid``: PE ``l`` multiplies the operand of column
+      ``s + d`` (``d`` = -1, 0, +1 for ``shift`` = 1, 0, 2: the 1x3 taps), lane ``jl``, taken
+      from ``centre`` (a line-buffer word: ``Px`` columns x ``Pk`` channels) or, past the
+      block's edge, from ``neighbour`` (the adjacent block), by its weight: lane
+      ``(wsel << pack) | c`` of ``weights`` (a weight-buffer word holds ``Px`` steps of ``Pk``
+      weights) or, with ``use_spad``, the scratchpad entry read at issue. ``w_wr`` stores this
+      cycle's routed weights in entry ``w_wr_addr``.
+      ``acc[l] = wrap_Ab((first ? (from_psum ? psum[l] : 0) : acc[l]) + w * op)``;
+    * the cycle after: ``acc`` holds the result; ``p_wr`` stores ``acc`` in partial-sum entry
+      ``p_wr_addr``.
+
+    ``spad_weights``/``spad_psums``: entries per PE (0: no scratchpads, output-stationary).
+    Reads are transparent to writes of the same cycle.
+    """
+
+    def __init__(self, lanes: int, weight_width: int, operand_width: int, acc_width: int,
+                 spad_weights: int = 0, spad_psums: int = 0):
+        self.lanes = _check(self, "lanes", lanes)
+        if lanes & (lanes - 1):
+            _reject(self, f"lanes must be a power of two, got {lanes}")
+        self.weight_width = _check(self, "weight_width", weight_width, 2)
+        self.operand_width = _check(self, "operand_width", operand_width, 2)
+        self.acc_width = _check(self, "acc_width", acc_width, 2)
+        _check(self, "spad_weights", spad_weights, 0)
+        _check(self, "spad_psums", spad_psums, 0)
+        if (spad_weights == 0) != (spad_psums == 0):
+            _reject(self, "spad_weights and spad_psums are both 0 (no scratchpads) or both >= 1")
+        self.spad_weights, self.spad_psums = spad_weights, spad_psums
+        lp = max(lanes.bit_length() - 1, 1)
+        ab = lambda n: max((n - 1).bit_length(), 1)  # noqa: E731
+        super().__init__({
+            "pack": In(4), "valid": In(1), "first": In(1), "from_psum": In(1),
+            "jl": In(lp), "shift": In(2), "centre": In(lanes * operand_width),
+            "neighbour": In(lanes * operand_width),
+            "wsel": In(lp), "weights": In(lanes * weight_width), "use_spad": In(1),
+            "w_rd": In(1), "w_addr": In(ab(max(spad_weights, 1))),
+            "w_wr": In(1), "w_wr_addr": In(ab(max(spad_weights, 1))),
+            "p_rd": In(1), "p_addr": In(ab(max(spad_psums, 1))),
+            "p_wr": In(1), "p_wr_addr": In(ab(max(spad_psums, 1))),
             "acc": Out(lanes * acc_width),
         })
 
     def elaborate(self, platform):
         m = Module()
-        ab, wb = self.acc_width, self.weight_width
-        for l in range(self.lanes):
+        P, wb, qb, ab = self.lanes, self.weight_width, self.operand_width, self.acc_width
+        lp = P.bit_length() - 1
+        ops = [[] for _ in range(P)]      # ops[l][v*3 + shift]: operand of PE l at pack v
+        wts = [[] for _ in range(P)]
+        for v in range(lp + 1):
+            pk, px = 1 << v, P >> v
+            jl = self.jl[:v] if v else 0
+            ws = self.wsel[:lp - v] if lp - v else 0
+            for l in range(P):
+                s, c = l >> v, l & (pk - 1)
+                for d in (0, -1, 1):
+                    col = s + d
+                    src = self.centre if 0 <= col < px else self.neighbour
+                    base = (col % px) << v
+                    lanes_ = src[base * qb:(base + pk) * qb]
+                    ops[l].append(lanes_.word_select(jl, qb) if v else lanes_)
+                cand = Cat(*[self.weights[((k << v) | c) * wb:(((k << v) | c) + 1) * wb]
+                             for k in range(px)])
+                wts[l].append(cand.word_select(ws, wb) if lp - v else cand)
+        routed_w = Signal(P * wb)
+        operand = Signal(P * qb)
+        for l in range(P):
+            by_pack_op = [Array(ops[l][3 * v:3 * v + 3])[self.shift] for v in range(lp + 1)]
+            m.d.comb += [operand[l * qb:(l + 1) * qb].eq(Array(by_pack_op)[self.pack]),
+                         routed_w[l * wb:(l + 1) * wb].eq(Array(wts[l])[self.pack])]
+        weights = routed_w
+        psum = Const(0, P * ab)
+        if self.spad_weights:
+            m.submodules.spad_w = spad_w = Memory(shape=unsigned(P * wb), depth=self.spad_weights, init=[])
+            m.submodules.spad_p = spad_p = Memory(shape=unsigned(P * ab), depth=self.spad_psums, init=[])
+            ww = spad_w.write_port()
+            wr = spad_w.read_port(transparent_for=(ww,))
+            pw = spad_p.write_port()
+            pr = spad_p.read_port(transparent_for=(pw,))
+            m.d.comb += [wr.en.eq(self.w_rd), wr.addr.eq(self.w_addr),
+                         ww.en.eq(self.w_wr), ww.addr.eq(self.w_wr_addr), ww.data.eq(routed_w),
+                         pr.en.eq(self.p_rd), pr.addr.eq(self.p_addr),
+                         pw.en.eq(self.p_wr), pw.addr.eq(self.p_wr_addr), pw.data.eq(self.acc)]
+            weights = Mux(self.use_spad, wr.data, routed_w)
+            psum = pr.data
+        for l in range(P):
             acc = self.acc[l * ab:(l + 1) * ab]
-            base = Mux(self.first, 0, acc.as_signed())
-            addend = Mux(self.spike, lane(self.weights, l, wb), 0)
+            product = Signal(signed(wb + qb), name=f"product{l}")
+            m.d.comb += product.eq(lane(weights, l, wb) * lane(operand, l, qb))
+            base = Mux(self.first, Mux(self.from_psum, lane(psum, l, ab), 0), acc.as_signed())
             with m.If(self.valid):
-                m.d.sync += acc.eq(wrap(base + addend, ab))
+                m.d.sync += acc.eq(wrap(base + product, ab))
         return m
 
 
 class MacPEArray(wiring.Component):
-    """Clusters 2, 3 and 4: ``lanes`` multiplier PEs sharing one broadcast operand
-    (numerics steps 2, 3, 5).
+    """Cluster 4: ``lanes`` multiplier PEs, one output channel each, sharing one broadcast
+    operand (numerics step 5), output-stationary.
 
     Each cycle with ``valid``: ``acc[l] = wrap_Ab((0 if first else acc[l]) + w[l] * operand)``;
     ``acc`` registered as in :class:`SpikePEArray`. Ports: ``valid``, ``first``, ``operand``

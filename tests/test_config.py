@@ -53,9 +53,10 @@ def test_derived_sizes() -> None:
     assert wb.words == wb.bytes * 8 // wb.width_bits
     assert wb.words_per_bank * wb.banks == wb.words
     assert cfg.max_window_height == cfg.limits.max_tile_height + 2
-    lim = cfg.limits
-    assert cfg.tt_weight_words == (lim.max_rank * (lim.max_in_channels + lim.max_out_channels)
-                                   + 6 * lim.max_rank ** 2)
+    # the paper's 32-byte scratchpad: 16 weights + 8 partial sums of 16 bits
+    assert (cfg.spad_weight_entries, cfg.spad_psum_entries) == (16, 8)
+    assert cfg.spad_weight_entries * cfg.widths.weight + cfg.spad_psum_entries * cfg.widths.accumulator \
+        == cfg.clusters.scratchpad_bytes * 8
 
 
 @pytest.mark.parametrize("mutate, field, rule", [
@@ -69,6 +70,12 @@ def test_derived_sizes() -> None:
     (lambda d: d["buffers"]["spike_in"].__setitem__("bytes", 64), "buffers.spike_in.bytes", "too small"),
     (lambda d: d["limits"].__setitem__("max_rank", 100000), "limits.max_rank", "<="),
     (lambda d: d["clusters"].__setitem__("warp_drive", 1), "clusters.warp_drive", "unknown field"),
+    (lambda d: d["dataflow"].__setitem__("cluster3", "output-stationary"), "dataflow.cluster3",
+     "lock step"),
+    (lambda d: d["clusters"].__setitem__("scratchpad_bytes", 2), "clusters.scratchpad_bytes",
+     "too small"),
+    (lambda d: d["buffers"]["spike_in"].__setitem__("width_bits", 16), "buffers.spike_in.width_bits",
+     ">= clusters.spike_pes"),
     (lambda d: d.pop("clock_mhz"), "clock_mhz", "missing"),
 ])
 def test_invalid_configs_name_field_and_rule(mutate, field: str, rule: str) -> None:

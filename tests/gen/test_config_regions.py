@@ -17,10 +17,20 @@ def test_regions_fit_their_buffers(name):
         used[r.buffer] = used.get(r.buffer, 0) + r.bits
     for b, bits in used.items():
         assert bits <= cfg.buffers[b].bits
-    # the weight regions hold the largest layer of the limits
+    # the weight regions hold the largest cores of the limits
     lim = cfg.limits
-    assert cfg.regions["w1"].depth * cfg.lanes >= lim.max_in_channels * lim.max_rank
-    assert cfg.regions["w4"].depth * cfg.lanes >= lim.max_out_channels * lim.max_rank
+    assert cfg.regions["w1"].depth * cfg.lanes >= lim.max_pointwise_weights
+    assert cfg.regions["w4"].depth * cfg.lanes >= lim.max_pointwise_weights
+    assert cfg.regions["w2"].depth * cfg.lanes >= 3 * lim.max_rank ** 2
+    # the line buffers hold 3 q1 and 3 q23 rows per timestep, the widest tile fits at T = 1
+    assert cfg.regions["line1"].depth >= 3 * (lim.max_tile_width + 2)
+
+
+def test_paper_runs_the_paper_workload_shapes():
+    """MS-ResNet34's widest layer (48 columns, r = 24, T = 6) fits one full-width strip."""
+    from gen.driver import tile_fit
+    cfg = load_config("paper")
+    assert tile_fit(cfg, 6, 64, 24, 64, 48, 48, False, (True,) * 4, pack=3) is None
 
 
 def test_paper_keeps_272_kb():
@@ -48,6 +58,6 @@ def test_non_power_of_two_lanes_are_rejected():
 
 def test_interstage_too_small_for_the_tile_limits():
     d = _small()
-    d["limits"]["max_tile_width"] = 64
+    d["limits"]["max_tile_width"] = 200
     with pytest.raises(ConfigError, match="buffers.interstage.bytes"):
         config_from_dict(d)

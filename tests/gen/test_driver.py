@@ -1,12 +1,15 @@
-"""The tiling driver: plans, halos, stitching, host-word encoding and clear errors."""
+"""The tiling driver: plans, halos, stitching, row orders, host-word encoding and clear errors."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
 from gen.config import load_config
-from gen.driver import Driver, LayerOutputs, TileResult, plan_layer
+from gen.driver import (Driver, LayerOutputs, TileResult, input_row_order, output_row_order,
+                        plan_layer)
 from sw.golden import golden_layer, golden_tile
 from sw.qlayer import QuantTTLayer
 
@@ -22,17 +25,37 @@ def layer(rng, mode="ptt", r=3, cin=6, cout=5, pool=False, residual=False):
                         bias=rng.integers(-100, 100, cout), threshold=20, pool=pool, residual=residual)
 
 
-@pytest.mark.parametrize("pool", [False, True])
-def test_tiles_cover_the_layer_once_and_fit(pool):
-    plan = plan_layer(PAPER, (4, 64, 32, 32), rank=24, out_channels=64, pool=pool)
-    cover = np.zeros((64, 32, 32), int)
+@pytest.mark.parametrize("cfg, shape, rank, cout, pool, tiles", [
+    (PAPER, (4, 64, 32, 32), 24, 64, False, 1),      # streams whole: one tile, halos outside
+    (PAPER, (4, 64, 32, 32), 24, 64, True, 1),
+    (SMALL, (2, 8, 6, 20), 4, 6, False, 3),           # wider than max_tile_width: strips
+    (SMALL, (2, 8, 6, 20), 4, 6, True, 3),
+])
+def test_tiles_cover_the_layer_once_and_fit(cfg, shape, rank, cout, pool, tiles):
+    plan = plan_layer(cfg, shape, rank=rank, out_channels=cout, pool=pool)
+    _, _, hh, ww = shape
+    cover = np.zeros((cout, hh, ww), int)
     for t in plan:
-        assert t.height <= PAPER.limits.max_tile_height and t.width <= PAPER.limits.max_tile_width
+        assert t.height <= cfg.limits.max_tile_height and t.width <= cfg.limits.max_tile_width
         cover[t.out0:t.out0 + t.out_channels, t.row0:t.row0 + t.height, t.col0:t.col0 + t.width] += 1
         if pool:
             assert t.height % 2 == 0 and t.width % 2 == 0
+        # a window edge is zero halo exactly when it lies outside the layer
+        assert t.zero_halo == (t.row0 == 0, t.row0 + t.height == hh, t.col0 == 0, t.col0 + t.width == ww)
     assert np.all(cover == 1)
-    assert len(plan) > 1      # 32x32 at T=4 does not fit the state_out buffer in one tile
+    assert len(plan) == tiles
+
+
+def test_row_orders():
+    """Cluster 1 reads rows 0..2 of every timestep first (row outer) or every row of a
+    timestep (timestep outer); rows outside the layer are never sent."""
+    assert input_row_order(2, 2, (True, True, True, True), 0) == [(1, 0), (2, 0), (1, 1), (2, 1)]
+    assert input_row_order(2, 2, (False, False, True, True), 0) == [
+        (0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1), (3, 0), (3, 1)]
+    assert input_row_order(2, 2, (True, False, True, True), 1) == [
+        (1, 0), (2, 0), (3, 0), (1, 1), (2, 1), (3, 1)]
+    assert output_row_order(2, 3, 0) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert output_row_order(2, 3, 1) == [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]
 
 
 def test_output_channel_groups_when_cout_exceeds_the_limit():
@@ -60,35 +83,45 @@ def test_tiled_golden_equals_untiled_golden():
         np.testing.assert_array_equal(out.membrane, gold.membrane.numpy())
 
 
-def test_encoding_round_trip_and_word_counts():
+@pytest.mark.parametrize("order", [0, 1])
+def test_encoding_round_trip_and_word_counts(order):
     rng = np.random.default_rng(21)
     q = layer(rng, residual=True)
     x = rng.integers(0, 2, (2, 6, 3, 3))
     drv = Driver(SMALL)
-    plan = drv.plan(q, x.shape)
+    plan = drv.plan(q, x.shape, tile_hw=(3, 2), order=order)    # a strip with a right halo
     t = plan.tiles[0]
-    prog = drv.program(q, t, drv.window(x, t), rng.integers(-100, 100, (2, 5, 3, 3)))
+    assert t.zero_halo == (True, True, True, False)
+    prog = drv.program(q, t, drv.window(x, t), rng.integers(-100, 100, (2, 5, 3, 2)))
     m = drv.map
-    region_writes = [a for a, _ in prog.writes if any(r.base <= a < r.base + r.span for r in m.regions)]
-    assert prog.words_in == len(region_writes)
-    # spike words: bit c of word ((t*5 + y)*5 + x) is the window's spike
+    in_region = lambda a: any(r.base <= a < r.base + r.span for r in m.regions)  # noqa: E731
+    writes = prog.setup + [w for row in prog.in_rows + prog.res_rows for w in row]
+    assert prog.words_in == sum(1 for a, _ in writes if in_region(a))
+    assert prog.words_out == sum(len(r) for r in prog.out_rows)
+    # spike rows: cluster 1's row order; in a row the right halo column (window column 3)
+    # first, then columns 1, 2 (the left halo is outside the layer); bit c = channel c
     sp = m.region("spike_in")
-    words = {a - sp.base: w for a, w in prog.writes if sp.base <= a < sp.base + sp.span}
     win = drv.window(x, t)
-    for (tt, c, y, xx), v in np.ndenumerate(win):
-        assert (words[(tt * 5 + y) * 5 + xx] >> c) & 1 == v
+    rows = input_row_order(t.height, t.timesteps, t.zero_halo, order)
+    assert len(prog.in_rows) == len(rows)
+    for i, (w, tt) in enumerate(rows):
+        base = (i % prog.rings["in"]) * 3
+        words = {a - sp.base - base: v for a, v in prog.in_rows[i]}
+        for k, col in enumerate((3, 1, 2)):
+            for c in range(6):
+                assert (words[k] >> c) & 1 == win[tt, c, w, col]
     # decode a fabricated read-back: membrane lane values and spikes come back in place
-    mem = rng.integers(-(1 << 15), 1 << 15, (2, 8, 3, 3))
-    spk = rng.integers(0, 2, (2, 8, 3, 3))
-    mem_words = drv.lane_words(mem, 16)
-    p = SMALL.lanes
-    spk_words = [sum(int(spk[tt, g * p + l, y, xx]) << l for l in range(p))
-                 for tt in range(2) for y in range(3) for xx in range(3) for g in range(2)]
-    hb = 32
+    mem = rng.integers(-(1 << 15), 1 << 15, (2, 8, 3, 2))
+    spk = rng.integers(0, 2, (2, 8, 3, 2))
+    p, hb = SMALL.lanes, 32
     vals = []
-    for w in mem_words:
-        vals += [(w >> (k * hb)) & 0xFFFFFFFF for k in range(m.region("membrane").subwords)]
-    vals += spk_words
+    for y, tt in output_row_order(3, 2, order):
+        for xx in range(2):
+            for g in range(2):
+                w = sum((int(mem[tt, g * p + l, y, xx]) & 0xFFFF) << (16 * l) for l in range(p))
+                vals += [(w >> (k * hb)) & 0xFFFFFFFF for k in range(m.region("membrane").subwords)]
+        vals += [sum(int(spk[tt, g * p + l, y, xx]) << l for l in range(p))
+                 for xx in range(2) for g in range(2)]
     vals += [0] * (len(prog.reads) - len(vals))
     res = prog.decode(vals)
     np.testing.assert_array_equal(res.membrane, mem[:, :5])
@@ -100,8 +133,10 @@ def test_clear_errors():
     drv = Driver(SMALL)
     with pytest.raises(ValueError, match="rank = 9 exceeds"):
         plan_layer(SMALL, (2, 4, 4, 4), rank=9, out_channels=4)
-    with pytest.raises(ValueError, match="weight streaming"):
+    with pytest.raises(ValueError, match="limit 80.*weight streaming"):
         plan_layer(PAPER, (6, 512, 6, 6), rank=170, out_channels=512)
+    with pytest.raises(ValueError, match="region w1 .*weight streaming"):
+        plan_layer(PAPER, (6, 512, 6, 6), rank=79, out_channels=512)
     with pytest.raises(ValueError, match="even height and width"):
         plan_layer(SMALL, (2, 4, 5, 4), rank=2, out_channels=4, pool=True)
     with pytest.raises(ValueError, match="expected \\(T, Cin, H, W\\)"):
@@ -111,6 +146,8 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="window: expected shape"):
         drv.program(q, plan.tiles[0], np.zeros((2, 6, 4, 4), int))
     with pytest.raises(ValueError, match="spikes must be 0 or 1"):
-        drv.spike_words(np.full((1, 2, 3, 3), 2))
+        drv.spike_rows(np.full((2, 6, 5, 5), 2), plan.tiles[0])
+    with pytest.raises(ValueError, match="does not fit"):
+        drv.program(q, dataclasses.replace(plan.tiles[0], pack=9), np.zeros((2, 6, 5, 5), int))
     with pytest.raises(FileNotFoundError, match="manifest"):
         Driver("/nonexistent/manifest.json")

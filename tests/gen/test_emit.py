@@ -26,7 +26,7 @@ def test_manifest_describes_ports_registers_counters_regions(small_out):
     man = json.loads((small_out / "manifest.json").read_text())
     names = {p["name"] for p in man["ports"]}
     assert {"clk", "rst", "host_addr", "host_wdata", "host_write", "host_read", "host_rdata",
-            "host_rvalid", "busy", "done"} <= names
+            "host_rvalid", "busy", "done", "event"} <= names
     assert man["host_read_latency"] == 2
     assert {c["name"] for c in man["counters"]} >= {"cycles", "c1_busy", "c4_macs", "host_words_in"}
     regions = {r["name"]: r for r in man["regions"]}

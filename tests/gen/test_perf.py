@@ -1,25 +1,48 @@
-"""gen.perf: the cycle model never beats the ideal bound, and the CLI reports every TT layer."""
+"""gen.perf: the cycle model never beats the ideal bound, the loss columns add up, the paper
+workloads stay within the issue's 1.15x goal (a deterministic model, not a timing run), and
+the CLI reports every TT layer."""
 
 from __future__ import annotations
 
+import pytest
+
 from gen.config import load_config
 from gen.cyclemodel import TileShape, tile_timing
-from gen.perf import main, network_report
+from gen.perf import GOAL, main, network_report, summary
+
+PAPER = load_config("paper")
 
 
-def test_cycles_never_below_the_bound_and_counts_add_up():
-    cfg = load_config("paper")
-    rows = network_report(cfg, "resnet18-cifar10", "ptt")
+@pytest.fixture(scope="module")
+def ptt_rows():
+    return {net: network_report(PAPER, net, "ptt") for net in ("resnet18-cifar10", "resnet34-ncaltech101")}
+
+
+def test_cycles_never_below_the_bound_and_losses_add_up(ptt_rows):
+    rows = ptt_rows["resnet18-cifar10"]
     assert len(rows) == 16
     for r in rows:
         assert r["cycles"] >= r["bound"]
-        assert abs(r["lane_pad"] + r["halo"] + r["pipeline"] + r["bound"] - r["cycles"]) < 1e-6 * r["cycles"] + 1
+        assert r["halo"] >= 0 and r["padding"] >= 0 and r["pipeline"] >= 0
+        assert abs(r["bound"] + r["halo"] + r["padding"] + r["pipeline"] - r["cycles"]) < 1e-6 * r["cycles"]
+
+
+def test_paper_workloads_meet_the_goal(ptt_rows):
+    """Every PTT layer that fits the weight buffer is within 1.15x of the bound; MS-ResNet34's
+    512-channel stage (6 layers, cores of 232-357 KB) does not fit the 272 KB chip."""
+    for net, rows in ptt_rows.items():
+        s = summary(rows)
+        assert s["within_goal"] == s["fitting"], (net, s)
+        assert s["ratio"] <= GOAL
+    r34 = ptt_rows["resnet34-ncaltech101"]
+    assert [r["layer"] for r in r34 if not r["fits_weight_buffer"]] == [
+        f"layers.3.{b}.conv{c}" for b in range(3) for c in (1, 2)]
 
 
 def test_stalls_appear_when_a_consumer_is_slower():
     cfg = load_config("small")
     # G4 with Cout = 32 is far slower than G1 with Cin = 1: E1 must wait for line1 slots
-    t = tile_timing(cfg, TileShape(1, 4, 32, 4, 4, 2, "ptt", (True, True)))
+    t = tile_timing(cfg, TileShape(1, 4, 32, 6, 4, 2, "ptt", (True, True)))
     assert t["c1_stall"] > 0 and t["cycles"] >= t["c4_busy"]
 
 

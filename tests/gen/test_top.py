@@ -1,6 +1,7 @@
 """Whole tiles through the accelerator in amaranth.sim (small configuration): outputs and
 membranes against the integer golden model (sw.golden), every counter against the exact
-counter/cycle model (gen.cyclemodel), for STT, PTT and HTT."""
+counter/cycle model (gen.cyclemodel), for STT, PTT and HTT, both row orders, every lane
+packing, weight-stationary chunks, and the streaming host protocol with small rings."""
 
 from __future__ import annotations
 
@@ -32,10 +33,11 @@ def make_layer(rng, mode, r, cin, cout, T, pool=False, residual=False, shifts=(1
         pool=pool, residual=residual, schedule=schedule or ())
 
 
-def run_layer(q, x, resid=None, tile_hw=None):
+def run_layer(q, x, resid=None, tile_hw=None, pack=None, order=None, ring_limit=None):
     drv = Driver(CFG)
-    plan = drv.plan(q, x.shape, tile_hw=tile_hw)
-    progs = [drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t) if q.residual else None)
+    plan = drv.plan(q, x.shape, tile_hw=tile_hw, pack=pack, order=order)
+    progs = [drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t) if q.residual else None,
+                         ring_limit=ring_limit)
              for t in plan]
     values = run_programs(Accelerator(CFG), progs)
     out = LayerOutputs(plan)
@@ -47,8 +49,14 @@ def run_layer(q, x, resid=None, tile_hw=None):
     return out, per_tile, drv
 
 
-def check(q, x, resid=None, tile_hw=None):
-    out, per_tile, drv = run_layer(q, x, resid, tile_hw)
+TIMING = ("cycles", "c1_stall", "c1_in_wait", "c2_stall", "c3_stall", "c4_stall", "adder_stall",
+          "lif_stall")
+
+
+def check(q, x, resid=None, tile_hw=None, pack=None, order=None, ring_limit=None):
+    """Run the layer; compare outputs with the golden model and every counter with the model
+    (the timing counters only when the host could fill and drain the rings without waits)."""
+    out, per_tile, drv = run_layer(q, x, resid, tile_hw, pack, order, ring_limit)
     gold = golden_layer(q, x, resid, CFG)
     np.testing.assert_array_equal(out.membrane, gold.membrane.numpy())
     np.testing.assert_array_equal(out.spikes, gold.spikes.numpy())
@@ -57,19 +65,53 @@ def check(q, x, resid=None, tile_hw=None):
                                spikes_out=int(res.spikes.sum()), words_in=prog.words_in,
                                words_out=prog.words_out)
         assert set(expect) == set(res.counters)
-        diff = {k: (res.counters[k], expect[k]) for k in expect if res.counters[k] != expect[k]}
+        skip = TIMING if ring_limit else ()
+        diff = {k: (res.counters[k], expect[k]) for k in expect
+                if k not in skip and res.counters[k] != expect[k]}
         assert not diff, f"tile {tile.index}: counters (rtl, model) differ: {diff}"
     return out, per_tile
 
 
+@pytest.mark.parametrize("order", [0, 1], ids=["row-outer", "timestep-outer"])
 @pytest.mark.parametrize("mode", ["stt", "ptt", "htt"])
-def test_tile_modes(mode):
+def test_tile_modes(mode, order):
     rng = np.random.default_rng({"stt": 10, "ptt": 11, "htt": 12}[mode])
     q = make_layer(rng, mode, r=3, cin=5, cout=6, T=3,
                    schedule=(True, False, True) if mode == "htt" else None)
     x = rng.integers(0, 2, (3, 5, 4, 3))
-    out, _ = check(q, x)
+    out, per_tile = check(q, x, order=order)
     assert 0 < out.spikes.mean() < 1          # the test exercises both outcomes
+    assert all(t.order == order for t, _, _ in per_tile)
+
+
+@pytest.mark.parametrize("pack", [0, 1, 2])
+@pytest.mark.parametrize("mode", ["stt", "ptt"])
+def test_every_lane_packing_with_scratchpad_chunks(mode, pack):
+    """Pk = 1, 2, 4 rank lanes x Px = 4, 2, 1 columns; rank 6 gives 18 reduction steps, more
+    than the 16-entry weight scratchpad: chunks replayed over several column blocks, partial
+    sums parked in the scratchpads; width 7 leaves the last block partly empty."""
+    rng = np.random.default_rng(20 + pack + (mode == "stt") * 5)
+    q = make_layer(rng, mode, r=6, cin=5, cout=4, T=2)
+    x = rng.integers(0, 2, (2, 5, 3, 7))
+    out, per_tile = check(q, x, pack=pack)
+    tile = per_tile[0][0]
+    assert tile.pack == pack
+    counters = per_tile[0][2].counters
+    if CFG.lanes >> pack > 1 and tile.width > CFG.lanes >> pack:      # several blocks
+        assert counters["c2_spad_reads"] > 0 and counters["c2_spad_writes"] > 0
+
+
+def test_host_keeps_rings_small():
+    """Rings of one or two rows: the host refills and drains them while the tile runs; the
+    accelerator waits for it (c1_in_wait, lif_stall) and the results stay exact."""
+    rng = np.random.default_rng(19)
+    q = make_layer(rng, "ptt", r=3, cin=5, cout=6, T=3, residual=True)
+    x = rng.integers(0, 2, (3, 5, 4, 3))
+    resid = rng.integers(-3000, 3000, (3, 6, 4, 3))
+    for ring in (1, 2):
+        out, per_tile = check(q, x, resid, ring_limit=ring)
+        c = per_tile[0][2].counters
+        assert c["c1_in_wait"] > 0 and c["lif_stall"] > 0
 
 
 def test_rank_and_channels_beyond_the_array_with_pool_and_residual():
@@ -88,12 +130,17 @@ def test_stt_pool_residual_odd_width():
     check(q, x, rng.integers(-3000, 3000, (2, 3, 1, 2)))
 
 
-def test_several_tiles_with_halos_htt():
+@pytest.mark.parametrize("mode", ["htt", "stt"])
+def test_several_tiles_with_halos(mode):
+    """Tiles inside the layer: halo rows and columns hold the neighbours' spikes (cluster 1
+    computes them, STT's cluster 2 computes the halo columns of q2)."""
     rng = np.random.default_rng(15)
-    q = make_layer(rng, "htt", r=4, cin=6, cout=5, T=2, schedule=(False, True))
+    q = make_layer(rng, mode, r=4, cin=6, cout=5, T=2, schedule=(False, True) if mode == "htt" else None)
     x = rng.integers(0, 2, (2, 6, 5, 5))
     _, per_tile = check(q, x, tile_hw=(3, 2))
     assert len(per_tile) == 6
+    assert any(not t.zero_halo[2] and not t.zero_halo[3] for t, _, _ in per_tile)   # both sides
+    assert any(not t.zero_halo[0] for t, _, _ in per_tile)                          # a top halo
 
 
 def test_all_zero_and_all_one_spikes_with_saturation():
@@ -110,13 +157,15 @@ def test_all_zero_and_all_one_spikes_with_saturation():
 
 @pytest.mark.parametrize("mode,r,cin,cout,T,H,W,pool", [
     ("stt", 1, 1, 1, 1, 1, 1, False),      # smallest tile, T = 1 (no membrane read-back)
+    ("ptt", 1, 2, 3, 3, 1, 1, False),      # rows of one cycle: the LIF waits for its read-back
     ("htt", 2, 3, 3, 4, 2, 2, True),       # HTT with a random schedule over 4 steps, pooling
     ("ptt", 8, 2, 32, 1, 2, 1, False),     # rank and Cout at the small configuration's limits
 ])
 def test_edge_shapes(mode, r, cin, cout, T, H, W, pool):
     rng = np.random.default_rng(r * 100 + cin * 10 + T)
     q = make_layer(rng, mode, r=r, cin=cin, cout=cout, T=T, pool=pool)
-    check(q, rng.integers(0, 2, (T, cin, H, W)))
+    for order in (0, 1):
+        check(q, rng.integers(0, 2, (T, cin, H, W)), order=order)
 
 
 def test_status_and_id_registers():
@@ -142,6 +191,44 @@ def test_status_and_id_registers():
     sim.run()
     assert seen["id"] == ID_VALUE
     assert seen["status"] == 0                      # neither busy nor done after reset
+
+
+def test_event_rises_with_progress_and_falls_on_status_read():
+    """The event line: high once the tile frees input slots / completes rows / ends, low after
+    the host reads status, high again at the next progress."""
+    rng = np.random.default_rng(18)
+    q = make_layer(rng, "ptt", r=2, cin=3, cout=3, T=2)
+    x = rng.integers(0, 2, (2, 3, 2, 2))
+    drv = Driver(CFG)
+    tile = drv.plan(q, x.shape).tiles[0]
+    prog = drv.program(q, tile, drv.window(x, tile))
+    dut = Accelerator(CFG)
+    from amaranth.sim import Simulator
+    from gen.sim import SimBus
+    log = []
+
+    async def bench(ctx):
+        bus = SimBus(ctx, dut, 100_000)
+        for a, w in prog.setup:
+            await bus.write(a, w)
+        for row in prog.in_rows:
+            for a, w in row:
+                await bus.write(a, w)
+        await bus.write(prog.registers["in_rows"], len(prog.in_rows))
+        await bus.write(*prog.start)
+        await bus.wait_event()
+        log.append(ctx.get(dut.event))
+        await bus.read([prog.registers["status"]])
+        await ctx.tick()
+        log.append(ctx.get(dut.event))
+        await bus.wait_event()                   # further progress raises it again
+        log.append(ctx.get(dut.event))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert log == [1, 0, 1]
 
 
 @pytest.mark.slow
