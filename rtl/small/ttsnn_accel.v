@@ -881,10 +881,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$1786 ;
   wire \$1787 ;
   wire \$1788 ;
-  wire \$1789 ;
+  wire [4:0] \$1789 ;
   wire \$179 ;
-  wire \$1790 ;
-  wire \$1791 ;
+  wire [4:0] \$1790 ;
+  wire [4:0] \$1791 ;
   wire \$1792 ;
   wire \$1793 ;
   wire \$1794 ;
@@ -892,115 +892,115 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$1796 ;
   wire \$1797 ;
   wire \$1798 ;
-  wire [16:0] \$1799 ;
+  wire \$1799 ;
   wire \$18 ;
   wire [16:0] \$180 ;
   wire \$1800 ;
   wire \$1801 ;
   wire \$1802 ;
-  wire [48:0] \$1803 ;
-  wire [48:0] \$1804 ;
+  wire \$1803 ;
+  wire \$1804 ;
   wire \$1805 ;
-  wire [16:0] \$1806 ;
-  wire [17:0] \$1807 ;
+  wire \$1806 ;
+  wire \$1807 ;
   wire \$1808 ;
   wire \$1809 ;
   wire \$181 ;
   wire \$1810 ;
-  wire [23:0] \$1811 ;
-  wire [16:0] \$1812 ;
-  wire [25:0] \$1813 ;
-  wire [16:0] \$1814 ;
-  wire [24:0] \$1815 ;
-  wire [25:0] \$1816 ;
-  wire [25:0] \$1817 ;
-  wire [26:0] \$1818 ;
+  wire \$1811 ;
+  wire \$1812 ;
+  wire \$1813 ;
+  wire \$1814 ;
+  wire \$1815 ;
+  wire \$1816 ;
+  wire \$1817 ;
+  wire \$1818 ;
   wire \$1819 ;
   wire \$182 ;
   wire \$1820 ;
   wire \$1821 ;
   wire \$1822 ;
   wire \$1823 ;
-  wire [48:0] \$1824 ;
+  wire \$1824 ;
   wire \$1825 ;
   wire [16:0] \$1826 ;
-  wire [17:0] \$1827 ;
+  wire \$1827 ;
   wire \$1828 ;
   wire \$1829 ;
   wire [16:0] \$183 ;
-  wire \$1830 ;
-  wire [23:0] \$1831 ;
-  wire [16:0] \$1832 ;
-  wire [25:0] \$1833 ;
-  wire [16:0] \$1834 ;
-  wire [24:0] \$1835 ;
-  wire [25:0] \$1836 ;
-  wire [25:0] \$1837 ;
-  wire [26:0] \$1838 ;
-  wire \$1839 ;
+  wire [48:0] \$1830 ;
+  wire [48:0] \$1831 ;
+  wire \$1832 ;
+  wire [16:0] \$1833 ;
+  wire [17:0] \$1834 ;
+  wire \$1835 ;
+  wire \$1836 ;
+  wire \$1837 ;
+  wire [23:0] \$1838 ;
+  wire [16:0] \$1839 ;
   wire \$184 ;
-  wire \$1840 ;
-  wire \$1841 ;
-  wire \$1842 ;
-  wire \$1843 ;
-  wire \$1844 ;
-  wire [16:0] \$1845 ;
+  wire [25:0] \$1840 ;
+  wire [16:0] \$1841 ;
+  wire [24:0] \$1842 ;
+  wire [25:0] \$1843 ;
+  wire [25:0] \$1844 ;
+  wire [26:0] \$1845 ;
   wire \$1846 ;
   wire \$1847 ;
   wire \$1848 ;
   wire \$1849 ;
   wire [15:0] \$185 ;
   wire \$1850 ;
-  wire \$1851 ;
+  wire [48:0] \$1851 ;
   wire \$1852 ;
-  wire [48:0] \$1853 ;
-  wire [48:0] \$1854 ;
+  wire [16:0] \$1853 ;
+  wire [17:0] \$1854 ;
   wire \$1855 ;
   wire \$1856 ;
-  wire [16:0] \$1857 ;
-  wire \$1858 ;
-  wire \$1859 ;
+  wire \$1857 ;
+  wire [23:0] \$1858 ;
+  wire [16:0] \$1859 ;
   wire [16:0] \$186 ;
-  wire [23:0] \$1860 ;
+  wire [25:0] \$1860 ;
   wire [16:0] \$1861 ;
-  wire [16:0] \$1862 ;
+  wire [24:0] \$1862 ;
   wire [25:0] \$1863 ;
-  wire [16:0] \$1864 ;
-  wire [16:0] \$1865 ;
-  wire [24:0] \$1866 ;
-  wire [25:0] \$1867 ;
-  wire [25:0] \$1868 ;
-  wire [26:0] \$1869 ;
+  wire [25:0] \$1864 ;
+  wire [26:0] \$1865 ;
+  wire \$1866 ;
+  wire \$1867 ;
+  wire \$1868 ;
+  wire \$1869 ;
   wire \$187 ;
   wire \$1870 ;
   wire \$1871 ;
-  wire \$1872 ;
+  wire [16:0] \$1872 ;
   wire \$1873 ;
   wire \$1874 ;
   wire \$1875 ;
-  wire [48:0] \$1876 ;
+  wire \$1876 ;
   wire \$1877 ;
   wire \$1878 ;
   wire \$1879 ;
   wire \$188 ;
-  wire \$1880 ;
+  wire [48:0] \$1880 ;
   wire [48:0] \$1881 ;
   wire \$1882 ;
-  wire [16:0] \$1883 ;
-  wire \$1884 ;
+  wire \$1883 ;
+  wire [16:0] \$1884 ;
   wire \$1885 ;
-  wire [23:0] \$1886 ;
-  wire [16:0] \$1887 ;
+  wire \$1886 ;
+  wire [23:0] \$1887 ;
   wire [16:0] \$1888 ;
-  wire [25:0] \$1889 ;
+  wire [16:0] \$1889 ;
   wire [16:0] \$189 ;
-  wire [16:0] \$1890 ;
+  wire [25:0] \$1890 ;
   wire [16:0] \$1891 ;
-  wire [24:0] \$1892 ;
-  wire [25:0] \$1893 ;
+  wire [16:0] \$1892 ;
+  wire [24:0] \$1893 ;
   wire [25:0] \$1894 ;
-  wire [26:0] \$1895 ;
-  wire \$1896 ;
+  wire [25:0] \$1895 ;
+  wire [26:0] \$1896 ;
   wire \$1897 ;
   wire \$1898 ;
   wire \$1899 ;
@@ -1009,89 +1009,89 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$1900 ;
   wire \$1901 ;
   wire \$1902 ;
-  wire [16:0] \$1903 ;
+  wire [48:0] \$1903 ;
   wire \$1904 ;
   wire \$1905 ;
-  wire [23:0] \$1906 ;
-  wire [16:0] \$1907 ;
-  wire [16:0] \$1908 ;
-  wire [25:0] \$1909 ;
+  wire \$1906 ;
+  wire \$1907 ;
+  wire [48:0] \$1908 ;
+  wire \$1909 ;
   wire \$191 ;
   wire [16:0] \$1910 ;
-  wire [16:0] \$1911 ;
-  wire [24:0] \$1912 ;
-  wire [25:0] \$1913 ;
-  wire [25:0] \$1914 ;
-  wire [26:0] \$1915 ;
-  wire \$1916 ;
-  wire \$1917 ;
-  wire \$1918 ;
-  wire \$1919 ;
+  wire \$1911 ;
+  wire \$1912 ;
+  wire [23:0] \$1913 ;
+  wire [16:0] \$1914 ;
+  wire [16:0] \$1915 ;
+  wire [25:0] \$1916 ;
+  wire [16:0] \$1917 ;
+  wire [16:0] \$1918 ;
+  wire [24:0] \$1919 ;
   wire [16:0] \$192 ;
-  wire \$1920 ;
-  wire \$1921 ;
-  wire \$1922 ;
+  wire [25:0] \$1920 ;
+  wire [25:0] \$1921 ;
+  wire [26:0] \$1922 ;
   wire \$1923 ;
   wire \$1924 ;
   wire \$1925 ;
   wire \$1926 ;
   wire \$1927 ;
-  wire [48:0] \$1928 ;
-  wire [48:0] \$1929 ;
+  wire \$1928 ;
+  wire \$1929 ;
   wire \$193 ;
-  wire \$1930 ;
-  wire [15:0] \$1931 ;
-  wire [23:0] \$1932 ;
-  wire [1:0] \$1933 ;
-  wire [17:0] \$1934 ;
-  wire [1:0] \$1935 ;
-  wire [18:0] \$1936 ;
-  wire [19:0] \$1937 ;
-  wire [25:0] \$1938 ;
-  wire [1:0] \$1939 ;
+  wire [16:0] \$1930 ;
+  wire \$1931 ;
+  wire \$1932 ;
+  wire [23:0] \$1933 ;
+  wire [16:0] \$1934 ;
+  wire [16:0] \$1935 ;
+  wire [25:0] \$1936 ;
+  wire [16:0] \$1937 ;
+  wire [16:0] \$1938 ;
+  wire [24:0] \$1939 ;
   wire \$194 ;
-  wire [17:0] \$1940 ;
-  wire [1:0] \$1941 ;
-  wire [18:0] \$1942 ;
-  wire [19:0] \$1943 ;
-  wire [27:0] \$1944 ;
-  wire [28:0] \$1945 ;
-  wire [28:0] \$1946 ;
-  wire [29:0] \$1947 ;
+  wire [25:0] \$1940 ;
+  wire [25:0] \$1941 ;
+  wire [26:0] \$1942 ;
+  wire \$1943 ;
+  wire \$1944 ;
+  wire \$1945 ;
+  wire \$1946 ;
+  wire \$1947 ;
   wire \$1948 ;
   wire \$1949 ;
   wire [16:0] \$195 ;
   wire \$1950 ;
-  wire [48:0] \$1951 ;
+  wire \$1951 ;
   wire \$1952 ;
   wire \$1953 ;
   wire \$1954 ;
-  wire \$1955 ;
-  wire \$1956 ;
+  wire [48:0] \$1955 ;
+  wire [48:0] \$1956 ;
   wire \$1957 ;
-  wire [48:0] \$1958 ;
-  wire \$1959 ;
+  wire [15:0] \$1958 ;
+  wire [23:0] \$1959 ;
   wire \$196 ;
-  wire \$1960 ;
-  wire [16:0] \$1961 ;
-  wire \$1962 ;
-  wire \$1963 ;
-  wire [23:0] \$1964 ;
-  wire [16:0] \$1965 ;
-  wire [16:0] \$1966 ;
-  wire [25:0] \$1967 ;
-  wire [16:0] \$1968 ;
-  wire [16:0] \$1969 ;
+  wire [1:0] \$1960 ;
+  wire [17:0] \$1961 ;
+  wire [1:0] \$1962 ;
+  wire [18:0] \$1963 ;
+  wire [19:0] \$1964 ;
+  wire [25:0] \$1965 ;
+  wire [1:0] \$1966 ;
+  wire [17:0] \$1967 ;
+  wire [1:0] \$1968 ;
+  wire [18:0] \$1969 ;
   wire \$197 ;
-  wire [24:0] \$1970 ;
-  wire [25:0] \$1971 ;
-  wire [25:0] \$1972 ;
-  wire [26:0] \$1973 ;
-  wire \$1974 ;
+  wire [19:0] \$1970 ;
+  wire [27:0] \$1971 ;
+  wire [28:0] \$1972 ;
+  wire [28:0] \$1973 ;
+  wire [29:0] \$1974 ;
   wire \$1975 ;
   wire \$1976 ;
   wire \$1977 ;
-  wire \$1978 ;
+  wire [48:0] \$1978 ;
   wire \$1979 ;
   wire [8:0] \$198 ;
   wire \$1980 ;
@@ -1100,219 +1100,219 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$1983 ;
   wire \$1984 ;
   wire [48:0] \$1985 ;
-  wire [48:0] \$1986 ;
+  wire \$1986 ;
   wire \$1987 ;
-  wire [15:0] \$1988 ;
-  wire [23:0] \$1989 ;
+  wire [16:0] \$1988 ;
+  wire \$1989 ;
   wire \$199 ;
-  wire [1:0] \$1990 ;
-  wire [17:0] \$1991 ;
-  wire [1:0] \$1992 ;
-  wire [18:0] \$1993 ;
-  wire [19:0] \$1994 ;
-  wire [25:0] \$1995 ;
-  wire [1:0] \$1996 ;
-  wire [17:0] \$1997 ;
-  wire [1:0] \$1998 ;
-  wire [18:0] \$1999 ;
+  wire \$1990 ;
+  wire [23:0] \$1991 ;
+  wire [16:0] \$1992 ;
+  wire [16:0] \$1993 ;
+  wire [25:0] \$1994 ;
+  wire [16:0] \$1995 ;
+  wire [16:0] \$1996 ;
+  wire [24:0] \$1997 ;
+  wire [25:0] \$1998 ;
+  wire [25:0] \$1999 ;
   wire \$2 ;
   wire \$20 ;
   wire [16:0] \$200 ;
-  wire [19:0] \$2000 ;
-  wire [27:0] \$2001 ;
-  wire [28:0] \$2002 ;
-  wire [28:0] \$2003 ;
-  wire [29:0] \$2004 ;
+  wire [26:0] \$2000 ;
+  wire \$2001 ;
+  wire \$2002 ;
+  wire \$2003 ;
+  wire \$2004 ;
   wire \$2005 ;
   wire \$2006 ;
   wire \$2007 ;
   wire \$2008 ;
   wire \$2009 ;
   wire [18:0] \$201 ;
-  wire [24:0] \$2010 ;
+  wire \$2010 ;
   wire \$2011 ;
-  wire \$2012 ;
-  wire \$2013 ;
-  wire [24:0] \$2014 ;
-  wire \$2015 ;
-  wire \$2016 ;
-  wire \$2017 ;
-  wire \$2018 ;
-  wire \$2019 ;
+  wire [48:0] \$2012 ;
+  wire [48:0] \$2013 ;
+  wire \$2014 ;
+  wire [15:0] \$2015 ;
+  wire [23:0] \$2016 ;
+  wire [1:0] \$2017 ;
+  wire [17:0] \$2018 ;
+  wire [1:0] \$2019 ;
   wire [19:0] \$202 ;
-  wire \$2020 ;
-  wire [48:0] \$2021 ;
-  wire \$2022 ;
-  wire \$2023 ;
-  wire [2:0] \$2024 ;
-  wire [48:0] \$2025 ;
-  wire \$2026 ;
-  wire \$2027 ;
-  wire [1:0] \$2028 ;
-  wire [2:0] \$2029 ;
+  wire [18:0] \$2020 ;
+  wire [19:0] \$2021 ;
+  wire [25:0] \$2022 ;
+  wire [1:0] \$2023 ;
+  wire [17:0] \$2024 ;
+  wire [1:0] \$2025 ;
+  wire [18:0] \$2026 ;
+  wire [19:0] \$2027 ;
+  wire [27:0] \$2028 ;
+  wire [28:0] \$2029 ;
   wire [20:0] \$203 ;
-  wire [3:0] \$2030 ;
-  wire [4:0] \$2031 ;
-  wire [4:0] \$2032 ;
-  wire [48:0] \$2033 ;
+  wire [28:0] \$2030 ;
+  wire [29:0] \$2031 ;
+  wire \$2032 ;
+  wire \$2033 ;
   wire \$2034 ;
   wire \$2035 ;
-  wire [16:0] \$2036 ;
-  wire \$2037 ;
-  wire [15:0] \$2038 ;
+  wire \$2036 ;
+  wire [24:0] \$2037 ;
+  wire \$2038 ;
   wire \$2039 ;
   wire [20:0] \$204 ;
   wire \$2040 ;
-  wire [16:0] \$2041 ;
+  wire [24:0] \$2041 ;
   wire \$2042 ;
   wire \$2043 ;
-  wire [15:0] \$2044 ;
+  wire \$2044 ;
   wire \$2045 ;
-  wire [3:0] \$2046 ;
-  wire [16:0] \$2047 ;
-  wire \$2048 ;
+  wire \$2046 ;
+  wire \$2047 ;
+  wire [48:0] \$2048 ;
   wire \$2049 ;
   wire [16:0] \$205 ;
   wire \$2050 ;
-  wire \$2051 ;
-  wire \$2052 ;
-  wire [16:0] \$2053 ;
-  wire [16:0] \$2054 ;
-  wire [16:0] \$2055 ;
-  wire \$2056 ;
-  wire [15:0] \$2057 ;
-  wire [16:0] \$2058 ;
-  wire [32:0] \$2059 ;
+  wire [2:0] \$2051 ;
+  wire [48:0] \$2052 ;
+  wire \$2053 ;
+  wire \$2054 ;
+  wire [1:0] \$2055 ;
+  wire [2:0] \$2056 ;
+  wire [3:0] \$2057 ;
+  wire [4:0] \$2058 ;
+  wire [4:0] \$2059 ;
   wire [24:0] \$206 ;
-  wire [32:0] \$2060 ;
-  wire [48:0] \$2061 ;
+  wire [48:0] \$2060 ;
+  wire \$2061 ;
   wire \$2062 ;
   wire [16:0] \$2063 ;
   wire \$2064 ;
   wire [15:0] \$2065 ;
   wire \$2066 ;
-  wire [15:0] \$2067 ;
-  wire [31:0] \$2068 ;
-  wire [31:0] \$2069 ;
+  wire \$2067 ;
+  wire [16:0] \$2068 ;
+  wire \$2069 ;
   wire [16:0] \$207 ;
   wire \$2070 ;
-  wire \$2071 ;
-  wire [16:0] \$2072 ;
-  wire \$2073 ;
-  wire [15:0] \$2074 ;
+  wire [15:0] \$2071 ;
+  wire \$2072 ;
+  wire [3:0] \$2073 ;
+  wire [16:0] \$2074 ;
   wire \$2075 ;
-  wire [15:0] \$2076 ;
-  wire [31:0] \$2077 ;
-  wire [31:0] \$2078 ;
-  wire [31:0] \$2079 ;
+  wire \$2076 ;
+  wire \$2077 ;
+  wire \$2078 ;
+  wire \$2079 ;
   wire [25:0] \$208 ;
-  wire [48:0] \$2080 ;
-  wire [2:0] \$2081 ;
-  wire [48:0] \$2082 ;
+  wire [16:0] \$2080 ;
+  wire [16:0] \$2081 ;
+  wire [16:0] \$2082 ;
   wire \$2083 ;
-  wire \$2084 ;
-  wire \$2085 ;
-  wire \$2086 ;
-  wire \$2087 ;
-  wire \$2088 ;
-  wire [16:0] \$2089 ;
+  wire [15:0] \$2084 ;
+  wire [16:0] \$2085 ;
+  wire [32:0] \$2086 ;
+  wire [32:0] \$2087 ;
+  wire [48:0] \$2088 ;
+  wire \$2089 ;
   wire [16:0] \$209 ;
-  wire \$2090 ;
-  wire [15:0] \$2091 ;
-  wire \$2092 ;
-  wire [15:0] \$2093 ;
-  wire [31:0] \$2094 ;
+  wire [16:0] \$2090 ;
+  wire \$2091 ;
+  wire [15:0] \$2092 ;
+  wire \$2093 ;
+  wire [15:0] \$2094 ;
   wire [31:0] \$2095 ;
-  wire [48:0] \$2096 ;
-  wire [2:0] \$2097 ;
-  wire [48:0] \$2098 ;
-  wire [1:0] \$2099 ;
+  wire [31:0] \$2096 ;
+  wire \$2097 ;
+  wire \$2098 ;
+  wire [16:0] \$2099 ;
   wire \$21 ;
   wire \$210 ;
-  wire [2:0] \$2100 ;
-  wire [3:0] \$2101 ;
-  wire [4:0] \$2102 ;
-  wire [4:0] \$2103 ;
-  wire [48:0] \$2104 ;
-  wire \$2105 ;
-  wire \$2106 ;
+  wire \$2100 ;
+  wire [15:0] \$2101 ;
+  wire \$2102 ;
+  wire [15:0] \$2103 ;
+  wire [31:0] \$2104 ;
+  wire [31:0] \$2105 ;
+  wire [31:0] \$2106 ;
   wire [48:0] \$2107 ;
-  wire \$2108 ;
-  wire \$2109 ;
+  wire [2:0] \$2108 ;
+  wire [48:0] \$2109 ;
   wire [8:0] \$211 ;
-  wire [3:0] \$2110 ;
-  wire [16:0] \$2111 ;
+  wire \$2110 ;
+  wire \$2111 ;
   wire \$2112 ;
   wire \$2113 ;
   wire \$2114 ;
   wire \$2115 ;
-  wire [48:0] \$2116 ;
+  wire [16:0] \$2116 ;
   wire \$2117 ;
-  wire [3:0] \$2118 ;
-  wire [16:0] \$2119 ;
+  wire [15:0] \$2118 ;
+  wire \$2119 ;
   wire [9:0] \$212 ;
-  wire \$2120 ;
-  wire \$2121 ;
-  wire \$2122 ;
-  wire \$2123 ;
-  wire \$2124 ;
-  wire \$2125 ;
-  wire [3:0] \$2126 ;
-  wire [16:0] \$2127 ;
-  wire \$2128 ;
-  wire \$2129 ;
+  wire [15:0] \$2120 ;
+  wire [31:0] \$2121 ;
+  wire [31:0] \$2122 ;
+  wire [48:0] \$2123 ;
+  wire [2:0] \$2124 ;
+  wire [48:0] \$2125 ;
+  wire [1:0] \$2126 ;
+  wire [2:0] \$2127 ;
+  wire [3:0] \$2128 ;
+  wire [4:0] \$2129 ;
   wire [16:0] \$213 ;
-  wire \$2130 ;
-  wire \$2131 ;
+  wire [4:0] \$2130 ;
+  wire [48:0] \$2131 ;
   wire \$2132 ;
-  wire [48:0] \$2133 ;
+  wire \$2133 ;
   wire [48:0] \$2134 ;
-  wire [16:0] \$2135 ;
+  wire \$2135 ;
   wire \$2136 ;
-  wire \$2137 ;
-  wire [2:0] \$2138 ;
-  wire [3:0] \$2139 ;
+  wire [3:0] \$2137 ;
+  wire [16:0] \$2138 ;
+  wire \$2139 ;
   wire [17:0] \$214 ;
   wire \$2140 ;
   wire \$2141 ;
   wire \$2142 ;
   wire [48:0] \$2143 ;
   wire \$2144 ;
-  wire [48:0] \$2145 ;
-  wire [1:0] \$2146 ;
-  wire [2:0] \$2147 ;
-  wire [48:0] \$2148 ;
+  wire [3:0] \$2145 ;
+  wire [16:0] \$2146 ;
+  wire \$2147 ;
+  wire \$2148 ;
   wire \$2149 ;
   wire [8:0] \$215 ;
-  wire [48:0] \$2150 ;
-  wire [1:0] \$2151 ;
-  wire [48:0] \$2152 ;
-  wire [48:0] \$2153 ;
-  wire [48:0] \$2154 ;
-  wire [48:0] \$2155 ;
-  wire [1:0] \$2156 ;
-  wire [48:0] \$2157 ;
-  wire [1:0] \$2158 ;
-  wire [48:0] \$2159 ;
+  wire \$2150 ;
+  wire \$2151 ;
+  wire \$2152 ;
+  wire [3:0] \$2153 ;
+  wire [16:0] \$2154 ;
+  wire \$2155 ;
+  wire \$2156 ;
+  wire \$2157 ;
+  wire \$2158 ;
+  wire \$2159 ;
   wire [9:0] \$216 ;
-  wire \$2160 ;
-  wire \$2161 ;
-  wire \$2162 ;
+  wire [48:0] \$2160 ;
+  wire [48:0] \$2161 ;
+  wire [16:0] \$2162 ;
   wire \$2163 ;
   wire \$2164 ;
-  wire \$2165 ;
-  wire \$2166 ;
+  wire [2:0] \$2165 ;
+  wire [3:0] \$2166 ;
   wire \$2167 ;
   wire \$2168 ;
   wire \$2169 ;
   wire [16:0] \$217 ;
-  wire \$2170 ;
+  wire [48:0] \$2170 ;
   wire \$2171 ;
-  wire \$2172 ;
-  wire \$2173 ;
-  wire \$2174 ;
-  wire \$2175 ;
-  wire [1:0] \$2176 ;
+  wire [48:0] \$2172 ;
+  wire [1:0] \$2173 ;
+  wire [2:0] \$2174 ;
+  wire [48:0] \$2175 ;
+  wire \$2176 ;
   wire [48:0] \$2177 ;
   wire [1:0] \$2178 ;
   wire [48:0] \$2179 ;
@@ -1320,10 +1320,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [48:0] \$2180 ;
   wire [48:0] \$2181 ;
   wire [48:0] \$2182 ;
-  wire [48:0] \$2183 ;
-  wire \$2184 ;
-  wire \$2185 ;
-  wire \$2186 ;
+  wire [1:0] \$2183 ;
+  wire [48:0] \$2184 ;
+  wire [1:0] \$2185 ;
+  wire [48:0] \$2186 ;
   wire \$2187 ;
   wire \$2188 ;
   wire \$2189 ;
@@ -1340,18 +1340,18 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2199 ;
   wire \$22 ;
   wire [26:0] \$220 ;
-  wire [1:0] \$2200 ;
+  wire \$2200 ;
   wire \$2201 ;
   wire \$2202 ;
-  wire \$2203 ;
-  wire \$2204 ;
-  wire \$2205 ;
-  wire \$2206 ;
-  wire \$2207 ;
-  wire \$2208 ;
-  wire [2:0] \$2209 ;
+  wire [1:0] \$2203 ;
+  wire [48:0] \$2204 ;
+  wire [1:0] \$2205 ;
+  wire [48:0] \$2206 ;
+  wire [48:0] \$2207 ;
+  wire [48:0] \$2208 ;
+  wire [48:0] \$2209 ;
   wire [27:0] \$221 ;
-  wire \$2210 ;
+  wire [48:0] \$2210 ;
   wire \$2211 ;
   wire \$2212 ;
   wire \$2213 ;
@@ -1359,7 +1359,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2215 ;
   wire \$2216 ;
   wire \$2217 ;
-  wire [3:0] \$2218 ;
+  wire \$2218 ;
   wire \$2219 ;
   wire [27:0] \$222 ;
   wire \$2220 ;
@@ -1367,10 +1367,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2222 ;
   wire \$2223 ;
   wire \$2224 ;
-  wire [12:0] \$2225 ;
+  wire \$2225 ;
   wire \$2226 ;
-  wire \$2227 ;
-  wire [4:0] \$2228 ;
+  wire [1:0] \$2227 ;
+  wire \$2228 ;
   wire \$2229 ;
   wire [27:0] \$223 ;
   wire \$2230 ;
@@ -1379,17 +1379,17 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2233 ;
   wire \$2234 ;
   wire \$2235 ;
-  wire [5:0] \$2236 ;
+  wire [2:0] \$2236 ;
   wire \$2237 ;
   wire \$2238 ;
   wire \$2239 ;
   wire [28:0] \$224 ;
   wire \$2240 ;
   wire \$2241 ;
-  wire [12:0] \$2242 ;
+  wire \$2242 ;
   wire \$2243 ;
   wire \$2244 ;
-  wire [6:0] \$2245 ;
+  wire [3:0] \$2245 ;
   wire \$2246 ;
   wire \$2247 ;
   wire \$2248 ;
@@ -1400,7 +1400,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [12:0] \$2252 ;
   wire \$2253 ;
   wire \$2254 ;
-  wire [7:0] \$2255 ;
+  wire [4:0] \$2255 ;
   wire \$2256 ;
   wire \$2257 ;
   wire \$2258 ;
@@ -1409,28 +1409,28 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2260 ;
   wire \$2261 ;
   wire \$2262 ;
-  wire \$2263 ;
-  wire [8:0] \$2264 ;
-  wire [48:0] \$2265 ;
+  wire [5:0] \$2263 ;
+  wire \$2264 ;
+  wire \$2265 ;
   wire \$2266 ;
   wire \$2267 ;
   wire \$2268 ;
-  wire \$2269 ;
+  wire [12:0] \$2269 ;
   wire [16:0] \$227 ;
   wire \$2270 ;
   wire \$2271 ;
-  wire \$2272 ;
+  wire [6:0] \$2272 ;
   wire \$2273 ;
   wire \$2274 ;
   wire \$2275 ;
   wire \$2276 ;
   wire \$2277 ;
   wire \$2278 ;
-  wire \$2279 ;
+  wire [12:0] \$2279 ;
   wire \$228 ;
   wire \$2280 ;
   wire \$2281 ;
-  wire [1:0] \$2282 ;
+  wire [7:0] \$2282 ;
   wire \$2283 ;
   wire \$2284 ;
   wire \$2285 ;
@@ -1440,8 +1440,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2289 ;
   wire \$229 ;
   wire \$2290 ;
-  wire [2:0] \$2291 ;
-  wire \$2292 ;
+  wire [8:0] \$2291 ;
+  wire [48:0] \$2292 ;
   wire \$2293 ;
   wire \$2294 ;
   wire \$2295 ;
@@ -1451,18 +1451,18 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2299 ;
   wire \$23 ;
   wire [23:0] \$230 ;
-  wire [3:0] \$2300 ;
+  wire \$2300 ;
   wire \$2301 ;
   wire \$2302 ;
   wire \$2303 ;
   wire \$2304 ;
   wire \$2305 ;
   wire \$2306 ;
-  wire [12:0] \$2307 ;
+  wire \$2307 ;
   wire \$2308 ;
-  wire \$2309 ;
+  wire [1:0] \$2309 ;
   wire [16:0] \$231 ;
-  wire [4:0] \$2310 ;
+  wire \$2310 ;
   wire \$2311 ;
   wire \$2312 ;
   wire \$2313 ;
@@ -1470,8 +1470,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2315 ;
   wire \$2316 ;
   wire \$2317 ;
-  wire \$2318 ;
-  wire [5:0] \$2319 ;
+  wire [2:0] \$2318 ;
+  wire \$2319 ;
   wire [16:0] \$232 ;
   wire \$2320 ;
   wire \$2321 ;
@@ -1479,20 +1479,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2323 ;
   wire \$2324 ;
   wire \$2325 ;
-  wire [12:0] \$2326 ;
-  wire \$2327 ;
+  wire \$2326 ;
+  wire [3:0] \$2327 ;
   wire \$2328 ;
-  wire [6:0] \$2329 ;
+  wire \$2329 ;
   wire [25:0] \$233 ;
   wire \$2330 ;
   wire \$2331 ;
   wire \$2332 ;
   wire \$2333 ;
-  wire \$2334 ;
-  wire [12:0] \$2335 ;
+  wire [12:0] \$2334 ;
+  wire \$2335 ;
   wire \$2336 ;
-  wire \$2337 ;
-  wire [7:0] \$2338 ;
+  wire [4:0] \$2337 ;
+  wire \$2338 ;
   wire \$2339 ;
   wire [16:0] \$234 ;
   wire \$2340 ;
@@ -1501,338 +1501,338 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2343 ;
   wire \$2344 ;
   wire \$2345 ;
-  wire [8:0] \$2346 ;
-  wire [48:0] \$2347 ;
-  reg [3:0] \$2348 ;
-  reg [3:0] \$2349 ;
+  wire [5:0] \$2346 ;
+  wire \$2347 ;
+  wire \$2348 ;
+  wire \$2349 ;
   wire [16:0] \$235 ;
-  reg [2:0] \$2350 ;
-  reg [2:0] \$2351 ;
-  reg [15:0] \$2352 ;
-  reg [15:0] \$2353 ;
-  reg [15:0] \$2354 ;
-  reg [15:0] \$2355 ;
-  reg [15:0] \$2356 ;
-  reg [15:0] \$2357 ;
-  reg [15:0] \$2358 ;
-  reg [15:0] \$2359 ;
+  wire \$2350 ;
+  wire \$2351 ;
+  wire \$2352 ;
+  wire [12:0] \$2353 ;
+  wire \$2354 ;
+  wire \$2355 ;
+  wire [6:0] \$2356 ;
+  wire \$2357 ;
+  wire \$2358 ;
+  wire \$2359 ;
   wire [24:0] \$236 ;
-  reg [15:0] \$2360 ;
-  reg [15:0] \$2361 ;
-  reg [15:0] \$2362 ;
-  reg [15:0] \$2363 ;
-  reg [15:0] \$2364 ;
-  reg [15:0] \$2365 ;
-  reg [15:0] \$2366 ;
-  reg [15:0] \$2367 ;
-  reg [15:0] \$2368 ;
-  reg \$2369 ;
+  wire \$2360 ;
+  wire \$2361 ;
+  wire [12:0] \$2362 ;
+  wire \$2363 ;
+  wire \$2364 ;
+  wire [7:0] \$2365 ;
+  wire \$2366 ;
+  wire \$2367 ;
+  wire \$2368 ;
+  wire \$2369 ;
   wire [25:0] \$237 ;
-  reg [1:0] \$2370 ;
-  reg [15:0] \$2371 ;
-  reg [15:0] \$2372 ;
-  reg [15:0] \$2373 ;
-  reg [15:0] \$2374 ;
-  reg [15:0] \$2375 ;
-  reg [15:0] \$2376 ;
-  reg [23:0] \$2377 ;
-  reg [23:0] \$2378 ;
-  reg [23:0] \$2379 ;
+  wire \$2370 ;
+  wire \$2371 ;
+  wire \$2372 ;
+  wire [8:0] \$2373 ;
+  wire [48:0] \$2374 ;
+  reg [3:0] \$2375 ;
+  reg [3:0] \$2376 ;
+  reg [2:0] \$2377 ;
+  reg [2:0] \$2378 ;
+  reg [15:0] \$2379 ;
   wire [25:0] \$238 ;
-  reg [159:0] \$2380 ;
+  reg [15:0] \$2380 ;
   reg [15:0] \$2381 ;
   reg [15:0] \$2382 ;
   reg [15:0] \$2383 ;
   reg [15:0] \$2384 ;
   reg [15:0] \$2385 ;
-  reg [7:0] \$2386 ;
-  reg [1:0] \$2387 ;
-  reg [31:0] \$2388 ;
-  reg [3:0] \$2389 ;
+  reg [15:0] \$2386 ;
+  reg [15:0] \$2387 ;
+  reg [15:0] \$2388 ;
+  reg [15:0] \$2389 ;
   wire [26:0] \$239 ;
-  reg \$2390 ;
-  reg [5:0] \$2391 ;
-  reg [5:0] \$2392 ;
-  reg [5:0] \$2393 ;
-  reg [5:0] \$2394 ;
+  reg [15:0] \$2390 ;
+  reg [15:0] \$2391 ;
+  reg [15:0] \$2392 ;
+  reg [15:0] \$2393 ;
+  reg [15:0] \$2394 ;
   reg [15:0] \$2395 ;
-  reg [5:0] \$2396 ;
-  reg [31:0] \$2397 ;
-  reg \$2398 ;
-  reg \$2399 ;
+  reg \$2396 ;
+  reg [1:0] \$2397 ;
+  reg [15:0] \$2398 ;
+  reg [15:0] \$2399 ;
   wire [3:0] \$24 ;
   wire \$240 ;
-  reg \$2400 ;
-  reg [3:0] \$2401 ;
+  reg [15:0] \$2400 ;
+  reg [15:0] \$2401 ;
   reg [15:0] \$2402 ;
   reg [15:0] \$2403 ;
-  reg [15:0] \$2404 ;
-  reg [7:0] \$2405 ;
-  reg [15:0] \$2406 ;
-  reg [15:0] \$2407 ;
+  reg [23:0] \$2404 ;
+  reg [23:0] \$2405 ;
+  reg [23:0] \$2406 ;
+  reg [159:0] \$2407 ;
   reg [15:0] \$2408 ;
-  reg [1:0] \$2409 ;
+  reg [15:0] \$2409 ;
   wire \$241 ;
   reg [15:0] \$2410 ;
   reg [15:0] \$2411 ;
   reg [15:0] \$2412 ;
-  reg [15:0] \$2413 ;
+  reg [7:0] \$2413 ;
   reg [1:0] \$2414 ;
-  reg [15:0] \$2415 ;
-  reg [7:0] \$2416 ;
-  reg [23:0] \$2417 ;
-  reg [15:0] \$2418 ;
-  reg [15:0] \$2419 ;
+  reg [31:0] \$2415 ;
+  reg [3:0] \$2416 ;
+  reg \$2417 ;
+  reg [5:0] \$2418 ;
+  reg [5:0] \$2419 ;
   wire \$242 ;
-  reg [1:0] \$2420 ;
-  reg \$2421 ;
-  reg \$2422 ;
-  reg \$2423 ;
-  reg \$2424 ;
+  reg [5:0] \$2420 ;
+  reg [5:0] \$2421 ;
+  reg [15:0] \$2422 ;
+  reg [5:0] \$2423 ;
+  reg [31:0] \$2424 ;
   reg \$2425 ;
   reg \$2426 ;
   reg \$2427 ;
-  reg [15:0] \$2428 ;
+  reg [3:0] \$2428 ;
   reg [15:0] \$2429 ;
   wire \$243 ;
   reg [15:0] \$2430 ;
-  reg [2:0] \$2431 ;
-  reg [15:0] \$2432 ;
-  reg [2:0] \$2433 ;
-  reg [31:0] \$2434 ;
-  reg \$2435 ;
-  reg \$2436 ;
-  reg \$2437 ;
-  reg \$2438 ;
+  reg [15:0] \$2431 ;
+  reg [7:0] \$2432 ;
+  reg [15:0] \$2433 ;
+  reg [15:0] \$2434 ;
+  reg [15:0] \$2435 ;
+  reg [1:0] \$2436 ;
+  reg [15:0] \$2437 ;
+  reg [15:0] \$2438 ;
   reg [15:0] \$2439 ;
   wire [16:0] \$244 ;
   reg [15:0] \$2440 ;
-  reg [2:0] \$2441 ;
+  reg [1:0] \$2441 ;
   reg [15:0] \$2442 ;
-  reg [15:0] \$2443 ;
-  reg [15:0] \$2444 ;
+  reg [7:0] \$2443 ;
+  reg [23:0] \$2444 ;
   reg [15:0] \$2445 ;
   reg [15:0] \$2446 ;
-  reg [15:0] \$2447 ;
-  reg [15:0] \$2448 ;
-  reg [1:0] \$2449 ;
+  reg [1:0] \$2447 ;
+  reg \$2448 ;
+  reg \$2449 ;
   wire \$245 ;
-  reg [15:0] \$2450 ;
-  reg [15:0] \$2451 ;
-  reg [15:0] \$2452 ;
-  reg [15:0] \$2453 ;
-  reg [1:0] \$2454 ;
+  reg \$2450 ;
+  reg \$2451 ;
+  reg \$2452 ;
+  reg \$2453 ;
+  reg \$2454 ;
   reg [15:0] \$2455 ;
   reg [15:0] \$2456 ;
   reg [15:0] \$2457 ;
-  reg [15:0] \$2458 ;
+  reg [2:0] \$2458 ;
   reg [15:0] \$2459 ;
   wire \$246 ;
-  reg [15:0] \$2460 ;
-  reg [15:0] \$2461 ;
-  reg [1:0] \$2462 ;
-  reg [7:0] \$2463 ;
+  reg [2:0] \$2460 ;
+  reg [31:0] \$2461 ;
+  reg \$2462 ;
+  reg \$2463 ;
   reg \$2464 ;
-  reg [15:0] \$2465 ;
+  reg \$2465 ;
   reg [15:0] \$2466 ;
   reg [15:0] \$2467 ;
-  reg [15:0] \$2468 ;
+  reg [2:0] \$2468 ;
   reg [15:0] \$2469 ;
   wire [23:0] \$247 ;
-  reg [1:0] \$2470 ;
+  reg [15:0] \$2470 ;
   reg [15:0] \$2471 ;
   reg [15:0] \$2472 ;
   reg [15:0] \$2473 ;
   reg [15:0] \$2474 ;
-  reg [1:0] \$2475 ;
-  reg [15:0] \$2476 ;
+  reg [15:0] \$2475 ;
+  reg [1:0] \$2476 ;
   reg [15:0] \$2477 ;
   reg [15:0] \$2478 ;
   reg [15:0] \$2479 ;
   wire [16:0] \$248 ;
   reg [15:0] \$2480 ;
-  reg [15:0] \$2481 ;
+  reg [1:0] \$2481 ;
   reg [15:0] \$2482 ;
-  reg [1:0] \$2483 ;
-  reg [7:0] \$2484 ;
-  reg \$2485 ;
+  reg [15:0] \$2483 ;
+  reg [15:0] \$2484 ;
+  reg [15:0] \$2485 ;
   reg [15:0] \$2486 ;
   reg [15:0] \$2487 ;
   reg [15:0] \$2488 ;
-  reg \$2489 ;
+  reg [1:0] \$2489 ;
   wire [16:0] \$249 ;
-  reg \$2490 ;
+  reg [7:0] \$2490 ;
   reg \$2491 ;
-  reg \$2492 ;
-  reg \$2493 ;
-  reg \$2494 ;
-  reg \$2495 ;
-  reg \$2496 ;
-  reg \$2497 ;
-  reg \$2498 ;
+  reg [15:0] \$2492 ;
+  reg [15:0] \$2493 ;
+  reg [15:0] \$2494 ;
+  reg [15:0] \$2495 ;
+  reg [15:0] \$2496 ;
+  reg [1:0] \$2497 ;
+  reg [15:0] \$2498 ;
   reg [15:0] \$2499 ;
   wire \$25 ;
   wire [25:0] \$250 ;
   reg [15:0] \$2500 ;
   reg [15:0] \$2501 ;
-  reg [2:0] \$2502 ;
+  reg [1:0] \$2502 ;
   reg [15:0] \$2503 ;
   reg [15:0] \$2504 ;
   reg [15:0] \$2505 ;
-  reg [1:0] \$2506 ;
+  reg [15:0] \$2506 ;
   reg [15:0] \$2507 ;
-  reg [1:0] \$2508 ;
-  reg [7:0] \$2509 ;
+  reg [15:0] \$2508 ;
+  reg [15:0] \$2509 ;
   wire [16:0] \$251 ;
-  reg \$2510 ;
-  reg \$2511 ;
+  reg [1:0] \$2510 ;
+  reg [7:0] \$2511 ;
   reg \$2512 ;
-  reg \$2513 ;
-  reg \$2514 ;
-  reg \$2515 ;
+  reg [15:0] \$2513 ;
+  reg [15:0] \$2514 ;
+  reg [15:0] \$2515 ;
   reg \$2516 ;
   reg \$2517 ;
   reg \$2518 ;
   reg \$2519 ;
   wire [16:0] \$252 ;
-  reg [15:0] \$2520 ;
-  reg [15:0] \$2521 ;
-  reg [15:0] \$2522 ;
-  reg [2:0] \$2523 ;
-  reg [15:0] \$2524 ;
-  reg [15:0] \$2525 ;
+  reg \$2520 ;
+  reg \$2521 ;
+  reg \$2522 ;
+  reg \$2523 ;
+  reg \$2524 ;
+  reg \$2525 ;
   reg [15:0] \$2526 ;
-  reg [1:0] \$2527 ;
+  reg [15:0] \$2527 ;
   reg [15:0] \$2528 ;
-  reg [1:0] \$2529 ;
+  reg [2:0] \$2529 ;
   wire [24:0] \$253 ;
-  reg [7:0] \$2530 ;
-  reg [31:0] \$2531 ;
-  reg \$2532 ;
-  reg \$2533 ;
-  reg \$2534 ;
-  reg \$2535 ;
-  reg \$2536 ;
-  reg [15:0] \$2537 ;
-  reg [15:0] \$2538 ;
-  reg [15:0] \$2539 ;
+  reg [15:0] \$2530 ;
+  reg [15:0] \$2531 ;
+  reg [15:0] \$2532 ;
+  reg [1:0] \$2533 ;
+  reg [15:0] \$2534 ;
+  reg [1:0] \$2535 ;
+  reg [7:0] \$2536 ;
+  reg \$2537 ;
+  reg \$2538 ;
+  reg \$2539 ;
   wire [25:0] \$254 ;
-  reg [15:0] \$2540 ;
-  reg [15:0] \$2541 ;
-  reg [1:0] \$2542 ;
-  reg [7:0] \$2543 ;
+  reg \$2540 ;
+  reg \$2541 ;
+  reg \$2542 ;
+  reg \$2543 ;
   reg \$2544 ;
   reg \$2545 ;
   reg \$2546 ;
-  reg \$2547 ;
-  reg \$2548 ;
+  reg [15:0] \$2547 ;
+  reg [15:0] \$2548 ;
   reg [15:0] \$2549 ;
   wire [25:0] \$255 ;
-  reg [15:0] \$2550 ;
+  reg [2:0] \$2550 ;
   reg [15:0] \$2551 ;
   reg [15:0] \$2552 ;
   reg [15:0] \$2553 ;
   reg [1:0] \$2554 ;
-  reg [7:0] \$2555 ;
-  reg [15:0] \$2556 ;
-  reg [15:0] \$2557 ;
-  reg [15:0] \$2558 ;
-  reg [1:0] \$2559 ;
+  reg [15:0] \$2555 ;
+  reg [1:0] \$2556 ;
+  reg [7:0] \$2557 ;
+  reg [31:0] \$2558 ;
+  reg \$2559 ;
   wire [26:0] \$256 ;
-  reg [15:0] \$2560 ;
-  reg [15:0] \$2561 ;
-  reg [15:0] \$2562 ;
-  reg [15:0] \$2563 ;
+  reg \$2560 ;
+  reg \$2561 ;
+  reg \$2562 ;
+  reg \$2563 ;
   reg [15:0] \$2564 ;
   reg [15:0] \$2565 ;
-  reg [23:0] \$2566 ;
+  reg [15:0] \$2566 ;
   reg [15:0] \$2567 ;
   reg [15:0] \$2568 ;
-  reg [15:0] \$2569 ;
+  reg [1:0] \$2569 ;
   wire \$257 ;
-  reg [15:0] \$2570 ;
-  reg [23:0] \$2571 ;
-  reg [15:0] \$2572 ;
-  reg [15:0] \$2573 ;
-  reg [1:0] \$2574 ;
+  reg [7:0] \$2570 ;
+  reg \$2571 ;
+  reg \$2572 ;
+  reg \$2573 ;
+  reg \$2574 ;
   reg \$2575 ;
-  reg \$2576 ;
-  reg \$2577 ;
-  reg \$2578 ;
-  reg \$2579 ;
+  reg [15:0] \$2576 ;
+  reg [15:0] \$2577 ;
+  reg [15:0] \$2578 ;
+  reg [15:0] \$2579 ;
   wire \$258 ;
-  reg \$2580 ;
-  reg \$2581 ;
-  reg \$2582 ;
-  reg [2:0] \$2583 ;
+  reg [15:0] \$2580 ;
+  reg [1:0] \$2581 ;
+  reg [7:0] \$2582 ;
+  reg [15:0] \$2583 ;
   reg [15:0] \$2584 ;
   reg [15:0] \$2585 ;
-  reg [2:0] \$2586 ;
-  reg \$2587 ;
-  reg \$2588 ;
-  reg \$2589 ;
+  reg [1:0] \$2586 ;
+  reg [15:0] \$2587 ;
+  reg [15:0] \$2588 ;
+  reg [15:0] \$2589 ;
   wire \$259 ;
-  reg \$2590 ;
-  reg \$2591 ;
-  reg \$2592 ;
-  reg [15:0] \$2593 ;
+  reg [15:0] \$2590 ;
+  reg [15:0] \$2591 ;
+  reg [15:0] \$2592 ;
+  reg [23:0] \$2593 ;
   reg [15:0] \$2594 ;
-  reg [2:0] \$2595 ;
-  reg [191:0] \$2596 ;
-  reg [63:0] \$2597 ;
-  reg [63:0] \$2598 ;
-  reg \$2599 ;
+  reg [15:0] \$2595 ;
+  reg [15:0] \$2596 ;
+  reg [15:0] \$2597 ;
+  reg [23:0] \$2598 ;
+  reg [15:0] \$2599 ;
   wire [16:0] \$26 ;
   wire \$260 ;
-  reg \$2600 ;
-  reg [63:0] \$2601 ;
-  reg [191:0] \$2602 ;
-  reg [63:0] \$2603 ;
-  reg [63:0] \$2604 ;
-  reg [15:0] \$2605 ;
-  reg [15:0] \$2606 ;
-  reg [2:0] \$2607 ;
+  reg [15:0] \$2600 ;
+  reg [1:0] \$2601 ;
+  reg \$2602 ;
+  reg \$2603 ;
+  reg \$2604 ;
+  reg \$2605 ;
+  reg \$2606 ;
+  reg \$2607 ;
   reg \$2608 ;
   reg \$2609 ;
   wire \$261 ;
-  reg \$2610 ;
-  reg [23:0] \$2611 ;
-  reg \$2612 ;
-  reg \$2613 ;
-  reg [72:0] \$2614 ;
+  reg [2:0] \$2610 ;
+  reg [15:0] \$2611 ;
+  reg [15:0] \$2612 ;
+  reg [2:0] \$2613 ;
+  reg \$2614 ;
   reg \$2615 ;
-  reg [47:0] \$2616 ;
-  reg [47:0] \$2617 ;
-  reg [47:0] \$2618 ;
-  reg [47:0] \$2619 ;
+  reg \$2616 ;
+  reg \$2617 ;
+  reg \$2618 ;
+  reg \$2619 ;
   wire \$262 ;
-  reg [47:0] \$2620 ;
-  reg [47:0] \$2621 ;
-  reg [47:0] \$2622 ;
-  reg [47:0] \$2623 ;
-  reg [47:0] \$2624 ;
-  reg [47:0] \$2625 ;
-  reg [47:0] \$2626 ;
-  reg [47:0] \$2627 ;
-  reg [47:0] \$2628 ;
-  reg [47:0] \$2629 ;
+  reg [15:0] \$2620 ;
+  reg [15:0] \$2621 ;
+  reg [2:0] \$2622 ;
+  reg [191:0] \$2623 ;
+  reg [63:0] \$2624 ;
+  reg [63:0] \$2625 ;
+  reg \$2626 ;
+  reg \$2627 ;
+  reg [63:0] \$2628 ;
+  reg [191:0] \$2629 ;
   wire \$263 ;
-  reg [47:0] \$2630 ;
-  reg [47:0] \$2631 ;
-  reg [47:0] \$2632 ;
-  reg [47:0] \$2633 ;
-  reg [47:0] \$2634 ;
-  reg [47:0] \$2635 ;
-  reg [47:0] \$2636 ;
-  reg [47:0] \$2637 ;
-  reg [47:0] \$2638 ;
-  reg [47:0] \$2639 ;
+  reg [63:0] \$2630 ;
+  reg [63:0] \$2631 ;
+  reg [15:0] \$2632 ;
+  reg [15:0] \$2633 ;
+  reg [2:0] \$2634 ;
+  reg \$2635 ;
+  reg \$2636 ;
+  reg \$2637 ;
+  reg [23:0] \$2638 ;
+  reg [3:0] \$2639 ;
   wire \$264 ;
-  reg [47:0] \$2640 ;
-  reg [47:0] \$2641 ;
-  reg [47:0] \$2642 ;
-  reg [47:0] \$2643 ;
-  reg [47:0] \$2644 ;
+  reg \$2640 ;
+  reg \$2641 ;
+  reg \$2642 ;
+  reg [72:0] \$2643 ;
+  reg \$2644 ;
   reg [47:0] \$2645 ;
   reg [47:0] \$2646 ;
   reg [47:0] \$2647 ;
@@ -1850,58 +1850,87 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [47:0] \$2658 ;
   reg [47:0] \$2659 ;
   wire \$266 ;
-  reg \$2660 ;
-  reg [3:0] \$2661 ;
-  reg [2:0] \$2662 ;
-  reg [31:0] \$2663 ;
-  reg \$2664 ;
-  reg [31:0] \$2665 ;
-  wire [7:0] \$2666 ;
-  wire [7:0] \$2667 ;
-  wire [7:0] \$2668 ;
-  wire [7:0] \$2669 ;
+  reg [47:0] \$2660 ;
+  reg [47:0] \$2661 ;
+  reg [47:0] \$2662 ;
+  reg [47:0] \$2663 ;
+  reg [47:0] \$2664 ;
+  reg [47:0] \$2665 ;
+  reg [47:0] \$2666 ;
+  reg [47:0] \$2667 ;
+  reg [47:0] \$2668 ;
+  reg [47:0] \$2669 ;
   wire [8:0] \$267 ;
-  wire [16:0] \$2670 ;
-  wire [16:0] \$2671 ;
-  wire [16:0] \$2672 ;
-  wire [16:0] \$2673 ;
-  wire [7:0] \$2674 ;
-  wire [7:0] \$2675 ;
-  wire [7:0] \$2676 ;
-  wire [7:0] \$2677 ;
-  wire [15:0] \$2678 ;
-  wire [15:0] \$2679 ;
+  reg [47:0] \$2670 ;
+  reg [47:0] \$2671 ;
+  reg [47:0] \$2672 ;
+  reg [47:0] \$2673 ;
+  reg [47:0] \$2674 ;
+  reg [47:0] \$2675 ;
+  reg [47:0] \$2676 ;
+  reg [47:0] \$2677 ;
+  reg [47:0] \$2678 ;
+  reg [47:0] \$2679 ;
   wire \$268 ;
-  wire [15:0] \$2680 ;
-  wire [15:0] \$2681 ;
-  wire [15:0] \$2682 ;
-  wire [15:0] \$2683 ;
-  wire [15:0] \$2684 ;
-  wire [15:0] \$2685 ;
-  wire [15:0] \$2686 ;
-  wire [15:0] \$2687 ;
-  wire [15:0] \$2688 ;
-  wire [15:0] \$2689 ;
+  reg [47:0] \$2680 ;
+  reg [47:0] \$2681 ;
+  reg [47:0] \$2682 ;
+  reg [47:0] \$2683 ;
+  reg [47:0] \$2684 ;
+  reg [47:0] \$2685 ;
+  reg [47:0] \$2686 ;
+  reg [47:0] \$2687 ;
+  reg [47:0] \$2688 ;
+  reg \$2689 ;
   wire [8:0] \$269 ;
-  wire \$2690 ;
-  wire \$2691 ;
-  wire \$2692 ;
-  wire \$2693 ;
+  reg [3:0] \$2690 ;
+  reg [2:0] \$2691 ;
+  reg [31:0] \$2692 ;
+  reg \$2693 ;
+  reg [31:0] \$2694 ;
+  wire [7:0] \$2695 ;
+  wire [7:0] \$2696 ;
+  wire [7:0] \$2697 ;
+  wire [7:0] \$2698 ;
+  wire [16:0] \$2699 ;
   wire [16:0] \$27 ;
   wire [9:0] \$270 ;
+  wire [16:0] \$2700 ;
+  wire [16:0] \$2701 ;
+  wire [16:0] \$2702 ;
+  wire [7:0] \$2703 ;
+  wire [7:0] \$2704 ;
+  wire [7:0] \$2705 ;
+  wire [7:0] \$2706 ;
+  wire [15:0] \$2707 ;
+  wire [15:0] \$2708 ;
+  wire [15:0] \$2709 ;
   wire [8:0] \$271 ;
+  wire [15:0] \$2710 ;
+  wire [15:0] \$2711 ;
+  wire [15:0] \$2712 ;
+  wire [15:0] \$2713 ;
+  wire [15:0] \$2714 ;
+  wire [15:0] \$2715 ;
+  wire [15:0] \$2716 ;
+  wire [15:0] \$2717 ;
+  wire [15:0] \$2718 ;
+  wire \$2719 ;
   wire [9:0] \$272 ;
+  wire \$2720 ;
+  wire \$2721 ;
+  wire \$2722 ;
   wire [2:0] \$273 ;
   wire \$274 ;
   wire [2:0] \$275 ;
   wire [3:0] \$276 ;
   wire [2:0] \$277 ;
   wire [3:0] \$278 ;
-  wire [5:0] \$2787 ;
   wire [11:0] \$279 ;
   wire [17:0] \$28 ;
   wire [12:0] \$280 ;
   wire [12:0] \$281 ;
+  wire [5:0] \$2816 ;
   wire [28:0] \$282 ;
   wire [8:0] \$283 ;
   wire \$284 ;
@@ -1964,9 +1993,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$335 ;
   wire \$336 ;
   wire [8:0] \$337 ;
-  wire [6:0] \$3370 ;
   wire \$338 ;
   wire [8:0] \$339 ;
+  wire [6:0] \$3399 ;
   wire \$34 ;
   wire [9:0] \$340 ;
   wire [8:0] \$341 ;
@@ -1980,11 +2009,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [11:0] \$349 ;
   wire \$35 ;
   wire [12:0] \$350 ;
-  wire [8:0] \$3501 ;
-  wire [6:0] \$3506 ;
   wire [12:0] \$351 ;
   wire [28:0] \$352 ;
   wire \$353 ;
+  wire [8:0] \$3530 ;
+  wire [6:0] \$3535 ;
   wire [16:0] \$354 ;
   wire [16:0] \$355 ;
   wire [17:0] \$356 ;
@@ -3189,6 +3218,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [3:0] \pack$84 ;
   (* init = 64'h0000000000000000 *)
   wire [63:0] pc;
+  reg pending = 1'h0;
   reg [15:0] pix1 = 16'h0000;
   wire [5:0] port__addr;
   wire [5:0] \port__addr$389 ;
@@ -3243,6 +3273,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [1:0] sb1 = 2'h0;
   wire [63:0] scale;
   reg [3:0] sel_now;
+  reg [3:0] settle = 4'h0;
   reg [5:0] shift = 6'h00;
   wire [1:0] \shift$198 ;
   reg [1:0] \shift$226 ;
@@ -4759,7 +4790,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (mem_w__en)
-      mem_membrane[\$619 [8:0]] <= { \$2689 , \$2688 , \$2687 , \$2686  };
+      mem_membrane[\$619 [8:0]] <= { \$2718 , \$2717 , \$2716 , \$2715  };
   end
   reg [63:0] _5_;
   reg [63:0] _6_;
@@ -5124,7 +5155,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (row2_w__en)
-      mem_row2[\$481 [6:0]] <= { \$2669 , \$2668 , \$2667 , \$2666  };
+      mem_row2[\$481 [6:0]] <= { \$2698 , \$2697 , \$2696 , \$2695  };
   end
   reg [31:0] _8_;
   reg [31:0] _9_;
@@ -6273,8 +6304,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$84  = host_addr - 9'h100;
   assign \$86  = busy ? \$signal$48  : { 4'h0, \$85  };
   assign \$87  = e1a_k0 ? \$signature__data  : spike_reg;
-  assign \$2787  = \$signal$53 [2:0] * 3'h4;
-  assign chunk1 = \$87  >> \$2787 ;
+  assign \$2816  = \$signal$53 [2:0] * 3'h4;
+  assign chunk1 = \$87  >> \$2816 ;
   assign \$88  = ~ e1a_zero;
   assign valid = e1a_v & \$88 ;
   assign \$89  = \$signal$69  << geo_pack;
@@ -6703,7 +6734,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$480  = \$478  + \$479 ;
   assign \$481  = \$480  + e2b_g;
   assign \$482  = ! desc_mode;
-  assign \i$276  = \$482  ? { b[63], b[63:47], b[47:31], b[31:15], b[15:0] } : { \$2673 , \$2672 , \$2671 , \$2670  };
+  assign \i$276  = \$482  ? { b[63], b[63:47], b[47:31], b[31:15], b[15:0] } : { \$2702 , \$2701 , \$2700 , \$2699  };
   assign \$483  = ! desc_mode;
   assign \$484  = desc_shift3 + 1'h1;
   assign \$485  = \$483  ? { 1'h0, desc_shift3 } : \$484 ;
@@ -6736,7 +6767,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$511  = $signed(\$510 ) + $signed({ 1'h0, e2b_g });
   assign \$512  = \$497  ? \$504  : \$511 ;
   assign \$513  = e2b_v & e2b_copy;
-  assign line4_w__data = \$513  ? copy_word : { \$2677 , \$2676 , \$2675 , \$2674  };
+  assign line4_w__data = \$513  ? copy_word : { \$2706 , \$2705 , \$2704 , \$2703  };
   assign \$signal$294  = desc_order ? \$signal$296  : \$signal$295 ;
   assign \$514  = desc_order ? \$signal$295  : \$signal$296 ;
   assign \$515  = ! desc_mode;
@@ -6835,8 +6866,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$signature__en$328  = \$608  & \$609 ;
   assign \$610  = prev_slot * geo_out_row_words;
   assign \$611  = \$610  + outidx;
-  assign \$3370  = lane4a * 4'h8;
-  assign operand = \$signature__data$337  >> \$3370 ;
+  assign \$3399  = lane4a * 4'h8;
+  assign operand = \$signature__data$337  >> \$3399 ;
   assign \valid$341  = e4b_v & e4b_last;
   assign \$612  = desc_mode == 2'h2;
   assign \$613  = ~ tfullc;
@@ -6846,7 +6877,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$616  = actc > 1'h1;
   assign \$617  = actc > 2'h2;
   assign \$618  = actc > 2'h3;
-  assign spikes_masked = { \$2693 , \$2692 , \$2691 , \$2690  } & { \$618 , \$617 , \$616 , \$615  };
+  assign spikes_masked = { \$2722 , \$2721 , \$2720 , \$2719  } & { \$618 , \$617 , \$616 , \$615  };
   assign \$619  = obasec + \$signal$379 ;
   assign \$620  = obasec + \$signal$379 ;
   assign \$621  = ~ busy;
@@ -6943,12 +6974,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$725  = busy ? 32'd0 : \weights$206 ;
   assign \$726  = busy ? 32'd0 : \$signature__data$238 ;
   assign \$727  = busy ? 32'd0 : \weights$339 ;
-  assign \$3501  = rd_k * 6'h20;
-  assign \$728  = \$signature__data$468  >> \$3501 ;
+  assign \$3530  = rd_k * 6'h20;
+  assign \$728  = \$signature__data$468  >> \$3530 ;
   assign \$729  = busy ? 32'd0 : \$728 ;
   assign \$730  = busy ? 32'd0 : \$signature__data ;
-  assign \$3506  = rd_k[0] * 6'h20;
-  assign \$731  = \$signature__data$470  >> \$3506 ;
+  assign \$3535  = rd_k[0] * 6'h20;
+  assign \$731  = \$signature__data$470  >> \$3535 ;
   assign \$732  = 2'h2 - desc_pack;
   assign \$733  = 1'h1 << desc_pack;
   assign \$734  = 2'h2 - desc_pack;
@@ -7951,1195 +7982,1226 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$1781  = desc_schedule >> \$514 [7:0];
   assign \$1782  = mem_w__en & rowendc;
   assign \$1783  = out_seq + 1'h1;
-  assign \$1784  = \$signal$29  | e2_run;
-  assign \$1785  = \$1784  | e3_run;
-  assign \$1786  = \$1785  | \$signal$299 ;
-  assign \$1787  = \$1786  | e1a_v;
-  assign \$1788  = \$1787  | \$signal$80 ;
-  assign \$1789  = \$1788  | e2a_v;
-  assign \$1790  = \$1789  | e2b_v;
-  assign \$1791  = \$1790  | e3a_v;
-  assign \$1792  = \$1791  | e3b_v;
-  assign \$1793  = \$1792  | \valid$332 ;
-  assign \$1794  = \$1793  | e4b_v;
-  assign \$1795  = \$1794  | mem_w__en;
-  assign \$1796  = ~ \$1795 ;
-  assign \$1797  = busy & \$1796 ;
-  assign \$1798  = ! desc_mode;
-  assign \$1799  = desc_out_ring_rows - geo_dist;
-  assign \$1800  = { done, out_seq, res_seq, in_seq } != prev;
-  assign \$1801  = host_addr == 2'h2;
-  assign \$1802  = host_read & \$1801 ;
-  assign \$1803  = cnt_cycles + busy;
-  assign \$1804  = cnt_c1_busy + issue1;
-  assign \$1805  = \$signal$34  < geo_t3;
-  assign \$1806  = \$signal$34  - geo_t3;
-  assign \$1807  = $signed(\$1806 ) + $signed(2'h1);
-  assign \$1808  = $signed({ 1'h0, rel1 }) >= $signed(\$1807 );
-  assign \$1809  = \$1805  | \$1808 ;
-  assign \$1810  = \$10 [15:0] < 2'h3;
-  assign \$1811  = \$11 [7:0] * desc_height;
-  assign \$1812  = \$10 [15:0] - 2'h3;
-  assign \$1813  = $signed({ 1'h0, \$1811  }) + $signed(\$1812 );
-  assign \$1814  = \$10 [15:0] - 2'h3;
-  assign \$1815  = $signed(\$1814 ) * $signed({ 1'h0, desc_timesteps });
-  assign \$1816  = $signed(\$1815 ) + $signed({ 1'h0, \$11 [7:0] });
-  assign \$1817  = desc_order ? \$1813  : \$1816 ;
-  assign \$1818  = $signed(\$1817 ) + $signed(2'h1);
-  assign \$1819  = $signed({ 1'h0, e2_rel }) >= $signed(\$1818 );
-  assign \$1820  = \$1810  | \$1819 ;
-  assign \$1821  = desc_order ? \$1809  : \$1820 ;
-  assign \$1822  = ~ \$1821 ;
-  assign \$1823  = \$signal$29  & \$1822 ;
-  assign \$1824  = cnt_c1_stall + \$1823 ;
-  assign \$1825  = \$signal$34  < geo_t3;
-  assign \$1826  = \$signal$34  - geo_t3;
-  assign \$1827  = $signed(\$1826 ) + $signed(2'h1);
-  assign \$1828  = $signed({ 1'h0, rel1 }) >= $signed(\$1827 );
-  assign \$1829  = \$1825  | \$1828 ;
-  assign \$1830  = \$10 [15:0] < 2'h3;
-  assign \$1831  = \$11 [7:0] * desc_height;
-  assign \$1832  = \$10 [15:0] - 2'h3;
-  assign \$1833  = $signed({ 1'h0, \$1831  }) + $signed(\$1832 );
-  assign \$1834  = \$10 [15:0] - 2'h3;
-  assign \$1835  = $signed(\$1834 ) * $signed({ 1'h0, desc_timesteps });
-  assign \$1836  = $signed(\$1835 ) + $signed({ 1'h0, \$11 [7:0] });
-  assign \$1837  = desc_order ? \$1833  : \$1836 ;
-  assign \$1838  = $signed(\$1837 ) + $signed(2'h1);
-  assign \$1839  = $signed({ 1'h0, e2_rel }) >= $signed(\$1838 );
-  assign \$1840  = \$1830  | \$1839 ;
-  assign \$1841  = desc_order ? \$1829  : \$1840 ;
-  assign \$1842  = \$signal$29  & \$1841 ;
-  assign \$1843  = ! \$10 [15:0];
-  assign \$1844  = \$1843  & desc_zero_halo[0];
-  assign \$1845  = desc_height + 1'h1;
-  assign \$1846  = \$10 [15:0] == \$1845 ;
-  assign \$1847  = \$1846  & desc_zero_halo[1];
-  assign \$1848  = \$1844  | \$1847 ;
-  assign \$1849  = host_in_rows > in_seq;
-  assign \$1850  = \$1848  | \$1849 ;
-  assign \$1851  = ~ \$1850 ;
-  assign \$1852  = \$1842  & \$1851 ;
-  assign \$1853  = cnt_c1_in_wait + \$1852 ;
-  assign \$1854  = cnt_c2_busy + e2_issue;
-  assign \$1855  = e1_done >= \$224 [15:0];
-  assign \$1856  = ! desc_mode;
-  assign \$1857  = e3_rel + 1'h1;
-  assign \$1858  = \$1857  >= e2_seq;
-  assign \$1859  = e2_q < 2'h3;
-  assign \$1860  = \$101 [7:0] * geo_ho;
-  assign \$1861  = e2_q - 2'h3;
-  assign \$1862  = $signed(\$1861 ) >>> desc_pool;
-  assign \$1863  = $signed({ 1'h0, \$1860  }) + $signed(\$1862 );
-  assign \$1864  = e2_q - 2'h3;
-  assign \$1865  = $signed(\$1864 ) >>> desc_pool;
-  assign \$1866  = $signed(\$1865 ) * $signed({ 1'h0, desc_timesteps });
-  assign \$1867  = $signed(\$1866 ) + $signed({ 1'h0, \$101 [7:0] });
-  assign \$1868  = desc_order ? \$1863  : \$1867 ;
-  assign \$1869  = $signed(\$1868 ) + $signed(2'h1);
-  assign \$1870  = $signed({ 1'h0, e4_rel }) >= $signed(\$1869 );
-  assign \$1871  = \$1859  | \$1870 ;
-  assign \$1872  = \$1856  ? \$1858  : \$1871 ;
-  assign \$1873  = \$1855  & \$1872 ;
-  assign \$1874  = ~ \$1873 ;
-  assign \$1875  = e2_run & \$1874 ;
-  assign \$1876  = cnt_c2_stall + \$1875 ;
-  assign \$1877  = ! desc_mode;
-  assign \$1878  = ~ e2_copy;
-  assign \$1879  = e2_issue & \$1878 ;
-  assign \$1880  = \$1877  ? e3_issue : \$1879 ;
-  assign \$1881  = cnt_c3_busy + \$1880 ;
-  assign \$1882  = ! desc_mode;
-  assign \$1883  = e3_seq + 1'h1;
-  assign \$1884  = \$signal$157  >= \$1883 ;
-  assign \$1885  = e3_q < 2'h3;
-  assign \$1886  = \$153 [7:0] * geo_ho;
-  assign \$1887  = e3_q - 2'h3;
-  assign \$1888  = $signed(\$1887 ) >>> desc_pool;
-  assign \$1889  = $signed({ 1'h0, \$1886  }) + $signed(\$1888 );
-  assign \$1890  = e3_q - 2'h3;
-  assign \$1891  = $signed(\$1890 ) >>> desc_pool;
-  assign \$1892  = $signed(\$1891 ) * $signed({ 1'h0, desc_timesteps });
-  assign \$1893  = $signed(\$1892 ) + $signed({ 1'h0, \$153 [7:0] });
-  assign \$1894  = desc_order ? \$1889  : \$1893 ;
-  assign \$1895  = $signed(\$1894 ) + $signed(2'h1);
-  assign \$1896  = $signed({ 1'h0, e4_rel }) >= $signed(\$1895 );
-  assign \$1897  = \$1885  | \$1896 ;
-  assign \$1898  = \$1884  & \$1897 ;
-  assign \$1899  = ~ \$1898 ;
-  assign \$1900  = e3_run & \$1899 ;
-  assign \$1901  = e1_done >= \$224 [15:0];
-  assign \$1902  = ! desc_mode;
-  assign \$1903  = e3_rel + 1'h1;
-  assign \$1904  = \$1903  >= e2_seq;
-  assign \$1905  = e2_q < 2'h3;
-  assign \$1906  = \$101 [7:0] * geo_ho;
-  assign \$1907  = e2_q - 2'h3;
-  assign \$1908  = $signed(\$1907 ) >>> desc_pool;
-  assign \$1909  = $signed({ 1'h0, \$1906  }) + $signed(\$1908 );
-  assign \$1910  = e2_q - 2'h3;
-  assign \$1911  = $signed(\$1910 ) >>> desc_pool;
-  assign \$1912  = $signed(\$1911 ) * $signed({ 1'h0, desc_timesteps });
-  assign \$1913  = $signed(\$1912 ) + $signed({ 1'h0, \$101 [7:0] });
-  assign \$1914  = desc_order ? \$1909  : \$1913 ;
-  assign \$1915  = $signed(\$1914 ) + $signed(2'h1);
-  assign \$1916  = $signed({ 1'h0, e4_rel }) >= $signed(\$1915 );
-  assign \$1917  = \$1905  | \$1916 ;
-  assign \$1918  = \$1902  ? \$1904  : \$1917 ;
-  assign \$1919  = \$1901  & \$1918 ;
-  assign \$1920  = ~ \$1919 ;
-  assign \$1921  = e2_run & \$1920 ;
-  assign \$1922  = ! desc_mode;
-  assign \$1923  = ~ \$1922 ;
-  assign \$1924  = ~ e2_copy;
-  assign \$1925  = \$1923  & \$1924 ;
-  assign \$1926  = \$1921  & \$1925 ;
-  assign \$1927  = \$1882  ? \$1900  : \$1926 ;
-  assign \$1928  = cnt_c3_stall + \$1927 ;
-  assign \$1929  = cnt_c4_busy + issue4;
-  assign \$1930  = ! desc_mode;
-  assign \$1931  = \$1930  ? \$signal$300  : \$signal$157 ;
-  assign \$1932  = \$514 [7:0] * desc_height;
-  assign \$1933  = desc_pool ? 2'h2 : 2'h1;
-  assign \$1934  = \$1933  * \$signal$294 ;
-  assign \$1935  = desc_pool ? 2'h2 : 2'h1;
-  assign \$1936  = \$1934  + \$1935 ;
-  assign \$1937  = \$1936  - 1'h1;
-  assign \$1938  = $signed({ 1'h0, \$1932  }) + $signed(\$1937 );
-  assign \$1939  = desc_pool ? 2'h2 : 2'h1;
-  assign \$1940  = \$1939  * \$signal$294 ;
-  assign \$1941  = desc_pool ? 2'h2 : 2'h1;
-  assign \$1942  = \$1940  + \$1941 ;
-  assign \$1943  = \$1942  - 1'h1;
-  assign \$1944  = $signed(\$1943 ) * $signed({ 1'h0, desc_timesteps });
-  assign \$1945  = $signed(\$1944 ) + $signed({ 1'h0, \$514 [7:0] });
-  assign \$1946  = desc_order ? { \$1938 [25], \$1938 [25], \$1938 [25], \$1938  } : \$1945 ;
-  assign \$1947  = $signed(\$1946 ) + $signed(2'h1);
-  assign \$1948  = $signed({ 1'h0, \$1931  }) >= $signed(\$1947 );
-  assign \$1949  = ~ \$1948 ;
-  assign \$1950  = \$signal$299  & \$1949 ;
-  assign \$1951  = cnt_c4_stall + \$1950 ;
-  assign \$1952  = e2b_v & e2b_final;
-  assign \$1953  = ~ e2b_copy;
-  assign \$1954  = \$1952  & \$1953 ;
-  assign \$1955  = ! desc_mode;
-  assign \$1956  = ~ \$1955 ;
-  assign \$1957  = \$1954  & \$1956 ;
-  assign \$1958  = cnt_adder_busy + \$1957 ;
-  assign \$1959  = e1_done >= \$224 [15:0];
-  assign \$1960  = ! desc_mode;
-  assign \$1961  = e3_rel + 1'h1;
-  assign \$1962  = \$1961  >= e2_seq;
-  assign \$1963  = e2_q < 2'h3;
-  assign \$1964  = \$101 [7:0] * geo_ho;
-  assign \$1965  = e2_q - 2'h3;
-  assign \$1966  = $signed(\$1965 ) >>> desc_pool;
-  assign \$1967  = $signed({ 1'h0, \$1964  }) + $signed(\$1966 );
-  assign \$1968  = e2_q - 2'h3;
-  assign \$1969  = $signed(\$1968 ) >>> desc_pool;
-  assign \$1970  = $signed(\$1969 ) * $signed({ 1'h0, desc_timesteps });
-  assign \$1971  = $signed(\$1970 ) + $signed({ 1'h0, \$101 [7:0] });
-  assign \$1972  = desc_order ? \$1967  : \$1971 ;
-  assign \$1973  = $signed(\$1972 ) + $signed(2'h1);
-  assign \$1974  = $signed({ 1'h0, e4_rel }) >= $signed(\$1973 );
-  assign \$1975  = \$1963  | \$1974 ;
-  assign \$1976  = \$1960  ? \$1962  : \$1975 ;
-  assign \$1977  = \$1959  & \$1976 ;
-  assign \$1978  = ~ \$1977 ;
-  assign \$1979  = e2_run & \$1978 ;
-  assign \$1980  = ! desc_mode;
-  assign \$1981  = ~ \$1980 ;
-  assign \$1982  = ~ e2_copy;
-  assign \$1983  = \$1981  & \$1982 ;
-  assign \$1984  = \$1979  & \$1983 ;
-  assign \$1985  = cnt_adder_stall + \$1984 ;
-  assign \$1986  = cnt_lif_busy + mem_w__en;
+  assign \$1784  = host_addr >= 5'h10;
+  assign \$1785  = host_write & \$1784 ;
+  assign \$1786  = host_addr < 6'h28;
+  assign \$1787  = \$1785  & \$1786 ;
+  assign \$1788  = ! settle;
+  assign \$1789  = settle - 1'h1;
+  assign \$1790  = \$1788  ? 5'h00 : \$1789 ;
+  assign \$1791  = \$1787  ? 5'h08 : \$1790 ;
+  assign \$1792  = ! settle;
+  assign \$1793  = host_addr >= 5'h10;
+  assign \$1794  = host_write & \$1793 ;
+  assign \$1795  = host_addr < 6'h28;
+  assign \$1796  = \$1794  & \$1795 ;
+  assign \$1797  = ~ \$1796 ;
+  assign \$1798  = \$1792  & \$1797 ;
+  assign \$1799  = ~ \$1798 ;
+  assign \$1800  = start & \$1799 ;
+  assign \$1801  = start | pending;
+  assign \$1802  = ! settle;
+  assign \$1803  = host_addr >= 5'h10;
+  assign \$1804  = host_write & \$1803 ;
+  assign \$1805  = host_addr < 6'h28;
+  assign \$1806  = \$1804  & \$1805 ;
+  assign \$1807  = ~ \$1806 ;
+  assign \$1808  = \$1802  & \$1807 ;
+  assign \$1809  = \$1801  & \$1808 ;
+  assign \$1810  = pending | \$signal$29 ;
+  assign \$1811  = \$1810  | e2_run;
+  assign \$1812  = \$1811  | e3_run;
+  assign \$1813  = \$1812  | \$signal$299 ;
+  assign \$1814  = \$1813  | e1a_v;
+  assign \$1815  = \$1814  | \$signal$80 ;
+  assign \$1816  = \$1815  | e2a_v;
+  assign \$1817  = \$1816  | e2b_v;
+  assign \$1818  = \$1817  | e3a_v;
+  assign \$1819  = \$1818  | e3b_v;
+  assign \$1820  = \$1819  | \valid$332 ;
+  assign \$1821  = \$1820  | e4b_v;
+  assign \$1822  = \$1821  | mem_w__en;
+  assign \$1823  = ~ \$1822 ;
+  assign \$1824  = busy & \$1823 ;
+  assign \$1825  = ! desc_mode;
+  assign \$1826  = desc_out_ring_rows - geo_dist;
+  assign \$1827  = { done, out_seq, res_seq, in_seq } != prev;
+  assign \$1828  = host_addr == 2'h2;
+  assign \$1829  = host_read & \$1828 ;
+  assign \$1830  = cnt_cycles + busy;
+  assign \$1831  = cnt_c1_busy + issue1;
+  assign \$1832  = \$signal$34  < geo_t3;
+  assign \$1833  = \$signal$34  - geo_t3;
+  assign \$1834  = $signed(\$1833 ) + $signed(2'h1);
+  assign \$1835  = $signed({ 1'h0, rel1 }) >= $signed(\$1834 );
+  assign \$1836  = \$1832  | \$1835 ;
+  assign \$1837  = \$10 [15:0] < 2'h3;
+  assign \$1838  = \$11 [7:0] * desc_height;
+  assign \$1839  = \$10 [15:0] - 2'h3;
+  assign \$1840  = $signed({ 1'h0, \$1838  }) + $signed(\$1839 );
+  assign \$1841  = \$10 [15:0] - 2'h3;
+  assign \$1842  = $signed(\$1841 ) * $signed({ 1'h0, desc_timesteps });
+  assign \$1843  = $signed(\$1842 ) + $signed({ 1'h0, \$11 [7:0] });
+  assign \$1844  = desc_order ? \$1840  : \$1843 ;
+  assign \$1845  = $signed(\$1844 ) + $signed(2'h1);
+  assign \$1846  = $signed({ 1'h0, e2_rel }) >= $signed(\$1845 );
+  assign \$1847  = \$1837  | \$1846 ;
+  assign \$1848  = desc_order ? \$1836  : \$1847 ;
+  assign \$1849  = ~ \$1848 ;
+  assign \$1850  = \$signal$29  & \$1849 ;
+  assign \$1851  = cnt_c1_stall + \$1850 ;
+  assign \$1852  = \$signal$34  < geo_t3;
+  assign \$1853  = \$signal$34  - geo_t3;
+  assign \$1854  = $signed(\$1853 ) + $signed(2'h1);
+  assign \$1855  = $signed({ 1'h0, rel1 }) >= $signed(\$1854 );
+  assign \$1856  = \$1852  | \$1855 ;
+  assign \$1857  = \$10 [15:0] < 2'h3;
+  assign \$1858  = \$11 [7:0] * desc_height;
+  assign \$1859  = \$10 [15:0] - 2'h3;
+  assign \$1860  = $signed({ 1'h0, \$1858  }) + $signed(\$1859 );
+  assign \$1861  = \$10 [15:0] - 2'h3;
+  assign \$1862  = $signed(\$1861 ) * $signed({ 1'h0, desc_timesteps });
+  assign \$1863  = $signed(\$1862 ) + $signed({ 1'h0, \$11 [7:0] });
+  assign \$1864  = desc_order ? \$1860  : \$1863 ;
+  assign \$1865  = $signed(\$1864 ) + $signed(2'h1);
+  assign \$1866  = $signed({ 1'h0, e2_rel }) >= $signed(\$1865 );
+  assign \$1867  = \$1857  | \$1866 ;
+  assign \$1868  = desc_order ? \$1856  : \$1867 ;
+  assign \$1869  = \$signal$29  & \$1868 ;
+  assign \$1870  = ! \$10 [15:0];
+  assign \$1871  = \$1870  & desc_zero_halo[0];
+  assign \$1872  = desc_height + 1'h1;
+  assign \$1873  = \$10 [15:0] == \$1872 ;
+  assign \$1874  = \$1873  & desc_zero_halo[1];
+  assign \$1875  = \$1871  | \$1874 ;
+  assign \$1876  = host_in_rows > in_seq;
+  assign \$1877  = \$1875  | \$1876 ;
+  assign \$1878  = ~ \$1877 ;
+  assign \$1879  = \$1869  & \$1878 ;
+  assign \$1880  = cnt_c1_in_wait + \$1879 ;
+  assign \$1881  = cnt_c2_busy + e2_issue;
+  assign \$1882  = e1_done >= \$224 [15:0];
+  assign \$1883  = ! desc_mode;
+  assign \$1884  = e3_rel + 1'h1;
+  assign \$1885  = \$1884  >= e2_seq;
+  assign \$1886  = e2_q < 2'h3;
+  assign \$1887  = \$101 [7:0] * geo_ho;
+  assign \$1888  = e2_q - 2'h3;
+  assign \$1889  = $signed(\$1888 ) >>> desc_pool;
+  assign \$1890  = $signed({ 1'h0, \$1887  }) + $signed(\$1889 );
+  assign \$1891  = e2_q - 2'h3;
+  assign \$1892  = $signed(\$1891 ) >>> desc_pool;
+  assign \$1893  = $signed(\$1892 ) * $signed({ 1'h0, desc_timesteps });
+  assign \$1894  = $signed(\$1893 ) + $signed({ 1'h0, \$101 [7:0] });
+  assign \$1895  = desc_order ? \$1890  : \$1894 ;
+  assign \$1896  = $signed(\$1895 ) + $signed(2'h1);
+  assign \$1897  = $signed({ 1'h0, e4_rel }) >= $signed(\$1896 );
+  assign \$1898  = \$1886  | \$1897 ;
+  assign \$1899  = \$1883  ? \$1885  : \$1898 ;
+  assign \$1900  = \$1882  & \$1899 ;
+  assign \$1901  = ~ \$1900 ;
+  assign \$1902  = e2_run & \$1901 ;
+  assign \$1903  = cnt_c2_stall + \$1902 ;
+  assign \$1904  = ! desc_mode;
+  assign \$1905  = ~ e2_copy;
+  assign \$1906  = e2_issue & \$1905 ;
+  assign \$1907  = \$1904  ? e3_issue : \$1906 ;
+  assign \$1908  = cnt_c3_busy + \$1907 ;
+  assign \$1909  = ! desc_mode;
+  assign \$1910  = e3_seq + 1'h1;
+  assign \$1911  = \$signal$157  >= \$1910 ;
+  assign \$1912  = e3_q < 2'h3;
+  assign \$1913  = \$153 [7:0] * geo_ho;
+  assign \$1914  = e3_q - 2'h3;
+  assign \$1915  = $signed(\$1914 ) >>> desc_pool;
+  assign \$1916  = $signed({ 1'h0, \$1913  }) + $signed(\$1915 );
+  assign \$1917  = e3_q - 2'h3;
+  assign \$1918  = $signed(\$1917 ) >>> desc_pool;
+  assign \$1919  = $signed(\$1918 ) * $signed({ 1'h0, desc_timesteps });
+  assign \$1920  = $signed(\$1919 ) + $signed({ 1'h0, \$153 [7:0] });
+  assign \$1921  = desc_order ? \$1916  : \$1920 ;
+  assign \$1922  = $signed(\$1921 ) + $signed(2'h1);
+  assign \$1923  = $signed({ 1'h0, e4_rel }) >= $signed(\$1922 );
+  assign \$1924  = \$1912  | \$1923 ;
+  assign \$1925  = \$1911  & \$1924 ;
+  assign \$1926  = ~ \$1925 ;
+  assign \$1927  = e3_run & \$1926 ;
+  assign \$1928  = e1_done >= \$224 [15:0];
+  assign \$1929  = ! desc_mode;
+  assign \$1930  = e3_rel + 1'h1;
+  assign \$1931  = \$1930  >= e2_seq;
+  assign \$1932  = e2_q < 2'h3;
+  assign \$1933  = \$101 [7:0] * geo_ho;
+  assign \$1934  = e2_q - 2'h3;
+  assign \$1935  = $signed(\$1934 ) >>> desc_pool;
+  assign \$1936  = $signed({ 1'h0, \$1933  }) + $signed(\$1935 );
+  assign \$1937  = e2_q - 2'h3;
+  assign \$1938  = $signed(\$1937 ) >>> desc_pool;
+  assign \$1939  = $signed(\$1938 ) * $signed({ 1'h0, desc_timesteps });
+  assign \$1940  = $signed(\$1939 ) + $signed({ 1'h0, \$101 [7:0] });
+  assign \$1941  = desc_order ? \$1936  : \$1940 ;
+  assign \$1942  = $signed(\$1941 ) + $signed(2'h1);
+  assign \$1943  = $signed({ 1'h0, e4_rel }) >= $signed(\$1942 );
+  assign \$1944  = \$1932  | \$1943 ;
+  assign \$1945  = \$1929  ? \$1931  : \$1944 ;
+  assign \$1946  = \$1928  & \$1945 ;
+  assign \$1947  = ~ \$1946 ;
+  assign \$1948  = e2_run & \$1947 ;
+  assign \$1949  = ! desc_mode;
+  assign \$1950  = ~ \$1949 ;
+  assign \$1951  = ~ e2_copy;
+  assign \$1952  = \$1950  & \$1951 ;
+  assign \$1953  = \$1948  & \$1952 ;
+  assign \$1954  = \$1909  ? \$1927  : \$1953 ;
+  assign \$1955  = cnt_c3_stall + \$1954 ;
+  assign \$1956  = cnt_c4_busy + issue4;
+  assign \$1957  = ! desc_mode;
+  assign \$1958  = \$1957  ? \$signal$300  : \$signal$157 ;
+  assign \$1959  = \$514 [7:0] * desc_height;
+  assign \$1960  = desc_pool ? 2'h2 : 2'h1;
+  assign \$1961  = \$1960  * \$signal$294 ;
+  assign \$1962  = desc_pool ? 2'h2 : 2'h1;
+  assign \$1963  = \$1961  + \$1962 ;
+  assign \$1964  = \$1963  - 1'h1;
+  assign \$1965  = $signed({ 1'h0, \$1959  }) + $signed(\$1964 );
+  assign \$1966  = desc_pool ? 2'h2 : 2'h1;
+  assign \$1967  = \$1966  * \$signal$294 ;
+  assign \$1968  = desc_pool ? 2'h2 : 2'h1;
+  assign \$1969  = \$1967  + \$1968 ;
+  assign \$1970  = \$1969  - 1'h1;
+  assign \$1971  = $signed(\$1970 ) * $signed({ 1'h0, desc_timesteps });
+  assign \$1972  = $signed(\$1971 ) + $signed({ 1'h0, \$514 [7:0] });
+  assign \$1973  = desc_order ? { \$1965 [25], \$1965 [25], \$1965 [25], \$1965  } : \$1972 ;
+  assign \$1974  = $signed(\$1973 ) + $signed(2'h1);
+  assign \$1975  = $signed({ 1'h0, \$1958  }) >= $signed(\$1974 );
+  assign \$1976  = ~ \$1975 ;
+  assign \$1977  = \$signal$299  & \$1976 ;
+  assign \$1978  = cnt_c4_stall + \$1977 ;
+  assign \$1979  = e2b_v & e2b_final;
+  assign \$1980  = ~ e2b_copy;
+  assign \$1981  = \$1979  & \$1980 ;
+  assign \$1982  = ! desc_mode;
+  assign \$1983  = ~ \$1982 ;
+  assign \$1984  = \$1981  & \$1983 ;
+  assign \$1985  = cnt_adder_busy + \$1984 ;
+  assign \$1986  = e1_done >= \$224 [15:0];
   assign \$1987  = ! desc_mode;
-  assign \$1988  = \$1987  ? \$signal$300  : \$signal$157 ;
-  assign \$1989  = \$514 [7:0] * desc_height;
-  assign \$1990  = desc_pool ? 2'h2 : 2'h1;
-  assign \$1991  = \$1990  * \$signal$294 ;
-  assign \$1992  = desc_pool ? 2'h2 : 2'h1;
-  assign \$1993  = \$1991  + \$1992 ;
-  assign \$1994  = \$1993  - 1'h1;
-  assign \$1995  = $signed({ 1'h0, \$1989  }) + $signed(\$1994 );
-  assign \$1996  = desc_pool ? 2'h2 : 2'h1;
-  assign \$1997  = \$1996  * \$signal$294 ;
-  assign \$1998  = desc_pool ? 2'h2 : 2'h1;
-  assign \$1999  = \$1997  + \$1998 ;
-  assign \$2000  = \$1999  - 1'h1;
-  assign \$2001  = $signed(\$2000 ) * $signed({ 1'h0, desc_timesteps });
-  assign \$2002  = $signed(\$2001 ) + $signed({ 1'h0, \$514 [7:0] });
-  assign \$2003  = desc_order ? { \$1995 [25], \$1995 [25], \$1995 [25], \$1995  } : \$2002 ;
-  assign \$2004  = $signed(\$2003 ) + $signed(2'h1);
-  assign \$2005  = $signed({ 1'h0, \$1988  }) >= $signed(\$2004 );
-  assign \$2006  = \$signal$299  & \$2005 ;
-  assign \$2007  = ~ desc_residual;
-  assign \$2008  = host_res_rows > m4;
-  assign \$2009  = \$2007  | \$2008 ;
-  assign \$2010  = host_out_taken + desc_out_ring_rows;
-  assign \$2011  = \$2010  > m4;
-  assign \$2012  = ! \$514 [7:0];
-  assign \$2013  = geo_long_rows | \$2012 ;
-  assign \$2014  = out_seq + geo_dist;
-  assign \$2015  = \$2014  > m4;
-  assign \$2016  = \$2013  | \$2015 ;
-  assign \$2017  = \$2011  & \$2016 ;
-  assign \$2018  = \$2009  & \$2017 ;
-  assign \$2019  = ~ \$2018 ;
-  assign \$2020  = \$2006  & \$2019 ;
-  assign \$2021  = cnt_lif_stall + \$2020 ;
-  assign \$2022  = ~ e1a_zero;
-  assign \$2023  = e1a_v & \$2022 ;
-  assign \$2024  = \$2023  ? act1a : 3'h0;
-  assign \$2025  = cnt_c1_slots + \$2024 ;
-  assign \$2026  = ~ e1a_zero;
-  assign \$2027  = e1a_v & \$2026 ;
-  assign \$2028  = 1'h0 + chunk1[0];
-  assign \$2029  = \$2028  + chunk1[1];
-  assign \$2030  = \$2029  + chunk1[2];
-  assign \$2031  = \$2030  + chunk1[3];
-  assign \$2032  = \$2027  ? \$2031  : 5'h00;
-  assign \$2033  = cnt_c1_adds + \$2032 ;
-  assign \$2034  = ~ e2a_copy;
-  assign \$2035  = e2a_v & \$2034 ;
-  assign \$2036  = geo_ng - 1'h1;
-  assign \$2037  = e2a_g == \$2036 ;
-  assign \$2038  = \$2037  ? geo_last_lanes : { 13'h0000, geo_pk };
-  assign \$2039  = ! desc_mode;
-  assign \$2040  = ! e2a_e;
-  assign \$2041  = geo_nb + 1'h1;
-  assign \$2042  = e2a_e == \$2041 ;
-  assign \$2043  = e2a_e == geo_nb;
-  assign \$2044  = \$2043  ? geo_last_cols : { 13'h0000, geo_px };
-  assign \$2045  = e2a_e == geo_nb;
-  assign \$2046  = geo_px - 1'h1;
-  assign \$2047  = { 1'h0, desc_width } & { \$2046 [3], \$2046 [3], \$2046 [3], \$2046 [3], \$2046 [3], \$2046 [3], \$2046 [3], \$2046 [3], \$2046 [3], \$2046 [3], \$2046 [3], \$2046 [3], \$2046 [3], \$2046  };
-  assign \$2048  = ! \$2047 ;
-  assign \$2049  = ~ \$2048 ;
-  assign \$2050  = \$2045  & \$2049 ;
-  assign \$2051  = ~ desc_zero_halo[3];
-  assign \$2052  = \$2050  & \$2051 ;
-  assign \$2053  = \$2044  + \$2052 ;
-  assign \$2054  = \$2042  ? 17'h00001 : \$2053 ;
-  assign \$2055  = \$2040  ? 17'h00001 : \$2054 ;
-  assign \$2056  = e2a_e == geo_nb;
-  assign \$2057  = \$2056  ? geo_last_cols : { 13'h0000, geo_px };
-  assign \$2058  = \$2039  ? \$2055  : { 1'h0, \$2057  };
-  assign \$2059  = \$2038  * \$2058 ;
-  assign \$2060  = \$2035  ? \$2059  : 33'h000000000;
-  assign \$2061  = cnt_c2_macs + \$2060 ;
-  assign \$2062  = ! desc_mode;
+  assign \$1988  = e3_rel + 1'h1;
+  assign \$1989  = \$1988  >= e2_seq;
+  assign \$1990  = e2_q < 2'h3;
+  assign \$1991  = \$101 [7:0] * geo_ho;
+  assign \$1992  = e2_q - 2'h3;
+  assign \$1993  = $signed(\$1992 ) >>> desc_pool;
+  assign \$1994  = $signed({ 1'h0, \$1991  }) + $signed(\$1993 );
+  assign \$1995  = e2_q - 2'h3;
+  assign \$1996  = $signed(\$1995 ) >>> desc_pool;
+  assign \$1997  = $signed(\$1996 ) * $signed({ 1'h0, desc_timesteps });
+  assign \$1998  = $signed(\$1997 ) + $signed({ 1'h0, \$101 [7:0] });
+  assign \$1999  = desc_order ? \$1994  : \$1998 ;
+  assign \$2000  = $signed(\$1999 ) + $signed(2'h1);
+  assign \$2001  = $signed({ 1'h0, e4_rel }) >= $signed(\$2000 );
+  assign \$2002  = \$1990  | \$2001 ;
+  assign \$2003  = \$1987  ? \$1989  : \$2002 ;
+  assign \$2004  = \$1986  & \$2003 ;
+  assign \$2005  = ~ \$2004 ;
+  assign \$2006  = e2_run & \$2005 ;
+  assign \$2007  = ! desc_mode;
+  assign \$2008  = ~ \$2007 ;
+  assign \$2009  = ~ e2_copy;
+  assign \$2010  = \$2008  & \$2009 ;
+  assign \$2011  = \$2006  & \$2010 ;
+  assign \$2012  = cnt_adder_stall + \$2011 ;
+  assign \$2013  = cnt_lif_busy + mem_w__en;
+  assign \$2014  = ! desc_mode;
+  assign \$2015  = \$2014  ? \$signal$300  : \$signal$157 ;
+  assign \$2016  = \$514 [7:0] * desc_height;
+  assign \$2017  = desc_pool ? 2'h2 : 2'h1;
+  assign \$2018  = \$2017  * \$signal$294 ;
+  assign \$2019  = desc_pool ? 2'h2 : 2'h1;
+  assign \$2020  = \$2018  + \$2019 ;
+  assign \$2021  = \$2020  - 1'h1;
+  assign \$2022  = $signed({ 1'h0, \$2016  }) + $signed(\$2021 );
+  assign \$2023  = desc_pool ? 2'h2 : 2'h1;
+  assign \$2024  = \$2023  * \$signal$294 ;
+  assign \$2025  = desc_pool ? 2'h2 : 2'h1;
+  assign \$2026  = \$2024  + \$2025 ;
+  assign \$2027  = \$2026  - 1'h1;
+  assign \$2028  = $signed(\$2027 ) * $signed({ 1'h0, desc_timesteps });
+  assign \$2029  = $signed(\$2028 ) + $signed({ 1'h0, \$514 [7:0] });
+  assign \$2030  = desc_order ? { \$2022 [25], \$2022 [25], \$2022 [25], \$2022  } : \$2029 ;
+  assign \$2031  = $signed(\$2030 ) + $signed(2'h1);
+  assign \$2032  = $signed({ 1'h0, \$2015  }) >= $signed(\$2031 );
+  assign \$2033  = \$signal$299  & \$2032 ;
+  assign \$2034  = ~ desc_residual;
+  assign \$2035  = host_res_rows > m4;
+  assign \$2036  = \$2034  | \$2035 ;
+  assign \$2037  = host_out_taken + desc_out_ring_rows;
+  assign \$2038  = \$2037  > m4;
+  assign \$2039  = ! \$514 [7:0];
+  assign \$2040  = geo_long_rows | \$2039 ;
+  assign \$2041  = out_seq + geo_dist;
+  assign \$2042  = \$2041  > m4;
+  assign \$2043  = \$2040  | \$2042 ;
+  assign \$2044  = \$2038  & \$2043 ;
+  assign \$2045  = \$2036  & \$2044 ;
+  assign \$2046  = ~ \$2045 ;
+  assign \$2047  = \$2033  & \$2046 ;
+  assign \$2048  = cnt_lif_stall + \$2047 ;
+  assign \$2049  = ~ e1a_zero;
+  assign \$2050  = e1a_v & \$2049 ;
+  assign \$2051  = \$2050  ? act1a : 3'h0;
+  assign \$2052  = cnt_c1_slots + \$2051 ;
+  assign \$2053  = ~ e1a_zero;
+  assign \$2054  = e1a_v & \$2053 ;
+  assign \$2055  = 1'h0 + chunk1[0];
+  assign \$2056  = \$2055  + chunk1[1];
+  assign \$2057  = \$2056  + chunk1[2];
+  assign \$2058  = \$2057  + chunk1[3];
+  assign \$2059  = \$2054  ? \$2058  : 5'h00;
+  assign \$2060  = cnt_c1_adds + \$2059 ;
+  assign \$2061  = ~ e2a_copy;
+  assign \$2062  = e2a_v & \$2061 ;
   assign \$2063  = geo_ng - 1'h1;
-  assign \$2064  = e3a_g == \$2063 ;
+  assign \$2064  = e2a_g == \$2063 ;
   assign \$2065  = \$2064  ? geo_last_lanes : { 13'h0000, geo_pk };
-  assign \$2066  = e3a_e == geo_nb;
-  assign \$2067  = \$2066  ? geo_last_cols : { 13'h0000, geo_px };
-  assign \$2068  = \$2065  * \$2067 ;
-  assign \$2069  = e3a_v ? \$2068  : 32'd0;
-  assign \$2070  = ~ e2a_copy;
-  assign \$2071  = e2a_v & \$2070 ;
-  assign \$2072  = geo_ng - 1'h1;
-  assign \$2073  = e2a_g == \$2072 ;
-  assign \$2074  = \$2073  ? geo_last_lanes : { 13'h0000, geo_pk };
-  assign \$2075  = e2a_e == geo_nb;
-  assign \$2076  = \$2075  ? geo_last_cols : { 13'h0000, geo_px };
-  assign \$2077  = \$2074  * \$2076 ;
-  assign \$2078  = \$2071  ? \$2077  : 32'd0;
-  assign \$2079  = \$2062  ? \$2069  : \$2078 ;
-  assign \$2080  = cnt_c3_macs + \$2079 ;
-  assign \$2081  = \valid$332  ? act4a : 3'h0;
-  assign \$2082  = cnt_c4_macs + \$2081 ;
-  assign \$2083  = e2b_v & e2b_final;
-  assign \$2084  = ~ e2b_copy;
-  assign \$2085  = \$2083  & \$2084 ;
-  assign \$2086  = ! desc_mode;
-  assign \$2087  = ~ \$2086 ;
-  assign \$2088  = \$2085  & \$2087 ;
-  assign \$2089  = geo_ng - 1'h1;
-  assign \$2090  = e2b_g == \$2089 ;
-  assign \$2091  = \$2090  ? geo_last_lanes : { 13'h0000, geo_pk };
-  assign \$2092  = e2b_e == geo_nb;
-  assign \$2093  = \$2092  ? geo_last_cols : { 13'h0000, geo_px };
-  assign \$2094  = \$2091  * \$2093 ;
-  assign \$2095  = \$2088  ? \$2094  : 32'd0;
-  assign \$2096  = cnt_adds + \$2095 ;
-  assign \$2097  = mem_w__en ? actc : 3'h0;
-  assign \$2098  = cnt_lif_updates + \$2097 ;
-  assign \$2099  = 1'h0 + spikes_masked[0];
-  assign \$2100  = \$2099  + spikes_masked[1];
-  assign \$2101  = \$2100  + spikes_masked[2];
-  assign \$2102  = \$2101  + spikes_masked[3];
-  assign \$2103  = mem_w__en ? \$2102  : 5'h00;
-  assign \$2104  = cnt_spikes_out + \$2103 ;
-  assign \$2105  = ~ zero_px1;
-  assign \$2106  = issue1 & \$2105 ;
-  assign \$2107  = cnt_w1_reads + \$2106 ;
-  assign \$2108  = ~ e2_copy;
-  assign \$2109  = e2_issue & \$2108 ;
-  assign \$2110  = geo_px - 1'h1;
-  assign \$2111  = { 1'h0, e2_sl } & { \$2110 [3], \$2110 [3], \$2110 [3], \$2110 [3], \$2110 [3], \$2110 [3], \$2110 [3], \$2110 [3], \$2110 [3], \$2110 [3], \$2110 [3], \$2110 [3], \$2110 [3], \$2110  };
-  assign \$2112  = ! \$2111 ;
-  assign \$2113  = e2_s_first | \$2112 ;
-  assign \$2114  = e2_glb_w & \$2113 ;
-  assign \$2115  = \$2109  & \$2114 ;
-  assign \$2116  = cnt_w2_reads + \$2115 ;
-  assign \$2117  = ! desc_mode;
-  assign \$2118  = geo_px - 1'h1;
-  assign \$2119  = { 1'h0, e3_sl } & { \$2118 [3], \$2118 [3], \$2118 [3], \$2118 [3], \$2118 [3], \$2118 [3], \$2118 [3], \$2118 [3], \$2118 [3], \$2118 [3], \$2118 [3], \$2118 [3], \$2118 [3], \$2118  };
-  assign \$2120  = ! \$2119 ;
-  assign \$2121  = e3_s_first | \$2120 ;
-  assign \$2122  = e3_glb_w & \$2121 ;
-  assign \$2123  = e3_issue & \$2122 ;
-  assign \$2124  = ~ e2_copy;
-  assign \$2125  = e2_issue & \$2124 ;
-  assign \$2126  = geo_px - 1'h1;
-  assign \$2127  = { 1'h0, e2_sl } & { \$2126 [3], \$2126 [3], \$2126 [3], \$2126 [3], \$2126 [3], \$2126 [3], \$2126 [3], \$2126 [3], \$2126 [3], \$2126 [3], \$2126 [3], \$2126 [3], \$2126 [3], \$2126  };
-  assign \$2128  = ! \$2127 ;
-  assign \$2129  = e2_s_first | \$2128 ;
-  assign \$2130  = e2_glb_w & \$2129 ;
-  assign \$2131  = \$2125  & \$2130 ;
-  assign \$2132  = \$2117  ? \$2123  : \$2131 ;
-  assign \$2133  = cnt_w3_reads + \$2132 ;
-  assign \$2134  = cnt_w4_reads + issue4;
-  assign \$2135  = desc_rank - 1'h1;
-  assign \$2136  = k4 == \$2135 ;
-  assign \$2138  = desc_pool ? 3'h4 : 3'h1;
-  assign \$2139  = \$2138  - 1'h1;
-  assign \$2140  = \$signal$311  == \$2139 ;
-  assign \$2141  = \$2137  & \$2140 ;
-  assign \$2142  = issue4 & \$2141 ;
-  assign \$2143  = cnt_affine_reads + \$2142 ;
-  assign \$2144  = \$signature__en  & busy;
-  assign \$2145  = cnt_spike_in_reads + \$2144 ;
-  assign \$2146  = \$signature__en$159  + \$signature__en$166 ;
-  assign \$2147  = \$2146  + \$signature__en$168 ;
-  assign \$2148  = cnt_line1_reads + \$2147 ;
-  assign \$2149  = \$signal$80  & \$signal$81 ;
-  assign \$2150  = cnt_line1_writes + \$2149 ;
-  assign \$2151  = \$signature__en$175  + \$signature__en$179 ;
-  assign \$2152  = cnt_row2_reads + \$2151 ;
-  assign \$2153  = cnt_row2_writes + row2_w__en;
-  assign \$2154  = cnt_line4_reads + \$signature__en$313 ;
-  assign \$2155  = cnt_line4_writes + line4_w__en;
-  assign \$2156  = w_rd + p_rd;
-  assign \$2157  = cnt_c2_spad_reads + \$2156 ;
-  assign \$2158  = w_wr + p_wr;
-  assign \$2159  = cnt_c2_spad_writes + \$2158 ;
-  assign \$2160  = ! desc_mode;
-  assign \$2161  = ~ e2_copy;
-  assign \$2162  = e2_issue & \$2161 ;
-  assign \$2163  = ! desc_mode;
-  assign \$2164  = ~ \$2163 ;
-  assign \$2165  = \$2162  & \$2164 ;
-  assign \$2166  = \$2160  ? e3_issue : \$2165 ;
-  assign \$2167  = \w_rd$214  & \$2166 ;
-  assign \$2168  = ! desc_mode;
-  assign \$2169  = ~ e2_copy;
-  assign \$2170  = e2_issue & \$2169 ;
-  assign \$2171  = ! desc_mode;
-  assign \$2172  = ~ \$2171 ;
-  assign \$2173  = \$2170  & \$2172 ;
-  assign \$2174  = \$2168  ? e3_issue : \$2173 ;
-  assign \$2175  = \p_rd$216  & \$2174 ;
-  assign \$2176  = \$2167  + \$2175 ;
-  assign \$2177  = cnt_c3_spad_reads + \$2176 ;
-  assign \$2178  = \w_wr$241  + \p_wr$251 ;
-  assign \$2179  = cnt_c3_spad_writes + \$2178 ;
-  assign \$2180  = cnt_residual_reads + \$signature__en$324 ;
-  assign \$2181  = cnt_membrane_reads + \$signature__en$328 ;
-  assign \$2182  = cnt_membrane_writes + mem_w__en;
-  assign \$2183  = cnt_spikes_writes + mem_w__en;
-  assign \$2184  = host_addr >= 9'h100;
-  assign \$2185  = host_addr < 9'h140;
-  assign \$2186  = \$2184  & \$2185 ;
-  assign \$2187  = host_write & \$2186 ;
-  assign \$2188  = ~ busy;
-  assign \$2189  = \$2187  & \$2188 ;
-  assign \$2192  = host_addr >= 9'h140;
-  assign \$2193  = host_addr < 9'h170;
-  assign \$2194  = \$2192  & \$2193 ;
-  assign \$2195  = host_write & \$2194 ;
-  assign \$2196  = ~ busy;
-  assign \$2197  = \$2195  & \$2196 ;
-  assign \$2200  = \$2191  + \$2199 ;
-  assign \$2201  = host_addr >= 9'h180;
-  assign \$2202  = host_addr < 9'h1b0;
-  assign \$2203  = \$2201  & \$2202 ;
-  assign \$2204  = host_write & \$2203 ;
-  assign \$2205  = ~ busy;
-  assign \$2206  = \$2204  & \$2205 ;
-  assign \$2209  = \$2200  + \$2208 ;
-  assign \$2210  = host_addr >= 9'h1c0;
-  assign \$2211  = host_addr < 10'h200;
-  assign \$2212  = \$2210  & \$2211 ;
-  assign \$2213  = host_write & \$2212 ;
-  assign \$2214  = ~ busy;
-  assign \$2215  = \$2213  & \$2214 ;
-  assign \$2218  = \$2209  + \$2217 ;
-  assign \$2219  = host_addr >= 10'h200;
-  assign \$2220  = host_addr < 10'h240;
+  assign \$2066  = ! desc_mode;
+  assign \$2067  = ! e2a_e;
+  assign \$2068  = geo_nb + 1'h1;
+  assign \$2069  = e2a_e == \$2068 ;
+  assign \$2070  = e2a_e == geo_nb;
+  assign \$2071  = \$2070  ? geo_last_cols : { 13'h0000, geo_px };
+  assign \$2072  = e2a_e == geo_nb;
+  assign \$2073  = geo_px - 1'h1;
+  assign \$2074  = { 1'h0, desc_width } & { \$2073 [3], \$2073 [3], \$2073 [3], \$2073 [3], \$2073 [3], \$2073 [3], \$2073 [3], \$2073 [3], \$2073 [3], \$2073 [3], \$2073 [3], \$2073 [3], \$2073 [3], \$2073  };
+  assign \$2075  = ! \$2074 ;
+  assign \$2076  = ~ \$2075 ;
+  assign \$2077  = \$2072  & \$2076 ;
+  assign \$2078  = ~ desc_zero_halo[3];
+  assign \$2079  = \$2077  & \$2078 ;
+  assign \$2080  = \$2071  + \$2079 ;
+  assign \$2081  = \$2069  ? 17'h00001 : \$2080 ;
+  assign \$2082  = \$2067  ? 17'h00001 : \$2081 ;
+  assign \$2083  = e2a_e == geo_nb;
+  assign \$2084  = \$2083  ? geo_last_cols : { 13'h0000, geo_px };
+  assign \$2085  = \$2066  ? \$2082  : { 1'h0, \$2084  };
+  assign \$2086  = \$2065  * \$2085 ;
+  assign \$2087  = \$2062  ? \$2086  : 33'h000000000;
+  assign \$2088  = cnt_c2_macs + \$2087 ;
+  assign \$2089  = ! desc_mode;
+  assign \$2090  = geo_ng - 1'h1;
+  assign \$2091  = e3a_g == \$2090 ;
+  assign \$2092  = \$2091  ? geo_last_lanes : { 13'h0000, geo_pk };
+  assign \$2093  = e3a_e == geo_nb;
+  assign \$2094  = \$2093  ? geo_last_cols : { 13'h0000, geo_px };
+  assign \$2095  = \$2092  * \$2094 ;
+  assign \$2096  = e3a_v ? \$2095  : 32'd0;
+  assign \$2097  = ~ e2a_copy;
+  assign \$2098  = e2a_v & \$2097 ;
+  assign \$2099  = geo_ng - 1'h1;
+  assign \$2100  = e2a_g == \$2099 ;
+  assign \$2101  = \$2100  ? geo_last_lanes : { 13'h0000, geo_pk };
+  assign \$2102  = e2a_e == geo_nb;
+  assign \$2103  = \$2102  ? geo_last_cols : { 13'h0000, geo_px };
+  assign \$2104  = \$2101  * \$2103 ;
+  assign \$2105  = \$2098  ? \$2104  : 32'd0;
+  assign \$2106  = \$2089  ? \$2096  : \$2105 ;
+  assign \$2107  = cnt_c3_macs + \$2106 ;
+  assign \$2108  = \valid$332  ? act4a : 3'h0;
+  assign \$2109  = cnt_c4_macs + \$2108 ;
+  assign \$2110  = e2b_v & e2b_final;
+  assign \$2111  = ~ e2b_copy;
+  assign \$2112  = \$2110  & \$2111 ;
+  assign \$2113  = ! desc_mode;
+  assign \$2114  = ~ \$2113 ;
+  assign \$2115  = \$2112  & \$2114 ;
+  assign \$2116  = geo_ng - 1'h1;
+  assign \$2117  = e2b_g == \$2116 ;
+  assign \$2118  = \$2117  ? geo_last_lanes : { 13'h0000, geo_pk };
+  assign \$2119  = e2b_e == geo_nb;
+  assign \$2120  = \$2119  ? geo_last_cols : { 13'h0000, geo_px };
+  assign \$2121  = \$2118  * \$2120 ;
+  assign \$2122  = \$2115  ? \$2121  : 32'd0;
+  assign \$2123  = cnt_adds + \$2122 ;
+  assign \$2124  = mem_w__en ? actc : 3'h0;
+  assign \$2125  = cnt_lif_updates + \$2124 ;
+  assign \$2126  = 1'h0 + spikes_masked[0];
+  assign \$2127  = \$2126  + spikes_masked[1];
+  assign \$2128  = \$2127  + spikes_masked[2];
+  assign \$2129  = \$2128  + spikes_masked[3];
+  assign \$2130  = mem_w__en ? \$2129  : 5'h00;
+  assign \$2131  = cnt_spikes_out + \$2130 ;
+  assign \$2132  = ~ zero_px1;
+  assign \$2133  = issue1 & \$2132 ;
+  assign \$2134  = cnt_w1_reads + \$2133 ;
+  assign \$2135  = ~ e2_copy;
+  assign \$2136  = e2_issue & \$2135 ;
+  assign \$2137  = geo_px - 1'h1;
+  assign \$2138  = { 1'h0, e2_sl } & { \$2137 [3], \$2137 [3], \$2137 [3], \$2137 [3], \$2137 [3], \$2137 [3], \$2137 [3], \$2137 [3], \$2137 [3], \$2137 [3], \$2137 [3], \$2137 [3], \$2137 [3], \$2137  };
+  assign \$2139  = ! \$2138 ;
+  assign \$2140  = e2_s_first | \$2139 ;
+  assign \$2141  = e2_glb_w & \$2140 ;
+  assign \$2142  = \$2136  & \$2141 ;
+  assign \$2143  = cnt_w2_reads + \$2142 ;
+  assign \$2144  = ! desc_mode;
+  assign \$2145  = geo_px - 1'h1;
+  assign \$2146  = { 1'h0, e3_sl } & { \$2145 [3], \$2145 [3], \$2145 [3], \$2145 [3], \$2145 [3], \$2145 [3], \$2145 [3], \$2145 [3], \$2145 [3], \$2145 [3], \$2145 [3], \$2145 [3], \$2145 [3], \$2145  };
+  assign \$2147  = ! \$2146 ;
+  assign \$2148  = e3_s_first | \$2147 ;
+  assign \$2149  = e3_glb_w & \$2148 ;
+  assign \$2150  = e3_issue & \$2149 ;
+  assign \$2151  = ~ e2_copy;
+  assign \$2152  = e2_issue & \$2151 ;
+  assign \$2153  = geo_px - 1'h1;
+  assign \$2154  = { 1'h0, e2_sl } & { \$2153 [3], \$2153 [3], \$2153 [3], \$2153 [3], \$2153 [3], \$2153 [3], \$2153 [3], \$2153 [3], \$2153 [3], \$2153 [3], \$2153 [3], \$2153 [3], \$2153 [3], \$2153  };
+  assign \$2155  = ! \$2154 ;
+  assign \$2156  = e2_s_first | \$2155 ;
+  assign \$2157  = e2_glb_w & \$2156 ;
+  assign \$2158  = \$2152  & \$2157 ;
+  assign \$2159  = \$2144  ? \$2150  : \$2158 ;
+  assign \$2160  = cnt_w3_reads + \$2159 ;
+  assign \$2161  = cnt_w4_reads + issue4;
+  assign \$2162  = desc_rank - 1'h1;
+  assign \$2163  = k4 == \$2162 ;
+  assign \$2165  = desc_pool ? 3'h4 : 3'h1;
+  assign \$2166  = \$2165  - 1'h1;
+  assign \$2167  = \$signal$311  == \$2166 ;
+  assign \$2168  = \$2164  & \$2167 ;
+  assign \$2169  = issue4 & \$2168 ;
+  assign \$2170  = cnt_affine_reads + \$2169 ;
+  assign \$2171  = \$signature__en  & busy;
+  assign \$2172  = cnt_spike_in_reads + \$2171 ;
+  assign \$2173  = \$signature__en$159  + \$signature__en$166 ;
+  assign \$2174  = \$2173  + \$signature__en$168 ;
+  assign \$2175  = cnt_line1_reads + \$2174 ;
+  assign \$2176  = \$signal$80  & \$signal$81 ;
+  assign \$2177  = cnt_line1_writes + \$2176 ;
+  assign \$2178  = \$signature__en$175  + \$signature__en$179 ;
+  assign \$2179  = cnt_row2_reads + \$2178 ;
+  assign \$2180  = cnt_row2_writes + row2_w__en;
+  assign \$2181  = cnt_line4_reads + \$signature__en$313 ;
+  assign \$2182  = cnt_line4_writes + line4_w__en;
+  assign \$2183  = w_rd + p_rd;
+  assign \$2184  = cnt_c2_spad_reads + \$2183 ;
+  assign \$2185  = w_wr + p_wr;
+  assign \$2186  = cnt_c2_spad_writes + \$2185 ;
+  assign \$2187  = ! desc_mode;
+  assign \$2188  = ~ e2_copy;
+  assign \$2189  = e2_issue & \$2188 ;
+  assign \$2190  = ! desc_mode;
+  assign \$2191  = ~ \$2190 ;
+  assign \$2192  = \$2189  & \$2191 ;
+  assign \$2193  = \$2187  ? e3_issue : \$2192 ;
+  assign \$2194  = \w_rd$214  & \$2193 ;
+  assign \$2195  = ! desc_mode;
+  assign \$2196  = ~ e2_copy;
+  assign \$2197  = e2_issue & \$2196 ;
+  assign \$2198  = ! desc_mode;
+  assign \$2199  = ~ \$2198 ;
+  assign \$2200  = \$2197  & \$2199 ;
+  assign \$2201  = \$2195  ? e3_issue : \$2200 ;
+  assign \$2202  = \p_rd$216  & \$2201 ;
+  assign \$2203  = \$2194  + \$2202 ;
+  assign \$2204  = cnt_c3_spad_reads + \$2203 ;
+  assign \$2205  = \w_wr$241  + \p_wr$251 ;
+  assign \$2206  = cnt_c3_spad_writes + \$2205 ;
+  assign \$2207  = cnt_residual_reads + \$signature__en$324 ;
+  assign \$2208  = cnt_membrane_reads + \$signature__en$328 ;
+  assign \$2209  = cnt_membrane_writes + mem_w__en;
+  assign \$2210  = cnt_spikes_writes + mem_w__en;
+  assign \$2211  = host_addr >= 9'h100;
+  assign \$2212  = host_addr < 9'h140;
+  assign \$2213  = \$2211  & \$2212 ;
+  assign \$2214  = host_write & \$2213 ;
+  assign \$2215  = ~ busy;
+  assign \$2216  = \$2214  & \$2215 ;
+  assign \$2219  = host_addr >= 9'h140;
+  assign \$2220  = host_addr < 9'h170;
   assign \$2221  = \$2219  & \$2220 ;
   assign \$2222  = host_write & \$2221 ;
   assign \$2223  = ~ busy;
   assign \$2224  = \$2222  & \$2223 ;
-  assign \$2225  = host_addr - 10'h200;
-  assign \$2226  = \$2225 [2:0] < 3'h6;
-  assign \$2227  = \$2224  & \$2226 ;
-  assign \$2228  = \$2218  + \$2227 ;
-  assign \$2229  = host_addr >= 10'h300;
-  assign \$2230  = host_addr < 11'h400;
-  assign \$2231  = \$2229  & \$2230 ;
-  assign \$2232  = host_write & \$2231 ;
-  assign \$2236  = \$2228  + \$2235 ;
-  assign \$2237  = host_addr >= 11'h400;
-  assign \$2238  = host_addr < 11'h600;
+  assign \$2227  = \$2218  + \$2226 ;
+  assign \$2228  = host_addr >= 9'h180;
+  assign \$2229  = host_addr < 9'h1b0;
+  assign \$2230  = \$2228  & \$2229 ;
+  assign \$2231  = host_write & \$2230 ;
+  assign \$2232  = ~ busy;
+  assign \$2233  = \$2231  & \$2232 ;
+  assign \$2236  = \$2227  + \$2235 ;
+  assign \$2237  = host_addr >= 9'h1c0;
+  assign \$2238  = host_addr < 10'h200;
   assign \$2239  = \$2237  & \$2238 ;
   assign \$2240  = host_write & \$2239 ;
-  assign \$2242  = host_addr - 11'h400;
-  assign \$2243  = \$2242 [0] < 2'h2;
-  assign \$2244  = \$2241  & \$2243 ;
+  assign \$2241  = ~ busy;
+  assign \$2242  = \$2240  & \$2241 ;
   assign \$2245  = \$2236  + \$2244 ;
-  assign \$2246  = host_addr >= 12'h800;
-  assign \$2247  = host_addr < 12'hbc2;
+  assign \$2246  = host_addr >= 10'h200;
+  assign \$2247  = host_addr < 10'h240;
   assign \$2248  = \$2246  & \$2247 ;
   assign \$2249  = host_write & \$2248 ;
   assign \$2250  = ~ busy;
   assign \$2251  = \$2249  & \$2250 ;
-  assign \$2252  = host_addr - 12'h800;
-  assign \$2253  = \$2252 [0] < 2'h2;
+  assign \$2252  = host_addr - 10'h200;
+  assign \$2253  = \$2252 [2:0] < 3'h6;
   assign \$2254  = \$2251  & \$2253 ;
   assign \$2255  = \$2245  + \$2254 ;
-  assign \$2256  = host_addr >= 12'hc00;
-  assign \$2257  = host_addr < 12'hde1;
+  assign \$2256  = host_addr >= 10'h300;
+  assign \$2257  = host_addr < 11'h400;
   assign \$2258  = \$2256  & \$2257 ;
   assign \$2259  = host_write & \$2258 ;
-  assign \$2260  = ~ busy;
-  assign \$2261  = \$2259  & \$2260 ;
-  assign \$2264  = \$2255  + \$2263 ;
-  assign \$2265  = cnt_host_words_in + \$2264 ;
-  assign \$2266  = host_addr >= 9'h100;
-  assign \$2267  = host_addr < 9'h140;
-  assign \$2268  = \$2266  & \$2267 ;
-  assign \$2269  = host_read & \$2268 ;
-  assign \$2270  = ~ busy;
-  assign \$2271  = \$2269  & \$2270 ;
-  assign \$2274  = host_addr >= 9'h140;
-  assign \$2275  = host_addr < 9'h170;
-  assign \$2276  = \$2274  & \$2275 ;
-  assign \$2277  = host_read & \$2276 ;
-  assign \$2278  = ~ busy;
-  assign \$2279  = \$2277  & \$2278 ;
-  assign \$2282  = \$2273  + \$2281 ;
-  assign \$2283  = host_addr >= 9'h180;
-  assign \$2284  = host_addr < 9'h1b0;
+  assign \$2263  = \$2255  + \$2262 ;
+  assign \$2264  = host_addr >= 11'h400;
+  assign \$2265  = host_addr < 11'h600;
+  assign \$2266  = \$2264  & \$2265 ;
+  assign \$2267  = host_write & \$2266 ;
+  assign \$2269  = host_addr - 11'h400;
+  assign \$2270  = \$2269 [0] < 2'h2;
+  assign \$2271  = \$2268  & \$2270 ;
+  assign \$2272  = \$2263  + \$2271 ;
+  assign \$2273  = host_addr >= 12'h800;
+  assign \$2274  = host_addr < 12'hbc2;
+  assign \$2275  = \$2273  & \$2274 ;
+  assign \$2276  = host_write & \$2275 ;
+  assign \$2277  = ~ busy;
+  assign \$2278  = \$2276  & \$2277 ;
+  assign \$2279  = host_addr - 12'h800;
+  assign \$2280  = \$2279 [0] < 2'h2;
+  assign \$2281  = \$2278  & \$2280 ;
+  assign \$2282  = \$2272  + \$2281 ;
+  assign \$2283  = host_addr >= 12'hc00;
+  assign \$2284  = host_addr < 12'hde1;
   assign \$2285  = \$2283  & \$2284 ;
-  assign \$2286  = host_read & \$2285 ;
+  assign \$2286  = host_write & \$2285 ;
   assign \$2287  = ~ busy;
   assign \$2288  = \$2286  & \$2287 ;
   assign \$2291  = \$2282  + \$2290 ;
-  assign \$2292  = host_addr >= 9'h1c0;
-  assign \$2293  = host_addr < 10'h200;
-  assign \$2294  = \$2292  & \$2293 ;
-  assign \$2295  = host_read & \$2294 ;
-  assign \$2296  = ~ busy;
-  assign \$2297  = \$2295  & \$2296 ;
-  assign \$2300  = \$2291  + \$2299 ;
-  assign \$2301  = host_addr >= 10'h200;
-  assign \$2302  = host_addr < 10'h240;
+  assign \$2292  = cnt_host_words_in + \$2291 ;
+  assign \$2293  = host_addr >= 9'h100;
+  assign \$2294  = host_addr < 9'h140;
+  assign \$2295  = \$2293  & \$2294 ;
+  assign \$2296  = host_read & \$2295 ;
+  assign \$2297  = ~ busy;
+  assign \$2298  = \$2296  & \$2297 ;
+  assign \$2301  = host_addr >= 9'h140;
+  assign \$2302  = host_addr < 9'h170;
   assign \$2303  = \$2301  & \$2302 ;
   assign \$2304  = host_read & \$2303 ;
   assign \$2305  = ~ busy;
   assign \$2306  = \$2304  & \$2305 ;
-  assign \$2307  = host_addr - 10'h200;
-  assign \$2308  = \$2307 [2:0] < 3'h6;
-  assign \$2309  = \$2306  & \$2308 ;
-  assign \$2310  = \$2300  + \$2309 ;
-  assign \$2311  = host_addr >= 10'h300;
-  assign \$2312  = host_addr < 11'h400;
-  assign \$2313  = \$2311  & \$2312 ;
-  assign \$2314  = host_read & \$2313 ;
-  assign \$2315  = ~ busy;
-  assign \$2316  = \$2314  & \$2315 ;
-  assign \$2319  = \$2310  + \$2318 ;
-  assign \$2320  = host_addr >= 11'h400;
-  assign \$2321  = host_addr < 11'h600;
-  assign \$2322  = \$2320  & \$2321 ;
-  assign \$2323  = host_read & \$2322 ;
-  assign \$2324  = ~ busy;
-  assign \$2325  = \$2323  & \$2324 ;
-  assign \$2326  = host_addr - 11'h400;
-  assign \$2327  = \$2326 [0] < 2'h2;
-  assign \$2328  = \$2325  & \$2327 ;
-  assign \$2329  = \$2319  + \$2328 ;
-  assign \$2330  = host_addr >= 12'h800;
-  assign \$2331  = host_addr < 12'hbc2;
-  assign \$2332  = \$2330  & \$2331 ;
-  assign \$2333  = host_read & \$2332 ;
-  assign \$2335  = host_addr - 12'h800;
-  assign \$2336  = \$2335 [0] < 2'h2;
-  assign \$2337  = \$2334  & \$2336 ;
-  assign \$2338  = \$2329  + \$2337 ;
-  assign \$2339  = host_addr >= 12'hc00;
-  assign \$2340  = host_addr < 12'hde1;
-  assign \$2341  = \$2339  & \$2340 ;
-  assign \$2342  = host_read & \$2341 ;
-  assign \$2346  = \$2338  + \$2345 ;
-  assign \$2347  = cnt_host_words_out + \$2346 ;
+  assign \$2309  = \$2300  + \$2308 ;
+  assign \$2310  = host_addr >= 9'h180;
+  assign \$2311  = host_addr < 9'h1b0;
+  assign \$2312  = \$2310  & \$2311 ;
+  assign \$2313  = host_read & \$2312 ;
+  assign \$2314  = ~ busy;
+  assign \$2315  = \$2313  & \$2314 ;
+  assign \$2318  = \$2309  + \$2317 ;
+  assign \$2319  = host_addr >= 9'h1c0;
+  assign \$2320  = host_addr < 10'h200;
+  assign \$2321  = \$2319  & \$2320 ;
+  assign \$2322  = host_read & \$2321 ;
+  assign \$2323  = ~ busy;
+  assign \$2324  = \$2322  & \$2323 ;
+  assign \$2327  = \$2318  + \$2326 ;
+  assign \$2328  = host_addr >= 10'h200;
+  assign \$2329  = host_addr < 10'h240;
+  assign \$2330  = \$2328  & \$2329 ;
+  assign \$2331  = host_read & \$2330 ;
+  assign \$2332  = ~ busy;
+  assign \$2333  = \$2331  & \$2332 ;
+  assign \$2334  = host_addr - 10'h200;
+  assign \$2335  = \$2334 [2:0] < 3'h6;
+  assign \$2336  = \$2333  & \$2335 ;
+  assign \$2337  = \$2327  + \$2336 ;
+  assign \$2338  = host_addr >= 10'h300;
+  assign \$2339  = host_addr < 11'h400;
+  assign \$2340  = \$2338  & \$2339 ;
+  assign \$2341  = host_read & \$2340 ;
+  assign \$2342  = ~ busy;
+  assign \$2343  = \$2341  & \$2342 ;
+  assign \$2346  = \$2337  + \$2345 ;
+  assign \$2347  = host_addr >= 11'h400;
+  assign \$2348  = host_addr < 11'h600;
+  assign \$2349  = \$2347  & \$2348 ;
+  assign \$2350  = host_read & \$2349 ;
+  assign \$2351  = ~ busy;
+  assign \$2352  = \$2350  & \$2351 ;
+  assign \$2353  = host_addr - 11'h400;
+  assign \$2354  = \$2353 [0] < 2'h2;
+  assign \$2355  = \$2352  & \$2354 ;
+  assign \$2356  = \$2346  + \$2355 ;
+  assign \$2357  = host_addr >= 12'h800;
+  assign \$2358  = host_addr < 12'hbc2;
+  assign \$2359  = \$2357  & \$2358 ;
+  assign \$2360  = host_read & \$2359 ;
+  assign \$2362  = host_addr - 12'h800;
+  assign \$2363  = \$2362 [0] < 2'h2;
+  assign \$2364  = \$2361  & \$2363 ;
+  assign \$2365  = \$2356  + \$2364 ;
+  assign \$2366  = host_addr >= 12'hc00;
+  assign \$2367  = host_addr < 12'hde1;
+  assign \$2368  = \$2366  & \$2367 ;
+  assign \$2369  = host_read & \$2368 ;
+  assign \$2373  = \$2365  + \$2372 ;
+  assign \$2374  = cnt_host_words_out + \$2373 ;
   always @(posedge clk)
-    geo_pack <= \$2348 ;
+    geo_pack <= \$2375 ;
   always @(posedge clk)
-    geo_pxl <= \$2349 ;
+    geo_pxl <= \$2376 ;
   always @(posedge clk)
-    geo_pk <= \$2350 ;
+    geo_pk <= \$2377 ;
   always @(posedge clk)
-    geo_px <= \$2351 ;
+    geo_px <= \$2378 ;
   always @(posedge clk)
-    geo_ng <= \$2352 ;
+    geo_ng <= \$2379 ;
   always @(posedge clk)
-    geo_last_lanes <= \$2353 ;
+    geo_last_lanes <= \$2380 ;
   always @(posedge clk)
-    geo_nb <= \$2354 ;
+    geo_nb <= \$2381 ;
   always @(posedge clk)
-    geo_rw1 <= \$2355 ;
+    geo_rw1 <= \$2382 ;
   always @(posedge clk)
-    geo_rw4 <= \$2356 ;
+    geo_rw4 <= \$2383 ;
   always @(posedge clk)
-    geo_ncc <= \$2357 ;
+    geo_ncc <= \$2384 ;
   always @(posedge clk)
-    geo_cw <= \$2358 ;
+    geo_cw <= \$2385 ;
   always @(posedge clk)
-    geo_r3 <= \$2359 ;
+    geo_r3 <= \$2386 ;
   always @(posedge clk)
-    geo_ns <= \$2360 ;
+    geo_ns <= \$2387 ;
   always @(posedge clk)
-    geo_nch <= \$2361 ;
+    geo_nch <= \$2388 ;
   always @(posedge clk)
-    geo_last_chunk <= \$2362 ;
+    geo_last_chunk <= \$2389 ;
   always @(posedge clk)
-    geo_ho <= \$2363 ;
+    geo_ho <= \$2390 ;
   always @(posedge clk)
-    geo_wo <= \$2364 ;
+    geo_wo <= \$2391 ;
   always @(posedge clk)
-    geo_go <= \$2365 ;
+    geo_go <= \$2392 ;
   always @(posedge clk)
-    geo_in_row_words <= \$2366 ;
+    geo_in_row_words <= \$2393 ;
   always @(posedge clk)
-    geo_out_row_words <= \$2367 ;
+    geo_out_row_words <= \$2394 ;
   always @(posedge clk)
-    geo_dist <= \$2368 ;
+    geo_dist <= \$2395 ;
   always @(posedge clk)
-    geo_long_rows <= \$2369 ;
+    geo_long_rows <= \$2396 ;
   always @(posedge clk)
-    geo_e_lo2 <= \$2370 ;
+    geo_e_lo2 <= \$2397 ;
   always @(posedge clk)
-    geo_nbe2 <= \$2371 ;
+    geo_nbe2 <= \$2398 ;
   always @(posedge clk)
-    geo_nbg2 <= \$2372 ;
+    geo_nbg2 <= \$2399 ;
   always @(posedge clk)
-    geo_lastg2 <= \$2373 ;
+    geo_lastg2 <= \$2400 ;
   always @(posedge clk)
-    geo_nbg3 <= \$2374 ;
+    geo_nbg3 <= \$2401 ;
   always @(posedge clk)
-    geo_lastg3 <= \$2375 ;
+    geo_lastg3 <= \$2402 ;
   always @(posedge clk)
-    geo_last_cols <= \$2376 ;
+    geo_last_cols <= \$2403 ;
   always @(posedge clk)
-    host_in_rows <= \$2377 ;
+    host_in_rows <= \$2404 ;
   always @(posedge clk)
-    host_res_rows <= \$2378 ;
+    host_res_rows <= \$2405 ;
   always @(posedge clk)
-    host_out_taken <= \$2379 ;
+    host_out_taken <= \$2406 ;
   always @(posedge clk)
-    staging <= \$2380 ;
+    staging <= \$2407 ;
   always @(posedge clk)
-    desc_in_channels <= \$2381 ;
+    desc_in_channels <= \$2408 ;
   always @(posedge clk)
-    desc_rank <= \$2382 ;
+    desc_rank <= \$2409 ;
   always @(posedge clk)
-    desc_out_channels <= \$2383 ;
+    desc_out_channels <= \$2410 ;
   always @(posedge clk)
-    desc_height <= \$2384 ;
+    desc_height <= \$2411 ;
   always @(posedge clk)
-    desc_width <= \$2385 ;
+    desc_width <= \$2412 ;
   always @(posedge clk)
-    desc_timesteps <= \$2386 ;
+    desc_timesteps <= \$2413 ;
   always @(posedge clk)
-    desc_mode <= \$2387 ;
+    desc_mode <= \$2414 ;
   always @(posedge clk)
-    desc_schedule <= \$2388 ;
+    desc_schedule <= \$2415 ;
   always @(posedge clk)
-    desc_pack <= \$2389 ;
+    desc_pack <= \$2416 ;
   always @(posedge clk)
-    desc_order <= \$2390 ;
+    desc_order <= \$2417 ;
   always @(posedge clk)
-    shift <= \$2391 ;
+    shift <= \$2418 ;
   always @(posedge clk)
-    \shift$258  <= \$2392 ;
+    \shift$258  <= \$2419 ;
   always @(posedge clk)
-    desc_shift3 <= \$2393 ;
+    desc_shift3 <= \$2420 ;
   always @(posedge clk)
-    \shift$356  <= \$2394 ;
+    \shift$356  <= \$2421 ;
   always @(posedge clk)
-    desc_leak_mul <= \$2395 ;
+    desc_leak_mul <= \$2422 ;
   always @(posedge clk)
-    leak_shift <= \$2396 ;
+    leak_shift <= \$2423 ;
   always @(posedge clk)
-    desc_threshold <= \$2397 ;
+    desc_threshold <= \$2424 ;
   always @(posedge clk)
-    rnd <= \$2398 ;
+    rnd <= \$2425 ;
   always @(posedge clk)
-    desc_pool <= \$2399 ;
+    desc_pool <= \$2426 ;
   always @(posedge clk)
-    desc_residual <= \$2400 ;
+    desc_residual <= \$2427 ;
   always @(posedge clk)
-    desc_zero_halo <= \$2401 ;
+    desc_zero_halo <= \$2428 ;
   always @(posedge clk)
-    desc_in_ring_rows <= \$2402 ;
+    desc_in_ring_rows <= \$2429 ;
   always @(posedge clk)
-    desc_res_ring_rows <= \$2403 ;
+    desc_res_ring_rows <= \$2430 ;
   always @(posedge clk)
-    desc_out_ring_rows <= \$2404 ;
+    desc_out_ring_rows <= \$2431 ;
   always @(posedge clk)
-    geo_t3 <= \$2405 ;
+    geo_t3 <= \$2432 ;
   always @(posedge clk)
-    cc1 <= \$2406 ;
+    cc1 <= \$2433 ;
   always @(posedge clk)
-    \$signal$41  <= \$2407 ;
+    \$signal$41  <= \$2434 ;
   always @(posedge clk)
-    \$signal$24  <= \$2408 ;
+    \$signal$24  <= \$2435 ;
   always @(posedge clk)
-    sb1 <= \$2409 ;
+    sb1 <= \$2436 ;
   always @(posedge clk)
-    \$signal$19  <= \$2410 ;
+    \$signal$19  <= \$2437 ;
   always @(posedge clk)
-    \$signal$17  <= \$2411 ;
+    \$signal$17  <= \$2438 ;
   always @(posedge clk)
-    \$signal$48  <= \$2412 ;
+    \$signal$48  <= \$2439 ;
   always @(posedge clk)
-    pix1 <= \$2413 ;
+    pix1 <= \$2440 ;
   always @(posedge clk)
-    wm3_t <= \$2414 ;
+    wm3_t <= \$2441 ;
   always @(posedge clk)
-    \$signal$34  <= \$2415 ;
+    \$signal$34  <= \$2442 ;
   always @(posedge clk)
-    \$signal$39  <= \$2416 ;
+    \$signal$39  <= \$2443 ;
   always @(posedge clk)
-    in_seq <= \$2417 ;
+    in_seq <= \$2444 ;
   always @(posedge clk)
-    in_slot <= \$2418 ;
+    in_slot <= \$2445 ;
   always @(posedge clk)
-    \$signal$44  <= \$2419 ;
+    \$signal$44  <= \$2446 ;
   always @(posedge clk)
-    qm3_1 <= \$2420 ;
+    qm3_1 <= \$2447 ;
   always @(posedge clk)
-    \$signal$29  <= \$2421 ;
+    \$signal$29  <= \$2448 ;
   always @(posedge clk)
-    e1a_v <= \$2422 ;
+    e1a_v <= \$2449 ;
   always @(posedge clk)
-    e1a_zero <= \$2423 ;
+    e1a_zero <= \$2450 ;
   always @(posedge clk)
-    first <= \$2424 ;
+    first <= \$2451 ;
   always @(posedge clk)
-    e1a_last <= \$2425 ;
+    e1a_last <= \$2452 ;
   always @(posedge clk)
-    e1a_k0 <= \$2426 ;
+    e1a_k0 <= \$2453 ;
   always @(posedge clk)
-    e1a_rowend <= \$2427 ;
+    e1a_rowend <= \$2454 ;
   always @(posedge clk)
-    \$signal$53  <= \$2428 ;
+    \$signal$53  <= \$2455 ;
   always @(posedge clk)
-    \$signal$485  <= \$2429 ;
+    \$signal$485  <= \$2456 ;
   always @(posedge clk)
-    \$signal$486  <= \$2430 ;
+    \$signal$486  <= \$2457 ;
   always @(posedge clk)
-    \$signal$487  <= \$2431 ;
+    \$signal$487  <= \$2458 ;
   always @(posedge clk)
-    base1a <= \$2432 ;
+    base1a <= \$2459 ;
   always @(posedge clk)
-    act1a <= \$2433 ;
+    act1a <= \$2460 ;
   always @(posedge clk)
-    spike_reg <= \$2434 ;
+    spike_reg <= \$2461 ;
   always @(posedge clk)
-    \$signal$80  <= \$2435 ;
+    \$signal$80  <= \$2462 ;
   always @(posedge clk)
-    \$signal$77  <= \$2436 ;
+    \$signal$77  <= \$2463 ;
   always @(posedge clk)
-    \$signal$81  <= \$2437 ;
+    \$signal$81  <= \$2464 ;
   always @(posedge clk)
-    \$signal$490  <= \$2438 ;
+    \$signal$490  <= \$2465 ;
   always @(posedge clk)
-    \$signal$71  <= \$2439 ;
+    \$signal$71  <= \$2466 ;
   always @(posedge clk)
-    \$signal$75  <= \$2440 ;
+    \$signal$75  <= \$2467 ;
   always @(posedge clk)
-    \$signal$69  <= \$2441 ;
+    \$signal$69  <= \$2468 ;
   always @(posedge clk)
-    \$signal$74  <= \$2442 ;
+    \$signal$74  <= \$2469 ;
   always @(posedge clk)
-    e1_done <= \$2443 ;
+    e1_done <= \$2470 ;
   always @(posedge clk)
-    e2_g <= \$2444 ;
+    e2_g <= \$2471 ;
   always @(posedge clk)
-    e2_bc <= \$2445 ;
+    e2_bc <= \$2472 ;
   always @(posedge clk)
-    e2_s <= \$2446 ;
+    e2_s <= \$2473 ;
   always @(posedge clk)
-    e2_b <= \$2447 ;
+    e2_b <= \$2474 ;
   always @(posedge clk)
-    e2_jb <= \$2448 ;
+    e2_jb <= \$2475 ;
   always @(posedge clk)
-    e2_ti <= \$2449 ;
+    e2_ti <= \$2476 ;
   always @(posedge clk)
-    e2_jl <= \$2450 ;
+    e2_jl <= \$2477 ;
   always @(posedge clk)
-    e2_sl <= \$2451 ;
+    e2_sl <= \$2478 ;
   always @(posedge clk)
-    e2_ck <= \$2452 ;
+    e2_ck <= \$2479 ;
   always @(posedge clk)
-    e2_jbs <= \$2453 ;
+    e2_jbs <= \$2480 ;
   always @(posedge clk)
-    e2_tis <= \$2454 ;
+    e2_tis <= \$2481 ;
   always @(posedge clk)
-    e2_jls <= \$2455 ;
+    e2_jls <= \$2482 ;
   always @(posedge clk)
-    e2_sls <= \$2456 ;
+    e2_sls <= \$2483 ;
   always @(posedge clk)
-    e2_bg <= \$2457 ;
+    e2_bg <= \$2484 ;
   always @(posedge clk)
-    e2_gbase <= \$2458 ;
+    e2_gbase <= \$2485 ;
   always @(posedge clk)
-    e2_seq <= \$2459 ;
+    e2_seq <= \$2486 ;
   always @(posedge clk)
-    e2_i <= \$2460 ;
+    e2_i <= \$2487 ;
   always @(posedge clk)
-    e2_o <= \$2461 ;
+    e2_o <= \$2488 ;
   always @(posedge clk)
-    e2_qm3 <= \$2462 ;
+    e2_qm3 <= \$2489 ;
   always @(posedge clk)
-    e2_r1 <= \$2463 ;
+    e2_r1 <= \$2490 ;
   always @(posedge clk)
-    e2_run <= \$2464 ;
+    e2_run <= \$2491 ;
   always @(posedge clk)
-    e3_g <= \$2465 ;
+    e3_g <= \$2492 ;
   always @(posedge clk)
-    e3_bc <= \$2466 ;
+    e3_bc <= \$2493 ;
   always @(posedge clk)
-    e3_s <= \$2467 ;
+    e3_s <= \$2494 ;
   always @(posedge clk)
-    e3_b <= \$2468 ;
+    e3_b <= \$2495 ;
   always @(posedge clk)
-    e3_jb <= \$2469 ;
+    e3_jb <= \$2496 ;
   always @(posedge clk)
-    e3_ti <= \$2470 ;
+    e3_ti <= \$2497 ;
   always @(posedge clk)
-    e3_jl <= \$2471 ;
+    e3_jl <= \$2498 ;
   always @(posedge clk)
-    e3_sl <= \$2472 ;
+    e3_sl <= \$2499 ;
   always @(posedge clk)
-    e3_ck <= \$2473 ;
+    e3_ck <= \$2500 ;
   always @(posedge clk)
-    e3_jbs <= \$2474 ;
+    e3_jbs <= \$2501 ;
   always @(posedge clk)
-    e3_tis <= \$2475 ;
+    e3_tis <= \$2502 ;
   always @(posedge clk)
-    e3_jls <= \$2476 ;
+    e3_jls <= \$2503 ;
   always @(posedge clk)
-    e3_sls <= \$2477 ;
+    e3_sls <= \$2504 ;
   always @(posedge clk)
-    e3_bg <= \$2478 ;
+    e3_bg <= \$2505 ;
   always @(posedge clk)
-    e3_gbase <= \$2479 ;
+    e3_gbase <= \$2506 ;
   always @(posedge clk)
-    e3_seq <= \$2480 ;
+    e3_seq <= \$2507 ;
   always @(posedge clk)
-    e3_i <= \$2481 ;
+    e3_i <= \$2508 ;
   always @(posedge clk)
-    e3_o <= \$2482 ;
+    e3_o <= \$2509 ;
   always @(posedge clk)
-    e3_qm3 <= \$2483 ;
+    e3_qm3 <= \$2510 ;
   always @(posedge clk)
-    e3_r1 <= \$2484 ;
+    e3_r1 <= \$2511 ;
   always @(posedge clk)
-    e3_run <= \$2485 ;
+    e3_run <= \$2512 ;
   always @(posedge clk)
-    e2_rel <= \$2486 ;
+    e2_rel <= \$2513 ;
   always @(posedge clk)
-    rel1 <= \$2487 ;
+    rel1 <= \$2514 ;
   always @(posedge clk)
-    e3_rel <= \$2488 ;
+    e3_rel <= \$2515 ;
   always @(posedge clk)
-    e2a_v <= \$2489 ;
+    e2a_v <= \$2516 ;
   always @(posedge clk)
-    e2a_copy <= \$2490 ;
+    e2a_copy <= \$2517 ;
   always @(posedge clk)
-    \first$192  <= \$2491 ;
+    \first$192  <= \$2518 ;
   always @(posedge clk)
-    from_psum <= \$2492 ;
+    from_psum <= \$2519 ;
   always @(posedge clk)
-    use_spad <= \$2493 ;
+    use_spad <= \$2520 ;
   always @(posedge clk)
-    e2a_w_wr <= \$2494 ;
+    e2a_w_wr <= \$2521 ;
   always @(posedge clk)
-    e2a_final <= \$2495 ;
+    e2a_final <= \$2522 ;
   always @(posedge clk)
-    e2a_psum_out <= \$2496 ;
+    e2a_psum_out <= \$2523 ;
   always @(posedge clk)
-    e2a_row_end <= \$2497 ;
+    e2a_row_end <= \$2524 ;
   always @(posedge clk)
-    e2a_nb_zero <= \$2498 ;
+    e2a_nb_zero <= \$2525 ;
   always @(posedge clk)
-    e2a_s <= \$2499 ;
+    e2a_s <= \$2526 ;
   always @(posedge clk)
-    e2a_b <= \$2500 ;
+    e2a_b <= \$2527 ;
   always @(posedge clk)
-    e2a_jl <= \$2501 ;
+    e2a_jl <= \$2528 ;
   always @(posedge clk)
-    e2a_wsel <= \$2502 ;
+    e2a_wsel <= \$2529 ;
   always @(posedge clk)
-    e2a_e <= \$2503 ;
+    e2a_e <= \$2530 ;
   always @(posedge clk)
-    e2a_g <= \$2504 ;
+    e2a_g <= \$2531 ;
   always @(posedge clk)
-    e2a_bc <= \$2505 ;
+    e2a_bc <= \$2532 ;
   always @(posedge clk)
-    e2a_ti <= \$2506 ;
+    e2a_ti <= \$2533 ;
   always @(posedge clk)
-    e2a_seq <= \$2507 ;
+    e2a_seq <= \$2534 ;
   always @(posedge clk)
-    e2a_qm3 <= \$2508 ;
+    e2a_qm3 <= \$2535 ;
   always @(posedge clk)
-    e2a_t <= \$2509 ;
+    e2a_t <= \$2536 ;
   always @(posedge clk)
-    e3a_v <= \$2510 ;
+    e3a_v <= \$2537 ;
   always @(posedge clk)
-    e3a_copy <= \$2511 ;
+    e3a_copy <= \$2538 ;
   always @(posedge clk)
-    e3a_first <= \$2512 ;
+    e3a_first <= \$2539 ;
   always @(posedge clk)
-    e3a_from_psum <= \$2513 ;
+    e3a_from_psum <= \$2540 ;
   always @(posedge clk)
-    e3a_use_spad <= \$2514 ;
+    e3a_use_spad <= \$2541 ;
   always @(posedge clk)
-    e3a_w_wr <= \$2515 ;
+    e3a_w_wr <= \$2542 ;
   always @(posedge clk)
-    e3a_final <= \$2516 ;
+    e3a_final <= \$2543 ;
   always @(posedge clk)
-    e3a_psum_out <= \$2517 ;
+    e3a_psum_out <= \$2544 ;
   always @(posedge clk)
-    e3a_row_end <= \$2518 ;
+    e3a_row_end <= \$2545 ;
   always @(posedge clk)
-    e3a_nb_zero <= \$2519 ;
+    e3a_nb_zero <= \$2546 ;
   always @(posedge clk)
-    e3a_s <= \$2520 ;
+    e3a_s <= \$2547 ;
   always @(posedge clk)
-    e3a_b <= \$2521 ;
+    e3a_b <= \$2548 ;
   always @(posedge clk)
-    e3a_jl <= \$2522 ;
+    e3a_jl <= \$2549 ;
   always @(posedge clk)
-    e3a_wsel <= \$2523 ;
+    e3a_wsel <= \$2550 ;
   always @(posedge clk)
-    e3a_e <= \$2524 ;
+    e3a_e <= \$2551 ;
   always @(posedge clk)
-    e3a_g <= \$2525 ;
+    e3a_g <= \$2552 ;
   always @(posedge clk)
-    e3a_bc <= \$2526 ;
+    e3a_bc <= \$2553 ;
   always @(posedge clk)
-    e3a_ti <= \$2527 ;
+    e3a_ti <= \$2554 ;
   always @(posedge clk)
-    e3a_seq <= \$2528 ;
+    e3a_seq <= \$2555 ;
   always @(posedge clk)
-    e3a_qm3 <= \$2529 ;
+    e3a_qm3 <= \$2556 ;
   always @(posedge clk)
-    e3a_t <= \$2530 ;
+    e3a_t <= \$2557 ;
   always @(posedge clk)
-    copy_word <= \$2531 ;
+    copy_word <= \$2558 ;
   always @(posedge clk)
-    e2b_v <= \$2532 ;
+    e2b_v <= \$2559 ;
   always @(posedge clk)
-    e2b_copy <= \$2533 ;
+    e2b_copy <= \$2560 ;
   always @(posedge clk)
-    e2b_final <= \$2534 ;
+    e2b_final <= \$2561 ;
   always @(posedge clk)
-    e2b_psum_out <= \$2535 ;
+    e2b_psum_out <= \$2562 ;
   always @(posedge clk)
-    e2b_row_end <= \$2536 ;
+    e2b_row_end <= \$2563 ;
   always @(posedge clk)
-    e2b_b <= \$2537 ;
+    e2b_b <= \$2564 ;
   always @(posedge clk)
-    e2b_e <= \$2538 ;
+    e2b_e <= \$2565 ;
   always @(posedge clk)
-    e2b_g <= \$2539 ;
+    e2b_g <= \$2566 ;
   always @(posedge clk)
-    e2b_seq <= \$2540 ;
+    e2b_seq <= \$2567 ;
   always @(posedge clk)
-    e2b_bc <= \$2541 ;
+    e2b_bc <= \$2568 ;
   always @(posedge clk)
-    e2b_qm3 <= \$2542 ;
+    e2b_qm3 <= \$2569 ;
   always @(posedge clk)
-    e2b_t <= \$2543 ;
+    e2b_t <= \$2570 ;
   always @(posedge clk)
-    e3b_v <= \$2544 ;
+    e3b_v <= \$2571 ;
   always @(posedge clk)
-    e3b_copy <= \$2545 ;
+    e3b_copy <= \$2572 ;
   always @(posedge clk)
-    e3b_final <= \$2546 ;
+    e3b_final <= \$2573 ;
   always @(posedge clk)
-    e3b_psum_out <= \$2547 ;
+    e3b_psum_out <= \$2574 ;
   always @(posedge clk)
-    e3b_row_end <= \$2548 ;
+    e3b_row_end <= \$2575 ;
   always @(posedge clk)
-    e3b_b <= \$2549 ;
+    e3b_b <= \$2576 ;
   always @(posedge clk)
-    e3b_e <= \$2550 ;
+    e3b_e <= \$2577 ;
   always @(posedge clk)
-    e3b_g <= \$2551 ;
+    e3b_g <= \$2578 ;
   always @(posedge clk)
-    e3b_seq <= \$2552 ;
+    e3b_seq <= \$2579 ;
   always @(posedge clk)
-    e3b_bc <= \$2553 ;
+    e3b_bc <= \$2580 ;
   always @(posedge clk)
-    e3b_qm3 <= \$2554 ;
+    e3b_qm3 <= \$2581 ;
   always @(posedge clk)
-    e3b_t <= \$2555 ;
+    e3b_t <= \$2582 ;
   always @(posedge clk)
-    \$signal$157  <= \$2556 ;
+    \$signal$157  <= \$2583 ;
   always @(posedge clk)
-    \$signal$300  <= \$2557 ;
+    \$signal$300  <= \$2584 ;
   always @(posedge clk)
-    k4 <= \$2558 ;
+    k4 <= \$2585 ;
   always @(posedge clk)
-    \$signal$311  <= \$2559 ;
+    \$signal$311  <= \$2586 ;
   always @(posedge clk)
-    \$signal$323  <= \$2560 ;
+    \$signal$323  <= \$2587 ;
   always @(posedge clk)
-    xo4 <= \$2561 ;
+    xo4 <= \$2588 ;
   always @(posedge clk)
-    \$signal$296  <= \$2562 ;
+    \$signal$296  <= \$2589 ;
   always @(posedge clk)
-    \$signal$295  <= \$2563 ;
+    \$signal$295  <= \$2590 ;
   always @(posedge clk)
-    \$signal$319  <= \$2564 ;
+    \$signal$319  <= \$2591 ;
   always @(posedge clk)
-    outidx <= \$2565 ;
+    outidx <= \$2592 ;
   always @(posedge clk)
-    m4 <= \$2566 ;
+    m4 <= \$2593 ;
   always @(posedge clk)
-    e4_rel <= \$2567 ;
+    e4_rel <= \$2594 ;
   always @(posedge clk)
-    out_slot <= \$2568 ;
+    out_slot <= \$2595 ;
   always @(posedge clk)
-    \$signal$529  <= \$2569 ;
+    \$signal$529  <= \$2596 ;
   always @(posedge clk)
-    prev_slot <= \$2570 ;
+    prev_slot <= \$2597 ;
   always @(posedge clk)
-    res_seq <= \$2571 ;
+    res_seq <= \$2598 ;
   always @(posedge clk)
-    res_slot <= \$2572 ;
+    res_slot <= \$2599 ;
   always @(posedge clk)
-    \$signal$326  <= \$2573 ;
+    \$signal$326  <= \$2600 ;
   always @(posedge clk)
-    ym3 <= \$2574 ;
+    ym3 <= \$2601 ;
   always @(posedge clk)
-    \$signal$299  <= \$2575 ;
+    \$signal$299  <= \$2602 ;
   always @(posedge clk)
-    \valid$332  <= \$2576 ;
+    \valid$332  <= \$2603 ;
   always @(posedge clk)
-    \first$334  <= \$2577 ;
+    \first$334  <= \$2604 ;
   always @(posedge clk)
-    e4a_last <= \$2578 ;
+    e4a_last <= \$2605 ;
   always @(posedge clk)
-    e4a_subfirst <= \$2579 ;
+    e4a_subfirst <= \$2606 ;
   always @(posedge clk)
-    e4a_grp <= \$2580 ;
+    e4a_grp <= \$2607 ;
   always @(posedge clk)
-    e4a_t0 <= \$2581 ;
+    e4a_t0 <= \$2608 ;
   always @(posedge clk)
-    e4a_rowend <= \$2582 ;
+    e4a_rowend <= \$2609 ;
   always @(posedge clk)
-    lane4a <= \$2583 ;
+    lane4a <= \$2610 ;
   always @(posedge clk)
-    \$signal$536  <= \$2584 ;
+    \$signal$536  <= \$2611 ;
   always @(posedge clk)
-    obase4a <= \$2585 ;
+    obase4a <= \$2612 ;
   always @(posedge clk)
-    act4a <= \$2586 ;
+    act4a <= \$2613 ;
   always @(posedge clk)
-    e4b_v <= \$2587 ;
+    e4b_v <= \$2614 ;
   always @(posedge clk)
-    e4b_last <= \$2588 ;
+    e4b_last <= \$2615 ;
   always @(posedge clk)
-    \first$344  <= \$2589 ;
+    \first$344  <= \$2616 ;
   always @(posedge clk)
-    e4b_grp <= \$2590 ;
+    e4b_grp <= \$2617 ;
   always @(posedge clk)
-    e4b_t0 <= \$2591 ;
+    e4b_t0 <= \$2618 ;
   always @(posedge clk)
-    e4b_rowend <= \$2592 ;
+    e4b_rowend <= \$2619 ;
   always @(posedge clk)
-    \$signal$542  <= \$2593 ;
+    \$signal$542  <= \$2620 ;
   always @(posedge clk)
-    obase4b <= \$2594 ;
+    obase4b <= \$2621 ;
   always @(posedge clk)
-    act4b <= \$2595 ;
+    act4b <= \$2622 ;
   always @(posedge clk)
-    aff4b <= \$2596 ;
+    aff4b <= \$2623 ;
   always @(posedge clk)
-    \$signal$546  <= \$2597 ;
+    \$signal$546  <= \$2624 ;
   always @(posedge clk)
-    uprev4b <= \$2598 ;
+    uprev4b <= \$2625 ;
   always @(posedge clk)
-    mem_w__en <= \$2599 ;
+    mem_w__en <= \$2626 ;
   always @(posedge clk)
-    rowendc <= \$2600 ;
+    rowendc <= \$2627 ;
   always @(posedge clk)
-    p <= \$2601 ;
+    p <= \$2628 ;
   always @(posedge clk)
-    \$signal$352  <= \$2602 ;
+    \$signal$352  <= \$2629 ;
   always @(posedge clk)
-    residual <= \$2603 ;
+    residual <= \$2630 ;
   always @(posedge clk)
-    u_prev <= \$2604 ;
+    u_prev <= \$2631 ;
   always @(posedge clk)
-    \$signal$379  <= \$2605 ;
+    \$signal$379  <= \$2632 ;
   always @(posedge clk)
-    obasec <= \$2606 ;
+    obasec <= \$2633 ;
   always @(posedge clk)
-    actc <= \$2607 ;
+    actc <= \$2634 ;
   always @(posedge clk)
-    \$signal$552  <= \$2608 ;
+    \$signal$552  <= \$2635 ;
   always @(posedge clk)
-    full4b <= \$2609 ;
+    full4b <= \$2636 ;
   always @(posedge clk)
-    tfullc <= \$2610 ;
+    tfullc <= \$2637 ;
   always @(posedge clk)
-    out_seq <= \$2611 ;
+    out_seq <= \$2638 ;
   always @(posedge clk)
-    busy <= \$2612 ;
+    settle <= \$2639 ;
   always @(posedge clk)
-    done <= \$2613 ;
+    busy <= \$2640 ;
   always @(posedge clk)
-    prev <= \$2614 ;
+    done <= \$2641 ;
   always @(posedge clk)
-    \event  <= \$2615 ;
+    pending <= \$2642 ;
   always @(posedge clk)
-    cnt_cycles <= \$2616 ;
+    prev <= \$2643 ;
   always @(posedge clk)
-    cnt_c1_busy <= \$2617 ;
+    \event  <= \$2644 ;
   always @(posedge clk)
-    cnt_c1_stall <= \$2618 ;
+    cnt_cycles <= \$2645 ;
   always @(posedge clk)
-    cnt_c1_in_wait <= \$2619 ;
+    cnt_c1_busy <= \$2646 ;
   always @(posedge clk)
-    cnt_c2_busy <= \$2620 ;
+    cnt_c1_stall <= \$2647 ;
   always @(posedge clk)
-    cnt_c2_stall <= \$2621 ;
+    cnt_c1_in_wait <= \$2648 ;
   always @(posedge clk)
-    cnt_c3_busy <= \$2622 ;
+    cnt_c2_busy <= \$2649 ;
   always @(posedge clk)
-    cnt_c3_stall <= \$2623 ;
+    cnt_c2_stall <= \$2650 ;
   always @(posedge clk)
-    cnt_c4_busy <= \$2624 ;
+    cnt_c3_busy <= \$2651 ;
   always @(posedge clk)
-    cnt_c4_stall <= \$2625 ;
+    cnt_c3_stall <= \$2652 ;
   always @(posedge clk)
-    cnt_adder_busy <= \$2626 ;
+    cnt_c4_busy <= \$2653 ;
   always @(posedge clk)
-    cnt_adder_stall <= \$2627 ;
+    cnt_c4_stall <= \$2654 ;
   always @(posedge clk)
-    cnt_lif_busy <= \$2628 ;
+    cnt_adder_busy <= \$2655 ;
   always @(posedge clk)
-    cnt_lif_stall <= \$2629 ;
+    cnt_adder_stall <= \$2656 ;
   always @(posedge clk)
-    cnt_c1_slots <= \$2630 ;
+    cnt_lif_busy <= \$2657 ;
   always @(posedge clk)
-    cnt_c1_adds <= \$2631 ;
+    cnt_lif_stall <= \$2658 ;
   always @(posedge clk)
-    cnt_c2_macs <= \$2632 ;
+    cnt_c1_slots <= \$2659 ;
   always @(posedge clk)
-    cnt_c3_macs <= \$2633 ;
+    cnt_c1_adds <= \$2660 ;
   always @(posedge clk)
-    cnt_c4_macs <= \$2634 ;
+    cnt_c2_macs <= \$2661 ;
   always @(posedge clk)
-    cnt_adds <= \$2635 ;
+    cnt_c3_macs <= \$2662 ;
   always @(posedge clk)
-    cnt_lif_updates <= \$2636 ;
+    cnt_c4_macs <= \$2663 ;
   always @(posedge clk)
-    cnt_spikes_out <= \$2637 ;
+    cnt_adds <= \$2664 ;
   always @(posedge clk)
-    cnt_w1_reads <= \$2638 ;
+    cnt_lif_updates <= \$2665 ;
   always @(posedge clk)
-    cnt_w2_reads <= \$2639 ;
+    cnt_spikes_out <= \$2666 ;
   always @(posedge clk)
-    cnt_w3_reads <= \$2640 ;
+    cnt_w1_reads <= \$2667 ;
   always @(posedge clk)
-    cnt_w4_reads <= \$2641 ;
+    cnt_w2_reads <= \$2668 ;
   always @(posedge clk)
-    cnt_affine_reads <= \$2642 ;
+    cnt_w3_reads <= \$2669 ;
   always @(posedge clk)
-    cnt_spike_in_reads <= \$2643 ;
+    cnt_w4_reads <= \$2670 ;
   always @(posedge clk)
-    cnt_line1_reads <= \$2644 ;
+    cnt_affine_reads <= \$2671 ;
   always @(posedge clk)
-    cnt_line1_writes <= \$2645 ;
+    cnt_spike_in_reads <= \$2672 ;
   always @(posedge clk)
-    cnt_row2_reads <= \$2646 ;
+    cnt_line1_reads <= \$2673 ;
   always @(posedge clk)
-    cnt_row2_writes <= \$2647 ;
+    cnt_line1_writes <= \$2674 ;
   always @(posedge clk)
-    cnt_line4_reads <= \$2648 ;
+    cnt_row2_reads <= \$2675 ;
   always @(posedge clk)
-    cnt_line4_writes <= \$2649 ;
+    cnt_row2_writes <= \$2676 ;
   always @(posedge clk)
-    cnt_c2_spad_reads <= \$2650 ;
+    cnt_line4_reads <= \$2677 ;
   always @(posedge clk)
-    cnt_c2_spad_writes <= \$2651 ;
+    cnt_line4_writes <= \$2678 ;
   always @(posedge clk)
-    cnt_c3_spad_reads <= \$2652 ;
+    cnt_c2_spad_reads <= \$2679 ;
   always @(posedge clk)
-    cnt_c3_spad_writes <= \$2653 ;
+    cnt_c2_spad_writes <= \$2680 ;
   always @(posedge clk)
-    cnt_residual_reads <= \$2654 ;
+    cnt_c3_spad_reads <= \$2681 ;
   always @(posedge clk)
-    cnt_membrane_reads <= \$2655 ;
+    cnt_c3_spad_writes <= \$2682 ;
   always @(posedge clk)
-    cnt_membrane_writes <= \$2656 ;
+    cnt_residual_reads <= \$2683 ;
   always @(posedge clk)
-    cnt_spikes_writes <= \$2657 ;
+    cnt_membrane_reads <= \$2684 ;
   always @(posedge clk)
-    cnt_host_words_in <= \$2658 ;
+    cnt_membrane_writes <= \$2685 ;
   always @(posedge clk)
-    cnt_host_words_out <= \$2659 ;
+    cnt_spikes_writes <= \$2686 ;
   always @(posedge clk)
-    rd_valid1 <= \$2660 ;
+    cnt_host_words_in <= \$2687 ;
   always @(posedge clk)
-    rd_sel <= \$2661 ;
+    cnt_host_words_out <= \$2688 ;
   always @(posedge clk)
-    rd_k <= \$2662 ;
+    rd_valid1 <= \$2689 ;
   always @(posedge clk)
-    rd_reg <= \$2663 ;
+    rd_sel <= \$2690 ;
   always @(posedge clk)
-    host_rvalid <= \$2664 ;
+    rd_k <= \$2691 ;
   always @(posedge clk)
-    host_rdata <= \$2665 ;
+    rd_reg <= \$2692 ;
+  always @(posedge clk)
+    host_rvalid <= \$2693 ;
+  always @(posedge clk)
+    host_rdata <= \$2694 ;
   \ttsnn_accel.adder  adder (
     .a(\i$256 ),
     .b(b),
-    .\port$3155$0 (\$2670 ),
-    .\port$3156$0 (\$2671 ),
-    .\port$3157$0 (\$2672 ),
-    .\port$3158$0 (\$2673 )
+    .\port$3183$0 (\$2699 ),
+    .\port$3184$0 (\$2700 ),
+    .\port$3185$0 (\$2701 ),
+    .\port$3186$0 (\$2702 )
   );
   \ttsnn_accel.affine  affine (
     .p(p),
-    .\port$3454$0 (\$2682 ),
-    .\port$3610$0 (\$2683 ),
-    .\port$3766$0 (\$2684 ),
-    .\port$3922$0 (\$2685 ),
-    .\port$4657$128 (\$signal$352 [143:128]),
-    .\port$4657$176 (\$signal$352 [191:176]),
-    .\port$4657$32 (\$signal$352 [47:32]),
-    .\port$4657$80 (\$signal$352 [95:80]),
+    .\port$3482$0 (\$2711 ),
+    .\port$3638$0 (\$2712 ),
+    .\port$3794$0 (\$2713 ),
+    .\port$3950$0 (\$2714 ),
+    .\port$4685$128 (\$signal$352 [143:128]),
+    .\port$4685$176 (\$signal$352 [191:176]),
+    .\port$4685$32 (\$signal$352 [47:32]),
+    .\port$4685$80 (\$signal$352 [95:80]),
     .residual(residual),
     .rnd(rnd),
     .scale(scale),
@@ -9213,30 +9275,30 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   \ttsnn_accel.lif  lif (
     .leak_mul(desc_leak_mul[7:0]),
     .leak_shift(leak_shift),
-    .\port$3454$0 (\$2682 ),
-    .\port$3610$0 (\$2683 ),
-    .\port$3766$0 (\$2684 ),
-    .\port$3922$0 (\$2685 ),
-    .\port$4119$0 (\$2690 ),
-    .\port$4120$0 (\$2691 ),
-    .\port$4121$0 (\$2692 ),
-    .\port$4122$0 (\$2693 ),
+    .\port$3482$0 (\$2711 ),
+    .\port$3638$0 (\$2712 ),
+    .\port$3794$0 (\$2713 ),
+    .\port$3950$0 (\$2714 ),
+    .\port$4147$0 (\$2719 ),
+    .\port$4148$0 (\$2720 ),
+    .\port$4149$0 (\$2721 ),
+    .\port$4150$0 (\$2722 ),
     .rnd(rnd),
     .threshold(desc_threshold[15:0]),
-    .u0(\$2686 ),
-    .u1(\$2687 ),
-    .u2(\$2688 ),
-    .u3(\$2689 ),
+    .u0(\$2715 ),
+    .u1(\$2716 ),
+    .u2(\$2717 ),
+    .u3(\$2718 ),
     .u_prev(u_prev)
   );
   \ttsnn_accel.maxpool  maxpool (
     .clk(clk),
     .first(\first$344 ),
     .i(\i$346 ),
-    .\port$3287$0 (\$2678 ),
-    .\port$3290$0 (\$2679 ),
-    .\port$3293$0 (\$2680 ),
-    .\port$3296$0 (\$2681 ),
+    .\port$3315$0 (\$2707 ),
+    .\port$3318$0 (\$2708 ),
+    .\port$3321$0 (\$2709 ),
+    .\port$3324$0 (\$2710 ),
     .rst(rst),
     .valid(\valid$341 )
   );
@@ -9248,19 +9310,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   );
   \ttsnn_accel.requant2  requant2 (
     .i(\i$256 ),
-    .\port$3070$0 (\$2666 ),
-    .\port$3098$0 (\$2667 ),
-    .\port$3126$0 (\$2668 ),
-    .\port$3154$0 (\$2669 ),
+    .\port$3098$0 (\$2695 ),
+    .\port$3126$0 (\$2696 ),
+    .\port$3154$0 (\$2697 ),
+    .\port$3182$0 (\$2698 ),
     .rnd(rnd),
     .shift(\shift$258 )
   );
   \ttsnn_accel.requant3  requant3 (
     .i(\i$276 ),
-    .\port$3186$0 (\$2674 ),
-    .\port$3214$0 (\$2675 ),
-    .\port$3242$0 (\$2676 ),
-    .\port$3270$0 (\$2677 ),
+    .\port$3214$0 (\$2703 ),
+    .\port$3242$0 (\$2704 ),
+    .\port$3270$0 (\$2705 ),
+    .\port$3298$0 (\$2706 ),
     .rnd(rnd),
     .shift(\$485 [5:0])
   );
@@ -9793,661 +9855,293 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2348  = desc_pack;
+    \$2375  = desc_pack;
     if (rst) begin
-      \$2348  = 4'h0;
+      \$2375  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2349  = \$732 [3:0];
+    \$2376  = \$732 [3:0];
     if (rst) begin
-      \$2349  = 4'h0;
+      \$2376  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2350  = \$733 [2:0];
+    \$2377  = \$733 [2:0];
     if (rst) begin
-      \$2350  = 3'h0;
+      \$2377  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2351  = \$735 [2:0];
+    \$2378  = \$735 [2:0];
     if (rst) begin
-      \$2351  = 3'h0;
+      \$2378  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2352  = \$739 [15:0];
+    \$2379  = \$739 [15:0];
     if (rst) begin
-      \$2352  = 16'h0000;
+      \$2379  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2353  = \$742 [15:0];
+    \$2380  = \$742 [15:0];
     if (rst) begin
-      \$2353  = 16'h0000;
+      \$2380  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2354  = \$745 [15:0];
-    if (rst) begin
-      \$2354  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2355  = \$747 [15:0];
-    if (rst) begin
-      \$2355  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2356  = \$748 [15:0];
-    if (rst) begin
-      \$2356  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2357  = \$751 [15:0];
-    if (rst) begin
-      \$2357  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2358  = \$754 [15:0];
-    if (rst) begin
-      \$2358  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2359  = \$756 [15:0];
-    if (rst) begin
-      \$2359  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2360  = \$759 [15:0];
-    if (rst) begin
-      \$2360  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2361  = \$762 [15:0];
-    if (rst) begin
-      \$2361  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2362  = \$765 [15:0];
-    if (rst) begin
-      \$2362  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2363  = \$767 ;
-    if (rst) begin
-      \$2363  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2364  = \$769 ;
-    if (rst) begin
-      \$2364  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2365  = \$772 [15:0];
-    if (rst) begin
-      \$2365  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2366  = \$776 [15:0];
-    if (rst) begin
-      \$2366  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2367  = \$777 [15:0];
-    if (rst) begin
-      \$2367  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2368  = \$778 ;
-    if (rst) begin
-      \$2368  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2369  = \$783 ;
-    if (rst) begin
-      \$2369  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2370  = { 1'h0, \$787  };
-    if (rst) begin
-      \$2370  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2371  = \$801 [15:0];
-    if (rst) begin
-      \$2371  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2372  = \$804 [15:0];
-    if (rst) begin
-      \$2372  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2373  = \$807 [15:0];
-    if (rst) begin
-      \$2373  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2374  = \$810 [15:0];
-    if (rst) begin
-      \$2374  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2375  = \$813 [15:0];
-    if (rst) begin
-      \$2375  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2376  = \$816 [15:0];
-    if (rst) begin
-      \$2376  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2377  = host_in_rows;
-    if (host_write) begin
-      if (\$817 ) begin
-        \$2377  = host_wdata[23:0];
-      end
-    end
-    if (rst) begin
-      \$2377  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2378  = host_res_rows;
-    if (host_write) begin
-      if (\$818 ) begin
-        \$2378  = host_wdata[23:0];
-      end
-    end
-    if (rst) begin
-      \$2378  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2379  = host_out_taken;
-    if (host_write) begin
-      if (\$819 ) begin
-        \$2379  = host_wdata[23:0];
-      end
-    end
-    if (rst) begin
-      \$2379  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2380  = staging;
-    if (host_write) begin
-      if (\$827 ) begin
-        casez (\$828 [2:0])
-          3'h0:
-              \$2380 [31:0] = host_wdata;
-          3'h1:
-              \$2380 [63:32] = host_wdata;
-          3'h2:
-              \$2380 [95:64] = host_wdata;
-          3'h3:
-              \$2380 [127:96] = host_wdata;
-          3'h4:
-              \$2380 [159:128] = host_wdata;
-        endcase
-      end
-      if (\$835 ) begin
-        (* full_case = 32'd1 *)
-        casez (\$836 [0])
-          1'h0:
-              \$2380 [31:0] = host_wdata;
-          1'h1:
-              \$2380 [63:32] = host_wdata;
-        endcase
-      end
-      if (\$844 ) begin
-        (* full_case = 32'd1 *)
-        casez (\$845 [0])
-          1'h0:
-              \$2380 [31:0] = host_wdata;
-          1'h1:
-              \$2380 [63:32] = host_wdata;
-        endcase
-      end
-    end
-    if (rst) begin
-      \$2380  = 160'h0000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2381  = desc_in_channels;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$847 ) begin
-          \$2381  = host_wdata[15:0];
-        end
-      end
-    end
+    \$2381  = \$745 [15:0];
     if (rst) begin
       \$2381  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2382  = desc_rank;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$848 ) begin
-          \$2382  = host_wdata[15:0];
-        end
-      end
-    end
+    \$2382  = \$747 [15:0];
     if (rst) begin
       \$2382  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2383  = desc_out_channels;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$849 ) begin
-          \$2383  = host_wdata[15:0];
-        end
-      end
-    end
+    \$2383  = \$748 [15:0];
     if (rst) begin
       \$2383  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2384  = desc_height;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$850 ) begin
-          \$2384  = host_wdata[15:0];
-        end
-      end
-    end
+    \$2384  = \$751 [15:0];
     if (rst) begin
       \$2384  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2385  = desc_width;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$851 ) begin
-          \$2385  = host_wdata[15:0];
-        end
-      end
-    end
+    \$2385  = \$754 [15:0];
     if (rst) begin
       \$2385  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2386  = desc_timesteps;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$852 ) begin
-          \$2386  = host_wdata[7:0];
-        end
-      end
-    end
+    \$2386  = \$756 [15:0];
     if (rst) begin
-      \$2386  = 8'h00;
+      \$2386  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2387  = desc_mode;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$853 ) begin
-          \$2387  = host_wdata[1:0];
-        end
-      end
-    end
+    \$2387  = \$759 [15:0];
     if (rst) begin
-      \$2387  = 2'h0;
+      \$2387  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2388  = desc_schedule;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$854 ) begin
-          \$2388  = host_wdata;
-        end
-      end
-    end
+    \$2388  = \$762 [15:0];
     if (rst) begin
-      \$2388  = 32'd0;
+      \$2388  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2389  = desc_pack;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$855 ) begin
-          \$2389  = host_wdata[3:0];
-        end
-      end
-    end
+    \$2389  = \$765 [15:0];
     if (rst) begin
-      \$2389  = 4'h0;
+      \$2389  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2390  = desc_order;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$856 ) begin
-          \$2390  = host_wdata[0];
-        end
-      end
-    end
+    \$2390  = \$767 ;
     if (rst) begin
-      \$2390  = 1'h0;
+      \$2390  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2391  = shift;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$857 ) begin
-          \$2391  = host_wdata[5:0];
-        end
-      end
-    end
+    \$2391  = \$769 ;
     if (rst) begin
-      \$2391  = 6'h00;
+      \$2391  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2392  = \shift$258 ;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$858 ) begin
-          \$2392  = host_wdata[5:0];
-        end
-      end
-    end
+    \$2392  = \$772 [15:0];
     if (rst) begin
-      \$2392  = 6'h00;
+      \$2392  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2393  = desc_shift3;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$859 ) begin
-          \$2393  = host_wdata[5:0];
-        end
-      end
-    end
+    \$2393  = \$776 [15:0];
     if (rst) begin
-      \$2393  = 6'h00;
+      \$2393  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2394  = \shift$356 ;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$860 ) begin
-          \$2394  = host_wdata[5:0];
-        end
-      end
-    end
+    \$2394  = \$777 [15:0];
     if (rst) begin
-      \$2394  = 6'h00;
+      \$2394  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2395  = desc_leak_mul;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$861 ) begin
-          \$2395  = host_wdata[15:0];
-        end
-      end
-    end
+    \$2395  = \$778 ;
     if (rst) begin
       \$2395  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2396  = leak_shift;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$862 ) begin
-          \$2396  = host_wdata[5:0];
-        end
-      end
-    end
+    \$2396  = \$783 ;
     if (rst) begin
-      \$2396  = 6'h00;
+      \$2396  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2397  = desc_threshold;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$863 ) begin
-          \$2397  = host_wdata;
-        end
-      end
-    end
+    \$2397  = { 1'h0, \$787  };
     if (rst) begin
-      \$2397  = 32'd0;
+      \$2397  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2398  = rnd;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$864 ) begin
-          \$2398  = host_wdata[0];
-        end
-      end
-    end
+    \$2398  = \$801 [15:0];
     if (rst) begin
-      \$2398  = 1'h0;
+      \$2398  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2399  = desc_pool;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$865 ) begin
-          \$2399  = host_wdata[0];
-        end
-      end
-    end
+    \$2399  = \$804 [15:0];
     if (rst) begin
-      \$2399  = 1'h0;
+      \$2399  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2400  = desc_residual;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$866 ) begin
-          \$2400  = host_wdata[0];
-        end
-      end
-    end
+    \$2400  = \$807 [15:0];
     if (rst) begin
-      \$2400  = 1'h0;
+      \$2400  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2401  = desc_zero_halo;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$867 ) begin
-          \$2401  = host_wdata[3:0];
-        end
-      end
-    end
+    \$2401  = \$810 [15:0];
     if (rst) begin
-      \$2401  = 4'h0;
+      \$2401  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2402  = desc_in_ring_rows;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$868 ) begin
-          \$2402  = host_wdata[15:0];
-        end
-      end
-    end
+    \$2402  = \$813 [15:0];
     if (rst) begin
       \$2402  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2403  = desc_res_ring_rows;
-    if (host_write) begin
-      if (\$846 ) begin
-        if (\$869 ) begin
-          \$2403  = host_wdata[15:0];
-        end
-      end
-    end
+    \$2403  = \$816 [15:0];
     if (rst) begin
       \$2403  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2404  = desc_out_ring_rows;
+    \$2404  = host_in_rows;
+    if (host_write) begin
+      if (\$817 ) begin
+        \$2404  = host_wdata[23:0];
+      end
+    end
+    if (rst) begin
+      \$2404  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2405  = host_res_rows;
+    if (host_write) begin
+      if (\$818 ) begin
+        \$2405  = host_wdata[23:0];
+      end
+    end
+    if (rst) begin
+      \$2405  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2406  = host_out_taken;
+    if (host_write) begin
+      if (\$819 ) begin
+        \$2406  = host_wdata[23:0];
+      end
+    end
+    if (rst) begin
+      \$2406  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2407  = staging;
+    if (host_write) begin
+      if (\$827 ) begin
+        casez (\$828 [2:0])
+          3'h0:
+              \$2407 [31:0] = host_wdata;
+          3'h1:
+              \$2407 [63:32] = host_wdata;
+          3'h2:
+              \$2407 [95:64] = host_wdata;
+          3'h3:
+              \$2407 [127:96] = host_wdata;
+          3'h4:
+              \$2407 [159:128] = host_wdata;
+        endcase
+      end
+      if (\$835 ) begin
+        (* full_case = 32'd1 *)
+        casez (\$836 [0])
+          1'h0:
+              \$2407 [31:0] = host_wdata;
+          1'h1:
+              \$2407 [63:32] = host_wdata;
+        endcase
+      end
+      if (\$844 ) begin
+        (* full_case = 32'd1 *)
+        casez (\$845 [0])
+          1'h0:
+              \$2407 [31:0] = host_wdata;
+          1'h1:
+              \$2407 [63:32] = host_wdata;
+        endcase
+      end
+    end
+    if (rst) begin
+      \$2407  = 160'h0000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2408  = desc_in_channels;
     if (host_write) begin
       if (\$846 ) begin
-        if (\$870 ) begin
-          \$2404  = host_wdata[15:0];
+        if (\$847 ) begin
+          \$2408  = host_wdata[15:0];
         end
       end
-    end
-    if (rst) begin
-      \$2404  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2405  = \$872 [7:0];
-    if (rst) begin
-      \$2405  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2406  = cc1;
-    if (\$873 ) begin
-      \$2406  = \$878 [15:0];
-    end
-    if (start) begin
-      \$2406  = 16'h0000;
-    end
-    if (rst) begin
-      \$2406  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2407  = \$signal$41 ;
-    if (\$883 ) begin
-      \$2407  = \$888 [15:0];
-    end
-    if (start) begin
-      \$2407  = 16'h0000;
-    end
-    if (rst) begin
-      \$2407  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2408  = \$signal$24 ;
-    if (\$897 ) begin
-      \$2408  = \$902 [15:0];
-    end
-    if (start) begin
-      \$2408  = 16'h0000;
     end
     if (rst) begin
       \$2408  = 16'h0000;
@@ -10455,81 +10149,83 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2409  = sb1;
-    if (\$915 ) begin
-      \$2409  = \$922 [1:0];
-    end
-    if (start) begin
-      \$2409  = 2'h0;
+    \$2409  = desc_rank;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$848 ) begin
+          \$2409  = host_wdata[15:0];
+        end
+      end
     end
     if (rst) begin
-      \$2409  = 2'h0;
+      \$2409  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2410  = \$signal$19 ;
-    if (\$941 ) begin
-      \$2410  = \$947 [15:0];
+    \$2410  = desc_out_channels;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$849 ) begin
+          \$2410  = host_wdata[15:0];
+        end
+      end
     end
-    if (start) begin
+    if (rst) begin
       \$2410  = 16'h0000;
     end
-    if (rst) begin
-      \$2410  = 16'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2411  = \$signal$17 ;
-    if (\$971 ) begin
-      \$2411  = \$976 [15:0];
-    end
-    if (start) begin
-      \$2411  = 16'h0000;
-    end
-    if (rst) begin
-      \$2411  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2412  = \$signal$48 ;
-    if (issue1) begin
-      \$2412  = \$986 [15:0];
-    end
-    if (start) begin
-      \$2412  = 16'h0000;
-    end
-    if (rst) begin
-      \$2412  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2413  = pix1;
-    if (issue1) begin
-      if (\$994 ) begin
-        \$2413  = \$1009 [15:0];
+    \$2411  = desc_height;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$850 ) begin
+          \$2411  = host_wdata[15:0];
+        end
       end
     end
-    if (start) begin
-      \$2413  = 16'h0000;
-    end
     if (rst) begin
-      \$2413  = 16'h0000;
+      \$2411  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2414  = wm3_t;
-    if (issue1) begin
-      if (\$1021 ) begin
-        \$2414  = \$1048 [1:0];
+    \$2412  = desc_width;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$851 ) begin
+          \$2412  = host_wdata[15:0];
+        end
       end
     end
-    if (start) begin
-      \$2414  = 2'h0;
+    if (rst) begin
+      \$2412  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2413  = desc_timesteps;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$852 ) begin
+          \$2413  = host_wdata[7:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$2413  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2414  = desc_mode;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$853 ) begin
+          \$2414  = host_wdata[1:0];
+        end
+      end
     end
     if (rst) begin
       \$2414  = 2'h0;
@@ -10537,323 +10233,441 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2415  = \$signal$34 ;
-    if (issue1) begin
-      if (\$1021 ) begin
-        \$2415  = \$1049 [15:0];
-      end
-    end
-    if (start) begin
-      \$2415  = 16'h0000;
-    end
-    if (rst) begin
-      \$2415  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2416  = \$signal$39 ;
-    if (issue1) begin
-      if (\$1021 ) begin
-        \$2416  = \$1053 [7:0];
-      end
-    end
-    if (start) begin
-      \$2416  = 8'h00;
-    end
-    if (rst) begin
-      \$2416  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2417  = in_seq;
-    if (issue1) begin
-      if (\$1021 ) begin
-        if (\$1060 ) begin
-          \$2417  = \$1061 [23:0];
+    \$2415  = desc_schedule;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$854 ) begin
+          \$2415  = host_wdata;
         end
       end
     end
-    if (start) begin
-      \$2417  = 24'h000000;
-    end
     if (rst) begin
-      \$2417  = 24'h000000;
+      \$2415  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2418  = in_slot;
-    if (issue1) begin
-      if (\$1021 ) begin
-        if (\$1060 ) begin
-          \$2418  = \$1065 [15:0];
+    \$2416  = desc_pack;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$855 ) begin
+          \$2416  = host_wdata[3:0];
         end
       end
     end
-    if (start) begin
-      \$2418  = 16'h0000;
-    end
     if (rst) begin
-      \$2418  = 16'h0000;
+      \$2416  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2419  = \$signal$44 ;
-    if (issue1) begin
-      if (\$1021 ) begin
-        if (\$1060 ) begin
-          \$2419  = \$1069 [15:0];
+    \$2417  = desc_order;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$856 ) begin
+          \$2417  = host_wdata[0];
         end
       end
     end
-    if (start) begin
-      \$2419  = 16'h0000;
-    end
     if (rst) begin
-      \$2419  = 16'h0000;
+      \$2417  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2420  = qm3_1;
-    if (issue1) begin
-      if (\$1092 ) begin
-        \$2420  = \$1097 [1:0];
+    \$2418  = shift;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$857 ) begin
+          \$2418  = host_wdata[5:0];
+        end
       end
     end
-    if (start) begin
-      \$2420  = 2'h0;
-    end
     if (rst) begin
-      \$2420  = 2'h0;
+      \$2418  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2421  = \$signal$29 ;
-    if (issue1) begin
-      if (\$1124 ) begin
-        \$2421  = 1'h0;
+    \$2419  = \shift$258 ;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$858 ) begin
+          \$2419  = host_wdata[5:0];
+        end
       end
     end
-    if (start) begin
-      \$2421  = 1'h1;
-    end
     if (rst) begin
-      \$2421  = 1'h0;
+      \$2419  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2422  = issue1;
+    \$2420  = desc_shift3;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$859 ) begin
+          \$2420  = host_wdata[5:0];
+        end
+      end
+    end
     if (rst) begin
-      \$2422  = 1'h0;
+      \$2420  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2423  = zero_px1;
+    \$2421  = \shift$356 ;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$860 ) begin
+          \$2421  = host_wdata[5:0];
+        end
+      end
+    end
     if (rst) begin
-      \$2423  = 1'h0;
+      \$2421  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2424  = \$1125 ;
+    \$2422  = desc_leak_mul;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$861 ) begin
+          \$2422  = host_wdata[15:0];
+        end
+      end
+    end
     if (rst) begin
-      \$2424  = 1'h0;
+      \$2422  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2425  = \$1129 ;
+    \$2423  = leak_shift;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$862 ) begin
+          \$2423  = host_wdata[5:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$2423  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2424  = desc_threshold;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$863 ) begin
+          \$2424  = host_wdata;
+        end
+      end
+    end
+    if (rst) begin
+      \$2424  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2425  = rnd;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$864 ) begin
+          \$2425  = host_wdata[0];
+        end
+      end
+    end
     if (rst) begin
       \$2425  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2426  = \$1130 ;
+    \$2426  = desc_pool;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$865 ) begin
+          \$2426  = host_wdata[0];
+        end
+      end
+    end
     if (rst) begin
       \$2426  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2427  = \$1142 ;
+    \$2427  = desc_residual;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$866 ) begin
+          \$2427  = host_wdata[0];
+        end
+      end
+    end
     if (rst) begin
       \$2427  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2428  = cc1;
+    \$2428  = desc_zero_halo;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$867 ) begin
+          \$2428  = host_wdata[3:0];
+        end
+      end
+    end
     if (rst) begin
-      \$2428  = 16'h0000;
+      \$2428  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2429  = \$signal$41 ;
+    \$2429  = desc_in_ring_rows;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$868 ) begin
+          \$2429  = host_wdata[15:0];
+        end
+      end
+    end
     if (rst) begin
       \$2429  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2430  = \$1143 ;
+    \$2430  = desc_res_ring_rows;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$869 ) begin
+          \$2430  = host_wdata[15:0];
+        end
+      end
+    end
     if (rst) begin
       \$2430  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2431  = \$1145 [2:0];
+    \$2431  = desc_out_ring_rows;
+    if (host_write) begin
+      if (\$846 ) begin
+        if (\$870 ) begin
+          \$2431  = host_wdata[15:0];
+        end
+      end
+    end
     if (rst) begin
-      \$2431  = 3'h0;
+      \$2431  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2432  = \$1146 [15:0];
+    \$2432  = \$872 [7:0];
     if (rst) begin
-      \$2432  = 16'h0000;
+      \$2432  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2433  = \$1152 [2:0];
+    \$2433  = cc1;
+    if (\$873 ) begin
+      \$2433  = \$878 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2433  = 16'h0000;
+    end
     if (rst) begin
-      \$2433  = 3'h0;
+      \$2433  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2434  = spike_reg;
-    if (\$1155 ) begin
-      \$2434  = \$signature__data ;
+    \$2434  = \$signal$41 ;
+    if (\$883 ) begin
+      \$2434  = \$888 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2434  = 16'h0000;
     end
     if (rst) begin
-      \$2434  = 32'd0;
+      \$2434  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2435  = e1a_v;
+    \$2435  = \$signal$24 ;
+    if (\$897 ) begin
+      \$2435  = \$902 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2435  = 16'h0000;
+    end
     if (rst) begin
-      \$2435  = 1'h0;
+      \$2435  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2436  = e1a_zero;
+    \$2436  = sb1;
+    if (\$915 ) begin
+      \$2436  = \$922 [1:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2436  = 2'h0;
+    end
     if (rst) begin
-      \$2436  = 1'h0;
+      \$2436  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2437  = e1a_last;
+    \$2437  = \$signal$19 ;
+    if (\$941 ) begin
+      \$2437  = \$947 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2437  = 16'h0000;
+    end
     if (rst) begin
-      \$2437  = 1'h0;
+      \$2437  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2438  = e1a_rowend;
+    \$2438  = \$signal$17 ;
+    if (\$971 ) begin
+      \$2438  = \$976 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2438  = 16'h0000;
+    end
     if (rst) begin
-      \$2438  = 1'h0;
+      \$2438  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2439  = \$signal$485 ;
+    \$2439  = \$signal$48 ;
+    if (issue1) begin
+      \$2439  = \$986 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2439  = 16'h0000;
+    end
     if (rst) begin
       \$2439  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2440  = \$signal$486 ;
+    \$2440  = pix1;
+    if (issue1) begin
+      if (\$994 ) begin
+        \$2440  = \$1009 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2440  = 16'h0000;
+    end
     if (rst) begin
       \$2440  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2441  = \$signal$487 ;
+    \$2441  = wm3_t;
+    if (issue1) begin
+      if (\$1021 ) begin
+        \$2441  = \$1048 [1:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2441  = 2'h0;
+    end
     if (rst) begin
-      \$2441  = 3'h0;
+      \$2441  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2442  = base1a;
+    \$2442  = \$signal$34 ;
+    if (issue1) begin
+      if (\$1021 ) begin
+        \$2442  = \$1049 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2442  = 16'h0000;
+    end
     if (rst) begin
       \$2442  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2443  = e1_done;
-    if (\$1157 ) begin
-      \$2443  = \$1158 [15:0];
+    \$2443  = \$signal$39 ;
+    if (issue1) begin
+      if (\$1021 ) begin
+        \$2443  = \$1053 [7:0];
+      end
     end
-    if (start) begin
-      \$2443  = 16'h0000;
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2443  = 8'h00;
     end
     if (rst) begin
-      \$2443  = 16'h0000;
+      \$2443  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2444  = e2_g;
-    if (e2_issue) begin
-      if (e2_copy) begin
-        \$2444  = \$1162 [15:0];
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1174 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1176 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$1231 ) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$1234 ) begin
-                \$2444  = \$1235 [15:0];
-              end else begin
-                \$2444  = 16'h0000;
-              end
-            end
-          end
+    \$2444  = in_seq;
+    if (issue1) begin
+      if (\$1021 ) begin
+        if (\$1060 ) begin
+          \$2444  = \$1061 [23:0];
         end
       end
     end
-    if (start) begin
-      \$2444  = 16'h0000;
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2444  = 24'h000000;
     end
     if (rst) begin
-      \$2444  = 16'h0000;
+      \$2444  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2445  = e2_bc;
-    if (e2_issue) begin
-      if (e2_copy) begin
-        if (\$1164 ) begin
-          \$2445  = \$1168 [15:0];
+    \$2445  = in_slot;
+    if (issue1) begin
+      if (\$1021 ) begin
+        if (\$1060 ) begin
+          \$2445  = \$1065 [15:0];
         end
       end
     end
-    if (start) begin
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
       \$2445  = 16'h0000;
     end
     if (rst) begin
@@ -10862,17 +10676,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2446  = e2_s;
-    if (e2_issue) begin
-      (* full_case = 32'd1 *)
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        \$2446  = 16'h0000;
-      end else begin
-        \$2446  = \$1237 [15:0];
+    \$2446  = \$signal$44 ;
+    if (issue1) begin
+      if (\$1021 ) begin
+        if (\$1060 ) begin
+          \$2446  = \$1069 [15:0];
+        end
       end
     end
-    if (start) begin
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
       \$2446  = 16'h0000;
     end
     if (rst) begin
@@ -10881,599 +10694,229 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2447  = e2_b;
-    if (e2_issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1174 ) begin
-          \$2447  = \$1175 [15:0];
-        end else begin
-          \$2447  = 16'h0000;
-        end
+    \$2447  = qm3_1;
+    if (issue1) begin
+      if (\$1092 ) begin
+        \$2447  = \$1097 [1:0];
       end
     end
-    if (start) begin
-      \$2447  = 16'h0000;
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2447  = 2'h0;
     end
     if (rst) begin
-      \$2447  = 16'h0000;
+      \$2447  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2448  = e2_jb;
-    if (e2_issue) begin
-      (* full_case = 32'd1 *)
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1174 ) begin
-          \$2448  = e2_jbs;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1176 ) begin
-            \$2448  = \$1186 [15:0];
-          end else begin
-            \$2448  = 16'h0000;
-          end
-        end
-      end else begin
-        \$2448  = \$1246 [15:0];
+    \$2448  = \$signal$29 ;
+    if (issue1) begin
+      if (\$1124 ) begin
+        \$2448  = 1'h0;
       end
     end
-    if (start) begin
-      \$2448  = 16'h0000;
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2448  = 1'h1;
     end
     if (rst) begin
-      \$2448  = 16'h0000;
+      \$2448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2449  = e2_ti;
-    if (e2_issue) begin
-      (* full_case = 32'd1 *)
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1174 ) begin
-          \$2449  = e2_tis;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1176 ) begin
-            \$2449  = \$1195 [1:0];
-          end else begin
-            \$2449  = 2'h0;
-          end
-        end
-      end else begin
-        \$2449  = \$1255 [1:0];
-      end
-    end
-    if (start) begin
-      \$2449  = 2'h0;
-    end
+    \$2449  = issue1;
     if (rst) begin
-      \$2449  = 2'h0;
+      \$2449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2450  = e2_jl;
-    if (e2_issue) begin
-      (* full_case = 32'd1 *)
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1174 ) begin
-          \$2450  = e2_jls;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1176 ) begin
-            \$2450  = \$1202 [15:0];
-          end else begin
-            \$2450  = 16'h0000;
-          end
-        end
-      end else begin
-        \$2450  = \$1262 [15:0];
-      end
-    end
-    if (start) begin
-      \$2450  = 16'h0000;
-    end
+    \$2450  = zero_px1;
     if (rst) begin
-      \$2450  = 16'h0000;
+      \$2450  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2451  = e2_sl;
-    if (e2_issue) begin
-      (* full_case = 32'd1 *)
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1174 ) begin
-          \$2451  = e2_sls;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1176 ) begin
-            \$2451  = \$1203 [15:0];
-          end else begin
-            \$2451  = 16'h0000;
-          end
-        end
-      end else begin
-        \$2451  = \$1263 [15:0];
-      end
-    end
-    if (start) begin
-      \$2451  = 16'h0000;
-    end
+    \$2451  = \$1125 ;
     if (rst) begin
-      \$2451  = 16'h0000;
+      \$2451  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2452  = e2_ck;
-    if (e2_issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1174 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1176 ) begin
-            \$2452  = \$1177 [15:0];
-          end else begin
-            \$2452  = 16'h0000;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$2452  = 16'h0000;
-    end
+    \$2452  = \$1129 ;
     if (rst) begin
-      \$2452  = 16'h0000;
+      \$2452  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2453  = e2_jbs;
-    if (e2_issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1174 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1176 ) begin
-            \$2453  = \$1212 [15:0];
-          end else begin
-            \$2453  = 16'h0000;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$2453  = 16'h0000;
-    end
+    \$2453  = \$1130 ;
     if (rst) begin
-      \$2453  = 16'h0000;
+      \$2453  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2454  = e2_tis;
-    if (e2_issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1174 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1176 ) begin
-            \$2454  = \$1221 [1:0];
-          end else begin
-            \$2454  = 2'h0;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$2454  = 2'h0;
-    end
+    \$2454  = \$1142 ;
     if (rst) begin
-      \$2454  = 2'h0;
+      \$2454  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2455  = e2_jls;
-    if (e2_issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1174 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1176 ) begin
-            \$2455  = \$1228 [15:0];
-          end else begin
-            \$2455  = 16'h0000;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$2455  = 16'h0000;
-    end
+    \$2455  = cc1;
     if (rst) begin
       \$2455  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2456  = e2_sls;
-    if (e2_issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1174 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1176 ) begin
-            \$2456  = \$1229 [15:0];
-          end else begin
-            \$2456  = 16'h0000;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$2456  = 16'h0000;
-    end
+    \$2456  = \$signal$41 ;
     if (rst) begin
       \$2456  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2457  = e2_bg;
-    if (e2_issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1174 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1176 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$1231 ) begin
-              \$2457  = \$1232 [15:0];
-            end else begin
-              \$2457  = 16'h0000;
-            end
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$2457  = 16'h0000;
-    end
+    \$2457  = \$1143 ;
     if (rst) begin
       \$2457  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2458  = e2_gbase;
-    if (e2_issue) begin
-      if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1174 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1176 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$1231 ) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$1234 ) begin
-                \$2458  = \$1236 [15:0];
-              end else begin
-                \$2458  = 16'h0000;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$2458  = 16'h0000;
-    end
+    \$2458  = \$1145 [2:0];
     if (rst) begin
-      \$2458  = 16'h0000;
+      \$2458  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2459  = e2_seq;
-    if (e2_issue) begin
-      if (e2_row_end) begin
-        \$2459  = \$1264 [15:0];
-      end
-    end
-    if (start) begin
-      \$2459  = 16'h0000;
-    end
+    \$2459  = \$1146 [15:0];
     if (rst) begin
       \$2459  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2460  = e2_i;
-    if (e2_issue) begin
-      if (e2_row_end) begin
-        (* full_case = 32'd1 *)
-        if (\$1267 ) begin
-          \$2460  = 16'h0000;
-        end else begin
-          \$2460  = \$1269 [15:0];
-        end
-      end
-    end
-    if (start) begin
-      \$2460  = 16'h0000;
-    end
+    \$2460  = \$1152 [2:0];
     if (rst) begin
-      \$2460  = 16'h0000;
+      \$2460  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2461  = e2_o;
-    if (e2_issue) begin
-      if (e2_row_end) begin
-        if (\$1267 ) begin
-          \$2461  = \$1268 [15:0];
-        end
-      end
-    end
-    if (start) begin
-      \$2461  = 16'h0000;
+    \$2461  = spike_reg;
+    if (\$1155 ) begin
+      \$2461  = \$signature__data ;
     end
     if (rst) begin
-      \$2461  = 16'h0000;
+      \$2461  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2462  = e2_qm3;
-    if (e2_issue) begin
-      if (e2_row_end) begin
-        \$2462  = \$1284 [1:0];
-      end
-    end
-    if (start) begin
-      \$2462  = 2'h0;
-    end
+    \$2462  = e1a_v;
     if (rst) begin
-      \$2462  = 2'h0;
+      \$2462  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2463  = e2_r1;
-    if (e2_issue) begin
-      if (e2_row_end) begin
-        \$2463  = \$1302 [7:0];
-      end
-    end
-    if (start) begin
-      \$2463  = 8'h00;
-    end
+    \$2463  = e1a_zero;
     if (rst) begin
-      \$2463  = 8'h00;
+      \$2463  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2464  = e2_run;
-    if (e2_issue) begin
-      if (e2_row_end) begin
-        if (e2_all_end) begin
-          \$2464  = 1'h0;
-        end
-      end
-    end
-    if (start) begin
-      \$2464  = 1'h1;
-    end
+    \$2464  = e1a_last;
     if (rst) begin
       \$2464  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2465  = e3_g;
-    if (e3_issue) begin
-      if (e3_copy) begin
-        \$2465  = \$1306 [15:0];
-      end else if (e3_s_last) begin
+    \$2465  = e1a_rowend;
+    if (rst) begin
+      \$2465  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2466  = \$signal$485 ;
+    if (rst) begin
+      \$2466  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2467  = \$signal$486 ;
+    if (rst) begin
+      \$2467  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2468  = \$signal$487 ;
+    if (rst) begin
+      \$2468  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2469  = base1a;
+    if (rst) begin
+      \$2469  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2470  = e1_done;
+    if (\$1157 ) begin
+      \$2470  = \$1158 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2470  = 16'h0000;
+    end
+    if (rst) begin
+      \$2470  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2471  = e2_g;
+    if (e2_issue) begin
+      if (e2_copy) begin
+        \$2471  = \$1162 [15:0];
+      end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$1318 ) begin
+        if (\$1174 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$1320 ) begin
+          if (\$1176 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$1375 ) begin
+            if (\$1231 ) begin
             end else begin
               (* full_case = 32'd1 *)
-              if (\$1378 ) begin
-                \$2465  = \$1379 [15:0];
+              if (\$1234 ) begin
+                \$2471  = \$1235 [15:0];
               end else begin
-                \$2465  = 16'h0000;
+                \$2471  = 16'h0000;
               end
             end
           end
         end
       end
     end
-    if (start) begin
-      \$2465  = 16'h0000;
-    end
-    if (rst) begin
-      \$2465  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2466  = e3_bc;
-    if (e3_issue) begin
-      if (e3_copy) begin
-        if (\$1308 ) begin
-          \$2466  = \$1312 [15:0];
-        end
-      end
-    end
-    if (start) begin
-      \$2466  = 16'h0000;
-    end
-    if (rst) begin
-      \$2466  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2467  = e3_s;
-    if (e3_issue) begin
-      (* full_case = 32'd1 *)
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        \$2467  = 16'h0000;
-      end else begin
-        \$2467  = \$1381 [15:0];
-      end
-    end
-    if (start) begin
-      \$2467  = 16'h0000;
-    end
-    if (rst) begin
-      \$2467  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2468  = e3_b;
-    if (e3_issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1318 ) begin
-          \$2468  = \$1319 [15:0];
-        end else begin
-          \$2468  = 16'h0000;
-        end
-      end
-    end
-    if (start) begin
-      \$2468  = 16'h0000;
-    end
-    if (rst) begin
-      \$2468  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2469  = e3_jb;
-    if (e3_issue) begin
-      (* full_case = 32'd1 *)
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1318 ) begin
-          \$2469  = e3_jbs;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1320 ) begin
-            \$2469  = \$1330 [15:0];
-          end else begin
-            \$2469  = 16'h0000;
-          end
-        end
-      end else begin
-        \$2469  = \$1390 [15:0];
-      end
-    end
-    if (start) begin
-      \$2469  = 16'h0000;
-    end
-    if (rst) begin
-      \$2469  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2470  = e3_ti;
-    if (e3_issue) begin
-      (* full_case = 32'd1 *)
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1318 ) begin
-          \$2470  = e3_tis;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1320 ) begin
-            \$2470  = \$1339 [1:0];
-          end else begin
-            \$2470  = 2'h0;
-          end
-        end
-      end else begin
-        \$2470  = \$1399 [1:0];
-      end
-    end
-    if (start) begin
-      \$2470  = 2'h0;
-    end
-    if (rst) begin
-      \$2470  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2471  = e3_jl;
-    if (e3_issue) begin
-      (* full_case = 32'd1 *)
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1318 ) begin
-          \$2471  = e3_jls;
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1320 ) begin
-            \$2471  = \$1346 [15:0];
-          end else begin
-            \$2471  = 16'h0000;
-          end
-        end
-      end else begin
-        \$2471  = \$1406 [15:0];
-      end
-    end
-    if (start) begin
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
       \$2471  = 16'h0000;
     end
     if (rst) begin
@@ -11482,152 +10925,148 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2472  = e3_sl;
-    if (e3_issue) begin
+    \$2472  = e2_bc;
+    if (e2_issue) begin
+      if (e2_copy) begin
+        if (\$1164 ) begin
+          \$2472  = \$1168 [15:0];
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2472  = 16'h0000;
+    end
+    if (rst) begin
+      \$2472  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2473  = e2_s;
+    if (e2_issue) begin
       (* full_case = 32'd1 *)
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        \$2473  = 16'h0000;
+      end else begin
+        \$2473  = \$1237 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2473  = 16'h0000;
+    end
+    if (rst) begin
+      \$2473  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2474  = e2_b;
+    if (e2_issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$1318 ) begin
-          \$2472  = e3_sls;
+        if (\$1174 ) begin
+          \$2474  = \$1175 [15:0];
+        end else begin
+          \$2474  = 16'h0000;
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2474  = 16'h0000;
+    end
+    if (rst) begin
+      \$2474  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2475  = e2_jb;
+    if (e2_issue) begin
+      (* full_case = 32'd1 *)
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1174 ) begin
+          \$2475  = e2_jbs;
         end else begin
           (* full_case = 32'd1 *)
-          if (\$1320 ) begin
-            \$2472  = \$1347 [15:0];
+          if (\$1176 ) begin
+            \$2475  = \$1186 [15:0];
           end else begin
-            \$2472  = 16'h0000;
+            \$2475  = 16'h0000;
           end
         end
       end else begin
-        \$2472  = \$1407 [15:0];
+        \$2475  = \$1246 [15:0];
       end
     end
-    if (start) begin
-      \$2472  = 16'h0000;
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2475  = 16'h0000;
     end
     if (rst) begin
-      \$2472  = 16'h0000;
+      \$2475  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2473  = e3_ck;
-    if (e3_issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
+    \$2476  = e2_ti;
+    if (e2_issue) begin
+      (* full_case = 32'd1 *)
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$1318 ) begin
+        if (\$1174 ) begin
+          \$2476  = e2_tis;
         end else begin
           (* full_case = 32'd1 *)
-          if (\$1320 ) begin
-            \$2473  = \$1321 [15:0];
+          if (\$1176 ) begin
+            \$2476  = \$1195 [1:0];
           end else begin
-            \$2473  = 16'h0000;
+            \$2476  = 2'h0;
           end
         end
+      end else begin
+        \$2476  = \$1255 [1:0];
       end
     end
-    if (start) begin
-      \$2473  = 16'h0000;
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2476  = 2'h0;
     end
     if (rst) begin
-      \$2473  = 16'h0000;
+      \$2476  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2474  = e3_jbs;
-    if (e3_issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
+    \$2477  = e2_jl;
+    if (e2_issue) begin
+      (* full_case = 32'd1 *)
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$1318 ) begin
+        if (\$1174 ) begin
+          \$2477  = e2_jls;
         end else begin
           (* full_case = 32'd1 *)
-          if (\$1320 ) begin
-            \$2474  = \$1356 [15:0];
-          end else begin
-            \$2474  = 16'h0000;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$2474  = 16'h0000;
-    end
-    if (rst) begin
-      \$2474  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2475  = e3_tis;
-    if (e3_issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1318 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1320 ) begin
-            \$2475  = \$1365 [1:0];
-          end else begin
-            \$2475  = 2'h0;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$2475  = 2'h0;
-    end
-    if (rst) begin
-      \$2475  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2476  = e3_jls;
-    if (e3_issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1318 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1320 ) begin
-            \$2476  = \$1372 [15:0];
-          end else begin
-            \$2476  = 16'h0000;
-          end
-        end
-      end
-    end
-    if (start) begin
-      \$2476  = 16'h0000;
-    end
-    if (rst) begin
-      \$2476  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2477  = e3_sls;
-    if (e3_issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1318 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$1320 ) begin
-            \$2477  = \$1373 [15:0];
+          if (\$1176 ) begin
+            \$2477  = \$1202 [15:0];
           end else begin
             \$2477  = 16'h0000;
           end
         end
+      end else begin
+        \$2477  = \$1262 [15:0];
       end
     end
-    if (start) begin
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
       \$2477  = 16'h0000;
     end
     if (rst) begin
@@ -11636,185 +11075,259 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2478  = e3_bg;
-    if (e3_issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
+    \$2478  = e2_sl;
+    if (e2_issue) begin
+      (* full_case = 32'd1 *)
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$1318 ) begin
+        if (\$1174 ) begin
+          \$2478  = e2_sls;
         end else begin
           (* full_case = 32'd1 *)
-          if (\$1320 ) begin
+          if (\$1176 ) begin
+            \$2478  = \$1203 [15:0];
+          end else begin
+            \$2478  = 16'h0000;
+          end
+        end
+      end else begin
+        \$2478  = \$1263 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2478  = 16'h0000;
+    end
+    if (rst) begin
+      \$2478  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2479  = e2_ck;
+    if (e2_issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1174 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1176 ) begin
+            \$2479  = \$1177 [15:0];
+          end else begin
+            \$2479  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2479  = 16'h0000;
+    end
+    if (rst) begin
+      \$2479  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2480  = e2_jbs;
+    if (e2_issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1174 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1176 ) begin
+            \$2480  = \$1212 [15:0];
+          end else begin
+            \$2480  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2480  = 16'h0000;
+    end
+    if (rst) begin
+      \$2480  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2481  = e2_tis;
+    if (e2_issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1174 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1176 ) begin
+            \$2481  = \$1221 [1:0];
+          end else begin
+            \$2481  = 2'h0;
+          end
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2481  = 2'h0;
+    end
+    if (rst) begin
+      \$2481  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2482  = e2_jls;
+    if (e2_issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1174 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1176 ) begin
+            \$2482  = \$1228 [15:0];
+          end else begin
+            \$2482  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2482  = 16'h0000;
+    end
+    if (rst) begin
+      \$2482  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2483  = e2_sls;
+    if (e2_issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1174 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1176 ) begin
+            \$2483  = \$1229 [15:0];
+          end else begin
+            \$2483  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2483  = 16'h0000;
+    end
+    if (rst) begin
+      \$2483  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2484  = e2_bg;
+    if (e2_issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1174 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1176 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$1375 ) begin
-              \$2478  = \$1376 [15:0];
+            if (\$1231 ) begin
+              \$2484  = \$1232 [15:0];
             end else begin
-              \$2478  = 16'h0000;
+              \$2484  = 16'h0000;
             end
           end
         end
       end
     end
-    if (start) begin
-      \$2478  = 16'h0000;
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2484  = 16'h0000;
     end
     if (rst) begin
-      \$2478  = 16'h0000;
+      \$2484  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2479  = e3_gbase;
-    if (e3_issue) begin
-      if (e3_copy) begin
-      end else if (e3_s_last) begin
+    \$2485  = e2_gbase;
+    if (e2_issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
-        if (\$1318 ) begin
+        if (\$1174 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$1320 ) begin
+          if (\$1176 ) begin
           end else begin
             (* full_case = 32'd1 *)
-            if (\$1375 ) begin
+            if (\$1231 ) begin
             end else begin
               (* full_case = 32'd1 *)
-              if (\$1378 ) begin
-                \$2479  = \$1380 [15:0];
+              if (\$1234 ) begin
+                \$2485  = \$1236 [15:0];
               end else begin
-                \$2479  = 16'h0000;
+                \$2485  = 16'h0000;
               end
             end
           end
         end
       end
     end
-    if (start) begin
-      \$2479  = 16'h0000;
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2485  = 16'h0000;
     end
     if (rst) begin
-      \$2479  = 16'h0000;
+      \$2485  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2480  = e3_seq;
-    if (e3_issue) begin
-      if (e3_row_end) begin
-        \$2480  = \$1408 [15:0];
+    \$2486  = e2_seq;
+    if (e2_issue) begin
+      if (e2_row_end) begin
+        \$2486  = \$1264 [15:0];
       end
     end
-    if (start) begin
-      \$2480  = 16'h0000;
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2486  = 16'h0000;
     end
     if (rst) begin
-      \$2480  = 16'h0000;
+      \$2486  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2481  = e3_i;
-    if (e3_issue) begin
-      if (e3_row_end) begin
+    \$2487  = e2_i;
+    if (e2_issue) begin
+      if (e2_row_end) begin
         (* full_case = 32'd1 *)
-        if (\$1411 ) begin
-          \$2481  = 16'h0000;
+        if (\$1267 ) begin
+          \$2487  = 16'h0000;
         end else begin
-          \$2481  = \$1413 [15:0];
+          \$2487  = \$1269 [15:0];
         end
       end
     end
-    if (start) begin
-      \$2481  = 16'h0000;
-    end
-    if (rst) begin
-      \$2481  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2482  = e3_o;
-    if (e3_issue) begin
-      if (e3_row_end) begin
-        if (\$1411 ) begin
-          \$2482  = \$1412 [15:0];
-        end
-      end
-    end
-    if (start) begin
-      \$2482  = 16'h0000;
-    end
-    if (rst) begin
-      \$2482  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2483  = e3_qm3;
-    if (e3_issue) begin
-      if (e3_row_end) begin
-        \$2483  = \$1428 [1:0];
-      end
-    end
-    if (start) begin
-      \$2483  = 2'h0;
-    end
-    if (rst) begin
-      \$2483  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2484  = e3_r1;
-    if (e3_issue) begin
-      if (e3_row_end) begin
-        \$2484  = \$1446 [7:0];
-      end
-    end
-    if (start) begin
-      \$2484  = 8'h00;
-    end
-    if (rst) begin
-      \$2484  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2485  = e3_run;
-    if (e3_issue) begin
-      if (e3_row_end) begin
-        if (e3_all_end) begin
-          \$2485  = 1'h0;
-        end
-      end
-    end
-    if (start) begin
-      \$2485  = \$1798 ;
-    end
-    if (rst) begin
-      \$2485  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2486  = e2_rel;
-    if (\$1447 ) begin
-      \$2486  = \$1448 [15:0];
-    end
-    if (start) begin
-      \$2486  = 16'h0000;
-    end
-    if (rst) begin
-      \$2486  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2487  = rel1;
-    if (\$1447 ) begin
-      \$2487  = \$1452 [15:0];
-    end
-    if (start) begin
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
       \$2487  = 16'h0000;
     end
     if (rst) begin
@@ -11823,11 +11336,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2488  = e3_rel;
-    if (\$1453 ) begin
-      \$2488  = \$1454 [15:0];
+    \$2488  = e2_o;
+    if (e2_issue) begin
+      if (e2_row_end) begin
+        if (\$1267 ) begin
+          \$2488  = \$1268 [15:0];
+        end
+      end
     end
-    if (start) begin
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
       \$2488  = 16'h0000;
     end
     if (rst) begin
@@ -11836,1421 +11354,1723 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2489  = e2_issue;
+    \$2489  = e2_qm3;
+    if (e2_issue) begin
+      if (e2_row_end) begin
+        \$2489  = \$1284 [1:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2489  = 2'h0;
+    end
     if (rst) begin
-      \$2489  = 1'h0;
+      \$2489  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2490  = e2_copy;
+    \$2490  = e2_r1;
+    if (e2_issue) begin
+      if (e2_row_end) begin
+        \$2490  = \$1302 [7:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2490  = 8'h00;
+    end
     if (rst) begin
-      \$2490  = 1'h0;
+      \$2490  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2491  = e2_s_first;
+    \$2491  = e2_run;
+    if (e2_issue) begin
+      if (e2_row_end) begin
+        if (e2_all_end) begin
+          \$2491  = 1'h0;
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2491  = 1'h1;
+    end
     if (rst) begin
       \$2491  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2492  = e2_from_psum;
+    \$2492  = e3_g;
+    if (e3_issue) begin
+      if (e3_copy) begin
+        \$2492  = \$1306 [15:0];
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1318 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1320 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$1375 ) begin
+            end else begin
+              (* full_case = 32'd1 *)
+              if (\$1378 ) begin
+                \$2492  = \$1379 [15:0];
+              end else begin
+                \$2492  = 16'h0000;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2492  = 16'h0000;
+    end
     if (rst) begin
-      \$2492  = 1'h0;
+      \$2492  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2493  = e2_spad_rd;
+    \$2493  = e3_bc;
+    if (e3_issue) begin
+      if (e3_copy) begin
+        if (\$1308 ) begin
+          \$2493  = \$1312 [15:0];
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2493  = 16'h0000;
+    end
     if (rst) begin
-      \$2493  = 1'h0;
+      \$2493  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2494  = e2_spad_wr;
+    \$2494  = e3_s;
+    if (e3_issue) begin
+      (* full_case = 32'd1 *)
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        \$2494  = 16'h0000;
+      end else begin
+        \$2494  = \$1381 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2494  = 16'h0000;
+    end
     if (rst) begin
-      \$2494  = 1'h0;
+      \$2494  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2495  = e2_final;
+    \$2495  = e3_b;
+    if (e3_issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1318 ) begin
+          \$2495  = \$1319 [15:0];
+        end else begin
+          \$2495  = 16'h0000;
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2495  = 16'h0000;
+    end
     if (rst) begin
-      \$2495  = 1'h0;
+      \$2495  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2496  = e2_psum_out;
+    \$2496  = e3_jb;
+    if (e3_issue) begin
+      (* full_case = 32'd1 *)
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1318 ) begin
+          \$2496  = e3_jbs;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1320 ) begin
+            \$2496  = \$1330 [15:0];
+          end else begin
+            \$2496  = 16'h0000;
+          end
+        end
+      end else begin
+        \$2496  = \$1390 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2496  = 16'h0000;
+    end
     if (rst) begin
-      \$2496  = 1'h0;
+      \$2496  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2497  = e2_row_end;
+    \$2497  = e3_ti;
+    if (e3_issue) begin
+      (* full_case = 32'd1 *)
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1318 ) begin
+          \$2497  = e3_tis;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1320 ) begin
+            \$2497  = \$1339 [1:0];
+          end else begin
+            \$2497  = 2'h0;
+          end
+        end
+      end else begin
+        \$2497  = \$1399 [1:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2497  = 2'h0;
+    end
     if (rst) begin
-      \$2497  = 1'h0;
+      \$2497  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2498  = \$1470 ;
+    \$2498  = e3_jl;
+    if (e3_issue) begin
+      (* full_case = 32'd1 *)
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1318 ) begin
+          \$2498  = e3_jls;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1320 ) begin
+            \$2498  = \$1346 [15:0];
+          end else begin
+            \$2498  = 16'h0000;
+          end
+        end
+      end else begin
+        \$2498  = \$1406 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2498  = 16'h0000;
+    end
     if (rst) begin
-      \$2498  = 1'h0;
+      \$2498  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2499  = e2_s;
+    \$2499  = e3_sl;
+    if (e3_issue) begin
+      (* full_case = 32'd1 *)
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1318 ) begin
+          \$2499  = e3_sls;
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1320 ) begin
+            \$2499  = \$1347 [15:0];
+          end else begin
+            \$2499  = 16'h0000;
+          end
+        end
+      end else begin
+        \$2499  = \$1407 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2499  = 16'h0000;
+    end
     if (rst) begin
       \$2499  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2500  = e2_b;
+    \$2500  = e3_ck;
+    if (e3_issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1318 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1320 ) begin
+            \$2500  = \$1321 [15:0];
+          end else begin
+            \$2500  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2500  = 16'h0000;
+    end
     if (rst) begin
       \$2500  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2501  = e2_jl;
+    \$2501  = e3_jbs;
+    if (e3_issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1318 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1320 ) begin
+            \$2501  = \$1356 [15:0];
+          end else begin
+            \$2501  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2501  = 16'h0000;
+    end
     if (rst) begin
       \$2501  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2502  = \$1472 [2:0];
+    \$2502  = e3_tis;
+    if (e3_issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1318 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1320 ) begin
+            \$2502  = \$1365 [1:0];
+          end else begin
+            \$2502  = 2'h0;
+          end
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2502  = 2'h0;
+    end
     if (rst) begin
-      \$2502  = 3'h0;
+      \$2502  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2503  = \$152 [15:0];
+    \$2503  = e3_jls;
+    if (e3_issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1318 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1320 ) begin
+            \$2503  = \$1372 [15:0];
+          end else begin
+            \$2503  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2503  = 16'h0000;
+    end
     if (rst) begin
       \$2503  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2504  = e2_g;
+    \$2504  = e3_sls;
+    if (e3_issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1318 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1320 ) begin
+            \$2504  = \$1373 [15:0];
+          end else begin
+            \$2504  = 16'h0000;
+          end
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2504  = 16'h0000;
+    end
     if (rst) begin
       \$2504  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2505  = e2_bc;
+    \$2505  = e3_bg;
+    if (e3_issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1318 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1320 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$1375 ) begin
+              \$2505  = \$1376 [15:0];
+            end else begin
+              \$2505  = 16'h0000;
+            end
+          end
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2505  = 16'h0000;
+    end
     if (rst) begin
       \$2505  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2506  = e2_ti;
+    \$2506  = e3_gbase;
+    if (e3_issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1318 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1320 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$1375 ) begin
+            end else begin
+              (* full_case = 32'd1 *)
+              if (\$1378 ) begin
+                \$2506  = \$1380 [15:0];
+              end else begin
+                \$2506  = 16'h0000;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2506  = 16'h0000;
+    end
     if (rst) begin
-      \$2506  = 2'h0;
+      \$2506  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2507  = e2_seq;
+    \$2507  = e3_seq;
+    if (e3_issue) begin
+      if (e3_row_end) begin
+        \$2507  = \$1408 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2507  = 16'h0000;
+    end
     if (rst) begin
       \$2507  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2508  = e2_qm3;
+    \$2508  = e3_i;
+    if (e3_issue) begin
+      if (e3_row_end) begin
+        (* full_case = 32'd1 *)
+        if (\$1411 ) begin
+          \$2508  = 16'h0000;
+        end else begin
+          \$2508  = \$1413 [15:0];
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2508  = 16'h0000;
+    end
     if (rst) begin
-      \$2508  = 2'h0;
+      \$2508  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2509  = \$101 [7:0];
+    \$2509  = e3_o;
+    if (e3_issue) begin
+      if (e3_row_end) begin
+        if (\$1411 ) begin
+          \$2509  = \$1412 [15:0];
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2509  = 16'h0000;
+    end
     if (rst) begin
-      \$2509  = 8'h00;
+      \$2509  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2510  = e3_issue;
+    \$2510  = e3_qm3;
+    if (e3_issue) begin
+      if (e3_row_end) begin
+        \$2510  = \$1428 [1:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2510  = 2'h0;
+    end
     if (rst) begin
-      \$2510  = 1'h0;
+      \$2510  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2511  = e3_copy;
+    \$2511  = e3_r1;
+    if (e3_issue) begin
+      if (e3_row_end) begin
+        \$2511  = \$1446 [7:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2511  = 8'h00;
+    end
     if (rst) begin
-      \$2511  = 1'h0;
+      \$2511  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2512  = e3_s_first;
+    \$2512  = e3_run;
+    if (e3_issue) begin
+      if (e3_row_end) begin
+        if (e3_all_end) begin
+          \$2512  = 1'h0;
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2512  = \$1825 ;
+    end
     if (rst) begin
       \$2512  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2513  = e3_from_psum;
+    \$2513  = e2_rel;
+    if (\$1447 ) begin
+      \$2513  = \$1448 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2513  = 16'h0000;
+    end
     if (rst) begin
-      \$2513  = 1'h0;
+      \$2513  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2514  = e3_spad_rd;
+    \$2514  = rel1;
+    if (\$1447 ) begin
+      \$2514  = \$1452 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2514  = 16'h0000;
+    end
     if (rst) begin
-      \$2514  = 1'h0;
+      \$2514  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2515  = e3_spad_wr;
+    \$2515  = e3_rel;
+    if (\$1453 ) begin
+      \$2515  = \$1454 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2515  = 16'h0000;
+    end
     if (rst) begin
-      \$2515  = 1'h0;
+      \$2515  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2516  = e3_final;
+    \$2516  = e2_issue;
     if (rst) begin
       \$2516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2517  = e3_psum_out;
+    \$2517  = e2_copy;
     if (rst) begin
       \$2517  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2518  = e3_row_end;
+    \$2518  = e2_s_first;
     if (rst) begin
       \$2518  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2519  = \$1488 ;
+    \$2519  = e2_from_psum;
     if (rst) begin
       \$2519  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2520  = e3_s;
+    \$2520  = e2_spad_rd;
     if (rst) begin
-      \$2520  = 16'h0000;
+      \$2520  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2521  = e3_b;
+    \$2521  = e2_spad_wr;
     if (rst) begin
-      \$2521  = 16'h0000;
+      \$2521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2522  = e3_jl;
+    \$2522  = e2_final;
     if (rst) begin
-      \$2522  = 16'h0000;
+      \$2522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2523  = \$1490 [2:0];
+    \$2523  = e2_psum_out;
     if (rst) begin
-      \$2523  = 3'h0;
+      \$2523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2524  = \$204 [15:0];
+    \$2524  = e2_row_end;
     if (rst) begin
-      \$2524  = 16'h0000;
+      \$2524  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2525  = e3_g;
+    \$2525  = \$1470 ;
     if (rst) begin
-      \$2525  = 16'h0000;
+      \$2525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2526  = e3_bc;
+    \$2526  = e2_s;
     if (rst) begin
       \$2526  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2527  = e3_ti;
+    \$2527  = e2_b;
     if (rst) begin
-      \$2527  = 2'h0;
+      \$2527  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2528  = e3_seq;
+    \$2528  = e2_jl;
     if (rst) begin
       \$2528  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2529  = e3_qm3;
+    \$2529  = \$1472 [2:0];
     if (rst) begin
-      \$2529  = 2'h0;
+      \$2529  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2530  = \$153 [7:0];
+    \$2530  = \$152 [15:0];
     if (rst) begin
-      \$2530  = 8'h00;
+      \$2530  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2531  = \$signature__data$202 ;
+    \$2531  = e2_g;
     if (rst) begin
-      \$2531  = 32'd0;
+      \$2531  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2532  = e2a_v;
+    \$2532  = e2_bc;
     if (rst) begin
-      \$2532  = 1'h0;
+      \$2532  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2533  = e2a_copy;
+    \$2533  = e2_ti;
     if (rst) begin
-      \$2533  = 1'h0;
+      \$2533  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2534  = e2a_final;
+    \$2534  = e2_seq;
     if (rst) begin
-      \$2534  = 1'h0;
+      \$2534  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2535  = e2a_psum_out;
+    \$2535  = e2_qm3;
     if (rst) begin
-      \$2535  = 1'h0;
+      \$2535  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2536  = e2a_row_end;
+    \$2536  = \$101 [7:0];
     if (rst) begin
-      \$2536  = 1'h0;
+      \$2536  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2537  = e2a_b;
+    \$2537  = e3_issue;
     if (rst) begin
-      \$2537  = 16'h0000;
+      \$2537  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2538  = e2a_e;
+    \$2538  = e3_copy;
     if (rst) begin
-      \$2538  = 16'h0000;
+      \$2538  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2539  = e2a_g;
+    \$2539  = e3_s_first;
     if (rst) begin
-      \$2539  = 16'h0000;
+      \$2539  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2540  = e2a_seq;
+    \$2540  = e3_from_psum;
     if (rst) begin
-      \$2540  = 16'h0000;
+      \$2540  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2541  = e2a_bc;
+    \$2541  = e3_spad_rd;
     if (rst) begin
-      \$2541  = 16'h0000;
+      \$2541  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2542  = e2a_qm3;
+    \$2542  = e3_spad_wr;
     if (rst) begin
-      \$2542  = 2'h0;
+      \$2542  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2543  = e2a_t;
+    \$2543  = e3_final;
     if (rst) begin
-      \$2543  = 8'h00;
+      \$2543  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2544  = e3a_v;
+    \$2544  = e3_psum_out;
     if (rst) begin
       \$2544  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2545  = e3a_copy;
+    \$2545  = e3_row_end;
     if (rst) begin
       \$2545  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2546  = e3a_final;
+    \$2546  = \$1488 ;
     if (rst) begin
       \$2546  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2547  = e3a_psum_out;
+    \$2547  = e3_s;
     if (rst) begin
-      \$2547  = 1'h0;
+      \$2547  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2548  = e3a_row_end;
+    \$2548  = e3_b;
     if (rst) begin
-      \$2548  = 1'h0;
+      \$2548  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2549  = e3a_b;
+    \$2549  = e3_jl;
     if (rst) begin
       \$2549  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2550  = e3a_e;
+    \$2550  = \$1490 [2:0];
     if (rst) begin
-      \$2550  = 16'h0000;
+      \$2550  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2551  = e3a_g;
+    \$2551  = \$204 [15:0];
     if (rst) begin
       \$2551  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2552  = e3a_seq;
+    \$2552  = e3_g;
     if (rst) begin
       \$2552  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2553  = e3a_bc;
+    \$2553  = e3_bc;
     if (rst) begin
       \$2553  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2554  = e3a_qm3;
+    \$2554  = e3_ti;
     if (rst) begin
       \$2554  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2555  = e3a_t;
+    \$2555  = e3_seq;
     if (rst) begin
-      \$2555  = 8'h00;
+      \$2555  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2556  = \$signal$157 ;
-    if (\$1491 ) begin
-      \$2556  = \$1492 [15:0];
-    end
-    if (start) begin
-      \$2556  = 16'h0000;
-    end
+    \$2556  = e3_qm3;
     if (rst) begin
-      \$2556  = 16'h0000;
+      \$2556  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2557  = \$signal$300 ;
-    if (\$1493 ) begin
-      \$2557  = \$1494 [15:0];
-    end
-    if (start) begin
-      \$2557  = 16'h0000;
-    end
+    \$2557  = \$153 [7:0];
     if (rst) begin
-      \$2557  = 16'h0000;
+      \$2557  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2558  = k4;
-    if (\$1495 ) begin
-      \$2558  = \$1499 [15:0];
-    end
-    if (start) begin
-      \$2558  = 16'h0000;
-    end
+    \$2558  = \$signature__data$202 ;
     if (rst) begin
-      \$2558  = 16'h0000;
+      \$2558  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2559  = \$signal$311 ;
-    if (\$1503 ) begin
-      \$2559  = \$1508 [1:0];
-    end
-    if (start) begin
-      \$2559  = 2'h0;
-    end
+    \$2559  = e2a_v;
     if (rst) begin
-      \$2559  = 2'h0;
+      \$2559  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2560  = \$signal$323 ;
-    if (\$1516 ) begin
-      \$2560  = \$1520 [15:0];
-    end
-    if (start) begin
-      \$2560  = 16'h0000;
-    end
+    \$2560  = e2a_copy;
     if (rst) begin
-      \$2560  = 16'h0000;
+      \$2560  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2561  = xo4;
-    if (\$1531 ) begin
-      \$2561  = \$1535 [15:0];
-    end
-    if (start) begin
-      \$2561  = 16'h0000;
-    end
+    \$2561  = e2a_final;
     if (rst) begin
-      \$2561  = 16'h0000;
+      \$2561  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2562  = \$signal$296 ;
-    if (\$1549 ) begin
-      \$2562  = \$1554 [15:0];
-    end
-    if (start) begin
-      \$2562  = 16'h0000;
-    end
+    \$2562  = e2a_psum_out;
     if (rst) begin
-      \$2562  = 16'h0000;
+      \$2562  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2563  = \$signal$295 ;
-    if (\$1572 ) begin
-      \$2563  = \$1577 [15:0];
-    end
-    if (start) begin
-      \$2563  = 16'h0000;
-    end
+    \$2563  = e2a_row_end;
     if (rst) begin
-      \$2563  = 16'h0000;
+      \$2563  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2564  = \$signal$319 ;
-    if (issue4) begin
-      if (\$1584 ) begin
-        \$2564  = \$1596 [15:0];
-      end
-    end
-    if (start) begin
-      \$2564  = 16'h0000;
-    end
+    \$2564  = e2a_b;
     if (rst) begin
       \$2564  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2565  = outidx;
-    if (issue4) begin
-      if (\$1584 ) begin
-        \$2565  = \$1611 [15:0];
-      end
-    end
-    if (start) begin
-      \$2565  = 16'h0000;
-    end
+    \$2565  = e2a_e;
     if (rst) begin
       \$2565  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2566  = m4;
-    if (issue4) begin
-      if (\$1624 ) begin
-        \$2566  = \$1625 [23:0];
-      end
-    end
-    if (start) begin
-      \$2566  = 24'h000000;
-    end
+    \$2566  = e2a_g;
     if (rst) begin
-      \$2566  = 24'h000000;
+      \$2566  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2567  = e4_rel;
-    if (issue4) begin
-      if (\$1624 ) begin
-        \$2567  = \$1626 [15:0];
-      end
-    end
-    if (start) begin
-      \$2567  = 16'h0000;
-    end
+    \$2567  = e2a_seq;
     if (rst) begin
       \$2567  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2568  = out_slot;
-    if (issue4) begin
-      if (\$1624 ) begin
-        \$2568  = \$1630 [15:0];
-      end
-    end
-    if (start) begin
-      \$2568  = 16'h0000;
-    end
+    \$2568  = e2a_bc;
     if (rst) begin
       \$2568  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2569  = \$signal$529 ;
-    if (issue4) begin
-      if (\$1624 ) begin
-        \$2569  = \$1634 [15:0];
-      end
-    end
-    if (start) begin
-      \$2569  = 16'h0000;
-    end
+    \$2569  = e2a_qm3;
     if (rst) begin
-      \$2569  = 16'h0000;
+      \$2569  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2570  = prev_slot;
-    if (issue4) begin
-      if (\$1624 ) begin
-        \$2570  = \$1638 [15:0];
-      end
-    end
-    if (start) begin
-      \$2570  = \$1799 [15:0];
-    end
+    \$2570  = e2a_t;
     if (rst) begin
-      \$2570  = 16'h0000;
+      \$2570  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2571  = res_seq;
-    if (issue4) begin
-      if (\$1624 ) begin
-        if (desc_residual) begin
-          \$2571  = \$1639 [23:0];
-        end
-      end
-    end
-    if (start) begin
-      \$2571  = 24'h000000;
-    end
+    \$2571  = e3a_v;
     if (rst) begin
-      \$2571  = 24'h000000;
+      \$2571  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2572  = res_slot;
-    if (issue4) begin
-      if (\$1624 ) begin
-        if (desc_residual) begin
-          \$2572  = \$1643 [15:0];
-        end
-      end
-    end
-    if (start) begin
-      \$2572  = 16'h0000;
-    end
+    \$2572  = e3a_copy;
     if (rst) begin
-      \$2572  = 16'h0000;
+      \$2572  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2573  = \$signal$326 ;
-    if (issue4) begin
-      if (\$1624 ) begin
-        if (desc_residual) begin
-          \$2573  = \$1647 [15:0];
-        end
-      end
-    end
-    if (start) begin
-      \$2573  = 16'h0000;
-    end
+    \$2573  = e3a_final;
     if (rst) begin
-      \$2573  = 16'h0000;
+      \$2573  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2574  = ym3;
-    if (issue4) begin
-      if (\$1624 ) begin
-        if (\$1665 ) begin
-          \$2574  = \$1718 [1:0];
-        end
-      end
-    end
-    if (start) begin
-      \$2574  = 2'h0;
-    end
+    \$2574  = e3a_psum_out;
     if (rst) begin
-      \$2574  = 2'h0;
+      \$2574  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2575  = \$signal$299 ;
-    if (issue4) begin
-      if (\$1739 ) begin
-        \$2575  = 1'h0;
-      end
-    end
-    if (start) begin
-      \$2575  = 1'h1;
-    end
+    \$2575  = e3a_row_end;
     if (rst) begin
       \$2575  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2576  = issue4;
+    \$2576  = e3a_b;
     if (rst) begin
-      \$2576  = 1'h0;
+      \$2576  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2577  = \$1740 ;
+    \$2577  = e3a_e;
     if (rst) begin
-      \$2577  = 1'h0;
+      \$2577  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2578  = \$1743 ;
+    \$2578  = e3a_g;
     if (rst) begin
-      \$2578  = 1'h0;
+      \$2578  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2579  = \$1744 ;
+    \$2579  = e3a_seq;
     if (rst) begin
-      \$2579  = 1'h0;
+      \$2579  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2580  = \$1751 ;
+    \$2580  = e3a_bc;
     if (rst) begin
-      \$2580  = 1'h0;
+      \$2580  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2581  = \$1752 ;
+    \$2581  = e3a_qm3;
     if (rst) begin
-      \$2581  = 1'h0;
+      \$2581  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2582  = \$1765 ;
+    \$2582  = e3a_t;
     if (rst) begin
-      \$2582  = 1'h0;
+      \$2582  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2583  = \$1771 [2:0];
+    \$2583  = \$signal$157 ;
+    if (\$1491 ) begin
+      \$2583  = \$1492 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2583  = 16'h0000;
+    end
     if (rst) begin
-      \$2583  = 3'h0;
+      \$2583  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2584  = outidx;
+    \$2584  = \$signal$300 ;
+    if (\$1493 ) begin
+      \$2584  = \$1494 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2584  = 16'h0000;
+    end
     if (rst) begin
       \$2584  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2585  = \$signal$529 ;
+    \$2585  = k4;
+    if (\$1495 ) begin
+      \$2585  = \$1499 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2585  = 16'h0000;
+    end
     if (rst) begin
       \$2585  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2586  = \$1777 [2:0];
+    \$2586  = \$signal$311 ;
+    if (\$1503 ) begin
+      \$2586  = \$1508 [1:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2586  = 2'h0;
+    end
     if (rst) begin
-      \$2586  = 3'h0;
+      \$2586  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2587  = \valid$332 ;
+    \$2587  = \$signal$323 ;
+    if (\$1516 ) begin
+      \$2587  = \$1520 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2587  = 16'h0000;
+    end
     if (rst) begin
-      \$2587  = 1'h0;
+      \$2587  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2588  = e4a_last;
+    \$2588  = xo4;
+    if (\$1531 ) begin
+      \$2588  = \$1535 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2588  = 16'h0000;
+    end
     if (rst) begin
-      \$2588  = 1'h0;
+      \$2588  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2589  = e4a_subfirst;
+    \$2589  = \$signal$296 ;
+    if (\$1549 ) begin
+      \$2589  = \$1554 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2589  = 16'h0000;
+    end
     if (rst) begin
-      \$2589  = 1'h0;
+      \$2589  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2590  = e4a_grp;
+    \$2590  = \$signal$295 ;
+    if (\$1572 ) begin
+      \$2590  = \$1577 [15:0];
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2590  = 16'h0000;
+    end
     if (rst) begin
-      \$2590  = 1'h0;
+      \$2590  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2591  = e4a_t0;
+    \$2591  = \$signal$319 ;
+    if (issue4) begin
+      if (\$1584 ) begin
+        \$2591  = \$1596 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2591  = 16'h0000;
+    end
     if (rst) begin
-      \$2591  = 1'h0;
+      \$2591  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2592  = e4a_rowend;
+    \$2592  = outidx;
+    if (issue4) begin
+      if (\$1584 ) begin
+        \$2592  = \$1611 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2592  = 16'h0000;
+    end
     if (rst) begin
-      \$2592  = 1'h0;
+      \$2592  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2593  = \$signal$536 ;
+    \$2593  = m4;
+    if (issue4) begin
+      if (\$1624 ) begin
+        \$2593  = \$1625 [23:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2593  = 24'h000000;
+    end
     if (rst) begin
-      \$2593  = 16'h0000;
+      \$2593  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2594  = obase4a;
+    \$2594  = e4_rel;
+    if (issue4) begin
+      if (\$1624 ) begin
+        \$2594  = \$1626 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2594  = 16'h0000;
+    end
     if (rst) begin
       \$2594  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2595  = act4a;
+    \$2595  = out_slot;
+    if (issue4) begin
+      if (\$1624 ) begin
+        \$2595  = \$1630 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2595  = 16'h0000;
+    end
     if (rst) begin
-      \$2595  = 3'h0;
+      \$2595  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2596  = aff4b;
-    if (\$1778 ) begin
-      \$2596  = \$signature__data$468 ;
+    \$2596  = \$signal$529 ;
+    if (issue4) begin
+      if (\$1624 ) begin
+        \$2596  = \$1634 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2596  = 16'h0000;
     end
     if (rst) begin
-      \$2596  = 192'h000000000000000000000000000000000000000000000000;
+      \$2596  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2597  = \$signal$546 ;
-    if (\$1778 ) begin
-      \$2597  = \$signature__data$547 ;
+    \$2597  = prev_slot;
+    if (issue4) begin
+      if (\$1624 ) begin
+        \$2597  = \$1638 [15:0];
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2597  = \$1826 [15:0];
     end
     if (rst) begin
-      \$2597  = 64'h0000000000000000;
+      \$2597  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2598  = uprev4b;
-    if (\$1778 ) begin
-      \$2598  = \$1779 ;
+    \$2598  = res_seq;
+    if (issue4) begin
+      if (\$1624 ) begin
+        if (desc_residual) begin
+          \$2598  = \$1639 [23:0];
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2598  = 24'h000000;
     end
     if (rst) begin
-      \$2598  = 64'h0000000000000000;
+      \$2598  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2599  = \$1780 ;
+    \$2599  = res_slot;
+    if (issue4) begin
+      if (\$1624 ) begin
+        if (desc_residual) begin
+          \$2599  = \$1643 [15:0];
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2599  = 16'h0000;
+    end
     if (rst) begin
-      \$2599  = 1'h0;
+      \$2599  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2600  = e4b_rowend;
+    \$2600  = \$signal$326 ;
+    if (issue4) begin
+      if (\$1624 ) begin
+        if (desc_residual) begin
+          \$2600  = \$1647 [15:0];
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2600  = 16'h0000;
+    end
     if (rst) begin
-      \$2600  = 1'h0;
+      \$2600  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2601  = { \$2681 , \$2680 , \$2679 , \$2678  };
+    \$2601  = ym3;
+    if (issue4) begin
+      if (\$1624 ) begin
+        if (\$1665 ) begin
+          \$2601  = \$1718 [1:0];
+        end
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2601  = 2'h0;
+    end
     if (rst) begin
-      \$2601  = 64'h0000000000000000;
+      \$2601  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2602  = aff4b;
+    \$2602  = \$signal$299 ;
+    if (issue4) begin
+      if (\$1739 ) begin
+        \$2602  = 1'h0;
+      end
+    end
+    if (\$1800 ) begin
+    end else if (\$1809 ) begin
+      \$2602  = 1'h1;
+    end
     if (rst) begin
-      \$2602  = 192'h000000000000000000000000000000000000000000000000;
+      \$2602  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2603  = \$signal$546 ;
+    \$2603  = issue4;
     if (rst) begin
-      \$2603  = 64'h0000000000000000;
+      \$2603  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2604  = uprev4b;
+    \$2604  = \$1740 ;
     if (rst) begin
-      \$2604  = 64'h0000000000000000;
+      \$2604  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2605  = \$signal$542 ;
+    \$2605  = \$1743 ;
     if (rst) begin
-      \$2605  = 16'h0000;
+      \$2605  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2606  = obase4b;
+    \$2606  = \$1744 ;
     if (rst) begin
-      \$2606  = 16'h0000;
+      \$2606  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2607  = act4b;
+    \$2607  = \$1751 ;
     if (rst) begin
-      \$2607  = 3'h0;
+      \$2607  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2608  = \$1781 ;
+    \$2608  = \$1752 ;
     if (rst) begin
       \$2608  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2609  = \$signal$552 ;
+    \$2609  = \$1765 ;
     if (rst) begin
       \$2609  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2610  = full4b;
+    \$2610  = \$1771 [2:0];
     if (rst) begin
-      \$2610  = 1'h0;
+      \$2610  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2611  = out_seq;
+    \$2611  = outidx;
+    if (rst) begin
+      \$2611  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2612  = \$signal$529 ;
+    if (rst) begin
+      \$2612  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2613  = \$1777 [2:0];
+    if (rst) begin
+      \$2613  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2614  = \valid$332 ;
+    if (rst) begin
+      \$2614  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2615  = e4a_last;
+    if (rst) begin
+      \$2615  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2616  = e4a_subfirst;
+    if (rst) begin
+      \$2616  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2617  = e4a_grp;
+    if (rst) begin
+      \$2617  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2618  = e4a_t0;
+    if (rst) begin
+      \$2618  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2619  = e4a_rowend;
+    if (rst) begin
+      \$2619  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2620  = \$signal$536 ;
+    if (rst) begin
+      \$2620  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2621  = obase4a;
+    if (rst) begin
+      \$2621  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2622  = act4a;
+    if (rst) begin
+      \$2622  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2623  = aff4b;
+    if (\$1778 ) begin
+      \$2623  = \$signature__data$468 ;
+    end
+    if (rst) begin
+      \$2623  = 192'h000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2624  = \$signal$546 ;
+    if (\$1778 ) begin
+      \$2624  = \$signature__data$547 ;
+    end
+    if (rst) begin
+      \$2624  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2625  = uprev4b;
+    if (\$1778 ) begin
+      \$2625  = \$1779 ;
+    end
+    if (rst) begin
+      \$2625  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2626  = \$1780 ;
+    if (rst) begin
+      \$2626  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2627  = e4b_rowend;
+    if (rst) begin
+      \$2627  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2628  = { \$2710 , \$2709 , \$2708 , \$2707  };
+    if (rst) begin
+      \$2628  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2629  = aff4b;
+    if (rst) begin
+      \$2629  = 192'h000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2630  = \$signal$546 ;
+    if (rst) begin
+      \$2630  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2631  = uprev4b;
+    if (rst) begin
+      \$2631  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2632  = \$signal$542 ;
+    if (rst) begin
+      \$2632  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2633  = obase4b;
+    if (rst) begin
+      \$2633  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2634  = act4b;
+    if (rst) begin
+      \$2634  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2635  = \$1781 ;
+    if (rst) begin
+      \$2635  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2636  = \$signal$552 ;
+    if (rst) begin
+      \$2636  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2637  = full4b;
+    if (rst) begin
+      \$2637  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2638  = out_seq;
     if (\$1782 ) begin
-      \$2611  = \$1783 [23:0];
+      \$2638  = \$1783 [23:0];
     end
-    if (start) begin
-      \$2611  = 24'h000000;
-    end
-    if (rst) begin
-      \$2611  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2612  = busy;
-    if (start) begin
-      \$2612  = 1'h1;
-    end else if (\$1797 ) begin
-      \$2612  = 1'h0;
-    end
-    if (rst) begin
-      \$2612  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2613  = done;
-    if (start) begin
-      \$2613  = 1'h0;
-    end else if (\$1797 ) begin
-      \$2613  = 1'h1;
-    end
-    if (rst) begin
-      \$2613  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2614  = { done, out_seq, res_seq, in_seq };
-    if (rst) begin
-      \$2614  = 73'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2615  = \event ;
     if (\$1800 ) begin
-      \$2615  = 1'h1;
-    end else if (\$1802 ) begin
-      \$2615  = 1'h0;
+    end else if (\$1809 ) begin
+      \$2638  = 24'h000000;
     end
     if (rst) begin
-      \$2615  = 1'h0;
+      \$2638  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2616  = 48'h000000000000;
-    end else begin
-      \$2616  = \$1803 [47:0];
-    end
+    \$2639  = \$1791 [3:0];
     if (rst) begin
-      \$2616  = 48'h000000000000;
+      \$2639  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2617  = 48'h000000000000;
-    end else begin
-      \$2617  = \$1804 [47:0];
+    \$2640  = busy;
+    if (\$1800 ) begin
+      \$2640  = 1'h1;
+    end else if (\$1809 ) begin
+      \$2640  = 1'h1;
+    end else if (\$1824 ) begin
+      \$2640  = 1'h0;
     end
     if (rst) begin
-      \$2617  = 48'h000000000000;
+      \$2640  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2618  = 48'h000000000000;
-    end else begin
-      \$2618  = \$1824 [47:0];
+    \$2641  = done;
+    if (\$1800 ) begin
+      \$2641  = 1'h0;
+    end else if (\$1809 ) begin
+      \$2641  = 1'h0;
+    end else if (\$1824 ) begin
+      \$2641  = 1'h1;
     end
     if (rst) begin
-      \$2618  = 48'h000000000000;
+      \$2641  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2619  = 48'h000000000000;
-    end else begin
-      \$2619  = \$1853 [47:0];
+    \$2642  = pending;
+    if (\$1800 ) begin
+      \$2642  = 1'h1;
+    end else if (\$1809 ) begin
+      \$2642  = 1'h0;
     end
     if (rst) begin
-      \$2619  = 48'h000000000000;
+      \$2642  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2620  = 48'h000000000000;
-    end else begin
-      \$2620  = \$1854 [47:0];
-    end
+    \$2643  = { done, out_seq, res_seq, in_seq };
     if (rst) begin
-      \$2620  = 48'h000000000000;
+      \$2643  = 73'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2621  = 48'h000000000000;
-    end else begin
-      \$2621  = \$1876 [47:0];
+    \$2644  = \event ;
+    if (\$1827 ) begin
+      \$2644  = 1'h1;
+    end else if (\$1829 ) begin
+      \$2644  = 1'h0;
     end
     if (rst) begin
-      \$2621  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2622  = 48'h000000000000;
-    end else begin
-      \$2622  = \$1881 [47:0];
-    end
-    if (rst) begin
-      \$2622  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2623  = 48'h000000000000;
-    end else begin
-      \$2623  = \$1928 [47:0];
-    end
-    if (rst) begin
-      \$2623  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2624  = 48'h000000000000;
-    end else begin
-      \$2624  = \$1929 [47:0];
-    end
-    if (rst) begin
-      \$2624  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2625  = 48'h000000000000;
-    end else begin
-      \$2625  = \$1951 [47:0];
-    end
-    if (rst) begin
-      \$2625  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2626  = 48'h000000000000;
-    end else begin
-      \$2626  = \$1958 [47:0];
-    end
-    if (rst) begin
-      \$2626  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2627  = 48'h000000000000;
-    end else begin
-      \$2627  = \$1985 [47:0];
-    end
-    if (rst) begin
-      \$2627  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2628  = 48'h000000000000;
-    end else begin
-      \$2628  = \$1986 [47:0];
-    end
-    if (rst) begin
-      \$2628  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2629  = 48'h000000000000;
-    end else begin
-      \$2629  = \$2021 [47:0];
-    end
-    if (rst) begin
-      \$2629  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2630  = 48'h000000000000;
-    end else begin
-      \$2630  = \$2025 [47:0];
-    end
-    if (rst) begin
-      \$2630  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2631  = 48'h000000000000;
-    end else begin
-      \$2631  = \$2033 [47:0];
-    end
-    if (rst) begin
-      \$2631  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2632  = 48'h000000000000;
-    end else begin
-      \$2632  = \$2061 [47:0];
-    end
-    if (rst) begin
-      \$2632  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2633  = 48'h000000000000;
-    end else begin
-      \$2633  = \$2080 [47:0];
-    end
-    if (rst) begin
-      \$2633  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2634  = 48'h000000000000;
-    end else begin
-      \$2634  = \$2082 [47:0];
-    end
-    if (rst) begin
-      \$2634  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2635  = 48'h000000000000;
-    end else begin
-      \$2635  = \$2096 [47:0];
-    end
-    if (rst) begin
-      \$2635  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2636  = 48'h000000000000;
-    end else begin
-      \$2636  = \$2098 [47:0];
-    end
-    if (rst) begin
-      \$2636  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2637  = 48'h000000000000;
-    end else begin
-      \$2637  = \$2104 [47:0];
-    end
-    if (rst) begin
-      \$2637  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2638  = 48'h000000000000;
-    end else begin
-      \$2638  = \$2107 [47:0];
-    end
-    if (rst) begin
-      \$2638  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2639  = 48'h000000000000;
-    end else begin
-      \$2639  = \$2116 [47:0];
-    end
-    if (rst) begin
-      \$2639  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2640  = 48'h000000000000;
-    end else begin
-      \$2640  = \$2133 [47:0];
-    end
-    if (rst) begin
-      \$2640  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2641  = 48'h000000000000;
-    end else begin
-      \$2641  = \$2134 [47:0];
-    end
-    if (rst) begin
-      \$2641  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2642  = 48'h000000000000;
-    end else begin
-      \$2642  = \$2143 [47:0];
-    end
-    if (rst) begin
-      \$2642  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2643  = 48'h000000000000;
-    end else begin
-      \$2643  = \$2145 [47:0];
-    end
-    if (rst) begin
-      \$2643  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$2644  = 48'h000000000000;
-    end else begin
-      \$2644  = \$2148 [47:0];
-    end
-    if (rst) begin
-      \$2644  = 48'h000000000000;
+      \$2644  = 1'h0;
     end
   end
   always @* begin
@@ -13259,7 +13079,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2645  = 48'h000000000000;
     end else begin
-      \$2645  = \$2150 [47:0];
+      \$2645  = \$1830 [47:0];
     end
     if (rst) begin
       \$2645  = 48'h000000000000;
@@ -13271,7 +13091,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2646  = 48'h000000000000;
     end else begin
-      \$2646  = \$2152 [47:0];
+      \$2646  = \$1831 [47:0];
     end
     if (rst) begin
       \$2646  = 48'h000000000000;
@@ -13283,7 +13103,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2647  = 48'h000000000000;
     end else begin
-      \$2647  = \$2153 [47:0];
+      \$2647  = \$1851 [47:0];
     end
     if (rst) begin
       \$2647  = 48'h000000000000;
@@ -13295,7 +13115,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2648  = 48'h000000000000;
     end else begin
-      \$2648  = \$2154 [47:0];
+      \$2648  = \$1880 [47:0];
     end
     if (rst) begin
       \$2648  = 48'h000000000000;
@@ -13307,7 +13127,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2649  = 48'h000000000000;
     end else begin
-      \$2649  = \$2155 [47:0];
+      \$2649  = \$1881 [47:0];
     end
     if (rst) begin
       \$2649  = 48'h000000000000;
@@ -13319,7 +13139,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2650  = 48'h000000000000;
     end else begin
-      \$2650  = \$2157 [47:0];
+      \$2650  = \$1903 [47:0];
     end
     if (rst) begin
       \$2650  = 48'h000000000000;
@@ -13331,7 +13151,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2651  = 48'h000000000000;
     end else begin
-      \$2651  = \$2159 [47:0];
+      \$2651  = \$1908 [47:0];
     end
     if (rst) begin
       \$2651  = 48'h000000000000;
@@ -13343,7 +13163,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2652  = 48'h000000000000;
     end else begin
-      \$2652  = \$2177 [47:0];
+      \$2652  = \$1955 [47:0];
     end
     if (rst) begin
       \$2652  = 48'h000000000000;
@@ -13355,7 +13175,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2653  = 48'h000000000000;
     end else begin
-      \$2653  = \$2179 [47:0];
+      \$2653  = \$1956 [47:0];
     end
     if (rst) begin
       \$2653  = 48'h000000000000;
@@ -13367,7 +13187,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2654  = 48'h000000000000;
     end else begin
-      \$2654  = \$2180 [47:0];
+      \$2654  = \$1978 [47:0];
     end
     if (rst) begin
       \$2654  = 48'h000000000000;
@@ -13379,7 +13199,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2655  = 48'h000000000000;
     end else begin
-      \$2655  = \$2181 [47:0];
+      \$2655  = \$1985 [47:0];
     end
     if (rst) begin
       \$2655  = 48'h000000000000;
@@ -13391,7 +13211,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2656  = 48'h000000000000;
     end else begin
-      \$2656  = \$2182 [47:0];
+      \$2656  = \$2012 [47:0];
     end
     if (rst) begin
       \$2656  = 48'h000000000000;
@@ -13403,7 +13223,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2657  = 48'h000000000000;
     end else begin
-      \$2657  = \$2183 [47:0];
+      \$2657  = \$2013 [47:0];
     end
     if (rst) begin
       \$2657  = 48'h000000000000;
@@ -13415,7 +13235,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2658  = 48'h000000000000;
     end else begin
-      \$2658  = \$2265 [47:0];
+      \$2658  = \$2048 [47:0];
     end
     if (rst) begin
       \$2658  = 48'h000000000000;
@@ -13427,7 +13247,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$2659  = 48'h000000000000;
     end else begin
-      \$2659  = \$2347 [47:0];
+      \$2659  = \$2052 [47:0];
     end
     if (rst) begin
       \$2659  = 48'h000000000000;
@@ -13435,44 +13255,392 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2660  = host_read;
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2660  = 48'h000000000000;
+    end else begin
+      \$2660  = \$2060 [47:0];
+    end
     if (rst) begin
-      \$2660  = 1'h0;
+      \$2660  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2661  = sel_now;
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2661  = 48'h000000000000;
+    end else begin
+      \$2661  = \$2088 [47:0];
+    end
     if (rst) begin
-      \$2661  = 4'h0;
+      \$2661  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2662  = k_now;
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2662  = 48'h000000000000;
+    end else begin
+      \$2662  = \$2107 [47:0];
+    end
     if (rst) begin
-      \$2662  = 3'h0;
+      \$2662  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2663  = reg_value;
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2663  = 48'h000000000000;
+    end else begin
+      \$2663  = \$2109 [47:0];
+    end
     if (rst) begin
-      \$2663  = 32'd0;
+      \$2663  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2664  = rd_valid1;
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2664  = 48'h000000000000;
+    end else begin
+      \$2664  = \$2123 [47:0];
+    end
     if (rst) begin
-      \$2664  = 1'h0;
+      \$2664  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2665  = out_value;
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2665  = 48'h000000000000;
+    end else begin
+      \$2665  = \$2125 [47:0];
+    end
     if (rst) begin
-      \$2665  = 32'd0;
+      \$2665  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2666  = 48'h000000000000;
+    end else begin
+      \$2666  = \$2131 [47:0];
+    end
+    if (rst) begin
+      \$2666  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2667  = 48'h000000000000;
+    end else begin
+      \$2667  = \$2134 [47:0];
+    end
+    if (rst) begin
+      \$2667  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2668  = 48'h000000000000;
+    end else begin
+      \$2668  = \$2143 [47:0];
+    end
+    if (rst) begin
+      \$2668  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2669  = 48'h000000000000;
+    end else begin
+      \$2669  = \$2160 [47:0];
+    end
+    if (rst) begin
+      \$2669  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2670  = 48'h000000000000;
+    end else begin
+      \$2670  = \$2161 [47:0];
+    end
+    if (rst) begin
+      \$2670  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2671  = 48'h000000000000;
+    end else begin
+      \$2671  = \$2170 [47:0];
+    end
+    if (rst) begin
+      \$2671  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2672  = 48'h000000000000;
+    end else begin
+      \$2672  = \$2172 [47:0];
+    end
+    if (rst) begin
+      \$2672  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2673  = 48'h000000000000;
+    end else begin
+      \$2673  = \$2175 [47:0];
+    end
+    if (rst) begin
+      \$2673  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2674  = 48'h000000000000;
+    end else begin
+      \$2674  = \$2177 [47:0];
+    end
+    if (rst) begin
+      \$2674  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2675  = 48'h000000000000;
+    end else begin
+      \$2675  = \$2179 [47:0];
+    end
+    if (rst) begin
+      \$2675  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2676  = 48'h000000000000;
+    end else begin
+      \$2676  = \$2180 [47:0];
+    end
+    if (rst) begin
+      \$2676  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2677  = 48'h000000000000;
+    end else begin
+      \$2677  = \$2181 [47:0];
+    end
+    if (rst) begin
+      \$2677  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2678  = 48'h000000000000;
+    end else begin
+      \$2678  = \$2182 [47:0];
+    end
+    if (rst) begin
+      \$2678  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2679  = 48'h000000000000;
+    end else begin
+      \$2679  = \$2184 [47:0];
+    end
+    if (rst) begin
+      \$2679  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2680  = 48'h000000000000;
+    end else begin
+      \$2680  = \$2186 [47:0];
+    end
+    if (rst) begin
+      \$2680  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2681  = 48'h000000000000;
+    end else begin
+      \$2681  = \$2204 [47:0];
+    end
+    if (rst) begin
+      \$2681  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2682  = 48'h000000000000;
+    end else begin
+      \$2682  = \$2206 [47:0];
+    end
+    if (rst) begin
+      \$2682  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2683  = 48'h000000000000;
+    end else begin
+      \$2683  = \$2207 [47:0];
+    end
+    if (rst) begin
+      \$2683  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2684  = 48'h000000000000;
+    end else begin
+      \$2684  = \$2208 [47:0];
+    end
+    if (rst) begin
+      \$2684  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2685  = 48'h000000000000;
+    end else begin
+      \$2685  = \$2209 [47:0];
+    end
+    if (rst) begin
+      \$2685  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2686  = 48'h000000000000;
+    end else begin
+      \$2686  = \$2210 [47:0];
+    end
+    if (rst) begin
+      \$2686  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2687  = 48'h000000000000;
+    end else begin
+      \$2687  = \$2292 [47:0];
+    end
+    if (rst) begin
+      \$2687  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$2688  = 48'h000000000000;
+    end else begin
+      \$2688  = \$2374 [47:0];
+    end
+    if (rst) begin
+      \$2688  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2689  = host_read;
+    if (rst) begin
+      \$2689  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2690  = sel_now;
+    if (rst) begin
+      \$2690  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2691  = k_now;
+    if (rst) begin
+      \$2691  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2692  = reg_value;
+    if (rst) begin
+      \$2692  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2693  = rd_valid1;
+    if (rst) begin
+      \$2693  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2694  = out_value;
+    if (rst) begin
+      \$2694  = 32'd0;
     end
   end
   assign \$signal  = busy;
@@ -13521,19 +13689,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign desc_shift2 = \shift$258 ;
   assign \rnd$260  = rnd;
   assign row2_w__addr = \$481 [6:0];
-  assign row2_w__data = { \$2669 , \$2668 , \$2667 , \$2666  };
-  assign \o$268  = { \$2669 , \$2668 , \$2667 , \$2666  };
+  assign row2_w__data = { \$2698 , \$2697 , \$2696 , \$2695  };
+  assign \o$268  = { \$2698 , \$2697 , \$2696 , \$2695  };
   assign a = \i$256 ;
   assign \acc$271  = b;
   assign acc3_ext0 = { b[15], b[15:0] };
   assign acc3_ext1 = { b[31], b[31:16] };
   assign acc3_ext2 = { b[47], b[47:32] };
   assign acc3_ext3 = { b[63], b[63:48] };
-  assign \o$277  = { \$2673 , \$2672 , \$2671 , \$2670  };
+  assign \o$277  = { \$2702 , \$2701 , \$2700 , \$2699  };
   assign \shift$278  = \$485 [5:0];
   assign \rnd$280  = rnd;
   assign line4_w__addr = \$512 [8:0];
-  assign \o$292  = { \$2677 , \$2676 , \$2675 , \$2674  };
+  assign \o$292  = { \$2706 , \$2705 , \$2704 , \$2703  };
   assign t4 = \$514 [7:0];
   assign x4 = \$549 [15:0];
   assign q4 = \$552 [15:0];
@@ -13553,19 +13721,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign desc_affine_shift = \shift$356 ;
   assign \rnd$358  = rnd;
   assign use_residual = desc_residual;
-  assign cur = { \$2685 , \$2684 , \$2683 , \$2682  };
-  assign \o$361  = { \$2685 , \$2684 , \$2683 , \$2682  };
+  assign cur = { \$2714 , \$2713 , \$2712 , \$2711  };
+  assign \o$361  = { \$2714 , \$2713 , \$2712 , \$2711  };
   assign \$signal$363  = u_prev;
   assign threshold = desc_threshold[15:0];
   assign leak_mul = desc_leak_mul[7:0];
   assign desc_leak_shift = leak_shift;
   assign \rnd$370  = rnd;
   assign mask = { \$618 , \$617 , \$616 , \$615  };
-  assign s = { \$2693 , \$2692 , \$2691 , \$2690  };
+  assign s = { \$2722 , \$2721 , \$2720 , \$2719  };
   assign \$signal$376  = mem_w__en;
   assign mem_w__addr = \$619 [8:0];
-  assign mem_w__data = { \$2689 , \$2688 , \$2687 , \$2686  };
-  assign u = { \$2689 , \$2688 , \$2687 , \$2686  };
+  assign mem_w__data = { \$2718 , \$2717 , \$2716 , \$2715  };
+  assign u = { \$2718 , \$2717 , \$2716 , \$2715  };
   assign spk_w__en = mem_w__en;
   assign spk_w__addr = \$620 [8:0];
   assign spk_w__data = spikes_masked;
@@ -13586,7 +13754,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$signature__addr$408  = \$688 [8:0];
   assign \$signature__addr$410  = \$693 [8:0];
   assign attention = \event ;
-  assign \o$551  = { \$2681 , \$2680 , \$2679 , \$2678  };
+  assign \o$551  = { \$2710 , \$2709 , \$2708 , \$2707  };
   assign \$73  = { 3'h0, cc1[15:3] };
   assign \$76  = \$75 [11:0];
   assign \$85  = \$84 [11:0];
@@ -13680,39 +13848,39 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$1755  = \$1754 ;
   assign \$1772  = { 1'h0, \$signal$323 , 2'h0 };
   assign \$1775  = { 1'h0, \$signal$323 , 2'h0 };
-  assign \$2137  = \$2136 ;
-  assign \$2190  = 1'h1;
-  assign \$2191  = \$2189 ;
-  assign \$2198  = 1'h1;
-  assign \$2199  = \$2197 ;
-  assign \$2207  = 1'h1;
-  assign \$2208  = \$2206 ;
-  assign \$2216  = 1'h1;
-  assign \$2217  = \$2215 ;
-  assign \$2233  = \$2232 ;
+  assign \$2164  = \$2163 ;
+  assign \$2217  = 1'h1;
+  assign \$2218  = \$2216 ;
+  assign \$2225  = 1'h1;
+  assign \$2226  = \$2224 ;
   assign \$2234  = 1'h1;
-  assign \$2235  = \$2232 ;
-  assign \$2241  = \$2240 ;
-  assign \$2262  = 1'h1;
-  assign \$2263  = \$2261 ;
-  assign \$2272  = 1'h1;
-  assign \$2273  = \$2271 ;
-  assign \$2280  = 1'h1;
-  assign \$2281  = \$2279 ;
+  assign \$2235  = \$2233 ;
+  assign \$2243  = 1'h1;
+  assign \$2244  = \$2242 ;
+  assign \$2260  = \$2259 ;
+  assign \$2261  = 1'h1;
+  assign \$2262  = \$2259 ;
+  assign \$2268  = \$2267 ;
   assign \$2289  = 1'h1;
   assign \$2290  = \$2288 ;
-  assign \$2298  = 1'h1;
-  assign \$2299  = \$2297 ;
-  assign \$2317  = 1'h1;
-  assign \$2318  = \$2316 ;
-  assign \$2334  = \$2333 ;
-  assign \$2343  = \$2342 ;
+  assign \$2299  = 1'h1;
+  assign \$2300  = \$2298 ;
+  assign \$2307  = 1'h1;
+  assign \$2308  = \$2306 ;
+  assign \$2316  = 1'h1;
+  assign \$2317  = \$2315 ;
+  assign \$2325  = 1'h1;
+  assign \$2326  = \$2324 ;
   assign \$2344  = 1'h1;
-  assign \$2345  = \$2342 ;
+  assign \$2345  = \$2343 ;
+  assign \$2361  = \$2360 ;
+  assign \$2370  = \$2369 ;
+  assign \$2371  = 1'h1;
+  assign \$2372  = \$2369 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.adder (\port$3156$0 , \port$3157$0 , \port$3158$0 , a, b, \port$3155$0 );
+module \ttsnn_accel.adder (\port$3184$0 , \port$3185$0 , \port$3186$0 , a, b, \port$3183$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$2 ;
   wire [16:0] \$3 ;
@@ -13722,27 +13890,27 @@ module \ttsnn_accel.adder (\port$3156$0 , \port$3157$0 , \port$3158$0 , a, b, \p
   input [63:0] b;
   wire [63:0] b;
   wire [67:0] o;
-  output [16:0] \port$3155$0 ;
-  wire [16:0] \port$3155$0 ;
-  output [16:0] \port$3156$0 ;
-  wire [16:0] \port$3156$0 ;
-  output [16:0] \port$3157$0 ;
-  wire [16:0] \port$3157$0 ;
-  output [16:0] \port$3158$0 ;
-  wire [16:0] \port$3158$0 ;
+  output [16:0] \port$3183$0 ;
+  wire [16:0] \port$3183$0 ;
+  output [16:0] \port$3184$0 ;
+  wire [16:0] \port$3184$0 ;
+  output [16:0] \port$3185$0 ;
+  wire [16:0] \port$3185$0 ;
+  output [16:0] \port$3186$0 ;
+  wire [16:0] \port$3186$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
   assign \$4  = $signed(a[63:48]) + $signed(b[63:48]);
   assign o = { \$4 , \$3 , \$2 , \$1  };
-  assign \port$3155$0  = \$1 ;
-  assign \port$3156$0  = \$2 ;
-  assign \port$3157$0  = \$3 ;
-  assign \port$3158$0  = \$4 ;
+  assign \port$3183$0  = \$1 ;
+  assign \port$3184$0  = \$2 ;
+  assign \port$3185$0  = \$3 ;
+  assign \port$3186$0  = \$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3922$0 , shift, rnd, use_residual, p, \port$4657$32 , \port$4657$80 , \port$4657$128 , \port$4657$176 , residual, scale);
+module \ttsnn_accel.affine (\port$3482$0 , \port$3638$0 , \port$3794$0 , \port$3950$0 , shift, rnd, use_residual, p, \port$4685$32 , \port$4685$80 , \port$4685$128 , \port$4685$176 , residual, scale);
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [31:0] \$100 ;
@@ -14371,22 +14539,22 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   wire [63:0] o;
   input [63:0] p;
   wire [63:0] p;
-  output [15:0] \port$3454$0 ;
-  wire [15:0] \port$3454$0 ;
-  output [15:0] \port$3610$0 ;
-  wire [15:0] \port$3610$0 ;
-  output [15:0] \port$3766$0 ;
-  wire [15:0] \port$3766$0 ;
-  output [15:0] \port$3922$0 ;
-  wire [15:0] \port$3922$0 ;
-  input [15:0] \port$4657$128 ;
-  wire [15:0] \port$4657$128 ;
-  input [15:0] \port$4657$176 ;
-  wire [15:0] \port$4657$176 ;
-  input [15:0] \port$4657$32 ;
-  wire [15:0] \port$4657$32 ;
-  input [15:0] \port$4657$80 ;
-  wire [15:0] \port$4657$80 ;
+  output [15:0] \port$3482$0 ;
+  wire [15:0] \port$3482$0 ;
+  output [15:0] \port$3638$0 ;
+  wire [15:0] \port$3638$0 ;
+  output [15:0] \port$3794$0 ;
+  wire [15:0] \port$3794$0 ;
+  output [15:0] \port$3950$0 ;
+  wire [15:0] \port$3950$0 ;
+  input [15:0] \port$4685$128 ;
+  wire [15:0] \port$4685$128 ;
+  input [15:0] \port$4685$176 ;
+  wire [15:0] \port$4685$176 ;
+  input [15:0] \port$4685$32 ;
+  wire [15:0] \port$4685$32 ;
+  input [15:0] \port$4685$80 ;
+  wire [15:0] \port$4685$80 ;
   input [63:0] residual;
   wire [63:0] residual;
   input rnd;
@@ -14406,7 +14574,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$382  = $signed(\$378 ) >>> \$381 ;
   assign \$383  = $signed(\$382 ) + $signed({ 1'h0, rnd });
   assign \$385  = \$376  ? \$377  : \$384 [31:0];
-  assign \$386  = $signed(\$385 ) + $signed(\port$4657$128 );
+  assign \$386  = $signed(\$385 ) + $signed(\port$4685$128 );
   assign \$387  = \$375  ? 16'h8000 : \$386 [15:0];
   assign \$388  = \$363  ? 16'h7fff : \$387 ;
   assign \$389  = $signed(\$388 ) + $signed(residual[47:32]);
@@ -14420,7 +14588,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$397  = $signed(\$393 ) >>> \$396 ;
   assign \$398  = $signed(\$397 ) + $signed({ 1'h0, rnd });
   assign \$400  = \$391  ? \$392  : \$399 [31:0];
-  assign \$401  = $signed(\$400 ) + $signed(\port$4657$128 );
+  assign \$401  = $signed(\$400 ) + $signed(\port$4685$128 );
   assign \$402  = $signed(\$401 ) > $signed(16'h7fff);
   assign \$403  = ! shift;
   assign \$404  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -14431,7 +14599,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$409  = $signed(\$405 ) >>> \$408 ;
   assign \$410  = $signed(\$409 ) + $signed({ 1'h0, rnd });
   assign \$412  = \$403  ? \$404  : \$411 [31:0];
-  assign \$413  = $signed(\$412 ) + $signed(\port$4657$128 );
+  assign \$413  = $signed(\$412 ) + $signed(\port$4685$128 );
   assign \$414  = $signed(\$413 ) < $signed(16'h8000);
   assign \$415  = ! shift;
   assign \$416  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -14442,7 +14610,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$421  = $signed(\$417 ) >>> \$420 ;
   assign \$422  = $signed(\$421 ) + $signed({ 1'h0, rnd });
   assign \$424  = \$415  ? \$416  : \$423 [31:0];
-  assign \$425  = $signed(\$424 ) + $signed(\port$4657$128 );
+  assign \$425  = $signed(\$424 ) + $signed(\port$4685$128 );
   assign \$426  = \$414  ? 16'h8000 : \$425 [15:0];
   assign \$427  = \$402  ? 16'h7fff : \$426 ;
   assign \$428  = $signed(\$427 ) + $signed(residual[47:32]);
@@ -14457,7 +14625,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$437  = $signed(\$433 ) >>> \$436 ;
   assign \$438  = $signed(\$437 ) + $signed({ 1'h0, rnd });
   assign \$440  = \$431  ? \$432  : \$439 [31:0];
-  assign \$441  = $signed(\$440 ) + $signed(\port$4657$128 );
+  assign \$441  = $signed(\$440 ) + $signed(\port$4685$128 );
   assign \$442  = $signed(\$441 ) > $signed(16'h7fff);
   assign \$443  = ! shift;
   assign \$444  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -14468,7 +14636,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$449  = $signed(\$445 ) >>> \$448 ;
   assign \$450  = $signed(\$449 ) + $signed({ 1'h0, rnd });
   assign \$452  = \$443  ? \$444  : \$451 [31:0];
-  assign \$453  = $signed(\$452 ) + $signed(\port$4657$128 );
+  assign \$453  = $signed(\$452 ) + $signed(\port$4685$128 );
   assign \$454  = $signed(\$453 ) < $signed(16'h8000);
   assign \$455  = ! shift;
   assign \$456  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -14479,7 +14647,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$461  = $signed(\$457 ) >>> \$460 ;
   assign \$462  = $signed(\$461 ) + $signed({ 1'h0, rnd });
   assign \$464  = \$455  ? \$456  : \$463 [31:0];
-  assign \$465  = $signed(\$464 ) + $signed(\port$4657$128 );
+  assign \$465  = $signed(\$464 ) + $signed(\port$4685$128 );
   assign \$466  = \$454  ? 16'h8000 : \$465 [15:0];
   assign \$467  = \$442  ? 16'h7fff : \$466 ;
   assign \$468  = use_residual ? \$430  : \$467 ;
@@ -14492,7 +14660,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$475  = $signed(\$471 ) >>> \$474 ;
   assign \$476  = $signed(\$475 ) + $signed({ 1'h0, rnd });
   assign \$478  = \$469  ? \$470  : \$477 [31:0];
-  assign \$479  = $signed(\$478 ) + $signed(\port$4657$176 );
+  assign \$479  = $signed(\$478 ) + $signed(\port$4685$176 );
   assign \$480  = $signed(\$479 ) > $signed(16'h7fff);
   assign \$481  = ! shift;
   assign \$482  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -14503,7 +14671,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$487  = $signed(\$483 ) >>> \$486 ;
   assign \$488  = $signed(\$487 ) + $signed({ 1'h0, rnd });
   assign \$490  = \$481  ? \$482  : \$489 [31:0];
-  assign \$491  = $signed(\$490 ) + $signed(\port$4657$176 );
+  assign \$491  = $signed(\$490 ) + $signed(\port$4685$176 );
   assign \$492  = $signed(\$491 ) < $signed(16'h8000);
   assign \$493  = ! shift;
   assign \$494  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -14514,7 +14682,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$499  = $signed(\$495 ) >>> \$498 ;
   assign \$500  = $signed(\$499 ) + $signed({ 1'h0, rnd });
   assign \$502  = \$493  ? \$494  : \$501 [31:0];
-  assign \$503  = $signed(\$502 ) + $signed(\port$4657$176 );
+  assign \$503  = $signed(\$502 ) + $signed(\port$4685$176 );
   assign \$504  = \$492  ? 16'h8000 : \$503 [15:0];
   assign \$505  = \$480  ? 16'h7fff : \$504 ;
   assign \$506  = $signed(\$505 ) + $signed(residual[63:48]);
@@ -14528,7 +14696,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$514  = $signed(\$510 ) >>> \$513 ;
   assign \$515  = $signed(\$514 ) + $signed({ 1'h0, rnd });
   assign \$517  = \$508  ? \$509  : \$516 [31:0];
-  assign \$518  = $signed(\$517 ) + $signed(\port$4657$176 );
+  assign \$518  = $signed(\$517 ) + $signed(\port$4685$176 );
   assign \$519  = $signed(\$518 ) > $signed(16'h7fff);
   assign \$520  = ! shift;
   assign \$521  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -14539,7 +14707,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$526  = $signed(\$522 ) >>> \$525 ;
   assign \$527  = $signed(\$526 ) + $signed({ 1'h0, rnd });
   assign \$529  = \$520  ? \$521  : \$528 [31:0];
-  assign \$530  = $signed(\$529 ) + $signed(\port$4657$176 );
+  assign \$530  = $signed(\$529 ) + $signed(\port$4685$176 );
   assign \$531  = $signed(\$530 ) < $signed(16'h8000);
   assign \$532  = ! shift;
   assign \$533  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -14550,7 +14718,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$538  = $signed(\$534 ) >>> \$537 ;
   assign \$539  = $signed(\$538 ) + $signed({ 1'h0, rnd });
   assign \$541  = \$532  ? \$533  : \$540 [31:0];
-  assign \$542  = $signed(\$541 ) + $signed(\port$4657$176 );
+  assign \$542  = $signed(\$541 ) + $signed(\port$4685$176 );
   assign \$543  = \$531  ? 16'h8000 : \$542 [15:0];
   assign \$544  = \$519  ? 16'h7fff : \$543 ;
   assign \$545  = $signed(\$544 ) + $signed(residual[63:48]);
@@ -14564,7 +14732,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$553  = $signed(\$549 ) >>> \$552 ;
   assign \$554  = $signed(\$553 ) + $signed({ 1'h0, rnd });
   assign \$556  = \$547  ? \$548  : \$555 [31:0];
-  assign \$557  = $signed(\$556 ) + $signed(\port$4657$176 );
+  assign \$557  = $signed(\$556 ) + $signed(\port$4685$176 );
   assign \$558  = $signed(\$557 ) > $signed(16'h7fff);
   assign \$559  = ! shift;
   assign \$560  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -14575,7 +14743,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$565  = $signed(\$561 ) >>> \$564 ;
   assign \$566  = $signed(\$565 ) + $signed({ 1'h0, rnd });
   assign \$568  = \$559  ? \$560  : \$567 [31:0];
-  assign \$569  = $signed(\$568 ) + $signed(\port$4657$176 );
+  assign \$569  = $signed(\$568 ) + $signed(\port$4685$176 );
   assign \$570  = $signed(\$569 ) < $signed(16'h8000);
   assign \$571  = ! shift;
   assign \$572  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -14586,7 +14754,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$577  = $signed(\$573 ) >>> \$576 ;
   assign \$578  = $signed(\$577 ) + $signed({ 1'h0, rnd });
   assign \$580  = \$571  ? \$572  : \$579 [31:0];
-  assign \$581  = $signed(\$580 ) + $signed(\port$4657$176 );
+  assign \$581  = $signed(\$580 ) + $signed(\port$4685$176 );
   assign \$582  = \$570  ? 16'h8000 : \$581 [15:0];
   assign \$583  = \$558  ? 16'h7fff : \$582 ;
   assign \$584  = $signed(\$583 ) + $signed(residual[63:48]);
@@ -14601,7 +14769,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$593  = $signed(\$589 ) >>> \$592 ;
   assign \$594  = $signed(\$593 ) + $signed({ 1'h0, rnd });
   assign \$596  = \$587  ? \$588  : \$595 [31:0];
-  assign \$597  = $signed(\$596 ) + $signed(\port$4657$176 );
+  assign \$597  = $signed(\$596 ) + $signed(\port$4685$176 );
   assign \$598  = $signed(\$597 ) > $signed(16'h7fff);
   assign \$599  = ! shift;
   assign \$600  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -14612,7 +14780,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$605  = $signed(\$601 ) >>> \$604 ;
   assign \$606  = $signed(\$605 ) + $signed({ 1'h0, rnd });
   assign \$608  = \$599  ? \$600  : \$607 [31:0];
-  assign \$609  = $signed(\$608 ) + $signed(\port$4657$176 );
+  assign \$609  = $signed(\$608 ) + $signed(\port$4685$176 );
   assign \$610  = $signed(\$609 ) < $signed(16'h8000);
   assign \$611  = ! shift;
   assign \$612  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -14623,7 +14791,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$617  = $signed(\$613 ) >>> \$616 ;
   assign \$618  = $signed(\$617 ) + $signed({ 1'h0, rnd });
   assign \$620  = \$611  ? \$612  : \$619 [31:0];
-  assign \$621  = $signed(\$620 ) + $signed(\port$4657$176 );
+  assign \$621  = $signed(\$620 ) + $signed(\port$4685$176 );
   assign \$622  = \$610  ? 16'h8000 : \$621 [15:0];
   assign \$623  = \$598  ? 16'h7fff : \$622 ;
   assign \$624  = use_residual ? \$586  : \$623 ;
@@ -14636,7 +14804,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$7  = $signed(\$3 ) >>> \$6 ;
   assign \$8  = $signed(\$7 ) + $signed({ 1'h0, rnd });
   assign \$10  = \$1  ? \$2  : \$9 [31:0];
-  assign \$11  = $signed(\$10 ) + $signed(\port$4657$32 );
+  assign \$11  = $signed(\$10 ) + $signed(\port$4685$32 );
   assign \$12  = $signed(\$11 ) > $signed(16'h7fff);
   assign \$13  = ! shift;
   assign \$14  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -14647,7 +14815,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$19  = $signed(\$15 ) >>> \$18 ;
   assign \$20  = $signed(\$19 ) + $signed({ 1'h0, rnd });
   assign \$22  = \$13  ? \$14  : \$21 [31:0];
-  assign \$23  = $signed(\$22 ) + $signed(\port$4657$32 );
+  assign \$23  = $signed(\$22 ) + $signed(\port$4685$32 );
   assign \$24  = $signed(\$23 ) < $signed(16'h8000);
   assign \$25  = ! shift;
   assign \$26  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -14658,7 +14826,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$31  = $signed(\$27 ) >>> \$30 ;
   assign \$32  = $signed(\$31 ) + $signed({ 1'h0, rnd });
   assign \$34  = \$25  ? \$26  : \$33 [31:0];
-  assign \$35  = $signed(\$34 ) + $signed(\port$4657$32 );
+  assign \$35  = $signed(\$34 ) + $signed(\port$4685$32 );
   assign \$36  = \$24  ? 16'h8000 : \$35 [15:0];
   assign \$37  = \$12  ? 16'h7fff : \$36 ;
   assign \$38  = $signed(\$37 ) + $signed(residual[15:0]);
@@ -14672,7 +14840,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$46  = $signed(\$42 ) >>> \$45 ;
   assign \$47  = $signed(\$46 ) + $signed({ 1'h0, rnd });
   assign \$49  = \$40  ? \$41  : \$48 [31:0];
-  assign \$50  = $signed(\$49 ) + $signed(\port$4657$32 );
+  assign \$50  = $signed(\$49 ) + $signed(\port$4685$32 );
   assign \$51  = $signed(\$50 ) > $signed(16'h7fff);
   assign \$52  = ! shift;
   assign \$53  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -14683,7 +14851,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$58  = $signed(\$54 ) >>> \$57 ;
   assign \$59  = $signed(\$58 ) + $signed({ 1'h0, rnd });
   assign \$61  = \$52  ? \$53  : \$60 [31:0];
-  assign \$62  = $signed(\$61 ) + $signed(\port$4657$32 );
+  assign \$62  = $signed(\$61 ) + $signed(\port$4685$32 );
   assign \$63  = $signed(\$62 ) < $signed(16'h8000);
   assign \$64  = ! shift;
   assign \$65  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -14694,7 +14862,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$70  = $signed(\$66 ) >>> \$69 ;
   assign \$71  = $signed(\$70 ) + $signed({ 1'h0, rnd });
   assign \$73  = \$64  ? \$65  : \$72 [31:0];
-  assign \$74  = $signed(\$73 ) + $signed(\port$4657$32 );
+  assign \$74  = $signed(\$73 ) + $signed(\port$4685$32 );
   assign \$75  = \$63  ? 16'h8000 : \$74 [15:0];
   assign \$76  = \$51  ? 16'h7fff : \$75 ;
   assign \$77  = $signed(\$76 ) + $signed(residual[15:0]);
@@ -14708,7 +14876,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$85  = $signed(\$81 ) >>> \$84 ;
   assign \$86  = $signed(\$85 ) + $signed({ 1'h0, rnd });
   assign \$88  = \$79  ? \$80  : \$87 [31:0];
-  assign \$89  = $signed(\$88 ) + $signed(\port$4657$32 );
+  assign \$89  = $signed(\$88 ) + $signed(\port$4685$32 );
   assign \$90  = $signed(\$89 ) > $signed(16'h7fff);
   assign \$91  = ! shift;
   assign \$92  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -14719,7 +14887,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$97  = $signed(\$93 ) >>> \$96 ;
   assign \$98  = $signed(\$97 ) + $signed({ 1'h0, rnd });
   assign \$100  = \$91  ? \$92  : \$99 [31:0];
-  assign \$101  = $signed(\$100 ) + $signed(\port$4657$32 );
+  assign \$101  = $signed(\$100 ) + $signed(\port$4685$32 );
   assign \$102  = $signed(\$101 ) < $signed(16'h8000);
   assign \$103  = ! shift;
   assign \$104  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -14730,7 +14898,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$109  = $signed(\$105 ) >>> \$108 ;
   assign \$110  = $signed(\$109 ) + $signed({ 1'h0, rnd });
   assign \$112  = \$103  ? \$104  : \$111 [31:0];
-  assign \$113  = $signed(\$112 ) + $signed(\port$4657$32 );
+  assign \$113  = $signed(\$112 ) + $signed(\port$4685$32 );
   assign \$114  = \$102  ? 16'h8000 : \$113 [15:0];
   assign \$115  = \$90  ? 16'h7fff : \$114 ;
   assign \$116  = $signed(\$115 ) + $signed(residual[15:0]);
@@ -14745,7 +14913,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$125  = $signed(\$121 ) >>> \$124 ;
   assign \$126  = $signed(\$125 ) + $signed({ 1'h0, rnd });
   assign \$128  = \$119  ? \$120  : \$127 [31:0];
-  assign \$129  = $signed(\$128 ) + $signed(\port$4657$32 );
+  assign \$129  = $signed(\$128 ) + $signed(\port$4685$32 );
   assign \$130  = $signed(\$129 ) > $signed(16'h7fff);
   assign \$131  = ! shift;
   assign \$132  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -14756,7 +14924,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$137  = $signed(\$133 ) >>> \$136 ;
   assign \$138  = $signed(\$137 ) + $signed({ 1'h0, rnd });
   assign \$140  = \$131  ? \$132  : \$139 [31:0];
-  assign \$141  = $signed(\$140 ) + $signed(\port$4657$32 );
+  assign \$141  = $signed(\$140 ) + $signed(\port$4685$32 );
   assign \$142  = $signed(\$141 ) < $signed(16'h8000);
   assign \$143  = ! shift;
   assign \$144  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -14767,7 +14935,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$149  = $signed(\$145 ) >>> \$148 ;
   assign \$150  = $signed(\$149 ) + $signed({ 1'h0, rnd });
   assign \$152  = \$143  ? \$144  : \$151 [31:0];
-  assign \$153  = $signed(\$152 ) + $signed(\port$4657$32 );
+  assign \$153  = $signed(\$152 ) + $signed(\port$4685$32 );
   assign \$154  = \$142  ? 16'h8000 : \$153 [15:0];
   assign \$155  = \$130  ? 16'h7fff : \$154 ;
   assign \$156  = use_residual ? \$118  : \$155 ;
@@ -14780,7 +14948,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$163  = $signed(\$159 ) >>> \$162 ;
   assign \$164  = $signed(\$163 ) + $signed({ 1'h0, rnd });
   assign \$166  = \$157  ? \$158  : \$165 [31:0];
-  assign \$167  = $signed(\$166 ) + $signed(\port$4657$80 );
+  assign \$167  = $signed(\$166 ) + $signed(\port$4685$80 );
   assign \$168  = $signed(\$167 ) > $signed(16'h7fff);
   assign \$169  = ! shift;
   assign \$170  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -14791,7 +14959,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$175  = $signed(\$171 ) >>> \$174 ;
   assign \$176  = $signed(\$175 ) + $signed({ 1'h0, rnd });
   assign \$178  = \$169  ? \$170  : \$177 [31:0];
-  assign \$179  = $signed(\$178 ) + $signed(\port$4657$80 );
+  assign \$179  = $signed(\$178 ) + $signed(\port$4685$80 );
   assign \$180  = $signed(\$179 ) < $signed(16'h8000);
   assign \$181  = ! shift;
   assign \$182  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -14802,7 +14970,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$187  = $signed(\$183 ) >>> \$186 ;
   assign \$188  = $signed(\$187 ) + $signed({ 1'h0, rnd });
   assign \$190  = \$181  ? \$182  : \$189 [31:0];
-  assign \$191  = $signed(\$190 ) + $signed(\port$4657$80 );
+  assign \$191  = $signed(\$190 ) + $signed(\port$4685$80 );
   assign \$192  = \$180  ? 16'h8000 : \$191 [15:0];
   assign \$193  = \$168  ? 16'h7fff : \$192 ;
   assign \$194  = $signed(\$193 ) + $signed(residual[31:16]);
@@ -14816,7 +14984,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$202  = $signed(\$198 ) >>> \$201 ;
   assign \$203  = $signed(\$202 ) + $signed({ 1'h0, rnd });
   assign \$205  = \$196  ? \$197  : \$204 [31:0];
-  assign \$206  = $signed(\$205 ) + $signed(\port$4657$80 );
+  assign \$206  = $signed(\$205 ) + $signed(\port$4685$80 );
   assign \$207  = $signed(\$206 ) > $signed(16'h7fff);
   assign \$208  = ! shift;
   assign \$209  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -14827,7 +14995,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$214  = $signed(\$210 ) >>> \$213 ;
   assign \$215  = $signed(\$214 ) + $signed({ 1'h0, rnd });
   assign \$217  = \$208  ? \$209  : \$216 [31:0];
-  assign \$218  = $signed(\$217 ) + $signed(\port$4657$80 );
+  assign \$218  = $signed(\$217 ) + $signed(\port$4685$80 );
   assign \$219  = $signed(\$218 ) < $signed(16'h8000);
   assign \$220  = ! shift;
   assign \$221  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -14838,7 +15006,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$226  = $signed(\$222 ) >>> \$225 ;
   assign \$227  = $signed(\$226 ) + $signed({ 1'h0, rnd });
   assign \$229  = \$220  ? \$221  : \$228 [31:0];
-  assign \$230  = $signed(\$229 ) + $signed(\port$4657$80 );
+  assign \$230  = $signed(\$229 ) + $signed(\port$4685$80 );
   assign \$231  = \$219  ? 16'h8000 : \$230 [15:0];
   assign \$232  = \$207  ? 16'h7fff : \$231 ;
   assign \$233  = $signed(\$232 ) + $signed(residual[31:16]);
@@ -14852,7 +15020,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$241  = $signed(\$237 ) >>> \$240 ;
   assign \$242  = $signed(\$241 ) + $signed({ 1'h0, rnd });
   assign \$244  = \$235  ? \$236  : \$243 [31:0];
-  assign \$245  = $signed(\$244 ) + $signed(\port$4657$80 );
+  assign \$245  = $signed(\$244 ) + $signed(\port$4685$80 );
   assign \$246  = $signed(\$245 ) > $signed(16'h7fff);
   assign \$247  = ! shift;
   assign \$248  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -14863,7 +15031,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$253  = $signed(\$249 ) >>> \$252 ;
   assign \$254  = $signed(\$253 ) + $signed({ 1'h0, rnd });
   assign \$256  = \$247  ? \$248  : \$255 [31:0];
-  assign \$257  = $signed(\$256 ) + $signed(\port$4657$80 );
+  assign \$257  = $signed(\$256 ) + $signed(\port$4685$80 );
   assign \$258  = $signed(\$257 ) < $signed(16'h8000);
   assign \$259  = ! shift;
   assign \$260  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -14874,7 +15042,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$265  = $signed(\$261 ) >>> \$264 ;
   assign \$266  = $signed(\$265 ) + $signed({ 1'h0, rnd });
   assign \$268  = \$259  ? \$260  : \$267 [31:0];
-  assign \$269  = $signed(\$268 ) + $signed(\port$4657$80 );
+  assign \$269  = $signed(\$268 ) + $signed(\port$4685$80 );
   assign \$270  = \$258  ? 16'h8000 : \$269 [15:0];
   assign \$271  = \$246  ? 16'h7fff : \$270 ;
   assign \$272  = $signed(\$271 ) + $signed(residual[31:16]);
@@ -14889,7 +15057,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$281  = $signed(\$277 ) >>> \$280 ;
   assign \$282  = $signed(\$281 ) + $signed({ 1'h0, rnd });
   assign \$284  = \$275  ? \$276  : \$283 [31:0];
-  assign \$285  = $signed(\$284 ) + $signed(\port$4657$80 );
+  assign \$285  = $signed(\$284 ) + $signed(\port$4685$80 );
   assign \$286  = $signed(\$285 ) > $signed(16'h7fff);
   assign \$287  = ! shift;
   assign \$288  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -14900,7 +15068,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$293  = $signed(\$289 ) >>> \$292 ;
   assign \$294  = $signed(\$293 ) + $signed({ 1'h0, rnd });
   assign \$296  = \$287  ? \$288  : \$295 [31:0];
-  assign \$297  = $signed(\$296 ) + $signed(\port$4657$80 );
+  assign \$297  = $signed(\$296 ) + $signed(\port$4685$80 );
   assign \$298  = $signed(\$297 ) < $signed(16'h8000);
   assign \$299  = ! shift;
   assign \$300  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -14911,7 +15079,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$305  = $signed(\$301 ) >>> \$304 ;
   assign \$306  = $signed(\$305 ) + $signed({ 1'h0, rnd });
   assign \$308  = \$299  ? \$300  : \$307 [31:0];
-  assign \$309  = $signed(\$308 ) + $signed(\port$4657$80 );
+  assign \$309  = $signed(\$308 ) + $signed(\port$4685$80 );
   assign \$310  = \$298  ? 16'h8000 : \$309 [15:0];
   assign \$311  = \$286  ? 16'h7fff : \$310 ;
   assign \$312  = use_residual ? \$274  : \$311 ;
@@ -14924,7 +15092,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$319  = $signed(\$315 ) >>> \$318 ;
   assign \$320  = $signed(\$319 ) + $signed({ 1'h0, rnd });
   assign \$322  = \$313  ? \$314  : \$321 [31:0];
-  assign \$323  = $signed(\$322 ) + $signed(\port$4657$128 );
+  assign \$323  = $signed(\$322 ) + $signed(\port$4685$128 );
   assign \$324  = $signed(\$323 ) > $signed(16'h7fff);
   assign \$325  = ! shift;
   assign \$326  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -14935,7 +15103,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$331  = $signed(\$327 ) >>> \$330 ;
   assign \$332  = $signed(\$331 ) + $signed({ 1'h0, rnd });
   assign \$334  = \$325  ? \$326  : \$333 [31:0];
-  assign \$335  = $signed(\$334 ) + $signed(\port$4657$128 );
+  assign \$335  = $signed(\$334 ) + $signed(\port$4685$128 );
   assign \$336  = $signed(\$335 ) < $signed(16'h8000);
   assign \$337  = ! shift;
   assign \$338  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -14946,7 +15114,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$343  = $signed(\$339 ) >>> \$342 ;
   assign \$344  = $signed(\$343 ) + $signed({ 1'h0, rnd });
   assign \$346  = \$337  ? \$338  : \$345 [31:0];
-  assign \$347  = $signed(\$346 ) + $signed(\port$4657$128 );
+  assign \$347  = $signed(\$346 ) + $signed(\port$4685$128 );
   assign \$348  = \$336  ? 16'h8000 : \$347 [15:0];
   assign \$349  = \$324  ? 16'h7fff : \$348 ;
   assign \$350  = $signed(\$349 ) + $signed(residual[47:32]);
@@ -14960,7 +15128,7 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$358  = $signed(\$354 ) >>> \$357 ;
   assign \$359  = $signed(\$358 ) + $signed({ 1'h0, rnd });
   assign \$361  = \$352  ? \$353  : \$360 [31:0];
-  assign \$362  = $signed(\$361 ) + $signed(\port$4657$128 );
+  assign \$362  = $signed(\$361 ) + $signed(\port$4685$128 );
   assign \$363  = $signed(\$362 ) > $signed(16'h7fff);
   assign \$364  = ! shift;
   assign \$365  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -14971,14 +15139,14 @@ module \ttsnn_accel.affine (\port$3454$0 , \port$3610$0 , \port$3766$0 , \port$3
   assign \$370  = $signed(\$366 ) >>> \$369 ;
   assign \$371  = $signed(\$370 ) + $signed({ 1'h0, rnd });
   assign \$373  = \$364  ? \$365  : \$372 [31:0];
-  assign \$374  = $signed(\$373 ) + $signed(\port$4657$128 );
+  assign \$374  = $signed(\$373 ) + $signed(\port$4685$128 );
   assign \$375  = $signed(\$374 ) < $signed(16'h8000);
   assign o = { \$624 , \$468 , \$312 , \$156  };
-  assign bias = { \port$4657$176 , \port$4657$128 , \port$4657$80 , \port$4657$32  };
-  assign \port$3454$0  = \$156 ;
-  assign \port$3610$0  = \$312 ;
-  assign \port$3766$0  = \$468 ;
-  assign \port$3922$0  = \$624 ;
+  assign bias = { \port$4685$176 , \port$4685$128 , \port$4685$80 , \port$4685$32  };
+  assign \port$3482$0  = \$156 ;
+  assign \port$3638$0  = \$312 ;
+  assign \port$3794$0  = \$468 ;
+  assign \port$3950$0  = \$624 ;
   assign \$9  = { \$8 [32], \$8 [32:1] };
   assign \$21  = { \$20 [32], \$20 [32:1] };
   assign \$33  = { \$32 [32], \$32 [32:1] };
@@ -16172,7 +16340,7 @@ module \ttsnn_accel.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2, u3, \port$4119$0 , \port$4120$0 , \port$4121$0 , \port$4122$0 , leak_mul, leak_shift, threshold, rnd, u_prev, \port$3454$0 );
+module \ttsnn_accel.lif (\port$3638$0 , \port$3794$0 , \port$3950$0 , u0, u1, u2, u3, \port$4147$0 , \port$4148$0 , \port$4149$0 , \port$4150$0 , leak_mul, leak_shift, threshold, rnd, u_prev, \port$3482$0 );
   wire \$1 ;
   wire [5:0] \$10 ;
   wire [23:0] \$100 ;
@@ -16374,22 +16542,22 @@ module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2
   wire [7:0] leak_mul;
   input [5:0] leak_shift;
   wire [5:0] leak_shift;
-  input [15:0] \port$3454$0 ;
-  wire [15:0] \port$3454$0 ;
-  input [15:0] \port$3610$0 ;
-  wire [15:0] \port$3610$0 ;
-  input [15:0] \port$3766$0 ;
-  wire [15:0] \port$3766$0 ;
-  input [15:0] \port$3922$0 ;
-  wire [15:0] \port$3922$0 ;
-  output \port$4119$0 ;
-  wire \port$4119$0 ;
-  output \port$4120$0 ;
-  wire \port$4120$0 ;
-  output \port$4121$0 ;
-  wire \port$4121$0 ;
-  output \port$4122$0 ;
-  wire \port$4122$0 ;
+  input [15:0] \port$3482$0 ;
+  wire [15:0] \port$3482$0 ;
+  input [15:0] \port$3638$0 ;
+  wire [15:0] \port$3638$0 ;
+  input [15:0] \port$3794$0 ;
+  wire [15:0] \port$3794$0 ;
+  input [15:0] \port$3950$0 ;
+  wire [15:0] \port$3950$0 ;
+  output \port$4147$0 ;
+  wire \port$4147$0 ;
+  output \port$4148$0 ;
+  wire \port$4148$0 ;
+  output \port$4149$0 ;
+  wire \port$4149$0 ;
+  output \port$4150$0 ;
+  wire \port$4150$0 ;
   input rnd;
   wire rnd;
   wire [3:0] s;
@@ -16419,7 +16587,7 @@ module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2
   assign \$11  = $signed(\$7 ) >>> \$10 ;
   assign \$12  = $signed(\$11 ) + $signed({ 1'h0, rnd });
   assign \$14  = \$1  ? \$4  : \$13 [23:0];
-  assign \$15  = $signed(\$14 ) + $signed(\port$3454$0 );
+  assign \$15  = $signed(\$14 ) + $signed(\port$3482$0 );
   assign \$16  = $signed(\$15 ) > $signed(16'h7fff);
   assign \$17  = ! leak_shift;
   assign \$18  = $signed(u_prev[15:0]) > $signed(threshold);
@@ -16434,7 +16602,7 @@ module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2
   assign \$27  = $signed(\$23 ) >>> \$26 ;
   assign \$28  = $signed(\$27 ) + $signed({ 1'h0, rnd });
   assign \$30  = \$17  ? \$20  : \$29 [23:0];
-  assign \$31  = $signed(\$30 ) + $signed(\port$3454$0 );
+  assign \$31  = $signed(\$30 ) + $signed(\port$3482$0 );
   assign \$32  = $signed(\$31 ) < $signed(16'h8000);
   assign \$33  = ! leak_shift;
   assign \$34  = $signed(u_prev[15:0]) > $signed(threshold);
@@ -16449,7 +16617,7 @@ module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2
   assign \$43  = $signed(\$39 ) >>> \$42 ;
   assign \$44  = $signed(\$43 ) + $signed({ 1'h0, rnd });
   assign \$46  = \$33  ? \$36  : \$45 [23:0];
-  assign \$47  = $signed(\$46 ) + $signed(\port$3454$0 );
+  assign \$47  = $signed(\$46 ) + $signed(\port$3482$0 );
   assign \$48  = \$32  ? 16'h8000 : \$47 [15:0];
   assign u0 = \$16  ? 16'h7fff : \$48 ;
   assign \$49  = ! leak_shift;
@@ -16465,7 +16633,7 @@ module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2
   assign \$59  = $signed(\$55 ) >>> \$58 ;
   assign \$60  = $signed(\$59 ) + $signed({ 1'h0, rnd });
   assign \$62  = \$49  ? \$52  : \$61 [23:0];
-  assign \$63  = $signed(\$62 ) + $signed(\port$3610$0 );
+  assign \$63  = $signed(\$62 ) + $signed(\port$3638$0 );
   assign \$64  = $signed(\$63 ) > $signed(16'h7fff);
   assign \$65  = ! leak_shift;
   assign \$66  = $signed(u_prev[31:16]) > $signed(threshold);
@@ -16480,7 +16648,7 @@ module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2
   assign \$75  = $signed(\$71 ) >>> \$74 ;
   assign \$76  = $signed(\$75 ) + $signed({ 1'h0, rnd });
   assign \$78  = \$65  ? \$68  : \$77 [23:0];
-  assign \$79  = $signed(\$78 ) + $signed(\port$3610$0 );
+  assign \$79  = $signed(\$78 ) + $signed(\port$3638$0 );
   assign \$80  = $signed(\$79 ) < $signed(16'h8000);
   assign \$81  = ! leak_shift;
   assign \$82  = $signed(u_prev[31:16]) > $signed(threshold);
@@ -16495,7 +16663,7 @@ module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2
   assign \$91  = $signed(\$87 ) >>> \$90 ;
   assign \$92  = $signed(\$91 ) + $signed({ 1'h0, rnd });
   assign \$94  = \$81  ? \$84  : \$93 [23:0];
-  assign \$95  = $signed(\$94 ) + $signed(\port$3610$0 );
+  assign \$95  = $signed(\$94 ) + $signed(\port$3638$0 );
   assign \$96  = \$80  ? 16'h8000 : \$95 [15:0];
   assign u1 = \$64  ? 16'h7fff : \$96 ;
   assign \$97  = ! leak_shift;
@@ -16511,7 +16679,7 @@ module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2
   assign \$107  = $signed(\$103 ) >>> \$106 ;
   assign \$108  = $signed(\$107 ) + $signed({ 1'h0, rnd });
   assign \$110  = \$97  ? \$100  : \$109 [23:0];
-  assign \$111  = $signed(\$110 ) + $signed(\port$3766$0 );
+  assign \$111  = $signed(\$110 ) + $signed(\port$3794$0 );
   assign \$112  = $signed(\$111 ) > $signed(16'h7fff);
   assign \$113  = ! leak_shift;
   assign \$114  = $signed(u_prev[47:32]) > $signed(threshold);
@@ -16526,7 +16694,7 @@ module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2
   assign \$123  = $signed(\$119 ) >>> \$122 ;
   assign \$124  = $signed(\$123 ) + $signed({ 1'h0, rnd });
   assign \$126  = \$113  ? \$116  : \$125 [23:0];
-  assign \$127  = $signed(\$126 ) + $signed(\port$3766$0 );
+  assign \$127  = $signed(\$126 ) + $signed(\port$3794$0 );
   assign \$128  = $signed(\$127 ) < $signed(16'h8000);
   assign \$129  = ! leak_shift;
   assign \$130  = $signed(u_prev[47:32]) > $signed(threshold);
@@ -16541,7 +16709,7 @@ module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2
   assign \$139  = $signed(\$135 ) >>> \$138 ;
   assign \$140  = $signed(\$139 ) + $signed({ 1'h0, rnd });
   assign \$142  = \$129  ? \$132  : \$141 [23:0];
-  assign \$143  = $signed(\$142 ) + $signed(\port$3766$0 );
+  assign \$143  = $signed(\$142 ) + $signed(\port$3794$0 );
   assign \$144  = \$128  ? 16'h8000 : \$143 [15:0];
   assign u2 = \$112  ? 16'h7fff : \$144 ;
   assign \$145  = ! leak_shift;
@@ -16557,7 +16725,7 @@ module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2
   assign \$155  = $signed(\$151 ) >>> \$154 ;
   assign \$156  = $signed(\$155 ) + $signed({ 1'h0, rnd });
   assign \$158  = \$145  ? \$148  : \$157 [23:0];
-  assign \$159  = $signed(\$158 ) + $signed(\port$3922$0 );
+  assign \$159  = $signed(\$158 ) + $signed(\port$3950$0 );
   assign \$160  = $signed(\$159 ) > $signed(16'h7fff);
   assign \$161  = ! leak_shift;
   assign \$162  = $signed(u_prev[63:48]) > $signed(threshold);
@@ -16572,7 +16740,7 @@ module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2
   assign \$171  = $signed(\$167 ) >>> \$170 ;
   assign \$172  = $signed(\$171 ) + $signed({ 1'h0, rnd });
   assign \$174  = \$161  ? \$164  : \$173 [23:0];
-  assign \$175  = $signed(\$174 ) + $signed(\port$3922$0 );
+  assign \$175  = $signed(\$174 ) + $signed(\port$3950$0 );
   assign \$176  = $signed(\$175 ) < $signed(16'h8000);
   assign \$177  = ! leak_shift;
   assign \$178  = $signed(u_prev[63:48]) > $signed(threshold);
@@ -16587,20 +16755,20 @@ module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2
   assign \$187  = $signed(\$183 ) >>> \$186 ;
   assign \$188  = $signed(\$187 ) + $signed({ 1'h0, rnd });
   assign \$190  = \$177  ? \$180  : \$189 [23:0];
-  assign \$191  = $signed(\$190 ) + $signed(\port$3922$0 );
+  assign \$191  = $signed(\$190 ) + $signed(\port$3950$0 );
   assign \$192  = \$176  ? 16'h8000 : \$191 [15:0];
   assign u3 = \$160  ? 16'h7fff : \$192 ;
   assign \$193  = $signed(u0) > $signed(threshold);
   assign \$194  = $signed(u1) > $signed(threshold);
   assign \$195  = $signed(u2) > $signed(threshold);
   assign \$196  = $signed(u3) > $signed(threshold);
-  assign cur = { \port$3922$0 , \port$3766$0 , \port$3610$0 , \port$3454$0  };
+  assign cur = { \port$3950$0 , \port$3794$0 , \port$3638$0 , \port$3482$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { \$196 , \$195 , \$194 , \$193  };
-  assign \port$4119$0  = \$193 ;
-  assign \port$4120$0  = \$194 ;
-  assign \port$4121$0  = \$195 ;
-  assign \port$4122$0  = \$196 ;
+  assign \port$4147$0  = \$193 ;
+  assign \port$4148$0  = \$194 ;
+  assign \port$4149$0  = \$195 ;
+  assign \port$4150$0  = \$196 ;
   assign \$13  = { \$12 [24], \$12 [24:1] };
   assign \$29  = { \$28 [24], \$28 [24:1] };
   assign \$45  = { \$44 [24], \$44 [24:1] };
@@ -16616,7 +16784,7 @@ module \ttsnn_accel.lif (\port$3610$0 , \port$3766$0 , \port$3922$0 , u0, u1, u2
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.maxpool (rst, valid, \port$3287$0 , \port$3290$0 , \port$3293$0 , \port$3296$0 , first, i, clk);
+module \ttsnn_accel.maxpool (rst, valid, \port$3315$0 , \port$3318$0 , \port$3321$0 , \port$3324$0 , first, i, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -16639,14 +16807,14 @@ module \ttsnn_accel.maxpool (rst, valid, \port$3287$0 , \port$3290$0 , \port$329
   input [63:0] i;
   wire [63:0] i;
   wire [63:0] o;
-  output [15:0] \port$3287$0 ;
-  wire [15:0] \port$3287$0 ;
-  output [15:0] \port$3290$0 ;
-  wire [15:0] \port$3290$0 ;
-  output [15:0] \port$3293$0 ;
-  wire [15:0] \port$3293$0 ;
-  output [15:0] \port$3296$0 ;
-  wire [15:0] \port$3296$0 ;
+  output [15:0] \port$3315$0 ;
+  wire [15:0] \port$3315$0 ;
+  output [15:0] \port$3318$0 ;
+  wire [15:0] \port$3318$0 ;
+  output [15:0] \port$3321$0 ;
+  wire [15:0] \port$3321$0 ;
+  output [15:0] \port$3324$0 ;
+  wire [15:0] \port$3324$0 ;
   input rst;
   wire rst;
   input valid;
@@ -16676,10 +16844,10 @@ module \ttsnn_accel.maxpool (rst, valid, \port$3287$0 , \port$3290$0 , \port$329
     end
   end
   assign o = { \$12 , \$9 , \$6 , \$3  };
-  assign \port$3287$0  = \$3 ;
-  assign \port$3290$0  = \$6 ;
-  assign \port$3293$0  = \$9 ;
-  assign \port$3296$0  = \$12 ;
+  assign \port$3315$0  = \$3 ;
+  assign \port$3318$0  = \$6 ;
+  assign \port$3321$0  = \$9 ;
+  assign \port$3324$0  = \$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -16750,7 +16918,7 @@ module \ttsnn_accel.requant1 (shift, rnd, i, o);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.requant2 (\port$3098$0 , \port$3126$0 , \port$3154$0 , shift, rnd, i, \port$3070$0 );
+module \ttsnn_accel.requant2 (\port$3126$0 , \port$3154$0 , \port$3182$0 , shift, rnd, i, \port$3098$0 );
   wire \$1 ;
   wire \$10 ;
   wire [16:0] \$100 ;
@@ -16866,14 +17034,14 @@ module \ttsnn_accel.requant2 (\port$3098$0 , \port$3126$0 , \port$3154$0 , shift
   input [63:0] i;
   wire [63:0] i;
   wire [31:0] o;
-  output [7:0] \port$3070$0 ;
-  wire [7:0] \port$3070$0 ;
   output [7:0] \port$3098$0 ;
   wire [7:0] \port$3098$0 ;
   output [7:0] \port$3126$0 ;
   wire [7:0] \port$3126$0 ;
   output [7:0] \port$3154$0 ;
   wire [7:0] \port$3154$0 ;
+  output [7:0] \port$3182$0 ;
+  wire [7:0] \port$3182$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -16979,10 +17147,10 @@ module \ttsnn_accel.requant2 (\port$3098$0 , \port$3126$0 , \port$3154$0 , shift
   assign \$111  = \$102  ? 8'h80 : \$110 [7:0];
   assign \$112  = \$93  ? 8'h7f : \$111 ;
   assign o = { \$112 , \$84 , \$56 , \$28  };
-  assign \port$3070$0  = \$28 ;
-  assign \port$3098$0  = \$56 ;
-  assign \port$3126$0  = \$84 ;
-  assign \port$3154$0  = \$112 ;
+  assign \port$3098$0  = \$28 ;
+  assign \port$3126$0  = \$56 ;
+  assign \port$3154$0  = \$84 ;
+  assign \port$3182$0  = \$112 ;
   assign \$7  = { \$6 [16], \$6 [16:1] };
   assign \$16  = { \$15 [16], \$15 [16:1] };
   assign \$25  = { \$24 [16], \$24 [16:1] };
@@ -16998,7 +17166,7 @@ module \ttsnn_accel.requant2 (\port$3098$0 , \port$3126$0 , \port$3154$0 , shift
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.requant3 (shift, \port$3186$0 , \port$3214$0 , \port$3242$0 , \port$3270$0 , rnd, i);
+module \ttsnn_accel.requant3 (shift, \port$3214$0 , \port$3242$0 , \port$3270$0 , \port$3298$0 , rnd, i);
   wire \$1 ;
   wire \$10 ;
   wire [17:0] \$100 ;
@@ -17114,14 +17282,14 @@ module \ttsnn_accel.requant3 (shift, \port$3186$0 , \port$3214$0 , \port$3242$0 
   input [67:0] i;
   wire [67:0] i;
   wire [31:0] o;
-  output [7:0] \port$3186$0 ;
-  wire [7:0] \port$3186$0 ;
   output [7:0] \port$3214$0 ;
   wire [7:0] \port$3214$0 ;
   output [7:0] \port$3242$0 ;
   wire [7:0] \port$3242$0 ;
   output [7:0] \port$3270$0 ;
   wire [7:0] \port$3270$0 ;
+  output [7:0] \port$3298$0 ;
+  wire [7:0] \port$3298$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -17227,10 +17395,10 @@ module \ttsnn_accel.requant3 (shift, \port$3186$0 , \port$3214$0 , \port$3242$0 
   assign \$111  = \$102  ? 8'h80 : \$110 [7:0];
   assign \$112  = \$93  ? 8'h7f : \$111 ;
   assign o = { \$112 , \$84 , \$56 , \$28  };
-  assign \port$3186$0  = \$28 ;
-  assign \port$3214$0  = \$56 ;
-  assign \port$3242$0  = \$84 ;
-  assign \port$3270$0  = \$112 ;
+  assign \port$3214$0  = \$28 ;
+  assign \port$3242$0  = \$56 ;
+  assign \port$3270$0  = \$84 ;
+  assign \port$3298$0  = \$112 ;
   assign \$7  = { \$6 [17], \$6 [17:1] };
   assign \$16  = { \$15 [17], \$15 [17:1] };
   assign \$25  = { \$24 [17], \$24 [17:1] };

@@ -11,7 +11,7 @@ import pytest
 from gen.config import load_config
 from gen.cyclemodel import TileShape, tile_counters
 from gen.driver import Driver, LayerOutputs
-from gen.hostmap import ID_VALUE
+from gen.hostmap import DESCRIPTOR_FIELDS, ID_VALUE
 from gen.sim import run_programs
 from gen.top import Accelerator
 from sw.golden import golden_layer
@@ -255,3 +255,42 @@ def test_paper_configuration_wide_words():
     gold = golden_layer(q, x, resid, cfg)
     np.testing.assert_array_equal(out.membrane, gold.membrane.numpy())
     np.testing.assert_array_equal(out.spikes, gold.spikes.numpy())
+
+
+def test_start_right_after_the_descriptor_waits_for_the_geometry():
+    """The tile geometry is registered from the descriptor: a start written in the cycle after
+    the last descriptor field still runs the tile correctly (it waits for the registers)."""
+    rng = np.random.default_rng(23)
+    q = make_layer(rng, "stt", r=5, cin=4, cout=3, T=2, pool=True)
+    x = rng.integers(0, 2, (2, 4, 2, 4))
+    drv = Driver(CFG)
+    tile = drv.plan(q, x.shape).tiles[0]
+    prog = drv.program(q, tile, drv.window(x, tile))
+    desc = {drv.map.register(n).address for n, _, _ in DESCRIPTOR_FIELDS}
+    dut = Accelerator(CFG)
+    from amaranth.sim import Simulator
+    from gen.sim import SimBus
+    from gen.driver import run_tile
+    results = []
+
+    async def bench(ctx):
+        bus = SimBus(ctx, dut, 100_000)
+        # everything but the descriptor first (input rows included), then the descriptor,
+        # then start at once
+        rows = [w for row in prog.in_rows for w in row] + [(prog.registers["in_rows"], len(prog.in_rows))]
+        last = [drv.map.register(n).address for n in ("zero_halo", "rank", "pack", "width")]
+        prog.setup[:] = ([w for w in prog.setup if w[0] not in desc] + rows
+                         + sorted((w for w in prog.setup if w[0] in desc),
+                                  key=lambda w: last.index(w[0]) if w[0] in last else -1))
+        prog.in_rows.clear()
+        results.append(await run_tile(bus, prog))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    res = prog.decode(results[0])
+    gold = golden_layer(q, x, None, CFG)
+    np.testing.assert_array_equal(res.membrane, gold.membrane.numpy())
+    model = tile_counters(CFG, TileShape.of(q, tile))
+    assert model["cycles"] < res.counters["cycles"] <= model["cycles"] + 8
