@@ -5,7 +5,8 @@ Commands:
 * ``check``  -- find and check the toolchain (Verilator >= 5.036, cocotb >= 2.0).
 * ``run``    -- the coverage batch of random layers on a configuration; mismatch report.
 * ``replay`` -- one TT layer of a trained checkpoint on the RTL (docs/cosim.md).
-* ``speed``  -- simulation speed (simulated cycles per wall-clock second) on a paper-sized layer.
+* ``speed``  -- simulation speed (simulated cycles per wall-clock second, streamed host traffic
+  included) on a paper-sized layer.
 """
 
 from __future__ import annotations
@@ -107,17 +108,23 @@ def _speed(args) -> int:
     res = run_cases(target, [case], waves=args.waves or "never")[0]
     total = time.monotonic() - t0
     out = {"config": target.config.name, "layer": case.name, "match": res.match,
-           "tiles": res.tiles, "simulated_cycles": res.cycles,
-           "compute_wall_s": res.wall_s, "io_wall_s": res.wall_io_s, "total_wall_s": total,
+           "tiles": res.tiles, "accelerator_cycles": res.cycles,
+           "simulated_cycles": res.span_cycles, "tiles_wall_s": res.wall_s,
+           "event_wait_cycles": res.wait_cycles, "event_wait_wall_s": res.wait_wall_s,
+           "total_wall_s": total,
            "cycles_per_second": res.cycles_per_second,
-           "cycles_per_second_with_host_io": res.cycles / (res.wall_s + res.wall_io_s)}
+           "cycles_per_second_event_waits": res.wait_cycles_per_second}
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{out['layer']} on {out['config']}: {res.tiles} tiles, {res.cycles} cycles simulated "
-              f"in {res.wall_s:.2f} s of compute phases -> {out['cycles_per_second']:.0f} cycles/s "
-              f"({out['cycles_per_second_with_host_io']:.0f} cycles/s counting the host traffic "
-              f"driven from Python; {total:.1f} s in all incl. build check and golden model); "
+        waits = res.wait_cycles_per_second
+        print(f"{out['layer']} on {out['config']}: {res.tiles} tiles, {res.cycles} accelerator "
+              f"cycles ({res.span_cycles} simulated cycles with set-up and read-out) in "
+              f"{res.wall_s:.2f} s -> {out['cycles_per_second']:.0f} cycles/s with the streamed "
+              f"host traffic driven from Python"
+              + (f" ({waits:.0f} cycles/s while waiting for event, {res.wait_cycles} cycles)"
+                 if waits else "")
+              + f"; {total:.1f} s in all incl. build check and golden model; "
               f"{'bit-exact' if res.match else 'MISMATCH'}")
     return 0 if res.match else 1
 

@@ -3,7 +3,9 @@
 :func:`coverage_cases` is the batch of the default test run on a configuration (modes STT,
 PTT and HTT with several schedules; T in {1, 2, 4, 6}; shapes that do not fill the PE array;
 several tiles with halos; pooling; residual; saturation and wrap edges; all-zero and all-one
-inputs; random seeds). Sizes are derived from the configuration's limits, never copied.
+inputs; random seeds; streaming rings that wrap around or are capped so that the accelerator
+waits for the host, in both row orders). Sizes are derived from the configuration's limits,
+never copied.
 :func:`paper_layer_case` is the first TT layer of MS-ResNet18 on CIFAR10 at the paper's shape.
 """
 
@@ -137,14 +139,14 @@ def coverage_cases(config, seed: int = 0) -> list[LayerCase]:
     cases: list[LayerCase] = []
 
     def add(name, mode, cin, r, cout, t, h, w, *, rate=0.4, schedule=(), pool=False,
-            residual=False, tile_hw=None, **kw):
+            residual=False, tile_hw=None, pack=None, order=None, ring_limit=None, **kw):
         q = random_layer(rng, wd, mode, cin, r, cout, pool=pool, residual=residual,
                          schedule=schedule, **kw)
         x = _spikes(rng, (t, cin, h, w), rate)
         res = _residual(rng, q, wd, t, h, w, kw.get("full_scale", False))
         if not kw.get("full_scale"):
             q = calibrate(q, x, res, wd, rng)
-        cases.append(LayerCase(name, q, x, res, tile_hw))
+        cases.append(LayerCase(name, q, x, res, tile_hw, pack, order, ring_limit))
 
     # modes, timesteps, shapes that do not fill the array
     add("stt-T1-small", "stt", 3, 2, 3, 1, 3, 5)
@@ -184,13 +186,26 @@ def coverage_cases(config, seed: int = 0) -> list[LayerCase]:
             int(rng.integers(1, r_big + 1)), int(rng.integers(1, cout_big + 1)), t, h, w,
             rate=float(rng.uniform(0.1, 0.9)), schedule=sched, pool=pool,
             residual=bool(rng.integers(2)))
+    # streaming (after the random cases, so that those keep their draws): a tile of the
+    # largest size with more input, residual and output rows than the rings hold (they wrap
+    # around); rings capped at two rows and at one row, so that the accelerator waits for the
+    # host (c1_in_wait, lif_stall), in both row orders
+    add("ptt-T6-rings-wrap-residual", "ptt", cin_big, r_big, cout_big, min(6, lim.max_timesteps),
+        th, tw, residual=True)
+    add("stt-T2-ring-limit-row-outer", "stt", 3, 2, 3, 2, th, 5, residual=True, ring_limit=2,
+        order=0)
+    add("htt-T4-ring-limit-timestep-outer", "htt", 5, 3, 4, 4, 4, 3, residual=True,
+        ring_limit=1, order=1, pack=0, schedule=(True, False, False, True))
     return cases
 
 
 def paper_layer_case(config, seed: int = 0, rank: int = PAPER_LAYER_WORKLOAD.uniform_rank,
-                     timesteps: int = PAPER_LAYER_WORKLOAD.timesteps, mode: str = "ptt") -> LayerCase:
+                     timesteps: int = PAPER_LAYER_WORKLOAD.timesteps, mode: str = "ptt",
+                     tile_hw: tuple[int, int] | None = None) -> LayerCase:
     """The first TT layer of MS-ResNet18 on CIFAR10 (``layers.0.0.conv1``: 64 -> 64 channels
-    at 32x32, T=4); the workload's uniform rank (32) unless given (sw.arch.WORKLOADS)."""
+    at 32x32, T=4); the workload's uniform rank (32) unless given (sw.arch.WORKLOADS).
+    ``tile_hw`` forces a tile size (the planner runs the layer as one tile on the paper
+    configuration)."""
     wl = PAPER_LAYER_WORKLOAD
     spec = tt_layers(network_specs(wl.arch, wl.in_channels, wl.input_size, wl.num_classes, mode,
                                    f"uniform:{rank}", timesteps))[0]
@@ -199,4 +214,7 @@ def paper_layer_case(config, seed: int = 0, rank: int = PAPER_LAYER_WORKLOAD.uni
     h, w = spec.in_hw
     x = _spikes(rng, (timesteps, spec.in_channels, h, w), 0.2)
     q = calibrate(q, x, None, config.widths, rng)
-    return LayerCase(f"{PAPER_LAYER_NETWORK}-{spec.name}-{mode}-r{spec.rank}", q, x, None)
+    name = f"{PAPER_LAYER_NETWORK}-{spec.name}-{mode}-r{spec.rank}"
+    if tile_hw is not None:
+        name += f"-tiles{tile_hw[0]}x{tile_hw[1]}"
+    return LayerCase(name, q, x, None, tile_hw)

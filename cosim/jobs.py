@@ -1,37 +1,92 @@
 """The job and result files exchanged with the cocotb testbench (:mod:`cosim.tb_host`).
 
-A job is one tile's host traffic: writes ``(address, word)``, the start write, the addresses
-to read after ``done`` and a cycle limit for the wait. Many jobs go into one file so that one
-simulator process runs a whole batch of cases (the C++ model starts once).
+A job is one tile's host traffic in the streaming protocol of docs/host_interface.md: the
+set-up writes, the start write, the writes of every input row and residual row, the read
+addresses of every output row, the counter reads, the ring sizes and the addresses of the
+streaming registers (everything :func:`gen.driver.run_tile` needs, which the testbench calls
+with a :class:`TileJob` in place of a :class:`gen.driver.TileProgram`), plus a cycle limit
+for hang detection. The tile's ``decode`` stays in the calling process. Many jobs go into one
+``.npz`` file so that one simulator process runs a whole batch of cases (the C++ model
+starts once); the files hold integer arrays only (no pickling).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from sw.fileio import atomic_write
 
-__all__ = ["TileJob", "JobResult", "atomic_write_npz", "write_jobs", "read_results"]
+__all__ = ["TileJob", "JobTile", "JobResult", "REGISTER_NAMES", "RING_NAMES", "atomic_write_npz",
+           "write_jobs", "read_jobs", "read_results"]
+
+#: The streaming registers :func:`gen.driver.run_tile` uses (``TileProgram.registers``), in
+#: the order of the ``regs_<k>`` array of a job file.
+REGISTER_NAMES = ("status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed",
+                  "out_rows")
+#: The rings (``TileProgram.rings``), in the order of the ``rings_<k>`` array.
+RING_NAMES = ("in", "res", "out")
+
+
+@dataclass(frozen=True)
+class JobTile:
+    """The part of a ``gen.driver.Tile`` that :func:`gen.driver.run_tile` uses (its messages
+    name the tile)."""
+    index: int
 
 
 @dataclass(frozen=True)
 class TileJob:
-    writes: Sequence[tuple[int, int]]
+    """One tile's host traffic (the fields of ``gen.driver.TileProgram`` that
+    :func:`gen.driver.run_tile` reads, without ``decode``) and ``cycle_limit``: the simulated
+    cycles the whole tile may take, host traffic included, counted from its first set-up
+    write; a wait for ``event`` beyond it fails the run (hang detection only)."""
+    setup: Sequence[tuple[int, int]]
     start: tuple[int, int]
-    reads: Sequence[int]
+    in_rows: Sequence[Sequence[tuple[int, int]]]
+    res_rows: Sequence[Sequence[tuple[int, int]]]
+    out_rows: Sequence[Sequence[int]]
+    counter_reads: Sequence[int]
+    rings: Mapping[str, int]
+    registers: Mapping[str, int]
     cycle_limit: int
+    index: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", tuple(int(v) for v in self.start))
+
+    @property
+    def tile(self) -> JobTile:
+        return JobTile(self.index)
+
+    @property
+    def reads(self) -> list[int]:
+        """Every address read, in the order of the values :func:`gen.driver.run_tile` returns
+        (= ``TileProgram.reads``)."""
+        return [a for row in self.out_rows for a in row] + list(self.counter_reads)
+
+    @classmethod
+    def of(cls, prog, cycle_limit: int) -> "TileJob":
+        """The job of a ``gen.driver.TileProgram``."""
+        return cls(prog.setup, prog.start, prog.in_rows, prog.res_rows, prog.out_rows,
+                   prog.counter_reads, dict(prog.rings), dict(prog.registers), int(cycle_limit),
+                   prog.tile.index)
 
 
 @dataclass(frozen=True)
 class JobResult:
-    values: list[int]        # words read, in the order of ``TileJob.reads``
-    cycles: int              # clock cycles from the start write to the rising edge of done
-    wall_s: float            # wall time of that wait (pure simulation, no Python per cycle)
-    wall_io_s: float         # wall time of the host traffic of the tile
+    """What the testbench recorded for one tile."""
+    values: list[int]        # words read, in the order of ``TileJob.reads`` (run_tile's result)
+    cycles: int              # testbench clock: cycles from the start write to the rising edge of done
+    span_cycles: int         # simulated cycles of the whole tile: first set-up write to last counter read
+    wall_s: float            # wall time of the whole tile: set-up, start, the host traffic
+                             # interleaved with the run (Python per host word), the final reads
+    wait_wall_s: float       # part of wall_s spent waiting for ``event`` (no Python per cycle)
+    wait_cycles: int         # simulated cycles of those waits
+    waits: int               # number of waits for ``event``
 
 
 def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
@@ -42,19 +97,58 @@ def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> 
     atomic_write(path, write)
 
 
+def _pairs(rows: Sequence[Sequence[tuple[int, int]]]) -> tuple[np.ndarray, np.ndarray]:
+    lens = np.array([len(r) for r in rows], dtype=np.int64)
+    flat = np.array([p for r in rows for p in r], dtype=np.int64).reshape(-1, 2)
+    return flat, lens
+
+
 def write_jobs(path: str | os.PathLike, jobs: Sequence[TileJob], period_ns: float,
                read_latency: int) -> None:
     arrays: dict[str, np.ndarray] = {"period_ns": np.array(float(period_ns)),
                                      "latency": np.array(int(read_latency)),
                                      "n_tiles": np.array(len(jobs))}
     for k, job in enumerate(jobs):
-        w = np.array(job.writes, dtype=np.int64).reshape(-1, 2)
-        arrays[f"wa_{k}"] = w[:, 0]
-        arrays[f"wd_{k}"] = w[:, 1]
+        arrays[f"setup_{k}"] = np.array(job.setup, dtype=np.int64).reshape(-1, 2)
         arrays[f"start_{k}"] = np.array(job.start, dtype=np.int64)
-        arrays[f"ra_{k}"] = np.array(job.reads, dtype=np.int64)
+        arrays[f"in_{k}"], arrays[f"in_len_{k}"] = _pairs(job.in_rows)
+        arrays[f"res_{k}"], arrays[f"res_len_{k}"] = _pairs(job.res_rows)
+        arrays[f"out_{k}"] = np.array([a for r in job.out_rows for a in r], dtype=np.int64)
+        arrays[f"out_len_{k}"] = np.array([len(r) for r in job.out_rows], dtype=np.int64)
+        arrays[f"cnt_{k}"] = np.array(job.counter_reads, dtype=np.int64)
+        arrays[f"rings_{k}"] = np.array([job.rings[n] for n in RING_NAMES], dtype=np.int64)
+        arrays[f"regs_{k}"] = np.array([job.registers[n] for n in REGISTER_NAMES], dtype=np.int64)
         arrays[f"limit_{k}"] = np.array(int(job.cycle_limit))
+        arrays[f"index_{k}"] = np.array(int(job.index))
     atomic_write_npz(path, arrays)
+
+
+def _split(flat: list, lens: np.ndarray) -> list[list]:
+    out, i = [], 0
+    for n in lens.tolist():
+        out.append(flat[i:i + n])
+        i += n
+    return out
+
+
+def read_jobs(path: str | os.PathLike) -> tuple[list[TileJob], float, int]:
+    """The jobs of a job file (plain Python ints and lists, ready for
+    :func:`gen.driver.run_tile`), the clock period in ns and the host read latency."""
+    data = np.load(path)
+    jobs = []
+    for k in range(int(data["n_tiles"])):
+        tup = lambda a: [tuple(p) for p in a.tolist()]  # noqa: E731
+        jobs.append(TileJob(
+            setup=tup(data[f"setup_{k}"]),
+            start=tuple(data[f"start_{k}"].tolist()),
+            in_rows=_split(tup(data[f"in_{k}"]), data[f"in_len_{k}"]),
+            res_rows=_split(tup(data[f"res_{k}"]), data[f"res_len_{k}"]),
+            out_rows=_split(data[f"out_{k}"].tolist(), data[f"out_len_{k}"]),
+            counter_reads=data[f"cnt_{k}"].tolist(),
+            rings=dict(zip(RING_NAMES, data[f"rings_{k}"].tolist())),
+            registers=dict(zip(REGISTER_NAMES, data[f"regs_{k}"].tolist())),
+            cycle_limit=int(data[f"limit_{k}"]), index=int(data[f"index_{k}"])))
+    return jobs, float(data["period_ns"]), int(data["latency"])
 
 
 def read_results(path: str | os.PathLike, n_jobs: int) -> list[JobResult]:
@@ -64,5 +158,7 @@ def read_results(path: str | os.PathLike, n_jobs: int) -> list[JobResult]:
         if f"rv_{k}" not in data:
             raise ValueError(f"{path}: no result for tile job {k} (the testbench stopped early)")
         out.append(JobResult([int(v) for v in data[f"rv_{k}"]], int(data[f"cycles_{k}"]),
-                             float(data[f"wall_{k}"]), float(data[f"wall_io_{k}"])))
+                             int(data[f"span_cycles_{k}"]), float(data[f"wall_{k}"]),
+                             float(data[f"wait_wall_{k}"]), int(data[f"wait_cycles_{k}"]),
+                             int(data[f"waits_{k}"])))
     return out

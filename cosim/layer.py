@@ -1,5 +1,7 @@
 """Co-simulation of whole layers: tile them with the shared driver, run every tile of a batch
-of cases in one Verilator run, compare each tile with the golden model bit for bit.
+of cases in one Verilator run (each with the streaming host protocol of
+:func:`gen.driver.run_tile`, see :mod:`cosim.tb_host`), compare each tile with the golden model
+bit for bit.
 
 :class:`RtlTarget` is the generated Verilog of one hardware configuration (``rtl/<name>/`` when
 committed, else generated into ``build/cosim/<name>/rtl``). :func:`run_cases` takes
@@ -146,27 +148,43 @@ def _gen_key(cfg) -> str:
 @dataclass
 class LayerCase:
     """One layer to co-simulate: ``spikes [T, Cin, H, W]`` (0/1), ``residual
-    [T, Cout, Ho, Wo]`` (membrane format) when ``qlayer.residual``; ``tile_hw`` forces a tile
-    size (default: the driver's choice)."""
+    [T, Cout, Ho, Wo]`` (membrane format) when ``qlayer.residual``. ``tile_hw``, ``pack``
+    and ``order`` force the tile size, the lane packing of clusters 2/3 and the row order
+    (default: the planner's choice, ``Driver.plan``); ``ring_limit`` caps the rows of the
+    streaming rings (``Driver.program``), so that the host has to wait for free slots."""
     name: str
     qlayer: QuantTTLayer
     spikes: np.ndarray
     residual: np.ndarray | None = None
     tile_hw: tuple[int, int] | None = None
+    pack: int | None = None
+    order: int | None = None
+    ring_limit: int | None = None
 
 
 @dataclass
 class CaseResult:
+    """One co-simulated case. Per tile, ``tile_cycles`` is the RTL's ``cycles`` counter (busy
+    cycles from the start to ``done``, exact) and ``tb_cycles`` the same span measured on the
+    testbench clock (start write to the rising edge of ``done``, within a cycle or two).
+    The rows stream while a tile runs, so the wall times and ``span_cycles`` cover whole
+    tiles: set-up, the host traffic interleaved with the run, the final reads."""
     case: LayerCase
     report: MismatchReport
     spikes: np.ndarray           # RTL, [T, Cout, Ho, Wo]
     membrane: np.ndarray
     counters: dict[str, int]     # summed over tiles
-    tile_cycles: list[int]       # cycles from start to done, per tile (testbench clock)
+    tile_cycles: list[int]       # per tile: the RTL's cycles counter (start to done)
+    tb_cycles: list[int]         # per tile: testbench clock, start write to rising edge of done
     tiles: int
-    wall_s: float                # simulation wall time of the compute (start..done) phases
-    wall_io_s: float             # wall time of the host traffic
+    wall_s: float                # wall time of the whole tiles, host traffic included
+    wait_wall_s: float           # part of wall_s spent waiting for event (no Python per cycle)
+    span_cycles: int             # simulated cycles of the whole tiles (first write to last read)
+    wait_cycles: int             # simulated cycles spent waiting for event
+    rings: list[dict[str, int]]  # per tile: ring sizes in rows (in, res, out)
+    rows: list[dict[str, int]]   # per tile: rows streamed (in, res, out)
     waves: Path | None = None
+    plan: Any = None             # the driver's TilePlan (tiles with their packing and row order)
 
     @property
     def match(self) -> bool:
@@ -174,12 +192,26 @@ class CaseResult:
 
     @property
     def cycles(self) -> int:
+        """Accelerator cycles of the case (the RTL's cycles counter summed over tiles)."""
         return int(sum(self.tile_cycles))
 
     @property
     def cycles_per_second(self) -> float | None:
-        """Simulated cycles per second of the compute phases (None when not timed)."""
-        return self.cycles / self.wall_s if self.wall_s > 0 else None
+        """Simulated cycles per wall-clock second over whole tiles, the host traffic driven
+        from Python included (None when not timed)."""
+        return self.span_cycles / self.wall_s if self.wall_s > 0 else None
+
+    @property
+    def wait_cycles_per_second(self) -> float | None:
+        """Simulated cycles per wall-clock second while the testbench slept on ``event`` (the
+        simulator alone, no Python per cycle; None when it never waited)."""
+        return self.wait_cycles / self.wait_wall_s if self.wait_wall_s > 0 else None
+
+    @property
+    def rings_wrapped(self) -> dict[str, bool]:
+        """Whether some tile streamed more rows through a ring than it holds (per ring)."""
+        return {k: any(rw[k] > rg[k] for rw, rg in zip(self.rows, self.rings))
+                for k in ("in", "res", "out")}
 
 
 @dataclass
@@ -190,14 +222,19 @@ class _Prepared:
     expected: list                # per tile: (spikes, membrane) [T, C_tile, Ho, Wo]
 
 
-def _cycle_limit(cfg, tile) -> int:
-    """A generous bound for one tile (hang detection only)."""
+def _cycle_limit(cfg, tile, prog) -> int:
+    """A generous bound on the simulated cycles of one whole tile, host traffic included
+    (hang detection only): 20x a rough count of the datapath's steps, 8 cycles per host
+    access, 64 per streamed row (status polls), plus 100,000."""
     p = cfg.lanes
     rg = -(-tile.rank // p)
     og = -(-tile.out_channels // p)
     hw = (tile.height + 2) * (tile.width + 2)
-    work = tile.timesteps * hw * (rg * tile.in_channels + rg * 6 * tile.rank + og * tile.rank * 4 + 8)
-    return 20 * work + 100_000
+    per_px = (tile.rank * -(-tile.in_channels // p) + rg * tile.in_channels
+              + rg * 6 * tile.rank + og * tile.rank * 4 + 8)
+    host = len(prog.setup) + prog.words_in + prog.words_out + len(prog.counter_reads)
+    rows = len(prog.in_rows) + len(prog.res_rows) + len(prog.out_rows)
+    return 20 * tile.timesteps * hw * per_px + 8 * host + 64 * rows + 100_000
 
 
 def _prepare(driver, case: LayerCase) -> _Prepared:
@@ -205,13 +242,13 @@ def _prepare(driver, case: LayerCase) -> _Prepared:
     spikes = np.asarray(case.spikes)
     if spikes.ndim != 4:
         raise ValueError(f"case {case.name}: spikes must be [T, Cin, H, W], got {spikes.shape}")
-    plan = driver.plan(q, spikes.shape, case.tile_hw)
+    plan = driver.plan(q, spikes.shape, case.tile_hw, pack=case.pack, order=case.order)
     programs, expected = [], []
     golden_cache: dict[tuple[int, int], Any] = {}
     for tile in plan:
         window = driver.window(spikes, tile)
         res_tile = driver.residual_tile(case.residual, tile) if q.residual else None
-        programs.append(driver.program(q, tile, window, res_tile))
+        programs.append(driver.program(q, tile, window, res_tile, ring_limit=case.ring_limit))
         key = (tile.row0, tile.col0)
         if key not in golden_cache:
             res_all = None
@@ -229,7 +266,9 @@ def _prepare(driver, case: LayerCase) -> _Prepared:
 
 
 def _jobs_of(driver, prep: _Prepared) -> list[TileJob]:
-    return [TileJob(prog.writes, prog.start, prog.reads, _cycle_limit(driver.config, tile))
+    """The testbench jobs of a prepared case: each tile's streaming traffic (everything
+    :func:`gen.driver.run_tile` needs; the program's ``decode`` stays here)."""
+    return [TileJob.of(prog, _cycle_limit(driver.config, tile, prog))
             for tile, prog in zip(prep.plan, prep.programs)]
 
 
@@ -276,7 +315,8 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
     for prep in preps:
         rep = MismatchReport(prep.case.name)
         layer = LayerOutputs(prep.plan)
-        cyc, wall, wall_io = [], 0.0, 0.0
+        cyc, tb_cyc, wall, wait_wall, span, wait_cyc = [], [], 0.0, 0.0, 0, 0
+        rings, rows = [], []
         for tile, prog, (es, em) in zip(prep.plan, prep.programs, prep.expected):
             r = results[k]
             k += 1
@@ -285,12 +325,18 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
             s = 2 if tile.pool else 1
             rep.add_tile(tile.index, tile.out0, tile.row0 // s, tile.col0 // s, es, em,
                          tr.spikes, tr.membrane)
-            cyc.append(r.cycles)
+            cyc.append(int(tr.counters.get("cycles", r.cycles)))
+            tb_cyc.append(r.cycles)
             wall += r.wall_s
-            wall_io += r.wall_io_s
+            wait_wall += r.wait_wall_s
+            span += r.span_cycles
+            wait_cyc += r.wait_cycles
+            rings.append(dict(prog.rings))
+            rows.append({"in": len(prog.in_rows), "res": len(prog.res_rows),
+                         "out": len(prog.out_rows)})
         out.append(CaseResult(prep.case, rep, layer.spikes, layer.membrane, dict(layer.counters),
-                              cyc, len(prep.plan), wall, wall_io,
-                              wave if waves == "always" else None))
+                              cyc, tb_cyc, len(prep.plan), wall, wait_wall, span, wait_cyc,
+                              rings, rows, wave if waves == "always" else None, prep.plan))
     if waves == "fail" and any(not r.match for r in out):
         wbuild = build_design(target.verilog, target.top, default_build_dir(cfg.name, True),
                               waves=True, ports=ports)

@@ -23,9 +23,9 @@ def utilisation(counters: dict[str, int], cfg) -> dict[str, float]:
     cyc = max(1, int(counters.get("cycles", 0)))
     cl = cfg.clusters
     out = {}
-    for unit in ("c1", "c23", "c4", "adder", "lif"):
-        if f"{unit}_busy" in counters:
-            out[f"{unit}_busy"] = counters[f"{unit}_busy"] / cyc
+    for name, value in counters.items():       # c1_busy, c2_busy, ..., adder_busy, lif_busy
+        if name.endswith("_busy"):
+            out[name] = value / cyc
     pes = {"c1_slots": cl.spike_pes, "c2_macs": cl.g2_pes, "c3_macs": cl.g3_pes, "c4_macs": cl.g4_pes}
     for name, n in pes.items():
         if name in counters:
@@ -96,7 +96,9 @@ def replay_layer(checkpoint: str, layer: str, config: str = "paper", *, sample: 
                          "weight_bits": int(q.float_scales.get("weight_bits", hw.widths.weight)),
                          "rounding": rounding},
         "sample": sample, "rtl_spike_rate": float(res.spikes.mean()),
-        "simulation": {"wall_s": wall, "compute_wall_s": res.wall_s, "io_wall_s": res.wall_io_s,
+        "simulation": {"wall_s": wall, "tiles_wall_s": res.wall_s,
+                       "event_wait_wall_s": res.wait_wall_s,
+                       "simulated_cycles": res.span_cycles,
                        "cycles_per_second": res.cycles_per_second,
                        "toolchain": tc.describe()},
         "first_mismatches": [m.to_dict() for m in res.report.first],
@@ -127,7 +129,8 @@ def format_report(rep: dict[str, Any]) -> str:
     sim = rep["simulation"]
     if sim.get("cycles_per_second"):
         lines.append(f"  simulation          : {sim['cycles_per_second']:.0f} cycles/s "
-                     f"(compute phases), {sim['wall_s']:.1f} s in all; {sim['toolchain']}")
+                     f"(whole tiles, streamed host traffic included), {sim['wall_s']:.1f} s in "
+                     f"all; {sim['toolchain']}")
     if not rep["match"]:
         lines.append(rep["mismatch_report"])
         if rep.get("waves"):

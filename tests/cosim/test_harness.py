@@ -1,9 +1,12 @@
 """The co-simulation plumbing: toolchain check, build caching, and (marked slow: they build a
 design of their own) the host-bus testbench and waveforms on a tiny Amaranth design.
 
-The tiny design speaks the host protocol of docs/host_interface.md (2-cycle read latency,
-``done`` high until the next start) and computes ``res[i] = 3 * mem[i] + i`` after a delay
-taken from ``mem[0]``; the expected values are computed here in plain Python.
+The tiny design speaks the streaming host protocol of docs/host_interface.md (2-cycle read
+latency, ``done`` high until the next start, the streaming registers, rings of input and
+output rows, ``event``): for each input row ``x`` (one word) it waits ``delay`` cycles for a
+free output slot and writes ``3 * x + i`` as output row ``i``; it counts its busy cycles. The
+expected values are computed here in plain Python. The testbench runs it with
+:func:`gen.driver.run_tile`, as it runs the accelerator.
 """
 
 
@@ -13,23 +16,28 @@ from pathlib import Path
 
 import pytest
 
-from cosim.jobs import TileJob, read_results, write_jobs
+from cosim.jobs import TileJob, read_jobs, read_results, write_jobs
 from cosim.runner import build_design, port_names, run_testbench
 from cosim.toolchain import MIN_VERILATOR, ToolchainError, parse_version, setup_toolchain
 
 
-N = 8
-MEM_BASE, RES_BASE, CTRL, ID = 0x10, 0x20, 0x1, 0x0
-ID_VALUE = 0x7A11_0001
+RING = 4                       # rows of each ring (one word per row)
+ID, CTRL, STATUS = 0x0, 0x1, 0x2
+IN_ROWS, RES_ROWS, OUT_TAKEN, IN_CONSUMED, RES_CONSUMED, OUT_ROWS = range(0x3, 0x9)
+NROWS, DELAY, CYCLES = 0x9, 0xA, 0xB
+IN_BASE, OUT_BASE = 0x10, 0x20
+ID_VALUE = 0x7A11_0002
+REGISTERS = {"status": STATUS, "in_rows": IN_ROWS, "res_rows": RES_ROWS, "out_taken": OUT_TAKEN,
+             "in_consumed": IN_CONSUMED, "res_consumed": RES_CONSUMED, "out_rows": OUT_ROWS}
 
 
-def tiny_verilog(delay_offset: int = 3) -> str:
+def tiny_verilog(delay_offset: int = 0) -> str:
     from amaranth.back import verilog
-    from amaranth.hdl import Array, Module, Signal
+    from amaranth.hdl import Array, Cat, Module, Signal
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
 
-    class TinyHost(wiring.Component):
+    class TinyStream(wiring.Component):
         host_addr: In(8)
         host_wdata: In(32)
         host_write: In(1)
@@ -38,51 +46,98 @@ def tiny_verilog(delay_offset: int = 3) -> str:
         host_rvalid: Out(1)
         busy: Out(1)
         done: Out(1)
+        event: Out(1)
 
         def elaborate(self, platform):
             m = Module()
-            mem = Array(Signal(32, name=f"mem{i}") for i in range(N))
-            res = Array(Signal(32, name=f"res{i}") for i in range(N))
-            count = Signal(16)
-            idx = Signal(range(N + 1))
-            with m.If(self.host_write & ~self.busy):
-                with m.If(self.host_addr == CTRL):
-                    with m.If(self.host_wdata[0]):
-                        m.d.sync += [self.busy.eq(1), self.done.eq(0), idx.eq(0),
-                                     count.eq(mem[0][:8] + delay_offset)]
-                with m.Elif(self.host_addr[4:] == MEM_BASE >> 4):
-                    m.d.sync += mem[self.host_addr[:3]].eq(self.host_wdata)
-            with m.If(self.busy):
-                with m.If(count != 0):
-                    m.d.sync += count.eq(count - 1)
-                with m.Elif(idx != N):
-                    m.d.sync += [res[idx].eq(mem[idx] * 3 + idx), idx.eq(idx + 1)]
-                with m.Else():
+            ring_in = Array(Signal(32, name=f"in{i}") for i in range(RING))
+            ring_out = Array(Signal(32, name=f"out{i}") for i in range(RING))
+            in_rows, out_taken, nrows, delay = (Signal(16, name=n) for n in
+                                                ("in_rows", "out_taken", "nrows", "delay"))
+            in_seq, out_seq, count = Signal(16), Signal(16), Signal(16)
+            counting, cycles = Signal(), Signal(32)
+            a, d, wr = self.host_addr, self.host_wdata, self.host_write
+            start = wr & (a == CTRL) & d[0]
+            with m.If(start):
+                m.d.sync += [self.busy.eq(1), self.done.eq(0), in_seq.eq(0), out_seq.eq(0),
+                             counting.eq(0)]
+            with m.Elif(self.busy):
+                m.d.sync += cycles.eq(cycles + 1)
+                with m.If(out_seq == nrows):
                     m.d.sync += [self.busy.eq(0), self.done.eq(1)]
+                with m.Elif(counting):
+                    with m.If(count != 0):
+                        m.d.sync += count.eq(count - 1)
+                    with m.Else():
+                        m.d.sync += [ring_out[out_seq[:2]].eq(ring_in[in_seq[:2]] * 3 + out_seq),
+                                     in_seq.eq(in_seq + 1), out_seq.eq(out_seq + 1),
+                                     counting.eq(0)]
+                with m.Elif((in_rows > in_seq) & (out_seq < out_taken + RING)):
+                    m.d.sync += [counting.eq(1), count.eq(delay + delay_offset)]
+            with m.If(wr):
+                with m.Switch(a):
+                    with m.Case(CTRL):
+                        with m.If(d[1]):
+                            m.d.sync += cycles.eq(0)
+                    with m.Case(IN_ROWS):
+                        m.d.sync += in_rows.eq(d)
+                    with m.Case(OUT_TAKEN):
+                        m.d.sync += out_taken.eq(d)
+                    with m.Case(NROWS):
+                        m.d.sync += nrows.eq(d)
+                    with m.Case(DELAY):
+                        m.d.sync += delay.eq(d)
+                with m.If(a[4:] == IN_BASE >> 4):
+                    m.d.sync += ring_in[a[:2]].eq(d)
+            # event: progress (a row consumed or produced, done) raises it, reading status lowers it
+            attention, prev = Signal(), Signal(33)
+            now = Cat(in_seq, out_seq, self.done)
+            m.d.sync += prev.eq(now)
+            with m.If(now != prev):
+                m.d.sync += attention.eq(1)
+            with m.Elif(self.host_read & (a == STATUS)):
+                m.d.sync += attention.eq(0)
+            m.d.comb += self.event.eq(attention)
             r1, v1 = Signal(32), Signal()
             m.d.sync += [v1.eq(self.host_read), self.host_rvalid.eq(v1), self.host_rdata.eq(r1)]
             with m.If(self.host_read):
-                with m.If(self.host_addr == ID):
-                    m.d.sync += r1.eq(ID_VALUE)
-                with m.Elif(self.host_addr[4:] == RES_BASE >> 4):
-                    m.d.sync += r1.eq(res[self.host_addr[:3]])
-                with m.Else():
-                    m.d.sync += r1.eq(0)
+                with m.Switch(a):
+                    for addr, value in ((ID, ID_VALUE), (STATUS, Cat(self.busy, self.done)),
+                                        (IN_ROWS, in_rows), (OUT_TAKEN, out_taken),
+                                        (IN_CONSUMED, in_seq), (OUT_ROWS, out_seq),
+                                        (CYCLES, cycles)):
+                        with m.Case(addr):
+                            m.d.sync += r1.eq(value)
+                    with m.Default():
+                        with m.If(a[4:] == OUT_BASE >> 4):
+                            m.d.sync += r1.eq(ring_out[a[:2]])
+                        with m.Else():
+                            m.d.sync += r1.eq(0)
             return m
 
-    return verilog.convert(TinyHost(), name="tiny_host", emit_src=False)
+    return verilog.convert(TinyStream(), name="tiny_host", emit_src=False)
+
+
+def tiny_job(inputs: list[int], delay: int, cycle_limit: int = 100_000, index: int = 0,
+             nrows: int | None = None) -> TileJob:
+    """A tile of the tiny design: one input row per value (through a ring of RING rows),
+    ``delay`` cycles per row; reads the outputs, then ID and the cycle counter."""
+    n = len(inputs)
+    setup = [(CTRL, 2), (NROWS, n if nrows is None else nrows), (DELAY, delay), (IN_ROWS, 0),
+             (RES_ROWS, 0), (OUT_TAKEN, 0)]
+    return TileJob(setup, (CTRL, 1), [[(IN_BASE + i % RING, x)] for i, x in enumerate(inputs)],
+                   [], [[OUT_BASE + i % RING] for i in range(n)], [ID, CYCLES],
+                   {"in": RING, "res": 1, "out": RING}, REGISTERS, cycle_limit, index)
 
 
 def make_jobs(rng: random.Random, n_tiles: int):
     jobs, expected = [], []
-    for _ in range(n_tiles):
-        mem = [rng.randrange(0, 1 << 30) for _ in range(N)]
-        mem[0] = rng.randrange(0, 200)
-        writes = [(MEM_BASE + i, v) for i, v in enumerate(mem)]
-        reads = [ID] + [RES_BASE + i for i in range(N)]
-        jobs.append(TileJob(writes, (CTRL, 1), reads, cycle_limit=1000))
-        expected.append(([ID_VALUE] + [(3 * v + i) & 0xFFFF_FFFF for i, v in enumerate(mem)],
-                         mem[0] + 3 + N + 1))
+    for k in range(n_tiles):
+        n = rng.randrange(1, 3 * RING)          # more rows than a ring holds, mostly
+        inputs = [rng.randrange(0, 1 << 32) for _ in range(n)]
+        delay = rng.choice([0, 1, 5, 40])
+        jobs.append(tiny_job(inputs, delay, index=k))
+        expected.append([(3 * x + i) & 0xFFFF_FFFF for i, x in enumerate(inputs)] + [ID_VALUE])
     return jobs, expected
 
 
@@ -118,18 +173,36 @@ def test_port_names():
         port_names(text, "other")
 
 
+def test_job_file_round_trip(tmp_path):
+    jobs, _ = make_jobs(random.Random(3), 3)
+    write_jobs(tmp_path / "jobs.npz", jobs, period_ns=2.5, read_latency=2)
+    back, period, latency = read_jobs(tmp_path / "jobs.npz")
+    assert (period, latency) == (2.5, 2)
+    for job, got in zip(jobs, back):
+        assert got == job
+        assert got.tile.index == job.index and got.reads == job.reads
+
+
 @pytest.mark.slow
 @pytest.mark.cosim
 def test_replay_many_tiles_in_one_run(tiny_build, tmp_path):
     src, build = tiny_build
-    jobs, expected = make_jobs(random.Random(1), 5)
+    jobs, expected = make_jobs(random.Random(1), 6)
     write_jobs(tmp_path / "jobs.npz", jobs, period_ns=10, read_latency=2)
     run_testbench(build, tmp_path / "jobs.npz", tmp_path / "res.npz", tmp_path / "run")
     results = read_results(tmp_path / "res.npz", len(jobs))
-    for res, (values, cycles) in zip(results, expected):
-        assert res.values == values
-        # cycles from the start write to done: the delay, N writes of results, one to finish
-        assert abs(res.cycles - cycles) <= 2
+    for job, res, values in zip(jobs, results, expected):
+        n = len(job.out_rows)
+        assert res.values[:-1] == values
+        busy = res.values[-1]                  # the design's own count of its busy cycles
+        delay = job.setup[2][1]
+        assert busy >= n * (delay + 2)         # a row: delay + 1 counting cycles + 1 to start
+        # testbench clock, start write to the rising edge of done
+        assert abs(res.cycles - busy) <= 1, (res.cycles, busy)
+        assert res.span_cycles > res.cycles + len(job.setup)
+        assert res.wall_s >= res.wait_wall_s >= 0
+        if delay >= 40:                        # the host had nothing to do: it slept on event
+            assert res.waits > 0 and res.wait_cycles >= delay
 
 
 @pytest.mark.slow
@@ -139,7 +212,7 @@ def test_build_is_cached_and_rebuilt_on_change(tiny_build, tmp_path):
     again = build_design(src, "tiny_host", first.build_dir)
     assert again.built is False
     changed = tmp_path / "tiny_host.v"
-    changed.write_text(tiny_verilog(delay_offset=5))
+    changed.write_text(tiny_verilog(delay_offset=1))
     # a copy of the cached build: only the model's own C++ is recompiled (keeps the test quick)
     shutil.copytree(first.build_dir, tmp_path / "build", symlinks=True)
     assert build_design(src, "tiny_host", tmp_path / "build").built is False
@@ -151,12 +224,18 @@ def test_build_is_cached_and_rebuilt_on_change(tiny_build, tmp_path):
 @pytest.mark.slow
 @pytest.mark.cosim
 def test_hang_is_reported_not_waited_forever(tiny_build, tmp_path):
-    src, build = tiny_build
-    job = TileJob([(MEM_BASE, 150)], (CTRL, 1), [ID], cycle_limit=20)  # needs ~160 cycles
-    write_jobs(tmp_path / "jobs.npz", [job], 10, 2)
     from cosim.runner import CosimRunError
-    with pytest.raises(CosimRunError, match="testbench failed"):
+
+    src, build = tiny_build
+    # a tile that needs about 160 cycles, with a limit of 20
+    write_jobs(tmp_path / "jobs.npz", [tiny_job([7], delay=150, cycle_limit=20)], 10, 2)
+    with pytest.raises(CosimRunError, match=r"(?s)testbench failed.*cycle limit of 20 "):
         run_testbench(build, tmp_path / "jobs.npz", tmp_path / "res.npz", tmp_path / "run")
+    # a tile that waits for an input row the host never sends: no event ever comes
+    write_jobs(tmp_path / "jobs2.npz", [tiny_job([1, 2], delay=0, nrows=3, cycle_limit=500)],
+               10, 2)
+    with pytest.raises(CosimRunError, match=r"(?s)testbench failed.*no event for"):
+        run_testbench(build, tmp_path / "jobs2.npz", tmp_path / "res2.npz", tmp_path / "run2")
 
 
 @pytest.mark.slow  # a second (traced) C++ build
