@@ -80,15 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tile", help="forward counters of one tile (proposed accelerator)")
     p.add_argument("--config", default="configs/small.toml")
     p.add_argument("--mode", default="ptt", help="stt | ptt | htt")
-    p.add_argument("--shape", default="4x4", help="tile H x W (before pooling)")
+    p.add_argument("--shape", default="4x4",
+                   help="tile H x W (before pooling); the tile is a whole layer of that size")
     p.add_argument("--in-channels", type=int, default=8)
     p.add_argument("--rank", type=int, default=4)
     p.add_argument("--out-channels", type=int, default=8)
     p.add_argument("--timesteps", type=int, default=2)
-    p.add_argument("--schedule", default=None)
+    p.add_argument("--schedule", default=None, help="HTT full timesteps, e.g. 10")
     p.add_argument("--pool", action="store_true")
     p.add_argument("--residual", action="store_true")
+    p.add_argument("--pack", type=int, default=None,
+                   help="log2 Pk of clusters 2/3 (default: the driver's choice)")
+    p.add_argument("--order", type=int, choices=(0, 1), default=None,
+                   help="0 row outer, 1 timestep outer (default: the driver's choice)")
     p.add_argument("--density", type=float, default=0.1, help="input spike density (1 - sparsity)")
+    p.add_argument("--accel", default="proposed-rtl",
+                   help="proposed-rtl (the RTL's counters) | proposed (the paper's idealised design)")
     p = sub.add_parser("table", help="the energy table as markdown, with the buffers of a configuration")
     p.add_argument("--config", default="configs/paper.toml")
     p.add_argument("--energy-table", default=None)
@@ -239,10 +246,20 @@ def cmd_report(args) -> int:
               f"HTT {100 * cal['sata_vs_stt']['htt']:+.1f}%.", "",
               "| check | result |", "|---|---|"]
     lines += [f"| {k} | {'pass' if v else 'FAIL'} |" for k, v in cal["checks"].items()]
-    lines += ["", "Accelerators: `proposed` is the paper's design (event-driven cluster 1, no G2 -> G3 "
-              "path: STT's G3 waits for G2's whole tile); `proposed-rtl` is the design as generated "
-              "in gen/ (cluster 1 steps through every input channel, STT's G2 -> G3 is a row "
-              "pipeline); `sata` is the SATA-like single array (docs/energy_model.md).", "",
+    streamed = sorted({f"{n}: {l.name}" for a in ("proposed", "proposed-rtl") for n, byn in results[a].items()
+                       for r in byn.values() for l in r.layers if l.result.info.get("weights_streamed")})
+    lines += ["", "Accelerators: `proposed` is the paper's design (event-driven cluster 1: P rank lanes "
+              "stepping only on 1-spikes; no G2 -> G3 path: STT's clusters 2 and 3 never run at the "
+              "same time); `proposed-rtl` is the design as generated in gen/ (cluster 1: P PEs over "
+              "input channels and an adder tree, r * ceil(Cin/P) steps per pixel; STT's cluster 3 "
+              "runs on cluster 2's q2 rows as its own engine), whose forward counters are the RTL's; "
+              "`sata` is the SATA-like single array (docs/energy_model.md).", ""]
+    if streamed:
+        lines += ["Layers whose TT cores exceed the weight buffer of `" + cfg.name + "` (planned on a "
+                  "copy of the configuration with weight regions large enough, same datapath; their "
+                  "cores are charged as streamed from DRAM for every tile, which the RTL does not "
+                  "implement yet): " + ", ".join(streamed) + ".", ""]
+    lines += [
               "Figures: `fig4a_sata.png` (dense/STT/PTT/HTT on the SATA-like accelerator, "
               "normalised to dense), `fig4b_proposed.png` and `fig4b_proposed_rtl.png` (STT/PTT/HTT "
               "on the proposed accelerator, normalised to STT; dashed: the paper's reductions). Per-layer figures: "
@@ -336,15 +353,31 @@ def cmd_sparsity(args) -> int:
 
 def cmd_tile(args) -> int:
     from gen.config import load_config
-    from .tile import TileShape, tile_forward_counters
+    from gen.driver import plan_layer
+    from sw.arch import validate_schedule
+    from .tile import tile_forward_counters
     cfg = load_config(args.config)
     try:
         h, w = (int(v) for v in args.shape.lower().split("x"))
     except ValueError:
         raise ValueError(f"--shape must be HxW, got {args.shape!r}") from None
-    shape = TileShape(h, w, args.in_channels, args.rank, args.out_channels, args.timesteps, args.pool)
-    c = tile_forward_counters(cfg, shape, args.mode, args.schedule, density=args.density,
-                              residual=args.residual)
+    variants = {"proposed-rtl": (False, "pipelined"), "proposed": (True, "sequential")}
+    if args.accel not in variants:
+        raise ValueError(f"--accel must be one of {', '.join(variants)}, got {args.accel!r}")
+    if args.mode not in ("stt", "ptt", "htt"):
+        raise ValueError(f"--mode must be stt, ptt or htt, got {args.mode!r}")
+    T = args.timesteps
+    sched = validate_schedule(args.schedule, T) if args.mode == "htt" else (True,) * T
+    # one tile holding the whole H x W layer (halos outside the layer), as the driver plans it
+    plan = plan_layer(cfg, (T, args.in_channels, h, w), args.rank, args.out_channels,
+                      pool=args.pool, residual=args.residual, tile_hw=(h, w), mode=args.mode,
+                      schedule=sched, pack=args.pack, order=args.order)
+    if len(plan) != 1:
+        raise ValueError(f"a {h}x{w} layer with {args.out_channels} output channels does not fit one "
+                         f"tile of {cfg.name!r} ({len(plan)} output-channel groups)")
+    event_driven, chain = variants[args.accel]
+    c = tile_forward_counters(cfg, plan.tiles[0], args.mode, sched, density=args.density,
+                              residual=args.residual, event_driven=event_driven, stt_chain=chain)
     print(json.dumps(c, indent=2))
     return 0
 

@@ -1,11 +1,15 @@
 """The two accelerators, built from one hardware configuration.
 
 - :class:`Proposed`: the paper's pipelined 4-cluster design as the generator builds it (gen/):
-  G1 on cluster 1's spike PEs, G2/G3 on clusters 2/3 (in parallel for PTT; one after the other
-  for STT, whose G3 waits for G2's row), the adder merge, G4 on cluster 4, the LIF array;
-  inter-stage data stays in line buffers. Layers are split into tiles by the generator's own
-  driver (:func:`gen.driver.plan_layer`); the forward counts of a tile are
-  :func:`model.tile.tile_forward_counters`, the same counters the RTL reports.
+  G1 on cluster 1's spike PEs, G2/G3 on clusters 2/3 (packed ``Pk`` rank lanes x ``Px``
+  columns, weight-stationary chunks in the PE scratchpads; in lock step for PTT, STT's cluster 3
+  on cluster 2's q2 rows), the adder merge, G4 on cluster 4, the LIF array; inter-stage data
+  stays in line buffers, input and output rows stream through rings. Layers are planned by the
+  generator's own driver (:func:`gen.driver.plan_layer`: whole layers as one tile where
+  possible); the forward counters of a tile are :func:`model.tile.tile_forward`, the RTL's
+  counters (gen.cyclemodel) plus the data-dependent ones. :class:`Proposed` itself is the
+  paper's idealised variant (event-driven cluster 1, no G2 -> G3 path), :class:`ProposedRTL`
+  the generated RTL.
 - :class:`SataLike`: one PE array with the same PE count and the same buffer budget, running
   the sub-convolutions one after another, layer by layer (:mod:`model.array`), with the data
   movement that implies: maps that do not fit the activation buffers go to DRAM, PTT's branch
@@ -17,20 +21,25 @@ design uses all its PEs as one array for them).
 
 Backward pass (gradient to the input) and weight update follow the BPTT dataflow of SATA
 (per layer, timesteps in reverse, each core's transposed conv and weight gradient on the unit
-that runs the core forward). docs/energy_model.md lists every assumption.
+that runs the core forward, with that unit's forward lanes). docs/energy_model.md lists every
+assumption.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+from gen import cyclemodel as cm
 from gen.config import HardwareConfig
+from gen.driver import TileGeometry
 
 from .array import ArrayMachine, Step, core_backward, core_forward, core_weight_update, spill_schedule
 from .counts import (Counts, LayerResult, PassResult, Sparsity, full_timesteps,
                      has_residual, layer_cores)
 from .energy_table import EnergyTable, Memory
-from .tile import TileShape, counters_to_counts, tile_forward_counters
+from .tile import (TileForward, TileShape, _glb, add_scratchpad_counts, computed_pixels, config_key,
+                   counters_to_counts, tile_forward)
 
 __all__ = ["Accelerator", "Proposed", "ProposedRTL", "SataLike", "make_accelerator", "ACCELERATORS"]
 
@@ -261,17 +270,67 @@ class SataLike(Accelerator):
             counts.add("dram", "write", 1, neurons * GRAD_BITS)
 
 
+#: Plans of TT layers, shared by every accelerator instance (planning is the slow part):
+#: key -> (plan, configuration the plan and counters use, weights streamed).
+_PLANS: dict[tuple, tuple] = {}
+#: Forward tiles by (configuration, shape, density, weights loaded, variant).
+_TILES: dict[tuple, TileForward] = {}
+#: Per-timestep counters of a tile shape (T = 1, full or reduced timestep).
+_STEP: dict[tuple, dict] = {}
+
+
+def plan_tt_layer(cfg: HardwareConfig, spec, T: int):
+    """The tile plan of a TT layer (:func:`gen.driver.plan_layer`, for its mode and HTT
+    schedule), the configuration it is planned and counted on, and whether its cores are
+    streamed. A layer whose cores exceed the weight buffer (``plan_layer`` raises: the rank
+    above ``limits.max_rank`` or a core larger than its region; MS-ResNet34's 512-channel stage)
+    is planned on a copy of ``cfg`` whose weight regions are large enough
+    (``gen.perf._large_weights_config``: only the weight buffer and the rank/pointwise limits
+    grow, the datapath and every other region stay) and its cores are charged as streamed from
+    DRAM for every tile (docs/energy_model.md, section 2)."""
+    from gen.driver import plan_layer
+    hi, wi = spec.in_hw
+    sched = tuple(spec.schedule) if spec.mode == "htt" else (True,) * T
+    key = (config_key(cfg), T, spec.in_channels, hi, wi, spec.rank, spec.out_channels,
+           bool(spec.downsample), has_residual(spec), spec.mode, sched)
+    if key not in _PLANS:
+        args = ((T, spec.in_channels, hi, wi), spec.rank, spec.out_channels)
+        kw = dict(pool=bool(spec.downsample), residual=has_residual(spec), mode=spec.mode,
+                  schedule=sched)
+        try:
+            _PLANS[key] = (plan_layer(cfg, *args, **kw), cfg, False)
+        except ValueError as exc:
+            if "weight" not in str(exc):
+                raise
+            from gen.perf import _large_weights_config
+            big = _large_weights_config(cfg, spec.rank, max(spec.in_channels, spec.out_channels) * spec.rank)
+            _PLANS[key] = (plan_layer(big, *args, **kw), big, True)
+    return _PLANS[key]
+
+
+def _step_counters(cfg: HardwareConfig, s: TileShape, full: bool) -> dict:
+    """The RTL's counters of one timestep of a tile (T = 1; HTT: a full or a reduced one)."""
+    key = (config_key(cfg), s, full)
+    if key not in _STEP:
+        one = replace(s, timesteps=1, schedule=(bool(full),))
+        _STEP[key] = cm.tile_counters(cfg, one)
+    return _STEP[key]
+
+
 class Proposed(Accelerator):
     """The pipelined 4-cluster design (gen/), tiled by the generator's driver.
 
-    ``event_driven``: cluster 1 steps only on 1-spikes and the backward pass skips the
-    input gradients that the previous layer's surrogate zeroes (the sparsity-aware design of
-    the paper and SATA). ``False`` models the generated RTL, which steps through every input
-    channel; its forward counters then equal the RTL's (tests/model/test_rtl_agreement.py).
-    ``stt_chain``: 'sequential' (the paper's clusters: no G2 -> G3 path, STT's G3 runs after G2
-    has finished the tile) or 'pipelined' (the generated RTL's row2 buffer: a row pipeline).
+    The forward counters of every tile are :func:`model.tile.tile_forward`, i.e. the RTL's
+    counters (:mod:`gen.cyclemodel`) plus the data-dependent ones. ``event_driven``: cluster 1
+    is output-stationary over P rank lanes and steps only on 1-spikes, and the backward G1^T
+    skips the inputs whose surrogate gradient the previous layer zeroes (the sparsity-aware
+    design of the paper and SATA); ``False`` is the generated RTL (P PEs over input channels
+    and an adder tree, ``r * ceil(Cin/P)`` steps per pixel). ``stt_chain``: 'sequential' (the
+    paper's clusters: no G2 -> G3 path, STT's clusters 2 and 3 never overlap) or 'pipelined'
+    (the generated RTL: cluster 3 is its own engine on cluster 2's q2 rows).
     ``python -m model ... --accel proposed`` is the paper's design (event-driven, sequential);
-    ``--accel proposed-rtl`` is the generated RTL (not event-driven, pipelined).
+    ``--accel proposed-rtl`` is the generated RTL, whose forward counters equal the RTL's
+    (tests/model/test_rtl_agreement.py).
     """
     name = "proposed"
 
@@ -283,135 +342,139 @@ class Proposed(Accelerator):
         self.stt_chain = stt_chain
 
     def plan(self, spec, T: int):
-        """The layer's tiles (gen.driver.plan_layer). Ranks above ``limits.max_rank`` are
-        planned as if at the limit (tile shapes do not depend on the rank) and modelled with
-        their weights streamed from DRAM for every tile (docs/energy_model.md)."""
-        from gen.driver import plan_layer
-        lim = self.cfg.limits
-        r = spec.rank
-        hi, wi = spec.in_hw
-        plan = plan_layer(self.cfg, (T, spec.in_channels, hi, wi), min(r, lim.max_rank),
-                          spec.out_channels, pool=spec.downsample, residual=has_residual(spec))
-        return plan, r > lim.max_rank
+        """``(plan, configuration, weights_streamed)`` of a TT layer (:func:`plan_tt_layer`)."""
+        return plan_tt_layer(self.cfg, spec, T)
+
+    def _tile(self, tcfg, tile, spec, T, sched, dens, load) -> TileForward:
+        key = (config_key(tcfg), tile.height, tile.width, tile.in_channels, tile.rank,
+               tile.out_channels, tile.pool, tuple(tile.zero_halo), tile.pack, tile.order,
+               spec.mode, tuple(sched), has_residual(spec), dens, load, self.event_driven,
+               self.stt_chain)
+        if key not in _TILES:
+            _TILES[key] = tile_forward(tcfg, tile, spec.mode, sched, density=dens,
+                                       residual=has_residual(spec), load_weights=load,
+                                       event_driven=self.event_driven, stt_chain=self.stt_chain)
+        return _TILES[key]
 
     def _tt_layer(self, spec, T: int, sp: Sparsity):
         cfg, w = self.cfg, self.cfg.widths
-        plan, streamed = self.plan(spec, T)
+        plan, tcfg, streamed = self.plan(spec, T)
         mode, r, cin = spec.mode, spec.rank, spec.in_channels
-        sched = list(spec.schedule) if mode == "htt" else [True] * T
+        sched = tuple(spec.schedule) if mode == "htt" else (True,) * T
         dens, gd = sp.input_density(spec.name), sp.grad_density
         p = cfg.lanes
-        ng = math.ceil(r / p)
+        A, G = w.activation, GRAD_BITS
+        ncc = math.ceil(cin / p)
         fwd, bwd, wu = (PassResult() for _ in range(3))
-        busy_f = {"c1": 0.0, "c23": 0.0, "c4": 0.0, "lif": 0.0}
+        busy_f = {"c1": 0.0, "c2": 0.0, "c3": 0.0, "c4": 0.0, "lif": 0.0}
         counters_total: dict[str, float] = {}
         mem = self.memories
-        bw = {n: m.width_bits for n, m in mem.items()}
+        glb = lambda counts, buf, action, bits, n: _glb(counts, mem, buf, action, bits, n)  # noqa: E731
+        seq = mode == "stt" and self.stt_chain == "sequential"
         bsweep = 0.0
         bbusy = {"backward": 0.0, "weight_update": 0.0}
         for tile in plan:
-            shape = TileShape(tile.height, tile.width, cin, r, tile.out_channels, T, tile.pool,
-                              getattr(tile, "zero_halo", (False,) * 4))
             load = tile.weights_change or streamed
-            c = tile_forward_counters(cfg, shape, mode, sched, density=dens,
-                                      residual=has_residual(spec), load_weights=load,
-                                      event_driven=self.event_driven, stt_chain=self.stt_chain)
+            tf = self._tile(tcfg, tile, spec, T, sched, dens, load)
+            s, c = tf.shape, tf.counters
             for k, v in c.items():
                 counters_total[k] = counters_total.get(k, 0.0) + v
-            counters_to_counts(cfg, c, fwd.counts, mem)
+            counters_to_counts(cfg, tf, fwd.counts, mem)
             fwd.cycles += c["cycles"]
-            busy_f["c1"] += c["c1_busy"]; busy_f["c23"] += c["c23_busy"]
-            busy_f["c4"] += c["c4_busy"]; busy_f["lif"] += c["lif_busy"]
-            h, wd, co = tile.height, tile.width, tile.out_channels
+            for k in busy_f:
+                busy_f[k] += c[f"{k}_busy"]
+            h, wd, co = s.height, s.width, s.out_channels
             ho, wo = tile.out_shape
-            go = math.ceil(co / p)
-            win = (h + 2) * (wd + 2)
+            geo = TileGeometry.of(tcfg, cin, r, co, h, wd, s.pool, s.zero_halo, s.pack)
+            n1, _ = computed_pixels(s)
             neurons = co * ho * wo * T
-            # host writes land in the buffers
-            fwd.counts.add("glb.spike_in", "write", bw["spike_in"], T * win * math.ceil(cin / cfg.spike_word_bits))
-            if load:
-                wwords = cin * ng + 6 * r * ng + r * go + go
-                fwd.counts.add("glb.weight", "write", bw["weight"], wwords * p * w.weight / bw["weight"])
-            if has_residual(spec):
-                fwd.counts.add("glb.residual", "write", bw["residual"], neurons * w.membrane / bw["residual"])
-                fwd.counts.add("adder", "add", 16, neurons)
-            fwd.counts.add("affine", "mac", 16, neurons)
-            # BPTT keeps G4's input (q23) of every full timestep and, for STT, G3's input (q2);
-            # q1 is recomputed from the spikes (cluster 1 is cheap)
-            cols2 = wd + 2 if mode == "stt" else wd
-            save = r * h * wd * sum(sched) * w.activation
+            params = cin * r + 6 * r * r + r * co            # the tile's cores
+            # BPTT keeps G4's input (q23) of every full timestep and, for STT, G3's input (q2,
+            # the columns cluster 2 computes); q1 is recomputed from the spikes
+            w2cols = wd + (0 if s.zero_halo[2] else 1) + (0 if s.zero_halo[3] else 1)
+            save = r * h * wd * sum(sched) * A
             if mode == "stt":
-                save += r * h * cols2 * T * w.activation
-            fwd.counts.add("glb.interstage", "read", bw["interstage"], save / bw["interstage"])
+                save += r * h * w2cols * T * A
+            glb(fwd.counts, "interstage", "read", p * A, save / (p * A))
             fwd.counts.add("dram", "write", 1, save)
-            # ---- backward + weight update, one fused sweep per tile (timesteps reversed) ----
+            # ---- backward + weight update: one fused sweep per tile, the timesteps of an
+            # output row in reverse; every core's transpose and weight gradient on the cluster
+            # that runs it forward, with the forward pass's lanes ----
+            c1_rec = tf.c1_compute_steps / T                  # q1 recompute = forward cluster 1
+            adds_t = c.get("c1_adds", 0.0) / T
+            slots_t = c["c1_slots"] / T
+            acc1_t = adds_t if self.event_driven else c1_rec   # accumulator updates of cluster 1
             sweep = 0.0
             for full in sched:
-                pos1 = win if full else h * wd
-                # backward
-                g4t = h * wd * co * ng                     # cluster 4: G4^T, OS over rank lanes
-                g1t = pos1 * r * math.ceil(cin / p)        # cluster 1: G1^T
-                skip_s = dens if self.event_driven else 1.0
-                if self.event_driven:
-                    g1t *= gd   # only inputs whose surrogate gradient is non-zero
-                bwd.counts.add("mult_pe", "mac", w.weight, gd * h * wd * co * r + pos1 * r * cin)
+                one = _step_counters(tcfg, s, full)
+                pos1 = n1 if full else h * wd                  # pixels G1^T computes
+                skip = gd if self.event_driven else 1.0
+                g1t = pos1 * r * ncc * skip                    # lanes over Cin, r sequential
+                g1_macs = pos1 * r * cin * skip
+                g4t = h * geo.nb * geo.ng * co                 # Pk rank x Px column lanes, Cout sequential
+                g4_macs = gd * h * wd * co * r
                 if full:
-                    m2, m3 = h * cols2 * 3 * r * r, h * wd * 3 * r * r
-                    s2, s3 = h * cols2 * 3 * r * ng, h * wd * 3 * r * ng
-                    bwd.counts.add("mult_pe", "mac", w.weight, m2 + m3)
-                    if mode != "stt":
-                        bwd.counts.add("adder", "add", 16, h * wd * r)
+                    m23 = one["c2_macs"] + one["c3_macs"]
+                    e23 = one["c2_busy"] + one["c3_busy"] if seq else max(one["c2_busy"], one["c3_busy"])
                 else:
-                    m2 = m3 = s2 = s3 = 0
-                bmacs = gd * h * wd * co * r + pos1 * r * cin + m2 + m3
-                bwd.counts.add("scratchpad", "read", w.accumulator, bmacs)
-                bwd.counts.add("scratchpad", "write", w.accumulator, bmacs)
-                bsteps = g4t + g1t + s2 + s3
-                bwd.counts.add("glb.weight", "read", bw["weight"], bsteps)
-                bwd.counts.add("glb.interstage", "read", bw["interstage"], bsteps)
-                bwd.counts.add("glb.interstage", "write", bw["interstage"],
-                               (h * wd + pos1 + (h * cols2 if mode == "stt" and full else 0)) * ng)
-                # weight update: recompute q1, then dW1..dW4
-                rec = pos1 * cin * ng * skip_s
-                wu.counts.add("spike_pe", "accumulate", 16, 2 * dens * pos1 * cin * r)
-                wu.counts.add("spike_pe", "slot", 16, 2 * (1 - dens) * pos1 * cin * r)
-                wmacs = m2 + m3 + gd * h * wd * r * co
+                    m23, e23 = 0.0, one["c2_busy"]             # HTT reduced: the bypass, copied back
+                # backward: G4^T, G3^T/G2^T (PTT: both, summed), G1^T
+                bwd.counts.add("mult_pe", "mac", w.weight, g1_macs + g4_macs + m23)
+                bwd.counts.add("scratchpad", "read", w.accumulator, g1_macs + g4_macs + m23)
+                bwd.counts.add("scratchpad", "write", w.accumulator, g1_macs + g4_macs + m23)
+                if full and mode != "stt":
+                    bwd.counts.add("adder", "add", 16, h * wd * r)
+                glb(bwd.counts, "weight", "read", p * w.weight,
+                    g1t + g4t + (one["w2_reads"] + one["w3_reads"] if full else 0))
+                rd = (pos1 * r + h * wd * co) * G          # gradient operands of G1^T, G4^T
+                wr = (h * wd * r + pos1 * r) * G           # dq23, dq1
+                if full:
+                    rd += (one["line1_reads"] + one["row2_reads"]) * p * G
+                    if mode == "stt":
+                        wr += h * w2cols * r * G           # dq2
+                glb(bwd.counts, "interstage", "read", p * A, rd / (p * A))
+                glb(bwd.counts, "interstage", "write", p * A, wr / (p * A))
+                # weight update: q1 recomputed, dW1 (spike operand), dW2/dW3, dW4
+                wu.counts.add("spike_pe", "accumulate", 16, 2 * adds_t)
+                wu.counts.add("spike_pe", "slot", 16, 2 * max(0.0, slots_t - adds_t))
+                wmacs = m23 + gd * h * wd * r * co
                 wu.counts.add("mult_pe", "mac", w.weight, wmacs)
-                wops = wmacs + 2 * dens * pos1 * cin * r
-                wu.counts.add("scratchpad", "read", w.accumulator, wops)
-                wu.counts.add("scratchpad", "write", w.accumulator, wops)
-                wsteps = 2 * rec + s2 + s3 + h * wd * r * go
-                wu.counts.add("glb.interstage", "read", bw["interstage"], wsteps)
-                wu.counts.add("glb.spike_in", "read", bw["spike_in"], 2 * pos1 * math.ceil(cin / cfg.spike_word_bits) * ng)
-                c1 = g1t + 2 * rec
-                c4 = g4t + h * wd * r * go
-                # clusters 2/3: transposed convs then weight gradients; STT's chain is a row
-                # pipeline as in the forward pass (the second core adds one row)
-                if mode != "stt":
-                    c23 = 2 * max(s2, s3)
-                elif self.stt_chain == "sequential":
-                    c23 = 2 * (s2 + s3)
-                else:
-                    c23 = 2 * (max(s2, s3) + min(s2, s3) / h)
-                sweep += max(c1, c23, c4, ho * wo * go)
-                bbusy["backward"] += g4t + g1t + s2 + s3
-                bbusy["weight_update"] += 2 * rec + s2 + s3 + h * wd * r * go
-            bsweep += sweep + 2 * (wd + 2) * r * math.ceil(cin / p)
-            # dW partial sums of the tile: read-modify-write of the gradient region once per tile
-            gwords = (cin * ng + 6 * r * ng + r * go) * p * 16 / bw["weight"]
-            wu.counts.add("glb.weight", "read", bw["weight"], gwords)
-            wu.counts.add("glb.weight", "write", bw["weight"], gwords)
-            # DRAM: gradients and states in, input gradient out (halo parts added by the host)
-            bwd.counts.add("dram", "read", 1, neurons * (GRAD_BITS + self.state_bits))
-            bwd.counts.add("glb.state_out", "write", bw["state_out"], neurons * (GRAD_BITS + self.state_bits) / bw["state_out"])
-            bwd.counts.add("glb.state_out", "read", bw["state_out"], neurons * (GRAD_BITS + self.state_bits) / bw["state_out"])
-            bwd.counts.add("dram", "write", 1, cin * win * T * GRAD_BITS)
-            bwd.counts.add("dram", "read", 1, cin * (win - h * wd) * T * GRAD_BITS)
+                wu.counts.add("scratchpad", "read", w.accumulator, wmacs + 2 * acc1_t)
+                wu.counts.add("scratchpad", "write", w.accumulator, wmacs + 2 * acc1_t)
+                glb(wu.counts, "spike_in", "read", cfg.spike_word_bits, 2 * one["spike_in_reads"])
+                wrd = (h * wd * r * A + neurons / T * G)          # dW4 operands: q23 and du
+                wwr = n1 * r * A                                  # recomputed q1
+                if full:
+                    wrd += (one["line1_reads"] + one["row2_reads"]) * p * (A + G)
+                glb(wu.counts, "interstage", "read", p * A, wrd / (p * A))
+                glb(wu.counts, "interstage", "write", p * A, wwr / (p * A))
+                if full:   # clusters 2/3 chunk (transposed) weights and partial sums as forward
+                    add_scratchpad_counts(tcfg, s, one, bwd.counts)
+                    add_scratchpad_counts(tcfg, s, one, wu.counts)
+                c1 = g1t + 2 * c1_rec
+                c23 = e23 * (2 if full else 1)
+                c4 = g4t + one["c4_busy"]
+                sweep += max(c1, c23, c4, one["lif_busy"])
+                bbusy["backward"] += g1t + g4t + e23
+                bbusy["weight_update"] += 2 * c1_rec + (e23 if full else 0) + one["c4_busy"]
+            bsweep += sweep + 2 * (wd + 2) * r * ncc            # fill: two rows of cluster 1
+            # dW partial sums: read-modify-written in the weight buffer once per output row
+            gbits = params * G * h
+            glb(wu.counts, "weight", "read", p * w.weight, gbits / (p * w.weight))
+            glb(wu.counts, "weight", "write", p * w.weight, gbits / (p * w.weight))
+            # DRAM: output gradients and states in, input gradient out (inner-halo parts
+            # added by the host), cores again for the backward pass
+            bwd.counts.add("dram", "read", 1, neurons * (G + self.state_bits))
+            glb(bwd.counts, "state_out", "write", p * w.membrane, neurons * (G + self.state_bits) / (p * w.membrane))
+            glb(bwd.counts, "state_out", "read", p * w.membrane, neurons * (G + self.state_bits) / (p * w.membrane))
+            bwd.counts.add("dram", "write", 1, cin * n1 * T * G)
+            bwd.counts.add("dram", "read", 1, cin * (n1 - h * wd) * T * G)
             if has_residual(spec):
-                bwd.counts.add("dram", "write", 1, neurons * GRAD_BITS)
+                bwd.counts.add("dram", "write", 1, neurons * G)
             if load:
-                bwd.counts.add("dram", "read", 1, spec.params() * w.weight)
-            wu.counts.add("dram", "read", 1, save + T * win * cin)
+                bwd.counts.add("dram", "read", 1, params * w.weight)
+            words, sub = tf.regions["spike_in"]
+            wu.counts.add("dram", "read", 1, save + words * sub * w.host_data)
         # attribute the fused sweep's cycles to the two passes by their busy cycles
         tot = bbusy["backward"] + bbusy["weight_update"]
         bwd.cycles = bsweep * bbusy["backward"] / tot if tot else 0.0
@@ -419,8 +482,14 @@ class Proposed(Accelerator):
         fwd.busy = busy_f
         info = {"mapping": "4-cluster pipeline", "tiles": len(plan),
                 "tile_hw": [plan.tile_height, plan.tile_width],
-                "tile_out_channels": plan.tile_out_channels,
+                "tile_out_channels": plan.tile_out_channels, "pack": plan.pack,
+                "order": "timestep outer" if plan.order else "row outer",
                 "weights_streamed": streamed, "counters": counters_total}
+        if streamed:
+            info["note"] = (f"the cores exceed the weight buffer of configuration {cfg.name!r}: planned "
+                            f"and counted on a copy with weight regions large enough (same datapath, "
+                            f"{tcfg.buffers['weight'].bytes} B weight buffer), cores streamed from "
+                            f"DRAM for every tile ({len(plan)} tiles)")
         return {"forward": fwd, "backward": bwd, "weight_update": wu}, info
 
 

@@ -4,8 +4,10 @@ A :class:`Counts` maps ``(component, action, bits)`` to how many times the actio
 (fractional counts are expected values under the sparsity model). Components:
 
 - compute: ``spike_pe``, ``mult_pe``, ``adder``, ``lif``, ``affine``, ``optimizer``
-- ``scratchpad`` (per-PE register files)
-- ``glb.<buffer>`` (a global buffer; ``bits`` is its port width, a count is one access)
+- ``scratchpad`` (per-PE register files: accumulators, and the weight-chunk / partial-sum
+  scratchpads of clusters 2/3; a count is one register access of ``bits``)
+- ``glb.<buffer>`` (a global buffer; ``bits`` is its port width, a count is one access; a
+  smaller ``bits``: a lane-enabled access of that many bits, e.g. one 8-bit lane)
 - ``dram`` (``bits`` = 1: the count is bits moved)
 
 Counts are never negative: :meth:`Counts.add` rejects negative, NaN or infinite values.

@@ -74,7 +74,9 @@ class EnergyTable:
 
         ``component`` is an action-table component (``mult_pe``, ``lif``, ``scratchpad``...),
         ``dram`` (``bits`` must be 1: energies are per bit) or ``glb.<buffer>`` (a global
-        buffer of ``memories``; ``bits`` must equal its port width).
+        buffer of ``memories``; ``bits`` is its port width, or fewer for a lane-enabled access
+        of part of a word, e.g. one 8-bit lane: priced as an access of a port that wide,
+        :meth:`sram_access`; never more than the port).
         """
         if component == "dram":
             if action not in self.dram or bits != 1:
@@ -89,10 +91,10 @@ class EnergyTable:
                 raise UnknownActionError(f"energy table: unknown global buffer {name!r}; "
                                          f"this accelerator has {known}")
             mem = memories[name]
-            if bits != mem.width_bits:
+            if not 1 <= bits <= mem.width_bits:
                 raise UnknownActionError(f"global buffer {name!r} is {mem.width_bits} bits wide; "
-                                         f"got an access of {bits} bits")
-            return self.sram_access(mem.bytes, mem.width_bits, action)
+                                         f"got an access of {bits} bits (at most the port width)")
+            return self.sram_access(mem.bytes, int(bits), action)
         key = (component, action, int(bits))
         if key not in self.actions:
             known = sorted(f"{c}.{a}/{b}" for c, a, b in self.actions)

@@ -1,241 +1,259 @@
-"""Per-tile forward counters of the proposed accelerator, computed from the tile's shape.
+"""Per-tile forward counters of the proposed accelerator, and the energy-model actions they imply.
 
-:func:`tile_forward_counters` predicts every performance counter of the RTL
-(``gen.hostmap.COUNTER_NAMES``) for one tile of a TT layer, from the tile shape, the mode and
-HTT schedule, and (for the data-dependent counters) the tile's input window and output
-spikes. It is written from the counters' documented meaning (docs/host_interface.md,
-section Counters) and the datapath's schedule (docs/numerics.md), not from the RTL's code:
-the test in tests/model/test_rtl_agreement.py compares it with counters measured in
-simulation. The network-level energy model (:mod:`model.proposed`) sums these same counters
-over a layer's tile plan (:func:`gen.driver.plan_layer`), so forward energy and RTL counters
-share one definition.
+The RTL's counters of a tile have one definition: :mod:`gen.cyclemodel`
+(:func:`gen.cyclemodel.tile_counters`, :func:`gen.cyclemodel.tile_timing`), which
+tests/gen/test_top.py checks against the RTL counter by counter. This module builds on it and
+adds only what the cycle model leaves to its caller:
+
+* the tile's :class:`gen.cyclemodel.TileShape` from a :class:`gen.driver.Tile` (or anything
+  with the same fields), the mode, the HTT schedule and the residual flag (:func:`tile_shape`);
+* the data-dependent counters: ``c1_adds`` from the tile's input window (or its expected value
+  from a spike density), ``spikes_out`` from the output spikes, and ``host_words_in/out``
+  computed from the region layouts of docs/host_interface.md (:func:`host_regions`; equal to
+  ``gen.driver.Driver.program(...).words_in/words_out``, tests/model/test_tile.py);
+* the paper's idealised design (``python -m model ... --accel proposed``), which is not the
+  RTL: ``event_driven`` (cluster 1 is output-stationary over ``P`` rank lanes and steps only on
+  1-spikes: ``max(ones, 1) * ceil(r/P)`` steps per computed window pixel instead of the RTL's
+  ``r * ceil(Cin/P)``) and ``stt_chain='sequential'`` (the paper has no G2 -> G3 path: STT's
+  clusters 2 and 3 never run at the same time). For these the busy counters and ``cycles`` are
+  adjusted: ``cycles = RTL cycles - RTL busiest engine + idealised busiest engine`` (the fill,
+  drain and handshake overhead of the RTL's row pipeline is kept; engines: clusters 1, 2, 3 and
+  4, STT sequential: clusters 2 + 3 as one). Stall counters are not modelled there and left out.
+
+:func:`counters_to_counts` turns one tile's counters into the energy model's actions (compute,
+PE registers and scratchpads, global-buffer accesses at their widths, DRAM bits). The module
+is importable without Amaranth.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from gen.config import HardwareConfig
+from gen import cyclemodel as cm
+from gen.config import HardwareConfig, ceil_div
+from gen.cyclemodel import TileShape
+from gen.driver import TileGeometry, input_row_order
+from gen.hostmap import COUNTER_NAMES, host_map
 
-__all__ = ["tile_forward_counters", "TileShape", "expected_window_ones"]
+__all__ = ["TileShape", "TileForward", "tile_shape", "tile_forward", "tile_forward_counters",
+           "host_regions", "computed_pixels", "counters_to_counts", "STALL_COUNTERS",
+           "expected_event_steps", "config_key", "add_scratchpad_counts",
+           "WEIGHT_REGIONS", "INPUT_REGIONS", "OUTPUT_REGIONS"]
 
-
-class TileShape:
-    """The shape of one tile (a ``gen.driver.Tile`` or anything with the same fields)."""
-
-    def __init__(self, height: int, width: int, in_channels: int, rank: int, out_channels: int,
-                 timesteps: int, pool: bool, zero_halo: Sequence[bool] = (False,) * 4):
-        self.height, self.width = int(height), int(width)
-        self.in_channels, self.rank, self.out_channels = int(in_channels), int(rank), int(out_channels)
-        self.timesteps, self.pool = int(timesteps), bool(pool)
-        for what, v in vars(self).items():
-            if what != "pool" and v < 1:
-                raise ValueError(f"tile {what} must be >= 1, got {v}")
-        zh = tuple(bool(z) for z in zero_halo)
-        if len(zh) != 4:
-            raise ValueError(f"zero_halo: expected 4 flags (top, bottom, left, right), got {zero_halo!r}")
-        #: window edges outside the layer (known zero): cluster 1 skips their pixels
-        self.zero_halo = zh
-        if self.pool and (self.height % 2 or self.width % 2):
-            raise ValueError(f"a pooling tile needs even height and width, got "
-                             f"{self.height}x{self.width}")
-
-    @classmethod
-    def of(cls, tile) -> "TileShape":
-        return cls(tile.height, tile.width, tile.in_channels, tile.rank, tile.out_channels,
-                   tile.timesteps, tile.pool, getattr(tile, "zero_halo", (False,) * 4))
-
-    def row_pixels(self) -> list[tuple[int, int]]:
-        """Per window row: (pixels cluster 1 computes, known-zero halo pixels it skips)."""
-        top, bottom, left, right = self.zero_halo
-        ww = self.width + 2
-        inner = ww - int(left) - int(right)
-        out = []
-        for j in range(self.height + 2):
-            if (j == 0 and top) or (j == self.height + 1 and bottom):
-                out.append((0, ww))
-            else:
-                out.append((inner, ww - inner))
-        return out
+#: Counters of cycles an engine waited (the idealised variants do not model them).
+STALL_COUNTERS = ("c1_stall", "c1_in_wait", "c2_stall", "c3_stall", "c4_stall", "adder_stall",
+                  "lif_stall")
+#: Regions the host writes when a tile (re)loads its cores, the ones it streams in, and the
+#: output regions it reads (docs/host_interface.md, "Regions").
+WEIGHT_REGIONS = ("w1", "w2", "w3", "w4", "affine")
+INPUT_REGIONS = ("spike_in", "residual")
+OUTPUT_REGIONS = ("membrane", "spikes")
 
 
-def _schedule(mode: str, schedule: Sequence[bool] | None, timesteps: int) -> list[bool]:
+def _schedule(mode: str, schedule: Sequence[bool] | None, timesteps: int) -> tuple[bool, ...]:
     if mode not in ("stt", "ptt", "htt"):
         raise ValueError(f"mode must be 'stt', 'ptt' or 'htt', got {mode!r}")
     if mode != "htt":
-        return [True] * timesteps
+        return (True,) * timesteps
     from sw.arch import validate_schedule
-    return list(validate_schedule(schedule, timesteps))
+    return tuple(bool(f) for f in validate_schedule(schedule, timesteps))
 
 
-def expected_window_ones(shape: TileShape, density: float, full: bool) -> float:
-    """Expected number of 1-spikes cluster 1 reads in one timestep (all channels)."""
-    return density * _g1_positions(shape, full) * shape.in_channels
+def tile_shape(tile, mode: str, schedule: Sequence[bool] | None = None,
+               residual: bool = False) -> TileShape:
+    """The cycle model's :class:`~gen.cyclemodel.TileShape` of ``tile`` (a
+    :class:`gen.driver.Tile`, a ``TileShape`` or any object with the fields ``height, width,
+    in_channels, rank, out_channels, timesteps, pool`` and optionally ``zero_halo, pack,
+    order``; missing ones default to no zero halo, ``pack = 0``, ``order = 0``)."""
+    if isinstance(tile, TileShape):
+        if tile.mode != mode:
+            raise ValueError(f"tile shape has mode {tile.mode!r}, asked for {mode!r}")
+        return tile
+    t = int(tile.timesteps)
+    vals = {k: int(getattr(tile, k)) for k in ("height", "width", "in_channels", "rank",
+                                                 "out_channels", "timesteps")}
+    for k, v in vals.items():
+        if v < 1:
+            raise ValueError(f"tile {k} must be >= 1, got {v}")
+    pool = bool(tile.pool)
+    if pool and (vals["height"] % 2 or vals["width"] % 2):
+        raise ValueError(f"a pooling tile needs an even height and width, got "
+                         f"{vals['height']}x{vals['width']}")
+    zh = tuple(bool(z) for z in getattr(tile, "zero_halo", (False,) * 4))
+    if len(zh) != 4:
+        raise ValueError(f"zero_halo: expected 4 flags (top, bottom, left, right), got {zh!r}")
+    return TileShape(vals["in_channels"], vals["rank"], vals["out_channels"], vals["height"],
+                     vals["width"], t, mode, _schedule(mode, schedule, t), pool, bool(residual), zh,
+                     int(getattr(tile, "pack", 0)), int(getattr(tile, "order", 0)))
 
 
-def _g1_positions(shape: TileShape, full: bool = True) -> int:
-    """Window pixels where cluster 1 computes G1, at every timestep (HTT's reduced timesteps
-    included: the bypass reads the centre of the same line buffer); halo pixels outside the
-    layer (``zero_halo``) are skipped."""
-    return sum(c for c, _ in shape.row_pixels())
+def computed_pixels(s: TileShape) -> tuple[int, int]:
+    """``(N1, Z1)`` of docs/host_interface.md: window pixels cluster 1 computes per timestep, and
+    the zero-halo pixels it writes as zero words without computing."""
+    top, bottom, left, right = s.zero_halo
+    n1 = (s.height + 2 - top - bottom) * (s.width + 2 - left - right)
+    return n1, (s.height + 2) * (s.width + 2) - n1
 
 
-def _skipped_positions(shape: TileShape) -> int:
-    return sum(z for _, z in shape.row_pixels())
+def _geometry(cfg: HardwareConfig, s: TileShape) -> TileGeometry:
+    return TileGeometry.of(cfg, s.in_channels, s.rank, s.out_channels, s.height, s.width, s.pool,
+                           s.zero_halo, s.pack)
 
 
-def _line_rows(cfg: HardwareConfig, name: str, width: int) -> int:
-    """Rows a line buffer region holds (from the region's depth in the configuration)."""
-    return max(1, cfg.regions[name].depth // (width * cfg.max_rank_groups))
+#: per-configuration caches (a HardwareConfig is not hashable: keyed by its content)
+_CFG_CACHE: dict[int, tuple[HardwareConfig, str]] = {}
+_SUBWORDS: dict[str, dict[str, int]] = {}
+_SPAD: dict[tuple[str, TileShape], dict[str, float]] = {}
 
 
-#: Handshake latencies of the pipeline (docs/architecture.md, "Pipeline and stalls"): a
-#: producer's row is visible to its consumer 3 cycles after the row's last issue; a consumer's
-#: release is visible the cycle after its last issue; after cluster 4's last issue the result
-#: still passes memory read, PE, affine/LIF and the state write before ``done``.
-ROW_VISIBLE = 3
-RELEASE_VISIBLE = 1
-PIPE_TAIL = 5
+def config_key(cfg: HardwareConfig) -> str:
+    """A hashable key of a configuration's content (cached per object)."""
+    hit = _CFG_CACHE.get(id(cfg))
+    if hit is None or hit[0] is not cfg:
+        hit = (cfg, repr(sorted(cfg.to_dict().items())))
+        _CFG_CACHE[id(cfg)] = hit
+    return hit[1]
 
 
-def pipeline_timing(cfg: HardwareConfig, shape: TileShape, mode: str, sched: Sequence[bool],
-                    c1_density: float | None = None,
-                    stt_chain: str = "pipelined") -> dict[str, float]:
-    """Cycles and stalls of one tile from a row-level model of the pipeline.
+def _subwords(cfg: HardwareConfig) -> dict[str, int]:
+    key = config_key(cfg)
+    if key not in _SUBWORDS:
+        _SUBWORDS[key] = {r.name: r.subwords for r in host_map(cfg).regions}
+    return _SUBWORDS[key]
 
-    Three engines issue one step per cycle and check their inputs only at a row start
-    (docs/architecture.md): E1 (cluster 1) writes window rows of q1 (``Cin*ng`` steps per
-    computed pixel, ``ng`` per skipped zero-halo pixel; with ``c1_density`` only the 1-spikes
-    take steps: the paper's event-driven variant) into the ``line1`` ring, and needs the row four back released by E23; E23
-    (clusters 2/3 and the adder) writes an output row (PTT/HTT full: ``W*3r*ng``; HTT reduced:
-    a ``W*ng`` copy; STT: ``(W+3)*3r*ng``, G3 trailing G2 by one column) once window rows
-    ``y..y+2`` are visible and ``line4`` has a free row; E4 (cluster 4, then affine and LIF)
-    consumes one row (two with pooling, ``Wo*GO*sub*r`` steps). Timesteps follow each other
-    through the same buffers. The line-buffer depths come from the configuration's regions.
 
-    ``stt_chain='sequential'`` models the paper's cluster arrangement, which has no G2 -> G3
-    path: STT's G3 rows of a timestep start when G2 has finished all rows of the tile (its
-    output waits in the interstage buffer), and G2 of the next timestep waits for G3.
-    """
+def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
+                 ) -> dict[str, tuple[int, int]]:
+    """Region words the host moves for one tile, as ``{region: (words, subwords per word)}``
+    (host words = words x subwords), from the layouts of docs/host_interface.md: the cores
+    when the tile loads them (``w1``: ``r*NC``, ``w2``/``w3``: ``ng*NS``, ``w4``: ``GO*r``,
+    ``affine``: ``GO``), the input rows it streams (one per window row inside the layer and
+    timestep, ``N1``-pixel rows of ``CW`` words), the residual rows (``T*Ho`` rows of
+    ``Wo*GO`` words) and the output rows it reads (membranes and spikes, ``T*Ho`` rows each)."""
+    g = _geometry(cfg, s)
+    sub = _subwords(cfg)
+    out: dict[str, tuple[int, int]] = {}
+    if load_weights:
+        out["w1"] = (s.rank * g.ncc, sub["w1"])
+        out["w2"] = (g.ng * g.ns, sub["w2"])
+        out["w3"] = (g.ng * g.ns, sub["w3"])
+        out["w4"] = (g.go * s.rank, sub["w4"])
+        out["affine"] = (g.go, sub["affine"])
+    rows_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
+    out["spike_in"] = (rows_in * g.in_row_words, sub["spike_in"])
+    rows_out = s.timesteps * g.ho
+    if s.residual:
+        out["residual"] = (rows_out * g.out_row_words, sub["residual"])
+    out["membrane"] = (rows_out * g.out_row_words, sub["membrane"])
+    out["spikes"] = (rows_out * g.out_row_words, sub["spikes"])
+    return out
+
+
+def _host_words(regions: Mapping[str, tuple[int, int]], names: Sequence[str]) -> int:
+    return sum(w * k for n, (w, k) in regions.items() if n in names)
+
+
+def expected_event_steps(cin: int, density: float) -> float:
+    """Expected ``max(ones, 1)`` over a pixel's ``cin`` input spikes, each 1 with probability
+    ``density`` (independent): the idealised cluster 1's steps per pixel and rank group (a
+    pixel without a 1-spike still writes its q1 in one step)."""
+    return cin * density + (1.0 - density) ** cin
+
+
+def _window_ones(s: TileShape, window: np.ndarray) -> np.ndarray:
+    """1-spikes per computed window pixel and timestep, ``[T, rows, cols]`` (zero-halo rows and
+    columns are not sent to the accelerator and not counted)."""
+    top, bottom, left, right = s.zero_halo
+    w = np.asarray(window)
+    return w[:, :, top:s.height + 2 - bottom, left:s.width + 2 - right].sum(axis=1)
+
+
+@dataclass
+class TileForward:
+    """One tile's forward pass: the shape, every counter, the host regions and the variant."""
+    shape: TileShape
+    counters: dict[str, float]
+    regions: dict[str, tuple[int, int]]
+    event_driven: bool = False
+    stt_chain: str = "pipelined"
+    #: counters of the RTL before the idealised adjustment (equal to ``counters`` for the RTL)
+    rtl: dict[str, float] = field(default_factory=dict, repr=False)
+
+    @property
+    def c1_compute_steps(self) -> float:
+        """Cluster-1 steps on computed pixels (the zero-halo writes excluded)."""
+        n1, z1 = computed_pixels(self.shape)
+        return self.counters["c1_busy"] - self.shape.timesteps * z1 * _geo_ng(self.shape)
+
+
+def _geo_ng(s: TileShape) -> int:
+    return ceil_div(s.rank, 1 << s.pack)
+
+
+def _engines(c: Mapping[str, float], stt_sequential: bool) -> float:
+    """Issue cycles of the busiest engine (clusters 1..4; STT sequential: 2 + 3 as one)."""
+    e23 = c["c2_busy"] + c["c3_busy"] if stt_sequential else max(c["c2_busy"], c["c3_busy"])
+    return max(c["c1_busy"], e23, c["c4_busy"])
+
+
+def tile_forward(cfg: HardwareConfig, tile, mode: str, schedule: Sequence[bool] | None = None, *,
+                 window: np.ndarray | None = None, density: float | None = None,
+                 out_spikes: float | np.ndarray | None = None, residual: bool = False,
+                 load_weights: bool = True, event_driven: bool = False,
+                 stt_chain: str = "pipelined") -> TileForward:
+    """:func:`tile_forward_counters` with the shape, host regions and variant alongside."""
     if stt_chain not in ("pipelined", "sequential"):
         raise ValueError(f"stt_chain must be 'pipelined' or 'sequential', got {stt_chain!r}")
-    p = cfg.lanes
-    h, w, cin, r, co = shape.height, shape.width, shape.in_channels, shape.rank, shape.out_channels
-    ng, go = math.ceil(r / p), math.ceil(co / p)
-    dens1 = 1.0 if c1_density is None else c1_density
-    row_len1 = [(comp * cin * dens1 + skip) * ng for comp, skip in shape.row_pixels()]
-    sub, step4 = (4, 2) if shape.pool else (1, 1)
-    wo = w // 2 if shape.pool else w
-    e4_len = wo * go * sub * r
-    n1 = _line_rows(cfg, "line1", cfg.max_window_width)
-    n4 = _line_rows(cfg, "line4", cfg.limits.max_tile_width)
-    T = len(sched)
-    # E23 work items, in issue order: (timestep, output row, length, kind)
-    items: list[tuple[int, int, float, str]] = []
-    for t, full in enumerate(sched):
-        if mode == "stt" and stt_chain == "sequential":
-            items += [(t, y, (w + 2) * 3 * r * ng, "g2") for y in range(h)]
-            items += [(t, y, w * 3 * r * ng, "g3") for y in range(h)]
-        elif mode == "stt":
-            items += [(t, y, (w + 3) * 3 * r * ng, "row") for y in range(h)]
-        else:
-            items += [(t, y, (w * 3 * r * ng) if full else w * ng, "row") for y in range(h)]
-    n_rows1 = T * (h + 2)
-    e1_end: list[float] = []
-    release1: dict[int, float] = {}    # window row index -> time its slot is free again
-    e23_end: dict[tuple[int, int], float] = {}   # (t, y) -> end of the row that writes line4
-    line4_row: dict[tuple[int, int], int] = {}   # (t, y) -> line4 write order
-    write_order: list[tuple[int, int]] = []
-    e4_end: list[float] = []
-    e4_consumed: dict[int, float] = {}           # line4 write order -> release time
-    c1_stall = c23_stall = c4_stall = 0.0
-    t1 = t23 = t4 = 0.0
-    busy23: list[tuple[float, float]] = []
-    k1 = 0          # next window row E1 produces
-    i23 = 0         # next E23 item
-    n_writes = 0    # rows written to line4 so far
-    i4 = 0          # next E4 row (in line4 write order, step4 rows at a time)
-    n4_rows = T * h
-
-    def run_e1_until(k: int) -> None:
-        nonlocal k1, t1, c1_stall
-        while k1 <= k:
-            start = t1
-            if k1 >= n1:
-                if (k1 - n1) not in release1:
-                    return
-                start = max(start, release1[k1 - n1])
-            c1_stall += start - t1
-            t1 = start + row_len1[k1 % (h + 2)]
-            e1_end.append(t1)
-            k1 += 1
-
-    progress = True
-    while progress:
-        progress = False
-        # E1 runs as far as line1 allows
-        before = k1
-        run_e1_until(n_rows1 - 1)
-        progress |= k1 != before
-        # E23: next item if its inputs are visible and it has space
-        while i23 < len(items):
-            t, y, length, kind = items[i23]
-            base = t * (h + 2)
-            need_rows = [] if kind == "g3" else [base + y, base + y + 1, base + y + 2]
-            if any(k >= len(e1_end) for k in need_rows):
-                break
-            ready = max([e1_end[k] - 1 + ROW_VISIBLE for k in need_rows], default=0.0)
-            if kind == "g3":
-                ready = max(ready, e23_end.get(("g2", t, h - 1), 0.0))
-            writes = kind != "g2"
-            space = 0.0
-            if writes and n_writes >= n4:
-                if (n_writes - n4) not in e4_consumed:
-                    break
-                space = e4_consumed[n_writes - n4]
-            start = max(t23, ready, space)
-            if kind == "g2" and y == 0 and t > 0 and mode == "stt" and stt_chain == "sequential":
-                start = max(start, e23_end.get((t - 1, h - 1), 0.0))
-            c23_stall += start - t23
-            t23 = start + length
-            busy23.append((start, t23))
-            if kind == "g2":
-                e23_end[("g2", t, y)] = t23
-                release_y = y
+    s = tile_shape(tile, mode, schedule, residual)
+    if residual and not s.residual:       # a TileShape given with residual=True
+        s = replace(s, residual=True)
+    T, cin, r = s.timesteps, s.in_channels, s.rank
+    n1, _ = computed_pixels(s)
+    ones_px = None
+    if window is not None:
+        window = np.asarray(window)
+        want = (T, cin, s.height + 2, s.width + 2)
+        if window.shape != want:
+            raise ValueError(f"window: expected shape {want}, got {window.shape}")
+        ones_px = _window_ones(s, window)
+        ones = int(ones_px.sum())
+    elif density is not None:
+        if not 0.0 <= density <= 1.0:
+            raise ValueError(f"density must be a fraction in [0, 1], got {density}")
+        ones = density * T * n1 * cin
+    else:
+        ones = None
+    regions = host_regions(cfg, s, load_weights)
+    words_in = _host_words(regions, WEIGHT_REGIONS + INPUT_REGIONS)
+    words_out = _host_words(regions, OUTPUT_REGIONS)
+    spikes = None
+    if out_spikes is not None:
+        spikes = int(np.asarray(out_spikes).sum()) if np.ndim(out_spikes) else out_spikes
+    c = dict(cm.tile_counters(cfg, s, window_ones=ones, spikes_out=spikes, words_in=words_in,
+                              words_out=words_out))
+    rtl = dict(c)
+    seq = s.mode == "stt" and stt_chain == "sequential"
+    if event_driven or seq:
+        if event_driven:
+            if ones is None:
+                raise ValueError("the event-driven cluster 1 needs the input window or a spike density")
+            if ones_px is not None:
+                events = float(np.maximum(ones_px, 1).sum())
             else:
-                e23_end[(t, y)] = t23
-                line4_row[(t, y)] = n_writes
-                write_order.append((t, y))
-                n_writes += 1
-                release_y = y if kind == "row" else None
-            if release_y is not None:
-                # window row y is no longer needed; the last output row releases three
-                rel = t23 - 1 + RELEASE_VISIBLE
-                js = [release_y] if release_y < h - 1 else [h - 1, h, h + 1]
-                for j in js:
-                    release1[base + j] = rel
-            i23 += 1
-            progress = True
-        # E4: consumes step4 rows of line4
-        while i4 < n4_rows and i4 + step4 <= n_writes:
-            rows = write_order[i4:i4 + step4]
-            ready = max(e23_end[rw] - 1 + ROW_VISIBLE for rw in rows)
-            start = max(t4, ready)
-            c4_stall += start - t4
-            t4 = start + e4_len
-            e4_end.append(t4)
-            for j in range(i4, i4 + step4):
-                e4_consumed[j] = t4 - 1 + RELEASE_VISIBLE
-            i4 += step4
-            progress = True
-    if i4 < n4_rows or k1 < n_rows1:
-        raise AssertionError("pipeline model deadlocked")  # pragma: no cover
-    busy = sum(e - s for s, e in busy23)
-    return {"cycles": t4 - 1 + PIPE_TAIL, "c1_stall": c1_stall, "c23_stall": c23_stall,
-            "c4_stall": c4_stall, "c23_busy": busy}
+                events = T * n1 * expected_event_steps(cin, density)
+            steps = events * ceil_div(r, cfg.lanes)        # P rank lanes, one step per 1-spike
+            rtl_steps = T * n1 * r * ceil_div(cin, cfg.lanes)
+            c["c1_busy"] += steps - rtl_steps
+            c["w1_reads"] = steps                           # one word of P weights per step
+            c["c1_slots"] = c["c1_adds"]                    # only 1-spikes are stepped
+        c["cycles"] = rtl["cycles"] - _engines(rtl, False) + _engines(c, seq)
+        for k in STALL_COUNTERS:
+            c.pop(k, None)
+    order = [k for k in COUNTER_NAMES if k in c] + [k for k in c if k not in COUNTER_NAMES]
+    return TileForward(s, {k: c[k] for k in order}, regions, bool(event_driven), stt_chain, rtl)
 
 
 def tile_forward_counters(cfg: HardwareConfig, tile, mode: str,
@@ -245,143 +263,135 @@ def tile_forward_counters(cfg: HardwareConfig, tile, mode: str,
                           residual: bool = False, load_weights: bool = True,
                           event_driven: bool = False,
                           stt_chain: str = "pipelined") -> dict[str, float]:
-    """Every RTL counter of one forward tile.
+    """Every RTL counter of one forward tile (``gen.hostmap.COUNTER_NAMES``).
 
-    ``tile``: a :class:`gen.driver.Tile` (or :class:`TileShape`). Data-dependent counters
-    (``c1_adds``, ``spikes_out``) come from ``window`` (the tile's input spikes
-    ``[T, Cin, H+2, W+2]``) and ``out_spikes`` (an array of output spikes or their count), or
-    as expected values from ``density`` (fraction of input spikes that are 1); without either
-    they are omitted. ``load_weights``: the tile (re)loads its weights through the host.
+    ``tile``: a :class:`gen.driver.Tile` (or a ``TileShape``, see :func:`tile_shape`);
+    ``schedule``: HTT's full timesteps. The shape-determined counters are
+    :func:`gen.cyclemodel.tile_counters`; ``c1_adds`` comes from ``window`` (the tile's input
+    spikes ``[T, Cin, H+2, W+2]``, as ``gen.driver.Driver.window`` cuts it) or, as an
+    expected value, from ``density`` (fraction of input spikes that are 1); ``spikes_out``
+    from ``out_spikes`` (an array of output spikes or their count); without them these are
+    left out. ``host_words_in/out`` are the words the driver's tile program moves
+    (``load_weights``: the tile loads its cores). ``event_driven=False, stt_chain='pipelined'``
+    is the generated RTL (its counters exactly); ``event_driven=True`` and
+    ``stt_chain='sequential'`` give the paper's idealised design (module docstring).
     """
-    s = tile if isinstance(tile, TileShape) else TileShape.of(tile)
-    sched = _schedule(mode, schedule, s.timesteps)
-    p = cfg.lanes
-    h, w, cin, r, co, t_steps = s.height, s.width, s.in_channels, s.rank, s.out_channels, s.timesteps
-    ng, go = math.ceil(r / p), math.ceil(co / p)
-    ho, wo = (h // 2, w // 2) if s.pool else (h, w)
-    sw = cfg.spike_word_bits
-    cw = math.ceil(cin / sw)
-    hb = cfg.widths.host_data
-    if window is not None:
-        window = np.asarray(window)
-        if window.shape != (t_steps, cin, h + 2, w + 2):
-            raise ValueError(f"window: expected shape {(t_steps, cin, h + 2, w + 2)}, got {window.shape}")
-
-    c = {k: 0.0 for k in ("c1_busy", "c1_slots", "c1_adds", "c23_busy", "c2_macs", "c3_macs",
-                          "c4_busy", "c4_macs", "adder_busy", "adds", "lif_busy", "lif_updates",
-                          "w1_reads", "w2_reads", "w3_reads", "w4_reads", "affine_reads",
-                          "spike_in_reads", "line1_reads", "line1_writes", "row2_reads",
-                          "row2_writes", "line4_reads", "line4_writes", "residual_reads",
-                          "membrane_reads", "membrane_writes", "spikes_writes")}
-    skipped = _skipped_positions(s)
-    for t, full in enumerate(sched):
-        pos1 = _g1_positions(s, full)
-        c1_steps = pos1 * cin * ng * (density if event_driven else 1.0)
-        # a skipped (known-zero) halo pixel costs one step per rank group: its zero q1 word
-        c["c1_busy"] += c1_steps + skipped * ng
-        c["c1_slots"] += c1_steps * r / ng
-        c["w1_reads"] += c1_steps
-        c["spike_in_reads"] += pos1 * cw * ng
-        c["line1_writes"] += (pos1 + skipped) * ng
-        if window is not None:
-            c["c1_adds"] += float(window[t].sum()) * r
-        elif density is not None:
-            c["c1_adds"] += expected_window_ones(s, density, full) * r
-        if full:
-            cols2 = w + 2 if mode == "stt" else w
-            c["c2_macs"] += h * cols2 * 3 * r * r
-            c["c3_macs"] += h * w * 3 * r * r
-            c["w2_reads"] += h * cols2 * 3 * r * ng
-            c["w3_reads"] += h * w * 3 * r * ng
-            if mode == "stt":
-                # G2 over the halo columns, G3 from row2; the paper's arrangement runs them
-                # one after the other, the RTL as one engine with G3 a column behind G2
-                row2, row3 = cols2 * 3 * r * ng, w * 3 * r * ng
-                if stt_chain == "sequential":
-                    busy23 = h * (row2 + row3)
-                else:  # one engine, G3 trailing G2 by a column: (W+3)*3r*ng per row
-                    busy23 = h * (w + 3) * 3 * r * ng
-                c["line1_reads"] += h * cols2 * 3 * r * ng
-                c["row2_writes"] += h * cols2 * ng
-                c["row2_reads"] += h * w * 3 * r * ng
-            else:
-                busy23 = h * w * 3 * r * ng
-                c["line1_reads"] += h * w * 3 * r * ng * 2
-                c["adds"] += h * w * r
-                c["adder_busy"] += h * w * ng
-        else:
-            busy23 = h * w * ng  # HTT bypass: one copy step per position and rank group
-            c["line1_reads"] += h * w * ng
-        c["c23_busy"] += busy23
-        c["line4_writes"] += h * w * ng
-        c["c4_busy"] += h * w * r * go
-        c["c4_macs"] += h * w * r * co
-        c["w4_reads"] += h * w * r * go
-        c["line4_reads"] += h * w * r * go
-        c["lif_busy"] += ho * wo * go
-        c["lif_updates"] += ho * wo * co
-        c["affine_reads"] += ho * wo * go
-        c["membrane_writes"] += ho * wo * go
-        if t > 0:  # the LIF reads u[t-1] back from the membrane region
-            c["membrane_reads"] += ho * wo * go
-        c["spikes_writes"] += ho * wo * go
-        if residual:
-            c["residual_reads"] += ho * wo * go
-    # host traffic (driver.TileProgram.words_in / words_out): sub-words of host_data bits
-    def sub(bits: int) -> int:
-        return math.ceil(bits / hb)
-    wword = sub(p * cfg.widths.weight)
-    words_in = t_steps * (h + 2) * (w + 2) * cw * sub(sw)
-    if load_weights:
-        words_in += (cin * ng + 2 * 3 * r * ng + r * go) * wword
-        words_in += go * sub(p * (2 * cfg.widths.affine_scale + cfg.widths.membrane))
-    if residual:
-        words_in += t_steps * ho * wo * go * sub(p * cfg.widths.membrane)
-    n_out = t_steps * ho * wo * go
-    words_out = n_out * (sub(p * cfg.widths.membrane) + sub(p))
-    c["host_words_in"] = float(words_in)
-    c["host_words_out"] = float(words_out)
-    if out_spikes is not None:
-        c["spikes_out"] = float(np.asarray(out_spikes).sum()) if np.ndim(out_spikes) else float(out_spikes)
-    elif window is None and density is None:
-        c.pop("c1_adds")
-    timing = pipeline_timing(cfg, s, mode, sched, density if event_driven else None, stt_chain)
-    c["cycles"] = timing["cycles"]
-    c["c1_stall"] = timing["c1_stall"]
-    c["c23_stall"] = timing["c23_stall"]
-    c["c4_stall"] = timing["c4_stall"]
-    if window is None and density is None:
-        c.pop("spikes_out", None)
-    return c
+    return tile_forward(cfg, tile, mode, schedule, window=window, density=density,
+                        out_spikes=out_spikes, residual=residual, load_weights=load_weights,
+                        event_driven=event_driven, stt_chain=stt_chain).counters
 
 
-def counters_to_counts(cfg: HardwareConfig, c: Mapping[str, float], counts, memories) -> None:
-    """Add the energy-model actions of one tile's counters to ``counts`` (a Counts)."""
-    wb, ab = cfg.widths.weight, cfg.widths.accumulator
-    bw = lambda name: memories[name].width_bits  # noqa: E731
+def _spad_psum_fraction(cfg: HardwareConfig, s: TileShape) -> dict[str, float]:
+    """Fraction of the scratchpad reads/writes of clusters 2 and 3 that are partial sums (the
+    rest are weights), from the cycle model's own access count (``_row_accesses``); the
+    counters themselves come from :func:`gen.cyclemodel.tile_counters`."""
+    key = (config_key(cfg), s)
+    if key in _SPAD:
+        return _SPAD[key]
+    g = cm._geo(cfg, s)
+    a2 = cm._row_accesses(s.rank, g.Pk, g.Px, g.nbe2, g.B, g.C)
+    a3 = cm._row_accesses(s.rank, g.Pk, g.Px, g.nb, g.B, g.C) if s.mode == "stt" else a2
+
+    def frac(a, op):
+        w, p = a[f"spad_w_{op}"], a[f"spad_p_{op}"]
+        return p / (w + p) if w + p else 0.0
+    out = {"c2_rd": frac(a2, "rd"), "c2_wr": frac(a2, "wr"), "c3_rd": frac(a3, "rd"),
+           "c3_wr": frac(a3, "wr")}
+    _SPAD[key] = out
+    return out
+
+
+def add_scratchpad_counts(cfg: HardwareConfig, s: TileShape, c: Mapping[str, float], counts) -> None:
+    """The scratchpad accesses of clusters 2/3 (``c2/c3_spad_reads/writes`` of ``c``, counters
+    of a tile of shape ``s`` or of one of its timesteps): each is an access of all P PEs at
+    once, of one Wb-bit weight or one Ab-bit partial sum per PE."""
+    p, wb, acc = cfg.lanes, cfg.widths.weight, cfg.widths.accumulator
+    fr = _spad_psum_fraction(cfg, replace(s, timesteps=1, schedule=(True,)))
+    for cl in ("c2", "c3"):
+        for op, key in (("read", "rd"), ("write", "wr")):
+            n = c[f"{cl}_spad_{op}s"]
+            f = fr[f"{cl}_{key}"]
+            counts.add("scratchpad", op, wb, p * n * (1 - f))
+            counts.add("scratchpad", op, acc, p * n * f)
+
+
+def _glb(counts, memories, buffer: str, action: str, word_bits: int, n: float) -> None:
+    """``n`` accesses of ``word_bits``-bit words to a global buffer: port accesses for words at
+    least as wide as the port (``n * word_bits / port``), lane-enabled accesses of
+    ``word_bits`` bits for narrower words (docs/energy_model.md, section 3)."""
+    if n <= 0:
+        return
+    port = memories[buffer].width_bits
+    if word_bits >= port:
+        counts.add(f"glb.{buffer}", action, port, n * word_bits / port)
+    else:
+        counts.add(f"glb.{buffer}", action, word_bits, n)
+
+
+def counters_to_counts(cfg: HardwareConfig, tf: TileForward, counts, memories) -> None:
+    """Add the energy-model actions of one tile's forward counters to ``counts`` (a Counts).
+
+    Compute: cluster 1's accumulates (``c1_adds``) and gated slots (``c1_slots - c1_adds``);
+    the MACs of clusters 2-4; the adder lanes; affine and LIF per neuron update (and the
+    residual add). PE registers ('scratchpad', per PE): the accumulator is read and written
+    once per MAC of clusters 2-4 and once per cluster-1 step (the adder tree's sum of P
+    channels; the idealised cluster 1: per accumulate in each rank lane); the weight-chunk /
+    partial-sum scratchpads of clusters 2/3 (``c2/c3_spad_*``) are accesses of all P PEs at
+    once, P x Wb-bit weights or P x Ab-bit partial sums. Global buffers: every datapath word
+    (weights P x Wb, affine P x (2Sb+Mb), spike words, line-buffer words P x A, residual and
+    membrane words P x Mb, spike words P x 1) and the host's region accesses; cluster 1 writes
+    one A-bit lane per q1 value (the idealised design: whole words of P values) and a whole
+    zero word per zero-halo pixel and rank group. DRAM: every host word.
+    """
+    c, s = tf.counters, tf.shape
+    w, p = cfg.widths, cfg.lanes
+    wb, acc, act, mb = w.weight, w.accumulator, w.activation, w.membrane
     adds = c.get("c1_adds", 0.0)
     counts.add("spike_pe", "accumulate", 16, adds)
     counts.add("spike_pe", "slot", 16, max(0.0, c["c1_slots"] - adds))
     macs = c["c2_macs"] + c["c3_macs"] + c["c4_macs"]
     counts.add("mult_pe", "mac", wb, macs)
-    counts.add("scratchpad", "read", ab, macs + adds)
-    counts.add("scratchpad", "write", ab, macs + adds)
+    acc1 = adds if tf.event_driven else tf.c1_compute_steps
+    counts.add("scratchpad", "read", acc, macs + acc1)
+    counts.add("scratchpad", "write", acc, macs + acc1)
+    add_scratchpad_counts(cfg, s, c, counts)
     counts.add("adder", "add", 16, c["adds"])
     counts.add("lif", "update", 16, c["lif_updates"])
-    for k in ("w1_reads", "w2_reads", "w3_reads", "w4_reads", "affine_reads"):
-        counts.add("glb.weight", "read", bw("weight"), c[k])
-    counts.add("glb.spike_in", "read", bw("spike_in"), c["spike_in_reads"])
-    lr = c["line1_reads"] + c["row2_reads"] + c["line4_reads"]
-    lw = c["line1_writes"] + c["row2_writes"] + c["line4_writes"]
-    counts.add("glb.interstage", "read", bw("interstage"), lr)
-    counts.add("glb.interstage", "write", bw("interstage"), lw)
-    counts.add("glb.residual", "read", bw("residual"), c["residual_reads"])
-    # state_out words are P x (Mb + 1) bits; the buffer port is narrower: count port accesses
-    lane_bits = cfg.lanes * (cfg.widths.membrane + 1)
-    counts.add("glb.state_out", "write", bw("state_out"),
-               c["membrane_writes"] * lane_bits / bw("state_out"))
-    counts.add("glb.state_out", "read", bw("state_out"),
-               c["membrane_writes"] * lane_bits / bw("state_out"))
-    hb = cfg.widths.host_data
+    counts.add("affine", "mac", 16, c["lif_updates"])
+    if c["residual_reads"]:
+        counts.add("adder", "add", 16, c["lif_updates"])       # residual add before the LIF
+    # datapath accesses of the global buffers
+    wword, qword, mword = p * wb, p * act, p * mb
+    _glb(counts, memories, "weight", "read", wword,
+         c["w1_reads"] + c["w2_reads"] + c["w3_reads"] + c["w4_reads"])
+    _glb(counts, memories, "weight", "read", p * (2 * w.affine_scale + mb), c["affine_reads"])
+    _glb(counts, memories, "spike_in", "read", cfg.spike_word_bits, c["spike_in_reads"])
+    n1, z1 = computed_pixels(s)
+    zero_words = s.timesteps * z1 * _geo_ng(s)
+    q1_values = c["line1_writes"] - zero_words
+    if tf.event_driven:     # P rank lanes: whole words of P q1 values
+        _glb(counts, memories, "interstage", "write", qword, q1_values / p)
+    else:                   # the RTL writes one lane per q1 value
+        _glb(counts, memories, "interstage", "write", act, q1_values)
+    _glb(counts, memories, "interstage", "write", qword,
+         zero_words + c["row2_writes"] + c["line4_writes"])
+    _glb(counts, memories, "interstage", "read", qword,
+         c["line1_reads"] + c["row2_reads"] + c["line4_reads"])
+    _glb(counts, memories, "residual", "read", mword, c["residual_reads"])
+    _glb(counts, memories, "state_out", "read", mword, c["membrane_reads"])
+    _glb(counts, memories, "state_out", "write", mword, c["membrane_writes"])
+    _glb(counts, memories, "state_out", "write", p, c["spikes_writes"])
+    # the host's side of the region words (writes of cores and input rows, reads of outputs)
+    reg = tf.regions
+    widths = {"w1": wword, "w2": wword, "w3": wword, "w4": wword,
+              "affine": p * (2 * w.affine_scale + mb), "spike_in": cfg.spike_word_bits,
+              "residual": mword, "membrane": mword, "spikes": p}
+    buffers = {"w1": "weight", "w2": "weight", "w3": "weight", "w4": "weight", "affine": "weight",
+               "spike_in": "spike_in", "residual": "residual", "membrane": "state_out",
+               "spikes": "state_out"}
+    for name, (words, _) in reg.items():
+        action = "read" if name in OUTPUT_REGIONS else "write"
+        _glb(counts, memories, buffers[name], action, widths[name], words)
+    hb = w.host_data
     counts.add("dram", "read", 1, c["host_words_in"] * hb)
     counts.add("dram", "write", 1, c["host_words_out"] * hb)

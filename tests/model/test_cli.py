@@ -41,6 +41,8 @@ def test_energy_table_output_and_csv(capsys, tmp_path):
     (["energy", *TINY[:-2], "--config", "nonexistent.toml"], "not found"),
     (["energy", *TINY, "--sparsity", "missing.json"], "not found"),
     (["tile", "--shape", "3x3", "--pool"], "even"),
+    (["tile", "--accel", "sata"], "--accel"),
+    (["tile", "--shape", "4x4", "--pack", "7"], "pack"),
 ])
 def test_bad_input_gives_one_clear_line(capsys, argv, msg):
     assert run_cli(main, argv, prog="model") == 2
@@ -49,9 +51,18 @@ def test_bad_input_gives_one_clear_line(capsys, argv, msg):
 
 
 def test_tile_prints_counters(capsys):
+    from gen.hostmap import COUNTER_NAMES
     assert main(["tile", "--mode", "ptt", "--shape", "4x4"]) == 0
     c = json.loads(capsys.readouterr().out)
     assert c["c3_macs"] == 2 * 4 * 4 * 3 * 4 * 4  # T x H x W x 3 x r x r
+    assert set(c) == set(COUNTER_NAMES) - {"spikes_out"}   # spikes_out needs data
+    # the paper's idealised design: STT's clusters 2 and 3 take turns, no stall counters
+    assert main(["tile", "--mode", "stt", "--pack", "0", "--order", "0"]) == 0
+    rtl = json.loads(capsys.readouterr().out)
+    assert main(["tile", "--mode", "stt", "--pack", "0", "--order", "0", "--accel", "proposed"]) == 0
+    ideal = json.loads(capsys.readouterr().out)
+    assert ideal["cycles"] > rtl["cycles"] and "c2_stall" not in ideal
+    assert ideal["c1_busy"] < rtl["c1_busy"]
 
 
 def test_report_writes_every_file(tmp_path, monkeypatch):

@@ -58,7 +58,7 @@ def test_sram_interpolation_reproduces_published_points(table):
     assert table.sram_access(32 * 1024, 256, "write") == pytest.approx(12.77)
     assert table.sram_access(144 * 1024, 256, "read") == pytest.approx(28.63)
     assert table.sram_access(256 * 1024, 64, "read") == pytest.approx(17.1, rel=1e-3)
-    assert table.sram_leakage_mw(144 * 1024) == pytest.approx(24.9)
+    assert table.sram_leakage_mw(144 * 1024) == pytest.approx(24.9 * table.leakage_factor)
 
 
 def test_sram_energy_grows_with_size_and_width(table):
@@ -91,3 +91,15 @@ def test_bad_table_files_give_clear_errors(tmp_path):
     nosrc.write_text(text)
     with pytest.raises(ValueError, match="source"):
         load_energy_table(nosrc)
+
+
+def test_lane_enabled_accesses_are_priced_at_their_width(table):
+    """A write of one 8-bit lane (cluster 1's q1 values into line1) costs less than a whole
+    word of the port but more than its share of it; wider than the port is an error."""
+    mems = {"interstage": Memory("interstage", 65536, 256)}
+    lane = table.energy("glb.interstage", "write", 8, mems)
+    word = table.energy("glb.interstage", "write", 256, mems)
+    assert word / 32 < lane < word / 4
+    assert lane == pytest.approx(table.sram_access(65536, 256, "write") * 0.1349)
+    with pytest.raises(UnknownActionError):
+        table.energy("glb.interstage", "write", 512, mems)
