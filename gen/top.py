@@ -136,7 +136,7 @@ class Accelerator(wiring.Component):
         Pk = geo("pk", Const(1, lp + 1) << d["pack"], lp + 1)
         Px = geo("px", Const(1, lp + 1) << (lp - d["pack"])[:4], lp + 1)
         ng = geo("ng", (R + (1 << d["pack"]) - 1) >> d["pack"])
-        last_lanes = geo("last_lanes", R - ((ng - 1) << pk))
+        last_lanes = geo("last_lanes", R - ((ng - 1) << pk), lp + 1)
         nb = geo("nb", (W + Px - 1) >> pxl)
         rw1 = geo("rw1", (nb + 2) * ng)                # words of a line1 / row2 row
         rw4 = geo("rw4", nb * ng)                      # words of a line4 row
@@ -152,14 +152,6 @@ class Accelerator(wiring.Component):
         in_row_words = geo("in_row_words", (W + 2 - zl - zr) * cw)
         out_row_words = geo("out_row_words", Wo * GO)
 
-        def seq23(q, t):
-            """Index of q23/q2 row (q, t) in the row order (clusters 2/3 produce rows in it)."""
-            return Mux(order, t * H + q, q * T + t)
-
-        def seq4(yo, t):
-            """Index of output row (yo, t) in the row order."""
-            return Mux(order, t * Ho + yo, yo * T + t)
-
         def inc3(v):
             return Mux(v == 2, 0, v + 1)
         w_aligned = (W & (Px - 1)) == 0
@@ -168,7 +160,9 @@ class Accelerator(wiring.Component):
         # the LIF reads u(t-1) back from the output ring, ``dist`` rows behind; rows shorter
         # than 3 cycles apart would read before the write lands: then E4 waits for it
         dist = geo("dist", Mux(order, Ho, 1))
-        long_rows = geo("long_rows", dist * out_row_words * sub_n * R >= 3, 1)
+        sat3 = lambda v: Mux(v >= 3, 3, v)[:2]  # noqa: E731 (the product is only compared with 3)
+        prev_init = geo("prev_init", (d["out_ring_rows"] - dist) * out_row_words)
+        long_rows = geo("long_rows", sat3(sat3(dist) * sat3(out_row_words)) * sat3(sub_n * sat3(R)) >= 3, 1)
         # cluster 2's blocks (+1: index in the row, the left halo block is 0): STT computes the
         # halo columns it needs (edges that are not zero halo)
         e_lo2 = geo("e_lo2", Mux(is_stt & ~zl, 0, 1), 2)
@@ -177,7 +171,13 @@ class Accelerator(wiring.Component):
         lastg2 = geo("lastg2", nbe2 - ((nbg2 - 1) << lB))
         nbg3 = geo("nbg3", (nb + BLK - 1) >> lB)
         lastg3 = geo("lastg3", nb - ((nbg3 - 1) << lB))
-        last_cols = geo("last_cols", W - ((nb - 1) << pxl))   # valid columns of the last block
+        last_cols = geo("last_cols", W - ((nb - 1) << pxl), lp + 1)   # valid columns of the last block
+        # per-tile products, so that the address and handshake logic below only adds
+        TR1 = geo("tr1", T * rw1)                      # a line1 slot group (one row of every t)
+        TR4 = geo("tr4", T * rw4)
+        T3R1 = geo("t3r1", (TR1 << 1) + TR1)           # the whole line1 ring (timestep outer)
+        eW_ng = geo("ew_ng", rw4 + Mux(w_aligned, ng, 0))   # word offset of column W's block
+        e_lo2_ng = geo("e_lo2_ng", Mux(e_lo2 == 1, ng, 0))
 
         def active_lanes(total, group, shift):
             rest = (total - (group << shift))[:RB]
@@ -292,6 +292,10 @@ class Accelerator(wiring.Component):
         # timestep outer: line1 is one ring of 3T rows in E1's order; rel1 counts the rows of
         # that order E2 has released (a prefix: E2 releases them in the same order)
         ring1, n1, rel1 = Signal(8), Signal(RB), Signal(RB)
+        ring1_base = Signal(RB)                   # ring1 * rw1
+        trw1 = Signal(RB)                         # t * rw1 (row outer: t is i1)
+        need1 = Signal(RB)                        # row outer: E2 rows released before row >= 3
+        eoff1 = Signal(RB)                        # word offset (block * ng) of the current pixel
         T3 = geo("t3", (T << 1) + T, 8)
         wr1, t1 = Signal(RB), Signal(8)
         m.d.comb += [wr1.eq(Mux(order, i1, Mux(o1 == 0, sb1, o1 + 2))), t1.eq(Mux(order, o1, i1))]
@@ -301,8 +305,7 @@ class Accelerator(wiring.Component):
         xe1 = Signal(RB)                          # column + Px (the left halo is column -1)
         m.d.comb += xe1.eq(Mux(pi1 == 0, Px - 1, Mux(pi1 == 1, W + Px, pi1 - 2 + Px)))
         in_ok1 = zero_row1 | (stream_in["in_rows"] > in_seq)
-        slot_ok1 = Mux(order, (n1 < T3) | (rel1 >= n1 - T3 + 1),
-                       (wr1 < 3) | (e2_rel >= seq23(wr1 - 3, t1) + 1))
+        slot_ok1 = Mux(order, (n1 < T3) | (rel1 >= n1 - T3 + 1), (wr1 < 3) | (e2_rel >= need1))
         issue1 = Signal()
         m.d.comb += issue1.eq(run1 & in_ok1 & slot_ok1)
         count("c1_busy", issue1)
@@ -312,20 +315,33 @@ class Accelerator(wiring.Component):
                         (sb1, Mux(order | (o1 != 0), 1, 3)), (pi1, W + 2),
                         (k1, Mux(zero_px1, ng, R)), (cc1, Mux(zero_px1, 1, ncc))], issue1)
         unit_end1, px_end1, row_end1, all_end1 = e1[5], e1[4], e1[3], e1[0]
-        slot1 = Signal(8)
-        m.d.comb += slot1.eq(Mux(order, ring1, Mux(o1 == 0, sb1, qm3_1) * T + t1))
+        def times3(sel, unit):
+            """``sel * unit`` for ``sel`` in 0..2, without a multiplier."""
+            return Mux(sel == 0, 0, Mux(sel == 1, unit, unit << 1))
+
+        base1 = Signal(RB)                        # line1 slot of the current window row
+        m.d.comb += base1.eq(Mux(order, ring1_base, times3(Mux(o1 == 0, sb1, qm3_1), TR1) + trw1))
         with m.If(issue1):
             m.d.sync += waddr1.eq(Mux(px_end1, 0, waddr1 + 1))
             with m.If(px_end1):
                 m.d.sync += pix1.eq(Mux(row_end1, 0, pix1 + Mux(zero_px1, 0, cw)))
+                # the next pixel's block: column W's, block 1 (column 0), then one more block
+                # every Px columns; a new row starts with the left halo's block 0
+                nxt_col = pi1 - 1                 # column of pixel pi1 + 1 (for pi1 >= 2)
+                m.d.sync += eoff1.eq(Mux(row_end1, 0, Mux(pi1 == 0, eW_ng, Mux(
+                    pi1 == 1, ng, eoff1 + Mux((nxt_col & (Px - 1)) == 0, ng, 0)))))
             with m.If(row_end1):
                 m.d.sync += [wm3_t.eq(Mux(e1[1], 0, inc3(wm3_t))), n1.eq(n1 + 1),
-                             ring1.eq(Mux(ring1 == T3 - 1, 0, ring1 + 1))]
+                             ring1.eq(Mux(ring1 == T3 - 1, 0, ring1 + 1)),
+                             ring1_base.eq(Mux(ring1 == T3 - 1, 0, ring1_base + rw1)),
+                             need1.eq(need1 + (wr1 >= 3))]
                 with m.If(~zero_row1):
                     last_slot = in_slot == d["in_ring_rows"] - 1
                     m.d.sync += [in_seq.eq(in_seq + 1),
                                  in_slot.eq(Mux(last_slot, 0, in_slot + 1)),
                                  in_base.eq(Mux(last_slot, 0, in_base + in_row_words))]
+            with m.If(e1[2]):        # i1 advances (t, row outer)
+                m.d.sync += trw1.eq(Mux(e1[1], 0, trw1 + rw1))
             with m.If(e1[1]):        # o1 advances
                 m.d.sync += qm3_1.eq(Mux(o1 == 0, 0, inc3(qm3_1)))
             with m.If(all_end1):
@@ -338,12 +354,12 @@ class Accelerator(wiring.Component):
 
         v1a, zero1a, first1a, last1a, k0_1a, rowend1a = (Signal(name=f"e1a_{n}") for n in
                                                           ("v", "zero", "first", "last", "k0", "rowend"))
-        cc1a, k1a, e1a, sl1a = Signal(RB), Signal(RB), Signal(RB), Signal(lp + 1)
+        cc1a, k1a, e1a, sl1a = Signal(RB), Signal(RB), Signal(RB), Signal(lp + 1)   # e1a: word offset
         base1a = Signal(RB)
         act1a = Signal(range(P + 1))
         m.d.sync += [v1a.eq(issue1), zero1a.eq(zero_px1), first1a.eq(cc1 == 0), last1a.eq(unit_end1),
                      k0_1a.eq(k1 == 0), rowend1a.eq(row_end1), cc1a.eq(cc1), k1a.eq(k1),
-                     e1a.eq(xe1 >> pxl), sl1a.eq(xe1 & (Px - 1)), base1a.eq(slot1 * rw1),
+                     e1a.eq(eoff1), sl1a.eq(xe1 & (Px - 1)), base1a.eq(base1),
                      act1a.eq(active_lanes(CIN, cc1, lp))]
         spike_reg = Signal(CWMAX * SW)
         word1 = Mux(k0_1a, spike_rd.data, spike_reg.word_select((cc1a >> lspc)[:max(log2(CWMAX), 1)], SW)
@@ -370,7 +386,7 @@ class Accelerator(wiring.Component):
         line1_w = mems["line1"].write_port(granularity=qb)
         lane1 = Signal(lp + 1)
         m.d.comb += lane1.eq((sl1b << pk) | (k1b & (Pk - 1)))
-        m.d.comb += [line1_w.addr.eq(base1b + e1b * ng + Mux(zero1b, k1b, k1b >> pk)),
+        m.d.comb += [line1_w.addr.eq(base1b + e1b + Mux(zero1b, k1b, k1b >> pk)),
                      line1_w.data.eq(Mux(zero1b, 0, Cat(*([rq1.o] * P))))]
         with m.If(v1b & last1b):
             m.d.comb += line1_w.en.eq(Mux(zero1b, (1 << P) - 1, Const(1, P) << lane1))
@@ -388,7 +404,7 @@ class Accelerator(wiring.Component):
         for pe in (pe2, pe3):
             m.d.comb += pe.pack.eq(pk)
 
-        def mac_engine(name, e_lo, nbe, nbg, lastg, copy_allowed):
+        def mac_engine(name, e_lo, e_lo_ng, nbe, nbg, lastg, copy_allowed):
             """Loop counters and step flags of one MAC engine (E2 or E3) at the issue stage."""
             e = {k: Signal(RB, name=f"{name}_{k}") for k in
                  ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs", "jls", "sls", "gbase",
@@ -399,6 +415,10 @@ class Accelerator(wiring.Component):
             e["ti"], e["tis"] = Signal(2, name=f"{name}_ti"), Signal(2, name=f"{name}_tis")
             e["qm3"] = Signal(2, name=f"{name}_qm3")
             e["r1"] = Signal(8, name=f"{name}_r1")      # ring slot of window row q (timestep outer)
+            # word offsets and bases kept by adding (no multiplier in the address path)
+            for k in ("goff", "boff", "coff", "r1base", "trw", "tr4", "tho", "l4b"):
+                e[k] = Signal(RB, name=f"{name}_{k}")
+            e["e_lo_ng"] = e_lo_ng
             e["run"] = Signal(name=f"{name}_run")
             e["issue"] = Signal(name=f"{name}_issue")
             e["copy"] = Signal(name=f"{name}_copy")
@@ -437,14 +457,15 @@ class Accelerator(wiring.Component):
                 with m.If(e["copy"]):
                     m.d.sync += e["g"].eq(Mux(e["g"] == ng - 1, 0, e["g"] + 1))
                     with m.If(e["g"] == ng - 1):
-                        m.d.sync += e["bc"].eq(Mux(e["bc"] == nb - 1, 0, e["bc"] + 1))
+                        m.d.sync += [e["bc"].eq(Mux(e["bc"] == nb - 1, 0, e["bc"] + 1)),
+                                     e["coff"].eq(Mux(e["bc"] == nb - 1, ng, e["coff"] + ng))]
                 with m.Elif(f["s_last"]):
                     m.d.sync += e["s"].eq(0)
                     with m.If(~blk_last):
-                        m.d.sync += e["b"].eq(e["b"] + 1)
+                        m.d.sync += [e["b"].eq(e["b"] + 1), e["boff"].eq(e["boff"] + ng)]
                         m.d.sync += [e[k].eq(saved[k]) for k in steps]
                     with m.Else():
-                        m.d.sync += e["b"].eq(0)
+                        m.d.sync += [e["b"].eq(0), e["boff"].eq(0)]
                         with m.If(~f["final"]):
                             m.d.sync += e["ck"].eq(e["ck"] + 1)
                             m.d.sync += [e[k].eq(nxt[k]) for k in steps]
@@ -453,9 +474,9 @@ class Accelerator(wiring.Component):
                             m.d.sync += e["ck"].eq(0)
                             m.d.sync += [e[k].eq(0) for k in steps] + [saved[k].eq(0) for k in steps]
                             with m.If(e["bg"] != nbg - 1):
-                                m.d.sync += e["bg"].eq(e["bg"] + 1)
+                                m.d.sync += [e["bg"].eq(e["bg"] + 1), e["goff"].eq(e["goff"] + (ng << lB))]
                             with m.Else():
-                                m.d.sync += e["bg"].eq(0)
+                                m.d.sync += [e["bg"].eq(0), e["goff"].eq(e_lo_ng)]
                                 with m.If(e["g"] != ng - 1):
                                     m.d.sync += [e["g"].eq(e["g"] + 1), e["gbase"].eq(e["gbase"] + ns)]
                                 with m.Else():
@@ -474,11 +495,23 @@ class Accelerator(wiring.Component):
                                                 Mux(i_last, inc3(e["qm3"]), e["qm3"])))
                     step_r1 = e["r1"] + Mux(i_last, 3, 1)     # the next timestep's row 0
                     m.d.sync += e["r1"].eq(Mux(step_r1 >= T3, step_r1 - T3, step_r1))
+                    step_b = e["r1base"] + Mux(i_last, (rw1 << 1) + rw1, rw1)
+                    m.d.sync += e["r1base"].eq(Mux(step_b >= T3R1, step_b - T3R1, step_b))
+                    # t * unit: t is the inner counter (row outer) or the outer one
+                    t_next = lambda v, unit: Mux(order, Mux(i_last, v + unit, v),  # noqa: E731
+                                                 Mux(i_last, 0, v + unit))
+                    m.d.sync += [e["trw"].eq(t_next(e["trw"], rw1)), e["tr4"].eq(t_next(e["tr4"], rw4)),
+                                 e["tho"].eq(t_next(e["tho"], Ho)), e["coff"].eq(ng)]
+                    # ((q - 3) >> pool) * T, row outer: grows when q moves to a new q23 row pair
+                    with m.If(~order & i_last & (e["q"] >= 3) & (~pool | ~e["q"][0])):
+                        m.d.sync += e["l4b"].eq(e["l4b"] + T)
                     with m.If(f["all_end"]):
                         m.d.sync += e["run"].eq(0)
             # derived per step
             e["e"] = Signal(RB, name=f"{name}_e")   # block index in the row (+1)
             m.d.comb += e["e"].eq(Mux(e["copy"], e["bc"] + 1, e_lo + (e["bg"] << lB) + e["b"]))
+            e["eoff"] = Signal(RB, name=f"{name}_eoff")   # e * ng
+            m.d.comb += e["eoff"].eq(Mux(e["copy"], e["coff"], e["goff"] + e["boff"]))
             e["tap"] = Signal(2, name=f"{name}_tap")
             m.d.comb += e["tap"].eq(Array([Const(t, 2) for t in TAP_ORDER])[e["ti"]])
             e["new_op"] = f["s_first"] | (e["jl"] == 0)
@@ -488,24 +521,27 @@ class Accelerator(wiring.Component):
             e["single"] = single
             return e
 
-        E2 = mac_engine("e2", e_lo2, nbe2, nbg2, lastg2, True)
-        E3 = mac_engine("e3", Const(1, 2), nb, nbg3, lastg3, False)
+        E2 = mac_engine("e2", e_lo2, e_lo2_ng, nbe2, nbg2, lastg2, True)
+        E3 = mac_engine("e3", Const(1, 2), ng, nb, nbg3, lastg3, False)
         f2, f3 = E2["f"], E3["f"]
         ptt_row2 = ~is_stt & ~E2["copy"]        # a merging row (PTT or HTT full timestep)
 
         # E2 readiness: its three q1 rows written; its output slot (row2 or line4) free
-        def e1_index(wr, t):
-            """Index of window row (wr, t) in cluster 1's order."""
-            return Mux(order, t * (H + 2) + wr,
-                       Mux(wr <= 2, (t << 1) + t + wr, (T << 1) + T + (wr - 3) * T + t))
+        def line4_free(E):
+            """line4 slot of q23 row (q, t) free: row (q - 3, t) consumed by cluster 4, i.e.
+            E4 has issued output row ((q - 3) >> pool, t) (its index in the row order: row
+            outer ((q-3) >> pool) * T + t, timestep outer t * Ho + ((q-3) >> pool))."""
+            q = E["q"]
+            need = Mux(order, E["tho"] + ((q - 3) >> pool), E["l4b"] + E["t"]) + 1
+            return (q < 3) | (e4_rel >= need)
 
-        def line4_free(q, t):
-            """line4 slot of q23 row (q, t) free: row (q - 3, t) consumed by cluster 4."""
-            return (q < 3) | (e4_rel >= seq4((q - 3) >> pool, t) + 1)
-
-        need2 = Signal(RB)                        # E1 rows needed by the current E2 row
-        m.d.comb += need2.eq(e1_index(E2["q"] + 2, E2["t"]) + 1)
-        out_ok2 = Mux(is_stt, e3_rel + 1 >= E2["seq"], line4_free(E2["q"], E2["t"]))
+        # E1 rows the current E2 row needs (E1's index of window row (q + 2, t), + 1)
+        need2 = Signal(RB)
+        with m.If(E2["issue"] & f2["row_end"]):
+            i_last2 = E2["i"] == Mux(order, H, T) - 1
+            m.d.sync += need2.eq(need2 + Mux(order, Mux(i_last2, 3, 1),
+                                             Mux((E2["q"] == 0) & ~i_last2, 3, 1)))
+        out_ok2 = Mux(is_stt, e3_rel + 1 >= E2["seq"], line4_free(E2))
         ok2 = (e1_done >= need2) & out_ok2
         m.d.comb += [E2["issue"].eq(E2["run"] & ok2)]
         count("c2_busy", E2["issue"])
@@ -514,7 +550,7 @@ class Accelerator(wiring.Component):
         with m.If(E2["issue"] & f2["row_end"]):
             m.d.sync += [e2_rel.eq(e2_rel + 1), rel1.eq(rel1 + Mux(E2["q"] == H - 1, 3, 1))]
 
-        ok3 = (e2_done >= E3["seq"] + 1) & line4_free(E3["q"], E3["t"])
+        ok3 = (e2_done >= E3["seq"] + 1) & line4_free(E3)
         m.d.comb += E3["issue"].eq(E3["run"] & ok3)
         count("c3_busy", Mux(is_stt, E3["issue"], E2["issue"] & ~E2["copy"]))
         count("c3_stall", Mux(is_stt, E3["run"] & ~ok3, E2["run"] & ~ok2 & ptt_row2))
@@ -523,24 +559,26 @@ class Accelerator(wiring.Component):
 
         # E2's memory reads
         def slot_base(E, i):
-            """line1 slot of window row (q + i) at timestep t: ((q + i) mod 3) * T + t (row
-            outer), (ring slot of row q) + i modulo 3T (timestep outer)."""
+            """Word base of the line1 slot of window row (q + i) at timestep t: slot
+            ((q + i) mod 3) * T + t (row outer), the ring slot of row q + i modulo 3T
+            (timestep outer); times rw1."""
             s = (E["qm3"] + i)
             s = Mux(s >= 3, s - 3, s)
-            r = E["r1"] + i
-            r = Mux(r >= T3, r - T3, r)
-            return Mux(order, r, s * T + E["t"]) * rw1
+            r = E["r1base"] + (rw1 if i == 1 else (rw1 << 1) if i == 2 else 0)
+            r = Mux(r >= T3R1, r - T3R1, r)
+            return Mux(order, r, times3(s, TR1) + E["trw"])
 
         mac2 = E2["issue"] & ~E2["copy"]
         base2_b = slot_base(E2, 1)
         base2_a = Mux(E2["tap"] == 0, slot_base(E2, 0), slot_base(E2, 2))
         nb_e2 = Mux(E2["tap"] == 0, E2["e"] - 1, E2["e"] + 1)      # cluster 3's neighbour block
+        nboff2 = Mux(E2["tap"] == 0, E2["eoff"] - ng, E2["eoff"] + ng)
         m.d.comb += [line1_a.en.eq(mac2 & (E2["ti"] != 0) & E2["new_op"]),
-                     line1_a.addr.eq(base2_a + E2["e"] * ng + E2["jb"]),
+                     line1_a.addr.eq(base2_a + E2["eoff"] + E2["jb"]),
                      line1_b.en.eq(E2["issue"] & (E2["copy"] | E2["new_centre"])),
-                     line1_b.addr.eq(base2_b + E2["e"] * ng + Mux(E2["copy"], E2["g"], E2["jb"])),
+                     line1_b.addr.eq(base2_b + E2["eoff"] + Mux(E2["copy"], E2["g"], E2["jb"])),
                      line1_c.en.eq(mac2 & ~is_stt & (E2["ti"] != 0) & E2["new_op"]),
-                     line1_c.addr.eq(base2_b + nb_e2 * ng + E2["jb"])]
+                     line1_c.addr.eq(base2_b + nboff2 + E2["jb"])]
         count("line1_reads", line1_a.en + line1_b.en + line1_c.en)
         w2_rd = shared_read("w2", mac2 & E2["glb_rd"], E2["gbase"] + (E2["sl"] >> pxl))
         count("w2_reads", mac2 & E2["glb_rd"])
@@ -548,10 +586,11 @@ class Accelerator(wiring.Component):
         mac3 = E3["issue"]
         base3 = Mux(E3["seq"][0], rw1, 0)
         nb_e3 = Mux(E3["tap"] == 0, E3["e"] - 1, E3["e"] + 1)
+        nboff3 = Mux(E3["tap"] == 0, E3["eoff"] - ng, E3["eoff"] + ng)
         m.d.comb += [row2_b.en.eq(mac3 & E3["new_centre"]),
-                     row2_b.addr.eq(base3 + E3["e"] * ng + E3["jb"]),
+                     row2_b.addr.eq(base3 + E3["eoff"] + E3["jb"]),
                      row2_c.en.eq(mac3 & (E3["ti"] != 0) & E3["new_op"]),
-                     row2_c.addr.eq(base3 + nb_e3 * ng + E3["jb"])]
+                     row2_c.addr.eq(base3 + nboff3 + E3["jb"])]
         count("row2_reads", row2_b.en + row2_c.en)
         w3_en = Mux(is_stt, mac3 & E3["glb_rd"], mac2 & E2["glb_rd"])
         w3_rd = shared_read("w3", w3_en, Mux(is_stt, E3["gbase"] + (E3["sl"] >> pxl),
@@ -575,7 +614,7 @@ class Accelerator(wiring.Component):
                  ("v", "copy", "first", "from_psum", "use_spad", "w_wr", "final", "psum_out",
                   "row_end", "nb_zero")}
             for k, w_ in (("s", RB), ("b", RB), ("jl", RB), ("wsel", lp + 1), ("e", RB),
-                          ("g", RB), ("act", 2 * RB), ("bc", RB)):
+                          ("eoff", RB), ("tr4", RB), ("g", RB), ("bc", RB)):
                 a[k] = Signal(w_, name=f"{name}a_{k}")
             a["ti"] = Signal(2, name=f"{name}a_ti")
             a["seq"] = Signal(RB, name=f"{name}a_seq")
@@ -589,6 +628,7 @@ class Accelerator(wiring.Component):
                          a["nb_zero"].eq(nb_zero & (E["ti"] != 0)),
                          a["s"].eq(E["s"]), a["b"].eq(E["b"]), a["jl"].eq(E["jl"]),
                          a["wsel"].eq(E["sl"] & (Px - 1)), a["e"].eq(E["e"]), a["g"].eq(E["g"]),
+                         a["eoff"].eq(E["eoff"]), a["tr4"].eq(E["tr4"]),
                          a["bc"].eq(E["bc"]), a["ti"].eq(E["ti"]), a["seq"].eq(E["seq"]),
                          a["qm3"].eq(E["qm3"]), a["t"].eq(E["t"])]
             return a
@@ -641,7 +681,7 @@ class Accelerator(wiring.Component):
 
         def stage_b(name, A):
             b = {k: Signal(name=f"{name}b_{k}") for k in ("v", "copy", "final", "psum_out", "row_end")}
-            for k in ("b", "e", "g", "seq", "bc"):
+            for k in ("b", "e", "eoff", "tr4", "g", "seq", "bc"):
                 b[k] = Signal(RB, name=f"{name}b_{k}")
             b["qm3"] = Signal(2, name=f"{name}b_qm3")
             b["t"] = Signal(8, name=f"{name}b_t")
@@ -663,7 +703,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [rq2.i.eq(pe2.acc), rq2.shift.eq(d["shift2"]), rq2.rnd.eq(rnd)]
         row2_w = mems["row2"].write_port()
         m.d.comb += [row2_w.en.eq(B2["v"] & B2["final"] & is_stt),
-                     row2_w.addr.eq(Mux(B2["seq"][0], rw1, 0) + B2["e"] * ng + B2["g"]),
+                     row2_w.addr.eq(Mux(B2["seq"][0], rw1, 0) + B2["eoff"] + B2["g"]),
                      row2_w.data.eq(rq2.o)]
         count("row2_writes", row2_w.en)
         m.submodules.adder = adder = AdderArray(P, ab)
@@ -679,14 +719,15 @@ class Accelerator(wiring.Component):
                      rq3.shift.eq(Mux(is_stt, d["shift3"], d["shift3"] + 1)), rq3.rnd.eq(rnd)]
         line4_w = mems["line4"].write_port()
 
-        def base4(qm3, t):
-            return (qm3 * T + t) * rw4
+        def base4(qm3, trw4):
+            """Word base of line4 slot (q mod 3) * T + t: ``trw4`` = t * rw4."""
+            return times3(qm3, TR4) + trw4
 
         w4_stt = B3["v"] & B3["final"] & is_stt
         w4_copy = B2["v"] & B2["copy"]
         m.d.comb += [line4_w.en.eq(w4_stt | merge | w4_copy),
-                     line4_w.addr.eq(Mux(is_stt, base4(B3["qm3"], B3["t"]) + (B3["e"] - 1) * ng + B3["g"],
-                                         base4(B2["qm3"], B2["t"]) + (B2["e"] - 1) * ng + B2["g"])),
+                     line4_w.addr.eq(Mux(is_stt, base4(B3["qm3"], B3["tr4"]) + B3["eoff"] - ng + B3["g"],
+                                         base4(B2["qm3"], B2["tr4"]) + B2["eoff"] - ng + B2["g"])),
                      line4_w.data.eq(Mux(w4_copy, copy_word, rq3.o))]
         count("line4_writes", line4_w.en)
         count("adder_busy", merge)
@@ -706,10 +747,14 @@ class Accelerator(wiring.Component):
         m4 = Signal(STREAM_BITS)                  # output row index in the row order
         gobase4, outidx = Signal(RB), Signal(RB)
         out_base, out_slot = Signal(RB), Signal(RB)
-        prev_slot = Signal(RB)                    # ring slot of the row ``dist`` rows back
+        prev_slot, prev_base = Signal(RB), Signal(RB)   # ring row ``dist`` rows back
         res_base, res_slot = Signal(RB), Signal(RB)
+        # kept by adding: (S*yo + S - 1) * T (row outer), t * H (timestep outer), t * rw4, the
+        # word offset of the current column's line4 block
+        n4b, th4, trw4_4, xoff4 = Signal(RB), Signal(RB), Signal(RB), Signal(RB)
         writer_done = Mux(is_stt, e3_done, e2_done)
-        in_ok4 = writer_done >= seq23(S * yo4 + S - 1, t4) + 1
+        # the writer's index of q23 row (S*yo + S - 1, t), + 1
+        in_ok4 = writer_done >= Mux(order, th4 + (yo4 << pool) + S, n4b + t4 + 1)
         res_ok4 = ~use_res | (stream_in["res_rows"] > m4)
         out_ok4 = (stream_in["out_taken"] + d["out_ring_rows"] > m4) & (
             long_rows | (t4 == 0) | (out_seq + dist > m4))
@@ -725,6 +770,10 @@ class Accelerator(wiring.Component):
             with m.If(grp_end4):
                 m.d.sync += [gobase4.eq(Mux(pix_end4, 0, gobase4 + R)),
                              outidx.eq(Mux(row_end4, 0, outidx + 1))]
+            with m.If(pix_end4):      # the next column's block (S columns on)
+                x0 = xo4 << pool
+                blocks = ((x0 + S) >> pxl) - (x0 >> pxl)          # 0, 1 or 2
+                m.d.sync += xoff4.eq(Mux(row_end4, 0, xoff4 + times3(blocks[:2], ng)))
             with m.If(row_end4):
                 last_o = out_slot == d["out_ring_rows"] - 1
                 last_p = prev_slot == d["out_ring_rows"] - 1
@@ -732,7 +781,16 @@ class Accelerator(wiring.Component):
                 m.d.sync += [m4.eq(m4 + 1), e4_rel.eq(e4_rel + 1),
                              out_slot.eq(Mux(last_o, 0, out_slot + 1)),
                              out_base.eq(Mux(last_o, 0, out_base + out_row_words)),
-                             prev_slot.eq(Mux(last_p, 0, prev_slot + 1))]
+                             prev_slot.eq(Mux(last_p, 0, prev_slot + 1)),
+                             prev_base.eq(Mux(last_p, 0, prev_base + out_row_words))]
+                # t advances with the inner counter (row outer) or the outer one
+                i_last4 = e4[1]
+                t_adv = Mux(order, i_last4, 1)
+                t_wrap = Mux(order, 0, i_last4)
+                with m.If(t_adv):
+                    m.d.sync += [trw4_4.eq(Mux(t_wrap, 0, trw4_4 + rw4)), th4.eq(th4 + H)]
+                with m.If(~order & i_last4):          # yo advances (row outer)
+                    m.d.sync += n4b.eq(n4b + Mux(pool, T << 1, T))
                 with m.If(use_res):
                     m.d.sync += [res_seq.eq(res_seq + 1), res_slot.eq(Mux(last_r, 0, res_slot + 1)),
                                  res_base.eq(Mux(last_r, 0, res_base + out_row_words))]
@@ -750,14 +808,15 @@ class Accelerator(wiring.Component):
         qm3_4 = Mux(pool & dy, inc3(ym3), ym3)
         line4_r = rp("line4")
         m.d.comb += [line4_r.en.eq(issue4 & ((k4 & (Pk - 1)) == 0)),
-                     line4_r.addr.eq(base4(qm3_4, t4) + (x4 >> pxl) * ng + (k4 >> pk))]
+                     line4_r.addr.eq(base4(qm3_4, trw4_4) + xoff4
+                                     + Mux(pool & dx & (Px == 1), ng, 0) + (k4 >> pk))]
         w4_rd = shared_read("w4", issue4, gobase4 + k4)
         aff_rd = shared_read("affine", issue4 & grp_end4, go4)
         res_rd = rp("residual")
         m.d.comb += [res_rd.en.eq(issue4 & grp_end4 & use_res), res_rd.addr.eq(res_base + outidx)]
         state_rd = rp("membrane")     # u(t-1): the same neuron's row ``dist`` rows back
         m.d.comb += [state_rd.en.eq(issue4 & grp_end4 & (t4 != 0)),
-                     state_rd.addr.eq(prev_slot * out_row_words + outidx)]
+                     state_rd.addr.eq(prev_base + outidx)]
         count("line4_reads", line4_r.en)
         count("w4_reads", issue4)
         count("affine_reads", issue4 & grp_end4)
@@ -866,11 +925,15 @@ class Accelerator(wiring.Component):
                       o4.eq(0), i4.eq(0), xo4.eq(0), go4.eq(0), sub4.eq(0), k4.eq(0), m4.eq(0),
                       ym3.eq(0), gobase4.eq(0), outidx.eq(0),
                       out_base.eq(0), out_slot.eq(0), res_base.eq(0), res_slot.eq(0),
-                      prev_slot.eq(d["out_ring_rows"] - dist)]
+                      prev_slot.eq(d["out_ring_rows"] - dist), prev_base.eq(prev_init),
+                      n4b.eq(Mux(pool, T, 0)), th4.eq(0), trw4_4.eq(0), xoff4.eq(0),
+                      ring1_base.eq(0), trw1.eq(0), need1.eq(1), eoff1.eq(0), need2.eq(3)]
             for E in (E2, E3):
                 for k in ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs", "jls", "sls",
-                          "gbase", "seq", "bc", "ti", "tis", "qm3", "r1"):
+                          "gbase", "seq", "bc", "ti", "tis", "qm3", "r1", "boff", "r1base", "trw",
+                          "tr4", "tho", "l4b"):
                     resets.append(E[k].eq(0))
+                resets += [E["goff"].eq(E["e_lo_ng"]), E["coff"].eq(ng)]
             m.d.sync += resets
         with m.Elif(busy & ~pipeline_busy):
             m.d.sync += [busy.eq(0), done.eq(1)]
