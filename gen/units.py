@@ -205,7 +205,7 @@ class MacPEArray(wiring.Component):
     operand (numerics step 5), output-stationary.
 
     Each cycle with ``valid``: ``acc[l] = wrap_Ab((0 if first else acc[l]) + w[l] * operand)``;
-    ``acc`` registered as in :class:`SpikePEArray`. Ports: ``valid``, ``first``, ``operand``
+    ``acc`` registered as in :class:`SpikeTree`. Ports: ``valid``, ``first``, ``operand``
     (Qb, signed), ``weights`` (lanes x Wb); ``acc`` (lanes x Ab).
     """
 
