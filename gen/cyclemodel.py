@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
-from .config import HardwareConfig, ceil_div, log2
+from .config import HardwareConfig, ceil_div
+from .geometry import TileGeometry
 
 __all__ = ["TileShape", "tile_counters", "tile_timing", "ideal_cycles", "estimate_cycles",
-           "PIPE_TAIL", "ROW_VISIBLE", "RELEASE_VISIBLE", "e1_rows", "TAP_ORDER"]
+           "PIPE_TAIL", "ROW_VISIBLE", "RELEASE_VISIBLE", "e1_rows", "TAP_ORDER", "row_accesses"]
 
 #: Cycles from E4's last issue to the end of ``busy`` (read, PE, pool/affine, LIF + write, idle).
 PIPE_TAIL = 5
@@ -63,43 +64,6 @@ class TileShape:
         return self.mode != "htt" or bool(self.schedule[t])
 
 
-@dataclass(frozen=True)
-class _Geo:
-    P: int
-    Pk: int
-    Px: int
-    ng: int
-    nb: int
-    ncc: int
-    cw: int
-    go: int
-    ho: int
-    wo: int
-    sub: int
-    r3: int
-    nbe2: int          # blocks cluster 2 computes per row (STT: + computed halo blocks)
-    cols2: int         # columns cluster 2 computes per row (MAC counting)
-    B: int             # blocks per weight chunk group
-    C: int             # steps per chunk
-
-
-def _geo(cfg: HardwareConfig, s: TileShape) -> _Geo:
-    p = cfg.lanes
-    pk, px = 1 << s.pack, p >> s.pack
-    ng, nb = ceil_div(s.rank, pk), ceil_div(s.width, px)
-    top, bottom, left, right = s.zero_halo
-    aligned = s.width % px == 0
-    nbe2, cols2 = nb, s.width
-    if s.mode == "stt":
-        nbe2 += int(not left) + int(not right and aligned)
-        cols2 += int(not left) + int(not right)
-    ws = cfg.is_weight_stationary("cluster2")
-    return _Geo(p, pk, px, ng, nb, ceil_div(s.in_channels, p), ceil_div(s.in_channels, cfg.spike_word_bits),
-                ceil_div(s.out_channels, p), s.height // 2 if s.pool else s.height,
-                s.width // 2 if s.pool else s.width, 4 if s.pool else 1, 3 * s.rank, nbe2, cols2,
-                cfg.spad_psum_entries if ws else 1, cfg.spad_weight_entries if ws else 1)
-
-
 def e1_rows(height: int, timesteps: int, order: int = 0) -> list[tuple[int, int]]:
     """Window rows ``(w, t)`` in cluster 1's order. Row outer: rows 0..2 of every timestep,
     then row ``q + 2`` of every timestep for each output row ``q >= 1``; timestep outer: the
@@ -120,7 +84,7 @@ def _rows(n_rows: int, timesteps: int, order: int) -> list[tuple[int, int]]:
     return [(y, t) for y in range(n_rows) for t in range(timesteps)]
 
 
-def _e1_row_len(s: TileShape, g: _Geo, w: int) -> tuple[int, int, int]:
+def _e1_row_len(s: TileShape, g: TileGeometry, w: int) -> tuple[int, int, int]:
     """(cycles, computed pixels, zero pixels) of E1's window row ``w``."""
     top, bottom, left, right = s.zero_halo
     cols = s.width + 2
@@ -131,7 +95,7 @@ def _e1_row_len(s: TileShape, g: _Geo, w: int) -> tuple[int, int, int]:
     return comp * s.rank * g.ncc + zeros * g.ng, comp, zeros
 
 
-def _mac_row_len(s: TileShape, g: _Geo, t: int, blocks: int) -> int:
+def _mac_row_len(s: TileShape, g: TileGeometry, t: int, blocks: int) -> int:
     if s.mode == "htt" and not s.full(t):
         return g.nb * g.ng                       # bypass copy
     return g.ng * blocks * g.r3
@@ -162,7 +126,7 @@ def _step_fields(rank: int, pk: int) -> tuple[tuple[int, int], ...]:
 
 
 @lru_cache(maxsize=4096)
-def _row_accesses(rank: int, pk: int, px: int, blocks: int, B: int, C: int) -> dict[str, int]:
+def row_accesses(rank: int, pk: int, px: int, blocks: int, B: int, C: int) -> dict[str, int]:
     """Per output rank group and MAC row: line-buffer word reads of each port, weight-buffer
     reads, scratchpad accesses (docs/host_interface.md: reads happen when a word changes)."""
     steps = _step_fields(rank, pk)
@@ -198,7 +162,7 @@ def _row_accesses(rank: int, pk: int, px: int, blocks: int, B: int, C: int) -> d
 def estimate_cycles(cfg: HardwareConfig, s: TileShape) -> int:
     """A quick estimate for the planner: the busiest engine's issue cycles plus the pipeline
     fill (the first three window rows of cluster 1 and one row of each later engine)."""
-    g = _geo(cfg, s)
+    g = TileGeometry.of_shape(cfg, s)
     rows1 = [_e1_row_len(s, g, w)[0] for w in range(s.height + 2)]
     busy1 = s.timesteps * sum(rows1)
     busy2 = sum(s.height * _mac_row_len(s, g, t, g.nbe2) for t in range(s.timesteps))
@@ -212,7 +176,7 @@ def estimate_cycles(cfg: HardwareConfig, s: TileShape) -> int:
 def tile_timing(cfg: HardwareConfig, s: TileShape) -> dict[str, int]:
     """Exact cycles of one tile: ``cycles`` (the counter), busy and stall cycles per engine
     (with a host that keeps up)."""
-    g = _geo(cfg, s)
+    g = TileGeometry.of_shape(cfg, s)
     T, H = s.timesteps, s.height
     stt = s.mode == "stt"
     order1 = e1_rows(H, T, s.order)
@@ -325,16 +289,14 @@ def tile_counters(cfg: HardwareConfig, s: TileShape, window_ones: int | None = N
     timesteps) gives ``c1_adds``; ``spikes_out``, ``words_in``/``words_out`` (from
     :class:`gen.driver.TileProgram`) are data-dependent and passed through. Missing
     data-dependent values are left out of the result."""
-    g = _geo(cfg, s)
+    g = TileGeometry.of_shape(cfg, s)
     T, H, W, r = s.timesteps, s.height, s.width, s.rank
     stt = s.mode == "stt"
     n_full = sum(1 for t in range(T) if s.full(t))
     n_copy = T - n_full
-    rows1 = [_e1_row_len(s, g, w) for w in range(H + 2)]
-    comp1 = sum(c for _, c, _ in rows1)
-    zero1 = sum(z for _, _, z in rows1)
-    acc2 = _row_accesses(r, g.Pk, g.Px, g.nbe2, g.B, g.C)
-    acc3 = _row_accesses(r, g.Pk, g.Px, g.nb, g.B, g.C)
+    comp1, zero1 = g.n1, g.z1
+    acc2 = row_accesses(r, g.Pk, g.Px, g.nbe2, g.chunk_blocks, g.chunk_steps)
+    acc3 = row_accesses(r, g.Pk, g.Px, g.nb, g.chunk_blocks, g.chunk_steps)
     mac_rows = H * n_full                       # E2 rows that run cluster 2
     per_g = lambda a, k: a[k] * g.ng * mac_rows  # noqa: E731
     out_px = g.ho * g.wo * g.go

@@ -33,6 +33,7 @@ import numpy as np
 
 from .config import (LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS, HardwareConfig, ceil_div,
                      config_from_dict, load_config, log2)
+from .geometry import TileGeometry
 from .hostmap import HostMap, host_map
 
 __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Driver",
@@ -111,47 +112,6 @@ class TilePlan:
         return iter(self.tiles)
 
 
-@dataclass(frozen=True)
-class TileGeometry:
-    """Sizes the datapath derives from a tile's descriptor (gen/top.py computes the same)."""
-    P: int
-    pk: int               # log2 Pk
-    ng: int               # rank groups of Pk channels
-    nb: int               # column blocks of Px columns
-    rw1: int              # words of a line1 / row2 row
-    rw4: int              # words of a line4 row
-    ncc: int              # P-channel chunks of the input channels
-    cw: int               # spike words per pixel
-    ns: int               # weight words per output rank group (w2/w3)
-    go: int               # output groups of P channels
-    ho: int
-    wo: int
-    in_row_words: int     # words of one input row (computed pixels x cw)
-    out_row_words: int    # words of one output/residual row
-
-    @property
-    def Pk(self) -> int:
-        return 1 << self.pk
-
-    @property
-    def Px(self) -> int:
-        return self.P >> self.pk
-
-    @classmethod
-    def of(cls, cfg: HardwareConfig, in_channels: int, rank: int, out_channels: int, height: int,
-           width: int, pool: bool, zero_halo: Sequence[bool], pack: int) -> "TileGeometry":
-        p = cfg.lanes
-        pkk, px = 1 << pack, p >> pack
-        ng = ceil_div(rank, pkk)
-        nb = ceil_div(width, px)
-        cw = ceil_div(in_channels, cfg.spike_word_bits)
-        go = ceil_div(out_channels, p)
-        ho, wo = (height // 2, width // 2) if pool else (height, width)
-        computed_px = width + 2 - int(zero_halo[2]) - int(zero_halo[3])
-        return cls(p, pack, ng, nb, (nb + 2) * ng, nb * ng, ceil_div(in_channels, p), cw,
-                   ceil_div(3 * rank, px), go, ho, wo, computed_px * cw, wo * go)
-
-
 def tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, out_channels: int,
              height: int, width: int, pool: bool, zero_halo: Sequence[bool], pack: int,
              mode: str = "ptt", order: int = 0) -> str | None:
@@ -161,7 +121,7 @@ def tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, o
         return f"pack {pack} outside 0..{log2(cfg.lanes)}"
     if order not in (0, 1):
         return f"order {order} is not 0 (row outer) or 1 (timestep outer)"
-    g = TileGeometry.of(cfg, in_channels, rank, out_channels, height, width, pool, zero_halo, pack)
+    g = TileGeometry.of(cfg, in_channels, rank, out_channels, height, width, pool, zero_halo, pack, mode)
     # the LIF reads u(t-1) from the output ring: one row back (row outer) or a timestep's rows
     back = g.ho if order else 1
     checks = [
@@ -558,7 +518,8 @@ class Driver:
 
     def geometry(self, qlayer, tile: Tile) -> TileGeometry:
         return TileGeometry.of(self.config, tile.in_channels, tile.rank, tile.out_channels,
-                               tile.height, tile.width, tile.pool, tile.zero_halo, tile.pack)
+                               tile.height, tile.width, tile.pool, tile.zero_halo, tile.pack,
+                               qlayer.mode)
 
     # ---- encoding --------------------------------------------------------------------------
     def _region_words(self, name: str, words: Sequence[int], offset: int = 0) -> list[tuple[int, int]]:

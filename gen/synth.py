@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"[1/2] generating Verilog for {cfg.name} ...", flush=True)
     atomic_write(out / "ttsnn_accel.v", verilog_text(cfg))
     atomic_write(out / "synth.ys", SCRIPT)
-    print(f"[2/2] yosys synthesis to generic cells (minutes for the paper configuration) ...", flush=True)
+    print("[2/2] yosys synthesis to generic cells (minutes for the paper configuration) ...", flush=True)
     proc = subprocess.run(yosys + ["-q", "-s", "synth.ys"], cwd=out, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ValueError(f"yosys failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")

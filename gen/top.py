@@ -103,7 +103,7 @@ class Accelerator(wiring.Component):
         wd = cfg.widths
         P, lp = cfg.lanes, log2(cfg.lanes)
         SW, lsw = cfg.spike_word_bits, log2(cfg.spike_word_bits)
-        SPC, lspc = SW // P, log2(SW // P)          # P-channel chunks per spike word
+        lspc = log2(SW // P)                        # log2 of the P-channel chunks per spike word
         CWMAX = -(-cfg.limits.max_in_channels // SW)
         ws = cfg.is_weight_stationary("cluster2")
         BLK = cfg.spad_psum_entries if ws else 1    # blocks sharing one weight chunk
@@ -278,7 +278,7 @@ class Accelerator(wiring.Component):
         in_seq = Signal(STREAM_BITS)      # input rows E1 has finished with
         res_seq = Signal(STREAM_BITS)     # residual rows E4 has finished with
         out_seq = Signal(STREAM_BITS)     # output rows complete
-        run1, run2, run3, run4 = Signal(), Signal(), Signal(), Signal()
+        run1, run4 = Signal(), Signal()           # (E2, E3 have their own run flags)
 
         # ==== E1: cluster 1 ===============================================================
         # rows: row outer: output row q (its new window rows: 0..2 for q = 0, q + 2 after),
@@ -286,7 +286,6 @@ class Accelerator(wiring.Component):
         o1, i1, sb1 = Signal(RB), Signal(RB), Signal(2)
         pi1, k1, cc1 = Signal(RB), Signal(RB), Signal(RB)
         qm3_1 = Signal(2)                         # (o1 + 2) mod 3 for o1 >= 1 (row outer)
-        wm3_t = Signal(2)                         # i1 mod 3 (timestep outer)
         waddr1, pix1 = Signal(RB), Signal(RB)
         in_base, in_slot = Signal(RB), Signal(RB)
         # timestep outer: line1 is one ring of 3T rows in E1's order; rel1 counts the rows of
@@ -331,7 +330,7 @@ class Accelerator(wiring.Component):
                 m.d.sync += eoff1.eq(Mux(row_end1, 0, Mux(pi1 == 0, eW_ng, Mux(
                     pi1 == 1, ng, eoff1 + Mux((nxt_col & (Px - 1)) == 0, ng, 0)))))
             with m.If(row_end1):
-                m.d.sync += [wm3_t.eq(Mux(e1[1], 0, inc3(wm3_t))), n1.eq(n1 + 1),
+                m.d.sync += [n1.eq(n1 + 1),
                              ring1.eq(Mux(ring1 == T3 - 1, 0, ring1 + 1)),
                              ring1_base.eq(Mux(ring1 == T3 - 1, 0, ring1_base + rw1)),
                              need1.eq(need1 + (wr1 >= 3))]
@@ -404,7 +403,7 @@ class Accelerator(wiring.Component):
         for pe in (pe2, pe3):
             m.d.comb += pe.pack.eq(pk)
 
-        def mac_engine(name, e_lo, e_lo_ng, nbe, nbg, lastg, copy_allowed):
+        def mac_engine(name, e_lo, e_lo_ng, nbg, lastg, copy_allowed):
             """Loop counters and step flags of one MAC engine (E2 or E3) at the issue stage."""
             e = {k: Signal(RB, name=f"{name}_{k}") for k in
                  ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs", "jls", "sls", "gbase",
@@ -518,11 +517,10 @@ class Accelerator(wiring.Component):
             e["new_centre"] = f["s_first"] | ((e["jl"] == 0) & (e["ti"] == 0))
             e["glb_rd"] = f["glb_w"] & (f["s_first"] | ((e["sl"] & (Px - 1)) == 0))
             e["f"] = f
-            e["single"] = single
             return e
 
-        E2 = mac_engine("e2", e_lo2, e_lo2_ng, nbe2, nbg2, lastg2, True)
-        E3 = mac_engine("e3", Const(1, 2), ng, nb, nbg3, lastg3, False)
+        E2 = mac_engine("e2", e_lo2, e_lo2_ng, nbg2, lastg2, True)
+        E3 = mac_engine("e3", Const(1, 2), ng, nbg3, lastg3, False)
         f2, f3 = E2["f"], E3["f"]
         ptt_row2 = ~is_stt & ~E2["copy"]        # a merging row (PTT or HTT full timestep)
 
@@ -614,12 +612,11 @@ class Accelerator(wiring.Component):
                  ("v", "copy", "first", "from_psum", "use_spad", "w_wr", "final", "psum_out",
                   "row_end", "nb_zero")}
             for k, w_ in (("s", RB), ("b", RB), ("jl", RB), ("wsel", lp + 1), ("e", RB),
-                          ("eoff", RB), ("tr4", RB), ("g", RB), ("bc", RB)):
+                          ("eoff", RB), ("tr4", RB), ("g", RB)):
                 a[k] = Signal(w_, name=f"{name}a_{k}")
             a["ti"] = Signal(2, name=f"{name}a_ti")
             a["seq"] = Signal(RB, name=f"{name}a_seq")
             a["qm3"] = Signal(2, name=f"{name}a_qm3")
-            a["t"] = Signal(8, name=f"{name}a_t")
             nb_zero = ((nbr_e == 0) & zl) | ((nbr_e == nb + 1) & zr)
             m.d.sync += [a["v"].eq(E["issue"]), a["copy"].eq(E["copy"]), a["first"].eq(f["s_first"]),
                          a["from_psum"].eq(f["from_psum"]), a["use_spad"].eq(f["spad_rd"]),
@@ -629,8 +626,7 @@ class Accelerator(wiring.Component):
                          a["s"].eq(E["s"]), a["b"].eq(E["b"]), a["jl"].eq(E["jl"]),
                          a["wsel"].eq(E["sl"] & (Px - 1)), a["e"].eq(E["e"]), a["g"].eq(E["g"]),
                          a["eoff"].eq(E["eoff"]), a["tr4"].eq(E["tr4"]),
-                         a["bc"].eq(E["bc"]), a["ti"].eq(E["ti"]), a["seq"].eq(E["seq"]),
-                         a["qm3"].eq(E["qm3"]), a["t"].eq(E["t"])]
+                         a["ti"].eq(E["ti"]), a["seq"].eq(E["seq"]), a["qm3"].eq(E["qm3"])]
             return a
 
         A2 = stage_a("e2", E2, nb_e2)
@@ -655,48 +651,44 @@ class Accelerator(wiring.Component):
         v2mac = A2["v"] & ~A2["copy"]
         drive_cluster(pe2, E2, A2, Mux(A2["ti"] == 0, line1_b.data, line1_a.data), 0, 0,
                       w2_rd.data, v2mac)
-        c3_stt = is_stt
-        pe3_centre = Mux(c3_stt, row2_b.data, line1_b.data)
-        pe3_nbr = Mux(Mux(c3_stt, A3["nb_zero"], A2["nb_zero"]), 0,
-                      Mux(c3_stt, row2_c.data, line1_c.data))
-        with m.If(c3_stt):
+        # cluster 3: E3 on q2 rows (STT) or E2's step on q1 rows in lock step (PTT/HTT)
+        pe3_centre = Mux(is_stt, row2_b.data, line1_b.data)
+        pe3_nbr = Mux(Mux(is_stt, A3["nb_zero"], A2["nb_zero"]), 0,
+                      Mux(is_stt, row2_c.data, line1_c.data))
+        with m.If(is_stt):
             drive_cluster(pe3, E3, A3, pe3_centre, pe3_nbr, shift_of(A3["ti"]), w3_rd.data, A3["v"])
         with m.Else():
             drive_cluster(pe3, E2, A2, pe3_centre, pe3_nbr, shift_of(A2["ti"]), w3_rd.data,
                           v2mac & ~is_stt)
         count("c2_macs", Mux(v2mac, lanes2 * Mux(is_stt, cols2, cols2_ptt), 0))
-        count("c3_macs", Mux(c3_stt, Mux(A3["v"], lanes3 * cols3, 0),
+        count("c3_macs", Mux(is_stt, Mux(A3["v"], lanes3 * cols3, 0),
                              Mux(v2mac, lanes2 * cols2_ptt, 0)))
         # scratchpad accesses: a weight read or write, a partial-sum read or write (each one
         # access of every PE's scratchpad, in lock step)
-        c3_issue = Mux(c3_stt, E3["issue"], mac2 & ~is_stt)
-        count("c2_spad_reads", pe2.w_rd)
-        count("c2_spad_reads", pe2.p_rd)
-        count("c2_spad_writes", pe2.w_wr)
-        count("c3_spad_reads", pe3.w_rd & c3_issue)
-        count("c3_spad_reads", pe3.p_rd & c3_issue)
-        count("c3_spad_writes", pe3.w_wr)
+        for pe, name in ((pe2, "c2"), (pe3, "c3")):
+            count(f"{name}_spad_reads", pe.w_rd)
+            count(f"{name}_spad_reads", pe.p_rd)
+            count(f"{name}_spad_writes", pe.w_wr)
         copy_word = Signal(P * qb)
         m.d.sync += copy_word.eq(line1_b.data)
 
         def stage_b(name, A):
             b = {k: Signal(name=f"{name}b_{k}") for k in ("v", "copy", "final", "psum_out", "row_end")}
-            for k in ("b", "e", "eoff", "tr4", "g", "seq", "bc"):
+            for k in ("b", "e", "eoff", "tr4", "g", "seq"):
                 b[k] = Signal(RB, name=f"{name}b_{k}")
             b["qm3"] = Signal(2, name=f"{name}b_qm3")
-            b["t"] = Signal(8, name=f"{name}b_t")
             m.d.sync += [b[k].eq(A[k]) for k in b]
             return b
 
         B2 = stage_b("e2", A2)
         B3 = stage_b("e3", A3)
         m.d.comb += [pe2.p_wr.eq(B2["v"] & ~B2["copy"] & B2["psum_out"]), pe2.p_wr_addr.eq(B2["b"])]
-        with m.If(c3_stt):
+        with m.If(is_stt):
             m.d.comb += [pe3.p_wr.eq(B3["v"] & B3["psum_out"]), pe3.p_wr_addr.eq(B3["b"])]
         with m.Else():
             m.d.comb += [pe3.p_wr.eq(B2["v"] & ~B2["copy"] & B2["psum_out"]), pe3.p_wr_addr.eq(B2["b"])]
-        count("c2_spad_writes", pe2.p_wr)
-        count("c3_spad_writes", pe3.p_wr)
+        for pe, name in ((pe2, "c2"), (pe3, "c3")):
+            count(f"{name}_spad_writes", pe.p_wr)
 
         # results: STT q2 -> row2; PTT merge / STT cluster 3 / HTT copy -> line4
         m.submodules.requant2 = rq2 = Requantiser(P, ab, qb)
@@ -803,8 +795,7 @@ class Accelerator(wiring.Component):
                 m.d.sync += run4.eq(0)
         dy, dx = sub4[1], sub4[0]
         x4 = Signal(RB)
-        q4 = Signal(RB)
-        m.d.comb += [x4.eq(Mux(pool, (xo4 << 1) + dx, xo4)), q4.eq(Mux(pool, (yo4 << 1) + dy, yo4))]
+        m.d.comb += x4.eq(Mux(pool, (xo4 << 1) + dx, xo4))
         qm3_4 = Mux(pool & dy, inc3(ym3), ym3)
         line4_r = rp("line4")
         m.d.comb += [line4_r.en.eq(issue4 & ((k4 & (Pk - 1)) == 0)),
@@ -918,7 +909,7 @@ class Accelerator(wiring.Component):
                       E3["run"].eq(is_stt),
                       run4.eq(1),
                       o1.eq(0), i1.eq(0), sb1.eq(0), pi1.eq(0), k1.eq(0), cc1.eq(0), qm3_1.eq(0),
-                      wm3_t.eq(0), waddr1.eq(0), pix1.eq(0), in_base.eq(0), in_slot.eq(0),
+                      waddr1.eq(0), pix1.eq(0), in_base.eq(0), in_slot.eq(0),
                       e1_done.eq(0), e2_done.eq(0), e2_rel.eq(0), e3_done.eq(0), e3_rel.eq(0),
                       ring1.eq(0), n1.eq(0), rel1.eq(0),
                       e4_rel.eq(0), in_seq.eq(0), res_seq.eq(0), out_seq.eq(0),

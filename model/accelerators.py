@@ -32,7 +32,7 @@ from dataclasses import replace
 
 from gen import cyclemodel as cm
 from gen.config import HardwareConfig
-from gen.driver import TileGeometry
+from gen.geometry import TileGeometry
 
 from .array import ArrayMachine, Step, core_backward, core_forward, core_weight_update, spill_schedule
 from .counts import (Counts, LayerResult, PassResult, Sparsity, full_timesteps,
@@ -385,7 +385,7 @@ class Proposed(Accelerator):
                 busy_f[k] += c[f"{k}_busy"]
             h, wd, co = s.height, s.width, s.out_channels
             ho, wo = tile.out_shape
-            geo = TileGeometry.of(tcfg, cin, r, co, h, wd, s.pool, s.zero_halo, s.pack)
+            geo = TileGeometry.of_shape(tcfg, s)
             n1, _ = computed_pixels(s)
             neurons = co * ho * wo * T
             params = cin * r + 6 * r * r + r * co            # the tile's cores

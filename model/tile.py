@@ -35,7 +35,8 @@ import numpy as np
 from gen import cyclemodel as cm
 from gen.config import HardwareConfig, ceil_div
 from gen.cyclemodel import TileShape
-from gen.driver import TileGeometry, input_row_order
+from gen.driver import input_row_order
+from gen.geometry import TileGeometry
 from gen.hostmap import COUNTER_NAMES, host_map
 
 __all__ = ["TileShape", "TileForward", "tile_shape", "tile_forward", "tile_forward_counters",
@@ -93,14 +94,9 @@ def tile_shape(tile, mode: str, schedule: Sequence[bool] | None = None,
 def computed_pixels(s: TileShape) -> tuple[int, int]:
     """``(N1, Z1)`` of docs/host_interface.md: window pixels cluster 1 computes per timestep, and
     the zero-halo pixels it writes as zero words without computing."""
-    top, bottom, left, right = s.zero_halo
+    top, bottom, left, right = (bool(z) for z in s.zero_halo)
     n1 = (s.height + 2 - top - bottom) * (s.width + 2 - left - right)
     return n1, (s.height + 2) * (s.width + 2) - n1
-
-
-def _geometry(cfg: HardwareConfig, s: TileShape) -> TileGeometry:
-    return TileGeometry.of(cfg, s.in_channels, s.rank, s.out_channels, s.height, s.width, s.pool,
-                           s.zero_halo, s.pack)
 
 
 #: per-configuration caches (a HardwareConfig is not hashable: keyed by its content)
@@ -133,7 +129,7 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
     ``affine``: ``GO``), the input rows it streams (one per window row inside the layer and
     timestep, ``N1``-pixel rows of ``CW`` words), the residual rows (``T*Ho`` rows of
     ``Wo*GO`` words) and the output rows it reads (membranes and spikes, ``T*Ho`` rows each)."""
-    g = _geometry(cfg, s)
+    g = TileGeometry.of_shape(cfg, s)
     sub = _subwords(cfg)
     out: dict[str, tuple[int, int]] = {}
     if load_weights:
@@ -283,14 +279,14 @@ def tile_forward_counters(cfg: HardwareConfig, tile, mode: str,
 
 def _spad_psum_fraction(cfg: HardwareConfig, s: TileShape) -> dict[str, float]:
     """Fraction of the scratchpad reads/writes of clusters 2 and 3 that are partial sums (the
-    rest are weights), from the cycle model's own access count (``_row_accesses``); the
+    rest are weights), from the cycle model's own access count (:func:`gen.cyclemodel.row_accesses`); the
     counters themselves come from :func:`gen.cyclemodel.tile_counters`."""
     key = (config_key(cfg), s)
     if key in _SPAD:
         return _SPAD[key]
-    g = cm._geo(cfg, s)
-    a2 = cm._row_accesses(s.rank, g.Pk, g.Px, g.nbe2, g.B, g.C)
-    a3 = cm._row_accesses(s.rank, g.Pk, g.Px, g.nb, g.B, g.C) if s.mode == "stt" else a2
+    g = TileGeometry.of_shape(cfg, s)
+    a2 = cm.row_accesses(s.rank, g.Pk, g.Px, g.nbe2, g.chunk_blocks, g.chunk_steps)
+    a3 = cm.row_accesses(s.rank, g.Pk, g.Px, g.nb, g.chunk_blocks, g.chunk_steps) if s.mode == "stt" else a2
 
     def frac(a, op):
         w, p = a[f"spad_w_{op}"], a[f"spad_p_{op}"]

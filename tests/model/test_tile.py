@@ -11,6 +11,7 @@ import pytest
 from gen import cyclemodel as cm
 from gen.config import load_config
 from gen.driver import Driver, plan_layer
+from gen.geometry import TileGeometry
 from model.counts import Counts
 from model.energy_table import Memory, load_energy_table
 from model.tile import (STALL_COUNTERS, computed_pixels, counters_to_counts, expected_event_steps,
@@ -161,14 +162,14 @@ def test_counts_of_a_tile():
 
 def test_scratchpad_split_uses_gen_cyclemodels_access_count():
     """The weight / partial-sum split of the c2/c3 scratchpad counters comes from
-    gen.cyclemodel's private access count: it must still add up to the public counters."""
+    gen.cyclemodel's access count per row: it must add up to the counters."""
     tile = _paper_tile("stt", r=48, co=128, hw=(24, 24))
     s = tile_shape(tile, "stt")
-    g = cm._geo(PAPER, s)
+    g = TileGeometry.of_shape(PAPER, s)
     rows = s.height * s.timesteps
     c = cm.tile_counters(PAPER, s)
     for name, blocks in (("c2", g.nbe2), ("c3", g.nb)):
-        a = cm._row_accesses(s.rank, g.Pk, g.Px, blocks, g.B, g.C)
+        a = cm.row_accesses(s.rank, g.Pk, g.Px, blocks, g.chunk_blocks, g.chunk_steps)
         assert c[f"{name}_spad_reads"] == (a["spad_w_rd"] + a["spad_p_rd"]) * g.ng * rows
         assert c[f"{name}_spad_writes"] == (a["spad_w_wr"] + a["spad_p_wr"]) * g.ng * rows
     assert c["c2_spad_reads"] > 0
