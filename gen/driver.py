@@ -630,15 +630,17 @@ class Driver:
         return [[_pack(padded[tt, g * p:(g + 1) * p, y, x], bits) for x in range(wo) for g in range(go)]
                 for y, tt in output_row_order(ho, t, order)]
 
-    def ring_rows(self, geo: TileGeometry, limit: int | None = None) -> dict[str, int]:
-        """Rows of the spike_in, residual and output rings for a tile (as many as the regions
-        hold, at most ``limit``)."""
+    def ring_rows(self, geo: TileGeometry, order: int = 0, limit: int | None = None) -> dict[str, int]:
+        """Rows of the spike_in, residual and output rings for a tile: as many as the regions
+        hold, at most ``limit``; at least one, and for the output ring the rows the LIF reads
+        back plus one (2 in row order 0, ``Ho + 1`` in order 1; ``tile_fit`` checks they fit)."""
         reg = self.config.regions
         rings = {"in": reg["spike_in"].depth // max(geo.in_row_words, 1),
                  "res": reg["residual"].depth // max(geo.out_row_words, 1),
                  "out": reg["membrane"].depth // max(geo.out_row_words, 1)}
         top = (1 << 16) - 1
-        return {k: max(1, min(v, limit or top, top)) for k, v in rings.items()}
+        least = {"in": 1, "res": 1, "out": (geo.ho if order else 1) + 1}
+        return {k: max(least[k], min(v, limit or top, top)) for k, v in rings.items()}
 
     def program(self, qlayer, tile: Tile, window: np.ndarray, residual: np.ndarray | None = None,
                 load_weights: bool | None = None, read_counters: bool = True,
@@ -665,9 +667,7 @@ class Driver:
                 raise ValueError(f"residual: expected shape {(tile.timesteps, tile.out_channels, ho, wo)}, "
                                  f"got {residual.shape}")
         geo = self.geometry(qlayer, tile)
-        rings = self.ring_rows(geo, ring_limit)
-        if rings["out"] < (geo.ho if tile.order else 1) + 1:
-            rings["out"] = (geo.ho if tile.order else 1) + 1   # the LIF reads rows back
+        rings = self.ring_rows(geo, tile.order, ring_limit)
         reg = {name: m.register(name).address for name in
                ("status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows")}
         setup: list[tuple[int, int]] = [(m.register("ctrl").address, 2)]  # clear counters
