@@ -85,14 +85,15 @@ def _rows(n_rows: int, timesteps: int, order: int) -> list[tuple[int, int]]:
 
 
 def _e1_row_len(s: TileShape, g: TileGeometry, w: int) -> tuple[int, int, int]:
-    """(cycles, computed pixels, zero pixels) of E1's window row ``w``."""
+    """(cycles, computed pixels, zero pixels) of E1's window row ``w``: a row outside the
+    layer takes one step, zero halo columns none."""
     top, bottom, left, right = s.zero_halo
     cols = s.width + 2
     if (w == 0 and top) or (w == s.height + 1 and bottom):
-        return cols * g.ng, 0, cols
+        return 1, 0, cols
     zeros = int(left) + int(right)
     comp = cols - zeros
-    return comp * s.rank * g.ncc + zeros * g.ng, comp, zeros
+    return comp * s.rank * g.ncc, comp, zeros
 
 
 def _mac_row_len(s: TileShape, g: TileGeometry, t: int, blocks: int) -> int:
@@ -294,7 +295,7 @@ def tile_counters(cfg: HardwareConfig, s: TileShape, window_ones: int | None = N
     stt = s.mode == "stt"
     n_full = sum(1 for t in range(T) if s.full(t))
     n_copy = T - n_full
-    comp1, zero1 = g.n1, g.z1
+    comp1 = g.n1
     acc2 = row_accesses(r, g.Pk, g.Px, g.nbe2, g.chunk_blocks, g.chunk_steps)
     acc3 = row_accesses(r, g.Pk, g.Px, g.nb, g.chunk_blocks, g.chunk_steps)
     mac_rows = H * n_full                       # E2 rows that run cluster 2
@@ -317,7 +318,7 @@ def tile_counters(cfg: HardwareConfig, s: TileShape, window_ones: int | None = N
         "spike_in_reads": T * comp1 * g.cw,
         "line1_reads": (per_g(acc2, "portA") + per_g(acc2, "portB") + (0 if stt else per_g(acc2, "portC"))
                         + H * n_copy * g.nb * g.ng),
-        "line1_writes": T * (comp1 * r + zero1 * g.ng),
+        "line1_writes": T * comp1 * r,
         "row2_reads": per_g(acc3, "portB") + per_g(acc3, "portC") if stt else 0,
         "row2_writes": mac_rows * g.ng * g.nbe2 if stt else 0,
         "line4_reads": T * out_px * g.sub * g.ng,

@@ -73,7 +73,7 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int, str], ...] = (
 #: Counters: name -> exact meaning (docs/host_interface.md, section Counters, has the formulas).
 COUNTERS: tuple[tuple[str, str], ...] = (
     ("cycles", "cycles from start to done (busy high)"),
-    ("c1_busy", "cycles cluster 1 issued a step (an accumulate of P channels or a zero write)"),
+    ("c1_busy", "cycles cluster 1 issued a step (an accumulate of P channels, or one step per zero-halo row)"),
     ("c1_stall", "cycles cluster 1 had rows left but waited for a free line1 slot"),
     ("c1_in_wait", "cycles cluster 1 waited for the host's next input spike row"),
     ("c2_busy", "cycles cluster 2 issued a step (MAC, zero write or HTT bypass copy)"),

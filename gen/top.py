@@ -284,7 +284,7 @@ class Accelerator(wiring.Component):
         # rows: row outer: output row q (its new window rows: 0..2 for q = 0, q + 2 after),
         # timestep, new row; timestep outer: timestep, window row
         o1, i1, sb1 = Signal(RB), Signal(RB), Signal(2)
-        pi1, k1, cc1 = Signal(RB), Signal(RB), Signal(RB)
+        px1, k1, cc1 = Signal(RB), Signal(RB), Signal(RB)
         qm3_1 = Signal(2)                         # (o1 + 2) mod 3 for o1 >= 1 (row outer)
         waddr1, pix1 = Signal(RB), Signal(RB)
         in_base, in_slot = Signal(RB), Signal(RB)
@@ -298,9 +298,25 @@ class Accelerator(wiring.Component):
         T3 = geo("t3", (T << 1) + T, 8)
         wr1, t1 = Signal(RB), Signal(8)
         m.d.comb += [wr1.eq(Mux(order, i1, Mux(o1 == 0, sb1, o1 + 2))), t1.eq(Mux(order, o1, i1))]
-        zero_row1 = ((wr1 == 0) & zt) | ((wr1 == H + 1) & zb)
-        zero_px1 = Signal()
-        m.d.comb += zero_px1.eq(zero_row1 | ((pi1 == 0) & zl) | ((pi1 == 1) & zr))
+        # window rows and halo columns outside the layer (zero_halo) are never computed nor
+        # written: a zero row takes one step (it still occupies its line1 slot, whose reads
+        # cluster 2 masks to zero), zero halo columns are skipped (readers mask the halo
+        # block; an unaligned right edge gets its zero lane with column W-1's write)
+        zero_row1 = Signal()
+        m.d.comb += zero_row1.eq(((wr1 == 0) & zt) | ((wr1 == H + 1) & zb))
+        halos1 = geo("halos1", 2 - zl - zr, 2)    # halo pixels cluster 1 computes per row
+
+        def pixel_of(idx):
+            """Window pixel (0: left halo, 1: right halo, 2 + x: column x) of the ``idx``-th
+            pixel cluster 1 computes in a row."""
+            return Mux(idx >= halos1, idx + zl + zr, Mux(halos1 == 2, idx, zl))
+
+        pi1 = Signal(RB)
+        m.d.comb += pi1.eq(pixel_of(px1))
+        nxt_pi1 = pixel_of(px1 + 1)
+        first_eoff1 = geo("first_eoff1", Mux(~zl, 0, Mux(~zr, eW_ng, ng)))
+        zlane1 = Signal()                         # column W-1 with a zero, unaligned right edge
+        m.d.comb += zlane1.eq(zr & ~w_aligned & (pi1 == W + 1))
         xe1 = Signal(RB)                          # column + Px (the left halo is column -1)
         m.d.comb += xe1.eq(Mux(pi1 == 0, Px - 1, Mux(pi1 == 1, W + Px, pi1 - 2 + Px)))
         in_ok1 = zero_row1 | (stream_in["in_rows"] > in_seq)
@@ -311,8 +327,9 @@ class Accelerator(wiring.Component):
         count("c1_stall", run1 & ~slot_ok1)
         count("c1_in_wait", run1 & slot_ok1 & ~in_ok1)
         e1 = _loops(m, [(o1, Mux(order, T, H)), (i1, Mux(order, H + 2, T)),
-                        (sb1, Mux(order | (o1 != 0), 1, 3)), (pi1, W + 2),
-                        (k1, Mux(zero_px1, ng, R)), (cc1, Mux(zero_px1, 1, ncc))], issue1)
+                        (sb1, Mux(order | (o1 != 0), 1, 3)),
+                        (px1, Mux(zero_row1, 1, W + halos1)),
+                        (k1, Mux(zero_row1, 1, R)), (cc1, Mux(zero_row1, 1, ncc))], issue1)
         unit_end1, px_end1, row_end1, all_end1 = e1[5], e1[4], e1[3], e1[0]
         def times3(sel, unit):
             """``sel * unit`` for ``sel`` in 0..2, without a multiplier."""
@@ -323,12 +340,12 @@ class Accelerator(wiring.Component):
         with m.If(issue1):
             m.d.sync += waddr1.eq(Mux(px_end1, 0, waddr1 + 1))
             with m.If(px_end1):
-                m.d.sync += pix1.eq(Mux(row_end1, 0, pix1 + Mux(zero_px1, 0, cw)))
+                m.d.sync += pix1.eq(Mux(row_end1, 0, pix1 + cw))
                 # the next pixel's block: column W's, block 1 (column 0), then one more block
-                # every Px columns; a new row starts with the left halo's block 0
-                nxt_col = pi1 - 1                 # column of pixel pi1 + 1 (for pi1 >= 2)
-                m.d.sync += eoff1.eq(Mux(row_end1, 0, Mux(pi1 == 0, eW_ng, Mux(
-                    pi1 == 1, ng, eoff1 + Mux((nxt_col & (Px - 1)) == 0, ng, 0)))))
+                # every Px columns; a new row starts with its first pixel's block
+                nxt_col = nxt_pi1 - 2             # column of the next pixel (for nxt_pi1 >= 2)
+                m.d.sync += eoff1.eq(Mux(row_end1, first_eoff1, Mux(nxt_pi1 == 1, eW_ng, Mux(
+                    nxt_pi1 == 2, ng, eoff1 + Mux((nxt_col & (Px - 1)) == 0, ng, 0)))))
             with m.If(row_end1):
                 m.d.sync += [n1.eq(n1 + 1),
                              ring1.eq(Mux(ring1 == T3 - 1, 0, ring1 + 1)),
@@ -345,18 +362,20 @@ class Accelerator(wiring.Component):
                 m.d.sync += qm3_1.eq(Mux(o1 == 0, 0, inc3(qm3_1)))
             with m.If(all_end1):
                 m.d.sync += run1.eq(0)
-        spike_rd = shared_read("spike_in", issue1 & ~zero_px1 & (k1 == 0) & (cc1[:lspc] == 0 if lspc else 1),
+        spike_rd = shared_read("spike_in", issue1 & ~zero_row1 & (k1 == 0) & (cc1[:lspc] == 0 if lspc else 1),
                                in_base + pix1 + (cc1 >> lspc))
-        w1_rd = shared_read("w1", issue1 & ~zero_px1, waddr1)
+        w1_rd = shared_read("w1", issue1 & ~zero_row1, waddr1)
         count("spike_in_reads", spike_rd.en & busy)
-        count("w1_reads", issue1 & ~zero_px1)
+        count("w1_reads", issue1 & ~zero_row1)
 
         v1a, zero1a, first1a, last1a, k0_1a, rowend1a = (Signal(name=f"e1a_{n}") for n in
                                                           ("v", "zero", "first", "last", "k0", "rowend"))
         cc1a, k1a, e1a, sl1a = Signal(RB), Signal(RB), Signal(RB), Signal(lp + 1)   # e1a: word offset
         base1a = Signal(RB)
         act1a = Signal(range(P + 1))
-        m.d.sync += [v1a.eq(issue1), zero1a.eq(zero_px1), first1a.eq(cc1 == 0), last1a.eq(unit_end1),
+        zlane1a, zlane1b = Signal(), Signal()
+        m.d.sync += [zlane1a.eq(zlane1), zlane1b.eq(zlane1a)]
+        m.d.sync += [v1a.eq(issue1), zero1a.eq(zero_row1), first1a.eq(cc1 == 0), last1a.eq(unit_end1),
                      k0_1a.eq(k1 == 0), rowend1a.eq(row_end1), cc1a.eq(cc1), k1a.eq(k1),
                      e1a.eq(eoff1), sl1a.eq(xe1 & (Px - 1)), base1a.eq(base1),
                      act1a.eq(active_lanes(CIN, cc1, lp))]
@@ -385,11 +404,13 @@ class Accelerator(wiring.Component):
         line1_w = mems["line1"].write_port(granularity=qb)
         lane1 = Signal(lp + 1)
         m.d.comb += lane1.eq((sl1b << pk) | (k1b & (Pk - 1)))
-        m.d.comb += [line1_w.addr.eq(base1b + e1b + Mux(zero1b, k1b, k1b >> pk)),
-                     line1_w.data.eq(Mux(zero1b, 0, Cat(*([rq1.o] * P))))]
-        with m.If(v1b & last1b):
-            m.d.comb += line1_w.en.eq(Mux(zero1b, (1 << P) - 1, Const(1, P) << lane1))
-        count("line1_writes", v1b & last1b)
+        zero_lane1 = lane1 + Pk                   # column W's lane, next to column W-1's
+        m.d.comb += [line1_w.addr.eq(base1b + e1b + (k1b >> pk)),
+                     line1_w.data.eq(Cat(*(Mux(zlane1b & (zero_lane1 == l), 0, rq1.o)
+                                           for l in range(P))))]
+        with m.If(v1b & last1b & ~zero1b):
+            m.d.comb += line1_w.en.eq((Const(1, P) << lane1) | Mux(zlane1b, Const(1, P) << zero_lane1, 0))
+        count("line1_writes", v1b & last1b & ~zero1b)
         with m.If(v1b & last1b & rowend1b):
             m.d.sync += e1_done.eq(e1_done + 1)
 
@@ -610,7 +631,7 @@ class Accelerator(wiring.Component):
             f = E["f"]
             a = {k: Signal(name=f"{name}a_{k}") for k in
                  ("v", "copy", "first", "from_psum", "use_spad", "w_wr", "final", "psum_out",
-                  "row_end", "nb_zero")}
+                  "row_end", "nb_zero", "row_zero")}
             for k, w_ in (("s", RB), ("b", RB), ("jl", RB), ("wsel", lp + 1), ("e", RB),
                           ("eoff", RB), ("tr4", RB), ("g", RB)):
                 a[k] = Signal(w_, name=f"{name}a_{k}")
@@ -623,6 +644,9 @@ class Accelerator(wiring.Component):
                          a["w_wr"].eq(f["spad_wr"]), a["final"].eq(f["final"]),
                          a["psum_out"].eq(f["psum_out"]), a["row_end"].eq(f["row_end"]),
                          a["nb_zero"].eq(nb_zero & (E["ti"] != 0)),
+                         # cluster 2's tap row outside the layer (never written by cluster 1)
+                         a["row_zero"].eq((E["ti"] != 0) & Mux(E["tap"] == 0, (E["q"] == 0) & zt,
+                                                               (E["q"] == H - 1) & zb)),
                          a["s"].eq(E["s"]), a["b"].eq(E["b"]), a["jl"].eq(E["jl"]),
                          a["wsel"].eq(E["sl"] & (Px - 1)), a["e"].eq(E["e"]), a["g"].eq(E["g"]),
                          a["eoff"].eq(E["eoff"]), a["tr4"].eq(E["tr4"]),
@@ -649,7 +673,7 @@ class Accelerator(wiring.Component):
 
         shift_of = lambda ti: Mux(ti == 0, 0, Mux(ti == 1, 1, 2))  # noqa: E731 (tap 0: -1, tap 2: +1)
         v2mac = A2["v"] & ~A2["copy"]
-        drive_cluster(pe2, E2, A2, Mux(A2["ti"] == 0, line1_b.data, line1_a.data), 0, 0,
+        drive_cluster(pe2, E2, A2, Mux(A2["ti"] == 0, line1_b.data, Mux(A2["row_zero"], 0, line1_a.data)), 0, 0,
                       w2_rd.data, v2mac)
         # cluster 3: E3 on q2 rows (STT) or E2's step on q1 rows in lock step (PTT/HTT)
         pe3_centre = Mux(is_stt, row2_b.data, line1_b.data)
@@ -747,14 +771,16 @@ class Accelerator(wiring.Component):
         writer_done = Mux(is_stt, e3_done, e2_done)
         # the writer's index of q23 row (S*yo + S - 1, t), + 1
         in_ok4 = writer_done >= Mux(order, th4 + (yo4 << pool) + S, n4b + t4 + 1)
-        res_ok4 = ~use_res | (stream_in["res_rows"] > m4)
-        out_ok4 = (stream_in["out_taken"] + d["out_ring_rows"] > m4) & (
-            long_rows | (t4 == 0) | (out_seq + dist > m4))
+        # u(t-1) read back from the output ring: landed (only short rows can outrun it)
+        back_ok4 = long_rows | (t4 == 0) | (out_seq + dist > m4)
+        # the host: residual row written, output slot drained
+        host_ok4 = (~use_res | (stream_in["res_rows"] > m4)) & (
+            stream_in["out_taken"] + d["out_ring_rows"] > m4)
         issue4 = Signal()
-        m.d.comb += issue4.eq(run4 & in_ok4 & res_ok4 & out_ok4)
+        m.d.comb += issue4.eq(run4 & in_ok4 & back_ok4 & host_ok4)
         count("c4_busy", issue4)
-        count("c4_stall", run4 & ~in_ok4)
-        count("lif_stall", run4 & in_ok4 & ~(res_ok4 & out_ok4))
+        count("c4_stall", run4 & ~(in_ok4 & back_ok4))
+        count("lif_stall", run4 & in_ok4 & back_ok4 & ~host_ok4)
         e4 = _loops(m, [(o4, Mux(order, T, Ho)), (i4, Mux(order, Ho, T)), (xo4, Wo), (go4, GO),
                         (sub4, Mux(pool, 4, 1)), (k4, R)], issue4)
         sub_end4, grp_end4, pix_end4, row_end4, all_end4 = e4[5], e4[4], e4[3], e4[2], e4[0]
@@ -908,7 +934,7 @@ class Accelerator(wiring.Component):
             resets = [busy.eq(1), done.eq(0), pending.eq(0), run1.eq(1), E2["run"].eq(1),
                       E3["run"].eq(is_stt),
                       run4.eq(1),
-                      o1.eq(0), i1.eq(0), sb1.eq(0), pi1.eq(0), k1.eq(0), cc1.eq(0), qm3_1.eq(0),
+                      o1.eq(0), i1.eq(0), sb1.eq(0), px1.eq(0), k1.eq(0), cc1.eq(0), qm3_1.eq(0),
                       waddr1.eq(0), pix1.eq(0), in_base.eq(0), in_slot.eq(0),
                       e1_done.eq(0), e2_done.eq(0), e2_rel.eq(0), e3_done.eq(0), e3_rel.eq(0),
                       ring1.eq(0), n1.eq(0), rel1.eq(0),
@@ -918,7 +944,7 @@ class Accelerator(wiring.Component):
                       out_base.eq(0), out_slot.eq(0), res_base.eq(0), res_slot.eq(0),
                       prev_slot.eq(d["out_ring_rows"] - dist), prev_base.eq(prev_init),
                       n4b.eq(Mux(pool, T, 0)), th4.eq(0), trw4_4.eq(0), xoff4.eq(0),
-                      ring1_base.eq(0), trw1.eq(0), need1.eq(1), eoff1.eq(0), need2.eq(3)]
+                      ring1_base.eq(0), trw1.eq(0), need1.eq(1), eoff1.eq(first_eoff1), need2.eq(3)]
             for E in (E2, E3):
                 for k in ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs", "jls", "sls",
                           "gbase", "seq", "bc", "ti", "tis", "qm3", "r1", "boff", "r1base", "trw",

@@ -93,7 +93,7 @@ def tile_shape(tile, mode: str, schedule: Sequence[bool] | None = None,
 
 def computed_pixels(s: TileShape) -> tuple[int, int]:
     """``(N1, Z1)`` of docs/host_interface.md: window pixels cluster 1 computes per timestep, and
-    the zero-halo pixels it writes as zero words without computing."""
+    the zero-halo pixels it skips."""
     top, bottom, left, right = (bool(z) for z in s.zero_halo)
     n1 = (s.height + 2 - top - bottom) * (s.width + 2 - left - right)
     return n1, (s.height + 2) * (s.width + 2) - n1
@@ -180,13 +180,9 @@ class TileForward:
 
     @property
     def c1_compute_steps(self) -> float:
-        """Cluster-1 steps on computed pixels (the zero-halo writes excluded)."""
-        n1, z1 = computed_pixels(self.shape)
-        return self.counters["c1_busy"] - self.shape.timesteps * z1 * _geo_ng(self.shape)
-
-
-def _geo_ng(s: TileShape) -> int:
-    return ceil_div(s.rank, 1 << s.pack)
+        """Cluster-1 steps on computed pixels (the one step of each zero-halo row excluded)."""
+        zero_rows = int(bool(self.shape.zero_halo[0])) + int(bool(self.shape.zero_halo[1]))
+        return self.counters["c1_busy"] - self.shape.timesteps * zero_rows
 
 
 def _engines(c: Mapping[str, float], stt_sequential: bool) -> float:
@@ -362,15 +358,12 @@ def counters_to_counts(cfg: HardwareConfig, tf: TileForward, counts, memories) -
          c["w1_reads"] + c["w2_reads"] + c["w3_reads"] + c["w4_reads"])
     _glb(counts, memories, "weight", "read", p * (2 * w.affine_scale + mb), c["affine_reads"])
     _glb(counts, memories, "spike_in", "read", cfg.spike_word_bits, c["spike_in_reads"])
-    n1, z1 = computed_pixels(s)
-    zero_words = s.timesteps * z1 * _geo_ng(s)
-    q1_values = c["line1_writes"] - zero_words
+    q1_values = c["line1_writes"]       # zero halos are never written (masked on reads)
     if tf.event_driven:     # P rank lanes: whole words of P q1 values
         _glb(counts, memories, "interstage", "write", qword, q1_values / p)
     else:                   # the RTL writes one lane per q1 value
         _glb(counts, memories, "interstage", "write", act, q1_values)
-    _glb(counts, memories, "interstage", "write", qword,
-         zero_words + c["row2_writes"] + c["line4_writes"])
+    _glb(counts, memories, "interstage", "write", qword, c["row2_writes"] + c["line4_writes"])
     _glb(counts, memories, "interstage", "read", qword,
          c["line1_reads"] + c["row2_reads"] + c["line4_reads"])
     _glb(counts, memories, "residual", "read", mword, c["residual_reads"])

@@ -143,6 +143,19 @@ def test_several_tiles_with_halos(mode):
     assert any(not t.zero_halo[0] for t, _, _ in per_tile)                          # a top halo
 
 
+@pytest.mark.parametrize("mode", ["ptt", "stt"])
+def test_zero_right_halo_after_a_tile_that_computed_it(mode):
+    """Cluster 1 never writes zero-halo pixels: with a right edge that does not fill its block
+    (width 5, Px = 4), column W's lane is zeroed by column W-1's write. The first strip
+    computes its right halo (column 5, same lane), so line1 holds that value when the second
+    strip, whose right halo lies outside the layer, reads its neighbour."""
+    rng = np.random.default_rng(17)
+    q = make_layer(rng, mode, r=3, cin=5, cout=4, T=2)
+    x = rng.integers(0, 2, (2, 5, 3, 10))
+    _, per_tile = check(q, x, tile_hw=(3, 5), pack=0)
+    assert [(t.width, t.zero_halo[3]) for t, _, _ in per_tile] == [(5, False), (5, True)]
+
+
 def test_all_zero_and_all_one_spikes_with_saturation():
     rng = np.random.default_rng(16)
     # shift1 = 0 and large weights saturate q1; all-one input maximises the sums
