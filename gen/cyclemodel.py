@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Sequence
 
 from .config import HardwareConfig, ceil_div
-from .geometry import TileGeometry
+from .geometry import TAP_ORDER, TileGeometry
 
 __all__ = ["TileShape", "tile_counters", "tile_timing", "ideal_cycles", "estimate_cycles",
            "PIPE_TAIL", "ROW_VISIBLE", "RELEASE_VISIBLE", "e1_rows", "TAP_ORDER", "row_accesses"]
@@ -31,8 +31,6 @@ PIPE_TAIL = 5
 ROW_VISIBLE = 3
 #: Cycles from a row's last issue until its "rows released" count is visible to the producer.
 RELEASE_VISIBLE = 1
-#: Tap order of clusters 2/3 within a rank block (gen.top.TAP_ORDER).
-TAP_ORDER = (1, 0, 2)
 
 
 @dataclass(frozen=True)

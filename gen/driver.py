@@ -33,7 +33,7 @@ import numpy as np
 
 from .config import (LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS, HardwareConfig, ceil_div,
                      config_from_dict, load_config, log2)
-from .geometry import TileGeometry
+from .geometry import TAP_ORDER, TileGeometry
 from .hostmap import HostMap, host_map
 
 __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Driver",
@@ -41,8 +41,6 @@ __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Dri
            "HostBus", "TAP_ORDER", "input_row_order", "output_row_order"]
 
 MODE_CODES = {"stt": 0, "ptt": 1, "htt": 2}
-#: The order in which clusters 2/3 visit the taps of a rank block (gen.top.TAP_ORDER).
-TAP_ORDER = (1, 0, 2)
 
 
 @dataclass(frozen=True)

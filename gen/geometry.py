@@ -13,7 +13,12 @@ from typing import Sequence
 
 from .config import HardwareConfig, ceil_div
 
-__all__ = ["TileGeometry"]
+#: The order in which clusters 2/3 visit the three taps of a rank block: the centre tap first,
+#: so that its line-buffer word (the centre row / centre block) is read once per block. The
+#: RTL (gen.top), the driver's weight layout and the cycle model all follow it.
+TAP_ORDER = (1, 0, 2)
+
+__all__ = ["TileGeometry", "TAP_ORDER"]
 
 
 @dataclass(frozen=True)

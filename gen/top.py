@@ -35,6 +35,7 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import lane
 from .config import HardwareConfig, log2
+from .geometry import TAP_ORDER
 from .hostmap import (COUNTER_BASE, COUNTER_BITS, COUNTER_NAMES, DESCRIPTOR_BASE, DESCRIPTOR_FIELDS, ID_VALUE,
                       REG_CTRL, REG_ID, REG_STATUS, STREAM_BITS, STREAM_REGISTERS, host_map)
 from .units import (AdderArray, AffineLanes, LIFLanes, MacCluster, MacPEArray, MaxPoolLanes,
@@ -46,9 +47,6 @@ TOP_NAME = "ttsnn_accel"
 ROW_BITS = 16
 #: Cycles after the last descriptor write until the registered tile geometry is valid.
 GEO_SETTLE = 8
-#: The order in which clusters 2/3 visit the three taps of a rank block: the centre tap first,
-#: so that its line-buffer word (the centre row / centre block) is read once per block.
-TAP_ORDER = (1, 0, 2)
 
 
 def _loops(m: Module, levels, enable):
