@@ -60,7 +60,7 @@ synth: $(STAMP)
 	$(PY) -m gen.synth --config configs/paper.toml --out build/synth/paper
 
 perf: $(STAMP)
-	$(PY) -m gen.perf --json build/perf.json
+	$(PY) -m gen.perf --json build/perf.json --plot build/perf.png
 
 energy: $(STAMP)
 	$(PY) -m model report --out build/energy

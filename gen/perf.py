@@ -117,6 +117,59 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "worst_ratio": max((r["ratio"] for r in fit), default=float("nan"))}
 
 
+_LOSS_COLOURS = {"halo": "tab:orange", "padding": "tab:green", "pipeline": "tab:red"}
+_MODE_HATCH = {"stt": "", "ptt": "//", "htt": ".."}
+
+
+def plot_report(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """One panel per network: for every TT layer and mode a bar of cycles / bound, split into
+    the bound (1.0) and the halo, padding and pipeline losses; the goal as a dashed line.
+    Layers that do not fit the weight buffer are drawn faded."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sw.fileio import atomic_write
+    nets = list(dict.fromkeys(r["network"] for r in rows))
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    fig, axes = plt.subplots(len(nets), 1, figsize=(14, 3.6 * len(nets)), squeeze=False)
+    width = 0.8 / len(modes)
+    for ax, net in zip(axes[:, 0], nets):
+        layers = list(dict.fromkeys(r["layer"] for r in rows if r["network"] == net))
+        for mi, mode in enumerate(modes):
+            by_layer = {r["layer"]: r for r in rows if r["network"] == net and r["mode"] == mode}
+            for li, name in enumerate(layers):
+                r = by_layer.get(name)
+                if r is None:
+                    continue
+                x = li + (mi - (len(modes) - 1) / 2) * width
+                alpha = 1.0 if r["fits_weight_buffer"] else 0.35
+                ax.bar(x, 1.0, width, color="tab:blue", alpha=alpha, hatch=_MODE_HATCH.get(mode, ""),
+                       edgecolor="white", linewidth=0)
+                bottom = 1.0
+                for loss, colour in _LOSS_COLOURS.items():
+                    h = r[loss] / r["bound"]
+                    ax.bar(x, h, width, bottom=bottom, color=colour, alpha=alpha,
+                           hatch=_MODE_HATCH.get(mode, ""), edgecolor="white", linewidth=0)
+                    bottom += h
+        ax.axhline(GOAL, color="black", linestyle="--", linewidth=1)
+        ax.set_xticks(range(len(layers)))
+        ax.set_xticklabels([n.replace("layers.", "") for n in layers], rotation=60, fontsize=7)
+        ax.set_ylim(0.9, max(1.3, max(r["ratio"] for r in rows if r["network"] == net) + 0.03))
+        ax.set_ylabel("cycles / ideal bound")
+        names = {"": "plain", "//": "hatched", "..": "dotted"}
+        ax.set_title(f"{net}, python -m gen.perf: bars per layer "
+                     + ", ".join(f"{m.upper()} ({names[_MODE_HATCH[m]]})" for m in modes)
+                     + "; faded: cores larger than the weight buffer", fontsize=10)
+    from matplotlib.patches import Patch
+    handles = [Patch(color="tab:blue", label="bound")] + [
+        Patch(color=c, label=k) for k, c in _LOSS_COLOURS.items()] + [
+        plt.Line2D([], [], color="black", linestyle="--", label=f"goal {GOAL}x")]
+    axes[0, 0].legend(handles=handles, fontsize=7, loc="upper left", ncol=5)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gen.perf", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="paper", help="hardware configuration (default: paper)")
@@ -125,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--modes", default="stt,ptt,htt", help="comma list of stt, ptt, htt")
     ap.add_argument("--ranks", default=None, help="override the network's ranks (sw.ranks syntax)")
     ap.add_argument("--json", dest="json_out", default=None, help="write all rows to this JSON file")
+    ap.add_argument("--plot", default=None, help="draw cycles / bound per layer (PNG) to this file")
     args = ap.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
@@ -158,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .emit import atomic_write
         atomic_write(Path(args.json_out), json.dumps(rows, indent=1) + "\n")
         print(f"wrote {args.json_out}")
+    if args.plot:
+        plot_report(rows, args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 

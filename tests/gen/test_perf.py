@@ -46,8 +46,11 @@ def test_stalls_appear_when_a_consumer_is_slower():
     assert t["c1_stall"] > 0 and t["cycles"] >= t["c4_busy"]
 
 
-def test_cli_prints_table(capsys, tmp_path):
-    assert main(["--network", "resnet18-cifar10", "--modes", "htt", "--json", str(tmp_path / "p.json")]) == 0
+def test_cli_prints_table_and_draws_the_plot(capsys, tmp_path):
+    assert main(["--network", "resnet18-cifar10", "--modes", "htt", "--json", str(tmp_path / "p.json"),
+                 "--plot", str(tmp_path / "p.png")]) == 0
     out = capsys.readouterr().out
     assert "layers.3.1.conv2" in out and "within 1.15x" in out
     assert (tmp_path / "p.json").exists()
+    png = (tmp_path / "p.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
