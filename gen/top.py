@@ -952,7 +952,9 @@ class Accelerator(wiring.Component):
             m.d.sync += resets
         with m.Elif(busy & ~pipeline_busy):
             m.d.sync += [busy.eq(0), done.eq(1)]
-        count("cycles", busy)
+        # the datapath's run: a start within GEO_SETTLE cycles of a descriptor write waits for
+        # the geometry registers first (pending), which is not counted
+        count("cycles", busy & ~pending)
         # event: raised when the host has something to do (an input slot freed, an output row
         # complete, the tile done); lowered when the host reads ``status``
         attention = Signal()

@@ -1413,14 +1413,14 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2264 ;
   wire \$2265 ;
   wire \$2266 ;
-  wire [48:0] \$2267 ;
-  wire [48:0] \$2268 ;
-  wire \$2269 ;
+  wire \$2267 ;
+  wire \$2268 ;
+  wire [48:0] \$2269 ;
   wire \$227 ;
-  wire [16:0] \$2270 ;
-  wire [17:0] \$2271 ;
-  wire \$2272 ;
-  wire \$2273 ;
+  wire [48:0] \$2270 ;
+  wire \$2271 ;
+  wire [16:0] \$2272 ;
+  wire [17:0] \$2273 ;
   wire \$2274 ;
   wire \$2275 ;
   wire \$2276 ;
@@ -1428,12 +1428,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2278 ;
   wire \$2279 ;
   wire \$228 ;
-  wire [48:0] \$2280 ;
+  wire \$2280 ;
   wire \$2281 ;
-  wire [16:0] \$2282 ;
-  wire [17:0] \$2283 ;
-  wire \$2284 ;
-  wire \$2285 ;
+  wire [48:0] \$2282 ;
+  wire \$2283 ;
+  wire [16:0] \$2284 ;
+  wire [17:0] \$2285 ;
   wire \$2286 ;
   wire \$2287 ;
   wire \$2288 ;
@@ -1444,65 +1444,65 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2292 ;
   wire \$2293 ;
   wire \$2294 ;
-  wire [48:0] \$2295 ;
-  wire [48:0] \$2296 ;
-  wire \$2297 ;
-  wire \$2298 ;
-  wire [16:0] \$2299 ;
+  wire \$2295 ;
+  wire \$2296 ;
+  wire [48:0] \$2297 ;
+  wire [48:0] \$2298 ;
+  wire \$2299 ;
   wire [3:0] \$23 ;
   wire \$230 ;
   wire \$2300 ;
-  wire \$2301 ;
-  wire [16:0] \$2302 ;
-  wire [16:0] \$2303 ;
-  wire [17:0] \$2304 ;
+  wire [16:0] \$2301 ;
+  wire \$2302 ;
+  wire \$2303 ;
+  wire [16:0] \$2304 ;
   wire [16:0] \$2305 ;
   wire [17:0] \$2306 ;
-  wire [18:0] \$2307 ;
-  wire \$2308 ;
-  wire \$2309 ;
+  wire [16:0] \$2307 ;
+  wire [17:0] \$2308 ;
+  wire [18:0] \$2309 ;
   wire \$231 ;
   wire \$2310 ;
   wire \$2311 ;
   wire \$2312 ;
   wire \$2313 ;
-  wire [48:0] \$2314 ;
+  wire \$2314 ;
   wire \$2315 ;
-  wire \$2316 ;
+  wire [48:0] \$2316 ;
   wire \$2317 ;
   wire \$2318 ;
-  wire [48:0] \$2319 ;
+  wire \$2319 ;
   wire [16:0] \$232 ;
   wire \$2320 ;
-  wire [16:0] \$2321 ;
+  wire [48:0] \$2321 ;
   wire \$2322 ;
-  wire \$2323 ;
-  wire [16:0] \$2324 ;
-  wire [16:0] \$2325 ;
-  wire [17:0] \$2326 ;
+  wire [16:0] \$2323 ;
+  wire \$2324 ;
+  wire \$2325 ;
+  wire [16:0] \$2326 ;
   wire [16:0] \$2327 ;
   wire [17:0] \$2328 ;
-  wire [18:0] \$2329 ;
+  wire [16:0] \$2329 ;
   wire [16:0] \$233 ;
-  wire \$2330 ;
-  wire \$2331 ;
+  wire [17:0] \$2330 ;
+  wire [18:0] \$2331 ;
   wire \$2332 ;
   wire \$2333 ;
   wire \$2334 ;
   wire \$2335 ;
   wire \$2336 ;
-  wire [16:0] \$2337 ;
+  wire \$2337 ;
   wire \$2338 ;
-  wire \$2339 ;
+  wire [16:0] \$2339 ;
   wire [17:0] \$234 ;
-  wire [16:0] \$2340 ;
-  wire [16:0] \$2341 ;
-  wire [17:0] \$2342 ;
+  wire \$2340 ;
+  wire \$2341 ;
+  wire [16:0] \$2342 ;
   wire [16:0] \$2343 ;
   wire [17:0] \$2344 ;
-  wire [18:0] \$2345 ;
-  wire \$2346 ;
-  wire \$2347 ;
+  wire [16:0] \$2345 ;
+  wire [17:0] \$2346 ;
+  wire [18:0] \$2347 ;
   wire \$2348 ;
   wire \$2349 ;
   wire [16:0] \$235 ;
@@ -1514,51 +1514,51 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2355 ;
   wire \$2356 ;
   wire \$2357 ;
-  wire [48:0] \$2358 ;
-  wire [48:0] \$2359 ;
+  wire \$2358 ;
+  wire \$2359 ;
   wire [17:0] \$236 ;
-  wire \$2360 ;
-  wire [15:0] \$2361 ;
-  wire [16:0] \$2362 ;
-  wire [17:0] \$2363 ;
-  wire [1:0] \$2364 ;
-  wire [18:0] \$2365 ;
-  wire [16:0] \$2366 ;
-  wire [17:0] \$2367 ;
-  wire [18:0] \$2368 ;
-  wire \$2369 ;
+  wire [48:0] \$2360 ;
+  wire [48:0] \$2361 ;
+  wire \$2362 ;
+  wire [15:0] \$2363 ;
+  wire [16:0] \$2364 ;
+  wire [17:0] \$2365 ;
+  wire [1:0] \$2366 ;
+  wire [18:0] \$2367 ;
+  wire [16:0] \$2368 ;
+  wire [17:0] \$2369 ;
   wire [18:0] \$237 ;
-  wire \$2370 ;
+  wire [18:0] \$2370 ;
   wire \$2371 ;
-  wire [24:0] \$2372 ;
+  wire \$2372 ;
   wire \$2373 ;
-  wire \$2374 ;
+  wire [24:0] \$2374 ;
   wire \$2375 ;
   wire \$2376 ;
   wire \$2377 ;
-  wire [48:0] \$2378 ;
+  wire \$2378 ;
   wire \$2379 ;
   wire \$238 ;
-  wire \$2380 ;
+  wire [48:0] \$2380 ;
   wire \$2381 ;
   wire \$2382 ;
   wire \$2383 ;
   wire \$2384 ;
-  wire [48:0] \$2385 ;
+  wire \$2385 ;
   wire \$2386 ;
-  wire \$2387 ;
-  wire [16:0] \$2388 ;
+  wire [48:0] \$2387 ;
+  wire \$2388 ;
   wire \$2389 ;
   wire \$239 ;
-  wire \$2390 ;
-  wire [16:0] \$2391 ;
-  wire [16:0] \$2392 ;
-  wire [17:0] \$2393 ;
+  wire [16:0] \$2390 ;
+  wire \$2391 ;
+  wire \$2392 ;
+  wire [16:0] \$2393 ;
   wire [16:0] \$2394 ;
   wire [17:0] \$2395 ;
-  wire [18:0] \$2396 ;
-  wire \$2397 ;
-  wire \$2398 ;
+  wire [16:0] \$2396 ;
+  wire [17:0] \$2397 ;
+  wire [18:0] \$2398 ;
   wire \$2399 ;
   wire [16:0] \$24 ;
   wire \$240 ;
@@ -1570,189 +1570,189 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2405 ;
   wire \$2406 ;
   wire \$2407 ;
-  wire [48:0] \$2408 ;
-  wire [48:0] \$2409 ;
+  wire \$2408 ;
+  wire \$2409 ;
   wire \$241 ;
-  wire \$2410 ;
-  wire [15:0] \$2411 ;
-  wire [16:0] \$2412 ;
-  wire [17:0] \$2413 ;
-  wire [1:0] \$2414 ;
-  wire [18:0] \$2415 ;
-  wire [16:0] \$2416 ;
-  wire [17:0] \$2417 ;
-  wire [18:0] \$2418 ;
-  wire \$2419 ;
+  wire [48:0] \$2410 ;
+  wire [48:0] \$2411 ;
+  wire \$2412 ;
+  wire [15:0] \$2413 ;
+  wire [16:0] \$2414 ;
+  wire [17:0] \$2415 ;
+  wire [1:0] \$2416 ;
+  wire [18:0] \$2417 ;
+  wire [16:0] \$2418 ;
+  wire [17:0] \$2419 ;
   wire [16:0] \$242 ;
-  wire \$2420 ;
+  wire [18:0] \$2420 ;
   wire \$2421 ;
   wire \$2422 ;
-  wire [24:0] \$2423 ;
+  wire \$2423 ;
   wire \$2424 ;
-  wire \$2425 ;
+  wire [24:0] \$2425 ;
   wire \$2426 ;
   wire \$2427 ;
   wire \$2428 ;
   wire \$2429 ;
   wire \$243 ;
-  wire [24:0] \$2430 ;
+  wire \$2430 ;
   wire \$2431 ;
-  wire \$2432 ;
+  wire [24:0] \$2432 ;
   wire \$2433 ;
   wire \$2434 ;
-  wire [48:0] \$2435 ;
+  wire \$2435 ;
   wire \$2436 ;
-  wire \$2437 ;
-  wire [2:0] \$2438 ;
-  wire [48:0] \$2439 ;
+  wire [48:0] \$2437 ;
+  wire \$2438 ;
+  wire \$2439 ;
   wire \$244 ;
-  wire \$2440 ;
-  wire \$2441 ;
-  wire [1:0] \$2442 ;
-  wire [2:0] \$2443 ;
-  wire [3:0] \$2444 ;
-  wire [4:0] \$2445 ;
-  wire [4:0] \$2446 ;
-  wire [48:0] \$2447 ;
-  wire \$2448 ;
-  wire \$2449 ;
+  wire [2:0] \$2440 ;
+  wire [48:0] \$2441 ;
+  wire \$2442 ;
+  wire \$2443 ;
+  wire [1:0] \$2444 ;
+  wire [2:0] \$2445 ;
+  wire [3:0] \$2446 ;
+  wire [4:0] \$2447 ;
+  wire [4:0] \$2448 ;
+  wire [48:0] \$2449 ;
   wire [16:0] \$245 ;
-  wire [16:0] \$2450 ;
+  wire \$2450 ;
   wire \$2451 ;
-  wire [2:0] \$2452 ;
+  wire [16:0] \$2452 ;
   wire \$2453 ;
-  wire \$2454 ;
-  wire [16:0] \$2455 ;
+  wire [2:0] \$2454 ;
+  wire \$2455 ;
   wire \$2456 ;
-  wire \$2457 ;
-  wire [2:0] \$2458 ;
+  wire [16:0] \$2457 ;
+  wire \$2458 ;
   wire \$2459 ;
   wire [16:0] \$246 ;
-  wire [3:0] \$2460 ;
-  wire [16:0] \$2461 ;
-  wire \$2462 ;
-  wire \$2463 ;
+  wire [2:0] \$2460 ;
+  wire \$2461 ;
+  wire [3:0] \$2462 ;
+  wire [16:0] \$2463 ;
   wire \$2464 ;
   wire \$2465 ;
   wire \$2466 ;
-  wire [3:0] \$2467 ;
-  wire [3:0] \$2468 ;
+  wire \$2467 ;
+  wire \$2468 ;
   wire [3:0] \$2469 ;
   wire [17:0] \$247 ;
-  wire \$2470 ;
-  wire [2:0] \$2471 ;
-  wire [3:0] \$2472 ;
-  wire [6:0] \$2473 ;
-  wire [6:0] \$2474 ;
-  wire [48:0] \$2475 ;
-  wire \$2476 ;
-  wire [16:0] \$2477 ;
+  wire [3:0] \$2470 ;
+  wire [3:0] \$2471 ;
+  wire \$2472 ;
+  wire [2:0] \$2473 ;
+  wire [3:0] \$2474 ;
+  wire [6:0] \$2475 ;
+  wire [6:0] \$2476 ;
+  wire [48:0] \$2477 ;
   wire \$2478 ;
-  wire [2:0] \$2479 ;
+  wire [16:0] \$2479 ;
   wire [16:0] \$248 ;
   wire \$2480 ;
   wire [2:0] \$2481 ;
-  wire [5:0] \$2482 ;
-  wire [5:0] \$2483 ;
-  wire \$2484 ;
-  wire \$2485 ;
-  wire [16:0] \$2486 ;
+  wire \$2482 ;
+  wire [2:0] \$2483 ;
+  wire [5:0] \$2484 ;
+  wire [5:0] \$2485 ;
+  wire \$2486 ;
   wire \$2487 ;
-  wire [2:0] \$2488 ;
+  wire [16:0] \$2488 ;
   wire \$2489 ;
   wire [17:0] \$249 ;
   wire [2:0] \$2490 ;
-  wire [5:0] \$2491 ;
-  wire [5:0] \$2492 ;
+  wire \$2491 ;
+  wire [2:0] \$2492 ;
   wire [5:0] \$2493 ;
-  wire [48:0] \$2494 ;
-  wire [2:0] \$2495 ;
+  wire [5:0] \$2494 ;
+  wire [5:0] \$2495 ;
   wire [48:0] \$2496 ;
-  wire \$2497 ;
-  wire \$2498 ;
+  wire [2:0] \$2497 ;
+  wire [48:0] \$2498 ;
   wire \$2499 ;
   wire \$25 ;
   wire [18:0] \$250 ;
   wire \$2500 ;
   wire \$2501 ;
   wire \$2502 ;
-  wire [16:0] \$2503 ;
+  wire \$2503 ;
   wire \$2504 ;
-  wire [2:0] \$2505 ;
+  wire [16:0] \$2505 ;
   wire \$2506 ;
   wire [2:0] \$2507 ;
-  wire [5:0] \$2508 ;
-  wire [5:0] \$2509 ;
+  wire \$2508 ;
+  wire [2:0] \$2509 ;
   wire \$251 ;
-  wire [48:0] \$2510 ;
-  wire [2:0] \$2511 ;
+  wire [5:0] \$2510 ;
+  wire [5:0] \$2511 ;
   wire [48:0] \$2512 ;
-  wire [1:0] \$2513 ;
-  wire [2:0] \$2514 ;
-  wire [3:0] \$2515 ;
-  wire [4:0] \$2516 ;
-  wire [4:0] \$2517 ;
-  wire [48:0] \$2518 ;
-  wire \$2519 ;
+  wire [2:0] \$2513 ;
+  wire [48:0] \$2514 ;
+  wire [1:0] \$2515 ;
+  wire [2:0] \$2516 ;
+  wire [3:0] \$2517 ;
+  wire [4:0] \$2518 ;
+  wire [4:0] \$2519 ;
   wire \$252 ;
-  wire \$2520 ;
-  wire [48:0] \$2521 ;
+  wire [48:0] \$2520 ;
+  wire \$2521 ;
   wire \$2522 ;
-  wire \$2523 ;
-  wire [3:0] \$2524 ;
-  wire [16:0] \$2525 ;
-  wire \$2526 ;
-  wire \$2527 ;
+  wire [48:0] \$2523 ;
+  wire \$2524 ;
+  wire \$2525 ;
+  wire [3:0] \$2526 ;
+  wire [16:0] \$2527 ;
   wire \$2528 ;
   wire \$2529 ;
   wire \$253 ;
-  wire [48:0] \$2530 ;
+  wire \$2530 ;
   wire \$2531 ;
-  wire [3:0] \$2532 ;
-  wire [16:0] \$2533 ;
-  wire \$2534 ;
-  wire \$2535 ;
+  wire [48:0] \$2532 ;
+  wire \$2533 ;
+  wire [3:0] \$2534 ;
+  wire [16:0] \$2535 ;
   wire \$2536 ;
   wire \$2537 ;
   wire \$2538 ;
   wire \$2539 ;
   wire \$254 ;
-  wire [3:0] \$2540 ;
-  wire [16:0] \$2541 ;
-  wire \$2542 ;
-  wire \$2543 ;
+  wire \$2540 ;
+  wire \$2541 ;
+  wire [3:0] \$2542 ;
+  wire [16:0] \$2543 ;
   wire \$2544 ;
   wire \$2545 ;
   wire \$2546 ;
-  wire [48:0] \$2547 ;
-  wire [48:0] \$2548 ;
-  wire [16:0] \$2549 ;
+  wire \$2547 ;
+  wire \$2548 ;
+  wire [48:0] \$2549 ;
   wire \$255 ;
-  wire \$2550 ;
-  wire \$2551 ;
-  wire [2:0] \$2552 ;
-  wire [3:0] \$2553 ;
-  wire \$2554 ;
-  wire \$2555 ;
+  wire [48:0] \$2550 ;
+  wire [16:0] \$2551 ;
+  wire \$2552 ;
+  wire \$2553 ;
+  wire [2:0] \$2554 ;
+  wire [3:0] \$2555 ;
   wire \$2556 ;
-  wire [48:0] \$2557 ;
+  wire \$2557 ;
   wire \$2558 ;
   wire [48:0] \$2559 ;
   wire \$256 ;
-  wire [1:0] \$2560 ;
-  wire [2:0] \$2561 ;
-  wire [48:0] \$2562 ;
-  wire \$2563 ;
-  wire \$2564 ;
+  wire \$2560 ;
+  wire [48:0] \$2561 ;
+  wire [1:0] \$2562 ;
+  wire [2:0] \$2563 ;
+  wire [48:0] \$2564 ;
   wire \$2565 ;
-  wire [48:0] \$2566 ;
-  wire [1:0] \$2567 ;
+  wire \$2566 ;
+  wire \$2567 ;
   wire [48:0] \$2568 ;
-  wire [48:0] \$2569 ;
+  wire [1:0] \$2569 ;
   wire \$257 ;
   wire [48:0] \$2570 ;
   wire [48:0] \$2571 ;
-  wire [1:0] \$2572 ;
+  wire [48:0] \$2572 ;
   wire [48:0] \$2573 ;
   wire [1:0] \$2574 ;
   wire [48:0] \$2575 ;
@@ -1761,12 +1761,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [1:0] \$2578 ;
   wire [48:0] \$2579 ;
   wire \$258 ;
-  wire [48:0] \$2580 ;
+  wire [1:0] \$2580 ;
   wire [48:0] \$2581 ;
   wire [48:0] \$2582 ;
   wire [48:0] \$2583 ;
-  wire \$2584 ;
-  wire \$2585 ;
+  wire [48:0] \$2584 ;
+  wire [48:0] \$2585 ;
   wire \$2586 ;
   wire \$2587 ;
   wire \$2588 ;
@@ -1784,69 +1784,69 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2599 ;
   wire \$26 ;
   wire \$260 ;
-  wire [1:0] \$2600 ;
+  wire \$2600 ;
   wire \$2601 ;
-  wire \$2602 ;
+  wire [1:0] \$2602 ;
   wire \$2603 ;
   wire \$2604 ;
   wire \$2605 ;
   wire \$2606 ;
   wire \$2607 ;
   wire \$2608 ;
-  wire [2:0] \$2609 ;
+  wire \$2609 ;
   wire [16:0] \$261 ;
   wire \$2610 ;
-  wire \$2611 ;
+  wire [2:0] \$2611 ;
   wire \$2612 ;
   wire \$2613 ;
   wire \$2614 ;
   wire \$2615 ;
   wire \$2616 ;
   wire \$2617 ;
-  wire [3:0] \$2618 ;
+  wire \$2618 ;
   wire \$2619 ;
   wire \$262 ;
-  wire \$2620 ;
+  wire [3:0] \$2620 ;
   wire \$2621 ;
   wire \$2622 ;
   wire \$2623 ;
   wire \$2624 ;
-  wire [12:0] \$2625 ;
+  wire \$2625 ;
   wire \$2626 ;
-  wire \$2627 ;
-  wire [4:0] \$2628 ;
+  wire [12:0] \$2627 ;
+  wire \$2628 ;
   wire \$2629 ;
   wire [16:0] \$263 ;
-  wire \$2630 ;
+  wire [4:0] \$2630 ;
   wire \$2631 ;
   wire \$2632 ;
   wire \$2633 ;
   wire \$2634 ;
   wire \$2635 ;
-  wire [5:0] \$2636 ;
+  wire \$2636 ;
   wire \$2637 ;
-  wire \$2638 ;
+  wire [5:0] \$2638 ;
   wire \$2639 ;
   wire [17:0] \$264 ;
   wire \$2640 ;
   wire \$2641 ;
-  wire [12:0] \$2642 ;
+  wire \$2642 ;
   wire \$2643 ;
-  wire \$2644 ;
-  wire [6:0] \$2645 ;
+  wire [12:0] \$2644 ;
+  wire \$2645 ;
   wire \$2646 ;
-  wire \$2647 ;
+  wire [6:0] \$2647 ;
   wire \$2648 ;
   wire \$2649 ;
   wire [16:0] \$265 ;
   wire \$2650 ;
   wire \$2651 ;
-  wire [12:0] \$2652 ;
+  wire \$2652 ;
   wire \$2653 ;
-  wire \$2654 ;
-  wire [7:0] \$2655 ;
+  wire [12:0] \$2654 ;
+  wire \$2655 ;
   wire \$2656 ;
-  wire \$2657 ;
+  wire [7:0] \$2657 ;
   wire \$2658 ;
   wire \$2659 ;
   wire [17:0] \$266 ;
@@ -1854,10 +1854,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2661 ;
   wire \$2662 ;
   wire \$2663 ;
-  wire [8:0] \$2664 ;
-  wire [48:0] \$2665 ;
-  wire \$2666 ;
-  wire \$2667 ;
+  wire \$2664 ;
+  wire \$2665 ;
+  wire [8:0] \$2666 ;
+  wire [48:0] \$2667 ;
   wire \$2668 ;
   wire \$2669 ;
   wire [2:0] \$267 ;
@@ -1874,9 +1874,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$268 ;
   wire \$2680 ;
   wire \$2681 ;
-  wire [1:0] \$2682 ;
+  wire \$2682 ;
   wire \$2683 ;
-  wire \$2684 ;
+  wire [1:0] \$2684 ;
   wire \$2685 ;
   wire \$2686 ;
   wire \$2687 ;
@@ -1884,9 +1884,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2689 ;
   wire [2:0] \$269 ;
   wire \$2690 ;
-  wire [2:0] \$2691 ;
+  wire \$2691 ;
   wire \$2692 ;
-  wire \$2693 ;
+  wire [2:0] \$2693 ;
   wire \$2694 ;
   wire \$2695 ;
   wire \$2696 ;
@@ -1895,67 +1895,67 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$2699 ;
   wire \$27 ;
   wire [3:0] \$270 ;
-  wire [3:0] \$2700 ;
+  wire \$2700 ;
   wire \$2701 ;
-  wire \$2702 ;
+  wire [3:0] \$2702 ;
   wire \$2703 ;
   wire \$2704 ;
   wire \$2705 ;
   wire \$2706 ;
-  wire [12:0] \$2707 ;
+  wire \$2707 ;
   wire \$2708 ;
-  wire \$2709 ;
+  wire [12:0] \$2709 ;
   wire [2:0] \$271 ;
-  wire [4:0] \$2710 ;
+  wire \$2710 ;
   wire \$2711 ;
-  wire \$2712 ;
+  wire [4:0] \$2712 ;
   wire \$2713 ;
   wire \$2714 ;
   wire \$2715 ;
   wire \$2716 ;
   wire \$2717 ;
   wire \$2718 ;
-  wire [5:0] \$2719 ;
+  wire \$2719 ;
   wire [3:0] \$272 ;
   wire \$2720 ;
-  wire \$2721 ;
+  wire [5:0] \$2721 ;
   wire \$2722 ;
   wire \$2723 ;
   wire \$2724 ;
   wire \$2725 ;
-  wire [12:0] \$2726 ;
+  wire \$2726 ;
   wire \$2727 ;
-  wire \$2728 ;
-  wire [6:0] \$2729 ;
+  wire [12:0] \$2728 ;
+  wire \$2729 ;
   wire \$273 ;
   wire \$2730 ;
-  wire \$2731 ;
+  wire [6:0] \$2731 ;
   wire \$2732 ;
   wire \$2733 ;
   wire \$2734 ;
-  wire [12:0] \$2735 ;
+  wire \$2735 ;
   wire \$2736 ;
-  wire \$2737 ;
-  wire [7:0] \$2738 ;
+  wire [12:0] \$2737 ;
+  wire \$2738 ;
   wire \$2739 ;
   wire [2:0] \$274 ;
-  wire \$2740 ;
+  wire [7:0] \$2740 ;
   wire \$2741 ;
   wire \$2742 ;
   wire \$2743 ;
   wire \$2744 ;
   wire \$2745 ;
-  wire [8:0] \$2746 ;
-  wire [48:0] \$2747 ;
-  reg [3:0] \$2748 ;
-  reg [3:0] \$2749 ;
+  wire \$2746 ;
+  wire \$2747 ;
+  wire [8:0] \$2748 ;
+  wire [48:0] \$2749 ;
   wire \$275 ;
-  reg [2:0] \$2750 ;
-  reg [2:0] \$2751 ;
-  reg [15:0] \$2752 ;
+  reg [3:0] \$2750 ;
+  reg [3:0] \$2751 ;
+  reg [2:0] \$2752 ;
   reg [2:0] \$2753 ;
   reg [15:0] \$2754 ;
-  reg [15:0] \$2755 ;
+  reg [2:0] \$2755 ;
   reg [15:0] \$2756 ;
   reg [15:0] \$2757 ;
   reg [15:0] \$2758 ;
@@ -1972,77 +1972,77 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [15:0] \$2768 ;
   reg [15:0] \$2769 ;
   wire [3:0] \$277 ;
-  reg \$2770 ;
-  reg [1:0] \$2771 ;
-  reg [15:0] \$2772 ;
-  reg [15:0] \$2773 ;
+  reg [15:0] \$2770 ;
+  reg [15:0] \$2771 ;
+  reg \$2772 ;
+  reg [1:0] \$2773 ;
   reg [15:0] \$2774 ;
   reg [15:0] \$2775 ;
   reg [15:0] \$2776 ;
-  reg [2:0] \$2777 ;
+  reg [15:0] \$2777 ;
   reg [15:0] \$2778 ;
-  reg [15:0] \$2779 ;
+  reg [2:0] \$2779 ;
   wire [2:0] \$278 ;
   reg [15:0] \$2780 ;
   reg [15:0] \$2781 ;
   reg [15:0] \$2782 ;
-  reg [23:0] \$2783 ;
-  reg [23:0] \$2784 ;
+  reg [15:0] \$2783 ;
+  reg [15:0] \$2784 ;
   reg [23:0] \$2785 ;
-  reg [159:0] \$2786 ;
-  reg [15:0] \$2787 ;
-  reg [15:0] \$2788 ;
+  reg [23:0] \$2786 ;
+  reg [23:0] \$2787 ;
+  reg [159:0] \$2788 ;
   reg [15:0] \$2789 ;
   wire [3:0] \$279 ;
   reg [15:0] \$2790 ;
   reg [15:0] \$2791 ;
-  reg [7:0] \$2792 ;
-  reg [1:0] \$2793 ;
-  reg [31:0] \$2794 ;
-  reg [3:0] \$2795 ;
-  reg \$2796 ;
-  reg [5:0] \$2797 ;
-  reg [5:0] \$2798 ;
+  reg [15:0] \$2792 ;
+  reg [15:0] \$2793 ;
+  reg [7:0] \$2794 ;
+  reg [1:0] \$2795 ;
+  reg [31:0] \$2796 ;
+  reg [3:0] \$2797 ;
+  reg \$2798 ;
   reg [5:0] \$2799 ;
   wire [16:0] \$28 ;
   wire \$280 ;
   reg [5:0] \$2800 ;
-  reg [15:0] \$2801 ;
+  reg [5:0] \$2801 ;
   reg [5:0] \$2802 ;
-  reg [31:0] \$2803 ;
-  reg \$2804 ;
-  reg \$2805 ;
+  reg [15:0] \$2803 ;
+  reg [5:0] \$2804 ;
+  reg [31:0] \$2805 ;
   reg \$2806 ;
-  reg [3:0] \$2807 ;
-  reg [15:0] \$2808 ;
-  reg [15:0] \$2809 ;
+  reg \$2807 ;
+  reg \$2808 ;
+  reg [3:0] \$2809 ;
   wire [16:0] \$281 ;
   reg [15:0] \$2810 ;
-  reg [7:0] \$2811 ;
-  reg [1:0] \$2812 ;
-  reg [15:0] \$2813 ;
-  reg [15:0] \$2814 ;
+  reg [15:0] \$2811 ;
+  reg [15:0] \$2812 ;
+  reg [7:0] \$2813 ;
+  reg [1:0] \$2814 ;
   reg [15:0] \$2815 ;
   reg [15:0] \$2816 ;
-  reg [1:0] \$2817 ;
+  reg [15:0] \$2817 ;
   reg [15:0] \$2818 ;
-  reg [15:0] \$2819 ;
+  reg [1:0] \$2819 ;
   wire [16:0] \$282 ;
   reg [15:0] \$2820 ;
   reg [15:0] \$2821 ;
   reg [15:0] \$2822 ;
   reg [15:0] \$2823 ;
-  reg [7:0] \$2824 ;
+  reg [15:0] \$2824 ;
   reg [15:0] \$2825 ;
-  reg [15:0] \$2826 ;
-  reg [23:0] \$2827 ;
+  reg [7:0] \$2826 ;
+  reg [15:0] \$2827 ;
   reg [15:0] \$2828 ;
-  reg [15:0] \$2829 ;
+  reg [23:0] \$2829 ;
   wire [16:0] \$283 ;
   reg [15:0] \$2830 ;
-  reg [1:0] \$2831 ;
-  reg \$2832 ;
-  reg \$2833 ;
+  reg [15:0] \$2831 ;
+  reg [15:0] \$2832 ;
+  reg [1:0] \$2833 ;
   reg \$2834 ;
   reg \$2835 ;
   reg \$2836 ;
@@ -2051,23 +2051,23 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg \$2839 ;
   wire [17:0] \$284 ;
   reg \$2840 ;
-  reg [15:0] \$2841 ;
-  reg [15:0] \$2842 ;
+  reg \$2841 ;
+  reg \$2842 ;
   reg [15:0] \$2843 ;
-  reg [2:0] \$2844 ;
+  reg [15:0] \$2844 ;
   reg [15:0] \$2845 ;
   reg [2:0] \$2846 ;
-  reg [31:0] \$2847 ;
-  reg \$2848 ;
-  reg \$2849 ;
+  reg [15:0] \$2847 ;
+  reg [2:0] \$2848 ;
+  reg [31:0] \$2849 ;
   wire [18:0] \$285 ;
   reg \$2850 ;
   reg \$2851 ;
-  reg [15:0] \$2852 ;
-  reg [15:0] \$2853 ;
-  reg [2:0] \$2854 ;
+  reg \$2852 ;
+  reg \$2853 ;
+  reg [15:0] \$2854 ;
   reg [15:0] \$2855 ;
-  reg [15:0] \$2856 ;
+  reg [2:0] \$2856 ;
   reg [15:0] \$2857 ;
   reg [15:0] \$2858 ;
   reg [15:0] \$2859 ;
@@ -2076,70 +2076,70 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [15:0] \$2861 ;
   reg [15:0] \$2862 ;
   reg [15:0] \$2863 ;
-  reg [1:0] \$2864 ;
+  reg [15:0] \$2864 ;
   reg [15:0] \$2865 ;
-  reg [15:0] \$2866 ;
+  reg [1:0] \$2866 ;
   reg [15:0] \$2867 ;
   reg [15:0] \$2868 ;
-  reg [1:0] \$2869 ;
+  reg [15:0] \$2869 ;
   wire [17:0] \$287 ;
   reg [15:0] \$2870 ;
-  reg [15:0] \$2871 ;
+  reg [1:0] \$2871 ;
   reg [15:0] \$2872 ;
   reg [15:0] \$2873 ;
   reg [15:0] \$2874 ;
   reg [15:0] \$2875 ;
   reg [15:0] \$2876 ;
   reg [15:0] \$2877 ;
-  reg [1:0] \$2878 ;
-  reg [7:0] \$2879 ;
+  reg [15:0] \$2878 ;
+  reg [15:0] \$2879 ;
   wire \$288 ;
-  reg [15:0] \$2880 ;
-  reg [15:0] \$2881 ;
+  reg [1:0] \$2880 ;
+  reg [7:0] \$2881 ;
   reg [15:0] \$2882 ;
   reg [15:0] \$2883 ;
   reg [15:0] \$2884 ;
-  reg \$2885 ;
+  reg [15:0] \$2885 ;
   reg [15:0] \$2886 ;
-  reg [15:0] \$2887 ;
+  reg \$2887 ;
   reg [15:0] \$2888 ;
   reg [15:0] \$2889 ;
   wire [16:0] \$289 ;
   reg [15:0] \$2890 ;
   reg [15:0] \$2891 ;
   reg [15:0] \$2892 ;
-  reg [1:0] \$2893 ;
+  reg [15:0] \$2893 ;
   reg [15:0] \$2894 ;
-  reg [15:0] \$2895 ;
+  reg [1:0] \$2895 ;
   reg [15:0] \$2896 ;
   reg [15:0] \$2897 ;
-  reg [1:0] \$2898 ;
+  reg [15:0] \$2898 ;
   reg [15:0] \$2899 ;
   wire \$29 ;
   wire [17:0] \$290 ;
-  reg [15:0] \$2900 ;
+  reg [1:0] \$2900 ;
   reg [15:0] \$2901 ;
   reg [15:0] \$2902 ;
   reg [15:0] \$2903 ;
   reg [15:0] \$2904 ;
   reg [15:0] \$2905 ;
   reg [15:0] \$2906 ;
-  reg [1:0] \$2907 ;
-  reg [7:0] \$2908 ;
-  reg [15:0] \$2909 ;
+  reg [15:0] \$2907 ;
+  reg [15:0] \$2908 ;
+  reg [1:0] \$2909 ;
   wire [18:0] \$291 ;
-  reg [15:0] \$2910 ;
+  reg [7:0] \$2910 ;
   reg [15:0] \$2911 ;
   reg [15:0] \$2912 ;
   reg [15:0] \$2913 ;
-  reg \$2914 ;
+  reg [15:0] \$2914 ;
   reg [15:0] \$2915 ;
-  reg [15:0] \$2916 ;
+  reg \$2916 ;
   reg [15:0] \$2917 ;
   reg [15:0] \$2918 ;
-  reg \$2919 ;
+  reg [15:0] \$2919 ;
   wire [16:0] \$292 ;
-  reg \$2920 ;
+  reg [15:0] \$2920 ;
   reg \$2921 ;
   reg \$2922 ;
   reg \$2923 ;
@@ -2150,20 +2150,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg \$2928 ;
   reg \$2929 ;
   wire [17:0] \$293 ;
-  reg [15:0] \$2930 ;
-  reg [15:0] \$2931 ;
+  reg \$2930 ;
+  reg \$2931 ;
   reg [15:0] \$2932 ;
-  reg [2:0] \$2933 ;
+  reg [15:0] \$2933 ;
   reg [15:0] \$2934 ;
-  reg [15:0] \$2935 ;
+  reg [2:0] \$2935 ;
   reg [15:0] \$2936 ;
   reg [15:0] \$2937 ;
-  reg [1:0] \$2938 ;
+  reg [15:0] \$2938 ;
   reg [15:0] \$2939 ;
   wire [18:0] \$294 ;
   reg [1:0] \$2940 ;
-  reg \$2941 ;
-  reg \$2942 ;
+  reg [15:0] \$2941 ;
+  reg [1:0] \$2942 ;
   reg \$2943 ;
   reg \$2944 ;
   reg \$2945 ;
@@ -2174,76 +2174,76 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [2:0] \$295 ;
   reg \$2950 ;
   reg \$2951 ;
-  reg [15:0] \$2952 ;
-  reg [15:0] \$2953 ;
+  reg \$2952 ;
+  reg \$2953 ;
   reg [15:0] \$2954 ;
-  reg [2:0] \$2955 ;
+  reg [15:0] \$2955 ;
   reg [15:0] \$2956 ;
-  reg [15:0] \$2957 ;
+  reg [2:0] \$2957 ;
   reg [15:0] \$2958 ;
   reg [15:0] \$2959 ;
   wire \$296 ;
-  reg [1:0] \$2960 ;
+  reg [15:0] \$2960 ;
   reg [15:0] \$2961 ;
   reg [1:0] \$2962 ;
-  reg [31:0] \$2963 ;
-  reg \$2964 ;
-  reg \$2965 ;
+  reg [15:0] \$2963 ;
+  reg [1:0] \$2964 ;
+  reg [31:0] \$2965 ;
   reg \$2966 ;
   reg \$2967 ;
   reg \$2968 ;
-  reg [15:0] \$2969 ;
+  reg \$2969 ;
   wire [2:0] \$297 ;
-  reg [15:0] \$2970 ;
+  reg \$2970 ;
   reg [15:0] \$2971 ;
   reg [15:0] \$2972 ;
   reg [15:0] \$2973 ;
   reg [15:0] \$2974 ;
-  reg [1:0] \$2975 ;
-  reg \$2976 ;
-  reg \$2977 ;
+  reg [15:0] \$2975 ;
+  reg [15:0] \$2976 ;
+  reg [1:0] \$2977 ;
   reg \$2978 ;
   reg \$2979 ;
   wire [3:0] \$298 ;
   reg \$2980 ;
-  reg [15:0] \$2981 ;
-  reg [15:0] \$2982 ;
+  reg \$2981 ;
+  reg \$2982 ;
   reg [15:0] \$2983 ;
   reg [15:0] \$2984 ;
   reg [15:0] \$2985 ;
   reg [15:0] \$2986 ;
-  reg [1:0] \$2987 ;
+  reg [15:0] \$2987 ;
   reg [15:0] \$2988 ;
-  reg [15:0] \$2989 ;
+  reg [1:0] \$2989 ;
   wire [2:0] \$299 ;
   reg [15:0] \$2990 ;
-  reg [1:0] \$2991 ;
+  reg [15:0] \$2991 ;
   reg [15:0] \$2992 ;
-  reg [15:0] \$2993 ;
+  reg [1:0] \$2993 ;
   reg [15:0] \$2994 ;
   reg [15:0] \$2995 ;
   reg [15:0] \$2996 ;
   reg [15:0] \$2997 ;
   reg [15:0] \$2998 ;
-  reg [23:0] \$2999 ;
+  reg [15:0] \$2999 ;
   wire \$3 ;
   wire \$30 ;
   wire [3:0] \$300 ;
   reg [15:0] \$3000 ;
-  reg [15:0] \$3001 ;
+  reg [23:0] \$3001 ;
   reg [15:0] \$3002 ;
   reg [15:0] \$3003 ;
   reg [15:0] \$3004 ;
   reg [15:0] \$3005 ;
   reg [15:0] \$3006 ;
   reg [15:0] \$3007 ;
-  reg [23:0] \$3008 ;
+  reg [15:0] \$3008 ;
   reg [15:0] \$3009 ;
   wire \$301 ;
-  reg [15:0] \$3010 ;
-  reg [1:0] \$3011 ;
-  reg \$3012 ;
-  reg \$3013 ;
+  reg [23:0] \$3010 ;
+  reg [15:0] \$3011 ;
+  reg [15:0] \$3012 ;
+  reg [1:0] \$3013 ;
   reg \$3014 ;
   reg \$3015 ;
   reg \$3016 ;
@@ -2251,46 +2251,46 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg \$3018 ;
   reg \$3019 ;
   wire [2:0] \$302 ;
-  reg [2:0] \$3020 ;
-  reg [15:0] \$3021 ;
-  reg [15:0] \$3022 ;
-  reg [2:0] \$3023 ;
-  reg \$3024 ;
-  reg \$3025 ;
+  reg \$3020 ;
+  reg \$3021 ;
+  reg [2:0] \$3022 ;
+  reg [15:0] \$3023 ;
+  reg [15:0] \$3024 ;
+  reg [2:0] \$3025 ;
   reg \$3026 ;
   reg \$3027 ;
   reg \$3028 ;
   reg \$3029 ;
   wire \$303 ;
-  reg [15:0] \$3030 ;
-  reg [15:0] \$3031 ;
-  reg [2:0] \$3032 ;
-  reg [191:0] \$3033 ;
-  reg [63:0] \$3034 ;
-  reg [63:0] \$3035 ;
-  reg \$3036 ;
-  reg \$3037 ;
-  reg [63:0] \$3038 ;
-  reg [191:0] \$3039 ;
+  reg \$3030 ;
+  reg \$3031 ;
+  reg [15:0] \$3032 ;
+  reg [15:0] \$3033 ;
+  reg [2:0] \$3034 ;
+  reg [191:0] \$3035 ;
+  reg [63:0] \$3036 ;
+  reg [63:0] \$3037 ;
+  reg \$3038 ;
+  reg \$3039 ;
   wire [2:0] \$304 ;
   reg [63:0] \$3040 ;
-  reg [63:0] \$3041 ;
-  reg [15:0] \$3042 ;
-  reg [15:0] \$3043 ;
-  reg [2:0] \$3044 ;
-  reg \$3045 ;
-  reg \$3046 ;
+  reg [191:0] \$3041 ;
+  reg [63:0] \$3042 ;
+  reg [63:0] \$3043 ;
+  reg [15:0] \$3044 ;
+  reg [15:0] \$3045 ;
+  reg [2:0] \$3046 ;
   reg \$3047 ;
-  reg [23:0] \$3048 ;
-  reg [3:0] \$3049 ;
+  reg \$3048 ;
+  reg \$3049 ;
   wire [3:0] \$305 ;
-  reg \$3050 ;
-  reg \$3051 ;
+  reg [23:0] \$3050 ;
+  reg [3:0] \$3051 ;
   reg \$3052 ;
-  reg [72:0] \$3053 ;
+  reg \$3053 ;
   reg \$3054 ;
-  reg [47:0] \$3055 ;
-  reg [47:0] \$3056 ;
+  reg [72:0] \$3055 ;
+  reg \$3056 ;
   reg [47:0] \$3057 ;
   reg [47:0] \$3058 ;
   reg [47:0] \$3059 ;
@@ -2337,29 +2337,29 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [47:0] \$3096 ;
   reg [47:0] \$3097 ;
   reg [47:0] \$3098 ;
-  reg \$3099 ;
+  reg [47:0] \$3099 ;
   wire [3:0] \$31 ;
   wire [16:0] \$310 ;
-  reg [3:0] \$3100 ;
-  reg [2:0] \$3101 ;
-  reg [31:0] \$3102 ;
-  reg \$3103 ;
+  reg [47:0] \$3100 ;
+  reg \$3101 ;
+  reg [3:0] \$3102 ;
+  reg [2:0] \$3103 ;
   reg [31:0] \$3104 ;
-  wire [7:0] \$3105 ;
-  wire [7:0] \$3106 ;
+  reg \$3105 ;
+  reg [31:0] \$3106 ;
   wire [7:0] \$3107 ;
   wire [7:0] \$3108 ;
-  wire [16:0] \$3109 ;
+  wire [7:0] \$3109 ;
   wire [16:0] \$311 ;
-  wire [16:0] \$3110 ;
+  wire [7:0] \$3110 ;
   wire [16:0] \$3111 ;
   wire [16:0] \$3112 ;
-  wire [7:0] \$3113 ;
-  wire [7:0] \$3114 ;
+  wire [16:0] \$3113 ;
+  wire [16:0] \$3114 ;
   wire [7:0] \$3115 ;
   wire [7:0] \$3116 ;
-  wire [15:0] \$3117 ;
-  wire [15:0] \$3118 ;
+  wire [7:0] \$3117 ;
+  wire [7:0] \$3118 ;
   wire [15:0] \$3119 ;
   wire [17:0] \$312 ;
   wire [15:0] \$3120 ;
@@ -2371,11 +2371,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \$3126 ;
   wire [15:0] \$3127 ;
   wire [15:0] \$3128 ;
-  wire \$3129 ;
+  wire [15:0] \$3129 ;
   wire [18:0] \$313 ;
-  wire \$3130 ;
+  wire [15:0] \$3130 ;
   wire \$3131 ;
   wire \$3132 ;
+  wire \$3133 ;
+  wire \$3134 ;
   wire [18:0] \$314 ;
   wire [19:0] \$315 ;
   wire [20:0] \$316 ;
@@ -2386,7 +2388,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$320 ;
   wire \$321 ;
   wire [16:0] \$322 ;
-  wire [5:0] \$3226 ;
+  wire [5:0] \$3228 ;
   wire \$323 ;
   wire [16:0] \$324 ;
   wire [17:0] \$325 ;
@@ -2454,8 +2456,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [16:0] \$381 ;
   wire [17:0] \$382 ;
   wire [18:0] \$383 ;
-  wire [6:0] \$3839 ;
   wire \$384 ;
+  wire [6:0] \$3841 ;
   wire [16:0] \$385 ;
   wire [16:0] \$386 ;
   wire [17:0] \$387 ;
@@ -2470,8 +2472,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$395 ;
   wire \$396 ;
   wire \$397 ;
-  wire [8:0] \$3970 ;
-  wire [6:0] \$3975 ;
+  wire [8:0] \$3972 ;
+  wire [6:0] \$3977 ;
   wire \$398 ;
   wire \$399 ;
   wire \$4 ;
@@ -5239,7 +5241,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (mem_w__en)
-      mem_membrane[\$649 [8:0]] <= { \$3128 , \$3127 , \$3126 , \$3125  };
+      mem_membrane[\$649 [8:0]] <= { \$3130 , \$3129 , \$3128 , \$3127  };
   end
   reg [63:0] _5_;
   reg [63:0] _6_;
@@ -5604,7 +5606,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (row2_w__en)
-      mem_row2[\$509 [6:0]] <= { \$3108 , \$3107 , \$3106 , \$3105  };
+      mem_row2[\$509 [6:0]] <= { \$3110 , \$3109 , \$3108 , \$3107  };
   end
   reg [31:0] _8_;
   reg [31:0] _9_;
@@ -6752,8 +6754,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$83  = host_addr - 9'h100;
   assign \$85  = busy ? \$signal$53  : { 4'h0, \$84  };
   assign \$86  = e1a_k0 ? \$signature__data  : spike_reg;
-  assign \$3226  = \$signal$58 [2:0] * 3'h4;
-  assign chunk1 = \$86  >> \$3226 ;
+  assign \$3228  = \$signal$58 [2:0] * 3'h4;
+  assign chunk1 = \$86  >> \$3228 ;
   assign \$87  = ~ e1a_zero;
   assign valid = e1a_v & \$87 ;
   assign \$88  = \$signal$74  << geo_pack;
@@ -7204,7 +7206,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$508  = \$507  + e2b_eoff;
   assign \$509  = \$508  + e2b_g;
   assign \$510  = ! desc_mode;
-  assign \i$297  = \$510  ? { b[63], b[63:47], b[47:31], b[31:15], b[15:0] } : { \$3112 , \$3111 , \$3110 , \$3109  };
+  assign \i$297  = \$510  ? { b[63], b[63:47], b[47:31], b[31:15], b[15:0] } : { \$3114 , \$3113 , \$3112 , \$3111  };
   assign \$511  = ! desc_mode;
   assign \$512  = desc_shift3 + 1'h1;
   assign \$513  = \$511  ? { 1'h0, desc_shift3 } : \$512 ;
@@ -7239,7 +7241,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$543  = $signed(\$542 ) + $signed({ 1'h0, e2b_g });
   assign \$544  = \$525  ? \$534  : \$543 ;
   assign \$545  = e2b_v & e2b_copy;
-  assign line4_w__data = \$545  ? copy_word : { \$3116 , \$3115 , \$3114 , \$3113  };
+  assign line4_w__data = \$545  ? copy_word : { \$3118 , \$3117 , \$3116 , \$3115  };
   assign \$signal$315  = desc_order ? \$signal$317  : \$signal$316 ;
   assign \$546  = desc_order ? \$signal$316  : \$signal$317 ;
   assign \$547  = ! desc_mode;
@@ -7336,8 +7338,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$640  = | \$546 [7:0];
   assign \$signature__en$352  = \$639  & \$640 ;
   assign \$641  = prev_base + outidx;
-  assign \$3839  = lane4a * 4'h8;
-  assign operand = \$signature__data$360  >> \$3839 ;
+  assign \$3841  = lane4a * 4'h8;
+  assign operand = \$signature__data$360  >> \$3841 ;
   assign \valid$364  = e4b_v & e4b_last;
   assign \$642  = desc_mode == 2'h2;
   assign \$643  = ~ tfullc;
@@ -7347,7 +7349,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$646  = actc > 1'h1;
   assign \$647  = actc > 2'h2;
   assign \$648  = actc > 2'h3;
-  assign spikes_masked = { \$3132 , \$3131 , \$3130 , \$3129  } & { \$648 , \$647 , \$646 , \$645  };
+  assign spikes_masked = { \$3134 , \$3133 , \$3132 , \$3131  } & { \$648 , \$647 , \$646 , \$645  };
   assign \$649  = obasec + \$signal$402 ;
   assign \$650  = obasec + \$signal$402 ;
   assign \$651  = ~ busy;
@@ -7444,12 +7446,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$755  = busy ? 32'd0 : \weights$227 ;
   assign \$756  = busy ? 32'd0 : \$signature__data$259 ;
   assign \$757  = busy ? 32'd0 : \weights$362 ;
-  assign \$3970  = rd_k * 6'h20;
-  assign \$758  = \$signature__data$491  >> \$3970 ;
+  assign \$3972  = rd_k * 6'h20;
+  assign \$758  = \$signature__data$491  >> \$3972 ;
   assign \$759  = busy ? 32'd0 : \$758 ;
   assign \$760  = busy ? 32'd0 : \$signature__data ;
-  assign \$3975  = rd_k[0] * 6'h20;
-  assign \$761  = \$signature__data$493  >> \$3975 ;
+  assign \$3977  = rd_k[0] * 6'h20;
+  assign \$761  = \$signature__data$493  >> \$3977 ;
   assign \$762  = 2'h2 - desc_pack;
   assign \$763  = 1'h1 << desc_pack;
   assign \$764  = 2'h2 - desc_pack;
@@ -8887,1190 +8889,1192 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$2264  = { done, out_seq, res_seq, in_seq } != prev;
   assign \$2265  = host_addr == 2'h2;
   assign \$2266  = host_read & \$2265 ;
-  assign \$2267  = cnt_cycles + busy;
-  assign \$2268  = cnt_c1_busy + issue1;
-  assign \$2269  = \$signal$37  < geo_t3;
-  assign \$2270  = \$signal$37  - geo_t3;
-  assign \$2271  = $signed(\$2270 ) + $signed(2'h1);
-  assign \$2272  = $signed({ 1'h0, rel1 }) >= $signed(\$2271 );
-  assign \$2273  = \$2269  | \$2272 ;
-  assign \$2274  = \$10 [15:0] < 2'h3;
-  assign \$2275  = e2_rel >= need1;
-  assign \$2276  = \$2274  | \$2275 ;
-  assign \$2277  = desc_order ? \$2273  : \$2276 ;
-  assign \$2278  = ~ \$2277 ;
-  assign \$2279  = \$signal$32  & \$2278 ;
-  assign \$2280  = cnt_c1_stall + \$2279 ;
-  assign \$2281  = \$signal$37  < geo_t3;
-  assign \$2282  = \$signal$37  - geo_t3;
-  assign \$2283  = $signed(\$2282 ) + $signed(2'h1);
-  assign \$2284  = $signed({ 1'h0, rel1 }) >= $signed(\$2283 );
-  assign \$2285  = \$2281  | \$2284 ;
-  assign \$2286  = \$10 [15:0] < 2'h3;
-  assign \$2287  = e2_rel >= need1;
-  assign \$2288  = \$2286  | \$2287 ;
-  assign \$2289  = desc_order ? \$2285  : \$2288 ;
-  assign \$2290  = \$signal$32  & \$2289 ;
-  assign \$2291  = host_in_rows > in_seq;
-  assign \$2292  = zero_row1 | \$2291 ;
-  assign \$2293  = ~ \$2292 ;
-  assign \$2294  = \$2290  & \$2293 ;
-  assign \$2295  = cnt_c1_in_wait + \$2294 ;
-  assign \$2296  = cnt_c2_busy + e2_issue;
-  assign \$2297  = e1_done >= need2;
-  assign \$2298  = ! desc_mode;
-  assign \$2299  = e3_rel + 1'h1;
-  assign \$2300  = \$2299  >= e2_seq;
-  assign \$2301  = e2_q < 2'h3;
-  assign \$2302  = e2_q - 2'h3;
-  assign \$2303  = $signed(\$2302 ) >>> desc_pool;
-  assign \$2304  = $signed({ 1'h0, e2_tho }) + $signed(\$2303 );
-  assign \$2305  = e2_l4b + \$119 [7:0];
-  assign \$2306  = desc_order ? \$2304  : { 1'h0, \$2305  };
-  assign \$2307  = $signed(\$2306 ) + $signed(2'h1);
-  assign \$2308  = $signed({ 1'h0, e4_rel }) >= $signed(\$2307 );
-  assign \$2309  = \$2301  | \$2308 ;
-  assign \$2310  = \$2298  ? \$2300  : \$2309 ;
-  assign \$2311  = \$2297  & \$2310 ;
-  assign \$2312  = ~ \$2311 ;
-  assign \$2313  = e2_run & \$2312 ;
-  assign \$2314  = cnt_c2_stall + \$2313 ;
-  assign \$2315  = ! desc_mode;
-  assign \$2316  = ~ e2_copy;
-  assign \$2317  = e2_issue & \$2316 ;
-  assign \$2318  = \$2315  ? e3_issue : \$2317 ;
-  assign \$2319  = cnt_c3_busy + \$2318 ;
-  assign \$2320  = ! desc_mode;
-  assign \$2321  = e3_seq + 1'h1;
-  assign \$2322  = \$signal$173  >= \$2321 ;
-  assign \$2323  = e3_q < 2'h3;
-  assign \$2324  = e3_q - 2'h3;
-  assign \$2325  = $signed(\$2324 ) >>> desc_pool;
-  assign \$2326  = $signed({ 1'h0, e3_tho }) + $signed(\$2325 );
-  assign \$2327  = e3_l4b + \$173 [7:0];
-  assign \$2328  = desc_order ? \$2326  : { 1'h0, \$2327  };
-  assign \$2329  = $signed(\$2328 ) + $signed(2'h1);
-  assign \$2330  = $signed({ 1'h0, e4_rel }) >= $signed(\$2329 );
-  assign \$2331  = \$2323  | \$2330 ;
-  assign \$2332  = \$2322  & \$2331 ;
-  assign \$2333  = ~ \$2332 ;
-  assign \$2334  = e3_run & \$2333 ;
-  assign \$2335  = e1_done >= need2;
-  assign \$2336  = ! desc_mode;
-  assign \$2337  = e3_rel + 1'h1;
-  assign \$2338  = \$2337  >= e2_seq;
-  assign \$2339  = e2_q < 2'h3;
-  assign \$2340  = e2_q - 2'h3;
-  assign \$2341  = $signed(\$2340 ) >>> desc_pool;
-  assign \$2342  = $signed({ 1'h0, e2_tho }) + $signed(\$2341 );
-  assign \$2343  = e2_l4b + \$119 [7:0];
-  assign \$2344  = desc_order ? \$2342  : { 1'h0, \$2343  };
-  assign \$2345  = $signed(\$2344 ) + $signed(2'h1);
-  assign \$2346  = $signed({ 1'h0, e4_rel }) >= $signed(\$2345 );
-  assign \$2347  = \$2339  | \$2346 ;
-  assign \$2348  = \$2336  ? \$2338  : \$2347 ;
-  assign \$2349  = \$2335  & \$2348 ;
-  assign \$2350  = ~ \$2349 ;
-  assign \$2351  = e2_run & \$2350 ;
-  assign \$2352  = ! desc_mode;
-  assign \$2353  = ~ \$2352 ;
-  assign \$2354  = ~ e2_copy;
-  assign \$2355  = \$2353  & \$2354 ;
-  assign \$2356  = \$2351  & \$2355 ;
-  assign \$2357  = \$2320  ? \$2334  : \$2356 ;
-  assign \$2358  = cnt_c3_stall + \$2357 ;
-  assign \$2359  = cnt_c4_busy + issue4;
-  assign \$2360  = ! desc_mode;
-  assign \$2361  = \$2360  ? \$signal$321  : \$signal$173 ;
-  assign \$2362  = \$signal$315  << desc_pool;
-  assign \$2363  = \$signal$323  + \$2362 ;
-  assign \$2364  = desc_pool ? 2'h2 : 2'h1;
-  assign \$2365  = \$2363  + \$2364 ;
-  assign \$2366  = \$signal$322  + \$546 [7:0];
-  assign \$2367  = \$2366  + 1'h1;
-  assign \$2368  = desc_order ? \$2365  : { 1'h0, \$2367  };
-  assign \$2369  = \$2361  >= \$2368 ;
-  assign \$2370  = ! \$546 [7:0];
-  assign \$2371  = geo_long_rows | \$2370 ;
-  assign \$2372  = out_seq + geo_dist;
-  assign \$2373  = \$2372  > m4;
-  assign \$2374  = \$2371  | \$2373 ;
-  assign \$2375  = \$2369  & \$2374 ;
-  assign \$2376  = ~ \$2375 ;
-  assign \$2377  = run4 & \$2376 ;
-  assign \$2378  = cnt_c4_stall + \$2377 ;
-  assign \$2379  = e2b_v & e2b_final;
-  assign \$2380  = ~ e2b_copy;
-  assign \$2381  = \$2379  & \$2380 ;
-  assign \$2382  = ! desc_mode;
-  assign \$2383  = ~ \$2382 ;
-  assign \$2384  = \$2381  & \$2383 ;
-  assign \$2385  = cnt_adder_busy + \$2384 ;
-  assign \$2386  = e1_done >= need2;
-  assign \$2387  = ! desc_mode;
-  assign \$2388  = e3_rel + 1'h1;
-  assign \$2389  = \$2388  >= e2_seq;
-  assign \$2390  = e2_q < 2'h3;
-  assign \$2391  = e2_q - 2'h3;
-  assign \$2392  = $signed(\$2391 ) >>> desc_pool;
-  assign \$2393  = $signed({ 1'h0, e2_tho }) + $signed(\$2392 );
-  assign \$2394  = e2_l4b + \$119 [7:0];
-  assign \$2395  = desc_order ? \$2393  : { 1'h0, \$2394  };
-  assign \$2396  = $signed(\$2395 ) + $signed(2'h1);
-  assign \$2397  = $signed({ 1'h0, e4_rel }) >= $signed(\$2396 );
-  assign \$2398  = \$2390  | \$2397 ;
-  assign \$2399  = \$2387  ? \$2389  : \$2398 ;
-  assign \$2400  = \$2386  & \$2399 ;
-  assign \$2401  = ~ \$2400 ;
-  assign \$2402  = e2_run & \$2401 ;
-  assign \$2403  = ! desc_mode;
-  assign \$2404  = ~ \$2403 ;
-  assign \$2405  = ~ e2_copy;
-  assign \$2406  = \$2404  & \$2405 ;
-  assign \$2407  = \$2402  & \$2406 ;
-  assign \$2408  = cnt_adder_stall + \$2407 ;
-  assign \$2409  = cnt_lif_busy + mem_w__en;
-  assign \$2410  = ! desc_mode;
-  assign \$2411  = \$2410  ? \$signal$321  : \$signal$173 ;
-  assign \$2412  = \$signal$315  << desc_pool;
-  assign \$2413  = \$signal$323  + \$2412 ;
-  assign \$2414  = desc_pool ? 2'h2 : 2'h1;
-  assign \$2415  = \$2413  + \$2414 ;
-  assign \$2416  = \$signal$322  + \$546 [7:0];
-  assign \$2417  = \$2416  + 1'h1;
-  assign \$2418  = desc_order ? \$2415  : { 1'h0, \$2417  };
-  assign \$2419  = \$2411  >= \$2418 ;
-  assign \$2420  = run4 & \$2419 ;
-  assign \$2421  = ! \$546 [7:0];
-  assign \$2422  = geo_long_rows | \$2421 ;
-  assign \$2423  = out_seq + geo_dist;
-  assign \$2424  = \$2423  > m4;
-  assign \$2425  = \$2422  | \$2424 ;
-  assign \$2426  = \$2420  & \$2425 ;
-  assign \$2427  = ~ desc_residual;
-  assign \$2428  = host_res_rows > m4;
-  assign \$2429  = \$2427  | \$2428 ;
-  assign \$2430  = host_out_taken + desc_out_ring_rows;
-  assign \$2431  = \$2430  > m4;
-  assign \$2432  = \$2429  & \$2431 ;
-  assign \$2433  = ~ \$2432 ;
-  assign \$2434  = \$2426  & \$2433 ;
-  assign \$2435  = cnt_lif_stall + \$2434 ;
-  assign \$2436  = ~ e1a_zero;
-  assign \$2437  = e1a_v & \$2436 ;
-  assign \$2438  = \$2437  ? act1a : 3'h0;
-  assign \$2439  = cnt_c1_slots + \$2438 ;
-  assign \$2440  = ~ e1a_zero;
-  assign \$2441  = e1a_v & \$2440 ;
-  assign \$2442  = 1'h0 + chunk1[0];
-  assign \$2443  = \$2442  + chunk1[1];
-  assign \$2444  = \$2443  + chunk1[2];
-  assign \$2445  = \$2444  + chunk1[3];
-  assign \$2446  = \$2441  ? \$2445  : 5'h00;
-  assign \$2447  = cnt_c1_adds + \$2446 ;
-  assign \$2448  = ~ e2a_copy;
-  assign \$2449  = e2a_v & \$2448 ;
-  assign \$2450  = geo_ng - 1'h1;
-  assign \$2451  = e2a_g == \$2450 ;
-  assign \$2452  = \$2451  ? geo_last_lanes : geo_pk;
-  assign \$2453  = ! desc_mode;
-  assign \$2454  = ! e2a_e;
-  assign \$2455  = geo_nb + 1'h1;
-  assign \$2456  = e2a_e == \$2455 ;
-  assign \$2457  = e2a_e == geo_nb;
-  assign \$2458  = \$2457  ? geo_last_cols : geo_px;
+  assign \$2267  = ~ pending;
+  assign \$2268  = busy & \$2267 ;
+  assign \$2269  = cnt_cycles + \$2268 ;
+  assign \$2270  = cnt_c1_busy + issue1;
+  assign \$2271  = \$signal$37  < geo_t3;
+  assign \$2272  = \$signal$37  - geo_t3;
+  assign \$2273  = $signed(\$2272 ) + $signed(2'h1);
+  assign \$2274  = $signed({ 1'h0, rel1 }) >= $signed(\$2273 );
+  assign \$2275  = \$2271  | \$2274 ;
+  assign \$2276  = \$10 [15:0] < 2'h3;
+  assign \$2277  = e2_rel >= need1;
+  assign \$2278  = \$2276  | \$2277 ;
+  assign \$2279  = desc_order ? \$2275  : \$2278 ;
+  assign \$2280  = ~ \$2279 ;
+  assign \$2281  = \$signal$32  & \$2280 ;
+  assign \$2282  = cnt_c1_stall + \$2281 ;
+  assign \$2283  = \$signal$37  < geo_t3;
+  assign \$2284  = \$signal$37  - geo_t3;
+  assign \$2285  = $signed(\$2284 ) + $signed(2'h1);
+  assign \$2286  = $signed({ 1'h0, rel1 }) >= $signed(\$2285 );
+  assign \$2287  = \$2283  | \$2286 ;
+  assign \$2288  = \$10 [15:0] < 2'h3;
+  assign \$2289  = e2_rel >= need1;
+  assign \$2290  = \$2288  | \$2289 ;
+  assign \$2291  = desc_order ? \$2287  : \$2290 ;
+  assign \$2292  = \$signal$32  & \$2291 ;
+  assign \$2293  = host_in_rows > in_seq;
+  assign \$2294  = zero_row1 | \$2293 ;
+  assign \$2295  = ~ \$2294 ;
+  assign \$2296  = \$2292  & \$2295 ;
+  assign \$2297  = cnt_c1_in_wait + \$2296 ;
+  assign \$2298  = cnt_c2_busy + e2_issue;
+  assign \$2299  = e1_done >= need2;
+  assign \$2300  = ! desc_mode;
+  assign \$2301  = e3_rel + 1'h1;
+  assign \$2302  = \$2301  >= e2_seq;
+  assign \$2303  = e2_q < 2'h3;
+  assign \$2304  = e2_q - 2'h3;
+  assign \$2305  = $signed(\$2304 ) >>> desc_pool;
+  assign \$2306  = $signed({ 1'h0, e2_tho }) + $signed(\$2305 );
+  assign \$2307  = e2_l4b + \$119 [7:0];
+  assign \$2308  = desc_order ? \$2306  : { 1'h0, \$2307  };
+  assign \$2309  = $signed(\$2308 ) + $signed(2'h1);
+  assign \$2310  = $signed({ 1'h0, e4_rel }) >= $signed(\$2309 );
+  assign \$2311  = \$2303  | \$2310 ;
+  assign \$2312  = \$2300  ? \$2302  : \$2311 ;
+  assign \$2313  = \$2299  & \$2312 ;
+  assign \$2314  = ~ \$2313 ;
+  assign \$2315  = e2_run & \$2314 ;
+  assign \$2316  = cnt_c2_stall + \$2315 ;
+  assign \$2317  = ! desc_mode;
+  assign \$2318  = ~ e2_copy;
+  assign \$2319  = e2_issue & \$2318 ;
+  assign \$2320  = \$2317  ? e3_issue : \$2319 ;
+  assign \$2321  = cnt_c3_busy + \$2320 ;
+  assign \$2322  = ! desc_mode;
+  assign \$2323  = e3_seq + 1'h1;
+  assign \$2324  = \$signal$173  >= \$2323 ;
+  assign \$2325  = e3_q < 2'h3;
+  assign \$2326  = e3_q - 2'h3;
+  assign \$2327  = $signed(\$2326 ) >>> desc_pool;
+  assign \$2328  = $signed({ 1'h0, e3_tho }) + $signed(\$2327 );
+  assign \$2329  = e3_l4b + \$173 [7:0];
+  assign \$2330  = desc_order ? \$2328  : { 1'h0, \$2329  };
+  assign \$2331  = $signed(\$2330 ) + $signed(2'h1);
+  assign \$2332  = $signed({ 1'h0, e4_rel }) >= $signed(\$2331 );
+  assign \$2333  = \$2325  | \$2332 ;
+  assign \$2334  = \$2324  & \$2333 ;
+  assign \$2335  = ~ \$2334 ;
+  assign \$2336  = e3_run & \$2335 ;
+  assign \$2337  = e1_done >= need2;
+  assign \$2338  = ! desc_mode;
+  assign \$2339  = e3_rel + 1'h1;
+  assign \$2340  = \$2339  >= e2_seq;
+  assign \$2341  = e2_q < 2'h3;
+  assign \$2342  = e2_q - 2'h3;
+  assign \$2343  = $signed(\$2342 ) >>> desc_pool;
+  assign \$2344  = $signed({ 1'h0, e2_tho }) + $signed(\$2343 );
+  assign \$2345  = e2_l4b + \$119 [7:0];
+  assign \$2346  = desc_order ? \$2344  : { 1'h0, \$2345  };
+  assign \$2347  = $signed(\$2346 ) + $signed(2'h1);
+  assign \$2348  = $signed({ 1'h0, e4_rel }) >= $signed(\$2347 );
+  assign \$2349  = \$2341  | \$2348 ;
+  assign \$2350  = \$2338  ? \$2340  : \$2349 ;
+  assign \$2351  = \$2337  & \$2350 ;
+  assign \$2352  = ~ \$2351 ;
+  assign \$2353  = e2_run & \$2352 ;
+  assign \$2354  = ! desc_mode;
+  assign \$2355  = ~ \$2354 ;
+  assign \$2356  = ~ e2_copy;
+  assign \$2357  = \$2355  & \$2356 ;
+  assign \$2358  = \$2353  & \$2357 ;
+  assign \$2359  = \$2322  ? \$2336  : \$2358 ;
+  assign \$2360  = cnt_c3_stall + \$2359 ;
+  assign \$2361  = cnt_c4_busy + issue4;
+  assign \$2362  = ! desc_mode;
+  assign \$2363  = \$2362  ? \$signal$321  : \$signal$173 ;
+  assign \$2364  = \$signal$315  << desc_pool;
+  assign \$2365  = \$signal$323  + \$2364 ;
+  assign \$2366  = desc_pool ? 2'h2 : 2'h1;
+  assign \$2367  = \$2365  + \$2366 ;
+  assign \$2368  = \$signal$322  + \$546 [7:0];
+  assign \$2369  = \$2368  + 1'h1;
+  assign \$2370  = desc_order ? \$2367  : { 1'h0, \$2369  };
+  assign \$2371  = \$2363  >= \$2370 ;
+  assign \$2372  = ! \$546 [7:0];
+  assign \$2373  = geo_long_rows | \$2372 ;
+  assign \$2374  = out_seq + geo_dist;
+  assign \$2375  = \$2374  > m4;
+  assign \$2376  = \$2373  | \$2375 ;
+  assign \$2377  = \$2371  & \$2376 ;
+  assign \$2378  = ~ \$2377 ;
+  assign \$2379  = run4 & \$2378 ;
+  assign \$2380  = cnt_c4_stall + \$2379 ;
+  assign \$2381  = e2b_v & e2b_final;
+  assign \$2382  = ~ e2b_copy;
+  assign \$2383  = \$2381  & \$2382 ;
+  assign \$2384  = ! desc_mode;
+  assign \$2385  = ~ \$2384 ;
+  assign \$2386  = \$2383  & \$2385 ;
+  assign \$2387  = cnt_adder_busy + \$2386 ;
+  assign \$2388  = e1_done >= need2;
+  assign \$2389  = ! desc_mode;
+  assign \$2390  = e3_rel + 1'h1;
+  assign \$2391  = \$2390  >= e2_seq;
+  assign \$2392  = e2_q < 2'h3;
+  assign \$2393  = e2_q - 2'h3;
+  assign \$2394  = $signed(\$2393 ) >>> desc_pool;
+  assign \$2395  = $signed({ 1'h0, e2_tho }) + $signed(\$2394 );
+  assign \$2396  = e2_l4b + \$119 [7:0];
+  assign \$2397  = desc_order ? \$2395  : { 1'h0, \$2396  };
+  assign \$2398  = $signed(\$2397 ) + $signed(2'h1);
+  assign \$2399  = $signed({ 1'h0, e4_rel }) >= $signed(\$2398 );
+  assign \$2400  = \$2392  | \$2399 ;
+  assign \$2401  = \$2389  ? \$2391  : \$2400 ;
+  assign \$2402  = \$2388  & \$2401 ;
+  assign \$2403  = ~ \$2402 ;
+  assign \$2404  = e2_run & \$2403 ;
+  assign \$2405  = ! desc_mode;
+  assign \$2406  = ~ \$2405 ;
+  assign \$2407  = ~ e2_copy;
+  assign \$2408  = \$2406  & \$2407 ;
+  assign \$2409  = \$2404  & \$2408 ;
+  assign \$2410  = cnt_adder_stall + \$2409 ;
+  assign \$2411  = cnt_lif_busy + mem_w__en;
+  assign \$2412  = ! desc_mode;
+  assign \$2413  = \$2412  ? \$signal$321  : \$signal$173 ;
+  assign \$2414  = \$signal$315  << desc_pool;
+  assign \$2415  = \$signal$323  + \$2414 ;
+  assign \$2416  = desc_pool ? 2'h2 : 2'h1;
+  assign \$2417  = \$2415  + \$2416 ;
+  assign \$2418  = \$signal$322  + \$546 [7:0];
+  assign \$2419  = \$2418  + 1'h1;
+  assign \$2420  = desc_order ? \$2417  : { 1'h0, \$2419  };
+  assign \$2421  = \$2413  >= \$2420 ;
+  assign \$2422  = run4 & \$2421 ;
+  assign \$2423  = ! \$546 [7:0];
+  assign \$2424  = geo_long_rows | \$2423 ;
+  assign \$2425  = out_seq + geo_dist;
+  assign \$2426  = \$2425  > m4;
+  assign \$2427  = \$2424  | \$2426 ;
+  assign \$2428  = \$2422  & \$2427 ;
+  assign \$2429  = ~ desc_residual;
+  assign \$2430  = host_res_rows > m4;
+  assign \$2431  = \$2429  | \$2430 ;
+  assign \$2432  = host_out_taken + desc_out_ring_rows;
+  assign \$2433  = \$2432  > m4;
+  assign \$2434  = \$2431  & \$2433 ;
+  assign \$2435  = ~ \$2434 ;
+  assign \$2436  = \$2428  & \$2435 ;
+  assign \$2437  = cnt_lif_stall + \$2436 ;
+  assign \$2438  = ~ e1a_zero;
+  assign \$2439  = e1a_v & \$2438 ;
+  assign \$2440  = \$2439  ? act1a : 3'h0;
+  assign \$2441  = cnt_c1_slots + \$2440 ;
+  assign \$2442  = ~ e1a_zero;
+  assign \$2443  = e1a_v & \$2442 ;
+  assign \$2444  = 1'h0 + chunk1[0];
+  assign \$2445  = \$2444  + chunk1[1];
+  assign \$2446  = \$2445  + chunk1[2];
+  assign \$2447  = \$2446  + chunk1[3];
+  assign \$2448  = \$2443  ? \$2447  : 5'h00;
+  assign \$2449  = cnt_c1_adds + \$2448 ;
+  assign \$2450  = ~ e2a_copy;
+  assign \$2451  = e2a_v & \$2450 ;
+  assign \$2452  = geo_ng - 1'h1;
+  assign \$2453  = e2a_g == \$2452 ;
+  assign \$2454  = \$2453  ? geo_last_lanes : geo_pk;
+  assign \$2455  = ! desc_mode;
+  assign \$2456  = ! e2a_e;
+  assign \$2457  = geo_nb + 1'h1;
+  assign \$2458  = e2a_e == \$2457 ;
   assign \$2459  = e2a_e == geo_nb;
-  assign \$2460  = geo_px - 1'h1;
-  assign \$2461  = { 1'h0, desc_width } & { \$2460 [3], \$2460 [3], \$2460 [3], \$2460 [3], \$2460 [3], \$2460 [3], \$2460 [3], \$2460 [3], \$2460 [3], \$2460 [3], \$2460 [3], \$2460 [3], \$2460 [3], \$2460  };
-  assign \$2462  = ! \$2461 ;
-  assign \$2463  = ~ \$2462 ;
-  assign \$2464  = \$2459  & \$2463 ;
-  assign \$2465  = ~ desc_zero_halo[3];
-  assign \$2466  = \$2464  & \$2465 ;
-  assign \$2467  = \$2458  + \$2466 ;
-  assign \$2468  = \$2456  ? 4'h1 : \$2467 ;
-  assign \$2469  = \$2454  ? 4'h1 : \$2468 ;
-  assign \$2470  = e2a_e == geo_nb;
-  assign \$2471  = \$2470  ? geo_last_cols : geo_px;
-  assign \$2472  = \$2453  ? \$2469  : { 1'h0, \$2471  };
-  assign \$2473  = \$2452  * \$2472 ;
-  assign \$2474  = \$2449  ? \$2473  : 7'h00;
-  assign \$2475  = cnt_c2_macs + \$2474 ;
-  assign \$2476  = ! desc_mode;
-  assign \$2477  = geo_ng - 1'h1;
-  assign \$2478  = e3a_g == \$2477 ;
-  assign \$2479  = \$2478  ? geo_last_lanes : geo_pk;
-  assign \$2480  = e3a_e == geo_nb;
-  assign \$2481  = \$2480  ? geo_last_cols : geo_px;
-  assign \$2482  = \$2479  * \$2481 ;
-  assign \$2483  = e3a_v ? \$2482  : 6'h00;
-  assign \$2484  = ~ e2a_copy;
-  assign \$2485  = e2a_v & \$2484 ;
-  assign \$2486  = geo_ng - 1'h1;
-  assign \$2487  = e2a_g == \$2486 ;
-  assign \$2488  = \$2487  ? geo_last_lanes : geo_pk;
-  assign \$2489  = e2a_e == geo_nb;
-  assign \$2490  = \$2489  ? geo_last_cols : geo_px;
-  assign \$2491  = \$2488  * \$2490 ;
-  assign \$2492  = \$2485  ? \$2491  : 6'h00;
-  assign \$2493  = \$2476  ? \$2483  : \$2492 ;
-  assign \$2494  = cnt_c3_macs + \$2493 ;
-  assign \$2495  = \valid$355  ? act4a : 3'h0;
-  assign \$2496  = cnt_c4_macs + \$2495 ;
-  assign \$2497  = e2b_v & e2b_final;
-  assign \$2498  = ~ e2b_copy;
-  assign \$2499  = \$2497  & \$2498 ;
-  assign \$2500  = ! desc_mode;
-  assign \$2501  = ~ \$2500 ;
-  assign \$2502  = \$2499  & \$2501 ;
-  assign \$2503  = geo_ng - 1'h1;
-  assign \$2504  = e2b_g == \$2503 ;
-  assign \$2505  = \$2504  ? geo_last_lanes : geo_pk;
-  assign \$2506  = e2b_e == geo_nb;
-  assign \$2507  = \$2506  ? geo_last_cols : geo_px;
-  assign \$2508  = \$2505  * \$2507 ;
-  assign \$2509  = \$2502  ? \$2508  : 6'h00;
-  assign \$2510  = cnt_adds + \$2509 ;
-  assign \$2511  = mem_w__en ? actc : 3'h0;
-  assign \$2512  = cnt_lif_updates + \$2511 ;
-  assign \$2513  = 1'h0 + spikes_masked[0];
-  assign \$2514  = \$2513  + spikes_masked[1];
-  assign \$2515  = \$2514  + spikes_masked[2];
-  assign \$2516  = \$2515  + spikes_masked[3];
-  assign \$2517  = mem_w__en ? \$2516  : 5'h00;
-  assign \$2518  = cnt_spikes_out + \$2517 ;
-  assign \$2519  = ~ zero_row1;
-  assign \$2520  = issue1 & \$2519 ;
-  assign \$2521  = cnt_w1_reads + \$2520 ;
-  assign \$2522  = ~ e2_copy;
-  assign \$2523  = e2_issue & \$2522 ;
-  assign \$2524  = geo_px - 1'h1;
-  assign \$2525  = { 1'h0, e2_sl } & { \$2524 [3], \$2524 [3], \$2524 [3], \$2524 [3], \$2524 [3], \$2524 [3], \$2524 [3], \$2524 [3], \$2524 [3], \$2524 [3], \$2524 [3], \$2524 [3], \$2524 [3], \$2524  };
-  assign \$2526  = ! \$2525 ;
-  assign \$2527  = e2_s_first | \$2526 ;
-  assign \$2528  = e2_glb_w & \$2527 ;
-  assign \$2529  = \$2523  & \$2528 ;
-  assign \$2530  = cnt_w2_reads + \$2529 ;
-  assign \$2531  = ! desc_mode;
-  assign \$2532  = geo_px - 1'h1;
-  assign \$2533  = { 1'h0, e3_sl } & { \$2532 [3], \$2532 [3], \$2532 [3], \$2532 [3], \$2532 [3], \$2532 [3], \$2532 [3], \$2532 [3], \$2532 [3], \$2532 [3], \$2532 [3], \$2532 [3], \$2532 [3], \$2532  };
-  assign \$2534  = ! \$2533 ;
-  assign \$2535  = e3_s_first | \$2534 ;
-  assign \$2536  = e3_glb_w & \$2535 ;
-  assign \$2537  = e3_issue & \$2536 ;
-  assign \$2538  = ~ e2_copy;
-  assign \$2539  = e2_issue & \$2538 ;
-  assign \$2540  = geo_px - 1'h1;
-  assign \$2541  = { 1'h0, e2_sl } & { \$2540 [3], \$2540 [3], \$2540 [3], \$2540 [3], \$2540 [3], \$2540 [3], \$2540 [3], \$2540 [3], \$2540 [3], \$2540 [3], \$2540 [3], \$2540 [3], \$2540 [3], \$2540  };
-  assign \$2542  = ! \$2541 ;
-  assign \$2543  = e2_s_first | \$2542 ;
-  assign \$2544  = e2_glb_w & \$2543 ;
-  assign \$2545  = \$2539  & \$2544 ;
-  assign \$2546  = \$2531  ? \$2537  : \$2545 ;
-  assign \$2547  = cnt_w3_reads + \$2546 ;
-  assign \$2548  = cnt_w4_reads + issue4;
-  assign \$2549  = desc_rank - 1'h1;
-  assign \$2550  = k4 == \$2549 ;
-  assign \$2552  = desc_pool ? 3'h4 : 3'h1;
-  assign \$2553  = \$2552  - 1'h1;
-  assign \$2554  = \$signal$334  == \$2553 ;
-  assign \$2555  = \$2551  & \$2554 ;
-  assign \$2556  = issue4 & \$2555 ;
-  assign \$2557  = cnt_affine_reads + \$2556 ;
-  assign \$2558  = \$signature__en  & busy;
-  assign \$2559  = cnt_spike_in_reads + \$2558 ;
-  assign \$2560  = \$signature__en$177  + \$signature__en$186 ;
-  assign \$2561  = \$2560  + \$signature__en$188 ;
-  assign \$2562  = cnt_line1_reads + \$2561 ;
-  assign \$2563  = \$signal$84  & \$signal$85 ;
-  assign \$2564  = ~ \$signal$86 ;
-  assign \$2565  = \$2563  & \$2564 ;
-  assign \$2566  = cnt_line1_writes + \$2565 ;
-  assign \$2567  = \$signature__en$195  + \$signature__en$199 ;
-  assign \$2568  = cnt_row2_reads + \$2567 ;
-  assign \$2569  = cnt_row2_writes + row2_w__en;
-  assign \$2570  = cnt_line4_reads + \$signature__en$335 ;
-  assign \$2571  = cnt_line4_writes + line4_w__en;
-  assign \$2572  = w_rd + p_rd;
-  assign \$2573  = cnt_c2_spad_reads + \$2572 ;
-  assign \$2574  = w_wr + p_wr;
-  assign \$2575  = cnt_c2_spad_writes + \$2574 ;
-  assign \$2576  = \w_rd$235  + \p_rd$237 ;
-  assign \$2577  = cnt_c3_spad_reads + \$2576 ;
-  assign \$2578  = \w_wr$262  + \p_wr$272 ;
-  assign \$2579  = cnt_c3_spad_writes + \$2578 ;
-  assign \$2580  = cnt_residual_reads + \$signature__en$348 ;
-  assign \$2581  = cnt_membrane_reads + \$signature__en$352 ;
-  assign \$2582  = cnt_membrane_writes + mem_w__en;
-  assign \$2583  = cnt_spikes_writes + mem_w__en;
-  assign \$2584  = host_addr >= 9'h100;
-  assign \$2585  = host_addr < 9'h140;
-  assign \$2586  = \$2584  & \$2585 ;
-  assign \$2587  = host_write & \$2586 ;
-  assign \$2588  = ~ busy;
-  assign \$2589  = \$2587  & \$2588 ;
-  assign \$2592  = host_addr >= 9'h140;
-  assign \$2593  = host_addr < 9'h170;
-  assign \$2594  = \$2592  & \$2593 ;
-  assign \$2595  = host_write & \$2594 ;
-  assign \$2596  = ~ busy;
-  assign \$2597  = \$2595  & \$2596 ;
-  assign \$2600  = \$2591  + \$2599 ;
-  assign \$2601  = host_addr >= 9'h180;
-  assign \$2602  = host_addr < 9'h1b0;
-  assign \$2603  = \$2601  & \$2602 ;
-  assign \$2604  = host_write & \$2603 ;
-  assign \$2605  = ~ busy;
-  assign \$2606  = \$2604  & \$2605 ;
-  assign \$2609  = \$2600  + \$2608 ;
-  assign \$2610  = host_addr >= 9'h1c0;
-  assign \$2611  = host_addr < 10'h200;
-  assign \$2612  = \$2610  & \$2611 ;
-  assign \$2613  = host_write & \$2612 ;
-  assign \$2614  = ~ busy;
-  assign \$2615  = \$2613  & \$2614 ;
-  assign \$2618  = \$2609  + \$2617 ;
-  assign \$2619  = host_addr >= 10'h200;
-  assign \$2620  = host_addr < 10'h240;
-  assign \$2621  = \$2619  & \$2620 ;
-  assign \$2622  = host_write & \$2621 ;
-  assign \$2623  = ~ busy;
-  assign \$2624  = \$2622  & \$2623 ;
-  assign \$2625  = host_addr - 10'h200;
-  assign \$2626  = \$2625 [2:0] < 3'h6;
-  assign \$2627  = \$2624  & \$2626 ;
-  assign \$2628  = \$2618  + \$2627 ;
-  assign \$2629  = host_addr >= 10'h300;
-  assign \$2630  = host_addr < 11'h400;
-  assign \$2631  = \$2629  & \$2630 ;
-  assign \$2632  = host_write & \$2631 ;
-  assign \$2636  = \$2628  + \$2635 ;
-  assign \$2637  = host_addr >= 11'h400;
-  assign \$2638  = host_addr < 11'h600;
-  assign \$2639  = \$2637  & \$2638 ;
-  assign \$2640  = host_write & \$2639 ;
-  assign \$2642  = host_addr - 11'h400;
-  assign \$2643  = \$2642 [0] < 2'h2;
-  assign \$2644  = \$2641  & \$2643 ;
-  assign \$2645  = \$2636  + \$2644 ;
-  assign \$2646  = host_addr >= 12'h800;
-  assign \$2647  = host_addr < 12'hbc2;
-  assign \$2648  = \$2646  & \$2647 ;
-  assign \$2649  = host_write & \$2648 ;
-  assign \$2650  = ~ busy;
-  assign \$2651  = \$2649  & \$2650 ;
-  assign \$2652  = host_addr - 12'h800;
-  assign \$2653  = \$2652 [0] < 2'h2;
-  assign \$2654  = \$2651  & \$2653 ;
-  assign \$2655  = \$2645  + \$2654 ;
-  assign \$2656  = host_addr >= 12'hc00;
-  assign \$2657  = host_addr < 12'hde1;
-  assign \$2658  = \$2656  & \$2657 ;
-  assign \$2659  = host_write & \$2658 ;
-  assign \$2660  = ~ busy;
-  assign \$2661  = \$2659  & \$2660 ;
-  assign \$2664  = \$2655  + \$2663 ;
-  assign \$2665  = cnt_host_words_in + \$2664 ;
-  assign \$2666  = host_addr >= 9'h100;
-  assign \$2667  = host_addr < 9'h140;
-  assign \$2668  = \$2666  & \$2667 ;
-  assign \$2669  = host_read & \$2668 ;
-  assign \$2670  = ~ busy;
-  assign \$2671  = \$2669  & \$2670 ;
-  assign \$2674  = host_addr >= 9'h140;
-  assign \$2675  = host_addr < 9'h170;
-  assign \$2676  = \$2674  & \$2675 ;
-  assign \$2677  = host_read & \$2676 ;
-  assign \$2678  = ~ busy;
-  assign \$2679  = \$2677  & \$2678 ;
-  assign \$2682  = \$2673  + \$2681 ;
-  assign \$2683  = host_addr >= 9'h180;
-  assign \$2684  = host_addr < 9'h1b0;
-  assign \$2685  = \$2683  & \$2684 ;
-  assign \$2686  = host_read & \$2685 ;
-  assign \$2687  = ~ busy;
-  assign \$2688  = \$2686  & \$2687 ;
-  assign \$2691  = \$2682  + \$2690 ;
-  assign \$2692  = host_addr >= 9'h1c0;
-  assign \$2693  = host_addr < 10'h200;
-  assign \$2694  = \$2692  & \$2693 ;
-  assign \$2695  = host_read & \$2694 ;
-  assign \$2696  = ~ busy;
-  assign \$2697  = \$2695  & \$2696 ;
-  assign \$2700  = \$2691  + \$2699 ;
-  assign \$2701  = host_addr >= 10'h200;
-  assign \$2702  = host_addr < 10'h240;
-  assign \$2703  = \$2701  & \$2702 ;
-  assign \$2704  = host_read & \$2703 ;
-  assign \$2705  = ~ busy;
-  assign \$2706  = \$2704  & \$2705 ;
-  assign \$2707  = host_addr - 10'h200;
-  assign \$2708  = \$2707 [2:0] < 3'h6;
-  assign \$2709  = \$2706  & \$2708 ;
-  assign \$2710  = \$2700  + \$2709 ;
-  assign \$2711  = host_addr >= 10'h300;
-  assign \$2712  = host_addr < 11'h400;
-  assign \$2713  = \$2711  & \$2712 ;
-  assign \$2714  = host_read & \$2713 ;
-  assign \$2715  = ~ busy;
-  assign \$2716  = \$2714  & \$2715 ;
-  assign \$2719  = \$2710  + \$2718 ;
-  assign \$2720  = host_addr >= 11'h400;
-  assign \$2721  = host_addr < 11'h600;
-  assign \$2722  = \$2720  & \$2721 ;
-  assign \$2723  = host_read & \$2722 ;
-  assign \$2724  = ~ busy;
-  assign \$2725  = \$2723  & \$2724 ;
-  assign \$2726  = host_addr - 11'h400;
-  assign \$2727  = \$2726 [0] < 2'h2;
-  assign \$2728  = \$2725  & \$2727 ;
-  assign \$2729  = \$2719  + \$2728 ;
-  assign \$2730  = host_addr >= 12'h800;
-  assign \$2731  = host_addr < 12'hbc2;
-  assign \$2732  = \$2730  & \$2731 ;
-  assign \$2733  = host_read & \$2732 ;
-  assign \$2735  = host_addr - 12'h800;
-  assign \$2736  = \$2735 [0] < 2'h2;
-  assign \$2737  = \$2734  & \$2736 ;
-  assign \$2738  = \$2729  + \$2737 ;
-  assign \$2739  = host_addr >= 12'hc00;
-  assign \$2740  = host_addr < 12'hde1;
-  assign \$2741  = \$2739  & \$2740 ;
-  assign \$2742  = host_read & \$2741 ;
-  assign \$2746  = \$2738  + \$2745 ;
-  assign \$2747  = cnt_host_words_out + \$2746 ;
-  always @(posedge clk)
-    geo_pack <= \$2748 ;
-  always @(posedge clk)
-    geo_pxl <= \$2749 ;
-  always @(posedge clk)
-    geo_pk <= \$2750 ;
-  always @(posedge clk)
-    geo_px <= \$2751 ;
-  always @(posedge clk)
-    geo_ng <= \$2752 ;
-  always @(posedge clk)
-    geo_last_lanes <= \$2753 ;
-  always @(posedge clk)
-    geo_nb <= \$2754 ;
-  always @(posedge clk)
-    geo_rw1 <= \$2755 ;
-  always @(posedge clk)
-    geo_rw4 <= \$2756 ;
-  always @(posedge clk)
-    geo_ncc <= \$2757 ;
-  always @(posedge clk)
-    geo_cw <= \$2758 ;
-  always @(posedge clk)
-    geo_r3 <= \$2759 ;
-  always @(posedge clk)
-    geo_ns <= \$2760 ;
-  always @(posedge clk)
-    geo_nch <= \$2761 ;
-  always @(posedge clk)
-    geo_last_chunk <= \$2762 ;
-  always @(posedge clk)
-    geo_ho <= \$2763 ;
-  always @(posedge clk)
-    geo_wo <= \$2764 ;
-  always @(posedge clk)
-    geo_go <= \$2765 ;
-  always @(posedge clk)
-    geo_in_row_words <= \$2766 ;
-  always @(posedge clk)
-    geo_out_row_words <= \$2767 ;
-  always @(posedge clk)
-    geo_dist <= \$2768 ;
-  always @(posedge clk)
-    geo_prev_init <= \$2769 ;
-  always @(posedge clk)
-    geo_long_rows <= \$2770 ;
-  always @(posedge clk)
-    geo_e_lo2 <= \$2771 ;
-  always @(posedge clk)
-    geo_nbe2 <= \$2772 ;
-  always @(posedge clk)
-    geo_nbg2 <= \$2773 ;
-  always @(posedge clk)
-    geo_lastg2 <= \$2774 ;
-  always @(posedge clk)
-    geo_nbg3 <= \$2775 ;
-  always @(posedge clk)
-    geo_lastg3 <= \$2776 ;
-  always @(posedge clk)
-    geo_last_cols <= \$2777 ;
+  assign \$2460  = \$2459  ? geo_last_cols : geo_px;
+  assign \$2461  = e2a_e == geo_nb;
+  assign \$2462  = geo_px - 1'h1;
+  assign \$2463  = { 1'h0, desc_width } & { \$2462 [3], \$2462 [3], \$2462 [3], \$2462 [3], \$2462 [3], \$2462 [3], \$2462 [3], \$2462 [3], \$2462 [3], \$2462 [3], \$2462 [3], \$2462 [3], \$2462 [3], \$2462  };
+  assign \$2464  = ! \$2463 ;
+  assign \$2465  = ~ \$2464 ;
+  assign \$2466  = \$2461  & \$2465 ;
+  assign \$2467  = ~ desc_zero_halo[3];
+  assign \$2468  = \$2466  & \$2467 ;
+  assign \$2469  = \$2460  + \$2468 ;
+  assign \$2470  = \$2458  ? 4'h1 : \$2469 ;
+  assign \$2471  = \$2456  ? 4'h1 : \$2470 ;
+  assign \$2472  = e2a_e == geo_nb;
+  assign \$2473  = \$2472  ? geo_last_cols : geo_px;
+  assign \$2474  = \$2455  ? \$2471  : { 1'h0, \$2473  };
+  assign \$2475  = \$2454  * \$2474 ;
+  assign \$2476  = \$2451  ? \$2475  : 7'h00;
+  assign \$2477  = cnt_c2_macs + \$2476 ;
+  assign \$2478  = ! desc_mode;
+  assign \$2479  = geo_ng - 1'h1;
+  assign \$2480  = e3a_g == \$2479 ;
+  assign \$2481  = \$2480  ? geo_last_lanes : geo_pk;
+  assign \$2482  = e3a_e == geo_nb;
+  assign \$2483  = \$2482  ? geo_last_cols : geo_px;
+  assign \$2484  = \$2481  * \$2483 ;
+  assign \$2485  = e3a_v ? \$2484  : 6'h00;
+  assign \$2486  = ~ e2a_copy;
+  assign \$2487  = e2a_v & \$2486 ;
+  assign \$2488  = geo_ng - 1'h1;
+  assign \$2489  = e2a_g == \$2488 ;
+  assign \$2490  = \$2489  ? geo_last_lanes : geo_pk;
+  assign \$2491  = e2a_e == geo_nb;
+  assign \$2492  = \$2491  ? geo_last_cols : geo_px;
+  assign \$2493  = \$2490  * \$2492 ;
+  assign \$2494  = \$2487  ? \$2493  : 6'h00;
+  assign \$2495  = \$2478  ? \$2485  : \$2494 ;
+  assign \$2496  = cnt_c3_macs + \$2495 ;
+  assign \$2497  = \valid$355  ? act4a : 3'h0;
+  assign \$2498  = cnt_c4_macs + \$2497 ;
+  assign \$2499  = e2b_v & e2b_final;
+  assign \$2500  = ~ e2b_copy;
+  assign \$2501  = \$2499  & \$2500 ;
+  assign \$2502  = ! desc_mode;
+  assign \$2503  = ~ \$2502 ;
+  assign \$2504  = \$2501  & \$2503 ;
+  assign \$2505  = geo_ng - 1'h1;
+  assign \$2506  = e2b_g == \$2505 ;
+  assign \$2507  = \$2506  ? geo_last_lanes : geo_pk;
+  assign \$2508  = e2b_e == geo_nb;
+  assign \$2509  = \$2508  ? geo_last_cols : geo_px;
+  assign \$2510  = \$2507  * \$2509 ;
+  assign \$2511  = \$2504  ? \$2510  : 6'h00;
+  assign \$2512  = cnt_adds + \$2511 ;
+  assign \$2513  = mem_w__en ? actc : 3'h0;
+  assign \$2514  = cnt_lif_updates + \$2513 ;
+  assign \$2515  = 1'h0 + spikes_masked[0];
+  assign \$2516  = \$2515  + spikes_masked[1];
+  assign \$2517  = \$2516  + spikes_masked[2];
+  assign \$2518  = \$2517  + spikes_masked[3];
+  assign \$2519  = mem_w__en ? \$2518  : 5'h00;
+  assign \$2520  = cnt_spikes_out + \$2519 ;
+  assign \$2521  = ~ zero_row1;
+  assign \$2522  = issue1 & \$2521 ;
+  assign \$2523  = cnt_w1_reads + \$2522 ;
+  assign \$2524  = ~ e2_copy;
+  assign \$2525  = e2_issue & \$2524 ;
+  assign \$2526  = geo_px - 1'h1;
+  assign \$2527  = { 1'h0, e2_sl } & { \$2526 [3], \$2526 [3], \$2526 [3], \$2526 [3], \$2526 [3], \$2526 [3], \$2526 [3], \$2526 [3], \$2526 [3], \$2526 [3], \$2526 [3], \$2526 [3], \$2526 [3], \$2526  };
+  assign \$2528  = ! \$2527 ;
+  assign \$2529  = e2_s_first | \$2528 ;
+  assign \$2530  = e2_glb_w & \$2529 ;
+  assign \$2531  = \$2525  & \$2530 ;
+  assign \$2532  = cnt_w2_reads + \$2531 ;
+  assign \$2533  = ! desc_mode;
+  assign \$2534  = geo_px - 1'h1;
+  assign \$2535  = { 1'h0, e3_sl } & { \$2534 [3], \$2534 [3], \$2534 [3], \$2534 [3], \$2534 [3], \$2534 [3], \$2534 [3], \$2534 [3], \$2534 [3], \$2534 [3], \$2534 [3], \$2534 [3], \$2534 [3], \$2534  };
+  assign \$2536  = ! \$2535 ;
+  assign \$2537  = e3_s_first | \$2536 ;
+  assign \$2538  = e3_glb_w & \$2537 ;
+  assign \$2539  = e3_issue & \$2538 ;
+  assign \$2540  = ~ e2_copy;
+  assign \$2541  = e2_issue & \$2540 ;
+  assign \$2542  = geo_px - 1'h1;
+  assign \$2543  = { 1'h0, e2_sl } & { \$2542 [3], \$2542 [3], \$2542 [3], \$2542 [3], \$2542 [3], \$2542 [3], \$2542 [3], \$2542 [3], \$2542 [3], \$2542 [3], \$2542 [3], \$2542 [3], \$2542 [3], \$2542  };
+  assign \$2544  = ! \$2543 ;
+  assign \$2545  = e2_s_first | \$2544 ;
+  assign \$2546  = e2_glb_w & \$2545 ;
+  assign \$2547  = \$2541  & \$2546 ;
+  assign \$2548  = \$2533  ? \$2539  : \$2547 ;
+  assign \$2549  = cnt_w3_reads + \$2548 ;
+  assign \$2550  = cnt_w4_reads + issue4;
+  assign \$2551  = desc_rank - 1'h1;
+  assign \$2552  = k4 == \$2551 ;
+  assign \$2554  = desc_pool ? 3'h4 : 3'h1;
+  assign \$2555  = \$2554  - 1'h1;
+  assign \$2556  = \$signal$334  == \$2555 ;
+  assign \$2557  = \$2553  & \$2556 ;
+  assign \$2558  = issue4 & \$2557 ;
+  assign \$2559  = cnt_affine_reads + \$2558 ;
+  assign \$2560  = \$signature__en  & busy;
+  assign \$2561  = cnt_spike_in_reads + \$2560 ;
+  assign \$2562  = \$signature__en$177  + \$signature__en$186 ;
+  assign \$2563  = \$2562  + \$signature__en$188 ;
+  assign \$2564  = cnt_line1_reads + \$2563 ;
+  assign \$2565  = \$signal$84  & \$signal$85 ;
+  assign \$2566  = ~ \$signal$86 ;
+  assign \$2567  = \$2565  & \$2566 ;
+  assign \$2568  = cnt_line1_writes + \$2567 ;
+  assign \$2569  = \$signature__en$195  + \$signature__en$199 ;
+  assign \$2570  = cnt_row2_reads + \$2569 ;
+  assign \$2571  = cnt_row2_writes + row2_w__en;
+  assign \$2572  = cnt_line4_reads + \$signature__en$335 ;
+  assign \$2573  = cnt_line4_writes + line4_w__en;
+  assign \$2574  = w_rd + p_rd;
+  assign \$2575  = cnt_c2_spad_reads + \$2574 ;
+  assign \$2576  = w_wr + p_wr;
+  assign \$2577  = cnt_c2_spad_writes + \$2576 ;
+  assign \$2578  = \w_rd$235  + \p_rd$237 ;
+  assign \$2579  = cnt_c3_spad_reads + \$2578 ;
+  assign \$2580  = \w_wr$262  + \p_wr$272 ;
+  assign \$2581  = cnt_c3_spad_writes + \$2580 ;
+  assign \$2582  = cnt_residual_reads + \$signature__en$348 ;
+  assign \$2583  = cnt_membrane_reads + \$signature__en$352 ;
+  assign \$2584  = cnt_membrane_writes + mem_w__en;
+  assign \$2585  = cnt_spikes_writes + mem_w__en;
+  assign \$2586  = host_addr >= 9'h100;
+  assign \$2587  = host_addr < 9'h140;
+  assign \$2588  = \$2586  & \$2587 ;
+  assign \$2589  = host_write & \$2588 ;
+  assign \$2590  = ~ busy;
+  assign \$2591  = \$2589  & \$2590 ;
+  assign \$2594  = host_addr >= 9'h140;
+  assign \$2595  = host_addr < 9'h170;
+  assign \$2596  = \$2594  & \$2595 ;
+  assign \$2597  = host_write & \$2596 ;
+  assign \$2598  = ~ busy;
+  assign \$2599  = \$2597  & \$2598 ;
+  assign \$2602  = \$2593  + \$2601 ;
+  assign \$2603  = host_addr >= 9'h180;
+  assign \$2604  = host_addr < 9'h1b0;
+  assign \$2605  = \$2603  & \$2604 ;
+  assign \$2606  = host_write & \$2605 ;
+  assign \$2607  = ~ busy;
+  assign \$2608  = \$2606  & \$2607 ;
+  assign \$2611  = \$2602  + \$2610 ;
+  assign \$2612  = host_addr >= 9'h1c0;
+  assign \$2613  = host_addr < 10'h200;
+  assign \$2614  = \$2612  & \$2613 ;
+  assign \$2615  = host_write & \$2614 ;
+  assign \$2616  = ~ busy;
+  assign \$2617  = \$2615  & \$2616 ;
+  assign \$2620  = \$2611  + \$2619 ;
+  assign \$2621  = host_addr >= 10'h200;
+  assign \$2622  = host_addr < 10'h240;
+  assign \$2623  = \$2621  & \$2622 ;
+  assign \$2624  = host_write & \$2623 ;
+  assign \$2625  = ~ busy;
+  assign \$2626  = \$2624  & \$2625 ;
+  assign \$2627  = host_addr - 10'h200;
+  assign \$2628  = \$2627 [2:0] < 3'h6;
+  assign \$2629  = \$2626  & \$2628 ;
+  assign \$2630  = \$2620  + \$2629 ;
+  assign \$2631  = host_addr >= 10'h300;
+  assign \$2632  = host_addr < 11'h400;
+  assign \$2633  = \$2631  & \$2632 ;
+  assign \$2634  = host_write & \$2633 ;
+  assign \$2638  = \$2630  + \$2637 ;
+  assign \$2639  = host_addr >= 11'h400;
+  assign \$2640  = host_addr < 11'h600;
+  assign \$2641  = \$2639  & \$2640 ;
+  assign \$2642  = host_write & \$2641 ;
+  assign \$2644  = host_addr - 11'h400;
+  assign \$2645  = \$2644 [0] < 2'h2;
+  assign \$2646  = \$2643  & \$2645 ;
+  assign \$2647  = \$2638  + \$2646 ;
+  assign \$2648  = host_addr >= 12'h800;
+  assign \$2649  = host_addr < 12'hbc2;
+  assign \$2650  = \$2648  & \$2649 ;
+  assign \$2651  = host_write & \$2650 ;
+  assign \$2652  = ~ busy;
+  assign \$2653  = \$2651  & \$2652 ;
+  assign \$2654  = host_addr - 12'h800;
+  assign \$2655  = \$2654 [0] < 2'h2;
+  assign \$2656  = \$2653  & \$2655 ;
+  assign \$2657  = \$2647  + \$2656 ;
+  assign \$2658  = host_addr >= 12'hc00;
+  assign \$2659  = host_addr < 12'hde1;
+  assign \$2660  = \$2658  & \$2659 ;
+  assign \$2661  = host_write & \$2660 ;
+  assign \$2662  = ~ busy;
+  assign \$2663  = \$2661  & \$2662 ;
+  assign \$2666  = \$2657  + \$2665 ;
+  assign \$2667  = cnt_host_words_in + \$2666 ;
+  assign \$2668  = host_addr >= 9'h100;
+  assign \$2669  = host_addr < 9'h140;
+  assign \$2670  = \$2668  & \$2669 ;
+  assign \$2671  = host_read & \$2670 ;
+  assign \$2672  = ~ busy;
+  assign \$2673  = \$2671  & \$2672 ;
+  assign \$2676  = host_addr >= 9'h140;
+  assign \$2677  = host_addr < 9'h170;
+  assign \$2678  = \$2676  & \$2677 ;
+  assign \$2679  = host_read & \$2678 ;
+  assign \$2680  = ~ busy;
+  assign \$2681  = \$2679  & \$2680 ;
+  assign \$2684  = \$2675  + \$2683 ;
+  assign \$2685  = host_addr >= 9'h180;
+  assign \$2686  = host_addr < 9'h1b0;
+  assign \$2687  = \$2685  & \$2686 ;
+  assign \$2688  = host_read & \$2687 ;
+  assign \$2689  = ~ busy;
+  assign \$2690  = \$2688  & \$2689 ;
+  assign \$2693  = \$2684  + \$2692 ;
+  assign \$2694  = host_addr >= 9'h1c0;
+  assign \$2695  = host_addr < 10'h200;
+  assign \$2696  = \$2694  & \$2695 ;
+  assign \$2697  = host_read & \$2696 ;
+  assign \$2698  = ~ busy;
+  assign \$2699  = \$2697  & \$2698 ;
+  assign \$2702  = \$2693  + \$2701 ;
+  assign \$2703  = host_addr >= 10'h200;
+  assign \$2704  = host_addr < 10'h240;
+  assign \$2705  = \$2703  & \$2704 ;
+  assign \$2706  = host_read & \$2705 ;
+  assign \$2707  = ~ busy;
+  assign \$2708  = \$2706  & \$2707 ;
+  assign \$2709  = host_addr - 10'h200;
+  assign \$2710  = \$2709 [2:0] < 3'h6;
+  assign \$2711  = \$2708  & \$2710 ;
+  assign \$2712  = \$2702  + \$2711 ;
+  assign \$2713  = host_addr >= 10'h300;
+  assign \$2714  = host_addr < 11'h400;
+  assign \$2715  = \$2713  & \$2714 ;
+  assign \$2716  = host_read & \$2715 ;
+  assign \$2717  = ~ busy;
+  assign \$2718  = \$2716  & \$2717 ;
+  assign \$2721  = \$2712  + \$2720 ;
+  assign \$2722  = host_addr >= 11'h400;
+  assign \$2723  = host_addr < 11'h600;
+  assign \$2724  = \$2722  & \$2723 ;
+  assign \$2725  = host_read & \$2724 ;
+  assign \$2726  = ~ busy;
+  assign \$2727  = \$2725  & \$2726 ;
+  assign \$2728  = host_addr - 11'h400;
+  assign \$2729  = \$2728 [0] < 2'h2;
+  assign \$2730  = \$2727  & \$2729 ;
+  assign \$2731  = \$2721  + \$2730 ;
+  assign \$2732  = host_addr >= 12'h800;
+  assign \$2733  = host_addr < 12'hbc2;
+  assign \$2734  = \$2732  & \$2733 ;
+  assign \$2735  = host_read & \$2734 ;
+  assign \$2737  = host_addr - 12'h800;
+  assign \$2738  = \$2737 [0] < 2'h2;
+  assign \$2739  = \$2736  & \$2738 ;
+  assign \$2740  = \$2731  + \$2739 ;
+  assign \$2741  = host_addr >= 12'hc00;
+  assign \$2742  = host_addr < 12'hde1;
+  assign \$2743  = \$2741  & \$2742 ;
+  assign \$2744  = host_read & \$2743 ;
+  assign \$2748  = \$2740  + \$2747 ;
+  assign \$2749  = cnt_host_words_out + \$2748 ;
+  always @(posedge clk)
+    geo_pack <= \$2750 ;
+  always @(posedge clk)
+    geo_pxl <= \$2751 ;
+  always @(posedge clk)
+    geo_pk <= \$2752 ;
+  always @(posedge clk)
+    geo_px <= \$2753 ;
+  always @(posedge clk)
+    geo_ng <= \$2754 ;
+  always @(posedge clk)
+    geo_last_lanes <= \$2755 ;
+  always @(posedge clk)
+    geo_nb <= \$2756 ;
+  always @(posedge clk)
+    geo_rw1 <= \$2757 ;
+  always @(posedge clk)
+    geo_rw4 <= \$2758 ;
+  always @(posedge clk)
+    geo_ncc <= \$2759 ;
+  always @(posedge clk)
+    geo_cw <= \$2760 ;
+  always @(posedge clk)
+    geo_r3 <= \$2761 ;
+  always @(posedge clk)
+    geo_ns <= \$2762 ;
+  always @(posedge clk)
+    geo_nch <= \$2763 ;
+  always @(posedge clk)
+    geo_last_chunk <= \$2764 ;
+  always @(posedge clk)
+    geo_ho <= \$2765 ;
+  always @(posedge clk)
+    geo_wo <= \$2766 ;
+  always @(posedge clk)
+    geo_go <= \$2767 ;
+  always @(posedge clk)
+    geo_in_row_words <= \$2768 ;
+  always @(posedge clk)
+    geo_out_row_words <= \$2769 ;
+  always @(posedge clk)
+    geo_dist <= \$2770 ;
+  always @(posedge clk)
+    geo_prev_init <= \$2771 ;
+  always @(posedge clk)
+    geo_long_rows <= \$2772 ;
+  always @(posedge clk)
+    geo_e_lo2 <= \$2773 ;
+  always @(posedge clk)
+    geo_nbe2 <= \$2774 ;
+  always @(posedge clk)
+    geo_nbg2 <= \$2775 ;
+  always @(posedge clk)
+    geo_lastg2 <= \$2776 ;
+  always @(posedge clk)
+    geo_nbg3 <= \$2777 ;
+  always @(posedge clk)
+    geo_lastg3 <= \$2778 ;
+  always @(posedge clk)
+    geo_last_cols <= \$2779 ;
+  always @(posedge clk)
+    geo_tr1 <= \$2780 ;
   always @(posedge clk)
-    geo_tr1 <= \$2778 ;
+    geo_tr4 <= \$2781 ;
   always @(posedge clk)
-    geo_tr4 <= \$2779 ;
+    geo_t3r1 <= \$2782 ;
   always @(posedge clk)
-    geo_t3r1 <= \$2780 ;
+    geo_ew_ng <= \$2783 ;
   always @(posedge clk)
-    geo_ew_ng <= \$2781 ;
+    geo_e_lo2_ng <= \$2784 ;
   always @(posedge clk)
-    geo_e_lo2_ng <= \$2782 ;
+    host_in_rows <= \$2785 ;
   always @(posedge clk)
-    host_in_rows <= \$2783 ;
+    host_res_rows <= \$2786 ;
   always @(posedge clk)
-    host_res_rows <= \$2784 ;
+    host_out_taken <= \$2787 ;
   always @(posedge clk)
-    host_out_taken <= \$2785 ;
+    staging <= \$2788 ;
   always @(posedge clk)
-    staging <= \$2786 ;
+    desc_in_channels <= \$2789 ;
   always @(posedge clk)
-    desc_in_channels <= \$2787 ;
+    desc_rank <= \$2790 ;
   always @(posedge clk)
-    desc_rank <= \$2788 ;
+    desc_out_channels <= \$2791 ;
   always @(posedge clk)
-    desc_out_channels <= \$2789 ;
+    desc_height <= \$2792 ;
   always @(posedge clk)
-    desc_height <= \$2790 ;
+    desc_width <= \$2793 ;
   always @(posedge clk)
-    desc_width <= \$2791 ;
+    desc_timesteps <= \$2794 ;
   always @(posedge clk)
-    desc_timesteps <= \$2792 ;
+    desc_mode <= \$2795 ;
   always @(posedge clk)
-    desc_mode <= \$2793 ;
+    desc_schedule <= \$2796 ;
   always @(posedge clk)
-    desc_schedule <= \$2794 ;
+    desc_pack <= \$2797 ;
   always @(posedge clk)
-    desc_pack <= \$2795 ;
+    desc_order <= \$2798 ;
   always @(posedge clk)
-    desc_order <= \$2796 ;
+    shift <= \$2799 ;
   always @(posedge clk)
-    shift <= \$2797 ;
+    \shift$279  <= \$2800 ;
   always @(posedge clk)
-    \shift$279  <= \$2798 ;
+    desc_shift3 <= \$2801 ;
   always @(posedge clk)
-    desc_shift3 <= \$2799 ;
+    \shift$379  <= \$2802 ;
   always @(posedge clk)
-    \shift$379  <= \$2800 ;
+    desc_leak_mul <= \$2803 ;
   always @(posedge clk)
-    desc_leak_mul <= \$2801 ;
+    leak_shift <= \$2804 ;
   always @(posedge clk)
-    leak_shift <= \$2802 ;
+    desc_threshold <= \$2805 ;
   always @(posedge clk)
-    desc_threshold <= \$2803 ;
+    rnd <= \$2806 ;
   always @(posedge clk)
-    rnd <= \$2804 ;
+    desc_pool <= \$2807 ;
   always @(posedge clk)
-    desc_pool <= \$2805 ;
+    desc_residual <= \$2808 ;
   always @(posedge clk)
-    desc_residual <= \$2806 ;
+    desc_zero_halo <= \$2809 ;
   always @(posedge clk)
-    desc_zero_halo <= \$2807 ;
+    desc_in_ring_rows <= \$2810 ;
   always @(posedge clk)
-    desc_in_ring_rows <= \$2808 ;
+    desc_res_ring_rows <= \$2811 ;
   always @(posedge clk)
-    desc_res_ring_rows <= \$2809 ;
+    desc_out_ring_rows <= \$2812 ;
   always @(posedge clk)
-    desc_out_ring_rows <= \$2810 ;
+    geo_t3 <= \$2813 ;
   always @(posedge clk)
-    geo_t3 <= \$2811 ;
+    geo_halos1 <= \$2814 ;
   always @(posedge clk)
-    geo_halos1 <= \$2812 ;
+    geo_first_eoff1 <= \$2815 ;
   always @(posedge clk)
-    geo_first_eoff1 <= \$2813 ;
+    cc1 <= \$2816 ;
   always @(posedge clk)
-    cc1 <= \$2814 ;
+    \$signal$46  <= \$2817 ;
   always @(posedge clk)
-    \$signal$46  <= \$2815 ;
+    \$signal$25  <= \$2818 ;
   always @(posedge clk)
-    \$signal$25  <= \$2816 ;
+    sb1 <= \$2819 ;
   always @(posedge clk)
-    sb1 <= \$2817 ;
+    \$signal$19  <= \$2820 ;
   always @(posedge clk)
-    \$signal$19  <= \$2818 ;
+    \$signal$17  <= \$2821 ;
   always @(posedge clk)
-    \$signal$17  <= \$2819 ;
+    \$signal$53  <= \$2822 ;
   always @(posedge clk)
-    \$signal$53  <= \$2820 ;
+    pix1 <= \$2823 ;
   always @(posedge clk)
-    pix1 <= \$2821 ;
+    eoff1 <= \$2824 ;
   always @(posedge clk)
-    eoff1 <= \$2822 ;
+    \$signal$37  <= \$2825 ;
   always @(posedge clk)
-    \$signal$37  <= \$2823 ;
+    \$signal$512  <= \$2826 ;
   always @(posedge clk)
-    \$signal$512  <= \$2824 ;
+    ring1_base <= \$2827 ;
   always @(posedge clk)
-    ring1_base <= \$2825 ;
+    need1 <= \$2828 ;
   always @(posedge clk)
-    need1 <= \$2826 ;
+    in_seq <= \$2829 ;
   always @(posedge clk)
-    in_seq <= \$2827 ;
+    in_slot <= \$2830 ;
   always @(posedge clk)
-    in_slot <= \$2828 ;
+    \$signal$49  <= \$2831 ;
   always @(posedge clk)
-    \$signal$49  <= \$2829 ;
+    trw1 <= \$2832 ;
   always @(posedge clk)
-    trw1 <= \$2830 ;
+    qm3_1 <= \$2833 ;
   always @(posedge clk)
-    qm3_1 <= \$2831 ;
+    \$signal$32  <= \$2834 ;
   always @(posedge clk)
-    \$signal$32  <= \$2832 ;
+    \$signal$514  <= \$2835 ;
   always @(posedge clk)
-    \$signal$514  <= \$2833 ;
+    \$signal$82  <= \$2836 ;
   always @(posedge clk)
-    \$signal$82  <= \$2834 ;
+    e1a_v <= \$2837 ;
   always @(posedge clk)
-    e1a_v <= \$2835 ;
+    e1a_zero <= \$2838 ;
   always @(posedge clk)
-    e1a_zero <= \$2836 ;
+    first <= \$2839 ;
   always @(posedge clk)
-    first <= \$2837 ;
+    e1a_last <= \$2840 ;
   always @(posedge clk)
-    e1a_last <= \$2838 ;
+    e1a_k0 <= \$2841 ;
   always @(posedge clk)
-    e1a_k0 <= \$2839 ;
+    e1a_rowend <= \$2842 ;
   always @(posedge clk)
-    e1a_rowend <= \$2840 ;
+    \$signal$58  <= \$2843 ;
   always @(posedge clk)
-    \$signal$58  <= \$2841 ;
+    \$signal$517  <= \$2844 ;
   always @(posedge clk)
-    \$signal$517  <= \$2842 ;
+    \$signal$518  <= \$2845 ;
   always @(posedge clk)
-    \$signal$518  <= \$2843 ;
+    \$signal$519  <= \$2846 ;
   always @(posedge clk)
-    \$signal$519  <= \$2844 ;
+    base1a <= \$2847 ;
   always @(posedge clk)
-    base1a <= \$2845 ;
+    act1a <= \$2848 ;
   always @(posedge clk)
-    act1a <= \$2846 ;
+    spike_reg <= \$2849 ;
   always @(posedge clk)
-    spike_reg <= \$2847 ;
+    \$signal$84  <= \$2850 ;
   always @(posedge clk)
-    \$signal$84  <= \$2848 ;
+    \$signal$86  <= \$2851 ;
   always @(posedge clk)
-    \$signal$86  <= \$2849 ;
+    \$signal$85  <= \$2852 ;
   always @(posedge clk)
-    \$signal$85  <= \$2850 ;
+    \$signal$522  <= \$2853 ;
   always @(posedge clk)
-    \$signal$522  <= \$2851 ;
+    \$signal$76  <= \$2854 ;
   always @(posedge clk)
-    \$signal$76  <= \$2852 ;
+    \$signal$80  <= \$2855 ;
   always @(posedge clk)
-    \$signal$80  <= \$2853 ;
+    \$signal$74  <= \$2856 ;
   always @(posedge clk)
-    \$signal$74  <= \$2854 ;
+    \$signal$79  <= \$2857 ;
   always @(posedge clk)
-    \$signal$79  <= \$2855 ;
+    e1_done <= \$2858 ;
   always @(posedge clk)
-    e1_done <= \$2856 ;
+    e2_g <= \$2859 ;
   always @(posedge clk)
-    e2_g <= \$2857 ;
+    e2_bc <= \$2860 ;
   always @(posedge clk)
-    e2_bc <= \$2858 ;
+    e2_coff <= \$2861 ;
   always @(posedge clk)
-    e2_coff <= \$2859 ;
+    e2_s <= \$2862 ;
   always @(posedge clk)
-    e2_s <= \$2860 ;
+    e2_b <= \$2863 ;
   always @(posedge clk)
-    e2_b <= \$2861 ;
+    e2_boff <= \$2864 ;
   always @(posedge clk)
-    e2_boff <= \$2862 ;
+    e2_jb <= \$2865 ;
   always @(posedge clk)
-    e2_jb <= \$2863 ;
+    e2_ti <= \$2866 ;
   always @(posedge clk)
-    e2_ti <= \$2864 ;
+    e2_jl <= \$2867 ;
   always @(posedge clk)
-    e2_jl <= \$2865 ;
+    e2_sl <= \$2868 ;
   always @(posedge clk)
-    e2_sl <= \$2866 ;
+    e2_ck <= \$2869 ;
   always @(posedge clk)
-    e2_ck <= \$2867 ;
+    e2_jbs <= \$2870 ;
   always @(posedge clk)
-    e2_jbs <= \$2868 ;
+    e2_tis <= \$2871 ;
   always @(posedge clk)
-    e2_tis <= \$2869 ;
+    e2_jls <= \$2872 ;
   always @(posedge clk)
-    e2_jls <= \$2870 ;
+    e2_sls <= \$2873 ;
   always @(posedge clk)
-    e2_sls <= \$2871 ;
+    e2_bg <= \$2874 ;
   always @(posedge clk)
-    e2_bg <= \$2872 ;
+    e2_goff <= \$2875 ;
   always @(posedge clk)
-    e2_goff <= \$2873 ;
+    e2_gbase <= \$2876 ;
   always @(posedge clk)
-    e2_gbase <= \$2874 ;
+    e2_seq <= \$2877 ;
   always @(posedge clk)
-    e2_seq <= \$2875 ;
+    e2_i <= \$2878 ;
   always @(posedge clk)
-    e2_i <= \$2876 ;
+    e2_o <= \$2879 ;
   always @(posedge clk)
-    e2_o <= \$2877 ;
+    e2_qm3 <= \$2880 ;
   always @(posedge clk)
-    e2_qm3 <= \$2878 ;
+    e2_r1 <= \$2881 ;
   always @(posedge clk)
-    e2_r1 <= \$2879 ;
+    e2_r1base <= \$2882 ;
   always @(posedge clk)
-    e2_r1base <= \$2880 ;
+    e2_trw <= \$2883 ;
   always @(posedge clk)
-    e2_trw <= \$2881 ;
+    e2_tr4 <= \$2884 ;
   always @(posedge clk)
-    e2_tr4 <= \$2882 ;
+    e2_tho <= \$2885 ;
   always @(posedge clk)
-    e2_tho <= \$2883 ;
+    e2_l4b <= \$2886 ;
   always @(posedge clk)
-    e2_l4b <= \$2884 ;
+    e2_run <= \$2887 ;
   always @(posedge clk)
-    e2_run <= \$2885 ;
+    e3_g <= \$2888 ;
   always @(posedge clk)
-    e3_g <= \$2886 ;
+    e3_bc <= \$2889 ;
   always @(posedge clk)
-    e3_bc <= \$2887 ;
+    e3_coff <= \$2890 ;
   always @(posedge clk)
-    e3_coff <= \$2888 ;
+    e3_s <= \$2891 ;
   always @(posedge clk)
-    e3_s <= \$2889 ;
+    e3_b <= \$2892 ;
   always @(posedge clk)
-    e3_b <= \$2890 ;
+    e3_boff <= \$2893 ;
   always @(posedge clk)
-    e3_boff <= \$2891 ;
+    e3_jb <= \$2894 ;
   always @(posedge clk)
-    e3_jb <= \$2892 ;
+    e3_ti <= \$2895 ;
   always @(posedge clk)
-    e3_ti <= \$2893 ;
+    e3_jl <= \$2896 ;
   always @(posedge clk)
-    e3_jl <= \$2894 ;
+    e3_sl <= \$2897 ;
   always @(posedge clk)
-    e3_sl <= \$2895 ;
+    e3_ck <= \$2898 ;
   always @(posedge clk)
-    e3_ck <= \$2896 ;
+    e3_jbs <= \$2899 ;
   always @(posedge clk)
-    e3_jbs <= \$2897 ;
+    e3_tis <= \$2900 ;
   always @(posedge clk)
-    e3_tis <= \$2898 ;
+    e3_jls <= \$2901 ;
   always @(posedge clk)
-    e3_jls <= \$2899 ;
+    e3_sls <= \$2902 ;
   always @(posedge clk)
-    e3_sls <= \$2900 ;
+    e3_bg <= \$2903 ;
   always @(posedge clk)
-    e3_bg <= \$2901 ;
+    e3_goff <= \$2904 ;
   always @(posedge clk)
-    e3_goff <= \$2902 ;
+    e3_gbase <= \$2905 ;
   always @(posedge clk)
-    e3_gbase <= \$2903 ;
+    e3_seq <= \$2906 ;
   always @(posedge clk)
-    e3_seq <= \$2904 ;
+    e3_i <= \$2907 ;
   always @(posedge clk)
-    e3_i <= \$2905 ;
+    e3_o <= \$2908 ;
   always @(posedge clk)
-    e3_o <= \$2906 ;
+    e3_qm3 <= \$2909 ;
   always @(posedge clk)
-    e3_qm3 <= \$2907 ;
+    e3_r1 <= \$2910 ;
   always @(posedge clk)
-    e3_r1 <= \$2908 ;
+    e3_r1base <= \$2911 ;
   always @(posedge clk)
-    e3_r1base <= \$2909 ;
+    e3_trw <= \$2912 ;
   always @(posedge clk)
-    e3_trw <= \$2910 ;
+    e3_tr4 <= \$2913 ;
   always @(posedge clk)
-    e3_tr4 <= \$2911 ;
+    e3_tho <= \$2914 ;
   always @(posedge clk)
-    e3_tho <= \$2912 ;
+    e3_l4b <= \$2915 ;
   always @(posedge clk)
-    e3_l4b <= \$2913 ;
+    e3_run <= \$2916 ;
   always @(posedge clk)
-    e3_run <= \$2914 ;
+    need2 <= \$2917 ;
   always @(posedge clk)
-    need2 <= \$2915 ;
+    e2_rel <= \$2918 ;
   always @(posedge clk)
-    e2_rel <= \$2916 ;
+    rel1 <= \$2919 ;
   always @(posedge clk)
-    rel1 <= \$2917 ;
+    e3_rel <= \$2920 ;
   always @(posedge clk)
-    e3_rel <= \$2918 ;
+    e2a_v <= \$2921 ;
   always @(posedge clk)
-    e2a_v <= \$2919 ;
+    e2a_copy <= \$2922 ;
   always @(posedge clk)
-    e2a_copy <= \$2920 ;
+    \first$212  <= \$2923 ;
   always @(posedge clk)
-    \first$212  <= \$2921 ;
+    from_psum <= \$2924 ;
   always @(posedge clk)
-    from_psum <= \$2922 ;
+    use_spad <= \$2925 ;
   always @(posedge clk)
-    use_spad <= \$2923 ;
+    e2a_w_wr <= \$2926 ;
   always @(posedge clk)
-    e2a_w_wr <= \$2924 ;
+    e2a_final <= \$2927 ;
   always @(posedge clk)
-    e2a_final <= \$2925 ;
+    e2a_psum_out <= \$2928 ;
   always @(posedge clk)
-    e2a_psum_out <= \$2926 ;
+    e2a_row_end <= \$2929 ;
   always @(posedge clk)
-    e2a_row_end <= \$2927 ;
+    e2a_nb_zero <= \$2930 ;
   always @(posedge clk)
-    e2a_nb_zero <= \$2928 ;
+    e2a_row_zero <= \$2931 ;
   always @(posedge clk)
-    e2a_row_zero <= \$2929 ;
+    e2a_s <= \$2932 ;
   always @(posedge clk)
-    e2a_s <= \$2930 ;
+    e2a_b <= \$2933 ;
   always @(posedge clk)
-    e2a_b <= \$2931 ;
+    e2a_jl <= \$2934 ;
   always @(posedge clk)
-    e2a_jl <= \$2932 ;
+    e2a_wsel <= \$2935 ;
   always @(posedge clk)
-    e2a_wsel <= \$2933 ;
+    e2a_e <= \$2936 ;
   always @(posedge clk)
-    e2a_e <= \$2934 ;
+    e2a_g <= \$2937 ;
   always @(posedge clk)
-    e2a_g <= \$2935 ;
+    e2a_eoff <= \$2938 ;
   always @(posedge clk)
-    e2a_eoff <= \$2936 ;
+    e2a_tr4 <= \$2939 ;
   always @(posedge clk)
-    e2a_tr4 <= \$2937 ;
+    e2a_ti <= \$2940 ;
   always @(posedge clk)
-    e2a_ti <= \$2938 ;
+    e2a_seq <= \$2941 ;
   always @(posedge clk)
-    e2a_seq <= \$2939 ;
+    e2a_qm3 <= \$2942 ;
   always @(posedge clk)
-    e2a_qm3 <= \$2940 ;
+    e3a_v <= \$2943 ;
   always @(posedge clk)
-    e3a_v <= \$2941 ;
+    e3a_copy <= \$2944 ;
   always @(posedge clk)
-    e3a_copy <= \$2942 ;
+    e3a_first <= \$2945 ;
   always @(posedge clk)
-    e3a_first <= \$2943 ;
+    e3a_from_psum <= \$2946 ;
   always @(posedge clk)
-    e3a_from_psum <= \$2944 ;
+    e3a_use_spad <= \$2947 ;
   always @(posedge clk)
-    e3a_use_spad <= \$2945 ;
+    e3a_w_wr <= \$2948 ;
   always @(posedge clk)
-    e3a_w_wr <= \$2946 ;
+    e3a_final <= \$2949 ;
   always @(posedge clk)
-    e3a_final <= \$2947 ;
+    e3a_psum_out <= \$2950 ;
   always @(posedge clk)
-    e3a_psum_out <= \$2948 ;
+    e3a_row_end <= \$2951 ;
   always @(posedge clk)
-    e3a_row_end <= \$2949 ;
+    e3a_nb_zero <= \$2952 ;
   always @(posedge clk)
-    e3a_nb_zero <= \$2950 ;
+    e3a_row_zero <= \$2953 ;
   always @(posedge clk)
-    e3a_row_zero <= \$2951 ;
+    e3a_s <= \$2954 ;
   always @(posedge clk)
-    e3a_s <= \$2952 ;
+    e3a_b <= \$2955 ;
   always @(posedge clk)
-    e3a_b <= \$2953 ;
+    e3a_jl <= \$2956 ;
   always @(posedge clk)
-    e3a_jl <= \$2954 ;
+    e3a_wsel <= \$2957 ;
   always @(posedge clk)
-    e3a_wsel <= \$2955 ;
+    e3a_e <= \$2958 ;
   always @(posedge clk)
-    e3a_e <= \$2956 ;
+    e3a_g <= \$2959 ;
   always @(posedge clk)
-    e3a_g <= \$2957 ;
+    e3a_eoff <= \$2960 ;
   always @(posedge clk)
-    e3a_eoff <= \$2958 ;
+    e3a_tr4 <= \$2961 ;
   always @(posedge clk)
-    e3a_tr4 <= \$2959 ;
+    e3a_ti <= \$2962 ;
   always @(posedge clk)
-    e3a_ti <= \$2960 ;
+    e3a_seq <= \$2963 ;
   always @(posedge clk)
-    e3a_seq <= \$2961 ;
+    e3a_qm3 <= \$2964 ;
   always @(posedge clk)
-    e3a_qm3 <= \$2962 ;
+    copy_word <= \$2965 ;
   always @(posedge clk)
-    copy_word <= \$2963 ;
+    e2b_v <= \$2966 ;
   always @(posedge clk)
-    e2b_v <= \$2964 ;
+    e2b_copy <= \$2967 ;
   always @(posedge clk)
-    e2b_copy <= \$2965 ;
+    e2b_final <= \$2968 ;
   always @(posedge clk)
-    e2b_final <= \$2966 ;
+    e2b_psum_out <= \$2969 ;
   always @(posedge clk)
-    e2b_psum_out <= \$2967 ;
+    e2b_row_end <= \$2970 ;
   always @(posedge clk)
-    e2b_row_end <= \$2968 ;
+    e2b_b <= \$2971 ;
   always @(posedge clk)
-    e2b_b <= \$2969 ;
+    e2b_e <= \$2972 ;
   always @(posedge clk)
-    e2b_e <= \$2970 ;
+    e2b_eoff <= \$2973 ;
   always @(posedge clk)
-    e2b_eoff <= \$2971 ;
+    e2b_tr4 <= \$2974 ;
   always @(posedge clk)
-    e2b_tr4 <= \$2972 ;
+    e2b_g <= \$2975 ;
   always @(posedge clk)
-    e2b_g <= \$2973 ;
+    e2b_seq <= \$2976 ;
   always @(posedge clk)
-    e2b_seq <= \$2974 ;
+    e2b_qm3 <= \$2977 ;
   always @(posedge clk)
-    e2b_qm3 <= \$2975 ;
+    e3b_v <= \$2978 ;
   always @(posedge clk)
-    e3b_v <= \$2976 ;
+    e3b_copy <= \$2979 ;
   always @(posedge clk)
-    e3b_copy <= \$2977 ;
+    e3b_final <= \$2980 ;
   always @(posedge clk)
-    e3b_final <= \$2978 ;
+    e3b_psum_out <= \$2981 ;
   always @(posedge clk)
-    e3b_psum_out <= \$2979 ;
+    e3b_row_end <= \$2982 ;
   always @(posedge clk)
-    e3b_row_end <= \$2980 ;
+    e3b_b <= \$2983 ;
   always @(posedge clk)
-    e3b_b <= \$2981 ;
+    e3b_e <= \$2984 ;
   always @(posedge clk)
-    e3b_e <= \$2982 ;
+    e3b_eoff <= \$2985 ;
   always @(posedge clk)
-    e3b_eoff <= \$2983 ;
+    e3b_tr4 <= \$2986 ;
   always @(posedge clk)
-    e3b_tr4 <= \$2984 ;
+    e3b_g <= \$2987 ;
   always @(posedge clk)
-    e3b_g <= \$2985 ;
+    e3b_seq <= \$2988 ;
   always @(posedge clk)
-    e3b_seq <= \$2986 ;
+    e3b_qm3 <= \$2989 ;
   always @(posedge clk)
-    e3b_qm3 <= \$2987 ;
+    \$signal$173  <= \$2990 ;
   always @(posedge clk)
-    \$signal$173  <= \$2988 ;
+    \$signal$321  <= \$2991 ;
   always @(posedge clk)
-    \$signal$321  <= \$2989 ;
+    k4 <= \$2992 ;
   always @(posedge clk)
-    k4 <= \$2990 ;
+    \$signal$334  <= \$2993 ;
   always @(posedge clk)
-    \$signal$334  <= \$2991 ;
+    \$signal$347  <= \$2994 ;
   always @(posedge clk)
-    \$signal$347  <= \$2992 ;
+    xo4 <= \$2995 ;
   always @(posedge clk)
-    xo4 <= \$2993 ;
+    \$signal$317  <= \$2996 ;
   always @(posedge clk)
-    \$signal$317  <= \$2994 ;
+    \$signal$316  <= \$2997 ;
   always @(posedge clk)
-    \$signal$316  <= \$2995 ;
+    \$signal$343  <= \$2998 ;
   always @(posedge clk)
-    \$signal$343  <= \$2996 ;
+    outidx <= \$2999 ;
   always @(posedge clk)
-    outidx <= \$2997 ;
+    \$signal$340  <= \$3000 ;
   always @(posedge clk)
-    \$signal$340  <= \$2998 ;
+    m4 <= \$3001 ;
   always @(posedge clk)
-    m4 <= \$2999 ;
+    e4_rel <= \$3002 ;
   always @(posedge clk)
-    e4_rel <= \$3000 ;
+    out_slot <= \$3003 ;
   always @(posedge clk)
-    out_slot <= \$3001 ;
+    \$signal$567  <= \$3004 ;
   always @(posedge clk)
-    \$signal$567  <= \$3002 ;
+    \$signal$568  <= \$3005 ;
   always @(posedge clk)
-    \$signal$568  <= \$3003 ;
+    prev_base <= \$3006 ;
   always @(posedge clk)
-    prev_base <= \$3004 ;
+    \$signal$339  <= \$3007 ;
   always @(posedge clk)
-    \$signal$339  <= \$3005 ;
+    \$signal$323  <= \$3008 ;
   always @(posedge clk)
-    \$signal$323  <= \$3006 ;
+    \$signal$322  <= \$3009 ;
   always @(posedge clk)
-    \$signal$322  <= \$3007 ;
+    res_seq <= \$3010 ;
   always @(posedge clk)
-    res_seq <= \$3008 ;
+    res_slot <= \$3011 ;
   always @(posedge clk)
-    res_slot <= \$3009 ;
+    \$signal$350  <= \$3012 ;
   always @(posedge clk)
-    \$signal$350  <= \$3010 ;
+    ym3 <= \$3013 ;
   always @(posedge clk)
-    ym3 <= \$3011 ;
+    run4 <= \$3014 ;
   always @(posedge clk)
-    run4 <= \$3012 ;
+    \valid$355  <= \$3015 ;
   always @(posedge clk)
-    \valid$355  <= \$3013 ;
+    \first$357  <= \$3016 ;
   always @(posedge clk)
-    \first$357  <= \$3014 ;
+    e4a_last <= \$3017 ;
   always @(posedge clk)
-    e4a_last <= \$3015 ;
+    e4a_subfirst <= \$3018 ;
   always @(posedge clk)
-    e4a_subfirst <= \$3016 ;
+    e4a_grp <= \$3019 ;
   always @(posedge clk)
-    e4a_grp <= \$3017 ;
+    e4a_t0 <= \$3020 ;
   always @(posedge clk)
-    e4a_t0 <= \$3018 ;
+    e4a_rowend <= \$3021 ;
   always @(posedge clk)
-    e4a_rowend <= \$3019 ;
+    lane4a <= \$3022 ;
   always @(posedge clk)
-    lane4a <= \$3020 ;
+    \$signal$575  <= \$3023 ;
   always @(posedge clk)
-    \$signal$575  <= \$3021 ;
+    obase4a <= \$3024 ;
   always @(posedge clk)
-    obase4a <= \$3022 ;
+    act4a <= \$3025 ;
   always @(posedge clk)
-    act4a <= \$3023 ;
+    e4b_v <= \$3026 ;
   always @(posedge clk)
-    e4b_v <= \$3024 ;
+    e4b_last <= \$3027 ;
   always @(posedge clk)
-    e4b_last <= \$3025 ;
+    \first$367  <= \$3028 ;
   always @(posedge clk)
-    \first$367  <= \$3026 ;
+    e4b_grp <= \$3029 ;
   always @(posedge clk)
-    e4b_grp <= \$3027 ;
+    e4b_t0 <= \$3030 ;
   always @(posedge clk)
-    e4b_t0 <= \$3028 ;
+    e4b_rowend <= \$3031 ;
   always @(posedge clk)
-    e4b_rowend <= \$3029 ;
+    \$signal$581  <= \$3032 ;
   always @(posedge clk)
-    \$signal$581  <= \$3030 ;
+    obase4b <= \$3033 ;
   always @(posedge clk)
-    obase4b <= \$3031 ;
+    act4b <= \$3034 ;
   always @(posedge clk)
-    act4b <= \$3032 ;
+    aff4b <= \$3035 ;
   always @(posedge clk)
-    aff4b <= \$3033 ;
+    \$signal$585  <= \$3036 ;
   always @(posedge clk)
-    \$signal$585  <= \$3034 ;
+    uprev4b <= \$3037 ;
   always @(posedge clk)
-    uprev4b <= \$3035 ;
+    mem_w__en <= \$3038 ;
   always @(posedge clk)
-    mem_w__en <= \$3036 ;
+    rowendc <= \$3039 ;
   always @(posedge clk)
-    rowendc <= \$3037 ;
+    p <= \$3040 ;
   always @(posedge clk)
-    p <= \$3038 ;
+    \$signal$375  <= \$3041 ;
   always @(posedge clk)
-    \$signal$375  <= \$3039 ;
+    residual <= \$3042 ;
   always @(posedge clk)
-    residual <= \$3040 ;
+    u_prev <= \$3043 ;
   always @(posedge clk)
-    u_prev <= \$3041 ;
+    \$signal$402  <= \$3044 ;
   always @(posedge clk)
-    \$signal$402  <= \$3042 ;
+    obasec <= \$3045 ;
   always @(posedge clk)
-    obasec <= \$3043 ;
+    actc <= \$3046 ;
   always @(posedge clk)
-    actc <= \$3044 ;
+    \$signal$591  <= \$3047 ;
   always @(posedge clk)
-    \$signal$591  <= \$3045 ;
+    full4b <= \$3048 ;
   always @(posedge clk)
-    full4b <= \$3046 ;
+    tfullc <= \$3049 ;
   always @(posedge clk)
-    tfullc <= \$3047 ;
+    out_seq <= \$3050 ;
   always @(posedge clk)
-    out_seq <= \$3048 ;
+    settle <= \$3051 ;
   always @(posedge clk)
-    settle <= \$3049 ;
+    busy <= \$3052 ;
   always @(posedge clk)
-    busy <= \$3050 ;
+    done <= \$3053 ;
   always @(posedge clk)
-    done <= \$3051 ;
+    pending <= \$3054 ;
   always @(posedge clk)
-    pending <= \$3052 ;
+    prev <= \$3055 ;
   always @(posedge clk)
-    prev <= \$3053 ;
+    \event  <= \$3056 ;
   always @(posedge clk)
-    \event  <= \$3054 ;
+    cnt_cycles <= \$3057 ;
   always @(posedge clk)
-    cnt_cycles <= \$3055 ;
+    cnt_c1_busy <= \$3058 ;
   always @(posedge clk)
-    cnt_c1_busy <= \$3056 ;
+    cnt_c1_stall <= \$3059 ;
   always @(posedge clk)
-    cnt_c1_stall <= \$3057 ;
+    cnt_c1_in_wait <= \$3060 ;
   always @(posedge clk)
-    cnt_c1_in_wait <= \$3058 ;
+    cnt_c2_busy <= \$3061 ;
   always @(posedge clk)
-    cnt_c2_busy <= \$3059 ;
+    cnt_c2_stall <= \$3062 ;
   always @(posedge clk)
-    cnt_c2_stall <= \$3060 ;
+    cnt_c3_busy <= \$3063 ;
   always @(posedge clk)
-    cnt_c3_busy <= \$3061 ;
+    cnt_c3_stall <= \$3064 ;
   always @(posedge clk)
-    cnt_c3_stall <= \$3062 ;
+    cnt_c4_busy <= \$3065 ;
   always @(posedge clk)
-    cnt_c4_busy <= \$3063 ;
+    cnt_c4_stall <= \$3066 ;
   always @(posedge clk)
-    cnt_c4_stall <= \$3064 ;
+    cnt_adder_busy <= \$3067 ;
   always @(posedge clk)
-    cnt_adder_busy <= \$3065 ;
+    cnt_adder_stall <= \$3068 ;
   always @(posedge clk)
-    cnt_adder_stall <= \$3066 ;
+    cnt_lif_busy <= \$3069 ;
   always @(posedge clk)
-    cnt_lif_busy <= \$3067 ;
+    cnt_lif_stall <= \$3070 ;
   always @(posedge clk)
-    cnt_lif_stall <= \$3068 ;
+    cnt_c1_slots <= \$3071 ;
   always @(posedge clk)
-    cnt_c1_slots <= \$3069 ;
+    cnt_c1_adds <= \$3072 ;
   always @(posedge clk)
-    cnt_c1_adds <= \$3070 ;
+    cnt_c2_macs <= \$3073 ;
   always @(posedge clk)
-    cnt_c2_macs <= \$3071 ;
+    cnt_c3_macs <= \$3074 ;
   always @(posedge clk)
-    cnt_c3_macs <= \$3072 ;
+    cnt_c4_macs <= \$3075 ;
   always @(posedge clk)
-    cnt_c4_macs <= \$3073 ;
+    cnt_adds <= \$3076 ;
   always @(posedge clk)
-    cnt_adds <= \$3074 ;
+    cnt_lif_updates <= \$3077 ;
   always @(posedge clk)
-    cnt_lif_updates <= \$3075 ;
+    cnt_spikes_out <= \$3078 ;
   always @(posedge clk)
-    cnt_spikes_out <= \$3076 ;
+    cnt_w1_reads <= \$3079 ;
   always @(posedge clk)
-    cnt_w1_reads <= \$3077 ;
+    cnt_w2_reads <= \$3080 ;
   always @(posedge clk)
-    cnt_w2_reads <= \$3078 ;
+    cnt_w3_reads <= \$3081 ;
   always @(posedge clk)
-    cnt_w3_reads <= \$3079 ;
+    cnt_w4_reads <= \$3082 ;
   always @(posedge clk)
-    cnt_w4_reads <= \$3080 ;
+    cnt_affine_reads <= \$3083 ;
   always @(posedge clk)
-    cnt_affine_reads <= \$3081 ;
+    cnt_spike_in_reads <= \$3084 ;
   always @(posedge clk)
-    cnt_spike_in_reads <= \$3082 ;
+    cnt_line1_reads <= \$3085 ;
   always @(posedge clk)
-    cnt_line1_reads <= \$3083 ;
+    cnt_line1_writes <= \$3086 ;
   always @(posedge clk)
-    cnt_line1_writes <= \$3084 ;
+    cnt_row2_reads <= \$3087 ;
   always @(posedge clk)
-    cnt_row2_reads <= \$3085 ;
+    cnt_row2_writes <= \$3088 ;
   always @(posedge clk)
-    cnt_row2_writes <= \$3086 ;
+    cnt_line4_reads <= \$3089 ;
   always @(posedge clk)
-    cnt_line4_reads <= \$3087 ;
+    cnt_line4_writes <= \$3090 ;
   always @(posedge clk)
-    cnt_line4_writes <= \$3088 ;
+    cnt_c2_spad_reads <= \$3091 ;
   always @(posedge clk)
-    cnt_c2_spad_reads <= \$3089 ;
+    cnt_c2_spad_writes <= \$3092 ;
   always @(posedge clk)
-    cnt_c2_spad_writes <= \$3090 ;
+    cnt_c3_spad_reads <= \$3093 ;
   always @(posedge clk)
-    cnt_c3_spad_reads <= \$3091 ;
+    cnt_c3_spad_writes <= \$3094 ;
   always @(posedge clk)
-    cnt_c3_spad_writes <= \$3092 ;
+    cnt_residual_reads <= \$3095 ;
   always @(posedge clk)
-    cnt_residual_reads <= \$3093 ;
+    cnt_membrane_reads <= \$3096 ;
   always @(posedge clk)
-    cnt_membrane_reads <= \$3094 ;
+    cnt_membrane_writes <= \$3097 ;
   always @(posedge clk)
-    cnt_membrane_writes <= \$3095 ;
+    cnt_spikes_writes <= \$3098 ;
   always @(posedge clk)
-    cnt_spikes_writes <= \$3096 ;
+    cnt_host_words_in <= \$3099 ;
   always @(posedge clk)
-    cnt_host_words_in <= \$3097 ;
+    cnt_host_words_out <= \$3100 ;
   always @(posedge clk)
-    cnt_host_words_out <= \$3098 ;
+    rd_valid1 <= \$3101 ;
   always @(posedge clk)
-    rd_valid1 <= \$3099 ;
+    rd_sel <= \$3102 ;
   always @(posedge clk)
-    rd_sel <= \$3100 ;
+    rd_k <= \$3103 ;
   always @(posedge clk)
-    rd_k <= \$3101 ;
+    rd_reg <= \$3104 ;
   always @(posedge clk)
-    rd_reg <= \$3102 ;
+    host_rvalid <= \$3105 ;
   always @(posedge clk)
-    host_rvalid <= \$3103 ;
-  always @(posedge clk)
-    host_rdata <= \$3104 ;
+    host_rdata <= \$3106 ;
   \ttsnn_accel.adder  adder (
     .a(\i$277 ),
     .b(b),
-    .\port$3570$0 (\$3109 ),
-    .\port$3571$0 (\$3110 ),
     .\port$3572$0 (\$3111 ),
-    .\port$3573$0 (\$3112 )
+    .\port$3573$0 (\$3112 ),
+    .\port$3574$0 (\$3113 ),
+    .\port$3575$0 (\$3114 )
   );
   \ttsnn_accel.affine  affine (
     .p(p),
-    .\port$3869$0 (\$3121 ),
-    .\port$4025$0 (\$3122 ),
-    .\port$4181$0 (\$3123 ),
-    .\port$4337$0 (\$3124 ),
-    .\port$5146$128 (\$signal$375 [143:128]),
-    .\port$5146$176 (\$signal$375 [191:176]),
-    .\port$5146$32 (\$signal$375 [47:32]),
-    .\port$5146$80 (\$signal$375 [95:80]),
+    .\port$3871$0 (\$3123 ),
+    .\port$4027$0 (\$3124 ),
+    .\port$4183$0 (\$3125 ),
+    .\port$4339$0 (\$3126 ),
+    .\port$5148$128 (\$signal$375 [143:128]),
+    .\port$5148$176 (\$signal$375 [191:176]),
+    .\port$5148$32 (\$signal$375 [47:32]),
+    .\port$5148$80 (\$signal$375 [95:80]),
     .residual(residual),
     .rnd(rnd),
     .scale(scale),
@@ -10144,30 +10148,30 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   \ttsnn_accel.lif  lif (
     .leak_mul(desc_leak_mul[7:0]),
     .leak_shift(leak_shift),
-    .\port$3869$0 (\$3121 ),
-    .\port$4025$0 (\$3122 ),
-    .\port$4181$0 (\$3123 ),
-    .\port$4337$0 (\$3124 ),
-    .\port$4534$0 (\$3129 ),
-    .\port$4535$0 (\$3130 ),
+    .\port$3871$0 (\$3123 ),
+    .\port$4027$0 (\$3124 ),
+    .\port$4183$0 (\$3125 ),
+    .\port$4339$0 (\$3126 ),
     .\port$4536$0 (\$3131 ),
     .\port$4537$0 (\$3132 ),
+    .\port$4538$0 (\$3133 ),
+    .\port$4539$0 (\$3134 ),
     .rnd(rnd),
     .threshold(desc_threshold[15:0]),
-    .u0(\$3125 ),
-    .u1(\$3126 ),
-    .u2(\$3127 ),
-    .u3(\$3128 ),
+    .u0(\$3127 ),
+    .u1(\$3128 ),
+    .u2(\$3129 ),
+    .u3(\$3130 ),
     .u_prev(u_prev)
   );
   \ttsnn_accel.maxpool  maxpool (
     .clk(clk),
     .first(\first$367 ),
     .i(\i$369 ),
-    .\port$3702$0 (\$3117 ),
-    .\port$3705$0 (\$3118 ),
-    .\port$3708$0 (\$3119 ),
-    .\port$3711$0 (\$3120 ),
+    .\port$3704$0 (\$3119 ),
+    .\port$3707$0 (\$3120 ),
+    .\port$3710$0 (\$3121 ),
+    .\port$3713$0 (\$3122 ),
     .rst(rst),
     .valid(\valid$364 )
   );
@@ -10179,19 +10183,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   );
   \ttsnn_accel.requant2  requant2 (
     .i(\i$277 ),
-    .\port$3485$0 (\$3105 ),
-    .\port$3513$0 (\$3106 ),
-    .\port$3541$0 (\$3107 ),
-    .\port$3569$0 (\$3108 ),
+    .\port$3487$0 (\$3107 ),
+    .\port$3515$0 (\$3108 ),
+    .\port$3543$0 (\$3109 ),
+    .\port$3571$0 (\$3110 ),
     .rnd(rnd),
     .shift(\shift$279 )
   );
   \ttsnn_accel.requant3  requant3 (
     .i(\i$297 ),
-    .\port$3601$0 (\$3113 ),
-    .\port$3629$0 (\$3114 ),
-    .\port$3657$0 (\$3115 ),
-    .\port$3685$0 (\$3116 ),
+    .\port$3603$0 (\$3115 ),
+    .\port$3631$0 (\$3116 ),
+    .\port$3659$0 (\$3117 ),
+    .\port$3687$0 (\$3118 ),
     .rnd(rnd),
     .shift(\$513 [5:0])
   );
@@ -10724,278 +10728,254 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2748  = desc_pack;
+    \$2750  = desc_pack;
     if (rst) begin
-      \$2748  = 4'h0;
+      \$2750  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2749  = \$762 [3:0];
+    \$2751  = \$762 [3:0];
     if (rst) begin
-      \$2749  = 4'h0;
+      \$2751  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2750  = \$763 [2:0];
+    \$2752  = \$763 [2:0];
     if (rst) begin
-      \$2750  = 3'h0;
+      \$2752  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2751  = \$765 [2:0];
-    if (rst) begin
-      \$2751  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2752  = \$769 [15:0];
-    if (rst) begin
-      \$2752  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2753  = \$772 [2:0];
+    \$2753  = \$765 [2:0];
     if (rst) begin
       \$2753  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2754  = \$775 [15:0];
+    \$2754  = \$769 [15:0];
     if (rst) begin
       \$2754  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2755  = \$777 [15:0];
+    \$2755  = \$772 [2:0];
     if (rst) begin
-      \$2755  = 16'h0000;
+      \$2755  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2756  = \$778 [15:0];
+    \$2756  = \$775 [15:0];
     if (rst) begin
       \$2756  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2757  = \$781 [15:0];
+    \$2757  = \$777 [15:0];
     if (rst) begin
       \$2757  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2758  = \$784 [15:0];
+    \$2758  = \$778 [15:0];
     if (rst) begin
       \$2758  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2759  = \$786 [15:0];
+    \$2759  = \$781 [15:0];
     if (rst) begin
       \$2759  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2760  = \$789 [15:0];
+    \$2760  = \$784 [15:0];
     if (rst) begin
       \$2760  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2761  = \$792 [15:0];
+    \$2761  = \$786 [15:0];
     if (rst) begin
       \$2761  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2762  = \$795 [15:0];
+    \$2762  = \$789 [15:0];
     if (rst) begin
       \$2762  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2763  = \$797 ;
+    \$2763  = \$792 [15:0];
     if (rst) begin
       \$2763  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2764  = \$799 ;
+    \$2764  = \$795 [15:0];
     if (rst) begin
       \$2764  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2765  = \$802 [15:0];
+    \$2765  = \$797 ;
     if (rst) begin
       \$2765  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2766  = \$806 [15:0];
+    \$2766  = \$799 ;
     if (rst) begin
       \$2766  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2767  = \$807 [15:0];
+    \$2767  = \$802 [15:0];
     if (rst) begin
       \$2767  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2768  = \$808 ;
+    \$2768  = \$806 [15:0];
     if (rst) begin
       \$2768  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2769  = \$810 [15:0];
+    \$2769  = \$807 [15:0];
     if (rst) begin
       \$2769  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2770  = \$834 ;
+    \$2770  = \$808 ;
     if (rst) begin
-      \$2770  = 1'h0;
+      \$2770  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2771  = { 1'h0, \$838  };
+    \$2771  = \$810 [15:0];
     if (rst) begin
-      \$2771  = 2'h0;
+      \$2771  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2772  = \$852 [15:0];
+    \$2772  = \$834 ;
     if (rst) begin
-      \$2772  = 16'h0000;
+      \$2772  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2773  = \$855 [15:0];
+    \$2773  = { 1'h0, \$838  };
     if (rst) begin
-      \$2773  = 16'h0000;
+      \$2773  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2774  = \$858 [15:0];
+    \$2774  = \$852 [15:0];
     if (rst) begin
       \$2774  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2775  = \$861 [15:0];
+    \$2775  = \$855 [15:0];
     if (rst) begin
       \$2775  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2776  = \$864 [15:0];
+    \$2776  = \$858 [15:0];
     if (rst) begin
       \$2776  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2777  = \$867 [2:0];
+    \$2777  = \$861 [15:0];
     if (rst) begin
-      \$2777  = 3'h0;
+      \$2777  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2778  = \$868 [15:0];
+    \$2778  = \$864 [15:0];
     if (rst) begin
       \$2778  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2779  = \$869 [15:0];
+    \$2779  = \$867 [2:0];
     if (rst) begin
-      \$2779  = 16'h0000;
+      \$2779  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2780  = \$871 [15:0];
+    \$2780  = \$868 [15:0];
     if (rst) begin
       \$2780  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2781  = \$876 [15:0];
+    \$2781  = \$869 [15:0];
     if (rst) begin
       \$2781  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2782  = \$878 ;
+    \$2782  = \$871 [15:0];
     if (rst) begin
       \$2782  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2783  = host_in_rows;
+    \$2783  = \$876 [15:0];
+    if (rst) begin
+      \$2783  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2784  = \$878 ;
+    if (rst) begin
+      \$2784  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2785  = host_in_rows;
     if (host_write) begin
       if (\$879 ) begin
-        \$2783  = host_wdata[23:0];
-      end
-    end
-    if (rst) begin
-      \$2783  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2784  = host_res_rows;
-    if (host_write) begin
-      if (\$880 ) begin
-        \$2784  = host_wdata[23:0];
-      end
-    end
-    if (rst) begin
-      \$2784  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2785  = host_out_taken;
-    if (host_write) begin
-      if (\$881 ) begin
         \$2785  = host_wdata[23:0];
       end
     end
@@ -11005,79 +10985,75 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2786  = staging;
+    \$2786  = host_res_rows;
+    if (host_write) begin
+      if (\$880 ) begin
+        \$2786  = host_wdata[23:0];
+      end
+    end
+    if (rst) begin
+      \$2786  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2787  = host_out_taken;
+    if (host_write) begin
+      if (\$881 ) begin
+        \$2787  = host_wdata[23:0];
+      end
+    end
+    if (rst) begin
+      \$2787  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2788  = staging;
     if (host_write) begin
       if (\$889 ) begin
         casez (\$890 [2:0])
           3'h0:
-              \$2786 [31:0] = host_wdata;
+              \$2788 [31:0] = host_wdata;
           3'h1:
-              \$2786 [63:32] = host_wdata;
+              \$2788 [63:32] = host_wdata;
           3'h2:
-              \$2786 [95:64] = host_wdata;
+              \$2788 [95:64] = host_wdata;
           3'h3:
-              \$2786 [127:96] = host_wdata;
+              \$2788 [127:96] = host_wdata;
           3'h4:
-              \$2786 [159:128] = host_wdata;
+              \$2788 [159:128] = host_wdata;
         endcase
       end
       if (\$897 ) begin
         (* full_case = 32'd1 *)
         casez (\$898 [0])
           1'h0:
-              \$2786 [31:0] = host_wdata;
+              \$2788 [31:0] = host_wdata;
           1'h1:
-              \$2786 [63:32] = host_wdata;
+              \$2788 [63:32] = host_wdata;
         endcase
       end
       if (\$906 ) begin
         (* full_case = 32'd1 *)
         casez (\$907 [0])
           1'h0:
-              \$2786 [31:0] = host_wdata;
+              \$2788 [31:0] = host_wdata;
           1'h1:
-              \$2786 [63:32] = host_wdata;
+              \$2788 [63:32] = host_wdata;
         endcase
       end
     end
     if (rst) begin
-      \$2786  = 160'h0000000000000000000000000000000000000000;
+      \$2788  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2787  = desc_in_channels;
+    \$2789  = desc_in_channels;
     if (host_write) begin
       if (\$908 ) begin
         if (\$909 ) begin
-          \$2787  = host_wdata[15:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$2787  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2788  = desc_rank;
-    if (host_write) begin
-      if (\$908 ) begin
-        if (\$910 ) begin
-          \$2788  = host_wdata[15:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$2788  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2789  = desc_out_channels;
-    if (host_write) begin
-      if (\$908 ) begin
-        if (\$911 ) begin
           \$2789  = host_wdata[15:0];
         end
       end
@@ -11088,10 +11064,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2790  = desc_height;
+    \$2790  = desc_rank;
     if (host_write) begin
       if (\$908 ) begin
-        if (\$912 ) begin
+        if (\$910 ) begin
           \$2790  = host_wdata[15:0];
         end
       end
@@ -11102,10 +11078,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2791  = desc_width;
+    \$2791  = desc_out_channels;
     if (host_write) begin
       if (\$908 ) begin
-        if (\$913 ) begin
+        if (\$911 ) begin
           \$2791  = host_wdata[15:0];
         end
       end
@@ -11116,108 +11092,108 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2792  = desc_timesteps;
+    \$2792  = desc_height;
+    if (host_write) begin
+      if (\$908 ) begin
+        if (\$912 ) begin
+          \$2792  = host_wdata[15:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$2792  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2793  = desc_width;
+    if (host_write) begin
+      if (\$908 ) begin
+        if (\$913 ) begin
+          \$2793  = host_wdata[15:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$2793  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2794  = desc_timesteps;
     if (host_write) begin
       if (\$908 ) begin
         if (\$914 ) begin
-          \$2792  = host_wdata[7:0];
+          \$2794  = host_wdata[7:0];
         end
       end
     end
     if (rst) begin
-      \$2792  = 8'h00;
+      \$2794  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2793  = desc_mode;
+    \$2795  = desc_mode;
     if (host_write) begin
       if (\$908 ) begin
         if (\$915 ) begin
-          \$2793  = host_wdata[1:0];
+          \$2795  = host_wdata[1:0];
         end
       end
     end
     if (rst) begin
-      \$2793  = 2'h0;
+      \$2795  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2794  = desc_schedule;
+    \$2796  = desc_schedule;
     if (host_write) begin
       if (\$908 ) begin
         if (\$916 ) begin
-          \$2794  = host_wdata;
+          \$2796  = host_wdata;
         end
       end
     end
     if (rst) begin
-      \$2794  = 32'd0;
+      \$2796  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2795  = desc_pack;
+    \$2797  = desc_pack;
     if (host_write) begin
       if (\$908 ) begin
         if (\$917 ) begin
-          \$2795  = host_wdata[3:0];
+          \$2797  = host_wdata[3:0];
         end
       end
     end
     if (rst) begin
-      \$2795  = 4'h0;
+      \$2797  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2796  = desc_order;
+    \$2798  = desc_order;
     if (host_write) begin
       if (\$908 ) begin
         if (\$918 ) begin
-          \$2796  = host_wdata[0];
+          \$2798  = host_wdata[0];
         end
       end
     end
     if (rst) begin
-      \$2796  = 1'h0;
+      \$2798  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2797  = shift;
+    \$2799  = shift;
     if (host_write) begin
       if (\$908 ) begin
         if (\$919 ) begin
-          \$2797  = host_wdata[5:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$2797  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2798  = \shift$279 ;
-    if (host_write) begin
-      if (\$908 ) begin
-        if (\$920 ) begin
-          \$2798  = host_wdata[5:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$2798  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2799  = desc_shift3;
-    if (host_write) begin
-      if (\$908 ) begin
-        if (\$921 ) begin
           \$2799  = host_wdata[5:0];
         end
       end
@@ -11228,10 +11204,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2800  = \shift$379 ;
+    \$2800  = \shift$279 ;
     if (host_write) begin
       if (\$908 ) begin
-        if (\$922 ) begin
+        if (\$920 ) begin
           \$2800  = host_wdata[5:0];
         end
       end
@@ -11242,24 +11218,24 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2801  = desc_leak_mul;
+    \$2801  = desc_shift3;
     if (host_write) begin
       if (\$908 ) begin
-        if (\$923 ) begin
-          \$2801  = host_wdata[15:0];
+        if (\$921 ) begin
+          \$2801  = host_wdata[5:0];
         end
       end
     end
     if (rst) begin
-      \$2801  = 16'h0000;
+      \$2801  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2802  = leak_shift;
+    \$2802  = \shift$379 ;
     if (host_write) begin
       if (\$908 ) begin
-        if (\$924 ) begin
+        if (\$922 ) begin
           \$2802  = host_wdata[5:0];
         end
       end
@@ -11270,52 +11246,52 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2803  = desc_threshold;
+    \$2803  = desc_leak_mul;
+    if (host_write) begin
+      if (\$908 ) begin
+        if (\$923 ) begin
+          \$2803  = host_wdata[15:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$2803  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2804  = leak_shift;
+    if (host_write) begin
+      if (\$908 ) begin
+        if (\$924 ) begin
+          \$2804  = host_wdata[5:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$2804  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2805  = desc_threshold;
     if (host_write) begin
       if (\$908 ) begin
         if (\$925 ) begin
-          \$2803  = host_wdata;
+          \$2805  = host_wdata;
         end
       end
     end
     if (rst) begin
-      \$2803  = 32'd0;
+      \$2805  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2804  = rnd;
+    \$2806  = rnd;
     if (host_write) begin
       if (\$908 ) begin
         if (\$926 ) begin
-          \$2804  = host_wdata[0];
-        end
-      end
-    end
-    if (rst) begin
-      \$2804  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2805  = desc_pool;
-    if (host_write) begin
-      if (\$908 ) begin
-        if (\$927 ) begin
-          \$2805  = host_wdata[0];
-        end
-      end
-    end
-    if (rst) begin
-      \$2805  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2806  = desc_residual;
-    if (host_write) begin
-      if (\$908 ) begin
-        if (\$928 ) begin
           \$2806  = host_wdata[0];
         end
       end
@@ -11326,52 +11302,52 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2807  = desc_zero_halo;
+    \$2807  = desc_pool;
+    if (host_write) begin
+      if (\$908 ) begin
+        if (\$927 ) begin
+          \$2807  = host_wdata[0];
+        end
+      end
+    end
+    if (rst) begin
+      \$2807  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2808  = desc_residual;
+    if (host_write) begin
+      if (\$908 ) begin
+        if (\$928 ) begin
+          \$2808  = host_wdata[0];
+        end
+      end
+    end
+    if (rst) begin
+      \$2808  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2809  = desc_zero_halo;
     if (host_write) begin
       if (\$908 ) begin
         if (\$929 ) begin
-          \$2807  = host_wdata[3:0];
+          \$2809  = host_wdata[3:0];
         end
       end
     end
     if (rst) begin
-      \$2807  = 4'h0;
+      \$2809  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2808  = desc_in_ring_rows;
+    \$2810  = desc_in_ring_rows;
     if (host_write) begin
       if (\$908 ) begin
         if (\$930 ) begin
-          \$2808  = host_wdata[15:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$2808  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2809  = desc_res_ring_rows;
-    if (host_write) begin
-      if (\$908 ) begin
-        if (\$931 ) begin
-          \$2809  = host_wdata[15:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$2809  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2810  = desc_out_ring_rows;
-    if (host_write) begin
-      if (\$908 ) begin
-        if (\$932 ) begin
           \$2810  = host_wdata[15:0];
         end
       end
@@ -11382,130 +11358,128 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2811  = \$934 [7:0];
+    \$2811  = desc_res_ring_rows;
+    if (host_write) begin
+      if (\$908 ) begin
+        if (\$931 ) begin
+          \$2811  = host_wdata[15:0];
+        end
+      end
+    end
     if (rst) begin
-      \$2811  = 8'h00;
+      \$2811  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2812  = \$936 [1:0];
+    \$2812  = desc_out_ring_rows;
+    if (host_write) begin
+      if (\$908 ) begin
+        if (\$932 ) begin
+          \$2812  = host_wdata[15:0];
+        end
+      end
+    end
     if (rst) begin
-      \$2812  = 2'h0;
+      \$2812  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2813  = \$940 ;
+    \$2813  = \$934 [7:0];
     if (rst) begin
-      \$2813  = 16'h0000;
+      \$2813  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2814  = cc1;
+    \$2814  = \$936 [1:0];
+    if (rst) begin
+      \$2814  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2815  = \$940 ;
+    if (rst) begin
+      \$2815  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2816  = cc1;
     if (\$941 ) begin
-      \$2814  = \$946 [15:0];
+      \$2816  = \$946 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2814  = 16'h0000;
+      \$2816  = 16'h0000;
     end
     if (rst) begin
-      \$2814  = 16'h0000;
+      \$2816  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2815  = \$signal$46 ;
+    \$2817  = \$signal$46 ;
     if (\$951 ) begin
-      \$2815  = \$956 [15:0];
+      \$2817  = \$956 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2815  = 16'h0000;
+      \$2817  = 16'h0000;
     end
     if (rst) begin
-      \$2815  = 16'h0000;
+      \$2817  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2816  = \$signal$25 ;
+    \$2818  = \$signal$25 ;
     if (\$965 ) begin
-      \$2816  = \$971 [15:0];
+      \$2818  = \$971 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2816  = 16'h0000;
+      \$2818  = 16'h0000;
     end
     if (rst) begin
-      \$2816  = 16'h0000;
+      \$2818  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2817  = sb1;
+    \$2819  = sb1;
     if (\$985 ) begin
-      \$2817  = \$992 [1:0];
+      \$2819  = \$992 [1:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2817  = 2'h0;
+      \$2819  = 2'h0;
     end
     if (rst) begin
-      \$2817  = 2'h0;
+      \$2819  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2818  = \$signal$19 ;
+    \$2820  = \$signal$19 ;
     if (\$1012 ) begin
-      \$2818  = \$1018 [15:0];
+      \$2820  = \$1018 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2818  = 16'h0000;
+      \$2820  = 16'h0000;
     end
     if (rst) begin
-      \$2818  = 16'h0000;
+      \$2820  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2819  = \$signal$17 ;
+    \$2821  = \$signal$17 ;
     if (\$1043 ) begin
-      \$2819  = \$1048 [15:0];
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2819  = 16'h0000;
-    end
-    if (rst) begin
-      \$2819  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2820  = \$signal$53 ;
-    if (issue1) begin
-      \$2820  = \$1058 [15:0];
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2820  = 16'h0000;
-    end
-    if (rst) begin
-      \$2820  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2821  = pix1;
-    if (issue1) begin
-      if (\$1066 ) begin
-        \$2821  = \$1081 [15:0];
-      end
+      \$2821  = \$1048 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
@@ -11517,15 +11491,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2822  = eoff1;
+    \$2822  = \$signal$53 ;
     if (issue1) begin
-      if (\$1066 ) begin
-        \$2822  = \$1132 [15:0];
-      end
+      \$2822  = \$1058 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2822  = geo_first_eoff1;
+      \$2822  = 16'h0000;
     end
     if (rst) begin
       \$2822  = 16'h0000;
@@ -11533,10 +11505,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2823  = \$signal$37 ;
+    \$2823  = pix1;
     if (issue1) begin
-      if (\$1145 ) begin
-        \$2823  = \$1146 [15:0];
+      if (\$1066 ) begin
+        \$2823  = \$1081 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -11549,26 +11521,26 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2824  = \$signal$512 ;
+    \$2824  = eoff1;
     if (issue1) begin
-      if (\$1145 ) begin
-        \$2824  = \$1150 [7:0];
+      if (\$1066 ) begin
+        \$2824  = \$1132 [15:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2824  = 8'h00;
+      \$2824  = geo_first_eoff1;
     end
     if (rst) begin
-      \$2824  = 8'h00;
+      \$2824  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2825  = ring1_base;
+    \$2825  = \$signal$37 ;
     if (issue1) begin
       if (\$1145 ) begin
-        \$2825  = \$1154 [15:0];
+        \$2825  = \$1146 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -11581,51 +11553,47 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2826  = need1;
+    \$2826  = \$signal$512 ;
     if (issue1) begin
       if (\$1145 ) begin
-        \$2826  = \$1156 [15:0];
+        \$2826  = \$1150 [7:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2826  = 16'h0001;
+      \$2826  = 8'h00;
     end
     if (rst) begin
-      \$2826  = 16'h0000;
+      \$2826  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2827  = in_seq;
+    \$2827  = ring1_base;
     if (issue1) begin
       if (\$1145 ) begin
-        if (\$1157 ) begin
-          \$2827  = \$1158 [23:0];
-        end
+        \$2827  = \$1154 [15:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2827  = 24'h000000;
+      \$2827  = 16'h0000;
     end
     if (rst) begin
-      \$2827  = 24'h000000;
+      \$2827  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2828  = in_slot;
+    \$2828  = need1;
     if (issue1) begin
       if (\$1145 ) begin
-        if (\$1157 ) begin
-          \$2828  = \$1162 [15:0];
-        end
+        \$2828  = \$1156 [15:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2828  = 16'h0000;
+      \$2828  = 16'h0001;
     end
     if (rst) begin
       \$2828  = 16'h0000;
@@ -11633,254 +11601,290 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2829  = \$signal$49 ;
+    \$2829  = in_seq;
     if (issue1) begin
       if (\$1145 ) begin
         if (\$1157 ) begin
-          \$2829  = \$1166 [15:0];
+          \$2829  = \$1158 [23:0];
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2829  = 16'h0000;
+      \$2829  = 24'h000000;
     end
     if (rst) begin
-      \$2829  = 16'h0000;
+      \$2829  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2830  = trw1;
+    \$2830  = in_slot;
+    if (issue1) begin
+      if (\$1145 ) begin
+        if (\$1157 ) begin
+          \$2830  = \$1162 [15:0];
+        end
+      end
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2830  = 16'h0000;
+    end
+    if (rst) begin
+      \$2830  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2831  = \$signal$49 ;
+    if (issue1) begin
+      if (\$1145 ) begin
+        if (\$1157 ) begin
+          \$2831  = \$1166 [15:0];
+        end
+      end
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2831  = 16'h0000;
+    end
+    if (rst) begin
+      \$2831  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2832  = trw1;
     if (issue1) begin
       if (\$1185 ) begin
-        \$2830  = \$1211 [15:0];
+        \$2832  = \$1211 [15:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2830  = 16'h0000;
+      \$2832  = 16'h0000;
     end
     if (rst) begin
-      \$2830  = 16'h0000;
+      \$2832  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2831  = qm3_1;
+    \$2833  = qm3_1;
     if (issue1) begin
       if (\$1235 ) begin
-        \$2831  = \$1240 [1:0];
+        \$2833  = \$1240 [1:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2831  = 2'h0;
+      \$2833  = 2'h0;
     end
     if (rst) begin
-      \$2831  = 2'h0;
+      \$2833  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2832  = \$signal$32 ;
+    \$2834  = \$signal$32 ;
     if (issue1) begin
       if (\$1268 ) begin
-        \$2832  = 1'h0;
+        \$2834  = 1'h0;
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2832  = 1'h1;
+      \$2834  = 1'h1;
     end
-    if (rst) begin
-      \$2832  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2833  = zlane1;
-    if (rst) begin
-      \$2833  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2834  = \$signal$514 ;
     if (rst) begin
       \$2834  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2835  = issue1;
+    \$2835  = zlane1;
     if (rst) begin
       \$2835  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2836  = zero_row1;
+    \$2836  = \$signal$514 ;
     if (rst) begin
       \$2836  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2837  = \$1269 ;
+    \$2837  = issue1;
     if (rst) begin
       \$2837  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2838  = \$1273 ;
+    \$2838  = zero_row1;
     if (rst) begin
       \$2838  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2839  = \$1274 ;
+    \$2839  = \$1269 ;
     if (rst) begin
       \$2839  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2840  = \$1287 ;
+    \$2840  = \$1273 ;
     if (rst) begin
       \$2840  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2841  = cc1;
+    \$2841  = \$1274 ;
     if (rst) begin
-      \$2841  = 16'h0000;
+      \$2841  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2842  = \$signal$46 ;
+    \$2842  = \$1287 ;
     if (rst) begin
-      \$2842  = 16'h0000;
+      \$2842  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2843  = eoff1;
+    \$2843  = cc1;
     if (rst) begin
       \$2843  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2844  = \$1289 [2:0];
+    \$2844  = \$signal$46 ;
     if (rst) begin
-      \$2844  = 3'h0;
+      \$2844  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2845  = \$60 [15:0];
+    \$2845  = eoff1;
     if (rst) begin
       \$2845  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2846  = \$1295 [2:0];
+    \$2846  = \$1289 [2:0];
     if (rst) begin
       \$2846  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2847  = spike_reg;
+    \$2847  = \$60 [15:0];
+    if (rst) begin
+      \$2847  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2848  = \$1295 [2:0];
+    if (rst) begin
+      \$2848  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2849  = spike_reg;
     if (\$1298 ) begin
-      \$2847  = \$signature__data ;
+      \$2849  = \$signature__data ;
     end
     if (rst) begin
-      \$2847  = 32'd0;
+      \$2849  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2848  = e1a_v;
-    if (rst) begin
-      \$2848  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2849  = e1a_zero;
-    if (rst) begin
-      \$2849  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2850  = e1a_last;
+    \$2850  = e1a_v;
     if (rst) begin
       \$2850  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2851  = e1a_rowend;
+    \$2851  = e1a_zero;
     if (rst) begin
       \$2851  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2852  = \$signal$517 ;
+    \$2852  = e1a_last;
     if (rst) begin
-      \$2852  = 16'h0000;
+      \$2852  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2853  = \$signal$518 ;
+    \$2853  = e1a_rowend;
     if (rst) begin
-      \$2853  = 16'h0000;
+      \$2853  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2854  = \$signal$519 ;
+    \$2854  = \$signal$517 ;
     if (rst) begin
-      \$2854  = 3'h0;
+      \$2854  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2855  = base1a;
+    \$2855  = \$signal$518 ;
     if (rst) begin
       \$2855  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2856  = e1_done;
-    if (\$1300 ) begin
-      \$2856  = \$1301 [15:0];
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2856  = 16'h0000;
-    end
+    \$2856  = \$signal$519 ;
     if (rst) begin
-      \$2856  = 16'h0000;
+      \$2856  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2857  = e2_g;
+    \$2857  = base1a;
+    if (rst) begin
+      \$2857  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2858  = e1_done;
+    if (\$1300 ) begin
+      \$2858  = \$1301 [15:0];
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2858  = 16'h0000;
+    end
+    if (rst) begin
+      \$2858  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2859  = e2_g;
     if (e2_issue) begin
       if (e2_copy) begin
-        \$2857  = \$1305 [15:0];
+        \$2859  = \$1305 [15:0];
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$1321 ) begin
@@ -11893,9 +11897,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
             end else begin
               (* full_case = 32'd1 *)
               if (\$1384 ) begin
-                \$2857  = \$1385 [15:0];
+                \$2859  = \$1385 [15:0];
               end else begin
-                \$2857  = 16'h0000;
+                \$2859  = 16'h0000;
               end
             end
           end
@@ -11904,46 +11908,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2857  = 16'h0000;
-    end
-    if (rst) begin
-      \$2857  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2858  = e2_bc;
-    if (e2_issue) begin
-      if (e2_copy) begin
-        if (\$1307 ) begin
-          \$2858  = \$1311 [15:0];
-        end
-      end
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2858  = 16'h0000;
-    end
-    if (rst) begin
-      \$2858  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2859  = e2_coff;
-    if (e2_issue) begin
-      if (e2_copy) begin
-        if (\$1307 ) begin
-          \$2859  = \$1315 [15:0];
-        end
-      end
-      if (e2_row_end) begin
-        \$2859  = geo_ng;
-      end
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2859  = geo_ng;
+      \$2859  = 16'h0000;
     end
     if (rst) begin
       \$2859  = 16'h0000;
@@ -11951,14 +11916,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2860  = e2_s;
+    \$2860  = e2_bc;
     if (e2_issue) begin
-      (* full_case = 32'd1 *)
       if (e2_copy) begin
-      end else if (e2_s_last) begin
-        \$2860  = 16'h0000;
-      end else begin
-        \$2860  = \$1387 [15:0];
+        if (\$1307 ) begin
+          \$2860  = \$1311 [15:0];
+        end
       end
     end
     if (\$2236 ) begin
@@ -11971,21 +11934,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2861  = e2_b;
+    \$2861  = e2_coff;
     if (e2_issue) begin
       if (e2_copy) begin
-      end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1321 ) begin
-          \$2861  = \$1322 [15:0];
-        end else begin
-          \$2861  = 16'h0000;
+        if (\$1307 ) begin
+          \$2861  = \$1315 [15:0];
         end
+      end
+      if (e2_row_end) begin
+        \$2861  = geo_ng;
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2861  = 16'h0000;
+      \$2861  = geo_ng;
     end
     if (rst) begin
       \$2861  = 16'h0000;
@@ -11993,16 +11955,14 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2862  = e2_boff;
+    \$2862  = e2_s;
     if (e2_issue) begin
+      (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1321 ) begin
-          \$2862  = \$1323 [15:0];
-        end else begin
-          \$2862  = 16'h0000;
-        end
+        \$2862  = 16'h0000;
+      end else begin
+        \$2862  = \$1387 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -12015,24 +11975,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2863  = e2_jb;
+    \$2863  = e2_b;
     if (e2_issue) begin
-      (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$1321 ) begin
-          \$2863  = e2_jbs;
+          \$2863  = \$1322 [15:0];
         end else begin
-          (* full_case = 32'd1 *)
-          if (\$1324 ) begin
-            \$2863  = \$1334 [15:0];
-          end else begin
-            \$2863  = 16'h0000;
-          end
+          \$2863  = 16'h0000;
         end
-      end else begin
-        \$2863  = \$1396 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -12045,54 +11997,46 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2864  = e2_ti;
+    \$2864  = e2_boff;
     if (e2_issue) begin
-      (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$1321 ) begin
-          \$2864  = e2_tis;
+          \$2864  = \$1323 [15:0];
         end else begin
-          (* full_case = 32'd1 *)
-          if (\$1324 ) begin
-            \$2864  = \$1343 [1:0];
-          end else begin
-            \$2864  = 2'h0;
-          end
+          \$2864  = 16'h0000;
         end
-      end else begin
-        \$2864  = \$1405 [1:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2864  = 2'h0;
+      \$2864  = 16'h0000;
     end
     if (rst) begin
-      \$2864  = 2'h0;
+      \$2864  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2865  = e2_jl;
+    \$2865  = e2_jb;
     if (e2_issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$1321 ) begin
-          \$2865  = e2_jls;
+          \$2865  = e2_jbs;
         end else begin
           (* full_case = 32'd1 *)
           if (\$1324 ) begin
-            \$2865  = \$1350 [15:0];
+            \$2865  = \$1334 [15:0];
           end else begin
             \$2865  = 16'h0000;
           end
         end
       end else begin
-        \$2865  = \$1412 [15:0];
+        \$2865  = \$1396 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -12105,50 +12049,54 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2866  = e2_sl;
+    \$2866  = e2_ti;
     if (e2_issue) begin
       (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$1321 ) begin
-          \$2866  = e2_sls;
+          \$2866  = e2_tis;
         end else begin
           (* full_case = 32'd1 *)
           if (\$1324 ) begin
-            \$2866  = \$1351 [15:0];
+            \$2866  = \$1343 [1:0];
           end else begin
-            \$2866  = 16'h0000;
+            \$2866  = 2'h0;
           end
         end
       end else begin
-        \$2866  = \$1413 [15:0];
+        \$2866  = \$1405 [1:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2866  = 16'h0000;
+      \$2866  = 2'h0;
     end
     if (rst) begin
-      \$2866  = 16'h0000;
+      \$2866  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2867  = e2_ck;
+    \$2867  = e2_jl;
     if (e2_issue) begin
+      (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$1321 ) begin
+          \$2867  = e2_jls;
         end else begin
           (* full_case = 32'd1 *)
           if (\$1324 ) begin
-            \$2867  = \$1325 [15:0];
+            \$2867  = \$1350 [15:0];
           end else begin
             \$2867  = 16'h0000;
           end
         end
+      end else begin
+        \$2867  = \$1412 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -12161,20 +12109,24 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2868  = e2_jbs;
+    \$2868  = e2_sl;
     if (e2_issue) begin
+      (* full_case = 32'd1 *)
       if (e2_copy) begin
       end else if (e2_s_last) begin
         (* full_case = 32'd1 *)
         if (\$1321 ) begin
+          \$2868  = e2_sls;
         end else begin
           (* full_case = 32'd1 *)
           if (\$1324 ) begin
-            \$2868  = \$1360 [15:0];
+            \$2868  = \$1351 [15:0];
           end else begin
             \$2868  = 16'h0000;
           end
         end
+      end else begin
+        \$2868  = \$1413 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -12187,7 +12139,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2869  = e2_tis;
+    \$2869  = e2_ck;
     if (e2_issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -12196,24 +12148,24 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
         end else begin
           (* full_case = 32'd1 *)
           if (\$1324 ) begin
-            \$2869  = \$1369 [1:0];
+            \$2869  = \$1325 [15:0];
           end else begin
-            \$2869  = 2'h0;
+            \$2869  = 16'h0000;
           end
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2869  = 2'h0;
+      \$2869  = 16'h0000;
     end
     if (rst) begin
-      \$2869  = 2'h0;
+      \$2869  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2870  = e2_jls;
+    \$2870  = e2_jbs;
     if (e2_issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -12222,7 +12174,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
         end else begin
           (* full_case = 32'd1 *)
           if (\$1324 ) begin
-            \$2870  = \$1376 [15:0];
+            \$2870  = \$1360 [15:0];
           end else begin
             \$2870  = 16'h0000;
           end
@@ -12239,7 +12191,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2871  = e2_sls;
+    \$2871  = e2_tis;
     if (e2_issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -12248,24 +12200,24 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
         end else begin
           (* full_case = 32'd1 *)
           if (\$1324 ) begin
-            \$2871  = \$1377 [15:0];
+            \$2871  = \$1369 [1:0];
           end else begin
-            \$2871  = 16'h0000;
+            \$2871  = 2'h0;
           end
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2871  = 16'h0000;
+      \$2871  = 2'h0;
     end
     if (rst) begin
-      \$2871  = 16'h0000;
+      \$2871  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2872  = e2_bg;
+    \$2872  = e2_jls;
     if (e2_issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -12274,13 +12226,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
         end else begin
           (* full_case = 32'd1 *)
           if (\$1324 ) begin
+            \$2872  = \$1376 [15:0];
           end else begin
-            (* full_case = 32'd1 *)
-            if (\$1379 ) begin
-              \$2872  = \$1380 [15:0];
-            end else begin
-              \$2872  = 16'h0000;
-            end
+            \$2872  = 16'h0000;
           end
         end
       end
@@ -12295,7 +12243,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2873  = e2_goff;
+    \$2873  = e2_sls;
     if (e2_issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -12304,20 +12252,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
         end else begin
           (* full_case = 32'd1 *)
           if (\$1324 ) begin
+            \$2873  = \$1377 [15:0];
           end else begin
-            (* full_case = 32'd1 *)
-            if (\$1379 ) begin
-              \$2873  = \$1382 [15:0];
-            end else begin
-              \$2873  = geo_e_lo2_ng;
-            end
+            \$2873  = 16'h0000;
           end
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2873  = geo_e_lo2_ng;
+      \$2873  = 16'h0000;
     end
     if (rst) begin
       \$2873  = 16'h0000;
@@ -12325,7 +12269,67 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2874  = e2_gbase;
+    \$2874  = e2_bg;
+    if (e2_issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1321 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1324 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$1379 ) begin
+              \$2874  = \$1380 [15:0];
+            end else begin
+              \$2874  = 16'h0000;
+            end
+          end
+        end
+      end
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2874  = 16'h0000;
+    end
+    if (rst) begin
+      \$2874  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2875  = e2_goff;
+    if (e2_issue) begin
+      if (e2_copy) begin
+      end else if (e2_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1321 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1324 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$1379 ) begin
+              \$2875  = \$1382 [15:0];
+            end else begin
+              \$2875  = geo_e_lo2_ng;
+            end
+          end
+        end
+      end
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2875  = geo_e_lo2_ng;
+    end
+    if (rst) begin
+      \$2875  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2876  = e2_gbase;
     if (e2_issue) begin
       if (e2_copy) begin
       end else if (e2_s_last) begin
@@ -12340,9 +12344,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
             end else begin
               (* full_case = 32'd1 *)
               if (\$1384 ) begin
-                \$2874  = \$1386 [15:0];
+                \$2876  = \$1386 [15:0];
               end else begin
-                \$2874  = 16'h0000;
+                \$2876  = 16'h0000;
               end
             end
           end
@@ -12351,137 +12355,105 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2874  = 16'h0000;
+      \$2876  = 16'h0000;
     end
     if (rst) begin
-      \$2874  = 16'h0000;
+      \$2876  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2875  = e2_seq;
+    \$2877  = e2_seq;
     if (e2_issue) begin
       if (e2_row_end) begin
-        \$2875  = \$1414 [15:0];
+        \$2877  = \$1414 [15:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2875  = 16'h0000;
+      \$2877  = 16'h0000;
     end
     if (rst) begin
-      \$2875  = 16'h0000;
+      \$2877  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2876  = e2_i;
+    \$2878  = e2_i;
     if (e2_issue) begin
       if (e2_row_end) begin
         (* full_case = 32'd1 *)
         if (\$1417 ) begin
-          \$2876  = 16'h0000;
+          \$2878  = 16'h0000;
         end else begin
-          \$2876  = \$1419 [15:0];
+          \$2878  = \$1419 [15:0];
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2876  = 16'h0000;
+      \$2878  = 16'h0000;
     end
     if (rst) begin
-      \$2876  = 16'h0000;
+      \$2878  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2877  = e2_o;
+    \$2879  = e2_o;
     if (e2_issue) begin
       if (e2_row_end) begin
         if (\$1417 ) begin
-          \$2877  = \$1418 [15:0];
+          \$2879  = \$1418 [15:0];
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2877  = 16'h0000;
+      \$2879  = 16'h0000;
     end
     if (rst) begin
-      \$2877  = 16'h0000;
+      \$2879  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2878  = e2_qm3;
+    \$2880  = e2_qm3;
     if (e2_issue) begin
       if (e2_row_end) begin
-        \$2878  = \$1434 [1:0];
+        \$2880  = \$1434 [1:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2878  = 2'h0;
+      \$2880  = 2'h0;
     end
     if (rst) begin
-      \$2878  = 2'h0;
+      \$2880  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2879  = e2_r1;
+    \$2881  = e2_r1;
     if (e2_issue) begin
       if (e2_row_end) begin
-        \$2879  = \$1452 [7:0];
+        \$2881  = \$1452 [7:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2879  = 8'h00;
+      \$2881  = 8'h00;
     end
     if (rst) begin
-      \$2879  = 8'h00;
+      \$2881  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2880  = e2_r1base;
+    \$2882  = e2_r1base;
     if (e2_issue) begin
       if (e2_row_end) begin
-        \$2880  = \$1476 [15:0];
-      end
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2880  = 16'h0000;
-    end
-    if (rst) begin
-      \$2880  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2881  = e2_trw;
-    if (e2_issue) begin
-      if (e2_row_end) begin
-        \$2881  = \$1487 [15:0];
-      end
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2881  = 16'h0000;
-    end
-    if (rst) begin
-      \$2881  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2882  = e2_tr4;
-    if (e2_issue) begin
-      if (e2_row_end) begin
-        \$2882  = \$1498 [15:0];
+        \$2882  = \$1476 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -12494,10 +12466,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2883  = e2_tho;
+    \$2883  = e2_trw;
     if (e2_issue) begin
       if (e2_row_end) begin
-        \$2883  = \$1509 [15:0];
+        \$2883  = \$1487 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -12510,46 +12482,78 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2884  = e2_l4b;
+    \$2884  = e2_tr4;
+    if (e2_issue) begin
+      if (e2_row_end) begin
+        \$2884  = \$1498 [15:0];
+      end
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2884  = 16'h0000;
+    end
+    if (rst) begin
+      \$2884  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2885  = e2_tho;
+    if (e2_issue) begin
+      if (e2_row_end) begin
+        \$2885  = \$1509 [15:0];
+      end
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2885  = 16'h0000;
+    end
+    if (rst) begin
+      \$2885  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2886  = e2_l4b;
     if (e2_issue) begin
       if (e2_row_end) begin
         if (\$1520 ) begin
-          \$2884  = \$1521 [15:0];
+          \$2886  = \$1521 [15:0];
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2884  = 16'h0000;
+      \$2886  = 16'h0000;
     end
     if (rst) begin
-      \$2884  = 16'h0000;
+      \$2886  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2885  = e2_run;
+    \$2887  = e2_run;
     if (e2_issue) begin
       if (e2_row_end) begin
         if (e2_all_end) begin
-          \$2885  = 1'h0;
+          \$2887  = 1'h0;
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2885  = 1'h1;
+      \$2887  = 1'h1;
     end
     if (rst) begin
-      \$2885  = 1'h0;
+      \$2887  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2886  = e3_g;
+    \$2888  = e3_g;
     if (e3_issue) begin
       if (e3_copy) begin
-        \$2886  = \$1525 [15:0];
+        \$2888  = \$1525 [15:0];
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$1541 ) begin
@@ -12562,9 +12566,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
             end else begin
               (* full_case = 32'd1 *)
               if (\$1604 ) begin
-                \$2886  = \$1605 [15:0];
+                \$2888  = \$1605 [15:0];
               end else begin
-                \$2886  = 16'h0000;
+                \$2888  = 16'h0000;
               end
             end
           end
@@ -12573,46 +12577,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2886  = 16'h0000;
-    end
-    if (rst) begin
-      \$2886  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2887  = e3_bc;
-    if (e3_issue) begin
-      if (e3_copy) begin
-        if (\$1527 ) begin
-          \$2887  = \$1531 [15:0];
-        end
-      end
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2887  = 16'h0000;
-    end
-    if (rst) begin
-      \$2887  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2888  = e3_coff;
-    if (e3_issue) begin
-      if (e3_copy) begin
-        if (\$1527 ) begin
-          \$2888  = \$1535 [15:0];
-        end
-      end
-      if (e3_row_end) begin
-        \$2888  = geo_ng;
-      end
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2888  = geo_ng;
+      \$2888  = 16'h0000;
     end
     if (rst) begin
       \$2888  = 16'h0000;
@@ -12620,14 +12585,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2889  = e3_s;
+    \$2889  = e3_bc;
     if (e3_issue) begin
-      (* full_case = 32'd1 *)
       if (e3_copy) begin
-      end else if (e3_s_last) begin
-        \$2889  = 16'h0000;
-      end else begin
-        \$2889  = \$1607 [15:0];
+        if (\$1527 ) begin
+          \$2889  = \$1531 [15:0];
+        end
       end
     end
     if (\$2236 ) begin
@@ -12640,21 +12603,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2890  = e3_b;
+    \$2890  = e3_coff;
     if (e3_issue) begin
       if (e3_copy) begin
-      end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1541 ) begin
-          \$2890  = \$1542 [15:0];
-        end else begin
-          \$2890  = 16'h0000;
+        if (\$1527 ) begin
+          \$2890  = \$1535 [15:0];
         end
+      end
+      if (e3_row_end) begin
+        \$2890  = geo_ng;
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2890  = 16'h0000;
+      \$2890  = geo_ng;
     end
     if (rst) begin
       \$2890  = 16'h0000;
@@ -12662,16 +12624,14 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2891  = e3_boff;
+    \$2891  = e3_s;
     if (e3_issue) begin
+      (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
-        (* full_case = 32'd1 *)
-        if (\$1541 ) begin
-          \$2891  = \$1543 [15:0];
-        end else begin
-          \$2891  = 16'h0000;
-        end
+        \$2891  = 16'h0000;
+      end else begin
+        \$2891  = \$1607 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -12684,24 +12644,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2892  = e3_jb;
+    \$2892  = e3_b;
     if (e3_issue) begin
-      (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$1541 ) begin
-          \$2892  = e3_jbs;
+          \$2892  = \$1542 [15:0];
         end else begin
-          (* full_case = 32'd1 *)
-          if (\$1544 ) begin
-            \$2892  = \$1554 [15:0];
-          end else begin
-            \$2892  = 16'h0000;
-          end
+          \$2892  = 16'h0000;
         end
-      end else begin
-        \$2892  = \$1616 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -12714,54 +12666,46 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2893  = e3_ti;
+    \$2893  = e3_boff;
     if (e3_issue) begin
-      (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$1541 ) begin
-          \$2893  = e3_tis;
+          \$2893  = \$1543 [15:0];
         end else begin
-          (* full_case = 32'd1 *)
-          if (\$1544 ) begin
-            \$2893  = \$1563 [1:0];
-          end else begin
-            \$2893  = 2'h0;
-          end
+          \$2893  = 16'h0000;
         end
-      end else begin
-        \$2893  = \$1625 [1:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2893  = 2'h0;
+      \$2893  = 16'h0000;
     end
     if (rst) begin
-      \$2893  = 2'h0;
+      \$2893  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2894  = e3_jl;
+    \$2894  = e3_jb;
     if (e3_issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$1541 ) begin
-          \$2894  = e3_jls;
+          \$2894  = e3_jbs;
         end else begin
           (* full_case = 32'd1 *)
           if (\$1544 ) begin
-            \$2894  = \$1570 [15:0];
+            \$2894  = \$1554 [15:0];
           end else begin
             \$2894  = 16'h0000;
           end
         end
       end else begin
-        \$2894  = \$1632 [15:0];
+        \$2894  = \$1616 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -12774,50 +12718,54 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2895  = e3_sl;
+    \$2895  = e3_ti;
     if (e3_issue) begin
       (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$1541 ) begin
-          \$2895  = e3_sls;
+          \$2895  = e3_tis;
         end else begin
           (* full_case = 32'd1 *)
           if (\$1544 ) begin
-            \$2895  = \$1571 [15:0];
+            \$2895  = \$1563 [1:0];
           end else begin
-            \$2895  = 16'h0000;
+            \$2895  = 2'h0;
           end
         end
       end else begin
-        \$2895  = \$1633 [15:0];
+        \$2895  = \$1625 [1:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2895  = 16'h0000;
+      \$2895  = 2'h0;
     end
     if (rst) begin
-      \$2895  = 16'h0000;
+      \$2895  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2896  = e3_ck;
+    \$2896  = e3_jl;
     if (e3_issue) begin
+      (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$1541 ) begin
+          \$2896  = e3_jls;
         end else begin
           (* full_case = 32'd1 *)
           if (\$1544 ) begin
-            \$2896  = \$1545 [15:0];
+            \$2896  = \$1570 [15:0];
           end else begin
             \$2896  = 16'h0000;
           end
         end
+      end else begin
+        \$2896  = \$1632 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -12830,20 +12778,24 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2897  = e3_jbs;
+    \$2897  = e3_sl;
     if (e3_issue) begin
+      (* full_case = 32'd1 *)
       if (e3_copy) begin
       end else if (e3_s_last) begin
         (* full_case = 32'd1 *)
         if (\$1541 ) begin
+          \$2897  = e3_sls;
         end else begin
           (* full_case = 32'd1 *)
           if (\$1544 ) begin
-            \$2897  = \$1580 [15:0];
+            \$2897  = \$1571 [15:0];
           end else begin
             \$2897  = 16'h0000;
           end
         end
+      end else begin
+        \$2897  = \$1633 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -12856,7 +12808,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2898  = e3_tis;
+    \$2898  = e3_ck;
     if (e3_issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -12865,24 +12817,24 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
         end else begin
           (* full_case = 32'd1 *)
           if (\$1544 ) begin
-            \$2898  = \$1589 [1:0];
+            \$2898  = \$1545 [15:0];
           end else begin
-            \$2898  = 2'h0;
+            \$2898  = 16'h0000;
           end
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2898  = 2'h0;
+      \$2898  = 16'h0000;
     end
     if (rst) begin
-      \$2898  = 2'h0;
+      \$2898  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2899  = e3_jls;
+    \$2899  = e3_jbs;
     if (e3_issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -12891,7 +12843,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
         end else begin
           (* full_case = 32'd1 *)
           if (\$1544 ) begin
-            \$2899  = \$1596 [15:0];
+            \$2899  = \$1580 [15:0];
           end else begin
             \$2899  = 16'h0000;
           end
@@ -12908,7 +12860,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2900  = e3_sls;
+    \$2900  = e3_tis;
     if (e3_issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -12917,24 +12869,24 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
         end else begin
           (* full_case = 32'd1 *)
           if (\$1544 ) begin
-            \$2900  = \$1597 [15:0];
+            \$2900  = \$1589 [1:0];
           end else begin
-            \$2900  = 16'h0000;
+            \$2900  = 2'h0;
           end
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2900  = 16'h0000;
+      \$2900  = 2'h0;
     end
     if (rst) begin
-      \$2900  = 16'h0000;
+      \$2900  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2901  = e3_bg;
+    \$2901  = e3_jls;
     if (e3_issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -12943,13 +12895,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
         end else begin
           (* full_case = 32'd1 *)
           if (\$1544 ) begin
+            \$2901  = \$1596 [15:0];
           end else begin
-            (* full_case = 32'd1 *)
-            if (\$1599 ) begin
-              \$2901  = \$1600 [15:0];
-            end else begin
-              \$2901  = 16'h0000;
-            end
+            \$2901  = 16'h0000;
           end
         end
       end
@@ -12964,7 +12912,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2902  = e3_goff;
+    \$2902  = e3_sls;
     if (e3_issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -12973,20 +12921,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
         end else begin
           (* full_case = 32'd1 *)
           if (\$1544 ) begin
+            \$2902  = \$1597 [15:0];
           end else begin
-            (* full_case = 32'd1 *)
-            if (\$1599 ) begin
-              \$2902  = \$1602 [15:0];
-            end else begin
-              \$2902  = geo_ng;
-            end
+            \$2902  = 16'h0000;
           end
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2902  = geo_ng;
+      \$2902  = 16'h0000;
     end
     if (rst) begin
       \$2902  = 16'h0000;
@@ -12994,7 +12938,67 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2903  = e3_gbase;
+    \$2903  = e3_bg;
+    if (e3_issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1541 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1544 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$1599 ) begin
+              \$2903  = \$1600 [15:0];
+            end else begin
+              \$2903  = 16'h0000;
+            end
+          end
+        end
+      end
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2903  = 16'h0000;
+    end
+    if (rst) begin
+      \$2903  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2904  = e3_goff;
+    if (e3_issue) begin
+      if (e3_copy) begin
+      end else if (e3_s_last) begin
+        (* full_case = 32'd1 *)
+        if (\$1541 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$1544 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$1599 ) begin
+              \$2904  = \$1602 [15:0];
+            end else begin
+              \$2904  = geo_ng;
+            end
+          end
+        end
+      end
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2904  = geo_ng;
+    end
+    if (rst) begin
+      \$2904  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2905  = e3_gbase;
     if (e3_issue) begin
       if (e3_copy) begin
       end else if (e3_s_last) begin
@@ -13009,9 +13013,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
             end else begin
               (* full_case = 32'd1 *)
               if (\$1604 ) begin
-                \$2903  = \$1606 [15:0];
+                \$2905  = \$1606 [15:0];
               end else begin
-                \$2903  = 16'h0000;
+                \$2905  = 16'h0000;
               end
             end
           end
@@ -13020,137 +13024,105 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2903  = 16'h0000;
+      \$2905  = 16'h0000;
     end
     if (rst) begin
-      \$2903  = 16'h0000;
+      \$2905  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2904  = e3_seq;
+    \$2906  = e3_seq;
     if (e3_issue) begin
       if (e3_row_end) begin
-        \$2904  = \$1634 [15:0];
+        \$2906  = \$1634 [15:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2904  = 16'h0000;
+      \$2906  = 16'h0000;
     end
     if (rst) begin
-      \$2904  = 16'h0000;
+      \$2906  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2905  = e3_i;
+    \$2907  = e3_i;
     if (e3_issue) begin
       if (e3_row_end) begin
         (* full_case = 32'd1 *)
         if (\$1637 ) begin
-          \$2905  = 16'h0000;
+          \$2907  = 16'h0000;
         end else begin
-          \$2905  = \$1639 [15:0];
+          \$2907  = \$1639 [15:0];
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2905  = 16'h0000;
+      \$2907  = 16'h0000;
     end
     if (rst) begin
-      \$2905  = 16'h0000;
+      \$2907  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2906  = e3_o;
+    \$2908  = e3_o;
     if (e3_issue) begin
       if (e3_row_end) begin
         if (\$1637 ) begin
-          \$2906  = \$1638 [15:0];
+          \$2908  = \$1638 [15:0];
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2906  = 16'h0000;
+      \$2908  = 16'h0000;
     end
     if (rst) begin
-      \$2906  = 16'h0000;
+      \$2908  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2907  = e3_qm3;
+    \$2909  = e3_qm3;
     if (e3_issue) begin
       if (e3_row_end) begin
-        \$2907  = \$1654 [1:0];
+        \$2909  = \$1654 [1:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2907  = 2'h0;
+      \$2909  = 2'h0;
     end
     if (rst) begin
-      \$2907  = 2'h0;
+      \$2909  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2908  = e3_r1;
+    \$2910  = e3_r1;
     if (e3_issue) begin
       if (e3_row_end) begin
-        \$2908  = \$1672 [7:0];
+        \$2910  = \$1672 [7:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2908  = 8'h00;
+      \$2910  = 8'h00;
     end
     if (rst) begin
-      \$2908  = 8'h00;
+      \$2910  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2909  = e3_r1base;
+    \$2911  = e3_r1base;
     if (e3_issue) begin
       if (e3_row_end) begin
-        \$2909  = \$1696 [15:0];
-      end
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2909  = 16'h0000;
-    end
-    if (rst) begin
-      \$2909  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2910  = e3_trw;
-    if (e3_issue) begin
-      if (e3_row_end) begin
-        \$2910  = \$1707 [15:0];
-      end
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2910  = 16'h0000;
-    end
-    if (rst) begin
-      \$2910  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2911  = e3_tr4;
-    if (e3_issue) begin
-      if (e3_row_end) begin
-        \$2911  = \$1718 [15:0];
+        \$2911  = \$1696 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -13163,10 +13135,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2912  = e3_tho;
+    \$2912  = e3_trw;
     if (e3_issue) begin
       if (e3_row_end) begin
-        \$2912  = \$1729 [15:0];
+        \$2912  = \$1707 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -13179,49 +13151,49 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2913  = e3_l4b;
+    \$2913  = e3_tr4;
+    if (e3_issue) begin
+      if (e3_row_end) begin
+        \$2913  = \$1718 [15:0];
+      end
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2913  = 16'h0000;
+    end
+    if (rst) begin
+      \$2913  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2914  = e3_tho;
+    if (e3_issue) begin
+      if (e3_row_end) begin
+        \$2914  = \$1729 [15:0];
+      end
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2914  = 16'h0000;
+    end
+    if (rst) begin
+      \$2914  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2915  = e3_l4b;
     if (e3_issue) begin
       if (e3_row_end) begin
         if (\$1740 ) begin
-          \$2913  = \$1741 [15:0];
+          \$2915  = \$1741 [15:0];
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2913  = 16'h0000;
-    end
-    if (rst) begin
-      \$2913  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2914  = e3_run;
-    if (e3_issue) begin
-      if (e3_row_end) begin
-        if (e3_all_end) begin
-          \$2914  = 1'h0;
-        end
-      end
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2914  = \$2261 ;
-    end
-    if (rst) begin
-      \$2914  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2915  = need2;
-    if (\$1742 ) begin
-      \$2915  = \$1755 [15:0];
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2915  = 16'h0003;
+      \$2915  = 16'h0000;
     end
     if (rst) begin
       \$2915  = 16'h0000;
@@ -13229,27 +13201,31 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2916  = e2_rel;
-    if (\$1756 ) begin
-      \$2916  = \$1757 [15:0];
+    \$2916  = e3_run;
+    if (e3_issue) begin
+      if (e3_row_end) begin
+        if (e3_all_end) begin
+          \$2916  = 1'h0;
+        end
+      end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2916  = 16'h0000;
+      \$2916  = \$2261 ;
     end
     if (rst) begin
-      \$2916  = 16'h0000;
+      \$2916  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2917  = rel1;
-    if (\$1756 ) begin
-      \$2917  = \$1761 [15:0];
+    \$2917  = need2;
+    if (\$1742 ) begin
+      \$2917  = \$1755 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2917  = 16'h0000;
+      \$2917  = 16'h0003;
     end
     if (rst) begin
       \$2917  = 16'h0000;
@@ -13257,636 +13233,632 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2918  = e3_rel;
+    \$2918  = e2_rel;
+    if (\$1756 ) begin
+      \$2918  = \$1757 [15:0];
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2918  = 16'h0000;
+    end
+    if (rst) begin
+      \$2918  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2919  = rel1;
+    if (\$1756 ) begin
+      \$2919  = \$1761 [15:0];
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2919  = 16'h0000;
+    end
+    if (rst) begin
+      \$2919  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2920  = e3_rel;
     if (\$1762 ) begin
-      \$2918  = \$1763 [15:0];
+      \$2920  = \$1763 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2918  = 16'h0000;
+      \$2920  = 16'h0000;
     end
     if (rst) begin
-      \$2918  = 16'h0000;
+      \$2920  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2919  = e2_issue;
-    if (rst) begin
-      \$2919  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2920  = e2_copy;
-    if (rst) begin
-      \$2920  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2921  = e2_s_first;
+    \$2921  = e2_issue;
     if (rst) begin
       \$2921  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2922  = e2_from_psum;
+    \$2922  = e2_copy;
     if (rst) begin
       \$2922  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2923  = e2_spad_rd;
+    \$2923  = e2_s_first;
     if (rst) begin
       \$2923  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2924  = e2_spad_wr;
+    \$2924  = e2_from_psum;
     if (rst) begin
       \$2924  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2925  = e2_final;
+    \$2925  = e2_spad_rd;
     if (rst) begin
       \$2925  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2926  = e2_psum_out;
+    \$2926  = e2_spad_wr;
     if (rst) begin
       \$2926  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2927  = e2_row_end;
+    \$2927  = e2_final;
     if (rst) begin
       \$2927  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2928  = \$1779 ;
+    \$2928  = e2_psum_out;
     if (rst) begin
       \$2928  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2929  = \$1788 ;
+    \$2929  = e2_row_end;
     if (rst) begin
       \$2929  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2930  = e2_s;
+    \$2930  = \$1779 ;
     if (rst) begin
-      \$2930  = 16'h0000;
+      \$2930  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2931  = e2_b;
+    \$2931  = \$1788 ;
     if (rst) begin
-      \$2931  = 16'h0000;
+      \$2931  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2932  = e2_jl;
+    \$2932  = e2_s;
     if (rst) begin
       \$2932  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2933  = \$1790 [2:0];
+    \$2933  = e2_b;
     if (rst) begin
-      \$2933  = 3'h0;
+      \$2933  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2934  = \$170 [15:0];
+    \$2934  = e2_jl;
     if (rst) begin
       \$2934  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2935  = e2_g;
+    \$2935  = \$1790 [2:0];
     if (rst) begin
-      \$2935  = 16'h0000;
+      \$2935  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2936  = \$172 [15:0];
+    \$2936  = \$170 [15:0];
     if (rst) begin
       \$2936  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2937  = e2_tr4;
+    \$2937  = e2_g;
     if (rst) begin
       \$2937  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2938  = e2_ti;
+    \$2938  = \$172 [15:0];
     if (rst) begin
-      \$2938  = 2'h0;
+      \$2938  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2939  = e2_seq;
+    \$2939  = e2_tr4;
     if (rst) begin
       \$2939  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2940  = e2_qm3;
+    \$2940  = e2_ti;
     if (rst) begin
       \$2940  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2941  = e3_issue;
+    \$2941  = e2_seq;
     if (rst) begin
-      \$2941  = 1'h0;
+      \$2941  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2942  = e3_copy;
+    \$2942  = e2_qm3;
     if (rst) begin
-      \$2942  = 1'h0;
+      \$2942  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2943  = e3_s_first;
+    \$2943  = e3_issue;
     if (rst) begin
       \$2943  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2944  = e3_from_psum;
+    \$2944  = e3_copy;
     if (rst) begin
       \$2944  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2945  = e3_spad_rd;
+    \$2945  = e3_s_first;
     if (rst) begin
       \$2945  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2946  = e3_spad_wr;
+    \$2946  = e3_from_psum;
     if (rst) begin
       \$2946  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2947  = e3_final;
+    \$2947  = e3_spad_rd;
     if (rst) begin
       \$2947  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2948  = e3_psum_out;
+    \$2948  = e3_spad_wr;
     if (rst) begin
       \$2948  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2949  = e3_row_end;
+    \$2949  = e3_final;
     if (rst) begin
       \$2949  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2950  = \$1806 ;
+    \$2950  = e3_psum_out;
     if (rst) begin
       \$2950  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2951  = \$1815 ;
+    \$2951  = e3_row_end;
     if (rst) begin
       \$2951  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2952  = e3_s;
+    \$2952  = \$1806 ;
     if (rst) begin
-      \$2952  = 16'h0000;
+      \$2952  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2953  = e3_b;
+    \$2953  = \$1815 ;
     if (rst) begin
-      \$2953  = 16'h0000;
+      \$2953  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2954  = e3_jl;
+    \$2954  = e3_s;
     if (rst) begin
       \$2954  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2955  = \$1817 [2:0];
+    \$2955  = e3_b;
     if (rst) begin
-      \$2955  = 3'h0;
+      \$2955  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2956  = \$224 [15:0];
+    \$2956  = e3_jl;
     if (rst) begin
       \$2956  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2957  = e3_g;
+    \$2957  = \$1817 [2:0];
     if (rst) begin
-      \$2957  = 16'h0000;
+      \$2957  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2958  = \$226 [15:0];
+    \$2958  = \$224 [15:0];
     if (rst) begin
       \$2958  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2959  = e3_tr4;
+    \$2959  = e3_g;
     if (rst) begin
       \$2959  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2960  = e3_ti;
+    \$2960  = \$226 [15:0];
     if (rst) begin
-      \$2960  = 2'h0;
+      \$2960  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2961  = e3_seq;
+    \$2961  = e3_tr4;
     if (rst) begin
       \$2961  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2962  = e3_qm3;
+    \$2962  = e3_ti;
     if (rst) begin
       \$2962  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2963  = \$signature__data$223 ;
+    \$2963  = e3_seq;
     if (rst) begin
-      \$2963  = 32'd0;
+      \$2963  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2964  = e2a_v;
+    \$2964  = e3_qm3;
     if (rst) begin
-      \$2964  = 1'h0;
+      \$2964  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2965  = e2a_copy;
+    \$2965  = \$signature__data$223 ;
     if (rst) begin
-      \$2965  = 1'h0;
+      \$2965  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2966  = e2a_final;
+    \$2966  = e2a_v;
     if (rst) begin
       \$2966  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2967  = e2a_psum_out;
+    \$2967  = e2a_copy;
     if (rst) begin
       \$2967  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2968  = e2a_row_end;
+    \$2968  = e2a_final;
     if (rst) begin
       \$2968  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2969  = e2a_b;
+    \$2969  = e2a_psum_out;
     if (rst) begin
-      \$2969  = 16'h0000;
+      \$2969  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2970  = e2a_e;
+    \$2970  = e2a_row_end;
     if (rst) begin
-      \$2970  = 16'h0000;
+      \$2970  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2971  = e2a_eoff;
+    \$2971  = e2a_b;
     if (rst) begin
       \$2971  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2972  = e2a_tr4;
+    \$2972  = e2a_e;
     if (rst) begin
       \$2972  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2973  = e2a_g;
+    \$2973  = e2a_eoff;
     if (rst) begin
       \$2973  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2974  = e2a_seq;
+    \$2974  = e2a_tr4;
     if (rst) begin
       \$2974  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2975  = e2a_qm3;
+    \$2975  = e2a_g;
     if (rst) begin
-      \$2975  = 2'h0;
+      \$2975  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2976  = e3a_v;
+    \$2976  = e2a_seq;
     if (rst) begin
-      \$2976  = 1'h0;
+      \$2976  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2977  = e3a_copy;
+    \$2977  = e2a_qm3;
     if (rst) begin
-      \$2977  = 1'h0;
+      \$2977  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2978  = e3a_final;
+    \$2978  = e3a_v;
     if (rst) begin
       \$2978  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2979  = e3a_psum_out;
+    \$2979  = e3a_copy;
     if (rst) begin
       \$2979  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2980  = e3a_row_end;
+    \$2980  = e3a_final;
     if (rst) begin
       \$2980  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2981  = e3a_b;
+    \$2981  = e3a_psum_out;
     if (rst) begin
-      \$2981  = 16'h0000;
+      \$2981  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2982  = e3a_e;
+    \$2982  = e3a_row_end;
     if (rst) begin
-      \$2982  = 16'h0000;
+      \$2982  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2983  = e3a_eoff;
+    \$2983  = e3a_b;
     if (rst) begin
       \$2983  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2984  = e3a_tr4;
+    \$2984  = e3a_e;
     if (rst) begin
       \$2984  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2985  = e3a_g;
+    \$2985  = e3a_eoff;
     if (rst) begin
       \$2985  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2986  = e3a_seq;
+    \$2986  = e3a_tr4;
     if (rst) begin
       \$2986  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2987  = e3a_qm3;
+    \$2987  = e3a_g;
     if (rst) begin
-      \$2987  = 2'h0;
+      \$2987  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2988  = \$signal$173 ;
+    \$2988  = e3a_seq;
+    if (rst) begin
+      \$2988  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2989  = e3a_qm3;
+    if (rst) begin
+      \$2989  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2990  = \$signal$173 ;
     if (\$1818 ) begin
-      \$2988  = \$1819 [15:0];
+      \$2990  = \$1819 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2988  = 16'h0000;
+      \$2990  = 16'h0000;
     end
     if (rst) begin
-      \$2988  = 16'h0000;
+      \$2990  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2989  = \$signal$321 ;
+    \$2991  = \$signal$321 ;
     if (\$1820 ) begin
-      \$2989  = \$1821 [15:0];
+      \$2991  = \$1821 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2989  = 16'h0000;
+      \$2991  = 16'h0000;
     end
     if (rst) begin
-      \$2989  = 16'h0000;
+      \$2991  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2990  = k4;
+    \$2992  = k4;
     if (\$1822 ) begin
-      \$2990  = \$1826 [15:0];
+      \$2992  = \$1826 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2990  = 16'h0000;
+      \$2992  = 16'h0000;
     end
     if (rst) begin
-      \$2990  = 16'h0000;
+      \$2992  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2991  = \$signal$334 ;
+    \$2993  = \$signal$334 ;
     if (\$1830 ) begin
-      \$2991  = \$1835 [1:0];
+      \$2993  = \$1835 [1:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2991  = 2'h0;
+      \$2993  = 2'h0;
     end
     if (rst) begin
-      \$2991  = 2'h0;
+      \$2993  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2992  = \$signal$347 ;
+    \$2994  = \$signal$347 ;
     if (\$1843 ) begin
-      \$2992  = \$1847 [15:0];
+      \$2994  = \$1847 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2992  = 16'h0000;
+      \$2994  = 16'h0000;
     end
     if (rst) begin
-      \$2992  = 16'h0000;
+      \$2994  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2993  = xo4;
+    \$2995  = xo4;
     if (\$1858 ) begin
-      \$2993  = \$1862 [15:0];
+      \$2995  = \$1862 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2993  = 16'h0000;
+      \$2995  = 16'h0000;
     end
     if (rst) begin
-      \$2993  = 16'h0000;
+      \$2995  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2994  = \$signal$317 ;
+    \$2996  = \$signal$317 ;
     if (\$1876 ) begin
-      \$2994  = \$1881 [15:0];
+      \$2996  = \$1881 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$2994  = 16'h0000;
+      \$2996  = 16'h0000;
     end
     if (rst) begin
-      \$2994  = 16'h0000;
+      \$2996  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2995  = \$signal$316 ;
+    \$2997  = \$signal$316 ;
     if (\$1899 ) begin
-      \$2995  = \$1904 [15:0];
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2995  = 16'h0000;
-    end
-    if (rst) begin
-      \$2995  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2996  = \$signal$343 ;
-    if (issue4) begin
-      if (\$1911 ) begin
-        \$2996  = \$1923 [15:0];
-      end
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2996  = 16'h0000;
-    end
-    if (rst) begin
-      \$2996  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2997  = outidx;
-    if (issue4) begin
-      if (\$1911 ) begin
-        \$2997  = \$1938 [15:0];
-      end
+      \$2997  = \$1904 [15:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
@@ -13898,42 +13870,42 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2998  = \$signal$340 ;
+    \$2998  = \$signal$343 ;
+    if (issue4) begin
+      if (\$1911 ) begin
+        \$2998  = \$1923 [15:0];
+      end
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2998  = 16'h0000;
+    end
+    if (rst) begin
+      \$2998  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2999  = outidx;
+    if (issue4) begin
+      if (\$1911 ) begin
+        \$2999  = \$1938 [15:0];
+      end
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$2999  = 16'h0000;
+    end
+    if (rst) begin
+      \$2999  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$3000  = \$signal$340 ;
     if (issue4) begin
       if (\$1948 ) begin
-        \$2998  = \$1982 [15:0];
-      end
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2998  = 16'h0000;
-    end
-    if (rst) begin
-      \$2998  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$2999  = m4;
-    if (issue4) begin
-      if (\$1995 ) begin
-        \$2999  = \$1996 [23:0];
-      end
-    end
-    if (\$2236 ) begin
-    end else if (\$2245 ) begin
-      \$2999  = 24'h000000;
-    end
-    if (rst) begin
-      \$2999  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3000  = e4_rel;
-    if (issue4) begin
-      if (\$1995 ) begin
-        \$3000  = \$1997 [15:0];
+        \$3000  = \$1982 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -13946,26 +13918,26 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3001  = out_slot;
+    \$3001  = m4;
     if (issue4) begin
       if (\$1995 ) begin
-        \$3001  = \$2001 [15:0];
+        \$3001  = \$1996 [23:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$3001  = 16'h0000;
+      \$3001  = 24'h000000;
     end
     if (rst) begin
-      \$3001  = 16'h0000;
+      \$3001  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3002  = \$signal$567 ;
+    \$3002  = e4_rel;
     if (issue4) begin
       if (\$1995 ) begin
-        \$3002  = \$2005 [15:0];
+        \$3002  = \$1997 [15:0];
       end
     end
     if (\$2236 ) begin
@@ -13978,15 +13950,15 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3003  = \$signal$568 ;
+    \$3003  = out_slot;
     if (issue4) begin
       if (\$1995 ) begin
-        \$3003  = \$2009 [15:0];
+        \$3003  = \$2001 [15:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$3003  = \$2262 [15:0];
+      \$3003  = 16'h0000;
     end
     if (rst) begin
       \$3003  = 16'h0000;
@@ -13994,15 +13966,15 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3004  = prev_base;
+    \$3004  = \$signal$567 ;
     if (issue4) begin
       if (\$1995 ) begin
-        \$3004  = \$2013 [15:0];
+        \$3004  = \$2005 [15:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$3004  = geo_prev_init;
+      \$3004  = 16'h0000;
     end
     if (rst) begin
       \$3004  = 16'h0000;
@@ -14010,17 +13982,15 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3005  = \$signal$339 ;
+    \$3005  = \$signal$568 ;
     if (issue4) begin
       if (\$1995 ) begin
-        if (\$2031 ) begin
-          \$3005  = \$2051 [15:0];
-        end
+        \$3005  = \$2009 [15:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$3005  = 16'h0000;
+      \$3005  = \$2262 [15:0];
     end
     if (rst) begin
       \$3005  = 16'h0000;
@@ -14028,17 +13998,15 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3006  = \$signal$323 ;
+    \$3006  = prev_base;
     if (issue4) begin
       if (\$1995 ) begin
-        if (\$2031 ) begin
-          \$3006  = \$2052 [15:0];
-        end
+        \$3006  = \$2013 [15:0];
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$3006  = 16'h0000;
+      \$3006  = geo_prev_init;
     end
     if (rst) begin
       \$3006  = 16'h0000;
@@ -14046,17 +14014,17 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3007  = \$signal$322 ;
+    \$3007  = \$signal$339 ;
     if (issue4) begin
       if (\$1995 ) begin
-        if (\$2071 ) begin
-          \$3007  = \$2074 [15:0];
+        if (\$2031 ) begin
+          \$3007  = \$2051 [15:0];
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$3007  = { 8'h00, \$2263  };
+      \$3007  = 16'h0000;
     end
     if (rst) begin
       \$3007  = 16'h0000;
@@ -14064,401 +14032,411 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3008  = res_seq;
+    \$3008  = \$signal$323 ;
     if (issue4) begin
       if (\$1995 ) begin
-        if (desc_residual) begin
-          \$3008  = \$2075 [23:0];
+        if (\$2031 ) begin
+          \$3008  = \$2052 [15:0];
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$3008  = 24'h000000;
+      \$3008  = 16'h0000;
     end
     if (rst) begin
-      \$3008  = 24'h000000;
+      \$3008  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3009  = res_slot;
+    \$3009  = \$signal$322 ;
     if (issue4) begin
       if (\$1995 ) begin
-        if (desc_residual) begin
-          \$3009  = \$2079 [15:0];
+        if (\$2071 ) begin
+          \$3009  = \$2074 [15:0];
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
+      \$3009  = { 8'h00, \$2263  };
+    end
+    if (rst) begin
       \$3009  = 16'h0000;
     end
-    if (rst) begin
-      \$3009  = 16'h0000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3010  = \$signal$350 ;
+    \$3010  = res_seq;
     if (issue4) begin
       if (\$1995 ) begin
         if (desc_residual) begin
-          \$3010  = \$2083 [15:0];
+          \$3010  = \$2075 [23:0];
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$3010  = 16'h0000;
+      \$3010  = 24'h000000;
     end
     if (rst) begin
-      \$3010  = 16'h0000;
+      \$3010  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3011  = ym3;
+    \$3011  = res_slot;
+    if (issue4) begin
+      if (\$1995 ) begin
+        if (desc_residual) begin
+          \$3011  = \$2079 [15:0];
+        end
+      end
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$3011  = 16'h0000;
+    end
+    if (rst) begin
+      \$3011  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$3012  = \$signal$350 ;
+    if (issue4) begin
+      if (\$1995 ) begin
+        if (desc_residual) begin
+          \$3012  = \$2083 [15:0];
+        end
+      end
+    end
+    if (\$2236 ) begin
+    end else if (\$2245 ) begin
+      \$3012  = 16'h0000;
+    end
+    if (rst) begin
+      \$3012  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$3013  = ym3;
     if (issue4) begin
       if (\$1995 ) begin
         if (\$2101 ) begin
-          \$3011  = \$2154 [1:0];
+          \$3013  = \$2154 [1:0];
         end
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$3011  = 2'h0;
+      \$3013  = 2'h0;
     end
     if (rst) begin
-      \$3011  = 2'h0;
+      \$3013  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3012  = run4;
+    \$3014  = run4;
     if (issue4) begin
       if (\$2175 ) begin
-        \$3012  = 1'h0;
+        \$3014  = 1'h0;
       end
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$3012  = 1'h1;
+      \$3014  = 1'h1;
     end
-    if (rst) begin
-      \$3012  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3013  = issue4;
-    if (rst) begin
-      \$3013  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3014  = \$2176 ;
     if (rst) begin
       \$3014  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3015  = \$2179 ;
+    \$3015  = issue4;
     if (rst) begin
       \$3015  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3016  = \$2180 ;
+    \$3016  = \$2176 ;
     if (rst) begin
       \$3016  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3017  = \$2187 ;
+    \$3017  = \$2179 ;
     if (rst) begin
       \$3017  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3018  = \$2188 ;
+    \$3018  = \$2180 ;
     if (rst) begin
       \$3018  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3019  = \$2201 ;
+    \$3019  = \$2187 ;
     if (rst) begin
       \$3019  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3020  = \$2207 [2:0];
+    \$3020  = \$2188 ;
     if (rst) begin
-      \$3020  = 3'h0;
+      \$3020  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3021  = outidx;
+    \$3021  = \$2201 ;
     if (rst) begin
-      \$3021  = 16'h0000;
+      \$3021  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3022  = \$signal$567 ;
+    \$3022  = \$2207 [2:0];
     if (rst) begin
-      \$3022  = 16'h0000;
+      \$3022  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3023  = \$2213 [2:0];
+    \$3023  = outidx;
     if (rst) begin
-      \$3023  = 3'h0;
+      \$3023  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3024  = \valid$355 ;
+    \$3024  = \$signal$567 ;
     if (rst) begin
-      \$3024  = 1'h0;
+      \$3024  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3025  = e4a_last;
+    \$3025  = \$2213 [2:0];
     if (rst) begin
-      \$3025  = 1'h0;
+      \$3025  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3026  = e4a_subfirst;
+    \$3026  = \valid$355 ;
     if (rst) begin
       \$3026  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3027  = e4a_grp;
+    \$3027  = e4a_last;
     if (rst) begin
       \$3027  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3028  = e4a_t0;
+    \$3028  = e4a_subfirst;
     if (rst) begin
       \$3028  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3029  = e4a_rowend;
+    \$3029  = e4a_grp;
     if (rst) begin
       \$3029  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3030  = \$signal$575 ;
+    \$3030  = e4a_t0;
     if (rst) begin
-      \$3030  = 16'h0000;
+      \$3030  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3031  = obase4a;
+    \$3031  = e4a_rowend;
     if (rst) begin
-      \$3031  = 16'h0000;
+      \$3031  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3032  = act4a;
+    \$3032  = \$signal$575 ;
     if (rst) begin
-      \$3032  = 3'h0;
+      \$3032  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3033  = aff4b;
+    \$3033  = obase4a;
+    if (rst) begin
+      \$3033  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$3034  = act4a;
+    if (rst) begin
+      \$3034  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$3035  = aff4b;
     if (\$2214 ) begin
-      \$3033  = \$signature__data$491 ;
+      \$3035  = \$signature__data$491 ;
     end
     if (rst) begin
-      \$3033  = 192'h000000000000000000000000000000000000000000000000;
+      \$3035  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3034  = \$signal$585 ;
+    \$3036  = \$signal$585 ;
     if (\$2214 ) begin
-      \$3034  = \$signature__data$586 ;
+      \$3036  = \$signature__data$586 ;
     end
     if (rst) begin
-      \$3034  = 64'h0000000000000000;
+      \$3036  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3035  = uprev4b;
+    \$3037  = uprev4b;
     if (\$2214 ) begin
-      \$3035  = \$2215 ;
+      \$3037  = \$2215 ;
     end
     if (rst) begin
-      \$3035  = 64'h0000000000000000;
+      \$3037  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3036  = \$2216 ;
+    \$3038  = \$2216 ;
     if (rst) begin
-      \$3036  = 1'h0;
+      \$3038  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3037  = e4b_rowend;
+    \$3039  = e4b_rowend;
     if (rst) begin
-      \$3037  = 1'h0;
+      \$3039  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3038  = { \$3120 , \$3119 , \$3118 , \$3117  };
-    if (rst) begin
-      \$3038  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3039  = aff4b;
-    if (rst) begin
-      \$3039  = 192'h000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3040  = \$signal$585 ;
+    \$3040  = { \$3122 , \$3121 , \$3120 , \$3119  };
     if (rst) begin
       \$3040  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3041  = uprev4b;
+    \$3041  = aff4b;
     if (rst) begin
-      \$3041  = 64'h0000000000000000;
+      \$3041  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3042  = \$signal$581 ;
+    \$3042  = \$signal$585 ;
     if (rst) begin
-      \$3042  = 16'h0000;
+      \$3042  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3043  = obase4b;
+    \$3043  = uprev4b;
     if (rst) begin
-      \$3043  = 16'h0000;
+      \$3043  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3044  = act4b;
+    \$3044  = \$signal$581 ;
     if (rst) begin
-      \$3044  = 3'h0;
+      \$3044  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3045  = \$2217 ;
+    \$3045  = obase4b;
     if (rst) begin
-      \$3045  = 1'h0;
+      \$3045  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3046  = \$signal$591 ;
+    \$3046  = act4b;
     if (rst) begin
-      \$3046  = 1'h0;
+      \$3046  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3047  = full4b;
+    \$3047  = \$2217 ;
     if (rst) begin
       \$3047  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3048  = out_seq;
+    \$3048  = \$signal$591 ;
+    if (rst) begin
+      \$3048  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$3049  = full4b;
+    if (rst) begin
+      \$3049  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$3050  = out_seq;
     if (\$2218 ) begin
-      \$3048  = \$2219 [23:0];
+      \$3050  = \$2219 [23:0];
     end
     if (\$2236 ) begin
     end else if (\$2245 ) begin
-      \$3048  = 24'h000000;
+      \$3050  = 24'h000000;
     end
     if (rst) begin
-      \$3048  = 24'h000000;
+      \$3050  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3049  = \$2227 [3:0];
+    \$3051  = \$2227 [3:0];
     if (rst) begin
-      \$3049  = 4'h0;
+      \$3051  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3050  = busy;
-    if (\$2236 ) begin
-      \$3050  = 1'h1;
-    end else if (\$2245 ) begin
-      \$3050  = 1'h1;
-    end else if (\$2260 ) begin
-      \$3050  = 1'h0;
-    end
-    if (rst) begin
-      \$3050  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3051  = done;
-    if (\$2236 ) begin
-      \$3051  = 1'h0;
-    end else if (\$2245 ) begin
-      \$3051  = 1'h0;
-    end else if (\$2260 ) begin
-      \$3051  = 1'h1;
-    end
-    if (rst) begin
-      \$3051  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3052  = pending;
+    \$3052  = busy;
     if (\$2236 ) begin
       \$3052  = 1'h1;
     end else if (\$2245 ) begin
+      \$3052  = 1'h1;
+    end else if (\$2260 ) begin
       \$3052  = 1'h0;
     end
     if (rst) begin
@@ -14467,45 +14445,47 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3053  = { done, out_seq, res_seq, in_seq };
+    \$3053  = done;
+    if (\$2236 ) begin
+      \$3053  = 1'h0;
+    end else if (\$2245 ) begin
+      \$3053  = 1'h0;
+    end else if (\$2260 ) begin
+      \$3053  = 1'h1;
+    end
     if (rst) begin
-      \$3053  = 73'h0000000000000000000;
+      \$3053  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3054  = \event ;
-    if (\$2264 ) begin
+    \$3054  = pending;
+    if (\$2236 ) begin
       \$3054  = 1'h1;
+    end else if (\$2245 ) begin
+      \$3054  = 1'h0;
+    end
+    if (rst) begin
+      \$3054  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$3055  = { done, out_seq, res_seq, in_seq };
+    if (rst) begin
+      \$3055  = 73'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$3056  = \event ;
+    if (\$2264 ) begin
+      \$3056  = 1'h1;
     end else if (\$2266 ) begin
-      \$3054  = 1'h0;
+      \$3056  = 1'h0;
     end
     if (rst) begin
-      \$3054  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$3055  = 48'h000000000000;
-    end else begin
-      \$3055  = \$2267 [47:0];
-    end
-    if (rst) begin
-      \$3055  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (clear) begin
-      \$3056  = 48'h000000000000;
-    end else begin
-      \$3056  = \$2268 [47:0];
-    end
-    if (rst) begin
-      \$3056  = 48'h000000000000;
+      \$3056  = 1'h0;
     end
   end
   always @* begin
@@ -14514,7 +14494,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3057  = 48'h000000000000;
     end else begin
-      \$3057  = \$2280 [47:0];
+      \$3057  = \$2269 [47:0];
     end
     if (rst) begin
       \$3057  = 48'h000000000000;
@@ -14526,7 +14506,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3058  = 48'h000000000000;
     end else begin
-      \$3058  = \$2295 [47:0];
+      \$3058  = \$2270 [47:0];
     end
     if (rst) begin
       \$3058  = 48'h000000000000;
@@ -14538,7 +14518,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3059  = 48'h000000000000;
     end else begin
-      \$3059  = \$2296 [47:0];
+      \$3059  = \$2282 [47:0];
     end
     if (rst) begin
       \$3059  = 48'h000000000000;
@@ -14550,7 +14530,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3060  = 48'h000000000000;
     end else begin
-      \$3060  = \$2314 [47:0];
+      \$3060  = \$2297 [47:0];
     end
     if (rst) begin
       \$3060  = 48'h000000000000;
@@ -14562,7 +14542,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3061  = 48'h000000000000;
     end else begin
-      \$3061  = \$2319 [47:0];
+      \$3061  = \$2298 [47:0];
     end
     if (rst) begin
       \$3061  = 48'h000000000000;
@@ -14574,7 +14554,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3062  = 48'h000000000000;
     end else begin
-      \$3062  = \$2358 [47:0];
+      \$3062  = \$2316 [47:0];
     end
     if (rst) begin
       \$3062  = 48'h000000000000;
@@ -14586,7 +14566,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3063  = 48'h000000000000;
     end else begin
-      \$3063  = \$2359 [47:0];
+      \$3063  = \$2321 [47:0];
     end
     if (rst) begin
       \$3063  = 48'h000000000000;
@@ -14598,7 +14578,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3064  = 48'h000000000000;
     end else begin
-      \$3064  = \$2378 [47:0];
+      \$3064  = \$2360 [47:0];
     end
     if (rst) begin
       \$3064  = 48'h000000000000;
@@ -14610,7 +14590,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3065  = 48'h000000000000;
     end else begin
-      \$3065  = \$2385 [47:0];
+      \$3065  = \$2361 [47:0];
     end
     if (rst) begin
       \$3065  = 48'h000000000000;
@@ -14622,7 +14602,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3066  = 48'h000000000000;
     end else begin
-      \$3066  = \$2408 [47:0];
+      \$3066  = \$2380 [47:0];
     end
     if (rst) begin
       \$3066  = 48'h000000000000;
@@ -14634,7 +14614,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3067  = 48'h000000000000;
     end else begin
-      \$3067  = \$2409 [47:0];
+      \$3067  = \$2387 [47:0];
     end
     if (rst) begin
       \$3067  = 48'h000000000000;
@@ -14646,7 +14626,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3068  = 48'h000000000000;
     end else begin
-      \$3068  = \$2435 [47:0];
+      \$3068  = \$2410 [47:0];
     end
     if (rst) begin
       \$3068  = 48'h000000000000;
@@ -14658,7 +14638,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3069  = 48'h000000000000;
     end else begin
-      \$3069  = \$2439 [47:0];
+      \$3069  = \$2411 [47:0];
     end
     if (rst) begin
       \$3069  = 48'h000000000000;
@@ -14670,7 +14650,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3070  = 48'h000000000000;
     end else begin
-      \$3070  = \$2447 [47:0];
+      \$3070  = \$2437 [47:0];
     end
     if (rst) begin
       \$3070  = 48'h000000000000;
@@ -14682,7 +14662,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3071  = 48'h000000000000;
     end else begin
-      \$3071  = \$2475 [47:0];
+      \$3071  = \$2441 [47:0];
     end
     if (rst) begin
       \$3071  = 48'h000000000000;
@@ -14694,7 +14674,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3072  = 48'h000000000000;
     end else begin
-      \$3072  = \$2494 [47:0];
+      \$3072  = \$2449 [47:0];
     end
     if (rst) begin
       \$3072  = 48'h000000000000;
@@ -14706,7 +14686,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3073  = 48'h000000000000;
     end else begin
-      \$3073  = \$2496 [47:0];
+      \$3073  = \$2477 [47:0];
     end
     if (rst) begin
       \$3073  = 48'h000000000000;
@@ -14718,7 +14698,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3074  = 48'h000000000000;
     end else begin
-      \$3074  = \$2510 [47:0];
+      \$3074  = \$2496 [47:0];
     end
     if (rst) begin
       \$3074  = 48'h000000000000;
@@ -14730,7 +14710,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3075  = 48'h000000000000;
     end else begin
-      \$3075  = \$2512 [47:0];
+      \$3075  = \$2498 [47:0];
     end
     if (rst) begin
       \$3075  = 48'h000000000000;
@@ -14742,7 +14722,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3076  = 48'h000000000000;
     end else begin
-      \$3076  = \$2518 [47:0];
+      \$3076  = \$2512 [47:0];
     end
     if (rst) begin
       \$3076  = 48'h000000000000;
@@ -14754,7 +14734,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3077  = 48'h000000000000;
     end else begin
-      \$3077  = \$2521 [47:0];
+      \$3077  = \$2514 [47:0];
     end
     if (rst) begin
       \$3077  = 48'h000000000000;
@@ -14766,7 +14746,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3078  = 48'h000000000000;
     end else begin
-      \$3078  = \$2530 [47:0];
+      \$3078  = \$2520 [47:0];
     end
     if (rst) begin
       \$3078  = 48'h000000000000;
@@ -14778,7 +14758,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3079  = 48'h000000000000;
     end else begin
-      \$3079  = \$2547 [47:0];
+      \$3079  = \$2523 [47:0];
     end
     if (rst) begin
       \$3079  = 48'h000000000000;
@@ -14790,7 +14770,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3080  = 48'h000000000000;
     end else begin
-      \$3080  = \$2548 [47:0];
+      \$3080  = \$2532 [47:0];
     end
     if (rst) begin
       \$3080  = 48'h000000000000;
@@ -14802,7 +14782,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3081  = 48'h000000000000;
     end else begin
-      \$3081  = \$2557 [47:0];
+      \$3081  = \$2549 [47:0];
     end
     if (rst) begin
       \$3081  = 48'h000000000000;
@@ -14814,7 +14794,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3082  = 48'h000000000000;
     end else begin
-      \$3082  = \$2559 [47:0];
+      \$3082  = \$2550 [47:0];
     end
     if (rst) begin
       \$3082  = 48'h000000000000;
@@ -14826,7 +14806,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3083  = 48'h000000000000;
     end else begin
-      \$3083  = \$2562 [47:0];
+      \$3083  = \$2559 [47:0];
     end
     if (rst) begin
       \$3083  = 48'h000000000000;
@@ -14838,7 +14818,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3084  = 48'h000000000000;
     end else begin
-      \$3084  = \$2566 [47:0];
+      \$3084  = \$2561 [47:0];
     end
     if (rst) begin
       \$3084  = 48'h000000000000;
@@ -14850,7 +14830,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3085  = 48'h000000000000;
     end else begin
-      \$3085  = \$2568 [47:0];
+      \$3085  = \$2564 [47:0];
     end
     if (rst) begin
       \$3085  = 48'h000000000000;
@@ -14862,7 +14842,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3086  = 48'h000000000000;
     end else begin
-      \$3086  = \$2569 [47:0];
+      \$3086  = \$2568 [47:0];
     end
     if (rst) begin
       \$3086  = 48'h000000000000;
@@ -14898,7 +14878,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3089  = 48'h000000000000;
     end else begin
-      \$3089  = \$2573 [47:0];
+      \$3089  = \$2572 [47:0];
     end
     if (rst) begin
       \$3089  = 48'h000000000000;
@@ -14910,7 +14890,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3090  = 48'h000000000000;
     end else begin
-      \$3090  = \$2575 [47:0];
+      \$3090  = \$2573 [47:0];
     end
     if (rst) begin
       \$3090  = 48'h000000000000;
@@ -14922,7 +14902,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3091  = 48'h000000000000;
     end else begin
-      \$3091  = \$2577 [47:0];
+      \$3091  = \$2575 [47:0];
     end
     if (rst) begin
       \$3091  = 48'h000000000000;
@@ -14934,7 +14914,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3092  = 48'h000000000000;
     end else begin
-      \$3092  = \$2579 [47:0];
+      \$3092  = \$2577 [47:0];
     end
     if (rst) begin
       \$3092  = 48'h000000000000;
@@ -14946,7 +14926,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3093  = 48'h000000000000;
     end else begin
-      \$3093  = \$2580 [47:0];
+      \$3093  = \$2579 [47:0];
     end
     if (rst) begin
       \$3093  = 48'h000000000000;
@@ -14994,7 +14974,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3097  = 48'h000000000000;
     end else begin
-      \$3097  = \$2665 [47:0];
+      \$3097  = \$2584 [47:0];
     end
     if (rst) begin
       \$3097  = 48'h000000000000;
@@ -15006,7 +14986,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (clear) begin
       \$3098  = 48'h000000000000;
     end else begin
-      \$3098  = \$2747 [47:0];
+      \$3098  = \$2585 [47:0];
     end
     if (rst) begin
       \$3098  = 48'h000000000000;
@@ -15014,44 +14994,68 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3099  = host_read;
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$3099  = 48'h000000000000;
+    end else begin
+      \$3099  = \$2667 [47:0];
+    end
     if (rst) begin
-      \$3099  = 1'h0;
+      \$3099  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3100  = sel_now;
+    (* full_case = 32'd1 *)
+    if (clear) begin
+      \$3100  = 48'h000000000000;
+    end else begin
+      \$3100  = \$2749 [47:0];
+    end
     if (rst) begin
-      \$3100  = 4'h0;
+      \$3100  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3101  = k_now;
+    \$3101  = host_read;
     if (rst) begin
-      \$3101  = 3'h0;
+      \$3101  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3102  = reg_value;
+    \$3102  = sel_now;
     if (rst) begin
-      \$3102  = 32'd0;
+      \$3102  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3103  = rd_valid1;
+    \$3103  = k_now;
     if (rst) begin
-      \$3103  = 1'h0;
+      \$3103  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$3104  = out_value;
+    \$3104  = reg_value;
     if (rst) begin
       \$3104  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$3105  = rd_valid1;
+    if (rst) begin
+      \$3105  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$3106  = out_value;
+    if (rst) begin
+      \$3106  = 32'd0;
     end
   end
   assign \$signal  = busy;
@@ -15103,19 +15107,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign desc_shift2 = \shift$279 ;
   assign \rnd$281  = rnd;
   assign row2_w__addr = \$509 [6:0];
-  assign row2_w__data = { \$3108 , \$3107 , \$3106 , \$3105  };
-  assign \o$289  = { \$3108 , \$3107 , \$3106 , \$3105  };
+  assign row2_w__data = { \$3110 , \$3109 , \$3108 , \$3107  };
+  assign \o$289  = { \$3110 , \$3109 , \$3108 , \$3107  };
   assign a = \i$277 ;
   assign \acc$292  = b;
   assign acc3_ext0 = { b[15], b[15:0] };
   assign acc3_ext1 = { b[31], b[31:16] };
   assign acc3_ext2 = { b[47], b[47:32] };
   assign acc3_ext3 = { b[63], b[63:48] };
-  assign \o$298  = { \$3112 , \$3111 , \$3110 , \$3109  };
+  assign \o$298  = { \$3114 , \$3113 , \$3112 , \$3111  };
   assign \shift$299  = \$513 [5:0];
   assign \rnd$301  = rnd;
   assign line4_w__addr = \$544 [8:0];
-  assign \o$313  = { \$3116 , \$3115 , \$3114 , \$3113  };
+  assign \o$313  = { \$3118 , \$3117 , \$3116 , \$3115  };
   assign t4 = \$546 [7:0];
   assign x4 = \$572 [15:0];
   assign \$signature__addr$337  = \$599 [8:0];
@@ -15134,19 +15138,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign desc_affine_shift = \shift$379 ;
   assign \rnd$381  = rnd;
   assign use_residual = desc_residual;
-  assign cur = { \$3124 , \$3123 , \$3122 , \$3121  };
-  assign \o$384  = { \$3124 , \$3123 , \$3122 , \$3121  };
+  assign cur = { \$3126 , \$3125 , \$3124 , \$3123  };
+  assign \o$384  = { \$3126 , \$3125 , \$3124 , \$3123  };
   assign \$signal$386  = u_prev;
   assign threshold = desc_threshold[15:0];
   assign leak_mul = desc_leak_mul[7:0];
   assign desc_leak_shift = leak_shift;
   assign \rnd$393  = rnd;
   assign mask = { \$648 , \$647 , \$646 , \$645  };
-  assign s = { \$3132 , \$3131 , \$3130 , \$3129  };
+  assign s = { \$3134 , \$3133 , \$3132 , \$3131  };
   assign \$signal$399  = mem_w__en;
   assign mem_w__addr = \$649 [8:0];
-  assign mem_w__data = { \$3128 , \$3127 , \$3126 , \$3125  };
-  assign u = { \$3128 , \$3127 , \$3126 , \$3125  };
+  assign mem_w__data = { \$3130 , \$3129 , \$3128 , \$3127  };
+  assign u = { \$3130 , \$3129 , \$3128 , \$3127  };
   assign spk_w__en = mem_w__en;
   assign spk_w__addr = \$650 [8:0];
   assign spk_w__data = spikes_masked;
@@ -15167,7 +15171,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$signature__addr$431  = \$718 [8:0];
   assign \$signature__addr$433  = \$723 [8:0];
   assign attention = \event ;
-  assign \o$590  = { \$3120 , \$3119 , \$3118 , \$3117  };
+  assign \o$590  = { \$3122 , \$3121 , \$3120 , \$3119  };
   assign \$56  = { geo_tr1, 1'h0 };
   assign \$72  = { 3'h0, cc1[15:3] };
   assign \$75  = \$74 [11:0];
@@ -15288,39 +15292,39 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$2191  = \$2190 ;
   assign \$2208  = { 1'h0, \$signal$347 , 2'h0 };
   assign \$2211  = { 1'h0, \$signal$347 , 2'h0 };
-  assign \$2551  = \$2550 ;
-  assign \$2590  = 1'h1;
-  assign \$2591  = \$2589 ;
-  assign \$2598  = 1'h1;
-  assign \$2599  = \$2597 ;
-  assign \$2607  = 1'h1;
-  assign \$2608  = \$2606 ;
-  assign \$2616  = 1'h1;
-  assign \$2617  = \$2615 ;
-  assign \$2633  = \$2632 ;
-  assign \$2634  = 1'h1;
-  assign \$2635  = \$2632 ;
-  assign \$2641  = \$2640 ;
-  assign \$2662  = 1'h1;
-  assign \$2663  = \$2661 ;
-  assign \$2672  = 1'h1;
-  assign \$2673  = \$2671 ;
-  assign \$2680  = 1'h1;
-  assign \$2681  = \$2679 ;
-  assign \$2689  = 1'h1;
-  assign \$2690  = \$2688 ;
-  assign \$2698  = 1'h1;
-  assign \$2699  = \$2697 ;
-  assign \$2717  = 1'h1;
-  assign \$2718  = \$2716 ;
-  assign \$2734  = \$2733 ;
-  assign \$2743  = \$2742 ;
-  assign \$2744  = 1'h1;
-  assign \$2745  = \$2742 ;
+  assign \$2553  = \$2552 ;
+  assign \$2592  = 1'h1;
+  assign \$2593  = \$2591 ;
+  assign \$2600  = 1'h1;
+  assign \$2601  = \$2599 ;
+  assign \$2609  = 1'h1;
+  assign \$2610  = \$2608 ;
+  assign \$2618  = 1'h1;
+  assign \$2619  = \$2617 ;
+  assign \$2635  = \$2634 ;
+  assign \$2636  = 1'h1;
+  assign \$2637  = \$2634 ;
+  assign \$2643  = \$2642 ;
+  assign \$2664  = 1'h1;
+  assign \$2665  = \$2663 ;
+  assign \$2674  = 1'h1;
+  assign \$2675  = \$2673 ;
+  assign \$2682  = 1'h1;
+  assign \$2683  = \$2681 ;
+  assign \$2691  = 1'h1;
+  assign \$2692  = \$2690 ;
+  assign \$2700  = 1'h1;
+  assign \$2701  = \$2699 ;
+  assign \$2719  = 1'h1;
+  assign \$2720  = \$2718 ;
+  assign \$2736  = \$2735 ;
+  assign \$2745  = \$2744 ;
+  assign \$2746  = 1'h1;
+  assign \$2747  = \$2744 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.adder (\port$3571$0 , \port$3572$0 , \port$3573$0 , a, b, \port$3570$0 );
+module \ttsnn_accel.adder (\port$3573$0 , \port$3574$0 , \port$3575$0 , a, b, \port$3572$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$2 ;
   wire [16:0] \$3 ;
@@ -15330,27 +15334,27 @@ module \ttsnn_accel.adder (\port$3571$0 , \port$3572$0 , \port$3573$0 , a, b, \p
   input [63:0] b;
   wire [63:0] b;
   wire [67:0] o;
-  output [16:0] \port$3570$0 ;
-  wire [16:0] \port$3570$0 ;
-  output [16:0] \port$3571$0 ;
-  wire [16:0] \port$3571$0 ;
   output [16:0] \port$3572$0 ;
   wire [16:0] \port$3572$0 ;
   output [16:0] \port$3573$0 ;
   wire [16:0] \port$3573$0 ;
+  output [16:0] \port$3574$0 ;
+  wire [16:0] \port$3574$0 ;
+  output [16:0] \port$3575$0 ;
+  wire [16:0] \port$3575$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
   assign \$4  = $signed(a[63:48]) + $signed(b[63:48]);
   assign o = { \$4 , \$3 , \$2 , \$1  };
-  assign \port$3570$0  = \$1 ;
-  assign \port$3571$0  = \$2 ;
-  assign \port$3572$0  = \$3 ;
-  assign \port$3573$0  = \$4 ;
+  assign \port$3572$0  = \$1 ;
+  assign \port$3573$0  = \$2 ;
+  assign \port$3574$0  = \$3 ;
+  assign \port$3575$0  = \$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4337$0 , shift, rnd, use_residual, p, \port$5146$32 , \port$5146$80 , \port$5146$128 , \port$5146$176 , residual, scale);
+module \ttsnn_accel.affine (\port$3871$0 , \port$4027$0 , \port$4183$0 , \port$4339$0 , shift, rnd, use_residual, p, \port$5148$32 , \port$5148$80 , \port$5148$128 , \port$5148$176 , residual, scale);
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [31:0] \$100 ;
@@ -15979,22 +15983,22 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   wire [63:0] o;
   input [63:0] p;
   wire [63:0] p;
-  output [15:0] \port$3869$0 ;
-  wire [15:0] \port$3869$0 ;
-  output [15:0] \port$4025$0 ;
-  wire [15:0] \port$4025$0 ;
-  output [15:0] \port$4181$0 ;
-  wire [15:0] \port$4181$0 ;
-  output [15:0] \port$4337$0 ;
-  wire [15:0] \port$4337$0 ;
-  input [15:0] \port$5146$128 ;
-  wire [15:0] \port$5146$128 ;
-  input [15:0] \port$5146$176 ;
-  wire [15:0] \port$5146$176 ;
-  input [15:0] \port$5146$32 ;
-  wire [15:0] \port$5146$32 ;
-  input [15:0] \port$5146$80 ;
-  wire [15:0] \port$5146$80 ;
+  output [15:0] \port$3871$0 ;
+  wire [15:0] \port$3871$0 ;
+  output [15:0] \port$4027$0 ;
+  wire [15:0] \port$4027$0 ;
+  output [15:0] \port$4183$0 ;
+  wire [15:0] \port$4183$0 ;
+  output [15:0] \port$4339$0 ;
+  wire [15:0] \port$4339$0 ;
+  input [15:0] \port$5148$128 ;
+  wire [15:0] \port$5148$128 ;
+  input [15:0] \port$5148$176 ;
+  wire [15:0] \port$5148$176 ;
+  input [15:0] \port$5148$32 ;
+  wire [15:0] \port$5148$32 ;
+  input [15:0] \port$5148$80 ;
+  wire [15:0] \port$5148$80 ;
   input [63:0] residual;
   wire [63:0] residual;
   input rnd;
@@ -16014,7 +16018,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$382  = $signed(\$378 ) >>> \$381 ;
   assign \$383  = $signed(\$382 ) + $signed({ 1'h0, rnd });
   assign \$385  = \$376  ? \$377  : \$384 [31:0];
-  assign \$386  = $signed(\$385 ) + $signed(\port$5146$128 );
+  assign \$386  = $signed(\$385 ) + $signed(\port$5148$128 );
   assign \$387  = \$375  ? 16'h8000 : \$386 [15:0];
   assign \$388  = \$363  ? 16'h7fff : \$387 ;
   assign \$389  = $signed(\$388 ) + $signed(residual[47:32]);
@@ -16028,7 +16032,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$397  = $signed(\$393 ) >>> \$396 ;
   assign \$398  = $signed(\$397 ) + $signed({ 1'h0, rnd });
   assign \$400  = \$391  ? \$392  : \$399 [31:0];
-  assign \$401  = $signed(\$400 ) + $signed(\port$5146$128 );
+  assign \$401  = $signed(\$400 ) + $signed(\port$5148$128 );
   assign \$402  = $signed(\$401 ) > $signed(16'h7fff);
   assign \$403  = ! shift;
   assign \$404  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -16039,7 +16043,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$409  = $signed(\$405 ) >>> \$408 ;
   assign \$410  = $signed(\$409 ) + $signed({ 1'h0, rnd });
   assign \$412  = \$403  ? \$404  : \$411 [31:0];
-  assign \$413  = $signed(\$412 ) + $signed(\port$5146$128 );
+  assign \$413  = $signed(\$412 ) + $signed(\port$5148$128 );
   assign \$414  = $signed(\$413 ) < $signed(16'h8000);
   assign \$415  = ! shift;
   assign \$416  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -16050,7 +16054,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$421  = $signed(\$417 ) >>> \$420 ;
   assign \$422  = $signed(\$421 ) + $signed({ 1'h0, rnd });
   assign \$424  = \$415  ? \$416  : \$423 [31:0];
-  assign \$425  = $signed(\$424 ) + $signed(\port$5146$128 );
+  assign \$425  = $signed(\$424 ) + $signed(\port$5148$128 );
   assign \$426  = \$414  ? 16'h8000 : \$425 [15:0];
   assign \$427  = \$402  ? 16'h7fff : \$426 ;
   assign \$428  = $signed(\$427 ) + $signed(residual[47:32]);
@@ -16065,7 +16069,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$437  = $signed(\$433 ) >>> \$436 ;
   assign \$438  = $signed(\$437 ) + $signed({ 1'h0, rnd });
   assign \$440  = \$431  ? \$432  : \$439 [31:0];
-  assign \$441  = $signed(\$440 ) + $signed(\port$5146$128 );
+  assign \$441  = $signed(\$440 ) + $signed(\port$5148$128 );
   assign \$442  = $signed(\$441 ) > $signed(16'h7fff);
   assign \$443  = ! shift;
   assign \$444  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -16076,7 +16080,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$449  = $signed(\$445 ) >>> \$448 ;
   assign \$450  = $signed(\$449 ) + $signed({ 1'h0, rnd });
   assign \$452  = \$443  ? \$444  : \$451 [31:0];
-  assign \$453  = $signed(\$452 ) + $signed(\port$5146$128 );
+  assign \$453  = $signed(\$452 ) + $signed(\port$5148$128 );
   assign \$454  = $signed(\$453 ) < $signed(16'h8000);
   assign \$455  = ! shift;
   assign \$456  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -16087,7 +16091,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$461  = $signed(\$457 ) >>> \$460 ;
   assign \$462  = $signed(\$461 ) + $signed({ 1'h0, rnd });
   assign \$464  = \$455  ? \$456  : \$463 [31:0];
-  assign \$465  = $signed(\$464 ) + $signed(\port$5146$128 );
+  assign \$465  = $signed(\$464 ) + $signed(\port$5148$128 );
   assign \$466  = \$454  ? 16'h8000 : \$465 [15:0];
   assign \$467  = \$442  ? 16'h7fff : \$466 ;
   assign \$468  = use_residual ? \$430  : \$467 ;
@@ -16100,7 +16104,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$475  = $signed(\$471 ) >>> \$474 ;
   assign \$476  = $signed(\$475 ) + $signed({ 1'h0, rnd });
   assign \$478  = \$469  ? \$470  : \$477 [31:0];
-  assign \$479  = $signed(\$478 ) + $signed(\port$5146$176 );
+  assign \$479  = $signed(\$478 ) + $signed(\port$5148$176 );
   assign \$480  = $signed(\$479 ) > $signed(16'h7fff);
   assign \$481  = ! shift;
   assign \$482  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -16111,7 +16115,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$487  = $signed(\$483 ) >>> \$486 ;
   assign \$488  = $signed(\$487 ) + $signed({ 1'h0, rnd });
   assign \$490  = \$481  ? \$482  : \$489 [31:0];
-  assign \$491  = $signed(\$490 ) + $signed(\port$5146$176 );
+  assign \$491  = $signed(\$490 ) + $signed(\port$5148$176 );
   assign \$492  = $signed(\$491 ) < $signed(16'h8000);
   assign \$493  = ! shift;
   assign \$494  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -16122,7 +16126,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$499  = $signed(\$495 ) >>> \$498 ;
   assign \$500  = $signed(\$499 ) + $signed({ 1'h0, rnd });
   assign \$502  = \$493  ? \$494  : \$501 [31:0];
-  assign \$503  = $signed(\$502 ) + $signed(\port$5146$176 );
+  assign \$503  = $signed(\$502 ) + $signed(\port$5148$176 );
   assign \$504  = \$492  ? 16'h8000 : \$503 [15:0];
   assign \$505  = \$480  ? 16'h7fff : \$504 ;
   assign \$506  = $signed(\$505 ) + $signed(residual[63:48]);
@@ -16136,7 +16140,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$514  = $signed(\$510 ) >>> \$513 ;
   assign \$515  = $signed(\$514 ) + $signed({ 1'h0, rnd });
   assign \$517  = \$508  ? \$509  : \$516 [31:0];
-  assign \$518  = $signed(\$517 ) + $signed(\port$5146$176 );
+  assign \$518  = $signed(\$517 ) + $signed(\port$5148$176 );
   assign \$519  = $signed(\$518 ) > $signed(16'h7fff);
   assign \$520  = ! shift;
   assign \$521  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -16147,7 +16151,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$526  = $signed(\$522 ) >>> \$525 ;
   assign \$527  = $signed(\$526 ) + $signed({ 1'h0, rnd });
   assign \$529  = \$520  ? \$521  : \$528 [31:0];
-  assign \$530  = $signed(\$529 ) + $signed(\port$5146$176 );
+  assign \$530  = $signed(\$529 ) + $signed(\port$5148$176 );
   assign \$531  = $signed(\$530 ) < $signed(16'h8000);
   assign \$532  = ! shift;
   assign \$533  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -16158,7 +16162,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$538  = $signed(\$534 ) >>> \$537 ;
   assign \$539  = $signed(\$538 ) + $signed({ 1'h0, rnd });
   assign \$541  = \$532  ? \$533  : \$540 [31:0];
-  assign \$542  = $signed(\$541 ) + $signed(\port$5146$176 );
+  assign \$542  = $signed(\$541 ) + $signed(\port$5148$176 );
   assign \$543  = \$531  ? 16'h8000 : \$542 [15:0];
   assign \$544  = \$519  ? 16'h7fff : \$543 ;
   assign \$545  = $signed(\$544 ) + $signed(residual[63:48]);
@@ -16172,7 +16176,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$553  = $signed(\$549 ) >>> \$552 ;
   assign \$554  = $signed(\$553 ) + $signed({ 1'h0, rnd });
   assign \$556  = \$547  ? \$548  : \$555 [31:0];
-  assign \$557  = $signed(\$556 ) + $signed(\port$5146$176 );
+  assign \$557  = $signed(\$556 ) + $signed(\port$5148$176 );
   assign \$558  = $signed(\$557 ) > $signed(16'h7fff);
   assign \$559  = ! shift;
   assign \$560  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -16183,7 +16187,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$565  = $signed(\$561 ) >>> \$564 ;
   assign \$566  = $signed(\$565 ) + $signed({ 1'h0, rnd });
   assign \$568  = \$559  ? \$560  : \$567 [31:0];
-  assign \$569  = $signed(\$568 ) + $signed(\port$5146$176 );
+  assign \$569  = $signed(\$568 ) + $signed(\port$5148$176 );
   assign \$570  = $signed(\$569 ) < $signed(16'h8000);
   assign \$571  = ! shift;
   assign \$572  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -16194,7 +16198,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$577  = $signed(\$573 ) >>> \$576 ;
   assign \$578  = $signed(\$577 ) + $signed({ 1'h0, rnd });
   assign \$580  = \$571  ? \$572  : \$579 [31:0];
-  assign \$581  = $signed(\$580 ) + $signed(\port$5146$176 );
+  assign \$581  = $signed(\$580 ) + $signed(\port$5148$176 );
   assign \$582  = \$570  ? 16'h8000 : \$581 [15:0];
   assign \$583  = \$558  ? 16'h7fff : \$582 ;
   assign \$584  = $signed(\$583 ) + $signed(residual[63:48]);
@@ -16209,7 +16213,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$593  = $signed(\$589 ) >>> \$592 ;
   assign \$594  = $signed(\$593 ) + $signed({ 1'h0, rnd });
   assign \$596  = \$587  ? \$588  : \$595 [31:0];
-  assign \$597  = $signed(\$596 ) + $signed(\port$5146$176 );
+  assign \$597  = $signed(\$596 ) + $signed(\port$5148$176 );
   assign \$598  = $signed(\$597 ) > $signed(16'h7fff);
   assign \$599  = ! shift;
   assign \$600  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -16220,7 +16224,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$605  = $signed(\$601 ) >>> \$604 ;
   assign \$606  = $signed(\$605 ) + $signed({ 1'h0, rnd });
   assign \$608  = \$599  ? \$600  : \$607 [31:0];
-  assign \$609  = $signed(\$608 ) + $signed(\port$5146$176 );
+  assign \$609  = $signed(\$608 ) + $signed(\port$5148$176 );
   assign \$610  = $signed(\$609 ) < $signed(16'h8000);
   assign \$611  = ! shift;
   assign \$612  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -16231,7 +16235,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$617  = $signed(\$613 ) >>> \$616 ;
   assign \$618  = $signed(\$617 ) + $signed({ 1'h0, rnd });
   assign \$620  = \$611  ? \$612  : \$619 [31:0];
-  assign \$621  = $signed(\$620 ) + $signed(\port$5146$176 );
+  assign \$621  = $signed(\$620 ) + $signed(\port$5148$176 );
   assign \$622  = \$610  ? 16'h8000 : \$621 [15:0];
   assign \$623  = \$598  ? 16'h7fff : \$622 ;
   assign \$624  = use_residual ? \$586  : \$623 ;
@@ -16244,7 +16248,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$7  = $signed(\$3 ) >>> \$6 ;
   assign \$8  = $signed(\$7 ) + $signed({ 1'h0, rnd });
   assign \$10  = \$1  ? \$2  : \$9 [31:0];
-  assign \$11  = $signed(\$10 ) + $signed(\port$5146$32 );
+  assign \$11  = $signed(\$10 ) + $signed(\port$5148$32 );
   assign \$12  = $signed(\$11 ) > $signed(16'h7fff);
   assign \$13  = ! shift;
   assign \$14  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -16255,7 +16259,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$19  = $signed(\$15 ) >>> \$18 ;
   assign \$20  = $signed(\$19 ) + $signed({ 1'h0, rnd });
   assign \$22  = \$13  ? \$14  : \$21 [31:0];
-  assign \$23  = $signed(\$22 ) + $signed(\port$5146$32 );
+  assign \$23  = $signed(\$22 ) + $signed(\port$5148$32 );
   assign \$24  = $signed(\$23 ) < $signed(16'h8000);
   assign \$25  = ! shift;
   assign \$26  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -16266,7 +16270,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$31  = $signed(\$27 ) >>> \$30 ;
   assign \$32  = $signed(\$31 ) + $signed({ 1'h0, rnd });
   assign \$34  = \$25  ? \$26  : \$33 [31:0];
-  assign \$35  = $signed(\$34 ) + $signed(\port$5146$32 );
+  assign \$35  = $signed(\$34 ) + $signed(\port$5148$32 );
   assign \$36  = \$24  ? 16'h8000 : \$35 [15:0];
   assign \$37  = \$12  ? 16'h7fff : \$36 ;
   assign \$38  = $signed(\$37 ) + $signed(residual[15:0]);
@@ -16280,7 +16284,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$46  = $signed(\$42 ) >>> \$45 ;
   assign \$47  = $signed(\$46 ) + $signed({ 1'h0, rnd });
   assign \$49  = \$40  ? \$41  : \$48 [31:0];
-  assign \$50  = $signed(\$49 ) + $signed(\port$5146$32 );
+  assign \$50  = $signed(\$49 ) + $signed(\port$5148$32 );
   assign \$51  = $signed(\$50 ) > $signed(16'h7fff);
   assign \$52  = ! shift;
   assign \$53  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -16291,7 +16295,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$58  = $signed(\$54 ) >>> \$57 ;
   assign \$59  = $signed(\$58 ) + $signed({ 1'h0, rnd });
   assign \$61  = \$52  ? \$53  : \$60 [31:0];
-  assign \$62  = $signed(\$61 ) + $signed(\port$5146$32 );
+  assign \$62  = $signed(\$61 ) + $signed(\port$5148$32 );
   assign \$63  = $signed(\$62 ) < $signed(16'h8000);
   assign \$64  = ! shift;
   assign \$65  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -16302,7 +16306,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$70  = $signed(\$66 ) >>> \$69 ;
   assign \$71  = $signed(\$70 ) + $signed({ 1'h0, rnd });
   assign \$73  = \$64  ? \$65  : \$72 [31:0];
-  assign \$74  = $signed(\$73 ) + $signed(\port$5146$32 );
+  assign \$74  = $signed(\$73 ) + $signed(\port$5148$32 );
   assign \$75  = \$63  ? 16'h8000 : \$74 [15:0];
   assign \$76  = \$51  ? 16'h7fff : \$75 ;
   assign \$77  = $signed(\$76 ) + $signed(residual[15:0]);
@@ -16316,7 +16320,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$85  = $signed(\$81 ) >>> \$84 ;
   assign \$86  = $signed(\$85 ) + $signed({ 1'h0, rnd });
   assign \$88  = \$79  ? \$80  : \$87 [31:0];
-  assign \$89  = $signed(\$88 ) + $signed(\port$5146$32 );
+  assign \$89  = $signed(\$88 ) + $signed(\port$5148$32 );
   assign \$90  = $signed(\$89 ) > $signed(16'h7fff);
   assign \$91  = ! shift;
   assign \$92  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -16327,7 +16331,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$97  = $signed(\$93 ) >>> \$96 ;
   assign \$98  = $signed(\$97 ) + $signed({ 1'h0, rnd });
   assign \$100  = \$91  ? \$92  : \$99 [31:0];
-  assign \$101  = $signed(\$100 ) + $signed(\port$5146$32 );
+  assign \$101  = $signed(\$100 ) + $signed(\port$5148$32 );
   assign \$102  = $signed(\$101 ) < $signed(16'h8000);
   assign \$103  = ! shift;
   assign \$104  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -16338,7 +16342,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$109  = $signed(\$105 ) >>> \$108 ;
   assign \$110  = $signed(\$109 ) + $signed({ 1'h0, rnd });
   assign \$112  = \$103  ? \$104  : \$111 [31:0];
-  assign \$113  = $signed(\$112 ) + $signed(\port$5146$32 );
+  assign \$113  = $signed(\$112 ) + $signed(\port$5148$32 );
   assign \$114  = \$102  ? 16'h8000 : \$113 [15:0];
   assign \$115  = \$90  ? 16'h7fff : \$114 ;
   assign \$116  = $signed(\$115 ) + $signed(residual[15:0]);
@@ -16353,7 +16357,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$125  = $signed(\$121 ) >>> \$124 ;
   assign \$126  = $signed(\$125 ) + $signed({ 1'h0, rnd });
   assign \$128  = \$119  ? \$120  : \$127 [31:0];
-  assign \$129  = $signed(\$128 ) + $signed(\port$5146$32 );
+  assign \$129  = $signed(\$128 ) + $signed(\port$5148$32 );
   assign \$130  = $signed(\$129 ) > $signed(16'h7fff);
   assign \$131  = ! shift;
   assign \$132  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -16364,7 +16368,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$137  = $signed(\$133 ) >>> \$136 ;
   assign \$138  = $signed(\$137 ) + $signed({ 1'h0, rnd });
   assign \$140  = \$131  ? \$132  : \$139 [31:0];
-  assign \$141  = $signed(\$140 ) + $signed(\port$5146$32 );
+  assign \$141  = $signed(\$140 ) + $signed(\port$5148$32 );
   assign \$142  = $signed(\$141 ) < $signed(16'h8000);
   assign \$143  = ! shift;
   assign \$144  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -16375,7 +16379,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$149  = $signed(\$145 ) >>> \$148 ;
   assign \$150  = $signed(\$149 ) + $signed({ 1'h0, rnd });
   assign \$152  = \$143  ? \$144  : \$151 [31:0];
-  assign \$153  = $signed(\$152 ) + $signed(\port$5146$32 );
+  assign \$153  = $signed(\$152 ) + $signed(\port$5148$32 );
   assign \$154  = \$142  ? 16'h8000 : \$153 [15:0];
   assign \$155  = \$130  ? 16'h7fff : \$154 ;
   assign \$156  = use_residual ? \$118  : \$155 ;
@@ -16388,7 +16392,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$163  = $signed(\$159 ) >>> \$162 ;
   assign \$164  = $signed(\$163 ) + $signed({ 1'h0, rnd });
   assign \$166  = \$157  ? \$158  : \$165 [31:0];
-  assign \$167  = $signed(\$166 ) + $signed(\port$5146$80 );
+  assign \$167  = $signed(\$166 ) + $signed(\port$5148$80 );
   assign \$168  = $signed(\$167 ) > $signed(16'h7fff);
   assign \$169  = ! shift;
   assign \$170  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -16399,7 +16403,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$175  = $signed(\$171 ) >>> \$174 ;
   assign \$176  = $signed(\$175 ) + $signed({ 1'h0, rnd });
   assign \$178  = \$169  ? \$170  : \$177 [31:0];
-  assign \$179  = $signed(\$178 ) + $signed(\port$5146$80 );
+  assign \$179  = $signed(\$178 ) + $signed(\port$5148$80 );
   assign \$180  = $signed(\$179 ) < $signed(16'h8000);
   assign \$181  = ! shift;
   assign \$182  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -16410,7 +16414,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$187  = $signed(\$183 ) >>> \$186 ;
   assign \$188  = $signed(\$187 ) + $signed({ 1'h0, rnd });
   assign \$190  = \$181  ? \$182  : \$189 [31:0];
-  assign \$191  = $signed(\$190 ) + $signed(\port$5146$80 );
+  assign \$191  = $signed(\$190 ) + $signed(\port$5148$80 );
   assign \$192  = \$180  ? 16'h8000 : \$191 [15:0];
   assign \$193  = \$168  ? 16'h7fff : \$192 ;
   assign \$194  = $signed(\$193 ) + $signed(residual[31:16]);
@@ -16424,7 +16428,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$202  = $signed(\$198 ) >>> \$201 ;
   assign \$203  = $signed(\$202 ) + $signed({ 1'h0, rnd });
   assign \$205  = \$196  ? \$197  : \$204 [31:0];
-  assign \$206  = $signed(\$205 ) + $signed(\port$5146$80 );
+  assign \$206  = $signed(\$205 ) + $signed(\port$5148$80 );
   assign \$207  = $signed(\$206 ) > $signed(16'h7fff);
   assign \$208  = ! shift;
   assign \$209  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -16435,7 +16439,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$214  = $signed(\$210 ) >>> \$213 ;
   assign \$215  = $signed(\$214 ) + $signed({ 1'h0, rnd });
   assign \$217  = \$208  ? \$209  : \$216 [31:0];
-  assign \$218  = $signed(\$217 ) + $signed(\port$5146$80 );
+  assign \$218  = $signed(\$217 ) + $signed(\port$5148$80 );
   assign \$219  = $signed(\$218 ) < $signed(16'h8000);
   assign \$220  = ! shift;
   assign \$221  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -16446,7 +16450,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$226  = $signed(\$222 ) >>> \$225 ;
   assign \$227  = $signed(\$226 ) + $signed({ 1'h0, rnd });
   assign \$229  = \$220  ? \$221  : \$228 [31:0];
-  assign \$230  = $signed(\$229 ) + $signed(\port$5146$80 );
+  assign \$230  = $signed(\$229 ) + $signed(\port$5148$80 );
   assign \$231  = \$219  ? 16'h8000 : \$230 [15:0];
   assign \$232  = \$207  ? 16'h7fff : \$231 ;
   assign \$233  = $signed(\$232 ) + $signed(residual[31:16]);
@@ -16460,7 +16464,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$241  = $signed(\$237 ) >>> \$240 ;
   assign \$242  = $signed(\$241 ) + $signed({ 1'h0, rnd });
   assign \$244  = \$235  ? \$236  : \$243 [31:0];
-  assign \$245  = $signed(\$244 ) + $signed(\port$5146$80 );
+  assign \$245  = $signed(\$244 ) + $signed(\port$5148$80 );
   assign \$246  = $signed(\$245 ) > $signed(16'h7fff);
   assign \$247  = ! shift;
   assign \$248  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -16471,7 +16475,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$253  = $signed(\$249 ) >>> \$252 ;
   assign \$254  = $signed(\$253 ) + $signed({ 1'h0, rnd });
   assign \$256  = \$247  ? \$248  : \$255 [31:0];
-  assign \$257  = $signed(\$256 ) + $signed(\port$5146$80 );
+  assign \$257  = $signed(\$256 ) + $signed(\port$5148$80 );
   assign \$258  = $signed(\$257 ) < $signed(16'h8000);
   assign \$259  = ! shift;
   assign \$260  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -16482,7 +16486,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$265  = $signed(\$261 ) >>> \$264 ;
   assign \$266  = $signed(\$265 ) + $signed({ 1'h0, rnd });
   assign \$268  = \$259  ? \$260  : \$267 [31:0];
-  assign \$269  = $signed(\$268 ) + $signed(\port$5146$80 );
+  assign \$269  = $signed(\$268 ) + $signed(\port$5148$80 );
   assign \$270  = \$258  ? 16'h8000 : \$269 [15:0];
   assign \$271  = \$246  ? 16'h7fff : \$270 ;
   assign \$272  = $signed(\$271 ) + $signed(residual[31:16]);
@@ -16497,7 +16501,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$281  = $signed(\$277 ) >>> \$280 ;
   assign \$282  = $signed(\$281 ) + $signed({ 1'h0, rnd });
   assign \$284  = \$275  ? \$276  : \$283 [31:0];
-  assign \$285  = $signed(\$284 ) + $signed(\port$5146$80 );
+  assign \$285  = $signed(\$284 ) + $signed(\port$5148$80 );
   assign \$286  = $signed(\$285 ) > $signed(16'h7fff);
   assign \$287  = ! shift;
   assign \$288  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -16508,7 +16512,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$293  = $signed(\$289 ) >>> \$292 ;
   assign \$294  = $signed(\$293 ) + $signed({ 1'h0, rnd });
   assign \$296  = \$287  ? \$288  : \$295 [31:0];
-  assign \$297  = $signed(\$296 ) + $signed(\port$5146$80 );
+  assign \$297  = $signed(\$296 ) + $signed(\port$5148$80 );
   assign \$298  = $signed(\$297 ) < $signed(16'h8000);
   assign \$299  = ! shift;
   assign \$300  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -16519,7 +16523,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$305  = $signed(\$301 ) >>> \$304 ;
   assign \$306  = $signed(\$305 ) + $signed({ 1'h0, rnd });
   assign \$308  = \$299  ? \$300  : \$307 [31:0];
-  assign \$309  = $signed(\$308 ) + $signed(\port$5146$80 );
+  assign \$309  = $signed(\$308 ) + $signed(\port$5148$80 );
   assign \$310  = \$298  ? 16'h8000 : \$309 [15:0];
   assign \$311  = \$286  ? 16'h7fff : \$310 ;
   assign \$312  = use_residual ? \$274  : \$311 ;
@@ -16532,7 +16536,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$319  = $signed(\$315 ) >>> \$318 ;
   assign \$320  = $signed(\$319 ) + $signed({ 1'h0, rnd });
   assign \$322  = \$313  ? \$314  : \$321 [31:0];
-  assign \$323  = $signed(\$322 ) + $signed(\port$5146$128 );
+  assign \$323  = $signed(\$322 ) + $signed(\port$5148$128 );
   assign \$324  = $signed(\$323 ) > $signed(16'h7fff);
   assign \$325  = ! shift;
   assign \$326  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -16543,7 +16547,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$331  = $signed(\$327 ) >>> \$330 ;
   assign \$332  = $signed(\$331 ) + $signed({ 1'h0, rnd });
   assign \$334  = \$325  ? \$326  : \$333 [31:0];
-  assign \$335  = $signed(\$334 ) + $signed(\port$5146$128 );
+  assign \$335  = $signed(\$334 ) + $signed(\port$5148$128 );
   assign \$336  = $signed(\$335 ) < $signed(16'h8000);
   assign \$337  = ! shift;
   assign \$338  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -16554,7 +16558,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$343  = $signed(\$339 ) >>> \$342 ;
   assign \$344  = $signed(\$343 ) + $signed({ 1'h0, rnd });
   assign \$346  = \$337  ? \$338  : \$345 [31:0];
-  assign \$347  = $signed(\$346 ) + $signed(\port$5146$128 );
+  assign \$347  = $signed(\$346 ) + $signed(\port$5148$128 );
   assign \$348  = \$336  ? 16'h8000 : \$347 [15:0];
   assign \$349  = \$324  ? 16'h7fff : \$348 ;
   assign \$350  = $signed(\$349 ) + $signed(residual[47:32]);
@@ -16568,7 +16572,7 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$358  = $signed(\$354 ) >>> \$357 ;
   assign \$359  = $signed(\$358 ) + $signed({ 1'h0, rnd });
   assign \$361  = \$352  ? \$353  : \$360 [31:0];
-  assign \$362  = $signed(\$361 ) + $signed(\port$5146$128 );
+  assign \$362  = $signed(\$361 ) + $signed(\port$5148$128 );
   assign \$363  = $signed(\$362 ) > $signed(16'h7fff);
   assign \$364  = ! shift;
   assign \$365  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -16579,14 +16583,14 @@ module \ttsnn_accel.affine (\port$3869$0 , \port$4025$0 , \port$4181$0 , \port$4
   assign \$370  = $signed(\$366 ) >>> \$369 ;
   assign \$371  = $signed(\$370 ) + $signed({ 1'h0, rnd });
   assign \$373  = \$364  ? \$365  : \$372 [31:0];
-  assign \$374  = $signed(\$373 ) + $signed(\port$5146$128 );
+  assign \$374  = $signed(\$373 ) + $signed(\port$5148$128 );
   assign \$375  = $signed(\$374 ) < $signed(16'h8000);
   assign o = { \$624 , \$468 , \$312 , \$156  };
-  assign bias = { \port$5146$176 , \port$5146$128 , \port$5146$80 , \port$5146$32  };
-  assign \port$3869$0  = \$156 ;
-  assign \port$4025$0  = \$312 ;
-  assign \port$4181$0  = \$468 ;
-  assign \port$4337$0  = \$624 ;
+  assign bias = { \port$5148$176 , \port$5148$128 , \port$5148$80 , \port$5148$32  };
+  assign \port$3871$0  = \$156 ;
+  assign \port$4027$0  = \$312 ;
+  assign \port$4183$0  = \$468 ;
+  assign \port$4339$0  = \$624 ;
   assign \$9  = { \$8 [32], \$8 [32:1] };
   assign \$21  = { \$20 [32], \$20 [32:1] };
   assign \$33  = { \$32 [32], \$32 [32:1] };
@@ -17780,7 +17784,7 @@ module \ttsnn_accel.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2, u3, \port$4534$0 , \port$4535$0 , \port$4536$0 , \port$4537$0 , leak_mul, leak_shift, threshold, rnd, u_prev, \port$3869$0 );
+module \ttsnn_accel.lif (\port$4027$0 , \port$4183$0 , \port$4339$0 , u0, u1, u2, u3, \port$4536$0 , \port$4537$0 , \port$4538$0 , \port$4539$0 , leak_mul, leak_shift, threshold, rnd, u_prev, \port$3871$0 );
   wire \$1 ;
   wire [5:0] \$10 ;
   wire [23:0] \$100 ;
@@ -17982,22 +17986,22 @@ module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2
   wire [7:0] leak_mul;
   input [5:0] leak_shift;
   wire [5:0] leak_shift;
-  input [15:0] \port$3869$0 ;
-  wire [15:0] \port$3869$0 ;
-  input [15:0] \port$4025$0 ;
-  wire [15:0] \port$4025$0 ;
-  input [15:0] \port$4181$0 ;
-  wire [15:0] \port$4181$0 ;
-  input [15:0] \port$4337$0 ;
-  wire [15:0] \port$4337$0 ;
-  output \port$4534$0 ;
-  wire \port$4534$0 ;
-  output \port$4535$0 ;
-  wire \port$4535$0 ;
+  input [15:0] \port$3871$0 ;
+  wire [15:0] \port$3871$0 ;
+  input [15:0] \port$4027$0 ;
+  wire [15:0] \port$4027$0 ;
+  input [15:0] \port$4183$0 ;
+  wire [15:0] \port$4183$0 ;
+  input [15:0] \port$4339$0 ;
+  wire [15:0] \port$4339$0 ;
   output \port$4536$0 ;
   wire \port$4536$0 ;
   output \port$4537$0 ;
   wire \port$4537$0 ;
+  output \port$4538$0 ;
+  wire \port$4538$0 ;
+  output \port$4539$0 ;
+  wire \port$4539$0 ;
   input rnd;
   wire rnd;
   wire [3:0] s;
@@ -18027,7 +18031,7 @@ module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2
   assign \$11  = $signed(\$7 ) >>> \$10 ;
   assign \$12  = $signed(\$11 ) + $signed({ 1'h0, rnd });
   assign \$14  = \$1  ? \$4  : \$13 [23:0];
-  assign \$15  = $signed(\$14 ) + $signed(\port$3869$0 );
+  assign \$15  = $signed(\$14 ) + $signed(\port$3871$0 );
   assign \$16  = $signed(\$15 ) > $signed(16'h7fff);
   assign \$17  = ! leak_shift;
   assign \$18  = $signed(u_prev[15:0]) > $signed(threshold);
@@ -18042,7 +18046,7 @@ module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2
   assign \$27  = $signed(\$23 ) >>> \$26 ;
   assign \$28  = $signed(\$27 ) + $signed({ 1'h0, rnd });
   assign \$30  = \$17  ? \$20  : \$29 [23:0];
-  assign \$31  = $signed(\$30 ) + $signed(\port$3869$0 );
+  assign \$31  = $signed(\$30 ) + $signed(\port$3871$0 );
   assign \$32  = $signed(\$31 ) < $signed(16'h8000);
   assign \$33  = ! leak_shift;
   assign \$34  = $signed(u_prev[15:0]) > $signed(threshold);
@@ -18057,7 +18061,7 @@ module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2
   assign \$43  = $signed(\$39 ) >>> \$42 ;
   assign \$44  = $signed(\$43 ) + $signed({ 1'h0, rnd });
   assign \$46  = \$33  ? \$36  : \$45 [23:0];
-  assign \$47  = $signed(\$46 ) + $signed(\port$3869$0 );
+  assign \$47  = $signed(\$46 ) + $signed(\port$3871$0 );
   assign \$48  = \$32  ? 16'h8000 : \$47 [15:0];
   assign u0 = \$16  ? 16'h7fff : \$48 ;
   assign \$49  = ! leak_shift;
@@ -18073,7 +18077,7 @@ module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2
   assign \$59  = $signed(\$55 ) >>> \$58 ;
   assign \$60  = $signed(\$59 ) + $signed({ 1'h0, rnd });
   assign \$62  = \$49  ? \$52  : \$61 [23:0];
-  assign \$63  = $signed(\$62 ) + $signed(\port$4025$0 );
+  assign \$63  = $signed(\$62 ) + $signed(\port$4027$0 );
   assign \$64  = $signed(\$63 ) > $signed(16'h7fff);
   assign \$65  = ! leak_shift;
   assign \$66  = $signed(u_prev[31:16]) > $signed(threshold);
@@ -18088,7 +18092,7 @@ module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2
   assign \$75  = $signed(\$71 ) >>> \$74 ;
   assign \$76  = $signed(\$75 ) + $signed({ 1'h0, rnd });
   assign \$78  = \$65  ? \$68  : \$77 [23:0];
-  assign \$79  = $signed(\$78 ) + $signed(\port$4025$0 );
+  assign \$79  = $signed(\$78 ) + $signed(\port$4027$0 );
   assign \$80  = $signed(\$79 ) < $signed(16'h8000);
   assign \$81  = ! leak_shift;
   assign \$82  = $signed(u_prev[31:16]) > $signed(threshold);
@@ -18103,7 +18107,7 @@ module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2
   assign \$91  = $signed(\$87 ) >>> \$90 ;
   assign \$92  = $signed(\$91 ) + $signed({ 1'h0, rnd });
   assign \$94  = \$81  ? \$84  : \$93 [23:0];
-  assign \$95  = $signed(\$94 ) + $signed(\port$4025$0 );
+  assign \$95  = $signed(\$94 ) + $signed(\port$4027$0 );
   assign \$96  = \$80  ? 16'h8000 : \$95 [15:0];
   assign u1 = \$64  ? 16'h7fff : \$96 ;
   assign \$97  = ! leak_shift;
@@ -18119,7 +18123,7 @@ module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2
   assign \$107  = $signed(\$103 ) >>> \$106 ;
   assign \$108  = $signed(\$107 ) + $signed({ 1'h0, rnd });
   assign \$110  = \$97  ? \$100  : \$109 [23:0];
-  assign \$111  = $signed(\$110 ) + $signed(\port$4181$0 );
+  assign \$111  = $signed(\$110 ) + $signed(\port$4183$0 );
   assign \$112  = $signed(\$111 ) > $signed(16'h7fff);
   assign \$113  = ! leak_shift;
   assign \$114  = $signed(u_prev[47:32]) > $signed(threshold);
@@ -18134,7 +18138,7 @@ module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2
   assign \$123  = $signed(\$119 ) >>> \$122 ;
   assign \$124  = $signed(\$123 ) + $signed({ 1'h0, rnd });
   assign \$126  = \$113  ? \$116  : \$125 [23:0];
-  assign \$127  = $signed(\$126 ) + $signed(\port$4181$0 );
+  assign \$127  = $signed(\$126 ) + $signed(\port$4183$0 );
   assign \$128  = $signed(\$127 ) < $signed(16'h8000);
   assign \$129  = ! leak_shift;
   assign \$130  = $signed(u_prev[47:32]) > $signed(threshold);
@@ -18149,7 +18153,7 @@ module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2
   assign \$139  = $signed(\$135 ) >>> \$138 ;
   assign \$140  = $signed(\$139 ) + $signed({ 1'h0, rnd });
   assign \$142  = \$129  ? \$132  : \$141 [23:0];
-  assign \$143  = $signed(\$142 ) + $signed(\port$4181$0 );
+  assign \$143  = $signed(\$142 ) + $signed(\port$4183$0 );
   assign \$144  = \$128  ? 16'h8000 : \$143 [15:0];
   assign u2 = \$112  ? 16'h7fff : \$144 ;
   assign \$145  = ! leak_shift;
@@ -18165,7 +18169,7 @@ module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2
   assign \$155  = $signed(\$151 ) >>> \$154 ;
   assign \$156  = $signed(\$155 ) + $signed({ 1'h0, rnd });
   assign \$158  = \$145  ? \$148  : \$157 [23:0];
-  assign \$159  = $signed(\$158 ) + $signed(\port$4337$0 );
+  assign \$159  = $signed(\$158 ) + $signed(\port$4339$0 );
   assign \$160  = $signed(\$159 ) > $signed(16'h7fff);
   assign \$161  = ! leak_shift;
   assign \$162  = $signed(u_prev[63:48]) > $signed(threshold);
@@ -18180,7 +18184,7 @@ module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2
   assign \$171  = $signed(\$167 ) >>> \$170 ;
   assign \$172  = $signed(\$171 ) + $signed({ 1'h0, rnd });
   assign \$174  = \$161  ? \$164  : \$173 [23:0];
-  assign \$175  = $signed(\$174 ) + $signed(\port$4337$0 );
+  assign \$175  = $signed(\$174 ) + $signed(\port$4339$0 );
   assign \$176  = $signed(\$175 ) < $signed(16'h8000);
   assign \$177  = ! leak_shift;
   assign \$178  = $signed(u_prev[63:48]) > $signed(threshold);
@@ -18195,20 +18199,20 @@ module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2
   assign \$187  = $signed(\$183 ) >>> \$186 ;
   assign \$188  = $signed(\$187 ) + $signed({ 1'h0, rnd });
   assign \$190  = \$177  ? \$180  : \$189 [23:0];
-  assign \$191  = $signed(\$190 ) + $signed(\port$4337$0 );
+  assign \$191  = $signed(\$190 ) + $signed(\port$4339$0 );
   assign \$192  = \$176  ? 16'h8000 : \$191 [15:0];
   assign u3 = \$160  ? 16'h7fff : \$192 ;
   assign \$193  = $signed(u0) > $signed(threshold);
   assign \$194  = $signed(u1) > $signed(threshold);
   assign \$195  = $signed(u2) > $signed(threshold);
   assign \$196  = $signed(u3) > $signed(threshold);
-  assign cur = { \port$4337$0 , \port$4181$0 , \port$4025$0 , \port$3869$0  };
+  assign cur = { \port$4339$0 , \port$4183$0 , \port$4027$0 , \port$3871$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { \$196 , \$195 , \$194 , \$193  };
-  assign \port$4534$0  = \$193 ;
-  assign \port$4535$0  = \$194 ;
-  assign \port$4536$0  = \$195 ;
-  assign \port$4537$0  = \$196 ;
+  assign \port$4536$0  = \$193 ;
+  assign \port$4537$0  = \$194 ;
+  assign \port$4538$0  = \$195 ;
+  assign \port$4539$0  = \$196 ;
   assign \$13  = { \$12 [24], \$12 [24:1] };
   assign \$29  = { \$28 [24], \$28 [24:1] };
   assign \$45  = { \$44 [24], \$44 [24:1] };
@@ -18224,7 +18228,7 @@ module \ttsnn_accel.lif (\port$4025$0 , \port$4181$0 , \port$4337$0 , u0, u1, u2
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.maxpool (rst, valid, \port$3702$0 , \port$3705$0 , \port$3708$0 , \port$3711$0 , first, i, clk);
+module \ttsnn_accel.maxpool (rst, valid, \port$3704$0 , \port$3707$0 , \port$3710$0 , \port$3713$0 , first, i, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -18247,14 +18251,14 @@ module \ttsnn_accel.maxpool (rst, valid, \port$3702$0 , \port$3705$0 , \port$370
   input [63:0] i;
   wire [63:0] i;
   wire [63:0] o;
-  output [15:0] \port$3702$0 ;
-  wire [15:0] \port$3702$0 ;
-  output [15:0] \port$3705$0 ;
-  wire [15:0] \port$3705$0 ;
-  output [15:0] \port$3708$0 ;
-  wire [15:0] \port$3708$0 ;
-  output [15:0] \port$3711$0 ;
-  wire [15:0] \port$3711$0 ;
+  output [15:0] \port$3704$0 ;
+  wire [15:0] \port$3704$0 ;
+  output [15:0] \port$3707$0 ;
+  wire [15:0] \port$3707$0 ;
+  output [15:0] \port$3710$0 ;
+  wire [15:0] \port$3710$0 ;
+  output [15:0] \port$3713$0 ;
+  wire [15:0] \port$3713$0 ;
   input rst;
   wire rst;
   input valid;
@@ -18284,10 +18288,10 @@ module \ttsnn_accel.maxpool (rst, valid, \port$3702$0 , \port$3705$0 , \port$370
     end
   end
   assign o = { \$12 , \$9 , \$6 , \$3  };
-  assign \port$3702$0  = \$3 ;
-  assign \port$3705$0  = \$6 ;
-  assign \port$3708$0  = \$9 ;
-  assign \port$3711$0  = \$12 ;
+  assign \port$3704$0  = \$3 ;
+  assign \port$3707$0  = \$6 ;
+  assign \port$3710$0  = \$9 ;
+  assign \port$3713$0  = \$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18358,7 +18362,7 @@ module \ttsnn_accel.requant1 (shift, rnd, i, o);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.requant2 (\port$3513$0 , \port$3541$0 , \port$3569$0 , shift, rnd, i, \port$3485$0 );
+module \ttsnn_accel.requant2 (\port$3515$0 , \port$3543$0 , \port$3571$0 , shift, rnd, i, \port$3487$0 );
   wire \$1 ;
   wire \$10 ;
   wire [16:0] \$100 ;
@@ -18474,14 +18478,14 @@ module \ttsnn_accel.requant2 (\port$3513$0 , \port$3541$0 , \port$3569$0 , shift
   input [63:0] i;
   wire [63:0] i;
   wire [31:0] o;
-  output [7:0] \port$3485$0 ;
-  wire [7:0] \port$3485$0 ;
-  output [7:0] \port$3513$0 ;
-  wire [7:0] \port$3513$0 ;
-  output [7:0] \port$3541$0 ;
-  wire [7:0] \port$3541$0 ;
-  output [7:0] \port$3569$0 ;
-  wire [7:0] \port$3569$0 ;
+  output [7:0] \port$3487$0 ;
+  wire [7:0] \port$3487$0 ;
+  output [7:0] \port$3515$0 ;
+  wire [7:0] \port$3515$0 ;
+  output [7:0] \port$3543$0 ;
+  wire [7:0] \port$3543$0 ;
+  output [7:0] \port$3571$0 ;
+  wire [7:0] \port$3571$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -18587,10 +18591,10 @@ module \ttsnn_accel.requant2 (\port$3513$0 , \port$3541$0 , \port$3569$0 , shift
   assign \$111  = \$102  ? 8'h80 : \$110 [7:0];
   assign \$112  = \$93  ? 8'h7f : \$111 ;
   assign o = { \$112 , \$84 , \$56 , \$28  };
-  assign \port$3485$0  = \$28 ;
-  assign \port$3513$0  = \$56 ;
-  assign \port$3541$0  = \$84 ;
-  assign \port$3569$0  = \$112 ;
+  assign \port$3487$0  = \$28 ;
+  assign \port$3515$0  = \$56 ;
+  assign \port$3543$0  = \$84 ;
+  assign \port$3571$0  = \$112 ;
   assign \$7  = { \$6 [16], \$6 [16:1] };
   assign \$16  = { \$15 [16], \$15 [16:1] };
   assign \$25  = { \$24 [16], \$24 [16:1] };
@@ -18606,7 +18610,7 @@ module \ttsnn_accel.requant2 (\port$3513$0 , \port$3541$0 , \port$3569$0 , shift
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.requant3 (shift, \port$3601$0 , \port$3629$0 , \port$3657$0 , \port$3685$0 , rnd, i);
+module \ttsnn_accel.requant3 (shift, \port$3603$0 , \port$3631$0 , \port$3659$0 , \port$3687$0 , rnd, i);
   wire \$1 ;
   wire \$10 ;
   wire [17:0] \$100 ;
@@ -18722,14 +18726,14 @@ module \ttsnn_accel.requant3 (shift, \port$3601$0 , \port$3629$0 , \port$3657$0 
   input [67:0] i;
   wire [67:0] i;
   wire [31:0] o;
-  output [7:0] \port$3601$0 ;
-  wire [7:0] \port$3601$0 ;
-  output [7:0] \port$3629$0 ;
-  wire [7:0] \port$3629$0 ;
-  output [7:0] \port$3657$0 ;
-  wire [7:0] \port$3657$0 ;
-  output [7:0] \port$3685$0 ;
-  wire [7:0] \port$3685$0 ;
+  output [7:0] \port$3603$0 ;
+  wire [7:0] \port$3603$0 ;
+  output [7:0] \port$3631$0 ;
+  wire [7:0] \port$3631$0 ;
+  output [7:0] \port$3659$0 ;
+  wire [7:0] \port$3659$0 ;
+  output [7:0] \port$3687$0 ;
+  wire [7:0] \port$3687$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -18835,10 +18839,10 @@ module \ttsnn_accel.requant3 (shift, \port$3601$0 , \port$3629$0 , \port$3657$0 
   assign \$111  = \$102  ? 8'h80 : \$110 [7:0];
   assign \$112  = \$93  ? 8'h7f : \$111 ;
   assign o = { \$112 , \$84 , \$56 , \$28  };
-  assign \port$3601$0  = \$28 ;
-  assign \port$3629$0  = \$56 ;
-  assign \port$3657$0  = \$84 ;
-  assign \port$3685$0  = \$112 ;
+  assign \port$3603$0  = \$28 ;
+  assign \port$3631$0  = \$56 ;
+  assign \port$3659$0  = \$84 ;
+  assign \port$3687$0  = \$112 ;
   assign \$7  = { \$6 [17], \$6 [17:1] };
   assign \$16  = { \$15 [17], \$15 [17:1] };
   assign \$25  = { \$24 [17], \$24 [17:1] };
