@@ -192,7 +192,7 @@ def tile_timing(cfg: HardwareConfig, s: TileShape) -> dict[str, int]:
     n4 = T * g.ho
     len4 = g.wo * g.go * g.sub * s.rank
     back = g.ho if s.order else 1          # the LIF reads u(t-1) this many output rows back
-    short_rows = back * len4 < 3
+    short_rows = back * len4 < 4           # a neuron's read comes < 4 cycles after its write
     # a window row waits for the E2 row that last reads the row its line1 slot held: row
     # (w - 3, t) (row outer: slots (w mod 3) * T + t); the row 3T back in E1's order (timestep
     # outer: one ring of 3T rows), last read by E2 row (min(w', H - 1), t')

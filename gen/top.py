@@ -155,12 +155,14 @@ class Accelerator(wiring.Component):
         w_aligned = (W & (Px - 1)) == 0
         sub_n = Mux(pool, 4, 1)
         S = Mux(pool, 2, 1)                            # q23 rows per output row
-        # the LIF reads u(t-1) back from the output ring, ``dist`` rows behind; rows shorter
-        # than 3 cycles apart would read before the write lands: then E4 waits for it
+        # the LIF reads u(t-1) back from the output ring, ``dist`` rows behind. A neuron's
+        # membrane is written 3 cycles after its last issue and the read port is not
+        # transparent, so the same neuron's read must come at least 4 cycles later: when
+        # ``dist`` rows take fewer cycles, E4 waits for the row to be written
         dist = geo("dist", Mux(order, Ho, 1))
-        sat3 = lambda v: Mux(v >= 3, 3, v)[:2]  # noqa: E731 (the product is only compared with 3)
+        sat4 = lambda v: Mux(v >= 4, 4, v)[:3]  # noqa: E731 (the product is only compared with 4)
         prev_init = geo("prev_init", (d["out_ring_rows"] - dist) * out_row_words)
-        long_rows = geo("long_rows", sat3(sat3(dist) * sat3(out_row_words)) * sat3(sub_n * sat3(R)) >= 3, 1)
+        long_rows = geo("long_rows", sat4(sat4(dist) * sat4(out_row_words)) * sat4(sub_n * sat4(R)) >= 4, 1)
         # cluster 2's blocks (+1: index in the row, the left halo block is 0): STT computes the
         # halo columns it needs (edges that are not zero halo)
         e_lo2 = geo("e_lo2", Mux(is_stt & ~zl, 0, 1), 2)

@@ -181,6 +181,16 @@ def test_edge_shapes(mode, r, cin, cout, T, H, W, pool):
         check(q, rng.integers(0, 2, (T, cin, H, W)), order=order)
 
 
+def test_membrane_read_back_of_three_cycle_rows():
+    """Cluster-4 rows of exactly 3 cycles (r = 3, one pixel) back to back: HTT's reduced
+    timestep after a full one runs at once, and its u(t-1) read must wait for the previous
+    row's membrane write (3 cycles after issue, read port not transparent)."""
+    rng = np.random.default_rng(64)
+    q = make_layer(rng, "htt", r=3, cin=4, cout=4, T=3, schedule=(False, True, False))
+    for order in (0, 1):
+        check(q, rng.integers(0, 2, (3, 4, 1, 1)), order=order, pack=2)
+
+
 def test_status_and_id_registers():
     drv = Driver(CFG)
     dut = Accelerator(CFG)
