@@ -332,8 +332,9 @@ def _random_case(seed: int):
     q = make_layer(rng, mode, r=r, cin=cin, cout=cout, T=T, pool=pool, residual=residual)
     x = rng.integers(0, 2, (T, cin, H, W))
     resid = rng.integers(-3000, 3000, (T, cout, H // s, W // s)) if residual else None
-    tile_hw = (int(rng.integers(1, H // s + 1)) * s, int(rng.integers(1, W // s + 1)) * s) \
-        if rng.integers(2) else None
+    lim = CFG.limits
+    tile_hw = (min(int(rng.integers(1, H // s + 1)) * s, lim.max_tile_height),
+               min(int(rng.integers(1, W // s + 1)) * s, lim.max_tile_width)) if rng.integers(2) else None
     pack = int(rng.integers(0, 3)) if rng.integers(2) else None
     order = int(rng.integers(0, 2)) if rng.integers(2) else None
     return q, x, resid, tile_hw, pack, order
