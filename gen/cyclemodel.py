@@ -127,24 +127,29 @@ def _step_fields(rank: int, pk: int) -> tuple[tuple[int, int], ...]:
 @lru_cache(maxsize=4096)
 def row_accesses(rank: int, pk: int, px: int, blocks: int, B: int, C: int) -> dict[str, int]:
     """Per output rank group and MAC row: line-buffer word reads of each port, weight-buffer
-    reads, scratchpad accesses (docs/host_interface.md: reads happen when a word changes)."""
+    reads, scratchpad accesses (docs/host_interface.md: reads happen when a word changes).
+    ``portA0``/``portA2``: the part of ``portA`` reading the tap-0 / tap-2 row (skipped on a
+    row outside the layer)."""
     steps = _step_fields(rank, pk)
     r3 = len(steps)
-    a = dict.fromkeys(("portA", "portB", "portC", "glb", "spad_w_rd", "spad_w_wr", "spad_p_rd",
-                       "spad_p_wr"), 0)
+    a = dict.fromkeys(("portA", "portA0", "portA2", "portB", "portC", "glb", "spad_w_rd",
+                       "spad_w_wr", "spad_p_rd", "spad_p_wr"), 0)
     for nbi in _groups(blocks, B):
         chunks = _chunks(r3, C, nbi)
         for ci, (s0, s1) in enumerate(chunks):
-            pa = pb = pc = glb = 0
+            pa = pa0 = pb = pc = glb = 0
             for s in range(s0, s1):
                 ti, jl = steps[s]
                 first = s == s0
                 new_op = first or jl == 0
                 pa += ti != 0 and new_op
+                pa0 += TAP_ORDER[ti] == 0 and new_op
                 pc += ti != 0 and new_op
                 pb += first or (jl == 0 and ti == 0)
                 glb += first or s % px == 0
             a["portA"] += nbi * pa
+            a["portA0"] += nbi * pa0
+            a["portA2"] += nbi * (pa - pa0)
             a["portB"] += nbi * pb
             a["portC"] += nbi * pc
             a["glb"] += glb
@@ -314,7 +319,10 @@ def tile_counters(cfg: HardwareConfig, s: TileShape, window_ones: int | None = N
         "w4_reads": T * out_px * g.sub * r,
         "affine_reads": T * out_px,
         "spike_in_reads": T * comp1 * g.cw,
+        # tap rows outside the layer (zero halo) are not read
         "line1_reads": (per_g(acc2, "portA") + per_g(acc2, "portB") + (0 if stt else per_g(acc2, "portC"))
+                        - n_full * g.ng * (int(bool(s.zero_halo[0])) * acc2["portA0"]
+                                           + int(bool(s.zero_halo[1])) * acc2["portA2"])
                         + H * n_copy * g.nb * g.ng),
         "line1_writes": T * comp1 * r,
         "row2_reads": per_g(acc3, "portB") + per_g(acc3, "portC") if stt else 0,

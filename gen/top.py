@@ -588,11 +588,16 @@ class Accelerator(wiring.Component):
             return Mux(order, r, times3(s, TR1) + E["trw"])
 
         mac2 = E2["issue"] & ~E2["copy"]
+
+        def tap_row_outside(E):
+            """The step's tap row (0: window row q, 2: q + 2) lies outside the layer (zero halo)."""
+            return Mux(E["tap"] == 0, (E["q"] == 0) & zt, (E["q"] == H - 1) & zb)
         base2_b = slot_base(E2, 1)
         base2_a = Mux(E2["tap"] == 0, slot_base(E2, 0), slot_base(E2, 2))
         nb_e2 = Mux(E2["tap"] == 0, E2["e"] - 1, E2["e"] + 1)      # cluster 3's neighbour block
         nboff2 = Mux(E2["tap"] == 0, E2["eoff"] - ng, E2["eoff"] + ng)
-        m.d.comb += [line1_a.en.eq(mac2 & (E2["ti"] != 0) & E2["new_op"]),
+        # a tap row outside the layer is not read (its operand is masked to zero at stage a)
+        m.d.comb += [line1_a.en.eq(mac2 & (E2["ti"] != 0) & E2["new_op"] & ~tap_row_outside(E2)),
                      line1_a.addr.eq(base2_a + E2["eoff"] + E2["jb"]),
                      line1_b.en.eq(E2["issue"] & (E2["copy"] | E2["new_centre"])),
                      line1_b.addr.eq(base2_b + E2["eoff"] + Mux(E2["copy"], E2["g"], E2["jb"])),
@@ -645,8 +650,7 @@ class Accelerator(wiring.Component):
                          a["psum_out"].eq(f["psum_out"]), a["row_end"].eq(f["row_end"]),
                          a["nb_zero"].eq(nb_zero & (E["ti"] != 0)),
                          # cluster 2's tap row outside the layer (never written by cluster 1)
-                         a["row_zero"].eq((E["ti"] != 0) & Mux(E["tap"] == 0, (E["q"] == 0) & zt,
-                                                               (E["q"] == H - 1) & zb)),
+                         a["row_zero"].eq((E["ti"] != 0) & tap_row_outside(E)),
                          a["s"].eq(E["s"]), a["b"].eq(E["b"]), a["jl"].eq(E["jl"]),
                          a["wsel"].eq(E["sl"] & (Px - 1)), a["e"].eq(E["e"]), a["g"].eq(E["g"]),
                          a["eoff"].eq(E["eoff"]), a["tr4"].eq(E["tr4"]),
