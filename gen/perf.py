@@ -184,6 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for m in modes:
         if m not in ("stt", "ptt", "htt"):
             raise ValueError(f"--modes: unknown mode {m!r}; use stt, ptt, htt")
+    for flag, out in (("--json", args.json_out), ("--plot", args.plot)):
+        # fail before the minute of work, not after it
+        blocker = next((p for p in Path(out).parents if p.exists()), None) if out else None
+        if blocker is not None and not blocker.is_dir():
+            raise ValueError(f"{flag} {out}: {blocker} is a file, not a folder; choose another path")
     cfg = load_config(args.config)
     from tqdm import tqdm
     rows: list[dict] = []

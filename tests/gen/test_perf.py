@@ -65,3 +65,10 @@ def test_cli_prints_table_and_draws_the_plot(capsys, tmp_path):
     assert (tmp_path / "p.json").exists()
     png = (tmp_path / "p.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_cli_rejects_an_output_path_under_a_file_before_working(tmp_path):
+    (tmp_path / "f").write_text("keep")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        main(["--network", "resnet18-cifar10", "--modes", "htt", "--plot", str(tmp_path / "f" / "p.png")])
+    assert (tmp_path / "f").read_text() == "keep"
