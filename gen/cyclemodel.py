@@ -82,16 +82,13 @@ def _rows(n_rows: int, timesteps: int, order: int) -> list[tuple[int, int]]:
     return [(y, t) for y in range(n_rows) for t in range(timesteps)]
 
 
-def _e1_row_len(s: TileShape, g: TileGeometry, w: int) -> tuple[int, int, int]:
-    """(cycles, computed pixels, zero pixels) of E1's window row ``w``: a row outside the
-    layer takes one step, zero halo columns none."""
+def _e1_row_len(s: TileShape, g: TileGeometry, w: int) -> int:
+    """Cycles of E1's window row ``w``: a row outside the layer takes one step, zero halo
+    columns none."""
     top, bottom, left, right = s.zero_halo
-    cols = s.width + 2
     if (w == 0 and top) or (w == s.height + 1 and bottom):
-        return 1, 0, cols
-    zeros = int(left) + int(right)
-    comp = cols - zeros
-    return comp * s.rank * g.ncc, comp, zeros
+        return 1
+    return (s.width + 2 - int(left) - int(right)) * s.rank * g.ncc
 
 
 def _mac_row_len(s: TileShape, g: TileGeometry, t: int, blocks: int) -> int:
@@ -128,11 +125,11 @@ def _step_fields(rank: int, pk: int) -> tuple[tuple[int, int], ...]:
 def row_accesses(rank: int, pk: int, px: int, blocks: int, B: int, C: int) -> dict[str, int]:
     """Per output rank group and MAC row: line-buffer word reads of each port, weight-buffer
     reads, scratchpad accesses (docs/host_interface.md: reads happen when a word changes).
-    ``portA0``/``portA2``: the part of ``portA`` reading the tap-0 / tap-2 row (skipped on a
-    row outside the layer)."""
+    ``portA0``: the part of ``portA`` reading the tap-0 row (the rest reads the tap-2 row;
+    neither is read on a row outside the layer)."""
     steps = _step_fields(rank, pk)
     r3 = len(steps)
-    a = dict.fromkeys(("portA", "portA0", "portA2", "portB", "portC", "glb", "spad_w_rd",
+    a = dict.fromkeys(("portA", "portA0", "portB", "portC", "glb", "spad_w_rd",
                        "spad_w_wr", "spad_p_rd", "spad_p_wr"), 0)
     for nbi in _groups(blocks, B):
         chunks = _chunks(r3, C, nbi)
@@ -149,7 +146,6 @@ def row_accesses(rank: int, pk: int, px: int, blocks: int, B: int, C: int) -> di
                 glb += first or s % px == 0
             a["portA"] += nbi * pa
             a["portA0"] += nbi * pa0
-            a["portA2"] += nbi * (pa - pa0)
             a["portB"] += nbi * pb
             a["portC"] += nbi * pc
             a["glb"] += glb
@@ -167,7 +163,7 @@ def estimate_cycles(cfg: HardwareConfig, s: TileShape) -> int:
     """A quick estimate for the planner: the busiest engine's issue cycles plus the pipeline
     fill (the first three window rows of cluster 1 and one row of each later engine)."""
     g = TileGeometry.of_shape(cfg, s)
-    rows1 = [_e1_row_len(s, g, w)[0] for w in range(s.height + 2)]
+    rows1 = [_e1_row_len(s, g, w) for w in range(s.height + 2)]
     busy1 = s.timesteps * sum(rows1)
     busy2 = sum(s.height * _mac_row_len(s, g, t, g.nbe2) for t in range(s.timesteps))
     busy3 = s.timesteps * s.height * g.ng * g.nb * g.r3 if s.mode == "stt" else 0
@@ -184,7 +180,7 @@ def tile_timing(cfg: HardwareConfig, s: TileShape) -> dict[str, int]:
     T, H = s.timesteps, s.height
     stt = s.mode == "stt"
     order1 = e1_rows(H, T, s.order)
-    len1 = [_e1_row_len(s, g, w)[0] for w, _ in order1]
+    len1 = [_e1_row_len(s, g, w) for w, _ in order1]
     idx1 = {wt: i for i, wt in enumerate(order1)}
     rows23 = _rows(H, T, s.order)
     seq23 = {qt: j for j, qt in enumerate(rows23)}
@@ -298,14 +294,13 @@ def tile_counters(cfg: HardwareConfig, s: TileShape, window_ones: int | None = N
     stt = s.mode == "stt"
     n_full = sum(1 for t in range(T) if s.full(t))
     n_copy = T - n_full
-    comp1 = g.n1
     acc2 = row_accesses(r, g.Pk, g.Px, g.nbe2, g.chunk_blocks, g.chunk_steps)
     acc3 = row_accesses(r, g.Pk, g.Px, g.nb, g.chunk_blocks, g.chunk_steps)
     mac_rows = H * n_full                       # E2 rows that run cluster 2
     per_g = lambda a, k: a[k] * g.ng * mac_rows  # noqa: E731
     out_px = g.ho * g.wo * g.go
     c = {
-        "c1_slots": T * comp1 * s.in_channels * r,
+        "c1_slots": T * g.n1 * s.in_channels * r,
         "c2_macs": mac_rows * r * g.cols2 * g.r3,
         "c3_macs": mac_rows * r * W * g.r3,
         "c4_macs": T * g.ho * g.wo * g.sub * s.out_channels * r,
@@ -313,18 +308,18 @@ def tile_counters(cfg: HardwareConfig, s: TileShape, window_ones: int | None = N
         "adds": 0 if stt else mac_rows * r * W,
         "lif_busy": T * out_px,
         "lif_updates": T * g.ho * g.wo * s.out_channels,
-        "w1_reads": T * comp1 * r * g.ncc,
+        "w1_reads": T * g.n1 * r * g.ncc,
         "w2_reads": per_g(acc2, "glb"),
         "w3_reads": per_g(acc3 if stt else acc2, "glb"),
         "w4_reads": T * out_px * g.sub * r,
         "affine_reads": T * out_px,
-        "spike_in_reads": T * comp1 * g.cw,
+        "spike_in_reads": T * g.n1 * g.cw,
         # tap rows outside the layer (zero halo) are not read
         "line1_reads": (per_g(acc2, "portA") + per_g(acc2, "portB") + (0 if stt else per_g(acc2, "portC"))
                         - n_full * g.ng * (int(bool(s.zero_halo[0])) * acc2["portA0"]
-                                           + int(bool(s.zero_halo[1])) * acc2["portA2"])
+                                           + int(bool(s.zero_halo[1])) * (acc2["portA"] - acc2["portA0"]))
                         + H * n_copy * g.nb * g.ng),
-        "line1_writes": T * comp1 * r,
+        "line1_writes": T * g.n1 * r,
         "row2_reads": per_g(acc3, "portB") + per_g(acc3, "portC") if stt else 0,
         "row2_writes": mac_rows * g.ng * g.nbe2 if stt else 0,
         "line4_reads": T * out_px * g.sub * g.ng,

@@ -434,7 +434,6 @@ class Accelerator(wiring.Component):
             m.d.comb += [e["q"].eq(Mux(order, e["i"], e["o"])), e["t"].eq(Mux(order, e["o"], e["i"]))]
             e["ti"], e["tis"] = Signal(2, name=f"{name}_ti"), Signal(2, name=f"{name}_tis")
             e["qm3"] = Signal(2, name=f"{name}_qm3")
-            e["r1"] = Signal(8, name=f"{name}_r1")      # ring slot of window row q (timestep outer)
             # word offsets and bases kept by adding (no multiplier in the address path)
             for k in ("goff", "boff", "coff", "r1base", "trw", "tr4", "tho", "l4b"):
                 e[k] = Signal(RB, name=f"{name}_{k}")
@@ -513,8 +512,6 @@ class Accelerator(wiring.Component):
                     # q mod 3: q is the outer counter (row outer) or the inner one
                     m.d.sync += e["qm3"].eq(Mux(order, Mux(i_last, 0, inc3(e["qm3"])),
                                                 Mux(i_last, inc3(e["qm3"]), e["qm3"])))
-                    step_r1 = e["r1"] + Mux(i_last, 3, 1)     # the next timestep's row 0
-                    m.d.sync += e["r1"].eq(Mux(step_r1 >= T3, step_r1 - T3, step_r1))
                     step_b = e["r1base"] + Mux(i_last, (rw1 << 1) + rw1, rw1)
                     m.d.sync += e["r1base"].eq(Mux(step_b >= T3R1, step_b - T3R1, step_b))
                     # t * unit: t is the inner counter (row outer) or the outer one
@@ -951,7 +948,7 @@ class Accelerator(wiring.Component):
                       ring1_base.eq(0), trw1.eq(0), need1.eq(1), eoff1.eq(first_eoff1), need2.eq(3)]
             for E in (E2, E3):
                 for k in ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs", "jls", "sls",
-                          "gbase", "seq", "bc", "ti", "tis", "qm3", "r1", "boff", "r1base", "trw",
+                          "gbase", "seq", "bc", "ti", "tis", "qm3", "boff", "r1base", "trw",
                           "tr4", "tho", "l4b"):
                     resets.append(E[k].eq(0))
                 resets += [E["goff"].eq(E["e_lo_ng"]), E["coff"].eq(ng)]

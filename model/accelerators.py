@@ -38,7 +38,7 @@ from .array import ArrayMachine, Step, core_backward, core_forward, core_weight_
 from .counts import (Counts, LayerResult, PassResult, Sparsity, full_timesteps,
                      has_residual, layer_cores)
 from .energy_table import EnergyTable, Memory
-from .tile import (TileForward, TileShape, _glb, add_scratchpad_counts, computed_pixels, config_key,
+from .tile import (TileForward, TileShape, _glb, add_scratchpad_counts, config_key,
                    counters_to_counts, tile_forward)
 
 __all__ = ["Accelerator", "Proposed", "ProposedRTL", "SataLike", "make_accelerator", "ACCELERATORS"]
@@ -386,15 +386,14 @@ class Proposed(Accelerator):
             h, wd, co = s.height, s.width, s.out_channels
             ho, wo = tile.out_shape
             geo = TileGeometry.of_shape(tcfg, s)
-            n1, _ = computed_pixels(s)
+            n1 = geo.n1
             neurons = co * ho * wo * T
             params = cin * r + 6 * r * r + r * co            # the tile's cores
             # BPTT keeps G4's input (q23) of every full timestep and, for STT, G3's input (q2,
             # the columns cluster 2 computes); q1 is recomputed from the spikes
-            w2cols = wd + (0 if s.zero_halo[2] else 1) + (0 if s.zero_halo[3] else 1)
             save = r * h * wd * sum(sched) * A
             if mode == "stt":
-                save += r * h * w2cols * T * A
+                save += r * h * geo.cols2 * T * A
             glb(fwd.counts, "interstage", "read", p * A, save / (p * A))
             fwd.counts.add("dram", "write", 1, save)
             # ---- backward + weight update: one fused sweep per tile, the timesteps of an
@@ -431,7 +430,7 @@ class Proposed(Accelerator):
                 if full:
                     rd += (one["line1_reads"] + one["row2_reads"]) * p * G
                     if mode == "stt":
-                        wr += h * w2cols * r * G           # dq2
+                        wr += h * geo.cols2 * r * G           # dq2
                 glb(bwd.counts, "interstage", "read", p * A, rd / (p * A))
                 glb(bwd.counts, "interstage", "write", p * A, wr / (p * A))
                 # weight update: q1 recomputed, dW1 (spike operand), dW2/dW3, dW4
