@@ -192,7 +192,7 @@ def tile_timing(cfg: HardwareConfig, s: TileShape) -> dict[str, int]:
     seq4 = {yt: u for u, yt in enumerate(rows4)}
     n4 = T * g.ho
     len4 = g.wo * g.go * g.sub * s.rank
-    back = g.ho if s.order else 1          # the LIF reads u(t-1) this many output rows back
+    back = g.lif_read_back_rows(s.order)
     short_rows = back * len4 < 4           # a neuron's read comes < 4 cycles after its write
     # a window row waits for the E2 row that last reads the row its line1 slot held: row
     # (w - 3, t) (row outer: slots (w mod 3) * T + t); the row 3T back in E1's order (timestep

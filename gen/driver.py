@@ -120,8 +120,7 @@ def tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, o
     if order not in (0, 1):
         return f"order {order} is not 0 (row outer) or 1 (timestep outer)"
     g = TileGeometry.of(cfg, in_channels, rank, out_channels, height, width, pool, zero_halo, pack, mode)
-    # the LIF reads u(t-1) from the output ring: one row back (row outer) or a timestep's rows
-    back = g.ho if order else 1
+    back = g.lif_read_back_rows(order)
     checks = [
         ("limits.max_tile_height", height, lim.max_tile_height),
         ("limits.max_tile_width", width, lim.max_tile_width),
@@ -637,7 +636,7 @@ class Driver:
                  "res": reg["residual"].depth // max(geo.out_row_words, 1),
                  "out": reg["membrane"].depth // max(geo.out_row_words, 1)}
         top = (1 << 16) - 1
-        least = {"in": 1, "res": 1, "out": (geo.ho if order else 1) + 1}
+        least = {"in": 1, "res": 1, "out": geo.lif_read_back_rows(order) + 1}
         return {k: max(least[k], min(v, limit or top, top)) for k, v in rings.items()}
 
     def program(self, qlayer, tile: Tile, window: np.ndarray, residual: np.ndarray | None = None,

@@ -55,6 +55,12 @@ class TileGeometry:
     def Px(self) -> int:
         return self.P >> self.pk
 
+    def lif_read_back_rows(self, order: int) -> int:
+        """How many output rows back the LIF reads a neuron's u(t-1), i.e. written: one row
+        in row order (0), a whole timestep's ``ho`` rows in timestep order (1). The output
+        ring must hold these rows plus the one being written."""
+        return self.ho if order else 1
+
     @classmethod
     def of(cls, cfg: HardwareConfig, in_channels: int, rank: int, out_channels: int, height: int,
            width: int, pool: bool, zero_halo: Sequence[bool], pack: int,
