@@ -152,6 +152,11 @@ class Accelerator(wiring.Component):
 
         def inc3(v):
             return Mux(v == 2, 0, v + 1)
+
+        def t_times_next(v, unit, i_last):
+            """``v = t * unit`` at the end of a row: t is the inner loop counter in row
+            order (wraps after the last timestep) and the outer one in timestep order."""
+            return Mux(order, Mux(i_last, v + unit, v), Mux(i_last, 0, v + unit))
         w_aligned = (W & (Px - 1)) == 0
         sub_n = Mux(pool, 4, 1)
         S = Mux(pool, 2, 1)                            # q23 rows per output row
@@ -514,11 +519,9 @@ class Accelerator(wiring.Component):
                                                 Mux(i_last, inc3(e["qm3"]), e["qm3"])))
                     step_b = e["r1base"] + Mux(i_last, (rw1 << 1) + rw1, rw1)
                     m.d.sync += e["r1base"].eq(Mux(step_b >= T3R1, step_b - T3R1, step_b))
-                    # t * unit: t is the inner counter (row outer) or the outer one
-                    t_next = lambda v, unit: Mux(order, Mux(i_last, v + unit, v),  # noqa: E731
-                                                 Mux(i_last, 0, v + unit))
-                    m.d.sync += [e["trw"].eq(t_next(e["trw"], rw1)), e["tr4"].eq(t_next(e["tr4"], rw4)),
-                                 e["tho"].eq(t_next(e["tho"], Ho)), e["coff"].eq(ng)]
+                    m.d.sync += [e["trw"].eq(t_times_next(e["trw"], rw1, i_last)),
+                                 e["tr4"].eq(t_times_next(e["tr4"], rw4, i_last)),
+                                 e["tho"].eq(t_times_next(e["tho"], Ho, i_last)), e["coff"].eq(ng)]
                     # ((q - 3) >> pool) * T, row outer: grows when q moves to a new q23 row pair
                     with m.If(~order & i_last & (e["q"] >= 3) & (~pool | ~e["q"][0])):
                         m.d.sync += e["l4b"].eq(e["l4b"] + T)
@@ -589,10 +592,15 @@ class Accelerator(wiring.Component):
         def tap_row_outside(E):
             """The step's tap row (0: window row q, 2: q + 2) lies outside the layer (zero halo)."""
             return Mux(E["tap"] == 0, (E["q"] == 0) & zt, (E["q"] == H - 1) & zb)
+
+        def neighbour_block(E):
+            """Cluster 3's operand block for E's step (tap 0: the block on the left, tap 2:
+            the one on the right): its index (+1 indexed) and word offset in the row."""
+            left = E["tap"] == 0
+            return Mux(left, E["e"] - 1, E["e"] + 1), Mux(left, E["eoff"] - ng, E["eoff"] + ng)
         base2_b = slot_base(E2, 1)
         base2_a = Mux(E2["tap"] == 0, slot_base(E2, 0), slot_base(E2, 2))
-        nb_e2 = Mux(E2["tap"] == 0, E2["e"] - 1, E2["e"] + 1)      # cluster 3's neighbour block
-        nboff2 = Mux(E2["tap"] == 0, E2["eoff"] - ng, E2["eoff"] + ng)
+        nb_e2, nboff2 = neighbour_block(E2)
         # a tap row outside the layer is not read (its operand is masked to zero at stage a)
         m.d.comb += [line1_a.en.eq(mac2 & (E2["ti"] != 0) & E2["new_op"] & ~tap_row_outside(E2)),
                      line1_a.addr.eq(base2_a + E2["eoff"] + E2["jb"]),
@@ -606,8 +614,7 @@ class Accelerator(wiring.Component):
         # E3's memory reads (STT)
         mac3 = E3["issue"]
         base3 = Mux(E3["seq"][0], rw1, 0)
-        nb_e3 = Mux(E3["tap"] == 0, E3["e"] - 1, E3["e"] + 1)
-        nboff3 = Mux(E3["tap"] == 0, E3["eoff"] - ng, E3["eoff"] + ng)
+        nb_e3, nboff3 = neighbour_block(E3)
         m.d.comb += [row2_b.en.eq(mac3 & E3["new_centre"]),
                      row2_b.addr.eq(base3 + E3["eoff"] + E3["jb"]),
                      row2_c.en.eq(mac3 & (E3["ti"] != 0) & E3["new_op"]),
@@ -802,12 +809,10 @@ class Accelerator(wiring.Component):
                              out_base.eq(Mux(last_o, 0, out_base + out_row_words)),
                              prev_slot.eq(Mux(last_p, 0, prev_slot + 1)),
                              prev_base.eq(Mux(last_p, 0, prev_base + out_row_words))]
-                # t advances with the inner counter (row outer) or the outer one
                 i_last4 = e4[1]
-                t_adv = Mux(order, i_last4, 1)
-                t_wrap = Mux(order, 0, i_last4)
-                with m.If(t_adv):
-                    m.d.sync += [trw4_4.eq(Mux(t_wrap, 0, trw4_4 + rw4)), th4.eq(th4 + H)]
+                m.d.sync += trw4_4.eq(t_times_next(trw4_4, rw4, i_last4))
+                with m.If(Mux(order, i_last4, 1)):          # t advances
+                    m.d.sync += th4.eq(th4 + H)
                 with m.If(~order & i_last4):          # yo advances (row outer)
                     m.d.sync += n4b.eq(n4b + Mux(pool, T << 1, T))
                 with m.If(use_res):
