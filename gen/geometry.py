@@ -18,7 +18,15 @@ from .config import HardwareConfig, ceil_div
 #: RTL (gen.top), the driver's weight layout and the cycle model all follow it.
 TAP_ORDER = (1, 0, 2)
 
-__all__ = ["TileGeometry", "TAP_ORDER"]
+__all__ = ["TileGeometry", "TAP_ORDER", "window_pixels"]
+
+
+def window_pixels(height: int, width: int, zero_halo: Sequence[bool]) -> tuple[int, int]:
+    """``(N1, Z1)``: the window pixels cluster 1 computes per timestep, and the zero-halo
+    pixels it skips (rows and columns of the window outside the layer)."""
+    top, bottom, left, right = (bool(z) for z in zero_halo)
+    n1 = (height + 2 - int(top) - int(bottom)) * (width + 2 - int(left) - int(right))
+    return n1, (height + 2) * (width + 2) - n1
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,7 @@ class TileGeometry:
         ho, wo = (height // 2, width // 2) if pool else (height, width)
         top, bottom, left, right = (bool(z) for z in zero_halo)
         row_px = width + 2 - int(left) - int(right)          # computed pixels of a row
-        n1 = (height + 2 - int(top) - int(bottom)) * row_px
+        n1, z1 = window_pixels(height, width, zero_halo)
         nbe2, cols2 = nb, width
         if mode == "stt":
             nbe2 += int(not left) + int(not right and width % px == 0)
@@ -81,7 +89,7 @@ class TileGeometry:
         ws = cfg.is_weight_stationary("cluster2")
         return cls(p, pack, ng, nb, (nb + 2) * ng, nb * ng, ceil_div(in_channels, p), cw,
                    ceil_div(3 * rank, px), go, ho, wo, 4 if pool else 1, 3 * rank, n1,
-                   (height + 2) * (width + 2) - n1, row_px * cw, wo * go, nbe2, cols2,
+                   z1, row_px * cw, wo * go, nbe2, cols2,
                    cfg.spad_psum_entries if ws else 1, cfg.spad_weight_entries if ws else 1)
 
     @classmethod

@@ -27,7 +27,7 @@ is importable without Amaranth.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -36,7 +36,7 @@ from gen import cyclemodel as cm
 from gen.config import HardwareConfig, ceil_div
 from gen.cyclemodel import TileShape
 from gen.driver import input_row_order
-from gen.geometry import TileGeometry
+from gen.geometry import TileGeometry, window_pixels
 from gen.hostmap import COUNTER_NAMES, host_map
 
 __all__ = ["TileShape", "TileForward", "tile_shape", "tile_forward", "tile_forward_counters",
@@ -94,15 +94,12 @@ def tile_shape(tile, mode: str, schedule: Sequence[bool] | None = None,
 def computed_pixels(s: TileShape) -> tuple[int, int]:
     """``(N1, Z1)`` of docs/host_interface.md: window pixels cluster 1 computes per timestep, and
     the zero-halo pixels it skips."""
-    top, bottom, left, right = (bool(z) for z in s.zero_halo)
-    n1 = (s.height + 2 - top - bottom) * (s.width + 2 - left - right)
-    return n1, (s.height + 2) * (s.width + 2) - n1
+    return window_pixels(s.height, s.width, s.zero_halo)
 
 
 #: per-configuration caches (a HardwareConfig is not hashable: keyed by its content)
 _CFG_CACHE: dict[int, tuple[HardwareConfig, str]] = {}
 _SUBWORDS: dict[str, dict[str, int]] = {}
-_SPAD: dict[tuple[str, TileShape], dict[str, float]] = {}
 
 
 def config_key(cfg: HardwareConfig) -> str:
@@ -175,14 +172,12 @@ class TileForward:
     regions: dict[str, tuple[int, int]]
     event_driven: bool = False
     stt_chain: str = "pipelined"
-    #: counters of the RTL before the idealised adjustment (equal to ``counters`` for the RTL)
-    rtl: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def c1_compute_steps(self) -> float:
-        """Cluster-1 steps on computed pixels (the one step of each zero-halo row excluded)."""
-        zero_rows = int(bool(self.shape.zero_halo[0])) + int(bool(self.shape.zero_halo[1]))
-        return self.counters["c1_busy"] - self.shape.timesteps * zero_rows
+        """Cluster-1 steps on computed pixels (the one step of each zero-halo row excluded):
+        each reads one word of G1 weights."""
+        return self.counters["w1_reads"]
 
 
 def _engines(c: Mapping[str, float], stt_sequential: bool) -> float:
@@ -245,7 +240,7 @@ def tile_forward(cfg: HardwareConfig, tile, mode: str, schedule: Sequence[bool] 
         for k in STALL_COUNTERS:
             c.pop(k, None)
     order = [k for k in COUNTER_NAMES if k in c] + [k for k in c if k not in COUNTER_NAMES]
-    return TileForward(s, {k: c[k] for k in order}, regions, bool(event_driven), stt_chain, rtl)
+    return TileForward(s, {k: c[k] for k in order}, regions, bool(event_driven), stt_chain)
 
 
 def tile_forward_counters(cfg: HardwareConfig, tile, mode: str,
@@ -277,9 +272,6 @@ def _spad_psum_fraction(cfg: HardwareConfig, s: TileShape) -> dict[str, float]:
     """Fraction of the scratchpad reads/writes of clusters 2 and 3 that are partial sums (the
     rest are weights), from the cycle model's own access count (:func:`gen.cyclemodel.row_accesses`); the
     counters themselves come from :func:`gen.cyclemodel.tile_counters`."""
-    key = (config_key(cfg), s)
-    if key in _SPAD:
-        return _SPAD[key]
     g = TileGeometry.of_shape(cfg, s)
     a2 = cm.row_accesses(s.rank, g.Pk, g.Px, g.nbe2, g.chunk_blocks, g.chunk_steps)
     a3 = cm.row_accesses(s.rank, g.Pk, g.Px, g.nb, g.chunk_blocks, g.chunk_steps) if s.mode == "stt" else a2
@@ -287,10 +279,8 @@ def _spad_psum_fraction(cfg: HardwareConfig, s: TileShape) -> dict[str, float]:
     def frac(a, op):
         w, p = a[f"spad_w_{op}"], a[f"spad_p_{op}"]
         return p / (w + p) if w + p else 0.0
-    out = {"c2_rd": frac(a2, "rd"), "c2_wr": frac(a2, "wr"), "c3_rd": frac(a3, "rd"),
-           "c3_wr": frac(a3, "wr")}
-    _SPAD[key] = out
-    return out
+    return {"c2_rd": frac(a2, "rd"), "c2_wr": frac(a2, "wr"), "c3_rd": frac(a3, "rd"),
+            "c3_wr": frac(a3, "wr")}
 
 
 def add_scratchpad_counts(cfg: HardwareConfig, s: TileShape, c: Mapping[str, float], counts) -> None:
@@ -371,16 +361,10 @@ def counters_to_counts(cfg: HardwareConfig, tf: TileForward, counts, memories) -
     _glb(counts, memories, "state_out", "write", mword, c["membrane_writes"])
     _glb(counts, memories, "state_out", "write", p, c["spikes_writes"])
     # the host's side of the region words (writes of cores and input rows, reads of outputs)
-    reg = tf.regions
-    widths = {"w1": wword, "w2": wword, "w3": wword, "w4": wword,
-              "affine": p * (2 * w.affine_scale + mb), "spike_in": cfg.spike_word_bits,
-              "residual": mword, "membrane": mword, "spikes": p}
-    buffers = {"w1": "weight", "w2": "weight", "w3": "weight", "w4": "weight", "affine": "weight",
-               "spike_in": "spike_in", "residual": "residual", "membrane": "state_out",
-               "spikes": "state_out"}
-    for name, (words, _) in reg.items():
+    for name, (words, _) in tf.regions.items():
+        region = cfg.regions[name]
         action = "read" if name in OUTPUT_REGIONS else "write"
-        _glb(counts, memories, buffers[name], action, widths[name], words)
+        _glb(counts, memories, region.buffer, action, region.width_bits, words)
     hb = w.host_data
     counts.add("dram", "read", 1, c["host_words_in"] * hb)
     counts.add("dram", "write", 1, c["host_words_out"] * hb)
