@@ -38,7 +38,8 @@ from .hostmap import HostMap, host_map
 
 __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Driver",
            "plan_layer", "load_manifest_config", "tile_fit", "TileGeometry", "run_tile",
-           "HostBus", "TAP_ORDER", "input_row_order", "output_row_order"]
+           "HostBus", "TAP_ORDER", "input_row_order", "output_row_order", "CoresDoNotFit",
+           "large_weights_config", "plan_layer_any_weights"]
 
 MODE_CODES = {"stt": 0, "ptt": 1, "htt": 2}
 
@@ -163,6 +164,11 @@ def _strip_tiles(out_channels: int, hh: int, ww: int, cout_tile: int, th: int, t
 EXACT_CANDIDATES = 8
 
 
+class CoresDoNotFit(ValueError):
+    """A layer's TT cores exceed the configuration's weight regions: no tiling can run it,
+    it would need weight streaming (which this accelerator version does not have)."""
+
+
 def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_channels: int,
                pool: bool = False, residual: bool = False,
                tile_hw: tuple[int, int] | None = None, mode: str = "ptt",
@@ -192,8 +198,9 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
         if val > top:
             hint = ("; larger ranks need larger weight regions (limits.max_rank) or weight "
                     "streaming, which this accelerator version does not have" if what == "rank" else "")
-            raise ValueError(f"layer {what} = {val} exceeds the configuration's limit {top} "
-                             f"({cfg.name}, limits section){hint}")
+            error = CoresDoNotFit if what == "rank" else ValueError
+            raise error(f"layer {what} = {val} exceeds the configuration's limit {top} "
+                        f"({cfg.name}, limits section){hint}")
     if hh < 1 or ww < 1 or out_channels < 1:
         raise ValueError(f"layer shape must be positive, got H={hh}, W={ww}, Cout={out_channels}")
     if pool and (hh % 2 or ww % 2):
@@ -251,9 +258,10 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
             break
     if not feasible:
         why = max(set(reasons), key=reasons.count) if reasons else "no candidate"
+        cores = why.startswith("region w")
         hint = ("; its TT cores exceed the weight buffer and this accelerator version has no "
-                "weight streaming" if why.startswith("region w") else "")
-        raise ValueError(
+                "weight streaming" if cores else "")
+        raise (CoresDoNotFit if cores else ValueError)(
             f"layer T={t}, Cin={cin}, rank={rank}, Cout={out_channels}, {hh}x{ww} does not fit "
             f"configuration {cfg.name!r} in any tiling: {why}{hint}")
     # the estimate ignores the row order; the exact model times both orders of the best few
@@ -281,6 +289,31 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
                           pk_, od))
     return TilePlan(tuple(tiles), t, cin, out_channels, rank, hh, ww, pool, th_, tw_, cout_tile,
                     pk_, od)
+
+
+def large_weights_config(cfg: HardwareConfig, rank: int, pointwise: int) -> HardwareConfig:
+    """``cfg`` with weight regions large enough for cores of rank ``rank`` and G1/G4 cores of
+    ``pointwise`` weights: only the weight buffer and the rank/pointwise limits grow, the
+    datapath and every other region stay. For timing and costing layers that would need
+    weight streaming, never for generating hardware."""
+    d = cfg.to_dict()
+    d["limits"]["max_rank"] = max(rank + cfg.lanes, d["limits"]["max_rank"])     # + packing slack
+    d["limits"]["max_pointwise_weights"] = max(pointwise + rank * cfg.lanes,
+                                               d["limits"]["max_pointwise_weights"])
+    d["buffers"]["weight"]["bytes"] = 1 << 24
+    return config_from_dict(d, source=f"{cfg.name}+large-weights")
+
+
+def plan_layer_any_weights(cfg: HardwareConfig, in_shape: Sequence[int], rank: int,
+                           out_channels: int, **kw) -> tuple[TilePlan, HardwareConfig, bool]:
+    """:func:`plan_layer` on ``cfg``, or, when only the layer's cores do not fit
+    (:class:`CoresDoNotFit`), on :func:`large_weights_config` of it. Returns the plan, the
+    configuration it is planned on and whether the cores fit ``cfg``."""
+    try:
+        return plan_layer(cfg, in_shape, rank, out_channels, **kw), cfg, True
+    except CoresDoNotFit:
+        big = large_weights_config(cfg, rank, max(int(in_shape[1]), out_channels) * rank)
+        return plan_layer(big, in_shape, rank, out_channels, **kw), big, False
 
 
 @dataclass

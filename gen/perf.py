@@ -29,9 +29,9 @@ from typing import Any, Mapping, Sequence
 from sw.arch import WORKLOADS, WorkloadSpec
 from sw.cli_util import run_cli
 
-from .config import HardwareConfig, config_from_dict, load_config
+from .config import HardwareConfig, load_config
 from .cyclemodel import TileShape, ideal_cycles, tile_counters
-from .driver import plan_layer
+from .driver import plan_layer_any_weights
 
 #: the networks ``--network`` chooses from: the paper's workloads, defined in sw.arch
 NETWORKS: Mapping[str, WorkloadSpec] = WORKLOADS
@@ -42,17 +42,6 @@ _CLUSTER_COUNTERS = {"cluster1": ("c1_busy", "c1_slots"), "cluster2": ("c2_busy"
                      "cluster3": ("c3_busy", "c3_macs"), "cluster4": ("c4_busy", "c4_macs")}
 
 
-def _large_weights_config(cfg: HardwareConfig, rank: int, pointwise: int) -> HardwareConfig:
-    """``cfg`` with weight regions large enough for a layer whose cores do not fit: used only
-    to time such layers (they would need weight streaming, not implemented)."""
-    d = cfg.to_dict()
-    d["limits"]["max_rank"] = max(rank + cfg.lanes, d["limits"]["max_rank"])     # + packing slack
-    d["limits"]["max_pointwise_weights"] = max(pointwise + rank * cfg.lanes,
-                                               d["limits"]["max_pointwise_weights"])
-    d["buffers"]["weight"]["bytes"] = 1 << 24
-    return config_from_dict(d, source=f"{cfg.name}+large-weights")
-
-
 def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
                  schedule: tuple[bool, ...]) -> dict[str, Any]:
     """Cycles, bound and loss breakdown of one TT layer (``sw.arch.ConvSpec``)."""
@@ -60,12 +49,8 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
     h, w = spec.in_hw
     pool = bool(spec.downsample)
     sched = schedule if mode == "htt" else (True,) * timesteps
-    try:
-        tcfg, fits = cfg, True
-        plan = plan_layer(cfg, (timesteps, cin, h, w), rank, cout, pool=pool, mode=mode, schedule=sched)
-    except ValueError:
-        tcfg, fits = _large_weights_config(cfg, rank, max(cin, cout) * rank), False
-        plan = plan_layer(tcfg, (timesteps, cin, h, w), rank, cout, pool=pool, mode=mode, schedule=sched)
+    plan, tcfg, fits = plan_layer_any_weights(cfg, (timesteps, cin, h, w), rank, cout, pool=pool,
+                                              mode=mode, schedule=sched)
     totals: dict[str, int] = {}
     cache: dict[TileShape, dict[str, int]] = {}
     for t in plan:

@@ -285,10 +285,10 @@ def plan_tt_layer(cfg: HardwareConfig, spec, T: int):
     streamed. A layer whose cores exceed the weight buffer (``plan_layer`` raises: the rank
     above ``limits.max_rank`` or a core larger than its region; MS-ResNet34's 512-channel stage)
     is planned on a copy of ``cfg`` whose weight regions are large enough
-    (``gen.perf._large_weights_config``: only the weight buffer and the rank/pointwise limits
-    grow, the datapath and every other region stay) and its cores are charged as streamed from
-    DRAM for every tile (docs/energy_model.md, section 2)."""
-    from gen.driver import plan_layer
+    (:func:`gen.driver.plan_layer_any_weights`: only the weight buffer and the rank/pointwise
+    limits grow, the datapath and every other region stay) and its cores are charged as
+    streamed from DRAM for every tile (docs/energy_model.md, section 2)."""
+    from gen.driver import plan_layer_any_weights
     hi, wi = spec.in_hw
     sched = tuple(spec.schedule) if spec.mode == "htt" else (True,) * T
     key = (config_key(cfg), T, spec.in_channels, hi, wi, spec.rank, spec.out_channels,
@@ -297,14 +297,8 @@ def plan_tt_layer(cfg: HardwareConfig, spec, T: int):
         args = ((T, spec.in_channels, hi, wi), spec.rank, spec.out_channels)
         kw = dict(pool=bool(spec.downsample), residual=has_residual(spec), mode=spec.mode,
                   schedule=sched)
-        try:
-            _PLANS[key] = (plan_layer(cfg, *args, **kw), cfg, False)
-        except ValueError as exc:
-            if "weight" not in str(exc):
-                raise
-            from gen.perf import _large_weights_config
-            big = _large_weights_config(cfg, spec.rank, max(spec.in_channels, spec.out_channels) * spec.rank)
-            _PLANS[key] = (plan_layer(big, *args, **kw), big, True)
+        plan, planned_on, fits = plan_layer_any_weights(cfg, *args, **kw)
+        _PLANS[key] = (plan, planned_on, not fits)
     return _PLANS[key]
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from gen.config import load_config
-from gen.driver import (Driver, LayerOutputs, TileResult, input_row_order, output_row_order,
-                        plan_layer)
+from gen.driver import (CoresDoNotFit, Driver, LayerOutputs, TileResult, input_row_order, output_row_order,
+                        plan_layer, plan_layer_any_weights)
 from sw.golden import golden_layer, golden_tile
 from sw.qlayer import QuantTTLayer
 
@@ -133,9 +133,9 @@ def test_clear_errors():
     drv = Driver(SMALL)
     with pytest.raises(ValueError, match="rank = 9 exceeds"):
         plan_layer(SMALL, (2, 4, 4, 4), rank=9, out_channels=4)
-    with pytest.raises(ValueError, match="limit 80.*weight streaming"):
+    with pytest.raises(CoresDoNotFit, match="limit 80.*weight streaming"):
         plan_layer(PAPER, (6, 512, 6, 6), rank=170, out_channels=512)
-    with pytest.raises(ValueError, match="region w1 .*weight streaming"):
+    with pytest.raises(CoresDoNotFit, match="region w1 .*weight streaming"):
         plan_layer(PAPER, (6, 512, 6, 6), rank=79, out_channels=512)
     with pytest.raises(ValueError, match="even height and width"):
         plan_layer(SMALL, (2, 4, 5, 4), rank=2, out_channels=4, pool=True)
@@ -151,3 +151,19 @@ def test_clear_errors():
         drv.program(q, dataclasses.replace(plan.tiles[0], pack=9), np.zeros((2, 6, 5, 5), int))
     with pytest.raises(FileNotFoundError, match="manifest"):
         Driver("/nonexistent/manifest.json")
+
+
+def test_plan_layer_any_weights_falls_back_only_for_cores():
+    """Layers whose cores exceed the weight regions are planned on a copy with a larger weight
+    buffer (nothing else changes); any other misfit is still an error."""
+    plan, used, fits = plan_layer_any_weights(PAPER, (6, 512, 6, 6), rank=170, out_channels=512)
+    assert not fits and used is not PAPER
+    assert used.limits.max_rank >= 170 and used.buffers["weight"].bytes > PAPER.buffers["weight"].bytes
+    for name in ("spike_in", "interstage", "residual", "state_out"):
+        assert used.buffers[name] == PAPER.buffers[name]
+    assert {t.rank for t in plan} == {170} and sum(t.out_channels for t in plan if t.row0 == t.col0 == 0) == 512
+    plan, used, fits = plan_layer_any_weights(PAPER, (4, 64, 8, 8), rank=16, out_channels=64)
+    assert fits and used is PAPER
+    with pytest.raises(ValueError, match="timesteps T = 9 exceeds") as exc:
+        plan_layer_any_weights(PAPER, (9, 64, 8, 8), rank=16, out_channels=64)
+    assert not isinstance(exc.value, CoresDoNotFit)
