@@ -64,9 +64,9 @@ class TileGeometry:
         return self.P >> self.pk
 
     def lif_read_back_rows(self, order: int) -> int:
-        """How many output rows back the LIF reads a neuron's u(t-1), i.e. written: one row
-        in row order (0), a whole timestep's ``ho`` rows in timestep order (1). The output
-        ring must hold these rows plus the one being written."""
+        """How many output rows before the current one the LIF wrote the u(t-1) it reads back:
+        one row in row order (0), a whole timestep's ``ho`` rows in timestep order (1). The
+        output ring must hold these rows plus the one being written."""
         return self.ho if order else 1
 
     @classmethod
@@ -79,7 +79,7 @@ class TileGeometry:
         cw = ceil_div(in_channels, cfg.spike_word_bits)
         go = ceil_div(out_channels, p)
         ho, wo = (height // 2, width // 2) if pool else (height, width)
-        top, bottom, left, right = (bool(z) for z in zero_halo)
+        left, right = bool(zero_halo[2]), bool(zero_halo[3])
         row_px = width + 2 - int(left) - int(right)          # computed pixels of a row
         n1, z1 = window_pixels(height, width, zero_halo)
         nbe2, cols2 = nb, width

@@ -157,6 +157,7 @@ class Accelerator(wiring.Component):
             """``v = t * unit`` at the end of a row: t is the inner loop counter in row
             order (wraps after the last timestep) and the outer one in timestep order."""
             return Mux(order, Mux(i_last, v + unit, v), Mux(i_last, 0, v + unit))
+
         w_aligned = (W & (Px - 1)) == 0
         sub_n = Mux(pool, 4, 1)
         S = Mux(pool, 2, 1)                            # q23 rows per output row
