@@ -17,7 +17,8 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 __all__ = [
-    "ConfigError", "ClusterShape", "Region", "Widths", "BufferSpec", "Limits", "HardwareConfig",
+    "ConfigError", "ClusterShape", "Region", "Widths", "GradientFormats", "GRADIENT_ROUNDINGS",
+    "BufferSpec", "Limits", "HardwareConfig",
     "load_config", "config_from_dict", "CONFIG_DIR", "BUFFER_NAMES", "DATAFLOWS",
     "LINE1_SLOTS_PER_T", "LINE4_SLOTS_PER_T", "ROW2_SLOTS", "ROW2_ROWS", "ceil_div", "log2",
 ]
@@ -120,6 +121,30 @@ class Widths:
     host_data: int
 
 
+#: Rounding of the backward pass's re-quantisations (docs/numerics.md, "Backward pass"):
+#: round half up, floor (arithmetic shift), or stochastic (a hashed dither, unbiased).
+GRADIENT_ROUNDINGS = ("nearest", "floor", "stochastic")
+
+
+@dataclass(frozen=True)
+class GradientFormats:
+    """Formats of the backward pass (docs/numerics.md, "Backward pass").
+
+    ``width``: every stored gradient (spike, membrane and inter-stage gradients), signed;
+    ``accumulator``: the transposed-core accumulators (G4^T, G3^T/G2^T, G1^T), sized so that
+    they never wrap for the layer limits; ``wgrad_tile``: the weight-gradient accumulators of
+    one tile (never wrap for the largest tile); ``wgrad_batch``: the weight-gradient sums over
+    the tiles and samples of a batch (saturating, saturations counted); ``rounding``: one of
+    :data:`GRADIENT_ROUNDINGS`. The section is optional in a TOML file: these defaults hold
+    for both shipped configurations.
+    """
+    width: int = 16
+    accumulator: int = 36
+    wgrad_tile: int = 40
+    wgrad_batch: int = 48
+    rounding: str = "nearest"
+
+
 @dataclass(frozen=True)
 class BufferSpec:
     """One global buffer: capacity, word width and number of banks."""
@@ -175,6 +200,7 @@ class HardwareConfig:
     widths: Widths
     buffers: Mapping[str, BufferSpec]
     limits: Limits
+    gradients: GradientFormats = GradientFormats()
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -273,6 +299,7 @@ class HardwareConfig:
             "buffers": {n: {k: v for k, v in asdict(b).items() if k != "name"}
                         for n, b in self.buffers.items()},
             "limits": asdict(self.limits),
+            "gradients": asdict(self.gradients),
         }
 
 
@@ -440,6 +467,7 @@ def _validate(cfg: HardwareConfig) -> None:
                               f"too small: the regions of this buffer need {ceil_div(bits, 8)} bytes "
                               f"for the limits (max rank, pointwise weights, output channels), have "
                               f"{cfg.buffers[bname].bytes}", src)
+    _validate_gradients(cfg)
     # the widest tile of the limits must fit the line buffers at T = 1 with one full rank
     # group (one column per block); one input row of it must fit the spike ring
     need_row = cfg.max_window_width
@@ -460,6 +488,43 @@ def _validate(cfg: HardwareConfig) -> None:
             raise ConfigError(f"buffers.{buf}.bytes",
                               f"too small for two rows of one output pixel of the widest layer "
                               f"(2 x {cfg.max_out_groups} words of {p} channels)", src)
+
+
+def _bits_for_count(n: int) -> int:
+    """``ceil(log2(n))``: the extra accumulator bits a sum of ``n`` terms may need."""
+    return max(0, (n - 1).bit_length())
+
+
+def _validate_gradients(cfg: HardwareConfig) -> None:
+    """The backward formats: widths in range and accumulators that never wrap for the limits
+    (docs/numerics.md, "Backward pass": a sum of ``n`` products of ``a``- and ``b``-bit
+    signed values needs ``a + b + ceil(log2 n)`` bits)."""
+    src, g, w, lim = cfg.source, cfg.gradients, cfg.widths, cfg.limits
+    if g.rounding not in GRADIENT_ROUNDINGS:
+        raise ConfigError("gradients.rounding", f"must be one of {GRADIENT_ROUNDINGS}, got {g.rounding!r}", src)
+    for f in ("width", "accumulator", "wgrad_tile", "wgrad_batch"):
+        _require_int("gradients", f, getattr(g, f), minimum=4, maximum=62, source=src)
+    terms = max(lim.max_out_channels, 6 * lim.max_rank, lim.max_rank)
+    need = w.weight + g.width + _bits_for_count(terms)
+    if g.accumulator < need:
+        raise ConfigError("gradients.accumulator",
+                          f"must be >= {need} (weight {w.weight} + gradient {g.width} bits + "
+                          f"ceil(log2 {terms}) for the longest transposed-core sum of the limits), "
+                          f"got {g.accumulator}", src)
+    if g.accumulator < w.affine_scale + g.width:
+        raise ConfigError("gradients.accumulator",
+                          f"must be >= widths.affine_scale + gradients.width "
+                          f"({w.affine_scale + g.width}): the affine gradient product", src)
+    per_tile = lim.max_tile_height * lim.max_tile_width * lim.max_timesteps
+    need = g.width + w.activation + _bits_for_count(per_tile)
+    if g.wgrad_tile < need:
+        raise ConfigError("gradients.wgrad_tile",
+                          f"must be >= {need} (gradient {g.width} + activation {w.activation} bits "
+                          f"+ ceil(log2 {per_tile}) for the pixel-timesteps of the largest tile), "
+                          f"got {g.wgrad_tile}", src)
+    if g.wgrad_batch < g.wgrad_tile:
+        raise ConfigError("gradients.wgrad_batch",
+                          f"must be >= gradients.wgrad_tile ({g.wgrad_tile}): it sums tile results", src)
 
 
 def config_from_dict(data: Mapping[str, Any], source: str | None = None) -> HardwareConfig:
@@ -483,7 +548,7 @@ def config_from_dict(data: Mapping[str, Any], source: str | None = None) -> Hard
         return cls(**values)
 
     known_top = {"name", "clock_mhz", "technology_nm", "clusters", "dataflow", "widths",
-                 "buffers", "limits"}
+                 "buffers", "limits", "gradients"}
     unknown = set(data) - known_top
     if unknown:
         raise ConfigError(sorted(unknown)[0], f"unknown field; allowed: {sorted(known_top)}", source)
@@ -504,8 +569,21 @@ def config_from_dict(data: Mapping[str, Any], source: str | None = None) -> Hard
         widths=build(Widths, "widths", section("widths")),
         buffers=buffers,
         limits=build(Limits, "limits", section("limits")),
+        gradients=_gradient_section(data, source),
         source=source,
     )
+
+
+def _gradient_section(data: Mapping[str, Any], source: str | None) -> GradientFormats:
+    """The optional ``[gradients]`` table: any field left out keeps its default."""
+    values = data.get("gradients", {})
+    if not isinstance(values, Mapping):
+        raise ConfigError("gradients", "must be a table", source)
+    names = [f.name for f in fields(GradientFormats)]
+    unknown = set(values) - set(names)
+    if unknown:
+        raise ConfigError(f"gradients.{sorted(unknown)[0]}", f"unknown field; allowed: {names}", source)
+    return GradientFormats(**values)
 
 
 def load_config(path: str | Path) -> HardwareConfig:

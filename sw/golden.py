@@ -28,7 +28,7 @@ __all__ = [
     "GoldenResult", "golden_tile", "golden_layer", "resolve_widths",
     "sat", "wrap", "rshift", "g1", "g2", "g3", "merge_ptt", "Clusters23", "clusters23", "g4",
     "maxpool2x2", "affine",
-    "add_residual", "lif", "tile_windows",
+    "add_residual", "lif", "tile_windows", "ForwardStages", "forward_stages", "core_weights",
 ]
 
 
@@ -267,14 +267,46 @@ def golden_tile(qlayer: QuantTTLayer, window_spikes: Any, residual: Any | None, 
     else:
         res = None
     full = torch.tensor(qlayer.full_timesteps(t_steps))
+    st = forward_stages(qlayer, x, res, wd, full)
+    if not intermediates:
+        return GoldenResult(spikes=st.spikes, membrane=st.membrane)
+    return GoldenResult(spikes=st.spikes, membrane=st.membrane, q1=st.q1, q23=st.q23, a4=st.a4,
+                        current=st.current)
 
+
+@dataclass(frozen=True)
+class ForwardStages:
+    """Every value of the forward chain of one tile (``[T, ..., C, h, w]``): what
+    :func:`golden_tile` returns part of, and what the backward pass (``sw.golden_backward``)
+    recomputes or keeps. ``clusters`` holds ``a2``/``a3`` and the shifts of step 4."""
+    q1: Tensor
+    clusters: Clusters23
+    q23: Tensor
+    a4: Tensor
+    pooled: Tensor
+    current: Tensor
+    spikes: Tensor
+    membrane: Tensor
+
+
+def core_weights(qlayer: QuantTTLayer) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The four cores of ``qlayer`` as int64 tensors ``w1 [r, Cin]``, ``w2``/``w3 [r, r, 3]``,
+    ``w4 [Cout, r]``."""
+    return tuple(torch.from_numpy(np.array(getattr(qlayer, n))) for n in ("w1", "w2", "w3", "w4"))
+
+
+def forward_stages(qlayer: QuantTTLayer, x: Tensor, res: Tensor | None, wd: Any,
+                   full: Tensor) -> ForwardStages:
+    """Steps 1-9 of docs/numerics.md on a checked window ``x [T, ..., Cin, H + 2, W + 2]``
+    (leading dimensions after ``T``, e.g. samples, are carried through), the residual
+    ``res [T, ..., Cout, Ho, Wo]`` or None, ``full [T]`` the timestep classes."""
     ab, qb, mb, rnd = wd.accumulator, wd.activation, wd.membrane, qlayer.round
-    w1, w2, w3, w4 = (torch.from_numpy(np.array(getattr(qlayer, n))) for n in ("w1", "w2", "w3", "w4"))
+    w1, w2, w3, w4 = core_weights(qlayer)
+    t_steps = x.shape[0]
 
     q1 = sat(rshift(g1(x, w1, ab), qlayer.shift1, rnd), qb)               # [T, r, H+2, W+2]
-    q23 = clusters23(q1, w2, w3, qlayer.mode, qlayer.shift2, qlayer.shift3, rnd, qb, ab,
-                     full).q23                                            # [T, r, H, W]
-    a4 = g4(q23, w4, ab)                                                  # [T, Cout, H, W]
+    c23 = clusters23(q1, w2, w3, qlayer.mode, qlayer.shift2, qlayer.shift3, rnd, qb, ab, full)
+    a4 = g4(c23.q23, w4, ab)                                              # [T, Cout, H, W]
     p = maxpool2x2(a4) if qlayer.pool else a4
 
     scale = torch.from_numpy(np.array(qlayer.scale))                      # [2, Cout]
@@ -285,9 +317,8 @@ def golden_tile(qlayer: QuantTTLayer, window_spikes: Any, residual: Any | None, 
     if res is not None:
         cur = add_residual(cur, res, mb)
     spikes, membrane = lif(cur, qlayer.threshold, qlayer.leak_mul, qlayer.leak_shift, rnd, mb)
-    if not intermediates:
-        return GoldenResult(spikes=spikes, membrane=membrane)
-    return GoldenResult(spikes=spikes, membrane=membrane, q1=q1, q23=q23, a4=a4, current=cur)
+    return ForwardStages(q1=q1, clusters=c23, q23=c23.q23, a4=a4, pooled=p, current=cur,
+                         spikes=spikes, membrane=membrane)
 
 
 def golden_layer(qlayer: QuantTTLayer, spikes: Any, residual: Any | None, widths: Any,
