@@ -42,7 +42,40 @@ def sat(v: Tensor, bits: int) -> Tensor:
 def wrap(v: Tensor, bits: int) -> Tensor:
     """``wrap_b``: keep the low ``bits`` bits, read as two's complement."""
     half = 1 << (bits - 1)
+    if v.numel():
+        lo, hi = torch.aminmax(v)
+        if int(lo) >= -half and int(hi) < half:
+            return v                       # nothing to wrap (the common case): skip the remainder
     return torch.remainder(v + half, 1 << bits) - half
+
+
+_EXACT = 1 << 53     # float64 represents every integer below this exactly
+
+
+def _peak(t: Tensor) -> int:
+    lo, hi = torch.aminmax(t)
+    return max(-int(lo), int(hi))
+
+
+def int_einsum(equation: str, a: Tensor, b: Tensor) -> Tensor:
+    """``torch.einsum`` of two integer tensors, exactly. Computed in float64 (BLAS) when every
+    partial sum is provably below 2^53 (``max|a| * max|b| * terms``), in int64 otherwise: the
+    result is the same integer either way, the float path is many times faster on CPU."""
+    if a.numel() == 0 or b.numel() == 0:
+        return torch.einsum(equation, a, b)
+    ins, out = equation.split("->")
+    sizes: dict[str, int] = {}
+    for spec, shape in zip(ins.split(","), (a.shape, b.shape)):
+        head, _, tail = spec.partition("...")
+        sizes.update(zip(head, shape[:len(head)]))
+        sizes.update(zip(tail, shape[len(shape) - len(tail):]))
+    terms = 1
+    for ch in set(ins.replace(",", "").replace(".", "")) - set(out):
+        terms *= sizes[ch]
+    bound = _peak(a) * _peak(b) * terms
+    if bound >= _EXACT:
+        return torch.einsum(equation, a, b)
+    return torch.einsum(equation, a.double(), b.double()).round().to(torch.int64)
 
 
 def rshift(v: Tensor, shift: int, rnd: int) -> Tensor:
@@ -62,14 +95,14 @@ def rshift(v: Tensor, shift: int, rnd: int) -> Tensor:
 def g1(x: Tensor, w1: Tensor, acc_bits: int) -> Tensor:
     """Cluster 1: 1x1 conv of spikes ``x [..., Cin, Hw, Ww]`` by ``w1 [r, Cin]``, wrapped to
     the accumulator. Returns ``a1 [..., r, Hw, Ww]``."""
-    return wrap(torch.einsum("kc,...chw->...khw", w1, x), acc_bits)
+    return wrap(int_einsum("kc,...chw->...khw", w1, x), acc_bits)
 
 
 def g2(q1: Tensor, w2: Tensor, acc_bits: int) -> Tensor:
     """Cluster 2: 3x1 conv over rows without padding. ``q1 [..., r, H + 2, Wc]`` ->
     ``a2 [..., r, H, Wc]`` (window rows ``1..H``); ``w2 [r_out, r_in, 3]``."""
     h = q1.shape[-2] - 2
-    acc = sum(torch.einsum("kj,...jhw->...khw", w2[:, :, i], q1[..., i:i + h, :]) for i in range(3))
+    acc = sum(int_einsum("kj,...jhw->...khw", w2[:, :, i], q1[..., i:i + h, :]) for i in range(3))
     return wrap(acc, acc_bits)
 
 
@@ -77,7 +110,7 @@ def g3(src: Tensor, w3: Tensor, acc_bits: int) -> Tensor:
     """Cluster 3: 1x3 conv over columns without padding. ``src [..., r, Hr, W + 2]`` ->
     ``a3 [..., r, Hr, W]`` (window columns ``1..W``); ``w3 [r_out, r_in, 3]``."""
     w = src.shape[-1] - 2
-    acc = sum(torch.einsum("kj,...jhw->...khw", w3[:, :, i], src[..., :, i:i + w]) for i in range(3))
+    acc = sum(int_einsum("kj,...jhw->...khw", w3[:, :, i], src[..., :, i:i + w]) for i in range(3))
     return wrap(acc, acc_bits)
 
 
@@ -144,7 +177,7 @@ def clusters23(q1: Tensor, w2: Tensor, w3: Tensor, mode: str, shift2: ShiftOrCho
 
 def g4(q23: Tensor, w4: Tensor, acc_bits: int) -> Tensor:
     """Cluster 4: 1x1 conv ``r -> Cout`` by ``w4 [Cout, r]``, wrapped to the accumulator."""
-    return wrap(torch.einsum("ok,...khw->...ohw", w4, q23), acc_bits)
+    return wrap(int_einsum("ok,...khw->...ohw", w4, q23), acc_bits)
 
 
 def maxpool2x2(a: Tensor) -> Tensor:

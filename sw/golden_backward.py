@@ -131,7 +131,10 @@ def _choose(shift: ShiftOrAuto, bits: int, apply: Callable[[int], Tensor]) -> in
     if shift != "auto":
         return int(shift)
     lim = 1 << (bits - 1)
-    for s in range(0, 63):
+    probe = apply(0)
+    peak = int(probe.abs().max()) if probe.numel() else 0
+    start = max(0, peak.bit_length() - bits - 1)      # below this, even the peak cannot fit
+    for s in range(start, 63):
         v = apply(s)
         if v.numel() == 0 or (int(v.max()) < lim and int(v.min()) >= -lim):
             return s
@@ -245,7 +248,7 @@ def maxpool2x2_grad(g_p: Tensor, argmax: Tensor) -> Tensor:
 
 def g4_t(g_a4: Tensor, w4: Tensor, acc_bits: int) -> Tensor:
     """G4^T (1x1, ``Cout -> r``): ``acc[k] = sum_o w4[o, k] * g[o]``."""
-    return wrap(torch.einsum("ok,...ohw->...khw", w4, g_a4), acc_bits)
+    return wrap(golden.int_einsum("ok,...ohw->...khw", w4, g_a4), acc_bits)
 
 
 def g2_t(g: Tensor, w2: Tensor, acc_bits: int) -> Tensor:
@@ -253,7 +256,7 @@ def g2_t(g: Tensor, w2: Tensor, acc_bits: int) -> Tensor:
     the halo rows -> ``acc [..., r, H, Wc]``: ``acc[j, y] = sum_{k, i} w2[k, j, i] *
     g[k, y + 1 - i]`` (window rows)."""
     h = g.shape[-2] - 2
-    acc = sum(torch.einsum("kj,...khw->...jhw", w2[:, :, i], g[..., 2 - i:2 - i + h, :])
+    acc = sum(golden.int_einsum("kj,...khw->...jhw", w2[:, :, i], g[..., 2 - i:2 - i + h, :])
               for i in range(3))
     return wrap(acc, acc_bits)
 
@@ -261,7 +264,7 @@ def g2_t(g: Tensor, w2: Tensor, acc_bits: int) -> Tensor:
 def g3_t(g: Tensor, w3: Tensor, acc_bits: int) -> Tensor:
     """G3^T (1x3 transposed): ``g [..., r, Hr, W + 2]`` -> ``acc [..., r, Hr, W]``."""
     w = g.shape[-1] - 2
-    acc = sum(torch.einsum("kj,...khw->...jhw", w3[:, :, i], g[..., :, 2 - i:2 - i + w])
+    acc = sum(golden.int_einsum("kj,...khw->...jhw", w3[:, :, i], g[..., :, 2 - i:2 - i + w])
               for i in range(3))
     return wrap(acc, acc_bits)
 
@@ -276,26 +279,26 @@ def g23_t_ptt(g: Tensor, w2: Tensor, w3: Tensor, acc_bits: int) -> Tensor:
 
 def g1_t(g_q1: Tensor, w1: Tensor, acc_bits: int) -> Tensor:
     """G1^T (1x1, ``r -> Cin``): ``acc[c] = sum_k w1[k, c] * g[k]``."""
-    return wrap(torch.einsum("kc,...khw->...chw", w1, g_q1), acc_bits)
+    return wrap(golden.int_einsum("kc,...khw->...chw", w1, g_q1), acc_bits)
 
 
 def wgrad_pointwise(g: Tensor, act: Tensor) -> Tensor:
     """``dW[o, k] = sum_{t, pixels} g[t, b, o] * act[t, b, k]`` per sample: ``[B, O, K]``."""
-    return torch.einsum("tbohw,tbkhw->bok", g, act)
+    return golden.int_einsum("tbohw,tbkhw->bok", g, act)
 
 
 def wgrad_rows(g: Tensor, act: Tensor) -> Tensor:
     """3x1 core: ``dW[k, j, i] = sum g[k, y, x] * act[j, y + i - 1, x]`` with ``g [.., H, W]``
     and ``act [.., H + 2, W]`` (window rows): ``[B, r, r, 3]``."""
     h = g.shape[-2]
-    return torch.stack([torch.einsum("tbkhw,tbjhw->bkj", g, act[..., i:i + h, :])
+    return torch.stack([golden.int_einsum("tbkhw,tbjhw->bkj", g, act[..., i:i + h, :])
                         for i in range(3)], dim=-1)
 
 
 def wgrad_cols(g: Tensor, act: Tensor) -> Tensor:
     """1x3 core: ``dW[k, j, i] = sum g[k, y, x] * act[j, y, x + i - 1]``, ``act [.., H, W + 2]``."""
     w = g.shape[-1]
-    return torch.stack([torch.einsum("tbkhw,tbjhw->bkj", g, act[..., i:i + w])
+    return torch.stack([golden.int_einsum("tbkhw,tbjhw->bkj", g, act[..., i:i + w])
                         for i in range(3)], dim=-1)
 
 

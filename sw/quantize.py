@@ -36,7 +36,7 @@ from sw.qlayer import QuantTTLayer
 
 __all__ = ["ROUNDING_MODES", "LayerContext", "quantize_tt_layer", "float_layer_forward",
            "compare_layer", "fold_batchnorm", "leak_fixed_point", "tt_layer_names",
-           "layer_context", "capture_layer_io", "quantize_model_layer"]
+           "layer_context", "capture_layer_io", "quantize_model_layer", "w4_scales"]
 
 ROUNDING_MODES = ("nearest", "truncate", "stochastic")
 _WIDE = 62  # accumulator width for calibration: wide enough never to wrap
@@ -54,6 +54,14 @@ def round_values(x: Tensor, mode: str, generator: torch.Generator | None = None)
     if mode == "stochastic":
         return torch.floor(x + torch.rand(x.shape, generator=generator, dtype=x.dtype))
     raise ValueError(f"unknown rounding {mode!r}; choose one of {', '.join(ROUNDING_MODES)}")
+
+
+def w4_scales(conv: nn.Module, weight_bits: int) -> Tensor:
+    """Per-output-channel float scale of G4's integer weights (float64 ``[Cout]``): the
+    channel's largest magnitude maps to the largest ``weight_bits`` integer."""
+    g4w = conv.g4.weight.detach().double()[:, :, 0, 0]
+    m4 = g4w.abs().amax(dim=1)
+    return torch.where(m4 > 0, m4 / ((1 << (weight_bits - 1)) - 1), torch.ones_like(m4))
 
 
 def _quantize_tensor(w: Tensor, bits: int, scale: Tensor | float, mode: str,
@@ -202,8 +210,7 @@ def quantize_tt_layer(conv: nn.Module, bn: nn.Module | None, *, tau: float, v_th
 
     s_w1 = scale_of(g1w)
     s_w23 = scale_of(torch.cat([g2w.flatten(), g3w.flatten()]))
-    m4 = g4w.abs().amax(dim=1)
-    s_w4 = torch.where(m4 > 0, m4 / wmax, torch.ones_like(m4))        # [Cout]
+    s_w4 = w4_scales(conv, wb)                                       # [Cout]
     w2 = _quantize_tensor(g2w, wb, s_w23, rounding, gen)
     w3 = _quantize_tensor(g3w, wb, s_w23, rounding, gen)
     w4 = _quantize_tensor(g4w, wb, s_w4[:, None], rounding, gen)

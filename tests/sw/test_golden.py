@@ -429,3 +429,17 @@ def test_integer_chain_equals_float_ttconv_on_integer_weights(mode, stride):
     s, u = lif_multistep(y, tau=1.0, v_threshold=3.0, return_membrane=True)
     assert torch.equal(got.membrane.double(), u)
     assert torch.equal(got.spikes.double(), s)
+
+
+def test_int_einsum_is_exact_on_both_paths():
+    """The float64 fast path is taken only when every partial sum is below 2^53; either way the
+    result is the int64 einsum's."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(-(1 << 15), 1 << 15, (5, 7), generator=g)
+    b = torch.randint(-(1 << 15), 1 << 15, (3, 7, 4, 6), generator=g)
+    want = torch.einsum("kc,...chw->...khw", a, b)
+    assert torch.equal(golden.int_einsum("kc,...chw->...khw", a, b), want)
+    big = torch.full((2, 3), (1 << 30) + 1)             # products ~ 2^60 * 3 terms: int64 path
+    x = torch.full((3, 2), (1 << 29) + 3)
+    assert torch.equal(golden.int_einsum("ij,jk->ik", big, x), torch.einsum("ij,jk->ik", big, x))
+    assert golden.int_einsum("ij,jk->ik", big, x).dtype == torch.int64
