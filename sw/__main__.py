@@ -23,6 +23,7 @@ COMMANDS = {
     "bench": "time one training step of dense, STT, PTT and HTT side by side",
     "quantize": "quantise a trained TT layer to the accelerator's formats and report the error",
     "grad-check": "integer backward pass of a TT layer vs float autograd, on real data",
+    "hw-finetune": "fine-tune with the accelerator's integer forward/backward in the loop, beside float",
 }
 
 

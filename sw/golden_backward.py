@@ -100,8 +100,19 @@ class GradRounding:
         if self.mode not in GRAD_ROUNDINGS:
             raise ValueError(f"gradient rounding must be one of {GRAD_ROUNDINGS}, got {self.mode!r}")
 
-    def shift(self, v: Tensor, s: int, stage: str, index: Callable[[], Tensor] | None) -> Tensor:
-        """``v / 2^s`` rounded; ``s < 0`` is an exact left shift."""
+    def dither(self, stage: str, index: Callable[[], Tensor] | None) -> Tensor | None:
+        """The 32 hashed bits of every element (stochastic rounding only; None otherwise)."""
+        if self.mode != "stochastic":
+            return None
+        if index is None:
+            raise ValueError("stochastic rounding needs the elements' layer coordinates")
+        key = lowbias32(torch.tensor(16 * self.seed + STAGE_IDS[stage]))
+        return lowbias32(index() ^ key)
+
+    def shift(self, v: Tensor, s: int, stage: str, index: Callable[[], Tensor] | None,
+              dither: Tensor | None = None) -> Tensor:
+        """``v / 2^s`` rounded; ``s < 0`` is an exact left shift. ``dither``: the stage's
+        :meth:`dither` bits when already computed (stochastic rounding)."""
         if s <= 0:
             return v * (1 << -s)
         if self.mode == "floor":
@@ -110,11 +121,8 @@ class GradRounding:
             return torch.div(v + (1 << (s - 1)), 1 << s, rounding_mode="floor")
         if s > 32:
             raise ValueError(f"stochastic rounding: shift {s} exceeds the 32 dither bits")
-        if index is None:
-            raise ValueError("stochastic rounding needs the elements' layer coordinates")
-        key = lowbias32(torch.tensor(16 * self.seed + STAGE_IDS[stage]))
-        r = lowbias32(index() ^ key) & ((1 << s) - 1)
-        return torch.div(v + r, 1 << s, rounding_mode="floor")
+        bits = dither if dither is not None else self.dither(stage, index)
+        return torch.div(v + (bits & ((1 << s) - 1)), 1 << s, rounding_mode="floor")
 
 
 def requantize(acc: Tensor, shift: int, bits: int, rnd: GradRounding, stage: str,
@@ -212,16 +220,17 @@ def lif_grad(e: Tensor, spikes: Tensor, window: Tensor, *, height_mul: int, heig
     ``d[t] = sat_G( m[t] ? round(e[t] * height_mul / 2^height_shift) : 0
     + (s[t] ? 0 : round(d[t+1] * leak_mul / 2^leak_shift)) )``, ``d[T] = 0``."""
     steps = e.shape[0]
-    idx = index() if (index is not None and rnd.mode == "stochastic") else None
-    at = (lambda t: (lambda: idx[t])) if idx is not None else (lambda t: None)  # noqa: E731
+    h_bits, l_bits = rnd.dither("height", index), rnd.dither("leak", index)
     d_next = torch.zeros_like(e[0])
     out, n_sat = [], 0
     for t in reversed(range(steps)):
         direct = torch.where(window[t].bool(),
-                             rnd.shift(e[t] * height_mul, height_shift, "height", at(t)),
+                             rnd.shift(e[t] * height_mul, height_shift, "height", None,
+                                       None if h_bits is None else h_bits[t]),
                              torch.zeros_like(e[t]))
         through = torch.where(spikes[t].bool(), torch.zeros_like(d_next),
-                              rnd.shift(d_next * leak_mul, leak_shift, "leak", at(t)))
+                              rnd.shift(d_next * leak_mul, leak_shift, "leak", None,
+                                        None if l_bits is None else l_bits[t]))
         v = direct + through
         d_next = sat(v, bits)
         n_sat += int((d_next != v).sum())
@@ -382,9 +391,13 @@ class _Stage:
     sats: dict[str, int] = field(default_factory=dict)
 
     def requant(self, stage: str, acc: Tensor, index: Callable[[], Tensor]) -> Tensor:
-        s = _choose(self.params.shift(stage), self.gb, lambda s: self.rnd.shift(acc, s, stage, index))
+        dither = self.rnd.dither(stage, index)            # hashed once per stage
+        rounded = lambda s: self.rnd.shift(acc, s, stage, index, dither)   # noqa: E731
+        s = _choose(self.params.shift(stage), self.gb, rounded)
         self.used[stage] = s
-        q, self.sats[stage] = requantize(acc, s, self.gb, self.rnd, stage, index)
+        v = rounded(s)
+        q = sat(v, self.gb)
+        self.sats[stage] = int((q != v).sum())
         return q
 
 
@@ -477,10 +490,11 @@ def _ptt_backward(g_q23: Tensor, q1: Tensor, w2: Tensor, w3: Tensor, full: Tenso
     acc = g23_t_ptt(g_a, w2, w3, st.gacc)                            # [T, B, r, H, W]
     bypass = g_q23[..., 1:h + 1, 1:w + 1]
     idx = st.coords.pre_pool(acc.shape, 0, 0)
+    dither = st.rnd.dither("g23t", idx)
 
     def rounded(s: int) -> Tensor:
-        return torch.where(fmask, st.rnd.shift(acc, s, "g23t", idx),
-                           st.rnd.shift(bypass, s - shift3 - 1, "g23t", idx))
+        return torch.where(fmask, st.rnd.shift(acc, s, "g23t", idx, dither),
+                           st.rnd.shift(bypass, s - shift3 - 1, "g23t", idx, dither))
 
     s = _choose(st.params.shift("g23t"), st.gb, rounded)
     st.used["g23t"] = s
