@@ -124,12 +124,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         write(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
+        # a writer that reports a full disk in its own words (torch.save to a path: a C++
+        # "unexpected pos" trace) is recognised by the free space left while its file is there
+        full = not isinstance(exc, (OSError, KeyboardInterrupt)) and _nearly_full(path.parent)
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if full:
+            raise _explain(os_error(OSError, errno.ENOSPC, os.strerror(errno.ENOSPC)), path) from exc
         if isinstance(exc, OSError) and not str(exc).startswith(f"cannot write {path}"):
             raise _explain(exc, path) from None
         raise
     return path
+
+
+def _nearly_full(directory: Path, margin: int = 1 << 20) -> bool:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < margin
 
 
 def _umask() -> int:

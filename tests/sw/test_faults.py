@@ -531,3 +531,12 @@ def test_buffers_beyond_what_is_built_and_costed_are_refused(tmp_path):
         load_config(bad)
     assert str(bad) in str(err.value)
     assert MAX_BUFFER_BYTES == 16 * 2 ** 20
+
+
+def test_torch_save_to_a_full_tmpfs_is_recognised_as_a_full_disk(small_tmpfs):
+    """Writers that call torch.save on a path (the event-frame cache) get the same line, not
+    torch's C++ "unexpected pos" trace."""
+    target = small_tmpfs / "frames.pt"
+    with pytest.raises(OSError, match=f"cannot write {target}: No space left on device"):
+        sw.fileio.atomic_write(target, lambda tmp: torch.save(torch.zeros(200_000), tmp))
+    assert list(small_tmpfs.iterdir()) == []
