@@ -47,12 +47,14 @@ def os_error(cls: type[OSError], code: int, message: str) -> OSError:
 
 def _temp_owner_alive(name: str, target: str) -> bool | None:
     """Whether the process that created temp file ``name`` (for ``target``) may still write it
-    (None: old naming without a pid, owner unknown)."""
-    middle = name[len(f".{target}."):-len(".tmp")]
-    pid_text, sep, _ = middle.partition(".")
-    if not sep or not pid_text.isdigit():
+    (None: old naming without a pid, owner unknown). A name of another target's temp file
+    that the glob also matched (``.a.pt.json.<pid>.<r>.tmp`` for ``a.pt``) counts as alive."""
+    parts = name[len(f".{target}."):-len(".tmp")].split(".")
+    if len(parts) == 1:
         return None
-    pid = int(pid_text)
+    if len(parts) != 2 or not parts[0].isdigit():
+        return True  # not a temp of this target: leave it
+    pid = int(parts[0])
     if pid == os.getpid():
         return True  # ours (another thread of this process may be writing it)
     try:
@@ -71,7 +73,7 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     removed = []
     try:
-        candidates = list(path.parent.glob(f".{glob_escape(path.name)}.*.tmp"))
+        candidates = list(path.parent.glob(f".{_glob_escape(path.name)}.*.tmp"))
     except OSError:
         return removed
     for tmp in candidates:
@@ -90,7 +92,7 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def glob_escape(name: str) -> str:
+def _glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
 
 
