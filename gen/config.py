@@ -26,6 +26,9 @@ __all__ = [
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 #: Global buffers every configuration must define, and what they hold.
+#: The largest global buffer a configuration may declare (the large-weights costing
+#: configuration of gen.driver uses exactly this much).
+MAX_BUFFER_BYTES = 1 << 24
 BUFFER_NAMES: Mapping[str, str] = MappingProxyType({
     "weight": "TT cores G1..G4, folded-BatchNorm scales and biases",
     "spike_in": "ring of input spike rows, written by the host while the tile runs",
@@ -409,6 +412,12 @@ def _validate(cfg: HardwareConfig) -> None:
                           f"unknown buffer; allowed: {sorted(BUFFER_NAMES)}", src)
     for name, b in cfg.buffers.items():
         _require_int(f"buffers.{name}", "bytes", b.bytes, source=src)
+        if b.bytes > MAX_BUFFER_BYTES:
+            raise ConfigError(f"buffers.{name}.bytes",
+                              f"must be <= {MAX_BUFFER_BYTES} (16 MiB), got {b.bytes}: the RTL builds only the "
+                              "regions the limits need, while the energy model charges the whole configured "
+                              "size (CACTI figures fitted up to 256 KB), so a buffer this large would be costed "
+                              "for memory the hardware does not have", src)
         _require_int(f"buffers.{name}", "width_bits", b.width_bits, minimum=8, source=src)
         _require_int(f"buffers.{name}", "banks", b.banks, source=src)
         if not _is_pow2(b.width_bits):

@@ -150,9 +150,24 @@ class EnergyTable:
 
 
 def _need(d: Mapping, key: str, where: str) -> Any:
+    if not isinstance(d, Mapping):
+        raise ValueError(f"energy table {where}: expected a mapping with field {key!r}, got {d!r}")
     if key not in d:
         raise ValueError(f"energy table {where}: missing field {key!r}")
     return d[key]
+
+
+def _num(d: Mapping, key: str, where: str, integer: bool = False, value: Any = None) -> float:
+    """Field ``key`` of ``d`` (or ``value`` when given) as a finite number (int when
+    ``integer``); anything else is a ValueError naming the file, entry and field."""
+    v = _need(d, key, where) if value is None else value
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if ok and integer and not float(v).is_integer():
+        ok = False
+    if not ok:
+        kind = "an integer" if integer else "a finite number"
+        raise ValueError(f"energy table {where}: field {key!r} must be {kind}, got {v!r}")
+    return int(v) if integer else float(v)
 
 
 def load_energy_table(path: str | Path | None = None) -> EnergyTable:
@@ -177,9 +192,9 @@ def load_energy_table(path: str | Path | None = None) -> EnergyTable:
             raise ValueError(f"{where}: treatment must be published|scaled|calibrated")
         if e["treatment"] != "published" and "rule" not in e and "range" not in e:
             raise ValueError(f"{where}: a {e['treatment']} entry must give its rule or range")
-        if float(e["energy"]) < 0:
+        if _num(e, "energy", where) < 0:
             raise ValueError(f"{where}: energy must be >= 0, got {e['energy']}")
-        prims[(e["op"], int(e["bits"]))] = float(e["energy"])
+        prims[(e["op"], _num(e, "bits", where, integer=True))] = _num(e, "energy", where)
         entries.append(dict(e, kind="primitive"))
     acts: dict[tuple[str, str, int], float] = {}
     for i, e in enumerate(_need(data, "actions", str(p))):
@@ -187,15 +202,20 @@ def load_energy_table(path: str | Path | None = None) -> EnergyTable:
         for f in ("component", "action", "bits", "compose", "source"):
             _need(e, f, where)
         total = 0.0
+        if not isinstance(e["compose"], Mapping):
+            raise ValueError(f"energy table {where}: field 'compose' must map primitive/bits to a count")
         for term, n in e["compose"].items():
-            op, _, b = term.partition("/")
+            op, _, b = str(term).partition("/")
+            if b and not b.isdigit():
+                raise ValueError(f"energy table {where}: compose term {term!r} must be 'primitive/bits'")
             prim = (op, int(b or 0))
+            n = _num(e["compose"], term, f"{where} compose")
             if prim not in prims:
                 raise ValueError(f"{where}: composes unknown primitive {term!r}")
             if n < 0:
                 raise ValueError(f"{where}: negative multiplicity for {term!r}")
             total += n * prims[prim]
-        key = (e["component"], e["action"], int(e["bits"]))
+        key = (e["component"], e["action"], _num(e, "bits", where, integer=True))
         if key in acts:
             raise ValueError(f"{where}: duplicate action {key}")
         acts[key] = total
@@ -205,21 +225,25 @@ def load_energy_table(path: str | Path | None = None) -> EnergyTable:
     for x in pts:
         for f in ("kbytes", "bits", "read", "write", "leakage_mw", "source", "treatment"):
             _need(x, f, f"{p} sram.size_points")
+        for f in ("kbytes", "bits", "read", "write", "leakage_mw"):
+            _num(x, f, f"{p} sram.size_points[kbytes={x.get('kbytes')}]")
         if x["bits"] != 256:
             raise ValueError(f"{p}: sram.size_points are per 256-bit access")
         entries.append(dict(x, kind="sram"))
-    ratios = {int(x["bits"]): (float(x["read"]), float(x["write"]))
+    ratios = {_num(x, "bits", f"{p} sram.width_ratios", integer=True):
+              (_num(x, "read", f"{p} sram.width_ratios[bits={x.get('bits')}]"),
+               _num(x, "write", f"{p} sram.width_ratios[bits={x.get('bits')}]"))
               for x in _need(sram, "width_ratios", f"{p} sram")}
     lf = _need(sram, "leakage_factor", f"{p} sram")
     dram_d = _need(data, "dram", str(p))
     dram = {}
     for a in ("read", "write"):
         d = _need(dram_d, a, f"{p} dram")
-        if int(d["bits"]) != 1:
+        if _num(d, "bits", f"{p} dram.{a}", integer=True) != 1:
             raise ValueError(f"{p}: dram energies are per bit (bits: 1)")
-        dram[a] = float(d["energy"])
+        dram[a] = _num(d, "energy", f"{p} dram.{a}")
         entries.append(dict(d, kind="dram", action=a))
-    return EnergyTable(name=str(data.get("name", p.stem)), node_nm=int(_need(data, "node_nm", str(p))),
+    return EnergyTable(name=str(data.get("name", p.stem)), node_nm=_num(data, "node_nm", str(p), integer=True),
                        primitives=prims, actions=acts, sram_points=pts, width_ratios=ratios,
-                       leakage_factor=float(lf["value"]), dram=dram, entries=tuple(entries),
+                       leakage_factor=_num(lf, "value", f"{p} sram.leakage_factor"), dram=dram, entries=tuple(entries),
                        source=str(p))

@@ -7,33 +7,82 @@ A checkpoint is a dict saved with ``torch.save``::
      "optimizer": ..., "scheduler": ..., "epoch": int (epochs completed),
      "rng": {"torch": ByteTensor, "numpy": {...}, "python": tuple},
      "config": {...} (the training configuration), "metrics": [per-epoch dicts],
-     "extra": {...} (e.g. what decompose or export reports)}
+     "extra": {...} (e.g. what decompose or export reports),
+     "env": {"threads", "torch", "numpy", "python", "machine"} (what decides bit-exact resumption),
+     "sha256": hex digest of everything above (see :func:`payload_digest`)}
 
 Everything in it is a tensor or plain Python data, so it loads with ``weights_only=True``
 (no code runs on load). Writes go to a temporary file in the same directory and are renamed
 over the target (``os.replace``), so an interrupted write never leaves a half file under the
 real name. A truncated file, a file that is not a checkpoint, or a checkpoint of another
-format version gives a ``ValueError`` that says so.
+format version gives a ``ValueError`` that says so; so does a file whose content no longer
+matches its ``sha256`` (bytes overwritten after it was written: torch's zip container does
+not notice). A checkpoint written before checksums existed loads with a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import pickle
+import platform
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from sw.fileio import atomic_write, atomic_write_text  # atomic_write_text re-exported: model/ imports it from here
+from sw.fileio import atomic_write_bytes, atomic_write_text  # atomic_write_text re-exported: model/ imports it from here
 
 __all__ = ["FORMAT", "VERSION", "save_checkpoint", "load_checkpoint", "load_model", "build_model",
-           "rng_state", "set_rng_state", "atomic_write_text"]
+           "rng_state", "set_rng_state", "atomic_write_text", "payload_digest", "run_environment",
+           "CheckpointWarning"]
 
 FORMAT = "ttsnn-kit/checkpoint"
 VERSION = 1
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint loads, but something about it deserves attention (e.g. no checksum)."""
+
+
+def run_environment() -> dict[str, Any]:
+    """What decides whether a resumed run repeats an uninterrupted one bit for bit: the
+    intra-op thread count (float sums are split differently), and the library versions."""
+    return {"threads": torch.get_num_threads(), "torch": str(torch.__version__), "numpy": str(np.__version__),
+            "python": platform.python_version(), "machine": platform.machine()}
+
+
+def _feed(h, obj: Any) -> None:
+    """Hash ``obj`` canonically: the same content gives the same bytes, whatever the dict
+    order or list/tuple spelling after a save/load round trip."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(b"D%d" % len(obj))
+        for key in sorted(obj, key=lambda k: (type(k).__name__, repr(k))):
+            _feed(h, key)
+            _feed(h, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"L%d" % len(obj))
+        for item in obj:
+            _feed(h, item)
+    elif obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+        h.update(f"P{type(obj).__name__}:{obj!r}\0".encode())
+    else:  # save_checkpoint only stores the types above; anything else is a bug here
+        raise TypeError(f"payload_digest: unexpected {type(obj).__name__} in a checkpoint")
+
+
+def payload_digest(payload: dict[str, Any]) -> str:
+    """SHA-256 over every field of a checkpoint but ``sha256`` itself, tensors by their bytes."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in payload.items() if k != "sha256"})
+    return h.hexdigest()
 
 
 def rng_state() -> dict[str, Any]:
@@ -69,8 +118,14 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, *, optimize
         "epoch": int(epoch),
         "rng": rng_state() if with_rng else None,
         "config": config or {}, "metrics": list(metrics or []), "extra": extra or {},
+        "env": run_environment(),
     }
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    payload["sha256"] = payload_digest(payload)
+    # serialised in memory, then written by Python: a full disk is an OSError naming the file
+    # (torch writing to a path reports it as a C++ "unexpected pos" trace)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return atomic_write_bytes(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -99,10 +154,27 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if ckpt.get("version") != VERSION:
         raise ValueError(f"{path}: checkpoint format version {ckpt.get('version')!r}, "
                          f"this code reads version {VERSION}")
+    _verify_digest(path, ckpt)
     model = ckpt.get("model")
     if not isinstance(model, dict) or not isinstance(model.get("hparams"), dict) or "state_dict" not in model:
         raise ValueError(f"{path}: checkpoint has no model hparams/state_dict")
     return ckpt
+
+
+def _verify_digest(path: Path, ckpt: dict[str, Any]) -> None:
+    recorded = ckpt.get("sha256")
+    if recorded is None:
+        warnings.warn(f"{path}: checkpoint has no checksum (written before checksums existed); "
+                      "its content cannot be verified", CheckpointWarning, stacklevel=3)
+        return
+    try:
+        actual = payload_digest(ckpt)
+    except TypeError:
+        actual = None
+    if actual != recorded:
+        raise ValueError(f"{path}: checkpoint is damaged: its content does not match the sha256 recorded "
+                         "when it was written (bytes were changed on disk or in a copy). Use an intact "
+                         "copy or re-create it; nothing was changed.")
 
 
 def build_model(hparams: dict) -> torch.nn.Module:

@@ -10,7 +10,13 @@ and overridden by command-line flags. :func:`train` runs it:
 * after every epoch, ``<out>/last.pt`` (model, optimiser, scheduler, epoch, RNG states,
   metrics) and ``<out>/metrics.jsonl`` are rewritten atomically;
 * ``resume=True`` continues from ``<out>/last.pt`` and reaches the same weights as a run that
-  was never interrupted; a damaged or foreign checkpoint is an error, never a fresh start;
+  was never interrupted, at the thread count and library versions the checkpoint records
+  (it adopts the recorded thread count unless ``threads`` says otherwise; a difference is
+  warned about); a damaged or foreign checkpoint is an error, never a fresh start;
+* ``resume=True`` with more ``epochs`` than a finished run had extends it (a 'constant'
+  schedule continues exactly as a longer run would; a 'cosine' one restarts its annealing
+  from ``lr`` over the added epochs, as in SGDR);
+* an ``out`` that holds a run is never overwritten without ``resume`` or ``force``;
 * ``init_from`` starts from the model of another checkpoint (e.g. the TT model written by
   ``python -m sw decompose``) with a fresh optimiser: fine-tuning.
 """
@@ -18,11 +24,14 @@ and overridden by command-line flags. :func:`train` runs it:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
+import re
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -31,9 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from sw.checkpoint import load_checkpoint, load_model, save_checkpoint, set_rng_state
+from sw.checkpoint import load_checkpoint, load_model, run_environment, save_checkpoint, set_rng_state
 from sw.data import DataInfo, augment_crop_flip, load_dataset
-from sw.fileio import atomic_write_json, atomic_write_text
+from sw.fileio import atomic_write_json, atomic_write_text, os_error, remove_stale_temps
 
 __all__ = ["TrainConfig", "load_config", "config_from_dict", "train", "evaluate", "build_from_config",
            "SCHEDULERS"]
@@ -208,23 +217,102 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+# what a resumed run must share with its checkpoint (epochs may grow: an extension)
 _RESUME_KEYS = ("arch", "mode", "ranks", "timesteps", "schedule", "downsample", "dataset", "data_path", "size",
-                "split_by", "augment", "lr", "momentum", "weight_decay", "scheduler", "epochs", "batch_size",
+                "split_by", "augment", "lr", "momentum", "weight_decay", "scheduler", "batch_size",
                 "seed", "init_from", "max_train_samples", "max_test_samples")
+# the files a run writes into its directory; any of them means the directory holds a run
+_RUN_FILES = ("last.pt", "metrics.jsonl", "summary.json")
+_OUT_FILES = _RUN_FILES + ("config.json",)
+
+
+def _stderr_warning(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+def _check_out_dir(cfg: "TrainConfig", out: Path, resume: bool, force: bool) -> None:
+    """Refuse to write onto an existing run unless asked (``resume`` or ``force``)."""
+    if resume and force:
+        raise ValueError("--resume continues the run in --out, --force replaces it: give one of them")
+    if out.exists() and not out.is_dir():
+        raise os_error(NotADirectoryError, errno.ENOTDIR,
+                       f"--out {out} is a file; the run directory must be a directory (choose another --out)")
+    if cfg.init_from and (out / "last.pt").resolve() == Path(cfg.init_from).resolve():
+        raise ValueError(f"--init-from {cfg.init_from} is the checkpoint this run would overwrite; "
+                         "use --resume to continue that run, or choose another --out")
+    present = [name for name in _RUN_FILES if (out / name).exists()]
+    if present and not resume and not force:
+        raise os_error(FileExistsError, errno.EEXIST,
+                       f"--out {out} already holds a training run ({', '.join(present)}); pass --resume to "
+                       "continue it (with a larger --epochs to extend it), --force to replace it, "
+                       "or choose another --out")
+
+
+def _check_environment(saved: dict | None, threads_given: bool, warn: Callable[[str], None]) -> None:
+    """Warn when the resumed run cannot repeat the uninterrupted one bit for bit."""
+    if not saved:
+        warn("the checkpoint records no thread count or library versions (written by an older "
+             "version); the resumed run may differ slightly from an uninterrupted one")
+        return
+    now = run_environment()
+    diffs = [f"{k} {saved.get(k)} -> {now[k]}" for k in ("threads", "torch", "numpy", "python", "machine")
+             if saved.get(k) != now[k]]
+    if diffs:
+        hint = (f"; use --threads {saved.get('threads')} for an exact resume"
+                if saved.get("threads") != now["threads"] and threads_given else "")
+        warn(f"resuming with other settings than the checkpoint was written with ({', '.join(diffs)}): "
+             f"the result will not be bit-identical to an uninterrupted run{hint}")
+
+
+def _resume_epochs(cfg: "TrainConfig", saved_epochs: int, done: int) -> bool:
+    """Check ``cfg.epochs`` against the checkpoint's plan; True when it extends a finished run."""
+    if cfg.epochs < done:
+        raise ValueError(f"--resume: the run already completed {done} epochs; --epochs {cfg.epochs} is fewer "
+                         f"(use --epochs {done} or more)")
+    if cfg.epochs == saved_epochs:
+        return False
+    if done < saved_epochs and cfg.scheduler == "cosine":
+        raise ValueError(f"--resume: the run stopped after epoch {done} of {saved_epochs} with a cosine schedule "
+                         f"over {saved_epochs} epochs; finish it first (--epochs {saved_epochs}), then "
+                         f"extend it with --resume --epochs {cfg.epochs}")
+    return cfg.epochs > saved_epochs and done == saved_epochs
+
+
+_ALLOC = re.compile(r"tried to allocate (\d+) bytes")
+
+
+@contextmanager
+def _out_of_memory_is_a_clear_error(cfg: "TrainConfig", where: Callable[[], str]):
+    """Turn an allocator failure (a C++ trace from torch, or MemoryError) into one line saying
+    what to change; nothing written so far is touched."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        text = str(exc)
+        if not isinstance(exc, MemoryError) and not any(
+                k in text for k in ("can't allocate memory", "not enough memory", "out of memory")):
+            raise
+        m = _ALLOC.search(text)
+        asked = f" (an allocation of {int(m.group(1)) / 2 ** 30:.3g} GiB failed)" if m else ""
+        raise os_error(OSError, errno.ENOMEM,
+                       f"out of memory {where()}{asked}: lower --batch-size (now {cfg.batch_size}) or "
+                       f"--eval-batch-size (now {cfg.eval_batch_size}), or use fewer --timesteps or a smaller "
+                       "model; checkpoints already written are intact (continue with --resume)") from None
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
-          log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) the training of ``cfg``; returns the final summary (also written to
-    ``<out>/summary.json``)."""
-    from tqdm import tqdm
-
+          log: Callable[[str], None] = print, force: bool = False,
+          warn: Callable[[str], None] = _stderr_warning) -> dict[str, Any]:
+    """Run (or resume, or extend) the training of ``cfg``; returns the final summary (also
+    written to ``<out>/summary.json``). ``force`` replaces a run already in ``cfg.out``."""
     cfg.validate()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     ckpt_path = out / "last.pt"
-    resumed = None
+    _check_out_dir(cfg, out, resume, force)
+    for name in _OUT_FILES:  # temporaries of writes interrupted by a kill
+        remove_stale_temps(out / name)
+    resumed, extending = None, False
+    threads_given = cfg.threads is not None
     if resume:
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}; run without --resume to start, "
@@ -235,23 +323,45 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         if diff:
             raise ValueError(f"--resume: the configuration differs from the checkpoint's in {diff} "
                              "(saved, now); resume with the same settings or start a new --out directory")
-
-    model, train_set, test_set, info, init_meta = build_from_config(cfg)
+        extending = _resume_epochs(cfg, int(saved.get("epochs", cfg.epochs)), int(resumed["epoch"]))
+        env = resumed.get("env")
+        if not threads_given and env and env.get("threads"):
+            cfg = dataclasses.replace(cfg, threads=int(env["threads"]))  # the thread count of the run
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if resumed is not None:
+        _check_environment(resumed.get("env"), threads_given, warn)
+    with _out_of_memory_is_a_clear_error(cfg, lambda: "while building the model and data"):
+        model, train_set, test_set, info, init_meta = build_from_config(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-                 if cfg.scheduler == "cosine" else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0))
+    scheduler = _make_scheduler(cfg, optimizer, cfg.epochs)
     metrics: list[dict] = []
     start_epoch = 0
+    history = {"extended_at": []}
     if resumed is not None:
         model.load_state_dict(resumed["model"]["state_dict"])
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
         start_epoch = int(resumed["epoch"])
         metrics = list(resumed["metrics"])
+        history["extended_at"] = list((resumed.get("extra") or {}).get("extended_at") or [])
         if resumed.get("rng"):
             set_rng_state(resumed["rng"])
+        if extending:
+            history["extended_at"].append(start_epoch)
+            if cfg.scheduler == "cosine":
+                for group in optimizer.param_groups:
+                    group["lr"] = group["initial_lr"]
+                scheduler = _make_scheduler(cfg, optimizer, cfg.epochs - start_epoch)
+                log(f"extending the finished {start_epoch}-epoch run to {cfg.epochs} epochs: the cosine schedule "
+                    f"restarts at lr {cfg.lr} over the {cfg.epochs - start_epoch} added epochs")
+            else:
+                log(f"extending the finished {start_epoch}-epoch run to {cfg.epochs} epochs")
         log(f"resuming {ckpt_path} after epoch {start_epoch}/{cfg.epochs}")
+    elif force:
+        for name in _RUN_FILES:  # asked to replace: no file of the old run may mix with the new one
+            (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", cfg.to_dict())
 
@@ -263,41 +373,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         f"{len(test_set)} test samples, T={cfg.timesteps}, {n_params:,} parameters (incl. BN), out={out}")
     t_run = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
-        gen = _epoch_generator(cfg.seed, epoch)
-        order = torch.randperm(len(train_set), generator=gen).tolist()
-        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers)
-        lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        total_loss, correct, n, batch_time = 0.0, 0, 0, 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress,
-                   file=sys.stderr)
-        for x, y in bar:
-            t0 = time.perf_counter()
-            if info.augment:
-                x = augment_crop_flip(x, gen)
-            outp = model(_to_model_input(x, info))
-            loss = F.cross_entropy(outp, y)
-            if not torch.isfinite(loss):
-                raise ValueError(f"loss became {loss.item()} in epoch {epoch + 1}; lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            batch_time += time.perf_counter() - t0
-            total_loss += loss.item() * y.shape[0]
-            correct += int((outp.argmax(1) == y).sum())
-            n += int(y.shape[0])
-            bar.set_postfix(loss=f"{total_loss / n:.3f}", acc=f"{correct / n:.3f}")
-        scheduler.step()
-        test = evaluate(model, test_set, info, cfg.eval_batch_size, progress, desc="test")
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / n, "train_acc": correct / n,
-               "test_loss": test["loss"], "test_acc": test["acc"],
-               "time_per_batch_s": batch_time / max(len(loader), 1), "epoch_time_s": batch_time}
+        with _out_of_memory_is_a_clear_error(cfg, lambda: f"in epoch {epoch + 1}"):
+            row = _train_epoch(cfg, model, optimizer, scheduler, train_set, test_set, info, epoch, progress)
         metrics.append(row)
         save_checkpoint(ckpt_path, model, optimizer=optimizer, scheduler=scheduler, epoch=epoch + 1,
                         config=cfg.to_dict(), metrics=metrics,
-                        extra={"data": dataclasses.asdict(info), "init_from": init_meta})
+                        extra={"data": dataclasses.asdict(info), "init_from": init_meta, **history})
         atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics))
-        log(f"epoch {epoch + 1}/{cfg.epochs}  lr {lr:.4g}  train loss {row['train_loss']:.4f} "
+        log(f"epoch {epoch + 1}/{cfg.epochs}  lr {row['lr']:.4g}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_acc']:.4f}  test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}  "
             f"{row['time_per_batch_s'] * 1e3:.1f} ms/batch")
     final = metrics[-1] if metrics else {}
@@ -306,8 +389,51 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                "final_test_acc": final.get("test_acc"), "final_train_acc": final.get("train_acc"),
                "best_test_acc": max((m["test_acc"] for m in metrics), default=None),
                "chance_acc": 1.0 / info.num_classes, "parameters": n_params,
-               "wall_time_s": time.perf_counter() - t_run, "resumed_from_epoch": start_epoch if resumed else None}
+               "wall_time_s": time.perf_counter() - t_run, "resumed_from_epoch": start_epoch if resumed else None,
+               "extended_at_epochs": history["extended_at"]}
     atomic_write_json(out / "summary.json", summary)
     log(f"done: test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f}, "
         f"chance {summary['chance_acc']:.3f}); checkpoint {ckpt_path}")
     return summary
+
+
+def _make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, span: int):
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=span)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
+
+
+def _train_epoch(cfg: TrainConfig, model, optimizer, scheduler, train_set, test_set, info: DataInfo,
+                 epoch: int, progress: bool) -> dict[str, Any]:
+    """One epoch of training and the test evaluation after it; returns the metrics row."""
+    from tqdm import tqdm
+
+    gen = _epoch_generator(cfg.seed, epoch)
+    order = torch.randperm(len(train_set), generator=gen).tolist()
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers)
+    lr = optimizer.param_groups[0]["lr"]
+    model.train()
+    total_loss, correct, n, batch_time = 0.0, 0, 0, 0.0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress,
+               file=sys.stderr)
+    for x, y in bar:
+        t0 = time.perf_counter()
+        if info.augment:
+            x = augment_crop_flip(x, gen)
+        outp = model(_to_model_input(x, info))
+        loss = F.cross_entropy(outp, y)
+        if not torch.isfinite(loss):
+            raise ValueError(f"loss became {loss.item()} in epoch {epoch + 1}; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        batch_time += time.perf_counter() - t0
+        total_loss += loss.item() * y.shape[0]
+        correct += int((outp.argmax(1) == y).sum())
+        n += int(y.shape[0])
+        bar.set_postfix(loss=f"{total_loss / n:.3f}", acc=f"{correct / n:.3f}")
+    scheduler.step()
+    test = evaluate(model, test_set, info, cfg.eval_batch_size, progress, desc="test")
+    return {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / n, "train_acc": correct / n,
+            "test_loss": test["loss"], "test_acc": test["acc"],
+            "time_per_batch_s": batch_time / max(len(loader), 1), "epoch_time_s": batch_time}

@@ -134,12 +134,17 @@ class ScheduledConv3x3(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_tb_input(x, self.in_channels, type(self).__name__)
-        full = torch.tensor(validate_schedule(self.schedule, x.shape[0]), device=x.device)
+        sched = validate_schedule(self.schedule, x.shape[0])
+        # a schedule may have no full (or no reduced) timestep: never run a conv on an empty slice
+        if all(sched):
+            return self.full(x)
+        if not any(sched):
+            return self.reduced(x)
+        full = torch.tensor(sched, device=x.device)
         y_full = self.full(x[full])
         out = y_full.new_empty((x.shape[0],) + tuple(y_full.shape[1:]))
         out[full] = y_full
-        if not bool(full.all()):
-            out[~full] = self.reduced(x[~full])
+        out[~full] = self.reduced(x[~full])
         return out
 
 

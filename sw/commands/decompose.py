@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sw.arch import TT_MODES
 from sw.checkpoint import load_model, save_checkpoint
-from sw.fileio import atomic_write_json
+from sw.fileio import atomic_write_json, check_output_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,17 +28,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-eval", action="store_true", help="skip the accuracy check")
     parser.add_argument("--tolerance", type=float, default=0.01,
                         help="accuracy counts as kept if it drops by at most this (default 0.01)")
+    parser.add_argument("--force", action="store_true", help="replace --out (and its .json report) if they exist")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
 def decompose_checkpoint(checkpoint: str, mode: str, ranks="evbmf", out: str | None = None,
                          max_samples: int | None = None, evaluate_models: bool = True,
-                         tolerance: float = 0.01, progress: bool = True) -> dict:
-    """Decompose a dense checkpoint; write ``out`` (and ``out.json``) when given; return the report."""
+                         tolerance: float = 0.01, progress: bool = True, force: bool = True) -> dict:
+    """Decompose a dense checkpoint; write ``out`` (and ``out.json``) when given; return the report.
+
+    ``out`` (or ``out.json``) may never be ``checkpoint``; existing outputs are replaced only
+    with ``force``; both, and that ``out`` can be written, are checked before any work."""
     from sw.decompose import decompose_model
     from sw.commands.eval import eval_config, load_eval_data
     from sw.train import evaluate
 
+    if out:
+        for path in (out, str(out) + ".json"):
+            check_output_path(path, inputs=[checkpoint], force=force)
     dense, meta = load_model(checkpoint)
     if isinstance(ranks, str) and ranks.strip().isdigit():
         ranks = int(ranks)
@@ -92,6 +99,6 @@ def format_report(rep: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     rep = decompose_checkpoint(args.checkpoint, args.mode, args.ranks, args.out, args.max_samples,
-                               not args.no_eval, args.tolerance, progress=not args.json)
+                               not args.no_eval, args.tolerance, progress=not args.json, force=args.force)
     print(json.dumps(rep) if args.json else format_report(rep))
     return 0

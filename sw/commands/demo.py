@@ -51,7 +51,8 @@ def _train(ctx: DemoContext, mode: str, epochs: int) -> dict:
 
     cfg = _train_cfg(ctx, mode, epochs)
     ctx.log(f"--- training a {mode.upper()} tiny MS-ResNet on {cfg.dataset} ({epochs} epochs)")
-    summary = train(cfg, progress=not ctx.args.no_progress, log=ctx.log)
+    # the demo's run directories are its own scratch space: each demo replaces them
+    summary = train(cfg, progress=not ctx.args.no_progress, log=ctx.log, force=True)
     final = ctx.path(f"{mode}.pt")
     atomic_write(final, lambda tmp: shutil.copyfile(summary["checkpoint"], tmp))
     summary["checkpoint"] = str(final)

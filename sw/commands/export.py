@@ -10,11 +10,16 @@ import torch
 
 from sw.checkpoint import load_model, save_checkpoint
 from sw.commands.eval import eval_config, load_eval_data
+from sw.fileio import check_output_path
 
 
 def export_merged(checkpoint: str, out: str, max_samples: int | None = None, batch_size: int = 256,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, force: bool = True) -> dict:
     """Write the merged model of ``checkpoint`` to ``out``; compare both on the test set.
+
+    ``out`` may never be ``checkpoint`` (its TT cores would be lost); an existing ``out`` is
+    replaced only with ``force`` (the command line's ``--force``). Both are checked, with
+    the writability of ``out``, before any work.
 
     Returns ``{'max_abs_logit_diff', 'same_prediction_fraction', 'tt_acc', 'merged_acc', 'agree', ...}``;
     ``agree`` means equal accuracy (rare threshold-borderline spikes may flip; see the logit diff).
@@ -22,6 +27,7 @@ def export_merged(checkpoint: str, out: str, max_samples: int | None = None, bat
     from sw.resnet import merge_to_dense
     from sw.train import evaluate, _to_model_input
 
+    check_output_path(out, inputs=[checkpoint], force=force)
     model, meta = load_model(checkpoint)
     hp = meta["model"]["hparams"]
     if hp.get("mode") == "dense" or "merged_from" in hp:
@@ -58,11 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="TT checkpoint (stt/ptt/htt)")
     parser.add_argument("--out", required=True, help="where to write the merged dense checkpoint")
     parser.add_argument("--max-samples", type=int, default=None, help="compare on a prefix of the test set")
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     parser.add_argument("--json", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    rep = export_merged(args.checkpoint, args.out, args.max_samples, progress=not args.json)
+    rep = export_merged(args.checkpoint, args.out, args.max_samples, progress=not args.json, force=args.force)
     if args.json:
         print(json.dumps(rep))
     else:

@@ -5,6 +5,8 @@ Examples::
     python -m sw train --config configs/train/digits_ptt.toml
     python -m sw train --config configs/train/cifar10_ptt.toml --data-path ~/data --epochs 1
     python -m sw train --config configs/train/digits_ptt.toml --resume          # continue <out>/last.pt
+    python -m sw train --config configs/train/digits_ptt.toml --resume --epochs 20   # extend a finished run
+    python -m sw train --config configs/train/digits_ptt.toml --force           # replace the run in <out>
     python -m sw train --config configs/train/digits_ptt.toml --init-from tt.pt --out build/ft  # fine-tune
 """
 
@@ -64,12 +66,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--resume", action="store_true",
-                        help="continue from <out>/last.pt (same settings); reaches the uninterrupted result")
+                        help="continue from <out>/last.pt (same settings); reaches the uninterrupted result. "
+                             "With a larger --epochs: extend a finished run")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a run already in --out (without it, an existing run is never overwritten)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    summary = train(cfg, resume=args.resume, progress=not args.no_progress)
+    summary = train(cfg, resume=args.resume, progress=not args.no_progress, force=args.force)
     print(json.dumps(summary, indent=2))
     return 0

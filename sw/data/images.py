@@ -1,5 +1,10 @@
 """Static image data sets: CIFAR-10/100 from the python-pickle batches, and the embedded digits.
 
+The CIFAR batches are pickles; they are read by :class:`_CifarUnpickler`, which resolves only
+the few names a CIFAR batch (or the same dict re-pickled by numpy/Python 3) refers to, each
+through a checking stand-in: no name of the file can call anything else, so a crafted
+``data_batch_1`` cannot run code.
+
 Images are returned as float32 ``[C, H, W]`` (normalised); the model direct-codes them
 (repeats them over T). :func:`augment_crop_flip` is the standard CIFAR augmentation,
 applied per batch with an explicit generator so that training stays reproducible.
@@ -7,6 +12,7 @@ applied per batch with an explicit generator so that training stays reproducible
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from pathlib import Path
@@ -16,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-__all__ = ["TensorImageDataset", "load_cifar", "load_digits_images", "digits_event_frames",
+__all__ = ["TensorImageDataset", "load_cifar", "read_cifar_batch", "load_digits_images", "digits_event_frames",
            "augment_crop_flip", "CIFAR_LAYOUT"]
 
 CIFAR_LAYOUT = {
@@ -55,25 +61,111 @@ def _cifar_dir(name: str, root: str | os.PathLike) -> Path:
         f"'{folder}' archive (this tool never downloads).")
 
 
+class _NdarrayToken:
+    """What ``numpy.ndarray`` resolves to: accepted only as the class argument of
+    ``_reconstruct``, not callable itself."""
+
+
+def _safe_dtype(spec, align=False, copy=False):
+    dt = np.dtype(spec)
+    if dt.hasobject:
+        raise pickle.UnpicklingError("an array of Python objects")
+    return dt
+
+
+def _safe_reconstruct(subtype, shape, dtype_code):
+    # numpy.core.multiarray._reconstruct(ndarray, (0,), b'b'): an empty array whose
+    # __setstate__ (BUILD) then fills in dtype, shape and the raw bytes, checking their length
+    if subtype is not _NdarrayToken:
+        raise pickle.UnpicklingError("_reconstruct of something other than numpy.ndarray")
+    return np.empty(0, dtype=np.int8)
+
+
+def _safe_frombuffer(buf, dtype, shape, order):
+    # numpy's protocol-5 form: numpy.core.numeric._frombuffer(bytes, dtype, shape, order)
+    if not isinstance(buf, (bytes, bytearray)) or not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise pickle.UnpicklingError("_frombuffer of something other than raw bytes")
+    return np.frombuffer(bytes(buf), dtype=dtype).reshape(shape, order="F" if order == "F" else "C")
+
+
+def _safe_encode(text, encoding="utf-8"):
+    # Python 3 pickles bytes for protocol 2 as _codecs.encode(str, 'latin1')
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("_codecs.encode other than str -> latin1 bytes")
+    return text.encode("latin1")
+
+
+_CIFAR_NAMES = {
+    ("numpy", "ndarray"): _NdarrayToken, ("numpy", "dtype"): _safe_dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _safe_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _safe_reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _safe_frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _safe_frombuffer,
+    ("_codecs", "encode"): _safe_encode,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles plain containers, numbers, bytes and numeric numpy arrays; refuses any other
+    name the file refers to (the only way a pickle can run code)."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _CIFAR_NAMES[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a CIFAR batch never holds "
+                                         "(refused, not run)") from None
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("it holds persistent references, which a CIFAR batch never holds")
+
+
+def read_cifar_batch(path: str | os.PathLike, label_key: bytes, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(data [N, 3072] uint8, labels [N] int64)`` of one CIFAR python batch, without running
+    anything from the file; anything else is a ``ValueError`` naming the file and the problem."""
+    path = Path(path)
+    advice = "re-extract the official archive"
+    try:
+        raw = path.read_bytes()
+        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, IndexError,
+            KeyError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a valid CIFAR python-pickle batch ({type(exc).__name__}: {exc}); "
+                         f"{advice}") from None
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path}: not a CIFAR batch (holds a {type(batch).__name__}, not a dict); {advice}")
+    key_names = {k.decode("latin1") if isinstance(k, bytes) else k: k for k in batch}
+    for key in ("data", label_key.decode()):
+        if key not in key_names:
+            raise ValueError(f"{path}: not a CIFAR batch (no {key!r} entry; has {sorted(map(str, key_names))}); "
+                             f"{advice}")
+    data, labels = batch[key_names["data"]], batch[key_names[label_key.decode()]]
+    try:
+        x = np.asarray(data)
+        y = np.asarray(labels)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: CIFAR data/labels are not arrays ({exc}); {advice}") from None
+    if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
+        raise ValueError(f"{path}: expected data [N, 3072] uint8, got {x.shape} {x.dtype}; {advice}")
+    if y.ndim != 1 or y.shape[0] != x.shape[0] or (y.size and y.dtype.kind not in "iu"):
+        raise ValueError(f"{path}: expected {x.shape[0]} integer labels, got {y.shape} {y.dtype}; {advice}")
+    y = y.astype(np.int64)
+    bad = np.flatnonzero((y < 0) | (y >= num_classes))
+    if bad.size:
+        raise ValueError(f"{path}: label {int(y[bad[0]])} at index {int(bad[0])} is outside 0..{num_classes - 1} "
+                         f"({bad.size} such labels); the file is damaged or of another data set; {advice}")
+    return x, y
+
+
 def load_cifar(name: str, root: str | os.PathLike, train: bool) -> TensorImageDataset:
     """CIFAR-10 or CIFAR-100 (fine labels) from the official python-pickle batches, normalised."""
     if name not in CIFAR_LAYOUT:
         raise ValueError(f"unknown CIFAR variant {name!r}; choose from {sorted(CIFAR_LAYOUT)}")
     folder = _cifar_dir(name, root)
-    _, train_files, test_files, label_key, _ = CIFAR_LAYOUT[name]
+    _, train_files, test_files, label_key, num_classes = CIFAR_LAYOUT[name]
     data, labels = [], []
     for fname in train_files if train else test_files:
-        path = folder / fname
-        try:
-            with open(path, "rb") as f:
-                batch = pickle.load(f, encoding="bytes")
-            x = np.asarray(batch[b"data"], dtype=np.uint8)
-            y = np.asarray(batch[label_key], dtype=np.int64)
-        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: not a valid CIFAR python-pickle batch ({type(exc).__name__}: {exc}); "
-                             "re-extract the official archive") from None
-        if x.ndim != 2 or x.shape[1] != 3072 or x.shape[0] != y.shape[0]:
-            raise ValueError(f"{path}: expected data [N, 3072] uint8 and N labels, got {x.shape} and {y.shape}")
+        x, y = read_cifar_batch(folder / fname, label_key, num_classes)
         data.append(x)
         labels.append(y)
     x = torch.from_numpy(np.concatenate(data)).reshape(-1, 3, 32, 32).float().div_(255)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from sw.checkpoint import (FORMAT, load_checkpoint, load_model, rng_state, save_checkpoint, set_rng_state)
+from sw.checkpoint import (FORMAT, load_checkpoint, load_model, payload_digest, rng_state, save_checkpoint,
+                           set_rng_state)
 from sw.resnet import merge_to_dense, ms_resnet
 
 
@@ -78,22 +79,27 @@ def test_foreign_and_wrong_version_files_are_rejected(tmp_path):
         load_checkpoint(tmp_path / "v99.pt")
     ckpt["version"] = 1
     ckpt["model"]["state_dict"].pop(next(iter(ckpt["model"]["state_dict"])))
+    ckpt["sha256"] = payload_digest(ckpt)  # a consistent file whose weights do not fit (not a damaged one)
     torch.save(ckpt, tmp_path / "bad_weights.pt")
     with pytest.raises(ValueError, match="do not fit"):
         load_model(tmp_path / "bad_weights.pt")
 
 
 def test_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    import errno
+
+    import sw.fileio
+
     path = save_checkpoint(tmp_path / "m.pt", _model(), epoch=1)
     before = path.read_bytes()
 
-    def boom(obj, f, *a, **k):
-        with open(f, "wb") as fh:
+    def boom(tmp, data):
+        with open(tmp, "wb") as fh:
             fh.write(b"partial")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", boom)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(sw.fileio, "_write_bytes", boom)
+    with pytest.raises(OSError, match=f"cannot write {path}: No space left on device"):
         save_checkpoint(path, _model(), epoch=2)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary left behind
