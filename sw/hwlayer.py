@@ -66,10 +66,12 @@ class HardwareLayer:
     """TT layer ``name`` of an MS-ResNet run with the accelerator's integer arithmetic.
 
     ``hw``: a ``gen.config.HardwareConfig`` (its widths and gradient formats); ``seed`` seeds the
-    stochastic rounding (advanced per call so that steps differ).
+    stochastic rounding (advanced per call so that steps differ); ``calib_samples``: the samples
+    of each batch the host calibrates the forward formats on (the rest may saturate, as on the
+    chip).
     """
 
-    def __init__(self, model: nn.Module, name: str, hw: Any, seed: int = 0):
+    def __init__(self, model: nn.Module, name: str, hw: Any, seed: int = 0, calib_samples: int = 8):
         self.ctx = layer_context(model, name)
         self.name = name
         self.hw = hw
@@ -80,6 +82,7 @@ class HardwareLayer:
         self.tau, self.vth = float(lif.tau), float(lif.v_threshold)
         self.alpha = float(lif.alpha if getattr(lif, "alpha", None) is not None else 1.0)
         self.seed = seed
+        self.calib_samples = int(calib_samples)
         self.stats = LayerStats()
         self._gen = torch.Generator().manual_seed(seed)
 
@@ -93,8 +96,11 @@ class HardwareLayer:
         next block's shortcut reads) and ``saved`` what :meth:`backward` needs."""
         wd = self.hw.widths
         with torch.no_grad():
+            n = self.calib_samples
             q = quantize_tt_layer(self.conv, self.ctx.bn, tau=self.tau, v_threshold=self.vth,
-                                  calib_spikes=spikes, calib_residual=residual, widths=wd)
+                                  calib_spikes=spikes[:, :n],
+                                  calib_residual=None if residual is None else residual[:, :n],
+                                  widths=wd)
             params = GB.surrogate_params(q, self.vth, self.alpha, wd)
             res_q = None if residual is None else quantize_residual(residual, q, wd)
             window = nn.functional.pad(spikes.to(torch.int64), (1, 1, 1, 1))
