@@ -22,6 +22,7 @@ COMMANDS = {
     "decompose": "rank selection (EVBMF) and TT-SVD of a trained dense checkpoint",
     "bench": "time one training step of dense, STT, PTT and HTT side by side",
     "quantize": "quantise a trained TT layer to the accelerator's formats and report the error",
+    "bench-reversible": "training memory and step time of standard, checkpointed and reversible blocks",
 }
 
 
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=f"sw.commands.{name}")
+        p.set_defaults(_module=f"sw.commands.{name.replace('-', '_')}")
         # The module is imported lazily in main(); its arguments are added there.
     return parser
 
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.parse_args(argv)  # prints help or the 'invalid choice' error
         return 2
     name = argv[0]
-    module = importlib.import_module(f"sw.commands.{name}")
+    module = importlib.import_module(f"sw.commands.{name.replace('-', '_')}")
     sub = argparse.ArgumentParser(prog=f"python -m sw {name}", description=COMMANDS[name])
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])
