@@ -20,7 +20,8 @@ Memory comes from the untimed measurement step of :mod:`sw.bench`: ``saved`` = b
 saves for backward in the forward pass; ``peak`` = peak live torch CPU memory over the whole step
 (PyTorch's MemTracker; parameters, gradients, optimiser state, activations, temporaries) and
 ``peak_act`` = its activation + temporary share at the peak. Step time: median of ``reps`` timed
-steps after ``warmup``. The float-coupling check runs :func:`sw.reversible.reconstruction_report`
+steps after ``warmup``, the variants' steps interleaved (the machine's load changes hit all
+alike); ``min`` is reported too, the steadier figure on a shared machine. The float-coupling check runs :func:`sw.reversible.reconstruction_report`
 on the reversible stack/network without the fixed-point grid and counts spikes that flip.
 """
 
@@ -100,8 +101,7 @@ def _network(variant: str, name: str, frac_bits: int | None = 12) -> tuple[nn.Mo
     return model.train(), (cin, size, classes, steps, events)
 
 
-def _measure(model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor],
-             reps: int, warmup: int, memory: bool) -> dict[str, Any]:
+def _stepper(model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]):
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def step():
@@ -109,24 +109,39 @@ def _measure(model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor]
         loss = loss_fn(model(x))
         loss.backward()
         opt.step()
+    return step, opt
 
+
+def _measure_all(models: dict[str, nn.Module], x: torch.Tensor,
+                 loss_fn: Callable[[torch.Tensor], torch.Tensor], reps: int, warmup: int,
+                 memory: bool) -> dict[str, dict[str, Any]]:
+    """Time the variants' steps interleaved (rep 1 of every variant, then rep 2, ...), so that a
+    change in the machine's load hits all of them alike; then measure memory one by one."""
+    steppers = {v: _stepper(m, x, loss_fn) for v, m in models.items()}
     for _ in range(warmup):
-        step()
-    times = []
+        for step, _ in steppers.values():
+            step()
+    times: dict[str, list[float]] = {v: [] for v in models}
     for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    q1, med, q3 = _quantiles(times)
-    row: dict[str, Any] = {"median_s": med, "iqr_s": q3 - q1, "params": sum(p.numel() for p in model.parameters())}
-    if memory:
-        opt.zero_grad(set_to_none=True)
-        loss, row["saved_bytes"] = saved_tensor_bytes(lambda: loss_fn(model(x)))
-        loss.backward()
-        opt.zero_grad(set_to_none=True)
-        mem = peak_step_memory(step, model, opt) or {}
-        row["peak_bytes"], row["peak_act_bytes"] = mem.get("peak_bytes"), mem.get("activation_bytes")
-    return row
+        for v, (step, _) in steppers.items():
+            t0 = time.perf_counter()
+            step()
+            times[v].append(time.perf_counter() - t0)
+    rows = {}
+    for v, model in models.items():
+        q1, med, q3 = _quantiles(times[v])
+        row: dict[str, Any] = {"median_s": med, "iqr_s": q3 - q1, "min_s": min(times[v]),
+                               "params": sum(p.numel() for p in model.parameters())}
+        if memory:
+            step, opt = steppers[v]
+            opt.zero_grad(set_to_none=True)
+            loss, row["saved_bytes"] = saved_tensor_bytes(lambda: loss_fn(model(x)))
+            loss.backward()
+            opt.zero_grad(set_to_none=True)
+            mem = peak_step_memory(step, model, opt) or {}
+            row["peak_bytes"], row["peak_act_bytes"] = mem.get("peak_bytes"), mem.get("activation_bytes")
+        rows[v] = row
+    return rows
 
 
 def bench_stack(depths: Sequence[int], timesteps: Sequence[int], variants: Sequence[str] = VARIANTS,
@@ -138,13 +153,14 @@ def bench_stack(depths: Sequence[int], timesteps: Sequence[int], variants: Seque
     for steps in timesteps:
         x = torch.randn(steps, batch, channels, hw, hw, generator=torch.Generator().manual_seed(seed)) + 0.3
         for depth in depths:
+            progress(f"stack T={steps} depth={depth}")
+            models = {}
             for variant in variants:
-                progress(f"stack T={steps} depth={depth} {variant}")
                 torch.manual_seed(seed)
-                model = _stack(variant, depth, channels, hw)
-                row = _measure(model, x, lambda out: out.square().mean(), reps, warmup, memory)
-                rows.append({"workload": "stack", "T": steps, "depth": depth, "variant": variant,
-                             "shape": [steps, batch, channels, hw, hw], **row})
+                models[variant] = _stack(variant, depth, channels, hw)
+            res = _measure_all(models, x, lambda out: out.square().mean(), reps, warmup, memory)
+            rows += [{"workload": "stack", "T": steps, "depth": depth, "variant": v,
+                      "shape": [steps, batch, channels, hw, hw], **r} for v, r in res.items()]
     return rows
 
 
@@ -152,21 +168,21 @@ def bench_network(name: str, variants: Sequence[str] = VARIANTS, batch: int = 2,
                   warmup: int = 1, memory: bool = True, seed: int = 0,
                   progress: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
     """One row per variant for a whole MS-ResNet (``name`` in :data:`NETWORKS`)."""
-    rows = []
+    progress(name)
+    models = {}
     for variant in variants:
-        progress(f"{name} {variant}")
         torch.manual_seed(seed)
-        model, (cin, size, classes, steps, events) = _network(variant, name)
-        g = torch.Generator().manual_seed(seed + 1)
-        shape = ((steps, batch) if events else (batch,)) + (cin, size, size)
-        x = torch.rand(shape, generator=g)
-        if events:
-            x = (x < 0.2).float()
-        y = torch.randint(0, classes, (batch,), generator=g)
-        row = _measure(model, x, lambda out: F.cross_entropy(out, y), reps, warmup, memory)
-        rows.append({"workload": name, "T": steps, "depth": sum(1 for s in model.spec if s.kind == "conv3x3") // 2,
-                     "variant": variant, "shape": list(shape), **row})
-    return rows
+        models[variant], (cin, size, classes, steps, events) = _network(variant, name)
+    g = torch.Generator().manual_seed(seed + 1)
+    shape = ((steps, batch) if events else (batch,)) + (cin, size, size)
+    x = torch.rand(shape, generator=g)
+    if events:
+        x = (x < 0.2).float()
+    y = torch.randint(0, classes, (batch,), generator=g)
+    res = _measure_all(models, x, lambda out: F.cross_entropy(out, y), reps, warmup, memory)
+    blocks = sum(1 for s in next(iter(models.values())).spec if s.kind == "conv3x3") // 2
+    return [{"workload": name, "T": steps, "depth": blocks, "variant": v, "shape": list(shape), **r}
+            for v, r in res.items()]
 
 
 def float_flip_check(depth: int = 8, channels: int = 64, hw: int = 16, steps: int = 4, batch: int = 2,
@@ -190,13 +206,13 @@ def _mib(n) -> str:
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
-    """Markdown table; ratios are against the ``standard`` row of the same workload, T and depth
-    (memory: standard / variant; time: variant / standard)."""
+    """Markdown table; ratios are against the ``standard`` (``rev-naive``) row of the same
+    workload, T and depth (memory: standard / variant; time: variant / standard, medians)."""
     base = {(r["workload"], r["T"], r["depth"]): r for r in rows if r["variant"] == "standard"}
     naive = {(r["workload"], r["T"], r["depth"]): r for r in rows if r["variant"] == "rev-naive"}
-    lines = ["| workload | T | blocks | variant | step (s) | vs standard | vs rev-naive | params | "
-             "saved (MiB) | saved: standard / this | peak act. (MiB) | peak act.: standard / this | "
-             "peak total (MiB) |", "|" + "---|" * 13]
+    lines = ["| workload | T | blocks | variant | step median (s) | step min (s) | vs standard | vs rev-naive | "
+             "params | saved (MiB) | saved: standard / this | peak act. (MiB) | peak act.: standard / this | "
+             "peak total (MiB) |", "|" + "---|" * 14]
     for r in rows:
         key = (r["workload"], r["T"], r["depth"])
         b, n = base.get(key), naive.get(key)
@@ -206,6 +222,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         t_std = f"{r['median_s'] / b['median_s']:.2f}x" if b else "-"
         t_naive = f"{(r['median_s'] / n['median_s'] - 1) * 100:+.1f} %" if n else "-"
         lines.append(f"| {r['workload']} | {r['T']} | {r['depth']} | {r['variant']} | {r['median_s']:.3f} | "
+                     f"{r['min_s']:.3f} | "
                      f"{t_std} | {t_naive} | {r['params']:,} | {_mib(r.get('saved_bytes'))} | "
                      f"{ratio('saved_bytes')} | {_mib(r.get('peak_act_bytes'))} | {ratio('peak_act_bytes')} | "
                      f"{_mib(r.get('peak_bytes'))} |")

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     from tqdm import tqdm
 
-    total = len(args.depths) * len(args.timesteps) * len(variants) + len(nets) * len(variants)
+    total = len(args.depths) * len(args.timesteps) + len(nets)
     bar = tqdm(total=total, desc="bench-reversible", disable=args.json or not sys.stderr.isatty(),
                file=sys.stderr)
 
