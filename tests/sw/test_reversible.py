@@ -237,3 +237,42 @@ def test_training_cli_config_key_and_checkpoint(tmp_path):
     model, meta = load_model(summary["checkpoint"])
     assert meta["model"]["hparams"]["reversible"] is True
     assert isinstance(model.layers[0][0], ReversibleBlock)
+
+
+def test_bench_command_prints_the_table_and_writes_the_plot(tmp_path, capsys):
+    from sw.__main__ import main
+
+    png = tmp_path / "rev.png"
+    argv = ["bench-reversible", "--depths", "1,2", "--timesteps", "2", "--channels", "8", "--size", "4",
+            "--networks", "none", "--reps", "1", "--warmup", "0", "--threads", "1", "--plot", str(png)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| stack |")]
+    assert len(rows) == 2 * 5
+    assert "float coupling" in out and "fixed coupling (2 blocks" in out
+    assert png.stat().st_size > 1000
+    with pytest.raises(ValueError, match="--variants"):
+        main(argv + ["--variants", "standard,fast"])
+    with pytest.raises(ValueError, match="--networks"):
+        main(argv[:-2] + ["--networks", "resnet50"])
+
+
+def test_float_coupling_can_flip_a_spike_at_the_threshold_fixed_point_cannot():
+    # x2 one float32 step above V_th = 0.5 spikes; y2 = x2 + 3.0 rounds the step away (float32
+    # has 2**-22 steps in [2, 4)), so y2 - 3.0 = 0.5 exactly: the recomputed LIF does not spike
+    block = _chain(1, channels=2, frac_bits=None)[0]
+    block.f = lambda x2: torch.zeros_like(x2)
+    block.g = lambda y1: torch.full_like(y1, 3.0)
+    x = torch.zeros(1, 1, 2, 1, 1)
+    x[0, 0, 1] = 0.5 + 2.0 ** -24
+    with torch.no_grad():
+        x_rec = block.inverse(block(x))
+    assert x_rec[0, 0, 1].item() == 0.5 and x[0, 0, 1].item() > 0.5
+    assert lif_multistep_naive(x[:, :, 1:]).item() == 1.0
+    assert lif_multistep_naive(x_rec[:, :, 1:]).item() == 0.0      # the flip
+    # on the 2**-12 grid every value and sum is exact: the input comes back bit for bit
+    block.frac_bits = 12
+    xq = round_to_grid(x + torch.tensor([0.0, 2.0 ** -12]).view(1, 1, 2, 1, 1), 12)
+    with torch.no_grad():
+        assert torch.equal(block.inverse(block(xq)), xq)
+    assert lif_multistep_naive(xq[:, :, 1:]).item() == 1.0
