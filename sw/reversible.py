@@ -208,6 +208,7 @@ class _ReversibleChain(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, blocks: tuple, backward: str, *params: Tensor):  # type: ignore[override]
         ctx.blocks, ctx.backward = blocks, backward
+        x = x.detach()   # plain data inside: module hooks (e.g. memory trackers) see no graph
         for b in blocks:
             x = b(x)
         ctx.save_for_backward(x)

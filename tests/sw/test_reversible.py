@@ -276,3 +276,21 @@ def test_float_coupling_can_flip_a_spike_at_the_threshold_fixed_point_cannot():
     with torch.no_grad():
         assert torch.equal(block.inverse(block(xq)), xq)
     assert lif_multistep_naive(xq[:, :, 1:]).item() == 1.0
+
+
+def test_memory_tracker_runs_on_a_reversible_network():
+    # PyTorch's MemTracker hooks every module call; the chain's no-grad forward must not hand
+    # it graph-carrying tensors (it failed with "Expected gradient function to be set")
+    from sw.bench import peak_step_memory
+
+    model = ms_resnet("tiny", in_channels=2, timesteps=2, input_size=8, reversible=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.rand(3, 2, 8, 8), torch.tensor([1, 2, 3])
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    mem = peak_step_memory(step, model, opt)
+    assert mem is None or mem["peak_bytes"] > mem["activation_bytes"] > 0
