@@ -256,6 +256,7 @@ def plot_rows(rows: list[dict[str, Any]], path: str) -> None:
     for ax, title in zip(axes, ("saved for backward (MiB)", "peak activation memory (MiB)",
                                 "training step (s, median)")):
         ax.set_xlabel("blocks in the stack")
+        ax.set_xscale("log", base=2)
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].set_yscale("log")
