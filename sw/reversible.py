@@ -257,12 +257,13 @@ class ReversibleSequential(nn.Sequential):
                 x = run[0](x)
                 continue
             x = round_to_grid(x, run[0].frac_bits)
-            if self.backward == "autograd" or not (torch.is_grad_enabled() and
-                                                   (x.requires_grad or any(p.requires_grad for p in run[0].parameters()))):
+            params = _chain_parameters(run)
+            needs_graph = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
+            if self.backward == "autograd" or not needs_graph:
                 for b in run:
                     x = b(x)
             else:
-                x = _ReversibleChain.apply(x, tuple(run), self.backward, *_chain_parameters(run))
+                x = _ReversibleChain.apply(x, tuple(run), self.backward, *params)
         return x
 
 
