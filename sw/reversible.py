@@ -16,7 +16,7 @@ them: the membrane state is split with the channels. ``q`` rounds to a fixed-poi
 ``2**-frac_bits`` (straight-through gradient) and the chain's input is put on that grid too:
 every sum and difference above is then exact in float32 (while ``|y| < 2**(23 - frac_bits)``),
 so reconstructed inputs equal the real ones bit for bit and no recomputed spike can flip at
-the threshold. ``frac_bits=None`` drops ``q`` (plain float coupling; reconstruction is then
+the threshold (the chain's forward warns if a membrane leaves that range). ``frac_bits=None`` drops ``q`` (plain float coupling; reconstruction is then
 exact only up to rounding, :func:`reconstruction_report` measures how often a spike flips).
 
 Backward of a chain of consecutive reversible blocks (:class:`_ReversibleChain`): the forward
@@ -40,6 +40,7 @@ once per step, as in the standard network.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -201,6 +202,20 @@ def _streamlined_block_backward(block: ReversibleBlock, y: Tensor, dy: Tensor
     return x, torch.cat((dx1, dx2), dim=2), f_grads[1:] + g_grads[1:]
 
 
+def _check_exact_range(peak: float, frac_bits: int | None) -> None:
+    """Warn when the fixed-point coupling leaves the range where float32 sums are exact
+    (every value on the ``2**-frac_bits`` grid below ``2**(23 - frac_bits)``, so that sums of
+    two stay below ``2**(24 - frac_bits)``: 24 significand bits)."""
+    if frac_bits is None:
+        return
+    limit = 2.0 ** (23 - frac_bits)
+    if not peak < limit:
+        warnings.warn(f"reversible blocks: a membrane reached |{peak:.4g}| >= {limit:g}, outside the "
+                      f"range where the 2**-{frac_bits} fixed-point coupling is exact in float32; the "
+                      f"recomputed inputs may differ from the real ones (lower reversible_frac_bits)",
+                      RuntimeWarning, stacklevel=3)
+
+
 class _ReversibleChain(torch.autograd.Function):
     """Consecutive reversible blocks: the forward keeps only the chain's output; the backward
     reconstructs each block's input from its output and differentiates block by block."""
@@ -209,8 +224,11 @@ class _ReversibleChain(torch.autograd.Function):
     def forward(ctx, x: Tensor, blocks: tuple, backward: str, *params: Tensor):  # type: ignore[override]
         ctx.blocks, ctx.backward = blocks, backward
         x = x.detach()   # plain data inside: module hooks (e.g. memory trackers) see no graph
+        peak = float(x.abs().max()) if x.numel() else 0.0
         for b in blocks:
             x = b(x)
+            peak = max(peak, float(x.abs().max()) if x.numel() else 0.0)
+        _check_exact_range(peak, blocks[0].frac_bits)
         ctx.save_for_backward(x)
         return x
 

@@ -5,6 +5,7 @@ statistics updated once, saved memory independent of depth, training CLI and che
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -294,3 +295,13 @@ def test_memory_tracker_runs_on_a_reversible_network():
 
     mem = peak_step_memory(step, model, opt)
     assert mem is None or mem["peak_bytes"] > mem["activation_bytes"] > 0
+
+
+def test_membranes_outside_the_exact_range_are_reported():
+    chain = _chain(1, channels=8)
+    x = torch.randn(2, 2, 8, 6, 6, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chain(x).sum().backward()                     # |x| ~ 1: inside 2**11, silent
+    with pytest.warns(RuntimeWarning, match="fixed-point coupling is exact"):
+        chain(x * 4096).sum().backward()
