@@ -21,8 +21,9 @@ saves for backward in the forward pass; ``peak`` = peak live torch CPU memory ov
 (PyTorch's MemTracker; parameters, gradients, optimiser state, activations, temporaries) and
 ``peak_act`` = its activation + temporary share at the peak. Step time: median of ``reps`` timed
 steps after ``warmup``, the variants' steps interleaved (the machine's load changes hit all
-alike); ``min`` is reported too, the steadier figure on a shared machine. The float-coupling check runs :func:`sw.reversible.reconstruction_report`
-on the reversible stack/network without the fixed-point grid and counts spikes that flip.
+alike); ``min`` is reported too, the steadier figure on a shared machine. The float-coupling
+check runs :func:`sw.reversible.reconstruction_report` on a reversible stack with and without the
+fixed-point grid and counts recomputed spikes that flip.
 """
 
 from __future__ import annotations

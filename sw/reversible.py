@@ -16,8 +16,9 @@ them: the membrane state is split with the channels. ``q`` rounds to a fixed-poi
 ``2**-frac_bits`` (straight-through gradient) and the chain's input is put on that grid too:
 every sum and difference above is then exact in float32 (while ``|y| < 2**(23 - frac_bits)``),
 so reconstructed inputs equal the real ones bit for bit and no recomputed spike can flip at
-the threshold (the chain's forward warns if a membrane leaves that range). ``frac_bits=None`` drops ``q`` (plain float coupling; reconstruction is then
-exact only up to rounding, :func:`reconstruction_report` measures how often a spike flips).
+the threshold (the chain's forward warns if a membrane leaves that range). ``frac_bits=None``
+drops ``q`` (plain float coupling; reconstruction is then exact only up to rounding,
+:func:`reconstruction_report` measures how often a spike flips).
 
 Backward of a chain of consecutive reversible blocks (:class:`_ReversibleChain`): the forward
 runs without autograd and keeps only the chain's output; the backward walks the blocks in
