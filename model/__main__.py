@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", action="store_true", help="with --json: include per-layer counts")
     p.add_argument("--plot", default=None, help="write a PNG of the breakdown per mode")
     p.add_argument("--csv", default=None, help="write per-layer, per-pass energies as CSV")
+    p.add_argument("--reversible", nargs="?", const="streamlined", default=None, choices=("streamlined", "naive"),
+                   help="cost the reversible network (sw --reversible) with stored BPTT vs recompute, "
+                        "per network and per layer (backward: streamlined, the default, or naive)")
     p = sub.add_parser("report", help="Fig. 4-style report for both networks")
     _common(p, network=False)
     p.add_argument("--out", required=True, help="output directory")
@@ -170,6 +173,8 @@ def cmd_energy(args) -> int:
     if bad:
         raise ValueError(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
     acc = make_accelerator(args.accel, cfg)
+    if args.reversible:
+        return _energy_reversible(args, wl, modes, acc, table, sp)
     results = {m: evaluate_network(wl, m, acc, cfg, table, sp) for m in modes}
     if args.plot:
         report.plot_modes(results, args.plot, f"{args.arch} on {args.accel} ({cfg.name})")
@@ -187,6 +192,21 @@ def cmd_energy(args) -> int:
     else:
         report.print_modes_table(results, f"{args.arch} {args.input} T={args.timesteps} on "
                                           f"{args.accel} ({cfg.name}); energies in uJ")
+    return 0
+
+
+def _energy_reversible(args, wl, modes, acc, table, sp) -> int:
+    from .reversible import evaluate_reversible, print_reversible
+    for flag in ("plot", "csv"):
+        if getattr(args, flag):
+            raise ValueError(f"--{flag} is not available with --reversible; use --json")
+    comps = [evaluate_reversible(wl, m, acc, table, sp, args.reversible) for m in modes]
+    if args.json:
+        print(json.dumps({"workload": wl.describe(), "accelerator": args.accel, "config": acc.cfg.name,
+                          "unit": "pJ", "reversible": {c.mode: {**c.summary(), "layers": c.rows}
+                                                       for c in comps}}, indent=2))
+    else:
+        print_reversible(comps, f"{args.arch} {args.input} T={args.timesteps} on {args.accel} ({acc.cfg.name})")
     return 0
 
 

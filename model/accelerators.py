@@ -241,6 +241,7 @@ class SataLike(Accelerator):
         wu.counts.add("dram", "read", 1, cin * area * T)            # input spikes again
         return {"forward": fwd, "backward": bwd, "weight_update": wu}, {
             "mapping": "single array, sub-convolutions in sequence",
+            "saved_bits": sum(saved.values()),   # kept in DRAM for the weight update (BPTT)
             "spilled_bits_forward": {k: v for k, v in spill.items() if k != "x"},
             "spilled_bits_backward": {k: v for k, v in bspill.items() if k != "gI"}}
 
@@ -366,6 +367,7 @@ class Proposed(Accelerator):
         glb = lambda counts, buf, action, bits, n: _glb(counts, mem, buf, action, bits, n)  # noqa: E731
         seq = mode == "stt" and self.stt_chain == "sequential"
         bsweep = 0.0
+        saved_bits = 0.0   # intermediate maps kept in DRAM for the weight update (BPTT)
         bbusy = {"backward": 0.0, "weight_update": 0.0}
         for tile in plan:
             load = tile.weights_change or streamed
@@ -390,6 +392,7 @@ class Proposed(Accelerator):
                 save += r * h * geo.cols2 * T * A
             glb(fwd.counts, "interstage", "read", p * A, save / (p * A))
             fwd.counts.add("dram", "write", 1, save)
+            saved_bits += save
             # ---- backward + weight update: one fused sweep per tile, the timesteps of an
             # output row in reverse; every core's transpose and weight gradient on the cluster
             # that runs it forward, with the forward pass's lanes ----
@@ -477,7 +480,7 @@ class Proposed(Accelerator):
                 "tile_hw": [plan.tile_height, plan.tile_width],
                 "tile_out_channels": plan.tile_out_channels, "pack": plan.pack,
                 "order": "timestep outer" if plan.order else "row outer",
-                "weights_streamed": streamed, "counters": counters_total}
+                "weights_streamed": streamed, "counters": counters_total, "saved_bits": saved_bits}
         if streamed:
             info["note"] = (f"the cores exceed the weight buffer of configuration {cfg.name!r}: planned "
                             f"and counted on a copy with weight regions large enough (same datapath, "

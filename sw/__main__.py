@@ -24,6 +24,7 @@ COMMANDS = {
     "quantize": "quantise a trained TT layer to the accelerator's formats and report the error",
     "grad-check": "integer backward pass of a TT layer vs float autograd, on real data",
     "hw-finetune": "fine-tune with the accelerator's integer forward/backward in the loop, beside float",
+    "bench-reversible": "training memory and step time of standard, checkpointed and reversible blocks",
 }
 
 

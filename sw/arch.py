@@ -35,7 +35,7 @@ from typing import Iterable, Mapping, Sequence
 __all__ = [
     "ConvSpec", "ARCHS", "MODES", "TT_MODES", "DOWNSAMPLE_CHOICES", "STAGES",
     "network_specs", "default_schedule", "validate_schedule", "max_tt_rank", "parse_input_size",
-    "tt_layers", "WorkloadSpec", "WORKLOADS",
+    "tt_layers", "WorkloadSpec", "WORKLOADS", "reversible_specs", "reversible_block_prefixes",
 ]
 
 #: conv kinds; only ``conv3x3`` (the 3x3 convs inside residual blocks) can be TT.
@@ -141,7 +141,9 @@ class ConvSpec:
     a TT mode (only ``kind == 'conv3x3'``). ``rank``: TT rank (None when dense). ``downsample``:
     a TT conv with stride 2 using the reference downsampling (chain at stride 1, then 2x2
     max-pool); False for the strided alternative and for stride-1 or dense layers.
-    ``schedule``: HTT's full-timestep flags (None for the other modes).
+    ``schedule``: HTT's full-timestep flags (None for the other modes). ``reversible``: the conv
+    is F's or G's conv of a reversible block (:mod:`sw.reversible`): it works on one of the two
+    channel groups, ``C/2 -> C/2``.
     """
     name: str
     kind: str
@@ -155,6 +157,7 @@ class ConvSpec:
     rank: int | None = None
     downsample: bool = False
     schedule: tuple[bool, ...] | None = None
+    reversible: bool = False
 
     @property
     def is_tt(self) -> bool:
@@ -224,14 +227,16 @@ class ConvSpec:
 def network_specs(arch: str, in_channels: int, input_size: int | Sequence[int] | str,
                   num_classes: int, mode: str = "dense", ranks=None, timesteps: int = 4,
                   schedule: Iterable | None = None,
-                  downsample: str = "maxpool") -> list[ConvSpec]:
+                  downsample: str = "maxpool", reversible: bool = False) -> list[ConvSpec]:
     """The weight layers of MS-ResNet ``arch`` in forward order.
 
     ``ranks`` (needed when ``mode`` is a TT mode) is anything :func:`sw.ranks.resolve_ranks`
     accepts: an int, ``'uniform:R'``, a list or comma string with one rank per TT conv, or a
     preset such as ``'paper-ncaltech101'``. ``schedule`` is HTT's full-timestep flags (default
     :func:`default_schedule`). ``downsample`` picks how stride-2 TT convs downsample:
-    ``'maxpool'`` (reference) or ``'stride'`` (strided G2/G3).
+    ``'maxpool'`` (reference) or ``'stride'`` (strided G2/G3). ``reversible``: the blocks that
+    keep their shape (stride 1, ``Cin == Cout``) become reversible blocks whose two convs work on
+    half the channels (:func:`reversible_specs`); ranks are resolved on the standard network.
     """
     if arch not in STAGES:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -268,7 +273,7 @@ def network_specs(arch: str, in_channels: int, input_size: int | Sequence[int] |
     specs.append(ConvSpec("fc", "fc", cin, num_classes, 1, 1, (1, 1), (1, 1)))
 
     if mode == "dense":
-        return specs
+        return reversible_specs(specs) if reversible else specs
     from sw.ranks import resolve_ranks  # sw.ranks imports this module at top level
 
     rank_list = iter(resolve_ranks(ranks, specs))
@@ -277,6 +282,31 @@ def network_specs(arch: str, in_channels: int, input_size: int | Sequence[int] |
         if s.kind == "conv3x3":
             s = replace(s, mode=mode, rank=next(rank_list),
                         downsample=(s.stride != 1 and downsample == "maxpool"), schedule=sched)
+        out.append(s)
+    return reversible_specs(out) if reversible else out
+
+
+def reversible_block_prefixes(specs: Sequence[ConvSpec]) -> list[str]:
+    """Names (``layers.<stage>.<block>``) of the blocks that can be reversible: stride 1, same
+    channels in and out (no projection shortcut), an even channel count to split in two."""
+    out = []
+    for s in specs:
+        if s.kind == "conv3x3" and s.name.endswith(".conv1"):
+            if s.stride == 1 and s.in_channels == s.out_channels and s.in_channels % 2 == 0:
+                out.append(s.name.rsplit(".", 1)[0])
+    return out
+
+
+def reversible_specs(specs: Sequence[ConvSpec]) -> list[ConvSpec]:
+    """``specs`` with every shape-keeping block made reversible: its conv1 (inside F) and conv2
+    (inside G) map one channel group to the other, ``C/2 -> C/2`` (ranks kept; a rank above
+    :func:`max_tt_rank` of the halved conv is rejected when the conv is built)."""
+    blocks = set(reversible_block_prefixes(specs))
+    out = []
+    for s in specs:
+        if s.kind == "conv3x3" and s.name.rsplit(".", 1)[0] in blocks:
+            half = s.in_channels // 2
+            s = replace(s, in_channels=half, out_channels=half, reversible=True)
         out.append(s)
     return out
 

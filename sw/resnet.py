@@ -14,6 +14,11 @@ Inputs: static images ``[B, C, H, W]`` are direct-coded (repeated T times); even
 
 The module names match :func:`sw.arch.network_specs` (``model.get_submodule(spec.name)``), so
 ``model.spec`` describes the layers of ``model`` one to one.
+
+``reversible=True``: every block that keeps its shape (stride 1, ``Cin == Cout``) is a
+:class:`sw.reversible.ReversibleBlock` (two channel groups, additive coupling, inputs recomputed
+from outputs in the backward pass; ``reversible_backward`` picks how) and each stage a
+:class:`sw.reversible.ReversibleSequential`; the downsampling blocks stay standard.
 """
 
 from __future__ import annotations
@@ -85,6 +90,16 @@ class BasicBlock(nn.Module):
         return out + self.shortcut(x)
 
 
+def _make_block(conv1: ConvSpec, conv2: ConvSpec, hparams: dict[str, Any],
+                neuron: dict[str, Any]) -> nn.Module:
+    if conv1.reversible:
+        from sw.reversible import ReversibleBlock
+
+        return ReversibleBlock(conv1, conv2, hparams["downsample"], neuron,
+                               hparams["reversible_frac_bits"])
+    return BasicBlock(conv1, conv2, hparams["downsample"], neuron)
+
+
 class MSResNet(nn.Module):
     """An MS-ResNet; build it with :func:`ms_resnet`. ``.spec`` is its layer list
     (:class:`sw.arch.ConvSpec`), ``.hparams`` the keyword arguments that rebuild it."""
@@ -103,10 +118,15 @@ class MSResNet(nn.Module):
         self.bn1 = BatchNormTB(stem.out_channels)
         stages = []
         for si, (_, blocks, _) in enumerate(STAGES[hparams["arch"]]):
-            stage = [BasicBlock(by_name[f"layers.{si}.{bi}.conv1"],
-                                by_name[f"layers.{si}.{bi}.conv2"], hparams["downsample"], neuron)
+            stage = [_make_block(by_name[f"layers.{si}.{bi}.conv1"],
+                                 by_name[f"layers.{si}.{bi}.conv2"], hparams, neuron)
                      for bi in range(blocks)]
-            stages.append(nn.Sequential(*stage))
+            if hparams.get("reversible"):
+                from sw.reversible import ReversibleSequential
+
+                stages.append(ReversibleSequential(*stage, backward=hparams["reversible_backward"]))
+            else:
+                stages.append(nn.Sequential(*stage))
         self.layers = nn.ModuleList(stages)
         self.head_lif = MultiStepLIF(**neuron)
         fc = by_name["fc"]
@@ -158,7 +178,9 @@ def ms_resnet(arch: str = "resnet18", mode: str = "dense", ranks=None, in_channe
               input_size: int | Sequence[int] | str = 32,
               schedule: Iterable[bool] | None = None, downsample: str = "maxpool",
               surrogate: str = "rectangle", tau: float = 0.25, v_threshold: float = 0.5,
-              alpha: float | None = None) -> MSResNet:
+              alpha: float | None = None, reversible: bool = False,
+              reversible_backward: str = "streamlined",
+              reversible_frac_bits: int | None = 12) -> MSResNet:
     """Build an MS-ResNet (``arch``: 'resnet18', 'resnet34', 'tiny').
 
     ``mode``: 'dense' or a TT mode ('stt', 'ptt', 'htt') for the 3x3 convs of the residual
@@ -166,19 +188,33 @@ def ms_resnet(arch: str = "resnet18", mode: str = "dense", ranks=None, in_channe
     (default first half); ``downsample``: 'maxpool' (reference) or 'stride'. ``surrogate``,
     ``tau``, ``v_threshold``, ``alpha``: the LIF options (:mod:`sw.neurons`). ``input_size``
     only enters the FLOP counts of ``.spec``; the network accepts any spatial size.
+    ``reversible``: reversible shape-keeping blocks (:mod:`sw.reversible`), with
+    ``reversible_backward`` ('streamlined', 'naive' or 'autograd') and the coupling's fixed-point
+    grid ``2**-reversible_frac_bits`` (None: float coupling, not exactly invertible).
     """
     if mode != "htt" and schedule is not None:
         raise ValueError(f"schedule is only used by mode 'htt', not {mode!r}")
     sched = validate_schedule(schedule, timesteps) if mode == "htt" else None
+    if not isinstance(reversible, bool):
+        raise ValueError(f"reversible must be true or false, got {reversible!r}")
+    extra: dict[str, Any] = {}
+    if reversible:
+        from sw.reversible import BACKWARDS, _check_frac_bits
+
+        if reversible_backward not in BACKWARDS:
+            raise ValueError(f"unknown reversible_backward {reversible_backward!r}; choose one of "
+                             f"{', '.join(BACKWARDS)}")
+        extra = dict(reversible=True, reversible_backward=reversible_backward,
+                     reversible_frac_bits=_check_frac_bits(reversible_frac_bits))
     spec = network_specs(arch, in_channels, input_size, num_classes, mode, ranks, timesteps,
-                         sched, downsample)
+                         sched, downsample, reversible=reversible)
     tt_ranks = [s.rank for s in spec if s.kind == "conv3x3"] if mode != "dense" else None
     hparams = dict(arch=arch, mode=mode, ranks=tt_ranks, in_channels=in_channels,
                    num_classes=num_classes, timesteps=timesteps,
                    input_size=list(parse_input_size(input_size)),
                    schedule=None if sched is None else list(sched), downsample=downsample,
                    surrogate=surrogate, tau=float(tau), v_threshold=float(v_threshold),
-                   alpha=alpha)
+                   alpha=alpha, **extra)
     return MSResNet(spec, hparams)
 
 

@@ -60,7 +60,9 @@ class TrainConfig:
     scheduler 'cosine' (annealed to 0 over ``epochs``) or 'constant'. Run: epochs, batch_size,
     eval_batch_size, seed, out (directory), threads (torch intra-op threads; None = torch's
     default), workers (DataLoader processes), init_from (checkpoint to fine-tune from),
-    max_train_samples / max_test_samples (use a prefix of the data; for smoke runs)."""
+    max_train_samples / max_test_samples (use a prefix of the data; for smoke runs).
+    reversible: reversible shape-keeping blocks that recompute their inputs in the backward
+    pass instead of storing activations (:mod:`sw.reversible`, streamlined backward)."""
 
     arch: str = "tiny"
     mode: str = "ptt"
@@ -68,6 +70,7 @@ class TrainConfig:
     timesteps: int = 4
     schedule: Any = None
     downsample: str = "maxpool"
+    reversible: bool = False
     dataset: str = "digits"
     data_path: str | None = None
     size: int | None = None
@@ -102,6 +105,8 @@ class TrainConfig:
                 raise ValueError(f"config: {name} must be a non-negative number, got {v!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"config: threads must be >= 1, got {self.threads}")
+        if not isinstance(self.reversible, bool):
+            raise ValueError(f"config: reversible must be true or false, got {self.reversible!r}")
         if self.workers < 0:
             raise ValueError(f"config: workers must be >= 0, got {self.workers}")
         return self
@@ -178,7 +183,7 @@ def build_from_config(cfg: TrainConfig) -> tuple[torch.nn.Module, Dataset, Datas
         model = ms_resnet(cfg.arch, mode=cfg.mode, ranks=None if cfg.mode == "dense" else cfg.ranks,
                           in_channels=info.in_channels, num_classes=info.num_classes, timesteps=cfg.timesteps,
                           input_size=info.input_size, schedule=cfg.schedule,
-                          downsample=cfg.downsample)
+                          downsample=cfg.downsample, reversible=cfg.reversible)
     hp = model.hparams
     if hp.get("in_channels") not in (None, info.in_channels) or hp.get("num_classes") not in (None, info.num_classes):
         raise ValueError(f"model expects {hp.get('in_channels')} input channels / {hp.get('num_classes')} classes, "
@@ -218,10 +223,13 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 # what a resumed run must share with its checkpoint (epochs may grow: an extension)
-_RESUME_KEYS = ("arch", "mode", "ranks", "timesteps", "schedule", "downsample", "dataset", "data_path", "size",
+_RESUME_KEYS = ("arch", "mode", "ranks", "timesteps", "schedule", "downsample", "reversible", "dataset",
+                "data_path", "size",
                 "split_by", "augment", "lr", "momentum", "weight_decay", "scheduler", "batch_size",
                 "seed", "init_from", "max_train_samples", "max_test_samples")
 # the files a run writes into its directory; any of them means the directory holds a run
+# keys added after checkpoints were first written: their value in older checkpoints
+_RESUME_DEFAULTS = {"reversible": False}
 _RUN_FILES = ("last.pt", "metrics.jsonl", "summary.json")
 _OUT_FILES = _RUN_FILES + ("config.json",)
 
@@ -319,7 +327,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                                     "or point --out at the run directory to continue")
         resumed = load_checkpoint(ckpt_path)
         saved = resumed.get("config", {})
-        diff = {k: (saved.get(k), getattr(cfg, k)) for k in _RESUME_KEYS if saved.get(k) != getattr(cfg, k)}
+        diff = {k: (saved.get(k, _RESUME_DEFAULTS.get(k)), getattr(cfg, k)) for k in _RESUME_KEYS
+                if saved.get(k, _RESUME_DEFAULTS.get(k)) != getattr(cfg, k)}
         if diff:
             raise ValueError(f"--resume: the configuration differs from the checkpoint's in {diff} "
                              "(saved, now); resume with the same settings or start a new --out directory")

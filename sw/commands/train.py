@@ -38,6 +38,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, **extra, help=f"override '{key}'")
     parser.add_argument("--augment", dest="augment", action=argparse.BooleanOptionalAction, default=None,
                         help="random crop (pad 4) + horizontal flip (default: on for CIFAR only)")
+    parser.add_argument("--reversible", dest="reversible", action=argparse.BooleanOptionalAction, default=None,
+                        help="reversible blocks: recompute activations in the backward pass (docs/reversible.md)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key (value parsed as JSON, else a string)")
 
@@ -53,7 +55,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             cfg[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             cfg[key.strip()] = value
-    for key in list(_OVERRIDES) + ["augment"]:
+    for key in list(_OVERRIDES) + ["augment", "reversible"]:
         value = getattr(args, key)
         if value is not None:
             cfg[key] = value
