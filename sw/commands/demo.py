@@ -152,6 +152,10 @@ def step_report(ctx: DemoContext) -> None:
                      f"{'bit-exact' if p['match'] else 'MISMATCH'} ({p['mismatches']} mismatches), "
                      f"{p['cycles']:,} cycles over {p['tiles']} tile(s), spike agreement of the "
                      f"integer layer with the float layer {p['spike_agreement']:.4f}")
+    if "hw_finetune" in r:
+        lines.append("- fine-tuning with the accelerator's integer forward/backward in the loop "
+                     f"(short; plot `{r['hw_finetune']['plot']}`):")
+        lines.extend(f"  - {line}" for line in r["hw_finetune"]["summary"])
     if "energy" in r:
         first, *per_mode = r["energy"]["summary"]
         lines.append(f"- {first}")
@@ -241,10 +245,28 @@ def step_rtl(ctx: DemoContext) -> None:
     ctx.results["rtl"] = {"config": cfg.name, "verilog": str(verilog), "lines": lines}
 
 
+def step_hw_finetune(ctx: DemoContext) -> None:
+    """A short fine-tuning of the PTT model with the accelerator's integer forward, backward and
+    weight gradients in the loop, beside float (``python -m sw hw-finetune`` at full length)."""
+    from gen.config import load_config
+    from sw.hwtrain import finetune, summary_lines
+
+    ctx.log("--- fine-tuning the PTT model with the accelerator's integer arithmetic in the loop "
+            "(2 steps of 16 images per variant; python -m sw hw-finetune for a real run)")
+    res = finetune(str(ctx.path("ptt.pt")), ctx.path("hw_finetune"), load_config("paper"),
+                   ("float", "nearest", "stochastic"), epochs=1, batch_size=16, lr=0.002,
+                   seed=ctx.args.seed, max_train_samples=32, max_test_samples=100, progress=False,
+                   log=ctx.log)
+    for line in summary_lines(res):
+        ctx.log("  " + line)
+    ctx.results["hw_finetune"] = {"summary": summary_lines(res), "plot": str(ctx.path("hw_finetune/finetune.png"))}
+
+
 def _register_hardware_steps() -> None:
     from cosim.demo_step import register as register_replay
     from model.demo_step import register as register_energy
 
+    add_step("hw_finetune", step_hw_finetune)
     add_step("rtl", step_rtl)
     register_replay()
     register_energy()

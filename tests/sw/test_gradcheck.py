@@ -104,3 +104,34 @@ def test_grad_check_command(tmp_path, capsys):
         main(["grad-check", "--checkpoint", str(ckpt), "--layer", "fc"])
     with pytest.raises(SystemExit):
         main(["grad-check", "--checkpoint", str(ckpt), "--layer", "layers.0.0.conv1", "--bits", "2"])
+
+
+def test_hw_finetune_command(tmp_path, capsys):
+    """The fine-tuning loop runs each variant from the same checkpoint on the same data: the
+    float variant repeats exactly, the integer variant stays close to it on the first step (same
+    weights, same batch), and the outputs are written."""
+    from sw.__main__ import main
+    from sw.checkpoint import save_checkpoint
+    from sw.hwtrain import finetune
+
+    ckpt = tmp_path / "m.pt"
+    torch.manual_seed(0)
+    save_checkpoint(ckpt, ms_resnet("tiny", "ptt", ranks=4, in_channels=1, num_classes=10,
+                                    timesteps=2, input_size=16, v_threshold=0.1),
+                    config={"dataset": "digits", "timesteps": 2})
+    args = ["hw-finetune", "--checkpoint", str(ckpt), "--out", str(tmp_path / "ft"), "--config", "small",
+            "--variants", "float,nearest", "--max-train-samples", "8", "--batch-size", "4",
+            "--max-test-samples", "8", "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    fl, hw = out["variants"]
+    assert [fl["variant"], hw["variant"]] == ["float", "nearest"]
+    assert len(fl["step_loss"]) == len(hw["step_loss"]) == 2
+    assert abs(fl["step_loss"][0] - hw["step_loss"][0]) < 0.1 * fl["step_loss"][0]
+    assert 0.0 <= hw["final_test_acc_integer_forward"] <= 1.0
+    assert (tmp_path / "ft" / "finetune.png").read_bytes()[:4] == b"\x89PNG"
+    again = finetune(str(ckpt), tmp_path / "ft2", load_config("small"), ("float",), batch_size=4,
+                     max_train_samples=8, max_test_samples=8, progress=False, log=lambda s: None)
+    assert again["variants"][0]["step_loss"] == fl["step_loss"]
+    with pytest.raises(ValueError, match="unknown variant"):
+        finetune(str(ckpt), tmp_path / "ft3", load_config("small"), ("fp8",))

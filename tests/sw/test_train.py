@@ -167,6 +167,9 @@ def test_demo_steps_write_their_outputs(tmp_path, capsys):
     assert Path(rep["results"]["rtl"]["verilog"]).is_file()
     assert rep["results"]["replay"]["match"] and rep["results"]["replay"]["mismatches"] == 0
     assert rep["results"]["replay"]["cycles"] > 0
+    # the short fine-tuning with the integer forward/backward in the loop, beside float
+    assert len(rep["results"]["hw_finetune"]["summary"]) == 3
+    assert Path(rep["results"]["hw_finetune"]["plot"]).is_file()
     energy = rep["results"]["energy"]["total_pj"]
     assert set(energy) == {"dense", "stt", "ptt", "htt"} and all(v > 0 for v in energy.values())
     # a model that does not learn makes the demo fail (1 epoch on 64 samples is far from 100x chance)
