@@ -33,6 +33,7 @@ from torch import Tensor
 from sw import golden
 from sw.golden import sat, wrap
 from sw.qlayer import QuantTTLayer
+from sw.quantize import pow2_fraction
 
 __all__ = [
     "GRAD_ROUNDINGS", "STAGE_IDS", "lowbias32", "element_index", "GradRounding", "requantize",
@@ -529,20 +530,6 @@ def accumulate_batch(per_sample: Tensor, bits: int) -> tuple[Tensor, int]:
     return acc, n_sat
 
 
-def _pow2_fraction(value: float, mul_bits: int, max_shift: int = 24) -> tuple[int, int]:
-    """``(mul, shift)`` with ``mul < 2^mul_bits`` and ``mul / 2^shift`` closest to ``value``
-    (the smallest shift among equally close ones)."""
-    best = None
-    for s in range(max_shift + 1):
-        m = min(int(np.floor(value * (1 << s) + 0.5)), (1 << mul_bits) - 1)
-        err = abs(m / (1 << s) - value)
-        if best is None or err < best[0] - 1e-15:
-            best = (err, m, s)
-        if err == 0:
-            break
-    return best[1], best[2]
-
-
 def surrogate_params(qlayer: QuantTTLayer, v_threshold: float, alpha: float, widths: Any,
                      shifts: Mapping[str, ShiftOrAuto] | None = None) -> BackwardParams:
     """The rectangle surrogate ``h = 1/alpha`` where ``|u - V_th| < alpha/2`` in the membrane
@@ -553,7 +540,7 @@ def surrogate_params(qlayer: QuantTTLayer, v_threshold: float, alpha: float, wid
     one = 2.0 ** qlayer.frac_bits
     lo = int(np.floor((v_threshold - alpha / 2) * one + 0.5))
     hi = int(np.floor((v_threshold + alpha / 2) * one + 0.5))
-    mul, shift = _pow2_fraction(1.0 / alpha, wd.leak_mul)
+    mul, shift = pow2_fraction(1.0 / alpha, wd.leak_mul)
     return BackwardParams(window_lo=lo, window_hi=hi, height_mul=mul, height_shift=shift,
                           shifts=dict(shifts or {}))
 

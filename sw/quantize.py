@@ -36,7 +36,7 @@ from sw.qlayer import QuantTTLayer
 
 __all__ = ["ROUNDING_MODES", "LayerContext", "quantize_tt_layer", "float_layer_forward",
            "compare_layer", "fold_batchnorm", "leak_fixed_point", "tt_layer_names",
-           "layer_context", "capture_layer_io", "quantize_model_layer", "w4_scales"]
+           "layer_context", "capture_layer_io", "quantize_model_layer", "w4_scales", "pow2_fraction"]
 
 ROUNDING_MODES = ("nearest", "truncate", "stochastic")
 _WIDE = 62  # accumulator width for calibration: wide enough never to wrap
@@ -85,20 +85,26 @@ def fold_batchnorm(bn: nn.Module | None, channels: int) -> tuple[Tensor, Tensor]
     return a, beta - bn.running_mean.detach().double() * a
 
 
-def leak_fixed_point(tau: float, mul_bits: int, max_shift: int = 24) -> tuple[int, int]:
-    """``(leak_mul, leak_shift)`` with ``leak_mul < 2^mul_bits`` closest to ``tau``; the
-    smallest shift among equally close ones (0.25 -> (1, 2))."""
-    if not 0.0 <= tau <= 1.0:
-        raise ValueError(f"tau must lie in [0, 1], got {tau}")
+def pow2_fraction(value: float, mul_bits: int, max_shift: int = 24) -> tuple[int, int]:
+    """``(mul, shift)`` with ``0 <= mul < 2^mul_bits`` and ``mul / 2^shift`` closest to
+    ``value >= 0``; the smallest shift among equally close ones (0.25 -> (1, 2))."""
     best = None
     for s in range(max_shift + 1):
-        m = min(int(math.floor(tau * (1 << s) + 0.5)), (1 << mul_bits) - 1)
-        err = abs(m / (1 << s) - tau)
+        m = min(int(math.floor(value * (1 << s) + 0.5)), (1 << mul_bits) - 1)
+        err = abs(m / (1 << s) - value)
         if best is None or err < best[0] - 1e-15:
             best = (err, m, s)
         if err == 0:
             break
     return best[1], best[2]
+
+
+def leak_fixed_point(tau: float, mul_bits: int, max_shift: int = 24) -> tuple[int, int]:
+    """``(leak_mul, leak_shift)`` with ``leak_mul < 2^mul_bits`` closest to ``tau``; the
+    smallest shift among equally close ones (0.25 -> (1, 2))."""
+    if not 0.0 <= tau <= 1.0:
+        raise ValueError(f"tau must lie in [0, 1], got {tau}")
+    return pow2_fraction(tau, mul_bits, max_shift)
 
 
 def _shift_for(lo: int, hi: int, bits: int, rnd: int, extra: int = 0) -> int:
