@@ -22,6 +22,7 @@ COMMANDS = {
     "decompose": "rank selection (EVBMF) and TT-SVD of a trained dense checkpoint",
     "bench": "time one training step of dense, STT, PTT and HTT side by side",
     "quantize": "quantise a trained TT layer to the accelerator's formats and report the error",
+    "tinysnn": "tinySNN STDP networks: train | eval | explore (quantisation search) | select",
 }
 
 
