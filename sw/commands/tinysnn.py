@@ -72,6 +72,7 @@ def _add_quant(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the tensors are small)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     tr = sub.add_parser("train", help="train with STDP, label, evaluate")
@@ -92,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ex.add_argument("--precisions", default="32,16,8,6,4", help="PTQ precisions (32 = the FP32 model)")
     ex.add_argument("--roundings", default="truncate,nearest,stochastic")
     ex.add_argument("--itq-precisions", default="8", help="ITQ precisions ('' for none)")
+    ex.add_argument("--itq-variants", default="baseline,tinysnn", help="variants that get ITQ candidates")
     ex.add_argument("--out", default="build/tinysnn/explore")
     se = sub.add_parser("select", help="reward-based model selection from candidates.json")
     se.add_argument("--candidates", required=True, help="candidates.json written by explore")
@@ -288,7 +290,8 @@ def run_explore(args: argparse.Namespace) -> int:
             raise ValueError(f"precisions must be 2..32 bits, got {b}")
     log = (lambda s: None) if args.json else print
     res = explore(cfg, train, test, variants=variants, precisions=precisions, roundings=roundings,
-                  itq_precisions=itq, epochs=args.epochs, progress=not (args.json or args.no_progress), log=log)
+                  itq_precisions=itq, itq_variants=[v.strip() for v in args.itq_variants.split(",")],
+                  epochs=args.epochs, progress=not (args.json or args.no_progress), log=log)
     rows = res["candidates"]
     out = Path(args.out)
     for v, m in res["models"].items():
@@ -348,9 +351,15 @@ def run_select(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     actions = {"train": run_train, "eval": run_eval, "explore": run_explore, "select": run_select}
     if getattr(args, "epochs", 1) < 1:
         raise ValueError("--epochs must be >= 1")
+    if args.threads < 1:
+        raise ValueError("--threads must be >= 1")
+    # the per-step tensors are small: more intra-op threads only add synchronisation
+    torch.set_num_threads(args.threads)
     return actions[args.action](args)
 
 

@@ -133,10 +133,11 @@ def candidate_row(name: str, model: SNNModel, spec: QuantSpec, result: dict[str,
 def explore(cfg: SNNConfig, train: ImageSet, test: ImageSet, *, variants: Sequence[str] = ("baseline", "tinysnn"),
             precisions: Sequence[int] = (32, 16, 8, 6, 4), roundings: Sequence[str] = ("truncate", "nearest", "stochastic"),
             itq_precisions: Sequence[int] = (8,), neuron_params: Sequence[bool] = (False, True), epochs: int = 1,
+            itq_variants: Sequence[str] | None = None,
             progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every candidate of the grid, for each variant. PTQ candidates reuse the FP32 training;
-    each ITQ candidate (``itq_precisions`` x ``roundings``, weights and neuron parameters) trains
-    anew in its formats with the FP32 run's ranges."""
+    each ITQ candidate (``itq_precisions`` x ``roundings``, weights and neuron parameters; for the
+    ``itq_variants``, default all) trains anew in its formats with the FP32 run's ranges."""
     from model.energy_table import load_energy_table
     from tqdm import tqdm
 
@@ -152,7 +153,7 @@ def explore(cfg: SNNConfig, train: ImageSet, test: ImageSet, *, variants: Sequen
             for rnd in roundings:
                 for neu in neuron_params:
                     jobs.append((variant, ("PTQ", bits, rnd, neu)))
-        for bits in itq_precisions:
+        for bits in itq_precisions if itq_variants is None or variant in itq_variants else ():
             for rnd in roundings:
                 jobs.append((variant, ("ITQ", bits, rnd, True)))
     for variant, job in tqdm(jobs, desc="explore", disable=not progress, file=sys.stderr):

@@ -20,7 +20,7 @@ Conventions (the same in both variants):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -150,23 +150,30 @@ class OpCounts:
         return {k: v / n for k, v in vars(self).items() if k != "images"}
 
 
-@dataclass
 class RangeRecorder:
     """Observed min / max of the stored quantities (the integer part of the fixed-point
-    formats is chosen from these)."""
+    formats is chosen from these). Kept as element-wise running extremes, reduced only when
+    read, so recording costs two tensor ops per step and no synchronisation."""
 
-    lo: dict[str, float] = field(default_factory=dict)
-    hi: dict[str, float] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self._lo: dict[str, Tensor] = {}
+        self._hi: dict[str, Tensor] = {}
 
     def see(self, name: str, t: Tensor) -> None:
         if t.numel() == 0:
             return
-        lo, hi = float(t.min()), float(t.max())
-        self.lo[name] = min(lo, self.lo.get(name, lo))
-        self.hi[name] = max(hi, self.hi.get(name, hi))
+        t = t.detach()
+        if name in self._lo and self._lo[name].shape == t.shape:
+            self._lo[name] = torch.minimum(self._lo[name], t)
+            self._hi[name] = torch.maximum(self._hi[name], t)
+            return
+        lo, hi = t.min(), t.max()
+        if name in self._lo:  # a new shape: fold what we have into scalars
+            lo, hi = torch.minimum(lo, self._lo[name].min()), torch.maximum(hi, self._hi[name].max())
+        self._lo[name], self._hi[name] = lo, hi
 
     def as_dict(self) -> dict[str, tuple[float, float]]:
-        return {k: (self.lo[k], self.hi[k]) for k in self.lo}
+        return {k: (float(self._lo[k].min()), float(self._hi[k].max())) for k in self._lo}
 
 
 # ---- training: one image, learning on --------------------------------------------------------
