@@ -127,6 +127,11 @@ def _config(args: argparse.Namespace, n_inputs: int, variant: str = "tinysnn"):
     return SNNConfig(**kw).validate()
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars only on a terminal, and never with --json or --no-progress."""
+    return not (args.json or args.no_progress) and sys.stderr.isatty()
+
+
 def _data(args: argparse.Namespace):
     from sw.tinysnn.data import load_images
 
@@ -187,7 +192,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     train, test = _data(args)
     cfg = _config(args, train.pixels.shape[1])
-    progress = not (args.json or args.no_progress)
+    progress = _progress(args)
     quantised = args.weight_bits != 32 or args.neuron_bits != 32
     if args.itq and not quantised:
         raise ValueError("--itq needs --weight-bits and/or --neuron-bits below 32")
@@ -288,10 +293,9 @@ def run_explore(args: argparse.Namespace) -> int:
     for b in precisions + itq:
         if not 2 <= b <= 32:
             raise ValueError(f"precisions must be 2..32 bits, got {b}")
-    log = (lambda s: None) if args.json else print
     res = explore(cfg, train, test, variants=variants, precisions=precisions, roundings=roundings,
                   itq_precisions=itq, itq_variants=[v.strip() for v in args.itq_variants.split(",")],
-                  epochs=args.epochs, progress=not (args.json or args.no_progress), log=log)
+                  epochs=args.epochs, progress=_progress(args))
     rows = res["candidates"]
     out = Path(args.out)
     for v, m in res["models"].items():

@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -134,7 +134,7 @@ def explore(cfg: SNNConfig, train: ImageSet, test: ImageSet, *, variants: Sequen
             precisions: Sequence[int] = (32, 16, 8, 6, 4), roundings: Sequence[str] = ("truncate", "nearest", "stochastic"),
             itq_precisions: Sequence[int] = (8,), neuron_params: Sequence[bool] = (False, True), epochs: int = 1,
             itq_variants: Sequence[str] | None = None,
-            progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+            progress: bool = True) -> dict[str, Any]:
     """Every candidate of the grid, for each variant. PTQ candidates reuse the FP32 training;
     each ITQ candidate (``itq_precisions`` x ``roundings``, weights and neuron parameters; for the
     ``itq_variants``, default all) trains anew in its formats with the FP32 run's ranges."""
