@@ -119,7 +119,11 @@ def _config(args: argparse.Namespace, n_inputs: int, variant: str = "tinysnn"):
         key, sep, value = item.partition("=")
         if not sep or key not in types:
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(types)}")
-        conv = {"int": int, "float": float, "str": str}[str(types[key]).replace("'", "")]
+        kind = str(types[key]).replace("'", "")
+        conv = int if kind == "int" else str if kind == "str" else float
+        if kind.endswith("| None") and value.lower() == "none":
+            kw[key] = None
+            continue
         try:
             kw[key] = conv(value)
         except ValueError:
@@ -249,8 +253,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
+    """The scalar fields of the candidates (operation counts stay in the JSON)."""
+    keys = [k for k, v in rows[0].items() if not isinstance(v, (dict, list))]
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()

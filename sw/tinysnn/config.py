@@ -41,6 +41,10 @@ class SNNConfig:
     tau_mem: float = 100.0
     theta_plus: float = 0.05
     tau_theta: float = 1e7
+    # lower bound of the excitatory potential (mV); None: unbounded, as BindsNET's current-based
+    # reproduction. Diehl & Cook's conductance-based model is bounded by its inhibitory reversal
+    # potential (-100 mV); a floor shrinks the range a fixed-point membrane has to hold.
+    v_floor: float | None = None
     # inhibitory layer (baseline only)
     inh_v_rest: float = -60.0
     inh_v_reset: float = -45.0
@@ -90,6 +94,8 @@ class SNNConfig:
         if not self.v_thresh > self.v_reset or not self.inh_v_thresh > self.inh_v_reset:
             raise ValueError("the threshold must lie above the reset potential "
                              f"(v_thresh {self.v_thresh}, v_reset {self.v_reset})")
+        if self.v_floor is not None and not (math.isfinite(self.v_floor) and self.v_floor < self.v_reset):
+            raise ValueError(f"v_floor must be a finite potential below v_reset ({self.v_reset}), got {self.v_floor}")
         if self.w_init_max > self.w_max:
             raise ValueError(f"w_init_max ({self.w_init_max}) must not exceed w_max ({self.w_max})")
         if self.input_rate * self.dt / 1000.0 > 1.0:
@@ -150,6 +156,10 @@ class SNNConfig:
     def reset_rel(self) -> float:
         """Reset potential relative to rest (what the membrane register holds after a spike)."""
         return self.v_reset - self.v_rest
+
+    @property
+    def floor_rel(self) -> float | None:
+        return None if self.v_floor is None else self.v_floor - self.v_rest
 
     @property
     def thresh_rel(self) -> float:

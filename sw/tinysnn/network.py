@@ -228,6 +228,8 @@ class _ExcLayer:
     def step(self, t: int, current: Tensor) -> bool:
         cfg = self.cfg
         self.v = self.v * cfg.decay + current * (self.until <= t)
+        if cfg.v_floor is not None:
+            self.v = self.v.clamp_min(cfg.floor_rel)
         self.v = _quant(self.spec.membrane, self.v, self.spec, self.gen)
         mask = self.v >= self.thr
         self.any_spike = bool(mask.any())
@@ -360,6 +362,8 @@ def _infer_batch(cfg, w, thr, pixels, rate, gen, spec, ops, ranges):
         cur = s_in @ w + lateral_inhibition(rec, cfg.w_inh_exc if baseline else cfg.w_lateral)
         v, refrac, spk = lif_step(v, refrac, cur, thr, decay=cfg.decay, reset=cfg.reset_rel,
                                   refractory_steps=cfg.refractory_steps)
+        if cfg.v_floor is not None:  # the floor bounds the integrated value; a spike resets above it
+            v = v.clamp_min(cfg.floor_rel)
         v = _quant(spec.membrane, v, spec, gen)
         if baseline:
             vi, refrac_i, spk_i = lif_step(vi, refrac_i, cfg.w_exc_inh * prev_exc, cfg.inh_thresh_rel,

@@ -202,3 +202,16 @@ def test_both_networks_learn_the_embedded_digits_above_chance():
         cfg = SNNConfig(variant=variant, n_neurons=40, t_present=100).validate()
         model = train_model(cfg, train, progress=False)
         assert evaluate(model, train, test)["accuracy"] > floor, variant
+
+
+def test_membrane_floor_bounds_the_inhibited_potential():
+    cfg = SNNConfig(n_inputs=1, n_neurons=2, t_present=30, min_spikes=0, max_retries=0, input_rate=1000.0,
+                    refractory=0, v_floor=-70.0).validate()
+    assert cfg.floor_rel == -5.0
+    rec = N.RangeRecorder()
+    N.infer(cfg, torch.tensor([[2.0, 0.0]]), torch.tensor([10.0, 10.0]), torch.ones(1, 1),
+            torch.Generator().manual_seed(0), QuantSpec(), ranges=rec)
+    # neuron 1 gets no input, only -17.5 per spike of neuron 0: held at the floor
+    assert rec.as_dict()["membrane"][0] == -5.0
+    with pytest.raises(ValueError, match="v_floor"):
+        SNNConfig(v_floor=-50.0).validate()
