@@ -85,14 +85,23 @@ def plot_pareto(candidates: Sequence[dict[str, Any]], front: Sequence[int], path
                    color=colours.get(c.get("variant"), "tab:green"), s=28, alpha=0.75)
     f = [candidates[i] for i in front]
     ax.plot([c["memory_bits"] / 8 / 1024 for c in f], [c["accuracy"] for c in f], "r-", lw=1, label="Pareto front")
-    for s in chosen:
-        ax.annotate(f"mu={s['mu']:g}", (s["memory_bits"] / 8 / 1024, s["accuracy"]), fontsize=6,
-                    xytext=(3, -8), textcoords="offset points")
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for s in chosen:  # one label per chosen candidate, listing its mus
+        by_name.setdefault(s["name"], []).append(s)
+    for name, group in by_name.items():
+        s = group[0]
+        mus = ", ".join(f"{g['mu']:g}" for g in group)
+        ax.annotate(f"{name}\n(mu = {mus})", (s["memory_bits"] / 8 / 1024, s["accuracy"]), fontsize=6,
+                    xytext=(4, -14), textcoords="offset points")
     for name, m in markers.items():
         ax.scatter([], [], marker=m, color="k", label=name)
     for name, col in colours.items():
         ax.scatter([], [], marker="o", color=col, label=name)
     ax.set_xscale("log")
+    from matplotlib.ticker import ScalarFormatter
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="x", which="minor", labelsize=6)
     ax.set_xlabel("memory (KiB)")
     ax.set_ylabel("test accuracy")
     ax.legend(fontsize=7)
