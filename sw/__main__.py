@@ -25,6 +25,7 @@ COMMANDS = {
     "grad-check": "integer backward pass of a TT layer vs float autograd, on real data",
     "hw-finetune": "fine-tune with the accelerator's integer forward/backward in the loop, beside float",
     "bench-reversible": "training memory and step time of standard, checkpointed and reversible blocks",
+    "tinysnn": "tinySNN STDP networks: train | eval | explore (quantisation search) | select",
 }
 
 

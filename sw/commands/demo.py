@@ -265,11 +265,13 @@ def step_hw_finetune(ctx: DemoContext) -> None:
 def _register_hardware_steps() -> None:
     from cosim.demo_step import register as register_replay
     from model.demo_step import register as register_energy
+    from sw.tinysnn.demo_step import register as register_tinysnn
 
     add_step("hw_finetune", step_hw_finetune)
     add_step("rtl", step_rtl)
     register_replay()
     register_energy()
+    register_tinysnn()
 
 
 _register_hardware_steps()
