@@ -35,6 +35,7 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import lane
 from .config import HardwareConfig, log2
+from .descriptor import DESCRIPTOR_LAYOUT
 from .geometry import TAP_ORDER
 from .hostmap import (COUNTER_BASE, COUNTER_BITS, COUNTER_NAMES, DESCRIPTOR_BASE, DESCRIPTOR_FIELDS, ID_VALUE,
                       REG_CTRL, REG_ID, REG_STATUS, STREAM_BITS, STREAM_REGISTERS, host_map)
@@ -115,7 +116,8 @@ class Accelerator(wiring.Component):
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
 
         # ---- descriptor and the tile geometry derived from it (registered) -----------------
-        d = {name: Signal(bits, name=f"desc_{name}") for name, bits, _ in DESCRIPTOR_FIELDS}
+        desc = Signal(DESCRIPTOR_LAYOUT, name="desc")
+        d = {name: desc[name] for name, _, _ in DESCRIPTOR_FIELDS}
         T, H, W = d["timesteps"], d["height"], d["width"]
         R, CIN, COUT = d["rank"], d["in_channels"], d["out_channels"]
         rnd, pool, use_res = d["round"], d["pool"], d["residual"]
