@@ -39,15 +39,13 @@ from .descriptor import DESCRIPTOR_LAYOUT
 from .geometry import TAP_ORDER
 from .hostmap import (COUNTER_BASE, COUNTER_BITS, COUNTER_NAMES, DESCRIPTOR_BASE, DESCRIPTOR_FIELDS, ID_VALUE,
                       REG_CTRL, REG_ID, REG_STATUS, STREAM_BITS, STREAM_REGISTERS, host_map)
+from .tilegeo import ROW_BITS, TileGeometryUnit
 from .units import (AdderArray, AffineLanes, LIFLanes, MacCluster, MacPEArray, MaxPoolLanes,
                     Requantiser, SpikeTree)
 
 __all__ = ["Accelerator", "TOP_NAME", "accelerator_signature", "TAP_ORDER"]
 
 TOP_NAME = "ttsnn_accel"
-ROW_BITS = 16
-#: Cycles after the last descriptor write until the registered tile geometry is valid.
-GEO_SETTLE = 8
 
 
 def _loops(m: Module, levels, enable):
@@ -126,31 +124,13 @@ class Accelerator(wiring.Component):
         is_htt = d["mode"] == 2
         order = d["order"]                           # 1: timestep outer
 
-        def geo(name, expr, width=RB):
-            sig = Signal(width, name=f"geo_{name}")
-            m.d.sync += sig.eq(expr)
-            return sig
-
-        pk = geo("pack", d["pack"], 4)                 # log2 Pk
-        pxl = geo("pxl", (lp - d["pack"])[:4], 4)      # log2 Px
-        Pk = geo("pk", Const(1, lp + 1) << d["pack"], lp + 1)
-        Px = geo("px", Const(1, lp + 1) << (lp - d["pack"])[:4], lp + 1)
-        ng = geo("ng", (R + (1 << d["pack"]) - 1) >> d["pack"])
-        last_lanes = geo("last_lanes", R - ((ng - 1) << pk), lp + 1)
-        nb = geo("nb", (W + Px - 1) >> pxl)
-        rw1 = geo("rw1", (nb + 2) * ng)                # words of a line1 / row2 row
-        rw4 = geo("rw4", nb * ng)                      # words of a line4 row
-        ncc = geo("ncc", (CIN + P - 1) >> lp)
-        cw = geo("cw", (CIN + SW - 1) >> lsw)
-        r3 = geo("r3", R + (R << 1))
-        ns = geo("ns", (r3 + Px - 1) >> pxl)           # weight words per output group (w2/w3)
-        nch = geo("nch", (r3 + CHK - 1) >> lC)
-        last_chunk = geo("last_chunk", r3 - ((nch - 1) << lC))
-        Ho = geo("ho", Mux(pool, H >> 1, H))
-        Wo = geo("wo", Mux(pool, W >> 1, W))
-        GO = geo("go", (COUT + P - 1) >> lp)
-        in_row_words = geo("in_row_words", (W + 2 - zl - zr) * cw)
-        out_row_words = geo("out_row_words", Wo * GO)
+        m.submodules.geometry = geometry = TileGeometryUnit(cfg)
+        m.d.comb += geometry.desc.eq(desc)
+        g = geometry.geo
+        pk, pxl, Pk, Px = g.pack, g.pxl, g.pk, g.px   # log2 Pk, log2 Px, Pk, Px
+        ng, last_lanes, nb, rw1, rw4 = g.ng, g.last_lanes, g.nb, g.rw1, g.rw4
+        ncc, cw, r3, ns, nch, last_chunk = g.ncc, g.cw, g.r3, g.ns, g.nch, g.last_chunk
+        Ho, Wo, GO, in_row_words, out_row_words = g.ho, g.wo, g.go, g.in_row_words, g.out_row_words
 
         def inc3(v):
             return Mux(v == 2, 0, v + 1)
@@ -161,31 +141,19 @@ class Accelerator(wiring.Component):
             return Mux(order, Mux(i_last, v + unit, v), Mux(i_last, 0, v + unit))
 
         w_aligned = (W & (Px - 1)) == 0
-        sub_n = Mux(pool, 4, 1)
         S = Mux(pool, 2, 1)                            # q23 rows per output row
         # the LIF reads u(t-1) back from the output ring, ``dist`` rows behind. A neuron's
         # membrane is written 3 cycles after its last issue and the read port is not
         # transparent, so the same neuron's read must come at least 4 cycles later: when
         # ``dist`` rows take fewer cycles, E4 waits for the row to be written
-        dist = geo("dist", Mux(order, Ho, 1))
-        sat4 = lambda v: Mux(v >= 4, 4, v)[:3]  # noqa: E731 (the product is only compared with 4)
-        prev_init = geo("prev_init", (d["out_ring_rows"] - dist) * out_row_words)
-        long_rows = geo("long_rows", sat4(sat4(dist) * sat4(out_row_words)) * sat4(sub_n * sat4(R)) >= 4, 1)
+        dist, prev_init, long_rows = g.dist, g.prev_init, g.long_rows
         # cluster 2's blocks (+1: index in the row, the left halo block is 0): STT computes the
         # halo columns it needs (edges that are not zero halo)
-        e_lo2 = geo("e_lo2", Mux(is_stt & ~zl, 0, 1), 2)
-        nbe2 = geo("nbe2", nb + Mux(is_stt & ~zl, 1, 0) + Mux(is_stt & ~zr & w_aligned, 1, 0))
-        nbg2 = geo("nbg2", (nbe2 + BLK - 1) >> lB)
-        lastg2 = geo("lastg2", nbe2 - ((nbg2 - 1) << lB))
-        nbg3 = geo("nbg3", (nb + BLK - 1) >> lB)
-        lastg3 = geo("lastg3", nb - ((nbg3 - 1) << lB))
-        last_cols = geo("last_cols", W - ((nb - 1) << pxl), lp + 1)   # valid columns of the last block
+        e_lo2, nbg2, lastg2, nbg3, lastg3 = g.e_lo2, g.nbg2, g.lastg2, g.nbg3, g.lastg3
+        last_cols = g.last_cols                        # valid columns of the last block
         # per-tile products, so that the address and handshake logic below only adds
-        TR1 = geo("tr1", T * rw1)                      # a line1 slot group (one row of every t)
-        TR4 = geo("tr4", T * rw4)
-        T3R1 = geo("t3r1", (TR1 << 1) + TR1)           # the whole line1 ring (timestep outer)
-        eW_ng = geo("ew_ng", rw4 + Mux(w_aligned, ng, 0))   # word offset of column W's block
-        e_lo2_ng = geo("e_lo2_ng", Mux(e_lo2 == 1, ng, 0))
+        TR1, TR4, T3R1 = g.tr1, g.tr4, g.t3r1          # line1 / line4 slot groups, the line1 ring
+        eW_ng, e_lo2_ng = g.ew_ng, g.e_lo2_ng
 
         def active_lanes(total, group, shift):
             rest = (total - (group << shift))[:RB]
@@ -303,7 +271,7 @@ class Accelerator(wiring.Component):
         trw1 = Signal(RB)                         # t * rw1 (row outer: t is i1)
         need1 = Signal(RB)                        # row outer: E2 rows released before row >= 3
         eoff1 = Signal(RB)                        # word offset (block * ng) of the current pixel
-        T3 = geo("t3", (T << 1) + T, 8)
+        T3 = g.t3
         wr1, t1 = Signal(RB), Signal(8)
         m.d.comb += [wr1.eq(Mux(order, i1, Mux(o1 == 0, sb1, o1 + 2))), t1.eq(Mux(order, o1, i1))]
         # window rows and halo columns outside the layer (zero_halo) are never computed nor
@@ -312,7 +280,7 @@ class Accelerator(wiring.Component):
         # block; an unaligned right edge gets its zero lane with column W-1's write)
         zero_row1 = Signal()
         m.d.comb += zero_row1.eq(((wr1 == 0) & zt) | ((wr1 == H + 1) & zb))
-        halos1 = geo("halos1", 2 - zl - zr, 2)    # halo pixels cluster 1 computes per row
+        halos1 = g.halos1                         # halo pixels cluster 1 computes per row
 
         def pixel_of(idx):
             """Window pixel (0: left halo, 1: right halo, 2 + x: column x) of the ``idx``-th
@@ -322,7 +290,7 @@ class Accelerator(wiring.Component):
         pi1 = Signal(RB)
         m.d.comb += pi1.eq(pixel_of(px1))
         nxt_pi1 = pixel_of(px1 + 1)
-        first_eoff1 = geo("first_eoff1", Mux(~zl, 0, Mux(~zr, eW_ng, ng)))
+        first_eoff1 = g.first_eoff1
         zlane1 = Signal()                         # column W-1 with a zero, unaligned right edge
         m.d.comb += zlane1.eq(zr & ~w_aligned & (pi1 == W + 1))
         xe1 = Signal(RB)                          # column + Px (the left halo is column -1)
@@ -928,11 +896,11 @@ class Accelerator(wiring.Component):
         host_only_read("spikes")
 
         # ---- start / done / event ----------------------------------------------------------
-        # the tile geometry is registered from the descriptor (chains of up to GEO_SETTLE
-        # cycles): a start that follows the last descriptor write sooner waits for it
-        settle = Signal(range(GEO_SETTLE + 1))
+        # the tile geometry is registered from the descriptor (its unit's latency): a start
+        # that follows the last descriptor write sooner waits for it
+        settle = Signal(range(geometry.latency + 1))
         desc_write = self.host_write & (addr >= DESCRIPTOR_BASE) & (addr < DESCRIPTOR_BASE + len(d))
-        m.d.sync += settle.eq(Mux(desc_write, GEO_SETTLE, Mux(settle == 0, 0, settle - 1)))
+        m.d.sync += settle.eq(Mux(desc_write, geometry.latency, Mux(settle == 0, 0, settle - 1)))
         settled = (settle == 0) & ~desc_write
         pending = Signal()
         pipeline_busy = (pending | run1 | E2["run"] | E3["run"] | run4 | v1a | v1b | A2["v"]
@@ -963,7 +931,7 @@ class Accelerator(wiring.Component):
             m.d.sync += resets
         with m.Elif(busy & ~pipeline_busy):
             m.d.sync += [busy.eq(0), done.eq(1)]
-        # the datapath's run: a start within GEO_SETTLE cycles of a descriptor write waits for
+        # the datapath's run: a start within geometry.latency cycles of a descriptor write waits for
         # the geometry registers first (pending), which is not counted
         count("cycles", busy & ~pending)
         # event: raised when the host has something to do (an input slot freed, an output row
