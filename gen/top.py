@@ -39,29 +39,14 @@ from .descriptor import DESCRIPTOR_LAYOUT
 from .geometry import TAP_ORDER
 from .hostmap import (COUNTER_BASE, COUNTER_BITS, COUNTER_NAMES, DESCRIPTOR_BASE, DESCRIPTOR_FIELDS, ID_VALUE,
                       REG_CTRL, REG_ID, REG_STATUS, STREAM_BITS, STREAM_REGISTERS, host_map)
+from .engines import ClusterFourEngine, ClusterOneEngine
+from .engines.common import inc3, times3
 from .tilegeo import ROW_BITS, TileGeometryUnit
-from .units import (AdderArray, AffineLanes, LIFLanes, MacCluster, MacPEArray, MaxPoolLanes,
-                    Requantiser, SpikeTree)
+from .units import AdderArray, MacCluster, Requantiser
 
 __all__ = ["Accelerator", "TOP_NAME", "accelerator_signature", "TAP_ORDER"]
 
 TOP_NAME = "ttsnn_accel"
-
-
-def _loops(m: Module, levels, enable):
-    """Advance a nest of counters (outer first: ``(signal, count)``) by one step when
-    ``enable``. Returns ``ends``: ``ends[i]`` is true when level ``i`` and all inner
-    levels are at their last value (the step that finishes level ``i``)."""
-    ends = [None] * len(levels)
-    all_last = Const(1)
-    for idx in range(len(levels) - 1, -1, -1):
-        sig, count = levels[idx]
-        is_last = sig == (count - 1)
-        with m.If(enable & all_last):
-            m.d.sync += sig.eq(Mux(is_last, 0, sig + 1))
-        all_last = all_last & is_last
-        ends[idx] = all_last
-    return ends
 
 
 def accelerator_signature(config: HardwareConfig) -> wiring.Signature:
@@ -99,14 +84,11 @@ class Accelerator(wiring.Component):
         cfg, hmap = self.config, self.map
         wd = cfg.widths
         P, lp = cfg.lanes, log2(cfg.lanes)
-        SW, lsw = cfg.spike_word_bits, log2(cfg.spike_word_bits)
-        lspc = log2(SW // P)                        # log2 of the P-channel chunks per spike word
-        CWMAX = -(-cfg.limits.max_in_channels // SW)
         ws = cfg.is_weight_stationary("cluster2")
         BLK = cfg.spad_psum_entries if ws else 1    # blocks sharing one weight chunk
         CHK = cfg.spad_weight_entries if ws else 1  # reduction steps per chunk
-        lB, lC = log2(BLK), log2(CHK)
-        ab, qb, mb, sb, wb = wd.accumulator, wd.activation, wd.membrane, wd.affine_scale, wd.weight
+        lB = log2(BLK)
+        ab, qb, wb = wd.accumulator, wd.activation, wd.weight
         hb = wd.host_data
         RB = ROW_BITS
 
@@ -117,8 +99,7 @@ class Accelerator(wiring.Component):
         desc = Signal(DESCRIPTOR_LAYOUT, name="desc")
         d = {name: desc[name] for name, _, _ in DESCRIPTOR_FIELDS}
         T, H, W = d["timesteps"], d["height"], d["width"]
-        R, CIN, COUT = d["rank"], d["in_channels"], d["out_channels"]
-        rnd, pool, use_res = d["round"], d["pool"], d["residual"]
+        rnd, pool = d["round"], d["pool"]
         zt, zb, zl, zr = (d["zero_halo"][i] for i in range(4))
         is_stt = d["mode"] == 0
         is_htt = d["mode"] == 2
@@ -129,11 +110,8 @@ class Accelerator(wiring.Component):
         g = geometry.geo
         pk, pxl, Pk, Px = g.pack, g.pxl, g.pk, g.px   # log2 Pk, log2 Px, Pk, Px
         ng, last_lanes, nb, rw1, rw4 = g.ng, g.last_lanes, g.nb, g.rw1, g.rw4
-        ncc, cw, r3, ns, nch, last_chunk = g.ncc, g.cw, g.r3, g.ns, g.nch, g.last_chunk
-        Ho, Wo, GO, in_row_words, out_row_words = g.ho, g.wo, g.go, g.in_row_words, g.out_row_words
-
-        def inc3(v):
-            return Mux(v == 2, 0, v + 1)
+        r3, ns, nch, last_chunk = g.r3, g.ns, g.nch, g.last_chunk
+        Ho = g.ho
 
         def t_times_next(v, unit, i_last):
             """``v = t * unit`` at the end of a row: t is the inner loop counter in row
@@ -141,23 +119,13 @@ class Accelerator(wiring.Component):
             return Mux(order, Mux(i_last, v + unit, v), Mux(i_last, 0, v + unit))
 
         w_aligned = (W & (Px - 1)) == 0
-        S = Mux(pool, 2, 1)                            # q23 rows per output row
-        # the LIF reads u(t-1) back from the output ring, ``dist`` rows behind. A neuron's
-        # membrane is written 3 cycles after its last issue and the read port is not
-        # transparent, so the same neuron's read must come at least 4 cycles later: when
-        # ``dist`` rows take fewer cycles, E4 waits for the row to be written
-        dist, prev_init, long_rows = g.dist, g.prev_init, g.long_rows
         # cluster 2's blocks (+1: index in the row, the left halo block is 0): STT computes the
         # halo columns it needs (edges that are not zero halo)
         e_lo2, nbg2, lastg2, nbg3, lastg3 = g.e_lo2, g.nbg2, g.lastg2, g.nbg3, g.lastg3
         last_cols = g.last_cols                        # valid columns of the last block
         # per-tile products, so that the address and handshake logic below only adds
         TR1, TR4, T3R1 = g.tr1, g.tr4, g.t3r1          # line1 / line4 slot groups, the line1 ring
-        eW_ng, e_lo2_ng = g.ew_ng, g.e_lo2_ng
-
-        def active_lanes(total, group, shift):
-            rest = (total - (group << shift))[:RB]
-            return Mux(rest >= (1 << shift), 1 << shift, rest)
+        e_lo2_ng = g.e_lo2_ng
 
         # ---- memories ----------------------------------------------------------------------
         mems = {}
@@ -231,12 +199,14 @@ class Accelerator(wiring.Component):
 
         host_read_ports = {}
 
-        def shared_read(name, dp_en, dp_addr):
+        def shared_read(name, dp_en, dp_addr, dp_data=None):
             """A read port shared by the datapath (while busy) and the host (while idle)."""
             port = rp(name)
             word, _, hit, _, _ = host_ports[name]
             m.d.comb += [port.en.eq(Mux(busy, dp_en, self.host_read & hit)),
                          port.addr.eq(Mux(busy, dp_addr, word))]
+            if dp_data is not None:
+                m.d.comb += dp_data.eq(port.data)
             host_read_ports[name] = port
             return port
 
@@ -254,141 +224,22 @@ class Accelerator(wiring.Component):
         in_seq = Signal(STREAM_BITS)      # input rows E1 has finished with
         res_seq = Signal(STREAM_BITS)     # residual rows E4 has finished with
         out_seq = Signal(STREAM_BITS)     # output rows complete
-        run1, run4 = Signal(), Signal()           # (E2, E3 have their own run flags)
 
-        # ==== E1: cluster 1 ===============================================================
-        # rows: row outer: output row q (its new window rows: 0..2 for q = 0, q + 2 after),
-        # timestep, new row; timestep outer: timestep, window row
-        o1, i1, sb1 = Signal(RB), Signal(RB), Signal(2)
-        px1, k1, cc1 = Signal(RB), Signal(RB), Signal(RB)
-        qm3_1 = Signal(2)                         # (o1 + 2) mod 3 for o1 >= 1 (row outer)
-        waddr1, pix1 = Signal(RB), Signal(RB)
-        in_base, in_slot = Signal(RB), Signal(RB)
+        # ==== E1: cluster 1 (gen/engines/cluster1.py) =========================================
         # timestep outer: line1 is one ring of 3T rows in E1's order; rel1 counts the rows of
         # that order E2 has released (a prefix: E2 releases them in the same order)
-        ring1, n1, rel1 = Signal(8), Signal(RB), Signal(RB)
-        ring1_base = Signal(RB)                   # ring1 * rw1
-        trw1 = Signal(RB)                         # t * rw1 (row outer: t is i1)
-        need1 = Signal(RB)                        # row outer: E2 rows released before row >= 3
-        eoff1 = Signal(RB)                        # word offset (block * ng) of the current pixel
-        T3 = g.t3
-        wr1, t1 = Signal(RB), Signal(8)
-        m.d.comb += [wr1.eq(Mux(order, i1, Mux(o1 == 0, sb1, o1 + 2))), t1.eq(Mux(order, o1, i1))]
-        # window rows and halo columns outside the layer (zero_halo) are never computed nor
-        # written: a zero row takes one step (it still occupies its line1 slot, whose reads
-        # cluster 2 masks to zero), zero halo columns are skipped (readers mask the halo
-        # block; an unaligned right edge gets its zero lane with column W-1's write)
-        zero_row1 = Signal()
-        m.d.comb += zero_row1.eq(((wr1 == 0) & zt) | ((wr1 == H + 1) & zb))
-        halos1 = g.halos1                         # halo pixels cluster 1 computes per row
-
-        def pixel_of(idx):
-            """Window pixel (0: left halo, 1: right halo, 2 + x: column x) of the ``idx``-th
-            pixel cluster 1 computes in a row."""
-            return Mux(idx >= halos1, idx + zl + zr, Mux(halos1 == 2, idx, zl))
-
-        pi1 = Signal(RB)
-        m.d.comb += pi1.eq(pixel_of(px1))
-        nxt_pi1 = pixel_of(px1 + 1)
-        first_eoff1 = g.first_eoff1
-        zlane1 = Signal()                         # column W-1 with a zero, unaligned right edge
-        m.d.comb += zlane1.eq(zr & ~w_aligned & (pi1 == W + 1))
-        xe1 = Signal(RB)                          # column + Px (the left halo is column -1)
-        m.d.comb += xe1.eq(Mux(pi1 == 0, Px - 1, Mux(pi1 == 1, W + Px, pi1 - 2 + Px)))
-        in_ok1 = zero_row1 | (stream_in["in_rows"] > in_seq)
-        slot_ok1 = Mux(order, (n1 < T3) | (rel1 >= n1 - T3 + 1), (wr1 < 3) | (e2_rel >= need1))
-        issue1 = Signal()
-        m.d.comb += issue1.eq(run1 & in_ok1 & slot_ok1)
-        count("c1_busy", issue1)
-        count("c1_stall", run1 & ~slot_ok1)
-        count("c1_in_wait", run1 & slot_ok1 & ~in_ok1)
-        e1 = _loops(m, [(o1, Mux(order, T, H)), (i1, Mux(order, H + 2, T)),
-                        (sb1, Mux(order | (o1 != 0), 1, 3)),
-                        (px1, Mux(zero_row1, 1, W + halos1)),
-                        (k1, Mux(zero_row1, 1, R)), (cc1, Mux(zero_row1, 1, ncc))], issue1)
-        unit_end1, px_end1, row_end1, all_end1 = e1[5], e1[4], e1[3], e1[0]
-        def times3(sel, unit):
-            """``sel * unit`` for ``sel`` in 0..2, without a multiplier."""
-            return Mux(sel == 0, 0, Mux(sel == 1, unit, unit << 1))
-
-        base1 = Signal(RB)                        # line1 slot of the current window row
-        m.d.comb += base1.eq(Mux(order, ring1_base, times3(Mux(o1 == 0, sb1, qm3_1), TR1) + trw1))
-        with m.If(issue1):
-            m.d.sync += waddr1.eq(Mux(px_end1, 0, waddr1 + 1))
-            with m.If(px_end1):
-                m.d.sync += pix1.eq(Mux(row_end1, 0, pix1 + cw))
-                # the next pixel's block: column W's, block 1 (column 0), then one more block
-                # every Px columns; a new row starts with its first pixel's block
-                nxt_col = nxt_pi1 - 2             # column of the next pixel (for nxt_pi1 >= 2)
-                m.d.sync += eoff1.eq(Mux(row_end1, first_eoff1, Mux(nxt_pi1 == 1, eW_ng, Mux(
-                    nxt_pi1 == 2, ng, eoff1 + Mux((nxt_col & (Px - 1)) == 0, ng, 0)))))
-            with m.If(row_end1):
-                m.d.sync += [n1.eq(n1 + 1),
-                             ring1.eq(Mux(ring1 == T3 - 1, 0, ring1 + 1)),
-                             ring1_base.eq(Mux(ring1 == T3 - 1, 0, ring1_base + rw1)),
-                             need1.eq(need1 + (wr1 >= 3))]
-                with m.If(~zero_row1):
-                    last_slot = in_slot == d["in_ring_rows"] - 1
-                    m.d.sync += [in_seq.eq(in_seq + 1),
-                                 in_slot.eq(Mux(last_slot, 0, in_slot + 1)),
-                                 in_base.eq(Mux(last_slot, 0, in_base + in_row_words))]
-            with m.If(e1[2]):        # i1 advances (t, row outer)
-                m.d.sync += trw1.eq(Mux(e1[1], 0, trw1 + rw1))
-            with m.If(e1[1]):        # o1 advances
-                m.d.sync += qm3_1.eq(Mux(o1 == 0, 0, inc3(qm3_1)))
-            with m.If(all_end1):
-                m.d.sync += run1.eq(0)
-        spike_rd = shared_read("spike_in", issue1 & ~zero_row1 & (k1 == 0) & (cc1[:lspc] == 0 if lspc else 1),
-                               in_base + pix1 + (cc1 >> lspc))
-        w1_rd = shared_read("w1", issue1 & ~zero_row1, waddr1)
-        count("spike_in_reads", spike_rd.en & busy)
-        count("w1_reads", issue1 & ~zero_row1)
-
-        v1a, zero1a, first1a, last1a, k0_1a, rowend1a = (Signal(name=f"e1a_{n}") for n in
-                                                          ("v", "zero", "first", "last", "k0", "rowend"))
-        cc1a, k1a, e1a, sl1a = Signal(RB), Signal(RB), Signal(RB), Signal(lp + 1)   # e1a: word offset
-        base1a = Signal(RB)
-        act1a = Signal(range(P + 1))
-        zlane1a, zlane1b = Signal(), Signal()
-        m.d.sync += [zlane1a.eq(zlane1), zlane1b.eq(zlane1a)]
-        m.d.sync += [v1a.eq(issue1), zero1a.eq(zero_row1), first1a.eq(cc1 == 0), last1a.eq(unit_end1),
-                     k0_1a.eq(k1 == 0), rowend1a.eq(row_end1), cc1a.eq(cc1), k1a.eq(k1),
-                     e1a.eq(eoff1), sl1a.eq(xe1 & (Px - 1)), base1a.eq(base1),
-                     act1a.eq(active_lanes(CIN, cc1, lp))]
-        spike_reg = Signal(CWMAX * SW)
-        word1 = Mux(k0_1a, spike_rd.data, spike_reg.word_select((cc1a >> lspc)[:max(log2(CWMAX), 1)], SW)
-                    if CWMAX > 1 else spike_reg)
-        with m.If(v1a & k0_1a & ~zero1a):
-            if CWMAX > 1:
-                m.d.sync += spike_reg.word_select((cc1a >> lspc)[:max(log2(CWMAX), 1)], SW).eq(spike_rd.data)
-            else:
-                m.d.sync += spike_reg.eq(spike_rd.data)
-        chunk1 = Signal(P)
-        m.d.comb += chunk1.eq(word1.word_select(cc1a[:lspc], P) if lspc else word1)
-        m.submodules.cluster1 = pe1 = SpikeTree(P, wb, ab)
-        m.d.comb += [pe1.valid.eq(v1a & ~zero1a), pe1.first.eq(first1a), pe1.spikes.eq(chunk1),
-                     pe1.weights.eq(w1_rd.data)]
-        count("c1_slots", Mux(v1a & ~zero1a, act1a, 0))
-        count("c1_adds", Mux(v1a & ~zero1a, sum(chunk1[l] for l in range(P)), 0))
-
-        v1b, zero1b, last1b, rowend1b = Signal(), Signal(), Signal(), Signal()
-        k1b, e1b, sl1b, base1b = Signal(RB), Signal(RB), Signal(lp + 1), Signal(RB)
-        m.d.sync += [v1b.eq(v1a), zero1b.eq(zero1a), last1b.eq(last1a), rowend1b.eq(rowend1a),
-                     k1b.eq(k1a), e1b.eq(e1a), sl1b.eq(sl1a), base1b.eq(base1a)]
-        m.submodules.requant1 = rq1 = Requantiser(1, ab, qb)
-        m.d.comb += [rq1.i.eq(pe1.acc), rq1.shift.eq(d["shift1"]), rq1.rnd.eq(rnd)]
+        rel1 = Signal(RB)
+        m.submodules.e1 = e1 = ClusterOneEngine(cfg)
+        m.d.comb += [e1.desc.eq(desc), e1.geo.eq(g), e1.in_rows.eq(stream_in["in_rows"]),
+                     e1.released.eq(e2_rel), e1.released_e1_order.eq(rel1)]
+        m.d.comb += [e1_done.eq(e1.rows_done), in_seq.eq(e1.in_consumed)]
+        shared_read("spike_in", e1.spike_in.en, e1.spike_in.addr, e1.spike_in.data)
+        shared_read("w1", e1.w1.en, e1.w1.addr, e1.w1.data)
         line1_w = mems["line1"].write_port(granularity=qb)
-        lane1 = Signal(lp + 1)
-        m.d.comb += lane1.eq((sl1b << pk) | (k1b & (Pk - 1)))
-        zero_lane1 = lane1 + Pk                   # column W's lane, next to column W-1's
-        m.d.comb += [line1_w.addr.eq(base1b + e1b + (k1b >> pk)),
-                     line1_w.data.eq(Cat(*(Mux(zlane1b & (zero_lane1 == l), 0, rq1.o)
-                                           for l in range(P))))]
-        with m.If(v1b & last1b & ~zero1b):
-            m.d.comb += line1_w.en.eq((Const(1, P) << lane1) | Mux(zlane1b, Const(1, P) << zero_lane1, 0))
-        count("line1_writes", v1b & last1b & ~zero1b)
-        with m.If(v1b & last1b & rowend1b):
-            m.d.sync += e1_done.eq(e1_done + 1)
+        m.d.comb += [line1_w.en.eq(e1.line1.en), line1_w.addr.eq(e1.line1.addr),
+                     line1_w.data.eq(e1.line1.data)]
+        for name, _ in e1.counts.shape():
+            count(name, e1.counts[name])
 
         # ==== E2 / E3: clusters 2 and 3 ===================================================
         line1_a = rp("line1")     # cluster 2: rows q and q+2 (taps 0, 2)
@@ -733,161 +584,24 @@ class Accelerator(wiring.Component):
         with m.If(B3["v"] & B3["row_end"]):
             m.d.sync += e3_done.eq(e3_done + 1)
 
-        # ==== E4: cluster 4, pool, affine, residual, LIF ==================================
-        o4, i4, xo4 = Signal(RB), Signal(RB), Signal(RB)
-        go4, sub4, k4 = Signal(RB), Signal(2), Signal(RB)
-        yo4, t4 = Signal(RB), Signal(8)
-        m.d.comb += [yo4.eq(Mux(order, i4, o4)), t4.eq(Mux(order, o4, i4))]
-        ym3 = Signal(2)                           # (S * yo4) mod 3
-        m4 = Signal(STREAM_BITS)                  # output row index in the row order
-        gobase4, outidx = Signal(RB), Signal(RB)
-        out_base, out_slot = Signal(RB), Signal(RB)
-        prev_slot, prev_base = Signal(RB), Signal(RB)   # ring row ``dist`` rows back
-        res_base, res_slot = Signal(RB), Signal(RB)
-        # kept by adding: (S*yo + S - 1) * T (row outer), t * H (timestep outer), t * rw4, the
-        # word offset of the current column's line4 block
-        n4b, th4, trw4_4, xoff4 = Signal(RB), Signal(RB), Signal(RB), Signal(RB)
-        writer_done = Mux(is_stt, e3_done, e2_done)
-        # the writer's index of q23 row (S*yo + S - 1, t), + 1
-        in_ok4 = writer_done >= Mux(order, th4 + (yo4 << pool) + S, n4b + t4 + 1)
-        # u(t-1) read back from the output ring: landed (only short rows can outrun it)
-        back_ok4 = long_rows | (t4 == 0) | (out_seq + dist > m4)
-        # the host: residual row written, output slot drained
-        host_ok4 = (~use_res | (stream_in["res_rows"] > m4)) & (
-            stream_in["out_taken"] + d["out_ring_rows"] > m4)
-        issue4 = Signal()
-        m.d.comb += issue4.eq(run4 & in_ok4 & back_ok4 & host_ok4)
-        count("c4_busy", issue4)
-        count("c4_stall", run4 & ~(in_ok4 & back_ok4))
-        count("lif_stall", run4 & in_ok4 & back_ok4 & ~host_ok4)
-        e4 = _loops(m, [(o4, Mux(order, T, Ho)), (i4, Mux(order, Ho, T)), (xo4, Wo), (go4, GO),
-                        (sub4, Mux(pool, 4, 1)), (k4, R)], issue4)
-        sub_end4, grp_end4, pix_end4, row_end4, all_end4 = e4[5], e4[4], e4[3], e4[2], e4[0]
-        with m.If(issue4):
-            with m.If(grp_end4):
-                m.d.sync += [gobase4.eq(Mux(pix_end4, 0, gobase4 + R)),
-                             outidx.eq(Mux(row_end4, 0, outidx + 1))]
-            with m.If(pix_end4):      # the next column's block (S columns on)
-                x0 = xo4 << pool
-                blocks = ((x0 + S) >> pxl) - (x0 >> pxl)          # 0, 1 or 2
-                m.d.sync += xoff4.eq(Mux(row_end4, 0, xoff4 + times3(blocks[:2], ng)))
-            with m.If(row_end4):
-                last_o = out_slot == d["out_ring_rows"] - 1
-                last_p = prev_slot == d["out_ring_rows"] - 1
-                last_r = res_slot == d["res_ring_rows"] - 1
-                m.d.sync += [m4.eq(m4 + 1), e4_rel.eq(e4_rel + 1),
-                             out_slot.eq(Mux(last_o, 0, out_slot + 1)),
-                             out_base.eq(Mux(last_o, 0, out_base + out_row_words)),
-                             prev_slot.eq(Mux(last_p, 0, prev_slot + 1)),
-                             prev_base.eq(Mux(last_p, 0, prev_base + out_row_words))]
-                i_last4 = e4[1]
-                m.d.sync += trw4_4.eq(t_times_next(trw4_4, rw4, i_last4))
-                with m.If(Mux(order, i_last4, 1)):          # t advances
-                    m.d.sync += th4.eq(th4 + H)
-                with m.If(~order & i_last4):          # yo advances (row outer)
-                    m.d.sync += n4b.eq(n4b + Mux(pool, T << 1, T))
-                with m.If(use_res):
-                    m.d.sync += [res_seq.eq(res_seq + 1), res_slot.eq(Mux(last_r, 0, res_slot + 1)),
-                                 res_base.eq(Mux(last_r, 0, res_base + out_row_words))]
-                # yo advances: with the outer counter (row outer) or the inner one
-                adv_y = Mux(order, 1, e4[1])
-                wrap_y = Mux(order, e4[1], e4[0])
-                with m.If(adv_y):
-                    m.d.sync += ym3.eq(Mux(wrap_y, 0, Mux(pool, inc3(inc3(ym3)), inc3(ym3))))
-            with m.If(all_end4):
-                m.d.sync += run4.eq(0)
-        dy, dx = sub4[1], sub4[0]
-        x4 = Signal(RB)
-        m.d.comb += x4.eq(Mux(pool, (xo4 << 1) + dx, xo4))
-        qm3_4 = Mux(pool & dy, inc3(ym3), ym3)
-        line4_r = rp("line4")
-        m.d.comb += [line4_r.en.eq(issue4 & ((k4 & (Pk - 1)) == 0)),
-                     line4_r.addr.eq(base4(qm3_4, trw4_4) + xoff4
-                                     + Mux(pool & dx & (Px == 1), ng, 0) + (k4 >> pk))]
-        w4_rd = shared_read("w4", issue4, gobase4 + k4)
-        aff_rd = shared_read("affine", issue4 & grp_end4, go4)
-        res_rd = rp("residual")
-        m.d.comb += [res_rd.en.eq(issue4 & grp_end4 & use_res), res_rd.addr.eq(res_base + outidx)]
-        state_rd = rp("membrane")     # u(t-1): the same neuron's row ``dist`` rows back
-        m.d.comb += [state_rd.en.eq(issue4 & grp_end4 & (t4 != 0)),
-                     state_rd.addr.eq(prev_base + outidx)]
-        count("line4_reads", line4_r.en)
-        count("w4_reads", issue4)
-        count("affine_reads", issue4 & grp_end4)
-        count("residual_reads", res_rd.en)
-        count("membrane_reads", state_rd.en)
-
-        v4a, first4a, last4a, subfirst4a, grp4a, t0_4a, rowend4a = (Signal(name=f"e4a_{n}") for n in
-                                                                     ("v", "first", "last", "subfirst",
-                                                                      "grp", "t0", "rowend"))
-        lane4a = Signal(lp + 1)
-        outidx4a, obase4a = Signal(RB), Signal(RB)
-        act4a = Signal(range(P + 1))
-        m.d.sync += [v4a.eq(issue4), first4a.eq(k4 == 0), last4a.eq(sub_end4),
-                     subfirst4a.eq(sub4 == 0), grp4a.eq(grp_end4), t0_4a.eq(t4 == 0),
-                     rowend4a.eq(row_end4),
-                     lane4a.eq(((x4 & (Px - 1)) << pk) | (k4 & (Pk - 1))), outidx4a.eq(outidx),
-                     obase4a.eq(out_base), act4a.eq(active_lanes(COUT, go4, lp))]
-        m.submodules.cluster4 = pe4 = MacPEArray(P, wb, qb, ab)
-        m.d.comb += [pe4.valid.eq(v4a), pe4.first.eq(first4a),
-                     pe4.operand.eq(line4_r.data.word_select(lane4a, qb)),
-                     pe4.weights.eq(w4_rd.data)]
-        count("c4_macs", Mux(v4a, act4a, 0))
-        v4b, last4b, subfirst4b, grp4b, t0_4b, rowend4b = (Signal(name=f"e4b_{n}") for n in
-                                                           ("v", "last", "subfirst", "grp", "t0", "rowend"))
-        outidx4b, obase4b = Signal(RB), Signal(RB)
-        act4b = Signal(range(P + 1))
-        aff4b = Signal(len(aff_rd.data))
-        res4b, uprev4b = Signal(P * mb), Signal(P * mb)
-        m.d.sync += [v4b.eq(v4a), last4b.eq(last4a), subfirst4b.eq(subfirst4a), grp4b.eq(grp4a),
-                     t0_4b.eq(t0_4a), rowend4b.eq(rowend4a), outidx4b.eq(outidx4a),
-                     obase4b.eq(obase4a), act4b.eq(act4a)]
-        with m.If(v4a & grp4a):
-            m.d.sync += [aff4b.eq(aff_rd.data), res4b.eq(res_rd.data),
-                         uprev4b.eq(Mux(t0_4a, 0, state_rd.data))]
-        m.submodules.maxpool = mp = MaxPoolLanes(P, ab)
-        m.d.comb += [mp.valid.eq(v4b & last4b), mp.first.eq(subfirst4b), mp.i.eq(pe4.acc)]
-
-        vc, rowendc = Signal(), Signal()
-        pc = Signal(P * ab)
-        affc, resc, uprevc = Signal(len(aff_rd.data)), Signal(P * mb), Signal(P * mb)
-        outidxc, obasec = Signal(RB), Signal(RB)
-        tfullc = Signal()
-        actc = Signal(range(P + 1))
-        m.d.sync += [vc.eq(v4b & grp4b), rowendc.eq(rowend4b), pc.eq(mp.o), affc.eq(aff4b),
-                     resc.eq(res4b), uprevc.eq(uprev4b), outidxc.eq(outidx4b), obasec.eq(obase4b),
-                     actc.eq(act4b)]
-        full4a, full4b = Signal(), Signal()      # HTT: the row's timestep is a full one
-        m.d.sync += [full4a.eq(d["schedule"].bit_select(t4, 1)), full4b.eq(full4a),
-                     tfullc.eq(full4b)]
-        lane_bits = 2 * sb + mb
-        cls = is_htt & ~tfullc
-        scale0 = Cat(*[affc[l * lane_bits:l * lane_bits + sb] for l in range(P)])
-        scale1 = Cat(*[affc[l * lane_bits + sb:l * lane_bits + 2 * sb] for l in range(P)])
-        bias = Cat(*[affc[l * lane_bits + 2 * sb:(l + 1) * lane_bits] for l in range(P)])
-        m.submodules.affine = aff = AffineLanes(P, ab, sb, mb)
-        m.d.comb += [aff.p.eq(pc), aff.scale.eq(Mux(cls, scale1, scale0)), aff.bias.eq(bias),
-                     aff.residual.eq(resc), aff.shift.eq(d["affine_shift"]), aff.rnd.eq(rnd),
-                     aff.use_residual.eq(use_res)]
-        m.submodules.lif = lif = LIFLanes(P, mb, wd.leak_mul)
-        m.d.comb += [lif.cur.eq(aff.o), lif.u_prev.eq(uprevc), lif.threshold.eq(d["threshold"]),
-                     lif.leak_mul.eq(d["leak_mul"]), lif.leak_shift.eq(d["leak_shift"]),
-                     lif.rnd.eq(rnd)]
-        mask = Signal(P)
-        m.d.comb += mask.eq(Cat(*[actc > l for l in range(P)]))
-        spikes_masked = Signal(P)
-        m.d.comb += spikes_masked.eq(lif.s & mask)
-        mem_w = mems["membrane"].write_port()
-        spk_w = mems["spikes"].write_port()
-        m.d.comb += [mem_w.en.eq(vc), mem_w.addr.eq(obasec + outidxc), mem_w.data.eq(lif.u),
-                     spk_w.en.eq(vc), spk_w.addr.eq(obasec + outidxc), spk_w.data.eq(spikes_masked)]
-        with m.If(vc & rowendc):
-            m.d.sync += out_seq.eq(out_seq + 1)
-        count("membrane_writes", vc)
-        count("spikes_writes", vc)
-        count("lif_busy", vc)
-        count("lif_updates", Mux(vc, actc, 0))
-        count("spikes_out", Mux(vc, sum(spikes_masked[l] for l in range(P)), 0))
+        # ==== E4: cluster 4 to the LIF array (gen/engines/cluster4.py) ======================
+        m.submodules.e4 = e4 = ClusterFourEngine(cfg)
+        m.d.comb += [e4.desc.eq(desc), e4.geo.eq(g), e4.rows_written.eq(Mux(is_stt, e3_done, e2_done)),
+                     e4.res_rows.eq(stream_in["res_rows"]), e4.out_taken.eq(stream_in["out_taken"]),
+                     e4_rel.eq(e4.rows_released), res_seq.eq(e4.res_consumed), out_seq.eq(e4.out_rows)]
+        for name in ("line4", "residual"):
+            port, rd = getattr(e4, name), rp(name)
+            m.d.comb += [rd.en.eq(port.en), rd.addr.eq(port.addr), port.data.eq(rd.data)]
+        state_rd = rp("membrane")     # u(t-1), the datapath's own port of the output ring
+        m.d.comb += [state_rd.en.eq(e4.membrane_in.en), state_rd.addr.eq(e4.membrane_in.addr),
+                     e4.membrane_in.data.eq(state_rd.data)]
+        shared_read("w4", e4.w4.en, e4.w4.addr, e4.w4.data)
+        shared_read("affine", e4.affine.en, e4.affine.addr, e4.affine.data)
+        for region, port in (("membrane", e4.membrane_out), ("spikes", e4.spikes)):
+            wr = mems[region].write_port()
+            m.d.comb += [wr.en.eq(port.en), wr.addr.eq(port.addr), wr.data.eq(port.data)]
+        for name, _ in e4.counts.shape():
+            count(name, e4.counts[name])
 
         # host-only ports
         for name in ("w1", "w2", "w3", "w4", "affine", "spike_in", "residual"):
@@ -903,25 +617,17 @@ class Accelerator(wiring.Component):
         m.d.sync += settle.eq(Mux(desc_write, geometry.latency, Mux(settle == 0, 0, settle - 1)))
         settled = (settle == 0) & ~desc_write
         pending = Signal()
-        pipeline_busy = (pending | run1 | E2["run"] | E3["run"] | run4 | v1a | v1b | A2["v"]
-                         | B2["v"] | A3["v"] | B3["v"] | v4a | v4b | vc)
+        pipeline_busy = (pending | e1.busy | E2["run"] | E3["run"] | e4.busy | A2["v"]
+                         | B2["v"] | A3["v"] | B3["v"])
+        go = (start | pending) & settled                         # the engines' start
+        m.d.comb += [e1.start.eq(go), e4.start.eq(go)]
         with m.If(start & ~settled):
             m.d.sync += [busy.eq(1), done.eq(0), pending.eq(1)]
         with m.Elif((start | pending) & settled):
-            resets = [busy.eq(1), done.eq(0), pending.eq(0), run1.eq(1), E2["run"].eq(1),
+            resets = [busy.eq(1), done.eq(0), pending.eq(0), E2["run"].eq(1),
                       E3["run"].eq(is_stt),
-                      run4.eq(1),
-                      o1.eq(0), i1.eq(0), sb1.eq(0), px1.eq(0), k1.eq(0), cc1.eq(0), qm3_1.eq(0),
-                      waddr1.eq(0), pix1.eq(0), in_base.eq(0), in_slot.eq(0),
-                      e1_done.eq(0), e2_done.eq(0), e2_rel.eq(0), e3_done.eq(0), e3_rel.eq(0),
-                      ring1.eq(0), n1.eq(0), rel1.eq(0),
-                      e4_rel.eq(0), in_seq.eq(0), res_seq.eq(0), out_seq.eq(0),
-                      o4.eq(0), i4.eq(0), xo4.eq(0), go4.eq(0), sub4.eq(0), k4.eq(0), m4.eq(0),
-                      ym3.eq(0), gobase4.eq(0), outidx.eq(0),
-                      out_base.eq(0), out_slot.eq(0), res_base.eq(0), res_slot.eq(0),
-                      prev_slot.eq(d["out_ring_rows"] - dist), prev_base.eq(prev_init),
-                      n4b.eq(Mux(pool, T, 0)), th4.eq(0), trw4_4.eq(0), xoff4.eq(0),
-                      ring1_base.eq(0), trw1.eq(0), need1.eq(1), eoff1.eq(first_eoff1), need2.eq(3)]
+                      e2_done.eq(0), e2_rel.eq(0), e3_done.eq(0), e3_rel.eq(0), rel1.eq(0),
+                      need2.eq(3)]
             for E in (E2, E3):
                 for k in ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs", "jls", "sls",
                           "gbase", "seq", "bc", "ti", "tis", "qm3", "boff", "r1base", "trw",
