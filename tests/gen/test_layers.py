@@ -98,3 +98,14 @@ def test_packages_are_layered():
 def test_the_demo_is_imported_by_nothing():
     graph = _import_graph()
     assert sorted(m for m, ts in graph.items() if "sw.commands.demo" in ts) == []
+
+
+def test_architecture_doc_names_every_component():
+    """docs/architecture.md's component diagram names every engine, the geometry unit and the
+    MAC loop variants (the names a newcomer looks for in gen/)."""
+    import gen.engines
+    from gen.engines.macloop import VARIANTS
+
+    text = (ROOT / "docs" / "architecture.md").read_text().split("## Components (gen/)", 1)[1]
+    for name in list(gen.engines.__all__) + ["TileGeometryUnit", "DESCRIPTOR_LAYOUT"] + list(VARIANTS):
+        assert name in text, name
