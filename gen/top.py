@@ -39,7 +39,7 @@ from .geometry import TAP_ORDER
 from .hostmap import (COUNTER_BASE, COUNTER_BITS, COUNTER_NAMES, DESCRIPTOR_BASE, DESCRIPTOR_FIELDS, ID_VALUE,
                       REG_CTRL, REG_ID, REG_STATUS, STREAM_BITS, STREAM_REGISTERS, host_map)
 from .engines import ClusterFourEngine, ClusterOneEngine, ClusterTwoThreeEngine
-from .tilegeo import ROW_BITS, TileGeometryUnit
+from .tilegeo import TileGeometryUnit
 
 __all__ = ["Accelerator", "TOP_NAME", "accelerator_signature", "TAP_ORDER"]
 
@@ -76,203 +76,93 @@ class Accelerator(wiring.Component):
         self.map = host_map(config)
         super().__init__(accelerator_signature(config))
 
-    def elaborate(self, platform):  # noqa: C901 - one flat description of the top level
+    def elaborate(self, platform):
         m = Module()
-        cfg, hmap = self.config, self.map
-        wd = cfg.widths
-        hb = wd.host_data
-        RB = ROW_BITS
-
+        cfg = self.config
         busy, done = Signal(), Signal()
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
-
-        # ---- descriptor and the tile geometry derived from it (registered) -----------------
         desc = Signal(DESCRIPTOR_LAYOUT, name="desc")
-        d = {name: desc[name] for name, _, _ in DESCRIPTOR_FIELDS}
-
         m.submodules.geometry = geometry = TileGeometryUnit(cfg)
         m.d.comb += geometry.desc.eq(desc)
-        g = geometry.geo
+        mems = {reg.name: Memory(shape=unsigned(reg.width_bits), depth=reg.depth, init=[])
+                for reg in cfg.regions.values()}
+        for name, mem in mems.items():
+            m.submodules[f"mem_{name}"] = mem
+        host = _HostSide(self, m, busy, desc, mems)
+        engines = self._engines(m, host, desc, geometry.geo, mems)
+        self._control(m, host, busy, done, geometry, engines)
+        host.counter_bank()
+        host.read_mux(done)
+        return m
 
-        # ---- memories ----------------------------------------------------------------------
-        mems = {}
-        for reg in cfg.regions.values():
-            mems[reg.name] = m.submodules[f"mem_{reg.name}"] = Memory(
-                shape=unsigned(reg.width_bits), depth=reg.depth, init=[])
-
-        def rp(name, **kw):
-            return mems[name].read_port(domain="sync", **kw)
-
-        # ---- counters ----------------------------------------------------------------------
-        counters = {n: Signal(COUNTER_BITS, name=f"cnt_{n}") for n in COUNTER_NAMES}
-        incs: dict[str, list] = {n: [] for n in COUNTER_NAMES}
-
-        def count(name, amount):
-            incs[name].append(amount)
-
-        # ---- host interface: decode -------------------------------------------------------
-        addr = self.host_addr
-        start = Signal()
-        clear = Signal()
-        m.d.comb += [start.eq(self.host_write & (addr == REG_CTRL) & self.host_wdata[0] & ~busy),
-                     clear.eq(self.host_write & (addr == REG_CTRL) & self.host_wdata[1])]
-        stream_in = {name: Signal(STREAM_BITS, name=f"host_{name}")
-                     for name, _, access, _ in STREAM_REGISTERS if access == "rw"}
-        with m.If(self.host_write):
-            for name, a, access, _ in STREAM_REGISTERS:
-                if access == "rw":
-                    with m.If(addr == a):
-                        m.d.sync += stream_in[name].eq(self.host_wdata[:STREAM_BITS])
-
-        # regions the host may access while a tile runs: it fills the input rings and drains
-        # the output ring; everything else only while idle
-        stream_write = {"spike_in", "residual"}
-        stream_read = {"membrane", "spikes"}
-        max_sub = max(r.subwords for r in hmap.regions)
-        staging = Signal(max((max_sub - 1) * hb, 1))
-        host_ports = {}   # region -> (word, k, hit, RegionMap, allowed)
-        for reg in hmap.regions:
-            off = (addr - reg.base)[:self.map.addr_bits]
-            hit = (addr >= reg.base) & (addr < reg.base + reg.span)
-            word = off >> log2(reg.stride)
-            k = off[:log2(reg.stride)] if reg.stride > 1 else Const(0, 1)
-            allowed = Const(1) if reg.name in stream_write else ~busy
-            read_ok = Const(1) if reg.name in stream_read else ~busy
-            host_ports[reg.name] = (word, k, hit, reg, allowed)
-            count("host_words_in", self.host_write & hit & allowed & (k < reg.subwords))
-            count("host_words_out", self.host_read & hit & read_ok & (k < reg.subwords))
-        with m.If(self.host_write):
-            for name, (word, k, hit, reg, allowed) in host_ports.items():
-                if reg.subwords > 1:
-                    with m.If(hit & allowed & (k < reg.subwords - 1)):
-                        m.d.sync += staging.word_select(k[:max(log2(max_sub) + 1, 1)], hb).eq(self.host_wdata)
-            with m.If(~busy):
-                for name, bits, _ in DESCRIPTOR_FIELDS:
-                    with m.If(addr == hmap.register(name).address):
-                        m.d.sync += d[name].eq(self.host_wdata[:bits])
-
-        def host_commit(name):
-            """(en, addr, data) of a host write committing a whole word of region ``name``."""
-            word, k, hit, reg, allowed = host_ports[name]
-            en = self.host_write & allowed & hit & (k == reg.subwords - 1)
-            data = Cat(staging[:(reg.subwords - 1) * hb], self.host_wdata)[:reg.width_bits] \
-                if reg.subwords > 1 else self.host_wdata[:reg.width_bits]
-            return en, word, data
-
-        def host_only_write(name):
-            port = mems[name].write_port()
-            h_en, h_addr, h_data = host_commit(name)
-            m.d.comb += [port.en.eq(h_en), port.addr.eq(h_addr), port.data.eq(h_data)]
-
-        host_read_ports = {}
-
-        def shared_read(name, dp_en, dp_addr, dp_data=None):
-            """A read port shared by the datapath (while busy) and the host (while idle)."""
-            port = rp(name)
-            word, _, hit, _, _ = host_ports[name]
-            m.d.comb += [port.en.eq(Mux(busy, dp_en, self.host_read & hit)),
-                         port.addr.eq(Mux(busy, dp_addr, word))]
-            if dp_data is not None:
-                m.d.comb += dp_data.eq(port.data)
-            host_read_ports[name] = port
-            return port
-
-        def host_only_read(name):
-            port = rp(name)
-            word, _, hit, _, _ = host_ports[name]
-            m.d.comb += [port.en.eq(self.host_read & hit), port.addr.eq(word)]
-            host_read_ports[name] = port
-
-        # ---- progress counters between engines and with the host ---------------------------
-        e1_done = Signal(RB)        # E1 rows written to line1 (E1 order)
-        e2_rel = Signal(RB)         # E2 rows released (q*T + t order)
-        e4_rel = Signal(RB)         # E4 rows issued (q23 rows released)
-        in_seq = Signal(STREAM_BITS)      # input rows E1 has finished with
-        res_seq = Signal(STREAM_BITS)     # residual rows E4 has finished with
-        out_seq = Signal(STREAM_BITS)     # output rows complete
-
-        # ==== E1: cluster 1 (gen/engines/cluster1.py) =========================================
-        # timestep outer: line1 is one ring of 3T rows in E1's order; rel1 counts the rows of
-        # that order E2 has released (a prefix: E2 releases them in the same order)
-        rel1 = Signal(RB)
+    def _engines(self, m, host, desc, g, mems):
+        """The three engines (E1; E2 and E3; E4), their memory ports and progress handshakes."""
+        cfg = self.config
+        rp = host.datapath_read
         m.submodules.e1 = e1 = ClusterOneEngine(cfg)
-        m.d.comb += [e1.desc.eq(desc), e1.geo.eq(g), e1.in_rows.eq(stream_in["in_rows"]),
-                     e1.released.eq(e2_rel), e1.released_e1_order.eq(rel1)]
-        m.d.comb += [e1_done.eq(e1.rows_done), in_seq.eq(e1.in_consumed)]
-        shared_read("spike_in", e1.spike_in.en, e1.spike_in.addr, e1.spike_in.data)
-        shared_read("w1", e1.w1.en, e1.w1.addr, e1.w1.data)
-        line1_w = mems["line1"].write_port(granularity=cfg.widths.activation)
-        m.d.comb += [line1_w.en.eq(e1.line1.en), line1_w.addr.eq(e1.line1.addr),
-                     line1_w.data.eq(e1.line1.data)]
-        for name, _ in e1.counts.shape():
-            count(name, e1.counts[name])
-
-        # ==== E2 / E3: clusters 2 and 3 (gen/engines/cluster23.py) ===========================
         m.submodules.e23 = e23 = ClusterTwoThreeEngine(cfg)
-        m.d.comb += [e23.desc.eq(desc), e23.geo.eq(g), e23.e1_rows.eq(e1_done), e23.e4_released.eq(e4_rel),
-                     e2_rel.eq(e23.released), rel1.eq(e23.released_e1_order)]
-        for region, names in (("line1", ("line1_a", "line1_b", "line1_c")), ("row2", ("row2_b", "row2_c"))):
-            for name in names:
-                port, rd = getattr(e23, name), rp(region)
-                m.d.comb += [rd.en.eq(port.en), rd.addr.eq(port.addr), port.data.eq(rd.data)]
-        shared_read("w2", e23.w2.en, e23.w2.addr, e23.w2.data)
-        shared_read("w3", e23.w3.en, e23.w3.addr, e23.w3.data)
-        for region, port in (("row2", e23.row2), ("line4", e23.line4)):
-            wr = mems[region].write_port()
-            m.d.comb += [wr.en.eq(port.en), wr.addr.eq(port.addr), wr.data.eq(port.data)]
-        for name, _ in e23.counts.shape():
-            count(name, e23.counts[name])
-
-        # ==== E4: cluster 4 to the LIF array (gen/engines/cluster4.py) ======================
         m.submodules.e4 = e4 = ClusterFourEngine(cfg)
-        m.d.comb += [e4.desc.eq(desc), e4.geo.eq(g), e4.rows_written.eq(e23.q23_rows),
-                     e4.res_rows.eq(stream_in["res_rows"]), e4.out_taken.eq(stream_in["out_taken"]),
-                     e4_rel.eq(e4.rows_released), res_seq.eq(e4.res_consumed), out_seq.eq(e4.out_rows)]
-        for name in ("line4", "residual"):
-            port, rd = getattr(e4, name), rp(name)
-            m.d.comb += [rd.en.eq(port.en), rd.addr.eq(port.addr), port.data.eq(rd.data)]
-        state_rd = rp("membrane")     # u(t-1), the datapath's own port of the output ring
-        m.d.comb += [state_rd.en.eq(e4.membrane_in.en), state_rd.addr.eq(e4.membrane_in.addr),
-                     e4.membrane_in.data.eq(state_rd.data)]
-        shared_read("w4", e4.w4.en, e4.w4.addr, e4.w4.data)
-        shared_read("affine", e4.affine.en, e4.affine.addr, e4.affine.data)
-        for region, port in (("membrane", e4.membrane_out), ("spikes", e4.spikes)):
-            wr = mems[region].write_port()
+        for e in (e1, e23, e4):
+            m.d.comb += [e.desc.eq(desc), e.geo.eq(g)]
+            for name, _ in e.counts.shape():
+                host.count(name, e.counts[name])
+        # row progress: E1 -> E2 (rows written), E2 -> E1 (slots released: E2's order, and
+        # timestep outer line1 is one ring of 3T rows in E1's order), E2/E3 -> E4, E4 -> E2/E3
+        m.d.comb += [e1.in_rows.eq(host.stream_in["in_rows"]),
+                     e1.released.eq(e23.released), e1.released_e1_order.eq(e23.released_e1_order),
+                     e23.e1_rows.eq(e1.rows_done), e23.e4_released.eq(e4.rows_released),
+                     e4.rows_written.eq(e23.q23_rows), e4.res_rows.eq(host.stream_in["res_rows"]),
+                     e4.out_taken.eq(host.stream_in["out_taken"])]
+        # memory ports: read ports the host shares while idle, the datapath's own ports, writes
+        for region, port in (("spike_in", e1.spike_in), ("w1", e1.w1), ("w2", e23.w2), ("w3", e23.w3),
+                             ("w4", e4.w4), ("affine", e4.affine)):
+            host.shared_read(region, port)
+        for region, port in (("line1", e23.line1_a), ("line1", e23.line1_b), ("line1", e23.line1_c),
+                             ("row2", e23.row2_b), ("row2", e23.row2_c), ("line4", e4.line4),
+                             ("residual", e4.residual), ("membrane", e4.membrane_in)):
+            rp(region, port)
+        for region, port, granularity in (("line1", e1.line1, cfg.widths.activation), ("row2", e23.row2, None),
+                                          ("line4", e23.line4, None), ("membrane", e4.membrane_out, None),
+                                          ("spikes", e4.spikes, None)):
+            wr = mems[region].write_port(**({"granularity": granularity} if granularity else {}))
             m.d.comb += [wr.en.eq(port.en), wr.addr.eq(port.addr), wr.data.eq(port.data)]
-        for name, _ in e4.counts.shape():
-            count(name, e4.counts[name])
-
-        # host-only ports
         for name in ("w1", "w2", "w3", "w4", "affine", "spike_in", "residual"):
-            host_only_write(name)
-        host_only_read("membrane")
-        host_only_read("spikes")
+            host.host_only_write(name)
+        host.host_only_read("membrane")
+        host.host_only_read("spikes")
+        host.stream_out = {"in_consumed": e1.in_consumed, "res_consumed": e4.res_consumed,
+                           "out_rows": e4.out_rows}
+        return (e1, e23, e4)
 
-        # ---- start / done / event ----------------------------------------------------------
-        # the tile geometry is registered from the descriptor (its unit's latency): a start
-        # that follows the last descriptor write sooner waits for it
+    def _control(self, m, host, busy, done, geometry, engines):
+        """start / done / event. The tile geometry is registered from the descriptor (its unit's
+        latency): a start that follows the last descriptor write sooner waits for it (pending),
+        which is not counted in ``cycles``."""
+        addr = self.host_addr
         settle = Signal(range(geometry.latency + 1))
-        desc_write = self.host_write & (addr >= DESCRIPTOR_BASE) & (addr < DESCRIPTOR_BASE + len(d))
+        desc_write = self.host_write & (addr >= DESCRIPTOR_BASE) & (addr < DESCRIPTOR_BASE + len(DESCRIPTOR_FIELDS))
         m.d.sync += settle.eq(Mux(desc_write, geometry.latency, Mux(settle == 0, 0, settle - 1)))
         settled = (settle == 0) & ~desc_write
         pending = Signal()
-        pipeline_busy = pending | e1.busy | e23.busy | e4.busy
+        pipeline_busy = pending
+        for e in engines:
+            pipeline_busy = pipeline_busy | e.busy
+        start = host.start
         go = (start | pending) & settled                         # the engines' start
-        m.d.comb += [e1.start.eq(go), e23.start.eq(go), e4.start.eq(go)]
+        m.d.comb += [e.start.eq(go) for e in engines]
         with m.If(start & ~settled):
             m.d.sync += [busy.eq(1), done.eq(0), pending.eq(1)]
         with m.Elif((start | pending) & settled):
             m.d.sync += [busy.eq(1), done.eq(0), pending.eq(0)]
         with m.Elif(busy & ~pipeline_busy):
             m.d.sync += [busy.eq(0), done.eq(1)]
-        # the datapath's run: a start within geometry.latency cycles of a descriptor write waits for
-        # the geometry registers first (pending), which is not counted
-        count("cycles", busy & ~pending)
+        host.count("cycles", busy & ~pending)
         # event: raised when the host has something to do (an input slot freed, an output row
         # complete, the tile done); lowered when the host reads ``status``
         attention = Signal()
         prev = Signal(3 * STREAM_BITS + 1)
-        now = Cat(in_seq, res_seq, out_seq, done)
+        so = host.stream_out
+        now = Cat(so["in_consumed"], so["res_consumed"], so["out_rows"], done)
         m.d.sync += prev.eq(now)
         with m.If(now != prev):
             m.d.sync += attention.eq(1)
@@ -280,21 +170,117 @@ class Accelerator(wiring.Component):
             m.d.sync += attention.eq(0)
         m.d.comb += self.event.eq(attention)
 
-        for name, sig in counters.items():
-            amounts = incs[name]
+
+class _HostSide:
+    """The host interface of an :class:`Accelerator`: address decode, streaming registers,
+    descriptor writes, region ports (staged sub-words, read ports shared with the datapath
+    while idle), the counter bank and the registered read mux (``HOST_READ_LATENCY``)."""
+
+    #: regions the host may access while a tile runs: it fills the input rings and drains the
+    #: output ring; everything else only while idle
+    STREAM_WRITE = {"spike_in", "residual"}
+    STREAM_READ = {"membrane", "spikes"}
+
+    def __init__(self, top: "Accelerator", m: Module, busy, desc, mems):
+        self.top, self.m, self.busy, self.desc, self.mems = top, m, busy, desc, mems
+        self.incs: dict[str, list] = {n: [] for n in COUNTER_NAMES}
+        self.read_ports = {}
+        self.stream_out = {}
+        self._decode()
+
+    def count(self, name, amount):
+        """Add ``amount`` to counter ``name`` this cycle."""
+        self.incs[name].append(amount)
+
+    def _decode(self):
+        top, m, busy, hmap = self.top, self.m, self.busy, self.top.map
+        hb = top.config.widths.host_data
+        addr = top.host_addr
+        self.start, self.clear = Signal(), Signal()
+        m.d.comb += [self.start.eq(top.host_write & (addr == REG_CTRL) & top.host_wdata[0] & ~busy),
+                     self.clear.eq(top.host_write & (addr == REG_CTRL) & top.host_wdata[1])]
+        self.stream_in = {name: Signal(STREAM_BITS, name=f"host_{name}")
+                          for name, _, access, _ in STREAM_REGISTERS if access == "rw"}
+        with m.If(top.host_write):
+            for name, a, access, _ in STREAM_REGISTERS:
+                if access == "rw":
+                    with m.If(addr == a):
+                        m.d.sync += self.stream_in[name].eq(top.host_wdata[:STREAM_BITS])
+        max_sub = max(r.subwords for r in hmap.regions)
+        self.staging = staging = Signal(max((max_sub - 1) * hb, 1))
+        self.ports = {}   # region -> (word, k, hit, RegionMap, allowed)
+        for reg in hmap.regions:
+            off = (addr - reg.base)[:hmap.addr_bits]
+            hit = (addr >= reg.base) & (addr < reg.base + reg.span)
+            word = off >> log2(reg.stride)
+            k = off[:log2(reg.stride)] if reg.stride > 1 else Const(0, 1)
+            allowed = Const(1) if reg.name in self.STREAM_WRITE else ~busy
+            read_ok = Const(1) if reg.name in self.STREAM_READ else ~busy
+            self.ports[reg.name] = (word, k, hit, reg, allowed)
+            self.count("host_words_in", top.host_write & hit & allowed & (k < reg.subwords))
+            self.count("host_words_out", top.host_read & hit & read_ok & (k < reg.subwords))
+        with m.If(top.host_write):
+            for name, (word, k, hit, reg, allowed) in self.ports.items():
+                if reg.subwords > 1:
+                    with m.If(hit & allowed & (k < reg.subwords - 1)):
+                        m.d.sync += staging.word_select(k[:max(log2(max_sub) + 1, 1)], hb).eq(top.host_wdata)
+            with m.If(~busy):
+                for name, bits, _ in DESCRIPTOR_FIELDS:
+                    with m.If(addr == hmap.register(name).address):
+                        m.d.sync += self.desc[name].eq(top.host_wdata[:bits])
+
+    def host_only_write(self, name):
+        """The write port of region ``name``: a host write committing a whole word."""
+        top, hb = self.top, self.top.config.widths.host_data
+        word, k, hit, reg, allowed = self.ports[name]
+        port = self.mems[name].write_port()
+        en = top.host_write & allowed & hit & (k == reg.subwords - 1)
+        data = Cat(self.staging[:(reg.subwords - 1) * hb], top.host_wdata)[:reg.width_bits] \
+            if reg.subwords > 1 else top.host_wdata[:reg.width_bits]
+        self.m.d.comb += [port.en.eq(en), port.addr.eq(word), port.data.eq(data)]
+
+    def datapath_read(self, name, dp):
+        """A read port of region ``name`` for the datapath alone (engine port ``dp``)."""
+        port = self.mems[name].read_port(domain="sync")
+        self.m.d.comb += [port.en.eq(dp.en), port.addr.eq(dp.addr), dp.data.eq(port.data)]
+
+    def shared_read(self, name, dp):
+        """A read port shared by the datapath (engine port ``dp``, while busy) and the host
+        (while idle)."""
+        port = self.mems[name].read_port(domain="sync")
+        word, _, hit, _, _ = self.ports[name]
+        self.m.d.comb += [port.en.eq(Mux(self.busy, dp.en, self.top.host_read & hit)),
+                          port.addr.eq(Mux(self.busy, dp.addr, word)), dp.data.eq(port.data)]
+        self.read_ports[name] = port
+
+    def host_only_read(self, name):
+        port = self.mems[name].read_port(domain="sync")
+        word, _, hit, _, _ = self.ports[name]
+        self.m.d.comb += [port.en.eq(self.top.host_read & hit), port.addr.eq(word)]
+        self.read_ports[name] = port
+
+    def counter_bank(self):
+        """The counters: each adds its increments every cycle; ``ctrl`` bit 1 clears them all."""
+        m = self.m
+        self.counters = {n: Signal(COUNTER_BITS, name=f"cnt_{n}") for n in COUNTER_NAMES}
+        for name, sig in self.counters.items():
+            amounts = self.incs[name]
             total = sum(amounts[1:], amounts[0]) if amounts else 0
-            with m.If(clear):
+            with m.If(self.clear):
                 m.d.sync += sig.eq(0)
             with m.Else():
                 m.d.sync += sig.eq(sig + total)
 
-        # ---- host reads --------------------------------------------------------------------
+    def read_mux(self, done):
+        """Host reads: the register value or the region word's sub-word, registered twice."""
+        top, m, hmap, busy = self.top, self.m, self.top.map, self.busy
+        hb = top.config.widths.host_data
+        addr = top.host_addr
         rd_sel = Signal(range(len(hmap.regions) + 1))   # 0: register value, i+1: region i
         rd_k = Signal(range(max(r.stride for r in hmap.regions)))
         rd_reg = Signal(hb)
         rd_valid1 = Signal()
         reg_value = Signal(hb)
-        stream_out = {"in_consumed": in_seq, "res_consumed": res_seq, "out_rows": out_seq}
         with m.Switch(addr):
             with m.Case(REG_ID):
                 m.d.comb += reg_value.eq(ID_VALUE)
@@ -302,22 +288,22 @@ class Accelerator(wiring.Component):
                 m.d.comb += reg_value.eq(Cat(busy, done))
             for name, a, access, _ in STREAM_REGISTERS:
                 with m.Case(a):
-                    m.d.comb += reg_value.eq(stream_in[name] if access == "rw" else stream_out[name])
+                    m.d.comb += reg_value.eq(self.stream_in[name] if access == "rw" else self.stream_out[name])
             for name, bits, _ in DESCRIPTOR_FIELDS:
                 with m.Case(hmap.register(name).address):
-                    m.d.comb += reg_value.eq(d[name])
+                    m.d.comb += reg_value.eq(self.desc[name])
             for i, name in enumerate(COUNTER_NAMES):
                 with m.Case(COUNTER_BASE + 2 * i):
-                    m.d.comb += reg_value.eq(counters[name][:hb])
+                    m.d.comb += reg_value.eq(self.counters[name][:hb])
                 with m.Case(COUNTER_BASE + 2 * i + 1):
-                    m.d.comb += reg_value.eq(counters[name][hb:])
+                    m.d.comb += reg_value.eq(self.counters[name][hb:])
         sel_now = Signal.like(rd_sel)
         k_now = Signal.like(rd_k)
         for i, reg in enumerate(hmap.regions):
-            word, k, hit, _, _ = host_ports[reg.name]
+            word, k, hit, _, _ = self.ports[reg.name]
             with m.If(hit):
                 m.d.comb += [sel_now.eq(i + 1), k_now.eq(k)]
-        m.d.sync += [rd_valid1.eq(self.host_read), rd_sel.eq(sel_now), rd_k.eq(k_now),
+        m.d.sync += [rd_valid1.eq(top.host_read), rd_sel.eq(sel_now), rd_k.eq(k_now),
                      rd_reg.eq(reg_value)]
         out_value = Signal(hb)
         with m.Switch(rd_sel):
@@ -325,15 +311,14 @@ class Accelerator(wiring.Component):
                 m.d.comb += out_value.eq(rd_reg)
             for i, reg in enumerate(hmap.regions):
                 with m.Case(i + 1):
-                    if reg.name not in host_read_ports:
+                    if reg.name not in self.read_ports:
                         continue
-                    data = host_read_ports[reg.name].data
+                    data = self.read_ports[reg.name].data
                     padded = Cat(data, Const(0, reg.stride * hb - len(data)))
                     value = padded.word_select(rd_k[:max(log2(reg.stride), 1)]
                                                if reg.stride > 1 else 0, hb)
-                    if reg.name in stream_read:
+                    if reg.name in self.STREAM_READ:
                         m.d.comb += out_value.eq(value)
                     else:
                         m.d.comb += out_value.eq(Mux(busy, 0, value))
-        m.d.sync += [self.host_rvalid.eq(rd_valid1), self.host_rdata.eq(out_value)]
-        return m
+        m.d.sync += [top.host_rvalid.eq(rd_valid1), top.host_rdata.eq(out_value)]

@@ -719,56 +719,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$99 ;
   (* init = 1'h0 *)
   wire \$signal ;
-  (* init = 1'h0 *)
-  wire \$signal$12 ;
-  wire [10:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$124 ;
-  wire [8:0] \$signature__addr$130 ;
-  wire [9:0] \$signature__addr$136 ;
-  wire [9:0] \$signature__addr$142 ;
-  wire [3:0] \$signature__addr$148 ;
-  wire [9:0] \$signature__addr$187 ;
-  wire [9:0] \$signature__addr$189 ;
-  wire [9:0] \$signature__addr$38 ;
-  wire [9:0] \$signature__addr$57 ;
-  wire [9:0] \$signature__addr$63 ;
-  wire [9:0] \$signature__addr$69 ;
-  wire [7:0] \$signature__addr$75 ;
-  wire [7:0] \$signature__addr$81 ;
-  wire [9:0] \$signature__addr$87 ;
-  wire [9:0] \$signature__addr$93 ;
-  wire [63:0] \$signature__data ;
-  wire [255:0] \$signature__data$127 ;
-  wire [511:0] \$signature__data$133 ;
-  wire [511:0] \$signature__data$139 ;
-  wire [255:0] \$signature__data$145 ;
-  wire [1535:0] \$signature__data$151 ;
-  wire [511:0] \$signature__data$247 ;
-  wire [31:0] \$signature__data$248 ;
-  wire [255:0] \$signature__data$41 ;
-  wire [255:0] \$signature__data$60 ;
-  wire [255:0] \$signature__data$66 ;
-  wire [255:0] \$signature__data$72 ;
-  wire [255:0] \$signature__data$78 ;
-  wire [255:0] \$signature__data$84 ;
-  wire [255:0] \$signature__data$90 ;
-  wire [255:0] \$signature__data$96 ;
-  wire \$signature__en ;
-  wire \$signature__en$122 ;
-  wire \$signature__en$128 ;
-  wire \$signature__en$134 ;
-  wire \$signature__en$140 ;
-  wire \$signature__en$146 ;
-  wire \$signature__en$186 ;
-  wire \$signature__en$188 ;
-  wire \$signature__en$36 ;
-  wire \$signature__en$55 ;
-  wire \$signature__en$61 ;
-  wire \$signature__en$67 ;
-  wire \$signature__en$73 ;
-  wire \$signature__en$79 ;
-  wire \$signature__en$85 ;
-  wire \$signature__en$91 ;
+  wire \$signal$15 ;
+  wire \$signal$16 ;
   wire [15:0] affine__addr;
   wire [1535:0] affine__data;
   wire affine__en;
@@ -776,10 +728,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire attention;
   output busy;
   reg busy = 1'h0;
-  wire \busy$249 ;
-  wire \busy$250 ;
-  wire \busy$251 ;
-  wire clear;
+  wire \busy$242 ;
+  wire \busy$243 ;
+  wire \busy$244 ;
   input clk;
   wire clk;
   reg [47:0] cnt_adder_busy = 48'h000000000000;
@@ -827,41 +778,41 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [47:0] cnt_w3_reads = 48'h000000000000;
   reg [47:0] cnt_w4_reads = 48'h000000000000;
   wire [19:0] counts;
-  wire [57:0] \counts$254 ;
-  wire \counts$254.adder_busy ;
-  wire \counts$254.adder_stall ;
-  wire [11:0] \counts$254.adds ;
-  wire \counts$254.c2_busy ;
-  wire [11:0] \counts$254.c2_macs ;
-  wire [1:0] \counts$254.c2_spad_reads ;
-  wire [1:0] \counts$254.c2_spad_writes ;
-  wire \counts$254.c2_stall ;
-  wire \counts$254.c3_busy ;
-  wire [11:0] \counts$254.c3_macs ;
-  wire [1:0] \counts$254.c3_spad_reads ;
-  wire [1:0] \counts$254.c3_spad_writes ;
-  wire \counts$254.c3_stall ;
-  wire [1:0] \counts$254.line1_reads ;
-  wire \counts$254.line4_writes ;
-  wire [1:0] \counts$254.row2_reads ;
-  wire \counts$254.row2_writes ;
-  wire \counts$254.w2_reads ;
-  wire \counts$254.w3_reads ;
-  wire [31:0] \counts$255 ;
-  wire \counts$255.affine_reads ;
-  wire \counts$255.c4_busy ;
-  wire [6:0] \counts$255.c4_macs ;
-  wire \counts$255.c4_stall ;
-  wire \counts$255.lif_busy ;
-  wire \counts$255.lif_stall ;
-  wire [6:0] \counts$255.lif_updates ;
-  wire \counts$255.line4_reads ;
-  wire \counts$255.membrane_reads ;
-  wire \counts$255.membrane_writes ;
-  wire \counts$255.residual_reads ;
-  wire [6:0] \counts$255.spikes_out ;
-  wire \counts$255.spikes_writes ;
-  wire \counts$255.w4_reads ;
+  wire [57:0] \counts$247 ;
+  wire \counts$247.adder_busy ;
+  wire \counts$247.adder_stall ;
+  wire [11:0] \counts$247.adds ;
+  wire \counts$247.c2_busy ;
+  wire [11:0] \counts$247.c2_macs ;
+  wire [1:0] \counts$247.c2_spad_reads ;
+  wire [1:0] \counts$247.c2_spad_writes ;
+  wire \counts$247.c2_stall ;
+  wire \counts$247.c3_busy ;
+  wire [11:0] \counts$247.c3_macs ;
+  wire [1:0] \counts$247.c3_spad_reads ;
+  wire [1:0] \counts$247.c3_spad_writes ;
+  wire \counts$247.c3_stall ;
+  wire [1:0] \counts$247.line1_reads ;
+  wire \counts$247.line4_writes ;
+  wire [1:0] \counts$247.row2_reads ;
+  wire \counts$247.row2_writes ;
+  wire \counts$247.w2_reads ;
+  wire \counts$247.w3_reads ;
+  wire [31:0] \counts$248 ;
+  wire \counts$248.affine_reads ;
+  wire \counts$248.c4_busy ;
+  wire [6:0] \counts$248.c4_macs ;
+  wire \counts$248.c4_stall ;
+  wire \counts$248.lif_busy ;
+  wire \counts$248.lif_stall ;
+  wire [6:0] \counts$248.lif_updates ;
+  wire \counts$248.line4_reads ;
+  wire \counts$248.membrane_reads ;
+  wire \counts$248.membrane_writes ;
+  wire \counts$248.residual_reads ;
+  wire [6:0] \counts$248.spikes_out ;
+  wire \counts$248.spikes_writes ;
+  wire \counts$248.w4_reads ;
   wire [6:0] \counts.c1_adds ;
   wire \counts.c1_busy ;
   wire \counts.c1_in_wait ;
@@ -871,33 +822,6 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \counts.spike_in_reads ;
   wire \counts.w1_reads ;
   reg [261:0] desc = 262'h000000000000000000000000000000000000000000000000000000000000000000;
-  (* init = 262'h000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [261:0] \desc$109 ;
-  wire [5:0] \desc$109.affine_shift ;
-  wire [15:0] \desc$109.height ;
-  wire [15:0] \desc$109.in_channels ;
-  wire [15:0] \desc$109.in_ring_rows ;
-  wire [15:0] \desc$109.leak_mul ;
-  wire [5:0] \desc$109.leak_shift ;
-  wire [1:0] \desc$109.mode ;
-  wire \desc$109.order ;
-  wire [15:0] \desc$109.out_channels ;
-  wire [15:0] \desc$109.out_ring_rows ;
-  wire [3:0] \desc$109.pack ;
-  wire [1:0] \desc$109.pass ;
-  wire \desc$109.pool ;
-  wire [15:0] \desc$109.rank ;
-  wire [15:0] \desc$109.res_ring_rows ;
-  wire \desc$109.residual ;
-  wire \desc$109.round ;
-  wire [31:0] \desc$109.schedule ;
-  wire [5:0] \desc$109.shift1 ;
-  wire [5:0] \desc$109.shift2 ;
-  wire [5:0] \desc$109.shift3 ;
-  wire [31:0] \desc$109.threshold ;
-  wire [7:0] \desc$109.timesteps ;
-  wire [15:0] \desc$109.width ;
-  wire [3:0] \desc$109.zero_halo ;
   (* init = 262'h000000000000000000000000000000000000000000000000000000000000000000 *)
   wire [261:0] \desc$14 ;
   wire [5:0] \desc$14.affine_shift ;
@@ -953,32 +877,59 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \desc$17.width ;
   wire [3:0] \desc$17.zero_halo ;
   (* init = 262'h000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [261:0] \desc$48 ;
-  wire [5:0] \desc$48.affine_shift ;
-  wire [15:0] \desc$48.height ;
-  wire [15:0] \desc$48.in_channels ;
-  wire [15:0] \desc$48.in_ring_rows ;
-  wire [15:0] \desc$48.leak_mul ;
-  wire [5:0] \desc$48.leak_shift ;
-  wire [1:0] \desc$48.mode ;
-  wire \desc$48.order ;
-  wire [15:0] \desc$48.out_channels ;
-  wire [15:0] \desc$48.out_ring_rows ;
-  wire [3:0] \desc$48.pack ;
-  wire [1:0] \desc$48.pass ;
-  wire \desc$48.pool ;
-  wire [15:0] \desc$48.rank ;
-  wire [15:0] \desc$48.res_ring_rows ;
-  wire \desc$48.residual ;
-  wire \desc$48.round ;
-  wire [31:0] \desc$48.schedule ;
-  wire [5:0] \desc$48.shift1 ;
-  wire [5:0] \desc$48.shift2 ;
-  wire [5:0] \desc$48.shift3 ;
-  wire [31:0] \desc$48.threshold ;
-  wire [7:0] \desc$48.timesteps ;
-  wire [15:0] \desc$48.width ;
-  wire [3:0] \desc$48.zero_halo ;
+  wire [261:0] \desc$20 ;
+  wire [5:0] \desc$20.affine_shift ;
+  wire [15:0] \desc$20.height ;
+  wire [15:0] \desc$20.in_channels ;
+  wire [15:0] \desc$20.in_ring_rows ;
+  wire [15:0] \desc$20.leak_mul ;
+  wire [5:0] \desc$20.leak_shift ;
+  wire [1:0] \desc$20.mode ;
+  wire \desc$20.order ;
+  wire [15:0] \desc$20.out_channels ;
+  wire [15:0] \desc$20.out_ring_rows ;
+  wire [3:0] \desc$20.pack ;
+  wire [1:0] \desc$20.pass ;
+  wire \desc$20.pool ;
+  wire [15:0] \desc$20.rank ;
+  wire [15:0] \desc$20.res_ring_rows ;
+  wire \desc$20.residual ;
+  wire \desc$20.round ;
+  wire [31:0] \desc$20.schedule ;
+  wire [5:0] \desc$20.shift1 ;
+  wire [5:0] \desc$20.shift2 ;
+  wire [5:0] \desc$20.shift3 ;
+  wire [31:0] \desc$20.threshold ;
+  wire [7:0] \desc$20.timesteps ;
+  wire [15:0] \desc$20.width ;
+  wire [3:0] \desc$20.zero_halo ;
+  (* init = 262'h000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [261:0] \desc$22 ;
+  wire [5:0] \desc$22.affine_shift ;
+  wire [15:0] \desc$22.height ;
+  wire [15:0] \desc$22.in_channels ;
+  wire [15:0] \desc$22.in_ring_rows ;
+  wire [15:0] \desc$22.leak_mul ;
+  wire [5:0] \desc$22.leak_shift ;
+  wire [1:0] \desc$22.mode ;
+  wire \desc$22.order ;
+  wire [15:0] \desc$22.out_channels ;
+  wire [15:0] \desc$22.out_ring_rows ;
+  wire [3:0] \desc$22.pack ;
+  wire [1:0] \desc$22.pass ;
+  wire \desc$22.pool ;
+  wire [15:0] \desc$22.rank ;
+  wire [15:0] \desc$22.res_ring_rows ;
+  wire \desc$22.residual ;
+  wire \desc$22.round ;
+  wire [31:0] \desc$22.schedule ;
+  wire [5:0] \desc$22.shift1 ;
+  wire [5:0] \desc$22.shift2 ;
+  wire [5:0] \desc$22.shift3 ;
+  wire [31:0] \desc$22.threshold ;
+  wire [7:0] \desc$22.timesteps ;
+  wire [15:0] \desc$22.width ;
+  wire [3:0] \desc$22.zero_halo ;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -1006,53 +957,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [3:0] \desc.zero_halo ;
   output done;
   reg done = 1'h0;
-  wire [15:0] e1_done;
+  (* init = 1'h0 *)
+  wire \done$12 ;
   wire [15:0] e1_rows;
-  wire [15:0] e2_rel;
-  wire [15:0] e4_rel;
   wire [15:0] e4_released;
   output \event ;
   reg \event  = 1'h0;
   wire [492:0] geo;
-  wire [492:0] \geo$110 ;
-  wire [15:0] \geo$110.cw ;
-  wire [15:0] \geo$110.dist ;
-  wire [1:0] \geo$110.e_lo2 ;
-  wire [15:0] \geo$110.e_lo2_ng ;
-  wire [15:0] \geo$110.ew_ng ;
-  wire [15:0] \geo$110.first_eoff1 ;
-  wire [15:0] \geo$110.go ;
-  wire [1:0] \geo$110.halos1 ;
-  wire [15:0] \geo$110.ho ;
-  wire [15:0] \geo$110.in_row_words ;
-  wire [15:0] \geo$110.last_chunk ;
-  wire [5:0] \geo$110.last_cols ;
-  wire [5:0] \geo$110.last_lanes ;
-  wire [15:0] \geo$110.lastg2 ;
-  wire [15:0] \geo$110.lastg3 ;
-  wire \geo$110.long_rows ;
-  wire [15:0] \geo$110.nb ;
-  wire [15:0] \geo$110.nbe2 ;
-  wire [15:0] \geo$110.nbg2 ;
-  wire [15:0] \geo$110.nbg3 ;
-  wire [15:0] \geo$110.ncc ;
-  wire [15:0] \geo$110.nch ;
-  wire [15:0] \geo$110.ng ;
-  wire [15:0] \geo$110.ns ;
-  wire [15:0] \geo$110.out_row_words ;
-  wire [3:0] \geo$110.pack ;
-  wire [5:0] \geo$110.pk ;
-  wire [15:0] \geo$110.prev_init ;
-  wire [5:0] \geo$110.px ;
-  wire [3:0] \geo$110.pxl ;
-  wire [15:0] \geo$110.r3 ;
-  wire [15:0] \geo$110.rw1 ;
-  wire [15:0] \geo$110.rw4 ;
-  wire [7:0] \geo$110.t3 ;
-  wire [15:0] \geo$110.t3r1 ;
-  wire [15:0] \geo$110.tr1 ;
-  wire [15:0] \geo$110.tr4 ;
-  wire [15:0] \geo$110.wo ;
   wire [492:0] \geo$19 ;
   wire [15:0] \geo$19.cw ;
   wire [15:0] \geo$19.dist ;
@@ -1092,45 +1003,84 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \geo$19.tr1 ;
   wire [15:0] \geo$19.tr4 ;
   wire [15:0] \geo$19.wo ;
-  wire [492:0] \geo$49 ;
-  wire [15:0] \geo$49.cw ;
-  wire [15:0] \geo$49.dist ;
-  wire [1:0] \geo$49.e_lo2 ;
-  wire [15:0] \geo$49.e_lo2_ng ;
-  wire [15:0] \geo$49.ew_ng ;
-  wire [15:0] \geo$49.first_eoff1 ;
-  wire [15:0] \geo$49.go ;
-  wire [1:0] \geo$49.halos1 ;
-  wire [15:0] \geo$49.ho ;
-  wire [15:0] \geo$49.in_row_words ;
-  wire [15:0] \geo$49.last_chunk ;
-  wire [5:0] \geo$49.last_cols ;
-  wire [5:0] \geo$49.last_lanes ;
-  wire [15:0] \geo$49.lastg2 ;
-  wire [15:0] \geo$49.lastg3 ;
-  wire \geo$49.long_rows ;
-  wire [15:0] \geo$49.nb ;
-  wire [15:0] \geo$49.nbe2 ;
-  wire [15:0] \geo$49.nbg2 ;
-  wire [15:0] \geo$49.nbg3 ;
-  wire [15:0] \geo$49.ncc ;
-  wire [15:0] \geo$49.nch ;
-  wire [15:0] \geo$49.ng ;
-  wire [15:0] \geo$49.ns ;
-  wire [15:0] \geo$49.out_row_words ;
-  wire [3:0] \geo$49.pack ;
-  wire [5:0] \geo$49.pk ;
-  wire [15:0] \geo$49.prev_init ;
-  wire [5:0] \geo$49.px ;
-  wire [3:0] \geo$49.pxl ;
-  wire [15:0] \geo$49.r3 ;
-  wire [15:0] \geo$49.rw1 ;
-  wire [15:0] \geo$49.rw4 ;
-  wire [7:0] \geo$49.t3 ;
-  wire [15:0] \geo$49.t3r1 ;
-  wire [15:0] \geo$49.tr1 ;
-  wire [15:0] \geo$49.tr4 ;
-  wire [15:0] \geo$49.wo ;
+  wire [492:0] \geo$21 ;
+  wire [15:0] \geo$21.cw ;
+  wire [15:0] \geo$21.dist ;
+  wire [1:0] \geo$21.e_lo2 ;
+  wire [15:0] \geo$21.e_lo2_ng ;
+  wire [15:0] \geo$21.ew_ng ;
+  wire [15:0] \geo$21.first_eoff1 ;
+  wire [15:0] \geo$21.go ;
+  wire [1:0] \geo$21.halos1 ;
+  wire [15:0] \geo$21.ho ;
+  wire [15:0] \geo$21.in_row_words ;
+  wire [15:0] \geo$21.last_chunk ;
+  wire [5:0] \geo$21.last_cols ;
+  wire [5:0] \geo$21.last_lanes ;
+  wire [15:0] \geo$21.lastg2 ;
+  wire [15:0] \geo$21.lastg3 ;
+  wire \geo$21.long_rows ;
+  wire [15:0] \geo$21.nb ;
+  wire [15:0] \geo$21.nbe2 ;
+  wire [15:0] \geo$21.nbg2 ;
+  wire [15:0] \geo$21.nbg3 ;
+  wire [15:0] \geo$21.ncc ;
+  wire [15:0] \geo$21.nch ;
+  wire [15:0] \geo$21.ng ;
+  wire [15:0] \geo$21.ns ;
+  wire [15:0] \geo$21.out_row_words ;
+  wire [3:0] \geo$21.pack ;
+  wire [5:0] \geo$21.pk ;
+  wire [15:0] \geo$21.prev_init ;
+  wire [5:0] \geo$21.px ;
+  wire [3:0] \geo$21.pxl ;
+  wire [15:0] \geo$21.r3 ;
+  wire [15:0] \geo$21.rw1 ;
+  wire [15:0] \geo$21.rw4 ;
+  wire [7:0] \geo$21.t3 ;
+  wire [15:0] \geo$21.t3r1 ;
+  wire [15:0] \geo$21.tr1 ;
+  wire [15:0] \geo$21.tr4 ;
+  wire [15:0] \geo$21.wo ;
+  wire [492:0] \geo$23 ;
+  wire [15:0] \geo$23.cw ;
+  wire [15:0] \geo$23.dist ;
+  wire [1:0] \geo$23.e_lo2 ;
+  wire [15:0] \geo$23.e_lo2_ng ;
+  wire [15:0] \geo$23.ew_ng ;
+  wire [15:0] \geo$23.first_eoff1 ;
+  wire [15:0] \geo$23.go ;
+  wire [1:0] \geo$23.halos1 ;
+  wire [15:0] \geo$23.ho ;
+  wire [15:0] \geo$23.in_row_words ;
+  wire [15:0] \geo$23.last_chunk ;
+  wire [5:0] \geo$23.last_cols ;
+  wire [5:0] \geo$23.last_lanes ;
+  wire [15:0] \geo$23.lastg2 ;
+  wire [15:0] \geo$23.lastg3 ;
+  wire \geo$23.long_rows ;
+  wire [15:0] \geo$23.nb ;
+  wire [15:0] \geo$23.nbe2 ;
+  wire [15:0] \geo$23.nbg2 ;
+  wire [15:0] \geo$23.nbg3 ;
+  wire [15:0] \geo$23.ncc ;
+  wire [15:0] \geo$23.nch ;
+  wire [15:0] \geo$23.ng ;
+  wire [15:0] \geo$23.ns ;
+  wire [15:0] \geo$23.out_row_words ;
+  wire [3:0] \geo$23.pack ;
+  wire [5:0] \geo$23.pk ;
+  wire [15:0] \geo$23.prev_init ;
+  wire [5:0] \geo$23.px ;
+  wire [3:0] \geo$23.pxl ;
+  wire [15:0] \geo$23.r3 ;
+  wire [15:0] \geo$23.rw1 ;
+  wire [15:0] \geo$23.rw4 ;
+  wire [7:0] \geo$23.t3 ;
+  wire [15:0] \geo$23.t3r1 ;
+  wire [15:0] \geo$23.tr1 ;
+  wire [15:0] \geo$23.tr4 ;
+  wire [15:0] \geo$23.wo ;
   wire [15:0] \geo.cw ;
   wire [15:0] \geo.dist ;
   wire [1:0] \geo.e_lo2 ;
@@ -1189,7 +1139,6 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire host_write;
   wire [23:0] in_consumed;
   reg [23:0] in_rows = 24'h000000;
-  wire [23:0] in_seq;
   reg [5:0] k_now;
   wire [15:0] line1__addr;
   wire [255:0] line1__data;
@@ -1203,15 +1152,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] line1_c__addr;
   wire [255:0] line1_c__data;
   wire line1_c__en;
-  wire [9:0] line1_w__addr;
-  wire [255:0] line1_w__data;
-  wire [31:0] line1_w__en;
   wire [15:0] line4__addr;
-  wire [15:0] \line4__addr$125 ;
+  wire [15:0] \line4__addr$139 ;
   wire [255:0] line4__data;
-  wire [255:0] \line4__data$126 ;
+  wire [255:0] \line4__data$141 ;
   wire line4__en;
-  wire \line4__en$123 ;
+  wire \line4__en$137 ;
   wire [15:0] membrane_in__addr;
   wire [511:0] membrane_in__data;
   wire membrane_in__en;
@@ -1219,31 +1165,78 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [511:0] membrane_out__data;
   wire membrane_out__en;
   wire [23:0] out_rows;
-  wire [23:0] out_seq;
   reg [23:0] out_taken = 24'h000000;
   reg [31:0] out_value;
   reg pending = 1'h0;
-  wire [9:0] port__addr;
-  wire [9:0] \port__addr$169 ;
-  wire [9:0] \port__addr$172 ;
-  wire [9:0] \port__addr$175 ;
-  wire [3:0] \port__addr$178 ;
-  wire [10:0] \port__addr$181 ;
-  wire [8:0] \port__addr$184 ;
-  wire [255:0] port__data;
-  wire [255:0] \port__data$170 ;
-  wire [255:0] \port__data$173 ;
-  wire [255:0] \port__data$176 ;
-  wire [1535:0] \port__data$179 ;
-  wire [63:0] \port__data$182 ;
-  wire [511:0] \port__data$185 ;
+  wire [10:0] port__addr;
+  wire [7:0] \port__addr$102 ;
+  wire [9:0] \port__addr$108 ;
+  wire [8:0] \port__addr$114 ;
+  wire [9:0] \port__addr$120 ;
+  wire [9:0] \port__addr$155 ;
+  wire [9:0] \port__addr$159 ;
+  wire [9:0] \port__addr$162 ;
+  wire [9:0] \port__addr$165 ;
+  wire [3:0] \port__addr$168 ;
+  wire [10:0] \port__addr$171 ;
+  wire [8:0] \port__addr$174 ;
+  wire [9:0] \port__addr$177 ;
+  wire [9:0] \port__addr$179 ;
+  wire [9:0] \port__addr$48 ;
+  wire [9:0] \port__addr$54 ;
+  wire [9:0] \port__addr$60 ;
+  wire [9:0] \port__addr$66 ;
+  wire [3:0] \port__addr$72 ;
+  wire [9:0] \port__addr$78 ;
+  wire [9:0] \port__addr$84 ;
+  wire [9:0] \port__addr$90 ;
+  wire [7:0] \port__addr$96 ;
+  wire [63:0] port__data;
+  wire [255:0] \port__data$105 ;
+  wire [255:0] \port__data$111 ;
+  wire [511:0] \port__data$117 ;
+  wire [511:0] \port__data$123 ;
+  wire [255:0] \port__data$156 ;
+  wire [255:0] \port__data$160 ;
+  wire [255:0] \port__data$163 ;
+  wire [255:0] \port__data$166 ;
+  wire [1535:0] \port__data$169 ;
+  wire [63:0] \port__data$172 ;
+  wire [511:0] \port__data$175 ;
+  wire [511:0] \port__data$240 ;
+  wire [31:0] \port__data$241 ;
+  wire [255:0] \port__data$51 ;
+  wire [255:0] \port__data$57 ;
+  wire [255:0] \port__data$63 ;
+  wire [255:0] \port__data$69 ;
+  wire [1535:0] \port__data$75 ;
+  wire [255:0] \port__data$81 ;
+  wire [255:0] \port__data$87 ;
+  wire [255:0] \port__data$93 ;
+  wire [255:0] \port__data$99 ;
   wire port__en;
-  wire \port__en$168 ;
-  wire \port__en$171 ;
-  wire \port__en$174 ;
-  wire \port__en$177 ;
-  wire \port__en$180 ;
-  wire \port__en$183 ;
+  wire \port__en$100 ;
+  wire \port__en$106 ;
+  wire \port__en$112 ;
+  wire \port__en$118 ;
+  wire \port__en$154 ;
+  wire \port__en$158 ;
+  wire \port__en$161 ;
+  wire \port__en$164 ;
+  wire \port__en$167 ;
+  wire \port__en$170 ;
+  wire \port__en$173 ;
+  wire \port__en$176 ;
+  wire \port__en$178 ;
+  wire \port__en$46 ;
+  wire \port__en$52 ;
+  wire \port__en$58 ;
+  wire \port__en$64 ;
+  wire \port__en$70 ;
+  wire \port__en$76 ;
+  wire \port__en$82 ;
+  wire \port__en$88 ;
+  wire \port__en$94 ;
   reg [72:0] prev = 73'h0000000000000000000;
   wire [15:0] q23_rows;
   reg [5:0] rd_k = 6'h00;
@@ -1251,14 +1244,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [3:0] rd_sel = 4'h0;
   reg rd_valid1 = 1'h0;
   reg [31:0] reg_value;
-  wire [15:0] rel1;
   wire [15:0] released;
-  wire [15:0] \released$53 ;
+  wire [15:0] \released$27 ;
   wire [15:0] released_e1_order;
-  wire [15:0] \released_e1_order$54 ;
+  wire [15:0] \released_e1_order$29 ;
   wire [23:0] res_consumed;
   reg [23:0] res_rows = 24'h000000;
-  wire [23:0] res_seq;
   wire [15:0] residual__addr;
   wire [511:0] residual__data;
   wire residual__en;
@@ -1286,9 +1277,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire spikes__en;
   reg [1503:0] staging = 1504'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire start;
-  wire \start$190 ;
-  wire \start$193 ;
-  wire \start$194 ;
+  wire \start$183 ;
+  wire \start$184 ;
   wire [15:0] w1__addr;
   wire [255:0] w1__data;
   wire w1__en;
@@ -1301,18 +1291,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] w4__addr;
   wire [255:0] w4__data;
   wire w4__en;
-  wire [7:0] wr__addr;
-  wire [9:0] \wr__addr$105 ;
-  wire [9:0] \wr__addr$154 ;
-  wire [9:0] \wr__addr$160 ;
+  wire [9:0] wr__addr;
+  wire [7:0] \wr__addr$132 ;
+  wire [9:0] \wr__addr$138 ;
+  wire [9:0] \wr__addr$144 ;
+  wire [9:0] \wr__addr$150 ;
   wire [255:0] wr__data;
-  wire [255:0] \wr__data$107 ;
-  wire [511:0] \wr__data$156 ;
-  wire [31:0] \wr__data$162 ;
-  wire wr__en;
-  wire \wr__en$103 ;
-  wire \wr__en$152 ;
-  wire \wr__en$158 ;
+  wire [255:0] \wr__data$134 ;
+  wire [255:0] \wr__data$140 ;
+  wire [511:0] \wr__data$146 ;
+  wire [31:0] \wr__data$152 ;
+  wire [31:0] wr__en;
+  wire \wr__en$130 ;
+  wire \wr__en$136 ;
+  wire \wr__en$142 ;
+  wire \wr__en$148 ;
   reg [1535:0] mem_affine [15:0];
   initial begin
     mem_affine[0] = 1536'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -1333,12 +1326,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_affine[15] = 1536'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$177 )
+    if (\port__en$167 )
       mem_affine[\$98 [3:0]] <= { host_wdata, staging };
   end
   reg [1535:0] _0_;
   always @(posedge clk) begin
-    if (\$signature__en$146 ) begin
+    if (\port__en$70 ) begin
       _0_ <= mem_affine[\$48 [3:0]];
     end
   end
@@ -2283,82 +2276,82 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_line1[935] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (line1_w__en[0])
+    if (wr__en[0])
       mem_line1[line1__addr[9:0]][7:0] <= \$611 ;
-    if (line1_w__en[1])
+    if (wr__en[1])
       mem_line1[line1__addr[9:0]][15:8] <= \$612 ;
-    if (line1_w__en[2])
+    if (wr__en[2])
       mem_line1[line1__addr[9:0]][23:16] <= \$613 ;
-    if (line1_w__en[3])
+    if (wr__en[3])
       mem_line1[line1__addr[9:0]][31:24] <= \$614 ;
-    if (line1_w__en[4])
+    if (wr__en[4])
       mem_line1[line1__addr[9:0]][39:32] <= \$615 ;
-    if (line1_w__en[5])
+    if (wr__en[5])
       mem_line1[line1__addr[9:0]][47:40] <= \$616 ;
-    if (line1_w__en[6])
+    if (wr__en[6])
       mem_line1[line1__addr[9:0]][55:48] <= \$617 ;
-    if (line1_w__en[7])
+    if (wr__en[7])
       mem_line1[line1__addr[9:0]][63:56] <= \$618 ;
-    if (line1_w__en[8])
+    if (wr__en[8])
       mem_line1[line1__addr[9:0]][71:64] <= \$619 ;
-    if (line1_w__en[9])
+    if (wr__en[9])
       mem_line1[line1__addr[9:0]][79:72] <= \$620 ;
-    if (line1_w__en[10])
+    if (wr__en[10])
       mem_line1[line1__addr[9:0]][87:80] <= \$621 ;
-    if (line1_w__en[11])
+    if (wr__en[11])
       mem_line1[line1__addr[9:0]][95:88] <= \$622 ;
-    if (line1_w__en[12])
+    if (wr__en[12])
       mem_line1[line1__addr[9:0]][103:96] <= \$623 ;
-    if (line1_w__en[13])
+    if (wr__en[13])
       mem_line1[line1__addr[9:0]][111:104] <= \$624 ;
-    if (line1_w__en[14])
+    if (wr__en[14])
       mem_line1[line1__addr[9:0]][119:112] <= \$625 ;
-    if (line1_w__en[15])
+    if (wr__en[15])
       mem_line1[line1__addr[9:0]][127:120] <= \$626 ;
-    if (line1_w__en[16])
+    if (wr__en[16])
       mem_line1[line1__addr[9:0]][135:128] <= \$627 ;
-    if (line1_w__en[17])
+    if (wr__en[17])
       mem_line1[line1__addr[9:0]][143:136] <= \$628 ;
-    if (line1_w__en[18])
+    if (wr__en[18])
       mem_line1[line1__addr[9:0]][151:144] <= \$629 ;
-    if (line1_w__en[19])
+    if (wr__en[19])
       mem_line1[line1__addr[9:0]][159:152] <= \$630 ;
-    if (line1_w__en[20])
+    if (wr__en[20])
       mem_line1[line1__addr[9:0]][167:160] <= \$631 ;
-    if (line1_w__en[21])
+    if (wr__en[21])
       mem_line1[line1__addr[9:0]][175:168] <= \$632 ;
-    if (line1_w__en[22])
+    if (wr__en[22])
       mem_line1[line1__addr[9:0]][183:176] <= \$633 ;
-    if (line1_w__en[23])
+    if (wr__en[23])
       mem_line1[line1__addr[9:0]][191:184] <= \$634 ;
-    if (line1_w__en[24])
+    if (wr__en[24])
       mem_line1[line1__addr[9:0]][199:192] <= \$635 ;
-    if (line1_w__en[25])
+    if (wr__en[25])
       mem_line1[line1__addr[9:0]][207:200] <= \$636 ;
-    if (line1_w__en[26])
+    if (wr__en[26])
       mem_line1[line1__addr[9:0]][215:208] <= \$637 ;
-    if (line1_w__en[27])
+    if (wr__en[27])
       mem_line1[line1__addr[9:0]][223:216] <= \$638 ;
-    if (line1_w__en[28])
+    if (wr__en[28])
       mem_line1[line1__addr[9:0]][231:224] <= \$639 ;
-    if (line1_w__en[29])
+    if (wr__en[29])
       mem_line1[line1__addr[9:0]][239:232] <= \$640 ;
-    if (line1_w__en[30])
+    if (wr__en[30])
       mem_line1[line1__addr[9:0]][247:240] <= \$641 ;
-    if (line1_w__en[31])
+    if (wr__en[31])
       mem_line1[line1__addr[9:0]][255:248] <= \$642 ;
   end
   reg [255:0] _1_;
   reg [255:0] _2_;
   reg [255:0] _3_;
   always @(posedge clk) begin
-    if (\$signature__en$67 ) begin
+    if (\port__en$88 ) begin
       _1_ <= mem_line1[line1_c__addr[9:0]];
     end
-    if (\$signature__en$61 ) begin
+    if (\port__en$82 ) begin
       _2_ <= mem_line1[line1_b__addr[9:0]];
     end
-    if (\$signature__en$55 ) begin
+    if (\port__en$76 ) begin
       _3_ <= mem_line1[line1_a__addr[9:0]];
     end
   end
@@ -3305,16 +3298,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_line4[935] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$103 )
-      mem_line4[line4__addr[9:0]] <= \wr__data$107 ;
+    if (\wr__en$136 )
+      mem_line4[\line4__addr$139 [9:0]] <= \wr__data$140 ;
   end
   reg [255:0] _4_;
   always @(posedge clk) begin
-    if (\$signature__en$122 ) begin
-      _4_ <= mem_line4[\line4__addr$125 [9:0]];
+    if (\port__en$106 ) begin
+      _4_ <= mem_line4[line4__addr[9:0]];
     end
   end
-  assign \line4__data$126  = _4_;
+  assign line4__data = _4_;
   reg [511:0] mem_membrane [955:0];
   initial begin
     mem_membrane[0] = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -4275,20 +4268,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_membrane[955] = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$152 )
+    if (\wr__en$142 )
       mem_membrane[membrane_out__addr[9:0]] <= { \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679 , \$678 , \$677 , \$676 , \$675  };
   end
   reg [511:0] _5_;
   reg [511:0] _6_;
   always @(posedge clk) begin
-    if (\$signature__en$186 ) begin
+    if (\port__en$176 ) begin
       _5_ <= mem_membrane[\$121 [9:0]];
     end
-    if (\$signature__en$134 ) begin
+    if (\port__en$118 ) begin
       _6_ <= mem_membrane[membrane_in__addr[9:0]];
     end
   end
-  assign \$signature__data$247  = _5_;
+  assign \port__data$240  = _5_;
   assign membrane_in__data = _6_;
   reg [511:0] mem_residual [383:0];
   initial begin
@@ -4678,12 +4671,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_residual[383] = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$183 )
+    if (\port__en$173 )
       mem_residual[\$116 [8:0]] <= { host_wdata, staging[479:0] };
   end
   reg [511:0] _7_;
   always @(posedge clk) begin
-    if (\$signature__en$128 ) begin
+    if (\port__en$112 ) begin
       _7_ <= mem_residual[residual__addr[8:0]];
     end
   end
@@ -4848,16 +4841,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_row2[155] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (wr__en)
+    if (\wr__en$130 )
       mem_row2[row2__addr[7:0]] <= { \$674 , \$673 , \$672 , \$671 , \$670 , \$669 , \$668 , \$667 , \$666 , \$665 , \$664 , \$663 , \$662 , \$661 , \$660 , \$659 , \$658 , \$657 , \$656 , \$655 , \$654 , \$653 , \$652 , \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643  };
   end
   reg [255:0] _8_;
   reg [255:0] _9_;
   always @(posedge clk) begin
-    if (\$signature__en$79 ) begin
+    if (\port__en$100 ) begin
       _8_ <= mem_row2[row2_c__addr[7:0]];
     end
-    if (\$signature__en$73 ) begin
+    if (\port__en$94 ) begin
       _9_ <= mem_row2[row2_b__addr[7:0]];
     end
   end
@@ -6915,12 +6908,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_spike_in[2047] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$180 )
+    if (\port__en$170 )
       mem_spike_in[\$107 [10:0]] <= { host_wdata, staging[31:0] };
   end
   reg [63:0] _10_;
   always @(posedge clk) begin
-    if (\$signature__en ) begin
+    if (port__en) begin
       _10_ <= mem_spike_in[\$13 [10:0]];
     end
   end
@@ -7885,16 +7878,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_spikes[955] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\wr__en$152 )
-      mem_spikes[spikes__addr[9:0]] <= \wr__data$162 ;
+    if (\wr__en$142 )
+      mem_spikes[spikes__addr[9:0]] <= \wr__data$152 ;
   end
   reg [31:0] _11_;
   always @(posedge clk) begin
-    if (\$signature__en$188 ) begin
+    if (\port__en$178 ) begin
       _11_ <= mem_spikes[\$126 [9:0]];
     end
   end
-  assign \$signature__data$248  = _11_;
+  assign \port__data$241  = _11_;
   reg [255:0] mem_w1 [1023:0];
   initial begin
     mem_w1[0] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
@@ -8923,12 +8916,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_w1[1023] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en)
+    if (\port__en$154 )
       mem_w1[\$58 [9:0]] <= { host_wdata, staging[223:0] };
   end
   reg [255:0] _12_;
   always @(posedge clk) begin
-    if (\$signature__en$36 ) begin
+    if (\port__en$46 ) begin
       _12_ <= mem_w1[\$20 [9:0]];
     end
   end
@@ -9537,12 +9530,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_w2[599] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$168 )
+    if (\port__en$158 )
       mem_w2[\$68 [9:0]] <= { host_wdata, staging[223:0] };
   end
   reg [255:0] _13_;
   always @(posedge clk) begin
-    if (\$signature__en$85 ) begin
+    if (\port__en$52 ) begin
       _13_ <= mem_w2[\$27 [9:0]];
     end
   end
@@ -10151,12 +10144,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_w3[599] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$171 )
+    if (\port__en$161 )
       mem_w3[\$78 [9:0]] <= { host_wdata, staging[223:0] };
   end
   reg [255:0] _14_;
   always @(posedge clk) begin
-    if (\$signature__en$91 ) begin
+    if (\port__en$58 ) begin
       _14_ <= mem_w3[\$34 [9:0]];
     end
   end
@@ -11189,12 +11182,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_w4[1023] = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$174 )
+    if (\port__en$164 )
       mem_w4[\$88 [9:0]] <= { host_wdata, staging[223:0] };
   end
   reg [255:0] _15_;
   always @(posedge clk) begin
-    if (\$signature__en$140 ) begin
+    if (\port__en$64 ) begin
       _15_ <= mem_w4[\$41 [9:0]];
     end
   end
@@ -11253,8 +11246,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$311  = ~ \$310 ;
   assign \$312  = \$306  & \$311 ;
   assign \$313  = ~ \$312 ;
-  assign \$314  = start & \$313 ;
-  assign \$315  = start | pending;
+  assign \$314  = \$signal$15  & \$313 ;
+  assign \$315  = \$signal$15  | pending;
   assign \$316  = ! settle;
   assign \$317  = host_addr >= 5'h10;
   assign \$318  = host_write & \$317 ;
@@ -11263,12 +11256,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$321  = ~ \$320 ;
   assign \$322  = \$316  & \$321 ;
   assign \$323  = \$315  & \$322 ;
-  assign \$324  = pending | \busy$249 ;
-  assign \$325  = \$324  | \busy$250 ;
-  assign \$326  = \$325  | \busy$251 ;
+  assign \$324  = pending | \busy$242 ;
+  assign \$325  = \$324  | \busy$243 ;
+  assign \$326  = \$325  | \busy$244 ;
   assign \$327  = ~ \$326 ;
   assign \$328  = busy & \$327 ;
-  assign \$329  = { done, out_seq, res_seq, in_seq } != prev;
+  assign \$329  = { done, out_rows, res_consumed, in_consumed } != prev;
   assign \$330  = host_addr == 2'h2;
   assign \$331  = host_read & \$330 ;
   assign \$332  = ~ pending;
@@ -11277,44 +11270,44 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$335  = cnt_c1_busy + counts[0];
   assign \$336  = cnt_c1_stall + counts[1];
   assign \$337  = cnt_c1_in_wait + counts[2];
-  assign \$338  = cnt_c2_busy + \counts$254 [0];
-  assign \$339  = cnt_c2_stall + \counts$254 [1];
-  assign \$340  = cnt_c3_busy + \counts$254 [3];
-  assign \$341  = cnt_c3_stall + \counts$254 [4];
-  assign \$342  = cnt_c4_busy + \counts$255 [0];
-  assign \$343  = cnt_c4_stall + \counts$255 [1];
-  assign \$344  = cnt_adder_busy + \counts$254 [45];
-  assign \$345  = cnt_adder_stall + \counts$254 [2];
-  assign \$346  = cnt_lif_busy + \counts$255 [17];
-  assign \$347  = cnt_lif_stall + \counts$255 [2];
+  assign \$338  = cnt_c2_busy + \counts$247 [0];
+  assign \$339  = cnt_c2_stall + \counts$247 [1];
+  assign \$340  = cnt_c3_busy + \counts$247 [3];
+  assign \$341  = cnt_c3_stall + \counts$247 [4];
+  assign \$342  = cnt_c4_busy + \counts$248 [0];
+  assign \$343  = cnt_c4_stall + \counts$248 [1];
+  assign \$344  = cnt_adder_busy + \counts$247 [45];
+  assign \$345  = cnt_adder_stall + \counts$247 [2];
+  assign \$346  = cnt_lif_busy + \counts$248 [17];
+  assign \$347  = cnt_lif_stall + \counts$248 [2];
   assign \$348  = cnt_c1_slots + counts[11:5];
   assign \$349  = cnt_c1_adds + counts[18:12];
-  assign \$350  = cnt_c2_macs + \counts$254 [22:11];
-  assign \$351  = cnt_c3_macs + \counts$254 [34:23];
-  assign \$352  = cnt_c4_macs + \counts$255 [14:8];
-  assign \$353  = cnt_adds + \counts$254 [57:46];
-  assign \$354  = cnt_lif_updates + \counts$255 [24:18];
-  assign \$355  = cnt_spikes_out + \counts$255 [31:25];
+  assign \$350  = cnt_c2_macs + \counts$247 [22:11];
+  assign \$351  = cnt_c3_macs + \counts$247 [34:23];
+  assign \$352  = cnt_c4_macs + \counts$248 [14:8];
+  assign \$353  = cnt_adds + \counts$247 [57:46];
+  assign \$354  = cnt_lif_updates + \counts$248 [24:18];
+  assign \$355  = cnt_spikes_out + \counts$248 [31:25];
   assign \$356  = cnt_w1_reads + counts[4];
-  assign \$357  = cnt_w2_reads + \counts$254 [7];
-  assign \$358  = cnt_w3_reads + \counts$254 [10];
-  assign \$359  = cnt_w4_reads + \counts$255 [4];
-  assign \$360  = cnt_affine_reads + \counts$255 [5];
+  assign \$357  = cnt_w2_reads + \counts$247 [7];
+  assign \$358  = cnt_w3_reads + \counts$247 [10];
+  assign \$359  = cnt_w4_reads + \counts$248 [4];
+  assign \$360  = cnt_affine_reads + \counts$248 [5];
   assign \$361  = cnt_spike_in_reads + counts[3];
-  assign \$362  = cnt_line1_reads + \counts$254 [6:5];
+  assign \$362  = cnt_line1_reads + \counts$247 [6:5];
   assign \$363  = cnt_line1_writes + counts[19];
-  assign \$364  = cnt_row2_reads + \counts$254 [9:8];
-  assign \$365  = cnt_row2_writes + \counts$254 [43];
-  assign \$366  = cnt_line4_reads + \counts$255 [3];
-  assign \$367  = cnt_line4_writes + \counts$254 [44];
-  assign \$368  = cnt_c2_spad_reads + \counts$254 [36:35];
-  assign \$369  = cnt_c2_spad_writes + \counts$254 [38:37];
-  assign \$370  = cnt_c3_spad_reads + \counts$254 [40:39];
-  assign \$371  = cnt_c3_spad_writes + \counts$254 [42:41];
-  assign \$372  = cnt_residual_reads + \counts$255 [6];
-  assign \$373  = cnt_membrane_reads + \counts$255 [7];
-  assign \$374  = cnt_membrane_writes + \counts$255 [15];
-  assign \$375  = cnt_spikes_writes + \counts$255 [16];
+  assign \$364  = cnt_row2_reads + \counts$247 [9:8];
+  assign \$365  = cnt_row2_writes + \counts$247 [43];
+  assign \$366  = cnt_line4_reads + \counts$248 [3];
+  assign \$367  = cnt_line4_writes + \counts$247 [44];
+  assign \$368  = cnt_c2_spad_reads + \counts$247 [36:35];
+  assign \$369  = cnt_c2_spad_writes + \counts$247 [38:37];
+  assign \$370  = cnt_c3_spad_reads + \counts$247 [40:39];
+  assign \$371  = cnt_c3_spad_writes + \counts$247 [42:41];
+  assign \$372  = cnt_residual_reads + \counts$248 [6];
+  assign \$373  = cnt_membrane_reads + \counts$248 [7];
+  assign \$374  = cnt_membrane_writes + \counts$248 [15];
+  assign \$375  = cnt_spikes_writes + \counts$248 [16];
   assign \$376  = host_addr >= 14'h2000;
   assign \$377  = host_addr < 15'h4000;
   assign \$378  = \$376  & \$377 ;
@@ -11607,50 +11600,50 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$2  = host_write & \$1 ;
   assign \$3  = \$2  & host_wdata[0];
   assign \$4  = ~ busy;
-  assign start = \$3  & \$4 ;
+  assign \$signal$15  = \$3  & \$4 ;
   assign \$5  = host_addr == 1'h1;
   assign \$6  = host_write & \$5 ;
-  assign clear = \$6  & host_wdata[1];
+  assign \$signal$16  = \$6  & host_wdata[1];
   assign \$7  = host_addr >= 16'hb000;
   assign \$8  = host_addr < 16'hc000;
   assign \$9  = \$7  & \$8 ;
   assign \$10  = host_read & \$9 ;
-  assign \$signature__en  = busy ? spike_in__en : \$10 ;
+  assign port__en = busy ? spike_in__en : \$10 ;
   assign \$11  = host_addr - 16'hb000;
   assign \$13  = busy ? { 1'h0, spike_in__addr } : \$12 ;
   assign \$14  = host_addr >= 14'h2000;
   assign \$15  = host_addr < 15'h4000;
   assign \$16  = \$14  & \$15 ;
   assign \$17  = host_read & \$16 ;
-  assign \$signature__en$36  = busy ? w1__en : \$17 ;
+  assign \port__en$46  = busy ? w1__en : \$17 ;
   assign \$18  = host_addr - 14'h2000;
   assign \$20  = busy ? { 1'h0, w1__addr } : \$19 ;
   assign \$21  = host_addr >= 15'h4000;
   assign \$22  = host_addr < 15'h52c0;
   assign \$23  = \$21  & \$22 ;
   assign \$24  = host_read & \$23 ;
-  assign \$signature__en$85  = busy ? w2__en : \$24 ;
+  assign \port__en$52  = busy ? w2__en : \$24 ;
   assign \$25  = host_addr - 15'h4000;
   assign \$27  = busy ? { 1'h0, w2__addr } : \$26 ;
   assign \$28  = host_addr >= 15'h6000;
   assign \$29  = host_addr < 15'h72c0;
   assign \$30  = \$28  & \$29 ;
   assign \$31  = host_read & \$30 ;
-  assign \$signature__en$91  = busy ? w3__en : \$31 ;
+  assign \port__en$58  = busy ? w3__en : \$31 ;
   assign \$32  = host_addr - 15'h6000;
   assign \$34  = busy ? { 1'h0, w3__addr } : \$33 ;
   assign \$35  = host_addr >= 16'h8000;
   assign \$36  = host_addr < 16'ha000;
   assign \$37  = \$35  & \$36 ;
   assign \$38  = host_read & \$37 ;
-  assign \$signature__en$140  = busy ? w4__en : \$38 ;
+  assign \port__en$64  = busy ? w4__en : \$38 ;
   assign \$39  = host_addr - 16'h8000;
   assign \$41  = busy ? { 1'h0, w4__addr } : \$40 ;
   assign \$42  = host_addr >= 16'ha000;
   assign \$43  = host_addr < 16'ha400;
   assign \$44  = \$42  & \$43 ;
   assign \$45  = host_read & \$44 ;
-  assign \$signature__en$146  = busy ? affine__en : \$45 ;
+  assign \port__en$70  = busy ? affine__en : \$45 ;
   assign \$46  = host_addr - 16'ha000;
   assign \$48  = busy ? { 1'h0, affine__addr } : \$47 ;
   assign \$49  = ~ busy;
@@ -11661,7 +11654,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$54  = \$50  & \$53 ;
   assign \$55  = host_addr - 14'h2000;
   assign \$56  = \$55 [2:0] == 3'h7;
-  assign port__en = \$54  & \$56 ;
+  assign \port__en$154  = \$54  & \$56 ;
   assign \$57  = host_addr - 14'h2000;
   assign \$59  = ~ busy;
   assign \$60  = host_write & \$59 ;
@@ -11671,7 +11664,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$64  = \$60  & \$63 ;
   assign \$65  = host_addr - 15'h4000;
   assign \$66  = \$65 [2:0] == 3'h7;
-  assign \port__en$168  = \$64  & \$66 ;
+  assign \port__en$158  = \$64  & \$66 ;
   assign \$67  = host_addr - 15'h4000;
   assign \$69  = ~ busy;
   assign \$70  = host_write & \$69 ;
@@ -11681,7 +11674,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$74  = \$70  & \$73 ;
   assign \$75  = host_addr - 15'h6000;
   assign \$76  = \$75 [2:0] == 3'h7;
-  assign \port__en$171  = \$74  & \$76 ;
+  assign \port__en$161  = \$74  & \$76 ;
   assign \$77  = host_addr - 15'h6000;
   assign \$79  = ~ busy;
   assign \$80  = host_write & \$79 ;
@@ -11691,7 +11684,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$84  = \$80  & \$83 ;
   assign \$85  = host_addr - 16'h8000;
   assign \$86  = \$85 [2:0] == 3'h7;
-  assign \port__en$174  = \$84  & \$86 ;
+  assign \port__en$164  = \$84  & \$86 ;
   assign \$87  = host_addr - 16'h8000;
   assign \$89  = ~ busy;
   assign \$90  = host_write & \$89 ;
@@ -11701,14 +11694,14 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$94  = \$90  & \$93 ;
   assign \$95  = host_addr - 16'ha000;
   assign \$96  = \$95 [5:0] == 6'h2f;
-  assign \port__en$177  = \$94  & \$96 ;
+  assign \port__en$167  = \$94  & \$96 ;
   assign \$97  = host_addr - 16'ha000;
   assign \$100  = host_addr >= 16'hb000;
   assign \$101  = host_addr < 16'hc000;
   assign \$102  = \$100  & \$101 ;
   assign \$103  = \$99  & \$102 ;
   assign \$104  = host_addr - 16'hb000;
-  assign \port__en$180  = \$103  & \$105 ;
+  assign \port__en$170  = \$103  & \$105 ;
   assign \$106  = host_addr - 16'hb000;
   assign \$109  = host_addr >= 16'hc000;
   assign \$110  = host_addr < 16'hd800;
@@ -11716,19 +11709,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$112  = \$108  & \$111 ;
   assign \$113  = host_addr - 16'hc000;
   assign \$114  = \$113 [3:0] == 4'hf;
-  assign \port__en$183  = \$112  & \$114 ;
+  assign \port__en$173  = \$112  & \$114 ;
   assign \$115  = host_addr - 16'hc000;
   assign \$117  = host_addr >= 17'h10000;
   assign \$118  = host_addr < 17'h13bc0;
   assign \$119  = \$117  & \$118 ;
-  assign \$signature__en$186  = host_read & \$119 ;
+  assign \port__en$176  = host_read & \$119 ;
   assign \$120  = host_addr - 17'h10000;
   assign \$122  = host_addr >= 17'h14000;
   assign \$123  = host_addr < 17'h143bc;
   assign \$124  = \$122  & \$123 ;
-  assign \$signature__en$188  = host_read & \$124 ;
+  assign \port__en$178  = host_read & \$124 ;
   assign \$125  = host_addr - 17'h14000;
-  assign \$127  = start | pending;
+  assign \$127  = \$signal$15  | pending;
   assign \$128  = ! settle;
   assign \$129  = host_addr >= 5'h10;
   assign \$130  = host_write & \$129 ;
@@ -11736,8 +11729,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$132  = \$130  & \$131 ;
   assign \$133  = ~ \$132 ;
   assign \$134  = \$128  & \$133 ;
-  assign \start$190  = \$127  & \$134 ;
-  assign \$135  = start | pending;
+  assign start = \$127  & \$134 ;
+  assign \$135  = \$signal$15  | pending;
   assign \$136  = ! settle;
   assign \$137  = host_addr >= 5'h10;
   assign \$138  = host_write & \$137 ;
@@ -11745,8 +11738,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$140  = \$138  & \$139 ;
   assign \$141  = ~ \$140 ;
   assign \$142  = \$136  & \$141 ;
-  assign \start$193  = \$135  & \$142 ;
-  assign \$143  = start | pending;
+  assign \start$183  = \$135  & \$142 ;
+  assign \$143  = \$signal$15  | pending;
   assign \$144  = ! settle;
   assign \$145  = host_addr >= 5'h10;
   assign \$146  = host_write & \$145 ;
@@ -11754,7 +11747,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$148  = \$146  & \$147 ;
   assign \$149  = ~ \$148 ;
   assign \$150  = \$144  & \$149 ;
-  assign \start$194  = \$143  & \$150 ;
+  assign \start$184  = \$143  & \$150 ;
   assign \$151  = host_addr >= 14'h2000;
   assign \$152  = host_addr < 15'h4000;
   assign \$153  = \$151  & \$152 ;
@@ -11809,7 +11802,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$196  = spike_in__data >> \$932 ;
   assign \$197  = busy ? 32'd0 : \$196 ;
   assign \$936  = rd_k[3:0] * 6'h20;
-  assign \$198  = \$signature__data$247  >> \$936 ;
+  assign \$198  = \port__data$240  >> \$936 ;
   assign \$199  = host_addr == 2'h3;
   assign \$200  = host_addr == 3'h4;
   assign \$201  = host_addr == 3'h5;
@@ -11870,15 +11863,15 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$257  = \$255  & \$256 ;
   assign \$259  = host_addr - 16'hc000;
   \ttsnn_accel.e1  e1 (
-    .busy(\busy$249 ),
+    .busy(\busy$242 ),
     .clk(clk),
     .counts(counts),
     .desc(desc),
     .geo(geo),
-    .in_consumed(in_seq),
+    .in_consumed(in_consumed),
     .in_rows(in_rows),
     .line1__addr(line1__addr),
-    .line1__en(line1_w__en),
+    .line1__en(wr__en),
     .\port$1243$0 (\$611 ),
     .\port$1247$0 (\$612 ),
     .\port$1251$0 (\$613 ),
@@ -11913,36 +11906,36 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .\port$1367$0 (\$642 ),
     .released(released),
     .released_e1_order(released_e1_order),
-    .rows_done(e1_done),
+    .rows_done(e1_rows),
     .rst(rst),
     .spike_in__addr(spike_in__addr),
     .spike_in__data(spike_in__data),
     .spike_in__en(spike_in__en),
-    .start(\start$190 ),
+    .start(start),
     .w1__addr(w1__addr),
     .w1__en(w1__en),
     .weights(w1__data)
   );
   \ttsnn_accel.e23  e23 (
-    .busy(\busy$250 ),
+    .busy(\busy$243 ),
     .clk(clk),
-    .counts(\counts$254 ),
+    .counts(\counts$247 ),
     .desc(desc),
-    .e1_rows(e1_done),
+    .e1_rows(e1_rows),
     .e4_released(e4_released),
     .geo(geo),
     .line1_a__addr(line1_a__addr),
     .line1_a__data(line1_a__data),
-    .line1_a__en(\$signature__en$55 ),
+    .line1_a__en(\port__en$76 ),
     .line1_b__addr(line1_b__addr),
     .line1_b__data(line1_b__data),
-    .line1_b__en(\$signature__en$61 ),
+    .line1_b__en(\port__en$82 ),
     .line1_c__addr(line1_c__addr),
     .line1_c__data(line1_c__data),
-    .line1_c__en(\$signature__en$67 ),
-    .line4__addr(line4__addr),
-    .line4__data(\wr__data$107 ),
-    .line4__en(\wr__en$103 ),
+    .line1_c__en(\port__en$88 ),
+    .line4__addr(\line4__addr$139 ),
+    .line4__data(\wr__data$140 ),
+    .line4__en(\wr__en$136 ),
     .\port$5259$0 (\$643 ),
     .\port$5287$0 (\$644 ),
     .\port$5315$0 (\$645 ),
@@ -11979,15 +11972,15 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .released(released),
     .released_e1_order(released_e1_order),
     .row2__addr(row2__addr),
-    .row2__en(wr__en),
+    .row2__en(\wr__en$130 ),
     .row2_b__addr(row2_b__addr),
     .row2_b__data(row2_b__data),
-    .row2_b__en(\$signature__en$73 ),
+    .row2_b__en(\port__en$94 ),
     .row2_c__addr(row2_c__addr),
     .row2_c__data(row2_c__data),
-    .row2_c__en(\$signature__en$79 ),
+    .row2_c__en(\port__en$100 ),
     .rst(rst),
-    .start(\start$193 ),
+    .start(\start$183 ),
     .w2__addr(w2__addr),
     .w2__en(w2__en),
     .w3__addr(w3__addr),
@@ -11999,21 +11992,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .affine__addr(affine__addr),
     .affine__data(affine__data),
     .affine__en(affine__en),
-    .busy(\busy$251 ),
+    .busy(\busy$244 ),
     .clk(clk),
-    .counts(\counts$255 ),
+    .counts(\counts$248 ),
     .desc(desc),
     .geo(geo),
     .issue4(w4__en),
-    .line4__addr(\line4__addr$125 ),
-    .line4__data(\line4__data$126 ),
-    .line4__en(\$signature__en$122 ),
+    .line4__addr(line4__addr),
+    .line4__data(line4__data),
+    .line4__en(\port__en$106 ),
     .membrane_in__addr(membrane_in__addr),
     .membrane_in__data(membrane_in__data),
-    .membrane_in__en(\$signature__en$134 ),
+    .membrane_in__en(\port__en$118 ),
     .membrane_out__addr(membrane_out__addr),
-    .membrane_out__en(\wr__en$152 ),
-    .out_rows(out_seq),
+    .membrane_out__en(\wr__en$142 ),
+    .out_rows(out_rows),
     .out_taken(out_taken),
     .\port$12958$0 (\$675 ),
     .\port$13007$0 (\$676 ),
@@ -12047,17 +12040,17 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .\port$14379$0 (\$704 ),
     .\port$14428$0 (\$705 ),
     .\port$14477$0 (\$706 ),
-    .res_consumed(res_seq),
+    .res_consumed(res_consumed),
     .res_rows(res_rows),
     .residual__addr(residual__addr),
     .residual__data(residual__data),
-    .residual__en(\$signature__en$128 ),
+    .residual__en(\port__en$112 ),
     .rows_released(e4_released),
     .rows_written(rows_written),
     .rst(rst),
     .spikes__addr(spikes__addr),
-    .spikes_masked(\wr__data$162 ),
-    .start(\start$194 ),
+    .spikes_masked(\wr__data$152 ),
+    .start(\start$184 ),
     .w4__addr(w4__addr),
     .weights(w4__data)
   );
@@ -12082,11 +12075,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
       17'h00005:
           reg_value = { 8'h00, out_taken };
       17'h00006:
-          reg_value = { 8'h00, in_seq };
+          reg_value = { 8'h00, in_consumed };
       17'h00007:
-          reg_value = { 8'h00, res_seq };
+          reg_value = { 8'h00, res_consumed };
       17'h00008:
-          reg_value = { 8'h00, out_seq };
+          reg_value = { 8'h00, out_rows };
       17'h00010:
           reg_value = { 16'h0000, desc[15:0] };
       17'h00011:
@@ -12400,7 +12393,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
       4'h8:
           out_value = \$198 ;
       4'h9:
-          out_value = \$signature__data$248 ;
+          out_value = \port__data$241 ;
     endcase
   end
   always @* begin
@@ -12848,7 +12841,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$559  = { done, out_seq, res_seq, in_seq };
+    \$559  = { done, out_rows, res_consumed, in_consumed };
     if (rst) begin
       \$559  = 73'h0000000000000000000;
     end
@@ -12868,7 +12861,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$561  = 48'h000000000000;
     end else begin
       \$561  = \$334 [47:0];
@@ -12880,7 +12873,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$562  = 48'h000000000000;
     end else begin
       \$562  = \$335 [47:0];
@@ -12892,7 +12885,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$563  = 48'h000000000000;
     end else begin
       \$563  = \$336 [47:0];
@@ -12904,7 +12897,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$564  = 48'h000000000000;
     end else begin
       \$564  = \$337 [47:0];
@@ -12916,7 +12909,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$565  = 48'h000000000000;
     end else begin
       \$565  = \$338 [47:0];
@@ -12928,7 +12921,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$566  = 48'h000000000000;
     end else begin
       \$566  = \$339 [47:0];
@@ -12940,7 +12933,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$567  = 48'h000000000000;
     end else begin
       \$567  = \$340 [47:0];
@@ -12952,7 +12945,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$568  = 48'h000000000000;
     end else begin
       \$568  = \$341 [47:0];
@@ -12964,7 +12957,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$569  = 48'h000000000000;
     end else begin
       \$569  = \$342 [47:0];
@@ -12976,7 +12969,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$570  = 48'h000000000000;
     end else begin
       \$570  = \$343 [47:0];
@@ -12988,7 +12981,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$571  = 48'h000000000000;
     end else begin
       \$571  = \$344 [47:0];
@@ -13000,7 +12993,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$572  = 48'h000000000000;
     end else begin
       \$572  = \$345 [47:0];
@@ -13012,7 +13005,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$573  = 48'h000000000000;
     end else begin
       \$573  = \$346 [47:0];
@@ -13024,7 +13017,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$574  = 48'h000000000000;
     end else begin
       \$574  = \$347 [47:0];
@@ -13036,7 +13029,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$575  = 48'h000000000000;
     end else begin
       \$575  = \$348 [47:0];
@@ -13048,7 +13041,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$576  = 48'h000000000000;
     end else begin
       \$576  = \$349 [47:0];
@@ -13060,7 +13053,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$577  = 48'h000000000000;
     end else begin
       \$577  = \$350 [47:0];
@@ -13072,7 +13065,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$578  = 48'h000000000000;
     end else begin
       \$578  = \$351 [47:0];
@@ -13084,7 +13077,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$579  = 48'h000000000000;
     end else begin
       \$579  = \$352 [47:0];
@@ -13096,7 +13089,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$580  = 48'h000000000000;
     end else begin
       \$580  = \$353 [47:0];
@@ -13108,7 +13101,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$581  = 48'h000000000000;
     end else begin
       \$581  = \$354 [47:0];
@@ -13120,7 +13113,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$582  = 48'h000000000000;
     end else begin
       \$582  = \$355 [47:0];
@@ -13132,7 +13125,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$583  = 48'h000000000000;
     end else begin
       \$583  = \$356 [47:0];
@@ -13144,7 +13137,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$584  = 48'h000000000000;
     end else begin
       \$584  = \$357 [47:0];
@@ -13156,7 +13149,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$585  = 48'h000000000000;
     end else begin
       \$585  = \$358 [47:0];
@@ -13168,7 +13161,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$586  = 48'h000000000000;
     end else begin
       \$586  = \$359 [47:0];
@@ -13180,7 +13173,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$587  = 48'h000000000000;
     end else begin
       \$587  = \$360 [47:0];
@@ -13192,7 +13185,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$588  = 48'h000000000000;
     end else begin
       \$588  = \$361 [47:0];
@@ -13204,7 +13197,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$589  = 48'h000000000000;
     end else begin
       \$589  = \$362 [47:0];
@@ -13216,7 +13209,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$590  = 48'h000000000000;
     end else begin
       \$590  = \$363 [47:0];
@@ -13228,7 +13221,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$591  = 48'h000000000000;
     end else begin
       \$591  = \$364 [47:0];
@@ -13240,7 +13233,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$592  = 48'h000000000000;
     end else begin
       \$592  = \$365 [47:0];
@@ -13252,7 +13245,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$593  = 48'h000000000000;
     end else begin
       \$593  = \$366 [47:0];
@@ -13264,7 +13257,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$594  = 48'h000000000000;
     end else begin
       \$594  = \$367 [47:0];
@@ -13276,7 +13269,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$595  = 48'h000000000000;
     end else begin
       \$595  = \$368 [47:0];
@@ -13288,7 +13281,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$596  = 48'h000000000000;
     end else begin
       \$596  = \$369 [47:0];
@@ -13300,7 +13293,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$597  = 48'h000000000000;
     end else begin
       \$597  = \$370 [47:0];
@@ -13312,7 +13305,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$598  = 48'h000000000000;
     end else begin
       \$598  = \$371 [47:0];
@@ -13324,7 +13317,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$599  = 48'h000000000000;
     end else begin
       \$599  = \$372 [47:0];
@@ -13336,7 +13329,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$600  = 48'h000000000000;
     end else begin
       \$600  = \$373 [47:0];
@@ -13348,7 +13341,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$601  = 48'h000000000000;
     end else begin
       \$601  = \$374 [47:0];
@@ -13360,7 +13353,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$602  = 48'h000000000000;
     end else begin
       \$602  = \$375 [47:0];
@@ -13372,7 +13365,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$603  = 48'h000000000000;
     end else begin
       \$603  = \$462 [47:0];
@@ -13384,7 +13377,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$604  = 48'h000000000000;
     end else begin
       \$604  = \$549 [47:0];
@@ -13436,100 +13429,93 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     end
   end
   assign \$signal  = busy;
-  assign \$signal$12  = done;
+  assign \done$12  = done;
   assign \desc$14  = desc;
   assign \desc$17  = desc;
   assign \geo$19  = geo;
+  assign \desc$20  = desc;
+  assign \geo$21  = geo;
+  assign \desc$22  = desc;
+  assign \geo$23  = geo;
   assign host_in_rows = in_rows;
-  assign e2_rel = released;
-  assign rel1 = released_e1_order;
-  assign rows_done = e1_done;
-  assign in_consumed = in_seq;
-  assign \$signature__addr  = \$13 [10:0];
-  assign \$signature__data  = spike_in__data;
-  assign \$signature__addr$38  = \$20 [9:0];
-  assign \$signature__data$41  = w1__data;
-  assign line1__en = line1_w__en;
-  assign line1_w__addr = line1__addr[9:0];
-  assign line1_w__data = { \$642 , \$641 , \$640 , \$639 , \$638 , \$637 , \$636 , \$635 , \$634 , \$633 , \$632 , \$631 , \$630 , \$629 , \$628 , \$627 , \$626 , \$625 , \$624 , \$623 , \$622 , \$621 , \$620 , \$619 , \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611  };
-  assign line1__data = { \$642 , \$641 , \$640 , \$639 , \$638 , \$637 , \$636 , \$635 , \$634 , \$633 , \$632 , \$631 , \$630 , \$629 , \$628 , \$627 , \$626 , \$625 , \$624 , \$623 , \$622 , \$621 , \$620 , \$619 , \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611  };
-  assign \desc$48  = desc;
-  assign \geo$49  = geo;
-  assign e1_rows = e1_done;
-  assign e4_rel = e4_released;
-  assign \released$53  = released;
-  assign \released_e1_order$54  = released_e1_order;
-  assign line1_a__en = \$signature__en$55 ;
-  assign \$signature__addr$57  = line1_a__addr[9:0];
-  assign \$signature__data$60  = line1_a__data;
-  assign line1_b__en = \$signature__en$61 ;
-  assign \$signature__addr$63  = line1_b__addr[9:0];
-  assign \$signature__data$66  = line1_b__data;
-  assign line1_c__en = \$signature__en$67 ;
-  assign \$signature__addr$69  = line1_c__addr[9:0];
-  assign \$signature__data$72  = line1_c__data;
-  assign row2_b__en = \$signature__en$73 ;
-  assign \$signature__addr$75  = row2_b__addr[7:0];
-  assign \$signature__data$78  = row2_b__data;
-  assign row2_c__en = \$signature__en$79 ;
-  assign \$signature__addr$81  = row2_c__addr[7:0];
-  assign \$signature__data$84  = row2_c__data;
-  assign \$signature__addr$87  = \$27 [9:0];
-  assign \$signature__data$90  = w2__data;
-  assign \$signature__addr$93  = \$34 [9:0];
-  assign \$signature__data$96  = w3__data;
-  assign row2__en = wr__en;
-  assign wr__addr = row2__addr[7:0];
-  assign wr__data = { \$674 , \$673 , \$672 , \$671 , \$670 , \$669 , \$668 , \$667 , \$666 , \$665 , \$664 , \$663 , \$662 , \$661 , \$660 , \$659 , \$658 , \$657 , \$656 , \$655 , \$654 , \$653 , \$652 , \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643  };
-  assign row2__data = { \$674 , \$673 , \$672 , \$671 , \$670 , \$669 , \$668 , \$667 , \$666 , \$665 , \$664 , \$663 , \$662 , \$661 , \$660 , \$659 , \$658 , \$657 , \$656 , \$655 , \$654 , \$653 , \$652 , \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643  };
-  assign line4__en = \wr__en$103 ;
-  assign \wr__addr$105  = line4__addr[9:0];
-  assign line4__data = \wr__data$107 ;
-  assign \desc$109  = desc;
-  assign \geo$110  = geo;
+  assign \released$27  = released;
+  assign \released_e1_order$29  = released_e1_order;
+  assign rows_done = e1_rows;
+  assign rows_released = e4_released;
   assign q23_rows = rows_written;
   assign host_res_rows = res_rows;
   assign host_out_taken = out_taken;
-  assign rows_released = e4_released;
-  assign res_consumed = res_seq;
-  assign out_rows = out_seq;
-  assign \line4__en$123  = \$signature__en$122 ;
-  assign \$signature__addr$124  = \line4__addr$125 [9:0];
-  assign \$signature__data$127  = \line4__data$126 ;
-  assign residual__en = \$signature__en$128 ;
-  assign \$signature__addr$130  = residual__addr[8:0];
-  assign \$signature__data$133  = residual__data;
-  assign membrane_in__en = \$signature__en$134 ;
-  assign \$signature__addr$136  = membrane_in__addr[9:0];
-  assign \$signature__data$139  = membrane_in__data;
-  assign \$signature__addr$142  = \$41 [9:0];
-  assign \$signature__data$145  = w4__data;
-  assign \$signature__addr$148  = \$48 [3:0];
-  assign \$signature__data$151  = affine__data;
-  assign membrane_out__en = \wr__en$152 ;
-  assign \wr__addr$154  = membrane_out__addr[9:0];
-  assign \wr__data$156  = { \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679 , \$678 , \$677 , \$676 , \$675  };
+  assign port__addr = \$13 [10:0];
+  assign port__data = spike_in__data;
+  assign \port__addr$48  = \$20 [9:0];
+  assign \port__data$51  = w1__data;
+  assign \port__addr$54  = \$27 [9:0];
+  assign \port__data$57  = w2__data;
+  assign \port__addr$60  = \$34 [9:0];
+  assign \port__data$63  = w3__data;
+  assign \port__addr$66  = \$41 [9:0];
+  assign \port__data$69  = w4__data;
+  assign \port__addr$72  = \$48 [3:0];
+  assign \port__data$75  = affine__data;
+  assign line1_a__en = \port__en$76 ;
+  assign \port__addr$78  = line1_a__addr[9:0];
+  assign \port__data$81  = line1_a__data;
+  assign line1_b__en = \port__en$82 ;
+  assign \port__addr$84  = line1_b__addr[9:0];
+  assign \port__data$87  = line1_b__data;
+  assign line1_c__en = \port__en$88 ;
+  assign \port__addr$90  = line1_c__addr[9:0];
+  assign \port__data$93  = line1_c__data;
+  assign row2_b__en = \port__en$94 ;
+  assign \port__addr$96  = row2_b__addr[7:0];
+  assign \port__data$99  = row2_b__data;
+  assign row2_c__en = \port__en$100 ;
+  assign \port__addr$102  = row2_c__addr[7:0];
+  assign \port__data$105  = row2_c__data;
+  assign line4__en = \port__en$106 ;
+  assign \port__addr$108  = line4__addr[9:0];
+  assign \port__data$111  = line4__data;
+  assign residual__en = \port__en$112 ;
+  assign \port__addr$114  = residual__addr[8:0];
+  assign \port__data$117  = residual__data;
+  assign membrane_in__en = \port__en$118 ;
+  assign \port__addr$120  = membrane_in__addr[9:0];
+  assign \port__data$123  = membrane_in__data;
+  assign line1__en = wr__en;
+  assign wr__addr = line1__addr[9:0];
+  assign wr__data = { \$642 , \$641 , \$640 , \$639 , \$638 , \$637 , \$636 , \$635 , \$634 , \$633 , \$632 , \$631 , \$630 , \$629 , \$628 , \$627 , \$626 , \$625 , \$624 , \$623 , \$622 , \$621 , \$620 , \$619 , \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611  };
+  assign line1__data = { \$642 , \$641 , \$640 , \$639 , \$638 , \$637 , \$636 , \$635 , \$634 , \$633 , \$632 , \$631 , \$630 , \$629 , \$628 , \$627 , \$626 , \$625 , \$624 , \$623 , \$622 , \$621 , \$620 , \$619 , \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611  };
+  assign row2__en = \wr__en$130 ;
+  assign \wr__addr$132  = row2__addr[7:0];
+  assign \wr__data$134  = { \$674 , \$673 , \$672 , \$671 , \$670 , \$669 , \$668 , \$667 , \$666 , \$665 , \$664 , \$663 , \$662 , \$661 , \$660 , \$659 , \$658 , \$657 , \$656 , \$655 , \$654 , \$653 , \$652 , \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643  };
+  assign row2__data = { \$674 , \$673 , \$672 , \$671 , \$670 , \$669 , \$668 , \$667 , \$666 , \$665 , \$664 , \$663 , \$662 , \$661 , \$660 , \$659 , \$658 , \$657 , \$656 , \$655 , \$654 , \$653 , \$652 , \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643  };
+  assign \line4__en$137  = \wr__en$136 ;
+  assign \wr__addr$138  = \line4__addr$139 [9:0];
+  assign \line4__data$141  = \wr__data$140 ;
+  assign membrane_out__en = \wr__en$142 ;
+  assign \wr__addr$144  = membrane_out__addr[9:0];
+  assign \wr__data$146  = { \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679 , \$678 , \$677 , \$676 , \$675  };
   assign membrane_out__data = { \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679 , \$678 , \$677 , \$676 , \$675  };
-  assign \wr__en$158  = \wr__en$152 ;
-  assign spikes__en = \wr__en$152 ;
-  assign \wr__addr$160  = spikes__addr[9:0];
-  assign spikes__data = \wr__data$162 ;
-  assign port__addr = \$58 [9:0];
-  assign port__data = { host_wdata, staging[223:0] };
-  assign \port__addr$169  = \$68 [9:0];
-  assign \port__data$170  = { host_wdata, staging[223:0] };
-  assign \port__addr$172  = \$78 [9:0];
-  assign \port__data$173  = { host_wdata, staging[223:0] };
-  assign \port__addr$175  = \$88 [9:0];
-  assign \port__data$176  = { host_wdata, staging[223:0] };
-  assign \port__addr$178  = \$98 [3:0];
-  assign \port__data$179  = { host_wdata, staging };
-  assign \port__addr$181  = \$107 [10:0];
-  assign \port__data$182  = { host_wdata, staging[31:0] };
-  assign \port__addr$184  = \$116 [8:0];
-  assign \port__data$185  = { host_wdata, staging[479:0] };
-  assign \$signature__addr$187  = \$121 [9:0];
-  assign \$signature__addr$189  = \$126 [9:0];
+  assign \wr__en$148  = \wr__en$142 ;
+  assign spikes__en = \wr__en$142 ;
+  assign \wr__addr$150  = spikes__addr[9:0];
+  assign spikes__data = \wr__data$152 ;
+  assign \port__addr$155  = \$58 [9:0];
+  assign \port__data$156  = { host_wdata, staging[223:0] };
+  assign \port__addr$159  = \$68 [9:0];
+  assign \port__data$160  = { host_wdata, staging[223:0] };
+  assign \port__addr$162  = \$78 [9:0];
+  assign \port__data$163  = { host_wdata, staging[223:0] };
+  assign \port__addr$165  = \$88 [9:0];
+  assign \port__data$166  = { host_wdata, staging[223:0] };
+  assign \port__addr$168  = \$98 [3:0];
+  assign \port__data$169  = { host_wdata, staging };
+  assign \port__addr$171  = \$107 [10:0];
+  assign \port__data$172  = { host_wdata, staging[31:0] };
+  assign \port__addr$174  = \$116 [8:0];
+  assign \port__data$175  = { host_wdata, staging[479:0] };
+  assign \port__addr$177  = \$121 [9:0];
+  assign \port__addr$179  = \$126 [9:0];
   assign attention = \event ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
@@ -13682,132 +13668,132 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \geo$19.t3  = geo[474:467];
   assign \geo$19.halos1  = geo[476:475];
   assign \geo$19.first_eoff1  = geo[492:477];
-  assign \desc$48.in_channels  = desc[15:0];
-  assign \desc$48.rank  = desc[31:16];
-  assign \desc$48.out_channels  = desc[47:32];
-  assign \desc$48.height  = desc[63:48];
-  assign \desc$48.width  = desc[79:64];
-  assign \desc$48.timesteps  = desc[87:80];
-  assign \desc$48.mode  = desc[89:88];
-  assign \desc$48.schedule  = desc[121:90];
-  assign \desc$48.pack  = desc[125:122];
-  assign \desc$48.order  = desc[126];
-  assign \desc$48.shift1  = desc[132:127];
-  assign \desc$48.shift2  = desc[138:133];
-  assign \desc$48.shift3  = desc[144:139];
-  assign \desc$48.affine_shift  = desc[150:145];
-  assign \desc$48.leak_mul  = desc[166:151];
-  assign \desc$48.leak_shift  = desc[172:167];
-  assign \desc$48.threshold  = desc[204:173];
-  assign \desc$48.round  = desc[205];
-  assign \desc$48.pool  = desc[206];
-  assign \desc$48.residual  = desc[207];
-  assign \desc$48.zero_halo  = desc[211:208];
-  assign \desc$48.in_ring_rows  = desc[227:212];
-  assign \desc$48.res_ring_rows  = desc[243:228];
-  assign \desc$48.out_ring_rows  = desc[259:244];
-  assign \desc$48.pass  = desc[261:260];
-  assign \geo$49.pack  = geo[3:0];
-  assign \geo$49.pxl  = geo[7:4];
-  assign \geo$49.pk  = geo[13:8];
-  assign \geo$49.px  = geo[19:14];
-  assign \geo$49.ng  = geo[35:20];
-  assign \geo$49.last_lanes  = geo[41:36];
-  assign \geo$49.nb  = geo[57:42];
-  assign \geo$49.rw1  = geo[73:58];
-  assign \geo$49.rw4  = geo[89:74];
-  assign \geo$49.ncc  = geo[105:90];
-  assign \geo$49.cw  = geo[121:106];
-  assign \geo$49.r3  = geo[137:122];
-  assign \geo$49.ns  = geo[153:138];
-  assign \geo$49.nch  = geo[169:154];
-  assign \geo$49.last_chunk  = geo[185:170];
-  assign \geo$49.ho  = geo[201:186];
-  assign \geo$49.wo  = geo[217:202];
-  assign \geo$49.go  = geo[233:218];
-  assign \geo$49.in_row_words  = geo[249:234];
-  assign \geo$49.out_row_words  = geo[265:250];
-  assign \geo$49.dist  = geo[281:266];
-  assign \geo$49.prev_init  = geo[297:282];
-  assign \geo$49.long_rows  = geo[298];
-  assign \geo$49.e_lo2  = geo[300:299];
-  assign \geo$49.nbe2  = geo[316:301];
-  assign \geo$49.nbg2  = geo[332:317];
-  assign \geo$49.lastg2  = geo[348:333];
-  assign \geo$49.nbg3  = geo[364:349];
-  assign \geo$49.lastg3  = geo[380:365];
-  assign \geo$49.last_cols  = geo[386:381];
-  assign \geo$49.tr1  = geo[402:387];
-  assign \geo$49.tr4  = geo[418:403];
-  assign \geo$49.t3r1  = geo[434:419];
-  assign \geo$49.ew_ng  = geo[450:435];
-  assign \geo$49.e_lo2_ng  = geo[466:451];
-  assign \geo$49.t3  = geo[474:467];
-  assign \geo$49.halos1  = geo[476:475];
-  assign \geo$49.first_eoff1  = geo[492:477];
-  assign \desc$109.in_channels  = desc[15:0];
-  assign \desc$109.rank  = desc[31:16];
-  assign \desc$109.out_channels  = desc[47:32];
-  assign \desc$109.height  = desc[63:48];
-  assign \desc$109.width  = desc[79:64];
-  assign \desc$109.timesteps  = desc[87:80];
-  assign \desc$109.mode  = desc[89:88];
-  assign \desc$109.schedule  = desc[121:90];
-  assign \desc$109.pack  = desc[125:122];
-  assign \desc$109.order  = desc[126];
-  assign \desc$109.shift1  = desc[132:127];
-  assign \desc$109.shift2  = desc[138:133];
-  assign \desc$109.shift3  = desc[144:139];
-  assign \desc$109.affine_shift  = desc[150:145];
-  assign \desc$109.leak_mul  = desc[166:151];
-  assign \desc$109.leak_shift  = desc[172:167];
-  assign \desc$109.threshold  = desc[204:173];
-  assign \desc$109.round  = desc[205];
-  assign \desc$109.pool  = desc[206];
-  assign \desc$109.residual  = desc[207];
-  assign \desc$109.zero_halo  = desc[211:208];
-  assign \desc$109.in_ring_rows  = desc[227:212];
-  assign \desc$109.res_ring_rows  = desc[243:228];
-  assign \desc$109.out_ring_rows  = desc[259:244];
-  assign \desc$109.pass  = desc[261:260];
-  assign \geo$110.pack  = geo[3:0];
-  assign \geo$110.pxl  = geo[7:4];
-  assign \geo$110.pk  = geo[13:8];
-  assign \geo$110.px  = geo[19:14];
-  assign \geo$110.ng  = geo[35:20];
-  assign \geo$110.last_lanes  = geo[41:36];
-  assign \geo$110.nb  = geo[57:42];
-  assign \geo$110.rw1  = geo[73:58];
-  assign \geo$110.rw4  = geo[89:74];
-  assign \geo$110.ncc  = geo[105:90];
-  assign \geo$110.cw  = geo[121:106];
-  assign \geo$110.r3  = geo[137:122];
-  assign \geo$110.ns  = geo[153:138];
-  assign \geo$110.nch  = geo[169:154];
-  assign \geo$110.last_chunk  = geo[185:170];
-  assign \geo$110.ho  = geo[201:186];
-  assign \geo$110.wo  = geo[217:202];
-  assign \geo$110.go  = geo[233:218];
-  assign \geo$110.in_row_words  = geo[249:234];
-  assign \geo$110.out_row_words  = geo[265:250];
-  assign \geo$110.dist  = geo[281:266];
-  assign \geo$110.prev_init  = geo[297:282];
-  assign \geo$110.long_rows  = geo[298];
-  assign \geo$110.e_lo2  = geo[300:299];
-  assign \geo$110.nbe2  = geo[316:301];
-  assign \geo$110.nbg2  = geo[332:317];
-  assign \geo$110.lastg2  = geo[348:333];
-  assign \geo$110.nbg3  = geo[364:349];
-  assign \geo$110.lastg3  = geo[380:365];
-  assign \geo$110.last_cols  = geo[386:381];
-  assign \geo$110.tr1  = geo[402:387];
-  assign \geo$110.tr4  = geo[418:403];
-  assign \geo$110.t3r1  = geo[434:419];
-  assign \geo$110.ew_ng  = geo[450:435];
-  assign \geo$110.e_lo2_ng  = geo[466:451];
-  assign \geo$110.t3  = geo[474:467];
-  assign \geo$110.halos1  = geo[476:475];
-  assign \geo$110.first_eoff1  = geo[492:477];
+  assign \desc$20.in_channels  = desc[15:0];
+  assign \desc$20.rank  = desc[31:16];
+  assign \desc$20.out_channels  = desc[47:32];
+  assign \desc$20.height  = desc[63:48];
+  assign \desc$20.width  = desc[79:64];
+  assign \desc$20.timesteps  = desc[87:80];
+  assign \desc$20.mode  = desc[89:88];
+  assign \desc$20.schedule  = desc[121:90];
+  assign \desc$20.pack  = desc[125:122];
+  assign \desc$20.order  = desc[126];
+  assign \desc$20.shift1  = desc[132:127];
+  assign \desc$20.shift2  = desc[138:133];
+  assign \desc$20.shift3  = desc[144:139];
+  assign \desc$20.affine_shift  = desc[150:145];
+  assign \desc$20.leak_mul  = desc[166:151];
+  assign \desc$20.leak_shift  = desc[172:167];
+  assign \desc$20.threshold  = desc[204:173];
+  assign \desc$20.round  = desc[205];
+  assign \desc$20.pool  = desc[206];
+  assign \desc$20.residual  = desc[207];
+  assign \desc$20.zero_halo  = desc[211:208];
+  assign \desc$20.in_ring_rows  = desc[227:212];
+  assign \desc$20.res_ring_rows  = desc[243:228];
+  assign \desc$20.out_ring_rows  = desc[259:244];
+  assign \desc$20.pass  = desc[261:260];
+  assign \geo$21.pack  = geo[3:0];
+  assign \geo$21.pxl  = geo[7:4];
+  assign \geo$21.pk  = geo[13:8];
+  assign \geo$21.px  = geo[19:14];
+  assign \geo$21.ng  = geo[35:20];
+  assign \geo$21.last_lanes  = geo[41:36];
+  assign \geo$21.nb  = geo[57:42];
+  assign \geo$21.rw1  = geo[73:58];
+  assign \geo$21.rw4  = geo[89:74];
+  assign \geo$21.ncc  = geo[105:90];
+  assign \geo$21.cw  = geo[121:106];
+  assign \geo$21.r3  = geo[137:122];
+  assign \geo$21.ns  = geo[153:138];
+  assign \geo$21.nch  = geo[169:154];
+  assign \geo$21.last_chunk  = geo[185:170];
+  assign \geo$21.ho  = geo[201:186];
+  assign \geo$21.wo  = geo[217:202];
+  assign \geo$21.go  = geo[233:218];
+  assign \geo$21.in_row_words  = geo[249:234];
+  assign \geo$21.out_row_words  = geo[265:250];
+  assign \geo$21.dist  = geo[281:266];
+  assign \geo$21.prev_init  = geo[297:282];
+  assign \geo$21.long_rows  = geo[298];
+  assign \geo$21.e_lo2  = geo[300:299];
+  assign \geo$21.nbe2  = geo[316:301];
+  assign \geo$21.nbg2  = geo[332:317];
+  assign \geo$21.lastg2  = geo[348:333];
+  assign \geo$21.nbg3  = geo[364:349];
+  assign \geo$21.lastg3  = geo[380:365];
+  assign \geo$21.last_cols  = geo[386:381];
+  assign \geo$21.tr1  = geo[402:387];
+  assign \geo$21.tr4  = geo[418:403];
+  assign \geo$21.t3r1  = geo[434:419];
+  assign \geo$21.ew_ng  = geo[450:435];
+  assign \geo$21.e_lo2_ng  = geo[466:451];
+  assign \geo$21.t3  = geo[474:467];
+  assign \geo$21.halos1  = geo[476:475];
+  assign \geo$21.first_eoff1  = geo[492:477];
+  assign \desc$22.in_channels  = desc[15:0];
+  assign \desc$22.rank  = desc[31:16];
+  assign \desc$22.out_channels  = desc[47:32];
+  assign \desc$22.height  = desc[63:48];
+  assign \desc$22.width  = desc[79:64];
+  assign \desc$22.timesteps  = desc[87:80];
+  assign \desc$22.mode  = desc[89:88];
+  assign \desc$22.schedule  = desc[121:90];
+  assign \desc$22.pack  = desc[125:122];
+  assign \desc$22.order  = desc[126];
+  assign \desc$22.shift1  = desc[132:127];
+  assign \desc$22.shift2  = desc[138:133];
+  assign \desc$22.shift3  = desc[144:139];
+  assign \desc$22.affine_shift  = desc[150:145];
+  assign \desc$22.leak_mul  = desc[166:151];
+  assign \desc$22.leak_shift  = desc[172:167];
+  assign \desc$22.threshold  = desc[204:173];
+  assign \desc$22.round  = desc[205];
+  assign \desc$22.pool  = desc[206];
+  assign \desc$22.residual  = desc[207];
+  assign \desc$22.zero_halo  = desc[211:208];
+  assign \desc$22.in_ring_rows  = desc[227:212];
+  assign \desc$22.res_ring_rows  = desc[243:228];
+  assign \desc$22.out_ring_rows  = desc[259:244];
+  assign \desc$22.pass  = desc[261:260];
+  assign \geo$23.pack  = geo[3:0];
+  assign \geo$23.pxl  = geo[7:4];
+  assign \geo$23.pk  = geo[13:8];
+  assign \geo$23.px  = geo[19:14];
+  assign \geo$23.ng  = geo[35:20];
+  assign \geo$23.last_lanes  = geo[41:36];
+  assign \geo$23.nb  = geo[57:42];
+  assign \geo$23.rw1  = geo[73:58];
+  assign \geo$23.rw4  = geo[89:74];
+  assign \geo$23.ncc  = geo[105:90];
+  assign \geo$23.cw  = geo[121:106];
+  assign \geo$23.r3  = geo[137:122];
+  assign \geo$23.ns  = geo[153:138];
+  assign \geo$23.nch  = geo[169:154];
+  assign \geo$23.last_chunk  = geo[185:170];
+  assign \geo$23.ho  = geo[201:186];
+  assign \geo$23.wo  = geo[217:202];
+  assign \geo$23.go  = geo[233:218];
+  assign \geo$23.in_row_words  = geo[249:234];
+  assign \geo$23.out_row_words  = geo[265:250];
+  assign \geo$23.dist  = geo[281:266];
+  assign \geo$23.prev_init  = geo[297:282];
+  assign \geo$23.long_rows  = geo[298];
+  assign \geo$23.e_lo2  = geo[300:299];
+  assign \geo$23.nbe2  = geo[316:301];
+  assign \geo$23.nbg2  = geo[332:317];
+  assign \geo$23.lastg2  = geo[348:333];
+  assign \geo$23.nbg3  = geo[364:349];
+  assign \geo$23.lastg3  = geo[380:365];
+  assign \geo$23.last_cols  = geo[386:381];
+  assign \geo$23.tr1  = geo[402:387];
+  assign \geo$23.tr4  = geo[418:403];
+  assign \geo$23.t3r1  = geo[434:419];
+  assign \geo$23.ew_ng  = geo[450:435];
+  assign \geo$23.e_lo2_ng  = geo[466:451];
+  assign \geo$23.t3  = geo[474:467];
+  assign \geo$23.halos1  = geo[476:475];
+  assign \geo$23.first_eoff1  = geo[492:477];
   assign \counts.c1_busy  = counts[0];
   assign \counts.c1_stall  = counts[1];
   assign \counts.c1_in_wait  = counts[2];
@@ -13816,39 +13802,39 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \counts.c1_slots  = counts[11:5];
   assign \counts.c1_adds  = counts[18:12];
   assign \counts.line1_writes  = counts[19];
-  assign \counts$254.c2_busy  = \counts$254 [0];
-  assign \counts$254.c2_stall  = \counts$254 [1];
-  assign \counts$254.adder_stall  = \counts$254 [2];
-  assign \counts$254.c3_busy  = \counts$254 [3];
-  assign \counts$254.c3_stall  = \counts$254 [4];
-  assign \counts$254.line1_reads  = \counts$254 [6:5];
-  assign \counts$254.w2_reads  = \counts$254 [7];
-  assign \counts$254.row2_reads  = \counts$254 [9:8];
-  assign \counts$254.w3_reads  = \counts$254 [10];
-  assign \counts$254.c2_macs  = \counts$254 [22:11];
-  assign \counts$254.c3_macs  = \counts$254 [34:23];
-  assign \counts$254.c2_spad_reads  = \counts$254 [36:35];
-  assign \counts$254.c2_spad_writes  = \counts$254 [38:37];
-  assign \counts$254.c3_spad_reads  = \counts$254 [40:39];
-  assign \counts$254.c3_spad_writes  = \counts$254 [42:41];
-  assign \counts$254.row2_writes  = \counts$254 [43];
-  assign \counts$254.line4_writes  = \counts$254 [44];
-  assign \counts$254.adder_busy  = \counts$254 [45];
-  assign \counts$254.adds  = \counts$254 [57:46];
-  assign \counts$255.c4_busy  = \counts$255 [0];
-  assign \counts$255.c4_stall  = \counts$255 [1];
-  assign \counts$255.lif_stall  = \counts$255 [2];
-  assign \counts$255.line4_reads  = \counts$255 [3];
-  assign \counts$255.w4_reads  = \counts$255 [4];
-  assign \counts$255.affine_reads  = \counts$255 [5];
-  assign \counts$255.residual_reads  = \counts$255 [6];
-  assign \counts$255.membrane_reads  = \counts$255 [7];
-  assign \counts$255.c4_macs  = \counts$255 [14:8];
-  assign \counts$255.membrane_writes  = \counts$255 [15];
-  assign \counts$255.spikes_writes  = \counts$255 [16];
-  assign \counts$255.lif_busy  = \counts$255 [17];
-  assign \counts$255.lif_updates  = \counts$255 [24:18];
-  assign \counts$255.spikes_out  = \counts$255 [31:25];
+  assign \counts$247.c2_busy  = \counts$247 [0];
+  assign \counts$247.c2_stall  = \counts$247 [1];
+  assign \counts$247.adder_stall  = \counts$247 [2];
+  assign \counts$247.c3_busy  = \counts$247 [3];
+  assign \counts$247.c3_stall  = \counts$247 [4];
+  assign \counts$247.line1_reads  = \counts$247 [6:5];
+  assign \counts$247.w2_reads  = \counts$247 [7];
+  assign \counts$247.row2_reads  = \counts$247 [9:8];
+  assign \counts$247.w3_reads  = \counts$247 [10];
+  assign \counts$247.c2_macs  = \counts$247 [22:11];
+  assign \counts$247.c3_macs  = \counts$247 [34:23];
+  assign \counts$247.c2_spad_reads  = \counts$247 [36:35];
+  assign \counts$247.c2_spad_writes  = \counts$247 [38:37];
+  assign \counts$247.c3_spad_reads  = \counts$247 [40:39];
+  assign \counts$247.c3_spad_writes  = \counts$247 [42:41];
+  assign \counts$247.row2_writes  = \counts$247 [43];
+  assign \counts$247.line4_writes  = \counts$247 [44];
+  assign \counts$247.adder_busy  = \counts$247 [45];
+  assign \counts$247.adds  = \counts$247 [57:46];
+  assign \counts$248.c4_busy  = \counts$248 [0];
+  assign \counts$248.c4_stall  = \counts$248 [1];
+  assign \counts$248.lif_stall  = \counts$248 [2];
+  assign \counts$248.line4_reads  = \counts$248 [3];
+  assign \counts$248.w4_reads  = \counts$248 [4];
+  assign \counts$248.affine_reads  = \counts$248 [5];
+  assign \counts$248.residual_reads  = \counts$248 [6];
+  assign \counts$248.membrane_reads  = \counts$248 [7];
+  assign \counts$248.c4_macs  = \counts$248 [14:8];
+  assign \counts$248.membrane_writes  = \counts$248 [15];
+  assign \counts$248.spikes_writes  = \counts$248 [16];
+  assign \counts$248.lif_busy  = \counts$248 [17];
+  assign \counts$248.lif_updates  = \counts$248 [24:18];
+  assign \counts$248.spikes_out  = \counts$248 [31:25];
   assign \$12  = { 1'h0, \$11 [16:1] };
   assign \$19  = { 3'h0, \$18 [16:3] };
   assign \$26  = { 3'h0, \$25 [16:3] };

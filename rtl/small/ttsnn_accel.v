@@ -561,56 +561,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$99 ;
   (* init = 1'h0 *)
   wire \$signal ;
-  (* init = 1'h0 *)
-  wire \$signal$12 ;
-  wire [7:0] \$signature__addr ;
-  wire [8:0] \$signature__addr$124 ;
-  wire [7:0] \$signature__addr$130 ;
-  wire [8:0] \$signature__addr$136 ;
-  wire [5:0] \$signature__addr$142 ;
-  wire [2:0] \$signature__addr$148 ;
-  wire [8:0] \$signature__addr$187 ;
-  wire [8:0] \$signature__addr$189 ;
-  wire [5:0] \$signature__addr$38 ;
-  wire [8:0] \$signature__addr$57 ;
-  wire [8:0] \$signature__addr$63 ;
-  wire [8:0] \$signature__addr$69 ;
-  wire [6:0] \$signature__addr$75 ;
-  wire [6:0] \$signature__addr$81 ;
-  wire [5:0] \$signature__addr$87 ;
-  wire [5:0] \$signature__addr$93 ;
-  wire [31:0] \$signature__data ;
-  wire [31:0] \$signature__data$127 ;
-  wire [63:0] \$signature__data$133 ;
-  wire [63:0] \$signature__data$139 ;
-  wire [31:0] \$signature__data$145 ;
-  wire [191:0] \$signature__data$151 ;
-  wire [63:0] \$signature__data$247 ;
-  wire [3:0] \$signature__data$248 ;
-  wire [31:0] \$signature__data$41 ;
-  wire [31:0] \$signature__data$60 ;
-  wire [31:0] \$signature__data$66 ;
-  wire [31:0] \$signature__data$72 ;
-  wire [31:0] \$signature__data$78 ;
-  wire [31:0] \$signature__data$84 ;
-  wire [31:0] \$signature__data$90 ;
-  wire [31:0] \$signature__data$96 ;
-  wire \$signature__en ;
-  wire \$signature__en$122 ;
-  wire \$signature__en$128 ;
-  wire \$signature__en$134 ;
-  wire \$signature__en$140 ;
-  wire \$signature__en$146 ;
-  wire \$signature__en$186 ;
-  wire \$signature__en$188 ;
-  wire \$signature__en$36 ;
-  wire \$signature__en$55 ;
-  wire \$signature__en$61 ;
-  wire \$signature__en$67 ;
-  wire \$signature__en$73 ;
-  wire \$signature__en$79 ;
-  wire \$signature__en$85 ;
-  wire \$signature__en$91 ;
+  wire \$signal$15 ;
+  wire \$signal$16 ;
   wire [15:0] affine__addr;
   wire [191:0] affine__data;
   wire affine__en;
@@ -618,10 +570,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire attention;
   output busy;
   reg busy = 1'h0;
-  wire \busy$249 ;
-  wire \busy$250 ;
-  wire \busy$251 ;
-  wire clear;
+  wire \busy$242 ;
+  wire \busy$243 ;
+  wire \busy$244 ;
   input clk;
   wire clk;
   reg [47:0] cnt_adder_busy = 48'h000000000000;
@@ -669,41 +620,41 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [47:0] cnt_w3_reads = 48'h000000000000;
   reg [47:0] cnt_w4_reads = 48'h000000000000;
   wire [13:0] counts;
-  wire [39:0] \counts$254 ;
-  wire \counts$254.adder_busy ;
-  wire \counts$254.adder_stall ;
-  wire [5:0] \counts$254.adds ;
-  wire \counts$254.c2_busy ;
-  wire [5:0] \counts$254.c2_macs ;
-  wire [1:0] \counts$254.c2_spad_reads ;
-  wire [1:0] \counts$254.c2_spad_writes ;
-  wire \counts$254.c2_stall ;
-  wire \counts$254.c3_busy ;
-  wire [5:0] \counts$254.c3_macs ;
-  wire [1:0] \counts$254.c3_spad_reads ;
-  wire [1:0] \counts$254.c3_spad_writes ;
-  wire \counts$254.c3_stall ;
-  wire [1:0] \counts$254.line1_reads ;
-  wire \counts$254.line4_writes ;
-  wire [1:0] \counts$254.row2_reads ;
-  wire \counts$254.row2_writes ;
-  wire \counts$254.w2_reads ;
-  wire \counts$254.w3_reads ;
-  wire [22:0] \counts$255 ;
-  wire \counts$255.affine_reads ;
-  wire \counts$255.c4_busy ;
-  wire [3:0] \counts$255.c4_macs ;
-  wire \counts$255.c4_stall ;
-  wire \counts$255.lif_busy ;
-  wire \counts$255.lif_stall ;
-  wire [3:0] \counts$255.lif_updates ;
-  wire \counts$255.line4_reads ;
-  wire \counts$255.membrane_reads ;
-  wire \counts$255.membrane_writes ;
-  wire \counts$255.residual_reads ;
-  wire [3:0] \counts$255.spikes_out ;
-  wire \counts$255.spikes_writes ;
-  wire \counts$255.w4_reads ;
+  wire [39:0] \counts$247 ;
+  wire \counts$247.adder_busy ;
+  wire \counts$247.adder_stall ;
+  wire [5:0] \counts$247.adds ;
+  wire \counts$247.c2_busy ;
+  wire [5:0] \counts$247.c2_macs ;
+  wire [1:0] \counts$247.c2_spad_reads ;
+  wire [1:0] \counts$247.c2_spad_writes ;
+  wire \counts$247.c2_stall ;
+  wire \counts$247.c3_busy ;
+  wire [5:0] \counts$247.c3_macs ;
+  wire [1:0] \counts$247.c3_spad_reads ;
+  wire [1:0] \counts$247.c3_spad_writes ;
+  wire \counts$247.c3_stall ;
+  wire [1:0] \counts$247.line1_reads ;
+  wire \counts$247.line4_writes ;
+  wire [1:0] \counts$247.row2_reads ;
+  wire \counts$247.row2_writes ;
+  wire \counts$247.w2_reads ;
+  wire \counts$247.w3_reads ;
+  wire [22:0] \counts$248 ;
+  wire \counts$248.affine_reads ;
+  wire \counts$248.c4_busy ;
+  wire [3:0] \counts$248.c4_macs ;
+  wire \counts$248.c4_stall ;
+  wire \counts$248.lif_busy ;
+  wire \counts$248.lif_stall ;
+  wire [3:0] \counts$248.lif_updates ;
+  wire \counts$248.line4_reads ;
+  wire \counts$248.membrane_reads ;
+  wire \counts$248.membrane_writes ;
+  wire \counts$248.residual_reads ;
+  wire [3:0] \counts$248.spikes_out ;
+  wire \counts$248.spikes_writes ;
+  wire \counts$248.w4_reads ;
   wire [3:0] \counts.c1_adds ;
   wire \counts.c1_busy ;
   wire \counts.c1_in_wait ;
@@ -713,33 +664,6 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \counts.spike_in_reads ;
   wire \counts.w1_reads ;
   reg [261:0] desc = 262'h000000000000000000000000000000000000000000000000000000000000000000;
-  (* init = 262'h000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [261:0] \desc$109 ;
-  wire [5:0] \desc$109.affine_shift ;
-  wire [15:0] \desc$109.height ;
-  wire [15:0] \desc$109.in_channels ;
-  wire [15:0] \desc$109.in_ring_rows ;
-  wire [15:0] \desc$109.leak_mul ;
-  wire [5:0] \desc$109.leak_shift ;
-  wire [1:0] \desc$109.mode ;
-  wire \desc$109.order ;
-  wire [15:0] \desc$109.out_channels ;
-  wire [15:0] \desc$109.out_ring_rows ;
-  wire [3:0] \desc$109.pack ;
-  wire [1:0] \desc$109.pass ;
-  wire \desc$109.pool ;
-  wire [15:0] \desc$109.rank ;
-  wire [15:0] \desc$109.res_ring_rows ;
-  wire \desc$109.residual ;
-  wire \desc$109.round ;
-  wire [31:0] \desc$109.schedule ;
-  wire [5:0] \desc$109.shift1 ;
-  wire [5:0] \desc$109.shift2 ;
-  wire [5:0] \desc$109.shift3 ;
-  wire [31:0] \desc$109.threshold ;
-  wire [7:0] \desc$109.timesteps ;
-  wire [15:0] \desc$109.width ;
-  wire [3:0] \desc$109.zero_halo ;
   (* init = 262'h000000000000000000000000000000000000000000000000000000000000000000 *)
   wire [261:0] \desc$14 ;
   wire [5:0] \desc$14.affine_shift ;
@@ -795,32 +719,59 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \desc$17.width ;
   wire [3:0] \desc$17.zero_halo ;
   (* init = 262'h000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [261:0] \desc$48 ;
-  wire [5:0] \desc$48.affine_shift ;
-  wire [15:0] \desc$48.height ;
-  wire [15:0] \desc$48.in_channels ;
-  wire [15:0] \desc$48.in_ring_rows ;
-  wire [15:0] \desc$48.leak_mul ;
-  wire [5:0] \desc$48.leak_shift ;
-  wire [1:0] \desc$48.mode ;
-  wire \desc$48.order ;
-  wire [15:0] \desc$48.out_channels ;
-  wire [15:0] \desc$48.out_ring_rows ;
-  wire [3:0] \desc$48.pack ;
-  wire [1:0] \desc$48.pass ;
-  wire \desc$48.pool ;
-  wire [15:0] \desc$48.rank ;
-  wire [15:0] \desc$48.res_ring_rows ;
-  wire \desc$48.residual ;
-  wire \desc$48.round ;
-  wire [31:0] \desc$48.schedule ;
-  wire [5:0] \desc$48.shift1 ;
-  wire [5:0] \desc$48.shift2 ;
-  wire [5:0] \desc$48.shift3 ;
-  wire [31:0] \desc$48.threshold ;
-  wire [7:0] \desc$48.timesteps ;
-  wire [15:0] \desc$48.width ;
-  wire [3:0] \desc$48.zero_halo ;
+  wire [261:0] \desc$20 ;
+  wire [5:0] \desc$20.affine_shift ;
+  wire [15:0] \desc$20.height ;
+  wire [15:0] \desc$20.in_channels ;
+  wire [15:0] \desc$20.in_ring_rows ;
+  wire [15:0] \desc$20.leak_mul ;
+  wire [5:0] \desc$20.leak_shift ;
+  wire [1:0] \desc$20.mode ;
+  wire \desc$20.order ;
+  wire [15:0] \desc$20.out_channels ;
+  wire [15:0] \desc$20.out_ring_rows ;
+  wire [3:0] \desc$20.pack ;
+  wire [1:0] \desc$20.pass ;
+  wire \desc$20.pool ;
+  wire [15:0] \desc$20.rank ;
+  wire [15:0] \desc$20.res_ring_rows ;
+  wire \desc$20.residual ;
+  wire \desc$20.round ;
+  wire [31:0] \desc$20.schedule ;
+  wire [5:0] \desc$20.shift1 ;
+  wire [5:0] \desc$20.shift2 ;
+  wire [5:0] \desc$20.shift3 ;
+  wire [31:0] \desc$20.threshold ;
+  wire [7:0] \desc$20.timesteps ;
+  wire [15:0] \desc$20.width ;
+  wire [3:0] \desc$20.zero_halo ;
+  (* init = 262'h000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [261:0] \desc$22 ;
+  wire [5:0] \desc$22.affine_shift ;
+  wire [15:0] \desc$22.height ;
+  wire [15:0] \desc$22.in_channels ;
+  wire [15:0] \desc$22.in_ring_rows ;
+  wire [15:0] \desc$22.leak_mul ;
+  wire [5:0] \desc$22.leak_shift ;
+  wire [1:0] \desc$22.mode ;
+  wire \desc$22.order ;
+  wire [15:0] \desc$22.out_channels ;
+  wire [15:0] \desc$22.out_ring_rows ;
+  wire [3:0] \desc$22.pack ;
+  wire [1:0] \desc$22.pass ;
+  wire \desc$22.pool ;
+  wire [15:0] \desc$22.rank ;
+  wire [15:0] \desc$22.res_ring_rows ;
+  wire \desc$22.residual ;
+  wire \desc$22.round ;
+  wire [31:0] \desc$22.schedule ;
+  wire [5:0] \desc$22.shift1 ;
+  wire [5:0] \desc$22.shift2 ;
+  wire [5:0] \desc$22.shift3 ;
+  wire [31:0] \desc$22.threshold ;
+  wire [7:0] \desc$22.timesteps ;
+  wire [15:0] \desc$22.width ;
+  wire [3:0] \desc$22.zero_halo ;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -848,53 +799,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [3:0] \desc.zero_halo ;
   output done;
   reg done = 1'h0;
-  wire [15:0] e1_done;
+  (* init = 1'h0 *)
+  wire \done$12 ;
   wire [15:0] e1_rows;
-  wire [15:0] e2_rel;
-  wire [15:0] e4_rel;
   wire [15:0] e4_released;
   output \event ;
   reg \event  = 1'h0;
   wire [480:0] geo;
-  wire [480:0] \geo$110 ;
-  wire [15:0] \geo$110.cw ;
-  wire [15:0] \geo$110.dist ;
-  wire [1:0] \geo$110.e_lo2 ;
-  wire [15:0] \geo$110.e_lo2_ng ;
-  wire [15:0] \geo$110.ew_ng ;
-  wire [15:0] \geo$110.first_eoff1 ;
-  wire [15:0] \geo$110.go ;
-  wire [1:0] \geo$110.halos1 ;
-  wire [15:0] \geo$110.ho ;
-  wire [15:0] \geo$110.in_row_words ;
-  wire [15:0] \geo$110.last_chunk ;
-  wire [2:0] \geo$110.last_cols ;
-  wire [2:0] \geo$110.last_lanes ;
-  wire [15:0] \geo$110.lastg2 ;
-  wire [15:0] \geo$110.lastg3 ;
-  wire \geo$110.long_rows ;
-  wire [15:0] \geo$110.nb ;
-  wire [15:0] \geo$110.nbe2 ;
-  wire [15:0] \geo$110.nbg2 ;
-  wire [15:0] \geo$110.nbg3 ;
-  wire [15:0] \geo$110.ncc ;
-  wire [15:0] \geo$110.nch ;
-  wire [15:0] \geo$110.ng ;
-  wire [15:0] \geo$110.ns ;
-  wire [15:0] \geo$110.out_row_words ;
-  wire [3:0] \geo$110.pack ;
-  wire [2:0] \geo$110.pk ;
-  wire [15:0] \geo$110.prev_init ;
-  wire [2:0] \geo$110.px ;
-  wire [3:0] \geo$110.pxl ;
-  wire [15:0] \geo$110.r3 ;
-  wire [15:0] \geo$110.rw1 ;
-  wire [15:0] \geo$110.rw4 ;
-  wire [7:0] \geo$110.t3 ;
-  wire [15:0] \geo$110.t3r1 ;
-  wire [15:0] \geo$110.tr1 ;
-  wire [15:0] \geo$110.tr4 ;
-  wire [15:0] \geo$110.wo ;
   wire [480:0] \geo$19 ;
   wire [15:0] \geo$19.cw ;
   wire [15:0] \geo$19.dist ;
@@ -934,45 +845,84 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \geo$19.tr1 ;
   wire [15:0] \geo$19.tr4 ;
   wire [15:0] \geo$19.wo ;
-  wire [480:0] \geo$49 ;
-  wire [15:0] \geo$49.cw ;
-  wire [15:0] \geo$49.dist ;
-  wire [1:0] \geo$49.e_lo2 ;
-  wire [15:0] \geo$49.e_lo2_ng ;
-  wire [15:0] \geo$49.ew_ng ;
-  wire [15:0] \geo$49.first_eoff1 ;
-  wire [15:0] \geo$49.go ;
-  wire [1:0] \geo$49.halos1 ;
-  wire [15:0] \geo$49.ho ;
-  wire [15:0] \geo$49.in_row_words ;
-  wire [15:0] \geo$49.last_chunk ;
-  wire [2:0] \geo$49.last_cols ;
-  wire [2:0] \geo$49.last_lanes ;
-  wire [15:0] \geo$49.lastg2 ;
-  wire [15:0] \geo$49.lastg3 ;
-  wire \geo$49.long_rows ;
-  wire [15:0] \geo$49.nb ;
-  wire [15:0] \geo$49.nbe2 ;
-  wire [15:0] \geo$49.nbg2 ;
-  wire [15:0] \geo$49.nbg3 ;
-  wire [15:0] \geo$49.ncc ;
-  wire [15:0] \geo$49.nch ;
-  wire [15:0] \geo$49.ng ;
-  wire [15:0] \geo$49.ns ;
-  wire [15:0] \geo$49.out_row_words ;
-  wire [3:0] \geo$49.pack ;
-  wire [2:0] \geo$49.pk ;
-  wire [15:0] \geo$49.prev_init ;
-  wire [2:0] \geo$49.px ;
-  wire [3:0] \geo$49.pxl ;
-  wire [15:0] \geo$49.r3 ;
-  wire [15:0] \geo$49.rw1 ;
-  wire [15:0] \geo$49.rw4 ;
-  wire [7:0] \geo$49.t3 ;
-  wire [15:0] \geo$49.t3r1 ;
-  wire [15:0] \geo$49.tr1 ;
-  wire [15:0] \geo$49.tr4 ;
-  wire [15:0] \geo$49.wo ;
+  wire [480:0] \geo$21 ;
+  wire [15:0] \geo$21.cw ;
+  wire [15:0] \geo$21.dist ;
+  wire [1:0] \geo$21.e_lo2 ;
+  wire [15:0] \geo$21.e_lo2_ng ;
+  wire [15:0] \geo$21.ew_ng ;
+  wire [15:0] \geo$21.first_eoff1 ;
+  wire [15:0] \geo$21.go ;
+  wire [1:0] \geo$21.halos1 ;
+  wire [15:0] \geo$21.ho ;
+  wire [15:0] \geo$21.in_row_words ;
+  wire [15:0] \geo$21.last_chunk ;
+  wire [2:0] \geo$21.last_cols ;
+  wire [2:0] \geo$21.last_lanes ;
+  wire [15:0] \geo$21.lastg2 ;
+  wire [15:0] \geo$21.lastg3 ;
+  wire \geo$21.long_rows ;
+  wire [15:0] \geo$21.nb ;
+  wire [15:0] \geo$21.nbe2 ;
+  wire [15:0] \geo$21.nbg2 ;
+  wire [15:0] \geo$21.nbg3 ;
+  wire [15:0] \geo$21.ncc ;
+  wire [15:0] \geo$21.nch ;
+  wire [15:0] \geo$21.ng ;
+  wire [15:0] \geo$21.ns ;
+  wire [15:0] \geo$21.out_row_words ;
+  wire [3:0] \geo$21.pack ;
+  wire [2:0] \geo$21.pk ;
+  wire [15:0] \geo$21.prev_init ;
+  wire [2:0] \geo$21.px ;
+  wire [3:0] \geo$21.pxl ;
+  wire [15:0] \geo$21.r3 ;
+  wire [15:0] \geo$21.rw1 ;
+  wire [15:0] \geo$21.rw4 ;
+  wire [7:0] \geo$21.t3 ;
+  wire [15:0] \geo$21.t3r1 ;
+  wire [15:0] \geo$21.tr1 ;
+  wire [15:0] \geo$21.tr4 ;
+  wire [15:0] \geo$21.wo ;
+  wire [480:0] \geo$23 ;
+  wire [15:0] \geo$23.cw ;
+  wire [15:0] \geo$23.dist ;
+  wire [1:0] \geo$23.e_lo2 ;
+  wire [15:0] \geo$23.e_lo2_ng ;
+  wire [15:0] \geo$23.ew_ng ;
+  wire [15:0] \geo$23.first_eoff1 ;
+  wire [15:0] \geo$23.go ;
+  wire [1:0] \geo$23.halos1 ;
+  wire [15:0] \geo$23.ho ;
+  wire [15:0] \geo$23.in_row_words ;
+  wire [15:0] \geo$23.last_chunk ;
+  wire [2:0] \geo$23.last_cols ;
+  wire [2:0] \geo$23.last_lanes ;
+  wire [15:0] \geo$23.lastg2 ;
+  wire [15:0] \geo$23.lastg3 ;
+  wire \geo$23.long_rows ;
+  wire [15:0] \geo$23.nb ;
+  wire [15:0] \geo$23.nbe2 ;
+  wire [15:0] \geo$23.nbg2 ;
+  wire [15:0] \geo$23.nbg3 ;
+  wire [15:0] \geo$23.ncc ;
+  wire [15:0] \geo$23.nch ;
+  wire [15:0] \geo$23.ng ;
+  wire [15:0] \geo$23.ns ;
+  wire [15:0] \geo$23.out_row_words ;
+  wire [3:0] \geo$23.pack ;
+  wire [2:0] \geo$23.pk ;
+  wire [15:0] \geo$23.prev_init ;
+  wire [2:0] \geo$23.px ;
+  wire [3:0] \geo$23.pxl ;
+  wire [15:0] \geo$23.r3 ;
+  wire [15:0] \geo$23.rw1 ;
+  wire [15:0] \geo$23.rw4 ;
+  wire [7:0] \geo$23.t3 ;
+  wire [15:0] \geo$23.t3r1 ;
+  wire [15:0] \geo$23.tr1 ;
+  wire [15:0] \geo$23.tr4 ;
+  wire [15:0] \geo$23.wo ;
   wire [15:0] \geo.cw ;
   wire [15:0] \geo.dist ;
   wire [1:0] \geo.e_lo2 ;
@@ -1031,7 +981,6 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire host_write;
   wire [23:0] in_consumed;
   reg [23:0] in_rows = 24'h000000;
-  wire [23:0] in_seq;
   reg [2:0] k_now;
   wire [15:0] line1__addr;
   wire [31:0] line1__data;
@@ -1045,15 +994,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] line1_c__addr;
   wire [31:0] line1_c__data;
   wire line1_c__en;
-  wire [8:0] line1_w__addr;
-  wire [31:0] line1_w__data;
-  wire [3:0] line1_w__en;
   wire [15:0] line4__addr;
-  wire [15:0] \line4__addr$125 ;
+  wire [15:0] \line4__addr$139 ;
   wire [31:0] line4__data;
-  wire [31:0] \line4__data$126 ;
+  wire [31:0] \line4__data$141 ;
   wire line4__en;
-  wire \line4__en$123 ;
+  wire \line4__en$137 ;
   wire [15:0] membrane_in__addr;
   wire [63:0] membrane_in__data;
   wire membrane_in__en;
@@ -1061,31 +1007,78 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [63:0] membrane_out__data;
   wire membrane_out__en;
   wire [23:0] out_rows;
-  wire [23:0] out_seq;
   reg [23:0] out_taken = 24'h000000;
   reg [31:0] out_value;
   reg pending = 1'h0;
-  wire [5:0] port__addr;
-  wire [5:0] \port__addr$168 ;
-  wire [5:0] \port__addr$171 ;
-  wire [5:0] \port__addr$174 ;
-  wire [2:0] \port__addr$177 ;
-  wire [7:0] \port__addr$181 ;
-  wire [7:0] \port__addr$184 ;
+  wire [7:0] port__addr;
+  wire [6:0] \port__addr$102 ;
+  wire [8:0] \port__addr$108 ;
+  wire [7:0] \port__addr$114 ;
+  wire [8:0] \port__addr$120 ;
+  wire [5:0] \port__addr$155 ;
+  wire [5:0] \port__addr$158 ;
+  wire [5:0] \port__addr$161 ;
+  wire [5:0] \port__addr$164 ;
+  wire [2:0] \port__addr$167 ;
+  wire [7:0] \port__addr$171 ;
+  wire [7:0] \port__addr$174 ;
+  wire [8:0] \port__addr$177 ;
+  wire [8:0] \port__addr$179 ;
+  wire [5:0] \port__addr$48 ;
+  wire [5:0] \port__addr$54 ;
+  wire [5:0] \port__addr$60 ;
+  wire [5:0] \port__addr$66 ;
+  wire [2:0] \port__addr$72 ;
+  wire [8:0] \port__addr$78 ;
+  wire [8:0] \port__addr$84 ;
+  wire [8:0] \port__addr$90 ;
+  wire [6:0] \port__addr$96 ;
   wire [31:0] port__data;
-  wire [31:0] \port__data$169 ;
+  wire [31:0] \port__data$105 ;
+  wire [31:0] \port__data$111 ;
+  wire [63:0] \port__data$117 ;
+  wire [63:0] \port__data$123 ;
+  wire [31:0] \port__data$156 ;
+  wire [31:0] \port__data$159 ;
+  wire [31:0] \port__data$162 ;
+  wire [31:0] \port__data$165 ;
+  wire [191:0] \port__data$168 ;
   wire [31:0] \port__data$172 ;
-  wire [31:0] \port__data$175 ;
-  wire [191:0] \port__data$178 ;
-  wire [31:0] \port__data$182 ;
-  wire [63:0] \port__data$185 ;
+  wire [63:0] \port__data$175 ;
+  wire [63:0] \port__data$240 ;
+  wire [3:0] \port__data$241 ;
+  wire [31:0] \port__data$51 ;
+  wire [31:0] \port__data$57 ;
+  wire [31:0] \port__data$63 ;
+  wire [31:0] \port__data$69 ;
+  wire [191:0] \port__data$75 ;
+  wire [31:0] \port__data$81 ;
+  wire [31:0] \port__data$87 ;
+  wire [31:0] \port__data$93 ;
+  wire [31:0] \port__data$99 ;
   wire port__en;
-  wire \port__en$167 ;
+  wire \port__en$100 ;
+  wire \port__en$106 ;
+  wire \port__en$112 ;
+  wire \port__en$118 ;
+  wire \port__en$154 ;
+  wire \port__en$157 ;
+  wire \port__en$160 ;
+  wire \port__en$163 ;
+  wire \port__en$166 ;
   wire \port__en$170 ;
   wire \port__en$173 ;
   wire \port__en$176 ;
-  wire \port__en$180 ;
-  wire \port__en$183 ;
+  wire \port__en$178 ;
+  wire \port__en$46 ;
+  wire \port__en$52 ;
+  wire \port__en$58 ;
+  wire \port__en$64 ;
+  wire \port__en$70 ;
+  wire \port__en$76 ;
+  wire \port__en$82 ;
+  wire \port__en$88 ;
+  wire \port__en$94 ;
   reg [72:0] prev = 73'h0000000000000000000;
   wire [15:0] q23_rows;
   reg [2:0] rd_k = 3'h0;
@@ -1093,14 +1086,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [3:0] rd_sel = 4'h0;
   reg rd_valid1 = 1'h0;
   reg [31:0] reg_value;
-  wire [15:0] rel1;
   wire [15:0] released;
-  wire [15:0] \released$53 ;
+  wire [15:0] \released$27 ;
   wire [15:0] released_e1_order;
-  wire [15:0] \released_e1_order$54 ;
+  wire [15:0] \released_e1_order$29 ;
   wire [23:0] res_consumed;
   reg [23:0] res_rows = 24'h000000;
-  wire [23:0] res_seq;
   wire [15:0] residual__addr;
   wire [63:0] residual__data;
   wire residual__en;
@@ -1128,9 +1119,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire spikes__en;
   reg [159:0] staging = 160'h0000000000000000000000000000000000000000;
   wire start;
-  wire \start$190 ;
-  wire \start$193 ;
-  wire \start$194 ;
+  wire \start$183 ;
+  wire \start$184 ;
   wire [15:0] w1__addr;
   wire [31:0] w1__data;
   wire w1__en;
@@ -1143,18 +1133,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] w4__addr;
   wire [31:0] w4__data;
   wire w4__en;
-  wire [6:0] wr__addr;
-  wire [8:0] \wr__addr$105 ;
-  wire [8:0] \wr__addr$154 ;
-  wire [8:0] \wr__addr$160 ;
+  wire [8:0] wr__addr;
+  wire [6:0] \wr__addr$132 ;
+  wire [8:0] \wr__addr$138 ;
+  wire [8:0] \wr__addr$144 ;
+  wire [8:0] \wr__addr$150 ;
   wire [31:0] wr__data;
-  wire [31:0] \wr__data$107 ;
-  wire [63:0] \wr__data$156 ;
-  wire [3:0] \wr__data$162 ;
-  wire wr__en;
-  wire \wr__en$103 ;
-  wire \wr__en$152 ;
-  wire \wr__en$158 ;
+  wire [31:0] \wr__data$134 ;
+  wire [31:0] \wr__data$140 ;
+  wire [63:0] \wr__data$146 ;
+  wire [3:0] \wr__data$152 ;
+  wire [3:0] wr__en;
+  wire \wr__en$130 ;
+  wire \wr__en$136 ;
+  wire \wr__en$142 ;
+  wire \wr__en$148 ;
   reg [191:0] mem_affine [7:0];
   initial begin
     mem_affine[0] = 192'h000000000000000000000000000000000000000000000000;
@@ -1167,12 +1160,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_affine[7] = 192'h000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$176 )
+    if (\port__en$166 )
       mem_affine[\$94 [2:0]] <= { host_wdata, staging };
   end
   reg [191:0] _0_;
   always @(posedge clk) begin
-    if (\$signature__en$146 ) begin
+    if (\port__en$70 ) begin
       _0_ <= mem_affine[\$48 [2:0]];
     end
   end
@@ -1637,26 +1630,26 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_line1[455] = 32'd0;
   end
   always @(posedge clk) begin
-    if (line1_w__en[0])
+    if (wr__en[0])
       mem_line1[line1__addr[8:0]][7:0] <= \$542 ;
-    if (line1_w__en[1])
+    if (wr__en[1])
       mem_line1[line1__addr[8:0]][15:8] <= \$543 ;
-    if (line1_w__en[2])
+    if (wr__en[2])
       mem_line1[line1__addr[8:0]][23:16] <= \$544 ;
-    if (line1_w__en[3])
+    if (wr__en[3])
       mem_line1[line1__addr[8:0]][31:24] <= \$545 ;
   end
   reg [31:0] _1_;
   reg [31:0] _2_;
   reg [31:0] _3_;
   always @(posedge clk) begin
-    if (\$signature__en$67 ) begin
+    if (\port__en$88 ) begin
       _1_ <= mem_line1[line1_c__addr[8:0]];
     end
-    if (\$signature__en$61 ) begin
+    if (\port__en$82 ) begin
       _2_ <= mem_line1[line1_b__addr[8:0]];
     end
-    if (\$signature__en$55 ) begin
+    if (\port__en$76 ) begin
       _3_ <= mem_line1[line1_a__addr[8:0]];
     end
   end
@@ -2123,16 +2116,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_line4[455] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\wr__en$103 )
-      mem_line4[line4__addr[8:0]] <= \wr__data$107 ;
+    if (\wr__en$136 )
+      mem_line4[\line4__addr$139 [8:0]] <= \wr__data$140 ;
   end
   reg [31:0] _4_;
   always @(posedge clk) begin
-    if (\$signature__en$122 ) begin
-      _4_ <= mem_line4[\line4__addr$125 [8:0]];
+    if (\port__en$106 ) begin
+      _4_ <= mem_line4[line4__addr[8:0]];
     end
   end
-  assign \line4__data$126  = _4_;
+  assign line4__data = _4_;
   reg [63:0] mem_membrane [480:0];
   initial begin
     mem_membrane[0] = 64'h0000000000000000;
@@ -2618,20 +2611,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_membrane[480] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\wr__en$152 )
+    if (\wr__en$142 )
       mem_membrane[membrane_out__addr[8:0]] <= { \$553 , \$552 , \$551 , \$550  };
   end
   reg [63:0] _5_;
   reg [63:0] _6_;
   always @(posedge clk) begin
-    if (\$signature__en$186 ) begin
+    if (\port__en$176 ) begin
       _5_ <= mem_membrane[\$116 [8:0]];
     end
-    if (\$signature__en$134 ) begin
+    if (\port__en$118 ) begin
       _6_ <= mem_membrane[membrane_in__addr[8:0]];
     end
   end
-  assign \$signature__data$247  = _5_;
+  assign \port__data$240  = _5_;
   assign membrane_in__data = _6_;
   reg [63:0] mem_residual [255:0];
   initial begin
@@ -2893,12 +2886,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_residual[255] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$183 )
+    if (\port__en$173 )
       mem_residual[\$111 [7:0]] <= { host_wdata, staging[31:0] };
   end
   reg [63:0] _7_;
   always @(posedge clk) begin
-    if (\$signature__en$128 ) begin
+    if (\port__en$112 ) begin
       _7_ <= mem_residual[residual__addr[7:0]];
     end
   end
@@ -2983,16 +2976,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_row2[75] = 32'd0;
   end
   always @(posedge clk) begin
-    if (wr__en)
+    if (\wr__en$130 )
       mem_row2[row2__addr[6:0]] <= { \$549 , \$548 , \$547 , \$546  };
   end
   reg [31:0] _8_;
   reg [31:0] _9_;
   always @(posedge clk) begin
-    if (\$signature__en$79 ) begin
+    if (\port__en$100 ) begin
       _8_ <= mem_row2[row2_c__addr[6:0]];
     end
-    if (\$signature__en$73 ) begin
+    if (\port__en$94 ) begin
       _9_ <= mem_row2[row2_b__addr[6:0]];
     end
   end
@@ -3258,12 +3251,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_spike_in[255] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\port__en$180 )
+    if (\port__en$170 )
       mem_spike_in[\$102 [7:0]] <= host_wdata;
   end
   reg [31:0] _10_;
   always @(posedge clk) begin
-    if (\$signature__en ) begin
+    if (port__en) begin
       _10_ <= mem_spike_in[\$13 [7:0]];
     end
   end
@@ -3753,16 +3746,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_spikes[480] = 4'h0;
   end
   always @(posedge clk) begin
-    if (\wr__en$152 )
-      mem_spikes[spikes__addr[8:0]] <= \wr__data$162 ;
+    if (\wr__en$142 )
+      mem_spikes[spikes__addr[8:0]] <= \wr__data$152 ;
   end
   reg [3:0] _11_;
   always @(posedge clk) begin
-    if (\$signature__en$188 ) begin
+    if (\port__en$178 ) begin
       _11_ <= mem_spikes[\$121 [8:0]];
     end
   end
-  assign \$signature__data$248  = _11_;
+  assign \port__data$241  = _11_;
   reg [31:0] mem_w1 [63:0];
   initial begin
     mem_w1[0] = 32'd0;
@@ -3831,12 +3824,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_w1[63] = 32'd0;
   end
   always @(posedge clk) begin
-    if (port__en)
+    if (\port__en$154 )
       mem_w1[\$57 [5:0]] <= host_wdata;
   end
   reg [31:0] _12_;
   always @(posedge clk) begin
-    if (\$signature__en$36 ) begin
+    if (\port__en$46 ) begin
       _12_ <= mem_w1[\$20 [5:0]];
     end
   end
@@ -3893,12 +3886,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_w2[47] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\port__en$167 )
+    if (\port__en$157 )
       mem_w2[\$66 [5:0]] <= host_wdata;
   end
   reg [31:0] _13_;
   always @(posedge clk) begin
-    if (\$signature__en$85 ) begin
+    if (\port__en$52 ) begin
       _13_ <= mem_w2[\$27 [5:0]];
     end
   end
@@ -3955,12 +3948,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_w3[47] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\port__en$170 )
+    if (\port__en$160 )
       mem_w3[\$75 [5:0]] <= host_wdata;
   end
   reg [31:0] _14_;
   always @(posedge clk) begin
-    if (\$signature__en$91 ) begin
+    if (\port__en$58 ) begin
       _14_ <= mem_w3[\$34 [5:0]];
     end
   end
@@ -4033,12 +4026,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     mem_w4[63] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\port__en$173 )
+    if (\port__en$163 )
       mem_w4[\$84 [5:0]] <= host_wdata;
   end
   reg [31:0] _15_;
   always @(posedge clk) begin
-    if (\$signature__en$140 ) begin
+    if (\port__en$64 ) begin
       _15_ <= mem_w4[\$41 [5:0]];
     end
   end
@@ -4218,50 +4211,50 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$2  = host_write & \$1 ;
   assign \$3  = \$2  & host_wdata[0];
   assign \$4  = ~ busy;
-  assign start = \$3  & \$4 ;
+  assign \$signal$15  = \$3  & \$4 ;
   assign \$5  = host_addr == 1'h1;
   assign \$6  = host_write & \$5 ;
-  assign clear = \$6  & host_wdata[1];
+  assign \$signal$16  = \$6  & host_wdata[1];
   assign \$7  = host_addr >= 10'h300;
   assign \$8  = host_addr < 11'h400;
   assign \$9  = \$7  & \$8 ;
   assign \$10  = host_read & \$9 ;
-  assign \$signature__en  = busy ? spike_in__en : \$10 ;
+  assign port__en = busy ? spike_in__en : \$10 ;
   assign \$11  = host_addr - 10'h300;
   assign \$13  = busy ? spike_in__addr : { 4'h0, \$12  };
   assign \$14  = host_addr >= 9'h100;
   assign \$15  = host_addr < 9'h140;
   assign \$16  = \$14  & \$15 ;
   assign \$17  = host_read & \$16 ;
-  assign \$signature__en$36  = busy ? w1__en : \$17 ;
+  assign \port__en$46  = busy ? w1__en : \$17 ;
   assign \$18  = host_addr - 9'h100;
   assign \$20  = busy ? w1__addr : { 4'h0, \$19  };
   assign \$21  = host_addr >= 9'h140;
   assign \$22  = host_addr < 9'h170;
   assign \$23  = \$21  & \$22 ;
   assign \$24  = host_read & \$23 ;
-  assign \$signature__en$85  = busy ? w2__en : \$24 ;
+  assign \port__en$52  = busy ? w2__en : \$24 ;
   assign \$25  = host_addr - 9'h140;
   assign \$27  = busy ? w2__addr : { 4'h0, \$26  };
   assign \$28  = host_addr >= 9'h180;
   assign \$29  = host_addr < 9'h1b0;
   assign \$30  = \$28  & \$29 ;
   assign \$31  = host_read & \$30 ;
-  assign \$signature__en$91  = busy ? w3__en : \$31 ;
+  assign \port__en$58  = busy ? w3__en : \$31 ;
   assign \$32  = host_addr - 9'h180;
   assign \$34  = busy ? w3__addr : { 4'h0, \$33  };
   assign \$35  = host_addr >= 9'h1c0;
   assign \$36  = host_addr < 10'h200;
   assign \$37  = \$35  & \$36 ;
   assign \$38  = host_read & \$37 ;
-  assign \$signature__en$140  = busy ? w4__en : \$38 ;
+  assign \port__en$64  = busy ? w4__en : \$38 ;
   assign \$39  = host_addr - 9'h1c0;
   assign \$41  = busy ? w4__addr : { 4'h0, \$40  };
   assign \$42  = host_addr >= 10'h200;
   assign \$43  = host_addr < 10'h240;
   assign \$44  = \$42  & \$43 ;
   assign \$45  = host_read & \$44 ;
-  assign \$signature__en$146  = busy ? affine__en : \$45 ;
+  assign \port__en$70  = busy ? affine__en : \$45 ;
   assign \$46  = host_addr - 10'h200;
   assign \$48  = busy ? affine__addr : { 4'h0, \$47  };
   assign \$49  = ~ busy;
@@ -4300,7 +4293,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$90  = \$86  & \$89 ;
   assign \$91  = host_addr - 10'h200;
   assign \$92  = \$91 [2:0] == 3'h5;
-  assign \port__en$176  = \$90  & \$92 ;
+  assign \port__en$166  = \$90  & \$92 ;
   assign \$93  = host_addr - 10'h200;
   assign \$96  = host_addr >= 10'h300;
   assign \$97  = host_addr < 11'h400;
@@ -4312,19 +4305,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$106  = \$104  & \$105 ;
   assign \$107  = \$103  & \$106 ;
   assign \$108  = host_addr - 11'h400;
-  assign \port__en$183  = \$107  & \$109 ;
+  assign \port__en$173  = \$107  & \$109 ;
   assign \$110  = host_addr - 11'h400;
   assign \$112  = host_addr >= 12'h800;
   assign \$113  = host_addr < 12'hbc2;
   assign \$114  = \$112  & \$113 ;
-  assign \$signature__en$186  = host_read & \$114 ;
+  assign \port__en$176  = host_read & \$114 ;
   assign \$115  = host_addr - 12'h800;
   assign \$117  = host_addr >= 12'hc00;
   assign \$118  = host_addr < 12'hde1;
   assign \$119  = \$117  & \$118 ;
-  assign \$signature__en$188  = host_read & \$119 ;
+  assign \port__en$178  = host_read & \$119 ;
   assign \$120  = host_addr - 12'hc00;
-  assign \$122  = start | pending;
+  assign \$122  = \$signal$15  | pending;
   assign \$123  = ! settle;
   assign \$124  = host_addr >= 5'h10;
   assign \$125  = host_write & \$124 ;
@@ -4332,8 +4325,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$127  = \$125  & \$126 ;
   assign \$128  = ~ \$127 ;
   assign \$129  = \$123  & \$128 ;
-  assign \start$190  = \$122  & \$129 ;
-  assign \$130  = start | pending;
+  assign start = \$122  & \$129 ;
+  assign \$130  = \$signal$15  | pending;
   assign \$131  = ! settle;
   assign \$132  = host_addr >= 5'h10;
   assign \$133  = host_write & \$132 ;
@@ -4341,8 +4334,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$135  = \$133  & \$134 ;
   assign \$136  = ~ \$135 ;
   assign \$137  = \$131  & \$136 ;
-  assign \start$193  = \$130  & \$137 ;
-  assign \$138  = start | pending;
+  assign \start$183  = \$130  & \$137 ;
+  assign \$138  = \$signal$15  | pending;
   assign \$139  = ! settle;
   assign \$140  = host_addr >= 5'h10;
   assign \$141  = host_write & \$140 ;
@@ -4350,7 +4343,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$143  = \$141  & \$142 ;
   assign \$144  = ~ \$143 ;
   assign \$145  = \$139  & \$144 ;
-  assign \start$194  = \$138  & \$145 ;
+  assign \start$184  = \$138  & \$145 ;
   assign \$146  = host_addr >= 9'h100;
   assign \$147  = host_addr < 9'h140;
   assign \$148  = \$146  & \$147 ;
@@ -4390,7 +4383,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$181  = busy ? 32'd0 : \$180 ;
   assign \$182  = busy ? 32'd0 : spike_in__data;
   assign \$758  = rd_k[0] * 6'h20;
-  assign \$183  = \$signature__data$247  >> \$758 ;
+  assign \$183  = \port__data$240  >> \$758 ;
   assign \$184  = host_addr == 2'h3;
   assign \$185  = host_addr == 3'h4;
   assign \$186  = host_addr == 3'h5;
@@ -4461,8 +4454,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$252  = ~ \$251 ;
   assign \$253  = \$247  & \$252 ;
   assign \$254  = ~ \$253 ;
-  assign \$255  = start & \$254 ;
-  assign \$256  = start | pending;
+  assign \$255  = \$signal$15  & \$254 ;
+  assign \$256  = \$signal$15  | pending;
   assign \$257  = ! settle;
   assign \$258  = host_addr >= 5'h10;
   assign \$259  = host_write & \$258 ;
@@ -4471,12 +4464,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$262  = ~ \$261 ;
   assign \$263  = \$257  & \$262 ;
   assign \$264  = \$256  & \$263 ;
-  assign \$265  = pending | \busy$249 ;
-  assign \$266  = \$265  | \busy$250 ;
-  assign \$267  = \$266  | \busy$251 ;
+  assign \$265  = pending | \busy$242 ;
+  assign \$266  = \$265  | \busy$243 ;
+  assign \$267  = \$266  | \busy$244 ;
   assign \$268  = ~ \$267 ;
   assign \$269  = busy & \$268 ;
-  assign \$270  = { done, out_seq, res_seq, in_seq } != prev;
+  assign \$270  = { done, out_rows, res_consumed, in_consumed } != prev;
   assign \$271  = host_addr == 2'h2;
   assign \$272  = host_read & \$271 ;
   assign \$273  = ~ pending;
@@ -4485,44 +4478,44 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$276  = cnt_c1_busy + counts[0];
   assign \$277  = cnt_c1_stall + counts[1];
   assign \$278  = cnt_c1_in_wait + counts[2];
-  assign \$279  = cnt_c2_busy + \counts$254 [0];
-  assign \$280  = cnt_c2_stall + \counts$254 [1];
-  assign \$281  = cnt_c3_busy + \counts$254 [3];
-  assign \$282  = cnt_c3_stall + \counts$254 [4];
-  assign \$283  = cnt_c4_busy + \counts$255 [0];
-  assign \$284  = cnt_c4_stall + \counts$255 [1];
-  assign \$285  = cnt_adder_busy + \counts$254 [33];
-  assign \$286  = cnt_adder_stall + \counts$254 [2];
-  assign \$287  = cnt_lif_busy + \counts$255 [14];
-  assign \$288  = cnt_lif_stall + \counts$255 [2];
+  assign \$279  = cnt_c2_busy + \counts$247 [0];
+  assign \$280  = cnt_c2_stall + \counts$247 [1];
+  assign \$281  = cnt_c3_busy + \counts$247 [3];
+  assign \$282  = cnt_c3_stall + \counts$247 [4];
+  assign \$283  = cnt_c4_busy + \counts$248 [0];
+  assign \$284  = cnt_c4_stall + \counts$248 [1];
+  assign \$285  = cnt_adder_busy + \counts$247 [33];
+  assign \$286  = cnt_adder_stall + \counts$247 [2];
+  assign \$287  = cnt_lif_busy + \counts$248 [14];
+  assign \$288  = cnt_lif_stall + \counts$248 [2];
   assign \$289  = cnt_c1_slots + counts[8:5];
   assign \$290  = cnt_c1_adds + counts[12:9];
-  assign \$291  = cnt_c2_macs + \counts$254 [16:11];
-  assign \$292  = cnt_c3_macs + \counts$254 [22:17];
-  assign \$293  = cnt_c4_macs + \counts$255 [11:8];
-  assign \$294  = cnt_adds + \counts$254 [39:34];
-  assign \$295  = cnt_lif_updates + \counts$255 [18:15];
-  assign \$296  = cnt_spikes_out + \counts$255 [22:19];
+  assign \$291  = cnt_c2_macs + \counts$247 [16:11];
+  assign \$292  = cnt_c3_macs + \counts$247 [22:17];
+  assign \$293  = cnt_c4_macs + \counts$248 [11:8];
+  assign \$294  = cnt_adds + \counts$247 [39:34];
+  assign \$295  = cnt_lif_updates + \counts$248 [18:15];
+  assign \$296  = cnt_spikes_out + \counts$248 [22:19];
   assign \$297  = cnt_w1_reads + counts[4];
-  assign \$298  = cnt_w2_reads + \counts$254 [7];
-  assign \$299  = cnt_w3_reads + \counts$254 [10];
-  assign \$300  = cnt_w4_reads + \counts$255 [4];
-  assign \$301  = cnt_affine_reads + \counts$255 [5];
+  assign \$298  = cnt_w2_reads + \counts$247 [7];
+  assign \$299  = cnt_w3_reads + \counts$247 [10];
+  assign \$300  = cnt_w4_reads + \counts$248 [4];
+  assign \$301  = cnt_affine_reads + \counts$248 [5];
   assign \$302  = cnt_spike_in_reads + counts[3];
-  assign \$303  = cnt_line1_reads + \counts$254 [6:5];
+  assign \$303  = cnt_line1_reads + \counts$247 [6:5];
   assign \$304  = cnt_line1_writes + counts[13];
-  assign \$305  = cnt_row2_reads + \counts$254 [9:8];
-  assign \$306  = cnt_row2_writes + \counts$254 [31];
-  assign \$307  = cnt_line4_reads + \counts$255 [3];
-  assign \$308  = cnt_line4_writes + \counts$254 [32];
-  assign \$309  = cnt_c2_spad_reads + \counts$254 [24:23];
-  assign \$310  = cnt_c2_spad_writes + \counts$254 [26:25];
-  assign \$311  = cnt_c3_spad_reads + \counts$254 [28:27];
-  assign \$312  = cnt_c3_spad_writes + \counts$254 [30:29];
-  assign \$313  = cnt_residual_reads + \counts$255 [6];
-  assign \$314  = cnt_membrane_reads + \counts$255 [7];
-  assign \$315  = cnt_membrane_writes + \counts$255 [12];
-  assign \$316  = cnt_spikes_writes + \counts$255 [13];
+  assign \$305  = cnt_row2_reads + \counts$247 [9:8];
+  assign \$306  = cnt_row2_writes + \counts$247 [31];
+  assign \$307  = cnt_line4_reads + \counts$248 [3];
+  assign \$308  = cnt_line4_writes + \counts$247 [32];
+  assign \$309  = cnt_c2_spad_reads + \counts$247 [24:23];
+  assign \$310  = cnt_c2_spad_writes + \counts$247 [26:25];
+  assign \$311  = cnt_c3_spad_reads + \counts$247 [28:27];
+  assign \$312  = cnt_c3_spad_writes + \counts$247 [30:29];
+  assign \$313  = cnt_residual_reads + \counts$248 [6];
+  assign \$314  = cnt_membrane_reads + \counts$248 [7];
+  assign \$315  = cnt_membrane_writes + \counts$248 [12];
+  assign \$316  = cnt_spikes_writes + \counts$248 [13];
   assign \$317  = host_addr >= 9'h100;
   assign \$318  = host_addr < 9'h140;
   assign \$319  = \$317  & \$318 ;
@@ -4611,51 +4604,51 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$420  = ~ busy;
   assign \$421  = \$419  & \$420 ;
   \ttsnn_accel.e1  e1 (
-    .busy(\busy$249 ),
+    .busy(\busy$242 ),
     .clk(clk),
     .counts(counts),
     .desc(desc),
     .geo(geo),
-    .in_consumed(in_seq),
+    .in_consumed(in_consumed),
     .in_rows(in_rows),
     .line1__addr(line1__addr),
-    .line1__en(line1_w__en),
+    .line1__en(wr__en),
     .\port$1025$0 (\$542 ),
     .\port$1029$0 (\$543 ),
     .\port$1033$0 (\$544 ),
     .\port$1037$0 (\$545 ),
     .released(released),
     .released_e1_order(released_e1_order),
-    .rows_done(e1_done),
+    .rows_done(e1_rows),
     .rst(rst),
     .spike_in__addr(spike_in__addr),
     .spike_in__data(spike_in__data),
     .spike_in__en(spike_in__en),
-    .start(\start$190 ),
+    .start(start),
     .w1__addr(w1__addr),
     .w1__en(w1__en),
     .weights(w1__data)
   );
   \ttsnn_accel.e23  e23 (
-    .busy(\busy$250 ),
+    .busy(\busy$243 ),
     .clk(clk),
-    .counts(\counts$254 ),
+    .counts(\counts$247 ),
     .desc(desc),
-    .e1_rows(e1_done),
+    .e1_rows(e1_rows),
     .e4_released(e4_released),
     .geo(geo),
     .line1_a__addr(line1_a__addr),
     .line1_a__data(line1_a__data),
-    .line1_a__en(\$signature__en$55 ),
+    .line1_a__en(\port__en$76 ),
     .line1_b__addr(line1_b__addr),
     .line1_b__data(line1_b__data),
-    .line1_b__en(\$signature__en$61 ),
+    .line1_b__en(\port__en$82 ),
     .line1_c__addr(line1_c__addr),
     .line1_c__data(line1_c__data),
-    .line1_c__en(\$signature__en$67 ),
-    .line4__addr(line4__addr),
-    .line4__data(\wr__data$107 ),
-    .line4__en(\wr__en$103 ),
+    .line1_c__en(\port__en$88 ),
+    .line4__addr(\line4__addr$139 ),
+    .line4__data(\wr__data$140 ),
+    .line4__en(\wr__en$136 ),
     .\port$2883$0 (\$546 ),
     .\port$2911$0 (\$547 ),
     .\port$2939$0 (\$548 ),
@@ -4664,15 +4657,15 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .released(released),
     .released_e1_order(released_e1_order),
     .row2__addr(row2__addr),
-    .row2__en(wr__en),
+    .row2__en(\wr__en$130 ),
     .row2_b__addr(row2_b__addr),
     .row2_b__data(row2_b__data),
-    .row2_b__en(\$signature__en$73 ),
+    .row2_b__en(\port__en$94 ),
     .row2_c__addr(row2_c__addr),
     .row2_c__data(row2_c__data),
-    .row2_c__en(\$signature__en$79 ),
+    .row2_c__en(\port__en$100 ),
     .rst(rst),
-    .start(\start$193 ),
+    .start(\start$183 ),
     .w2__addr(w2__addr),
     .w2__en(w2__en),
     .w3__addr(w3__addr),
@@ -4684,37 +4677,37 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .affine__addr(affine__addr),
     .affine__data(affine__data),
     .affine__en(affine__en),
-    .busy(\busy$251 ),
+    .busy(\busy$244 ),
     .clk(clk),
-    .counts(\counts$255 ),
+    .counts(\counts$248 ),
     .desc(desc),
     .geo(geo),
     .issue4(w4__en),
-    .line4__addr(\line4__addr$125 ),
-    .line4__data(\line4__data$126 ),
-    .line4__en(\$signature__en$122 ),
+    .line4__addr(line4__addr),
+    .line4__data(line4__data),
+    .line4__en(\port__en$106 ),
     .membrane_in__addr(membrane_in__addr),
     .membrane_in__data(membrane_in__data),
-    .membrane_in__en(\$signature__en$134 ),
+    .membrane_in__en(\port__en$118 ),
     .membrane_out__addr(membrane_out__addr),
-    .membrane_out__en(\wr__en$152 ),
-    .out_rows(out_seq),
+    .membrane_out__en(\wr__en$142 ),
+    .out_rows(out_rows),
     .out_taken(out_taken),
     .\port$4394$0 (\$550 ),
     .\port$4443$0 (\$551 ),
     .\port$4492$0 (\$552 ),
     .\port$4541$0 (\$553 ),
-    .res_consumed(res_seq),
+    .res_consumed(res_consumed),
     .res_rows(res_rows),
     .residual__addr(residual__addr),
     .residual__data(residual__data),
-    .residual__en(\$signature__en$128 ),
+    .residual__en(\port__en$112 ),
     .rows_released(e4_released),
     .rows_written(rows_written),
     .rst(rst),
     .spikes__addr(spikes__addr),
-    .spikes_masked(\wr__data$162 ),
-    .start(\start$194 ),
+    .spikes_masked(\wr__data$152 ),
+    .start(\start$184 ),
     .w4__addr(w4__addr),
     .weights(w4__data)
   );
@@ -4739,11 +4732,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
       12'h005:
           reg_value = { 8'h00, out_taken };
       12'h006:
-          reg_value = { 8'h00, in_seq };
+          reg_value = { 8'h00, in_consumed };
       12'h007:
-          reg_value = { 8'h00, res_seq };
+          reg_value = { 8'h00, res_consumed };
       12'h008:
-          reg_value = { 8'h00, out_seq };
+          reg_value = { 8'h00, out_rows };
       12'h010:
           reg_value = { 16'h0000, desc[15:0] };
       12'h011:
@@ -5057,7 +5050,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
       4'h8:
           out_value = \$183 ;
       4'h9:
-          out_value = { 28'h0000000, \$signature__data$248  };
+          out_value = { 28'h0000000, \port__data$241  };
     endcase
   end
   always @* begin
@@ -5272,7 +5265,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$490  = { done, out_seq, res_seq, in_seq };
+    \$490  = { done, out_rows, res_consumed, in_consumed };
     if (rst) begin
       \$490  = 73'h0000000000000000000;
     end
@@ -5292,7 +5285,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$492  = 48'h000000000000;
     end else begin
       \$492  = \$275 [47:0];
@@ -5304,7 +5297,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$493  = 48'h000000000000;
     end else begin
       \$493  = \$276 [47:0];
@@ -5316,7 +5309,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$494  = 48'h000000000000;
     end else begin
       \$494  = \$277 [47:0];
@@ -5328,7 +5321,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$495  = 48'h000000000000;
     end else begin
       \$495  = \$278 [47:0];
@@ -5340,7 +5333,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$496  = 48'h000000000000;
     end else begin
       \$496  = \$279 [47:0];
@@ -5352,7 +5345,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$497  = 48'h000000000000;
     end else begin
       \$497  = \$280 [47:0];
@@ -5364,7 +5357,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$498  = 48'h000000000000;
     end else begin
       \$498  = \$281 [47:0];
@@ -5376,7 +5369,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$499  = 48'h000000000000;
     end else begin
       \$499  = \$282 [47:0];
@@ -5388,7 +5381,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$500  = 48'h000000000000;
     end else begin
       \$500  = \$283 [47:0];
@@ -5400,7 +5393,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$501  = 48'h000000000000;
     end else begin
       \$501  = \$284 [47:0];
@@ -5412,7 +5405,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$502  = 48'h000000000000;
     end else begin
       \$502  = \$285 [47:0];
@@ -5424,7 +5417,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$503  = 48'h000000000000;
     end else begin
       \$503  = \$286 [47:0];
@@ -5436,7 +5429,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$504  = 48'h000000000000;
     end else begin
       \$504  = \$287 [47:0];
@@ -5448,7 +5441,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$505  = 48'h000000000000;
     end else begin
       \$505  = \$288 [47:0];
@@ -5460,7 +5453,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$506  = 48'h000000000000;
     end else begin
       \$506  = \$289 [47:0];
@@ -5472,7 +5465,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$507  = 48'h000000000000;
     end else begin
       \$507  = \$290 [47:0];
@@ -5484,7 +5477,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$508  = 48'h000000000000;
     end else begin
       \$508  = \$291 [47:0];
@@ -5496,7 +5489,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$509  = 48'h000000000000;
     end else begin
       \$509  = \$292 [47:0];
@@ -5508,7 +5501,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$510  = 48'h000000000000;
     end else begin
       \$510  = \$293 [47:0];
@@ -5520,7 +5513,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$511  = 48'h000000000000;
     end else begin
       \$511  = \$294 [47:0];
@@ -5532,7 +5525,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$512  = 48'h000000000000;
     end else begin
       \$512  = \$295 [47:0];
@@ -5544,7 +5537,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$513  = 48'h000000000000;
     end else begin
       \$513  = \$296 [47:0];
@@ -5556,7 +5549,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$514  = 48'h000000000000;
     end else begin
       \$514  = \$297 [47:0];
@@ -5568,7 +5561,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$515  = 48'h000000000000;
     end else begin
       \$515  = \$298 [47:0];
@@ -5580,7 +5573,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$516  = 48'h000000000000;
     end else begin
       \$516  = \$299 [47:0];
@@ -5592,7 +5585,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$517  = 48'h000000000000;
     end else begin
       \$517  = \$300 [47:0];
@@ -5604,7 +5597,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$518  = 48'h000000000000;
     end else begin
       \$518  = \$301 [47:0];
@@ -5616,7 +5609,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$519  = 48'h000000000000;
     end else begin
       \$519  = \$302 [47:0];
@@ -5628,7 +5621,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$520  = 48'h000000000000;
     end else begin
       \$520  = \$303 [47:0];
@@ -5640,7 +5633,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$521  = 48'h000000000000;
     end else begin
       \$521  = \$304 [47:0];
@@ -5652,7 +5645,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$522  = 48'h000000000000;
     end else begin
       \$522  = \$305 [47:0];
@@ -5664,7 +5657,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$523  = 48'h000000000000;
     end else begin
       \$523  = \$306 [47:0];
@@ -5676,7 +5669,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$524  = 48'h000000000000;
     end else begin
       \$524  = \$307 [47:0];
@@ -5688,7 +5681,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$525  = 48'h000000000000;
     end else begin
       \$525  = \$308 [47:0];
@@ -5700,7 +5693,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$526  = 48'h000000000000;
     end else begin
       \$526  = \$309 [47:0];
@@ -5712,7 +5705,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$527  = 48'h000000000000;
     end else begin
       \$527  = \$310 [47:0];
@@ -5724,7 +5717,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$528  = 48'h000000000000;
     end else begin
       \$528  = \$311 [47:0];
@@ -5736,7 +5729,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$529  = 48'h000000000000;
     end else begin
       \$529  = \$312 [47:0];
@@ -5748,7 +5741,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$530  = 48'h000000000000;
     end else begin
       \$530  = \$313 [47:0];
@@ -5760,7 +5753,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$531  = 48'h000000000000;
     end else begin
       \$531  = \$314 [47:0];
@@ -5772,7 +5765,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$532  = 48'h000000000000;
     end else begin
       \$532  = \$315 [47:0];
@@ -5784,7 +5777,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$533  = 48'h000000000000;
     end else begin
       \$533  = \$316 [47:0];
@@ -5796,7 +5789,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$534  = 48'h000000000000;
     end else begin
       \$534  = \$398 [47:0];
@@ -5808,7 +5801,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (clear) begin
+    if (\$signal$16 ) begin
       \$535  = 48'h000000000000;
     end else begin
       \$535  = \$480 [47:0];
@@ -5860,100 +5853,93 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     end
   end
   assign \$signal  = busy;
-  assign \$signal$12  = done;
+  assign \done$12  = done;
   assign \desc$14  = desc;
   assign \desc$17  = desc;
   assign \geo$19  = geo;
+  assign \desc$20  = desc;
+  assign \geo$21  = geo;
+  assign \desc$22  = desc;
+  assign \geo$23  = geo;
   assign host_in_rows = in_rows;
-  assign e2_rel = released;
-  assign rel1 = released_e1_order;
-  assign rows_done = e1_done;
-  assign in_consumed = in_seq;
-  assign \$signature__addr  = \$13 [7:0];
-  assign \$signature__data  = spike_in__data;
-  assign \$signature__addr$38  = \$20 [5:0];
-  assign \$signature__data$41  = w1__data;
-  assign line1__en = line1_w__en;
-  assign line1_w__addr = line1__addr[8:0];
-  assign line1_w__data = { \$545 , \$544 , \$543 , \$542  };
-  assign line1__data = { \$545 , \$544 , \$543 , \$542  };
-  assign \desc$48  = desc;
-  assign \geo$49  = geo;
-  assign e1_rows = e1_done;
-  assign e4_rel = e4_released;
-  assign \released$53  = released;
-  assign \released_e1_order$54  = released_e1_order;
-  assign line1_a__en = \$signature__en$55 ;
-  assign \$signature__addr$57  = line1_a__addr[8:0];
-  assign \$signature__data$60  = line1_a__data;
-  assign line1_b__en = \$signature__en$61 ;
-  assign \$signature__addr$63  = line1_b__addr[8:0];
-  assign \$signature__data$66  = line1_b__data;
-  assign line1_c__en = \$signature__en$67 ;
-  assign \$signature__addr$69  = line1_c__addr[8:0];
-  assign \$signature__data$72  = line1_c__data;
-  assign row2_b__en = \$signature__en$73 ;
-  assign \$signature__addr$75  = row2_b__addr[6:0];
-  assign \$signature__data$78  = row2_b__data;
-  assign row2_c__en = \$signature__en$79 ;
-  assign \$signature__addr$81  = row2_c__addr[6:0];
-  assign \$signature__data$84  = row2_c__data;
-  assign \$signature__addr$87  = \$27 [5:0];
-  assign \$signature__data$90  = w2__data;
-  assign \$signature__addr$93  = \$34 [5:0];
-  assign \$signature__data$96  = w3__data;
-  assign row2__en = wr__en;
-  assign wr__addr = row2__addr[6:0];
-  assign wr__data = { \$549 , \$548 , \$547 , \$546  };
-  assign row2__data = { \$549 , \$548 , \$547 , \$546  };
-  assign line4__en = \wr__en$103 ;
-  assign \wr__addr$105  = line4__addr[8:0];
-  assign line4__data = \wr__data$107 ;
-  assign \desc$109  = desc;
-  assign \geo$110  = geo;
+  assign \released$27  = released;
+  assign \released_e1_order$29  = released_e1_order;
+  assign rows_done = e1_rows;
+  assign rows_released = e4_released;
   assign q23_rows = rows_written;
   assign host_res_rows = res_rows;
   assign host_out_taken = out_taken;
-  assign rows_released = e4_released;
-  assign res_consumed = res_seq;
-  assign out_rows = out_seq;
-  assign \line4__en$123  = \$signature__en$122 ;
-  assign \$signature__addr$124  = \line4__addr$125 [8:0];
-  assign \$signature__data$127  = \line4__data$126 ;
-  assign residual__en = \$signature__en$128 ;
-  assign \$signature__addr$130  = residual__addr[7:0];
-  assign \$signature__data$133  = residual__data;
-  assign membrane_in__en = \$signature__en$134 ;
-  assign \$signature__addr$136  = membrane_in__addr[8:0];
-  assign \$signature__data$139  = membrane_in__data;
-  assign \$signature__addr$142  = \$41 [5:0];
-  assign \$signature__data$145  = w4__data;
-  assign \$signature__addr$148  = \$48 [2:0];
-  assign \$signature__data$151  = affine__data;
-  assign membrane_out__en = \wr__en$152 ;
-  assign \wr__addr$154  = membrane_out__addr[8:0];
-  assign \wr__data$156  = { \$553 , \$552 , \$551 , \$550  };
+  assign port__addr = \$13 [7:0];
+  assign port__data = spike_in__data;
+  assign \port__addr$48  = \$20 [5:0];
+  assign \port__data$51  = w1__data;
+  assign \port__addr$54  = \$27 [5:0];
+  assign \port__data$57  = w2__data;
+  assign \port__addr$60  = \$34 [5:0];
+  assign \port__data$63  = w3__data;
+  assign \port__addr$66  = \$41 [5:0];
+  assign \port__data$69  = w4__data;
+  assign \port__addr$72  = \$48 [2:0];
+  assign \port__data$75  = affine__data;
+  assign line1_a__en = \port__en$76 ;
+  assign \port__addr$78  = line1_a__addr[8:0];
+  assign \port__data$81  = line1_a__data;
+  assign line1_b__en = \port__en$82 ;
+  assign \port__addr$84  = line1_b__addr[8:0];
+  assign \port__data$87  = line1_b__data;
+  assign line1_c__en = \port__en$88 ;
+  assign \port__addr$90  = line1_c__addr[8:0];
+  assign \port__data$93  = line1_c__data;
+  assign row2_b__en = \port__en$94 ;
+  assign \port__addr$96  = row2_b__addr[6:0];
+  assign \port__data$99  = row2_b__data;
+  assign row2_c__en = \port__en$100 ;
+  assign \port__addr$102  = row2_c__addr[6:0];
+  assign \port__data$105  = row2_c__data;
+  assign line4__en = \port__en$106 ;
+  assign \port__addr$108  = line4__addr[8:0];
+  assign \port__data$111  = line4__data;
+  assign residual__en = \port__en$112 ;
+  assign \port__addr$114  = residual__addr[7:0];
+  assign \port__data$117  = residual__data;
+  assign membrane_in__en = \port__en$118 ;
+  assign \port__addr$120  = membrane_in__addr[8:0];
+  assign \port__data$123  = membrane_in__data;
+  assign line1__en = wr__en;
+  assign wr__addr = line1__addr[8:0];
+  assign wr__data = { \$545 , \$544 , \$543 , \$542  };
+  assign line1__data = { \$545 , \$544 , \$543 , \$542  };
+  assign row2__en = \wr__en$130 ;
+  assign \wr__addr$132  = row2__addr[6:0];
+  assign \wr__data$134  = { \$549 , \$548 , \$547 , \$546  };
+  assign row2__data = { \$549 , \$548 , \$547 , \$546  };
+  assign \line4__en$137  = \wr__en$136 ;
+  assign \wr__addr$138  = \line4__addr$139 [8:0];
+  assign \line4__data$141  = \wr__data$140 ;
+  assign membrane_out__en = \wr__en$142 ;
+  assign \wr__addr$144  = membrane_out__addr[8:0];
+  assign \wr__data$146  = { \$553 , \$552 , \$551 , \$550  };
   assign membrane_out__data = { \$553 , \$552 , \$551 , \$550  };
-  assign \wr__en$158  = \wr__en$152 ;
-  assign spikes__en = \wr__en$152 ;
-  assign \wr__addr$160  = spikes__addr[8:0];
-  assign spikes__data = \wr__data$162 ;
-  assign port__addr = \$57 [5:0];
-  assign port__data = host_wdata;
-  assign \port__addr$168  = \$66 [5:0];
-  assign \port__data$169  = host_wdata;
-  assign \port__addr$171  = \$75 [5:0];
+  assign \wr__en$148  = \wr__en$142 ;
+  assign spikes__en = \wr__en$142 ;
+  assign \wr__addr$150  = spikes__addr[8:0];
+  assign spikes__data = \wr__data$152 ;
+  assign \port__addr$155  = \$57 [5:0];
+  assign \port__data$156  = host_wdata;
+  assign \port__addr$158  = \$66 [5:0];
+  assign \port__data$159  = host_wdata;
+  assign \port__addr$161  = \$75 [5:0];
+  assign \port__data$162  = host_wdata;
+  assign \port__addr$164  = \$84 [5:0];
+  assign \port__data$165  = host_wdata;
+  assign \port__addr$167  = \$94 [2:0];
+  assign \port__data$168  = { host_wdata, staging };
+  assign \port__addr$171  = \$102 [7:0];
   assign \port__data$172  = host_wdata;
-  assign \port__addr$174  = \$84 [5:0];
-  assign \port__data$175  = host_wdata;
-  assign \port__addr$177  = \$94 [2:0];
-  assign \port__data$178  = { host_wdata, staging };
-  assign \port__addr$181  = \$102 [7:0];
-  assign \port__data$182  = host_wdata;
-  assign \port__addr$184  = \$111 [7:0];
-  assign \port__data$185  = { host_wdata, staging[31:0] };
-  assign \$signature__addr$187  = \$116 [8:0];
-  assign \$signature__addr$189  = \$121 [8:0];
+  assign \port__addr$174  = \$111 [7:0];
+  assign \port__data$175  = { host_wdata, staging[31:0] };
+  assign \port__addr$177  = \$116 [8:0];
+  assign \port__addr$179  = \$121 [8:0];
   assign attention = \event ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
@@ -6106,132 +6092,132 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \geo$19.t3  = geo[462:455];
   assign \geo$19.halos1  = geo[464:463];
   assign \geo$19.first_eoff1  = geo[480:465];
-  assign \desc$48.in_channels  = desc[15:0];
-  assign \desc$48.rank  = desc[31:16];
-  assign \desc$48.out_channels  = desc[47:32];
-  assign \desc$48.height  = desc[63:48];
-  assign \desc$48.width  = desc[79:64];
-  assign \desc$48.timesteps  = desc[87:80];
-  assign \desc$48.mode  = desc[89:88];
-  assign \desc$48.schedule  = desc[121:90];
-  assign \desc$48.pack  = desc[125:122];
-  assign \desc$48.order  = desc[126];
-  assign \desc$48.shift1  = desc[132:127];
-  assign \desc$48.shift2  = desc[138:133];
-  assign \desc$48.shift3  = desc[144:139];
-  assign \desc$48.affine_shift  = desc[150:145];
-  assign \desc$48.leak_mul  = desc[166:151];
-  assign \desc$48.leak_shift  = desc[172:167];
-  assign \desc$48.threshold  = desc[204:173];
-  assign \desc$48.round  = desc[205];
-  assign \desc$48.pool  = desc[206];
-  assign \desc$48.residual  = desc[207];
-  assign \desc$48.zero_halo  = desc[211:208];
-  assign \desc$48.in_ring_rows  = desc[227:212];
-  assign \desc$48.res_ring_rows  = desc[243:228];
-  assign \desc$48.out_ring_rows  = desc[259:244];
-  assign \desc$48.pass  = desc[261:260];
-  assign \geo$49.pack  = geo[3:0];
-  assign \geo$49.pxl  = geo[7:4];
-  assign \geo$49.pk  = geo[10:8];
-  assign \geo$49.px  = geo[13:11];
-  assign \geo$49.ng  = geo[29:14];
-  assign \geo$49.last_lanes  = geo[32:30];
-  assign \geo$49.nb  = geo[48:33];
-  assign \geo$49.rw1  = geo[64:49];
-  assign \geo$49.rw4  = geo[80:65];
-  assign \geo$49.ncc  = geo[96:81];
-  assign \geo$49.cw  = geo[112:97];
-  assign \geo$49.r3  = geo[128:113];
-  assign \geo$49.ns  = geo[144:129];
-  assign \geo$49.nch  = geo[160:145];
-  assign \geo$49.last_chunk  = geo[176:161];
-  assign \geo$49.ho  = geo[192:177];
-  assign \geo$49.wo  = geo[208:193];
-  assign \geo$49.go  = geo[224:209];
-  assign \geo$49.in_row_words  = geo[240:225];
-  assign \geo$49.out_row_words  = geo[256:241];
-  assign \geo$49.dist  = geo[272:257];
-  assign \geo$49.prev_init  = geo[288:273];
-  assign \geo$49.long_rows  = geo[289];
-  assign \geo$49.e_lo2  = geo[291:290];
-  assign \geo$49.nbe2  = geo[307:292];
-  assign \geo$49.nbg2  = geo[323:308];
-  assign \geo$49.lastg2  = geo[339:324];
-  assign \geo$49.nbg3  = geo[355:340];
-  assign \geo$49.lastg3  = geo[371:356];
-  assign \geo$49.last_cols  = geo[374:372];
-  assign \geo$49.tr1  = geo[390:375];
-  assign \geo$49.tr4  = geo[406:391];
-  assign \geo$49.t3r1  = geo[422:407];
-  assign \geo$49.ew_ng  = geo[438:423];
-  assign \geo$49.e_lo2_ng  = geo[454:439];
-  assign \geo$49.t3  = geo[462:455];
-  assign \geo$49.halos1  = geo[464:463];
-  assign \geo$49.first_eoff1  = geo[480:465];
-  assign \desc$109.in_channels  = desc[15:0];
-  assign \desc$109.rank  = desc[31:16];
-  assign \desc$109.out_channels  = desc[47:32];
-  assign \desc$109.height  = desc[63:48];
-  assign \desc$109.width  = desc[79:64];
-  assign \desc$109.timesteps  = desc[87:80];
-  assign \desc$109.mode  = desc[89:88];
-  assign \desc$109.schedule  = desc[121:90];
-  assign \desc$109.pack  = desc[125:122];
-  assign \desc$109.order  = desc[126];
-  assign \desc$109.shift1  = desc[132:127];
-  assign \desc$109.shift2  = desc[138:133];
-  assign \desc$109.shift3  = desc[144:139];
-  assign \desc$109.affine_shift  = desc[150:145];
-  assign \desc$109.leak_mul  = desc[166:151];
-  assign \desc$109.leak_shift  = desc[172:167];
-  assign \desc$109.threshold  = desc[204:173];
-  assign \desc$109.round  = desc[205];
-  assign \desc$109.pool  = desc[206];
-  assign \desc$109.residual  = desc[207];
-  assign \desc$109.zero_halo  = desc[211:208];
-  assign \desc$109.in_ring_rows  = desc[227:212];
-  assign \desc$109.res_ring_rows  = desc[243:228];
-  assign \desc$109.out_ring_rows  = desc[259:244];
-  assign \desc$109.pass  = desc[261:260];
-  assign \geo$110.pack  = geo[3:0];
-  assign \geo$110.pxl  = geo[7:4];
-  assign \geo$110.pk  = geo[10:8];
-  assign \geo$110.px  = geo[13:11];
-  assign \geo$110.ng  = geo[29:14];
-  assign \geo$110.last_lanes  = geo[32:30];
-  assign \geo$110.nb  = geo[48:33];
-  assign \geo$110.rw1  = geo[64:49];
-  assign \geo$110.rw4  = geo[80:65];
-  assign \geo$110.ncc  = geo[96:81];
-  assign \geo$110.cw  = geo[112:97];
-  assign \geo$110.r3  = geo[128:113];
-  assign \geo$110.ns  = geo[144:129];
-  assign \geo$110.nch  = geo[160:145];
-  assign \geo$110.last_chunk  = geo[176:161];
-  assign \geo$110.ho  = geo[192:177];
-  assign \geo$110.wo  = geo[208:193];
-  assign \geo$110.go  = geo[224:209];
-  assign \geo$110.in_row_words  = geo[240:225];
-  assign \geo$110.out_row_words  = geo[256:241];
-  assign \geo$110.dist  = geo[272:257];
-  assign \geo$110.prev_init  = geo[288:273];
-  assign \geo$110.long_rows  = geo[289];
-  assign \geo$110.e_lo2  = geo[291:290];
-  assign \geo$110.nbe2  = geo[307:292];
-  assign \geo$110.nbg2  = geo[323:308];
-  assign \geo$110.lastg2  = geo[339:324];
-  assign \geo$110.nbg3  = geo[355:340];
-  assign \geo$110.lastg3  = geo[371:356];
-  assign \geo$110.last_cols  = geo[374:372];
-  assign \geo$110.tr1  = geo[390:375];
-  assign \geo$110.tr4  = geo[406:391];
-  assign \geo$110.t3r1  = geo[422:407];
-  assign \geo$110.ew_ng  = geo[438:423];
-  assign \geo$110.e_lo2_ng  = geo[454:439];
-  assign \geo$110.t3  = geo[462:455];
-  assign \geo$110.halos1  = geo[464:463];
-  assign \geo$110.first_eoff1  = geo[480:465];
+  assign \desc$20.in_channels  = desc[15:0];
+  assign \desc$20.rank  = desc[31:16];
+  assign \desc$20.out_channels  = desc[47:32];
+  assign \desc$20.height  = desc[63:48];
+  assign \desc$20.width  = desc[79:64];
+  assign \desc$20.timesteps  = desc[87:80];
+  assign \desc$20.mode  = desc[89:88];
+  assign \desc$20.schedule  = desc[121:90];
+  assign \desc$20.pack  = desc[125:122];
+  assign \desc$20.order  = desc[126];
+  assign \desc$20.shift1  = desc[132:127];
+  assign \desc$20.shift2  = desc[138:133];
+  assign \desc$20.shift3  = desc[144:139];
+  assign \desc$20.affine_shift  = desc[150:145];
+  assign \desc$20.leak_mul  = desc[166:151];
+  assign \desc$20.leak_shift  = desc[172:167];
+  assign \desc$20.threshold  = desc[204:173];
+  assign \desc$20.round  = desc[205];
+  assign \desc$20.pool  = desc[206];
+  assign \desc$20.residual  = desc[207];
+  assign \desc$20.zero_halo  = desc[211:208];
+  assign \desc$20.in_ring_rows  = desc[227:212];
+  assign \desc$20.res_ring_rows  = desc[243:228];
+  assign \desc$20.out_ring_rows  = desc[259:244];
+  assign \desc$20.pass  = desc[261:260];
+  assign \geo$21.pack  = geo[3:0];
+  assign \geo$21.pxl  = geo[7:4];
+  assign \geo$21.pk  = geo[10:8];
+  assign \geo$21.px  = geo[13:11];
+  assign \geo$21.ng  = geo[29:14];
+  assign \geo$21.last_lanes  = geo[32:30];
+  assign \geo$21.nb  = geo[48:33];
+  assign \geo$21.rw1  = geo[64:49];
+  assign \geo$21.rw4  = geo[80:65];
+  assign \geo$21.ncc  = geo[96:81];
+  assign \geo$21.cw  = geo[112:97];
+  assign \geo$21.r3  = geo[128:113];
+  assign \geo$21.ns  = geo[144:129];
+  assign \geo$21.nch  = geo[160:145];
+  assign \geo$21.last_chunk  = geo[176:161];
+  assign \geo$21.ho  = geo[192:177];
+  assign \geo$21.wo  = geo[208:193];
+  assign \geo$21.go  = geo[224:209];
+  assign \geo$21.in_row_words  = geo[240:225];
+  assign \geo$21.out_row_words  = geo[256:241];
+  assign \geo$21.dist  = geo[272:257];
+  assign \geo$21.prev_init  = geo[288:273];
+  assign \geo$21.long_rows  = geo[289];
+  assign \geo$21.e_lo2  = geo[291:290];
+  assign \geo$21.nbe2  = geo[307:292];
+  assign \geo$21.nbg2  = geo[323:308];
+  assign \geo$21.lastg2  = geo[339:324];
+  assign \geo$21.nbg3  = geo[355:340];
+  assign \geo$21.lastg3  = geo[371:356];
+  assign \geo$21.last_cols  = geo[374:372];
+  assign \geo$21.tr1  = geo[390:375];
+  assign \geo$21.tr4  = geo[406:391];
+  assign \geo$21.t3r1  = geo[422:407];
+  assign \geo$21.ew_ng  = geo[438:423];
+  assign \geo$21.e_lo2_ng  = geo[454:439];
+  assign \geo$21.t3  = geo[462:455];
+  assign \geo$21.halos1  = geo[464:463];
+  assign \geo$21.first_eoff1  = geo[480:465];
+  assign \desc$22.in_channels  = desc[15:0];
+  assign \desc$22.rank  = desc[31:16];
+  assign \desc$22.out_channels  = desc[47:32];
+  assign \desc$22.height  = desc[63:48];
+  assign \desc$22.width  = desc[79:64];
+  assign \desc$22.timesteps  = desc[87:80];
+  assign \desc$22.mode  = desc[89:88];
+  assign \desc$22.schedule  = desc[121:90];
+  assign \desc$22.pack  = desc[125:122];
+  assign \desc$22.order  = desc[126];
+  assign \desc$22.shift1  = desc[132:127];
+  assign \desc$22.shift2  = desc[138:133];
+  assign \desc$22.shift3  = desc[144:139];
+  assign \desc$22.affine_shift  = desc[150:145];
+  assign \desc$22.leak_mul  = desc[166:151];
+  assign \desc$22.leak_shift  = desc[172:167];
+  assign \desc$22.threshold  = desc[204:173];
+  assign \desc$22.round  = desc[205];
+  assign \desc$22.pool  = desc[206];
+  assign \desc$22.residual  = desc[207];
+  assign \desc$22.zero_halo  = desc[211:208];
+  assign \desc$22.in_ring_rows  = desc[227:212];
+  assign \desc$22.res_ring_rows  = desc[243:228];
+  assign \desc$22.out_ring_rows  = desc[259:244];
+  assign \desc$22.pass  = desc[261:260];
+  assign \geo$23.pack  = geo[3:0];
+  assign \geo$23.pxl  = geo[7:4];
+  assign \geo$23.pk  = geo[10:8];
+  assign \geo$23.px  = geo[13:11];
+  assign \geo$23.ng  = geo[29:14];
+  assign \geo$23.last_lanes  = geo[32:30];
+  assign \geo$23.nb  = geo[48:33];
+  assign \geo$23.rw1  = geo[64:49];
+  assign \geo$23.rw4  = geo[80:65];
+  assign \geo$23.ncc  = geo[96:81];
+  assign \geo$23.cw  = geo[112:97];
+  assign \geo$23.r3  = geo[128:113];
+  assign \geo$23.ns  = geo[144:129];
+  assign \geo$23.nch  = geo[160:145];
+  assign \geo$23.last_chunk  = geo[176:161];
+  assign \geo$23.ho  = geo[192:177];
+  assign \geo$23.wo  = geo[208:193];
+  assign \geo$23.go  = geo[224:209];
+  assign \geo$23.in_row_words  = geo[240:225];
+  assign \geo$23.out_row_words  = geo[256:241];
+  assign \geo$23.dist  = geo[272:257];
+  assign \geo$23.prev_init  = geo[288:273];
+  assign \geo$23.long_rows  = geo[289];
+  assign \geo$23.e_lo2  = geo[291:290];
+  assign \geo$23.nbe2  = geo[307:292];
+  assign \geo$23.nbg2  = geo[323:308];
+  assign \geo$23.lastg2  = geo[339:324];
+  assign \geo$23.nbg3  = geo[355:340];
+  assign \geo$23.lastg3  = geo[371:356];
+  assign \geo$23.last_cols  = geo[374:372];
+  assign \geo$23.tr1  = geo[390:375];
+  assign \geo$23.tr4  = geo[406:391];
+  assign \geo$23.t3r1  = geo[422:407];
+  assign \geo$23.ew_ng  = geo[438:423];
+  assign \geo$23.e_lo2_ng  = geo[454:439];
+  assign \geo$23.t3  = geo[462:455];
+  assign \geo$23.halos1  = geo[464:463];
+  assign \geo$23.first_eoff1  = geo[480:465];
   assign \counts.c1_busy  = counts[0];
   assign \counts.c1_stall  = counts[1];
   assign \counts.c1_in_wait  = counts[2];
@@ -6240,39 +6226,39 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \counts.c1_slots  = counts[8:5];
   assign \counts.c1_adds  = counts[12:9];
   assign \counts.line1_writes  = counts[13];
-  assign \counts$254.c2_busy  = \counts$254 [0];
-  assign \counts$254.c2_stall  = \counts$254 [1];
-  assign \counts$254.adder_stall  = \counts$254 [2];
-  assign \counts$254.c3_busy  = \counts$254 [3];
-  assign \counts$254.c3_stall  = \counts$254 [4];
-  assign \counts$254.line1_reads  = \counts$254 [6:5];
-  assign \counts$254.w2_reads  = \counts$254 [7];
-  assign \counts$254.row2_reads  = \counts$254 [9:8];
-  assign \counts$254.w3_reads  = \counts$254 [10];
-  assign \counts$254.c2_macs  = \counts$254 [16:11];
-  assign \counts$254.c3_macs  = \counts$254 [22:17];
-  assign \counts$254.c2_spad_reads  = \counts$254 [24:23];
-  assign \counts$254.c2_spad_writes  = \counts$254 [26:25];
-  assign \counts$254.c3_spad_reads  = \counts$254 [28:27];
-  assign \counts$254.c3_spad_writes  = \counts$254 [30:29];
-  assign \counts$254.row2_writes  = \counts$254 [31];
-  assign \counts$254.line4_writes  = \counts$254 [32];
-  assign \counts$254.adder_busy  = \counts$254 [33];
-  assign \counts$254.adds  = \counts$254 [39:34];
-  assign \counts$255.c4_busy  = \counts$255 [0];
-  assign \counts$255.c4_stall  = \counts$255 [1];
-  assign \counts$255.lif_stall  = \counts$255 [2];
-  assign \counts$255.line4_reads  = \counts$255 [3];
-  assign \counts$255.w4_reads  = \counts$255 [4];
-  assign \counts$255.affine_reads  = \counts$255 [5];
-  assign \counts$255.residual_reads  = \counts$255 [6];
-  assign \counts$255.membrane_reads  = \counts$255 [7];
-  assign \counts$255.c4_macs  = \counts$255 [11:8];
-  assign \counts$255.membrane_writes  = \counts$255 [12];
-  assign \counts$255.spikes_writes  = \counts$255 [13];
-  assign \counts$255.lif_busy  = \counts$255 [14];
-  assign \counts$255.lif_updates  = \counts$255 [18:15];
-  assign \counts$255.spikes_out  = \counts$255 [22:19];
+  assign \counts$247.c2_busy  = \counts$247 [0];
+  assign \counts$247.c2_stall  = \counts$247 [1];
+  assign \counts$247.adder_stall  = \counts$247 [2];
+  assign \counts$247.c3_busy  = \counts$247 [3];
+  assign \counts$247.c3_stall  = \counts$247 [4];
+  assign \counts$247.line1_reads  = \counts$247 [6:5];
+  assign \counts$247.w2_reads  = \counts$247 [7];
+  assign \counts$247.row2_reads  = \counts$247 [9:8];
+  assign \counts$247.w3_reads  = \counts$247 [10];
+  assign \counts$247.c2_macs  = \counts$247 [16:11];
+  assign \counts$247.c3_macs  = \counts$247 [22:17];
+  assign \counts$247.c2_spad_reads  = \counts$247 [24:23];
+  assign \counts$247.c2_spad_writes  = \counts$247 [26:25];
+  assign \counts$247.c3_spad_reads  = \counts$247 [28:27];
+  assign \counts$247.c3_spad_writes  = \counts$247 [30:29];
+  assign \counts$247.row2_writes  = \counts$247 [31];
+  assign \counts$247.line4_writes  = \counts$247 [32];
+  assign \counts$247.adder_busy  = \counts$247 [33];
+  assign \counts$247.adds  = \counts$247 [39:34];
+  assign \counts$248.c4_busy  = \counts$248 [0];
+  assign \counts$248.c4_stall  = \counts$248 [1];
+  assign \counts$248.lif_stall  = \counts$248 [2];
+  assign \counts$248.line4_reads  = \counts$248 [3];
+  assign \counts$248.w4_reads  = \counts$248 [4];
+  assign \counts$248.affine_reads  = \counts$248 [5];
+  assign \counts$248.residual_reads  = \counts$248 [6];
+  assign \counts$248.membrane_reads  = \counts$248 [7];
+  assign \counts$248.c4_macs  = \counts$248 [11:8];
+  assign \counts$248.membrane_writes  = \counts$248 [12];
+  assign \counts$248.spikes_writes  = \counts$248 [13];
+  assign \counts$248.lif_busy  = \counts$248 [14];
+  assign \counts$248.lif_updates  = \counts$248 [18:15];
+  assign \counts$248.spikes_out  = \counts$248 [22:19];
   assign \$12  = \$11 [11:0];
   assign \$19  = \$18 [11:0];
   assign \$26  = \$25 [11:0];
@@ -6280,21 +6266,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$40  = \$39 [11:0];
   assign \$47  = { 3'h0, \$46 [11:3] };
   assign \$55  = 1'h1;
-  assign port__en = \$54 ;
+  assign \port__en$154  = \$54 ;
   assign \$57  = \$56 [11:0];
   assign \$64  = 1'h1;
-  assign \port__en$167  = \$63 ;
+  assign \port__en$157  = \$63 ;
   assign \$66  = \$65 [11:0];
   assign \$73  = 1'h1;
-  assign \port__en$170  = \$72 ;
+  assign \port__en$160  = \$72 ;
   assign \$75  = \$74 [11:0];
   assign \$82  = 1'h1;
-  assign \port__en$173  = \$81 ;
+  assign \port__en$163  = \$81 ;
   assign \$84  = \$83 [11:0];
   assign \$94  = { 3'h0, \$93 [11:3] };
   assign \$95  = host_write;
   assign \$100  = 1'h1;
-  assign \port__en$180  = \$99 ;
+  assign \port__en$170  = \$99 ;
   assign \$102  = \$101 [11:0];
   assign \$103  = host_write;
   assign \$109  = \$108 [0];
