@@ -82,12 +82,12 @@ class ClusterOneEngine(wiring.Component):
         SW = cfg.spike_word_bits
         lspc = log2(SW // P)                        # log2 of the P-channel chunks per spike word
         CWMAX = -(-cfg.limits.max_in_channels // SW)
-        ab, qb, wb = wd.accumulator, wd.activation, wd.weight
+        ab, wb = wd.accumulator, wd.weight
         d, g = self.desc, self.geo
         T, H, W, R, CIN = d.timesteps, d.height, d.width, d.rank, d.in_channels
         zt, zb, zl, zr = (d.zero_halo[i] for i in range(4))
         order = d.order
-        Px, Pk, pk, ng = g.px, g.pk, g.pack, g.ng
+        Px, ng = g.px, g.ng
         w_aligned = (W & (Px - 1)) == 0
         cnt = self.counts
 
@@ -182,8 +182,8 @@ class ClusterOneEngine(wiring.Component):
         cc1a, k1a, e1a, sl1a = Signal(RB), Signal(RB), Signal(RB), Signal(lp + 1)   # e1a: word offset
         base1a = Signal(RB)
         act1a = Signal(range(P + 1))
-        zlane1a, zlane1b = Signal(), Signal()
-        m.d.sync += [zlane1a.eq(zlane1), zlane1b.eq(zlane1a)]
+        zlane1a = Signal()
+        m.d.sync += zlane1a.eq(zlane1)
         m.d.sync += [v1a.eq(issue1), zero1a.eq(zero_row1), first1a.eq(cc1 == 0), last1a.eq(unit_end1),
                      k0_1a.eq(k1 == 0), rowend1a.eq(row_end1), cc1a.eq(cc1), k1a.eq(k1),
                      e1a.eq(eoff1), sl1a.eq(xe1 & (Px - 1)), base1a.eq(base1),
@@ -204,13 +204,35 @@ class ClusterOneEngine(wiring.Component):
         m.d.comb += [cnt.c1_slots.eq(Mux(v1a & ~zero1a, act1a, 0)),
                      cnt.c1_adds.eq(Mux(v1a & ~zero1a, sum(chunk1[l] for l in range(P)), 0))]
 
-        # ---- stage b: re-quantise, write the q1 lane(s) into line1 ---------------------------
+        v1b = self._stage_b(m, pe1.acc, dict(v=v1a, zero=zero1a, last=last1a, rowend=rowend1a, k=k1a,
+                                              e=e1a, sl=sl1a, base=base1a, zlane=zlane1a))
+        m.d.comb += self.busy.eq(run1 | v1a | v1b)
+
+        # ---- start: a new tile (last, so that it wins over the updates above) ---------------
+        with m.If(self.start):
+            m.d.sync += [run1.eq(1), o1.eq(0), i1.eq(0), sb1.eq(0), px1.eq(0), k1.eq(0), cc1.eq(0),
+                         qm3_1.eq(0), waddr1.eq(0), pix1.eq(0), in_base.eq(0), in_slot.eq(0),
+                         e1_done.eq(0), ring1.eq(0), n1.eq(0), in_seq.eq(0), ring1_base.eq(0),
+                         trw1.eq(0), need1.eq(1), eoff1.eq(g.first_eoff1)]
+        return m
+
+    def _stage_b(self, m, acc, a):
+        """Stage b: re-quantise the accumulated q1 value (``acc``) and write it into its lane
+        of the ``line1`` word (with column W's zero lane at an unaligned zero right edge);
+        ``a``: the stage-a values (registered here). Returns the stage's valid."""
+        cfg = self.config
+        P, lp = cfg.lanes, log2(cfg.lanes)
+        ab, qb = cfg.widths.accumulator, cfg.widths.activation
+        d, g, cnt, e1_done = self.desc, self.geo, self.counts, self.rows_done
+        pk, Pk = g.pack, g.pk
+        zlane1b = Signal()
         v1b, zero1b, last1b, rowend1b = Signal(), Signal(), Signal(), Signal()
         k1b, e1b, sl1b, base1b = Signal(RB), Signal(RB), Signal(lp + 1), Signal(RB)
-        m.d.sync += [v1b.eq(v1a), zero1b.eq(zero1a), last1b.eq(last1a), rowend1b.eq(rowend1a),
-                     k1b.eq(k1a), e1b.eq(e1a), sl1b.eq(sl1a), base1b.eq(base1a)]
+        m.d.sync += [v1b.eq(a["v"]), zero1b.eq(a["zero"]), last1b.eq(a["last"]),
+                     rowend1b.eq(a["rowend"]), k1b.eq(a["k"]), e1b.eq(a["e"]), sl1b.eq(a["sl"]),
+                     base1b.eq(a["base"]), zlane1b.eq(a["zlane"])]
         m.submodules.requant1 = rq1 = Requantiser(1, ab, qb)
-        m.d.comb += [rq1.i.eq(pe1.acc), rq1.shift.eq(d.shift1), rq1.rnd.eq(d["round"])]
+        m.d.comb += [rq1.i.eq(acc), rq1.shift.eq(d.shift1), rq1.rnd.eq(d["round"])]
         line1_w = self.line1
         lane1 = Signal(lp + 1)
         m.d.comb += lane1.eq((sl1b << pk) | (k1b & (Pk - 1)))
@@ -223,12 +245,4 @@ class ClusterOneEngine(wiring.Component):
         m.d.comb += cnt.line1_writes.eq(v1b & last1b & ~zero1b)
         with m.If(v1b & last1b & rowend1b):
             m.d.sync += e1_done.eq(e1_done + 1)
-        m.d.comb += self.busy.eq(run1 | v1a | v1b)
-
-        # ---- start: a new tile (last, so that it wins over the updates above) ---------------
-        with m.If(self.start):
-            m.d.sync += [run1.eq(1), o1.eq(0), i1.eq(0), sb1.eq(0), px1.eq(0), k1.eq(0), cc1.eq(0),
-                         qm3_1.eq(0), waddr1.eq(0), pix1.eq(0), in_base.eq(0), in_slot.eq(0),
-                         e1_done.eq(0), ring1.eq(0), n1.eq(0), in_seq.eq(0), ring1_base.eq(0),
-                         trw1.eq(0), need1.eq(1), eoff1.eq(g.first_eoff1)]
-        return m
+        return v1b

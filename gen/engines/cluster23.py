@@ -91,15 +91,13 @@ class ClusterTwoThreeEngine(wiring.Component):
         d_ = {name: self.desc[name] for name, _ in self.desc.shape()}
         g = self.geo
         T, H, W = d_["timesteps"], d_["height"], d_["width"]
-        rnd, pool = d_["round"], d_["pool"]
-        zt, zb, zr = d_["zero_halo"][0], d_["zero_halo"][1], d_["zero_halo"][3]
+        pool, zr = d_["pool"], d_["zero_halo"][3]
         is_stt = d_["mode"] == 0
         order = d_["order"]
-        pk, pxl, Pk, Px = g.pack, g.pxl, g.pk, g.px
-        ng, last_lanes, nb, rw1 = g.ng, g.last_lanes, g.nb, g.rw1
+        pk, Pk, Px = g.pack, g.pk, g.px
+        ng, last_lanes, nb = g.ng, g.last_lanes, g.nb
         w_aligned = (W & (Px - 1)) == 0
         last_cols = g.last_cols
-        TR1, TR4, T3R1 = g.tr1, g.tr4, g.t3r1
         e1_done, e4_rel = self.e1_rows, self.e4_released
         e2_rel, rel1 = self.released, self.released_e1_order
         e2_done, e3_done, e3_rel = Signal(RB), Signal(RB), Signal(RB)
@@ -160,56 +158,8 @@ class ClusterTwoThreeEngine(wiring.Component):
         with m.If(E3["issue"] & f3["row_end"]):
             m.d.sync += e3_rel.eq(e3_rel + 1)
 
-        # E2's memory reads
-        def slot_base(E, i):
-            """Word base of the line1 slot of window row (q + i) at timestep t: slot
-            ((q + i) mod 3) * T + t (row outer), the ring slot of row q + i modulo 3T
-            (timestep outer); times rw1."""
-            s = (E["qm3"] + i)
-            s = Mux(s >= 3, s - 3, s)
-            r = E["r1base"] + (rw1 if i == 1 else (rw1 << 1) if i == 2 else 0)
-            r = Mux(r >= T3R1, r - T3R1, r)
-            return Mux(order, r, times3(s, TR1) + E["trw"])
-
-        mac2 = E2["issue"] & ~E2["copy"]
-
-        def tap_row_outside(E):
-            """The step's tap row (0: window row q, 2: q + 2) lies outside the layer (zero halo)."""
-            return Mux(E["tap"] == 0, (E["q"] == 0) & zt, (E["q"] == H - 1) & zb)
-
-        def neighbour_offset(E):
-            """Word offset in the row of cluster 3's operand block for E's step (tap 0: the
-            block on the left, tap 2: the one on the right)."""
-            return Mux(E["tap"] == 0, E["eoff"] - ng, E["eoff"] + ng)
-
-        base2_b = slot_base(E2, 1)
-        base2_a = Mux(E2["tap"] == 0, slot_base(E2, 0), slot_base(E2, 2))
-        nboff2 = neighbour_offset(E2)
-        # a tap row outside the layer is not read (its operand is masked to zero at stage a)
-        m.d.comb += [line1_a.en.eq(mac2 & (E2["ti"] != 0) & E2["new_op"] & ~tap_row_outside(E2)),
-                     line1_a.addr.eq(base2_a + E2["eoff"] + E2["jb"]),
-                     line1_b.en.eq(E2["issue"] & (E2["copy"] | E2["new_centre"])),
-                     line1_b.addr.eq(base2_b + E2["eoff"] + Mux(E2["copy"], E2["g"], E2["jb"])),
-                     line1_c.en.eq(mac2 & ~is_stt & (E2["ti"] != 0) & E2["new_op"]),
-                     line1_c.addr.eq(base2_b + nboff2 + E2["jb"])]
-        count("line1_reads", line1_a.en + line1_b.en + line1_c.en)
-        w2_rd = self.w2
-        m.d.comb += [w2_rd.en.eq(mac2 & E2["glb_rd"]), w2_rd.addr.eq(E2["gbase"] + (E2["sl"] >> pxl))]
-        count("w2_reads", mac2 & E2["glb_rd"])
-        # E3's memory reads (STT)
-        mac3 = E3["issue"]
-        base3 = Mux(E3["seq"][0], rw1, 0)
-        nboff3 = neighbour_offset(E3)
-        m.d.comb += [row2_b.en.eq(mac3 & E3["new_centre"]),
-                     row2_b.addr.eq(base3 + E3["eoff"] + E3["jb"]),
-                     row2_c.en.eq(mac3 & (E3["ti"] != 0) & E3["new_op"]),
-                     row2_c.addr.eq(base3 + nboff3 + E3["jb"])]
-        count("row2_reads", row2_b.en + row2_c.en)
-        w3_en = Mux(is_stt, mac3 & E3["glb_rd"], mac2 & E2["glb_rd"])
-        w3_rd = self.w3
-        m.d.comb += [w3_rd.en.eq(w3_en), w3_rd.addr.eq(Mux(is_stt, E3["gbase"] + (E3["sl"] >> pxl),
-                                                           E2["gbase"] + (E2["sl"] >> pxl)))]
-        count("w3_reads", w3_en)
+        w2_rd, w3_rd = self._reads(m, E2, E3, count)
+        line1_b = self.line1_b
 
         def active_cols(e_blk, stt_halo):
             """Output columns of block ``e_blk`` (+1 indexed) a MAC step counts: columns
@@ -270,9 +220,92 @@ class ClusterTwoThreeEngine(wiring.Component):
         for pe, name in ((pe2, "c2"), (pe3, "c3")):
             count(f"{name}_spad_writes", pe.p_wr)
 
-        # results: STT q2 -> row2; PTT merge / STT cluster 3 / HTT copy -> line4
+        self._results(m, pe2, pe3, B2, B3, copy_word, e2_done, e3_done, count)
+
+        m.d.comb += self.q23_rows.eq(Mux(is_stt, e3_done, e2_done))
+        m.d.comb += self.busy.eq(E2["run"] | E3["run"] | A2["v"] | B2["v"] | A3["v"] | B3["v"])
+        for name, parts in amounts.items():
+            m.d.comb += self.counts[name].eq(sum(parts[1:], parts[0]))
+
+        # ---- start: a new tile (last, so that it wins over the updates above) ---------------
+        with m.If(self.start):
+            m.d.sync += [e2_done.eq(0), e2_rel.eq(0), e3_done.eq(0), e3_rel.eq(0), rel1.eq(0),
+                         need2.eq(3)]
+        return m
+
+    def _reads(self, m, E2, E3, count):
+        """The issue stage's memory reads: line1 (E2: tap rows, centre row, cluster 3's
+        neighbour block), w2, and for STT row2 (E3); w3 for whichever loop drives cluster 3."""
+        d_, g = self.desc, self.geo
+        H, is_stt, order = d_.height, d_.mode == 0, d_.order
+        zt, zb = d_.zero_halo[0], d_.zero_halo[1]
+        pxl, ng, rw1, TR1, T3R1 = g.pxl, g.ng, g.rw1, g.tr1, g.t3r1
+        line1_a, line1_b, line1_c = self.line1_a, self.line1_b, self.line1_c
+        row2_b, row2_c = self.row2_b, self.row2_c
+
+        def slot_base(E, i):
+            """Word base of the line1 slot of window row (q + i) at timestep t: slot
+            ((q + i) mod 3) * T + t (row outer), the ring slot of row q + i modulo 3T
+            (timestep outer); times rw1."""
+            s = (E["qm3"] + i)
+            s = Mux(s >= 3, s - 3, s)
+            r = E["r1base"] + (rw1 if i == 1 else (rw1 << 1) if i == 2 else 0)
+            r = Mux(r >= T3R1, r - T3R1, r)
+            return Mux(order, r, times3(s, TR1) + E["trw"])
+
+        mac2 = E2["issue"] & ~E2["copy"]
+
+        def tap_row_outside(E):
+            """The step's tap row (0: window row q, 2: q + 2) lies outside the layer (zero halo)."""
+            return Mux(E["tap"] == 0, (E["q"] == 0) & zt, (E["q"] == H - 1) & zb)
+
+        def neighbour_offset(E):
+            """Word offset in the row of cluster 3's operand block for E's step (tap 0: the
+            block on the left, tap 2: the one on the right)."""
+            return Mux(E["tap"] == 0, E["eoff"] - ng, E["eoff"] + ng)
+
+        base2_b = slot_base(E2, 1)
+        base2_a = Mux(E2["tap"] == 0, slot_base(E2, 0), slot_base(E2, 2))
+        nboff2 = neighbour_offset(E2)
+        # a tap row outside the layer is not read (its operand is masked to zero at stage a)
+        m.d.comb += [line1_a.en.eq(mac2 & (E2["ti"] != 0) & E2["new_op"] & ~tap_row_outside(E2)),
+                     line1_a.addr.eq(base2_a + E2["eoff"] + E2["jb"]),
+                     line1_b.en.eq(E2["issue"] & (E2["copy"] | E2["new_centre"])),
+                     line1_b.addr.eq(base2_b + E2["eoff"] + Mux(E2["copy"], E2["g"], E2["jb"])),
+                     line1_c.en.eq(mac2 & ~is_stt & (E2["ti"] != 0) & E2["new_op"]),
+                     line1_c.addr.eq(base2_b + nboff2 + E2["jb"])]
+        count("line1_reads", line1_a.en + line1_b.en + line1_c.en)
+        w2_rd = self.w2
+        m.d.comb += [w2_rd.en.eq(mac2 & E2["glb_rd"]), w2_rd.addr.eq(E2["gbase"] + (E2["sl"] >> pxl))]
+        count("w2_reads", mac2 & E2["glb_rd"])
+        # E3's memory reads (STT)
+        mac3 = E3["issue"]
+        base3 = Mux(E3["seq"][0], rw1, 0)
+        nboff3 = neighbour_offset(E3)
+        m.d.comb += [row2_b.en.eq(mac3 & E3["new_centre"]),
+                     row2_b.addr.eq(base3 + E3["eoff"] + E3["jb"]),
+                     row2_c.en.eq(mac3 & (E3["ti"] != 0) & E3["new_op"]),
+                     row2_c.addr.eq(base3 + nboff3 + E3["jb"])]
+        count("row2_reads", row2_b.en + row2_c.en)
+        w3_en = Mux(is_stt, mac3 & E3["glb_rd"], mac2 & E2["glb_rd"])
+        w3_rd = self.w3
+        m.d.comb += [w3_rd.en.eq(w3_en), w3_rd.addr.eq(Mux(is_stt, E3["gbase"] + (E3["sl"] >> pxl),
+                                                           E2["gbase"] + (E2["sl"] >> pxl)))]
+        count("w3_reads", w3_en)
+
+        return w2_rd, w3_rd
+
+    def _results(self, m, pe2, pe3, B2, B3, copy_word, e2_done, e3_done, count):
+        """Stage b's results: STT q2 -> row2; PTT merge / STT cluster 3 / HTT copy -> line4;
+        the rows written."""
+        d_, g = self.desc, self.geo
+        rnd, is_stt = d_["round"], d_.mode == 0
+        P, qb, ab = self.config.lanes, self.config.widths.activation, self.config.widths.accumulator
+        Pk, Px, ng, nb, rw1 = g.pk, g.px, g.ng, g.nb, g.rw1
+        TR4, last_lanes, last_cols = g.tr4, g.last_lanes, g.last_cols
+        d = self.desc
         m.submodules.requant2 = rq2 = Requantiser(P, ab, qb)
-        m.d.comb += [rq2.i.eq(pe2.acc), rq2.shift.eq(d_["shift2"]), rq2.rnd.eq(rnd)]
+        m.d.comb += [rq2.i.eq(pe2.acc), rq2.shift.eq(d.shift2), rq2.rnd.eq(rnd)]
         row2_w = self.row2
         m.d.comb += [row2_w.en.eq(B2["v"] & B2["final"] & is_stt),
                      row2_w.addr.eq(Mux(B2["seq"][0], rw1, 0) + B2["eoff"] + B2["g"]),
@@ -288,7 +321,7 @@ class ClusterTwoThreeEngine(wiring.Component):
         merge = B2["v"] & B2["final"] & ~B2["copy"] & ~is_stt
         m.submodules.requant3 = rq3 = Requantiser(P, ab + 1, qb)
         m.d.comb += [rq3.i.eq(Mux(is_stt, Cat(*lanes3_ext), adder.o)),
-                     rq3.shift.eq(Mux(is_stt, d_["shift3"], d_["shift3"] + 1)), rq3.rnd.eq(rnd)]
+                     rq3.shift.eq(Mux(is_stt, d.shift3, d.shift3 + 1)), rq3.rnd.eq(rnd)]
         line4_w = self.line4
 
         def base4(qm3, trw4):
@@ -310,13 +343,3 @@ class ClusterTwoThreeEngine(wiring.Component):
         with m.If(B3["v"] & B3["row_end"]):
             m.d.sync += e3_done.eq(e3_done + 1)
 
-        m.d.comb += self.q23_rows.eq(Mux(is_stt, e3_done, e2_done))
-        m.d.comb += self.busy.eq(E2["run"] | E3["run"] | A2["v"] | B2["v"] | A3["v"] | B3["v"])
-        for name, parts in amounts.items():
-            m.d.comb += self.counts[name].eq(sum(parts[1:], parts[0]))
-
-        # ---- start: a new tile (last, so that it wins over the updates above) ---------------
-        with m.If(self.start):
-            m.d.sync += [e2_done.eq(0), e2_rel.eq(0), e3_done.eq(0), e3_rel.eq(0), rel1.eq(0),
-                         need2.eq(3)]
-        return m

@@ -90,11 +90,10 @@ class ClusterFourEngine(wiring.Component):
         cfg = self.config
         wd = cfg.widths
         P, lp = cfg.lanes, log2(cfg.lanes)
-        ab, qb, mb, sb, wb = wd.accumulator, wd.activation, wd.membrane, wd.affine_scale, wd.weight
+        ab, qb, mb, wb = wd.accumulator, wd.activation, wd.membrane, wd.weight
         d, g = self.desc, self.geo
         T, H, R, COUT = d.timesteps, d.height, d.rank, d.out_channels
-        order, pool, use_res, rnd = d.order, d.pool, d.residual, d["round"]
-        is_htt = d.mode == 2
+        order, pool, use_res = d.order, d.pool, d.residual
         Px, Pk, pk, pxl, ng = g.px, g.pk, g.pack, g.pxl, g.ng
         Ho, Wo, GO, out_row_words, dist = g.ho, g.wo, g.go, g.out_row_words, g.dist
         S = Mux(pool, 2, 1)                            # q23 rows per output row
@@ -218,19 +217,42 @@ class ClusterFourEngine(wiring.Component):
         m.submodules.maxpool = mp = MaxPoolLanes(P, ab)
         m.d.comb += [mp.valid.eq(v4b & last4b), mp.first.eq(subfirst4b), mp.i.eq(pe4.acc)]
 
-        # ---- stage c: affine, residual, LIF; membrane and spike writes -----------------------
+        full4a, full4b = Signal(), Signal()      # HTT: the row's timestep is a full one
+        m.d.sync += [full4a.eq(d.schedule.bit_select(t4, 1)), full4b.eq(full4a)]
+        vc = self._stage_c(m, dict(v=v4b & grp4b, rowend=rowend4b, p=mp.o, aff=aff4b, res=res4b,
+                                   uprev=uprev4b, outidx=outidx4b, obase=obase4b, act=act4b,
+                                   full=full4b))
+        m.d.comb += self.busy.eq(run4 | v4a | v4b | vc)
+
+        # ---- start: a new tile (last, so that it wins over the updates above) ---------------
+        with m.If(self.start):
+            m.d.sync += [run4.eq(1), e4_rel.eq(0), res_seq.eq(0), out_seq.eq(0),
+                         o4.eq(0), i4.eq(0), xo4.eq(0), go4.eq(0), sub4.eq(0), k4.eq(0), m4.eq(0),
+                         ym3.eq(0), gobase4.eq(0), outidx.eq(0),
+                         out_base.eq(0), out_slot.eq(0), res_base.eq(0), res_slot.eq(0),
+                         prev_slot.eq(d.out_ring_rows - dist), prev_base.eq(g.prev_init),
+                         n4b.eq(Mux(pool, T, 0)), th4.eq(0), trw4_4.eq(0), xoff4.eq(0)]
+        return m
+
+    def _stage_c(self, m, b):
+        """Stage c: the pooled sums of a group through the affine (the timestep's class),
+        residual and LIF; membrane and spike writes into the output ring. ``b``: the stage-b
+        values (registered here). Returns the stage's valid."""
+        cfg = self.config
+        P, wd = cfg.lanes, cfg.widths
+        ab, mb, sb = wd.accumulator, wd.membrane, wd.affine_scale
+        d, cnt, out_seq = self.desc, self.counts, self.out_rows
+        is_htt, use_res, rnd = d.mode == 2, d.residual, d["round"]
         vc, rowendc = Signal(), Signal()
         pc = Signal(P * ab)
-        affc, resc, uprevc = Signal(len(aff_rd.data)), Signal(P * mb), Signal(P * mb)
+        affc, resc, uprevc = Signal(len(self.affine.data)), Signal(P * mb), Signal(P * mb)
         outidxc, obasec = Signal(RB), Signal(RB)
         tfullc = Signal()
         actc = Signal(range(P + 1))
-        m.d.sync += [vc.eq(v4b & grp4b), rowendc.eq(rowend4b), pc.eq(mp.o), affc.eq(aff4b),
-                     resc.eq(res4b), uprevc.eq(uprev4b), outidxc.eq(outidx4b), obasec.eq(obase4b),
-                     actc.eq(act4b)]
-        full4a, full4b = Signal(), Signal()      # HTT: the row's timestep is a full one
-        m.d.sync += [full4a.eq(d.schedule.bit_select(t4, 1)), full4b.eq(full4a),
-                     tfullc.eq(full4b)]
+        m.d.sync += [vc.eq(b["v"]), rowendc.eq(b["rowend"]), pc.eq(b["p"]), affc.eq(b["aff"]),
+                     resc.eq(b["res"]), uprevc.eq(b["uprev"]), outidxc.eq(b["outidx"]),
+                     obasec.eq(b["obase"]), actc.eq(b["act"])]
+        m.d.sync += tfullc.eq(b["full"])
         lane_bits = 2 * sb + mb
         cls = is_htt & ~tfullc
         scale0 = Cat(*[affc[l * lane_bits:l * lane_bits + sb] for l in range(P)])
@@ -256,14 +278,4 @@ class ClusterFourEngine(wiring.Component):
         m.d.comb += [cnt.membrane_writes.eq(vc), cnt.spikes_writes.eq(vc), cnt.lif_busy.eq(vc),
                      cnt.lif_updates.eq(Mux(vc, actc, 0)),
                      cnt.spikes_out.eq(Mux(vc, sum(spikes_masked[l] for l in range(P)), 0))]
-        m.d.comb += self.busy.eq(run4 | v4a | v4b | vc)
-
-        # ---- start: a new tile (last, so that it wins over the updates above) ---------------
-        with m.If(self.start):
-            m.d.sync += [run4.eq(1), e4_rel.eq(0), res_seq.eq(0), out_seq.eq(0),
-                         o4.eq(0), i4.eq(0), xo4.eq(0), go4.eq(0), sub4.eq(0), k4.eq(0), m4.eq(0),
-                         ym3.eq(0), gobase4.eq(0), outidx.eq(0),
-                         out_base.eq(0), out_slot.eq(0), res_base.eq(0), res_slot.eq(0),
-                         prev_slot.eq(d.out_ring_rows - dist), prev_base.eq(g.prev_init),
-                         n4b.eq(Mux(pool, T, 0)), th4.eq(0), trw4_4.eq(0), xoff4.eq(0)]
-        return m
+        return vc

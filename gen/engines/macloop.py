@@ -206,7 +206,23 @@ class MacRowLoop(wiring.Component):
         e["glb_rd"] = f["glb_w"] & (f["s_first"] | ((e["sl"] & (Px - 1)) == 0))
 
 
-        # the step's outputs
+        self._outputs(m, e, f)
+
+        # ---- start: a new tile (last, so that it wins over the updates above) ---------------
+        with m.If(self.start):
+            m.d.sync += [e[k].eq(0) for k in ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs",
+                                              "jls", "sls", "gbase", "seq", "bc", "ti", "tis", "qm3",
+                                              "boff", "r1base", "trw", "tr4", "tho", "l4b")]
+            m.d.sync += [e["goff"].eq(e_lo_ng), e["coff"].eq(ng),
+                         self.run.eq(1 if self.variant == "cluster23" else d.mode == 0)]
+        return m
+
+    def _outputs(self, m, e, f):
+        """The issuing step (``e``: counters and derived values, ``f``: its flags) on ``step``,
+        and registered into stages ``a`` and ``b``."""
+        d, g = self.desc, self.geo
+        H, zt, zb, zl, zr = d.height, d.zero_halo[0], d.zero_halo[1], d.zero_halo[2], d.zero_halo[3]
+        Px, nb = g.px, g.nb
         tap_outside = Mux(e["tap"] == 0, (e["q"] == 0) & zt, (e["q"] == H - 1) & zb)
         st = self.step
         m.d.comb += [st[k].eq(e[k]) for k in ("q", "t", "i", "seq", "qm3", "r1base", "trw", "tr4", "tho",
@@ -233,11 +249,3 @@ class MacRowLoop(wiring.Component):
         # stage b: two cycles on
         m.d.sync += [self.b[k].eq(a[k]) for k, _ in STAGE_B_LAYOUT]
 
-        # ---- start: a new tile (last, so that it wins over the updates above) ---------------
-        with m.If(self.start):
-            m.d.sync += [e[k].eq(0) for k in ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs",
-                                              "jls", "sls", "gbase", "seq", "bc", "ti", "tis", "qm3",
-                                              "boff", "r1base", "trw", "tr4", "tho", "l4b")]
-            m.d.sync += [e["goff"].eq(e_lo_ng), e["coff"].eq(ng),
-                         self.run.eq(1 if self.variant == "cluster23" else d.mode == 0)]
-        return m

@@ -14501,24 +14501,24 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   reg \$665 ;
   reg \$666 ;
   reg \$667 ;
-  reg \$668 ;
+  reg [15:0] \$668 ;
   reg [15:0] \$669 ;
   wire \$67 ;
   reg [15:0] \$670 ;
-  reg [15:0] \$671 ;
-  reg [5:0] \$672 ;
-  reg [15:0] \$673 ;
-  reg [5:0] \$674 ;
-  reg [511:0] \$675 ;
+  reg [5:0] \$671 ;
+  reg [15:0] \$672 ;
+  reg [5:0] \$673 ;
+  reg [511:0] \$674 ;
+  reg \$675 ;
   reg \$676 ;
   reg \$677 ;
   reg \$678 ;
-  reg \$679 ;
+  reg [15:0] \$679 ;
   wire \$68 ;
   reg [15:0] \$680 ;
-  reg [15:0] \$681 ;
-  reg [5:0] \$682 ;
-  reg [15:0] \$683 ;
+  reg [5:0] \$681 ;
+  reg [15:0] \$682 ;
+  reg \$683 ;
   reg [15:0] \$684 ;
   wire \$69 ;
   wire \$7 ;
@@ -14568,12 +14568,10 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   reg [15:0] \$signal$54  = 16'h0000;
   reg [15:0] \$signal$56  = 16'h0000;
   reg [15:0] \$signal$57  = 16'h0000;
-  reg \$signal$59  = 1'h0;
   reg \$signal$61  = 1'h0;
   reg \$signal$62  = 1'h0;
   reg \$signal$63  = 1'h0;
   reg [7:0] \$signal$69  = 8'h00;
-  reg \$signal$71  = 1'h0;
   reg [15:0] \$signal$74  = 16'h0000;
   reg [15:0] \$signal$75  = 16'h0000;
   reg [5:0] \$signal$76  = 6'h00;
@@ -14794,6 +14792,8 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   wire [15:0] xe1;
   wire zero_row1;
   wire zlane1;
+  reg zlane1a = 1'h0;
+  reg zlane1b = 1'h0;
   assign \$304  = issue1 & \$303 ;
   assign \$305  = desc[79:64] + geo[476:475];
   assign \$306  = zero_row1 ? 17'h00001 : \$305 ;
@@ -15154,51 +15154,51 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   always @(posedge clk)
     run <= \$660 ;
   always @(posedge clk)
-    \$signal$71  <= \$661 ;
+    zlane1a <= \$661 ;
   always @(posedge clk)
-    \$signal$59  <= \$662 ;
+    e1a_v <= \$662 ;
   always @(posedge clk)
-    e1a_v <= \$663 ;
+    e1a_zero <= \$663 ;
   always @(posedge clk)
-    e1a_zero <= \$664 ;
+    first <= \$664 ;
   always @(posedge clk)
-    first <= \$665 ;
+    e1a_last <= \$665 ;
   always @(posedge clk)
-    e1a_last <= \$666 ;
+    e1a_k0 <= \$666 ;
   always @(posedge clk)
-    e1a_k0 <= \$667 ;
+    e1a_rowend <= \$667 ;
   always @(posedge clk)
-    e1a_rowend <= \$668 ;
+    \$signal$37  <= \$668 ;
   always @(posedge clk)
-    \$signal$37  <= \$669 ;
+    \$signal$74  <= \$669 ;
   always @(posedge clk)
-    \$signal$74  <= \$670 ;
+    \$signal$75  <= \$670 ;
   always @(posedge clk)
-    \$signal$75  <= \$671 ;
+    \$signal$76  <= \$671 ;
   always @(posedge clk)
-    \$signal$76  <= \$672 ;
+    base1a <= \$672 ;
   always @(posedge clk)
-    base1a <= \$673 ;
+    act1a <= \$673 ;
   always @(posedge clk)
-    act1a <= \$674 ;
+    spike_reg <= \$674 ;
   always @(posedge clk)
-    spike_reg <= \$675 ;
+    \$signal$61  <= \$675 ;
   always @(posedge clk)
-    \$signal$61  <= \$676 ;
+    \$signal$63  <= \$676 ;
   always @(posedge clk)
-    \$signal$63  <= \$677 ;
+    \$signal$62  <= \$677 ;
   always @(posedge clk)
-    \$signal$62  <= \$678 ;
+    \$signal$78  <= \$678 ;
   always @(posedge clk)
-    \$signal$78  <= \$679 ;
+    \$signal$54  <= \$679 ;
   always @(posedge clk)
-    \$signal$54  <= \$680 ;
+    \$signal$57  <= \$680 ;
   always @(posedge clk)
-    \$signal$57  <= \$681 ;
+    \$signal$53  <= \$681 ;
   always @(posedge clk)
-    \$signal$53  <= \$682 ;
+    \$signal$56  <= \$682 ;
   always @(posedge clk)
-    \$signal$56  <= \$683 ;
+    zlane1b <= \$683 ;
   always @(posedge clk)
     rows_done <= \$684 ;
   assign \$1  = ! \$signal$2 ;
@@ -15348,131 +15348,131 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   assign \$139  = \$137  + \$138 ;
   assign \$140  = \$136 [5:0] + geo[13:8];
   assign \$141  = ! \$140 ;
-  assign \$142  = \$signal$59  & \$141 ;
+  assign \$142  = zlane1b & \$141 ;
   assign \$143  = \$142  ? 8'h00 : o;
   assign \$144  = \$136 [5:0] + geo[13:8];
   assign \$145  = \$144  == 1'h1;
-  assign \$146  = \$signal$59  & \$145 ;
+  assign \$146  = zlane1b & \$145 ;
   assign \$147  = \$146  ? 8'h00 : o;
   assign \$148  = \$136 [5:0] + geo[13:8];
   assign \$149  = \$148  == 2'h2;
-  assign \$150  = \$signal$59  & \$149 ;
+  assign \$150  = zlane1b & \$149 ;
   assign \$151  = \$150  ? 8'h00 : o;
   assign \$152  = \$136 [5:0] + geo[13:8];
   assign \$153  = \$152  == 2'h3;
-  assign \$154  = \$signal$59  & \$153 ;
+  assign \$154  = zlane1b & \$153 ;
   assign \$155  = \$154  ? 8'h00 : o;
   assign \$156  = \$136 [5:0] + geo[13:8];
   assign \$157  = \$156  == 3'h4;
-  assign \$158  = \$signal$59  & \$157 ;
+  assign \$158  = zlane1b & \$157 ;
   assign \$159  = \$158  ? 8'h00 : o;
   assign \$160  = \$136 [5:0] + geo[13:8];
   assign \$161  = \$160  == 3'h5;
-  assign \$162  = \$signal$59  & \$161 ;
+  assign \$162  = zlane1b & \$161 ;
   assign \$163  = \$162  ? 8'h00 : o;
   assign \$164  = \$136 [5:0] + geo[13:8];
   assign \$165  = \$164  == 3'h6;
-  assign \$166  = \$signal$59  & \$165 ;
+  assign \$166  = zlane1b & \$165 ;
   assign \$167  = \$166  ? 8'h00 : o;
   assign \$168  = \$136 [5:0] + geo[13:8];
   assign \$169  = \$168  == 3'h7;
-  assign \$170  = \$signal$59  & \$169 ;
+  assign \$170  = zlane1b & \$169 ;
   assign \$171  = \$170  ? 8'h00 : o;
   assign \$172  = \$136 [5:0] + geo[13:8];
   assign \$173  = \$172  == 4'h8;
-  assign \$174  = \$signal$59  & \$173 ;
+  assign \$174  = zlane1b & \$173 ;
   assign \$175  = \$174  ? 8'h00 : o;
   assign \$176  = \$136 [5:0] + geo[13:8];
   assign \$177  = \$176  == 4'h9;
-  assign \$178  = \$signal$59  & \$177 ;
+  assign \$178  = zlane1b & \$177 ;
   assign \$179  = \$178  ? 8'h00 : o;
   assign \$180  = \$136 [5:0] + geo[13:8];
   assign \$181  = \$180  == 4'ha;
-  assign \$182  = \$signal$59  & \$181 ;
+  assign \$182  = zlane1b & \$181 ;
   assign \$183  = \$182  ? 8'h00 : o;
   assign \$184  = \$136 [5:0] + geo[13:8];
   assign \$185  = \$184  == 4'hb;
-  assign \$186  = \$signal$59  & \$185 ;
+  assign \$186  = zlane1b & \$185 ;
   assign \$187  = \$186  ? 8'h00 : o;
   assign \$188  = \$136 [5:0] + geo[13:8];
   assign \$189  = \$188  == 4'hc;
-  assign \$190  = \$signal$59  & \$189 ;
+  assign \$190  = zlane1b & \$189 ;
   assign \$191  = \$190  ? 8'h00 : o;
   assign \$192  = \$136 [5:0] + geo[13:8];
   assign \$193  = \$192  == 4'hd;
-  assign \$194  = \$signal$59  & \$193 ;
+  assign \$194  = zlane1b & \$193 ;
   assign \$195  = \$194  ? 8'h00 : o;
   assign \$196  = \$136 [5:0] + geo[13:8];
   assign \$197  = \$196  == 4'he;
-  assign \$198  = \$signal$59  & \$197 ;
+  assign \$198  = zlane1b & \$197 ;
   assign \$199  = \$198  ? 8'h00 : o;
   assign \$200  = \$136 [5:0] + geo[13:8];
   assign \$201  = \$200  == 4'hf;
-  assign \$202  = \$signal$59  & \$201 ;
+  assign \$202  = zlane1b & \$201 ;
   assign \$203  = \$202  ? 8'h00 : o;
   assign \$204  = \$136 [5:0] + geo[13:8];
   assign \$205  = \$204  == 5'h10;
-  assign \$206  = \$signal$59  & \$205 ;
+  assign \$206  = zlane1b & \$205 ;
   assign \$207  = \$206  ? 8'h00 : o;
   assign \$208  = \$136 [5:0] + geo[13:8];
   assign \$209  = \$208  == 5'h11;
-  assign \$210  = \$signal$59  & \$209 ;
+  assign \$210  = zlane1b & \$209 ;
   assign \$211  = \$210  ? 8'h00 : o;
   assign \$212  = \$136 [5:0] + geo[13:8];
   assign \$213  = \$212  == 5'h12;
-  assign \$214  = \$signal$59  & \$213 ;
+  assign \$214  = zlane1b & \$213 ;
   assign \$215  = \$214  ? 8'h00 : o;
   assign \$216  = \$136 [5:0] + geo[13:8];
   assign \$217  = \$216  == 5'h13;
-  assign \$218  = \$signal$59  & \$217 ;
+  assign \$218  = zlane1b & \$217 ;
   assign \$219  = \$218  ? 8'h00 : o;
   assign \$220  = \$136 [5:0] + geo[13:8];
   assign \$221  = \$220  == 5'h14;
-  assign \$222  = \$signal$59  & \$221 ;
+  assign \$222  = zlane1b & \$221 ;
   assign \$223  = \$222  ? 8'h00 : o;
   assign \$224  = \$136 [5:0] + geo[13:8];
   assign \$225  = \$224  == 5'h15;
-  assign \$226  = \$signal$59  & \$225 ;
+  assign \$226  = zlane1b & \$225 ;
   assign \$227  = \$226  ? 8'h00 : o;
   assign \$228  = \$136 [5:0] + geo[13:8];
   assign \$229  = \$228  == 5'h16;
-  assign \$230  = \$signal$59  & \$229 ;
+  assign \$230  = zlane1b & \$229 ;
   assign \$231  = \$230  ? 8'h00 : o;
   assign \$232  = \$136 [5:0] + geo[13:8];
   assign \$233  = \$232  == 5'h17;
-  assign \$234  = \$signal$59  & \$233 ;
+  assign \$234  = zlane1b & \$233 ;
   assign \$235  = \$234  ? 8'h00 : o;
   assign \$236  = \$136 [5:0] + geo[13:8];
   assign \$237  = \$236  == 5'h18;
-  assign \$238  = \$signal$59  & \$237 ;
+  assign \$238  = zlane1b & \$237 ;
   assign \$239  = \$238  ? 8'h00 : o;
   assign \$240  = \$136 [5:0] + geo[13:8];
   assign \$241  = \$240  == 5'h19;
-  assign \$242  = \$signal$59  & \$241 ;
+  assign \$242  = zlane1b & \$241 ;
   assign \$243  = \$242  ? 8'h00 : o;
   assign \$244  = \$136 [5:0] + geo[13:8];
   assign \$245  = \$244  == 5'h1a;
-  assign \$246  = \$signal$59  & \$245 ;
+  assign \$246  = zlane1b & \$245 ;
   assign \$247  = \$246  ? 8'h00 : o;
   assign \$248  = \$136 [5:0] + geo[13:8];
   assign \$249  = \$248  == 5'h1b;
-  assign \$250  = \$signal$59  & \$249 ;
+  assign \$250  = zlane1b & \$249 ;
   assign \$251  = \$250  ? 8'h00 : o;
   assign \$252  = \$136 [5:0] + geo[13:8];
   assign \$253  = \$252  == 5'h1c;
-  assign \$254  = \$signal$59  & \$253 ;
+  assign \$254  = zlane1b & \$253 ;
   assign \$255  = \$254  ? 8'h00 : o;
   assign \$256  = \$136 [5:0] + geo[13:8];
   assign \$257  = \$256  == 5'h1d;
-  assign \$258  = \$signal$59  & \$257 ;
+  assign \$258  = zlane1b & \$257 ;
   assign \$259  = \$258  ? 8'h00 : o;
   assign \$260  = \$136 [5:0] + geo[13:8];
   assign \$261  = \$260  == 5'h1e;
-  assign \$262  = \$signal$59  & \$261 ;
+  assign \$262  = zlane1b & \$261 ;
   assign \$263  = \$262  ? 8'h00 : o;
   assign \$264  = \$136 [5:0] + geo[13:8];
   assign \$265  = \$264  == 5'h1f;
-  assign \$266  = \$signal$59  & \$265 ;
+  assign \$266  = zlane1b & \$265 ;
   assign \$267  = \$266  ? 8'h00 : o;
   assign \$268  = \$signal$61  & \$signal$62 ;
   assign \$269  = ~ \$signal$63 ;
@@ -15480,7 +15480,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   assign \$271  = 1'h1 << \$136 [5:0];
   assign \$272  = \$136 [5:0] + geo[13:8];
   assign \$273  = 1'h1 << \$272 ;
-  assign \$274  = \$signal$59  ? \$273  : 159'h0000000000000000000000000000000000000000;
+  assign \$274  = zlane1b ? \$273  : 159'h0000000000000000000000000000000000000000;
   assign \$275  = { 64'h0000000000000000, \$271  } | \$274 ;
   assign \$276  = \$signal$61  & \$signal$62 ;
   assign \$277  = ~ \$signal$63 ;
@@ -15816,177 +15816,177 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$662  = \$signal$71 ;
+    \$662  = issue1;
     if (rst) begin
       \$662  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$663  = issue1;
+    \$663  = zero_row1;
     if (rst) begin
       \$663  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$664  = zero_row1;
+    \$664  = \$608 ;
     if (rst) begin
       \$664  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$665  = \$608 ;
+    \$665  = \$612 ;
     if (rst) begin
       \$665  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$666  = \$612 ;
+    \$666  = \$613 ;
     if (rst) begin
       \$666  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$667  = \$613 ;
+    \$667  = \$626 ;
     if (rst) begin
       \$667  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$668  = \$626 ;
+    \$668  = cc1;
     if (rst) begin
-      \$668  = 1'h0;
+      \$668  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$669  = cc1;
+    \$669  = \$signal$26 ;
     if (rst) begin
       \$669  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$670  = \$signal$26 ;
+    \$670  = eoff1;
     if (rst) begin
       \$670  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$671  = eoff1;
+    \$671  = \$628 [5:0];
     if (rst) begin
-      \$671  = 16'h0000;
+      \$671  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$672  = \$628 [5:0];
+    \$672  = \$79 [15:0];
     if (rst) begin
-      \$672  = 6'h00;
+      \$672  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$673  = \$79 [15:0];
+    \$673  = \$634 [5:0];
     if (rst) begin
-      \$673  = 16'h0000;
+      \$673  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$674  = \$634 [5:0];
-    if (rst) begin
-      \$674  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$675  = spike_reg;
+    \$674  = spike_reg;
     if (\$637 ) begin
       (* full_case = 32'd1 *)
       casez (\$638 [2:0])
         3'h0:
-            \$675 [63:0] = spike_in__data;
+            \$674 [63:0] = spike_in__data;
         3'h1:
-            \$675 [127:64] = spike_in__data;
+            \$674 [127:64] = spike_in__data;
         3'h2:
-            \$675 [191:128] = spike_in__data;
+            \$674 [191:128] = spike_in__data;
         3'h3:
-            \$675 [255:192] = spike_in__data;
+            \$674 [255:192] = spike_in__data;
         3'h4:
-            \$675 [319:256] = spike_in__data;
+            \$674 [319:256] = spike_in__data;
         3'h5:
-            \$675 [383:320] = spike_in__data;
+            \$674 [383:320] = spike_in__data;
         3'h6:
-            \$675 [447:384] = spike_in__data;
+            \$674 [447:384] = spike_in__data;
         3'h7:
-            \$675 [511:448] = spike_in__data;
+            \$674 [511:448] = spike_in__data;
       endcase
     end
     if (rst) begin
-      \$675  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$674  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$676  = e1a_v;
+    \$675  = e1a_v;
+    if (rst) begin
+      \$675  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$676  = e1a_zero;
     if (rst) begin
       \$676  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$677  = e1a_zero;
+    \$677  = e1a_last;
     if (rst) begin
       \$677  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$678  = e1a_last;
+    \$678  = e1a_rowend;
     if (rst) begin
       \$678  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$679  = e1a_rowend;
+    \$679  = \$signal$74 ;
     if (rst) begin
-      \$679  = 1'h0;
+      \$679  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$680  = \$signal$74 ;
+    \$680  = \$signal$75 ;
     if (rst) begin
       \$680  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$681  = \$signal$75 ;
+    \$681  = \$signal$76 ;
     if (rst) begin
-      \$681  = 16'h0000;
+      \$681  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$682  = \$signal$76 ;
+    \$682  = base1a;
     if (rst) begin
-      \$682  = 6'h00;
+      \$682  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$683  = base1a;
+    \$683  = zlane1a;
     if (rst) begin
-      \$683  = 16'h0000;
+      \$683  = 1'h0;
     end
   end
   always @* begin
@@ -38543,16 +38543,16 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   reg [511:0] \$665 ;
   reg \$666 ;
   reg \$667 ;
-  reg [511:0] \$668 ;
-  reg [1535:0] \$669 ;
+  reg \$668 ;
+  reg \$669 ;
   wire \$67 ;
   reg [511:0] \$670 ;
-  reg [511:0] \$671 ;
-  reg [15:0] \$672 ;
-  reg [15:0] \$673 ;
-  reg [5:0] \$674 ;
-  reg \$675 ;
-  reg \$676 ;
+  reg [1535:0] \$671 ;
+  reg [511:0] \$672 ;
+  reg [511:0] \$673 ;
+  reg [15:0] \$674 ;
+  reg [15:0] \$675 ;
+  reg [5:0] \$676 ;
   reg \$677 ;
   reg [23:0] \$678 ;
   wire [15:0] \$679 ;
@@ -38723,7 +38723,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   reg [15:0] \$signal$102  = 16'h0000;
   reg [15:0] \$signal$107  = 16'h0000;
   reg [511:0] \$signal$112  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg \$signal$118  = 1'h0;
+  reg \$signal$116  = 1'h0;
   reg [1:0] \$signal$18  = 2'h0;
   reg [15:0] \$signal$2  = 16'h0000;
   reg [15:0] \$signal$23  = 16'h0000;
@@ -38891,7 +38891,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   output membrane_out__en;
   reg membrane_out__en = 1'h0;
   wire [511:0] o;
-  wire [511:0] \o$117 ;
+  wire [511:0] \o$119 ;
   reg [15:0] obase4a = 16'h0000;
   reg [15:0] obase4b = 16'h0000;
   reg [15:0] obasec = 16'h0000;
@@ -39428,8 +39428,8 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign \$611  = \$608  ? 16'h0020 : \$610 [15:0];
   assign \$612  = valid & e4a_grp;
   assign \$613  = e4a_t0 ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : membrane_in__data;
-  assign \$614  = e4b_v & e4b_grp;
-  assign \$615  = desc[121:90] >> \$1 [7:0];
+  assign \$614  = desc[121:90] >> \$1 [7:0];
+  assign \$615  = e4b_v & e4b_grp;
   assign \$616  = membrane_out__en & rowendc;
   assign \$617  = out_rows + 1'h1;
   assign \$618  = desc[259:244] - geo[281:266];
@@ -39527,27 +39527,27 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   always @(posedge clk)
     uprev4b <= \$665 ;
   always @(posedge clk)
-    membrane_out__en <= \$666 ;
+    \$signal$116  <= \$666 ;
   always @(posedge clk)
-    rowendc <= \$667 ;
+    full4b <= \$667 ;
   always @(posedge clk)
-    p <= \$668 ;
+    membrane_out__en <= \$668 ;
   always @(posedge clk)
-    \$signal$59  <= \$669 ;
+    rowendc <= \$669 ;
   always @(posedge clk)
-    residual <= \$670 ;
+    p <= \$670 ;
   always @(posedge clk)
-    u_prev <= \$671 ;
+    \$signal$59  <= \$671 ;
   always @(posedge clk)
-    \$signal$82  <= \$672 ;
+    residual <= \$672 ;
   always @(posedge clk)
-    obasec <= \$673 ;
+    u_prev <= \$673 ;
   always @(posedge clk)
-    actc <= \$674 ;
+    \$signal$82  <= \$674 ;
   always @(posedge clk)
-    \$signal$118  <= \$675 ;
+    obasec <= \$675 ;
   always @(posedge clk)
-    full4b <= \$676 ;
+    actc <= \$676 ;
   always @(posedge clk)
     tfullc <= \$677 ;
   always @(posedge clk)
@@ -39759,38 +39759,38 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     .\port$12597$0 (\$740 ),
     .\port$12753$0 (\$741 ),
     .\port$12909$0 (\$742 ),
-    .\port$15011$1040 (\$signal$59 [1055:1040]),
-    .\port$15011$1088 (\$signal$59 [1103:1088]),
-    .\port$15011$1136 (\$signal$59 [1151:1136]),
-    .\port$15011$1184 (\$signal$59 [1199:1184]),
-    .\port$15011$1232 (\$signal$59 [1247:1232]),
-    .\port$15011$128 (\$signal$59 [143:128]),
-    .\port$15011$1280 (\$signal$59 [1295:1280]),
-    .\port$15011$1328 (\$signal$59 [1343:1328]),
-    .\port$15011$1376 (\$signal$59 [1391:1376]),
-    .\port$15011$1424 (\$signal$59 [1439:1424]),
-    .\port$15011$1472 (\$signal$59 [1487:1472]),
-    .\port$15011$1520 (\$signal$59 [1535:1520]),
-    .\port$15011$176 (\$signal$59 [191:176]),
-    .\port$15011$224 (\$signal$59 [239:224]),
-    .\port$15011$272 (\$signal$59 [287:272]),
-    .\port$15011$32 (\$signal$59 [47:32]),
-    .\port$15011$320 (\$signal$59 [335:320]),
-    .\port$15011$368 (\$signal$59 [383:368]),
-    .\port$15011$416 (\$signal$59 [431:416]),
-    .\port$15011$464 (\$signal$59 [479:464]),
-    .\port$15011$512 (\$signal$59 [527:512]),
-    .\port$15011$560 (\$signal$59 [575:560]),
-    .\port$15011$608 (\$signal$59 [623:608]),
-    .\port$15011$656 (\$signal$59 [671:656]),
-    .\port$15011$704 (\$signal$59 [719:704]),
-    .\port$15011$752 (\$signal$59 [767:752]),
-    .\port$15011$80 (\$signal$59 [95:80]),
-    .\port$15011$800 (\$signal$59 [815:800]),
-    .\port$15011$848 (\$signal$59 [863:848]),
-    .\port$15011$896 (\$signal$59 [911:896]),
-    .\port$15011$944 (\$signal$59 [959:944]),
-    .\port$15011$992 (\$signal$59 [1007:992]),
+    .\port$15015$1040 (\$signal$59 [1055:1040]),
+    .\port$15015$1088 (\$signal$59 [1103:1088]),
+    .\port$15015$1136 (\$signal$59 [1151:1136]),
+    .\port$15015$1184 (\$signal$59 [1199:1184]),
+    .\port$15015$1232 (\$signal$59 [1247:1232]),
+    .\port$15015$128 (\$signal$59 [143:128]),
+    .\port$15015$1280 (\$signal$59 [1295:1280]),
+    .\port$15015$1328 (\$signal$59 [1343:1328]),
+    .\port$15015$1376 (\$signal$59 [1391:1376]),
+    .\port$15015$1424 (\$signal$59 [1439:1424]),
+    .\port$15015$1472 (\$signal$59 [1487:1472]),
+    .\port$15015$1520 (\$signal$59 [1535:1520]),
+    .\port$15015$176 (\$signal$59 [191:176]),
+    .\port$15015$224 (\$signal$59 [239:224]),
+    .\port$15015$272 (\$signal$59 [287:272]),
+    .\port$15015$32 (\$signal$59 [47:32]),
+    .\port$15015$320 (\$signal$59 [335:320]),
+    .\port$15015$368 (\$signal$59 [383:368]),
+    .\port$15015$416 (\$signal$59 [431:416]),
+    .\port$15015$464 (\$signal$59 [479:464]),
+    .\port$15015$512 (\$signal$59 [527:512]),
+    .\port$15015$560 (\$signal$59 [575:560]),
+    .\port$15015$608 (\$signal$59 [623:608]),
+    .\port$15015$656 (\$signal$59 [671:656]),
+    .\port$15015$704 (\$signal$59 [719:704]),
+    .\port$15015$752 (\$signal$59 [767:752]),
+    .\port$15015$80 (\$signal$59 [95:80]),
+    .\port$15015$800 (\$signal$59 [815:800]),
+    .\port$15015$848 (\$signal$59 [863:848]),
+    .\port$15015$896 (\$signal$59 [911:896]),
+    .\port$15015$944 (\$signal$59 [959:944]),
+    .\port$15015$992 (\$signal$59 [1007:992]),
     .\port$8073$0 (\$711 ),
     .\port$8229$0 (\$712 ),
     .\port$8385$0 (\$713 ),
@@ -40484,72 +40484,72 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$667  = e4b_rowend;
+    \$667  = \$signal$116 ;
     if (rst) begin
       \$667  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$668  = { \$710 , \$709 , \$708 , \$707 , \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679  };
+    \$668  = \$615 ;
     if (rst) begin
-      \$668  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$668  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$669  = aff4b;
+    \$669  = e4b_rowend;
     if (rst) begin
-      \$669  = 1536'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$669  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$670  = \$signal$112 ;
+    \$670  = { \$710 , \$709 , \$708 , \$707 , \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679  };
     if (rst) begin
       \$670  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$671  = uprev4b;
+    \$671  = aff4b;
     if (rst) begin
-      \$671  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$671  = 1536'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$672  = \$signal$107 ;
+    \$672  = \$signal$112 ;
     if (rst) begin
-      \$672  = 16'h0000;
+      \$672  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$673  = obase4b;
+    \$673  = uprev4b;
     if (rst) begin
-      \$673  = 16'h0000;
+      \$673  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$674  = act4b;
+    \$674  = \$signal$107 ;
     if (rst) begin
-      \$674  = 6'h00;
+      \$674  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$675  = \$615 ;
+    \$675  = obase4b;
     if (rst) begin
-      \$675  = 1'h0;
+      \$675  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$676  = \$signal$118 ;
+    \$676  = act4b;
     if (rst) begin
-      \$676  = 1'h0;
+      \$676  = 6'h00;
     end
   end
   always @* begin
@@ -40601,7 +40601,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign u = { \$774 , \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767 , \$766 , \$765 , \$764 , \$763 , \$762 , \$761 , \$760 , \$759 , \$758 , \$757 , \$756 , \$755 , \$754 , \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744 , \$743  };
   assign spikes__en = membrane_out__en;
   assign spikes__data = spikes_masked;
-  assign \o$117  = { \$710 , \$709 , \$708 , \$707 , \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679  };
+  assign \o$119  = { \$710 , \$709 , \$708 , \$707 , \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679  };
   assign line4__addr = \$91 [15:0];
   assign w4__addr = \$92 [15:0];
   assign residual__addr = \$108 [15:0];
@@ -40768,9 +40768,9 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \port$8541$0 , \port$8697$0 , \port$8853$0 , \port$9009$0 , \port$9165$0 , \port$9321$0 , \port$9477$0 , \port$9633$0 , \port$9789$0 , \port$9945$0 , \port$10101$0 , \port$10257$0 , \port$10413$0 , \port$10569$0 , \port$10725$0 , \port$10881$0 , \port$11037$0 , \port$11193$0 
-, \port$11349$0 , \port$11505$0 , \port$11661$0 , \port$11817$0 , \port$11973$0 , \port$12129$0 , \port$12285$0 , \port$12441$0 , \port$12597$0 , \port$12753$0 , \port$12909$0 , shift, rnd, use_residual, p, \port$15011$32 , \port$15011$80 , \port$15011$128 , \port$15011$176 , \port$15011$224 , \port$15011$272 
-, \port$15011$320 , \port$15011$368 , \port$15011$416 , \port$15011$464 , \port$15011$512 , \port$15011$560 , \port$15011$608 , \port$15011$656 , \port$15011$704 , \port$15011$752 , \port$15011$800 , \port$15011$848 , \port$15011$896 , \port$15011$944 , \port$15011$992 , \port$15011$1040 , \port$15011$1088 , \port$15011$1136 , \port$15011$1184 , \port$15011$1232 , \port$15011$1280 
-, \port$15011$1328 , \port$15011$1376 , \port$15011$1424 , \port$15011$1472 , \port$15011$1520 , residual, scale);
+, \port$11349$0 , \port$11505$0 , \port$11661$0 , \port$11817$0 , \port$11973$0 , \port$12129$0 , \port$12285$0 , \port$12441$0 , \port$12597$0 , \port$12753$0 , \port$12909$0 , shift, rnd, use_residual, p, \port$15015$32 , \port$15015$80 , \port$15015$128 , \port$15015$176 , \port$15015$224 , \port$15015$272 
+, \port$15015$320 , \port$15015$368 , \port$15015$416 , \port$15015$464 , \port$15015$512 , \port$15015$560 , \port$15015$608 , \port$15015$656 , \port$15015$704 , \port$15015$752 , \port$15015$800 , \port$15015$848 , \port$15015$896 , \port$15015$944 , \port$15015$992 , \port$15015$1040 , \port$15015$1088 , \port$15015$1136 , \port$15015$1184 , \port$15015$1232 , \port$15015$1280 
+, \port$15015$1328 , \port$15015$1376 , \port$15015$1424 , \port$15015$1472 , \port$15015$1520 , residual, scale);
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [31:0] \$100 ;
@@ -45805,70 +45805,70 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   wire [15:0] \port$12753$0 ;
   output [15:0] \port$12909$0 ;
   wire [15:0] \port$12909$0 ;
-  input [15:0] \port$15011$1040 ;
-  wire [15:0] \port$15011$1040 ;
-  input [15:0] \port$15011$1088 ;
-  wire [15:0] \port$15011$1088 ;
-  input [15:0] \port$15011$1136 ;
-  wire [15:0] \port$15011$1136 ;
-  input [15:0] \port$15011$1184 ;
-  wire [15:0] \port$15011$1184 ;
-  input [15:0] \port$15011$1232 ;
-  wire [15:0] \port$15011$1232 ;
-  input [15:0] \port$15011$128 ;
-  wire [15:0] \port$15011$128 ;
-  input [15:0] \port$15011$1280 ;
-  wire [15:0] \port$15011$1280 ;
-  input [15:0] \port$15011$1328 ;
-  wire [15:0] \port$15011$1328 ;
-  input [15:0] \port$15011$1376 ;
-  wire [15:0] \port$15011$1376 ;
-  input [15:0] \port$15011$1424 ;
-  wire [15:0] \port$15011$1424 ;
-  input [15:0] \port$15011$1472 ;
-  wire [15:0] \port$15011$1472 ;
-  input [15:0] \port$15011$1520 ;
-  wire [15:0] \port$15011$1520 ;
-  input [15:0] \port$15011$176 ;
-  wire [15:0] \port$15011$176 ;
-  input [15:0] \port$15011$224 ;
-  wire [15:0] \port$15011$224 ;
-  input [15:0] \port$15011$272 ;
-  wire [15:0] \port$15011$272 ;
-  input [15:0] \port$15011$32 ;
-  wire [15:0] \port$15011$32 ;
-  input [15:0] \port$15011$320 ;
-  wire [15:0] \port$15011$320 ;
-  input [15:0] \port$15011$368 ;
-  wire [15:0] \port$15011$368 ;
-  input [15:0] \port$15011$416 ;
-  wire [15:0] \port$15011$416 ;
-  input [15:0] \port$15011$464 ;
-  wire [15:0] \port$15011$464 ;
-  input [15:0] \port$15011$512 ;
-  wire [15:0] \port$15011$512 ;
-  input [15:0] \port$15011$560 ;
-  wire [15:0] \port$15011$560 ;
-  input [15:0] \port$15011$608 ;
-  wire [15:0] \port$15011$608 ;
-  input [15:0] \port$15011$656 ;
-  wire [15:0] \port$15011$656 ;
-  input [15:0] \port$15011$704 ;
-  wire [15:0] \port$15011$704 ;
-  input [15:0] \port$15011$752 ;
-  wire [15:0] \port$15011$752 ;
-  input [15:0] \port$15011$80 ;
-  wire [15:0] \port$15011$80 ;
-  input [15:0] \port$15011$800 ;
-  wire [15:0] \port$15011$800 ;
-  input [15:0] \port$15011$848 ;
-  wire [15:0] \port$15011$848 ;
-  input [15:0] \port$15011$896 ;
-  wire [15:0] \port$15011$896 ;
-  input [15:0] \port$15011$944 ;
-  wire [15:0] \port$15011$944 ;
-  input [15:0] \port$15011$992 ;
-  wire [15:0] \port$15011$992 ;
+  input [15:0] \port$15015$1040 ;
+  wire [15:0] \port$15015$1040 ;
+  input [15:0] \port$15015$1088 ;
+  wire [15:0] \port$15015$1088 ;
+  input [15:0] \port$15015$1136 ;
+  wire [15:0] \port$15015$1136 ;
+  input [15:0] \port$15015$1184 ;
+  wire [15:0] \port$15015$1184 ;
+  input [15:0] \port$15015$1232 ;
+  wire [15:0] \port$15015$1232 ;
+  input [15:0] \port$15015$128 ;
+  wire [15:0] \port$15015$128 ;
+  input [15:0] \port$15015$1280 ;
+  wire [15:0] \port$15015$1280 ;
+  input [15:0] \port$15015$1328 ;
+  wire [15:0] \port$15015$1328 ;
+  input [15:0] \port$15015$1376 ;
+  wire [15:0] \port$15015$1376 ;
+  input [15:0] \port$15015$1424 ;
+  wire [15:0] \port$15015$1424 ;
+  input [15:0] \port$15015$1472 ;
+  wire [15:0] \port$15015$1472 ;
+  input [15:0] \port$15015$1520 ;
+  wire [15:0] \port$15015$1520 ;
+  input [15:0] \port$15015$176 ;
+  wire [15:0] \port$15015$176 ;
+  input [15:0] \port$15015$224 ;
+  wire [15:0] \port$15015$224 ;
+  input [15:0] \port$15015$272 ;
+  wire [15:0] \port$15015$272 ;
+  input [15:0] \port$15015$32 ;
+  wire [15:0] \port$15015$32 ;
+  input [15:0] \port$15015$320 ;
+  wire [15:0] \port$15015$320 ;
+  input [15:0] \port$15015$368 ;
+  wire [15:0] \port$15015$368 ;
+  input [15:0] \port$15015$416 ;
+  wire [15:0] \port$15015$416 ;
+  input [15:0] \port$15015$464 ;
+  wire [15:0] \port$15015$464 ;
+  input [15:0] \port$15015$512 ;
+  wire [15:0] \port$15015$512 ;
+  input [15:0] \port$15015$560 ;
+  wire [15:0] \port$15015$560 ;
+  input [15:0] \port$15015$608 ;
+  wire [15:0] \port$15015$608 ;
+  input [15:0] \port$15015$656 ;
+  wire [15:0] \port$15015$656 ;
+  input [15:0] \port$15015$704 ;
+  wire [15:0] \port$15015$704 ;
+  input [15:0] \port$15015$752 ;
+  wire [15:0] \port$15015$752 ;
+  input [15:0] \port$15015$80 ;
+  wire [15:0] \port$15015$80 ;
+  input [15:0] \port$15015$800 ;
+  wire [15:0] \port$15015$800 ;
+  input [15:0] \port$15015$848 ;
+  wire [15:0] \port$15015$848 ;
+  input [15:0] \port$15015$896 ;
+  wire [15:0] \port$15015$896 ;
+  input [15:0] \port$15015$944 ;
+  wire [15:0] \port$15015$944 ;
+  input [15:0] \port$15015$992 ;
+  wire [15:0] \port$15015$992 ;
   output [15:0] \port$8073$0 ;
   wire [15:0] \port$8073$0 ;
   output [15:0] \port$8229$0 ;
@@ -45914,7 +45914,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$7  = $signed(\$3 ) >>> \$6 ;
   assign \$8  = $signed(\$7 ) + $signed({ 1'h0, rnd });
   assign \$10  = \$1  ? \$2  : \$9 [31:0];
-  assign \$11  = $signed(\$10 ) + $signed(\port$15011$32 );
+  assign \$11  = $signed(\$10 ) + $signed(\port$15015$32 );
   assign \$12  = $signed(\$11 ) > $signed(16'h7fff);
   assign \$13  = ! shift;
   assign \$14  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -45925,7 +45925,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$19  = $signed(\$15 ) >>> \$18 ;
   assign \$20  = $signed(\$19 ) + $signed({ 1'h0, rnd });
   assign \$22  = \$13  ? \$14  : \$21 [31:0];
-  assign \$23  = $signed(\$22 ) + $signed(\port$15011$32 );
+  assign \$23  = $signed(\$22 ) + $signed(\port$15015$32 );
   assign \$24  = $signed(\$23 ) < $signed(16'h8000);
   assign \$25  = ! shift;
   assign \$26  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -45936,7 +45936,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$31  = $signed(\$27 ) >>> \$30 ;
   assign \$32  = $signed(\$31 ) + $signed({ 1'h0, rnd });
   assign \$34  = \$25  ? \$26  : \$33 [31:0];
-  assign \$35  = $signed(\$34 ) + $signed(\port$15011$32 );
+  assign \$35  = $signed(\$34 ) + $signed(\port$15015$32 );
   assign \$36  = \$24  ? 16'h8000 : \$35 [15:0];
   assign \$37  = \$12  ? 16'h7fff : \$36 ;
   assign \$38  = $signed(\$37 ) + $signed(residual[15:0]);
@@ -45950,7 +45950,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$46  = $signed(\$42 ) >>> \$45 ;
   assign \$47  = $signed(\$46 ) + $signed({ 1'h0, rnd });
   assign \$49  = \$40  ? \$41  : \$48 [31:0];
-  assign \$50  = $signed(\$49 ) + $signed(\port$15011$32 );
+  assign \$50  = $signed(\$49 ) + $signed(\port$15015$32 );
   assign \$51  = $signed(\$50 ) > $signed(16'h7fff);
   assign \$52  = ! shift;
   assign \$53  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -45961,7 +45961,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$58  = $signed(\$54 ) >>> \$57 ;
   assign \$59  = $signed(\$58 ) + $signed({ 1'h0, rnd });
   assign \$61  = \$52  ? \$53  : \$60 [31:0];
-  assign \$62  = $signed(\$61 ) + $signed(\port$15011$32 );
+  assign \$62  = $signed(\$61 ) + $signed(\port$15015$32 );
   assign \$63  = $signed(\$62 ) < $signed(16'h8000);
   assign \$64  = ! shift;
   assign \$65  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -45972,7 +45972,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$70  = $signed(\$66 ) >>> \$69 ;
   assign \$71  = $signed(\$70 ) + $signed({ 1'h0, rnd });
   assign \$73  = \$64  ? \$65  : \$72 [31:0];
-  assign \$74  = $signed(\$73 ) + $signed(\port$15011$32 );
+  assign \$74  = $signed(\$73 ) + $signed(\port$15015$32 );
   assign \$75  = \$63  ? 16'h8000 : \$74 [15:0];
   assign \$76  = \$51  ? 16'h7fff : \$75 ;
   assign \$77  = $signed(\$76 ) + $signed(residual[15:0]);
@@ -45986,7 +45986,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$85  = $signed(\$81 ) >>> \$84 ;
   assign \$86  = $signed(\$85 ) + $signed({ 1'h0, rnd });
   assign \$88  = \$79  ? \$80  : \$87 [31:0];
-  assign \$89  = $signed(\$88 ) + $signed(\port$15011$32 );
+  assign \$89  = $signed(\$88 ) + $signed(\port$15015$32 );
   assign \$90  = $signed(\$89 ) > $signed(16'h7fff);
   assign \$91  = ! shift;
   assign \$92  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -45997,7 +45997,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$97  = $signed(\$93 ) >>> \$96 ;
   assign \$98  = $signed(\$97 ) + $signed({ 1'h0, rnd });
   assign \$100  = \$91  ? \$92  : \$99 [31:0];
-  assign \$101  = $signed(\$100 ) + $signed(\port$15011$32 );
+  assign \$101  = $signed(\$100 ) + $signed(\port$15015$32 );
   assign \$102  = $signed(\$101 ) < $signed(16'h8000);
   assign \$103  = ! shift;
   assign \$104  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -46008,7 +46008,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$109  = $signed(\$105 ) >>> \$108 ;
   assign \$110  = $signed(\$109 ) + $signed({ 1'h0, rnd });
   assign \$112  = \$103  ? \$104  : \$111 [31:0];
-  assign \$113  = $signed(\$112 ) + $signed(\port$15011$32 );
+  assign \$113  = $signed(\$112 ) + $signed(\port$15015$32 );
   assign \$114  = \$102  ? 16'h8000 : \$113 [15:0];
   assign \$115  = \$90  ? 16'h7fff : \$114 ;
   assign \$116  = $signed(\$115 ) + $signed(residual[15:0]);
@@ -46023,7 +46023,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$125  = $signed(\$121 ) >>> \$124 ;
   assign \$126  = $signed(\$125 ) + $signed({ 1'h0, rnd });
   assign \$128  = \$119  ? \$120  : \$127 [31:0];
-  assign \$129  = $signed(\$128 ) + $signed(\port$15011$32 );
+  assign \$129  = $signed(\$128 ) + $signed(\port$15015$32 );
   assign \$130  = $signed(\$129 ) > $signed(16'h7fff);
   assign \$131  = ! shift;
   assign \$132  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -46034,7 +46034,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$137  = $signed(\$133 ) >>> \$136 ;
   assign \$138  = $signed(\$137 ) + $signed({ 1'h0, rnd });
   assign \$140  = \$131  ? \$132  : \$139 [31:0];
-  assign \$141  = $signed(\$140 ) + $signed(\port$15011$32 );
+  assign \$141  = $signed(\$140 ) + $signed(\port$15015$32 );
   assign \$142  = $signed(\$141 ) < $signed(16'h8000);
   assign \$143  = ! shift;
   assign \$144  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -46045,7 +46045,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$149  = $signed(\$145 ) >>> \$148 ;
   assign \$150  = $signed(\$149 ) + $signed({ 1'h0, rnd });
   assign \$152  = \$143  ? \$144  : \$151 [31:0];
-  assign \$153  = $signed(\$152 ) + $signed(\port$15011$32 );
+  assign \$153  = $signed(\$152 ) + $signed(\port$15015$32 );
   assign \$154  = \$142  ? 16'h8000 : \$153 [15:0];
   assign \$155  = \$130  ? 16'h7fff : \$154 ;
   assign \$156  = use_residual ? \$118  : \$155 ;
@@ -46058,7 +46058,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$163  = $signed(\$159 ) >>> \$162 ;
   assign \$164  = $signed(\$163 ) + $signed({ 1'h0, rnd });
   assign \$166  = \$157  ? \$158  : \$165 [31:0];
-  assign \$167  = $signed(\$166 ) + $signed(\port$15011$80 );
+  assign \$167  = $signed(\$166 ) + $signed(\port$15015$80 );
   assign \$168  = $signed(\$167 ) > $signed(16'h7fff);
   assign \$169  = ! shift;
   assign \$170  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -46069,7 +46069,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$175  = $signed(\$171 ) >>> \$174 ;
   assign \$176  = $signed(\$175 ) + $signed({ 1'h0, rnd });
   assign \$178  = \$169  ? \$170  : \$177 [31:0];
-  assign \$179  = $signed(\$178 ) + $signed(\port$15011$80 );
+  assign \$179  = $signed(\$178 ) + $signed(\port$15015$80 );
   assign \$180  = $signed(\$179 ) < $signed(16'h8000);
   assign \$181  = ! shift;
   assign \$182  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -46080,7 +46080,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$187  = $signed(\$183 ) >>> \$186 ;
   assign \$188  = $signed(\$187 ) + $signed({ 1'h0, rnd });
   assign \$190  = \$181  ? \$182  : \$189 [31:0];
-  assign \$191  = $signed(\$190 ) + $signed(\port$15011$80 );
+  assign \$191  = $signed(\$190 ) + $signed(\port$15015$80 );
   assign \$192  = \$180  ? 16'h8000 : \$191 [15:0];
   assign \$193  = \$168  ? 16'h7fff : \$192 ;
   assign \$194  = $signed(\$193 ) + $signed(residual[31:16]);
@@ -46094,7 +46094,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$202  = $signed(\$198 ) >>> \$201 ;
   assign \$203  = $signed(\$202 ) + $signed({ 1'h0, rnd });
   assign \$205  = \$196  ? \$197  : \$204 [31:0];
-  assign \$206  = $signed(\$205 ) + $signed(\port$15011$80 );
+  assign \$206  = $signed(\$205 ) + $signed(\port$15015$80 );
   assign \$207  = $signed(\$206 ) > $signed(16'h7fff);
   assign \$208  = ! shift;
   assign \$209  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -46105,7 +46105,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$214  = $signed(\$210 ) >>> \$213 ;
   assign \$215  = $signed(\$214 ) + $signed({ 1'h0, rnd });
   assign \$217  = \$208  ? \$209  : \$216 [31:0];
-  assign \$218  = $signed(\$217 ) + $signed(\port$15011$80 );
+  assign \$218  = $signed(\$217 ) + $signed(\port$15015$80 );
   assign \$219  = $signed(\$218 ) < $signed(16'h8000);
   assign \$220  = ! shift;
   assign \$221  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -46116,7 +46116,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$226  = $signed(\$222 ) >>> \$225 ;
   assign \$227  = $signed(\$226 ) + $signed({ 1'h0, rnd });
   assign \$229  = \$220  ? \$221  : \$228 [31:0];
-  assign \$230  = $signed(\$229 ) + $signed(\port$15011$80 );
+  assign \$230  = $signed(\$229 ) + $signed(\port$15015$80 );
   assign \$231  = \$219  ? 16'h8000 : \$230 [15:0];
   assign \$232  = \$207  ? 16'h7fff : \$231 ;
   assign \$233  = $signed(\$232 ) + $signed(residual[31:16]);
@@ -46130,7 +46130,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$241  = $signed(\$237 ) >>> \$240 ;
   assign \$242  = $signed(\$241 ) + $signed({ 1'h0, rnd });
   assign \$244  = \$235  ? \$236  : \$243 [31:0];
-  assign \$245  = $signed(\$244 ) + $signed(\port$15011$80 );
+  assign \$245  = $signed(\$244 ) + $signed(\port$15015$80 );
   assign \$246  = $signed(\$245 ) > $signed(16'h7fff);
   assign \$247  = ! shift;
   assign \$248  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -46141,7 +46141,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$253  = $signed(\$249 ) >>> \$252 ;
   assign \$254  = $signed(\$253 ) + $signed({ 1'h0, rnd });
   assign \$256  = \$247  ? \$248  : \$255 [31:0];
-  assign \$257  = $signed(\$256 ) + $signed(\port$15011$80 );
+  assign \$257  = $signed(\$256 ) + $signed(\port$15015$80 );
   assign \$258  = $signed(\$257 ) < $signed(16'h8000);
   assign \$259  = ! shift;
   assign \$260  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -46152,7 +46152,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$265  = $signed(\$261 ) >>> \$264 ;
   assign \$266  = $signed(\$265 ) + $signed({ 1'h0, rnd });
   assign \$268  = \$259  ? \$260  : \$267 [31:0];
-  assign \$269  = $signed(\$268 ) + $signed(\port$15011$80 );
+  assign \$269  = $signed(\$268 ) + $signed(\port$15015$80 );
   assign \$270  = \$258  ? 16'h8000 : \$269 [15:0];
   assign \$271  = \$246  ? 16'h7fff : \$270 ;
   assign \$272  = $signed(\$271 ) + $signed(residual[31:16]);
@@ -46167,7 +46167,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$281  = $signed(\$277 ) >>> \$280 ;
   assign \$282  = $signed(\$281 ) + $signed({ 1'h0, rnd });
   assign \$284  = \$275  ? \$276  : \$283 [31:0];
-  assign \$285  = $signed(\$284 ) + $signed(\port$15011$80 );
+  assign \$285  = $signed(\$284 ) + $signed(\port$15015$80 );
   assign \$286  = $signed(\$285 ) > $signed(16'h7fff);
   assign \$287  = ! shift;
   assign \$288  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -46178,7 +46178,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$293  = $signed(\$289 ) >>> \$292 ;
   assign \$294  = $signed(\$293 ) + $signed({ 1'h0, rnd });
   assign \$296  = \$287  ? \$288  : \$295 [31:0];
-  assign \$297  = $signed(\$296 ) + $signed(\port$15011$80 );
+  assign \$297  = $signed(\$296 ) + $signed(\port$15015$80 );
   assign \$298  = $signed(\$297 ) < $signed(16'h8000);
   assign \$299  = ! shift;
   assign \$300  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -46189,7 +46189,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$305  = $signed(\$301 ) >>> \$304 ;
   assign \$306  = $signed(\$305 ) + $signed({ 1'h0, rnd });
   assign \$308  = \$299  ? \$300  : \$307 [31:0];
-  assign \$309  = $signed(\$308 ) + $signed(\port$15011$80 );
+  assign \$309  = $signed(\$308 ) + $signed(\port$15015$80 );
   assign \$310  = \$298  ? 16'h8000 : \$309 [15:0];
   assign \$311  = \$286  ? 16'h7fff : \$310 ;
   assign \$312  = use_residual ? \$274  : \$311 ;
@@ -46202,7 +46202,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$319  = $signed(\$315 ) >>> \$318 ;
   assign \$320  = $signed(\$319 ) + $signed({ 1'h0, rnd });
   assign \$322  = \$313  ? \$314  : \$321 [31:0];
-  assign \$323  = $signed(\$322 ) + $signed(\port$15011$128 );
+  assign \$323  = $signed(\$322 ) + $signed(\port$15015$128 );
   assign \$324  = $signed(\$323 ) > $signed(16'h7fff);
   assign \$325  = ! shift;
   assign \$326  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -46213,7 +46213,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$331  = $signed(\$327 ) >>> \$330 ;
   assign \$332  = $signed(\$331 ) + $signed({ 1'h0, rnd });
   assign \$334  = \$325  ? \$326  : \$333 [31:0];
-  assign \$335  = $signed(\$334 ) + $signed(\port$15011$128 );
+  assign \$335  = $signed(\$334 ) + $signed(\port$15015$128 );
   assign \$336  = $signed(\$335 ) < $signed(16'h8000);
   assign \$337  = ! shift;
   assign \$338  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -46224,7 +46224,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$343  = $signed(\$339 ) >>> \$342 ;
   assign \$344  = $signed(\$343 ) + $signed({ 1'h0, rnd });
   assign \$346  = \$337  ? \$338  : \$345 [31:0];
-  assign \$347  = $signed(\$346 ) + $signed(\port$15011$128 );
+  assign \$347  = $signed(\$346 ) + $signed(\port$15015$128 );
   assign \$348  = \$336  ? 16'h8000 : \$347 [15:0];
   assign \$349  = \$324  ? 16'h7fff : \$348 ;
   assign \$350  = $signed(\$349 ) + $signed(residual[47:32]);
@@ -46238,7 +46238,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$358  = $signed(\$354 ) >>> \$357 ;
   assign \$359  = $signed(\$358 ) + $signed({ 1'h0, rnd });
   assign \$361  = \$352  ? \$353  : \$360 [31:0];
-  assign \$362  = $signed(\$361 ) + $signed(\port$15011$128 );
+  assign \$362  = $signed(\$361 ) + $signed(\port$15015$128 );
   assign \$363  = $signed(\$362 ) > $signed(16'h7fff);
   assign \$364  = ! shift;
   assign \$365  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -46249,7 +46249,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$370  = $signed(\$366 ) >>> \$369 ;
   assign \$371  = $signed(\$370 ) + $signed({ 1'h0, rnd });
   assign \$373  = \$364  ? \$365  : \$372 [31:0];
-  assign \$374  = $signed(\$373 ) + $signed(\port$15011$128 );
+  assign \$374  = $signed(\$373 ) + $signed(\port$15015$128 );
   assign \$375  = $signed(\$374 ) < $signed(16'h8000);
   assign \$376  = ! shift;
   assign \$377  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -46260,7 +46260,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$382  = $signed(\$378 ) >>> \$381 ;
   assign \$383  = $signed(\$382 ) + $signed({ 1'h0, rnd });
   assign \$385  = \$376  ? \$377  : \$384 [31:0];
-  assign \$386  = $signed(\$385 ) + $signed(\port$15011$128 );
+  assign \$386  = $signed(\$385 ) + $signed(\port$15015$128 );
   assign \$387  = \$375  ? 16'h8000 : \$386 [15:0];
   assign \$388  = \$363  ? 16'h7fff : \$387 ;
   assign \$389  = $signed(\$388 ) + $signed(residual[47:32]);
@@ -46274,7 +46274,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$397  = $signed(\$393 ) >>> \$396 ;
   assign \$398  = $signed(\$397 ) + $signed({ 1'h0, rnd });
   assign \$400  = \$391  ? \$392  : \$399 [31:0];
-  assign \$401  = $signed(\$400 ) + $signed(\port$15011$128 );
+  assign \$401  = $signed(\$400 ) + $signed(\port$15015$128 );
   assign \$402  = $signed(\$401 ) > $signed(16'h7fff);
   assign \$403  = ! shift;
   assign \$404  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -46285,7 +46285,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$409  = $signed(\$405 ) >>> \$408 ;
   assign \$410  = $signed(\$409 ) + $signed({ 1'h0, rnd });
   assign \$412  = \$403  ? \$404  : \$411 [31:0];
-  assign \$413  = $signed(\$412 ) + $signed(\port$15011$128 );
+  assign \$413  = $signed(\$412 ) + $signed(\port$15015$128 );
   assign \$414  = $signed(\$413 ) < $signed(16'h8000);
   assign \$415  = ! shift;
   assign \$416  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -46296,7 +46296,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$421  = $signed(\$417 ) >>> \$420 ;
   assign \$422  = $signed(\$421 ) + $signed({ 1'h0, rnd });
   assign \$424  = \$415  ? \$416  : \$423 [31:0];
-  assign \$425  = $signed(\$424 ) + $signed(\port$15011$128 );
+  assign \$425  = $signed(\$424 ) + $signed(\port$15015$128 );
   assign \$426  = \$414  ? 16'h8000 : \$425 [15:0];
   assign \$427  = \$402  ? 16'h7fff : \$426 ;
   assign \$428  = $signed(\$427 ) + $signed(residual[47:32]);
@@ -46311,7 +46311,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$437  = $signed(\$433 ) >>> \$436 ;
   assign \$438  = $signed(\$437 ) + $signed({ 1'h0, rnd });
   assign \$440  = \$431  ? \$432  : \$439 [31:0];
-  assign \$441  = $signed(\$440 ) + $signed(\port$15011$128 );
+  assign \$441  = $signed(\$440 ) + $signed(\port$15015$128 );
   assign \$442  = $signed(\$441 ) > $signed(16'h7fff);
   assign \$443  = ! shift;
   assign \$444  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -46322,7 +46322,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$449  = $signed(\$445 ) >>> \$448 ;
   assign \$450  = $signed(\$449 ) + $signed({ 1'h0, rnd });
   assign \$452  = \$443  ? \$444  : \$451 [31:0];
-  assign \$453  = $signed(\$452 ) + $signed(\port$15011$128 );
+  assign \$453  = $signed(\$452 ) + $signed(\port$15015$128 );
   assign \$454  = $signed(\$453 ) < $signed(16'h8000);
   assign \$455  = ! shift;
   assign \$456  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -46333,7 +46333,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$461  = $signed(\$457 ) >>> \$460 ;
   assign \$462  = $signed(\$461 ) + $signed({ 1'h0, rnd });
   assign \$464  = \$455  ? \$456  : \$463 [31:0];
-  assign \$465  = $signed(\$464 ) + $signed(\port$15011$128 );
+  assign \$465  = $signed(\$464 ) + $signed(\port$15015$128 );
   assign \$466  = \$454  ? 16'h8000 : \$465 [15:0];
   assign \$467  = \$442  ? 16'h7fff : \$466 ;
   assign \$468  = use_residual ? \$430  : \$467 ;
@@ -46346,7 +46346,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$475  = $signed(\$471 ) >>> \$474 ;
   assign \$476  = $signed(\$475 ) + $signed({ 1'h0, rnd });
   assign \$478  = \$469  ? \$470  : \$477 [31:0];
-  assign \$479  = $signed(\$478 ) + $signed(\port$15011$176 );
+  assign \$479  = $signed(\$478 ) + $signed(\port$15015$176 );
   assign \$480  = $signed(\$479 ) > $signed(16'h7fff);
   assign \$481  = ! shift;
   assign \$482  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -46357,7 +46357,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$487  = $signed(\$483 ) >>> \$486 ;
   assign \$488  = $signed(\$487 ) + $signed({ 1'h0, rnd });
   assign \$490  = \$481  ? \$482  : \$489 [31:0];
-  assign \$491  = $signed(\$490 ) + $signed(\port$15011$176 );
+  assign \$491  = $signed(\$490 ) + $signed(\port$15015$176 );
   assign \$492  = $signed(\$491 ) < $signed(16'h8000);
   assign \$493  = ! shift;
   assign \$494  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -46368,7 +46368,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$499  = $signed(\$495 ) >>> \$498 ;
   assign \$500  = $signed(\$499 ) + $signed({ 1'h0, rnd });
   assign \$502  = \$493  ? \$494  : \$501 [31:0];
-  assign \$503  = $signed(\$502 ) + $signed(\port$15011$176 );
+  assign \$503  = $signed(\$502 ) + $signed(\port$15015$176 );
   assign \$504  = \$492  ? 16'h8000 : \$503 [15:0];
   assign \$505  = \$480  ? 16'h7fff : \$504 ;
   assign \$506  = $signed(\$505 ) + $signed(residual[63:48]);
@@ -46382,7 +46382,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$514  = $signed(\$510 ) >>> \$513 ;
   assign \$515  = $signed(\$514 ) + $signed({ 1'h0, rnd });
   assign \$517  = \$508  ? \$509  : \$516 [31:0];
-  assign \$518  = $signed(\$517 ) + $signed(\port$15011$176 );
+  assign \$518  = $signed(\$517 ) + $signed(\port$15015$176 );
   assign \$519  = $signed(\$518 ) > $signed(16'h7fff);
   assign \$520  = ! shift;
   assign \$521  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -46393,7 +46393,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$526  = $signed(\$522 ) >>> \$525 ;
   assign \$527  = $signed(\$526 ) + $signed({ 1'h0, rnd });
   assign \$529  = \$520  ? \$521  : \$528 [31:0];
-  assign \$530  = $signed(\$529 ) + $signed(\port$15011$176 );
+  assign \$530  = $signed(\$529 ) + $signed(\port$15015$176 );
   assign \$531  = $signed(\$530 ) < $signed(16'h8000);
   assign \$532  = ! shift;
   assign \$533  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -46404,7 +46404,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$538  = $signed(\$534 ) >>> \$537 ;
   assign \$539  = $signed(\$538 ) + $signed({ 1'h0, rnd });
   assign \$541  = \$532  ? \$533  : \$540 [31:0];
-  assign \$542  = $signed(\$541 ) + $signed(\port$15011$176 );
+  assign \$542  = $signed(\$541 ) + $signed(\port$15015$176 );
   assign \$543  = \$531  ? 16'h8000 : \$542 [15:0];
   assign \$544  = \$519  ? 16'h7fff : \$543 ;
   assign \$545  = $signed(\$544 ) + $signed(residual[63:48]);
@@ -46418,7 +46418,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$553  = $signed(\$549 ) >>> \$552 ;
   assign \$554  = $signed(\$553 ) + $signed({ 1'h0, rnd });
   assign \$556  = \$547  ? \$548  : \$555 [31:0];
-  assign \$557  = $signed(\$556 ) + $signed(\port$15011$176 );
+  assign \$557  = $signed(\$556 ) + $signed(\port$15015$176 );
   assign \$558  = $signed(\$557 ) > $signed(16'h7fff);
   assign \$559  = ! shift;
   assign \$560  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -46429,7 +46429,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$565  = $signed(\$561 ) >>> \$564 ;
   assign \$566  = $signed(\$565 ) + $signed({ 1'h0, rnd });
   assign \$568  = \$559  ? \$560  : \$567 [31:0];
-  assign \$569  = $signed(\$568 ) + $signed(\port$15011$176 );
+  assign \$569  = $signed(\$568 ) + $signed(\port$15015$176 );
   assign \$570  = $signed(\$569 ) < $signed(16'h8000);
   assign \$571  = ! shift;
   assign \$572  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -46440,7 +46440,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$577  = $signed(\$573 ) >>> \$576 ;
   assign \$578  = $signed(\$577 ) + $signed({ 1'h0, rnd });
   assign \$580  = \$571  ? \$572  : \$579 [31:0];
-  assign \$581  = $signed(\$580 ) + $signed(\port$15011$176 );
+  assign \$581  = $signed(\$580 ) + $signed(\port$15015$176 );
   assign \$582  = \$570  ? 16'h8000 : \$581 [15:0];
   assign \$583  = \$558  ? 16'h7fff : \$582 ;
   assign \$584  = $signed(\$583 ) + $signed(residual[63:48]);
@@ -46455,7 +46455,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$593  = $signed(\$589 ) >>> \$592 ;
   assign \$594  = $signed(\$593 ) + $signed({ 1'h0, rnd });
   assign \$596  = \$587  ? \$588  : \$595 [31:0];
-  assign \$597  = $signed(\$596 ) + $signed(\port$15011$176 );
+  assign \$597  = $signed(\$596 ) + $signed(\port$15015$176 );
   assign \$598  = $signed(\$597 ) > $signed(16'h7fff);
   assign \$599  = ! shift;
   assign \$600  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -46466,7 +46466,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$605  = $signed(\$601 ) >>> \$604 ;
   assign \$606  = $signed(\$605 ) + $signed({ 1'h0, rnd });
   assign \$608  = \$599  ? \$600  : \$607 [31:0];
-  assign \$609  = $signed(\$608 ) + $signed(\port$15011$176 );
+  assign \$609  = $signed(\$608 ) + $signed(\port$15015$176 );
   assign \$610  = $signed(\$609 ) < $signed(16'h8000);
   assign \$611  = ! shift;
   assign \$612  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -46477,7 +46477,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$617  = $signed(\$613 ) >>> \$616 ;
   assign \$618  = $signed(\$617 ) + $signed({ 1'h0, rnd });
   assign \$620  = \$611  ? \$612  : \$619 [31:0];
-  assign \$621  = $signed(\$620 ) + $signed(\port$15011$176 );
+  assign \$621  = $signed(\$620 ) + $signed(\port$15015$176 );
   assign \$622  = \$610  ? 16'h8000 : \$621 [15:0];
   assign \$623  = \$598  ? 16'h7fff : \$622 ;
   assign \$624  = use_residual ? \$586  : \$623 ;
@@ -46490,7 +46490,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$631  = $signed(\$627 ) >>> \$630 ;
   assign \$632  = $signed(\$631 ) + $signed({ 1'h0, rnd });
   assign \$634  = \$625  ? \$626  : \$633 [31:0];
-  assign \$635  = $signed(\$634 ) + $signed(\port$15011$224 );
+  assign \$635  = $signed(\$634 ) + $signed(\port$15015$224 );
   assign \$636  = $signed(\$635 ) > $signed(16'h7fff);
   assign \$637  = ! shift;
   assign \$638  = $signed(p[79:64]) * $signed(scale[79:64]);
@@ -46501,7 +46501,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$643  = $signed(\$639 ) >>> \$642 ;
   assign \$644  = $signed(\$643 ) + $signed({ 1'h0, rnd });
   assign \$646  = \$637  ? \$638  : \$645 [31:0];
-  assign \$647  = $signed(\$646 ) + $signed(\port$15011$224 );
+  assign \$647  = $signed(\$646 ) + $signed(\port$15015$224 );
   assign \$648  = $signed(\$647 ) < $signed(16'h8000);
   assign \$649  = ! shift;
   assign \$650  = $signed(p[79:64]) * $signed(scale[79:64]);
@@ -46512,7 +46512,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$655  = $signed(\$651 ) >>> \$654 ;
   assign \$656  = $signed(\$655 ) + $signed({ 1'h0, rnd });
   assign \$658  = \$649  ? \$650  : \$657 [31:0];
-  assign \$659  = $signed(\$658 ) + $signed(\port$15011$224 );
+  assign \$659  = $signed(\$658 ) + $signed(\port$15015$224 );
   assign \$660  = \$648  ? 16'h8000 : \$659 [15:0];
   assign \$661  = \$636  ? 16'h7fff : \$660 ;
   assign \$662  = $signed(\$661 ) + $signed(residual[79:64]);
@@ -46526,7 +46526,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$670  = $signed(\$666 ) >>> \$669 ;
   assign \$671  = $signed(\$670 ) + $signed({ 1'h0, rnd });
   assign \$673  = \$664  ? \$665  : \$672 [31:0];
-  assign \$674  = $signed(\$673 ) + $signed(\port$15011$224 );
+  assign \$674  = $signed(\$673 ) + $signed(\port$15015$224 );
   assign \$675  = $signed(\$674 ) > $signed(16'h7fff);
   assign \$676  = ! shift;
   assign \$677  = $signed(p[79:64]) * $signed(scale[79:64]);
@@ -46537,7 +46537,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$682  = $signed(\$678 ) >>> \$681 ;
   assign \$683  = $signed(\$682 ) + $signed({ 1'h0, rnd });
   assign \$685  = \$676  ? \$677  : \$684 [31:0];
-  assign \$686  = $signed(\$685 ) + $signed(\port$15011$224 );
+  assign \$686  = $signed(\$685 ) + $signed(\port$15015$224 );
   assign \$687  = $signed(\$686 ) < $signed(16'h8000);
   assign \$688  = ! shift;
   assign \$689  = $signed(p[79:64]) * $signed(scale[79:64]);
@@ -46548,7 +46548,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$694  = $signed(\$690 ) >>> \$693 ;
   assign \$695  = $signed(\$694 ) + $signed({ 1'h0, rnd });
   assign \$697  = \$688  ? \$689  : \$696 [31:0];
-  assign \$698  = $signed(\$697 ) + $signed(\port$15011$224 );
+  assign \$698  = $signed(\$697 ) + $signed(\port$15015$224 );
   assign \$699  = \$687  ? 16'h8000 : \$698 [15:0];
   assign \$700  = \$675  ? 16'h7fff : \$699 ;
   assign \$701  = $signed(\$700 ) + $signed(residual[79:64]);
@@ -46562,7 +46562,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$709  = $signed(\$705 ) >>> \$708 ;
   assign \$710  = $signed(\$709 ) + $signed({ 1'h0, rnd });
   assign \$712  = \$703  ? \$704  : \$711 [31:0];
-  assign \$713  = $signed(\$712 ) + $signed(\port$15011$224 );
+  assign \$713  = $signed(\$712 ) + $signed(\port$15015$224 );
   assign \$714  = $signed(\$713 ) > $signed(16'h7fff);
   assign \$715  = ! shift;
   assign \$716  = $signed(p[79:64]) * $signed(scale[79:64]);
@@ -46573,7 +46573,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$721  = $signed(\$717 ) >>> \$720 ;
   assign \$722  = $signed(\$721 ) + $signed({ 1'h0, rnd });
   assign \$724  = \$715  ? \$716  : \$723 [31:0];
-  assign \$725  = $signed(\$724 ) + $signed(\port$15011$224 );
+  assign \$725  = $signed(\$724 ) + $signed(\port$15015$224 );
   assign \$726  = $signed(\$725 ) < $signed(16'h8000);
   assign \$727  = ! shift;
   assign \$728  = $signed(p[79:64]) * $signed(scale[79:64]);
@@ -46584,7 +46584,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$733  = $signed(\$729 ) >>> \$732 ;
   assign \$734  = $signed(\$733 ) + $signed({ 1'h0, rnd });
   assign \$736  = \$727  ? \$728  : \$735 [31:0];
-  assign \$737  = $signed(\$736 ) + $signed(\port$15011$224 );
+  assign \$737  = $signed(\$736 ) + $signed(\port$15015$224 );
   assign \$738  = \$726  ? 16'h8000 : \$737 [15:0];
   assign \$739  = \$714  ? 16'h7fff : \$738 ;
   assign \$740  = $signed(\$739 ) + $signed(residual[79:64]);
@@ -46599,7 +46599,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$749  = $signed(\$745 ) >>> \$748 ;
   assign \$750  = $signed(\$749 ) + $signed({ 1'h0, rnd });
   assign \$752  = \$743  ? \$744  : \$751 [31:0];
-  assign \$753  = $signed(\$752 ) + $signed(\port$15011$224 );
+  assign \$753  = $signed(\$752 ) + $signed(\port$15015$224 );
   assign \$754  = $signed(\$753 ) > $signed(16'h7fff);
   assign \$755  = ! shift;
   assign \$756  = $signed(p[79:64]) * $signed(scale[79:64]);
@@ -46610,7 +46610,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$761  = $signed(\$757 ) >>> \$760 ;
   assign \$762  = $signed(\$761 ) + $signed({ 1'h0, rnd });
   assign \$764  = \$755  ? \$756  : \$763 [31:0];
-  assign \$765  = $signed(\$764 ) + $signed(\port$15011$224 );
+  assign \$765  = $signed(\$764 ) + $signed(\port$15015$224 );
   assign \$766  = $signed(\$765 ) < $signed(16'h8000);
   assign \$767  = ! shift;
   assign \$768  = $signed(p[79:64]) * $signed(scale[79:64]);
@@ -46621,7 +46621,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$773  = $signed(\$769 ) >>> \$772 ;
   assign \$774  = $signed(\$773 ) + $signed({ 1'h0, rnd });
   assign \$776  = \$767  ? \$768  : \$775 [31:0];
-  assign \$777  = $signed(\$776 ) + $signed(\port$15011$224 );
+  assign \$777  = $signed(\$776 ) + $signed(\port$15015$224 );
   assign \$778  = \$766  ? 16'h8000 : \$777 [15:0];
   assign \$779  = \$754  ? 16'h7fff : \$778 ;
   assign \$780  = use_residual ? \$742  : \$779 ;
@@ -46634,7 +46634,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$787  = $signed(\$783 ) >>> \$786 ;
   assign \$788  = $signed(\$787 ) + $signed({ 1'h0, rnd });
   assign \$790  = \$781  ? \$782  : \$789 [31:0];
-  assign \$791  = $signed(\$790 ) + $signed(\port$15011$272 );
+  assign \$791  = $signed(\$790 ) + $signed(\port$15015$272 );
   assign \$792  = $signed(\$791 ) > $signed(16'h7fff);
   assign \$793  = ! shift;
   assign \$794  = $signed(p[95:80]) * $signed(scale[95:80]);
@@ -46645,7 +46645,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$799  = $signed(\$795 ) >>> \$798 ;
   assign \$800  = $signed(\$799 ) + $signed({ 1'h0, rnd });
   assign \$802  = \$793  ? \$794  : \$801 [31:0];
-  assign \$803  = $signed(\$802 ) + $signed(\port$15011$272 );
+  assign \$803  = $signed(\$802 ) + $signed(\port$15015$272 );
   assign \$804  = $signed(\$803 ) < $signed(16'h8000);
   assign \$805  = ! shift;
   assign \$806  = $signed(p[95:80]) * $signed(scale[95:80]);
@@ -46656,7 +46656,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$811  = $signed(\$807 ) >>> \$810 ;
   assign \$812  = $signed(\$811 ) + $signed({ 1'h0, rnd });
   assign \$814  = \$805  ? \$806  : \$813 [31:0];
-  assign \$815  = $signed(\$814 ) + $signed(\port$15011$272 );
+  assign \$815  = $signed(\$814 ) + $signed(\port$15015$272 );
   assign \$816  = \$804  ? 16'h8000 : \$815 [15:0];
   assign \$817  = \$792  ? 16'h7fff : \$816 ;
   assign \$818  = $signed(\$817 ) + $signed(residual[95:80]);
@@ -46670,7 +46670,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$826  = $signed(\$822 ) >>> \$825 ;
   assign \$827  = $signed(\$826 ) + $signed({ 1'h0, rnd });
   assign \$829  = \$820  ? \$821  : \$828 [31:0];
-  assign \$830  = $signed(\$829 ) + $signed(\port$15011$272 );
+  assign \$830  = $signed(\$829 ) + $signed(\port$15015$272 );
   assign \$831  = $signed(\$830 ) > $signed(16'h7fff);
   assign \$832  = ! shift;
   assign \$833  = $signed(p[95:80]) * $signed(scale[95:80]);
@@ -46681,7 +46681,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$838  = $signed(\$834 ) >>> \$837 ;
   assign \$839  = $signed(\$838 ) + $signed({ 1'h0, rnd });
   assign \$841  = \$832  ? \$833  : \$840 [31:0];
-  assign \$842  = $signed(\$841 ) + $signed(\port$15011$272 );
+  assign \$842  = $signed(\$841 ) + $signed(\port$15015$272 );
   assign \$843  = $signed(\$842 ) < $signed(16'h8000);
   assign \$844  = ! shift;
   assign \$845  = $signed(p[95:80]) * $signed(scale[95:80]);
@@ -46692,7 +46692,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$850  = $signed(\$846 ) >>> \$849 ;
   assign \$851  = $signed(\$850 ) + $signed({ 1'h0, rnd });
   assign \$853  = \$844  ? \$845  : \$852 [31:0];
-  assign \$854  = $signed(\$853 ) + $signed(\port$15011$272 );
+  assign \$854  = $signed(\$853 ) + $signed(\port$15015$272 );
   assign \$855  = \$843  ? 16'h8000 : \$854 [15:0];
   assign \$856  = \$831  ? 16'h7fff : \$855 ;
   assign \$857  = $signed(\$856 ) + $signed(residual[95:80]);
@@ -46706,7 +46706,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$865  = $signed(\$861 ) >>> \$864 ;
   assign \$866  = $signed(\$865 ) + $signed({ 1'h0, rnd });
   assign \$868  = \$859  ? \$860  : \$867 [31:0];
-  assign \$869  = $signed(\$868 ) + $signed(\port$15011$272 );
+  assign \$869  = $signed(\$868 ) + $signed(\port$15015$272 );
   assign \$870  = $signed(\$869 ) > $signed(16'h7fff);
   assign \$871  = ! shift;
   assign \$872  = $signed(p[95:80]) * $signed(scale[95:80]);
@@ -46717,7 +46717,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$877  = $signed(\$873 ) >>> \$876 ;
   assign \$878  = $signed(\$877 ) + $signed({ 1'h0, rnd });
   assign \$880  = \$871  ? \$872  : \$879 [31:0];
-  assign \$881  = $signed(\$880 ) + $signed(\port$15011$272 );
+  assign \$881  = $signed(\$880 ) + $signed(\port$15015$272 );
   assign \$882  = $signed(\$881 ) < $signed(16'h8000);
   assign \$883  = ! shift;
   assign \$884  = $signed(p[95:80]) * $signed(scale[95:80]);
@@ -46728,7 +46728,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$889  = $signed(\$885 ) >>> \$888 ;
   assign \$890  = $signed(\$889 ) + $signed({ 1'h0, rnd });
   assign \$892  = \$883  ? \$884  : \$891 [31:0];
-  assign \$893  = $signed(\$892 ) + $signed(\port$15011$272 );
+  assign \$893  = $signed(\$892 ) + $signed(\port$15015$272 );
   assign \$894  = \$882  ? 16'h8000 : \$893 [15:0];
   assign \$895  = \$870  ? 16'h7fff : \$894 ;
   assign \$896  = $signed(\$895 ) + $signed(residual[95:80]);
@@ -46743,7 +46743,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$905  = $signed(\$901 ) >>> \$904 ;
   assign \$906  = $signed(\$905 ) + $signed({ 1'h0, rnd });
   assign \$908  = \$899  ? \$900  : \$907 [31:0];
-  assign \$909  = $signed(\$908 ) + $signed(\port$15011$272 );
+  assign \$909  = $signed(\$908 ) + $signed(\port$15015$272 );
   assign \$910  = $signed(\$909 ) > $signed(16'h7fff);
   assign \$911  = ! shift;
   assign \$912  = $signed(p[95:80]) * $signed(scale[95:80]);
@@ -46754,7 +46754,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$917  = $signed(\$913 ) >>> \$916 ;
   assign \$918  = $signed(\$917 ) + $signed({ 1'h0, rnd });
   assign \$920  = \$911  ? \$912  : \$919 [31:0];
-  assign \$921  = $signed(\$920 ) + $signed(\port$15011$272 );
+  assign \$921  = $signed(\$920 ) + $signed(\port$15015$272 );
   assign \$922  = $signed(\$921 ) < $signed(16'h8000);
   assign \$923  = ! shift;
   assign \$924  = $signed(p[95:80]) * $signed(scale[95:80]);
@@ -46765,7 +46765,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$929  = $signed(\$925 ) >>> \$928 ;
   assign \$930  = $signed(\$929 ) + $signed({ 1'h0, rnd });
   assign \$932  = \$923  ? \$924  : \$931 [31:0];
-  assign \$933  = $signed(\$932 ) + $signed(\port$15011$272 );
+  assign \$933  = $signed(\$932 ) + $signed(\port$15015$272 );
   assign \$934  = \$922  ? 16'h8000 : \$933 [15:0];
   assign \$935  = \$910  ? 16'h7fff : \$934 ;
   assign \$936  = use_residual ? \$898  : \$935 ;
@@ -46778,7 +46778,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$943  = $signed(\$939 ) >>> \$942 ;
   assign \$944  = $signed(\$943 ) + $signed({ 1'h0, rnd });
   assign \$946  = \$937  ? \$938  : \$945 [31:0];
-  assign \$947  = $signed(\$946 ) + $signed(\port$15011$320 );
+  assign \$947  = $signed(\$946 ) + $signed(\port$15015$320 );
   assign \$948  = $signed(\$947 ) > $signed(16'h7fff);
   assign \$949  = ! shift;
   assign \$950  = $signed(p[111:96]) * $signed(scale[111:96]);
@@ -46789,7 +46789,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$955  = $signed(\$951 ) >>> \$954 ;
   assign \$956  = $signed(\$955 ) + $signed({ 1'h0, rnd });
   assign \$958  = \$949  ? \$950  : \$957 [31:0];
-  assign \$959  = $signed(\$958 ) + $signed(\port$15011$320 );
+  assign \$959  = $signed(\$958 ) + $signed(\port$15015$320 );
   assign \$960  = $signed(\$959 ) < $signed(16'h8000);
   assign \$961  = ! shift;
   assign \$962  = $signed(p[111:96]) * $signed(scale[111:96]);
@@ -46800,7 +46800,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$967  = $signed(\$963 ) >>> \$966 ;
   assign \$968  = $signed(\$967 ) + $signed({ 1'h0, rnd });
   assign \$970  = \$961  ? \$962  : \$969 [31:0];
-  assign \$971  = $signed(\$970 ) + $signed(\port$15011$320 );
+  assign \$971  = $signed(\$970 ) + $signed(\port$15015$320 );
   assign \$972  = \$960  ? 16'h8000 : \$971 [15:0];
   assign \$973  = \$948  ? 16'h7fff : \$972 ;
   assign \$974  = $signed(\$973 ) + $signed(residual[111:96]);
@@ -46814,7 +46814,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$982  = $signed(\$978 ) >>> \$981 ;
   assign \$983  = $signed(\$982 ) + $signed({ 1'h0, rnd });
   assign \$985  = \$976  ? \$977  : \$984 [31:0];
-  assign \$986  = $signed(\$985 ) + $signed(\port$15011$320 );
+  assign \$986  = $signed(\$985 ) + $signed(\port$15015$320 );
   assign \$987  = $signed(\$986 ) > $signed(16'h7fff);
   assign \$988  = ! shift;
   assign \$989  = $signed(p[111:96]) * $signed(scale[111:96]);
@@ -46825,7 +46825,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$994  = $signed(\$990 ) >>> \$993 ;
   assign \$995  = $signed(\$994 ) + $signed({ 1'h0, rnd });
   assign \$997  = \$988  ? \$989  : \$996 [31:0];
-  assign \$998  = $signed(\$997 ) + $signed(\port$15011$320 );
+  assign \$998  = $signed(\$997 ) + $signed(\port$15015$320 );
   assign \$999  = $signed(\$998 ) < $signed(16'h8000);
   assign \$1000  = ! shift;
   assign \$1001  = $signed(p[111:96]) * $signed(scale[111:96]);
@@ -46836,7 +46836,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1006  = $signed(\$1002 ) >>> \$1005 ;
   assign \$1007  = $signed(\$1006 ) + $signed({ 1'h0, rnd });
   assign \$1009  = \$1000  ? \$1001  : \$1008 [31:0];
-  assign \$1010  = $signed(\$1009 ) + $signed(\port$15011$320 );
+  assign \$1010  = $signed(\$1009 ) + $signed(\port$15015$320 );
   assign \$1011  = \$999  ? 16'h8000 : \$1010 [15:0];
   assign \$1012  = \$987  ? 16'h7fff : \$1011 ;
   assign \$1013  = $signed(\$1012 ) + $signed(residual[111:96]);
@@ -46850,7 +46850,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1021  = $signed(\$1017 ) >>> \$1020 ;
   assign \$1022  = $signed(\$1021 ) + $signed({ 1'h0, rnd });
   assign \$1024  = \$1015  ? \$1016  : \$1023 [31:0];
-  assign \$1025  = $signed(\$1024 ) + $signed(\port$15011$320 );
+  assign \$1025  = $signed(\$1024 ) + $signed(\port$15015$320 );
   assign \$1026  = $signed(\$1025 ) > $signed(16'h7fff);
   assign \$1027  = ! shift;
   assign \$1028  = $signed(p[111:96]) * $signed(scale[111:96]);
@@ -46861,7 +46861,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1033  = $signed(\$1029 ) >>> \$1032 ;
   assign \$1034  = $signed(\$1033 ) + $signed({ 1'h0, rnd });
   assign \$1036  = \$1027  ? \$1028  : \$1035 [31:0];
-  assign \$1037  = $signed(\$1036 ) + $signed(\port$15011$320 );
+  assign \$1037  = $signed(\$1036 ) + $signed(\port$15015$320 );
   assign \$1038  = $signed(\$1037 ) < $signed(16'h8000);
   assign \$1039  = ! shift;
   assign \$1040  = $signed(p[111:96]) * $signed(scale[111:96]);
@@ -46872,7 +46872,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1045  = $signed(\$1041 ) >>> \$1044 ;
   assign \$1046  = $signed(\$1045 ) + $signed({ 1'h0, rnd });
   assign \$1048  = \$1039  ? \$1040  : \$1047 [31:0];
-  assign \$1049  = $signed(\$1048 ) + $signed(\port$15011$320 );
+  assign \$1049  = $signed(\$1048 ) + $signed(\port$15015$320 );
   assign \$1050  = \$1038  ? 16'h8000 : \$1049 [15:0];
   assign \$1051  = \$1026  ? 16'h7fff : \$1050 ;
   assign \$1052  = $signed(\$1051 ) + $signed(residual[111:96]);
@@ -46887,7 +46887,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1061  = $signed(\$1057 ) >>> \$1060 ;
   assign \$1062  = $signed(\$1061 ) + $signed({ 1'h0, rnd });
   assign \$1064  = \$1055  ? \$1056  : \$1063 [31:0];
-  assign \$1065  = $signed(\$1064 ) + $signed(\port$15011$320 );
+  assign \$1065  = $signed(\$1064 ) + $signed(\port$15015$320 );
   assign \$1066  = $signed(\$1065 ) > $signed(16'h7fff);
   assign \$1067  = ! shift;
   assign \$1068  = $signed(p[111:96]) * $signed(scale[111:96]);
@@ -46898,7 +46898,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1073  = $signed(\$1069 ) >>> \$1072 ;
   assign \$1074  = $signed(\$1073 ) + $signed({ 1'h0, rnd });
   assign \$1076  = \$1067  ? \$1068  : \$1075 [31:0];
-  assign \$1077  = $signed(\$1076 ) + $signed(\port$15011$320 );
+  assign \$1077  = $signed(\$1076 ) + $signed(\port$15015$320 );
   assign \$1078  = $signed(\$1077 ) < $signed(16'h8000);
   assign \$1079  = ! shift;
   assign \$1080  = $signed(p[111:96]) * $signed(scale[111:96]);
@@ -46909,7 +46909,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1085  = $signed(\$1081 ) >>> \$1084 ;
   assign \$1086  = $signed(\$1085 ) + $signed({ 1'h0, rnd });
   assign \$1088  = \$1079  ? \$1080  : \$1087 [31:0];
-  assign \$1089  = $signed(\$1088 ) + $signed(\port$15011$320 );
+  assign \$1089  = $signed(\$1088 ) + $signed(\port$15015$320 );
   assign \$1090  = \$1078  ? 16'h8000 : \$1089 [15:0];
   assign \$1091  = \$1066  ? 16'h7fff : \$1090 ;
   assign \$1092  = use_residual ? \$1054  : \$1091 ;
@@ -46922,7 +46922,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1099  = $signed(\$1095 ) >>> \$1098 ;
   assign \$1100  = $signed(\$1099 ) + $signed({ 1'h0, rnd });
   assign \$1102  = \$1093  ? \$1094  : \$1101 [31:0];
-  assign \$1103  = $signed(\$1102 ) + $signed(\port$15011$368 );
+  assign \$1103  = $signed(\$1102 ) + $signed(\port$15015$368 );
   assign \$1104  = $signed(\$1103 ) > $signed(16'h7fff);
   assign \$1105  = ! shift;
   assign \$1106  = $signed(p[127:112]) * $signed(scale[127:112]);
@@ -46933,7 +46933,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1111  = $signed(\$1107 ) >>> \$1110 ;
   assign \$1112  = $signed(\$1111 ) + $signed({ 1'h0, rnd });
   assign \$1114  = \$1105  ? \$1106  : \$1113 [31:0];
-  assign \$1115  = $signed(\$1114 ) + $signed(\port$15011$368 );
+  assign \$1115  = $signed(\$1114 ) + $signed(\port$15015$368 );
   assign \$1116  = $signed(\$1115 ) < $signed(16'h8000);
   assign \$1117  = ! shift;
   assign \$1118  = $signed(p[127:112]) * $signed(scale[127:112]);
@@ -46944,7 +46944,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1123  = $signed(\$1119 ) >>> \$1122 ;
   assign \$1124  = $signed(\$1123 ) + $signed({ 1'h0, rnd });
   assign \$1126  = \$1117  ? \$1118  : \$1125 [31:0];
-  assign \$1127  = $signed(\$1126 ) + $signed(\port$15011$368 );
+  assign \$1127  = $signed(\$1126 ) + $signed(\port$15015$368 );
   assign \$1128  = \$1116  ? 16'h8000 : \$1127 [15:0];
   assign \$1129  = \$1104  ? 16'h7fff : \$1128 ;
   assign \$1130  = $signed(\$1129 ) + $signed(residual[127:112]);
@@ -46958,7 +46958,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1138  = $signed(\$1134 ) >>> \$1137 ;
   assign \$1139  = $signed(\$1138 ) + $signed({ 1'h0, rnd });
   assign \$1141  = \$1132  ? \$1133  : \$1140 [31:0];
-  assign \$1142  = $signed(\$1141 ) + $signed(\port$15011$368 );
+  assign \$1142  = $signed(\$1141 ) + $signed(\port$15015$368 );
   assign \$1143  = $signed(\$1142 ) > $signed(16'h7fff);
   assign \$1144  = ! shift;
   assign \$1145  = $signed(p[127:112]) * $signed(scale[127:112]);
@@ -46969,7 +46969,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1150  = $signed(\$1146 ) >>> \$1149 ;
   assign \$1151  = $signed(\$1150 ) + $signed({ 1'h0, rnd });
   assign \$1153  = \$1144  ? \$1145  : \$1152 [31:0];
-  assign \$1154  = $signed(\$1153 ) + $signed(\port$15011$368 );
+  assign \$1154  = $signed(\$1153 ) + $signed(\port$15015$368 );
   assign \$1155  = $signed(\$1154 ) < $signed(16'h8000);
   assign \$1156  = ! shift;
   assign \$1157  = $signed(p[127:112]) * $signed(scale[127:112]);
@@ -46980,7 +46980,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1162  = $signed(\$1158 ) >>> \$1161 ;
   assign \$1163  = $signed(\$1162 ) + $signed({ 1'h0, rnd });
   assign \$1165  = \$1156  ? \$1157  : \$1164 [31:0];
-  assign \$1166  = $signed(\$1165 ) + $signed(\port$15011$368 );
+  assign \$1166  = $signed(\$1165 ) + $signed(\port$15015$368 );
   assign \$1167  = \$1155  ? 16'h8000 : \$1166 [15:0];
   assign \$1168  = \$1143  ? 16'h7fff : \$1167 ;
   assign \$1169  = $signed(\$1168 ) + $signed(residual[127:112]);
@@ -46994,7 +46994,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1177  = $signed(\$1173 ) >>> \$1176 ;
   assign \$1178  = $signed(\$1177 ) + $signed({ 1'h0, rnd });
   assign \$1180  = \$1171  ? \$1172  : \$1179 [31:0];
-  assign \$1181  = $signed(\$1180 ) + $signed(\port$15011$368 );
+  assign \$1181  = $signed(\$1180 ) + $signed(\port$15015$368 );
   assign \$1182  = $signed(\$1181 ) > $signed(16'h7fff);
   assign \$1183  = ! shift;
   assign \$1184  = $signed(p[127:112]) * $signed(scale[127:112]);
@@ -47005,7 +47005,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1189  = $signed(\$1185 ) >>> \$1188 ;
   assign \$1190  = $signed(\$1189 ) + $signed({ 1'h0, rnd });
   assign \$1192  = \$1183  ? \$1184  : \$1191 [31:0];
-  assign \$1193  = $signed(\$1192 ) + $signed(\port$15011$368 );
+  assign \$1193  = $signed(\$1192 ) + $signed(\port$15015$368 );
   assign \$1194  = $signed(\$1193 ) < $signed(16'h8000);
   assign \$1195  = ! shift;
   assign \$1196  = $signed(p[127:112]) * $signed(scale[127:112]);
@@ -47016,7 +47016,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1201  = $signed(\$1197 ) >>> \$1200 ;
   assign \$1202  = $signed(\$1201 ) + $signed({ 1'h0, rnd });
   assign \$1204  = \$1195  ? \$1196  : \$1203 [31:0];
-  assign \$1205  = $signed(\$1204 ) + $signed(\port$15011$368 );
+  assign \$1205  = $signed(\$1204 ) + $signed(\port$15015$368 );
   assign \$1206  = \$1194  ? 16'h8000 : \$1205 [15:0];
   assign \$1207  = \$1182  ? 16'h7fff : \$1206 ;
   assign \$1208  = $signed(\$1207 ) + $signed(residual[127:112]);
@@ -47031,7 +47031,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1217  = $signed(\$1213 ) >>> \$1216 ;
   assign \$1218  = $signed(\$1217 ) + $signed({ 1'h0, rnd });
   assign \$1220  = \$1211  ? \$1212  : \$1219 [31:0];
-  assign \$1221  = $signed(\$1220 ) + $signed(\port$15011$368 );
+  assign \$1221  = $signed(\$1220 ) + $signed(\port$15015$368 );
   assign \$1222  = $signed(\$1221 ) > $signed(16'h7fff);
   assign \$1223  = ! shift;
   assign \$1224  = $signed(p[127:112]) * $signed(scale[127:112]);
@@ -47042,7 +47042,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1229  = $signed(\$1225 ) >>> \$1228 ;
   assign \$1230  = $signed(\$1229 ) + $signed({ 1'h0, rnd });
   assign \$1232  = \$1223  ? \$1224  : \$1231 [31:0];
-  assign \$1233  = $signed(\$1232 ) + $signed(\port$15011$368 );
+  assign \$1233  = $signed(\$1232 ) + $signed(\port$15015$368 );
   assign \$1234  = $signed(\$1233 ) < $signed(16'h8000);
   assign \$1235  = ! shift;
   assign \$1236  = $signed(p[127:112]) * $signed(scale[127:112]);
@@ -47053,7 +47053,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1241  = $signed(\$1237 ) >>> \$1240 ;
   assign \$1242  = $signed(\$1241 ) + $signed({ 1'h0, rnd });
   assign \$1244  = \$1235  ? \$1236  : \$1243 [31:0];
-  assign \$1245  = $signed(\$1244 ) + $signed(\port$15011$368 );
+  assign \$1245  = $signed(\$1244 ) + $signed(\port$15015$368 );
   assign \$1246  = \$1234  ? 16'h8000 : \$1245 [15:0];
   assign \$1247  = \$1222  ? 16'h7fff : \$1246 ;
   assign \$1248  = use_residual ? \$1210  : \$1247 ;
@@ -47066,7 +47066,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1255  = $signed(\$1251 ) >>> \$1254 ;
   assign \$1256  = $signed(\$1255 ) + $signed({ 1'h0, rnd });
   assign \$1258  = \$1249  ? \$1250  : \$1257 [31:0];
-  assign \$1259  = $signed(\$1258 ) + $signed(\port$15011$416 );
+  assign \$1259  = $signed(\$1258 ) + $signed(\port$15015$416 );
   assign \$1260  = $signed(\$1259 ) > $signed(16'h7fff);
   assign \$1261  = ! shift;
   assign \$1262  = $signed(p[143:128]) * $signed(scale[143:128]);
@@ -47077,7 +47077,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1267  = $signed(\$1263 ) >>> \$1266 ;
   assign \$1268  = $signed(\$1267 ) + $signed({ 1'h0, rnd });
   assign \$1270  = \$1261  ? \$1262  : \$1269 [31:0];
-  assign \$1271  = $signed(\$1270 ) + $signed(\port$15011$416 );
+  assign \$1271  = $signed(\$1270 ) + $signed(\port$15015$416 );
   assign \$1272  = $signed(\$1271 ) < $signed(16'h8000);
   assign \$1273  = ! shift;
   assign \$1274  = $signed(p[143:128]) * $signed(scale[143:128]);
@@ -47088,7 +47088,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1279  = $signed(\$1275 ) >>> \$1278 ;
   assign \$1280  = $signed(\$1279 ) + $signed({ 1'h0, rnd });
   assign \$1282  = \$1273  ? \$1274  : \$1281 [31:0];
-  assign \$1283  = $signed(\$1282 ) + $signed(\port$15011$416 );
+  assign \$1283  = $signed(\$1282 ) + $signed(\port$15015$416 );
   assign \$1284  = \$1272  ? 16'h8000 : \$1283 [15:0];
   assign \$1285  = \$1260  ? 16'h7fff : \$1284 ;
   assign \$1286  = $signed(\$1285 ) + $signed(residual[143:128]);
@@ -47102,7 +47102,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1294  = $signed(\$1290 ) >>> \$1293 ;
   assign \$1295  = $signed(\$1294 ) + $signed({ 1'h0, rnd });
   assign \$1297  = \$1288  ? \$1289  : \$1296 [31:0];
-  assign \$1298  = $signed(\$1297 ) + $signed(\port$15011$416 );
+  assign \$1298  = $signed(\$1297 ) + $signed(\port$15015$416 );
   assign \$1299  = $signed(\$1298 ) > $signed(16'h7fff);
   assign \$1300  = ! shift;
   assign \$1301  = $signed(p[143:128]) * $signed(scale[143:128]);
@@ -47113,7 +47113,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1306  = $signed(\$1302 ) >>> \$1305 ;
   assign \$1307  = $signed(\$1306 ) + $signed({ 1'h0, rnd });
   assign \$1309  = \$1300  ? \$1301  : \$1308 [31:0];
-  assign \$1310  = $signed(\$1309 ) + $signed(\port$15011$416 );
+  assign \$1310  = $signed(\$1309 ) + $signed(\port$15015$416 );
   assign \$1311  = $signed(\$1310 ) < $signed(16'h8000);
   assign \$1312  = ! shift;
   assign \$1313  = $signed(p[143:128]) * $signed(scale[143:128]);
@@ -47124,7 +47124,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1318  = $signed(\$1314 ) >>> \$1317 ;
   assign \$1319  = $signed(\$1318 ) + $signed({ 1'h0, rnd });
   assign \$1321  = \$1312  ? \$1313  : \$1320 [31:0];
-  assign \$1322  = $signed(\$1321 ) + $signed(\port$15011$416 );
+  assign \$1322  = $signed(\$1321 ) + $signed(\port$15015$416 );
   assign \$1323  = \$1311  ? 16'h8000 : \$1322 [15:0];
   assign \$1324  = \$1299  ? 16'h7fff : \$1323 ;
   assign \$1325  = $signed(\$1324 ) + $signed(residual[143:128]);
@@ -47138,7 +47138,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1333  = $signed(\$1329 ) >>> \$1332 ;
   assign \$1334  = $signed(\$1333 ) + $signed({ 1'h0, rnd });
   assign \$1336  = \$1327  ? \$1328  : \$1335 [31:0];
-  assign \$1337  = $signed(\$1336 ) + $signed(\port$15011$416 );
+  assign \$1337  = $signed(\$1336 ) + $signed(\port$15015$416 );
   assign \$1338  = $signed(\$1337 ) > $signed(16'h7fff);
   assign \$1339  = ! shift;
   assign \$1340  = $signed(p[143:128]) * $signed(scale[143:128]);
@@ -47149,7 +47149,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1345  = $signed(\$1341 ) >>> \$1344 ;
   assign \$1346  = $signed(\$1345 ) + $signed({ 1'h0, rnd });
   assign \$1348  = \$1339  ? \$1340  : \$1347 [31:0];
-  assign \$1349  = $signed(\$1348 ) + $signed(\port$15011$416 );
+  assign \$1349  = $signed(\$1348 ) + $signed(\port$15015$416 );
   assign \$1350  = $signed(\$1349 ) < $signed(16'h8000);
   assign \$1351  = ! shift;
   assign \$1352  = $signed(p[143:128]) * $signed(scale[143:128]);
@@ -47160,7 +47160,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1357  = $signed(\$1353 ) >>> \$1356 ;
   assign \$1358  = $signed(\$1357 ) + $signed({ 1'h0, rnd });
   assign \$1360  = \$1351  ? \$1352  : \$1359 [31:0];
-  assign \$1361  = $signed(\$1360 ) + $signed(\port$15011$416 );
+  assign \$1361  = $signed(\$1360 ) + $signed(\port$15015$416 );
   assign \$1362  = \$1350  ? 16'h8000 : \$1361 [15:0];
   assign \$1363  = \$1338  ? 16'h7fff : \$1362 ;
   assign \$1364  = $signed(\$1363 ) + $signed(residual[143:128]);
@@ -47175,7 +47175,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1373  = $signed(\$1369 ) >>> \$1372 ;
   assign \$1374  = $signed(\$1373 ) + $signed({ 1'h0, rnd });
   assign \$1376  = \$1367  ? \$1368  : \$1375 [31:0];
-  assign \$1377  = $signed(\$1376 ) + $signed(\port$15011$416 );
+  assign \$1377  = $signed(\$1376 ) + $signed(\port$15015$416 );
   assign \$1378  = $signed(\$1377 ) > $signed(16'h7fff);
   assign \$1379  = ! shift;
   assign \$1380  = $signed(p[143:128]) * $signed(scale[143:128]);
@@ -47186,7 +47186,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1385  = $signed(\$1381 ) >>> \$1384 ;
   assign \$1386  = $signed(\$1385 ) + $signed({ 1'h0, rnd });
   assign \$1388  = \$1379  ? \$1380  : \$1387 [31:0];
-  assign \$1389  = $signed(\$1388 ) + $signed(\port$15011$416 );
+  assign \$1389  = $signed(\$1388 ) + $signed(\port$15015$416 );
   assign \$1390  = $signed(\$1389 ) < $signed(16'h8000);
   assign \$1391  = ! shift;
   assign \$1392  = $signed(p[143:128]) * $signed(scale[143:128]);
@@ -47197,7 +47197,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1397  = $signed(\$1393 ) >>> \$1396 ;
   assign \$1398  = $signed(\$1397 ) + $signed({ 1'h0, rnd });
   assign \$1400  = \$1391  ? \$1392  : \$1399 [31:0];
-  assign \$1401  = $signed(\$1400 ) + $signed(\port$15011$416 );
+  assign \$1401  = $signed(\$1400 ) + $signed(\port$15015$416 );
   assign \$1402  = \$1390  ? 16'h8000 : \$1401 [15:0];
   assign \$1403  = \$1378  ? 16'h7fff : \$1402 ;
   assign \$1404  = use_residual ? \$1366  : \$1403 ;
@@ -47210,7 +47210,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1411  = $signed(\$1407 ) >>> \$1410 ;
   assign \$1412  = $signed(\$1411 ) + $signed({ 1'h0, rnd });
   assign \$1414  = \$1405  ? \$1406  : \$1413 [31:0];
-  assign \$1415  = $signed(\$1414 ) + $signed(\port$15011$464 );
+  assign \$1415  = $signed(\$1414 ) + $signed(\port$15015$464 );
   assign \$1416  = $signed(\$1415 ) > $signed(16'h7fff);
   assign \$1417  = ! shift;
   assign \$1418  = $signed(p[159:144]) * $signed(scale[159:144]);
@@ -47221,7 +47221,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1423  = $signed(\$1419 ) >>> \$1422 ;
   assign \$1424  = $signed(\$1423 ) + $signed({ 1'h0, rnd });
   assign \$1426  = \$1417  ? \$1418  : \$1425 [31:0];
-  assign \$1427  = $signed(\$1426 ) + $signed(\port$15011$464 );
+  assign \$1427  = $signed(\$1426 ) + $signed(\port$15015$464 );
   assign \$1428  = $signed(\$1427 ) < $signed(16'h8000);
   assign \$1429  = ! shift;
   assign \$1430  = $signed(p[159:144]) * $signed(scale[159:144]);
@@ -47232,7 +47232,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1435  = $signed(\$1431 ) >>> \$1434 ;
   assign \$1436  = $signed(\$1435 ) + $signed({ 1'h0, rnd });
   assign \$1438  = \$1429  ? \$1430  : \$1437 [31:0];
-  assign \$1439  = $signed(\$1438 ) + $signed(\port$15011$464 );
+  assign \$1439  = $signed(\$1438 ) + $signed(\port$15015$464 );
   assign \$1440  = \$1428  ? 16'h8000 : \$1439 [15:0];
   assign \$1441  = \$1416  ? 16'h7fff : \$1440 ;
   assign \$1442  = $signed(\$1441 ) + $signed(residual[159:144]);
@@ -47246,7 +47246,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1450  = $signed(\$1446 ) >>> \$1449 ;
   assign \$1451  = $signed(\$1450 ) + $signed({ 1'h0, rnd });
   assign \$1453  = \$1444  ? \$1445  : \$1452 [31:0];
-  assign \$1454  = $signed(\$1453 ) + $signed(\port$15011$464 );
+  assign \$1454  = $signed(\$1453 ) + $signed(\port$15015$464 );
   assign \$1455  = $signed(\$1454 ) > $signed(16'h7fff);
   assign \$1456  = ! shift;
   assign \$1457  = $signed(p[159:144]) * $signed(scale[159:144]);
@@ -47257,7 +47257,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1462  = $signed(\$1458 ) >>> \$1461 ;
   assign \$1463  = $signed(\$1462 ) + $signed({ 1'h0, rnd });
   assign \$1465  = \$1456  ? \$1457  : \$1464 [31:0];
-  assign \$1466  = $signed(\$1465 ) + $signed(\port$15011$464 );
+  assign \$1466  = $signed(\$1465 ) + $signed(\port$15015$464 );
   assign \$1467  = $signed(\$1466 ) < $signed(16'h8000);
   assign \$1468  = ! shift;
   assign \$1469  = $signed(p[159:144]) * $signed(scale[159:144]);
@@ -47268,7 +47268,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1474  = $signed(\$1470 ) >>> \$1473 ;
   assign \$1475  = $signed(\$1474 ) + $signed({ 1'h0, rnd });
   assign \$1477  = \$1468  ? \$1469  : \$1476 [31:0];
-  assign \$1478  = $signed(\$1477 ) + $signed(\port$15011$464 );
+  assign \$1478  = $signed(\$1477 ) + $signed(\port$15015$464 );
   assign \$1479  = \$1467  ? 16'h8000 : \$1478 [15:0];
   assign \$1480  = \$1455  ? 16'h7fff : \$1479 ;
   assign \$1481  = $signed(\$1480 ) + $signed(residual[159:144]);
@@ -47282,7 +47282,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1489  = $signed(\$1485 ) >>> \$1488 ;
   assign \$1490  = $signed(\$1489 ) + $signed({ 1'h0, rnd });
   assign \$1492  = \$1483  ? \$1484  : \$1491 [31:0];
-  assign \$1493  = $signed(\$1492 ) + $signed(\port$15011$464 );
+  assign \$1493  = $signed(\$1492 ) + $signed(\port$15015$464 );
   assign \$1494  = $signed(\$1493 ) > $signed(16'h7fff);
   assign \$1495  = ! shift;
   assign \$1496  = $signed(p[159:144]) * $signed(scale[159:144]);
@@ -47293,7 +47293,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1501  = $signed(\$1497 ) >>> \$1500 ;
   assign \$1502  = $signed(\$1501 ) + $signed({ 1'h0, rnd });
   assign \$1504  = \$1495  ? \$1496  : \$1503 [31:0];
-  assign \$1505  = $signed(\$1504 ) + $signed(\port$15011$464 );
+  assign \$1505  = $signed(\$1504 ) + $signed(\port$15015$464 );
   assign \$1506  = $signed(\$1505 ) < $signed(16'h8000);
   assign \$1507  = ! shift;
   assign \$1508  = $signed(p[159:144]) * $signed(scale[159:144]);
@@ -47304,7 +47304,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1513  = $signed(\$1509 ) >>> \$1512 ;
   assign \$1514  = $signed(\$1513 ) + $signed({ 1'h0, rnd });
   assign \$1516  = \$1507  ? \$1508  : \$1515 [31:0];
-  assign \$1517  = $signed(\$1516 ) + $signed(\port$15011$464 );
+  assign \$1517  = $signed(\$1516 ) + $signed(\port$15015$464 );
   assign \$1518  = \$1506  ? 16'h8000 : \$1517 [15:0];
   assign \$1519  = \$1494  ? 16'h7fff : \$1518 ;
   assign \$1520  = $signed(\$1519 ) + $signed(residual[159:144]);
@@ -47319,7 +47319,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1529  = $signed(\$1525 ) >>> \$1528 ;
   assign \$1530  = $signed(\$1529 ) + $signed({ 1'h0, rnd });
   assign \$1532  = \$1523  ? \$1524  : \$1531 [31:0];
-  assign \$1533  = $signed(\$1532 ) + $signed(\port$15011$464 );
+  assign \$1533  = $signed(\$1532 ) + $signed(\port$15015$464 );
   assign \$1534  = $signed(\$1533 ) > $signed(16'h7fff);
   assign \$1535  = ! shift;
   assign \$1536  = $signed(p[159:144]) * $signed(scale[159:144]);
@@ -47330,7 +47330,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1541  = $signed(\$1537 ) >>> \$1540 ;
   assign \$1542  = $signed(\$1541 ) + $signed({ 1'h0, rnd });
   assign \$1544  = \$1535  ? \$1536  : \$1543 [31:0];
-  assign \$1545  = $signed(\$1544 ) + $signed(\port$15011$464 );
+  assign \$1545  = $signed(\$1544 ) + $signed(\port$15015$464 );
   assign \$1546  = $signed(\$1545 ) < $signed(16'h8000);
   assign \$1547  = ! shift;
   assign \$1548  = $signed(p[159:144]) * $signed(scale[159:144]);
@@ -47341,7 +47341,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1553  = $signed(\$1549 ) >>> \$1552 ;
   assign \$1554  = $signed(\$1553 ) + $signed({ 1'h0, rnd });
   assign \$1556  = \$1547  ? \$1548  : \$1555 [31:0];
-  assign \$1557  = $signed(\$1556 ) + $signed(\port$15011$464 );
+  assign \$1557  = $signed(\$1556 ) + $signed(\port$15015$464 );
   assign \$1558  = \$1546  ? 16'h8000 : \$1557 [15:0];
   assign \$1559  = \$1534  ? 16'h7fff : \$1558 ;
   assign \$1560  = use_residual ? \$1522  : \$1559 ;
@@ -47354,7 +47354,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1567  = $signed(\$1563 ) >>> \$1566 ;
   assign \$1568  = $signed(\$1567 ) + $signed({ 1'h0, rnd });
   assign \$1570  = \$1561  ? \$1562  : \$1569 [31:0];
-  assign \$1571  = $signed(\$1570 ) + $signed(\port$15011$512 );
+  assign \$1571  = $signed(\$1570 ) + $signed(\port$15015$512 );
   assign \$1572  = $signed(\$1571 ) > $signed(16'h7fff);
   assign \$1573  = ! shift;
   assign \$1574  = $signed(p[175:160]) * $signed(scale[175:160]);
@@ -47365,7 +47365,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1579  = $signed(\$1575 ) >>> \$1578 ;
   assign \$1580  = $signed(\$1579 ) + $signed({ 1'h0, rnd });
   assign \$1582  = \$1573  ? \$1574  : \$1581 [31:0];
-  assign \$1583  = $signed(\$1582 ) + $signed(\port$15011$512 );
+  assign \$1583  = $signed(\$1582 ) + $signed(\port$15015$512 );
   assign \$1584  = $signed(\$1583 ) < $signed(16'h8000);
   assign \$1585  = ! shift;
   assign \$1586  = $signed(p[175:160]) * $signed(scale[175:160]);
@@ -47376,7 +47376,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1591  = $signed(\$1587 ) >>> \$1590 ;
   assign \$1592  = $signed(\$1591 ) + $signed({ 1'h0, rnd });
   assign \$1594  = \$1585  ? \$1586  : \$1593 [31:0];
-  assign \$1595  = $signed(\$1594 ) + $signed(\port$15011$512 );
+  assign \$1595  = $signed(\$1594 ) + $signed(\port$15015$512 );
   assign \$1596  = \$1584  ? 16'h8000 : \$1595 [15:0];
   assign \$1597  = \$1572  ? 16'h7fff : \$1596 ;
   assign \$1598  = $signed(\$1597 ) + $signed(residual[175:160]);
@@ -47390,7 +47390,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1606  = $signed(\$1602 ) >>> \$1605 ;
   assign \$1607  = $signed(\$1606 ) + $signed({ 1'h0, rnd });
   assign \$1609  = \$1600  ? \$1601  : \$1608 [31:0];
-  assign \$1610  = $signed(\$1609 ) + $signed(\port$15011$512 );
+  assign \$1610  = $signed(\$1609 ) + $signed(\port$15015$512 );
   assign \$1611  = $signed(\$1610 ) > $signed(16'h7fff);
   assign \$1612  = ! shift;
   assign \$1613  = $signed(p[175:160]) * $signed(scale[175:160]);
@@ -47401,7 +47401,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1618  = $signed(\$1614 ) >>> \$1617 ;
   assign \$1619  = $signed(\$1618 ) + $signed({ 1'h0, rnd });
   assign \$1621  = \$1612  ? \$1613  : \$1620 [31:0];
-  assign \$1622  = $signed(\$1621 ) + $signed(\port$15011$512 );
+  assign \$1622  = $signed(\$1621 ) + $signed(\port$15015$512 );
   assign \$1623  = $signed(\$1622 ) < $signed(16'h8000);
   assign \$1624  = ! shift;
   assign \$1625  = $signed(p[175:160]) * $signed(scale[175:160]);
@@ -47412,7 +47412,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1630  = $signed(\$1626 ) >>> \$1629 ;
   assign \$1631  = $signed(\$1630 ) + $signed({ 1'h0, rnd });
   assign \$1633  = \$1624  ? \$1625  : \$1632 [31:0];
-  assign \$1634  = $signed(\$1633 ) + $signed(\port$15011$512 );
+  assign \$1634  = $signed(\$1633 ) + $signed(\port$15015$512 );
   assign \$1635  = \$1623  ? 16'h8000 : \$1634 [15:0];
   assign \$1636  = \$1611  ? 16'h7fff : \$1635 ;
   assign \$1637  = $signed(\$1636 ) + $signed(residual[175:160]);
@@ -47426,7 +47426,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1645  = $signed(\$1641 ) >>> \$1644 ;
   assign \$1646  = $signed(\$1645 ) + $signed({ 1'h0, rnd });
   assign \$1648  = \$1639  ? \$1640  : \$1647 [31:0];
-  assign \$1649  = $signed(\$1648 ) + $signed(\port$15011$512 );
+  assign \$1649  = $signed(\$1648 ) + $signed(\port$15015$512 );
   assign \$1650  = $signed(\$1649 ) > $signed(16'h7fff);
   assign \$1651  = ! shift;
   assign \$1652  = $signed(p[175:160]) * $signed(scale[175:160]);
@@ -47437,7 +47437,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1657  = $signed(\$1653 ) >>> \$1656 ;
   assign \$1658  = $signed(\$1657 ) + $signed({ 1'h0, rnd });
   assign \$1660  = \$1651  ? \$1652  : \$1659 [31:0];
-  assign \$1661  = $signed(\$1660 ) + $signed(\port$15011$512 );
+  assign \$1661  = $signed(\$1660 ) + $signed(\port$15015$512 );
   assign \$1662  = $signed(\$1661 ) < $signed(16'h8000);
   assign \$1663  = ! shift;
   assign \$1664  = $signed(p[175:160]) * $signed(scale[175:160]);
@@ -47448,7 +47448,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1669  = $signed(\$1665 ) >>> \$1668 ;
   assign \$1670  = $signed(\$1669 ) + $signed({ 1'h0, rnd });
   assign \$1672  = \$1663  ? \$1664  : \$1671 [31:0];
-  assign \$1673  = $signed(\$1672 ) + $signed(\port$15011$512 );
+  assign \$1673  = $signed(\$1672 ) + $signed(\port$15015$512 );
   assign \$1674  = \$1662  ? 16'h8000 : \$1673 [15:0];
   assign \$1675  = \$1650  ? 16'h7fff : \$1674 ;
   assign \$1676  = $signed(\$1675 ) + $signed(residual[175:160]);
@@ -47463,7 +47463,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1685  = $signed(\$1681 ) >>> \$1684 ;
   assign \$1686  = $signed(\$1685 ) + $signed({ 1'h0, rnd });
   assign \$1688  = \$1679  ? \$1680  : \$1687 [31:0];
-  assign \$1689  = $signed(\$1688 ) + $signed(\port$15011$512 );
+  assign \$1689  = $signed(\$1688 ) + $signed(\port$15015$512 );
   assign \$1690  = $signed(\$1689 ) > $signed(16'h7fff);
   assign \$1691  = ! shift;
   assign \$1692  = $signed(p[175:160]) * $signed(scale[175:160]);
@@ -47474,7 +47474,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1697  = $signed(\$1693 ) >>> \$1696 ;
   assign \$1698  = $signed(\$1697 ) + $signed({ 1'h0, rnd });
   assign \$1700  = \$1691  ? \$1692  : \$1699 [31:0];
-  assign \$1701  = $signed(\$1700 ) + $signed(\port$15011$512 );
+  assign \$1701  = $signed(\$1700 ) + $signed(\port$15015$512 );
   assign \$1702  = $signed(\$1701 ) < $signed(16'h8000);
   assign \$1703  = ! shift;
   assign \$1704  = $signed(p[175:160]) * $signed(scale[175:160]);
@@ -47485,7 +47485,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1709  = $signed(\$1705 ) >>> \$1708 ;
   assign \$1710  = $signed(\$1709 ) + $signed({ 1'h0, rnd });
   assign \$1712  = \$1703  ? \$1704  : \$1711 [31:0];
-  assign \$1713  = $signed(\$1712 ) + $signed(\port$15011$512 );
+  assign \$1713  = $signed(\$1712 ) + $signed(\port$15015$512 );
   assign \$1714  = \$1702  ? 16'h8000 : \$1713 [15:0];
   assign \$1715  = \$1690  ? 16'h7fff : \$1714 ;
   assign \$1716  = use_residual ? \$1678  : \$1715 ;
@@ -47498,7 +47498,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1723  = $signed(\$1719 ) >>> \$1722 ;
   assign \$1724  = $signed(\$1723 ) + $signed({ 1'h0, rnd });
   assign \$1726  = \$1717  ? \$1718  : \$1725 [31:0];
-  assign \$1727  = $signed(\$1726 ) + $signed(\port$15011$560 );
+  assign \$1727  = $signed(\$1726 ) + $signed(\port$15015$560 );
   assign \$1728  = $signed(\$1727 ) > $signed(16'h7fff);
   assign \$1729  = ! shift;
   assign \$1730  = $signed(p[191:176]) * $signed(scale[191:176]);
@@ -47509,7 +47509,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1735  = $signed(\$1731 ) >>> \$1734 ;
   assign \$1736  = $signed(\$1735 ) + $signed({ 1'h0, rnd });
   assign \$1738  = \$1729  ? \$1730  : \$1737 [31:0];
-  assign \$1739  = $signed(\$1738 ) + $signed(\port$15011$560 );
+  assign \$1739  = $signed(\$1738 ) + $signed(\port$15015$560 );
   assign \$1740  = $signed(\$1739 ) < $signed(16'h8000);
   assign \$1741  = ! shift;
   assign \$1742  = $signed(p[191:176]) * $signed(scale[191:176]);
@@ -47520,7 +47520,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1747  = $signed(\$1743 ) >>> \$1746 ;
   assign \$1748  = $signed(\$1747 ) + $signed({ 1'h0, rnd });
   assign \$1750  = \$1741  ? \$1742  : \$1749 [31:0];
-  assign \$1751  = $signed(\$1750 ) + $signed(\port$15011$560 );
+  assign \$1751  = $signed(\$1750 ) + $signed(\port$15015$560 );
   assign \$1752  = \$1740  ? 16'h8000 : \$1751 [15:0];
   assign \$1753  = \$1728  ? 16'h7fff : \$1752 ;
   assign \$1754  = $signed(\$1753 ) + $signed(residual[191:176]);
@@ -47534,7 +47534,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1762  = $signed(\$1758 ) >>> \$1761 ;
   assign \$1763  = $signed(\$1762 ) + $signed({ 1'h0, rnd });
   assign \$1765  = \$1756  ? \$1757  : \$1764 [31:0];
-  assign \$1766  = $signed(\$1765 ) + $signed(\port$15011$560 );
+  assign \$1766  = $signed(\$1765 ) + $signed(\port$15015$560 );
   assign \$1767  = $signed(\$1766 ) > $signed(16'h7fff);
   assign \$1768  = ! shift;
   assign \$1769  = $signed(p[191:176]) * $signed(scale[191:176]);
@@ -47545,7 +47545,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1774  = $signed(\$1770 ) >>> \$1773 ;
   assign \$1775  = $signed(\$1774 ) + $signed({ 1'h0, rnd });
   assign \$1777  = \$1768  ? \$1769  : \$1776 [31:0];
-  assign \$1778  = $signed(\$1777 ) + $signed(\port$15011$560 );
+  assign \$1778  = $signed(\$1777 ) + $signed(\port$15015$560 );
   assign \$1779  = $signed(\$1778 ) < $signed(16'h8000);
   assign \$1780  = ! shift;
   assign \$1781  = $signed(p[191:176]) * $signed(scale[191:176]);
@@ -47556,7 +47556,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1786  = $signed(\$1782 ) >>> \$1785 ;
   assign \$1787  = $signed(\$1786 ) + $signed({ 1'h0, rnd });
   assign \$1789  = \$1780  ? \$1781  : \$1788 [31:0];
-  assign \$1790  = $signed(\$1789 ) + $signed(\port$15011$560 );
+  assign \$1790  = $signed(\$1789 ) + $signed(\port$15015$560 );
   assign \$1791  = \$1779  ? 16'h8000 : \$1790 [15:0];
   assign \$1792  = \$1767  ? 16'h7fff : \$1791 ;
   assign \$1793  = $signed(\$1792 ) + $signed(residual[191:176]);
@@ -47570,7 +47570,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1801  = $signed(\$1797 ) >>> \$1800 ;
   assign \$1802  = $signed(\$1801 ) + $signed({ 1'h0, rnd });
   assign \$1804  = \$1795  ? \$1796  : \$1803 [31:0];
-  assign \$1805  = $signed(\$1804 ) + $signed(\port$15011$560 );
+  assign \$1805  = $signed(\$1804 ) + $signed(\port$15015$560 );
   assign \$1806  = $signed(\$1805 ) > $signed(16'h7fff);
   assign \$1807  = ! shift;
   assign \$1808  = $signed(p[191:176]) * $signed(scale[191:176]);
@@ -47581,7 +47581,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1813  = $signed(\$1809 ) >>> \$1812 ;
   assign \$1814  = $signed(\$1813 ) + $signed({ 1'h0, rnd });
   assign \$1816  = \$1807  ? \$1808  : \$1815 [31:0];
-  assign \$1817  = $signed(\$1816 ) + $signed(\port$15011$560 );
+  assign \$1817  = $signed(\$1816 ) + $signed(\port$15015$560 );
   assign \$1818  = $signed(\$1817 ) < $signed(16'h8000);
   assign \$1819  = ! shift;
   assign \$1820  = $signed(p[191:176]) * $signed(scale[191:176]);
@@ -47592,7 +47592,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1825  = $signed(\$1821 ) >>> \$1824 ;
   assign \$1826  = $signed(\$1825 ) + $signed({ 1'h0, rnd });
   assign \$1828  = \$1819  ? \$1820  : \$1827 [31:0];
-  assign \$1829  = $signed(\$1828 ) + $signed(\port$15011$560 );
+  assign \$1829  = $signed(\$1828 ) + $signed(\port$15015$560 );
   assign \$1830  = \$1818  ? 16'h8000 : \$1829 [15:0];
   assign \$1831  = \$1806  ? 16'h7fff : \$1830 ;
   assign \$1832  = $signed(\$1831 ) + $signed(residual[191:176]);
@@ -47607,7 +47607,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1841  = $signed(\$1837 ) >>> \$1840 ;
   assign \$1842  = $signed(\$1841 ) + $signed({ 1'h0, rnd });
   assign \$1844  = \$1835  ? \$1836  : \$1843 [31:0];
-  assign \$1845  = $signed(\$1844 ) + $signed(\port$15011$560 );
+  assign \$1845  = $signed(\$1844 ) + $signed(\port$15015$560 );
   assign \$1846  = $signed(\$1845 ) > $signed(16'h7fff);
   assign \$1847  = ! shift;
   assign \$1848  = $signed(p[191:176]) * $signed(scale[191:176]);
@@ -47618,7 +47618,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1853  = $signed(\$1849 ) >>> \$1852 ;
   assign \$1854  = $signed(\$1853 ) + $signed({ 1'h0, rnd });
   assign \$1856  = \$1847  ? \$1848  : \$1855 [31:0];
-  assign \$1857  = $signed(\$1856 ) + $signed(\port$15011$560 );
+  assign \$1857  = $signed(\$1856 ) + $signed(\port$15015$560 );
   assign \$1858  = $signed(\$1857 ) < $signed(16'h8000);
   assign \$1859  = ! shift;
   assign \$1860  = $signed(p[191:176]) * $signed(scale[191:176]);
@@ -47629,7 +47629,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1865  = $signed(\$1861 ) >>> \$1864 ;
   assign \$1866  = $signed(\$1865 ) + $signed({ 1'h0, rnd });
   assign \$1868  = \$1859  ? \$1860  : \$1867 [31:0];
-  assign \$1869  = $signed(\$1868 ) + $signed(\port$15011$560 );
+  assign \$1869  = $signed(\$1868 ) + $signed(\port$15015$560 );
   assign \$1870  = \$1858  ? 16'h8000 : \$1869 [15:0];
   assign \$1871  = \$1846  ? 16'h7fff : \$1870 ;
   assign \$1872  = use_residual ? \$1834  : \$1871 ;
@@ -47642,7 +47642,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1879  = $signed(\$1875 ) >>> \$1878 ;
   assign \$1880  = $signed(\$1879 ) + $signed({ 1'h0, rnd });
   assign \$1882  = \$1873  ? \$1874  : \$1881 [31:0];
-  assign \$1883  = $signed(\$1882 ) + $signed(\port$15011$608 );
+  assign \$1883  = $signed(\$1882 ) + $signed(\port$15015$608 );
   assign \$1884  = $signed(\$1883 ) > $signed(16'h7fff);
   assign \$1885  = ! shift;
   assign \$1886  = $signed(p[207:192]) * $signed(scale[207:192]);
@@ -47653,7 +47653,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1891  = $signed(\$1887 ) >>> \$1890 ;
   assign \$1892  = $signed(\$1891 ) + $signed({ 1'h0, rnd });
   assign \$1894  = \$1885  ? \$1886  : \$1893 [31:0];
-  assign \$1895  = $signed(\$1894 ) + $signed(\port$15011$608 );
+  assign \$1895  = $signed(\$1894 ) + $signed(\port$15015$608 );
   assign \$1896  = $signed(\$1895 ) < $signed(16'h8000);
   assign \$1897  = ! shift;
   assign \$1898  = $signed(p[207:192]) * $signed(scale[207:192]);
@@ -47664,7 +47664,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1903  = $signed(\$1899 ) >>> \$1902 ;
   assign \$1904  = $signed(\$1903 ) + $signed({ 1'h0, rnd });
   assign \$1906  = \$1897  ? \$1898  : \$1905 [31:0];
-  assign \$1907  = $signed(\$1906 ) + $signed(\port$15011$608 );
+  assign \$1907  = $signed(\$1906 ) + $signed(\port$15015$608 );
   assign \$1908  = \$1896  ? 16'h8000 : \$1907 [15:0];
   assign \$1909  = \$1884  ? 16'h7fff : \$1908 ;
   assign \$1910  = $signed(\$1909 ) + $signed(residual[207:192]);
@@ -47678,7 +47678,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1918  = $signed(\$1914 ) >>> \$1917 ;
   assign \$1919  = $signed(\$1918 ) + $signed({ 1'h0, rnd });
   assign \$1921  = \$1912  ? \$1913  : \$1920 [31:0];
-  assign \$1922  = $signed(\$1921 ) + $signed(\port$15011$608 );
+  assign \$1922  = $signed(\$1921 ) + $signed(\port$15015$608 );
   assign \$1923  = $signed(\$1922 ) > $signed(16'h7fff);
   assign \$1924  = ! shift;
   assign \$1925  = $signed(p[207:192]) * $signed(scale[207:192]);
@@ -47689,7 +47689,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1930  = $signed(\$1926 ) >>> \$1929 ;
   assign \$1931  = $signed(\$1930 ) + $signed({ 1'h0, rnd });
   assign \$1933  = \$1924  ? \$1925  : \$1932 [31:0];
-  assign \$1934  = $signed(\$1933 ) + $signed(\port$15011$608 );
+  assign \$1934  = $signed(\$1933 ) + $signed(\port$15015$608 );
   assign \$1935  = $signed(\$1934 ) < $signed(16'h8000);
   assign \$1936  = ! shift;
   assign \$1937  = $signed(p[207:192]) * $signed(scale[207:192]);
@@ -47700,7 +47700,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1942  = $signed(\$1938 ) >>> \$1941 ;
   assign \$1943  = $signed(\$1942 ) + $signed({ 1'h0, rnd });
   assign \$1945  = \$1936  ? \$1937  : \$1944 [31:0];
-  assign \$1946  = $signed(\$1945 ) + $signed(\port$15011$608 );
+  assign \$1946  = $signed(\$1945 ) + $signed(\port$15015$608 );
   assign \$1947  = \$1935  ? 16'h8000 : \$1946 [15:0];
   assign \$1948  = \$1923  ? 16'h7fff : \$1947 ;
   assign \$1949  = $signed(\$1948 ) + $signed(residual[207:192]);
@@ -47714,7 +47714,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1957  = $signed(\$1953 ) >>> \$1956 ;
   assign \$1958  = $signed(\$1957 ) + $signed({ 1'h0, rnd });
   assign \$1960  = \$1951  ? \$1952  : \$1959 [31:0];
-  assign \$1961  = $signed(\$1960 ) + $signed(\port$15011$608 );
+  assign \$1961  = $signed(\$1960 ) + $signed(\port$15015$608 );
   assign \$1962  = $signed(\$1961 ) > $signed(16'h7fff);
   assign \$1963  = ! shift;
   assign \$1964  = $signed(p[207:192]) * $signed(scale[207:192]);
@@ -47725,7 +47725,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1969  = $signed(\$1965 ) >>> \$1968 ;
   assign \$1970  = $signed(\$1969 ) + $signed({ 1'h0, rnd });
   assign \$1972  = \$1963  ? \$1964  : \$1971 [31:0];
-  assign \$1973  = $signed(\$1972 ) + $signed(\port$15011$608 );
+  assign \$1973  = $signed(\$1972 ) + $signed(\port$15015$608 );
   assign \$1974  = $signed(\$1973 ) < $signed(16'h8000);
   assign \$1975  = ! shift;
   assign \$1976  = $signed(p[207:192]) * $signed(scale[207:192]);
@@ -47736,7 +47736,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1981  = $signed(\$1977 ) >>> \$1980 ;
   assign \$1982  = $signed(\$1981 ) + $signed({ 1'h0, rnd });
   assign \$1984  = \$1975  ? \$1976  : \$1983 [31:0];
-  assign \$1985  = $signed(\$1984 ) + $signed(\port$15011$608 );
+  assign \$1985  = $signed(\$1984 ) + $signed(\port$15015$608 );
   assign \$1986  = \$1974  ? 16'h8000 : \$1985 [15:0];
   assign \$1987  = \$1962  ? 16'h7fff : \$1986 ;
   assign \$1988  = $signed(\$1987 ) + $signed(residual[207:192]);
@@ -47751,7 +47751,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$1997  = $signed(\$1993 ) >>> \$1996 ;
   assign \$1998  = $signed(\$1997 ) + $signed({ 1'h0, rnd });
   assign \$2000  = \$1991  ? \$1992  : \$1999 [31:0];
-  assign \$2001  = $signed(\$2000 ) + $signed(\port$15011$608 );
+  assign \$2001  = $signed(\$2000 ) + $signed(\port$15015$608 );
   assign \$2002  = $signed(\$2001 ) > $signed(16'h7fff);
   assign \$2003  = ! shift;
   assign \$2004  = $signed(p[207:192]) * $signed(scale[207:192]);
@@ -47762,7 +47762,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2009  = $signed(\$2005 ) >>> \$2008 ;
   assign \$2010  = $signed(\$2009 ) + $signed({ 1'h0, rnd });
   assign \$2012  = \$2003  ? \$2004  : \$2011 [31:0];
-  assign \$2013  = $signed(\$2012 ) + $signed(\port$15011$608 );
+  assign \$2013  = $signed(\$2012 ) + $signed(\port$15015$608 );
   assign \$2014  = $signed(\$2013 ) < $signed(16'h8000);
   assign \$2015  = ! shift;
   assign \$2016  = $signed(p[207:192]) * $signed(scale[207:192]);
@@ -47773,7 +47773,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2021  = $signed(\$2017 ) >>> \$2020 ;
   assign \$2022  = $signed(\$2021 ) + $signed({ 1'h0, rnd });
   assign \$2024  = \$2015  ? \$2016  : \$2023 [31:0];
-  assign \$2025  = $signed(\$2024 ) + $signed(\port$15011$608 );
+  assign \$2025  = $signed(\$2024 ) + $signed(\port$15015$608 );
   assign \$2026  = \$2014  ? 16'h8000 : \$2025 [15:0];
   assign \$2027  = \$2002  ? 16'h7fff : \$2026 ;
   assign \$2028  = use_residual ? \$1990  : \$2027 ;
@@ -47786,7 +47786,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2035  = $signed(\$2031 ) >>> \$2034 ;
   assign \$2036  = $signed(\$2035 ) + $signed({ 1'h0, rnd });
   assign \$2038  = \$2029  ? \$2030  : \$2037 [31:0];
-  assign \$2039  = $signed(\$2038 ) + $signed(\port$15011$656 );
+  assign \$2039  = $signed(\$2038 ) + $signed(\port$15015$656 );
   assign \$2040  = $signed(\$2039 ) > $signed(16'h7fff);
   assign \$2041  = ! shift;
   assign \$2042  = $signed(p[223:208]) * $signed(scale[223:208]);
@@ -47797,7 +47797,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2047  = $signed(\$2043 ) >>> \$2046 ;
   assign \$2048  = $signed(\$2047 ) + $signed({ 1'h0, rnd });
   assign \$2050  = \$2041  ? \$2042  : \$2049 [31:0];
-  assign \$2051  = $signed(\$2050 ) + $signed(\port$15011$656 );
+  assign \$2051  = $signed(\$2050 ) + $signed(\port$15015$656 );
   assign \$2052  = $signed(\$2051 ) < $signed(16'h8000);
   assign \$2053  = ! shift;
   assign \$2054  = $signed(p[223:208]) * $signed(scale[223:208]);
@@ -47808,7 +47808,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2059  = $signed(\$2055 ) >>> \$2058 ;
   assign \$2060  = $signed(\$2059 ) + $signed({ 1'h0, rnd });
   assign \$2062  = \$2053  ? \$2054  : \$2061 [31:0];
-  assign \$2063  = $signed(\$2062 ) + $signed(\port$15011$656 );
+  assign \$2063  = $signed(\$2062 ) + $signed(\port$15015$656 );
   assign \$2064  = \$2052  ? 16'h8000 : \$2063 [15:0];
   assign \$2065  = \$2040  ? 16'h7fff : \$2064 ;
   assign \$2066  = $signed(\$2065 ) + $signed(residual[223:208]);
@@ -47822,7 +47822,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2074  = $signed(\$2070 ) >>> \$2073 ;
   assign \$2075  = $signed(\$2074 ) + $signed({ 1'h0, rnd });
   assign \$2077  = \$2068  ? \$2069  : \$2076 [31:0];
-  assign \$2078  = $signed(\$2077 ) + $signed(\port$15011$656 );
+  assign \$2078  = $signed(\$2077 ) + $signed(\port$15015$656 );
   assign \$2079  = $signed(\$2078 ) > $signed(16'h7fff);
   assign \$2080  = ! shift;
   assign \$2081  = $signed(p[223:208]) * $signed(scale[223:208]);
@@ -47833,7 +47833,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2086  = $signed(\$2082 ) >>> \$2085 ;
   assign \$2087  = $signed(\$2086 ) + $signed({ 1'h0, rnd });
   assign \$2089  = \$2080  ? \$2081  : \$2088 [31:0];
-  assign \$2090  = $signed(\$2089 ) + $signed(\port$15011$656 );
+  assign \$2090  = $signed(\$2089 ) + $signed(\port$15015$656 );
   assign \$2091  = $signed(\$2090 ) < $signed(16'h8000);
   assign \$2092  = ! shift;
   assign \$2093  = $signed(p[223:208]) * $signed(scale[223:208]);
@@ -47844,7 +47844,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2098  = $signed(\$2094 ) >>> \$2097 ;
   assign \$2099  = $signed(\$2098 ) + $signed({ 1'h0, rnd });
   assign \$2101  = \$2092  ? \$2093  : \$2100 [31:0];
-  assign \$2102  = $signed(\$2101 ) + $signed(\port$15011$656 );
+  assign \$2102  = $signed(\$2101 ) + $signed(\port$15015$656 );
   assign \$2103  = \$2091  ? 16'h8000 : \$2102 [15:0];
   assign \$2104  = \$2079  ? 16'h7fff : \$2103 ;
   assign \$2105  = $signed(\$2104 ) + $signed(residual[223:208]);
@@ -47858,7 +47858,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2113  = $signed(\$2109 ) >>> \$2112 ;
   assign \$2114  = $signed(\$2113 ) + $signed({ 1'h0, rnd });
   assign \$2116  = \$2107  ? \$2108  : \$2115 [31:0];
-  assign \$2117  = $signed(\$2116 ) + $signed(\port$15011$656 );
+  assign \$2117  = $signed(\$2116 ) + $signed(\port$15015$656 );
   assign \$2118  = $signed(\$2117 ) > $signed(16'h7fff);
   assign \$2119  = ! shift;
   assign \$2120  = $signed(p[223:208]) * $signed(scale[223:208]);
@@ -47869,7 +47869,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2125  = $signed(\$2121 ) >>> \$2124 ;
   assign \$2126  = $signed(\$2125 ) + $signed({ 1'h0, rnd });
   assign \$2128  = \$2119  ? \$2120  : \$2127 [31:0];
-  assign \$2129  = $signed(\$2128 ) + $signed(\port$15011$656 );
+  assign \$2129  = $signed(\$2128 ) + $signed(\port$15015$656 );
   assign \$2130  = $signed(\$2129 ) < $signed(16'h8000);
   assign \$2131  = ! shift;
   assign \$2132  = $signed(p[223:208]) * $signed(scale[223:208]);
@@ -47880,7 +47880,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2137  = $signed(\$2133 ) >>> \$2136 ;
   assign \$2138  = $signed(\$2137 ) + $signed({ 1'h0, rnd });
   assign \$2140  = \$2131  ? \$2132  : \$2139 [31:0];
-  assign \$2141  = $signed(\$2140 ) + $signed(\port$15011$656 );
+  assign \$2141  = $signed(\$2140 ) + $signed(\port$15015$656 );
   assign \$2142  = \$2130  ? 16'h8000 : \$2141 [15:0];
   assign \$2143  = \$2118  ? 16'h7fff : \$2142 ;
   assign \$2144  = $signed(\$2143 ) + $signed(residual[223:208]);
@@ -47895,7 +47895,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2153  = $signed(\$2149 ) >>> \$2152 ;
   assign \$2154  = $signed(\$2153 ) + $signed({ 1'h0, rnd });
   assign \$2156  = \$2147  ? \$2148  : \$2155 [31:0];
-  assign \$2157  = $signed(\$2156 ) + $signed(\port$15011$656 );
+  assign \$2157  = $signed(\$2156 ) + $signed(\port$15015$656 );
   assign \$2158  = $signed(\$2157 ) > $signed(16'h7fff);
   assign \$2159  = ! shift;
   assign \$2160  = $signed(p[223:208]) * $signed(scale[223:208]);
@@ -47906,7 +47906,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2165  = $signed(\$2161 ) >>> \$2164 ;
   assign \$2166  = $signed(\$2165 ) + $signed({ 1'h0, rnd });
   assign \$2168  = \$2159  ? \$2160  : \$2167 [31:0];
-  assign \$2169  = $signed(\$2168 ) + $signed(\port$15011$656 );
+  assign \$2169  = $signed(\$2168 ) + $signed(\port$15015$656 );
   assign \$2170  = $signed(\$2169 ) < $signed(16'h8000);
   assign \$2171  = ! shift;
   assign \$2172  = $signed(p[223:208]) * $signed(scale[223:208]);
@@ -47917,7 +47917,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2177  = $signed(\$2173 ) >>> \$2176 ;
   assign \$2178  = $signed(\$2177 ) + $signed({ 1'h0, rnd });
   assign \$2180  = \$2171  ? \$2172  : \$2179 [31:0];
-  assign \$2181  = $signed(\$2180 ) + $signed(\port$15011$656 );
+  assign \$2181  = $signed(\$2180 ) + $signed(\port$15015$656 );
   assign \$2182  = \$2170  ? 16'h8000 : \$2181 [15:0];
   assign \$2183  = \$2158  ? 16'h7fff : \$2182 ;
   assign \$2184  = use_residual ? \$2146  : \$2183 ;
@@ -47930,7 +47930,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2191  = $signed(\$2187 ) >>> \$2190 ;
   assign \$2192  = $signed(\$2191 ) + $signed({ 1'h0, rnd });
   assign \$2194  = \$2185  ? \$2186  : \$2193 [31:0];
-  assign \$2195  = $signed(\$2194 ) + $signed(\port$15011$704 );
+  assign \$2195  = $signed(\$2194 ) + $signed(\port$15015$704 );
   assign \$2196  = $signed(\$2195 ) > $signed(16'h7fff);
   assign \$2197  = ! shift;
   assign \$2198  = $signed(p[239:224]) * $signed(scale[239:224]);
@@ -47941,7 +47941,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2203  = $signed(\$2199 ) >>> \$2202 ;
   assign \$2204  = $signed(\$2203 ) + $signed({ 1'h0, rnd });
   assign \$2206  = \$2197  ? \$2198  : \$2205 [31:0];
-  assign \$2207  = $signed(\$2206 ) + $signed(\port$15011$704 );
+  assign \$2207  = $signed(\$2206 ) + $signed(\port$15015$704 );
   assign \$2208  = $signed(\$2207 ) < $signed(16'h8000);
   assign \$2209  = ! shift;
   assign \$2210  = $signed(p[239:224]) * $signed(scale[239:224]);
@@ -47952,7 +47952,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2215  = $signed(\$2211 ) >>> \$2214 ;
   assign \$2216  = $signed(\$2215 ) + $signed({ 1'h0, rnd });
   assign \$2218  = \$2209  ? \$2210  : \$2217 [31:0];
-  assign \$2219  = $signed(\$2218 ) + $signed(\port$15011$704 );
+  assign \$2219  = $signed(\$2218 ) + $signed(\port$15015$704 );
   assign \$2220  = \$2208  ? 16'h8000 : \$2219 [15:0];
   assign \$2221  = \$2196  ? 16'h7fff : \$2220 ;
   assign \$2222  = $signed(\$2221 ) + $signed(residual[239:224]);
@@ -47966,7 +47966,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2230  = $signed(\$2226 ) >>> \$2229 ;
   assign \$2231  = $signed(\$2230 ) + $signed({ 1'h0, rnd });
   assign \$2233  = \$2224  ? \$2225  : \$2232 [31:0];
-  assign \$2234  = $signed(\$2233 ) + $signed(\port$15011$704 );
+  assign \$2234  = $signed(\$2233 ) + $signed(\port$15015$704 );
   assign \$2235  = $signed(\$2234 ) > $signed(16'h7fff);
   assign \$2236  = ! shift;
   assign \$2237  = $signed(p[239:224]) * $signed(scale[239:224]);
@@ -47977,7 +47977,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2242  = $signed(\$2238 ) >>> \$2241 ;
   assign \$2243  = $signed(\$2242 ) + $signed({ 1'h0, rnd });
   assign \$2245  = \$2236  ? \$2237  : \$2244 [31:0];
-  assign \$2246  = $signed(\$2245 ) + $signed(\port$15011$704 );
+  assign \$2246  = $signed(\$2245 ) + $signed(\port$15015$704 );
   assign \$2247  = $signed(\$2246 ) < $signed(16'h8000);
   assign \$2248  = ! shift;
   assign \$2249  = $signed(p[239:224]) * $signed(scale[239:224]);
@@ -47988,7 +47988,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2254  = $signed(\$2250 ) >>> \$2253 ;
   assign \$2255  = $signed(\$2254 ) + $signed({ 1'h0, rnd });
   assign \$2257  = \$2248  ? \$2249  : \$2256 [31:0];
-  assign \$2258  = $signed(\$2257 ) + $signed(\port$15011$704 );
+  assign \$2258  = $signed(\$2257 ) + $signed(\port$15015$704 );
   assign \$2259  = \$2247  ? 16'h8000 : \$2258 [15:0];
   assign \$2260  = \$2235  ? 16'h7fff : \$2259 ;
   assign \$2261  = $signed(\$2260 ) + $signed(residual[239:224]);
@@ -48002,7 +48002,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2269  = $signed(\$2265 ) >>> \$2268 ;
   assign \$2270  = $signed(\$2269 ) + $signed({ 1'h0, rnd });
   assign \$2272  = \$2263  ? \$2264  : \$2271 [31:0];
-  assign \$2273  = $signed(\$2272 ) + $signed(\port$15011$704 );
+  assign \$2273  = $signed(\$2272 ) + $signed(\port$15015$704 );
   assign \$2274  = $signed(\$2273 ) > $signed(16'h7fff);
   assign \$2275  = ! shift;
   assign \$2276  = $signed(p[239:224]) * $signed(scale[239:224]);
@@ -48013,7 +48013,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2281  = $signed(\$2277 ) >>> \$2280 ;
   assign \$2282  = $signed(\$2281 ) + $signed({ 1'h0, rnd });
   assign \$2284  = \$2275  ? \$2276  : \$2283 [31:0];
-  assign \$2285  = $signed(\$2284 ) + $signed(\port$15011$704 );
+  assign \$2285  = $signed(\$2284 ) + $signed(\port$15015$704 );
   assign \$2286  = $signed(\$2285 ) < $signed(16'h8000);
   assign \$2287  = ! shift;
   assign \$2288  = $signed(p[239:224]) * $signed(scale[239:224]);
@@ -48024,7 +48024,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2293  = $signed(\$2289 ) >>> \$2292 ;
   assign \$2294  = $signed(\$2293 ) + $signed({ 1'h0, rnd });
   assign \$2296  = \$2287  ? \$2288  : \$2295 [31:0];
-  assign \$2297  = $signed(\$2296 ) + $signed(\port$15011$704 );
+  assign \$2297  = $signed(\$2296 ) + $signed(\port$15015$704 );
   assign \$2298  = \$2286  ? 16'h8000 : \$2297 [15:0];
   assign \$2299  = \$2274  ? 16'h7fff : \$2298 ;
   assign \$2300  = $signed(\$2299 ) + $signed(residual[239:224]);
@@ -48039,7 +48039,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2309  = $signed(\$2305 ) >>> \$2308 ;
   assign \$2310  = $signed(\$2309 ) + $signed({ 1'h0, rnd });
   assign \$2312  = \$2303  ? \$2304  : \$2311 [31:0];
-  assign \$2313  = $signed(\$2312 ) + $signed(\port$15011$704 );
+  assign \$2313  = $signed(\$2312 ) + $signed(\port$15015$704 );
   assign \$2314  = $signed(\$2313 ) > $signed(16'h7fff);
   assign \$2315  = ! shift;
   assign \$2316  = $signed(p[239:224]) * $signed(scale[239:224]);
@@ -48050,7 +48050,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2321  = $signed(\$2317 ) >>> \$2320 ;
   assign \$2322  = $signed(\$2321 ) + $signed({ 1'h0, rnd });
   assign \$2324  = \$2315  ? \$2316  : \$2323 [31:0];
-  assign \$2325  = $signed(\$2324 ) + $signed(\port$15011$704 );
+  assign \$2325  = $signed(\$2324 ) + $signed(\port$15015$704 );
   assign \$2326  = $signed(\$2325 ) < $signed(16'h8000);
   assign \$2327  = ! shift;
   assign \$2328  = $signed(p[239:224]) * $signed(scale[239:224]);
@@ -48061,7 +48061,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2333  = $signed(\$2329 ) >>> \$2332 ;
   assign \$2334  = $signed(\$2333 ) + $signed({ 1'h0, rnd });
   assign \$2336  = \$2327  ? \$2328  : \$2335 [31:0];
-  assign \$2337  = $signed(\$2336 ) + $signed(\port$15011$704 );
+  assign \$2337  = $signed(\$2336 ) + $signed(\port$15015$704 );
   assign \$2338  = \$2326  ? 16'h8000 : \$2337 [15:0];
   assign \$2339  = \$2314  ? 16'h7fff : \$2338 ;
   assign \$2340  = use_residual ? \$2302  : \$2339 ;
@@ -48074,7 +48074,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2347  = $signed(\$2343 ) >>> \$2346 ;
   assign \$2348  = $signed(\$2347 ) + $signed({ 1'h0, rnd });
   assign \$2350  = \$2341  ? \$2342  : \$2349 [31:0];
-  assign \$2351  = $signed(\$2350 ) + $signed(\port$15011$752 );
+  assign \$2351  = $signed(\$2350 ) + $signed(\port$15015$752 );
   assign \$2352  = $signed(\$2351 ) > $signed(16'h7fff);
   assign \$2353  = ! shift;
   assign \$2354  = $signed(p[255:240]) * $signed(scale[255:240]);
@@ -48085,7 +48085,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2359  = $signed(\$2355 ) >>> \$2358 ;
   assign \$2360  = $signed(\$2359 ) + $signed({ 1'h0, rnd });
   assign \$2362  = \$2353  ? \$2354  : \$2361 [31:0];
-  assign \$2363  = $signed(\$2362 ) + $signed(\port$15011$752 );
+  assign \$2363  = $signed(\$2362 ) + $signed(\port$15015$752 );
   assign \$2364  = $signed(\$2363 ) < $signed(16'h8000);
   assign \$2365  = ! shift;
   assign \$2366  = $signed(p[255:240]) * $signed(scale[255:240]);
@@ -48096,7 +48096,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2371  = $signed(\$2367 ) >>> \$2370 ;
   assign \$2372  = $signed(\$2371 ) + $signed({ 1'h0, rnd });
   assign \$2374  = \$2365  ? \$2366  : \$2373 [31:0];
-  assign \$2375  = $signed(\$2374 ) + $signed(\port$15011$752 );
+  assign \$2375  = $signed(\$2374 ) + $signed(\port$15015$752 );
   assign \$2376  = \$2364  ? 16'h8000 : \$2375 [15:0];
   assign \$2377  = \$2352  ? 16'h7fff : \$2376 ;
   assign \$2378  = $signed(\$2377 ) + $signed(residual[255:240]);
@@ -48110,7 +48110,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2386  = $signed(\$2382 ) >>> \$2385 ;
   assign \$2387  = $signed(\$2386 ) + $signed({ 1'h0, rnd });
   assign \$2389  = \$2380  ? \$2381  : \$2388 [31:0];
-  assign \$2390  = $signed(\$2389 ) + $signed(\port$15011$752 );
+  assign \$2390  = $signed(\$2389 ) + $signed(\port$15015$752 );
   assign \$2391  = $signed(\$2390 ) > $signed(16'h7fff);
   assign \$2392  = ! shift;
   assign \$2393  = $signed(p[255:240]) * $signed(scale[255:240]);
@@ -48121,7 +48121,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2398  = $signed(\$2394 ) >>> \$2397 ;
   assign \$2399  = $signed(\$2398 ) + $signed({ 1'h0, rnd });
   assign \$2401  = \$2392  ? \$2393  : \$2400 [31:0];
-  assign \$2402  = $signed(\$2401 ) + $signed(\port$15011$752 );
+  assign \$2402  = $signed(\$2401 ) + $signed(\port$15015$752 );
   assign \$2403  = $signed(\$2402 ) < $signed(16'h8000);
   assign \$2404  = ! shift;
   assign \$2405  = $signed(p[255:240]) * $signed(scale[255:240]);
@@ -48132,7 +48132,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2410  = $signed(\$2406 ) >>> \$2409 ;
   assign \$2411  = $signed(\$2410 ) + $signed({ 1'h0, rnd });
   assign \$2413  = \$2404  ? \$2405  : \$2412 [31:0];
-  assign \$2414  = $signed(\$2413 ) + $signed(\port$15011$752 );
+  assign \$2414  = $signed(\$2413 ) + $signed(\port$15015$752 );
   assign \$2415  = \$2403  ? 16'h8000 : \$2414 [15:0];
   assign \$2416  = \$2391  ? 16'h7fff : \$2415 ;
   assign \$2417  = $signed(\$2416 ) + $signed(residual[255:240]);
@@ -48146,7 +48146,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2425  = $signed(\$2421 ) >>> \$2424 ;
   assign \$2426  = $signed(\$2425 ) + $signed({ 1'h0, rnd });
   assign \$2428  = \$2419  ? \$2420  : \$2427 [31:0];
-  assign \$2429  = $signed(\$2428 ) + $signed(\port$15011$752 );
+  assign \$2429  = $signed(\$2428 ) + $signed(\port$15015$752 );
   assign \$2430  = $signed(\$2429 ) > $signed(16'h7fff);
   assign \$2431  = ! shift;
   assign \$2432  = $signed(p[255:240]) * $signed(scale[255:240]);
@@ -48157,7 +48157,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2437  = $signed(\$2433 ) >>> \$2436 ;
   assign \$2438  = $signed(\$2437 ) + $signed({ 1'h0, rnd });
   assign \$2440  = \$2431  ? \$2432  : \$2439 [31:0];
-  assign \$2441  = $signed(\$2440 ) + $signed(\port$15011$752 );
+  assign \$2441  = $signed(\$2440 ) + $signed(\port$15015$752 );
   assign \$2442  = $signed(\$2441 ) < $signed(16'h8000);
   assign \$2443  = ! shift;
   assign \$2444  = $signed(p[255:240]) * $signed(scale[255:240]);
@@ -48168,7 +48168,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2449  = $signed(\$2445 ) >>> \$2448 ;
   assign \$2450  = $signed(\$2449 ) + $signed({ 1'h0, rnd });
   assign \$2452  = \$2443  ? \$2444  : \$2451 [31:0];
-  assign \$2453  = $signed(\$2452 ) + $signed(\port$15011$752 );
+  assign \$2453  = $signed(\$2452 ) + $signed(\port$15015$752 );
   assign \$2454  = \$2442  ? 16'h8000 : \$2453 [15:0];
   assign \$2455  = \$2430  ? 16'h7fff : \$2454 ;
   assign \$2456  = $signed(\$2455 ) + $signed(residual[255:240]);
@@ -48183,7 +48183,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2465  = $signed(\$2461 ) >>> \$2464 ;
   assign \$2466  = $signed(\$2465 ) + $signed({ 1'h0, rnd });
   assign \$2468  = \$2459  ? \$2460  : \$2467 [31:0];
-  assign \$2469  = $signed(\$2468 ) + $signed(\port$15011$752 );
+  assign \$2469  = $signed(\$2468 ) + $signed(\port$15015$752 );
   assign \$2470  = $signed(\$2469 ) > $signed(16'h7fff);
   assign \$2471  = ! shift;
   assign \$2472  = $signed(p[255:240]) * $signed(scale[255:240]);
@@ -48194,7 +48194,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2477  = $signed(\$2473 ) >>> \$2476 ;
   assign \$2478  = $signed(\$2477 ) + $signed({ 1'h0, rnd });
   assign \$2480  = \$2471  ? \$2472  : \$2479 [31:0];
-  assign \$2481  = $signed(\$2480 ) + $signed(\port$15011$752 );
+  assign \$2481  = $signed(\$2480 ) + $signed(\port$15015$752 );
   assign \$2482  = $signed(\$2481 ) < $signed(16'h8000);
   assign \$2483  = ! shift;
   assign \$2484  = $signed(p[255:240]) * $signed(scale[255:240]);
@@ -48205,7 +48205,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2489  = $signed(\$2485 ) >>> \$2488 ;
   assign \$2490  = $signed(\$2489 ) + $signed({ 1'h0, rnd });
   assign \$2492  = \$2483  ? \$2484  : \$2491 [31:0];
-  assign \$2493  = $signed(\$2492 ) + $signed(\port$15011$752 );
+  assign \$2493  = $signed(\$2492 ) + $signed(\port$15015$752 );
   assign \$2494  = \$2482  ? 16'h8000 : \$2493 [15:0];
   assign \$2495  = \$2470  ? 16'h7fff : \$2494 ;
   assign \$2496  = use_residual ? \$2458  : \$2495 ;
@@ -48218,7 +48218,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2503  = $signed(\$2499 ) >>> \$2502 ;
   assign \$2504  = $signed(\$2503 ) + $signed({ 1'h0, rnd });
   assign \$2506  = \$2497  ? \$2498  : \$2505 [31:0];
-  assign \$2507  = $signed(\$2506 ) + $signed(\port$15011$800 );
+  assign \$2507  = $signed(\$2506 ) + $signed(\port$15015$800 );
   assign \$2508  = $signed(\$2507 ) > $signed(16'h7fff);
   assign \$2509  = ! shift;
   assign \$2510  = $signed(p[271:256]) * $signed(scale[271:256]);
@@ -48229,7 +48229,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2515  = $signed(\$2511 ) >>> \$2514 ;
   assign \$2516  = $signed(\$2515 ) + $signed({ 1'h0, rnd });
   assign \$2518  = \$2509  ? \$2510  : \$2517 [31:0];
-  assign \$2519  = $signed(\$2518 ) + $signed(\port$15011$800 );
+  assign \$2519  = $signed(\$2518 ) + $signed(\port$15015$800 );
   assign \$2520  = $signed(\$2519 ) < $signed(16'h8000);
   assign \$2521  = ! shift;
   assign \$2522  = $signed(p[271:256]) * $signed(scale[271:256]);
@@ -48240,7 +48240,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2527  = $signed(\$2523 ) >>> \$2526 ;
   assign \$2528  = $signed(\$2527 ) + $signed({ 1'h0, rnd });
   assign \$2530  = \$2521  ? \$2522  : \$2529 [31:0];
-  assign \$2531  = $signed(\$2530 ) + $signed(\port$15011$800 );
+  assign \$2531  = $signed(\$2530 ) + $signed(\port$15015$800 );
   assign \$2532  = \$2520  ? 16'h8000 : \$2531 [15:0];
   assign \$2533  = \$2508  ? 16'h7fff : \$2532 ;
   assign \$2534  = $signed(\$2533 ) + $signed(residual[271:256]);
@@ -48254,7 +48254,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2542  = $signed(\$2538 ) >>> \$2541 ;
   assign \$2543  = $signed(\$2542 ) + $signed({ 1'h0, rnd });
   assign \$2545  = \$2536  ? \$2537  : \$2544 [31:0];
-  assign \$2546  = $signed(\$2545 ) + $signed(\port$15011$800 );
+  assign \$2546  = $signed(\$2545 ) + $signed(\port$15015$800 );
   assign \$2547  = $signed(\$2546 ) > $signed(16'h7fff);
   assign \$2548  = ! shift;
   assign \$2549  = $signed(p[271:256]) * $signed(scale[271:256]);
@@ -48265,7 +48265,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2554  = $signed(\$2550 ) >>> \$2553 ;
   assign \$2555  = $signed(\$2554 ) + $signed({ 1'h0, rnd });
   assign \$2557  = \$2548  ? \$2549  : \$2556 [31:0];
-  assign \$2558  = $signed(\$2557 ) + $signed(\port$15011$800 );
+  assign \$2558  = $signed(\$2557 ) + $signed(\port$15015$800 );
   assign \$2559  = $signed(\$2558 ) < $signed(16'h8000);
   assign \$2560  = ! shift;
   assign \$2561  = $signed(p[271:256]) * $signed(scale[271:256]);
@@ -48276,7 +48276,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2566  = $signed(\$2562 ) >>> \$2565 ;
   assign \$2567  = $signed(\$2566 ) + $signed({ 1'h0, rnd });
   assign \$2569  = \$2560  ? \$2561  : \$2568 [31:0];
-  assign \$2570  = $signed(\$2569 ) + $signed(\port$15011$800 );
+  assign \$2570  = $signed(\$2569 ) + $signed(\port$15015$800 );
   assign \$2571  = \$2559  ? 16'h8000 : \$2570 [15:0];
   assign \$2572  = \$2547  ? 16'h7fff : \$2571 ;
   assign \$2573  = $signed(\$2572 ) + $signed(residual[271:256]);
@@ -48290,7 +48290,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2581  = $signed(\$2577 ) >>> \$2580 ;
   assign \$2582  = $signed(\$2581 ) + $signed({ 1'h0, rnd });
   assign \$2584  = \$2575  ? \$2576  : \$2583 [31:0];
-  assign \$2585  = $signed(\$2584 ) + $signed(\port$15011$800 );
+  assign \$2585  = $signed(\$2584 ) + $signed(\port$15015$800 );
   assign \$2586  = $signed(\$2585 ) > $signed(16'h7fff);
   assign \$2587  = ! shift;
   assign \$2588  = $signed(p[271:256]) * $signed(scale[271:256]);
@@ -48301,7 +48301,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2593  = $signed(\$2589 ) >>> \$2592 ;
   assign \$2594  = $signed(\$2593 ) + $signed({ 1'h0, rnd });
   assign \$2596  = \$2587  ? \$2588  : \$2595 [31:0];
-  assign \$2597  = $signed(\$2596 ) + $signed(\port$15011$800 );
+  assign \$2597  = $signed(\$2596 ) + $signed(\port$15015$800 );
   assign \$2598  = $signed(\$2597 ) < $signed(16'h8000);
   assign \$2599  = ! shift;
   assign \$2600  = $signed(p[271:256]) * $signed(scale[271:256]);
@@ -48312,7 +48312,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2605  = $signed(\$2601 ) >>> \$2604 ;
   assign \$2606  = $signed(\$2605 ) + $signed({ 1'h0, rnd });
   assign \$2608  = \$2599  ? \$2600  : \$2607 [31:0];
-  assign \$2609  = $signed(\$2608 ) + $signed(\port$15011$800 );
+  assign \$2609  = $signed(\$2608 ) + $signed(\port$15015$800 );
   assign \$2610  = \$2598  ? 16'h8000 : \$2609 [15:0];
   assign \$2611  = \$2586  ? 16'h7fff : \$2610 ;
   assign \$2612  = $signed(\$2611 ) + $signed(residual[271:256]);
@@ -48327,7 +48327,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2621  = $signed(\$2617 ) >>> \$2620 ;
   assign \$2622  = $signed(\$2621 ) + $signed({ 1'h0, rnd });
   assign \$2624  = \$2615  ? \$2616  : \$2623 [31:0];
-  assign \$2625  = $signed(\$2624 ) + $signed(\port$15011$800 );
+  assign \$2625  = $signed(\$2624 ) + $signed(\port$15015$800 );
   assign \$2626  = $signed(\$2625 ) > $signed(16'h7fff);
   assign \$2627  = ! shift;
   assign \$2628  = $signed(p[271:256]) * $signed(scale[271:256]);
@@ -48338,7 +48338,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2633  = $signed(\$2629 ) >>> \$2632 ;
   assign \$2634  = $signed(\$2633 ) + $signed({ 1'h0, rnd });
   assign \$2636  = \$2627  ? \$2628  : \$2635 [31:0];
-  assign \$2637  = $signed(\$2636 ) + $signed(\port$15011$800 );
+  assign \$2637  = $signed(\$2636 ) + $signed(\port$15015$800 );
   assign \$2638  = $signed(\$2637 ) < $signed(16'h8000);
   assign \$2639  = ! shift;
   assign \$2640  = $signed(p[271:256]) * $signed(scale[271:256]);
@@ -48349,7 +48349,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2645  = $signed(\$2641 ) >>> \$2644 ;
   assign \$2646  = $signed(\$2645 ) + $signed({ 1'h0, rnd });
   assign \$2648  = \$2639  ? \$2640  : \$2647 [31:0];
-  assign \$2649  = $signed(\$2648 ) + $signed(\port$15011$800 );
+  assign \$2649  = $signed(\$2648 ) + $signed(\port$15015$800 );
   assign \$2650  = \$2638  ? 16'h8000 : \$2649 [15:0];
   assign \$2651  = \$2626  ? 16'h7fff : \$2650 ;
   assign \$2652  = use_residual ? \$2614  : \$2651 ;
@@ -48362,7 +48362,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2659  = $signed(\$2655 ) >>> \$2658 ;
   assign \$2660  = $signed(\$2659 ) + $signed({ 1'h0, rnd });
   assign \$2662  = \$2653  ? \$2654  : \$2661 [31:0];
-  assign \$2663  = $signed(\$2662 ) + $signed(\port$15011$848 );
+  assign \$2663  = $signed(\$2662 ) + $signed(\port$15015$848 );
   assign \$2664  = $signed(\$2663 ) > $signed(16'h7fff);
   assign \$2665  = ! shift;
   assign \$2666  = $signed(p[287:272]) * $signed(scale[287:272]);
@@ -48373,7 +48373,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2671  = $signed(\$2667 ) >>> \$2670 ;
   assign \$2672  = $signed(\$2671 ) + $signed({ 1'h0, rnd });
   assign \$2674  = \$2665  ? \$2666  : \$2673 [31:0];
-  assign \$2675  = $signed(\$2674 ) + $signed(\port$15011$848 );
+  assign \$2675  = $signed(\$2674 ) + $signed(\port$15015$848 );
   assign \$2676  = $signed(\$2675 ) < $signed(16'h8000);
   assign \$2677  = ! shift;
   assign \$2678  = $signed(p[287:272]) * $signed(scale[287:272]);
@@ -48384,7 +48384,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2683  = $signed(\$2679 ) >>> \$2682 ;
   assign \$2684  = $signed(\$2683 ) + $signed({ 1'h0, rnd });
   assign \$2686  = \$2677  ? \$2678  : \$2685 [31:0];
-  assign \$2687  = $signed(\$2686 ) + $signed(\port$15011$848 );
+  assign \$2687  = $signed(\$2686 ) + $signed(\port$15015$848 );
   assign \$2688  = \$2676  ? 16'h8000 : \$2687 [15:0];
   assign \$2689  = \$2664  ? 16'h7fff : \$2688 ;
   assign \$2690  = $signed(\$2689 ) + $signed(residual[287:272]);
@@ -48398,7 +48398,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2698  = $signed(\$2694 ) >>> \$2697 ;
   assign \$2699  = $signed(\$2698 ) + $signed({ 1'h0, rnd });
   assign \$2701  = \$2692  ? \$2693  : \$2700 [31:0];
-  assign \$2702  = $signed(\$2701 ) + $signed(\port$15011$848 );
+  assign \$2702  = $signed(\$2701 ) + $signed(\port$15015$848 );
   assign \$2703  = $signed(\$2702 ) > $signed(16'h7fff);
   assign \$2704  = ! shift;
   assign \$2705  = $signed(p[287:272]) * $signed(scale[287:272]);
@@ -48409,7 +48409,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2710  = $signed(\$2706 ) >>> \$2709 ;
   assign \$2711  = $signed(\$2710 ) + $signed({ 1'h0, rnd });
   assign \$2713  = \$2704  ? \$2705  : \$2712 [31:0];
-  assign \$2714  = $signed(\$2713 ) + $signed(\port$15011$848 );
+  assign \$2714  = $signed(\$2713 ) + $signed(\port$15015$848 );
   assign \$2715  = $signed(\$2714 ) < $signed(16'h8000);
   assign \$2716  = ! shift;
   assign \$2717  = $signed(p[287:272]) * $signed(scale[287:272]);
@@ -48420,7 +48420,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2722  = $signed(\$2718 ) >>> \$2721 ;
   assign \$2723  = $signed(\$2722 ) + $signed({ 1'h0, rnd });
   assign \$2725  = \$2716  ? \$2717  : \$2724 [31:0];
-  assign \$2726  = $signed(\$2725 ) + $signed(\port$15011$848 );
+  assign \$2726  = $signed(\$2725 ) + $signed(\port$15015$848 );
   assign \$2727  = \$2715  ? 16'h8000 : \$2726 [15:0];
   assign \$2728  = \$2703  ? 16'h7fff : \$2727 ;
   assign \$2729  = $signed(\$2728 ) + $signed(residual[287:272]);
@@ -48434,7 +48434,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2737  = $signed(\$2733 ) >>> \$2736 ;
   assign \$2738  = $signed(\$2737 ) + $signed({ 1'h0, rnd });
   assign \$2740  = \$2731  ? \$2732  : \$2739 [31:0];
-  assign \$2741  = $signed(\$2740 ) + $signed(\port$15011$848 );
+  assign \$2741  = $signed(\$2740 ) + $signed(\port$15015$848 );
   assign \$2742  = $signed(\$2741 ) > $signed(16'h7fff);
   assign \$2743  = ! shift;
   assign \$2744  = $signed(p[287:272]) * $signed(scale[287:272]);
@@ -48445,7 +48445,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2749  = $signed(\$2745 ) >>> \$2748 ;
   assign \$2750  = $signed(\$2749 ) + $signed({ 1'h0, rnd });
   assign \$2752  = \$2743  ? \$2744  : \$2751 [31:0];
-  assign \$2753  = $signed(\$2752 ) + $signed(\port$15011$848 );
+  assign \$2753  = $signed(\$2752 ) + $signed(\port$15015$848 );
   assign \$2754  = $signed(\$2753 ) < $signed(16'h8000);
   assign \$2755  = ! shift;
   assign \$2756  = $signed(p[287:272]) * $signed(scale[287:272]);
@@ -48456,7 +48456,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2761  = $signed(\$2757 ) >>> \$2760 ;
   assign \$2762  = $signed(\$2761 ) + $signed({ 1'h0, rnd });
   assign \$2764  = \$2755  ? \$2756  : \$2763 [31:0];
-  assign \$2765  = $signed(\$2764 ) + $signed(\port$15011$848 );
+  assign \$2765  = $signed(\$2764 ) + $signed(\port$15015$848 );
   assign \$2766  = \$2754  ? 16'h8000 : \$2765 [15:0];
   assign \$2767  = \$2742  ? 16'h7fff : \$2766 ;
   assign \$2768  = $signed(\$2767 ) + $signed(residual[287:272]);
@@ -48471,7 +48471,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2777  = $signed(\$2773 ) >>> \$2776 ;
   assign \$2778  = $signed(\$2777 ) + $signed({ 1'h0, rnd });
   assign \$2780  = \$2771  ? \$2772  : \$2779 [31:0];
-  assign \$2781  = $signed(\$2780 ) + $signed(\port$15011$848 );
+  assign \$2781  = $signed(\$2780 ) + $signed(\port$15015$848 );
   assign \$2782  = $signed(\$2781 ) > $signed(16'h7fff);
   assign \$2783  = ! shift;
   assign \$2784  = $signed(p[287:272]) * $signed(scale[287:272]);
@@ -48482,7 +48482,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2789  = $signed(\$2785 ) >>> \$2788 ;
   assign \$2790  = $signed(\$2789 ) + $signed({ 1'h0, rnd });
   assign \$2792  = \$2783  ? \$2784  : \$2791 [31:0];
-  assign \$2793  = $signed(\$2792 ) + $signed(\port$15011$848 );
+  assign \$2793  = $signed(\$2792 ) + $signed(\port$15015$848 );
   assign \$2794  = $signed(\$2793 ) < $signed(16'h8000);
   assign \$2795  = ! shift;
   assign \$2796  = $signed(p[287:272]) * $signed(scale[287:272]);
@@ -48493,7 +48493,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2801  = $signed(\$2797 ) >>> \$2800 ;
   assign \$2802  = $signed(\$2801 ) + $signed({ 1'h0, rnd });
   assign \$2804  = \$2795  ? \$2796  : \$2803 [31:0];
-  assign \$2805  = $signed(\$2804 ) + $signed(\port$15011$848 );
+  assign \$2805  = $signed(\$2804 ) + $signed(\port$15015$848 );
   assign \$2806  = \$2794  ? 16'h8000 : \$2805 [15:0];
   assign \$2807  = \$2782  ? 16'h7fff : \$2806 ;
   assign \$2808  = use_residual ? \$2770  : \$2807 ;
@@ -48506,7 +48506,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2815  = $signed(\$2811 ) >>> \$2814 ;
   assign \$2816  = $signed(\$2815 ) + $signed({ 1'h0, rnd });
   assign \$2818  = \$2809  ? \$2810  : \$2817 [31:0];
-  assign \$2819  = $signed(\$2818 ) + $signed(\port$15011$896 );
+  assign \$2819  = $signed(\$2818 ) + $signed(\port$15015$896 );
   assign \$2820  = $signed(\$2819 ) > $signed(16'h7fff);
   assign \$2821  = ! shift;
   assign \$2822  = $signed(p[303:288]) * $signed(scale[303:288]);
@@ -48517,7 +48517,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2827  = $signed(\$2823 ) >>> \$2826 ;
   assign \$2828  = $signed(\$2827 ) + $signed({ 1'h0, rnd });
   assign \$2830  = \$2821  ? \$2822  : \$2829 [31:0];
-  assign \$2831  = $signed(\$2830 ) + $signed(\port$15011$896 );
+  assign \$2831  = $signed(\$2830 ) + $signed(\port$15015$896 );
   assign \$2832  = $signed(\$2831 ) < $signed(16'h8000);
   assign \$2833  = ! shift;
   assign \$2834  = $signed(p[303:288]) * $signed(scale[303:288]);
@@ -48528,7 +48528,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2839  = $signed(\$2835 ) >>> \$2838 ;
   assign \$2840  = $signed(\$2839 ) + $signed({ 1'h0, rnd });
   assign \$2842  = \$2833  ? \$2834  : \$2841 [31:0];
-  assign \$2843  = $signed(\$2842 ) + $signed(\port$15011$896 );
+  assign \$2843  = $signed(\$2842 ) + $signed(\port$15015$896 );
   assign \$2844  = \$2832  ? 16'h8000 : \$2843 [15:0];
   assign \$2845  = \$2820  ? 16'h7fff : \$2844 ;
   assign \$2846  = $signed(\$2845 ) + $signed(residual[303:288]);
@@ -48542,7 +48542,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2854  = $signed(\$2850 ) >>> \$2853 ;
   assign \$2855  = $signed(\$2854 ) + $signed({ 1'h0, rnd });
   assign \$2857  = \$2848  ? \$2849  : \$2856 [31:0];
-  assign \$2858  = $signed(\$2857 ) + $signed(\port$15011$896 );
+  assign \$2858  = $signed(\$2857 ) + $signed(\port$15015$896 );
   assign \$2859  = $signed(\$2858 ) > $signed(16'h7fff);
   assign \$2860  = ! shift;
   assign \$2861  = $signed(p[303:288]) * $signed(scale[303:288]);
@@ -48553,7 +48553,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2866  = $signed(\$2862 ) >>> \$2865 ;
   assign \$2867  = $signed(\$2866 ) + $signed({ 1'h0, rnd });
   assign \$2869  = \$2860  ? \$2861  : \$2868 [31:0];
-  assign \$2870  = $signed(\$2869 ) + $signed(\port$15011$896 );
+  assign \$2870  = $signed(\$2869 ) + $signed(\port$15015$896 );
   assign \$2871  = $signed(\$2870 ) < $signed(16'h8000);
   assign \$2872  = ! shift;
   assign \$2873  = $signed(p[303:288]) * $signed(scale[303:288]);
@@ -48564,7 +48564,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2878  = $signed(\$2874 ) >>> \$2877 ;
   assign \$2879  = $signed(\$2878 ) + $signed({ 1'h0, rnd });
   assign \$2881  = \$2872  ? \$2873  : \$2880 [31:0];
-  assign \$2882  = $signed(\$2881 ) + $signed(\port$15011$896 );
+  assign \$2882  = $signed(\$2881 ) + $signed(\port$15015$896 );
   assign \$2883  = \$2871  ? 16'h8000 : \$2882 [15:0];
   assign \$2884  = \$2859  ? 16'h7fff : \$2883 ;
   assign \$2885  = $signed(\$2884 ) + $signed(residual[303:288]);
@@ -48578,7 +48578,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2893  = $signed(\$2889 ) >>> \$2892 ;
   assign \$2894  = $signed(\$2893 ) + $signed({ 1'h0, rnd });
   assign \$2896  = \$2887  ? \$2888  : \$2895 [31:0];
-  assign \$2897  = $signed(\$2896 ) + $signed(\port$15011$896 );
+  assign \$2897  = $signed(\$2896 ) + $signed(\port$15015$896 );
   assign \$2898  = $signed(\$2897 ) > $signed(16'h7fff);
   assign \$2899  = ! shift;
   assign \$2900  = $signed(p[303:288]) * $signed(scale[303:288]);
@@ -48589,7 +48589,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2905  = $signed(\$2901 ) >>> \$2904 ;
   assign \$2906  = $signed(\$2905 ) + $signed({ 1'h0, rnd });
   assign \$2908  = \$2899  ? \$2900  : \$2907 [31:0];
-  assign \$2909  = $signed(\$2908 ) + $signed(\port$15011$896 );
+  assign \$2909  = $signed(\$2908 ) + $signed(\port$15015$896 );
   assign \$2910  = $signed(\$2909 ) < $signed(16'h8000);
   assign \$2911  = ! shift;
   assign \$2912  = $signed(p[303:288]) * $signed(scale[303:288]);
@@ -48600,7 +48600,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2917  = $signed(\$2913 ) >>> \$2916 ;
   assign \$2918  = $signed(\$2917 ) + $signed({ 1'h0, rnd });
   assign \$2920  = \$2911  ? \$2912  : \$2919 [31:0];
-  assign \$2921  = $signed(\$2920 ) + $signed(\port$15011$896 );
+  assign \$2921  = $signed(\$2920 ) + $signed(\port$15015$896 );
   assign \$2922  = \$2910  ? 16'h8000 : \$2921 [15:0];
   assign \$2923  = \$2898  ? 16'h7fff : \$2922 ;
   assign \$2924  = $signed(\$2923 ) + $signed(residual[303:288]);
@@ -48615,7 +48615,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2933  = $signed(\$2929 ) >>> \$2932 ;
   assign \$2934  = $signed(\$2933 ) + $signed({ 1'h0, rnd });
   assign \$2936  = \$2927  ? \$2928  : \$2935 [31:0];
-  assign \$2937  = $signed(\$2936 ) + $signed(\port$15011$896 );
+  assign \$2937  = $signed(\$2936 ) + $signed(\port$15015$896 );
   assign \$2938  = $signed(\$2937 ) > $signed(16'h7fff);
   assign \$2939  = ! shift;
   assign \$2940  = $signed(p[303:288]) * $signed(scale[303:288]);
@@ -48626,7 +48626,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2945  = $signed(\$2941 ) >>> \$2944 ;
   assign \$2946  = $signed(\$2945 ) + $signed({ 1'h0, rnd });
   assign \$2948  = \$2939  ? \$2940  : \$2947 [31:0];
-  assign \$2949  = $signed(\$2948 ) + $signed(\port$15011$896 );
+  assign \$2949  = $signed(\$2948 ) + $signed(\port$15015$896 );
   assign \$2950  = $signed(\$2949 ) < $signed(16'h8000);
   assign \$2951  = ! shift;
   assign \$2952  = $signed(p[303:288]) * $signed(scale[303:288]);
@@ -48637,7 +48637,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2957  = $signed(\$2953 ) >>> \$2956 ;
   assign \$2958  = $signed(\$2957 ) + $signed({ 1'h0, rnd });
   assign \$2960  = \$2951  ? \$2952  : \$2959 [31:0];
-  assign \$2961  = $signed(\$2960 ) + $signed(\port$15011$896 );
+  assign \$2961  = $signed(\$2960 ) + $signed(\port$15015$896 );
   assign \$2962  = \$2950  ? 16'h8000 : \$2961 [15:0];
   assign \$2963  = \$2938  ? 16'h7fff : \$2962 ;
   assign \$2964  = use_residual ? \$2926  : \$2963 ;
@@ -48650,7 +48650,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2971  = $signed(\$2967 ) >>> \$2970 ;
   assign \$2972  = $signed(\$2971 ) + $signed({ 1'h0, rnd });
   assign \$2974  = \$2965  ? \$2966  : \$2973 [31:0];
-  assign \$2975  = $signed(\$2974 ) + $signed(\port$15011$944 );
+  assign \$2975  = $signed(\$2974 ) + $signed(\port$15015$944 );
   assign \$2976  = $signed(\$2975 ) > $signed(16'h7fff);
   assign \$2977  = ! shift;
   assign \$2978  = $signed(p[319:304]) * $signed(scale[319:304]);
@@ -48661,7 +48661,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2983  = $signed(\$2979 ) >>> \$2982 ;
   assign \$2984  = $signed(\$2983 ) + $signed({ 1'h0, rnd });
   assign \$2986  = \$2977  ? \$2978  : \$2985 [31:0];
-  assign \$2987  = $signed(\$2986 ) + $signed(\port$15011$944 );
+  assign \$2987  = $signed(\$2986 ) + $signed(\port$15015$944 );
   assign \$2988  = $signed(\$2987 ) < $signed(16'h8000);
   assign \$2989  = ! shift;
   assign \$2990  = $signed(p[319:304]) * $signed(scale[319:304]);
@@ -48672,7 +48672,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$2995  = $signed(\$2991 ) >>> \$2994 ;
   assign \$2996  = $signed(\$2995 ) + $signed({ 1'h0, rnd });
   assign \$2998  = \$2989  ? \$2990  : \$2997 [31:0];
-  assign \$2999  = $signed(\$2998 ) + $signed(\port$15011$944 );
+  assign \$2999  = $signed(\$2998 ) + $signed(\port$15015$944 );
   assign \$3000  = \$2988  ? 16'h8000 : \$2999 [15:0];
   assign \$3001  = \$2976  ? 16'h7fff : \$3000 ;
   assign \$3002  = $signed(\$3001 ) + $signed(residual[319:304]);
@@ -48686,7 +48686,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3010  = $signed(\$3006 ) >>> \$3009 ;
   assign \$3011  = $signed(\$3010 ) + $signed({ 1'h0, rnd });
   assign \$3013  = \$3004  ? \$3005  : \$3012 [31:0];
-  assign \$3014  = $signed(\$3013 ) + $signed(\port$15011$944 );
+  assign \$3014  = $signed(\$3013 ) + $signed(\port$15015$944 );
   assign \$3015  = $signed(\$3014 ) > $signed(16'h7fff);
   assign \$3016  = ! shift;
   assign \$3017  = $signed(p[319:304]) * $signed(scale[319:304]);
@@ -48697,7 +48697,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3022  = $signed(\$3018 ) >>> \$3021 ;
   assign \$3023  = $signed(\$3022 ) + $signed({ 1'h0, rnd });
   assign \$3025  = \$3016  ? \$3017  : \$3024 [31:0];
-  assign \$3026  = $signed(\$3025 ) + $signed(\port$15011$944 );
+  assign \$3026  = $signed(\$3025 ) + $signed(\port$15015$944 );
   assign \$3027  = $signed(\$3026 ) < $signed(16'h8000);
   assign \$3028  = ! shift;
   assign \$3029  = $signed(p[319:304]) * $signed(scale[319:304]);
@@ -48708,7 +48708,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3034  = $signed(\$3030 ) >>> \$3033 ;
   assign \$3035  = $signed(\$3034 ) + $signed({ 1'h0, rnd });
   assign \$3037  = \$3028  ? \$3029  : \$3036 [31:0];
-  assign \$3038  = $signed(\$3037 ) + $signed(\port$15011$944 );
+  assign \$3038  = $signed(\$3037 ) + $signed(\port$15015$944 );
   assign \$3039  = \$3027  ? 16'h8000 : \$3038 [15:0];
   assign \$3040  = \$3015  ? 16'h7fff : \$3039 ;
   assign \$3041  = $signed(\$3040 ) + $signed(residual[319:304]);
@@ -48722,7 +48722,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3049  = $signed(\$3045 ) >>> \$3048 ;
   assign \$3050  = $signed(\$3049 ) + $signed({ 1'h0, rnd });
   assign \$3052  = \$3043  ? \$3044  : \$3051 [31:0];
-  assign \$3053  = $signed(\$3052 ) + $signed(\port$15011$944 );
+  assign \$3053  = $signed(\$3052 ) + $signed(\port$15015$944 );
   assign \$3054  = $signed(\$3053 ) > $signed(16'h7fff);
   assign \$3055  = ! shift;
   assign \$3056  = $signed(p[319:304]) * $signed(scale[319:304]);
@@ -48733,7 +48733,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3061  = $signed(\$3057 ) >>> \$3060 ;
   assign \$3062  = $signed(\$3061 ) + $signed({ 1'h0, rnd });
   assign \$3064  = \$3055  ? \$3056  : \$3063 [31:0];
-  assign \$3065  = $signed(\$3064 ) + $signed(\port$15011$944 );
+  assign \$3065  = $signed(\$3064 ) + $signed(\port$15015$944 );
   assign \$3066  = $signed(\$3065 ) < $signed(16'h8000);
   assign \$3067  = ! shift;
   assign \$3068  = $signed(p[319:304]) * $signed(scale[319:304]);
@@ -48744,7 +48744,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3073  = $signed(\$3069 ) >>> \$3072 ;
   assign \$3074  = $signed(\$3073 ) + $signed({ 1'h0, rnd });
   assign \$3076  = \$3067  ? \$3068  : \$3075 [31:0];
-  assign \$3077  = $signed(\$3076 ) + $signed(\port$15011$944 );
+  assign \$3077  = $signed(\$3076 ) + $signed(\port$15015$944 );
   assign \$3078  = \$3066  ? 16'h8000 : \$3077 [15:0];
   assign \$3079  = \$3054  ? 16'h7fff : \$3078 ;
   assign \$3080  = $signed(\$3079 ) + $signed(residual[319:304]);
@@ -48759,7 +48759,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3089  = $signed(\$3085 ) >>> \$3088 ;
   assign \$3090  = $signed(\$3089 ) + $signed({ 1'h0, rnd });
   assign \$3092  = \$3083  ? \$3084  : \$3091 [31:0];
-  assign \$3093  = $signed(\$3092 ) + $signed(\port$15011$944 );
+  assign \$3093  = $signed(\$3092 ) + $signed(\port$15015$944 );
   assign \$3094  = $signed(\$3093 ) > $signed(16'h7fff);
   assign \$3095  = ! shift;
   assign \$3096  = $signed(p[319:304]) * $signed(scale[319:304]);
@@ -48770,7 +48770,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3101  = $signed(\$3097 ) >>> \$3100 ;
   assign \$3102  = $signed(\$3101 ) + $signed({ 1'h0, rnd });
   assign \$3104  = \$3095  ? \$3096  : \$3103 [31:0];
-  assign \$3105  = $signed(\$3104 ) + $signed(\port$15011$944 );
+  assign \$3105  = $signed(\$3104 ) + $signed(\port$15015$944 );
   assign \$3106  = $signed(\$3105 ) < $signed(16'h8000);
   assign \$3107  = ! shift;
   assign \$3108  = $signed(p[319:304]) * $signed(scale[319:304]);
@@ -48781,7 +48781,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3113  = $signed(\$3109 ) >>> \$3112 ;
   assign \$3114  = $signed(\$3113 ) + $signed({ 1'h0, rnd });
   assign \$3116  = \$3107  ? \$3108  : \$3115 [31:0];
-  assign \$3117  = $signed(\$3116 ) + $signed(\port$15011$944 );
+  assign \$3117  = $signed(\$3116 ) + $signed(\port$15015$944 );
   assign \$3118  = \$3106  ? 16'h8000 : \$3117 [15:0];
   assign \$3119  = \$3094  ? 16'h7fff : \$3118 ;
   assign \$3120  = use_residual ? \$3082  : \$3119 ;
@@ -48794,7 +48794,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3127  = $signed(\$3123 ) >>> \$3126 ;
   assign \$3128  = $signed(\$3127 ) + $signed({ 1'h0, rnd });
   assign \$3130  = \$3121  ? \$3122  : \$3129 [31:0];
-  assign \$3131  = $signed(\$3130 ) + $signed(\port$15011$992 );
+  assign \$3131  = $signed(\$3130 ) + $signed(\port$15015$992 );
   assign \$3132  = $signed(\$3131 ) > $signed(16'h7fff);
   assign \$3133  = ! shift;
   assign \$3134  = $signed(p[335:320]) * $signed(scale[335:320]);
@@ -48805,7 +48805,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3139  = $signed(\$3135 ) >>> \$3138 ;
   assign \$3140  = $signed(\$3139 ) + $signed({ 1'h0, rnd });
   assign \$3142  = \$3133  ? \$3134  : \$3141 [31:0];
-  assign \$3143  = $signed(\$3142 ) + $signed(\port$15011$992 );
+  assign \$3143  = $signed(\$3142 ) + $signed(\port$15015$992 );
   assign \$3144  = $signed(\$3143 ) < $signed(16'h8000);
   assign \$3145  = ! shift;
   assign \$3146  = $signed(p[335:320]) * $signed(scale[335:320]);
@@ -48816,7 +48816,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3151  = $signed(\$3147 ) >>> \$3150 ;
   assign \$3152  = $signed(\$3151 ) + $signed({ 1'h0, rnd });
   assign \$3154  = \$3145  ? \$3146  : \$3153 [31:0];
-  assign \$3155  = $signed(\$3154 ) + $signed(\port$15011$992 );
+  assign \$3155  = $signed(\$3154 ) + $signed(\port$15015$992 );
   assign \$3156  = \$3144  ? 16'h8000 : \$3155 [15:0];
   assign \$3157  = \$3132  ? 16'h7fff : \$3156 ;
   assign \$3158  = $signed(\$3157 ) + $signed(residual[335:320]);
@@ -48830,7 +48830,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3166  = $signed(\$3162 ) >>> \$3165 ;
   assign \$3167  = $signed(\$3166 ) + $signed({ 1'h0, rnd });
   assign \$3169  = \$3160  ? \$3161  : \$3168 [31:0];
-  assign \$3170  = $signed(\$3169 ) + $signed(\port$15011$992 );
+  assign \$3170  = $signed(\$3169 ) + $signed(\port$15015$992 );
   assign \$3171  = $signed(\$3170 ) > $signed(16'h7fff);
   assign \$3172  = ! shift;
   assign \$3173  = $signed(p[335:320]) * $signed(scale[335:320]);
@@ -48841,7 +48841,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3178  = $signed(\$3174 ) >>> \$3177 ;
   assign \$3179  = $signed(\$3178 ) + $signed({ 1'h0, rnd });
   assign \$3181  = \$3172  ? \$3173  : \$3180 [31:0];
-  assign \$3182  = $signed(\$3181 ) + $signed(\port$15011$992 );
+  assign \$3182  = $signed(\$3181 ) + $signed(\port$15015$992 );
   assign \$3183  = $signed(\$3182 ) < $signed(16'h8000);
   assign \$3184  = ! shift;
   assign \$3185  = $signed(p[335:320]) * $signed(scale[335:320]);
@@ -48852,7 +48852,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3190  = $signed(\$3186 ) >>> \$3189 ;
   assign \$3191  = $signed(\$3190 ) + $signed({ 1'h0, rnd });
   assign \$3193  = \$3184  ? \$3185  : \$3192 [31:0];
-  assign \$3194  = $signed(\$3193 ) + $signed(\port$15011$992 );
+  assign \$3194  = $signed(\$3193 ) + $signed(\port$15015$992 );
   assign \$3195  = \$3183  ? 16'h8000 : \$3194 [15:0];
   assign \$3196  = \$3171  ? 16'h7fff : \$3195 ;
   assign \$3197  = $signed(\$3196 ) + $signed(residual[335:320]);
@@ -48866,7 +48866,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3205  = $signed(\$3201 ) >>> \$3204 ;
   assign \$3206  = $signed(\$3205 ) + $signed({ 1'h0, rnd });
   assign \$3208  = \$3199  ? \$3200  : \$3207 [31:0];
-  assign \$3209  = $signed(\$3208 ) + $signed(\port$15011$992 );
+  assign \$3209  = $signed(\$3208 ) + $signed(\port$15015$992 );
   assign \$3210  = $signed(\$3209 ) > $signed(16'h7fff);
   assign \$3211  = ! shift;
   assign \$3212  = $signed(p[335:320]) * $signed(scale[335:320]);
@@ -48877,7 +48877,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3217  = $signed(\$3213 ) >>> \$3216 ;
   assign \$3218  = $signed(\$3217 ) + $signed({ 1'h0, rnd });
   assign \$3220  = \$3211  ? \$3212  : \$3219 [31:0];
-  assign \$3221  = $signed(\$3220 ) + $signed(\port$15011$992 );
+  assign \$3221  = $signed(\$3220 ) + $signed(\port$15015$992 );
   assign \$3222  = $signed(\$3221 ) < $signed(16'h8000);
   assign \$3223  = ! shift;
   assign \$3224  = $signed(p[335:320]) * $signed(scale[335:320]);
@@ -48888,7 +48888,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3229  = $signed(\$3225 ) >>> \$3228 ;
   assign \$3230  = $signed(\$3229 ) + $signed({ 1'h0, rnd });
   assign \$3232  = \$3223  ? \$3224  : \$3231 [31:0];
-  assign \$3233  = $signed(\$3232 ) + $signed(\port$15011$992 );
+  assign \$3233  = $signed(\$3232 ) + $signed(\port$15015$992 );
   assign \$3234  = \$3222  ? 16'h8000 : \$3233 [15:0];
   assign \$3235  = \$3210  ? 16'h7fff : \$3234 ;
   assign \$3236  = $signed(\$3235 ) + $signed(residual[335:320]);
@@ -48903,7 +48903,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3245  = $signed(\$3241 ) >>> \$3244 ;
   assign \$3246  = $signed(\$3245 ) + $signed({ 1'h0, rnd });
   assign \$3248  = \$3239  ? \$3240  : \$3247 [31:0];
-  assign \$3249  = $signed(\$3248 ) + $signed(\port$15011$992 );
+  assign \$3249  = $signed(\$3248 ) + $signed(\port$15015$992 );
   assign \$3250  = $signed(\$3249 ) > $signed(16'h7fff);
   assign \$3251  = ! shift;
   assign \$3252  = $signed(p[335:320]) * $signed(scale[335:320]);
@@ -48914,7 +48914,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3257  = $signed(\$3253 ) >>> \$3256 ;
   assign \$3258  = $signed(\$3257 ) + $signed({ 1'h0, rnd });
   assign \$3260  = \$3251  ? \$3252  : \$3259 [31:0];
-  assign \$3261  = $signed(\$3260 ) + $signed(\port$15011$992 );
+  assign \$3261  = $signed(\$3260 ) + $signed(\port$15015$992 );
   assign \$3262  = $signed(\$3261 ) < $signed(16'h8000);
   assign \$3263  = ! shift;
   assign \$3264  = $signed(p[335:320]) * $signed(scale[335:320]);
@@ -48925,7 +48925,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3269  = $signed(\$3265 ) >>> \$3268 ;
   assign \$3270  = $signed(\$3269 ) + $signed({ 1'h0, rnd });
   assign \$3272  = \$3263  ? \$3264  : \$3271 [31:0];
-  assign \$3273  = $signed(\$3272 ) + $signed(\port$15011$992 );
+  assign \$3273  = $signed(\$3272 ) + $signed(\port$15015$992 );
   assign \$3274  = \$3262  ? 16'h8000 : \$3273 [15:0];
   assign \$3275  = \$3250  ? 16'h7fff : \$3274 ;
   assign \$3276  = use_residual ? \$3238  : \$3275 ;
@@ -48938,7 +48938,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3283  = $signed(\$3279 ) >>> \$3282 ;
   assign \$3284  = $signed(\$3283 ) + $signed({ 1'h0, rnd });
   assign \$3286  = \$3277  ? \$3278  : \$3285 [31:0];
-  assign \$3287  = $signed(\$3286 ) + $signed(\port$15011$1040 );
+  assign \$3287  = $signed(\$3286 ) + $signed(\port$15015$1040 );
   assign \$3288  = $signed(\$3287 ) > $signed(16'h7fff);
   assign \$3289  = ! shift;
   assign \$3290  = $signed(p[351:336]) * $signed(scale[351:336]);
@@ -48949,7 +48949,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3295  = $signed(\$3291 ) >>> \$3294 ;
   assign \$3296  = $signed(\$3295 ) + $signed({ 1'h0, rnd });
   assign \$3298  = \$3289  ? \$3290  : \$3297 [31:0];
-  assign \$3299  = $signed(\$3298 ) + $signed(\port$15011$1040 );
+  assign \$3299  = $signed(\$3298 ) + $signed(\port$15015$1040 );
   assign \$3300  = $signed(\$3299 ) < $signed(16'h8000);
   assign \$3301  = ! shift;
   assign \$3302  = $signed(p[351:336]) * $signed(scale[351:336]);
@@ -48960,7 +48960,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3307  = $signed(\$3303 ) >>> \$3306 ;
   assign \$3308  = $signed(\$3307 ) + $signed({ 1'h0, rnd });
   assign \$3310  = \$3301  ? \$3302  : \$3309 [31:0];
-  assign \$3311  = $signed(\$3310 ) + $signed(\port$15011$1040 );
+  assign \$3311  = $signed(\$3310 ) + $signed(\port$15015$1040 );
   assign \$3312  = \$3300  ? 16'h8000 : \$3311 [15:0];
   assign \$3313  = \$3288  ? 16'h7fff : \$3312 ;
   assign \$3314  = $signed(\$3313 ) + $signed(residual[351:336]);
@@ -48974,7 +48974,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3322  = $signed(\$3318 ) >>> \$3321 ;
   assign \$3323  = $signed(\$3322 ) + $signed({ 1'h0, rnd });
   assign \$3325  = \$3316  ? \$3317  : \$3324 [31:0];
-  assign \$3326  = $signed(\$3325 ) + $signed(\port$15011$1040 );
+  assign \$3326  = $signed(\$3325 ) + $signed(\port$15015$1040 );
   assign \$3327  = $signed(\$3326 ) > $signed(16'h7fff);
   assign \$3328  = ! shift;
   assign \$3329  = $signed(p[351:336]) * $signed(scale[351:336]);
@@ -48985,7 +48985,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3334  = $signed(\$3330 ) >>> \$3333 ;
   assign \$3335  = $signed(\$3334 ) + $signed({ 1'h0, rnd });
   assign \$3337  = \$3328  ? \$3329  : \$3336 [31:0];
-  assign \$3338  = $signed(\$3337 ) + $signed(\port$15011$1040 );
+  assign \$3338  = $signed(\$3337 ) + $signed(\port$15015$1040 );
   assign \$3339  = $signed(\$3338 ) < $signed(16'h8000);
   assign \$3340  = ! shift;
   assign \$3341  = $signed(p[351:336]) * $signed(scale[351:336]);
@@ -48996,7 +48996,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3346  = $signed(\$3342 ) >>> \$3345 ;
   assign \$3347  = $signed(\$3346 ) + $signed({ 1'h0, rnd });
   assign \$3349  = \$3340  ? \$3341  : \$3348 [31:0];
-  assign \$3350  = $signed(\$3349 ) + $signed(\port$15011$1040 );
+  assign \$3350  = $signed(\$3349 ) + $signed(\port$15015$1040 );
   assign \$3351  = \$3339  ? 16'h8000 : \$3350 [15:0];
   assign \$3352  = \$3327  ? 16'h7fff : \$3351 ;
   assign \$3353  = $signed(\$3352 ) + $signed(residual[351:336]);
@@ -49010,7 +49010,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3361  = $signed(\$3357 ) >>> \$3360 ;
   assign \$3362  = $signed(\$3361 ) + $signed({ 1'h0, rnd });
   assign \$3364  = \$3355  ? \$3356  : \$3363 [31:0];
-  assign \$3365  = $signed(\$3364 ) + $signed(\port$15011$1040 );
+  assign \$3365  = $signed(\$3364 ) + $signed(\port$15015$1040 );
   assign \$3366  = $signed(\$3365 ) > $signed(16'h7fff);
   assign \$3367  = ! shift;
   assign \$3368  = $signed(p[351:336]) * $signed(scale[351:336]);
@@ -49021,7 +49021,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3373  = $signed(\$3369 ) >>> \$3372 ;
   assign \$3374  = $signed(\$3373 ) + $signed({ 1'h0, rnd });
   assign \$3376  = \$3367  ? \$3368  : \$3375 [31:0];
-  assign \$3377  = $signed(\$3376 ) + $signed(\port$15011$1040 );
+  assign \$3377  = $signed(\$3376 ) + $signed(\port$15015$1040 );
   assign \$3378  = $signed(\$3377 ) < $signed(16'h8000);
   assign \$3379  = ! shift;
   assign \$3380  = $signed(p[351:336]) * $signed(scale[351:336]);
@@ -49032,7 +49032,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3385  = $signed(\$3381 ) >>> \$3384 ;
   assign \$3386  = $signed(\$3385 ) + $signed({ 1'h0, rnd });
   assign \$3388  = \$3379  ? \$3380  : \$3387 [31:0];
-  assign \$3389  = $signed(\$3388 ) + $signed(\port$15011$1040 );
+  assign \$3389  = $signed(\$3388 ) + $signed(\port$15015$1040 );
   assign \$3390  = \$3378  ? 16'h8000 : \$3389 [15:0];
   assign \$3391  = \$3366  ? 16'h7fff : \$3390 ;
   assign \$3392  = $signed(\$3391 ) + $signed(residual[351:336]);
@@ -49047,7 +49047,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3401  = $signed(\$3397 ) >>> \$3400 ;
   assign \$3402  = $signed(\$3401 ) + $signed({ 1'h0, rnd });
   assign \$3404  = \$3395  ? \$3396  : \$3403 [31:0];
-  assign \$3405  = $signed(\$3404 ) + $signed(\port$15011$1040 );
+  assign \$3405  = $signed(\$3404 ) + $signed(\port$15015$1040 );
   assign \$3406  = $signed(\$3405 ) > $signed(16'h7fff);
   assign \$3407  = ! shift;
   assign \$3408  = $signed(p[351:336]) * $signed(scale[351:336]);
@@ -49058,7 +49058,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3413  = $signed(\$3409 ) >>> \$3412 ;
   assign \$3414  = $signed(\$3413 ) + $signed({ 1'h0, rnd });
   assign \$3416  = \$3407  ? \$3408  : \$3415 [31:0];
-  assign \$3417  = $signed(\$3416 ) + $signed(\port$15011$1040 );
+  assign \$3417  = $signed(\$3416 ) + $signed(\port$15015$1040 );
   assign \$3418  = $signed(\$3417 ) < $signed(16'h8000);
   assign \$3419  = ! shift;
   assign \$3420  = $signed(p[351:336]) * $signed(scale[351:336]);
@@ -49069,7 +49069,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3425  = $signed(\$3421 ) >>> \$3424 ;
   assign \$3426  = $signed(\$3425 ) + $signed({ 1'h0, rnd });
   assign \$3428  = \$3419  ? \$3420  : \$3427 [31:0];
-  assign \$3429  = $signed(\$3428 ) + $signed(\port$15011$1040 );
+  assign \$3429  = $signed(\$3428 ) + $signed(\port$15015$1040 );
   assign \$3430  = \$3418  ? 16'h8000 : \$3429 [15:0];
   assign \$3431  = \$3406  ? 16'h7fff : \$3430 ;
   assign \$3432  = use_residual ? \$3394  : \$3431 ;
@@ -49082,7 +49082,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3439  = $signed(\$3435 ) >>> \$3438 ;
   assign \$3440  = $signed(\$3439 ) + $signed({ 1'h0, rnd });
   assign \$3442  = \$3433  ? \$3434  : \$3441 [31:0];
-  assign \$3443  = $signed(\$3442 ) + $signed(\port$15011$1088 );
+  assign \$3443  = $signed(\$3442 ) + $signed(\port$15015$1088 );
   assign \$3444  = $signed(\$3443 ) > $signed(16'h7fff);
   assign \$3445  = ! shift;
   assign \$3446  = $signed(p[367:352]) * $signed(scale[367:352]);
@@ -49093,7 +49093,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3451  = $signed(\$3447 ) >>> \$3450 ;
   assign \$3452  = $signed(\$3451 ) + $signed({ 1'h0, rnd });
   assign \$3454  = \$3445  ? \$3446  : \$3453 [31:0];
-  assign \$3455  = $signed(\$3454 ) + $signed(\port$15011$1088 );
+  assign \$3455  = $signed(\$3454 ) + $signed(\port$15015$1088 );
   assign \$3456  = $signed(\$3455 ) < $signed(16'h8000);
   assign \$3457  = ! shift;
   assign \$3458  = $signed(p[367:352]) * $signed(scale[367:352]);
@@ -49104,7 +49104,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3463  = $signed(\$3459 ) >>> \$3462 ;
   assign \$3464  = $signed(\$3463 ) + $signed({ 1'h0, rnd });
   assign \$3466  = \$3457  ? \$3458  : \$3465 [31:0];
-  assign \$3467  = $signed(\$3466 ) + $signed(\port$15011$1088 );
+  assign \$3467  = $signed(\$3466 ) + $signed(\port$15015$1088 );
   assign \$3468  = \$3456  ? 16'h8000 : \$3467 [15:0];
   assign \$3469  = \$3444  ? 16'h7fff : \$3468 ;
   assign \$3470  = $signed(\$3469 ) + $signed(residual[367:352]);
@@ -49118,7 +49118,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3478  = $signed(\$3474 ) >>> \$3477 ;
   assign \$3479  = $signed(\$3478 ) + $signed({ 1'h0, rnd });
   assign \$3481  = \$3472  ? \$3473  : \$3480 [31:0];
-  assign \$3482  = $signed(\$3481 ) + $signed(\port$15011$1088 );
+  assign \$3482  = $signed(\$3481 ) + $signed(\port$15015$1088 );
   assign \$3483  = $signed(\$3482 ) > $signed(16'h7fff);
   assign \$3484  = ! shift;
   assign \$3485  = $signed(p[367:352]) * $signed(scale[367:352]);
@@ -49129,7 +49129,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3490  = $signed(\$3486 ) >>> \$3489 ;
   assign \$3491  = $signed(\$3490 ) + $signed({ 1'h0, rnd });
   assign \$3493  = \$3484  ? \$3485  : \$3492 [31:0];
-  assign \$3494  = $signed(\$3493 ) + $signed(\port$15011$1088 );
+  assign \$3494  = $signed(\$3493 ) + $signed(\port$15015$1088 );
   assign \$3495  = $signed(\$3494 ) < $signed(16'h8000);
   assign \$3496  = ! shift;
   assign \$3497  = $signed(p[367:352]) * $signed(scale[367:352]);
@@ -49140,7 +49140,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3502  = $signed(\$3498 ) >>> \$3501 ;
   assign \$3503  = $signed(\$3502 ) + $signed({ 1'h0, rnd });
   assign \$3505  = \$3496  ? \$3497  : \$3504 [31:0];
-  assign \$3506  = $signed(\$3505 ) + $signed(\port$15011$1088 );
+  assign \$3506  = $signed(\$3505 ) + $signed(\port$15015$1088 );
   assign \$3507  = \$3495  ? 16'h8000 : \$3506 [15:0];
   assign \$3508  = \$3483  ? 16'h7fff : \$3507 ;
   assign \$3509  = $signed(\$3508 ) + $signed(residual[367:352]);
@@ -49154,7 +49154,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3517  = $signed(\$3513 ) >>> \$3516 ;
   assign \$3518  = $signed(\$3517 ) + $signed({ 1'h0, rnd });
   assign \$3520  = \$3511  ? \$3512  : \$3519 [31:0];
-  assign \$3521  = $signed(\$3520 ) + $signed(\port$15011$1088 );
+  assign \$3521  = $signed(\$3520 ) + $signed(\port$15015$1088 );
   assign \$3522  = $signed(\$3521 ) > $signed(16'h7fff);
   assign \$3523  = ! shift;
   assign \$3524  = $signed(p[367:352]) * $signed(scale[367:352]);
@@ -49165,7 +49165,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3529  = $signed(\$3525 ) >>> \$3528 ;
   assign \$3530  = $signed(\$3529 ) + $signed({ 1'h0, rnd });
   assign \$3532  = \$3523  ? \$3524  : \$3531 [31:0];
-  assign \$3533  = $signed(\$3532 ) + $signed(\port$15011$1088 );
+  assign \$3533  = $signed(\$3532 ) + $signed(\port$15015$1088 );
   assign \$3534  = $signed(\$3533 ) < $signed(16'h8000);
   assign \$3535  = ! shift;
   assign \$3536  = $signed(p[367:352]) * $signed(scale[367:352]);
@@ -49176,7 +49176,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3541  = $signed(\$3537 ) >>> \$3540 ;
   assign \$3542  = $signed(\$3541 ) + $signed({ 1'h0, rnd });
   assign \$3544  = \$3535  ? \$3536  : \$3543 [31:0];
-  assign \$3545  = $signed(\$3544 ) + $signed(\port$15011$1088 );
+  assign \$3545  = $signed(\$3544 ) + $signed(\port$15015$1088 );
   assign \$3546  = \$3534  ? 16'h8000 : \$3545 [15:0];
   assign \$3547  = \$3522  ? 16'h7fff : \$3546 ;
   assign \$3548  = $signed(\$3547 ) + $signed(residual[367:352]);
@@ -49191,7 +49191,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3557  = $signed(\$3553 ) >>> \$3556 ;
   assign \$3558  = $signed(\$3557 ) + $signed({ 1'h0, rnd });
   assign \$3560  = \$3551  ? \$3552  : \$3559 [31:0];
-  assign \$3561  = $signed(\$3560 ) + $signed(\port$15011$1088 );
+  assign \$3561  = $signed(\$3560 ) + $signed(\port$15015$1088 );
   assign \$3562  = $signed(\$3561 ) > $signed(16'h7fff);
   assign \$3563  = ! shift;
   assign \$3564  = $signed(p[367:352]) * $signed(scale[367:352]);
@@ -49202,7 +49202,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3569  = $signed(\$3565 ) >>> \$3568 ;
   assign \$3570  = $signed(\$3569 ) + $signed({ 1'h0, rnd });
   assign \$3572  = \$3563  ? \$3564  : \$3571 [31:0];
-  assign \$3573  = $signed(\$3572 ) + $signed(\port$15011$1088 );
+  assign \$3573  = $signed(\$3572 ) + $signed(\port$15015$1088 );
   assign \$3574  = $signed(\$3573 ) < $signed(16'h8000);
   assign \$3575  = ! shift;
   assign \$3576  = $signed(p[367:352]) * $signed(scale[367:352]);
@@ -49213,7 +49213,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3581  = $signed(\$3577 ) >>> \$3580 ;
   assign \$3582  = $signed(\$3581 ) + $signed({ 1'h0, rnd });
   assign \$3584  = \$3575  ? \$3576  : \$3583 [31:0];
-  assign \$3585  = $signed(\$3584 ) + $signed(\port$15011$1088 );
+  assign \$3585  = $signed(\$3584 ) + $signed(\port$15015$1088 );
   assign \$3586  = \$3574  ? 16'h8000 : \$3585 [15:0];
   assign \$3587  = \$3562  ? 16'h7fff : \$3586 ;
   assign \$3588  = use_residual ? \$3550  : \$3587 ;
@@ -49226,7 +49226,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3595  = $signed(\$3591 ) >>> \$3594 ;
   assign \$3596  = $signed(\$3595 ) + $signed({ 1'h0, rnd });
   assign \$3598  = \$3589  ? \$3590  : \$3597 [31:0];
-  assign \$3599  = $signed(\$3598 ) + $signed(\port$15011$1136 );
+  assign \$3599  = $signed(\$3598 ) + $signed(\port$15015$1136 );
   assign \$3600  = $signed(\$3599 ) > $signed(16'h7fff);
   assign \$3601  = ! shift;
   assign \$3602  = $signed(p[383:368]) * $signed(scale[383:368]);
@@ -49237,7 +49237,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3607  = $signed(\$3603 ) >>> \$3606 ;
   assign \$3608  = $signed(\$3607 ) + $signed({ 1'h0, rnd });
   assign \$3610  = \$3601  ? \$3602  : \$3609 [31:0];
-  assign \$3611  = $signed(\$3610 ) + $signed(\port$15011$1136 );
+  assign \$3611  = $signed(\$3610 ) + $signed(\port$15015$1136 );
   assign \$3612  = $signed(\$3611 ) < $signed(16'h8000);
   assign \$3613  = ! shift;
   assign \$3614  = $signed(p[383:368]) * $signed(scale[383:368]);
@@ -49248,7 +49248,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3619  = $signed(\$3615 ) >>> \$3618 ;
   assign \$3620  = $signed(\$3619 ) + $signed({ 1'h0, rnd });
   assign \$3622  = \$3613  ? \$3614  : \$3621 [31:0];
-  assign \$3623  = $signed(\$3622 ) + $signed(\port$15011$1136 );
+  assign \$3623  = $signed(\$3622 ) + $signed(\port$15015$1136 );
   assign \$3624  = \$3612  ? 16'h8000 : \$3623 [15:0];
   assign \$3625  = \$3600  ? 16'h7fff : \$3624 ;
   assign \$3626  = $signed(\$3625 ) + $signed(residual[383:368]);
@@ -49262,7 +49262,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3634  = $signed(\$3630 ) >>> \$3633 ;
   assign \$3635  = $signed(\$3634 ) + $signed({ 1'h0, rnd });
   assign \$3637  = \$3628  ? \$3629  : \$3636 [31:0];
-  assign \$3638  = $signed(\$3637 ) + $signed(\port$15011$1136 );
+  assign \$3638  = $signed(\$3637 ) + $signed(\port$15015$1136 );
   assign \$3639  = $signed(\$3638 ) > $signed(16'h7fff);
   assign \$3640  = ! shift;
   assign \$3641  = $signed(p[383:368]) * $signed(scale[383:368]);
@@ -49273,7 +49273,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3646  = $signed(\$3642 ) >>> \$3645 ;
   assign \$3647  = $signed(\$3646 ) + $signed({ 1'h0, rnd });
   assign \$3649  = \$3640  ? \$3641  : \$3648 [31:0];
-  assign \$3650  = $signed(\$3649 ) + $signed(\port$15011$1136 );
+  assign \$3650  = $signed(\$3649 ) + $signed(\port$15015$1136 );
   assign \$3651  = $signed(\$3650 ) < $signed(16'h8000);
   assign \$3652  = ! shift;
   assign \$3653  = $signed(p[383:368]) * $signed(scale[383:368]);
@@ -49284,7 +49284,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3658  = $signed(\$3654 ) >>> \$3657 ;
   assign \$3659  = $signed(\$3658 ) + $signed({ 1'h0, rnd });
   assign \$3661  = \$3652  ? \$3653  : \$3660 [31:0];
-  assign \$3662  = $signed(\$3661 ) + $signed(\port$15011$1136 );
+  assign \$3662  = $signed(\$3661 ) + $signed(\port$15015$1136 );
   assign \$3663  = \$3651  ? 16'h8000 : \$3662 [15:0];
   assign \$3664  = \$3639  ? 16'h7fff : \$3663 ;
   assign \$3665  = $signed(\$3664 ) + $signed(residual[383:368]);
@@ -49298,7 +49298,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3673  = $signed(\$3669 ) >>> \$3672 ;
   assign \$3674  = $signed(\$3673 ) + $signed({ 1'h0, rnd });
   assign \$3676  = \$3667  ? \$3668  : \$3675 [31:0];
-  assign \$3677  = $signed(\$3676 ) + $signed(\port$15011$1136 );
+  assign \$3677  = $signed(\$3676 ) + $signed(\port$15015$1136 );
   assign \$3678  = $signed(\$3677 ) > $signed(16'h7fff);
   assign \$3679  = ! shift;
   assign \$3680  = $signed(p[383:368]) * $signed(scale[383:368]);
@@ -49309,7 +49309,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3685  = $signed(\$3681 ) >>> \$3684 ;
   assign \$3686  = $signed(\$3685 ) + $signed({ 1'h0, rnd });
   assign \$3688  = \$3679  ? \$3680  : \$3687 [31:0];
-  assign \$3689  = $signed(\$3688 ) + $signed(\port$15011$1136 );
+  assign \$3689  = $signed(\$3688 ) + $signed(\port$15015$1136 );
   assign \$3690  = $signed(\$3689 ) < $signed(16'h8000);
   assign \$3691  = ! shift;
   assign \$3692  = $signed(p[383:368]) * $signed(scale[383:368]);
@@ -49320,7 +49320,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3697  = $signed(\$3693 ) >>> \$3696 ;
   assign \$3698  = $signed(\$3697 ) + $signed({ 1'h0, rnd });
   assign \$3700  = \$3691  ? \$3692  : \$3699 [31:0];
-  assign \$3701  = $signed(\$3700 ) + $signed(\port$15011$1136 );
+  assign \$3701  = $signed(\$3700 ) + $signed(\port$15015$1136 );
   assign \$3702  = \$3690  ? 16'h8000 : \$3701 [15:0];
   assign \$3703  = \$3678  ? 16'h7fff : \$3702 ;
   assign \$3704  = $signed(\$3703 ) + $signed(residual[383:368]);
@@ -49335,7 +49335,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3713  = $signed(\$3709 ) >>> \$3712 ;
   assign \$3714  = $signed(\$3713 ) + $signed({ 1'h0, rnd });
   assign \$3716  = \$3707  ? \$3708  : \$3715 [31:0];
-  assign \$3717  = $signed(\$3716 ) + $signed(\port$15011$1136 );
+  assign \$3717  = $signed(\$3716 ) + $signed(\port$15015$1136 );
   assign \$3718  = $signed(\$3717 ) > $signed(16'h7fff);
   assign \$3719  = ! shift;
   assign \$3720  = $signed(p[383:368]) * $signed(scale[383:368]);
@@ -49346,7 +49346,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3725  = $signed(\$3721 ) >>> \$3724 ;
   assign \$3726  = $signed(\$3725 ) + $signed({ 1'h0, rnd });
   assign \$3728  = \$3719  ? \$3720  : \$3727 [31:0];
-  assign \$3729  = $signed(\$3728 ) + $signed(\port$15011$1136 );
+  assign \$3729  = $signed(\$3728 ) + $signed(\port$15015$1136 );
   assign \$3730  = $signed(\$3729 ) < $signed(16'h8000);
   assign \$3731  = ! shift;
   assign \$3732  = $signed(p[383:368]) * $signed(scale[383:368]);
@@ -49357,7 +49357,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3737  = $signed(\$3733 ) >>> \$3736 ;
   assign \$3738  = $signed(\$3737 ) + $signed({ 1'h0, rnd });
   assign \$3740  = \$3731  ? \$3732  : \$3739 [31:0];
-  assign \$3741  = $signed(\$3740 ) + $signed(\port$15011$1136 );
+  assign \$3741  = $signed(\$3740 ) + $signed(\port$15015$1136 );
   assign \$3742  = \$3730  ? 16'h8000 : \$3741 [15:0];
   assign \$3743  = \$3718  ? 16'h7fff : \$3742 ;
   assign \$3744  = use_residual ? \$3706  : \$3743 ;
@@ -49370,7 +49370,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3751  = $signed(\$3747 ) >>> \$3750 ;
   assign \$3752  = $signed(\$3751 ) + $signed({ 1'h0, rnd });
   assign \$3754  = \$3745  ? \$3746  : \$3753 [31:0];
-  assign \$3755  = $signed(\$3754 ) + $signed(\port$15011$1184 );
+  assign \$3755  = $signed(\$3754 ) + $signed(\port$15015$1184 );
   assign \$3756  = $signed(\$3755 ) > $signed(16'h7fff);
   assign \$3757  = ! shift;
   assign \$3758  = $signed(p[399:384]) * $signed(scale[399:384]);
@@ -49381,7 +49381,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3763  = $signed(\$3759 ) >>> \$3762 ;
   assign \$3764  = $signed(\$3763 ) + $signed({ 1'h0, rnd });
   assign \$3766  = \$3757  ? \$3758  : \$3765 [31:0];
-  assign \$3767  = $signed(\$3766 ) + $signed(\port$15011$1184 );
+  assign \$3767  = $signed(\$3766 ) + $signed(\port$15015$1184 );
   assign \$3768  = $signed(\$3767 ) < $signed(16'h8000);
   assign \$3769  = ! shift;
   assign \$3770  = $signed(p[399:384]) * $signed(scale[399:384]);
@@ -49392,7 +49392,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3775  = $signed(\$3771 ) >>> \$3774 ;
   assign \$3776  = $signed(\$3775 ) + $signed({ 1'h0, rnd });
   assign \$3778  = \$3769  ? \$3770  : \$3777 [31:0];
-  assign \$3779  = $signed(\$3778 ) + $signed(\port$15011$1184 );
+  assign \$3779  = $signed(\$3778 ) + $signed(\port$15015$1184 );
   assign \$3780  = \$3768  ? 16'h8000 : \$3779 [15:0];
   assign \$3781  = \$3756  ? 16'h7fff : \$3780 ;
   assign \$3782  = $signed(\$3781 ) + $signed(residual[399:384]);
@@ -49406,7 +49406,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3790  = $signed(\$3786 ) >>> \$3789 ;
   assign \$3791  = $signed(\$3790 ) + $signed({ 1'h0, rnd });
   assign \$3793  = \$3784  ? \$3785  : \$3792 [31:0];
-  assign \$3794  = $signed(\$3793 ) + $signed(\port$15011$1184 );
+  assign \$3794  = $signed(\$3793 ) + $signed(\port$15015$1184 );
   assign \$3795  = $signed(\$3794 ) > $signed(16'h7fff);
   assign \$3796  = ! shift;
   assign \$3797  = $signed(p[399:384]) * $signed(scale[399:384]);
@@ -49417,7 +49417,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3802  = $signed(\$3798 ) >>> \$3801 ;
   assign \$3803  = $signed(\$3802 ) + $signed({ 1'h0, rnd });
   assign \$3805  = \$3796  ? \$3797  : \$3804 [31:0];
-  assign \$3806  = $signed(\$3805 ) + $signed(\port$15011$1184 );
+  assign \$3806  = $signed(\$3805 ) + $signed(\port$15015$1184 );
   assign \$3807  = $signed(\$3806 ) < $signed(16'h8000);
   assign \$3808  = ! shift;
   assign \$3809  = $signed(p[399:384]) * $signed(scale[399:384]);
@@ -49428,7 +49428,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3814  = $signed(\$3810 ) >>> \$3813 ;
   assign \$3815  = $signed(\$3814 ) + $signed({ 1'h0, rnd });
   assign \$3817  = \$3808  ? \$3809  : \$3816 [31:0];
-  assign \$3818  = $signed(\$3817 ) + $signed(\port$15011$1184 );
+  assign \$3818  = $signed(\$3817 ) + $signed(\port$15015$1184 );
   assign \$3819  = \$3807  ? 16'h8000 : \$3818 [15:0];
   assign \$3820  = \$3795  ? 16'h7fff : \$3819 ;
   assign \$3821  = $signed(\$3820 ) + $signed(residual[399:384]);
@@ -49442,7 +49442,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3829  = $signed(\$3825 ) >>> \$3828 ;
   assign \$3830  = $signed(\$3829 ) + $signed({ 1'h0, rnd });
   assign \$3832  = \$3823  ? \$3824  : \$3831 [31:0];
-  assign \$3833  = $signed(\$3832 ) + $signed(\port$15011$1184 );
+  assign \$3833  = $signed(\$3832 ) + $signed(\port$15015$1184 );
   assign \$3834  = $signed(\$3833 ) > $signed(16'h7fff);
   assign \$3835  = ! shift;
   assign \$3836  = $signed(p[399:384]) * $signed(scale[399:384]);
@@ -49453,7 +49453,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3841  = $signed(\$3837 ) >>> \$3840 ;
   assign \$3842  = $signed(\$3841 ) + $signed({ 1'h0, rnd });
   assign \$3844  = \$3835  ? \$3836  : \$3843 [31:0];
-  assign \$3845  = $signed(\$3844 ) + $signed(\port$15011$1184 );
+  assign \$3845  = $signed(\$3844 ) + $signed(\port$15015$1184 );
   assign \$3846  = $signed(\$3845 ) < $signed(16'h8000);
   assign \$3847  = ! shift;
   assign \$3848  = $signed(p[399:384]) * $signed(scale[399:384]);
@@ -49464,7 +49464,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3853  = $signed(\$3849 ) >>> \$3852 ;
   assign \$3854  = $signed(\$3853 ) + $signed({ 1'h0, rnd });
   assign \$3856  = \$3847  ? \$3848  : \$3855 [31:0];
-  assign \$3857  = $signed(\$3856 ) + $signed(\port$15011$1184 );
+  assign \$3857  = $signed(\$3856 ) + $signed(\port$15015$1184 );
   assign \$3858  = \$3846  ? 16'h8000 : \$3857 [15:0];
   assign \$3859  = \$3834  ? 16'h7fff : \$3858 ;
   assign \$3860  = $signed(\$3859 ) + $signed(residual[399:384]);
@@ -49479,7 +49479,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3869  = $signed(\$3865 ) >>> \$3868 ;
   assign \$3870  = $signed(\$3869 ) + $signed({ 1'h0, rnd });
   assign \$3872  = \$3863  ? \$3864  : \$3871 [31:0];
-  assign \$3873  = $signed(\$3872 ) + $signed(\port$15011$1184 );
+  assign \$3873  = $signed(\$3872 ) + $signed(\port$15015$1184 );
   assign \$3874  = $signed(\$3873 ) > $signed(16'h7fff);
   assign \$3875  = ! shift;
   assign \$3876  = $signed(p[399:384]) * $signed(scale[399:384]);
@@ -49490,7 +49490,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3881  = $signed(\$3877 ) >>> \$3880 ;
   assign \$3882  = $signed(\$3881 ) + $signed({ 1'h0, rnd });
   assign \$3884  = \$3875  ? \$3876  : \$3883 [31:0];
-  assign \$3885  = $signed(\$3884 ) + $signed(\port$15011$1184 );
+  assign \$3885  = $signed(\$3884 ) + $signed(\port$15015$1184 );
   assign \$3886  = $signed(\$3885 ) < $signed(16'h8000);
   assign \$3887  = ! shift;
   assign \$3888  = $signed(p[399:384]) * $signed(scale[399:384]);
@@ -49501,7 +49501,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3893  = $signed(\$3889 ) >>> \$3892 ;
   assign \$3894  = $signed(\$3893 ) + $signed({ 1'h0, rnd });
   assign \$3896  = \$3887  ? \$3888  : \$3895 [31:0];
-  assign \$3897  = $signed(\$3896 ) + $signed(\port$15011$1184 );
+  assign \$3897  = $signed(\$3896 ) + $signed(\port$15015$1184 );
   assign \$3898  = \$3886  ? 16'h8000 : \$3897 [15:0];
   assign \$3899  = \$3874  ? 16'h7fff : \$3898 ;
   assign \$3900  = use_residual ? \$3862  : \$3899 ;
@@ -49514,7 +49514,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3907  = $signed(\$3903 ) >>> \$3906 ;
   assign \$3908  = $signed(\$3907 ) + $signed({ 1'h0, rnd });
   assign \$3910  = \$3901  ? \$3902  : \$3909 [31:0];
-  assign \$3911  = $signed(\$3910 ) + $signed(\port$15011$1232 );
+  assign \$3911  = $signed(\$3910 ) + $signed(\port$15015$1232 );
   assign \$3912  = $signed(\$3911 ) > $signed(16'h7fff);
   assign \$3913  = ! shift;
   assign \$3914  = $signed(p[415:400]) * $signed(scale[415:400]);
@@ -49525,7 +49525,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3919  = $signed(\$3915 ) >>> \$3918 ;
   assign \$3920  = $signed(\$3919 ) + $signed({ 1'h0, rnd });
   assign \$3922  = \$3913  ? \$3914  : \$3921 [31:0];
-  assign \$3923  = $signed(\$3922 ) + $signed(\port$15011$1232 );
+  assign \$3923  = $signed(\$3922 ) + $signed(\port$15015$1232 );
   assign \$3924  = $signed(\$3923 ) < $signed(16'h8000);
   assign \$3925  = ! shift;
   assign \$3926  = $signed(p[415:400]) * $signed(scale[415:400]);
@@ -49536,7 +49536,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3931  = $signed(\$3927 ) >>> \$3930 ;
   assign \$3932  = $signed(\$3931 ) + $signed({ 1'h0, rnd });
   assign \$3934  = \$3925  ? \$3926  : \$3933 [31:0];
-  assign \$3935  = $signed(\$3934 ) + $signed(\port$15011$1232 );
+  assign \$3935  = $signed(\$3934 ) + $signed(\port$15015$1232 );
   assign \$3936  = \$3924  ? 16'h8000 : \$3935 [15:0];
   assign \$3937  = \$3912  ? 16'h7fff : \$3936 ;
   assign \$3938  = $signed(\$3937 ) + $signed(residual[415:400]);
@@ -49550,7 +49550,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3946  = $signed(\$3942 ) >>> \$3945 ;
   assign \$3947  = $signed(\$3946 ) + $signed({ 1'h0, rnd });
   assign \$3949  = \$3940  ? \$3941  : \$3948 [31:0];
-  assign \$3950  = $signed(\$3949 ) + $signed(\port$15011$1232 );
+  assign \$3950  = $signed(\$3949 ) + $signed(\port$15015$1232 );
   assign \$3951  = $signed(\$3950 ) > $signed(16'h7fff);
   assign \$3952  = ! shift;
   assign \$3953  = $signed(p[415:400]) * $signed(scale[415:400]);
@@ -49561,7 +49561,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3958  = $signed(\$3954 ) >>> \$3957 ;
   assign \$3959  = $signed(\$3958 ) + $signed({ 1'h0, rnd });
   assign \$3961  = \$3952  ? \$3953  : \$3960 [31:0];
-  assign \$3962  = $signed(\$3961 ) + $signed(\port$15011$1232 );
+  assign \$3962  = $signed(\$3961 ) + $signed(\port$15015$1232 );
   assign \$3963  = $signed(\$3962 ) < $signed(16'h8000);
   assign \$3964  = ! shift;
   assign \$3965  = $signed(p[415:400]) * $signed(scale[415:400]);
@@ -49572,7 +49572,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3970  = $signed(\$3966 ) >>> \$3969 ;
   assign \$3971  = $signed(\$3970 ) + $signed({ 1'h0, rnd });
   assign \$3973  = \$3964  ? \$3965  : \$3972 [31:0];
-  assign \$3974  = $signed(\$3973 ) + $signed(\port$15011$1232 );
+  assign \$3974  = $signed(\$3973 ) + $signed(\port$15015$1232 );
   assign \$3975  = \$3963  ? 16'h8000 : \$3974 [15:0];
   assign \$3976  = \$3951  ? 16'h7fff : \$3975 ;
   assign \$3977  = $signed(\$3976 ) + $signed(residual[415:400]);
@@ -49586,7 +49586,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3985  = $signed(\$3981 ) >>> \$3984 ;
   assign \$3986  = $signed(\$3985 ) + $signed({ 1'h0, rnd });
   assign \$3988  = \$3979  ? \$3980  : \$3987 [31:0];
-  assign \$3989  = $signed(\$3988 ) + $signed(\port$15011$1232 );
+  assign \$3989  = $signed(\$3988 ) + $signed(\port$15015$1232 );
   assign \$3990  = $signed(\$3989 ) > $signed(16'h7fff);
   assign \$3991  = ! shift;
   assign \$3992  = $signed(p[415:400]) * $signed(scale[415:400]);
@@ -49597,7 +49597,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$3997  = $signed(\$3993 ) >>> \$3996 ;
   assign \$3998  = $signed(\$3997 ) + $signed({ 1'h0, rnd });
   assign \$4000  = \$3991  ? \$3992  : \$3999 [31:0];
-  assign \$4001  = $signed(\$4000 ) + $signed(\port$15011$1232 );
+  assign \$4001  = $signed(\$4000 ) + $signed(\port$15015$1232 );
   assign \$4002  = $signed(\$4001 ) < $signed(16'h8000);
   assign \$4003  = ! shift;
   assign \$4004  = $signed(p[415:400]) * $signed(scale[415:400]);
@@ -49608,7 +49608,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4009  = $signed(\$4005 ) >>> \$4008 ;
   assign \$4010  = $signed(\$4009 ) + $signed({ 1'h0, rnd });
   assign \$4012  = \$4003  ? \$4004  : \$4011 [31:0];
-  assign \$4013  = $signed(\$4012 ) + $signed(\port$15011$1232 );
+  assign \$4013  = $signed(\$4012 ) + $signed(\port$15015$1232 );
   assign \$4014  = \$4002  ? 16'h8000 : \$4013 [15:0];
   assign \$4015  = \$3990  ? 16'h7fff : \$4014 ;
   assign \$4016  = $signed(\$4015 ) + $signed(residual[415:400]);
@@ -49623,7 +49623,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4025  = $signed(\$4021 ) >>> \$4024 ;
   assign \$4026  = $signed(\$4025 ) + $signed({ 1'h0, rnd });
   assign \$4028  = \$4019  ? \$4020  : \$4027 [31:0];
-  assign \$4029  = $signed(\$4028 ) + $signed(\port$15011$1232 );
+  assign \$4029  = $signed(\$4028 ) + $signed(\port$15015$1232 );
   assign \$4030  = $signed(\$4029 ) > $signed(16'h7fff);
   assign \$4031  = ! shift;
   assign \$4032  = $signed(p[415:400]) * $signed(scale[415:400]);
@@ -49634,7 +49634,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4037  = $signed(\$4033 ) >>> \$4036 ;
   assign \$4038  = $signed(\$4037 ) + $signed({ 1'h0, rnd });
   assign \$4040  = \$4031  ? \$4032  : \$4039 [31:0];
-  assign \$4041  = $signed(\$4040 ) + $signed(\port$15011$1232 );
+  assign \$4041  = $signed(\$4040 ) + $signed(\port$15015$1232 );
   assign \$4042  = $signed(\$4041 ) < $signed(16'h8000);
   assign \$4043  = ! shift;
   assign \$4044  = $signed(p[415:400]) * $signed(scale[415:400]);
@@ -49645,7 +49645,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4049  = $signed(\$4045 ) >>> \$4048 ;
   assign \$4050  = $signed(\$4049 ) + $signed({ 1'h0, rnd });
   assign \$4052  = \$4043  ? \$4044  : \$4051 [31:0];
-  assign \$4053  = $signed(\$4052 ) + $signed(\port$15011$1232 );
+  assign \$4053  = $signed(\$4052 ) + $signed(\port$15015$1232 );
   assign \$4054  = \$4042  ? 16'h8000 : \$4053 [15:0];
   assign \$4055  = \$4030  ? 16'h7fff : \$4054 ;
   assign \$4056  = use_residual ? \$4018  : \$4055 ;
@@ -49658,7 +49658,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4063  = $signed(\$4059 ) >>> \$4062 ;
   assign \$4064  = $signed(\$4063 ) + $signed({ 1'h0, rnd });
   assign \$4066  = \$4057  ? \$4058  : \$4065 [31:0];
-  assign \$4067  = $signed(\$4066 ) + $signed(\port$15011$1280 );
+  assign \$4067  = $signed(\$4066 ) + $signed(\port$15015$1280 );
   assign \$4068  = $signed(\$4067 ) > $signed(16'h7fff);
   assign \$4069  = ! shift;
   assign \$4070  = $signed(p[431:416]) * $signed(scale[431:416]);
@@ -49669,7 +49669,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4075  = $signed(\$4071 ) >>> \$4074 ;
   assign \$4076  = $signed(\$4075 ) + $signed({ 1'h0, rnd });
   assign \$4078  = \$4069  ? \$4070  : \$4077 [31:0];
-  assign \$4079  = $signed(\$4078 ) + $signed(\port$15011$1280 );
+  assign \$4079  = $signed(\$4078 ) + $signed(\port$15015$1280 );
   assign \$4080  = $signed(\$4079 ) < $signed(16'h8000);
   assign \$4081  = ! shift;
   assign \$4082  = $signed(p[431:416]) * $signed(scale[431:416]);
@@ -49680,7 +49680,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4087  = $signed(\$4083 ) >>> \$4086 ;
   assign \$4088  = $signed(\$4087 ) + $signed({ 1'h0, rnd });
   assign \$4090  = \$4081  ? \$4082  : \$4089 [31:0];
-  assign \$4091  = $signed(\$4090 ) + $signed(\port$15011$1280 );
+  assign \$4091  = $signed(\$4090 ) + $signed(\port$15015$1280 );
   assign \$4092  = \$4080  ? 16'h8000 : \$4091 [15:0];
   assign \$4093  = \$4068  ? 16'h7fff : \$4092 ;
   assign \$4094  = $signed(\$4093 ) + $signed(residual[431:416]);
@@ -49694,7 +49694,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4102  = $signed(\$4098 ) >>> \$4101 ;
   assign \$4103  = $signed(\$4102 ) + $signed({ 1'h0, rnd });
   assign \$4105  = \$4096  ? \$4097  : \$4104 [31:0];
-  assign \$4106  = $signed(\$4105 ) + $signed(\port$15011$1280 );
+  assign \$4106  = $signed(\$4105 ) + $signed(\port$15015$1280 );
   assign \$4107  = $signed(\$4106 ) > $signed(16'h7fff);
   assign \$4108  = ! shift;
   assign \$4109  = $signed(p[431:416]) * $signed(scale[431:416]);
@@ -49705,7 +49705,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4114  = $signed(\$4110 ) >>> \$4113 ;
   assign \$4115  = $signed(\$4114 ) + $signed({ 1'h0, rnd });
   assign \$4117  = \$4108  ? \$4109  : \$4116 [31:0];
-  assign \$4118  = $signed(\$4117 ) + $signed(\port$15011$1280 );
+  assign \$4118  = $signed(\$4117 ) + $signed(\port$15015$1280 );
   assign \$4119  = $signed(\$4118 ) < $signed(16'h8000);
   assign \$4120  = ! shift;
   assign \$4121  = $signed(p[431:416]) * $signed(scale[431:416]);
@@ -49716,7 +49716,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4126  = $signed(\$4122 ) >>> \$4125 ;
   assign \$4127  = $signed(\$4126 ) + $signed({ 1'h0, rnd });
   assign \$4129  = \$4120  ? \$4121  : \$4128 [31:0];
-  assign \$4130  = $signed(\$4129 ) + $signed(\port$15011$1280 );
+  assign \$4130  = $signed(\$4129 ) + $signed(\port$15015$1280 );
   assign \$4131  = \$4119  ? 16'h8000 : \$4130 [15:0];
   assign \$4132  = \$4107  ? 16'h7fff : \$4131 ;
   assign \$4133  = $signed(\$4132 ) + $signed(residual[431:416]);
@@ -49730,7 +49730,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4141  = $signed(\$4137 ) >>> \$4140 ;
   assign \$4142  = $signed(\$4141 ) + $signed({ 1'h0, rnd });
   assign \$4144  = \$4135  ? \$4136  : \$4143 [31:0];
-  assign \$4145  = $signed(\$4144 ) + $signed(\port$15011$1280 );
+  assign \$4145  = $signed(\$4144 ) + $signed(\port$15015$1280 );
   assign \$4146  = $signed(\$4145 ) > $signed(16'h7fff);
   assign \$4147  = ! shift;
   assign \$4148  = $signed(p[431:416]) * $signed(scale[431:416]);
@@ -49741,7 +49741,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4153  = $signed(\$4149 ) >>> \$4152 ;
   assign \$4154  = $signed(\$4153 ) + $signed({ 1'h0, rnd });
   assign \$4156  = \$4147  ? \$4148  : \$4155 [31:0];
-  assign \$4157  = $signed(\$4156 ) + $signed(\port$15011$1280 );
+  assign \$4157  = $signed(\$4156 ) + $signed(\port$15015$1280 );
   assign \$4158  = $signed(\$4157 ) < $signed(16'h8000);
   assign \$4159  = ! shift;
   assign \$4160  = $signed(p[431:416]) * $signed(scale[431:416]);
@@ -49752,7 +49752,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4165  = $signed(\$4161 ) >>> \$4164 ;
   assign \$4166  = $signed(\$4165 ) + $signed({ 1'h0, rnd });
   assign \$4168  = \$4159  ? \$4160  : \$4167 [31:0];
-  assign \$4169  = $signed(\$4168 ) + $signed(\port$15011$1280 );
+  assign \$4169  = $signed(\$4168 ) + $signed(\port$15015$1280 );
   assign \$4170  = \$4158  ? 16'h8000 : \$4169 [15:0];
   assign \$4171  = \$4146  ? 16'h7fff : \$4170 ;
   assign \$4172  = $signed(\$4171 ) + $signed(residual[431:416]);
@@ -49767,7 +49767,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4181  = $signed(\$4177 ) >>> \$4180 ;
   assign \$4182  = $signed(\$4181 ) + $signed({ 1'h0, rnd });
   assign \$4184  = \$4175  ? \$4176  : \$4183 [31:0];
-  assign \$4185  = $signed(\$4184 ) + $signed(\port$15011$1280 );
+  assign \$4185  = $signed(\$4184 ) + $signed(\port$15015$1280 );
   assign \$4186  = $signed(\$4185 ) > $signed(16'h7fff);
   assign \$4187  = ! shift;
   assign \$4188  = $signed(p[431:416]) * $signed(scale[431:416]);
@@ -49778,7 +49778,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4193  = $signed(\$4189 ) >>> \$4192 ;
   assign \$4194  = $signed(\$4193 ) + $signed({ 1'h0, rnd });
   assign \$4196  = \$4187  ? \$4188  : \$4195 [31:0];
-  assign \$4197  = $signed(\$4196 ) + $signed(\port$15011$1280 );
+  assign \$4197  = $signed(\$4196 ) + $signed(\port$15015$1280 );
   assign \$4198  = $signed(\$4197 ) < $signed(16'h8000);
   assign \$4199  = ! shift;
   assign \$4200  = $signed(p[431:416]) * $signed(scale[431:416]);
@@ -49789,7 +49789,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4205  = $signed(\$4201 ) >>> \$4204 ;
   assign \$4206  = $signed(\$4205 ) + $signed({ 1'h0, rnd });
   assign \$4208  = \$4199  ? \$4200  : \$4207 [31:0];
-  assign \$4209  = $signed(\$4208 ) + $signed(\port$15011$1280 );
+  assign \$4209  = $signed(\$4208 ) + $signed(\port$15015$1280 );
   assign \$4210  = \$4198  ? 16'h8000 : \$4209 [15:0];
   assign \$4211  = \$4186  ? 16'h7fff : \$4210 ;
   assign \$4212  = use_residual ? \$4174  : \$4211 ;
@@ -49802,7 +49802,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4219  = $signed(\$4215 ) >>> \$4218 ;
   assign \$4220  = $signed(\$4219 ) + $signed({ 1'h0, rnd });
   assign \$4222  = \$4213  ? \$4214  : \$4221 [31:0];
-  assign \$4223  = $signed(\$4222 ) + $signed(\port$15011$1328 );
+  assign \$4223  = $signed(\$4222 ) + $signed(\port$15015$1328 );
   assign \$4224  = $signed(\$4223 ) > $signed(16'h7fff);
   assign \$4225  = ! shift;
   assign \$4226  = $signed(p[447:432]) * $signed(scale[447:432]);
@@ -49813,7 +49813,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4231  = $signed(\$4227 ) >>> \$4230 ;
   assign \$4232  = $signed(\$4231 ) + $signed({ 1'h0, rnd });
   assign \$4234  = \$4225  ? \$4226  : \$4233 [31:0];
-  assign \$4235  = $signed(\$4234 ) + $signed(\port$15011$1328 );
+  assign \$4235  = $signed(\$4234 ) + $signed(\port$15015$1328 );
   assign \$4236  = $signed(\$4235 ) < $signed(16'h8000);
   assign \$4237  = ! shift;
   assign \$4238  = $signed(p[447:432]) * $signed(scale[447:432]);
@@ -49824,7 +49824,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4243  = $signed(\$4239 ) >>> \$4242 ;
   assign \$4244  = $signed(\$4243 ) + $signed({ 1'h0, rnd });
   assign \$4246  = \$4237  ? \$4238  : \$4245 [31:0];
-  assign \$4247  = $signed(\$4246 ) + $signed(\port$15011$1328 );
+  assign \$4247  = $signed(\$4246 ) + $signed(\port$15015$1328 );
   assign \$4248  = \$4236  ? 16'h8000 : \$4247 [15:0];
   assign \$4249  = \$4224  ? 16'h7fff : \$4248 ;
   assign \$4250  = $signed(\$4249 ) + $signed(residual[447:432]);
@@ -49838,7 +49838,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4258  = $signed(\$4254 ) >>> \$4257 ;
   assign \$4259  = $signed(\$4258 ) + $signed({ 1'h0, rnd });
   assign \$4261  = \$4252  ? \$4253  : \$4260 [31:0];
-  assign \$4262  = $signed(\$4261 ) + $signed(\port$15011$1328 );
+  assign \$4262  = $signed(\$4261 ) + $signed(\port$15015$1328 );
   assign \$4263  = $signed(\$4262 ) > $signed(16'h7fff);
   assign \$4264  = ! shift;
   assign \$4265  = $signed(p[447:432]) * $signed(scale[447:432]);
@@ -49849,7 +49849,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4270  = $signed(\$4266 ) >>> \$4269 ;
   assign \$4271  = $signed(\$4270 ) + $signed({ 1'h0, rnd });
   assign \$4273  = \$4264  ? \$4265  : \$4272 [31:0];
-  assign \$4274  = $signed(\$4273 ) + $signed(\port$15011$1328 );
+  assign \$4274  = $signed(\$4273 ) + $signed(\port$15015$1328 );
   assign \$4275  = $signed(\$4274 ) < $signed(16'h8000);
   assign \$4276  = ! shift;
   assign \$4277  = $signed(p[447:432]) * $signed(scale[447:432]);
@@ -49860,7 +49860,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4282  = $signed(\$4278 ) >>> \$4281 ;
   assign \$4283  = $signed(\$4282 ) + $signed({ 1'h0, rnd });
   assign \$4285  = \$4276  ? \$4277  : \$4284 [31:0];
-  assign \$4286  = $signed(\$4285 ) + $signed(\port$15011$1328 );
+  assign \$4286  = $signed(\$4285 ) + $signed(\port$15015$1328 );
   assign \$4287  = \$4275  ? 16'h8000 : \$4286 [15:0];
   assign \$4288  = \$4263  ? 16'h7fff : \$4287 ;
   assign \$4289  = $signed(\$4288 ) + $signed(residual[447:432]);
@@ -49874,7 +49874,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4297  = $signed(\$4293 ) >>> \$4296 ;
   assign \$4298  = $signed(\$4297 ) + $signed({ 1'h0, rnd });
   assign \$4300  = \$4291  ? \$4292  : \$4299 [31:0];
-  assign \$4301  = $signed(\$4300 ) + $signed(\port$15011$1328 );
+  assign \$4301  = $signed(\$4300 ) + $signed(\port$15015$1328 );
   assign \$4302  = $signed(\$4301 ) > $signed(16'h7fff);
   assign \$4303  = ! shift;
   assign \$4304  = $signed(p[447:432]) * $signed(scale[447:432]);
@@ -49885,7 +49885,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4309  = $signed(\$4305 ) >>> \$4308 ;
   assign \$4310  = $signed(\$4309 ) + $signed({ 1'h0, rnd });
   assign \$4312  = \$4303  ? \$4304  : \$4311 [31:0];
-  assign \$4313  = $signed(\$4312 ) + $signed(\port$15011$1328 );
+  assign \$4313  = $signed(\$4312 ) + $signed(\port$15015$1328 );
   assign \$4314  = $signed(\$4313 ) < $signed(16'h8000);
   assign \$4315  = ! shift;
   assign \$4316  = $signed(p[447:432]) * $signed(scale[447:432]);
@@ -49896,7 +49896,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4321  = $signed(\$4317 ) >>> \$4320 ;
   assign \$4322  = $signed(\$4321 ) + $signed({ 1'h0, rnd });
   assign \$4324  = \$4315  ? \$4316  : \$4323 [31:0];
-  assign \$4325  = $signed(\$4324 ) + $signed(\port$15011$1328 );
+  assign \$4325  = $signed(\$4324 ) + $signed(\port$15015$1328 );
   assign \$4326  = \$4314  ? 16'h8000 : \$4325 [15:0];
   assign \$4327  = \$4302  ? 16'h7fff : \$4326 ;
   assign \$4328  = $signed(\$4327 ) + $signed(residual[447:432]);
@@ -49911,7 +49911,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4337  = $signed(\$4333 ) >>> \$4336 ;
   assign \$4338  = $signed(\$4337 ) + $signed({ 1'h0, rnd });
   assign \$4340  = \$4331  ? \$4332  : \$4339 [31:0];
-  assign \$4341  = $signed(\$4340 ) + $signed(\port$15011$1328 );
+  assign \$4341  = $signed(\$4340 ) + $signed(\port$15015$1328 );
   assign \$4342  = $signed(\$4341 ) > $signed(16'h7fff);
   assign \$4343  = ! shift;
   assign \$4344  = $signed(p[447:432]) * $signed(scale[447:432]);
@@ -49922,7 +49922,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4349  = $signed(\$4345 ) >>> \$4348 ;
   assign \$4350  = $signed(\$4349 ) + $signed({ 1'h0, rnd });
   assign \$4352  = \$4343  ? \$4344  : \$4351 [31:0];
-  assign \$4353  = $signed(\$4352 ) + $signed(\port$15011$1328 );
+  assign \$4353  = $signed(\$4352 ) + $signed(\port$15015$1328 );
   assign \$4354  = $signed(\$4353 ) < $signed(16'h8000);
   assign \$4355  = ! shift;
   assign \$4356  = $signed(p[447:432]) * $signed(scale[447:432]);
@@ -49933,7 +49933,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4361  = $signed(\$4357 ) >>> \$4360 ;
   assign \$4362  = $signed(\$4361 ) + $signed({ 1'h0, rnd });
   assign \$4364  = \$4355  ? \$4356  : \$4363 [31:0];
-  assign \$4365  = $signed(\$4364 ) + $signed(\port$15011$1328 );
+  assign \$4365  = $signed(\$4364 ) + $signed(\port$15015$1328 );
   assign \$4366  = \$4354  ? 16'h8000 : \$4365 [15:0];
   assign \$4367  = \$4342  ? 16'h7fff : \$4366 ;
   assign \$4368  = use_residual ? \$4330  : \$4367 ;
@@ -49946,7 +49946,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4375  = $signed(\$4371 ) >>> \$4374 ;
   assign \$4376  = $signed(\$4375 ) + $signed({ 1'h0, rnd });
   assign \$4378  = \$4369  ? \$4370  : \$4377 [31:0];
-  assign \$4379  = $signed(\$4378 ) + $signed(\port$15011$1376 );
+  assign \$4379  = $signed(\$4378 ) + $signed(\port$15015$1376 );
   assign \$4380  = $signed(\$4379 ) > $signed(16'h7fff);
   assign \$4381  = ! shift;
   assign \$4382  = $signed(p[463:448]) * $signed(scale[463:448]);
@@ -49957,7 +49957,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4387  = $signed(\$4383 ) >>> \$4386 ;
   assign \$4388  = $signed(\$4387 ) + $signed({ 1'h0, rnd });
   assign \$4390  = \$4381  ? \$4382  : \$4389 [31:0];
-  assign \$4391  = $signed(\$4390 ) + $signed(\port$15011$1376 );
+  assign \$4391  = $signed(\$4390 ) + $signed(\port$15015$1376 );
   assign \$4392  = $signed(\$4391 ) < $signed(16'h8000);
   assign \$4393  = ! shift;
   assign \$4394  = $signed(p[463:448]) * $signed(scale[463:448]);
@@ -49968,7 +49968,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4399  = $signed(\$4395 ) >>> \$4398 ;
   assign \$4400  = $signed(\$4399 ) + $signed({ 1'h0, rnd });
   assign \$4402  = \$4393  ? \$4394  : \$4401 [31:0];
-  assign \$4403  = $signed(\$4402 ) + $signed(\port$15011$1376 );
+  assign \$4403  = $signed(\$4402 ) + $signed(\port$15015$1376 );
   assign \$4404  = \$4392  ? 16'h8000 : \$4403 [15:0];
   assign \$4405  = \$4380  ? 16'h7fff : \$4404 ;
   assign \$4406  = $signed(\$4405 ) + $signed(residual[463:448]);
@@ -49982,7 +49982,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4414  = $signed(\$4410 ) >>> \$4413 ;
   assign \$4415  = $signed(\$4414 ) + $signed({ 1'h0, rnd });
   assign \$4417  = \$4408  ? \$4409  : \$4416 [31:0];
-  assign \$4418  = $signed(\$4417 ) + $signed(\port$15011$1376 );
+  assign \$4418  = $signed(\$4417 ) + $signed(\port$15015$1376 );
   assign \$4419  = $signed(\$4418 ) > $signed(16'h7fff);
   assign \$4420  = ! shift;
   assign \$4421  = $signed(p[463:448]) * $signed(scale[463:448]);
@@ -49993,7 +49993,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4426  = $signed(\$4422 ) >>> \$4425 ;
   assign \$4427  = $signed(\$4426 ) + $signed({ 1'h0, rnd });
   assign \$4429  = \$4420  ? \$4421  : \$4428 [31:0];
-  assign \$4430  = $signed(\$4429 ) + $signed(\port$15011$1376 );
+  assign \$4430  = $signed(\$4429 ) + $signed(\port$15015$1376 );
   assign \$4431  = $signed(\$4430 ) < $signed(16'h8000);
   assign \$4432  = ! shift;
   assign \$4433  = $signed(p[463:448]) * $signed(scale[463:448]);
@@ -50004,7 +50004,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4438  = $signed(\$4434 ) >>> \$4437 ;
   assign \$4439  = $signed(\$4438 ) + $signed({ 1'h0, rnd });
   assign \$4441  = \$4432  ? \$4433  : \$4440 [31:0];
-  assign \$4442  = $signed(\$4441 ) + $signed(\port$15011$1376 );
+  assign \$4442  = $signed(\$4441 ) + $signed(\port$15015$1376 );
   assign \$4443  = \$4431  ? 16'h8000 : \$4442 [15:0];
   assign \$4444  = \$4419  ? 16'h7fff : \$4443 ;
   assign \$4445  = $signed(\$4444 ) + $signed(residual[463:448]);
@@ -50018,7 +50018,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4453  = $signed(\$4449 ) >>> \$4452 ;
   assign \$4454  = $signed(\$4453 ) + $signed({ 1'h0, rnd });
   assign \$4456  = \$4447  ? \$4448  : \$4455 [31:0];
-  assign \$4457  = $signed(\$4456 ) + $signed(\port$15011$1376 );
+  assign \$4457  = $signed(\$4456 ) + $signed(\port$15015$1376 );
   assign \$4458  = $signed(\$4457 ) > $signed(16'h7fff);
   assign \$4459  = ! shift;
   assign \$4460  = $signed(p[463:448]) * $signed(scale[463:448]);
@@ -50029,7 +50029,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4465  = $signed(\$4461 ) >>> \$4464 ;
   assign \$4466  = $signed(\$4465 ) + $signed({ 1'h0, rnd });
   assign \$4468  = \$4459  ? \$4460  : \$4467 [31:0];
-  assign \$4469  = $signed(\$4468 ) + $signed(\port$15011$1376 );
+  assign \$4469  = $signed(\$4468 ) + $signed(\port$15015$1376 );
   assign \$4470  = $signed(\$4469 ) < $signed(16'h8000);
   assign \$4471  = ! shift;
   assign \$4472  = $signed(p[463:448]) * $signed(scale[463:448]);
@@ -50040,7 +50040,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4477  = $signed(\$4473 ) >>> \$4476 ;
   assign \$4478  = $signed(\$4477 ) + $signed({ 1'h0, rnd });
   assign \$4480  = \$4471  ? \$4472  : \$4479 [31:0];
-  assign \$4481  = $signed(\$4480 ) + $signed(\port$15011$1376 );
+  assign \$4481  = $signed(\$4480 ) + $signed(\port$15015$1376 );
   assign \$4482  = \$4470  ? 16'h8000 : \$4481 [15:0];
   assign \$4483  = \$4458  ? 16'h7fff : \$4482 ;
   assign \$4484  = $signed(\$4483 ) + $signed(residual[463:448]);
@@ -50055,7 +50055,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4493  = $signed(\$4489 ) >>> \$4492 ;
   assign \$4494  = $signed(\$4493 ) + $signed({ 1'h0, rnd });
   assign \$4496  = \$4487  ? \$4488  : \$4495 [31:0];
-  assign \$4497  = $signed(\$4496 ) + $signed(\port$15011$1376 );
+  assign \$4497  = $signed(\$4496 ) + $signed(\port$15015$1376 );
   assign \$4498  = $signed(\$4497 ) > $signed(16'h7fff);
   assign \$4499  = ! shift;
   assign \$4500  = $signed(p[463:448]) * $signed(scale[463:448]);
@@ -50066,7 +50066,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4505  = $signed(\$4501 ) >>> \$4504 ;
   assign \$4506  = $signed(\$4505 ) + $signed({ 1'h0, rnd });
   assign \$4508  = \$4499  ? \$4500  : \$4507 [31:0];
-  assign \$4509  = $signed(\$4508 ) + $signed(\port$15011$1376 );
+  assign \$4509  = $signed(\$4508 ) + $signed(\port$15015$1376 );
   assign \$4510  = $signed(\$4509 ) < $signed(16'h8000);
   assign \$4511  = ! shift;
   assign \$4512  = $signed(p[463:448]) * $signed(scale[463:448]);
@@ -50077,7 +50077,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4517  = $signed(\$4513 ) >>> \$4516 ;
   assign \$4518  = $signed(\$4517 ) + $signed({ 1'h0, rnd });
   assign \$4520  = \$4511  ? \$4512  : \$4519 [31:0];
-  assign \$4521  = $signed(\$4520 ) + $signed(\port$15011$1376 );
+  assign \$4521  = $signed(\$4520 ) + $signed(\port$15015$1376 );
   assign \$4522  = \$4510  ? 16'h8000 : \$4521 [15:0];
   assign \$4523  = \$4498  ? 16'h7fff : \$4522 ;
   assign \$4524  = use_residual ? \$4486  : \$4523 ;
@@ -50090,7 +50090,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4531  = $signed(\$4527 ) >>> \$4530 ;
   assign \$4532  = $signed(\$4531 ) + $signed({ 1'h0, rnd });
   assign \$4534  = \$4525  ? \$4526  : \$4533 [31:0];
-  assign \$4535  = $signed(\$4534 ) + $signed(\port$15011$1424 );
+  assign \$4535  = $signed(\$4534 ) + $signed(\port$15015$1424 );
   assign \$4536  = $signed(\$4535 ) > $signed(16'h7fff);
   assign \$4537  = ! shift;
   assign \$4538  = $signed(p[479:464]) * $signed(scale[479:464]);
@@ -50101,7 +50101,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4543  = $signed(\$4539 ) >>> \$4542 ;
   assign \$4544  = $signed(\$4543 ) + $signed({ 1'h0, rnd });
   assign \$4546  = \$4537  ? \$4538  : \$4545 [31:0];
-  assign \$4547  = $signed(\$4546 ) + $signed(\port$15011$1424 );
+  assign \$4547  = $signed(\$4546 ) + $signed(\port$15015$1424 );
   assign \$4548  = $signed(\$4547 ) < $signed(16'h8000);
   assign \$4549  = ! shift;
   assign \$4550  = $signed(p[479:464]) * $signed(scale[479:464]);
@@ -50112,7 +50112,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4555  = $signed(\$4551 ) >>> \$4554 ;
   assign \$4556  = $signed(\$4555 ) + $signed({ 1'h0, rnd });
   assign \$4558  = \$4549  ? \$4550  : \$4557 [31:0];
-  assign \$4559  = $signed(\$4558 ) + $signed(\port$15011$1424 );
+  assign \$4559  = $signed(\$4558 ) + $signed(\port$15015$1424 );
   assign \$4560  = \$4548  ? 16'h8000 : \$4559 [15:0];
   assign \$4561  = \$4536  ? 16'h7fff : \$4560 ;
   assign \$4562  = $signed(\$4561 ) + $signed(residual[479:464]);
@@ -50126,7 +50126,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4570  = $signed(\$4566 ) >>> \$4569 ;
   assign \$4571  = $signed(\$4570 ) + $signed({ 1'h0, rnd });
   assign \$4573  = \$4564  ? \$4565  : \$4572 [31:0];
-  assign \$4574  = $signed(\$4573 ) + $signed(\port$15011$1424 );
+  assign \$4574  = $signed(\$4573 ) + $signed(\port$15015$1424 );
   assign \$4575  = $signed(\$4574 ) > $signed(16'h7fff);
   assign \$4576  = ! shift;
   assign \$4577  = $signed(p[479:464]) * $signed(scale[479:464]);
@@ -50137,7 +50137,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4582  = $signed(\$4578 ) >>> \$4581 ;
   assign \$4583  = $signed(\$4582 ) + $signed({ 1'h0, rnd });
   assign \$4585  = \$4576  ? \$4577  : \$4584 [31:0];
-  assign \$4586  = $signed(\$4585 ) + $signed(\port$15011$1424 );
+  assign \$4586  = $signed(\$4585 ) + $signed(\port$15015$1424 );
   assign \$4587  = $signed(\$4586 ) < $signed(16'h8000);
   assign \$4588  = ! shift;
   assign \$4589  = $signed(p[479:464]) * $signed(scale[479:464]);
@@ -50148,7 +50148,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4594  = $signed(\$4590 ) >>> \$4593 ;
   assign \$4595  = $signed(\$4594 ) + $signed({ 1'h0, rnd });
   assign \$4597  = \$4588  ? \$4589  : \$4596 [31:0];
-  assign \$4598  = $signed(\$4597 ) + $signed(\port$15011$1424 );
+  assign \$4598  = $signed(\$4597 ) + $signed(\port$15015$1424 );
   assign \$4599  = \$4587  ? 16'h8000 : \$4598 [15:0];
   assign \$4600  = \$4575  ? 16'h7fff : \$4599 ;
   assign \$4601  = $signed(\$4600 ) + $signed(residual[479:464]);
@@ -50162,7 +50162,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4609  = $signed(\$4605 ) >>> \$4608 ;
   assign \$4610  = $signed(\$4609 ) + $signed({ 1'h0, rnd });
   assign \$4612  = \$4603  ? \$4604  : \$4611 [31:0];
-  assign \$4613  = $signed(\$4612 ) + $signed(\port$15011$1424 );
+  assign \$4613  = $signed(\$4612 ) + $signed(\port$15015$1424 );
   assign \$4614  = $signed(\$4613 ) > $signed(16'h7fff);
   assign \$4615  = ! shift;
   assign \$4616  = $signed(p[479:464]) * $signed(scale[479:464]);
@@ -50173,7 +50173,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4621  = $signed(\$4617 ) >>> \$4620 ;
   assign \$4622  = $signed(\$4621 ) + $signed({ 1'h0, rnd });
   assign \$4624  = \$4615  ? \$4616  : \$4623 [31:0];
-  assign \$4625  = $signed(\$4624 ) + $signed(\port$15011$1424 );
+  assign \$4625  = $signed(\$4624 ) + $signed(\port$15015$1424 );
   assign \$4626  = $signed(\$4625 ) < $signed(16'h8000);
   assign \$4627  = ! shift;
   assign \$4628  = $signed(p[479:464]) * $signed(scale[479:464]);
@@ -50184,7 +50184,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4633  = $signed(\$4629 ) >>> \$4632 ;
   assign \$4634  = $signed(\$4633 ) + $signed({ 1'h0, rnd });
   assign \$4636  = \$4627  ? \$4628  : \$4635 [31:0];
-  assign \$4637  = $signed(\$4636 ) + $signed(\port$15011$1424 );
+  assign \$4637  = $signed(\$4636 ) + $signed(\port$15015$1424 );
   assign \$4638  = \$4626  ? 16'h8000 : \$4637 [15:0];
   assign \$4639  = \$4614  ? 16'h7fff : \$4638 ;
   assign \$4640  = $signed(\$4639 ) + $signed(residual[479:464]);
@@ -50199,7 +50199,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4649  = $signed(\$4645 ) >>> \$4648 ;
   assign \$4650  = $signed(\$4649 ) + $signed({ 1'h0, rnd });
   assign \$4652  = \$4643  ? \$4644  : \$4651 [31:0];
-  assign \$4653  = $signed(\$4652 ) + $signed(\port$15011$1424 );
+  assign \$4653  = $signed(\$4652 ) + $signed(\port$15015$1424 );
   assign \$4654  = $signed(\$4653 ) > $signed(16'h7fff);
   assign \$4655  = ! shift;
   assign \$4656  = $signed(p[479:464]) * $signed(scale[479:464]);
@@ -50210,7 +50210,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4661  = $signed(\$4657 ) >>> \$4660 ;
   assign \$4662  = $signed(\$4661 ) + $signed({ 1'h0, rnd });
   assign \$4664  = \$4655  ? \$4656  : \$4663 [31:0];
-  assign \$4665  = $signed(\$4664 ) + $signed(\port$15011$1424 );
+  assign \$4665  = $signed(\$4664 ) + $signed(\port$15015$1424 );
   assign \$4666  = $signed(\$4665 ) < $signed(16'h8000);
   assign \$4667  = ! shift;
   assign \$4668  = $signed(p[479:464]) * $signed(scale[479:464]);
@@ -50221,7 +50221,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4673  = $signed(\$4669 ) >>> \$4672 ;
   assign \$4674  = $signed(\$4673 ) + $signed({ 1'h0, rnd });
   assign \$4676  = \$4667  ? \$4668  : \$4675 [31:0];
-  assign \$4677  = $signed(\$4676 ) + $signed(\port$15011$1424 );
+  assign \$4677  = $signed(\$4676 ) + $signed(\port$15015$1424 );
   assign \$4678  = \$4666  ? 16'h8000 : \$4677 [15:0];
   assign \$4679  = \$4654  ? 16'h7fff : \$4678 ;
   assign \$4680  = use_residual ? \$4642  : \$4679 ;
@@ -50234,7 +50234,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4687  = $signed(\$4683 ) >>> \$4686 ;
   assign \$4688  = $signed(\$4687 ) + $signed({ 1'h0, rnd });
   assign \$4690  = \$4681  ? \$4682  : \$4689 [31:0];
-  assign \$4691  = $signed(\$4690 ) + $signed(\port$15011$1472 );
+  assign \$4691  = $signed(\$4690 ) + $signed(\port$15015$1472 );
   assign \$4692  = $signed(\$4691 ) > $signed(16'h7fff);
   assign \$4693  = ! shift;
   assign \$4694  = $signed(p[495:480]) * $signed(scale[495:480]);
@@ -50245,7 +50245,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4699  = $signed(\$4695 ) >>> \$4698 ;
   assign \$4700  = $signed(\$4699 ) + $signed({ 1'h0, rnd });
   assign \$4702  = \$4693  ? \$4694  : \$4701 [31:0];
-  assign \$4703  = $signed(\$4702 ) + $signed(\port$15011$1472 );
+  assign \$4703  = $signed(\$4702 ) + $signed(\port$15015$1472 );
   assign \$4704  = $signed(\$4703 ) < $signed(16'h8000);
   assign \$4705  = ! shift;
   assign \$4706  = $signed(p[495:480]) * $signed(scale[495:480]);
@@ -50256,7 +50256,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4711  = $signed(\$4707 ) >>> \$4710 ;
   assign \$4712  = $signed(\$4711 ) + $signed({ 1'h0, rnd });
   assign \$4714  = \$4705  ? \$4706  : \$4713 [31:0];
-  assign \$4715  = $signed(\$4714 ) + $signed(\port$15011$1472 );
+  assign \$4715  = $signed(\$4714 ) + $signed(\port$15015$1472 );
   assign \$4716  = \$4704  ? 16'h8000 : \$4715 [15:0];
   assign \$4717  = \$4692  ? 16'h7fff : \$4716 ;
   assign \$4718  = $signed(\$4717 ) + $signed(residual[495:480]);
@@ -50270,7 +50270,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4726  = $signed(\$4722 ) >>> \$4725 ;
   assign \$4727  = $signed(\$4726 ) + $signed({ 1'h0, rnd });
   assign \$4729  = \$4720  ? \$4721  : \$4728 [31:0];
-  assign \$4730  = $signed(\$4729 ) + $signed(\port$15011$1472 );
+  assign \$4730  = $signed(\$4729 ) + $signed(\port$15015$1472 );
   assign \$4731  = $signed(\$4730 ) > $signed(16'h7fff);
   assign \$4732  = ! shift;
   assign \$4733  = $signed(p[495:480]) * $signed(scale[495:480]);
@@ -50281,7 +50281,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4738  = $signed(\$4734 ) >>> \$4737 ;
   assign \$4739  = $signed(\$4738 ) + $signed({ 1'h0, rnd });
   assign \$4741  = \$4732  ? \$4733  : \$4740 [31:0];
-  assign \$4742  = $signed(\$4741 ) + $signed(\port$15011$1472 );
+  assign \$4742  = $signed(\$4741 ) + $signed(\port$15015$1472 );
   assign \$4743  = $signed(\$4742 ) < $signed(16'h8000);
   assign \$4744  = ! shift;
   assign \$4745  = $signed(p[495:480]) * $signed(scale[495:480]);
@@ -50292,7 +50292,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4750  = $signed(\$4746 ) >>> \$4749 ;
   assign \$4751  = $signed(\$4750 ) + $signed({ 1'h0, rnd });
   assign \$4753  = \$4744  ? \$4745  : \$4752 [31:0];
-  assign \$4754  = $signed(\$4753 ) + $signed(\port$15011$1472 );
+  assign \$4754  = $signed(\$4753 ) + $signed(\port$15015$1472 );
   assign \$4755  = \$4743  ? 16'h8000 : \$4754 [15:0];
   assign \$4756  = \$4731  ? 16'h7fff : \$4755 ;
   assign \$4757  = $signed(\$4756 ) + $signed(residual[495:480]);
@@ -50306,7 +50306,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4765  = $signed(\$4761 ) >>> \$4764 ;
   assign \$4766  = $signed(\$4765 ) + $signed({ 1'h0, rnd });
   assign \$4768  = \$4759  ? \$4760  : \$4767 [31:0];
-  assign \$4769  = $signed(\$4768 ) + $signed(\port$15011$1472 );
+  assign \$4769  = $signed(\$4768 ) + $signed(\port$15015$1472 );
   assign \$4770  = $signed(\$4769 ) > $signed(16'h7fff);
   assign \$4771  = ! shift;
   assign \$4772  = $signed(p[495:480]) * $signed(scale[495:480]);
@@ -50317,7 +50317,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4777  = $signed(\$4773 ) >>> \$4776 ;
   assign \$4778  = $signed(\$4777 ) + $signed({ 1'h0, rnd });
   assign \$4780  = \$4771  ? \$4772  : \$4779 [31:0];
-  assign \$4781  = $signed(\$4780 ) + $signed(\port$15011$1472 );
+  assign \$4781  = $signed(\$4780 ) + $signed(\port$15015$1472 );
   assign \$4782  = $signed(\$4781 ) < $signed(16'h8000);
   assign \$4783  = ! shift;
   assign \$4784  = $signed(p[495:480]) * $signed(scale[495:480]);
@@ -50328,7 +50328,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4789  = $signed(\$4785 ) >>> \$4788 ;
   assign \$4790  = $signed(\$4789 ) + $signed({ 1'h0, rnd });
   assign \$4792  = \$4783  ? \$4784  : \$4791 [31:0];
-  assign \$4793  = $signed(\$4792 ) + $signed(\port$15011$1472 );
+  assign \$4793  = $signed(\$4792 ) + $signed(\port$15015$1472 );
   assign \$4794  = \$4782  ? 16'h8000 : \$4793 [15:0];
   assign \$4795  = \$4770  ? 16'h7fff : \$4794 ;
   assign \$4796  = $signed(\$4795 ) + $signed(residual[495:480]);
@@ -50343,7 +50343,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4805  = $signed(\$4801 ) >>> \$4804 ;
   assign \$4806  = $signed(\$4805 ) + $signed({ 1'h0, rnd });
   assign \$4808  = \$4799  ? \$4800  : \$4807 [31:0];
-  assign \$4809  = $signed(\$4808 ) + $signed(\port$15011$1472 );
+  assign \$4809  = $signed(\$4808 ) + $signed(\port$15015$1472 );
   assign \$4810  = $signed(\$4809 ) > $signed(16'h7fff);
   assign \$4811  = ! shift;
   assign \$4812  = $signed(p[495:480]) * $signed(scale[495:480]);
@@ -50354,7 +50354,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4817  = $signed(\$4813 ) >>> \$4816 ;
   assign \$4818  = $signed(\$4817 ) + $signed({ 1'h0, rnd });
   assign \$4820  = \$4811  ? \$4812  : \$4819 [31:0];
-  assign \$4821  = $signed(\$4820 ) + $signed(\port$15011$1472 );
+  assign \$4821  = $signed(\$4820 ) + $signed(\port$15015$1472 );
   assign \$4822  = $signed(\$4821 ) < $signed(16'h8000);
   assign \$4823  = ! shift;
   assign \$4824  = $signed(p[495:480]) * $signed(scale[495:480]);
@@ -50365,7 +50365,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4829  = $signed(\$4825 ) >>> \$4828 ;
   assign \$4830  = $signed(\$4829 ) + $signed({ 1'h0, rnd });
   assign \$4832  = \$4823  ? \$4824  : \$4831 [31:0];
-  assign \$4833  = $signed(\$4832 ) + $signed(\port$15011$1472 );
+  assign \$4833  = $signed(\$4832 ) + $signed(\port$15015$1472 );
   assign \$4834  = \$4822  ? 16'h8000 : \$4833 [15:0];
   assign \$4835  = \$4810  ? 16'h7fff : \$4834 ;
   assign \$4836  = use_residual ? \$4798  : \$4835 ;
@@ -50378,7 +50378,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4843  = $signed(\$4839 ) >>> \$4842 ;
   assign \$4844  = $signed(\$4843 ) + $signed({ 1'h0, rnd });
   assign \$4846  = \$4837  ? \$4838  : \$4845 [31:0];
-  assign \$4847  = $signed(\$4846 ) + $signed(\port$15011$1520 );
+  assign \$4847  = $signed(\$4846 ) + $signed(\port$15015$1520 );
   assign \$4848  = $signed(\$4847 ) > $signed(16'h7fff);
   assign \$4849  = ! shift;
   assign \$4850  = $signed(p[511:496]) * $signed(scale[511:496]);
@@ -50389,7 +50389,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4855  = $signed(\$4851 ) >>> \$4854 ;
   assign \$4856  = $signed(\$4855 ) + $signed({ 1'h0, rnd });
   assign \$4858  = \$4849  ? \$4850  : \$4857 [31:0];
-  assign \$4859  = $signed(\$4858 ) + $signed(\port$15011$1520 );
+  assign \$4859  = $signed(\$4858 ) + $signed(\port$15015$1520 );
   assign \$4860  = $signed(\$4859 ) < $signed(16'h8000);
   assign \$4861  = ! shift;
   assign \$4862  = $signed(p[511:496]) * $signed(scale[511:496]);
@@ -50400,7 +50400,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4867  = $signed(\$4863 ) >>> \$4866 ;
   assign \$4868  = $signed(\$4867 ) + $signed({ 1'h0, rnd });
   assign \$4870  = \$4861  ? \$4862  : \$4869 [31:0];
-  assign \$4871  = $signed(\$4870 ) + $signed(\port$15011$1520 );
+  assign \$4871  = $signed(\$4870 ) + $signed(\port$15015$1520 );
   assign \$4872  = \$4860  ? 16'h8000 : \$4871 [15:0];
   assign \$4873  = \$4848  ? 16'h7fff : \$4872 ;
   assign \$4874  = $signed(\$4873 ) + $signed(residual[511:496]);
@@ -50414,7 +50414,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4882  = $signed(\$4878 ) >>> \$4881 ;
   assign \$4883  = $signed(\$4882 ) + $signed({ 1'h0, rnd });
   assign \$4885  = \$4876  ? \$4877  : \$4884 [31:0];
-  assign \$4886  = $signed(\$4885 ) + $signed(\port$15011$1520 );
+  assign \$4886  = $signed(\$4885 ) + $signed(\port$15015$1520 );
   assign \$4887  = $signed(\$4886 ) > $signed(16'h7fff);
   assign \$4888  = ! shift;
   assign \$4889  = $signed(p[511:496]) * $signed(scale[511:496]);
@@ -50425,7 +50425,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4894  = $signed(\$4890 ) >>> \$4893 ;
   assign \$4895  = $signed(\$4894 ) + $signed({ 1'h0, rnd });
   assign \$4897  = \$4888  ? \$4889  : \$4896 [31:0];
-  assign \$4898  = $signed(\$4897 ) + $signed(\port$15011$1520 );
+  assign \$4898  = $signed(\$4897 ) + $signed(\port$15015$1520 );
   assign \$4899  = $signed(\$4898 ) < $signed(16'h8000);
   assign \$4900  = ! shift;
   assign \$4901  = $signed(p[511:496]) * $signed(scale[511:496]);
@@ -50436,7 +50436,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4906  = $signed(\$4902 ) >>> \$4905 ;
   assign \$4907  = $signed(\$4906 ) + $signed({ 1'h0, rnd });
   assign \$4909  = \$4900  ? \$4901  : \$4908 [31:0];
-  assign \$4910  = $signed(\$4909 ) + $signed(\port$15011$1520 );
+  assign \$4910  = $signed(\$4909 ) + $signed(\port$15015$1520 );
   assign \$4911  = \$4899  ? 16'h8000 : \$4910 [15:0];
   assign \$4912  = \$4887  ? 16'h7fff : \$4911 ;
   assign \$4913  = $signed(\$4912 ) + $signed(residual[511:496]);
@@ -50450,7 +50450,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4921  = $signed(\$4917 ) >>> \$4920 ;
   assign \$4922  = $signed(\$4921 ) + $signed({ 1'h0, rnd });
   assign \$4924  = \$4915  ? \$4916  : \$4923 [31:0];
-  assign \$4925  = $signed(\$4924 ) + $signed(\port$15011$1520 );
+  assign \$4925  = $signed(\$4924 ) + $signed(\port$15015$1520 );
   assign \$4926  = $signed(\$4925 ) > $signed(16'h7fff);
   assign \$4927  = ! shift;
   assign \$4928  = $signed(p[511:496]) * $signed(scale[511:496]);
@@ -50461,7 +50461,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4933  = $signed(\$4929 ) >>> \$4932 ;
   assign \$4934  = $signed(\$4933 ) + $signed({ 1'h0, rnd });
   assign \$4936  = \$4927  ? \$4928  : \$4935 [31:0];
-  assign \$4937  = $signed(\$4936 ) + $signed(\port$15011$1520 );
+  assign \$4937  = $signed(\$4936 ) + $signed(\port$15015$1520 );
   assign \$4938  = $signed(\$4937 ) < $signed(16'h8000);
   assign \$4939  = ! shift;
   assign \$4940  = $signed(p[511:496]) * $signed(scale[511:496]);
@@ -50472,7 +50472,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4945  = $signed(\$4941 ) >>> \$4944 ;
   assign \$4946  = $signed(\$4945 ) + $signed({ 1'h0, rnd });
   assign \$4948  = \$4939  ? \$4940  : \$4947 [31:0];
-  assign \$4949  = $signed(\$4948 ) + $signed(\port$15011$1520 );
+  assign \$4949  = $signed(\$4948 ) + $signed(\port$15015$1520 );
   assign \$4950  = \$4938  ? 16'h8000 : \$4949 [15:0];
   assign \$4951  = \$4926  ? 16'h7fff : \$4950 ;
   assign \$4952  = $signed(\$4951 ) + $signed(residual[511:496]);
@@ -50487,7 +50487,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4961  = $signed(\$4957 ) >>> \$4960 ;
   assign \$4962  = $signed(\$4961 ) + $signed({ 1'h0, rnd });
   assign \$4964  = \$4955  ? \$4956  : \$4963 [31:0];
-  assign \$4965  = $signed(\$4964 ) + $signed(\port$15011$1520 );
+  assign \$4965  = $signed(\$4964 ) + $signed(\port$15015$1520 );
   assign \$4966  = $signed(\$4965 ) > $signed(16'h7fff);
   assign \$4967  = ! shift;
   assign \$4968  = $signed(p[511:496]) * $signed(scale[511:496]);
@@ -50498,7 +50498,7 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4973  = $signed(\$4969 ) >>> \$4972 ;
   assign \$4974  = $signed(\$4973 ) + $signed({ 1'h0, rnd });
   assign \$4976  = \$4967  ? \$4968  : \$4975 [31:0];
-  assign \$4977  = $signed(\$4976 ) + $signed(\port$15011$1520 );
+  assign \$4977  = $signed(\$4976 ) + $signed(\port$15015$1520 );
   assign \$4978  = $signed(\$4977 ) < $signed(16'h8000);
   assign \$4979  = ! shift;
   assign \$4980  = $signed(p[511:496]) * $signed(scale[511:496]);
@@ -50509,12 +50509,12 @@ module \ttsnn_accel.e4.affine (\port$8073$0 , \port$8229$0 , \port$8385$0 , \por
   assign \$4985  = $signed(\$4981 ) >>> \$4984 ;
   assign \$4986  = $signed(\$4985 ) + $signed({ 1'h0, rnd });
   assign \$4988  = \$4979  ? \$4980  : \$4987 [31:0];
-  assign \$4989  = $signed(\$4988 ) + $signed(\port$15011$1520 );
+  assign \$4989  = $signed(\$4988 ) + $signed(\port$15015$1520 );
   assign \$4990  = \$4978  ? 16'h8000 : \$4989 [15:0];
   assign \$4991  = \$4966  ? 16'h7fff : \$4990 ;
   assign \$4992  = use_residual ? \$4954  : \$4991 ;
   assign o = { \$4992 , \$4836 , \$4680 , \$4524 , \$4368 , \$4212 , \$4056 , \$3900 , \$3744 , \$3588 , \$3432 , \$3276 , \$3120 , \$2964 , \$2808 , \$2652 , \$2496 , \$2340 , \$2184 , \$2028 , \$1872 , \$1716 , \$1560 , \$1404 , \$1248 , \$1092 , \$936 , \$780 , \$624 , \$468 , \$312 , \$156  };
-  assign bias = { \port$15011$1520 , \port$15011$1472 , \port$15011$1424 , \port$15011$1376 , \port$15011$1328 , \port$15011$1280 , \port$15011$1232 , \port$15011$1184 , \port$15011$1136 , \port$15011$1088 , \port$15011$1040 , \port$15011$992 , \port$15011$944 , \port$15011$896 , \port$15011$848 , \port$15011$800 , \port$15011$752 , \port$15011$704 , \port$15011$656 , \port$15011$608 , \port$15011$560 , \port$15011$512 , \port$15011$464 , \port$15011$416 , \port$15011$368 , \port$15011$320 , \port$15011$272 , \port$15011$224 , \port$15011$176 , \port$15011$128 , \port$15011$80 , \port$15011$32  };
+  assign bias = { \port$15015$1520 , \port$15015$1472 , \port$15015$1424 , \port$15015$1376 , \port$15015$1328 , \port$15015$1280 , \port$15015$1232 , \port$15015$1184 , \port$15015$1136 , \port$15015$1088 , \port$15015$1040 , \port$15015$992 , \port$15015$944 , \port$15015$896 , \port$15015$848 , \port$15015$800 , \port$15015$752 , \port$15015$704 , \port$15015$656 , \port$15015$608 , \port$15015$560 , \port$15015$512 , \port$15015$464 , \port$15015$416 , \port$15015$368 , \port$15015$320 , \port$15015$272 , \port$15015$224 , \port$15015$176 , \port$15015$128 , \port$15015$80 , \port$15015$32  };
   assign \port$8073$0  = \$156 ;
   assign \port$8229$0  = \$312 ;
   assign \port$8385$0  = \$468 ;

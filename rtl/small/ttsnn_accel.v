@@ -6795,24 +6795,24 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   reg \$522 ;
   reg \$523 ;
   reg \$524 ;
-  reg \$525 ;
+  reg [15:0] \$525 ;
   reg [15:0] \$526 ;
   reg [15:0] \$527 ;
-  reg [15:0] \$528 ;
-  reg [2:0] \$529 ;
+  reg [2:0] \$528 ;
+  reg [15:0] \$529 ;
   wire \$53 ;
-  reg [15:0] \$530 ;
-  reg [2:0] \$531 ;
-  reg [31:0] \$532 ;
+  reg [2:0] \$530 ;
+  reg [31:0] \$531 ;
+  reg \$532 ;
   reg \$533 ;
   reg \$534 ;
   reg \$535 ;
-  reg \$536 ;
+  reg [15:0] \$536 ;
   reg [15:0] \$537 ;
-  reg [15:0] \$538 ;
-  reg [2:0] \$539 ;
+  reg [2:0] \$538 ;
+  reg [15:0] \$539 ;
   wire \$54 ;
-  reg [15:0] \$540 ;
+  reg \$540 ;
   reg [15:0] \$541 ;
   wire \$55 ;
   wire [16:0] \$56 ;
@@ -6876,12 +6876,10 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   reg [15:0] \$signal$54  = 16'h0000;
   reg [15:0] \$signal$56  = 16'h0000;
   reg [15:0] \$signal$57  = 16'h0000;
-  reg \$signal$59  = 1'h0;
   reg \$signal$61  = 1'h0;
   reg \$signal$62  = 1'h0;
   reg \$signal$63  = 1'h0;
   reg [7:0] \$signal$69  = 8'h00;
-  reg \$signal$71  = 1'h0;
   reg [15:0] \$signal$74  = 16'h0000;
   reg [15:0] \$signal$75  = 16'h0000;
   reg [2:0] \$signal$76  = 3'h0;
@@ -7046,6 +7044,8 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   wire [15:0] xe1;
   wire zero_row1;
   wire zlane1;
+  reg zlane1a = 1'h0;
+  reg zlane1b = 1'h0;
   assign \$449  = \$signal$8  == \$448 ;
   assign \$450  = \$445  & \$449 ;
   assign \$451  = | \$signal$2 ;
@@ -7131,51 +7131,51 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   always @(posedge clk)
     run <= \$517 ;
   always @(posedge clk)
-    \$signal$71  <= \$518 ;
+    zlane1a <= \$518 ;
   always @(posedge clk)
-    \$signal$59  <= \$519 ;
+    e1a_v <= \$519 ;
   always @(posedge clk)
-    e1a_v <= \$520 ;
+    e1a_zero <= \$520 ;
   always @(posedge clk)
-    e1a_zero <= \$521 ;
+    first <= \$521 ;
   always @(posedge clk)
-    first <= \$522 ;
+    e1a_last <= \$522 ;
   always @(posedge clk)
-    e1a_last <= \$523 ;
+    e1a_k0 <= \$523 ;
   always @(posedge clk)
-    e1a_k0 <= \$524 ;
+    e1a_rowend <= \$524 ;
   always @(posedge clk)
-    e1a_rowend <= \$525 ;
+    \$signal$38  <= \$525 ;
   always @(posedge clk)
-    \$signal$38  <= \$526 ;
+    \$signal$74  <= \$526 ;
   always @(posedge clk)
-    \$signal$74  <= \$527 ;
+    \$signal$75  <= \$527 ;
   always @(posedge clk)
-    \$signal$75  <= \$528 ;
+    \$signal$76  <= \$528 ;
   always @(posedge clk)
-    \$signal$76  <= \$529 ;
+    base1a <= \$529 ;
   always @(posedge clk)
-    base1a <= \$530 ;
+    act1a <= \$530 ;
   always @(posedge clk)
-    act1a <= \$531 ;
+    spike_reg <= \$531 ;
   always @(posedge clk)
-    spike_reg <= \$532 ;
+    \$signal$61  <= \$532 ;
   always @(posedge clk)
-    \$signal$61  <= \$533 ;
+    \$signal$63  <= \$533 ;
   always @(posedge clk)
-    \$signal$63  <= \$534 ;
+    \$signal$62  <= \$534 ;
   always @(posedge clk)
-    \$signal$62  <= \$535 ;
+    \$signal$78  <= \$535 ;
   always @(posedge clk)
-    \$signal$78  <= \$536 ;
+    \$signal$54  <= \$536 ;
   always @(posedge clk)
-    \$signal$54  <= \$537 ;
+    \$signal$57  <= \$537 ;
   always @(posedge clk)
-    \$signal$57  <= \$538 ;
+    \$signal$53  <= \$538 ;
   always @(posedge clk)
-    \$signal$53  <= \$539 ;
+    \$signal$56  <= \$539 ;
   always @(posedge clk)
-    \$signal$56  <= \$540 ;
+    zlane1b <= \$540 ;
   always @(posedge clk)
     rows_done <= \$541 ;
   assign \$1  = ! \$signal$2 ;
@@ -7295,19 +7295,19 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   assign \$109  = \$107  + \$108 ;
   assign \$110  = \$106 [2:0] + geo[10:8];
   assign \$111  = ! \$110 ;
-  assign \$112  = \$signal$59  & \$111 ;
+  assign \$112  = zlane1b & \$111 ;
   assign \$113  = \$112  ? 8'h00 : o;
   assign \$114  = \$106 [2:0] + geo[10:8];
   assign \$115  = \$114  == 1'h1;
-  assign \$116  = \$signal$59  & \$115 ;
+  assign \$116  = zlane1b & \$115 ;
   assign \$117  = \$116  ? 8'h00 : o;
   assign \$118  = \$106 [2:0] + geo[10:8];
   assign \$119  = \$118  == 2'h2;
-  assign \$120  = \$signal$59  & \$119 ;
+  assign \$120  = zlane1b & \$119 ;
   assign \$121  = \$120  ? 8'h00 : o;
   assign \$122  = \$106 [2:0] + geo[10:8];
   assign \$123  = \$122  == 2'h3;
-  assign \$124  = \$signal$59  & \$123 ;
+  assign \$124  = zlane1b & \$123 ;
   assign \$125  = \$124  ? 8'h00 : o;
   assign \$126  = \$signal$61  & \$signal$62 ;
   assign \$127  = ~ \$signal$63 ;
@@ -7315,7 +7315,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   assign \$129  = 1'h1 << \$106 [2:0];
   assign \$130  = \$106 [2:0] + geo[10:8];
   assign \$131  = 1'h1 << \$130 ;
-  assign \$132  = \$signal$59  ? \$131  : 19'h00000;
+  assign \$132  = zlane1b ? \$131  : 19'h00000;
   assign \$133  = { 8'h00, \$129  } | \$132 ;
   assign \$134  = \$signal$61  & \$signal$62 ;
   assign \$135  = ~ \$signal$63 ;
@@ -7926,159 +7926,159 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$519  = \$signal$71 ;
+    \$519  = issue1;
     if (rst) begin
       \$519  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$520  = issue1;
+    \$520  = zero_row1;
     if (rst) begin
       \$520  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$521  = zero_row1;
+    \$521  = \$466 ;
     if (rst) begin
       \$521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$522  = \$466 ;
+    \$522  = \$470 ;
     if (rst) begin
       \$522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$523  = \$470 ;
+    \$523  = \$471 ;
     if (rst) begin
       \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$524  = \$471 ;
+    \$524  = \$484 ;
     if (rst) begin
       \$524  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$525  = \$484 ;
+    \$525  = cc1;
     if (rst) begin
-      \$525  = 1'h0;
+      \$525  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$526  = cc1;
+    \$526  = \$signal$26 ;
     if (rst) begin
       \$526  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$527  = \$signal$26 ;
+    \$527  = eoff1;
     if (rst) begin
       \$527  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$528  = eoff1;
+    \$528  = \$486 [2:0];
     if (rst) begin
-      \$528  = 16'h0000;
+      \$528  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$529  = \$486 [2:0];
+    \$529  = \$79 [15:0];
     if (rst) begin
-      \$529  = 3'h0;
+      \$529  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$530  = \$79 [15:0];
+    \$530  = \$492 [2:0];
     if (rst) begin
-      \$530  = 16'h0000;
+      \$530  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$531  = \$492 [2:0];
-    if (rst) begin
-      \$531  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$532  = spike_reg;
+    \$531  = spike_reg;
     if (\$495 ) begin
-      \$532  = spike_in__data;
+      \$531  = spike_in__data;
     end
     if (rst) begin
-      \$532  = 32'd0;
+      \$531  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$533  = e1a_v;
+    \$532  = e1a_v;
+    if (rst) begin
+      \$532  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$533  = e1a_zero;
     if (rst) begin
       \$533  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$534  = e1a_zero;
+    \$534  = e1a_last;
     if (rst) begin
       \$534  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$535  = e1a_last;
+    \$535  = e1a_rowend;
     if (rst) begin
       \$535  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$536  = e1a_rowend;
+    \$536  = \$signal$74 ;
     if (rst) begin
-      \$536  = 1'h0;
+      \$536  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$537  = \$signal$74 ;
+    \$537  = \$signal$75 ;
     if (rst) begin
       \$537  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$538  = \$signal$75 ;
+    \$538  = \$signal$76 ;
     if (rst) begin
-      \$538  = 16'h0000;
+      \$538  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$539  = \$signal$76 ;
+    \$539  = base1a;
     if (rst) begin
-      \$539  = 3'h0;
+      \$539  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$540  = base1a;
+    \$540  = zlane1a;
     if (rst) begin
-      \$540  = 16'h0000;
+      \$540  = 1'h0;
     end
   end
   always @* begin
@@ -16158,16 +16158,16 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire \$61 ;
   reg \$610 ;
   reg \$611 ;
-  reg [63:0] \$612 ;
-  reg [191:0] \$613 ;
+  reg \$612 ;
+  reg \$613 ;
   reg [63:0] \$614 ;
-  reg [63:0] \$615 ;
-  reg [15:0] \$616 ;
-  reg [15:0] \$617 ;
-  reg [2:0] \$618 ;
-  reg \$619 ;
+  reg [191:0] \$615 ;
+  reg [63:0] \$616 ;
+  reg [63:0] \$617 ;
+  reg [15:0] \$618 ;
+  reg [15:0] \$619 ;
   wire [16:0] \$62 ;
-  reg \$620 ;
+  reg [2:0] \$620 ;
   reg \$621 ;
   reg [23:0] \$622 ;
   wire [15:0] \$623 ;
@@ -16231,7 +16231,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   reg [15:0] \$signal$102  = 16'h0000;
   reg [15:0] \$signal$107  = 16'h0000;
   reg [63:0] \$signal$112  = 64'h0000000000000000;
-  reg \$signal$118  = 1'h0;
+  reg \$signal$116  = 1'h0;
   reg [1:0] \$signal$18  = 2'h0;
   reg [15:0] \$signal$2  = 16'h0000;
   reg [15:0] \$signal$23  = 16'h0000;
@@ -16399,7 +16399,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   output membrane_out__en;
   reg membrane_out__en = 1'h0;
   wire [63:0] o;
-  wire [63:0] \o$117 ;
+  wire [63:0] \o$119 ;
   reg [15:0] obase4a = 16'h0000;
   reg [15:0] obase4b = 16'h0000;
   reg [15:0] obasec = 16'h0000;
@@ -16670,8 +16670,8 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign \$555  = \$552  ? 16'h0004 : \$554 [15:0];
   assign \$556  = valid & e4a_grp;
   assign \$557  = e4a_t0 ? 64'h0000000000000000 : membrane_in__data;
-  assign \$558  = e4b_v & e4b_grp;
-  assign \$559  = desc[121:90] >> \$1 [7:0];
+  assign \$558  = desc[121:90] >> \$1 [7:0];
+  assign \$559  = e4b_v & e4b_grp;
   assign \$560  = membrane_out__en & rowendc;
   assign \$561  = out_rows + 1'h1;
   assign \$562  = desc[259:244] - geo[272:257];
@@ -16769,27 +16769,27 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   always @(posedge clk)
     uprev4b <= \$609 ;
   always @(posedge clk)
-    membrane_out__en <= \$610 ;
+    \$signal$116  <= \$610 ;
   always @(posedge clk)
-    rowendc <= \$611 ;
+    full4b <= \$611 ;
   always @(posedge clk)
-    p <= \$612 ;
+    membrane_out__en <= \$612 ;
   always @(posedge clk)
-    \$signal$59  <= \$613 ;
+    rowendc <= \$613 ;
   always @(posedge clk)
-    residual <= \$614 ;
+    p <= \$614 ;
   always @(posedge clk)
-    u_prev <= \$615 ;
+    \$signal$59  <= \$615 ;
   always @(posedge clk)
-    \$signal$82  <= \$616 ;
+    residual <= \$616 ;
   always @(posedge clk)
-    obasec <= \$617 ;
+    u_prev <= \$617 ;
   always @(posedge clk)
-    actc <= \$618 ;
+    \$signal$82  <= \$618 ;
   always @(posedge clk)
-    \$signal$118  <= \$619 ;
+    obasec <= \$619 ;
   always @(posedge clk)
-    full4b <= \$620 ;
+    actc <= \$620 ;
   always @(posedge clk)
     tfullc <= \$621 ;
   always @(posedge clk)
@@ -17140,10 +17140,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     .\port$4033$0 (\$628 ),
     .\port$4189$0 (\$629 ),
     .\port$4345$0 (\$630 ),
-    .\port$5047$128 (\$signal$59 [143:128]),
-    .\port$5047$176 (\$signal$59 [191:176]),
-    .\port$5047$32 (\$signal$59 [47:32]),
-    .\port$5047$80 (\$signal$59 [95:80]),
+    .\port$5051$128 (\$signal$59 [143:128]),
+    .\port$5051$176 (\$signal$59 [191:176]),
+    .\port$5051$32 (\$signal$59 [47:32]),
+    .\port$5051$80 (\$signal$59 [95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .scale(scale),
@@ -17712,72 +17712,72 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$611  = e4b_rowend;
+    \$611  = \$signal$116 ;
     if (rst) begin
       \$611  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$612  = { \$626 , \$625 , \$624 , \$623  };
+    \$612  = \$559 ;
     if (rst) begin
-      \$612  = 64'h0000000000000000;
+      \$612  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$613  = aff4b;
+    \$613  = e4b_rowend;
     if (rst) begin
-      \$613  = 192'h000000000000000000000000000000000000000000000000;
+      \$613  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$614  = \$signal$112 ;
+    \$614  = { \$626 , \$625 , \$624 , \$623  };
     if (rst) begin
       \$614  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$615  = uprev4b;
+    \$615  = aff4b;
     if (rst) begin
-      \$615  = 64'h0000000000000000;
+      \$615  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$616  = \$signal$107 ;
+    \$616  = \$signal$112 ;
     if (rst) begin
-      \$616  = 16'h0000;
+      \$616  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$617  = obase4b;
+    \$617  = uprev4b;
     if (rst) begin
-      \$617  = 16'h0000;
+      \$617  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$618  = act4b;
+    \$618  = \$signal$107 ;
     if (rst) begin
-      \$618  = 3'h0;
+      \$618  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$619  = \$559 ;
+    \$619  = obase4b;
     if (rst) begin
-      \$619  = 1'h0;
+      \$619  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$620  = \$signal$118 ;
+    \$620  = act4b;
     if (rst) begin
-      \$620  = 1'h0;
+      \$620  = 3'h0;
     end
   end
   always @* begin
@@ -17829,7 +17829,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign u = { \$634 , \$633 , \$632 , \$631  };
   assign spikes__en = membrane_out__en;
   assign spikes__data = spikes_masked;
-  assign \o$117  = { \$626 , \$625 , \$624 , \$623  };
+  assign \o$119  = { \$626 , \$625 , \$624 , \$623  };
   assign line4__addr = \$91 [15:0];
   assign w4__addr = \$92 [15:0];
   assign residual__addr = \$108 [15:0];
@@ -17967,7 +17967,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \port$4345$0 , shift, rnd, use_residual, p, \port$5047$32 , \port$5047$80 , \port$5047$128 , \port$5047$176 , residual, scale);
+module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \port$4345$0 , shift, rnd, use_residual, p, \port$5051$32 , \port$5051$80 , \port$5051$128 , \port$5051$176 , residual, scale);
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [31:0] \$100 ;
@@ -18604,14 +18604,14 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   wire [15:0] \port$4189$0 ;
   output [15:0] \port$4345$0 ;
   wire [15:0] \port$4345$0 ;
-  input [15:0] \port$5047$128 ;
-  wire [15:0] \port$5047$128 ;
-  input [15:0] \port$5047$176 ;
-  wire [15:0] \port$5047$176 ;
-  input [15:0] \port$5047$32 ;
-  wire [15:0] \port$5047$32 ;
-  input [15:0] \port$5047$80 ;
-  wire [15:0] \port$5047$80 ;
+  input [15:0] \port$5051$128 ;
+  wire [15:0] \port$5051$128 ;
+  input [15:0] \port$5051$176 ;
+  wire [15:0] \port$5051$176 ;
+  input [15:0] \port$5051$32 ;
+  wire [15:0] \port$5051$32 ;
+  input [15:0] \port$5051$80 ;
+  wire [15:0] \port$5051$80 ;
   input [63:0] residual;
   wire [63:0] residual;
   input rnd;
@@ -18631,7 +18631,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$382  = $signed(\$378 ) >>> \$381 ;
   assign \$383  = $signed(\$382 ) + $signed({ 1'h0, rnd });
   assign \$385  = \$376  ? \$377  : \$384 [31:0];
-  assign \$386  = $signed(\$385 ) + $signed(\port$5047$128 );
+  assign \$386  = $signed(\$385 ) + $signed(\port$5051$128 );
   assign \$387  = \$375  ? 16'h8000 : \$386 [15:0];
   assign \$388  = \$363  ? 16'h7fff : \$387 ;
   assign \$389  = $signed(\$388 ) + $signed(residual[47:32]);
@@ -18645,7 +18645,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$397  = $signed(\$393 ) >>> \$396 ;
   assign \$398  = $signed(\$397 ) + $signed({ 1'h0, rnd });
   assign \$400  = \$391  ? \$392  : \$399 [31:0];
-  assign \$401  = $signed(\$400 ) + $signed(\port$5047$128 );
+  assign \$401  = $signed(\$400 ) + $signed(\port$5051$128 );
   assign \$402  = $signed(\$401 ) > $signed(16'h7fff);
   assign \$403  = ! shift;
   assign \$404  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -18656,7 +18656,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$409  = $signed(\$405 ) >>> \$408 ;
   assign \$410  = $signed(\$409 ) + $signed({ 1'h0, rnd });
   assign \$412  = \$403  ? \$404  : \$411 [31:0];
-  assign \$413  = $signed(\$412 ) + $signed(\port$5047$128 );
+  assign \$413  = $signed(\$412 ) + $signed(\port$5051$128 );
   assign \$414  = $signed(\$413 ) < $signed(16'h8000);
   assign \$415  = ! shift;
   assign \$416  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -18667,7 +18667,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$421  = $signed(\$417 ) >>> \$420 ;
   assign \$422  = $signed(\$421 ) + $signed({ 1'h0, rnd });
   assign \$424  = \$415  ? \$416  : \$423 [31:0];
-  assign \$425  = $signed(\$424 ) + $signed(\port$5047$128 );
+  assign \$425  = $signed(\$424 ) + $signed(\port$5051$128 );
   assign \$426  = \$414  ? 16'h8000 : \$425 [15:0];
   assign \$427  = \$402  ? 16'h7fff : \$426 ;
   assign \$428  = $signed(\$427 ) + $signed(residual[47:32]);
@@ -18682,7 +18682,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$437  = $signed(\$433 ) >>> \$436 ;
   assign \$438  = $signed(\$437 ) + $signed({ 1'h0, rnd });
   assign \$440  = \$431  ? \$432  : \$439 [31:0];
-  assign \$441  = $signed(\$440 ) + $signed(\port$5047$128 );
+  assign \$441  = $signed(\$440 ) + $signed(\port$5051$128 );
   assign \$442  = $signed(\$441 ) > $signed(16'h7fff);
   assign \$443  = ! shift;
   assign \$444  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -18693,7 +18693,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$449  = $signed(\$445 ) >>> \$448 ;
   assign \$450  = $signed(\$449 ) + $signed({ 1'h0, rnd });
   assign \$452  = \$443  ? \$444  : \$451 [31:0];
-  assign \$453  = $signed(\$452 ) + $signed(\port$5047$128 );
+  assign \$453  = $signed(\$452 ) + $signed(\port$5051$128 );
   assign \$454  = $signed(\$453 ) < $signed(16'h8000);
   assign \$455  = ! shift;
   assign \$456  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -18704,7 +18704,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$461  = $signed(\$457 ) >>> \$460 ;
   assign \$462  = $signed(\$461 ) + $signed({ 1'h0, rnd });
   assign \$464  = \$455  ? \$456  : \$463 [31:0];
-  assign \$465  = $signed(\$464 ) + $signed(\port$5047$128 );
+  assign \$465  = $signed(\$464 ) + $signed(\port$5051$128 );
   assign \$466  = \$454  ? 16'h8000 : \$465 [15:0];
   assign \$467  = \$442  ? 16'h7fff : \$466 ;
   assign \$468  = use_residual ? \$430  : \$467 ;
@@ -18717,7 +18717,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$475  = $signed(\$471 ) >>> \$474 ;
   assign \$476  = $signed(\$475 ) + $signed({ 1'h0, rnd });
   assign \$478  = \$469  ? \$470  : \$477 [31:0];
-  assign \$479  = $signed(\$478 ) + $signed(\port$5047$176 );
+  assign \$479  = $signed(\$478 ) + $signed(\port$5051$176 );
   assign \$480  = $signed(\$479 ) > $signed(16'h7fff);
   assign \$481  = ! shift;
   assign \$482  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18728,7 +18728,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$487  = $signed(\$483 ) >>> \$486 ;
   assign \$488  = $signed(\$487 ) + $signed({ 1'h0, rnd });
   assign \$490  = \$481  ? \$482  : \$489 [31:0];
-  assign \$491  = $signed(\$490 ) + $signed(\port$5047$176 );
+  assign \$491  = $signed(\$490 ) + $signed(\port$5051$176 );
   assign \$492  = $signed(\$491 ) < $signed(16'h8000);
   assign \$493  = ! shift;
   assign \$494  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18739,7 +18739,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$499  = $signed(\$495 ) >>> \$498 ;
   assign \$500  = $signed(\$499 ) + $signed({ 1'h0, rnd });
   assign \$502  = \$493  ? \$494  : \$501 [31:0];
-  assign \$503  = $signed(\$502 ) + $signed(\port$5047$176 );
+  assign \$503  = $signed(\$502 ) + $signed(\port$5051$176 );
   assign \$504  = \$492  ? 16'h8000 : \$503 [15:0];
   assign \$505  = \$480  ? 16'h7fff : \$504 ;
   assign \$506  = $signed(\$505 ) + $signed(residual[63:48]);
@@ -18753,7 +18753,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$514  = $signed(\$510 ) >>> \$513 ;
   assign \$515  = $signed(\$514 ) + $signed({ 1'h0, rnd });
   assign \$517  = \$508  ? \$509  : \$516 [31:0];
-  assign \$518  = $signed(\$517 ) + $signed(\port$5047$176 );
+  assign \$518  = $signed(\$517 ) + $signed(\port$5051$176 );
   assign \$519  = $signed(\$518 ) > $signed(16'h7fff);
   assign \$520  = ! shift;
   assign \$521  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18764,7 +18764,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$526  = $signed(\$522 ) >>> \$525 ;
   assign \$527  = $signed(\$526 ) + $signed({ 1'h0, rnd });
   assign \$529  = \$520  ? \$521  : \$528 [31:0];
-  assign \$530  = $signed(\$529 ) + $signed(\port$5047$176 );
+  assign \$530  = $signed(\$529 ) + $signed(\port$5051$176 );
   assign \$531  = $signed(\$530 ) < $signed(16'h8000);
   assign \$532  = ! shift;
   assign \$533  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18775,7 +18775,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$538  = $signed(\$534 ) >>> \$537 ;
   assign \$539  = $signed(\$538 ) + $signed({ 1'h0, rnd });
   assign \$541  = \$532  ? \$533  : \$540 [31:0];
-  assign \$542  = $signed(\$541 ) + $signed(\port$5047$176 );
+  assign \$542  = $signed(\$541 ) + $signed(\port$5051$176 );
   assign \$543  = \$531  ? 16'h8000 : \$542 [15:0];
   assign \$544  = \$519  ? 16'h7fff : \$543 ;
   assign \$545  = $signed(\$544 ) + $signed(residual[63:48]);
@@ -18789,7 +18789,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$553  = $signed(\$549 ) >>> \$552 ;
   assign \$554  = $signed(\$553 ) + $signed({ 1'h0, rnd });
   assign \$556  = \$547  ? \$548  : \$555 [31:0];
-  assign \$557  = $signed(\$556 ) + $signed(\port$5047$176 );
+  assign \$557  = $signed(\$556 ) + $signed(\port$5051$176 );
   assign \$558  = $signed(\$557 ) > $signed(16'h7fff);
   assign \$559  = ! shift;
   assign \$560  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18800,7 +18800,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$565  = $signed(\$561 ) >>> \$564 ;
   assign \$566  = $signed(\$565 ) + $signed({ 1'h0, rnd });
   assign \$568  = \$559  ? \$560  : \$567 [31:0];
-  assign \$569  = $signed(\$568 ) + $signed(\port$5047$176 );
+  assign \$569  = $signed(\$568 ) + $signed(\port$5051$176 );
   assign \$570  = $signed(\$569 ) < $signed(16'h8000);
   assign \$571  = ! shift;
   assign \$572  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18811,7 +18811,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$577  = $signed(\$573 ) >>> \$576 ;
   assign \$578  = $signed(\$577 ) + $signed({ 1'h0, rnd });
   assign \$580  = \$571  ? \$572  : \$579 [31:0];
-  assign \$581  = $signed(\$580 ) + $signed(\port$5047$176 );
+  assign \$581  = $signed(\$580 ) + $signed(\port$5051$176 );
   assign \$582  = \$570  ? 16'h8000 : \$581 [15:0];
   assign \$583  = \$558  ? 16'h7fff : \$582 ;
   assign \$584  = $signed(\$583 ) + $signed(residual[63:48]);
@@ -18826,7 +18826,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$593  = $signed(\$589 ) >>> \$592 ;
   assign \$594  = $signed(\$593 ) + $signed({ 1'h0, rnd });
   assign \$596  = \$587  ? \$588  : \$595 [31:0];
-  assign \$597  = $signed(\$596 ) + $signed(\port$5047$176 );
+  assign \$597  = $signed(\$596 ) + $signed(\port$5051$176 );
   assign \$598  = $signed(\$597 ) > $signed(16'h7fff);
   assign \$599  = ! shift;
   assign \$600  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18837,7 +18837,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$605  = $signed(\$601 ) >>> \$604 ;
   assign \$606  = $signed(\$605 ) + $signed({ 1'h0, rnd });
   assign \$608  = \$599  ? \$600  : \$607 [31:0];
-  assign \$609  = $signed(\$608 ) + $signed(\port$5047$176 );
+  assign \$609  = $signed(\$608 ) + $signed(\port$5051$176 );
   assign \$610  = $signed(\$609 ) < $signed(16'h8000);
   assign \$611  = ! shift;
   assign \$612  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18848,7 +18848,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$617  = $signed(\$613 ) >>> \$616 ;
   assign \$618  = $signed(\$617 ) + $signed({ 1'h0, rnd });
   assign \$620  = \$611  ? \$612  : \$619 [31:0];
-  assign \$621  = $signed(\$620 ) + $signed(\port$5047$176 );
+  assign \$621  = $signed(\$620 ) + $signed(\port$5051$176 );
   assign \$622  = \$610  ? 16'h8000 : \$621 [15:0];
   assign \$623  = \$598  ? 16'h7fff : \$622 ;
   assign \$624  = use_residual ? \$586  : \$623 ;
@@ -18861,7 +18861,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$7  = $signed(\$3 ) >>> \$6 ;
   assign \$8  = $signed(\$7 ) + $signed({ 1'h0, rnd });
   assign \$10  = \$1  ? \$2  : \$9 [31:0];
-  assign \$11  = $signed(\$10 ) + $signed(\port$5047$32 );
+  assign \$11  = $signed(\$10 ) + $signed(\port$5051$32 );
   assign \$12  = $signed(\$11 ) > $signed(16'h7fff);
   assign \$13  = ! shift;
   assign \$14  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18872,7 +18872,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$19  = $signed(\$15 ) >>> \$18 ;
   assign \$20  = $signed(\$19 ) + $signed({ 1'h0, rnd });
   assign \$22  = \$13  ? \$14  : \$21 [31:0];
-  assign \$23  = $signed(\$22 ) + $signed(\port$5047$32 );
+  assign \$23  = $signed(\$22 ) + $signed(\port$5051$32 );
   assign \$24  = $signed(\$23 ) < $signed(16'h8000);
   assign \$25  = ! shift;
   assign \$26  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18883,7 +18883,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$31  = $signed(\$27 ) >>> \$30 ;
   assign \$32  = $signed(\$31 ) + $signed({ 1'h0, rnd });
   assign \$34  = \$25  ? \$26  : \$33 [31:0];
-  assign \$35  = $signed(\$34 ) + $signed(\port$5047$32 );
+  assign \$35  = $signed(\$34 ) + $signed(\port$5051$32 );
   assign \$36  = \$24  ? 16'h8000 : \$35 [15:0];
   assign \$37  = \$12  ? 16'h7fff : \$36 ;
   assign \$38  = $signed(\$37 ) + $signed(residual[15:0]);
@@ -18897,7 +18897,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$46  = $signed(\$42 ) >>> \$45 ;
   assign \$47  = $signed(\$46 ) + $signed({ 1'h0, rnd });
   assign \$49  = \$40  ? \$41  : \$48 [31:0];
-  assign \$50  = $signed(\$49 ) + $signed(\port$5047$32 );
+  assign \$50  = $signed(\$49 ) + $signed(\port$5051$32 );
   assign \$51  = $signed(\$50 ) > $signed(16'h7fff);
   assign \$52  = ! shift;
   assign \$53  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18908,7 +18908,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$58  = $signed(\$54 ) >>> \$57 ;
   assign \$59  = $signed(\$58 ) + $signed({ 1'h0, rnd });
   assign \$61  = \$52  ? \$53  : \$60 [31:0];
-  assign \$62  = $signed(\$61 ) + $signed(\port$5047$32 );
+  assign \$62  = $signed(\$61 ) + $signed(\port$5051$32 );
   assign \$63  = $signed(\$62 ) < $signed(16'h8000);
   assign \$64  = ! shift;
   assign \$65  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18919,7 +18919,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$70  = $signed(\$66 ) >>> \$69 ;
   assign \$71  = $signed(\$70 ) + $signed({ 1'h0, rnd });
   assign \$73  = \$64  ? \$65  : \$72 [31:0];
-  assign \$74  = $signed(\$73 ) + $signed(\port$5047$32 );
+  assign \$74  = $signed(\$73 ) + $signed(\port$5051$32 );
   assign \$75  = \$63  ? 16'h8000 : \$74 [15:0];
   assign \$76  = \$51  ? 16'h7fff : \$75 ;
   assign \$77  = $signed(\$76 ) + $signed(residual[15:0]);
@@ -18933,7 +18933,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$85  = $signed(\$81 ) >>> \$84 ;
   assign \$86  = $signed(\$85 ) + $signed({ 1'h0, rnd });
   assign \$88  = \$79  ? \$80  : \$87 [31:0];
-  assign \$89  = $signed(\$88 ) + $signed(\port$5047$32 );
+  assign \$89  = $signed(\$88 ) + $signed(\port$5051$32 );
   assign \$90  = $signed(\$89 ) > $signed(16'h7fff);
   assign \$91  = ! shift;
   assign \$92  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18944,7 +18944,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$97  = $signed(\$93 ) >>> \$96 ;
   assign \$98  = $signed(\$97 ) + $signed({ 1'h0, rnd });
   assign \$100  = \$91  ? \$92  : \$99 [31:0];
-  assign \$101  = $signed(\$100 ) + $signed(\port$5047$32 );
+  assign \$101  = $signed(\$100 ) + $signed(\port$5051$32 );
   assign \$102  = $signed(\$101 ) < $signed(16'h8000);
   assign \$103  = ! shift;
   assign \$104  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18955,7 +18955,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$109  = $signed(\$105 ) >>> \$108 ;
   assign \$110  = $signed(\$109 ) + $signed({ 1'h0, rnd });
   assign \$112  = \$103  ? \$104  : \$111 [31:0];
-  assign \$113  = $signed(\$112 ) + $signed(\port$5047$32 );
+  assign \$113  = $signed(\$112 ) + $signed(\port$5051$32 );
   assign \$114  = \$102  ? 16'h8000 : \$113 [15:0];
   assign \$115  = \$90  ? 16'h7fff : \$114 ;
   assign \$116  = $signed(\$115 ) + $signed(residual[15:0]);
@@ -18970,7 +18970,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$125  = $signed(\$121 ) >>> \$124 ;
   assign \$126  = $signed(\$125 ) + $signed({ 1'h0, rnd });
   assign \$128  = \$119  ? \$120  : \$127 [31:0];
-  assign \$129  = $signed(\$128 ) + $signed(\port$5047$32 );
+  assign \$129  = $signed(\$128 ) + $signed(\port$5051$32 );
   assign \$130  = $signed(\$129 ) > $signed(16'h7fff);
   assign \$131  = ! shift;
   assign \$132  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18981,7 +18981,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$137  = $signed(\$133 ) >>> \$136 ;
   assign \$138  = $signed(\$137 ) + $signed({ 1'h0, rnd });
   assign \$140  = \$131  ? \$132  : \$139 [31:0];
-  assign \$141  = $signed(\$140 ) + $signed(\port$5047$32 );
+  assign \$141  = $signed(\$140 ) + $signed(\port$5051$32 );
   assign \$142  = $signed(\$141 ) < $signed(16'h8000);
   assign \$143  = ! shift;
   assign \$144  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18992,7 +18992,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$149  = $signed(\$145 ) >>> \$148 ;
   assign \$150  = $signed(\$149 ) + $signed({ 1'h0, rnd });
   assign \$152  = \$143  ? \$144  : \$151 [31:0];
-  assign \$153  = $signed(\$152 ) + $signed(\port$5047$32 );
+  assign \$153  = $signed(\$152 ) + $signed(\port$5051$32 );
   assign \$154  = \$142  ? 16'h8000 : \$153 [15:0];
   assign \$155  = \$130  ? 16'h7fff : \$154 ;
   assign \$156  = use_residual ? \$118  : \$155 ;
@@ -19005,7 +19005,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$163  = $signed(\$159 ) >>> \$162 ;
   assign \$164  = $signed(\$163 ) + $signed({ 1'h0, rnd });
   assign \$166  = \$157  ? \$158  : \$165 [31:0];
-  assign \$167  = $signed(\$166 ) + $signed(\port$5047$80 );
+  assign \$167  = $signed(\$166 ) + $signed(\port$5051$80 );
   assign \$168  = $signed(\$167 ) > $signed(16'h7fff);
   assign \$169  = ! shift;
   assign \$170  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19016,7 +19016,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$175  = $signed(\$171 ) >>> \$174 ;
   assign \$176  = $signed(\$175 ) + $signed({ 1'h0, rnd });
   assign \$178  = \$169  ? \$170  : \$177 [31:0];
-  assign \$179  = $signed(\$178 ) + $signed(\port$5047$80 );
+  assign \$179  = $signed(\$178 ) + $signed(\port$5051$80 );
   assign \$180  = $signed(\$179 ) < $signed(16'h8000);
   assign \$181  = ! shift;
   assign \$182  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19027,7 +19027,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$187  = $signed(\$183 ) >>> \$186 ;
   assign \$188  = $signed(\$187 ) + $signed({ 1'h0, rnd });
   assign \$190  = \$181  ? \$182  : \$189 [31:0];
-  assign \$191  = $signed(\$190 ) + $signed(\port$5047$80 );
+  assign \$191  = $signed(\$190 ) + $signed(\port$5051$80 );
   assign \$192  = \$180  ? 16'h8000 : \$191 [15:0];
   assign \$193  = \$168  ? 16'h7fff : \$192 ;
   assign \$194  = $signed(\$193 ) + $signed(residual[31:16]);
@@ -19041,7 +19041,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$202  = $signed(\$198 ) >>> \$201 ;
   assign \$203  = $signed(\$202 ) + $signed({ 1'h0, rnd });
   assign \$205  = \$196  ? \$197  : \$204 [31:0];
-  assign \$206  = $signed(\$205 ) + $signed(\port$5047$80 );
+  assign \$206  = $signed(\$205 ) + $signed(\port$5051$80 );
   assign \$207  = $signed(\$206 ) > $signed(16'h7fff);
   assign \$208  = ! shift;
   assign \$209  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19052,7 +19052,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$214  = $signed(\$210 ) >>> \$213 ;
   assign \$215  = $signed(\$214 ) + $signed({ 1'h0, rnd });
   assign \$217  = \$208  ? \$209  : \$216 [31:0];
-  assign \$218  = $signed(\$217 ) + $signed(\port$5047$80 );
+  assign \$218  = $signed(\$217 ) + $signed(\port$5051$80 );
   assign \$219  = $signed(\$218 ) < $signed(16'h8000);
   assign \$220  = ! shift;
   assign \$221  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19063,7 +19063,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$226  = $signed(\$222 ) >>> \$225 ;
   assign \$227  = $signed(\$226 ) + $signed({ 1'h0, rnd });
   assign \$229  = \$220  ? \$221  : \$228 [31:0];
-  assign \$230  = $signed(\$229 ) + $signed(\port$5047$80 );
+  assign \$230  = $signed(\$229 ) + $signed(\port$5051$80 );
   assign \$231  = \$219  ? 16'h8000 : \$230 [15:0];
   assign \$232  = \$207  ? 16'h7fff : \$231 ;
   assign \$233  = $signed(\$232 ) + $signed(residual[31:16]);
@@ -19077,7 +19077,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$241  = $signed(\$237 ) >>> \$240 ;
   assign \$242  = $signed(\$241 ) + $signed({ 1'h0, rnd });
   assign \$244  = \$235  ? \$236  : \$243 [31:0];
-  assign \$245  = $signed(\$244 ) + $signed(\port$5047$80 );
+  assign \$245  = $signed(\$244 ) + $signed(\port$5051$80 );
   assign \$246  = $signed(\$245 ) > $signed(16'h7fff);
   assign \$247  = ! shift;
   assign \$248  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19088,7 +19088,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$253  = $signed(\$249 ) >>> \$252 ;
   assign \$254  = $signed(\$253 ) + $signed({ 1'h0, rnd });
   assign \$256  = \$247  ? \$248  : \$255 [31:0];
-  assign \$257  = $signed(\$256 ) + $signed(\port$5047$80 );
+  assign \$257  = $signed(\$256 ) + $signed(\port$5051$80 );
   assign \$258  = $signed(\$257 ) < $signed(16'h8000);
   assign \$259  = ! shift;
   assign \$260  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19099,7 +19099,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$265  = $signed(\$261 ) >>> \$264 ;
   assign \$266  = $signed(\$265 ) + $signed({ 1'h0, rnd });
   assign \$268  = \$259  ? \$260  : \$267 [31:0];
-  assign \$269  = $signed(\$268 ) + $signed(\port$5047$80 );
+  assign \$269  = $signed(\$268 ) + $signed(\port$5051$80 );
   assign \$270  = \$258  ? 16'h8000 : \$269 [15:0];
   assign \$271  = \$246  ? 16'h7fff : \$270 ;
   assign \$272  = $signed(\$271 ) + $signed(residual[31:16]);
@@ -19114,7 +19114,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$281  = $signed(\$277 ) >>> \$280 ;
   assign \$282  = $signed(\$281 ) + $signed({ 1'h0, rnd });
   assign \$284  = \$275  ? \$276  : \$283 [31:0];
-  assign \$285  = $signed(\$284 ) + $signed(\port$5047$80 );
+  assign \$285  = $signed(\$284 ) + $signed(\port$5051$80 );
   assign \$286  = $signed(\$285 ) > $signed(16'h7fff);
   assign \$287  = ! shift;
   assign \$288  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19125,7 +19125,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$293  = $signed(\$289 ) >>> \$292 ;
   assign \$294  = $signed(\$293 ) + $signed({ 1'h0, rnd });
   assign \$296  = \$287  ? \$288  : \$295 [31:0];
-  assign \$297  = $signed(\$296 ) + $signed(\port$5047$80 );
+  assign \$297  = $signed(\$296 ) + $signed(\port$5051$80 );
   assign \$298  = $signed(\$297 ) < $signed(16'h8000);
   assign \$299  = ! shift;
   assign \$300  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19136,7 +19136,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$305  = $signed(\$301 ) >>> \$304 ;
   assign \$306  = $signed(\$305 ) + $signed({ 1'h0, rnd });
   assign \$308  = \$299  ? \$300  : \$307 [31:0];
-  assign \$309  = $signed(\$308 ) + $signed(\port$5047$80 );
+  assign \$309  = $signed(\$308 ) + $signed(\port$5051$80 );
   assign \$310  = \$298  ? 16'h8000 : \$309 [15:0];
   assign \$311  = \$286  ? 16'h7fff : \$310 ;
   assign \$312  = use_residual ? \$274  : \$311 ;
@@ -19149,7 +19149,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$319  = $signed(\$315 ) >>> \$318 ;
   assign \$320  = $signed(\$319 ) + $signed({ 1'h0, rnd });
   assign \$322  = \$313  ? \$314  : \$321 [31:0];
-  assign \$323  = $signed(\$322 ) + $signed(\port$5047$128 );
+  assign \$323  = $signed(\$322 ) + $signed(\port$5051$128 );
   assign \$324  = $signed(\$323 ) > $signed(16'h7fff);
   assign \$325  = ! shift;
   assign \$326  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -19160,7 +19160,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$331  = $signed(\$327 ) >>> \$330 ;
   assign \$332  = $signed(\$331 ) + $signed({ 1'h0, rnd });
   assign \$334  = \$325  ? \$326  : \$333 [31:0];
-  assign \$335  = $signed(\$334 ) + $signed(\port$5047$128 );
+  assign \$335  = $signed(\$334 ) + $signed(\port$5051$128 );
   assign \$336  = $signed(\$335 ) < $signed(16'h8000);
   assign \$337  = ! shift;
   assign \$338  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -19171,7 +19171,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$343  = $signed(\$339 ) >>> \$342 ;
   assign \$344  = $signed(\$343 ) + $signed({ 1'h0, rnd });
   assign \$346  = \$337  ? \$338  : \$345 [31:0];
-  assign \$347  = $signed(\$346 ) + $signed(\port$5047$128 );
+  assign \$347  = $signed(\$346 ) + $signed(\port$5051$128 );
   assign \$348  = \$336  ? 16'h8000 : \$347 [15:0];
   assign \$349  = \$324  ? 16'h7fff : \$348 ;
   assign \$350  = $signed(\$349 ) + $signed(residual[47:32]);
@@ -19185,7 +19185,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$358  = $signed(\$354 ) >>> \$357 ;
   assign \$359  = $signed(\$358 ) + $signed({ 1'h0, rnd });
   assign \$361  = \$352  ? \$353  : \$360 [31:0];
-  assign \$362  = $signed(\$361 ) + $signed(\port$5047$128 );
+  assign \$362  = $signed(\$361 ) + $signed(\port$5051$128 );
   assign \$363  = $signed(\$362 ) > $signed(16'h7fff);
   assign \$364  = ! shift;
   assign \$365  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -19196,10 +19196,10 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$370  = $signed(\$366 ) >>> \$369 ;
   assign \$371  = $signed(\$370 ) + $signed({ 1'h0, rnd });
   assign \$373  = \$364  ? \$365  : \$372 [31:0];
-  assign \$374  = $signed(\$373 ) + $signed(\port$5047$128 );
+  assign \$374  = $signed(\$373 ) + $signed(\port$5051$128 );
   assign \$375  = $signed(\$374 ) < $signed(16'h8000);
   assign o = { \$624 , \$468 , \$312 , \$156  };
-  assign bias = { \port$5047$176 , \port$5047$128 , \port$5047$80 , \port$5047$32  };
+  assign bias = { \port$5051$176 , \port$5051$128 , \port$5051$80 , \port$5051$32  };
   assign \port$3877$0  = \$156 ;
   assign \port$4033$0  = \$312 ;
   assign \port$4189$0  = \$468 ;
