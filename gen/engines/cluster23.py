@@ -14,7 +14,7 @@ from ..descriptor import DESCRIPTOR_LAYOUT
 from ..tilegeo import geometry_layout
 from ..units import AdderArray, MacCluster, Requantiser
 from .common import ROW_BITS, counts_layout, read_port, times3, write_port
-from .macloop import STAGE_B_LAYOUT, STEP_LAYOUT, MacRowLoop
+from .macloop import STEP_LAYOUT, MacRowLoop
 
 __all__ = ["ClusterTwoThreeEngine"]
 
@@ -120,7 +120,7 @@ class ClusterTwoThreeEngine(wiring.Component):
             E = {k: loop.step[k] for k, _ in STEP_LAYOUT}
             E.update(issue=loop.issue, run=loop.run, loop=loop,
                      f={k: loop.step[k] for k in ("row_end", "spad_rd", "from_psum")})
-            return E, {k: loop.a[k] for k, _ in loop.a.shape()}, {k: loop.b[k] for k, _ in STAGE_B_LAYOUT}
+            return E, {k: loop.a[k] for k, _ in loop.a.shape()}, {k: loop.b[k] for k, _ in loop.b.shape()}
 
         E2, A2, B2 = mac_loop("e2", "cluster23")
         E3, A3, B3 = mac_loop("e3", "stt_cluster3")

@@ -17,7 +17,7 @@ from ..geometry import TAP_ORDER
 from ..tilegeo import geometry_layout
 from .common import ROW_BITS, inc3
 
-__all__ = ["MacRowLoop", "VARIANTS", "STEP_LAYOUT", "stage_a_layout", "STAGE_B_LAYOUT"]
+__all__ = ["MacRowLoop", "VARIANTS", "STEP_LAYOUT", "stage_a_layout", "stage_b_layout"]
 
 RB = ROW_BITS
 VARIANTS = ("cluster23", "stt_cluster3")
@@ -29,20 +29,33 @@ STEP_LAYOUT = data.StructLayout({
     "s": RB, "b": RB, "copy": 1, "new_op": 1, "new_centre": 1, "glb_rd": 1, "spad_rd": 1,
     "from_psum": 1, "row_end": 1,
 })
-#: The step at stage b (partial-sum write, result write).
-STAGE_B_LAYOUT = data.StructLayout({
-    "v": 1, "copy": 1, "final": 1, "psum_out": 1, "row_end": 1,
-    "b": RB, "e": RB, "eoff": RB, "tr4": RB, "g": RB, "seq": RB, "qm3": 2,
-})
+def _spad_bits(config: HardwareConfig) -> tuple[int, int]:
+    """Address bits of a PE's weight and partial-sum scratchpad entries (as
+    :class:`gen.units.MacCluster` takes them; 1 without scratchpads)."""
+    ws = config.is_weight_stationary("cluster2")
+    bits = lambda n: max((n - 1).bit_length(), 1)  # noqa: E731
+    return (bits(config.spad_weight_entries if ws else 1), bits(config.spad_psum_entries if ws else 1))
 
 
-def stage_a_layout(lanes: int) -> data.StructLayout:
-    """The step at stage a (operands arrive, PE update)."""
+def stage_a_layout(config: HardwareConfig) -> data.StructLayout:
+    """The step at stage a (operands arrive, PE update). Fields that only address a PE port
+    keep the bits the port takes (``s``: weight entry, ``b``: partial-sum entry, ``jl``,
+    ``wsel``: lane selects); ``seq`` keeps its parity (the ``row2`` half)."""
+    lp = max(log2(config.lanes), 1)
+    w_bits, p_bits = _spad_bits(config)
     return data.StructLayout({
         "v": 1, "copy": 1, "first": 1, "from_psum": 1, "use_spad": 1, "w_wr": 1, "final": 1,
         "psum_out": 1, "row_end": 1, "nb_zero": 1, "row_zero": 1,
-        "s": RB, "b": RB, "jl": RB, "wsel": log2(lanes) + 1, "e": RB, "eoff": RB, "tr4": RB,
-        "g": RB, "ti": 2, "seq": RB, "qm3": 2,
+        "s": w_bits, "b": p_bits, "jl": lp, "wsel": lp, "e": RB, "eoff": RB, "tr4": RB,
+        "g": RB, "ti": 2, "seq": 1, "qm3": 2,
+    })
+
+
+def stage_b_layout(config: HardwareConfig) -> data.StructLayout:
+    """The step at stage b (partial-sum write, result write); widths as in stage a."""
+    return data.StructLayout({
+        "v": 1, "copy": 1, "final": 1, "psum_out": 1, "row_end": 1,
+        "b": _spad_bits(config)[1], "e": RB, "eoff": RB, "tr4": RB, "g": RB, "seq": 1, "qm3": 2,
     })
 
 
@@ -60,7 +73,7 @@ class MacRowLoop(wiring.Component):
     STT), ``desc``, ``geo`` (in), ``ok`` (in: the engine's inputs and output slot are ready; a
     step issues when ``run & ok``), ``run``, ``issue`` (out), ``step`` (out,
     :data:`STEP_LAYOUT`: the issuing step), ``a`` (out, :func:`stage_a_layout`) and ``b`` (out,
-    :data:`STAGE_B_LAYOUT`): the step one and two cycles after it issued.
+    :func:`stage_b_layout`): the step one and two cycles after it issued.
     """
 
     def __init__(self, config: HardwareConfig, variant: str):
@@ -72,7 +85,7 @@ class MacRowLoop(wiring.Component):
         super().__init__({
             "start": In(1), "desc": In(DESCRIPTOR_LAYOUT), "geo": In(geometry_layout(config)),
             "ok": In(1), "run": Out(1), "issue": Out(1),
-            "step": Out(STEP_LAYOUT), "a": Out(stage_a_layout(config.lanes)), "b": Out(STAGE_B_LAYOUT),
+            "step": Out(STEP_LAYOUT), "a": Out(stage_a_layout(config)), "b": Out(stage_b_layout(config)),
         })
 
     def elaborate(self, platform):  # noqa: C901 - one loop nest
@@ -247,5 +260,5 @@ class MacRowLoop(wiring.Component):
                      a.eoff.eq(e["eoff"]), a.tr4.eq(e["tr4"]),
                      a.ti.eq(e["ti"]), a.seq.eq(e["seq"]), a.qm3.eq(e["qm3"])]
         # stage b: two cycles on
-        m.d.sync += [self.b[k].eq(a[k]) for k, _ in STAGE_B_LAYOUT]
+        m.d.sync += [self.b[k].eq(a[k]) for k, _ in self.b.shape()]
 

@@ -8832,9 +8832,9 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   wire [16:0] \$99 ;
   reg [15:0] \$signal  = 16'h0000;
   reg [15:0] \$signal$108  = 16'h0000;
-  wire [145:0] a;
-  wire [145:0] \a$61 ;
-  wire [15:0] \a$61.b ;
+  wire [90:0] a;
+  wire [90:0] \a$61 ;
+  wire [2:0] \a$61.b ;
   wire \a$61.copy ;
   wire [15:0] \a$61.e ;
   wire [15:0] \a$61.eoff ;
@@ -8842,22 +8842,22 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   wire \a$61.first ;
   wire \a$61.from_psum ;
   wire [15:0] \a$61.g ;
-  wire [15:0] \a$61.jl ;
+  wire [1:0] \a$61.jl ;
   wire \a$61.nb_zero ;
   wire \a$61.psum_out ;
   wire [1:0] \a$61.qm3 ;
   wire \a$61.row_end ;
   wire \a$61.row_zero ;
-  wire [15:0] \a$61.s ;
-  wire [15:0] \a$61.seq ;
+  wire [3:0] \a$61.s ;
+  wire \a$61.seq ;
   wire [1:0] \a$61.ti ;
   wire [15:0] \a$61.tr4 ;
   wire \a$61.use_spad ;
   wire \a$61.v ;
   wire \a$61.w_wr ;
-  wire [2:0] \a$61.wsel ;
+  wire [1:0] \a$61.wsel ;
   wire [63:0] \a$91 ;
-  wire [15:0] \a.b ;
+  wire [2:0] \a.b ;
   wire \a.copy ;
   wire [15:0] \a.e ;
   wire [15:0] \a.eoff ;
@@ -8865,29 +8865,29 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   wire \a.first ;
   wire \a.from_psum ;
   wire [15:0] \a.g ;
-  wire [15:0] \a.jl ;
+  wire [1:0] \a.jl ;
   wire \a.nb_zero ;
   wire \a.psum_out ;
   wire [1:0] \a.qm3 ;
   wire \a.row_end ;
   wire \a.row_zero ;
-  wire [15:0] \a.s ;
-  wire [15:0] \a.seq ;
+  wire [3:0] \a.s ;
+  wire \a.seq ;
   wire [1:0] \a.ti ;
   wire [15:0] \a.tr4 ;
   wire \a.use_spad ;
   wire \a.v ;
   wire \a.w_wr ;
-  wire [2:0] \a.wsel ;
+  wire [1:0] \a.wsel ;
   wire [63:0] acc;
   wire [63:0] \acc$93 ;
   wire [16:0] acc3_ext0;
   wire [16:0] acc3_ext1;
   wire [16:0] acc3_ext2;
   wire [16:0] acc3_ext3;
-  wire [102:0] b;
-  wire [102:0] \b$81 ;
-  wire [15:0] \b$81.b ;
+  wire [74:0] b;
+  wire [74:0] \b$81 ;
+  wire [2:0] \b$81.b ;
   wire \b$81.copy ;
   wire [15:0] \b$81.e ;
   wire [15:0] \b$81.eoff ;
@@ -8896,11 +8896,11 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   wire \b$81.psum_out ;
   wire [1:0] \b$81.qm3 ;
   wire \b$81.row_end ;
-  wire [15:0] \b$81.seq ;
+  wire \b$81.seq ;
   wire [15:0] \b$81.tr4 ;
   wire \b$81.v ;
   wire [63:0] \b$92 ;
-  wire [15:0] \b.b ;
+  wire [2:0] \b.b ;
   wire \b.copy ;
   wire [15:0] \b.e ;
   wire [15:0] \b.eoff ;
@@ -8909,7 +8909,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   wire \b.psum_out ;
   wire [1:0] \b.qm3 ;
   wire \b.row_end ;
-  wire [15:0] \b.seq ;
+  wire \b.seq ;
   wire [15:0] \b.tr4 ;
   wire \b.v ;
   output busy;
@@ -9532,7 +9532,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign p_rd = issue & step[275];
   assign \$190  = ~ a[1];
   assign valid = a[0] & \$190 ;
-  assign \$191  = ! a[127:126];
+  assign \$191  = ! a[87:86];
   assign \$192  = a[10] ? 32'd0 : line1_a__data;
   assign centre = \$191  ? line1_b__data : \$192 ;
   assign \$193  = ~ a[1];
@@ -9541,8 +9541,8 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign \$195  = ! desc[89:88];
   assign \$196  = \issue$30  & \step$19 [274];
   assign \$197  = \issue$30  & \step$19 [275];
-  assign \$198  = ! \a$61 [127:126];
-  assign \$199  = \a$61 [127:126] == 1'h1;
+  assign \$198  = ! \a$61 [87:86];
+  assign \$199  = \a$61 [87:86] == 1'h1;
   assign \$200  = \$199  ? 2'h1 : 2'h2;
   assign \$201  = \$198  ? 2'h0 : \$200 ;
   assign \$202  = ! desc[89:88];
@@ -9560,8 +9560,8 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign \$214  = ! desc[89:88];
   assign \$215  = ~ \$214 ;
   assign \$216  = \$213  & \$215 ;
-  assign \$217  = ! a[127:126];
-  assign \$218  = a[127:126] == 1'h1;
+  assign \$217  = ! a[87:86];
+  assign \$218  = a[87:86] == 1'h1;
   assign \$219  = \$218  ? 2'h1 : 2'h2;
   assign \$220  = \$217  ? 2'h0 : \$219 ;
   assign \$221  = ! desc[89:88];
@@ -9588,9 +9588,9 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign \$241  = b[0] & b[2];
   assign \$242  = ! desc[89:88];
   assign row2__en = \$241  & \$242 ;
-  assign \$243  = b[85] ? geo[64:49] : 16'h0000;
-  assign \$244  = \$243  + b[52:37];
-  assign \$245  = \$244  + b[84:69];
+  assign \$243  = b[72] ? geo[64:49] : 16'h0000;
+  assign \$244  = \$243  + b[39:24];
+  assign \$245  = \$244  + b[71:56];
   assign \$246  = ! desc[89:88];
   assign \i$98  = \$246  ? { \b$92 [63], \b$92 [63:47], \b$92 [47:31], \b$92 [31:15], \b$92 [15:0] } : { \$488 , \$487 , \$486 , \$485  };
   assign \$247  = ! desc[89:88];
@@ -9609,22 +9609,22 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign \$260  = b[0] & b[1];
   assign line4__en = \$259  | \$260 ;
   assign \$261  = ! desc[89:88];
-  assign \$262  = ! \b$81 [102:101];
-  assign \$263  = \b$81 [102:101] == 1'h1;
+  assign \$262  = ! \b$81 [74:73];
+  assign \$263  = \b$81 [74:73] == 1'h1;
   assign \$265  = \$263  ? { 1'h0, geo[406:391] } : \$264 ;
   assign \$266  = \$262  ? 17'h00000 : \$265 ;
-  assign \$267  = \$266  + \b$81 [68:53];
-  assign \$268  = \$267  + \b$81 [52:37];
+  assign \$267  = \$266  + \b$81 [55:40];
+  assign \$268  = \$267  + \b$81 [39:24];
   assign \$269  = \$268  - geo[29:14];
-  assign \$270  = $signed(\$269 ) + $signed({ 1'h0, \b$81 [84:69] });
-  assign \$271  = ! b[102:101];
-  assign \$272  = b[102:101] == 1'h1;
+  assign \$270  = $signed(\$269 ) + $signed({ 1'h0, \b$81 [71:56] });
+  assign \$271  = ! b[74:73];
+  assign \$272  = b[74:73] == 1'h1;
   assign \$274  = \$272  ? { 1'h0, geo[406:391] } : \$273 ;
   assign \$275  = \$271  ? 17'h00000 : \$274 ;
-  assign \$276  = \$275  + b[68:53];
-  assign \$277  = \$276  + b[52:37];
+  assign \$276  = \$275  + b[55:40];
+  assign \$277  = \$276  + b[39:24];
   assign \$278  = \$277  - geo[29:14];
-  assign \$279  = $signed(\$278 ) + $signed({ 1'h0, b[84:69] });
+  assign \$279  = $signed(\$278 ) + $signed({ 1'h0, b[71:56] });
   assign \$280  = \$261  ? \$270  : \$279 ;
   assign \$281  = b[0] & b[1];
   assign line4__data = \$281  ? copy_word : { \$492 , \$491 , \$490 , \$489  };
@@ -9731,15 +9731,15 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign \$380  = ~ a[1];
   assign \$381  = a[0] & \$380 ;
   assign \$382  = geo[29:14] - 1'h1;
-  assign \$383  = a[125:110] == \$382 ;
+  assign \$383  = a[85:70] == \$382 ;
   assign \$384  = \$383  ? geo[32:30] : geo[10:8];
   assign \$385  = ! desc[89:88];
-  assign \$386  = ! a[77:62];
+  assign \$386  = ! a[37:22];
   assign \$387  = geo[48:33] + 1'h1;
-  assign \$388  = a[77:62] == \$387 ;
-  assign \$389  = a[77:62] == geo[48:33];
+  assign \$388  = a[37:22] == \$387 ;
+  assign \$389  = a[37:22] == geo[48:33];
   assign \$390  = \$389  ? geo[374:372] : geo[13:11];
-  assign \$391  = a[77:62] == geo[48:33];
+  assign \$391  = a[37:22] == geo[48:33];
   assign \$392  = geo[13:11] - 1'h1;
   assign \$393  = { 1'h0, desc[79:64] } & { \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392  };
   assign \$394  = ! \$393 ;
@@ -9750,25 +9750,25 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign \$399  = \$390  + \$398 ;
   assign \$400  = \$388  ? 4'h1 : \$399 ;
   assign \$401  = \$386  ? 4'h1 : \$400 ;
-  assign \$402  = a[77:62] == geo[48:33];
+  assign \$402  = a[37:22] == geo[48:33];
   assign \$403  = \$402  ? geo[374:372] : geo[13:11];
   assign \$404  = \$385  ? \$401  : { 1'h0, \$403  };
   assign \$405  = \$384  * \$404 ;
   assign \$406  = \$381  ? \$405  : 7'h00;
   assign \$407  = ! desc[89:88];
   assign \$408  = geo[29:14] - 1'h1;
-  assign \$409  = \a$61 [125:110] == \$408 ;
+  assign \$409  = \a$61 [85:70] == \$408 ;
   assign \$410  = \$409  ? geo[32:30] : geo[10:8];
-  assign \$411  = \a$61 [77:62] == geo[48:33];
+  assign \$411  = \a$61 [37:22] == geo[48:33];
   assign \$412  = \$411  ? geo[374:372] : geo[13:11];
   assign \$413  = \$410  * \$412 ;
   assign \$414  = \a$61 [0] ? \$413  : 6'h00;
   assign \$415  = ~ a[1];
   assign \$416  = a[0] & \$415 ;
   assign \$417  = geo[29:14] - 1'h1;
-  assign \$418  = a[125:110] == \$417 ;
+  assign \$418  = a[85:70] == \$417 ;
   assign \$419  = \$418  ? geo[32:30] : geo[10:8];
-  assign \$420  = a[77:62] == geo[48:33];
+  assign \$420  = a[37:22] == geo[48:33];
   assign \$421  = \$420  ? geo[374:372] : geo[13:11];
   assign \$422  = \$419  * \$421 ;
   assign \$423  = \$416  ? \$422  : 6'h00;
@@ -9790,9 +9790,9 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign \$439  = ~ \$438 ;
   assign \$440  = \$437  & \$439 ;
   assign \$441  = geo[29:14] - 1'h1;
-  assign \$442  = b[84:69] == \$441 ;
+  assign \$442  = b[71:56] == \$441 ;
   assign \$443  = \$442  ? geo[32:30] : geo[10:8];
-  assign \$444  = b[36:21] == geo[48:33];
+  assign \$444  = b[23:8] == geo[48:33];
   assign \$445  = \$444  ? geo[374:372] : geo[13:11];
   assign \$446  = \$443  * \$445 ;
   assign \$447  = \$440  ? \$446  : 6'h00;
@@ -9833,8 +9833,8 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   \ttsnn_accel.e23.cluster2  cluster2 (
     .centre(centre),
     .clk(clk),
-    .jl(a[44:43]),
     .pack(geo[3:0]),
+    .\port$4879$18 (a[21:18]),
     .\port$4879$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
@@ -9846,7 +9846,6 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     .weights(weights),
     .wr__addr(step[241:238]),
     .wr__en(w_rd),
-    .wsel(a[60:59]),
     .ww__addr(a[14:11]),
     .ww__en(w_wr)
   );
@@ -10115,9 +10114,9 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
-      \jl$64  = \a$61 [44:43];
+      \jl$64  = \a$61 [19:18];
     end else begin
-      \jl$64  = a[44:43];
+      \jl$64  = a[19:18];
     end
   end
   always @* begin
@@ -10151,9 +10150,9 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
-      \wsel$71  = \a$61 [60:59];
+      \wsel$71  = \a$61 [21:20];
     end else begin
-      \wsel$71  = a[60:59];
+      \wsel$71  = a[21:20];
     end
   end
   always @* begin
@@ -10177,10 +10176,10 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign p_addr = step[256:254];
   assign first = a[2];
   assign from_psum = a[3];
-  assign jl = a[44:43];
+  assign jl = a[19:18];
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign wsel = a[60:59];
+  assign wsel = a[21:20];
   assign w2__data = weights;
   assign use_spad = a[4];
   assign w_wr_addr = a[14:11];
@@ -10467,17 +10466,17 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign \a.row_end  = a[8];
   assign \a.nb_zero  = a[9];
   assign \a.row_zero  = a[10];
-  assign \a.s  = a[26:11];
-  assign \a.b  = a[42:27];
-  assign \a.jl  = a[58:43];
-  assign \a.wsel  = a[61:59];
-  assign \a.e  = a[77:62];
-  assign \a.eoff  = a[93:78];
-  assign \a.tr4  = a[109:94];
-  assign \a.g  = a[125:110];
-  assign \a.ti  = a[127:126];
-  assign \a.seq  = a[143:128];
-  assign \a.qm3  = a[145:144];
+  assign \a.s  = a[14:11];
+  assign \a.b  = a[17:15];
+  assign \a.jl  = a[19:18];
+  assign \a.wsel  = a[21:20];
+  assign \a.e  = a[37:22];
+  assign \a.eoff  = a[53:38];
+  assign \a.tr4  = a[69:54];
+  assign \a.g  = a[85:70];
+  assign \a.ti  = a[87:86];
+  assign \a.seq  = a[88];
+  assign \a.qm3  = a[90:89];
   assign \a$61.v  = \a$61 [0];
   assign \a$61.copy  = \a$61 [1];
   assign \a$61.first  = \a$61 [2];
@@ -10489,41 +10488,41 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign \a$61.row_end  = \a$61 [8];
   assign \a$61.nb_zero  = \a$61 [9];
   assign \a$61.row_zero  = \a$61 [10];
-  assign \a$61.s  = \a$61 [26:11];
-  assign \a$61.b  = \a$61 [42:27];
-  assign \a$61.jl  = \a$61 [58:43];
-  assign \a$61.wsel  = \a$61 [61:59];
-  assign \a$61.e  = \a$61 [77:62];
-  assign \a$61.eoff  = \a$61 [93:78];
-  assign \a$61.tr4  = \a$61 [109:94];
-  assign \a$61.g  = \a$61 [125:110];
-  assign \a$61.ti  = \a$61 [127:126];
-  assign \a$61.seq  = \a$61 [143:128];
-  assign \a$61.qm3  = \a$61 [145:144];
+  assign \a$61.s  = \a$61 [14:11];
+  assign \a$61.b  = \a$61 [17:15];
+  assign \a$61.jl  = \a$61 [19:18];
+  assign \a$61.wsel  = \a$61 [21:20];
+  assign \a$61.e  = \a$61 [37:22];
+  assign \a$61.eoff  = \a$61 [53:38];
+  assign \a$61.tr4  = \a$61 [69:54];
+  assign \a$61.g  = \a$61 [85:70];
+  assign \a$61.ti  = \a$61 [87:86];
+  assign \a$61.seq  = \a$61 [88];
+  assign \a$61.qm3  = \a$61 [90:89];
   assign \b.v  = b[0];
   assign \b.copy  = b[1];
   assign \b.final  = b[2];
   assign \b.psum_out  = b[3];
   assign \b.row_end  = b[4];
-  assign \b.b  = b[20:5];
-  assign \b.e  = b[36:21];
-  assign \b.eoff  = b[52:37];
-  assign \b.tr4  = b[68:53];
-  assign \b.g  = b[84:69];
-  assign \b.seq  = b[100:85];
-  assign \b.qm3  = b[102:101];
+  assign \b.b  = b[7:5];
+  assign \b.e  = b[23:8];
+  assign \b.eoff  = b[39:24];
+  assign \b.tr4  = b[55:40];
+  assign \b.g  = b[71:56];
+  assign \b.seq  = b[72];
+  assign \b.qm3  = b[74:73];
   assign \b$81.v  = \b$81 [0];
   assign \b$81.copy  = \b$81 [1];
   assign \b$81.final  = \b$81 [2];
   assign \b$81.psum_out  = \b$81 [3];
   assign \b$81.row_end  = \b$81 [4];
-  assign \b$81.b  = \b$81 [20:5];
-  assign \b$81.e  = \b$81 [36:21];
-  assign \b$81.eoff  = \b$81 [52:37];
-  assign \b$81.tr4  = \b$81 [68:53];
-  assign \b$81.g  = \b$81 [84:69];
-  assign \b$81.seq  = \b$81 [100:85];
-  assign \b$81.qm3  = \b$81 [102:101];
+  assign \b$81.b  = \b$81 [7:5];
+  assign \b$81.e  = \b$81 [23:8];
+  assign \b$81.eoff  = \b$81 [39:24];
+  assign \b$81.tr4  = \b$81 [55:40];
+  assign \b$81.g  = \b$81 [71:56];
+  assign \b$81.seq  = \b$81 [72];
+  assign \b$81.qm3  = \b$81 [74:73];
   assign \counts.c2_busy  = counts[0];
   assign \counts.c2_stall  = counts[1];
   assign \counts.adder_stall  = counts[2];
@@ -10604,7 +10603,7 @@ module \ttsnn_accel.e23.adder (\port$2969$0 , \port$2970$0 , \port$2971$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, ww__en, pw__en, pack, pw__data, wr__addr, pr__addr, \port$4879$2 , ww__addr, jl, wsel, pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, ww__en, pw__en, pack, pw__data, wr__addr, pr__addr, \port$4879$2 , ww__addr, \port$4879$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -10715,7 +10714,6 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   wire clk;
   wire first;
   wire from_psum;
-  input [1:0] jl;
   wire [1:0] jl;
   wire [31:0] neighbour;
   wire [31:0] operand;
@@ -10725,6 +10723,8 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
+  input [3:0] \port$4879$18 ;
+  wire [3:0] \port$4879$18 ;
   input [2:0] \port$4879$2 ;
   wire [2:0] \port$4879$2 ;
   input [2:0] pr__addr;
@@ -10760,7 +10760,6 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   wire [31:0] wr__data;
   input wr__en;
   wire wr__en;
-  input [1:0] wsel;
   wire [1:0] wsel;
   input [3:0] ww__addr;
   wire [3:0] ww__addr;
@@ -10823,53 +10822,53 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
     end
   end
   assign wr__data = _1_;
-  assign \$100  = jl[0] * 4'h8;
+  assign \$100  = \port$4879$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = jl[0] * 4'h8;
+  assign \$103  = \port$4879$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = jl[0] * 4'h8;
+  assign \$106  = \port$4879$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = jl * 4'h8;
+  assign \$110  = \port$4879$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = jl * 4'h8;
+  assign \$113  = \port$4879$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = jl * 4'h8;
+  assign \$116  = \port$4879$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = wsel * 4'h8;
+  assign \$121  = \port$4879$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = wsel[0] * 4'h8;
+  assign \$124  = \port$4879$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = jl[0] * 4'h8;
+  assign \$129  = \port$4879$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = jl[0] * 4'h8;
+  assign \$132  = \port$4879$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = jl[0] * 4'h8;
+  assign \$135  = \port$4879$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = jl * 4'h8;
+  assign \$139  = \port$4879$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = jl * 4'h8;
+  assign \$142  = \port$4879$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = jl * 4'h8;
+  assign \$145  = \port$4879$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = wsel * 4'h8;
+  assign \$150  = \port$4879$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = wsel[0] * 4'h8;
+  assign \$153  = \port$4879$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = jl[0] * 4'h8;
+  assign \$158  = \port$4879$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = jl[0] * 4'h8;
+  assign \$161  = \port$4879$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = jl[0] * 4'h8;
+  assign \$164  = \port$4879$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = jl * 4'h8;
+  assign \$168  = \port$4879$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = jl * 4'h8;
+  assign \$171  = \port$4879$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = jl * 4'h8;
+  assign \$174  = \port$4879$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = wsel * 4'h8;
+  assign \$179  = \port$4879$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = wsel[0] * 4'h8;
+  assign \$182  = \port$4879$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
   assign \$53  = \port$4879$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
@@ -10893,21 +10892,21 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = jl[0] * 4'h8;
+  assign \$71  = \port$4879$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = jl[0] * 4'h8;
+  assign \$74  = \port$4879$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = jl[0] * 4'h8;
+  assign \$77  = \port$4879$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = jl * 4'h8;
+  assign \$81  = \port$4879$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = jl * 4'h8;
+  assign \$84  = \port$4879$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = jl * 4'h8;
+  assign \$87  = \port$4879$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = wsel * 4'h8;
+  assign \$92  = \port$4879$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = wsel[0] * 4'h8;
+  assign \$95  = \port$4879$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
@@ -11020,6 +11019,8 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
+  assign jl = \port$4879$18 [1:0];
+  assign wsel = \port$4879$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -11890,8 +11891,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
   reg [15:0] \$320 ;
   reg [15:0] \$321 ;
   reg \$322 ;
-  reg [145:0] \$323 ;
-  reg [102:0] \$324 ;
+  reg [90:0] \$323 ;
+  reg [74:0] \$324 ;
   wire [15:0] \$33 ;
   wire [16:0] \$34 ;
   wire \$35 ;
@@ -11965,9 +11966,9 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
   wire [16:0] \$97 ;
   wire [16:0] \$98 ;
   wire [16:0] \$99 ;
-  output [145:0] a;
-  reg [145:0] a = 146'h0000000000000000000000000000000000000;
-  wire [15:0] \a.b ;
+  output [90:0] a;
+  reg [90:0] a = 91'h00000000000000000000000;
+  wire [2:0] \a.b ;
   wire \a.copy ;
   wire [15:0] \a.e ;
   wire [15:0] \a.eoff ;
@@ -11975,23 +11976,23 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
   wire \a.first ;
   wire \a.from_psum ;
   wire [15:0] \a.g ;
-  wire [15:0] \a.jl ;
+  wire [1:0] \a.jl ;
   wire \a.nb_zero ;
   wire \a.psum_out ;
   wire [1:0] \a.qm3 ;
   wire \a.row_end ;
   wire \a.row_zero ;
-  wire [15:0] \a.s ;
-  wire [15:0] \a.seq ;
+  wire [3:0] \a.s ;
+  wire \a.seq ;
   wire [1:0] \a.ti ;
   wire [15:0] \a.tr4 ;
   wire \a.use_spad ;
   wire \a.v ;
   wire \a.w_wr ;
-  wire [2:0] \a.wsel ;
-  output [102:0] b;
-  reg [102:0] b = 103'h00000000000000000000000000;
-  wire [15:0] \b.b ;
+  wire [1:0] \a.wsel ;
+  output [74:0] b;
+  reg [74:0] b = 75'h0000000000000000000;
+  wire [2:0] \b.b ;
   wire \b.copy ;
   wire [15:0] \b.e ;
   wire [15:0] \b.eoff ;
@@ -12000,7 +12001,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
   wire \b.psum_out ;
   wire [1:0] \b.qm3 ;
   wire \b.row_end ;
-  wire [15:0] \b.seq ;
+  wire \b.seq ;
   wire [15:0] \b.tr4 ;
   wire \b.v ;
   input clk;
@@ -13167,19 +13168,19 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     \$323 [8] = e2_row_end;
     \$323 [9] = \$283 ;
     \$323 [10] = \$292 ;
-    \$323 [26:11] = e2_s;
-    \$323 [42:27] = e2_b;
-    \$323 [58:43] = e2_jl;
-    \$323 [61:59] = \$294 [2:0];
-    \$323 [77:62] = \$52 [15:0];
-    \$323 [125:110] = e2_g;
-    \$323 [93:78] = \$54 [15:0];
-    \$323 [109:94] = e2_tr4;
-    \$323 [127:126] = e2_ti;
-    \$323 [143:128] = e2_seq;
-    \$323 [145:144] = e2_qm3;
+    \$323 [14:11] = e2_s[3:0];
+    \$323 [17:15] = e2_b[2:0];
+    \$323 [19:18] = e2_jl[1:0];
+    \$323 [21:20] = \$294 [1:0];
+    \$323 [37:22] = \$52 [15:0];
+    \$323 [85:70] = e2_g;
+    \$323 [53:38] = \$54 [15:0];
+    \$323 [69:54] = e2_tr4;
+    \$323 [87:86] = e2_ti;
+    \$323 [88] = e2_seq[0];
+    \$323 [90:89] = e2_qm3;
     if (rst) begin
-      \$323  = 146'h0000000000000000000000000000000000000;
+      \$323  = 91'h00000000000000000000000;
     end
   end
   always @* begin
@@ -13189,15 +13190,15 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     \$324 [2] = a[6];
     \$324 [3] = a[7];
     \$324 [4] = a[8];
-    \$324 [20:5] = a[42:27];
-    \$324 [36:21] = a[77:62];
-    \$324 [52:37] = a[93:78];
-    \$324 [68:53] = a[109:94];
-    \$324 [84:69] = a[125:110];
-    \$324 [100:85] = a[143:128];
-    \$324 [102:101] = a[145:144];
+    \$324 [7:5] = a[17:15];
+    \$324 [23:8] = a[37:22];
+    \$324 [39:24] = a[53:38];
+    \$324 [55:40] = a[69:54];
+    \$324 [71:56] = a[85:70];
+    \$324 [72] = a[88];
+    \$324 [74:73] = a[90:89];
     if (rst) begin
-      \$324  = 103'h00000000000000000000000000;
+      \$324  = 75'h0000000000000000000;
     end
   end
   assign e2_t = \$1 [7:0];
@@ -13304,29 +13305,29 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
   assign \a.row_end  = a[8];
   assign \a.nb_zero  = a[9];
   assign \a.row_zero  = a[10];
-  assign \a.s  = a[26:11];
-  assign \a.b  = a[42:27];
-  assign \a.jl  = a[58:43];
-  assign \a.wsel  = a[61:59];
-  assign \a.e  = a[77:62];
-  assign \a.eoff  = a[93:78];
-  assign \a.tr4  = a[109:94];
-  assign \a.g  = a[125:110];
-  assign \a.ti  = a[127:126];
-  assign \a.seq  = a[143:128];
-  assign \a.qm3  = a[145:144];
+  assign \a.s  = a[14:11];
+  assign \a.b  = a[17:15];
+  assign \a.jl  = a[19:18];
+  assign \a.wsel  = a[21:20];
+  assign \a.e  = a[37:22];
+  assign \a.eoff  = a[53:38];
+  assign \a.tr4  = a[69:54];
+  assign \a.g  = a[85:70];
+  assign \a.ti  = a[87:86];
+  assign \a.seq  = a[88];
+  assign \a.qm3  = a[90:89];
   assign \b.v  = b[0];
   assign \b.copy  = b[1];
   assign \b.final  = b[2];
   assign \b.psum_out  = b[3];
   assign \b.row_end  = b[4];
-  assign \b.b  = b[20:5];
-  assign \b.e  = b[36:21];
-  assign \b.eoff  = b[52:37];
-  assign \b.tr4  = b[68:53];
-  assign \b.g  = b[84:69];
-  assign \b.seq  = b[100:85];
-  assign \b.qm3  = b[102:101];
+  assign \b.b  = b[7:5];
+  assign \b.e  = b[23:8];
+  assign \b.eoff  = b[39:24];
+  assign \b.tr4  = b[55:40];
+  assign \b.g  = b[71:56];
+  assign \b.seq  = b[72];
+  assign \b.qm3  = b[74:73];
   assign step[276] = e2_row_end;
   assign step[275] = e2_from_psum;
   assign step[274] = e2_spad_rd;
@@ -13615,8 +13616,8 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
   reg [15:0] \$321 ;
   reg [15:0] \$322 ;
   reg \$323 ;
-  reg [145:0] \$324 ;
-  reg [102:0] \$325 ;
+  reg [90:0] \$324 ;
+  reg [74:0] \$325 ;
   wire [15:0] \$33 ;
   wire [16:0] \$34 ;
   wire \$35 ;
@@ -13690,9 +13691,9 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
   wire [16:0] \$97 ;
   wire [16:0] \$98 ;
   wire [16:0] \$99 ;
-  output [145:0] a;
-  reg [145:0] a = 146'h0000000000000000000000000000000000000;
-  wire [15:0] \a.b ;
+  output [90:0] a;
+  reg [90:0] a = 91'h00000000000000000000000;
+  wire [2:0] \a.b ;
   wire \a.copy ;
   wire [15:0] \a.e ;
   wire [15:0] \a.eoff ;
@@ -13700,23 +13701,23 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
   wire \a.first ;
   wire \a.from_psum ;
   wire [15:0] \a.g ;
-  wire [15:0] \a.jl ;
+  wire [1:0] \a.jl ;
   wire \a.nb_zero ;
   wire \a.psum_out ;
   wire [1:0] \a.qm3 ;
   wire \a.row_end ;
   wire \a.row_zero ;
-  wire [15:0] \a.s ;
-  wire [15:0] \a.seq ;
+  wire [3:0] \a.s ;
+  wire \a.seq ;
   wire [1:0] \a.ti ;
   wire [15:0] \a.tr4 ;
   wire \a.use_spad ;
   wire \a.v ;
   wire \a.w_wr ;
-  wire [2:0] \a.wsel ;
-  output [102:0] b;
-  reg [102:0] b = 103'h00000000000000000000000000;
-  wire [15:0] \b.b ;
+  wire [1:0] \a.wsel ;
+  output [74:0] b;
+  reg [74:0] b = 75'h0000000000000000000;
+  wire [2:0] \b.b ;
   wire \b.copy ;
   wire [15:0] \b.e ;
   wire [15:0] \b.eoff ;
@@ -13725,7 +13726,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
   wire \b.psum_out ;
   wire [1:0] \b.qm3 ;
   wire \b.row_end ;
-  wire [15:0] \b.seq ;
+  wire \b.seq ;
   wire [15:0] \b.tr4 ;
   wire \b.v ;
   input clk;
@@ -14889,19 +14890,19 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     \$324 [8] = e3_row_end;
     \$324 [9] = \$283 ;
     \$324 [10] = \$292 ;
-    \$324 [26:11] = e3_s;
-    \$324 [42:27] = e3_b;
-    \$324 [58:43] = e3_jl;
-    \$324 [61:59] = \$294 [2:0];
-    \$324 [77:62] = \$52 [15:0];
-    \$324 [125:110] = e3_g;
-    \$324 [93:78] = \$54 [15:0];
-    \$324 [109:94] = e3_tr4;
-    \$324 [127:126] = e3_ti;
-    \$324 [143:128] = e3_seq;
-    \$324 [145:144] = e3_qm3;
+    \$324 [14:11] = e3_s[3:0];
+    \$324 [17:15] = e3_b[2:0];
+    \$324 [19:18] = e3_jl[1:0];
+    \$324 [21:20] = \$294 [1:0];
+    \$324 [37:22] = \$52 [15:0];
+    \$324 [85:70] = e3_g;
+    \$324 [53:38] = \$54 [15:0];
+    \$324 [69:54] = e3_tr4;
+    \$324 [87:86] = e3_ti;
+    \$324 [88] = e3_seq[0];
+    \$324 [90:89] = e3_qm3;
     if (rst) begin
-      \$324  = 146'h0000000000000000000000000000000000000;
+      \$324  = 91'h00000000000000000000000;
     end
   end
   always @* begin
@@ -14911,15 +14912,15 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     \$325 [2] = a[6];
     \$325 [3] = a[7];
     \$325 [4] = a[8];
-    \$325 [20:5] = a[42:27];
-    \$325 [36:21] = a[77:62];
-    \$325 [52:37] = a[93:78];
-    \$325 [68:53] = a[109:94];
-    \$325 [84:69] = a[125:110];
-    \$325 [100:85] = a[143:128];
-    \$325 [102:101] = a[145:144];
+    \$325 [7:5] = a[17:15];
+    \$325 [23:8] = a[37:22];
+    \$325 [39:24] = a[53:38];
+    \$325 [55:40] = a[69:54];
+    \$325 [71:56] = a[85:70];
+    \$325 [72] = a[88];
+    \$325 [74:73] = a[90:89];
     if (rst) begin
-      \$325  = 103'h00000000000000000000000000;
+      \$325  = 75'h0000000000000000000;
     end
   end
   assign e3_t = \$1 [7:0];
@@ -15026,29 +15027,29 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
   assign \a.row_end  = a[8];
   assign \a.nb_zero  = a[9];
   assign \a.row_zero  = a[10];
-  assign \a.s  = a[26:11];
-  assign \a.b  = a[42:27];
-  assign \a.jl  = a[58:43];
-  assign \a.wsel  = a[61:59];
-  assign \a.e  = a[77:62];
-  assign \a.eoff  = a[93:78];
-  assign \a.tr4  = a[109:94];
-  assign \a.g  = a[125:110];
-  assign \a.ti  = a[127:126];
-  assign \a.seq  = a[143:128];
-  assign \a.qm3  = a[145:144];
+  assign \a.s  = a[14:11];
+  assign \a.b  = a[17:15];
+  assign \a.jl  = a[19:18];
+  assign \a.wsel  = a[21:20];
+  assign \a.e  = a[37:22];
+  assign \a.eoff  = a[53:38];
+  assign \a.tr4  = a[69:54];
+  assign \a.g  = a[85:70];
+  assign \a.ti  = a[87:86];
+  assign \a.seq  = a[88];
+  assign \a.qm3  = a[90:89];
   assign \b.v  = b[0];
   assign \b.copy  = b[1];
   assign \b.final  = b[2];
   assign \b.psum_out  = b[3];
   assign \b.row_end  = b[4];
-  assign \b.b  = b[20:5];
-  assign \b.e  = b[36:21];
-  assign \b.eoff  = b[52:37];
-  assign \b.tr4  = b[68:53];
-  assign \b.g  = b[84:69];
-  assign \b.seq  = b[100:85];
-  assign \b.qm3  = b[102:101];
+  assign \b.b  = b[7:5];
+  assign \b.e  = b[23:8];
+  assign \b.eoff  = b[39:24];
+  assign \b.tr4  = b[55:40];
+  assign \b.g  = b[71:56];
+  assign \b.seq  = b[72];
+  assign \b.qm3  = b[74:73];
   assign step[276] = e3_row_end;
   assign step[275] = e3_from_psum;
   assign step[274] = e3_spad_rd;
