@@ -1,6 +1,6 @@
 """The demo's co-simulation step: replay one TT layer of the demo's PTT model on the RTL.
 
-Registered into ``python -m sw demo`` by :func:`register` (``sw.commands.demo.add_step``).
+Listed in ``python -m sw demo``'s steps (sw/commands/demo.py imports it only when the step runs).
 Uses the small configuration (its Verilator build takes under a minute; the paper one takes
 minutes) unless ``TTSNN_DEMO_COSIM_CONFIG`` names another.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["step_replay", "register"]
+__all__ = ["step_replay"]
 
 DEMO_LAYER = "layers.0.0.conv1"
 
@@ -31,9 +31,3 @@ def step_replay(ctx) -> None:
         ctx.failed.append(f"replay: RTL differs from the golden model on {DEMO_LAYER} "
                           f"({rep['mismatches']} neuron-timesteps)")
 
-
-def register() -> None:
-    from sw.commands.demo import STEPS, add_step
-
-    if "replay" not in {n for n, _ in STEPS}:
-        add_step("replay", step_replay)

@@ -40,19 +40,20 @@ WAVES_MODES = ("fail", "always", "never")
 
 @dataclass(frozen=True)
 class RtlTarget:
-    """The Verilog and manifest of one configuration."""
+    """The Verilog and manifest of one configuration, and that configuration (a
+    ``HardwareConfig``, loaded once: the driver, the plan and the reports all use this object)."""
     rtl_dir: Path
     manifest: dict
     verilog: Path
     top: str
-
-    @property
-    def config(self):
-        from gen.driver import load_manifest_config
-        return load_manifest_config(self.rtl_dir)
+    config: Any
 
     @classmethod
-    def from_dir(cls, rtl_dir: str | os.PathLike) -> "RtlTarget":
+    def from_dir(cls, rtl_dir: str | os.PathLike, config=None) -> "RtlTarget":
+        """The RTL in ``rtl_dir``; its configuration is ``config`` (a ``HardwareConfig``, which
+        must be the one the RTL was generated for) or, if None, the manifest's."""
+        from gen.config import config_from_dict
+
         d = Path(rtl_dir)
         man_path = d / "manifest.json"
         if not man_path.is_file():
@@ -65,7 +66,10 @@ class RtlTarget:
         v = d / man["verilog"]
         if not v.is_file():
             raise FileNotFoundError(f"{v} (named by {man_path}) not found; regenerate the RTL")
-        target = cls(d, man, v, man["top"])
+        cfg = config if config is not None else config_from_dict(man["config"], source=str(man_path))
+        target = cls(d, man, v, man["top"], cfg)
+        if config is not None:
+            target.check_config(config)
         if not target.map_is_current():
             raise ValueError(f"{man_path}: its host address map differs from the one gen/hostmap.py "
                              f"computes now (the RTL is older than the generator); regenerate it "
@@ -101,40 +105,38 @@ class RtlTarget:
             f"{cfg.source or cfg.name} --out DIR` and pass --rtl DIR")
 
     @classmethod
-    def for_config(cls, config: str | os.PathLike, rtl_dir: str | os.PathLike | None = None,
+    def for_config(cls, config, rtl_dir: str | os.PathLike | None = None,
                    regenerate: bool = False) -> "RtlTarget":
-        """The RTL of a configuration (shipped name or TOML path): ``rtl_dir`` if given, else
+        """The RTL of a configuration (a ``HardwareConfig``, loaded once by the caller, or a
+        shipped name or TOML path): ``rtl_dir`` if given, else
         the committed ``rtl/<name>/`` if its manifest matches the configuration, else freshly
         generated into ``build/cosim/<name>/rtl`` (reused while the configuration and gen/
         sources are unchanged). A given ``rtl_dir`` generated for another configuration is
         a ValueError (see :meth:`check_config`)."""
-        from gen.config import load_config
+        from gen.config import HardwareConfig, load_config
 
-        cfg = load_config(config)
+        cfg = config if isinstance(config, HardwareConfig) else load_config(config)
         if rtl_dir is not None:
-            target = cls.from_dir(rtl_dir)
-            target.check_config(cfg)
-            return target
+            return cls.from_dir(rtl_dir, cfg)
         committed = REPO_ROOT / "rtl" / cfg.name
         if not regenerate and (committed / "manifest.json").is_file():
             try:
-                t = cls.from_dir(committed)
-            except ValueError:  # stale committed RTL: generate a current one below
-                t = None
-            if t is not None and t.manifest.get("config") == cfg.to_dict():
-                return t
+                return cls.from_dir(committed, cfg)
+            except ValueError:  # stale, or another configuration's: generate a current one below
+                pass
         out = REPO_ROOT / "build" / "cosim" / cfg.name / "rtl"
         stamp = out / ".gen_key"
         key = _gen_key(cfg)
         with locked(out.parent.parent / f".{cfg.name}-rtl.lock"):  # pytest workers share it
             if regenerate or not stamp.is_file() or stamp.read_text() != key:
                 src = Path(cfg.source) if cfg.source else None
-                cmd = [sys.executable, "-m", "gen", "--config", str(src or config), "--out", str(out)]
+                src = src if src is not None and src.suffix == ".toml" else cfg.name
+                cmd = [sys.executable, "-m", "gen", "--config", str(src), "--out", str(out)]
                 r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
                 if r.returncode != 0:
                     raise RuntimeError(f"RTL generation failed ({' '.join(cmd)}):\n{r.stderr[-3000:]}")
                 atomic_write_text(stamp, key)
-        return cls.from_dir(out)
+        return cls.from_dir(out, cfg)
 
 
 def _gen_key(cfg) -> str:
@@ -297,7 +299,7 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
     waves = waves or os.environ.get("COSIM_WAVES", "fail")
     if waves not in WAVES_MODES:
         raise ValueError(f"waves must be one of {WAVES_MODES}, got {waves!r}")
-    driver = Driver(target.rtl_dir)
+    driver = Driver(target.config)
     cfg = driver.config
     names = [c.name for c in cases]
     if len(set(names)) != len(names):

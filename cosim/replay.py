@@ -33,16 +33,17 @@ def utilisation(counters: dict[str, int], cfg) -> dict[str, float]:
     return out
 
 
-def replay_layer(checkpoint: str, layer: str, config: str = "paper", *, sample: int = 0,
+def replay_layer(checkpoint: str, layer: str, config: Any = "paper", *, sample: int = 0,
                  calib_samples: int = 16, weight_bits: int | None = None,
                  rounding: str = "nearest", rtl_dir: str | None = None, waves: str | None = None,
                  progress: bool = True) -> dict[str, Any]:
-    """Run the replay and return its report (see module docstring)."""
+    """Run the replay and return its report (see module docstring). ``config``: a
+    ``HardwareConfig`` or a shipped name / TOML path (loaded once here)."""
     from rich.console import Console
 
     from cosim.layer import LayerCase, RtlTarget, run_cases
     from cosim.toolchain import setup_toolchain
-    from gen.config import load_config
+    from gen.config import HardwareConfig, load_config
     from gen.driver import Driver
     from sw.checkpoint import load_model
     from sw.commands.quantize import model_inputs
@@ -52,9 +53,9 @@ def replay_layer(checkpoint: str, layer: str, config: str = "paper", *, sample: 
         raise ValueError(f"--sample must be >= 0, got {sample}")
     console = Console(stderr=True, quiet=not progress)
     tc = setup_toolchain()                       # fail early if the simulator is missing/old
-    hw = load_config(config)
+    hw = config if isinstance(config, HardwareConfig) else load_config(config)  # loaded once
     # a given RTL directory must be the requested configuration's: check before any work
-    target = RtlTarget.for_config(config, rtl_dir) if rtl_dir is not None else None
+    target = RtlTarget.for_config(hw, rtl_dir) if rtl_dir is not None else None
     model, meta = load_model(checkpoint)
     layer_context(model, layer)                  # lists the TT layers when the name is wrong
     with console.status("running the model and quantising the layer"):
@@ -71,7 +72,7 @@ def replay_layer(checkpoint: str, layer: str, config: str = "paper", *, sample: 
     plan = driver.plan(q, spikes.shape)          # too big even tiled: clear error
     if target is None:
         with console.status(f"RTL for {hw.name}: generating / building (cached)"):
-            target = RtlTarget.for_config(config)
+            target = RtlTarget.for_config(hw)
     t0 = time.monotonic()
     with console.status(f"simulating {len(plan)} tiles under Verilator"):
         res = run_cases(target, [LayerCase(layer, q, spikes, residual)], waves=waves)[0]

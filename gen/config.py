@@ -275,10 +275,12 @@ class HardwareConfig:
 
     @property
     def interstage_row_words(self) -> int:
-        """The unit the interstage buffer is split in: ``line1`` holds ``3 T`` rows, ``line4``
-        ``2 T`` rows of this many words (``lanes`` activations each) at ``T =
-        limits.max_timesteps``, ``row2`` 4. A tile with fewer timesteps may use longer rows
-        (the driver checks each tile against the region depths)."""
+        """The unit the interstage buffer is split in: ``line1`` holds ``LINE1_SLOTS_PER_T * T``
+        rows, ``line4`` ``LINE4_SLOTS_PER_T * T`` rows (3 T each) of this many words (``lanes``
+        activations each) at ``T = limits.max_timesteps``, ``row2`` ``ROW2_ROWS``. A tile with
+        fewer timesteps may use longer rows (the driver checks each tile against the region
+        depths). tests/gen/test_config_regions.py checks docs/architecture.md and the comments
+        of configs/*.toml against these numbers."""
         t = self.limits.max_timesteps
         word = self.lanes * self.widths.activation
         return self.buffers["interstage"].bits // word // (
@@ -353,7 +355,7 @@ def _regions(cfg: "HardwareConfig") -> Mapping[str, Region]:
         Region("row2", "interstage", qword, ROW2_ROWS * row, False,
                "STT: q2 rows (double buffer), layout of line1"),
         Region("line4", "interstage", qword, LINE4_SLOTS_PER_T * t_max * row, False,
-               "q23 line buffer: slot (y%2)*T + t, word block*NG + jb"),
+               "q23 line buffer: slot (q%3)*T + t for q23 row q, layout of line1"),
         Region("residual", "residual", mword, cfg.buffers["residual"].bits // mword, True,
                "ring of residual rows: row slot n % ring_rows, word x*GO + go, lane l = channel go*P + l"),
         Region("membrane", "state_out", mword, ring_depth, True,

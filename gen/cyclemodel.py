@@ -8,21 +8,23 @@ large to simulate.
 
 Timing: each engine issues one step per cycle and checks its inputs only at a row start
 (docs/architecture.md, "Pipeline and stalls"); rows go in (row, timestep) order. The model
-replays exactly that row-level handshake, with a host that always keeps up (input rows
+keeps one :class:`EngineTable` per engine, named like the engine components of gen/engines/
+(``cluster1``, ``cluster23``, ``stt_cluster3``, ``cluster4``), and replays exactly their
+row-level handshake, with a host that always keeps up (input rows
 there when needed, output rows taken at once): the RTL's ``c1_in_wait`` and ``lif_stall``
 count what a slower host adds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .config import HardwareConfig, ceil_div
 from .geometry import TAP_ORDER, TileGeometry
 
-__all__ = ["TileShape", "tile_counters", "tile_timing", "ideal_cycles", "estimate_cycles",
+__all__ = ["TileShape", "EngineTable", "tile_counters", "tile_timing", "ideal_cycles", "estimate_cycles",
            "PIPE_TAIL", "ROW_VISIBLE", "RELEASE_VISIBLE", "e1_rows", "TAP_ORDER", "row_accesses"]
 
 #: Cycles from E4's last issue to the end of ``busy`` (read, PE, pool/affine, LIF + write, idle).
@@ -173,111 +175,142 @@ def estimate_cycles(cfg: HardwareConfig, s: TileShape) -> int:
     return max(busy1, busy2, busy3, busy4) + fill
 
 
-def tile_timing(cfg: HardwareConfig, s: TileShape) -> dict[str, int]:
-    """Exact cycles of one tile: ``cycles`` (the counter), busy and stall cycles per engine
-    (with a host that keeps up)."""
+@dataclass
+class EngineTable:
+    """The row schedule of one engine, named like its component (gen/engines/): its rows,
+    their lengths in cycles (one step per cycle), and ``ready(i)``: the first cycle row ``i``
+    may issue, from this engine's previous row and the rows of the engines it waits for
+    (None while one of those is not scheduled yet). ``starts`` fills in as the scheduler
+    places rows."""
+    name: str
+    rows: list
+    lens: list[int]
+    ready: Callable[[int], int | None] = None
+    starts: list[int] = field(default_factory=list)
+
+    def last(self, i: int) -> int:
+        """Cycle of row ``i``'s last issue."""
+        return self.starts[i] + self.lens[i] - 1
+
+    def after(self, i: int, latency: int) -> int | None:
+        """Cycle from which row ``i`` is visible ``latency`` cycles after its last issue; None
+        while that row is not scheduled yet."""
+        return None if i >= len(self.starts) else self.last(i) + latency
+
+    def free(self, i: int) -> int:
+        """Cycle at which row ``i`` may start, as far as this engine's own row ``i - 1`` goes."""
+        return self.starts[i - 1] + self.lens[i - 1] if i else 0
+
+    @property
+    def busy(self) -> int:
+        return sum(self.lens)
+
+    @property
+    def end(self) -> int:
+        """Cycle after the last issue."""
+        return self.last(len(self.rows) - 1) + 1
+
+
+def _latest(t0, *deps):
+    return None if any(d is None for d in deps) else max(t0, *deps)
+
+
+def _engine_tables(cfg: HardwareConfig, s: TileShape) -> dict[str, EngineTable]:
+    """One table per engine of the tile (the STT cluster-3 engine only for STT), with the
+    row-level handshakes between them (docs/architecture.md, "Pipeline and stalls")."""
     g = TileGeometry.of_shape(cfg, s)
     T, H = s.timesteps, s.height
     stt = s.mode == "stt"
-    order1 = e1_rows(H, T, s.order)
-    len1 = [_e1_row_len(s, g, w) for w, _ in order1]
-    idx1 = {wt: i for i, wt in enumerate(order1)}
-    rows23 = _rows(H, T, s.order)
-    seq23 = {qt: j for j, qt in enumerate(rows23)}
-    n23 = T * H
-    len2 = [_mac_row_len(s, g, t, g.nbe2) for _, t in rows23]
-    len3 = [g.ng * g.nb * g.r3] * n23 if stt else []
     step = 2 if s.pool else 1
+    rows1 = e1_rows(H, T, s.order)
+    rows23 = _rows(H, T, s.order)
     rows4 = _rows(g.ho, T, s.order)
+    c1 = EngineTable("cluster1", rows1, [_e1_row_len(s, g, w) for w, _ in rows1])
+    c23 = EngineTable("cluster23", rows23, [_mac_row_len(s, g, t, g.nbe2) for _, t in rows23])
+    c3 = EngineTable("stt_cluster3", rows23 if stt else [], [g.ng * g.nb * g.r3] * (T * H) if stt else [])
+    c4 = EngineTable("cluster4", rows4, [g.wo * g.go * g.sub * s.rank] * (T * g.ho))
+    idx1 = {wt: i for i, wt in enumerate(rows1)}
+    seq23 = {qt: j for j, qt in enumerate(rows23)}
     seq4 = {yt: u for u, yt in enumerate(rows4)}
-    n4 = T * g.ho
-    len4 = g.wo * g.go * g.sub * s.rank
     back = g.lif_read_back_rows(s.order)
-    short_rows = back * len4 < 4           # a neuron's read comes < 4 cycles after its write
+    short_rows = back * c4.lens[0] < 4 if rows4 else False   # a neuron's read < 4 cycles after its write
     # a window row waits for the E2 row that last reads the row its line1 slot held: row
     # (w - 3, t) (row outer: slots (w mod 3) * T + t); the row 3T back in E1's order (timestep
     # outer: one ring of 3T rows), last read by E2 row (min(w', H - 1), t')
     if s.order:
         slot_wait = {}
-        for i in range(3 * T, len(order1)):
-            w, t = order1[i - 3 * T]
+        for i in range(3 * T, len(rows1)):
+            w, t = rows1[i - 3 * T]
             slot_wait[i] = seq23[(min(w, H - 1), t)]
     else:
-        slot_wait = {i: seq23[(w - 3, t)] for i, (w, t) in enumerate(order1) if w >= 3}
-    s1: list[int] = []
-    s2: list[int] = []
-    s3: list[int] = []
-    s4: list[int] = []
-    last = lambda starts, lens, i: starts[i] + (lens if isinstance(lens, int) else lens[i]) - 1  # noqa: E731
-
-    def after(starts, lens, i, latency):
-        """Cycle from which row ``i`` of an engine is visible ``latency`` cycles after its last
-        issue; None while that row is not scheduled yet."""
-        return None if i >= len(starts) else last(starts, lens, i) + latency
-
-    def latest(t0, *deps):
-        return None if any(d is None for d in deps) else max(t0, *deps)
+        slot_wait = {i: seq23[(w - 3, t)] for i, (w, t) in enumerate(rows1) if w >= 3}
 
     def line4_free(q, t):
         """line4 slot of q23 row (q, t): row (q - 3, t) consumed by cluster 4."""
-        return after(s4, len4, seq4[((q - 3) // step, t)], RELEASE_VISIBLE) if q >= 3 else 0
+        return c4.after(seq4[((q - 3) // step, t)], RELEASE_VISIBLE) if q >= 3 else 0
 
     def ready1(i):
-        t0 = s1[i - 1] + len1[i - 1] if i else 0
-        return latest(t0, after(s2, len2, slot_wait[i], RELEASE_VISIBLE)) if i in slot_wait else t0
+        t0 = c1.free(i)
+        return _latest(t0, c23.after(slot_wait[i], RELEASE_VISIBLE)) if i in slot_wait else t0
 
-    def ready2(j):
+    def ready23(j):
         q, t = rows23[j]
-        t0 = s2[j - 1] + len2[j - 1] if j else 0
-        out = (after(s3, len3, j - 2, RELEASE_VISIBLE) if j >= 2 else 0) if stt else line4_free(q, t)
-        return latest(t0, after(s1, len1, idx1[(q + 2, t)], ROW_VISIBLE), out)
+        out = (c3.after(j - 2, RELEASE_VISIBLE) if j >= 2 else 0) if stt else line4_free(q, t)
+        return _latest(c23.free(j), c1.after(idx1[(q + 2, t)], ROW_VISIBLE), out)
 
     def ready3(j):
         q, t = rows23[j]
-        t0 = s3[j - 1] + len3[j - 1] if j else 0
-        return latest(t0, after(s2, len2, j, ROW_VISIBLE), line4_free(q, t))
+        return _latest(c3.free(j), c23.after(j, ROW_VISIBLE), line4_free(q, t))
 
     def ready4(u):
         yo, t = rows4[u]
-        t0 = s4[u - 1] + len4 if u else 0
-        writer, wlen = (s3, len3) if stt else (s2, len2)
-        deps = [after(writer, wlen, seq23[(step * yo + step - 1, t)], ROW_VISIBLE)]
+        writer = c3 if stt else c23
+        deps = [writer.after(seq23[(step * yo + step - 1, t)], ROW_VISIBLE)]
         if short_rows and t > 0:       # wait until the row read back is written (+1 visible)
-            deps.append(after(s4, len4, u - back, ROW_VISIBLE + 1))
-        return latest(t0, *deps)
+            deps.append(c4.after(u - back, ROW_VISIBLE + 1))
+        return _latest(c4.free(u), *deps)
 
-    engines = [(s1, len(order1), ready1), (s2, n23, ready2), (s4, n4, ready4)]
-    if stt:
-        engines.insert(2, (s3, n23, ready3))
+    c1.ready, c23.ready, c3.ready, c4.ready = ready1, ready23, ready3, ready4
+    tables = {"cluster1": c1, "cluster23": c23, "stt_cluster3": c3, "cluster4": c4}
+    return {k: v for k, v in tables.items() if v.rows}
+
+
+def _schedule(tables: Sequence[EngineTable]) -> None:
+    """Place every row of every engine at its first ready cycle (rows in order per engine)."""
     progress = True
     while progress:
         progress = False
-        for starts, n, ready in engines:
-            while len(starts) < n:
-                t0 = ready(len(starts))
+        for e in tables:
+            while len(e.starts) < len(e.rows):
+                t0 = e.ready(len(e.starts))
                 if t0 is None:
                     break
-                starts.append(t0)
+                e.starts.append(t0)
                 progress = True
-    if len(s4) < n4 or len(s1) < len(order1):
+    if any(len(e.starts) < len(e.rows) for e in tables):
         raise AssertionError("cycle model deadlocked")  # pragma: no cover
-    busy1, busy2, busy4 = sum(len1), sum(len2), n4 * len4
-    end1 = last(s1, len1, len(s1) - 1) + 1
-    end2 = last(s2, len2, n23 - 1) + 1
-    end4 = last(s4, len4, n4 - 1) + 1
-    merging = [j for j, (_, t) in enumerate(rows23) if not stt and s.full(t)]
-    stall_before = [s2[j] - (s2[j - 1] + len2[j - 1] if j else 0) for j in range(n23)]
-    out = {"cycles": end4 - 1 + PIPE_TAIL,
-           "c1_busy": busy1, "c1_stall": end1 - busy1, "c1_in_wait": 0,
-           "c2_busy": busy2, "c2_stall": end2 - busy2,
-           "c4_busy": busy4, "c4_stall": end4 - busy4,
+
+
+def tile_timing(cfg: HardwareConfig, s: TileShape) -> dict[str, int]:
+    """Exact cycles of one tile: ``cycles`` (the counter), busy and stall cycles per engine
+    (with a host that keeps up)."""
+    tables = _engine_tables(cfg, s)
+    _schedule(list(tables.values()))
+    c1, c23, c4 = tables["cluster1"], tables["cluster23"], tables["cluster4"]
+    stt = s.mode == "stt"
+    merging = [j for j, (_, t) in enumerate(c23.rows) if not stt and s.full(t)]
+    stall_before = [c23.starts[j] - c23.free(j) for j in range(len(c23.rows))]
+    out = {"cycles": c4.end - 1 + PIPE_TAIL,
+           "c1_busy": c1.busy, "c1_stall": c1.end - c1.busy, "c1_in_wait": 0,
+           "c2_busy": c23.busy, "c2_stall": c23.end - c23.busy,
+           "c4_busy": c4.busy, "c4_stall": c4.end - c4.busy,
            "adder_stall": sum(stall_before[j] for j in merging), "lif_stall": 0}
     if stt:
-        busy3 = sum(len3)
-        out["c3_busy"] = busy3
-        out["c3_stall"] = last(s3, len3, n23 - 1) + 1 - busy3
+        c3 = tables["stt_cluster3"]
+        out["c3_busy"] = c3.busy
+        out["c3_stall"] = c3.end - c3.busy
     else:
-        out["c3_busy"] = sum(len2[j] for j in merging)
+        out["c3_busy"] = sum(c23.lens[j] for j in merging)
         out["c3_stall"] = out["adder_stall"]
     return out
 

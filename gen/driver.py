@@ -33,6 +33,7 @@ import numpy as np
 
 from .config import (LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS, HardwareConfig, ceil_div,
                      config_from_dict, load_config, log2)
+from .descriptor import Pass
 from .geometry import TAP_ORDER, TileGeometry
 from .hostmap import HostMap, host_map
 
@@ -593,6 +594,7 @@ class Driver:
             "round": qlayer.round, "pool": int(qlayer.pool), "residual": int(qlayer.residual),
             "zero_halo": tile.zero_halo_bits,
             "in_ring_rows": rings["in"], "res_ring_rows": rings["res"], "out_ring_rows": rings["out"],
+            "pass": int(Pass.FORWARD),
         }
 
     def weight_words(self, qlayer, tile: Tile) -> dict[str, list[int]]:

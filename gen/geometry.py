@@ -2,7 +2,7 @@
 
 :class:`TileGeometry` is what the tiling driver (:mod:`gen.driver`), the cycle and counter
 model (:mod:`gen.cyclemodel`) and the energy model (:mod:`model.tile`) use; the RTL
-(:mod:`gen.top`) computes the same quantities in its geometry registers (docs/host_interface.md,
+(:mod:`gen.tilegeo`) computes the same quantities in its geometry registers (docs/host_interface.md,
 "Regions" and "Counters", has the notation). Pure Python, no Amaranth.
 """
 

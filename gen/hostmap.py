@@ -1,6 +1,6 @@
 """The host interface's address map: registers, counters and buffer regions.
 
-Pure Python (no Amaranth): the generator builds the hardware from it, :mod:`gen.driver`,
+Plain data (the descriptor's fields come from its Amaranth layout, gen/descriptor.py): the generator builds the hardware from it, :mod:`gen.driver`,
 the co-simulation and the energy model read it (through the manifest written by
 ``python -m gen``). docs/host_interface.md describes every entry.
 """
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import HardwareConfig, ceil_div
+from .descriptor import DESCRIPTOR, descriptor_bits
 
 __all__ = ["Register", "Counter", "RegionMap", "HostMap", "host_map", "ID_VALUE",
            "HOST_READ_LATENCY", "COUNTER_BITS", "DESCRIPTOR_FIELDS", "COUNTER_NAMES",
@@ -39,36 +40,10 @@ STREAM_REGISTERS: tuple[tuple[str, int, str, str], ...] = (
 DESCRIPTOR_BASE = 0x10
 COUNTER_BASE = 0x80
 
-#: Descriptor fields: (name, bits, meaning). Written before ``start``; constant during a tile.
-DESCRIPTOR_FIELDS: tuple[tuple[str, int, str], ...] = (
-    ("in_channels", 16, "Cin of the layer"),
-    ("rank", 16, "TT rank r"),
-    ("out_channels", 16, "Cout of this tile (an output-channel group of the layer)"),
-    ("height", 16, "H: output rows of the tile before pooling (window has H+2 rows)"),
-    ("width", 16, "W: output columns before pooling (window has W+2 columns)"),
-    ("timesteps", 8, "T"),
-    ("mode", 2, "0 STT, 1 PTT, 2 HTT (sw.qlayer.MODE_CODES)"),
-    ("schedule", 32, "HTT: bit t set = timestep t is full (ignored for STT/PTT)"),
-    ("pack", 4, "log2(Pk): clusters 2/3 lanes = Pk rank channels x Px = P/Pk output columns"),
-    ("order", 1, "row order: 0 row outer (row y of every timestep, then row y+1), 1 timestep "
-                 "outer (all rows of timestep t, then t+1)"),
-    ("shift1", 6, "re-quantisation shift after cluster 1"),
-    ("shift2", 6, "re-quantisation shift after cluster 2 (STT)"),
-    ("shift3", 6, "re-quantisation shift after cluster 3 / the adder array"),
-    ("affine_shift", 6, "shift of the folded-BatchNorm product"),
-    ("leak_mul", 16, "LIF leak multiplier (unsigned, widths.leak_mul bits used)"),
-    ("leak_shift", 6, "LIF leak shift"),
-    ("threshold", 32, "LIF threshold (signed, widths.membrane bits used)"),
-    ("round", 1, "1: round half up in every shift, 0: floor"),
-    ("pool", 1, "1: 2x2 max-pool after cluster 4"),
-    ("residual", 1, "1: add the residual rows before the LIF"),
-    ("zero_halo", 4, "window edges outside the layer (bit 0 top row, 1 bottom row, 2 left "
-                     "column, 3 right column): their q1 is 0 without computing, their spikes "
-                     "are not in the input rows"),
-    ("in_ring_rows", 16, "rows of the spike_in ring (slot = input row % in_ring_rows)"),
-    ("res_ring_rows", 16, "rows of the residual ring"),
-    ("out_ring_rows", 16, "rows of the output ring (membrane and spikes regions)"),
-)
+#: Descriptor fields: (name, bits, meaning), in register order, derived from the one layout
+#: :data:`gen.descriptor.DESCRIPTOR_LAYOUT` (the hardware holds the descriptor as that layout).
+DESCRIPTOR_FIELDS: tuple[tuple[str, int, str], ...] = tuple(
+    (f.name, descriptor_bits(f.name), f.meaning) for f in DESCRIPTOR)
 
 #: Counters: name -> exact meaning (docs/host_interface.md, section Counters, has the formulas).
 COUNTERS: tuple[tuple[str, str], ...] = (

@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--network", choices=sorted(NETWORKS), action="append",
                     help="network (repeatable; default: both)")
     ap.add_argument("--modes", default="stt,ptt,htt", help="comma list of stt, ptt, htt")
-    ap.add_argument("--ranks", default=None, help="override the network's ranks (sw.ranks syntax)")
+    ap.add_argument("--ranks", default=None, help="override the network's ranks (sw.arch.resolve_ranks syntax)")
     ap.add_argument("--json", dest="json_out", default=None, help="write all rows to this JSON file")
     ap.add_argument("--plot", default=None, help="draw cycles / bound per layer (PNG) to this file")
     args = ap.parse_args(argv)

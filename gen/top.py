@@ -28,41 +28,22 @@ host (rows in the input rings / rows taken from the output ring).
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .arith import lane
 from .config import HardwareConfig, log2
+from .descriptor import DESCRIPTOR_LAYOUT
 from .geometry import TAP_ORDER
 from .hostmap import (COUNTER_BASE, COUNTER_BITS, COUNTER_NAMES, DESCRIPTOR_BASE, DESCRIPTOR_FIELDS, ID_VALUE,
                       REG_CTRL, REG_ID, REG_STATUS, STREAM_BITS, STREAM_REGISTERS, host_map)
-from .units import (AdderArray, AffineLanes, LIFLanes, MacCluster, MacPEArray, MaxPoolLanes,
-                    Requantiser, SpikeTree)
+from .engines import ClusterFourEngine, ClusterOneEngine, ClusterTwoThreeEngine
+from .tilegeo import TileGeometryUnit
 
 __all__ = ["Accelerator", "TOP_NAME", "accelerator_signature", "TAP_ORDER"]
 
 TOP_NAME = "ttsnn_accel"
-ROW_BITS = 16
-#: Cycles after the last descriptor write until the registered tile geometry is valid.
-GEO_SETTLE = 8
-
-
-def _loops(m: Module, levels, enable):
-    """Advance a nest of counters (outer first: ``(signal, count)``) by one step when
-    ``enable``. Returns ``ends``: ``ends[i]`` is true when level ``i`` and all inner
-    levels are at their last value (the step that finishes level ``i``)."""
-    ends = [None] * len(levels)
-    all_last = Const(1)
-    for idx in range(len(levels) - 1, -1, -1):
-        sig, count = levels[idx]
-        is_last = sig == (count - 1)
-        with m.If(enable & all_last):
-            m.d.sync += sig.eq(Mux(is_last, 0, sig + 1))
-        all_last = all_last & is_last
-        ends[idx] = all_last
-    return ends
 
 
 def accelerator_signature(config: HardwareConfig) -> wiring.Signature:
@@ -95,880 +76,93 @@ class Accelerator(wiring.Component):
         self.map = host_map(config)
         super().__init__(accelerator_signature(config))
 
-    def elaborate(self, platform):  # noqa: C901 - one flat description of the top level
+    def elaborate(self, platform):
         m = Module()
-        cfg, hmap = self.config, self.map
-        wd = cfg.widths
-        P, lp = cfg.lanes, log2(cfg.lanes)
-        SW, lsw = cfg.spike_word_bits, log2(cfg.spike_word_bits)
-        lspc = log2(SW // P)                        # log2 of the P-channel chunks per spike word
-        CWMAX = -(-cfg.limits.max_in_channels // SW)
-        ws = cfg.is_weight_stationary("cluster2")
-        BLK = cfg.spad_psum_entries if ws else 1    # blocks sharing one weight chunk
-        CHK = cfg.spad_weight_entries if ws else 1  # reduction steps per chunk
-        lB, lC = log2(BLK), log2(CHK)
-        ab, qb, mb, sb, wb = wd.accumulator, wd.activation, wd.membrane, wd.affine_scale, wd.weight
-        hb = wd.host_data
-        RB = ROW_BITS
-
+        cfg = self.config
         busy, done = Signal(), Signal()
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
+        desc = Signal(DESCRIPTOR_LAYOUT, name="desc")
+        m.submodules.geometry = geometry = TileGeometryUnit(cfg)
+        m.d.comb += geometry.desc.eq(desc)
+        mems = {reg.name: Memory(shape=unsigned(reg.width_bits), depth=reg.depth, init=[])
+                for reg in cfg.regions.values()}
+        for name, mem in mems.items():
+            m.submodules[f"mem_{name}"] = mem
+        host = _HostSide(self, m, busy, desc, mems)
+        engines = self._engines(m, host, desc, geometry.geo, mems)
+        self._control(m, host, busy, done, geometry, engines)
+        host.counter_bank()
+        host.read_mux(done)
+        return m
 
-        # ---- descriptor and the tile geometry derived from it (registered) -----------------
-        d = {name: Signal(bits, name=f"desc_{name}") for name, bits, _ in DESCRIPTOR_FIELDS}
-        T, H, W = d["timesteps"], d["height"], d["width"]
-        R, CIN, COUT = d["rank"], d["in_channels"], d["out_channels"]
-        rnd, pool, use_res = d["round"], d["pool"], d["residual"]
-        zt, zb, zl, zr = (d["zero_halo"][i] for i in range(4))
-        is_stt = d["mode"] == 0
-        is_htt = d["mode"] == 2
-        order = d["order"]                           # 1: timestep outer
-
-        def geo(name, expr, width=RB):
-            sig = Signal(width, name=f"geo_{name}")
-            m.d.sync += sig.eq(expr)
-            return sig
-
-        pk = geo("pack", d["pack"], 4)                 # log2 Pk
-        pxl = geo("pxl", (lp - d["pack"])[:4], 4)      # log2 Px
-        Pk = geo("pk", Const(1, lp + 1) << d["pack"], lp + 1)
-        Px = geo("px", Const(1, lp + 1) << (lp - d["pack"])[:4], lp + 1)
-        ng = geo("ng", (R + (1 << d["pack"]) - 1) >> d["pack"])
-        last_lanes = geo("last_lanes", R - ((ng - 1) << pk), lp + 1)
-        nb = geo("nb", (W + Px - 1) >> pxl)
-        rw1 = geo("rw1", (nb + 2) * ng)                # words of a line1 / row2 row
-        rw4 = geo("rw4", nb * ng)                      # words of a line4 row
-        ncc = geo("ncc", (CIN + P - 1) >> lp)
-        cw = geo("cw", (CIN + SW - 1) >> lsw)
-        r3 = geo("r3", R + (R << 1))
-        ns = geo("ns", (r3 + Px - 1) >> pxl)           # weight words per output group (w2/w3)
-        nch = geo("nch", (r3 + CHK - 1) >> lC)
-        last_chunk = geo("last_chunk", r3 - ((nch - 1) << lC))
-        Ho = geo("ho", Mux(pool, H >> 1, H))
-        Wo = geo("wo", Mux(pool, W >> 1, W))
-        GO = geo("go", (COUT + P - 1) >> lp)
-        in_row_words = geo("in_row_words", (W + 2 - zl - zr) * cw)
-        out_row_words = geo("out_row_words", Wo * GO)
-
-        def inc3(v):
-            return Mux(v == 2, 0, v + 1)
-
-        def t_times_next(v, unit, i_last):
-            """``v = t * unit`` at the end of a row: t is the inner loop counter in row
-            order (wraps after the last timestep) and the outer one in timestep order."""
-            return Mux(order, Mux(i_last, v + unit, v), Mux(i_last, 0, v + unit))
-
-        w_aligned = (W & (Px - 1)) == 0
-        sub_n = Mux(pool, 4, 1)
-        S = Mux(pool, 2, 1)                            # q23 rows per output row
-        # the LIF reads u(t-1) back from the output ring, ``dist`` rows behind. A neuron's
-        # membrane is written 3 cycles after its last issue and the read port is not
-        # transparent, so the same neuron's read must come at least 4 cycles later: when
-        # ``dist`` rows take fewer cycles, E4 waits for the row to be written
-        dist = geo("dist", Mux(order, Ho, 1))
-        sat4 = lambda v: Mux(v >= 4, 4, v)[:3]  # noqa: E731 (the product is only compared with 4)
-        prev_init = geo("prev_init", (d["out_ring_rows"] - dist) * out_row_words)
-        long_rows = geo("long_rows", sat4(sat4(dist) * sat4(out_row_words)) * sat4(sub_n * sat4(R)) >= 4, 1)
-        # cluster 2's blocks (+1: index in the row, the left halo block is 0): STT computes the
-        # halo columns it needs (edges that are not zero halo)
-        e_lo2 = geo("e_lo2", Mux(is_stt & ~zl, 0, 1), 2)
-        nbe2 = geo("nbe2", nb + Mux(is_stt & ~zl, 1, 0) + Mux(is_stt & ~zr & w_aligned, 1, 0))
-        nbg2 = geo("nbg2", (nbe2 + BLK - 1) >> lB)
-        lastg2 = geo("lastg2", nbe2 - ((nbg2 - 1) << lB))
-        nbg3 = geo("nbg3", (nb + BLK - 1) >> lB)
-        lastg3 = geo("lastg3", nb - ((nbg3 - 1) << lB))
-        last_cols = geo("last_cols", W - ((nb - 1) << pxl), lp + 1)   # valid columns of the last block
-        # per-tile products, so that the address and handshake logic below only adds
-        TR1 = geo("tr1", T * rw1)                      # a line1 slot group (one row of every t)
-        TR4 = geo("tr4", T * rw4)
-        T3R1 = geo("t3r1", (TR1 << 1) + TR1)           # the whole line1 ring (timestep outer)
-        eW_ng = geo("ew_ng", rw4 + Mux(w_aligned, ng, 0))   # word offset of column W's block
-        e_lo2_ng = geo("e_lo2_ng", Mux(e_lo2 == 1, ng, 0))
-
-        def active_lanes(total, group, shift):
-            rest = (total - (group << shift))[:RB]
-            return Mux(rest >= (1 << shift), 1 << shift, rest)
-
-        # ---- memories ----------------------------------------------------------------------
-        mems = {}
-        for reg in cfg.regions.values():
-            mems[reg.name] = m.submodules[f"mem_{reg.name}"] = Memory(
-                shape=unsigned(reg.width_bits), depth=reg.depth, init=[])
-
-        def rp(name, **kw):
-            return mems[name].read_port(domain="sync", **kw)
-
-        # ---- counters ----------------------------------------------------------------------
-        counters = {n: Signal(COUNTER_BITS, name=f"cnt_{n}") for n in COUNTER_NAMES}
-        incs: dict[str, list] = {n: [] for n in COUNTER_NAMES}
-
-        def count(name, amount):
-            incs[name].append(amount)
-
-        # ---- host interface: decode -------------------------------------------------------
-        addr = self.host_addr
-        start = Signal()
-        clear = Signal()
-        m.d.comb += [start.eq(self.host_write & (addr == REG_CTRL) & self.host_wdata[0] & ~busy),
-                     clear.eq(self.host_write & (addr == REG_CTRL) & self.host_wdata[1])]
-        stream_in = {name: Signal(STREAM_BITS, name=f"host_{name}")
-                     for name, _, access, _ in STREAM_REGISTERS if access == "rw"}
-        with m.If(self.host_write):
-            for name, a, access, _ in STREAM_REGISTERS:
-                if access == "rw":
-                    with m.If(addr == a):
-                        m.d.sync += stream_in[name].eq(self.host_wdata[:STREAM_BITS])
-
-        # regions the host may access while a tile runs: it fills the input rings and drains
-        # the output ring; everything else only while idle
-        stream_write = {"spike_in", "residual"}
-        stream_read = {"membrane", "spikes"}
-        max_sub = max(r.subwords for r in hmap.regions)
-        staging = Signal(max((max_sub - 1) * hb, 1))
-        host_ports = {}   # region -> (word, k, hit, RegionMap, allowed)
-        for reg in hmap.regions:
-            off = (addr - reg.base)[:self.map.addr_bits]
-            hit = (addr >= reg.base) & (addr < reg.base + reg.span)
-            word = off >> log2(reg.stride)
-            k = off[:log2(reg.stride)] if reg.stride > 1 else Const(0, 1)
-            allowed = Const(1) if reg.name in stream_write else ~busy
-            read_ok = Const(1) if reg.name in stream_read else ~busy
-            host_ports[reg.name] = (word, k, hit, reg, allowed)
-            count("host_words_in", self.host_write & hit & allowed & (k < reg.subwords))
-            count("host_words_out", self.host_read & hit & read_ok & (k < reg.subwords))
-        with m.If(self.host_write):
-            for name, (word, k, hit, reg, allowed) in host_ports.items():
-                if reg.subwords > 1:
-                    with m.If(hit & allowed & (k < reg.subwords - 1)):
-                        m.d.sync += staging.word_select(k[:max(log2(max_sub) + 1, 1)], hb).eq(self.host_wdata)
-            with m.If(~busy):
-                for name, bits, _ in DESCRIPTOR_FIELDS:
-                    with m.If(addr == hmap.register(name).address):
-                        m.d.sync += d[name].eq(self.host_wdata[:bits])
-
-        def host_commit(name):
-            """(en, addr, data) of a host write committing a whole word of region ``name``."""
-            word, k, hit, reg, allowed = host_ports[name]
-            en = self.host_write & allowed & hit & (k == reg.subwords - 1)
-            data = Cat(staging[:(reg.subwords - 1) * hb], self.host_wdata)[:reg.width_bits] \
-                if reg.subwords > 1 else self.host_wdata[:reg.width_bits]
-            return en, word, data
-
-        def host_only_write(name):
-            port = mems[name].write_port()
-            h_en, h_addr, h_data = host_commit(name)
-            m.d.comb += [port.en.eq(h_en), port.addr.eq(h_addr), port.data.eq(h_data)]
-
-        host_read_ports = {}
-
-        def shared_read(name, dp_en, dp_addr):
-            """A read port shared by the datapath (while busy) and the host (while idle)."""
-            port = rp(name)
-            word, _, hit, _, _ = host_ports[name]
-            m.d.comb += [port.en.eq(Mux(busy, dp_en, self.host_read & hit)),
-                         port.addr.eq(Mux(busy, dp_addr, word))]
-            host_read_ports[name] = port
-            return port
-
-        def host_only_read(name):
-            port = rp(name)
-            word, _, hit, _, _ = host_ports[name]
-            m.d.comb += [port.en.eq(self.host_read & hit), port.addr.eq(word)]
-            host_read_ports[name] = port
-
-        # ---- progress counters between engines and with the host ---------------------------
-        e1_done = Signal(RB)        # E1 rows written to line1 (E1 order)
-        e2_done, e2_rel = Signal(RB), Signal(RB)   # E2 rows written / released (q*T + t order)
-        e3_done, e3_rel = Signal(RB), Signal(RB)
-        e4_rel = Signal(RB)         # E4 rows issued (q23 rows released)
-        in_seq = Signal(STREAM_BITS)      # input rows E1 has finished with
-        res_seq = Signal(STREAM_BITS)     # residual rows E4 has finished with
-        out_seq = Signal(STREAM_BITS)     # output rows complete
-        run1, run4 = Signal(), Signal()           # (E2, E3 have their own run flags)
-
-        # ==== E1: cluster 1 ===============================================================
-        # rows: row outer: output row q (its new window rows: 0..2 for q = 0, q + 2 after),
-        # timestep, new row; timestep outer: timestep, window row
-        o1, i1, sb1 = Signal(RB), Signal(RB), Signal(2)
-        px1, k1, cc1 = Signal(RB), Signal(RB), Signal(RB)
-        qm3_1 = Signal(2)                         # (o1 + 2) mod 3 for o1 >= 1 (row outer)
-        waddr1, pix1 = Signal(RB), Signal(RB)
-        in_base, in_slot = Signal(RB), Signal(RB)
-        # timestep outer: line1 is one ring of 3T rows in E1's order; rel1 counts the rows of
-        # that order E2 has released (a prefix: E2 releases them in the same order)
-        ring1, n1, rel1 = Signal(8), Signal(RB), Signal(RB)
-        ring1_base = Signal(RB)                   # ring1 * rw1
-        trw1 = Signal(RB)                         # t * rw1 (row outer: t is i1)
-        need1 = Signal(RB)                        # row outer: E2 rows released before row >= 3
-        eoff1 = Signal(RB)                        # word offset (block * ng) of the current pixel
-        T3 = geo("t3", (T << 1) + T, 8)
-        wr1, t1 = Signal(RB), Signal(8)
-        m.d.comb += [wr1.eq(Mux(order, i1, Mux(o1 == 0, sb1, o1 + 2))), t1.eq(Mux(order, o1, i1))]
-        # window rows and halo columns outside the layer (zero_halo) are never computed nor
-        # written: a zero row takes one step (it still occupies its line1 slot, whose reads
-        # cluster 2 masks to zero), zero halo columns are skipped (readers mask the halo
-        # block; an unaligned right edge gets its zero lane with column W-1's write)
-        zero_row1 = Signal()
-        m.d.comb += zero_row1.eq(((wr1 == 0) & zt) | ((wr1 == H + 1) & zb))
-        halos1 = geo("halos1", 2 - zl - zr, 2)    # halo pixels cluster 1 computes per row
-
-        def pixel_of(idx):
-            """Window pixel (0: left halo, 1: right halo, 2 + x: column x) of the ``idx``-th
-            pixel cluster 1 computes in a row."""
-            return Mux(idx >= halos1, idx + zl + zr, Mux(halos1 == 2, idx, zl))
-
-        pi1 = Signal(RB)
-        m.d.comb += pi1.eq(pixel_of(px1))
-        nxt_pi1 = pixel_of(px1 + 1)
-        first_eoff1 = geo("first_eoff1", Mux(~zl, 0, Mux(~zr, eW_ng, ng)))
-        zlane1 = Signal()                         # column W-1 with a zero, unaligned right edge
-        m.d.comb += zlane1.eq(zr & ~w_aligned & (pi1 == W + 1))
-        xe1 = Signal(RB)                          # column + Px (the left halo is column -1)
-        m.d.comb += xe1.eq(Mux(pi1 == 0, Px - 1, Mux(pi1 == 1, W + Px, pi1 - 2 + Px)))
-        in_ok1 = zero_row1 | (stream_in["in_rows"] > in_seq)
-        slot_ok1 = Mux(order, (n1 < T3) | (rel1 >= n1 - T3 + 1), (wr1 < 3) | (e2_rel >= need1))
-        issue1 = Signal()
-        m.d.comb += issue1.eq(run1 & in_ok1 & slot_ok1)
-        count("c1_busy", issue1)
-        count("c1_stall", run1 & ~slot_ok1)
-        count("c1_in_wait", run1 & slot_ok1 & ~in_ok1)
-        e1 = _loops(m, [(o1, Mux(order, T, H)), (i1, Mux(order, H + 2, T)),
-                        (sb1, Mux(order | (o1 != 0), 1, 3)),
-                        (px1, Mux(zero_row1, 1, W + halos1)),
-                        (k1, Mux(zero_row1, 1, R)), (cc1, Mux(zero_row1, 1, ncc))], issue1)
-        unit_end1, px_end1, row_end1, all_end1 = e1[5], e1[4], e1[3], e1[0]
-        def times3(sel, unit):
-            """``sel * unit`` for ``sel`` in 0..2, without a multiplier."""
-            return Mux(sel == 0, 0, Mux(sel == 1, unit, unit << 1))
-
-        base1 = Signal(RB)                        # line1 slot of the current window row
-        m.d.comb += base1.eq(Mux(order, ring1_base, times3(Mux(o1 == 0, sb1, qm3_1), TR1) + trw1))
-        with m.If(issue1):
-            m.d.sync += waddr1.eq(Mux(px_end1, 0, waddr1 + 1))
-            with m.If(px_end1):
-                m.d.sync += pix1.eq(Mux(row_end1, 0, pix1 + cw))
-                # the next pixel's block: column W's, block 1 (column 0), then one more block
-                # every Px columns; a new row starts with its first pixel's block
-                nxt_col = nxt_pi1 - 2             # column of the next pixel (for nxt_pi1 >= 2)
-                m.d.sync += eoff1.eq(Mux(row_end1, first_eoff1, Mux(nxt_pi1 == 1, eW_ng, Mux(
-                    nxt_pi1 == 2, ng, eoff1 + Mux((nxt_col & (Px - 1)) == 0, ng, 0)))))
-            with m.If(row_end1):
-                m.d.sync += [n1.eq(n1 + 1),
-                             ring1.eq(Mux(ring1 == T3 - 1, 0, ring1 + 1)),
-                             ring1_base.eq(Mux(ring1 == T3 - 1, 0, ring1_base + rw1)),
-                             need1.eq(need1 + (wr1 >= 3))]
-                with m.If(~zero_row1):
-                    last_slot = in_slot == d["in_ring_rows"] - 1
-                    m.d.sync += [in_seq.eq(in_seq + 1),
-                                 in_slot.eq(Mux(last_slot, 0, in_slot + 1)),
-                                 in_base.eq(Mux(last_slot, 0, in_base + in_row_words))]
-            with m.If(e1[2]):        # i1 advances (t, row outer)
-                m.d.sync += trw1.eq(Mux(e1[1], 0, trw1 + rw1))
-            with m.If(e1[1]):        # o1 advances
-                m.d.sync += qm3_1.eq(Mux(o1 == 0, 0, inc3(qm3_1)))
-            with m.If(all_end1):
-                m.d.sync += run1.eq(0)
-        spike_rd = shared_read("spike_in", issue1 & ~zero_row1 & (k1 == 0) & (cc1[:lspc] == 0 if lspc else 1),
-                               in_base + pix1 + (cc1 >> lspc))
-        w1_rd = shared_read("w1", issue1 & ~zero_row1, waddr1)
-        count("spike_in_reads", spike_rd.en & busy)
-        count("w1_reads", issue1 & ~zero_row1)
-
-        v1a, zero1a, first1a, last1a, k0_1a, rowend1a = (Signal(name=f"e1a_{n}") for n in
-                                                          ("v", "zero", "first", "last", "k0", "rowend"))
-        cc1a, k1a, e1a, sl1a = Signal(RB), Signal(RB), Signal(RB), Signal(lp + 1)   # e1a: word offset
-        base1a = Signal(RB)
-        act1a = Signal(range(P + 1))
-        zlane1a, zlane1b = Signal(), Signal()
-        m.d.sync += [zlane1a.eq(zlane1), zlane1b.eq(zlane1a)]
-        m.d.sync += [v1a.eq(issue1), zero1a.eq(zero_row1), first1a.eq(cc1 == 0), last1a.eq(unit_end1),
-                     k0_1a.eq(k1 == 0), rowend1a.eq(row_end1), cc1a.eq(cc1), k1a.eq(k1),
-                     e1a.eq(eoff1), sl1a.eq(xe1 & (Px - 1)), base1a.eq(base1),
-                     act1a.eq(active_lanes(CIN, cc1, lp))]
-        spike_reg = Signal(CWMAX * SW)
-        word1 = Mux(k0_1a, spike_rd.data, spike_reg.word_select((cc1a >> lspc)[:max(log2(CWMAX), 1)], SW)
-                    if CWMAX > 1 else spike_reg)
-        with m.If(v1a & k0_1a & ~zero1a):
-            if CWMAX > 1:
-                m.d.sync += spike_reg.word_select((cc1a >> lspc)[:max(log2(CWMAX), 1)], SW).eq(spike_rd.data)
-            else:
-                m.d.sync += spike_reg.eq(spike_rd.data)
-        chunk1 = Signal(P)
-        m.d.comb += chunk1.eq(word1.word_select(cc1a[:lspc], P) if lspc else word1)
-        m.submodules.cluster1 = pe1 = SpikeTree(P, wb, ab)
-        m.d.comb += [pe1.valid.eq(v1a & ~zero1a), pe1.first.eq(first1a), pe1.spikes.eq(chunk1),
-                     pe1.weights.eq(w1_rd.data)]
-        count("c1_slots", Mux(v1a & ~zero1a, act1a, 0))
-        count("c1_adds", Mux(v1a & ~zero1a, sum(chunk1[l] for l in range(P)), 0))
-
-        v1b, zero1b, last1b, rowend1b = Signal(), Signal(), Signal(), Signal()
-        k1b, e1b, sl1b, base1b = Signal(RB), Signal(RB), Signal(lp + 1), Signal(RB)
-        m.d.sync += [v1b.eq(v1a), zero1b.eq(zero1a), last1b.eq(last1a), rowend1b.eq(rowend1a),
-                     k1b.eq(k1a), e1b.eq(e1a), sl1b.eq(sl1a), base1b.eq(base1a)]
-        m.submodules.requant1 = rq1 = Requantiser(1, ab, qb)
-        m.d.comb += [rq1.i.eq(pe1.acc), rq1.shift.eq(d["shift1"]), rq1.rnd.eq(rnd)]
-        line1_w = mems["line1"].write_port(granularity=qb)
-        lane1 = Signal(lp + 1)
-        m.d.comb += lane1.eq((sl1b << pk) | (k1b & (Pk - 1)))
-        zero_lane1 = lane1 + Pk                   # column W's lane, next to column W-1's
-        m.d.comb += [line1_w.addr.eq(base1b + e1b + (k1b >> pk)),
-                     line1_w.data.eq(Cat(*(Mux(zlane1b & (zero_lane1 == l), 0, rq1.o)
-                                           for l in range(P))))]
-        with m.If(v1b & last1b & ~zero1b):
-            m.d.comb += line1_w.en.eq((Const(1, P) << lane1) | Mux(zlane1b, Const(1, P) << zero_lane1, 0))
-        count("line1_writes", v1b & last1b & ~zero1b)
-        with m.If(v1b & last1b & rowend1b):
-            m.d.sync += e1_done.eq(e1_done + 1)
-
-        # ==== E2 / E3: clusters 2 and 3 ===================================================
-        line1_a = rp("line1")     # cluster 2: rows q and q+2 (taps 0, 2)
-        line1_b = rp("line1")     # centre row q+1 (cluster 2 tap 1, cluster 3, HTT copy)
-        line1_c = rp("line1")     # cluster 3 (PTT): the neighbouring block
-        row2_b, row2_c = rp("row2"), rp("row2")
-        m.submodules.cluster2 = pe2 = MacCluster(P, wb, qb, ab, CHK if ws else 0, BLK if ws else 0)
-        m.submodules.cluster3 = pe3 = MacCluster(P, wb, qb, ab, CHK if ws else 0, BLK if ws else 0)
-        for pe in (pe2, pe3):
-            m.d.comb += pe.pack.eq(pk)
-
-        def mac_engine(name, e_lo, e_lo_ng, nbg, lastg, copy_allowed):
-            """Loop counters and step flags of one MAC engine (E2 or E3) at the issue stage."""
-            e = {k: Signal(RB, name=f"{name}_{k}") for k in
-                 ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs", "jls", "sls", "gbase",
-                  "seq", "bc")}
-            e["q"] = Signal(RB, name=f"{name}_q")
-            e["t"] = Signal(8, name=f"{name}_t")
-            m.d.comb += [e["q"].eq(Mux(order, e["i"], e["o"])), e["t"].eq(Mux(order, e["o"], e["i"]))]
-            e["ti"], e["tis"] = Signal(2, name=f"{name}_ti"), Signal(2, name=f"{name}_tis")
-            e["qm3"] = Signal(2, name=f"{name}_qm3")
-            # word offsets and bases kept by adding (no multiplier in the address path)
-            for k in ("goff", "boff", "coff", "r1base", "trw", "tr4", "tho", "l4b"):
-                e[k] = Signal(RB, name=f"{name}_{k}")
-            e["e_lo_ng"] = e_lo_ng
-            e["run"] = Signal(name=f"{name}_run")
-            e["issue"] = Signal(name=f"{name}_issue")
-            e["copy"] = Signal(name=f"{name}_copy")
-            m.d.comb += e["copy"].eq(Const(copy_allowed) & is_htt & ~d["schedule"].bit_select(e["t"], 1))
-            nbi = Mux(e["bg"] == nbg - 1, lastg, BLK)
-            single = Signal(name=f"{name}_single")
-            m.d.comb += single.eq(nbi == 1)
-            chunk_len = Mux(single, r3, Mux(e["ck"] == nch - 1, last_chunk, CHK))
-            jl_max = Mux(e["jb"] == ng - 1, last_lanes, Pk)
-            f = {k: Signal(name=f"{name}_{k}") for k in
-                 ("s_first", "s_last", "final", "from_psum", "psum_out", "glb_w", "spad_wr",
-                  "spad_rd", "row_end", "all_end")}
-            m.d.comb += [f["s_first"].eq(e["s"] == 0), f["s_last"].eq(e["s"] == chunk_len - 1),
-                         f["final"].eq(f["s_last"] & (single | (e["ck"] == nch - 1))),
-                         f["from_psum"].eq(f["s_first"] & ~single & (e["ck"] != 0)),
-                         f["psum_out"].eq(f["s_last"] & ~f["final"]),
-                         f["glb_w"].eq(single | (e["b"] == 0)),
-                         f["spad_wr"].eq(~single & (e["b"] == 0)),
-                         f["spad_rd"].eq(~single & (e["b"] != 0))]
-            blk_last = e["b"] == nbi - 1
-            copy_end = (e["bc"] == nb - 1) & (e["g"] == ng - 1)
-            mac_end = f["final"] & blk_last & (e["bg"] == nbg - 1) & (e["g"] == ng - 1)
-            m.d.comb += f["row_end"].eq(Mux(e["copy"], copy_end, mac_end))
-            m.d.comb += f["all_end"].eq(f["row_end"] & (e["q"] == H - 1) & (e["t"] == T - 1))
-            i_last = e["i"] == Mux(order, H, T) - 1
-            # next step of the reduction: (jb, tap index, jl) with jl innermost
-            jl_wrap = e["jl"] == jl_max - 1
-            ti_wrap = e["ti"] == 2
-            nxt = {"jl": Mux(jl_wrap, 0, e["jl"] + 1),
-                   "ti": Mux(jl_wrap, Mux(ti_wrap, 0, e["ti"] + 1), e["ti"]),
-                   "jb": Mux(jl_wrap & ti_wrap, e["jb"] + 1, e["jb"]),
-                   "sl": e["sl"] + 1}
-            steps = ("jb", "ti", "jl", "sl")
-            saved = {"jb": e["jbs"], "ti": e["tis"], "jl": e["jls"], "sl": e["sls"]}
-            with m.If(e["issue"]):
-                with m.If(e["copy"]):
-                    m.d.sync += e["g"].eq(Mux(e["g"] == ng - 1, 0, e["g"] + 1))
-                    with m.If(e["g"] == ng - 1):
-                        m.d.sync += [e["bc"].eq(Mux(e["bc"] == nb - 1, 0, e["bc"] + 1)),
-                                     e["coff"].eq(Mux(e["bc"] == nb - 1, ng, e["coff"] + ng))]
-                with m.Elif(f["s_last"]):
-                    m.d.sync += e["s"].eq(0)
-                    with m.If(~blk_last):
-                        m.d.sync += [e["b"].eq(e["b"] + 1), e["boff"].eq(e["boff"] + ng)]
-                        m.d.sync += [e[k].eq(saved[k]) for k in steps]
-                    with m.Else():
-                        m.d.sync += [e["b"].eq(0), e["boff"].eq(0)]
-                        with m.If(~f["final"]):
-                            m.d.sync += e["ck"].eq(e["ck"] + 1)
-                            m.d.sync += [e[k].eq(nxt[k]) for k in steps]
-                            m.d.sync += [saved[k].eq(nxt[k]) for k in steps]
-                        with m.Else():
-                            m.d.sync += e["ck"].eq(0)
-                            m.d.sync += [e[k].eq(0) for k in steps] + [saved[k].eq(0) for k in steps]
-                            with m.If(e["bg"] != nbg - 1):
-                                m.d.sync += [e["bg"].eq(e["bg"] + 1), e["goff"].eq(e["goff"] + (ng << lB))]
-                            with m.Else():
-                                m.d.sync += [e["bg"].eq(0), e["goff"].eq(e_lo_ng)]
-                                with m.If(e["g"] != ng - 1):
-                                    m.d.sync += [e["g"].eq(e["g"] + 1), e["gbase"].eq(e["gbase"] + ns)]
-                                with m.Else():
-                                    m.d.sync += [e["g"].eq(0), e["gbase"].eq(0)]
-                with m.Else():
-                    m.d.sync += e["s"].eq(e["s"] + 1)
-                    m.d.sync += [e[k].eq(nxt[k]) for k in steps]
-                with m.If(f["row_end"]):
-                    m.d.sync += e["seq"].eq(e["seq"] + 1)
-                    with m.If(i_last):
-                        m.d.sync += [e["i"].eq(0), e["o"].eq(e["o"] + 1)]
-                    with m.Else():
-                        m.d.sync += e["i"].eq(e["i"] + 1)
-                    # q mod 3: q is the outer counter (row outer) or the inner one
-                    m.d.sync += e["qm3"].eq(Mux(order, Mux(i_last, 0, inc3(e["qm3"])),
-                                                Mux(i_last, inc3(e["qm3"]), e["qm3"])))
-                    step_b = e["r1base"] + Mux(i_last, (rw1 << 1) + rw1, rw1)
-                    m.d.sync += e["r1base"].eq(Mux(step_b >= T3R1, step_b - T3R1, step_b))
-                    m.d.sync += [e["trw"].eq(t_times_next(e["trw"], rw1, i_last)),
-                                 e["tr4"].eq(t_times_next(e["tr4"], rw4, i_last)),
-                                 e["tho"].eq(t_times_next(e["tho"], Ho, i_last)), e["coff"].eq(ng)]
-                    # ((q - 3) >> pool) * T, row outer: grows when q moves to a new q23 row pair
-                    with m.If(~order & i_last & (e["q"] >= 3) & (~pool | ~e["q"][0])):
-                        m.d.sync += e["l4b"].eq(e["l4b"] + T)
-                    with m.If(f["all_end"]):
-                        m.d.sync += e["run"].eq(0)
-            # derived per step
-            e["e"] = Signal(RB, name=f"{name}_e")   # block index in the row (+1)
-            m.d.comb += e["e"].eq(Mux(e["copy"], e["bc"] + 1, e_lo + (e["bg"] << lB) + e["b"]))
-            e["eoff"] = Signal(RB, name=f"{name}_eoff")   # e * ng
-            m.d.comb += e["eoff"].eq(Mux(e["copy"], e["coff"], e["goff"] + e["boff"]))
-            e["tap"] = Signal(2, name=f"{name}_tap")
-            m.d.comb += e["tap"].eq(Array([Const(t, 2) for t in TAP_ORDER])[e["ti"]])
-            e["new_op"] = f["s_first"] | (e["jl"] == 0)
-            e["new_centre"] = f["s_first"] | ((e["jl"] == 0) & (e["ti"] == 0))
-            e["glb_rd"] = f["glb_w"] & (f["s_first"] | ((e["sl"] & (Px - 1)) == 0))
-            e["f"] = f
-            return e
-
-        E2 = mac_engine("e2", e_lo2, e_lo2_ng, nbg2, lastg2, True)
-        E3 = mac_engine("e3", Const(1, 2), ng, nbg3, lastg3, False)
-        f2, f3 = E2["f"], E3["f"]
-        ptt_row2 = ~is_stt & ~E2["copy"]        # a merging row (PTT or HTT full timestep)
-
-        # E2 readiness: its three q1 rows written; its output slot (row2 or line4) free
-        def line4_free(E):
-            """line4 slot of q23 row (q, t) free: row (q - 3, t) consumed by cluster 4, i.e.
-            E4 has issued output row ((q - 3) >> pool, t) (its index in the row order: row
-            outer ((q-3) >> pool) * T + t, timestep outer t * Ho + ((q-3) >> pool))."""
-            q = E["q"]
-            need = Mux(order, E["tho"] + ((q - 3) >> pool), E["l4b"] + E["t"]) + 1
-            return (q < 3) | (e4_rel >= need)
-
-        # E1 rows the current E2 row needs (E1's index of window row (q + 2, t), + 1)
-        need2 = Signal(RB)
-        with m.If(E2["issue"] & f2["row_end"]):
-            i_last2 = E2["i"] == Mux(order, H, T) - 1
-            m.d.sync += need2.eq(need2 + Mux(order, Mux(i_last2, 3, 1),
-                                             Mux((E2["q"] == 0) & ~i_last2, 3, 1)))
-        out_ok2 = Mux(is_stt, e3_rel + 1 >= E2["seq"], line4_free(E2))
-        ok2 = (e1_done >= need2) & out_ok2
-        m.d.comb += [E2["issue"].eq(E2["run"] & ok2)]
-        count("c2_busy", E2["issue"])
-        count("c2_stall", E2["run"] & ~ok2)
-        count("adder_stall", E2["run"] & ~ok2 & ptt_row2)
-        with m.If(E2["issue"] & f2["row_end"]):
-            m.d.sync += [e2_rel.eq(e2_rel + 1), rel1.eq(rel1 + Mux(E2["q"] == H - 1, 3, 1))]
-
-        ok3 = (e2_done >= E3["seq"] + 1) & line4_free(E3)
-        m.d.comb += E3["issue"].eq(E3["run"] & ok3)
-        count("c3_busy", Mux(is_stt, E3["issue"], E2["issue"] & ~E2["copy"]))
-        count("c3_stall", Mux(is_stt, E3["run"] & ~ok3, E2["run"] & ~ok2 & ptt_row2))
-        with m.If(E3["issue"] & f3["row_end"]):
-            m.d.sync += e3_rel.eq(e3_rel + 1)
-
-        # E2's memory reads
-        def slot_base(E, i):
-            """Word base of the line1 slot of window row (q + i) at timestep t: slot
-            ((q + i) mod 3) * T + t (row outer), the ring slot of row q + i modulo 3T
-            (timestep outer); times rw1."""
-            s = (E["qm3"] + i)
-            s = Mux(s >= 3, s - 3, s)
-            r = E["r1base"] + (rw1 if i == 1 else (rw1 << 1) if i == 2 else 0)
-            r = Mux(r >= T3R1, r - T3R1, r)
-            return Mux(order, r, times3(s, TR1) + E["trw"])
-
-        mac2 = E2["issue"] & ~E2["copy"]
-
-        def tap_row_outside(E):
-            """The step's tap row (0: window row q, 2: q + 2) lies outside the layer (zero halo)."""
-            return Mux(E["tap"] == 0, (E["q"] == 0) & zt, (E["q"] == H - 1) & zb)
-
-        def neighbour_block(E):
-            """Cluster 3's operand block for E's step (tap 0: the block on the left, tap 2:
-            the one on the right): its index (+1 indexed) and word offset in the row."""
-            left = E["tap"] == 0
-            return Mux(left, E["e"] - 1, E["e"] + 1), Mux(left, E["eoff"] - ng, E["eoff"] + ng)
-        base2_b = slot_base(E2, 1)
-        base2_a = Mux(E2["tap"] == 0, slot_base(E2, 0), slot_base(E2, 2))
-        nb_e2, nboff2 = neighbour_block(E2)
-        # a tap row outside the layer is not read (its operand is masked to zero at stage a)
-        m.d.comb += [line1_a.en.eq(mac2 & (E2["ti"] != 0) & E2["new_op"] & ~tap_row_outside(E2)),
-                     line1_a.addr.eq(base2_a + E2["eoff"] + E2["jb"]),
-                     line1_b.en.eq(E2["issue"] & (E2["copy"] | E2["new_centre"])),
-                     line1_b.addr.eq(base2_b + E2["eoff"] + Mux(E2["copy"], E2["g"], E2["jb"])),
-                     line1_c.en.eq(mac2 & ~is_stt & (E2["ti"] != 0) & E2["new_op"]),
-                     line1_c.addr.eq(base2_b + nboff2 + E2["jb"])]
-        count("line1_reads", line1_a.en + line1_b.en + line1_c.en)
-        w2_rd = shared_read("w2", mac2 & E2["glb_rd"], E2["gbase"] + (E2["sl"] >> pxl))
-        count("w2_reads", mac2 & E2["glb_rd"])
-        # E3's memory reads (STT)
-        mac3 = E3["issue"]
-        base3 = Mux(E3["seq"][0], rw1, 0)
-        nb_e3, nboff3 = neighbour_block(E3)
-        m.d.comb += [row2_b.en.eq(mac3 & E3["new_centre"]),
-                     row2_b.addr.eq(base3 + E3["eoff"] + E3["jb"]),
-                     row2_c.en.eq(mac3 & (E3["ti"] != 0) & E3["new_op"]),
-                     row2_c.addr.eq(base3 + nboff3 + E3["jb"])]
-        count("row2_reads", row2_b.en + row2_c.en)
-        w3_en = Mux(is_stt, mac3 & E3["glb_rd"], mac2 & E2["glb_rd"])
-        w3_rd = shared_read("w3", w3_en, Mux(is_stt, E3["gbase"] + (E3["sl"] >> pxl),
-                                             E2["gbase"] + (E2["sl"] >> pxl)))
-        count("w3_reads", w3_en)
-
-        def active_cols(e_blk, stt_halo):
-            """Output columns of block ``e_blk`` (+1 indexed) a MAC step counts: columns
-            0..W-1, and for cluster 2 in STT the halo columns it computes."""
-            b_last = e_blk == nb
-            cols = Mux(b_last, last_cols, Px)
-            if stt_halo:
-                cols = Mux(e_blk == 0, 1, Mux(e_blk == nb + 1, 1,
-                           cols + (b_last & ~w_aligned & ~zr)))
-            return cols
-
-        def stage_a(name, E, nbr_e):
-            """Registers carrying E's issue-stage step into stage a."""
-            f = E["f"]
-            a = {k: Signal(name=f"{name}a_{k}") for k in
-                 ("v", "copy", "first", "from_psum", "use_spad", "w_wr", "final", "psum_out",
-                  "row_end", "nb_zero", "row_zero")}
-            for k, w_ in (("s", RB), ("b", RB), ("jl", RB), ("wsel", lp + 1), ("e", RB),
-                          ("eoff", RB), ("tr4", RB), ("g", RB)):
-                a[k] = Signal(w_, name=f"{name}a_{k}")
-            a["ti"] = Signal(2, name=f"{name}a_ti")
-            a["seq"] = Signal(RB, name=f"{name}a_seq")
-            a["qm3"] = Signal(2, name=f"{name}a_qm3")
-            nb_zero = ((nbr_e == 0) & zl) | ((nbr_e == nb + 1) & zr)
-            m.d.sync += [a["v"].eq(E["issue"]), a["copy"].eq(E["copy"]), a["first"].eq(f["s_first"]),
-                         a["from_psum"].eq(f["from_psum"]), a["use_spad"].eq(f["spad_rd"]),
-                         a["w_wr"].eq(f["spad_wr"]), a["final"].eq(f["final"]),
-                         a["psum_out"].eq(f["psum_out"]), a["row_end"].eq(f["row_end"]),
-                         a["nb_zero"].eq(nb_zero & (E["ti"] != 0)),
-                         # cluster 2's tap row outside the layer (never written by cluster 1)
-                         a["row_zero"].eq((E["ti"] != 0) & tap_row_outside(E)),
-                         a["s"].eq(E["s"]), a["b"].eq(E["b"]), a["jl"].eq(E["jl"]),
-                         a["wsel"].eq(E["sl"] & (Px - 1)), a["e"].eq(E["e"]), a["g"].eq(E["g"]),
-                         a["eoff"].eq(E["eoff"]), a["tr4"].eq(E["tr4"]),
-                         a["ti"].eq(E["ti"]), a["seq"].eq(E["seq"]), a["qm3"].eq(E["qm3"])]
-            return a
-
-        A2 = stage_a("e2", E2, nb_e2)
-        A3 = stage_a("e3", E3, nb_e3)
-        lanes2 = Mux((A2["g"] == ng - 1), last_lanes, Pk)
-        lanes3 = Mux((A3["g"] == ng - 1), last_lanes, Pk)
-        cols2 = active_cols(A2["e"], True)
-        cols2_ptt = active_cols(A2["e"], False)
-        cols3 = active_cols(A3["e"], False)
-
-        # spad addresses at issue, the step's controls at stage a, partial-sum writes at b
-        def drive_cluster(pe, E, A, centre, neighbour, shift, weights, valid):
-            m.d.comb += [pe.w_rd.eq(E["issue"] & E["f"]["spad_rd"]), pe.w_addr.eq(E["s"]),
-                         pe.p_rd.eq(E["issue"] & E["f"]["from_psum"]), pe.p_addr.eq(E["b"]),
-                         pe.valid.eq(valid), pe.first.eq(A["first"]), pe.from_psum.eq(A["from_psum"]),
-                         pe.jl.eq(A["jl"]), pe.shift.eq(shift), pe.centre.eq(centre),
-                         pe.neighbour.eq(neighbour), pe.wsel.eq(A["wsel"]), pe.weights.eq(weights),
-                         pe.use_spad.eq(A["use_spad"]), pe.w_wr.eq(valid & A["w_wr"]),
-                         pe.w_wr_addr.eq(A["s"])]
-
-        shift_of = lambda ti: Mux(ti == 0, 0, Mux(ti == 1, 1, 2))  # noqa: E731 (tap 0: -1, tap 2: +1)
-        v2mac = A2["v"] & ~A2["copy"]
-        drive_cluster(pe2, E2, A2, Mux(A2["ti"] == 0, line1_b.data, Mux(A2["row_zero"], 0, line1_a.data)), 0, 0,
-                      w2_rd.data, v2mac)
-        # cluster 3: E3 on q2 rows (STT) or E2's step on q1 rows in lock step (PTT/HTT)
-        pe3_centre = Mux(is_stt, row2_b.data, line1_b.data)
-        pe3_nbr = Mux(Mux(is_stt, A3["nb_zero"], A2["nb_zero"]), 0,
-                      Mux(is_stt, row2_c.data, line1_c.data))
-        with m.If(is_stt):
-            drive_cluster(pe3, E3, A3, pe3_centre, pe3_nbr, shift_of(A3["ti"]), w3_rd.data, A3["v"])
-        with m.Else():
-            drive_cluster(pe3, E2, A2, pe3_centre, pe3_nbr, shift_of(A2["ti"]), w3_rd.data,
-                          v2mac & ~is_stt)
-        count("c2_macs", Mux(v2mac, lanes2 * Mux(is_stt, cols2, cols2_ptt), 0))
-        count("c3_macs", Mux(is_stt, Mux(A3["v"], lanes3 * cols3, 0),
-                             Mux(v2mac, lanes2 * cols2_ptt, 0)))
-        # scratchpad accesses: a weight read or write, a partial-sum read or write (each one
-        # access of every PE's scratchpad, in lock step)
-        for pe, name in ((pe2, "c2"), (pe3, "c3")):
-            count(f"{name}_spad_reads", pe.w_rd)
-            count(f"{name}_spad_reads", pe.p_rd)
-            count(f"{name}_spad_writes", pe.w_wr)
-        copy_word = Signal(P * qb)
-        m.d.sync += copy_word.eq(line1_b.data)
-
-        def stage_b(name, A):
-            b = {k: Signal(name=f"{name}b_{k}") for k in ("v", "copy", "final", "psum_out", "row_end")}
-            for k in ("b", "e", "eoff", "tr4", "g", "seq"):
-                b[k] = Signal(RB, name=f"{name}b_{k}")
-            b["qm3"] = Signal(2, name=f"{name}b_qm3")
-            m.d.sync += [b[k].eq(A[k]) for k in b]
-            return b
-
-        B2 = stage_b("e2", A2)
-        B3 = stage_b("e3", A3)
-        m.d.comb += [pe2.p_wr.eq(B2["v"] & ~B2["copy"] & B2["psum_out"]), pe2.p_wr_addr.eq(B2["b"])]
-        with m.If(is_stt):
-            m.d.comb += [pe3.p_wr.eq(B3["v"] & B3["psum_out"]), pe3.p_wr_addr.eq(B3["b"])]
-        with m.Else():
-            m.d.comb += [pe3.p_wr.eq(B2["v"] & ~B2["copy"] & B2["psum_out"]), pe3.p_wr_addr.eq(B2["b"])]
-        for pe, name in ((pe2, "c2"), (pe3, "c3")):
-            count(f"{name}_spad_writes", pe.p_wr)
-
-        # results: STT q2 -> row2; PTT merge / STT cluster 3 / HTT copy -> line4
-        m.submodules.requant2 = rq2 = Requantiser(P, ab, qb)
-        m.d.comb += [rq2.i.eq(pe2.acc), rq2.shift.eq(d["shift2"]), rq2.rnd.eq(rnd)]
-        row2_w = mems["row2"].write_port()
-        m.d.comb += [row2_w.en.eq(B2["v"] & B2["final"] & is_stt),
-                     row2_w.addr.eq(Mux(B2["seq"][0], rw1, 0) + B2["eoff"] + B2["g"]),
-                     row2_w.data.eq(rq2.o)]
-        count("row2_writes", row2_w.en)
-        m.submodules.adder = adder = AdderArray(P, ab)
-        m.d.comb += [adder.a.eq(pe2.acc), adder.b.eq(pe3.acc)]
-        lanes3_ext = []
-        for l in range(P):
-            ext = Signal(signed(ab + 1), name=f"acc3_ext{l}")
-            m.d.comb += ext.eq(lane(pe3.acc, l, ab))
-            lanes3_ext.append(ext)
-        merge = B2["v"] & B2["final"] & ~B2["copy"] & ~is_stt
-        m.submodules.requant3 = rq3 = Requantiser(P, ab + 1, qb)
-        m.d.comb += [rq3.i.eq(Mux(is_stt, Cat(*lanes3_ext), adder.o)),
-                     rq3.shift.eq(Mux(is_stt, d["shift3"], d["shift3"] + 1)), rq3.rnd.eq(rnd)]
-        line4_w = mems["line4"].write_port()
-
-        def base4(qm3, trw4):
-            """Word base of line4 slot (q mod 3) * T + t: ``trw4`` = t * rw4."""
-            return times3(qm3, TR4) + trw4
-
-        w4_stt = B3["v"] & B3["final"] & is_stt
-        w4_copy = B2["v"] & B2["copy"]
-        m.d.comb += [line4_w.en.eq(w4_stt | merge | w4_copy),
-                     line4_w.addr.eq(Mux(is_stt, base4(B3["qm3"], B3["tr4"]) + B3["eoff"] - ng + B3["g"],
-                                         base4(B2["qm3"], B2["tr4"]) + B2["eoff"] - ng + B2["g"])),
-                     line4_w.data.eq(Mux(w4_copy, copy_word, rq3.o))]
-        count("line4_writes", line4_w.en)
-        count("adder_busy", merge)
-        count("adds", Mux(merge, Mux(B2["g"] == ng - 1, last_lanes, Pk)
-                          * Mux(B2["e"] == nb, last_cols, Px), 0))
-        with m.If(B2["v"] & B2["row_end"]):
-            m.d.sync += e2_done.eq(e2_done + 1)
-        with m.If(B3["v"] & B3["row_end"]):
-            m.d.sync += e3_done.eq(e3_done + 1)
-
-        # ==== E4: cluster 4, pool, affine, residual, LIF ==================================
-        o4, i4, xo4 = Signal(RB), Signal(RB), Signal(RB)
-        go4, sub4, k4 = Signal(RB), Signal(2), Signal(RB)
-        yo4, t4 = Signal(RB), Signal(8)
-        m.d.comb += [yo4.eq(Mux(order, i4, o4)), t4.eq(Mux(order, o4, i4))]
-        ym3 = Signal(2)                           # (S * yo4) mod 3
-        m4 = Signal(STREAM_BITS)                  # output row index in the row order
-        gobase4, outidx = Signal(RB), Signal(RB)
-        out_base, out_slot = Signal(RB), Signal(RB)
-        prev_slot, prev_base = Signal(RB), Signal(RB)   # ring row ``dist`` rows back
-        res_base, res_slot = Signal(RB), Signal(RB)
-        # kept by adding: (S*yo + S - 1) * T (row outer), t * H (timestep outer), t * rw4, the
-        # word offset of the current column's line4 block
-        n4b, th4, trw4_4, xoff4 = Signal(RB), Signal(RB), Signal(RB), Signal(RB)
-        writer_done = Mux(is_stt, e3_done, e2_done)
-        # the writer's index of q23 row (S*yo + S - 1, t), + 1
-        in_ok4 = writer_done >= Mux(order, th4 + (yo4 << pool) + S, n4b + t4 + 1)
-        # u(t-1) read back from the output ring: landed (only short rows can outrun it)
-        back_ok4 = long_rows | (t4 == 0) | (out_seq + dist > m4)
-        # the host: residual row written, output slot drained
-        host_ok4 = (~use_res | (stream_in["res_rows"] > m4)) & (
-            stream_in["out_taken"] + d["out_ring_rows"] > m4)
-        issue4 = Signal()
-        m.d.comb += issue4.eq(run4 & in_ok4 & back_ok4 & host_ok4)
-        count("c4_busy", issue4)
-        count("c4_stall", run4 & ~(in_ok4 & back_ok4))
-        count("lif_stall", run4 & in_ok4 & back_ok4 & ~host_ok4)
-        e4 = _loops(m, [(o4, Mux(order, T, Ho)), (i4, Mux(order, Ho, T)), (xo4, Wo), (go4, GO),
-                        (sub4, Mux(pool, 4, 1)), (k4, R)], issue4)
-        sub_end4, grp_end4, pix_end4, row_end4, all_end4 = e4[5], e4[4], e4[3], e4[2], e4[0]
-        with m.If(issue4):
-            with m.If(grp_end4):
-                m.d.sync += [gobase4.eq(Mux(pix_end4, 0, gobase4 + R)),
-                             outidx.eq(Mux(row_end4, 0, outidx + 1))]
-            with m.If(pix_end4):      # the next column's block (S columns on)
-                x0 = xo4 << pool
-                blocks = ((x0 + S) >> pxl) - (x0 >> pxl)          # 0, 1 or 2
-                m.d.sync += xoff4.eq(Mux(row_end4, 0, xoff4 + times3(blocks[:2], ng)))
-            with m.If(row_end4):
-                last_o = out_slot == d["out_ring_rows"] - 1
-                last_p = prev_slot == d["out_ring_rows"] - 1
-                last_r = res_slot == d["res_ring_rows"] - 1
-                m.d.sync += [m4.eq(m4 + 1), e4_rel.eq(e4_rel + 1),
-                             out_slot.eq(Mux(last_o, 0, out_slot + 1)),
-                             out_base.eq(Mux(last_o, 0, out_base + out_row_words)),
-                             prev_slot.eq(Mux(last_p, 0, prev_slot + 1)),
-                             prev_base.eq(Mux(last_p, 0, prev_base + out_row_words))]
-                i_last4 = e4[1]
-                m.d.sync += trw4_4.eq(t_times_next(trw4_4, rw4, i_last4))
-                with m.If(Mux(order, i_last4, 1)):          # t advances
-                    m.d.sync += th4.eq(th4 + H)
-                with m.If(~order & i_last4):          # yo advances (row outer)
-                    m.d.sync += n4b.eq(n4b + Mux(pool, T << 1, T))
-                with m.If(use_res):
-                    m.d.sync += [res_seq.eq(res_seq + 1), res_slot.eq(Mux(last_r, 0, res_slot + 1)),
-                                 res_base.eq(Mux(last_r, 0, res_base + out_row_words))]
-                # yo advances: with the outer counter (row outer) or the inner one
-                adv_y = Mux(order, 1, e4[1])
-                wrap_y = Mux(order, e4[1], e4[0])
-                with m.If(adv_y):
-                    m.d.sync += ym3.eq(Mux(wrap_y, 0, Mux(pool, inc3(inc3(ym3)), inc3(ym3))))
-            with m.If(all_end4):
-                m.d.sync += run4.eq(0)
-        dy, dx = sub4[1], sub4[0]
-        x4 = Signal(RB)
-        m.d.comb += x4.eq(Mux(pool, (xo4 << 1) + dx, xo4))
-        qm3_4 = Mux(pool & dy, inc3(ym3), ym3)
-        line4_r = rp("line4")
-        m.d.comb += [line4_r.en.eq(issue4 & ((k4 & (Pk - 1)) == 0)),
-                     line4_r.addr.eq(base4(qm3_4, trw4_4) + xoff4
-                                     + Mux(pool & dx & (Px == 1), ng, 0) + (k4 >> pk))]
-        w4_rd = shared_read("w4", issue4, gobase4 + k4)
-        aff_rd = shared_read("affine", issue4 & grp_end4, go4)
-        res_rd = rp("residual")
-        m.d.comb += [res_rd.en.eq(issue4 & grp_end4 & use_res), res_rd.addr.eq(res_base + outidx)]
-        state_rd = rp("membrane")     # u(t-1): the same neuron's row ``dist`` rows back
-        m.d.comb += [state_rd.en.eq(issue4 & grp_end4 & (t4 != 0)),
-                     state_rd.addr.eq(prev_base + outidx)]
-        count("line4_reads", line4_r.en)
-        count("w4_reads", issue4)
-        count("affine_reads", issue4 & grp_end4)
-        count("residual_reads", res_rd.en)
-        count("membrane_reads", state_rd.en)
-
-        v4a, first4a, last4a, subfirst4a, grp4a, t0_4a, rowend4a = (Signal(name=f"e4a_{n}") for n in
-                                                                     ("v", "first", "last", "subfirst",
-                                                                      "grp", "t0", "rowend"))
-        lane4a = Signal(lp + 1)
-        outidx4a, obase4a = Signal(RB), Signal(RB)
-        act4a = Signal(range(P + 1))
-        m.d.sync += [v4a.eq(issue4), first4a.eq(k4 == 0), last4a.eq(sub_end4),
-                     subfirst4a.eq(sub4 == 0), grp4a.eq(grp_end4), t0_4a.eq(t4 == 0),
-                     rowend4a.eq(row_end4),
-                     lane4a.eq(((x4 & (Px - 1)) << pk) | (k4 & (Pk - 1))), outidx4a.eq(outidx),
-                     obase4a.eq(out_base), act4a.eq(active_lanes(COUT, go4, lp))]
-        m.submodules.cluster4 = pe4 = MacPEArray(P, wb, qb, ab)
-        m.d.comb += [pe4.valid.eq(v4a), pe4.first.eq(first4a),
-                     pe4.operand.eq(line4_r.data.word_select(lane4a, qb)),
-                     pe4.weights.eq(w4_rd.data)]
-        count("c4_macs", Mux(v4a, act4a, 0))
-        v4b, last4b, subfirst4b, grp4b, t0_4b, rowend4b = (Signal(name=f"e4b_{n}") for n in
-                                                           ("v", "last", "subfirst", "grp", "t0", "rowend"))
-        outidx4b, obase4b = Signal(RB), Signal(RB)
-        act4b = Signal(range(P + 1))
-        aff4b = Signal(len(aff_rd.data))
-        res4b, uprev4b = Signal(P * mb), Signal(P * mb)
-        m.d.sync += [v4b.eq(v4a), last4b.eq(last4a), subfirst4b.eq(subfirst4a), grp4b.eq(grp4a),
-                     t0_4b.eq(t0_4a), rowend4b.eq(rowend4a), outidx4b.eq(outidx4a),
-                     obase4b.eq(obase4a), act4b.eq(act4a)]
-        with m.If(v4a & grp4a):
-            m.d.sync += [aff4b.eq(aff_rd.data), res4b.eq(res_rd.data),
-                         uprev4b.eq(Mux(t0_4a, 0, state_rd.data))]
-        m.submodules.maxpool = mp = MaxPoolLanes(P, ab)
-        m.d.comb += [mp.valid.eq(v4b & last4b), mp.first.eq(subfirst4b), mp.i.eq(pe4.acc)]
-
-        vc, rowendc = Signal(), Signal()
-        pc = Signal(P * ab)
-        affc, resc, uprevc = Signal(len(aff_rd.data)), Signal(P * mb), Signal(P * mb)
-        outidxc, obasec = Signal(RB), Signal(RB)
-        tfullc = Signal()
-        actc = Signal(range(P + 1))
-        m.d.sync += [vc.eq(v4b & grp4b), rowendc.eq(rowend4b), pc.eq(mp.o), affc.eq(aff4b),
-                     resc.eq(res4b), uprevc.eq(uprev4b), outidxc.eq(outidx4b), obasec.eq(obase4b),
-                     actc.eq(act4b)]
-        full4a, full4b = Signal(), Signal()      # HTT: the row's timestep is a full one
-        m.d.sync += [full4a.eq(d["schedule"].bit_select(t4, 1)), full4b.eq(full4a),
-                     tfullc.eq(full4b)]
-        lane_bits = 2 * sb + mb
-        cls = is_htt & ~tfullc
-        scale0 = Cat(*[affc[l * lane_bits:l * lane_bits + sb] for l in range(P)])
-        scale1 = Cat(*[affc[l * lane_bits + sb:l * lane_bits + 2 * sb] for l in range(P)])
-        bias = Cat(*[affc[l * lane_bits + 2 * sb:(l + 1) * lane_bits] for l in range(P)])
-        m.submodules.affine = aff = AffineLanes(P, ab, sb, mb)
-        m.d.comb += [aff.p.eq(pc), aff.scale.eq(Mux(cls, scale1, scale0)), aff.bias.eq(bias),
-                     aff.residual.eq(resc), aff.shift.eq(d["affine_shift"]), aff.rnd.eq(rnd),
-                     aff.use_residual.eq(use_res)]
-        m.submodules.lif = lif = LIFLanes(P, mb, wd.leak_mul)
-        m.d.comb += [lif.cur.eq(aff.o), lif.u_prev.eq(uprevc), lif.threshold.eq(d["threshold"]),
-                     lif.leak_mul.eq(d["leak_mul"]), lif.leak_shift.eq(d["leak_shift"]),
-                     lif.rnd.eq(rnd)]
-        mask = Signal(P)
-        m.d.comb += mask.eq(Cat(*[actc > l for l in range(P)]))
-        spikes_masked = Signal(P)
-        m.d.comb += spikes_masked.eq(lif.s & mask)
-        mem_w = mems["membrane"].write_port()
-        spk_w = mems["spikes"].write_port()
-        m.d.comb += [mem_w.en.eq(vc), mem_w.addr.eq(obasec + outidxc), mem_w.data.eq(lif.u),
-                     spk_w.en.eq(vc), spk_w.addr.eq(obasec + outidxc), spk_w.data.eq(spikes_masked)]
-        with m.If(vc & rowendc):
-            m.d.sync += out_seq.eq(out_seq + 1)
-        count("membrane_writes", vc)
-        count("spikes_writes", vc)
-        count("lif_busy", vc)
-        count("lif_updates", Mux(vc, actc, 0))
-        count("spikes_out", Mux(vc, sum(spikes_masked[l] for l in range(P)), 0))
-
-        # host-only ports
+    def _engines(self, m, host, desc, g, mems):
+        """The three engines (E1; E2 and E3; E4), their memory ports and progress handshakes."""
+        cfg = self.config
+        rp = host.datapath_read
+        m.submodules.e1 = e1 = ClusterOneEngine(cfg)
+        m.submodules.e23 = e23 = ClusterTwoThreeEngine(cfg)
+        m.submodules.e4 = e4 = ClusterFourEngine(cfg)
+        for e in (e1, e23, e4):
+            m.d.comb += [e.desc.eq(desc), e.geo.eq(g)]
+            for name, _ in e.counts.shape():
+                host.count(name, e.counts[name])
+        # row progress: E1 -> E2 (rows written), E2 -> E1 (slots released: E2's order, and
+        # timestep outer line1 is one ring of 3T rows in E1's order), E2/E3 -> E4, E4 -> E2/E3
+        m.d.comb += [e1.in_rows.eq(host.stream_in["in_rows"]),
+                     e1.released.eq(e23.released), e1.released_e1_order.eq(e23.released_e1_order),
+                     e23.e1_rows.eq(e1.rows_done), e23.e4_released.eq(e4.rows_released),
+                     e4.rows_written.eq(e23.q23_rows), e4.res_rows.eq(host.stream_in["res_rows"]),
+                     e4.out_taken.eq(host.stream_in["out_taken"])]
+        # memory ports: read ports the host shares while idle, the datapath's own ports, writes
+        for region, port in (("spike_in", e1.spike_in), ("w1", e1.w1), ("w2", e23.w2), ("w3", e23.w3),
+                             ("w4", e4.w4), ("affine", e4.affine)):
+            host.shared_read(region, port)
+        for region, port in (("line1", e23.line1_a), ("line1", e23.line1_b), ("line1", e23.line1_c),
+                             ("row2", e23.row2_b), ("row2", e23.row2_c), ("line4", e4.line4),
+                             ("residual", e4.residual), ("membrane", e4.membrane_in)):
+            rp(region, port)
+        for region, port, granularity in (("line1", e1.line1, cfg.widths.activation), ("row2", e23.row2, None),
+                                          ("line4", e23.line4, None), ("membrane", e4.membrane_out, None),
+                                          ("spikes", e4.spikes, None)):
+            wr = mems[region].write_port(**({"granularity": granularity} if granularity else {}))
+            m.d.comb += [wr.en.eq(port.en), wr.addr.eq(port.addr), wr.data.eq(port.data)]
         for name in ("w1", "w2", "w3", "w4", "affine", "spike_in", "residual"):
-            host_only_write(name)
-        host_only_read("membrane")
-        host_only_read("spikes")
+            host.host_only_write(name)
+        host.host_only_read("membrane")
+        host.host_only_read("spikes")
+        host.stream_out = {"in_consumed": e1.in_consumed, "res_consumed": e4.res_consumed,
+                           "out_rows": e4.out_rows}
+        return (e1, e23, e4)
 
-        # ---- start / done / event ----------------------------------------------------------
-        # the tile geometry is registered from the descriptor (chains of up to GEO_SETTLE
-        # cycles): a start that follows the last descriptor write sooner waits for it
-        settle = Signal(range(GEO_SETTLE + 1))
-        desc_write = self.host_write & (addr >= DESCRIPTOR_BASE) & (addr < DESCRIPTOR_BASE + len(d))
-        m.d.sync += settle.eq(Mux(desc_write, GEO_SETTLE, Mux(settle == 0, 0, settle - 1)))
+    def _control(self, m, host, busy, done, geometry, engines):
+        """start / done / event. The tile geometry is registered from the descriptor (its unit's
+        latency): a start that follows the last descriptor write sooner waits for it (pending),
+        which is not counted in ``cycles``."""
+        addr = self.host_addr
+        settle = Signal(range(geometry.latency + 1))
+        desc_write = self.host_write & (addr >= DESCRIPTOR_BASE) & (addr < DESCRIPTOR_BASE + len(DESCRIPTOR_FIELDS))
+        m.d.sync += settle.eq(Mux(desc_write, geometry.latency, Mux(settle == 0, 0, settle - 1)))
         settled = (settle == 0) & ~desc_write
         pending = Signal()
-        pipeline_busy = (pending | run1 | E2["run"] | E3["run"] | run4 | v1a | v1b | A2["v"]
-                         | B2["v"] | A3["v"] | B3["v"] | v4a | v4b | vc)
+        pipeline_busy = pending
+        for e in engines:
+            pipeline_busy = pipeline_busy | e.busy
+        start = host.start
+        go = (start | pending) & settled                         # the engines' start
+        m.d.comb += [e.start.eq(go) for e in engines]
         with m.If(start & ~settled):
             m.d.sync += [busy.eq(1), done.eq(0), pending.eq(1)]
         with m.Elif((start | pending) & settled):
-            resets = [busy.eq(1), done.eq(0), pending.eq(0), run1.eq(1), E2["run"].eq(1),
-                      E3["run"].eq(is_stt),
-                      run4.eq(1),
-                      o1.eq(0), i1.eq(0), sb1.eq(0), px1.eq(0), k1.eq(0), cc1.eq(0), qm3_1.eq(0),
-                      waddr1.eq(0), pix1.eq(0), in_base.eq(0), in_slot.eq(0),
-                      e1_done.eq(0), e2_done.eq(0), e2_rel.eq(0), e3_done.eq(0), e3_rel.eq(0),
-                      ring1.eq(0), n1.eq(0), rel1.eq(0),
-                      e4_rel.eq(0), in_seq.eq(0), res_seq.eq(0), out_seq.eq(0),
-                      o4.eq(0), i4.eq(0), xo4.eq(0), go4.eq(0), sub4.eq(0), k4.eq(0), m4.eq(0),
-                      ym3.eq(0), gobase4.eq(0), outidx.eq(0),
-                      out_base.eq(0), out_slot.eq(0), res_base.eq(0), res_slot.eq(0),
-                      prev_slot.eq(d["out_ring_rows"] - dist), prev_base.eq(prev_init),
-                      n4b.eq(Mux(pool, T, 0)), th4.eq(0), trw4_4.eq(0), xoff4.eq(0),
-                      ring1_base.eq(0), trw1.eq(0), need1.eq(1), eoff1.eq(first_eoff1), need2.eq(3)]
-            for E in (E2, E3):
-                for k in ("o", "i", "g", "bg", "ck", "b", "s", "jb", "jl", "sl", "jbs", "jls", "sls",
-                          "gbase", "seq", "bc", "ti", "tis", "qm3", "boff", "r1base", "trw",
-                          "tr4", "tho", "l4b"):
-                    resets.append(E[k].eq(0))
-                resets += [E["goff"].eq(E["e_lo_ng"]), E["coff"].eq(ng)]
-            m.d.sync += resets
+            m.d.sync += [busy.eq(1), done.eq(0), pending.eq(0)]
         with m.Elif(busy & ~pipeline_busy):
             m.d.sync += [busy.eq(0), done.eq(1)]
-        # the datapath's run: a start within GEO_SETTLE cycles of a descriptor write waits for
-        # the geometry registers first (pending), which is not counted
-        count("cycles", busy & ~pending)
+        host.count("cycles", busy & ~pending)
         # event: raised when the host has something to do (an input slot freed, an output row
         # complete, the tile done); lowered when the host reads ``status``
         attention = Signal()
         prev = Signal(3 * STREAM_BITS + 1)
-        now = Cat(in_seq, res_seq, out_seq, done)
+        so = host.stream_out
+        now = Cat(so["in_consumed"], so["res_consumed"], so["out_rows"], done)
         m.d.sync += prev.eq(now)
         with m.If(now != prev):
             m.d.sync += attention.eq(1)
@@ -976,21 +170,117 @@ class Accelerator(wiring.Component):
             m.d.sync += attention.eq(0)
         m.d.comb += self.event.eq(attention)
 
-        for name, sig in counters.items():
-            amounts = incs[name]
+
+class _HostSide:
+    """The host interface of an :class:`Accelerator`: address decode, streaming registers,
+    descriptor writes, region ports (staged sub-words, read ports shared with the datapath
+    while idle), the counter bank and the registered read mux (``HOST_READ_LATENCY``)."""
+
+    #: regions the host may access while a tile runs: it fills the input rings and drains the
+    #: output ring; everything else only while idle
+    STREAM_WRITE = {"spike_in", "residual"}
+    STREAM_READ = {"membrane", "spikes"}
+
+    def __init__(self, top: "Accelerator", m: Module, busy, desc, mems):
+        self.top, self.m, self.busy, self.desc, self.mems = top, m, busy, desc, mems
+        self.incs: dict[str, list] = {n: [] for n in COUNTER_NAMES}
+        self.read_ports = {}
+        self.stream_out = {}
+        self._decode()
+
+    def count(self, name, amount):
+        """Add ``amount`` to counter ``name`` this cycle."""
+        self.incs[name].append(amount)
+
+    def _decode(self):
+        top, m, busy, hmap = self.top, self.m, self.busy, self.top.map
+        hb = top.config.widths.host_data
+        addr = top.host_addr
+        self.start, self.clear = Signal(), Signal()
+        m.d.comb += [self.start.eq(top.host_write & (addr == REG_CTRL) & top.host_wdata[0] & ~busy),
+                     self.clear.eq(top.host_write & (addr == REG_CTRL) & top.host_wdata[1])]
+        self.stream_in = {name: Signal(STREAM_BITS, name=f"host_{name}")
+                          for name, _, access, _ in STREAM_REGISTERS if access == "rw"}
+        with m.If(top.host_write):
+            for name, a, access, _ in STREAM_REGISTERS:
+                if access == "rw":
+                    with m.If(addr == a):
+                        m.d.sync += self.stream_in[name].eq(top.host_wdata[:STREAM_BITS])
+        max_sub = max(r.subwords for r in hmap.regions)
+        self.staging = staging = Signal(max((max_sub - 1) * hb, 1))
+        self.ports = {}   # region -> (word, k, hit, RegionMap, allowed)
+        for reg in hmap.regions:
+            off = (addr - reg.base)[:hmap.addr_bits]
+            hit = (addr >= reg.base) & (addr < reg.base + reg.span)
+            word = off >> log2(reg.stride)
+            k = off[:log2(reg.stride)] if reg.stride > 1 else Const(0, 1)
+            allowed = Const(1) if reg.name in self.STREAM_WRITE else ~busy
+            read_ok = Const(1) if reg.name in self.STREAM_READ else ~busy
+            self.ports[reg.name] = (word, k, hit, reg, allowed)
+            self.count("host_words_in", top.host_write & hit & allowed & (k < reg.subwords))
+            self.count("host_words_out", top.host_read & hit & read_ok & (k < reg.subwords))
+        with m.If(top.host_write):
+            for name, (word, k, hit, reg, allowed) in self.ports.items():
+                if reg.subwords > 1:
+                    with m.If(hit & allowed & (k < reg.subwords - 1)):
+                        m.d.sync += staging.word_select(k[:max(log2(max_sub) + 1, 1)], hb).eq(top.host_wdata)
+            with m.If(~busy):
+                for name, bits, _ in DESCRIPTOR_FIELDS:
+                    with m.If(addr == hmap.register(name).address):
+                        m.d.sync += self.desc[name].eq(top.host_wdata[:bits])
+
+    def host_only_write(self, name):
+        """The write port of region ``name``: a host write committing a whole word."""
+        top, hb = self.top, self.top.config.widths.host_data
+        word, k, hit, reg, allowed = self.ports[name]
+        port = self.mems[name].write_port()
+        en = top.host_write & allowed & hit & (k == reg.subwords - 1)
+        data = Cat(self.staging[:(reg.subwords - 1) * hb], top.host_wdata)[:reg.width_bits] \
+            if reg.subwords > 1 else top.host_wdata[:reg.width_bits]
+        self.m.d.comb += [port.en.eq(en), port.addr.eq(word), port.data.eq(data)]
+
+    def datapath_read(self, name, dp):
+        """A read port of region ``name`` for the datapath alone (engine port ``dp``)."""
+        port = self.mems[name].read_port(domain="sync")
+        self.m.d.comb += [port.en.eq(dp.en), port.addr.eq(dp.addr), dp.data.eq(port.data)]
+
+    def shared_read(self, name, dp):
+        """A read port shared by the datapath (engine port ``dp``, while busy) and the host
+        (while idle)."""
+        port = self.mems[name].read_port(domain="sync")
+        word, _, hit, _, _ = self.ports[name]
+        self.m.d.comb += [port.en.eq(Mux(self.busy, dp.en, self.top.host_read & hit)),
+                          port.addr.eq(Mux(self.busy, dp.addr, word)), dp.data.eq(port.data)]
+        self.read_ports[name] = port
+
+    def host_only_read(self, name):
+        port = self.mems[name].read_port(domain="sync")
+        word, _, hit, _, _ = self.ports[name]
+        self.m.d.comb += [port.en.eq(self.top.host_read & hit), port.addr.eq(word)]
+        self.read_ports[name] = port
+
+    def counter_bank(self):
+        """The counters: each adds its increments every cycle; ``ctrl`` bit 1 clears them all."""
+        m = self.m
+        self.counters = {n: Signal(COUNTER_BITS, name=f"cnt_{n}") for n in COUNTER_NAMES}
+        for name, sig in self.counters.items():
+            amounts = self.incs[name]
             total = sum(amounts[1:], amounts[0]) if amounts else 0
-            with m.If(clear):
+            with m.If(self.clear):
                 m.d.sync += sig.eq(0)
             with m.Else():
                 m.d.sync += sig.eq(sig + total)
 
-        # ---- host reads --------------------------------------------------------------------
+    def read_mux(self, done):
+        """Host reads: the register value or the region word's sub-word, registered twice."""
+        top, m, hmap, busy = self.top, self.m, self.top.map, self.busy
+        hb = top.config.widths.host_data
+        addr = top.host_addr
         rd_sel = Signal(range(len(hmap.regions) + 1))   # 0: register value, i+1: region i
         rd_k = Signal(range(max(r.stride for r in hmap.regions)))
         rd_reg = Signal(hb)
         rd_valid1 = Signal()
         reg_value = Signal(hb)
-        stream_out = {"in_consumed": in_seq, "res_consumed": res_seq, "out_rows": out_seq}
         with m.Switch(addr):
             with m.Case(REG_ID):
                 m.d.comb += reg_value.eq(ID_VALUE)
@@ -998,22 +288,22 @@ class Accelerator(wiring.Component):
                 m.d.comb += reg_value.eq(Cat(busy, done))
             for name, a, access, _ in STREAM_REGISTERS:
                 with m.Case(a):
-                    m.d.comb += reg_value.eq(stream_in[name] if access == "rw" else stream_out[name])
+                    m.d.comb += reg_value.eq(self.stream_in[name] if access == "rw" else self.stream_out[name])
             for name, bits, _ in DESCRIPTOR_FIELDS:
                 with m.Case(hmap.register(name).address):
-                    m.d.comb += reg_value.eq(d[name])
+                    m.d.comb += reg_value.eq(self.desc[name])
             for i, name in enumerate(COUNTER_NAMES):
                 with m.Case(COUNTER_BASE + 2 * i):
-                    m.d.comb += reg_value.eq(counters[name][:hb])
+                    m.d.comb += reg_value.eq(self.counters[name][:hb])
                 with m.Case(COUNTER_BASE + 2 * i + 1):
-                    m.d.comb += reg_value.eq(counters[name][hb:])
+                    m.d.comb += reg_value.eq(self.counters[name][hb:])
         sel_now = Signal.like(rd_sel)
         k_now = Signal.like(rd_k)
         for i, reg in enumerate(hmap.regions):
-            word, k, hit, _, _ = host_ports[reg.name]
+            word, k, hit, _, _ = self.ports[reg.name]
             with m.If(hit):
                 m.d.comb += [sel_now.eq(i + 1), k_now.eq(k)]
-        m.d.sync += [rd_valid1.eq(self.host_read), rd_sel.eq(sel_now), rd_k.eq(k_now),
+        m.d.sync += [rd_valid1.eq(top.host_read), rd_sel.eq(sel_now), rd_k.eq(k_now),
                      rd_reg.eq(reg_value)]
         out_value = Signal(hb)
         with m.Switch(rd_sel):
@@ -1021,15 +311,14 @@ class Accelerator(wiring.Component):
                 m.d.comb += out_value.eq(rd_reg)
             for i, reg in enumerate(hmap.regions):
                 with m.Case(i + 1):
-                    if reg.name not in host_read_ports:
+                    if reg.name not in self.read_ports:
                         continue
-                    data = host_read_ports[reg.name].data
+                    data = self.read_ports[reg.name].data
                     padded = Cat(data, Const(0, reg.stride * hb - len(data)))
                     value = padded.word_select(rd_k[:max(log2(reg.stride), 1)]
                                                if reg.stride > 1 else 0, hb)
-                    if reg.name in stream_read:
+                    if reg.name in self.STREAM_READ:
                         m.d.comb += out_value.eq(value)
                     else:
                         m.d.comb += out_value.eq(Mux(busy, 0, value))
-        m.d.sync += [self.host_rvalid.eq(rd_valid1), self.host_rdata.eq(out_value)]
-        return m
+        m.d.sync += [top.host_rvalid.eq(rd_valid1), top.host_rdata.eq(out_value)]

@@ -2,8 +2,8 @@
 
 Vectors of ``lanes`` values are flat signals, lane 0 in the low bits (``gen.arith.lane``).
 The arithmetic is docs/numerics.md's; each unit's docstring says which step it implements
-and its timing. The control (loop counters, line buffers, host interface) is in
-:mod:`gen.top`.
+and its timing. The control (loop counters, line-buffer addresses) is in the engines
+(:mod:`gen.engines`), the host interface and memories in :mod:`gen.top`.
 """
 
 from __future__ import annotations

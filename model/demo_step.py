@@ -1,13 +1,13 @@
 """The demo's energy step: training energy of the demo network on the paper accelerator.
 
-Registered into ``python -m sw demo`` by :func:`register`. The spike and gradient sparsity are
+Listed in ``python -m sw demo``'s steps (imported only when the step runs). The spike and gradient sparsity are
 measured on the demo's trained PTT model (real runs preferred to defaults), then one BPTT
 training step of the same network in every mode is costed on the proposed accelerator.
 """
 
 from __future__ import annotations
 
-__all__ = ["step_energy", "register"]
+__all__ = ["step_energy"]
 
 DEMO_ACCEL = "proposed"
 DEMO_CONFIG = "paper"
@@ -60,9 +60,3 @@ def step_energy(ctx) -> None:
                              "total_pj": {m: n.total_pj for m, n in results.items()},
                              "sparsity": {"spike": sparsity.spike, "grad": sparsity.grad}}
 
-
-def register() -> None:
-    from sw.commands.demo import STEPS, add_step
-
-    if "energy" not in {n for n, _ in STEPS}:
-        add_step("energy", step_energy)

@@ -11,6 +11,10 @@ costs live in one place.
 CIFAR10, MS-ResNet34 on N-Caltech101): every package that benchmarks, models or simulates them
 builds its records from it.
 
+:func:`resolve_ranks` turns the ranks a user wrote (uniform, per layer, a published preset)
+into one validated rank per TT-able conv (it was sw/ranks.py, which imported this module
+while this one imported it back).
+
 Counting convention (see docs/counting.md): parameters exclude BatchNorm; a "FLOP" is one
 multiply-accumulate of a conv or of the classifier (biases, BN, LIF, additions and pooling are
 not counted), summed over all timesteps.
@@ -28,6 +32,8 @@ runs at the output resolution.
 from __future__ import annotations
 
 import math
+import numbers
+import re
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Iterable, Mapping, Sequence
@@ -36,6 +42,7 @@ __all__ = [
     "ConvSpec", "ARCHS", "MODES", "TT_MODES", "DOWNSAMPLE_CHOICES", "STAGES",
     "network_specs", "default_schedule", "validate_schedule", "max_tt_rank", "parse_input_size",
     "tt_layers", "WorkloadSpec", "WORKLOADS", "reversible_specs", "reversible_block_prefixes",
+    "PRESETS", "resolve_ranks", "describe_rank_syntax",
 ]
 
 #: conv kinds; only ``conv3x3`` (the 3x3 convs inside residual blocks) can be TT.
@@ -230,7 +237,7 @@ def network_specs(arch: str, in_channels: int, input_size: int | Sequence[int] |
                   downsample: str = "maxpool", reversible: bool = False) -> list[ConvSpec]:
     """The weight layers of MS-ResNet ``arch`` in forward order.
 
-    ``ranks`` (needed when ``mode`` is a TT mode) is anything :func:`sw.ranks.resolve_ranks`
+    ``ranks`` (needed when ``mode`` is a TT mode) is anything :func:`resolve_ranks`
     accepts: an int, ``'uniform:R'``, a list or comma string with one rank per TT conv, or a
     preset such as ``'paper-ncaltech101'``. ``schedule`` is HTT's full-timestep flags (default
     :func:`default_schedule`). ``downsample`` picks how stride-2 TT convs downsample:
@@ -274,8 +281,6 @@ def network_specs(arch: str, in_channels: int, input_size: int | Sequence[int] |
 
     if mode == "dense":
         return reversible_specs(specs) if reversible else specs
-    from sw.ranks import resolve_ranks  # sw.ranks imports this module at top level
-
     rank_list = iter(resolve_ranks(ranks, specs))
     out = []
     for s in specs:
@@ -324,7 +329,7 @@ class WorkloadSpec:
     cycle report (:mod:`gen.perf`), the energy model (:mod:`model.networks`) and the
     co-simulation speed case (:mod:`cosim.cases`) all use; they build their own records from it.
 
-    ``input_size`` is the side of a square input; ``ranks`` is in :mod:`sw.ranks` syntax;
+    ``input_size`` is the side of a square input; ``ranks`` is in :func:`resolve_ranks` syntax;
     ``events`` is True for event-camera frames (``[T, B, C, H, W]``, binary) and False for
     direct-coded images (``[B, C, H, W]``).
     """
@@ -353,7 +358,7 @@ class WorkloadSpec:
 #: The paper's two benchmark workloads (Fig. 4), keyed by ``<arch>-<dataset>``.
 #:
 #: * MS-ResNet34 on N-Caltech101 event frames (2x48x48, 101 classes, T=6): the only workload
-#:   with published ranks (``paper-ncaltech101``, :data:`sw.ranks.PAPER_NCALTECH101_RESNET34`).
+#:   with published ranks (``paper-ncaltech101``, :data:`PAPER_NCALTECH101_RESNET34`).
 #: * MS-ResNet18 on CIFAR10 images (3x32x32, 10 classes, T=4): its ranks were not published;
 #:   a uniform rank of 32 gives 0.346 GFLOPs over T=4 (sw.stats convention, max-pool
 #:   downsampling), the closest power of two to the paper's 0.372 G for its TT models (rank 32
@@ -364,3 +369,114 @@ WORKLOADS: Mapping[str, WorkloadSpec] = MappingProxyType({
     "resnet34-ncaltech101": WorkloadSpec("MS-ResNet34/N-Caltech101", "resnet34", 2, 48, 101, 6,
                                          "paper-ncaltech101", events=True),
 })
+
+
+# ---- TT ranks: uniform, per layer, or a published preset ------------------------------------
+# :func:`resolve_ranks` turns what a user wrote (``16``, ``"uniform:16"``, ``"24,23,..."``, a list,
+# ``"paper-ncaltech101"``) into one rank per TT-able conv (the 3x3 convs of the residual blocks, in
+# forward order, two per block) and checks each against the layer's bound
+# :func:`max_tt_rank` (``1 <= r <= max(min(Cin, 9*Cout), 3*min(Cin, Cout), min(9*Cin, Cout))``,
+# the rank at which TT-SVD of the ``(Cin, 3, 3, Cout)`` weight is exact).
+
+#: Published ranks (SATA_Sim; paper's energy runs): MS-ResNet34 on N-Caltech101, block order,
+#: two convs per block (stages of 64/128/256/512 channels).
+PAPER_NCALTECH101_RESNET34: tuple[int, ...] = (
+    24, 23, 22, 17, 16, 12,
+    22, 31, 25, 25, 24, 21, 20, 19,
+    48, 79, 64, 69, 63, 69, 60, 65, 63, 63, 62, 58,
+    121, 170, 173, 147, 161, 108,
+)
+
+#: preset name -> (arch it belongs to, ranks)
+PRESETS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "paper-ncaltech101": ("resnet34", PAPER_NCALTECH101_RESNET34),
+}
+
+
+def describe_rank_syntax() -> str:
+    return ("an int (uniform), 'uniform:R', a comma-separated list with one rank per TT conv, "
+            f"or a preset ({', '.join(PRESETS)})")
+
+
+def _channel_pattern(layers: Sequence[ConvSpec]) -> list[tuple[int, int]]:
+    return [(s.in_channels, s.out_channels) for s in layers]
+
+
+def _parse_int(text: str, what: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"ranks: {what} {text.strip()!r} is not an integer; ranks must be "
+                         f"{describe_rank_syntax()}") from None
+
+
+def resolve_ranks(ranks, arch_or_layers: str | Sequence[ConvSpec]) -> list[int]:
+    """One validated rank per TT-able conv of a network.
+
+    ``arch_or_layers``: an arch name (``'resnet18'``, ``'resnet34'``, ``'tiny'``) or the
+    network's :class:`~sw.arch.ConvSpec` list (any mode; only ``kind == 'conv3x3'`` layers get
+    ranks). Raises ValueError for an unknown preset, a preset of another arch, a list of the
+    wrong length, or a rank outside ``1..max_tt_rank`` (naming the layer and the range).
+    """
+    if isinstance(arch_or_layers, str):
+        if arch_or_layers not in STAGES:
+            raise ValueError(f"unknown arch {arch_or_layers!r}; choose one of {', '.join(STAGES)}")
+        layers = tt_layers(network_specs(arch_or_layers, 3, 32, 10))
+    else:
+        layers = tt_layers(arch_or_layers)
+    n = len(layers)
+    if n == 0:
+        raise ValueError("this network has no 3x3 block convs to give ranks to")
+
+    values: list[int]
+    if ranks is None:
+        raise ValueError(f"ranks missing: give {describe_rank_syntax()}")
+    if isinstance(ranks, bool):
+        raise ValueError(f"ranks: got a bool; give {describe_rank_syntax()}")
+    if isinstance(ranks, numbers.Integral):
+        values = [int(ranks)] * n
+    elif isinstance(ranks, str):
+        text = ranks.strip().lower()
+        if text in PRESETS:
+            preset_arch, preset = PRESETS[text]
+            ref = tt_layers(network_specs(preset_arch, 3, 32, 10))
+            if _channel_pattern(ref) != _channel_pattern(layers):
+                raise ValueError(f"rank preset {text!r} is for {preset_arch} ({len(ref)} TT "
+                                 f"convs); this network has {n} TT convs with other channels")
+            values = list(preset)
+        elif text.startswith("uniform:"):
+            values = [_parse_int(text.split(":", 1)[1], "uniform rank")] * n
+        elif re.fullmatch(r"[-+\d\s,]+", text):
+            parts = [p for p in text.split(",")]
+            values = [_parse_int(p, "rank") for p in parts]
+            if len(values) == 1:
+                values = values * n
+        else:
+            raise ValueError(f"unknown rank preset {ranks!r}; ranks must be "
+                             f"{describe_rank_syntax()}")
+    else:
+        try:
+            items = list(ranks)
+        except TypeError:
+            raise ValueError(f"ranks: cannot use {ranks!r}; give {describe_rank_syntax()}") from None
+        values = []
+        for v in items:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                if isinstance(v, str):
+                    values.append(_parse_int(v, "rank"))
+                    continue
+                raise ValueError(f"ranks: entry {v!r} is not an integer")
+            values.append(int(v))
+
+    if len(values) != n:
+        raise ValueError(f"ranks: got {len(values)} ranks but the network has {n} TT convs "
+                         f"(3x3 convs of the residual blocks, two per block); give one per conv "
+                         f"or a single uniform rank")
+    for spec, r in zip(layers, values):
+        bound = max_tt_rank(spec.in_channels, spec.out_channels)
+        if not 1 <= r <= bound:
+            raise ValueError(f"rank {r} for layer {spec.name} ({spec.in_channels}->"
+                             f"{spec.out_channels}) is out of range: allowed 1..{bound} "
+                             f"(max(min(Cin,9Cout), 3min(Cin,Cout), min(9Cin,Cout)), the rank "
+                             f"at which TT-SVD is exact)")
+    return values

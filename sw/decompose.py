@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from sw.arch import TT_MODES, max_tt_rank, network_specs, tt_layers
+from sw.arch import TT_MODES, max_tt_rank, network_specs, resolve_ranks, tt_layers
 
 __all__ = ["LayerDecomposition", "select_ranks", "decompose_model", "dense_block_weights"]
 
@@ -70,7 +70,7 @@ def select_ranks(model: torch.nn.Module, ranks: str | int | list = "evbmf",
 
     ``'evbmf'``: EVBMF on the mode-0 unfolding, mode-1 if that gives 0 (the reference rule); a
     layer where both give 0 (an untrained or dead layer) gets rank 1 and a note. Anything else is
-    resolved by :func:`sw.ranks.resolve_ranks` (``'uniform:R'``, an int, a list).
+    resolved by :func:`sw.arch.resolve_ranks` (``'uniform:R'``, an int, a list).
     """
     from sw.evbmf import conv_rank
 
@@ -93,8 +93,6 @@ def select_ranks(model: torch.nn.Module, ranks: str | int | list = "evbmf",
             rows.append(LayerDecomposition(spec.name, spec.in_channels, spec.out_channels, r, r0, r1,
                                            spec.params(), 0, note=note))
     else:
-        from sw.ranks import resolve_ranks
-
         chosen = list(resolve_ranks(ranks, specs))
         rows = [LayerDecomposition(s.name, s.in_channels, s.out_channels, r, None, None, s.params(), 0)
                 for s, r in zip(specs, chosen)]

@@ -184,7 +184,7 @@ def ms_resnet(arch: str = "resnet18", mode: str = "dense", ranks=None, in_channe
     """Build an MS-ResNet (``arch``: 'resnet18', 'resnet34', 'tiny').
 
     ``mode``: 'dense' or a TT mode ('stt', 'ptt', 'htt') for the 3x3 convs of the residual
-    blocks; ``ranks``: see :func:`sw.ranks.resolve_ranks`; ``schedule``: HTT full-timestep flags
+    blocks; ``ranks``: see :func:`sw.arch.resolve_ranks`; ``schedule``: HTT full-timestep flags
     (default first half); ``downsample``: 'maxpool' (reference) or 'stride'. ``surrogate``,
     ``tau``, ``v_threshold``, ``alpha``: the LIF options (:mod:`sw.neurons`). ``input_size``
     only enters the FLOP counts of ``.spec``; the network accepts any spatial size.

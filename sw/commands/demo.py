@@ -3,8 +3,8 @@ embedded digits, check that the merged dense export scores the same, print the p
 comparison, and write everything under ``--out`` (default ``build/demo``).
 
 The demo is a list of steps (:data:`STEPS`), each a function of a :class:`DemoContext`;
-later parts of the project add theirs (RTL generation, replay on the RTL, energy report) with
-:func:`add_step`. Each step records what it found in ``ctx.results[step_name]``; the last
+the hardware steps (RTL generation in gen/demo_step.py, replay on the RTL in cosim/demo_step.py,
+energy report in model/demo_step.py) are listed there too; :func:`add_step` inserts more. Each step records what it found in ``ctx.results[step_name]``; the last
 step writes ``report.json`` and ``report.md``. A step that finds a real problem (a model that
 did not learn, an export that disagrees) sets ``ctx.failed``; the command then exits with 1.
 """
@@ -168,6 +168,23 @@ def step_report(ctx: DemoContext) -> None:
     ctx.log(f"wrote {ctx.path('report.md')}, {ctx.path('report.json')}, {ctx.path('ptt.pt')}")
 
 
+def step_hw_finetune(ctx: DemoContext) -> None:
+    """A short fine-tuning of the PTT model with the accelerator's integer forward, backward and
+    weight gradients in the loop, beside float (``python -m sw hw-finetune`` at full length)."""
+    from gen.config import load_config
+    from sw.hwtrain import finetune, summary_lines
+
+    ctx.log("--- fine-tuning the PTT model with the accelerator's integer arithmetic in the loop "
+            "(2 steps of 16 images per variant; python -m sw hw-finetune for a real run)")
+    res = finetune(str(ctx.path("ptt.pt")), ctx.path("hw_finetune"), load_config("paper"),
+                   ("float", "nearest", "stochastic"), epochs=1, batch_size=16, lr=0.002,
+                   seed=ctx.args.seed, max_train_samples=32, max_test_samples=100, progress=False,
+                   log=ctx.log)
+    for line in summary_lines(res):
+        ctx.log("  " + line)
+    ctx.results["hw_finetune"] = {"summary": summary_lines(res), "plot": str(ctx.path("hw_finetune/finetune.png"))}
+
+
 #: the demo, in order; (name, function). The report step stays last.
 STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("train_ptt", step_train_ptt),
@@ -175,8 +192,24 @@ STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("export", step_export),
     ("stats", step_stats),
     ("plot", step_plot),
+    ("hw_finetune", step_hw_finetune),
+    ("tinysnn", lambda ctx: _hardware_step("sw.tinysnn.demo_step", "step_tinysnn", ctx)),
+    # the hardware half: generate the RTL, replay a trained TT layer on it, training energy.
+    # This module is the orchestrator at the top of the package graph: it imports the steps of
+    # gen/, cosim/ and model/ (when run), and nothing imports it.
+    ("rtl", lambda ctx: _hardware_step("gen.demo_step", "step_rtl", ctx)),
+    ("replay", lambda ctx: _hardware_step("cosim.demo_step", "step_replay", ctx)),
+    ("energy", lambda ctx: _hardware_step("model.demo_step", "step_energy", ctx)),
     ("report", step_report),
 ]
+
+
+def _hardware_step(module: str, name: str, ctx: DemoContext) -> None:
+    """Run step ``name`` of ``module`` (imported only when the step runs: training-only demos
+    stay free of the generator, the simulator and the energy model)."""
+    import importlib
+
+    getattr(importlib.import_module(module), name)(ctx)
 
 
 def add_step(name: str, fn: Callable[[DemoContext], None], before: str = "report") -> None:
@@ -223,55 +256,3 @@ def run(args: argparse.Namespace) -> int:
         fn(ctx)
     ctx.log(f"demo took {time.perf_counter() - t0:.0f} s")
     return 1 if ctx.failed else 0
-
-
-# ---- the hardware half of the demo ---------------------------------------------------------
-# gen/, cosim/ and model/ add their steps here so that `make demo` runs the whole chain:
-# train -> generate the RTL -> replay a trained TT layer on it -> training energy.
-
-def step_rtl(ctx: DemoContext) -> None:
-    """Generate the accelerator's Verilog and manifest for the demo's hardware configuration."""
-    import os
-
-    from gen.config import load_config
-    from gen.emit import write_outputs
-
-    cfg = load_config(os.environ.get("TTSNN_DEMO_COSIM_CONFIG", "small"))
-    paths = write_outputs(cfg, ctx.path("rtl") / cfg.name)
-    verilog = next(p for p in paths if p.suffix == ".v")
-    lines = verilog.read_text().count("\n")
-    ctx.log(f"generated {verilog} ({lines:,} lines of Verilog) for configuration '{cfg.name}': "
-            f"{cfg.total_pes} PEs, {cfg.total_buffer_bytes:,} bytes of global buffers")
-    ctx.results["rtl"] = {"config": cfg.name, "verilog": str(verilog), "lines": lines}
-
-
-def step_hw_finetune(ctx: DemoContext) -> None:
-    """A short fine-tuning of the PTT model with the accelerator's integer forward, backward and
-    weight gradients in the loop, beside float (``python -m sw hw-finetune`` at full length)."""
-    from gen.config import load_config
-    from sw.hwtrain import finetune, summary_lines
-
-    ctx.log("--- fine-tuning the PTT model with the accelerator's integer arithmetic in the loop "
-            "(2 steps of 16 images per variant; python -m sw hw-finetune for a real run)")
-    res = finetune(str(ctx.path("ptt.pt")), ctx.path("hw_finetune"), load_config("paper"),
-                   ("float", "nearest", "stochastic"), epochs=1, batch_size=16, lr=0.002,
-                   seed=ctx.args.seed, max_train_samples=32, max_test_samples=100, progress=False,
-                   log=ctx.log)
-    for line in summary_lines(res):
-        ctx.log("  " + line)
-    ctx.results["hw_finetune"] = {"summary": summary_lines(res), "plot": str(ctx.path("hw_finetune/finetune.png"))}
-
-
-def _register_hardware_steps() -> None:
-    from cosim.demo_step import register as register_replay
-    from model.demo_step import register as register_energy
-    from sw.tinysnn.demo_step import register as register_tinysnn
-
-    add_step("hw_finetune", step_hw_finetune)
-    add_step("rtl", step_rtl)
-    register_replay()
-    register_energy()
-    register_tinysnn()
-
-
-_register_hardware_steps()

@@ -7,7 +7,7 @@ import argparse
 import json
 
 from sw.arch import ARCHS, DOWNSAMPLE_CHOICES, MODES, WORKLOADS
-from sw.ranks import describe_rank_syntax
+from sw.arch import describe_rank_syntax
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -49,10 +49,3 @@ def _run(ctx) -> None:
             f"and neuron parameters, {res['memory_saving_8bit']:.2f}x less memory); {res['seconds']:.1f} s")
     if res["fp32_accuracy"] < 2 * 0.1:
         ctx.failed.append(f"tinySNN accuracy {res['fp32_accuracy']:.3f} is not above twice chance (0.1)")
-
-
-def register() -> None:
-    from sw.commands.demo import STEPS, add_step
-
-    if "tinysnn" not in {n for n, _ in STEPS}:
-        add_step("tinysnn", step_tinysnn)

@@ -61,3 +61,72 @@ def test_interstage_too_small_for_the_tile_limits():
     d["limits"]["max_tile_width"] = 200
     with pytest.raises(ConfigError, match="buffers.interstage.bytes"):
         config_from_dict(d)
+
+
+# ---- facts written in docs/architecture.md and configs/*.toml, checked against the regions ----
+
+def _doc_buffer_rows() -> dict[str, str]:
+    """docs/architecture.md's buffer table: buffer name -> its regions column."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    rows = {}
+    for line in text.split("## Buffers", 1)[1].split("\n## ", 1)[0].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in ("weight", "spike_in", "interstage", "residual", "state_out"):
+            rows[cells[0]] = cells[2]
+    return rows
+
+
+def _num(s: str) -> float:
+    return float(s.replace(",", ""))
+
+
+def test_architecture_buffer_table_matches_the_paper_regions():
+    import re
+
+    from gen.config import LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS
+    cfg = load_config("paper")
+    regions = cfg.regions
+    rows = _doc_buffer_rows()
+    assert set(rows) == {"weight", "spike_in", "interstage", "residual", "state_out"}
+    seen = set()
+    for buffer, text in rows.items():
+        # "`w2`, `w3` 18.75 KB each" names two regions of one size
+        for names, kb in re.findall(r"((?:`\w+`(?:, )?)+) ([\d.]+) KB", text):
+            for name in re.findall(r"`(\w+)`", names):
+                r = regions[name]
+                assert r.buffer == buffer, (name, buffer)
+                assert abs(_num(kb) * 1024 - r.bits / 8) <= 0.01 * r.bits / 8, (name, kb, r.bits / 8)
+                seen.add(name)
+    assert seen == {"w1", "w2", "w3", "w4", "affine", "line1", "line4", "row2"}
+    inter = rows["interstage"]
+    assert int(re.search(r"\((\d) q1 rows per timestep\)", inter)[1]) == LINE1_SLOTS_PER_T
+    assert int(re.search(r"\((\d) q23 rows per timestep\)", inter)[1]) == LINE4_SLOTS_PER_T
+    assert int(re.search(r"\((\d) q2 rows\)", inter)[1]) == ROW2_SLOTS
+    words = {b: _num(re.search(r"\(([\d,]+) words", t)[1]) for b, t in rows.items() if "words" in t}
+    assert words == {"spike_in": regions["spike_in"].depth, "residual": regions["residual"].depth,
+                     "state_out": regions["membrane"].depth}
+    assert regions["spikes"].depth == regions["membrane"].depth
+
+
+@pytest.mark.parametrize("name", ["paper", "small"])
+def test_config_comments_match_the_regions(name):
+    """A config's comments that describe the interstage split state the region facts."""
+    import re
+
+    from gen.config import CONFIG_DIR, LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS
+    cfg = load_config(name)
+    comments = " ".join(line.split("#", 1)[1] for line in (CONFIG_DIR / f"{name}.toml").read_text().splitlines()
+                        if "#" in line)
+    comments = re.sub(r"\s+", " ", comments)
+    m = re.search(r"(\d) q1 rows and (\d) q23 rows of every timestep \((\d+) words of (\d+) bytes per row", comments)
+    if m is None:
+        assert "q23 rows" not in comments and "q1 rows" not in comments
+        return
+    assert (int(m[1]), int(m[2])) == (LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T)
+    assert int(m[3]) == cfg.interstage_row_words
+    assert int(m[4]) * 8 == cfg.lanes * cfg.widths.activation
+    assert int(re.search(r"(\d) q2 rows", comments)[1]) == ROW2_SLOTS
+    line1 = cfg.regions["line1"]
+    assert line1.depth == LINE1_SLOTS_PER_T * cfg.limits.max_timesteps * cfg.interstage_row_words
+    assert cfg.regions["line4"].depth == LINE4_SLOTS_PER_T * cfg.limits.max_timesteps * cfg.interstage_row_words

@@ -1,4 +1,4 @@
-"""Layer lists (sw.arch) and rank resolution (sw.ranks): shapes, schedules, rank bounds."""
+"""Layer lists (sw.arch) and rank resolution (sw.arch.resolve_ranks): shapes, schedules, rank bounds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from sw.arch import (ConvSpec, default_schedule, max_tt_rank, network_specs, parse_input_size,
                      tt_layers, validate_schedule)
-from sw.ranks import PAPER_NCALTECH101_RESNET34, resolve_ranks
+from sw.arch import PAPER_NCALTECH101_RESNET34, resolve_ranks
 
 
 def test_resnet34_layer_list_shapes():

@@ -1,0 +1,77 @@
+"""The tile descriptor: one ``data.StructLayout`` whose fields are the descriptor registers.
+
+The host writes one register per field (address ``DESCRIPTOR_BASE + i`` for field ``i`` in the
+layout's order, :func:`gen.hostmap.host_map`) before ``start``; the hardware holds them in one
+``Signal(DESCRIPTOR_LAYOUT)`` and the engines read its fields by name. docs/host_interface.md's
+descriptor table names the same fields in the same order (tests/gen/test_descriptor.py).
+
+``pass`` selects the pass a tile runs: forward, input gradient or weight gradient (BPTT). Only
+the forward pass is built so far: the backward engines will read the field; today's engines
+ignore it and the driver writes :attr:`Pass.FORWARD`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from amaranth.hdl import Shape, unsigned
+from amaranth.lib import data
+
+__all__ = ["Pass", "DescriptorField", "DESCRIPTOR", "DESCRIPTOR_LAYOUT", "descriptor_bits"]
+
+
+class Pass(enum.IntEnum):
+    """Value of the descriptor's ``pass`` field."""
+    FORWARD = 0
+    INPUT_GRADIENT = 1
+    WEIGHT_GRADIENT = 2
+
+
+@dataclass(frozen=True)
+class DescriptorField:
+    name: str
+    bits: int
+    meaning: str
+
+
+#: The descriptor, in register order. Written before ``start``; constant during a tile.
+DESCRIPTOR: tuple[DescriptorField, ...] = tuple(DescriptorField(*f) for f in (
+    ("in_channels", 16, "Cin of the layer"),
+    ("rank", 16, "TT rank r"),
+    ("out_channels", 16, "Cout of this tile (an output-channel group of the layer)"),
+    ("height", 16, "H: output rows of the tile before pooling (window has H+2 rows)"),
+    ("width", 16, "W: output columns before pooling (window has W+2 columns)"),
+    ("timesteps", 8, "T"),
+    ("mode", 2, "0 STT, 1 PTT, 2 HTT (sw.qlayer.MODE_CODES)"),
+    ("schedule", 32, "HTT: bit t set = timestep t is full (ignored for STT/PTT)"),
+    ("pack", 4, "log2(Pk): clusters 2/3 lanes = Pk rank channels x Px = P/Pk output columns"),
+    ("order", 1, "row order: 0 row outer (row y of every timestep, then row y+1), 1 timestep "
+                 "outer (all rows of timestep t, then t+1)"),
+    ("shift1", 6, "re-quantisation shift after cluster 1"),
+    ("shift2", 6, "re-quantisation shift after cluster 2 (STT)"),
+    ("shift3", 6, "re-quantisation shift after cluster 3 / the adder array"),
+    ("affine_shift", 6, "shift of the folded-BatchNorm product"),
+    ("leak_mul", 16, "LIF leak multiplier (unsigned, widths.leak_mul bits used)"),
+    ("leak_shift", 6, "LIF leak shift"),
+    ("threshold", 32, "LIF threshold (signed, widths.membrane bits used)"),
+    ("round", 1, "1: round half up in every shift, 0: floor"),
+    ("pool", 1, "1: 2x2 max-pool after cluster 4"),
+    ("residual", 1, "1: add the residual rows before the LIF"),
+    ("zero_halo", 4, "window edges outside the layer (bit 0 top row, 1 bottom row, 2 left "
+                     "column, 3 right column): their q1 is 0 without computing, their spikes "
+                     "are not in the input rows"),
+    ("in_ring_rows", 16, "rows of the spike_in ring (slot = input row % in_ring_rows)"),
+    ("res_ring_rows", 16, "rows of the residual ring"),
+    ("out_ring_rows", 16, "rows of the output ring (membrane and spikes regions)"),
+    ("pass", 2, "0 forward, 1 input gradient, 2 weight gradient (gen.descriptor.Pass; only the "
+                "forward pass is built: the engines ignore the field)"),
+))
+
+#: The descriptor as the hardware holds it (field ``f`` is ``unsigned(f.bits)``).
+DESCRIPTOR_LAYOUT = data.StructLayout({f.name: unsigned(f.bits) for f in DESCRIPTOR})
+
+
+def descriptor_bits(name: str) -> int:
+    """Width of descriptor field ``name``, read from the layout."""
+    return Shape.cast(DESCRIPTOR_LAYOUT[name].shape).width

@@ -1,0 +1,345 @@
+"""The clusters-2/3 engine: cluster 2 (G2, 3x1), cluster 3 (G3, 1x3) and the adder array, from
+the q1 rows of ``line1`` to the q23 rows of ``line4``; with STT's cluster-3 loop on the q2 rows
+of ``row2``."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..arith import lane
+from ..config import HardwareConfig, log2
+from ..descriptor import DESCRIPTOR_LAYOUT
+from ..tilegeo import geometry_layout
+from ..units import AdderArray, MacCluster, Requantiser
+from .common import ROW_BITS, counts_layout, read_port, times3, write_port
+from .macloop import STEP_LAYOUT, MacRowLoop
+
+__all__ = ["ClusterTwoThreeEngine"]
+
+RB = ROW_BITS
+
+
+class ClusterTwoThreeEngine(wiring.Component):
+    """Clusters 2 and 3 (:class:`gen.units.MacCluster`), the adder array and their loop
+    nests (:class:`gen.engines.macloop.MacRowLoop`: ``cluster23`` and, for STT,
+    ``stt_cluster3``).
+
+    Per q23 row (``q``, ``t``): for each output rank group of ``Pk`` channels, each group of up
+    to ``B`` column blocks, each chunk of up to ``C`` reduction steps, each block of the group,
+    each step of the chunk: one MAC step per cycle. PTT (and HTT's full timesteps): cluster 3
+    runs in lock step with cluster 2 on the same q1 rows and the adder array merges them into
+    ``line4``. STT: cluster 2 writes q2 rows into ``row2`` (double buffer) and the
+    ``stt_cluster3`` loop runs cluster 3 on them one row behind, into ``line4``. HTT's reduced
+    timesteps copy q1 words into ``line4``, one per cycle.
+
+    Ports:
+
+    * ``start`` (in): reset the loops and progress registers and run a tile.
+    * ``desc``, ``geo`` (in): :data:`gen.descriptor.DESCRIPTOR_LAYOUT`,
+      :func:`gen.tilegeo.geometry_layout`.
+    * ``e1_rows`` (in): window rows cluster 1 has written into ``line1`` (its order);
+      ``e4_released`` (in): output rows cluster 4 has issued (their q23 rows are free).
+    * ``line1_a`` (rows q and q+2), ``line1_b`` (centre row), ``line1_c`` (cluster 3's
+      neighbouring block), ``row2_b``, ``row2_c`` (STT), ``w2``, ``w3``: read ports (data one
+      cycle after ``en``); ``row2``, ``line4``: write ports.
+    * ``released`` (out): q23 rows done reading their q1 rows (``q*T + t`` order, row outer);
+      ``released_e1_order`` (out): the same in cluster 1's row order (timestep outer);
+      ``q23_rows`` (out): q23 rows written into ``line4``.
+    * ``busy`` (out): a loop runs or a step is in the pipeline.
+    * ``counts`` (out): this cycle's increments of the counters named by its fields.
+
+    Timing: issue (addresses, scratchpad reads) -> a (operands arrive, PE update) -> b
+    (partial sums into the scratchpads, results re-quantised and written). A row issues when
+    its three q1 rows are written and its output slot (``row2`` or ``line4``) is free.
+    """
+
+    def __init__(self, config: HardwareConfig):
+        if not isinstance(config, HardwareConfig):
+            raise TypeError(f"config must be a gen.config.HardwareConfig, got {type(config).__name__}")
+        self.config = config
+        P, wd = config.lanes, config.widths
+        lp = log2(P)
+        q_word, w_word = P * wd.activation, P * wd.weight
+        super().__init__({
+            "start": In(1), "desc": In(DESCRIPTOR_LAYOUT), "geo": In(geometry_layout(config)),
+            "e1_rows": In(RB), "e4_released": In(RB),
+            "line1_a": Out(read_port(q_word)), "line1_b": Out(read_port(q_word)),
+            "line1_c": Out(read_port(q_word)), "row2_b": Out(read_port(q_word)),
+            "row2_c": Out(read_port(q_word)), "w2": Out(read_port(w_word)), "w3": Out(read_port(w_word)),
+            "row2": Out(write_port(q_word)), "line4": Out(write_port(q_word)),
+            "released": Out(RB), "released_e1_order": Out(RB), "q23_rows": Out(RB),
+            "busy": Out(1),
+            "counts": Out(counts_layout({
+                "c2_busy": 1, "c2_stall": 1, "adder_stall": 1, "c3_busy": 1, "c3_stall": 1,
+                "line1_reads": 2, "w2_reads": 1, "row2_reads": 2, "w3_reads": 1,
+                "c2_macs": 2 * lp + 2, "c3_macs": 2 * lp + 2, "c2_spad_reads": 2, "c2_spad_writes": 2,
+                "c3_spad_reads": 2, "c3_spad_writes": 2, "row2_writes": 1, "line4_writes": 1,
+                "adder_busy": 1, "adds": 2 * lp + 2})),
+        })
+
+    def elaborate(self, platform):  # noqa: C901 - two loops, two clusters and the adder
+        m = Module()
+        cfg = self.config
+        wd = cfg.widths
+        P = cfg.lanes
+        ws = cfg.is_weight_stationary("cluster2")
+        BLK = cfg.spad_psum_entries if ws else 1    # blocks sharing one weight chunk
+        CHK = cfg.spad_weight_entries if ws else 1  # reduction steps per chunk
+        ab, qb, wb = wd.accumulator, wd.activation, wd.weight
+        d_ = {name: self.desc[name] for name, _ in self.desc.shape()}
+        g = self.geo
+        T, H, W = d_["timesteps"], d_["height"], d_["width"]
+        pool, zr = d_["pool"], d_["zero_halo"][3]
+        is_stt = d_["mode"] == 0
+        order = d_["order"]
+        pk, Pk, Px = g.pack, g.pk, g.px
+        ng, last_lanes, nb = g.ng, g.last_lanes, g.nb
+        w_aligned = (W & (Px - 1)) == 0
+        last_cols = g.last_cols
+        e1_done, e4_rel = self.e1_rows, self.e4_released
+        e2_rel, rel1 = self.released, self.released_e1_order
+        e2_done, e3_done, e3_rel = Signal(RB), Signal(RB), Signal(RB)
+        amounts: dict[str, list] = {name: [] for name, _ in self.counts.shape()}
+
+        def count(name, amount):
+            amounts[name].append(amount)
+
+        line1_a, line1_b, line1_c = self.line1_a, self.line1_b, self.line1_c
+        row2_b, row2_c = self.row2_b, self.row2_c
+        m.submodules.cluster2 = pe2 = MacCluster(P, wb, qb, ab, CHK if ws else 0, BLK if ws else 0)
+        m.submodules.cluster3 = pe3 = MacCluster(P, wb, qb, ab, CHK if ws else 0, BLK if ws else 0)
+        for pe in (pe2, pe3):
+            m.d.comb += pe.pack.eq(pk)
+
+        # the loop nests of E2 (cluster 2, cluster 3 in lock step) and E3 (STT's cluster 3)
+        def mac_loop(name, variant):
+            loop = m.submodules[f"{name}_loop"] = MacRowLoop(cfg, variant)
+            m.d.comb += [loop.desc.eq(self.desc), loop.geo.eq(g), loop.start.eq(self.start)]
+            E = {k: loop.step[k] for k, _ in STEP_LAYOUT}
+            E.update(issue=loop.issue, run=loop.run, loop=loop,
+                     f={k: loop.step[k] for k in ("row_end", "spad_rd", "from_psum")})
+            return E, {k: loop.a[k] for k, _ in loop.a.shape()}, {k: loop.b[k] for k, _ in loop.b.shape()}
+
+        E2, A2, B2 = mac_loop("e2", "cluster23")
+        E3, A3, B3 = mac_loop("e3", "stt_cluster3")
+        f2, f3 = E2["f"], E3["f"]
+        ptt_row2 = ~is_stt & ~E2["copy"]        # a merging row (PTT or HTT full timestep)
+
+        # E2 readiness: its three q1 rows written; its output slot (row2 or line4) free
+        def line4_free(E):
+            """line4 slot of q23 row (q, t) free: row (q - 3, t) consumed by cluster 4, i.e.
+            E4 has issued output row ((q - 3) >> pool, t) (its index in the row order: row
+            outer ((q-3) >> pool) * T + t, timestep outer t * Ho + ((q-3) >> pool))."""
+            q = E["q"]
+            need = Mux(order, E["tho"] + ((q - 3) >> pool), E["l4b"] + E["t"]) + 1
+            return (q < 3) | (e4_rel >= need)
+
+        # E1 rows the current E2 row needs (E1's index of window row (q + 2, t), + 1)
+        need2 = Signal(RB)
+        with m.If(E2["issue"] & f2["row_end"]):
+            i_last2 = E2["i"] == Mux(order, H, T) - 1
+            m.d.sync += need2.eq(need2 + Mux(order, Mux(i_last2, 3, 1),
+                                             Mux((E2["q"] == 0) & ~i_last2, 3, 1)))
+        out_ok2 = Mux(is_stt, e3_rel + 1 >= E2["seq"], line4_free(E2))
+        ok2 = (e1_done >= need2) & out_ok2
+        m.d.comb += E2["loop"].ok.eq(ok2)
+        count("c2_busy", E2["issue"])
+        count("c2_stall", E2["run"] & ~ok2)
+        count("adder_stall", E2["run"] & ~ok2 & ptt_row2)
+        with m.If(E2["issue"] & f2["row_end"]):
+            m.d.sync += [e2_rel.eq(e2_rel + 1), rel1.eq(rel1 + Mux(E2["q"] == H - 1, 3, 1))]
+
+        ok3 = (e2_done >= E3["seq"] + 1) & line4_free(E3)
+        m.d.comb += E3["loop"].ok.eq(ok3)
+        count("c3_busy", Mux(is_stt, E3["issue"], E2["issue"] & ~E2["copy"]))
+        count("c3_stall", Mux(is_stt, E3["run"] & ~ok3, E2["run"] & ~ok2 & ptt_row2))
+        with m.If(E3["issue"] & f3["row_end"]):
+            m.d.sync += e3_rel.eq(e3_rel + 1)
+
+        w2_rd, w3_rd = self._reads(m, E2, E3, count)
+        line1_b = self.line1_b
+
+        def active_cols(e_blk, stt_halo):
+            """Output columns of block ``e_blk`` (+1 indexed) a MAC step counts: columns
+            0..W-1, and for cluster 2 in STT the halo columns it computes."""
+            b_last = e_blk == nb
+            cols = Mux(b_last, last_cols, Px)
+            if stt_halo:
+                cols = Mux(e_blk == 0, 1, Mux(e_blk == nb + 1, 1,
+                           cols + (b_last & ~w_aligned & ~zr)))
+            return cols
+
+        lanes2 = Mux((A2["g"] == ng - 1), last_lanes, Pk)
+        lanes3 = Mux((A3["g"] == ng - 1), last_lanes, Pk)
+        cols2 = active_cols(A2["e"], True)
+        cols2_ptt = active_cols(A2["e"], False)
+        cols3 = active_cols(A3["e"], False)
+
+        # spad addresses at issue, the step's controls at stage a, partial-sum writes at b
+        def drive_cluster(pe, E, A, centre, neighbour, shift, weights, valid):
+            m.d.comb += [pe.w_rd.eq(E["issue"] & E["f"]["spad_rd"]), pe.w_addr.eq(E["s"]),
+                         pe.p_rd.eq(E["issue"] & E["f"]["from_psum"]), pe.p_addr.eq(E["b"]),
+                         pe.valid.eq(valid), pe.first.eq(A["first"]), pe.from_psum.eq(A["from_psum"]),
+                         pe.jl.eq(A["jl"]), pe.shift.eq(shift), pe.centre.eq(centre),
+                         pe.neighbour.eq(neighbour), pe.wsel.eq(A["wsel"]), pe.weights.eq(weights),
+                         pe.use_spad.eq(A["use_spad"]), pe.w_wr.eq(valid & A["w_wr"]),
+                         pe.w_wr_addr.eq(A["s"])]
+
+        shift_of = lambda ti: Mux(ti == 0, 0, Mux(ti == 1, 1, 2))  # noqa: E731 (tap 0: -1, tap 2: +1)
+        v2mac = A2["v"] & ~A2["copy"]
+        drive_cluster(pe2, E2, A2, Mux(A2["ti"] == 0, line1_b.data, Mux(A2["row_zero"], 0, line1_a.data)), 0, 0,
+                      w2_rd.data, v2mac)
+        # cluster 3: E3 on q2 rows (STT) or E2's step on q1 rows in lock step (PTT/HTT)
+        pe3_centre = Mux(is_stt, row2_b.data, line1_b.data)
+        pe3_nbr = Mux(Mux(is_stt, A3["nb_zero"], A2["nb_zero"]), 0,
+                      Mux(is_stt, row2_c.data, line1_c.data))
+        with m.If(is_stt):
+            drive_cluster(pe3, E3, A3, pe3_centre, pe3_nbr, shift_of(A3["ti"]), w3_rd.data, A3["v"])
+        with m.Else():
+            drive_cluster(pe3, E2, A2, pe3_centre, pe3_nbr, shift_of(A2["ti"]), w3_rd.data,
+                          v2mac & ~is_stt)
+        count("c2_macs", Mux(v2mac, lanes2 * Mux(is_stt, cols2, cols2_ptt), 0))
+        count("c3_macs", Mux(is_stt, Mux(A3["v"], lanes3 * cols3, 0),
+                             Mux(v2mac, lanes2 * cols2_ptt, 0)))
+        # scratchpad accesses: a weight read or write, a partial-sum read or write (each one
+        # access of every PE's scratchpad, in lock step)
+        for pe, name in ((pe2, "c2"), (pe3, "c3")):
+            count(f"{name}_spad_reads", pe.w_rd)
+            count(f"{name}_spad_reads", pe.p_rd)
+            count(f"{name}_spad_writes", pe.w_wr)
+        copy_word = Signal(P * qb)
+        m.d.sync += copy_word.eq(line1_b.data)
+
+        m.d.comb += [pe2.p_wr.eq(B2["v"] & ~B2["copy"] & B2["psum_out"]), pe2.p_wr_addr.eq(B2["b"])]
+        with m.If(is_stt):
+            m.d.comb += [pe3.p_wr.eq(B3["v"] & B3["psum_out"]), pe3.p_wr_addr.eq(B3["b"])]
+        with m.Else():
+            m.d.comb += [pe3.p_wr.eq(B2["v"] & ~B2["copy"] & B2["psum_out"]), pe3.p_wr_addr.eq(B2["b"])]
+        for pe, name in ((pe2, "c2"), (pe3, "c3")):
+            count(f"{name}_spad_writes", pe.p_wr)
+
+        self._results(m, pe2, pe3, B2, B3, copy_word, e2_done, e3_done, count)
+
+        m.d.comb += self.q23_rows.eq(Mux(is_stt, e3_done, e2_done))
+        m.d.comb += self.busy.eq(E2["run"] | E3["run"] | A2["v"] | B2["v"] | A3["v"] | B3["v"])
+        for name, parts in amounts.items():
+            m.d.comb += self.counts[name].eq(sum(parts[1:], parts[0]))
+
+        # ---- start: a new tile (last, so that it wins over the updates above) ---------------
+        with m.If(self.start):
+            m.d.sync += [e2_done.eq(0), e2_rel.eq(0), e3_done.eq(0), e3_rel.eq(0), rel1.eq(0),
+                         need2.eq(3)]
+        return m
+
+    def _reads(self, m, E2, E3, count):
+        """The issue stage's memory reads: line1 (E2: tap rows, centre row, cluster 3's
+        neighbour block), w2, and for STT row2 (E3); w3 for whichever loop drives cluster 3."""
+        d_, g = self.desc, self.geo
+        H, is_stt, order = d_.height, d_.mode == 0, d_.order
+        zt, zb = d_.zero_halo[0], d_.zero_halo[1]
+        pxl, ng, rw1, TR1, T3R1 = g.pxl, g.ng, g.rw1, g.tr1, g.t3r1
+        line1_a, line1_b, line1_c = self.line1_a, self.line1_b, self.line1_c
+        row2_b, row2_c = self.row2_b, self.row2_c
+
+        def slot_base(E, i):
+            """Word base of the line1 slot of window row (q + i) at timestep t: slot
+            ((q + i) mod 3) * T + t (row outer), the ring slot of row q + i modulo 3T
+            (timestep outer); times rw1."""
+            s = (E["qm3"] + i)
+            s = Mux(s >= 3, s - 3, s)
+            r = E["r1base"] + (rw1 if i == 1 else (rw1 << 1) if i == 2 else 0)
+            r = Mux(r >= T3R1, r - T3R1, r)
+            return Mux(order, r, times3(s, TR1) + E["trw"])
+
+        mac2 = E2["issue"] & ~E2["copy"]
+
+        def tap_row_outside(E):
+            """The step's tap row (0: window row q, 2: q + 2) lies outside the layer (zero halo)."""
+            return Mux(E["tap"] == 0, (E["q"] == 0) & zt, (E["q"] == H - 1) & zb)
+
+        def neighbour_offset(E):
+            """Word offset in the row of cluster 3's operand block for E's step (tap 0: the
+            block on the left, tap 2: the one on the right)."""
+            return Mux(E["tap"] == 0, E["eoff"] - ng, E["eoff"] + ng)
+
+        base2_b = slot_base(E2, 1)
+        base2_a = Mux(E2["tap"] == 0, slot_base(E2, 0), slot_base(E2, 2))
+        nboff2 = neighbour_offset(E2)
+        # a tap row outside the layer is not read (its operand is masked to zero at stage a)
+        m.d.comb += [line1_a.en.eq(mac2 & (E2["ti"] != 0) & E2["new_op"] & ~tap_row_outside(E2)),
+                     line1_a.addr.eq(base2_a + E2["eoff"] + E2["jb"]),
+                     line1_b.en.eq(E2["issue"] & (E2["copy"] | E2["new_centre"])),
+                     line1_b.addr.eq(base2_b + E2["eoff"] + Mux(E2["copy"], E2["g"], E2["jb"])),
+                     line1_c.en.eq(mac2 & ~is_stt & (E2["ti"] != 0) & E2["new_op"]),
+                     line1_c.addr.eq(base2_b + nboff2 + E2["jb"])]
+        count("line1_reads", line1_a.en + line1_b.en + line1_c.en)
+        w2_rd = self.w2
+        m.d.comb += [w2_rd.en.eq(mac2 & E2["glb_rd"]), w2_rd.addr.eq(E2["gbase"] + (E2["sl"] >> pxl))]
+        count("w2_reads", mac2 & E2["glb_rd"])
+        # E3's memory reads (STT)
+        mac3 = E3["issue"]
+        base3 = Mux(E3["seq"][0], rw1, 0)
+        nboff3 = neighbour_offset(E3)
+        m.d.comb += [row2_b.en.eq(mac3 & E3["new_centre"]),
+                     row2_b.addr.eq(base3 + E3["eoff"] + E3["jb"]),
+                     row2_c.en.eq(mac3 & (E3["ti"] != 0) & E3["new_op"]),
+                     row2_c.addr.eq(base3 + nboff3 + E3["jb"])]
+        count("row2_reads", row2_b.en + row2_c.en)
+        w3_en = Mux(is_stt, mac3 & E3["glb_rd"], mac2 & E2["glb_rd"])
+        w3_rd = self.w3
+        m.d.comb += [w3_rd.en.eq(w3_en), w3_rd.addr.eq(Mux(is_stt, E3["gbase"] + (E3["sl"] >> pxl),
+                                                           E2["gbase"] + (E2["sl"] >> pxl)))]
+        count("w3_reads", w3_en)
+
+        return w2_rd, w3_rd
+
+    def _results(self, m, pe2, pe3, B2, B3, copy_word, e2_done, e3_done, count):
+        """Stage b's results: STT q2 -> row2; PTT merge / STT cluster 3 / HTT copy -> line4;
+        the rows written."""
+        d_, g = self.desc, self.geo
+        rnd, is_stt = d_["round"], d_.mode == 0
+        P, qb, ab = self.config.lanes, self.config.widths.activation, self.config.widths.accumulator
+        Pk, Px, ng, nb, rw1 = g.pk, g.px, g.ng, g.nb, g.rw1
+        TR4, last_lanes, last_cols = g.tr4, g.last_lanes, g.last_cols
+        d = self.desc
+        m.submodules.requant2 = rq2 = Requantiser(P, ab, qb)
+        m.d.comb += [rq2.i.eq(pe2.acc), rq2.shift.eq(d.shift2), rq2.rnd.eq(rnd)]
+        row2_w = self.row2
+        m.d.comb += [row2_w.en.eq(B2["v"] & B2["final"] & is_stt),
+                     row2_w.addr.eq(Mux(B2["seq"][0], rw1, 0) + B2["eoff"] + B2["g"]),
+                     row2_w.data.eq(rq2.o)]
+        count("row2_writes", row2_w.en)
+        m.submodules.adder = adder = AdderArray(P, ab)
+        m.d.comb += [adder.a.eq(pe2.acc), adder.b.eq(pe3.acc)]
+        lanes3_ext = []
+        for l in range(P):
+            ext = Signal(signed(ab + 1), name=f"acc3_ext{l}")
+            m.d.comb += ext.eq(lane(pe3.acc, l, ab))
+            lanes3_ext.append(ext)
+        merge = B2["v"] & B2["final"] & ~B2["copy"] & ~is_stt
+        m.submodules.requant3 = rq3 = Requantiser(P, ab + 1, qb)
+        m.d.comb += [rq3.i.eq(Mux(is_stt, Cat(*lanes3_ext), adder.o)),
+                     rq3.shift.eq(Mux(is_stt, d.shift3, d.shift3 + 1)), rq3.rnd.eq(rnd)]
+        line4_w = self.line4
+
+        def base4(qm3, trw4):
+            """Word base of line4 slot (q mod 3) * T + t: ``trw4`` = t * rw4."""
+            return times3(qm3, TR4) + trw4
+
+        w4_stt = B3["v"] & B3["final"] & is_stt
+        w4_copy = B2["v"] & B2["copy"]
+        m.d.comb += [line4_w.en.eq(w4_stt | merge | w4_copy),
+                     line4_w.addr.eq(Mux(is_stt, base4(B3["qm3"], B3["tr4"]) + B3["eoff"] - ng + B3["g"],
+                                         base4(B2["qm3"], B2["tr4"]) + B2["eoff"] - ng + B2["g"])),
+                     line4_w.data.eq(Mux(w4_copy, copy_word, rq3.o))]
+        count("line4_writes", line4_w.en)
+        count("adder_busy", merge)
+        count("adds", Mux(merge, Mux(B2["g"] == ng - 1, last_lanes, Pk)
+                          * Mux(B2["e"] == nb, last_cols, Px), 0))
+        with m.If(B2["v"] & B2["row_end"]):
+            m.d.sync += e2_done.eq(e2_done + 1)
+        with m.If(B3["v"] & B3["row_end"]):
+            m.d.sync += e3_done.eq(e3_done + 1)
+

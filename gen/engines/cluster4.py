@@ -1,0 +1,281 @@
+"""The engine from cluster 4 to the LIF array: G4, 2x2 max-pool, folded BatchNorm, residual,
+LIF, into the output ring."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import HardwareConfig, log2
+from ..descriptor import DESCRIPTOR_LAYOUT
+from ..hostmap import STREAM_BITS
+from ..tilegeo import geometry_layout
+from ..units import AffineLanes, LIFLanes, MacPEArray, MaxPoolLanes
+from .common import ROW_BITS, active_lanes, counts_layout, inc3, loops, read_port, times3, write_port
+
+__all__ = ["ClusterFourEngine"]
+
+RB = ROW_BITS
+
+
+class ClusterFourEngine(wiring.Component):
+    """Cluster 4 (:class:`gen.units.MacPEArray`), max-pool, affine, residual and LIF lanes,
+    and their loop nest.
+
+    Per output row (row outer: output row ``yo``, then the timestep; timestep outer: the
+    timestep, then ``yo``), output pixel, output group of ``P`` channels, pool sub-pixel, rank
+    channel ``k``: one multiply-accumulate step per cycle on the q23 values of ``line4``.
+    At the end of a group the pooled sums go through the affine (scale of the timestep's
+    class, bias), the residual add and the LIF, whose membrane of the previous timestep is
+    read back from the output ring; spikes and membranes are written into the output ring.
+
+    Ports:
+
+    * ``start`` (in): reset the loop counters, ring positions and progress registers and run
+      a tile (``desc`` and ``geo`` held from this cycle to the end of the tile).
+    * ``desc``, ``geo`` (in): :data:`gen.descriptor.DESCRIPTOR_LAYOUT`,
+      :func:`gen.tilegeo.geometry_layout`.
+    * ``rows_written`` (in): q23 rows written into ``line4`` by clusters 2/3 (their order).
+    * ``res_rows``, ``out_taken`` (in): the host's residual rows written / output rows read.
+    * ``line4``, ``w4``, ``affine``, ``residual``, ``membrane_in`` (read ports: data one cycle
+      after ``en``), ``membrane_out``, ``spikes`` (write ports).
+    * ``run`` (out): rows left to issue; ``busy`` (out): ``run`` or a step in the pipeline.
+    * ``rows_released`` (out): output rows issued (their q23 rows' ``line4`` slots are free);
+      ``res_consumed`` (out): residual rows finished with; ``out_rows`` (out): output rows
+      complete in the output ring.
+    * ``counts`` (out): this cycle's increments of the counters named by its fields.
+
+    Timing: issue (addresses) -> a (operands arrive, MAC) -> b (max-pool; affine, residual
+    and u(t-1) words registered) -> c (affine, residual, LIF; membrane and spike writes). A
+    row issues when its q23 rows are written, its u(t-1) has landed and the host has written
+    its residual row and drained its output slot.
+    """
+
+    def __init__(self, config: HardwareConfig):
+        if not isinstance(config, HardwareConfig):
+            raise TypeError(f"config must be a gen.config.HardwareConfig, got {type(config).__name__}")
+        self.config = config
+        P, wd = config.lanes, config.widths
+        aff = config.regions["affine"].width_bits
+        cnt_lanes = log2(P) + 2
+        super().__init__({
+            "start": In(1),
+            "desc": In(DESCRIPTOR_LAYOUT),
+            "geo": In(geometry_layout(config)),
+            "rows_written": In(RB),
+            "res_rows": In(STREAM_BITS),
+            "out_taken": In(STREAM_BITS),
+            "line4": Out(read_port(P * wd.activation)),
+            "w4": Out(read_port(P * wd.weight)),
+            "affine": Out(read_port(aff)),
+            "residual": Out(read_port(P * wd.membrane)),
+            "membrane_in": Out(read_port(P * wd.membrane)),
+            "membrane_out": Out(write_port(P * wd.membrane)),
+            "spikes": Out(write_port(P)),
+            "run": Out(1),
+            "busy": Out(1),
+            "rows_released": Out(RB),
+            "res_consumed": Out(STREAM_BITS),
+            "out_rows": Out(STREAM_BITS),
+            "counts": Out(counts_layout({
+                "c4_busy": 1, "c4_stall": 1, "lif_stall": 1, "line4_reads": 1, "w4_reads": 1,
+                "affine_reads": 1, "residual_reads": 1, "membrane_reads": 1,
+                "c4_macs": cnt_lanes, "membrane_writes": 1, "spikes_writes": 1, "lif_busy": 1,
+                "lif_updates": cnt_lanes, "spikes_out": cnt_lanes})),
+        })
+
+    def elaborate(self, platform):  # noqa: C901 - the loop nest and its three pipeline stages
+        m = Module()
+        cfg = self.config
+        wd = cfg.widths
+        P, lp = cfg.lanes, log2(cfg.lanes)
+        ab, qb, mb, wb = wd.accumulator, wd.activation, wd.membrane, wd.weight
+        d, g = self.desc, self.geo
+        T, H, R, COUT = d.timesteps, d.height, d.rank, d.out_channels
+        order, pool, use_res = d.order, d.pool, d.residual
+        Px, Pk, pk, pxl, ng = g.px, g.pk, g.pack, g.pxl, g.ng
+        Ho, Wo, GO, out_row_words, dist = g.ho, g.wo, g.go, g.out_row_words, g.dist
+        S = Mux(pool, 2, 1)                            # q23 rows per output row
+        cnt = self.counts
+
+        def t_times_next(v, unit, i_last):
+            """``v = t * unit`` at the end of a row (t: inner loop counter in row order)."""
+            return Mux(order, Mux(i_last, v + unit, v), Mux(i_last, 0, v + unit))
+
+        run4 = self.run
+        e4_rel, res_seq, out_seq = self.rows_released, self.res_consumed, self.out_rows
+        o4, i4, xo4 = Signal(RB), Signal(RB), Signal(RB)
+        go4, sub4, k4 = Signal(RB), Signal(2), Signal(RB)
+        yo4, t4 = Signal(RB), Signal(8)
+        m.d.comb += [yo4.eq(Mux(order, i4, o4)), t4.eq(Mux(order, o4, i4))]
+        ym3 = Signal(2)                           # (S * yo4) mod 3
+        m4 = Signal(STREAM_BITS)                  # output row index in the row order
+        gobase4, outidx = Signal(RB), Signal(RB)
+        out_base, out_slot = Signal(RB), Signal(RB)
+        prev_slot, prev_base = Signal(RB), Signal(RB)   # ring row ``dist`` rows back
+        res_base, res_slot = Signal(RB), Signal(RB)
+        # kept by adding: (S*yo + S - 1) * T (row outer), t * H (timestep outer), t * rw4, the
+        # word offset of the current column's line4 block
+        n4b, th4, trw4_4, xoff4 = Signal(RB), Signal(RB), Signal(RB), Signal(RB)
+        # the writer's index of q23 row (S*yo + S - 1, t), + 1
+        in_ok4 = self.rows_written >= Mux(order, th4 + (yo4 << pool) + S, n4b + t4 + 1)
+        # u(t-1) read back from the output ring: landed (only short rows can outrun it). A
+        # neuron's membrane is written 3 cycles after its last issue and the read port is not
+        # transparent, so the same neuron's read must come at least 4 cycles later
+        back_ok4 = g.long_rows | (t4 == 0) | (out_seq + dist > m4)
+        # the host: residual row written, output slot drained
+        host_ok4 = (~use_res | (self.res_rows > m4)) & (self.out_taken + d.out_ring_rows > m4)
+        issue4 = Signal()
+        m.d.comb += issue4.eq(run4 & in_ok4 & back_ok4 & host_ok4)
+        m.d.comb += [cnt.c4_busy.eq(issue4), cnt.c4_stall.eq(run4 & ~(in_ok4 & back_ok4)),
+                     cnt.lif_stall.eq(run4 & in_ok4 & back_ok4 & ~host_ok4)]
+        e4 = loops(m, [(o4, Mux(order, T, Ho)), (i4, Mux(order, Ho, T)), (xo4, Wo), (go4, GO),
+                       (sub4, Mux(pool, 4, 1)), (k4, R)], issue4)
+        sub_end4, grp_end4, pix_end4, row_end4, all_end4 = e4[5], e4[4], e4[3], e4[2], e4[0]
+        with m.If(issue4):
+            with m.If(grp_end4):
+                m.d.sync += [gobase4.eq(Mux(pix_end4, 0, gobase4 + R)),
+                             outidx.eq(Mux(row_end4, 0, outidx + 1))]
+            with m.If(pix_end4):      # the next column's block (S columns on)
+                x0 = xo4 << pool
+                blocks = ((x0 + S) >> pxl) - (x0 >> pxl)          # 0, 1 or 2
+                m.d.sync += xoff4.eq(Mux(row_end4, 0, xoff4 + times3(blocks[:2], ng)))
+            with m.If(row_end4):
+                last_o = out_slot == d.out_ring_rows - 1
+                last_p = prev_slot == d.out_ring_rows - 1
+                last_r = res_slot == d.res_ring_rows - 1
+                m.d.sync += [m4.eq(m4 + 1), e4_rel.eq(e4_rel + 1),
+                             out_slot.eq(Mux(last_o, 0, out_slot + 1)),
+                             out_base.eq(Mux(last_o, 0, out_base + out_row_words)),
+                             prev_slot.eq(Mux(last_p, 0, prev_slot + 1)),
+                             prev_base.eq(Mux(last_p, 0, prev_base + out_row_words))]
+                i_last4 = e4[1]
+                m.d.sync += trw4_4.eq(t_times_next(trw4_4, g.rw4, i_last4))
+                with m.If(Mux(order, i_last4, 1)):          # t advances
+                    m.d.sync += th4.eq(th4 + H)
+                with m.If(~order & i_last4):          # yo advances (row outer)
+                    m.d.sync += n4b.eq(n4b + Mux(pool, T << 1, T))
+                with m.If(use_res):
+                    m.d.sync += [res_seq.eq(res_seq + 1), res_slot.eq(Mux(last_r, 0, res_slot + 1)),
+                                 res_base.eq(Mux(last_r, 0, res_base + out_row_words))]
+                # yo advances: with the outer counter (row outer) or the inner one
+                adv_y = Mux(order, 1, e4[1])
+                wrap_y = Mux(order, e4[1], e4[0])
+                with m.If(adv_y):
+                    m.d.sync += ym3.eq(Mux(wrap_y, 0, Mux(pool, inc3(inc3(ym3)), inc3(ym3))))
+            with m.If(all_end4):
+                m.d.sync += run4.eq(0)
+        dy, dx = sub4[1], sub4[0]
+        x4 = Signal(RB)
+        m.d.comb += x4.eq(Mux(pool, (xo4 << 1) + dx, xo4))
+        qm3_4 = Mux(pool & dy, inc3(ym3), ym3)
+        line4_r, w4_rd, aff_rd = self.line4, self.w4, self.affine
+        res_rd, state_rd = self.residual, self.membrane_in   # u(t-1): the row ``dist`` rows back
+        m.d.comb += [line4_r.en.eq(issue4 & ((k4 & (Pk - 1)) == 0)),
+                     line4_r.addr.eq(times3(qm3_4, g.tr4) + trw4_4 + xoff4     # line4 slot (q%3)*T + t
+                                     + Mux(pool & dx & (Px == 1), ng, 0) + (k4 >> pk)),
+                     w4_rd.en.eq(issue4), w4_rd.addr.eq(gobase4 + k4),
+                     aff_rd.en.eq(issue4 & grp_end4), aff_rd.addr.eq(go4),
+                     res_rd.en.eq(issue4 & grp_end4 & use_res), res_rd.addr.eq(res_base + outidx),
+                     state_rd.en.eq(issue4 & grp_end4 & (t4 != 0)), state_rd.addr.eq(prev_base + outidx)]
+        m.d.comb += [cnt.line4_reads.eq(line4_r.en), cnt.w4_reads.eq(issue4),
+                     cnt.affine_reads.eq(issue4 & grp_end4), cnt.residual_reads.eq(res_rd.en),
+                     cnt.membrane_reads.eq(state_rd.en)]
+
+        # ---- stage a: operands arrive, multiply-accumulate ---------------------------------
+        v4a, first4a, last4a, subfirst4a, grp4a, t0_4a, rowend4a = (Signal(name=f"e4a_{n}") for n in
+                                                                     ("v", "first", "last", "subfirst",
+                                                                      "grp", "t0", "rowend"))
+        lane4a = Signal(lp + 1)
+        outidx4a, obase4a = Signal(RB), Signal(RB)
+        act4a = Signal(range(P + 1))
+        m.d.sync += [v4a.eq(issue4), first4a.eq(k4 == 0), last4a.eq(sub_end4),
+                     subfirst4a.eq(sub4 == 0), grp4a.eq(grp_end4), t0_4a.eq(t4 == 0),
+                     rowend4a.eq(row_end4),
+                     lane4a.eq(((x4 & (Px - 1)) << pk) | (k4 & (Pk - 1))), outidx4a.eq(outidx),
+                     obase4a.eq(out_base), act4a.eq(active_lanes(COUT, go4, lp))]
+        m.submodules.cluster4 = pe4 = MacPEArray(P, wb, qb, ab)
+        m.d.comb += [pe4.valid.eq(v4a), pe4.first.eq(first4a),
+                     pe4.operand.eq(line4_r.data.word_select(lane4a, qb)),
+                     pe4.weights.eq(w4_rd.data)]
+        m.d.comb += cnt.c4_macs.eq(Mux(v4a, act4a, 0))
+
+        # ---- stage b: max-pool; the group's affine, residual and u(t-1) words ----------------
+        v4b, last4b, subfirst4b, grp4b, t0_4b, rowend4b = (Signal(name=f"e4b_{n}") for n in
+                                                           ("v", "last", "subfirst", "grp", "t0", "rowend"))
+        outidx4b, obase4b = Signal(RB), Signal(RB)
+        act4b = Signal(range(P + 1))
+        aff4b = Signal(len(aff_rd.data))
+        res4b, uprev4b = Signal(P * mb), Signal(P * mb)
+        m.d.sync += [v4b.eq(v4a), last4b.eq(last4a), subfirst4b.eq(subfirst4a), grp4b.eq(grp4a),
+                     t0_4b.eq(t0_4a), rowend4b.eq(rowend4a), outidx4b.eq(outidx4a),
+                     obase4b.eq(obase4a), act4b.eq(act4a)]
+        with m.If(v4a & grp4a):
+            m.d.sync += [aff4b.eq(aff_rd.data), res4b.eq(res_rd.data),
+                         uprev4b.eq(Mux(t0_4a, 0, state_rd.data))]
+        m.submodules.maxpool = mp = MaxPoolLanes(P, ab)
+        m.d.comb += [mp.valid.eq(v4b & last4b), mp.first.eq(subfirst4b), mp.i.eq(pe4.acc)]
+
+        full4a, full4b = Signal(), Signal()      # HTT: the row's timestep is a full one
+        m.d.sync += [full4a.eq(d.schedule.bit_select(t4, 1)), full4b.eq(full4a)]
+        vc = self._stage_c(m, dict(v=v4b & grp4b, rowend=rowend4b, p=mp.o, aff=aff4b, res=res4b,
+                                   uprev=uprev4b, outidx=outidx4b, obase=obase4b, act=act4b,
+                                   full=full4b))
+        m.d.comb += self.busy.eq(run4 | v4a | v4b | vc)
+
+        # ---- start: a new tile (last, so that it wins over the updates above) ---------------
+        with m.If(self.start):
+            m.d.sync += [run4.eq(1), e4_rel.eq(0), res_seq.eq(0), out_seq.eq(0),
+                         o4.eq(0), i4.eq(0), xo4.eq(0), go4.eq(0), sub4.eq(0), k4.eq(0), m4.eq(0),
+                         ym3.eq(0), gobase4.eq(0), outidx.eq(0),
+                         out_base.eq(0), out_slot.eq(0), res_base.eq(0), res_slot.eq(0),
+                         prev_slot.eq(d.out_ring_rows - dist), prev_base.eq(g.prev_init),
+                         n4b.eq(Mux(pool, T, 0)), th4.eq(0), trw4_4.eq(0), xoff4.eq(0)]
+        return m
+
+    def _stage_c(self, m, b):
+        """Stage c: the pooled sums of a group through the affine (the timestep's class),
+        residual and LIF; membrane and spike writes into the output ring. ``b``: the stage-b
+        values (registered here). Returns the stage's valid."""
+        cfg = self.config
+        P, wd = cfg.lanes, cfg.widths
+        ab, mb, sb = wd.accumulator, wd.membrane, wd.affine_scale
+        d, cnt, out_seq = self.desc, self.counts, self.out_rows
+        is_htt, use_res, rnd = d.mode == 2, d.residual, d["round"]
+        vc, rowendc = Signal(), Signal()
+        pc = Signal(P * ab)
+        affc, resc, uprevc = Signal(len(self.affine.data)), Signal(P * mb), Signal(P * mb)
+        outidxc, obasec = Signal(RB), Signal(RB)
+        tfullc = Signal()
+        actc = Signal(range(P + 1))
+        m.d.sync += [vc.eq(b["v"]), rowendc.eq(b["rowend"]), pc.eq(b["p"]), affc.eq(b["aff"]),
+                     resc.eq(b["res"]), uprevc.eq(b["uprev"]), outidxc.eq(b["outidx"]),
+                     obasec.eq(b["obase"]), actc.eq(b["act"])]
+        m.d.sync += tfullc.eq(b["full"])
+        lane_bits = 2 * sb + mb
+        cls = is_htt & ~tfullc
+        scale0 = Cat(*[affc[l * lane_bits:l * lane_bits + sb] for l in range(P)])
+        scale1 = Cat(*[affc[l * lane_bits + sb:l * lane_bits + 2 * sb] for l in range(P)])
+        bias = Cat(*[affc[l * lane_bits + 2 * sb:(l + 1) * lane_bits] for l in range(P)])
+        m.submodules.affine = aff = AffineLanes(P, ab, sb, mb)
+        m.d.comb += [aff.p.eq(pc), aff.scale.eq(Mux(cls, scale1, scale0)), aff.bias.eq(bias),
+                     aff.residual.eq(resc), aff.shift.eq(d.affine_shift), aff.rnd.eq(rnd),
+                     aff.use_residual.eq(use_res)]
+        m.submodules.lif = lif = LIFLanes(P, mb, wd.leak_mul)
+        m.d.comb += [lif.cur.eq(aff.o), lif.u_prev.eq(uprevc), lif.threshold.eq(d.threshold),
+                     lif.leak_mul.eq(d.leak_mul), lif.leak_shift.eq(d.leak_shift),
+                     lif.rnd.eq(rnd)]
+        mask = Signal(P)
+        m.d.comb += mask.eq(Cat(*[actc > l for l in range(P)]))
+        spikes_masked = Signal(P)
+        m.d.comb += spikes_masked.eq(lif.s & mask)
+        mem_w, spk_w = self.membrane_out, self.spikes
+        m.d.comb += [mem_w.en.eq(vc), mem_w.addr.eq(obasec + outidxc), mem_w.data.eq(lif.u),
+                     spk_w.en.eq(vc), spk_w.addr.eq(obasec + outidxc), spk_w.data.eq(spikes_masked)]
+        with m.If(vc & rowendc):
+            m.d.sync += out_seq.eq(out_seq + 1)
+        m.d.comb += [cnt.membrane_writes.eq(vc), cnt.spikes_writes.eq(vc), cnt.lif_busy.eq(vc),
+                     cnt.lif_updates.eq(Mux(vc, actc, 0)),
+                     cnt.spikes_out.eq(Mux(vc, sum(spikes_masked[l] for l in range(P)), 0))]
+        return vc

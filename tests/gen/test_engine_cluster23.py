@@ -1,0 +1,139 @@
+"""The clusters-2/3 engine alone in amaranth.sim (gen/engines/cluster23.py): fed with the golden
+q1 rows in ``line1`` (positions outside the layer hold garbage, which the engine must mask), the
+q23 values it writes into ``line4`` equal the golden stage 4 (sw.golden.clusters23 through
+golden_tile: STT via q2 in ``row2``, PTT merged by the adder array, HTT copying q1 on reduced
+timesteps), for both row orders and lane packings, with halos inside and outside the layer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.hdl import Elaboratable, Module
+from amaranth.lib.memory import Memory
+from amaranth.sim import Simulator
+
+from gen.config import load_config
+from gen.driver import Driver
+from gen.engines import ClusterTwoThreeEngine
+from gen.tilegeo import TileGeometryUnit
+from sw import golden
+from tests.gen.test_top import make_layer
+
+CFG = load_config("small")
+P, QB = CFG.lanes, CFG.widths.activation
+
+
+class Harness(Elaboratable):
+    """The engine, the geometry unit, ``line1`` (preloaded), ``row2`` (written and read back by
+    the engine, STT) and the weight memories."""
+
+    def __init__(self, line1, w2, w3):
+        self.geometry = TileGeometryUnit(CFG)
+        self.engine = ClusterTwoThreeEngine(CFG)
+        self.line1, self.w2, self.w3 = line1, w2, w3
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.geometry, m.submodules.engine = self.geometry, self.engine
+        eng = self.engine
+        m.d.comb += [self.geometry.desc.eq(eng.desc), eng.geo.eq(self.geometry.geo)]
+
+        def reads(mem, names):
+            for name in names:
+                port, rd = getattr(eng, name), mem.read_port()
+                m.d.comb += [rd.en.eq(port.en), rd.addr.eq(port.addr), port.data.eq(rd.data)]
+
+        m.submodules.line1 = line1 = Memory(shape=P * QB, depth=len(self.line1), init=self.line1)
+        reads(line1, ("line1_a", "line1_b", "line1_c"))
+        m.submodules.w2 = w2 = Memory(shape=P * CFG.widths.weight, depth=len(self.w2), init=self.w2)
+        m.submodules.w3 = w3 = Memory(shape=P * CFG.widths.weight, depth=len(self.w3), init=self.w3)
+        reads(w2, ("w2",))
+        reads(w3, ("w3",))
+        m.submodules.row2 = row2 = Memory(shape=P * QB, depth=CFG.regions["row2"].depth, init=[])
+        reads(row2, ("row2_b", "row2_c"))
+        wr = row2.write_port()
+        m.d.comb += [wr.en.eq(eng.row2.en), wr.addr.eq(eng.row2.addr), wr.data.eq(eng.row2.data)]
+        return m
+
+
+def _line1_words(q1, geo, tile, order, rng):
+    """line1 holding every window row of a 1-row tile (3 rows of each timestep): golden q1 where
+    cluster 1 writes it, garbage where it writes nothing (zero rows and masked halo blocks)."""
+    T, r, rows, cols = q1.shape
+    W = cols - 2
+    zt, zb, zl, zr = tile.zero_halo
+    aligned = W % geo.Px == 0
+    words = [int(v) for v in rng.integers(0, 1 << (P * QB), 3 * T * geo.rw1, dtype=np.uint64)]
+    for t in range(T):
+        for w in range(rows):
+            if (w == 0 and zt) or (w == rows - 1 and zb):
+                continue                          # a zero row: whatever the slot held before
+            slot = t * rows + w if order else (w % 3) * T + t
+            for x in range(-1, W + 1):
+                if (x == -1 and zl) or (x == W and zr and aligned):
+                    continue                      # a zero halo block: masked by the reader
+                blk, lane_x = divmod(x + geo.Px, geo.Px)
+                for k in range(r):
+                    word = slot * geo.rw1 + blk * geo.ng + k // geo.Pk
+                    lane = lane_x * geo.Pk + k % geo.Pk
+                    value = 0 if x == W and zr else int(q1[t, k, w, x + 1]) & ((1 << QB) - 1)
+                    words[word] = words[word] & ~(((1 << QB) - 1) << (lane * QB)) | (value << (lane * QB))
+    return words
+
+
+def run_engine(q, x, tile_hw, pack, order):
+    drv = Driver(CFG)
+    rng = np.random.default_rng(3)
+    plan = drv.plan(q, x.shape, tile_hw=tile_hw, pack=pack, order=order)
+    for tile in plan:
+        T, W = tile.timesteps, tile.width
+        assert tile.height == 1                  # line1 holds the tile's 3 window rows at once
+        geo = drv.geometry(q, tile)
+        gold = golden.golden_tile(q, drv.window(x, tile), None, CFG, intermediates=True)
+        weights = drv.weight_words(q, tile)
+        h = Harness(_line1_words(gold.q1.numpy(), geo, tile, order, rng), weights["w2"], weights["w3"])
+        eng = h.engine
+        desc = drv.descriptor(q, tile, {"in": 1, "res": 1, "out": 1})
+        line4 = {}
+
+        async def bench(ctx):
+            for name, value in desc.items():
+                ctx.set(eng.desc[name], value)
+            ctx.set(eng.e1_rows, 1 << 15)            # every window row is in line1
+            ctx.set(eng.e4_released, 1 << 15)        # every line4 slot is free
+            await ctx.tick().repeat(h.geometry.latency + 1)
+            ctx.set(eng.start, 1)
+            await ctx.tick()
+            ctx.set(eng.start, 0)
+            for _ in range(200_000):
+                if ctx.get(eng.line4.en):
+                    line4[ctx.get(eng.line4.addr)] = ctx.get(eng.line4.data)
+                await ctx.tick()
+                if not ctx.get(eng.busy):
+                    break
+            assert ctx.get(eng.q23_rows) == T
+
+        sim = Simulator(h)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
+        q23 = gold.q23.numpy()
+        for t in range(T):
+            for x_ in range(W):
+                for k in range(q.rank):
+                    word = t * geo.rw4 + (x_ // geo.Px) * geo.ng + k // geo.Pk   # slot (0 % 3) * T + t
+                    lane = (x_ % geo.Px) * geo.Pk + k % geo.Pk
+                    v = (line4[word] >> (lane * QB)) & ((1 << QB) - 1)
+                    assert v - ((v >> (QB - 1)) << QB) == q23[t, k, 0, x_], (tile.index, t, k, x_)
+
+
+@pytest.mark.parametrize("order", [0, 1], ids=["row-outer", "timestep-outer"])
+@pytest.mark.parametrize("mode,pack", [("stt", 0), ("stt", 1), ("ptt", 1), ("ptt", 2), ("htt", 0)])
+def test_cluster23_engine_writes_the_golden_q23(mode, pack, order):
+    rng = np.random.default_rng(5 + pack)
+    T, r = 3, 5
+    q = make_layer(rng, mode, r=r, cin=3, cout=2, T=T, schedule=(True, False, True) if mode == "htt" else None)
+    x = rng.integers(0, 2, (T, 3, 1, 7))
+    # 1 x 3 tiles of a 1 x 7 map: left/right halos inside and outside the layer, an unaligned
+    # right edge; top and bottom rows outside the layer (masked)
+    run_engine(q, x, (1, 3), pack, order)
