@@ -105,14 +105,13 @@ def _run_variant(variant: str, checkpoint: str, hw, data, *, epochs: int, batch_
     return row
 
 
-def finetune(checkpoint: str, out: str | Path, hw, variants: tuple[str, ...] = ("float", "nearest", "stochastic"),
+def finetune(checkpoint: str, out: str | Path, hw, data, variants: tuple[str, ...] = ("float", "nearest", "stochastic"),
              *, epochs: int = 1, batch_size: int = 32, lr: float = 0.01, seed: int = 0,
-             max_train_samples: int | None = None, max_test_samples: int | None = None,
              progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Fine-tune ``checkpoint`` in each of ``variants``; write ``finetune.json`` and
-    ``finetune.png`` (loss curves) under ``out`` and return the results."""
+    """Fine-tune ``checkpoint`` in each of ``variants`` on ``data = (train_set, test_set,
+    info)`` (``sw.commands.hw_finetune.load_data`` reads the checkpoint's data set); write
+    ``finetune.json`` and ``finetune.png`` (loss curves) under ``out`` and return the results."""
     from sw.checkpoint import load_model
-    from sw.commands.eval import eval_config, load_eval_data
     from sw.quantize import tt_layer_names
 
     bad = [v for v in variants if v not in VARIANTS]
@@ -120,12 +119,10 @@ def finetune(checkpoint: str, out: str | Path, hw, variants: tuple[str, ...] = (
         raise ValueError(f"unknown variant(s) {bad}; choose from {', '.join(VARIANTS)}")
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ValueError("epochs and batch size must be >= 1 and the learning rate > 0")
-    model, meta = load_model(checkpoint)
+    model, _ = load_model(checkpoint)
     if not tt_layer_names(model):
         raise ValueError(f"{checkpoint}: no TT layers to put on the accelerator (a dense model)")
-    cfg = eval_config(meta)
-    train_set, info = load_eval_data(cfg, train_split=True, max_samples=max_train_samples)
-    test_set, _ = load_eval_data(cfg, train_split=False, max_samples=max_test_samples)
+    train_set, test_set, info = data
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log(f"fine-tuning {checkpoint} ({model.hparams.get('mode')}) on {info.name}: {len(train_set)} train / "

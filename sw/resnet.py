@@ -30,19 +30,11 @@ from torch import Tensor, nn
 
 from sw.arch import STAGES, ConvSpec, network_specs, parse_input_size, validate_schedule
 from sw.neurons import MultiStepLIF
+from sw.layers import BatchNormTB, make_conv as _make_conv
 from sw.tt import DenseConv3x3, TTConv2d
 
 __all__ = ["BatchNormTB", "ConvBNShortcut", "BasicBlock", "MSResNet", "ms_resnet",
            "merge_to_dense"]
-
-
-class BatchNormTB(nn.BatchNorm2d):
-    """BatchNorm2d over ``[T, B, C, H, W]`` with statistics shared over time (and batch)."""
-
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        steps, batch = x.shape[:2]
-        y = super().forward(x.reshape(steps * batch, *x.shape[2:]))
-        return y.reshape(steps, batch, *y.shape[1:])
 
 
 class ConvBNShortcut(nn.Module):
@@ -57,13 +49,6 @@ class ConvBNShortcut(nn.Module):
         steps, batch = x.shape[:2]
         y = self.conv(x.reshape(steps * batch, *x.shape[2:]))
         return self.bn(y.reshape(steps, batch, *y.shape[1:]))
-
-
-def _make_conv(spec: ConvSpec, downsample: str) -> nn.Module:
-    if spec.mode == "dense":
-        return DenseConv3x3(spec.in_channels, spec.out_channels, spec.stride)
-    return TTConv2d(spec.in_channels, spec.out_channels, spec.rank, spec.mode, spec.stride,
-                    downsample, spec.schedule)
 
 
 class BasicBlock(nn.Module):

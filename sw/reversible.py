@@ -94,7 +94,7 @@ class ReversibleBlock(nn.Module):
     def __init__(self, conv1: ConvSpec, conv2: ConvSpec, downsample: str, neuron: dict[str, Any],
                  frac_bits: int | None = DEFAULT_FRAC_BITS):
         super().__init__()
-        from sw.resnet import BatchNormTB, _make_conv
+        from sw.layers import BatchNormTB, make_conv as _make_conv
         from sw.neurons import MultiStepLIF
 
         for s in (conv1, conv2):

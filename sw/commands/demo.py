@@ -172,14 +172,15 @@ def step_hw_finetune(ctx: DemoContext) -> None:
     """A short fine-tuning of the PTT model with the accelerator's integer forward, backward and
     weight gradients in the loop, beside float (``python -m sw hw-finetune`` at full length)."""
     from gen.config import load_config
+    from sw.commands.hw_finetune import load_data
     from sw.hwtrain import finetune, summary_lines
 
     ctx.log("--- fine-tuning the PTT model with the accelerator's integer arithmetic in the loop "
             "(2 steps of 16 images per variant; python -m sw hw-finetune for a real run)")
-    res = finetune(str(ctx.path("ptt.pt")), ctx.path("hw_finetune"), load_config("paper"),
+    ckpt = str(ctx.path("ptt.pt"))
+    res = finetune(ckpt, ctx.path("hw_finetune"), load_config("paper"), load_data(ckpt, 32, 100),
                    ("float", "nearest", "stochastic"), epochs=1, batch_size=16, lr=0.002,
-                   seed=ctx.args.seed, max_train_samples=32, max_test_samples=100, progress=False,
-                   log=ctx.log)
+                   seed=ctx.args.seed, progress=False, log=ctx.log)
     for line in summary_lines(res):
         ctx.log("  " + line)
     ctx.results["hw_finetune"] = {"summary": summary_lines(res), "plot": str(ctx.path("hw_finetune/finetune.png"))}

@@ -32,6 +32,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def load_data(checkpoint: str, max_train_samples: int | None = None,
+              max_test_samples: int | None = None):
+    """``(train_set, test_set, info)`` of the data set the checkpoint was trained on."""
+    from sw.checkpoint import load_model
+    from sw.commands.eval import eval_config, load_eval_data
+
+    _, meta = load_model(checkpoint)
+    cfg = eval_config(meta)
+    train_set, info = load_eval_data(cfg, train_split=True, max_samples=max_train_samples)
+    test_set, _ = load_eval_data(cfg, train_split=False, max_samples=max_test_samples)
+    return train_set, test_set, info
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -42,10 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if args.bits is not None:
         hw = dataclasses.replace(hw, gradients=dataclasses.replace(hw.gradients, width=args.bits))
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
-    res = finetune(args.checkpoint, args.out, hw, variants, epochs=args.epochs,
-                   batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                   max_train_samples=args.max_train_samples, max_test_samples=args.max_test_samples,
-                   progress=not (args.no_progress or args.json) and sys.stderr.isatty(),
+    data = load_data(args.checkpoint, args.max_train_samples, args.max_test_samples)
+    res = finetune(args.checkpoint, args.out, hw, data, variants, epochs=args.epochs,
+                   batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=not (args.no_progress or args.json) and sys.stderr.isatty(),
                    log=(lambda s: None) if args.json else print)
     if args.json:
         print(json.dumps(res))

@@ -144,10 +144,15 @@ def _data(args: argparse.Namespace):
     return train, test
 
 
+def _energy_table():
+    from model.energy_table import load_energy_table
+    return load_energy_table()
+
+
 def _report(model, result: dict, spec, table=None) -> dict[str, Any]:
     from sw.tinysnn import cost
 
-    costs = cost.operation_costs_pj(model.cfg, spec, table)
+    costs = cost.operation_costs_pj(model.cfg, spec, table if table is not None else _energy_table())
     return {"variant": model.cfg.variant, "scheme": "ITQ" if spec.in_training else ("FP32" if spec.is_fp32 else "PTQ"),
             "formats": {"weight": spec.weight.describe(), "membrane": spec.membrane.describe(),
                         "threshold": spec.threshold.describe()}, "rounding": spec.rounding,
@@ -303,7 +308,7 @@ def run_explore(args: argparse.Namespace) -> int:
     for b in precisions + itq:
         if not 2 <= b <= 32:
             raise ValueError(f"precisions must be 2..32 bits, got {b}")
-    res = explore(cfg, train, test, variants=variants, precisions=precisions, roundings=roundings,
+    res = explore(cfg, train, test, table=_energy_table(), variants=variants, precisions=precisions, roundings=roundings,
                   itq_precisions=itq, itq_variants=[v.strip() for v in args.itq_variants.split(",")],
                   epochs=args.epochs, progress=_progress(args))
     rows = res["candidates"]

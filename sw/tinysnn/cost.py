@@ -62,11 +62,10 @@ def op_energy_pj(table: Any, op: str, bits: int) -> float:
     return table.primitives[(op, ref)] * (ratio ** 2 if op in _QUADRATIC else ratio)
 
 
-def operation_costs_pj(cfg: SNNConfig, spec: QuantSpec, table: Any = None) -> dict[str, float]:
-    """pJ per counted operation (the keys of :class:`OpCounts`)."""
-    if table is None:
-        from model.energy_table import load_energy_table
-        table = load_energy_table()
+def operation_costs_pj(cfg: SNNConfig, spec: QuantSpec, table: Any) -> dict[str, float]:
+    """pJ per counted operation (the keys of :class:`OpCounts`), priced with ``table``: a
+    ``model.energy_table`` table, which the caller loads (sw/ sits below model/ in the package
+    graph, so only front ends such as ``python -m sw tinysnn`` import it)."""
     wb, nb = spec.weight.bits, spec.membrane.bits
     size_bytes = max(1, cfg.n_inputs * cfg.n_neurons * wb // 8)
     w_read = table.sram_access(size_bytes, wb, "read")

@@ -139,14 +139,15 @@ def explore(cfg: SNNConfig, train: ImageSet, test: ImageSet, *, variants: Sequen
             precisions: Sequence[int] = (32, 16, 8, 6, 4), roundings: Sequence[str] = ("truncate", "nearest", "stochastic"),
             itq_precisions: Sequence[int] = (8,), neuron_params: Sequence[bool] = (False, True), epochs: int = 1,
             itq_variants: Sequence[str] | None = None,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, table: Any = None) -> dict[str, Any]:
     """Every candidate of the grid, for each variant. PTQ candidates reuse the FP32 training;
     each ITQ candidate (``itq_precisions`` x ``roundings``, weights and neuron parameters; for the
-    ``itq_variants``, default all) trains anew in its formats with the FP32 run's ranges."""
-    from model.energy_table import load_energy_table
+    ``itq_variants``, default all) trains anew in its formats with the FP32 run's ranges.
+    ``table``: the ``model.energy_table`` table to price operations with (required)."""
     from tqdm import tqdm
 
-    table = load_energy_table()
+    if table is None:
+        raise ValueError("explore: pass the energy table (model.energy_table.load_energy_table())")
     rows: list[dict[str, Any]] = []
     models: dict[str, SNNModel] = {}
     jobs = []

@@ -112,6 +112,7 @@ def test_hw_finetune_command(tmp_path, capsys):
     weights, same batch), and the outputs are written."""
     from sw.__main__ import main
     from sw.checkpoint import save_checkpoint
+    from sw.commands.hw_finetune import load_data
     from sw.hwtrain import finetune
 
     ckpt = tmp_path / "m.pt"
@@ -130,8 +131,9 @@ def test_hw_finetune_command(tmp_path, capsys):
     assert abs(fl["step_loss"][0] - hw["step_loss"][0]) < 0.1 * fl["step_loss"][0]
     assert 0.0 <= hw["final_test_acc_integer_forward"] <= 1.0
     assert (tmp_path / "ft" / "finetune.png").read_bytes()[:4] == b"\x89PNG"
-    again = finetune(str(ckpt), tmp_path / "ft2", load_config("small"), ("float",), batch_size=4,
-                     max_train_samples=8, max_test_samples=8, progress=False, log=lambda s: None)
+    data = load_data(str(ckpt), 8, 8)
+    again = finetune(str(ckpt), tmp_path / "ft2", load_config("small"), data, ("float",), batch_size=4,
+                     progress=False, log=lambda s: None)
     assert again["variants"][0]["step_loss"] == fl["step_loss"]
     with pytest.raises(ValueError, match="unknown variant"):
-        finetune(str(ckpt), tmp_path / "ft3", load_config("small"), ("fp8",))
+        finetune(str(ckpt), tmp_path / "ft3", load_config("small"), data, ("fp8",))
