@@ -10,6 +10,7 @@ This module must stay importable without Amaranth: the energy model uses it too.
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
@@ -286,11 +287,17 @@ class HardwareConfig:
         return self.buffers["interstage"].bits // word // (
             (LINE1_SLOTS_PER_T + LINE4_SLOTS_PER_T) * t + ROW2_ROWS)
 
-    @property
+    @functools.cached_property
     def regions(self) -> Mapping[str, "Region"]:
         """Every memory of the datapath: its global buffer, word width and depth
         (docs/host_interface.md has the word layouts)."""
         return _regions(self)
+
+    @functools.cached_property
+    def memo(self) -> dict:
+        """A per-object cache for values its consumers derive from it (e.g. the planner's
+        tile checks): not part of the configuration, never compared or written."""
+        return {}
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-serialisable dict that :func:`config_from_dict` accepts back."""

@@ -115,7 +115,20 @@ class TilePlan:
 def tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, out_channels: int,
              height: int, width: int, pool: bool, zero_halo: Sequence[bool], pack: int,
              mode: str = "ptt", order: int = 0) -> str | None:
-    """None when the tile fits ``cfg``'s regions and limits, else the reason it does not."""
+    """None when the tile fits ``cfg``'s regions and limits, else the reason it does not
+    (memoised per configuration object: the planner asks about the same shapes many times)."""
+    key = ("tile_fit", timesteps, in_channels, rank, out_channels, height, width, bool(pool),
+           tuple(bool(z) for z in zero_halo), pack, mode, order)
+    memo = cfg.memo
+    if key not in memo:
+        memo[key] = _tile_fit(cfg, timesteps, in_channels, rank, out_channels, height, width,
+                              pool, zero_halo, pack, mode, order)
+    return memo[key]
+
+
+def _tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, out_channels: int,
+              height: int, width: int, pool: bool, zero_halo: Sequence[bool], pack: int,
+              mode: str, order: int) -> str | None:
     lim, reg = cfg.limits, cfg.regions
     if not 0 <= pack <= log2(cfg.lanes):
         return f"pack {pack} outside 0..{log2(cfg.lanes)}"
