@@ -6,6 +6,7 @@ stays within seconds; the full-size figures are docs/tinysnn.md's (``python -m s
 
 from __future__ import annotations
 
+import sys
 import time
 
 DEMO_TRAIN_IMAGES = 300
@@ -35,7 +36,7 @@ def _run(ctx) -> None:
     cfg = SNNConfig(n_inputs=train.pixels.shape[1], n_neurons=DEMO_NEURONS, t_present=DEMO_PRESENT_MS,
                     seed=ctx.args.seed).validate()
     ctx.log(f"--- tinySNN: STDP on {len(train)} embedded digits ({cfg.n_neurons} neurons, {cfg.steps} steps/image)")
-    model = train_model(cfg, train, progress=not ctx.args.no_progress)
+    model = train_model(cfg, train, progress=not ctx.args.no_progress and sys.stderr.isatty())
     fp32 = evaluate(model, train, test)
     spec8 = quant_spec(model.ranges, 8, 8, "nearest")
     q8 = evaluate(model, train, test, spec8)
