@@ -50,9 +50,19 @@ class TTGeometry:
         return self.downsample == "maxpool"
 
 
+def _lif_spikes(x: Tensor) -> bool:
+    """``x`` is the spike output (output 0) of :mod:`sw.neurons`' LIF function: 0/1 by
+    construction, so the value check can be skipped (the LIF feeds every block conv)."""
+    fn = x.grad_fn
+    return fn is not None and type(fn).__name__ == "_LIFFunctionBackward" and x.output_nr == 0
+
+
 def is_binary(x: Tensor) -> bool:
     """True when every element of ``x`` is 0 or 1 (spikes)."""
-    return bool(torch.logical_or(x == 0, x == 1).all())
+    if _lif_spikes(x):
+        return True
+    # every non-zero is 1: two passes over x, one over bytes
+    return torch.equal(x.ne(0), x.eq(1))
 
 
 def _fold(x: Tensor) -> Tensor:
@@ -202,13 +212,18 @@ def _htt_shared_backward(grad: Tensor, x: Tensor, w, geo: TTGeometry, need_x: bo
     del inner, chunks
     g_w2 = g_w3 = None
     if full_idx:
+        rows = slice(full_idx[0] * batch, (full_idx[-1] + 1) * batch)
         g_chunks = list(g_inner.split(batch))
-        g_mid = torch.cat([g_chunks[t] for t in full_idx])
+        g_mid = g_inner[rows] if contiguous else torch.cat([g_chunks[t] for t in full_idx])
         g_o1_full, g_w2, g_w3 = _middle_backward(g_mid, o1_full, o2, w[1], w[2], geo)
         del mid, o2, o1_full, g_mid
-        for k, t in enumerate(g_o1_full.split(batch)):
-            g_chunks[full_idx[k]] = t
-        g_inner = torch.cat(g_chunks)
+        if contiguous:  # g_inner is ours: overwrite the full rows in place, no cat
+            g_inner[rows] = g_o1_full
+        else:
+            for k, t in enumerate(g_o1_full.split(batch)):
+                g_chunks[full_idx[k]] = t
+            g_inner = torch.cat(g_chunks)
+        del g_chunks
     del o1
     g_x, g_w1 = _conv_grads(g_inner, xc, w[0], (1, 1), (0, 0), need_x)
     return (None if g_x is None else _unfold(g_x, steps)), [g_w1, g_w2, g_w3, g_w4]

@@ -105,3 +105,16 @@ def test_saves_only_bool_input_and_weights():
     m.memory_saving = False
     _, saved_plain = saved_tensor_bytes(lambda: m(x))
     assert saved_plain > 4 * x.numel()  # at least the float input
+
+
+def test_lif_spikes_skip_the_value_check_but_its_membrane_does_not():
+    from sw.neurons import lif_multistep
+    from sw.tt_autograd import _lif_spikes
+
+    u = torch.randn(3, 2, 2, 5, 5, requires_grad=True)
+    spikes, membrane = lif_multistep(u, return_membrane=True)
+    assert _lif_spikes(spikes) and is_binary(spikes)
+    assert not _lif_spikes(membrane) and not is_binary(membrane)
+    assert not _lif_spikes(spikes * 0.5) and not is_binary(spikes * 0.5 + 0.25)
+    m = _module("htt", 1, "maxpool", None, dtype=torch.float32).train()
+    assert "TTConvFunction" in type(m(spikes).grad_fn).__name__
