@@ -20,6 +20,7 @@ COMMANDS = {
     "eval": "evaluate a checkpoint",
     "export": "merge a TT checkpoint back into a plain dense model (paper Eq. 6)",
     "decompose": "rank selection (EVBMF) and TT-SVD of a trained dense checkpoint",
+    "pipeline": "dense training, EVBMF ranks, TT-SVD init and TT training in one resumable run",
     "bench": "time one training step of dense, STT, PTT and HTT side by side",
     "quantize": "quantise a trained TT layer to the accelerator's formats and report the error",
     "grad-check": "integer backward pass of a TT layer vs float autograd, on real data",

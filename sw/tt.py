@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from sw.arch import DOWNSAMPLE_CHOICES, TT_MODES, max_tt_rank, validate_schedule
+from sw.tt_autograd import TTGeometry, is_binary, tt_conv
 
 __all__ = ["TTConv2d", "DenseConv3x3", "ScheduledConv3x3", "tt_svd_cores", "merge_cores",
            "check_tb_input", "relative_error"]
@@ -212,7 +213,14 @@ class TTConv2d(nn.Module):
     ``rank`` in ``1..sw.arch.max_tt_rank(Cin, Cout)``; ``schedule`` (HTT only): one bool per
     timestep, True = full (PTT) timestep; default the first half (any T). ``stride`` 1 or 2 with
     ``downsample`` 'maxpool' (reference) or 'stride' (see the module docstring).
+
+    Training on binary (0/1) inputs uses :func:`sw.tt_autograd.tt_conv` (same forward result;
+    the backward keeps the input as ``torch.bool`` and recomputes the rank-channel
+    intermediates) unless ``memory_saving`` is set to False; other inputs, eval mode and
+    no-grad use the plain path.
     """
+
+    memory_saving: bool = True
 
     def __init__(self, in_channels: int, out_channels: int, rank: int, mode: str = "ptt",
                  stride: int = 1, downsample: str = "maxpool",
@@ -303,9 +311,17 @@ class TTConv2d(nn.Module):
             return (True,) * timesteps
         return validate_schedule(self.schedule, timesteps)
 
+    def geometry(self, timesteps: int) -> TTGeometry:
+        """The non-tensor configuration of this conv for a ``timesteps``-step input."""
+        return TTGeometry(self.mode, tuple(self.g2.stride), tuple(self.g3.stride),
+                          self.downsample, self.full_timesteps(timesteps))
+
     def forward(self, x: Tensor) -> Tensor:
         check_tb_input(x, self.in_channels, f"TTConv2d({self.mode})")
         steps = x.shape[0]
+        if self.memory_saving and self.training and torch.is_grad_enabled() and is_binary(x):
+            return tt_conv(x, self.g1.weight, self.g2.weight, self.g3.weight, self.g4.weight,
+                           self.geometry(steps))
         if self.mode != "htt":
             return _unfold(self._full(_fold(x)), steps)
         sched = self.full_timesteps(steps)

@@ -59,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", action="store_true",
                         help="print torch.profiler's per-operator table of one step per mode instead of timing")
     parser.add_argument("--json", action="store_true", help="print one JSON object (keyed by mode)")
+    parser.add_argument("--tt-backward", choices=("recompute", "plain"), default="recompute",
+                        help="TT convs on spikes: 'recompute' (default; keep the input spikes as bool, "
+                             "recompute the rank intermediates in backward, sw/tt_autograd.py) or 'plain' "
+                             "autograd (keeps every intermediate); to compare the two")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,6 +76,17 @@ def run(args: argparse.Namespace) -> int:
         res["threads"] = threads
         print(json.dumps(res) if args.json else format_lif(res, threads))
         return 0
+    from sw.tt import TTConv2d
+
+    saving = TTConv2d.memory_saving
+    TTConv2d.memory_saving = args.tt_backward == "recompute"
+    try:
+        return _bench_steps(args, threads)
+    finally:
+        TTConv2d.memory_saving = saving
+
+
+def _bench_steps(args: argparse.Namespace, threads: int) -> int:
     wl = PRESETS[args.preset]
     changes = {k: v for k, v in (("batch", args.batch), ("timesteps", args.timesteps), ("ranks", args.ranks))
                if v is not None}

@@ -44,8 +44,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override any config key (value parsed as JSON, else a string)")
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    data = load_config(args.config) if args.config else {}
+def config_from_args(args: argparse.Namespace, data: dict | None = None) -> TrainConfig:
+    """The config file's settings (or ``data``, a config already read) with the flags applied."""
+    if data is None:
+        data = load_config(args.config) if args.config else {}
     cfg = config_from_dict(data, source=args.config or "defaults").to_dict()
     for item in args.set:
         if "=" not in item:

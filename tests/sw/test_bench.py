@@ -48,3 +48,16 @@ def test_bench_cli_json(capsys):
     assert set(obj) == {"workload", "threads", "dense", "ptt"} and obj["workload"]["arch"] == "tiny"
     assert run_cli(main, ["bench", "--modes", "dense,cp"]) == 2
     assert "cp" in capsys.readouterr().err
+
+
+def test_bench_tt_backward_switch_saves_less_and_restores_default(capsys):
+    from sw.tt import TTConv2d
+
+    saved = {}
+    for choice in ("plain", "recompute"):
+        rc = run_cli(main, ["bench", "--preset", "tiny", "--modes", "ptt", "--reps", "1", "--warmup", "0",
+                            "--threads", "1", "--json", "--tt-backward", choice])
+        assert rc == 0
+        saved[choice] = json.loads(capsys.readouterr().out)["ptt"]["saved_bytes"]
+        assert TTConv2d.memory_saving is True  # the switch does not outlive the command
+    assert saved["recompute"] < saved["plain"]
