@@ -9,7 +9,7 @@ import torch
 
 from sw.__main__ import main
 from sw.checkpoint import load_model
-from sw.pipeline import pipeline_config_from_dict, run_pipeline
+from sw.commands.pipeline import pipeline_config_from_dict, run_pipeline
 from sw.tt import TTConv2d
 
 
