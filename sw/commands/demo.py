@@ -156,6 +156,11 @@ def step_report(ctx: DemoContext) -> None:
         lines.append("- fine-tuning with the accelerator's integer forward/backward in the loop "
                      f"(short; plot `{r['hw_finetune']['plot']}`):")
         lines.extend(f"  - {line}" for line in r["hw_finetune"]["summary"])
+    if "tinysnn" in r:
+        t = r["tinysnn"]
+        lines.append(f"- tinySNN (STDP, {t['neurons']} neurons, {t['train_images']} training images): test "
+                     f"accuracy {t['fp32_accuracy']:.3f} FP32, {t['ptq8_accuracy']:.3f} with 8-bit weights "
+                     f"and neuron parameters ({t['memory_saving_8bit']:.2f}x less memory)")
     if "energy" in r:
         first, *per_mode = r["energy"]["summary"]
         lines.append(f"- {first}")

@@ -170,6 +170,7 @@ def test_demo_steps_write_their_outputs(tmp_path, capsys):
     # the short fine-tuning with the integer forward/backward in the loop, beside float
     assert len(rep["results"]["hw_finetune"]["summary"]) == 3
     assert Path(rep["results"]["hw_finetune"]["plot"]).is_file()
+    assert "tinySNN (STDP" in (out / "report.md").read_text()
     energy = rep["results"]["energy"]["total_pj"]
     assert set(energy) == {"dense", "stt", "ptt", "htt"} and all(v > 0 for v in energy.values())
     # a model that does not learn makes the demo fail (1 epoch on 64 samples is far from 100x chance)
