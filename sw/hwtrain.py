@@ -17,7 +17,6 @@ and at the end the test accuracy of the integer forward (inference on the accele
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -172,6 +171,3 @@ def summary_lines(result: dict) -> list[str]:
                      f"{extra}; last-step loss {r['step_loss'][-1]:.4f}; {r['seconds']:.0f} s")
     return lines
 
-
-def dumps(result: dict) -> str:
-    return json.dumps(result)

@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the images' order (default 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", default=None, help="write a PNG of cosine vs gradient width here")
+    parser.add_argument("--force", action="store_true", help="replace an existing --plot file")
 
 
 def _labelled_inputs(meta: dict, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,6 +105,10 @@ def plot(res: dict, path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sw.fileio import check_output_path
+
+    if args.plot:       # refused before the work, not after it
+        check_output_path(args.plot, inputs=[args.checkpoint], force=args.force, flag="--plot")
     res = grad_check(args)
     if args.plot:
         plot(res, args.plot)

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="data order and stochastic-rounding seed")
     parser.add_argument("--max-train-samples", type=int, default=None, help="train on a prefix")
     parser.add_argument("--max-test-samples", type=int, default=None, help="test on a prefix")
+    parser.add_argument("--force", action="store_true",
+                        help="replace finetune.json / finetune.png already in --out")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -51,6 +53,15 @@ def run(args: argparse.Namespace) -> int:
     from gen.config import load_config
     from sw.hwtrain import finetune, summary_lines
 
+    from pathlib import Path
+
+    from sw.fileio import check_output_path
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a directory for finetune.json and finetune.png")
+    for name in ("finetune.json", "finetune.png"):      # before any work: nothing is lost
+        check_output_path(out / name, inputs=[args.checkpoint], force=args.force)
     hw = load_config(args.config)
     if args.bits is not None:
         hw = dataclasses.replace(hw, gradients=dataclasses.replace(hw.gradients, width=args.bits))

@@ -104,6 +104,9 @@ def test_grad_check_command(tmp_path, capsys):
         main(["grad-check", "--checkpoint", str(ckpt), "--layer", "fc"])
     with pytest.raises(SystemExit):
         main(["grad-check", "--checkpoint", str(ckpt), "--layer", "layers.0.0.conv1", "--bits", "2"])
+    with pytest.raises(FileExistsError, match="--plot"):
+        main(["grad-check", "--checkpoint", str(ckpt), "--layer", "layers.0.0.conv1",
+              "--plot", str(tmp_path / "g.png")])
 
 
 def test_hw_finetune_command(tmp_path, capsys):
@@ -131,6 +134,13 @@ def test_hw_finetune_command(tmp_path, capsys):
     assert abs(fl["step_loss"][0] - hw["step_loss"][0]) < 0.1 * fl["step_loss"][0]
     assert 0.0 <= hw["final_test_acc_integer_forward"] <= 1.0
     assert (tmp_path / "ft" / "finetune.png").read_bytes()[:4] == b"\x89PNG"
+    # a finished run is not replaced without --force, and the refusal comes before any work
+    before = (tmp_path / "ft" / "finetune.json").read_bytes()
+    with pytest.raises(FileExistsError, match="--force"):
+        main(args)
+    assert (tmp_path / "ft" / "finetune.json").read_bytes() == before
+    assert main(args + ["--force"]) == 0
+    capsys.readouterr()
     data = load_data(str(ckpt), 8, 8)
     again = finetune(str(ckpt), tmp_path / "ft2", load_config("small"), data, ("float",), batch_size=4,
                      progress=False, log=lambda s: None)
