@@ -38,7 +38,7 @@ from sw.quantize import pow2_fraction
 __all__ = [
     "GRAD_ROUNDINGS", "STAGE_IDS", "lowbias32", "element_index", "GradRounding", "requantize",
     "ForwardTrace", "forward_trace", "window_bits", "maxpool2x2_argmax", "BackwardParams",
-    "lif_grad", "affine_grad", "maxpool2x2_grad", "g4_t", "g23_t_ptt", "g3_t", "g2_t", "g1_t",
+    "lif_grad", "affine_product", "affine_grad", "maxpool2x2_grad", "g4_t", "g23_t_ptt", "g3_t", "g2_t", "g1_t",
     "wgrad_pointwise", "wgrad_rows", "wgrad_cols", "BackwardResult", "backward_tile",
     "backward_layer", "calibrate_backward", "gradient_lsbs", "surrogate_params",
     "pad_trace", "accumulate_batch",
@@ -134,20 +134,24 @@ def requantize(acc: Tensor, shift: int, bits: int, rnd: GradRounding, stage: str
     return q, int((q != v).sum())
 
 
-def _choose(shift: ShiftOrAuto, bits: int, apply: Callable[[int], Tensor]) -> int:
-    """``shift`` itself, or for "auto" the smallest ``s >= 0`` whose ``apply(s)`` (the stage's
-    rounded values at shift ``s``) fits signed ``bits``."""
+def _choose(shift: ShiftOrAuto, bits: int, apply: Callable[[int], Tensor]) -> tuple[int, Tensor]:
+    """``(s, apply(s))``: ``shift`` itself, or for "auto" the smallest ``s >= 0`` whose
+    ``apply(s)`` (the stage's rounded values at shift ``s``) fits signed ``bits``. The values
+    come back so that the stage does not round them a second time."""
     if shift != "auto":
-        return int(shift)
+        return int(shift), apply(int(shift))
     lim = 1 << (bits - 1)
-    probe = apply(0)
-    peak = int(probe.abs().max()) if probe.numel() else 0
-    start = max(0, peak.bit_length() - bits - 1)      # below this, even the peak cannot fit
-    for s in range(start, 63):
+    s, v = 0, apply(0)
+    if v.numel():
+        start = int(v.abs().max()).bit_length() - bits - 1   # below this even the peak cannot fit
+        if start > 0:
+            s, v = start, apply(start)
+    while v.numel() and not (int(v.max()) < lim and int(v.min()) >= -lim):
+        if s >= 62:
+            raise ValueError("no shift brings the gradients into the format")  # unreachable: v -> 0
+        s += 1
         v = apply(s)
-        if v.numel() == 0 or (int(v.max()) < lim and int(v.min()) >= -lim):
-            return s
-    raise ValueError("no shift brings the gradients into the format")  # unreachable: v -> 0
+    return s, v
 
 
 # ---- what the forward pass keeps --------------------------------------------------------------
@@ -239,13 +243,17 @@ def lif_grad(e: Tensor, spikes: Tensor, window: Tensor, *, height_mul: int, heig
     return torch.stack(out[::-1]), n_sat
 
 
+def affine_product(g_cur: Tensor, scale: Tensor, full: Tensor) -> Tensor:
+    """The exact product of the folded-BatchNorm gradient: ``g_cur[t, o] * scale[cls_t, o]``,
+    ``cls_t`` 0 on full and 1 on HTT's reduced timesteps (``g_cur [T, B, Cout, h, w]``)."""
+    k = scale[(~full).to(torch.int64)].view(g_cur.shape[0], 1, -1, 1, 1)    # [T, 1, Cout, 1, 1]
+    return g_cur * k
+
+
 def affine_grad(g_cur: Tensor, scale: Tensor, full: Tensor, shift: int, bits: int,
                 rnd: GradRounding, index: Callable[[], Tensor] | None = None) -> tuple[Tensor, int]:
-    """Folded BatchNorm (frozen): ``g_p[t, o] = sat_G(round(g_cur[t, o] * scale[cls_t, o] /
-    2^shift))``, ``cls_t`` 0 on full and 1 on HTT's reduced timesteps."""
-    cls = (~full).to(torch.int64)
-    k = scale[cls].view(g_cur.shape[0], *([1] * (g_cur.dim() - 4)), -1, 1, 1)   # [T, 1, Cout, 1, 1]
-    return requantize(g_cur * k, shift, bits, rnd, "affine", index)
+    """Folded BatchNorm (frozen): ``g_p = sat_G(round(affine_product / 2^shift))``."""
+    return requantize(affine_product(g_cur, scale, full), shift, bits, rnd, "affine", index)
 
 
 def maxpool2x2_grad(g_p: Tensor, argmax: Tensor) -> Tensor:
@@ -394,9 +402,7 @@ class _Stage:
     def requant(self, stage: str, acc: Tensor, index: Callable[[], Tensor]) -> Tensor:
         dither = self.rnd.dither(stage, index)            # hashed once per stage
         rounded = lambda s: self.rnd.shift(acc, s, stage, index, dither)   # noqa: E731
-        s = _choose(self.params.shift(stage), self.gb, rounded)
-        self.used[stage] = s
-        v = rounded(s)
+        self.used[stage], v = _choose(self.params.shift(stage), self.gb, rounded)
         q = sat(v, self.gb)
         self.sats[stage] = int((q != v).sum())
         return q
@@ -442,8 +448,7 @@ def backward_tile(qlayer: QuantTTLayer, trace: ForwardTrace, e: Tensor, widths: 
         st.sats["current"] = int((d != v).sum())
     # folded BatchNorm (frozen), then max-pool routing, over output pixels + ring
     scale = torch.from_numpy(np.array(qlayer.scale))
-    k = scale[(~full).to(torch.int64)].view(steps, 1, -1, 1, 1)
-    g_p = st.requant("affine", d * k, st.coords.out_ring(d.shape))
+    g_p = st.requant("affine", affine_product(d, scale, full), st.coords.out_ring(d.shape))
     g_a4 = maxpool2x2_grad(g_p, _as5d(trace.argmax))[..., 1:h + 3, 1:w + 3] if qlayer.pool else g_p
     # recompute the forward activations from the input spikes (docs/numerics.md steps 1-4)
     q1 = sat(golden.rshift(golden.g1(x, w1, wd.accumulator), qlayer.shift1, qlayer.round), wd.activation)
@@ -497,9 +502,7 @@ def _ptt_backward(g_q23: Tensor, q1: Tensor, w2: Tensor, w3: Tensor, full: Tenso
         return torch.where(fmask, st.rnd.shift(acc, s, "g23t", idx, dither),
                            st.rnd.shift(bypass, s - shift3 - 1, "g23t", idx, dither))
 
-    s = _choose(st.params.shift("g23t"), st.gb, rounded)
-    st.used["g23t"] = s
-    v = rounded(s)
+    st.used["g23t"], v = _choose(st.params.shift("g23t"), st.gb, rounded)
     g_q1 = sat(v, st.gb)
     st.sats["g23t"] = int((g_q1 != v).sum())
     return g_q1
