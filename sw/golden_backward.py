@@ -359,6 +359,13 @@ class BackwardResult:
     dw: dict[str, Tensor]
     shifts: dict[str, int]
     saturations: dict[str, int]
+    requantised: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def saturated_share(self) -> float:
+        """Saturated elements over all elements the stages re-quantised."""
+        n = sum(self.requantised.values())
+        return sum(self.saturations.values()) / n if n else 0.0
 
 
 def _as5d(t: Tensor | None) -> Tensor | None:
@@ -398,13 +405,14 @@ class _Stage:
     params: BackwardParams
     used: dict[str, int] = field(default_factory=dict)
     sats: dict[str, int] = field(default_factory=dict)
+    produced: dict[str, int] = field(default_factory=dict)
 
     def requant(self, stage: str, acc: Tensor, index: Callable[[], Tensor]) -> Tensor:
         dither = self.rnd.dither(stage, index)            # hashed once per stage
         rounded = lambda s: self.rnd.shift(acc, s, stage, index, dither)   # noqa: E731
         self.used[stage], v = _choose(self.params.shift(stage), self.gb, rounded)
         q = sat(v, self.gb)
-        self.sats[stage] = int((q != v).sum())
+        self.sats[stage], self.produced[stage] = int((q != v).sum()), v.numel()
         return q
 
 
@@ -438,6 +446,7 @@ def backward_tile(qlayer: QuantTTLayer, trace: ForwardTrace, e: Tensor, widths: 
     w1, w2, w3, w4 = golden.core_weights(qlayer)
 
     # LIF gradient, and the current's gradient (+ the shortcut consumers' share)
+    st.produced["lif"] = e.numel()
     d, st.sats["lif"] = lif_grad(e, _as5d(trace.spikes), _as5d(trace.window),
                                  height_mul=params.height_mul, height_shift=params.height_shift,
                                  leak_mul=qlayer.leak_mul, leak_shift=qlayer.leak_shift,
@@ -445,7 +454,7 @@ def backward_tile(qlayer: QuantTTLayer, trace: ForwardTrace, e: Tensor, widths: 
     if g_extra is not None:
         v = d + g_extra
         d = sat(v, st.gb)
-        st.sats["current"] = int((d != v).sum())
+        st.sats["current"], st.produced["current"] = int((d != v).sum()), v.numel()
     # folded BatchNorm (frozen), then max-pool routing, over output pixels + ring
     scale = torch.from_numpy(np.array(qlayer.scale))
     g_p = st.requant("affine", affine_product(d, scale, full), st.coords.out_ring(d.shape))
@@ -467,7 +476,7 @@ def backward_tile(qlayer: QuantTTLayer, trace: ForwardTrace, e: Tensor, widths: 
     e_in = st.requant("g1t", acc1, st.coords.pre_pool(acc1.shape, 0, 0))
     dw = {n: wrap(v, grads.wgrad_tile) for n, v in sorted(dw.items())}
     return BackwardResult(e_in=e_in, g_current=d[..., 1:ho + 1, 1:wo + 1], dw=dw, shifts=st.used,
-                          saturations=st.sats)
+                          saturations=st.sats, requantised=st.produced)
 
 
 def _stt_backward(g_q23: Tensor, q1: Tensor, q2: Tensor, w2: Tensor, w3: Tensor, st: _Stage,
@@ -504,7 +513,7 @@ def _ptt_backward(g_q23: Tensor, q1: Tensor, w2: Tensor, w3: Tensor, full: Tenso
 
     st.used["g23t"], v = _choose(st.params.shift("g23t"), st.gb, rounded)
     g_q1 = sat(v, st.gb)
-    st.sats["g23t"] = int((g_q1 != v).sum())
+    st.sats["g23t"], st.produced["g23t"] = int((g_q1 != v).sum()), v.numel()
     return g_q1
 
 

@@ -142,7 +142,7 @@ class HardwareLayer:
     def _count(self, res: GB.BackwardResult) -> None:
         self.stats.calls += 1
         self.stats.saturations += sum(res.saturations.values())
-        self.stats.gradients += res.e_in.numel() + 2 * res.g_current.numel()
+        self.stats.gradients += sum(res.requantised.values())
         self.stats.last_shifts = dict(res.shifts)
 
 

@@ -355,6 +355,7 @@ def test_tiled_backward_equals_the_untiled_layer(mode, pool, rounding):
     for n in dw:
         assert torch.equal(dw[n], whole.dw[n]), n
     assert sum(whole.saturations.values()) > 0     # the narrowed shifts do saturate somewhere
+    assert set(whole.requantised) == set(whole.saturations) and 0 < whole.saturated_share < 1
 
 
 def test_calibrated_shifts_are_the_smallest_that_do_not_saturate():
