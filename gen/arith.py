@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Mux, Value, signed
 
-__all__ = ["rshift", "saturate", "wrap", "lane", "signed_max", "signed_min"]
+__all__ = ["rshift", "grad_round", "saturate", "wrap", "lane", "signed_max", "signed_min",
+           "GRAD_ROUNDING_MODES"]
+
+#: The backward pass's rounding modes (docs/numerics.md, "Helper operations of the backward
+#: pass"); the same tuple as ``gen.config.GRADIENT_ROUNDINGS``.
+GRAD_ROUNDING_MODES = ("nearest", "floor", "stochastic")
 
 
 def signed_max(bits: int) -> int:
@@ -30,6 +35,26 @@ def rshift(value: Value, shift: Value, rnd: Value) -> Value:
     partial = v >> Mux(shift == 0, 0, (shift - 1)[:len(shift)])
     rounded = (partial + rnd) >> 1
     return Mux(shift == 0, v, rounded[:len(v)].as_signed()).as_signed()
+
+
+def grad_round(value: Value, shift: Value, mode: str, dither: Value | None = None) -> Value:
+    """``round_s(v)`` of the backward pass for a shift ``s >= 0`` (docs/numerics.md):
+    ``nearest`` is :func:`rshift` with ``rnd = 1``, ``floor`` with ``rnd = 0``, ``stochastic``
+    ``floor((v + (dither mod 2^s)) / 2^s)`` with ``dither`` the element's 32 hashed bits
+    (``s <= 32``, checked by the driver). The rounding mode is a build-time choice (the
+    configuration's ``gradients.rounding``), not a descriptor field. Result: signed,
+    ``len(v) + 1`` bits for ``stochastic`` (the dither's add), else ``len(v)`` bits."""
+    if mode == "nearest":
+        return rshift(value, shift, Const(1, 1))
+    if mode == "floor":
+        return rshift(value, shift, Const(0, 1))
+    if mode != "stochastic" or dither is None:
+        raise ValueError(f"grad_round: mode must be one of {GRAD_ROUNDING_MODES} (stochastic needs "
+                         f"the dither bits), got {mode!r}")
+    v = value.as_signed()
+    mask = (Const(1, 33) << shift)[:33] - 1                      # 2^s - 1, s <= 32
+    total = (v + (dither[:32] & mask[:32]).as_unsigned()).as_signed()  # len(v) + 1 bits at most
+    return (total >> shift)[:len(v) + 1].as_signed()
 
 
 def saturate(value: Value, bits: int) -> Value:

@@ -1,0 +1,116 @@
+"""The LIF-gradient array (gen/backward/lif_gradient.py) in amaranth.sim against the golden
+backward stages 1-3 (sw.golden_backward: lif_grad over every timestep in reverse, the current's
+saturating add, affine_grad), for every rounding mode, with saturating edges and the
+reference surrogate (height 1, no multiplier)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gen.backward import LIFGradientLanes
+from gen.sim import pack_lanes, run_testbench, unpack_lanes
+from sw.golden import sat
+from sw.golden_backward import GradRounding, affine_grad, lif_grad
+
+LANES, GB, LB, SB = 4, 16, 8, 16
+STAGES = ("height", "leak", "affine")
+
+
+def _case(rng, T, extreme=False):
+    lim = 1 << (GB - 1)
+    e = rng.integers(-lim, lim, (T, LANES)) if extreme else rng.integers(-3000, 3000, (T, LANES))
+    return dict(
+        e=e, spikes=rng.integers(0, 2, (T, LANES)), window=rng.integers(0, 2, (T, LANES)),
+        g_extra=rng.integers(-lim, lim, (T, LANES)) if extreme else rng.integers(-500, 500, (T, LANES)),
+        scale=rng.integers(-(1 << (SB - 1)), 1 << (SB - 1), LANES),
+        height_mul=int(rng.integers(1, 1 << LB)), height_shift=int(rng.integers(0, 9)),
+        leak_mul=int(rng.integers(0, 1 << LB)), leak_shift=int(rng.integers(0, 9)),
+        affine_shift=int(rng.integers(0, 20)))
+
+
+def _golden(c, rnd: GradRounding, dither):
+    t64 = lambda a: torch.tensor(np.asarray(a), dtype=torch.int64)  # noqa: E731
+    index = (lambda: dither["index"]) if dither else None
+    d, n_lif = lif_grad(t64(c["e"]), t64(c["spikes"]), t64(c["window"]), height_mul=c["height_mul"],
+                        height_shift=c["height_shift"], leak_mul=c["leak_mul"],
+                        leak_shift=c["leak_shift"], bits=GB, rnd=rnd, index=index)
+    total = d + t64(c["g_extra"])
+    g_cur = sat(total, GB)
+    # affine_grad takes [T, B, C, h, w] and a [2, C] scale table: one class, B = h = w = 1
+    as5 = lambda a: a.view(a.shape[0], 1, LANES, 1, 1)   # noqa: E731
+    scale = t64(c["scale"]).view(1, LANES).repeat(2, 1)
+    aff_index = (lambda: dither["index"].view(-1, 1, LANES, 1, 1)) if dither else None
+    g_p, n_aff = affine_grad(as5(g_cur), scale, torch.ones(len(g_cur), dtype=torch.bool),
+                             c["affine_shift"], GB, rnd, aff_index)
+    return d, g_cur, g_p.view(-1, LANES), n_lif, int((g_cur != total).sum()), n_aff
+
+
+def _simulate(c, rounding, dither):
+    dut = LIFGradientLanes(LANES, GB, LB, SB, rounding)
+    T = len(c["e"])
+    out = []
+
+    async def bench(ctx):
+        for name in ("height_mul", "height_shift", "leak_mul", "leak_shift", "affine_shift"):
+            ctx.set(getattr(dut, name), c[name])
+        ctx.set(dut.scale, pack_lanes(c["scale"], SB))
+        d_next = [0] * LANES
+        for t in reversed(range(T)):
+            ctx.set(dut.e, pack_lanes(c["e"][t], GB))
+            ctx.set(dut.g_extra, pack_lanes(c["g_extra"][t], GB))
+            ctx.set(dut.d_next, pack_lanes(d_next, GB))
+            ctx.set(dut.spike, pack_lanes(c["spikes"][t], 1))
+            ctx.set(dut.window, pack_lanes(c["window"][t], 1))
+            if dither:
+                for s in STAGES:
+                    ctx.set(getattr(dut, f"dither_{s}"), pack_lanes(dither[s][t].tolist(), 32))
+            d_next = unpack_lanes(ctx.get(dut.d), LANES, GB)
+            flags = [sum((ctx.get(getattr(dut, f)) >> l) & 1 for l in range(LANES))
+                     for f in ("sat_lif", "sat_current", "sat_affine")]
+            out.append((t, d_next, unpack_lanes(ctx.get(dut.g_cur), LANES, GB),
+                        unpack_lanes(ctx.get(dut.g_p), LANES, GB), flags))
+
+    run_testbench(dut, bench, clock=False)
+    out.sort()
+    return ([o[1] for o in out], [o[2] for o in out], [o[3] for o in out],
+            [sum(o[4][i] for o in out) for i in range(3)])
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "floor", "stochastic"])
+def test_lif_gradient_matches_golden(rounding):
+    rng = np.random.default_rng({"nearest": 1, "floor": 2, "stochastic": 3}[rounding])
+    cases = [_case(rng, int(rng.integers(1, 7))) for _ in range(6)]
+    cases += [_case(rng, 6, extreme=True) for _ in range(2)]            # saturation edges
+    ref = _case(rng, 4)
+    ref.update(height_mul=1, height_shift=0)                            # the reference surrogate
+    cases.append(ref)
+    quiet = _case(rng, 3)
+    quiet.update(window=np.zeros((3, LANES), int))                     # no gradient gets through
+    cases.append(quiet)
+    saturated_any = 0
+    for i, c in enumerate(cases):
+        rnd = GradRounding(rounding, seed=i)
+        dither = None
+        if rounding == "stochastic":
+            T = len(c["e"])
+            index = torch.arange(T * LANES, dtype=torch.int64).view(T, LANES) + 1000 * i
+            dither = {"index": index}
+            dither.update({s: rnd.dither(s, lambda: index) for s in STAGES})
+        d, g_cur, g_p, sats = _simulate(c, rounding, dither)
+        gd, gcur, gp, n_lif, n_cur, n_aff = _golden(c, rnd, dither)
+        assert d == gd.tolist(), f"case {i}: d"
+        assert g_cur == gcur.tolist(), f"case {i}: g_cur"
+        assert g_p == gp.tolist(), f"case {i}: g_p"
+        assert sats == [n_lif, n_cur, n_aff], f"case {i}: saturation flags"
+        saturated_any += sum(sats)
+    assert saturated_any > 0          # the extreme cases did reach the saturating edges
+
+
+def test_stochastic_needs_no_dither_ports_otherwise():
+    unit = LIFGradientLanes(2, GB, LB, SB, "nearest")
+    unit._MustUse__silence = True
+    assert not hasattr(unit, "dither_leak")
+    with pytest.raises(ValueError, match="rounding must be one of"):
+        LIFGradientLanes(2, GB, LB, SB, "even")
