@@ -1,0 +1,216 @@
+"""The core-stage engine: every TT-core stage of a backward tile on one MAC PE array.
+
+Mat-vec stages (the recomputed forward cores G1, G2, G3 and the transposed cores G4^T,
+G3^T/G2^T, G1^T) run on a :class:`gen.units.MacPEArray` of ``P`` PEs, one output channel each,
+with the input broadcast one element per cycle, as cluster 4 runs G4; the driver lays the
+weights out per stage (transposed, taps flipped), so one array serves all of them. Outer
+product stages (the weight gradients) multiply a held gradient word by the broadcast
+activation and add the products into a :class:`WeightGradientAccumulator`.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..arith import grad_round, lane, rshift, saturate, wrap
+from ..config import HardwareConfig, log2
+from ..engines.common import counts_layout, loops
+from ..units import MacPEArray
+from .stage_layout import STAGE_ADDR_BITS, STAGE_LAYOUT, Requant, StageKind, Taps
+from .wgrad_accumulator import WeightGradientAccumulator
+
+__all__ = ["CoreStageEngine", "stage_read_port", "stage_write_port"]
+
+AB = STAGE_ADDR_BITS
+
+
+def stage_read_port(width: int) -> wiring.Signature:
+    """A read port of the gradient buffer as the engine sees it (data one cycle after en)."""
+    return wiring.Signature({"en": Out(1), "addr": Out(AB), "data": In(width)})
+
+
+def stage_write_port(width: int) -> wiring.Signature:
+    return wiring.Signature({"en": Out(1), "addr": Out(AB), "data": Out(width)})
+
+
+class CoreStageEngine(wiring.Component):
+    """One core stage (:data:`gen.backward.stage_layout.STAGE_LAYOUT`) per ``start``.
+
+    Loop nest, one step per cycle: timestep ``t``, row ``y``, column ``x`` of the block, output
+    group ``go`` of ``P`` channels, tap, input channel ``i``. Mat-vec: PE ``l`` accumulates
+    ``w[tap, i, go*P + l] * in[t, y + dy, x + dx, i]`` over the taps and ``i``; after the last
+    the sums are re-quantised (:class:`gen.backward.stage_layout.Requant`) and written as one
+    word of the output tensor. Outer: accumulator entry ``(tap, go, i)`` lane ``l`` adds
+    ``g[t, y + gy, x + gx, go*P + l] * in[t, y + dy, x + dx, i]``.
+
+    Ports: ``start`` (in: reset the loops and run the stage in ``stage``, held until ``busy``
+    falls); ``inp``, ``weights``, ``grad`` (read ports: input tensor, weight words, gradient
+    tensor); ``out`` (write port, mat-vec); ``acc_rd_en``/``acc_rd_addr``/``acc_rd_data``
+    (the host reads the weight-gradient sums while idle); ``busy``; ``counts``.
+
+    Timing: issue (addresses) -> a (data; MAC or product into the accumulator) -> b (mat-vec:
+    re-quantise and write). The input word is read once per ``P`` channels, the gradient word
+    once per ``(pixel, go)``; the weight word every mat-vec step.
+    """
+
+    def __init__(self, config: HardwareConfig, acc_entries: int):
+        if not isinstance(config, HardwareConfig):
+            raise TypeError(f"config must be a gen.config.HardwareConfig, got {type(config).__name__}")
+        if config.gradients.rounding == "stochastic":
+            raise ValueError("CoreStageEngine: stochastic gradient rounding is not built in RTL yet "
+                             "(its dither hash per element); use rounding = \"nearest\" or \"floor\"")
+        self.config, self.acc_entries = config, acc_entries
+        P, wd, gr = config.lanes, config.widths, config.gradients
+        lanes_bits = log2(P) + 1
+        super().__init__({
+            "start": In(1), "stage": In(STAGE_LAYOUT),
+            "inp": Out(stage_read_port(P * gr.width)), "weights": Out(stage_read_port(P * wd.weight)),
+            "grad": Out(stage_read_port(P * gr.width)), "out": Out(stage_write_port(P * gr.width)),
+            "acc_rd_en": In(1), "acc_rd_addr": In(AB), "acc_rd_data": Out(P * gr.wgrad_tile),
+            "busy": Out(1),
+            "counts": Out(counts_layout({"stage_busy": 1, "stage_macs": lanes_bits, "wgrad_updates": lanes_bits,
+                                         "in_reads": 1, "grad_reads": 1, "weight_reads": 1, "grad_writes": 1,
+                                         "wgrad_words": 1, "grad_saturations": lanes_bits})),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        P, lp = cfg.lanes, log2(cfg.lanes)
+        st = self.stage
+        run = Signal()
+        t, y, x, go, tap, i = (Signal(16, name=n) for n in ("t", "y", "x", "go", "tap", "i"))
+        GO = Signal(16)
+        m.d.comb += GO.eq((st.out_channels + P - 1) >> lp)
+        reduced = st.use_schedule & ~st.schedule.bit_select(t[:5], 1)
+        ntaps = Mux(reduced & (st.kind == StageKind.MATVEC), 1,
+                    Mux(st.taps == Taps.POINT, 1, Mux(st.taps == Taps.ROWS_COLS, 6, 3)))
+        issue = Signal()
+        m.d.comb += issue.eq(run)
+        ends = loops(m, [(t, st.timesteps), (y, st.rows), (x, st.cols), (go, GO), (tap, ntaps),
+                         (i, st.in_channels)], issue)
+        with m.If(issue & ends[0]):
+            m.d.sync += run.eq(0)
+        with m.If(self.start):
+            m.d.sync += [run.eq(1)] + [s.eq(0) for s in (t, y, x, go, tap, i)]
+        addr = self._addresses(m, dict(t=t, y=y, x=x, go=go, tap=tap, i=i, GO=GO, reduced=reduced))
+        outer = st.kind == StageKind.OUTER
+        step = dict(first_word=(i & (P - 1)) == 0, first_step=(tap == 0) & (i == 0),
+                    branch=(st.taps == Taps.ROWS_COLS) & (tap == 3) & (i == 0) & ~reduced,
+                    last=ends[4], skip=outer & reduced, reduced=reduced,
+                    active=Mux(st.out_channels - (go << lp) >= P, P, st.out_channels - (go << lp)),
+                    clear=st.acc_clear & (t == 0) & (y == 0) & (x == 0), sel=i[:lp] if lp else 0)
+        m.d.comb += [self.inp.en.eq(issue & step["first_word"] & ~step["skip"]), self.inp.addr.eq(addr["in"]),
+                     self.weights.en.eq(issue & ~outer), self.weights.addr.eq(addr["w"]),
+                     self.grad.en.eq(issue & outer & step["first_step"] & ~step["skip"]),
+                     self.grad.addr.eq(addr["g"])]
+        cnt = self.counts
+        m.d.comb += [cnt.stage_busy.eq(issue), cnt.weight_reads.eq(self.weights.en),
+                     cnt.in_reads.eq(self.inp.en), cnt.grad_reads.eq(self.grad.en)]
+        busy_a = self._stage_a(m, issue, step, addr)
+        m.d.comb += self.busy.eq(run | busy_a)
+        return m
+
+    def _addresses(self, m, c):
+        """Word addresses of this step's input, weight, gradient and output words and its
+        accumulator entry (multiplications of loop counters by tensor sizes)."""
+        st, P, lp = self.stage, self.config.lanes, log2(self.config.lanes)
+        GI = (st.in_channels + P - 1) >> lp
+        tap = c["tap"]
+        is_rows = (st.taps == Taps.ROWS) | ((st.taps == Taps.ROWS_COLS) & (tap < 3))
+        is_cols = (st.taps == Taps.COLS) | ((st.taps == Taps.ROWS_COLS) & (tap >= 3))
+        col_tap = Mux(tap >= 3, tap - 3, tap)
+        dy = Mux(c["reduced"], 1, Mux(is_rows, tap, st.fy))
+        dx = Mux(c["reduced"], 1, Mux(is_cols, col_tap, st.fx))
+        out = {}
+        for name in ("in", "w", "g", "out", "entry"):
+            out[name] = Signal(AB, name=f"addr_{name}")
+        t, y, x, go, i, GO = c["t"], c["y"], c["x"], c["go"], c["i"], c["GO"]
+        m.d.comb += [
+            out["in"].eq(st.in_base + ((t * st.in_rows + y + dy) * st.in_cols + x + dx) * GI + (i >> lp)),
+            out["w"].eq(Mux(c["reduced"], st.alt_w_base + i * GO + go,
+                            st.w_base + (tap * st.in_channels + i) * GO + go)),
+            out["g"].eq(st.g_base + ((t * st.g_rows + y + st.gy) * st.g_cols + x + st.gx) * GO + go),
+            out["out"].eq(st.out_base + ((t * st.rows + y) * st.cols + x) * GO + go),
+            out["entry"].eq(st.acc_base + (tap * GO + go) * st.in_channels + i),
+        ]
+        return out
+
+    def _stage_a(self, m, issue, step, addr):
+        """Operands arrive: the MAC (mat-vec) or the product into the accumulator (outer);
+        stage b re-quantises and writes a finished mat-vec word. Returns the stages' busy."""
+        cfg = self.config
+        P, wd, gr = cfg.lanes, cfg.widths, cfg.gradients
+        gb, qb, wb = gr.width, wd.activation, wd.weight
+        st, cnt = self.stage, self.counts
+        outer = st.kind == StageKind.OUTER
+        va = Signal()
+        a = {k: Signal(name=f"a_{k}") for k in ("first_word", "first_step", "branch", "last", "clear",
+                                                "reduced")}
+        sel_a = Signal(max(log2(P), 1))
+        active_a = Signal(range(P + 1))
+        out_a, entry_a = Signal(AB), Signal(AB)
+        m.d.sync += [va.eq(issue & ~step["skip"]), sel_a.eq(step["sel"]), active_a.eq(step["active"]),
+                     out_a.eq(addr["out"]), entry_a.eq(addr["entry"])]
+        m.d.sync += [a[k].eq(step[k]) for k in a]
+        held_in, held_g = Signal(P * gb), Signal(P * gb)
+        word = Mux(a["first_word"], self.inp.data, held_in)
+        gword = Mux(a["first_step"], self.grad.data, held_g)
+        with m.If(va):
+            m.d.sync += [held_in.eq(word), held_g.eq(gword)]
+        operand = word.word_select(sel_a, gb) if P > 1 else word
+        # mat-vec on the PE array: exact sums kept modulo 2^(GA + 1)
+        accw = gr.accumulator + 1
+        m.submodules.array = pe = MacPEArray(P, wb, gb, accw)
+        part = Signal(P * accw)
+        m.d.comb += [pe.valid.eq(va & ~outer), pe.first.eq(a["first_step"] | a["branch"]),
+                     pe.operand.eq(operand), pe.weights.eq(self.weights.data)]
+        with m.If(va & ~outer & a["branch"]):
+            m.d.sync += part.eq(pe.acc)           # the row branch's sums (ROWS_COLS)
+        # outer product into the accumulator
+        m.submodules.wgrad = acc = WeightGradientAccumulator(P, gb + qb, gr.wgrad_tile, self.acc_entries)
+        products = [lane(gword, l, gb) * operand[:qb].as_signed() for l in range(P)]
+        m.d.comb += [acc.valid.eq(va & outer), acc.clear.eq(a["clear"]), acc.addr.eq(entry_a),
+                     acc.product.eq(Cat(*[p[:gb + qb] for p in products])),
+                     acc.rd_en.eq(self.acc_rd_en), acc.rd_addr.eq(self.acc_rd_addr),
+                     self.acc_rd_data.eq(acc.rd_data)]
+        m.d.comb += [self.counts.stage_macs.eq(Mux(va & ~outer, active_a, 0)),
+                     cnt.wgrad_updates.eq(Mux(va & outer, active_a, 0)), cnt.wgrad_words.eq(va & outer)]
+        # stage b: the finished sums, re-quantised, written
+        vb, reduced_b = Signal(), Signal()
+        out_b = Signal(AB)
+        active_b = Signal(range(P + 1))
+        m.d.sync += [vb.eq(va & ~outer & a["last"]), reduced_b.eq(a["reduced"]), out_b.eq(out_a),
+                     active_b.eq(active_a)]
+        words, flags = self._requant(m, pe.acc, part, reduced_b)
+        m.d.comb += [self.out.en.eq(vb), self.out.addr.eq(out_b), self.out.data.eq(words),
+                     cnt.grad_writes.eq(vb),
+                     cnt.grad_saturations.eq(Mux(vb, sum(flags[l] & (active_b > l) for l in range(P)), 0))]
+        return va | vb
+
+    def _requant(self, m, acc, part, reduced):
+        """The finished sums of every lane -> output lanes (Gb bits) and saturation flags."""
+        cfg = self.config
+        P, wd, gr = cfg.lanes, cfg.widths, cfg.gradients
+        st = self.stage
+        ab, qb, gb, ga = wd.accumulator, wd.activation, gr.width, gr.accumulator
+        accw = ga + 1
+        both = (st.taps == Taps.ROWS_COLS) & ~reduced
+        fwd = st.requant == Requant.FORWARD
+        shift = Mux(reduced, st.alt_shift, st.shift)
+        outs, flags = [], []
+        for l in range(P):
+            s, p = lane(acc, l, accw), lane(part, l, accw)
+            v_fwd = Mux(both, wrap(p, ab) + wrap(s, ab), wrap(s, ab))
+            v_bwd = Mux(both, wrap(p + s, ga + 1), wrap(s, ga))
+            q_fwd = saturate(rshift(v_fwd, shift, st["round"]), qb)
+            r_fwd = rshift(v_fwd, shift, st["round"])
+            r_bwd = Mux(reduced & st.alt_left, v_bwd << shift[:4], grad_round(v_bwd, shift, gr.rounding))
+            q_bwd = saturate(r_bwd, gb)
+            q = Signal(signed(gb), name=f"q{l}")
+            m.d.comb += q.eq(Mux(fwd, q_fwd, q_bwd))
+            outs.append(q)
+            flags.append(Mux(fwd, q_fwd != r_fwd, q_bwd != r_bwd))
+        return Cat(*outs), flags

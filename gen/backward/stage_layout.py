@@ -1,0 +1,88 @@
+"""The descriptor of one core stage of a backward tile (:class:`CoreStageEngine`).
+
+A backward tile runs as a sequence of core stages (docs/architecture.md, "Backward
+datapath"): the recomputation of ``q1``, ``q2``, ``q23`` from the input spikes, the transposed
+cores G4^T, G3^T/G2^T and G1^T, and the weight-gradient outer products. Every stage iterates
+the pixels ``p = (t, y, x)`` of a ``timesteps x rows x cols`` block and reads its input tensor
+at ``p`` plus the offset of each tap. Tensors live in the gradient buffer as words of ``P``
+lanes of ``Gb`` bits: word ``((t * tensor_rows + y) * tensor_cols + x) * groups + c // P``,
+lane ``c % P`` (``groups = ceil(channels / P)``).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth.hdl import unsigned
+from amaranth.lib import data
+
+from ..units import SHIFT_BITS
+
+__all__ = ["StageKind", "Taps", "Requant", "STAGE_FIELDS", "STAGE_LAYOUT", "STAGE_ADDR_BITS"]
+
+#: Width of every address field (words of the gradient buffer, entries of the accumulator).
+STAGE_ADDR_BITS = 20
+
+
+class StageKind(enum.IntEnum):
+    """``kind``: what a stage computes."""
+    #: ``out[p, o] = requant(sum_tap sum_i w[tap, i, o] * in[p + off(tap), i])``
+    MATVEC = 0
+    #: ``acc[tap, o // P, i][o % P] += g[p + (gy, gx), o] * in[p + off(tap), i]``
+    OUTER = 1
+
+
+class Taps(enum.IntEnum):
+    """``taps``: the input offsets ``(dy, dx)`` a stage reads."""
+    POINT = 0           # (fy, fx)
+    ROWS = 1            # (0, fx), (1, fx), (2, fx): a 3x1 core
+    COLS = 2            # (fy, 0), (fy, 1), (fy, 2): a 1x3 core
+    ROWS_COLS = 3       # the three row taps, then the three column taps (PTT's two branches)
+
+
+class Requant(enum.IntEnum):
+    """``requant``: the re-quantisation of a MATVEC stage's sums."""
+    #: forward (recomputation): ``sat_Qb(rshift(wrap(acc), shift, round))``, wraps at Ab
+    #: (ROWS_COLS: each branch at Ab, their sum exact in Ab + 1 bits)
+    FORWARD = 0
+    #: backward: ``sat_Gb(round_s(wrap(acc)))`` with the configuration's gradient rounding,
+    #: wraps at GA (ROWS_COLS: GA + 1)
+    GRADIENT = 1
+
+
+#: (name, bits, meaning), in register order.
+STAGE_FIELDS = (
+    ("kind", 1, "0 mat-vec (transposed or recomputed core), 1 outer product (weight gradient)"),
+    ("timesteps", 8, "T: timesteps of the block"),
+    ("rows", 16, "rows of the block of pixels the stage iterates"),
+    ("cols", 16, "columns of that block"),
+    ("in_channels", 16, "I: reduction channels (mat-vec) or accumulator entries per tap (outer)"),
+    ("out_channels", 16, "O: output channels (mat-vec) or gradient channels (outer)"),
+    ("in_base", STAGE_ADDR_BITS, "first word of the input tensor"),
+    ("in_rows", 16, "rows of the stored input tensor"),
+    ("in_cols", 16, "columns of the stored input tensor"),
+    ("taps", 2, "0 point, 1 rows (3x1), 2 columns (1x3), 3 rows then columns (gen.backward.Taps)"),
+    ("fy", 2, "row offset of POINT and COLS taps"),
+    ("fx", 2, "column offset of POINT and ROWS taps"),
+    ("w_base", STAGE_ADDR_BITS, "mat-vec: first weight word (word (tap * I + i) * ceil(O/P) + o // P)"),
+    ("out_base", STAGE_ADDR_BITS, "mat-vec: first word of the output tensor (rows x cols)"),
+    ("requant", 1, "mat-vec: 0 forward, 1 gradient (gen.backward.Requant)"),
+    ("shift", SHIFT_BITS, "mat-vec: re-quantisation shift"),
+    ("round", 1, "mat-vec, forward re-quantisation: 1 round half up, 0 floor"),
+    ("schedule", 32, "HTT: bit t set = timestep t is full"),
+    ("use_schedule", 1, "1: reduced timesteps (schedule bit 0) take the bypass: mat-vec reads "
+                        "the identity at (1, 1) from alt_w_base with alt_shift; outer skips them"),
+    ("alt_w_base", STAGE_ADDR_BITS, "mat-vec, reduced timesteps: first word of the identity"),
+    ("alt_shift", SHIFT_BITS, "mat-vec, reduced timesteps: the shift's magnitude"),
+    ("alt_left", 1, "mat-vec, reduced timesteps: 1 the shift is to the left (exact)"),
+    ("g_base", STAGE_ADDR_BITS, "outer: first word of the gradient tensor"),
+    ("g_rows", 16, "outer: rows of the stored gradient tensor"),
+    ("g_cols", 16, "outer: columns of the stored gradient tensor"),
+    ("gy", 2, "outer: row offset of the block in the gradient tensor"),
+    ("gx", 2, "outer: column offset"),
+    ("acc_base", STAGE_ADDR_BITS, "outer: first accumulator entry (entry (tap * ceil(O/P) + o // P) * I + i)"),
+    ("acc_clear", 1, "outer: 1 the stage starts its sums (the first pixel's terms replace them)"),
+)
+
+#: The stage descriptor as the hardware holds it.
+STAGE_LAYOUT = data.StructLayout({name: unsigned(bits) for name, bits, _ in STAGE_FIELDS})

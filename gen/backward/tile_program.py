@@ -1,0 +1,227 @@
+"""The driver side of a backward tile: where each tensor lives in the gradient buffer, the
+weight words of every core stage (transposed, taps flipped), and the sequence of stage
+descriptors that :class:`gen.backward.CoreStageEngine` runs (docs/numerics.md, "Backward
+pass", steps 4-7; the recomputation of steps 1-4 first).
+
+A tile is the golden model's backward tile: ``H x W`` pre-pool pixels, the input window of
+``(H + 2) x (W + 2)`` spikes, gradients over the tile plus a one-pixel ring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from .stage_layout import STAGE_FIELDS, Requant, StageKind, Taps
+
+__all__ = ["TensorSpec", "WeightGradSpec", "BackwardTileProgram", "plan_core_stages",
+           "pack_tensor", "unpack_tensor", "unpack_wgrad"]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A ``[T, channels, rows, cols]`` tensor in the gradient buffer from word ``base``."""
+    name: str
+    channels: int
+    rows: int
+    cols: int
+    base: int
+    lanes: int
+
+    @property
+    def groups(self) -> int:
+        return -(-self.channels // self.lanes)
+
+    def words(self, timesteps: int) -> int:
+        return timesteps * self.rows * self.cols * self.groups
+
+
+@dataclass(frozen=True)
+class WeightGradSpec:
+    """A core's weight-gradient sums in the accumulator: entry
+    ``base + (tap * ceil(out/P) + o // P) * inner + i``, lane ``o % P``."""
+    name: str
+    taps: int
+    out: int          # gradient-side channels (lanes)
+    inner: int        # activation-side channels
+    base: int
+    lanes: int
+
+    @property
+    def entries(self) -> int:
+        return self.taps * -(-self.out // self.lanes) * self.inner
+
+
+@dataclass
+class BackwardTileProgram:
+    timesteps: int
+    tensors: dict[str, TensorSpec]
+    weight_words: list[int]
+    stages: list[tuple[str, dict[str, int]]]
+    wgrads: dict[str, WeightGradSpec]
+    buffer_words: int = 0
+    acc_entries: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _signed_field(v: int, bits: int) -> int:
+    return int(v) & ((1 << bits) - 1)
+
+
+def pack_tensor(values: np.ndarray, lanes: int, bits: int) -> list[int]:
+    """``values [T, C, rows, cols]`` -> words of ``lanes`` lanes of ``bits`` bits."""
+    T, C, R, K = values.shape
+    groups = -(-C // lanes)
+    words = [0] * (T * R * K * groups)
+    v = np.asarray(values, dtype=np.int64)
+    for t in range(T):
+        for c in range(C):
+            for y in range(R):
+                for x in range(K):
+                    w = ((t * R + y) * K + x) * groups + c // lanes
+                    words[w] |= _signed_field(v[t, c, y, x], bits) << ((c % lanes) * bits)
+    return words
+
+
+def unpack_tensor(words: list[int], shape: tuple[int, int, int, int], lanes: int, bits: int) -> np.ndarray:
+    T, C, R, K = shape
+    groups = -(-C // lanes)
+    out = np.zeros(shape, dtype=np.int64)
+    for t in range(T):
+        for c in range(C):
+            for y in range(R):
+                for x in range(K):
+                    v = (words[((t * R + y) * K + x) * groups + c // lanes] >> ((c % lanes) * bits)) & ((1 << bits) - 1)
+                    out[t, c, y, x] = v - ((v >> (bits - 1)) << bits)
+    return out
+
+
+def unpack_wgrad(read_entry, spec: WeightGradSpec, bits: int) -> np.ndarray:
+    """The sums of ``spec`` as ``[out, inner, taps]`` (``read_entry(entry) -> word``)."""
+    out = np.zeros((spec.out, spec.inner, spec.taps), dtype=np.int64)
+    groups = -(-spec.out // spec.lanes)
+    for tap in range(spec.taps):
+        for g in range(groups):
+            for i in range(spec.inner):
+                word = read_entry(spec.base + (tap * groups + g) * spec.inner + i)
+                for l in range(min(spec.lanes, spec.out - g * spec.lanes)):
+                    v = (word >> (l * bits)) & ((1 << bits) - 1)
+                    out[g * spec.lanes + l, i, tap] = v - ((v >> (bits - 1)) << bits)
+    return out
+
+
+def _weight_words(mats: list[np.ndarray], lanes: int, bits: int) -> list[int]:
+    """Per-tap matrices ``[I, O]`` -> words ``(tap * I + i) * ceil(O/P) + o // P``."""
+    words = []
+    for w in mats:
+        I, O = w.shape
+        groups = -(-O // lanes)
+        for i in range(I):
+            for g in range(groups):
+                word = 0
+                for l in range(min(lanes, O - g * lanes)):
+                    word |= _signed_field(w[i, g * lanes + l], bits) << (l * bits)
+                words.append(word)
+    return words
+
+
+def _stage(**fields: int) -> dict[str, int]:
+    known = {name for name, _, _ in STAGE_FIELDS}
+    unknown = set(fields) - known
+    if unknown:
+        raise ValueError(f"unknown stage fields {sorted(unknown)}")
+    return {name: int(fields.get(name, 0)) for name in known}
+
+
+def plan_core_stages(qlayer, timesteps: int, height: int, width: int, lanes: int, weight_bits: int,
+                     shifts: Mapping[str, int], full: list[bool]) -> BackwardTileProgram:
+    """The core stages of one backward tile of ``qlayer`` (``height x width`` pre-pool pixels,
+    ``full[t]`` the timestep classes): tensors, weight words and stage descriptors.
+    ``shifts``: the backward shifts (``g4t``, ``g23t``, ``g1t``; STT also ``g3t``).
+    The LIF-gradient engine writes ``g_a4`` (tile + ring) before these stages run."""
+    T, H, W, P = timesteps, height, width, lanes
+    mode = qlayer.mode
+    cin, r, cout = qlayer.in_channels, qlayer.rank, qlayer.out_channels
+    w1, w2, w3, w4 = (np.asarray(getattr(qlayer, n), dtype=np.int64) for n in ("w1", "w2", "w3", "w4"))
+    tensors: dict[str, TensorSpec] = {}
+    base = 0
+    shapes = [("x", cin, H + 2, W + 2), ("q1", r, H + 2, W + 2), ("q23", r, H, W),
+              ("g_a4", cout, H + 2, W + 2), ("g_q23", r, H + 2, W + 2), ("g_q1", r, H, W), ("e_in", cin, H, W)]
+    if mode == "stt":
+        shapes += [("q2", r, H, W + 2), ("g_q2", r, H + 2, W)]
+    for name, c, rows, cols in shapes:
+        spec = TensorSpec(name, c, rows, cols, base, P)
+        tensors[name] = spec
+        base += spec.words(T)
+    wwords: list[int] = []
+
+    def weights(mats) -> int:
+        start = len(wwords)
+        wwords.extend(_weight_words(mats, P, weight_bits))
+        return start
+
+    def src(name):
+        s = tensors[name]
+        return dict(in_base=s.base, in_rows=s.rows, in_cols=s.cols, in_channels=s.channels)
+
+    def dst(name):
+        return dict(out_base=tensors[name].base, out_channels=tensors[name].channels)
+
+    def grad(name, gy, gx):
+        s = tensors[name]
+        return dict(g_base=s.base, g_rows=s.rows, g_cols=s.cols, gy=gy, gx=gx, out_channels=s.channels)
+
+    sched = sum(1 << t for t, f in enumerate(full) if f)
+    htt = mode == "htt"
+    fwd = dict(kind=StageKind.MATVEC, timesteps=T, requant=Requant.FORWARD, round=qlayer.round)
+    bwd = dict(kind=StageKind.MATVEC, timesteps=T, requant=Requant.GRADIENT)
+    identity = weights([np.eye(r, dtype=np.int64)]) if htt else 0
+    stages = [("q1", _stage(**fwd, **src("x"), **dst("q1"), rows=H + 2, cols=W + 2, taps=Taps.POINT,
+                            w_base=weights([w1.T]), shift=qlayer.shift1))]
+    if mode == "stt":
+        stages.append(("q2", _stage(**fwd, **src("q1"), **dst("q2"), rows=H, cols=W + 2, taps=Taps.ROWS,
+                                    w_base=weights([w2[:, :, i].T for i in range(3)]), shift=qlayer.shift2)))
+        stages.append(("q23", _stage(**fwd, **src("q2"), **dst("q23"), rows=H, cols=W, taps=Taps.COLS,
+                                     w_base=weights([w3[:, :, i].T for i in range(3)]), shift=qlayer.shift3)))
+    else:
+        stages.append(("q23", _stage(**fwd, **src("q1"), **dst("q23"), rows=H, cols=W, taps=Taps.ROWS_COLS,
+                                     fy=1, fx=1, shift=qlayer.shift3 + 1,
+                                     w_base=weights([w2[:, :, i].T for i in range(3)] + [w3[:, :, i].T for i in range(3)]),
+                                     schedule=sched, use_schedule=htt, alt_w_base=identity)))
+    wg: dict[str, WeightGradSpec] = {}
+    entries = 0
+
+    def wgrad(name, taps, out, inner):
+        nonlocal entries
+        wg[name] = WeightGradSpec(name, taps, out, inner, entries, P)
+        entries += wg[name].entries
+        return dict(kind=StageKind.OUTER, timesteps=T, rows=H, cols=W, acc_base=wg[name].base, acc_clear=1)
+
+    stages.append(("dw4", _stage(**wgrad("w4", 1, cout, r), **src("q23"), **grad("g_a4", 1, 1), taps=Taps.POINT)))
+    stages.append(("g_q23", _stage(**bwd, **src("g_a4"), **dst("g_q23"), rows=H + 2, cols=W + 2, taps=Taps.POINT,
+                                   w_base=weights([w4]), shift=shifts["g4t"])))
+    flipped2 = [w2[:, :, 2 - i] for i in range(3)]          # [k, j]: input k, output j
+    flipped3 = [w3[:, :, 2 - i] for i in range(3)]
+    if mode == "stt":
+        stages.append(("dw3", _stage(**wgrad("w3", 3, r, r), **src("q2"), **grad("g_q23", 1, 1), taps=Taps.COLS)))
+        stages.append(("g_q2", _stage(**bwd, **src("g_q23"), **dst("g_q2"), rows=H + 2, cols=W, taps=Taps.COLS,
+                                      w_base=weights(flipped3), shift=shifts["g3t"])))
+        stages.append(("dw2", _stage(**wgrad("w2", 3, r, r), **src("q1"), **grad("g_q2", 1, 0), taps=Taps.ROWS,
+                                     fx=1)))
+        stages.append(("g_q1", _stage(**bwd, **src("g_q2"), **dst("g_q1"), rows=H, cols=W, taps=Taps.ROWS,
+                                      w_base=weights(flipped2), shift=shifts["g23t"])))
+    else:
+        s_bypass = shifts["g23t"] - qlayer.shift3 - 1
+        stages.append(("dw23", _stage(**wgrad("w23", 6, r, r), **src("q1"), **grad("g_q23", 1, 1),
+                                      taps=Taps.ROWS_COLS, fy=1, fx=1, schedule=sched, use_schedule=htt)))
+        stages.append(("g_q1", _stage(**bwd, **src("g_q23"), **dst("g_q1"), rows=H, cols=W, taps=Taps.ROWS_COLS,
+                                      fy=1, fx=1, w_base=weights(flipped2 + flipped3), shift=shifts["g23t"],
+                                      schedule=sched, use_schedule=htt, alt_w_base=identity,
+                                      alt_shift=abs(s_bypass), alt_left=s_bypass < 0)))
+    stages.append(("dw1", _stage(**wgrad("w1", 1, r, cin), **src("x"), **grad("g_q1", 0, 0), taps=Taps.POINT,
+                                 fy=1, fx=1)))
+    stages.append(("e_in", _stage(**bwd, **src("g_q1"), **dst("e_in"), rows=H, cols=W, taps=Taps.POINT,
+                                  w_base=weights([w1]), shift=shifts["g1t"])))
+    return BackwardTileProgram(T, tensors, wwords, stages, wg, buffer_words=base, acc_entries=entries)
