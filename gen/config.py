@@ -139,14 +139,23 @@ class GradientFormats:
     they never wrap for the layer limits; ``wgrad_tile``: the weight-gradient accumulators of
     one tile (never wrap for the largest tile); ``wgrad_batch``: the weight-gradient sums over
     the tiles and samples of a batch (saturating, saturations counted); ``rounding``: one of
-    :data:`GRADIENT_ROUNDINGS`. The section is optional in a TOML file: these defaults hold
-    for both shipped configurations.
+    :data:`GRADIENT_ROUNDINGS`. The memories of the backward datapath (docs/architecture.md,
+    "Backward datapath"; :attr:`HardwareConfig.backward_regions`): ``buffer_bytes``, the
+    gradient buffer holding a backward tile's tensors; ``stage_weight_bytes``, the stage
+    weights (transposed, flipped cores); ``trace_bytes``, the forward trace (4 bits per neuron
+    and timestep); ``wgrad_entries``, the weight-gradient accumulator's words (``P`` sums of
+    ``wgrad_tile`` bits each). The section is optional in a TOML file: fields left out keep
+    these defaults.
     """
     width: int = 16
     accumulator: int = 36
     wgrad_tile: int = 40
     wgrad_batch: int = 48
     rounding: str = "nearest"
+    buffer_bytes: int = 32768
+    stage_weight_bytes: int = 4096
+    trace_bytes: int = 2048
+    wgrad_entries: int = 512
 
 
 @dataclass(frozen=True)
@@ -292,6 +301,24 @@ class HardwareConfig:
         """Every memory of the datapath: its global buffer, word width and depth
         (docs/host_interface.md has the word layouts)."""
         return _regions(self)
+
+    @functools.cached_property
+    def backward_regions(self) -> Mapping[str, "Region"]:
+        """The memories of the backward datapath (``[gradients]`` sizes), beside
+        :attr:`regions`; all host-visible."""
+        p, g = self.lanes, self.gradients
+        gword, wword, tword = p * g.width, p * self.widths.weight, p * 4
+        regs = [
+            Region("gbuf", "gradient", gword, g.buffer_bytes * 8 // gword, True,
+                   "backward tensors: word ((t*rows + y)*cols + x)*ceil(C/P) + c//P, lane c%P"),
+            Region("gweights", "gradient", wword, g.stage_weight_bytes * 8 // wword, True,
+                   "stage weights: word (tap*I + i)*ceil(O/P) + o//P, lane o%P"),
+            Region("trace", "gradient", tword, g.trace_bytes * 8 // tword, True,
+                   "forward trace: word as gbuf's, 4 bits per lane (spike, window, 2-bit arg-max)"),
+            Region("wgrad", "gradient", p * g.wgrad_tile, g.wgrad_entries, True,
+                   "weight-gradient sums: entry (tap*ceil(O/P) + o//P)*I + i, lane o%P (read only)"),
+        ]
+        return MappingProxyType({r.name: r for r in regs})
 
     @functools.cached_property
     def memo(self) -> dict:
@@ -522,6 +549,12 @@ def _validate_gradients(cfg: HardwareConfig) -> None:
         raise ConfigError("gradients.rounding", f"must be one of {GRADIENT_ROUNDINGS}, got {g.rounding!r}", src)
     for f in ("width", "accumulator", "wgrad_tile", "wgrad_batch"):
         _require_int("gradients", f, getattr(g, f), minimum=4, maximum=62, source=src)
+    for f, word in (("buffer_bytes", cfg.lanes * g.width), ("stage_weight_bytes", cfg.lanes * w.weight),
+                    ("trace_bytes", cfg.lanes * 4)):
+        _require_int("gradients", f, getattr(g, f), minimum=1, source=src)
+        if getattr(g, f) * 8 < 2 * word:
+            raise ConfigError(f"gradients.{f}", f"must hold at least two {word}-bit words, got {getattr(g, f)} bytes", src)
+    _require_int("gradients", "wgrad_entries", g.wgrad_entries, minimum=2, maximum=1 << 20, source=src)
     terms = max(lim.max_out_channels, 6 * lim.max_rank, lim.max_rank)
     need = w.weight + g.width + _bits_for_count(terms)
     if g.accumulator < need:

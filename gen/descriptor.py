@@ -5,9 +5,9 @@ layout's order, :func:`gen.hostmap.host_map`) before ``start``; the hardware hol
 ``Signal(DESCRIPTOR_LAYOUT)`` and the engines read its fields by name. docs/host_interface.md's
 descriptor table names the same fields in the same order (tests/gen/test_descriptor.py).
 
-``pass`` selects the pass a tile runs: forward, input gradient or weight gradient (BPTT). Only
-the forward pass is built so far: the backward engines will read the field; today's engines
-ignore it and the driver writes :attr:`Pass.FORWARD`.
+``pass`` selects what ``start`` runs: the forward tile (the four engines) or one stage of a
+backward tile (the backward datapath, gen/backward/, on the ``bw_*`` stage registers: the
+LIF gradient, a recomputed or transposed core, or a weight-gradient outer product).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ __all__ = ["Pass", "DescriptorField", "DESCRIPTOR", "DESCRIPTOR_LAYOUT", "descri
 class Pass(enum.IntEnum):
     """Value of the descriptor's ``pass`` field."""
     FORWARD = 0
-    INPUT_GRADIENT = 1
-    WEIGHT_GRADIENT = 2
+    #: one backward stage, described by the stage registers (gen.backward.stage_layout)
+    BACKWARD = 1
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,8 @@ DESCRIPTOR: tuple[DescriptorField, ...] = tuple(DescriptorField(*f) for f in (
     ("in_ring_rows", 16, "rows of the spike_in ring (slot = input row % in_ring_rows)"),
     ("res_ring_rows", 16, "rows of the residual ring"),
     ("out_ring_rows", 16, "rows of the output ring (membrane and spikes regions)"),
-    ("pass", 2, "0 forward, 1 input gradient, 2 weight gradient (gen.descriptor.Pass; only the "
-                "forward pass is built: the engines ignore the field)"),
+    ("pass", 2, "0 forward tile, 1 one backward stage (the bw_* stage registers; "
+                "gen.descriptor.Pass)"),
 ))
 
 #: The descriptor as the hardware holds it (field ``f`` is ``unsigned(f.bits)``).

@@ -35,12 +35,12 @@ from .config import (LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS, HardwareC
                      config_from_dict, load_config, log2)
 from .descriptor import Pass
 from .geometry import TAP_ORDER, TileGeometry
-from .hostmap import HostMap, host_map
+from .hostmap import HostMap, host_map, region_reads, region_writes
 
 __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Driver",
            "plan_layer", "load_manifest_config", "tile_fit", "TileGeometry", "run_tile",
            "HostBus", "TAP_ORDER", "input_row_order", "output_row_order", "CoresDoNotFit",
-           "large_weights_config", "plan_layer_any_weights"]
+           "large_weights_config", "plan_layer_any_weights", "affine_words"]
 
 MODE_CODES = {"stt": 0, "ptt": 1, "htt": 2}
 
@@ -520,6 +520,27 @@ def load_manifest_config(path: str | Path) -> HardwareConfig:
     return config_from_dict(data["config"], source=str(p))
 
 
+
+def affine_words(scale: np.ndarray, bias: np.ndarray, lanes: int, scale_bits: int, bias_bits: int) -> list[int]:
+    """Words of the ``affine`` region for ``scale [2, C]`` (full / reduced timesteps) and
+    ``bias [C]``: word ``go``, lane ``l`` = (scale[0], scale[1], bias) of channel ``go*P + l``
+    (channels past ``C`` zero). The forward's affine/residual/LIF tail and the backward's
+    LIF-gradient engine read the same words."""
+    groups = ceil_div(len(bias), lanes)
+    sc = np.zeros((2, groups * lanes), np.int64); sc[:, :len(bias)] = scale
+    bi = np.zeros(groups * lanes, np.int64); bi[:len(bias)] = bias
+    lane_bits = 2 * scale_bits + bias_bits
+    words = []
+    for go in range(groups):
+        word = 0
+        for l in range(lanes):
+            o = go * lanes + l
+            ln = (_to_unsigned(int(sc[0, o]), scale_bits) | _to_unsigned(int(sc[1, o]), scale_bits) << scale_bits
+                  | _to_unsigned(int(bi[o]), bias_bits) << (2 * scale_bits))
+            word |= ln << (l * lane_bits)
+        words.append(word)
+    return words
+
 class Driver:
     """Encodes tiles for one hardware configuration (a ``HardwareConfig``, a shipped name,
     a TOML path or a manifest path/dir)."""
@@ -567,23 +588,10 @@ class Driver:
 
     # ---- encoding --------------------------------------------------------------------------
     def _region_words(self, name: str, words: Sequence[int], offset: int = 0) -> list[tuple[int, int]]:
-        reg = self.map.region(name)
-        hb = self.config.widths.host_data
-        if offset + len(words) > reg.depth:
-            raise ValueError(f"{len(words)} words at offset {offset} overflow region {name!r} "
-                             f"({reg.depth} words)")
-        mask = (1 << hb) - 1
-        out = []
-        for i, word in enumerate(words):
-            for k in range(reg.subwords):
-                out.append((reg.address(offset + i, k), (word >> (k * hb)) & mask))
-        return out
+        return region_writes(self.map, name, words, offset)
 
     def _region_reads(self, name: str, count: int, offset: int = 0) -> list[int]:
-        reg = self.map.region(name)
-        if offset + count > reg.depth:
-            raise ValueError(f"{count} words at offset {offset} overflow region {name!r}")
-        return [reg.address(offset + i, k) for i in range(count) for k in range(reg.subwords)]
+        return region_reads(self.map, name, count, offset)
 
     def descriptor(self, qlayer, tile: Tile, rings: dict[str, int]) -> dict[str, int]:
         """Descriptor register values of ``tile`` (unsigned register contents)."""
@@ -633,19 +641,7 @@ class Driver:
         co = slice(tile.out0, tile.out0 + tile.out_channels)
         w4 = np.zeros((g.go * p, r), np.int64); w4[:tile.out_channels] = qlayer.w4[co]
         out["w4"] = [_pack(w4[go * p:(go + 1) * p, k], wb) for go in range(g.go) for k in range(r)]
-        sc = np.zeros((2, g.go * p), np.int64); sc[:, :tile.out_channels] = qlayer.scale[:, co]
-        bi = np.zeros(g.go * p, np.int64); bi[:tile.out_channels] = qlayer.bias[co]
-        lane_bits = 2 * sb + mb
-        aff = []
-        for go in range(g.go):
-            word = 0
-            for l in range(p):
-                o = go * p + l
-                ln = (_to_unsigned(int(sc[0, o]), sb) | _to_unsigned(int(sc[1, o]), sb) << sb
-                      | _to_unsigned(int(bi[o]), mb) << (2 * sb))
-                word |= ln << (l * lane_bits)
-            aff.append(word)
-        out["affine"] = aff
+        out["affine"] = affine_words(np.asarray(qlayer.scale)[:, co], np.asarray(qlayer.bias)[co], p, sb, mb)
         return out
 
     def spike_rows(self, window: np.ndarray, tile: Tile) -> list[list[int]]:

@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import HardwareConfig, ceil_div
+from .backward.stage_layout import STAGE_FIELDS
 from .descriptor import DESCRIPTOR, descriptor_bits
 
 __all__ = ["Register", "Counter", "RegionMap", "HostMap", "host_map", "ID_VALUE",
            "HOST_READ_LATENCY", "COUNTER_BITS", "DESCRIPTOR_FIELDS", "COUNTER_NAMES",
-           "STREAM_REGISTERS"]
+           "STREAM_REGISTERS", "STAGE_REGISTERS", "BACKWARD_COUNTERS", "BACKWARD_COUNTER_NAMES",
+           "STAGE_BASE", "BACKWARD_COUNTER_BASE", "region_writes", "region_reads"]
 
-#: Value of the read-only ID register ("TTSN" v2: streaming rows, packed lanes).
-ID_VALUE = 0x7454_0002
+#: Value of the read-only ID register ("TTSN" v3: streaming rows, packed lanes, backward datapath).
+ID_VALUE = 0x7454_0003
 #: Cycles from a ``host_read`` strobe to ``host_rvalid`` (and valid ``host_rdata``).
 HOST_READ_LATENCY = 2
 #: Width of every performance counter (read as two host words, low word first).
@@ -38,7 +40,14 @@ STREAM_REGISTERS: tuple[tuple[str, int, str, str], ...] = (
     ("out_rows", 0x08, "r", "output rows complete in the output ring"),
 )
 DESCRIPTOR_BASE = 0x10
+#: The backward stage registers (``bw_<field>`` for every field of
+#: :data:`gen.backward.stage_layout.STAGE_LAYOUT`), read by a tile whose ``pass`` is BACKWARD.
+STAGE_BASE = 0x30
 COUNTER_BASE = 0x80
+BACKWARD_COUNTER_BASE = 0x100
+#: (register name, stage field, bits, meaning), in register order.
+STAGE_REGISTERS: tuple[tuple[str, str, int, str], ...] = tuple(
+    (f"bw_{name}", name, bits, meaning) for name, bits, meaning in STAGE_FIELDS)
 
 #: Descriptor fields: (name, bits, meaning), in register order, derived from the one layout
 #: :data:`gen.descriptor.DESCRIPTOR_LAYOUT` (the hardware holds the descriptor as that layout).
@@ -90,6 +99,27 @@ COUNTERS = tuple(
               f"{n.rsplit('_', 1)[0]!r} (host accesses excluded)"))
     for n, d in COUNTERS)
 COUNTER_NAMES = tuple(n for n, _ in COUNTERS)
+
+#: Counters of the backward datapath (gen/backward/), a bank of their own read the same way.
+BACKWARD_COUNTERS: tuple[tuple[str, str], ...] = (
+    ("lifg_busy", "cycles the LIF-gradient engine issued a step (a neuron group and timestep, "
+                  "or a pooled position)"),
+    ("lifg_updates", "LIF-gradient neuron updates (active lanes x timesteps x ring pixels)"),
+    ("lifg_saturations", "LIF-gradient elements saturated (steps 1, 2 and 3 counted separately)"),
+    ("trace_reads", "trace words read"),
+    ("lifg_grad_reads", "gradient-buffer words the LIF-gradient engine read (e, g_extra)"),
+    ("lifg_grad_writes", "gradient-buffer words it wrote (g_a4, g_cur)"),
+    ("stage_busy", "cycles the core-stage engine issued a step"),
+    ("stage_macs", "core-stage multiply-accumulates on the PE array (active lanes x steps)"),
+    ("wgrad_updates", "weight-gradient accumulates (active lanes x outer-product steps)"),
+    ("wgrad_words", "weight-gradient accumulator read-modify-writes (words)"),
+    ("in_reads", "gradient-buffer input words the core-stage engine read"),
+    ("grad_reads", "gradient-buffer gradient words the core-stage engine read (outer products)"),
+    ("weight_reads", "stage-weight words read"),
+    ("grad_writes", "gradient-buffer words the core-stage engine wrote"),
+    ("grad_saturations", "core-stage outputs saturated when re-quantised (active lanes)"),
+)
+BACKWARD_COUNTER_NAMES = tuple(n for n, _ in BACKWARD_COUNTERS)
 
 
 @dataclass(frozen=True)
@@ -146,6 +176,7 @@ class HostMap:
     counters: tuple[Counter, ...]
     regions: tuple[RegionMap, ...]
     addr_bits: int
+    backward_counters: tuple[Counter, ...] = ()
 
     def register(self, name: str) -> Register:
         return _by_name(self.registers, "register", name)
@@ -154,7 +185,7 @@ class HostMap:
         return _by_name(self.regions, "region", name)
 
     def counter(self, name: str) -> Counter:
-        return _by_name(self.counters, "counter", name)
+        return _by_name(self.counters + self.backward_counters, "counter", name)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,6 +196,7 @@ class HostMap:
             "counter_bits": COUNTER_BITS,
             "registers": [vars(r) for r in self.registers],
             "counters": [vars(c) for c in self.counters],
+            "backward_counters": [vars(c) for c in self.backward_counters],
             "regions": [dict(vars(r), span=r.span) for r in self.regions],
         }
 
@@ -180,11 +212,14 @@ def host_map(cfg: HardwareConfig) -> HostMap:
         regs.append(Register(name, addr, STREAM_BITS, access, desc))
     for i, (name, bits, desc) in enumerate(DESCRIPTOR_FIELDS):
         regs.append(Register(name, DESCRIPTOR_BASE + i, bits, "rw", desc))
+    for i, (name, _, bits, desc) in enumerate(STAGE_REGISTERS):
+        regs.append(Register(name, STAGE_BASE + i, bits, "rw", desc))
     counters = [Counter(n, COUNTER_BASE + 2 * i, d) for i, (n, d) in enumerate(COUNTERS)]
-    top = COUNTER_BASE + 2 * len(counters)
+    backward = [Counter(n, BACKWARD_COUNTER_BASE + 2 * i, d) for i, (n, d) in enumerate(BACKWARD_COUNTERS)]
+    top = BACKWARD_COUNTER_BASE + 2 * len(backward)
     regions = []
     base = 1 << max(top - 1, 1).bit_length()
-    for r in cfg.regions.values():
+    for r in list(cfg.regions.values()) + list(cfg.backward_regions.values()):
         if not r.host_visible:
             continue
         sub = ceil_div(r.width_bits, hb)
@@ -196,4 +231,25 @@ def host_map(cfg: HardwareConfig) -> HostMap:
                                  r.description))
         base += align
     addr_bits = max(base - 1, 1).bit_length()
-    return HostMap(cfg, tuple(regs), tuple(counters), tuple(regions), addr_bits)
+    return HostMap(cfg, tuple(regs), tuple(counters), tuple(regions), addr_bits, tuple(backward))
+
+
+def region_writes(hmap: HostMap, name: str, words, offset: int = 0) -> list[tuple[int, int]]:
+    """Host writes ``(address, value)`` putting ``words`` into region ``name`` from word
+    ``offset`` (each word as its ``host_data``-bit sub-words, low first)."""
+    reg = hmap.region(name)
+    hb = hmap.config.widths.host_data
+    if offset + len(words) > reg.depth:
+        raise ValueError(f"{len(words)} words at offset {offset} overflow region {name!r} "
+                         f"({reg.depth} words)")
+    mask = (1 << hb) - 1
+    return [(reg.address(offset + i, k), (int(word) >> (k * hb)) & mask)
+            for i, word in enumerate(words) for k in range(reg.subwords)]
+
+
+def region_reads(hmap: HostMap, name: str, count: int, offset: int = 0) -> list[int]:
+    """Host addresses reading ``count`` words of region ``name`` from word ``offset``."""
+    reg = hmap.region(name)
+    if offset + count > reg.depth:
+        raise ValueError(f"{count} words at offset {offset} overflow region {name!r}")
+    return [reg.address(offset + i, k) for i in range(count) for k in range(reg.subwords)]

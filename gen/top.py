@@ -28,16 +28,21 @@ host (rows in the input rings / rows taken from the output ring).
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .backward.datapath import BackwardDatapath
+from .backward.stage_layout import STAGE_LAYOUT
 from .config import HardwareConfig, log2
-from .descriptor import DESCRIPTOR_LAYOUT
+from .descriptor import DESCRIPTOR_LAYOUT, Pass
 from .geometry import TAP_ORDER
-from .hostmap import (COUNTER_BASE, COUNTER_BITS, COUNTER_NAMES, DESCRIPTOR_BASE, DESCRIPTOR_FIELDS, ID_VALUE,
-                      REG_CTRL, REG_ID, REG_STATUS, STREAM_BITS, STREAM_REGISTERS, host_map)
+from .hostmap import (BACKWARD_COUNTER_BASE, BACKWARD_COUNTER_NAMES, COUNTER_BASE, COUNTER_BITS, COUNTER_NAMES,
+                      DESCRIPTOR_BASE, DESCRIPTOR_FIELDS, ID_VALUE, REG_CTRL, REG_ID, REG_STATUS, STAGE_BASE,
+                      STAGE_REGISTERS, STREAM_BITS, STREAM_REGISTERS, host_map)
 from .engines import ClusterFourEngine, ClusterOneEngine, ClusterTwoThreeEngine
 from .tilegeo import TileGeometryUnit
 
@@ -82,15 +87,18 @@ class Accelerator(wiring.Component):
         busy, done = Signal(), Signal()
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
         desc = Signal(DESCRIPTOR_LAYOUT, name="desc")
+        stage = Signal(STAGE_LAYOUT, name="stage")
         m.submodules.geometry = geometry = TileGeometryUnit(cfg)
         m.d.comb += geometry.desc.eq(desc)
         mems = {reg.name: Memory(shape=unsigned(reg.width_bits), depth=reg.depth, init=[])
-                for reg in cfg.regions.values()}
+                for reg in list(cfg.regions.values()) + list(cfg.backward_regions.values())
+                if reg.name != "wgrad"}         # the weight-gradient sums live in their accumulator
         for name, mem in mems.items():
             m.submodules[f"mem_{name}"] = mem
-        host = _HostSide(self, m, busy, desc, mems)
+        host = _HostSide(self, m, busy, desc, mems, stage)
         engines = self._engines(m, host, desc, geometry.geo, mems)
-        self._control(m, host, busy, done, geometry, engines)
+        backward = self._backward(m, host, stage, mems)
+        self._control(m, host, busy, done, geometry, engines, backward)
         host.counter_bank()
         host.read_mux(done)
         return m
@@ -134,7 +142,28 @@ class Accelerator(wiring.Component):
                            "out_rows": e4.out_rows}
         return (e1, e23, e4)
 
-    def _control(self, m, host, busy, done, geometry, engines):
+    def _backward(self, m, host, stage, mems):
+        """The backward datapath (gen/backward/): its gradient-buffer, stage-weight, trace and
+        affine ports, and the host's reads of the weight-gradient sums (while idle)."""
+        m.submodules.backward = bw = BackwardDatapath(self.config)
+        m.d.comb += bw.stage.eq(stage)
+        for name, _ in bw.counts.shape():
+            host.count(name, bw.counts[name])
+        host.shared_read("gbuf", bw.grad_a)
+        for region, port in (("gbuf", bw.grad_b), ("gweights", bw.weights), ("trace", bw.trace),
+                             ("affine", bw.affine)):
+            host.datapath_read(region, port)
+        for port in (bw.grad_w, bw.grad_w2):
+            wr = mems["gbuf"].write_port()
+            m.d.comb += [wr.en.eq(port.en), wr.addr.eq(port.addr), wr.data.eq(port.data)]
+        for name in ("gbuf", "gweights", "trace"):
+            host.host_only_write(name)
+        word, _, hit, _, _ = host.ports["wgrad"]
+        m.d.comb += [bw.wgrad_rd_en.eq(self.host_read & hit & ~host.busy), bw.wgrad_rd_addr.eq(word)]
+        host.read_ports["wgrad"] = SimpleNamespace(data=bw.wgrad_rd_data)
+        return bw
+
+    def _control(self, m, host, busy, done, geometry, engines, backward):
         """start / done / event. The tile geometry is registered from the descriptor (its unit's
         latency): a start that follows the last descriptor write sooner waits for it (pending),
         which is not counted in ``cycles``."""
@@ -144,12 +173,14 @@ class Accelerator(wiring.Component):
         m.d.sync += settle.eq(Mux(desc_write, geometry.latency, Mux(settle == 0, 0, settle - 1)))
         settled = (settle == 0) & ~desc_write
         pending = Signal()
-        pipeline_busy = pending
+        pipeline_busy = pending | backward.busy
         for e in engines:
             pipeline_busy = pipeline_busy | e.busy
         start = host.start
         go = (start | pending) & settled                         # the engines' start
-        m.d.comb += [e.start.eq(go) for e in engines]
+        forward = host.desc["pass"] == Pass.FORWARD
+        m.d.comb += [e.start.eq(go & forward) for e in engines]
+        m.d.comb += backward.start.eq(go & (host.desc["pass"] == Pass.BACKWARD))
         with m.If(start & ~settled):
             m.d.sync += [busy.eq(1), done.eq(0), pending.eq(1)]
         with m.Elif((start | pending) & settled):
@@ -181,9 +212,9 @@ class _HostSide:
     STREAM_WRITE = {"spike_in", "residual"}
     STREAM_READ = {"membrane", "spikes"}
 
-    def __init__(self, top: "Accelerator", m: Module, busy, desc, mems):
-        self.top, self.m, self.busy, self.desc, self.mems = top, m, busy, desc, mems
-        self.incs: dict[str, list] = {n: [] for n in COUNTER_NAMES}
+    def __init__(self, top: "Accelerator", m: Module, busy, desc, mems, stage):
+        self.top, self.m, self.busy, self.desc, self.mems, self.stage = top, m, busy, desc, mems, stage
+        self.incs: dict[str, list] = {n: [] for n in COUNTER_NAMES + BACKWARD_COUNTER_NAMES}
         self.read_ports = {}
         self.stream_out = {}
         self._decode()
@@ -228,6 +259,9 @@ class _HostSide:
                 for name, bits, _ in DESCRIPTOR_FIELDS:
                     with m.If(addr == hmap.register(name).address):
                         m.d.sync += self.desc[name].eq(top.host_wdata[:bits])
+                for i, (_, field, bits, _) in enumerate(STAGE_REGISTERS):
+                    with m.If(addr == STAGE_BASE + i):
+                        m.d.sync += self.stage[field].eq(top.host_wdata[:bits])
 
     def host_only_write(self, name):
         """The write port of region ``name``: a host write committing a whole word."""
@@ -262,7 +296,7 @@ class _HostSide:
     def counter_bank(self):
         """The counters: each adds its increments every cycle; ``ctrl`` bit 1 clears them all."""
         m = self.m
-        self.counters = {n: Signal(COUNTER_BITS, name=f"cnt_{n}") for n in COUNTER_NAMES}
+        self.counters = {n: Signal(COUNTER_BITS, name=f"cnt_{n}") for n in COUNTER_NAMES + BACKWARD_COUNTER_NAMES}
         for name, sig in self.counters.items():
             amounts = self.incs[name]
             total = sum(amounts[1:], amounts[0]) if amounts else 0
@@ -292,11 +326,15 @@ class _HostSide:
             for name, bits, _ in DESCRIPTOR_FIELDS:
                 with m.Case(hmap.register(name).address):
                     m.d.comb += reg_value.eq(self.desc[name])
-            for i, name in enumerate(COUNTER_NAMES):
-                with m.Case(COUNTER_BASE + 2 * i):
-                    m.d.comb += reg_value.eq(self.counters[name][:hb])
-                with m.Case(COUNTER_BASE + 2 * i + 1):
-                    m.d.comb += reg_value.eq(self.counters[name][hb:])
+            for i, (_, field, _, _) in enumerate(STAGE_REGISTERS):
+                with m.Case(STAGE_BASE + i):
+                    m.d.comb += reg_value.eq(self.stage[field])
+            for base, names in ((COUNTER_BASE, COUNTER_NAMES), (BACKWARD_COUNTER_BASE, BACKWARD_COUNTER_NAMES)):
+                for i, name in enumerate(names):
+                    with m.Case(base + 2 * i):
+                        m.d.comb += reg_value.eq(self.counters[name][:hb])
+                    with m.Case(base + 2 * i + 1):
+                        m.d.comb += reg_value.eq(self.counters[name][hb:])
         sel_now = Signal.like(rd_sel)
         k_now = Signal.like(rd_k)
         for i, reg in enumerate(hmap.regions):

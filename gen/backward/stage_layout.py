@@ -30,6 +30,9 @@ class StageKind(enum.IntEnum):
     MATVEC = 0
     #: ``acc[tap, o // P, i][o % P] += g[p + (gy, gx), o] * in[p + off(tap), i]``
     OUTER = 1
+    #: backward steps 1-4 (:class:`gen.backward.LIFGradientEngine`): ``e`` and the forward
+    #: trace over the output pixels and their ring -> ``g_a4`` (pre-pool) and ``g_cur``
+    LIF = 2
 
 
 class Taps(enum.IntEnum):
@@ -52,24 +55,25 @@ class Requant(enum.IntEnum):
 
 #: (name, bits, meaning), in register order.
 STAGE_FIELDS = (
-    ("kind", 1, "0 mat-vec (transposed or recomputed core), 1 outer product (weight gradient)"),
+    ("kind", 2, "0 mat-vec (transposed or recomputed core), 1 outer product (weight gradient), "
+                "2 LIF gradient (gen.backward.StageKind)"),
     ("timesteps", 8, "T: timesteps of the block"),
     ("rows", 16, "rows of the block of pixels the stage iterates"),
     ("cols", 16, "columns of that block"),
     ("in_channels", 16, "I: reduction channels (mat-vec) or accumulator entries per tap (outer)"),
     ("out_channels", 16, "O: output channels (mat-vec) or gradient channels (outer)"),
-    ("in_base", STAGE_ADDR_BITS, "first word of the input tensor"),
+    ("in_base", STAGE_ADDR_BITS, "first word of the input tensor (LIF: e, over rows x cols)"),
     ("in_rows", 16, "rows of the stored input tensor"),
     ("in_cols", 16, "columns of the stored input tensor"),
     ("taps", 2, "0 point, 1 rows (3x1), 2 columns (1x3), 3 rows then columns (gen.backward.Taps)"),
     ("fy", 2, "row offset of POINT and COLS taps"),
     ("fx", 2, "column offset of POINT and ROWS taps"),
     ("w_base", STAGE_ADDR_BITS, "mat-vec: first weight word (word (tap * I + i) * ceil(O/P) + o // P)"),
-    ("out_base", STAGE_ADDR_BITS, "mat-vec: first word of the output tensor (rows x cols)"),
+    ("out_base", STAGE_ADDR_BITS, "mat-vec: first word of the output tensor (rows x cols); LIF: g_a4"),
     ("requant", 1, "mat-vec: 0 forward, 1 gradient (gen.backward.Requant)"),
-    ("shift", SHIFT_BITS, "mat-vec: re-quantisation shift"),
+    ("shift", SHIFT_BITS, "mat-vec: re-quantisation shift; LIF: the affine gradient's shift"),
     ("round", 1, "mat-vec, forward re-quantisation: 1 round half up, 0 floor"),
-    ("schedule", 32, "HTT: bit t set = timestep t is full"),
+    ("schedule", 32, "HTT: bit t set = timestep t is full (LIF: selects the folded-BN scale)"),
     ("use_schedule", 1, "1: reduced timesteps (schedule bit 0) take the bypass: mat-vec reads "
                         "the identity at (1, 1) from alt_w_base with alt_shift; outer skips them"),
     ("alt_w_base", STAGE_ADDR_BITS, "mat-vec, reduced timesteps: first word of the identity"),
@@ -82,6 +86,15 @@ STAGE_FIELDS = (
     ("gx", 2, "outer: column offset"),
     ("acc_base", STAGE_ADDR_BITS, "outer: first accumulator entry (entry (tap * ceil(O/P) + o // P) * I + i)"),
     ("acc_clear", 1, "outer: 1 the stage starts its sums (the first pixel's terms replace them)"),
+    ("trace_base", STAGE_ADDR_BITS, "LIF: first trace word (word ((t * rows + y) * cols + x) * "
+                                    "ceil(O/P) + o // P: spike, window and 2 arg-max bits per lane)"),
+    ("cur_base", STAGE_ADDR_BITS, "LIF: first word of g_cur over the output pixels (rows - 2 x cols - 2)"),
+    ("use_extra", 1, "LIF: 1 add g_extra (at g_base, the shape of e) to the LIF gradient"),
+    ("pool", 1, "LIF: 1 the layer pools: g_a4 is 2 rows - 2 x 2 cols - 2, routed by the arg-max"),
+    ("height_mul", 16, "LIF: surrogate height multiplier (widths.leak_mul bits used)"),
+    ("height_shift", SHIFT_BITS, "LIF: surrogate height shift"),
+    ("leak_mul", 16, "LIF: the forward's leak multiplier"),
+    ("leak_shift", SHIFT_BITS, "LIF: the forward's leak shift"),
 )
 
 #: The stage descriptor as the hardware holds it.

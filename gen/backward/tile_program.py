@@ -16,8 +16,8 @@ import numpy as np
 
 from .stage_layout import STAGE_FIELDS, Requant, StageKind, Taps
 
-__all__ = ["TensorSpec", "WeightGradSpec", "BackwardTileProgram", "plan_core_stages",
-           "pack_tensor", "unpack_tensor", "unpack_wgrad"]
+__all__ = ["TensorSpec", "WeightGradSpec", "BackwardTileProgram", "plan_backward_tile",
+           "pack_tensor", "unpack_tensor", "unpack_wgrad", "pack_trace"]
 
 
 @dataclass(frozen=True)
@@ -135,20 +135,36 @@ def _stage(**fields: int) -> dict[str, int]:
     return {name: int(fields.get(name, 0)) for name in known}
 
 
-def plan_core_stages(qlayer, timesteps: int, height: int, width: int, lanes: int, weight_bits: int,
-                     shifts: Mapping[str, int], full: list[bool]) -> BackwardTileProgram:
-    """The core stages of one backward tile of ``qlayer`` (``height x width`` pre-pool pixels,
-    ``full[t]`` the timestep classes): tensors, weight words and stage descriptors.
-    ``shifts``: the backward shifts (``g4t``, ``g23t``, ``g1t``; STT also ``g3t``).
-    The LIF-gradient engine writes ``g_a4`` (tile + ring) before these stages run."""
+def pack_trace(spikes: np.ndarray, window: np.ndarray, argmax: np.ndarray | None, lanes: int) -> list[int]:
+    """Trace words of ``[T, Cout, rows, cols]`` spikes, window bits and arg-max (or None):
+    word as a tensor's, 4 bits per lane (spike, window, arg-max)."""
+    arg = np.zeros_like(spikes) if argmax is None else np.asarray(argmax)
+    packed = np.asarray(spikes).astype(np.int64) | (np.asarray(window).astype(np.int64) << 1) | (arg.astype(np.int64) << 2)
+    return pack_tensor(packed, lanes, 4)
+
+
+def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: int, weight_bits: int,
+                       shifts: Mapping[str, int], full: list[bool], height_mul: int = 1,
+                       height_shift: int = 0, use_extra: bool = False) -> BackwardTileProgram:
+    """The stages of one backward tile of ``qlayer`` (``height x width`` pre-pool pixels,
+    ``full[t]`` the timestep classes): tensors, weight words and stage descriptors, the
+    LIF-gradient stage first. ``shifts``: the backward shifts (``affine``, ``g4t``, ``g23t``,
+    ``g1t``; STT also ``g3t``); ``height_mul / 2^height_shift``: the surrogate height;
+    ``use_extra``: the LIF input's gradient has a shortcut share ``g_extra``."""
     T, H, W, P = timesteps, height, width, lanes
     mode = qlayer.mode
     cin, r, cout = qlayer.in_channels, qlayer.rank, qlayer.out_channels
     w1, w2, w3, w4 = (np.asarray(getattr(qlayer, n), dtype=np.int64) for n in ("w1", "w2", "w3", "w4"))
+    if qlayer.pool and (H % 2 or W % 2):
+        raise ValueError(f"a pooling layer's backward tile needs an even height and width, got {H}x{W}")
+    ho, wo = (H // 2, W // 2) if qlayer.pool else (H, W)
     tensors: dict[str, TensorSpec] = {}
     base = 0
-    shapes = [("x", cin, H + 2, W + 2), ("q1", r, H + 2, W + 2), ("q23", r, H, W),
+    shapes = [("e", cout, ho + 2, wo + 2), ("g_cur", cout, ho, wo),
+              ("x", cin, H + 2, W + 2), ("q1", r, H + 2, W + 2), ("q23", r, H, W),
               ("g_a4", cout, H + 2, W + 2), ("g_q23", r, H + 2, W + 2), ("g_q1", r, H, W), ("e_in", cin, H, W)]
+    if use_extra:
+        shapes.append(("g_extra", cout, ho + 2, wo + 2))
     if mode == "stt":
         shapes += [("q2", r, H, W + 2), ("g_q2", r, H + 2, W)]
     for name, c, rows, cols in shapes:
@@ -178,7 +194,13 @@ def plan_core_stages(qlayer, timesteps: int, height: int, width: int, lanes: int
     fwd = dict(kind=StageKind.MATVEC, timesteps=T, requant=Requant.FORWARD, round=qlayer.round)
     bwd = dict(kind=StageKind.MATVEC, timesteps=T, requant=Requant.GRADIENT)
     identity = weights([np.eye(r, dtype=np.int64)]) if htt else 0
-    stages = [("q1", _stage(**fwd, **src("x"), **dst("q1"), rows=H + 2, cols=W + 2, taps=Taps.POINT,
+    lif = _stage(kind=StageKind.LIF, timesteps=T, rows=ho + 2, cols=wo + 2, out_channels=cout,
+                 in_base=tensors["e"].base, out_base=tensors["g_a4"].base, cur_base=tensors["g_cur"].base,
+                 g_base=tensors["g_extra"].base if use_extra else 0, use_extra=use_extra,
+                 trace_base=0, pool=qlayer.pool, shift=shifts["affine"], schedule=sched, use_schedule=htt,
+                 height_mul=height_mul, height_shift=height_shift, leak_mul=qlayer.leak_mul,
+                 leak_shift=qlayer.leak_shift)
+    stages = [("lif", lif), ("q1", _stage(**fwd, **src("x"), **dst("q1"), rows=H + 2, cols=W + 2, taps=Taps.POINT,
                             w_base=weights([w1.T]), shift=qlayer.shift1))]
     if mode == "stt":
         stages.append(("q2", _stage(**fwd, **src("q1"), **dst("q2"), rows=H, cols=W + 2, taps=Taps.ROWS,
@@ -214,6 +236,9 @@ def plan_core_stages(qlayer, timesteps: int, height: int, width: int, lanes: int
                                       w_base=weights(flipped2), shift=shifts["g23t"])))
     else:
         s_bypass = shifts["g23t"] - qlayer.shift3 - 1
+        if s_bypass < -15:
+            raise ValueError(f"HTT bypass: the left shift {-s_bypass} exceeds 15 (g23t {shifts['g23t']}, "
+                             f"shift3 {qlayer.shift3})")
         stages.append(("dw23", _stage(**wgrad("w23", 6, r, r), **src("q1"), **grad("g_q23", 1, 1),
                                       taps=Taps.ROWS_COLS, fy=1, fx=1, schedule=sched, use_schedule=htt)))
         stages.append(("g_q1", _stage(**bwd, **src("g_q23"), **dst("g_q1"), rows=H, cols=W, taps=Taps.ROWS_COLS,

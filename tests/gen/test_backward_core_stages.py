@@ -1,10 +1,10 @@
-"""The core-stage engine (gen/backward/core_stage_engine.py) running a whole backward tile's
-core stages in amaranth.sim, as the driver plans them (gen/backward/tile_program.py): the
-recomputed q1/q2/q23, G4^T, G3^T/G2^T, G1^T and the weight-gradient outer products, chained
-through one gradient buffer. The LIF-gradient stage's output ``g_a4`` is written by the test
-from the golden stages; everything after it is compared with sw.golden_backward.backward_tile
-(input gradient ``e_in`` and every weight gradient) and the intermediate tensors with the
-golden stage functions, for STT, PTT and HTT, with and without pooling and saturation."""
+"""The backward datapath (gen/backward/: the LIF-gradient engine and the core-stage engine)
+running whole backward tiles in amaranth.sim, as the driver plans them
+(gen/backward/tile_program.py): the LIF gradient over the halo ring, the recomputed
+q1/q2/q23, G4^T, G3^T/G2^T, G1^T and the weight-gradient outer products, chained through one
+gradient buffer. Compared with sw.golden_backward.backward_tile (input gradient ``e_in``, the
+current's gradient, every weight gradient) and the intermediate tensors with the golden stage
+functions, for STT, PTT and HTT, with and without pooling, the shortcut share and saturation."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import torch
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.memory import Memory
 
-from gen.backward.core_stage_engine import CoreStageEngine
-from gen.backward.tile_program import pack_tensor, plan_core_stages, unpack_tensor, unpack_wgrad
+from gen.backward import BackwardDatapath
+from gen.backward.tile_program import pack_tensor, pack_trace, plan_backward_tile, unpack_tensor, unpack_wgrad
 from gen.config import load_config
+from gen.driver import affine_words
 from gen.sim import run_testbench
 from sw import golden
 from sw.golden import sat
@@ -29,31 +30,41 @@ P, GB, WB = CFG.lanes, CFG.gradients.width, CFG.widths.weight
 
 
 class Harness(Elaboratable):
-    """The engine, the gradient buffer (two read ports, one write port) and the weight words."""
+    """The backward datapath, the gradient buffer (two read and two write ports), the stage
+    weights, the trace and the affine words."""
 
-    def __init__(self, buffer: list[int], weights: list[int], entries: int):
-        self.engine = CoreStageEngine(CFG, entries)
+    def __init__(self, buffer: list[int], weights: list[int], trace: list[int], affine: list[int]):
+        self.dp = BackwardDatapath(CFG)
         self.buffer = Memory(shape=P * GB, depth=len(buffer), init=buffer)
-        self.weights = Memory(shape=P * WB, depth=max(len(weights), 2), init=weights)
+        self.mems = {"weights": Memory(shape=P * WB, depth=max(len(weights), 2), init=weights),
+                     "trace": Memory(shape=P * 4, depth=max(len(trace), 2), init=trace),
+                     "affine": Memory(shape=CFG.regions["affine"].width_bits, depth=max(len(affine), 2), init=affine)}
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.engine, m.submodules.buffer, m.submodules.weights = self.engine, self.buffer, self.weights
-        eng = self.engine
-        for port, mem in ((eng.inp, self.buffer), (eng.grad, self.buffer), (eng.weights, self.weights)):
+        m.submodules.dp, m.submodules.buffer = self.dp, self.buffer
+        dp = self.dp
+        ports = [(dp.grad_a, self.buffer), (dp.grad_b, self.buffer)]
+        for name, mem in self.mems.items():
+            m.submodules[name] = mem
+            ports.append((getattr(dp, name), mem))
+        for port, mem in ports:
             rd = mem.read_port()
             m.d.comb += [rd.en.eq(port.en), rd.addr.eq(port.addr), port.data.eq(rd.data)]
-        wr = self.buffer.write_port()
-        m.d.comb += [wr.en.eq(eng.out.en), wr.addr.eq(eng.out.addr), wr.data.eq(eng.out.data)]
+        for port in (dp.grad_w, dp.grad_w2):
+            wr = self.buffer.write_port()
+            m.d.comb += [wr.en.eq(port.en), wr.addr.eq(port.addr), wr.data.eq(port.data)]
         return m
 
 
-def _golden_g_a4(q, trace, e, params, rnd):
+def _golden_g_a4(q, trace, e, g_extra, params, rnd):
     """Backward steps 1-4 (what the LIF-gradient engine produces), as backward_tile does them."""
     full = torch.tensor(q.full_timesteps(e.shape[0]))
     d, _ = lif_grad(e, trace.spikes, trace.window, height_mul=params.height_mul,
                     height_shift=params.height_shift, leak_mul=q.leak_mul, leak_shift=q.leak_shift,
                     bits=GB, rnd=rnd)
+    if g_extra is not None:
+        d = sat(d + g_extra, GB)
     prod = affine_product(d, torch.from_numpy(np.array(q.scale)), full)
     g_p = sat(rnd.shift(prod, params.shifts["affine"], "affine", None), GB)
     if not q.pool:
@@ -62,50 +73,51 @@ def _golden_g_a4(q, trace, e, params, rnd):
     return maxpool2x2_grad(g_p, trace.argmax)[..., 1:h + 3, 1:w + 3]
 
 
-def _run(prog, buffer, entries):
-    dut = Harness(buffer, prog.weight_words, max(entries, 2))
-    eng = dut.engine
+def _run(prog, buffer, trace, affine):
+    dut = Harness(buffer, prog.weight_words, trace, affine)
+    dp = dut.dp
     result = {}
 
     async def bench(ctx):
         for name, fields in prog.stages:
             for f, v in fields.items():
-                ctx.set(eng.stage[f], v)
-            ctx.set(eng.start, 1)
+                ctx.set(dp.stage[f], v)
+            ctx.set(dp.start, 1)
             await ctx.tick()
-            ctx.set(eng.start, 0)
+            ctx.set(dp.start, 0)
             cycles = 1
-            while ctx.get(eng.busy):
+            while ctx.get(dp.busy):
                 await ctx.tick()
                 cycles += 1
             result[f"cycles_{name}"] = cycles
         result["buffer"] = [ctx.get(dut.buffer.data[a]) for a in range(len(buffer))]
         sums = {}
-        for a in range(entries):
-            ctx.set(eng.acc_rd_en, 1)
-            ctx.set(eng.acc_rd_addr, a)
+        for a in range(prog.acc_entries):
+            ctx.set(dp.wgrad_rd_en, 1)
+            ctx.set(dp.wgrad_rd_addr, a)
             await ctx.tick()
-            sums[a] = ctx.get(eng.acc_rd_data)
-        ctx.set(eng.acc_rd_en, 0)
+            sums[a] = ctx.get(dp.wgrad_rd_data)
+        ctx.set(dp.wgrad_rd_en, 0)
         result["sums"] = sums
 
     run_testbench(dut, bench)
     return result
 
 
-CASES = [  # mode, r, cin, cout, T, H, W, pool, auto shifts (False: shifts that saturate)
-    ("ptt", 4, 8, 8, 2, 2, 4, False, True),
-    ("stt", 4, 4, 8, 2, 2, 2, False, True),
-    ("htt", 4, 4, 4, 3, 2, 2, False, True),
-    ("ptt", 3, 4, 6, 1, 4, 2, True, True),        # partial lane groups, pooling
-    ("stt", 4, 8, 4, 1, 2, 2, False, False),      # saturating shifts
+CASES = [  # mode, r, cin, cout, T, H, W, pool, auto shifts (False: shifts that saturate), g_extra
+    ("ptt", 4, 8, 8, 2, 2, 4, False, True, False),
+    ("stt", 4, 4, 8, 2, 2, 2, False, True, True),
+    ("htt", 4, 4, 4, 3, 2, 2, False, True, False),
+    ("ptt", 3, 4, 6, 1, 4, 2, True, True, True),        # partial lane groups, pooling
+    ("stt", 4, 8, 4, 1, 2, 2, False, False, False),     # saturating shifts
+    ("htt", 3, 4, 4, 4, 4, 4, True, False, True),       # pooling, HTT classes, saturating
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-r{c[1]}-T{c[4]}-{c[5]}x{c[6]}"
-                         + ("-pool" if c[7] else "") + ("" if c[8] else "-sat"))
-def test_core_stages_match_golden_backward(case):
-    mode, r, cin, cout, T, H, W, pool, auto = case
+def backward_case(case):
+    """A backward tile of an interior tile (random layer, spikes, gradients) and its golden
+    result: ``(q, x, trace, e, g_extra, gold)``, tensors ``[T, 1, ...]``."""
+    mode, r, cin, cout, T, H, W, pool, auto, extra = case
     rng = np.random.default_rng(hash(case) % 2**32)
     q = make_layer(rng, mode, r, cin, cout, T, pool=pool, shifts=(2, 7, 8))
     # an interior tile: the forward of a larger block gives the trace over the halo ring
@@ -118,20 +130,33 @@ def test_core_stages_match_golden_backward(case):
     trace = ForwardTrace(x=x, spikes=big_trace.spikes, window=big_trace.window, argmax=big_trace.argmax)
     ho, wo = (H // 2, W // 2) if pool else (H, W)
     e = torch.tensor(rng.integers(-2000, 2000, (T, 1, cout, ho + 2, wo + 2)))
+    g_extra = torch.tensor(rng.integers(-3000, 3000, e.shape)) if extra else None
     stages = ("affine", "g4t", "g3t", "g23t", "g1t") if mode == "stt" else ("affine", "g4t", "g23t", "g1t")
     shifts = {s: "auto" for s in stages} if auto else {s: 2 for s in stages}
     params = BackwardParams(window_lo=lo, window_hi=hi, shifts=shifts)
     rnd = GradRounding(CFG.gradients.rounding)
-    gold = backward_tile(q, trace, e, CFG, CFG.gradients, params, rounding=rnd)
-    params = BackwardParams(window_lo=lo, window_hi=hi, shifts=gold.shifts)
+    gold = backward_tile(q, trace, e, CFG, CFG.gradients, params, g_extra, rounding=rnd)
+    return q, x, trace, e, g_extra, gold
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-r{c[1]}-T{c[4]}-{c[5]}x{c[6]}"
+                         + ("-pool" if c[7] else "") + ("" if c[8] else "-sat") + ("-extra" if c[9] else ""))
+def test_backward_tile_matches_golden(case):
+    mode, r, cin, cout, T, H, W, pool, auto, extra = case
+    q, x, trace, e, g_extra, gold = backward_case(case)
+    rnd = GradRounding(CFG.gradients.rounding)
+    params = BackwardParams(window_lo=0, window_hi=0, shifts=gold.shifts)
     full = q.full_timesteps(T)
-    prog = plan_core_stages(q, T, H, W, P, WB, gold.shifts, list(full))
+    prog = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, list(full), use_extra=extra)
     buffer = [0] * prog.buffer_words
-    g_a4 = _golden_g_a4(q, trace, e, params, rnd)
-    for name, values in (("x", x[:, 0]), ("g_a4", g_a4[:, 0])):
+    inputs = [("x", x[:, 0]), ("e", e[:, 0])] + ([("g_extra", g_extra[:, 0])] if extra else [])
+    for name, values in inputs:
         spec = prog.tensors[name]
         buffer[spec.base:spec.base + spec.words(T)] = pack_tensor(values.numpy(), P, GB)
-    out = _run(prog, buffer, prog.acc_entries)
+    trace_words = pack_trace(trace.spikes[:, 0].numpy(), trace.window[:, 0].numpy(),
+                             None if trace.argmax is None else trace.argmax[:, 0].numpy(), P)
+    affine = affine_words(np.array(q.scale), np.array(q.bias), P, CFG.widths.affine_scale, CFG.widths.membrane)
+    out = _run(prog, buffer, trace_words, affine)
 
     def tensor(name):
         s = prog.tensors[name]
@@ -144,6 +169,8 @@ def test_core_stages_match_golden_backward(case):
                             torch.tensor(full))
     np.testing.assert_array_equal(tensor("q1"), q1.numpy())
     np.testing.assert_array_equal(tensor("q23"), c23.q23.numpy())
+    np.testing.assert_array_equal(tensor("g_a4"), _golden_g_a4(q, trace, e, g_extra, params, rnd)[:, 0].numpy())
+    np.testing.assert_array_equal(tensor("g_cur"), gold.g_current[:, 0].numpy(), err_msg="current gradient")
     np.testing.assert_array_equal(tensor("e_in"), gold.e_in[:, 0].numpy(), err_msg="input gradient")
     read = lambda a: out["sums"][a]   # noqa: E731
     bits = CFG.gradients.wgrad_tile

@@ -1,0 +1,156 @@
+"""The host's side of a backward tile (docs/host_interface.md, "Backward stages"): what it
+writes (the tile's tensors, stage weights, trace, folded-BN words), the stage registers of
+each stage and its ``start``, and what it reads back (the input gradient, the current's
+gradient, the weight-gradient sums, the counters)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..config import HardwareConfig
+from ..descriptor import Pass
+from ..driver import affine_words
+from ..hostmap import HostMap, host_map, region_reads, region_writes
+from .tile_program import BackwardTileProgram, pack_tensor, pack_trace, plan_backward_tile, unpack_tensor, unpack_wgrad
+
+__all__ = ["BackwardTileResult", "BackwardHostProgram", "backward_program", "run_backward_tile",
+           "BackwardDoesNotFit"]
+
+
+class BackwardDoesNotFit(ValueError):
+    """A backward tile needs more of a backward memory than the configuration has."""
+
+
+@dataclass
+class BackwardTileResult:
+    """What a backward tile returns: ``e_in [T, Cin, H, W]``, ``g_current [T, Cout, Ho, Wo]``,
+    ``dw`` (``w1 [r, Cin]``, ``w2``/``w3 [r, r, 3]``, ``w4 [Cout, r]``: the tile's sums) and
+    ``counters`` (the forward bank's ``cycles`` and every backward counter)."""
+    e_in: np.ndarray
+    g_current: np.ndarray
+    dw: dict[str, np.ndarray]
+    counters: dict[str, int]
+
+
+@dataclass
+class BackwardHostProgram:
+    """Host traffic of one backward tile: ``setup`` writes, then per stage its register writes
+    and ``start`` (wait for ``done`` before the next), then ``reads``; :meth:`decode` takes the
+    values read. ``words_in``/``words_out``: buffer-region words moved (DRAM traffic)."""
+    plan: BackwardTileProgram
+    setup: list[tuple[int, int]]
+    stages: list[list[tuple[int, int]]]
+    start: tuple[int, int]
+    status: int
+    reads: list[int]
+    words_in: int
+    words_out: int
+    _decode: Callable[[list[int]], BackwardTileResult] = field(repr=False)
+
+    def decode(self, values: Sequence[int]) -> BackwardTileResult:
+        if len(values) != len(self.reads):
+            raise ValueError(f"expected {len(self.reads)} read values, got {len(values)}")
+        return self._decode([int(v) for v in values])
+
+
+def _check_fits(cfg: HardwareConfig, plan: BackwardTileProgram, trace_words: int) -> None:
+    regions = cfg.backward_regions
+    for name, need in (("gbuf", plan.buffer_words), ("gweights", len(plan.weight_words)),
+                       ("trace", trace_words), ("wgrad", plan.acc_entries)):
+        if need > regions[name].depth:
+            raise BackwardDoesNotFit(
+                f"backward tile: region {name!r} needs {need} words, the configuration has "
+                f"{regions[name].depth} ([gradients] of {cfg.name}); use a smaller tile or larger "
+                f"backward memories")
+
+
+def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, spikes: np.ndarray,
+                     window: np.ndarray, argmax: np.ndarray | None, shifts: Mapping[str, int],
+                     g_extra: np.ndarray | None = None, height_mul: int = 1, height_shift: int = 0,
+                     hmap: HostMap | None = None) -> BackwardHostProgram:
+    """The host program of one backward tile of ``qlayer``: ``x [T, Cin, H + 2, W + 2]`` the
+    forward window of input spikes, ``e``/``g_extra [T, Cout, Ho + 2, Wo + 2]`` the gradients
+    over the output pixels and their ring, ``spikes``/``window``/``argmax`` the forward trace
+    over the same ring, ``shifts`` the backward shifts (docs/numerics.md)."""
+    hmap = hmap or host_map(cfg)
+    P, gb = cfg.lanes, cfg.gradients.width
+    T, _, hw, ww = x.shape
+    H, W = hw - 2, ww - 2
+    full = list(qlayer.full_timesteps(T))
+    plan = plan_backward_tile(qlayer, T, H, W, P, cfg.widths.weight, shifts, full, height_mul,
+                              height_shift, use_extra=g_extra is not None)
+    for name, values in (("e", e), ("g_extra", g_extra)):
+        spec = plan.tensors.get(name)
+        if values is not None and np.shape(values) != (T, spec.channels, spec.rows, spec.cols):
+            raise ValueError(f"{name}: expected [T={T}, {spec.channels}, {spec.rows}, {spec.cols}] "
+                             f"(output pixels plus the ring), got {list(np.shape(values))}")
+    trace = pack_trace(spikes, window, argmax, P)
+    _check_fits(cfg, plan, len(trace))
+    setup = [(hmap.register("ctrl").address, 2), (hmap.register("pass").address, int(Pass.BACKWARD))]
+    inputs = [("x", x), ("e", e)] + ([("g_extra", g_extra)] if g_extra is not None else [])
+    for name, values in inputs:
+        setup += region_writes(hmap, "gbuf", pack_tensor(np.asarray(values), P, gb), plan.tensors[name].base)
+    setup += region_writes(hmap, "gweights", plan.weight_words)
+    setup += region_writes(hmap, "trace", trace)
+    setup += region_writes(hmap, "affine", affine_words(np.asarray(qlayer.scale), np.asarray(qlayer.bias), P,
+                                                       cfg.widths.affine_scale, cfg.widths.membrane))
+    words_in = len(setup) - 2
+    stages = [[(hmap.register(f"bw_{f}").address, v) for f, v in sorted(fields.items())]
+              for _, fields in plan.stages]
+    outs = [(name, plan.tensors[name]) for name in ("e_in", "g_cur")]
+    reads: list[int] = []
+    for _, spec in outs:
+        reads += region_reads(hmap, "gbuf", spec.words(T), spec.base)
+    reads += region_reads(hmap, "wgrad", plan.acc_entries)
+    words_out = len(reads)
+    counters = [hmap.counter("cycles")] + list(hmap.backward_counters)
+    for c in counters:
+        reads += [c.address, c.address + 1]
+    hb = cfg.widths.host_data
+    sub = {n: hmap.region(n).subwords for n in ("gbuf", "wgrad")}
+
+    def words(values, n, k):
+        return [sum(values[i * k + j] << (j * hb) for j in range(k)) for i in range(n)]
+
+    def decode(values: list[int]) -> BackwardTileResult:
+        pos, tensors = 0, {}
+        for name, spec in outs:
+            n = spec.words(T)
+            tensors[name] = unpack_tensor(words(values[pos:], n, sub["gbuf"]),
+                                          (T, spec.channels, spec.rows, spec.cols), P, gb)
+            pos += n * sub["gbuf"]
+        sums = words(values[pos:], plan.acc_entries, sub["wgrad"])
+        pos += plan.acc_entries * sub["wgrad"]
+        got = {n: unpack_wgrad(lambda a: sums[a], spec, cfg.gradients.wgrad_tile) for n, spec in plan.wgrads.items()}
+        dw = {"w4": got["w4"][..., 0], "w1": got["w1"][..., 0]}
+        if "w23" in got:
+            dw.update(w2=got["w23"][..., :3], w3=got["w23"][..., 3:])
+        else:
+            dw.update(w2=got["w2"], w3=got["w3"])
+        cnt = {c.name: values[pos + 2 * i] | (values[pos + 2 * i + 1] << hb) for i, c in enumerate(counters)}
+        return BackwardTileResult(tensors["e_in"], tensors["g_cur"], dw, cnt)
+
+    return BackwardHostProgram(plan, setup, stages, (hmap.register("ctrl").address, 1),
+                               hmap.register("status").address, reads, words_in, words_out, decode)
+
+
+async def run_backward_tile(bus: Any, prog: BackwardHostProgram, max_polls: int = 10_000_000) -> list[int]:
+    """Run ``prog`` on ``bus`` (a :class:`gen.driver.HostBus`): set-up, then each stage (its
+    registers, ``start``, poll ``status`` until done), then the reads. Returns the values
+    :meth:`BackwardHostProgram.decode` takes."""
+    for a, v in prog.setup:
+        await bus.write(a, v)
+    for writes in prog.stages:
+        for a, v in writes:
+            await bus.write(a, v)
+        await bus.write(*prog.start)
+        for _ in range(max_polls):
+            status = (await bus.read([prog.status]))[0]
+            if status == 0b10:                       # done, not busy
+                break
+        else:
+            raise TimeoutError(f"a backward stage did not finish in {max_polls} status polls")
+    return await bus.read(prog.reads)

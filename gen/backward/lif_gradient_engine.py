@@ -1,0 +1,146 @@
+"""The LIF-gradient engine: backward steps 1-4 of a tile (LIF over time in reverse, current,
+frozen folded BatchNorm, max-pool routing) on the :class:`LIFGradientLanes` array."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import HardwareConfig, log2
+from ..engines.common import counts_layout, loops
+from .core_stage_engine import stage_read_port, stage_write_port
+from .lif_gradient import LIFGradientLanes
+from .stage_layout import STAGE_ADDR_BITS, STAGE_LAYOUT
+
+__all__ = ["LIFGradientEngine", "TRACE_BITS_PER_LANE"]
+
+AB = STAGE_ADDR_BITS
+#: Trace bits per neuron and timestep in a trace word: spike, window bit, 2-bit arg-max.
+TRACE_BITS_PER_LANE = 4
+
+
+class LIFGradientEngine(wiring.Component):
+    """Runs a ``kind = LIF`` stage (:data:`gen.backward.stage_layout.STAGE_LAYOUT`).
+
+    Loop nest, one step per cycle: output row ``y`` and column ``x`` of the tile's output
+    pixels plus their ring (``rows x cols``), group ``go`` of ``P`` channels, timestep
+    ``t = T-1 .. 0``, and with ``pool`` the four pre-pool positions of the block. At the first
+    position it reads ``e`` and ``g_extra`` (gradient buffer), the trace word and the folded-BN
+    scales (``affine``: the word of group ``go``, scale of the timestep's class), runs the
+    lanes with the LIF gradient of ``t + 1`` held in a register (0 at ``t = T-1``), writes
+    ``g_cur`` of the output pixels (the ring excluded) and, per position, ``g_a4``: ``g_p``
+    where the lane's arg-max is that position, else 0 (pre-pool positions outside the
+    ``(2 rows - 2) x (2 cols - 2)`` ring are dropped).
+
+    Ports: ``start``, ``stage`` (in); ``e``, ``extra`` (gradient-buffer read ports),
+    ``trace``, ``affine`` (read ports); ``g_a4``, ``g_cur`` (gradient-buffer write ports);
+    ``busy``; ``counts``. Timing: issue (addresses) -> a (data, lanes, writes).
+    """
+
+    def __init__(self, config: HardwareConfig):
+        if not isinstance(config, HardwareConfig):
+            raise TypeError(f"config must be a gen.config.HardwareConfig, got {type(config).__name__}")
+        if config.gradients.rounding == "stochastic":
+            raise ValueError("LIFGradientEngine: stochastic gradient rounding is not built in RTL yet; "
+                             "use rounding = \"nearest\" or \"floor\"")
+        self.config = config
+        P, wd, gb = config.lanes, config.widths, config.gradients.width
+        lanes_bits = log2(P) + 1
+        super().__init__({
+            "start": In(1), "stage": In(STAGE_LAYOUT),
+            "e": Out(stage_read_port(P * gb)), "extra": Out(stage_read_port(P * gb)),
+            "trace": Out(stage_read_port(P * TRACE_BITS_PER_LANE)),
+            "affine": Out(stage_read_port(config.regions["affine"].width_bits)),
+            "g_a4": Out(stage_write_port(P * gb)), "g_cur": Out(stage_write_port(P * gb)),
+            "busy": Out(1),
+            "counts": Out(counts_layout({"lifg_busy": 1, "lifg_updates": lanes_bits, "trace_reads": 1,
+                                         "lifg_grad_reads": 2, "lifg_grad_writes": 2,
+                                         "lifg_saturations": lanes_bits + 2})),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        P, lp = cfg.lanes, log2(cfg.lanes)
+        st = self.stage
+        run = Signal()
+        y, x, go, tr, sub = (Signal(16, name=n) for n in ("y", "x", "go", "tr", "sub"))
+        t = Signal(16)
+        m.d.comb += t.eq(st.timesteps - 1 - tr)                   # reverse time
+        GO = Signal(16)
+        m.d.comb += GO.eq((st.out_channels + P - 1) >> lp)
+        ends = loops(m, [(y, st.rows), (x, st.cols), (go, GO), (tr, st.timesteps), (sub, Mux(st.pool, 4, 1))], run)
+        with m.If(run & ends[0]):
+            m.d.sync += run.eq(0)
+        with m.If(self.start):
+            m.d.sync += [run.eq(1)] + [s.eq(0) for s in (y, x, go, tr, sub)]
+        first = run & (sub == 0)
+        word = ((t * st.rows + y) * st.cols + x) * GO + go
+        inner_rows, inner_cols = st.rows - 2, st.cols - 2
+        m.d.comb += [self.e.en.eq(first), self.e.addr.eq(st.in_base + word),
+                     self.extra.en.eq(first & st.use_extra), self.extra.addr.eq(st.g_base + word),
+                     self.trace.en.eq(first), self.trace.addr.eq(st.trace_base + word),
+                     self.affine.en.eq(first), self.affine.addr.eq(go)]
+        cnt = self.counts
+        m.d.comb += [cnt.lifg_busy.eq(run), cnt.trace_reads.eq(first),
+                     cnt.lifg_grad_reads.eq(Mux(first, 1 + st.use_extra, 0))]
+        # pre-pool position of this step, and whether it lies in the g_a4 tensor
+        out_rows = Mux(st.pool, (st.rows << 1) - 2, st.rows)
+        out_cols = Mux(st.pool, (st.cols << 1) - 2, st.cols)
+        py = Mux(st.pool, (y << 1) + sub[1] - 1, y)
+        px = Mux(st.pool, (x << 1) + sub[0] - 1, x)
+        inside = (py < out_rows) & (px < out_cols) & ~(st.pool & (((y == 0) & ~sub[1]) | ((x == 0) & ~sub[0])))
+        interior = (y >= 1) & (y <= inner_rows) & (x >= 1) & (x <= inner_cols)
+        a = dict(v=Signal(), first=Signal(), last_t=Signal(), inside=Signal(), interior=Signal(), sub=Signal(2),
+                 full=Signal(), a4_addr=Signal(AB), cur_addr=Signal(AB), active=Signal(range(P + 1)))
+        m.d.sync += [a["v"].eq(run), a["first"].eq(first), a["last_t"].eq(tr == 0), a["inside"].eq(inside),
+                     a["interior"].eq(interior), a["sub"].eq(sub[:2]),
+                     a["full"].eq(~st.use_schedule | st.schedule.bit_select(t[:5], 1)),
+                     a["a4_addr"].eq(st.out_base + ((t * out_rows + py) * out_cols + px) * GO + go),
+                     a["cur_addr"].eq(st.cur_base + ((t * inner_rows + y - 1) * inner_cols + x - 1) * GO + go),
+                     a["active"].eq(Mux(st.out_channels - (go << lp) >= P, P, st.out_channels - (go << lp)))]
+        self._stage_a(m, a)
+        m.d.comb += self.busy.eq(run | a["v"])
+        return m
+
+    def _stage_a(self, m, a):
+        """Data arrive: the lanes (at a block's first position), then the writes."""
+        cfg = self.config
+        P, wd, gb = cfg.lanes, cfg.widths, cfg.gradients.width
+        sb, mb = wd.affine_scale, wd.membrane
+        st, cnt = self.stage, self.counts
+        m.submodules.lanes = lanes = LIFGradientLanes(P, gb, wd.leak_mul, sb, cfg.gradients.rounding)
+        d_state, gp_held, arg_held = Signal(P * gb), Signal(P * gb), Signal(2 * P)
+        tw = self.trace.data
+        spikes = Cat(*[tw[l * 4] for l in range(P)])
+        window = Cat(*[tw[l * 4 + 1] for l in range(P)])
+        argmax = Cat(*[tw[l * 4 + 2:l * 4 + 4] for l in range(P)])
+        lane_bits = 2 * sb + mb
+        aff = self.affine.data
+        scale0 = Cat(*[aff[l * lane_bits:l * lane_bits + sb] for l in range(P)])
+        scale1 = Cat(*[aff[l * lane_bits + sb:l * lane_bits + 2 * sb] for l in range(P)])
+        m.d.comb += [lanes.e.eq(self.e.data), lanes.d_next.eq(Mux(a["last_t"], 0, d_state)),
+                     lanes.g_extra.eq(Mux(st.use_extra, self.extra.data, 0)),
+                     lanes.spike.eq(spikes), lanes.window.eq(window),
+                     lanes.scale.eq(Mux(a["full"], scale0, scale1)),
+                     lanes.height_mul.eq(st.height_mul), lanes.height_shift.eq(st.height_shift),
+                     lanes.leak_mul.eq(st.leak_mul), lanes.leak_shift.eq(st.leak_shift),
+                     lanes.affine_shift.eq(st.shift)]
+        at_first = a["v"] & a["first"]
+        with m.If(at_first):
+            m.d.sync += [d_state.eq(lanes.d), gp_held.eq(lanes.g_p), arg_held.eq(argmax)]
+        g_p = Mux(a["first"], lanes.g_p, gp_held)
+        arg = Mux(a["first"], argmax, arg_held)
+        routed = Cat(*[Mux(~st.pool | (arg[2 * l:2 * l + 2] == a["sub"]), g_p[l * gb:(l + 1) * gb], 0)
+                       for l in range(P)])
+        m.d.comb += [self.g_a4.en.eq(a["v"] & a["inside"]), self.g_a4.addr.eq(a["a4_addr"]),
+                     self.g_a4.data.eq(routed),
+                     self.g_cur.en.eq(at_first & a["interior"]), self.g_cur.addr.eq(a["cur_addr"]),
+                     self.g_cur.data.eq(lanes.g_cur)]
+        active = Cat(*[a["active"] > l for l in range(P)])
+        n_sat = sum((lanes.sat_lif & active)[l] + (lanes.sat_current & active)[l] + (lanes.sat_affine & active)[l]
+                    for l in range(P))
+        m.d.comb += [cnt.lifg_updates.eq(Mux(at_first, a["active"], 0)),
+                     cnt.lifg_grad_writes.eq(self.g_a4.en + self.g_cur.en),
+                     cnt.lifg_saturations.eq(Mux(at_first, n_sat, 0))]

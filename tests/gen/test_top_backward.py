@@ -1,0 +1,77 @@
+"""A backward tile through the whole accelerator in amaranth.sim: the host program of
+gen/backward/host.py (tensors, stage weights, trace and folded-BN words written over the host
+bus, one ``start`` per stage with ``pass = BACKWARD``, results read back) against the golden
+backward (sw.golden_backward.backward_tile), and the counters against counts made here from
+the tile's shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from gen.backward.host import BackwardDoesNotFit, backward_program, run_backward_tile
+from gen.config import load_config
+from gen.sim import SimBus
+from gen.top import Accelerator
+from tests.gen.test_backward_core_stages import backward_case
+
+CFG = load_config("small")
+
+
+def _run(prog):
+    dut = Accelerator(CFG)
+    out = []
+
+    async def bench(ctx):
+        out.append(await run_backward_tile(SimBus(ctx, dut, 200_000), prog))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return prog.decode(out[0])
+
+
+def _program(q, x, trace, e, g_extra, gold):
+    arg = None if trace.argmax is None else trace.argmax[:, 0].numpy()
+    return backward_program(CFG, q, x[:, 0].numpy(), e[:, 0].numpy(), trace.spikes[:, 0].numpy(),
+                            trace.window[:, 0].numpy(), arg, gold.shifts,
+                            None if g_extra is None else g_extra[:, 0].numpy())
+
+
+@pytest.mark.parametrize("case", [("ptt", 3, 4, 6, 1, 4, 2, True, True, True),
+                                  ("stt", 4, 4, 8, 2, 2, 2, False, True, False)], ids=["ptt-pool-extra", "stt"])
+def test_backward_tile_on_the_accelerator(case):
+    q, x, trace, e, g_extra, gold = backward_case(case)
+    prog = _program(q, x, trace, e, g_extra, gold)
+    res = _run(prog)
+    np.testing.assert_array_equal(res.e_in, gold.e_in[:, 0].numpy())
+    np.testing.assert_array_equal(res.g_current, gold.g_current[:, 0].numpy())
+    for name in ("w1", "w2", "w3", "w4"):
+        np.testing.assert_array_equal(res.dw[name], gold.dw[name][0].numpy(), err_msg=name)
+    # counters against the tile's shape: every core-stage step is one busy cycle, the LIF
+    # gradient updates every neuron of the ring once per timestep
+    mode, r, cin, cout, T, H, W, pool, _, _ = case
+    ho, wo = (H // 2, W // 2) if pool else (H, W)
+    ring = (ho + 2) * (wo + 2)
+    assert res.counters["lifg_updates"] == T * cout * ring
+    assert res.counters["lifg_busy"] == T * ring * -(-cout // CFG.lanes) * (4 if pool else 1)
+    steps = sum(f["timesteps"] * f["rows"] * f["cols"] * -(-f["out_channels"] // CFG.lanes)
+                * {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]] * f["in_channels"]
+                for name, f in prog.plan.stages if name != "lif")
+    assert res.counters["stage_busy"] == steps
+    assert res.counters["grad_saturations"] == sum(v for k, v in gold.saturations.items()
+                                                   if k in ("g4t", "g3t", "g23t", "g1t"))
+    assert res.counters["cycles"] > res.counters["stage_busy"] + res.counters["lifg_busy"]
+
+
+def test_a_tile_too_large_for_the_backward_memories_is_refused():
+    q, x, trace, e, g_extra, gold = backward_case(("ptt", 4, 8, 8, 2, 2, 4, False, True, False))
+    big = load_config("small")
+    from dataclasses import replace
+    tiny = replace(big, gradients=replace(big.gradients, buffer_bytes=256))
+    arg = None
+    with pytest.raises(BackwardDoesNotFit, match="region 'gbuf' needs"):
+        backward_program(tiny, q, x[:, 0].numpy(), e[:, 0].numpy(), trace.spikes[:, 0].numpy(),
+                         trace.window[:, 0].numpy(), arg, gold.shifts)
