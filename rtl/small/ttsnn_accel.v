@@ -7,36 +7,40 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [12:0] \$101 ;
-  wire [11:0] \$102 ;
+  wire [15:0] \$101 ;
+  wire [14:0] \$102 ;
   wire \$103 ;
   wire \$104 ;
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
-  wire [12:0] \$108 ;
+  wire [8:0] \$1075 ;
+  wire [15:0] \$108 ;
+  wire [6:0] \$1080 ;
+  wire [6:0] \$1083 ;
+  wire [8:0] \$1087 ;
   wire \$109 ;
-  wire [12:0] \$11 ;
-  wire [12:0] \$110 ;
-  wire [11:0] \$111 ;
+  wire [15:0] \$11 ;
+  wire [15:0] \$110 ;
+  wire [14:0] \$111 ;
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
-  wire [12:0] \$115 ;
-  wire [11:0] \$116 ;
+  wire [15:0] \$115 ;
+  wire [14:0] \$116 ;
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire [11:0] \$12 ;
-  wire [12:0] \$120 ;
-  wire [11:0] \$121 ;
+  wire [14:0] \$12 ;
+  wire [15:0] \$120 ;
+  wire [14:0] \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
   wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
+  wire [15:0] \$126 ;
+  wire [14:0] \$127 ;
+  wire [19:0] \$128 ;
   wire \$129 ;
   wire [15:0] \$13 ;
   wire \$130 ;
@@ -44,10 +48,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
-  wire \$135 ;
+  wire [15:0] \$135 ;
   wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
+  wire [15:0] \$137 ;
+  wire [14:0] \$138 ;
   wire \$139 ;
   wire \$14 ;
   wire \$140 ;
@@ -56,8 +60,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$143 ;
   wire \$144 ;
   wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
+  wire [15:0] \$146 ;
+  wire [14:0] \$147 ;
   wire \$148 ;
   wire \$149 ;
   wire \$15 ;
@@ -66,78 +70,78 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
+  wire [15:0] \$155 ;
+  wire [14:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire \$16 ;
   wire \$160 ;
-  wire [12:0] \$161 ;
-  wire \$162 ;
-  wire \$163 ;
+  wire \$161 ;
+  wire [15:0] \$162 ;
+  wire [14:0] \$163 ;
   wire \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
-  wire [12:0] \$168 ;
+  wire \$168 ;
   wire \$169 ;
   wire \$17 ;
   wire \$170 ;
   wire \$171 ;
-  wire [12:0] \$172 ;
+  wire \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
-  wire [31:0] \$176 ;
-  wire [31:0] \$177 ;
-  wire [31:0] \$178 ;
-  wire [31:0] \$179 ;
-  wire [12:0] \$18 ;
-  wire [31:0] \$180 ;
-  wire [31:0] \$181 ;
-  wire [31:0] \$182 ;
-  wire [31:0] \$183 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire [15:0] \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
   wire \$184 ;
   wire \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire [11:0] \$19 ;
+  wire [14:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
-  wire [12:0] \$192 ;
+  wire \$192 ;
   wire \$193 ;
   wire \$194 ;
-  wire [12:0] \$195 ;
+  wire \$195 ;
   wire \$196 ;
   wire \$197 ;
   wire \$198 ;
   wire \$199 ;
   wire \$2 ;
   wire [15:0] \$20 ;
-  wire [12:0] \$200 ;
+  wire \$200 ;
   wire \$201 ;
   wire \$202 ;
-  wire [12:0] \$203 ;
+  wire \$203 ;
   wire \$204 ;
   wire \$205 ;
   wire \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire [12:0] \$209 ;
+  wire \$209 ;
   wire \$21 ;
   wire \$210 ;
   wire \$211 ;
-  wire [12:0] \$212 ;
+  wire \$212 ;
   wire \$213 ;
   wire \$214 ;
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
   wire \$218 ;
-  wire \$219 ;
+  wire [15:0] \$219 ;
   wire \$22 ;
   wire \$220 ;
   wire \$221 ;
@@ -145,19 +149,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$223 ;
   wire \$224 ;
   wire \$225 ;
-  wire \$226 ;
+  wire [15:0] \$226 ;
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
   wire \$23 ;
-  wire \$230 ;
+  wire [15:0] \$230 ;
   wire \$231 ;
   wire \$232 ;
   wire \$233 ;
   wire \$234 ;
   wire \$235 ;
   wire \$236 ;
-  wire \$237 ;
+  wire [15:0] \$237 ;
   wire \$238 ;
   wire \$239 ;
   wire \$24 ;
@@ -165,24 +169,24 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$241 ;
   wire \$242 ;
   wire \$243 ;
-  wire [3:0] \$244 ;
-  wire [3:0] \$245 ;
-  wire [3:0] \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  wire [12:0] \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire [11:0] \$26 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire [15:0] \$247 ;
+  wire [31:0] \$248 ;
+  wire [31:0] \$249 ;
+  wire [15:0] \$25 ;
+  wire [31:0] \$250 ;
+  wire [31:0] \$251 ;
+  wire [31:0] \$252 ;
+  wire [31:0] \$253 ;
+  wire [31:0] \$254 ;
+  wire [31:0] \$255 ;
+  wire [31:0] \$256 ;
+  wire [31:0] \$257 ;
+  wire [31:0] \$258 ;
+  wire [31:0] \$259 ;
+  wire [14:0] \$26 ;
   wire \$260 ;
   wire \$261 ;
   wire \$262 ;
@@ -191,65 +195,65 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$265 ;
   wire \$266 ;
   wire \$267 ;
-  wire \$268 ;
+  wire [15:0] \$268 ;
   wire \$269 ;
   wire [15:0] \$27 ;
   wire \$270 ;
-  wire \$271 ;
+  wire [15:0] \$271 ;
   wire \$272 ;
   wire \$273 ;
   wire \$274 ;
-  wire [48:0] \$275 ;
-  wire [48:0] \$276 ;
-  wire [48:0] \$277 ;
-  wire [48:0] \$278 ;
-  wire [48:0] \$279 ;
+  wire \$275 ;
+  wire [15:0] \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire [15:0] \$279 ;
   wire \$28 ;
-  wire [48:0] \$280 ;
-  wire [48:0] \$281 ;
-  wire [48:0] \$282 ;
-  wire [48:0] \$283 ;
-  wire [48:0] \$284 ;
-  wire [48:0] \$285 ;
-  wire [48:0] \$286 ;
-  wire [48:0] \$287 ;
-  wire [48:0] \$288 ;
-  wire [48:0] \$289 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire [15:0] \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire [15:0] \$288 ;
+  wire \$289 ;
   wire \$29 ;
-  wire [48:0] \$290 ;
-  wire [48:0] \$291 ;
-  wire [48:0] \$292 ;
-  wire [48:0] \$293 ;
-  wire [48:0] \$294 ;
-  wire [48:0] \$295 ;
-  wire [48:0] \$296 ;
-  wire [48:0] \$297 ;
-  wire [48:0] \$298 ;
-  wire [48:0] \$299 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire [15:0] \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire [15:0] \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [48:0] \$300 ;
-  wire [48:0] \$301 ;
-  wire [48:0] \$302 ;
-  wire [48:0] \$303 ;
-  wire [48:0] \$304 ;
-  wire [48:0] \$305 ;
-  wire [48:0] \$306 ;
-  wire [48:0] \$307 ;
-  wire [48:0] \$308 ;
-  wire [48:0] \$309 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire [15:0] \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire [15:0] \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
   wire \$31 ;
-  wire [48:0] \$310 ;
-  wire [48:0] \$311 ;
-  wire [48:0] \$312 ;
-  wire [48:0] \$313 ;
-  wire [48:0] \$314 ;
-  wire [48:0] \$315 ;
-  wire [48:0] \$316 ;
+  wire \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire \$316 ;
   wire \$317 ;
   wire \$318 ;
   wire \$319 ;
-  wire [12:0] \$32 ;
+  wire [15:0] \$32 ;
   wire \$320 ;
   wire \$321 ;
   wire \$322 ;
@@ -260,11 +264,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$327 ;
   wire \$328 ;
   wire \$329 ;
-  wire [11:0] \$33 ;
+  wire [14:0] \$33 ;
   wire \$330 ;
   wire \$331 ;
   wire \$332 ;
-  wire [1:0] \$333 ;
+  wire \$333 ;
   wire \$334 ;
   wire \$335 ;
   wire \$336 ;
@@ -274,7 +278,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \$34 ;
   wire \$340 ;
   wire \$341 ;
-  wire [2:0] \$342 ;
+  wire \$342 ;
   wire \$343 ;
   wire \$344 ;
   wire \$345 ;
@@ -284,18 +288,18 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$349 ;
   wire \$35 ;
   wire \$350 ;
-  wire [3:0] \$351 ;
+  wire \$351 ;
   wire \$352 ;
   wire \$353 ;
   wire \$354 ;
   wire \$355 ;
   wire \$356 ;
   wire \$357 ;
-  wire [12:0] \$358 ;
+  wire \$358 ;
   wire \$359 ;
   wire \$36 ;
   wire \$360 ;
-  wire [4:0] \$361 ;
+  wire \$361 ;
   wire \$362 ;
   wire \$363 ;
   wire \$364 ;
@@ -303,17 +307,17 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$366 ;
   wire \$367 ;
   wire \$368 ;
-  wire [5:0] \$369 ;
+  wire \$369 ;
   wire \$37 ;
   wire \$370 ;
   wire \$371 ;
   wire \$372 ;
   wire \$373 ;
   wire \$374 ;
-  wire [12:0] \$375 ;
-  wire \$376 ;
-  wire \$377 ;
-  wire [6:0] \$378 ;
+  wire [3:0] \$375 ;
+  wire [3:0] \$376 ;
+  wire [3:0] \$377 ;
+  wire \$378 ;
   wire \$379 ;
   wire \$38 ;
   wire \$380 ;
@@ -321,12 +325,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$382 ;
   wire \$383 ;
   wire \$384 ;
-  wire [12:0] \$385 ;
+  wire \$385 ;
   wire \$386 ;
   wire \$387 ;
-  wire [7:0] \$388 ;
+  wire \$388 ;
   wire \$389 ;
-  wire [12:0] \$39 ;
+  wire [15:0] \$39 ;
   wire \$390 ;
   wire \$391 ;
   wire \$392 ;
@@ -334,11 +338,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$394 ;
   wire \$395 ;
   wire \$396 ;
-  wire [8:0] \$397 ;
-  wire [48:0] \$398 ;
+  wire \$397 ;
+  wire \$398 ;
   wire \$399 ;
   wire \$4 ;
-  wire [11:0] \$40 ;
+  wire [14:0] \$40 ;
   wire \$400 ;
   wire \$401 ;
   wire \$402 ;
@@ -346,203 +350,445 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$404 ;
   wire \$405 ;
   wire \$406 ;
-  wire \$407 ;
-  wire \$408 ;
-  wire \$409 ;
+  wire [48:0] \$407 ;
+  wire [48:0] \$408 ;
+  wire [48:0] \$409 ;
   wire [15:0] \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire [1:0] \$415 ;
-  wire \$416 ;
-  wire \$417 ;
-  wire \$418 ;
-  wire \$419 ;
+  wire [48:0] \$410 ;
+  wire [48:0] \$411 ;
+  wire [48:0] \$412 ;
+  wire [48:0] \$413 ;
+  wire [48:0] \$414 ;
+  wire [48:0] \$415 ;
+  wire [48:0] \$416 ;
+  wire [48:0] \$417 ;
+  wire [48:0] \$418 ;
+  wire [48:0] \$419 ;
   wire \$42 ;
-  wire \$420 ;
-  wire \$421 ;
-  wire \$422 ;
-  wire \$423 ;
-  wire [2:0] \$424 ;
-  wire \$425 ;
-  wire \$426 ;
-  wire \$427 ;
-  wire \$428 ;
-  wire \$429 ;
+  wire [48:0] \$420 ;
+  wire [48:0] \$421 ;
+  wire [48:0] \$422 ;
+  wire [48:0] \$423 ;
+  wire [48:0] \$424 ;
+  wire [48:0] \$425 ;
+  wire [48:0] \$426 ;
+  wire [48:0] \$427 ;
+  wire [48:0] \$428 ;
+  wire [48:0] \$429 ;
   wire \$43 ;
-  wire \$430 ;
-  wire \$431 ;
-  wire \$432 ;
-  wire [3:0] \$433 ;
-  wire \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire \$437 ;
-  wire \$438 ;
-  wire \$439 ;
+  wire [48:0] \$430 ;
+  wire [48:0] \$431 ;
+  wire [48:0] \$432 ;
+  wire [48:0] \$433 ;
+  wire [48:0] \$434 ;
+  wire [48:0] \$435 ;
+  wire [48:0] \$436 ;
+  wire [48:0] \$437 ;
+  wire [48:0] \$438 ;
+  wire [48:0] \$439 ;
   wire \$44 ;
-  wire [12:0] \$440 ;
-  wire \$441 ;
-  wire \$442 ;
-  wire [4:0] \$443 ;
-  wire \$444 ;
-  wire \$445 ;
-  wire \$446 ;
-  wire \$447 ;
-  wire \$448 ;
+  wire [48:0] \$440 ;
+  wire [48:0] \$441 ;
+  wire [48:0] \$442 ;
+  wire [48:0] \$443 ;
+  wire [48:0] \$444 ;
+  wire [48:0] \$445 ;
+  wire [48:0] \$446 ;
+  wire [48:0] \$447 ;
+  wire [48:0] \$448 ;
   wire \$449 ;
   wire \$45 ;
   wire \$450 ;
   wire \$451 ;
-  wire [5:0] \$452 ;
+  wire \$452 ;
   wire \$453 ;
   wire \$454 ;
   wire \$455 ;
   wire \$456 ;
   wire \$457 ;
   wire \$458 ;
-  wire [12:0] \$459 ;
-  wire [12:0] \$46 ;
+  wire \$459 ;
+  wire [15:0] \$46 ;
   wire \$460 ;
   wire \$461 ;
-  wire [6:0] \$462 ;
+  wire \$462 ;
   wire \$463 ;
   wire \$464 ;
-  wire \$465 ;
+  wire [1:0] \$465 ;
   wire \$466 ;
   wire \$467 ;
-  wire [12:0] \$468 ;
+  wire \$468 ;
   wire \$469 ;
-  wire [11:0] \$47 ;
+  wire [14:0] \$47 ;
   wire \$470 ;
-  wire [7:0] \$471 ;
+  wire \$471 ;
   wire \$472 ;
   wire \$473 ;
-  wire \$474 ;
+  wire [2:0] \$474 ;
   wire \$475 ;
   wire \$476 ;
   wire \$477 ;
   wire \$478 ;
-  wire [8:0] \$479 ;
+  wire \$479 ;
   wire [15:0] \$48 ;
-  wire [48:0] \$480 ;
-  reg [23:0] \$481 ;
-  reg [23:0] \$482 ;
-  reg [23:0] \$483 ;
-  reg [159:0] \$484 ;
-  reg [261:0] \$485 ;
-  reg [2:0] \$486 ;
-  reg \$487 ;
-  reg \$488 ;
-  reg \$489 ;
+  wire \$480 ;
+  wire \$481 ;
+  wire \$482 ;
+  wire [3:0] \$483 ;
+  wire \$484 ;
+  wire \$485 ;
+  wire \$486 ;
+  wire \$487 ;
+  wire \$488 ;
+  wire \$489 ;
   wire \$49 ;
-  reg [72:0] \$490 ;
-  reg \$491 ;
-  reg [47:0] \$492 ;
-  reg [47:0] \$493 ;
-  reg [47:0] \$494 ;
-  reg [47:0] \$495 ;
-  reg [47:0] \$496 ;
-  reg [47:0] \$497 ;
-  reg [47:0] \$498 ;
-  reg [47:0] \$499 ;
+  wire [15:0] \$490 ;
+  wire \$491 ;
+  wire \$492 ;
+  wire [4:0] \$493 ;
+  wire \$494 ;
+  wire \$495 ;
+  wire \$496 ;
+  wire \$497 ;
+  wire \$498 ;
+  wire \$499 ;
   wire \$5 ;
   wire \$50 ;
-  reg [47:0] \$500 ;
-  reg [47:0] \$501 ;
-  reg [47:0] \$502 ;
-  reg [47:0] \$503 ;
-  reg [47:0] \$504 ;
-  reg [47:0] \$505 ;
-  reg [47:0] \$506 ;
-  reg [47:0] \$507 ;
-  reg [47:0] \$508 ;
-  reg [47:0] \$509 ;
+  wire \$500 ;
+  wire [5:0] \$501 ;
+  wire \$502 ;
+  wire \$503 ;
+  wire \$504 ;
+  wire \$505 ;
+  wire \$506 ;
+  wire [15:0] \$507 ;
+  wire \$508 ;
+  wire \$509 ;
   wire \$51 ;
-  reg [47:0] \$510 ;
-  reg [47:0] \$511 ;
-  reg [47:0] \$512 ;
-  reg [47:0] \$513 ;
-  reg [47:0] \$514 ;
-  reg [47:0] \$515 ;
-  reg [47:0] \$516 ;
-  reg [47:0] \$517 ;
-  reg [47:0] \$518 ;
-  reg [47:0] \$519 ;
+  wire [6:0] \$510 ;
+  wire \$511 ;
+  wire \$512 ;
+  wire \$513 ;
+  wire \$514 ;
+  wire \$515 ;
+  wire \$516 ;
+  wire [15:0] \$517 ;
+  wire \$518 ;
+  wire \$519 ;
   wire \$52 ;
-  reg [47:0] \$520 ;
-  reg [47:0] \$521 ;
-  reg [47:0] \$522 ;
-  reg [47:0] \$523 ;
-  reg [47:0] \$524 ;
-  reg [47:0] \$525 ;
-  reg [47:0] \$526 ;
-  reg [47:0] \$527 ;
-  reg [47:0] \$528 ;
-  reg [47:0] \$529 ;
+  wire [7:0] \$520 ;
+  wire \$521 ;
+  wire \$522 ;
+  wire \$523 ;
+  wire \$524 ;
+  wire \$525 ;
+  wire \$526 ;
+  wire \$527 ;
+  wire \$528 ;
+  wire [8:0] \$529 ;
   wire \$53 ;
-  reg [47:0] \$530 ;
-  reg [47:0] \$531 ;
-  reg [47:0] \$532 ;
-  reg [47:0] \$533 ;
-  reg [47:0] \$534 ;
-  reg [47:0] \$535 ;
-  reg \$536 ;
-  reg [3:0] \$537 ;
-  reg [2:0] \$538 ;
-  reg [31:0] \$539 ;
+  wire \$530 ;
+  wire \$531 ;
+  wire \$532 ;
+  wire \$533 ;
+  wire \$534 ;
+  wire \$535 ;
+  wire [15:0] \$536 ;
+  wire \$537 ;
+  wire \$538 ;
+  wire [9:0] \$539 ;
   wire \$54 ;
-  reg \$540 ;
-  reg [31:0] \$541 ;
-  wire [7:0] \$542 ;
-  wire [7:0] \$543 ;
-  wire [7:0] \$544 ;
-  wire [7:0] \$545 ;
-  wire [7:0] \$546 ;
-  wire [7:0] \$547 ;
-  wire [7:0] \$548 ;
-  wire [7:0] \$549 ;
+  wire \$540 ;
+  wire \$541 ;
+  wire \$542 ;
+  wire \$543 ;
+  wire \$544 ;
+  wire \$545 ;
+  wire \$546 ;
+  wire \$547 ;
+  wire [10:0] \$548 ;
+  wire \$549 ;
   wire \$55 ;
-  wire [15:0] \$550 ;
-  wire [15:0] \$551 ;
-  wire [15:0] \$552 ;
-  wire [15:0] \$553 ;
-  wire [12:0] \$56 ;
-  wire [11:0] \$57 ;
+  wire \$550 ;
+  wire \$551 ;
+  wire \$552 ;
+  wire \$553 ;
+  wire \$554 ;
+  wire \$555 ;
+  wire \$556 ;
+  wire [11:0] \$557 ;
+  wire \$558 ;
+  wire \$559 ;
+  wire [15:0] \$56 ;
+  wire \$560 ;
+  wire \$561 ;
+  wire \$562 ;
+  wire \$563 ;
+  wire [15:0] \$564 ;
+  wire \$565 ;
+  wire \$566 ;
+  wire [12:0] \$567 ;
+  wire [48:0] \$568 ;
+  wire \$569 ;
+  wire [14:0] \$57 ;
+  wire \$570 ;
+  wire \$571 ;
+  wire \$572 ;
+  wire \$573 ;
+  wire \$574 ;
+  wire \$575 ;
+  wire \$576 ;
+  wire \$577 ;
+  wire \$578 ;
+  wire \$579 ;
   wire \$58 ;
+  wire \$580 ;
+  wire \$581 ;
+  wire \$582 ;
+  wire \$583 ;
+  wire \$584 ;
+  wire [1:0] \$585 ;
+  wire \$586 ;
+  wire \$587 ;
+  wire \$588 ;
+  wire \$589 ;
   wire \$59 ;
+  wire \$590 ;
+  wire \$591 ;
+  wire \$592 ;
+  wire \$593 ;
+  wire [2:0] \$594 ;
+  wire \$595 ;
+  wire \$596 ;
+  wire \$597 ;
+  wire \$598 ;
+  wire \$599 ;
   wire \$6 ;
   wire \$60 ;
+  wire \$600 ;
+  wire \$601 ;
+  wire \$602 ;
+  wire [3:0] \$603 ;
+  wire \$604 ;
+  wire \$605 ;
+  wire \$606 ;
+  wire \$607 ;
+  wire \$608 ;
+  wire \$609 ;
   wire \$61 ;
+  wire [15:0] \$610 ;
+  wire \$611 ;
+  wire \$612 ;
+  wire [4:0] \$613 ;
+  wire \$614 ;
+  wire \$615 ;
+  wire \$616 ;
+  wire \$617 ;
+  wire \$618 ;
+  wire \$619 ;
   wire \$62 ;
+  wire \$620 ;
+  wire \$621 ;
+  wire [5:0] \$622 ;
+  wire \$623 ;
+  wire \$624 ;
+  wire \$625 ;
+  wire \$626 ;
+  wire \$627 ;
+  wire \$628 ;
+  wire [15:0] \$629 ;
   wire \$63 ;
+  wire \$630 ;
+  wire \$631 ;
+  wire [6:0] \$632 ;
+  wire \$633 ;
+  wire \$634 ;
+  wire \$635 ;
+  wire \$636 ;
+  wire \$637 ;
+  wire [15:0] \$638 ;
+  wire \$639 ;
   wire \$64 ;
-  wire [12:0] \$65 ;
-  wire [11:0] \$66 ;
+  wire \$640 ;
+  wire [7:0] \$641 ;
+  wire \$642 ;
+  wire \$643 ;
+  wire \$644 ;
+  wire \$645 ;
+  wire \$646 ;
+  wire \$647 ;
+  wire \$648 ;
+  wire [8:0] \$649 ;
+  wire [15:0] \$65 ;
+  wire \$650 ;
+  wire \$651 ;
+  wire \$652 ;
+  wire \$653 ;
+  wire \$654 ;
+  wire \$655 ;
+  wire [15:0] \$656 ;
+  wire \$657 ;
+  wire \$658 ;
+  wire [9:0] \$659 ;
+  wire [14:0] \$66 ;
+  wire \$660 ;
+  wire \$661 ;
+  wire \$662 ;
+  wire \$663 ;
+  wire \$664 ;
+  wire \$665 ;
+  wire \$666 ;
+  wire \$667 ;
+  wire [10:0] \$668 ;
+  wire \$669 ;
   wire \$67 ;
+  wire \$670 ;
+  wire \$671 ;
+  wire \$672 ;
+  wire \$673 ;
+  wire \$674 ;
+  wire \$675 ;
+  wire \$676 ;
+  wire [11:0] \$677 ;
+  wire \$678 ;
+  wire \$679 ;
   wire \$68 ;
+  wire \$680 ;
+  wire \$681 ;
+  wire \$682 ;
+  wire \$683 ;
+  wire [15:0] \$684 ;
+  wire \$685 ;
+  wire \$686 ;
+  wire [12:0] \$687 ;
+  wire [48:0] \$688 ;
+  wire [48:0] \$689 ;
   wire \$69 ;
+  wire [48:0] \$690 ;
+  wire [48:0] \$691 ;
+  wire [48:0] \$692 ;
+  wire [48:0] \$693 ;
+  wire [48:0] \$694 ;
+  wire [48:0] \$695 ;
+  wire [48:0] \$696 ;
+  wire [48:0] \$697 ;
+  wire [48:0] \$698 ;
+  wire [48:0] \$699 ;
   wire \$7 ;
   wire \$70 ;
+  wire [48:0] \$700 ;
+  wire [48:0] \$701 ;
+  wire [48:0] \$702 ;
+  wire [48:0] \$703 ;
+  reg [23:0] \$704 ;
+  reg [23:0] \$705 ;
+  reg [23:0] \$706 ;
+  reg [159:0] \$707 ;
+  reg [261:0] \$708 ;
+  reg [402:0] \$709 ;
   wire \$71 ;
+  reg [2:0] \$710 ;
+  reg \$711 ;
+  reg \$712 ;
+  reg \$713 ;
+  reg [72:0] \$714 ;
+  reg \$715 ;
+  reg [47:0] \$716 ;
+  reg [47:0] \$717 ;
+  reg [47:0] \$718 ;
+  reg [47:0] \$719 ;
   wire \$72 ;
+  reg [47:0] \$720 ;
+  reg [47:0] \$721 ;
+  reg [47:0] \$722 ;
+  reg [47:0] \$723 ;
+  reg [47:0] \$724 ;
+  reg [47:0] \$725 ;
+  reg [47:0] \$726 ;
+  reg [47:0] \$727 ;
+  reg [47:0] \$728 ;
+  reg [47:0] \$729 ;
   wire \$73 ;
-  wire [12:0] \$74 ;
-  wire [11:0] \$75 ;
-  wire [8:0] \$753 ;
-  wire [6:0] \$758 ;
+  reg [47:0] \$730 ;
+  reg [47:0] \$731 ;
+  reg [47:0] \$732 ;
+  reg [47:0] \$733 ;
+  reg [47:0] \$734 ;
+  reg [47:0] \$735 ;
+  reg [47:0] \$736 ;
+  reg [47:0] \$737 ;
+  reg [47:0] \$738 ;
+  reg [47:0] \$739 ;
+  wire [15:0] \$74 ;
+  reg [47:0] \$740 ;
+  reg [47:0] \$741 ;
+  reg [47:0] \$742 ;
+  reg [47:0] \$743 ;
+  reg [47:0] \$744 ;
+  reg [47:0] \$745 ;
+  reg [47:0] \$746 ;
+  reg [47:0] \$747 ;
+  reg [47:0] \$748 ;
+  reg [47:0] \$749 ;
+  wire [14:0] \$75 ;
+  reg [47:0] \$750 ;
+  reg [47:0] \$751 ;
+  reg [47:0] \$752 ;
+  reg [47:0] \$753 ;
+  reg [47:0] \$754 ;
+  reg [47:0] \$755 ;
+  reg [47:0] \$756 ;
+  reg [47:0] \$757 ;
+  reg [47:0] \$758 ;
+  reg [47:0] \$759 ;
   wire \$76 ;
+  reg [47:0] \$760 ;
+  reg [47:0] \$761 ;
+  reg [47:0] \$762 ;
+  reg [47:0] \$763 ;
+  reg [47:0] \$764 ;
+  reg [47:0] \$765 ;
+  reg [47:0] \$766 ;
+  reg [47:0] \$767 ;
+  reg [47:0] \$768 ;
+  reg [47:0] \$769 ;
   wire \$77 ;
+  reg [47:0] \$770 ;
+  reg [47:0] \$771 ;
+  reg [47:0] \$772 ;
+  reg [47:0] \$773 ;
+  reg [47:0] \$774 ;
+  reg \$775 ;
+  reg [3:0] \$776 ;
+  reg [2:0] \$777 ;
+  reg [31:0] \$778 ;
+  reg \$779 ;
   wire \$78 ;
+  reg [31:0] \$780 ;
+  wire [7:0] \$781 ;
+  wire [7:0] \$782 ;
+  wire [7:0] \$783 ;
+  wire [7:0] \$784 ;
+  wire [7:0] \$785 ;
+  wire [7:0] \$786 ;
+  wire [7:0] \$787 ;
+  wire [7:0] \$788 ;
+  wire [15:0] \$789 ;
   wire \$79 ;
+  wire [15:0] \$790 ;
+  wire [15:0] \$791 ;
+  wire [15:0] \$792 ;
+  wire [15:0] \$793 ;
+  wire [15:0] \$794 ;
+  wire [15:0] \$795 ;
+  wire [15:0] \$796 ;
+  wire [15:0] \$797 ;
   wire \$8 ;
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire [12:0] \$83 ;
-  wire [11:0] \$84 ;
+  wire [15:0] \$83 ;
+  wire [14:0] \$84 ;
   wire \$85 ;
   wire \$86 ;
   wire \$87 ;
@@ -550,10 +796,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire [12:0] \$91 ;
+  wire [15:0] \$91 ;
   wire \$92 ;
-  wire [12:0] \$93 ;
-  wire [11:0] \$94 ;
+  wire [15:0] \$93 ;
+  wire [14:0] \$94 ;
   wire \$95 ;
   wire \$96 ;
   wire \$97 ;
@@ -564,15 +810,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$signal$15 ;
   wire \$signal$16 ;
   wire [15:0] affine__addr;
+  wire [19:0] \affine__addr$209 ;
   wire [191:0] affine__data;
+  wire [191:0] \affine__data$210 ;
   wire affine__en;
+  wire \affine__en$207 ;
   (* init = 1'h0 *)
   wire attention;
   output busy;
   reg busy = 1'h0;
-  wire \busy$242 ;
-  wire \busy$243 ;
-  wire \busy$244 ;
+  wire \busy$314 ;
+  wire \busy$315 ;
+  wire \busy$316 ;
+  wire \busy$317 ;
   input clk;
   wire clk;
   reg [47:0] cnt_adder_busy = 48'h000000000000;
@@ -598,11 +848,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [47:0] cnt_c4_macs = 48'h000000000000;
   reg [47:0] cnt_c4_stall = 48'h000000000000;
   reg [47:0] cnt_cycles = 48'h000000000000;
+  reg [47:0] cnt_grad_reads = 48'h000000000000;
+  reg [47:0] cnt_grad_saturations = 48'h000000000000;
+  reg [47:0] cnt_grad_writes = 48'h000000000000;
   reg [47:0] cnt_host_words_in = 48'h000000000000;
   reg [47:0] cnt_host_words_out = 48'h000000000000;
+  reg [47:0] cnt_in_reads = 48'h000000000000;
   reg [47:0] cnt_lif_busy = 48'h000000000000;
   reg [47:0] cnt_lif_stall = 48'h000000000000;
   reg [47:0] cnt_lif_updates = 48'h000000000000;
+  reg [47:0] cnt_lifg_busy = 48'h000000000000;
+  reg [47:0] cnt_lifg_grad_reads = 48'h000000000000;
+  reg [47:0] cnt_lifg_grad_writes = 48'h000000000000;
+  reg [47:0] cnt_lifg_saturations = 48'h000000000000;
+  reg [47:0] cnt_lifg_updates = 48'h000000000000;
   reg [47:0] cnt_line1_reads = 48'h000000000000;
   reg [47:0] cnt_line1_writes = 48'h000000000000;
   reg [47:0] cnt_line4_reads = 48'h000000000000;
@@ -615,46 +874,68 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [47:0] cnt_spike_in_reads = 48'h000000000000;
   reg [47:0] cnt_spikes_out = 48'h000000000000;
   reg [47:0] cnt_spikes_writes = 48'h000000000000;
+  reg [47:0] cnt_stage_busy = 48'h000000000000;
+  reg [47:0] cnt_stage_macs = 48'h000000000000;
+  reg [47:0] cnt_trace_reads = 48'h000000000000;
   reg [47:0] cnt_w1_reads = 48'h000000000000;
   reg [47:0] cnt_w2_reads = 48'h000000000000;
   reg [47:0] cnt_w3_reads = 48'h000000000000;
   reg [47:0] cnt_w4_reads = 48'h000000000000;
+  reg [47:0] cnt_weight_reads = 48'h000000000000;
+  reg [47:0] cnt_wgrad_updates = 48'h000000000000;
+  reg [47:0] cnt_wgrad_words = 48'h000000000000;
   wire [13:0] counts;
-  wire [39:0] \counts$247 ;
-  wire \counts$247.adder_busy ;
-  wire \counts$247.adder_stall ;
-  wire [5:0] \counts$247.adds ;
-  wire \counts$247.c2_busy ;
-  wire [5:0] \counts$247.c2_macs ;
-  wire [1:0] \counts$247.c2_spad_reads ;
-  wire [1:0] \counts$247.c2_spad_writes ;
-  wire \counts$247.c2_stall ;
-  wire \counts$247.c3_busy ;
-  wire [5:0] \counts$247.c3_macs ;
-  wire [1:0] \counts$247.c3_spad_reads ;
-  wire [1:0] \counts$247.c3_spad_writes ;
-  wire \counts$247.c3_stall ;
-  wire [1:0] \counts$247.line1_reads ;
-  wire \counts$247.line4_writes ;
-  wire [1:0] \counts$247.row2_reads ;
-  wire \counts$247.row2_writes ;
-  wire \counts$247.w2_reads ;
-  wire \counts$247.w3_reads ;
-  wire [22:0] \counts$248 ;
-  wire \counts$248.affine_reads ;
-  wire \counts$248.c4_busy ;
-  wire [3:0] \counts$248.c4_macs ;
-  wire \counts$248.c4_stall ;
-  wire \counts$248.lif_busy ;
-  wire \counts$248.lif_stall ;
-  wire [3:0] \counts$248.lif_updates ;
-  wire \counts$248.line4_reads ;
-  wire \counts$248.membrane_reads ;
-  wire \counts$248.membrane_writes ;
-  wire \counts$248.residual_reads ;
-  wire [3:0] \counts$248.spikes_out ;
-  wire \counts$248.spikes_writes ;
-  wire \counts$248.w4_reads ;
+  wire [39:0] \counts$320 ;
+  wire \counts$320.adder_busy ;
+  wire \counts$320.adder_stall ;
+  wire [5:0] \counts$320.adds ;
+  wire \counts$320.c2_busy ;
+  wire [5:0] \counts$320.c2_macs ;
+  wire [1:0] \counts$320.c2_spad_reads ;
+  wire [1:0] \counts$320.c2_spad_writes ;
+  wire \counts$320.c2_stall ;
+  wire \counts$320.c3_busy ;
+  wire [5:0] \counts$320.c3_macs ;
+  wire [1:0] \counts$320.c3_spad_reads ;
+  wire [1:0] \counts$320.c3_spad_writes ;
+  wire \counts$320.c3_stall ;
+  wire [1:0] \counts$320.line1_reads ;
+  wire \counts$320.line4_writes ;
+  wire [1:0] \counts$320.row2_reads ;
+  wire \counts$320.row2_writes ;
+  wire \counts$320.w2_reads ;
+  wire \counts$320.w3_reads ;
+  wire [22:0] \counts$321 ;
+  wire \counts$321.affine_reads ;
+  wire \counts$321.c4_busy ;
+  wire [3:0] \counts$321.c4_macs ;
+  wire \counts$321.c4_stall ;
+  wire \counts$321.lif_busy ;
+  wire \counts$321.lif_stall ;
+  wire [3:0] \counts$321.lif_updates ;
+  wire \counts$321.line4_reads ;
+  wire \counts$321.membrane_reads ;
+  wire \counts$321.membrane_writes ;
+  wire \counts$321.residual_reads ;
+  wire [3:0] \counts$321.spikes_out ;
+  wire \counts$321.spikes_writes ;
+  wire \counts$321.w4_reads ;
+  wire [28:0] \counts$322 ;
+  wire \counts$322.grad_reads ;
+  wire [2:0] \counts$322.grad_saturations ;
+  wire \counts$322.grad_writes ;
+  wire \counts$322.in_reads ;
+  wire \counts$322.lifg_busy ;
+  wire [1:0] \counts$322.lifg_grad_reads ;
+  wire [1:0] \counts$322.lifg_grad_writes ;
+  wire [4:0] \counts$322.lifg_saturations ;
+  wire [2:0] \counts$322.lifg_updates ;
+  wire \counts$322.stage_busy ;
+  wire [2:0] \counts$322.stage_macs ;
+  wire \counts$322.trace_reads ;
+  wire \counts$322.weight_reads ;
+  wire [2:0] \counts$322.wgrad_updates ;
+  wire \counts$322.wgrad_words ;
   wire [3:0] \counts.c1_adds ;
   wire \counts.c1_busy ;
   wire \counts.c1_in_wait ;
@@ -961,8 +1242,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \geo.tr1 ;
   wire [15:0] \geo.tr4 ;
   wire [15:0] \geo.wo ;
-  input [11:0] host_addr;
-  wire [11:0] host_addr;
+  wire [19:0] grad_a__addr;
+  wire [63:0] grad_a__data;
+  wire grad_a__en;
+  wire [19:0] grad_b__addr;
+  wire [63:0] grad_b__data;
+  wire grad_b__en;
+  wire [19:0] grad_w2__addr;
+  wire [63:0] grad_w2__data;
+  wire grad_w2__en;
+  wire [19:0] grad_w__addr;
+  wire [63:0] grad_w__data;
+  wire grad_w__en;
+  input [14:0] host_addr;
+  wire [14:0] host_addr;
   (* init = 24'h000000 *)
   wire [23:0] host_in_rows;
   (* init = 24'h000000 *)
@@ -1024,6 +1317,14 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [7:0] \port__addr$174 ;
   wire [8:0] \port__addr$177 ;
   wire [8:0] \port__addr$179 ;
+  wire [11:0] \port__addr$184 ;
+  wire [11:0] \port__addr$190 ;
+  wire [9:0] \port__addr$196 ;
+  wire [9:0] \port__addr$202 ;
+  wire [2:0] \port__addr$208 ;
+  wire [11:0] \port__addr$225 ;
+  wire [9:0] \port__addr$228 ;
+  wire [9:0] \port__addr$231 ;
   wire [5:0] \port__addr$48 ;
   wire [5:0] \port__addr$54 ;
   wire [5:0] \port__addr$60 ;
@@ -1045,8 +1346,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [191:0] \port__data$168 ;
   wire [31:0] \port__data$172 ;
   wire [63:0] \port__data$175 ;
-  wire [63:0] \port__data$240 ;
-  wire [3:0] \port__data$241 ;
+  wire [63:0] \port__data$187 ;
+  wire [63:0] \port__data$193 ;
+  wire [31:0] \port__data$199 ;
+  wire [15:0] \port__data$205 ;
+  wire [191:0] \port__data$211 ;
+  wire [63:0] \port__data$226 ;
+  wire [31:0] \port__data$229 ;
+  wire [15:0] \port__data$232 ;
+  wire [63:0] \port__data$311 ;
+  wire [3:0] \port__data$312 ;
   wire [31:0] \port__data$51 ;
   wire [31:0] \port__data$57 ;
   wire [31:0] \port__data$63 ;
@@ -1070,6 +1379,14 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \port__en$173 ;
   wire \port__en$176 ;
   wire \port__en$178 ;
+  wire \port__en$182 ;
+  wire \port__en$188 ;
+  wire \port__en$194 ;
+  wire \port__en$200 ;
+  wire \port__en$206 ;
+  wire \port__en$224 ;
+  wire \port__en$227 ;
+  wire \port__en$230 ;
   wire \port__en$46 ;
   wire \port__en$52 ;
   wire \port__en$58 ;
@@ -1117,10 +1434,91 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] spikes__addr;
   wire [3:0] spikes__data;
   wire spikes__en;
+  reg [402:0] stage = 403'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* init = 403'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [402:0] \stage$181 ;
+  wire [19:0] \stage$181.acc_base ;
+  wire \stage$181.acc_clear ;
+  wire \stage$181.alt_left ;
+  wire [5:0] \stage$181.alt_shift ;
+  wire [19:0] \stage$181.alt_w_base ;
+  wire [15:0] \stage$181.cols ;
+  wire [19:0] \stage$181.cur_base ;
+  wire [1:0] \stage$181.fx ;
+  wire [1:0] \stage$181.fy ;
+  wire [19:0] \stage$181.g_base ;
+  wire [15:0] \stage$181.g_cols ;
+  wire [15:0] \stage$181.g_rows ;
+  wire [1:0] \stage$181.gx ;
+  wire [1:0] \stage$181.gy ;
+  wire [15:0] \stage$181.height_mul ;
+  wire [5:0] \stage$181.height_shift ;
+  wire [19:0] \stage$181.in_base ;
+  wire [15:0] \stage$181.in_channels ;
+  wire [15:0] \stage$181.in_cols ;
+  wire [15:0] \stage$181.in_rows ;
+  wire [1:0] \stage$181.kind ;
+  wire [15:0] \stage$181.leak_mul ;
+  wire [5:0] \stage$181.leak_shift ;
+  wire [19:0] \stage$181.out_base ;
+  wire [15:0] \stage$181.out_channels ;
+  wire \stage$181.pool ;
+  wire \stage$181.requant ;
+  wire \stage$181.round ;
+  wire [15:0] \stage$181.rows ;
+  wire [31:0] \stage$181.schedule ;
+  wire [5:0] \stage$181.shift ;
+  wire [1:0] \stage$181.taps ;
+  wire [7:0] \stage$181.timesteps ;
+  wire [19:0] \stage$181.trace_base ;
+  wire \stage$181.use_extra ;
+  wire \stage$181.use_schedule ;
+  wire [19:0] \stage$181.w_base ;
+  wire [19:0] \stage.acc_base ;
+  wire \stage.acc_clear ;
+  wire \stage.alt_left ;
+  wire [5:0] \stage.alt_shift ;
+  wire [19:0] \stage.alt_w_base ;
+  wire [15:0] \stage.cols ;
+  wire [19:0] \stage.cur_base ;
+  wire [1:0] \stage.fx ;
+  wire [1:0] \stage.fy ;
+  wire [19:0] \stage.g_base ;
+  wire [15:0] \stage.g_cols ;
+  wire [15:0] \stage.g_rows ;
+  wire [1:0] \stage.gx ;
+  wire [1:0] \stage.gy ;
+  wire [15:0] \stage.height_mul ;
+  wire [5:0] \stage.height_shift ;
+  wire [19:0] \stage.in_base ;
+  wire [15:0] \stage.in_channels ;
+  wire [15:0] \stage.in_cols ;
+  wire [15:0] \stage.in_rows ;
+  wire [1:0] \stage.kind ;
+  wire [15:0] \stage.leak_mul ;
+  wire [5:0] \stage.leak_shift ;
+  wire [19:0] \stage.out_base ;
+  wire [15:0] \stage.out_channels ;
+  wire \stage.pool ;
+  wire \stage.requant ;
+  wire \stage.round ;
+  wire [15:0] \stage.rows ;
+  wire [31:0] \stage.schedule ;
+  wire [5:0] \stage.shift ;
+  wire [1:0] \stage.taps ;
+  wire [7:0] \stage.timesteps ;
+  wire [19:0] \stage.trace_base ;
+  wire \stage.use_extra ;
+  wire \stage.use_schedule ;
+  wire [19:0] \stage.w_base ;
   reg [159:0] staging = 160'h0000000000000000000000000000000000000000;
   wire start;
-  wire \start$183 ;
-  wire \start$184 ;
+  wire \start$238 ;
+  wire \start$239 ;
+  wire \start$240 ;
+  wire [19:0] trace__addr;
+  wire [15:0] trace__data;
+  wire trace__en;
   wire [15:0] w1__addr;
   wire [31:0] w1__data;
   wire w1__en;
@@ -1133,21 +1531,33 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] w4__addr;
   wire [31:0] w4__data;
   wire w4__en;
+  wire [19:0] weights__addr;
+  wire [31:0] weights__data;
+  wire weights__en;
+  wire [19:0] wgrad_rd_addr;
+  wire [159:0] wgrad_rd_data;
+  wire wgrad_rd_en;
   wire [8:0] wr__addr;
   wire [6:0] \wr__addr$132 ;
   wire [8:0] \wr__addr$138 ;
   wire [8:0] \wr__addr$144 ;
   wire [8:0] \wr__addr$150 ;
+  wire [11:0] \wr__addr$214 ;
+  wire [11:0] \wr__addr$220 ;
   wire [31:0] wr__data;
   wire [31:0] \wr__data$134 ;
   wire [31:0] \wr__data$140 ;
   wire [63:0] \wr__data$146 ;
   wire [3:0] \wr__data$152 ;
+  wire [63:0] \wr__data$216 ;
+  wire [63:0] \wr__data$222 ;
   wire [3:0] wr__en;
   wire \wr__en$130 ;
   wire \wr__en$136 ;
   wire \wr__en$142 ;
   wire \wr__en$148 ;
+  wire \wr__en$212 ;
+  wire \wr__en$218 ;
   reg [191:0] mem_affine [7:0];
   initial begin
     mem_affine[0] = 192'h000000000000000000000000000000000000000000000000;
@@ -1164,12 +1574,5178 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
       mem_affine[\$94 [2:0]] <= { host_wdata, staging };
   end
   reg [191:0] _0_;
+  reg [191:0] _1_;
   always @(posedge clk) begin
+    if (\port__en$206 ) begin
+      _0_ <= mem_affine[\$797 [2:0]];
+    end
     if (\port__en$70 ) begin
-      _0_ <= mem_affine[\$48 [2:0]];
+      _1_ <= mem_affine[\$48 [2:0]];
     end
   end
-  assign affine__data = _0_;
+  assign \affine__data$210  = _0_;
+  assign affine__data = _1_;
+  reg [63:0] mem_gbuf [4095:0];
+  initial begin
+    mem_gbuf[0] = 64'h0000000000000000;
+    mem_gbuf[1] = 64'h0000000000000000;
+    mem_gbuf[2] = 64'h0000000000000000;
+    mem_gbuf[3] = 64'h0000000000000000;
+    mem_gbuf[4] = 64'h0000000000000000;
+    mem_gbuf[5] = 64'h0000000000000000;
+    mem_gbuf[6] = 64'h0000000000000000;
+    mem_gbuf[7] = 64'h0000000000000000;
+    mem_gbuf[8] = 64'h0000000000000000;
+    mem_gbuf[9] = 64'h0000000000000000;
+    mem_gbuf[10] = 64'h0000000000000000;
+    mem_gbuf[11] = 64'h0000000000000000;
+    mem_gbuf[12] = 64'h0000000000000000;
+    mem_gbuf[13] = 64'h0000000000000000;
+    mem_gbuf[14] = 64'h0000000000000000;
+    mem_gbuf[15] = 64'h0000000000000000;
+    mem_gbuf[16] = 64'h0000000000000000;
+    mem_gbuf[17] = 64'h0000000000000000;
+    mem_gbuf[18] = 64'h0000000000000000;
+    mem_gbuf[19] = 64'h0000000000000000;
+    mem_gbuf[20] = 64'h0000000000000000;
+    mem_gbuf[21] = 64'h0000000000000000;
+    mem_gbuf[22] = 64'h0000000000000000;
+    mem_gbuf[23] = 64'h0000000000000000;
+    mem_gbuf[24] = 64'h0000000000000000;
+    mem_gbuf[25] = 64'h0000000000000000;
+    mem_gbuf[26] = 64'h0000000000000000;
+    mem_gbuf[27] = 64'h0000000000000000;
+    mem_gbuf[28] = 64'h0000000000000000;
+    mem_gbuf[29] = 64'h0000000000000000;
+    mem_gbuf[30] = 64'h0000000000000000;
+    mem_gbuf[31] = 64'h0000000000000000;
+    mem_gbuf[32] = 64'h0000000000000000;
+    mem_gbuf[33] = 64'h0000000000000000;
+    mem_gbuf[34] = 64'h0000000000000000;
+    mem_gbuf[35] = 64'h0000000000000000;
+    mem_gbuf[36] = 64'h0000000000000000;
+    mem_gbuf[37] = 64'h0000000000000000;
+    mem_gbuf[38] = 64'h0000000000000000;
+    mem_gbuf[39] = 64'h0000000000000000;
+    mem_gbuf[40] = 64'h0000000000000000;
+    mem_gbuf[41] = 64'h0000000000000000;
+    mem_gbuf[42] = 64'h0000000000000000;
+    mem_gbuf[43] = 64'h0000000000000000;
+    mem_gbuf[44] = 64'h0000000000000000;
+    mem_gbuf[45] = 64'h0000000000000000;
+    mem_gbuf[46] = 64'h0000000000000000;
+    mem_gbuf[47] = 64'h0000000000000000;
+    mem_gbuf[48] = 64'h0000000000000000;
+    mem_gbuf[49] = 64'h0000000000000000;
+    mem_gbuf[50] = 64'h0000000000000000;
+    mem_gbuf[51] = 64'h0000000000000000;
+    mem_gbuf[52] = 64'h0000000000000000;
+    mem_gbuf[53] = 64'h0000000000000000;
+    mem_gbuf[54] = 64'h0000000000000000;
+    mem_gbuf[55] = 64'h0000000000000000;
+    mem_gbuf[56] = 64'h0000000000000000;
+    mem_gbuf[57] = 64'h0000000000000000;
+    mem_gbuf[58] = 64'h0000000000000000;
+    mem_gbuf[59] = 64'h0000000000000000;
+    mem_gbuf[60] = 64'h0000000000000000;
+    mem_gbuf[61] = 64'h0000000000000000;
+    mem_gbuf[62] = 64'h0000000000000000;
+    mem_gbuf[63] = 64'h0000000000000000;
+    mem_gbuf[64] = 64'h0000000000000000;
+    mem_gbuf[65] = 64'h0000000000000000;
+    mem_gbuf[66] = 64'h0000000000000000;
+    mem_gbuf[67] = 64'h0000000000000000;
+    mem_gbuf[68] = 64'h0000000000000000;
+    mem_gbuf[69] = 64'h0000000000000000;
+    mem_gbuf[70] = 64'h0000000000000000;
+    mem_gbuf[71] = 64'h0000000000000000;
+    mem_gbuf[72] = 64'h0000000000000000;
+    mem_gbuf[73] = 64'h0000000000000000;
+    mem_gbuf[74] = 64'h0000000000000000;
+    mem_gbuf[75] = 64'h0000000000000000;
+    mem_gbuf[76] = 64'h0000000000000000;
+    mem_gbuf[77] = 64'h0000000000000000;
+    mem_gbuf[78] = 64'h0000000000000000;
+    mem_gbuf[79] = 64'h0000000000000000;
+    mem_gbuf[80] = 64'h0000000000000000;
+    mem_gbuf[81] = 64'h0000000000000000;
+    mem_gbuf[82] = 64'h0000000000000000;
+    mem_gbuf[83] = 64'h0000000000000000;
+    mem_gbuf[84] = 64'h0000000000000000;
+    mem_gbuf[85] = 64'h0000000000000000;
+    mem_gbuf[86] = 64'h0000000000000000;
+    mem_gbuf[87] = 64'h0000000000000000;
+    mem_gbuf[88] = 64'h0000000000000000;
+    mem_gbuf[89] = 64'h0000000000000000;
+    mem_gbuf[90] = 64'h0000000000000000;
+    mem_gbuf[91] = 64'h0000000000000000;
+    mem_gbuf[92] = 64'h0000000000000000;
+    mem_gbuf[93] = 64'h0000000000000000;
+    mem_gbuf[94] = 64'h0000000000000000;
+    mem_gbuf[95] = 64'h0000000000000000;
+    mem_gbuf[96] = 64'h0000000000000000;
+    mem_gbuf[97] = 64'h0000000000000000;
+    mem_gbuf[98] = 64'h0000000000000000;
+    mem_gbuf[99] = 64'h0000000000000000;
+    mem_gbuf[100] = 64'h0000000000000000;
+    mem_gbuf[101] = 64'h0000000000000000;
+    mem_gbuf[102] = 64'h0000000000000000;
+    mem_gbuf[103] = 64'h0000000000000000;
+    mem_gbuf[104] = 64'h0000000000000000;
+    mem_gbuf[105] = 64'h0000000000000000;
+    mem_gbuf[106] = 64'h0000000000000000;
+    mem_gbuf[107] = 64'h0000000000000000;
+    mem_gbuf[108] = 64'h0000000000000000;
+    mem_gbuf[109] = 64'h0000000000000000;
+    mem_gbuf[110] = 64'h0000000000000000;
+    mem_gbuf[111] = 64'h0000000000000000;
+    mem_gbuf[112] = 64'h0000000000000000;
+    mem_gbuf[113] = 64'h0000000000000000;
+    mem_gbuf[114] = 64'h0000000000000000;
+    mem_gbuf[115] = 64'h0000000000000000;
+    mem_gbuf[116] = 64'h0000000000000000;
+    mem_gbuf[117] = 64'h0000000000000000;
+    mem_gbuf[118] = 64'h0000000000000000;
+    mem_gbuf[119] = 64'h0000000000000000;
+    mem_gbuf[120] = 64'h0000000000000000;
+    mem_gbuf[121] = 64'h0000000000000000;
+    mem_gbuf[122] = 64'h0000000000000000;
+    mem_gbuf[123] = 64'h0000000000000000;
+    mem_gbuf[124] = 64'h0000000000000000;
+    mem_gbuf[125] = 64'h0000000000000000;
+    mem_gbuf[126] = 64'h0000000000000000;
+    mem_gbuf[127] = 64'h0000000000000000;
+    mem_gbuf[128] = 64'h0000000000000000;
+    mem_gbuf[129] = 64'h0000000000000000;
+    mem_gbuf[130] = 64'h0000000000000000;
+    mem_gbuf[131] = 64'h0000000000000000;
+    mem_gbuf[132] = 64'h0000000000000000;
+    mem_gbuf[133] = 64'h0000000000000000;
+    mem_gbuf[134] = 64'h0000000000000000;
+    mem_gbuf[135] = 64'h0000000000000000;
+    mem_gbuf[136] = 64'h0000000000000000;
+    mem_gbuf[137] = 64'h0000000000000000;
+    mem_gbuf[138] = 64'h0000000000000000;
+    mem_gbuf[139] = 64'h0000000000000000;
+    mem_gbuf[140] = 64'h0000000000000000;
+    mem_gbuf[141] = 64'h0000000000000000;
+    mem_gbuf[142] = 64'h0000000000000000;
+    mem_gbuf[143] = 64'h0000000000000000;
+    mem_gbuf[144] = 64'h0000000000000000;
+    mem_gbuf[145] = 64'h0000000000000000;
+    mem_gbuf[146] = 64'h0000000000000000;
+    mem_gbuf[147] = 64'h0000000000000000;
+    mem_gbuf[148] = 64'h0000000000000000;
+    mem_gbuf[149] = 64'h0000000000000000;
+    mem_gbuf[150] = 64'h0000000000000000;
+    mem_gbuf[151] = 64'h0000000000000000;
+    mem_gbuf[152] = 64'h0000000000000000;
+    mem_gbuf[153] = 64'h0000000000000000;
+    mem_gbuf[154] = 64'h0000000000000000;
+    mem_gbuf[155] = 64'h0000000000000000;
+    mem_gbuf[156] = 64'h0000000000000000;
+    mem_gbuf[157] = 64'h0000000000000000;
+    mem_gbuf[158] = 64'h0000000000000000;
+    mem_gbuf[159] = 64'h0000000000000000;
+    mem_gbuf[160] = 64'h0000000000000000;
+    mem_gbuf[161] = 64'h0000000000000000;
+    mem_gbuf[162] = 64'h0000000000000000;
+    mem_gbuf[163] = 64'h0000000000000000;
+    mem_gbuf[164] = 64'h0000000000000000;
+    mem_gbuf[165] = 64'h0000000000000000;
+    mem_gbuf[166] = 64'h0000000000000000;
+    mem_gbuf[167] = 64'h0000000000000000;
+    mem_gbuf[168] = 64'h0000000000000000;
+    mem_gbuf[169] = 64'h0000000000000000;
+    mem_gbuf[170] = 64'h0000000000000000;
+    mem_gbuf[171] = 64'h0000000000000000;
+    mem_gbuf[172] = 64'h0000000000000000;
+    mem_gbuf[173] = 64'h0000000000000000;
+    mem_gbuf[174] = 64'h0000000000000000;
+    mem_gbuf[175] = 64'h0000000000000000;
+    mem_gbuf[176] = 64'h0000000000000000;
+    mem_gbuf[177] = 64'h0000000000000000;
+    mem_gbuf[178] = 64'h0000000000000000;
+    mem_gbuf[179] = 64'h0000000000000000;
+    mem_gbuf[180] = 64'h0000000000000000;
+    mem_gbuf[181] = 64'h0000000000000000;
+    mem_gbuf[182] = 64'h0000000000000000;
+    mem_gbuf[183] = 64'h0000000000000000;
+    mem_gbuf[184] = 64'h0000000000000000;
+    mem_gbuf[185] = 64'h0000000000000000;
+    mem_gbuf[186] = 64'h0000000000000000;
+    mem_gbuf[187] = 64'h0000000000000000;
+    mem_gbuf[188] = 64'h0000000000000000;
+    mem_gbuf[189] = 64'h0000000000000000;
+    mem_gbuf[190] = 64'h0000000000000000;
+    mem_gbuf[191] = 64'h0000000000000000;
+    mem_gbuf[192] = 64'h0000000000000000;
+    mem_gbuf[193] = 64'h0000000000000000;
+    mem_gbuf[194] = 64'h0000000000000000;
+    mem_gbuf[195] = 64'h0000000000000000;
+    mem_gbuf[196] = 64'h0000000000000000;
+    mem_gbuf[197] = 64'h0000000000000000;
+    mem_gbuf[198] = 64'h0000000000000000;
+    mem_gbuf[199] = 64'h0000000000000000;
+    mem_gbuf[200] = 64'h0000000000000000;
+    mem_gbuf[201] = 64'h0000000000000000;
+    mem_gbuf[202] = 64'h0000000000000000;
+    mem_gbuf[203] = 64'h0000000000000000;
+    mem_gbuf[204] = 64'h0000000000000000;
+    mem_gbuf[205] = 64'h0000000000000000;
+    mem_gbuf[206] = 64'h0000000000000000;
+    mem_gbuf[207] = 64'h0000000000000000;
+    mem_gbuf[208] = 64'h0000000000000000;
+    mem_gbuf[209] = 64'h0000000000000000;
+    mem_gbuf[210] = 64'h0000000000000000;
+    mem_gbuf[211] = 64'h0000000000000000;
+    mem_gbuf[212] = 64'h0000000000000000;
+    mem_gbuf[213] = 64'h0000000000000000;
+    mem_gbuf[214] = 64'h0000000000000000;
+    mem_gbuf[215] = 64'h0000000000000000;
+    mem_gbuf[216] = 64'h0000000000000000;
+    mem_gbuf[217] = 64'h0000000000000000;
+    mem_gbuf[218] = 64'h0000000000000000;
+    mem_gbuf[219] = 64'h0000000000000000;
+    mem_gbuf[220] = 64'h0000000000000000;
+    mem_gbuf[221] = 64'h0000000000000000;
+    mem_gbuf[222] = 64'h0000000000000000;
+    mem_gbuf[223] = 64'h0000000000000000;
+    mem_gbuf[224] = 64'h0000000000000000;
+    mem_gbuf[225] = 64'h0000000000000000;
+    mem_gbuf[226] = 64'h0000000000000000;
+    mem_gbuf[227] = 64'h0000000000000000;
+    mem_gbuf[228] = 64'h0000000000000000;
+    mem_gbuf[229] = 64'h0000000000000000;
+    mem_gbuf[230] = 64'h0000000000000000;
+    mem_gbuf[231] = 64'h0000000000000000;
+    mem_gbuf[232] = 64'h0000000000000000;
+    mem_gbuf[233] = 64'h0000000000000000;
+    mem_gbuf[234] = 64'h0000000000000000;
+    mem_gbuf[235] = 64'h0000000000000000;
+    mem_gbuf[236] = 64'h0000000000000000;
+    mem_gbuf[237] = 64'h0000000000000000;
+    mem_gbuf[238] = 64'h0000000000000000;
+    mem_gbuf[239] = 64'h0000000000000000;
+    mem_gbuf[240] = 64'h0000000000000000;
+    mem_gbuf[241] = 64'h0000000000000000;
+    mem_gbuf[242] = 64'h0000000000000000;
+    mem_gbuf[243] = 64'h0000000000000000;
+    mem_gbuf[244] = 64'h0000000000000000;
+    mem_gbuf[245] = 64'h0000000000000000;
+    mem_gbuf[246] = 64'h0000000000000000;
+    mem_gbuf[247] = 64'h0000000000000000;
+    mem_gbuf[248] = 64'h0000000000000000;
+    mem_gbuf[249] = 64'h0000000000000000;
+    mem_gbuf[250] = 64'h0000000000000000;
+    mem_gbuf[251] = 64'h0000000000000000;
+    mem_gbuf[252] = 64'h0000000000000000;
+    mem_gbuf[253] = 64'h0000000000000000;
+    mem_gbuf[254] = 64'h0000000000000000;
+    mem_gbuf[255] = 64'h0000000000000000;
+    mem_gbuf[256] = 64'h0000000000000000;
+    mem_gbuf[257] = 64'h0000000000000000;
+    mem_gbuf[258] = 64'h0000000000000000;
+    mem_gbuf[259] = 64'h0000000000000000;
+    mem_gbuf[260] = 64'h0000000000000000;
+    mem_gbuf[261] = 64'h0000000000000000;
+    mem_gbuf[262] = 64'h0000000000000000;
+    mem_gbuf[263] = 64'h0000000000000000;
+    mem_gbuf[264] = 64'h0000000000000000;
+    mem_gbuf[265] = 64'h0000000000000000;
+    mem_gbuf[266] = 64'h0000000000000000;
+    mem_gbuf[267] = 64'h0000000000000000;
+    mem_gbuf[268] = 64'h0000000000000000;
+    mem_gbuf[269] = 64'h0000000000000000;
+    mem_gbuf[270] = 64'h0000000000000000;
+    mem_gbuf[271] = 64'h0000000000000000;
+    mem_gbuf[272] = 64'h0000000000000000;
+    mem_gbuf[273] = 64'h0000000000000000;
+    mem_gbuf[274] = 64'h0000000000000000;
+    mem_gbuf[275] = 64'h0000000000000000;
+    mem_gbuf[276] = 64'h0000000000000000;
+    mem_gbuf[277] = 64'h0000000000000000;
+    mem_gbuf[278] = 64'h0000000000000000;
+    mem_gbuf[279] = 64'h0000000000000000;
+    mem_gbuf[280] = 64'h0000000000000000;
+    mem_gbuf[281] = 64'h0000000000000000;
+    mem_gbuf[282] = 64'h0000000000000000;
+    mem_gbuf[283] = 64'h0000000000000000;
+    mem_gbuf[284] = 64'h0000000000000000;
+    mem_gbuf[285] = 64'h0000000000000000;
+    mem_gbuf[286] = 64'h0000000000000000;
+    mem_gbuf[287] = 64'h0000000000000000;
+    mem_gbuf[288] = 64'h0000000000000000;
+    mem_gbuf[289] = 64'h0000000000000000;
+    mem_gbuf[290] = 64'h0000000000000000;
+    mem_gbuf[291] = 64'h0000000000000000;
+    mem_gbuf[292] = 64'h0000000000000000;
+    mem_gbuf[293] = 64'h0000000000000000;
+    mem_gbuf[294] = 64'h0000000000000000;
+    mem_gbuf[295] = 64'h0000000000000000;
+    mem_gbuf[296] = 64'h0000000000000000;
+    mem_gbuf[297] = 64'h0000000000000000;
+    mem_gbuf[298] = 64'h0000000000000000;
+    mem_gbuf[299] = 64'h0000000000000000;
+    mem_gbuf[300] = 64'h0000000000000000;
+    mem_gbuf[301] = 64'h0000000000000000;
+    mem_gbuf[302] = 64'h0000000000000000;
+    mem_gbuf[303] = 64'h0000000000000000;
+    mem_gbuf[304] = 64'h0000000000000000;
+    mem_gbuf[305] = 64'h0000000000000000;
+    mem_gbuf[306] = 64'h0000000000000000;
+    mem_gbuf[307] = 64'h0000000000000000;
+    mem_gbuf[308] = 64'h0000000000000000;
+    mem_gbuf[309] = 64'h0000000000000000;
+    mem_gbuf[310] = 64'h0000000000000000;
+    mem_gbuf[311] = 64'h0000000000000000;
+    mem_gbuf[312] = 64'h0000000000000000;
+    mem_gbuf[313] = 64'h0000000000000000;
+    mem_gbuf[314] = 64'h0000000000000000;
+    mem_gbuf[315] = 64'h0000000000000000;
+    mem_gbuf[316] = 64'h0000000000000000;
+    mem_gbuf[317] = 64'h0000000000000000;
+    mem_gbuf[318] = 64'h0000000000000000;
+    mem_gbuf[319] = 64'h0000000000000000;
+    mem_gbuf[320] = 64'h0000000000000000;
+    mem_gbuf[321] = 64'h0000000000000000;
+    mem_gbuf[322] = 64'h0000000000000000;
+    mem_gbuf[323] = 64'h0000000000000000;
+    mem_gbuf[324] = 64'h0000000000000000;
+    mem_gbuf[325] = 64'h0000000000000000;
+    mem_gbuf[326] = 64'h0000000000000000;
+    mem_gbuf[327] = 64'h0000000000000000;
+    mem_gbuf[328] = 64'h0000000000000000;
+    mem_gbuf[329] = 64'h0000000000000000;
+    mem_gbuf[330] = 64'h0000000000000000;
+    mem_gbuf[331] = 64'h0000000000000000;
+    mem_gbuf[332] = 64'h0000000000000000;
+    mem_gbuf[333] = 64'h0000000000000000;
+    mem_gbuf[334] = 64'h0000000000000000;
+    mem_gbuf[335] = 64'h0000000000000000;
+    mem_gbuf[336] = 64'h0000000000000000;
+    mem_gbuf[337] = 64'h0000000000000000;
+    mem_gbuf[338] = 64'h0000000000000000;
+    mem_gbuf[339] = 64'h0000000000000000;
+    mem_gbuf[340] = 64'h0000000000000000;
+    mem_gbuf[341] = 64'h0000000000000000;
+    mem_gbuf[342] = 64'h0000000000000000;
+    mem_gbuf[343] = 64'h0000000000000000;
+    mem_gbuf[344] = 64'h0000000000000000;
+    mem_gbuf[345] = 64'h0000000000000000;
+    mem_gbuf[346] = 64'h0000000000000000;
+    mem_gbuf[347] = 64'h0000000000000000;
+    mem_gbuf[348] = 64'h0000000000000000;
+    mem_gbuf[349] = 64'h0000000000000000;
+    mem_gbuf[350] = 64'h0000000000000000;
+    mem_gbuf[351] = 64'h0000000000000000;
+    mem_gbuf[352] = 64'h0000000000000000;
+    mem_gbuf[353] = 64'h0000000000000000;
+    mem_gbuf[354] = 64'h0000000000000000;
+    mem_gbuf[355] = 64'h0000000000000000;
+    mem_gbuf[356] = 64'h0000000000000000;
+    mem_gbuf[357] = 64'h0000000000000000;
+    mem_gbuf[358] = 64'h0000000000000000;
+    mem_gbuf[359] = 64'h0000000000000000;
+    mem_gbuf[360] = 64'h0000000000000000;
+    mem_gbuf[361] = 64'h0000000000000000;
+    mem_gbuf[362] = 64'h0000000000000000;
+    mem_gbuf[363] = 64'h0000000000000000;
+    mem_gbuf[364] = 64'h0000000000000000;
+    mem_gbuf[365] = 64'h0000000000000000;
+    mem_gbuf[366] = 64'h0000000000000000;
+    mem_gbuf[367] = 64'h0000000000000000;
+    mem_gbuf[368] = 64'h0000000000000000;
+    mem_gbuf[369] = 64'h0000000000000000;
+    mem_gbuf[370] = 64'h0000000000000000;
+    mem_gbuf[371] = 64'h0000000000000000;
+    mem_gbuf[372] = 64'h0000000000000000;
+    mem_gbuf[373] = 64'h0000000000000000;
+    mem_gbuf[374] = 64'h0000000000000000;
+    mem_gbuf[375] = 64'h0000000000000000;
+    mem_gbuf[376] = 64'h0000000000000000;
+    mem_gbuf[377] = 64'h0000000000000000;
+    mem_gbuf[378] = 64'h0000000000000000;
+    mem_gbuf[379] = 64'h0000000000000000;
+    mem_gbuf[380] = 64'h0000000000000000;
+    mem_gbuf[381] = 64'h0000000000000000;
+    mem_gbuf[382] = 64'h0000000000000000;
+    mem_gbuf[383] = 64'h0000000000000000;
+    mem_gbuf[384] = 64'h0000000000000000;
+    mem_gbuf[385] = 64'h0000000000000000;
+    mem_gbuf[386] = 64'h0000000000000000;
+    mem_gbuf[387] = 64'h0000000000000000;
+    mem_gbuf[388] = 64'h0000000000000000;
+    mem_gbuf[389] = 64'h0000000000000000;
+    mem_gbuf[390] = 64'h0000000000000000;
+    mem_gbuf[391] = 64'h0000000000000000;
+    mem_gbuf[392] = 64'h0000000000000000;
+    mem_gbuf[393] = 64'h0000000000000000;
+    mem_gbuf[394] = 64'h0000000000000000;
+    mem_gbuf[395] = 64'h0000000000000000;
+    mem_gbuf[396] = 64'h0000000000000000;
+    mem_gbuf[397] = 64'h0000000000000000;
+    mem_gbuf[398] = 64'h0000000000000000;
+    mem_gbuf[399] = 64'h0000000000000000;
+    mem_gbuf[400] = 64'h0000000000000000;
+    mem_gbuf[401] = 64'h0000000000000000;
+    mem_gbuf[402] = 64'h0000000000000000;
+    mem_gbuf[403] = 64'h0000000000000000;
+    mem_gbuf[404] = 64'h0000000000000000;
+    mem_gbuf[405] = 64'h0000000000000000;
+    mem_gbuf[406] = 64'h0000000000000000;
+    mem_gbuf[407] = 64'h0000000000000000;
+    mem_gbuf[408] = 64'h0000000000000000;
+    mem_gbuf[409] = 64'h0000000000000000;
+    mem_gbuf[410] = 64'h0000000000000000;
+    mem_gbuf[411] = 64'h0000000000000000;
+    mem_gbuf[412] = 64'h0000000000000000;
+    mem_gbuf[413] = 64'h0000000000000000;
+    mem_gbuf[414] = 64'h0000000000000000;
+    mem_gbuf[415] = 64'h0000000000000000;
+    mem_gbuf[416] = 64'h0000000000000000;
+    mem_gbuf[417] = 64'h0000000000000000;
+    mem_gbuf[418] = 64'h0000000000000000;
+    mem_gbuf[419] = 64'h0000000000000000;
+    mem_gbuf[420] = 64'h0000000000000000;
+    mem_gbuf[421] = 64'h0000000000000000;
+    mem_gbuf[422] = 64'h0000000000000000;
+    mem_gbuf[423] = 64'h0000000000000000;
+    mem_gbuf[424] = 64'h0000000000000000;
+    mem_gbuf[425] = 64'h0000000000000000;
+    mem_gbuf[426] = 64'h0000000000000000;
+    mem_gbuf[427] = 64'h0000000000000000;
+    mem_gbuf[428] = 64'h0000000000000000;
+    mem_gbuf[429] = 64'h0000000000000000;
+    mem_gbuf[430] = 64'h0000000000000000;
+    mem_gbuf[431] = 64'h0000000000000000;
+    mem_gbuf[432] = 64'h0000000000000000;
+    mem_gbuf[433] = 64'h0000000000000000;
+    mem_gbuf[434] = 64'h0000000000000000;
+    mem_gbuf[435] = 64'h0000000000000000;
+    mem_gbuf[436] = 64'h0000000000000000;
+    mem_gbuf[437] = 64'h0000000000000000;
+    mem_gbuf[438] = 64'h0000000000000000;
+    mem_gbuf[439] = 64'h0000000000000000;
+    mem_gbuf[440] = 64'h0000000000000000;
+    mem_gbuf[441] = 64'h0000000000000000;
+    mem_gbuf[442] = 64'h0000000000000000;
+    mem_gbuf[443] = 64'h0000000000000000;
+    mem_gbuf[444] = 64'h0000000000000000;
+    mem_gbuf[445] = 64'h0000000000000000;
+    mem_gbuf[446] = 64'h0000000000000000;
+    mem_gbuf[447] = 64'h0000000000000000;
+    mem_gbuf[448] = 64'h0000000000000000;
+    mem_gbuf[449] = 64'h0000000000000000;
+    mem_gbuf[450] = 64'h0000000000000000;
+    mem_gbuf[451] = 64'h0000000000000000;
+    mem_gbuf[452] = 64'h0000000000000000;
+    mem_gbuf[453] = 64'h0000000000000000;
+    mem_gbuf[454] = 64'h0000000000000000;
+    mem_gbuf[455] = 64'h0000000000000000;
+    mem_gbuf[456] = 64'h0000000000000000;
+    mem_gbuf[457] = 64'h0000000000000000;
+    mem_gbuf[458] = 64'h0000000000000000;
+    mem_gbuf[459] = 64'h0000000000000000;
+    mem_gbuf[460] = 64'h0000000000000000;
+    mem_gbuf[461] = 64'h0000000000000000;
+    mem_gbuf[462] = 64'h0000000000000000;
+    mem_gbuf[463] = 64'h0000000000000000;
+    mem_gbuf[464] = 64'h0000000000000000;
+    mem_gbuf[465] = 64'h0000000000000000;
+    mem_gbuf[466] = 64'h0000000000000000;
+    mem_gbuf[467] = 64'h0000000000000000;
+    mem_gbuf[468] = 64'h0000000000000000;
+    mem_gbuf[469] = 64'h0000000000000000;
+    mem_gbuf[470] = 64'h0000000000000000;
+    mem_gbuf[471] = 64'h0000000000000000;
+    mem_gbuf[472] = 64'h0000000000000000;
+    mem_gbuf[473] = 64'h0000000000000000;
+    mem_gbuf[474] = 64'h0000000000000000;
+    mem_gbuf[475] = 64'h0000000000000000;
+    mem_gbuf[476] = 64'h0000000000000000;
+    mem_gbuf[477] = 64'h0000000000000000;
+    mem_gbuf[478] = 64'h0000000000000000;
+    mem_gbuf[479] = 64'h0000000000000000;
+    mem_gbuf[480] = 64'h0000000000000000;
+    mem_gbuf[481] = 64'h0000000000000000;
+    mem_gbuf[482] = 64'h0000000000000000;
+    mem_gbuf[483] = 64'h0000000000000000;
+    mem_gbuf[484] = 64'h0000000000000000;
+    mem_gbuf[485] = 64'h0000000000000000;
+    mem_gbuf[486] = 64'h0000000000000000;
+    mem_gbuf[487] = 64'h0000000000000000;
+    mem_gbuf[488] = 64'h0000000000000000;
+    mem_gbuf[489] = 64'h0000000000000000;
+    mem_gbuf[490] = 64'h0000000000000000;
+    mem_gbuf[491] = 64'h0000000000000000;
+    mem_gbuf[492] = 64'h0000000000000000;
+    mem_gbuf[493] = 64'h0000000000000000;
+    mem_gbuf[494] = 64'h0000000000000000;
+    mem_gbuf[495] = 64'h0000000000000000;
+    mem_gbuf[496] = 64'h0000000000000000;
+    mem_gbuf[497] = 64'h0000000000000000;
+    mem_gbuf[498] = 64'h0000000000000000;
+    mem_gbuf[499] = 64'h0000000000000000;
+    mem_gbuf[500] = 64'h0000000000000000;
+    mem_gbuf[501] = 64'h0000000000000000;
+    mem_gbuf[502] = 64'h0000000000000000;
+    mem_gbuf[503] = 64'h0000000000000000;
+    mem_gbuf[504] = 64'h0000000000000000;
+    mem_gbuf[505] = 64'h0000000000000000;
+    mem_gbuf[506] = 64'h0000000000000000;
+    mem_gbuf[507] = 64'h0000000000000000;
+    mem_gbuf[508] = 64'h0000000000000000;
+    mem_gbuf[509] = 64'h0000000000000000;
+    mem_gbuf[510] = 64'h0000000000000000;
+    mem_gbuf[511] = 64'h0000000000000000;
+    mem_gbuf[512] = 64'h0000000000000000;
+    mem_gbuf[513] = 64'h0000000000000000;
+    mem_gbuf[514] = 64'h0000000000000000;
+    mem_gbuf[515] = 64'h0000000000000000;
+    mem_gbuf[516] = 64'h0000000000000000;
+    mem_gbuf[517] = 64'h0000000000000000;
+    mem_gbuf[518] = 64'h0000000000000000;
+    mem_gbuf[519] = 64'h0000000000000000;
+    mem_gbuf[520] = 64'h0000000000000000;
+    mem_gbuf[521] = 64'h0000000000000000;
+    mem_gbuf[522] = 64'h0000000000000000;
+    mem_gbuf[523] = 64'h0000000000000000;
+    mem_gbuf[524] = 64'h0000000000000000;
+    mem_gbuf[525] = 64'h0000000000000000;
+    mem_gbuf[526] = 64'h0000000000000000;
+    mem_gbuf[527] = 64'h0000000000000000;
+    mem_gbuf[528] = 64'h0000000000000000;
+    mem_gbuf[529] = 64'h0000000000000000;
+    mem_gbuf[530] = 64'h0000000000000000;
+    mem_gbuf[531] = 64'h0000000000000000;
+    mem_gbuf[532] = 64'h0000000000000000;
+    mem_gbuf[533] = 64'h0000000000000000;
+    mem_gbuf[534] = 64'h0000000000000000;
+    mem_gbuf[535] = 64'h0000000000000000;
+    mem_gbuf[536] = 64'h0000000000000000;
+    mem_gbuf[537] = 64'h0000000000000000;
+    mem_gbuf[538] = 64'h0000000000000000;
+    mem_gbuf[539] = 64'h0000000000000000;
+    mem_gbuf[540] = 64'h0000000000000000;
+    mem_gbuf[541] = 64'h0000000000000000;
+    mem_gbuf[542] = 64'h0000000000000000;
+    mem_gbuf[543] = 64'h0000000000000000;
+    mem_gbuf[544] = 64'h0000000000000000;
+    mem_gbuf[545] = 64'h0000000000000000;
+    mem_gbuf[546] = 64'h0000000000000000;
+    mem_gbuf[547] = 64'h0000000000000000;
+    mem_gbuf[548] = 64'h0000000000000000;
+    mem_gbuf[549] = 64'h0000000000000000;
+    mem_gbuf[550] = 64'h0000000000000000;
+    mem_gbuf[551] = 64'h0000000000000000;
+    mem_gbuf[552] = 64'h0000000000000000;
+    mem_gbuf[553] = 64'h0000000000000000;
+    mem_gbuf[554] = 64'h0000000000000000;
+    mem_gbuf[555] = 64'h0000000000000000;
+    mem_gbuf[556] = 64'h0000000000000000;
+    mem_gbuf[557] = 64'h0000000000000000;
+    mem_gbuf[558] = 64'h0000000000000000;
+    mem_gbuf[559] = 64'h0000000000000000;
+    mem_gbuf[560] = 64'h0000000000000000;
+    mem_gbuf[561] = 64'h0000000000000000;
+    mem_gbuf[562] = 64'h0000000000000000;
+    mem_gbuf[563] = 64'h0000000000000000;
+    mem_gbuf[564] = 64'h0000000000000000;
+    mem_gbuf[565] = 64'h0000000000000000;
+    mem_gbuf[566] = 64'h0000000000000000;
+    mem_gbuf[567] = 64'h0000000000000000;
+    mem_gbuf[568] = 64'h0000000000000000;
+    mem_gbuf[569] = 64'h0000000000000000;
+    mem_gbuf[570] = 64'h0000000000000000;
+    mem_gbuf[571] = 64'h0000000000000000;
+    mem_gbuf[572] = 64'h0000000000000000;
+    mem_gbuf[573] = 64'h0000000000000000;
+    mem_gbuf[574] = 64'h0000000000000000;
+    mem_gbuf[575] = 64'h0000000000000000;
+    mem_gbuf[576] = 64'h0000000000000000;
+    mem_gbuf[577] = 64'h0000000000000000;
+    mem_gbuf[578] = 64'h0000000000000000;
+    mem_gbuf[579] = 64'h0000000000000000;
+    mem_gbuf[580] = 64'h0000000000000000;
+    mem_gbuf[581] = 64'h0000000000000000;
+    mem_gbuf[582] = 64'h0000000000000000;
+    mem_gbuf[583] = 64'h0000000000000000;
+    mem_gbuf[584] = 64'h0000000000000000;
+    mem_gbuf[585] = 64'h0000000000000000;
+    mem_gbuf[586] = 64'h0000000000000000;
+    mem_gbuf[587] = 64'h0000000000000000;
+    mem_gbuf[588] = 64'h0000000000000000;
+    mem_gbuf[589] = 64'h0000000000000000;
+    mem_gbuf[590] = 64'h0000000000000000;
+    mem_gbuf[591] = 64'h0000000000000000;
+    mem_gbuf[592] = 64'h0000000000000000;
+    mem_gbuf[593] = 64'h0000000000000000;
+    mem_gbuf[594] = 64'h0000000000000000;
+    mem_gbuf[595] = 64'h0000000000000000;
+    mem_gbuf[596] = 64'h0000000000000000;
+    mem_gbuf[597] = 64'h0000000000000000;
+    mem_gbuf[598] = 64'h0000000000000000;
+    mem_gbuf[599] = 64'h0000000000000000;
+    mem_gbuf[600] = 64'h0000000000000000;
+    mem_gbuf[601] = 64'h0000000000000000;
+    mem_gbuf[602] = 64'h0000000000000000;
+    mem_gbuf[603] = 64'h0000000000000000;
+    mem_gbuf[604] = 64'h0000000000000000;
+    mem_gbuf[605] = 64'h0000000000000000;
+    mem_gbuf[606] = 64'h0000000000000000;
+    mem_gbuf[607] = 64'h0000000000000000;
+    mem_gbuf[608] = 64'h0000000000000000;
+    mem_gbuf[609] = 64'h0000000000000000;
+    mem_gbuf[610] = 64'h0000000000000000;
+    mem_gbuf[611] = 64'h0000000000000000;
+    mem_gbuf[612] = 64'h0000000000000000;
+    mem_gbuf[613] = 64'h0000000000000000;
+    mem_gbuf[614] = 64'h0000000000000000;
+    mem_gbuf[615] = 64'h0000000000000000;
+    mem_gbuf[616] = 64'h0000000000000000;
+    mem_gbuf[617] = 64'h0000000000000000;
+    mem_gbuf[618] = 64'h0000000000000000;
+    mem_gbuf[619] = 64'h0000000000000000;
+    mem_gbuf[620] = 64'h0000000000000000;
+    mem_gbuf[621] = 64'h0000000000000000;
+    mem_gbuf[622] = 64'h0000000000000000;
+    mem_gbuf[623] = 64'h0000000000000000;
+    mem_gbuf[624] = 64'h0000000000000000;
+    mem_gbuf[625] = 64'h0000000000000000;
+    mem_gbuf[626] = 64'h0000000000000000;
+    mem_gbuf[627] = 64'h0000000000000000;
+    mem_gbuf[628] = 64'h0000000000000000;
+    mem_gbuf[629] = 64'h0000000000000000;
+    mem_gbuf[630] = 64'h0000000000000000;
+    mem_gbuf[631] = 64'h0000000000000000;
+    mem_gbuf[632] = 64'h0000000000000000;
+    mem_gbuf[633] = 64'h0000000000000000;
+    mem_gbuf[634] = 64'h0000000000000000;
+    mem_gbuf[635] = 64'h0000000000000000;
+    mem_gbuf[636] = 64'h0000000000000000;
+    mem_gbuf[637] = 64'h0000000000000000;
+    mem_gbuf[638] = 64'h0000000000000000;
+    mem_gbuf[639] = 64'h0000000000000000;
+    mem_gbuf[640] = 64'h0000000000000000;
+    mem_gbuf[641] = 64'h0000000000000000;
+    mem_gbuf[642] = 64'h0000000000000000;
+    mem_gbuf[643] = 64'h0000000000000000;
+    mem_gbuf[644] = 64'h0000000000000000;
+    mem_gbuf[645] = 64'h0000000000000000;
+    mem_gbuf[646] = 64'h0000000000000000;
+    mem_gbuf[647] = 64'h0000000000000000;
+    mem_gbuf[648] = 64'h0000000000000000;
+    mem_gbuf[649] = 64'h0000000000000000;
+    mem_gbuf[650] = 64'h0000000000000000;
+    mem_gbuf[651] = 64'h0000000000000000;
+    mem_gbuf[652] = 64'h0000000000000000;
+    mem_gbuf[653] = 64'h0000000000000000;
+    mem_gbuf[654] = 64'h0000000000000000;
+    mem_gbuf[655] = 64'h0000000000000000;
+    mem_gbuf[656] = 64'h0000000000000000;
+    mem_gbuf[657] = 64'h0000000000000000;
+    mem_gbuf[658] = 64'h0000000000000000;
+    mem_gbuf[659] = 64'h0000000000000000;
+    mem_gbuf[660] = 64'h0000000000000000;
+    mem_gbuf[661] = 64'h0000000000000000;
+    mem_gbuf[662] = 64'h0000000000000000;
+    mem_gbuf[663] = 64'h0000000000000000;
+    mem_gbuf[664] = 64'h0000000000000000;
+    mem_gbuf[665] = 64'h0000000000000000;
+    mem_gbuf[666] = 64'h0000000000000000;
+    mem_gbuf[667] = 64'h0000000000000000;
+    mem_gbuf[668] = 64'h0000000000000000;
+    mem_gbuf[669] = 64'h0000000000000000;
+    mem_gbuf[670] = 64'h0000000000000000;
+    mem_gbuf[671] = 64'h0000000000000000;
+    mem_gbuf[672] = 64'h0000000000000000;
+    mem_gbuf[673] = 64'h0000000000000000;
+    mem_gbuf[674] = 64'h0000000000000000;
+    mem_gbuf[675] = 64'h0000000000000000;
+    mem_gbuf[676] = 64'h0000000000000000;
+    mem_gbuf[677] = 64'h0000000000000000;
+    mem_gbuf[678] = 64'h0000000000000000;
+    mem_gbuf[679] = 64'h0000000000000000;
+    mem_gbuf[680] = 64'h0000000000000000;
+    mem_gbuf[681] = 64'h0000000000000000;
+    mem_gbuf[682] = 64'h0000000000000000;
+    mem_gbuf[683] = 64'h0000000000000000;
+    mem_gbuf[684] = 64'h0000000000000000;
+    mem_gbuf[685] = 64'h0000000000000000;
+    mem_gbuf[686] = 64'h0000000000000000;
+    mem_gbuf[687] = 64'h0000000000000000;
+    mem_gbuf[688] = 64'h0000000000000000;
+    mem_gbuf[689] = 64'h0000000000000000;
+    mem_gbuf[690] = 64'h0000000000000000;
+    mem_gbuf[691] = 64'h0000000000000000;
+    mem_gbuf[692] = 64'h0000000000000000;
+    mem_gbuf[693] = 64'h0000000000000000;
+    mem_gbuf[694] = 64'h0000000000000000;
+    mem_gbuf[695] = 64'h0000000000000000;
+    mem_gbuf[696] = 64'h0000000000000000;
+    mem_gbuf[697] = 64'h0000000000000000;
+    mem_gbuf[698] = 64'h0000000000000000;
+    mem_gbuf[699] = 64'h0000000000000000;
+    mem_gbuf[700] = 64'h0000000000000000;
+    mem_gbuf[701] = 64'h0000000000000000;
+    mem_gbuf[702] = 64'h0000000000000000;
+    mem_gbuf[703] = 64'h0000000000000000;
+    mem_gbuf[704] = 64'h0000000000000000;
+    mem_gbuf[705] = 64'h0000000000000000;
+    mem_gbuf[706] = 64'h0000000000000000;
+    mem_gbuf[707] = 64'h0000000000000000;
+    mem_gbuf[708] = 64'h0000000000000000;
+    mem_gbuf[709] = 64'h0000000000000000;
+    mem_gbuf[710] = 64'h0000000000000000;
+    mem_gbuf[711] = 64'h0000000000000000;
+    mem_gbuf[712] = 64'h0000000000000000;
+    mem_gbuf[713] = 64'h0000000000000000;
+    mem_gbuf[714] = 64'h0000000000000000;
+    mem_gbuf[715] = 64'h0000000000000000;
+    mem_gbuf[716] = 64'h0000000000000000;
+    mem_gbuf[717] = 64'h0000000000000000;
+    mem_gbuf[718] = 64'h0000000000000000;
+    mem_gbuf[719] = 64'h0000000000000000;
+    mem_gbuf[720] = 64'h0000000000000000;
+    mem_gbuf[721] = 64'h0000000000000000;
+    mem_gbuf[722] = 64'h0000000000000000;
+    mem_gbuf[723] = 64'h0000000000000000;
+    mem_gbuf[724] = 64'h0000000000000000;
+    mem_gbuf[725] = 64'h0000000000000000;
+    mem_gbuf[726] = 64'h0000000000000000;
+    mem_gbuf[727] = 64'h0000000000000000;
+    mem_gbuf[728] = 64'h0000000000000000;
+    mem_gbuf[729] = 64'h0000000000000000;
+    mem_gbuf[730] = 64'h0000000000000000;
+    mem_gbuf[731] = 64'h0000000000000000;
+    mem_gbuf[732] = 64'h0000000000000000;
+    mem_gbuf[733] = 64'h0000000000000000;
+    mem_gbuf[734] = 64'h0000000000000000;
+    mem_gbuf[735] = 64'h0000000000000000;
+    mem_gbuf[736] = 64'h0000000000000000;
+    mem_gbuf[737] = 64'h0000000000000000;
+    mem_gbuf[738] = 64'h0000000000000000;
+    mem_gbuf[739] = 64'h0000000000000000;
+    mem_gbuf[740] = 64'h0000000000000000;
+    mem_gbuf[741] = 64'h0000000000000000;
+    mem_gbuf[742] = 64'h0000000000000000;
+    mem_gbuf[743] = 64'h0000000000000000;
+    mem_gbuf[744] = 64'h0000000000000000;
+    mem_gbuf[745] = 64'h0000000000000000;
+    mem_gbuf[746] = 64'h0000000000000000;
+    mem_gbuf[747] = 64'h0000000000000000;
+    mem_gbuf[748] = 64'h0000000000000000;
+    mem_gbuf[749] = 64'h0000000000000000;
+    mem_gbuf[750] = 64'h0000000000000000;
+    mem_gbuf[751] = 64'h0000000000000000;
+    mem_gbuf[752] = 64'h0000000000000000;
+    mem_gbuf[753] = 64'h0000000000000000;
+    mem_gbuf[754] = 64'h0000000000000000;
+    mem_gbuf[755] = 64'h0000000000000000;
+    mem_gbuf[756] = 64'h0000000000000000;
+    mem_gbuf[757] = 64'h0000000000000000;
+    mem_gbuf[758] = 64'h0000000000000000;
+    mem_gbuf[759] = 64'h0000000000000000;
+    mem_gbuf[760] = 64'h0000000000000000;
+    mem_gbuf[761] = 64'h0000000000000000;
+    mem_gbuf[762] = 64'h0000000000000000;
+    mem_gbuf[763] = 64'h0000000000000000;
+    mem_gbuf[764] = 64'h0000000000000000;
+    mem_gbuf[765] = 64'h0000000000000000;
+    mem_gbuf[766] = 64'h0000000000000000;
+    mem_gbuf[767] = 64'h0000000000000000;
+    mem_gbuf[768] = 64'h0000000000000000;
+    mem_gbuf[769] = 64'h0000000000000000;
+    mem_gbuf[770] = 64'h0000000000000000;
+    mem_gbuf[771] = 64'h0000000000000000;
+    mem_gbuf[772] = 64'h0000000000000000;
+    mem_gbuf[773] = 64'h0000000000000000;
+    mem_gbuf[774] = 64'h0000000000000000;
+    mem_gbuf[775] = 64'h0000000000000000;
+    mem_gbuf[776] = 64'h0000000000000000;
+    mem_gbuf[777] = 64'h0000000000000000;
+    mem_gbuf[778] = 64'h0000000000000000;
+    mem_gbuf[779] = 64'h0000000000000000;
+    mem_gbuf[780] = 64'h0000000000000000;
+    mem_gbuf[781] = 64'h0000000000000000;
+    mem_gbuf[782] = 64'h0000000000000000;
+    mem_gbuf[783] = 64'h0000000000000000;
+    mem_gbuf[784] = 64'h0000000000000000;
+    mem_gbuf[785] = 64'h0000000000000000;
+    mem_gbuf[786] = 64'h0000000000000000;
+    mem_gbuf[787] = 64'h0000000000000000;
+    mem_gbuf[788] = 64'h0000000000000000;
+    mem_gbuf[789] = 64'h0000000000000000;
+    mem_gbuf[790] = 64'h0000000000000000;
+    mem_gbuf[791] = 64'h0000000000000000;
+    mem_gbuf[792] = 64'h0000000000000000;
+    mem_gbuf[793] = 64'h0000000000000000;
+    mem_gbuf[794] = 64'h0000000000000000;
+    mem_gbuf[795] = 64'h0000000000000000;
+    mem_gbuf[796] = 64'h0000000000000000;
+    mem_gbuf[797] = 64'h0000000000000000;
+    mem_gbuf[798] = 64'h0000000000000000;
+    mem_gbuf[799] = 64'h0000000000000000;
+    mem_gbuf[800] = 64'h0000000000000000;
+    mem_gbuf[801] = 64'h0000000000000000;
+    mem_gbuf[802] = 64'h0000000000000000;
+    mem_gbuf[803] = 64'h0000000000000000;
+    mem_gbuf[804] = 64'h0000000000000000;
+    mem_gbuf[805] = 64'h0000000000000000;
+    mem_gbuf[806] = 64'h0000000000000000;
+    mem_gbuf[807] = 64'h0000000000000000;
+    mem_gbuf[808] = 64'h0000000000000000;
+    mem_gbuf[809] = 64'h0000000000000000;
+    mem_gbuf[810] = 64'h0000000000000000;
+    mem_gbuf[811] = 64'h0000000000000000;
+    mem_gbuf[812] = 64'h0000000000000000;
+    mem_gbuf[813] = 64'h0000000000000000;
+    mem_gbuf[814] = 64'h0000000000000000;
+    mem_gbuf[815] = 64'h0000000000000000;
+    mem_gbuf[816] = 64'h0000000000000000;
+    mem_gbuf[817] = 64'h0000000000000000;
+    mem_gbuf[818] = 64'h0000000000000000;
+    mem_gbuf[819] = 64'h0000000000000000;
+    mem_gbuf[820] = 64'h0000000000000000;
+    mem_gbuf[821] = 64'h0000000000000000;
+    mem_gbuf[822] = 64'h0000000000000000;
+    mem_gbuf[823] = 64'h0000000000000000;
+    mem_gbuf[824] = 64'h0000000000000000;
+    mem_gbuf[825] = 64'h0000000000000000;
+    mem_gbuf[826] = 64'h0000000000000000;
+    mem_gbuf[827] = 64'h0000000000000000;
+    mem_gbuf[828] = 64'h0000000000000000;
+    mem_gbuf[829] = 64'h0000000000000000;
+    mem_gbuf[830] = 64'h0000000000000000;
+    mem_gbuf[831] = 64'h0000000000000000;
+    mem_gbuf[832] = 64'h0000000000000000;
+    mem_gbuf[833] = 64'h0000000000000000;
+    mem_gbuf[834] = 64'h0000000000000000;
+    mem_gbuf[835] = 64'h0000000000000000;
+    mem_gbuf[836] = 64'h0000000000000000;
+    mem_gbuf[837] = 64'h0000000000000000;
+    mem_gbuf[838] = 64'h0000000000000000;
+    mem_gbuf[839] = 64'h0000000000000000;
+    mem_gbuf[840] = 64'h0000000000000000;
+    mem_gbuf[841] = 64'h0000000000000000;
+    mem_gbuf[842] = 64'h0000000000000000;
+    mem_gbuf[843] = 64'h0000000000000000;
+    mem_gbuf[844] = 64'h0000000000000000;
+    mem_gbuf[845] = 64'h0000000000000000;
+    mem_gbuf[846] = 64'h0000000000000000;
+    mem_gbuf[847] = 64'h0000000000000000;
+    mem_gbuf[848] = 64'h0000000000000000;
+    mem_gbuf[849] = 64'h0000000000000000;
+    mem_gbuf[850] = 64'h0000000000000000;
+    mem_gbuf[851] = 64'h0000000000000000;
+    mem_gbuf[852] = 64'h0000000000000000;
+    mem_gbuf[853] = 64'h0000000000000000;
+    mem_gbuf[854] = 64'h0000000000000000;
+    mem_gbuf[855] = 64'h0000000000000000;
+    mem_gbuf[856] = 64'h0000000000000000;
+    mem_gbuf[857] = 64'h0000000000000000;
+    mem_gbuf[858] = 64'h0000000000000000;
+    mem_gbuf[859] = 64'h0000000000000000;
+    mem_gbuf[860] = 64'h0000000000000000;
+    mem_gbuf[861] = 64'h0000000000000000;
+    mem_gbuf[862] = 64'h0000000000000000;
+    mem_gbuf[863] = 64'h0000000000000000;
+    mem_gbuf[864] = 64'h0000000000000000;
+    mem_gbuf[865] = 64'h0000000000000000;
+    mem_gbuf[866] = 64'h0000000000000000;
+    mem_gbuf[867] = 64'h0000000000000000;
+    mem_gbuf[868] = 64'h0000000000000000;
+    mem_gbuf[869] = 64'h0000000000000000;
+    mem_gbuf[870] = 64'h0000000000000000;
+    mem_gbuf[871] = 64'h0000000000000000;
+    mem_gbuf[872] = 64'h0000000000000000;
+    mem_gbuf[873] = 64'h0000000000000000;
+    mem_gbuf[874] = 64'h0000000000000000;
+    mem_gbuf[875] = 64'h0000000000000000;
+    mem_gbuf[876] = 64'h0000000000000000;
+    mem_gbuf[877] = 64'h0000000000000000;
+    mem_gbuf[878] = 64'h0000000000000000;
+    mem_gbuf[879] = 64'h0000000000000000;
+    mem_gbuf[880] = 64'h0000000000000000;
+    mem_gbuf[881] = 64'h0000000000000000;
+    mem_gbuf[882] = 64'h0000000000000000;
+    mem_gbuf[883] = 64'h0000000000000000;
+    mem_gbuf[884] = 64'h0000000000000000;
+    mem_gbuf[885] = 64'h0000000000000000;
+    mem_gbuf[886] = 64'h0000000000000000;
+    mem_gbuf[887] = 64'h0000000000000000;
+    mem_gbuf[888] = 64'h0000000000000000;
+    mem_gbuf[889] = 64'h0000000000000000;
+    mem_gbuf[890] = 64'h0000000000000000;
+    mem_gbuf[891] = 64'h0000000000000000;
+    mem_gbuf[892] = 64'h0000000000000000;
+    mem_gbuf[893] = 64'h0000000000000000;
+    mem_gbuf[894] = 64'h0000000000000000;
+    mem_gbuf[895] = 64'h0000000000000000;
+    mem_gbuf[896] = 64'h0000000000000000;
+    mem_gbuf[897] = 64'h0000000000000000;
+    mem_gbuf[898] = 64'h0000000000000000;
+    mem_gbuf[899] = 64'h0000000000000000;
+    mem_gbuf[900] = 64'h0000000000000000;
+    mem_gbuf[901] = 64'h0000000000000000;
+    mem_gbuf[902] = 64'h0000000000000000;
+    mem_gbuf[903] = 64'h0000000000000000;
+    mem_gbuf[904] = 64'h0000000000000000;
+    mem_gbuf[905] = 64'h0000000000000000;
+    mem_gbuf[906] = 64'h0000000000000000;
+    mem_gbuf[907] = 64'h0000000000000000;
+    mem_gbuf[908] = 64'h0000000000000000;
+    mem_gbuf[909] = 64'h0000000000000000;
+    mem_gbuf[910] = 64'h0000000000000000;
+    mem_gbuf[911] = 64'h0000000000000000;
+    mem_gbuf[912] = 64'h0000000000000000;
+    mem_gbuf[913] = 64'h0000000000000000;
+    mem_gbuf[914] = 64'h0000000000000000;
+    mem_gbuf[915] = 64'h0000000000000000;
+    mem_gbuf[916] = 64'h0000000000000000;
+    mem_gbuf[917] = 64'h0000000000000000;
+    mem_gbuf[918] = 64'h0000000000000000;
+    mem_gbuf[919] = 64'h0000000000000000;
+    mem_gbuf[920] = 64'h0000000000000000;
+    mem_gbuf[921] = 64'h0000000000000000;
+    mem_gbuf[922] = 64'h0000000000000000;
+    mem_gbuf[923] = 64'h0000000000000000;
+    mem_gbuf[924] = 64'h0000000000000000;
+    mem_gbuf[925] = 64'h0000000000000000;
+    mem_gbuf[926] = 64'h0000000000000000;
+    mem_gbuf[927] = 64'h0000000000000000;
+    mem_gbuf[928] = 64'h0000000000000000;
+    mem_gbuf[929] = 64'h0000000000000000;
+    mem_gbuf[930] = 64'h0000000000000000;
+    mem_gbuf[931] = 64'h0000000000000000;
+    mem_gbuf[932] = 64'h0000000000000000;
+    mem_gbuf[933] = 64'h0000000000000000;
+    mem_gbuf[934] = 64'h0000000000000000;
+    mem_gbuf[935] = 64'h0000000000000000;
+    mem_gbuf[936] = 64'h0000000000000000;
+    mem_gbuf[937] = 64'h0000000000000000;
+    mem_gbuf[938] = 64'h0000000000000000;
+    mem_gbuf[939] = 64'h0000000000000000;
+    mem_gbuf[940] = 64'h0000000000000000;
+    mem_gbuf[941] = 64'h0000000000000000;
+    mem_gbuf[942] = 64'h0000000000000000;
+    mem_gbuf[943] = 64'h0000000000000000;
+    mem_gbuf[944] = 64'h0000000000000000;
+    mem_gbuf[945] = 64'h0000000000000000;
+    mem_gbuf[946] = 64'h0000000000000000;
+    mem_gbuf[947] = 64'h0000000000000000;
+    mem_gbuf[948] = 64'h0000000000000000;
+    mem_gbuf[949] = 64'h0000000000000000;
+    mem_gbuf[950] = 64'h0000000000000000;
+    mem_gbuf[951] = 64'h0000000000000000;
+    mem_gbuf[952] = 64'h0000000000000000;
+    mem_gbuf[953] = 64'h0000000000000000;
+    mem_gbuf[954] = 64'h0000000000000000;
+    mem_gbuf[955] = 64'h0000000000000000;
+    mem_gbuf[956] = 64'h0000000000000000;
+    mem_gbuf[957] = 64'h0000000000000000;
+    mem_gbuf[958] = 64'h0000000000000000;
+    mem_gbuf[959] = 64'h0000000000000000;
+    mem_gbuf[960] = 64'h0000000000000000;
+    mem_gbuf[961] = 64'h0000000000000000;
+    mem_gbuf[962] = 64'h0000000000000000;
+    mem_gbuf[963] = 64'h0000000000000000;
+    mem_gbuf[964] = 64'h0000000000000000;
+    mem_gbuf[965] = 64'h0000000000000000;
+    mem_gbuf[966] = 64'h0000000000000000;
+    mem_gbuf[967] = 64'h0000000000000000;
+    mem_gbuf[968] = 64'h0000000000000000;
+    mem_gbuf[969] = 64'h0000000000000000;
+    mem_gbuf[970] = 64'h0000000000000000;
+    mem_gbuf[971] = 64'h0000000000000000;
+    mem_gbuf[972] = 64'h0000000000000000;
+    mem_gbuf[973] = 64'h0000000000000000;
+    mem_gbuf[974] = 64'h0000000000000000;
+    mem_gbuf[975] = 64'h0000000000000000;
+    mem_gbuf[976] = 64'h0000000000000000;
+    mem_gbuf[977] = 64'h0000000000000000;
+    mem_gbuf[978] = 64'h0000000000000000;
+    mem_gbuf[979] = 64'h0000000000000000;
+    mem_gbuf[980] = 64'h0000000000000000;
+    mem_gbuf[981] = 64'h0000000000000000;
+    mem_gbuf[982] = 64'h0000000000000000;
+    mem_gbuf[983] = 64'h0000000000000000;
+    mem_gbuf[984] = 64'h0000000000000000;
+    mem_gbuf[985] = 64'h0000000000000000;
+    mem_gbuf[986] = 64'h0000000000000000;
+    mem_gbuf[987] = 64'h0000000000000000;
+    mem_gbuf[988] = 64'h0000000000000000;
+    mem_gbuf[989] = 64'h0000000000000000;
+    mem_gbuf[990] = 64'h0000000000000000;
+    mem_gbuf[991] = 64'h0000000000000000;
+    mem_gbuf[992] = 64'h0000000000000000;
+    mem_gbuf[993] = 64'h0000000000000000;
+    mem_gbuf[994] = 64'h0000000000000000;
+    mem_gbuf[995] = 64'h0000000000000000;
+    mem_gbuf[996] = 64'h0000000000000000;
+    mem_gbuf[997] = 64'h0000000000000000;
+    mem_gbuf[998] = 64'h0000000000000000;
+    mem_gbuf[999] = 64'h0000000000000000;
+    mem_gbuf[1000] = 64'h0000000000000000;
+    mem_gbuf[1001] = 64'h0000000000000000;
+    mem_gbuf[1002] = 64'h0000000000000000;
+    mem_gbuf[1003] = 64'h0000000000000000;
+    mem_gbuf[1004] = 64'h0000000000000000;
+    mem_gbuf[1005] = 64'h0000000000000000;
+    mem_gbuf[1006] = 64'h0000000000000000;
+    mem_gbuf[1007] = 64'h0000000000000000;
+    mem_gbuf[1008] = 64'h0000000000000000;
+    mem_gbuf[1009] = 64'h0000000000000000;
+    mem_gbuf[1010] = 64'h0000000000000000;
+    mem_gbuf[1011] = 64'h0000000000000000;
+    mem_gbuf[1012] = 64'h0000000000000000;
+    mem_gbuf[1013] = 64'h0000000000000000;
+    mem_gbuf[1014] = 64'h0000000000000000;
+    mem_gbuf[1015] = 64'h0000000000000000;
+    mem_gbuf[1016] = 64'h0000000000000000;
+    mem_gbuf[1017] = 64'h0000000000000000;
+    mem_gbuf[1018] = 64'h0000000000000000;
+    mem_gbuf[1019] = 64'h0000000000000000;
+    mem_gbuf[1020] = 64'h0000000000000000;
+    mem_gbuf[1021] = 64'h0000000000000000;
+    mem_gbuf[1022] = 64'h0000000000000000;
+    mem_gbuf[1023] = 64'h0000000000000000;
+    mem_gbuf[1024] = 64'h0000000000000000;
+    mem_gbuf[1025] = 64'h0000000000000000;
+    mem_gbuf[1026] = 64'h0000000000000000;
+    mem_gbuf[1027] = 64'h0000000000000000;
+    mem_gbuf[1028] = 64'h0000000000000000;
+    mem_gbuf[1029] = 64'h0000000000000000;
+    mem_gbuf[1030] = 64'h0000000000000000;
+    mem_gbuf[1031] = 64'h0000000000000000;
+    mem_gbuf[1032] = 64'h0000000000000000;
+    mem_gbuf[1033] = 64'h0000000000000000;
+    mem_gbuf[1034] = 64'h0000000000000000;
+    mem_gbuf[1035] = 64'h0000000000000000;
+    mem_gbuf[1036] = 64'h0000000000000000;
+    mem_gbuf[1037] = 64'h0000000000000000;
+    mem_gbuf[1038] = 64'h0000000000000000;
+    mem_gbuf[1039] = 64'h0000000000000000;
+    mem_gbuf[1040] = 64'h0000000000000000;
+    mem_gbuf[1041] = 64'h0000000000000000;
+    mem_gbuf[1042] = 64'h0000000000000000;
+    mem_gbuf[1043] = 64'h0000000000000000;
+    mem_gbuf[1044] = 64'h0000000000000000;
+    mem_gbuf[1045] = 64'h0000000000000000;
+    mem_gbuf[1046] = 64'h0000000000000000;
+    mem_gbuf[1047] = 64'h0000000000000000;
+    mem_gbuf[1048] = 64'h0000000000000000;
+    mem_gbuf[1049] = 64'h0000000000000000;
+    mem_gbuf[1050] = 64'h0000000000000000;
+    mem_gbuf[1051] = 64'h0000000000000000;
+    mem_gbuf[1052] = 64'h0000000000000000;
+    mem_gbuf[1053] = 64'h0000000000000000;
+    mem_gbuf[1054] = 64'h0000000000000000;
+    mem_gbuf[1055] = 64'h0000000000000000;
+    mem_gbuf[1056] = 64'h0000000000000000;
+    mem_gbuf[1057] = 64'h0000000000000000;
+    mem_gbuf[1058] = 64'h0000000000000000;
+    mem_gbuf[1059] = 64'h0000000000000000;
+    mem_gbuf[1060] = 64'h0000000000000000;
+    mem_gbuf[1061] = 64'h0000000000000000;
+    mem_gbuf[1062] = 64'h0000000000000000;
+    mem_gbuf[1063] = 64'h0000000000000000;
+    mem_gbuf[1064] = 64'h0000000000000000;
+    mem_gbuf[1065] = 64'h0000000000000000;
+    mem_gbuf[1066] = 64'h0000000000000000;
+    mem_gbuf[1067] = 64'h0000000000000000;
+    mem_gbuf[1068] = 64'h0000000000000000;
+    mem_gbuf[1069] = 64'h0000000000000000;
+    mem_gbuf[1070] = 64'h0000000000000000;
+    mem_gbuf[1071] = 64'h0000000000000000;
+    mem_gbuf[1072] = 64'h0000000000000000;
+    mem_gbuf[1073] = 64'h0000000000000000;
+    mem_gbuf[1074] = 64'h0000000000000000;
+    mem_gbuf[1075] = 64'h0000000000000000;
+    mem_gbuf[1076] = 64'h0000000000000000;
+    mem_gbuf[1077] = 64'h0000000000000000;
+    mem_gbuf[1078] = 64'h0000000000000000;
+    mem_gbuf[1079] = 64'h0000000000000000;
+    mem_gbuf[1080] = 64'h0000000000000000;
+    mem_gbuf[1081] = 64'h0000000000000000;
+    mem_gbuf[1082] = 64'h0000000000000000;
+    mem_gbuf[1083] = 64'h0000000000000000;
+    mem_gbuf[1084] = 64'h0000000000000000;
+    mem_gbuf[1085] = 64'h0000000000000000;
+    mem_gbuf[1086] = 64'h0000000000000000;
+    mem_gbuf[1087] = 64'h0000000000000000;
+    mem_gbuf[1088] = 64'h0000000000000000;
+    mem_gbuf[1089] = 64'h0000000000000000;
+    mem_gbuf[1090] = 64'h0000000000000000;
+    mem_gbuf[1091] = 64'h0000000000000000;
+    mem_gbuf[1092] = 64'h0000000000000000;
+    mem_gbuf[1093] = 64'h0000000000000000;
+    mem_gbuf[1094] = 64'h0000000000000000;
+    mem_gbuf[1095] = 64'h0000000000000000;
+    mem_gbuf[1096] = 64'h0000000000000000;
+    mem_gbuf[1097] = 64'h0000000000000000;
+    mem_gbuf[1098] = 64'h0000000000000000;
+    mem_gbuf[1099] = 64'h0000000000000000;
+    mem_gbuf[1100] = 64'h0000000000000000;
+    mem_gbuf[1101] = 64'h0000000000000000;
+    mem_gbuf[1102] = 64'h0000000000000000;
+    mem_gbuf[1103] = 64'h0000000000000000;
+    mem_gbuf[1104] = 64'h0000000000000000;
+    mem_gbuf[1105] = 64'h0000000000000000;
+    mem_gbuf[1106] = 64'h0000000000000000;
+    mem_gbuf[1107] = 64'h0000000000000000;
+    mem_gbuf[1108] = 64'h0000000000000000;
+    mem_gbuf[1109] = 64'h0000000000000000;
+    mem_gbuf[1110] = 64'h0000000000000000;
+    mem_gbuf[1111] = 64'h0000000000000000;
+    mem_gbuf[1112] = 64'h0000000000000000;
+    mem_gbuf[1113] = 64'h0000000000000000;
+    mem_gbuf[1114] = 64'h0000000000000000;
+    mem_gbuf[1115] = 64'h0000000000000000;
+    mem_gbuf[1116] = 64'h0000000000000000;
+    mem_gbuf[1117] = 64'h0000000000000000;
+    mem_gbuf[1118] = 64'h0000000000000000;
+    mem_gbuf[1119] = 64'h0000000000000000;
+    mem_gbuf[1120] = 64'h0000000000000000;
+    mem_gbuf[1121] = 64'h0000000000000000;
+    mem_gbuf[1122] = 64'h0000000000000000;
+    mem_gbuf[1123] = 64'h0000000000000000;
+    mem_gbuf[1124] = 64'h0000000000000000;
+    mem_gbuf[1125] = 64'h0000000000000000;
+    mem_gbuf[1126] = 64'h0000000000000000;
+    mem_gbuf[1127] = 64'h0000000000000000;
+    mem_gbuf[1128] = 64'h0000000000000000;
+    mem_gbuf[1129] = 64'h0000000000000000;
+    mem_gbuf[1130] = 64'h0000000000000000;
+    mem_gbuf[1131] = 64'h0000000000000000;
+    mem_gbuf[1132] = 64'h0000000000000000;
+    mem_gbuf[1133] = 64'h0000000000000000;
+    mem_gbuf[1134] = 64'h0000000000000000;
+    mem_gbuf[1135] = 64'h0000000000000000;
+    mem_gbuf[1136] = 64'h0000000000000000;
+    mem_gbuf[1137] = 64'h0000000000000000;
+    mem_gbuf[1138] = 64'h0000000000000000;
+    mem_gbuf[1139] = 64'h0000000000000000;
+    mem_gbuf[1140] = 64'h0000000000000000;
+    mem_gbuf[1141] = 64'h0000000000000000;
+    mem_gbuf[1142] = 64'h0000000000000000;
+    mem_gbuf[1143] = 64'h0000000000000000;
+    mem_gbuf[1144] = 64'h0000000000000000;
+    mem_gbuf[1145] = 64'h0000000000000000;
+    mem_gbuf[1146] = 64'h0000000000000000;
+    mem_gbuf[1147] = 64'h0000000000000000;
+    mem_gbuf[1148] = 64'h0000000000000000;
+    mem_gbuf[1149] = 64'h0000000000000000;
+    mem_gbuf[1150] = 64'h0000000000000000;
+    mem_gbuf[1151] = 64'h0000000000000000;
+    mem_gbuf[1152] = 64'h0000000000000000;
+    mem_gbuf[1153] = 64'h0000000000000000;
+    mem_gbuf[1154] = 64'h0000000000000000;
+    mem_gbuf[1155] = 64'h0000000000000000;
+    mem_gbuf[1156] = 64'h0000000000000000;
+    mem_gbuf[1157] = 64'h0000000000000000;
+    mem_gbuf[1158] = 64'h0000000000000000;
+    mem_gbuf[1159] = 64'h0000000000000000;
+    mem_gbuf[1160] = 64'h0000000000000000;
+    mem_gbuf[1161] = 64'h0000000000000000;
+    mem_gbuf[1162] = 64'h0000000000000000;
+    mem_gbuf[1163] = 64'h0000000000000000;
+    mem_gbuf[1164] = 64'h0000000000000000;
+    mem_gbuf[1165] = 64'h0000000000000000;
+    mem_gbuf[1166] = 64'h0000000000000000;
+    mem_gbuf[1167] = 64'h0000000000000000;
+    mem_gbuf[1168] = 64'h0000000000000000;
+    mem_gbuf[1169] = 64'h0000000000000000;
+    mem_gbuf[1170] = 64'h0000000000000000;
+    mem_gbuf[1171] = 64'h0000000000000000;
+    mem_gbuf[1172] = 64'h0000000000000000;
+    mem_gbuf[1173] = 64'h0000000000000000;
+    mem_gbuf[1174] = 64'h0000000000000000;
+    mem_gbuf[1175] = 64'h0000000000000000;
+    mem_gbuf[1176] = 64'h0000000000000000;
+    mem_gbuf[1177] = 64'h0000000000000000;
+    mem_gbuf[1178] = 64'h0000000000000000;
+    mem_gbuf[1179] = 64'h0000000000000000;
+    mem_gbuf[1180] = 64'h0000000000000000;
+    mem_gbuf[1181] = 64'h0000000000000000;
+    mem_gbuf[1182] = 64'h0000000000000000;
+    mem_gbuf[1183] = 64'h0000000000000000;
+    mem_gbuf[1184] = 64'h0000000000000000;
+    mem_gbuf[1185] = 64'h0000000000000000;
+    mem_gbuf[1186] = 64'h0000000000000000;
+    mem_gbuf[1187] = 64'h0000000000000000;
+    mem_gbuf[1188] = 64'h0000000000000000;
+    mem_gbuf[1189] = 64'h0000000000000000;
+    mem_gbuf[1190] = 64'h0000000000000000;
+    mem_gbuf[1191] = 64'h0000000000000000;
+    mem_gbuf[1192] = 64'h0000000000000000;
+    mem_gbuf[1193] = 64'h0000000000000000;
+    mem_gbuf[1194] = 64'h0000000000000000;
+    mem_gbuf[1195] = 64'h0000000000000000;
+    mem_gbuf[1196] = 64'h0000000000000000;
+    mem_gbuf[1197] = 64'h0000000000000000;
+    mem_gbuf[1198] = 64'h0000000000000000;
+    mem_gbuf[1199] = 64'h0000000000000000;
+    mem_gbuf[1200] = 64'h0000000000000000;
+    mem_gbuf[1201] = 64'h0000000000000000;
+    mem_gbuf[1202] = 64'h0000000000000000;
+    mem_gbuf[1203] = 64'h0000000000000000;
+    mem_gbuf[1204] = 64'h0000000000000000;
+    mem_gbuf[1205] = 64'h0000000000000000;
+    mem_gbuf[1206] = 64'h0000000000000000;
+    mem_gbuf[1207] = 64'h0000000000000000;
+    mem_gbuf[1208] = 64'h0000000000000000;
+    mem_gbuf[1209] = 64'h0000000000000000;
+    mem_gbuf[1210] = 64'h0000000000000000;
+    mem_gbuf[1211] = 64'h0000000000000000;
+    mem_gbuf[1212] = 64'h0000000000000000;
+    mem_gbuf[1213] = 64'h0000000000000000;
+    mem_gbuf[1214] = 64'h0000000000000000;
+    mem_gbuf[1215] = 64'h0000000000000000;
+    mem_gbuf[1216] = 64'h0000000000000000;
+    mem_gbuf[1217] = 64'h0000000000000000;
+    mem_gbuf[1218] = 64'h0000000000000000;
+    mem_gbuf[1219] = 64'h0000000000000000;
+    mem_gbuf[1220] = 64'h0000000000000000;
+    mem_gbuf[1221] = 64'h0000000000000000;
+    mem_gbuf[1222] = 64'h0000000000000000;
+    mem_gbuf[1223] = 64'h0000000000000000;
+    mem_gbuf[1224] = 64'h0000000000000000;
+    mem_gbuf[1225] = 64'h0000000000000000;
+    mem_gbuf[1226] = 64'h0000000000000000;
+    mem_gbuf[1227] = 64'h0000000000000000;
+    mem_gbuf[1228] = 64'h0000000000000000;
+    mem_gbuf[1229] = 64'h0000000000000000;
+    mem_gbuf[1230] = 64'h0000000000000000;
+    mem_gbuf[1231] = 64'h0000000000000000;
+    mem_gbuf[1232] = 64'h0000000000000000;
+    mem_gbuf[1233] = 64'h0000000000000000;
+    mem_gbuf[1234] = 64'h0000000000000000;
+    mem_gbuf[1235] = 64'h0000000000000000;
+    mem_gbuf[1236] = 64'h0000000000000000;
+    mem_gbuf[1237] = 64'h0000000000000000;
+    mem_gbuf[1238] = 64'h0000000000000000;
+    mem_gbuf[1239] = 64'h0000000000000000;
+    mem_gbuf[1240] = 64'h0000000000000000;
+    mem_gbuf[1241] = 64'h0000000000000000;
+    mem_gbuf[1242] = 64'h0000000000000000;
+    mem_gbuf[1243] = 64'h0000000000000000;
+    mem_gbuf[1244] = 64'h0000000000000000;
+    mem_gbuf[1245] = 64'h0000000000000000;
+    mem_gbuf[1246] = 64'h0000000000000000;
+    mem_gbuf[1247] = 64'h0000000000000000;
+    mem_gbuf[1248] = 64'h0000000000000000;
+    mem_gbuf[1249] = 64'h0000000000000000;
+    mem_gbuf[1250] = 64'h0000000000000000;
+    mem_gbuf[1251] = 64'h0000000000000000;
+    mem_gbuf[1252] = 64'h0000000000000000;
+    mem_gbuf[1253] = 64'h0000000000000000;
+    mem_gbuf[1254] = 64'h0000000000000000;
+    mem_gbuf[1255] = 64'h0000000000000000;
+    mem_gbuf[1256] = 64'h0000000000000000;
+    mem_gbuf[1257] = 64'h0000000000000000;
+    mem_gbuf[1258] = 64'h0000000000000000;
+    mem_gbuf[1259] = 64'h0000000000000000;
+    mem_gbuf[1260] = 64'h0000000000000000;
+    mem_gbuf[1261] = 64'h0000000000000000;
+    mem_gbuf[1262] = 64'h0000000000000000;
+    mem_gbuf[1263] = 64'h0000000000000000;
+    mem_gbuf[1264] = 64'h0000000000000000;
+    mem_gbuf[1265] = 64'h0000000000000000;
+    mem_gbuf[1266] = 64'h0000000000000000;
+    mem_gbuf[1267] = 64'h0000000000000000;
+    mem_gbuf[1268] = 64'h0000000000000000;
+    mem_gbuf[1269] = 64'h0000000000000000;
+    mem_gbuf[1270] = 64'h0000000000000000;
+    mem_gbuf[1271] = 64'h0000000000000000;
+    mem_gbuf[1272] = 64'h0000000000000000;
+    mem_gbuf[1273] = 64'h0000000000000000;
+    mem_gbuf[1274] = 64'h0000000000000000;
+    mem_gbuf[1275] = 64'h0000000000000000;
+    mem_gbuf[1276] = 64'h0000000000000000;
+    mem_gbuf[1277] = 64'h0000000000000000;
+    mem_gbuf[1278] = 64'h0000000000000000;
+    mem_gbuf[1279] = 64'h0000000000000000;
+    mem_gbuf[1280] = 64'h0000000000000000;
+    mem_gbuf[1281] = 64'h0000000000000000;
+    mem_gbuf[1282] = 64'h0000000000000000;
+    mem_gbuf[1283] = 64'h0000000000000000;
+    mem_gbuf[1284] = 64'h0000000000000000;
+    mem_gbuf[1285] = 64'h0000000000000000;
+    mem_gbuf[1286] = 64'h0000000000000000;
+    mem_gbuf[1287] = 64'h0000000000000000;
+    mem_gbuf[1288] = 64'h0000000000000000;
+    mem_gbuf[1289] = 64'h0000000000000000;
+    mem_gbuf[1290] = 64'h0000000000000000;
+    mem_gbuf[1291] = 64'h0000000000000000;
+    mem_gbuf[1292] = 64'h0000000000000000;
+    mem_gbuf[1293] = 64'h0000000000000000;
+    mem_gbuf[1294] = 64'h0000000000000000;
+    mem_gbuf[1295] = 64'h0000000000000000;
+    mem_gbuf[1296] = 64'h0000000000000000;
+    mem_gbuf[1297] = 64'h0000000000000000;
+    mem_gbuf[1298] = 64'h0000000000000000;
+    mem_gbuf[1299] = 64'h0000000000000000;
+    mem_gbuf[1300] = 64'h0000000000000000;
+    mem_gbuf[1301] = 64'h0000000000000000;
+    mem_gbuf[1302] = 64'h0000000000000000;
+    mem_gbuf[1303] = 64'h0000000000000000;
+    mem_gbuf[1304] = 64'h0000000000000000;
+    mem_gbuf[1305] = 64'h0000000000000000;
+    mem_gbuf[1306] = 64'h0000000000000000;
+    mem_gbuf[1307] = 64'h0000000000000000;
+    mem_gbuf[1308] = 64'h0000000000000000;
+    mem_gbuf[1309] = 64'h0000000000000000;
+    mem_gbuf[1310] = 64'h0000000000000000;
+    mem_gbuf[1311] = 64'h0000000000000000;
+    mem_gbuf[1312] = 64'h0000000000000000;
+    mem_gbuf[1313] = 64'h0000000000000000;
+    mem_gbuf[1314] = 64'h0000000000000000;
+    mem_gbuf[1315] = 64'h0000000000000000;
+    mem_gbuf[1316] = 64'h0000000000000000;
+    mem_gbuf[1317] = 64'h0000000000000000;
+    mem_gbuf[1318] = 64'h0000000000000000;
+    mem_gbuf[1319] = 64'h0000000000000000;
+    mem_gbuf[1320] = 64'h0000000000000000;
+    mem_gbuf[1321] = 64'h0000000000000000;
+    mem_gbuf[1322] = 64'h0000000000000000;
+    mem_gbuf[1323] = 64'h0000000000000000;
+    mem_gbuf[1324] = 64'h0000000000000000;
+    mem_gbuf[1325] = 64'h0000000000000000;
+    mem_gbuf[1326] = 64'h0000000000000000;
+    mem_gbuf[1327] = 64'h0000000000000000;
+    mem_gbuf[1328] = 64'h0000000000000000;
+    mem_gbuf[1329] = 64'h0000000000000000;
+    mem_gbuf[1330] = 64'h0000000000000000;
+    mem_gbuf[1331] = 64'h0000000000000000;
+    mem_gbuf[1332] = 64'h0000000000000000;
+    mem_gbuf[1333] = 64'h0000000000000000;
+    mem_gbuf[1334] = 64'h0000000000000000;
+    mem_gbuf[1335] = 64'h0000000000000000;
+    mem_gbuf[1336] = 64'h0000000000000000;
+    mem_gbuf[1337] = 64'h0000000000000000;
+    mem_gbuf[1338] = 64'h0000000000000000;
+    mem_gbuf[1339] = 64'h0000000000000000;
+    mem_gbuf[1340] = 64'h0000000000000000;
+    mem_gbuf[1341] = 64'h0000000000000000;
+    mem_gbuf[1342] = 64'h0000000000000000;
+    mem_gbuf[1343] = 64'h0000000000000000;
+    mem_gbuf[1344] = 64'h0000000000000000;
+    mem_gbuf[1345] = 64'h0000000000000000;
+    mem_gbuf[1346] = 64'h0000000000000000;
+    mem_gbuf[1347] = 64'h0000000000000000;
+    mem_gbuf[1348] = 64'h0000000000000000;
+    mem_gbuf[1349] = 64'h0000000000000000;
+    mem_gbuf[1350] = 64'h0000000000000000;
+    mem_gbuf[1351] = 64'h0000000000000000;
+    mem_gbuf[1352] = 64'h0000000000000000;
+    mem_gbuf[1353] = 64'h0000000000000000;
+    mem_gbuf[1354] = 64'h0000000000000000;
+    mem_gbuf[1355] = 64'h0000000000000000;
+    mem_gbuf[1356] = 64'h0000000000000000;
+    mem_gbuf[1357] = 64'h0000000000000000;
+    mem_gbuf[1358] = 64'h0000000000000000;
+    mem_gbuf[1359] = 64'h0000000000000000;
+    mem_gbuf[1360] = 64'h0000000000000000;
+    mem_gbuf[1361] = 64'h0000000000000000;
+    mem_gbuf[1362] = 64'h0000000000000000;
+    mem_gbuf[1363] = 64'h0000000000000000;
+    mem_gbuf[1364] = 64'h0000000000000000;
+    mem_gbuf[1365] = 64'h0000000000000000;
+    mem_gbuf[1366] = 64'h0000000000000000;
+    mem_gbuf[1367] = 64'h0000000000000000;
+    mem_gbuf[1368] = 64'h0000000000000000;
+    mem_gbuf[1369] = 64'h0000000000000000;
+    mem_gbuf[1370] = 64'h0000000000000000;
+    mem_gbuf[1371] = 64'h0000000000000000;
+    mem_gbuf[1372] = 64'h0000000000000000;
+    mem_gbuf[1373] = 64'h0000000000000000;
+    mem_gbuf[1374] = 64'h0000000000000000;
+    mem_gbuf[1375] = 64'h0000000000000000;
+    mem_gbuf[1376] = 64'h0000000000000000;
+    mem_gbuf[1377] = 64'h0000000000000000;
+    mem_gbuf[1378] = 64'h0000000000000000;
+    mem_gbuf[1379] = 64'h0000000000000000;
+    mem_gbuf[1380] = 64'h0000000000000000;
+    mem_gbuf[1381] = 64'h0000000000000000;
+    mem_gbuf[1382] = 64'h0000000000000000;
+    mem_gbuf[1383] = 64'h0000000000000000;
+    mem_gbuf[1384] = 64'h0000000000000000;
+    mem_gbuf[1385] = 64'h0000000000000000;
+    mem_gbuf[1386] = 64'h0000000000000000;
+    mem_gbuf[1387] = 64'h0000000000000000;
+    mem_gbuf[1388] = 64'h0000000000000000;
+    mem_gbuf[1389] = 64'h0000000000000000;
+    mem_gbuf[1390] = 64'h0000000000000000;
+    mem_gbuf[1391] = 64'h0000000000000000;
+    mem_gbuf[1392] = 64'h0000000000000000;
+    mem_gbuf[1393] = 64'h0000000000000000;
+    mem_gbuf[1394] = 64'h0000000000000000;
+    mem_gbuf[1395] = 64'h0000000000000000;
+    mem_gbuf[1396] = 64'h0000000000000000;
+    mem_gbuf[1397] = 64'h0000000000000000;
+    mem_gbuf[1398] = 64'h0000000000000000;
+    mem_gbuf[1399] = 64'h0000000000000000;
+    mem_gbuf[1400] = 64'h0000000000000000;
+    mem_gbuf[1401] = 64'h0000000000000000;
+    mem_gbuf[1402] = 64'h0000000000000000;
+    mem_gbuf[1403] = 64'h0000000000000000;
+    mem_gbuf[1404] = 64'h0000000000000000;
+    mem_gbuf[1405] = 64'h0000000000000000;
+    mem_gbuf[1406] = 64'h0000000000000000;
+    mem_gbuf[1407] = 64'h0000000000000000;
+    mem_gbuf[1408] = 64'h0000000000000000;
+    mem_gbuf[1409] = 64'h0000000000000000;
+    mem_gbuf[1410] = 64'h0000000000000000;
+    mem_gbuf[1411] = 64'h0000000000000000;
+    mem_gbuf[1412] = 64'h0000000000000000;
+    mem_gbuf[1413] = 64'h0000000000000000;
+    mem_gbuf[1414] = 64'h0000000000000000;
+    mem_gbuf[1415] = 64'h0000000000000000;
+    mem_gbuf[1416] = 64'h0000000000000000;
+    mem_gbuf[1417] = 64'h0000000000000000;
+    mem_gbuf[1418] = 64'h0000000000000000;
+    mem_gbuf[1419] = 64'h0000000000000000;
+    mem_gbuf[1420] = 64'h0000000000000000;
+    mem_gbuf[1421] = 64'h0000000000000000;
+    mem_gbuf[1422] = 64'h0000000000000000;
+    mem_gbuf[1423] = 64'h0000000000000000;
+    mem_gbuf[1424] = 64'h0000000000000000;
+    mem_gbuf[1425] = 64'h0000000000000000;
+    mem_gbuf[1426] = 64'h0000000000000000;
+    mem_gbuf[1427] = 64'h0000000000000000;
+    mem_gbuf[1428] = 64'h0000000000000000;
+    mem_gbuf[1429] = 64'h0000000000000000;
+    mem_gbuf[1430] = 64'h0000000000000000;
+    mem_gbuf[1431] = 64'h0000000000000000;
+    mem_gbuf[1432] = 64'h0000000000000000;
+    mem_gbuf[1433] = 64'h0000000000000000;
+    mem_gbuf[1434] = 64'h0000000000000000;
+    mem_gbuf[1435] = 64'h0000000000000000;
+    mem_gbuf[1436] = 64'h0000000000000000;
+    mem_gbuf[1437] = 64'h0000000000000000;
+    mem_gbuf[1438] = 64'h0000000000000000;
+    mem_gbuf[1439] = 64'h0000000000000000;
+    mem_gbuf[1440] = 64'h0000000000000000;
+    mem_gbuf[1441] = 64'h0000000000000000;
+    mem_gbuf[1442] = 64'h0000000000000000;
+    mem_gbuf[1443] = 64'h0000000000000000;
+    mem_gbuf[1444] = 64'h0000000000000000;
+    mem_gbuf[1445] = 64'h0000000000000000;
+    mem_gbuf[1446] = 64'h0000000000000000;
+    mem_gbuf[1447] = 64'h0000000000000000;
+    mem_gbuf[1448] = 64'h0000000000000000;
+    mem_gbuf[1449] = 64'h0000000000000000;
+    mem_gbuf[1450] = 64'h0000000000000000;
+    mem_gbuf[1451] = 64'h0000000000000000;
+    mem_gbuf[1452] = 64'h0000000000000000;
+    mem_gbuf[1453] = 64'h0000000000000000;
+    mem_gbuf[1454] = 64'h0000000000000000;
+    mem_gbuf[1455] = 64'h0000000000000000;
+    mem_gbuf[1456] = 64'h0000000000000000;
+    mem_gbuf[1457] = 64'h0000000000000000;
+    mem_gbuf[1458] = 64'h0000000000000000;
+    mem_gbuf[1459] = 64'h0000000000000000;
+    mem_gbuf[1460] = 64'h0000000000000000;
+    mem_gbuf[1461] = 64'h0000000000000000;
+    mem_gbuf[1462] = 64'h0000000000000000;
+    mem_gbuf[1463] = 64'h0000000000000000;
+    mem_gbuf[1464] = 64'h0000000000000000;
+    mem_gbuf[1465] = 64'h0000000000000000;
+    mem_gbuf[1466] = 64'h0000000000000000;
+    mem_gbuf[1467] = 64'h0000000000000000;
+    mem_gbuf[1468] = 64'h0000000000000000;
+    mem_gbuf[1469] = 64'h0000000000000000;
+    mem_gbuf[1470] = 64'h0000000000000000;
+    mem_gbuf[1471] = 64'h0000000000000000;
+    mem_gbuf[1472] = 64'h0000000000000000;
+    mem_gbuf[1473] = 64'h0000000000000000;
+    mem_gbuf[1474] = 64'h0000000000000000;
+    mem_gbuf[1475] = 64'h0000000000000000;
+    mem_gbuf[1476] = 64'h0000000000000000;
+    mem_gbuf[1477] = 64'h0000000000000000;
+    mem_gbuf[1478] = 64'h0000000000000000;
+    mem_gbuf[1479] = 64'h0000000000000000;
+    mem_gbuf[1480] = 64'h0000000000000000;
+    mem_gbuf[1481] = 64'h0000000000000000;
+    mem_gbuf[1482] = 64'h0000000000000000;
+    mem_gbuf[1483] = 64'h0000000000000000;
+    mem_gbuf[1484] = 64'h0000000000000000;
+    mem_gbuf[1485] = 64'h0000000000000000;
+    mem_gbuf[1486] = 64'h0000000000000000;
+    mem_gbuf[1487] = 64'h0000000000000000;
+    mem_gbuf[1488] = 64'h0000000000000000;
+    mem_gbuf[1489] = 64'h0000000000000000;
+    mem_gbuf[1490] = 64'h0000000000000000;
+    mem_gbuf[1491] = 64'h0000000000000000;
+    mem_gbuf[1492] = 64'h0000000000000000;
+    mem_gbuf[1493] = 64'h0000000000000000;
+    mem_gbuf[1494] = 64'h0000000000000000;
+    mem_gbuf[1495] = 64'h0000000000000000;
+    mem_gbuf[1496] = 64'h0000000000000000;
+    mem_gbuf[1497] = 64'h0000000000000000;
+    mem_gbuf[1498] = 64'h0000000000000000;
+    mem_gbuf[1499] = 64'h0000000000000000;
+    mem_gbuf[1500] = 64'h0000000000000000;
+    mem_gbuf[1501] = 64'h0000000000000000;
+    mem_gbuf[1502] = 64'h0000000000000000;
+    mem_gbuf[1503] = 64'h0000000000000000;
+    mem_gbuf[1504] = 64'h0000000000000000;
+    mem_gbuf[1505] = 64'h0000000000000000;
+    mem_gbuf[1506] = 64'h0000000000000000;
+    mem_gbuf[1507] = 64'h0000000000000000;
+    mem_gbuf[1508] = 64'h0000000000000000;
+    mem_gbuf[1509] = 64'h0000000000000000;
+    mem_gbuf[1510] = 64'h0000000000000000;
+    mem_gbuf[1511] = 64'h0000000000000000;
+    mem_gbuf[1512] = 64'h0000000000000000;
+    mem_gbuf[1513] = 64'h0000000000000000;
+    mem_gbuf[1514] = 64'h0000000000000000;
+    mem_gbuf[1515] = 64'h0000000000000000;
+    mem_gbuf[1516] = 64'h0000000000000000;
+    mem_gbuf[1517] = 64'h0000000000000000;
+    mem_gbuf[1518] = 64'h0000000000000000;
+    mem_gbuf[1519] = 64'h0000000000000000;
+    mem_gbuf[1520] = 64'h0000000000000000;
+    mem_gbuf[1521] = 64'h0000000000000000;
+    mem_gbuf[1522] = 64'h0000000000000000;
+    mem_gbuf[1523] = 64'h0000000000000000;
+    mem_gbuf[1524] = 64'h0000000000000000;
+    mem_gbuf[1525] = 64'h0000000000000000;
+    mem_gbuf[1526] = 64'h0000000000000000;
+    mem_gbuf[1527] = 64'h0000000000000000;
+    mem_gbuf[1528] = 64'h0000000000000000;
+    mem_gbuf[1529] = 64'h0000000000000000;
+    mem_gbuf[1530] = 64'h0000000000000000;
+    mem_gbuf[1531] = 64'h0000000000000000;
+    mem_gbuf[1532] = 64'h0000000000000000;
+    mem_gbuf[1533] = 64'h0000000000000000;
+    mem_gbuf[1534] = 64'h0000000000000000;
+    mem_gbuf[1535] = 64'h0000000000000000;
+    mem_gbuf[1536] = 64'h0000000000000000;
+    mem_gbuf[1537] = 64'h0000000000000000;
+    mem_gbuf[1538] = 64'h0000000000000000;
+    mem_gbuf[1539] = 64'h0000000000000000;
+    mem_gbuf[1540] = 64'h0000000000000000;
+    mem_gbuf[1541] = 64'h0000000000000000;
+    mem_gbuf[1542] = 64'h0000000000000000;
+    mem_gbuf[1543] = 64'h0000000000000000;
+    mem_gbuf[1544] = 64'h0000000000000000;
+    mem_gbuf[1545] = 64'h0000000000000000;
+    mem_gbuf[1546] = 64'h0000000000000000;
+    mem_gbuf[1547] = 64'h0000000000000000;
+    mem_gbuf[1548] = 64'h0000000000000000;
+    mem_gbuf[1549] = 64'h0000000000000000;
+    mem_gbuf[1550] = 64'h0000000000000000;
+    mem_gbuf[1551] = 64'h0000000000000000;
+    mem_gbuf[1552] = 64'h0000000000000000;
+    mem_gbuf[1553] = 64'h0000000000000000;
+    mem_gbuf[1554] = 64'h0000000000000000;
+    mem_gbuf[1555] = 64'h0000000000000000;
+    mem_gbuf[1556] = 64'h0000000000000000;
+    mem_gbuf[1557] = 64'h0000000000000000;
+    mem_gbuf[1558] = 64'h0000000000000000;
+    mem_gbuf[1559] = 64'h0000000000000000;
+    mem_gbuf[1560] = 64'h0000000000000000;
+    mem_gbuf[1561] = 64'h0000000000000000;
+    mem_gbuf[1562] = 64'h0000000000000000;
+    mem_gbuf[1563] = 64'h0000000000000000;
+    mem_gbuf[1564] = 64'h0000000000000000;
+    mem_gbuf[1565] = 64'h0000000000000000;
+    mem_gbuf[1566] = 64'h0000000000000000;
+    mem_gbuf[1567] = 64'h0000000000000000;
+    mem_gbuf[1568] = 64'h0000000000000000;
+    mem_gbuf[1569] = 64'h0000000000000000;
+    mem_gbuf[1570] = 64'h0000000000000000;
+    mem_gbuf[1571] = 64'h0000000000000000;
+    mem_gbuf[1572] = 64'h0000000000000000;
+    mem_gbuf[1573] = 64'h0000000000000000;
+    mem_gbuf[1574] = 64'h0000000000000000;
+    mem_gbuf[1575] = 64'h0000000000000000;
+    mem_gbuf[1576] = 64'h0000000000000000;
+    mem_gbuf[1577] = 64'h0000000000000000;
+    mem_gbuf[1578] = 64'h0000000000000000;
+    mem_gbuf[1579] = 64'h0000000000000000;
+    mem_gbuf[1580] = 64'h0000000000000000;
+    mem_gbuf[1581] = 64'h0000000000000000;
+    mem_gbuf[1582] = 64'h0000000000000000;
+    mem_gbuf[1583] = 64'h0000000000000000;
+    mem_gbuf[1584] = 64'h0000000000000000;
+    mem_gbuf[1585] = 64'h0000000000000000;
+    mem_gbuf[1586] = 64'h0000000000000000;
+    mem_gbuf[1587] = 64'h0000000000000000;
+    mem_gbuf[1588] = 64'h0000000000000000;
+    mem_gbuf[1589] = 64'h0000000000000000;
+    mem_gbuf[1590] = 64'h0000000000000000;
+    mem_gbuf[1591] = 64'h0000000000000000;
+    mem_gbuf[1592] = 64'h0000000000000000;
+    mem_gbuf[1593] = 64'h0000000000000000;
+    mem_gbuf[1594] = 64'h0000000000000000;
+    mem_gbuf[1595] = 64'h0000000000000000;
+    mem_gbuf[1596] = 64'h0000000000000000;
+    mem_gbuf[1597] = 64'h0000000000000000;
+    mem_gbuf[1598] = 64'h0000000000000000;
+    mem_gbuf[1599] = 64'h0000000000000000;
+    mem_gbuf[1600] = 64'h0000000000000000;
+    mem_gbuf[1601] = 64'h0000000000000000;
+    mem_gbuf[1602] = 64'h0000000000000000;
+    mem_gbuf[1603] = 64'h0000000000000000;
+    mem_gbuf[1604] = 64'h0000000000000000;
+    mem_gbuf[1605] = 64'h0000000000000000;
+    mem_gbuf[1606] = 64'h0000000000000000;
+    mem_gbuf[1607] = 64'h0000000000000000;
+    mem_gbuf[1608] = 64'h0000000000000000;
+    mem_gbuf[1609] = 64'h0000000000000000;
+    mem_gbuf[1610] = 64'h0000000000000000;
+    mem_gbuf[1611] = 64'h0000000000000000;
+    mem_gbuf[1612] = 64'h0000000000000000;
+    mem_gbuf[1613] = 64'h0000000000000000;
+    mem_gbuf[1614] = 64'h0000000000000000;
+    mem_gbuf[1615] = 64'h0000000000000000;
+    mem_gbuf[1616] = 64'h0000000000000000;
+    mem_gbuf[1617] = 64'h0000000000000000;
+    mem_gbuf[1618] = 64'h0000000000000000;
+    mem_gbuf[1619] = 64'h0000000000000000;
+    mem_gbuf[1620] = 64'h0000000000000000;
+    mem_gbuf[1621] = 64'h0000000000000000;
+    mem_gbuf[1622] = 64'h0000000000000000;
+    mem_gbuf[1623] = 64'h0000000000000000;
+    mem_gbuf[1624] = 64'h0000000000000000;
+    mem_gbuf[1625] = 64'h0000000000000000;
+    mem_gbuf[1626] = 64'h0000000000000000;
+    mem_gbuf[1627] = 64'h0000000000000000;
+    mem_gbuf[1628] = 64'h0000000000000000;
+    mem_gbuf[1629] = 64'h0000000000000000;
+    mem_gbuf[1630] = 64'h0000000000000000;
+    mem_gbuf[1631] = 64'h0000000000000000;
+    mem_gbuf[1632] = 64'h0000000000000000;
+    mem_gbuf[1633] = 64'h0000000000000000;
+    mem_gbuf[1634] = 64'h0000000000000000;
+    mem_gbuf[1635] = 64'h0000000000000000;
+    mem_gbuf[1636] = 64'h0000000000000000;
+    mem_gbuf[1637] = 64'h0000000000000000;
+    mem_gbuf[1638] = 64'h0000000000000000;
+    mem_gbuf[1639] = 64'h0000000000000000;
+    mem_gbuf[1640] = 64'h0000000000000000;
+    mem_gbuf[1641] = 64'h0000000000000000;
+    mem_gbuf[1642] = 64'h0000000000000000;
+    mem_gbuf[1643] = 64'h0000000000000000;
+    mem_gbuf[1644] = 64'h0000000000000000;
+    mem_gbuf[1645] = 64'h0000000000000000;
+    mem_gbuf[1646] = 64'h0000000000000000;
+    mem_gbuf[1647] = 64'h0000000000000000;
+    mem_gbuf[1648] = 64'h0000000000000000;
+    mem_gbuf[1649] = 64'h0000000000000000;
+    mem_gbuf[1650] = 64'h0000000000000000;
+    mem_gbuf[1651] = 64'h0000000000000000;
+    mem_gbuf[1652] = 64'h0000000000000000;
+    mem_gbuf[1653] = 64'h0000000000000000;
+    mem_gbuf[1654] = 64'h0000000000000000;
+    mem_gbuf[1655] = 64'h0000000000000000;
+    mem_gbuf[1656] = 64'h0000000000000000;
+    mem_gbuf[1657] = 64'h0000000000000000;
+    mem_gbuf[1658] = 64'h0000000000000000;
+    mem_gbuf[1659] = 64'h0000000000000000;
+    mem_gbuf[1660] = 64'h0000000000000000;
+    mem_gbuf[1661] = 64'h0000000000000000;
+    mem_gbuf[1662] = 64'h0000000000000000;
+    mem_gbuf[1663] = 64'h0000000000000000;
+    mem_gbuf[1664] = 64'h0000000000000000;
+    mem_gbuf[1665] = 64'h0000000000000000;
+    mem_gbuf[1666] = 64'h0000000000000000;
+    mem_gbuf[1667] = 64'h0000000000000000;
+    mem_gbuf[1668] = 64'h0000000000000000;
+    mem_gbuf[1669] = 64'h0000000000000000;
+    mem_gbuf[1670] = 64'h0000000000000000;
+    mem_gbuf[1671] = 64'h0000000000000000;
+    mem_gbuf[1672] = 64'h0000000000000000;
+    mem_gbuf[1673] = 64'h0000000000000000;
+    mem_gbuf[1674] = 64'h0000000000000000;
+    mem_gbuf[1675] = 64'h0000000000000000;
+    mem_gbuf[1676] = 64'h0000000000000000;
+    mem_gbuf[1677] = 64'h0000000000000000;
+    mem_gbuf[1678] = 64'h0000000000000000;
+    mem_gbuf[1679] = 64'h0000000000000000;
+    mem_gbuf[1680] = 64'h0000000000000000;
+    mem_gbuf[1681] = 64'h0000000000000000;
+    mem_gbuf[1682] = 64'h0000000000000000;
+    mem_gbuf[1683] = 64'h0000000000000000;
+    mem_gbuf[1684] = 64'h0000000000000000;
+    mem_gbuf[1685] = 64'h0000000000000000;
+    mem_gbuf[1686] = 64'h0000000000000000;
+    mem_gbuf[1687] = 64'h0000000000000000;
+    mem_gbuf[1688] = 64'h0000000000000000;
+    mem_gbuf[1689] = 64'h0000000000000000;
+    mem_gbuf[1690] = 64'h0000000000000000;
+    mem_gbuf[1691] = 64'h0000000000000000;
+    mem_gbuf[1692] = 64'h0000000000000000;
+    mem_gbuf[1693] = 64'h0000000000000000;
+    mem_gbuf[1694] = 64'h0000000000000000;
+    mem_gbuf[1695] = 64'h0000000000000000;
+    mem_gbuf[1696] = 64'h0000000000000000;
+    mem_gbuf[1697] = 64'h0000000000000000;
+    mem_gbuf[1698] = 64'h0000000000000000;
+    mem_gbuf[1699] = 64'h0000000000000000;
+    mem_gbuf[1700] = 64'h0000000000000000;
+    mem_gbuf[1701] = 64'h0000000000000000;
+    mem_gbuf[1702] = 64'h0000000000000000;
+    mem_gbuf[1703] = 64'h0000000000000000;
+    mem_gbuf[1704] = 64'h0000000000000000;
+    mem_gbuf[1705] = 64'h0000000000000000;
+    mem_gbuf[1706] = 64'h0000000000000000;
+    mem_gbuf[1707] = 64'h0000000000000000;
+    mem_gbuf[1708] = 64'h0000000000000000;
+    mem_gbuf[1709] = 64'h0000000000000000;
+    mem_gbuf[1710] = 64'h0000000000000000;
+    mem_gbuf[1711] = 64'h0000000000000000;
+    mem_gbuf[1712] = 64'h0000000000000000;
+    mem_gbuf[1713] = 64'h0000000000000000;
+    mem_gbuf[1714] = 64'h0000000000000000;
+    mem_gbuf[1715] = 64'h0000000000000000;
+    mem_gbuf[1716] = 64'h0000000000000000;
+    mem_gbuf[1717] = 64'h0000000000000000;
+    mem_gbuf[1718] = 64'h0000000000000000;
+    mem_gbuf[1719] = 64'h0000000000000000;
+    mem_gbuf[1720] = 64'h0000000000000000;
+    mem_gbuf[1721] = 64'h0000000000000000;
+    mem_gbuf[1722] = 64'h0000000000000000;
+    mem_gbuf[1723] = 64'h0000000000000000;
+    mem_gbuf[1724] = 64'h0000000000000000;
+    mem_gbuf[1725] = 64'h0000000000000000;
+    mem_gbuf[1726] = 64'h0000000000000000;
+    mem_gbuf[1727] = 64'h0000000000000000;
+    mem_gbuf[1728] = 64'h0000000000000000;
+    mem_gbuf[1729] = 64'h0000000000000000;
+    mem_gbuf[1730] = 64'h0000000000000000;
+    mem_gbuf[1731] = 64'h0000000000000000;
+    mem_gbuf[1732] = 64'h0000000000000000;
+    mem_gbuf[1733] = 64'h0000000000000000;
+    mem_gbuf[1734] = 64'h0000000000000000;
+    mem_gbuf[1735] = 64'h0000000000000000;
+    mem_gbuf[1736] = 64'h0000000000000000;
+    mem_gbuf[1737] = 64'h0000000000000000;
+    mem_gbuf[1738] = 64'h0000000000000000;
+    mem_gbuf[1739] = 64'h0000000000000000;
+    mem_gbuf[1740] = 64'h0000000000000000;
+    mem_gbuf[1741] = 64'h0000000000000000;
+    mem_gbuf[1742] = 64'h0000000000000000;
+    mem_gbuf[1743] = 64'h0000000000000000;
+    mem_gbuf[1744] = 64'h0000000000000000;
+    mem_gbuf[1745] = 64'h0000000000000000;
+    mem_gbuf[1746] = 64'h0000000000000000;
+    mem_gbuf[1747] = 64'h0000000000000000;
+    mem_gbuf[1748] = 64'h0000000000000000;
+    mem_gbuf[1749] = 64'h0000000000000000;
+    mem_gbuf[1750] = 64'h0000000000000000;
+    mem_gbuf[1751] = 64'h0000000000000000;
+    mem_gbuf[1752] = 64'h0000000000000000;
+    mem_gbuf[1753] = 64'h0000000000000000;
+    mem_gbuf[1754] = 64'h0000000000000000;
+    mem_gbuf[1755] = 64'h0000000000000000;
+    mem_gbuf[1756] = 64'h0000000000000000;
+    mem_gbuf[1757] = 64'h0000000000000000;
+    mem_gbuf[1758] = 64'h0000000000000000;
+    mem_gbuf[1759] = 64'h0000000000000000;
+    mem_gbuf[1760] = 64'h0000000000000000;
+    mem_gbuf[1761] = 64'h0000000000000000;
+    mem_gbuf[1762] = 64'h0000000000000000;
+    mem_gbuf[1763] = 64'h0000000000000000;
+    mem_gbuf[1764] = 64'h0000000000000000;
+    mem_gbuf[1765] = 64'h0000000000000000;
+    mem_gbuf[1766] = 64'h0000000000000000;
+    mem_gbuf[1767] = 64'h0000000000000000;
+    mem_gbuf[1768] = 64'h0000000000000000;
+    mem_gbuf[1769] = 64'h0000000000000000;
+    mem_gbuf[1770] = 64'h0000000000000000;
+    mem_gbuf[1771] = 64'h0000000000000000;
+    mem_gbuf[1772] = 64'h0000000000000000;
+    mem_gbuf[1773] = 64'h0000000000000000;
+    mem_gbuf[1774] = 64'h0000000000000000;
+    mem_gbuf[1775] = 64'h0000000000000000;
+    mem_gbuf[1776] = 64'h0000000000000000;
+    mem_gbuf[1777] = 64'h0000000000000000;
+    mem_gbuf[1778] = 64'h0000000000000000;
+    mem_gbuf[1779] = 64'h0000000000000000;
+    mem_gbuf[1780] = 64'h0000000000000000;
+    mem_gbuf[1781] = 64'h0000000000000000;
+    mem_gbuf[1782] = 64'h0000000000000000;
+    mem_gbuf[1783] = 64'h0000000000000000;
+    mem_gbuf[1784] = 64'h0000000000000000;
+    mem_gbuf[1785] = 64'h0000000000000000;
+    mem_gbuf[1786] = 64'h0000000000000000;
+    mem_gbuf[1787] = 64'h0000000000000000;
+    mem_gbuf[1788] = 64'h0000000000000000;
+    mem_gbuf[1789] = 64'h0000000000000000;
+    mem_gbuf[1790] = 64'h0000000000000000;
+    mem_gbuf[1791] = 64'h0000000000000000;
+    mem_gbuf[1792] = 64'h0000000000000000;
+    mem_gbuf[1793] = 64'h0000000000000000;
+    mem_gbuf[1794] = 64'h0000000000000000;
+    mem_gbuf[1795] = 64'h0000000000000000;
+    mem_gbuf[1796] = 64'h0000000000000000;
+    mem_gbuf[1797] = 64'h0000000000000000;
+    mem_gbuf[1798] = 64'h0000000000000000;
+    mem_gbuf[1799] = 64'h0000000000000000;
+    mem_gbuf[1800] = 64'h0000000000000000;
+    mem_gbuf[1801] = 64'h0000000000000000;
+    mem_gbuf[1802] = 64'h0000000000000000;
+    mem_gbuf[1803] = 64'h0000000000000000;
+    mem_gbuf[1804] = 64'h0000000000000000;
+    mem_gbuf[1805] = 64'h0000000000000000;
+    mem_gbuf[1806] = 64'h0000000000000000;
+    mem_gbuf[1807] = 64'h0000000000000000;
+    mem_gbuf[1808] = 64'h0000000000000000;
+    mem_gbuf[1809] = 64'h0000000000000000;
+    mem_gbuf[1810] = 64'h0000000000000000;
+    mem_gbuf[1811] = 64'h0000000000000000;
+    mem_gbuf[1812] = 64'h0000000000000000;
+    mem_gbuf[1813] = 64'h0000000000000000;
+    mem_gbuf[1814] = 64'h0000000000000000;
+    mem_gbuf[1815] = 64'h0000000000000000;
+    mem_gbuf[1816] = 64'h0000000000000000;
+    mem_gbuf[1817] = 64'h0000000000000000;
+    mem_gbuf[1818] = 64'h0000000000000000;
+    mem_gbuf[1819] = 64'h0000000000000000;
+    mem_gbuf[1820] = 64'h0000000000000000;
+    mem_gbuf[1821] = 64'h0000000000000000;
+    mem_gbuf[1822] = 64'h0000000000000000;
+    mem_gbuf[1823] = 64'h0000000000000000;
+    mem_gbuf[1824] = 64'h0000000000000000;
+    mem_gbuf[1825] = 64'h0000000000000000;
+    mem_gbuf[1826] = 64'h0000000000000000;
+    mem_gbuf[1827] = 64'h0000000000000000;
+    mem_gbuf[1828] = 64'h0000000000000000;
+    mem_gbuf[1829] = 64'h0000000000000000;
+    mem_gbuf[1830] = 64'h0000000000000000;
+    mem_gbuf[1831] = 64'h0000000000000000;
+    mem_gbuf[1832] = 64'h0000000000000000;
+    mem_gbuf[1833] = 64'h0000000000000000;
+    mem_gbuf[1834] = 64'h0000000000000000;
+    mem_gbuf[1835] = 64'h0000000000000000;
+    mem_gbuf[1836] = 64'h0000000000000000;
+    mem_gbuf[1837] = 64'h0000000000000000;
+    mem_gbuf[1838] = 64'h0000000000000000;
+    mem_gbuf[1839] = 64'h0000000000000000;
+    mem_gbuf[1840] = 64'h0000000000000000;
+    mem_gbuf[1841] = 64'h0000000000000000;
+    mem_gbuf[1842] = 64'h0000000000000000;
+    mem_gbuf[1843] = 64'h0000000000000000;
+    mem_gbuf[1844] = 64'h0000000000000000;
+    mem_gbuf[1845] = 64'h0000000000000000;
+    mem_gbuf[1846] = 64'h0000000000000000;
+    mem_gbuf[1847] = 64'h0000000000000000;
+    mem_gbuf[1848] = 64'h0000000000000000;
+    mem_gbuf[1849] = 64'h0000000000000000;
+    mem_gbuf[1850] = 64'h0000000000000000;
+    mem_gbuf[1851] = 64'h0000000000000000;
+    mem_gbuf[1852] = 64'h0000000000000000;
+    mem_gbuf[1853] = 64'h0000000000000000;
+    mem_gbuf[1854] = 64'h0000000000000000;
+    mem_gbuf[1855] = 64'h0000000000000000;
+    mem_gbuf[1856] = 64'h0000000000000000;
+    mem_gbuf[1857] = 64'h0000000000000000;
+    mem_gbuf[1858] = 64'h0000000000000000;
+    mem_gbuf[1859] = 64'h0000000000000000;
+    mem_gbuf[1860] = 64'h0000000000000000;
+    mem_gbuf[1861] = 64'h0000000000000000;
+    mem_gbuf[1862] = 64'h0000000000000000;
+    mem_gbuf[1863] = 64'h0000000000000000;
+    mem_gbuf[1864] = 64'h0000000000000000;
+    mem_gbuf[1865] = 64'h0000000000000000;
+    mem_gbuf[1866] = 64'h0000000000000000;
+    mem_gbuf[1867] = 64'h0000000000000000;
+    mem_gbuf[1868] = 64'h0000000000000000;
+    mem_gbuf[1869] = 64'h0000000000000000;
+    mem_gbuf[1870] = 64'h0000000000000000;
+    mem_gbuf[1871] = 64'h0000000000000000;
+    mem_gbuf[1872] = 64'h0000000000000000;
+    mem_gbuf[1873] = 64'h0000000000000000;
+    mem_gbuf[1874] = 64'h0000000000000000;
+    mem_gbuf[1875] = 64'h0000000000000000;
+    mem_gbuf[1876] = 64'h0000000000000000;
+    mem_gbuf[1877] = 64'h0000000000000000;
+    mem_gbuf[1878] = 64'h0000000000000000;
+    mem_gbuf[1879] = 64'h0000000000000000;
+    mem_gbuf[1880] = 64'h0000000000000000;
+    mem_gbuf[1881] = 64'h0000000000000000;
+    mem_gbuf[1882] = 64'h0000000000000000;
+    mem_gbuf[1883] = 64'h0000000000000000;
+    mem_gbuf[1884] = 64'h0000000000000000;
+    mem_gbuf[1885] = 64'h0000000000000000;
+    mem_gbuf[1886] = 64'h0000000000000000;
+    mem_gbuf[1887] = 64'h0000000000000000;
+    mem_gbuf[1888] = 64'h0000000000000000;
+    mem_gbuf[1889] = 64'h0000000000000000;
+    mem_gbuf[1890] = 64'h0000000000000000;
+    mem_gbuf[1891] = 64'h0000000000000000;
+    mem_gbuf[1892] = 64'h0000000000000000;
+    mem_gbuf[1893] = 64'h0000000000000000;
+    mem_gbuf[1894] = 64'h0000000000000000;
+    mem_gbuf[1895] = 64'h0000000000000000;
+    mem_gbuf[1896] = 64'h0000000000000000;
+    mem_gbuf[1897] = 64'h0000000000000000;
+    mem_gbuf[1898] = 64'h0000000000000000;
+    mem_gbuf[1899] = 64'h0000000000000000;
+    mem_gbuf[1900] = 64'h0000000000000000;
+    mem_gbuf[1901] = 64'h0000000000000000;
+    mem_gbuf[1902] = 64'h0000000000000000;
+    mem_gbuf[1903] = 64'h0000000000000000;
+    mem_gbuf[1904] = 64'h0000000000000000;
+    mem_gbuf[1905] = 64'h0000000000000000;
+    mem_gbuf[1906] = 64'h0000000000000000;
+    mem_gbuf[1907] = 64'h0000000000000000;
+    mem_gbuf[1908] = 64'h0000000000000000;
+    mem_gbuf[1909] = 64'h0000000000000000;
+    mem_gbuf[1910] = 64'h0000000000000000;
+    mem_gbuf[1911] = 64'h0000000000000000;
+    mem_gbuf[1912] = 64'h0000000000000000;
+    mem_gbuf[1913] = 64'h0000000000000000;
+    mem_gbuf[1914] = 64'h0000000000000000;
+    mem_gbuf[1915] = 64'h0000000000000000;
+    mem_gbuf[1916] = 64'h0000000000000000;
+    mem_gbuf[1917] = 64'h0000000000000000;
+    mem_gbuf[1918] = 64'h0000000000000000;
+    mem_gbuf[1919] = 64'h0000000000000000;
+    mem_gbuf[1920] = 64'h0000000000000000;
+    mem_gbuf[1921] = 64'h0000000000000000;
+    mem_gbuf[1922] = 64'h0000000000000000;
+    mem_gbuf[1923] = 64'h0000000000000000;
+    mem_gbuf[1924] = 64'h0000000000000000;
+    mem_gbuf[1925] = 64'h0000000000000000;
+    mem_gbuf[1926] = 64'h0000000000000000;
+    mem_gbuf[1927] = 64'h0000000000000000;
+    mem_gbuf[1928] = 64'h0000000000000000;
+    mem_gbuf[1929] = 64'h0000000000000000;
+    mem_gbuf[1930] = 64'h0000000000000000;
+    mem_gbuf[1931] = 64'h0000000000000000;
+    mem_gbuf[1932] = 64'h0000000000000000;
+    mem_gbuf[1933] = 64'h0000000000000000;
+    mem_gbuf[1934] = 64'h0000000000000000;
+    mem_gbuf[1935] = 64'h0000000000000000;
+    mem_gbuf[1936] = 64'h0000000000000000;
+    mem_gbuf[1937] = 64'h0000000000000000;
+    mem_gbuf[1938] = 64'h0000000000000000;
+    mem_gbuf[1939] = 64'h0000000000000000;
+    mem_gbuf[1940] = 64'h0000000000000000;
+    mem_gbuf[1941] = 64'h0000000000000000;
+    mem_gbuf[1942] = 64'h0000000000000000;
+    mem_gbuf[1943] = 64'h0000000000000000;
+    mem_gbuf[1944] = 64'h0000000000000000;
+    mem_gbuf[1945] = 64'h0000000000000000;
+    mem_gbuf[1946] = 64'h0000000000000000;
+    mem_gbuf[1947] = 64'h0000000000000000;
+    mem_gbuf[1948] = 64'h0000000000000000;
+    mem_gbuf[1949] = 64'h0000000000000000;
+    mem_gbuf[1950] = 64'h0000000000000000;
+    mem_gbuf[1951] = 64'h0000000000000000;
+    mem_gbuf[1952] = 64'h0000000000000000;
+    mem_gbuf[1953] = 64'h0000000000000000;
+    mem_gbuf[1954] = 64'h0000000000000000;
+    mem_gbuf[1955] = 64'h0000000000000000;
+    mem_gbuf[1956] = 64'h0000000000000000;
+    mem_gbuf[1957] = 64'h0000000000000000;
+    mem_gbuf[1958] = 64'h0000000000000000;
+    mem_gbuf[1959] = 64'h0000000000000000;
+    mem_gbuf[1960] = 64'h0000000000000000;
+    mem_gbuf[1961] = 64'h0000000000000000;
+    mem_gbuf[1962] = 64'h0000000000000000;
+    mem_gbuf[1963] = 64'h0000000000000000;
+    mem_gbuf[1964] = 64'h0000000000000000;
+    mem_gbuf[1965] = 64'h0000000000000000;
+    mem_gbuf[1966] = 64'h0000000000000000;
+    mem_gbuf[1967] = 64'h0000000000000000;
+    mem_gbuf[1968] = 64'h0000000000000000;
+    mem_gbuf[1969] = 64'h0000000000000000;
+    mem_gbuf[1970] = 64'h0000000000000000;
+    mem_gbuf[1971] = 64'h0000000000000000;
+    mem_gbuf[1972] = 64'h0000000000000000;
+    mem_gbuf[1973] = 64'h0000000000000000;
+    mem_gbuf[1974] = 64'h0000000000000000;
+    mem_gbuf[1975] = 64'h0000000000000000;
+    mem_gbuf[1976] = 64'h0000000000000000;
+    mem_gbuf[1977] = 64'h0000000000000000;
+    mem_gbuf[1978] = 64'h0000000000000000;
+    mem_gbuf[1979] = 64'h0000000000000000;
+    mem_gbuf[1980] = 64'h0000000000000000;
+    mem_gbuf[1981] = 64'h0000000000000000;
+    mem_gbuf[1982] = 64'h0000000000000000;
+    mem_gbuf[1983] = 64'h0000000000000000;
+    mem_gbuf[1984] = 64'h0000000000000000;
+    mem_gbuf[1985] = 64'h0000000000000000;
+    mem_gbuf[1986] = 64'h0000000000000000;
+    mem_gbuf[1987] = 64'h0000000000000000;
+    mem_gbuf[1988] = 64'h0000000000000000;
+    mem_gbuf[1989] = 64'h0000000000000000;
+    mem_gbuf[1990] = 64'h0000000000000000;
+    mem_gbuf[1991] = 64'h0000000000000000;
+    mem_gbuf[1992] = 64'h0000000000000000;
+    mem_gbuf[1993] = 64'h0000000000000000;
+    mem_gbuf[1994] = 64'h0000000000000000;
+    mem_gbuf[1995] = 64'h0000000000000000;
+    mem_gbuf[1996] = 64'h0000000000000000;
+    mem_gbuf[1997] = 64'h0000000000000000;
+    mem_gbuf[1998] = 64'h0000000000000000;
+    mem_gbuf[1999] = 64'h0000000000000000;
+    mem_gbuf[2000] = 64'h0000000000000000;
+    mem_gbuf[2001] = 64'h0000000000000000;
+    mem_gbuf[2002] = 64'h0000000000000000;
+    mem_gbuf[2003] = 64'h0000000000000000;
+    mem_gbuf[2004] = 64'h0000000000000000;
+    mem_gbuf[2005] = 64'h0000000000000000;
+    mem_gbuf[2006] = 64'h0000000000000000;
+    mem_gbuf[2007] = 64'h0000000000000000;
+    mem_gbuf[2008] = 64'h0000000000000000;
+    mem_gbuf[2009] = 64'h0000000000000000;
+    mem_gbuf[2010] = 64'h0000000000000000;
+    mem_gbuf[2011] = 64'h0000000000000000;
+    mem_gbuf[2012] = 64'h0000000000000000;
+    mem_gbuf[2013] = 64'h0000000000000000;
+    mem_gbuf[2014] = 64'h0000000000000000;
+    mem_gbuf[2015] = 64'h0000000000000000;
+    mem_gbuf[2016] = 64'h0000000000000000;
+    mem_gbuf[2017] = 64'h0000000000000000;
+    mem_gbuf[2018] = 64'h0000000000000000;
+    mem_gbuf[2019] = 64'h0000000000000000;
+    mem_gbuf[2020] = 64'h0000000000000000;
+    mem_gbuf[2021] = 64'h0000000000000000;
+    mem_gbuf[2022] = 64'h0000000000000000;
+    mem_gbuf[2023] = 64'h0000000000000000;
+    mem_gbuf[2024] = 64'h0000000000000000;
+    mem_gbuf[2025] = 64'h0000000000000000;
+    mem_gbuf[2026] = 64'h0000000000000000;
+    mem_gbuf[2027] = 64'h0000000000000000;
+    mem_gbuf[2028] = 64'h0000000000000000;
+    mem_gbuf[2029] = 64'h0000000000000000;
+    mem_gbuf[2030] = 64'h0000000000000000;
+    mem_gbuf[2031] = 64'h0000000000000000;
+    mem_gbuf[2032] = 64'h0000000000000000;
+    mem_gbuf[2033] = 64'h0000000000000000;
+    mem_gbuf[2034] = 64'h0000000000000000;
+    mem_gbuf[2035] = 64'h0000000000000000;
+    mem_gbuf[2036] = 64'h0000000000000000;
+    mem_gbuf[2037] = 64'h0000000000000000;
+    mem_gbuf[2038] = 64'h0000000000000000;
+    mem_gbuf[2039] = 64'h0000000000000000;
+    mem_gbuf[2040] = 64'h0000000000000000;
+    mem_gbuf[2041] = 64'h0000000000000000;
+    mem_gbuf[2042] = 64'h0000000000000000;
+    mem_gbuf[2043] = 64'h0000000000000000;
+    mem_gbuf[2044] = 64'h0000000000000000;
+    mem_gbuf[2045] = 64'h0000000000000000;
+    mem_gbuf[2046] = 64'h0000000000000000;
+    mem_gbuf[2047] = 64'h0000000000000000;
+    mem_gbuf[2048] = 64'h0000000000000000;
+    mem_gbuf[2049] = 64'h0000000000000000;
+    mem_gbuf[2050] = 64'h0000000000000000;
+    mem_gbuf[2051] = 64'h0000000000000000;
+    mem_gbuf[2052] = 64'h0000000000000000;
+    mem_gbuf[2053] = 64'h0000000000000000;
+    mem_gbuf[2054] = 64'h0000000000000000;
+    mem_gbuf[2055] = 64'h0000000000000000;
+    mem_gbuf[2056] = 64'h0000000000000000;
+    mem_gbuf[2057] = 64'h0000000000000000;
+    mem_gbuf[2058] = 64'h0000000000000000;
+    mem_gbuf[2059] = 64'h0000000000000000;
+    mem_gbuf[2060] = 64'h0000000000000000;
+    mem_gbuf[2061] = 64'h0000000000000000;
+    mem_gbuf[2062] = 64'h0000000000000000;
+    mem_gbuf[2063] = 64'h0000000000000000;
+    mem_gbuf[2064] = 64'h0000000000000000;
+    mem_gbuf[2065] = 64'h0000000000000000;
+    mem_gbuf[2066] = 64'h0000000000000000;
+    mem_gbuf[2067] = 64'h0000000000000000;
+    mem_gbuf[2068] = 64'h0000000000000000;
+    mem_gbuf[2069] = 64'h0000000000000000;
+    mem_gbuf[2070] = 64'h0000000000000000;
+    mem_gbuf[2071] = 64'h0000000000000000;
+    mem_gbuf[2072] = 64'h0000000000000000;
+    mem_gbuf[2073] = 64'h0000000000000000;
+    mem_gbuf[2074] = 64'h0000000000000000;
+    mem_gbuf[2075] = 64'h0000000000000000;
+    mem_gbuf[2076] = 64'h0000000000000000;
+    mem_gbuf[2077] = 64'h0000000000000000;
+    mem_gbuf[2078] = 64'h0000000000000000;
+    mem_gbuf[2079] = 64'h0000000000000000;
+    mem_gbuf[2080] = 64'h0000000000000000;
+    mem_gbuf[2081] = 64'h0000000000000000;
+    mem_gbuf[2082] = 64'h0000000000000000;
+    mem_gbuf[2083] = 64'h0000000000000000;
+    mem_gbuf[2084] = 64'h0000000000000000;
+    mem_gbuf[2085] = 64'h0000000000000000;
+    mem_gbuf[2086] = 64'h0000000000000000;
+    mem_gbuf[2087] = 64'h0000000000000000;
+    mem_gbuf[2088] = 64'h0000000000000000;
+    mem_gbuf[2089] = 64'h0000000000000000;
+    mem_gbuf[2090] = 64'h0000000000000000;
+    mem_gbuf[2091] = 64'h0000000000000000;
+    mem_gbuf[2092] = 64'h0000000000000000;
+    mem_gbuf[2093] = 64'h0000000000000000;
+    mem_gbuf[2094] = 64'h0000000000000000;
+    mem_gbuf[2095] = 64'h0000000000000000;
+    mem_gbuf[2096] = 64'h0000000000000000;
+    mem_gbuf[2097] = 64'h0000000000000000;
+    mem_gbuf[2098] = 64'h0000000000000000;
+    mem_gbuf[2099] = 64'h0000000000000000;
+    mem_gbuf[2100] = 64'h0000000000000000;
+    mem_gbuf[2101] = 64'h0000000000000000;
+    mem_gbuf[2102] = 64'h0000000000000000;
+    mem_gbuf[2103] = 64'h0000000000000000;
+    mem_gbuf[2104] = 64'h0000000000000000;
+    mem_gbuf[2105] = 64'h0000000000000000;
+    mem_gbuf[2106] = 64'h0000000000000000;
+    mem_gbuf[2107] = 64'h0000000000000000;
+    mem_gbuf[2108] = 64'h0000000000000000;
+    mem_gbuf[2109] = 64'h0000000000000000;
+    mem_gbuf[2110] = 64'h0000000000000000;
+    mem_gbuf[2111] = 64'h0000000000000000;
+    mem_gbuf[2112] = 64'h0000000000000000;
+    mem_gbuf[2113] = 64'h0000000000000000;
+    mem_gbuf[2114] = 64'h0000000000000000;
+    mem_gbuf[2115] = 64'h0000000000000000;
+    mem_gbuf[2116] = 64'h0000000000000000;
+    mem_gbuf[2117] = 64'h0000000000000000;
+    mem_gbuf[2118] = 64'h0000000000000000;
+    mem_gbuf[2119] = 64'h0000000000000000;
+    mem_gbuf[2120] = 64'h0000000000000000;
+    mem_gbuf[2121] = 64'h0000000000000000;
+    mem_gbuf[2122] = 64'h0000000000000000;
+    mem_gbuf[2123] = 64'h0000000000000000;
+    mem_gbuf[2124] = 64'h0000000000000000;
+    mem_gbuf[2125] = 64'h0000000000000000;
+    mem_gbuf[2126] = 64'h0000000000000000;
+    mem_gbuf[2127] = 64'h0000000000000000;
+    mem_gbuf[2128] = 64'h0000000000000000;
+    mem_gbuf[2129] = 64'h0000000000000000;
+    mem_gbuf[2130] = 64'h0000000000000000;
+    mem_gbuf[2131] = 64'h0000000000000000;
+    mem_gbuf[2132] = 64'h0000000000000000;
+    mem_gbuf[2133] = 64'h0000000000000000;
+    mem_gbuf[2134] = 64'h0000000000000000;
+    mem_gbuf[2135] = 64'h0000000000000000;
+    mem_gbuf[2136] = 64'h0000000000000000;
+    mem_gbuf[2137] = 64'h0000000000000000;
+    mem_gbuf[2138] = 64'h0000000000000000;
+    mem_gbuf[2139] = 64'h0000000000000000;
+    mem_gbuf[2140] = 64'h0000000000000000;
+    mem_gbuf[2141] = 64'h0000000000000000;
+    mem_gbuf[2142] = 64'h0000000000000000;
+    mem_gbuf[2143] = 64'h0000000000000000;
+    mem_gbuf[2144] = 64'h0000000000000000;
+    mem_gbuf[2145] = 64'h0000000000000000;
+    mem_gbuf[2146] = 64'h0000000000000000;
+    mem_gbuf[2147] = 64'h0000000000000000;
+    mem_gbuf[2148] = 64'h0000000000000000;
+    mem_gbuf[2149] = 64'h0000000000000000;
+    mem_gbuf[2150] = 64'h0000000000000000;
+    mem_gbuf[2151] = 64'h0000000000000000;
+    mem_gbuf[2152] = 64'h0000000000000000;
+    mem_gbuf[2153] = 64'h0000000000000000;
+    mem_gbuf[2154] = 64'h0000000000000000;
+    mem_gbuf[2155] = 64'h0000000000000000;
+    mem_gbuf[2156] = 64'h0000000000000000;
+    mem_gbuf[2157] = 64'h0000000000000000;
+    mem_gbuf[2158] = 64'h0000000000000000;
+    mem_gbuf[2159] = 64'h0000000000000000;
+    mem_gbuf[2160] = 64'h0000000000000000;
+    mem_gbuf[2161] = 64'h0000000000000000;
+    mem_gbuf[2162] = 64'h0000000000000000;
+    mem_gbuf[2163] = 64'h0000000000000000;
+    mem_gbuf[2164] = 64'h0000000000000000;
+    mem_gbuf[2165] = 64'h0000000000000000;
+    mem_gbuf[2166] = 64'h0000000000000000;
+    mem_gbuf[2167] = 64'h0000000000000000;
+    mem_gbuf[2168] = 64'h0000000000000000;
+    mem_gbuf[2169] = 64'h0000000000000000;
+    mem_gbuf[2170] = 64'h0000000000000000;
+    mem_gbuf[2171] = 64'h0000000000000000;
+    mem_gbuf[2172] = 64'h0000000000000000;
+    mem_gbuf[2173] = 64'h0000000000000000;
+    mem_gbuf[2174] = 64'h0000000000000000;
+    mem_gbuf[2175] = 64'h0000000000000000;
+    mem_gbuf[2176] = 64'h0000000000000000;
+    mem_gbuf[2177] = 64'h0000000000000000;
+    mem_gbuf[2178] = 64'h0000000000000000;
+    mem_gbuf[2179] = 64'h0000000000000000;
+    mem_gbuf[2180] = 64'h0000000000000000;
+    mem_gbuf[2181] = 64'h0000000000000000;
+    mem_gbuf[2182] = 64'h0000000000000000;
+    mem_gbuf[2183] = 64'h0000000000000000;
+    mem_gbuf[2184] = 64'h0000000000000000;
+    mem_gbuf[2185] = 64'h0000000000000000;
+    mem_gbuf[2186] = 64'h0000000000000000;
+    mem_gbuf[2187] = 64'h0000000000000000;
+    mem_gbuf[2188] = 64'h0000000000000000;
+    mem_gbuf[2189] = 64'h0000000000000000;
+    mem_gbuf[2190] = 64'h0000000000000000;
+    mem_gbuf[2191] = 64'h0000000000000000;
+    mem_gbuf[2192] = 64'h0000000000000000;
+    mem_gbuf[2193] = 64'h0000000000000000;
+    mem_gbuf[2194] = 64'h0000000000000000;
+    mem_gbuf[2195] = 64'h0000000000000000;
+    mem_gbuf[2196] = 64'h0000000000000000;
+    mem_gbuf[2197] = 64'h0000000000000000;
+    mem_gbuf[2198] = 64'h0000000000000000;
+    mem_gbuf[2199] = 64'h0000000000000000;
+    mem_gbuf[2200] = 64'h0000000000000000;
+    mem_gbuf[2201] = 64'h0000000000000000;
+    mem_gbuf[2202] = 64'h0000000000000000;
+    mem_gbuf[2203] = 64'h0000000000000000;
+    mem_gbuf[2204] = 64'h0000000000000000;
+    mem_gbuf[2205] = 64'h0000000000000000;
+    mem_gbuf[2206] = 64'h0000000000000000;
+    mem_gbuf[2207] = 64'h0000000000000000;
+    mem_gbuf[2208] = 64'h0000000000000000;
+    mem_gbuf[2209] = 64'h0000000000000000;
+    mem_gbuf[2210] = 64'h0000000000000000;
+    mem_gbuf[2211] = 64'h0000000000000000;
+    mem_gbuf[2212] = 64'h0000000000000000;
+    mem_gbuf[2213] = 64'h0000000000000000;
+    mem_gbuf[2214] = 64'h0000000000000000;
+    mem_gbuf[2215] = 64'h0000000000000000;
+    mem_gbuf[2216] = 64'h0000000000000000;
+    mem_gbuf[2217] = 64'h0000000000000000;
+    mem_gbuf[2218] = 64'h0000000000000000;
+    mem_gbuf[2219] = 64'h0000000000000000;
+    mem_gbuf[2220] = 64'h0000000000000000;
+    mem_gbuf[2221] = 64'h0000000000000000;
+    mem_gbuf[2222] = 64'h0000000000000000;
+    mem_gbuf[2223] = 64'h0000000000000000;
+    mem_gbuf[2224] = 64'h0000000000000000;
+    mem_gbuf[2225] = 64'h0000000000000000;
+    mem_gbuf[2226] = 64'h0000000000000000;
+    mem_gbuf[2227] = 64'h0000000000000000;
+    mem_gbuf[2228] = 64'h0000000000000000;
+    mem_gbuf[2229] = 64'h0000000000000000;
+    mem_gbuf[2230] = 64'h0000000000000000;
+    mem_gbuf[2231] = 64'h0000000000000000;
+    mem_gbuf[2232] = 64'h0000000000000000;
+    mem_gbuf[2233] = 64'h0000000000000000;
+    mem_gbuf[2234] = 64'h0000000000000000;
+    mem_gbuf[2235] = 64'h0000000000000000;
+    mem_gbuf[2236] = 64'h0000000000000000;
+    mem_gbuf[2237] = 64'h0000000000000000;
+    mem_gbuf[2238] = 64'h0000000000000000;
+    mem_gbuf[2239] = 64'h0000000000000000;
+    mem_gbuf[2240] = 64'h0000000000000000;
+    mem_gbuf[2241] = 64'h0000000000000000;
+    mem_gbuf[2242] = 64'h0000000000000000;
+    mem_gbuf[2243] = 64'h0000000000000000;
+    mem_gbuf[2244] = 64'h0000000000000000;
+    mem_gbuf[2245] = 64'h0000000000000000;
+    mem_gbuf[2246] = 64'h0000000000000000;
+    mem_gbuf[2247] = 64'h0000000000000000;
+    mem_gbuf[2248] = 64'h0000000000000000;
+    mem_gbuf[2249] = 64'h0000000000000000;
+    mem_gbuf[2250] = 64'h0000000000000000;
+    mem_gbuf[2251] = 64'h0000000000000000;
+    mem_gbuf[2252] = 64'h0000000000000000;
+    mem_gbuf[2253] = 64'h0000000000000000;
+    mem_gbuf[2254] = 64'h0000000000000000;
+    mem_gbuf[2255] = 64'h0000000000000000;
+    mem_gbuf[2256] = 64'h0000000000000000;
+    mem_gbuf[2257] = 64'h0000000000000000;
+    mem_gbuf[2258] = 64'h0000000000000000;
+    mem_gbuf[2259] = 64'h0000000000000000;
+    mem_gbuf[2260] = 64'h0000000000000000;
+    mem_gbuf[2261] = 64'h0000000000000000;
+    mem_gbuf[2262] = 64'h0000000000000000;
+    mem_gbuf[2263] = 64'h0000000000000000;
+    mem_gbuf[2264] = 64'h0000000000000000;
+    mem_gbuf[2265] = 64'h0000000000000000;
+    mem_gbuf[2266] = 64'h0000000000000000;
+    mem_gbuf[2267] = 64'h0000000000000000;
+    mem_gbuf[2268] = 64'h0000000000000000;
+    mem_gbuf[2269] = 64'h0000000000000000;
+    mem_gbuf[2270] = 64'h0000000000000000;
+    mem_gbuf[2271] = 64'h0000000000000000;
+    mem_gbuf[2272] = 64'h0000000000000000;
+    mem_gbuf[2273] = 64'h0000000000000000;
+    mem_gbuf[2274] = 64'h0000000000000000;
+    mem_gbuf[2275] = 64'h0000000000000000;
+    mem_gbuf[2276] = 64'h0000000000000000;
+    mem_gbuf[2277] = 64'h0000000000000000;
+    mem_gbuf[2278] = 64'h0000000000000000;
+    mem_gbuf[2279] = 64'h0000000000000000;
+    mem_gbuf[2280] = 64'h0000000000000000;
+    mem_gbuf[2281] = 64'h0000000000000000;
+    mem_gbuf[2282] = 64'h0000000000000000;
+    mem_gbuf[2283] = 64'h0000000000000000;
+    mem_gbuf[2284] = 64'h0000000000000000;
+    mem_gbuf[2285] = 64'h0000000000000000;
+    mem_gbuf[2286] = 64'h0000000000000000;
+    mem_gbuf[2287] = 64'h0000000000000000;
+    mem_gbuf[2288] = 64'h0000000000000000;
+    mem_gbuf[2289] = 64'h0000000000000000;
+    mem_gbuf[2290] = 64'h0000000000000000;
+    mem_gbuf[2291] = 64'h0000000000000000;
+    mem_gbuf[2292] = 64'h0000000000000000;
+    mem_gbuf[2293] = 64'h0000000000000000;
+    mem_gbuf[2294] = 64'h0000000000000000;
+    mem_gbuf[2295] = 64'h0000000000000000;
+    mem_gbuf[2296] = 64'h0000000000000000;
+    mem_gbuf[2297] = 64'h0000000000000000;
+    mem_gbuf[2298] = 64'h0000000000000000;
+    mem_gbuf[2299] = 64'h0000000000000000;
+    mem_gbuf[2300] = 64'h0000000000000000;
+    mem_gbuf[2301] = 64'h0000000000000000;
+    mem_gbuf[2302] = 64'h0000000000000000;
+    mem_gbuf[2303] = 64'h0000000000000000;
+    mem_gbuf[2304] = 64'h0000000000000000;
+    mem_gbuf[2305] = 64'h0000000000000000;
+    mem_gbuf[2306] = 64'h0000000000000000;
+    mem_gbuf[2307] = 64'h0000000000000000;
+    mem_gbuf[2308] = 64'h0000000000000000;
+    mem_gbuf[2309] = 64'h0000000000000000;
+    mem_gbuf[2310] = 64'h0000000000000000;
+    mem_gbuf[2311] = 64'h0000000000000000;
+    mem_gbuf[2312] = 64'h0000000000000000;
+    mem_gbuf[2313] = 64'h0000000000000000;
+    mem_gbuf[2314] = 64'h0000000000000000;
+    mem_gbuf[2315] = 64'h0000000000000000;
+    mem_gbuf[2316] = 64'h0000000000000000;
+    mem_gbuf[2317] = 64'h0000000000000000;
+    mem_gbuf[2318] = 64'h0000000000000000;
+    mem_gbuf[2319] = 64'h0000000000000000;
+    mem_gbuf[2320] = 64'h0000000000000000;
+    mem_gbuf[2321] = 64'h0000000000000000;
+    mem_gbuf[2322] = 64'h0000000000000000;
+    mem_gbuf[2323] = 64'h0000000000000000;
+    mem_gbuf[2324] = 64'h0000000000000000;
+    mem_gbuf[2325] = 64'h0000000000000000;
+    mem_gbuf[2326] = 64'h0000000000000000;
+    mem_gbuf[2327] = 64'h0000000000000000;
+    mem_gbuf[2328] = 64'h0000000000000000;
+    mem_gbuf[2329] = 64'h0000000000000000;
+    mem_gbuf[2330] = 64'h0000000000000000;
+    mem_gbuf[2331] = 64'h0000000000000000;
+    mem_gbuf[2332] = 64'h0000000000000000;
+    mem_gbuf[2333] = 64'h0000000000000000;
+    mem_gbuf[2334] = 64'h0000000000000000;
+    mem_gbuf[2335] = 64'h0000000000000000;
+    mem_gbuf[2336] = 64'h0000000000000000;
+    mem_gbuf[2337] = 64'h0000000000000000;
+    mem_gbuf[2338] = 64'h0000000000000000;
+    mem_gbuf[2339] = 64'h0000000000000000;
+    mem_gbuf[2340] = 64'h0000000000000000;
+    mem_gbuf[2341] = 64'h0000000000000000;
+    mem_gbuf[2342] = 64'h0000000000000000;
+    mem_gbuf[2343] = 64'h0000000000000000;
+    mem_gbuf[2344] = 64'h0000000000000000;
+    mem_gbuf[2345] = 64'h0000000000000000;
+    mem_gbuf[2346] = 64'h0000000000000000;
+    mem_gbuf[2347] = 64'h0000000000000000;
+    mem_gbuf[2348] = 64'h0000000000000000;
+    mem_gbuf[2349] = 64'h0000000000000000;
+    mem_gbuf[2350] = 64'h0000000000000000;
+    mem_gbuf[2351] = 64'h0000000000000000;
+    mem_gbuf[2352] = 64'h0000000000000000;
+    mem_gbuf[2353] = 64'h0000000000000000;
+    mem_gbuf[2354] = 64'h0000000000000000;
+    mem_gbuf[2355] = 64'h0000000000000000;
+    mem_gbuf[2356] = 64'h0000000000000000;
+    mem_gbuf[2357] = 64'h0000000000000000;
+    mem_gbuf[2358] = 64'h0000000000000000;
+    mem_gbuf[2359] = 64'h0000000000000000;
+    mem_gbuf[2360] = 64'h0000000000000000;
+    mem_gbuf[2361] = 64'h0000000000000000;
+    mem_gbuf[2362] = 64'h0000000000000000;
+    mem_gbuf[2363] = 64'h0000000000000000;
+    mem_gbuf[2364] = 64'h0000000000000000;
+    mem_gbuf[2365] = 64'h0000000000000000;
+    mem_gbuf[2366] = 64'h0000000000000000;
+    mem_gbuf[2367] = 64'h0000000000000000;
+    mem_gbuf[2368] = 64'h0000000000000000;
+    mem_gbuf[2369] = 64'h0000000000000000;
+    mem_gbuf[2370] = 64'h0000000000000000;
+    mem_gbuf[2371] = 64'h0000000000000000;
+    mem_gbuf[2372] = 64'h0000000000000000;
+    mem_gbuf[2373] = 64'h0000000000000000;
+    mem_gbuf[2374] = 64'h0000000000000000;
+    mem_gbuf[2375] = 64'h0000000000000000;
+    mem_gbuf[2376] = 64'h0000000000000000;
+    mem_gbuf[2377] = 64'h0000000000000000;
+    mem_gbuf[2378] = 64'h0000000000000000;
+    mem_gbuf[2379] = 64'h0000000000000000;
+    mem_gbuf[2380] = 64'h0000000000000000;
+    mem_gbuf[2381] = 64'h0000000000000000;
+    mem_gbuf[2382] = 64'h0000000000000000;
+    mem_gbuf[2383] = 64'h0000000000000000;
+    mem_gbuf[2384] = 64'h0000000000000000;
+    mem_gbuf[2385] = 64'h0000000000000000;
+    mem_gbuf[2386] = 64'h0000000000000000;
+    mem_gbuf[2387] = 64'h0000000000000000;
+    mem_gbuf[2388] = 64'h0000000000000000;
+    mem_gbuf[2389] = 64'h0000000000000000;
+    mem_gbuf[2390] = 64'h0000000000000000;
+    mem_gbuf[2391] = 64'h0000000000000000;
+    mem_gbuf[2392] = 64'h0000000000000000;
+    mem_gbuf[2393] = 64'h0000000000000000;
+    mem_gbuf[2394] = 64'h0000000000000000;
+    mem_gbuf[2395] = 64'h0000000000000000;
+    mem_gbuf[2396] = 64'h0000000000000000;
+    mem_gbuf[2397] = 64'h0000000000000000;
+    mem_gbuf[2398] = 64'h0000000000000000;
+    mem_gbuf[2399] = 64'h0000000000000000;
+    mem_gbuf[2400] = 64'h0000000000000000;
+    mem_gbuf[2401] = 64'h0000000000000000;
+    mem_gbuf[2402] = 64'h0000000000000000;
+    mem_gbuf[2403] = 64'h0000000000000000;
+    mem_gbuf[2404] = 64'h0000000000000000;
+    mem_gbuf[2405] = 64'h0000000000000000;
+    mem_gbuf[2406] = 64'h0000000000000000;
+    mem_gbuf[2407] = 64'h0000000000000000;
+    mem_gbuf[2408] = 64'h0000000000000000;
+    mem_gbuf[2409] = 64'h0000000000000000;
+    mem_gbuf[2410] = 64'h0000000000000000;
+    mem_gbuf[2411] = 64'h0000000000000000;
+    mem_gbuf[2412] = 64'h0000000000000000;
+    mem_gbuf[2413] = 64'h0000000000000000;
+    mem_gbuf[2414] = 64'h0000000000000000;
+    mem_gbuf[2415] = 64'h0000000000000000;
+    mem_gbuf[2416] = 64'h0000000000000000;
+    mem_gbuf[2417] = 64'h0000000000000000;
+    mem_gbuf[2418] = 64'h0000000000000000;
+    mem_gbuf[2419] = 64'h0000000000000000;
+    mem_gbuf[2420] = 64'h0000000000000000;
+    mem_gbuf[2421] = 64'h0000000000000000;
+    mem_gbuf[2422] = 64'h0000000000000000;
+    mem_gbuf[2423] = 64'h0000000000000000;
+    mem_gbuf[2424] = 64'h0000000000000000;
+    mem_gbuf[2425] = 64'h0000000000000000;
+    mem_gbuf[2426] = 64'h0000000000000000;
+    mem_gbuf[2427] = 64'h0000000000000000;
+    mem_gbuf[2428] = 64'h0000000000000000;
+    mem_gbuf[2429] = 64'h0000000000000000;
+    mem_gbuf[2430] = 64'h0000000000000000;
+    mem_gbuf[2431] = 64'h0000000000000000;
+    mem_gbuf[2432] = 64'h0000000000000000;
+    mem_gbuf[2433] = 64'h0000000000000000;
+    mem_gbuf[2434] = 64'h0000000000000000;
+    mem_gbuf[2435] = 64'h0000000000000000;
+    mem_gbuf[2436] = 64'h0000000000000000;
+    mem_gbuf[2437] = 64'h0000000000000000;
+    mem_gbuf[2438] = 64'h0000000000000000;
+    mem_gbuf[2439] = 64'h0000000000000000;
+    mem_gbuf[2440] = 64'h0000000000000000;
+    mem_gbuf[2441] = 64'h0000000000000000;
+    mem_gbuf[2442] = 64'h0000000000000000;
+    mem_gbuf[2443] = 64'h0000000000000000;
+    mem_gbuf[2444] = 64'h0000000000000000;
+    mem_gbuf[2445] = 64'h0000000000000000;
+    mem_gbuf[2446] = 64'h0000000000000000;
+    mem_gbuf[2447] = 64'h0000000000000000;
+    mem_gbuf[2448] = 64'h0000000000000000;
+    mem_gbuf[2449] = 64'h0000000000000000;
+    mem_gbuf[2450] = 64'h0000000000000000;
+    mem_gbuf[2451] = 64'h0000000000000000;
+    mem_gbuf[2452] = 64'h0000000000000000;
+    mem_gbuf[2453] = 64'h0000000000000000;
+    mem_gbuf[2454] = 64'h0000000000000000;
+    mem_gbuf[2455] = 64'h0000000000000000;
+    mem_gbuf[2456] = 64'h0000000000000000;
+    mem_gbuf[2457] = 64'h0000000000000000;
+    mem_gbuf[2458] = 64'h0000000000000000;
+    mem_gbuf[2459] = 64'h0000000000000000;
+    mem_gbuf[2460] = 64'h0000000000000000;
+    mem_gbuf[2461] = 64'h0000000000000000;
+    mem_gbuf[2462] = 64'h0000000000000000;
+    mem_gbuf[2463] = 64'h0000000000000000;
+    mem_gbuf[2464] = 64'h0000000000000000;
+    mem_gbuf[2465] = 64'h0000000000000000;
+    mem_gbuf[2466] = 64'h0000000000000000;
+    mem_gbuf[2467] = 64'h0000000000000000;
+    mem_gbuf[2468] = 64'h0000000000000000;
+    mem_gbuf[2469] = 64'h0000000000000000;
+    mem_gbuf[2470] = 64'h0000000000000000;
+    mem_gbuf[2471] = 64'h0000000000000000;
+    mem_gbuf[2472] = 64'h0000000000000000;
+    mem_gbuf[2473] = 64'h0000000000000000;
+    mem_gbuf[2474] = 64'h0000000000000000;
+    mem_gbuf[2475] = 64'h0000000000000000;
+    mem_gbuf[2476] = 64'h0000000000000000;
+    mem_gbuf[2477] = 64'h0000000000000000;
+    mem_gbuf[2478] = 64'h0000000000000000;
+    mem_gbuf[2479] = 64'h0000000000000000;
+    mem_gbuf[2480] = 64'h0000000000000000;
+    mem_gbuf[2481] = 64'h0000000000000000;
+    mem_gbuf[2482] = 64'h0000000000000000;
+    mem_gbuf[2483] = 64'h0000000000000000;
+    mem_gbuf[2484] = 64'h0000000000000000;
+    mem_gbuf[2485] = 64'h0000000000000000;
+    mem_gbuf[2486] = 64'h0000000000000000;
+    mem_gbuf[2487] = 64'h0000000000000000;
+    mem_gbuf[2488] = 64'h0000000000000000;
+    mem_gbuf[2489] = 64'h0000000000000000;
+    mem_gbuf[2490] = 64'h0000000000000000;
+    mem_gbuf[2491] = 64'h0000000000000000;
+    mem_gbuf[2492] = 64'h0000000000000000;
+    mem_gbuf[2493] = 64'h0000000000000000;
+    mem_gbuf[2494] = 64'h0000000000000000;
+    mem_gbuf[2495] = 64'h0000000000000000;
+    mem_gbuf[2496] = 64'h0000000000000000;
+    mem_gbuf[2497] = 64'h0000000000000000;
+    mem_gbuf[2498] = 64'h0000000000000000;
+    mem_gbuf[2499] = 64'h0000000000000000;
+    mem_gbuf[2500] = 64'h0000000000000000;
+    mem_gbuf[2501] = 64'h0000000000000000;
+    mem_gbuf[2502] = 64'h0000000000000000;
+    mem_gbuf[2503] = 64'h0000000000000000;
+    mem_gbuf[2504] = 64'h0000000000000000;
+    mem_gbuf[2505] = 64'h0000000000000000;
+    mem_gbuf[2506] = 64'h0000000000000000;
+    mem_gbuf[2507] = 64'h0000000000000000;
+    mem_gbuf[2508] = 64'h0000000000000000;
+    mem_gbuf[2509] = 64'h0000000000000000;
+    mem_gbuf[2510] = 64'h0000000000000000;
+    mem_gbuf[2511] = 64'h0000000000000000;
+    mem_gbuf[2512] = 64'h0000000000000000;
+    mem_gbuf[2513] = 64'h0000000000000000;
+    mem_gbuf[2514] = 64'h0000000000000000;
+    mem_gbuf[2515] = 64'h0000000000000000;
+    mem_gbuf[2516] = 64'h0000000000000000;
+    mem_gbuf[2517] = 64'h0000000000000000;
+    mem_gbuf[2518] = 64'h0000000000000000;
+    mem_gbuf[2519] = 64'h0000000000000000;
+    mem_gbuf[2520] = 64'h0000000000000000;
+    mem_gbuf[2521] = 64'h0000000000000000;
+    mem_gbuf[2522] = 64'h0000000000000000;
+    mem_gbuf[2523] = 64'h0000000000000000;
+    mem_gbuf[2524] = 64'h0000000000000000;
+    mem_gbuf[2525] = 64'h0000000000000000;
+    mem_gbuf[2526] = 64'h0000000000000000;
+    mem_gbuf[2527] = 64'h0000000000000000;
+    mem_gbuf[2528] = 64'h0000000000000000;
+    mem_gbuf[2529] = 64'h0000000000000000;
+    mem_gbuf[2530] = 64'h0000000000000000;
+    mem_gbuf[2531] = 64'h0000000000000000;
+    mem_gbuf[2532] = 64'h0000000000000000;
+    mem_gbuf[2533] = 64'h0000000000000000;
+    mem_gbuf[2534] = 64'h0000000000000000;
+    mem_gbuf[2535] = 64'h0000000000000000;
+    mem_gbuf[2536] = 64'h0000000000000000;
+    mem_gbuf[2537] = 64'h0000000000000000;
+    mem_gbuf[2538] = 64'h0000000000000000;
+    mem_gbuf[2539] = 64'h0000000000000000;
+    mem_gbuf[2540] = 64'h0000000000000000;
+    mem_gbuf[2541] = 64'h0000000000000000;
+    mem_gbuf[2542] = 64'h0000000000000000;
+    mem_gbuf[2543] = 64'h0000000000000000;
+    mem_gbuf[2544] = 64'h0000000000000000;
+    mem_gbuf[2545] = 64'h0000000000000000;
+    mem_gbuf[2546] = 64'h0000000000000000;
+    mem_gbuf[2547] = 64'h0000000000000000;
+    mem_gbuf[2548] = 64'h0000000000000000;
+    mem_gbuf[2549] = 64'h0000000000000000;
+    mem_gbuf[2550] = 64'h0000000000000000;
+    mem_gbuf[2551] = 64'h0000000000000000;
+    mem_gbuf[2552] = 64'h0000000000000000;
+    mem_gbuf[2553] = 64'h0000000000000000;
+    mem_gbuf[2554] = 64'h0000000000000000;
+    mem_gbuf[2555] = 64'h0000000000000000;
+    mem_gbuf[2556] = 64'h0000000000000000;
+    mem_gbuf[2557] = 64'h0000000000000000;
+    mem_gbuf[2558] = 64'h0000000000000000;
+    mem_gbuf[2559] = 64'h0000000000000000;
+    mem_gbuf[2560] = 64'h0000000000000000;
+    mem_gbuf[2561] = 64'h0000000000000000;
+    mem_gbuf[2562] = 64'h0000000000000000;
+    mem_gbuf[2563] = 64'h0000000000000000;
+    mem_gbuf[2564] = 64'h0000000000000000;
+    mem_gbuf[2565] = 64'h0000000000000000;
+    mem_gbuf[2566] = 64'h0000000000000000;
+    mem_gbuf[2567] = 64'h0000000000000000;
+    mem_gbuf[2568] = 64'h0000000000000000;
+    mem_gbuf[2569] = 64'h0000000000000000;
+    mem_gbuf[2570] = 64'h0000000000000000;
+    mem_gbuf[2571] = 64'h0000000000000000;
+    mem_gbuf[2572] = 64'h0000000000000000;
+    mem_gbuf[2573] = 64'h0000000000000000;
+    mem_gbuf[2574] = 64'h0000000000000000;
+    mem_gbuf[2575] = 64'h0000000000000000;
+    mem_gbuf[2576] = 64'h0000000000000000;
+    mem_gbuf[2577] = 64'h0000000000000000;
+    mem_gbuf[2578] = 64'h0000000000000000;
+    mem_gbuf[2579] = 64'h0000000000000000;
+    mem_gbuf[2580] = 64'h0000000000000000;
+    mem_gbuf[2581] = 64'h0000000000000000;
+    mem_gbuf[2582] = 64'h0000000000000000;
+    mem_gbuf[2583] = 64'h0000000000000000;
+    mem_gbuf[2584] = 64'h0000000000000000;
+    mem_gbuf[2585] = 64'h0000000000000000;
+    mem_gbuf[2586] = 64'h0000000000000000;
+    mem_gbuf[2587] = 64'h0000000000000000;
+    mem_gbuf[2588] = 64'h0000000000000000;
+    mem_gbuf[2589] = 64'h0000000000000000;
+    mem_gbuf[2590] = 64'h0000000000000000;
+    mem_gbuf[2591] = 64'h0000000000000000;
+    mem_gbuf[2592] = 64'h0000000000000000;
+    mem_gbuf[2593] = 64'h0000000000000000;
+    mem_gbuf[2594] = 64'h0000000000000000;
+    mem_gbuf[2595] = 64'h0000000000000000;
+    mem_gbuf[2596] = 64'h0000000000000000;
+    mem_gbuf[2597] = 64'h0000000000000000;
+    mem_gbuf[2598] = 64'h0000000000000000;
+    mem_gbuf[2599] = 64'h0000000000000000;
+    mem_gbuf[2600] = 64'h0000000000000000;
+    mem_gbuf[2601] = 64'h0000000000000000;
+    mem_gbuf[2602] = 64'h0000000000000000;
+    mem_gbuf[2603] = 64'h0000000000000000;
+    mem_gbuf[2604] = 64'h0000000000000000;
+    mem_gbuf[2605] = 64'h0000000000000000;
+    mem_gbuf[2606] = 64'h0000000000000000;
+    mem_gbuf[2607] = 64'h0000000000000000;
+    mem_gbuf[2608] = 64'h0000000000000000;
+    mem_gbuf[2609] = 64'h0000000000000000;
+    mem_gbuf[2610] = 64'h0000000000000000;
+    mem_gbuf[2611] = 64'h0000000000000000;
+    mem_gbuf[2612] = 64'h0000000000000000;
+    mem_gbuf[2613] = 64'h0000000000000000;
+    mem_gbuf[2614] = 64'h0000000000000000;
+    mem_gbuf[2615] = 64'h0000000000000000;
+    mem_gbuf[2616] = 64'h0000000000000000;
+    mem_gbuf[2617] = 64'h0000000000000000;
+    mem_gbuf[2618] = 64'h0000000000000000;
+    mem_gbuf[2619] = 64'h0000000000000000;
+    mem_gbuf[2620] = 64'h0000000000000000;
+    mem_gbuf[2621] = 64'h0000000000000000;
+    mem_gbuf[2622] = 64'h0000000000000000;
+    mem_gbuf[2623] = 64'h0000000000000000;
+    mem_gbuf[2624] = 64'h0000000000000000;
+    mem_gbuf[2625] = 64'h0000000000000000;
+    mem_gbuf[2626] = 64'h0000000000000000;
+    mem_gbuf[2627] = 64'h0000000000000000;
+    mem_gbuf[2628] = 64'h0000000000000000;
+    mem_gbuf[2629] = 64'h0000000000000000;
+    mem_gbuf[2630] = 64'h0000000000000000;
+    mem_gbuf[2631] = 64'h0000000000000000;
+    mem_gbuf[2632] = 64'h0000000000000000;
+    mem_gbuf[2633] = 64'h0000000000000000;
+    mem_gbuf[2634] = 64'h0000000000000000;
+    mem_gbuf[2635] = 64'h0000000000000000;
+    mem_gbuf[2636] = 64'h0000000000000000;
+    mem_gbuf[2637] = 64'h0000000000000000;
+    mem_gbuf[2638] = 64'h0000000000000000;
+    mem_gbuf[2639] = 64'h0000000000000000;
+    mem_gbuf[2640] = 64'h0000000000000000;
+    mem_gbuf[2641] = 64'h0000000000000000;
+    mem_gbuf[2642] = 64'h0000000000000000;
+    mem_gbuf[2643] = 64'h0000000000000000;
+    mem_gbuf[2644] = 64'h0000000000000000;
+    mem_gbuf[2645] = 64'h0000000000000000;
+    mem_gbuf[2646] = 64'h0000000000000000;
+    mem_gbuf[2647] = 64'h0000000000000000;
+    mem_gbuf[2648] = 64'h0000000000000000;
+    mem_gbuf[2649] = 64'h0000000000000000;
+    mem_gbuf[2650] = 64'h0000000000000000;
+    mem_gbuf[2651] = 64'h0000000000000000;
+    mem_gbuf[2652] = 64'h0000000000000000;
+    mem_gbuf[2653] = 64'h0000000000000000;
+    mem_gbuf[2654] = 64'h0000000000000000;
+    mem_gbuf[2655] = 64'h0000000000000000;
+    mem_gbuf[2656] = 64'h0000000000000000;
+    mem_gbuf[2657] = 64'h0000000000000000;
+    mem_gbuf[2658] = 64'h0000000000000000;
+    mem_gbuf[2659] = 64'h0000000000000000;
+    mem_gbuf[2660] = 64'h0000000000000000;
+    mem_gbuf[2661] = 64'h0000000000000000;
+    mem_gbuf[2662] = 64'h0000000000000000;
+    mem_gbuf[2663] = 64'h0000000000000000;
+    mem_gbuf[2664] = 64'h0000000000000000;
+    mem_gbuf[2665] = 64'h0000000000000000;
+    mem_gbuf[2666] = 64'h0000000000000000;
+    mem_gbuf[2667] = 64'h0000000000000000;
+    mem_gbuf[2668] = 64'h0000000000000000;
+    mem_gbuf[2669] = 64'h0000000000000000;
+    mem_gbuf[2670] = 64'h0000000000000000;
+    mem_gbuf[2671] = 64'h0000000000000000;
+    mem_gbuf[2672] = 64'h0000000000000000;
+    mem_gbuf[2673] = 64'h0000000000000000;
+    mem_gbuf[2674] = 64'h0000000000000000;
+    mem_gbuf[2675] = 64'h0000000000000000;
+    mem_gbuf[2676] = 64'h0000000000000000;
+    mem_gbuf[2677] = 64'h0000000000000000;
+    mem_gbuf[2678] = 64'h0000000000000000;
+    mem_gbuf[2679] = 64'h0000000000000000;
+    mem_gbuf[2680] = 64'h0000000000000000;
+    mem_gbuf[2681] = 64'h0000000000000000;
+    mem_gbuf[2682] = 64'h0000000000000000;
+    mem_gbuf[2683] = 64'h0000000000000000;
+    mem_gbuf[2684] = 64'h0000000000000000;
+    mem_gbuf[2685] = 64'h0000000000000000;
+    mem_gbuf[2686] = 64'h0000000000000000;
+    mem_gbuf[2687] = 64'h0000000000000000;
+    mem_gbuf[2688] = 64'h0000000000000000;
+    mem_gbuf[2689] = 64'h0000000000000000;
+    mem_gbuf[2690] = 64'h0000000000000000;
+    mem_gbuf[2691] = 64'h0000000000000000;
+    mem_gbuf[2692] = 64'h0000000000000000;
+    mem_gbuf[2693] = 64'h0000000000000000;
+    mem_gbuf[2694] = 64'h0000000000000000;
+    mem_gbuf[2695] = 64'h0000000000000000;
+    mem_gbuf[2696] = 64'h0000000000000000;
+    mem_gbuf[2697] = 64'h0000000000000000;
+    mem_gbuf[2698] = 64'h0000000000000000;
+    mem_gbuf[2699] = 64'h0000000000000000;
+    mem_gbuf[2700] = 64'h0000000000000000;
+    mem_gbuf[2701] = 64'h0000000000000000;
+    mem_gbuf[2702] = 64'h0000000000000000;
+    mem_gbuf[2703] = 64'h0000000000000000;
+    mem_gbuf[2704] = 64'h0000000000000000;
+    mem_gbuf[2705] = 64'h0000000000000000;
+    mem_gbuf[2706] = 64'h0000000000000000;
+    mem_gbuf[2707] = 64'h0000000000000000;
+    mem_gbuf[2708] = 64'h0000000000000000;
+    mem_gbuf[2709] = 64'h0000000000000000;
+    mem_gbuf[2710] = 64'h0000000000000000;
+    mem_gbuf[2711] = 64'h0000000000000000;
+    mem_gbuf[2712] = 64'h0000000000000000;
+    mem_gbuf[2713] = 64'h0000000000000000;
+    mem_gbuf[2714] = 64'h0000000000000000;
+    mem_gbuf[2715] = 64'h0000000000000000;
+    mem_gbuf[2716] = 64'h0000000000000000;
+    mem_gbuf[2717] = 64'h0000000000000000;
+    mem_gbuf[2718] = 64'h0000000000000000;
+    mem_gbuf[2719] = 64'h0000000000000000;
+    mem_gbuf[2720] = 64'h0000000000000000;
+    mem_gbuf[2721] = 64'h0000000000000000;
+    mem_gbuf[2722] = 64'h0000000000000000;
+    mem_gbuf[2723] = 64'h0000000000000000;
+    mem_gbuf[2724] = 64'h0000000000000000;
+    mem_gbuf[2725] = 64'h0000000000000000;
+    mem_gbuf[2726] = 64'h0000000000000000;
+    mem_gbuf[2727] = 64'h0000000000000000;
+    mem_gbuf[2728] = 64'h0000000000000000;
+    mem_gbuf[2729] = 64'h0000000000000000;
+    mem_gbuf[2730] = 64'h0000000000000000;
+    mem_gbuf[2731] = 64'h0000000000000000;
+    mem_gbuf[2732] = 64'h0000000000000000;
+    mem_gbuf[2733] = 64'h0000000000000000;
+    mem_gbuf[2734] = 64'h0000000000000000;
+    mem_gbuf[2735] = 64'h0000000000000000;
+    mem_gbuf[2736] = 64'h0000000000000000;
+    mem_gbuf[2737] = 64'h0000000000000000;
+    mem_gbuf[2738] = 64'h0000000000000000;
+    mem_gbuf[2739] = 64'h0000000000000000;
+    mem_gbuf[2740] = 64'h0000000000000000;
+    mem_gbuf[2741] = 64'h0000000000000000;
+    mem_gbuf[2742] = 64'h0000000000000000;
+    mem_gbuf[2743] = 64'h0000000000000000;
+    mem_gbuf[2744] = 64'h0000000000000000;
+    mem_gbuf[2745] = 64'h0000000000000000;
+    mem_gbuf[2746] = 64'h0000000000000000;
+    mem_gbuf[2747] = 64'h0000000000000000;
+    mem_gbuf[2748] = 64'h0000000000000000;
+    mem_gbuf[2749] = 64'h0000000000000000;
+    mem_gbuf[2750] = 64'h0000000000000000;
+    mem_gbuf[2751] = 64'h0000000000000000;
+    mem_gbuf[2752] = 64'h0000000000000000;
+    mem_gbuf[2753] = 64'h0000000000000000;
+    mem_gbuf[2754] = 64'h0000000000000000;
+    mem_gbuf[2755] = 64'h0000000000000000;
+    mem_gbuf[2756] = 64'h0000000000000000;
+    mem_gbuf[2757] = 64'h0000000000000000;
+    mem_gbuf[2758] = 64'h0000000000000000;
+    mem_gbuf[2759] = 64'h0000000000000000;
+    mem_gbuf[2760] = 64'h0000000000000000;
+    mem_gbuf[2761] = 64'h0000000000000000;
+    mem_gbuf[2762] = 64'h0000000000000000;
+    mem_gbuf[2763] = 64'h0000000000000000;
+    mem_gbuf[2764] = 64'h0000000000000000;
+    mem_gbuf[2765] = 64'h0000000000000000;
+    mem_gbuf[2766] = 64'h0000000000000000;
+    mem_gbuf[2767] = 64'h0000000000000000;
+    mem_gbuf[2768] = 64'h0000000000000000;
+    mem_gbuf[2769] = 64'h0000000000000000;
+    mem_gbuf[2770] = 64'h0000000000000000;
+    mem_gbuf[2771] = 64'h0000000000000000;
+    mem_gbuf[2772] = 64'h0000000000000000;
+    mem_gbuf[2773] = 64'h0000000000000000;
+    mem_gbuf[2774] = 64'h0000000000000000;
+    mem_gbuf[2775] = 64'h0000000000000000;
+    mem_gbuf[2776] = 64'h0000000000000000;
+    mem_gbuf[2777] = 64'h0000000000000000;
+    mem_gbuf[2778] = 64'h0000000000000000;
+    mem_gbuf[2779] = 64'h0000000000000000;
+    mem_gbuf[2780] = 64'h0000000000000000;
+    mem_gbuf[2781] = 64'h0000000000000000;
+    mem_gbuf[2782] = 64'h0000000000000000;
+    mem_gbuf[2783] = 64'h0000000000000000;
+    mem_gbuf[2784] = 64'h0000000000000000;
+    mem_gbuf[2785] = 64'h0000000000000000;
+    mem_gbuf[2786] = 64'h0000000000000000;
+    mem_gbuf[2787] = 64'h0000000000000000;
+    mem_gbuf[2788] = 64'h0000000000000000;
+    mem_gbuf[2789] = 64'h0000000000000000;
+    mem_gbuf[2790] = 64'h0000000000000000;
+    mem_gbuf[2791] = 64'h0000000000000000;
+    mem_gbuf[2792] = 64'h0000000000000000;
+    mem_gbuf[2793] = 64'h0000000000000000;
+    mem_gbuf[2794] = 64'h0000000000000000;
+    mem_gbuf[2795] = 64'h0000000000000000;
+    mem_gbuf[2796] = 64'h0000000000000000;
+    mem_gbuf[2797] = 64'h0000000000000000;
+    mem_gbuf[2798] = 64'h0000000000000000;
+    mem_gbuf[2799] = 64'h0000000000000000;
+    mem_gbuf[2800] = 64'h0000000000000000;
+    mem_gbuf[2801] = 64'h0000000000000000;
+    mem_gbuf[2802] = 64'h0000000000000000;
+    mem_gbuf[2803] = 64'h0000000000000000;
+    mem_gbuf[2804] = 64'h0000000000000000;
+    mem_gbuf[2805] = 64'h0000000000000000;
+    mem_gbuf[2806] = 64'h0000000000000000;
+    mem_gbuf[2807] = 64'h0000000000000000;
+    mem_gbuf[2808] = 64'h0000000000000000;
+    mem_gbuf[2809] = 64'h0000000000000000;
+    mem_gbuf[2810] = 64'h0000000000000000;
+    mem_gbuf[2811] = 64'h0000000000000000;
+    mem_gbuf[2812] = 64'h0000000000000000;
+    mem_gbuf[2813] = 64'h0000000000000000;
+    mem_gbuf[2814] = 64'h0000000000000000;
+    mem_gbuf[2815] = 64'h0000000000000000;
+    mem_gbuf[2816] = 64'h0000000000000000;
+    mem_gbuf[2817] = 64'h0000000000000000;
+    mem_gbuf[2818] = 64'h0000000000000000;
+    mem_gbuf[2819] = 64'h0000000000000000;
+    mem_gbuf[2820] = 64'h0000000000000000;
+    mem_gbuf[2821] = 64'h0000000000000000;
+    mem_gbuf[2822] = 64'h0000000000000000;
+    mem_gbuf[2823] = 64'h0000000000000000;
+    mem_gbuf[2824] = 64'h0000000000000000;
+    mem_gbuf[2825] = 64'h0000000000000000;
+    mem_gbuf[2826] = 64'h0000000000000000;
+    mem_gbuf[2827] = 64'h0000000000000000;
+    mem_gbuf[2828] = 64'h0000000000000000;
+    mem_gbuf[2829] = 64'h0000000000000000;
+    mem_gbuf[2830] = 64'h0000000000000000;
+    mem_gbuf[2831] = 64'h0000000000000000;
+    mem_gbuf[2832] = 64'h0000000000000000;
+    mem_gbuf[2833] = 64'h0000000000000000;
+    mem_gbuf[2834] = 64'h0000000000000000;
+    mem_gbuf[2835] = 64'h0000000000000000;
+    mem_gbuf[2836] = 64'h0000000000000000;
+    mem_gbuf[2837] = 64'h0000000000000000;
+    mem_gbuf[2838] = 64'h0000000000000000;
+    mem_gbuf[2839] = 64'h0000000000000000;
+    mem_gbuf[2840] = 64'h0000000000000000;
+    mem_gbuf[2841] = 64'h0000000000000000;
+    mem_gbuf[2842] = 64'h0000000000000000;
+    mem_gbuf[2843] = 64'h0000000000000000;
+    mem_gbuf[2844] = 64'h0000000000000000;
+    mem_gbuf[2845] = 64'h0000000000000000;
+    mem_gbuf[2846] = 64'h0000000000000000;
+    mem_gbuf[2847] = 64'h0000000000000000;
+    mem_gbuf[2848] = 64'h0000000000000000;
+    mem_gbuf[2849] = 64'h0000000000000000;
+    mem_gbuf[2850] = 64'h0000000000000000;
+    mem_gbuf[2851] = 64'h0000000000000000;
+    mem_gbuf[2852] = 64'h0000000000000000;
+    mem_gbuf[2853] = 64'h0000000000000000;
+    mem_gbuf[2854] = 64'h0000000000000000;
+    mem_gbuf[2855] = 64'h0000000000000000;
+    mem_gbuf[2856] = 64'h0000000000000000;
+    mem_gbuf[2857] = 64'h0000000000000000;
+    mem_gbuf[2858] = 64'h0000000000000000;
+    mem_gbuf[2859] = 64'h0000000000000000;
+    mem_gbuf[2860] = 64'h0000000000000000;
+    mem_gbuf[2861] = 64'h0000000000000000;
+    mem_gbuf[2862] = 64'h0000000000000000;
+    mem_gbuf[2863] = 64'h0000000000000000;
+    mem_gbuf[2864] = 64'h0000000000000000;
+    mem_gbuf[2865] = 64'h0000000000000000;
+    mem_gbuf[2866] = 64'h0000000000000000;
+    mem_gbuf[2867] = 64'h0000000000000000;
+    mem_gbuf[2868] = 64'h0000000000000000;
+    mem_gbuf[2869] = 64'h0000000000000000;
+    mem_gbuf[2870] = 64'h0000000000000000;
+    mem_gbuf[2871] = 64'h0000000000000000;
+    mem_gbuf[2872] = 64'h0000000000000000;
+    mem_gbuf[2873] = 64'h0000000000000000;
+    mem_gbuf[2874] = 64'h0000000000000000;
+    mem_gbuf[2875] = 64'h0000000000000000;
+    mem_gbuf[2876] = 64'h0000000000000000;
+    mem_gbuf[2877] = 64'h0000000000000000;
+    mem_gbuf[2878] = 64'h0000000000000000;
+    mem_gbuf[2879] = 64'h0000000000000000;
+    mem_gbuf[2880] = 64'h0000000000000000;
+    mem_gbuf[2881] = 64'h0000000000000000;
+    mem_gbuf[2882] = 64'h0000000000000000;
+    mem_gbuf[2883] = 64'h0000000000000000;
+    mem_gbuf[2884] = 64'h0000000000000000;
+    mem_gbuf[2885] = 64'h0000000000000000;
+    mem_gbuf[2886] = 64'h0000000000000000;
+    mem_gbuf[2887] = 64'h0000000000000000;
+    mem_gbuf[2888] = 64'h0000000000000000;
+    mem_gbuf[2889] = 64'h0000000000000000;
+    mem_gbuf[2890] = 64'h0000000000000000;
+    mem_gbuf[2891] = 64'h0000000000000000;
+    mem_gbuf[2892] = 64'h0000000000000000;
+    mem_gbuf[2893] = 64'h0000000000000000;
+    mem_gbuf[2894] = 64'h0000000000000000;
+    mem_gbuf[2895] = 64'h0000000000000000;
+    mem_gbuf[2896] = 64'h0000000000000000;
+    mem_gbuf[2897] = 64'h0000000000000000;
+    mem_gbuf[2898] = 64'h0000000000000000;
+    mem_gbuf[2899] = 64'h0000000000000000;
+    mem_gbuf[2900] = 64'h0000000000000000;
+    mem_gbuf[2901] = 64'h0000000000000000;
+    mem_gbuf[2902] = 64'h0000000000000000;
+    mem_gbuf[2903] = 64'h0000000000000000;
+    mem_gbuf[2904] = 64'h0000000000000000;
+    mem_gbuf[2905] = 64'h0000000000000000;
+    mem_gbuf[2906] = 64'h0000000000000000;
+    mem_gbuf[2907] = 64'h0000000000000000;
+    mem_gbuf[2908] = 64'h0000000000000000;
+    mem_gbuf[2909] = 64'h0000000000000000;
+    mem_gbuf[2910] = 64'h0000000000000000;
+    mem_gbuf[2911] = 64'h0000000000000000;
+    mem_gbuf[2912] = 64'h0000000000000000;
+    mem_gbuf[2913] = 64'h0000000000000000;
+    mem_gbuf[2914] = 64'h0000000000000000;
+    mem_gbuf[2915] = 64'h0000000000000000;
+    mem_gbuf[2916] = 64'h0000000000000000;
+    mem_gbuf[2917] = 64'h0000000000000000;
+    mem_gbuf[2918] = 64'h0000000000000000;
+    mem_gbuf[2919] = 64'h0000000000000000;
+    mem_gbuf[2920] = 64'h0000000000000000;
+    mem_gbuf[2921] = 64'h0000000000000000;
+    mem_gbuf[2922] = 64'h0000000000000000;
+    mem_gbuf[2923] = 64'h0000000000000000;
+    mem_gbuf[2924] = 64'h0000000000000000;
+    mem_gbuf[2925] = 64'h0000000000000000;
+    mem_gbuf[2926] = 64'h0000000000000000;
+    mem_gbuf[2927] = 64'h0000000000000000;
+    mem_gbuf[2928] = 64'h0000000000000000;
+    mem_gbuf[2929] = 64'h0000000000000000;
+    mem_gbuf[2930] = 64'h0000000000000000;
+    mem_gbuf[2931] = 64'h0000000000000000;
+    mem_gbuf[2932] = 64'h0000000000000000;
+    mem_gbuf[2933] = 64'h0000000000000000;
+    mem_gbuf[2934] = 64'h0000000000000000;
+    mem_gbuf[2935] = 64'h0000000000000000;
+    mem_gbuf[2936] = 64'h0000000000000000;
+    mem_gbuf[2937] = 64'h0000000000000000;
+    mem_gbuf[2938] = 64'h0000000000000000;
+    mem_gbuf[2939] = 64'h0000000000000000;
+    mem_gbuf[2940] = 64'h0000000000000000;
+    mem_gbuf[2941] = 64'h0000000000000000;
+    mem_gbuf[2942] = 64'h0000000000000000;
+    mem_gbuf[2943] = 64'h0000000000000000;
+    mem_gbuf[2944] = 64'h0000000000000000;
+    mem_gbuf[2945] = 64'h0000000000000000;
+    mem_gbuf[2946] = 64'h0000000000000000;
+    mem_gbuf[2947] = 64'h0000000000000000;
+    mem_gbuf[2948] = 64'h0000000000000000;
+    mem_gbuf[2949] = 64'h0000000000000000;
+    mem_gbuf[2950] = 64'h0000000000000000;
+    mem_gbuf[2951] = 64'h0000000000000000;
+    mem_gbuf[2952] = 64'h0000000000000000;
+    mem_gbuf[2953] = 64'h0000000000000000;
+    mem_gbuf[2954] = 64'h0000000000000000;
+    mem_gbuf[2955] = 64'h0000000000000000;
+    mem_gbuf[2956] = 64'h0000000000000000;
+    mem_gbuf[2957] = 64'h0000000000000000;
+    mem_gbuf[2958] = 64'h0000000000000000;
+    mem_gbuf[2959] = 64'h0000000000000000;
+    mem_gbuf[2960] = 64'h0000000000000000;
+    mem_gbuf[2961] = 64'h0000000000000000;
+    mem_gbuf[2962] = 64'h0000000000000000;
+    mem_gbuf[2963] = 64'h0000000000000000;
+    mem_gbuf[2964] = 64'h0000000000000000;
+    mem_gbuf[2965] = 64'h0000000000000000;
+    mem_gbuf[2966] = 64'h0000000000000000;
+    mem_gbuf[2967] = 64'h0000000000000000;
+    mem_gbuf[2968] = 64'h0000000000000000;
+    mem_gbuf[2969] = 64'h0000000000000000;
+    mem_gbuf[2970] = 64'h0000000000000000;
+    mem_gbuf[2971] = 64'h0000000000000000;
+    mem_gbuf[2972] = 64'h0000000000000000;
+    mem_gbuf[2973] = 64'h0000000000000000;
+    mem_gbuf[2974] = 64'h0000000000000000;
+    mem_gbuf[2975] = 64'h0000000000000000;
+    mem_gbuf[2976] = 64'h0000000000000000;
+    mem_gbuf[2977] = 64'h0000000000000000;
+    mem_gbuf[2978] = 64'h0000000000000000;
+    mem_gbuf[2979] = 64'h0000000000000000;
+    mem_gbuf[2980] = 64'h0000000000000000;
+    mem_gbuf[2981] = 64'h0000000000000000;
+    mem_gbuf[2982] = 64'h0000000000000000;
+    mem_gbuf[2983] = 64'h0000000000000000;
+    mem_gbuf[2984] = 64'h0000000000000000;
+    mem_gbuf[2985] = 64'h0000000000000000;
+    mem_gbuf[2986] = 64'h0000000000000000;
+    mem_gbuf[2987] = 64'h0000000000000000;
+    mem_gbuf[2988] = 64'h0000000000000000;
+    mem_gbuf[2989] = 64'h0000000000000000;
+    mem_gbuf[2990] = 64'h0000000000000000;
+    mem_gbuf[2991] = 64'h0000000000000000;
+    mem_gbuf[2992] = 64'h0000000000000000;
+    mem_gbuf[2993] = 64'h0000000000000000;
+    mem_gbuf[2994] = 64'h0000000000000000;
+    mem_gbuf[2995] = 64'h0000000000000000;
+    mem_gbuf[2996] = 64'h0000000000000000;
+    mem_gbuf[2997] = 64'h0000000000000000;
+    mem_gbuf[2998] = 64'h0000000000000000;
+    mem_gbuf[2999] = 64'h0000000000000000;
+    mem_gbuf[3000] = 64'h0000000000000000;
+    mem_gbuf[3001] = 64'h0000000000000000;
+    mem_gbuf[3002] = 64'h0000000000000000;
+    mem_gbuf[3003] = 64'h0000000000000000;
+    mem_gbuf[3004] = 64'h0000000000000000;
+    mem_gbuf[3005] = 64'h0000000000000000;
+    mem_gbuf[3006] = 64'h0000000000000000;
+    mem_gbuf[3007] = 64'h0000000000000000;
+    mem_gbuf[3008] = 64'h0000000000000000;
+    mem_gbuf[3009] = 64'h0000000000000000;
+    mem_gbuf[3010] = 64'h0000000000000000;
+    mem_gbuf[3011] = 64'h0000000000000000;
+    mem_gbuf[3012] = 64'h0000000000000000;
+    mem_gbuf[3013] = 64'h0000000000000000;
+    mem_gbuf[3014] = 64'h0000000000000000;
+    mem_gbuf[3015] = 64'h0000000000000000;
+    mem_gbuf[3016] = 64'h0000000000000000;
+    mem_gbuf[3017] = 64'h0000000000000000;
+    mem_gbuf[3018] = 64'h0000000000000000;
+    mem_gbuf[3019] = 64'h0000000000000000;
+    mem_gbuf[3020] = 64'h0000000000000000;
+    mem_gbuf[3021] = 64'h0000000000000000;
+    mem_gbuf[3022] = 64'h0000000000000000;
+    mem_gbuf[3023] = 64'h0000000000000000;
+    mem_gbuf[3024] = 64'h0000000000000000;
+    mem_gbuf[3025] = 64'h0000000000000000;
+    mem_gbuf[3026] = 64'h0000000000000000;
+    mem_gbuf[3027] = 64'h0000000000000000;
+    mem_gbuf[3028] = 64'h0000000000000000;
+    mem_gbuf[3029] = 64'h0000000000000000;
+    mem_gbuf[3030] = 64'h0000000000000000;
+    mem_gbuf[3031] = 64'h0000000000000000;
+    mem_gbuf[3032] = 64'h0000000000000000;
+    mem_gbuf[3033] = 64'h0000000000000000;
+    mem_gbuf[3034] = 64'h0000000000000000;
+    mem_gbuf[3035] = 64'h0000000000000000;
+    mem_gbuf[3036] = 64'h0000000000000000;
+    mem_gbuf[3037] = 64'h0000000000000000;
+    mem_gbuf[3038] = 64'h0000000000000000;
+    mem_gbuf[3039] = 64'h0000000000000000;
+    mem_gbuf[3040] = 64'h0000000000000000;
+    mem_gbuf[3041] = 64'h0000000000000000;
+    mem_gbuf[3042] = 64'h0000000000000000;
+    mem_gbuf[3043] = 64'h0000000000000000;
+    mem_gbuf[3044] = 64'h0000000000000000;
+    mem_gbuf[3045] = 64'h0000000000000000;
+    mem_gbuf[3046] = 64'h0000000000000000;
+    mem_gbuf[3047] = 64'h0000000000000000;
+    mem_gbuf[3048] = 64'h0000000000000000;
+    mem_gbuf[3049] = 64'h0000000000000000;
+    mem_gbuf[3050] = 64'h0000000000000000;
+    mem_gbuf[3051] = 64'h0000000000000000;
+    mem_gbuf[3052] = 64'h0000000000000000;
+    mem_gbuf[3053] = 64'h0000000000000000;
+    mem_gbuf[3054] = 64'h0000000000000000;
+    mem_gbuf[3055] = 64'h0000000000000000;
+    mem_gbuf[3056] = 64'h0000000000000000;
+    mem_gbuf[3057] = 64'h0000000000000000;
+    mem_gbuf[3058] = 64'h0000000000000000;
+    mem_gbuf[3059] = 64'h0000000000000000;
+    mem_gbuf[3060] = 64'h0000000000000000;
+    mem_gbuf[3061] = 64'h0000000000000000;
+    mem_gbuf[3062] = 64'h0000000000000000;
+    mem_gbuf[3063] = 64'h0000000000000000;
+    mem_gbuf[3064] = 64'h0000000000000000;
+    mem_gbuf[3065] = 64'h0000000000000000;
+    mem_gbuf[3066] = 64'h0000000000000000;
+    mem_gbuf[3067] = 64'h0000000000000000;
+    mem_gbuf[3068] = 64'h0000000000000000;
+    mem_gbuf[3069] = 64'h0000000000000000;
+    mem_gbuf[3070] = 64'h0000000000000000;
+    mem_gbuf[3071] = 64'h0000000000000000;
+    mem_gbuf[3072] = 64'h0000000000000000;
+    mem_gbuf[3073] = 64'h0000000000000000;
+    mem_gbuf[3074] = 64'h0000000000000000;
+    mem_gbuf[3075] = 64'h0000000000000000;
+    mem_gbuf[3076] = 64'h0000000000000000;
+    mem_gbuf[3077] = 64'h0000000000000000;
+    mem_gbuf[3078] = 64'h0000000000000000;
+    mem_gbuf[3079] = 64'h0000000000000000;
+    mem_gbuf[3080] = 64'h0000000000000000;
+    mem_gbuf[3081] = 64'h0000000000000000;
+    mem_gbuf[3082] = 64'h0000000000000000;
+    mem_gbuf[3083] = 64'h0000000000000000;
+    mem_gbuf[3084] = 64'h0000000000000000;
+    mem_gbuf[3085] = 64'h0000000000000000;
+    mem_gbuf[3086] = 64'h0000000000000000;
+    mem_gbuf[3087] = 64'h0000000000000000;
+    mem_gbuf[3088] = 64'h0000000000000000;
+    mem_gbuf[3089] = 64'h0000000000000000;
+    mem_gbuf[3090] = 64'h0000000000000000;
+    mem_gbuf[3091] = 64'h0000000000000000;
+    mem_gbuf[3092] = 64'h0000000000000000;
+    mem_gbuf[3093] = 64'h0000000000000000;
+    mem_gbuf[3094] = 64'h0000000000000000;
+    mem_gbuf[3095] = 64'h0000000000000000;
+    mem_gbuf[3096] = 64'h0000000000000000;
+    mem_gbuf[3097] = 64'h0000000000000000;
+    mem_gbuf[3098] = 64'h0000000000000000;
+    mem_gbuf[3099] = 64'h0000000000000000;
+    mem_gbuf[3100] = 64'h0000000000000000;
+    mem_gbuf[3101] = 64'h0000000000000000;
+    mem_gbuf[3102] = 64'h0000000000000000;
+    mem_gbuf[3103] = 64'h0000000000000000;
+    mem_gbuf[3104] = 64'h0000000000000000;
+    mem_gbuf[3105] = 64'h0000000000000000;
+    mem_gbuf[3106] = 64'h0000000000000000;
+    mem_gbuf[3107] = 64'h0000000000000000;
+    mem_gbuf[3108] = 64'h0000000000000000;
+    mem_gbuf[3109] = 64'h0000000000000000;
+    mem_gbuf[3110] = 64'h0000000000000000;
+    mem_gbuf[3111] = 64'h0000000000000000;
+    mem_gbuf[3112] = 64'h0000000000000000;
+    mem_gbuf[3113] = 64'h0000000000000000;
+    mem_gbuf[3114] = 64'h0000000000000000;
+    mem_gbuf[3115] = 64'h0000000000000000;
+    mem_gbuf[3116] = 64'h0000000000000000;
+    mem_gbuf[3117] = 64'h0000000000000000;
+    mem_gbuf[3118] = 64'h0000000000000000;
+    mem_gbuf[3119] = 64'h0000000000000000;
+    mem_gbuf[3120] = 64'h0000000000000000;
+    mem_gbuf[3121] = 64'h0000000000000000;
+    mem_gbuf[3122] = 64'h0000000000000000;
+    mem_gbuf[3123] = 64'h0000000000000000;
+    mem_gbuf[3124] = 64'h0000000000000000;
+    mem_gbuf[3125] = 64'h0000000000000000;
+    mem_gbuf[3126] = 64'h0000000000000000;
+    mem_gbuf[3127] = 64'h0000000000000000;
+    mem_gbuf[3128] = 64'h0000000000000000;
+    mem_gbuf[3129] = 64'h0000000000000000;
+    mem_gbuf[3130] = 64'h0000000000000000;
+    mem_gbuf[3131] = 64'h0000000000000000;
+    mem_gbuf[3132] = 64'h0000000000000000;
+    mem_gbuf[3133] = 64'h0000000000000000;
+    mem_gbuf[3134] = 64'h0000000000000000;
+    mem_gbuf[3135] = 64'h0000000000000000;
+    mem_gbuf[3136] = 64'h0000000000000000;
+    mem_gbuf[3137] = 64'h0000000000000000;
+    mem_gbuf[3138] = 64'h0000000000000000;
+    mem_gbuf[3139] = 64'h0000000000000000;
+    mem_gbuf[3140] = 64'h0000000000000000;
+    mem_gbuf[3141] = 64'h0000000000000000;
+    mem_gbuf[3142] = 64'h0000000000000000;
+    mem_gbuf[3143] = 64'h0000000000000000;
+    mem_gbuf[3144] = 64'h0000000000000000;
+    mem_gbuf[3145] = 64'h0000000000000000;
+    mem_gbuf[3146] = 64'h0000000000000000;
+    mem_gbuf[3147] = 64'h0000000000000000;
+    mem_gbuf[3148] = 64'h0000000000000000;
+    mem_gbuf[3149] = 64'h0000000000000000;
+    mem_gbuf[3150] = 64'h0000000000000000;
+    mem_gbuf[3151] = 64'h0000000000000000;
+    mem_gbuf[3152] = 64'h0000000000000000;
+    mem_gbuf[3153] = 64'h0000000000000000;
+    mem_gbuf[3154] = 64'h0000000000000000;
+    mem_gbuf[3155] = 64'h0000000000000000;
+    mem_gbuf[3156] = 64'h0000000000000000;
+    mem_gbuf[3157] = 64'h0000000000000000;
+    mem_gbuf[3158] = 64'h0000000000000000;
+    mem_gbuf[3159] = 64'h0000000000000000;
+    mem_gbuf[3160] = 64'h0000000000000000;
+    mem_gbuf[3161] = 64'h0000000000000000;
+    mem_gbuf[3162] = 64'h0000000000000000;
+    mem_gbuf[3163] = 64'h0000000000000000;
+    mem_gbuf[3164] = 64'h0000000000000000;
+    mem_gbuf[3165] = 64'h0000000000000000;
+    mem_gbuf[3166] = 64'h0000000000000000;
+    mem_gbuf[3167] = 64'h0000000000000000;
+    mem_gbuf[3168] = 64'h0000000000000000;
+    mem_gbuf[3169] = 64'h0000000000000000;
+    mem_gbuf[3170] = 64'h0000000000000000;
+    mem_gbuf[3171] = 64'h0000000000000000;
+    mem_gbuf[3172] = 64'h0000000000000000;
+    mem_gbuf[3173] = 64'h0000000000000000;
+    mem_gbuf[3174] = 64'h0000000000000000;
+    mem_gbuf[3175] = 64'h0000000000000000;
+    mem_gbuf[3176] = 64'h0000000000000000;
+    mem_gbuf[3177] = 64'h0000000000000000;
+    mem_gbuf[3178] = 64'h0000000000000000;
+    mem_gbuf[3179] = 64'h0000000000000000;
+    mem_gbuf[3180] = 64'h0000000000000000;
+    mem_gbuf[3181] = 64'h0000000000000000;
+    mem_gbuf[3182] = 64'h0000000000000000;
+    mem_gbuf[3183] = 64'h0000000000000000;
+    mem_gbuf[3184] = 64'h0000000000000000;
+    mem_gbuf[3185] = 64'h0000000000000000;
+    mem_gbuf[3186] = 64'h0000000000000000;
+    mem_gbuf[3187] = 64'h0000000000000000;
+    mem_gbuf[3188] = 64'h0000000000000000;
+    mem_gbuf[3189] = 64'h0000000000000000;
+    mem_gbuf[3190] = 64'h0000000000000000;
+    mem_gbuf[3191] = 64'h0000000000000000;
+    mem_gbuf[3192] = 64'h0000000000000000;
+    mem_gbuf[3193] = 64'h0000000000000000;
+    mem_gbuf[3194] = 64'h0000000000000000;
+    mem_gbuf[3195] = 64'h0000000000000000;
+    mem_gbuf[3196] = 64'h0000000000000000;
+    mem_gbuf[3197] = 64'h0000000000000000;
+    mem_gbuf[3198] = 64'h0000000000000000;
+    mem_gbuf[3199] = 64'h0000000000000000;
+    mem_gbuf[3200] = 64'h0000000000000000;
+    mem_gbuf[3201] = 64'h0000000000000000;
+    mem_gbuf[3202] = 64'h0000000000000000;
+    mem_gbuf[3203] = 64'h0000000000000000;
+    mem_gbuf[3204] = 64'h0000000000000000;
+    mem_gbuf[3205] = 64'h0000000000000000;
+    mem_gbuf[3206] = 64'h0000000000000000;
+    mem_gbuf[3207] = 64'h0000000000000000;
+    mem_gbuf[3208] = 64'h0000000000000000;
+    mem_gbuf[3209] = 64'h0000000000000000;
+    mem_gbuf[3210] = 64'h0000000000000000;
+    mem_gbuf[3211] = 64'h0000000000000000;
+    mem_gbuf[3212] = 64'h0000000000000000;
+    mem_gbuf[3213] = 64'h0000000000000000;
+    mem_gbuf[3214] = 64'h0000000000000000;
+    mem_gbuf[3215] = 64'h0000000000000000;
+    mem_gbuf[3216] = 64'h0000000000000000;
+    mem_gbuf[3217] = 64'h0000000000000000;
+    mem_gbuf[3218] = 64'h0000000000000000;
+    mem_gbuf[3219] = 64'h0000000000000000;
+    mem_gbuf[3220] = 64'h0000000000000000;
+    mem_gbuf[3221] = 64'h0000000000000000;
+    mem_gbuf[3222] = 64'h0000000000000000;
+    mem_gbuf[3223] = 64'h0000000000000000;
+    mem_gbuf[3224] = 64'h0000000000000000;
+    mem_gbuf[3225] = 64'h0000000000000000;
+    mem_gbuf[3226] = 64'h0000000000000000;
+    mem_gbuf[3227] = 64'h0000000000000000;
+    mem_gbuf[3228] = 64'h0000000000000000;
+    mem_gbuf[3229] = 64'h0000000000000000;
+    mem_gbuf[3230] = 64'h0000000000000000;
+    mem_gbuf[3231] = 64'h0000000000000000;
+    mem_gbuf[3232] = 64'h0000000000000000;
+    mem_gbuf[3233] = 64'h0000000000000000;
+    mem_gbuf[3234] = 64'h0000000000000000;
+    mem_gbuf[3235] = 64'h0000000000000000;
+    mem_gbuf[3236] = 64'h0000000000000000;
+    mem_gbuf[3237] = 64'h0000000000000000;
+    mem_gbuf[3238] = 64'h0000000000000000;
+    mem_gbuf[3239] = 64'h0000000000000000;
+    mem_gbuf[3240] = 64'h0000000000000000;
+    mem_gbuf[3241] = 64'h0000000000000000;
+    mem_gbuf[3242] = 64'h0000000000000000;
+    mem_gbuf[3243] = 64'h0000000000000000;
+    mem_gbuf[3244] = 64'h0000000000000000;
+    mem_gbuf[3245] = 64'h0000000000000000;
+    mem_gbuf[3246] = 64'h0000000000000000;
+    mem_gbuf[3247] = 64'h0000000000000000;
+    mem_gbuf[3248] = 64'h0000000000000000;
+    mem_gbuf[3249] = 64'h0000000000000000;
+    mem_gbuf[3250] = 64'h0000000000000000;
+    mem_gbuf[3251] = 64'h0000000000000000;
+    mem_gbuf[3252] = 64'h0000000000000000;
+    mem_gbuf[3253] = 64'h0000000000000000;
+    mem_gbuf[3254] = 64'h0000000000000000;
+    mem_gbuf[3255] = 64'h0000000000000000;
+    mem_gbuf[3256] = 64'h0000000000000000;
+    mem_gbuf[3257] = 64'h0000000000000000;
+    mem_gbuf[3258] = 64'h0000000000000000;
+    mem_gbuf[3259] = 64'h0000000000000000;
+    mem_gbuf[3260] = 64'h0000000000000000;
+    mem_gbuf[3261] = 64'h0000000000000000;
+    mem_gbuf[3262] = 64'h0000000000000000;
+    mem_gbuf[3263] = 64'h0000000000000000;
+    mem_gbuf[3264] = 64'h0000000000000000;
+    mem_gbuf[3265] = 64'h0000000000000000;
+    mem_gbuf[3266] = 64'h0000000000000000;
+    mem_gbuf[3267] = 64'h0000000000000000;
+    mem_gbuf[3268] = 64'h0000000000000000;
+    mem_gbuf[3269] = 64'h0000000000000000;
+    mem_gbuf[3270] = 64'h0000000000000000;
+    mem_gbuf[3271] = 64'h0000000000000000;
+    mem_gbuf[3272] = 64'h0000000000000000;
+    mem_gbuf[3273] = 64'h0000000000000000;
+    mem_gbuf[3274] = 64'h0000000000000000;
+    mem_gbuf[3275] = 64'h0000000000000000;
+    mem_gbuf[3276] = 64'h0000000000000000;
+    mem_gbuf[3277] = 64'h0000000000000000;
+    mem_gbuf[3278] = 64'h0000000000000000;
+    mem_gbuf[3279] = 64'h0000000000000000;
+    mem_gbuf[3280] = 64'h0000000000000000;
+    mem_gbuf[3281] = 64'h0000000000000000;
+    mem_gbuf[3282] = 64'h0000000000000000;
+    mem_gbuf[3283] = 64'h0000000000000000;
+    mem_gbuf[3284] = 64'h0000000000000000;
+    mem_gbuf[3285] = 64'h0000000000000000;
+    mem_gbuf[3286] = 64'h0000000000000000;
+    mem_gbuf[3287] = 64'h0000000000000000;
+    mem_gbuf[3288] = 64'h0000000000000000;
+    mem_gbuf[3289] = 64'h0000000000000000;
+    mem_gbuf[3290] = 64'h0000000000000000;
+    mem_gbuf[3291] = 64'h0000000000000000;
+    mem_gbuf[3292] = 64'h0000000000000000;
+    mem_gbuf[3293] = 64'h0000000000000000;
+    mem_gbuf[3294] = 64'h0000000000000000;
+    mem_gbuf[3295] = 64'h0000000000000000;
+    mem_gbuf[3296] = 64'h0000000000000000;
+    mem_gbuf[3297] = 64'h0000000000000000;
+    mem_gbuf[3298] = 64'h0000000000000000;
+    mem_gbuf[3299] = 64'h0000000000000000;
+    mem_gbuf[3300] = 64'h0000000000000000;
+    mem_gbuf[3301] = 64'h0000000000000000;
+    mem_gbuf[3302] = 64'h0000000000000000;
+    mem_gbuf[3303] = 64'h0000000000000000;
+    mem_gbuf[3304] = 64'h0000000000000000;
+    mem_gbuf[3305] = 64'h0000000000000000;
+    mem_gbuf[3306] = 64'h0000000000000000;
+    mem_gbuf[3307] = 64'h0000000000000000;
+    mem_gbuf[3308] = 64'h0000000000000000;
+    mem_gbuf[3309] = 64'h0000000000000000;
+    mem_gbuf[3310] = 64'h0000000000000000;
+    mem_gbuf[3311] = 64'h0000000000000000;
+    mem_gbuf[3312] = 64'h0000000000000000;
+    mem_gbuf[3313] = 64'h0000000000000000;
+    mem_gbuf[3314] = 64'h0000000000000000;
+    mem_gbuf[3315] = 64'h0000000000000000;
+    mem_gbuf[3316] = 64'h0000000000000000;
+    mem_gbuf[3317] = 64'h0000000000000000;
+    mem_gbuf[3318] = 64'h0000000000000000;
+    mem_gbuf[3319] = 64'h0000000000000000;
+    mem_gbuf[3320] = 64'h0000000000000000;
+    mem_gbuf[3321] = 64'h0000000000000000;
+    mem_gbuf[3322] = 64'h0000000000000000;
+    mem_gbuf[3323] = 64'h0000000000000000;
+    mem_gbuf[3324] = 64'h0000000000000000;
+    mem_gbuf[3325] = 64'h0000000000000000;
+    mem_gbuf[3326] = 64'h0000000000000000;
+    mem_gbuf[3327] = 64'h0000000000000000;
+    mem_gbuf[3328] = 64'h0000000000000000;
+    mem_gbuf[3329] = 64'h0000000000000000;
+    mem_gbuf[3330] = 64'h0000000000000000;
+    mem_gbuf[3331] = 64'h0000000000000000;
+    mem_gbuf[3332] = 64'h0000000000000000;
+    mem_gbuf[3333] = 64'h0000000000000000;
+    mem_gbuf[3334] = 64'h0000000000000000;
+    mem_gbuf[3335] = 64'h0000000000000000;
+    mem_gbuf[3336] = 64'h0000000000000000;
+    mem_gbuf[3337] = 64'h0000000000000000;
+    mem_gbuf[3338] = 64'h0000000000000000;
+    mem_gbuf[3339] = 64'h0000000000000000;
+    mem_gbuf[3340] = 64'h0000000000000000;
+    mem_gbuf[3341] = 64'h0000000000000000;
+    mem_gbuf[3342] = 64'h0000000000000000;
+    mem_gbuf[3343] = 64'h0000000000000000;
+    mem_gbuf[3344] = 64'h0000000000000000;
+    mem_gbuf[3345] = 64'h0000000000000000;
+    mem_gbuf[3346] = 64'h0000000000000000;
+    mem_gbuf[3347] = 64'h0000000000000000;
+    mem_gbuf[3348] = 64'h0000000000000000;
+    mem_gbuf[3349] = 64'h0000000000000000;
+    mem_gbuf[3350] = 64'h0000000000000000;
+    mem_gbuf[3351] = 64'h0000000000000000;
+    mem_gbuf[3352] = 64'h0000000000000000;
+    mem_gbuf[3353] = 64'h0000000000000000;
+    mem_gbuf[3354] = 64'h0000000000000000;
+    mem_gbuf[3355] = 64'h0000000000000000;
+    mem_gbuf[3356] = 64'h0000000000000000;
+    mem_gbuf[3357] = 64'h0000000000000000;
+    mem_gbuf[3358] = 64'h0000000000000000;
+    mem_gbuf[3359] = 64'h0000000000000000;
+    mem_gbuf[3360] = 64'h0000000000000000;
+    mem_gbuf[3361] = 64'h0000000000000000;
+    mem_gbuf[3362] = 64'h0000000000000000;
+    mem_gbuf[3363] = 64'h0000000000000000;
+    mem_gbuf[3364] = 64'h0000000000000000;
+    mem_gbuf[3365] = 64'h0000000000000000;
+    mem_gbuf[3366] = 64'h0000000000000000;
+    mem_gbuf[3367] = 64'h0000000000000000;
+    mem_gbuf[3368] = 64'h0000000000000000;
+    mem_gbuf[3369] = 64'h0000000000000000;
+    mem_gbuf[3370] = 64'h0000000000000000;
+    mem_gbuf[3371] = 64'h0000000000000000;
+    mem_gbuf[3372] = 64'h0000000000000000;
+    mem_gbuf[3373] = 64'h0000000000000000;
+    mem_gbuf[3374] = 64'h0000000000000000;
+    mem_gbuf[3375] = 64'h0000000000000000;
+    mem_gbuf[3376] = 64'h0000000000000000;
+    mem_gbuf[3377] = 64'h0000000000000000;
+    mem_gbuf[3378] = 64'h0000000000000000;
+    mem_gbuf[3379] = 64'h0000000000000000;
+    mem_gbuf[3380] = 64'h0000000000000000;
+    mem_gbuf[3381] = 64'h0000000000000000;
+    mem_gbuf[3382] = 64'h0000000000000000;
+    mem_gbuf[3383] = 64'h0000000000000000;
+    mem_gbuf[3384] = 64'h0000000000000000;
+    mem_gbuf[3385] = 64'h0000000000000000;
+    mem_gbuf[3386] = 64'h0000000000000000;
+    mem_gbuf[3387] = 64'h0000000000000000;
+    mem_gbuf[3388] = 64'h0000000000000000;
+    mem_gbuf[3389] = 64'h0000000000000000;
+    mem_gbuf[3390] = 64'h0000000000000000;
+    mem_gbuf[3391] = 64'h0000000000000000;
+    mem_gbuf[3392] = 64'h0000000000000000;
+    mem_gbuf[3393] = 64'h0000000000000000;
+    mem_gbuf[3394] = 64'h0000000000000000;
+    mem_gbuf[3395] = 64'h0000000000000000;
+    mem_gbuf[3396] = 64'h0000000000000000;
+    mem_gbuf[3397] = 64'h0000000000000000;
+    mem_gbuf[3398] = 64'h0000000000000000;
+    mem_gbuf[3399] = 64'h0000000000000000;
+    mem_gbuf[3400] = 64'h0000000000000000;
+    mem_gbuf[3401] = 64'h0000000000000000;
+    mem_gbuf[3402] = 64'h0000000000000000;
+    mem_gbuf[3403] = 64'h0000000000000000;
+    mem_gbuf[3404] = 64'h0000000000000000;
+    mem_gbuf[3405] = 64'h0000000000000000;
+    mem_gbuf[3406] = 64'h0000000000000000;
+    mem_gbuf[3407] = 64'h0000000000000000;
+    mem_gbuf[3408] = 64'h0000000000000000;
+    mem_gbuf[3409] = 64'h0000000000000000;
+    mem_gbuf[3410] = 64'h0000000000000000;
+    mem_gbuf[3411] = 64'h0000000000000000;
+    mem_gbuf[3412] = 64'h0000000000000000;
+    mem_gbuf[3413] = 64'h0000000000000000;
+    mem_gbuf[3414] = 64'h0000000000000000;
+    mem_gbuf[3415] = 64'h0000000000000000;
+    mem_gbuf[3416] = 64'h0000000000000000;
+    mem_gbuf[3417] = 64'h0000000000000000;
+    mem_gbuf[3418] = 64'h0000000000000000;
+    mem_gbuf[3419] = 64'h0000000000000000;
+    mem_gbuf[3420] = 64'h0000000000000000;
+    mem_gbuf[3421] = 64'h0000000000000000;
+    mem_gbuf[3422] = 64'h0000000000000000;
+    mem_gbuf[3423] = 64'h0000000000000000;
+    mem_gbuf[3424] = 64'h0000000000000000;
+    mem_gbuf[3425] = 64'h0000000000000000;
+    mem_gbuf[3426] = 64'h0000000000000000;
+    mem_gbuf[3427] = 64'h0000000000000000;
+    mem_gbuf[3428] = 64'h0000000000000000;
+    mem_gbuf[3429] = 64'h0000000000000000;
+    mem_gbuf[3430] = 64'h0000000000000000;
+    mem_gbuf[3431] = 64'h0000000000000000;
+    mem_gbuf[3432] = 64'h0000000000000000;
+    mem_gbuf[3433] = 64'h0000000000000000;
+    mem_gbuf[3434] = 64'h0000000000000000;
+    mem_gbuf[3435] = 64'h0000000000000000;
+    mem_gbuf[3436] = 64'h0000000000000000;
+    mem_gbuf[3437] = 64'h0000000000000000;
+    mem_gbuf[3438] = 64'h0000000000000000;
+    mem_gbuf[3439] = 64'h0000000000000000;
+    mem_gbuf[3440] = 64'h0000000000000000;
+    mem_gbuf[3441] = 64'h0000000000000000;
+    mem_gbuf[3442] = 64'h0000000000000000;
+    mem_gbuf[3443] = 64'h0000000000000000;
+    mem_gbuf[3444] = 64'h0000000000000000;
+    mem_gbuf[3445] = 64'h0000000000000000;
+    mem_gbuf[3446] = 64'h0000000000000000;
+    mem_gbuf[3447] = 64'h0000000000000000;
+    mem_gbuf[3448] = 64'h0000000000000000;
+    mem_gbuf[3449] = 64'h0000000000000000;
+    mem_gbuf[3450] = 64'h0000000000000000;
+    mem_gbuf[3451] = 64'h0000000000000000;
+    mem_gbuf[3452] = 64'h0000000000000000;
+    mem_gbuf[3453] = 64'h0000000000000000;
+    mem_gbuf[3454] = 64'h0000000000000000;
+    mem_gbuf[3455] = 64'h0000000000000000;
+    mem_gbuf[3456] = 64'h0000000000000000;
+    mem_gbuf[3457] = 64'h0000000000000000;
+    mem_gbuf[3458] = 64'h0000000000000000;
+    mem_gbuf[3459] = 64'h0000000000000000;
+    mem_gbuf[3460] = 64'h0000000000000000;
+    mem_gbuf[3461] = 64'h0000000000000000;
+    mem_gbuf[3462] = 64'h0000000000000000;
+    mem_gbuf[3463] = 64'h0000000000000000;
+    mem_gbuf[3464] = 64'h0000000000000000;
+    mem_gbuf[3465] = 64'h0000000000000000;
+    mem_gbuf[3466] = 64'h0000000000000000;
+    mem_gbuf[3467] = 64'h0000000000000000;
+    mem_gbuf[3468] = 64'h0000000000000000;
+    mem_gbuf[3469] = 64'h0000000000000000;
+    mem_gbuf[3470] = 64'h0000000000000000;
+    mem_gbuf[3471] = 64'h0000000000000000;
+    mem_gbuf[3472] = 64'h0000000000000000;
+    mem_gbuf[3473] = 64'h0000000000000000;
+    mem_gbuf[3474] = 64'h0000000000000000;
+    mem_gbuf[3475] = 64'h0000000000000000;
+    mem_gbuf[3476] = 64'h0000000000000000;
+    mem_gbuf[3477] = 64'h0000000000000000;
+    mem_gbuf[3478] = 64'h0000000000000000;
+    mem_gbuf[3479] = 64'h0000000000000000;
+    mem_gbuf[3480] = 64'h0000000000000000;
+    mem_gbuf[3481] = 64'h0000000000000000;
+    mem_gbuf[3482] = 64'h0000000000000000;
+    mem_gbuf[3483] = 64'h0000000000000000;
+    mem_gbuf[3484] = 64'h0000000000000000;
+    mem_gbuf[3485] = 64'h0000000000000000;
+    mem_gbuf[3486] = 64'h0000000000000000;
+    mem_gbuf[3487] = 64'h0000000000000000;
+    mem_gbuf[3488] = 64'h0000000000000000;
+    mem_gbuf[3489] = 64'h0000000000000000;
+    mem_gbuf[3490] = 64'h0000000000000000;
+    mem_gbuf[3491] = 64'h0000000000000000;
+    mem_gbuf[3492] = 64'h0000000000000000;
+    mem_gbuf[3493] = 64'h0000000000000000;
+    mem_gbuf[3494] = 64'h0000000000000000;
+    mem_gbuf[3495] = 64'h0000000000000000;
+    mem_gbuf[3496] = 64'h0000000000000000;
+    mem_gbuf[3497] = 64'h0000000000000000;
+    mem_gbuf[3498] = 64'h0000000000000000;
+    mem_gbuf[3499] = 64'h0000000000000000;
+    mem_gbuf[3500] = 64'h0000000000000000;
+    mem_gbuf[3501] = 64'h0000000000000000;
+    mem_gbuf[3502] = 64'h0000000000000000;
+    mem_gbuf[3503] = 64'h0000000000000000;
+    mem_gbuf[3504] = 64'h0000000000000000;
+    mem_gbuf[3505] = 64'h0000000000000000;
+    mem_gbuf[3506] = 64'h0000000000000000;
+    mem_gbuf[3507] = 64'h0000000000000000;
+    mem_gbuf[3508] = 64'h0000000000000000;
+    mem_gbuf[3509] = 64'h0000000000000000;
+    mem_gbuf[3510] = 64'h0000000000000000;
+    mem_gbuf[3511] = 64'h0000000000000000;
+    mem_gbuf[3512] = 64'h0000000000000000;
+    mem_gbuf[3513] = 64'h0000000000000000;
+    mem_gbuf[3514] = 64'h0000000000000000;
+    mem_gbuf[3515] = 64'h0000000000000000;
+    mem_gbuf[3516] = 64'h0000000000000000;
+    mem_gbuf[3517] = 64'h0000000000000000;
+    mem_gbuf[3518] = 64'h0000000000000000;
+    mem_gbuf[3519] = 64'h0000000000000000;
+    mem_gbuf[3520] = 64'h0000000000000000;
+    mem_gbuf[3521] = 64'h0000000000000000;
+    mem_gbuf[3522] = 64'h0000000000000000;
+    mem_gbuf[3523] = 64'h0000000000000000;
+    mem_gbuf[3524] = 64'h0000000000000000;
+    mem_gbuf[3525] = 64'h0000000000000000;
+    mem_gbuf[3526] = 64'h0000000000000000;
+    mem_gbuf[3527] = 64'h0000000000000000;
+    mem_gbuf[3528] = 64'h0000000000000000;
+    mem_gbuf[3529] = 64'h0000000000000000;
+    mem_gbuf[3530] = 64'h0000000000000000;
+    mem_gbuf[3531] = 64'h0000000000000000;
+    mem_gbuf[3532] = 64'h0000000000000000;
+    mem_gbuf[3533] = 64'h0000000000000000;
+    mem_gbuf[3534] = 64'h0000000000000000;
+    mem_gbuf[3535] = 64'h0000000000000000;
+    mem_gbuf[3536] = 64'h0000000000000000;
+    mem_gbuf[3537] = 64'h0000000000000000;
+    mem_gbuf[3538] = 64'h0000000000000000;
+    mem_gbuf[3539] = 64'h0000000000000000;
+    mem_gbuf[3540] = 64'h0000000000000000;
+    mem_gbuf[3541] = 64'h0000000000000000;
+    mem_gbuf[3542] = 64'h0000000000000000;
+    mem_gbuf[3543] = 64'h0000000000000000;
+    mem_gbuf[3544] = 64'h0000000000000000;
+    mem_gbuf[3545] = 64'h0000000000000000;
+    mem_gbuf[3546] = 64'h0000000000000000;
+    mem_gbuf[3547] = 64'h0000000000000000;
+    mem_gbuf[3548] = 64'h0000000000000000;
+    mem_gbuf[3549] = 64'h0000000000000000;
+    mem_gbuf[3550] = 64'h0000000000000000;
+    mem_gbuf[3551] = 64'h0000000000000000;
+    mem_gbuf[3552] = 64'h0000000000000000;
+    mem_gbuf[3553] = 64'h0000000000000000;
+    mem_gbuf[3554] = 64'h0000000000000000;
+    mem_gbuf[3555] = 64'h0000000000000000;
+    mem_gbuf[3556] = 64'h0000000000000000;
+    mem_gbuf[3557] = 64'h0000000000000000;
+    mem_gbuf[3558] = 64'h0000000000000000;
+    mem_gbuf[3559] = 64'h0000000000000000;
+    mem_gbuf[3560] = 64'h0000000000000000;
+    mem_gbuf[3561] = 64'h0000000000000000;
+    mem_gbuf[3562] = 64'h0000000000000000;
+    mem_gbuf[3563] = 64'h0000000000000000;
+    mem_gbuf[3564] = 64'h0000000000000000;
+    mem_gbuf[3565] = 64'h0000000000000000;
+    mem_gbuf[3566] = 64'h0000000000000000;
+    mem_gbuf[3567] = 64'h0000000000000000;
+    mem_gbuf[3568] = 64'h0000000000000000;
+    mem_gbuf[3569] = 64'h0000000000000000;
+    mem_gbuf[3570] = 64'h0000000000000000;
+    mem_gbuf[3571] = 64'h0000000000000000;
+    mem_gbuf[3572] = 64'h0000000000000000;
+    mem_gbuf[3573] = 64'h0000000000000000;
+    mem_gbuf[3574] = 64'h0000000000000000;
+    mem_gbuf[3575] = 64'h0000000000000000;
+    mem_gbuf[3576] = 64'h0000000000000000;
+    mem_gbuf[3577] = 64'h0000000000000000;
+    mem_gbuf[3578] = 64'h0000000000000000;
+    mem_gbuf[3579] = 64'h0000000000000000;
+    mem_gbuf[3580] = 64'h0000000000000000;
+    mem_gbuf[3581] = 64'h0000000000000000;
+    mem_gbuf[3582] = 64'h0000000000000000;
+    mem_gbuf[3583] = 64'h0000000000000000;
+    mem_gbuf[3584] = 64'h0000000000000000;
+    mem_gbuf[3585] = 64'h0000000000000000;
+    mem_gbuf[3586] = 64'h0000000000000000;
+    mem_gbuf[3587] = 64'h0000000000000000;
+    mem_gbuf[3588] = 64'h0000000000000000;
+    mem_gbuf[3589] = 64'h0000000000000000;
+    mem_gbuf[3590] = 64'h0000000000000000;
+    mem_gbuf[3591] = 64'h0000000000000000;
+    mem_gbuf[3592] = 64'h0000000000000000;
+    mem_gbuf[3593] = 64'h0000000000000000;
+    mem_gbuf[3594] = 64'h0000000000000000;
+    mem_gbuf[3595] = 64'h0000000000000000;
+    mem_gbuf[3596] = 64'h0000000000000000;
+    mem_gbuf[3597] = 64'h0000000000000000;
+    mem_gbuf[3598] = 64'h0000000000000000;
+    mem_gbuf[3599] = 64'h0000000000000000;
+    mem_gbuf[3600] = 64'h0000000000000000;
+    mem_gbuf[3601] = 64'h0000000000000000;
+    mem_gbuf[3602] = 64'h0000000000000000;
+    mem_gbuf[3603] = 64'h0000000000000000;
+    mem_gbuf[3604] = 64'h0000000000000000;
+    mem_gbuf[3605] = 64'h0000000000000000;
+    mem_gbuf[3606] = 64'h0000000000000000;
+    mem_gbuf[3607] = 64'h0000000000000000;
+    mem_gbuf[3608] = 64'h0000000000000000;
+    mem_gbuf[3609] = 64'h0000000000000000;
+    mem_gbuf[3610] = 64'h0000000000000000;
+    mem_gbuf[3611] = 64'h0000000000000000;
+    mem_gbuf[3612] = 64'h0000000000000000;
+    mem_gbuf[3613] = 64'h0000000000000000;
+    mem_gbuf[3614] = 64'h0000000000000000;
+    mem_gbuf[3615] = 64'h0000000000000000;
+    mem_gbuf[3616] = 64'h0000000000000000;
+    mem_gbuf[3617] = 64'h0000000000000000;
+    mem_gbuf[3618] = 64'h0000000000000000;
+    mem_gbuf[3619] = 64'h0000000000000000;
+    mem_gbuf[3620] = 64'h0000000000000000;
+    mem_gbuf[3621] = 64'h0000000000000000;
+    mem_gbuf[3622] = 64'h0000000000000000;
+    mem_gbuf[3623] = 64'h0000000000000000;
+    mem_gbuf[3624] = 64'h0000000000000000;
+    mem_gbuf[3625] = 64'h0000000000000000;
+    mem_gbuf[3626] = 64'h0000000000000000;
+    mem_gbuf[3627] = 64'h0000000000000000;
+    mem_gbuf[3628] = 64'h0000000000000000;
+    mem_gbuf[3629] = 64'h0000000000000000;
+    mem_gbuf[3630] = 64'h0000000000000000;
+    mem_gbuf[3631] = 64'h0000000000000000;
+    mem_gbuf[3632] = 64'h0000000000000000;
+    mem_gbuf[3633] = 64'h0000000000000000;
+    mem_gbuf[3634] = 64'h0000000000000000;
+    mem_gbuf[3635] = 64'h0000000000000000;
+    mem_gbuf[3636] = 64'h0000000000000000;
+    mem_gbuf[3637] = 64'h0000000000000000;
+    mem_gbuf[3638] = 64'h0000000000000000;
+    mem_gbuf[3639] = 64'h0000000000000000;
+    mem_gbuf[3640] = 64'h0000000000000000;
+    mem_gbuf[3641] = 64'h0000000000000000;
+    mem_gbuf[3642] = 64'h0000000000000000;
+    mem_gbuf[3643] = 64'h0000000000000000;
+    mem_gbuf[3644] = 64'h0000000000000000;
+    mem_gbuf[3645] = 64'h0000000000000000;
+    mem_gbuf[3646] = 64'h0000000000000000;
+    mem_gbuf[3647] = 64'h0000000000000000;
+    mem_gbuf[3648] = 64'h0000000000000000;
+    mem_gbuf[3649] = 64'h0000000000000000;
+    mem_gbuf[3650] = 64'h0000000000000000;
+    mem_gbuf[3651] = 64'h0000000000000000;
+    mem_gbuf[3652] = 64'h0000000000000000;
+    mem_gbuf[3653] = 64'h0000000000000000;
+    mem_gbuf[3654] = 64'h0000000000000000;
+    mem_gbuf[3655] = 64'h0000000000000000;
+    mem_gbuf[3656] = 64'h0000000000000000;
+    mem_gbuf[3657] = 64'h0000000000000000;
+    mem_gbuf[3658] = 64'h0000000000000000;
+    mem_gbuf[3659] = 64'h0000000000000000;
+    mem_gbuf[3660] = 64'h0000000000000000;
+    mem_gbuf[3661] = 64'h0000000000000000;
+    mem_gbuf[3662] = 64'h0000000000000000;
+    mem_gbuf[3663] = 64'h0000000000000000;
+    mem_gbuf[3664] = 64'h0000000000000000;
+    mem_gbuf[3665] = 64'h0000000000000000;
+    mem_gbuf[3666] = 64'h0000000000000000;
+    mem_gbuf[3667] = 64'h0000000000000000;
+    mem_gbuf[3668] = 64'h0000000000000000;
+    mem_gbuf[3669] = 64'h0000000000000000;
+    mem_gbuf[3670] = 64'h0000000000000000;
+    mem_gbuf[3671] = 64'h0000000000000000;
+    mem_gbuf[3672] = 64'h0000000000000000;
+    mem_gbuf[3673] = 64'h0000000000000000;
+    mem_gbuf[3674] = 64'h0000000000000000;
+    mem_gbuf[3675] = 64'h0000000000000000;
+    mem_gbuf[3676] = 64'h0000000000000000;
+    mem_gbuf[3677] = 64'h0000000000000000;
+    mem_gbuf[3678] = 64'h0000000000000000;
+    mem_gbuf[3679] = 64'h0000000000000000;
+    mem_gbuf[3680] = 64'h0000000000000000;
+    mem_gbuf[3681] = 64'h0000000000000000;
+    mem_gbuf[3682] = 64'h0000000000000000;
+    mem_gbuf[3683] = 64'h0000000000000000;
+    mem_gbuf[3684] = 64'h0000000000000000;
+    mem_gbuf[3685] = 64'h0000000000000000;
+    mem_gbuf[3686] = 64'h0000000000000000;
+    mem_gbuf[3687] = 64'h0000000000000000;
+    mem_gbuf[3688] = 64'h0000000000000000;
+    mem_gbuf[3689] = 64'h0000000000000000;
+    mem_gbuf[3690] = 64'h0000000000000000;
+    mem_gbuf[3691] = 64'h0000000000000000;
+    mem_gbuf[3692] = 64'h0000000000000000;
+    mem_gbuf[3693] = 64'h0000000000000000;
+    mem_gbuf[3694] = 64'h0000000000000000;
+    mem_gbuf[3695] = 64'h0000000000000000;
+    mem_gbuf[3696] = 64'h0000000000000000;
+    mem_gbuf[3697] = 64'h0000000000000000;
+    mem_gbuf[3698] = 64'h0000000000000000;
+    mem_gbuf[3699] = 64'h0000000000000000;
+    mem_gbuf[3700] = 64'h0000000000000000;
+    mem_gbuf[3701] = 64'h0000000000000000;
+    mem_gbuf[3702] = 64'h0000000000000000;
+    mem_gbuf[3703] = 64'h0000000000000000;
+    mem_gbuf[3704] = 64'h0000000000000000;
+    mem_gbuf[3705] = 64'h0000000000000000;
+    mem_gbuf[3706] = 64'h0000000000000000;
+    mem_gbuf[3707] = 64'h0000000000000000;
+    mem_gbuf[3708] = 64'h0000000000000000;
+    mem_gbuf[3709] = 64'h0000000000000000;
+    mem_gbuf[3710] = 64'h0000000000000000;
+    mem_gbuf[3711] = 64'h0000000000000000;
+    mem_gbuf[3712] = 64'h0000000000000000;
+    mem_gbuf[3713] = 64'h0000000000000000;
+    mem_gbuf[3714] = 64'h0000000000000000;
+    mem_gbuf[3715] = 64'h0000000000000000;
+    mem_gbuf[3716] = 64'h0000000000000000;
+    mem_gbuf[3717] = 64'h0000000000000000;
+    mem_gbuf[3718] = 64'h0000000000000000;
+    mem_gbuf[3719] = 64'h0000000000000000;
+    mem_gbuf[3720] = 64'h0000000000000000;
+    mem_gbuf[3721] = 64'h0000000000000000;
+    mem_gbuf[3722] = 64'h0000000000000000;
+    mem_gbuf[3723] = 64'h0000000000000000;
+    mem_gbuf[3724] = 64'h0000000000000000;
+    mem_gbuf[3725] = 64'h0000000000000000;
+    mem_gbuf[3726] = 64'h0000000000000000;
+    mem_gbuf[3727] = 64'h0000000000000000;
+    mem_gbuf[3728] = 64'h0000000000000000;
+    mem_gbuf[3729] = 64'h0000000000000000;
+    mem_gbuf[3730] = 64'h0000000000000000;
+    mem_gbuf[3731] = 64'h0000000000000000;
+    mem_gbuf[3732] = 64'h0000000000000000;
+    mem_gbuf[3733] = 64'h0000000000000000;
+    mem_gbuf[3734] = 64'h0000000000000000;
+    mem_gbuf[3735] = 64'h0000000000000000;
+    mem_gbuf[3736] = 64'h0000000000000000;
+    mem_gbuf[3737] = 64'h0000000000000000;
+    mem_gbuf[3738] = 64'h0000000000000000;
+    mem_gbuf[3739] = 64'h0000000000000000;
+    mem_gbuf[3740] = 64'h0000000000000000;
+    mem_gbuf[3741] = 64'h0000000000000000;
+    mem_gbuf[3742] = 64'h0000000000000000;
+    mem_gbuf[3743] = 64'h0000000000000000;
+    mem_gbuf[3744] = 64'h0000000000000000;
+    mem_gbuf[3745] = 64'h0000000000000000;
+    mem_gbuf[3746] = 64'h0000000000000000;
+    mem_gbuf[3747] = 64'h0000000000000000;
+    mem_gbuf[3748] = 64'h0000000000000000;
+    mem_gbuf[3749] = 64'h0000000000000000;
+    mem_gbuf[3750] = 64'h0000000000000000;
+    mem_gbuf[3751] = 64'h0000000000000000;
+    mem_gbuf[3752] = 64'h0000000000000000;
+    mem_gbuf[3753] = 64'h0000000000000000;
+    mem_gbuf[3754] = 64'h0000000000000000;
+    mem_gbuf[3755] = 64'h0000000000000000;
+    mem_gbuf[3756] = 64'h0000000000000000;
+    mem_gbuf[3757] = 64'h0000000000000000;
+    mem_gbuf[3758] = 64'h0000000000000000;
+    mem_gbuf[3759] = 64'h0000000000000000;
+    mem_gbuf[3760] = 64'h0000000000000000;
+    mem_gbuf[3761] = 64'h0000000000000000;
+    mem_gbuf[3762] = 64'h0000000000000000;
+    mem_gbuf[3763] = 64'h0000000000000000;
+    mem_gbuf[3764] = 64'h0000000000000000;
+    mem_gbuf[3765] = 64'h0000000000000000;
+    mem_gbuf[3766] = 64'h0000000000000000;
+    mem_gbuf[3767] = 64'h0000000000000000;
+    mem_gbuf[3768] = 64'h0000000000000000;
+    mem_gbuf[3769] = 64'h0000000000000000;
+    mem_gbuf[3770] = 64'h0000000000000000;
+    mem_gbuf[3771] = 64'h0000000000000000;
+    mem_gbuf[3772] = 64'h0000000000000000;
+    mem_gbuf[3773] = 64'h0000000000000000;
+    mem_gbuf[3774] = 64'h0000000000000000;
+    mem_gbuf[3775] = 64'h0000000000000000;
+    mem_gbuf[3776] = 64'h0000000000000000;
+    mem_gbuf[3777] = 64'h0000000000000000;
+    mem_gbuf[3778] = 64'h0000000000000000;
+    mem_gbuf[3779] = 64'h0000000000000000;
+    mem_gbuf[3780] = 64'h0000000000000000;
+    mem_gbuf[3781] = 64'h0000000000000000;
+    mem_gbuf[3782] = 64'h0000000000000000;
+    mem_gbuf[3783] = 64'h0000000000000000;
+    mem_gbuf[3784] = 64'h0000000000000000;
+    mem_gbuf[3785] = 64'h0000000000000000;
+    mem_gbuf[3786] = 64'h0000000000000000;
+    mem_gbuf[3787] = 64'h0000000000000000;
+    mem_gbuf[3788] = 64'h0000000000000000;
+    mem_gbuf[3789] = 64'h0000000000000000;
+    mem_gbuf[3790] = 64'h0000000000000000;
+    mem_gbuf[3791] = 64'h0000000000000000;
+    mem_gbuf[3792] = 64'h0000000000000000;
+    mem_gbuf[3793] = 64'h0000000000000000;
+    mem_gbuf[3794] = 64'h0000000000000000;
+    mem_gbuf[3795] = 64'h0000000000000000;
+    mem_gbuf[3796] = 64'h0000000000000000;
+    mem_gbuf[3797] = 64'h0000000000000000;
+    mem_gbuf[3798] = 64'h0000000000000000;
+    mem_gbuf[3799] = 64'h0000000000000000;
+    mem_gbuf[3800] = 64'h0000000000000000;
+    mem_gbuf[3801] = 64'h0000000000000000;
+    mem_gbuf[3802] = 64'h0000000000000000;
+    mem_gbuf[3803] = 64'h0000000000000000;
+    mem_gbuf[3804] = 64'h0000000000000000;
+    mem_gbuf[3805] = 64'h0000000000000000;
+    mem_gbuf[3806] = 64'h0000000000000000;
+    mem_gbuf[3807] = 64'h0000000000000000;
+    mem_gbuf[3808] = 64'h0000000000000000;
+    mem_gbuf[3809] = 64'h0000000000000000;
+    mem_gbuf[3810] = 64'h0000000000000000;
+    mem_gbuf[3811] = 64'h0000000000000000;
+    mem_gbuf[3812] = 64'h0000000000000000;
+    mem_gbuf[3813] = 64'h0000000000000000;
+    mem_gbuf[3814] = 64'h0000000000000000;
+    mem_gbuf[3815] = 64'h0000000000000000;
+    mem_gbuf[3816] = 64'h0000000000000000;
+    mem_gbuf[3817] = 64'h0000000000000000;
+    mem_gbuf[3818] = 64'h0000000000000000;
+    mem_gbuf[3819] = 64'h0000000000000000;
+    mem_gbuf[3820] = 64'h0000000000000000;
+    mem_gbuf[3821] = 64'h0000000000000000;
+    mem_gbuf[3822] = 64'h0000000000000000;
+    mem_gbuf[3823] = 64'h0000000000000000;
+    mem_gbuf[3824] = 64'h0000000000000000;
+    mem_gbuf[3825] = 64'h0000000000000000;
+    mem_gbuf[3826] = 64'h0000000000000000;
+    mem_gbuf[3827] = 64'h0000000000000000;
+    mem_gbuf[3828] = 64'h0000000000000000;
+    mem_gbuf[3829] = 64'h0000000000000000;
+    mem_gbuf[3830] = 64'h0000000000000000;
+    mem_gbuf[3831] = 64'h0000000000000000;
+    mem_gbuf[3832] = 64'h0000000000000000;
+    mem_gbuf[3833] = 64'h0000000000000000;
+    mem_gbuf[3834] = 64'h0000000000000000;
+    mem_gbuf[3835] = 64'h0000000000000000;
+    mem_gbuf[3836] = 64'h0000000000000000;
+    mem_gbuf[3837] = 64'h0000000000000000;
+    mem_gbuf[3838] = 64'h0000000000000000;
+    mem_gbuf[3839] = 64'h0000000000000000;
+    mem_gbuf[3840] = 64'h0000000000000000;
+    mem_gbuf[3841] = 64'h0000000000000000;
+    mem_gbuf[3842] = 64'h0000000000000000;
+    mem_gbuf[3843] = 64'h0000000000000000;
+    mem_gbuf[3844] = 64'h0000000000000000;
+    mem_gbuf[3845] = 64'h0000000000000000;
+    mem_gbuf[3846] = 64'h0000000000000000;
+    mem_gbuf[3847] = 64'h0000000000000000;
+    mem_gbuf[3848] = 64'h0000000000000000;
+    mem_gbuf[3849] = 64'h0000000000000000;
+    mem_gbuf[3850] = 64'h0000000000000000;
+    mem_gbuf[3851] = 64'h0000000000000000;
+    mem_gbuf[3852] = 64'h0000000000000000;
+    mem_gbuf[3853] = 64'h0000000000000000;
+    mem_gbuf[3854] = 64'h0000000000000000;
+    mem_gbuf[3855] = 64'h0000000000000000;
+    mem_gbuf[3856] = 64'h0000000000000000;
+    mem_gbuf[3857] = 64'h0000000000000000;
+    mem_gbuf[3858] = 64'h0000000000000000;
+    mem_gbuf[3859] = 64'h0000000000000000;
+    mem_gbuf[3860] = 64'h0000000000000000;
+    mem_gbuf[3861] = 64'h0000000000000000;
+    mem_gbuf[3862] = 64'h0000000000000000;
+    mem_gbuf[3863] = 64'h0000000000000000;
+    mem_gbuf[3864] = 64'h0000000000000000;
+    mem_gbuf[3865] = 64'h0000000000000000;
+    mem_gbuf[3866] = 64'h0000000000000000;
+    mem_gbuf[3867] = 64'h0000000000000000;
+    mem_gbuf[3868] = 64'h0000000000000000;
+    mem_gbuf[3869] = 64'h0000000000000000;
+    mem_gbuf[3870] = 64'h0000000000000000;
+    mem_gbuf[3871] = 64'h0000000000000000;
+    mem_gbuf[3872] = 64'h0000000000000000;
+    mem_gbuf[3873] = 64'h0000000000000000;
+    mem_gbuf[3874] = 64'h0000000000000000;
+    mem_gbuf[3875] = 64'h0000000000000000;
+    mem_gbuf[3876] = 64'h0000000000000000;
+    mem_gbuf[3877] = 64'h0000000000000000;
+    mem_gbuf[3878] = 64'h0000000000000000;
+    mem_gbuf[3879] = 64'h0000000000000000;
+    mem_gbuf[3880] = 64'h0000000000000000;
+    mem_gbuf[3881] = 64'h0000000000000000;
+    mem_gbuf[3882] = 64'h0000000000000000;
+    mem_gbuf[3883] = 64'h0000000000000000;
+    mem_gbuf[3884] = 64'h0000000000000000;
+    mem_gbuf[3885] = 64'h0000000000000000;
+    mem_gbuf[3886] = 64'h0000000000000000;
+    mem_gbuf[3887] = 64'h0000000000000000;
+    mem_gbuf[3888] = 64'h0000000000000000;
+    mem_gbuf[3889] = 64'h0000000000000000;
+    mem_gbuf[3890] = 64'h0000000000000000;
+    mem_gbuf[3891] = 64'h0000000000000000;
+    mem_gbuf[3892] = 64'h0000000000000000;
+    mem_gbuf[3893] = 64'h0000000000000000;
+    mem_gbuf[3894] = 64'h0000000000000000;
+    mem_gbuf[3895] = 64'h0000000000000000;
+    mem_gbuf[3896] = 64'h0000000000000000;
+    mem_gbuf[3897] = 64'h0000000000000000;
+    mem_gbuf[3898] = 64'h0000000000000000;
+    mem_gbuf[3899] = 64'h0000000000000000;
+    mem_gbuf[3900] = 64'h0000000000000000;
+    mem_gbuf[3901] = 64'h0000000000000000;
+    mem_gbuf[3902] = 64'h0000000000000000;
+    mem_gbuf[3903] = 64'h0000000000000000;
+    mem_gbuf[3904] = 64'h0000000000000000;
+    mem_gbuf[3905] = 64'h0000000000000000;
+    mem_gbuf[3906] = 64'h0000000000000000;
+    mem_gbuf[3907] = 64'h0000000000000000;
+    mem_gbuf[3908] = 64'h0000000000000000;
+    mem_gbuf[3909] = 64'h0000000000000000;
+    mem_gbuf[3910] = 64'h0000000000000000;
+    mem_gbuf[3911] = 64'h0000000000000000;
+    mem_gbuf[3912] = 64'h0000000000000000;
+    mem_gbuf[3913] = 64'h0000000000000000;
+    mem_gbuf[3914] = 64'h0000000000000000;
+    mem_gbuf[3915] = 64'h0000000000000000;
+    mem_gbuf[3916] = 64'h0000000000000000;
+    mem_gbuf[3917] = 64'h0000000000000000;
+    mem_gbuf[3918] = 64'h0000000000000000;
+    mem_gbuf[3919] = 64'h0000000000000000;
+    mem_gbuf[3920] = 64'h0000000000000000;
+    mem_gbuf[3921] = 64'h0000000000000000;
+    mem_gbuf[3922] = 64'h0000000000000000;
+    mem_gbuf[3923] = 64'h0000000000000000;
+    mem_gbuf[3924] = 64'h0000000000000000;
+    mem_gbuf[3925] = 64'h0000000000000000;
+    mem_gbuf[3926] = 64'h0000000000000000;
+    mem_gbuf[3927] = 64'h0000000000000000;
+    mem_gbuf[3928] = 64'h0000000000000000;
+    mem_gbuf[3929] = 64'h0000000000000000;
+    mem_gbuf[3930] = 64'h0000000000000000;
+    mem_gbuf[3931] = 64'h0000000000000000;
+    mem_gbuf[3932] = 64'h0000000000000000;
+    mem_gbuf[3933] = 64'h0000000000000000;
+    mem_gbuf[3934] = 64'h0000000000000000;
+    mem_gbuf[3935] = 64'h0000000000000000;
+    mem_gbuf[3936] = 64'h0000000000000000;
+    mem_gbuf[3937] = 64'h0000000000000000;
+    mem_gbuf[3938] = 64'h0000000000000000;
+    mem_gbuf[3939] = 64'h0000000000000000;
+    mem_gbuf[3940] = 64'h0000000000000000;
+    mem_gbuf[3941] = 64'h0000000000000000;
+    mem_gbuf[3942] = 64'h0000000000000000;
+    mem_gbuf[3943] = 64'h0000000000000000;
+    mem_gbuf[3944] = 64'h0000000000000000;
+    mem_gbuf[3945] = 64'h0000000000000000;
+    mem_gbuf[3946] = 64'h0000000000000000;
+    mem_gbuf[3947] = 64'h0000000000000000;
+    mem_gbuf[3948] = 64'h0000000000000000;
+    mem_gbuf[3949] = 64'h0000000000000000;
+    mem_gbuf[3950] = 64'h0000000000000000;
+    mem_gbuf[3951] = 64'h0000000000000000;
+    mem_gbuf[3952] = 64'h0000000000000000;
+    mem_gbuf[3953] = 64'h0000000000000000;
+    mem_gbuf[3954] = 64'h0000000000000000;
+    mem_gbuf[3955] = 64'h0000000000000000;
+    mem_gbuf[3956] = 64'h0000000000000000;
+    mem_gbuf[3957] = 64'h0000000000000000;
+    mem_gbuf[3958] = 64'h0000000000000000;
+    mem_gbuf[3959] = 64'h0000000000000000;
+    mem_gbuf[3960] = 64'h0000000000000000;
+    mem_gbuf[3961] = 64'h0000000000000000;
+    mem_gbuf[3962] = 64'h0000000000000000;
+    mem_gbuf[3963] = 64'h0000000000000000;
+    mem_gbuf[3964] = 64'h0000000000000000;
+    mem_gbuf[3965] = 64'h0000000000000000;
+    mem_gbuf[3966] = 64'h0000000000000000;
+    mem_gbuf[3967] = 64'h0000000000000000;
+    mem_gbuf[3968] = 64'h0000000000000000;
+    mem_gbuf[3969] = 64'h0000000000000000;
+    mem_gbuf[3970] = 64'h0000000000000000;
+    mem_gbuf[3971] = 64'h0000000000000000;
+    mem_gbuf[3972] = 64'h0000000000000000;
+    mem_gbuf[3973] = 64'h0000000000000000;
+    mem_gbuf[3974] = 64'h0000000000000000;
+    mem_gbuf[3975] = 64'h0000000000000000;
+    mem_gbuf[3976] = 64'h0000000000000000;
+    mem_gbuf[3977] = 64'h0000000000000000;
+    mem_gbuf[3978] = 64'h0000000000000000;
+    mem_gbuf[3979] = 64'h0000000000000000;
+    mem_gbuf[3980] = 64'h0000000000000000;
+    mem_gbuf[3981] = 64'h0000000000000000;
+    mem_gbuf[3982] = 64'h0000000000000000;
+    mem_gbuf[3983] = 64'h0000000000000000;
+    mem_gbuf[3984] = 64'h0000000000000000;
+    mem_gbuf[3985] = 64'h0000000000000000;
+    mem_gbuf[3986] = 64'h0000000000000000;
+    mem_gbuf[3987] = 64'h0000000000000000;
+    mem_gbuf[3988] = 64'h0000000000000000;
+    mem_gbuf[3989] = 64'h0000000000000000;
+    mem_gbuf[3990] = 64'h0000000000000000;
+    mem_gbuf[3991] = 64'h0000000000000000;
+    mem_gbuf[3992] = 64'h0000000000000000;
+    mem_gbuf[3993] = 64'h0000000000000000;
+    mem_gbuf[3994] = 64'h0000000000000000;
+    mem_gbuf[3995] = 64'h0000000000000000;
+    mem_gbuf[3996] = 64'h0000000000000000;
+    mem_gbuf[3997] = 64'h0000000000000000;
+    mem_gbuf[3998] = 64'h0000000000000000;
+    mem_gbuf[3999] = 64'h0000000000000000;
+    mem_gbuf[4000] = 64'h0000000000000000;
+    mem_gbuf[4001] = 64'h0000000000000000;
+    mem_gbuf[4002] = 64'h0000000000000000;
+    mem_gbuf[4003] = 64'h0000000000000000;
+    mem_gbuf[4004] = 64'h0000000000000000;
+    mem_gbuf[4005] = 64'h0000000000000000;
+    mem_gbuf[4006] = 64'h0000000000000000;
+    mem_gbuf[4007] = 64'h0000000000000000;
+    mem_gbuf[4008] = 64'h0000000000000000;
+    mem_gbuf[4009] = 64'h0000000000000000;
+    mem_gbuf[4010] = 64'h0000000000000000;
+    mem_gbuf[4011] = 64'h0000000000000000;
+    mem_gbuf[4012] = 64'h0000000000000000;
+    mem_gbuf[4013] = 64'h0000000000000000;
+    mem_gbuf[4014] = 64'h0000000000000000;
+    mem_gbuf[4015] = 64'h0000000000000000;
+    mem_gbuf[4016] = 64'h0000000000000000;
+    mem_gbuf[4017] = 64'h0000000000000000;
+    mem_gbuf[4018] = 64'h0000000000000000;
+    mem_gbuf[4019] = 64'h0000000000000000;
+    mem_gbuf[4020] = 64'h0000000000000000;
+    mem_gbuf[4021] = 64'h0000000000000000;
+    mem_gbuf[4022] = 64'h0000000000000000;
+    mem_gbuf[4023] = 64'h0000000000000000;
+    mem_gbuf[4024] = 64'h0000000000000000;
+    mem_gbuf[4025] = 64'h0000000000000000;
+    mem_gbuf[4026] = 64'h0000000000000000;
+    mem_gbuf[4027] = 64'h0000000000000000;
+    mem_gbuf[4028] = 64'h0000000000000000;
+    mem_gbuf[4029] = 64'h0000000000000000;
+    mem_gbuf[4030] = 64'h0000000000000000;
+    mem_gbuf[4031] = 64'h0000000000000000;
+    mem_gbuf[4032] = 64'h0000000000000000;
+    mem_gbuf[4033] = 64'h0000000000000000;
+    mem_gbuf[4034] = 64'h0000000000000000;
+    mem_gbuf[4035] = 64'h0000000000000000;
+    mem_gbuf[4036] = 64'h0000000000000000;
+    mem_gbuf[4037] = 64'h0000000000000000;
+    mem_gbuf[4038] = 64'h0000000000000000;
+    mem_gbuf[4039] = 64'h0000000000000000;
+    mem_gbuf[4040] = 64'h0000000000000000;
+    mem_gbuf[4041] = 64'h0000000000000000;
+    mem_gbuf[4042] = 64'h0000000000000000;
+    mem_gbuf[4043] = 64'h0000000000000000;
+    mem_gbuf[4044] = 64'h0000000000000000;
+    mem_gbuf[4045] = 64'h0000000000000000;
+    mem_gbuf[4046] = 64'h0000000000000000;
+    mem_gbuf[4047] = 64'h0000000000000000;
+    mem_gbuf[4048] = 64'h0000000000000000;
+    mem_gbuf[4049] = 64'h0000000000000000;
+    mem_gbuf[4050] = 64'h0000000000000000;
+    mem_gbuf[4051] = 64'h0000000000000000;
+    mem_gbuf[4052] = 64'h0000000000000000;
+    mem_gbuf[4053] = 64'h0000000000000000;
+    mem_gbuf[4054] = 64'h0000000000000000;
+    mem_gbuf[4055] = 64'h0000000000000000;
+    mem_gbuf[4056] = 64'h0000000000000000;
+    mem_gbuf[4057] = 64'h0000000000000000;
+    mem_gbuf[4058] = 64'h0000000000000000;
+    mem_gbuf[4059] = 64'h0000000000000000;
+    mem_gbuf[4060] = 64'h0000000000000000;
+    mem_gbuf[4061] = 64'h0000000000000000;
+    mem_gbuf[4062] = 64'h0000000000000000;
+    mem_gbuf[4063] = 64'h0000000000000000;
+    mem_gbuf[4064] = 64'h0000000000000000;
+    mem_gbuf[4065] = 64'h0000000000000000;
+    mem_gbuf[4066] = 64'h0000000000000000;
+    mem_gbuf[4067] = 64'h0000000000000000;
+    mem_gbuf[4068] = 64'h0000000000000000;
+    mem_gbuf[4069] = 64'h0000000000000000;
+    mem_gbuf[4070] = 64'h0000000000000000;
+    mem_gbuf[4071] = 64'h0000000000000000;
+    mem_gbuf[4072] = 64'h0000000000000000;
+    mem_gbuf[4073] = 64'h0000000000000000;
+    mem_gbuf[4074] = 64'h0000000000000000;
+    mem_gbuf[4075] = 64'h0000000000000000;
+    mem_gbuf[4076] = 64'h0000000000000000;
+    mem_gbuf[4077] = 64'h0000000000000000;
+    mem_gbuf[4078] = 64'h0000000000000000;
+    mem_gbuf[4079] = 64'h0000000000000000;
+    mem_gbuf[4080] = 64'h0000000000000000;
+    mem_gbuf[4081] = 64'h0000000000000000;
+    mem_gbuf[4082] = 64'h0000000000000000;
+    mem_gbuf[4083] = 64'h0000000000000000;
+    mem_gbuf[4084] = 64'h0000000000000000;
+    mem_gbuf[4085] = 64'h0000000000000000;
+    mem_gbuf[4086] = 64'h0000000000000000;
+    mem_gbuf[4087] = 64'h0000000000000000;
+    mem_gbuf[4088] = 64'h0000000000000000;
+    mem_gbuf[4089] = 64'h0000000000000000;
+    mem_gbuf[4090] = 64'h0000000000000000;
+    mem_gbuf[4091] = 64'h0000000000000000;
+    mem_gbuf[4092] = 64'h0000000000000000;
+    mem_gbuf[4093] = 64'h0000000000000000;
+    mem_gbuf[4094] = 64'h0000000000000000;
+    mem_gbuf[4095] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$212 )
+      mem_gbuf[grad_w__addr[11:0]] <= \wr__data$216 ;
+  end
+  always @(posedge clk) begin
+    if (\wr__en$218 )
+      mem_gbuf[grad_w2__addr[11:0]] <= { \$796 , \$795 , \$794 , \$793  };
+  end
+  always @(posedge clk) begin
+    if (\port__en$224 )
+      mem_gbuf[\$138 [11:0]] <= { host_wdata, staging[31:0] };
+  end
+  reg [63:0] _2_;
+  reg [63:0] _3_;
+  always @(posedge clk) begin
+    if (\port__en$188 ) begin
+      _2_ <= mem_gbuf[grad_b__addr[11:0]];
+    end
+    if (\port__en$182 ) begin
+      _3_ <= mem_gbuf[\$128 [11:0]];
+    end
+  end
+  assign grad_b__data = _2_;
+  assign grad_a__data = _3_;
+  reg [31:0] mem_gweights [1023:0];
+  initial begin
+    mem_gweights[0] = 32'd0;
+    mem_gweights[1] = 32'd0;
+    mem_gweights[2] = 32'd0;
+    mem_gweights[3] = 32'd0;
+    mem_gweights[4] = 32'd0;
+    mem_gweights[5] = 32'd0;
+    mem_gweights[6] = 32'd0;
+    mem_gweights[7] = 32'd0;
+    mem_gweights[8] = 32'd0;
+    mem_gweights[9] = 32'd0;
+    mem_gweights[10] = 32'd0;
+    mem_gweights[11] = 32'd0;
+    mem_gweights[12] = 32'd0;
+    mem_gweights[13] = 32'd0;
+    mem_gweights[14] = 32'd0;
+    mem_gweights[15] = 32'd0;
+    mem_gweights[16] = 32'd0;
+    mem_gweights[17] = 32'd0;
+    mem_gweights[18] = 32'd0;
+    mem_gweights[19] = 32'd0;
+    mem_gweights[20] = 32'd0;
+    mem_gweights[21] = 32'd0;
+    mem_gweights[22] = 32'd0;
+    mem_gweights[23] = 32'd0;
+    mem_gweights[24] = 32'd0;
+    mem_gweights[25] = 32'd0;
+    mem_gweights[26] = 32'd0;
+    mem_gweights[27] = 32'd0;
+    mem_gweights[28] = 32'd0;
+    mem_gweights[29] = 32'd0;
+    mem_gweights[30] = 32'd0;
+    mem_gweights[31] = 32'd0;
+    mem_gweights[32] = 32'd0;
+    mem_gweights[33] = 32'd0;
+    mem_gweights[34] = 32'd0;
+    mem_gweights[35] = 32'd0;
+    mem_gweights[36] = 32'd0;
+    mem_gweights[37] = 32'd0;
+    mem_gweights[38] = 32'd0;
+    mem_gweights[39] = 32'd0;
+    mem_gweights[40] = 32'd0;
+    mem_gweights[41] = 32'd0;
+    mem_gweights[42] = 32'd0;
+    mem_gweights[43] = 32'd0;
+    mem_gweights[44] = 32'd0;
+    mem_gweights[45] = 32'd0;
+    mem_gweights[46] = 32'd0;
+    mem_gweights[47] = 32'd0;
+    mem_gweights[48] = 32'd0;
+    mem_gweights[49] = 32'd0;
+    mem_gweights[50] = 32'd0;
+    mem_gweights[51] = 32'd0;
+    mem_gweights[52] = 32'd0;
+    mem_gweights[53] = 32'd0;
+    mem_gweights[54] = 32'd0;
+    mem_gweights[55] = 32'd0;
+    mem_gweights[56] = 32'd0;
+    mem_gweights[57] = 32'd0;
+    mem_gweights[58] = 32'd0;
+    mem_gweights[59] = 32'd0;
+    mem_gweights[60] = 32'd0;
+    mem_gweights[61] = 32'd0;
+    mem_gweights[62] = 32'd0;
+    mem_gweights[63] = 32'd0;
+    mem_gweights[64] = 32'd0;
+    mem_gweights[65] = 32'd0;
+    mem_gweights[66] = 32'd0;
+    mem_gweights[67] = 32'd0;
+    mem_gweights[68] = 32'd0;
+    mem_gweights[69] = 32'd0;
+    mem_gweights[70] = 32'd0;
+    mem_gweights[71] = 32'd0;
+    mem_gweights[72] = 32'd0;
+    mem_gweights[73] = 32'd0;
+    mem_gweights[74] = 32'd0;
+    mem_gweights[75] = 32'd0;
+    mem_gweights[76] = 32'd0;
+    mem_gweights[77] = 32'd0;
+    mem_gweights[78] = 32'd0;
+    mem_gweights[79] = 32'd0;
+    mem_gweights[80] = 32'd0;
+    mem_gweights[81] = 32'd0;
+    mem_gweights[82] = 32'd0;
+    mem_gweights[83] = 32'd0;
+    mem_gweights[84] = 32'd0;
+    mem_gweights[85] = 32'd0;
+    mem_gweights[86] = 32'd0;
+    mem_gweights[87] = 32'd0;
+    mem_gweights[88] = 32'd0;
+    mem_gweights[89] = 32'd0;
+    mem_gweights[90] = 32'd0;
+    mem_gweights[91] = 32'd0;
+    mem_gweights[92] = 32'd0;
+    mem_gweights[93] = 32'd0;
+    mem_gweights[94] = 32'd0;
+    mem_gweights[95] = 32'd0;
+    mem_gweights[96] = 32'd0;
+    mem_gweights[97] = 32'd0;
+    mem_gweights[98] = 32'd0;
+    mem_gweights[99] = 32'd0;
+    mem_gweights[100] = 32'd0;
+    mem_gweights[101] = 32'd0;
+    mem_gweights[102] = 32'd0;
+    mem_gweights[103] = 32'd0;
+    mem_gweights[104] = 32'd0;
+    mem_gweights[105] = 32'd0;
+    mem_gweights[106] = 32'd0;
+    mem_gweights[107] = 32'd0;
+    mem_gweights[108] = 32'd0;
+    mem_gweights[109] = 32'd0;
+    mem_gweights[110] = 32'd0;
+    mem_gweights[111] = 32'd0;
+    mem_gweights[112] = 32'd0;
+    mem_gweights[113] = 32'd0;
+    mem_gweights[114] = 32'd0;
+    mem_gweights[115] = 32'd0;
+    mem_gweights[116] = 32'd0;
+    mem_gweights[117] = 32'd0;
+    mem_gweights[118] = 32'd0;
+    mem_gweights[119] = 32'd0;
+    mem_gweights[120] = 32'd0;
+    mem_gweights[121] = 32'd0;
+    mem_gweights[122] = 32'd0;
+    mem_gweights[123] = 32'd0;
+    mem_gweights[124] = 32'd0;
+    mem_gweights[125] = 32'd0;
+    mem_gweights[126] = 32'd0;
+    mem_gweights[127] = 32'd0;
+    mem_gweights[128] = 32'd0;
+    mem_gweights[129] = 32'd0;
+    mem_gweights[130] = 32'd0;
+    mem_gweights[131] = 32'd0;
+    mem_gweights[132] = 32'd0;
+    mem_gweights[133] = 32'd0;
+    mem_gweights[134] = 32'd0;
+    mem_gweights[135] = 32'd0;
+    mem_gweights[136] = 32'd0;
+    mem_gweights[137] = 32'd0;
+    mem_gweights[138] = 32'd0;
+    mem_gweights[139] = 32'd0;
+    mem_gweights[140] = 32'd0;
+    mem_gweights[141] = 32'd0;
+    mem_gweights[142] = 32'd0;
+    mem_gweights[143] = 32'd0;
+    mem_gweights[144] = 32'd0;
+    mem_gweights[145] = 32'd0;
+    mem_gweights[146] = 32'd0;
+    mem_gweights[147] = 32'd0;
+    mem_gweights[148] = 32'd0;
+    mem_gweights[149] = 32'd0;
+    mem_gweights[150] = 32'd0;
+    mem_gweights[151] = 32'd0;
+    mem_gweights[152] = 32'd0;
+    mem_gweights[153] = 32'd0;
+    mem_gweights[154] = 32'd0;
+    mem_gweights[155] = 32'd0;
+    mem_gweights[156] = 32'd0;
+    mem_gweights[157] = 32'd0;
+    mem_gweights[158] = 32'd0;
+    mem_gweights[159] = 32'd0;
+    mem_gweights[160] = 32'd0;
+    mem_gweights[161] = 32'd0;
+    mem_gweights[162] = 32'd0;
+    mem_gweights[163] = 32'd0;
+    mem_gweights[164] = 32'd0;
+    mem_gweights[165] = 32'd0;
+    mem_gweights[166] = 32'd0;
+    mem_gweights[167] = 32'd0;
+    mem_gweights[168] = 32'd0;
+    mem_gweights[169] = 32'd0;
+    mem_gweights[170] = 32'd0;
+    mem_gweights[171] = 32'd0;
+    mem_gweights[172] = 32'd0;
+    mem_gweights[173] = 32'd0;
+    mem_gweights[174] = 32'd0;
+    mem_gweights[175] = 32'd0;
+    mem_gweights[176] = 32'd0;
+    mem_gweights[177] = 32'd0;
+    mem_gweights[178] = 32'd0;
+    mem_gweights[179] = 32'd0;
+    mem_gweights[180] = 32'd0;
+    mem_gweights[181] = 32'd0;
+    mem_gweights[182] = 32'd0;
+    mem_gweights[183] = 32'd0;
+    mem_gweights[184] = 32'd0;
+    mem_gweights[185] = 32'd0;
+    mem_gweights[186] = 32'd0;
+    mem_gweights[187] = 32'd0;
+    mem_gweights[188] = 32'd0;
+    mem_gweights[189] = 32'd0;
+    mem_gweights[190] = 32'd0;
+    mem_gweights[191] = 32'd0;
+    mem_gweights[192] = 32'd0;
+    mem_gweights[193] = 32'd0;
+    mem_gweights[194] = 32'd0;
+    mem_gweights[195] = 32'd0;
+    mem_gweights[196] = 32'd0;
+    mem_gweights[197] = 32'd0;
+    mem_gweights[198] = 32'd0;
+    mem_gweights[199] = 32'd0;
+    mem_gweights[200] = 32'd0;
+    mem_gweights[201] = 32'd0;
+    mem_gweights[202] = 32'd0;
+    mem_gweights[203] = 32'd0;
+    mem_gweights[204] = 32'd0;
+    mem_gweights[205] = 32'd0;
+    mem_gweights[206] = 32'd0;
+    mem_gweights[207] = 32'd0;
+    mem_gweights[208] = 32'd0;
+    mem_gweights[209] = 32'd0;
+    mem_gweights[210] = 32'd0;
+    mem_gweights[211] = 32'd0;
+    mem_gweights[212] = 32'd0;
+    mem_gweights[213] = 32'd0;
+    mem_gweights[214] = 32'd0;
+    mem_gweights[215] = 32'd0;
+    mem_gweights[216] = 32'd0;
+    mem_gweights[217] = 32'd0;
+    mem_gweights[218] = 32'd0;
+    mem_gweights[219] = 32'd0;
+    mem_gweights[220] = 32'd0;
+    mem_gweights[221] = 32'd0;
+    mem_gweights[222] = 32'd0;
+    mem_gweights[223] = 32'd0;
+    mem_gweights[224] = 32'd0;
+    mem_gweights[225] = 32'd0;
+    mem_gweights[226] = 32'd0;
+    mem_gweights[227] = 32'd0;
+    mem_gweights[228] = 32'd0;
+    mem_gweights[229] = 32'd0;
+    mem_gweights[230] = 32'd0;
+    mem_gweights[231] = 32'd0;
+    mem_gweights[232] = 32'd0;
+    mem_gweights[233] = 32'd0;
+    mem_gweights[234] = 32'd0;
+    mem_gweights[235] = 32'd0;
+    mem_gweights[236] = 32'd0;
+    mem_gweights[237] = 32'd0;
+    mem_gweights[238] = 32'd0;
+    mem_gweights[239] = 32'd0;
+    mem_gweights[240] = 32'd0;
+    mem_gweights[241] = 32'd0;
+    mem_gweights[242] = 32'd0;
+    mem_gweights[243] = 32'd0;
+    mem_gweights[244] = 32'd0;
+    mem_gweights[245] = 32'd0;
+    mem_gweights[246] = 32'd0;
+    mem_gweights[247] = 32'd0;
+    mem_gweights[248] = 32'd0;
+    mem_gweights[249] = 32'd0;
+    mem_gweights[250] = 32'd0;
+    mem_gweights[251] = 32'd0;
+    mem_gweights[252] = 32'd0;
+    mem_gweights[253] = 32'd0;
+    mem_gweights[254] = 32'd0;
+    mem_gweights[255] = 32'd0;
+    mem_gweights[256] = 32'd0;
+    mem_gweights[257] = 32'd0;
+    mem_gweights[258] = 32'd0;
+    mem_gweights[259] = 32'd0;
+    mem_gweights[260] = 32'd0;
+    mem_gweights[261] = 32'd0;
+    mem_gweights[262] = 32'd0;
+    mem_gweights[263] = 32'd0;
+    mem_gweights[264] = 32'd0;
+    mem_gweights[265] = 32'd0;
+    mem_gweights[266] = 32'd0;
+    mem_gweights[267] = 32'd0;
+    mem_gweights[268] = 32'd0;
+    mem_gweights[269] = 32'd0;
+    mem_gweights[270] = 32'd0;
+    mem_gweights[271] = 32'd0;
+    mem_gweights[272] = 32'd0;
+    mem_gweights[273] = 32'd0;
+    mem_gweights[274] = 32'd0;
+    mem_gweights[275] = 32'd0;
+    mem_gweights[276] = 32'd0;
+    mem_gweights[277] = 32'd0;
+    mem_gweights[278] = 32'd0;
+    mem_gweights[279] = 32'd0;
+    mem_gweights[280] = 32'd0;
+    mem_gweights[281] = 32'd0;
+    mem_gweights[282] = 32'd0;
+    mem_gweights[283] = 32'd0;
+    mem_gweights[284] = 32'd0;
+    mem_gweights[285] = 32'd0;
+    mem_gweights[286] = 32'd0;
+    mem_gweights[287] = 32'd0;
+    mem_gweights[288] = 32'd0;
+    mem_gweights[289] = 32'd0;
+    mem_gweights[290] = 32'd0;
+    mem_gweights[291] = 32'd0;
+    mem_gweights[292] = 32'd0;
+    mem_gweights[293] = 32'd0;
+    mem_gweights[294] = 32'd0;
+    mem_gweights[295] = 32'd0;
+    mem_gweights[296] = 32'd0;
+    mem_gweights[297] = 32'd0;
+    mem_gweights[298] = 32'd0;
+    mem_gweights[299] = 32'd0;
+    mem_gweights[300] = 32'd0;
+    mem_gweights[301] = 32'd0;
+    mem_gweights[302] = 32'd0;
+    mem_gweights[303] = 32'd0;
+    mem_gweights[304] = 32'd0;
+    mem_gweights[305] = 32'd0;
+    mem_gweights[306] = 32'd0;
+    mem_gweights[307] = 32'd0;
+    mem_gweights[308] = 32'd0;
+    mem_gweights[309] = 32'd0;
+    mem_gweights[310] = 32'd0;
+    mem_gweights[311] = 32'd0;
+    mem_gweights[312] = 32'd0;
+    mem_gweights[313] = 32'd0;
+    mem_gweights[314] = 32'd0;
+    mem_gweights[315] = 32'd0;
+    mem_gweights[316] = 32'd0;
+    mem_gweights[317] = 32'd0;
+    mem_gweights[318] = 32'd0;
+    mem_gweights[319] = 32'd0;
+    mem_gweights[320] = 32'd0;
+    mem_gweights[321] = 32'd0;
+    mem_gweights[322] = 32'd0;
+    mem_gweights[323] = 32'd0;
+    mem_gweights[324] = 32'd0;
+    mem_gweights[325] = 32'd0;
+    mem_gweights[326] = 32'd0;
+    mem_gweights[327] = 32'd0;
+    mem_gweights[328] = 32'd0;
+    mem_gweights[329] = 32'd0;
+    mem_gweights[330] = 32'd0;
+    mem_gweights[331] = 32'd0;
+    mem_gweights[332] = 32'd0;
+    mem_gweights[333] = 32'd0;
+    mem_gweights[334] = 32'd0;
+    mem_gweights[335] = 32'd0;
+    mem_gweights[336] = 32'd0;
+    mem_gweights[337] = 32'd0;
+    mem_gweights[338] = 32'd0;
+    mem_gweights[339] = 32'd0;
+    mem_gweights[340] = 32'd0;
+    mem_gweights[341] = 32'd0;
+    mem_gweights[342] = 32'd0;
+    mem_gweights[343] = 32'd0;
+    mem_gweights[344] = 32'd0;
+    mem_gweights[345] = 32'd0;
+    mem_gweights[346] = 32'd0;
+    mem_gweights[347] = 32'd0;
+    mem_gweights[348] = 32'd0;
+    mem_gweights[349] = 32'd0;
+    mem_gweights[350] = 32'd0;
+    mem_gweights[351] = 32'd0;
+    mem_gweights[352] = 32'd0;
+    mem_gweights[353] = 32'd0;
+    mem_gweights[354] = 32'd0;
+    mem_gweights[355] = 32'd0;
+    mem_gweights[356] = 32'd0;
+    mem_gweights[357] = 32'd0;
+    mem_gweights[358] = 32'd0;
+    mem_gweights[359] = 32'd0;
+    mem_gweights[360] = 32'd0;
+    mem_gweights[361] = 32'd0;
+    mem_gweights[362] = 32'd0;
+    mem_gweights[363] = 32'd0;
+    mem_gweights[364] = 32'd0;
+    mem_gweights[365] = 32'd0;
+    mem_gweights[366] = 32'd0;
+    mem_gweights[367] = 32'd0;
+    mem_gweights[368] = 32'd0;
+    mem_gweights[369] = 32'd0;
+    mem_gweights[370] = 32'd0;
+    mem_gweights[371] = 32'd0;
+    mem_gweights[372] = 32'd0;
+    mem_gweights[373] = 32'd0;
+    mem_gweights[374] = 32'd0;
+    mem_gweights[375] = 32'd0;
+    mem_gweights[376] = 32'd0;
+    mem_gweights[377] = 32'd0;
+    mem_gweights[378] = 32'd0;
+    mem_gweights[379] = 32'd0;
+    mem_gweights[380] = 32'd0;
+    mem_gweights[381] = 32'd0;
+    mem_gweights[382] = 32'd0;
+    mem_gweights[383] = 32'd0;
+    mem_gweights[384] = 32'd0;
+    mem_gweights[385] = 32'd0;
+    mem_gweights[386] = 32'd0;
+    mem_gweights[387] = 32'd0;
+    mem_gweights[388] = 32'd0;
+    mem_gweights[389] = 32'd0;
+    mem_gweights[390] = 32'd0;
+    mem_gweights[391] = 32'd0;
+    mem_gweights[392] = 32'd0;
+    mem_gweights[393] = 32'd0;
+    mem_gweights[394] = 32'd0;
+    mem_gweights[395] = 32'd0;
+    mem_gweights[396] = 32'd0;
+    mem_gweights[397] = 32'd0;
+    mem_gweights[398] = 32'd0;
+    mem_gweights[399] = 32'd0;
+    mem_gweights[400] = 32'd0;
+    mem_gweights[401] = 32'd0;
+    mem_gweights[402] = 32'd0;
+    mem_gweights[403] = 32'd0;
+    mem_gweights[404] = 32'd0;
+    mem_gweights[405] = 32'd0;
+    mem_gweights[406] = 32'd0;
+    mem_gweights[407] = 32'd0;
+    mem_gweights[408] = 32'd0;
+    mem_gweights[409] = 32'd0;
+    mem_gweights[410] = 32'd0;
+    mem_gweights[411] = 32'd0;
+    mem_gweights[412] = 32'd0;
+    mem_gweights[413] = 32'd0;
+    mem_gweights[414] = 32'd0;
+    mem_gweights[415] = 32'd0;
+    mem_gweights[416] = 32'd0;
+    mem_gweights[417] = 32'd0;
+    mem_gweights[418] = 32'd0;
+    mem_gweights[419] = 32'd0;
+    mem_gweights[420] = 32'd0;
+    mem_gweights[421] = 32'd0;
+    mem_gweights[422] = 32'd0;
+    mem_gweights[423] = 32'd0;
+    mem_gweights[424] = 32'd0;
+    mem_gweights[425] = 32'd0;
+    mem_gweights[426] = 32'd0;
+    mem_gweights[427] = 32'd0;
+    mem_gweights[428] = 32'd0;
+    mem_gweights[429] = 32'd0;
+    mem_gweights[430] = 32'd0;
+    mem_gweights[431] = 32'd0;
+    mem_gweights[432] = 32'd0;
+    mem_gweights[433] = 32'd0;
+    mem_gweights[434] = 32'd0;
+    mem_gweights[435] = 32'd0;
+    mem_gweights[436] = 32'd0;
+    mem_gweights[437] = 32'd0;
+    mem_gweights[438] = 32'd0;
+    mem_gweights[439] = 32'd0;
+    mem_gweights[440] = 32'd0;
+    mem_gweights[441] = 32'd0;
+    mem_gweights[442] = 32'd0;
+    mem_gweights[443] = 32'd0;
+    mem_gweights[444] = 32'd0;
+    mem_gweights[445] = 32'd0;
+    mem_gweights[446] = 32'd0;
+    mem_gweights[447] = 32'd0;
+    mem_gweights[448] = 32'd0;
+    mem_gweights[449] = 32'd0;
+    mem_gweights[450] = 32'd0;
+    mem_gweights[451] = 32'd0;
+    mem_gweights[452] = 32'd0;
+    mem_gweights[453] = 32'd0;
+    mem_gweights[454] = 32'd0;
+    mem_gweights[455] = 32'd0;
+    mem_gweights[456] = 32'd0;
+    mem_gweights[457] = 32'd0;
+    mem_gweights[458] = 32'd0;
+    mem_gweights[459] = 32'd0;
+    mem_gweights[460] = 32'd0;
+    mem_gweights[461] = 32'd0;
+    mem_gweights[462] = 32'd0;
+    mem_gweights[463] = 32'd0;
+    mem_gweights[464] = 32'd0;
+    mem_gweights[465] = 32'd0;
+    mem_gweights[466] = 32'd0;
+    mem_gweights[467] = 32'd0;
+    mem_gweights[468] = 32'd0;
+    mem_gweights[469] = 32'd0;
+    mem_gweights[470] = 32'd0;
+    mem_gweights[471] = 32'd0;
+    mem_gweights[472] = 32'd0;
+    mem_gweights[473] = 32'd0;
+    mem_gweights[474] = 32'd0;
+    mem_gweights[475] = 32'd0;
+    mem_gweights[476] = 32'd0;
+    mem_gweights[477] = 32'd0;
+    mem_gweights[478] = 32'd0;
+    mem_gweights[479] = 32'd0;
+    mem_gweights[480] = 32'd0;
+    mem_gweights[481] = 32'd0;
+    mem_gweights[482] = 32'd0;
+    mem_gweights[483] = 32'd0;
+    mem_gweights[484] = 32'd0;
+    mem_gweights[485] = 32'd0;
+    mem_gweights[486] = 32'd0;
+    mem_gweights[487] = 32'd0;
+    mem_gweights[488] = 32'd0;
+    mem_gweights[489] = 32'd0;
+    mem_gweights[490] = 32'd0;
+    mem_gweights[491] = 32'd0;
+    mem_gweights[492] = 32'd0;
+    mem_gweights[493] = 32'd0;
+    mem_gweights[494] = 32'd0;
+    mem_gweights[495] = 32'd0;
+    mem_gweights[496] = 32'd0;
+    mem_gweights[497] = 32'd0;
+    mem_gweights[498] = 32'd0;
+    mem_gweights[499] = 32'd0;
+    mem_gweights[500] = 32'd0;
+    mem_gweights[501] = 32'd0;
+    mem_gweights[502] = 32'd0;
+    mem_gweights[503] = 32'd0;
+    mem_gweights[504] = 32'd0;
+    mem_gweights[505] = 32'd0;
+    mem_gweights[506] = 32'd0;
+    mem_gweights[507] = 32'd0;
+    mem_gweights[508] = 32'd0;
+    mem_gweights[509] = 32'd0;
+    mem_gweights[510] = 32'd0;
+    mem_gweights[511] = 32'd0;
+    mem_gweights[512] = 32'd0;
+    mem_gweights[513] = 32'd0;
+    mem_gweights[514] = 32'd0;
+    mem_gweights[515] = 32'd0;
+    mem_gweights[516] = 32'd0;
+    mem_gweights[517] = 32'd0;
+    mem_gweights[518] = 32'd0;
+    mem_gweights[519] = 32'd0;
+    mem_gweights[520] = 32'd0;
+    mem_gweights[521] = 32'd0;
+    mem_gweights[522] = 32'd0;
+    mem_gweights[523] = 32'd0;
+    mem_gweights[524] = 32'd0;
+    mem_gweights[525] = 32'd0;
+    mem_gweights[526] = 32'd0;
+    mem_gweights[527] = 32'd0;
+    mem_gweights[528] = 32'd0;
+    mem_gweights[529] = 32'd0;
+    mem_gweights[530] = 32'd0;
+    mem_gweights[531] = 32'd0;
+    mem_gweights[532] = 32'd0;
+    mem_gweights[533] = 32'd0;
+    mem_gweights[534] = 32'd0;
+    mem_gweights[535] = 32'd0;
+    mem_gweights[536] = 32'd0;
+    mem_gweights[537] = 32'd0;
+    mem_gweights[538] = 32'd0;
+    mem_gweights[539] = 32'd0;
+    mem_gweights[540] = 32'd0;
+    mem_gweights[541] = 32'd0;
+    mem_gweights[542] = 32'd0;
+    mem_gweights[543] = 32'd0;
+    mem_gweights[544] = 32'd0;
+    mem_gweights[545] = 32'd0;
+    mem_gweights[546] = 32'd0;
+    mem_gweights[547] = 32'd0;
+    mem_gweights[548] = 32'd0;
+    mem_gweights[549] = 32'd0;
+    mem_gweights[550] = 32'd0;
+    mem_gweights[551] = 32'd0;
+    mem_gweights[552] = 32'd0;
+    mem_gweights[553] = 32'd0;
+    mem_gweights[554] = 32'd0;
+    mem_gweights[555] = 32'd0;
+    mem_gweights[556] = 32'd0;
+    mem_gweights[557] = 32'd0;
+    mem_gweights[558] = 32'd0;
+    mem_gweights[559] = 32'd0;
+    mem_gweights[560] = 32'd0;
+    mem_gweights[561] = 32'd0;
+    mem_gweights[562] = 32'd0;
+    mem_gweights[563] = 32'd0;
+    mem_gweights[564] = 32'd0;
+    mem_gweights[565] = 32'd0;
+    mem_gweights[566] = 32'd0;
+    mem_gweights[567] = 32'd0;
+    mem_gweights[568] = 32'd0;
+    mem_gweights[569] = 32'd0;
+    mem_gweights[570] = 32'd0;
+    mem_gweights[571] = 32'd0;
+    mem_gweights[572] = 32'd0;
+    mem_gweights[573] = 32'd0;
+    mem_gweights[574] = 32'd0;
+    mem_gweights[575] = 32'd0;
+    mem_gweights[576] = 32'd0;
+    mem_gweights[577] = 32'd0;
+    mem_gweights[578] = 32'd0;
+    mem_gweights[579] = 32'd0;
+    mem_gweights[580] = 32'd0;
+    mem_gweights[581] = 32'd0;
+    mem_gweights[582] = 32'd0;
+    mem_gweights[583] = 32'd0;
+    mem_gweights[584] = 32'd0;
+    mem_gweights[585] = 32'd0;
+    mem_gweights[586] = 32'd0;
+    mem_gweights[587] = 32'd0;
+    mem_gweights[588] = 32'd0;
+    mem_gweights[589] = 32'd0;
+    mem_gweights[590] = 32'd0;
+    mem_gweights[591] = 32'd0;
+    mem_gweights[592] = 32'd0;
+    mem_gweights[593] = 32'd0;
+    mem_gweights[594] = 32'd0;
+    mem_gweights[595] = 32'd0;
+    mem_gweights[596] = 32'd0;
+    mem_gweights[597] = 32'd0;
+    mem_gweights[598] = 32'd0;
+    mem_gweights[599] = 32'd0;
+    mem_gweights[600] = 32'd0;
+    mem_gweights[601] = 32'd0;
+    mem_gweights[602] = 32'd0;
+    mem_gweights[603] = 32'd0;
+    mem_gweights[604] = 32'd0;
+    mem_gweights[605] = 32'd0;
+    mem_gweights[606] = 32'd0;
+    mem_gweights[607] = 32'd0;
+    mem_gweights[608] = 32'd0;
+    mem_gweights[609] = 32'd0;
+    mem_gweights[610] = 32'd0;
+    mem_gweights[611] = 32'd0;
+    mem_gweights[612] = 32'd0;
+    mem_gweights[613] = 32'd0;
+    mem_gweights[614] = 32'd0;
+    mem_gweights[615] = 32'd0;
+    mem_gweights[616] = 32'd0;
+    mem_gweights[617] = 32'd0;
+    mem_gweights[618] = 32'd0;
+    mem_gweights[619] = 32'd0;
+    mem_gweights[620] = 32'd0;
+    mem_gweights[621] = 32'd0;
+    mem_gweights[622] = 32'd0;
+    mem_gweights[623] = 32'd0;
+    mem_gweights[624] = 32'd0;
+    mem_gweights[625] = 32'd0;
+    mem_gweights[626] = 32'd0;
+    mem_gweights[627] = 32'd0;
+    mem_gweights[628] = 32'd0;
+    mem_gweights[629] = 32'd0;
+    mem_gweights[630] = 32'd0;
+    mem_gweights[631] = 32'd0;
+    mem_gweights[632] = 32'd0;
+    mem_gweights[633] = 32'd0;
+    mem_gweights[634] = 32'd0;
+    mem_gweights[635] = 32'd0;
+    mem_gweights[636] = 32'd0;
+    mem_gweights[637] = 32'd0;
+    mem_gweights[638] = 32'd0;
+    mem_gweights[639] = 32'd0;
+    mem_gweights[640] = 32'd0;
+    mem_gweights[641] = 32'd0;
+    mem_gweights[642] = 32'd0;
+    mem_gweights[643] = 32'd0;
+    mem_gweights[644] = 32'd0;
+    mem_gweights[645] = 32'd0;
+    mem_gweights[646] = 32'd0;
+    mem_gweights[647] = 32'd0;
+    mem_gweights[648] = 32'd0;
+    mem_gweights[649] = 32'd0;
+    mem_gweights[650] = 32'd0;
+    mem_gweights[651] = 32'd0;
+    mem_gweights[652] = 32'd0;
+    mem_gweights[653] = 32'd0;
+    mem_gweights[654] = 32'd0;
+    mem_gweights[655] = 32'd0;
+    mem_gweights[656] = 32'd0;
+    mem_gweights[657] = 32'd0;
+    mem_gweights[658] = 32'd0;
+    mem_gweights[659] = 32'd0;
+    mem_gweights[660] = 32'd0;
+    mem_gweights[661] = 32'd0;
+    mem_gweights[662] = 32'd0;
+    mem_gweights[663] = 32'd0;
+    mem_gweights[664] = 32'd0;
+    mem_gweights[665] = 32'd0;
+    mem_gweights[666] = 32'd0;
+    mem_gweights[667] = 32'd0;
+    mem_gweights[668] = 32'd0;
+    mem_gweights[669] = 32'd0;
+    mem_gweights[670] = 32'd0;
+    mem_gweights[671] = 32'd0;
+    mem_gweights[672] = 32'd0;
+    mem_gweights[673] = 32'd0;
+    mem_gweights[674] = 32'd0;
+    mem_gweights[675] = 32'd0;
+    mem_gweights[676] = 32'd0;
+    mem_gweights[677] = 32'd0;
+    mem_gweights[678] = 32'd0;
+    mem_gweights[679] = 32'd0;
+    mem_gweights[680] = 32'd0;
+    mem_gweights[681] = 32'd0;
+    mem_gweights[682] = 32'd0;
+    mem_gweights[683] = 32'd0;
+    mem_gweights[684] = 32'd0;
+    mem_gweights[685] = 32'd0;
+    mem_gweights[686] = 32'd0;
+    mem_gweights[687] = 32'd0;
+    mem_gweights[688] = 32'd0;
+    mem_gweights[689] = 32'd0;
+    mem_gweights[690] = 32'd0;
+    mem_gweights[691] = 32'd0;
+    mem_gweights[692] = 32'd0;
+    mem_gweights[693] = 32'd0;
+    mem_gweights[694] = 32'd0;
+    mem_gweights[695] = 32'd0;
+    mem_gweights[696] = 32'd0;
+    mem_gweights[697] = 32'd0;
+    mem_gweights[698] = 32'd0;
+    mem_gweights[699] = 32'd0;
+    mem_gweights[700] = 32'd0;
+    mem_gweights[701] = 32'd0;
+    mem_gweights[702] = 32'd0;
+    mem_gweights[703] = 32'd0;
+    mem_gweights[704] = 32'd0;
+    mem_gweights[705] = 32'd0;
+    mem_gweights[706] = 32'd0;
+    mem_gweights[707] = 32'd0;
+    mem_gweights[708] = 32'd0;
+    mem_gweights[709] = 32'd0;
+    mem_gweights[710] = 32'd0;
+    mem_gweights[711] = 32'd0;
+    mem_gweights[712] = 32'd0;
+    mem_gweights[713] = 32'd0;
+    mem_gweights[714] = 32'd0;
+    mem_gweights[715] = 32'd0;
+    mem_gweights[716] = 32'd0;
+    mem_gweights[717] = 32'd0;
+    mem_gweights[718] = 32'd0;
+    mem_gweights[719] = 32'd0;
+    mem_gweights[720] = 32'd0;
+    mem_gweights[721] = 32'd0;
+    mem_gweights[722] = 32'd0;
+    mem_gweights[723] = 32'd0;
+    mem_gweights[724] = 32'd0;
+    mem_gweights[725] = 32'd0;
+    mem_gweights[726] = 32'd0;
+    mem_gweights[727] = 32'd0;
+    mem_gweights[728] = 32'd0;
+    mem_gweights[729] = 32'd0;
+    mem_gweights[730] = 32'd0;
+    mem_gweights[731] = 32'd0;
+    mem_gweights[732] = 32'd0;
+    mem_gweights[733] = 32'd0;
+    mem_gweights[734] = 32'd0;
+    mem_gweights[735] = 32'd0;
+    mem_gweights[736] = 32'd0;
+    mem_gweights[737] = 32'd0;
+    mem_gweights[738] = 32'd0;
+    mem_gweights[739] = 32'd0;
+    mem_gweights[740] = 32'd0;
+    mem_gweights[741] = 32'd0;
+    mem_gweights[742] = 32'd0;
+    mem_gweights[743] = 32'd0;
+    mem_gweights[744] = 32'd0;
+    mem_gweights[745] = 32'd0;
+    mem_gweights[746] = 32'd0;
+    mem_gweights[747] = 32'd0;
+    mem_gweights[748] = 32'd0;
+    mem_gweights[749] = 32'd0;
+    mem_gweights[750] = 32'd0;
+    mem_gweights[751] = 32'd0;
+    mem_gweights[752] = 32'd0;
+    mem_gweights[753] = 32'd0;
+    mem_gweights[754] = 32'd0;
+    mem_gweights[755] = 32'd0;
+    mem_gweights[756] = 32'd0;
+    mem_gweights[757] = 32'd0;
+    mem_gweights[758] = 32'd0;
+    mem_gweights[759] = 32'd0;
+    mem_gweights[760] = 32'd0;
+    mem_gweights[761] = 32'd0;
+    mem_gweights[762] = 32'd0;
+    mem_gweights[763] = 32'd0;
+    mem_gweights[764] = 32'd0;
+    mem_gweights[765] = 32'd0;
+    mem_gweights[766] = 32'd0;
+    mem_gweights[767] = 32'd0;
+    mem_gweights[768] = 32'd0;
+    mem_gweights[769] = 32'd0;
+    mem_gweights[770] = 32'd0;
+    mem_gweights[771] = 32'd0;
+    mem_gweights[772] = 32'd0;
+    mem_gweights[773] = 32'd0;
+    mem_gweights[774] = 32'd0;
+    mem_gweights[775] = 32'd0;
+    mem_gweights[776] = 32'd0;
+    mem_gweights[777] = 32'd0;
+    mem_gweights[778] = 32'd0;
+    mem_gweights[779] = 32'd0;
+    mem_gweights[780] = 32'd0;
+    mem_gweights[781] = 32'd0;
+    mem_gweights[782] = 32'd0;
+    mem_gweights[783] = 32'd0;
+    mem_gweights[784] = 32'd0;
+    mem_gweights[785] = 32'd0;
+    mem_gweights[786] = 32'd0;
+    mem_gweights[787] = 32'd0;
+    mem_gweights[788] = 32'd0;
+    mem_gweights[789] = 32'd0;
+    mem_gweights[790] = 32'd0;
+    mem_gweights[791] = 32'd0;
+    mem_gweights[792] = 32'd0;
+    mem_gweights[793] = 32'd0;
+    mem_gweights[794] = 32'd0;
+    mem_gweights[795] = 32'd0;
+    mem_gweights[796] = 32'd0;
+    mem_gweights[797] = 32'd0;
+    mem_gweights[798] = 32'd0;
+    mem_gweights[799] = 32'd0;
+    mem_gweights[800] = 32'd0;
+    mem_gweights[801] = 32'd0;
+    mem_gweights[802] = 32'd0;
+    mem_gweights[803] = 32'd0;
+    mem_gweights[804] = 32'd0;
+    mem_gweights[805] = 32'd0;
+    mem_gweights[806] = 32'd0;
+    mem_gweights[807] = 32'd0;
+    mem_gweights[808] = 32'd0;
+    mem_gweights[809] = 32'd0;
+    mem_gweights[810] = 32'd0;
+    mem_gweights[811] = 32'd0;
+    mem_gweights[812] = 32'd0;
+    mem_gweights[813] = 32'd0;
+    mem_gweights[814] = 32'd0;
+    mem_gweights[815] = 32'd0;
+    mem_gweights[816] = 32'd0;
+    mem_gweights[817] = 32'd0;
+    mem_gweights[818] = 32'd0;
+    mem_gweights[819] = 32'd0;
+    mem_gweights[820] = 32'd0;
+    mem_gweights[821] = 32'd0;
+    mem_gweights[822] = 32'd0;
+    mem_gweights[823] = 32'd0;
+    mem_gweights[824] = 32'd0;
+    mem_gweights[825] = 32'd0;
+    mem_gweights[826] = 32'd0;
+    mem_gweights[827] = 32'd0;
+    mem_gweights[828] = 32'd0;
+    mem_gweights[829] = 32'd0;
+    mem_gweights[830] = 32'd0;
+    mem_gweights[831] = 32'd0;
+    mem_gweights[832] = 32'd0;
+    mem_gweights[833] = 32'd0;
+    mem_gweights[834] = 32'd0;
+    mem_gweights[835] = 32'd0;
+    mem_gweights[836] = 32'd0;
+    mem_gweights[837] = 32'd0;
+    mem_gweights[838] = 32'd0;
+    mem_gweights[839] = 32'd0;
+    mem_gweights[840] = 32'd0;
+    mem_gweights[841] = 32'd0;
+    mem_gweights[842] = 32'd0;
+    mem_gweights[843] = 32'd0;
+    mem_gweights[844] = 32'd0;
+    mem_gweights[845] = 32'd0;
+    mem_gweights[846] = 32'd0;
+    mem_gweights[847] = 32'd0;
+    mem_gweights[848] = 32'd0;
+    mem_gweights[849] = 32'd0;
+    mem_gweights[850] = 32'd0;
+    mem_gweights[851] = 32'd0;
+    mem_gweights[852] = 32'd0;
+    mem_gweights[853] = 32'd0;
+    mem_gweights[854] = 32'd0;
+    mem_gweights[855] = 32'd0;
+    mem_gweights[856] = 32'd0;
+    mem_gweights[857] = 32'd0;
+    mem_gweights[858] = 32'd0;
+    mem_gweights[859] = 32'd0;
+    mem_gweights[860] = 32'd0;
+    mem_gweights[861] = 32'd0;
+    mem_gweights[862] = 32'd0;
+    mem_gweights[863] = 32'd0;
+    mem_gweights[864] = 32'd0;
+    mem_gweights[865] = 32'd0;
+    mem_gweights[866] = 32'd0;
+    mem_gweights[867] = 32'd0;
+    mem_gweights[868] = 32'd0;
+    mem_gweights[869] = 32'd0;
+    mem_gweights[870] = 32'd0;
+    mem_gweights[871] = 32'd0;
+    mem_gweights[872] = 32'd0;
+    mem_gweights[873] = 32'd0;
+    mem_gweights[874] = 32'd0;
+    mem_gweights[875] = 32'd0;
+    mem_gweights[876] = 32'd0;
+    mem_gweights[877] = 32'd0;
+    mem_gweights[878] = 32'd0;
+    mem_gweights[879] = 32'd0;
+    mem_gweights[880] = 32'd0;
+    mem_gweights[881] = 32'd0;
+    mem_gweights[882] = 32'd0;
+    mem_gweights[883] = 32'd0;
+    mem_gweights[884] = 32'd0;
+    mem_gweights[885] = 32'd0;
+    mem_gweights[886] = 32'd0;
+    mem_gweights[887] = 32'd0;
+    mem_gweights[888] = 32'd0;
+    mem_gweights[889] = 32'd0;
+    mem_gweights[890] = 32'd0;
+    mem_gweights[891] = 32'd0;
+    mem_gweights[892] = 32'd0;
+    mem_gweights[893] = 32'd0;
+    mem_gweights[894] = 32'd0;
+    mem_gweights[895] = 32'd0;
+    mem_gweights[896] = 32'd0;
+    mem_gweights[897] = 32'd0;
+    mem_gweights[898] = 32'd0;
+    mem_gweights[899] = 32'd0;
+    mem_gweights[900] = 32'd0;
+    mem_gweights[901] = 32'd0;
+    mem_gweights[902] = 32'd0;
+    mem_gweights[903] = 32'd0;
+    mem_gweights[904] = 32'd0;
+    mem_gweights[905] = 32'd0;
+    mem_gweights[906] = 32'd0;
+    mem_gweights[907] = 32'd0;
+    mem_gweights[908] = 32'd0;
+    mem_gweights[909] = 32'd0;
+    mem_gweights[910] = 32'd0;
+    mem_gweights[911] = 32'd0;
+    mem_gweights[912] = 32'd0;
+    mem_gweights[913] = 32'd0;
+    mem_gweights[914] = 32'd0;
+    mem_gweights[915] = 32'd0;
+    mem_gweights[916] = 32'd0;
+    mem_gweights[917] = 32'd0;
+    mem_gweights[918] = 32'd0;
+    mem_gweights[919] = 32'd0;
+    mem_gweights[920] = 32'd0;
+    mem_gweights[921] = 32'd0;
+    mem_gweights[922] = 32'd0;
+    mem_gweights[923] = 32'd0;
+    mem_gweights[924] = 32'd0;
+    mem_gweights[925] = 32'd0;
+    mem_gweights[926] = 32'd0;
+    mem_gweights[927] = 32'd0;
+    mem_gweights[928] = 32'd0;
+    mem_gweights[929] = 32'd0;
+    mem_gweights[930] = 32'd0;
+    mem_gweights[931] = 32'd0;
+    mem_gweights[932] = 32'd0;
+    mem_gweights[933] = 32'd0;
+    mem_gweights[934] = 32'd0;
+    mem_gweights[935] = 32'd0;
+    mem_gweights[936] = 32'd0;
+    mem_gweights[937] = 32'd0;
+    mem_gweights[938] = 32'd0;
+    mem_gweights[939] = 32'd0;
+    mem_gweights[940] = 32'd0;
+    mem_gweights[941] = 32'd0;
+    mem_gweights[942] = 32'd0;
+    mem_gweights[943] = 32'd0;
+    mem_gweights[944] = 32'd0;
+    mem_gweights[945] = 32'd0;
+    mem_gweights[946] = 32'd0;
+    mem_gweights[947] = 32'd0;
+    mem_gweights[948] = 32'd0;
+    mem_gweights[949] = 32'd0;
+    mem_gweights[950] = 32'd0;
+    mem_gweights[951] = 32'd0;
+    mem_gweights[952] = 32'd0;
+    mem_gweights[953] = 32'd0;
+    mem_gweights[954] = 32'd0;
+    mem_gweights[955] = 32'd0;
+    mem_gweights[956] = 32'd0;
+    mem_gweights[957] = 32'd0;
+    mem_gweights[958] = 32'd0;
+    mem_gweights[959] = 32'd0;
+    mem_gweights[960] = 32'd0;
+    mem_gweights[961] = 32'd0;
+    mem_gweights[962] = 32'd0;
+    mem_gweights[963] = 32'd0;
+    mem_gweights[964] = 32'd0;
+    mem_gweights[965] = 32'd0;
+    mem_gweights[966] = 32'd0;
+    mem_gweights[967] = 32'd0;
+    mem_gweights[968] = 32'd0;
+    mem_gweights[969] = 32'd0;
+    mem_gweights[970] = 32'd0;
+    mem_gweights[971] = 32'd0;
+    mem_gweights[972] = 32'd0;
+    mem_gweights[973] = 32'd0;
+    mem_gweights[974] = 32'd0;
+    mem_gweights[975] = 32'd0;
+    mem_gweights[976] = 32'd0;
+    mem_gweights[977] = 32'd0;
+    mem_gweights[978] = 32'd0;
+    mem_gweights[979] = 32'd0;
+    mem_gweights[980] = 32'd0;
+    mem_gweights[981] = 32'd0;
+    mem_gweights[982] = 32'd0;
+    mem_gweights[983] = 32'd0;
+    mem_gweights[984] = 32'd0;
+    mem_gweights[985] = 32'd0;
+    mem_gweights[986] = 32'd0;
+    mem_gweights[987] = 32'd0;
+    mem_gweights[988] = 32'd0;
+    mem_gweights[989] = 32'd0;
+    mem_gweights[990] = 32'd0;
+    mem_gweights[991] = 32'd0;
+    mem_gweights[992] = 32'd0;
+    mem_gweights[993] = 32'd0;
+    mem_gweights[994] = 32'd0;
+    mem_gweights[995] = 32'd0;
+    mem_gweights[996] = 32'd0;
+    mem_gweights[997] = 32'd0;
+    mem_gweights[998] = 32'd0;
+    mem_gweights[999] = 32'd0;
+    mem_gweights[1000] = 32'd0;
+    mem_gweights[1001] = 32'd0;
+    mem_gweights[1002] = 32'd0;
+    mem_gweights[1003] = 32'd0;
+    mem_gweights[1004] = 32'd0;
+    mem_gweights[1005] = 32'd0;
+    mem_gweights[1006] = 32'd0;
+    mem_gweights[1007] = 32'd0;
+    mem_gweights[1008] = 32'd0;
+    mem_gweights[1009] = 32'd0;
+    mem_gweights[1010] = 32'd0;
+    mem_gweights[1011] = 32'd0;
+    mem_gweights[1012] = 32'd0;
+    mem_gweights[1013] = 32'd0;
+    mem_gweights[1014] = 32'd0;
+    mem_gweights[1015] = 32'd0;
+    mem_gweights[1016] = 32'd0;
+    mem_gweights[1017] = 32'd0;
+    mem_gweights[1018] = 32'd0;
+    mem_gweights[1019] = 32'd0;
+    mem_gweights[1020] = 32'd0;
+    mem_gweights[1021] = 32'd0;
+    mem_gweights[1022] = 32'd0;
+    mem_gweights[1023] = 32'd0;
+  end
+  always @(posedge clk) begin
+    if (\port__en$227 )
+      mem_gweights[\$147 [9:0]] <= host_wdata;
+  end
+  reg [31:0] _4_;
+  always @(posedge clk) begin
+    if (\port__en$194 ) begin
+      _4_ <= mem_gweights[weights__addr[9:0]];
+    end
+  end
+  assign weights__data = _4_;
   reg [31:0] mem_line1 [455:0];
   initial begin
     mem_line1[0] = 32'd0;
@@ -1631,31 +7207,31 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (wr__en[0])
-      mem_line1[line1__addr[8:0]][7:0] <= \$542 ;
+      mem_line1[line1__addr[8:0]][7:0] <= \$781 ;
     if (wr__en[1])
-      mem_line1[line1__addr[8:0]][15:8] <= \$543 ;
+      mem_line1[line1__addr[8:0]][15:8] <= \$782 ;
     if (wr__en[2])
-      mem_line1[line1__addr[8:0]][23:16] <= \$544 ;
+      mem_line1[line1__addr[8:0]][23:16] <= \$783 ;
     if (wr__en[3])
-      mem_line1[line1__addr[8:0]][31:24] <= \$545 ;
+      mem_line1[line1__addr[8:0]][31:24] <= \$784 ;
   end
-  reg [31:0] _1_;
-  reg [31:0] _2_;
-  reg [31:0] _3_;
+  reg [31:0] _5_;
+  reg [31:0] _6_;
+  reg [31:0] _7_;
   always @(posedge clk) begin
     if (\port__en$88 ) begin
-      _1_ <= mem_line1[line1_c__addr[8:0]];
+      _5_ <= mem_line1[line1_c__addr[8:0]];
     end
     if (\port__en$82 ) begin
-      _2_ <= mem_line1[line1_b__addr[8:0]];
+      _6_ <= mem_line1[line1_b__addr[8:0]];
     end
     if (\port__en$76 ) begin
-      _3_ <= mem_line1[line1_a__addr[8:0]];
+      _7_ <= mem_line1[line1_a__addr[8:0]];
     end
   end
-  assign line1_c__data = _1_;
-  assign line1_b__data = _2_;
-  assign line1_a__data = _3_;
+  assign line1_c__data = _5_;
+  assign line1_b__data = _6_;
+  assign line1_a__data = _7_;
   reg [31:0] mem_line4 [455:0];
   initial begin
     mem_line4[0] = 32'd0;
@@ -2119,13 +7695,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\wr__en$136 )
       mem_line4[\line4__addr$139 [8:0]] <= \wr__data$140 ;
   end
-  reg [31:0] _4_;
+  reg [31:0] _8_;
   always @(posedge clk) begin
     if (\port__en$106 ) begin
-      _4_ <= mem_line4[line4__addr[8:0]];
+      _8_ <= mem_line4[line4__addr[8:0]];
     end
   end
-  assign line4__data = _4_;
+  assign line4__data = _8_;
   reg [63:0] mem_membrane [480:0];
   initial begin
     mem_membrane[0] = 64'h0000000000000000;
@@ -2612,20 +8188,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (\wr__en$142 )
-      mem_membrane[membrane_out__addr[8:0]] <= { \$553 , \$552 , \$551 , \$550  };
+      mem_membrane[membrane_out__addr[8:0]] <= { \$792 , \$791 , \$790 , \$789  };
   end
-  reg [63:0] _5_;
-  reg [63:0] _6_;
+  reg [63:0] _9_;
+  reg [63:0] _10_;
   always @(posedge clk) begin
     if (\port__en$176 ) begin
-      _5_ <= mem_membrane[\$116 [8:0]];
+      _9_ <= mem_membrane[\$116 [8:0]];
     end
     if (\port__en$118 ) begin
-      _6_ <= mem_membrane[membrane_in__addr[8:0]];
+      _10_ <= mem_membrane[membrane_in__addr[8:0]];
     end
   end
-  assign \port__data$240  = _5_;
-  assign membrane_in__data = _6_;
+  assign \port__data$311  = _9_;
+  assign membrane_in__data = _10_;
   reg [63:0] mem_residual [255:0];
   initial begin
     mem_residual[0] = 64'h0000000000000000;
@@ -2889,13 +8465,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\port__en$173 )
       mem_residual[\$111 [7:0]] <= { host_wdata, staging[31:0] };
   end
-  reg [63:0] _7_;
+  reg [63:0] _11_;
   always @(posedge clk) begin
     if (\port__en$112 ) begin
-      _7_ <= mem_residual[residual__addr[7:0]];
+      _11_ <= mem_residual[residual__addr[7:0]];
     end
   end
-  assign residual__data = _7_;
+  assign residual__data = _11_;
   reg [31:0] mem_row2 [75:0];
   initial begin
     mem_row2[0] = 32'd0;
@@ -2977,20 +8553,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (\wr__en$130 )
-      mem_row2[row2__addr[6:0]] <= { \$549 , \$548 , \$547 , \$546  };
+      mem_row2[row2__addr[6:0]] <= { \$788 , \$787 , \$786 , \$785  };
   end
-  reg [31:0] _8_;
-  reg [31:0] _9_;
+  reg [31:0] _12_;
+  reg [31:0] _13_;
   always @(posedge clk) begin
     if (\port__en$100 ) begin
-      _8_ <= mem_row2[row2_c__addr[6:0]];
+      _12_ <= mem_row2[row2_c__addr[6:0]];
     end
     if (\port__en$94 ) begin
-      _9_ <= mem_row2[row2_b__addr[6:0]];
+      _13_ <= mem_row2[row2_b__addr[6:0]];
     end
   end
-  assign row2_c__data = _8_;
-  assign row2_b__data = _9_;
+  assign row2_c__data = _12_;
+  assign row2_b__data = _13_;
   reg [31:0] mem_spike_in [255:0];
   initial begin
     mem_spike_in[0] = 32'd0;
@@ -3254,13 +8830,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\port__en$170 )
       mem_spike_in[\$102 [7:0]] <= host_wdata;
   end
-  reg [31:0] _10_;
+  reg [31:0] _14_;
   always @(posedge clk) begin
     if (port__en) begin
-      _10_ <= mem_spike_in[\$13 [7:0]];
+      _14_ <= mem_spike_in[\$13 [7:0]];
     end
   end
-  assign spike_in__data = _10_;
+  assign spike_in__data = _14_;
   reg [3:0] mem_spikes [480:0];
   initial begin
     mem_spikes[0] = 4'h0;
@@ -3749,13 +9325,1051 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\wr__en$142 )
       mem_spikes[spikes__addr[8:0]] <= \wr__data$152 ;
   end
-  reg [3:0] _11_;
+  reg [3:0] _15_;
   always @(posedge clk) begin
     if (\port__en$178 ) begin
-      _11_ <= mem_spikes[\$121 [8:0]];
+      _15_ <= mem_spikes[\$121 [8:0]];
     end
   end
-  assign \port__data$241  = _11_;
+  assign \port__data$312  = _15_;
+  reg [15:0] mem_trace [1023:0];
+  initial begin
+    mem_trace[0] = 16'h0000;
+    mem_trace[1] = 16'h0000;
+    mem_trace[2] = 16'h0000;
+    mem_trace[3] = 16'h0000;
+    mem_trace[4] = 16'h0000;
+    mem_trace[5] = 16'h0000;
+    mem_trace[6] = 16'h0000;
+    mem_trace[7] = 16'h0000;
+    mem_trace[8] = 16'h0000;
+    mem_trace[9] = 16'h0000;
+    mem_trace[10] = 16'h0000;
+    mem_trace[11] = 16'h0000;
+    mem_trace[12] = 16'h0000;
+    mem_trace[13] = 16'h0000;
+    mem_trace[14] = 16'h0000;
+    mem_trace[15] = 16'h0000;
+    mem_trace[16] = 16'h0000;
+    mem_trace[17] = 16'h0000;
+    mem_trace[18] = 16'h0000;
+    mem_trace[19] = 16'h0000;
+    mem_trace[20] = 16'h0000;
+    mem_trace[21] = 16'h0000;
+    mem_trace[22] = 16'h0000;
+    mem_trace[23] = 16'h0000;
+    mem_trace[24] = 16'h0000;
+    mem_trace[25] = 16'h0000;
+    mem_trace[26] = 16'h0000;
+    mem_trace[27] = 16'h0000;
+    mem_trace[28] = 16'h0000;
+    mem_trace[29] = 16'h0000;
+    mem_trace[30] = 16'h0000;
+    mem_trace[31] = 16'h0000;
+    mem_trace[32] = 16'h0000;
+    mem_trace[33] = 16'h0000;
+    mem_trace[34] = 16'h0000;
+    mem_trace[35] = 16'h0000;
+    mem_trace[36] = 16'h0000;
+    mem_trace[37] = 16'h0000;
+    mem_trace[38] = 16'h0000;
+    mem_trace[39] = 16'h0000;
+    mem_trace[40] = 16'h0000;
+    mem_trace[41] = 16'h0000;
+    mem_trace[42] = 16'h0000;
+    mem_trace[43] = 16'h0000;
+    mem_trace[44] = 16'h0000;
+    mem_trace[45] = 16'h0000;
+    mem_trace[46] = 16'h0000;
+    mem_trace[47] = 16'h0000;
+    mem_trace[48] = 16'h0000;
+    mem_trace[49] = 16'h0000;
+    mem_trace[50] = 16'h0000;
+    mem_trace[51] = 16'h0000;
+    mem_trace[52] = 16'h0000;
+    mem_trace[53] = 16'h0000;
+    mem_trace[54] = 16'h0000;
+    mem_trace[55] = 16'h0000;
+    mem_trace[56] = 16'h0000;
+    mem_trace[57] = 16'h0000;
+    mem_trace[58] = 16'h0000;
+    mem_trace[59] = 16'h0000;
+    mem_trace[60] = 16'h0000;
+    mem_trace[61] = 16'h0000;
+    mem_trace[62] = 16'h0000;
+    mem_trace[63] = 16'h0000;
+    mem_trace[64] = 16'h0000;
+    mem_trace[65] = 16'h0000;
+    mem_trace[66] = 16'h0000;
+    mem_trace[67] = 16'h0000;
+    mem_trace[68] = 16'h0000;
+    mem_trace[69] = 16'h0000;
+    mem_trace[70] = 16'h0000;
+    mem_trace[71] = 16'h0000;
+    mem_trace[72] = 16'h0000;
+    mem_trace[73] = 16'h0000;
+    mem_trace[74] = 16'h0000;
+    mem_trace[75] = 16'h0000;
+    mem_trace[76] = 16'h0000;
+    mem_trace[77] = 16'h0000;
+    mem_trace[78] = 16'h0000;
+    mem_trace[79] = 16'h0000;
+    mem_trace[80] = 16'h0000;
+    mem_trace[81] = 16'h0000;
+    mem_trace[82] = 16'h0000;
+    mem_trace[83] = 16'h0000;
+    mem_trace[84] = 16'h0000;
+    mem_trace[85] = 16'h0000;
+    mem_trace[86] = 16'h0000;
+    mem_trace[87] = 16'h0000;
+    mem_trace[88] = 16'h0000;
+    mem_trace[89] = 16'h0000;
+    mem_trace[90] = 16'h0000;
+    mem_trace[91] = 16'h0000;
+    mem_trace[92] = 16'h0000;
+    mem_trace[93] = 16'h0000;
+    mem_trace[94] = 16'h0000;
+    mem_trace[95] = 16'h0000;
+    mem_trace[96] = 16'h0000;
+    mem_trace[97] = 16'h0000;
+    mem_trace[98] = 16'h0000;
+    mem_trace[99] = 16'h0000;
+    mem_trace[100] = 16'h0000;
+    mem_trace[101] = 16'h0000;
+    mem_trace[102] = 16'h0000;
+    mem_trace[103] = 16'h0000;
+    mem_trace[104] = 16'h0000;
+    mem_trace[105] = 16'h0000;
+    mem_trace[106] = 16'h0000;
+    mem_trace[107] = 16'h0000;
+    mem_trace[108] = 16'h0000;
+    mem_trace[109] = 16'h0000;
+    mem_trace[110] = 16'h0000;
+    mem_trace[111] = 16'h0000;
+    mem_trace[112] = 16'h0000;
+    mem_trace[113] = 16'h0000;
+    mem_trace[114] = 16'h0000;
+    mem_trace[115] = 16'h0000;
+    mem_trace[116] = 16'h0000;
+    mem_trace[117] = 16'h0000;
+    mem_trace[118] = 16'h0000;
+    mem_trace[119] = 16'h0000;
+    mem_trace[120] = 16'h0000;
+    mem_trace[121] = 16'h0000;
+    mem_trace[122] = 16'h0000;
+    mem_trace[123] = 16'h0000;
+    mem_trace[124] = 16'h0000;
+    mem_trace[125] = 16'h0000;
+    mem_trace[126] = 16'h0000;
+    mem_trace[127] = 16'h0000;
+    mem_trace[128] = 16'h0000;
+    mem_trace[129] = 16'h0000;
+    mem_trace[130] = 16'h0000;
+    mem_trace[131] = 16'h0000;
+    mem_trace[132] = 16'h0000;
+    mem_trace[133] = 16'h0000;
+    mem_trace[134] = 16'h0000;
+    mem_trace[135] = 16'h0000;
+    mem_trace[136] = 16'h0000;
+    mem_trace[137] = 16'h0000;
+    mem_trace[138] = 16'h0000;
+    mem_trace[139] = 16'h0000;
+    mem_trace[140] = 16'h0000;
+    mem_trace[141] = 16'h0000;
+    mem_trace[142] = 16'h0000;
+    mem_trace[143] = 16'h0000;
+    mem_trace[144] = 16'h0000;
+    mem_trace[145] = 16'h0000;
+    mem_trace[146] = 16'h0000;
+    mem_trace[147] = 16'h0000;
+    mem_trace[148] = 16'h0000;
+    mem_trace[149] = 16'h0000;
+    mem_trace[150] = 16'h0000;
+    mem_trace[151] = 16'h0000;
+    mem_trace[152] = 16'h0000;
+    mem_trace[153] = 16'h0000;
+    mem_trace[154] = 16'h0000;
+    mem_trace[155] = 16'h0000;
+    mem_trace[156] = 16'h0000;
+    mem_trace[157] = 16'h0000;
+    mem_trace[158] = 16'h0000;
+    mem_trace[159] = 16'h0000;
+    mem_trace[160] = 16'h0000;
+    mem_trace[161] = 16'h0000;
+    mem_trace[162] = 16'h0000;
+    mem_trace[163] = 16'h0000;
+    mem_trace[164] = 16'h0000;
+    mem_trace[165] = 16'h0000;
+    mem_trace[166] = 16'h0000;
+    mem_trace[167] = 16'h0000;
+    mem_trace[168] = 16'h0000;
+    mem_trace[169] = 16'h0000;
+    mem_trace[170] = 16'h0000;
+    mem_trace[171] = 16'h0000;
+    mem_trace[172] = 16'h0000;
+    mem_trace[173] = 16'h0000;
+    mem_trace[174] = 16'h0000;
+    mem_trace[175] = 16'h0000;
+    mem_trace[176] = 16'h0000;
+    mem_trace[177] = 16'h0000;
+    mem_trace[178] = 16'h0000;
+    mem_trace[179] = 16'h0000;
+    mem_trace[180] = 16'h0000;
+    mem_trace[181] = 16'h0000;
+    mem_trace[182] = 16'h0000;
+    mem_trace[183] = 16'h0000;
+    mem_trace[184] = 16'h0000;
+    mem_trace[185] = 16'h0000;
+    mem_trace[186] = 16'h0000;
+    mem_trace[187] = 16'h0000;
+    mem_trace[188] = 16'h0000;
+    mem_trace[189] = 16'h0000;
+    mem_trace[190] = 16'h0000;
+    mem_trace[191] = 16'h0000;
+    mem_trace[192] = 16'h0000;
+    mem_trace[193] = 16'h0000;
+    mem_trace[194] = 16'h0000;
+    mem_trace[195] = 16'h0000;
+    mem_trace[196] = 16'h0000;
+    mem_trace[197] = 16'h0000;
+    mem_trace[198] = 16'h0000;
+    mem_trace[199] = 16'h0000;
+    mem_trace[200] = 16'h0000;
+    mem_trace[201] = 16'h0000;
+    mem_trace[202] = 16'h0000;
+    mem_trace[203] = 16'h0000;
+    mem_trace[204] = 16'h0000;
+    mem_trace[205] = 16'h0000;
+    mem_trace[206] = 16'h0000;
+    mem_trace[207] = 16'h0000;
+    mem_trace[208] = 16'h0000;
+    mem_trace[209] = 16'h0000;
+    mem_trace[210] = 16'h0000;
+    mem_trace[211] = 16'h0000;
+    mem_trace[212] = 16'h0000;
+    mem_trace[213] = 16'h0000;
+    mem_trace[214] = 16'h0000;
+    mem_trace[215] = 16'h0000;
+    mem_trace[216] = 16'h0000;
+    mem_trace[217] = 16'h0000;
+    mem_trace[218] = 16'h0000;
+    mem_trace[219] = 16'h0000;
+    mem_trace[220] = 16'h0000;
+    mem_trace[221] = 16'h0000;
+    mem_trace[222] = 16'h0000;
+    mem_trace[223] = 16'h0000;
+    mem_trace[224] = 16'h0000;
+    mem_trace[225] = 16'h0000;
+    mem_trace[226] = 16'h0000;
+    mem_trace[227] = 16'h0000;
+    mem_trace[228] = 16'h0000;
+    mem_trace[229] = 16'h0000;
+    mem_trace[230] = 16'h0000;
+    mem_trace[231] = 16'h0000;
+    mem_trace[232] = 16'h0000;
+    mem_trace[233] = 16'h0000;
+    mem_trace[234] = 16'h0000;
+    mem_trace[235] = 16'h0000;
+    mem_trace[236] = 16'h0000;
+    mem_trace[237] = 16'h0000;
+    mem_trace[238] = 16'h0000;
+    mem_trace[239] = 16'h0000;
+    mem_trace[240] = 16'h0000;
+    mem_trace[241] = 16'h0000;
+    mem_trace[242] = 16'h0000;
+    mem_trace[243] = 16'h0000;
+    mem_trace[244] = 16'h0000;
+    mem_trace[245] = 16'h0000;
+    mem_trace[246] = 16'h0000;
+    mem_trace[247] = 16'h0000;
+    mem_trace[248] = 16'h0000;
+    mem_trace[249] = 16'h0000;
+    mem_trace[250] = 16'h0000;
+    mem_trace[251] = 16'h0000;
+    mem_trace[252] = 16'h0000;
+    mem_trace[253] = 16'h0000;
+    mem_trace[254] = 16'h0000;
+    mem_trace[255] = 16'h0000;
+    mem_trace[256] = 16'h0000;
+    mem_trace[257] = 16'h0000;
+    mem_trace[258] = 16'h0000;
+    mem_trace[259] = 16'h0000;
+    mem_trace[260] = 16'h0000;
+    mem_trace[261] = 16'h0000;
+    mem_trace[262] = 16'h0000;
+    mem_trace[263] = 16'h0000;
+    mem_trace[264] = 16'h0000;
+    mem_trace[265] = 16'h0000;
+    mem_trace[266] = 16'h0000;
+    mem_trace[267] = 16'h0000;
+    mem_trace[268] = 16'h0000;
+    mem_trace[269] = 16'h0000;
+    mem_trace[270] = 16'h0000;
+    mem_trace[271] = 16'h0000;
+    mem_trace[272] = 16'h0000;
+    mem_trace[273] = 16'h0000;
+    mem_trace[274] = 16'h0000;
+    mem_trace[275] = 16'h0000;
+    mem_trace[276] = 16'h0000;
+    mem_trace[277] = 16'h0000;
+    mem_trace[278] = 16'h0000;
+    mem_trace[279] = 16'h0000;
+    mem_trace[280] = 16'h0000;
+    mem_trace[281] = 16'h0000;
+    mem_trace[282] = 16'h0000;
+    mem_trace[283] = 16'h0000;
+    mem_trace[284] = 16'h0000;
+    mem_trace[285] = 16'h0000;
+    mem_trace[286] = 16'h0000;
+    mem_trace[287] = 16'h0000;
+    mem_trace[288] = 16'h0000;
+    mem_trace[289] = 16'h0000;
+    mem_trace[290] = 16'h0000;
+    mem_trace[291] = 16'h0000;
+    mem_trace[292] = 16'h0000;
+    mem_trace[293] = 16'h0000;
+    mem_trace[294] = 16'h0000;
+    mem_trace[295] = 16'h0000;
+    mem_trace[296] = 16'h0000;
+    mem_trace[297] = 16'h0000;
+    mem_trace[298] = 16'h0000;
+    mem_trace[299] = 16'h0000;
+    mem_trace[300] = 16'h0000;
+    mem_trace[301] = 16'h0000;
+    mem_trace[302] = 16'h0000;
+    mem_trace[303] = 16'h0000;
+    mem_trace[304] = 16'h0000;
+    mem_trace[305] = 16'h0000;
+    mem_trace[306] = 16'h0000;
+    mem_trace[307] = 16'h0000;
+    mem_trace[308] = 16'h0000;
+    mem_trace[309] = 16'h0000;
+    mem_trace[310] = 16'h0000;
+    mem_trace[311] = 16'h0000;
+    mem_trace[312] = 16'h0000;
+    mem_trace[313] = 16'h0000;
+    mem_trace[314] = 16'h0000;
+    mem_trace[315] = 16'h0000;
+    mem_trace[316] = 16'h0000;
+    mem_trace[317] = 16'h0000;
+    mem_trace[318] = 16'h0000;
+    mem_trace[319] = 16'h0000;
+    mem_trace[320] = 16'h0000;
+    mem_trace[321] = 16'h0000;
+    mem_trace[322] = 16'h0000;
+    mem_trace[323] = 16'h0000;
+    mem_trace[324] = 16'h0000;
+    mem_trace[325] = 16'h0000;
+    mem_trace[326] = 16'h0000;
+    mem_trace[327] = 16'h0000;
+    mem_trace[328] = 16'h0000;
+    mem_trace[329] = 16'h0000;
+    mem_trace[330] = 16'h0000;
+    mem_trace[331] = 16'h0000;
+    mem_trace[332] = 16'h0000;
+    mem_trace[333] = 16'h0000;
+    mem_trace[334] = 16'h0000;
+    mem_trace[335] = 16'h0000;
+    mem_trace[336] = 16'h0000;
+    mem_trace[337] = 16'h0000;
+    mem_trace[338] = 16'h0000;
+    mem_trace[339] = 16'h0000;
+    mem_trace[340] = 16'h0000;
+    mem_trace[341] = 16'h0000;
+    mem_trace[342] = 16'h0000;
+    mem_trace[343] = 16'h0000;
+    mem_trace[344] = 16'h0000;
+    mem_trace[345] = 16'h0000;
+    mem_trace[346] = 16'h0000;
+    mem_trace[347] = 16'h0000;
+    mem_trace[348] = 16'h0000;
+    mem_trace[349] = 16'h0000;
+    mem_trace[350] = 16'h0000;
+    mem_trace[351] = 16'h0000;
+    mem_trace[352] = 16'h0000;
+    mem_trace[353] = 16'h0000;
+    mem_trace[354] = 16'h0000;
+    mem_trace[355] = 16'h0000;
+    mem_trace[356] = 16'h0000;
+    mem_trace[357] = 16'h0000;
+    mem_trace[358] = 16'h0000;
+    mem_trace[359] = 16'h0000;
+    mem_trace[360] = 16'h0000;
+    mem_trace[361] = 16'h0000;
+    mem_trace[362] = 16'h0000;
+    mem_trace[363] = 16'h0000;
+    mem_trace[364] = 16'h0000;
+    mem_trace[365] = 16'h0000;
+    mem_trace[366] = 16'h0000;
+    mem_trace[367] = 16'h0000;
+    mem_trace[368] = 16'h0000;
+    mem_trace[369] = 16'h0000;
+    mem_trace[370] = 16'h0000;
+    mem_trace[371] = 16'h0000;
+    mem_trace[372] = 16'h0000;
+    mem_trace[373] = 16'h0000;
+    mem_trace[374] = 16'h0000;
+    mem_trace[375] = 16'h0000;
+    mem_trace[376] = 16'h0000;
+    mem_trace[377] = 16'h0000;
+    mem_trace[378] = 16'h0000;
+    mem_trace[379] = 16'h0000;
+    mem_trace[380] = 16'h0000;
+    mem_trace[381] = 16'h0000;
+    mem_trace[382] = 16'h0000;
+    mem_trace[383] = 16'h0000;
+    mem_trace[384] = 16'h0000;
+    mem_trace[385] = 16'h0000;
+    mem_trace[386] = 16'h0000;
+    mem_trace[387] = 16'h0000;
+    mem_trace[388] = 16'h0000;
+    mem_trace[389] = 16'h0000;
+    mem_trace[390] = 16'h0000;
+    mem_trace[391] = 16'h0000;
+    mem_trace[392] = 16'h0000;
+    mem_trace[393] = 16'h0000;
+    mem_trace[394] = 16'h0000;
+    mem_trace[395] = 16'h0000;
+    mem_trace[396] = 16'h0000;
+    mem_trace[397] = 16'h0000;
+    mem_trace[398] = 16'h0000;
+    mem_trace[399] = 16'h0000;
+    mem_trace[400] = 16'h0000;
+    mem_trace[401] = 16'h0000;
+    mem_trace[402] = 16'h0000;
+    mem_trace[403] = 16'h0000;
+    mem_trace[404] = 16'h0000;
+    mem_trace[405] = 16'h0000;
+    mem_trace[406] = 16'h0000;
+    mem_trace[407] = 16'h0000;
+    mem_trace[408] = 16'h0000;
+    mem_trace[409] = 16'h0000;
+    mem_trace[410] = 16'h0000;
+    mem_trace[411] = 16'h0000;
+    mem_trace[412] = 16'h0000;
+    mem_trace[413] = 16'h0000;
+    mem_trace[414] = 16'h0000;
+    mem_trace[415] = 16'h0000;
+    mem_trace[416] = 16'h0000;
+    mem_trace[417] = 16'h0000;
+    mem_trace[418] = 16'h0000;
+    mem_trace[419] = 16'h0000;
+    mem_trace[420] = 16'h0000;
+    mem_trace[421] = 16'h0000;
+    mem_trace[422] = 16'h0000;
+    mem_trace[423] = 16'h0000;
+    mem_trace[424] = 16'h0000;
+    mem_trace[425] = 16'h0000;
+    mem_trace[426] = 16'h0000;
+    mem_trace[427] = 16'h0000;
+    mem_trace[428] = 16'h0000;
+    mem_trace[429] = 16'h0000;
+    mem_trace[430] = 16'h0000;
+    mem_trace[431] = 16'h0000;
+    mem_trace[432] = 16'h0000;
+    mem_trace[433] = 16'h0000;
+    mem_trace[434] = 16'h0000;
+    mem_trace[435] = 16'h0000;
+    mem_trace[436] = 16'h0000;
+    mem_trace[437] = 16'h0000;
+    mem_trace[438] = 16'h0000;
+    mem_trace[439] = 16'h0000;
+    mem_trace[440] = 16'h0000;
+    mem_trace[441] = 16'h0000;
+    mem_trace[442] = 16'h0000;
+    mem_trace[443] = 16'h0000;
+    mem_trace[444] = 16'h0000;
+    mem_trace[445] = 16'h0000;
+    mem_trace[446] = 16'h0000;
+    mem_trace[447] = 16'h0000;
+    mem_trace[448] = 16'h0000;
+    mem_trace[449] = 16'h0000;
+    mem_trace[450] = 16'h0000;
+    mem_trace[451] = 16'h0000;
+    mem_trace[452] = 16'h0000;
+    mem_trace[453] = 16'h0000;
+    mem_trace[454] = 16'h0000;
+    mem_trace[455] = 16'h0000;
+    mem_trace[456] = 16'h0000;
+    mem_trace[457] = 16'h0000;
+    mem_trace[458] = 16'h0000;
+    mem_trace[459] = 16'h0000;
+    mem_trace[460] = 16'h0000;
+    mem_trace[461] = 16'h0000;
+    mem_trace[462] = 16'h0000;
+    mem_trace[463] = 16'h0000;
+    mem_trace[464] = 16'h0000;
+    mem_trace[465] = 16'h0000;
+    mem_trace[466] = 16'h0000;
+    mem_trace[467] = 16'h0000;
+    mem_trace[468] = 16'h0000;
+    mem_trace[469] = 16'h0000;
+    mem_trace[470] = 16'h0000;
+    mem_trace[471] = 16'h0000;
+    mem_trace[472] = 16'h0000;
+    mem_trace[473] = 16'h0000;
+    mem_trace[474] = 16'h0000;
+    mem_trace[475] = 16'h0000;
+    mem_trace[476] = 16'h0000;
+    mem_trace[477] = 16'h0000;
+    mem_trace[478] = 16'h0000;
+    mem_trace[479] = 16'h0000;
+    mem_trace[480] = 16'h0000;
+    mem_trace[481] = 16'h0000;
+    mem_trace[482] = 16'h0000;
+    mem_trace[483] = 16'h0000;
+    mem_trace[484] = 16'h0000;
+    mem_trace[485] = 16'h0000;
+    mem_trace[486] = 16'h0000;
+    mem_trace[487] = 16'h0000;
+    mem_trace[488] = 16'h0000;
+    mem_trace[489] = 16'h0000;
+    mem_trace[490] = 16'h0000;
+    mem_trace[491] = 16'h0000;
+    mem_trace[492] = 16'h0000;
+    mem_trace[493] = 16'h0000;
+    mem_trace[494] = 16'h0000;
+    mem_trace[495] = 16'h0000;
+    mem_trace[496] = 16'h0000;
+    mem_trace[497] = 16'h0000;
+    mem_trace[498] = 16'h0000;
+    mem_trace[499] = 16'h0000;
+    mem_trace[500] = 16'h0000;
+    mem_trace[501] = 16'h0000;
+    mem_trace[502] = 16'h0000;
+    mem_trace[503] = 16'h0000;
+    mem_trace[504] = 16'h0000;
+    mem_trace[505] = 16'h0000;
+    mem_trace[506] = 16'h0000;
+    mem_trace[507] = 16'h0000;
+    mem_trace[508] = 16'h0000;
+    mem_trace[509] = 16'h0000;
+    mem_trace[510] = 16'h0000;
+    mem_trace[511] = 16'h0000;
+    mem_trace[512] = 16'h0000;
+    mem_trace[513] = 16'h0000;
+    mem_trace[514] = 16'h0000;
+    mem_trace[515] = 16'h0000;
+    mem_trace[516] = 16'h0000;
+    mem_trace[517] = 16'h0000;
+    mem_trace[518] = 16'h0000;
+    mem_trace[519] = 16'h0000;
+    mem_trace[520] = 16'h0000;
+    mem_trace[521] = 16'h0000;
+    mem_trace[522] = 16'h0000;
+    mem_trace[523] = 16'h0000;
+    mem_trace[524] = 16'h0000;
+    mem_trace[525] = 16'h0000;
+    mem_trace[526] = 16'h0000;
+    mem_trace[527] = 16'h0000;
+    mem_trace[528] = 16'h0000;
+    mem_trace[529] = 16'h0000;
+    mem_trace[530] = 16'h0000;
+    mem_trace[531] = 16'h0000;
+    mem_trace[532] = 16'h0000;
+    mem_trace[533] = 16'h0000;
+    mem_trace[534] = 16'h0000;
+    mem_trace[535] = 16'h0000;
+    mem_trace[536] = 16'h0000;
+    mem_trace[537] = 16'h0000;
+    mem_trace[538] = 16'h0000;
+    mem_trace[539] = 16'h0000;
+    mem_trace[540] = 16'h0000;
+    mem_trace[541] = 16'h0000;
+    mem_trace[542] = 16'h0000;
+    mem_trace[543] = 16'h0000;
+    mem_trace[544] = 16'h0000;
+    mem_trace[545] = 16'h0000;
+    mem_trace[546] = 16'h0000;
+    mem_trace[547] = 16'h0000;
+    mem_trace[548] = 16'h0000;
+    mem_trace[549] = 16'h0000;
+    mem_trace[550] = 16'h0000;
+    mem_trace[551] = 16'h0000;
+    mem_trace[552] = 16'h0000;
+    mem_trace[553] = 16'h0000;
+    mem_trace[554] = 16'h0000;
+    mem_trace[555] = 16'h0000;
+    mem_trace[556] = 16'h0000;
+    mem_trace[557] = 16'h0000;
+    mem_trace[558] = 16'h0000;
+    mem_trace[559] = 16'h0000;
+    mem_trace[560] = 16'h0000;
+    mem_trace[561] = 16'h0000;
+    mem_trace[562] = 16'h0000;
+    mem_trace[563] = 16'h0000;
+    mem_trace[564] = 16'h0000;
+    mem_trace[565] = 16'h0000;
+    mem_trace[566] = 16'h0000;
+    mem_trace[567] = 16'h0000;
+    mem_trace[568] = 16'h0000;
+    mem_trace[569] = 16'h0000;
+    mem_trace[570] = 16'h0000;
+    mem_trace[571] = 16'h0000;
+    mem_trace[572] = 16'h0000;
+    mem_trace[573] = 16'h0000;
+    mem_trace[574] = 16'h0000;
+    mem_trace[575] = 16'h0000;
+    mem_trace[576] = 16'h0000;
+    mem_trace[577] = 16'h0000;
+    mem_trace[578] = 16'h0000;
+    mem_trace[579] = 16'h0000;
+    mem_trace[580] = 16'h0000;
+    mem_trace[581] = 16'h0000;
+    mem_trace[582] = 16'h0000;
+    mem_trace[583] = 16'h0000;
+    mem_trace[584] = 16'h0000;
+    mem_trace[585] = 16'h0000;
+    mem_trace[586] = 16'h0000;
+    mem_trace[587] = 16'h0000;
+    mem_trace[588] = 16'h0000;
+    mem_trace[589] = 16'h0000;
+    mem_trace[590] = 16'h0000;
+    mem_trace[591] = 16'h0000;
+    mem_trace[592] = 16'h0000;
+    mem_trace[593] = 16'h0000;
+    mem_trace[594] = 16'h0000;
+    mem_trace[595] = 16'h0000;
+    mem_trace[596] = 16'h0000;
+    mem_trace[597] = 16'h0000;
+    mem_trace[598] = 16'h0000;
+    mem_trace[599] = 16'h0000;
+    mem_trace[600] = 16'h0000;
+    mem_trace[601] = 16'h0000;
+    mem_trace[602] = 16'h0000;
+    mem_trace[603] = 16'h0000;
+    mem_trace[604] = 16'h0000;
+    mem_trace[605] = 16'h0000;
+    mem_trace[606] = 16'h0000;
+    mem_trace[607] = 16'h0000;
+    mem_trace[608] = 16'h0000;
+    mem_trace[609] = 16'h0000;
+    mem_trace[610] = 16'h0000;
+    mem_trace[611] = 16'h0000;
+    mem_trace[612] = 16'h0000;
+    mem_trace[613] = 16'h0000;
+    mem_trace[614] = 16'h0000;
+    mem_trace[615] = 16'h0000;
+    mem_trace[616] = 16'h0000;
+    mem_trace[617] = 16'h0000;
+    mem_trace[618] = 16'h0000;
+    mem_trace[619] = 16'h0000;
+    mem_trace[620] = 16'h0000;
+    mem_trace[621] = 16'h0000;
+    mem_trace[622] = 16'h0000;
+    mem_trace[623] = 16'h0000;
+    mem_trace[624] = 16'h0000;
+    mem_trace[625] = 16'h0000;
+    mem_trace[626] = 16'h0000;
+    mem_trace[627] = 16'h0000;
+    mem_trace[628] = 16'h0000;
+    mem_trace[629] = 16'h0000;
+    mem_trace[630] = 16'h0000;
+    mem_trace[631] = 16'h0000;
+    mem_trace[632] = 16'h0000;
+    mem_trace[633] = 16'h0000;
+    mem_trace[634] = 16'h0000;
+    mem_trace[635] = 16'h0000;
+    mem_trace[636] = 16'h0000;
+    mem_trace[637] = 16'h0000;
+    mem_trace[638] = 16'h0000;
+    mem_trace[639] = 16'h0000;
+    mem_trace[640] = 16'h0000;
+    mem_trace[641] = 16'h0000;
+    mem_trace[642] = 16'h0000;
+    mem_trace[643] = 16'h0000;
+    mem_trace[644] = 16'h0000;
+    mem_trace[645] = 16'h0000;
+    mem_trace[646] = 16'h0000;
+    mem_trace[647] = 16'h0000;
+    mem_trace[648] = 16'h0000;
+    mem_trace[649] = 16'h0000;
+    mem_trace[650] = 16'h0000;
+    mem_trace[651] = 16'h0000;
+    mem_trace[652] = 16'h0000;
+    mem_trace[653] = 16'h0000;
+    mem_trace[654] = 16'h0000;
+    mem_trace[655] = 16'h0000;
+    mem_trace[656] = 16'h0000;
+    mem_trace[657] = 16'h0000;
+    mem_trace[658] = 16'h0000;
+    mem_trace[659] = 16'h0000;
+    mem_trace[660] = 16'h0000;
+    mem_trace[661] = 16'h0000;
+    mem_trace[662] = 16'h0000;
+    mem_trace[663] = 16'h0000;
+    mem_trace[664] = 16'h0000;
+    mem_trace[665] = 16'h0000;
+    mem_trace[666] = 16'h0000;
+    mem_trace[667] = 16'h0000;
+    mem_trace[668] = 16'h0000;
+    mem_trace[669] = 16'h0000;
+    mem_trace[670] = 16'h0000;
+    mem_trace[671] = 16'h0000;
+    mem_trace[672] = 16'h0000;
+    mem_trace[673] = 16'h0000;
+    mem_trace[674] = 16'h0000;
+    mem_trace[675] = 16'h0000;
+    mem_trace[676] = 16'h0000;
+    mem_trace[677] = 16'h0000;
+    mem_trace[678] = 16'h0000;
+    mem_trace[679] = 16'h0000;
+    mem_trace[680] = 16'h0000;
+    mem_trace[681] = 16'h0000;
+    mem_trace[682] = 16'h0000;
+    mem_trace[683] = 16'h0000;
+    mem_trace[684] = 16'h0000;
+    mem_trace[685] = 16'h0000;
+    mem_trace[686] = 16'h0000;
+    mem_trace[687] = 16'h0000;
+    mem_trace[688] = 16'h0000;
+    mem_trace[689] = 16'h0000;
+    mem_trace[690] = 16'h0000;
+    mem_trace[691] = 16'h0000;
+    mem_trace[692] = 16'h0000;
+    mem_trace[693] = 16'h0000;
+    mem_trace[694] = 16'h0000;
+    mem_trace[695] = 16'h0000;
+    mem_trace[696] = 16'h0000;
+    mem_trace[697] = 16'h0000;
+    mem_trace[698] = 16'h0000;
+    mem_trace[699] = 16'h0000;
+    mem_trace[700] = 16'h0000;
+    mem_trace[701] = 16'h0000;
+    mem_trace[702] = 16'h0000;
+    mem_trace[703] = 16'h0000;
+    mem_trace[704] = 16'h0000;
+    mem_trace[705] = 16'h0000;
+    mem_trace[706] = 16'h0000;
+    mem_trace[707] = 16'h0000;
+    mem_trace[708] = 16'h0000;
+    mem_trace[709] = 16'h0000;
+    mem_trace[710] = 16'h0000;
+    mem_trace[711] = 16'h0000;
+    mem_trace[712] = 16'h0000;
+    mem_trace[713] = 16'h0000;
+    mem_trace[714] = 16'h0000;
+    mem_trace[715] = 16'h0000;
+    mem_trace[716] = 16'h0000;
+    mem_trace[717] = 16'h0000;
+    mem_trace[718] = 16'h0000;
+    mem_trace[719] = 16'h0000;
+    mem_trace[720] = 16'h0000;
+    mem_trace[721] = 16'h0000;
+    mem_trace[722] = 16'h0000;
+    mem_trace[723] = 16'h0000;
+    mem_trace[724] = 16'h0000;
+    mem_trace[725] = 16'h0000;
+    mem_trace[726] = 16'h0000;
+    mem_trace[727] = 16'h0000;
+    mem_trace[728] = 16'h0000;
+    mem_trace[729] = 16'h0000;
+    mem_trace[730] = 16'h0000;
+    mem_trace[731] = 16'h0000;
+    mem_trace[732] = 16'h0000;
+    mem_trace[733] = 16'h0000;
+    mem_trace[734] = 16'h0000;
+    mem_trace[735] = 16'h0000;
+    mem_trace[736] = 16'h0000;
+    mem_trace[737] = 16'h0000;
+    mem_trace[738] = 16'h0000;
+    mem_trace[739] = 16'h0000;
+    mem_trace[740] = 16'h0000;
+    mem_trace[741] = 16'h0000;
+    mem_trace[742] = 16'h0000;
+    mem_trace[743] = 16'h0000;
+    mem_trace[744] = 16'h0000;
+    mem_trace[745] = 16'h0000;
+    mem_trace[746] = 16'h0000;
+    mem_trace[747] = 16'h0000;
+    mem_trace[748] = 16'h0000;
+    mem_trace[749] = 16'h0000;
+    mem_trace[750] = 16'h0000;
+    mem_trace[751] = 16'h0000;
+    mem_trace[752] = 16'h0000;
+    mem_trace[753] = 16'h0000;
+    mem_trace[754] = 16'h0000;
+    mem_trace[755] = 16'h0000;
+    mem_trace[756] = 16'h0000;
+    mem_trace[757] = 16'h0000;
+    mem_trace[758] = 16'h0000;
+    mem_trace[759] = 16'h0000;
+    mem_trace[760] = 16'h0000;
+    mem_trace[761] = 16'h0000;
+    mem_trace[762] = 16'h0000;
+    mem_trace[763] = 16'h0000;
+    mem_trace[764] = 16'h0000;
+    mem_trace[765] = 16'h0000;
+    mem_trace[766] = 16'h0000;
+    mem_trace[767] = 16'h0000;
+    mem_trace[768] = 16'h0000;
+    mem_trace[769] = 16'h0000;
+    mem_trace[770] = 16'h0000;
+    mem_trace[771] = 16'h0000;
+    mem_trace[772] = 16'h0000;
+    mem_trace[773] = 16'h0000;
+    mem_trace[774] = 16'h0000;
+    mem_trace[775] = 16'h0000;
+    mem_trace[776] = 16'h0000;
+    mem_trace[777] = 16'h0000;
+    mem_trace[778] = 16'h0000;
+    mem_trace[779] = 16'h0000;
+    mem_trace[780] = 16'h0000;
+    mem_trace[781] = 16'h0000;
+    mem_trace[782] = 16'h0000;
+    mem_trace[783] = 16'h0000;
+    mem_trace[784] = 16'h0000;
+    mem_trace[785] = 16'h0000;
+    mem_trace[786] = 16'h0000;
+    mem_trace[787] = 16'h0000;
+    mem_trace[788] = 16'h0000;
+    mem_trace[789] = 16'h0000;
+    mem_trace[790] = 16'h0000;
+    mem_trace[791] = 16'h0000;
+    mem_trace[792] = 16'h0000;
+    mem_trace[793] = 16'h0000;
+    mem_trace[794] = 16'h0000;
+    mem_trace[795] = 16'h0000;
+    mem_trace[796] = 16'h0000;
+    mem_trace[797] = 16'h0000;
+    mem_trace[798] = 16'h0000;
+    mem_trace[799] = 16'h0000;
+    mem_trace[800] = 16'h0000;
+    mem_trace[801] = 16'h0000;
+    mem_trace[802] = 16'h0000;
+    mem_trace[803] = 16'h0000;
+    mem_trace[804] = 16'h0000;
+    mem_trace[805] = 16'h0000;
+    mem_trace[806] = 16'h0000;
+    mem_trace[807] = 16'h0000;
+    mem_trace[808] = 16'h0000;
+    mem_trace[809] = 16'h0000;
+    mem_trace[810] = 16'h0000;
+    mem_trace[811] = 16'h0000;
+    mem_trace[812] = 16'h0000;
+    mem_trace[813] = 16'h0000;
+    mem_trace[814] = 16'h0000;
+    mem_trace[815] = 16'h0000;
+    mem_trace[816] = 16'h0000;
+    mem_trace[817] = 16'h0000;
+    mem_trace[818] = 16'h0000;
+    mem_trace[819] = 16'h0000;
+    mem_trace[820] = 16'h0000;
+    mem_trace[821] = 16'h0000;
+    mem_trace[822] = 16'h0000;
+    mem_trace[823] = 16'h0000;
+    mem_trace[824] = 16'h0000;
+    mem_trace[825] = 16'h0000;
+    mem_trace[826] = 16'h0000;
+    mem_trace[827] = 16'h0000;
+    mem_trace[828] = 16'h0000;
+    mem_trace[829] = 16'h0000;
+    mem_trace[830] = 16'h0000;
+    mem_trace[831] = 16'h0000;
+    mem_trace[832] = 16'h0000;
+    mem_trace[833] = 16'h0000;
+    mem_trace[834] = 16'h0000;
+    mem_trace[835] = 16'h0000;
+    mem_trace[836] = 16'h0000;
+    mem_trace[837] = 16'h0000;
+    mem_trace[838] = 16'h0000;
+    mem_trace[839] = 16'h0000;
+    mem_trace[840] = 16'h0000;
+    mem_trace[841] = 16'h0000;
+    mem_trace[842] = 16'h0000;
+    mem_trace[843] = 16'h0000;
+    mem_trace[844] = 16'h0000;
+    mem_trace[845] = 16'h0000;
+    mem_trace[846] = 16'h0000;
+    mem_trace[847] = 16'h0000;
+    mem_trace[848] = 16'h0000;
+    mem_trace[849] = 16'h0000;
+    mem_trace[850] = 16'h0000;
+    mem_trace[851] = 16'h0000;
+    mem_trace[852] = 16'h0000;
+    mem_trace[853] = 16'h0000;
+    mem_trace[854] = 16'h0000;
+    mem_trace[855] = 16'h0000;
+    mem_trace[856] = 16'h0000;
+    mem_trace[857] = 16'h0000;
+    mem_trace[858] = 16'h0000;
+    mem_trace[859] = 16'h0000;
+    mem_trace[860] = 16'h0000;
+    mem_trace[861] = 16'h0000;
+    mem_trace[862] = 16'h0000;
+    mem_trace[863] = 16'h0000;
+    mem_trace[864] = 16'h0000;
+    mem_trace[865] = 16'h0000;
+    mem_trace[866] = 16'h0000;
+    mem_trace[867] = 16'h0000;
+    mem_trace[868] = 16'h0000;
+    mem_trace[869] = 16'h0000;
+    mem_trace[870] = 16'h0000;
+    mem_trace[871] = 16'h0000;
+    mem_trace[872] = 16'h0000;
+    mem_trace[873] = 16'h0000;
+    mem_trace[874] = 16'h0000;
+    mem_trace[875] = 16'h0000;
+    mem_trace[876] = 16'h0000;
+    mem_trace[877] = 16'h0000;
+    mem_trace[878] = 16'h0000;
+    mem_trace[879] = 16'h0000;
+    mem_trace[880] = 16'h0000;
+    mem_trace[881] = 16'h0000;
+    mem_trace[882] = 16'h0000;
+    mem_trace[883] = 16'h0000;
+    mem_trace[884] = 16'h0000;
+    mem_trace[885] = 16'h0000;
+    mem_trace[886] = 16'h0000;
+    mem_trace[887] = 16'h0000;
+    mem_trace[888] = 16'h0000;
+    mem_trace[889] = 16'h0000;
+    mem_trace[890] = 16'h0000;
+    mem_trace[891] = 16'h0000;
+    mem_trace[892] = 16'h0000;
+    mem_trace[893] = 16'h0000;
+    mem_trace[894] = 16'h0000;
+    mem_trace[895] = 16'h0000;
+    mem_trace[896] = 16'h0000;
+    mem_trace[897] = 16'h0000;
+    mem_trace[898] = 16'h0000;
+    mem_trace[899] = 16'h0000;
+    mem_trace[900] = 16'h0000;
+    mem_trace[901] = 16'h0000;
+    mem_trace[902] = 16'h0000;
+    mem_trace[903] = 16'h0000;
+    mem_trace[904] = 16'h0000;
+    mem_trace[905] = 16'h0000;
+    mem_trace[906] = 16'h0000;
+    mem_trace[907] = 16'h0000;
+    mem_trace[908] = 16'h0000;
+    mem_trace[909] = 16'h0000;
+    mem_trace[910] = 16'h0000;
+    mem_trace[911] = 16'h0000;
+    mem_trace[912] = 16'h0000;
+    mem_trace[913] = 16'h0000;
+    mem_trace[914] = 16'h0000;
+    mem_trace[915] = 16'h0000;
+    mem_trace[916] = 16'h0000;
+    mem_trace[917] = 16'h0000;
+    mem_trace[918] = 16'h0000;
+    mem_trace[919] = 16'h0000;
+    mem_trace[920] = 16'h0000;
+    mem_trace[921] = 16'h0000;
+    mem_trace[922] = 16'h0000;
+    mem_trace[923] = 16'h0000;
+    mem_trace[924] = 16'h0000;
+    mem_trace[925] = 16'h0000;
+    mem_trace[926] = 16'h0000;
+    mem_trace[927] = 16'h0000;
+    mem_trace[928] = 16'h0000;
+    mem_trace[929] = 16'h0000;
+    mem_trace[930] = 16'h0000;
+    mem_trace[931] = 16'h0000;
+    mem_trace[932] = 16'h0000;
+    mem_trace[933] = 16'h0000;
+    mem_trace[934] = 16'h0000;
+    mem_trace[935] = 16'h0000;
+    mem_trace[936] = 16'h0000;
+    mem_trace[937] = 16'h0000;
+    mem_trace[938] = 16'h0000;
+    mem_trace[939] = 16'h0000;
+    mem_trace[940] = 16'h0000;
+    mem_trace[941] = 16'h0000;
+    mem_trace[942] = 16'h0000;
+    mem_trace[943] = 16'h0000;
+    mem_trace[944] = 16'h0000;
+    mem_trace[945] = 16'h0000;
+    mem_trace[946] = 16'h0000;
+    mem_trace[947] = 16'h0000;
+    mem_trace[948] = 16'h0000;
+    mem_trace[949] = 16'h0000;
+    mem_trace[950] = 16'h0000;
+    mem_trace[951] = 16'h0000;
+    mem_trace[952] = 16'h0000;
+    mem_trace[953] = 16'h0000;
+    mem_trace[954] = 16'h0000;
+    mem_trace[955] = 16'h0000;
+    mem_trace[956] = 16'h0000;
+    mem_trace[957] = 16'h0000;
+    mem_trace[958] = 16'h0000;
+    mem_trace[959] = 16'h0000;
+    mem_trace[960] = 16'h0000;
+    mem_trace[961] = 16'h0000;
+    mem_trace[962] = 16'h0000;
+    mem_trace[963] = 16'h0000;
+    mem_trace[964] = 16'h0000;
+    mem_trace[965] = 16'h0000;
+    mem_trace[966] = 16'h0000;
+    mem_trace[967] = 16'h0000;
+    mem_trace[968] = 16'h0000;
+    mem_trace[969] = 16'h0000;
+    mem_trace[970] = 16'h0000;
+    mem_trace[971] = 16'h0000;
+    mem_trace[972] = 16'h0000;
+    mem_trace[973] = 16'h0000;
+    mem_trace[974] = 16'h0000;
+    mem_trace[975] = 16'h0000;
+    mem_trace[976] = 16'h0000;
+    mem_trace[977] = 16'h0000;
+    mem_trace[978] = 16'h0000;
+    mem_trace[979] = 16'h0000;
+    mem_trace[980] = 16'h0000;
+    mem_trace[981] = 16'h0000;
+    mem_trace[982] = 16'h0000;
+    mem_trace[983] = 16'h0000;
+    mem_trace[984] = 16'h0000;
+    mem_trace[985] = 16'h0000;
+    mem_trace[986] = 16'h0000;
+    mem_trace[987] = 16'h0000;
+    mem_trace[988] = 16'h0000;
+    mem_trace[989] = 16'h0000;
+    mem_trace[990] = 16'h0000;
+    mem_trace[991] = 16'h0000;
+    mem_trace[992] = 16'h0000;
+    mem_trace[993] = 16'h0000;
+    mem_trace[994] = 16'h0000;
+    mem_trace[995] = 16'h0000;
+    mem_trace[996] = 16'h0000;
+    mem_trace[997] = 16'h0000;
+    mem_trace[998] = 16'h0000;
+    mem_trace[999] = 16'h0000;
+    mem_trace[1000] = 16'h0000;
+    mem_trace[1001] = 16'h0000;
+    mem_trace[1002] = 16'h0000;
+    mem_trace[1003] = 16'h0000;
+    mem_trace[1004] = 16'h0000;
+    mem_trace[1005] = 16'h0000;
+    mem_trace[1006] = 16'h0000;
+    mem_trace[1007] = 16'h0000;
+    mem_trace[1008] = 16'h0000;
+    mem_trace[1009] = 16'h0000;
+    mem_trace[1010] = 16'h0000;
+    mem_trace[1011] = 16'h0000;
+    mem_trace[1012] = 16'h0000;
+    mem_trace[1013] = 16'h0000;
+    mem_trace[1014] = 16'h0000;
+    mem_trace[1015] = 16'h0000;
+    mem_trace[1016] = 16'h0000;
+    mem_trace[1017] = 16'h0000;
+    mem_trace[1018] = 16'h0000;
+    mem_trace[1019] = 16'h0000;
+    mem_trace[1020] = 16'h0000;
+    mem_trace[1021] = 16'h0000;
+    mem_trace[1022] = 16'h0000;
+    mem_trace[1023] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\port__en$230 )
+      mem_trace[\$156 [9:0]] <= host_wdata[15:0];
+  end
+  reg [15:0] _16_;
+  always @(posedge clk) begin
+    if (\port__en$200 ) begin
+      _16_ <= mem_trace[trace__addr[9:0]];
+    end
+  end
+  assign trace__data = _16_;
   reg [31:0] mem_w1 [63:0];
   initial begin
     mem_w1[0] = 32'd0;
@@ -3827,13 +10441,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\port__en$154 )
       mem_w1[\$57 [5:0]] <= host_wdata;
   end
-  reg [31:0] _12_;
+  reg [31:0] _17_;
   always @(posedge clk) begin
     if (\port__en$46 ) begin
-      _12_ <= mem_w1[\$20 [5:0]];
+      _17_ <= mem_w1[\$20 [5:0]];
     end
   end
-  assign w1__data = _12_;
+  assign w1__data = _17_;
   reg [31:0] mem_w2 [47:0];
   initial begin
     mem_w2[0] = 32'd0;
@@ -3889,13 +10503,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\port__en$157 )
       mem_w2[\$66 [5:0]] <= host_wdata;
   end
-  reg [31:0] _13_;
+  reg [31:0] _18_;
   always @(posedge clk) begin
     if (\port__en$52 ) begin
-      _13_ <= mem_w2[\$27 [5:0]];
+      _18_ <= mem_w2[\$27 [5:0]];
     end
   end
-  assign w2__data = _13_;
+  assign w2__data = _18_;
   reg [31:0] mem_w3 [47:0];
   initial begin
     mem_w3[0] = 32'd0;
@@ -3951,13 +10565,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\port__en$160 )
       mem_w3[\$75 [5:0]] <= host_wdata;
   end
-  reg [31:0] _14_;
+  reg [31:0] _19_;
   always @(posedge clk) begin
     if (\port__en$58 ) begin
-      _14_ <= mem_w3[\$34 [5:0]];
+      _19_ <= mem_w3[\$34 [5:0]];
     end
   end
-  assign w3__data = _14_;
+  assign w3__data = _19_;
   reg [31:0] mem_w4 [63:0];
   initial begin
     mem_w4[0] = 32'd0;
@@ -4029,184 +10643,661 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\port__en$163 )
       mem_w4[\$84 [5:0]] <= host_wdata;
   end
-  reg [31:0] _15_;
+  reg [31:0] _20_;
   always @(posedge clk) begin
     if (\port__en$64 ) begin
-      _15_ <= mem_w4[\$41 [5:0]];
+      _20_ <= mem_w4[\$41 [5:0]];
     end
   end
-  assign w4__data = _15_;
-  assign \$424  = \$415  + \$423 ;
-  assign \$425  = host_addr >= 9'h1c0;
-  assign \$426  = host_addr < 10'h200;
-  assign \$427  = \$425  & \$426 ;
-  assign \$428  = host_read & \$427 ;
-  assign \$429  = ~ busy;
-  assign \$430  = \$428  & \$429 ;
-  assign \$433  = \$424  + \$432 ;
-  assign \$434  = host_addr >= 10'h200;
-  assign \$435  = host_addr < 10'h240;
-  assign \$436  = \$434  & \$435 ;
-  assign \$437  = host_read & \$436 ;
-  assign \$438  = ~ busy;
-  assign \$439  = \$437  & \$438 ;
-  assign \$440  = host_addr - 10'h200;
-  assign \$441  = \$440 [2:0] < 3'h6;
-  assign \$442  = \$439  & \$441 ;
-  assign \$443  = \$433  + \$442 ;
-  assign \$444  = host_addr >= 10'h300;
-  assign \$445  = host_addr < 11'h400;
-  assign \$446  = \$444  & \$445 ;
-  assign \$447  = host_read & \$446 ;
-  assign \$448  = ~ busy;
-  assign \$449  = \$447  & \$448 ;
-  assign \$452  = \$443  + \$451 ;
-  assign \$453  = host_addr >= 11'h400;
-  assign \$454  = host_addr < 11'h600;
-  assign \$455  = \$453  & \$454 ;
-  assign \$456  = host_read & \$455 ;
-  assign \$457  = ~ busy;
-  assign \$458  = \$456  & \$457 ;
-  assign \$459  = host_addr - 11'h400;
-  assign \$460  = \$459 [0] < 2'h2;
-  assign \$461  = \$458  & \$460 ;
-  assign \$462  = \$452  + \$461 ;
-  assign \$463  = host_addr >= 12'h800;
-  assign \$464  = host_addr < 12'hbc2;
-  assign \$465  = \$463  & \$464 ;
-  assign \$466  = host_read & \$465 ;
-  assign \$468  = host_addr - 12'h800;
-  assign \$469  = \$468 [0] < 2'h2;
-  assign \$470  = \$467  & \$469 ;
-  assign \$471  = \$462  + \$470 ;
-  assign \$472  = host_addr >= 12'hc00;
-  assign \$473  = host_addr < 12'hde1;
-  assign \$474  = \$472  & \$473 ;
-  assign \$475  = host_read & \$474 ;
-  assign \$479  = \$471  + \$478 ;
-  assign \$480  = cnt_host_words_out + \$479 ;
+  assign w4__data = _20_;
+  assign \$180  = ~ \$179 ;
+  assign \$181  = \$175  & \$180 ;
+  assign \$182  = \$174  & \$181 ;
+  assign \$183  = ! desc[261:260];
+  assign \start$238  = \$182  & \$183 ;
+  assign \$184  = \$signal$15  | pending;
+  assign \$185  = ! settle;
+  assign \$186  = host_addr >= 5'h10;
+  assign \$187  = host_write & \$186 ;
+  assign \$188  = host_addr < 6'h29;
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = ~ \$189 ;
+  assign \$191  = \$185  & \$190 ;
+  assign \$192  = \$184  & \$191 ;
+  assign \$193  = ! desc[261:260];
+  assign \start$239  = \$192  & \$193 ;
+  assign \$194  = \$signal$15  | pending;
+  assign \$195  = ! settle;
+  assign \$196  = host_addr >= 5'h10;
+  assign \$197  = host_write & \$196 ;
+  assign \$198  = host_addr < 6'h29;
+  assign \$199  = \$197  & \$198 ;
+  assign \$200  = ~ \$199 ;
+  assign \$201  = \$195  & \$200 ;
+  assign \$202  = \$194  & \$201 ;
+  assign \$203  = desc[261:260] == 1'h1;
+  assign \start$240  = \$202  & \$203 ;
+  assign \$204  = host_addr >= 10'h200;
+  assign \$205  = host_addr < 10'h240;
+  assign \$206  = \$204  & \$205 ;
+  assign \$207  = host_addr >= 10'h240;
+  assign \$208  = host_addr < 10'h270;
+  assign \$209  = \$207  & \$208 ;
+  assign \$210  = host_addr >= 10'h280;
+  assign \$211  = host_addr < 10'h2b0;
+  assign \$212  = \$210  & \$211 ;
+  assign \$213  = host_addr >= 10'h2c0;
+  assign \$214  = host_addr < 10'h300;
+  assign \$215  = \$213  & \$214 ;
+  assign \$216  = host_addr >= 10'h300;
+  assign \$217  = host_addr < 10'h340;
+  assign \$218  = \$216  & \$217 ;
+  assign \$219  = host_addr - 10'h300;
+  assign \$220  = host_addr >= 11'h400;
+  assign \$221  = host_addr < 11'h500;
+  assign \$222  = \$220  & \$221 ;
+  assign \$223  = host_addr >= 11'h600;
+  assign \$224  = host_addr < 12'h800;
+  assign \$225  = \$223  & \$224 ;
+  assign \$226  = host_addr - 11'h600;
+  assign \$227  = host_addr >= 12'h800;
+  assign \$228  = host_addr < 12'hbc2;
+  assign \$229  = \$227  & \$228 ;
+  assign \$230  = host_addr - 12'h800;
+  assign \$231  = host_addr >= 12'hc00;
+  assign \$232  = host_addr < 12'hde1;
+  assign \$233  = \$231  & \$232 ;
+  assign \$234  = host_addr >= 14'h2000;
+  assign \$235  = host_addr < 15'h4000;
+  assign \$236  = \$234  & \$235 ;
+  assign \$237  = host_addr - 14'h2000;
+  assign \$238  = host_addr >= 15'h4000;
+  assign \$239  = host_addr < 15'h4400;
+  assign \$240  = \$238  & \$239 ;
+  assign \$241  = host_addr >= 15'h4400;
+  assign \$242  = host_addr < 15'h4800;
+  assign \$243  = \$241  & \$242 ;
+  assign \$244  = host_addr >= 15'h5000;
+  assign \$245  = host_addr < 15'h6000;
+  assign \$246  = \$244  & \$245 ;
+  assign \$247  = host_addr - 15'h5000;
+  assign \$248  = busy ? 32'd0 : w1__data;
+  assign \$249  = busy ? 32'd0 : w2__data;
+  assign \$250  = busy ? 32'd0 : w3__data;
+  assign \$251  = busy ? 32'd0 : w4__data;
+  assign \$1075  = rd_k * 6'h20;
+  assign \$252  = affine__data >> \$1075 ;
+  assign \$253  = busy ? 32'd0 : \$252 ;
+  assign \$254  = busy ? 32'd0 : spike_in__data;
+  assign \$1080  = rd_k[0] * 6'h20;
+  assign \$255  = \port__data$311  >> \$1080 ;
+  assign \$1083  = rd_k[0] * 6'h20;
+  assign \$256  = grad_a__data >> \$1083 ;
+  assign \$257  = busy ? 32'd0 : \$256 ;
+  assign \$1087  = rd_k * 6'h20;
+  assign \$258  = wgrad_rd_data >> \$1087 ;
+  assign \$259  = busy ? 32'd0 : \$258 ;
+  assign \$260  = host_addr == 2'h3;
+  assign \$261  = host_addr == 3'h4;
+  assign \$262  = host_addr == 3'h5;
+  assign \$263  = host_addr >= 10'h300;
+  assign \$264  = host_addr < 10'h340;
+  assign \$265  = \$263  & \$264 ;
+  assign \$266  = ~ busy;
+  assign \$267  = \$265  & \$266 ;
+  assign \$268  = host_addr - 10'h300;
+  assign \$269  = \$268 [2:0] < 3'h5;
+  assign \$270  = \$267  & \$269 ;
+  assign \$271  = host_addr - 10'h300;
+  assign \$272  = host_addr >= 11'h600;
+  assign \$273  = host_addr < 12'h800;
+  assign \$274  = \$272  & \$273 ;
+  assign \$276  = host_addr - 11'h600;
+  assign \$277  = \$276 [0] < 1'h1;
+  assign \$278  = \$275  & \$277 ;
+  assign \$279  = host_addr - 11'h600;
+  assign \$280  = host_addr >= 12'h800;
+  assign \$281  = host_addr < 12'hbc2;
+  assign \$282  = \$280  & \$281 ;
+  assign \$283  = ~ busy;
+  assign \$284  = \$282  & \$283 ;
+  assign \$285  = host_addr - 12'h800;
+  assign \$286  = \$285 [0] < 1'h1;
+  assign \$287  = \$284  & \$286 ;
+  assign \$288  = host_addr - 12'h800;
+  assign \$289  = host_addr >= 14'h2000;
+  assign \$290  = host_addr < 15'h4000;
+  assign \$291  = \$289  & \$290 ;
+  assign \$292  = ~ busy;
+  assign \$293  = \$291  & \$292 ;
+  assign \$294  = host_addr - 14'h2000;
+  assign \$295  = \$294 [0] < 1'h1;
+  assign \$296  = \$293  & \$295 ;
+  assign \$297  = host_addr - 14'h2000;
+  assign \$298  = host_addr >= 15'h5000;
+  assign \$299  = host_addr < 15'h6000;
+  assign \$300  = \$298  & \$299 ;
+  assign \$301  = ~ busy;
+  assign \$302  = \$300  & \$301 ;
+  assign \$303  = host_addr - 15'h5000;
+  assign \$304  = \$303 [2:0] < 3'h4;
+  assign \$305  = \$302  & \$304 ;
+  assign \$306  = host_addr - 15'h5000;
+  assign \$307  = ~ busy;
+  assign \$308  = host_addr == 5'h10;
+  assign \$309  = host_addr == 5'h11;
+  assign \$310  = host_addr == 5'h12;
+  assign \$311  = host_addr == 5'h13;
+  assign \$312  = host_addr == 5'h14;
+  assign \$313  = host_addr == 5'h15;
+  assign \$314  = host_addr == 5'h16;
+  assign \$315  = host_addr == 5'h17;
+  assign \$316  = host_addr == 5'h18;
+  assign \$317  = host_addr == 5'h19;
+  assign \$318  = host_addr == 5'h1a;
+  assign \$319  = host_addr == 5'h1b;
+  assign \$320  = host_addr == 5'h1c;
+  assign \$321  = host_addr == 5'h1d;
+  assign \$322  = host_addr == 5'h1e;
+  assign \$323  = host_addr == 5'h1f;
+  assign \$324  = host_addr == 6'h20;
+  assign \$325  = host_addr == 6'h21;
+  assign \$326  = host_addr == 6'h22;
+  assign \$327  = host_addr == 6'h23;
+  assign \$328  = host_addr == 6'h24;
+  assign \$329  = host_addr == 6'h25;
+  assign \$330  = host_addr == 6'h26;
+  assign \$331  = host_addr == 6'h27;
+  assign \$332  = host_addr == 6'h28;
+  assign \$333  = host_addr == 6'h30;
+  assign \$334  = host_addr == 6'h31;
+  assign \$335  = host_addr == 6'h32;
+  assign \$336  = host_addr == 6'h33;
+  assign \$337  = host_addr == 6'h34;
+  assign \$338  = host_addr == 6'h35;
+  assign \$339  = host_addr == 6'h36;
+  assign \$340  = host_addr == 6'h37;
+  assign \$341  = host_addr == 6'h38;
+  assign \$342  = host_addr == 6'h39;
+  assign \$343  = host_addr == 6'h3a;
+  assign \$344  = host_addr == 6'h3b;
+  assign \$345  = host_addr == 6'h3c;
+  assign \$346  = host_addr == 6'h3d;
+  assign \$347  = host_addr == 6'h3e;
+  assign \$348  = host_addr == 6'h3f;
+  assign \$349  = host_addr == 7'h40;
+  assign \$350  = host_addr == 7'h41;
+  assign \$351  = host_addr == 7'h42;
+  assign \$352  = host_addr == 7'h43;
+  assign \$353  = host_addr == 7'h44;
+  assign \$354  = host_addr == 7'h45;
+  assign \$355  = host_addr == 7'h46;
+  assign \$356  = host_addr == 7'h47;
+  assign \$357  = host_addr == 7'h48;
+  assign \$358  = host_addr == 7'h49;
+  assign \$359  = host_addr == 7'h4a;
+  assign \$360  = host_addr == 7'h4b;
+  assign \$361  = host_addr == 7'h4c;
+  assign \$362  = host_addr == 7'h4d;
+  assign \$363  = host_addr == 7'h4e;
+  assign \$364  = host_addr == 7'h4f;
+  assign \$365  = host_addr == 7'h50;
+  assign \$366  = host_addr == 7'h51;
+  assign \$367  = host_addr == 7'h52;
+  assign \$368  = host_addr == 7'h53;
+  assign \$369  = host_addr == 7'h54;
+  assign \$370  = host_addr >= 5'h10;
+  assign \$371  = host_write & \$370 ;
+  assign \$372  = host_addr < 6'h29;
+  assign \$373  = \$371  & \$372 ;
+  assign \$374  = ! settle;
+  assign \$375  = settle - 1'h1;
+  assign \$376  = \$374  ? 4'h0 : \$375 ;
+  assign \$377  = \$373  ? 4'h5 : \$376 ;
+  assign \$378  = ! settle;
+  assign \$379  = host_addr >= 5'h10;
+  assign \$380  = host_write & \$379 ;
+  assign \$381  = host_addr < 6'h29;
+  assign \$382  = \$380  & \$381 ;
+  assign \$383  = ~ \$382 ;
+  assign \$384  = \$378  & \$383 ;
+  assign \$385  = ~ \$384 ;
+  assign \$386  = \$signal$15  & \$385 ;
+  assign \$387  = \$signal$15  | pending;
+  assign \$388  = ! settle;
+  assign \$389  = host_addr >= 5'h10;
+  assign \$390  = host_write & \$389 ;
+  assign \$391  = host_addr < 6'h29;
+  assign \$392  = \$390  & \$391 ;
+  assign \$393  = ~ \$392 ;
+  assign \$394  = \$388  & \$393 ;
+  assign \$395  = \$387  & \$394 ;
+  assign \$396  = pending | \busy$314 ;
+  assign \$397  = \$396  | \busy$315 ;
+  assign \$398  = \$397  | \busy$316 ;
+  assign \$399  = \$398  | \busy$317 ;
+  assign \$400  = ~ \$399 ;
+  assign \$401  = busy & \$400 ;
+  assign \$402  = { done, out_rows, res_consumed, in_consumed } != prev;
+  assign \$403  = host_addr == 2'h2;
+  assign \$404  = host_read & \$403 ;
+  assign \$405  = ~ pending;
+  assign \$406  = busy & \$405 ;
+  assign \$407  = cnt_cycles + \$406 ;
+  assign \$408  = cnt_c1_busy + counts[0];
+  assign \$409  = cnt_c1_stall + counts[1];
+  assign \$410  = cnt_c1_in_wait + counts[2];
+  assign \$411  = cnt_c2_busy + \counts$320 [0];
+  assign \$412  = cnt_c2_stall + \counts$320 [1];
+  assign \$413  = cnt_c3_busy + \counts$320 [3];
+  assign \$414  = cnt_c3_stall + \counts$320 [4];
+  assign \$415  = cnt_c4_busy + \counts$321 [0];
+  assign \$416  = cnt_c4_stall + \counts$321 [1];
+  assign \$417  = cnt_adder_busy + \counts$320 [33];
+  assign \$418  = cnt_adder_stall + \counts$320 [2];
+  assign \$419  = cnt_lif_busy + \counts$321 [14];
+  assign \$420  = cnt_lif_stall + \counts$321 [2];
+  assign \$421  = cnt_c1_slots + counts[8:5];
+  assign \$422  = cnt_c1_adds + counts[12:9];
+  assign \$423  = cnt_c2_macs + \counts$320 [16:11];
+  assign \$424  = cnt_c3_macs + \counts$320 [22:17];
+  assign \$425  = cnt_c4_macs + \counts$321 [11:8];
+  assign \$426  = cnt_adds + \counts$320 [39:34];
+  assign \$427  = cnt_lif_updates + \counts$321 [18:15];
+  assign \$428  = cnt_spikes_out + \counts$321 [22:19];
+  assign \$429  = cnt_w1_reads + counts[4];
+  assign \$430  = cnt_w2_reads + \counts$320 [7];
+  assign \$431  = cnt_w3_reads + \counts$320 [10];
+  assign \$432  = cnt_w4_reads + \counts$321 [4];
+  assign \$433  = cnt_affine_reads + \counts$321 [5];
+  assign \$434  = cnt_spike_in_reads + counts[3];
+  assign \$435  = cnt_line1_reads + \counts$320 [6:5];
+  assign \$436  = cnt_line1_writes + counts[13];
+  assign \$437  = cnt_row2_reads + \counts$320 [9:8];
+  assign \$438  = cnt_row2_writes + \counts$320 [31];
+  assign \$439  = cnt_line4_reads + \counts$321 [3];
+  assign \$440  = cnt_line4_writes + \counts$320 [32];
+  assign \$441  = cnt_c2_spad_reads + \counts$320 [24:23];
+  assign \$442  = cnt_c2_spad_writes + \counts$320 [26:25];
+  assign \$443  = cnt_c3_spad_reads + \counts$320 [28:27];
+  assign \$444  = cnt_c3_spad_writes + \counts$320 [30:29];
+  assign \$445  = cnt_residual_reads + \counts$321 [6];
+  assign \$446  = cnt_membrane_reads + \counts$321 [7];
+  assign \$447  = cnt_membrane_writes + \counts$321 [12];
+  assign \$448  = cnt_spikes_writes + \counts$321 [13];
+  assign \$449  = host_addr >= 10'h200;
+  assign \$450  = host_addr < 10'h240;
+  assign \$451  = \$449  & \$450 ;
+  assign \$452  = host_write & \$451 ;
+  assign \$453  = ~ busy;
+  assign \$454  = \$452  & \$453 ;
+  assign \$457  = host_addr >= 10'h240;
+  assign \$458  = host_addr < 10'h270;
+  assign \$459  = \$457  & \$458 ;
+  assign \$460  = host_write & \$459 ;
+  assign \$461  = ~ busy;
+  assign \$462  = \$460  & \$461 ;
+  assign \$465  = \$456  + \$464 ;
+  assign \$466  = host_addr >= 10'h280;
+  assign \$467  = host_addr < 10'h2b0;
+  assign \$468  = \$466  & \$467 ;
+  assign \$469  = host_write & \$468 ;
+  assign \$470  = ~ busy;
+  assign \$471  = \$469  & \$470 ;
+  assign \$474  = \$465  + \$473 ;
+  assign \$475  = host_addr >= 10'h2c0;
+  assign \$476  = host_addr < 10'h300;
+  assign \$477  = \$475  & \$476 ;
+  assign \$478  = host_write & \$477 ;
+  assign \$479  = ~ busy;
+  assign \$480  = \$478  & \$479 ;
+  assign \$483  = \$474  + \$482 ;
+  assign \$484  = host_addr >= 10'h300;
+  assign \$485  = host_addr < 10'h340;
+  assign \$486  = \$484  & \$485 ;
+  assign \$487  = host_write & \$486 ;
+  assign \$488  = ~ busy;
+  assign \$489  = \$487  & \$488 ;
+  assign \$490  = host_addr - 10'h300;
+  assign \$491  = \$490 [2:0] < 3'h6;
+  assign \$492  = \$489  & \$491 ;
+  assign \$493  = \$483  + \$492 ;
+  assign \$494  = host_addr >= 11'h400;
+  assign \$495  = host_addr < 11'h500;
+  assign \$496  = \$494  & \$495 ;
+  assign \$497  = host_write & \$496 ;
+  assign \$501  = \$493  + \$500 ;
+  assign \$502  = host_addr >= 11'h600;
+  assign \$503  = host_addr < 12'h800;
+  assign \$504  = \$502  & \$503 ;
+  assign \$505  = host_write & \$504 ;
+  assign \$507  = host_addr - 11'h600;
+  assign \$508  = \$507 [0] < 2'h2;
+  assign \$509  = \$506  & \$508 ;
+  assign \$510  = \$501  + \$509 ;
+  assign \$511  = host_addr >= 12'h800;
+  assign \$512  = host_addr < 12'hbc2;
+  assign \$513  = \$511  & \$512 ;
+  assign \$514  = host_write & \$513 ;
+  assign \$515  = ~ busy;
+  assign \$516  = \$514  & \$515 ;
+  assign \$517  = host_addr - 12'h800;
+  assign \$518  = \$517 [0] < 2'h2;
+  assign \$519  = \$516  & \$518 ;
+  assign \$520  = \$510  + \$519 ;
+  assign \$521  = host_addr >= 12'hc00;
+  assign \$522  = host_addr < 12'hde1;
+  assign \$523  = \$521  & \$522 ;
+  assign \$524  = host_write & \$523 ;
+  assign \$525  = ~ busy;
+  assign \$526  = \$524  & \$525 ;
+  assign \$529  = \$520  + \$528 ;
+  assign \$530  = host_addr >= 14'h2000;
+  assign \$531  = host_addr < 15'h4000;
+  assign \$532  = \$530  & \$531 ;
+  assign \$533  = host_write & \$532 ;
+  assign \$534  = ~ busy;
+  assign \$535  = \$533  & \$534 ;
+  assign \$536  = host_addr - 14'h2000;
+  assign \$537  = \$536 [0] < 2'h2;
+  assign \$538  = \$535  & \$537 ;
+  assign \$539  = \$529  + \$538 ;
+  assign \$540  = host_addr >= 15'h4000;
+  assign \$541  = host_addr < 15'h4400;
+  assign \$542  = \$540  & \$541 ;
+  assign \$543  = host_write & \$542 ;
+  assign \$544  = ~ busy;
+  assign \$545  = \$543  & \$544 ;
+  assign \$548  = \$539  + \$547 ;
+  assign \$549  = host_addr >= 15'h4400;
+  assign \$550  = host_addr < 15'h4800;
+  assign \$551  = \$549  & \$550 ;
+  assign \$552  = host_write & \$551 ;
+  assign \$553  = ~ busy;
+  assign \$554  = \$552  & \$553 ;
+  assign \$557  = \$548  + \$556 ;
+  assign \$558  = host_addr >= 15'h5000;
+  assign \$559  = host_addr < 15'h6000;
+  assign \$560  = \$558  & \$559 ;
+  assign \$561  = host_write & \$560 ;
+  assign \$562  = ~ busy;
+  assign \$563  = \$561  & \$562 ;
+  assign \$564  = host_addr - 15'h5000;
+  assign \$565  = \$564 [2:0] < 3'h5;
+  assign \$566  = \$563  & \$565 ;
+  assign \$567  = \$557  + \$566 ;
+  assign \$568  = cnt_host_words_in + \$567 ;
+  assign \$569  = host_addr >= 10'h200;
+  assign \$570  = host_addr < 10'h240;
+  assign \$571  = \$569  & \$570 ;
+  assign \$572  = host_read & \$571 ;
+  assign \$573  = ~ busy;
+  assign \$574  = \$572  & \$573 ;
+  assign \$577  = host_addr >= 10'h240;
+  assign \$578  = host_addr < 10'h270;
+  assign \$579  = \$577  & \$578 ;
+  assign \$580  = host_read & \$579 ;
+  assign \$581  = ~ busy;
+  assign \$582  = \$580  & \$581 ;
+  assign \$585  = \$576  + \$584 ;
+  assign \$586  = host_addr >= 10'h280;
+  assign \$587  = host_addr < 10'h2b0;
+  assign \$588  = \$586  & \$587 ;
+  assign \$589  = host_read & \$588 ;
+  assign \$590  = ~ busy;
+  assign \$591  = \$589  & \$590 ;
+  assign \$594  = \$585  + \$593 ;
+  assign \$595  = host_addr >= 10'h2c0;
+  assign \$596  = host_addr < 10'h300;
+  assign \$597  = \$595  & \$596 ;
+  assign \$598  = host_read & \$597 ;
+  assign \$599  = ~ busy;
+  assign \$600  = \$598  & \$599 ;
+  assign \$603  = \$594  + \$602 ;
+  assign \$604  = host_addr >= 10'h300;
+  assign \$605  = host_addr < 10'h340;
+  assign \$606  = \$604  & \$605 ;
+  assign \$607  = host_read & \$606 ;
+  assign \$608  = ~ busy;
+  assign \$609  = \$607  & \$608 ;
+  assign \$610  = host_addr - 10'h300;
+  assign \$611  = \$610 [2:0] < 3'h6;
+  assign \$612  = \$609  & \$611 ;
+  assign \$613  = \$603  + \$612 ;
+  assign \$614  = host_addr >= 11'h400;
+  assign \$615  = host_addr < 11'h500;
+  assign \$616  = \$614  & \$615 ;
+  assign \$617  = host_read & \$616 ;
+  assign \$618  = ~ busy;
+  assign \$619  = \$617  & \$618 ;
+  assign \$622  = \$613  + \$621 ;
+  assign \$623  = host_addr >= 11'h600;
+  assign \$624  = host_addr < 12'h800;
+  assign \$625  = \$623  & \$624 ;
+  assign \$626  = host_read & \$625 ;
+  assign \$627  = ~ busy;
+  assign \$628  = \$626  & \$627 ;
+  assign \$629  = host_addr - 11'h600;
+  assign \$630  = \$629 [0] < 2'h2;
+  assign \$631  = \$628  & \$630 ;
+  assign \$632  = \$622  + \$631 ;
+  assign \$633  = host_addr >= 12'h800;
+  assign \$634  = host_addr < 12'hbc2;
+  assign \$635  = \$633  & \$634 ;
+  assign \$636  = host_read & \$635 ;
+  assign \$638  = host_addr - 12'h800;
+  assign \$639  = \$638 [0] < 2'h2;
+  assign \$640  = \$637  & \$639 ;
+  assign \$641  = \$632  + \$640 ;
+  assign \$642  = host_addr >= 12'hc00;
+  assign \$643  = host_addr < 12'hde1;
+  assign \$644  = \$642  & \$643 ;
+  assign \$645  = host_read & \$644 ;
+  assign \$649  = \$641  + \$648 ;
+  assign \$650  = host_addr >= 14'h2000;
+  assign \$651  = host_addr < 15'h4000;
+  assign \$652  = \$650  & \$651 ;
+  assign \$653  = host_read & \$652 ;
+  assign \$654  = ~ busy;
+  assign \$655  = \$653  & \$654 ;
+  assign \$656  = host_addr - 14'h2000;
+  assign \$657  = \$656 [0] < 2'h2;
+  assign \$658  = \$655  & \$657 ;
+  assign \$659  = \$649  + \$658 ;
+  assign \$660  = host_addr >= 15'h4000;
+  assign \$661  = host_addr < 15'h4400;
+  assign \$662  = \$660  & \$661 ;
+  assign \$663  = host_read & \$662 ;
+  assign \$664  = ~ busy;
+  assign \$665  = \$663  & \$664 ;
+  assign \$668  = \$659  + \$667 ;
+  assign \$669  = host_addr >= 15'h4400;
+  assign \$670  = host_addr < 15'h4800;
+  assign \$671  = \$669  & \$670 ;
+  assign \$672  = host_read & \$671 ;
+  assign \$673  = ~ busy;
+  assign \$674  = \$672  & \$673 ;
+  assign \$677  = \$668  + \$676 ;
+  assign \$678  = host_addr >= 15'h5000;
+  assign \$679  = host_addr < 15'h6000;
+  assign \$680  = \$678  & \$679 ;
+  assign \$681  = host_read & \$680 ;
+  assign \$682  = ~ busy;
+  assign \$683  = \$681  & \$682 ;
+  assign \$684  = host_addr - 15'h5000;
+  assign \$685  = \$684 [2:0] < 3'h5;
+  assign \$686  = \$683  & \$685 ;
+  assign \$687  = \$677  + \$686 ;
+  assign \$688  = cnt_host_words_out + \$687 ;
+  assign \$689  = cnt_lifg_busy + \counts$322 [15];
+  assign \$690  = cnt_lifg_updates + \counts$322 [18:16];
+  assign \$691  = cnt_lifg_saturations + \counts$322 [28:24];
+  assign \$692  = cnt_trace_reads + \counts$322 [19];
+  assign \$693  = cnt_lifg_grad_reads + \counts$322 [21:20];
+  assign \$694  = cnt_lifg_grad_writes + \counts$322 [23:22];
+  assign \$695  = cnt_stage_busy + \counts$322 [0];
+  assign \$696  = cnt_stage_macs + \counts$322 [3:1];
+  assign \$697  = cnt_wgrad_updates + \counts$322 [6:4];
+  assign \$698  = cnt_wgrad_words + \counts$322 [11];
+  assign \$699  = cnt_in_reads + \counts$322 [7];
+  assign \$700  = cnt_grad_reads + \counts$322 [8];
+  assign \$701  = cnt_weight_reads + \counts$322 [9];
+  assign \$702  = cnt_grad_writes + \counts$322 [10];
+  assign \$703  = cnt_grad_saturations + \counts$322 [14:12];
   always @(posedge clk)
-    in_rows <= \$481 ;
+    in_rows <= \$704 ;
   always @(posedge clk)
-    res_rows <= \$482 ;
+    res_rows <= \$705 ;
   always @(posedge clk)
-    out_taken <= \$483 ;
+    out_taken <= \$706 ;
   always @(posedge clk)
-    staging <= \$484 ;
+    staging <= \$707 ;
   always @(posedge clk)
-    desc <= \$485 ;
+    desc <= \$708 ;
   always @(posedge clk)
-    settle <= \$486 ;
+    stage <= \$709 ;
   always @(posedge clk)
-    busy <= \$487 ;
+    settle <= \$710 ;
   always @(posedge clk)
-    done <= \$488 ;
+    busy <= \$711 ;
   always @(posedge clk)
-    pending <= \$489 ;
+    done <= \$712 ;
   always @(posedge clk)
-    prev <= \$490 ;
+    pending <= \$713 ;
   always @(posedge clk)
-    \event  <= \$491 ;
+    prev <= \$714 ;
   always @(posedge clk)
-    cnt_cycles <= \$492 ;
+    \event  <= \$715 ;
   always @(posedge clk)
-    cnt_c1_busy <= \$493 ;
+    cnt_cycles <= \$716 ;
   always @(posedge clk)
-    cnt_c1_stall <= \$494 ;
+    cnt_c1_busy <= \$717 ;
   always @(posedge clk)
-    cnt_c1_in_wait <= \$495 ;
+    cnt_c1_stall <= \$718 ;
   always @(posedge clk)
-    cnt_c2_busy <= \$496 ;
+    cnt_c1_in_wait <= \$719 ;
   always @(posedge clk)
-    cnt_c2_stall <= \$497 ;
+    cnt_c2_busy <= \$720 ;
   always @(posedge clk)
-    cnt_c3_busy <= \$498 ;
+    cnt_c2_stall <= \$721 ;
   always @(posedge clk)
-    cnt_c3_stall <= \$499 ;
+    cnt_c3_busy <= \$722 ;
   always @(posedge clk)
-    cnt_c4_busy <= \$500 ;
+    cnt_c3_stall <= \$723 ;
   always @(posedge clk)
-    cnt_c4_stall <= \$501 ;
+    cnt_c4_busy <= \$724 ;
   always @(posedge clk)
-    cnt_adder_busy <= \$502 ;
+    cnt_c4_stall <= \$725 ;
   always @(posedge clk)
-    cnt_adder_stall <= \$503 ;
+    cnt_adder_busy <= \$726 ;
   always @(posedge clk)
-    cnt_lif_busy <= \$504 ;
+    cnt_adder_stall <= \$727 ;
   always @(posedge clk)
-    cnt_lif_stall <= \$505 ;
+    cnt_lif_busy <= \$728 ;
   always @(posedge clk)
-    cnt_c1_slots <= \$506 ;
+    cnt_lif_stall <= \$729 ;
   always @(posedge clk)
-    cnt_c1_adds <= \$507 ;
+    cnt_c1_slots <= \$730 ;
   always @(posedge clk)
-    cnt_c2_macs <= \$508 ;
+    cnt_c1_adds <= \$731 ;
   always @(posedge clk)
-    cnt_c3_macs <= \$509 ;
+    cnt_c2_macs <= \$732 ;
   always @(posedge clk)
-    cnt_c4_macs <= \$510 ;
+    cnt_c3_macs <= \$733 ;
   always @(posedge clk)
-    cnt_adds <= \$511 ;
+    cnt_c4_macs <= \$734 ;
   always @(posedge clk)
-    cnt_lif_updates <= \$512 ;
+    cnt_adds <= \$735 ;
   always @(posedge clk)
-    cnt_spikes_out <= \$513 ;
+    cnt_lif_updates <= \$736 ;
   always @(posedge clk)
-    cnt_w1_reads <= \$514 ;
+    cnt_spikes_out <= \$737 ;
   always @(posedge clk)
-    cnt_w2_reads <= \$515 ;
+    cnt_w1_reads <= \$738 ;
   always @(posedge clk)
-    cnt_w3_reads <= \$516 ;
+    cnt_w2_reads <= \$739 ;
   always @(posedge clk)
-    cnt_w4_reads <= \$517 ;
+    cnt_w3_reads <= \$740 ;
   always @(posedge clk)
-    cnt_affine_reads <= \$518 ;
+    cnt_w4_reads <= \$741 ;
   always @(posedge clk)
-    cnt_spike_in_reads <= \$519 ;
+    cnt_affine_reads <= \$742 ;
   always @(posedge clk)
-    cnt_line1_reads <= \$520 ;
+    cnt_spike_in_reads <= \$743 ;
   always @(posedge clk)
-    cnt_line1_writes <= \$521 ;
+    cnt_line1_reads <= \$744 ;
   always @(posedge clk)
-    cnt_row2_reads <= \$522 ;
+    cnt_line1_writes <= \$745 ;
   always @(posedge clk)
-    cnt_row2_writes <= \$523 ;
+    cnt_row2_reads <= \$746 ;
   always @(posedge clk)
-    cnt_line4_reads <= \$524 ;
+    cnt_row2_writes <= \$747 ;
   always @(posedge clk)
-    cnt_line4_writes <= \$525 ;
+    cnt_line4_reads <= \$748 ;
   always @(posedge clk)
-    cnt_c2_spad_reads <= \$526 ;
+    cnt_line4_writes <= \$749 ;
   always @(posedge clk)
-    cnt_c2_spad_writes <= \$527 ;
+    cnt_c2_spad_reads <= \$750 ;
   always @(posedge clk)
-    cnt_c3_spad_reads <= \$528 ;
+    cnt_c2_spad_writes <= \$751 ;
   always @(posedge clk)
-    cnt_c3_spad_writes <= \$529 ;
+    cnt_c3_spad_reads <= \$752 ;
   always @(posedge clk)
-    cnt_residual_reads <= \$530 ;
+    cnt_c3_spad_writes <= \$753 ;
   always @(posedge clk)
-    cnt_membrane_reads <= \$531 ;
+    cnt_residual_reads <= \$754 ;
   always @(posedge clk)
-    cnt_membrane_writes <= \$532 ;
+    cnt_membrane_reads <= \$755 ;
   always @(posedge clk)
-    cnt_spikes_writes <= \$533 ;
+    cnt_membrane_writes <= \$756 ;
   always @(posedge clk)
-    cnt_host_words_in <= \$534 ;
+    cnt_spikes_writes <= \$757 ;
   always @(posedge clk)
-    cnt_host_words_out <= \$535 ;
+    cnt_host_words_in <= \$758 ;
   always @(posedge clk)
-    rd_valid1 <= \$536 ;
+    cnt_host_words_out <= \$759 ;
   always @(posedge clk)
-    rd_sel <= \$537 ;
+    cnt_lifg_busy <= \$760 ;
   always @(posedge clk)
-    rd_k <= \$538 ;
+    cnt_lifg_updates <= \$761 ;
   always @(posedge clk)
-    rd_reg <= \$539 ;
+    cnt_lifg_saturations <= \$762 ;
   always @(posedge clk)
-    host_rvalid <= \$540 ;
+    cnt_trace_reads <= \$763 ;
   always @(posedge clk)
-    host_rdata <= \$541 ;
+    cnt_lifg_grad_reads <= \$764 ;
+  always @(posedge clk)
+    cnt_lifg_grad_writes <= \$765 ;
+  always @(posedge clk)
+    cnt_stage_busy <= \$766 ;
+  always @(posedge clk)
+    cnt_stage_macs <= \$767 ;
+  always @(posedge clk)
+    cnt_wgrad_updates <= \$768 ;
+  always @(posedge clk)
+    cnt_wgrad_words <= \$769 ;
+  always @(posedge clk)
+    cnt_in_reads <= \$770 ;
+  always @(posedge clk)
+    cnt_grad_reads <= \$771 ;
+  always @(posedge clk)
+    cnt_weight_reads <= \$772 ;
+  always @(posedge clk)
+    cnt_grad_writes <= \$773 ;
+  always @(posedge clk)
+    cnt_grad_saturations <= \$774 ;
+  always @(posedge clk)
+    rd_valid1 <= \$775 ;
+  always @(posedge clk)
+    rd_sel <= \$776 ;
+  always @(posedge clk)
+    rd_k <= \$777 ;
+  always @(posedge clk)
+    rd_reg <= \$778 ;
+  always @(posedge clk)
+    host_rvalid <= \$779 ;
+  always @(posedge clk)
+    host_rdata <= \$780 ;
   assign \$1  = host_addr == 1'h1;
   assign \$2  = host_write & \$1 ;
   assign \$3  = \$2  & host_wdata[0];
@@ -4215,98 +11306,98 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$5  = host_addr == 1'h1;
   assign \$6  = host_write & \$5 ;
   assign \$signal$16  = \$6  & host_wdata[1];
-  assign \$7  = host_addr >= 10'h300;
-  assign \$8  = host_addr < 11'h400;
+  assign \$7  = host_addr >= 11'h400;
+  assign \$8  = host_addr < 11'h500;
   assign \$9  = \$7  & \$8 ;
   assign \$10  = host_read & \$9 ;
   assign port__en = busy ? spike_in__en : \$10 ;
-  assign \$11  = host_addr - 10'h300;
-  assign \$13  = busy ? spike_in__addr : { 4'h0, \$12  };
-  assign \$14  = host_addr >= 9'h100;
-  assign \$15  = host_addr < 9'h140;
+  assign \$11  = host_addr - 11'h400;
+  assign \$13  = busy ? spike_in__addr : { 1'h0, \$12  };
+  assign \$14  = host_addr >= 10'h200;
+  assign \$15  = host_addr < 10'h240;
   assign \$16  = \$14  & \$15 ;
   assign \$17  = host_read & \$16 ;
   assign \port__en$46  = busy ? w1__en : \$17 ;
-  assign \$18  = host_addr - 9'h100;
-  assign \$20  = busy ? w1__addr : { 4'h0, \$19  };
-  assign \$21  = host_addr >= 9'h140;
-  assign \$22  = host_addr < 9'h170;
+  assign \$18  = host_addr - 10'h200;
+  assign \$20  = busy ? w1__addr : { 1'h0, \$19  };
+  assign \$21  = host_addr >= 10'h240;
+  assign \$22  = host_addr < 10'h270;
   assign \$23  = \$21  & \$22 ;
   assign \$24  = host_read & \$23 ;
   assign \port__en$52  = busy ? w2__en : \$24 ;
-  assign \$25  = host_addr - 9'h140;
-  assign \$27  = busy ? w2__addr : { 4'h0, \$26  };
-  assign \$28  = host_addr >= 9'h180;
-  assign \$29  = host_addr < 9'h1b0;
+  assign \$25  = host_addr - 10'h240;
+  assign \$27  = busy ? w2__addr : { 1'h0, \$26  };
+  assign \$28  = host_addr >= 10'h280;
+  assign \$29  = host_addr < 10'h2b0;
   assign \$30  = \$28  & \$29 ;
   assign \$31  = host_read & \$30 ;
   assign \port__en$58  = busy ? w3__en : \$31 ;
-  assign \$32  = host_addr - 9'h180;
-  assign \$34  = busy ? w3__addr : { 4'h0, \$33  };
-  assign \$35  = host_addr >= 9'h1c0;
-  assign \$36  = host_addr < 10'h200;
+  assign \$32  = host_addr - 10'h280;
+  assign \$34  = busy ? w3__addr : { 1'h0, \$33  };
+  assign \$35  = host_addr >= 10'h2c0;
+  assign \$36  = host_addr < 10'h300;
   assign \$37  = \$35  & \$36 ;
   assign \$38  = host_read & \$37 ;
   assign \port__en$64  = busy ? w4__en : \$38 ;
-  assign \$39  = host_addr - 9'h1c0;
-  assign \$41  = busy ? w4__addr : { 4'h0, \$40  };
-  assign \$42  = host_addr >= 10'h200;
-  assign \$43  = host_addr < 10'h240;
+  assign \$39  = host_addr - 10'h2c0;
+  assign \$41  = busy ? w4__addr : { 1'h0, \$40  };
+  assign \$42  = host_addr >= 10'h300;
+  assign \$43  = host_addr < 10'h340;
   assign \$44  = \$42  & \$43 ;
   assign \$45  = host_read & \$44 ;
   assign \port__en$70  = busy ? affine__en : \$45 ;
-  assign \$46  = host_addr - 10'h200;
-  assign \$48  = busy ? affine__addr : { 4'h0, \$47  };
+  assign \$46  = host_addr - 10'h300;
+  assign \$48  = busy ? affine__addr : { 1'h0, \$47  };
   assign \$49  = ~ busy;
   assign \$50  = host_write & \$49 ;
-  assign \$51  = host_addr >= 9'h100;
-  assign \$52  = host_addr < 9'h140;
+  assign \$51  = host_addr >= 10'h200;
+  assign \$52  = host_addr < 10'h240;
   assign \$53  = \$51  & \$52 ;
   assign \$54  = \$50  & \$53 ;
-  assign \$56  = host_addr - 9'h100;
+  assign \$56  = host_addr - 10'h200;
   assign \$58  = ~ busy;
   assign \$59  = host_write & \$58 ;
-  assign \$60  = host_addr >= 9'h140;
-  assign \$61  = host_addr < 9'h170;
+  assign \$60  = host_addr >= 10'h240;
+  assign \$61  = host_addr < 10'h270;
   assign \$62  = \$60  & \$61 ;
   assign \$63  = \$59  & \$62 ;
-  assign \$65  = host_addr - 9'h140;
+  assign \$65  = host_addr - 10'h240;
   assign \$67  = ~ busy;
   assign \$68  = host_write & \$67 ;
-  assign \$69  = host_addr >= 9'h180;
-  assign \$70  = host_addr < 9'h1b0;
+  assign \$69  = host_addr >= 10'h280;
+  assign \$70  = host_addr < 10'h2b0;
   assign \$71  = \$69  & \$70 ;
   assign \$72  = \$68  & \$71 ;
-  assign \$74  = host_addr - 9'h180;
+  assign \$74  = host_addr - 10'h280;
   assign \$76  = ~ busy;
   assign \$77  = host_write & \$76 ;
-  assign \$78  = host_addr >= 9'h1c0;
-  assign \$79  = host_addr < 10'h200;
+  assign \$78  = host_addr >= 10'h2c0;
+  assign \$79  = host_addr < 10'h300;
   assign \$80  = \$78  & \$79 ;
   assign \$81  = \$77  & \$80 ;
-  assign \$83  = host_addr - 9'h1c0;
+  assign \$83  = host_addr - 10'h2c0;
   assign \$85  = ~ busy;
   assign \$86  = host_write & \$85 ;
-  assign \$87  = host_addr >= 10'h200;
-  assign \$88  = host_addr < 10'h240;
+  assign \$87  = host_addr >= 10'h300;
+  assign \$88  = host_addr < 10'h340;
   assign \$89  = \$87  & \$88 ;
   assign \$90  = \$86  & \$89 ;
-  assign \$91  = host_addr - 10'h200;
+  assign \$91  = host_addr - 10'h300;
   assign \$92  = \$91 [2:0] == 3'h5;
   assign \port__en$166  = \$90  & \$92 ;
-  assign \$93  = host_addr - 10'h200;
-  assign \$96  = host_addr >= 10'h300;
-  assign \$97  = host_addr < 11'h400;
+  assign \$93  = host_addr - 10'h300;
+  assign \$96  = host_addr >= 11'h400;
+  assign \$97  = host_addr < 11'h500;
   assign \$98  = \$96  & \$97 ;
   assign \$99  = \$95  & \$98 ;
-  assign \$101  = host_addr - 10'h300;
-  assign \$104  = host_addr >= 11'h400;
-  assign \$105  = host_addr < 11'h600;
+  assign \$101  = host_addr - 11'h400;
+  assign \$104  = host_addr >= 11'h600;
+  assign \$105  = host_addr < 12'h800;
   assign \$106  = \$104  & \$105 ;
   assign \$107  = \$103  & \$106 ;
-  assign \$108  = host_addr - 11'h400;
+  assign \$108  = host_addr - 11'h600;
   assign \port__en$173  = \$107  & \$109 ;
-  assign \$110  = host_addr - 11'h400;
+  assign \$110  = host_addr - 11'h600;
   assign \$112  = host_addr >= 12'h800;
   assign \$113  = host_addr < 12'hbc2;
   assign \$114  = \$112  & \$113 ;
@@ -4317,294 +11408,97 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$119  = \$117  & \$118 ;
   assign \port__en$178  = host_read & \$119 ;
   assign \$120  = host_addr - 12'hc00;
-  assign \$122  = \$signal$15  | pending;
-  assign \$123  = ! settle;
-  assign \$124  = host_addr >= 5'h10;
-  assign \$125  = host_write & \$124 ;
-  assign \$126  = host_addr < 6'h29;
-  assign \$127  = \$125  & \$126 ;
-  assign \$128  = ~ \$127 ;
-  assign \$129  = \$123  & \$128 ;
-  assign start = \$122  & \$129 ;
-  assign \$130  = \$signal$15  | pending;
-  assign \$131  = ! settle;
-  assign \$132  = host_addr >= 5'h10;
-  assign \$133  = host_write & \$132 ;
-  assign \$134  = host_addr < 6'h29;
-  assign \$135  = \$133  & \$134 ;
-  assign \$136  = ~ \$135 ;
-  assign \$137  = \$131  & \$136 ;
-  assign \start$183  = \$130  & \$137 ;
-  assign \$138  = \$signal$15  | pending;
-  assign \$139  = ! settle;
-  assign \$140  = host_addr >= 5'h10;
-  assign \$141  = host_write & \$140 ;
-  assign \$142  = host_addr < 6'h29;
+  assign \$122  = host_addr >= 14'h2000;
+  assign \$123  = host_addr < 15'h4000;
+  assign \$124  = \$122  & \$123 ;
+  assign \$125  = host_read & \$124 ;
+  assign \port__en$182  = busy ? grad_a__en : \$125 ;
+  assign \$126  = host_addr - 14'h2000;
+  assign \$128  = busy ? grad_a__addr : { 5'h00, \$127  };
+  assign \$129  = ~ busy;
+  assign \$130  = host_write & \$129 ;
+  assign \$131  = host_addr >= 14'h2000;
+  assign \$132  = host_addr < 15'h4000;
+  assign \$133  = \$131  & \$132 ;
+  assign \$134  = \$130  & \$133 ;
+  assign \$135  = host_addr - 14'h2000;
+  assign \port__en$224  = \$134  & \$136 ;
+  assign \$137  = host_addr - 14'h2000;
+  assign \$139  = ~ busy;
+  assign \$140  = host_write & \$139 ;
+  assign \$141  = host_addr >= 15'h4000;
+  assign \$142  = host_addr < 15'h4400;
   assign \$143  = \$141  & \$142 ;
-  assign \$144  = ~ \$143 ;
-  assign \$145  = \$139  & \$144 ;
-  assign \start$184  = \$138  & \$145 ;
-  assign \$146  = host_addr >= 9'h100;
-  assign \$147  = host_addr < 9'h140;
-  assign \$148  = \$146  & \$147 ;
-  assign \$149  = host_addr >= 9'h140;
-  assign \$150  = host_addr < 9'h170;
-  assign \$151  = \$149  & \$150 ;
-  assign \$152  = host_addr >= 9'h180;
-  assign \$153  = host_addr < 9'h1b0;
-  assign \$154  = \$152  & \$153 ;
-  assign \$155  = host_addr >= 9'h1c0;
-  assign \$156  = host_addr < 10'h200;
-  assign \$157  = \$155  & \$156 ;
-  assign \$158  = host_addr >= 10'h200;
-  assign \$159  = host_addr < 10'h240;
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = host_addr - 10'h200;
-  assign \$162  = host_addr >= 10'h300;
-  assign \$163  = host_addr < 11'h400;
-  assign \$164  = \$162  & \$163 ;
-  assign \$165  = host_addr >= 11'h400;
-  assign \$166  = host_addr < 11'h600;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = host_addr - 11'h400;
-  assign \$169  = host_addr >= 12'h800;
-  assign \$170  = host_addr < 12'hbc2;
-  assign \$171  = \$169  & \$170 ;
-  assign \$172  = host_addr - 12'h800;
-  assign \$173  = host_addr >= 12'hc00;
-  assign \$174  = host_addr < 12'hde1;
-  assign \$175  = \$173  & \$174 ;
-  assign \$176  = busy ? 32'd0 : w1__data;
-  assign \$177  = busy ? 32'd0 : w2__data;
-  assign \$178  = busy ? 32'd0 : w3__data;
-  assign \$179  = busy ? 32'd0 : w4__data;
-  assign \$753  = rd_k * 6'h20;
-  assign \$180  = affine__data >> \$753 ;
-  assign \$181  = busy ? 32'd0 : \$180 ;
-  assign \$182  = busy ? 32'd0 : spike_in__data;
-  assign \$758  = rd_k[0] * 6'h20;
-  assign \$183  = \port__data$240  >> \$758 ;
-  assign \$184  = host_addr == 2'h3;
-  assign \$185  = host_addr == 3'h4;
-  assign \$186  = host_addr == 3'h5;
-  assign \$187  = host_addr >= 10'h200;
-  assign \$188  = host_addr < 10'h240;
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = ~ busy;
-  assign \$191  = \$189  & \$190 ;
-  assign \$192  = host_addr - 10'h200;
-  assign \$193  = \$192 [2:0] < 3'h5;
-  assign \$194  = \$191  & \$193 ;
-  assign \$195  = host_addr - 10'h200;
-  assign \$196  = host_addr >= 11'h400;
-  assign \$197  = host_addr < 11'h600;
-  assign \$198  = \$196  & \$197 ;
-  assign \$200  = host_addr - 11'h400;
-  assign \$201  = \$200 [0] < 1'h1;
-  assign \$202  = \$199  & \$201 ;
-  assign \$203  = host_addr - 11'h400;
-  assign \$204  = host_addr >= 12'h800;
-  assign \$205  = host_addr < 12'hbc2;
-  assign \$206  = \$204  & \$205 ;
-  assign \$207  = ~ busy;
-  assign \$208  = \$206  & \$207 ;
-  assign \$209  = host_addr - 12'h800;
-  assign \$210  = \$209 [0] < 1'h1;
-  assign \$211  = \$208  & \$210 ;
-  assign \$212  = host_addr - 12'h800;
-  assign \$213  = ~ busy;
-  assign \$214  = host_addr == 5'h10;
-  assign \$215  = host_addr == 5'h11;
-  assign \$216  = host_addr == 5'h12;
-  assign \$217  = host_addr == 5'h13;
-  assign \$218  = host_addr == 5'h14;
-  assign \$219  = host_addr == 5'h15;
-  assign \$220  = host_addr == 5'h16;
-  assign \$221  = host_addr == 5'h17;
-  assign \$222  = host_addr == 5'h18;
-  assign \$223  = host_addr == 5'h19;
-  assign \$224  = host_addr == 5'h1a;
-  assign \$225  = host_addr == 5'h1b;
-  assign \$226  = host_addr == 5'h1c;
-  assign \$227  = host_addr == 5'h1d;
-  assign \$228  = host_addr == 5'h1e;
-  assign \$229  = host_addr == 5'h1f;
-  assign \$230  = host_addr == 6'h20;
-  assign \$231  = host_addr == 6'h21;
-  assign \$232  = host_addr == 6'h22;
-  assign \$233  = host_addr == 6'h23;
-  assign \$234  = host_addr == 6'h24;
-  assign \$235  = host_addr == 6'h25;
-  assign \$236  = host_addr == 6'h26;
-  assign \$237  = host_addr == 6'h27;
-  assign \$238  = host_addr == 6'h28;
-  assign \$239  = host_addr >= 5'h10;
-  assign \$240  = host_write & \$239 ;
-  assign \$241  = host_addr < 6'h29;
-  assign \$242  = \$240  & \$241 ;
-  assign \$243  = ! settle;
-  assign \$244  = settle - 1'h1;
-  assign \$245  = \$243  ? 4'h0 : \$244 ;
-  assign \$246  = \$242  ? 4'h5 : \$245 ;
-  assign \$247  = ! settle;
-  assign \$248  = host_addr >= 5'h10;
-  assign \$249  = host_write & \$248 ;
-  assign \$250  = host_addr < 6'h29;
-  assign \$251  = \$249  & \$250 ;
-  assign \$252  = ~ \$251 ;
-  assign \$253  = \$247  & \$252 ;
-  assign \$254  = ~ \$253 ;
-  assign \$255  = \$signal$15  & \$254 ;
-  assign \$256  = \$signal$15  | pending;
-  assign \$257  = ! settle;
-  assign \$258  = host_addr >= 5'h10;
-  assign \$259  = host_write & \$258 ;
-  assign \$260  = host_addr < 6'h29;
-  assign \$261  = \$259  & \$260 ;
-  assign \$262  = ~ \$261 ;
-  assign \$263  = \$257  & \$262 ;
-  assign \$264  = \$256  & \$263 ;
-  assign \$265  = pending | \busy$242 ;
-  assign \$266  = \$265  | \busy$243 ;
-  assign \$267  = \$266  | \busy$244 ;
-  assign \$268  = ~ \$267 ;
-  assign \$269  = busy & \$268 ;
-  assign \$270  = { done, out_rows, res_consumed, in_consumed } != prev;
-  assign \$271  = host_addr == 2'h2;
-  assign \$272  = host_read & \$271 ;
-  assign \$273  = ~ pending;
-  assign \$274  = busy & \$273 ;
-  assign \$275  = cnt_cycles + \$274 ;
-  assign \$276  = cnt_c1_busy + counts[0];
-  assign \$277  = cnt_c1_stall + counts[1];
-  assign \$278  = cnt_c1_in_wait + counts[2];
-  assign \$279  = cnt_c2_busy + \counts$247 [0];
-  assign \$280  = cnt_c2_stall + \counts$247 [1];
-  assign \$281  = cnt_c3_busy + \counts$247 [3];
-  assign \$282  = cnt_c3_stall + \counts$247 [4];
-  assign \$283  = cnt_c4_busy + \counts$248 [0];
-  assign \$284  = cnt_c4_stall + \counts$248 [1];
-  assign \$285  = cnt_adder_busy + \counts$247 [33];
-  assign \$286  = cnt_adder_stall + \counts$247 [2];
-  assign \$287  = cnt_lif_busy + \counts$248 [14];
-  assign \$288  = cnt_lif_stall + \counts$248 [2];
-  assign \$289  = cnt_c1_slots + counts[8:5];
-  assign \$290  = cnt_c1_adds + counts[12:9];
-  assign \$291  = cnt_c2_macs + \counts$247 [16:11];
-  assign \$292  = cnt_c3_macs + \counts$247 [22:17];
-  assign \$293  = cnt_c4_macs + \counts$248 [11:8];
-  assign \$294  = cnt_adds + \counts$247 [39:34];
-  assign \$295  = cnt_lif_updates + \counts$248 [18:15];
-  assign \$296  = cnt_spikes_out + \counts$248 [22:19];
-  assign \$297  = cnt_w1_reads + counts[4];
-  assign \$298  = cnt_w2_reads + \counts$247 [7];
-  assign \$299  = cnt_w3_reads + \counts$247 [10];
-  assign \$300  = cnt_w4_reads + \counts$248 [4];
-  assign \$301  = cnt_affine_reads + \counts$248 [5];
-  assign \$302  = cnt_spike_in_reads + counts[3];
-  assign \$303  = cnt_line1_reads + \counts$247 [6:5];
-  assign \$304  = cnt_line1_writes + counts[13];
-  assign \$305  = cnt_row2_reads + \counts$247 [9:8];
-  assign \$306  = cnt_row2_writes + \counts$247 [31];
-  assign \$307  = cnt_line4_reads + \counts$248 [3];
-  assign \$308  = cnt_line4_writes + \counts$247 [32];
-  assign \$309  = cnt_c2_spad_reads + \counts$247 [24:23];
-  assign \$310  = cnt_c2_spad_writes + \counts$247 [26:25];
-  assign \$311  = cnt_c3_spad_reads + \counts$247 [28:27];
-  assign \$312  = cnt_c3_spad_writes + \counts$247 [30:29];
-  assign \$313  = cnt_residual_reads + \counts$248 [6];
-  assign \$314  = cnt_membrane_reads + \counts$248 [7];
-  assign \$315  = cnt_membrane_writes + \counts$248 [12];
-  assign \$316  = cnt_spikes_writes + \counts$248 [13];
-  assign \$317  = host_addr >= 9'h100;
-  assign \$318  = host_addr < 9'h140;
-  assign \$319  = \$317  & \$318 ;
-  assign \$320  = host_write & \$319 ;
-  assign \$321  = ~ busy;
-  assign \$322  = \$320  & \$321 ;
-  assign \$325  = host_addr >= 9'h140;
-  assign \$326  = host_addr < 9'h170;
-  assign \$327  = \$325  & \$326 ;
-  assign \$328  = host_write & \$327 ;
-  assign \$329  = ~ busy;
-  assign \$330  = \$328  & \$329 ;
-  assign \$333  = \$324  + \$332 ;
-  assign \$334  = host_addr >= 9'h180;
-  assign \$335  = host_addr < 9'h1b0;
-  assign \$336  = \$334  & \$335 ;
-  assign \$337  = host_write & \$336 ;
-  assign \$338  = ~ busy;
-  assign \$339  = \$337  & \$338 ;
-  assign \$342  = \$333  + \$341 ;
-  assign \$343  = host_addr >= 9'h1c0;
-  assign \$344  = host_addr < 10'h200;
-  assign \$345  = \$343  & \$344 ;
-  assign \$346  = host_write & \$345 ;
-  assign \$347  = ~ busy;
-  assign \$348  = \$346  & \$347 ;
-  assign \$351  = \$342  + \$350 ;
-  assign \$352  = host_addr >= 10'h200;
-  assign \$353  = host_addr < 10'h240;
-  assign \$354  = \$352  & \$353 ;
-  assign \$355  = host_write & \$354 ;
-  assign \$356  = ~ busy;
-  assign \$357  = \$355  & \$356 ;
-  assign \$358  = host_addr - 10'h200;
-  assign \$359  = \$358 [2:0] < 3'h6;
-  assign \$360  = \$357  & \$359 ;
-  assign \$361  = \$351  + \$360 ;
-  assign \$362  = host_addr >= 10'h300;
-  assign \$363  = host_addr < 11'h400;
-  assign \$364  = \$362  & \$363 ;
-  assign \$365  = host_write & \$364 ;
-  assign \$369  = \$361  + \$368 ;
-  assign \$370  = host_addr >= 11'h400;
-  assign \$371  = host_addr < 11'h600;
-  assign \$372  = \$370  & \$371 ;
-  assign \$373  = host_write & \$372 ;
-  assign \$375  = host_addr - 11'h400;
-  assign \$376  = \$375 [0] < 2'h2;
-  assign \$377  = \$374  & \$376 ;
-  assign \$378  = \$369  + \$377 ;
-  assign \$379  = host_addr >= 12'h800;
-  assign \$380  = host_addr < 12'hbc2;
-  assign \$381  = \$379  & \$380 ;
-  assign \$382  = host_write & \$381 ;
-  assign \$383  = ~ busy;
-  assign \$384  = \$382  & \$383 ;
-  assign \$385  = host_addr - 12'h800;
-  assign \$386  = \$385 [0] < 2'h2;
-  assign \$387  = \$384  & \$386 ;
-  assign \$388  = \$378  + \$387 ;
-  assign \$389  = host_addr >= 12'hc00;
-  assign \$390  = host_addr < 12'hde1;
-  assign \$391  = \$389  & \$390 ;
-  assign \$392  = host_write & \$391 ;
-  assign \$393  = ~ busy;
-  assign \$394  = \$392  & \$393 ;
-  assign \$397  = \$388  + \$396 ;
-  assign \$398  = cnt_host_words_in + \$397 ;
-  assign \$399  = host_addr >= 9'h100;
-  assign \$400  = host_addr < 9'h140;
-  assign \$401  = \$399  & \$400 ;
-  assign \$402  = host_read & \$401 ;
-  assign \$403  = ~ busy;
-  assign \$404  = \$402  & \$403 ;
-  assign \$407  = host_addr >= 9'h140;
-  assign \$408  = host_addr < 9'h170;
-  assign \$409  = \$407  & \$408 ;
-  assign \$410  = host_read & \$409 ;
-  assign \$411  = ~ busy;
-  assign \$412  = \$410  & \$411 ;
-  assign \$415  = \$406  + \$414 ;
-  assign \$416  = host_addr >= 9'h180;
-  assign \$417  = host_addr < 9'h1b0;
-  assign \$418  = \$416  & \$417 ;
-  assign \$419  = host_read & \$418 ;
-  assign \$420  = ~ busy;
-  assign \$421  = \$419  & \$420 ;
+  assign \$144  = \$140  & \$143 ;
+  assign \$146  = host_addr - 15'h4000;
+  assign \$148  = ~ busy;
+  assign \$149  = host_write & \$148 ;
+  assign \$150  = host_addr >= 15'h4400;
+  assign \$151  = host_addr < 15'h4800;
+  assign \$152  = \$150  & \$151 ;
+  assign \$153  = \$149  & \$152 ;
+  assign \$155  = host_addr - 15'h4400;
+  assign \$157  = host_addr >= 15'h5000;
+  assign \$158  = host_addr < 15'h6000;
+  assign \$159  = \$157  & \$158 ;
+  assign \$160  = host_read & \$159 ;
+  assign \$161  = ~ busy;
+  assign wgrad_rd_en = \$160  & \$161 ;
+  assign \$162  = host_addr - 15'h5000;
+  assign \$164  = \$signal$15  | pending;
+  assign \$165  = ! settle;
+  assign \$166  = host_addr >= 5'h10;
+  assign \$167  = host_write & \$166 ;
+  assign \$168  = host_addr < 6'h29;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = ~ \$169 ;
+  assign \$171  = \$165  & \$170 ;
+  assign \$172  = \$164  & \$171 ;
+  assign \$173  = ! desc[261:260];
+  assign start = \$172  & \$173 ;
+  assign \$174  = \$signal$15  | pending;
+  assign \$175  = ! settle;
+  assign \$176  = host_addr >= 5'h10;
+  assign \$177  = host_write & \$176 ;
+  assign \$178  = host_addr < 6'h29;
+  assign \$179  = \$177  & \$178 ;
+  \ttsnn_accel.backward  backward (
+    .acc_rd_en(wgrad_rd_en),
+    .affine__data(\affine__data$210 ),
+    .affine__en(\port__en$206 ),
+    .busy(\busy$314 ),
+    .clk(clk),
+    .counts(\counts$322 ),
+    .grad__data(grad_b__data),
+    .grad_a__addr(grad_a__addr),
+    .grad_a__en(grad_a__en),
+    .grad_b__addr(grad_b__addr),
+    .grad_b__en(\port__en$188 ),
+    .grad_w2__addr(grad_w2__addr),
+    .grad_w2__en(\wr__en$218 ),
+    .grad_w__addr(grad_w__addr),
+    .grad_w__data(\wr__data$216 ),
+    .grad_w__en(\wr__en$212 ),
+    .inp__data(grad_a__data),
+    .\port$185$0 (\$163 ),
+    .\port$7249$0 (\$793 ),
+    .\port$7283$0 (\$794 ),
+    .\port$7317$0 (\$795 ),
+    .\port$7351$0 (\$796 ),
+    .\port$8316$0 (\$797 ),
+    .rst(rst),
+    .stage(stage),
+    .\start$4 (\start$240 ),
+    .trace__addr(trace__addr),
+    .trace__data(trace__data),
+    .trace__en(\port__en$200 ),
+    .weights__addr(weights__addr),
+    .weights__data(weights__data),
+    .weights__en(\port__en$194 ),
+    .wgrad_rd_data(wgrad_rd_data)
+  );
   \ttsnn_accel.e1  e1 (
-    .busy(\busy$242 ),
+    .busy(\busy$315 ),
     .clk(clk),
     .counts(counts),
     .desc(desc),
@@ -4613,10 +11507,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .in_rows(in_rows),
     .line1__addr(line1__addr),
     .line1__en(wr__en),
-    .\port$1025$0 (\$542 ),
-    .\port$1029$0 (\$543 ),
-    .\port$1033$0 (\$544 ),
-    .\port$1037$0 (\$545 ),
+    .\port$1433$0 (\$781 ),
+    .\port$1437$0 (\$782 ),
+    .\port$1441$0 (\$783 ),
+    .\port$1445$0 (\$784 ),
     .released(released),
     .released_e1_order(released_e1_order),
     .rows_done(e1_rows),
@@ -4630,9 +11524,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .weights(w1__data)
   );
   \ttsnn_accel.e23  e23 (
-    .busy(\busy$243 ),
+    .busy(\busy$316 ),
     .clk(clk),
-    .counts(\counts$247 ),
+    .counts(\counts$320 ),
     .desc(desc),
     .e1_rows(e1_rows),
     .e4_released(e4_released),
@@ -4649,10 +11543,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(\line4__addr$139 ),
     .line4__data(\wr__data$140 ),
     .line4__en(\wr__en$136 ),
-    .\port$2883$0 (\$546 ),
-    .\port$2911$0 (\$547 ),
-    .\port$2939$0 (\$548 ),
-    .\port$2967$0 (\$549 ),
+    .\port$3291$0 (\$785 ),
+    .\port$3319$0 (\$786 ),
+    .\port$3347$0 (\$787 ),
+    .\port$3375$0 (\$788 ),
     .q23_rows(rows_written),
     .released(released),
     .released_e1_order(released_e1_order),
@@ -4665,7 +11559,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .row2_c__data(row2_c__data),
     .row2_c__en(\port__en$100 ),
     .rst(rst),
-    .start(\start$183 ),
+    .start(\start$238 ),
     .w2__addr(w2__addr),
     .w2__en(w2__en),
     .w3__addr(w3__addr),
@@ -4677,9 +11571,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .affine__addr(affine__addr),
     .affine__data(affine__data),
     .affine__en(affine__en),
-    .busy(\busy$244 ),
+    .busy(\busy$317 ),
     .clk(clk),
-    .counts(\counts$248 ),
+    .counts(\counts$321 ),
     .desc(desc),
     .geo(geo),
     .issue4(w4__en),
@@ -4693,10 +11587,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__en(\wr__en$142 ),
     .out_rows(out_rows),
     .out_taken(out_taken),
-    .\port$4394$0 (\$550 ),
-    .\port$4443$0 (\$551 ),
-    .\port$4492$0 (\$552 ),
-    .\port$4541$0 (\$553 ),
+    .\port$4802$0 (\$789 ),
+    .\port$4851$0 (\$790 ),
+    .\port$4900$0 (\$791 ),
+    .\port$4949$0 (\$792 ),
     .res_consumed(res_consumed),
     .res_rows(res_rows),
     .residual__addr(residual__addr),
@@ -4707,7 +11601,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .rst(rst),
     .spikes__addr(spikes__addr),
     .spikes_masked(\wr__data$152 ),
-    .start(\start$184 ),
+    .start(\start$239 ),
     .w4__addr(w4__addr),
     .weights(w4__data)
   );
@@ -4721,310 +11615,468 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     reg_value = 32'd0;
     casez (host_addr)
-      12'h000:
-          reg_value = 32'd1951662082;
-      12'h002:
+      15'h0000:
+          reg_value = 32'd1951662083;
+      15'h0002:
           reg_value = { 30'h00000000, done, busy };
-      12'h003:
+      15'h0003:
           reg_value = { 8'h00, in_rows };
-      12'h004:
+      15'h0004:
           reg_value = { 8'h00, res_rows };
-      12'h005:
+      15'h0005:
           reg_value = { 8'h00, out_taken };
-      12'h006:
+      15'h0006:
           reg_value = { 8'h00, in_consumed };
-      12'h007:
+      15'h0007:
           reg_value = { 8'h00, res_consumed };
-      12'h008:
+      15'h0008:
           reg_value = { 8'h00, out_rows };
-      12'h010:
+      15'h0010:
           reg_value = { 16'h0000, desc[15:0] };
-      12'h011:
+      15'h0011:
           reg_value = { 16'h0000, desc[31:16] };
-      12'h012:
+      15'h0012:
           reg_value = { 16'h0000, desc[47:32] };
-      12'h013:
+      15'h0013:
           reg_value = { 16'h0000, desc[63:48] };
-      12'h014:
+      15'h0014:
           reg_value = { 16'h0000, desc[79:64] };
-      12'h015:
+      15'h0015:
           reg_value = { 24'h000000, desc[87:80] };
-      12'h016:
+      15'h0016:
           reg_value = { 30'h00000000, desc[89:88] };
-      12'h017:
+      15'h0017:
           reg_value = desc[121:90];
-      12'h018:
+      15'h0018:
           reg_value = { 28'h0000000, desc[125:122] };
-      12'h019:
+      15'h0019:
           reg_value = { 31'h00000000, desc[126] };
-      12'h01a:
+      15'h001a:
           reg_value = { 26'h0000000, desc[132:127] };
-      12'h01b:
+      15'h001b:
           reg_value = { 26'h0000000, desc[138:133] };
-      12'h01c:
+      15'h001c:
           reg_value = { 26'h0000000, desc[144:139] };
-      12'h01d:
+      15'h001d:
           reg_value = { 26'h0000000, desc[150:145] };
-      12'h01e:
+      15'h001e:
           reg_value = { 16'h0000, desc[166:151] };
-      12'h01f:
+      15'h001f:
           reg_value = { 26'h0000000, desc[172:167] };
-      12'h020:
+      15'h0020:
           reg_value = desc[204:173];
-      12'h021:
+      15'h0021:
           reg_value = { 31'h00000000, desc[205] };
-      12'h022:
+      15'h0022:
           reg_value = { 31'h00000000, desc[206] };
-      12'h023:
+      15'h0023:
           reg_value = { 31'h00000000, desc[207] };
-      12'h024:
+      15'h0024:
           reg_value = { 28'h0000000, desc[211:208] };
-      12'h025:
+      15'h0025:
           reg_value = { 16'h0000, desc[227:212] };
-      12'h026:
+      15'h0026:
           reg_value = { 16'h0000, desc[243:228] };
-      12'h027:
+      15'h0027:
           reg_value = { 16'h0000, desc[259:244] };
-      12'h028:
+      15'h0028:
           reg_value = { 30'h00000000, desc[261:260] };
-      12'h080:
+      15'h0030:
+          reg_value = { 30'h00000000, stage[1:0] };
+      15'h0031:
+          reg_value = { 24'h000000, stage[9:2] };
+      15'h0032:
+          reg_value = { 16'h0000, stage[25:10] };
+      15'h0033:
+          reg_value = { 16'h0000, stage[41:26] };
+      15'h0034:
+          reg_value = { 16'h0000, stage[57:42] };
+      15'h0035:
+          reg_value = { 16'h0000, stage[73:58] };
+      15'h0036:
+          reg_value = { 12'h000, stage[93:74] };
+      15'h0037:
+          reg_value = { 16'h0000, stage[109:94] };
+      15'h0038:
+          reg_value = { 16'h0000, stage[125:110] };
+      15'h0039:
+          reg_value = { 30'h00000000, stage[127:126] };
+      15'h003a:
+          reg_value = { 30'h00000000, stage[129:128] };
+      15'h003b:
+          reg_value = { 30'h00000000, stage[131:130] };
+      15'h003c:
+          reg_value = { 12'h000, stage[151:132] };
+      15'h003d:
+          reg_value = { 12'h000, stage[171:152] };
+      15'h003e:
+          reg_value = { 31'h00000000, stage[172] };
+      15'h003f:
+          reg_value = { 26'h0000000, stage[178:173] };
+      15'h0040:
+          reg_value = { 31'h00000000, stage[179] };
+      15'h0041:
+          reg_value = stage[211:180];
+      15'h0042:
+          reg_value = { 31'h00000000, stage[212] };
+      15'h0043:
+          reg_value = { 12'h000, stage[232:213] };
+      15'h0044:
+          reg_value = { 26'h0000000, stage[238:233] };
+      15'h0045:
+          reg_value = { 31'h00000000, stage[239] };
+      15'h0046:
+          reg_value = { 12'h000, stage[259:240] };
+      15'h0047:
+          reg_value = { 16'h0000, stage[275:260] };
+      15'h0048:
+          reg_value = { 16'h0000, stage[291:276] };
+      15'h0049:
+          reg_value = { 30'h00000000, stage[293:292] };
+      15'h004a:
+          reg_value = { 30'h00000000, stage[295:294] };
+      15'h004b:
+          reg_value = { 12'h000, stage[315:296] };
+      15'h004c:
+          reg_value = { 31'h00000000, stage[316] };
+      15'h004d:
+          reg_value = { 12'h000, stage[336:317] };
+      15'h004e:
+          reg_value = { 12'h000, stage[356:337] };
+      15'h004f:
+          reg_value = { 31'h00000000, stage[357] };
+      15'h0050:
+          reg_value = { 31'h00000000, stage[358] };
+      15'h0051:
+          reg_value = { 16'h0000, stage[374:359] };
+      15'h0052:
+          reg_value = { 26'h0000000, stage[380:375] };
+      15'h0053:
+          reg_value = { 16'h0000, stage[396:381] };
+      15'h0054:
+          reg_value = { 26'h0000000, stage[402:397] };
+      15'h0080:
           reg_value = cnt_cycles[31:0];
-      12'h081:
+      15'h0081:
           reg_value = { 16'h0000, cnt_cycles[47:32] };
-      12'h082:
+      15'h0082:
           reg_value = cnt_c1_busy[31:0];
-      12'h083:
+      15'h0083:
           reg_value = { 16'h0000, cnt_c1_busy[47:32] };
-      12'h084:
+      15'h0084:
           reg_value = cnt_c1_stall[31:0];
-      12'h085:
+      15'h0085:
           reg_value = { 16'h0000, cnt_c1_stall[47:32] };
-      12'h086:
+      15'h0086:
           reg_value = cnt_c1_in_wait[31:0];
-      12'h087:
+      15'h0087:
           reg_value = { 16'h0000, cnt_c1_in_wait[47:32] };
-      12'h088:
+      15'h0088:
           reg_value = cnt_c2_busy[31:0];
-      12'h089:
+      15'h0089:
           reg_value = { 16'h0000, cnt_c2_busy[47:32] };
-      12'h08a:
+      15'h008a:
           reg_value = cnt_c2_stall[31:0];
-      12'h08b:
+      15'h008b:
           reg_value = { 16'h0000, cnt_c2_stall[47:32] };
-      12'h08c:
+      15'h008c:
           reg_value = cnt_c3_busy[31:0];
-      12'h08d:
+      15'h008d:
           reg_value = { 16'h0000, cnt_c3_busy[47:32] };
-      12'h08e:
+      15'h008e:
           reg_value = cnt_c3_stall[31:0];
-      12'h08f:
+      15'h008f:
           reg_value = { 16'h0000, cnt_c3_stall[47:32] };
-      12'h090:
+      15'h0090:
           reg_value = cnt_c4_busy[31:0];
-      12'h091:
+      15'h0091:
           reg_value = { 16'h0000, cnt_c4_busy[47:32] };
-      12'h092:
+      15'h0092:
           reg_value = cnt_c4_stall[31:0];
-      12'h093:
+      15'h0093:
           reg_value = { 16'h0000, cnt_c4_stall[47:32] };
-      12'h094:
+      15'h0094:
           reg_value = cnt_adder_busy[31:0];
-      12'h095:
+      15'h0095:
           reg_value = { 16'h0000, cnt_adder_busy[47:32] };
-      12'h096:
+      15'h0096:
           reg_value = cnt_adder_stall[31:0];
-      12'h097:
+      15'h0097:
           reg_value = { 16'h0000, cnt_adder_stall[47:32] };
-      12'h098:
+      15'h0098:
           reg_value = cnt_lif_busy[31:0];
-      12'h099:
+      15'h0099:
           reg_value = { 16'h0000, cnt_lif_busy[47:32] };
-      12'h09a:
+      15'h009a:
           reg_value = cnt_lif_stall[31:0];
-      12'h09b:
+      15'h009b:
           reg_value = { 16'h0000, cnt_lif_stall[47:32] };
-      12'h09c:
+      15'h009c:
           reg_value = cnt_c1_slots[31:0];
-      12'h09d:
+      15'h009d:
           reg_value = { 16'h0000, cnt_c1_slots[47:32] };
-      12'h09e:
+      15'h009e:
           reg_value = cnt_c1_adds[31:0];
-      12'h09f:
+      15'h009f:
           reg_value = { 16'h0000, cnt_c1_adds[47:32] };
-      12'h0a0:
+      15'h00a0:
           reg_value = cnt_c2_macs[31:0];
-      12'h0a1:
+      15'h00a1:
           reg_value = { 16'h0000, cnt_c2_macs[47:32] };
-      12'h0a2:
+      15'h00a2:
           reg_value = cnt_c3_macs[31:0];
-      12'h0a3:
+      15'h00a3:
           reg_value = { 16'h0000, cnt_c3_macs[47:32] };
-      12'h0a4:
+      15'h00a4:
           reg_value = cnt_c4_macs[31:0];
-      12'h0a5:
+      15'h00a5:
           reg_value = { 16'h0000, cnt_c4_macs[47:32] };
-      12'h0a6:
+      15'h00a6:
           reg_value = cnt_adds[31:0];
-      12'h0a7:
+      15'h00a7:
           reg_value = { 16'h0000, cnt_adds[47:32] };
-      12'h0a8:
+      15'h00a8:
           reg_value = cnt_lif_updates[31:0];
-      12'h0a9:
+      15'h00a9:
           reg_value = { 16'h0000, cnt_lif_updates[47:32] };
-      12'h0aa:
+      15'h00aa:
           reg_value = cnt_spikes_out[31:0];
-      12'h0ab:
+      15'h00ab:
           reg_value = { 16'h0000, cnt_spikes_out[47:32] };
-      12'h0ac:
+      15'h00ac:
           reg_value = cnt_w1_reads[31:0];
-      12'h0ad:
+      15'h00ad:
           reg_value = { 16'h0000, cnt_w1_reads[47:32] };
-      12'h0ae:
+      15'h00ae:
           reg_value = cnt_w2_reads[31:0];
-      12'h0af:
+      15'h00af:
           reg_value = { 16'h0000, cnt_w2_reads[47:32] };
-      12'h0b0:
+      15'h00b0:
           reg_value = cnt_w3_reads[31:0];
-      12'h0b1:
+      15'h00b1:
           reg_value = { 16'h0000, cnt_w3_reads[47:32] };
-      12'h0b2:
+      15'h00b2:
           reg_value = cnt_w4_reads[31:0];
-      12'h0b3:
+      15'h00b3:
           reg_value = { 16'h0000, cnt_w4_reads[47:32] };
-      12'h0b4:
+      15'h00b4:
           reg_value = cnt_affine_reads[31:0];
-      12'h0b5:
+      15'h00b5:
           reg_value = { 16'h0000, cnt_affine_reads[47:32] };
-      12'h0b6:
+      15'h00b6:
           reg_value = cnt_spike_in_reads[31:0];
-      12'h0b7:
+      15'h00b7:
           reg_value = { 16'h0000, cnt_spike_in_reads[47:32] };
-      12'h0b8:
+      15'h00b8:
           reg_value = cnt_line1_reads[31:0];
-      12'h0b9:
+      15'h00b9:
           reg_value = { 16'h0000, cnt_line1_reads[47:32] };
-      12'h0ba:
+      15'h00ba:
           reg_value = cnt_line1_writes[31:0];
-      12'h0bb:
+      15'h00bb:
           reg_value = { 16'h0000, cnt_line1_writes[47:32] };
-      12'h0bc:
+      15'h00bc:
           reg_value = cnt_row2_reads[31:0];
-      12'h0bd:
+      15'h00bd:
           reg_value = { 16'h0000, cnt_row2_reads[47:32] };
-      12'h0be:
+      15'h00be:
           reg_value = cnt_row2_writes[31:0];
-      12'h0bf:
+      15'h00bf:
           reg_value = { 16'h0000, cnt_row2_writes[47:32] };
-      12'h0c0:
+      15'h00c0:
           reg_value = cnt_line4_reads[31:0];
-      12'h0c1:
+      15'h00c1:
           reg_value = { 16'h0000, cnt_line4_reads[47:32] };
-      12'h0c2:
+      15'h00c2:
           reg_value = cnt_line4_writes[31:0];
-      12'h0c3:
+      15'h00c3:
           reg_value = { 16'h0000, cnt_line4_writes[47:32] };
-      12'h0c4:
+      15'h00c4:
           reg_value = cnt_c2_spad_reads[31:0];
-      12'h0c5:
+      15'h00c5:
           reg_value = { 16'h0000, cnt_c2_spad_reads[47:32] };
-      12'h0c6:
+      15'h00c6:
           reg_value = cnt_c2_spad_writes[31:0];
-      12'h0c7:
+      15'h00c7:
           reg_value = { 16'h0000, cnt_c2_spad_writes[47:32] };
-      12'h0c8:
+      15'h00c8:
           reg_value = cnt_c3_spad_reads[31:0];
-      12'h0c9:
+      15'h00c9:
           reg_value = { 16'h0000, cnt_c3_spad_reads[47:32] };
-      12'h0ca:
+      15'h00ca:
           reg_value = cnt_c3_spad_writes[31:0];
-      12'h0cb:
+      15'h00cb:
           reg_value = { 16'h0000, cnt_c3_spad_writes[47:32] };
-      12'h0cc:
+      15'h00cc:
           reg_value = cnt_residual_reads[31:0];
-      12'h0cd:
+      15'h00cd:
           reg_value = { 16'h0000, cnt_residual_reads[47:32] };
-      12'h0ce:
+      15'h00ce:
           reg_value = cnt_membrane_reads[31:0];
-      12'h0cf:
+      15'h00cf:
           reg_value = { 16'h0000, cnt_membrane_reads[47:32] };
-      12'h0d0:
+      15'h00d0:
           reg_value = cnt_membrane_writes[31:0];
-      12'h0d1:
+      15'h00d1:
           reg_value = { 16'h0000, cnt_membrane_writes[47:32] };
-      12'h0d2:
+      15'h00d2:
           reg_value = cnt_spikes_writes[31:0];
-      12'h0d3:
+      15'h00d3:
           reg_value = { 16'h0000, cnt_spikes_writes[47:32] };
-      12'h0d4:
+      15'h00d4:
           reg_value = cnt_host_words_in[31:0];
-      12'h0d5:
+      15'h00d5:
           reg_value = { 16'h0000, cnt_host_words_in[47:32] };
-      12'h0d6:
+      15'h00d6:
           reg_value = cnt_host_words_out[31:0];
-      12'h0d7:
+      15'h00d7:
           reg_value = { 16'h0000, cnt_host_words_out[47:32] };
+      15'h0100:
+          reg_value = cnt_lifg_busy[31:0];
+      15'h0101:
+          reg_value = { 16'h0000, cnt_lifg_busy[47:32] };
+      15'h0102:
+          reg_value = cnt_lifg_updates[31:0];
+      15'h0103:
+          reg_value = { 16'h0000, cnt_lifg_updates[47:32] };
+      15'h0104:
+          reg_value = cnt_lifg_saturations[31:0];
+      15'h0105:
+          reg_value = { 16'h0000, cnt_lifg_saturations[47:32] };
+      15'h0106:
+          reg_value = cnt_trace_reads[31:0];
+      15'h0107:
+          reg_value = { 16'h0000, cnt_trace_reads[47:32] };
+      15'h0108:
+          reg_value = cnt_lifg_grad_reads[31:0];
+      15'h0109:
+          reg_value = { 16'h0000, cnt_lifg_grad_reads[47:32] };
+      15'h010a:
+          reg_value = cnt_lifg_grad_writes[31:0];
+      15'h010b:
+          reg_value = { 16'h0000, cnt_lifg_grad_writes[47:32] };
+      15'h010c:
+          reg_value = cnt_stage_busy[31:0];
+      15'h010d:
+          reg_value = { 16'h0000, cnt_stage_busy[47:32] };
+      15'h010e:
+          reg_value = cnt_stage_macs[31:0];
+      15'h010f:
+          reg_value = { 16'h0000, cnt_stage_macs[47:32] };
+      15'h0110:
+          reg_value = cnt_wgrad_updates[31:0];
+      15'h0111:
+          reg_value = { 16'h0000, cnt_wgrad_updates[47:32] };
+      15'h0112:
+          reg_value = cnt_wgrad_words[31:0];
+      15'h0113:
+          reg_value = { 16'h0000, cnt_wgrad_words[47:32] };
+      15'h0114:
+          reg_value = cnt_in_reads[31:0];
+      15'h0115:
+          reg_value = { 16'h0000, cnt_in_reads[47:32] };
+      15'h0116:
+          reg_value = cnt_grad_reads[31:0];
+      15'h0117:
+          reg_value = { 16'h0000, cnt_grad_reads[47:32] };
+      15'h0118:
+          reg_value = cnt_weight_reads[31:0];
+      15'h0119:
+          reg_value = { 16'h0000, cnt_weight_reads[47:32] };
+      15'h011a:
+          reg_value = cnt_grad_writes[31:0];
+      15'h011b:
+          reg_value = { 16'h0000, cnt_grad_writes[47:32] };
+      15'h011c:
+          reg_value = cnt_grad_saturations[31:0];
+      15'h011d:
+          reg_value = { 16'h0000, cnt_grad_saturations[47:32] };
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     sel_now = 4'h0;
-    if (\$148 ) begin
+    if (\$206 ) begin
       sel_now = 4'h1;
     end
-    if (\$151 ) begin
+    if (\$209 ) begin
       sel_now = 4'h2;
     end
-    if (\$154 ) begin
+    if (\$212 ) begin
       sel_now = 4'h3;
     end
-    if (\$157 ) begin
+    if (\$215 ) begin
       sel_now = 4'h4;
     end
-    if (\$160 ) begin
+    if (\$218 ) begin
       sel_now = 4'h5;
     end
-    if (\$164 ) begin
+    if (\$222 ) begin
       sel_now = 4'h6;
     end
-    if (\$167 ) begin
+    if (\$225 ) begin
       sel_now = 4'h7;
     end
-    if (\$171 ) begin
+    if (\$229 ) begin
       sel_now = 4'h8;
     end
-    if (\$175 ) begin
+    if (\$233 ) begin
       sel_now = 4'h9;
+    end
+    if (\$236 ) begin
+      sel_now = 4'ha;
+    end
+    if (\$240 ) begin
+      sel_now = 4'hb;
+    end
+    if (\$243 ) begin
+      sel_now = 4'hc;
+    end
+    if (\$246 ) begin
+      sel_now = 4'hd;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     k_now = 3'h0;
-    if (\$148 ) begin
+    if (\$206 ) begin
       k_now = 3'h0;
     end
-    if (\$151 ) begin
+    if (\$209 ) begin
       k_now = 3'h0;
     end
-    if (\$154 ) begin
+    if (\$212 ) begin
       k_now = 3'h0;
     end
-    if (\$157 ) begin
+    if (\$215 ) begin
       k_now = 3'h0;
     end
-    if (\$160 ) begin
-      k_now = \$161 [2:0];
+    if (\$218 ) begin
+      k_now = \$219 [2:0];
     end
-    if (\$164 ) begin
+    if (\$222 ) begin
       k_now = 3'h0;
     end
-    if (\$167 ) begin
-      k_now = { 2'h0, \$168 [0] };
+    if (\$225 ) begin
+      k_now = { 2'h0, \$226 [0] };
     end
-    if (\$171 ) begin
-      k_now = { 2'h0, \$172 [0] };
+    if (\$229 ) begin
+      k_now = { 2'h0, \$230 [0] };
     end
-    if (\$175 ) begin
+    if (\$233 ) begin
       k_now = 3'h0;
+    end
+    if (\$236 ) begin
+      k_now = { 2'h0, \$237 [0] };
+    end
+    if (\$240 ) begin
+      k_now = 3'h0;
+    end
+    if (\$243 ) begin
+      k_now = 3'h0;
+    end
+    if (\$246 ) begin
+      k_now = \$247 [2:0];
     end
   end
   always @* begin
@@ -5034,822 +12086,1155 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
       4'h0:
           out_value = rd_reg;
       4'h1:
-          out_value = \$176 ;
+          out_value = \$248 ;
       4'h2:
-          out_value = \$177 ;
+          out_value = \$249 ;
       4'h3:
-          out_value = \$178 ;
+          out_value = \$250 ;
       4'h4:
-          out_value = \$179 ;
+          out_value = \$251 ;
       4'h5:
-          out_value = \$181 ;
+          out_value = \$253 ;
       4'h6:
-          out_value = \$182 ;
+          out_value = \$254 ;
       4'h7:
           /* empty */;
       4'h8:
-          out_value = \$183 ;
+          out_value = \$255 ;
       4'h9:
-          out_value = { 28'h0000000, \port__data$241  };
+          out_value = { 28'h0000000, \port__data$312  };
+      4'ha:
+          out_value = \$257 ;
+      4'hb:
+          /* empty */;
+      4'hc:
+          /* empty */;
+      4'hd:
+          out_value = \$259 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$481  = in_rows;
+    \$704  = in_rows;
     if (host_write) begin
-      if (\$184 ) begin
-        \$481  = host_wdata[23:0];
+      if (\$260 ) begin
+        \$704  = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$481  = 24'h000000;
+      \$704  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$482  = res_rows;
+    \$705  = res_rows;
     if (host_write) begin
-      if (\$185 ) begin
-        \$482  = host_wdata[23:0];
+      if (\$261 ) begin
+        \$705  = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$482  = 24'h000000;
+      \$705  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$483  = out_taken;
+    \$706  = out_taken;
     if (host_write) begin
-      if (\$186 ) begin
-        \$483  = host_wdata[23:0];
+      if (\$262 ) begin
+        \$706  = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$483  = 24'h000000;
+      \$706  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$484  = staging;
+    \$707  = staging;
     if (host_write) begin
-      if (\$194 ) begin
-        casez (\$195 [2:0])
+      if (\$270 ) begin
+        casez (\$271 [2:0])
           3'h0:
-              \$484 [31:0] = host_wdata;
+              \$707 [31:0] = host_wdata;
           3'h1:
-              \$484 [63:32] = host_wdata;
+              \$707 [63:32] = host_wdata;
           3'h2:
-              \$484 [95:64] = host_wdata;
+              \$707 [95:64] = host_wdata;
           3'h3:
-              \$484 [127:96] = host_wdata;
+              \$707 [127:96] = host_wdata;
           3'h4:
-              \$484 [159:128] = host_wdata;
+              \$707 [159:128] = host_wdata;
         endcase
       end
-      if (\$202 ) begin
+      if (\$278 ) begin
         (* full_case = 32'd1 *)
-        casez (\$203 [0])
+        casez (\$279 [0])
           1'h0:
-              \$484 [31:0] = host_wdata;
+              \$707 [31:0] = host_wdata;
           1'h1:
-              \$484 [63:32] = host_wdata;
+              \$707 [63:32] = host_wdata;
         endcase
       end
-      if (\$211 ) begin
+      if (\$287 ) begin
         (* full_case = 32'd1 *)
-        casez (\$212 [0])
+        casez (\$288 [0])
           1'h0:
-              \$484 [31:0] = host_wdata;
+              \$707 [31:0] = host_wdata;
           1'h1:
-              \$484 [63:32] = host_wdata;
+              \$707 [63:32] = host_wdata;
+        endcase
+      end
+      if (\$296 ) begin
+        (* full_case = 32'd1 *)
+        casez (\$297 [0])
+          1'h0:
+              \$707 [31:0] = host_wdata;
+          1'h1:
+              \$707 [63:32] = host_wdata;
+        endcase
+      end
+      if (\$305 ) begin
+        casez (\$306 [2:0])
+          3'h0:
+              \$707 [31:0] = host_wdata;
+          3'h1:
+              \$707 [63:32] = host_wdata;
+          3'h2:
+              \$707 [95:64] = host_wdata;
+          3'h3:
+              \$707 [127:96] = host_wdata;
+          3'h4:
+              \$707 [159:128] = host_wdata;
         endcase
       end
     end
     if (rst) begin
-      \$484  = 160'h0000000000000000000000000000000000000000;
+      \$707  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$485  = desc;
+    \$708  = desc;
     if (host_write) begin
-      if (\$213 ) begin
-        if (\$214 ) begin
-          \$485 [15:0] = host_wdata[15:0];
+      if (\$307 ) begin
+        if (\$308 ) begin
+          \$708 [15:0] = host_wdata[15:0];
         end
-        if (\$215 ) begin
-          \$485 [31:16] = host_wdata[15:0];
+        if (\$309 ) begin
+          \$708 [31:16] = host_wdata[15:0];
         end
-        if (\$216 ) begin
-          \$485 [47:32] = host_wdata[15:0];
+        if (\$310 ) begin
+          \$708 [47:32] = host_wdata[15:0];
         end
-        if (\$217 ) begin
-          \$485 [63:48] = host_wdata[15:0];
+        if (\$311 ) begin
+          \$708 [63:48] = host_wdata[15:0];
         end
-        if (\$218 ) begin
-          \$485 [79:64] = host_wdata[15:0];
+        if (\$312 ) begin
+          \$708 [79:64] = host_wdata[15:0];
         end
-        if (\$219 ) begin
-          \$485 [87:80] = host_wdata[7:0];
+        if (\$313 ) begin
+          \$708 [87:80] = host_wdata[7:0];
         end
-        if (\$220 ) begin
-          \$485 [89:88] = host_wdata[1:0];
+        if (\$314 ) begin
+          \$708 [89:88] = host_wdata[1:0];
         end
-        if (\$221 ) begin
-          \$485 [121:90] = host_wdata;
+        if (\$315 ) begin
+          \$708 [121:90] = host_wdata;
         end
-        if (\$222 ) begin
-          \$485 [125:122] = host_wdata[3:0];
+        if (\$316 ) begin
+          \$708 [125:122] = host_wdata[3:0];
         end
-        if (\$223 ) begin
-          \$485 [126] = host_wdata[0];
+        if (\$317 ) begin
+          \$708 [126] = host_wdata[0];
         end
-        if (\$224 ) begin
-          \$485 [132:127] = host_wdata[5:0];
+        if (\$318 ) begin
+          \$708 [132:127] = host_wdata[5:0];
         end
-        if (\$225 ) begin
-          \$485 [138:133] = host_wdata[5:0];
+        if (\$319 ) begin
+          \$708 [138:133] = host_wdata[5:0];
         end
-        if (\$226 ) begin
-          \$485 [144:139] = host_wdata[5:0];
+        if (\$320 ) begin
+          \$708 [144:139] = host_wdata[5:0];
         end
-        if (\$227 ) begin
-          \$485 [150:145] = host_wdata[5:0];
+        if (\$321 ) begin
+          \$708 [150:145] = host_wdata[5:0];
         end
-        if (\$228 ) begin
-          \$485 [166:151] = host_wdata[15:0];
+        if (\$322 ) begin
+          \$708 [166:151] = host_wdata[15:0];
         end
-        if (\$229 ) begin
-          \$485 [172:167] = host_wdata[5:0];
+        if (\$323 ) begin
+          \$708 [172:167] = host_wdata[5:0];
         end
-        if (\$230 ) begin
-          \$485 [204:173] = host_wdata;
+        if (\$324 ) begin
+          \$708 [204:173] = host_wdata;
         end
-        if (\$231 ) begin
-          \$485 [205] = host_wdata[0];
+        if (\$325 ) begin
+          \$708 [205] = host_wdata[0];
         end
-        if (\$232 ) begin
-          \$485 [206] = host_wdata[0];
+        if (\$326 ) begin
+          \$708 [206] = host_wdata[0];
         end
-        if (\$233 ) begin
-          \$485 [207] = host_wdata[0];
+        if (\$327 ) begin
+          \$708 [207] = host_wdata[0];
         end
-        if (\$234 ) begin
-          \$485 [211:208] = host_wdata[3:0];
+        if (\$328 ) begin
+          \$708 [211:208] = host_wdata[3:0];
         end
-        if (\$235 ) begin
-          \$485 [227:212] = host_wdata[15:0];
+        if (\$329 ) begin
+          \$708 [227:212] = host_wdata[15:0];
         end
-        if (\$236 ) begin
-          \$485 [243:228] = host_wdata[15:0];
+        if (\$330 ) begin
+          \$708 [243:228] = host_wdata[15:0];
         end
-        if (\$237 ) begin
-          \$485 [259:244] = host_wdata[15:0];
+        if (\$331 ) begin
+          \$708 [259:244] = host_wdata[15:0];
         end
-        if (\$238 ) begin
-          \$485 [261:260] = host_wdata[1:0];
+        if (\$332 ) begin
+          \$708 [261:260] = host_wdata[1:0];
         end
       end
     end
     if (rst) begin
-      \$485  = 262'h000000000000000000000000000000000000000000000000000000000000000000;
+      \$708  = 262'h000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$486  = \$246 [2:0];
+    \$709  = stage;
+    if (host_write) begin
+      if (\$307 ) begin
+        if (\$333 ) begin
+          \$709 [1:0] = host_wdata[1:0];
+        end
+        if (\$334 ) begin
+          \$709 [9:2] = host_wdata[7:0];
+        end
+        if (\$335 ) begin
+          \$709 [25:10] = host_wdata[15:0];
+        end
+        if (\$336 ) begin
+          \$709 [41:26] = host_wdata[15:0];
+        end
+        if (\$337 ) begin
+          \$709 [57:42] = host_wdata[15:0];
+        end
+        if (\$338 ) begin
+          \$709 [73:58] = host_wdata[15:0];
+        end
+        if (\$339 ) begin
+          \$709 [93:74] = host_wdata[19:0];
+        end
+        if (\$340 ) begin
+          \$709 [109:94] = host_wdata[15:0];
+        end
+        if (\$341 ) begin
+          \$709 [125:110] = host_wdata[15:0];
+        end
+        if (\$342 ) begin
+          \$709 [127:126] = host_wdata[1:0];
+        end
+        if (\$343 ) begin
+          \$709 [129:128] = host_wdata[1:0];
+        end
+        if (\$344 ) begin
+          \$709 [131:130] = host_wdata[1:0];
+        end
+        if (\$345 ) begin
+          \$709 [151:132] = host_wdata[19:0];
+        end
+        if (\$346 ) begin
+          \$709 [171:152] = host_wdata[19:0];
+        end
+        if (\$347 ) begin
+          \$709 [172] = host_wdata[0];
+        end
+        if (\$348 ) begin
+          \$709 [178:173] = host_wdata[5:0];
+        end
+        if (\$349 ) begin
+          \$709 [179] = host_wdata[0];
+        end
+        if (\$350 ) begin
+          \$709 [211:180] = host_wdata;
+        end
+        if (\$351 ) begin
+          \$709 [212] = host_wdata[0];
+        end
+        if (\$352 ) begin
+          \$709 [232:213] = host_wdata[19:0];
+        end
+        if (\$353 ) begin
+          \$709 [238:233] = host_wdata[5:0];
+        end
+        if (\$354 ) begin
+          \$709 [239] = host_wdata[0];
+        end
+        if (\$355 ) begin
+          \$709 [259:240] = host_wdata[19:0];
+        end
+        if (\$356 ) begin
+          \$709 [275:260] = host_wdata[15:0];
+        end
+        if (\$357 ) begin
+          \$709 [291:276] = host_wdata[15:0];
+        end
+        if (\$358 ) begin
+          \$709 [293:292] = host_wdata[1:0];
+        end
+        if (\$359 ) begin
+          \$709 [295:294] = host_wdata[1:0];
+        end
+        if (\$360 ) begin
+          \$709 [315:296] = host_wdata[19:0];
+        end
+        if (\$361 ) begin
+          \$709 [316] = host_wdata[0];
+        end
+        if (\$362 ) begin
+          \$709 [336:317] = host_wdata[19:0];
+        end
+        if (\$363 ) begin
+          \$709 [356:337] = host_wdata[19:0];
+        end
+        if (\$364 ) begin
+          \$709 [357] = host_wdata[0];
+        end
+        if (\$365 ) begin
+          \$709 [358] = host_wdata[0];
+        end
+        if (\$366 ) begin
+          \$709 [374:359] = host_wdata[15:0];
+        end
+        if (\$367 ) begin
+          \$709 [380:375] = host_wdata[5:0];
+        end
+        if (\$368 ) begin
+          \$709 [396:381] = host_wdata[15:0];
+        end
+        if (\$369 ) begin
+          \$709 [402:397] = host_wdata[5:0];
+        end
+      end
+    end
     if (rst) begin
-      \$486  = 3'h0;
+      \$709  = 403'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$487  = busy;
-    if (\$255 ) begin
-      \$487  = 1'h1;
-    end else if (\$264 ) begin
-      \$487  = 1'h1;
-    end else if (\$269 ) begin
-      \$487  = 1'h0;
-    end
+    \$710  = \$377 [2:0];
     if (rst) begin
-      \$487  = 1'h0;
+      \$710  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$488  = done;
-    if (\$255 ) begin
-      \$488  = 1'h0;
-    end else if (\$264 ) begin
-      \$488  = 1'h0;
-    end else if (\$269 ) begin
-      \$488  = 1'h1;
+    \$711  = busy;
+    if (\$386 ) begin
+      \$711  = 1'h1;
+    end else if (\$395 ) begin
+      \$711  = 1'h1;
+    end else if (\$401 ) begin
+      \$711  = 1'h0;
     end
     if (rst) begin
-      \$488  = 1'h0;
+      \$711  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$489  = pending;
-    if (\$255 ) begin
-      \$489  = 1'h1;
-    end else if (\$264 ) begin
-      \$489  = 1'h0;
+    \$712  = done;
+    if (\$386 ) begin
+      \$712  = 1'h0;
+    end else if (\$395 ) begin
+      \$712  = 1'h0;
+    end else if (\$401 ) begin
+      \$712  = 1'h1;
     end
     if (rst) begin
-      \$489  = 1'h0;
+      \$712  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$490  = { done, out_rows, res_consumed, in_consumed };
+    \$713  = pending;
+    if (\$386 ) begin
+      \$713  = 1'h1;
+    end else if (\$395 ) begin
+      \$713  = 1'h0;
+    end
     if (rst) begin
-      \$490  = 73'h0000000000000000000;
+      \$713  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$491  = \event ;
-    if (\$270 ) begin
-      \$491  = 1'h1;
-    end else if (\$272 ) begin
-      \$491  = 1'h0;
-    end
+    \$714  = { done, out_rows, res_consumed, in_consumed };
     if (rst) begin
-      \$491  = 1'h0;
+      \$714  = 73'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$492  = 48'h000000000000;
-    end else begin
-      \$492  = \$275 [47:0];
+    \$715  = \event ;
+    if (\$402 ) begin
+      \$715  = 1'h1;
+    end else if (\$404 ) begin
+      \$715  = 1'h0;
     end
     if (rst) begin
-      \$492  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$493  = 48'h000000000000;
-    end else begin
-      \$493  = \$276 [47:0];
-    end
-    if (rst) begin
-      \$493  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$494  = 48'h000000000000;
-    end else begin
-      \$494  = \$277 [47:0];
-    end
-    if (rst) begin
-      \$494  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$495  = 48'h000000000000;
-    end else begin
-      \$495  = \$278 [47:0];
-    end
-    if (rst) begin
-      \$495  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$496  = 48'h000000000000;
-    end else begin
-      \$496  = \$279 [47:0];
-    end
-    if (rst) begin
-      \$496  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$497  = 48'h000000000000;
-    end else begin
-      \$497  = \$280 [47:0];
-    end
-    if (rst) begin
-      \$497  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$498  = 48'h000000000000;
-    end else begin
-      \$498  = \$281 [47:0];
-    end
-    if (rst) begin
-      \$498  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$499  = 48'h000000000000;
-    end else begin
-      \$499  = \$282 [47:0];
-    end
-    if (rst) begin
-      \$499  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$500  = 48'h000000000000;
-    end else begin
-      \$500  = \$283 [47:0];
-    end
-    if (rst) begin
-      \$500  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$501  = 48'h000000000000;
-    end else begin
-      \$501  = \$284 [47:0];
-    end
-    if (rst) begin
-      \$501  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$502  = 48'h000000000000;
-    end else begin
-      \$502  = \$285 [47:0];
-    end
-    if (rst) begin
-      \$502  = 48'h000000000000;
+      \$715  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$503  = 48'h000000000000;
+      \$716  = 48'h000000000000;
     end else begin
-      \$503  = \$286 [47:0];
+      \$716  = \$407 [47:0];
     end
     if (rst) begin
-      \$503  = 48'h000000000000;
+      \$716  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$504  = 48'h000000000000;
+      \$717  = 48'h000000000000;
     end else begin
-      \$504  = \$287 [47:0];
+      \$717  = \$408 [47:0];
     end
     if (rst) begin
-      \$504  = 48'h000000000000;
+      \$717  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$505  = 48'h000000000000;
+      \$718  = 48'h000000000000;
     end else begin
-      \$505  = \$288 [47:0];
+      \$718  = \$409 [47:0];
     end
     if (rst) begin
-      \$505  = 48'h000000000000;
+      \$718  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$506  = 48'h000000000000;
+      \$719  = 48'h000000000000;
     end else begin
-      \$506  = \$289 [47:0];
+      \$719  = \$410 [47:0];
     end
     if (rst) begin
-      \$506  = 48'h000000000000;
+      \$719  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$507  = 48'h000000000000;
+      \$720  = 48'h000000000000;
     end else begin
-      \$507  = \$290 [47:0];
+      \$720  = \$411 [47:0];
     end
     if (rst) begin
-      \$507  = 48'h000000000000;
+      \$720  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$508  = 48'h000000000000;
+      \$721  = 48'h000000000000;
     end else begin
-      \$508  = \$291 [47:0];
+      \$721  = \$412 [47:0];
     end
     if (rst) begin
-      \$508  = 48'h000000000000;
+      \$721  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$509  = 48'h000000000000;
+      \$722  = 48'h000000000000;
     end else begin
-      \$509  = \$292 [47:0];
+      \$722  = \$413 [47:0];
     end
     if (rst) begin
-      \$509  = 48'h000000000000;
+      \$722  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$510  = 48'h000000000000;
+      \$723  = 48'h000000000000;
     end else begin
-      \$510  = \$293 [47:0];
+      \$723  = \$414 [47:0];
     end
     if (rst) begin
-      \$510  = 48'h000000000000;
+      \$723  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$511  = 48'h000000000000;
+      \$724  = 48'h000000000000;
     end else begin
-      \$511  = \$294 [47:0];
+      \$724  = \$415 [47:0];
     end
     if (rst) begin
-      \$511  = 48'h000000000000;
+      \$724  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$512  = 48'h000000000000;
+      \$725  = 48'h000000000000;
     end else begin
-      \$512  = \$295 [47:0];
+      \$725  = \$416 [47:0];
     end
     if (rst) begin
-      \$512  = 48'h000000000000;
+      \$725  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$513  = 48'h000000000000;
+      \$726  = 48'h000000000000;
     end else begin
-      \$513  = \$296 [47:0];
+      \$726  = \$417 [47:0];
     end
     if (rst) begin
-      \$513  = 48'h000000000000;
+      \$726  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$514  = 48'h000000000000;
+      \$727  = 48'h000000000000;
     end else begin
-      \$514  = \$297 [47:0];
+      \$727  = \$418 [47:0];
     end
     if (rst) begin
-      \$514  = 48'h000000000000;
+      \$727  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$515  = 48'h000000000000;
+      \$728  = 48'h000000000000;
     end else begin
-      \$515  = \$298 [47:0];
+      \$728  = \$419 [47:0];
     end
     if (rst) begin
-      \$515  = 48'h000000000000;
+      \$728  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$516  = 48'h000000000000;
+      \$729  = 48'h000000000000;
     end else begin
-      \$516  = \$299 [47:0];
+      \$729  = \$420 [47:0];
     end
     if (rst) begin
-      \$516  = 48'h000000000000;
+      \$729  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$517  = 48'h000000000000;
+      \$730  = 48'h000000000000;
     end else begin
-      \$517  = \$300 [47:0];
+      \$730  = \$421 [47:0];
     end
     if (rst) begin
-      \$517  = 48'h000000000000;
+      \$730  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$518  = 48'h000000000000;
+      \$731  = 48'h000000000000;
     end else begin
-      \$518  = \$301 [47:0];
+      \$731  = \$422 [47:0];
     end
     if (rst) begin
-      \$518  = 48'h000000000000;
+      \$731  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$519  = 48'h000000000000;
+      \$732  = 48'h000000000000;
     end else begin
-      \$519  = \$302 [47:0];
+      \$732  = \$423 [47:0];
     end
     if (rst) begin
-      \$519  = 48'h000000000000;
+      \$732  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$520  = 48'h000000000000;
+      \$733  = 48'h000000000000;
     end else begin
-      \$520  = \$303 [47:0];
+      \$733  = \$424 [47:0];
     end
     if (rst) begin
-      \$520  = 48'h000000000000;
+      \$733  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$521  = 48'h000000000000;
+      \$734  = 48'h000000000000;
     end else begin
-      \$521  = \$304 [47:0];
+      \$734  = \$425 [47:0];
     end
     if (rst) begin
-      \$521  = 48'h000000000000;
+      \$734  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$522  = 48'h000000000000;
+      \$735  = 48'h000000000000;
     end else begin
-      \$522  = \$305 [47:0];
+      \$735  = \$426 [47:0];
     end
     if (rst) begin
-      \$522  = 48'h000000000000;
+      \$735  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$523  = 48'h000000000000;
+      \$736  = 48'h000000000000;
     end else begin
-      \$523  = \$306 [47:0];
+      \$736  = \$427 [47:0];
     end
     if (rst) begin
-      \$523  = 48'h000000000000;
+      \$736  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$524  = 48'h000000000000;
+      \$737  = 48'h000000000000;
     end else begin
-      \$524  = \$307 [47:0];
+      \$737  = \$428 [47:0];
     end
     if (rst) begin
-      \$524  = 48'h000000000000;
+      \$737  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$525  = 48'h000000000000;
+      \$738  = 48'h000000000000;
     end else begin
-      \$525  = \$308 [47:0];
+      \$738  = \$429 [47:0];
     end
     if (rst) begin
-      \$525  = 48'h000000000000;
+      \$738  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$526  = 48'h000000000000;
+      \$739  = 48'h000000000000;
     end else begin
-      \$526  = \$309 [47:0];
+      \$739  = \$430 [47:0];
     end
     if (rst) begin
-      \$526  = 48'h000000000000;
+      \$739  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$527  = 48'h000000000000;
+      \$740  = 48'h000000000000;
     end else begin
-      \$527  = \$310 [47:0];
+      \$740  = \$431 [47:0];
     end
     if (rst) begin
-      \$527  = 48'h000000000000;
+      \$740  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$528  = 48'h000000000000;
+      \$741  = 48'h000000000000;
     end else begin
-      \$528  = \$311 [47:0];
+      \$741  = \$432 [47:0];
     end
     if (rst) begin
-      \$528  = 48'h000000000000;
+      \$741  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$529  = 48'h000000000000;
+      \$742  = 48'h000000000000;
     end else begin
-      \$529  = \$312 [47:0];
+      \$742  = \$433 [47:0];
     end
     if (rst) begin
-      \$529  = 48'h000000000000;
+      \$742  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$530  = 48'h000000000000;
+      \$743  = 48'h000000000000;
     end else begin
-      \$530  = \$313 [47:0];
+      \$743  = \$434 [47:0];
     end
     if (rst) begin
-      \$530  = 48'h000000000000;
+      \$743  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$531  = 48'h000000000000;
+      \$744  = 48'h000000000000;
     end else begin
-      \$531  = \$314 [47:0];
+      \$744  = \$435 [47:0];
     end
     if (rst) begin
-      \$531  = 48'h000000000000;
+      \$744  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$532  = 48'h000000000000;
+      \$745  = 48'h000000000000;
     end else begin
-      \$532  = \$315 [47:0];
+      \$745  = \$436 [47:0];
     end
     if (rst) begin
-      \$532  = 48'h000000000000;
+      \$745  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$533  = 48'h000000000000;
+      \$746  = 48'h000000000000;
     end else begin
-      \$533  = \$316 [47:0];
+      \$746  = \$437 [47:0];
     end
     if (rst) begin
-      \$533  = 48'h000000000000;
+      \$746  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$534  = 48'h000000000000;
+      \$747  = 48'h000000000000;
     end else begin
-      \$534  = \$398 [47:0];
+      \$747  = \$438 [47:0];
     end
     if (rst) begin
-      \$534  = 48'h000000000000;
+      \$747  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$16 ) begin
-      \$535  = 48'h000000000000;
+      \$748  = 48'h000000000000;
     end else begin
-      \$535  = \$480 [47:0];
+      \$748  = \$439 [47:0];
     end
     if (rst) begin
-      \$535  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$536  = host_read;
-    if (rst) begin
-      \$536  = 1'h0;
+      \$748  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$537  = sel_now;
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$749  = 48'h000000000000;
+    end else begin
+      \$749  = \$440 [47:0];
+    end
     if (rst) begin
-      \$537  = 4'h0;
+      \$749  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$538  = k_now;
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$750  = 48'h000000000000;
+    end else begin
+      \$750  = \$441 [47:0];
+    end
     if (rst) begin
-      \$538  = 3'h0;
+      \$750  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$539  = reg_value;
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$751  = 48'h000000000000;
+    end else begin
+      \$751  = \$442 [47:0];
+    end
     if (rst) begin
-      \$539  = 32'd0;
+      \$751  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$540  = rd_valid1;
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$752  = 48'h000000000000;
+    end else begin
+      \$752  = \$443 [47:0];
+    end
     if (rst) begin
-      \$540  = 1'h0;
+      \$752  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$541  = out_value;
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$753  = 48'h000000000000;
+    end else begin
+      \$753  = \$444 [47:0];
+    end
     if (rst) begin
-      \$541  = 32'd0;
+      \$753  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$754  = 48'h000000000000;
+    end else begin
+      \$754  = \$445 [47:0];
+    end
+    if (rst) begin
+      \$754  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$755  = 48'h000000000000;
+    end else begin
+      \$755  = \$446 [47:0];
+    end
+    if (rst) begin
+      \$755  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$756  = 48'h000000000000;
+    end else begin
+      \$756  = \$447 [47:0];
+    end
+    if (rst) begin
+      \$756  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$757  = 48'h000000000000;
+    end else begin
+      \$757  = \$448 [47:0];
+    end
+    if (rst) begin
+      \$757  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$758  = 48'h000000000000;
+    end else begin
+      \$758  = \$568 [47:0];
+    end
+    if (rst) begin
+      \$758  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$759  = 48'h000000000000;
+    end else begin
+      \$759  = \$688 [47:0];
+    end
+    if (rst) begin
+      \$759  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$760  = 48'h000000000000;
+    end else begin
+      \$760  = \$689 [47:0];
+    end
+    if (rst) begin
+      \$760  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$761  = 48'h000000000000;
+    end else begin
+      \$761  = \$690 [47:0];
+    end
+    if (rst) begin
+      \$761  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$762  = 48'h000000000000;
+    end else begin
+      \$762  = \$691 [47:0];
+    end
+    if (rst) begin
+      \$762  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$763  = 48'h000000000000;
+    end else begin
+      \$763  = \$692 [47:0];
+    end
+    if (rst) begin
+      \$763  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$764  = 48'h000000000000;
+    end else begin
+      \$764  = \$693 [47:0];
+    end
+    if (rst) begin
+      \$764  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$765  = 48'h000000000000;
+    end else begin
+      \$765  = \$694 [47:0];
+    end
+    if (rst) begin
+      \$765  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$766  = 48'h000000000000;
+    end else begin
+      \$766  = \$695 [47:0];
+    end
+    if (rst) begin
+      \$766  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$767  = 48'h000000000000;
+    end else begin
+      \$767  = \$696 [47:0];
+    end
+    if (rst) begin
+      \$767  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$768  = 48'h000000000000;
+    end else begin
+      \$768  = \$697 [47:0];
+    end
+    if (rst) begin
+      \$768  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$769  = 48'h000000000000;
+    end else begin
+      \$769  = \$698 [47:0];
+    end
+    if (rst) begin
+      \$769  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$770  = 48'h000000000000;
+    end else begin
+      \$770  = \$699 [47:0];
+    end
+    if (rst) begin
+      \$770  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$771  = 48'h000000000000;
+    end else begin
+      \$771  = \$700 [47:0];
+    end
+    if (rst) begin
+      \$771  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$772  = 48'h000000000000;
+    end else begin
+      \$772  = \$701 [47:0];
+    end
+    if (rst) begin
+      \$772  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$773  = 48'h000000000000;
+    end else begin
+      \$773  = \$702 [47:0];
+    end
+    if (rst) begin
+      \$773  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$774  = 48'h000000000000;
+    end else begin
+      \$774  = \$703 [47:0];
+    end
+    if (rst) begin
+      \$774  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$775  = host_read;
+    if (rst) begin
+      \$775  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$776  = sel_now;
+    if (rst) begin
+      \$776  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$777  = k_now;
+    if (rst) begin
+      \$777  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$778  = reg_value;
+    if (rst) begin
+      \$778  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$779  = rd_valid1;
+    if (rst) begin
+      \$779  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$780  = out_value;
+    if (rst) begin
+      \$780  = 32'd0;
     end
   end
   assign \$signal  = busy;
@@ -5907,19 +13292,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \port__data$123  = membrane_in__data;
   assign line1__en = wr__en;
   assign wr__addr = line1__addr[8:0];
-  assign wr__data = { \$545 , \$544 , \$543 , \$542  };
-  assign line1__data = { \$545 , \$544 , \$543 , \$542  };
+  assign wr__data = { \$784 , \$783 , \$782 , \$781  };
+  assign line1__data = { \$784 , \$783 , \$782 , \$781  };
   assign row2__en = \wr__en$130 ;
   assign \wr__addr$132  = row2__addr[6:0];
-  assign \wr__data$134  = { \$549 , \$548 , \$547 , \$546  };
-  assign row2__data = { \$549 , \$548 , \$547 , \$546  };
+  assign \wr__data$134  = { \$788 , \$787 , \$786 , \$785  };
+  assign row2__data = { \$788 , \$787 , \$786 , \$785  };
   assign \line4__en$137  = \wr__en$136 ;
   assign \wr__addr$138  = \line4__addr$139 [8:0];
   assign \line4__data$141  = \wr__data$140 ;
   assign membrane_out__en = \wr__en$142 ;
   assign \wr__addr$144  = membrane_out__addr[8:0];
-  assign \wr__data$146  = { \$553 , \$552 , \$551 , \$550  };
-  assign membrane_out__data = { \$553 , \$552 , \$551 , \$550  };
+  assign \wr__data$146  = { \$792 , \$791 , \$790 , \$789  };
+  assign membrane_out__data = { \$792 , \$791 , \$790 , \$789  };
   assign \wr__en$148  = \wr__en$142 ;
   assign spikes__en = \wr__en$142 ;
   assign \wr__addr$150  = spikes__addr[8:0];
@@ -5940,6 +13325,36 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \port__data$175  = { host_wdata, staging[31:0] };
   assign \port__addr$177  = \$116 [8:0];
   assign \port__addr$179  = \$121 [8:0];
+  assign \stage$181  = stage;
+  assign \port__addr$184  = \$128 [11:0];
+  assign \port__data$187  = grad_a__data;
+  assign grad_b__en = \port__en$188 ;
+  assign \port__addr$190  = grad_b__addr[11:0];
+  assign \port__data$193  = grad_b__data;
+  assign weights__en = \port__en$194 ;
+  assign \port__addr$196  = weights__addr[9:0];
+  assign \port__data$199  = weights__data;
+  assign trace__en = \port__en$200 ;
+  assign \port__addr$202  = trace__addr[9:0];
+  assign \port__data$205  = trace__data;
+  assign \affine__en$207  = \port__en$206 ;
+  assign \port__addr$208  = \$797 [2:0];
+  assign \affine__addr$209  = { 4'h0, \$797  };
+  assign \port__data$211  = \affine__data$210 ;
+  assign grad_w__en = \wr__en$212 ;
+  assign \wr__addr$214  = grad_w__addr[11:0];
+  assign grad_w__data = \wr__data$216 ;
+  assign grad_w2__en = \wr__en$218 ;
+  assign \wr__addr$220  = grad_w2__addr[11:0];
+  assign \wr__data$222  = { \$796 , \$795 , \$794 , \$793  };
+  assign grad_w2__data = { \$796 , \$795 , \$794 , \$793  };
+  assign \port__addr$225  = \$138 [11:0];
+  assign \port__data$226  = { host_wdata, staging[31:0] };
+  assign \port__addr$228  = \$147 [9:0];
+  assign \port__data$229  = host_wdata;
+  assign \port__addr$231  = \$156 [9:0];
+  assign \port__data$232  = host_wdata[15:0];
+  assign wgrad_rd_addr = { 5'h00, \$163  };
   assign attention = \event ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
@@ -6218,6 +13633,80 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \geo$23.t3  = geo[462:455];
   assign \geo$23.halos1  = geo[464:463];
   assign \geo$23.first_eoff1  = geo[480:465];
+  assign \stage.kind  = stage[1:0];
+  assign \stage.timesteps  = stage[9:2];
+  assign \stage.rows  = stage[25:10];
+  assign \stage.cols  = stage[41:26];
+  assign \stage.in_channels  = stage[57:42];
+  assign \stage.out_channels  = stage[73:58];
+  assign \stage.in_base  = stage[93:74];
+  assign \stage.in_rows  = stage[109:94];
+  assign \stage.in_cols  = stage[125:110];
+  assign \stage.taps  = stage[127:126];
+  assign \stage.fy  = stage[129:128];
+  assign \stage.fx  = stage[131:130];
+  assign \stage.w_base  = stage[151:132];
+  assign \stage.out_base  = stage[171:152];
+  assign \stage.requant  = stage[172];
+  assign \stage.shift  = stage[178:173];
+  assign \stage.round  = stage[179];
+  assign \stage.schedule  = stage[211:180];
+  assign \stage.use_schedule  = stage[212];
+  assign \stage.alt_w_base  = stage[232:213];
+  assign \stage.alt_shift  = stage[238:233];
+  assign \stage.alt_left  = stage[239];
+  assign \stage.g_base  = stage[259:240];
+  assign \stage.g_rows  = stage[275:260];
+  assign \stage.g_cols  = stage[291:276];
+  assign \stage.gy  = stage[293:292];
+  assign \stage.gx  = stage[295:294];
+  assign \stage.acc_base  = stage[315:296];
+  assign \stage.acc_clear  = stage[316];
+  assign \stage.trace_base  = stage[336:317];
+  assign \stage.cur_base  = stage[356:337];
+  assign \stage.use_extra  = stage[357];
+  assign \stage.pool  = stage[358];
+  assign \stage.height_mul  = stage[374:359];
+  assign \stage.height_shift  = stage[380:375];
+  assign \stage.leak_mul  = stage[396:381];
+  assign \stage.leak_shift  = stage[402:397];
+  assign \stage$181.kind  = stage[1:0];
+  assign \stage$181.timesteps  = stage[9:2];
+  assign \stage$181.rows  = stage[25:10];
+  assign \stage$181.cols  = stage[41:26];
+  assign \stage$181.in_channels  = stage[57:42];
+  assign \stage$181.out_channels  = stage[73:58];
+  assign \stage$181.in_base  = stage[93:74];
+  assign \stage$181.in_rows  = stage[109:94];
+  assign \stage$181.in_cols  = stage[125:110];
+  assign \stage$181.taps  = stage[127:126];
+  assign \stage$181.fy  = stage[129:128];
+  assign \stage$181.fx  = stage[131:130];
+  assign \stage$181.w_base  = stage[151:132];
+  assign \stage$181.out_base  = stage[171:152];
+  assign \stage$181.requant  = stage[172];
+  assign \stage$181.shift  = stage[178:173];
+  assign \stage$181.round  = stage[179];
+  assign \stage$181.schedule  = stage[211:180];
+  assign \stage$181.use_schedule  = stage[212];
+  assign \stage$181.alt_w_base  = stage[232:213];
+  assign \stage$181.alt_shift  = stage[238:233];
+  assign \stage$181.alt_left  = stage[239];
+  assign \stage$181.g_base  = stage[259:240];
+  assign \stage$181.g_rows  = stage[275:260];
+  assign \stage$181.g_cols  = stage[291:276];
+  assign \stage$181.gy  = stage[293:292];
+  assign \stage$181.gx  = stage[295:294];
+  assign \stage$181.acc_base  = stage[315:296];
+  assign \stage$181.acc_clear  = stage[316];
+  assign \stage$181.trace_base  = stage[336:317];
+  assign \stage$181.cur_base  = stage[356:337];
+  assign \stage$181.use_extra  = stage[357];
+  assign \stage$181.pool  = stage[358];
+  assign \stage$181.height_mul  = stage[374:359];
+  assign \stage$181.height_shift  = stage[380:375];
+  assign \stage$181.leak_mul  = stage[396:381];
+  assign \stage$181.leak_shift  = stage[402:397];
   assign \counts.c1_busy  = counts[0];
   assign \counts.c1_stall  = counts[1];
   assign \counts.c1_in_wait  = counts[2];
@@ -6226,102 +13715,7841 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \counts.c1_slots  = counts[8:5];
   assign \counts.c1_adds  = counts[12:9];
   assign \counts.line1_writes  = counts[13];
-  assign \counts$247.c2_busy  = \counts$247 [0];
-  assign \counts$247.c2_stall  = \counts$247 [1];
-  assign \counts$247.adder_stall  = \counts$247 [2];
-  assign \counts$247.c3_busy  = \counts$247 [3];
-  assign \counts$247.c3_stall  = \counts$247 [4];
-  assign \counts$247.line1_reads  = \counts$247 [6:5];
-  assign \counts$247.w2_reads  = \counts$247 [7];
-  assign \counts$247.row2_reads  = \counts$247 [9:8];
-  assign \counts$247.w3_reads  = \counts$247 [10];
-  assign \counts$247.c2_macs  = \counts$247 [16:11];
-  assign \counts$247.c3_macs  = \counts$247 [22:17];
-  assign \counts$247.c2_spad_reads  = \counts$247 [24:23];
-  assign \counts$247.c2_spad_writes  = \counts$247 [26:25];
-  assign \counts$247.c3_spad_reads  = \counts$247 [28:27];
-  assign \counts$247.c3_spad_writes  = \counts$247 [30:29];
-  assign \counts$247.row2_writes  = \counts$247 [31];
-  assign \counts$247.line4_writes  = \counts$247 [32];
-  assign \counts$247.adder_busy  = \counts$247 [33];
-  assign \counts$247.adds  = \counts$247 [39:34];
-  assign \counts$248.c4_busy  = \counts$248 [0];
-  assign \counts$248.c4_stall  = \counts$248 [1];
-  assign \counts$248.lif_stall  = \counts$248 [2];
-  assign \counts$248.line4_reads  = \counts$248 [3];
-  assign \counts$248.w4_reads  = \counts$248 [4];
-  assign \counts$248.affine_reads  = \counts$248 [5];
-  assign \counts$248.residual_reads  = \counts$248 [6];
-  assign \counts$248.membrane_reads  = \counts$248 [7];
-  assign \counts$248.c4_macs  = \counts$248 [11:8];
-  assign \counts$248.membrane_writes  = \counts$248 [12];
-  assign \counts$248.spikes_writes  = \counts$248 [13];
-  assign \counts$248.lif_busy  = \counts$248 [14];
-  assign \counts$248.lif_updates  = \counts$248 [18:15];
-  assign \counts$248.spikes_out  = \counts$248 [22:19];
-  assign \$12  = \$11 [11:0];
-  assign \$19  = \$18 [11:0];
-  assign \$26  = \$25 [11:0];
-  assign \$33  = \$32 [11:0];
-  assign \$40  = \$39 [11:0];
-  assign \$47  = { 3'h0, \$46 [11:3] };
+  assign \counts$320.c2_busy  = \counts$320 [0];
+  assign \counts$320.c2_stall  = \counts$320 [1];
+  assign \counts$320.adder_stall  = \counts$320 [2];
+  assign \counts$320.c3_busy  = \counts$320 [3];
+  assign \counts$320.c3_stall  = \counts$320 [4];
+  assign \counts$320.line1_reads  = \counts$320 [6:5];
+  assign \counts$320.w2_reads  = \counts$320 [7];
+  assign \counts$320.row2_reads  = \counts$320 [9:8];
+  assign \counts$320.w3_reads  = \counts$320 [10];
+  assign \counts$320.c2_macs  = \counts$320 [16:11];
+  assign \counts$320.c3_macs  = \counts$320 [22:17];
+  assign \counts$320.c2_spad_reads  = \counts$320 [24:23];
+  assign \counts$320.c2_spad_writes  = \counts$320 [26:25];
+  assign \counts$320.c3_spad_reads  = \counts$320 [28:27];
+  assign \counts$320.c3_spad_writes  = \counts$320 [30:29];
+  assign \counts$320.row2_writes  = \counts$320 [31];
+  assign \counts$320.line4_writes  = \counts$320 [32];
+  assign \counts$320.adder_busy  = \counts$320 [33];
+  assign \counts$320.adds  = \counts$320 [39:34];
+  assign \counts$321.c4_busy  = \counts$321 [0];
+  assign \counts$321.c4_stall  = \counts$321 [1];
+  assign \counts$321.lif_stall  = \counts$321 [2];
+  assign \counts$321.line4_reads  = \counts$321 [3];
+  assign \counts$321.w4_reads  = \counts$321 [4];
+  assign \counts$321.affine_reads  = \counts$321 [5];
+  assign \counts$321.residual_reads  = \counts$321 [6];
+  assign \counts$321.membrane_reads  = \counts$321 [7];
+  assign \counts$321.c4_macs  = \counts$321 [11:8];
+  assign \counts$321.membrane_writes  = \counts$321 [12];
+  assign \counts$321.spikes_writes  = \counts$321 [13];
+  assign \counts$321.lif_busy  = \counts$321 [14];
+  assign \counts$321.lif_updates  = \counts$321 [18:15];
+  assign \counts$321.spikes_out  = \counts$321 [22:19];
+  assign \counts$322.stage_busy  = \counts$322 [0];
+  assign \counts$322.stage_macs  = \counts$322 [3:1];
+  assign \counts$322.wgrad_updates  = \counts$322 [6:4];
+  assign \counts$322.in_reads  = \counts$322 [7];
+  assign \counts$322.grad_reads  = \counts$322 [8];
+  assign \counts$322.weight_reads  = \counts$322 [9];
+  assign \counts$322.grad_writes  = \counts$322 [10];
+  assign \counts$322.wgrad_words  = \counts$322 [11];
+  assign \counts$322.grad_saturations  = \counts$322 [14:12];
+  assign \counts$322.lifg_busy  = \counts$322 [15];
+  assign \counts$322.lifg_updates  = \counts$322 [18:16];
+  assign \counts$322.trace_reads  = \counts$322 [19];
+  assign \counts$322.lifg_grad_reads  = \counts$322 [21:20];
+  assign \counts$322.lifg_grad_writes  = \counts$322 [23:22];
+  assign \counts$322.lifg_saturations  = \counts$322 [28:24];
+  assign \$12  = \$11 [14:0];
+  assign \$19  = \$18 [14:0];
+  assign \$26  = \$25 [14:0];
+  assign \$33  = \$32 [14:0];
+  assign \$40  = \$39 [14:0];
+  assign \$47  = { 3'h0, \$46 [14:3] };
   assign \$55  = 1'h1;
   assign \port__en$154  = \$54 ;
-  assign \$57  = \$56 [11:0];
+  assign \$57  = \$56 [14:0];
   assign \$64  = 1'h1;
   assign \port__en$157  = \$63 ;
-  assign \$66  = \$65 [11:0];
+  assign \$66  = \$65 [14:0];
   assign \$73  = 1'h1;
   assign \port__en$160  = \$72 ;
-  assign \$75  = \$74 [11:0];
+  assign \$75  = \$74 [14:0];
   assign \$82  = 1'h1;
   assign \port__en$163  = \$81 ;
-  assign \$84  = \$83 [11:0];
-  assign \$94  = { 3'h0, \$93 [11:3] };
+  assign \$84  = \$83 [14:0];
+  assign \$94  = { 3'h0, \$93 [14:3] };
   assign \$95  = host_write;
   assign \$100  = 1'h1;
   assign \port__en$170  = \$99 ;
-  assign \$102  = \$101 [11:0];
+  assign \$102  = \$101 [14:0];
   assign \$103  = host_write;
   assign \$109  = \$108 [0];
-  assign \$111  = { 1'h0, \$110 [11:1] };
-  assign \$116  = { 1'h0, \$115 [11:1] };
-  assign \$121  = \$120 [11:0];
-  assign \$199  = \$198 ;
-  assign \$323  = 1'h1;
-  assign \$324  = \$322 ;
-  assign \$331  = 1'h1;
-  assign \$332  = \$330 ;
-  assign \$340  = 1'h1;
-  assign \$341  = \$339 ;
-  assign \$349  = 1'h1;
-  assign \$350  = \$348 ;
-  assign \$366  = \$365 ;
-  assign \$367  = 1'h1;
-  assign \$368  = \$365 ;
-  assign \$374  = \$373 ;
-  assign \$395  = 1'h1;
-  assign \$396  = \$394 ;
-  assign \$405  = 1'h1;
-  assign \$406  = \$404 ;
-  assign \$413  = 1'h1;
-  assign \$414  = \$412 ;
-  assign \$422  = 1'h1;
-  assign \$423  = \$421 ;
-  assign \$431  = 1'h1;
-  assign \$432  = \$430 ;
-  assign \$450  = 1'h1;
-  assign \$451  = \$449 ;
-  assign \$467  = \$466 ;
-  assign \$476  = \$475 ;
-  assign \$477  = 1'h1;
-  assign \$478  = \$475 ;
+  assign \$111  = { 1'h0, \$110 [14:1] };
+  assign \$116  = { 1'h0, \$115 [14:1] };
+  assign \$121  = \$120 [14:0];
+  assign \$127  = { 1'h0, \$126 [14:1] };
+  assign \$136  = \$135 [0];
+  assign \$138  = { 1'h0, \$137 [14:1] };
+  assign \$145  = 1'h1;
+  assign \port__en$227  = \$144 ;
+  assign \$147  = \$146 [14:0];
+  assign \$154  = 1'h1;
+  assign \port__en$230  = \$153 ;
+  assign \$156  = \$155 [14:0];
+  assign \$163  = { 3'h0, \$162 [14:3] };
+  assign \$275  = \$274 ;
+  assign \$455  = 1'h1;
+  assign \$456  = \$454 ;
+  assign \$463  = 1'h1;
+  assign \$464  = \$462 ;
+  assign \$472  = 1'h1;
+  assign \$473  = \$471 ;
+  assign \$481  = 1'h1;
+  assign \$482  = \$480 ;
+  assign \$498  = \$497 ;
+  assign \$499  = 1'h1;
+  assign \$500  = \$497 ;
+  assign \$506  = \$505 ;
+  assign \$527  = 1'h1;
+  assign \$528  = \$526 ;
+  assign \$546  = 1'h1;
+  assign \$547  = \$545 ;
+  assign \$555  = 1'h1;
+  assign \$556  = \$554 ;
+  assign \$575  = 1'h1;
+  assign \$576  = \$574 ;
+  assign \$583  = 1'h1;
+  assign \$584  = \$582 ;
+  assign \$592  = 1'h1;
+  assign \$593  = \$591 ;
+  assign \$601  = 1'h1;
+  assign \$602  = \$600 ;
+  assign \$620  = 1'h1;
+  assign \$621  = \$619 ;
+  assign \$637  = \$636 ;
+  assign \$646  = \$645 ;
+  assign \$647  = 1'h1;
+  assign \$648  = \$645 ;
+  assign \$666  = 1'h1;
+  assign \$667  = \$665 ;
+  assign \$675  = 1'h1;
+  assign \$676  = \$674 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike_in__addr, w1__en, line1__addr, \port$1025$0 , \port$1029$0 , \port$1033$0 , \port$1037$0 , busy, in_rows, desc, geo, counts, line1__en, w1__addr, in_consumed, rows_done
-, released, released_e1_order, clk);
+module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__data, inp__data, grad__data, weights__data, trace__data, busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__addr, weights__en, wgrad_rd_data, trace__en
+, trace__addr, affine__en, grad_w2__en, \port$7249$0 , \port$7283$0 , \port$7317$0 , \port$7351$0 , stage, counts, \port$8316$0 , grad_w2__addr, clk);
+  wire \$1 ;
+  wire [15:0] \$10 ;
+  wire [15:0] \$11 ;
+  wire [15:0] \$12 ;
+  wire [15:0] \$13 ;
+  wire [15:0] \$14 ;
+  wire [15:0] \$15 ;
+  wire [15:0] \$16 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire [15:0] \$4 ;
+  wire [15:0] \$5 ;
+  wire [15:0] \$6 ;
+  wire [15:0] \$7 ;
+  wire [15:0] \$8 ;
+  wire [15:0] \$9 ;
+  wire [19:0] acc_rd_addr;
+  wire [159:0] acc_rd_data;
+  input acc_rd_en;
+  wire acc_rd_en;
+  wire [19:0] affine__addr;
+  wire [19:0] \affine__addr$55 ;
+  input [191:0] affine__data;
+  wire [191:0] affine__data;
+  wire [191:0] \affine__data$57 ;
+  output affine__en;
+  wire affine__en;
+  wire \affine__en$59 ;
+  output busy;
+  wire busy;
+  wire \busy$7 ;
+  wire \busy$8 ;
+  input clk;
+  wire clk;
+  output [28:0] counts;
+  wire [28:0] counts;
+  wire [14:0] \counts$67 ;
+  wire \counts$67.grad_reads ;
+  wire [2:0] \counts$67.grad_saturations ;
+  wire \counts$67.grad_writes ;
+  wire \counts$67.in_reads ;
+  wire \counts$67.stage_busy ;
+  wire [2:0] \counts$67.stage_macs ;
+  wire \counts$67.weight_reads ;
+  wire [2:0] \counts$67.wgrad_updates ;
+  wire \counts$67.wgrad_words ;
+  wire [13:0] \counts$68 ;
+  wire \counts$68.lifg_busy ;
+  wire [1:0] \counts$68.lifg_grad_reads ;
+  wire [1:0] \counts$68.lifg_grad_writes ;
+  wire [4:0] \counts$68.lifg_saturations ;
+  wire [2:0] \counts$68.lifg_updates ;
+  wire \counts$68.trace_reads ;
+  wire \counts.grad_reads ;
+  wire [2:0] \counts.grad_saturations ;
+  wire \counts.grad_writes ;
+  wire \counts.in_reads ;
+  wire \counts.lifg_busy ;
+  wire [1:0] \counts.lifg_grad_reads ;
+  wire [1:0] \counts.lifg_grad_writes ;
+  wire [4:0] \counts.lifg_saturations ;
+  wire [2:0] \counts.lifg_updates ;
+  wire \counts.stage_busy ;
+  wire [2:0] \counts.stage_macs ;
+  wire \counts.trace_reads ;
+  wire \counts.weight_reads ;
+  wire [2:0] \counts.wgrad_updates ;
+  wire \counts.wgrad_words ;
+  wire [19:0] e__addr;
+  wire [63:0] e__data;
+  wire e__en;
+  wire [19:0] extra__addr;
+  wire [63:0] extra__data;
+  wire extra__en;
+  wire [19:0] g_a4__addr;
+  wire [63:0] g_a4__data;
+  wire g_a4__en;
+  wire [19:0] g_cur__addr;
+  wire [63:0] g_cur__data;
+  wire g_cur__en;
+  wire [19:0] grad__addr;
+  input [63:0] grad__data;
+  wire [63:0] grad__data;
+  wire grad__en;
+  output [19:0] grad_a__addr;
+  wire [19:0] grad_a__addr;
+  wire [63:0] grad_a__data;
+  output grad_a__en;
+  wire grad_a__en;
+  output [19:0] grad_b__addr;
+  wire [19:0] grad_b__addr;
+  wire [63:0] grad_b__data;
+  output grad_b__en;
+  wire grad_b__en;
+  output [19:0] grad_w2__addr;
+  wire [19:0] grad_w2__addr;
+  wire [63:0] grad_w2__data;
+  output grad_w2__en;
+  wire grad_w2__en;
+  output [19:0] grad_w__addr;
+  wire [19:0] grad_w__addr;
+  output [63:0] grad_w__data;
+  wire [63:0] grad_w__data;
+  output grad_w__en;
+  wire grad_w__en;
+  wire [19:0] inp__addr;
+  input [63:0] inp__data;
+  wire [63:0] inp__data;
+  wire inp__en;
+  wire [19:0] out__addr;
+  wire [63:0] out__data;
+  wire out__en;
+  input [14:0] \port$185$0 ;
+  wire [14:0] \port$185$0 ;
+  output [15:0] \port$7249$0 ;
+  wire [15:0] \port$7249$0 ;
+  output [15:0] \port$7283$0 ;
+  wire [15:0] \port$7283$0 ;
+  output [15:0] \port$7317$0 ;
+  wire [15:0] \port$7317$0 ;
+  output [15:0] \port$7351$0 ;
+  wire [15:0] \port$7351$0 ;
+  output [15:0] \port$8316$0 ;
+  wire [15:0] \port$8316$0 ;
+  input rst;
+  wire rst;
+  input [402:0] stage;
+  wire [402:0] stage;
+  wire [402:0] \stage$1 ;
+  wire [19:0] \stage$1.acc_base ;
+  wire \stage$1.acc_clear ;
+  wire \stage$1.alt_left ;
+  wire [5:0] \stage$1.alt_shift ;
+  wire [19:0] \stage$1.alt_w_base ;
+  wire [15:0] \stage$1.cols ;
+  wire [19:0] \stage$1.cur_base ;
+  wire [1:0] \stage$1.fx ;
+  wire [1:0] \stage$1.fy ;
+  wire [19:0] \stage$1.g_base ;
+  wire [15:0] \stage$1.g_cols ;
+  wire [15:0] \stage$1.g_rows ;
+  wire [1:0] \stage$1.gx ;
+  wire [1:0] \stage$1.gy ;
+  wire [15:0] \stage$1.height_mul ;
+  wire [5:0] \stage$1.height_shift ;
+  wire [19:0] \stage$1.in_base ;
+  wire [15:0] \stage$1.in_channels ;
+  wire [15:0] \stage$1.in_cols ;
+  wire [15:0] \stage$1.in_rows ;
+  wire [1:0] \stage$1.kind ;
+  wire [15:0] \stage$1.leak_mul ;
+  wire [5:0] \stage$1.leak_shift ;
+  wire [19:0] \stage$1.out_base ;
+  wire [15:0] \stage$1.out_channels ;
+  wire \stage$1.pool ;
+  wire \stage$1.requant ;
+  wire \stage$1.round ;
+  wire [15:0] \stage$1.rows ;
+  wire [31:0] \stage$1.schedule ;
+  wire [5:0] \stage$1.shift ;
+  wire [1:0] \stage$1.taps ;
+  wire [7:0] \stage$1.timesteps ;
+  wire [19:0] \stage$1.trace_base ;
+  wire \stage$1.use_extra ;
+  wire \stage$1.use_schedule ;
+  wire [19:0] \stage$1.w_base ;
+  wire [402:0] \stage$2 ;
+  wire [19:0] \stage$2.acc_base ;
+  wire \stage$2.acc_clear ;
+  wire \stage$2.alt_left ;
+  wire [5:0] \stage$2.alt_shift ;
+  wire [19:0] \stage$2.alt_w_base ;
+  wire [15:0] \stage$2.cols ;
+  wire [19:0] \stage$2.cur_base ;
+  wire [1:0] \stage$2.fx ;
+  wire [1:0] \stage$2.fy ;
+  wire [19:0] \stage$2.g_base ;
+  wire [15:0] \stage$2.g_cols ;
+  wire [15:0] \stage$2.g_rows ;
+  wire [1:0] \stage$2.gx ;
+  wire [1:0] \stage$2.gy ;
+  wire [15:0] \stage$2.height_mul ;
+  wire [5:0] \stage$2.height_shift ;
+  wire [19:0] \stage$2.in_base ;
+  wire [15:0] \stage$2.in_channels ;
+  wire [15:0] \stage$2.in_cols ;
+  wire [15:0] \stage$2.in_rows ;
+  wire [1:0] \stage$2.kind ;
+  wire [15:0] \stage$2.leak_mul ;
+  wire [5:0] \stage$2.leak_shift ;
+  wire [19:0] \stage$2.out_base ;
+  wire [15:0] \stage$2.out_channels ;
+  wire \stage$2.pool ;
+  wire \stage$2.requant ;
+  wire \stage$2.round ;
+  wire [15:0] \stage$2.rows ;
+  wire [31:0] \stage$2.schedule ;
+  wire [5:0] \stage$2.shift ;
+  wire [1:0] \stage$2.taps ;
+  wire [7:0] \stage$2.timesteps ;
+  wire [19:0] \stage$2.trace_base ;
+  wire \stage$2.use_extra ;
+  wire \stage$2.use_schedule ;
+  wire [19:0] \stage$2.w_base ;
+  wire [19:0] \stage.acc_base ;
+  wire \stage.acc_clear ;
+  wire \stage.alt_left ;
+  wire [5:0] \stage.alt_shift ;
+  wire [19:0] \stage.alt_w_base ;
+  wire [15:0] \stage.cols ;
+  wire [19:0] \stage.cur_base ;
+  wire [1:0] \stage.fx ;
+  wire [1:0] \stage.fy ;
+  wire [19:0] \stage.g_base ;
+  wire [15:0] \stage.g_cols ;
+  wire [15:0] \stage.g_rows ;
+  wire [1:0] \stage.gx ;
+  wire [1:0] \stage.gy ;
+  wire [15:0] \stage.height_mul ;
+  wire [5:0] \stage.height_shift ;
+  wire [19:0] \stage.in_base ;
+  wire [15:0] \stage.in_channels ;
+  wire [15:0] \stage.in_cols ;
+  wire [15:0] \stage.in_rows ;
+  wire [1:0] \stage.kind ;
+  wire [15:0] \stage.leak_mul ;
+  wire [5:0] \stage.leak_shift ;
+  wire [19:0] \stage.out_base ;
+  wire [15:0] \stage.out_channels ;
+  wire \stage.pool ;
+  wire \stage.requant ;
+  wire \stage.round ;
+  wire [15:0] \stage.rows ;
+  wire [31:0] \stage.schedule ;
+  wire [5:0] \stage.shift ;
+  wire [1:0] \stage.taps ;
+  wire [7:0] \stage.timesteps ;
+  wire [19:0] \stage.trace_base ;
+  wire \stage.use_extra ;
+  wire \stage.use_schedule ;
+  wire [19:0] \stage.w_base ;
+  wire start;
+  input \start$4 ;
+  wire \start$4 ;
+  wire \start$5 ;
+  output [19:0] trace__addr;
+  wire [19:0] trace__addr;
+  wire [19:0] \trace__addr$49 ;
+  input [15:0] trace__data;
+  wire [15:0] trace__data;
+  wire [15:0] \trace__data$51 ;
+  output trace__en;
+  wire trace__en;
+  wire \trace__en$53 ;
+  output [19:0] weights__addr;
+  wire [19:0] weights__addr;
+  wire [19:0] \weights__addr$43 ;
+  input [31:0] weights__data;
+  wire [31:0] weights__data;
+  wire [31:0] \weights__data$45 ;
+  output weights__en;
+  wire weights__en;
+  wire \weights__en$47 ;
+  wire [19:0] wgrad_rd_addr;
+  output [159:0] wgrad_rd_data;
+  wire [159:0] wgrad_rd_data;
+  wire wgrad_rd_en;
+  assign \$1  = stage[1:0] == 2'h2;
+  assign \$2  = ~ \$1 ;
+  assign start = \start$4  & \$2 ;
+  assign \$3  = stage[1:0] == 2'h2;
+  assign \start$5  = \start$4  & \$3 ;
+  assign busy = \busy$7  | \busy$8 ;
+  assign grad_a__en = inp__en | e__en;
+  assign grad_a__addr = e__en ? e__addr : inp__addr;
+  assign grad_b__en = grad__en | extra__en;
+  assign grad_b__addr = extra__en ? extra__addr : grad__addr;
+  assign grad_w__en = out__en | g_a4__en;
+  assign grad_w__addr = g_a4__en ? g_a4__addr : out__addr;
+  assign grad_w__data = g_a4__en ? { \$11 , \$10 , \$9 , \$8  } : { \$7 , \$6 , \$5 , \$4  };
+  \ttsnn_accel.backward.core  core (
+    .acc_rd_data(wgrad_rd_data),
+    .addr_g(grad__addr),
+    .addr_in(inp__addr),
+    .addr_w(weights__addr),
+    .busy(\busy$7 ),
+    .clk(clk),
+    .counts(\counts$67 ),
+    .grad__data(grad__data),
+    .grad__en(grad__en),
+    .inp__data(inp__data),
+    .inp__en(inp__en),
+    .out__addr(out__addr),
+    .out__en(out__en),
+    .\port$185$0 (\port$185$0 ),
+    .q0(\$4 ),
+    .q1(\$5 ),
+    .q2(\$6 ),
+    .q3(\$7 ),
+    .rd_en(acc_rd_en),
+    .rst(rst),
+    .stage(stage),
+    .start(start),
+    .weights(weights__data),
+    .weights__en(weights__en)
+  );
+  \ttsnn_accel.backward.lif  lif (
+    .affine__data(affine__data),
+    .affine__en(affine__en),
+    .busy(\busy$8 ),
+    .clk(clk),
+    .counts(\counts$68 ),
+    .e(inp__data),
+    .e__addr(e__addr),
+    .e__en(e__en),
+    .extra__addr(extra__addr),
+    .extra__data(grad__data),
+    .extra__en(extra__en),
+    .g_a4__addr(g_a4__addr),
+    .g_a4__en(g_a4__en),
+    .g_cur__addr(grad_w2__addr),
+    .g_cur__en(grad_w2__en),
+    .go(\$16 ),
+    .\port$6943$0 (\$8 ),
+    .\port$6949$0 (\$9 ),
+    .\port$6955$0 (\$10 ),
+    .\port$6961$0 (\$11 ),
+    .\port$7249$0 (\$12 ),
+    .\port$7283$0 (\$13 ),
+    .\port$7317$0 (\$14 ),
+    .\port$7351$0 (\$15 ),
+    .rst(rst),
+    .stage(stage),
+    .start(\start$5 ),
+    .trace__addr(trace__addr),
+    .trace__data(trace__data),
+    .trace__en(trace__en)
+  );
+  assign \stage$1  = stage;
+  assign \stage$2  = stage;
+  assign grad_a__data = inp__data;
+  assign e__data = inp__data;
+  assign grad_b__data = grad__data;
+  assign extra__data = grad__data;
+  assign out__data = { \$7 , \$6 , \$5 , \$4  };
+  assign g_a4__data = { \$11 , \$10 , \$9 , \$8  };
+  assign g_cur__addr = grad_w2__addr;
+  assign grad_w2__data = { \$15 , \$14 , \$13 , \$12  };
+  assign g_cur__data = { \$15 , \$14 , \$13 , \$12  };
+  assign g_cur__en = grad_w2__en;
+  assign \weights__addr$43  = weights__addr;
+  assign \weights__data$45  = weights__data;
+  assign \weights__en$47  = weights__en;
+  assign \trace__addr$49  = trace__addr;
+  assign \trace__data$51  = trace__data;
+  assign \trace__en$53  = trace__en;
+  assign affine__addr = { 4'h0, \$16  };
+  assign \affine__addr$55  = { 4'h0, \$16  };
+  assign \affine__data$57  = affine__data;
+  assign \affine__en$59  = affine__en;
+  assign wgrad_rd_en = acc_rd_en;
+  assign acc_rd_addr = { 5'h00, \port$185$0  };
+  assign wgrad_rd_addr = { 5'h00, \port$185$0  };
+  assign acc_rd_data = wgrad_rd_data;
+  assign \port$7249$0  = \$12 ;
+  assign \port$7283$0  = \$13 ;
+  assign \port$7317$0  = \$14 ;
+  assign \port$7351$0  = \$15 ;
+  assign \port$8316$0  = \$16 ;
+  assign \stage.kind  = stage[1:0];
+  assign \stage.timesteps  = stage[9:2];
+  assign \stage.rows  = stage[25:10];
+  assign \stage.cols  = stage[41:26];
+  assign \stage.in_channels  = stage[57:42];
+  assign \stage.out_channels  = stage[73:58];
+  assign \stage.in_base  = stage[93:74];
+  assign \stage.in_rows  = stage[109:94];
+  assign \stage.in_cols  = stage[125:110];
+  assign \stage.taps  = stage[127:126];
+  assign \stage.fy  = stage[129:128];
+  assign \stage.fx  = stage[131:130];
+  assign \stage.w_base  = stage[151:132];
+  assign \stage.out_base  = stage[171:152];
+  assign \stage.requant  = stage[172];
+  assign \stage.shift  = stage[178:173];
+  assign \stage.round  = stage[179];
+  assign \stage.schedule  = stage[211:180];
+  assign \stage.use_schedule  = stage[212];
+  assign \stage.alt_w_base  = stage[232:213];
+  assign \stage.alt_shift  = stage[238:233];
+  assign \stage.alt_left  = stage[239];
+  assign \stage.g_base  = stage[259:240];
+  assign \stage.g_rows  = stage[275:260];
+  assign \stage.g_cols  = stage[291:276];
+  assign \stage.gy  = stage[293:292];
+  assign \stage.gx  = stage[295:294];
+  assign \stage.acc_base  = stage[315:296];
+  assign \stage.acc_clear  = stage[316];
+  assign \stage.trace_base  = stage[336:317];
+  assign \stage.cur_base  = stage[356:337];
+  assign \stage.use_extra  = stage[357];
+  assign \stage.pool  = stage[358];
+  assign \stage.height_mul  = stage[374:359];
+  assign \stage.height_shift  = stage[380:375];
+  assign \stage.leak_mul  = stage[396:381];
+  assign \stage.leak_shift  = stage[402:397];
+  assign \stage$1.kind  = stage[1:0];
+  assign \stage$1.timesteps  = stage[9:2];
+  assign \stage$1.rows  = stage[25:10];
+  assign \stage$1.cols  = stage[41:26];
+  assign \stage$1.in_channels  = stage[57:42];
+  assign \stage$1.out_channels  = stage[73:58];
+  assign \stage$1.in_base  = stage[93:74];
+  assign \stage$1.in_rows  = stage[109:94];
+  assign \stage$1.in_cols  = stage[125:110];
+  assign \stage$1.taps  = stage[127:126];
+  assign \stage$1.fy  = stage[129:128];
+  assign \stage$1.fx  = stage[131:130];
+  assign \stage$1.w_base  = stage[151:132];
+  assign \stage$1.out_base  = stage[171:152];
+  assign \stage$1.requant  = stage[172];
+  assign \stage$1.shift  = stage[178:173];
+  assign \stage$1.round  = stage[179];
+  assign \stage$1.schedule  = stage[211:180];
+  assign \stage$1.use_schedule  = stage[212];
+  assign \stage$1.alt_w_base  = stage[232:213];
+  assign \stage$1.alt_shift  = stage[238:233];
+  assign \stage$1.alt_left  = stage[239];
+  assign \stage$1.g_base  = stage[259:240];
+  assign \stage$1.g_rows  = stage[275:260];
+  assign \stage$1.g_cols  = stage[291:276];
+  assign \stage$1.gy  = stage[293:292];
+  assign \stage$1.gx  = stage[295:294];
+  assign \stage$1.acc_base  = stage[315:296];
+  assign \stage$1.acc_clear  = stage[316];
+  assign \stage$1.trace_base  = stage[336:317];
+  assign \stage$1.cur_base  = stage[356:337];
+  assign \stage$1.use_extra  = stage[357];
+  assign \stage$1.pool  = stage[358];
+  assign \stage$1.height_mul  = stage[374:359];
+  assign \stage$1.height_shift  = stage[380:375];
+  assign \stage$1.leak_mul  = stage[396:381];
+  assign \stage$1.leak_shift  = stage[402:397];
+  assign \stage$2.kind  = stage[1:0];
+  assign \stage$2.timesteps  = stage[9:2];
+  assign \stage$2.rows  = stage[25:10];
+  assign \stage$2.cols  = stage[41:26];
+  assign \stage$2.in_channels  = stage[57:42];
+  assign \stage$2.out_channels  = stage[73:58];
+  assign \stage$2.in_base  = stage[93:74];
+  assign \stage$2.in_rows  = stage[109:94];
+  assign \stage$2.in_cols  = stage[125:110];
+  assign \stage$2.taps  = stage[127:126];
+  assign \stage$2.fy  = stage[129:128];
+  assign \stage$2.fx  = stage[131:130];
+  assign \stage$2.w_base  = stage[151:132];
+  assign \stage$2.out_base  = stage[171:152];
+  assign \stage$2.requant  = stage[172];
+  assign \stage$2.shift  = stage[178:173];
+  assign \stage$2.round  = stage[179];
+  assign \stage$2.schedule  = stage[211:180];
+  assign \stage$2.use_schedule  = stage[212];
+  assign \stage$2.alt_w_base  = stage[232:213];
+  assign \stage$2.alt_shift  = stage[238:233];
+  assign \stage$2.alt_left  = stage[239];
+  assign \stage$2.g_base  = stage[259:240];
+  assign \stage$2.g_rows  = stage[275:260];
+  assign \stage$2.g_cols  = stage[291:276];
+  assign \stage$2.gy  = stage[293:292];
+  assign \stage$2.gx  = stage[295:294];
+  assign \stage$2.acc_base  = stage[315:296];
+  assign \stage$2.acc_clear  = stage[316];
+  assign \stage$2.trace_base  = stage[336:317];
+  assign \stage$2.cur_base  = stage[356:337];
+  assign \stage$2.use_extra  = stage[357];
+  assign \stage$2.pool  = stage[358];
+  assign \stage$2.height_mul  = stage[374:359];
+  assign \stage$2.height_shift  = stage[380:375];
+  assign \stage$2.leak_mul  = stage[396:381];
+  assign \stage$2.leak_shift  = stage[402:397];
+  assign \counts.stage_busy  = counts[0];
+  assign \counts.stage_macs  = counts[3:1];
+  assign \counts.wgrad_updates  = counts[6:4];
+  assign \counts.in_reads  = counts[7];
+  assign \counts.grad_reads  = counts[8];
+  assign \counts.weight_reads  = counts[9];
+  assign \counts.grad_writes  = counts[10];
+  assign \counts.wgrad_words  = counts[11];
+  assign \counts.grad_saturations  = counts[14:12];
+  assign \counts.lifg_busy  = counts[15];
+  assign \counts.lifg_updates  = counts[18:16];
+  assign \counts.trace_reads  = counts[19];
+  assign \counts.lifg_grad_reads  = counts[21:20];
+  assign \counts.lifg_grad_writes  = counts[23:22];
+  assign \counts.lifg_saturations  = counts[28:24];
+  assign \counts$67.stage_busy  = \counts$67 [0];
+  assign \counts$67.stage_macs  = \counts$67 [3:1];
+  assign \counts$67.wgrad_updates  = \counts$67 [6:4];
+  assign \counts$67.in_reads  = \counts$67 [7];
+  assign \counts$67.grad_reads  = \counts$67 [8];
+  assign \counts$67.weight_reads  = \counts$67 [9];
+  assign \counts$67.grad_writes  = \counts$67 [10];
+  assign \counts$67.wgrad_words  = \counts$67 [11];
+  assign \counts$67.grad_saturations  = \counts$67 [14:12];
+  assign \counts$68.lifg_busy  = \counts$68 [0];
+  assign \counts$68.lifg_updates  = \counts$68 [3:1];
+  assign \counts$68.trace_reads  = \counts$68 [4];
+  assign \counts$68.lifg_grad_reads  = \counts$68 [6:5];
+  assign \counts$68.lifg_grad_writes  = \counts$68 [8:7];
+  assign \counts$68.lifg_saturations  = \counts$68 [13:9];
+  assign counts[28:24] = \counts$68 [13:9];
+  assign counts[23:22] = \counts$68 [8:7];
+  assign counts[21:20] = \counts$68 [6:5];
+  assign counts[19] = \counts$68 [4];
+  assign counts[18:16] = \counts$68 [3:1];
+  assign counts[15] = \counts$68 [0];
+  assign counts[14:12] = \counts$67 [14:12];
+  assign counts[11] = \counts$67 [11];
+  assign counts[10] = \counts$67 [10];
+  assign counts[9] = \counts$67 [9];
+  assign counts[8] = \counts$67 [8];
+  assign counts[7] = \counts$67 [7];
+  assign counts[6:4] = \counts$67 [6:4];
+  assign counts[3:1] = \counts$67 [3:1];
+  assign counts[0] = \counts$67 [0];
+endmodule
+
+(* generator = "Amaranth" *)
+module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__data, weights, start, addr_in, addr_w, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, stage, counts
+, out__en, out__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  wire [16:0] \$1 ;
+  wire \$10 ;
+  wire [63:0] \$100 ;
+  wire \$1000 ;
+  wire \$1001 ;
+  wire \$1002 ;
+  wire [16:0] \$1003 ;
+  wire [16:0] \$1004 ;
+  wire [5:0] \$1005 ;
+  wire \$1006 ;
+  wire [5:0] \$1007 ;
+  wire [6:0] \$1008 ;
+  wire [5:0] \$1009 ;
+  wire [63:0] \$101 ;
+  wire [16:0] \$1010 ;
+  wire [17:0] \$1011 ;
+  wire [17:0] \$1012 ;
+  wire [16:0] \$1013 ;
+  wire \$1014 ;
+  wire [5:0] \$1015 ;
+  wire \$1016 ;
+  wire \$1017 ;
+  wire \$1018 ;
+  wire \$1019 ;
+  wire [15:0] \$102 ;
+  wire [16:0] \$1020 ;
+  wire [16:0] \$1021 ;
+  wire \$1022 ;
+  wire \$1023 ;
+  wire \$1024 ;
+  wire [16:0] \$1025 ;
+  wire [16:0] \$1026 ;
+  wire [5:0] \$1027 ;
+  wire \$1028 ;
+  wire [5:0] \$1029 ;
+  wire [23:0] \$103 ;
+  wire [6:0] \$1030 ;
+  wire [5:0] \$1031 ;
+  wire [16:0] \$1032 ;
+  wire [17:0] \$1033 ;
+  wire [17:0] \$1034 ;
+  wire [16:0] \$1035 ;
+  wire \$1036 ;
+  wire [5:0] \$1037 ;
+  wire \$1038 ;
+  wire \$1039 ;
+  wire [63:0] \$104 ;
+  wire \$1040 ;
+  wire \$1041 ;
+  wire [16:0] \$1042 ;
+  wire [16:0] \$1043 ;
+  wire \$1044 ;
+  wire \$1045 ;
+  wire \$1046 ;
+  wire [16:0] \$1047 ;
+  wire [16:0] \$1048 ;
+  wire [5:0] \$1049 ;
+  wire [63:0] \$105 ;
+  wire \$1050 ;
+  wire [5:0] \$1051 ;
+  wire [6:0] \$1052 ;
+  wire [5:0] \$1053 ;
+  wire [16:0] \$1054 ;
+  wire [17:0] \$1055 ;
+  wire [17:0] \$1056 ;
+  wire [16:0] \$1057 ;
+  wire [7:0] \$1058 ;
+  wire [7:0] \$1059 ;
+  wire [15:0] \$106 ;
+  wire [5:0] \$1060 ;
+  wire \$1061 ;
+  wire \$1062 ;
+  wire \$1063 ;
+  wire \$1064 ;
+  wire [16:0] \$1065 ;
+  wire [16:0] \$1066 ;
+  wire \$1067 ;
+  wire \$1068 ;
+  wire \$1069 ;
+  wire [23:0] \$107 ;
+  wire [16:0] \$1070 ;
+  wire [16:0] \$1071 ;
+  wire [5:0] \$1072 ;
+  wire \$1073 ;
+  wire [5:0] \$1074 ;
+  wire [6:0] \$1075 ;
+  wire [5:0] \$1076 ;
+  wire [16:0] \$1077 ;
+  wire [17:0] \$1078 ;
+  wire [17:0] \$1079 ;
+  wire [63:0] \$108 ;
+  wire [16:0] \$1080 ;
+  wire \$1081 ;
+  wire \$1082 ;
+  wire \$1083 ;
+  wire \$1084 ;
+  wire \$1085 ;
+  wire [37:0] \$1086 ;
+  wire [36:0] \$1087 ;
+  wire [5:0] \$1088 ;
+  wire [51:0] \$1089 ;
+  wire [63:0] \$109 ;
+  wire [5:0] \$1090 ;
+  wire \$1091 ;
+  wire \$1092 ;
+  wire \$1093 ;
+  wire \$1094 ;
+  wire [37:0] \$1095 ;
+  wire [36:0] \$1096 ;
+  wire \$1097 ;
+  wire \$1098 ;
+  wire \$1099 ;
+  wire \$11 ;
+  wire [15:0] \$110 ;
+  wire [37:0] \$1100 ;
+  wire [36:0] \$1101 ;
+  wire [5:0] \$1102 ;
+  wire \$1103 ;
+  wire [5:0] \$1104 ;
+  wire [6:0] \$1105 ;
+  wire [5:0] \$1106 ;
+  wire [36:0] \$1107 ;
+  wire [37:0] \$1108 ;
+  wire [37:0] \$1109 ;
+  wire [23:0] \$111 ;
+  wire [36:0] \$1110 ;
+  wire [51:0] \$1111 ;
+  wire \$1112 ;
+  wire \$1113 ;
+  wire \$1114 ;
+  wire \$1115 ;
+  wire \$1116 ;
+  wire [37:0] \$1117 ;
+  wire [36:0] \$1118 ;
+  wire [5:0] \$1119 ;
+  wire [63:0] \$112 ;
+  wire [51:0] \$1120 ;
+  wire [5:0] \$1121 ;
+  wire \$1122 ;
+  wire \$1123 ;
+  wire \$1124 ;
+  wire \$1125 ;
+  wire [37:0] \$1126 ;
+  wire [36:0] \$1127 ;
+  wire \$1128 ;
+  wire \$1129 ;
+  wire [63:0] \$113 ;
+  wire \$1130 ;
+  wire [37:0] \$1131 ;
+  wire [36:0] \$1132 ;
+  wire [5:0] \$1133 ;
+  wire \$1134 ;
+  wire [5:0] \$1135 ;
+  wire [6:0] \$1136 ;
+  wire [5:0] \$1137 ;
+  wire [36:0] \$1138 ;
+  wire [37:0] \$1139 ;
+  wire [15:0] \$114 ;
+  wire [37:0] \$1140 ;
+  wire [36:0] \$1141 ;
+  wire [51:0] \$1142 ;
+  wire \$1143 ;
+  wire \$1144 ;
+  wire \$1145 ;
+  wire \$1146 ;
+  wire \$1147 ;
+  wire [37:0] \$1148 ;
+  wire [36:0] \$1149 ;
+  wire [23:0] \$115 ;
+  wire [5:0] \$1150 ;
+  wire [51:0] \$1151 ;
+  wire [5:0] \$1152 ;
+  wire \$1153 ;
+  wire \$1154 ;
+  wire \$1155 ;
+  wire \$1156 ;
+  wire [37:0] \$1157 ;
+  wire [36:0] \$1158 ;
+  wire \$1159 ;
+  wire \$116 ;
+  wire \$1160 ;
+  wire \$1161 ;
+  wire [37:0] \$1162 ;
+  wire [36:0] \$1163 ;
+  wire [5:0] \$1164 ;
+  wire \$1165 ;
+  wire [5:0] \$1166 ;
+  wire [6:0] \$1167 ;
+  wire [5:0] \$1168 ;
+  wire [36:0] \$1169 ;
+  wire \$117 ;
+  wire [37:0] \$1170 ;
+  wire [37:0] \$1171 ;
+  wire [36:0] \$1172 ;
+  wire [51:0] \$1173 ;
+  wire [15:0] \$1174 ;
+  wire [15:0] \$1175 ;
+  wire \$1176 ;
+  wire \$1177 ;
+  wire \$1178 ;
+  wire \$1179 ;
+  wire \$118 ;
+  wire [37:0] \$1180 ;
+  wire [36:0] \$1181 ;
+  wire [5:0] \$1182 ;
+  wire [51:0] \$1183 ;
+  wire [5:0] \$1184 ;
+  wire \$1185 ;
+  wire \$1186 ;
+  wire \$1187 ;
+  wire \$1188 ;
+  wire [37:0] \$1189 ;
+  wire [2:0] \$119 ;
+  wire [36:0] \$1190 ;
+  wire \$1191 ;
+  wire \$1192 ;
+  wire \$1193 ;
+  wire [37:0] \$1194 ;
+  wire [36:0] \$1195 ;
+  wire [5:0] \$1196 ;
+  wire \$1197 ;
+  wire [5:0] \$1198 ;
+  wire [6:0] \$1199 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire [5:0] \$1200 ;
+  wire [36:0] \$1201 ;
+  wire [37:0] \$1202 ;
+  wire [37:0] \$1203 ;
+  wire [36:0] \$1204 ;
+  wire [51:0] \$1205 ;
+  wire \$1206 ;
+  wire \$1207 ;
+  wire \$1208 ;
+  wire \$1209 ;
+  wire \$121 ;
+  wire [2:0] \$1210 ;
+  wire \$1211 ;
+  wire [5:0] \$1212 ;
+  wire \$1213 ;
+  wire \$1214 ;
+  wire \$1215 ;
+  wire \$1216 ;
+  wire [16:0] \$1217 ;
+  wire [16:0] \$1218 ;
+  wire \$1219 ;
+  wire [2:0] \$122 ;
+  wire \$1220 ;
+  wire \$1221 ;
+  wire [16:0] \$1222 ;
+  wire [16:0] \$1223 ;
+  wire [5:0] \$1224 ;
+  wire \$1225 ;
+  wire [5:0] \$1226 ;
+  wire [6:0] \$1227 ;
+  wire [5:0] \$1228 ;
+  wire [16:0] \$1229 ;
+  wire \$123 ;
+  wire [17:0] \$1230 ;
+  wire [17:0] \$1231 ;
+  wire [16:0] \$1232 ;
+  wire \$1233 ;
+  wire [5:0] \$1234 ;
+  wire \$1235 ;
+  wire \$1236 ;
+  wire \$1237 ;
+  wire \$1238 ;
+  wire [16:0] \$1239 ;
+  wire \$124 ;
+  wire [16:0] \$1240 ;
+  wire \$1241 ;
+  wire \$1242 ;
+  wire \$1243 ;
+  wire [16:0] \$1244 ;
+  wire [16:0] \$1245 ;
+  wire [5:0] \$1246 ;
+  wire \$1247 ;
+  wire [5:0] \$1248 ;
+  wire [6:0] \$1249 ;
+  wire \$125 ;
+  wire [5:0] \$1250 ;
+  wire [16:0] \$1251 ;
+  wire [17:0] \$1252 ;
+  wire [17:0] \$1253 ;
+  wire [16:0] \$1254 ;
+  wire \$1255 ;
+  wire [5:0] \$1256 ;
+  wire \$1257 ;
+  wire \$1258 ;
+  wire \$1259 ;
+  wire [5:0] \$126 ;
+  wire \$1260 ;
+  wire [16:0] \$1261 ;
+  wire [16:0] \$1262 ;
+  wire \$1263 ;
+  wire \$1264 ;
+  wire \$1265 ;
+  wire [16:0] \$1266 ;
+  wire [16:0] \$1267 ;
+  wire [5:0] \$1268 ;
+  wire \$1269 ;
+  wire \$127 ;
+  wire [5:0] \$1270 ;
+  wire [6:0] \$1271 ;
+  wire [5:0] \$1272 ;
+  wire [16:0] \$1273 ;
+  wire [17:0] \$1274 ;
+  wire [17:0] \$1275 ;
+  wire [16:0] \$1276 ;
+  wire [7:0] \$1277 ;
+  wire [7:0] \$1278 ;
+  wire [5:0] \$1279 ;
+  wire \$128 ;
+  wire \$1280 ;
+  wire \$1281 ;
+  wire \$1282 ;
+  wire \$1283 ;
+  wire [16:0] \$1284 ;
+  wire [16:0] \$1285 ;
+  wire \$1286 ;
+  wire \$1287 ;
+  wire \$1288 ;
+  wire [16:0] \$1289 ;
+  wire \$129 ;
+  wire [16:0] \$1290 ;
+  wire [5:0] \$1291 ;
+  wire \$1292 ;
+  wire [5:0] \$1293 ;
+  wire [6:0] \$1294 ;
+  wire [5:0] \$1295 ;
+  wire [16:0] \$1296 ;
+  wire [17:0] \$1297 ;
+  wire [17:0] \$1298 ;
+  wire [16:0] \$1299 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$1300 ;
+  wire \$1301 ;
+  wire \$1302 ;
+  wire \$1303 ;
+  wire \$1304 ;
+  wire [37:0] \$1305 ;
+  wire [36:0] \$1306 ;
+  wire [5:0] \$1307 ;
+  wire [51:0] \$1308 ;
+  wire [5:0] \$1309 ;
+  wire [16:0] \$131 ;
+  wire \$1310 ;
+  wire \$1311 ;
+  wire \$1312 ;
+  wire \$1313 ;
+  wire [37:0] \$1314 ;
+  wire [36:0] \$1315 ;
+  wire \$1316 ;
+  wire \$1317 ;
+  wire \$1318 ;
+  wire [37:0] \$1319 ;
+  wire [16:0] \$132 ;
+  wire [36:0] \$1320 ;
+  wire [5:0] \$1321 ;
+  wire \$1322 ;
+  wire [5:0] \$1323 ;
+  wire [6:0] \$1324 ;
+  wire [5:0] \$1325 ;
+  wire [36:0] \$1326 ;
+  wire [37:0] \$1327 ;
+  wire [37:0] \$1328 ;
+  wire [36:0] \$1329 ;
+  wire \$133 ;
+  wire [51:0] \$1330 ;
+  wire \$1331 ;
+  wire \$1332 ;
+  wire \$1333 ;
+  wire \$1334 ;
+  wire \$1335 ;
+  wire [37:0] \$1336 ;
+  wire [36:0] \$1337 ;
+  wire [5:0] \$1338 ;
+  wire [51:0] \$1339 ;
+  wire \$134 ;
+  wire [5:0] \$1340 ;
+  wire \$1341 ;
+  wire \$1342 ;
+  wire \$1343 ;
+  wire \$1344 ;
+  wire [37:0] \$1345 ;
+  wire [36:0] \$1346 ;
+  wire \$1347 ;
+  wire \$1348 ;
+  wire \$1349 ;
+  wire \$135 ;
+  wire [37:0] \$1350 ;
+  wire [36:0] \$1351 ;
+  wire [5:0] \$1352 ;
+  wire \$1353 ;
+  wire [5:0] \$1354 ;
+  wire [6:0] \$1355 ;
+  wire [5:0] \$1356 ;
+  wire [36:0] \$1357 ;
+  wire [37:0] \$1358 ;
+  wire [37:0] \$1359 ;
+  wire [16:0] \$136 ;
+  wire [36:0] \$1360 ;
+  wire [51:0] \$1361 ;
+  wire \$1362 ;
+  wire \$1363 ;
+  wire \$1364 ;
+  wire \$1365 ;
+  wire \$1366 ;
+  wire [37:0] \$1367 ;
+  wire [36:0] \$1368 ;
+  wire [5:0] \$1369 ;
+  wire [16:0] \$137 ;
+  wire [51:0] \$1370 ;
+  wire [5:0] \$1371 ;
+  wire \$1372 ;
+  wire \$1373 ;
+  wire \$1374 ;
+  wire \$1375 ;
+  wire [37:0] \$1376 ;
+  wire [36:0] \$1377 ;
+  wire \$1378 ;
+  wire \$1379 ;
+  wire [5:0] \$138 ;
+  wire \$1380 ;
+  wire [37:0] \$1381 ;
+  wire [36:0] \$1382 ;
+  wire [5:0] \$1383 ;
+  wire \$1384 ;
+  wire [5:0] \$1385 ;
+  wire [6:0] \$1386 ;
+  wire [5:0] \$1387 ;
+  wire [36:0] \$1388 ;
+  wire [37:0] \$1389 ;
+  wire \$139 ;
+  wire [37:0] \$1390 ;
+  wire [36:0] \$1391 ;
+  wire [51:0] \$1392 ;
+  wire [15:0] \$1393 ;
+  wire [15:0] \$1394 ;
+  wire \$1395 ;
+  wire \$1396 ;
+  wire \$1397 ;
+  wire \$1398 ;
+  wire [37:0] \$1399 ;
+  wire [15:0] \$14 ;
+  wire [5:0] \$140 ;
+  wire [36:0] \$1400 ;
+  wire [5:0] \$1401 ;
+  wire [51:0] \$1402 ;
+  wire [5:0] \$1403 ;
+  wire \$1404 ;
+  wire \$1405 ;
+  wire \$1406 ;
+  wire \$1407 ;
+  wire [37:0] \$1408 ;
+  wire [36:0] \$1409 ;
+  wire [6:0] \$141 ;
+  wire \$1410 ;
+  wire \$1411 ;
+  wire \$1412 ;
+  wire [37:0] \$1413 ;
+  wire [36:0] \$1414 ;
+  wire [5:0] \$1415 ;
+  wire \$1416 ;
+  wire [5:0] \$1417 ;
+  wire [6:0] \$1418 ;
+  wire [5:0] \$1419 ;
+  wire [5:0] \$142 ;
+  wire [36:0] \$1420 ;
+  wire [37:0] \$1421 ;
+  wire [37:0] \$1422 ;
+  wire [36:0] \$1423 ;
+  wire [51:0] \$1424 ;
+  wire \$1425 ;
+  wire \$1426 ;
+  wire \$1427 ;
+  wire \$1428 ;
+  wire [3:0] \$1429 ;
+  wire [16:0] \$143 ;
+  wire \$1430 ;
+  wire [5:0] \$1431 ;
+  wire \$1432 ;
+  wire \$1433 ;
+  wire \$1434 ;
+  wire \$1435 ;
+  wire [16:0] \$1436 ;
+  wire [16:0] \$1437 ;
+  wire \$1438 ;
+  wire \$1439 ;
+  wire [17:0] \$144 ;
+  wire \$1440 ;
+  wire [16:0] \$1441 ;
+  wire [16:0] \$1442 ;
+  wire [5:0] \$1443 ;
+  wire \$1444 ;
+  wire [5:0] \$1445 ;
+  wire [6:0] \$1446 ;
+  wire [5:0] \$1447 ;
+  wire [16:0] \$1448 ;
+  wire [17:0] \$1449 ;
+  wire [17:0] \$145 ;
+  wire [17:0] \$1450 ;
+  wire [16:0] \$1451 ;
+  wire \$1452 ;
+  wire [5:0] \$1453 ;
+  wire \$1454 ;
+  wire \$1455 ;
+  wire \$1456 ;
+  wire \$1457 ;
+  wire [16:0] \$1458 ;
+  wire [16:0] \$1459 ;
+  wire [16:0] \$146 ;
+  wire \$1460 ;
+  wire \$1461 ;
+  wire \$1462 ;
+  wire [16:0] \$1463 ;
+  wire [16:0] \$1464 ;
+  wire [5:0] \$1465 ;
+  wire \$1466 ;
+  wire [5:0] \$1467 ;
+  wire [6:0] \$1468 ;
+  wire [5:0] \$1469 ;
+  wire \$147 ;
+  wire [16:0] \$1470 ;
+  wire [17:0] \$1471 ;
+  wire [17:0] \$1472 ;
+  wire [16:0] \$1473 ;
+  wire \$1474 ;
+  wire [5:0] \$1475 ;
+  wire \$1476 ;
+  wire \$1477 ;
+  wire \$1478 ;
+  wire \$1479 ;
+  wire [5:0] \$148 ;
+  wire [16:0] \$1480 ;
+  wire [16:0] \$1481 ;
+  wire \$1482 ;
+  wire \$1483 ;
+  wire \$1484 ;
+  wire [16:0] \$1485 ;
+  wire [16:0] \$1486 ;
+  wire [5:0] \$1487 ;
+  wire \$1488 ;
+  wire [5:0] \$1489 ;
+  wire \$149 ;
+  wire [6:0] \$1490 ;
+  wire [5:0] \$1491 ;
+  wire [16:0] \$1492 ;
+  wire [17:0] \$1493 ;
+  wire [17:0] \$1494 ;
+  wire [16:0] \$1495 ;
+  wire [7:0] \$1496 ;
+  wire [7:0] \$1497 ;
+  wire [5:0] \$1498 ;
+  wire \$1499 ;
+  wire [15:0] \$15 ;
+  wire \$150 ;
+  wire \$1500 ;
+  wire \$1501 ;
+  wire \$1502 ;
+  wire [16:0] \$1503 ;
+  wire [16:0] \$1504 ;
+  wire \$1505 ;
+  wire \$1506 ;
+  wire \$1507 ;
+  wire [16:0] \$1508 ;
+  wire [16:0] \$1509 ;
+  wire \$151 ;
+  wire [5:0] \$1510 ;
+  wire \$1511 ;
+  wire [5:0] \$1512 ;
+  wire [6:0] \$1513 ;
+  wire [5:0] \$1514 ;
+  wire [16:0] \$1515 ;
+  wire [17:0] \$1516 ;
+  wire [17:0] \$1517 ;
+  wire [16:0] \$1518 ;
+  wire \$1519 ;
+  wire \$152 ;
+  wire \$1520 ;
+  wire \$1521 ;
+  wire \$1522 ;
+  wire \$1523 ;
+  wire [37:0] \$1524 ;
+  wire [36:0] \$1525 ;
+  wire [5:0] \$1526 ;
+  wire [51:0] \$1527 ;
+  wire [5:0] \$1528 ;
+  wire \$1529 ;
+  wire [16:0] \$153 ;
+  wire \$1530 ;
+  wire \$1531 ;
+  wire \$1532 ;
+  wire [37:0] \$1533 ;
+  wire [36:0] \$1534 ;
+  wire \$1535 ;
+  wire \$1536 ;
+  wire \$1537 ;
+  wire [37:0] \$1538 ;
+  wire [36:0] \$1539 ;
+  wire [16:0] \$154 ;
+  wire [5:0] \$1540 ;
+  wire \$1541 ;
+  wire [5:0] \$1542 ;
+  wire [6:0] \$1543 ;
+  wire [5:0] \$1544 ;
+  wire [36:0] \$1545 ;
+  wire [37:0] \$1546 ;
+  wire [37:0] \$1547 ;
+  wire [36:0] \$1548 ;
+  wire [51:0] \$1549 ;
+  wire \$155 ;
+  wire \$1550 ;
+  wire \$1551 ;
+  wire \$1552 ;
+  wire \$1553 ;
+  wire \$1554 ;
+  wire [37:0] \$1555 ;
+  wire [36:0] \$1556 ;
+  wire [5:0] \$1557 ;
+  wire [51:0] \$1558 ;
+  wire [5:0] \$1559 ;
+  wire \$156 ;
+  wire \$1560 ;
+  wire \$1561 ;
+  wire \$1562 ;
+  wire \$1563 ;
+  wire [37:0] \$1564 ;
+  wire [36:0] \$1565 ;
+  wire \$1566 ;
+  wire \$1567 ;
+  wire \$1568 ;
+  wire [37:0] \$1569 ;
+  wire \$157 ;
+  wire [36:0] \$1570 ;
+  wire [5:0] \$1571 ;
+  wire \$1572 ;
+  wire [5:0] \$1573 ;
+  wire [6:0] \$1574 ;
+  wire [5:0] \$1575 ;
+  wire [36:0] \$1576 ;
+  wire [37:0] \$1577 ;
+  wire [37:0] \$1578 ;
+  wire [36:0] \$1579 ;
+  wire [16:0] \$158 ;
+  wire [51:0] \$1580 ;
+  wire \$1581 ;
+  wire \$1582 ;
+  wire \$1583 ;
+  wire \$1584 ;
+  wire \$1585 ;
+  wire [37:0] \$1586 ;
+  wire [36:0] \$1587 ;
+  wire [5:0] \$1588 ;
+  wire [51:0] \$1589 ;
+  wire [16:0] \$159 ;
+  wire [5:0] \$1590 ;
+  wire \$1591 ;
+  wire \$1592 ;
+  wire \$1593 ;
+  wire \$1594 ;
+  wire [37:0] \$1595 ;
+  wire [36:0] \$1596 ;
+  wire \$1597 ;
+  wire \$1598 ;
+  wire \$1599 ;
+  wire [33:0] \$16 ;
+  wire [5:0] \$160 ;
+  wire [37:0] \$1600 ;
+  wire [36:0] \$1601 ;
+  wire [5:0] \$1602 ;
+  wire \$1603 ;
+  wire [5:0] \$1604 ;
+  wire [6:0] \$1605 ;
+  wire [5:0] \$1606 ;
+  wire [36:0] \$1607 ;
+  wire [37:0] \$1608 ;
+  wire [37:0] \$1609 ;
+  wire \$161 ;
+  wire [36:0] \$1610 ;
+  wire [51:0] \$1611 ;
+  wire [15:0] \$1612 ;
+  wire [15:0] \$1613 ;
+  wire \$1614 ;
+  wire \$1615 ;
+  wire \$1616 ;
+  wire \$1617 ;
+  wire [37:0] \$1618 ;
+  wire [36:0] \$1619 ;
+  wire [5:0] \$162 ;
+  wire [5:0] \$1620 ;
+  wire [51:0] \$1621 ;
+  wire [5:0] \$1622 ;
+  wire \$1623 ;
+  wire \$1624 ;
+  wire \$1625 ;
+  wire \$1626 ;
+  wire [37:0] \$1627 ;
+  wire [36:0] \$1628 ;
+  wire \$1629 ;
+  wire [6:0] \$163 ;
+  wire \$1630 ;
+  wire \$1631 ;
+  wire [37:0] \$1632 ;
+  wire [36:0] \$1633 ;
+  wire [5:0] \$1634 ;
+  wire \$1635 ;
+  wire [5:0] \$1636 ;
+  wire [6:0] \$1637 ;
+  wire [5:0] \$1638 ;
+  wire [36:0] \$1639 ;
+  wire [5:0] \$164 ;
+  wire [37:0] \$1640 ;
+  wire [37:0] \$1641 ;
+  wire [36:0] \$1642 ;
+  wire [51:0] \$1643 ;
+  wire \$1644 ;
+  wire \$1645 ;
+  wire \$1646 ;
+  wire \$1647 ;
+  wire [4:0] \$1648 ;
+  wire [4:0] \$1649 ;
+  wire [16:0] \$165 ;
+  wire \$1650 ;
+  wire \$1651 ;
+  wire [16:0] \$1652 ;
+  wire \$1653 ;
+  wire [16:0] \$1654 ;
+  wire [16:0] \$1655 ;
+  wire [16:0] \$1656 ;
+  wire \$1657 ;
+  wire \$1658 ;
+  wire \$1659 ;
+  wire [17:0] \$166 ;
+  wire \$1660 ;
+  wire \$1661 ;
+  wire \$1662 ;
+  wire \$1663 ;
+  wire \$1664 ;
+  wire \$1665 ;
+  wire \$1666 ;
+  wire [2:0] \$1667 ;
+  wire [2:0] \$1668 ;
+  wire [2:0] \$1669 ;
+  wire [17:0] \$167 ;
+  wire [3:0] \$1670 ;
+  wire \$1671 ;
+  wire [16:0] \$1672 ;
+  wire [16:0] \$1673 ;
+  wire [16:0] \$1674 ;
+  wire \$1675 ;
+  wire \$1676 ;
+  wire \$1677 ;
+  wire \$1678 ;
+  wire \$1679 ;
+  wire [16:0] \$168 ;
+  wire \$1680 ;
+  wire \$1681 ;
+  wire \$1682 ;
+  wire \$1683 ;
+  wire [2:0] \$1684 ;
+  wire [2:0] \$1685 ;
+  wire [2:0] \$1686 ;
+  wire [3:0] \$1687 ;
+  wire \$1688 ;
+  wire \$1689 ;
+  wire \$169 ;
+  wire \$1690 ;
+  wire [16:0] \$1691 ;
+  wire \$1692 ;
+  wire [16:0] \$1693 ;
+  wire [16:0] \$1694 ;
+  wire [16:0] \$1695 ;
+  wire \$1696 ;
+  wire \$1697 ;
+  wire \$1698 ;
+  wire \$1699 ;
+  wire [49:0] \$17 ;
+  wire [5:0] \$170 ;
+  wire \$1700 ;
+  wire \$1701 ;
+  wire \$1702 ;
+  wire \$1703 ;
+  wire \$1704 ;
+  wire [2:0] \$1705 ;
+  wire [2:0] \$1706 ;
+  wire [2:0] \$1707 ;
+  wire [3:0] \$1708 ;
+  wire \$1709 ;
+  wire \$171 ;
+  wire \$1710 ;
+  wire [16:0] \$1711 ;
+  wire \$1712 ;
+  wire \$1713 ;
+  wire \$1714 ;
+  wire [16:0] \$1715 ;
+  wire \$1716 ;
+  wire [16:0] \$1717 ;
+  wire [16:0] \$1718 ;
+  wire [16:0] \$1719 ;
+  wire \$172 ;
+  wire \$1720 ;
+  wire \$1721 ;
+  wire \$1722 ;
+  wire \$1723 ;
+  wire \$1724 ;
+  wire \$1725 ;
+  wire \$1726 ;
+  wire \$1727 ;
+  wire \$1728 ;
+  wire [2:0] \$1729 ;
+  wire \$173 ;
+  wire [2:0] \$1730 ;
+  wire [2:0] \$1731 ;
+  wire [3:0] \$1732 ;
+  wire \$1733 ;
+  wire \$1734 ;
+  wire [16:0] \$1735 ;
+  wire \$1736 ;
+  wire \$1737 ;
+  wire [16:0] \$1738 ;
+  wire \$1739 ;
+  wire \$174 ;
+  wire \$1740 ;
+  wire \$1741 ;
+  wire [16:0] \$1742 ;
+  wire \$1743 ;
+  wire [16:0] \$1744 ;
+  wire [16:0] \$1745 ;
+  wire [16:0] \$1746 ;
+  wire \$1747 ;
+  wire \$1748 ;
+  wire \$1749 ;
+  wire [16:0] \$175 ;
+  wire \$1750 ;
+  wire \$1751 ;
+  wire \$1752 ;
+  wire \$1753 ;
+  wire \$1754 ;
+  wire \$1755 ;
+  wire [2:0] \$1756 ;
+  wire [2:0] \$1757 ;
+  wire [2:0] \$1758 ;
+  wire [3:0] \$1759 ;
+  wire [16:0] \$176 ;
+  wire \$1760 ;
+  wire \$1761 ;
+  wire [16:0] \$1762 ;
+  wire \$1763 ;
+  wire \$1764 ;
+  wire [16:0] \$1765 ;
+  wire \$1766 ;
+  wire \$1767 ;
+  wire [16:0] \$1768 ;
+  wire \$1769 ;
+  wire \$177 ;
+  wire \$1770 ;
+  wire \$1771 ;
+  wire [8:0] \$1772 ;
+  wire \$1773 ;
+  wire [16:0] \$1774 ;
+  wire [16:0] \$1775 ;
+  wire [16:0] \$1776 ;
+  wire \$1777 ;
+  wire \$1778 ;
+  wire \$1779 ;
+  wire \$178 ;
+  wire \$1780 ;
+  wire \$1781 ;
+  wire \$1782 ;
+  wire \$1783 ;
+  wire \$1784 ;
+  wire \$1785 ;
+  wire [2:0] \$1786 ;
+  wire [2:0] \$1787 ;
+  wire [2:0] \$1788 ;
+  wire [3:0] \$1789 ;
+  wire \$179 ;
+  wire \$1790 ;
+  wire \$1791 ;
+  wire [16:0] \$1792 ;
+  wire \$1793 ;
+  wire \$1794 ;
+  wire [16:0] \$1795 ;
+  wire \$1796 ;
+  wire \$1797 ;
+  wire [16:0] \$1798 ;
+  wire \$1799 ;
+  wire [50:0] \$18 ;
+  wire [16:0] \$180 ;
+  wire \$1800 ;
+  wire [8:0] \$1801 ;
+  wire \$1802 ;
+  wire \$1803 ;
+  wire \$1804 ;
+  wire \$1805 ;
+  wire \$1806 ;
+  wire \$1807 ;
+  wire \$1808 ;
+  wire \$1809 ;
+  wire [16:0] \$181 ;
+  wire \$1810 ;
+  wire \$1811 ;
+  wire [18:0] \$1812 ;
+  wire [19:0] \$1813 ;
+  wire \$1814 ;
+  wire [18:0] \$1815 ;
+  wire [19:0] \$1816 ;
+  wire [19:0] \$1817 ;
+  wire [15:0] \$1818 ;
+  wire \$1819 ;
+  wire [5:0] \$182 ;
+  wire \$1820 ;
+  wire \$1821 ;
+  wire \$1822 ;
+  wire \$1823 ;
+  wire \$1824 ;
+  wire \$1825 ;
+  wire \$1826 ;
+  wire \$1827 ;
+  wire \$1828 ;
+  wire \$1829 ;
+  wire \$183 ;
+  wire \$1830 ;
+  wire \$1831 ;
+  wire \$1832 ;
+  wire [16:0] \$1833 ;
+  wire \$1834 ;
+  wire \$1835 ;
+  wire \$1836 ;
+  wire \$1837 ;
+  wire \$1838 ;
+  wire \$1839 ;
+  wire [5:0] \$184 ;
+  wire \$1840 ;
+  wire \$1841 ;
+  wire \$1842 ;
+  wire [2:0] \$1843 ;
+  wire [2:0] \$1844 ;
+  wire [2:0] \$1845 ;
+  wire [3:0] \$1846 ;
+  wire \$1847 ;
+  wire \$1848 ;
+  wire \$1849 ;
+  wire [6:0] \$185 ;
+  wire \$1850 ;
+  wire \$1851 ;
+  wire \$1852 ;
+  wire \$1853 ;
+  wire \$1854 ;
+  wire \$1855 ;
+  wire \$1856 ;
+  wire \$1857 ;
+  wire [63:0] \$1858 ;
+  wire [63:0] \$1859 ;
+  wire [5:0] \$186 ;
+  wire \$1860 ;
+  wire \$1861 ;
+  wire \$1862 ;
+  wire \$1863 ;
+  wire \$1864 ;
+  wire \$1865 ;
+  wire \$1866 ;
+  wire \$1867 ;
+  reg [15:0] \$1868 ;
+  reg [15:0] \$1869 ;
+  wire [16:0] \$187 ;
+  reg [15:0] \$1870 ;
+  reg [15:0] \$1871 ;
+  reg [15:0] \$1872 ;
+  reg [15:0] \$1873 ;
+  reg \$1874 ;
+  reg \$1875 ;
+  reg [1:0] \$1876 ;
+  reg [2:0] \$1877 ;
+  reg [19:0] \$1878 ;
+  reg [19:0] \$1879 ;
+  wire [17:0] \$188 ;
+  reg \$1880 ;
+  reg \$1881 ;
+  reg \$1882 ;
+  reg \$1883 ;
+  reg \$1884 ;
+  reg \$1885 ;
+  reg [63:0] \$1886 ;
+  reg [63:0] \$1887 ;
+  reg [147:0] \$1888 ;
+  reg \$1889 ;
+  wire [17:0] \$189 ;
+  reg \$1890 ;
+  reg [19:0] \$1891 ;
+  reg [2:0] \$1892 ;
+  wire \$19 ;
+  wire [16:0] \$190 ;
+  wire [7:0] \$191 ;
+  wire [7:0] \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire [37:0] \$197 ;
+  wire [36:0] \$198 ;
+  wire [5:0] \$199 ;
+  wire [6:0] \$1996 ;
+  wire [17:0] \$2 ;
+  wire \$20 ;
+  wire [51:0] \$200 ;
+  wire [6:0] \$2003 ;
+  wire [6:0] \$2009 ;
+  wire [5:0] \$201 ;
+  wire [6:0] \$2015 ;
+  wire \$202 ;
+  wire [6:0] \$2021 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire [37:0] \$206 ;
+  wire [36:0] \$207 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire \$21 ;
+  wire \$210 ;
+  wire [37:0] \$211 ;
+  wire [36:0] \$212 ;
+  wire [5:0] \$213 ;
+  wire \$214 ;
+  wire [5:0] \$215 ;
+  wire [6:0] \$216 ;
+  wire [5:0] \$217 ;
+  wire [36:0] \$218 ;
+  wire [37:0] \$219 ;
+  wire \$22 ;
+  wire [37:0] \$220 ;
+  wire [36:0] \$221 ;
+  wire [51:0] \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire [37:0] \$228 ;
+  wire [36:0] \$229 ;
+  wire \$23 ;
+  wire [5:0] \$230 ;
+  wire [51:0] \$231 ;
+  wire [5:0] \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire [37:0] \$237 ;
+  wire [36:0] \$238 ;
+  wire \$239 ;
+  wire \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire [37:0] \$242 ;
+  wire [36:0] \$243 ;
+  wire [5:0] \$244 ;
+  wire \$245 ;
+  wire [5:0] \$246 ;
+  wire [6:0] \$247 ;
+  wire [5:0] \$248 ;
+  wire [36:0] \$249 ;
+  wire \$25 ;
+  wire [37:0] \$250 ;
+  wire [37:0] \$251 ;
+  wire [36:0] \$252 ;
+  wire [51:0] \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire [37:0] \$259 ;
+  wire \$26 ;
+  wire [36:0] \$260 ;
+  wire [5:0] \$261 ;
+  wire [51:0] \$262 ;
+  wire [5:0] \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire [37:0] \$268 ;
+  wire [36:0] \$269 ;
+  wire \$27 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire [37:0] \$273 ;
+  wire [36:0] \$274 ;
+  wire [5:0] \$275 ;
+  wire \$276 ;
+  wire [5:0] \$277 ;
+  wire [6:0] \$278 ;
+  wire [5:0] \$279 ;
+  wire [16:0] \$28 ;
+  wire [36:0] \$280 ;
+  wire [37:0] \$281 ;
+  wire [37:0] \$282 ;
+  wire [36:0] \$283 ;
+  wire [51:0] \$284 ;
+  wire [15:0] \$285 ;
+  wire [15:0] \$286 ;
+  wire \$287 ;
+  wire [5:0] \$288 ;
+  wire \$289 ;
+  wire [16:0] \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire [16:0] \$293 ;
+  wire [16:0] \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire [16:0] \$298 ;
+  wire [16:0] \$299 ;
+  wire [17:0] \$3 ;
+  wire [16:0] \$30 ;
+  wire [5:0] \$300 ;
+  wire \$301 ;
+  wire [5:0] \$302 ;
+  wire [6:0] \$303 ;
+  wire [5:0] \$304 ;
+  wire [16:0] \$305 ;
+  wire [17:0] \$306 ;
+  wire [17:0] \$307 ;
+  wire [16:0] \$308 ;
+  wire \$309 ;
+  wire [16:0] \$31 ;
+  wire [5:0] \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire [16:0] \$315 ;
+  wire [16:0] \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
+  wire [52:0] \$32 ;
+  wire [16:0] \$320 ;
+  wire [16:0] \$321 ;
+  wire [5:0] \$322 ;
+  wire \$323 ;
+  wire [5:0] \$324 ;
+  wire [6:0] \$325 ;
+  wire [5:0] \$326 ;
+  wire [16:0] \$327 ;
+  wire [17:0] \$328 ;
+  wire [17:0] \$329 ;
+  wire [16:0] \$33 ;
+  wire [16:0] \$330 ;
+  wire \$331 ;
+  wire [5:0] \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire [16:0] \$337 ;
+  wire [16:0] \$338 ;
+  wire \$339 ;
+  wire [17:0] \$34 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire [16:0] \$342 ;
+  wire [16:0] \$343 ;
+  wire [5:0] \$344 ;
+  wire \$345 ;
+  wire [5:0] \$346 ;
+  wire [6:0] \$347 ;
+  wire [5:0] \$348 ;
+  wire [16:0] \$349 ;
+  wire [17:0] \$35 ;
+  wire [17:0] \$350 ;
+  wire [17:0] \$351 ;
+  wire [16:0] \$352 ;
+  wire [7:0] \$353 ;
+  wire [7:0] \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire [37:0] \$359 ;
+  wire [70:0] \$36 ;
+  wire [36:0] \$360 ;
+  wire [5:0] \$361 ;
+  wire [51:0] \$362 ;
+  wire [5:0] \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire [37:0] \$368 ;
+  wire [36:0] \$369 ;
+  wire [71:0] \$37 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire \$372 ;
+  wire [37:0] \$373 ;
+  wire [36:0] \$374 ;
+  wire [5:0] \$375 ;
+  wire \$376 ;
+  wire [5:0] \$377 ;
+  wire [6:0] \$378 ;
+  wire [5:0] \$379 ;
+  wire [15:0] \$38 ;
+  wire [36:0] \$380 ;
+  wire [37:0] \$381 ;
+  wire [37:0] \$382 ;
+  wire [36:0] \$383 ;
+  wire [51:0] \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire \$387 ;
+  wire \$388 ;
+  wire \$389 ;
+  wire [72:0] \$39 ;
+  wire [37:0] \$390 ;
+  wire [36:0] \$391 ;
+  wire [5:0] \$392 ;
+  wire [51:0] \$393 ;
+  wire [5:0] \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire [37:0] \$399 ;
+  wire [31:0] \$4 ;
+  wire \$40 ;
+  wire [36:0] \$400 ;
+  wire \$401 ;
+  wire \$402 ;
+  wire \$403 ;
+  wire [37:0] \$404 ;
+  wire [36:0] \$405 ;
+  wire [5:0] \$406 ;
+  wire \$407 ;
+  wire [5:0] \$408 ;
+  wire [6:0] \$409 ;
+  wire \$41 ;
+  wire [5:0] \$410 ;
+  wire [36:0] \$411 ;
+  wire [37:0] \$412 ;
+  wire [37:0] \$413 ;
+  wire [36:0] \$414 ;
+  wire [51:0] \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
+  wire \$42 ;
+  wire \$420 ;
+  wire [37:0] \$421 ;
+  wire [36:0] \$422 ;
+  wire [5:0] \$423 ;
+  wire [51:0] \$424 ;
+  wire [5:0] \$425 ;
+  wire \$426 ;
+  wire \$427 ;
+  wire \$428 ;
+  wire \$429 ;
+  wire [31:0] \$43 ;
+  wire [37:0] \$430 ;
+  wire [36:0] \$431 ;
+  wire \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire [37:0] \$435 ;
+  wire [36:0] \$436 ;
+  wire [5:0] \$437 ;
+  wire \$438 ;
+  wire [5:0] \$439 ;
+  wire [32:0] \$44 ;
+  wire [6:0] \$440 ;
+  wire [5:0] \$441 ;
+  wire [36:0] \$442 ;
+  wire [37:0] \$443 ;
+  wire [37:0] \$444 ;
+  wire [36:0] \$445 ;
+  wire [51:0] \$446 ;
+  wire [15:0] \$447 ;
+  wire [15:0] \$448 ;
+  wire \$449 ;
+  wire [33:0] \$45 ;
+  wire [5:0] \$450 ;
+  wire \$451 ;
+  wire \$452 ;
+  wire \$453 ;
+  wire \$454 ;
+  wire [16:0] \$455 ;
+  wire [16:0] \$456 ;
+  wire \$457 ;
+  wire \$458 ;
+  wire \$459 ;
+  wire [31:0] \$46 ;
+  wire [16:0] \$460 ;
+  wire [16:0] \$461 ;
+  wire [5:0] \$462 ;
+  wire \$463 ;
+  wire [5:0] \$464 ;
+  wire [6:0] \$465 ;
+  wire [5:0] \$466 ;
+  wire [16:0] \$467 ;
+  wire [17:0] \$468 ;
+  wire [17:0] \$469 ;
+  wire [32:0] \$47 ;
+  wire [16:0] \$470 ;
+  wire \$471 ;
+  wire [5:0] \$472 ;
+  wire \$473 ;
+  wire \$474 ;
+  wire \$475 ;
+  wire \$476 ;
+  wire [16:0] \$477 ;
+  wire [16:0] \$478 ;
+  wire \$479 ;
+  wire [48:0] \$48 ;
+  wire \$480 ;
+  wire \$481 ;
+  wire [16:0] \$482 ;
+  wire [16:0] \$483 ;
+  wire [5:0] \$484 ;
+  wire \$485 ;
+  wire [5:0] \$486 ;
+  wire [6:0] \$487 ;
+  wire [5:0] \$488 ;
+  wire [16:0] \$489 ;
+  wire [49:0] \$49 ;
+  wire [17:0] \$490 ;
+  wire [17:0] \$491 ;
+  wire [16:0] \$492 ;
+  wire \$493 ;
+  wire [5:0] \$494 ;
+  wire \$495 ;
+  wire \$496 ;
+  wire \$497 ;
+  wire \$498 ;
+  wire [16:0] \$499 ;
+  wire [32:0] \$5 ;
+  wire [50:0] \$50 ;
+  wire [16:0] \$500 ;
+  wire \$501 ;
+  wire \$502 ;
+  wire \$503 ;
+  wire [16:0] \$504 ;
+  wire [16:0] \$505 ;
+  wire [5:0] \$506 ;
+  wire \$507 ;
+  wire [5:0] \$508 ;
+  wire [6:0] \$509 ;
+  wire [50:0] \$51 ;
+  wire [5:0] \$510 ;
+  wire [16:0] \$511 ;
+  wire [17:0] \$512 ;
+  wire [17:0] \$513 ;
+  wire [16:0] \$514 ;
+  wire [7:0] \$515 ;
+  wire [7:0] \$516 ;
+  wire \$517 ;
+  wire \$518 ;
+  wire \$519 ;
+  wire [31:0] \$52 ;
+  wire \$520 ;
+  wire [37:0] \$521 ;
+  wire [36:0] \$522 ;
+  wire [5:0] \$523 ;
+  wire [51:0] \$524 ;
+  wire [5:0] \$525 ;
+  wire \$526 ;
+  wire \$527 ;
+  wire \$528 ;
+  wire \$529 ;
+  wire [32:0] \$53 ;
+  wire [37:0] \$530 ;
+  wire [36:0] \$531 ;
+  wire \$532 ;
+  wire \$533 ;
+  wire \$534 ;
+  wire [37:0] \$535 ;
+  wire [36:0] \$536 ;
+  wire [5:0] \$537 ;
+  wire \$538 ;
+  wire [5:0] \$539 ;
+  wire [33:0] \$54 ;
+  wire [6:0] \$540 ;
+  wire [5:0] \$541 ;
+  wire [36:0] \$542 ;
+  wire [37:0] \$543 ;
+  wire [37:0] \$544 ;
+  wire [36:0] \$545 ;
+  wire [51:0] \$546 ;
+  wire \$547 ;
+  wire \$548 ;
+  wire \$549 ;
+  wire [49:0] \$55 ;
+  wire \$550 ;
+  wire \$551 ;
+  wire [37:0] \$552 ;
+  wire [36:0] \$553 ;
+  wire [5:0] \$554 ;
+  wire [51:0] \$555 ;
+  wire [5:0] \$556 ;
+  wire \$557 ;
+  wire \$558 ;
+  wire \$559 ;
+  wire [50:0] \$56 ;
+  wire \$560 ;
+  wire [37:0] \$561 ;
+  wire [36:0] \$562 ;
+  wire \$563 ;
+  wire \$564 ;
+  wire \$565 ;
+  wire [37:0] \$566 ;
+  wire [36:0] \$567 ;
+  wire [5:0] \$568 ;
+  wire \$569 ;
+  wire [51:0] \$57 ;
+  wire [5:0] \$570 ;
+  wire [6:0] \$571 ;
+  wire [5:0] \$572 ;
+  wire [36:0] \$573 ;
+  wire [37:0] \$574 ;
+  wire [37:0] \$575 ;
+  wire [36:0] \$576 ;
+  wire [51:0] \$577 ;
+  wire \$578 ;
+  wire \$579 ;
+  wire [67:0] \$58 ;
+  wire \$580 ;
+  wire \$581 ;
+  wire \$582 ;
+  wire [37:0] \$583 ;
+  wire [36:0] \$584 ;
+  wire [5:0] \$585 ;
+  wire [51:0] \$586 ;
+  wire [5:0] \$587 ;
+  wire \$588 ;
+  wire \$589 ;
+  wire [68:0] \$59 ;
+  wire \$590 ;
+  wire \$591 ;
+  wire [37:0] \$592 ;
+  wire [36:0] \$593 ;
+  wire \$594 ;
+  wire \$595 ;
+  wire \$596 ;
+  wire [37:0] \$597 ;
+  wire [36:0] \$598 ;
+  wire [5:0] \$599 ;
+  wire \$6 ;
+  wire [69:0] \$60 ;
+  wire \$600 ;
+  wire [5:0] \$601 ;
+  wire [6:0] \$602 ;
+  wire [5:0] \$603 ;
+  wire [36:0] \$604 ;
+  wire [37:0] \$605 ;
+  wire [37:0] \$606 ;
+  wire [36:0] \$607 ;
+  wire [51:0] \$608 ;
+  wire [15:0] \$609 ;
+  wire [31:0] \$61 ;
+  wire [15:0] \$610 ;
+  wire \$611 ;
+  wire [5:0] \$612 ;
+  wire \$613 ;
+  wire \$614 ;
+  wire \$615 ;
+  wire \$616 ;
+  wire [16:0] \$617 ;
+  wire [16:0] \$618 ;
+  wire \$619 ;
+  wire [32:0] \$62 ;
+  wire \$620 ;
+  wire \$621 ;
+  wire [16:0] \$622 ;
+  wire [16:0] \$623 ;
+  wire [5:0] \$624 ;
+  wire \$625 ;
+  wire [5:0] \$626 ;
+  wire [6:0] \$627 ;
+  wire [5:0] \$628 ;
+  wire [16:0] \$629 ;
+  wire [48:0] \$63 ;
+  wire [17:0] \$630 ;
+  wire [17:0] \$631 ;
+  wire [16:0] \$632 ;
+  wire \$633 ;
+  wire [5:0] \$634 ;
+  wire \$635 ;
+  wire \$636 ;
+  wire \$637 ;
+  wire \$638 ;
+  wire [16:0] \$639 ;
+  wire [49:0] \$64 ;
+  wire [16:0] \$640 ;
+  wire \$641 ;
+  wire \$642 ;
+  wire \$643 ;
+  wire [16:0] \$644 ;
+  wire [16:0] \$645 ;
+  wire [5:0] \$646 ;
+  wire \$647 ;
+  wire [5:0] \$648 ;
+  wire [6:0] \$649 ;
+  wire [65:0] \$65 ;
+  wire [5:0] \$650 ;
+  wire [16:0] \$651 ;
+  wire [17:0] \$652 ;
+  wire [17:0] \$653 ;
+  wire [16:0] \$654 ;
+  wire \$655 ;
+  wire [5:0] \$656 ;
+  wire \$657 ;
+  wire \$658 ;
+  wire \$659 ;
+  wire [66:0] \$66 ;
+  wire \$660 ;
+  wire [16:0] \$661 ;
+  wire [16:0] \$662 ;
+  wire \$663 ;
+  wire \$664 ;
+  wire \$665 ;
+  wire [16:0] \$666 ;
+  wire [16:0] \$667 ;
+  wire [5:0] \$668 ;
+  wire \$669 ;
+  wire [67:0] \$67 ;
+  wire [5:0] \$670 ;
+  wire [6:0] \$671 ;
+  wire [5:0] \$672 ;
+  wire [16:0] \$673 ;
+  wire [17:0] \$674 ;
+  wire [17:0] \$675 ;
+  wire [16:0] \$676 ;
+  wire [7:0] \$677 ;
+  wire [7:0] \$678 ;
+  wire \$679 ;
+  wire [31:0] \$68 ;
+  wire \$680 ;
+  wire \$681 ;
+  wire \$682 ;
+  wire [37:0] \$683 ;
+  wire [36:0] \$684 ;
+  wire [5:0] \$685 ;
+  wire [51:0] \$686 ;
+  wire [5:0] \$687 ;
+  wire \$688 ;
+  wire \$689 ;
+  wire [32:0] \$69 ;
+  wire \$690 ;
+  wire \$691 ;
+  wire [37:0] \$692 ;
+  wire [36:0] \$693 ;
+  wire \$694 ;
+  wire \$695 ;
+  wire \$696 ;
+  wire [37:0] \$697 ;
+  wire [36:0] \$698 ;
+  wire [5:0] \$699 ;
+  wire \$7 ;
+  wire [48:0] \$70 ;
+  wire \$700 ;
+  wire [5:0] \$701 ;
+  wire [6:0] \$702 ;
+  wire [5:0] \$703 ;
+  wire [36:0] \$704 ;
+  wire [37:0] \$705 ;
+  wire [37:0] \$706 ;
+  wire [36:0] \$707 ;
+  wire [51:0] \$708 ;
+  wire \$709 ;
+  wire [49:0] \$71 ;
+  wire \$710 ;
+  wire \$711 ;
+  wire \$712 ;
+  wire \$713 ;
+  wire [37:0] \$714 ;
+  wire [36:0] \$715 ;
+  wire [5:0] \$716 ;
+  wire [51:0] \$717 ;
+  wire [5:0] \$718 ;
+  wire \$719 ;
+  wire [50:0] \$72 ;
+  wire \$720 ;
+  wire \$721 ;
+  wire \$722 ;
+  wire [37:0] \$723 ;
+  wire [36:0] \$724 ;
+  wire \$725 ;
+  wire \$726 ;
+  wire \$727 ;
+  wire [37:0] \$728 ;
+  wire [36:0] \$729 ;
+  wire [15:0] \$73 ;
+  wire [5:0] \$730 ;
+  wire \$731 ;
+  wire [5:0] \$732 ;
+  wire [6:0] \$733 ;
+  wire [5:0] \$734 ;
+  wire [36:0] \$735 ;
+  wire [37:0] \$736 ;
+  wire [37:0] \$737 ;
+  wire [36:0] \$738 ;
+  wire [51:0] \$739 ;
+  wire \$74 ;
+  wire \$740 ;
+  wire \$741 ;
+  wire \$742 ;
+  wire \$743 ;
+  wire \$744 ;
+  wire [37:0] \$745 ;
+  wire [36:0] \$746 ;
+  wire [5:0] \$747 ;
+  wire [51:0] \$748 ;
+  wire [5:0] \$749 ;
+  wire \$75 ;
+  wire \$750 ;
+  wire \$751 ;
+  wire \$752 ;
+  wire \$753 ;
+  wire [37:0] \$754 ;
+  wire [36:0] \$755 ;
+  wire \$756 ;
+  wire \$757 ;
+  wire \$758 ;
+  wire [37:0] \$759 ;
+  wire \$76 ;
+  wire [36:0] \$760 ;
+  wire [5:0] \$761 ;
+  wire \$762 ;
+  wire [5:0] \$763 ;
+  wire [6:0] \$764 ;
+  wire [5:0] \$765 ;
+  wire [36:0] \$766 ;
+  wire [37:0] \$767 ;
+  wire [37:0] \$768 ;
+  wire [36:0] \$769 ;
+  wire \$77 ;
+  wire [51:0] \$770 ;
+  wire [15:0] \$771 ;
+  wire [15:0] \$772 ;
+  wire \$773 ;
+  wire [5:0] \$774 ;
+  wire \$775 ;
+  wire \$776 ;
+  wire \$777 ;
+  wire \$778 ;
+  wire [16:0] \$779 ;
+  wire \$78 ;
+  wire [16:0] \$780 ;
+  wire \$781 ;
+  wire \$782 ;
+  wire \$783 ;
+  wire [16:0] \$784 ;
+  wire [16:0] \$785 ;
+  wire [5:0] \$786 ;
+  wire \$787 ;
+  wire [5:0] \$788 ;
+  wire [6:0] \$789 ;
+  wire \$79 ;
+  wire [5:0] \$790 ;
+  wire [16:0] \$791 ;
+  wire [17:0] \$792 ;
+  wire [17:0] \$793 ;
+  wire [16:0] \$794 ;
+  wire \$795 ;
+  wire [5:0] \$796 ;
+  wire \$797 ;
+  wire \$798 ;
+  wire \$799 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$800 ;
+  wire [16:0] \$801 ;
+  wire [16:0] \$802 ;
+  wire \$803 ;
+  wire \$804 ;
+  wire \$805 ;
+  wire [16:0] \$806 ;
+  wire [16:0] \$807 ;
+  wire [5:0] \$808 ;
+  wire \$809 ;
+  wire \$81 ;
+  wire [5:0] \$810 ;
+  wire [6:0] \$811 ;
+  wire [5:0] \$812 ;
+  wire [16:0] \$813 ;
+  wire [17:0] \$814 ;
+  wire [17:0] \$815 ;
+  wire [16:0] \$816 ;
+  wire \$817 ;
+  wire [5:0] \$818 ;
+  wire \$819 ;
+  wire \$82 ;
+  wire \$820 ;
+  wire \$821 ;
+  wire \$822 ;
+  wire [16:0] \$823 ;
+  wire [16:0] \$824 ;
+  wire \$825 ;
+  wire \$826 ;
+  wire \$827 ;
+  wire [16:0] \$828 ;
+  wire [16:0] \$829 ;
+  wire \$83 ;
+  wire [5:0] \$830 ;
+  wire \$831 ;
+  wire [5:0] \$832 ;
+  wire [6:0] \$833 ;
+  wire [5:0] \$834 ;
+  wire [16:0] \$835 ;
+  wire [17:0] \$836 ;
+  wire [17:0] \$837 ;
+  wire [16:0] \$838 ;
+  wire [7:0] \$839 ;
+  wire \$84 ;
+  wire [7:0] \$840 ;
+  wire [5:0] \$841 ;
+  wire \$842 ;
+  wire \$843 ;
+  wire \$844 ;
+  wire \$845 ;
+  wire [16:0] \$846 ;
+  wire [16:0] \$847 ;
+  wire \$848 ;
+  wire \$849 ;
+  wire \$85 ;
+  wire \$850 ;
+  wire [16:0] \$851 ;
+  wire [16:0] \$852 ;
+  wire [5:0] \$853 ;
+  wire \$854 ;
+  wire [5:0] \$855 ;
+  wire [6:0] \$856 ;
+  wire [5:0] \$857 ;
+  wire [16:0] \$858 ;
+  wire [17:0] \$859 ;
+  wire \$86 ;
+  wire [17:0] \$860 ;
+  wire [16:0] \$861 ;
+  wire \$862 ;
+  wire \$863 ;
+  wire \$864 ;
+  wire \$865 ;
+  wire \$866 ;
+  wire [37:0] \$867 ;
+  wire [36:0] \$868 ;
+  wire [5:0] \$869 ;
+  wire \$87 ;
+  wire [51:0] \$870 ;
+  wire [5:0] \$871 ;
+  wire \$872 ;
+  wire \$873 ;
+  wire \$874 ;
+  wire \$875 ;
+  wire [37:0] \$876 ;
+  wire [36:0] \$877 ;
+  wire \$878 ;
+  wire \$879 ;
+  wire \$88 ;
+  wire \$880 ;
+  wire [37:0] \$881 ;
+  wire [36:0] \$882 ;
+  wire [5:0] \$883 ;
+  wire \$884 ;
+  wire [5:0] \$885 ;
+  wire [6:0] \$886 ;
+  wire [5:0] \$887 ;
+  wire [36:0] \$888 ;
+  wire [37:0] \$889 ;
+  wire \$89 ;
+  wire [37:0] \$890 ;
+  wire [36:0] \$891 ;
+  wire [51:0] \$892 ;
+  wire \$893 ;
+  wire \$894 ;
+  wire \$895 ;
+  wire \$896 ;
+  wire \$897 ;
+  wire [37:0] \$898 ;
+  wire [36:0] \$899 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire [5:0] \$900 ;
+  wire [51:0] \$901 ;
+  wire [5:0] \$902 ;
+  wire \$903 ;
+  wire \$904 ;
+  wire \$905 ;
+  wire \$906 ;
+  wire [37:0] \$907 ;
+  wire [36:0] \$908 ;
+  wire \$909 ;
+  wire \$91 ;
+  wire \$910 ;
+  wire \$911 ;
+  wire [37:0] \$912 ;
+  wire [36:0] \$913 ;
+  wire [5:0] \$914 ;
+  wire \$915 ;
+  wire [5:0] \$916 ;
+  wire [6:0] \$917 ;
+  wire [5:0] \$918 ;
+  wire [36:0] \$919 ;
+  wire \$92 ;
+  wire [37:0] \$920 ;
+  wire [37:0] \$921 ;
+  wire [36:0] \$922 ;
+  wire [51:0] \$923 ;
+  wire \$924 ;
+  wire \$925 ;
+  wire \$926 ;
+  wire \$927 ;
+  wire \$928 ;
+  wire [37:0] \$929 ;
+  wire \$93 ;
+  wire [36:0] \$930 ;
+  wire [5:0] \$931 ;
+  wire [51:0] \$932 ;
+  wire [5:0] \$933 ;
+  wire \$934 ;
+  wire \$935 ;
+  wire \$936 ;
+  wire \$937 ;
+  wire [37:0] \$938 ;
+  wire [36:0] \$939 ;
+  wire \$94 ;
+  wire \$940 ;
+  wire \$941 ;
+  wire \$942 ;
+  wire [37:0] \$943 ;
+  wire [36:0] \$944 ;
+  wire [5:0] \$945 ;
+  wire \$946 ;
+  wire [5:0] \$947 ;
+  wire [6:0] \$948 ;
+  wire [5:0] \$949 ;
+  wire \$95 ;
+  wire [36:0] \$950 ;
+  wire [37:0] \$951 ;
+  wire [37:0] \$952 ;
+  wire [36:0] \$953 ;
+  wire [51:0] \$954 ;
+  wire [15:0] \$955 ;
+  wire [15:0] \$956 ;
+  wire \$957 ;
+  wire \$958 ;
+  wire \$959 ;
+  wire \$96 ;
+  wire \$960 ;
+  wire [37:0] \$961 ;
+  wire [36:0] \$962 ;
+  wire [5:0] \$963 ;
+  wire [51:0] \$964 ;
+  wire [5:0] \$965 ;
+  wire \$966 ;
+  wire \$967 ;
+  wire \$968 ;
+  wire \$969 ;
+  wire \$97 ;
+  wire [37:0] \$970 ;
+  wire [36:0] \$971 ;
+  wire \$972 ;
+  wire \$973 ;
+  wire \$974 ;
+  wire [37:0] \$975 ;
+  wire [36:0] \$976 ;
+  wire [5:0] \$977 ;
+  wire \$978 ;
+  wire [5:0] \$979 ;
+  wire [63:0] \$98 ;
+  wire [6:0] \$980 ;
+  wire [5:0] \$981 ;
+  wire [36:0] \$982 ;
+  wire [37:0] \$983 ;
+  wire [37:0] \$984 ;
+  wire [36:0] \$985 ;
+  wire [51:0] \$986 ;
+  wire \$987 ;
+  wire \$988 ;
+  wire \$989 ;
+  wire \$99 ;
+  wire \$990 ;
+  wire [1:0] \$991 ;
+  wire \$992 ;
+  wire [5:0] \$993 ;
+  wire \$994 ;
+  wire \$995 ;
+  wire \$996 ;
+  wire \$997 ;
+  wire [16:0] \$998 ;
+  wire [16:0] \$999 ;
+  reg [63:0] \$signal  = 64'h0000000000000000;
+  (* init = 1'h0 *)
+  wire \$signal$57 ;
+  reg [19:0] \$signal$66  = 20'h00000;
+  wire [15:0] GO;
+  reg a_branch = 1'h0;
+  (* init = 1'h0 *)
+  wire a_clear;
+  reg a_first_step = 1'h0;
+  reg a_first_word = 1'h0;
+  reg a_last = 1'h0;
+  reg a_reduced = 1'h0;
+  wire [147:0] acc;
+  wire [19:0] acc_rd_addr;
+  output [159:0] acc_rd_data;
+  wire [159:0] acc_rd_data;
+  wire acc_rd_en;
+  reg [2:0] active_a = 3'h0;
+  reg [2:0] active_b = 3'h0;
+  wire [8:0] addr;
+  wire [19:0] addr_entry;
+  output [19:0] addr_g;
+  wire [19:0] addr_g;
+  output [19:0] addr_in;
+  wire [19:0] addr_in;
+  wire [19:0] addr_out;
+  output [19:0] addr_w;
+  wire [19:0] addr_w;
+  output busy;
+  wire busy;
+  reg clear = 1'h0;
+  input clk;
+  wire clk;
+  output [14:0] counts;
+  wire [14:0] counts;
+  wire \counts.grad_reads ;
+  wire [2:0] \counts.grad_saturations ;
+  wire \counts.grad_writes ;
+  wire \counts.in_reads ;
+  wire \counts.stage_busy ;
+  wire [2:0] \counts.stage_macs ;
+  wire \counts.weight_reads ;
+  wire [2:0] \counts.wgrad_updates ;
+  wire \counts.wgrad_words ;
+  reg [19:0] entry_a = 20'h00000;
+  wire first;
+  reg [15:0] go = 16'h0000;
+  wire [19:0] grad__addr;
+  input [63:0] grad__data;
+  wire [63:0] grad__data;
+  output grad__en;
+  wire grad__en;
+  reg [63:0] held_g = 64'h0000000000000000;
+  reg [15:0] i = 16'h0000;
+  wire [19:0] inp__addr;
+  input [63:0] inp__data;
+  wire [63:0] inp__data;
+  output inp__en;
+  wire inp__en;
+  reg issue = 1'h0;
+  wire [15:0] operand;
+  output [19:0] out__addr;
+  reg [19:0] out__addr = 20'h00000;
+  wire [63:0] out__data;
+  output out__en;
+  reg out__en = 1'h0;
+  (* init = 20'h00000 *)
+  wire [19:0] out_b;
+  reg [147:0] part = 148'h0000000000000000000000000000000000000;
+  input [14:0] \port$185$0 ;
+  wire [14:0] \port$185$0 ;
+  wire [95:0] product;
+  output [15:0] q0;
+  wire [15:0] q0;
+  output [15:0] q1;
+  wire [15:0] q1;
+  output [15:0] q2;
+  wire [15:0] q2;
+  output [15:0] q3;
+  wire [15:0] q3;
+  wire [8:0] rd_addr;
+  wire [159:0] rd_data;
+  input rd_en;
+  wire rd_en;
+  reg reduced_b = 1'h0;
+  input rst;
+  wire rst;
+  (* init = 1'h0 *)
+  wire run;
+  reg [1:0] sel_a = 2'h0;
+  input [402:0] stage;
+  wire [402:0] stage;
+  wire [19:0] \stage.acc_base ;
+  wire \stage.acc_clear ;
+  wire \stage.alt_left ;
+  wire [5:0] \stage.alt_shift ;
+  wire [19:0] \stage.alt_w_base ;
+  wire [15:0] \stage.cols ;
+  wire [19:0] \stage.cur_base ;
+  wire [1:0] \stage.fx ;
+  wire [1:0] \stage.fy ;
+  wire [19:0] \stage.g_base ;
+  wire [15:0] \stage.g_cols ;
+  wire [15:0] \stage.g_rows ;
+  wire [1:0] \stage.gx ;
+  wire [1:0] \stage.gy ;
+  wire [15:0] \stage.height_mul ;
+  wire [5:0] \stage.height_shift ;
+  wire [19:0] \stage.in_base ;
+  wire [15:0] \stage.in_channels ;
+  wire [15:0] \stage.in_cols ;
+  wire [15:0] \stage.in_rows ;
+  wire [1:0] \stage.kind ;
+  wire [15:0] \stage.leak_mul ;
+  wire [5:0] \stage.leak_shift ;
+  wire [19:0] \stage.out_base ;
+  wire [15:0] \stage.out_channels ;
+  wire \stage.pool ;
+  wire \stage.requant ;
+  wire \stage.round ;
+  wire [15:0] \stage.rows ;
+  wire [31:0] \stage.schedule ;
+  wire [5:0] \stage.shift ;
+  wire [1:0] \stage.taps ;
+  wire [7:0] \stage.timesteps ;
+  wire [19:0] \stage.trace_base ;
+  wire \stage.use_extra ;
+  wire \stage.use_schedule ;
+  wire [19:0] \stage.w_base ;
+  input start;
+  wire start;
+  reg [15:0] t = 16'h0000;
+  reg [15:0] tap = 16'h0000;
+  reg va = 1'h0;
+  wire valid;
+  wire \valid$34 ;
+  input [31:0] weights;
+  wire [31:0] weights;
+  wire [19:0] weights__addr;
+  wire [31:0] weights__data;
+  output weights__en;
+  wire weights__en;
+  reg [15:0] x = 16'h0000;
+  reg [15:0] y = 16'h0000;
+  assign \$1  = stage[73:58] + 3'h4;
+  assign \$2  = \$1  - 1'h1;
+  assign \$4  = t * stage[109:94];
+  assign \$5  = \$4  + y;
+  assign \$6  = stage[211:180] >> t[4:0];
+  assign \$7  = ~ \$6 ;
+  assign \$8  = stage[212] & \$7 ;
+  assign \$9  = stage[127:126] == 1'h1;
+  assign \$10  = stage[127:126] == 2'h3;
+  assign \$11  = tap < 2'h3;
+  assign \$12  = \$10  & \$11 ;
+  assign \$13  = \$9  | \$12 ;
+  assign \$14  = \$13  ? tap : { 14'h0000, stage[129:128] };
+  assign \$15  = \$8  ? 16'h0001 : \$14 ;
+  assign \$16  = \$5  + \$15 ;
+  assign \$17  = \$16  * stage[125:110];
+  assign \$18  = \$17  + x;
+  assign \$19  = stage[211:180] >> t[4:0];
+  assign \$20  = ~ \$19 ;
+  assign \$21  = stage[212] & \$20 ;
+  assign \$22  = stage[127:126] == 2'h2;
+  assign \$23  = stage[127:126] == 2'h3;
+  assign \$24  = tap >= 2'h3;
+  assign \$25  = \$23  & \$24 ;
+  assign \$26  = \$22  | \$25 ;
+  assign \$27  = tap >= 2'h3;
+  assign \$28  = tap - 2'h3;
+  assign \$29  = \$27  ? \$28  : { 1'h0, tap };
+  assign \$30  = \$26  ? \$29  : { 15'h0000, stage[131:130] };
+  assign \$31  = \$21  ? 17'h00001 : \$30 ;
+  assign \$32  = $signed({ 1'h0, \$18  }) + $signed(\$31 );
+  assign \$33  = stage[57:42] + 3'h4;
+  assign \$34  = \$33  - 1'h1;
+  assign \$36  = $signed(\$32 ) * $signed(\$35 );
+  assign \$37  = $signed({ 1'h0, stage[93:74] }) + $signed(\$36 );
+  assign \$39  = $signed(\$37 ) + $signed({ 1'h0, \$38  });
+  assign \$40  = stage[211:180] >> t[4:0];
+  assign \$41  = ~ \$40 ;
+  assign \$42  = stage[212] & \$41 ;
+  assign \$43  = i * \$3 [15:0];
+  assign \$44  = stage[232:213] + \$43 ;
+  assign \$45  = \$44  + go;
+  assign \$46  = tap * stage[57:42];
+  assign \$47  = \$46  + i;
+  assign \$48  = \$47  * \$3 [15:0];
+  assign \$49  = stage[151:132] + \$48 ;
+  assign \$50  = \$49  + go;
+  assign \$51  = \$42  ? { 17'h00000, \$45  } : \$50 ;
+  assign \$52  = t * stage[275:260];
+  assign \$53  = \$52  + y;
+  assign \$54  = \$53  + stage[293:292];
+  assign \$55  = \$54  * stage[291:276];
+  assign \$56  = \$55  + x;
+  assign \$57  = \$56  + stage[295:294];
+  assign \$58  = \$57  * \$3 [15:0];
+  assign \$59  = stage[259:240] + \$58 ;
+  assign \$60  = \$59  + go;
+  assign \$61  = t * stage[25:10];
+  assign \$62  = \$61  + y;
+  assign \$63  = \$62  * stage[41:26];
+  assign \$64  = \$63  + x;
+  assign \$65  = \$64  * \$3 [15:0];
+  assign \$66  = stage[171:152] + \$65 ;
+  assign \$67  = \$66  + go;
+  assign \$68  = tap * \$3 [15:0];
+  assign \$69  = \$68  + go;
+  assign \$70  = \$69  * stage[57:42];
+  assign \$71  = stage[315:296] + \$70 ;
+  assign \$72  = \$71  + i;
+  assign \$74  = ! \$73 ;
+  assign \$75  = issue & \$74 ;
+  assign \$76  = stage[1:0] == 1'h1;
+  assign \$77  = stage[211:180] >> t[4:0];
+  assign \$78  = ~ \$77 ;
+  assign \$79  = stage[212] & \$78 ;
+  assign \$80  = \$76  & \$79 ;
+  assign \$81  = ~ \$80 ;
+  assign inp__en = \$75  & \$81 ;
+  assign \$82  = stage[1:0] == 1'h1;
+  assign \$83  = ~ \$82 ;
+  assign weights__en = issue & \$83 ;
+  assign \$84  = stage[1:0] == 1'h1;
+  assign \$85  = issue & \$84 ;
+  assign \$86  = ! tap;
+  assign \$87  = ! i;
+  assign \$88  = \$86  & \$87 ;
+  assign \$89  = \$85  & \$88 ;
+  assign \$90  = stage[1:0] == 1'h1;
+  assign \$91  = stage[211:180] >> t[4:0];
+  assign \$92  = ~ \$91 ;
+  assign \$93  = stage[212] & \$92 ;
+  assign \$94  = \$90  & \$93 ;
+  assign \$95  = ~ \$94 ;
+  assign grad__en = \$89  & \$95 ;
+  assign \$96  = stage[1:0] == 1'h1;
+  assign \$97  = ~ \$96 ;
+  assign valid = va & \$97 ;
+  assign first = a_first_step | a_branch;
+  assign \$98  = a_first_word ? inp__data : \$signal ;
+  assign \$1996  = sel_a * 5'h10;
+  assign operand = \$98  >> \$1996 ;
+  assign \$99  = stage[1:0] == 1'h1;
+  assign \valid$34  = va & \$99 ;
+  assign \$100  = a_first_step ? grad__data : held_g;
+  assign \$101  = a_first_word ? inp__data : \$signal ;
+  assign \$2003  = sel_a * 5'h10;
+  assign \$102  = \$101  >> \$2003 ;
+  assign \$103  = $signed(\$100 [15:0]) * $signed(\$102 [7:0]);
+  assign \$104  = a_first_step ? grad__data : held_g;
+  assign \$105  = a_first_word ? inp__data : \$signal ;
+  assign \$2009  = sel_a * 5'h10;
+  assign \$106  = \$105  >> \$2009 ;
+  assign \$107  = $signed(\$104 [31:16]) * $signed(\$106 [7:0]);
+  assign \$108  = a_first_step ? grad__data : held_g;
+  assign \$109  = a_first_word ? inp__data : \$signal ;
+  assign \$2015  = sel_a * 5'h10;
+  assign \$110  = \$109  >> \$2015 ;
+  assign \$111  = $signed(\$108 [47:32]) * $signed(\$110 [7:0]);
+  assign \$112  = a_first_step ? grad__data : held_g;
+  assign \$113  = a_first_word ? inp__data : \$signal ;
+  assign \$2021  = sel_a * 5'h10;
+  assign \$114  = \$113  >> \$2021 ;
+  assign \$115  = $signed(\$112 [63:48]) * $signed(\$114 [7:0]);
+  assign \$116  = stage[1:0] == 1'h1;
+  assign \$117  = ~ \$116 ;
+  assign \$118  = va & \$117 ;
+  assign \$119  = \$118  ? active_a : 3'h0;
+  assign \$120  = stage[1:0] == 1'h1;
+  assign \$121  = va & \$120 ;
+  assign \$122  = \$121  ? active_a : 3'h0;
+  assign \$123  = stage[1:0] == 1'h1;
+  assign \$124  = va & \$123 ;
+  assign \$125  = ! stage[172];
+  assign \$126  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$127  = ! \$126 ;
+  assign \$128  = stage[127:126] == 2'h3;
+  assign \$129  = ~ reduced_b;
+  assign \$130  = \$128  & \$129 ;
+  assign \$131  = $signed(part[15:0]) + $signed(acc[15:0]);
+  assign \$132  = \$130  ? \$131  : { acc[15], acc[15:0] };
+  assign \$133  = stage[127:126] == 2'h3;
+  assign \$134  = ~ reduced_b;
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = $signed(part[15:0]) + $signed(acc[15:0]);
+  assign \$137  = \$135  ? \$136  : { acc[15], acc[15:0] };
+  assign \$138  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$139  = ! \$138 ;
+  assign \$140  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$141  = \$140  - 1'h1;
+  assign \$142  = \$139  ? 6'h00 : \$141 [5:0];
+  assign \$143  = $signed(\$137 ) >>> \$142 ;
+  assign \$144  = $signed(\$143 ) + $signed({ 1'h0, stage[179] });
+  assign \$146  = \$127  ? \$132  : \$145 [16:0];
+  assign \$147  = $signed(\$146 ) > $signed(8'h7f);
+  assign \$148  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$149  = ! \$148 ;
+  assign \$150  = stage[127:126] == 2'h3;
+  assign \$151  = ~ reduced_b;
+  assign \$152  = \$150  & \$151 ;
+  assign \$153  = $signed(part[15:0]) + $signed(acc[15:0]);
+  assign \$154  = \$152  ? \$153  : { acc[15], acc[15:0] };
+  assign \$155  = stage[127:126] == 2'h3;
+  assign \$156  = ~ reduced_b;
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = $signed(part[15:0]) + $signed(acc[15:0]);
+  assign \$159  = \$157  ? \$158  : { acc[15], acc[15:0] };
+  assign \$160  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$161  = ! \$160 ;
+  assign \$162  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$163  = \$162  - 1'h1;
+  assign \$164  = \$161  ? 6'h00 : \$163 [5:0];
+  assign \$165  = $signed(\$159 ) >>> \$164 ;
+  assign \$166  = $signed(\$165 ) + $signed({ 1'h0, stage[179] });
+  assign \$168  = \$149  ? \$154  : \$167 [16:0];
+  assign \$169  = $signed(\$168 ) < $signed(8'h80);
+  assign \$170  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$171  = ! \$170 ;
+  assign \$172  = stage[127:126] == 2'h3;
+  assign \$173  = ~ reduced_b;
+  assign \$174  = \$172  & \$173 ;
+  assign \$175  = $signed(part[15:0]) + $signed(acc[15:0]);
+  assign \$176  = \$174  ? \$175  : { acc[15], acc[15:0] };
+  assign \$177  = stage[127:126] == 2'h3;
+  assign \$178  = ~ reduced_b;
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = $signed(part[15:0]) + $signed(acc[15:0]);
+  assign \$181  = \$179  ? \$180  : { acc[15], acc[15:0] };
+  assign \$182  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$183  = ! \$182 ;
+  assign \$184  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$185  = \$184  - 1'h1;
+  assign \$186  = \$183  ? 6'h00 : \$185 [5:0];
+  assign \$187  = $signed(\$181 ) >>> \$186 ;
+  assign \$188  = $signed(\$187 ) + $signed({ 1'h0, stage[179] });
+  assign \$190  = \$171  ? \$176  : \$189 [16:0];
+  assign \$191  = \$169  ? 8'h80 : \$190 [7:0];
+  assign \$192  = \$147  ? 8'h7f : \$191 ;
+  assign \$193  = reduced_b & stage[239];
+  assign \$194  = stage[127:126] == 2'h3;
+  assign \$195  = ~ reduced_b;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$198  = \$196  ? \$197 [36:0] : { acc[35], acc[35:0] };
+  assign \$199  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$200  = $signed(\$198 ) << \$199 [3:0];
+  assign \$201  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$202  = ! \$201 ;
+  assign \$203  = stage[127:126] == 2'h3;
+  assign \$204  = ~ reduced_b;
+  assign \$205  = \$203  & \$204 ;
+  assign \$206  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$207  = \$205  ? \$206 [36:0] : { acc[35], acc[35:0] };
+  assign \$208  = stage[127:126] == 2'h3;
+  assign \$209  = ~ reduced_b;
+  assign \$210  = \$208  & \$209 ;
+  assign \$211  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$212  = \$210  ? \$211 [36:0] : { acc[35], acc[35:0] };
+  assign \$213  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$214  = ! \$213 ;
+  assign \$215  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$216  = \$215  - 1'h1;
+  assign \$217  = \$214  ? 6'h00 : \$216 [5:0];
+  assign \$218  = $signed(\$212 ) >>> \$217 ;
+  assign \$219  = $signed(\$218 ) + $signed(2'h1);
+  assign \$221  = \$202  ? \$207  : \$220 [36:0];
+  assign \$222  = \$193  ? \$200  : { \$221 [36], \$221 [36], \$221 [36], \$221 [36], \$221 [36], \$221 [36], \$221 [36], \$221 [36], \$221 [36], \$221 [36], \$221 [36], \$221 [36], \$221 [36], \$221 [36], \$221 [36], \$221  };
+  assign \$223  = $signed(\$222 ) > $signed(16'h7fff);
+  assign \$224  = reduced_b & stage[239];
+  assign \$225  = stage[127:126] == 2'h3;
+  assign \$226  = ~ reduced_b;
+  assign \$227  = \$225  & \$226 ;
+  assign \$228  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$229  = \$227  ? \$228 [36:0] : { acc[35], acc[35:0] };
+  assign \$230  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$231  = $signed(\$229 ) << \$230 [3:0];
+  assign \$232  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$233  = ! \$232 ;
+  assign \$234  = stage[127:126] == 2'h3;
+  assign \$235  = ~ reduced_b;
+  assign \$236  = \$234  & \$235 ;
+  assign \$237  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$238  = \$236  ? \$237 [36:0] : { acc[35], acc[35:0] };
+  assign \$239  = stage[127:126] == 2'h3;
+  assign \$240  = ~ reduced_b;
+  assign \$241  = \$239  & \$240 ;
+  assign \$242  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$243  = \$241  ? \$242 [36:0] : { acc[35], acc[35:0] };
+  assign \$244  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$245  = ! \$244 ;
+  assign \$246  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$247  = \$246  - 1'h1;
+  assign \$248  = \$245  ? 6'h00 : \$247 [5:0];
+  assign \$249  = $signed(\$243 ) >>> \$248 ;
+  assign \$250  = $signed(\$249 ) + $signed(2'h1);
+  assign \$252  = \$233  ? \$238  : \$251 [36:0];
+  assign \$253  = \$224  ? \$231  : { \$252 [36], \$252 [36], \$252 [36], \$252 [36], \$252 [36], \$252 [36], \$252 [36], \$252 [36], \$252 [36], \$252 [36], \$252 [36], \$252 [36], \$252 [36], \$252 [36], \$252 [36], \$252  };
+  assign \$254  = $signed(\$253 ) < $signed(16'h8000);
+  assign \$255  = reduced_b & stage[239];
+  assign \$256  = stage[127:126] == 2'h3;
+  assign \$257  = ~ reduced_b;
+  assign \$258  = \$256  & \$257 ;
+  assign \$259  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$260  = \$258  ? \$259 [36:0] : { acc[35], acc[35:0] };
+  assign \$261  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$262  = $signed(\$260 ) << \$261 [3:0];
+  assign \$263  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$264  = ! \$263 ;
+  assign \$265  = stage[127:126] == 2'h3;
+  assign \$266  = ~ reduced_b;
+  assign \$267  = \$265  & \$266 ;
+  assign \$268  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$269  = \$267  ? \$268 [36:0] : { acc[35], acc[35:0] };
+  assign \$270  = stage[127:126] == 2'h3;
+  assign \$271  = ~ reduced_b;
+  assign \$272  = \$270  & \$271 ;
+  assign \$273  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$274  = \$272  ? \$273 [36:0] : { acc[35], acc[35:0] };
+  assign \$275  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$276  = ! \$275 ;
+  assign \$277  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$278  = \$277  - 1'h1;
+  assign \$279  = \$276  ? 6'h00 : \$278 [5:0];
+  assign \$280  = $signed(\$274 ) >>> \$279 ;
+  assign \$281  = $signed(\$280 ) + $signed(2'h1);
+  assign \$283  = \$264  ? \$269  : \$282 [36:0];
+  assign \$284  = \$255  ? \$262  : { \$283 [36], \$283 [36], \$283 [36], \$283 [36], \$283 [36], \$283 [36], \$283 [36], \$283 [36], \$283 [36], \$283 [36], \$283 [36], \$283 [36], \$283 [36], \$283 [36], \$283 [36], \$283  };
+  assign \$285  = \$254  ? 16'h8000 : \$284 [15:0];
+  assign \$286  = \$223  ? 16'h7fff : \$285 ;
+  assign q0 = stage[172] ? \$286  : { \$192 [7], \$192 [7], \$192 [7], \$192 [7], \$192 [7], \$192 [7], \$192 [7], \$192 [7], \$192  };
+  assign \$287  = ! stage[172];
+  assign \$288  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$289  = ! \$288 ;
+  assign \$290  = stage[127:126] == 2'h3;
+  assign \$291  = ~ reduced_b;
+  assign \$292  = \$290  & \$291 ;
+  assign \$293  = $signed(part[52:37]) + $signed(acc[52:37]);
+  assign \$294  = \$292  ? \$293  : { acc[52], acc[52:37] };
+  assign \$295  = stage[127:126] == 2'h3;
+  assign \$296  = ~ reduced_b;
+  assign \$297  = \$295  & \$296 ;
+  assign \$298  = $signed(part[52:37]) + $signed(acc[52:37]);
+  assign \$299  = \$297  ? \$298  : { acc[52], acc[52:37] };
+  assign \$300  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$301  = ! \$300 ;
+  assign \$302  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$303  = \$302  - 1'h1;
+  assign \$304  = \$301  ? 6'h00 : \$303 [5:0];
+  assign \$305  = $signed(\$299 ) >>> \$304 ;
+  assign \$306  = $signed(\$305 ) + $signed({ 1'h0, stage[179] });
+  assign \$308  = \$289  ? \$294  : \$307 [16:0];
+  assign \$309  = $signed(\$308 ) > $signed(8'h7f);
+  assign \$310  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$311  = ! \$310 ;
+  assign \$312  = stage[127:126] == 2'h3;
+  assign \$313  = ~ reduced_b;
+  assign \$314  = \$312  & \$313 ;
+  assign \$315  = $signed(part[52:37]) + $signed(acc[52:37]);
+  assign \$316  = \$314  ? \$315  : { acc[52], acc[52:37] };
+  assign \$317  = stage[127:126] == 2'h3;
+  assign \$318  = ~ reduced_b;
+  assign \$319  = \$317  & \$318 ;
+  assign \$320  = $signed(part[52:37]) + $signed(acc[52:37]);
+  assign \$321  = \$319  ? \$320  : { acc[52], acc[52:37] };
+  assign \$322  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$323  = ! \$322 ;
+  assign \$324  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$325  = \$324  - 1'h1;
+  assign \$326  = \$323  ? 6'h00 : \$325 [5:0];
+  assign \$327  = $signed(\$321 ) >>> \$326 ;
+  assign \$328  = $signed(\$327 ) + $signed({ 1'h0, stage[179] });
+  assign \$330  = \$311  ? \$316  : \$329 [16:0];
+  assign \$331  = $signed(\$330 ) < $signed(8'h80);
+  assign \$332  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$333  = ! \$332 ;
+  assign \$334  = stage[127:126] == 2'h3;
+  assign \$335  = ~ reduced_b;
+  assign \$336  = \$334  & \$335 ;
+  assign \$337  = $signed(part[52:37]) + $signed(acc[52:37]);
+  assign \$338  = \$336  ? \$337  : { acc[52], acc[52:37] };
+  assign \$339  = stage[127:126] == 2'h3;
+  assign \$340  = ~ reduced_b;
+  assign \$341  = \$339  & \$340 ;
+  assign \$342  = $signed(part[52:37]) + $signed(acc[52:37]);
+  assign \$343  = \$341  ? \$342  : { acc[52], acc[52:37] };
+  assign \$344  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$345  = ! \$344 ;
+  assign \$346  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$347  = \$346  - 1'h1;
+  assign \$348  = \$345  ? 6'h00 : \$347 [5:0];
+  assign \$349  = $signed(\$343 ) >>> \$348 ;
+  assign \$350  = $signed(\$349 ) + $signed({ 1'h0, stage[179] });
+  assign \$352  = \$333  ? \$338  : \$351 [16:0];
+  assign \$353  = \$331  ? 8'h80 : \$352 [7:0];
+  assign \$354  = \$309  ? 8'h7f : \$353 ;
+  assign \$355  = reduced_b & stage[239];
+  assign \$356  = stage[127:126] == 2'h3;
+  assign \$357  = ~ reduced_b;
+  assign \$358  = \$356  & \$357 ;
+  assign \$359  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$360  = \$358  ? \$359 [36:0] : { acc[72], acc[72:37] };
+  assign \$361  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$362  = $signed(\$360 ) << \$361 [3:0];
+  assign \$363  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$364  = ! \$363 ;
+  assign \$365  = stage[127:126] == 2'h3;
+  assign \$366  = ~ reduced_b;
+  assign \$367  = \$365  & \$366 ;
+  assign \$368  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$369  = \$367  ? \$368 [36:0] : { acc[72], acc[72:37] };
+  assign \$370  = stage[127:126] == 2'h3;
+  assign \$371  = ~ reduced_b;
+  assign \$372  = \$370  & \$371 ;
+  assign \$373  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$374  = \$372  ? \$373 [36:0] : { acc[72], acc[72:37] };
+  assign \$375  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$376  = ! \$375 ;
+  assign \$377  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$378  = \$377  - 1'h1;
+  assign \$379  = \$376  ? 6'h00 : \$378 [5:0];
+  assign \$380  = $signed(\$374 ) >>> \$379 ;
+  assign \$381  = $signed(\$380 ) + $signed(2'h1);
+  assign \$383  = \$364  ? \$369  : \$382 [36:0];
+  assign \$384  = \$355  ? \$362  : { \$383 [36], \$383 [36], \$383 [36], \$383 [36], \$383 [36], \$383 [36], \$383 [36], \$383 [36], \$383 [36], \$383 [36], \$383 [36], \$383 [36], \$383 [36], \$383 [36], \$383 [36], \$383  };
+  assign \$385  = $signed(\$384 ) > $signed(16'h7fff);
+  assign \$386  = reduced_b & stage[239];
+  assign \$387  = stage[127:126] == 2'h3;
+  assign \$388  = ~ reduced_b;
+  assign \$389  = \$387  & \$388 ;
+  assign \$390  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$391  = \$389  ? \$390 [36:0] : { acc[72], acc[72:37] };
+  assign \$392  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$393  = $signed(\$391 ) << \$392 [3:0];
+  assign \$394  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$395  = ! \$394 ;
+  assign \$396  = stage[127:126] == 2'h3;
+  assign \$397  = ~ reduced_b;
+  assign \$398  = \$396  & \$397 ;
+  assign \$399  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$400  = \$398  ? \$399 [36:0] : { acc[72], acc[72:37] };
+  assign \$401  = stage[127:126] == 2'h3;
+  assign \$402  = ~ reduced_b;
+  assign \$403  = \$401  & \$402 ;
+  assign \$404  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$405  = \$403  ? \$404 [36:0] : { acc[72], acc[72:37] };
+  assign \$406  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$407  = ! \$406 ;
+  assign \$408  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$409  = \$408  - 1'h1;
+  assign \$410  = \$407  ? 6'h00 : \$409 [5:0];
+  assign \$411  = $signed(\$405 ) >>> \$410 ;
+  assign \$412  = $signed(\$411 ) + $signed(2'h1);
+  assign \$414  = \$395  ? \$400  : \$413 [36:0];
+  assign \$415  = \$386  ? \$393  : { \$414 [36], \$414 [36], \$414 [36], \$414 [36], \$414 [36], \$414 [36], \$414 [36], \$414 [36], \$414 [36], \$414 [36], \$414 [36], \$414 [36], \$414 [36], \$414 [36], \$414 [36], \$414  };
+  assign \$416  = $signed(\$415 ) < $signed(16'h8000);
+  assign \$417  = reduced_b & stage[239];
+  assign \$418  = stage[127:126] == 2'h3;
+  assign \$419  = ~ reduced_b;
+  assign \$420  = \$418  & \$419 ;
+  assign \$421  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$422  = \$420  ? \$421 [36:0] : { acc[72], acc[72:37] };
+  assign \$423  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$424  = $signed(\$422 ) << \$423 [3:0];
+  assign \$425  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$426  = ! \$425 ;
+  assign \$427  = stage[127:126] == 2'h3;
+  assign \$428  = ~ reduced_b;
+  assign \$429  = \$427  & \$428 ;
+  assign \$430  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$431  = \$429  ? \$430 [36:0] : { acc[72], acc[72:37] };
+  assign \$432  = stage[127:126] == 2'h3;
+  assign \$433  = ~ reduced_b;
+  assign \$434  = \$432  & \$433 ;
+  assign \$435  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$436  = \$434  ? \$435 [36:0] : { acc[72], acc[72:37] };
+  assign \$437  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$438  = ! \$437 ;
+  assign \$439  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$440  = \$439  - 1'h1;
+  assign \$441  = \$438  ? 6'h00 : \$440 [5:0];
+  assign \$442  = $signed(\$436 ) >>> \$441 ;
+  assign \$443  = $signed(\$442 ) + $signed(2'h1);
+  assign \$445  = \$426  ? \$431  : \$444 [36:0];
+  assign \$446  = \$417  ? \$424  : { \$445 [36], \$445 [36], \$445 [36], \$445 [36], \$445 [36], \$445 [36], \$445 [36], \$445 [36], \$445 [36], \$445 [36], \$445 [36], \$445 [36], \$445 [36], \$445 [36], \$445 [36], \$445  };
+  assign \$447  = \$416  ? 16'h8000 : \$446 [15:0];
+  assign \$448  = \$385  ? 16'h7fff : \$447 ;
+  assign q1 = stage[172] ? \$448  : { \$354 [7], \$354 [7], \$354 [7], \$354 [7], \$354 [7], \$354 [7], \$354 [7], \$354 [7], \$354  };
+  assign \$449  = ! stage[172];
+  assign \$450  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$451  = ! \$450 ;
+  assign \$452  = stage[127:126] == 2'h3;
+  assign \$453  = ~ reduced_b;
+  assign \$454  = \$452  & \$453 ;
+  assign \$455  = $signed(part[89:74]) + $signed(acc[89:74]);
+  assign \$456  = \$454  ? \$455  : { acc[89], acc[89:74] };
+  assign \$457  = stage[127:126] == 2'h3;
+  assign \$458  = ~ reduced_b;
+  assign \$459  = \$457  & \$458 ;
+  assign \$460  = $signed(part[89:74]) + $signed(acc[89:74]);
+  assign \$461  = \$459  ? \$460  : { acc[89], acc[89:74] };
+  assign \$462  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$463  = ! \$462 ;
+  assign \$464  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$465  = \$464  - 1'h1;
+  assign \$466  = \$463  ? 6'h00 : \$465 [5:0];
+  assign \$467  = $signed(\$461 ) >>> \$466 ;
+  assign \$468  = $signed(\$467 ) + $signed({ 1'h0, stage[179] });
+  assign \$470  = \$451  ? \$456  : \$469 [16:0];
+  assign \$471  = $signed(\$470 ) > $signed(8'h7f);
+  assign \$472  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$473  = ! \$472 ;
+  assign \$474  = stage[127:126] == 2'h3;
+  assign \$475  = ~ reduced_b;
+  assign \$476  = \$474  & \$475 ;
+  assign \$477  = $signed(part[89:74]) + $signed(acc[89:74]);
+  assign \$478  = \$476  ? \$477  : { acc[89], acc[89:74] };
+  assign \$479  = stage[127:126] == 2'h3;
+  assign \$480  = ~ reduced_b;
+  assign \$481  = \$479  & \$480 ;
+  assign \$482  = $signed(part[89:74]) + $signed(acc[89:74]);
+  assign \$483  = \$481  ? \$482  : { acc[89], acc[89:74] };
+  assign \$484  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$485  = ! \$484 ;
+  assign \$486  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$487  = \$486  - 1'h1;
+  assign \$488  = \$485  ? 6'h00 : \$487 [5:0];
+  assign \$489  = $signed(\$483 ) >>> \$488 ;
+  assign \$490  = $signed(\$489 ) + $signed({ 1'h0, stage[179] });
+  assign \$492  = \$473  ? \$478  : \$491 [16:0];
+  assign \$493  = $signed(\$492 ) < $signed(8'h80);
+  assign \$494  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$495  = ! \$494 ;
+  assign \$496  = stage[127:126] == 2'h3;
+  assign \$497  = ~ reduced_b;
+  assign \$498  = \$496  & \$497 ;
+  assign \$499  = $signed(part[89:74]) + $signed(acc[89:74]);
+  assign \$500  = \$498  ? \$499  : { acc[89], acc[89:74] };
+  assign \$501  = stage[127:126] == 2'h3;
+  assign \$502  = ~ reduced_b;
+  assign \$503  = \$501  & \$502 ;
+  assign \$504  = $signed(part[89:74]) + $signed(acc[89:74]);
+  assign \$505  = \$503  ? \$504  : { acc[89], acc[89:74] };
+  assign \$506  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$507  = ! \$506 ;
+  assign \$508  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$509  = \$508  - 1'h1;
+  assign \$510  = \$507  ? 6'h00 : \$509 [5:0];
+  assign \$511  = $signed(\$505 ) >>> \$510 ;
+  assign \$512  = $signed(\$511 ) + $signed({ 1'h0, stage[179] });
+  assign \$514  = \$495  ? \$500  : \$513 [16:0];
+  assign \$515  = \$493  ? 8'h80 : \$514 [7:0];
+  assign \$516  = \$471  ? 8'h7f : \$515 ;
+  assign \$517  = reduced_b & stage[239];
+  assign \$518  = stage[127:126] == 2'h3;
+  assign \$519  = ~ reduced_b;
+  assign \$520  = \$518  & \$519 ;
+  assign \$521  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$522  = \$520  ? \$521 [36:0] : { acc[109], acc[109:74] };
+  assign \$523  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$524  = $signed(\$522 ) << \$523 [3:0];
+  assign \$525  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$526  = ! \$525 ;
+  assign \$527  = stage[127:126] == 2'h3;
+  assign \$528  = ~ reduced_b;
+  assign \$529  = \$527  & \$528 ;
+  assign \$530  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$531  = \$529  ? \$530 [36:0] : { acc[109], acc[109:74] };
+  assign \$532  = stage[127:126] == 2'h3;
+  assign \$533  = ~ reduced_b;
+  assign \$534  = \$532  & \$533 ;
+  assign \$535  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$536  = \$534  ? \$535 [36:0] : { acc[109], acc[109:74] };
+  assign \$537  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$538  = ! \$537 ;
+  assign \$539  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$540  = \$539  - 1'h1;
+  assign \$541  = \$538  ? 6'h00 : \$540 [5:0];
+  assign \$542  = $signed(\$536 ) >>> \$541 ;
+  assign \$543  = $signed(\$542 ) + $signed(2'h1);
+  assign \$545  = \$526  ? \$531  : \$544 [36:0];
+  assign \$546  = \$517  ? \$524  : { \$545 [36], \$545 [36], \$545 [36], \$545 [36], \$545 [36], \$545 [36], \$545 [36], \$545 [36], \$545 [36], \$545 [36], \$545 [36], \$545 [36], \$545 [36], \$545 [36], \$545 [36], \$545  };
+  assign \$547  = $signed(\$546 ) > $signed(16'h7fff);
+  assign \$548  = reduced_b & stage[239];
+  assign \$549  = stage[127:126] == 2'h3;
+  assign \$550  = ~ reduced_b;
+  assign \$551  = \$549  & \$550 ;
+  assign \$552  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$553  = \$551  ? \$552 [36:0] : { acc[109], acc[109:74] };
+  assign \$554  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$555  = $signed(\$553 ) << \$554 [3:0];
+  assign \$556  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$557  = ! \$556 ;
+  assign \$558  = stage[127:126] == 2'h3;
+  assign \$559  = ~ reduced_b;
+  assign \$560  = \$558  & \$559 ;
+  assign \$561  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$562  = \$560  ? \$561 [36:0] : { acc[109], acc[109:74] };
+  assign \$563  = stage[127:126] == 2'h3;
+  assign \$564  = ~ reduced_b;
+  assign \$565  = \$563  & \$564 ;
+  assign \$566  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$567  = \$565  ? \$566 [36:0] : { acc[109], acc[109:74] };
+  assign \$568  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$569  = ! \$568 ;
+  assign \$570  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$571  = \$570  - 1'h1;
+  assign \$572  = \$569  ? 6'h00 : \$571 [5:0];
+  assign \$573  = $signed(\$567 ) >>> \$572 ;
+  assign \$574  = $signed(\$573 ) + $signed(2'h1);
+  assign \$576  = \$557  ? \$562  : \$575 [36:0];
+  assign \$577  = \$548  ? \$555  : { \$576 [36], \$576 [36], \$576 [36], \$576 [36], \$576 [36], \$576 [36], \$576 [36], \$576 [36], \$576 [36], \$576 [36], \$576 [36], \$576 [36], \$576 [36], \$576 [36], \$576 [36], \$576  };
+  assign \$578  = $signed(\$577 ) < $signed(16'h8000);
+  assign \$579  = reduced_b & stage[239];
+  assign \$580  = stage[127:126] == 2'h3;
+  assign \$581  = ~ reduced_b;
+  assign \$582  = \$580  & \$581 ;
+  assign \$583  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$584  = \$582  ? \$583 [36:0] : { acc[109], acc[109:74] };
+  assign \$585  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$586  = $signed(\$584 ) << \$585 [3:0];
+  assign \$587  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$588  = ! \$587 ;
+  assign \$589  = stage[127:126] == 2'h3;
+  assign \$590  = ~ reduced_b;
+  assign \$591  = \$589  & \$590 ;
+  assign \$592  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$593  = \$591  ? \$592 [36:0] : { acc[109], acc[109:74] };
+  assign \$594  = stage[127:126] == 2'h3;
+  assign \$595  = ~ reduced_b;
+  assign \$596  = \$594  & \$595 ;
+  assign \$597  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$598  = \$596  ? \$597 [36:0] : { acc[109], acc[109:74] };
+  assign \$599  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$600  = ! \$599 ;
+  assign \$601  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$602  = \$601  - 1'h1;
+  assign \$603  = \$600  ? 6'h00 : \$602 [5:0];
+  assign \$604  = $signed(\$598 ) >>> \$603 ;
+  assign \$605  = $signed(\$604 ) + $signed(2'h1);
+  assign \$607  = \$588  ? \$593  : \$606 [36:0];
+  assign \$608  = \$579  ? \$586  : { \$607 [36], \$607 [36], \$607 [36], \$607 [36], \$607 [36], \$607 [36], \$607 [36], \$607 [36], \$607 [36], \$607 [36], \$607 [36], \$607 [36], \$607 [36], \$607 [36], \$607 [36], \$607  };
+  assign \$609  = \$578  ? 16'h8000 : \$608 [15:0];
+  assign \$610  = \$547  ? 16'h7fff : \$609 ;
+  assign q2 = stage[172] ? \$610  : { \$516 [7], \$516 [7], \$516 [7], \$516 [7], \$516 [7], \$516 [7], \$516 [7], \$516 [7], \$516  };
+  assign \$611  = ! stage[172];
+  assign \$612  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$613  = ! \$612 ;
+  assign \$614  = stage[127:126] == 2'h3;
+  assign \$615  = ~ reduced_b;
+  assign \$616  = \$614  & \$615 ;
+  assign \$617  = $signed(part[126:111]) + $signed(acc[126:111]);
+  assign \$618  = \$616  ? \$617  : { acc[126], acc[126:111] };
+  assign \$619  = stage[127:126] == 2'h3;
+  assign \$620  = ~ reduced_b;
+  assign \$621  = \$619  & \$620 ;
+  assign \$622  = $signed(part[126:111]) + $signed(acc[126:111]);
+  assign \$623  = \$621  ? \$622  : { acc[126], acc[126:111] };
+  assign \$624  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$625  = ! \$624 ;
+  assign \$626  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$627  = \$626  - 1'h1;
+  assign \$628  = \$625  ? 6'h00 : \$627 [5:0];
+  assign \$629  = $signed(\$623 ) >>> \$628 ;
+  assign \$630  = $signed(\$629 ) + $signed({ 1'h0, stage[179] });
+  assign \$632  = \$613  ? \$618  : \$631 [16:0];
+  assign \$633  = $signed(\$632 ) > $signed(8'h7f);
+  assign \$634  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$635  = ! \$634 ;
+  assign \$636  = stage[127:126] == 2'h3;
+  assign \$637  = ~ reduced_b;
+  assign \$638  = \$636  & \$637 ;
+  assign \$639  = $signed(part[126:111]) + $signed(acc[126:111]);
+  assign \$640  = \$638  ? \$639  : { acc[126], acc[126:111] };
+  assign \$641  = stage[127:126] == 2'h3;
+  assign \$642  = ~ reduced_b;
+  assign \$643  = \$641  & \$642 ;
+  assign \$644  = $signed(part[126:111]) + $signed(acc[126:111]);
+  assign \$645  = \$643  ? \$644  : { acc[126], acc[126:111] };
+  assign \$646  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$647  = ! \$646 ;
+  assign \$648  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$649  = \$648  - 1'h1;
+  assign \$650  = \$647  ? 6'h00 : \$649 [5:0];
+  assign \$651  = $signed(\$645 ) >>> \$650 ;
+  assign \$652  = $signed(\$651 ) + $signed({ 1'h0, stage[179] });
+  assign \$654  = \$635  ? \$640  : \$653 [16:0];
+  assign \$655  = $signed(\$654 ) < $signed(8'h80);
+  assign \$656  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$657  = ! \$656 ;
+  assign \$658  = stage[127:126] == 2'h3;
+  assign \$659  = ~ reduced_b;
+  assign \$660  = \$658  & \$659 ;
+  assign \$661  = $signed(part[126:111]) + $signed(acc[126:111]);
+  assign \$662  = \$660  ? \$661  : { acc[126], acc[126:111] };
+  assign \$663  = stage[127:126] == 2'h3;
+  assign \$664  = ~ reduced_b;
+  assign \$665  = \$663  & \$664 ;
+  assign \$666  = $signed(part[126:111]) + $signed(acc[126:111]);
+  assign \$667  = \$665  ? \$666  : { acc[126], acc[126:111] };
+  assign \$668  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$669  = ! \$668 ;
+  assign \$670  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$671  = \$670  - 1'h1;
+  assign \$672  = \$669  ? 6'h00 : \$671 [5:0];
+  assign \$673  = $signed(\$667 ) >>> \$672 ;
+  assign \$674  = $signed(\$673 ) + $signed({ 1'h0, stage[179] });
+  assign \$676  = \$657  ? \$662  : \$675 [16:0];
+  assign \$677  = \$655  ? 8'h80 : \$676 [7:0];
+  assign \$678  = \$633  ? 8'h7f : \$677 ;
+  assign \$679  = reduced_b & stage[239];
+  assign \$680  = stage[127:126] == 2'h3;
+  assign \$681  = ~ reduced_b;
+  assign \$682  = \$680  & \$681 ;
+  assign \$683  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$684  = \$682  ? \$683 [36:0] : { acc[146], acc[146:111] };
+  assign \$685  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$686  = $signed(\$684 ) << \$685 [3:0];
+  assign \$687  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$688  = ! \$687 ;
+  assign \$689  = stage[127:126] == 2'h3;
+  assign \$690  = ~ reduced_b;
+  assign \$691  = \$689  & \$690 ;
+  assign \$692  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$693  = \$691  ? \$692 [36:0] : { acc[146], acc[146:111] };
+  assign \$694  = stage[127:126] == 2'h3;
+  assign \$695  = ~ reduced_b;
+  assign \$696  = \$694  & \$695 ;
+  assign \$697  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$698  = \$696  ? \$697 [36:0] : { acc[146], acc[146:111] };
+  assign \$699  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$700  = ! \$699 ;
+  assign \$701  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$702  = \$701  - 1'h1;
+  assign \$703  = \$700  ? 6'h00 : \$702 [5:0];
+  assign \$704  = $signed(\$698 ) >>> \$703 ;
+  assign \$705  = $signed(\$704 ) + $signed(2'h1);
+  assign \$707  = \$688  ? \$693  : \$706 [36:0];
+  assign \$708  = \$679  ? \$686  : { \$707 [36], \$707 [36], \$707 [36], \$707 [36], \$707 [36], \$707 [36], \$707 [36], \$707 [36], \$707 [36], \$707 [36], \$707 [36], \$707 [36], \$707 [36], \$707 [36], \$707 [36], \$707  };
+  assign \$709  = $signed(\$708 ) > $signed(16'h7fff);
+  assign \$710  = reduced_b & stage[239];
+  assign \$711  = stage[127:126] == 2'h3;
+  assign \$712  = ~ reduced_b;
+  assign \$713  = \$711  & \$712 ;
+  assign \$714  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$715  = \$713  ? \$714 [36:0] : { acc[146], acc[146:111] };
+  assign \$716  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$717  = $signed(\$715 ) << \$716 [3:0];
+  assign \$718  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$719  = ! \$718 ;
+  assign \$720  = stage[127:126] == 2'h3;
+  assign \$721  = ~ reduced_b;
+  assign \$722  = \$720  & \$721 ;
+  assign \$723  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$724  = \$722  ? \$723 [36:0] : { acc[146], acc[146:111] };
+  assign \$725  = stage[127:126] == 2'h3;
+  assign \$726  = ~ reduced_b;
+  assign \$727  = \$725  & \$726 ;
+  assign \$728  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$729  = \$727  ? \$728 [36:0] : { acc[146], acc[146:111] };
+  assign \$730  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$731  = ! \$730 ;
+  assign \$732  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$733  = \$732  - 1'h1;
+  assign \$734  = \$731  ? 6'h00 : \$733 [5:0];
+  assign \$735  = $signed(\$729 ) >>> \$734 ;
+  assign \$736  = $signed(\$735 ) + $signed(2'h1);
+  assign \$738  = \$719  ? \$724  : \$737 [36:0];
+  assign \$739  = \$710  ? \$717  : { \$738 [36], \$738 [36], \$738 [36], \$738 [36], \$738 [36], \$738 [36], \$738 [36], \$738 [36], \$738 [36], \$738 [36], \$738 [36], \$738 [36], \$738 [36], \$738 [36], \$738 [36], \$738  };
+  assign \$740  = $signed(\$739 ) < $signed(16'h8000);
+  assign \$741  = reduced_b & stage[239];
+  assign \$742  = stage[127:126] == 2'h3;
+  assign \$743  = ~ reduced_b;
+  assign \$744  = \$742  & \$743 ;
+  assign \$745  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$746  = \$744  ? \$745 [36:0] : { acc[146], acc[146:111] };
+  assign \$747  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$748  = $signed(\$746 ) << \$747 [3:0];
+  assign \$749  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$750  = ! \$749 ;
+  assign \$751  = stage[127:126] == 2'h3;
+  assign \$752  = ~ reduced_b;
+  assign \$753  = \$751  & \$752 ;
+  assign \$754  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$755  = \$753  ? \$754 [36:0] : { acc[146], acc[146:111] };
+  assign \$756  = stage[127:126] == 2'h3;
+  assign \$757  = ~ reduced_b;
+  assign \$758  = \$756  & \$757 ;
+  assign \$759  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$760  = \$758  ? \$759 [36:0] : { acc[146], acc[146:111] };
+  assign \$761  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$762  = ! \$761 ;
+  assign \$763  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$764  = \$763  - 1'h1;
+  assign \$765  = \$762  ? 6'h00 : \$764 [5:0];
+  assign \$766  = $signed(\$760 ) >>> \$765 ;
+  assign \$767  = $signed(\$766 ) + $signed(2'h1);
+  assign \$769  = \$750  ? \$755  : \$768 [36:0];
+  assign \$770  = \$741  ? \$748  : { \$769 [36], \$769 [36], \$769 [36], \$769 [36], \$769 [36], \$769 [36], \$769 [36], \$769 [36], \$769 [36], \$769 [36], \$769 [36], \$769 [36], \$769 [36], \$769 [36], \$769 [36], \$769  };
+  assign \$771  = \$740  ? 16'h8000 : \$770 [15:0];
+  assign \$772  = \$709  ? 16'h7fff : \$771 ;
+  assign q3 = stage[172] ? \$772  : { \$678 [7], \$678 [7], \$678 [7], \$678 [7], \$678 [7], \$678 [7], \$678 [7], \$678 [7], \$678  };
+  assign \$773  = ! stage[172];
+  assign \$774  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$775  = ! \$774 ;
+  assign \$776  = stage[127:126] == 2'h3;
+  assign \$777  = ~ reduced_b;
+  assign \$778  = \$776  & \$777 ;
+  assign \$779  = $signed(part[15:0]) + $signed(acc[15:0]);
+  assign \$780  = \$778  ? \$779  : { acc[15], acc[15:0] };
+  assign \$781  = stage[127:126] == 2'h3;
+  assign \$782  = ~ reduced_b;
+  assign \$783  = \$781  & \$782 ;
+  assign \$784  = $signed(part[15:0]) + $signed(acc[15:0]);
+  assign \$785  = \$783  ? \$784  : { acc[15], acc[15:0] };
+  assign \$786  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$787  = ! \$786 ;
+  assign \$788  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$789  = \$788  - 1'h1;
+  assign \$790  = \$787  ? 6'h00 : \$789 [5:0];
+  assign \$791  = $signed(\$785 ) >>> \$790 ;
+  assign \$792  = $signed(\$791 ) + $signed({ 1'h0, stage[179] });
+  assign \$794  = \$775  ? \$780  : \$793 [16:0];
+  assign \$795  = $signed(\$794 ) > $signed(8'h7f);
+  assign \$796  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$797  = ! \$796 ;
+  assign \$798  = stage[127:126] == 2'h3;
+  assign \$799  = ~ reduced_b;
+  assign \$800  = \$798  & \$799 ;
+  assign \$801  = $signed(part[15:0]) + $signed(acc[15:0]);
+  assign \$802  = \$800  ? \$801  : { acc[15], acc[15:0] };
+  assign \$803  = stage[127:126] == 2'h3;
+  assign \$804  = ~ reduced_b;
+  assign \$805  = \$803  & \$804 ;
+  assign \$806  = $signed(part[15:0]) + $signed(acc[15:0]);
+  assign \$807  = \$805  ? \$806  : { acc[15], acc[15:0] };
+  assign \$808  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$809  = ! \$808 ;
+  assign \$810  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$811  = \$810  - 1'h1;
+  assign \$812  = \$809  ? 6'h00 : \$811 [5:0];
+  assign \$813  = $signed(\$807 ) >>> \$812 ;
+  assign \$814  = $signed(\$813 ) + $signed({ 1'h0, stage[179] });
+  assign \$816  = \$797  ? \$802  : \$815 [16:0];
+  assign \$817  = $signed(\$816 ) < $signed(8'h80);
+  assign \$818  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$819  = ! \$818 ;
+  assign \$820  = stage[127:126] == 2'h3;
+  assign \$821  = ~ reduced_b;
+  assign \$822  = \$820  & \$821 ;
+  assign \$823  = $signed(part[15:0]) + $signed(acc[15:0]);
+  assign \$824  = \$822  ? \$823  : { acc[15], acc[15:0] };
+  assign \$825  = stage[127:126] == 2'h3;
+  assign \$826  = ~ reduced_b;
+  assign \$827  = \$825  & \$826 ;
+  assign \$828  = $signed(part[15:0]) + $signed(acc[15:0]);
+  assign \$829  = \$827  ? \$828  : { acc[15], acc[15:0] };
+  assign \$830  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$831  = ! \$830 ;
+  assign \$832  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$833  = \$832  - 1'h1;
+  assign \$834  = \$831  ? 6'h00 : \$833 [5:0];
+  assign \$835  = $signed(\$829 ) >>> \$834 ;
+  assign \$836  = $signed(\$835 ) + $signed({ 1'h0, stage[179] });
+  assign \$838  = \$819  ? \$824  : \$837 [16:0];
+  assign \$839  = \$817  ? 8'h80 : \$838 [7:0];
+  assign \$840  = \$795  ? 8'h7f : \$839 ;
+  assign \$841  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$842  = ! \$841 ;
+  assign \$843  = stage[127:126] == 2'h3;
+  assign \$844  = ~ reduced_b;
+  assign \$845  = \$843  & \$844 ;
+  assign \$846  = $signed(part[15:0]) + $signed(acc[15:0]);
+  assign \$847  = \$845  ? \$846  : { acc[15], acc[15:0] };
+  assign \$848  = stage[127:126] == 2'h3;
+  assign \$849  = ~ reduced_b;
+  assign \$850  = \$848  & \$849 ;
+  assign \$851  = $signed(part[15:0]) + $signed(acc[15:0]);
+  assign \$852  = \$850  ? \$851  : { acc[15], acc[15:0] };
+  assign \$853  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$854  = ! \$853 ;
+  assign \$855  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$856  = \$855  - 1'h1;
+  assign \$857  = \$854  ? 6'h00 : \$856 [5:0];
+  assign \$858  = $signed(\$852 ) >>> \$857 ;
+  assign \$859  = $signed(\$858 ) + $signed({ 1'h0, stage[179] });
+  assign \$861  = \$842  ? \$847  : \$860 [16:0];
+  assign \$862  = $signed(\$840 ) != $signed(\$861 );
+  assign \$863  = reduced_b & stage[239];
+  assign \$864  = stage[127:126] == 2'h3;
+  assign \$865  = ~ reduced_b;
+  assign \$866  = \$864  & \$865 ;
+  assign \$867  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$868  = \$866  ? \$867 [36:0] : { acc[35], acc[35:0] };
+  assign \$869  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$870  = $signed(\$868 ) << \$869 [3:0];
+  assign \$871  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$872  = ! \$871 ;
+  assign \$873  = stage[127:126] == 2'h3;
+  assign \$874  = ~ reduced_b;
+  assign \$875  = \$873  & \$874 ;
+  assign \$876  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$877  = \$875  ? \$876 [36:0] : { acc[35], acc[35:0] };
+  assign \$878  = stage[127:126] == 2'h3;
+  assign \$879  = ~ reduced_b;
+  assign \$880  = \$878  & \$879 ;
+  assign \$881  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$882  = \$880  ? \$881 [36:0] : { acc[35], acc[35:0] };
+  assign \$883  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$884  = ! \$883 ;
+  assign \$885  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$886  = \$885  - 1'h1;
+  assign \$887  = \$884  ? 6'h00 : \$886 [5:0];
+  assign \$888  = $signed(\$882 ) >>> \$887 ;
+  assign \$889  = $signed(\$888 ) + $signed(2'h1);
+  assign \$891  = \$872  ? \$877  : \$890 [36:0];
+  assign \$892  = \$863  ? \$870  : { \$891 [36], \$891 [36], \$891 [36], \$891 [36], \$891 [36], \$891 [36], \$891 [36], \$891 [36], \$891 [36], \$891 [36], \$891 [36], \$891 [36], \$891 [36], \$891 [36], \$891 [36], \$891  };
+  assign \$893  = $signed(\$892 ) > $signed(16'h7fff);
+  assign \$894  = reduced_b & stage[239];
+  assign \$895  = stage[127:126] == 2'h3;
+  assign \$896  = ~ reduced_b;
+  assign \$897  = \$895  & \$896 ;
+  assign \$898  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$899  = \$897  ? \$898 [36:0] : { acc[35], acc[35:0] };
+  assign \$900  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$901  = $signed(\$899 ) << \$900 [3:0];
+  assign \$902  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$903  = ! \$902 ;
+  assign \$904  = stage[127:126] == 2'h3;
+  assign \$905  = ~ reduced_b;
+  assign \$906  = \$904  & \$905 ;
+  assign \$907  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$908  = \$906  ? \$907 [36:0] : { acc[35], acc[35:0] };
+  assign \$909  = stage[127:126] == 2'h3;
+  assign \$910  = ~ reduced_b;
+  assign \$911  = \$909  & \$910 ;
+  assign \$912  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$913  = \$911  ? \$912 [36:0] : { acc[35], acc[35:0] };
+  assign \$914  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$915  = ! \$914 ;
+  assign \$916  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$917  = \$916  - 1'h1;
+  assign \$918  = \$915  ? 6'h00 : \$917 [5:0];
+  assign \$919  = $signed(\$913 ) >>> \$918 ;
+  assign \$920  = $signed(\$919 ) + $signed(2'h1);
+  assign \$922  = \$903  ? \$908  : \$921 [36:0];
+  assign \$923  = \$894  ? \$901  : { \$922 [36], \$922 [36], \$922 [36], \$922 [36], \$922 [36], \$922 [36], \$922 [36], \$922 [36], \$922 [36], \$922 [36], \$922 [36], \$922 [36], \$922 [36], \$922 [36], \$922 [36], \$922  };
+  assign \$924  = $signed(\$923 ) < $signed(16'h8000);
+  assign \$925  = reduced_b & stage[239];
+  assign \$926  = stage[127:126] == 2'h3;
+  assign \$927  = ~ reduced_b;
+  assign \$928  = \$926  & \$927 ;
+  assign \$929  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$930  = \$928  ? \$929 [36:0] : { acc[35], acc[35:0] };
+  assign \$931  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$932  = $signed(\$930 ) << \$931 [3:0];
+  assign \$933  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$934  = ! \$933 ;
+  assign \$935  = stage[127:126] == 2'h3;
+  assign \$936  = ~ reduced_b;
+  assign \$937  = \$935  & \$936 ;
+  assign \$938  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$939  = \$937  ? \$938 [36:0] : { acc[35], acc[35:0] };
+  assign \$940  = stage[127:126] == 2'h3;
+  assign \$941  = ~ reduced_b;
+  assign \$942  = \$940  & \$941 ;
+  assign \$943  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$944  = \$942  ? \$943 [36:0] : { acc[35], acc[35:0] };
+  assign \$945  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$946  = ! \$945 ;
+  assign \$947  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$948  = \$947  - 1'h1;
+  assign \$949  = \$946  ? 6'h00 : \$948 [5:0];
+  assign \$950  = $signed(\$944 ) >>> \$949 ;
+  assign \$951  = $signed(\$950 ) + $signed(2'h1);
+  assign \$953  = \$934  ? \$939  : \$952 [36:0];
+  assign \$954  = \$925  ? \$932  : { \$953 [36], \$953 [36], \$953 [36], \$953 [36], \$953 [36], \$953 [36], \$953 [36], \$953 [36], \$953 [36], \$953 [36], \$953 [36], \$953 [36], \$953 [36], \$953 [36], \$953 [36], \$953  };
+  assign \$955  = \$924  ? 16'h8000 : \$954 [15:0];
+  assign \$956  = \$893  ? 16'h7fff : \$955 ;
+  assign \$957  = reduced_b & stage[239];
+  assign \$958  = stage[127:126] == 2'h3;
+  assign \$959  = ~ reduced_b;
+  assign \$960  = \$958  & \$959 ;
+  assign \$961  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$962  = \$960  ? \$961 [36:0] : { acc[35], acc[35:0] };
+  assign \$963  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$964  = $signed(\$962 ) << \$963 [3:0];
+  assign \$965  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$966  = ! \$965 ;
+  assign \$967  = stage[127:126] == 2'h3;
+  assign \$968  = ~ reduced_b;
+  assign \$969  = \$967  & \$968 ;
+  assign \$970  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$971  = \$969  ? \$970 [36:0] : { acc[35], acc[35:0] };
+  assign \$972  = stage[127:126] == 2'h3;
+  assign \$973  = ~ reduced_b;
+  assign \$974  = \$972  & \$973 ;
+  assign \$975  = $signed(part[36:0]) + $signed(acc[36:0]);
+  assign \$976  = \$974  ? \$975 [36:0] : { acc[35], acc[35:0] };
+  assign \$977  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$978  = ! \$977 ;
+  assign \$979  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$980  = \$979  - 1'h1;
+  assign \$981  = \$978  ? 6'h00 : \$980 [5:0];
+  assign \$982  = $signed(\$976 ) >>> \$981 ;
+  assign \$983  = $signed(\$982 ) + $signed(2'h1);
+  assign \$985  = \$966  ? \$971  : \$984 [36:0];
+  assign \$986  = \$957  ? \$964  : { \$985 [36], \$985 [36], \$985 [36], \$985 [36], \$985 [36], \$985 [36], \$985 [36], \$985 [36], \$985 [36], \$985 [36], \$985 [36], \$985 [36], \$985 [36], \$985 [36], \$985 [36], \$985  };
+  assign \$987  = $signed(\$956 ) != $signed(\$986 );
+  assign \$988  = stage[172] ? \$987  : \$862 ;
+  assign \$989  = active_b > 1'h0;
+  assign \$990  = \$988  & \$989 ;
+  assign \$991  = 1'h0 + \$990 ;
+  assign \$992  = ! stage[172];
+  assign \$993  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$994  = ! \$993 ;
+  assign \$995  = stage[127:126] == 2'h3;
+  assign \$996  = ~ reduced_b;
+  assign \$997  = \$995  & \$996 ;
+  assign \$998  = $signed(part[52:37]) + $signed(acc[52:37]);
+  assign \$999  = \$997  ? \$998  : { acc[52], acc[52:37] };
+  assign \$1000  = stage[127:126] == 2'h3;
+  assign \$1001  = ~ reduced_b;
+  assign \$1002  = \$1000  & \$1001 ;
+  assign \$1003  = $signed(part[52:37]) + $signed(acc[52:37]);
+  assign \$1004  = \$1002  ? \$1003  : { acc[52], acc[52:37] };
+  assign \$1005  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1006  = ! \$1005 ;
+  assign \$1007  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1008  = \$1007  - 1'h1;
+  assign \$1009  = \$1006  ? 6'h00 : \$1008 [5:0];
+  assign \$1010  = $signed(\$1004 ) >>> \$1009 ;
+  assign \$1011  = $signed(\$1010 ) + $signed({ 1'h0, stage[179] });
+  assign \$1013  = \$994  ? \$999  : \$1012 [16:0];
+  assign \$1014  = $signed(\$1013 ) > $signed(8'h7f);
+  assign \$1015  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1016  = ! \$1015 ;
+  assign \$1017  = stage[127:126] == 2'h3;
+  assign \$1018  = ~ reduced_b;
+  assign \$1019  = \$1017  & \$1018 ;
+  assign \$1020  = $signed(part[52:37]) + $signed(acc[52:37]);
+  assign \$1021  = \$1019  ? \$1020  : { acc[52], acc[52:37] };
+  assign \$1022  = stage[127:126] == 2'h3;
+  assign \$1023  = ~ reduced_b;
+  assign \$1024  = \$1022  & \$1023 ;
+  assign \$1025  = $signed(part[52:37]) + $signed(acc[52:37]);
+  assign \$1026  = \$1024  ? \$1025  : { acc[52], acc[52:37] };
+  assign \$1027  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1028  = ! \$1027 ;
+  assign \$1029  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1030  = \$1029  - 1'h1;
+  assign \$1031  = \$1028  ? 6'h00 : \$1030 [5:0];
+  assign \$1032  = $signed(\$1026 ) >>> \$1031 ;
+  assign \$1033  = $signed(\$1032 ) + $signed({ 1'h0, stage[179] });
+  assign \$1035  = \$1016  ? \$1021  : \$1034 [16:0];
+  assign \$1036  = $signed(\$1035 ) < $signed(8'h80);
+  assign \$1037  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1038  = ! \$1037 ;
+  assign \$1039  = stage[127:126] == 2'h3;
+  assign \$1040  = ~ reduced_b;
+  assign \$1041  = \$1039  & \$1040 ;
+  assign \$1042  = $signed(part[52:37]) + $signed(acc[52:37]);
+  assign \$1043  = \$1041  ? \$1042  : { acc[52], acc[52:37] };
+  assign \$1044  = stage[127:126] == 2'h3;
+  assign \$1045  = ~ reduced_b;
+  assign \$1046  = \$1044  & \$1045 ;
+  assign \$1047  = $signed(part[52:37]) + $signed(acc[52:37]);
+  assign \$1048  = \$1046  ? \$1047  : { acc[52], acc[52:37] };
+  assign \$1049  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1050  = ! \$1049 ;
+  assign \$1051  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1052  = \$1051  - 1'h1;
+  assign \$1053  = \$1050  ? 6'h00 : \$1052 [5:0];
+  assign \$1054  = $signed(\$1048 ) >>> \$1053 ;
+  assign \$1055  = $signed(\$1054 ) + $signed({ 1'h0, stage[179] });
+  assign \$1057  = \$1038  ? \$1043  : \$1056 [16:0];
+  assign \$1058  = \$1036  ? 8'h80 : \$1057 [7:0];
+  assign \$1059  = \$1014  ? 8'h7f : \$1058 ;
+  assign \$1060  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1061  = ! \$1060 ;
+  assign \$1062  = stage[127:126] == 2'h3;
+  assign \$1063  = ~ reduced_b;
+  assign \$1064  = \$1062  & \$1063 ;
+  assign \$1065  = $signed(part[52:37]) + $signed(acc[52:37]);
+  assign \$1066  = \$1064  ? \$1065  : { acc[52], acc[52:37] };
+  assign \$1067  = stage[127:126] == 2'h3;
+  assign \$1068  = ~ reduced_b;
+  assign \$1069  = \$1067  & \$1068 ;
+  assign \$1070  = $signed(part[52:37]) + $signed(acc[52:37]);
+  assign \$1071  = \$1069  ? \$1070  : { acc[52], acc[52:37] };
+  assign \$1072  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1073  = ! \$1072 ;
+  assign \$1074  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1075  = \$1074  - 1'h1;
+  assign \$1076  = \$1073  ? 6'h00 : \$1075 [5:0];
+  assign \$1077  = $signed(\$1071 ) >>> \$1076 ;
+  assign \$1078  = $signed(\$1077 ) + $signed({ 1'h0, stage[179] });
+  assign \$1080  = \$1061  ? \$1066  : \$1079 [16:0];
+  assign \$1081  = $signed(\$1059 ) != $signed(\$1080 );
+  assign \$1082  = reduced_b & stage[239];
+  assign \$1083  = stage[127:126] == 2'h3;
+  assign \$1084  = ~ reduced_b;
+  assign \$1085  = \$1083  & \$1084 ;
+  assign \$1086  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$1087  = \$1085  ? \$1086 [36:0] : { acc[72], acc[72:37] };
+  assign \$1088  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1089  = $signed(\$1087 ) << \$1088 [3:0];
+  assign \$1090  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1091  = ! \$1090 ;
+  assign \$1092  = stage[127:126] == 2'h3;
+  assign \$1093  = ~ reduced_b;
+  assign \$1094  = \$1092  & \$1093 ;
+  assign \$1095  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$1096  = \$1094  ? \$1095 [36:0] : { acc[72], acc[72:37] };
+  assign \$1097  = stage[127:126] == 2'h3;
+  assign \$1098  = ~ reduced_b;
+  assign \$1099  = \$1097  & \$1098 ;
+  assign \$1100  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$1101  = \$1099  ? \$1100 [36:0] : { acc[72], acc[72:37] };
+  assign \$1102  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1103  = ! \$1102 ;
+  assign \$1104  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1105  = \$1104  - 1'h1;
+  assign \$1106  = \$1103  ? 6'h00 : \$1105 [5:0];
+  assign \$1107  = $signed(\$1101 ) >>> \$1106 ;
+  assign \$1108  = $signed(\$1107 ) + $signed(2'h1);
+  assign \$1110  = \$1091  ? \$1096  : \$1109 [36:0];
+  assign \$1111  = \$1082  ? \$1089  : { \$1110 [36], \$1110 [36], \$1110 [36], \$1110 [36], \$1110 [36], \$1110 [36], \$1110 [36], \$1110 [36], \$1110 [36], \$1110 [36], \$1110 [36], \$1110 [36], \$1110 [36], \$1110 [36], \$1110 [36], \$1110  };
+  assign \$1112  = $signed(\$1111 ) > $signed(16'h7fff);
+  assign \$1113  = reduced_b & stage[239];
+  assign \$1114  = stage[127:126] == 2'h3;
+  assign \$1115  = ~ reduced_b;
+  assign \$1116  = \$1114  & \$1115 ;
+  assign \$1117  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$1118  = \$1116  ? \$1117 [36:0] : { acc[72], acc[72:37] };
+  assign \$1119  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1120  = $signed(\$1118 ) << \$1119 [3:0];
+  assign \$1121  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1122  = ! \$1121 ;
+  assign \$1123  = stage[127:126] == 2'h3;
+  assign \$1124  = ~ reduced_b;
+  assign \$1125  = \$1123  & \$1124 ;
+  assign \$1126  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$1127  = \$1125  ? \$1126 [36:0] : { acc[72], acc[72:37] };
+  assign \$1128  = stage[127:126] == 2'h3;
+  assign \$1129  = ~ reduced_b;
+  assign \$1130  = \$1128  & \$1129 ;
+  assign \$1131  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$1132  = \$1130  ? \$1131 [36:0] : { acc[72], acc[72:37] };
+  assign \$1133  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1134  = ! \$1133 ;
+  assign \$1135  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1136  = \$1135  - 1'h1;
+  assign \$1137  = \$1134  ? 6'h00 : \$1136 [5:0];
+  assign \$1138  = $signed(\$1132 ) >>> \$1137 ;
+  assign \$1139  = $signed(\$1138 ) + $signed(2'h1);
+  assign \$1141  = \$1122  ? \$1127  : \$1140 [36:0];
+  assign \$1142  = \$1113  ? \$1120  : { \$1141 [36], \$1141 [36], \$1141 [36], \$1141 [36], \$1141 [36], \$1141 [36], \$1141 [36], \$1141 [36], \$1141 [36], \$1141 [36], \$1141 [36], \$1141 [36], \$1141 [36], \$1141 [36], \$1141 [36], \$1141  };
+  assign \$1143  = $signed(\$1142 ) < $signed(16'h8000);
+  assign \$1144  = reduced_b & stage[239];
+  assign \$1145  = stage[127:126] == 2'h3;
+  assign \$1146  = ~ reduced_b;
+  assign \$1147  = \$1145  & \$1146 ;
+  assign \$1148  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$1149  = \$1147  ? \$1148 [36:0] : { acc[72], acc[72:37] };
+  assign \$1150  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1151  = $signed(\$1149 ) << \$1150 [3:0];
+  assign \$1152  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1153  = ! \$1152 ;
+  assign \$1154  = stage[127:126] == 2'h3;
+  assign \$1155  = ~ reduced_b;
+  assign \$1156  = \$1154  & \$1155 ;
+  assign \$1157  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$1158  = \$1156  ? \$1157 [36:0] : { acc[72], acc[72:37] };
+  assign \$1159  = stage[127:126] == 2'h3;
+  assign \$1160  = ~ reduced_b;
+  assign \$1161  = \$1159  & \$1160 ;
+  assign \$1162  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$1163  = \$1161  ? \$1162 [36:0] : { acc[72], acc[72:37] };
+  assign \$1164  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1165  = ! \$1164 ;
+  assign \$1166  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1167  = \$1166  - 1'h1;
+  assign \$1168  = \$1165  ? 6'h00 : \$1167 [5:0];
+  assign \$1169  = $signed(\$1163 ) >>> \$1168 ;
+  assign \$1170  = $signed(\$1169 ) + $signed(2'h1);
+  assign \$1172  = \$1153  ? \$1158  : \$1171 [36:0];
+  assign \$1173  = \$1144  ? \$1151  : { \$1172 [36], \$1172 [36], \$1172 [36], \$1172 [36], \$1172 [36], \$1172 [36], \$1172 [36], \$1172 [36], \$1172 [36], \$1172 [36], \$1172 [36], \$1172 [36], \$1172 [36], \$1172 [36], \$1172 [36], \$1172  };
+  assign \$1174  = \$1143  ? 16'h8000 : \$1173 [15:0];
+  assign \$1175  = \$1112  ? 16'h7fff : \$1174 ;
+  assign \$1176  = reduced_b & stage[239];
+  assign \$1177  = stage[127:126] == 2'h3;
+  assign \$1178  = ~ reduced_b;
+  assign \$1179  = \$1177  & \$1178 ;
+  assign \$1180  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$1181  = \$1179  ? \$1180 [36:0] : { acc[72], acc[72:37] };
+  assign \$1182  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1183  = $signed(\$1181 ) << \$1182 [3:0];
+  assign \$1184  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1185  = ! \$1184 ;
+  assign \$1186  = stage[127:126] == 2'h3;
+  assign \$1187  = ~ reduced_b;
+  assign \$1188  = \$1186  & \$1187 ;
+  assign \$1189  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$1190  = \$1188  ? \$1189 [36:0] : { acc[72], acc[72:37] };
+  assign \$1191  = stage[127:126] == 2'h3;
+  assign \$1192  = ~ reduced_b;
+  assign \$1193  = \$1191  & \$1192 ;
+  assign \$1194  = $signed(part[73:37]) + $signed(acc[73:37]);
+  assign \$1195  = \$1193  ? \$1194 [36:0] : { acc[72], acc[72:37] };
+  assign \$1196  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1197  = ! \$1196 ;
+  assign \$1198  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1199  = \$1198  - 1'h1;
+  assign \$1200  = \$1197  ? 6'h00 : \$1199 [5:0];
+  assign \$1201  = $signed(\$1195 ) >>> \$1200 ;
+  assign \$1202  = $signed(\$1201 ) + $signed(2'h1);
+  assign \$1204  = \$1185  ? \$1190  : \$1203 [36:0];
+  assign \$1205  = \$1176  ? \$1183  : { \$1204 [36], \$1204 [36], \$1204 [36], \$1204 [36], \$1204 [36], \$1204 [36], \$1204 [36], \$1204 [36], \$1204 [36], \$1204 [36], \$1204 [36], \$1204 [36], \$1204 [36], \$1204 [36], \$1204 [36], \$1204  };
+  assign \$1206  = $signed(\$1175 ) != $signed(\$1205 );
+  assign \$1207  = stage[172] ? \$1206  : \$1081 ;
+  assign \$1208  = active_b > 1'h1;
+  assign \$1209  = \$1207  & \$1208 ;
+  assign \$1210  = \$991  + \$1209 ;
+  assign \$1211  = ! stage[172];
+  assign \$1212  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1213  = ! \$1212 ;
+  assign \$1214  = stage[127:126] == 2'h3;
+  assign \$1215  = ~ reduced_b;
+  assign \$1216  = \$1214  & \$1215 ;
+  assign \$1217  = $signed(part[89:74]) + $signed(acc[89:74]);
+  assign \$1218  = \$1216  ? \$1217  : { acc[89], acc[89:74] };
+  assign \$1219  = stage[127:126] == 2'h3;
+  assign \$1220  = ~ reduced_b;
+  assign \$1221  = \$1219  & \$1220 ;
+  assign \$1222  = $signed(part[89:74]) + $signed(acc[89:74]);
+  assign \$1223  = \$1221  ? \$1222  : { acc[89], acc[89:74] };
+  assign \$1224  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1225  = ! \$1224 ;
+  assign \$1226  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1227  = \$1226  - 1'h1;
+  assign \$1228  = \$1225  ? 6'h00 : \$1227 [5:0];
+  assign \$1229  = $signed(\$1223 ) >>> \$1228 ;
+  assign \$1230  = $signed(\$1229 ) + $signed({ 1'h0, stage[179] });
+  assign \$1232  = \$1213  ? \$1218  : \$1231 [16:0];
+  assign \$1233  = $signed(\$1232 ) > $signed(8'h7f);
+  assign \$1234  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1235  = ! \$1234 ;
+  assign \$1236  = stage[127:126] == 2'h3;
+  assign \$1237  = ~ reduced_b;
+  assign \$1238  = \$1236  & \$1237 ;
+  assign \$1239  = $signed(part[89:74]) + $signed(acc[89:74]);
+  assign \$1240  = \$1238  ? \$1239  : { acc[89], acc[89:74] };
+  assign \$1241  = stage[127:126] == 2'h3;
+  assign \$1242  = ~ reduced_b;
+  assign \$1243  = \$1241  & \$1242 ;
+  assign \$1244  = $signed(part[89:74]) + $signed(acc[89:74]);
+  assign \$1245  = \$1243  ? \$1244  : { acc[89], acc[89:74] };
+  assign \$1246  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1247  = ! \$1246 ;
+  assign \$1248  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1249  = \$1248  - 1'h1;
+  assign \$1250  = \$1247  ? 6'h00 : \$1249 [5:0];
+  assign \$1251  = $signed(\$1245 ) >>> \$1250 ;
+  assign \$1252  = $signed(\$1251 ) + $signed({ 1'h0, stage[179] });
+  assign \$1254  = \$1235  ? \$1240  : \$1253 [16:0];
+  assign \$1255  = $signed(\$1254 ) < $signed(8'h80);
+  assign \$1256  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1257  = ! \$1256 ;
+  assign \$1258  = stage[127:126] == 2'h3;
+  assign \$1259  = ~ reduced_b;
+  assign \$1260  = \$1258  & \$1259 ;
+  assign \$1261  = $signed(part[89:74]) + $signed(acc[89:74]);
+  assign \$1262  = \$1260  ? \$1261  : { acc[89], acc[89:74] };
+  assign \$1263  = stage[127:126] == 2'h3;
+  assign \$1264  = ~ reduced_b;
+  assign \$1265  = \$1263  & \$1264 ;
+  assign \$1266  = $signed(part[89:74]) + $signed(acc[89:74]);
+  assign \$1267  = \$1265  ? \$1266  : { acc[89], acc[89:74] };
+  assign \$1268  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1269  = ! \$1268 ;
+  assign \$1270  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1271  = \$1270  - 1'h1;
+  assign \$1272  = \$1269  ? 6'h00 : \$1271 [5:0];
+  assign \$1273  = $signed(\$1267 ) >>> \$1272 ;
+  assign \$1274  = $signed(\$1273 ) + $signed({ 1'h0, stage[179] });
+  assign \$1276  = \$1257  ? \$1262  : \$1275 [16:0];
+  assign \$1277  = \$1255  ? 8'h80 : \$1276 [7:0];
+  assign \$1278  = \$1233  ? 8'h7f : \$1277 ;
+  assign \$1279  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1280  = ! \$1279 ;
+  assign \$1281  = stage[127:126] == 2'h3;
+  assign \$1282  = ~ reduced_b;
+  assign \$1283  = \$1281  & \$1282 ;
+  assign \$1284  = $signed(part[89:74]) + $signed(acc[89:74]);
+  assign \$1285  = \$1283  ? \$1284  : { acc[89], acc[89:74] };
+  assign \$1286  = stage[127:126] == 2'h3;
+  assign \$1287  = ~ reduced_b;
+  assign \$1288  = \$1286  & \$1287 ;
+  assign \$1289  = $signed(part[89:74]) + $signed(acc[89:74]);
+  assign \$1290  = \$1288  ? \$1289  : { acc[89], acc[89:74] };
+  assign \$1291  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1292  = ! \$1291 ;
+  assign \$1293  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1294  = \$1293  - 1'h1;
+  assign \$1295  = \$1292  ? 6'h00 : \$1294 [5:0];
+  assign \$1296  = $signed(\$1290 ) >>> \$1295 ;
+  assign \$1297  = $signed(\$1296 ) + $signed({ 1'h0, stage[179] });
+  assign \$1299  = \$1280  ? \$1285  : \$1298 [16:0];
+  assign \$1300  = $signed(\$1278 ) != $signed(\$1299 );
+  assign \$1301  = reduced_b & stage[239];
+  assign \$1302  = stage[127:126] == 2'h3;
+  assign \$1303  = ~ reduced_b;
+  assign \$1304  = \$1302  & \$1303 ;
+  assign \$1305  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$1306  = \$1304  ? \$1305 [36:0] : { acc[109], acc[109:74] };
+  assign \$1307  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1308  = $signed(\$1306 ) << \$1307 [3:0];
+  assign \$1309  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1310  = ! \$1309 ;
+  assign \$1311  = stage[127:126] == 2'h3;
+  assign \$1312  = ~ reduced_b;
+  assign \$1313  = \$1311  & \$1312 ;
+  assign \$1314  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$1315  = \$1313  ? \$1314 [36:0] : { acc[109], acc[109:74] };
+  assign \$1316  = stage[127:126] == 2'h3;
+  assign \$1317  = ~ reduced_b;
+  assign \$1318  = \$1316  & \$1317 ;
+  assign \$1319  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$1320  = \$1318  ? \$1319 [36:0] : { acc[109], acc[109:74] };
+  assign \$1321  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1322  = ! \$1321 ;
+  assign \$1323  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1324  = \$1323  - 1'h1;
+  assign \$1325  = \$1322  ? 6'h00 : \$1324 [5:0];
+  assign \$1326  = $signed(\$1320 ) >>> \$1325 ;
+  assign \$1327  = $signed(\$1326 ) + $signed(2'h1);
+  assign \$1329  = \$1310  ? \$1315  : \$1328 [36:0];
+  assign \$1330  = \$1301  ? \$1308  : { \$1329 [36], \$1329 [36], \$1329 [36], \$1329 [36], \$1329 [36], \$1329 [36], \$1329 [36], \$1329 [36], \$1329 [36], \$1329 [36], \$1329 [36], \$1329 [36], \$1329 [36], \$1329 [36], \$1329 [36], \$1329  };
+  assign \$1331  = $signed(\$1330 ) > $signed(16'h7fff);
+  assign \$1332  = reduced_b & stage[239];
+  assign \$1333  = stage[127:126] == 2'h3;
+  assign \$1334  = ~ reduced_b;
+  assign \$1335  = \$1333  & \$1334 ;
+  assign \$1336  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$1337  = \$1335  ? \$1336 [36:0] : { acc[109], acc[109:74] };
+  assign \$1338  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1339  = $signed(\$1337 ) << \$1338 [3:0];
+  assign \$1340  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1341  = ! \$1340 ;
+  assign \$1342  = stage[127:126] == 2'h3;
+  assign \$1343  = ~ reduced_b;
+  assign \$1344  = \$1342  & \$1343 ;
+  assign \$1345  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$1346  = \$1344  ? \$1345 [36:0] : { acc[109], acc[109:74] };
+  assign \$1347  = stage[127:126] == 2'h3;
+  assign \$1348  = ~ reduced_b;
+  assign \$1349  = \$1347  & \$1348 ;
+  assign \$1350  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$1351  = \$1349  ? \$1350 [36:0] : { acc[109], acc[109:74] };
+  assign \$1352  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1353  = ! \$1352 ;
+  assign \$1354  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1355  = \$1354  - 1'h1;
+  assign \$1356  = \$1353  ? 6'h00 : \$1355 [5:0];
+  assign \$1357  = $signed(\$1351 ) >>> \$1356 ;
+  assign \$1358  = $signed(\$1357 ) + $signed(2'h1);
+  assign \$1360  = \$1341  ? \$1346  : \$1359 [36:0];
+  assign \$1361  = \$1332  ? \$1339  : { \$1360 [36], \$1360 [36], \$1360 [36], \$1360 [36], \$1360 [36], \$1360 [36], \$1360 [36], \$1360 [36], \$1360 [36], \$1360 [36], \$1360 [36], \$1360 [36], \$1360 [36], \$1360 [36], \$1360 [36], \$1360  };
+  assign \$1362  = $signed(\$1361 ) < $signed(16'h8000);
+  assign \$1363  = reduced_b & stage[239];
+  assign \$1364  = stage[127:126] == 2'h3;
+  assign \$1365  = ~ reduced_b;
+  assign \$1366  = \$1364  & \$1365 ;
+  assign \$1367  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$1368  = \$1366  ? \$1367 [36:0] : { acc[109], acc[109:74] };
+  assign \$1369  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1370  = $signed(\$1368 ) << \$1369 [3:0];
+  assign \$1371  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1372  = ! \$1371 ;
+  assign \$1373  = stage[127:126] == 2'h3;
+  assign \$1374  = ~ reduced_b;
+  assign \$1375  = \$1373  & \$1374 ;
+  assign \$1376  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$1377  = \$1375  ? \$1376 [36:0] : { acc[109], acc[109:74] };
+  assign \$1378  = stage[127:126] == 2'h3;
+  assign \$1379  = ~ reduced_b;
+  assign \$1380  = \$1378  & \$1379 ;
+  assign \$1381  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$1382  = \$1380  ? \$1381 [36:0] : { acc[109], acc[109:74] };
+  assign \$1383  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1384  = ! \$1383 ;
+  assign \$1385  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1386  = \$1385  - 1'h1;
+  assign \$1387  = \$1384  ? 6'h00 : \$1386 [5:0];
+  assign \$1388  = $signed(\$1382 ) >>> \$1387 ;
+  assign \$1389  = $signed(\$1388 ) + $signed(2'h1);
+  assign \$1391  = \$1372  ? \$1377  : \$1390 [36:0];
+  assign \$1392  = \$1363  ? \$1370  : { \$1391 [36], \$1391 [36], \$1391 [36], \$1391 [36], \$1391 [36], \$1391 [36], \$1391 [36], \$1391 [36], \$1391 [36], \$1391 [36], \$1391 [36], \$1391 [36], \$1391 [36], \$1391 [36], \$1391 [36], \$1391  };
+  assign \$1393  = \$1362  ? 16'h8000 : \$1392 [15:0];
+  assign \$1394  = \$1331  ? 16'h7fff : \$1393 ;
+  assign \$1395  = reduced_b & stage[239];
+  assign \$1396  = stage[127:126] == 2'h3;
+  assign \$1397  = ~ reduced_b;
+  assign \$1398  = \$1396  & \$1397 ;
+  assign \$1399  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$1400  = \$1398  ? \$1399 [36:0] : { acc[109], acc[109:74] };
+  assign \$1401  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1402  = $signed(\$1400 ) << \$1401 [3:0];
+  assign \$1403  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1404  = ! \$1403 ;
+  assign \$1405  = stage[127:126] == 2'h3;
+  assign \$1406  = ~ reduced_b;
+  assign \$1407  = \$1405  & \$1406 ;
+  assign \$1408  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$1409  = \$1407  ? \$1408 [36:0] : { acc[109], acc[109:74] };
+  assign \$1410  = stage[127:126] == 2'h3;
+  assign \$1411  = ~ reduced_b;
+  assign \$1412  = \$1410  & \$1411 ;
+  assign \$1413  = $signed(part[110:74]) + $signed(acc[110:74]);
+  assign \$1414  = \$1412  ? \$1413 [36:0] : { acc[109], acc[109:74] };
+  assign \$1415  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1416  = ! \$1415 ;
+  assign \$1417  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1418  = \$1417  - 1'h1;
+  assign \$1419  = \$1416  ? 6'h00 : \$1418 [5:0];
+  assign \$1420  = $signed(\$1414 ) >>> \$1419 ;
+  assign \$1421  = $signed(\$1420 ) + $signed(2'h1);
+  assign \$1423  = \$1404  ? \$1409  : \$1422 [36:0];
+  assign \$1424  = \$1395  ? \$1402  : { \$1423 [36], \$1423 [36], \$1423 [36], \$1423 [36], \$1423 [36], \$1423 [36], \$1423 [36], \$1423 [36], \$1423 [36], \$1423 [36], \$1423 [36], \$1423 [36], \$1423 [36], \$1423 [36], \$1423 [36], \$1423  };
+  assign \$1425  = $signed(\$1394 ) != $signed(\$1424 );
+  assign \$1426  = stage[172] ? \$1425  : \$1300 ;
+  assign \$1427  = active_b > 2'h2;
+  assign \$1428  = \$1426  & \$1427 ;
+  assign \$1429  = \$1210  + \$1428 ;
+  assign \$1430  = ! stage[172];
+  assign \$1431  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1432  = ! \$1431 ;
+  assign \$1433  = stage[127:126] == 2'h3;
+  assign \$1434  = ~ reduced_b;
+  assign \$1435  = \$1433  & \$1434 ;
+  assign \$1436  = $signed(part[126:111]) + $signed(acc[126:111]);
+  assign \$1437  = \$1435  ? \$1436  : { acc[126], acc[126:111] };
+  assign \$1438  = stage[127:126] == 2'h3;
+  assign \$1439  = ~ reduced_b;
+  assign \$1440  = \$1438  & \$1439 ;
+  assign \$1441  = $signed(part[126:111]) + $signed(acc[126:111]);
+  assign \$1442  = \$1440  ? \$1441  : { acc[126], acc[126:111] };
+  assign \$1443  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1444  = ! \$1443 ;
+  assign \$1445  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1446  = \$1445  - 1'h1;
+  assign \$1447  = \$1444  ? 6'h00 : \$1446 [5:0];
+  assign \$1448  = $signed(\$1442 ) >>> \$1447 ;
+  assign \$1449  = $signed(\$1448 ) + $signed({ 1'h0, stage[179] });
+  assign \$1451  = \$1432  ? \$1437  : \$1450 [16:0];
+  assign \$1452  = $signed(\$1451 ) > $signed(8'h7f);
+  assign \$1453  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1454  = ! \$1453 ;
+  assign \$1455  = stage[127:126] == 2'h3;
+  assign \$1456  = ~ reduced_b;
+  assign \$1457  = \$1455  & \$1456 ;
+  assign \$1458  = $signed(part[126:111]) + $signed(acc[126:111]);
+  assign \$1459  = \$1457  ? \$1458  : { acc[126], acc[126:111] };
+  assign \$1460  = stage[127:126] == 2'h3;
+  assign \$1461  = ~ reduced_b;
+  assign \$1462  = \$1460  & \$1461 ;
+  assign \$1463  = $signed(part[126:111]) + $signed(acc[126:111]);
+  assign \$1464  = \$1462  ? \$1463  : { acc[126], acc[126:111] };
+  assign \$1465  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1466  = ! \$1465 ;
+  assign \$1467  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1468  = \$1467  - 1'h1;
+  assign \$1469  = \$1466  ? 6'h00 : \$1468 [5:0];
+  assign \$1470  = $signed(\$1464 ) >>> \$1469 ;
+  assign \$1471  = $signed(\$1470 ) + $signed({ 1'h0, stage[179] });
+  assign \$1473  = \$1454  ? \$1459  : \$1472 [16:0];
+  assign \$1474  = $signed(\$1473 ) < $signed(8'h80);
+  assign \$1475  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1476  = ! \$1475 ;
+  assign \$1477  = stage[127:126] == 2'h3;
+  assign \$1478  = ~ reduced_b;
+  assign \$1479  = \$1477  & \$1478 ;
+  assign \$1480  = $signed(part[126:111]) + $signed(acc[126:111]);
+  assign \$1481  = \$1479  ? \$1480  : { acc[126], acc[126:111] };
+  assign \$1482  = stage[127:126] == 2'h3;
+  assign \$1483  = ~ reduced_b;
+  assign \$1484  = \$1482  & \$1483 ;
+  assign \$1485  = $signed(part[126:111]) + $signed(acc[126:111]);
+  assign \$1486  = \$1484  ? \$1485  : { acc[126], acc[126:111] };
+  assign \$1487  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1488  = ! \$1487 ;
+  assign \$1489  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1490  = \$1489  - 1'h1;
+  assign \$1491  = \$1488  ? 6'h00 : \$1490 [5:0];
+  assign \$1492  = $signed(\$1486 ) >>> \$1491 ;
+  assign \$1493  = $signed(\$1492 ) + $signed({ 1'h0, stage[179] });
+  assign \$1495  = \$1476  ? \$1481  : \$1494 [16:0];
+  assign \$1496  = \$1474  ? 8'h80 : \$1495 [7:0];
+  assign \$1497  = \$1452  ? 8'h7f : \$1496 ;
+  assign \$1498  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1499  = ! \$1498 ;
+  assign \$1500  = stage[127:126] == 2'h3;
+  assign \$1501  = ~ reduced_b;
+  assign \$1502  = \$1500  & \$1501 ;
+  assign \$1503  = $signed(part[126:111]) + $signed(acc[126:111]);
+  assign \$1504  = \$1502  ? \$1503  : { acc[126], acc[126:111] };
+  assign \$1505  = stage[127:126] == 2'h3;
+  assign \$1506  = ~ reduced_b;
+  assign \$1507  = \$1505  & \$1506 ;
+  assign \$1508  = $signed(part[126:111]) + $signed(acc[126:111]);
+  assign \$1509  = \$1507  ? \$1508  : { acc[126], acc[126:111] };
+  assign \$1510  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1511  = ! \$1510 ;
+  assign \$1512  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1513  = \$1512  - 1'h1;
+  assign \$1514  = \$1511  ? 6'h00 : \$1513 [5:0];
+  assign \$1515  = $signed(\$1509 ) >>> \$1514 ;
+  assign \$1516  = $signed(\$1515 ) + $signed({ 1'h0, stage[179] });
+  assign \$1518  = \$1499  ? \$1504  : \$1517 [16:0];
+  assign \$1519  = $signed(\$1497 ) != $signed(\$1518 );
+  assign \$1520  = reduced_b & stage[239];
+  assign \$1521  = stage[127:126] == 2'h3;
+  assign \$1522  = ~ reduced_b;
+  assign \$1523  = \$1521  & \$1522 ;
+  assign \$1524  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$1525  = \$1523  ? \$1524 [36:0] : { acc[146], acc[146:111] };
+  assign \$1526  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1527  = $signed(\$1525 ) << \$1526 [3:0];
+  assign \$1528  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1529  = ! \$1528 ;
+  assign \$1530  = stage[127:126] == 2'h3;
+  assign \$1531  = ~ reduced_b;
+  assign \$1532  = \$1530  & \$1531 ;
+  assign \$1533  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$1534  = \$1532  ? \$1533 [36:0] : { acc[146], acc[146:111] };
+  assign \$1535  = stage[127:126] == 2'h3;
+  assign \$1536  = ~ reduced_b;
+  assign \$1537  = \$1535  & \$1536 ;
+  assign \$1538  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$1539  = \$1537  ? \$1538 [36:0] : { acc[146], acc[146:111] };
+  assign \$1540  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1541  = ! \$1540 ;
+  assign \$1542  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1543  = \$1542  - 1'h1;
+  assign \$1544  = \$1541  ? 6'h00 : \$1543 [5:0];
+  assign \$1545  = $signed(\$1539 ) >>> \$1544 ;
+  assign \$1546  = $signed(\$1545 ) + $signed(2'h1);
+  assign \$1548  = \$1529  ? \$1534  : \$1547 [36:0];
+  assign \$1549  = \$1520  ? \$1527  : { \$1548 [36], \$1548 [36], \$1548 [36], \$1548 [36], \$1548 [36], \$1548 [36], \$1548 [36], \$1548 [36], \$1548 [36], \$1548 [36], \$1548 [36], \$1548 [36], \$1548 [36], \$1548 [36], \$1548 [36], \$1548  };
+  assign \$1550  = $signed(\$1549 ) > $signed(16'h7fff);
+  assign \$1551  = reduced_b & stage[239];
+  assign \$1552  = stage[127:126] == 2'h3;
+  assign \$1553  = ~ reduced_b;
+  assign \$1554  = \$1552  & \$1553 ;
+  assign \$1555  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$1556  = \$1554  ? \$1555 [36:0] : { acc[146], acc[146:111] };
+  assign \$1557  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1558  = $signed(\$1556 ) << \$1557 [3:0];
+  assign \$1559  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1560  = ! \$1559 ;
+  assign \$1561  = stage[127:126] == 2'h3;
+  assign \$1562  = ~ reduced_b;
+  assign \$1563  = \$1561  & \$1562 ;
+  assign \$1564  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$1565  = \$1563  ? \$1564 [36:0] : { acc[146], acc[146:111] };
+  assign \$1566  = stage[127:126] == 2'h3;
+  assign \$1567  = ~ reduced_b;
+  assign \$1568  = \$1566  & \$1567 ;
+  assign \$1569  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$1570  = \$1568  ? \$1569 [36:0] : { acc[146], acc[146:111] };
+  assign \$1571  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1572  = ! \$1571 ;
+  assign \$1573  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1574  = \$1573  - 1'h1;
+  assign \$1575  = \$1572  ? 6'h00 : \$1574 [5:0];
+  assign \$1576  = $signed(\$1570 ) >>> \$1575 ;
+  assign \$1577  = $signed(\$1576 ) + $signed(2'h1);
+  assign \$1579  = \$1560  ? \$1565  : \$1578 [36:0];
+  assign \$1580  = \$1551  ? \$1558  : { \$1579 [36], \$1579 [36], \$1579 [36], \$1579 [36], \$1579 [36], \$1579 [36], \$1579 [36], \$1579 [36], \$1579 [36], \$1579 [36], \$1579 [36], \$1579 [36], \$1579 [36], \$1579 [36], \$1579 [36], \$1579  };
+  assign \$1581  = $signed(\$1580 ) < $signed(16'h8000);
+  assign \$1582  = reduced_b & stage[239];
+  assign \$1583  = stage[127:126] == 2'h3;
+  assign \$1584  = ~ reduced_b;
+  assign \$1585  = \$1583  & \$1584 ;
+  assign \$1586  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$1587  = \$1585  ? \$1586 [36:0] : { acc[146], acc[146:111] };
+  assign \$1588  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1589  = $signed(\$1587 ) << \$1588 [3:0];
+  assign \$1590  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1591  = ! \$1590 ;
+  assign \$1592  = stage[127:126] == 2'h3;
+  assign \$1593  = ~ reduced_b;
+  assign \$1594  = \$1592  & \$1593 ;
+  assign \$1595  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$1596  = \$1594  ? \$1595 [36:0] : { acc[146], acc[146:111] };
+  assign \$1597  = stage[127:126] == 2'h3;
+  assign \$1598  = ~ reduced_b;
+  assign \$1599  = \$1597  & \$1598 ;
+  assign \$1600  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$1601  = \$1599  ? \$1600 [36:0] : { acc[146], acc[146:111] };
+  assign \$1602  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1603  = ! \$1602 ;
+  assign \$1604  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1605  = \$1604  - 1'h1;
+  assign \$1606  = \$1603  ? 6'h00 : \$1605 [5:0];
+  assign \$1607  = $signed(\$1601 ) >>> \$1606 ;
+  assign \$1608  = $signed(\$1607 ) + $signed(2'h1);
+  assign \$1610  = \$1591  ? \$1596  : \$1609 [36:0];
+  assign \$1611  = \$1582  ? \$1589  : { \$1610 [36], \$1610 [36], \$1610 [36], \$1610 [36], \$1610 [36], \$1610 [36], \$1610 [36], \$1610 [36], \$1610 [36], \$1610 [36], \$1610 [36], \$1610 [36], \$1610 [36], \$1610 [36], \$1610 [36], \$1610  };
+  assign \$1612  = \$1581  ? 16'h8000 : \$1611 [15:0];
+  assign \$1613  = \$1550  ? 16'h7fff : \$1612 ;
+  assign \$1614  = reduced_b & stage[239];
+  assign \$1615  = stage[127:126] == 2'h3;
+  assign \$1616  = ~ reduced_b;
+  assign \$1617  = \$1615  & \$1616 ;
+  assign \$1618  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$1619  = \$1617  ? \$1618 [36:0] : { acc[146], acc[146:111] };
+  assign \$1620  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1621  = $signed(\$1619 ) << \$1620 [3:0];
+  assign \$1622  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1623  = ! \$1622 ;
+  assign \$1624  = stage[127:126] == 2'h3;
+  assign \$1625  = ~ reduced_b;
+  assign \$1626  = \$1624  & \$1625 ;
+  assign \$1627  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$1628  = \$1626  ? \$1627 [36:0] : { acc[146], acc[146:111] };
+  assign \$1629  = stage[127:126] == 2'h3;
+  assign \$1630  = ~ reduced_b;
+  assign \$1631  = \$1629  & \$1630 ;
+  assign \$1632  = $signed(part[147:111]) + $signed(acc[147:111]);
+  assign \$1633  = \$1631  ? \$1632 [36:0] : { acc[146], acc[146:111] };
+  assign \$1634  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1635  = ! \$1634 ;
+  assign \$1636  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1637  = \$1636  - 1'h1;
+  assign \$1638  = \$1635  ? 6'h00 : \$1637 [5:0];
+  assign \$1639  = $signed(\$1633 ) >>> \$1638 ;
+  assign \$1640  = $signed(\$1639 ) + $signed(2'h1);
+  assign \$1642  = \$1623  ? \$1628  : \$1641 [36:0];
+  assign \$1643  = \$1614  ? \$1621  : { \$1642 [36], \$1642 [36], \$1642 [36], \$1642 [36], \$1642 [36], \$1642 [36], \$1642 [36], \$1642 [36], \$1642 [36], \$1642 [36], \$1642 [36], \$1642 [36], \$1642 [36], \$1642 [36], \$1642 [36], \$1642  };
+  assign \$1644  = $signed(\$1613 ) != $signed(\$1643 );
+  assign \$1645  = stage[172] ? \$1644  : \$1519 ;
+  assign \$1646  = active_b > 2'h3;
+  assign \$1647  = \$1645  & \$1646 ;
+  assign \$1648  = \$1429  + \$1647 ;
+  assign \$1649  = out__en ? \$1648  : 5'h00;
+  assign \$1650  = va | out__en;
+  assign busy = issue | \$1650 ;
+  assign \$1652  = stage[57:42] - 1'h1;
+  assign \$1653  = i == \$1652 ;
+  assign \$1654  = i + 1'h1;
+  assign \$1655  = \$1653  ? 17'h00000 : \$1654 ;
+  assign \$1656  = stage[57:42] - 1'h1;
+  assign \$1657  = i == \$1656 ;
+  assign \$1659  = issue & \$1658 ;
+  assign \$1660  = stage[211:180] >> t[4:0];
+  assign \$1661  = ~ \$1660 ;
+  assign \$1662  = stage[212] & \$1661 ;
+  assign \$1663  = ! stage[1:0];
+  assign \$1664  = \$1662  & \$1663 ;
+  assign \$1665  = ! stage[127:126];
+  assign \$1666  = stage[127:126] == 2'h3;
+  assign \$1667  = \$1666  ? 3'h6 : 3'h3;
+  assign \$1668  = \$1665  ? 3'h1 : \$1667 ;
+  assign \$1669  = \$1664  ? 3'h1 : \$1668 ;
+  assign \$1670  = \$1669  - 1'h1;
+  assign \$1671  = $signed({ 1'h0, tap }) == $signed(\$1670 );
+  assign \$1672  = tap + 1'h1;
+  assign \$1673  = \$1671  ? 17'h00000 : \$1672 ;
+  assign \$1674  = stage[57:42] - 1'h1;
+  assign \$1675  = i == \$1674 ;
+  assign \$1677  = stage[211:180] >> t[4:0];
+  assign \$1678  = ~ \$1677 ;
+  assign \$1679  = stage[212] & \$1678 ;
+  assign \$1680  = ! stage[1:0];
+  assign \$1681  = \$1679  & \$1680 ;
+  assign \$1682  = ! stage[127:126];
+  assign \$1683  = stage[127:126] == 2'h3;
+  assign \$1684  = \$1683  ? 3'h6 : 3'h3;
+  assign \$1685  = \$1682  ? 3'h1 : \$1684 ;
+  assign \$1686  = \$1681  ? 3'h1 : \$1685 ;
+  assign \$1687  = \$1686  - 1'h1;
+  assign \$1688  = $signed({ 1'h0, tap }) == $signed(\$1687 );
+  assign \$1689  = \$1676  & \$1688 ;
+  assign \$1690  = issue & \$1689 ;
+  assign \$1691  = \$3 [15:0] - 1'h1;
+  assign \$1692  = go == \$1691 ;
+  assign \$1693  = go + 1'h1;
+  assign \$1694  = \$1692  ? 17'h00000 : \$1693 ;
+  assign \$1695  = stage[57:42] - 1'h1;
+  assign \$1696  = i == \$1695 ;
+  assign \$1698  = stage[211:180] >> t[4:0];
+  assign \$1699  = ~ \$1698 ;
+  assign \$1700  = stage[212] & \$1699 ;
+  assign \$1701  = ! stage[1:0];
+  assign \$1702  = \$1700  & \$1701 ;
+  assign \$1703  = ! stage[127:126];
+  assign \$1704  = stage[127:126] == 2'h3;
+  assign \$1705  = \$1704  ? 3'h6 : 3'h3;
+  assign \$1706  = \$1703  ? 3'h1 : \$1705 ;
+  assign \$1707  = \$1702  ? 3'h1 : \$1706 ;
+  assign \$1708  = \$1707  - 1'h1;
+  assign \$1709  = $signed({ 1'h0, tap }) == $signed(\$1708 );
+  assign \$1710  = \$1697  & \$1709 ;
+  assign \$1711  = \$3 [15:0] - 1'h1;
+  assign \$1712  = go == \$1711 ;
+  assign \$1713  = \$1710  & \$1712 ;
+  assign \$1714  = issue & \$1713 ;
+  assign \$1715  = stage[41:26] - 1'h1;
+  assign \$1716  = x == \$1715 ;
+  assign \$1717  = x + 1'h1;
+  assign \$1718  = \$1716  ? 17'h00000 : \$1717 ;
+  assign \$1719  = stage[57:42] - 1'h1;
+  assign \$1720  = i == \$1719 ;
+  assign \$1722  = stage[211:180] >> t[4:0];
+  assign \$1723  = ~ \$1722 ;
+  assign \$1724  = stage[212] & \$1723 ;
+  assign \$1725  = ! stage[1:0];
+  assign \$1726  = \$1724  & \$1725 ;
+  assign \$1727  = ! stage[127:126];
+  assign \$1728  = stage[127:126] == 2'h3;
+  assign \$1729  = \$1728  ? 3'h6 : 3'h3;
+  assign \$1730  = \$1727  ? 3'h1 : \$1729 ;
+  assign \$1731  = \$1726  ? 3'h1 : \$1730 ;
+  assign \$1732  = \$1731  - 1'h1;
+  assign \$1733  = $signed({ 1'h0, tap }) == $signed(\$1732 );
+  assign \$1734  = \$1721  & \$1733 ;
+  assign \$1735  = \$3 [15:0] - 1'h1;
+  assign \$1736  = go == \$1735 ;
+  assign \$1737  = \$1734  & \$1736 ;
+  assign \$1738  = stage[41:26] - 1'h1;
+  assign \$1739  = x == \$1738 ;
+  assign \$1740  = \$1737  & \$1739 ;
+  assign \$1741  = issue & \$1740 ;
+  assign \$1742  = stage[25:10] - 1'h1;
+  assign \$1743  = y == \$1742 ;
+  assign \$1744  = y + 1'h1;
+  assign \$1745  = \$1743  ? 17'h00000 : \$1744 ;
+  assign \$1746  = stage[57:42] - 1'h1;
+  assign \$1747  = i == \$1746 ;
+  assign \$1749  = stage[211:180] >> t[4:0];
+  assign \$1750  = ~ \$1749 ;
+  assign \$1751  = stage[212] & \$1750 ;
+  assign \$1752  = ! stage[1:0];
+  assign \$1753  = \$1751  & \$1752 ;
+  assign \$1754  = ! stage[127:126];
+  assign \$1755  = stage[127:126] == 2'h3;
+  assign \$1756  = \$1755  ? 3'h6 : 3'h3;
+  assign \$1757  = \$1754  ? 3'h1 : \$1756 ;
+  assign \$1758  = \$1753  ? 3'h1 : \$1757 ;
+  assign \$1759  = \$1758  - 1'h1;
+  assign \$1760  = $signed({ 1'h0, tap }) == $signed(\$1759 );
+  assign \$1761  = \$1748  & \$1760 ;
+  assign \$1762  = \$3 [15:0] - 1'h1;
+  assign \$1763  = go == \$1762 ;
+  assign \$1764  = \$1761  & \$1763 ;
+  assign \$1765  = stage[41:26] - 1'h1;
+  assign \$1766  = x == \$1765 ;
+  assign \$1767  = \$1764  & \$1766 ;
+  assign \$1768  = stage[25:10] - 1'h1;
+  assign \$1769  = y == \$1768 ;
+  assign \$1770  = \$1767  & \$1769 ;
+  assign \$1771  = issue & \$1770 ;
+  assign \$1772  = stage[9:2] - 1'h1;
+  assign \$1773  = $signed({ 1'h0, t }) == $signed(\$1772 );
+  assign \$1774  = t + 1'h1;
+  assign \$1775  = \$1773  ? 17'h00000 : \$1774 ;
+  assign \$1776  = stage[57:42] - 1'h1;
+  assign \$1777  = i == \$1776 ;
+  assign \$1779  = stage[211:180] >> t[4:0];
+  assign \$1780  = ~ \$1779 ;
+  assign \$1781  = stage[212] & \$1780 ;
+  assign \$1782  = ! stage[1:0];
+  assign \$1783  = \$1781  & \$1782 ;
+  assign \$1784  = ! stage[127:126];
+  assign \$1785  = stage[127:126] == 2'h3;
+  assign \$1786  = \$1785  ? 3'h6 : 3'h3;
+  assign \$1787  = \$1784  ? 3'h1 : \$1786 ;
+  assign \$1788  = \$1783  ? 3'h1 : \$1787 ;
+  assign \$1789  = \$1788  - 1'h1;
+  assign \$1790  = $signed({ 1'h0, tap }) == $signed(\$1789 );
+  assign \$1791  = \$1778  & \$1790 ;
+  assign \$1792  = \$3 [15:0] - 1'h1;
+  assign \$1793  = go == \$1792 ;
+  assign \$1794  = \$1791  & \$1793 ;
+  assign \$1795  = stage[41:26] - 1'h1;
+  assign \$1796  = x == \$1795 ;
+  assign \$1797  = \$1794  & \$1796 ;
+  assign \$1798  = stage[25:10] - 1'h1;
+  assign \$1799  = y == \$1798 ;
+  assign \$1800  = \$1797  & \$1799 ;
+  assign \$1801  = stage[9:2] - 1'h1;
+  assign \$1802  = $signed({ 1'h0, t }) == $signed(\$1801 );
+  assign \$1803  = \$1800  & \$1802 ;
+  assign \$1804  = issue & \$1803 ;
+  assign \$1805  = stage[1:0] == 1'h1;
+  assign \$1806  = stage[211:180] >> t[4:0];
+  assign \$1807  = ~ \$1806 ;
+  assign \$1808  = stage[212] & \$1807 ;
+  assign \$1809  = \$1805  & \$1808 ;
+  assign \$1810  = ~ \$1809 ;
+  assign \$1811  = issue & \$1810 ;
+  assign \$1813  = stage[73:58] - \$1812 ;
+  assign \$1814  = $signed(\$1813 ) >= $signed(4'h4);
+  assign \$1816  = stage[73:58] - \$1815 ;
+  assign \$1817  = \$1814  ? 20'h00004 : \$1816 ;
+  assign \$1819  = ! \$1818 ;
+  assign \$1820  = ! tap;
+  assign \$1821  = ! i;
+  assign \$1822  = \$1820  & \$1821 ;
+  assign \$1823  = stage[127:126] == 2'h3;
+  assign \$1824  = tap == 2'h3;
+  assign \$1825  = \$1823  & \$1824 ;
+  assign \$1826  = ! i;
+  assign \$1827  = \$1825  & \$1826 ;
+  assign \$1828  = stage[211:180] >> t[4:0];
+  assign \$1829  = ~ \$1828 ;
+  assign \$1830  = stage[212] & \$1829 ;
+  assign \$1831  = ~ \$1830 ;
+  assign \$1832  = \$1827  & \$1831 ;
+  assign \$1833  = stage[57:42] - 1'h1;
+  assign \$1834  = i == \$1833 ;
+  assign \$1836  = stage[211:180] >> t[4:0];
+  assign \$1837  = ~ \$1836 ;
+  assign \$1838  = stage[212] & \$1837 ;
+  assign \$1839  = ! stage[1:0];
+  assign \$1840  = \$1838  & \$1839 ;
+  assign \$1841  = ! stage[127:126];
+  assign \$1842  = stage[127:126] == 2'h3;
+  assign \$1843  = \$1842  ? 3'h6 : 3'h3;
+  assign \$1844  = \$1841  ? 3'h1 : \$1843 ;
+  assign \$1845  = \$1840  ? 3'h1 : \$1844 ;
+  assign \$1846  = \$1845  - 1'h1;
+  assign \$1847  = $signed({ 1'h0, tap }) == $signed(\$1846 );
+  assign \$1848  = \$1835  & \$1847 ;
+  assign \$1849  = ! t;
+  assign \$1850  = stage[316] & \$1849 ;
+  assign \$1851  = ! y;
+  assign \$1852  = \$1850  & \$1851 ;
+  assign \$1853  = ! x;
+  assign \$1854  = \$1852  & \$1853 ;
+  assign \$1855  = stage[211:180] >> t[4:0];
+  assign \$1856  = ~ \$1855 ;
+  assign \$1857  = stage[212] & \$1856 ;
+  assign \$1858  = a_first_word ? inp__data : \$signal ;
+  assign \$1859  = a_first_step ? grad__data : held_g;
+  assign \$1860  = stage[1:0] == 1'h1;
+  assign \$1861  = ~ \$1860 ;
+  assign \$1862  = va & \$1861 ;
+  assign \$1863  = \$1862  & a_branch;
+  assign \$1864  = stage[1:0] == 1'h1;
+  assign \$1865  = ~ \$1864 ;
+  assign \$1866  = va & \$1865 ;
+  assign \$1867  = \$1866  & a_last;
+  always @(posedge clk)
+    i <= \$1868 ;
+  always @(posedge clk)
+    tap <= \$1869 ;
+  always @(posedge clk)
+    go <= \$1870 ;
+  always @(posedge clk)
+    x <= \$1871 ;
+  always @(posedge clk)
+    y <= \$1872 ;
+  always @(posedge clk)
+    t <= \$1873 ;
+  always @(posedge clk)
+    issue <= \$1874 ;
+  always @(posedge clk)
+    va <= \$1875 ;
+  always @(posedge clk)
+    sel_a <= \$1876 ;
+  always @(posedge clk)
+    active_a <= \$1877 ;
+  always @(posedge clk)
+    \$signal$66  <= \$1878 ;
+  always @(posedge clk)
+    entry_a <= \$1879 ;
+  always @(posedge clk)
+    a_first_word <= \$1880 ;
+  always @(posedge clk)
+    a_first_step <= \$1881 ;
+  always @(posedge clk)
+    a_branch <= \$1882 ;
+  always @(posedge clk)
+    a_last <= \$1883 ;
+  always @(posedge clk)
+    clear <= \$1884 ;
+  always @(posedge clk)
+    a_reduced <= \$1885 ;
+  always @(posedge clk)
+    \$signal  <= \$1886 ;
+  always @(posedge clk)
+    held_g <= \$1887 ;
+  always @(posedge clk)
+    part <= \$1888 ;
+  always @(posedge clk)
+    out__en <= \$1889 ;
+  always @(posedge clk)
+    reduced_b <= \$1890 ;
+  always @(posedge clk)
+    out__addr <= \$1891 ;
+  always @(posedge clk)
+    active_b <= \$1892 ;
+  \ttsnn_accel.backward.core.array  array (
+    .acc(acc),
+    .clk(clk),
+    .first(first),
+    .operand(operand),
+    .rst(rst),
+    .valid(valid),
+    .weights(weights)
+  );
+  \ttsnn_accel.backward.core.wgrad  wgrad (
+    .addr(entry_a[8:0]),
+    .clear(clear),
+    .clk(clk),
+    .\port$5076$0 (\$103 ),
+    .\port$5080$0 (\$107 ),
+    .\port$5084$0 (\$111 ),
+    .\port$5088$0 (\$115 ),
+    .rd_addr(\port$185$0 [8:0]),
+    .rd_data(acc_rd_data),
+    .rd_en(rd_en),
+    .rst(rst),
+    .valid(\valid$34 )
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1868  = i;
+    if (\$1651 ) begin
+      \$1868  = \$1655 [15:0];
+    end
+    if (start) begin
+      \$1868  = 16'h0000;
+    end
+    if (rst) begin
+      \$1868  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1869  = tap;
+    if (\$1659 ) begin
+      \$1869  = \$1673 [15:0];
+    end
+    if (start) begin
+      \$1869  = 16'h0000;
+    end
+    if (rst) begin
+      \$1869  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1870  = go;
+    if (\$1690 ) begin
+      \$1870  = \$1694 [15:0];
+    end
+    if (start) begin
+      \$1870  = 16'h0000;
+    end
+    if (rst) begin
+      \$1870  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1871  = x;
+    if (\$1714 ) begin
+      \$1871  = \$1718 [15:0];
+    end
+    if (start) begin
+      \$1871  = 16'h0000;
+    end
+    if (rst) begin
+      \$1871  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1872  = y;
+    if (\$1741 ) begin
+      \$1872  = \$1745 [15:0];
+    end
+    if (start) begin
+      \$1872  = 16'h0000;
+    end
+    if (rst) begin
+      \$1872  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1873  = t;
+    if (\$1771 ) begin
+      \$1873  = \$1775 [15:0];
+    end
+    if (start) begin
+      \$1873  = 16'h0000;
+    end
+    if (rst) begin
+      \$1873  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1874  = issue;
+    if (\$1804 ) begin
+      \$1874  = 1'h0;
+    end
+    if (start) begin
+      \$1874  = 1'h1;
+    end
+    if (rst) begin
+      \$1874  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1875  = \$1811 ;
+    if (rst) begin
+      \$1875  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1876  = i[1:0];
+    if (rst) begin
+      \$1876  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1877  = \$1817 [2:0];
+    if (rst) begin
+      \$1877  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1878  = \$67 [19:0];
+    if (rst) begin
+      \$1878  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1879  = \$72 [19:0];
+    if (rst) begin
+      \$1879  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1880  = \$1819 ;
+    if (rst) begin
+      \$1880  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1881  = \$1822 ;
+    if (rst) begin
+      \$1881  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1882  = \$1832 ;
+    if (rst) begin
+      \$1882  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1883  = \$1848 ;
+    if (rst) begin
+      \$1883  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1884  = \$1854 ;
+    if (rst) begin
+      \$1884  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1885  = \$1857 ;
+    if (rst) begin
+      \$1885  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1886  = \$signal ;
+    if (va) begin
+      \$1886  = \$1858 ;
+    end
+    if (rst) begin
+      \$1886  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1887  = held_g;
+    if (va) begin
+      \$1887  = \$1859 ;
+    end
+    if (rst) begin
+      \$1887  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1888  = part;
+    if (\$1863 ) begin
+      \$1888  = acc;
+    end
+    if (rst) begin
+      \$1888  = 148'h0000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1889  = \$1867 ;
+    if (rst) begin
+      \$1889  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1890  = a_reduced;
+    if (rst) begin
+      \$1890  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1891  = \$signal$66 ;
+    if (rst) begin
+      \$1891  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1892  = active_a;
+    if (rst) begin
+      \$1892  = 3'h0;
+    end
+  end
+  assign GO = \$3 [15:0];
+  assign run = issue;
+  assign addr_out = \$67 [19:0];
+  assign addr_entry = \$72 [19:0];
+  assign inp__addr = \$39 [19:0];
+  assign weights__addr = \$51 [19:0];
+  assign grad__addr = \$60 [19:0];
+  assign weights__data = weights;
+  assign a_clear = clear;
+  assign addr = entry_a[8:0];
+  assign product = { \$115 , \$111 , \$107 , \$103  };
+  assign acc_rd_en = rd_en;
+  assign rd_addr = \port$185$0 [8:0];
+  assign acc_rd_addr = { 5'h00, \port$185$0  };
+  assign rd_data = acc_rd_data;
+  assign \$signal$57  = out__en;
+  assign out_b = out__addr;
+  assign out__data = { q3, q2, q1, q0 };
+  assign addr_in = \$39 [19:0];
+  assign addr_w = \$51 [19:0];
+  assign addr_g = \$60 [19:0];
+  assign \stage.kind  = stage[1:0];
+  assign \stage.timesteps  = stage[9:2];
+  assign \stage.rows  = stage[25:10];
+  assign \stage.cols  = stage[41:26];
+  assign \stage.in_channels  = stage[57:42];
+  assign \stage.out_channels  = stage[73:58];
+  assign \stage.in_base  = stage[93:74];
+  assign \stage.in_rows  = stage[109:94];
+  assign \stage.in_cols  = stage[125:110];
+  assign \stage.taps  = stage[127:126];
+  assign \stage.fy  = stage[129:128];
+  assign \stage.fx  = stage[131:130];
+  assign \stage.w_base  = stage[151:132];
+  assign \stage.out_base  = stage[171:152];
+  assign \stage.requant  = stage[172];
+  assign \stage.shift  = stage[178:173];
+  assign \stage.round  = stage[179];
+  assign \stage.schedule  = stage[211:180];
+  assign \stage.use_schedule  = stage[212];
+  assign \stage.alt_w_base  = stage[232:213];
+  assign \stage.alt_shift  = stage[238:233];
+  assign \stage.alt_left  = stage[239];
+  assign \stage.g_base  = stage[259:240];
+  assign \stage.g_rows  = stage[275:260];
+  assign \stage.g_cols  = stage[291:276];
+  assign \stage.gy  = stage[293:292];
+  assign \stage.gx  = stage[295:294];
+  assign \stage.acc_base  = stage[315:296];
+  assign \stage.acc_clear  = stage[316];
+  assign \stage.trace_base  = stage[336:317];
+  assign \stage.cur_base  = stage[356:337];
+  assign \stage.use_extra  = stage[357];
+  assign \stage.pool  = stage[358];
+  assign \stage.height_mul  = stage[374:359];
+  assign \stage.height_shift  = stage[380:375];
+  assign \stage.leak_mul  = stage[396:381];
+  assign \stage.leak_shift  = stage[402:397];
+  assign \counts.stage_busy  = counts[0];
+  assign \counts.stage_macs  = counts[3:1];
+  assign \counts.wgrad_updates  = counts[6:4];
+  assign \counts.in_reads  = counts[7];
+  assign \counts.grad_reads  = counts[8];
+  assign \counts.weight_reads  = counts[9];
+  assign \counts.grad_writes  = counts[10];
+  assign \counts.wgrad_words  = counts[11];
+  assign \counts.grad_saturations  = counts[14:12];
+  assign counts[14:12] = \$1649 [2:0];
+  assign counts[10] = out__en;
+  assign counts[11] = \$124 ;
+  assign counts[6:4] = \$122 ;
+  assign counts[3:1] = \$119 ;
+  assign counts[8] = grad__en;
+  assign counts[7] = inp__en;
+  assign counts[9] = weights__en;
+  assign counts[0] = issue;
+  assign \$3  = { \$2 [17], \$2 [17], \$2 [17:2] };
+  assign \$35  = { \$34 [17], \$34 [17], \$34 [17:2] };
+  assign \$38  = { 2'h0, i[15:2] };
+  assign \$73 [15:2] = 14'h0000;
+  assign \$73 [1:0] = i[1:0];
+  assign \$145  = { \$144 [17], \$144 [17:1] };
+  assign \$167  = { \$166 [17], \$166 [17:1] };
+  assign \$189  = { \$188 [17], \$188 [17:1] };
+  assign \$220  = { \$219 [37], \$219 [37:1] };
+  assign \$251  = { \$250 [37], \$250 [37:1] };
+  assign \$282  = { \$281 [37], \$281 [37:1] };
+  assign \$307  = { \$306 [17], \$306 [17:1] };
+  assign \$329  = { \$328 [17], \$328 [17:1] };
+  assign \$351  = { \$350 [17], \$350 [17:1] };
+  assign \$382  = { \$381 [37], \$381 [37:1] };
+  assign \$413  = { \$412 [37], \$412 [37:1] };
+  assign \$444  = { \$443 [37], \$443 [37:1] };
+  assign \$469  = { \$468 [17], \$468 [17:1] };
+  assign \$491  = { \$490 [17], \$490 [17:1] };
+  assign \$513  = { \$512 [17], \$512 [17:1] };
+  assign \$544  = { \$543 [37], \$543 [37:1] };
+  assign \$575  = { \$574 [37], \$574 [37:1] };
+  assign \$606  = { \$605 [37], \$605 [37:1] };
+  assign \$631  = { \$630 [17], \$630 [17:1] };
+  assign \$653  = { \$652 [17], \$652 [17:1] };
+  assign \$675  = { \$674 [17], \$674 [17:1] };
+  assign \$706  = { \$705 [37], \$705 [37:1] };
+  assign \$737  = { \$736 [37], \$736 [37:1] };
+  assign \$768  = { \$767 [37], \$767 [37:1] };
+  assign \$793  = { \$792 [17], \$792 [17:1] };
+  assign \$815  = { \$814 [17], \$814 [17:1] };
+  assign \$837  = { \$836 [17], \$836 [17:1] };
+  assign \$860  = { \$859 [17], \$859 [17:1] };
+  assign \$890  = { \$889 [37], \$889 [37:1] };
+  assign \$921  = { \$920 [37], \$920 [37:1] };
+  assign \$952  = { \$951 [37], \$951 [37:1] };
+  assign \$984  = { \$983 [37], \$983 [37:1] };
+  assign \$1012  = { \$1011 [17], \$1011 [17:1] };
+  assign \$1034  = { \$1033 [17], \$1033 [17:1] };
+  assign \$1056  = { \$1055 [17], \$1055 [17:1] };
+  assign \$1079  = { \$1078 [17], \$1078 [17:1] };
+  assign \$1109  = { \$1108 [37], \$1108 [37:1] };
+  assign \$1140  = { \$1139 [37], \$1139 [37:1] };
+  assign \$1171  = { \$1170 [37], \$1170 [37:1] };
+  assign \$1203  = { \$1202 [37], \$1202 [37:1] };
+  assign \$1231  = { \$1230 [17], \$1230 [17:1] };
+  assign \$1253  = { \$1252 [17], \$1252 [17:1] };
+  assign \$1275  = { \$1274 [17], \$1274 [17:1] };
+  assign \$1298  = { \$1297 [17], \$1297 [17:1] };
+  assign \$1328  = { \$1327 [37], \$1327 [37:1] };
+  assign \$1359  = { \$1358 [37], \$1358 [37:1] };
+  assign \$1390  = { \$1389 [37], \$1389 [37:1] };
+  assign \$1422  = { \$1421 [37], \$1421 [37:1] };
+  assign \$1450  = { \$1449 [17], \$1449 [17:1] };
+  assign \$1472  = { \$1471 [17], \$1471 [17:1] };
+  assign \$1494  = { \$1493 [17], \$1493 [17:1] };
+  assign \$1517  = { \$1516 [17], \$1516 [17:1] };
+  assign \$1547  = { \$1546 [37], \$1546 [37:1] };
+  assign \$1578  = { \$1577 [37], \$1577 [37:1] };
+  assign \$1609  = { \$1608 [37], \$1608 [37:1] };
+  assign \$1641  = { \$1640 [37], \$1640 [37:1] };
+  assign \$1651  = issue;
+  assign \$1658  = \$1657 ;
+  assign \$1676  = \$1675 ;
+  assign \$1697  = \$1696 ;
+  assign \$1721  = \$1720 ;
+  assign \$1748  = \$1747 ;
+  assign \$1778  = \$1777 ;
+  assign \$1812  = { 1'h0, go, 2'h0 };
+  assign \$1815  = { 1'h0, go, 2'h0 };
+  assign \$1818 [15:2] = 14'h0000;
+  assign \$1818 [1:0] = i[1:0];
+  assign \$1835  = \$1834 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \ttsnn_accel.backward.core.array (rst, weights, valid, first, operand, acc, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+  wire [36:0] \$1 ;
+  wire [37:0] \$2 ;
+  wire [36:0] \$3 ;
+  wire [37:0] \$4 ;
+  wire [36:0] \$5 ;
+  wire [37:0] \$6 ;
+  wire [36:0] \$7 ;
+  wire [37:0] \$8 ;
+  reg [147:0] \$9 ;
+  output [147:0] acc;
+  reg [147:0] acc = 148'h0000000000000000000000000000000000000;
+  input clk;
+  wire clk;
+  input first;
+  wire first;
+  input [15:0] operand;
+  wire [15:0] operand;
+  wire [23:0] product0;
+  wire [23:0] product1;
+  wire [23:0] product2;
+  wire [23:0] product3;
+  input rst;
+  wire rst;
+  input valid;
+  wire valid;
+  input [31:0] weights;
+  wire [31:0] weights;
+  assign product0 = $signed(weights[7:0]) * $signed(operand);
+  assign product1 = $signed(weights[15:8]) * $signed(operand);
+  assign product2 = $signed(weights[23:16]) * $signed(operand);
+  assign product3 = $signed(weights[31:24]) * $signed(operand);
+  assign \$1  = first ? 37'h0000000000 : acc[36:0];
+  assign \$2  = $signed(\$1 ) + $signed(product0);
+  assign \$3  = first ? 37'h0000000000 : acc[73:37];
+  assign \$4  = $signed(\$3 ) + $signed(product1);
+  assign \$5  = first ? 37'h0000000000 : acc[110:74];
+  assign \$6  = $signed(\$5 ) + $signed(product2);
+  assign \$7  = first ? 37'h0000000000 : acc[147:111];
+  assign \$8  = $signed(\$7 ) + $signed(product3);
+  always @(posedge clk)
+    acc <= \$9 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$9  = acc;
+    if (valid) begin
+      \$9 [36:0] = \$2 [36:0];
+      \$9 [73:37] = \$4 [36:0];
+      \$9 [110:74] = \$6 [36:0];
+      \$9 [147:111] = \$8 [36:0];
+    end
+    if (rst) begin
+      \$9  = 148'h0000000000000000000000000000000000000;
+    end
+  end
+endmodule
+
+(* generator = "Amaranth" *)
+module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$5076$0 , \port$5080$0 , \port$5084$0 , \port$5088$0 , rd_data, addr, clear, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  wire [39:0] \$1 ;
+  wire [39:0] \$2 ;
+  wire [39:0] \$3 ;
+  wire [39:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [8:0] \$7 ;
+  reg [95:0] \$8 ;
+  (* init = 1'h0 *)
+  wire \$signal ;
+  input [8:0] addr;
+  wire [8:0] addr;
+  (* init = 9'h000 *)
+  wire [8:0] addr1;
+  input clear;
+  wire clear;
+  reg clear1 = 1'h0;
+  input clk;
+  wire clk;
+  input [23:0] \port$5076$0 ;
+  wire [23:0] \port$5076$0 ;
+  input [23:0] \port$5080$0 ;
+  wire [23:0] \port$5080$0 ;
+  input [23:0] \port$5084$0 ;
+  wire [23:0] \port$5084$0 ;
+  input [23:0] \port$5088$0 ;
+  wire [23:0] \port$5088$0 ;
+  reg [95:0] prod1 = 96'h000000000000000000000000;
+  wire [95:0] product;
+  wire [8:0] rd__addr;
+  wire [159:0] rd__data;
+  wire rd__en;
+  input [8:0] rd_addr;
+  wire [8:0] rd_addr;
+  output [159:0] rd_data;
+  wire [159:0] rd_data;
+  input rd_en;
+  wire rd_en;
+  input rst;
+  wire rst;
+  wire [3:0] saturated;
+  wire [40:0] total0;
+  wire [40:0] total1;
+  wire [40:0] total2;
+  wire [40:0] total3;
+  input valid;
+  wire valid;
+  reg [8:0] wr__addr = 9'h000;
+  wire [159:0] wr__data;
+  reg wr__en = 1'h0;
+  reg [159:0] sums [511:0];
+  initial begin
+    sums[0] = 160'h0000000000000000000000000000000000000000;
+    sums[1] = 160'h0000000000000000000000000000000000000000;
+    sums[2] = 160'h0000000000000000000000000000000000000000;
+    sums[3] = 160'h0000000000000000000000000000000000000000;
+    sums[4] = 160'h0000000000000000000000000000000000000000;
+    sums[5] = 160'h0000000000000000000000000000000000000000;
+    sums[6] = 160'h0000000000000000000000000000000000000000;
+    sums[7] = 160'h0000000000000000000000000000000000000000;
+    sums[8] = 160'h0000000000000000000000000000000000000000;
+    sums[9] = 160'h0000000000000000000000000000000000000000;
+    sums[10] = 160'h0000000000000000000000000000000000000000;
+    sums[11] = 160'h0000000000000000000000000000000000000000;
+    sums[12] = 160'h0000000000000000000000000000000000000000;
+    sums[13] = 160'h0000000000000000000000000000000000000000;
+    sums[14] = 160'h0000000000000000000000000000000000000000;
+    sums[15] = 160'h0000000000000000000000000000000000000000;
+    sums[16] = 160'h0000000000000000000000000000000000000000;
+    sums[17] = 160'h0000000000000000000000000000000000000000;
+    sums[18] = 160'h0000000000000000000000000000000000000000;
+    sums[19] = 160'h0000000000000000000000000000000000000000;
+    sums[20] = 160'h0000000000000000000000000000000000000000;
+    sums[21] = 160'h0000000000000000000000000000000000000000;
+    sums[22] = 160'h0000000000000000000000000000000000000000;
+    sums[23] = 160'h0000000000000000000000000000000000000000;
+    sums[24] = 160'h0000000000000000000000000000000000000000;
+    sums[25] = 160'h0000000000000000000000000000000000000000;
+    sums[26] = 160'h0000000000000000000000000000000000000000;
+    sums[27] = 160'h0000000000000000000000000000000000000000;
+    sums[28] = 160'h0000000000000000000000000000000000000000;
+    sums[29] = 160'h0000000000000000000000000000000000000000;
+    sums[30] = 160'h0000000000000000000000000000000000000000;
+    sums[31] = 160'h0000000000000000000000000000000000000000;
+    sums[32] = 160'h0000000000000000000000000000000000000000;
+    sums[33] = 160'h0000000000000000000000000000000000000000;
+    sums[34] = 160'h0000000000000000000000000000000000000000;
+    sums[35] = 160'h0000000000000000000000000000000000000000;
+    sums[36] = 160'h0000000000000000000000000000000000000000;
+    sums[37] = 160'h0000000000000000000000000000000000000000;
+    sums[38] = 160'h0000000000000000000000000000000000000000;
+    sums[39] = 160'h0000000000000000000000000000000000000000;
+    sums[40] = 160'h0000000000000000000000000000000000000000;
+    sums[41] = 160'h0000000000000000000000000000000000000000;
+    sums[42] = 160'h0000000000000000000000000000000000000000;
+    sums[43] = 160'h0000000000000000000000000000000000000000;
+    sums[44] = 160'h0000000000000000000000000000000000000000;
+    sums[45] = 160'h0000000000000000000000000000000000000000;
+    sums[46] = 160'h0000000000000000000000000000000000000000;
+    sums[47] = 160'h0000000000000000000000000000000000000000;
+    sums[48] = 160'h0000000000000000000000000000000000000000;
+    sums[49] = 160'h0000000000000000000000000000000000000000;
+    sums[50] = 160'h0000000000000000000000000000000000000000;
+    sums[51] = 160'h0000000000000000000000000000000000000000;
+    sums[52] = 160'h0000000000000000000000000000000000000000;
+    sums[53] = 160'h0000000000000000000000000000000000000000;
+    sums[54] = 160'h0000000000000000000000000000000000000000;
+    sums[55] = 160'h0000000000000000000000000000000000000000;
+    sums[56] = 160'h0000000000000000000000000000000000000000;
+    sums[57] = 160'h0000000000000000000000000000000000000000;
+    sums[58] = 160'h0000000000000000000000000000000000000000;
+    sums[59] = 160'h0000000000000000000000000000000000000000;
+    sums[60] = 160'h0000000000000000000000000000000000000000;
+    sums[61] = 160'h0000000000000000000000000000000000000000;
+    sums[62] = 160'h0000000000000000000000000000000000000000;
+    sums[63] = 160'h0000000000000000000000000000000000000000;
+    sums[64] = 160'h0000000000000000000000000000000000000000;
+    sums[65] = 160'h0000000000000000000000000000000000000000;
+    sums[66] = 160'h0000000000000000000000000000000000000000;
+    sums[67] = 160'h0000000000000000000000000000000000000000;
+    sums[68] = 160'h0000000000000000000000000000000000000000;
+    sums[69] = 160'h0000000000000000000000000000000000000000;
+    sums[70] = 160'h0000000000000000000000000000000000000000;
+    sums[71] = 160'h0000000000000000000000000000000000000000;
+    sums[72] = 160'h0000000000000000000000000000000000000000;
+    sums[73] = 160'h0000000000000000000000000000000000000000;
+    sums[74] = 160'h0000000000000000000000000000000000000000;
+    sums[75] = 160'h0000000000000000000000000000000000000000;
+    sums[76] = 160'h0000000000000000000000000000000000000000;
+    sums[77] = 160'h0000000000000000000000000000000000000000;
+    sums[78] = 160'h0000000000000000000000000000000000000000;
+    sums[79] = 160'h0000000000000000000000000000000000000000;
+    sums[80] = 160'h0000000000000000000000000000000000000000;
+    sums[81] = 160'h0000000000000000000000000000000000000000;
+    sums[82] = 160'h0000000000000000000000000000000000000000;
+    sums[83] = 160'h0000000000000000000000000000000000000000;
+    sums[84] = 160'h0000000000000000000000000000000000000000;
+    sums[85] = 160'h0000000000000000000000000000000000000000;
+    sums[86] = 160'h0000000000000000000000000000000000000000;
+    sums[87] = 160'h0000000000000000000000000000000000000000;
+    sums[88] = 160'h0000000000000000000000000000000000000000;
+    sums[89] = 160'h0000000000000000000000000000000000000000;
+    sums[90] = 160'h0000000000000000000000000000000000000000;
+    sums[91] = 160'h0000000000000000000000000000000000000000;
+    sums[92] = 160'h0000000000000000000000000000000000000000;
+    sums[93] = 160'h0000000000000000000000000000000000000000;
+    sums[94] = 160'h0000000000000000000000000000000000000000;
+    sums[95] = 160'h0000000000000000000000000000000000000000;
+    sums[96] = 160'h0000000000000000000000000000000000000000;
+    sums[97] = 160'h0000000000000000000000000000000000000000;
+    sums[98] = 160'h0000000000000000000000000000000000000000;
+    sums[99] = 160'h0000000000000000000000000000000000000000;
+    sums[100] = 160'h0000000000000000000000000000000000000000;
+    sums[101] = 160'h0000000000000000000000000000000000000000;
+    sums[102] = 160'h0000000000000000000000000000000000000000;
+    sums[103] = 160'h0000000000000000000000000000000000000000;
+    sums[104] = 160'h0000000000000000000000000000000000000000;
+    sums[105] = 160'h0000000000000000000000000000000000000000;
+    sums[106] = 160'h0000000000000000000000000000000000000000;
+    sums[107] = 160'h0000000000000000000000000000000000000000;
+    sums[108] = 160'h0000000000000000000000000000000000000000;
+    sums[109] = 160'h0000000000000000000000000000000000000000;
+    sums[110] = 160'h0000000000000000000000000000000000000000;
+    sums[111] = 160'h0000000000000000000000000000000000000000;
+    sums[112] = 160'h0000000000000000000000000000000000000000;
+    sums[113] = 160'h0000000000000000000000000000000000000000;
+    sums[114] = 160'h0000000000000000000000000000000000000000;
+    sums[115] = 160'h0000000000000000000000000000000000000000;
+    sums[116] = 160'h0000000000000000000000000000000000000000;
+    sums[117] = 160'h0000000000000000000000000000000000000000;
+    sums[118] = 160'h0000000000000000000000000000000000000000;
+    sums[119] = 160'h0000000000000000000000000000000000000000;
+    sums[120] = 160'h0000000000000000000000000000000000000000;
+    sums[121] = 160'h0000000000000000000000000000000000000000;
+    sums[122] = 160'h0000000000000000000000000000000000000000;
+    sums[123] = 160'h0000000000000000000000000000000000000000;
+    sums[124] = 160'h0000000000000000000000000000000000000000;
+    sums[125] = 160'h0000000000000000000000000000000000000000;
+    sums[126] = 160'h0000000000000000000000000000000000000000;
+    sums[127] = 160'h0000000000000000000000000000000000000000;
+    sums[128] = 160'h0000000000000000000000000000000000000000;
+    sums[129] = 160'h0000000000000000000000000000000000000000;
+    sums[130] = 160'h0000000000000000000000000000000000000000;
+    sums[131] = 160'h0000000000000000000000000000000000000000;
+    sums[132] = 160'h0000000000000000000000000000000000000000;
+    sums[133] = 160'h0000000000000000000000000000000000000000;
+    sums[134] = 160'h0000000000000000000000000000000000000000;
+    sums[135] = 160'h0000000000000000000000000000000000000000;
+    sums[136] = 160'h0000000000000000000000000000000000000000;
+    sums[137] = 160'h0000000000000000000000000000000000000000;
+    sums[138] = 160'h0000000000000000000000000000000000000000;
+    sums[139] = 160'h0000000000000000000000000000000000000000;
+    sums[140] = 160'h0000000000000000000000000000000000000000;
+    sums[141] = 160'h0000000000000000000000000000000000000000;
+    sums[142] = 160'h0000000000000000000000000000000000000000;
+    sums[143] = 160'h0000000000000000000000000000000000000000;
+    sums[144] = 160'h0000000000000000000000000000000000000000;
+    sums[145] = 160'h0000000000000000000000000000000000000000;
+    sums[146] = 160'h0000000000000000000000000000000000000000;
+    sums[147] = 160'h0000000000000000000000000000000000000000;
+    sums[148] = 160'h0000000000000000000000000000000000000000;
+    sums[149] = 160'h0000000000000000000000000000000000000000;
+    sums[150] = 160'h0000000000000000000000000000000000000000;
+    sums[151] = 160'h0000000000000000000000000000000000000000;
+    sums[152] = 160'h0000000000000000000000000000000000000000;
+    sums[153] = 160'h0000000000000000000000000000000000000000;
+    sums[154] = 160'h0000000000000000000000000000000000000000;
+    sums[155] = 160'h0000000000000000000000000000000000000000;
+    sums[156] = 160'h0000000000000000000000000000000000000000;
+    sums[157] = 160'h0000000000000000000000000000000000000000;
+    sums[158] = 160'h0000000000000000000000000000000000000000;
+    sums[159] = 160'h0000000000000000000000000000000000000000;
+    sums[160] = 160'h0000000000000000000000000000000000000000;
+    sums[161] = 160'h0000000000000000000000000000000000000000;
+    sums[162] = 160'h0000000000000000000000000000000000000000;
+    sums[163] = 160'h0000000000000000000000000000000000000000;
+    sums[164] = 160'h0000000000000000000000000000000000000000;
+    sums[165] = 160'h0000000000000000000000000000000000000000;
+    sums[166] = 160'h0000000000000000000000000000000000000000;
+    sums[167] = 160'h0000000000000000000000000000000000000000;
+    sums[168] = 160'h0000000000000000000000000000000000000000;
+    sums[169] = 160'h0000000000000000000000000000000000000000;
+    sums[170] = 160'h0000000000000000000000000000000000000000;
+    sums[171] = 160'h0000000000000000000000000000000000000000;
+    sums[172] = 160'h0000000000000000000000000000000000000000;
+    sums[173] = 160'h0000000000000000000000000000000000000000;
+    sums[174] = 160'h0000000000000000000000000000000000000000;
+    sums[175] = 160'h0000000000000000000000000000000000000000;
+    sums[176] = 160'h0000000000000000000000000000000000000000;
+    sums[177] = 160'h0000000000000000000000000000000000000000;
+    sums[178] = 160'h0000000000000000000000000000000000000000;
+    sums[179] = 160'h0000000000000000000000000000000000000000;
+    sums[180] = 160'h0000000000000000000000000000000000000000;
+    sums[181] = 160'h0000000000000000000000000000000000000000;
+    sums[182] = 160'h0000000000000000000000000000000000000000;
+    sums[183] = 160'h0000000000000000000000000000000000000000;
+    sums[184] = 160'h0000000000000000000000000000000000000000;
+    sums[185] = 160'h0000000000000000000000000000000000000000;
+    sums[186] = 160'h0000000000000000000000000000000000000000;
+    sums[187] = 160'h0000000000000000000000000000000000000000;
+    sums[188] = 160'h0000000000000000000000000000000000000000;
+    sums[189] = 160'h0000000000000000000000000000000000000000;
+    sums[190] = 160'h0000000000000000000000000000000000000000;
+    sums[191] = 160'h0000000000000000000000000000000000000000;
+    sums[192] = 160'h0000000000000000000000000000000000000000;
+    sums[193] = 160'h0000000000000000000000000000000000000000;
+    sums[194] = 160'h0000000000000000000000000000000000000000;
+    sums[195] = 160'h0000000000000000000000000000000000000000;
+    sums[196] = 160'h0000000000000000000000000000000000000000;
+    sums[197] = 160'h0000000000000000000000000000000000000000;
+    sums[198] = 160'h0000000000000000000000000000000000000000;
+    sums[199] = 160'h0000000000000000000000000000000000000000;
+    sums[200] = 160'h0000000000000000000000000000000000000000;
+    sums[201] = 160'h0000000000000000000000000000000000000000;
+    sums[202] = 160'h0000000000000000000000000000000000000000;
+    sums[203] = 160'h0000000000000000000000000000000000000000;
+    sums[204] = 160'h0000000000000000000000000000000000000000;
+    sums[205] = 160'h0000000000000000000000000000000000000000;
+    sums[206] = 160'h0000000000000000000000000000000000000000;
+    sums[207] = 160'h0000000000000000000000000000000000000000;
+    sums[208] = 160'h0000000000000000000000000000000000000000;
+    sums[209] = 160'h0000000000000000000000000000000000000000;
+    sums[210] = 160'h0000000000000000000000000000000000000000;
+    sums[211] = 160'h0000000000000000000000000000000000000000;
+    sums[212] = 160'h0000000000000000000000000000000000000000;
+    sums[213] = 160'h0000000000000000000000000000000000000000;
+    sums[214] = 160'h0000000000000000000000000000000000000000;
+    sums[215] = 160'h0000000000000000000000000000000000000000;
+    sums[216] = 160'h0000000000000000000000000000000000000000;
+    sums[217] = 160'h0000000000000000000000000000000000000000;
+    sums[218] = 160'h0000000000000000000000000000000000000000;
+    sums[219] = 160'h0000000000000000000000000000000000000000;
+    sums[220] = 160'h0000000000000000000000000000000000000000;
+    sums[221] = 160'h0000000000000000000000000000000000000000;
+    sums[222] = 160'h0000000000000000000000000000000000000000;
+    sums[223] = 160'h0000000000000000000000000000000000000000;
+    sums[224] = 160'h0000000000000000000000000000000000000000;
+    sums[225] = 160'h0000000000000000000000000000000000000000;
+    sums[226] = 160'h0000000000000000000000000000000000000000;
+    sums[227] = 160'h0000000000000000000000000000000000000000;
+    sums[228] = 160'h0000000000000000000000000000000000000000;
+    sums[229] = 160'h0000000000000000000000000000000000000000;
+    sums[230] = 160'h0000000000000000000000000000000000000000;
+    sums[231] = 160'h0000000000000000000000000000000000000000;
+    sums[232] = 160'h0000000000000000000000000000000000000000;
+    sums[233] = 160'h0000000000000000000000000000000000000000;
+    sums[234] = 160'h0000000000000000000000000000000000000000;
+    sums[235] = 160'h0000000000000000000000000000000000000000;
+    sums[236] = 160'h0000000000000000000000000000000000000000;
+    sums[237] = 160'h0000000000000000000000000000000000000000;
+    sums[238] = 160'h0000000000000000000000000000000000000000;
+    sums[239] = 160'h0000000000000000000000000000000000000000;
+    sums[240] = 160'h0000000000000000000000000000000000000000;
+    sums[241] = 160'h0000000000000000000000000000000000000000;
+    sums[242] = 160'h0000000000000000000000000000000000000000;
+    sums[243] = 160'h0000000000000000000000000000000000000000;
+    sums[244] = 160'h0000000000000000000000000000000000000000;
+    sums[245] = 160'h0000000000000000000000000000000000000000;
+    sums[246] = 160'h0000000000000000000000000000000000000000;
+    sums[247] = 160'h0000000000000000000000000000000000000000;
+    sums[248] = 160'h0000000000000000000000000000000000000000;
+    sums[249] = 160'h0000000000000000000000000000000000000000;
+    sums[250] = 160'h0000000000000000000000000000000000000000;
+    sums[251] = 160'h0000000000000000000000000000000000000000;
+    sums[252] = 160'h0000000000000000000000000000000000000000;
+    sums[253] = 160'h0000000000000000000000000000000000000000;
+    sums[254] = 160'h0000000000000000000000000000000000000000;
+    sums[255] = 160'h0000000000000000000000000000000000000000;
+    sums[256] = 160'h0000000000000000000000000000000000000000;
+    sums[257] = 160'h0000000000000000000000000000000000000000;
+    sums[258] = 160'h0000000000000000000000000000000000000000;
+    sums[259] = 160'h0000000000000000000000000000000000000000;
+    sums[260] = 160'h0000000000000000000000000000000000000000;
+    sums[261] = 160'h0000000000000000000000000000000000000000;
+    sums[262] = 160'h0000000000000000000000000000000000000000;
+    sums[263] = 160'h0000000000000000000000000000000000000000;
+    sums[264] = 160'h0000000000000000000000000000000000000000;
+    sums[265] = 160'h0000000000000000000000000000000000000000;
+    sums[266] = 160'h0000000000000000000000000000000000000000;
+    sums[267] = 160'h0000000000000000000000000000000000000000;
+    sums[268] = 160'h0000000000000000000000000000000000000000;
+    sums[269] = 160'h0000000000000000000000000000000000000000;
+    sums[270] = 160'h0000000000000000000000000000000000000000;
+    sums[271] = 160'h0000000000000000000000000000000000000000;
+    sums[272] = 160'h0000000000000000000000000000000000000000;
+    sums[273] = 160'h0000000000000000000000000000000000000000;
+    sums[274] = 160'h0000000000000000000000000000000000000000;
+    sums[275] = 160'h0000000000000000000000000000000000000000;
+    sums[276] = 160'h0000000000000000000000000000000000000000;
+    sums[277] = 160'h0000000000000000000000000000000000000000;
+    sums[278] = 160'h0000000000000000000000000000000000000000;
+    sums[279] = 160'h0000000000000000000000000000000000000000;
+    sums[280] = 160'h0000000000000000000000000000000000000000;
+    sums[281] = 160'h0000000000000000000000000000000000000000;
+    sums[282] = 160'h0000000000000000000000000000000000000000;
+    sums[283] = 160'h0000000000000000000000000000000000000000;
+    sums[284] = 160'h0000000000000000000000000000000000000000;
+    sums[285] = 160'h0000000000000000000000000000000000000000;
+    sums[286] = 160'h0000000000000000000000000000000000000000;
+    sums[287] = 160'h0000000000000000000000000000000000000000;
+    sums[288] = 160'h0000000000000000000000000000000000000000;
+    sums[289] = 160'h0000000000000000000000000000000000000000;
+    sums[290] = 160'h0000000000000000000000000000000000000000;
+    sums[291] = 160'h0000000000000000000000000000000000000000;
+    sums[292] = 160'h0000000000000000000000000000000000000000;
+    sums[293] = 160'h0000000000000000000000000000000000000000;
+    sums[294] = 160'h0000000000000000000000000000000000000000;
+    sums[295] = 160'h0000000000000000000000000000000000000000;
+    sums[296] = 160'h0000000000000000000000000000000000000000;
+    sums[297] = 160'h0000000000000000000000000000000000000000;
+    sums[298] = 160'h0000000000000000000000000000000000000000;
+    sums[299] = 160'h0000000000000000000000000000000000000000;
+    sums[300] = 160'h0000000000000000000000000000000000000000;
+    sums[301] = 160'h0000000000000000000000000000000000000000;
+    sums[302] = 160'h0000000000000000000000000000000000000000;
+    sums[303] = 160'h0000000000000000000000000000000000000000;
+    sums[304] = 160'h0000000000000000000000000000000000000000;
+    sums[305] = 160'h0000000000000000000000000000000000000000;
+    sums[306] = 160'h0000000000000000000000000000000000000000;
+    sums[307] = 160'h0000000000000000000000000000000000000000;
+    sums[308] = 160'h0000000000000000000000000000000000000000;
+    sums[309] = 160'h0000000000000000000000000000000000000000;
+    sums[310] = 160'h0000000000000000000000000000000000000000;
+    sums[311] = 160'h0000000000000000000000000000000000000000;
+    sums[312] = 160'h0000000000000000000000000000000000000000;
+    sums[313] = 160'h0000000000000000000000000000000000000000;
+    sums[314] = 160'h0000000000000000000000000000000000000000;
+    sums[315] = 160'h0000000000000000000000000000000000000000;
+    sums[316] = 160'h0000000000000000000000000000000000000000;
+    sums[317] = 160'h0000000000000000000000000000000000000000;
+    sums[318] = 160'h0000000000000000000000000000000000000000;
+    sums[319] = 160'h0000000000000000000000000000000000000000;
+    sums[320] = 160'h0000000000000000000000000000000000000000;
+    sums[321] = 160'h0000000000000000000000000000000000000000;
+    sums[322] = 160'h0000000000000000000000000000000000000000;
+    sums[323] = 160'h0000000000000000000000000000000000000000;
+    sums[324] = 160'h0000000000000000000000000000000000000000;
+    sums[325] = 160'h0000000000000000000000000000000000000000;
+    sums[326] = 160'h0000000000000000000000000000000000000000;
+    sums[327] = 160'h0000000000000000000000000000000000000000;
+    sums[328] = 160'h0000000000000000000000000000000000000000;
+    sums[329] = 160'h0000000000000000000000000000000000000000;
+    sums[330] = 160'h0000000000000000000000000000000000000000;
+    sums[331] = 160'h0000000000000000000000000000000000000000;
+    sums[332] = 160'h0000000000000000000000000000000000000000;
+    sums[333] = 160'h0000000000000000000000000000000000000000;
+    sums[334] = 160'h0000000000000000000000000000000000000000;
+    sums[335] = 160'h0000000000000000000000000000000000000000;
+    sums[336] = 160'h0000000000000000000000000000000000000000;
+    sums[337] = 160'h0000000000000000000000000000000000000000;
+    sums[338] = 160'h0000000000000000000000000000000000000000;
+    sums[339] = 160'h0000000000000000000000000000000000000000;
+    sums[340] = 160'h0000000000000000000000000000000000000000;
+    sums[341] = 160'h0000000000000000000000000000000000000000;
+    sums[342] = 160'h0000000000000000000000000000000000000000;
+    sums[343] = 160'h0000000000000000000000000000000000000000;
+    sums[344] = 160'h0000000000000000000000000000000000000000;
+    sums[345] = 160'h0000000000000000000000000000000000000000;
+    sums[346] = 160'h0000000000000000000000000000000000000000;
+    sums[347] = 160'h0000000000000000000000000000000000000000;
+    sums[348] = 160'h0000000000000000000000000000000000000000;
+    sums[349] = 160'h0000000000000000000000000000000000000000;
+    sums[350] = 160'h0000000000000000000000000000000000000000;
+    sums[351] = 160'h0000000000000000000000000000000000000000;
+    sums[352] = 160'h0000000000000000000000000000000000000000;
+    sums[353] = 160'h0000000000000000000000000000000000000000;
+    sums[354] = 160'h0000000000000000000000000000000000000000;
+    sums[355] = 160'h0000000000000000000000000000000000000000;
+    sums[356] = 160'h0000000000000000000000000000000000000000;
+    sums[357] = 160'h0000000000000000000000000000000000000000;
+    sums[358] = 160'h0000000000000000000000000000000000000000;
+    sums[359] = 160'h0000000000000000000000000000000000000000;
+    sums[360] = 160'h0000000000000000000000000000000000000000;
+    sums[361] = 160'h0000000000000000000000000000000000000000;
+    sums[362] = 160'h0000000000000000000000000000000000000000;
+    sums[363] = 160'h0000000000000000000000000000000000000000;
+    sums[364] = 160'h0000000000000000000000000000000000000000;
+    sums[365] = 160'h0000000000000000000000000000000000000000;
+    sums[366] = 160'h0000000000000000000000000000000000000000;
+    sums[367] = 160'h0000000000000000000000000000000000000000;
+    sums[368] = 160'h0000000000000000000000000000000000000000;
+    sums[369] = 160'h0000000000000000000000000000000000000000;
+    sums[370] = 160'h0000000000000000000000000000000000000000;
+    sums[371] = 160'h0000000000000000000000000000000000000000;
+    sums[372] = 160'h0000000000000000000000000000000000000000;
+    sums[373] = 160'h0000000000000000000000000000000000000000;
+    sums[374] = 160'h0000000000000000000000000000000000000000;
+    sums[375] = 160'h0000000000000000000000000000000000000000;
+    sums[376] = 160'h0000000000000000000000000000000000000000;
+    sums[377] = 160'h0000000000000000000000000000000000000000;
+    sums[378] = 160'h0000000000000000000000000000000000000000;
+    sums[379] = 160'h0000000000000000000000000000000000000000;
+    sums[380] = 160'h0000000000000000000000000000000000000000;
+    sums[381] = 160'h0000000000000000000000000000000000000000;
+    sums[382] = 160'h0000000000000000000000000000000000000000;
+    sums[383] = 160'h0000000000000000000000000000000000000000;
+    sums[384] = 160'h0000000000000000000000000000000000000000;
+    sums[385] = 160'h0000000000000000000000000000000000000000;
+    sums[386] = 160'h0000000000000000000000000000000000000000;
+    sums[387] = 160'h0000000000000000000000000000000000000000;
+    sums[388] = 160'h0000000000000000000000000000000000000000;
+    sums[389] = 160'h0000000000000000000000000000000000000000;
+    sums[390] = 160'h0000000000000000000000000000000000000000;
+    sums[391] = 160'h0000000000000000000000000000000000000000;
+    sums[392] = 160'h0000000000000000000000000000000000000000;
+    sums[393] = 160'h0000000000000000000000000000000000000000;
+    sums[394] = 160'h0000000000000000000000000000000000000000;
+    sums[395] = 160'h0000000000000000000000000000000000000000;
+    sums[396] = 160'h0000000000000000000000000000000000000000;
+    sums[397] = 160'h0000000000000000000000000000000000000000;
+    sums[398] = 160'h0000000000000000000000000000000000000000;
+    sums[399] = 160'h0000000000000000000000000000000000000000;
+    sums[400] = 160'h0000000000000000000000000000000000000000;
+    sums[401] = 160'h0000000000000000000000000000000000000000;
+    sums[402] = 160'h0000000000000000000000000000000000000000;
+    sums[403] = 160'h0000000000000000000000000000000000000000;
+    sums[404] = 160'h0000000000000000000000000000000000000000;
+    sums[405] = 160'h0000000000000000000000000000000000000000;
+    sums[406] = 160'h0000000000000000000000000000000000000000;
+    sums[407] = 160'h0000000000000000000000000000000000000000;
+    sums[408] = 160'h0000000000000000000000000000000000000000;
+    sums[409] = 160'h0000000000000000000000000000000000000000;
+    sums[410] = 160'h0000000000000000000000000000000000000000;
+    sums[411] = 160'h0000000000000000000000000000000000000000;
+    sums[412] = 160'h0000000000000000000000000000000000000000;
+    sums[413] = 160'h0000000000000000000000000000000000000000;
+    sums[414] = 160'h0000000000000000000000000000000000000000;
+    sums[415] = 160'h0000000000000000000000000000000000000000;
+    sums[416] = 160'h0000000000000000000000000000000000000000;
+    sums[417] = 160'h0000000000000000000000000000000000000000;
+    sums[418] = 160'h0000000000000000000000000000000000000000;
+    sums[419] = 160'h0000000000000000000000000000000000000000;
+    sums[420] = 160'h0000000000000000000000000000000000000000;
+    sums[421] = 160'h0000000000000000000000000000000000000000;
+    sums[422] = 160'h0000000000000000000000000000000000000000;
+    sums[423] = 160'h0000000000000000000000000000000000000000;
+    sums[424] = 160'h0000000000000000000000000000000000000000;
+    sums[425] = 160'h0000000000000000000000000000000000000000;
+    sums[426] = 160'h0000000000000000000000000000000000000000;
+    sums[427] = 160'h0000000000000000000000000000000000000000;
+    sums[428] = 160'h0000000000000000000000000000000000000000;
+    sums[429] = 160'h0000000000000000000000000000000000000000;
+    sums[430] = 160'h0000000000000000000000000000000000000000;
+    sums[431] = 160'h0000000000000000000000000000000000000000;
+    sums[432] = 160'h0000000000000000000000000000000000000000;
+    sums[433] = 160'h0000000000000000000000000000000000000000;
+    sums[434] = 160'h0000000000000000000000000000000000000000;
+    sums[435] = 160'h0000000000000000000000000000000000000000;
+    sums[436] = 160'h0000000000000000000000000000000000000000;
+    sums[437] = 160'h0000000000000000000000000000000000000000;
+    sums[438] = 160'h0000000000000000000000000000000000000000;
+    sums[439] = 160'h0000000000000000000000000000000000000000;
+    sums[440] = 160'h0000000000000000000000000000000000000000;
+    sums[441] = 160'h0000000000000000000000000000000000000000;
+    sums[442] = 160'h0000000000000000000000000000000000000000;
+    sums[443] = 160'h0000000000000000000000000000000000000000;
+    sums[444] = 160'h0000000000000000000000000000000000000000;
+    sums[445] = 160'h0000000000000000000000000000000000000000;
+    sums[446] = 160'h0000000000000000000000000000000000000000;
+    sums[447] = 160'h0000000000000000000000000000000000000000;
+    sums[448] = 160'h0000000000000000000000000000000000000000;
+    sums[449] = 160'h0000000000000000000000000000000000000000;
+    sums[450] = 160'h0000000000000000000000000000000000000000;
+    sums[451] = 160'h0000000000000000000000000000000000000000;
+    sums[452] = 160'h0000000000000000000000000000000000000000;
+    sums[453] = 160'h0000000000000000000000000000000000000000;
+    sums[454] = 160'h0000000000000000000000000000000000000000;
+    sums[455] = 160'h0000000000000000000000000000000000000000;
+    sums[456] = 160'h0000000000000000000000000000000000000000;
+    sums[457] = 160'h0000000000000000000000000000000000000000;
+    sums[458] = 160'h0000000000000000000000000000000000000000;
+    sums[459] = 160'h0000000000000000000000000000000000000000;
+    sums[460] = 160'h0000000000000000000000000000000000000000;
+    sums[461] = 160'h0000000000000000000000000000000000000000;
+    sums[462] = 160'h0000000000000000000000000000000000000000;
+    sums[463] = 160'h0000000000000000000000000000000000000000;
+    sums[464] = 160'h0000000000000000000000000000000000000000;
+    sums[465] = 160'h0000000000000000000000000000000000000000;
+    sums[466] = 160'h0000000000000000000000000000000000000000;
+    sums[467] = 160'h0000000000000000000000000000000000000000;
+    sums[468] = 160'h0000000000000000000000000000000000000000;
+    sums[469] = 160'h0000000000000000000000000000000000000000;
+    sums[470] = 160'h0000000000000000000000000000000000000000;
+    sums[471] = 160'h0000000000000000000000000000000000000000;
+    sums[472] = 160'h0000000000000000000000000000000000000000;
+    sums[473] = 160'h0000000000000000000000000000000000000000;
+    sums[474] = 160'h0000000000000000000000000000000000000000;
+    sums[475] = 160'h0000000000000000000000000000000000000000;
+    sums[476] = 160'h0000000000000000000000000000000000000000;
+    sums[477] = 160'h0000000000000000000000000000000000000000;
+    sums[478] = 160'h0000000000000000000000000000000000000000;
+    sums[479] = 160'h0000000000000000000000000000000000000000;
+    sums[480] = 160'h0000000000000000000000000000000000000000;
+    sums[481] = 160'h0000000000000000000000000000000000000000;
+    sums[482] = 160'h0000000000000000000000000000000000000000;
+    sums[483] = 160'h0000000000000000000000000000000000000000;
+    sums[484] = 160'h0000000000000000000000000000000000000000;
+    sums[485] = 160'h0000000000000000000000000000000000000000;
+    sums[486] = 160'h0000000000000000000000000000000000000000;
+    sums[487] = 160'h0000000000000000000000000000000000000000;
+    sums[488] = 160'h0000000000000000000000000000000000000000;
+    sums[489] = 160'h0000000000000000000000000000000000000000;
+    sums[490] = 160'h0000000000000000000000000000000000000000;
+    sums[491] = 160'h0000000000000000000000000000000000000000;
+    sums[492] = 160'h0000000000000000000000000000000000000000;
+    sums[493] = 160'h0000000000000000000000000000000000000000;
+    sums[494] = 160'h0000000000000000000000000000000000000000;
+    sums[495] = 160'h0000000000000000000000000000000000000000;
+    sums[496] = 160'h0000000000000000000000000000000000000000;
+    sums[497] = 160'h0000000000000000000000000000000000000000;
+    sums[498] = 160'h0000000000000000000000000000000000000000;
+    sums[499] = 160'h0000000000000000000000000000000000000000;
+    sums[500] = 160'h0000000000000000000000000000000000000000;
+    sums[501] = 160'h0000000000000000000000000000000000000000;
+    sums[502] = 160'h0000000000000000000000000000000000000000;
+    sums[503] = 160'h0000000000000000000000000000000000000000;
+    sums[504] = 160'h0000000000000000000000000000000000000000;
+    sums[505] = 160'h0000000000000000000000000000000000000000;
+    sums[506] = 160'h0000000000000000000000000000000000000000;
+    sums[507] = 160'h0000000000000000000000000000000000000000;
+    sums[508] = 160'h0000000000000000000000000000000000000000;
+    sums[509] = 160'h0000000000000000000000000000000000000000;
+    sums[510] = 160'h0000000000000000000000000000000000000000;
+    sums[511] = 160'h0000000000000000000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (wr__en)
+      sums[wr__addr] <= { total3[39:0], total2[39:0], total1[39:0], total0[39:0] };
+  end
+  reg [159:0] _0_;
+  always @(posedge clk) begin
+    if (rd__en) begin
+      _0_ <= sums[rd__addr];
+      if (wr__en && rd__addr == wr__addr)
+        _0_ <= { total3[39:0], total2[39:0], total1[39:0], total0[39:0] };
+    end
+  end
+  assign rd_data = _0_;
+  assign rd__addr = valid ? addr : rd_addr;
+  assign \$1  = clear1 ? 40'h0000000000 : rd_data[39:0];
+  assign total0 = $signed(\$1 ) + $signed(prod1[23:0]);
+  assign \$2  = clear1 ? 40'h0000000000 : rd_data[79:40];
+  assign total1 = $signed(\$2 ) + $signed(prod1[47:24]);
+  assign \$3  = clear1 ? 40'h0000000000 : rd_data[119:80];
+  assign total2 = $signed(\$3 ) + $signed(prod1[71:48]);
+  assign \$4  = clear1 ? 40'h0000000000 : rd_data[159:120];
+  assign total3 = $signed(\$4 ) + $signed(prod1[95:72]);
+  always @(posedge clk)
+    wr__en <= \$5 ;
+  always @(posedge clk)
+    clear1 <= \$6 ;
+  always @(posedge clk)
+    wr__addr <= \$7 ;
+  always @(posedge clk)
+    prod1 <= \$8 ;
+  assign rd__en = valid | rd_en;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$5  = valid;
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$6  = clear;
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$7  = addr;
+    if (rst) begin
+      \$7  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$8  = { \port$5088$0 , \port$5084$0 , \port$5080$0 , \port$5076$0  };
+    if (rst) begin
+      \$8  = 96'h000000000000000000000000;
+    end
+  end
+  assign rd__data = rd_data;
+  assign \$signal  = wr__en;
+  assign addr1 = wr__addr;
+  assign wr__data = { total3[39:0], total2[39:0], total1[39:0], total0[39:0] };
+  assign saturated = 4'h0;
+  assign product = { \port$5088$0 , \port$5084$0 , \port$5080$0 , \port$5076$0  };
+endmodule
+
+(* generator = "Amaranth" *)
+module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$6943$0 , \port$6949$0 , \port$6955$0 , \port$6961$0 , g_cur__en, busy, \port$7249$0 
+, \port$7283$0 , \port$7317$0 , \port$7351$0 , stage, counts, go, g_a4__addr, g_cur__addr, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  wire [8:0] \$1 ;
+  wire [49:0] \$10 ;
+  wire [3:0] \$100 ;
+  wire [2:0] \$101 ;
+  wire [4:0] \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire [3:0] \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire [65:0] \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire [3:0] \$112 ;
+  wire [1:0] \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [3:0] \$118 ;
+  wire [2:0] \$119 ;
+  wire [66:0] \$12 ;
+  wire [5:0] \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire [3:0] \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire [67:0] \$13 ;
+  wire [3:0] \$130 ;
+  wire [1:0] \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire [3:0] \$136 ;
+  wire [2:0] \$137 ;
+  wire [6:0] \$138 ;
+  wire [6:0] \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire [2:0] \$141 ;
+  wire [3:0] \$142 ;
+  wire \$143 ;
+  wire [16:0] \$144 ;
+  wire [16:0] \$145 ;
+  wire [2:0] \$146 ;
+  wire [3:0] \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire [8:0] \$151 ;
+  wire \$152 ;
+  wire [16:0] \$153 ;
+  wire [16:0] \$154 ;
+  wire [2:0] \$155 ;
+  wire [3:0] \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire [8:0] \$159 ;
+  wire [31:0] \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire [16:0] \$163 ;
+  wire \$164 ;
+  wire [16:0] \$165 ;
+  wire [16:0] \$166 ;
+  wire [2:0] \$167 ;
+  wire [3:0] \$168 ;
+  wire \$169 ;
+  wire [32:0] \$17 ;
+  wire \$170 ;
+  wire [8:0] \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire [16:0] \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire [16:0] \$178 ;
+  wire \$179 ;
+  wire [48:0] \$18 ;
+  wire [16:0] \$180 ;
+  wire [16:0] \$181 ;
+  wire [2:0] \$182 ;
+  wire [3:0] \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire [8:0] \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire [16:0] \$189 ;
+  wire [49:0] \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire [16:0] \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire [16:0] \$196 ;
+  wire \$197 ;
+  wire [16:0] \$198 ;
+  wire [16:0] \$199 ;
+  wire [17:0] \$2 ;
+  wire [65:0] \$20 ;
+  wire [2:0] \$200 ;
+  wire [3:0] \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire [8:0] \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire [16:0] \$207 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire [66:0] \$21 ;
+  wire [16:0] \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire [16:0] \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
+  wire [67:0] \$22 ;
+  wire [16:0] \$220 ;
+  wire [17:0] \$221 ;
+  wire [18:0] \$222 ;
+  wire [18:0] \$223 ;
+  wire [16:0] \$224 ;
+  wire [17:0] \$225 ;
+  wire [17:0] \$226 ;
+  wire \$227 ;
+  wire [16:0] \$228 ;
+  wire [17:0] \$229 ;
+  wire \$23 ;
+  wire [18:0] \$230 ;
+  wire [18:0] \$231 ;
+  wire [16:0] \$232 ;
+  wire [17:0] \$233 ;
+  wire [17:0] \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
+  wire [31:0] \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire [16:0] \$248 ;
+  wire \$249 ;
+  wire [32:0] \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire [16:0] \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire [16:0] \$259 ;
+  wire [48:0] \$26 ;
+  wire [17:0] \$260 ;
+  wire [17:0] \$261 ;
+  wire [33:0] \$262 ;
+  wire [16:0] \$263 ;
+  wire [17:0] \$264 ;
+  wire [18:0] \$265 ;
+  wire [18:0] \$266 ;
+  wire [34:0] \$267 ;
+  wire [16:0] \$268 ;
+  wire [17:0] \$269 ;
+  wire [49:0] \$27 ;
+  wire [17:0] \$270 ;
+  wire [52:0] \$271 ;
+  wire [16:0] \$272 ;
+  wire [17:0] \$273 ;
+  wire [18:0] \$274 ;
+  wire [18:0] \$275 ;
+  wire [53:0] \$276 ;
+  wire [69:0] \$277 ;
+  wire [70:0] \$278 ;
+  wire [71:0] \$279 ;
+  wire [65:0] \$28 ;
+  wire [16:0] \$280 ;
+  wire [32:0] \$281 ;
+  wire [33:0] \$282 ;
+  wire [34:0] \$283 ;
+  wire [16:0] \$284 ;
+  wire [51:0] \$285 ;
+  wire [52:0] \$286 ;
+  wire [53:0] \$287 ;
+  wire [69:0] \$288 ;
+  wire [70:0] \$289 ;
+  wire [66:0] \$29 ;
+  wire [71:0] \$290 ;
+  wire [18:0] \$291 ;
+  wire [19:0] \$292 ;
+  wire \$293 ;
+  wire [18:0] \$294 ;
+  wire [19:0] \$295 ;
+  wire [19:0] \$296 ;
+  wire \$297 ;
+  reg [15:0] \$298 ;
+  reg [15:0] \$299 ;
+  wire [16:0] \$3 ;
+  wire [67:0] \$30 ;
+  reg [15:0] \$300 ;
+  reg [15:0] \$301 ;
+  reg [15:0] \$302 ;
+  reg \$303 ;
+  reg \$304 ;
+  reg \$305 ;
+  reg \$306 ;
+  reg \$307 ;
+  reg \$308 ;
+  reg [1:0] \$309 ;
+  wire \$31 ;
+  reg \$310 ;
+  reg [19:0] \$311 ;
+  reg [19:0] \$312 ;
+  reg [2:0] \$313 ;
+  reg [63:0] \$314 ;
+  reg [63:0] \$315 ;
+  reg [7:0] \$316 ;
+  wire [15:0] \$317 ;
+  wire [15:0] \$318 ;
+  wire [15:0] \$319 ;
+  wire \$32 ;
+  wire [15:0] \$320 ;
+  wire [15:0] \$321 ;
+  wire [15:0] \$322 ;
+  wire [15:0] \$323 ;
+  wire [15:0] \$324 ;
+  wire [15:0] \$325 ;
+  wire [15:0] \$326 ;
+  wire [15:0] \$327 ;
+  wire [15:0] \$328 ;
+  wire \$329 ;
+  wire \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire \$339 ;
+  wire \$34 ;
+  wire \$340 ;
+  wire \$35 ;
+  wire [1:0] \$36 ;
+  wire [1:0] \$37 ;
+  wire \$38 ;
+  wire [7:0] \$39 ;
+  wire [17:0] \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire [63:0] \$42 ;
+  wire [15:0] \$43 ;
+  wire \$44 ;
+  wire [7:0] \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire [63:0] \$48 ;
+  wire [15:0] \$49 ;
+  wire [17:0] \$5 ;
+  wire \$50 ;
+  wire [7:0] \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire [63:0] \$54 ;
+  wire [15:0] \$55 ;
+  wire \$56 ;
+  wire [7:0] \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire [63:0] \$60 ;
+  wire [15:0] \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire [2:0] \$64 ;
+  wire [1:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [31:0] \$7 ;
+  wire \$70 ;
+  wire [3:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [3:0] \$76 ;
+  wire [1:0] \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire [32:0] \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire [3:0] \$82 ;
+  wire [2:0] \$83 ;
+  wire [3:0] \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire [3:0] \$89 ;
+  wire [48:0] \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire [3:0] \$94 ;
+  wire [1:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  reg \$signal  = 1'h0;
+  reg [63:0] \$signal$22  = 64'h0000000000000000;
+  reg \$signal$29  = 1'h0;
+  reg \$signal$37  = 1'h0;
+  reg \$signal$38  = 1'h0;
+  (* init = 20'h00000 *)
+  wire [19:0] \$signal$40 ;
+  reg \$signal$42  = 1'h0;
+  reg [1:0] \$signal$44  = 2'h0;
+  reg [63:0] \$signal$45  = 64'h0000000000000000;
+  reg \$signal$48  = 1'h0;
+  (* init = 20'h00000 *)
+  wire [19:0] \$signal$50 ;
+  reg [2:0] \$signal$53  = 3'h0;
+  wire [15:0] GO;
+  wire [19:0] affine__addr;
+  input [191:0] affine__data;
+  wire [191:0] affine__data;
+  output affine__en;
+  wire affine__en;
+  wire [5:0] affine_shift;
+  reg [7:0] arg_held = 8'h00;
+  output busy;
+  wire busy;
+  input clk;
+  wire clk;
+  output [13:0] counts;
+  wire [13:0] counts;
+  wire \counts.lifg_busy ;
+  wire [1:0] \counts.lifg_grad_reads ;
+  wire [1:0] \counts.lifg_grad_writes ;
+  wire [4:0] \counts.lifg_saturations ;
+  wire [2:0] \counts.lifg_updates ;
+  wire \counts.trace_reads ;
+  wire [63:0] d;
+  wire [63:0] d_next;
+  input [63:0] e;
+  wire [63:0] e;
+  output [19:0] e__addr;
+  wire [19:0] e__addr;
+  wire [63:0] e__data;
+  output e__en;
+  wire e__en;
+  output [19:0] extra__addr;
+  wire [19:0] extra__addr;
+  input [63:0] extra__data;
+  wire [63:0] extra__data;
+  output extra__en;
+  wire extra__en;
+  output [19:0] g_a4__addr;
+  reg [19:0] g_a4__addr = 20'h00000;
+  wire [63:0] g_a4__data;
+  output g_a4__en;
+  wire g_a4__en;
+  wire [63:0] g_cur;
+  output [19:0] g_cur__addr;
+  reg [19:0] g_cur__addr = 20'h00000;
+  wire [63:0] g_cur__data;
+  output g_cur__en;
+  wire g_cur__en;
+  wire [63:0] g_extra;
+  wire [63:0] g_p;
+  output [15:0] go;
+  reg [15:0] go = 16'h0000;
+  wire [7:0] height_mul;
+  wire [5:0] height_shift;
+  wire [7:0] leak_mul;
+  wire [5:0] leak_shift;
+  output [15:0] \port$6943$0 ;
+  wire [15:0] \port$6943$0 ;
+  output [15:0] \port$6949$0 ;
+  wire [15:0] \port$6949$0 ;
+  output [15:0] \port$6955$0 ;
+  wire [15:0] \port$6955$0 ;
+  output [15:0] \port$6961$0 ;
+  wire [15:0] \port$6961$0 ;
+  output [15:0] \port$7249$0 ;
+  wire [15:0] \port$7249$0 ;
+  output [15:0] \port$7283$0 ;
+  wire [15:0] \port$7283$0 ;
+  output [15:0] \port$7317$0 ;
+  wire [15:0] \port$7317$0 ;
+  output [15:0] \port$7351$0 ;
+  wire [15:0] \port$7351$0 ;
+  input rst;
+  wire rst;
+  reg run = 1'h0;
+  wire [3:0] sat_affine;
+  wire [3:0] sat_current;
+  wire [3:0] sat_lif;
+  wire [63:0] scale;
+  wire [3:0] spike;
+  input [402:0] stage;
+  wire [402:0] stage;
+  wire [19:0] \stage.acc_base ;
+  wire \stage.acc_clear ;
+  wire \stage.alt_left ;
+  wire [5:0] \stage.alt_shift ;
+  wire [19:0] \stage.alt_w_base ;
+  wire [15:0] \stage.cols ;
+  wire [19:0] \stage.cur_base ;
+  wire [1:0] \stage.fx ;
+  wire [1:0] \stage.fy ;
+  wire [19:0] \stage.g_base ;
+  wire [15:0] \stage.g_cols ;
+  wire [15:0] \stage.g_rows ;
+  wire [1:0] \stage.gx ;
+  wire [1:0] \stage.gy ;
+  wire [15:0] \stage.height_mul ;
+  wire [5:0] \stage.height_shift ;
+  wire [19:0] \stage.in_base ;
+  wire [15:0] \stage.in_channels ;
+  wire [15:0] \stage.in_cols ;
+  wire [15:0] \stage.in_rows ;
+  wire [1:0] \stage.kind ;
+  wire [15:0] \stage.leak_mul ;
+  wire [5:0] \stage.leak_shift ;
+  wire [19:0] \stage.out_base ;
+  wire [15:0] \stage.out_channels ;
+  wire \stage.pool ;
+  wire \stage.requant ;
+  wire \stage.round ;
+  wire [15:0] \stage.rows ;
+  wire [31:0] \stage.schedule ;
+  wire [5:0] \stage.shift ;
+  wire [1:0] \stage.taps ;
+  wire [7:0] \stage.timesteps ;
+  wire [19:0] \stage.trace_base ;
+  wire \stage.use_extra ;
+  wire \stage.use_schedule ;
+  wire [19:0] \stage.w_base ;
+  input start;
+  wire start;
+  reg [15:0] sub = 16'h0000;
+  wire [15:0] t;
+  reg [15:0] tr = 16'h0000;
+  output [19:0] trace__addr;
+  wire [19:0] trace__addr;
+  input [15:0] trace__data;
+  wire [15:0] trace__data;
+  output trace__en;
+  wire trace__en;
+  wire [3:0] window;
+  reg [15:0] x = 16'h0000;
+  reg [15:0] y = 16'h0000;
+  assign \$1  = stage[9:2] - 1'h1;
+  assign \$2  = $signed(\$1 ) - $signed({ 1'h0, tr });
+  assign \$3  = stage[73:58] + 3'h4;
+  assign \$4  = \$3  - 1'h1;
+  assign \$6  = ! sub;
+  assign e__en = run & \$6 ;
+  assign \$7  = \$2 [15:0] * stage[25:10];
+  assign \$8  = \$7  + y;
+  assign \$9  = \$8  * stage[41:26];
+  assign \$10  = \$9  + x;
+  assign \$11  = \$10  * \$5 [15:0];
+  assign \$12  = \$11  + go;
+  assign \$13  = stage[93:74] + \$12 ;
+  assign \$14  = ! sub;
+  assign \$15  = run & \$14 ;
+  assign extra__en = \$15  & stage[357];
+  assign \$16  = \$2 [15:0] * stage[25:10];
+  assign \$17  = \$16  + y;
+  assign \$18  = \$17  * stage[41:26];
+  assign \$19  = \$18  + x;
+  assign \$20  = \$19  * \$5 [15:0];
+  assign \$21  = \$20  + go;
+  assign \$22  = stage[259:240] + \$21 ;
+  assign \$23  = ! sub;
+  assign trace__en = run & \$23 ;
+  assign \$24  = \$2 [15:0] * stage[25:10];
+  assign \$25  = \$24  + y;
+  assign \$26  = \$25  * stage[41:26];
+  assign \$27  = \$26  + x;
+  assign \$28  = \$27  * \$5 [15:0];
+  assign \$29  = \$28  + go;
+  assign \$30  = stage[336:317] + \$29 ;
+  assign \$31  = ! sub;
+  assign affine__en = run & \$31 ;
+  assign \$32  = ! sub;
+  assign \$33  = run & \$32 ;
+  assign \$34  = ! sub;
+  assign \$35  = run & \$34 ;
+  assign \$36  = 1'h1 + stage[357];
+  assign \$37  = \$35  ? \$36  : 2'h0;
+  assign d_next = \$signal  ? 64'h0000000000000000 : \$signal$22 ;
+  assign g_extra = stage[357] ? extra__data : 64'h0000000000000000;
+  assign scale = \$signal$29  ? { affine__data[159:144], affine__data[111:96], affine__data[63:48], affine__data[15:0] } : { affine__data[175:160], affine__data[127:112], affine__data[79:64], affine__data[31:16] };
+  assign g_a4__en = \$signal$37  & \$signal$38 ;
+  assign \$38  = ~ stage[358];
+  assign \$39  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
+  assign \$40  = \$39 [1:0] == \$signal$44 ;
+  assign \$41  = \$38  | \$40 ;
+  assign \$42  = \$signal$42  ? { \$328 , \$327 , \$326 , \$325  } : \$signal$45 ;
+  assign \$43  = \$41  ? \$42 [15:0] : 16'h0000;
+  assign \$44  = ~ stage[358];
+  assign \$45  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
+  assign \$46  = \$45 [3:2] == \$signal$44 ;
+  assign \$47  = \$44  | \$46 ;
+  assign \$48  = \$signal$42  ? { \$328 , \$327 , \$326 , \$325  } : \$signal$45 ;
+  assign \$49  = \$47  ? \$48 [31:16] : 16'h0000;
+  assign \$50  = ~ stage[358];
+  assign \$51  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
+  assign \$52  = \$51 [5:4] == \$signal$44 ;
+  assign \$53  = \$50  | \$52 ;
+  assign \$54  = \$signal$42  ? { \$328 , \$327 , \$326 , \$325  } : \$signal$45 ;
+  assign \$55  = \$53  ? \$54 [47:32] : 16'h0000;
+  assign \$56  = ~ stage[358];
+  assign \$57  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
+  assign \$58  = \$57 [7:6] == \$signal$44 ;
+  assign \$59  = \$56  | \$58 ;
+  assign \$60  = \$signal$42  ? { \$328 , \$327 , \$326 , \$325  } : \$signal$45 ;
+  assign \$61  = \$59  ? \$60 [63:48] : 16'h0000;
+  assign \$62  = \$signal$37  & \$signal$42 ;
+  assign g_cur__en = \$62  & \$signal$48 ;
+  assign \$63  = \$signal$37  & \$signal$42 ;
+  assign \$64  = \$63  ? \$signal$53  : 3'h0;
+  assign \$65  = g_a4__en + g_cur__en;
+  assign \$66  = \$signal$37  & \$signal$42 ;
+  assign \$67  = \$signal$53  > 1'h0;
+  assign \$68  = \$signal$53  > 1'h1;
+  assign \$69  = \$signal$53  > 2'h2;
+  assign \$70  = \$signal$53  > 2'h3;
+  assign \$71  = { \$332 , \$331 , \$330 , \$329  } & { \$70 , \$69 , \$68 , \$67  };
+  assign \$72  = \$signal$53  > 1'h0;
+  assign \$73  = \$signal$53  > 1'h1;
+  assign \$74  = \$signal$53  > 2'h2;
+  assign \$75  = \$signal$53  > 2'h3;
+  assign \$76  = { \$336 , \$335 , \$334 , \$333  } & { \$75 , \$74 , \$73 , \$72  };
+  assign \$77  = \$71 [0] + \$76 [0];
+  assign \$78  = \$signal$53  > 1'h0;
+  assign \$79  = \$signal$53  > 1'h1;
+  assign \$80  = \$signal$53  > 2'h2;
+  assign \$81  = \$signal$53  > 2'h3;
+  assign \$82  = { \$340 , \$339 , \$338 , \$337  } & { \$81 , \$80 , \$79 , \$78  };
+  assign \$83  = \$77  + \$82 [0];
+  assign \$84  = 1'h0 + \$83 ;
+  assign \$85  = \$signal$53  > 1'h0;
+  assign \$86  = \$signal$53  > 1'h1;
+  assign \$87  = \$signal$53  > 2'h2;
+  assign \$88  = \$signal$53  > 2'h3;
+  assign \$89  = { \$332 , \$331 , \$330 , \$329  } & { \$88 , \$87 , \$86 , \$85  };
+  assign \$90  = \$signal$53  > 1'h0;
+  assign \$91  = \$signal$53  > 1'h1;
+  assign \$92  = \$signal$53  > 2'h2;
+  assign \$93  = \$signal$53  > 2'h3;
+  assign \$94  = { \$336 , \$335 , \$334 , \$333  } & { \$93 , \$92 , \$91 , \$90  };
+  assign \$95  = \$89 [1] + \$94 [1];
+  assign \$96  = \$signal$53  > 1'h0;
+  assign \$97  = \$signal$53  > 1'h1;
+  assign \$98  = \$signal$53  > 2'h2;
+  assign \$99  = \$signal$53  > 2'h3;
+  assign \$100  = { \$340 , \$339 , \$338 , \$337  } & { \$99 , \$98 , \$97 , \$96  };
+  assign \$101  = \$95  + \$100 [1];
+  assign \$102  = \$84  + \$101 ;
+  assign \$103  = \$signal$53  > 1'h0;
+  assign \$104  = \$signal$53  > 1'h1;
+  assign \$105  = \$signal$53  > 2'h2;
+  assign \$106  = \$signal$53  > 2'h3;
+  assign \$107  = { \$332 , \$331 , \$330 , \$329  } & { \$106 , \$105 , \$104 , \$103  };
+  assign \$108  = \$signal$53  > 1'h0;
+  assign \$109  = \$signal$53  > 1'h1;
+  assign \$110  = \$signal$53  > 2'h2;
+  assign \$111  = \$signal$53  > 2'h3;
+  assign \$112  = { \$336 , \$335 , \$334 , \$333  } & { \$111 , \$110 , \$109 , \$108  };
+  assign \$113  = \$107 [2] + \$112 [2];
+  assign \$114  = \$signal$53  > 1'h0;
+  assign \$115  = \$signal$53  > 1'h1;
+  assign \$116  = \$signal$53  > 2'h2;
+  assign \$117  = \$signal$53  > 2'h3;
+  assign \$118  = { \$340 , \$339 , \$338 , \$337  } & { \$117 , \$116 , \$115 , \$114  };
+  assign \$119  = \$113  + \$118 [2];
+  assign \$120  = \$102  + \$119 ;
+  assign \$121  = \$signal$53  > 1'h0;
+  assign \$122  = \$signal$53  > 1'h1;
+  assign \$123  = \$signal$53  > 2'h2;
+  assign \$124  = \$signal$53  > 2'h3;
+  assign \$125  = { \$332 , \$331 , \$330 , \$329  } & { \$124 , \$123 , \$122 , \$121  };
+  assign \$126  = \$signal$53  > 1'h0;
+  assign \$127  = \$signal$53  > 1'h1;
+  assign \$128  = \$signal$53  > 2'h2;
+  assign \$129  = \$signal$53  > 2'h3;
+  assign \$130  = { \$336 , \$335 , \$334 , \$333  } & { \$129 , \$128 , \$127 , \$126  };
+  assign \$131  = \$125 [3] + \$130 [3];
+  assign \$132  = \$signal$53  > 1'h0;
+  assign \$133  = \$signal$53  > 1'h1;
+  assign \$134  = \$signal$53  > 2'h2;
+  assign \$135  = \$signal$53  > 2'h3;
+  assign \$136  = { \$340 , \$339 , \$338 , \$337  } & { \$135 , \$134 , \$133 , \$132  };
+  assign \$137  = \$131  + \$136 [3];
+  assign \$138  = \$120  + \$137 ;
+  assign \$139  = \$66  ? \$138  : 7'h00;
+  assign busy = run | \$signal$37 ;
+  assign \$141  = stage[358] ? 3'h4 : 3'h1;
+  assign \$142  = \$141  - 1'h1;
+  assign \$143  = $signed({ 1'h0, sub }) == $signed(\$142 );
+  assign \$144  = sub + 1'h1;
+  assign \$145  = \$143  ? 17'h00000 : \$144 ;
+  assign \$146  = stage[358] ? 3'h4 : 3'h1;
+  assign \$147  = \$146  - 1'h1;
+  assign \$148  = $signed({ 1'h0, sub }) == $signed(\$147 );
+  assign \$150  = run & \$149 ;
+  assign \$151  = stage[9:2] - 1'h1;
+  assign \$152  = $signed({ 1'h0, tr }) == $signed(\$151 );
+  assign \$153  = tr + 1'h1;
+  assign \$154  = \$152  ? 17'h00000 : \$153 ;
+  assign \$155  = stage[358] ? 3'h4 : 3'h1;
+  assign \$156  = \$155  - 1'h1;
+  assign \$157  = $signed({ 1'h0, sub }) == $signed(\$156 );
+  assign \$159  = stage[9:2] - 1'h1;
+  assign \$160  = $signed({ 1'h0, tr }) == $signed(\$159 );
+  assign \$161  = \$158  & \$160 ;
+  assign \$162  = run & \$161 ;
+  assign \$163  = \$5 [15:0] - 1'h1;
+  assign \$164  = go == \$163 ;
+  assign \$165  = go + 1'h1;
+  assign \$166  = \$164  ? 17'h00000 : \$165 ;
+  assign \$167  = stage[358] ? 3'h4 : 3'h1;
+  assign \$168  = \$167  - 1'h1;
+  assign \$169  = $signed({ 1'h0, sub }) == $signed(\$168 );
+  assign \$171  = stage[9:2] - 1'h1;
+  assign \$172  = $signed({ 1'h0, tr }) == $signed(\$171 );
+  assign \$173  = \$170  & \$172 ;
+  assign \$174  = \$5 [15:0] - 1'h1;
+  assign \$175  = go == \$174 ;
+  assign \$176  = \$173  & \$175 ;
+  assign \$177  = run & \$176 ;
+  assign \$178  = stage[41:26] - 1'h1;
+  assign \$179  = x == \$178 ;
+  assign \$180  = x + 1'h1;
+  assign \$181  = \$179  ? 17'h00000 : \$180 ;
+  assign \$182  = stage[358] ? 3'h4 : 3'h1;
+  assign \$183  = \$182  - 1'h1;
+  assign \$184  = $signed({ 1'h0, sub }) == $signed(\$183 );
+  assign \$186  = stage[9:2] - 1'h1;
+  assign \$187  = $signed({ 1'h0, tr }) == $signed(\$186 );
+  assign \$188  = \$185  & \$187 ;
+  assign \$189  = \$5 [15:0] - 1'h1;
+  assign \$190  = go == \$189 ;
+  assign \$191  = \$188  & \$190 ;
+  assign \$192  = stage[41:26] - 1'h1;
+  assign \$193  = x == \$192 ;
+  assign \$194  = \$191  & \$193 ;
+  assign \$195  = run & \$194 ;
+  assign \$196  = stage[25:10] - 1'h1;
+  assign \$197  = y == \$196 ;
+  assign \$198  = y + 1'h1;
+  assign \$199  = \$197  ? 17'h00000 : \$198 ;
+  assign \$200  = stage[358] ? 3'h4 : 3'h1;
+  assign \$201  = \$200  - 1'h1;
+  assign \$202  = $signed({ 1'h0, sub }) == $signed(\$201 );
+  assign \$204  = stage[9:2] - 1'h1;
+  assign \$205  = $signed({ 1'h0, tr }) == $signed(\$204 );
+  assign \$206  = \$203  & \$205 ;
+  assign \$207  = \$5 [15:0] - 1'h1;
+  assign \$208  = go == \$207 ;
+  assign \$209  = \$206  & \$208 ;
+  assign \$210  = stage[41:26] - 1'h1;
+  assign \$211  = x == \$210 ;
+  assign \$212  = \$209  & \$211 ;
+  assign \$213  = stage[25:10] - 1'h1;
+  assign \$214  = y == \$213 ;
+  assign \$215  = \$212  & \$214 ;
+  assign \$216  = run & \$215 ;
+  assign \$217  = ! sub;
+  assign \$218  = run & \$217 ;
+  assign \$219  = ! tr;
+  assign \$221  = \$220  + sub[1];
+  assign \$222  = \$221  - 1'h1;
+  assign \$223  = stage[358] ? \$222  : { 3'h0, y };
+  assign \$225  = \$224  - 2'h2;
+  assign \$226  = stage[358] ? \$225  : { 2'h0, stage[25:10] };
+  assign \$227  = $signed(\$223 ) < $signed(\$226 );
+  assign \$229  = \$228  + sub[0];
+  assign \$230  = \$229  - 1'h1;
+  assign \$231  = stage[358] ? \$230  : { 3'h0, x };
+  assign \$233  = \$232  - 2'h2;
+  assign \$234  = stage[358] ? \$233  : { 2'h0, stage[41:26] };
+  assign \$235  = $signed(\$231 ) < $signed(\$234 );
+  assign \$236  = \$227  & \$235 ;
+  assign \$237  = ! y;
+  assign \$238  = ~ sub[1];
+  assign \$239  = \$237  & \$238 ;
+  assign \$240  = ! x;
+  assign \$241  = ~ sub[0];
+  assign \$242  = \$240  & \$241 ;
+  assign \$243  = \$239  | \$242 ;
+  assign \$244  = stage[358] & \$243 ;
+  assign \$245  = ~ \$244 ;
+  assign \$246  = \$236  & \$245 ;
+  assign \$247  = y >= 1'h1;
+  assign \$248  = stage[25:10] - 2'h2;
+  assign \$249  = $signed({ 1'h0, y }) <= $signed(\$248 );
+  assign \$250  = \$247  & \$249 ;
+  assign \$251  = x >= 1'h1;
+  assign \$252  = \$250  & \$251 ;
+  assign \$253  = stage[41:26] - 2'h2;
+  assign \$254  = $signed({ 1'h0, x }) <= $signed(\$253 );
+  assign \$255  = \$252  & \$254 ;
+  assign \$256  = ~ stage[212];
+  assign \$257  = stage[211:180] >> \$2 [4:0];
+  assign \$258  = \$256  | \$257 ;
+  assign \$260  = \$259  - 2'h2;
+  assign \$261  = stage[358] ? \$260  : { 2'h0, stage[25:10] };
+  assign \$262  = $signed({ 1'h0, \$2 [15:0] }) * $signed(\$261 );
+  assign \$264  = \$263  + sub[1];
+  assign \$265  = \$264  - 1'h1;
+  assign \$266  = stage[358] ? \$265  : { 3'h0, y };
+  assign \$267  = $signed(\$262 ) + $signed(\$266 );
+  assign \$269  = \$268  - 2'h2;
+  assign \$270  = stage[358] ? \$269  : { 2'h0, stage[41:26] };
+  assign \$271  = $signed(\$267 ) * $signed(\$270 );
+  assign \$273  = \$272  + sub[0];
+  assign \$274  = \$273  - 1'h1;
+  assign \$275  = stage[358] ? \$274  : { 3'h0, x };
+  assign \$276  = $signed(\$271 ) + $signed(\$275 );
+  assign \$277  = $signed(\$276 ) * $signed({ 1'h0, \$5 [15:0] });
+  assign \$278  = $signed({ 1'h0, stage[171:152] }) + $signed(\$277 );
+  assign \$279  = $signed(\$278 ) + $signed({ 1'h0, go });
+  assign \$280  = stage[25:10] - 2'h2;
+  assign \$281  = $signed({ 1'h0, \$2 [15:0] }) * $signed(\$280 );
+  assign \$282  = $signed(\$281 ) + $signed({ 1'h0, y });
+  assign \$283  = $signed(\$282 ) - $signed(2'h1);
+  assign \$284  = stage[41:26] - 2'h2;
+  assign \$285  = $signed(\$283 ) * $signed(\$284 );
+  assign \$286  = $signed(\$285 ) + $signed({ 1'h0, x });
+  assign \$287  = $signed(\$286 ) - $signed(2'h1);
+  assign \$288  = $signed(\$287 ) * $signed({ 1'h0, \$5 [15:0] });
+  assign \$289  = $signed({ 1'h0, stage[356:337] }) + $signed(\$288 );
+  assign \$290  = $signed(\$289 ) + $signed({ 1'h0, go });
+  assign \$292  = stage[73:58] - \$291 ;
+  assign \$293  = $signed(\$292 ) >= $signed(4'h4);
+  assign \$295  = stage[73:58] - \$294 ;
+  assign \$296  = \$293  ? 20'h00004 : \$295 ;
+  assign \$297  = \$signal$37  & \$signal$42 ;
+  always @(posedge clk)
+    sub <= \$298 ;
+  always @(posedge clk)
+    tr <= \$299 ;
+  always @(posedge clk)
+    go <= \$300 ;
+  always @(posedge clk)
+    x <= \$301 ;
+  always @(posedge clk)
+    y <= \$302 ;
+  always @(posedge clk)
+    run <= \$303 ;
+  always @(posedge clk)
+    \$signal$37  <= \$304 ;
+  always @(posedge clk)
+    \$signal$42  <= \$305 ;
+  always @(posedge clk)
+    \$signal  <= \$306 ;
+  always @(posedge clk)
+    \$signal$38  <= \$307 ;
+  always @(posedge clk)
+    \$signal$48  <= \$308 ;
+  always @(posedge clk)
+    \$signal$44  <= \$309 ;
+  always @(posedge clk)
+    \$signal$29  <= \$310 ;
+  always @(posedge clk)
+    g_a4__addr <= \$311 ;
+  always @(posedge clk)
+    g_cur__addr <= \$312 ;
+  always @(posedge clk)
+    \$signal$53  <= \$313 ;
+  always @(posedge clk)
+    \$signal$22  <= \$314 ;
+  always @(posedge clk)
+    \$signal$45  <= \$315 ;
+  always @(posedge clk)
+    arg_held <= \$316 ;
+  \ttsnn_accel.backward.lif.lanes  lanes (
+    .affine_shift(stage[178:173]),
+    .d0(\$317 ),
+    .d1(\$319 ),
+    .d2(\$321 ),
+    .d3(\$323 ),
+    .d_next(d_next),
+    .e(e),
+    .g_cur0(\$318 ),
+    .g_cur1(\$320 ),
+    .g_cur2(\$322 ),
+    .g_cur3(\$324 ),
+    .g_extra(g_extra),
+    .height_mul(stage[366:359]),
+    .leak_shift(stage[402:397]),
+    .\port$1313$0 (trace__data[1:0]),
+    .\port$1313$12 (trace__data[13:12]),
+    .\port$1313$4 (trace__data[5:4]),
+    .\port$1313$8 (trace__data[9:8]),
+    .\port$7385$0 (\$325 ),
+    .\port$7419$0 (\$326 ),
+    .\port$7453$0 (\$327 ),
+    .\port$7487$0 (\$328 ),
+    .\port$7488$0 (\$329 ),
+    .\port$7489$0 (\$330 ),
+    .\port$7490$0 (\$331 ),
+    .\port$7491$0 (\$332 ),
+    .\port$7493$0 (\$333 ),
+    .\port$7495$0 (\$334 ),
+    .\port$7497$0 (\$335 ),
+    .\port$7499$0 (\$336 ),
+    .\port$7544$0 (\$337 ),
+    .\port$7589$0 (\$338 ),
+    .\port$7634$0 (\$339 ),
+    .\port$7679$0 (\$340 ),
+    .\port$7697$375 (stage[388:375]),
+    .scale(scale)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$298  = sub;
+    if (\$140 ) begin
+      \$298  = \$145 [15:0];
+    end
+    if (start) begin
+      \$298  = 16'h0000;
+    end
+    if (rst) begin
+      \$298  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$299  = tr;
+    if (\$150 ) begin
+      \$299  = \$154 [15:0];
+    end
+    if (start) begin
+      \$299  = 16'h0000;
+    end
+    if (rst) begin
+      \$299  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$300  = go;
+    if (\$162 ) begin
+      \$300  = \$166 [15:0];
+    end
+    if (start) begin
+      \$300  = 16'h0000;
+    end
+    if (rst) begin
+      \$300  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$301  = x;
+    if (\$177 ) begin
+      \$301  = \$181 [15:0];
+    end
+    if (start) begin
+      \$301  = 16'h0000;
+    end
+    if (rst) begin
+      \$301  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$302  = y;
+    if (\$195 ) begin
+      \$302  = \$199 [15:0];
+    end
+    if (start) begin
+      \$302  = 16'h0000;
+    end
+    if (rst) begin
+      \$302  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$303  = run;
+    if (\$216 ) begin
+      \$303  = 1'h0;
+    end
+    if (start) begin
+      \$303  = 1'h1;
+    end
+    if (rst) begin
+      \$303  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$304  = run;
+    if (rst) begin
+      \$304  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$305  = \$218 ;
+    if (rst) begin
+      \$305  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$306  = \$219 ;
+    if (rst) begin
+      \$306  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$307  = \$246 ;
+    if (rst) begin
+      \$307  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$308  = \$255 ;
+    if (rst) begin
+      \$308  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$309  = sub[1:0];
+    if (rst) begin
+      \$309  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$310  = \$258 ;
+    if (rst) begin
+      \$310  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$311  = \$279 [19:0];
+    if (rst) begin
+      \$311  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$312  = \$290 [19:0];
+    if (rst) begin
+      \$312  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$313  = \$296 [2:0];
+    if (rst) begin
+      \$313  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$314  = \$signal$22 ;
+    if (\$297 ) begin
+      \$314  = { \$323 , \$321 , \$319 , \$317  };
+    end
+    if (rst) begin
+      \$314  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$315  = \$signal$45 ;
+    if (\$297 ) begin
+      \$315  = { \$328 , \$327 , \$326 , \$325  };
+    end
+    if (rst) begin
+      \$315  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$316  = arg_held;
+    if (\$297 ) begin
+      \$316  = { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] };
+    end
+    if (rst) begin
+      \$316  = 8'h00;
+    end
+  end
+  assign t = \$2 [15:0];
+  assign GO = \$5 [15:0];
+  assign affine__addr = { 4'h0, go };
+  assign e__data = e;
+  assign spike = { trace__data[12], trace__data[8], trace__data[4], trace__data[0] };
+  assign window = { trace__data[13], trace__data[9], trace__data[5], trace__data[1] };
+  assign height_mul = stage[366:359];
+  assign height_shift = stage[380:375];
+  assign leak_mul = stage[388:381];
+  assign leak_shift = stage[402:397];
+  assign affine_shift = stage[178:173];
+  assign \$signal$40  = g_a4__addr;
+  assign g_a4__data = { \$61 , \$55 , \$49 , \$43  };
+  assign g_p = { \$328 , \$327 , \$326 , \$325  };
+  assign \$signal$50  = g_cur__addr;
+  assign g_cur__data = { \$324 , \$322 , \$320 , \$318  };
+  assign g_cur = { \$324 , \$322 , \$320 , \$318  };
+  assign sat_lif = { \$332 , \$331 , \$330 , \$329  };
+  assign sat_current = { \$336 , \$335 , \$334 , \$333  };
+  assign sat_affine = { \$340 , \$339 , \$338 , \$337  };
+  assign d = { \$323 , \$321 , \$319 , \$317  };
+  assign e__addr = \$13 [19:0];
+  assign extra__addr = \$22 [19:0];
+  assign trace__addr = \$30 [19:0];
+  assign \port$6943$0  = \$43 ;
+  assign \port$6949$0  = \$49 ;
+  assign \port$6955$0  = \$55 ;
+  assign \port$6961$0  = \$61 ;
+  assign \port$7249$0  = \$318 ;
+  assign \port$7283$0  = \$320 ;
+  assign \port$7317$0  = \$322 ;
+  assign \port$7351$0  = \$324 ;
+  assign \stage.kind  = stage[1:0];
+  assign \stage.timesteps  = stage[9:2];
+  assign \stage.rows  = stage[25:10];
+  assign \stage.cols  = stage[41:26];
+  assign \stage.in_channels  = stage[57:42];
+  assign \stage.out_channels  = stage[73:58];
+  assign \stage.in_base  = stage[93:74];
+  assign \stage.in_rows  = stage[109:94];
+  assign \stage.in_cols  = stage[125:110];
+  assign \stage.taps  = stage[127:126];
+  assign \stage.fy  = stage[129:128];
+  assign \stage.fx  = stage[131:130];
+  assign \stage.w_base  = stage[151:132];
+  assign \stage.out_base  = stage[171:152];
+  assign \stage.requant  = stage[172];
+  assign \stage.shift  = stage[178:173];
+  assign \stage.round  = stage[179];
+  assign \stage.schedule  = stage[211:180];
+  assign \stage.use_schedule  = stage[212];
+  assign \stage.alt_w_base  = stage[232:213];
+  assign \stage.alt_shift  = stage[238:233];
+  assign \stage.alt_left  = stage[239];
+  assign \stage.g_base  = stage[259:240];
+  assign \stage.g_rows  = stage[275:260];
+  assign \stage.g_cols  = stage[291:276];
+  assign \stage.gy  = stage[293:292];
+  assign \stage.gx  = stage[295:294];
+  assign \stage.acc_base  = stage[315:296];
+  assign \stage.acc_clear  = stage[316];
+  assign \stage.trace_base  = stage[336:317];
+  assign \stage.cur_base  = stage[356:337];
+  assign \stage.use_extra  = stage[357];
+  assign \stage.pool  = stage[358];
+  assign \stage.height_mul  = stage[374:359];
+  assign \stage.height_shift  = stage[380:375];
+  assign \stage.leak_mul  = stage[396:381];
+  assign \stage.leak_shift  = stage[402:397];
+  assign \counts.lifg_busy  = counts[0];
+  assign \counts.lifg_updates  = counts[3:1];
+  assign \counts.trace_reads  = counts[4];
+  assign \counts.lifg_grad_reads  = counts[6:5];
+  assign \counts.lifg_grad_writes  = counts[8:7];
+  assign \counts.lifg_saturations  = counts[13:9];
+  assign counts[13:9] = \$139 [4:0];
+  assign counts[8:7] = \$65 ;
+  assign counts[3:1] = \$64 ;
+  assign counts[6:5] = \$37 ;
+  assign counts[4] = \$33 ;
+  assign counts[0] = run;
+  assign \$5  = { \$4 [17], \$4 [17], \$4 [17:2] };
+  assign \$140  = run;
+  assign \$149  = \$148 ;
+  assign \$158  = \$157 ;
+  assign \$170  = \$169 ;
+  assign \$185  = \$184 ;
+  assign \$203  = \$202 ;
+  assign \$220  = { y, 1'h0 };
+  assign \$224  = { stage[25:10], 1'h0 };
+  assign \$228  = { x, 1'h0 };
+  assign \$232  = { stage[41:26], 1'h0 };
+  assign \$259  = { stage[25:10], 1'h0 };
+  assign \$263  = { y, 1'h0 };
+  assign \$268  = { stage[41:26], 1'h0 };
+  assign \$272  = { x, 1'h0 };
+  assign \$291  = { 1'h0, go, 2'h0 };
+  assign \$294  = { 1'h0, go, 2'h0 };
+endmodule
+
+(* generator = "Amaranth" *)
+module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313$8 , \port$1313$12 , d_next, g_extra, scale, d0, g_cur0, d1, g_cur1, d2, g_cur2, d3, g_cur3, \port$7385$0 , \port$7419$0 , \port$7453$0 , \port$7487$0 , \port$7488$0 , \port$7489$0 
+, \port$7490$0 , \port$7491$0 , \port$7493$0 , \port$7495$0 , \port$7497$0 , \port$7499$0 , \port$7544$0 , \port$7589$0 , \port$7634$0 , \port$7679$0 , affine_shift, height_mul, \port$7697$375 , leak_shift, e);
+  wire \$1 ;
+  wire [23:0] \$10 ;
+  wire \$100 ;
+  wire [6:0] \$101 ;
+  wire [5:0] \$102 ;
+  wire [23:0] \$103 ;
+  wire [24:0] \$104 ;
+  wire [24:0] \$105 ;
+  wire [23:0] \$106 ;
+  wire [23:0] \$107 ;
+  wire \$108 ;
+  wire [23:0] \$109 ;
+  wire [23:0] \$11 ;
+  wire [23:0] \$110 ;
+  wire \$111 ;
+  wire [6:0] \$112 ;
+  wire [5:0] \$113 ;
+  wire [23:0] \$114 ;
+  wire [24:0] \$115 ;
+  wire [24:0] \$116 ;
+  wire [23:0] \$117 ;
+  wire [23:0] \$118 ;
+  wire [24:0] \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire [15:0] \$122 ;
+  wire [16:0] \$123 ;
+  wire \$124 ;
+  wire [16:0] \$125 ;
+  wire \$126 ;
+  wire [16:0] \$127 ;
+  wire [15:0] \$128 ;
+  wire \$129 ;
+  wire [23:0] \$13 ;
+  wire [31:0] \$130 ;
+  wire [31:0] \$131 ;
+  wire \$132 ;
+  wire [6:0] \$133 ;
+  wire [5:0] \$134 ;
+  wire [31:0] \$135 ;
+  wire [32:0] \$136 ;
+  wire [32:0] \$137 ;
+  wire [31:0] \$138 ;
+  wire \$139 ;
+  wire [23:0] \$14 ;
+  wire \$140 ;
+  wire [31:0] \$141 ;
+  wire [31:0] \$142 ;
+  wire \$143 ;
+  wire [6:0] \$144 ;
+  wire [5:0] \$145 ;
+  wire [31:0] \$146 ;
+  wire [32:0] \$147 ;
+  wire [32:0] \$148 ;
+  wire [31:0] \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire [31:0] \$152 ;
+  wire [31:0] \$153 ;
+  wire \$154 ;
+  wire [6:0] \$155 ;
+  wire [5:0] \$156 ;
+  wire [31:0] \$157 ;
+  wire [32:0] \$158 ;
+  wire [32:0] \$159 ;
+  wire [6:0] \$16 ;
+  wire [31:0] \$160 ;
+  wire [15:0] \$161 ;
+  wire [15:0] \$162 ;
+  wire \$163 ;
+  wire [31:0] \$164 ;
+  wire [31:0] \$165 ;
+  wire \$166 ;
+  wire [6:0] \$167 ;
+  wire [5:0] \$168 ;
+  wire [31:0] \$169 ;
+  wire [5:0] \$17 ;
+  wire [32:0] \$170 ;
+  wire [32:0] \$171 ;
+  wire [31:0] \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire [31:0] \$175 ;
+  wire [31:0] \$176 ;
+  wire \$177 ;
+  wire [6:0] \$178 ;
+  wire [5:0] \$179 ;
+  wire [23:0] \$18 ;
+  wire [31:0] \$180 ;
+  wire [32:0] \$181 ;
+  wire [32:0] \$182 ;
+  wire [31:0] \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire [31:0] \$186 ;
+  wire [31:0] \$187 ;
+  wire \$188 ;
+  wire [6:0] \$189 ;
+  wire [24:0] \$19 ;
+  wire [5:0] \$190 ;
+  wire [31:0] \$191 ;
+  wire [32:0] \$192 ;
+  wire [32:0] \$193 ;
+  wire [31:0] \$194 ;
+  wire [15:0] \$195 ;
+  wire [15:0] \$196 ;
+  wire \$197 ;
+  wire [31:0] \$198 ;
+  wire [31:0] \$199 ;
+  wire [23:0] \$2 ;
+  wire [24:0] \$20 ;
+  wire \$200 ;
+  wire [6:0] \$201 ;
+  wire [5:0] \$202 ;
+  wire [31:0] \$203 ;
+  wire [32:0] \$204 ;
+  wire [32:0] \$205 ;
+  wire [31:0] \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire [31:0] \$209 ;
+  wire [23:0] \$21 ;
+  wire [31:0] \$210 ;
+  wire \$211 ;
+  wire [6:0] \$212 ;
+  wire [5:0] \$213 ;
+  wire [31:0] \$214 ;
+  wire [32:0] \$215 ;
+  wire [32:0] \$216 ;
+  wire [31:0] \$217 ;
+  wire \$218 ;
+  wire \$219 ;
+  wire [23:0] \$22 ;
+  wire [31:0] \$220 ;
+  wire [31:0] \$221 ;
+  wire \$222 ;
+  wire [6:0] \$223 ;
+  wire [5:0] \$224 ;
+  wire [31:0] \$225 ;
+  wire [32:0] \$226 ;
+  wire [32:0] \$227 ;
+  wire [31:0] \$228 ;
+  wire [15:0] \$229 ;
+  wire [24:0] \$23 ;
+  wire [15:0] \$230 ;
+  wire \$231 ;
+  wire [31:0] \$232 ;
+  wire [31:0] \$233 ;
+  wire \$234 ;
+  wire [6:0] \$235 ;
+  wire [5:0] \$236 ;
+  wire [31:0] \$237 ;
+  wire [32:0] \$238 ;
+  wire [32:0] \$239 ;
+  wire \$24 ;
+  wire [31:0] \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire [31:0] \$243 ;
+  wire [31:0] \$244 ;
+  wire \$245 ;
+  wire [6:0] \$246 ;
+  wire [5:0] \$247 ;
+  wire [31:0] \$248 ;
+  wire [32:0] \$249 ;
+  wire \$25 ;
+  wire [32:0] \$250 ;
+  wire [31:0] \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire [31:0] \$254 ;
+  wire [31:0] \$255 ;
+  wire \$256 ;
+  wire [6:0] \$257 ;
+  wire [5:0] \$258 ;
+  wire [31:0] \$259 ;
+  wire [15:0] \$26 ;
+  wire [32:0] \$260 ;
+  wire [32:0] \$261 ;
+  wire [31:0] \$262 ;
+  wire [15:0] \$263 ;
+  wire [15:0] \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire [16:0] \$269 ;
+  wire [16:0] \$27 ;
+  wire \$270 ;
+  wire [16:0] \$271 ;
+  wire \$272 ;
+  wire [16:0] \$273 ;
+  wire \$274 ;
+  wire [16:0] \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire [31:0] \$278 ;
+  wire [31:0] \$279 ;
+  wire \$28 ;
+  wire \$280 ;
+  wire [6:0] \$281 ;
+  wire [5:0] \$282 ;
+  wire [31:0] \$283 ;
+  wire [32:0] \$284 ;
+  wire [32:0] \$285 ;
+  wire [31:0] \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire [31:0] \$289 ;
+  wire [16:0] \$29 ;
+  wire [31:0] \$290 ;
+  wire \$291 ;
+  wire [6:0] \$292 ;
+  wire [5:0] \$293 ;
+  wire [31:0] \$294 ;
+  wire [32:0] \$295 ;
+  wire [32:0] \$296 ;
+  wire [31:0] \$297 ;
+  wire \$298 ;
+  wire \$299 ;
+  wire [23:0] \$3 ;
+  wire \$30 ;
+  wire [31:0] \$300 ;
+  wire [31:0] \$301 ;
+  wire \$302 ;
+  wire [6:0] \$303 ;
+  wire [5:0] \$304 ;
+  wire [31:0] \$305 ;
+  wire [32:0] \$306 ;
+  wire [32:0] \$307 ;
+  wire [31:0] \$308 ;
+  wire [15:0] \$309 ;
+  wire [16:0] \$31 ;
+  wire [15:0] \$310 ;
+  wire \$311 ;
+  wire [31:0] \$312 ;
+  wire [31:0] \$313 ;
+  wire \$314 ;
+  wire [6:0] \$315 ;
+  wire [5:0] \$316 ;
+  wire [31:0] \$317 ;
+  wire [32:0] \$318 ;
+  wire [32:0] \$319 ;
+  wire [15:0] \$32 ;
+  wire [31:0] \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire [31:0] \$323 ;
+  wire [31:0] \$324 ;
+  wire \$325 ;
+  wire [6:0] \$326 ;
+  wire [5:0] \$327 ;
+  wire [31:0] \$328 ;
+  wire [32:0] \$329 ;
+  wire \$33 ;
+  wire [32:0] \$330 ;
+  wire [31:0] \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire [31:0] \$334 ;
+  wire [31:0] \$335 ;
+  wire \$336 ;
+  wire [6:0] \$337 ;
+  wire [5:0] \$338 ;
+  wire [31:0] \$339 ;
+  wire [23:0] \$34 ;
+  wire [32:0] \$340 ;
+  wire [32:0] \$341 ;
+  wire [31:0] \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire [31:0] \$345 ;
+  wire [31:0] \$346 ;
+  wire \$347 ;
+  wire [6:0] \$348 ;
+  wire [5:0] \$349 ;
+  wire [23:0] \$35 ;
+  wire [31:0] \$350 ;
+  wire [32:0] \$351 ;
+  wire [32:0] \$352 ;
+  wire [31:0] \$353 ;
+  wire [15:0] \$354 ;
+  wire [15:0] \$355 ;
+  wire \$356 ;
+  wire [31:0] \$357 ;
+  wire [31:0] \$358 ;
+  wire \$359 ;
+  wire \$36 ;
+  wire [6:0] \$360 ;
+  wire [5:0] \$361 ;
+  wire [31:0] \$362 ;
+  wire [32:0] \$363 ;
+  wire [32:0] \$364 ;
+  wire [31:0] \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire [31:0] \$368 ;
+  wire [31:0] \$369 ;
+  wire [6:0] \$37 ;
+  wire \$370 ;
+  wire [6:0] \$371 ;
+  wire [5:0] \$372 ;
+  wire [31:0] \$373 ;
+  wire [32:0] \$374 ;
+  wire [32:0] \$375 ;
+  wire [31:0] \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire [31:0] \$379 ;
+  wire [5:0] \$38 ;
+  wire [31:0] \$380 ;
+  wire \$381 ;
+  wire [6:0] \$382 ;
+  wire [5:0] \$383 ;
+  wire [31:0] \$384 ;
+  wire [32:0] \$385 ;
+  wire [32:0] \$386 ;
+  wire [31:0] \$387 ;
+  wire \$388 ;
+  wire \$389 ;
+  wire [23:0] \$39 ;
+  wire [31:0] \$390 ;
+  wire [31:0] \$391 ;
+  wire \$392 ;
+  wire [6:0] \$393 ;
+  wire [5:0] \$394 ;
+  wire [31:0] \$395 ;
+  wire [32:0] \$396 ;
+  wire [32:0] \$397 ;
+  wire [31:0] \$398 ;
+  wire [15:0] \$399 ;
+  wire \$4 ;
+  wire [24:0] \$40 ;
+  wire [15:0] \$400 ;
+  wire \$401 ;
+  wire [31:0] \$402 ;
+  wire [31:0] \$403 ;
+  wire \$404 ;
+  wire [6:0] \$405 ;
+  wire [5:0] \$406 ;
+  wire [31:0] \$407 ;
+  wire [32:0] \$408 ;
+  wire [32:0] \$409 ;
+  wire [24:0] \$41 ;
+  wire [31:0] \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire [31:0] \$413 ;
+  wire [31:0] \$414 ;
+  wire \$415 ;
+  wire [6:0] \$416 ;
+  wire [5:0] \$417 ;
+  wire [31:0] \$418 ;
+  wire [32:0] \$419 ;
+  wire [23:0] \$42 ;
+  wire [32:0] \$420 ;
+  wire [31:0] \$421 ;
+  wire \$422 ;
+  wire \$423 ;
+  wire [31:0] \$424 ;
+  wire [31:0] \$425 ;
+  wire \$426 ;
+  wire [6:0] \$427 ;
+  wire [5:0] \$428 ;
+  wire [31:0] \$429 ;
+  wire [23:0] \$43 ;
+  wire [32:0] \$430 ;
+  wire [32:0] \$431 ;
+  wire [31:0] \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire [31:0] \$435 ;
+  wire [31:0] \$436 ;
+  wire \$437 ;
+  wire [6:0] \$438 ;
+  wire [5:0] \$439 ;
+  wire \$44 ;
+  wire [31:0] \$440 ;
+  wire [32:0] \$441 ;
+  wire [32:0] \$442 ;
+  wire [31:0] \$443 ;
+  wire [15:0] \$444 ;
+  wire [15:0] \$445 ;
+  wire \$446 ;
+  wire [31:0] \$447 ;
+  wire [31:0] \$448 ;
+  wire \$449 ;
+  wire [23:0] \$45 ;
+  wire [6:0] \$450 ;
+  wire [5:0] \$451 ;
+  wire [31:0] \$452 ;
+  wire [32:0] \$453 ;
+  wire [32:0] \$454 ;
+  wire [31:0] \$455 ;
+  wire \$456 ;
+  wire [23:0] \$46 ;
+  wire \$47 ;
+  wire [6:0] \$48 ;
+  wire [5:0] \$49 ;
+  wire [6:0] \$5 ;
+  wire [23:0] \$50 ;
+  wire [24:0] \$51 ;
+  wire [24:0] \$52 ;
+  wire [23:0] \$53 ;
+  wire [23:0] \$54 ;
+  wire [24:0] \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire [15:0] \$58 ;
+  wire [16:0] \$59 ;
+  wire [5:0] \$6 ;
+  wire \$60 ;
+  wire [16:0] \$61 ;
+  wire \$62 ;
+  wire [16:0] \$63 ;
+  wire [15:0] \$64 ;
+  wire \$65 ;
+  wire [23:0] \$66 ;
+  wire [23:0] \$67 ;
+  wire \$68 ;
+  wire [6:0] \$69 ;
+  wire [23:0] \$7 ;
+  wire [5:0] \$70 ;
+  wire [23:0] \$71 ;
+  wire [24:0] \$72 ;
+  wire [24:0] \$73 ;
+  wire [23:0] \$74 ;
+  wire [23:0] \$75 ;
+  wire \$76 ;
+  wire [23:0] \$77 ;
+  wire [23:0] \$78 ;
+  wire \$79 ;
+  wire [24:0] \$8 ;
+  wire [6:0] \$80 ;
+  wire [5:0] \$81 ;
+  wire [23:0] \$82 ;
+  wire [24:0] \$83 ;
+  wire [24:0] \$84 ;
+  wire [23:0] \$85 ;
+  wire [23:0] \$86 ;
+  wire [24:0] \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire [24:0] \$9 ;
+  wire [15:0] \$90 ;
+  wire [16:0] \$91 ;
+  wire \$92 ;
+  wire [16:0] \$93 ;
+  wire \$94 ;
+  wire [16:0] \$95 ;
+  wire [15:0] \$96 ;
+  wire \$97 ;
+  wire [23:0] \$98 ;
+  wire [23:0] \$99 ;
+  input [5:0] affine_shift;
+  wire [5:0] affine_shift;
+  wire [63:0] d;
+  output [15:0] d0;
+  wire [15:0] d0;
+  output [15:0] d1;
+  wire [15:0] d1;
+  output [15:0] d2;
+  wire [15:0] d2;
+  output [15:0] d3;
+  wire [15:0] d3;
+  input [63:0] d_next;
+  wire [63:0] d_next;
+  input [63:0] e;
+  wire [63:0] e;
+  wire [63:0] g_cur;
+  output [15:0] g_cur0;
+  wire [15:0] g_cur0;
+  output [15:0] g_cur1;
+  wire [15:0] g_cur1;
+  output [15:0] g_cur2;
+  wire [15:0] g_cur2;
+  output [15:0] g_cur3;
+  wire [15:0] g_cur3;
+  input [63:0] g_extra;
+  wire [63:0] g_extra;
+  wire [63:0] g_p;
+  input [7:0] height_mul;
+  wire [7:0] height_mul;
+  wire [5:0] height_shift;
+  wire [7:0] leak_mul;
+  input [5:0] leak_shift;
+  wire [5:0] leak_shift;
+  input [1:0] \port$1313$0 ;
+  wire [1:0] \port$1313$0 ;
+  input [1:0] \port$1313$12 ;
+  wire [1:0] \port$1313$12 ;
+  input [1:0] \port$1313$4 ;
+  wire [1:0] \port$1313$4 ;
+  input [1:0] \port$1313$8 ;
+  wire [1:0] \port$1313$8 ;
+  output [15:0] \port$7385$0 ;
+  wire [15:0] \port$7385$0 ;
+  output [15:0] \port$7419$0 ;
+  wire [15:0] \port$7419$0 ;
+  output [15:0] \port$7453$0 ;
+  wire [15:0] \port$7453$0 ;
+  output [15:0] \port$7487$0 ;
+  wire [15:0] \port$7487$0 ;
+  output \port$7488$0 ;
+  wire \port$7488$0 ;
+  output \port$7489$0 ;
+  wire \port$7489$0 ;
+  output \port$7490$0 ;
+  wire \port$7490$0 ;
+  output \port$7491$0 ;
+  wire \port$7491$0 ;
+  output \port$7493$0 ;
+  wire \port$7493$0 ;
+  output \port$7495$0 ;
+  wire \port$7495$0 ;
+  output \port$7497$0 ;
+  wire \port$7497$0 ;
+  output \port$7499$0 ;
+  wire \port$7499$0 ;
+  output \port$7544$0 ;
+  wire \port$7544$0 ;
+  output \port$7589$0 ;
+  wire \port$7589$0 ;
+  output \port$7634$0 ;
+  wire \port$7634$0 ;
+  output \port$7679$0 ;
+  wire \port$7679$0 ;
+  input [13:0] \port$7697$375 ;
+  wire [13:0] \port$7697$375 ;
+  wire [3:0] sat_affine;
+  wire [3:0] sat_current;
+  wire [3:0] sat_lif;
+  input [63:0] scale;
+  wire [63:0] scale;
+  wire [3:0] spike;
+  wire [26:0] v0;
+  wire [26:0] v1;
+  wire [26:0] v2;
+  wire [26:0] v3;
+  wire [3:0] window;
+  assign \$1  = ! \port$7697$375 [5:0];
+  assign \$2  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
+  assign \$3  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
+  assign \$4  = ! \port$7697$375 [5:0];
+  assign \$5  = \port$7697$375 [5:0] - 1'h1;
+  assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
+  assign \$7  = $signed(\$3 ) >>> \$6 ;
+  assign \$8  = $signed(\$7 ) + $signed(2'h1);
+  assign \$10  = \$1  ? \$2  : \$9 [23:0];
+  assign \$11  = \port$1313$0 [1] ? \$10  : 24'h000000;
+  assign \$12  = ! leak_shift;
+  assign \$13  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$7697$375 [13:6] });
+  assign \$14  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$7697$375 [13:6] });
+  assign \$15  = ! leak_shift;
+  assign \$16  = leak_shift - 1'h1;
+  assign \$17  = \$15  ? 6'h00 : \$16 [5:0];
+  assign \$18  = $signed(\$14 ) >>> \$17 ;
+  assign \$19  = $signed(\$18 ) + $signed(2'h1);
+  assign \$21  = \$12  ? \$13  : \$20 [23:0];
+  assign \$22  = \port$1313$0 [0] ? 24'h000000 : \$21 ;
+  assign \$23  = $signed(\$11 ) + $signed(\$22 );
+  assign \$24  = $signed(\$23 ) > $signed(16'h7fff);
+  assign \$25  = $signed(\$23 ) < $signed(16'h8000);
+  assign \$26  = \$25  ? 16'h8000 : \$23 [15:0];
+  assign d0 = \$24  ? 16'h7fff : \$26 ;
+  assign \$27  = $signed(d0) + $signed(g_extra[15:0]);
+  assign \$28  = $signed(\$27 ) > $signed(16'h7fff);
+  assign \$29  = $signed(d0) + $signed(g_extra[15:0]);
+  assign \$30  = $signed(\$29 ) < $signed(16'h8000);
+  assign \$31  = $signed(d0) + $signed(g_extra[15:0]);
+  assign \$32  = \$30  ? 16'h8000 : \$31 [15:0];
+  assign g_cur0 = \$28  ? 16'h7fff : \$32 ;
+  assign \$33  = ! \port$7697$375 [5:0];
+  assign \$34  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
+  assign \$35  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
+  assign \$36  = ! \port$7697$375 [5:0];
+  assign \$37  = \port$7697$375 [5:0] - 1'h1;
+  assign \$38  = \$36  ? 6'h00 : \$37 [5:0];
+  assign \$39  = $signed(\$35 ) >>> \$38 ;
+  assign \$40  = $signed(\$39 ) + $signed(2'h1);
+  assign \$42  = \$33  ? \$34  : \$41 [23:0];
+  assign \$43  = \port$1313$4 [1] ? \$42  : 24'h000000;
+  assign \$44  = ! leak_shift;
+  assign \$45  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$7697$375 [13:6] });
+  assign \$46  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$7697$375 [13:6] });
+  assign \$47  = ! leak_shift;
+  assign \$48  = leak_shift - 1'h1;
+  assign \$49  = \$47  ? 6'h00 : \$48 [5:0];
+  assign \$50  = $signed(\$46 ) >>> \$49 ;
+  assign \$51  = $signed(\$50 ) + $signed(2'h1);
+  assign \$53  = \$44  ? \$45  : \$52 [23:0];
+  assign \$54  = \port$1313$4 [0] ? 24'h000000 : \$53 ;
+  assign \$55  = $signed(\$43 ) + $signed(\$54 );
+  assign \$56  = $signed(\$55 ) > $signed(16'h7fff);
+  assign \$57  = $signed(\$55 ) < $signed(16'h8000);
+  assign \$58  = \$57  ? 16'h8000 : \$55 [15:0];
+  assign d1 = \$56  ? 16'h7fff : \$58 ;
+  assign \$59  = $signed(d1) + $signed(g_extra[31:16]);
+  assign \$60  = $signed(\$59 ) > $signed(16'h7fff);
+  assign \$61  = $signed(d1) + $signed(g_extra[31:16]);
+  assign \$62  = $signed(\$61 ) < $signed(16'h8000);
+  assign \$63  = $signed(d1) + $signed(g_extra[31:16]);
+  assign \$64  = \$62  ? 16'h8000 : \$63 [15:0];
+  assign g_cur1 = \$60  ? 16'h7fff : \$64 ;
+  assign \$65  = ! \port$7697$375 [5:0];
+  assign \$66  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
+  assign \$67  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
+  assign \$68  = ! \port$7697$375 [5:0];
+  assign \$69  = \port$7697$375 [5:0] - 1'h1;
+  assign \$70  = \$68  ? 6'h00 : \$69 [5:0];
+  assign \$71  = $signed(\$67 ) >>> \$70 ;
+  assign \$72  = $signed(\$71 ) + $signed(2'h1);
+  assign \$74  = \$65  ? \$66  : \$73 [23:0];
+  assign \$75  = \port$1313$8 [1] ? \$74  : 24'h000000;
+  assign \$76  = ! leak_shift;
+  assign \$77  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$7697$375 [13:6] });
+  assign \$78  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$7697$375 [13:6] });
+  assign \$79  = ! leak_shift;
+  assign \$80  = leak_shift - 1'h1;
+  assign \$81  = \$79  ? 6'h00 : \$80 [5:0];
+  assign \$82  = $signed(\$78 ) >>> \$81 ;
+  assign \$83  = $signed(\$82 ) + $signed(2'h1);
+  assign \$85  = \$76  ? \$77  : \$84 [23:0];
+  assign \$86  = \port$1313$8 [0] ? 24'h000000 : \$85 ;
+  assign \$87  = $signed(\$75 ) + $signed(\$86 );
+  assign \$88  = $signed(\$87 ) > $signed(16'h7fff);
+  assign \$89  = $signed(\$87 ) < $signed(16'h8000);
+  assign \$90  = \$89  ? 16'h8000 : \$87 [15:0];
+  assign d2 = \$88  ? 16'h7fff : \$90 ;
+  assign \$91  = $signed(d2) + $signed(g_extra[47:32]);
+  assign \$92  = $signed(\$91 ) > $signed(16'h7fff);
+  assign \$93  = $signed(d2) + $signed(g_extra[47:32]);
+  assign \$94  = $signed(\$93 ) < $signed(16'h8000);
+  assign \$95  = $signed(d2) + $signed(g_extra[47:32]);
+  assign \$96  = \$94  ? 16'h8000 : \$95 [15:0];
+  assign g_cur2 = \$92  ? 16'h7fff : \$96 ;
+  assign \$97  = ! \port$7697$375 [5:0];
+  assign \$98  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
+  assign \$99  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
+  assign \$100  = ! \port$7697$375 [5:0];
+  assign \$101  = \port$7697$375 [5:0] - 1'h1;
+  assign \$102  = \$100  ? 6'h00 : \$101 [5:0];
+  assign \$103  = $signed(\$99 ) >>> \$102 ;
+  assign \$104  = $signed(\$103 ) + $signed(2'h1);
+  assign \$106  = \$97  ? \$98  : \$105 [23:0];
+  assign \$107  = \port$1313$12 [1] ? \$106  : 24'h000000;
+  assign \$108  = ! leak_shift;
+  assign \$109  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$7697$375 [13:6] });
+  assign \$110  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$7697$375 [13:6] });
+  assign \$111  = ! leak_shift;
+  assign \$112  = leak_shift - 1'h1;
+  assign \$113  = \$111  ? 6'h00 : \$112 [5:0];
+  assign \$114  = $signed(\$110 ) >>> \$113 ;
+  assign \$115  = $signed(\$114 ) + $signed(2'h1);
+  assign \$117  = \$108  ? \$109  : \$116 [23:0];
+  assign \$118  = \port$1313$12 [0] ? 24'h000000 : \$117 ;
+  assign \$119  = $signed(\$107 ) + $signed(\$118 );
+  assign \$120  = $signed(\$119 ) > $signed(16'h7fff);
+  assign \$121  = $signed(\$119 ) < $signed(16'h8000);
+  assign \$122  = \$121  ? 16'h8000 : \$119 [15:0];
+  assign d3 = \$120  ? 16'h7fff : \$122 ;
+  assign \$123  = $signed(d3) + $signed(g_extra[63:48]);
+  assign \$124  = $signed(\$123 ) > $signed(16'h7fff);
+  assign \$125  = $signed(d3) + $signed(g_extra[63:48]);
+  assign \$126  = $signed(\$125 ) < $signed(16'h8000);
+  assign \$127  = $signed(d3) + $signed(g_extra[63:48]);
+  assign \$128  = \$126  ? 16'h8000 : \$127 [15:0];
+  assign g_cur3 = \$124  ? 16'h7fff : \$128 ;
+  assign \$129  = ! affine_shift;
+  assign \$130  = $signed(g_cur0) * $signed(scale[15:0]);
+  assign \$131  = $signed(g_cur0) * $signed(scale[15:0]);
+  assign \$132  = ! affine_shift;
+  assign \$133  = affine_shift - 1'h1;
+  assign \$134  = \$132  ? 6'h00 : \$133 [5:0];
+  assign \$135  = $signed(\$131 ) >>> \$134 ;
+  assign \$136  = $signed(\$135 ) + $signed(2'h1);
+  assign \$138  = \$129  ? \$130  : \$137 [31:0];
+  assign \$139  = $signed(\$138 ) > $signed(16'h7fff);
+  assign \$140  = ! affine_shift;
+  assign \$141  = $signed(g_cur0) * $signed(scale[15:0]);
+  assign \$142  = $signed(g_cur0) * $signed(scale[15:0]);
+  assign \$143  = ! affine_shift;
+  assign \$144  = affine_shift - 1'h1;
+  assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
+  assign \$146  = $signed(\$142 ) >>> \$145 ;
+  assign \$147  = $signed(\$146 ) + $signed(2'h1);
+  assign \$149  = \$140  ? \$141  : \$148 [31:0];
+  assign \$150  = $signed(\$149 ) < $signed(16'h8000);
+  assign \$151  = ! affine_shift;
+  assign \$152  = $signed(g_cur0) * $signed(scale[15:0]);
+  assign \$153  = $signed(g_cur0) * $signed(scale[15:0]);
+  assign \$154  = ! affine_shift;
+  assign \$155  = affine_shift - 1'h1;
+  assign \$156  = \$154  ? 6'h00 : \$155 [5:0];
+  assign \$157  = $signed(\$153 ) >>> \$156 ;
+  assign \$158  = $signed(\$157 ) + $signed(2'h1);
+  assign \$160  = \$151  ? \$152  : \$159 [31:0];
+  assign \$161  = \$150  ? 16'h8000 : \$160 [15:0];
+  assign \$162  = \$139  ? 16'h7fff : \$161 ;
+  assign \$163  = ! affine_shift;
+  assign \$164  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$165  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$166  = ! affine_shift;
+  assign \$167  = affine_shift - 1'h1;
+  assign \$168  = \$166  ? 6'h00 : \$167 [5:0];
+  assign \$169  = $signed(\$165 ) >>> \$168 ;
+  assign \$170  = $signed(\$169 ) + $signed(2'h1);
+  assign \$172  = \$163  ? \$164  : \$171 [31:0];
+  assign \$173  = $signed(\$172 ) > $signed(16'h7fff);
+  assign \$174  = ! affine_shift;
+  assign \$175  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$176  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$177  = ! affine_shift;
+  assign \$178  = affine_shift - 1'h1;
+  assign \$179  = \$177  ? 6'h00 : \$178 [5:0];
+  assign \$180  = $signed(\$176 ) >>> \$179 ;
+  assign \$181  = $signed(\$180 ) + $signed(2'h1);
+  assign \$183  = \$174  ? \$175  : \$182 [31:0];
+  assign \$184  = $signed(\$183 ) < $signed(16'h8000);
+  assign \$185  = ! affine_shift;
+  assign \$186  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$187  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$188  = ! affine_shift;
+  assign \$189  = affine_shift - 1'h1;
+  assign \$190  = \$188  ? 6'h00 : \$189 [5:0];
+  assign \$191  = $signed(\$187 ) >>> \$190 ;
+  assign \$192  = $signed(\$191 ) + $signed(2'h1);
+  assign \$194  = \$185  ? \$186  : \$193 [31:0];
+  assign \$195  = \$184  ? 16'h8000 : \$194 [15:0];
+  assign \$196  = \$173  ? 16'h7fff : \$195 ;
+  assign \$197  = ! affine_shift;
+  assign \$198  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$199  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$200  = ! affine_shift;
+  assign \$201  = affine_shift - 1'h1;
+  assign \$202  = \$200  ? 6'h00 : \$201 [5:0];
+  assign \$203  = $signed(\$199 ) >>> \$202 ;
+  assign \$204  = $signed(\$203 ) + $signed(2'h1);
+  assign \$206  = \$197  ? \$198  : \$205 [31:0];
+  assign \$207  = $signed(\$206 ) > $signed(16'h7fff);
+  assign \$208  = ! affine_shift;
+  assign \$209  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$210  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$211  = ! affine_shift;
+  assign \$212  = affine_shift - 1'h1;
+  assign \$213  = \$211  ? 6'h00 : \$212 [5:0];
+  assign \$214  = $signed(\$210 ) >>> \$213 ;
+  assign \$215  = $signed(\$214 ) + $signed(2'h1);
+  assign \$217  = \$208  ? \$209  : \$216 [31:0];
+  assign \$218  = $signed(\$217 ) < $signed(16'h8000);
+  assign \$219  = ! affine_shift;
+  assign \$220  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$221  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$222  = ! affine_shift;
+  assign \$223  = affine_shift - 1'h1;
+  assign \$224  = \$222  ? 6'h00 : \$223 [5:0];
+  assign \$225  = $signed(\$221 ) >>> \$224 ;
+  assign \$226  = $signed(\$225 ) + $signed(2'h1);
+  assign \$228  = \$219  ? \$220  : \$227 [31:0];
+  assign \$229  = \$218  ? 16'h8000 : \$228 [15:0];
+  assign \$230  = \$207  ? 16'h7fff : \$229 ;
+  assign \$231  = ! affine_shift;
+  assign \$232  = $signed(g_cur3) * $signed(scale[63:48]);
+  assign \$233  = $signed(g_cur3) * $signed(scale[63:48]);
+  assign \$234  = ! affine_shift;
+  assign \$235  = affine_shift - 1'h1;
+  assign \$236  = \$234  ? 6'h00 : \$235 [5:0];
+  assign \$237  = $signed(\$233 ) >>> \$236 ;
+  assign \$238  = $signed(\$237 ) + $signed(2'h1);
+  assign \$240  = \$231  ? \$232  : \$239 [31:0];
+  assign \$241  = $signed(\$240 ) > $signed(16'h7fff);
+  assign \$242  = ! affine_shift;
+  assign \$243  = $signed(g_cur3) * $signed(scale[63:48]);
+  assign \$244  = $signed(g_cur3) * $signed(scale[63:48]);
+  assign \$245  = ! affine_shift;
+  assign \$246  = affine_shift - 1'h1;
+  assign \$247  = \$245  ? 6'h00 : \$246 [5:0];
+  assign \$248  = $signed(\$244 ) >>> \$247 ;
+  assign \$249  = $signed(\$248 ) + $signed(2'h1);
+  assign \$251  = \$242  ? \$243  : \$250 [31:0];
+  assign \$252  = $signed(\$251 ) < $signed(16'h8000);
+  assign \$253  = ! affine_shift;
+  assign \$254  = $signed(g_cur3) * $signed(scale[63:48]);
+  assign \$255  = $signed(g_cur3) * $signed(scale[63:48]);
+  assign \$256  = ! affine_shift;
+  assign \$257  = affine_shift - 1'h1;
+  assign \$258  = \$256  ? 6'h00 : \$257 [5:0];
+  assign \$259  = $signed(\$255 ) >>> \$258 ;
+  assign \$260  = $signed(\$259 ) + $signed(2'h1);
+  assign \$262  = \$253  ? \$254  : \$261 [31:0];
+  assign \$263  = \$252  ? 16'h8000 : \$262 [15:0];
+  assign \$264  = \$241  ? 16'h7fff : \$263 ;
+  assign \$265  = $signed(d0) != $signed(\$23 );
+  assign \$266  = $signed(d1) != $signed(\$55 );
+  assign \$267  = $signed(d2) != $signed(\$87 );
+  assign \$268  = $signed(d3) != $signed(\$119 );
+  assign \$269  = $signed(d0) + $signed(g_extra[15:0]);
+  assign \$270  = $signed(g_cur0) != $signed(\$269 );
+  assign \$271  = $signed(d1) + $signed(g_extra[31:16]);
+  assign \$272  = $signed(g_cur1) != $signed(\$271 );
+  assign \$273  = $signed(d2) + $signed(g_extra[47:32]);
+  assign \$274  = $signed(g_cur2) != $signed(\$273 );
+  assign \$275  = $signed(d3) + $signed(g_extra[63:48]);
+  assign \$276  = $signed(g_cur3) != $signed(\$275 );
+  assign \$277  = ! affine_shift;
+  assign \$278  = $signed(g_cur0) * $signed(scale[15:0]);
+  assign \$279  = $signed(g_cur0) * $signed(scale[15:0]);
+  assign \$280  = ! affine_shift;
+  assign \$281  = affine_shift - 1'h1;
+  assign \$282  = \$280  ? 6'h00 : \$281 [5:0];
+  assign \$283  = $signed(\$279 ) >>> \$282 ;
+  assign \$284  = $signed(\$283 ) + $signed(2'h1);
+  assign \$286  = \$277  ? \$278  : \$285 [31:0];
+  assign \$287  = $signed(\$286 ) > $signed(16'h7fff);
+  assign \$288  = ! affine_shift;
+  assign \$289  = $signed(g_cur0) * $signed(scale[15:0]);
+  assign \$290  = $signed(g_cur0) * $signed(scale[15:0]);
+  assign \$291  = ! affine_shift;
+  assign \$292  = affine_shift - 1'h1;
+  assign \$293  = \$291  ? 6'h00 : \$292 [5:0];
+  assign \$294  = $signed(\$290 ) >>> \$293 ;
+  assign \$295  = $signed(\$294 ) + $signed(2'h1);
+  assign \$297  = \$288  ? \$289  : \$296 [31:0];
+  assign \$298  = $signed(\$297 ) < $signed(16'h8000);
+  assign \$299  = ! affine_shift;
+  assign \$300  = $signed(g_cur0) * $signed(scale[15:0]);
+  assign \$301  = $signed(g_cur0) * $signed(scale[15:0]);
+  assign \$302  = ! affine_shift;
+  assign \$303  = affine_shift - 1'h1;
+  assign \$304  = \$302  ? 6'h00 : \$303 [5:0];
+  assign \$305  = $signed(\$301 ) >>> \$304 ;
+  assign \$306  = $signed(\$305 ) + $signed(2'h1);
+  assign \$308  = \$299  ? \$300  : \$307 [31:0];
+  assign \$309  = \$298  ? 16'h8000 : \$308 [15:0];
+  assign \$310  = \$287  ? 16'h7fff : \$309 ;
+  assign \$311  = ! affine_shift;
+  assign \$312  = $signed(g_cur0) * $signed(scale[15:0]);
+  assign \$313  = $signed(g_cur0) * $signed(scale[15:0]);
+  assign \$314  = ! affine_shift;
+  assign \$315  = affine_shift - 1'h1;
+  assign \$316  = \$314  ? 6'h00 : \$315 [5:0];
+  assign \$317  = $signed(\$313 ) >>> \$316 ;
+  assign \$318  = $signed(\$317 ) + $signed(2'h1);
+  assign \$320  = \$311  ? \$312  : \$319 [31:0];
+  assign \$321  = $signed(\$310 ) != $signed(\$320 );
+  assign \$322  = ! affine_shift;
+  assign \$323  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$324  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$325  = ! affine_shift;
+  assign \$326  = affine_shift - 1'h1;
+  assign \$327  = \$325  ? 6'h00 : \$326 [5:0];
+  assign \$328  = $signed(\$324 ) >>> \$327 ;
+  assign \$329  = $signed(\$328 ) + $signed(2'h1);
+  assign \$331  = \$322  ? \$323  : \$330 [31:0];
+  assign \$332  = $signed(\$331 ) > $signed(16'h7fff);
+  assign \$333  = ! affine_shift;
+  assign \$334  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$335  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$336  = ! affine_shift;
+  assign \$337  = affine_shift - 1'h1;
+  assign \$338  = \$336  ? 6'h00 : \$337 [5:0];
+  assign \$339  = $signed(\$335 ) >>> \$338 ;
+  assign \$340  = $signed(\$339 ) + $signed(2'h1);
+  assign \$342  = \$333  ? \$334  : \$341 [31:0];
+  assign \$343  = $signed(\$342 ) < $signed(16'h8000);
+  assign \$344  = ! affine_shift;
+  assign \$345  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$346  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$347  = ! affine_shift;
+  assign \$348  = affine_shift - 1'h1;
+  assign \$349  = \$347  ? 6'h00 : \$348 [5:0];
+  assign \$350  = $signed(\$346 ) >>> \$349 ;
+  assign \$351  = $signed(\$350 ) + $signed(2'h1);
+  assign \$353  = \$344  ? \$345  : \$352 [31:0];
+  assign \$354  = \$343  ? 16'h8000 : \$353 [15:0];
+  assign \$355  = \$332  ? 16'h7fff : \$354 ;
+  assign \$356  = ! affine_shift;
+  assign \$357  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$358  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$359  = ! affine_shift;
+  assign \$360  = affine_shift - 1'h1;
+  assign \$361  = \$359  ? 6'h00 : \$360 [5:0];
+  assign \$362  = $signed(\$358 ) >>> \$361 ;
+  assign \$363  = $signed(\$362 ) + $signed(2'h1);
+  assign \$365  = \$356  ? \$357  : \$364 [31:0];
+  assign \$366  = $signed(\$355 ) != $signed(\$365 );
+  assign \$367  = ! affine_shift;
+  assign \$368  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$369  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$370  = ! affine_shift;
+  assign \$371  = affine_shift - 1'h1;
+  assign \$372  = \$370  ? 6'h00 : \$371 [5:0];
+  assign \$373  = $signed(\$369 ) >>> \$372 ;
+  assign \$374  = $signed(\$373 ) + $signed(2'h1);
+  assign \$376  = \$367  ? \$368  : \$375 [31:0];
+  assign \$377  = $signed(\$376 ) > $signed(16'h7fff);
+  assign \$378  = ! affine_shift;
+  assign \$379  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$380  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$381  = ! affine_shift;
+  assign \$382  = affine_shift - 1'h1;
+  assign \$383  = \$381  ? 6'h00 : \$382 [5:0];
+  assign \$384  = $signed(\$380 ) >>> \$383 ;
+  assign \$385  = $signed(\$384 ) + $signed(2'h1);
+  assign \$387  = \$378  ? \$379  : \$386 [31:0];
+  assign \$388  = $signed(\$387 ) < $signed(16'h8000);
+  assign \$389  = ! affine_shift;
+  assign \$390  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$391  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$392  = ! affine_shift;
+  assign \$393  = affine_shift - 1'h1;
+  assign \$394  = \$392  ? 6'h00 : \$393 [5:0];
+  assign \$395  = $signed(\$391 ) >>> \$394 ;
+  assign \$396  = $signed(\$395 ) + $signed(2'h1);
+  assign \$398  = \$389  ? \$390  : \$397 [31:0];
+  assign \$399  = \$388  ? 16'h8000 : \$398 [15:0];
+  assign \$400  = \$377  ? 16'h7fff : \$399 ;
+  assign \$401  = ! affine_shift;
+  assign \$402  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$403  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$404  = ! affine_shift;
+  assign \$405  = affine_shift - 1'h1;
+  assign \$406  = \$404  ? 6'h00 : \$405 [5:0];
+  assign \$407  = $signed(\$403 ) >>> \$406 ;
+  assign \$408  = $signed(\$407 ) + $signed(2'h1);
+  assign \$410  = \$401  ? \$402  : \$409 [31:0];
+  assign \$411  = $signed(\$400 ) != $signed(\$410 );
+  assign \$412  = ! affine_shift;
+  assign \$413  = $signed(g_cur3) * $signed(scale[63:48]);
+  assign \$414  = $signed(g_cur3) * $signed(scale[63:48]);
+  assign \$415  = ! affine_shift;
+  assign \$416  = affine_shift - 1'h1;
+  assign \$417  = \$415  ? 6'h00 : \$416 [5:0];
+  assign \$418  = $signed(\$414 ) >>> \$417 ;
+  assign \$419  = $signed(\$418 ) + $signed(2'h1);
+  assign \$421  = \$412  ? \$413  : \$420 [31:0];
+  assign \$422  = $signed(\$421 ) > $signed(16'h7fff);
+  assign \$423  = ! affine_shift;
+  assign \$424  = $signed(g_cur3) * $signed(scale[63:48]);
+  assign \$425  = $signed(g_cur3) * $signed(scale[63:48]);
+  assign \$426  = ! affine_shift;
+  assign \$427  = affine_shift - 1'h1;
+  assign \$428  = \$426  ? 6'h00 : \$427 [5:0];
+  assign \$429  = $signed(\$425 ) >>> \$428 ;
+  assign \$430  = $signed(\$429 ) + $signed(2'h1);
+  assign \$432  = \$423  ? \$424  : \$431 [31:0];
+  assign \$433  = $signed(\$432 ) < $signed(16'h8000);
+  assign \$434  = ! affine_shift;
+  assign \$435  = $signed(g_cur3) * $signed(scale[63:48]);
+  assign \$436  = $signed(g_cur3) * $signed(scale[63:48]);
+  assign \$437  = ! affine_shift;
+  assign \$438  = affine_shift - 1'h1;
+  assign \$439  = \$437  ? 6'h00 : \$438 [5:0];
+  assign \$440  = $signed(\$436 ) >>> \$439 ;
+  assign \$441  = $signed(\$440 ) + $signed(2'h1);
+  assign \$443  = \$434  ? \$435  : \$442 [31:0];
+  assign \$444  = \$433  ? 16'h8000 : \$443 [15:0];
+  assign \$445  = \$422  ? 16'h7fff : \$444 ;
+  assign \$446  = ! affine_shift;
+  assign \$447  = $signed(g_cur3) * $signed(scale[63:48]);
+  assign \$448  = $signed(g_cur3) * $signed(scale[63:48]);
+  assign \$449  = ! affine_shift;
+  assign \$450  = affine_shift - 1'h1;
+  assign \$451  = \$449  ? 6'h00 : \$450 [5:0];
+  assign \$452  = $signed(\$448 ) >>> \$451 ;
+  assign \$453  = $signed(\$452 ) + $signed(2'h1);
+  assign \$455  = \$446  ? \$447  : \$454 [31:0];
+  assign \$456  = $signed(\$445 ) != $signed(\$455 );
+  assign v0 = { \$23 [24], \$23 [24], \$23  };
+  assign window = { \port$1313$12 [1], \port$1313$8 [1], \port$1313$4 [1], \port$1313$0 [1] };
+  assign height_shift = \port$7697$375 [5:0];
+  assign spike = { \port$1313$12 [0], \port$1313$8 [0], \port$1313$4 [0], \port$1313$0 [0] };
+  assign leak_mul = \port$7697$375 [13:6];
+  assign v1 = { \$55 [24], \$55 [24], \$55  };
+  assign v2 = { \$87 [24], \$87 [24], \$87  };
+  assign v3 = { \$119 [24], \$119 [24], \$119  };
+  assign d = { d3, d2, d1, d0 };
+  assign g_cur = { g_cur3, g_cur2, g_cur1, g_cur0 };
+  assign g_p = { \$264 , \$230 , \$196 , \$162  };
+  assign sat_lif = { \$268 , \$267 , \$266 , \$265  };
+  assign sat_current = { \$276 , \$274 , \$272 , \$270  };
+  assign sat_affine = { \$456 , \$411 , \$366 , \$321  };
+  assign \port$7385$0  = \$162 ;
+  assign \port$7419$0  = \$196 ;
+  assign \port$7453$0  = \$230 ;
+  assign \port$7487$0  = \$264 ;
+  assign \port$7488$0  = \$265 ;
+  assign \port$7489$0  = \$266 ;
+  assign \port$7490$0  = \$267 ;
+  assign \port$7491$0  = \$268 ;
+  assign \port$7493$0  = \$270 ;
+  assign \port$7495$0  = \$272 ;
+  assign \port$7497$0  = \$274 ;
+  assign \port$7499$0  = \$276 ;
+  assign \port$7544$0  = \$321 ;
+  assign \port$7589$0  = \$366 ;
+  assign \port$7634$0  = \$411 ;
+  assign \port$7679$0  = \$456 ;
+  assign \$9  = { \$8 [24], \$8 [24:1] };
+  assign \$20  = { \$19 [24], \$19 [24:1] };
+  assign \$41  = { \$40 [24], \$40 [24:1] };
+  assign \$52  = { \$51 [24], \$51 [24:1] };
+  assign \$73  = { \$72 [24], \$72 [24:1] };
+  assign \$84  = { \$83 [24], \$83 [24:1] };
+  assign \$105  = { \$104 [24], \$104 [24:1] };
+  assign \$116  = { \$115 [24], \$115 [24:1] };
+  assign \$137  = { \$136 [32], \$136 [32:1] };
+  assign \$148  = { \$147 [32], \$147 [32:1] };
+  assign \$159  = { \$158 [32], \$158 [32:1] };
+  assign \$171  = { \$170 [32], \$170 [32:1] };
+  assign \$182  = { \$181 [32], \$181 [32:1] };
+  assign \$193  = { \$192 [32], \$192 [32:1] };
+  assign \$205  = { \$204 [32], \$204 [32:1] };
+  assign \$216  = { \$215 [32], \$215 [32:1] };
+  assign \$227  = { \$226 [32], \$226 [32:1] };
+  assign \$239  = { \$238 [32], \$238 [32:1] };
+  assign \$250  = { \$249 [32], \$249 [32:1] };
+  assign \$261  = { \$260 [32], \$260 [32:1] };
+  assign \$285  = { \$284 [32], \$284 [32:1] };
+  assign \$296  = { \$295 [32], \$295 [32:1] };
+  assign \$307  = { \$306 [32], \$306 [32:1] };
+  assign \$319  = { \$318 [32], \$318 [32:1] };
+  assign \$330  = { \$329 [32], \$329 [32:1] };
+  assign \$341  = { \$340 [32], \$340 [32:1] };
+  assign \$352  = { \$351 [32], \$351 [32:1] };
+  assign \$364  = { \$363 [32], \$363 [32:1] };
+  assign \$375  = { \$374 [32], \$374 [32:1] };
+  assign \$386  = { \$385 [32], \$385 [32:1] };
+  assign \$397  = { \$396 [32], \$396 [32:1] };
+  assign \$409  = { \$408 [32], \$408 [32:1] };
+  assign \$420  = { \$419 [32], \$419 [32:1] };
+  assign \$431  = { \$430 [32], \$430 [32:1] };
+  assign \$442  = { \$441 [32], \$441 [32:1] };
+  assign \$454  = { \$453 [32], \$453 [32:1] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike_in__addr, w1__en, line1__addr, \port$1433$0 , \port$1437$0 , \port$1441$0 , \port$1445$0 , busy, in_rows, desc, geo, counts, line1__en, w1__addr, in_consumed, rows_done
+, released, released_e1_order, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [3:0] \$100 ;
@@ -6999,14 +22227,14 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   wire [7:0] o;
   wire [15:0] pi1;
   reg [15:0] pix1 = 16'h0000;
-  output [7:0] \port$1025$0 ;
-  wire [7:0] \port$1025$0 ;
-  output [7:0] \port$1029$0 ;
-  wire [7:0] \port$1029$0 ;
-  output [7:0] \port$1033$0 ;
-  wire [7:0] \port$1033$0 ;
-  output [7:0] \port$1037$0 ;
-  wire [7:0] \port$1037$0 ;
+  output [7:0] \port$1433$0 ;
+  wire [7:0] \port$1433$0 ;
+  output [7:0] \port$1437$0 ;
+  wire [7:0] \port$1437$0 ;
+  output [7:0] \port$1441$0 ;
+  wire [7:0] \port$1441$0 ;
+  output [7:0] \port$1445$0 ;
+  wire [7:0] \port$1445$0 ;
   reg [1:0] qm3_1 = 2'h0;
   input [15:0] released;
   wire [15:0] released;
@@ -7634,14 +22862,14 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     .shift(desc[132:127])
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     line1__en = 4'h0;
     if (\$128 ) begin
       line1__en = \$133 [3:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$499  = cc1;
     if (\$138 ) begin
       \$499  = \$143 [15:0];
@@ -7654,7 +22882,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$500  = \$signal$26 ;
     if (\$148 ) begin
       \$500  = \$153 [15:0];
@@ -7667,7 +22895,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$501  = \$signal$8 ;
     if (\$162 ) begin
       \$501  = \$168 [15:0];
@@ -7680,7 +22908,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$502  = sb1;
     if (\$182 ) begin
       \$502  = \$189 [1:0];
@@ -7693,7 +22921,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$503  = \$signal$4 ;
     if (\$209 ) begin
       \$503  = \$215 [15:0];
@@ -7706,7 +22934,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$504  = \$signal$2 ;
     if (\$240 ) begin
       \$504  = \$245 [15:0];
@@ -7719,7 +22947,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$505  = w1__addr;
     if (issue1) begin
       \$505  = \$255 [15:0];
@@ -7732,7 +22960,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$506  = pix1;
     if (issue1) begin
       if (\$263 ) begin
@@ -7747,7 +22975,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$507  = eoff1;
     if (issue1) begin
       if (\$263 ) begin
@@ -7762,7 +22990,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$508  = n1;
     if (issue1) begin
       if (\$342 ) begin
@@ -7777,7 +23005,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$509  = \$signal$69 ;
     if (issue1) begin
       if (\$342 ) begin
@@ -7792,7 +23020,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$510  = ring1_base;
     if (issue1) begin
       if (\$342 ) begin
@@ -7807,7 +23035,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$511  = need1;
     if (issue1) begin
       if (\$342 ) begin
@@ -7822,7 +23050,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$512  = in_consumed;
     if (issue1) begin
       if (\$342 ) begin
@@ -7839,7 +23067,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$513  = in_slot;
     if (issue1) begin
       if (\$342 ) begin
@@ -7856,7 +23084,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$514  = \$signal$29 ;
     if (issue1) begin
       if (\$342 ) begin
@@ -7873,7 +23101,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$515  = trw1;
     if (issue1) begin
       if (\$382 ) begin
@@ -7888,7 +23116,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$516  = qm3_1;
     if (issue1) begin
       if (\$432 ) begin
@@ -7903,7 +23131,7 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$517  = run;
     if (issue1) begin
       if (\$465 ) begin
@@ -7918,98 +23146,98 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$518  = zlane1;
     if (rst) begin
       \$518  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$519  = issue1;
     if (rst) begin
       \$519  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$520  = zero_row1;
     if (rst) begin
       \$520  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$521  = \$466 ;
     if (rst) begin
       \$521  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$522  = \$470 ;
     if (rst) begin
       \$522  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$523  = \$471 ;
     if (rst) begin
       \$523  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$524  = \$484 ;
     if (rst) begin
       \$524  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$525  = cc1;
     if (rst) begin
       \$525  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$526  = \$signal$26 ;
     if (rst) begin
       \$526  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$527  = eoff1;
     if (rst) begin
       \$527  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$528  = \$486 [2:0];
     if (rst) begin
       \$528  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$529  = \$79 [15:0];
     if (rst) begin
       \$529  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$530  = \$492 [2:0];
     if (rst) begin
       \$530  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$531  = spike_reg;
     if (\$495 ) begin
       \$531  = spike_in__data;
@@ -8019,70 +23247,70 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$532  = e1a_v;
     if (rst) begin
       \$532  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$533  = e1a_zero;
     if (rst) begin
       \$533  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$534  = e1a_last;
     if (rst) begin
       \$534  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$535  = e1a_rowend;
     if (rst) begin
       \$535  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$536  = \$signal$74 ;
     if (rst) begin
       \$536  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$537  = \$signal$75 ;
     if (rst) begin
       \$537  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$538  = \$signal$76 ;
     if (rst) begin
       \$538  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$539  = base1a;
     if (rst) begin
       \$539  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$540  = zlane1a;
     if (rst) begin
       \$540  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$541  = rows_done;
     if (\$497 ) begin
       \$541  = \$498 [15:0];
@@ -8110,10 +23338,10 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   assign line1__data = { \$125 , \$121 , \$117 , \$113  };
   assign spike_in__addr = \$87 [15:0];
   assign line1__addr = \$109 [15:0];
-  assign \port$1025$0  = \$113 ;
-  assign \port$1029$0  = \$117 ;
-  assign \port$1033$0  = \$121 ;
-  assign \port$1037$0  = \$125 ;
+  assign \port$1433$0  = \$113 ;
+  assign \port$1437$0  = \$117 ;
+  assign \port$1441$0  = \$121 ;
+  assign \port$1445$0  = \$125 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -8218,7 +23446,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e1.cluster1 (rst, weights, spikes, valid, first, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [15:0] \$1 ;
   reg [15:0] \$10 ;
   wire [7:0] \$2 ;
@@ -8255,7 +23483,7 @@ module \ttsnn_accel.e1.cluster1 (rst, weights, spikes, valid, first, acc, clk);
   always @(posedge clk)
     acc <= \$10 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$10  = acc;
     if (valid) begin
       \$10  = \$9 [15:0];
@@ -8335,9 +23563,9 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr
-, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, q23_rows, busy, \port$2883$0 , \port$2911$0 , \port$2939$0 , \port$2967$0 , desc, geo, e1_rows, counts, released, released_e1_order, e4_released, clk
+, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, q23_rows, busy, \port$3291$0 , \port$3319$0 , \port$3347$0 , \port$3375$0 , desc, geo, e1_rows, counts, released, released_e1_order, e4_released, clk
 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
   wire [17:0] \$100 ;
@@ -9194,14 +24422,14 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   reg [2:0] \p_wr_addr$82 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  output [7:0] \port$2883$0 ;
-  wire [7:0] \port$2883$0 ;
-  output [7:0] \port$2911$0 ;
-  wire [7:0] \port$2911$0 ;
-  output [7:0] \port$2939$0 ;
-  wire [7:0] \port$2939$0 ;
-  output [7:0] \port$2967$0 ;
-  wire [7:0] \port$2967$0 ;
+  output [7:0] \port$3291$0 ;
+  wire [7:0] \port$3291$0 ;
+  output [7:0] \port$3319$0 ;
+  wire [7:0] \port$3319$0 ;
+  output [7:0] \port$3347$0 ;
+  wire [7:0] \port$3347$0 ;
+  output [7:0] \port$3375$0 ;
+  wire [7:0] \port$3375$0 ;
   output [15:0] q23_rows;
   wire [15:0] q23_rows;
   output [15:0] released;
@@ -9825,17 +25053,17 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   \ttsnn_accel.e23.adder  adder (
     .a(i),
     .b(\b$92 ),
-    .\port$2968$0 (\$485 ),
-    .\port$2969$0 (\$486 ),
-    .\port$2970$0 (\$487 ),
-    .\port$2971$0 (\$488 )
+    .\port$3376$0 (\$485 ),
+    .\port$3377$0 (\$486 ),
+    .\port$3378$0 (\$487 ),
+    .\port$3379$0 (\$488 )
   );
   \ttsnn_accel.e23.cluster2  cluster2 (
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$4879$18 (a[21:18]),
-    .\port$4879$2 (a[4:2]),
+    .\port$8045$18 (a[21:18]),
+    .\port$8045$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -9901,24 +25129,24 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   );
   \ttsnn_accel.e23.requant2  requant2 (
     .i(i),
-    .\port$2883$0 (\$481 ),
-    .\port$2911$0 (\$482 ),
-    .\port$2939$0 (\$483 ),
-    .\port$2967$0 (\$484 ),
+    .\port$3291$0 (\$481 ),
+    .\port$3319$0 (\$482 ),
+    .\port$3347$0 (\$483 ),
+    .\port$3375$0 (\$484 ),
     .rnd(desc[205]),
     .shift(desc[138:133])
   );
   \ttsnn_accel.e23.requant3  requant3 (
     .i(\i$98 ),
-    .\port$2999$0 (\$489 ),
-    .\port$3027$0 (\$490 ),
-    .\port$3055$0 (\$491 ),
-    .\port$3083$0 (\$492 ),
+    .\port$3407$0 (\$489 ),
+    .\port$3435$0 (\$490 ),
+    .\port$3463$0 (\$491 ),
+    .\port$3491$0 (\$492 ),
     .rnd(desc[205]),
     .shift(\$249 [5:0])
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \use_spad$74  = \a$61 [4];
@@ -9927,7 +25155,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \w_wr$75  = \$209 ;
@@ -9936,7 +25164,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \w_wr_addr$76  = \a$61 [14:11];
@@ -9945,7 +25173,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$236 ) begin
       \p_wr$80  = \$237 ;
@@ -9954,7 +25182,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$236 ) begin
       \p_wr_addr$82  = \b$81 [7:5];
@@ -9963,7 +25191,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$474  = need2;
     if (\$448 ) begin
       \$474  = \$461 [15:0];
@@ -9976,7 +25204,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$475  = released;
     if (\$462 ) begin
       \$475  = \$463 [15:0];
@@ -9989,7 +25217,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$476  = released_e1_order;
     if (\$462 ) begin
       \$476  = \$467 [15:0];
@@ -10002,7 +25230,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$477  = e3_rel;
     if (\$468 ) begin
       \$477  = \$469 [15:0];
@@ -10015,14 +25243,14 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$478  = line1_b__data;
     if (rst) begin
       \$478  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$479  = \$signal ;
     if (\$470 ) begin
       \$479  = \$471 [15:0];
@@ -10035,7 +25263,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$480  = \$signal$108 ;
     if (\$472 ) begin
       \$480  = \$473 [15:0];
@@ -10048,7 +25276,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \w_rd$56  = \$196 ;
@@ -10057,7 +25285,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \w_addr$57  = \step$19 [241:238];
@@ -10066,7 +25294,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \p_rd$58  = \$197 ;
@@ -10075,7 +25303,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \p_addr$59  = \step$19 [256:254];
@@ -10084,7 +25312,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \valid$60  = \a$61 [0];
@@ -10093,7 +25321,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \first$62  = \a$61 [2];
@@ -10102,7 +25330,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \from_psum$63  = \a$61 [3];
@@ -10111,7 +25339,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \jl$64  = \a$61 [19:18];
@@ -10120,7 +25348,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \shift$65  = \$201 ;
@@ -10129,7 +25357,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \centre$66  = \$203 ;
@@ -10138,7 +25366,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \neighbour$68  = \$208 ;
@@ -10147,7 +25375,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \wsel$71  = \a$61 [21:20];
@@ -10156,7 +25384,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (\$195 ) begin
       \weights$72  = w3__data;
@@ -10208,10 +25436,10 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign w3__addr = \$189 [15:0];
   assign row2__addr = \$245 [15:0];
   assign line4__addr = \$280 [15:0];
-  assign \port$2883$0  = \$481 ;
-  assign \port$2911$0  = \$482 ;
-  assign \port$2939$0  = \$483 ;
-  assign \port$2967$0  = \$484 ;
+  assign \port$3291$0  = \$481 ;
+  assign \port$3319$0  = \$482 ;
+  assign \port$3347$0  = \$483 ;
+  assign \port$3375$0  = \$484 ;
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -10573,7 +25801,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.adder (\port$2969$0 , \port$2970$0 , \port$2971$0 , a, b, \port$2968$0 );
+module \ttsnn_accel.e23.adder (\port$3377$0 , \port$3378$0 , \port$3379$0 , a, b, \port$3376$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$2 ;
   wire [16:0] \$3 ;
@@ -10583,28 +25811,28 @@ module \ttsnn_accel.e23.adder (\port$2969$0 , \port$2970$0 , \port$2971$0 , a, b
   input [63:0] b;
   wire [63:0] b;
   wire [67:0] o;
-  output [16:0] \port$2968$0 ;
-  wire [16:0] \port$2968$0 ;
-  output [16:0] \port$2969$0 ;
-  wire [16:0] \port$2969$0 ;
-  output [16:0] \port$2970$0 ;
-  wire [16:0] \port$2970$0 ;
-  output [16:0] \port$2971$0 ;
-  wire [16:0] \port$2971$0 ;
+  output [16:0] \port$3376$0 ;
+  wire [16:0] \port$3376$0 ;
+  output [16:0] \port$3377$0 ;
+  wire [16:0] \port$3377$0 ;
+  output [16:0] \port$3378$0 ;
+  wire [16:0] \port$3378$0 ;
+  output [16:0] \port$3379$0 ;
+  wire [16:0] \port$3379$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
   assign \$4  = $signed(a[63:48]) + $signed(b[63:48]);
   assign o = { \$4 , \$3 , \$2 , \$1  };
-  assign \port$2968$0  = \$1 ;
-  assign \port$2969$0  = \$2 ;
-  assign \port$2970$0  = \$3 ;
-  assign \port$2971$0  = \$4 ;
+  assign \port$3376$0  = \$1 ;
+  assign \port$3377$0  = \$2 ;
+  assign \port$3378$0  = \$3 ;
+  assign \port$3379$0  = \$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, ww__en, pw__en, pack, pw__data, wr__addr, pr__addr, \port$4879$2 , ww__addr, \port$4879$18 , pw__addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, ww__en, pw__en, pack, pw__data, wr__addr, pr__addr, \port$8045$2 , ww__addr, \port$8045$18 , pw__addr, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
   wire [4:0] \$100 ;
@@ -10723,10 +25951,10 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$4879$18 ;
-  wire [3:0] \port$4879$18 ;
-  input [2:0] \port$4879$2 ;
-  wire [2:0] \port$4879$2 ;
+  input [3:0] \port$8045$18 ;
+  wire [3:0] \port$8045$18 ;
+  input [2:0] \port$8045$2 ;
+  wire [2:0] \port$8045$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -10822,94 +26050,94 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$4879$18 [0] * 4'h8;
+  assign \$100  = \port$8045$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$4879$18 [0] * 4'h8;
+  assign \$103  = \port$8045$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$4879$18 [0] * 4'h8;
+  assign \$106  = \port$8045$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$4879$18 [1:0] * 4'h8;
+  assign \$110  = \port$8045$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$4879$18 [1:0] * 4'h8;
+  assign \$113  = \port$8045$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$4879$18 [1:0] * 4'h8;
+  assign \$116  = \port$8045$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$4879$18 [3:2] * 4'h8;
+  assign \$121  = \port$8045$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$4879$18 [2] * 4'h8;
+  assign \$124  = \port$8045$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$4879$18 [0] * 4'h8;
+  assign \$129  = \port$8045$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$4879$18 [0] * 4'h8;
+  assign \$132  = \port$8045$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$4879$18 [0] * 4'h8;
+  assign \$135  = \port$8045$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$4879$18 [1:0] * 4'h8;
+  assign \$139  = \port$8045$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$4879$18 [1:0] * 4'h8;
+  assign \$142  = \port$8045$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$4879$18 [1:0] * 4'h8;
+  assign \$145  = \port$8045$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$4879$18 [3:2] * 4'h8;
+  assign \$150  = \port$8045$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$4879$18 [2] * 4'h8;
+  assign \$153  = \port$8045$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$4879$18 [0] * 4'h8;
+  assign \$158  = \port$8045$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$4879$18 [0] * 4'h8;
+  assign \$161  = \port$8045$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$4879$18 [0] * 4'h8;
+  assign \$164  = \port$8045$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$4879$18 [1:0] * 4'h8;
+  assign \$168  = \port$8045$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$4879$18 [1:0] * 4'h8;
+  assign \$171  = \port$8045$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$4879$18 [1:0] * 4'h8;
+  assign \$174  = \port$8045$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$4879$18 [3:2] * 4'h8;
+  assign \$179  = \port$8045$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$4879$18 [2] * 4'h8;
+  assign \$182  = \port$8045$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$4879$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$8045$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$4879$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$8045$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$4879$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$8045$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$4879$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$8045$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$4879$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$4879$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$8045$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$8045$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$4879$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$4879$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$8045$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$8045$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$4879$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$4879$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$8045$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$8045$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$4879$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$4879$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$8045$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$8045$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$4879$18 [0] * 4'h8;
+  assign \$71  = \port$8045$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$4879$18 [0] * 4'h8;
+  assign \$74  = \port$8045$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$4879$18 [0] * 4'h8;
+  assign \$77  = \port$8045$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$4879$18 [1:0] * 4'h8;
+  assign \$81  = \port$8045$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$4879$18 [1:0] * 4'h8;
+  assign \$84  = \port$8045$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$4879$18 [1:0] * 4'h8;
+  assign \$87  = \port$8045$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$4879$18 [3:2] * 4'h8;
+  assign \$92  = \port$8045$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$4879$18 [2] * 4'h8;
+  assign \$95  = \port$8045$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$23  = 8'h00;
     casez (pack)
       4'h0:
@@ -10921,7 +26149,7 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$26  = 8'h00;
     casez (pack)
       4'h0:
@@ -10933,7 +26161,7 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$36  = 8'h00;
     casez (pack)
       4'h0:
@@ -10945,7 +26173,7 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$39  = 8'h00;
     casez (pack)
       4'h0:
@@ -10957,7 +26185,7 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$49  = 8'h00;
     casez (pack)
       4'h0:
@@ -10969,7 +26197,7 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$52  = 8'h00;
     casez (pack)
       4'h0:
@@ -10981,7 +26209,7 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$69  = pw__data;
     if (valid) begin
       \$69 [15:0] = \$59 [15:0];
@@ -10994,7 +26222,7 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$10  = 8'h00;
     casez (pack)
       4'h0:
@@ -11006,7 +26234,7 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$13  = 8'h00;
     casez (pack)
       4'h0:
@@ -11019,8 +26247,8 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$4879$18 [1:0];
-  assign wsel = \port$4879$18 [3:2];
+  assign jl = \port$8045$18 [1:0];
+  assign wsel = \port$8045$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -11031,9 +26259,9 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$4879$2 [2];
-  assign first = \port$4879$2 [0];
-  assign from_psum = \port$4879$2 [1];
+  assign use_spad = \port$8045$2 [2];
+  assign first = \port$8045$2 [0];
+  assign from_psum = \port$8045$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -11059,7 +26287,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr, valid, first, from_psum, jl, shift, centre, neighbour, wsel, weights, use_spad, ww__en, ww__addr, pw__en, pw__addr, pw__data
 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   reg [7:0] \$1 ;
   reg [7:0] \$10 ;
   wire [4:0] \$100 ;
@@ -11367,7 +26595,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
   assign \$95  = wsel[0] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$18  = 8'h00;
     casez (shift)
       2'h0:
@@ -11379,7 +26607,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$22  = 8'h00;
     casez (shift)
       2'h0:
@@ -11391,7 +26619,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$23  = 8'h00;
     casez (pack)
       4'h0:
@@ -11403,7 +26631,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$26  = 8'h00;
     casez (pack)
       4'h0:
@@ -11415,7 +26643,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$27  = 8'h00;
     casez (shift)
       2'h0:
@@ -11427,7 +26655,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$31  = 8'h00;
     casez (shift)
       2'h0:
@@ -11439,7 +26667,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$35  = 8'h00;
     casez (shift)
       2'h0:
@@ -11451,7 +26679,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$36  = 8'h00;
     casez (pack)
       4'h0:
@@ -11463,7 +26691,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$39  = 8'h00;
     casez (pack)
       4'h0:
@@ -11475,7 +26703,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$40  = 8'h00;
     casez (shift)
       2'h0:
@@ -11487,7 +26715,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$44  = 8'h00;
     casez (shift)
       2'h0:
@@ -11499,7 +26727,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$48  = 8'h00;
     casez (shift)
       2'h0:
@@ -11511,7 +26739,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$49  = 8'h00;
     casez (pack)
       4'h0:
@@ -11523,7 +26751,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$52  = 8'h00;
     casez (pack)
       4'h0:
@@ -11535,7 +26763,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$69  = pw__data;
     if (valid) begin
       \$69 [15:0] = \$59 [15:0];
@@ -11548,7 +26776,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$1  = 8'h00;
     casez (shift)
       2'h0:
@@ -11560,7 +26788,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$5  = 8'h00;
     casez (shift)
       2'h0:
@@ -11572,7 +26800,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$9  = 8'h00;
     casez (shift)
       2'h0:
@@ -11584,7 +26812,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$10  = 8'h00;
     casez (pack)
       4'h0:
@@ -11596,7 +26824,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$13  = 8'h00;
     casez (pack)
       4'h0:
@@ -11608,7 +26836,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$14  = 8'h00;
     casez (shift)
       2'h0:
@@ -11641,7 +26869,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a, b, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -12519,7 +27747,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
   always @(posedge clk)
     b <= \$324 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     e2_tap = 2'h0;
     casez (e2_ti)
       2'h0:
@@ -12531,7 +27759,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$295  = e2_g;
     if (issue) begin
       if (e2_copy) begin
@@ -12565,7 +27793,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$296  = e2_bc;
     if (issue) begin
       if (e2_copy) begin
@@ -12582,7 +27810,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$297  = e2_coff;
     if (issue) begin
       if (e2_copy) begin
@@ -12602,7 +27830,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$298  = e2_s;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -12621,7 +27849,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$299  = e2_b;
     if (issue) begin
       if (e2_copy) begin
@@ -12642,7 +27870,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$300  = e2_boff;
     if (issue) begin
       if (e2_copy) begin
@@ -12663,7 +27891,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$301  = e2_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -12692,7 +27920,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$302  = e2_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -12721,7 +27949,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$303  = e2_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -12750,7 +27978,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$304  = e2_sl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -12779,7 +28007,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$305  = e2_ck;
     if (issue) begin
       if (e2_copy) begin
@@ -12804,7 +28032,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$306  = e2_jbs;
     if (issue) begin
       if (e2_copy) begin
@@ -12829,7 +28057,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$307  = e2_tis;
     if (issue) begin
       if (e2_copy) begin
@@ -12854,7 +28082,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$308  = e2_jls;
     if (issue) begin
       if (e2_copy) begin
@@ -12879,7 +28107,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$309  = e2_sls;
     if (issue) begin
       if (e2_copy) begin
@@ -12904,7 +28132,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$310  = e2_bg;
     if (issue) begin
       if (e2_copy) begin
@@ -12933,7 +28161,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$311  = e2_goff;
     if (issue) begin
       if (e2_copy) begin
@@ -12962,7 +28190,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$312  = e2_gbase;
     if (issue) begin
       if (e2_copy) begin
@@ -12995,7 +28223,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$313  = e2_seq;
     if (issue) begin
       if (e2_row_end) begin
@@ -13010,7 +28238,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$314  = e2_i;
     if (issue) begin
       if (e2_row_end) begin
@@ -13030,7 +28258,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$315  = e2_o;
     if (issue) begin
       if (e2_row_end) begin
@@ -13047,7 +28275,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$316  = e2_qm3;
     if (issue) begin
       if (e2_row_end) begin
@@ -13062,7 +28290,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$317  = e2_r1base;
     if (issue) begin
       if (e2_row_end) begin
@@ -13077,7 +28305,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$318  = e2_trw;
     if (issue) begin
       if (e2_row_end) begin
@@ -13092,7 +28320,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$319  = e2_tr4;
     if (issue) begin
       if (e2_row_end) begin
@@ -13107,7 +28335,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$320  = e2_tho;
     if (issue) begin
       if (e2_row_end) begin
@@ -13122,7 +28350,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$321  = e2_l4b;
     if (issue) begin
       if (e2_row_end) begin
@@ -13139,7 +28367,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$322  = run;
     if (issue) begin
       if (e2_row_end) begin
@@ -13156,7 +28384,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$323 [0] = issue;
     \$323 [1] = e2_copy;
     \$323 [2] = e2_s_first;
@@ -13184,7 +28412,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$324 [0] = a[0];
     \$324 [1] = a[1];
     \$324 [2] = a[6];
@@ -13365,7 +28593,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a, b, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -14241,7 +29469,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
   always @(posedge clk)
     b <= \$325 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     e3_tap = 2'h0;
     casez (e3_ti)
       2'h0:
@@ -14253,7 +29481,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$296  = e3_g;
     if (issue) begin
       if (e3_copy) begin
@@ -14287,7 +29515,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$297  = e3_bc;
     if (issue) begin
       if (e3_copy) begin
@@ -14304,7 +29532,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$298  = e3_coff;
     if (issue) begin
       if (e3_copy) begin
@@ -14324,7 +29552,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$299  = e3_s;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -14343,7 +29571,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$300  = e3_b;
     if (issue) begin
       if (e3_copy) begin
@@ -14364,7 +29592,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$301  = e3_boff;
     if (issue) begin
       if (e3_copy) begin
@@ -14385,7 +29613,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$302  = e3_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -14414,7 +29642,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$303  = e3_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -14443,7 +29671,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$304  = e3_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -14472,7 +29700,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$305  = e3_sl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -14501,7 +29729,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$306  = e3_ck;
     if (issue) begin
       if (e3_copy) begin
@@ -14526,7 +29754,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$307  = e3_jbs;
     if (issue) begin
       if (e3_copy) begin
@@ -14551,7 +29779,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$308  = e3_tis;
     if (issue) begin
       if (e3_copy) begin
@@ -14576,7 +29804,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$309  = e3_jls;
     if (issue) begin
       if (e3_copy) begin
@@ -14601,7 +29829,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$310  = e3_sls;
     if (issue) begin
       if (e3_copy) begin
@@ -14626,7 +29854,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$311  = e3_bg;
     if (issue) begin
       if (e3_copy) begin
@@ -14655,7 +29883,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$312  = e3_goff;
     if (issue) begin
       if (e3_copy) begin
@@ -14684,7 +29912,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$313  = e3_gbase;
     if (issue) begin
       if (e3_copy) begin
@@ -14717,7 +29945,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$314  = e3_seq;
     if (issue) begin
       if (e3_row_end) begin
@@ -14732,7 +29960,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$315  = e3_i;
     if (issue) begin
       if (e3_row_end) begin
@@ -14752,7 +29980,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$316  = e3_o;
     if (issue) begin
       if (e3_row_end) begin
@@ -14769,7 +29997,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$317  = e3_qm3;
     if (issue) begin
       if (e3_row_end) begin
@@ -14784,7 +30012,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$318  = e3_r1base;
     if (issue) begin
       if (e3_row_end) begin
@@ -14799,7 +30027,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$319  = e3_trw;
     if (issue) begin
       if (e3_row_end) begin
@@ -14814,7 +30042,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$320  = e3_tr4;
     if (issue) begin
       if (e3_row_end) begin
@@ -14829,7 +30057,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$321  = e3_tho;
     if (issue) begin
       if (e3_row_end) begin
@@ -14844,7 +30072,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$322  = e3_l4b;
     if (issue) begin
       if (e3_row_end) begin
@@ -14861,7 +30089,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$323  = run;
     if (issue) begin
       if (e3_row_end) begin
@@ -14878,7 +30106,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$324 [0] = issue;
     \$324 [1] = e3_copy;
     \$324 [2] = e3_s_first;
@@ -14906,7 +30134,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$325 [0] = a[0];
     \$325 [1] = a[1];
     \$325 [2] = a[6];
@@ -15090,7 +30318,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant2 (\port$2911$0 , \port$2939$0 , \port$2967$0 , shift, rnd, i, \port$2883$0 );
+module \ttsnn_accel.e23.requant2 (\port$3319$0 , \port$3347$0 , \port$3375$0 , shift, rnd, i, \port$3291$0 );
   wire \$1 ;
   wire \$10 ;
   wire [16:0] \$100 ;
@@ -15206,14 +30434,14 @@ module \ttsnn_accel.e23.requant2 (\port$2911$0 , \port$2939$0 , \port$2967$0 , s
   input [63:0] i;
   wire [63:0] i;
   wire [31:0] o;
-  output [7:0] \port$2883$0 ;
-  wire [7:0] \port$2883$0 ;
-  output [7:0] \port$2911$0 ;
-  wire [7:0] \port$2911$0 ;
-  output [7:0] \port$2939$0 ;
-  wire [7:0] \port$2939$0 ;
-  output [7:0] \port$2967$0 ;
-  wire [7:0] \port$2967$0 ;
+  output [7:0] \port$3291$0 ;
+  wire [7:0] \port$3291$0 ;
+  output [7:0] \port$3319$0 ;
+  wire [7:0] \port$3319$0 ;
+  output [7:0] \port$3347$0 ;
+  wire [7:0] \port$3347$0 ;
+  output [7:0] \port$3375$0 ;
+  wire [7:0] \port$3375$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -15319,10 +30547,10 @@ module \ttsnn_accel.e23.requant2 (\port$2911$0 , \port$2939$0 , \port$2967$0 , s
   assign \$111  = \$102  ? 8'h80 : \$110 [7:0];
   assign \$112  = \$93  ? 8'h7f : \$111 ;
   assign o = { \$112 , \$84 , \$56 , \$28  };
-  assign \port$2883$0  = \$28 ;
-  assign \port$2911$0  = \$56 ;
-  assign \port$2939$0  = \$84 ;
-  assign \port$2967$0  = \$112 ;
+  assign \port$3291$0  = \$28 ;
+  assign \port$3319$0  = \$56 ;
+  assign \port$3347$0  = \$84 ;
+  assign \port$3375$0  = \$112 ;
   assign \$7  = { \$6 [16], \$6 [16:1] };
   assign \$16  = { \$15 [16], \$15 [16:1] };
   assign \$25  = { \$24 [16], \$24 [16:1] };
@@ -15338,7 +30566,7 @@ module \ttsnn_accel.e23.requant2 (\port$2911$0 , \port$2939$0 , \port$2967$0 , s
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant3 (shift, \port$2999$0 , \port$3027$0 , \port$3055$0 , \port$3083$0 , rnd, i);
+module \ttsnn_accel.e23.requant3 (shift, \port$3407$0 , \port$3435$0 , \port$3463$0 , \port$3491$0 , rnd, i);
   wire \$1 ;
   wire \$10 ;
   wire [17:0] \$100 ;
@@ -15454,14 +30682,14 @@ module \ttsnn_accel.e23.requant3 (shift, \port$2999$0 , \port$3027$0 , \port$305
   input [67:0] i;
   wire [67:0] i;
   wire [31:0] o;
-  output [7:0] \port$2999$0 ;
-  wire [7:0] \port$2999$0 ;
-  output [7:0] \port$3027$0 ;
-  wire [7:0] \port$3027$0 ;
-  output [7:0] \port$3055$0 ;
-  wire [7:0] \port$3055$0 ;
-  output [7:0] \port$3083$0 ;
-  wire [7:0] \port$3083$0 ;
+  output [7:0] \port$3407$0 ;
+  wire [7:0] \port$3407$0 ;
+  output [7:0] \port$3435$0 ;
+  wire [7:0] \port$3435$0 ;
+  output [7:0] \port$3463$0 ;
+  wire [7:0] \port$3463$0 ;
+  output [7:0] \port$3491$0 ;
+  wire [7:0] \port$3491$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -15567,10 +30795,10 @@ module \ttsnn_accel.e23.requant3 (shift, \port$2999$0 , \port$3027$0 , \port$305
   assign \$111  = \$102  ? 8'h80 : \$110 [7:0];
   assign \$112  = \$93  ? 8'h7f : \$111 ;
   assign o = { \$112 , \$84 , \$56 , \$28  };
-  assign \port$2999$0  = \$28 ;
-  assign \port$3027$0  = \$56 ;
-  assign \port$3055$0  = \$84 ;
-  assign \port$3083$0  = \$112 ;
+  assign \port$3407$0  = \$28 ;
+  assign \port$3435$0  = \$56 ;
+  assign \port$3463$0  = \$84 ;
+  assign \port$3491$0  = \$112 ;
   assign \$7  = { \$6 [17], \$6 [17:1] };
   assign \$16  = { \$15 [17], \$15 [17:1] };
   assign \$25  = { \$24 [17], \$24 [17:1] };
@@ -15587,8 +30815,8 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual__data, membrane_in__data, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy
-, \port$4394$0 , \port$4443$0 , \port$4492$0 , \port$4541$0 , res_rows, out_taken, desc, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+, \port$4802$0 , \port$4851$0 , \port$4900$0 , \port$4949$0 , res_rows, out_taken, desc, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire [16:0] \$100 ;
@@ -16414,14 +31642,14 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   reg [63:0] p = 64'h0000000000000000;
   (* init = 64'h0000000000000000 *)
   wire [63:0] pc;
-  output [15:0] \port$4394$0 ;
-  wire [15:0] \port$4394$0 ;
-  output [15:0] \port$4443$0 ;
-  wire [15:0] \port$4443$0 ;
-  output [15:0] \port$4492$0 ;
-  wire [15:0] \port$4492$0 ;
-  output [15:0] \port$4541$0 ;
-  wire [15:0] \port$4541$0 ;
+  output [15:0] \port$4802$0 ;
+  wire [15:0] \port$4802$0 ;
+  output [15:0] \port$4851$0 ;
+  wire [15:0] \port$4851$0 ;
+  output [15:0] \port$4900$0 ;
+  wire [15:0] \port$4900$0 ;
+  output [15:0] \port$4949$0 ;
+  wire [15:0] \port$4949$0 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -17137,14 +32365,14 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign \$348  = xo4 == \$347 ;
   \ttsnn_accel.e4.affine  affine (
     .p(p),
-    .\port$3877$0 (\$627 ),
-    .\port$4033$0 (\$628 ),
-    .\port$4189$0 (\$629 ),
-    .\port$4345$0 (\$630 ),
-    .\port$5051$128 (\$signal$59 [143:128]),
-    .\port$5051$176 (\$signal$59 [191:176]),
-    .\port$5051$32 (\$signal$59 [47:32]),
-    .\port$5051$80 (\$signal$59 [95:80]),
+    .\port$4285$0 (\$627 ),
+    .\port$4441$0 (\$628 ),
+    .\port$4597$0 (\$629 ),
+    .\port$4753$0 (\$630 ),
+    .\port$8217$128 (\$signal$59 [143:128]),
+    .\port$8217$176 (\$signal$59 [191:176]),
+    .\port$8217$32 (\$signal$59 [47:32]),
+    .\port$8217$80 (\$signal$59 [95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .scale(scale),
@@ -17162,15 +32390,15 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   );
   \ttsnn_accel.e4.lif  lif (
     .leak_mul(desc[158:151]),
-    .\port$3877$0 (\$627 ),
-    .\port$4033$0 (\$628 ),
-    .\port$4189$0 (\$629 ),
-    .\port$4345$0 (\$630 ),
-    .\port$4542$0 (\$635 ),
-    .\port$4543$0 (\$636 ),
-    .\port$4544$0 (\$637 ),
-    .\port$4545$0 (\$638 ),
-    .\port$4561$167 (desc[188:167]),
+    .\port$4285$0 (\$627 ),
+    .\port$4441$0 (\$628 ),
+    .\port$4597$0 (\$629 ),
+    .\port$4753$0 (\$630 ),
+    .\port$4950$0 (\$635 ),
+    .\port$4951$0 (\$636 ),
+    .\port$4952$0 (\$637 ),
+    .\port$4953$0 (\$638 ),
+    .\port$7695$167 (desc[188:167]),
     .rnd(desc[205]),
     .u0(\$631 ),
     .u1(\$632 ),
@@ -17182,15 +32410,15 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     .clk(clk),
     .first(\first$51 ),
     .i(i),
-    .\port$3710$0 (\$623 ),
-    .\port$3713$0 (\$624 ),
-    .\port$3716$0 (\$625 ),
-    .\port$3719$0 (\$626 ),
+    .\port$4118$0 (\$623 ),
+    .\port$4121$0 (\$624 ),
+    .\port$4124$0 (\$625 ),
+    .\port$4127$0 (\$626 ),
     .rst(rst),
     .valid(\valid$48 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$564  = k4;
     if (\$145 ) begin
       \$564  = \$149 [15:0];
@@ -17203,7 +32431,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$565  = \$signal$18 ;
     if (\$153 ) begin
       \$565  = \$158 [1:0];
@@ -17216,7 +32444,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$566  = affine__addr;
     if (\$166 ) begin
       \$566  = \$170 [15:0];
@@ -17229,7 +32457,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$567  = xo4;
     if (\$181 ) begin
       \$567  = \$185 [15:0];
@@ -17242,7 +32470,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$568  = \$signal$3 ;
     if (\$199 ) begin
       \$568  = \$204 [15:0];
@@ -17255,7 +32483,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$569  = \$signal$2 ;
     if (\$222 ) begin
       \$569  = \$227 [15:0];
@@ -17268,7 +32496,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$570  = \$signal$27 ;
     if (issue4) begin
       if (\$234 ) begin
@@ -17283,7 +32511,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$571  = outidx;
     if (issue4) begin
       if (\$234 ) begin
@@ -17298,7 +32526,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$572  = \$signal$24 ;
     if (issue4) begin
       if (\$271 ) begin
@@ -17313,7 +32541,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$573  = m4;
     if (issue4) begin
       if (\$318 ) begin
@@ -17328,7 +32556,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$574  = rows_released;
     if (issue4) begin
       if (\$318 ) begin
@@ -17343,7 +32571,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$575  = out_slot;
     if (issue4) begin
       if (\$318 ) begin
@@ -17358,7 +32586,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$576  = \$signal$93 ;
     if (issue4) begin
       if (\$318 ) begin
@@ -17373,7 +32601,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$577  = \$signal$94 ;
     if (issue4) begin
       if (\$318 ) begin
@@ -17388,7 +32616,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$578  = prev_base;
     if (issue4) begin
       if (\$318 ) begin
@@ -17403,7 +32631,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$579  = \$signal$23 ;
     if (issue4) begin
       if (\$318 ) begin
@@ -17418,7 +32646,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$580  = \$signal$9 ;
     if (issue4) begin
       if (\$318 ) begin
@@ -17435,7 +32663,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$581  = \$signal$8 ;
     if (issue4) begin
       if (\$318 ) begin
@@ -17452,7 +32680,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$582  = res_consumed;
     if (issue4) begin
       if (\$318 ) begin
@@ -17469,7 +32697,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$583  = res_slot;
     if (issue4) begin
       if (\$318 ) begin
@@ -17486,7 +32714,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$584  = \$signal$33 ;
     if (issue4) begin
       if (\$318 ) begin
@@ -17503,7 +32731,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$585  = ym3;
     if (issue4) begin
       if (\$318 ) begin
@@ -17520,7 +32748,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$586  = run;
     if (issue4) begin
       if (\$517 ) begin
@@ -17535,147 +32763,147 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$587  = issue4;
     if (rst) begin
       \$587  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$588  = \$518 ;
     if (rst) begin
       \$588  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$589  = \$521 ;
     if (rst) begin
       \$589  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$590  = \$522 ;
     if (rst) begin
       \$590  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$591  = \$529 ;
     if (rst) begin
       \$591  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$592  = \$530 ;
     if (rst) begin
       \$592  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$593  = \$543 ;
     if (rst) begin
       \$593  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$594  = \$549 [2:0];
     if (rst) begin
       \$594  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$595  = outidx;
     if (rst) begin
       \$595  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$596  = \$signal$93 ;
     if (rst) begin
       \$596  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$597  = \$555 [2:0];
     if (rst) begin
       \$597  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$598  = valid;
     if (rst) begin
       \$598  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$599  = e4a_last;
     if (rst) begin
       \$599  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$600  = e4a_subfirst;
     if (rst) begin
       \$600  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$601  = e4a_grp;
     if (rst) begin
       \$601  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$602  = e4a_t0;
     if (rst) begin
       \$602  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$603  = e4a_rowend;
     if (rst) begin
       \$603  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$604  = \$signal$102 ;
     if (rst) begin
       \$604  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$605  = obase4a;
     if (rst) begin
       \$605  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$606  = act4a;
     if (rst) begin
       \$606  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$607  = aff4b;
     if (\$556 ) begin
       \$607  = affine__data;
@@ -17685,7 +32913,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$608  = \$signal$112 ;
     if (\$556 ) begin
       \$608  = residual__data;
@@ -17695,7 +32923,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$609  = uprev4b;
     if (\$556 ) begin
       \$609  = \$557 ;
@@ -17705,91 +32933,91 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$610  = \$558 ;
     if (rst) begin
       \$610  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$611  = \$signal$116 ;
     if (rst) begin
       \$611  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$612  = \$559 ;
     if (rst) begin
       \$612  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$613  = e4b_rowend;
     if (rst) begin
       \$613  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$614  = { \$626 , \$625 , \$624 , \$623  };
     if (rst) begin
       \$614  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$615  = aff4b;
     if (rst) begin
       \$615  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$616  = \$signal$112 ;
     if (rst) begin
       \$616  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$617  = uprev4b;
     if (rst) begin
       \$617  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$618  = \$signal$107 ;
     if (rst) begin
       \$618  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$619  = obase4b;
     if (rst) begin
       \$619  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$620  = act4b;
     if (rst) begin
       \$620  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$621  = full4b;
     if (rst) begin
       \$621  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$622  = out_rows;
     if (\$560 ) begin
       \$622  = \$561 [23:0];
@@ -17837,10 +33065,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign membrane_in__addr = \$118 [15:0];
   assign membrane_out__addr = \$135 [15:0];
   assign spikes__addr = \$136 [15:0];
-  assign \port$4394$0  = \$631 ;
-  assign \port$4443$0  = \$632 ;
-  assign \port$4492$0  = \$633 ;
-  assign \port$4541$0  = \$634 ;
+  assign \port$4802$0  = \$631 ;
+  assign \port$4851$0  = \$632 ;
+  assign \port$4900$0  = \$633 ;
+  assign \port$4949$0  = \$634 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -17968,7 +33196,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \port$4345$0 , shift, rnd, use_residual, p, \port$5051$32 , \port$5051$80 , \port$5051$128 , \port$5051$176 , residual, scale);
+module \ttsnn_accel.e4.affine (\port$4285$0 , \port$4441$0 , \port$4597$0 , \port$4753$0 , shift, rnd, use_residual, p, \port$8217$32 , \port$8217$80 , \port$8217$128 , \port$8217$176 , residual, scale);
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [31:0] \$100 ;
@@ -18597,22 +33825,22 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   wire [63:0] o;
   input [63:0] p;
   wire [63:0] p;
-  output [15:0] \port$3877$0 ;
-  wire [15:0] \port$3877$0 ;
-  output [15:0] \port$4033$0 ;
-  wire [15:0] \port$4033$0 ;
-  output [15:0] \port$4189$0 ;
-  wire [15:0] \port$4189$0 ;
-  output [15:0] \port$4345$0 ;
-  wire [15:0] \port$4345$0 ;
-  input [15:0] \port$5051$128 ;
-  wire [15:0] \port$5051$128 ;
-  input [15:0] \port$5051$176 ;
-  wire [15:0] \port$5051$176 ;
-  input [15:0] \port$5051$32 ;
-  wire [15:0] \port$5051$32 ;
-  input [15:0] \port$5051$80 ;
-  wire [15:0] \port$5051$80 ;
+  output [15:0] \port$4285$0 ;
+  wire [15:0] \port$4285$0 ;
+  output [15:0] \port$4441$0 ;
+  wire [15:0] \port$4441$0 ;
+  output [15:0] \port$4597$0 ;
+  wire [15:0] \port$4597$0 ;
+  output [15:0] \port$4753$0 ;
+  wire [15:0] \port$4753$0 ;
+  input [15:0] \port$8217$128 ;
+  wire [15:0] \port$8217$128 ;
+  input [15:0] \port$8217$176 ;
+  wire [15:0] \port$8217$176 ;
+  input [15:0] \port$8217$32 ;
+  wire [15:0] \port$8217$32 ;
+  input [15:0] \port$8217$80 ;
+  wire [15:0] \port$8217$80 ;
   input [63:0] residual;
   wire [63:0] residual;
   input rnd;
@@ -18632,7 +33860,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$382  = $signed(\$378 ) >>> \$381 ;
   assign \$383  = $signed(\$382 ) + $signed({ 1'h0, rnd });
   assign \$385  = \$376  ? \$377  : \$384 [31:0];
-  assign \$386  = $signed(\$385 ) + $signed(\port$5051$128 );
+  assign \$386  = $signed(\$385 ) + $signed(\port$8217$128 );
   assign \$387  = \$375  ? 16'h8000 : \$386 [15:0];
   assign \$388  = \$363  ? 16'h7fff : \$387 ;
   assign \$389  = $signed(\$388 ) + $signed(residual[47:32]);
@@ -18646,7 +33874,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$397  = $signed(\$393 ) >>> \$396 ;
   assign \$398  = $signed(\$397 ) + $signed({ 1'h0, rnd });
   assign \$400  = \$391  ? \$392  : \$399 [31:0];
-  assign \$401  = $signed(\$400 ) + $signed(\port$5051$128 );
+  assign \$401  = $signed(\$400 ) + $signed(\port$8217$128 );
   assign \$402  = $signed(\$401 ) > $signed(16'h7fff);
   assign \$403  = ! shift;
   assign \$404  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -18657,7 +33885,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$409  = $signed(\$405 ) >>> \$408 ;
   assign \$410  = $signed(\$409 ) + $signed({ 1'h0, rnd });
   assign \$412  = \$403  ? \$404  : \$411 [31:0];
-  assign \$413  = $signed(\$412 ) + $signed(\port$5051$128 );
+  assign \$413  = $signed(\$412 ) + $signed(\port$8217$128 );
   assign \$414  = $signed(\$413 ) < $signed(16'h8000);
   assign \$415  = ! shift;
   assign \$416  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -18668,7 +33896,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$421  = $signed(\$417 ) >>> \$420 ;
   assign \$422  = $signed(\$421 ) + $signed({ 1'h0, rnd });
   assign \$424  = \$415  ? \$416  : \$423 [31:0];
-  assign \$425  = $signed(\$424 ) + $signed(\port$5051$128 );
+  assign \$425  = $signed(\$424 ) + $signed(\port$8217$128 );
   assign \$426  = \$414  ? 16'h8000 : \$425 [15:0];
   assign \$427  = \$402  ? 16'h7fff : \$426 ;
   assign \$428  = $signed(\$427 ) + $signed(residual[47:32]);
@@ -18683,7 +33911,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$437  = $signed(\$433 ) >>> \$436 ;
   assign \$438  = $signed(\$437 ) + $signed({ 1'h0, rnd });
   assign \$440  = \$431  ? \$432  : \$439 [31:0];
-  assign \$441  = $signed(\$440 ) + $signed(\port$5051$128 );
+  assign \$441  = $signed(\$440 ) + $signed(\port$8217$128 );
   assign \$442  = $signed(\$441 ) > $signed(16'h7fff);
   assign \$443  = ! shift;
   assign \$444  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -18694,7 +33922,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$449  = $signed(\$445 ) >>> \$448 ;
   assign \$450  = $signed(\$449 ) + $signed({ 1'h0, rnd });
   assign \$452  = \$443  ? \$444  : \$451 [31:0];
-  assign \$453  = $signed(\$452 ) + $signed(\port$5051$128 );
+  assign \$453  = $signed(\$452 ) + $signed(\port$8217$128 );
   assign \$454  = $signed(\$453 ) < $signed(16'h8000);
   assign \$455  = ! shift;
   assign \$456  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -18705,7 +33933,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$461  = $signed(\$457 ) >>> \$460 ;
   assign \$462  = $signed(\$461 ) + $signed({ 1'h0, rnd });
   assign \$464  = \$455  ? \$456  : \$463 [31:0];
-  assign \$465  = $signed(\$464 ) + $signed(\port$5051$128 );
+  assign \$465  = $signed(\$464 ) + $signed(\port$8217$128 );
   assign \$466  = \$454  ? 16'h8000 : \$465 [15:0];
   assign \$467  = \$442  ? 16'h7fff : \$466 ;
   assign \$468  = use_residual ? \$430  : \$467 ;
@@ -18718,7 +33946,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$475  = $signed(\$471 ) >>> \$474 ;
   assign \$476  = $signed(\$475 ) + $signed({ 1'h0, rnd });
   assign \$478  = \$469  ? \$470  : \$477 [31:0];
-  assign \$479  = $signed(\$478 ) + $signed(\port$5051$176 );
+  assign \$479  = $signed(\$478 ) + $signed(\port$8217$176 );
   assign \$480  = $signed(\$479 ) > $signed(16'h7fff);
   assign \$481  = ! shift;
   assign \$482  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18729,7 +33957,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$487  = $signed(\$483 ) >>> \$486 ;
   assign \$488  = $signed(\$487 ) + $signed({ 1'h0, rnd });
   assign \$490  = \$481  ? \$482  : \$489 [31:0];
-  assign \$491  = $signed(\$490 ) + $signed(\port$5051$176 );
+  assign \$491  = $signed(\$490 ) + $signed(\port$8217$176 );
   assign \$492  = $signed(\$491 ) < $signed(16'h8000);
   assign \$493  = ! shift;
   assign \$494  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18740,7 +33968,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$499  = $signed(\$495 ) >>> \$498 ;
   assign \$500  = $signed(\$499 ) + $signed({ 1'h0, rnd });
   assign \$502  = \$493  ? \$494  : \$501 [31:0];
-  assign \$503  = $signed(\$502 ) + $signed(\port$5051$176 );
+  assign \$503  = $signed(\$502 ) + $signed(\port$8217$176 );
   assign \$504  = \$492  ? 16'h8000 : \$503 [15:0];
   assign \$505  = \$480  ? 16'h7fff : \$504 ;
   assign \$506  = $signed(\$505 ) + $signed(residual[63:48]);
@@ -18754,7 +33982,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$514  = $signed(\$510 ) >>> \$513 ;
   assign \$515  = $signed(\$514 ) + $signed({ 1'h0, rnd });
   assign \$517  = \$508  ? \$509  : \$516 [31:0];
-  assign \$518  = $signed(\$517 ) + $signed(\port$5051$176 );
+  assign \$518  = $signed(\$517 ) + $signed(\port$8217$176 );
   assign \$519  = $signed(\$518 ) > $signed(16'h7fff);
   assign \$520  = ! shift;
   assign \$521  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18765,7 +33993,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$526  = $signed(\$522 ) >>> \$525 ;
   assign \$527  = $signed(\$526 ) + $signed({ 1'h0, rnd });
   assign \$529  = \$520  ? \$521  : \$528 [31:0];
-  assign \$530  = $signed(\$529 ) + $signed(\port$5051$176 );
+  assign \$530  = $signed(\$529 ) + $signed(\port$8217$176 );
   assign \$531  = $signed(\$530 ) < $signed(16'h8000);
   assign \$532  = ! shift;
   assign \$533  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18776,7 +34004,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$538  = $signed(\$534 ) >>> \$537 ;
   assign \$539  = $signed(\$538 ) + $signed({ 1'h0, rnd });
   assign \$541  = \$532  ? \$533  : \$540 [31:0];
-  assign \$542  = $signed(\$541 ) + $signed(\port$5051$176 );
+  assign \$542  = $signed(\$541 ) + $signed(\port$8217$176 );
   assign \$543  = \$531  ? 16'h8000 : \$542 [15:0];
   assign \$544  = \$519  ? 16'h7fff : \$543 ;
   assign \$545  = $signed(\$544 ) + $signed(residual[63:48]);
@@ -18790,7 +34018,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$553  = $signed(\$549 ) >>> \$552 ;
   assign \$554  = $signed(\$553 ) + $signed({ 1'h0, rnd });
   assign \$556  = \$547  ? \$548  : \$555 [31:0];
-  assign \$557  = $signed(\$556 ) + $signed(\port$5051$176 );
+  assign \$557  = $signed(\$556 ) + $signed(\port$8217$176 );
   assign \$558  = $signed(\$557 ) > $signed(16'h7fff);
   assign \$559  = ! shift;
   assign \$560  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18801,7 +34029,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$565  = $signed(\$561 ) >>> \$564 ;
   assign \$566  = $signed(\$565 ) + $signed({ 1'h0, rnd });
   assign \$568  = \$559  ? \$560  : \$567 [31:0];
-  assign \$569  = $signed(\$568 ) + $signed(\port$5051$176 );
+  assign \$569  = $signed(\$568 ) + $signed(\port$8217$176 );
   assign \$570  = $signed(\$569 ) < $signed(16'h8000);
   assign \$571  = ! shift;
   assign \$572  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18812,7 +34040,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$577  = $signed(\$573 ) >>> \$576 ;
   assign \$578  = $signed(\$577 ) + $signed({ 1'h0, rnd });
   assign \$580  = \$571  ? \$572  : \$579 [31:0];
-  assign \$581  = $signed(\$580 ) + $signed(\port$5051$176 );
+  assign \$581  = $signed(\$580 ) + $signed(\port$8217$176 );
   assign \$582  = \$570  ? 16'h8000 : \$581 [15:0];
   assign \$583  = \$558  ? 16'h7fff : \$582 ;
   assign \$584  = $signed(\$583 ) + $signed(residual[63:48]);
@@ -18827,7 +34055,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$593  = $signed(\$589 ) >>> \$592 ;
   assign \$594  = $signed(\$593 ) + $signed({ 1'h0, rnd });
   assign \$596  = \$587  ? \$588  : \$595 [31:0];
-  assign \$597  = $signed(\$596 ) + $signed(\port$5051$176 );
+  assign \$597  = $signed(\$596 ) + $signed(\port$8217$176 );
   assign \$598  = $signed(\$597 ) > $signed(16'h7fff);
   assign \$599  = ! shift;
   assign \$600  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18838,7 +34066,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$605  = $signed(\$601 ) >>> \$604 ;
   assign \$606  = $signed(\$605 ) + $signed({ 1'h0, rnd });
   assign \$608  = \$599  ? \$600  : \$607 [31:0];
-  assign \$609  = $signed(\$608 ) + $signed(\port$5051$176 );
+  assign \$609  = $signed(\$608 ) + $signed(\port$8217$176 );
   assign \$610  = $signed(\$609 ) < $signed(16'h8000);
   assign \$611  = ! shift;
   assign \$612  = $signed(p[63:48]) * $signed(scale[63:48]);
@@ -18849,7 +34077,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$617  = $signed(\$613 ) >>> \$616 ;
   assign \$618  = $signed(\$617 ) + $signed({ 1'h0, rnd });
   assign \$620  = \$611  ? \$612  : \$619 [31:0];
-  assign \$621  = $signed(\$620 ) + $signed(\port$5051$176 );
+  assign \$621  = $signed(\$620 ) + $signed(\port$8217$176 );
   assign \$622  = \$610  ? 16'h8000 : \$621 [15:0];
   assign \$623  = \$598  ? 16'h7fff : \$622 ;
   assign \$624  = use_residual ? \$586  : \$623 ;
@@ -18862,7 +34090,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$7  = $signed(\$3 ) >>> \$6 ;
   assign \$8  = $signed(\$7 ) + $signed({ 1'h0, rnd });
   assign \$10  = \$1  ? \$2  : \$9 [31:0];
-  assign \$11  = $signed(\$10 ) + $signed(\port$5051$32 );
+  assign \$11  = $signed(\$10 ) + $signed(\port$8217$32 );
   assign \$12  = $signed(\$11 ) > $signed(16'h7fff);
   assign \$13  = ! shift;
   assign \$14  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18873,7 +34101,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$19  = $signed(\$15 ) >>> \$18 ;
   assign \$20  = $signed(\$19 ) + $signed({ 1'h0, rnd });
   assign \$22  = \$13  ? \$14  : \$21 [31:0];
-  assign \$23  = $signed(\$22 ) + $signed(\port$5051$32 );
+  assign \$23  = $signed(\$22 ) + $signed(\port$8217$32 );
   assign \$24  = $signed(\$23 ) < $signed(16'h8000);
   assign \$25  = ! shift;
   assign \$26  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18884,7 +34112,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$31  = $signed(\$27 ) >>> \$30 ;
   assign \$32  = $signed(\$31 ) + $signed({ 1'h0, rnd });
   assign \$34  = \$25  ? \$26  : \$33 [31:0];
-  assign \$35  = $signed(\$34 ) + $signed(\port$5051$32 );
+  assign \$35  = $signed(\$34 ) + $signed(\port$8217$32 );
   assign \$36  = \$24  ? 16'h8000 : \$35 [15:0];
   assign \$37  = \$12  ? 16'h7fff : \$36 ;
   assign \$38  = $signed(\$37 ) + $signed(residual[15:0]);
@@ -18898,7 +34126,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$46  = $signed(\$42 ) >>> \$45 ;
   assign \$47  = $signed(\$46 ) + $signed({ 1'h0, rnd });
   assign \$49  = \$40  ? \$41  : \$48 [31:0];
-  assign \$50  = $signed(\$49 ) + $signed(\port$5051$32 );
+  assign \$50  = $signed(\$49 ) + $signed(\port$8217$32 );
   assign \$51  = $signed(\$50 ) > $signed(16'h7fff);
   assign \$52  = ! shift;
   assign \$53  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18909,7 +34137,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$58  = $signed(\$54 ) >>> \$57 ;
   assign \$59  = $signed(\$58 ) + $signed({ 1'h0, rnd });
   assign \$61  = \$52  ? \$53  : \$60 [31:0];
-  assign \$62  = $signed(\$61 ) + $signed(\port$5051$32 );
+  assign \$62  = $signed(\$61 ) + $signed(\port$8217$32 );
   assign \$63  = $signed(\$62 ) < $signed(16'h8000);
   assign \$64  = ! shift;
   assign \$65  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18920,7 +34148,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$70  = $signed(\$66 ) >>> \$69 ;
   assign \$71  = $signed(\$70 ) + $signed({ 1'h0, rnd });
   assign \$73  = \$64  ? \$65  : \$72 [31:0];
-  assign \$74  = $signed(\$73 ) + $signed(\port$5051$32 );
+  assign \$74  = $signed(\$73 ) + $signed(\port$8217$32 );
   assign \$75  = \$63  ? 16'h8000 : \$74 [15:0];
   assign \$76  = \$51  ? 16'h7fff : \$75 ;
   assign \$77  = $signed(\$76 ) + $signed(residual[15:0]);
@@ -18934,7 +34162,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$85  = $signed(\$81 ) >>> \$84 ;
   assign \$86  = $signed(\$85 ) + $signed({ 1'h0, rnd });
   assign \$88  = \$79  ? \$80  : \$87 [31:0];
-  assign \$89  = $signed(\$88 ) + $signed(\port$5051$32 );
+  assign \$89  = $signed(\$88 ) + $signed(\port$8217$32 );
   assign \$90  = $signed(\$89 ) > $signed(16'h7fff);
   assign \$91  = ! shift;
   assign \$92  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18945,7 +34173,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$97  = $signed(\$93 ) >>> \$96 ;
   assign \$98  = $signed(\$97 ) + $signed({ 1'h0, rnd });
   assign \$100  = \$91  ? \$92  : \$99 [31:0];
-  assign \$101  = $signed(\$100 ) + $signed(\port$5051$32 );
+  assign \$101  = $signed(\$100 ) + $signed(\port$8217$32 );
   assign \$102  = $signed(\$101 ) < $signed(16'h8000);
   assign \$103  = ! shift;
   assign \$104  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18956,7 +34184,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$109  = $signed(\$105 ) >>> \$108 ;
   assign \$110  = $signed(\$109 ) + $signed({ 1'h0, rnd });
   assign \$112  = \$103  ? \$104  : \$111 [31:0];
-  assign \$113  = $signed(\$112 ) + $signed(\port$5051$32 );
+  assign \$113  = $signed(\$112 ) + $signed(\port$8217$32 );
   assign \$114  = \$102  ? 16'h8000 : \$113 [15:0];
   assign \$115  = \$90  ? 16'h7fff : \$114 ;
   assign \$116  = $signed(\$115 ) + $signed(residual[15:0]);
@@ -18971,7 +34199,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$125  = $signed(\$121 ) >>> \$124 ;
   assign \$126  = $signed(\$125 ) + $signed({ 1'h0, rnd });
   assign \$128  = \$119  ? \$120  : \$127 [31:0];
-  assign \$129  = $signed(\$128 ) + $signed(\port$5051$32 );
+  assign \$129  = $signed(\$128 ) + $signed(\port$8217$32 );
   assign \$130  = $signed(\$129 ) > $signed(16'h7fff);
   assign \$131  = ! shift;
   assign \$132  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18982,7 +34210,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$137  = $signed(\$133 ) >>> \$136 ;
   assign \$138  = $signed(\$137 ) + $signed({ 1'h0, rnd });
   assign \$140  = \$131  ? \$132  : \$139 [31:0];
-  assign \$141  = $signed(\$140 ) + $signed(\port$5051$32 );
+  assign \$141  = $signed(\$140 ) + $signed(\port$8217$32 );
   assign \$142  = $signed(\$141 ) < $signed(16'h8000);
   assign \$143  = ! shift;
   assign \$144  = $signed(p[15:0]) * $signed(scale[15:0]);
@@ -18993,7 +34221,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$149  = $signed(\$145 ) >>> \$148 ;
   assign \$150  = $signed(\$149 ) + $signed({ 1'h0, rnd });
   assign \$152  = \$143  ? \$144  : \$151 [31:0];
-  assign \$153  = $signed(\$152 ) + $signed(\port$5051$32 );
+  assign \$153  = $signed(\$152 ) + $signed(\port$8217$32 );
   assign \$154  = \$142  ? 16'h8000 : \$153 [15:0];
   assign \$155  = \$130  ? 16'h7fff : \$154 ;
   assign \$156  = use_residual ? \$118  : \$155 ;
@@ -19006,7 +34234,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$163  = $signed(\$159 ) >>> \$162 ;
   assign \$164  = $signed(\$163 ) + $signed({ 1'h0, rnd });
   assign \$166  = \$157  ? \$158  : \$165 [31:0];
-  assign \$167  = $signed(\$166 ) + $signed(\port$5051$80 );
+  assign \$167  = $signed(\$166 ) + $signed(\port$8217$80 );
   assign \$168  = $signed(\$167 ) > $signed(16'h7fff);
   assign \$169  = ! shift;
   assign \$170  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19017,7 +34245,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$175  = $signed(\$171 ) >>> \$174 ;
   assign \$176  = $signed(\$175 ) + $signed({ 1'h0, rnd });
   assign \$178  = \$169  ? \$170  : \$177 [31:0];
-  assign \$179  = $signed(\$178 ) + $signed(\port$5051$80 );
+  assign \$179  = $signed(\$178 ) + $signed(\port$8217$80 );
   assign \$180  = $signed(\$179 ) < $signed(16'h8000);
   assign \$181  = ! shift;
   assign \$182  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19028,7 +34256,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$187  = $signed(\$183 ) >>> \$186 ;
   assign \$188  = $signed(\$187 ) + $signed({ 1'h0, rnd });
   assign \$190  = \$181  ? \$182  : \$189 [31:0];
-  assign \$191  = $signed(\$190 ) + $signed(\port$5051$80 );
+  assign \$191  = $signed(\$190 ) + $signed(\port$8217$80 );
   assign \$192  = \$180  ? 16'h8000 : \$191 [15:0];
   assign \$193  = \$168  ? 16'h7fff : \$192 ;
   assign \$194  = $signed(\$193 ) + $signed(residual[31:16]);
@@ -19042,7 +34270,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$202  = $signed(\$198 ) >>> \$201 ;
   assign \$203  = $signed(\$202 ) + $signed({ 1'h0, rnd });
   assign \$205  = \$196  ? \$197  : \$204 [31:0];
-  assign \$206  = $signed(\$205 ) + $signed(\port$5051$80 );
+  assign \$206  = $signed(\$205 ) + $signed(\port$8217$80 );
   assign \$207  = $signed(\$206 ) > $signed(16'h7fff);
   assign \$208  = ! shift;
   assign \$209  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19053,7 +34281,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$214  = $signed(\$210 ) >>> \$213 ;
   assign \$215  = $signed(\$214 ) + $signed({ 1'h0, rnd });
   assign \$217  = \$208  ? \$209  : \$216 [31:0];
-  assign \$218  = $signed(\$217 ) + $signed(\port$5051$80 );
+  assign \$218  = $signed(\$217 ) + $signed(\port$8217$80 );
   assign \$219  = $signed(\$218 ) < $signed(16'h8000);
   assign \$220  = ! shift;
   assign \$221  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19064,7 +34292,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$226  = $signed(\$222 ) >>> \$225 ;
   assign \$227  = $signed(\$226 ) + $signed({ 1'h0, rnd });
   assign \$229  = \$220  ? \$221  : \$228 [31:0];
-  assign \$230  = $signed(\$229 ) + $signed(\port$5051$80 );
+  assign \$230  = $signed(\$229 ) + $signed(\port$8217$80 );
   assign \$231  = \$219  ? 16'h8000 : \$230 [15:0];
   assign \$232  = \$207  ? 16'h7fff : \$231 ;
   assign \$233  = $signed(\$232 ) + $signed(residual[31:16]);
@@ -19078,7 +34306,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$241  = $signed(\$237 ) >>> \$240 ;
   assign \$242  = $signed(\$241 ) + $signed({ 1'h0, rnd });
   assign \$244  = \$235  ? \$236  : \$243 [31:0];
-  assign \$245  = $signed(\$244 ) + $signed(\port$5051$80 );
+  assign \$245  = $signed(\$244 ) + $signed(\port$8217$80 );
   assign \$246  = $signed(\$245 ) > $signed(16'h7fff);
   assign \$247  = ! shift;
   assign \$248  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19089,7 +34317,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$253  = $signed(\$249 ) >>> \$252 ;
   assign \$254  = $signed(\$253 ) + $signed({ 1'h0, rnd });
   assign \$256  = \$247  ? \$248  : \$255 [31:0];
-  assign \$257  = $signed(\$256 ) + $signed(\port$5051$80 );
+  assign \$257  = $signed(\$256 ) + $signed(\port$8217$80 );
   assign \$258  = $signed(\$257 ) < $signed(16'h8000);
   assign \$259  = ! shift;
   assign \$260  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19100,7 +34328,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$265  = $signed(\$261 ) >>> \$264 ;
   assign \$266  = $signed(\$265 ) + $signed({ 1'h0, rnd });
   assign \$268  = \$259  ? \$260  : \$267 [31:0];
-  assign \$269  = $signed(\$268 ) + $signed(\port$5051$80 );
+  assign \$269  = $signed(\$268 ) + $signed(\port$8217$80 );
   assign \$270  = \$258  ? 16'h8000 : \$269 [15:0];
   assign \$271  = \$246  ? 16'h7fff : \$270 ;
   assign \$272  = $signed(\$271 ) + $signed(residual[31:16]);
@@ -19115,7 +34343,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$281  = $signed(\$277 ) >>> \$280 ;
   assign \$282  = $signed(\$281 ) + $signed({ 1'h0, rnd });
   assign \$284  = \$275  ? \$276  : \$283 [31:0];
-  assign \$285  = $signed(\$284 ) + $signed(\port$5051$80 );
+  assign \$285  = $signed(\$284 ) + $signed(\port$8217$80 );
   assign \$286  = $signed(\$285 ) > $signed(16'h7fff);
   assign \$287  = ! shift;
   assign \$288  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19126,7 +34354,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$293  = $signed(\$289 ) >>> \$292 ;
   assign \$294  = $signed(\$293 ) + $signed({ 1'h0, rnd });
   assign \$296  = \$287  ? \$288  : \$295 [31:0];
-  assign \$297  = $signed(\$296 ) + $signed(\port$5051$80 );
+  assign \$297  = $signed(\$296 ) + $signed(\port$8217$80 );
   assign \$298  = $signed(\$297 ) < $signed(16'h8000);
   assign \$299  = ! shift;
   assign \$300  = $signed(p[31:16]) * $signed(scale[31:16]);
@@ -19137,7 +34365,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$305  = $signed(\$301 ) >>> \$304 ;
   assign \$306  = $signed(\$305 ) + $signed({ 1'h0, rnd });
   assign \$308  = \$299  ? \$300  : \$307 [31:0];
-  assign \$309  = $signed(\$308 ) + $signed(\port$5051$80 );
+  assign \$309  = $signed(\$308 ) + $signed(\port$8217$80 );
   assign \$310  = \$298  ? 16'h8000 : \$309 [15:0];
   assign \$311  = \$286  ? 16'h7fff : \$310 ;
   assign \$312  = use_residual ? \$274  : \$311 ;
@@ -19150,7 +34378,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$319  = $signed(\$315 ) >>> \$318 ;
   assign \$320  = $signed(\$319 ) + $signed({ 1'h0, rnd });
   assign \$322  = \$313  ? \$314  : \$321 [31:0];
-  assign \$323  = $signed(\$322 ) + $signed(\port$5051$128 );
+  assign \$323  = $signed(\$322 ) + $signed(\port$8217$128 );
   assign \$324  = $signed(\$323 ) > $signed(16'h7fff);
   assign \$325  = ! shift;
   assign \$326  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -19161,7 +34389,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$331  = $signed(\$327 ) >>> \$330 ;
   assign \$332  = $signed(\$331 ) + $signed({ 1'h0, rnd });
   assign \$334  = \$325  ? \$326  : \$333 [31:0];
-  assign \$335  = $signed(\$334 ) + $signed(\port$5051$128 );
+  assign \$335  = $signed(\$334 ) + $signed(\port$8217$128 );
   assign \$336  = $signed(\$335 ) < $signed(16'h8000);
   assign \$337  = ! shift;
   assign \$338  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -19172,7 +34400,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$343  = $signed(\$339 ) >>> \$342 ;
   assign \$344  = $signed(\$343 ) + $signed({ 1'h0, rnd });
   assign \$346  = \$337  ? \$338  : \$345 [31:0];
-  assign \$347  = $signed(\$346 ) + $signed(\port$5051$128 );
+  assign \$347  = $signed(\$346 ) + $signed(\port$8217$128 );
   assign \$348  = \$336  ? 16'h8000 : \$347 [15:0];
   assign \$349  = \$324  ? 16'h7fff : \$348 ;
   assign \$350  = $signed(\$349 ) + $signed(residual[47:32]);
@@ -19186,7 +34414,7 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$358  = $signed(\$354 ) >>> \$357 ;
   assign \$359  = $signed(\$358 ) + $signed({ 1'h0, rnd });
   assign \$361  = \$352  ? \$353  : \$360 [31:0];
-  assign \$362  = $signed(\$361 ) + $signed(\port$5051$128 );
+  assign \$362  = $signed(\$361 ) + $signed(\port$8217$128 );
   assign \$363  = $signed(\$362 ) > $signed(16'h7fff);
   assign \$364  = ! shift;
   assign \$365  = $signed(p[47:32]) * $signed(scale[47:32]);
@@ -19197,14 +34425,14 @@ module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \por
   assign \$370  = $signed(\$366 ) >>> \$369 ;
   assign \$371  = $signed(\$370 ) + $signed({ 1'h0, rnd });
   assign \$373  = \$364  ? \$365  : \$372 [31:0];
-  assign \$374  = $signed(\$373 ) + $signed(\port$5051$128 );
+  assign \$374  = $signed(\$373 ) + $signed(\port$8217$128 );
   assign \$375  = $signed(\$374 ) < $signed(16'h8000);
   assign o = { \$624 , \$468 , \$312 , \$156  };
-  assign bias = { \port$5051$176 , \port$5051$128 , \port$5051$80 , \port$5051$32  };
-  assign \port$3877$0  = \$156 ;
-  assign \port$4033$0  = \$312 ;
-  assign \port$4189$0  = \$468 ;
-  assign \port$4345$0  = \$624 ;
+  assign bias = { \port$8217$176 , \port$8217$128 , \port$8217$80 , \port$8217$32  };
+  assign \port$4285$0  = \$156 ;
+  assign \port$4441$0  = \$312 ;
+  assign \port$4597$0  = \$468 ;
+  assign \port$4753$0  = \$624 ;
   assign \$9  = { \$8 [32], \$8 [32:1] };
   assign \$21  = { \$20 [32], \$20 [32:1] };
   assign \$33  = { \$32 [32], \$32 [32:1] };
@@ -19257,7 +34485,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.cluster4 (rst, weights, operand, valid, first, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [15:0] \$1 ;
   wire [16:0] \$2 ;
   wire [15:0] \$3 ;
@@ -19300,7 +34528,7 @@ module \ttsnn_accel.e4.cluster4 (rst, weights, operand, valid, first, acc, clk);
   always @(posedge clk)
     acc <= \$9 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$9  = acc;
     if (valid) begin
       \$9 [15:0] = \$2 [15:0];
@@ -19315,7 +34543,7 @@ module \ttsnn_accel.e4.cluster4 (rst, weights, operand, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (\port$4033$0 , \port$4189$0 , \port$4345$0 , u0, u1, u2, u3, \port$4542$0 , \port$4543$0 , \port$4544$0 , \port$4545$0 , leak_mul, \port$4561$167 , rnd, u_prev, \port$3877$0 );
+module \ttsnn_accel.e4.lif (\port$4441$0 , \port$4597$0 , \port$4753$0 , u0, u1, u2, u3, \port$4950$0 , \port$4951$0 , \port$4952$0 , \port$4953$0 , leak_mul, \port$7695$167 , rnd, u_prev, \port$4285$0 );
   wire \$1 ;
   wire [5:0] \$10 ;
   wire [23:0] \$100 ;
@@ -19516,24 +34744,24 @@ module \ttsnn_accel.e4.lif (\port$4033$0 , \port$4189$0 , \port$4345$0 , u0, u1,
   input [7:0] leak_mul;
   wire [7:0] leak_mul;
   wire [5:0] leak_shift;
-  input [15:0] \port$3877$0 ;
-  wire [15:0] \port$3877$0 ;
-  input [15:0] \port$4033$0 ;
-  wire [15:0] \port$4033$0 ;
-  input [15:0] \port$4189$0 ;
-  wire [15:0] \port$4189$0 ;
-  input [15:0] \port$4345$0 ;
-  wire [15:0] \port$4345$0 ;
-  output \port$4542$0 ;
-  wire \port$4542$0 ;
-  output \port$4543$0 ;
-  wire \port$4543$0 ;
-  output \port$4544$0 ;
-  wire \port$4544$0 ;
-  output \port$4545$0 ;
-  wire \port$4545$0 ;
-  input [21:0] \port$4561$167 ;
-  wire [21:0] \port$4561$167 ;
+  input [15:0] \port$4285$0 ;
+  wire [15:0] \port$4285$0 ;
+  input [15:0] \port$4441$0 ;
+  wire [15:0] \port$4441$0 ;
+  input [15:0] \port$4597$0 ;
+  wire [15:0] \port$4597$0 ;
+  input [15:0] \port$4753$0 ;
+  wire [15:0] \port$4753$0 ;
+  output \port$4950$0 ;
+  wire \port$4950$0 ;
+  output \port$4951$0 ;
+  wire \port$4951$0 ;
+  output \port$4952$0 ;
+  wire \port$4952$0 ;
+  output \port$4953$0 ;
+  wire \port$4953$0 ;
+  input [21:0] \port$7695$167 ;
+  wire [21:0] \port$7695$167 ;
   input rnd;
   wire rnd;
   wire [3:0] s;
@@ -19549,203 +34777,203 @@ module \ttsnn_accel.e4.lif (\port$4033$0 , \port$4189$0 , \port$4345$0 , u0, u1,
   wire [15:0] u3;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = ! \port$4561$167 [5:0];
-  assign \$2  = $signed(u_prev[15:0]) > $signed(\port$4561$167 [21:6]);
+  assign \$1  = ! \port$7695$167 [5:0];
+  assign \$2  = $signed(u_prev[15:0]) > $signed(\port$7695$167 [21:6]);
   assign \$3  = \$2  ? 16'h0000 : u_prev[15:0];
   assign \$4  = $signed(\$3 ) * $signed({ 1'h0, leak_mul });
-  assign \$5  = $signed(u_prev[15:0]) > $signed(\port$4561$167 [21:6]);
+  assign \$5  = $signed(u_prev[15:0]) > $signed(\port$7695$167 [21:6]);
   assign \$6  = \$5  ? 16'h0000 : u_prev[15:0];
   assign \$7  = $signed(\$6 ) * $signed({ 1'h0, leak_mul });
-  assign \$8  = ! \port$4561$167 [5:0];
-  assign \$9  = \port$4561$167 [5:0] - 1'h1;
+  assign \$8  = ! \port$7695$167 [5:0];
+  assign \$9  = \port$7695$167 [5:0] - 1'h1;
   assign \$10  = \$8  ? 6'h00 : \$9 [5:0];
   assign \$11  = $signed(\$7 ) >>> \$10 ;
   assign \$12  = $signed(\$11 ) + $signed({ 1'h0, rnd });
   assign \$14  = \$1  ? \$4  : \$13 [23:0];
-  assign \$15  = $signed(\$14 ) + $signed(\port$3877$0 );
+  assign \$15  = $signed(\$14 ) + $signed(\port$4285$0 );
   assign \$16  = $signed(\$15 ) > $signed(16'h7fff);
-  assign \$17  = ! \port$4561$167 [5:0];
-  assign \$18  = $signed(u_prev[15:0]) > $signed(\port$4561$167 [21:6]);
+  assign \$17  = ! \port$7695$167 [5:0];
+  assign \$18  = $signed(u_prev[15:0]) > $signed(\port$7695$167 [21:6]);
   assign \$19  = \$18  ? 16'h0000 : u_prev[15:0];
   assign \$20  = $signed(\$19 ) * $signed({ 1'h0, leak_mul });
-  assign \$21  = $signed(u_prev[15:0]) > $signed(\port$4561$167 [21:6]);
+  assign \$21  = $signed(u_prev[15:0]) > $signed(\port$7695$167 [21:6]);
   assign \$22  = \$21  ? 16'h0000 : u_prev[15:0];
   assign \$23  = $signed(\$22 ) * $signed({ 1'h0, leak_mul });
-  assign \$24  = ! \port$4561$167 [5:0];
-  assign \$25  = \port$4561$167 [5:0] - 1'h1;
+  assign \$24  = ! \port$7695$167 [5:0];
+  assign \$25  = \port$7695$167 [5:0] - 1'h1;
   assign \$26  = \$24  ? 6'h00 : \$25 [5:0];
   assign \$27  = $signed(\$23 ) >>> \$26 ;
   assign \$28  = $signed(\$27 ) + $signed({ 1'h0, rnd });
   assign \$30  = \$17  ? \$20  : \$29 [23:0];
-  assign \$31  = $signed(\$30 ) + $signed(\port$3877$0 );
+  assign \$31  = $signed(\$30 ) + $signed(\port$4285$0 );
   assign \$32  = $signed(\$31 ) < $signed(16'h8000);
-  assign \$33  = ! \port$4561$167 [5:0];
-  assign \$34  = $signed(u_prev[15:0]) > $signed(\port$4561$167 [21:6]);
+  assign \$33  = ! \port$7695$167 [5:0];
+  assign \$34  = $signed(u_prev[15:0]) > $signed(\port$7695$167 [21:6]);
   assign \$35  = \$34  ? 16'h0000 : u_prev[15:0];
   assign \$36  = $signed(\$35 ) * $signed({ 1'h0, leak_mul });
-  assign \$37  = $signed(u_prev[15:0]) > $signed(\port$4561$167 [21:6]);
+  assign \$37  = $signed(u_prev[15:0]) > $signed(\port$7695$167 [21:6]);
   assign \$38  = \$37  ? 16'h0000 : u_prev[15:0];
   assign \$39  = $signed(\$38 ) * $signed({ 1'h0, leak_mul });
-  assign \$40  = ! \port$4561$167 [5:0];
-  assign \$41  = \port$4561$167 [5:0] - 1'h1;
+  assign \$40  = ! \port$7695$167 [5:0];
+  assign \$41  = \port$7695$167 [5:0] - 1'h1;
   assign \$42  = \$40  ? 6'h00 : \$41 [5:0];
   assign \$43  = $signed(\$39 ) >>> \$42 ;
   assign \$44  = $signed(\$43 ) + $signed({ 1'h0, rnd });
   assign \$46  = \$33  ? \$36  : \$45 [23:0];
-  assign \$47  = $signed(\$46 ) + $signed(\port$3877$0 );
+  assign \$47  = $signed(\$46 ) + $signed(\port$4285$0 );
   assign \$48  = \$32  ? 16'h8000 : \$47 [15:0];
   assign u0 = \$16  ? 16'h7fff : \$48 ;
-  assign \$49  = ! \port$4561$167 [5:0];
-  assign \$50  = $signed(u_prev[31:16]) > $signed(\port$4561$167 [21:6]);
+  assign \$49  = ! \port$7695$167 [5:0];
+  assign \$50  = $signed(u_prev[31:16]) > $signed(\port$7695$167 [21:6]);
   assign \$51  = \$50  ? 16'h0000 : u_prev[31:16];
   assign \$52  = $signed(\$51 ) * $signed({ 1'h0, leak_mul });
-  assign \$53  = $signed(u_prev[31:16]) > $signed(\port$4561$167 [21:6]);
+  assign \$53  = $signed(u_prev[31:16]) > $signed(\port$7695$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[31:16];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$4561$167 [5:0];
-  assign \$57  = \port$4561$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$7695$167 [5:0];
+  assign \$57  = \port$7695$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(\$55 ) >>> \$58 ;
   assign \$60  = $signed(\$59 ) + $signed({ 1'h0, rnd });
   assign \$62  = \$49  ? \$52  : \$61 [23:0];
-  assign \$63  = $signed(\$62 ) + $signed(\port$4033$0 );
+  assign \$63  = $signed(\$62 ) + $signed(\port$4441$0 );
   assign \$64  = $signed(\$63 ) > $signed(16'h7fff);
-  assign \$65  = ! \port$4561$167 [5:0];
-  assign \$66  = $signed(u_prev[31:16]) > $signed(\port$4561$167 [21:6]);
+  assign \$65  = ! \port$7695$167 [5:0];
+  assign \$66  = $signed(u_prev[31:16]) > $signed(\port$7695$167 [21:6]);
   assign \$67  = \$66  ? 16'h0000 : u_prev[31:16];
   assign \$68  = $signed(\$67 ) * $signed({ 1'h0, leak_mul });
-  assign \$69  = $signed(u_prev[31:16]) > $signed(\port$4561$167 [21:6]);
+  assign \$69  = $signed(u_prev[31:16]) > $signed(\port$7695$167 [21:6]);
   assign \$70  = \$69  ? 16'h0000 : u_prev[31:16];
   assign \$71  = $signed(\$70 ) * $signed({ 1'h0, leak_mul });
-  assign \$72  = ! \port$4561$167 [5:0];
-  assign \$73  = \port$4561$167 [5:0] - 1'h1;
+  assign \$72  = ! \port$7695$167 [5:0];
+  assign \$73  = \port$7695$167 [5:0] - 1'h1;
   assign \$74  = \$72  ? 6'h00 : \$73 [5:0];
   assign \$75  = $signed(\$71 ) >>> \$74 ;
   assign \$76  = $signed(\$75 ) + $signed({ 1'h0, rnd });
   assign \$78  = \$65  ? \$68  : \$77 [23:0];
-  assign \$79  = $signed(\$78 ) + $signed(\port$4033$0 );
+  assign \$79  = $signed(\$78 ) + $signed(\port$4441$0 );
   assign \$80  = $signed(\$79 ) < $signed(16'h8000);
-  assign \$81  = ! \port$4561$167 [5:0];
-  assign \$82  = $signed(u_prev[31:16]) > $signed(\port$4561$167 [21:6]);
+  assign \$81  = ! \port$7695$167 [5:0];
+  assign \$82  = $signed(u_prev[31:16]) > $signed(\port$7695$167 [21:6]);
   assign \$83  = \$82  ? 16'h0000 : u_prev[31:16];
   assign \$84  = $signed(\$83 ) * $signed({ 1'h0, leak_mul });
-  assign \$85  = $signed(u_prev[31:16]) > $signed(\port$4561$167 [21:6]);
+  assign \$85  = $signed(u_prev[31:16]) > $signed(\port$7695$167 [21:6]);
   assign \$86  = \$85  ? 16'h0000 : u_prev[31:16];
   assign \$87  = $signed(\$86 ) * $signed({ 1'h0, leak_mul });
-  assign \$88  = ! \port$4561$167 [5:0];
-  assign \$89  = \port$4561$167 [5:0] - 1'h1;
+  assign \$88  = ! \port$7695$167 [5:0];
+  assign \$89  = \port$7695$167 [5:0] - 1'h1;
   assign \$90  = \$88  ? 6'h00 : \$89 [5:0];
   assign \$91  = $signed(\$87 ) >>> \$90 ;
   assign \$92  = $signed(\$91 ) + $signed({ 1'h0, rnd });
   assign \$94  = \$81  ? \$84  : \$93 [23:0];
-  assign \$95  = $signed(\$94 ) + $signed(\port$4033$0 );
+  assign \$95  = $signed(\$94 ) + $signed(\port$4441$0 );
   assign \$96  = \$80  ? 16'h8000 : \$95 [15:0];
   assign u1 = \$64  ? 16'h7fff : \$96 ;
-  assign \$97  = ! \port$4561$167 [5:0];
-  assign \$98  = $signed(u_prev[47:32]) > $signed(\port$4561$167 [21:6]);
+  assign \$97  = ! \port$7695$167 [5:0];
+  assign \$98  = $signed(u_prev[47:32]) > $signed(\port$7695$167 [21:6]);
   assign \$99  = \$98  ? 16'h0000 : u_prev[47:32];
   assign \$100  = $signed(\$99 ) * $signed({ 1'h0, leak_mul });
-  assign \$101  = $signed(u_prev[47:32]) > $signed(\port$4561$167 [21:6]);
+  assign \$101  = $signed(u_prev[47:32]) > $signed(\port$7695$167 [21:6]);
   assign \$102  = \$101  ? 16'h0000 : u_prev[47:32];
   assign \$103  = $signed(\$102 ) * $signed({ 1'h0, leak_mul });
-  assign \$104  = ! \port$4561$167 [5:0];
-  assign \$105  = \port$4561$167 [5:0] - 1'h1;
+  assign \$104  = ! \port$7695$167 [5:0];
+  assign \$105  = \port$7695$167 [5:0] - 1'h1;
   assign \$106  = \$104  ? 6'h00 : \$105 [5:0];
   assign \$107  = $signed(\$103 ) >>> \$106 ;
   assign \$108  = $signed(\$107 ) + $signed({ 1'h0, rnd });
   assign \$110  = \$97  ? \$100  : \$109 [23:0];
-  assign \$111  = $signed(\$110 ) + $signed(\port$4189$0 );
+  assign \$111  = $signed(\$110 ) + $signed(\port$4597$0 );
   assign \$112  = $signed(\$111 ) > $signed(16'h7fff);
-  assign \$113  = ! \port$4561$167 [5:0];
-  assign \$114  = $signed(u_prev[47:32]) > $signed(\port$4561$167 [21:6]);
+  assign \$113  = ! \port$7695$167 [5:0];
+  assign \$114  = $signed(u_prev[47:32]) > $signed(\port$7695$167 [21:6]);
   assign \$115  = \$114  ? 16'h0000 : u_prev[47:32];
   assign \$116  = $signed(\$115 ) * $signed({ 1'h0, leak_mul });
-  assign \$117  = $signed(u_prev[47:32]) > $signed(\port$4561$167 [21:6]);
+  assign \$117  = $signed(u_prev[47:32]) > $signed(\port$7695$167 [21:6]);
   assign \$118  = \$117  ? 16'h0000 : u_prev[47:32];
   assign \$119  = $signed(\$118 ) * $signed({ 1'h0, leak_mul });
-  assign \$120  = ! \port$4561$167 [5:0];
-  assign \$121  = \port$4561$167 [5:0] - 1'h1;
+  assign \$120  = ! \port$7695$167 [5:0];
+  assign \$121  = \port$7695$167 [5:0] - 1'h1;
   assign \$122  = \$120  ? 6'h00 : \$121 [5:0];
   assign \$123  = $signed(\$119 ) >>> \$122 ;
   assign \$124  = $signed(\$123 ) + $signed({ 1'h0, rnd });
   assign \$126  = \$113  ? \$116  : \$125 [23:0];
-  assign \$127  = $signed(\$126 ) + $signed(\port$4189$0 );
+  assign \$127  = $signed(\$126 ) + $signed(\port$4597$0 );
   assign \$128  = $signed(\$127 ) < $signed(16'h8000);
-  assign \$129  = ! \port$4561$167 [5:0];
-  assign \$130  = $signed(u_prev[47:32]) > $signed(\port$4561$167 [21:6]);
+  assign \$129  = ! \port$7695$167 [5:0];
+  assign \$130  = $signed(u_prev[47:32]) > $signed(\port$7695$167 [21:6]);
   assign \$131  = \$130  ? 16'h0000 : u_prev[47:32];
   assign \$132  = $signed(\$131 ) * $signed({ 1'h0, leak_mul });
-  assign \$133  = $signed(u_prev[47:32]) > $signed(\port$4561$167 [21:6]);
+  assign \$133  = $signed(u_prev[47:32]) > $signed(\port$7695$167 [21:6]);
   assign \$134  = \$133  ? 16'h0000 : u_prev[47:32];
   assign \$135  = $signed(\$134 ) * $signed({ 1'h0, leak_mul });
-  assign \$136  = ! \port$4561$167 [5:0];
-  assign \$137  = \port$4561$167 [5:0] - 1'h1;
+  assign \$136  = ! \port$7695$167 [5:0];
+  assign \$137  = \port$7695$167 [5:0] - 1'h1;
   assign \$138  = \$136  ? 6'h00 : \$137 [5:0];
   assign \$139  = $signed(\$135 ) >>> \$138 ;
   assign \$140  = $signed(\$139 ) + $signed({ 1'h0, rnd });
   assign \$142  = \$129  ? \$132  : \$141 [23:0];
-  assign \$143  = $signed(\$142 ) + $signed(\port$4189$0 );
+  assign \$143  = $signed(\$142 ) + $signed(\port$4597$0 );
   assign \$144  = \$128  ? 16'h8000 : \$143 [15:0];
   assign u2 = \$112  ? 16'h7fff : \$144 ;
-  assign \$145  = ! \port$4561$167 [5:0];
-  assign \$146  = $signed(u_prev[63:48]) > $signed(\port$4561$167 [21:6]);
+  assign \$145  = ! \port$7695$167 [5:0];
+  assign \$146  = $signed(u_prev[63:48]) > $signed(\port$7695$167 [21:6]);
   assign \$147  = \$146  ? 16'h0000 : u_prev[63:48];
   assign \$148  = $signed(\$147 ) * $signed({ 1'h0, leak_mul });
-  assign \$149  = $signed(u_prev[63:48]) > $signed(\port$4561$167 [21:6]);
+  assign \$149  = $signed(u_prev[63:48]) > $signed(\port$7695$167 [21:6]);
   assign \$150  = \$149  ? 16'h0000 : u_prev[63:48];
   assign \$151  = $signed(\$150 ) * $signed({ 1'h0, leak_mul });
-  assign \$152  = ! \port$4561$167 [5:0];
-  assign \$153  = \port$4561$167 [5:0] - 1'h1;
+  assign \$152  = ! \port$7695$167 [5:0];
+  assign \$153  = \port$7695$167 [5:0] - 1'h1;
   assign \$154  = \$152  ? 6'h00 : \$153 [5:0];
   assign \$155  = $signed(\$151 ) >>> \$154 ;
   assign \$156  = $signed(\$155 ) + $signed({ 1'h0, rnd });
   assign \$158  = \$145  ? \$148  : \$157 [23:0];
-  assign \$159  = $signed(\$158 ) + $signed(\port$4345$0 );
+  assign \$159  = $signed(\$158 ) + $signed(\port$4753$0 );
   assign \$160  = $signed(\$159 ) > $signed(16'h7fff);
-  assign \$161  = ! \port$4561$167 [5:0];
-  assign \$162  = $signed(u_prev[63:48]) > $signed(\port$4561$167 [21:6]);
+  assign \$161  = ! \port$7695$167 [5:0];
+  assign \$162  = $signed(u_prev[63:48]) > $signed(\port$7695$167 [21:6]);
   assign \$163  = \$162  ? 16'h0000 : u_prev[63:48];
   assign \$164  = $signed(\$163 ) * $signed({ 1'h0, leak_mul });
-  assign \$165  = $signed(u_prev[63:48]) > $signed(\port$4561$167 [21:6]);
+  assign \$165  = $signed(u_prev[63:48]) > $signed(\port$7695$167 [21:6]);
   assign \$166  = \$165  ? 16'h0000 : u_prev[63:48];
   assign \$167  = $signed(\$166 ) * $signed({ 1'h0, leak_mul });
-  assign \$168  = ! \port$4561$167 [5:0];
-  assign \$169  = \port$4561$167 [5:0] - 1'h1;
+  assign \$168  = ! \port$7695$167 [5:0];
+  assign \$169  = \port$7695$167 [5:0] - 1'h1;
   assign \$170  = \$168  ? 6'h00 : \$169 [5:0];
   assign \$171  = $signed(\$167 ) >>> \$170 ;
   assign \$172  = $signed(\$171 ) + $signed({ 1'h0, rnd });
   assign \$174  = \$161  ? \$164  : \$173 [23:0];
-  assign \$175  = $signed(\$174 ) + $signed(\port$4345$0 );
+  assign \$175  = $signed(\$174 ) + $signed(\port$4753$0 );
   assign \$176  = $signed(\$175 ) < $signed(16'h8000);
-  assign \$177  = ! \port$4561$167 [5:0];
-  assign \$178  = $signed(u_prev[63:48]) > $signed(\port$4561$167 [21:6]);
+  assign \$177  = ! \port$7695$167 [5:0];
+  assign \$178  = $signed(u_prev[63:48]) > $signed(\port$7695$167 [21:6]);
   assign \$179  = \$178  ? 16'h0000 : u_prev[63:48];
   assign \$180  = $signed(\$179 ) * $signed({ 1'h0, leak_mul });
-  assign \$181  = $signed(u_prev[63:48]) > $signed(\port$4561$167 [21:6]);
+  assign \$181  = $signed(u_prev[63:48]) > $signed(\port$7695$167 [21:6]);
   assign \$182  = \$181  ? 16'h0000 : u_prev[63:48];
   assign \$183  = $signed(\$182 ) * $signed({ 1'h0, leak_mul });
-  assign \$184  = ! \port$4561$167 [5:0];
-  assign \$185  = \port$4561$167 [5:0] - 1'h1;
+  assign \$184  = ! \port$7695$167 [5:0];
+  assign \$185  = \port$7695$167 [5:0] - 1'h1;
   assign \$186  = \$184  ? 6'h00 : \$185 [5:0];
   assign \$187  = $signed(\$183 ) >>> \$186 ;
   assign \$188  = $signed(\$187 ) + $signed({ 1'h0, rnd });
   assign \$190  = \$177  ? \$180  : \$189 [23:0];
-  assign \$191  = $signed(\$190 ) + $signed(\port$4345$0 );
+  assign \$191  = $signed(\$190 ) + $signed(\port$4753$0 );
   assign \$192  = \$176  ? 16'h8000 : \$191 [15:0];
   assign u3 = \$160  ? 16'h7fff : \$192 ;
-  assign \$193  = $signed(u0) > $signed(\port$4561$167 [21:6]);
-  assign \$194  = $signed(u1) > $signed(\port$4561$167 [21:6]);
-  assign \$195  = $signed(u2) > $signed(\port$4561$167 [21:6]);
-  assign \$196  = $signed(u3) > $signed(\port$4561$167 [21:6]);
-  assign leak_shift = \port$4561$167 [5:0];
-  assign threshold = \port$4561$167 [21:6];
-  assign cur = { \port$4345$0 , \port$4189$0 , \port$4033$0 , \port$3877$0  };
+  assign \$193  = $signed(u0) > $signed(\port$7695$167 [21:6]);
+  assign \$194  = $signed(u1) > $signed(\port$7695$167 [21:6]);
+  assign \$195  = $signed(u2) > $signed(\port$7695$167 [21:6]);
+  assign \$196  = $signed(u3) > $signed(\port$7695$167 [21:6]);
+  assign leak_shift = \port$7695$167 [5:0];
+  assign threshold = \port$7695$167 [21:6];
+  assign cur = { \port$4753$0 , \port$4597$0 , \port$4441$0 , \port$4285$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { \$196 , \$195 , \$194 , \$193  };
-  assign \port$4542$0  = \$193 ;
-  assign \port$4543$0  = \$194 ;
-  assign \port$4544$0  = \$195 ;
-  assign \port$4545$0  = \$196 ;
+  assign \port$4950$0  = \$193 ;
+  assign \port$4951$0  = \$194 ;
+  assign \port$4952$0  = \$195 ;
+  assign \port$4953$0  = \$196 ;
   assign \$13  = { \$12 [24], \$12 [24:1] };
   assign \$29  = { \$28 [24], \$28 [24:1] };
   assign \$45  = { \$44 [24], \$44 [24:1] };
@@ -19761,8 +34989,8 @@ module \ttsnn_accel.e4.lif (\port$4033$0 , \port$4189$0 , \port$4345$0 , u0, u1,
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.maxpool (rst, valid, \port$3710$0 , \port$3713$0 , \port$3716$0 , \port$3719$0 , first, i, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+module \ttsnn_accel.e4.maxpool (rst, valid, \port$4118$0 , \port$4121$0 , \port$4124$0 , \port$4127$0 , first, i, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -19784,14 +35012,14 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3710$0 , \port$3713$0 , \port$
   input [63:0] i;
   wire [63:0] i;
   wire [63:0] o;
-  output [15:0] \port$3710$0 ;
-  wire [15:0] \port$3710$0 ;
-  output [15:0] \port$3713$0 ;
-  wire [15:0] \port$3713$0 ;
-  output [15:0] \port$3716$0 ;
-  wire [15:0] \port$3716$0 ;
-  output [15:0] \port$3719$0 ;
-  wire [15:0] \port$3719$0 ;
+  output [15:0] \port$4118$0 ;
+  wire [15:0] \port$4118$0 ;
+  output [15:0] \port$4121$0 ;
+  wire [15:0] \port$4121$0 ;
+  output [15:0] \port$4124$0 ;
+  wire [15:0] \port$4124$0 ;
+  output [15:0] \port$4127$0 ;
+  wire [15:0] \port$4127$0 ;
   input rst;
   wire rst;
   input valid;
@@ -19811,7 +35039,7 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3710$0 , \port$3713$0 , \port$
   always @(posedge clk)
     held <= \$13 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$13  = held;
     if (valid) begin
       \$13  = { \$12 , \$9 , \$6 , \$3  };
@@ -19821,15 +35049,15 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3710$0 , \port$3713$0 , \port$
     end
   end
   assign o = { \$12 , \$9 , \$6 , \$3  };
-  assign \port$3710$0  = \$3 ;
-  assign \port$3713$0  = \$6 ;
-  assign \port$3716$0  = \$9 ;
-  assign \port$3719$0  = \$12 ;
+  assign \port$4118$0  = \$3 ;
+  assign \port$4121$0  = \$6 ;
+  assign \port$4124$0  = \$9 ;
+  assign \port$4127$0  = \$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.geometry (rst, desc, geo, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [4:0] \$1 ;
   wire [31:0] \$10 ;
   wire [17:0] \$100 ;
@@ -20141,7 +35369,7 @@ module \ttsnn_accel.geometry (rst, desc, geo, clk);
   always @(posedge clk)
     geo <= \$126 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$126 [3:0] = desc[125:122];
     \$126 [7:4] = \$1 [3:0];
     \$126 [10:8] = \$2 [2:0];
