@@ -20,7 +20,7 @@ import numpy as np
 
 from sw.fileio import atomic_write
 
-__all__ = ["TileJob", "JobTile", "JobResult", "REGISTER_NAMES", "RING_NAMES", "atomic_write_npz",
+__all__ = ["TileJob", "BackwardJob", "JobTile", "JobResult", "REGISTER_NAMES", "RING_NAMES", "atomic_write_npz",
            "write_jobs", "read_jobs", "read_results"]
 
 #: The streaming registers :func:`gen.driver.run_tile` uses (``TileProgram.registers``), in
@@ -77,6 +77,26 @@ class TileJob:
 
 
 @dataclass(frozen=True)
+class BackwardJob:
+    """One backward tile's host traffic (the fields of
+    ``gen.backward.host.BackwardHostProgram`` that :func:`gen.backward.host.run_backward_tile`
+    reads): set-up writes, per stage its register writes, the start write, the status
+    register, the reads; ``cycle_limit`` as for :class:`TileJob`."""
+    setup: Sequence[tuple[int, int]]
+    stages: Sequence[Sequence[tuple[int, int]]]
+    start: tuple[int, int]
+    status: int
+    reads: Sequence[int]
+    cycle_limit: int
+    index: int = 0
+
+    @classmethod
+    def of(cls, prog, cycle_limit: int, index: int = 0) -> "BackwardJob":
+        return cls(prog.setup, prog.stages, tuple(int(v) for v in prog.start), int(prog.status),
+                   list(prog.reads), int(cycle_limit), index)
+
+
+@dataclass(frozen=True)
 class JobResult:
     """What the testbench recorded for one tile."""
     values: list[int]        # words read, in the order of ``TileJob.reads`` (run_tile's result)
@@ -103,12 +123,22 @@ def _pairs(rows: Sequence[Sequence[tuple[int, int]]]) -> tuple[np.ndarray, np.nd
     return flat, lens
 
 
-def write_jobs(path: str | os.PathLike, jobs: Sequence[TileJob], period_ns: float,
+def write_jobs(path: str | os.PathLike, jobs: Sequence[TileJob | BackwardJob], period_ns: float,
                read_latency: int) -> None:
     arrays: dict[str, np.ndarray] = {"period_ns": np.array(float(period_ns)),
                                      "latency": np.array(int(read_latency)),
                                      "n_tiles": np.array(len(jobs))}
     for k, job in enumerate(jobs):
+        arrays[f"kind_{k}"] = np.array(int(isinstance(job, BackwardJob)))
+        if isinstance(job, BackwardJob):
+            arrays[f"setup_{k}"] = np.array(job.setup, dtype=np.int64).reshape(-1, 2)
+            arrays[f"stages_{k}"], arrays[f"stages_len_{k}"] = _pairs(job.stages)
+            arrays[f"start_{k}"] = np.array(job.start, dtype=np.int64)
+            arrays[f"status_{k}"] = np.array(int(job.status))
+            arrays[f"reads_{k}"] = np.array(job.reads, dtype=np.int64)
+            arrays[f"limit_{k}"] = np.array(int(job.cycle_limit))
+            arrays[f"index_{k}"] = np.array(int(job.index))
+            continue
         arrays[f"setup_{k}"] = np.array(job.setup, dtype=np.int64).reshape(-1, 2)
         arrays[f"start_{k}"] = np.array(job.start, dtype=np.int64)
         arrays[f"in_{k}"], arrays[f"in_len_{k}"] = _pairs(job.in_rows)
@@ -131,13 +161,21 @@ def _split(flat: list, lens: np.ndarray) -> list[list]:
     return out
 
 
-def read_jobs(path: str | os.PathLike) -> tuple[list[TileJob], float, int]:
+def read_jobs(path: str | os.PathLike) -> tuple[list[TileJob | BackwardJob], float, int]:
     """The jobs of a job file (plain Python ints and lists, ready for
     :func:`gen.driver.run_tile`), the clock period in ns and the host read latency."""
     data = np.load(path)
-    jobs = []
+    jobs: list = []
     for k in range(int(data["n_tiles"])):
         tup = lambda a: [tuple(p) for p in a.tolist()]  # noqa: E731
+        if f"kind_{k}" in data and int(data[f"kind_{k}"]) == 1:
+            jobs.append(BackwardJob(
+                setup=tup(data[f"setup_{k}"]),
+                stages=_split(tup(data[f"stages_{k}"]), data[f"stages_len_{k}"]),
+                start=tuple(data[f"start_{k}"].tolist()), status=int(data[f"status_{k}"]),
+                reads=data[f"reads_{k}"].tolist(), cycle_limit=int(data[f"limit_{k}"]),
+                index=int(data[f"index_{k}"])))
+            continue
         jobs.append(TileJob(
             setup=tup(data[f"setup_{k}"]),
             start=tuple(data[f"start_{k}"].tolist()),

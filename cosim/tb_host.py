@@ -26,7 +26,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
 
-from cosim.jobs import TileJob, atomic_write_npz, read_jobs
+from cosim.jobs import BackwardJob, TileJob, atomic_write_npz, read_jobs
+from gen.backward.host import run_backward_tile
 from gen.driver import run_tile
 
 
@@ -74,7 +75,7 @@ class CocotbBus:
         dut.host_write.value = 1
         await self.edge
         dut.host_write.value = 0
-        if self.job is not None and self.t_start is None and (addr, data) == self.job.start:
+        if (isinstance(self.job, TileJob) and self.t_start is None and (addr, data) == self.job.start):
             # done fell at the edge that took the start; the next rising edge ends the tile
             self.t_start = get_sim_time("ns")
             cocotb.start_soon(self._watch_done())
@@ -152,9 +153,12 @@ async def replay_jobs(dut):
     for k, job in enumerate(jobs):
         bus.begin(job)
         t0 = time.perf_counter()
-        values = await run_tile(bus, job)
+        backward = isinstance(job, BackwardJob)
+        values = await (run_backward_tile(bus, job) if backward else run_tile(bus, job))
         wall = time.perf_counter() - t0
         span = bus.now_cycles(bus.t_begin)
+        if backward:               # many starts: the RTL's cycles counter tells the busy cycles
+            bus.t_start, bus.t_done = bus.t_begin, bus.t_begin
         if bus.t_start is None or bus.t_done is None:
             raise RuntimeError(f"tile job {job.index}: the start write or the rising edge of done "
                                f"was not seen")

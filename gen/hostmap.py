@@ -117,7 +117,8 @@ BACKWARD_COUNTERS: tuple[tuple[str, str], ...] = (
     ("grad_reads", "gradient-buffer gradient words the core-stage engine read (outer products)"),
     ("weight_reads", "stage-weight words read"),
     ("grad_writes", "gradient-buffer words the core-stage engine wrote"),
-    ("grad_saturations", "core-stage outputs saturated when re-quantised (active lanes)"),
+    ("grad_saturations", "gradients saturated when re-quantised (G4^T, G3^T, G2^T/G3^T, G1^T "
+                         "outputs, active lanes; the recomputed q1, q2, q23 are not counted)"),
 )
 BACKWARD_COUNTER_NAMES = tuple(n for n, _ in BACKWARD_COUNTERS)
 

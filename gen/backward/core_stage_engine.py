@@ -187,7 +187,8 @@ class CoreStageEngine(wiring.Component):
         words, flags = self._requant(m, pe.acc, part, reduced_b)
         m.d.comb += [self.out.en.eq(vb), self.out.addr.eq(out_b), self.out.data.eq(words),
                      cnt.grad_writes.eq(vb),
-                     cnt.grad_saturations.eq(Mux(vb, sum(flags[l] & (active_b > l) for l in range(P)), 0))]
+                     cnt.grad_saturations.eq(Mux(vb & (st.requant == Requant.GRADIENT),
+                                                 sum(flags[l] & (active_b > l) for l in range(P)), 0))]
         return va | vb
 
     def _requant(self, m, acc, part, reduced):

@@ -148,6 +148,7 @@ async def run_backward_tile(bus: Any, prog: BackwardHostProgram, max_polls: int 
             await bus.write(a, v)
         await bus.write(*prog.start)
         for _ in range(max_polls):
+            await bus.wait_event()                   # done changed (reading status lowers event)
             status = (await bus.read([prog.status]))[0]
             if status == 0b10:                       # done, not busy
                 break
