@@ -93,15 +93,23 @@ class CoreStageEngine(wiring.Component):
                          (i, st.in_channels)], issue)
         with m.If(issue & ends[0]):
             m.d.sync += run.eq(0)
+        # the first pixel an outer-product stage does not skip starts its sums (HTT: timestep 0
+        # may be a reduced one, whose updates are skipped)
+        summed = Signal()
+        with m.If(issue & ends[3] & ~(reduced & (st.kind == StageKind.OUTER))):
+            m.d.sync += summed.eq(1)
         with m.If(self.start):
-            m.d.sync += [run.eq(1)] + [s.eq(0) for s in (t, y, x, go, tap, i)]
+            m.d.sync += [run.eq(1), summed.eq(0)] + [s.eq(0) for s in (t, y, x, go, tap, i)]
         addr = self._addresses(m, dict(t=t, y=y, x=x, go=go, tap=tap, i=i, GO=GO, reduced=reduced))
         outer = st.kind == StageKind.OUTER
         step = dict(first_word=(i & (P - 1)) == 0, first_step=(tap == 0) & (i == 0),
                     branch=(st.taps == Taps.ROWS_COLS) & (tap == 3) & (i == 0) & ~reduced,
                     last=ends[4], skip=outer & reduced, reduced=reduced,
                     active=Mux(st.out_channels - (go << lp) >= P, P, st.out_channels - (go << lp)),
-                    clear=st.acc_clear & (t == 0) & (y == 0) & (x == 0), sel=i[:lp] if lp else 0)
+                    clear=st.acc_clear & ~summed, sel=i[:lp] if lp else 0)
+        # a skipped pixel before the sums have started writes zeros (a stage whose timesteps
+        # are all skipped leaves zero sums, not an earlier tile's)
+        step["zero"] = step["skip"] & step["clear"]
         m.d.comb += [self.inp.en.eq(issue & step["first_word"] & ~step["skip"]), self.inp.addr.eq(addr["in"]),
                      self.weights.en.eq(issue & ~outer), self.weights.addr.eq(addr["w"]),
                      self.grad.en.eq(issue & outer & step["first_step"] & ~step["skip"]),
@@ -148,11 +156,11 @@ class CoreStageEngine(wiring.Component):
         outer = st.kind == StageKind.OUTER
         va = Signal()
         a = {k: Signal(name=f"a_{k}") for k in ("first_word", "first_step", "branch", "last", "clear",
-                                                "reduced")}
+                                                "reduced", "zero")}
         sel_a = Signal(max(log2(P), 1))
         active_a = Signal(range(P + 1))
         out_a, entry_a = Signal(AB), Signal(AB)
-        m.d.sync += [va.eq(issue & ~step["skip"]), sel_a.eq(step["sel"]), active_a.eq(step["active"]),
+        m.d.sync += [va.eq(issue & (~step["skip"] | step["zero"])), sel_a.eq(step["sel"]), active_a.eq(step["active"]),
                      out_a.eq(addr["out"]), entry_a.eq(addr["entry"])]
         m.d.sync += [a[k].eq(step[k]) for k in a]
         held_in, held_g = Signal(P * gb), Signal(P * gb)
@@ -171,13 +179,13 @@ class CoreStageEngine(wiring.Component):
             m.d.sync += part.eq(pe.acc)           # the row branch's sums (ROWS_COLS)
         # outer product into the accumulator
         m.submodules.wgrad = acc = WeightGradientAccumulator(P, gb + qb, gr.wgrad_tile, self.acc_entries)
-        products = [lane(gword, l, gb) * operand[:qb].as_signed() for l in range(P)]
+        products = [Mux(a["zero"], 0, lane(gword, l, gb) * operand[:qb].as_signed()) for l in range(P)]
         m.d.comb += [acc.valid.eq(va & outer), acc.clear.eq(a["clear"]), acc.addr.eq(entry_a),
                      acc.product.eq(Cat(*[p[:gb + qb] for p in products])),
                      acc.rd_en.eq(self.acc_rd_en), acc.rd_addr.eq(self.acc_rd_addr),
                      self.acc_rd_data.eq(acc.rd_data)]
         m.d.comb += [self.counts.stage_macs.eq(Mux(va & ~outer, active_a, 0)),
-                     cnt.wgrad_updates.eq(Mux(va & outer, active_a, 0)), cnt.wgrad_words.eq(va & outer)]
+                     cnt.wgrad_updates.eq(Mux(va & outer & ~a["zero"], active_a, 0)), cnt.wgrad_words.eq(va & outer)]
         # stage b: the finished sums, re-quantised, written
         vb, reduced_b = Signal(), Signal()
         out_b = Signal(AB)

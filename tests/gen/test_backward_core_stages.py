@@ -8,6 +8,7 @@ functions, for STT, PTT and HTT, with and without pooling, the shortcut share an
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import numpy as np
@@ -188,3 +189,46 @@ def test_backward_tile_matches_golden(case):
     assert np.abs(tensor("e_in")).sum() > 0 and any(v.any() for v in got.values())
     if not auto:
         assert sum(gold.saturations.values()) > 0
+
+
+def test_weight_gradient_sums_start_at_the_first_full_timestep():
+    """HTT with a reduced timestep 0: the outer-product stages skip it, so the first full
+    timestep must start the sums (stale accumulator words from an earlier tile stay out)."""
+    case = ("htt", 4, 4, 4, 3, 2, 2, False, True, False)
+    q, x, trace, e, g_extra, gold = backward_case(case)
+    q = dataclasses.replace(q, schedule=(False, True, True))
+    gold = backward_tile(q, trace, e, CFG, CFG.gradients,
+                         BackwardParams(window_lo=0, window_hi=0, shifts=gold.shifts), rounding=GradRounding())
+    prog = plan_backward_tile(q, 3, 2, 2, P, WB, gold.shifts, list(q.full_timesteps(3)))
+    buffer = [0] * prog.buffer_words
+    for name, values in (("x", x[:, 0]), ("e", e[:, 0])):
+        spec = prog.tensors[name]
+        buffer[spec.base:spec.base + spec.words(3)] = pack_tensor(values.numpy(), P, GB)
+    trace_words = pack_trace(trace.spikes[:, 0].numpy(), trace.window[:, 0].numpy(), None, P)
+    affine = affine_words(np.array(q.scale), np.array(q.bias), P, CFG.widths.affine_scale, CFG.widths.membrane)
+    # an earlier stage leaves non-zero sums in every entry of dW2/dW3 (spikes x spikes)
+    dw23 = dict(prog.stages)["dw23"]
+    xb = prog.tensors["x"].base
+    prog.stages = [("stale", dict(dw23, in_base=xb, g_base=xb, use_schedule=0))] + prog.stages
+    out = _run(prog, buffer, trace_words, affine)
+    got = unpack_wgrad(lambda a: out["sums"][a], prog.wgrads["w23"], CFG.gradients.wgrad_tile)
+    np.testing.assert_array_equal(got[..., :3], gold.dw["w2"][0].numpy())
+    np.testing.assert_array_equal(got[..., 3:], gold.dw["w3"][0].numpy())
+
+
+def test_a_stage_with_every_timestep_skipped_leaves_zero_sums():
+    """HTT with only reduced timesteps: dW2/dW3 get no term; the accumulator must read zero,
+    not what an earlier stage left in it."""
+    case = ("htt", 4, 4, 4, 2, 2, 2, False, True, False)
+    q, x, trace, e, g_extra, gold = backward_case(case)
+    q = dataclasses.replace(q, schedule=(False, False))
+    prog = plan_backward_tile(q, 2, 2, 2, P, WB, gold.shifts, list(q.full_timesteps(2)))
+    buffer = [0] * prog.buffer_words
+    spec = prog.tensors["x"]
+    buffer[spec.base:spec.base + spec.words(2)] = pack_tensor(np.ones((2, 4, 4, 4), np.int64), P, GB)
+    dw23 = dict(prog.stages)["dw23"]
+    xb = prog.tensors["x"].base
+    prog.stages = [("stale", dict(dw23, in_base=xb, g_base=xb, use_schedule=0)), ("dw23", dw23)]
+    out = _run(prog, buffer, [0, 0], [0, 0])
+    got = unpack_wgrad(lambda a: out["sums"][a], prog.wgrads["w23"], CFG.gradients.wgrad_tile)
+    assert not got.any()
