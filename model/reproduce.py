@@ -149,6 +149,10 @@ def _condition_text(claim: Claim, cond: dict) -> str:
                                                       if c["at_infinity"] is not None else ""))
         xs = [(k["figure"], k["x"]) for k in c["crossings"]]
         found = [(f, x) for f, x in xs if x is not None]
+        if not found and claim.kind == "value":
+            parts.append(f"{names[what]}: no value >= 0 gives the paper's {100 * claim.target:+.1f}% "
+                         f"(the figure runs from {lim})")
+            continue
         if not found:
             # monotone between its two limits and never crossing: the verdict is the same everywhere
             everywhere = claim.holds(c["at_zero"])

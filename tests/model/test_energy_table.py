@@ -48,7 +48,7 @@ def test_leakage_is_the_published_cacti_points_with_no_factor(table):
     # log-log between (32 KB, 6.26 mW) and (144 KB, 24.9 mW), by hand
     slope = math.log(24.9 / 6.26) / math.log(144 / 32)
     assert table.sram_leakage_mw(64 * 1024) == pytest.approx(6.26 * 2 ** slope)
-    assert table.sram_leakage_mw(144 * 1024, "low") == pytest.approx(24.9, rel=1e-3)
+    assert table.sram_leakage_mw(144 * 1024, "low") == pytest.approx(4.02, rel=1e-2)   # CACTI, 300 K
     assert table.sram_leakage_mw(256 * 1024, "high") == pytest.approx(4 * 27.0, rel=1e-3)
     for kb in (8, 32, 64, 144, 512):
         lo, c, hi = (table.sram_leakage_mw(kb * 1024, lv) for lv in ("low", "central", "high"))

@@ -124,7 +124,14 @@ def test_proposed_htt_what_the_model_gives(paper):
 
 def test_single_array_orderings(paper):
     """STT below dense and PTT above STT (PTT's branch output round trip through DRAM) hold at
-    every point of the ranges; HTT is well below STT, not "about the same"."""
+    every point of the ranges; HTT is more than 5 % below STT at central values, and would be
+    "about the same" only with less static power than the central SRAM leakage (HTT's step is
+    shorter, so leakage widens the gap)."""
     assert _row(paper, "sata_stt_below_dense", "sata")["low"] > 0
     assert _row(paper, "sata_ptt_above_stt", "sata")["low"] > 0
-    assert _row(paper, "sata_htt_same_as_stt", "sata")["high"] < -0.05
+    htt = _row(paper, "sata_htt_same_as_stt", "sata")
+    assert htt["central"] < -0.05 and not htt["holds_central"]
+    static = htt["conditions"]["static"]
+    assert not static["rising"]
+    (at_5,) = [c["x"] for c in static["crossings"] if c["figure"] == -0.05]
+    assert 0 < at_5 < paper["sram_leakage_mw"]
