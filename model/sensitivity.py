@@ -87,6 +87,11 @@ def sensitivity_table(cfg: HardwareConfig, table: EnergyTable, sparsity: Sparsit
         hi = _figures(base_layers, accs, fn(table, "high")); bar.update()
         rows.append({"parameter": GROUP_NAMES[g], "change": _range_text(table, g),
                      "low": lo, "high": hi})
+    others = [m for m in ("lpddr4", "ddr") if m in table.dram_memories and m != table.dram_memory]
+    if len(others) == 2:  # the other physical DRAM types, central values
+        figs = [_figures(base_layers, accs, table.with_dram(m)) for m in others]
+        rows.append({"parameter": "DRAM type", "change": f"{others[0]} / {others[1]}",
+                     "low": figs[0], "high": figs[1]})
     for name, field, value in (("spike sparsity", "spike", sp.spike), ("gradient sparsity", "grad", sp.grad)):
         vals = (max(0.0, value - sparsity_step), min(1.0, value + sparsity_step))
         figs = []
