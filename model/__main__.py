@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="the paper's Fig. 4 claims against the model, bands and conditions")
     _common(p, network=False)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the markdown")
-    p.add_argument("--out", default=None, help="directory for reproduce.{json,md}")
+    p.add_argument("--out", default=None, help="directory for reproduce.{json,md,png}")
     p = sub.add_parser("sensitivity", help="sensitivity of the Fig. 4 figures to each constant's range")
     _common(p, network=False)
     p.add_argument("--sparsity-step", type=float, default=0.05, help="absolute change of each sparsity")
@@ -314,7 +314,7 @@ def cmd_report(args) -> int:
 def cmd_reproduce(args) -> int:
     from sw.fileio import atomic_write_text
     from .report import write_json
-    from .reproduce import reproduce, reproduce_markdown
+    from .reproduce import plot_reproduction, reproduce, reproduce_markdown
     cfg, table, sp = _load(args)
     res = reproduce(cfg, table, sp)
     md = reproduce_markdown(res)
@@ -327,6 +327,7 @@ def cmd_reproduce(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "reproduce.json", res)
         atomic_write_text(out / "reproduce.md", md)
+        plot_reproduction(res, out / "reproduce.png")
     return 0
 
 

@@ -34,7 +34,7 @@ from .evaluate import evaluate_layer
 from .networks import PAPER_NETWORK, FIG4_NETWORKS
 
 __all__ = ["CLAIMS", "Claim", "reproduce", "solve_linear_ratio", "reproduce_markdown",
-           "ACCELS", "MODES"]
+           "plot_reproduction", "ACCELS", "MODES"]
 
 ACCELS = ("proposed", "proposed-rtl", "sata")
 MODES = ("dense", "stt", "ptt", "htt")
@@ -252,3 +252,34 @@ def reproduce_markdown(res: dict) -> str:
     for r in res["claims"]:
         lines.append(f"- **{r['claim']}** on `{r['accelerator']}`: {r['condition_text']}.")
     return "\n".join(lines) + "\n"
+
+
+def plot_reproduction(res: dict, path) -> None:
+    """One bar per (claim, accelerator): the model at central values, its band as a whisker,
+    the paper's figure as a marker where it gives one (matplotlib, Agg). Dense vs STT (+100s of
+    per cent) is left to the tables so that the TT modes stay readable."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from .report import _save
+    rows = [r for r in res["claims"] if r["mode"] != "dense"]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    xs = range(len(rows))
+    cen = [100 * r["central"] for r in rows]
+    err = [[100 * (r["central"] - r["low"]) for r in rows], [100 * (r["high"] - r["central"]) for r in rows]]
+    colors = {"proposed": "#4C72B0", "proposed-rtl": "#8172B2", "sata": "#55A868"}
+    ax.bar(xs, cen, yerr=err, capsize=4, color=[colors[r["accelerator"]] for r in rows])
+    first = True
+    for i, r in enumerate(rows):
+        if isinstance(r["paper"], float):
+            ax.plot([i - 0.4, i + 0.4], [100 * r["paper"]] * 2, "k--", lw=1.2,
+                    label="paper, Fig. 4" if first else None)
+            first = False
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels([f"{r['mode'].upper()} vs STT\n{r['accelerator']}" for r in rows], fontsize=7)
+    ax.set_ylabel("training energy vs STT (%)")
+    ax.set_title(f"{res['network']}: model at central constants, band over the published ranges")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+    plt.close(fig)

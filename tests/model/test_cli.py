@@ -101,6 +101,7 @@ def test_reproduce_writes_markdown_and_json(tmp_path, monkeypatch, capsys):
     data = json.loads((out / "reproduce.json").read_text())
     assert data["dram_memory"] == "lpddr4" and len(data["claims"]) == 7
     assert (out / "reproduce.md").read_text().strip() == md.strip()
+    assert (out / "reproduce.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("argv, msg", [
