@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from tqdm import tqdm
 
@@ -29,7 +28,7 @@ from gen.config import HardwareConfig
 
 from .accelerators import make_accelerator
 from .counts import PASSES, Sparsity
-from .energy_table import GROUPS, LEVELS, EnergyTable
+from .energy_table import GROUPS, EnergyTable
 from .evaluate import evaluate_layer
 from .networks import PAPER_NETWORK, FIG4_NETWORKS
 

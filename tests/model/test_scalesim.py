@@ -9,7 +9,6 @@ model/scalesim_runner.py; without that environment these tests skip and say how 
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
