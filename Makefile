@@ -64,6 +64,7 @@ perf: $(STAMP)
 
 energy: $(STAMP)
 	$(PY) -m model report --out build/energy
+	$(PY) -m model reproduce --out build/energy
 
 bench: $(STAMP)
 	$(PY) -m sw bench

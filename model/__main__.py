@@ -3,9 +3,9 @@
 Commands:
   energy       one network on one accelerator, every mode (table, --json, --plot)
   report       the Fig. 4-style report for MS-ResNet18 and MS-ResNet34 (what `make energy` runs)
-  calibration  the calibration targets and whether the model meets them
-  calibrate    search the calibration knobs (DRAM energy, SRAM leakage) by the documented rule
-  sensitivity  how the calibration figures move with each major parameter
+  reproduce    the paper's Fig. 4 claims: the model at central values, its bands, and the
+               conditions under which each claim would hold (also run by `make energy`)
+  sensitivity  how the Fig. 4 figures move with each constant over its published range
   sparsity     measure spike/gradient sparsity of a checkpoint with the sw/ model
   tile         the forward counters the model predicts for one tile of the proposed design
   table        the energy table (every entry, its source and treatment) as markdown
@@ -22,12 +22,12 @@ from typing import Sequence
 from sw.arch import WORKLOADS
 from sw.cli_util import run_cli
 
-COMMANDS = ("energy", "report", "calibration", "calibrate", "sensitivity", "sparsity", "tile", "table")
+COMMANDS = ("energy", "report", "reproduce", "sensitivity", "sparsity", "tile", "table")
 
 
 def _common(p: argparse.ArgumentParser, network: bool = True) -> None:
     if network:
-        # defaults: the calibration workload, MS-ResNet34 on N-Caltech101 (sw.arch.WORKLOADS)
+        # defaults: the paper's Fig. 4(b) workload, MS-ResNet34 on N-Caltech101 (sw.arch.WORKLOADS)
         wl = WORKLOADS["resnet34-ncaltech101"]
         p.add_argument("--arch", default=wl.arch, help="resnet18 | resnet34 | tiny")
         p.add_argument("--input", default=f"{wl.in_channels}x{wl.input_size}x{wl.input_size}",
@@ -39,6 +39,8 @@ def _common(p: argparse.ArgumentParser, network: bool = True) -> None:
         p.add_argument("--schedule", default=None, help="HTT full timesteps, e.g. 111000")
     p.add_argument("--config", default="configs/paper.toml", help="hardware configuration (TOML or name)")
     p.add_argument("--energy-table", default=None, help="energy table YAML (default: the 28 nm table)")
+    p.add_argument("--dram", default=None,
+                   help="DRAM type priced: hbm2 (default) | lpddr4 | ddr | sata-sim (the table's dram.memories)")
     p.add_argument("--sparsity", default=None,
                    help="JSON of measured sparsity (python -m model sparsity); default: SATA's s=0.9, du=0.7")
 
@@ -61,16 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="Fig. 4-style report for both networks")
     _common(p, network=False)
     p.add_argument("--out", required=True, help="output directory")
-    p = sub.add_parser("calibration", help="check the calibration targets")
+    p = sub.add_parser("reproduce", help="the paper's Fig. 4 claims against the model, bands and conditions")
     _common(p, network=False)
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("calibrate", help="search the calibration knobs by the documented rule")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the markdown")
+    p.add_argument("--out", default=None, help="directory for reproduce.{json,md,png}")
+    p = sub.add_parser("sensitivity", help="sensitivity of the Fig. 4 figures to each constant's range")
     _common(p, network=False)
-    p.add_argument("--points", type=int, default=25, help="DRAM grid points (log-spaced over the published range)")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("sensitivity", help="sensitivity table of the calibration figures")
-    _common(p, network=False)
-    p.add_argument("--step", type=float, default=0.25, help="relative change of each energy parameter")
     p.add_argument("--sparsity-step", type=float, default=0.05, help="absolute change of each sparsity")
     p.add_argument("--out", default=None, help="directory for sensitivity.{json,md}")
     p = sub.add_parser("sparsity", help="measure spike/gradient sparsity of a checkpoint")
@@ -102,7 +100,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("table", help="the energy table as markdown, with the buffers of a configuration")
     p.add_argument("--config", default="configs/paper.toml")
     p.add_argument("--energy-table", default=None)
+    p.add_argument("--dram", default=None, help="DRAM type (default: the table's)")
     return parser
+
+
+def _entry_row(e: dict) -> tuple[str, str, str]:
+    """(name, central value, range) of one energy-table entry for `python -m model table`."""
+    k = e["kind"]
+    if k == "primitive":
+        rng = f"{e.get('low', e['energy'])} - {e.get('high', e['energy'])}"
+        return e["op"], f"{e['energy']:.4g}", rng
+    if k == "action":
+        return (f"{e['component']}.{e['action']} = " + " + ".join(
+            f"{n} {t}" if n != 1 else t for t, n in e["compose"].items()), f"{e['energy']:.4g}",
+            "its primitives' ranges")
+    if k == "sram":
+        return (f"SRAM {e['kbytes']} KB ({e['device']})",
+                f"r {e['read']} / w {e['write']}, leak {e['leakage_mw']} mW", "")
+    if k == "sram_access_range":
+        return "SRAM access energy", "x1 (CACTI)", f"x{e['low']} - x{e['high']}"
+    if k == "sram_leakage":
+        return (f"SRAM leakage ({e['device']}, {e['temperature']})", "the size points, interpolated",
+                f"{e['low_mw_per_kb']} - {e['high_mw_per_kb']} mW/KB")
+    if k == "logic_leakage":
+        return "logic and clock leakage", "excluded", ""
+    return f"DRAM {e['memory']}", f"{e['central']} pJ/bit", f"{e['low']} - {e['high']}"
 
 
 def cmd_table(args) -> int:
@@ -110,34 +132,29 @@ def cmd_table(args) -> int:
     from .accelerators import Proposed
     from .energy_table import load_energy_table
     cfg = load_config(args.config)
-    t = load_energy_table(args.energy_table)
-    print(f"Energy table `{t.source}` ({t.node_nm} nm), pJ per action.\n")
-    print("| entry | bits | energy (pJ) | treatment | source / rule |")
-    print("|---|---|---|---|---|")
+    t = load_energy_table(args.energy_table, args.dram)
+    print(f"Energy table `{t.source}` ({t.node_nm} nm), pJ per action; every value central, "
+          f"range = published low - high. DRAM priced as {t.dram_memory}.\n")
+    print("| entry | bits | central | range | treatment | source / rule |")
+    print("|---|---|---|---|---|---|")
     for e in t.entries:
-        if e["kind"] == "primitive":
-            name, val = e["op"], f"{e['energy']:.4g}"
-        elif e["kind"] == "action":
-            name = f"{e['component']}.{e['action']} = " + " + ".join(
-                f"{n} {k}" if n != 1 else k for k, n in e["compose"].items())
-            val = f"{e['energy']:.4g}"
-        elif e["kind"] == "sram":
-            name, val = f"SRAM {e['kbytes']} KB", f"r {e['read']} / w {e['write']}, leak {e['leakage_mw']} mW"
-        else:
-            name, val = f"DRAM {e['action']}", f"{e['energy']} /bit"
+        name, val, rng = _entry_row(e)
         rule = e.get("rule") or ""
-        rng = f" range {e['range']}" if "range" in e else ""
-        print(f"| {name} | {e.get('bits', '')} | {val} | {e.get('treatment', 'derived')} | "
-              f"{e['source']}{'; ' + rule if rule else ''}{rng} |")
+        extra = "; " + e["range_source"] if "range_source" in e else ""
+        print(f"| {name} | {e.get('bits', '')} | {val} | {rng} | {e.get('treatment', 'derived')} | "
+              f"{e['source']}{extra}{'; ' + rule if rule else ''} |")
     acc = Proposed(cfg)
-    print(f"\nGlobal buffers of `{cfg.name}` (interpolated, pJ per access):\n")
+    print(f"\nGlobal buffers of `{cfg.name}` (interpolated, pJ per access; leakage low / central / high):\n")
     print("| buffer | bytes | port bits | read | write | leakage mW |")
     print("|---|---|---|---|---|---|")
     for n, m in acc.memories.items():
+        lk = " / ".join(f"{t.sram_leakage_mw(m.bytes, lv):.2f}" for lv in ("low", "central", "high"))
         print(f"| {n} | {m.bytes} | {m.width_bits} | {t.sram_access(m.bytes, m.width_bits, 'read'):.3f} | "
-              f"{t.sram_access(m.bytes, m.width_bits, 'write'):.3f} | {t.sram_leakage_mw(m.bytes):.2f} |")
-    print(f"\nTotal leakage {acc.leakage_mw(t):.1f} mW at {cfg.clock_mhz} MHz = "
-          f"{acc.leakage_mw(t) * cfg.clock_period_ns:.1f} pJ per cycle.")
+              f"{t.sram_access(m.bytes, m.width_bits, 'write'):.3f} | {lk} |")
+    print(f"\nTotal SRAM leakage {acc.leakage_mw(t):.1f} mW (range "
+          f"{acc.leakage_mw(t.at_levels(sram_leakage='low')):.1f} - "
+          f"{acc.leakage_mw(t.at_levels(sram_leakage='high')):.1f}) at {cfg.clock_mhz} MHz = "
+          f"{acc.leakage_mw(t) * cfg.clock_period_ns:.1f} pJ per cycle; logic leakage excluded.")
     return 0
 
 
@@ -146,7 +163,7 @@ def _load(args):
     from .counts import Sparsity
     from .energy_table import load_energy_table
     cfg = load_config(args.config)
-    table = load_energy_table(args.energy_table)
+    table = load_energy_table(args.energy_table, args.dram)
     sp = Sparsity.from_json(args.sparsity) if args.sparsity else Sparsity()
     return cfg, table, sp
 
@@ -217,7 +234,7 @@ def cmd_report(args) -> int:
     from . import report
     from .evaluate import evaluate_network
     from .accelerators import make_accelerator
-    from .networks import FIG4_NETWORKS, PAPER_REDUCTIONS, CALIBRATION_NETWORK, calibration_check
+    from .networks import FIG4_NETWORKS, PAPER_REDUCTIONS, PAPER_NETWORK
     cfg, table, sp = _load(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -226,24 +243,25 @@ def cmd_report(args) -> int:
     jobs = [(a, n, m) for a in accs for n in FIG4_NETWORKS for m in ("dense", "stt", "ptt", "htt")]
     for a, n, m in tqdm(jobs, desc="report", leave=False):
         results[a].setdefault(n, {})[m] = evaluate_network(FIG4_NETWORKS[n], m, accs[a], cfg, table, sp)
-    cal = calibration_check(cfg, table, sp, {a: results[a][CALIBRATION_NETWORK] for a in ("proposed", "sata")})
     data = {"config": cfg.name, "energy_table": table.source,
             "sparsity": {"spike": sp.spike, "grad": sp.grad, "source": sp.source},
+            "dram_memory": table.dram_memory, "dram_pj_per_bit": table.dram["read"],
             "leakage_mw": accs["proposed"].leakage_mw(table), "unit": "pJ",
             "networks": {n: FIG4_NETWORKS[n].describe() for n in FIG4_NETWORKS},
-            "results": {a: {n: report.modes_summary(r) for n, r in rs.items()} for a, rs in results.items()},
-            "calibration": cal}
+            "results": {a: {n: report.modes_summary(r) for n, r in rs.items()} for a, rs in results.items()}}
     report.write_json(out / "energy_report.json", data)
     rows = [(n, a, r) for a, rs in results.items() for n, byn in rs.items() for r in byn.values()]
     atomic_write_text(out / "energy_layers.csv", report.layers_csv(rows))
     report.plot_fig4a(results["sata"], out / "fig4a_sata.png")
     report.plot_fig4b(results["proposed"], out / "fig4b_proposed.png",
-                      {CALIBRATION_NETWORK: dict(PAPER_REDUCTIONS)})
+                      {PAPER_NETWORK: dict(PAPER_REDUCTIONS)})
     report.plot_fig4b(results["proposed-rtl"], out / "fig4b_proposed_rtl.png",
-                      {CALIBRATION_NETWORK: dict(PAPER_REDUCTIONS)})
+                      {PAPER_NETWORK: dict(PAPER_REDUCTIONS)})
     lines = ["# Training energy report (python -m model report)", "",
              f"Configuration `{cfg.name}`, energy table `{Path(table.source).name}`, sparsity: "
-             f"{sp.source}. One BPTT training step (forward, backward, weight update) of one "
+             f"{sp.source}, DRAM {table.dram_memory} ({table.dram['read']:g} pJ/bit), SRAM leakage "
+             f"{accs['proposed'].leakage_mw(table):.1f} mW (logic leakage excluded); every constant at its "
+             f"central published value. One BPTT training step (forward, backward, weight update) of one "
              f"sample. Energies in uJ; 'vs STT' is the change of total energy versus STT.", ""]
     for a, rs in results.items():
         for n, byn in rs.items():
@@ -258,14 +276,17 @@ def cmd_report(args) -> int:
                                                   ("compute", "scratchpad", "global_buffers", "dram", "leakage"))
                              + f" | {r.cycles()['total'] / 1e6:,.2f} |")
             lines.append("")
-    lines += ["## Calibration", "",
-              f"Proposed, {CALIBRATION_NETWORK}: PTT {100 * cal['proposed_vs_stt']['ptt']:+.1f}% "
-              f"(paper {100 * PAPER_REDUCTIONS['ptt']:+.1f}%), HTT {100 * cal['proposed_vs_stt']['htt']:+.1f}% "
-              f"(paper {100 * PAPER_REDUCTIONS['htt']:+.1f}%). SATA-like versus STT: dense "
-              f"{100 * cal['sata_vs_stt']['dense']:+.1f}%, PTT {100 * cal['sata_vs_stt']['ptt']:+.1f}%, "
-              f"HTT {100 * cal['sata_vs_stt']['htt']:+.1f}%.", "",
-              "| check | result |", "|---|---|"]
-    lines += [f"| {k} | {'pass' if v else 'FAIL'} |" for k, v in cal["checks"].items()]
+    lines += ["## Paper versus model", "",
+              "Figures versus STT at central values; the bands over the published ranges and the "
+              "conditions under which each of the paper's claims would hold: `python -m model "
+              "reproduce` (also run by `make energy`, `build/energy/reproduce.md`).", "",
+              "| network | accelerator | dense | PTT | HTT | paper (proposed, Fig. 4(b)) |", "|---|---|---|---|---|---|"]
+    for a, rs in results.items():
+        for n, byn in rs.items():
+            paper = (f"PTT {100 * PAPER_REDUCTIONS['ptt']:+.1f}%, HTT {100 * PAPER_REDUCTIONS['htt']:+.1f}%"
+                     if n == PAPER_NETWORK and a != "sata" else "")
+            lines.append(f"| {n} | {a} | " + " | ".join(f"{100 * report.reduction(byn, m):+.1f}%"
+                                                         for m in ("dense", "ptt", "htt")) + f" | {paper} |")
     streamed = sorted({f"{n}: {l.name}" for a in ("proposed", "proposed-rtl") for n, byn in results[a].items()
                        for r in byn.values() for l in r.layers if l.result.info.get("weights_streamed")})
     lines += ["", "Accelerators: `proposed` is the paper's design (event-driven cluster 1: P rank lanes "
@@ -286,47 +307,27 @@ def cmd_report(args) -> int:
               "`energy_layers.csv`; everything: `energy_report.json`.", ""]
     atomic_write_text(out / "summary.md", "\n".join(lines))
     Console().print(f"wrote {out}/energy_report.json, energy_layers.csv, fig4a_sata.png, "
-                    f"fig4b_proposed.png, fig4b_proposed_rtl.png, summary.md; calibration "
-                    f"{'passes' if cal['all_pass'] else 'FAILS: ' + ', '.join(k for k, v in cal['checks'].items() if not v)}")
+                    f"fig4b_proposed.png, fig4b_proposed_rtl.png, summary.md")
     return 0
 
 
-def cmd_calibration(args) -> int:
-    from .networks import calibration_check
+def cmd_reproduce(args) -> int:
+    from sw.fileio import atomic_write_text
+    from .report import write_json
+    from .reproduce import plot_reproduction, reproduce, reproduce_markdown
     cfg, table, sp = _load(args)
-    cal = calibration_check(cfg, table, sp)
-    if args.json:
-        print(json.dumps(cal, indent=2))
-    else:
-        print(f"{cal['network']}: proposed PTT {100 * cal['proposed_vs_stt']['ptt']:+.1f}% "
-              f"(paper {100 * cal['paper_proposed_vs_stt']['ptt']:+.1f}%), HTT "
-              f"{100 * cal['proposed_vs_stt']['htt']:+.1f}% (paper {100 * cal['paper_proposed_vs_stt']['htt']:+.1f}%), "
-              f"tolerance {cal['tolerance_pp']} pp")
-        print("SATA-like vs STT: " + ", ".join(f"{k} {100 * v:+.1f}%" for k, v in cal["sata_vs_stt"].items()))
-        for k, v in cal["checks"].items():
-            print(f"  {k}: {'pass' if v else 'FAIL'}")
-    return 0 if cal["all_pass"] else 1
-
-
-def cmd_calibrate(args) -> int:
-    from .sensitivity import calibration_search
-    if args.points < 2:
-        raise ValueError("--points must be >= 2")
-    cfg, table, sp = _load(args)
-    res = calibration_search(cfg, table, sp, args.points)
+    res = reproduce(cfg, table, sp)
+    md = reproduce_markdown(res)
     if args.json:
         print(json.dumps(res, indent=2))
-        return 0
-    print("| DRAM pJ/bit | leakage factor | proposed PTT | proposed HTT | SATA dense | SATA PTT | SATA HTT | max dev (pp) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for p in sorted(res["points"], key=lambda p: p["max_deviation_pp"])[:10]:
-        print(f"| {p['dram_pj_per_bit']:.3g} | {p['leakage_factor']} | {100 * p['proposed']['ptt']:+.1f}% | "
-              f"{100 * p['proposed']['htt']:+.1f}% | {100 * p['sata']['dense']:+.1f}% | "
-              f"{100 * p['sata']['ptt']:+.1f}% | {100 * p['sata']['htt']:+.1f}% | {p['max_deviation_pp']:.1f} |")
-    b = res["best"]
-    print(f"\nbest: DRAM {b['dram_pj_per_bit']:.3g} pJ/bit, leakage factor {b['leakage_factor']} "
-          f"(max deviation {b['max_deviation_pp']:.1f} pp; shipped table: DRAM {table.dram['read']} pJ/bit, "
-          f"leakage factor {table.leakage_factor})")
+    else:
+        print(md)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "reproduce.json", res)
+        atomic_write_text(out / "reproduce.md", md)
+        plot_reproduction(res, out / "reproduce.png")
     return 0
 
 
@@ -335,7 +336,7 @@ def cmd_sensitivity(args) -> int:
     from .report import write_json
     from .sensitivity import sensitivity_markdown, sensitivity_table
     cfg, table, sp = _load(args)
-    res = sensitivity_table(cfg, table, sp, args.step, args.sparsity_step)
+    res = sensitivity_table(cfg, table, sp, args.sparsity_step)
     md = sensitivity_markdown(res)
     print(md)
     if args.out:
@@ -404,8 +405,7 @@ def cmd_tile(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return {"energy": cmd_energy, "report": cmd_report, "calibration": cmd_calibration,
-            "calibrate": cmd_calibrate,
+    return {"energy": cmd_energy, "report": cmd_report, "reproduce": cmd_reproduce,
             "sensitivity": cmd_sensitivity, "sparsity": cmd_sparsity, "tile": cmd_tile,
             "table": cmd_table}[args.command](args)
 

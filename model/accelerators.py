@@ -34,7 +34,7 @@ from gen import cyclemodel as cm
 from gen.config import HardwareConfig
 from gen.geometry import TileGeometry
 
-from .array import ArrayMachine, Step, core_backward, core_forward, core_weight_update, spill_schedule
+from .array import ArrayMachine, Step, array_shape, core_backward, core_forward, core_weight_update, spill_schedule
 from .counts import (Counts, LayerResult, PassResult, Sparsity, full_timesteps,
                      has_residual, layer_cores)
 from .energy_table import EnergyTable, Memory
@@ -57,8 +57,9 @@ class Accelerator:
         w = cfg.widths
         self.memories = {n: Memory(n, b.bytes, b.width_bits) for n, b in cfg.buffers.items()}
         self.state_bits = w.membrane + 1
+        rows, cols = array_shape(cfg.total_pes)
         self.array = ArrayMachine(
-            pes=cfg.total_pes, weight_bits=w.weight, act_bits=w.activation,
+            pes=cfg.total_pes, rows=rows, cols=cols, weight_bits=w.weight, act_bits=w.activation,
             acc_bits=w.accumulator, grad_bits=GRAD_BITS, memories=self.memories,
             weight="weight", act_in="spike_in", act_out="state_out",
             act_capacity_bytes=sum(cfg.buffers[n].bytes for n in

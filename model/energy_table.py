@@ -1,7 +1,8 @@
 """The energy table: (component, action, bits) -> pJ per action, kept as data.
 
 The shipped table is ``model/data/energy_28nm.yaml``; every entry names its unit, bit width,
-node, source and whether it is published, scaled or calibrated. :class:`EnergyTable` loads
+node, source and whether it is published or scaled (by a stated rule), with its published range
+(``low`` / central / ``high``). Nothing is fitted to a result. :class:`EnergyTable` loads
 and validates it; :meth:`EnergyTable.energy` is the only lookup and raises
 :class:`UnknownActionError` for anything the table does not define (an unknown action is an
 error, never a silent zero). Global-buffer energies depend on the buffer's size and port width:
@@ -18,7 +19,14 @@ from typing import Any, Mapping
 import yaml
 
 __all__ = ["EnergyTable", "UnknownActionError", "load_energy_table", "DEFAULT_TABLE",
-           "Memory"]
+           "Memory", "LEVELS", "GROUPS"]
+
+#: The three points of every published range.
+LEVELS = ("low", "central", "high")
+#: The constants the sensitivity study and the bands sweep, each over its published range:
+#: DRAM energy per bit (of the chosen memory type), SRAM leakage, SRAM access energy, logic
+#: (every primitive operation that has a range).
+GROUPS = ("dram", "sram_leakage", "sram_access", "logic")
 
 DEFAULT_TABLE = Path(__file__).resolve().parent / "data" / "energy_28nm.yaml"
 
@@ -55,15 +63,26 @@ def _loglog(points: list[tuple[float, float]], x: float) -> float:
 
 @dataclass(frozen=True)
 class EnergyTable:
-    """A validated energy table (build with :func:`load_energy_table`)."""
+    """A validated energy table (build with :func:`load_energy_table`).
+
+    Every constant is at one point of its published range, ``levels[group]`` (``central``
+    unless :meth:`at_levels` chose another); ``dram_memory`` names the DRAM type priced.
+    """
     name: str
     node_nm: int
     primitives: Mapping[tuple[str, int], float]
     actions: Mapping[tuple[str, str, int], float]
     sram_points: tuple[dict, ...]
     width_ratios: Mapping[int, tuple[float, float]]
-    leakage_factor: float
     dram: Mapping[str, float]
+    primitive_range: Mapping[tuple[str, int], tuple[float, float, float]] = field(default_factory=dict)
+    compositions: Mapping[tuple[str, str, int], Mapping[tuple[str, int], float]] = field(default_factory=dict)
+    access_range: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    leakage_density: tuple[float, float] = (0.0, math.inf)   # low, high mW per KB
+    dram_memories: Mapping[str, dict] = field(default_factory=dict)
+    dram_memory: str = ""
+    levels: Mapping[str, str] = field(default_factory=lambda: {g: "central" for g in GROUPS})
+    access_scale: float = 1.0
     entries: tuple[dict, ...] = field(default=(), compare=False)
     source: str = ""
 
@@ -103,7 +122,8 @@ class EnergyTable:
         return self.actions[key]
 
     def sram_access(self, size_bytes: int, width_bits: int, action: str) -> float:
-        """pJ per access of a ``width_bits`` port of a ``size_bytes`` SRAM (CACTI interpolation)."""
+        """pJ per access of a ``width_bits`` port of a ``size_bytes`` SRAM (CACTI interpolation,
+        times the access-energy level's factor)."""
         if action not in ("read", "write"):
             raise UnknownActionError(f"SRAM action must be 'read' or 'write', got {action!r}")
         if size_bytes <= 0 or width_bits <= 0:
@@ -111,26 +131,64 @@ class EnergyTable:
         idx = 0 if action == "read" else 1
         at256 = _loglog([(p["kbytes"] * 1024, p[action]) for p in self.sram_points], size_bytes)
         ratio = _loglog([(b, r[idx]) for b, r in self.width_ratios.items()], width_bits)
-        return at256 * ratio
+        return at256 * ratio * self.access_scale
 
-    def sram_leakage_mw(self, size_bytes: int) -> float:
-        """Leakage of one SRAM buffer (mW), interpolated from the CACTI points up to 144 KB."""
+    def sram_leakage_mw(self, size_bytes: int, level: str | None = None) -> float:
+        """Leakage of one SRAM buffer (mW) at ``level`` (default: the table's level):
+        central = the CACTI points up to 144 KB interpolated log-log; low / high = the size
+        times the published range's density (never above / below central)."""
+        level = level or self.levels["sram_leakage"]
         pts = [(p["kbytes"] * 1024, p["leakage_mw"]) for p in self.sram_points if p["kbytes"] <= 144]
-        return _loglog(pts, size_bytes) * self.leakage_factor
+        central = _loglog(pts, size_bytes)
+        if level == "central":
+            return central
+        if level == "low":
+            return min(central, self.leakage_density[0] * size_bytes / 1024)
+        if level == "high":
+            return max(central, self.leakage_density[1] * size_bytes / 1024)
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+
+    # ---- other points of the ranges -----------------------------------------------------
+    def with_dram(self, memory: str) -> "EnergyTable":
+        """The table pricing DRAM as ``memory`` (a type of the table's ``dram.memories``)."""
+        if memory not in self.dram_memories:
+            raise ValueError(f"unknown DRAM type {memory!r}; the energy table has "
+                             f"{', '.join(self.dram_memories)}")
+        return replace(self, dram_memory=memory).at_levels(**self.levels)
+
+    def at_levels(self, **levels: str) -> "EnergyTable":
+        """A copy with each named group of :data:`GROUPS` at ``low``, ``central`` or ``high``
+        of its published range (the others as they are)."""
+        for g, lv in levels.items():
+            if g not in GROUPS:
+                raise ValueError(f"unknown constant group {g!r}; choose from {', '.join(GROUPS)}")
+            if lv not in LEVELS:
+                raise ValueError(f"level of {g} must be one of {', '.join(LEVELS)}, got {lv!r}")
+        lv = dict(self.levels, **levels)
+        i = {n: LEVELS.index(lv[n]) for n in GROUPS}
+        t = self
+        if self.dram_memories:
+            e = float(self.dram_memories[self.dram_memory][lv["dram"]])
+            t = replace(t, dram={"read": e, "write": e})
+        if self.primitive_range:
+            prims = {k: r[i["logic"]] for k, r in self.primitive_range.items()}
+            acts = {k: sum(n * prims[p] for p, n in comp.items())
+                    for k, comp in self.compositions.items()}
+            t = replace(t, primitives=prims, actions=acts)
+        return replace(t, access_scale=self.access_range[i["sram_access"]], levels=lv)
 
     def with_overrides(self, *, dram_pj_per_bit: float | None = None,
-                       leakage_factor: float | None = None, scale: Mapping[str, float] | None = None
-                       ) -> "EnergyTable":
-        """A copy with calibration knobs changed (used by the sensitivity analysis).
+                       scale: Mapping[str, float] | None = None) -> "EnergyTable":
+        """A copy with the DRAM energy set or components scaled (sensitivity studies).
 
         ``scale``: multiply every action of a component (``{'mult_pe': 1.1}``) or, with the
         key ``'sram'``, every SRAM access energy.
         """
         t = self
         if dram_pj_per_bit is not None:
+            if not math.isfinite(dram_pj_per_bit) or dram_pj_per_bit < 0:
+                raise ValueError(f"DRAM energy must be a finite number >= 0, got {dram_pj_per_bit}")
             t = replace(t, dram={"read": float(dram_pj_per_bit), "write": float(dram_pj_per_bit)})
-        if leakage_factor is not None:
-            t = replace(t, leakage_factor=float(leakage_factor))
         if scale:
             acts = dict(t.actions)
             pts = list(t.sram_points)
@@ -170,8 +228,29 @@ def _num(d: Mapping, key: str, where: str, integer: bool = False, value: Any = N
     return int(v) if integer else float(v)
 
 
-def load_energy_table(path: str | Path | None = None) -> EnergyTable:
-    """Load and validate an energy table YAML (default: the shipped 28 nm table)."""
+def _range(e: Mapping, where: str, central_key: str = "energy") -> tuple[float, float, float]:
+    """(low, central, high) of an entry; ``low``/``high`` default to the central value and
+    must bracket it."""
+    c = _num(e, central_key, where)
+    lo = _num(e, "low", where) if "low" in e else c
+    hi = _num(e, "high", where) if "high" in e else c
+    if not 0 <= lo <= c <= hi:
+        raise ValueError(f"energy table {where}: need 0 <= low <= {central_key} <= high, "
+                         f"got {lo}, {c}, {hi}")
+    return lo, c, hi
+
+
+def _check_treatment(e: Mapping, where: str) -> None:
+    if e["treatment"] not in ("published", "scaled"):
+        raise ValueError(f"{where}: treatment must be published or scaled (no constant is "
+                         f"calibrated to a result), got {e['treatment']!r}")
+    if e["treatment"] == "scaled" and "rule" not in e:
+        raise ValueError(f"{where}: a scaled entry must give its rule")
+
+
+def load_energy_table(path: str | Path | None = None, dram: str | None = None) -> EnergyTable:
+    """Load and validate an energy table YAML (default: the shipped 28 nm table), every
+    constant at its central value; ``dram`` names the DRAM type (default: the table's)."""
     p = Path(path) if path is not None else DEFAULT_TABLE
     if not p.is_file():
         raise FileNotFoundError(f"energy table {str(p)!r} not found; give a YAML file like "
@@ -183,27 +262,22 @@ def load_energy_table(path: str | Path | None = None) -> EnergyTable:
     if not isinstance(data, dict):
         raise ValueError(f"energy table {p}: expected a mapping at the top level")
     entries: list[dict] = []
-    prims: dict[tuple[str, int], float] = {}
+    prims: dict[tuple[str, int], tuple[float, float, float]] = {}
     for i, e in enumerate(_need(data, "primitives", str(p))):
         where = f"{p} primitives[{i}]"
         for f in ("op", "bits", "energy", "unit", "node_nm", "source", "treatment"):
             _need(e, f, where)
-        if e["treatment"] not in ("published", "scaled", "calibrated"):
-            raise ValueError(f"{where}: treatment must be published|scaled|calibrated")
-        if e["treatment"] != "published" and "rule" not in e and "range" not in e:
-            raise ValueError(f"{where}: a {e['treatment']} entry must give its rule or range")
-        if _num(e, "energy", where) < 0:
-            raise ValueError(f"{where}: energy must be >= 0, got {e['energy']}")
-        prims[(e["op"], _num(e, "bits", where, integer=True))] = _num(e, "energy", where)
+        _check_treatment(e, where)
+        prims[(e["op"], _num(e, "bits", where, integer=True))] = _range(e, where)
         entries.append(dict(e, kind="primitive"))
-    acts: dict[tuple[str, str, int], float] = {}
+    comps: dict[tuple[str, str, int], dict[tuple[str, int], float]] = {}
     for i, e in enumerate(_need(data, "actions", str(p))):
         where = f"{p} actions[{i}]"
         for f in ("component", "action", "bits", "compose", "source"):
             _need(e, f, where)
-        total = 0.0
         if not isinstance(e["compose"], Mapping):
             raise ValueError(f"energy table {where}: field 'compose' must map primitive/bits to a count")
+        comp: dict[tuple[str, int], float] = {}
         for term, n in e["compose"].items():
             op, _, b = str(term).partition("/")
             if b and not b.isdigit():
@@ -214,16 +288,17 @@ def load_energy_table(path: str | Path | None = None) -> EnergyTable:
                 raise ValueError(f"{where}: composes unknown primitive {term!r}")
             if n < 0:
                 raise ValueError(f"{where}: negative multiplicity for {term!r}")
-            total += n * prims[prim]
+            comp[prim] = comp.get(prim, 0.0) + n
         key = (e["component"], e["action"], _num(e, "bits", where, integer=True))
-        if key in acts:
+        if key in comps:
             raise ValueError(f"{where}: duplicate action {key}")
-        acts[key] = total
-        entries.append(dict(e, kind="action", energy=total, unit="pJ/action"))
+        comps[key] = comp
+        entries.append(dict(e, kind="action", energy=sum(n * prims[q][1] for q, n in comp.items()),
+                            unit="pJ/action"))
     sram = _need(data, "sram", str(p))
     pts = tuple(dict(x) for x in _need(sram, "size_points", f"{p} sram"))
     for x in pts:
-        for f in ("kbytes", "bits", "read", "write", "leakage_mw", "source", "treatment"):
+        for f in ("kbytes", "bits", "read", "write", "leakage_mw", "source", "treatment", "device"):
             _need(x, f, f"{p} sram.size_points")
         for f in ("kbytes", "bits", "read", "write", "leakage_mw"):
             _num(x, f, f"{p} sram.size_points[kbytes={x.get('kbytes')}]")
@@ -234,16 +309,41 @@ def load_energy_table(path: str | Path | None = None) -> EnergyTable:
               (_num(x, "read", f"{p} sram.width_ratios[bits={x.get('bits')}]"),
                _num(x, "write", f"{p} sram.width_ratios[bits={x.get('bits')}]"))
               for x in _need(sram, "width_ratios", f"{p} sram")}
-    lf = _need(sram, "leakage_factor", f"{p} sram")
+    ar = _need(sram, "access_range", f"{p} sram")
+    for f in ("source", "treatment"):
+        _need(ar, f, f"{p} sram.access_range")
+    _check_treatment(ar, f"{p} sram.access_range")
+    access = _range(dict(ar, central=1.0), f"{p} sram.access_range", "central")
+    entries.append(dict(ar, kind="sram_access_range"))
+    lk = _need(sram, "leakage", f"{p} sram")
+    for f in ("device", "temperature", "source", "treatment"):
+        _need(lk, f, f"{p} sram.leakage")
+    _check_treatment(lk, f"{p} sram.leakage")
+    density = (_num(lk, "low_mw_per_kb", f"{p} sram.leakage"), _num(lk, "high_mw_per_kb", f"{p} sram.leakage"))
+    if not 0 <= density[0] <= density[1]:
+        raise ValueError(f"{p} sram.leakage: need 0 <= low_mw_per_kb <= high_mw_per_kb, got {density}")
+    entries.append(dict(lk, kind="sram_leakage"))
+    ll = _need(data, "logic_leakage", str(p))
+    _need(ll, "included", f"{p} logic_leakage")
+    if ll["included"] is not False:
+        raise ValueError(f"{p} logic_leakage: only 'included: false' is supported (no source)")
+    entries.append(dict(ll, kind="logic_leakage", source=ll.get("reason", "")))
     dram_d = _need(data, "dram", str(p))
-    dram = {}
-    for a in ("read", "write"):
-        d = _need(dram_d, a, f"{p} dram")
-        if _num(d, "bits", f"{p} dram.{a}", integer=True) != 1:
-            raise ValueError(f"{p}: dram energies are per bit (bits: 1)")
-        dram[a] = _num(d, "energy", f"{p} dram.{a}")
-        entries.append(dict(d, kind="dram", action=a))
-    return EnergyTable(name=str(data.get("name", p.stem)), node_nm=_num(data, "node_nm", str(p), integer=True),
-                       primitives=prims, actions=acts, sram_points=pts, width_ratios=ratios,
-                       leakage_factor=_num(lf, "value", f"{p} sram.leakage_factor"), dram=dram, entries=tuple(entries),
-                       source=str(p))
+    mems = {}
+    for name, d in _need(dram_d, "memories", f"{p} dram").items():
+        where = f"{p} dram.memories.{name}"
+        for f in ("unit", "source", "treatment"):
+            _need(d, f, where)
+        _check_treatment(d, where)
+        lo, c, hi = _range(d, where, "central")
+        mems[str(name)] = {"low": lo, "central": c, "high": hi, **{k: d[k] for k in ("source", "unit")}}
+        entries.append(dict(d, kind="dram", memory=str(name)))
+    default = str(_need(dram_d, "default", f"{p} dram"))
+    if default not in mems:
+        raise ValueError(f"{p} dram.default: {default!r} is not one of {', '.join(mems)}")
+    t = EnergyTable(name=str(data.get("name", p.stem)), node_nm=_num(data, "node_nm", str(p), integer=True),
+                    primitives={}, actions={}, sram_points=pts, width_ratios=ratios, dram={},
+                    primitive_range=prims, compositions=comps, access_range=access,
+                    leakage_density=density, dram_memories=mems, dram_memory=default,
+                    entries=tuple(entries), source=str(p))
+    return t.with_dram(dram or default)

@@ -72,7 +72,7 @@ def test_report_writes_every_file(tmp_path, monkeypatch):
     monkeypatch.setattr(nets, "FIG4_NETWORKS", {
         "tiny-a": Workload("tiny", 2, (8, 8), 10, 2, 4),
         "tiny-b": Workload("tiny", 2, (8, 8), 10, 4, "uniform:6")})
-    monkeypatch.setattr(nets, "CALIBRATION_NETWORK", "tiny-b")
+    monkeypatch.setattr(nets, "PAPER_NETWORK", "tiny-b")
     out = tmp_path / "rep"
     assert main(["report", "--out", str(out), "--config", "small"]) == 0
     for name in ("energy_report.json", "energy_layers.csv", "fig4a_sata.png", "fig4b_proposed.png",
@@ -83,4 +83,39 @@ def test_report_writes_every_file(tmp_path, monkeypatch):
     for acc in data["results"].values():
         for net in acc.values():
             assert set(net) == {"dense", "stt", "ptt", "htt"}
-    assert "calibration" in data and "## tiny-a on the sata accelerator" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "## tiny-a on the sata accelerator" in summary and "## Paper versus model" in summary
+    assert data["dram_memory"] == "hbm2" and "calibration" not in data
+
+
+def test_reproduce_writes_markdown_and_json(tmp_path, monkeypatch, capsys):
+    import model.networks as nets
+    import model.reproduce as rep
+    from model.evaluate import Workload
+    monkeypatch.setitem(nets.FIG4_NETWORKS, "tiny-b", Workload("tiny", 2, (8, 8), 10, 2, 4))
+    monkeypatch.setattr(rep, "PAPER_NETWORK", "tiny-b")
+    out = tmp_path / "rep"
+    assert main(["reproduce", "--config", "small", "--dram", "lpddr4", "--out", str(out)]) == 0
+    md = capsys.readouterr().out
+    assert "| 4-cluster design: HTT -43.5 % vs STT | proposed |" in md and "lpddr4, 13.5 pJ/bit" in md
+    data = json.loads((out / "reproduce.json").read_text())
+    assert data["dram_memory"] == "lpddr4" and len(data["claims"]) == 7
+    assert (out / "reproduce.md").read_text().strip() == md.strip()
+    assert (out / "reproduce.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["reproduce", "--config", "small", "--dram", "ddr9"], "unknown DRAM type"),
+    (["table", "--dram", "sram"], "unknown DRAM type"),
+])
+def test_bad_dram_type_is_one_line(capsys, argv, msg):
+    assert run_cli(main, argv, prog="model") == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+
+
+def test_table_lists_ranges_and_leakage(capsys):
+    assert main(["table"]) == 0
+    out = capsys.readouterr().out
+    assert "| DRAM hbm2 |" in out and "logic and clock leakage" in out and "itrs-lop" in out
+    assert "calibrat" not in out

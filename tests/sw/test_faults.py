@@ -512,9 +512,9 @@ def test_energy_table_entry_that_is_not_a_number_names_file_and_field(tmp_path):
         load_energy_table(bad)
     assert str(bad) in str(err.value) and "primitives[2]" in str(err.value) and "'energy'" in str(err.value)
     data = yaml.safe_load(Path(DEFAULT_TABLE).read_text())
-    data["dram"]["read"]["energy"] = True
+    data["dram"]["memories"]["hbm2"]["central"] = True
     bad.write_text(yaml.safe_dump(data))
-    with pytest.raises(ValueError, match=r"dram\.read: field 'energy' must be a finite number"):
+    with pytest.raises(ValueError, match=r"dram\.memories\.hbm2: field 'central' must be a finite number"):
         load_energy_table(bad)
 
 
