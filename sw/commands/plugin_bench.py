@@ -3,7 +3,7 @@ method (tdBN, TEBN, TET loss, NDA), a small SNN trained dense and with its block
 to PTT by the plug-in; test accuracy, median training-step time and parameters side by side.
 See :mod:`sw.plugin.bench` for the network and what is timed, docs/plugin.md for a recorded table.
 
-    python -m sw plugin-bench                      # digits + digits-events, 3 epochs, 1 thread
+    python -m sw plugin-bench                      # digits + digits-events, 6 epochs, 1 thread
     python -m sw plugin-bench --methods tet,nda --datasets digits-events --json
 """
 
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", default="digits,digits-events", help="comma list: digits, digits-events")
     parser.add_argument("--methods", default="tdbn,tebn,tet,nda", help="comma list: tdbn, tebn, tet, nda "
                                                                        "(nda runs on event data only)")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--timesteps", "-T", type=int, default=4)
     parser.add_argument("--rank", type=int, default=8, help="uniform PTT rank of the converted convs (default 8)")
