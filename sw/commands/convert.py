@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from sw.arch import TT_MODES
 from sw.fileio import check_output_path
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     model, rows = convert(host, args.mode, ranks, include=args.include, exclude=args.exclude, layout=args.layout,
                           timesteps=args.timesteps, schedule=args.schedule, init=args.init,
                           on_unsupported="skip" if args.skip_unsupported else "error", inplace=True,
-                          progress=not args.json)
+                          progress=not args.json and sys.stderr.isatty())
     report = [r.as_dict() for r in rows]
     converted = [r for r in rows if r.mode != "dense"]
     first = next(m for n, m in model.named_modules() if n == converted[0].name)

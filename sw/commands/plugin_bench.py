@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def _list(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     rows = run_benchmark(datasets, methods, args.epochs, args.batch_size, args.timesteps, args.rank,
                          args.channels, args.seed, args.lr, args.max_train_samples, args.max_test_samples,
-                         progress=not args.json)
+                         progress=not args.json and sys.stderr.isatty())
     if args.plot:
         plot_rows(rows, args.plot)
     if args.json:
