@@ -232,8 +232,11 @@ def convert(model: nn.Module, mode: str = "ptt", ranks: Any = "evbmf", *,
                                                          leave=False, disable=not progress):
         new, row = _convert_one(name, conv, mode, rank, layout, steps, sched, init)
         row.evbmf_ranks, row.note = evbmf_ranks, note
-        parent_name, _, attr = name.rpartition(".")
-        setattr(target.get_submodule(parent_name), attr, new)
+        if name:
+            parent_name, _, attr = name.rpartition(".")
+            setattr(target.get_submodule(parent_name), attr, new)
+        else:  # the model is itself one 3x3 conv
+            target = new
         report.append(row)
     _invalidate_spikingjelly_reset_cache(target)
     return target, report + report_skipped
@@ -316,8 +319,8 @@ def merge(model: nn.Module, inplace: bool = False) -> nn.Module:
         dense = layer.merged()
         if hasattr(layer, "step_mode") and hasattr(dense, "step_mode"):
             dense.step_mode = layer.step_mode
-        parent_name, _, attr = name.rpartition(".")
-        if parent_name or attr:
+        if name:
+            parent_name, _, attr = name.rpartition(".")
             setattr(target.get_submodule(parent_name), attr, dense)
         else:
             target = dense

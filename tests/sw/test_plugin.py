@@ -233,6 +233,12 @@ def test_include_exclude_patterns():
     assert [(r.name, r.rank) for r in rows] == [("conv1", 3), ("conv2", 5)]
     with pytest.raises(ValueError, match="pattern 'convX' matches no 3x3 conv; the model's 3x3 convs are: conv1, conv2"):
         convert(net, "ptt", 2, include=["convX"])
+    single = nn.Conv2d(4, 6, 3, padding="same").double()  # a bare conv is a model too
+    tt, rows = convert(single, "stt", "full")
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    assert isinstance(tt, PluginTTConv) and [r.name for r in rows] == [""]
+    assert torch.allclose(tt(x), F.conv2d(x, single.weight, single.bias, padding=1), atol=1e-10)
+    assert type(merge(tt)) is nn.Conv2d
 
 
 @pytest.mark.parametrize("kwargs, message", [
