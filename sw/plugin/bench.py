@@ -12,14 +12,11 @@ The network (:class:`BenchNet`, a small plain-PyTorch SNN over ``[T, B, ...]``):
 
 with the project's LIF (:class:`sw.neurons.MultiStepLIF`) and, per method:
 
-=======  ===================================  =============================  ==========
-method   norm                                 loss                           data aug.
-=======  ===================================  =============================  ==========
-tdbn     :class:`~sw.plugin.methods.ThresholdDependentBN`  CE of the mean output  none
-tebn     :class:`~sw.plugin.methods.TemporalEffectiveBN`   CE of the mean output  none
-tet      BatchNorm shared over time           :func:`~sw.plugin.methods.tet_loss`  none
-nda      BatchNorm shared over time           CE of the mean output          :func:`~sw.plugin.methods.nda_augment` (events only)
-=======  ===================================  =============================  ==========
+- ``tdbn``: :class:`~sw.plugin.methods.ThresholdDependentBN` norms, CE of the mean output;
+- ``tebn``: :class:`~sw.plugin.methods.TemporalEffectiveBN` norms, CE of the mean output;
+- ``tet``: BatchNorm shared over time, :func:`~sw.plugin.methods.tet_loss`;
+- ``nda``: BatchNorm shared over time, CE of the mean output, :func:`~sw.plugin.methods.nda_augment`
+  on the training batches (event data only).
 
 Measured per run: test accuracy after the last epoch, the median wall time of one training step
 (forward, backward, optimiser step; first step of each epoch excluded), and the trainable
