@@ -27,6 +27,8 @@ COMMANDS = {
     "hw-finetune": "fine-tune with the accelerator's integer forward/backward in the loop, beside float",
     "bench-reversible": "training memory and step time of standard, checkpointed and reversible blocks",
     "tinysnn": "tinySNN STDP networks: train | eval | explore (quantisation search) | select",
+    "convert": "TT plug-in: convert the 3x3 convs of any PyTorch SNN to STT/PTT/HTT, or merge them back",
+    "plugin-bench": "Table III-style benchmark: tdBN/TEBN/TET/NDA training, dense vs PTT via the plug-in",
 }
 
 
