@@ -373,9 +373,10 @@ def run_sweep(grid: Grid, out: str | os.PathLike, backend: Backend, *, force: bo
     log(f"{total} points ({len(invalid)} on invalid configurations), {len(todo)} to evaluate on "
         f"{backend.describe()}")
     new = 0
+    fresh = not csv_path.exists() or csv_path.stat().st_size == 0
     with open(csv_path, "a", newline="") as f:
-        if not done:
-            f.write(",".join(columns) + "\n")
+        if fresh:
+            _append(f, columns, {c: c for c in columns})
         for row in invalid:
             if row["point"] not in done:
                 _append(f, columns, row)
