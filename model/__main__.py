@@ -9,6 +9,7 @@ Commands:
   sparsity     measure spike/gradient sparsity of a checkpoint with the sw/ model
   tile         the forward counters the model predicts for one tile of the proposed design
   table        the energy table (every entry, its source and treatment) as markdown
+  sweep        design-space sweep over a grid of configurations x networks x modes (CSV, Pareto plot)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Sequence
 from sw.arch import WORKLOADS
 from sw.cli_util import run_cli
 
-COMMANDS = ("energy", "report", "reproduce", "sensitivity", "sparsity", "tile", "table")
+COMMANDS = ("energy", "report", "reproduce", "sensitivity", "sparsity", "tile", "table", "sweep")
 
 
 def _common(p: argparse.ArgumentParser, network: bool = True) -> None:
@@ -101,6 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="configs/paper.toml")
     p.add_argument("--energy-table", default=None)
     p.add_argument("--dram", default=None, help="DRAM type (default: the table's)")
+    p = sub.add_parser("sweep", help="design-space sweep: configurations x networks x modes")
+    p.add_argument("--grid", required=True, help="grid TOML (see configs/sweep/example.toml)")
+    p.add_argument("--out", default=None, help="output directory (default: build/sweep/<grid name>); "
+                   "running again with the same --out continues an interrupted sweep")
+    p.add_argument("--backend", default="local", choices=("local", "ray"),
+                   help="local: a process pool on this machine (default); ray: Ray tasks")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local: pool processes (default: every core; 1 = in this process); "
+                        "ray without --ray-address: CPUs of the private Ray")
+    p.add_argument("--ray-address", default=None,
+                   help="an existing Ray cluster (e.g. ray://head:10001 or head:6379); "
+                        "default: a private single-node Ray on this machine")
+    p.add_argument("--force", action="store_true", help="discard a sweep already in --out and start anew")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -125,6 +140,16 @@ def _entry_row(e: dict) -> tuple[str, str, str]:
     if k == "logic_leakage":
         return "logic and clock leakage", "excluded", ""
     return f"DRAM {e['memory']}", f"{e['central']} pJ/bit", f"{e['low']} - {e['high']}"
+
+
+def cmd_sweep(args) -> int:
+    from sw.backends import make_backend
+    from .sweep import load_grid, run_sweep
+    grid = load_grid(args.grid)
+    out = Path(args.out) if args.out else Path("build/sweep") / Path(args.grid).stem
+    with make_backend(args.backend, workers=args.workers, address=args.ray_address) as backend:
+        run_sweep(grid, out, backend, force=args.force, progress=False if args.no_progress else None)
+    return 0
 
 
 def cmd_table(args) -> int:
@@ -407,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return {"energy": cmd_energy, "report": cmd_report, "reproduce": cmd_reproduce,
             "sensitivity": cmd_sensitivity, "sparsity": cmd_sparsity, "tile": cmd_tile,
-            "table": cmd_table}[args.command](args)
+            "table": cmd_table, "sweep": cmd_sweep}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,12 @@ and overridden by command-line flags. :func:`train` runs it:
   from ``lr`` over the added epochs, as in SGDR);
 * an ``out`` that holds a run is never overwritten without ``resume`` or ``force``;
 * ``init_from`` starts from the model of another checkpoint (e.g. the TT model written by
-  ``python -m sw decompose``) with a fresh optimiser: fine-tuning.
+  ``python -m sw decompose``) with a fresh optimiser: fine-tuning;
+* ``device`` is ``cpu`` or ``cuda``; under ``torchrun --nproc_per_node N`` the run is data
+  parallel (:mod:`sw.ddp`: DistributedDataParallel, gloo on CPU, NCCL on GPU): ``batch_size``
+  is the global batch, split over the ranks, BatchNorm statistics are those of the global
+  batch, and only rank 0 writes files, so N processes train what one process with the same
+  batch size trains (to float rounding; docs/training.md, "Several processes").
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from sw import ddp
 from sw.checkpoint import load_checkpoint, load_model, run_environment, save_checkpoint, set_rng_state
 from sw.data import DataInfo, augment_crop_flip, load_dataset
 from sw.fileio import atomic_write_json, atomic_write_text, os_error, remove_stale_temps
@@ -60,7 +67,8 @@ class TrainConfig:
     scheduler 'cosine' (annealed to 0 over ``epochs``) or 'constant'. Run: epochs, batch_size,
     eval_batch_size, seed, out (directory), threads (torch intra-op threads; None = torch's
     default), workers (DataLoader processes), init_from (checkpoint to fine-tune from),
-    max_train_samples / max_test_samples (use a prefix of the data; for smoke runs).
+    max_train_samples / max_test_samples (use a prefix of the data; for smoke runs), device
+    ('cpu' or 'cuda'; not part of what a resumed run must share).
     reversible: reversible shape-keeping blocks that recompute their inputs in the backward
     pass instead of storing activations (:mod:`sw.reversible`, streamlined backward)."""
 
@@ -91,6 +99,7 @@ class TrainConfig:
     init_from: str | None = None
     max_train_samples: int | None = None
     max_test_samples: int | None = None
+    device: str = "cpu"
 
     def validate(self) -> "TrainConfig":
         for name in ("epochs", "batch_size", "eval_batch_size", "timesteps"):
@@ -109,6 +118,8 @@ class TrainConfig:
             raise ValueError(f"config: reversible must be true or false, got {self.reversible!r}")
         if self.workers < 0:
             raise ValueError(f"config: workers must be >= 0, got {self.workers}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"config: device must be cpu or cuda, got {self.device!r}")
         return self
 
     def to_dict(self) -> dict:
@@ -200,19 +211,26 @@ def _to_model_input(x: torch.Tensor, info: DataInfo) -> torch.Tensor:
 
 
 def evaluate(model: torch.nn.Module, dataset: Dataset, info: DataInfo, batch_size: int = 256,
-             progress: bool = False, desc: str = "eval") -> dict[str, float]:
-    """Mean cross-entropy loss and top-1 accuracy of ``model`` (put in eval mode) on ``dataset``."""
+             progress: bool = False, desc: str = "eval", over_ranks: bool = False) -> dict[str, float]:
+    """Mean cross-entropy loss and top-1 accuracy of ``model`` (put in eval mode) on ``dataset``
+    (on the device of the model). ``over_ranks``: every rank of a data-parallel run holds a
+    part of the data set; the figures are those of the union (every rank must call this)."""
     from tqdm import tqdm
 
     model.eval()
+    device = next(model.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     total_loss, correct, n = 0.0, 0, 0
     with torch.no_grad():
         for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr):
+            x, y = x.to(device), y.to(device)
             out = model(_to_model_input(x, info))
             total_loss += F.cross_entropy(out, y, reduction="sum").item()
             correct += int((out.argmax(1) == y).sum())
             n += int(y.shape[0])
+    if over_ranks:
+        total_loss, correct, n = ddp.all_reduce_sum([total_loss, correct, n], device)
+        correct, n = int(correct), int(n)
     if n == 0:
         raise ValueError("evaluation set is empty")
     return {"loss": total_loss / n, "acc": correct / n, "samples": n}
@@ -312,8 +330,31 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
           log: Callable[[str], None] = print, force: bool = False,
           warn: Callable[[str], None] = _stderr_warning) -> dict[str, Any]:
     """Run (or resume, or extend) the training of ``cfg``; returns the final summary (also
-    written to ``<out>/summary.json``). ``force`` replaces a run already in ``cfg.out``."""
+    written to ``<out>/summary.json``). ``force`` replaces a run already in ``cfg.out``.
+    Under torchrun every rank calls this; rank 0 alone logs and writes (``cfg.out`` must be
+    visible to every rank: one node, or a shared file system)."""
     cfg.validate()
+    ctx = ddp.setup(cfg.device)
+    try:
+        if not ctx.is_main:
+            log, warn, progress = _quiet, _quiet, False
+        return _train(cfg, ctx, resume, progress, log, force, warn)
+    finally:
+        ctx.close()
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def _train(cfg: TrainConfig, ctx: "ddp.DistContext", resume: bool, progress: bool,
+           log: Callable[[str], None], force: bool, warn: Callable[[str], None]) -> dict[str, Any]:
+    if ctx.distributed and cfg.batch_size < ctx.world:
+        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch; it must be at least the "
+                         f"number of processes ({ctx.world})")
+    if ctx.distributed and cfg.reversible:
+        raise ValueError("--reversible is not supported under torchrun yet (its recompute would run "
+                         "BatchNorm's collective in the backward pass); train it in one process")
     out = Path(cfg.out)
     ckpt_path = out / "last.pt"
     _check_out_dir(cfg, out, resume, force)
@@ -342,6 +383,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         _check_environment(resumed.get("env"), threads_given, warn)
     with _out_of_memory_is_a_clear_error(cfg, lambda: "while building the model and data"):
         model, train_set, test_set, info, init_meta = build_from_config(cfg)
+    model.to(ctx.device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scheduler = _make_scheduler(cfg, optimizer, cfg.epochs)
@@ -368,11 +410,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             else:
                 log(f"extending the finished {start_epoch}-epoch run to {cfg.epochs} epochs")
         log(f"resuming {ckpt_path} after epoch {start_epoch}/{cfg.epochs}")
-    elif force:
+    elif force and ctx.is_main:
         for name in _RUN_FILES:  # asked to replace: no file of the old run may mix with the new one
             (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", cfg.to_dict())
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", cfg.to_dict())
+    step_model = _data_parallel(model, ctx, log)
 
     n_params = sum(p.numel() for p in model.parameters())
     if init_meta:
@@ -383,12 +427,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     t_run = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         with _out_of_memory_is_a_clear_error(cfg, lambda: f"in epoch {epoch + 1}"):
-            row = _train_epoch(cfg, model, optimizer, scheduler, train_set, test_set, info, epoch, progress)
+            row = _train_epoch(cfg, step_model, optimizer, scheduler, train_set, test_set, info, epoch,
+                               progress, ctx)
         metrics.append(row)
-        save_checkpoint(ckpt_path, model, optimizer=optimizer, scheduler=scheduler, epoch=epoch + 1,
-                        config=cfg.to_dict(), metrics=metrics,
-                        extra={"data": dataclasses.asdict(info), "init_from": init_meta, **history})
-        atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics))
+        if ctx.is_main:
+            save_checkpoint(ckpt_path, model, optimizer=optimizer, scheduler=scheduler, epoch=epoch + 1,
+                            config=cfg.to_dict(), metrics=metrics,
+                            extra={"data": dataclasses.asdict(info), "init_from": init_meta, **history})
+            atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics))
         log(f"epoch {epoch + 1}/{cfg.epochs}  lr {row['lr']:.4g}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_acc']:.4f}  test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}  "
             f"{row['time_per_batch_s'] * 1e3:.1f} ms/batch")
@@ -399,11 +445,29 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                "best_test_acc": max((m["test_acc"] for m in metrics), default=None),
                "chance_acc": 1.0 / info.num_classes, "parameters": n_params,
                "wall_time_s": time.perf_counter() - t_run, "resumed_from_epoch": start_epoch if resumed else None,
-               "extended_at_epochs": history["extended_at"]}
-    atomic_write_json(out / "summary.json", summary)
+               "extended_at_epochs": history["extended_at"], "processes": ctx.world,
+               "device": str(ctx.device.type)}
+    if ctx.is_main:
+        atomic_write_json(out / "summary.json", summary)
     log(f"done: test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f}, "
         f"chance {summary['chance_acc']:.3f}); checkpoint {ckpt_path}")
     return summary
+
+
+def _data_parallel(model: torch.nn.Module, ctx: "ddp.DistContext", log: Callable[[str], None]):
+    """The module the training steps run: ``model`` itself in one process; under torchrun,
+    ``model`` with global-batch BatchNorm (:class:`sw.ddp.SyncBatchNormTB`) wrapped in DDP
+    (which starts every rank from rank 0's weights). Checkpoints save ``model``."""
+    if not ctx.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+    n_bn = ddp.convert_sync_batchnorm(model)
+    log(f"data parallel over {ctx.world} processes ({'NCCL' if ctx.device.type == 'cuda' else 'gloo'}): "
+        f"global batch split over the ranks, {n_bn} BatchNorms with global-batch statistics")
+    # the TT cores are channels-last (sw.tt): their gradients do not match DDP's flat buckets,
+    # which DDP reports at every step; it copies them, the result is the same
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    return DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
 
 
 def _make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, span: int):
@@ -413,36 +477,60 @@ def _make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, span: in
 
 
 def _train_epoch(cfg: TrainConfig, model, optimizer, scheduler, train_set, test_set, info: DataInfo,
-                 epoch: int, progress: bool) -> dict[str, Any]:
+                 epoch: int, progress: bool, ctx: "ddp.DistContext | None" = None) -> dict[str, Any]:
     """One epoch of training and the test evaluation after it; returns the metrics row."""
     from tqdm import tqdm
 
+    ctx = ctx or ddp.DistContext()
     gen = _epoch_generator(cfg.seed, epoch)
     order = torch.randperm(len(train_set), generator=gen).tolist()
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers)
+    if ctx.distributed:
+        # every rank draws the same permutation and loads its part of each global batch
+        loader = DataLoader(train_set, batch_sampler=ddp.shard_batches(order, cfg.batch_size, ctx.rank, ctx.world),
+                            num_workers=cfg.workers)
+    else:
+        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers)
     lr = optimizer.param_groups[0]["lr"]
     model.train()
     total_loss, correct, n, batch_time = 0.0, 0, 0, 0.0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress,
                file=sys.stderr)
-    for x, y in bar:
+    for k, (x, y) in enumerate(bar):
         t0 = time.perf_counter()
         if info.augment:
-            x = augment_crop_flip(x, gen)
+            # under DDP: the draws of the whole global batch k, this rank's part of them
+            whole = min(cfg.batch_size, len(order) - k * cfg.batch_size)
+            x = augment_crop_flip(x, gen, batch=whole, offset=ddp.part_bounds(whole, ctx.rank, ctx.world)[0])
+        x, y = x.to(ctx.device), y.to(ctx.device)
         outp = model(_to_model_input(x, info))
-        loss = F.cross_entropy(outp, y)
-        if not torch.isfinite(loss):
-            raise ValueError(f"loss became {loss.item()} in epoch {epoch + 1}; lower the learning rate")
+        if ctx.distributed:
+            # N/B x this rank's sum: DDP's average over the ranks is the mean over the global batch
+            local_sum = F.cross_entropy(outp, y, reduction="sum")
+            batch_loss, global_b = ddp.all_reduce_sum([local_sum.item(), y.shape[0]], ctx.device)
+            loss = local_sum * (ctx.world / global_b)
+            batch_loss /= global_b
+        else:
+            loss = F.cross_entropy(outp, y)
+            batch_loss = loss.item()
+        if not math.isfinite(batch_loss):
+            raise ValueError(f"loss became {batch_loss} in epoch {epoch + 1}; lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         batch_time += time.perf_counter() - t0
-        total_loss += loss.item() * y.shape[0]
+        total_loss += loss.item() * y.shape[0] if not ctx.distributed else local_sum.item()
         correct += int((outp.argmax(1) == y).sum())
         n += int(y.shape[0])
         bar.set_postfix(loss=f"{total_loss / n:.3f}", acc=f"{correct / n:.3f}")
     scheduler.step()
-    test = evaluate(model, test_set, info, cfg.eval_batch_size, progress, desc="test")
+    if ctx.distributed:
+        total_loss, correct, n = ddp.all_reduce_sum([total_loss, correct, n], ctx.device)
+        n = int(n)
+        # each rank evaluates every world-th test sample; the figures are summed over the ranks
+        part = torch.utils.data.Subset(test_set, range(ctx.rank, len(test_set), ctx.world))
+        test = evaluate(model.module, part, info, cfg.eval_batch_size, progress, desc="test", over_ranks=True)
+    else:
+        test = evaluate(model, test_set, info, cfg.eval_batch_size, progress, desc="test")
     return {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / n, "train_acc": correct / n,
             "test_loss": test["loss"], "test_acc": test["acc"],
             "time_per_batch_s": batch_time / max(len(loader), 1), "epoch_time_s": batch_time}

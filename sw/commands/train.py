@@ -8,12 +8,15 @@ Examples::
     python -m sw train --config configs/train/digits_ptt.toml --resume --epochs 20   # extend a finished run
     python -m sw train --config configs/train/digits_ptt.toml --force           # replace the run in <out>
     python -m sw train --config configs/train/digits_ptt.toml --init-from tt.pt --out build/ft  # fine-tune
+    torchrun --nproc_per_node 2 -m sw train --config configs/train/digits_ptt.toml   # data parallel, CPU
+    torchrun --nproc_per_node 8 -m sw train --config configs/train/cifar10_ptt.toml --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from sw.train import TrainConfig, config_from_dict, load_config, train
 
@@ -23,7 +26,7 @@ _OVERRIDES = {
     "dataset": str, "data_path": str, "size": int, "split_by": str, "cache_dir": str,
     "epochs": int, "batch_size": int, "eval_batch_size": int, "lr": float, "momentum": float,
     "weight_decay": float, "scheduler": str, "seed": int, "out": str, "threads": int, "workers": int,
-    "init_from": str, "max_train_samples": int, "max_test_samples": int,
+    "init_from": str, "max_train_samples": int, "max_test_samples": int, "device": str,
 }
 
 
@@ -34,6 +37,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         extra = {"dest": key, "type": typ, "default": None}
         if key == "timesteps":
             parser.add_argument(flag, "-T", **extra, help="timesteps T")
+        elif key == "device":
+            parser.add_argument(flag, **extra, choices=("cpu", "cuda"),
+                                help="cpu (default) or cuda; under torchrun each process takes the GPU of "
+                                     "its LOCAL_RANK (docs/training.md, 'Several processes')")
         else:
             parser.add_argument(flag, **extra, help=f"override '{key}'")
     parser.add_argument("--augment", dest="augment", action=argparse.BooleanOptionalAction, default=None,
@@ -80,5 +87,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     summary = train(cfg, resume=args.resume, progress=not args.no_progress, force=args.force)
-    print(json.dumps(summary, indent=2))
+    if os.environ.get("RANK", "0") == "0":   # under torchrun: one summary, from rank 0
+        print(json.dumps(summary, indent=2))
     return 0

@@ -216,18 +216,25 @@ def digits_event_frames(train: bool, timesteps: int, size: int = 16, seed: int =
     return TensorImageDataset(frames.transpose(0, 1).contiguous(), y[sel])
 
 
-def augment_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+def augment_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4, *,
+                      batch: int | None = None, offset: int = 0) -> torch.Tensor:
     """Random crop with zero padding and random horizontal flip, per sample, on a batch.
 
     Works on images ``[B, C, H, W]`` and frames ``[B, T, C, H, W]`` (the same crop for all steps).
+    ``x`` may be the part ``offset .. offset + B`` of a batch of ``batch`` samples (one rank's
+    part under data-parallel training): the draws are those of the whole batch, so the parts
+    are augmented as the whole batch would be.
     """
     if x.dim() not in (4, 5):
         raise ValueError(f"augment expects [B, C, H, W] or [B, T, C, H, W], got {tuple(x.shape)}")
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    total = b if batch is None else batch
+    if offset < 0 or offset + b > total:
+        raise ValueError(f"augment: part {offset}..{offset + b} is outside a batch of {total}")
     padded = F.pad(x, (padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
-    flip = torch.rand(b, generator=generator) < 0.5
+    dy = torch.randint(0, 2 * padding + 1, (total,), generator=generator)[offset:offset + b]
+    dx = torch.randint(0, 2 * padding + 1, (total,), generator=generator)[offset:offset + b]
+    flip = (torch.rand(total, generator=generator) < 0.5)[offset:offset + b]
     out = torch.empty_like(x)
     for i in range(b):
         crop = padded[i, ..., dy[i]:dy[i] + h, dx[i]:dx[i] + w]
