@@ -5,6 +5,8 @@ Commands:
 * ``check``  -- find and check the toolchain (Verilator >= 5.036, cocotb >= 2.0).
 * ``run``    -- the coverage batch of random layers on a configuration; mismatch report.
 * ``replay`` -- one TT layer of a trained checkpoint on the RTL (docs/cosim.md).
+* ``train-step`` -- forward, backward and weight gradients of one TT layer of a trained
+  checkpoint on the RTL, bit-exact against the golden models, gradients against float autograd.
 * ``speed``  -- simulation speed (simulated cycles per wall-clock second, streamed host traffic
   included) on a paper-sized layer.
 """
@@ -48,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="training images used to calibrate the quantiser")
     rp.add_argument("--weight-bits", type=int, default=None, help="weight precision (default: config)")
     rp.add_argument("--rounding", choices=("nearest", "truncate", "stochastic"), default="nearest")
+
+    ts = sub.add_parser("train-step", help="one training step of a trained TT layer on the RTL")
+    ts.add_argument("--checkpoint", required=True, help="TT checkpoint (e.g. build/demo/ptt.pt)")
+    ts.add_argument("--layer", required=True, help="TT layer name, e.g. layers.0.0.conv1")
+    _add_common(ts, "configs/paper.toml")
+    ts.add_argument("--sample", type=int, default=0, help="index of the labelled test image (default 0)")
 
     paper = WORKLOADS["resnet18-cifar10"]  # the workload of cosim.cases.paper_layer_case
     sp = sub.add_parser("speed", help="simulation speed on the paper-sized layer")
@@ -96,6 +104,15 @@ def _replay(args) -> int:
     return 0 if rep["match"] else 1
 
 
+def _train_step(args) -> int:
+    from cosim.train_step import format_train_step, train_step
+
+    rep = train_step(args.checkpoint, args.layer, args.config, sample=args.sample, rtl_dir=args.rtl,
+                     progress=not args.json)
+    print(json.dumps(rep) if args.json else format_train_step(rep))
+    return 0 if rep["match"] else 1
+
+
 def _speed(args) -> int:
     import time
 
@@ -131,7 +148,8 @@ def _speed(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return {"check": _check, "run": _run, "replay": _replay, "speed": _speed}[args.command](args)
+    return {"check": _check, "run": _run, "replay": _replay, "train-step": _train_step,
+            "speed": _speed}[args.command](args)
 
 
 if __name__ == "__main__":

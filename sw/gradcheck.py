@@ -28,7 +28,8 @@ from sw.hwlayer import HardwareLayer
 from sw.neurons import lif_multistep
 from sw.quantize import LayerContext, fold_batchnorm, layer_context, w4_scales
 
-__all__ = ["capture_layer_gradients", "float_layer_gradients", "grad_check_layer", "cosine"]
+__all__ = ["capture_layer_gradients", "float_layer_gradients", "grad_check_layer", "cosine",
+           "gradient_cosines"]
 
 
 def cosine(a: Tensor, b: Tensor) -> float:
@@ -134,6 +135,12 @@ def float_layer_gradients(layer: HardwareLayer, q, spikes: Tensor, residual: Ten
 
 _PAIRS = {"input": ("x", "x"), "current": ("residual", "current"),
           **{f"w{i}": (f"g{i}", f"g{i}") for i in (1, 2, 3, 4)}}
+
+
+def gradient_cosines(g_int: dict[str, Tensor], ref: dict[str, Tensor]) -> dict[str, float]:
+    """Cosine of each integer-derived gradient (:meth:`HardwareLayer.backward`'s names) with its
+    float reference (:func:`float_layer_gradients`' names)."""
+    return _cosines(g_int, ref)
 
 
 def _cosines(g_int: dict[str, Tensor], ref: dict[str, Tensor]) -> dict[str, float]:

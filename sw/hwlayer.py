@@ -124,20 +124,28 @@ class HardwareLayer:
         res = GB.backward_layer(q, trace, ints[0], self.hw.widths, grads, auto,
                                 ints[1] if g_extra is not None else None, rnd)
         self._count(res)
-        lsb = GB.gradient_lsbs(q, res.shifts, e_frac)
-        dw = {n: GB.accumulate_batch(v, grads.wgrad_batch)[0].double() * lsb[n]
-              for n, v in res.dw.items()}
+        return self.float_gradients(q, res.e_in, res.g_current, res.dw, res.shifts, e_frac, e.dtype)
+
+    def float_gradients(self, q, e_in: Tensor, g_current: Tensor, dw: dict[str, Tensor],
+                        shifts: dict[str, int], e_frac: int, dtype: torch.dtype) -> dict[str, Tensor]:
+        """The integer results of a backward pass (``e_in``/``g_current [T, B, ...]``, per-sample
+        weight-gradient sums ``dw``, the shifts used, the incoming gradient's ``e_frac``; from
+        the golden model or the RTL) as float gradients of ``x``, ``residual`` and the cores
+        (the batch accumulator sums the samples, saturating)."""
+        grads = self.hw.gradients
+        lsb = GB.gradient_lsbs(q, shifts, e_frac)
+        dw = {n: GB.accumulate_batch(v, grads.wgrad_batch)[0].double() * lsb[n] for n, v in dw.items()}
         s_w4 = w4_scales(self.conv, int(q.float_scales["weight_bits"]))
         conv = self.conv
         out = {
-            "x": res.e_in.to(e.dtype) * lsb["e_in"],
-            "residual": res.g_current.to(e.dtype) * lsb["g_current"],
+            "x": e_in.to(dtype) * lsb["e_in"],
+            "residual": g_current.to(dtype) * lsb["g_current"],
             "g1": (dw["w1"] / q.float_scales["w1"]).reshape(conv.g1.weight.shape),
             "g2": (dw["w2"] / q.float_scales["w23"]).reshape(conv.g2.weight.shape),
             "g3": (dw["w3"] / q.float_scales["w23"]).reshape(conv.g3.weight.shape),
             "g4": (dw["w4"] / s_w4[:, None]).reshape(conv.g4.weight.shape),
         }
-        return {k: v.to(e.dtype) for k, v in out.items()}
+        return {k: v.to(dtype) for k, v in out.items()}
 
     def _count(self, res: GB.BackwardResult) -> None:
         self.stats.calls += 1

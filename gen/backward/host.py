@@ -17,7 +17,7 @@ from ..hostmap import HostMap, host_map, region_reads, region_writes
 from .tile_program import BackwardTileProgram, pack_tensor, pack_trace, plan_backward_tile, unpack_tensor, unpack_wgrad
 
 __all__ = ["BackwardTileResult", "BackwardHostProgram", "backward_program", "run_backward_tile",
-           "BackwardDoesNotFit"]
+           "BackwardDoesNotFit", "BackwardStrip", "backward_layer_programs", "combine_strips"]
 
 
 class BackwardDoesNotFit(ValueError):
@@ -155,3 +155,61 @@ async def run_backward_tile(bus: Any, prog: BackwardHostProgram, max_polls: int 
         else:
             raise TimeoutError(f"a backward stage did not finish in {max_polls} status polls")
     return await bus.read(prog.reads)
+
+
+@dataclass
+class BackwardStrip:
+    """One row strip of a layer's backward pass: pre-pool rows ``row0 .. row0 + height - 1``."""
+    row0: int
+    height: int
+    program: BackwardHostProgram
+
+
+def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, spikes: np.ndarray,
+                            window: np.ndarray, argmax: np.ndarray | None, shifts: Mapping[str, int],
+                            g_extra: np.ndarray | None = None, height_mul: int = 1, height_shift: int = 0,
+                            max_height: int | None = None) -> list[BackwardStrip]:
+    """A whole layer's backward pass as row strips that fit the backward memories (the
+    tiling of docs/architecture.md, "Backward datapath"): ``x [T, Cin, H, W]`` the layer's input
+    spikes, ``e``/``g_extra``/``spikes``/``window``/``argmax`` ``[T, C, Ho, Wo]`` over its
+    output pixels. Each strip reads its one-pixel halo ring (zero outside the layer, the
+    neighbour's values inside), so the strips' results are the layer's exactly: ``e_in`` and
+    ``g_current`` rows side by side, weight-gradient sums added."""
+    hmap = host_map(cfg)
+    T, _, H, W = x.shape
+    s = 2 if qlayer.pool else 1
+    pad = lambda a: None if a is None else np.pad(np.asarray(a), ((0, 0), (0, 0), (1, 1), (1, 1)))  # noqa: E731
+    xp, ep, gp = pad(x), pad(e), pad(g_extra)
+    sp, wp, ap = pad(spikes), pad(window), pad(argmax)
+
+    def strip(row0: int, h: int) -> BackwardHostProgram:
+        o0, ho = row0 // s, h // s
+        rows = lambda a: None if a is None else a[:, :, o0:o0 + ho + 2]  # noqa: E731
+        return backward_program(cfg, qlayer, xp[:, :, row0:row0 + h + 2], rows(ep), rows(sp), rows(wp),
+                                rows(ap), shifts, rows(gp), height_mul, height_shift, hmap)
+
+    h = min(H, max_height or H)
+    h -= h % s
+    while True:
+        try:
+            strip(0, h)
+            break
+        except BackwardDoesNotFit:
+            if h <= s:
+                raise
+            h = max(s, h // 2 - (h // 2) % s)
+    return [BackwardStrip(r0, min(h, H - r0), strip(r0, min(h, H - r0))) for r0 in range(0, H, h)]
+
+
+def combine_strips(results: list[BackwardTileResult], wgrad_bits: int) -> BackwardTileResult:
+    """The layer's result from its strips' (rows side by side, sums added and wrapped to the
+    tile accumulators' width, counters added)."""
+    e_in = np.concatenate([r.e_in for r in results], axis=2)
+    g_cur = np.concatenate([r.g_current for r in results], axis=2)
+    dw = {}
+    for n in results[0].dw:
+        total = sum(r.dw[n].astype(object) for r in results)
+        half = 1 << (wgrad_bits - 1)
+        dw[n] = np.vectorize(lambda v: ((int(v) + half) % (2 * half)) - half, otypes=[np.int64])(total)
+    counters = {k: sum(r.counters[k] for r in results) for k in results[0].counters}
+    return BackwardTileResult(e_in, g_cur, dw, counters)

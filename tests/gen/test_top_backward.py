@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from gen.backward.cyclemodel import backward_cycles
 from gen.backward.host import BackwardDoesNotFit, backward_program, run_backward_tile
+from gen.backward.stage_layout import StageKind
 from gen.config import load_config
 from gen.sim import SimBus
 from gen.top import Accelerator
@@ -71,6 +73,13 @@ def test_backward_tile_on_the_accelerator(case):
                                                    if k in ("g4t", "g3t", "g23t", "g1t"))
     assert res.counters["lifg_saturations"] == sum(gold.saturations.get(k, 0) for k in ("lif", "current", "affine"))
     assert res.counters["cycles"] > res.counters["stage_busy"] + res.counters["lifg_busy"]
+    # the cycle model (gen/backward/cyclemodel.py) equals every busy and cycle counter
+    model = backward_cycles(prog.plan.stages, CFG.lanes)
+    assert res.counters["stage_busy"] == sum(s.steps for s in model if s.kind != StageKind.LIF)
+    assert res.counters["lifg_busy"] == sum(s.steps for s in model if s.kind == StageKind.LIF)
+    assert res.counters["stage_macs"] == sum(s.macs for s in model if s.kind == StageKind.MATVEC)
+    assert res.counters["wgrad_updates"] == sum(s.macs for s in model if s.kind == StageKind.OUTER)
+    assert res.counters["cycles"] == sum(s.cycles for s in model)
     if not case[8]:
         assert res.counters["grad_saturations"] > 0
 

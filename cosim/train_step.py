@@ -1,0 +1,154 @@
+"""One training step of one TT layer of a trained network on the generated RTL
+(``python -m cosim train-step``): forward, backward and weight gradients under Verilator on
+real data, each compared bit for bit with the golden models, and the RTL's gradients against
+float autograd.
+
+The network runs forward and backward in float on a real labelled image; hooks capture the
+layer's input spikes, shortcut input and incoming gradients (sw/gradcheck.py). The layer is
+quantised (sw/hwlayer.py). On the RTL: the forward tiles (the shared driver), then the
+backward as row strips with their halo rings (gen/backward/host.py). The trace the backward
+reads is the forward's spikes (the RTL's, equal to the golden forward's when ``forward_match``)
+and its surrogate-window bits and arg-max, which the host takes from the golden forward: the
+RTL forward does not write them yet (docs/architecture.md, "Backward datapath").
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["train_step", "format_train_step"]
+
+
+def _labelled_sample(meta: dict, sample: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from sw.commands.eval import eval_config, load_eval_data
+    from sw.train import _to_model_input
+
+    if sample < 0:
+        raise ValueError(f"--sample must be >= 0, got {sample}")
+    ds, info = load_eval_data(eval_config(meta), train_split=False, max_samples=sample + 1)
+    if len(ds) <= sample:
+        raise ValueError(f"the test split of {info.name} has only {len(ds)} samples")
+    x, y = ds[sample]
+    return _to_model_input(x.unsqueeze(0), info), torch.tensor([int(y)])
+
+
+def _backward_on_rtl(target, hl, q, saved, cap, hw, console):
+    """The integer backward of the layer on the RTL (row strips) and in the golden model."""
+    from cosim.jobs import BackwardJob, read_results, write_jobs
+    from cosim.runner import build_design, default_build_dir, run_testbench
+    from gen.backward.host import backward_layer_programs, combine_strips
+    from gen.hostmap import HOST_READ_LATENCY
+    from sw import golden_backward as GB
+    from sw.hwlayer import quantize_gradient
+
+    import tempfile
+    from pathlib import Path
+
+    grads, params, trace = hw.gradients, saved["params"], saved["trace"]
+    parts = [cap["e"]] + ([cap["g_extra"]] if cap.get("g_extra") is not None else [])
+    ints, e_frac = quantize_gradient(parts, grads.width, grads.rounding, torch.Generator().manual_seed(0))
+    g_extra = ints[1] if len(ints) > 1 else None
+    stages = ("affine", "g4t", "g3t", "g23t", "g1t")
+    auto = GB.BackwardParams(params.window_lo, params.window_hi, params.height_mul, params.height_shift,
+                             {s: "auto" for s in stages})
+    gold = GB.backward_layer(q, trace, ints[0], hw.widths, grads, auto, g_extra, GB.GradRounding(grads.rounding))
+    first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
+    strips = backward_layer_programs(hw, q, trace.x[:, 0, :, 1:-1, 1:-1].numpy(), first(ints[0]),
+                                     first(trace.spikes), first(trace.window), first(trace.argmax),
+                                     gold.shifts, first(g_extra), params.height_mul, params.height_shift)
+    ports = [p["name"] for p in target.manifest.get("ports", [])] or None
+    with console.status(f"backward: {len(strips)} strips under Verilator"):
+        build = build_design(target.verilog, target.top, default_build_dir(hw.name), ports=ports)
+        work = Path(tempfile.mkdtemp(prefix="cosim-train-step-"))
+        jobs = [BackwardJob.of(s.program, 50_000_000, i) for i, s in enumerate(strips)]
+        write_jobs(work / "jobs.npz", jobs, hw.clock_period_ns, HOST_READ_LATENCY)
+        run_testbench(build, work / "jobs.npz", work / "results.npz", work / "run")
+        results = read_results(work / "results.npz", len(jobs))
+    got = combine_strips([s.program.decode(r.values) for s, r in zip(strips, results)], grads.wgrad_tile)
+    return gold, got, e_frac, len(strips), sum(r.wall_s for r in results)
+
+
+def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: int = 0,
+               rtl_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run the training step of ``layer`` on test image ``sample`` and return the report."""
+    from rich.console import Console
+
+    from cosim.layer import LayerCase, RtlTarget, run_cases
+    from cosim.toolchain import setup_toolchain
+    from gen.config import HardwareConfig, load_config
+    from sw.checkpoint import load_model
+    from sw.gradcheck import capture_layer_gradients, float_layer_gradients, gradient_cosines
+    from sw.hwlayer import HardwareLayer
+    from sw.quantize import layer_context, quantize_residual
+
+    console = Console(stderr=True, quiet=not progress)
+    setup_toolchain()
+    hw = config if isinstance(config, HardwareConfig) else load_config(config)
+    model, meta = load_model(checkpoint)
+    ctx = layer_context(model, layer)                 # lists the TT layers when the name is wrong
+    x, y = _labelled_sample(meta, sample)
+    t0 = time.monotonic()
+    with console.status("float forward and backward of the network; quantising the layer"):
+        cap = capture_layer_gradients(model, ctx, x, y)
+        hl = HardwareLayer(model, layer, hw, calib_samples=1)
+        _, _, saved = hl.forward(cap["spikes"], cap.get("residual"))
+    q, trace = saved["q"], saved["trace"]
+    target = RtlTarget.for_config(hw, rtl_dir)
+    spikes = cap["spikes"][:, 0].round().to(torch.int64).numpy()
+    res_q = quantize_residual(cap["residual"], q, hw.widths)[:, 0].numpy() if q.residual else None
+    with console.status("forward: tiles under Verilator"):
+        fwd = run_cases(target, [LayerCase(layer, q, spikes, res_q)], waves="never")[0]
+    forward_match = bool(fwd.match and np.array_equal(fwd.spikes, trace.spikes[:, 0].numpy()))
+    gold, got, e_frac, n_strips, bw_wall = _backward_on_rtl(target, hl, q, saved, cap, hw, console)
+    expect = {"e_in": gold.e_in[:, 0].numpy(), "g_current": gold.g_current[:, 0].numpy(),
+              **{f"d{n}": v[0].numpy() for n, v in gold.dw.items()}}
+    actual = {"e_in": got.e_in, "g_current": got.g_current, **{f"d{n}": v for n, v in got.dw.items()}}
+    mism = {k: int((np.asarray(actual[k]) != np.asarray(v)).sum()) for k, v in expect.items()}
+    # the RTL's integer gradients as float gradients, against float autograd of the same layer
+    as_t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64)).unsqueeze(1)  # noqa: E731
+    dw = {n: torch.from_numpy(np.asarray(v, dtype=np.int64)).unsqueeze(0) for n, v in got.dw.items()}
+    g_rtl = hl.float_gradients(q, as_t(got.e_in), as_t(got.g_current), dw, gold.shifts, e_frac,
+                               cap["e"].dtype)
+    ref = float_layer_gradients(hl, q, cap["spikes"], cap.get("residual"), cap["e"], cap["g_extra"])
+    bw_counters = {k: int(v) for k, v in got.counters.items()}
+    return {
+        "checkpoint": str(checkpoint), "layer": layer, "config": hw.name, "sample": sample,
+        "match": forward_match and not any(mism.values()),
+        "forward_match": forward_match, "forward_mismatches": int(fwd.report.mismatches),
+        "mismatches": mism, "grad_cosine": gradient_cosines(g_rtl, ref),
+        "shifts": dict(gold.shifts), "saturated_share": gold.saturated_share,
+        "cycles": {"forward": int(fwd.cycles), "backward": bw_counters.get("cycles", 0),
+                   "lif_gradient_busy": bw_counters.get("lifg_busy", 0),
+                   "core_stages_busy": bw_counters.get("stage_busy", 0)},
+        "backward_strips": n_strips,
+        "layer_shape": {"timesteps": int(spikes.shape[0]), "in_channels": q.in_channels, "rank": q.rank,
+                        "out_channels": q.out_channels, "height": int(spikes.shape[2]),
+                        "width": int(spikes.shape[3]), "mode": q.mode, "pool": q.pool, "residual": q.residual},
+        "counters": {"forward": {k: int(v) for k, v in fwd.counters.items()}, "backward": bw_counters},
+        "trace_source": "spikes: RTL forward; window bits and arg-max: golden forward (equal RTL spikes)",
+        "wall_s": time.monotonic() - t0, "backward_sim_wall_s": bw_wall,
+    }
+
+
+def format_train_step(rep: dict[str, Any]) -> str:
+    s = rep["layer_shape"]
+    lines = [
+        f"train step of {rep['layer']} ({s['mode'].upper()}, Cin={s['in_channels']}, r={s['rank']}, "
+        f"Cout={s['out_channels']}, {s['height']}x{s['width']}, T={s['timesteps']}"
+        f"{', pool' if s['pool'] else ''}{', residual' if s['residual'] else ''}) from {rep['checkpoint']} "
+        f"on the {rep['config']} RTL, test sample {rep['sample']}",
+        f"  forward  RTL vs golden : {'bit-exact' if rep['forward_match'] else 'MISMATCH'}",
+        f"  backward RTL vs golden : " + ("bit-exact" if not any(rep["mismatches"].values()) else
+                                         "MISMATCH " + ", ".join(f"{k}: {v}" for k, v in rep["mismatches"].items() if v)),
+        "  gradient cosine vs float autograd: " + ", ".join(f"{k} {v:.4f}" for k, v in rep["grad_cosine"].items()),
+        f"  saturated share        : {rep['saturated_share']:.4f}; shifts {rep['shifts']}",
+        "  cycles                 : " + ", ".join(f"{k} {v}" for k, v in rep["cycles"].items())
+        + f" ({rep['backward_strips']} backward strips)",
+        "  backward counters      : " + ", ".join(f"{k} {v}" for k, v in rep["counters"]["backward"].items()),
+        f"  match                  : {rep['match']}",
+    ]
+    return "\n".join(lines)
