@@ -164,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--ranks", default=None, help="override the network's ranks (sw.arch.resolve_ranks syntax)")
     ap.add_argument("--json", dest="json_out", default=None, help="write all rows to this JSON file")
     ap.add_argument("--plot", default=None, help="draw cycles / bound per layer (PNG) to this file")
+    ap.add_argument("--backward", action="store_true",
+                    help="the backward pass and weight gradients instead (gen/backward/perf.py)")
     args = ap.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
@@ -175,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if blocker is not None and not blocker.is_dir():
             raise ValueError(f"{flag} {out}: {blocker} is a file, not a folder; choose another path")
     cfg = load_config(args.config)
+    if args.backward:
+        return _backward_main(cfg, args, modes)
     from tqdm import tqdm
     rows: list[dict] = []
     jobs = [(n, m) for n in (args.network or sorted(NETWORKS)) for m in modes]
@@ -205,6 +209,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plot:
         plot_report(rows, args.plot)
         print(f"wrote {args.plot}")
+    return 0
+
+
+def _backward_main(cfg: HardwareConfig, args, modes: Sequence[str]) -> int:
+    """``--backward``: the backward table (gen/backward/perf.py's rows) and its totals."""
+    from sw.arch import default_schedule, network_specs, tt_layers
+
+    from .backward.perf import BACKWARD_GOAL, layer_backward_report
+    rows = []
+    for net in args.network or sorted(NETWORKS):
+        n = NETWORKS[net]
+        sched = tuple(default_schedule(n.timesteps))
+        for mode in modes:
+            specs = network_specs(n.arch, n.in_channels, n.input_size, n.num_classes, mode=mode,
+                                  ranks=args.ranks or n.ranks, timesteps=n.timesteps)
+            rows += [{"network": net, **layer_backward_report(cfg, sp, mode, n.timesteps, sched)}
+                     for sp in tt_layers(specs)]
+    print(f"{'network':<21} {'mode':<4} {'layer':<17} {'Cin':>4} {'r':>4} {'Cout':>4} {'HxW':>6} {'tile':>6} "
+          f"{'tiles':>5} {'cycles':>10} {'bound':>10} {'ratio':>6} {'ring+pad':>9} {'pipeline':>8} {'fits':>4}")
+    for r in rows:
+        print(f"{r['network']:<21} {r['mode']:<4} {r['layer']:<17} {r['in_channels']:>4} {r['rank']:>4} "
+              f"{r['out_channels']:>4} {str(r['height']) + 'x' + str(r['width']):>6} {r['tile']:>6} "
+              f"{r['tiles']:>5} {r['cycles']:>10} {r['bound']:>10} {r['ratio']:>6.3f} "
+              f"{r['ring_and_padding']:>9} {r['pipeline']:>8} {'yes' if r['fits_backward_memories'] else 'NO':>4}")
+    print()
+    for net in args.network or sorted(NETWORKS):
+        for mode in modes:
+            sel = [r for r in rows if r["network"] == net and r["mode"] == mode and r["fits_backward_memories"]]
+            n_all = sum(1 for r in rows if r["network"] == net and r["mode"] == mode)
+            cyc, bnd = sum(r["cycles"] for r in sel), sum(r["bound"] for r in sel)
+            ok = sum(1 for r in sel if r["ratio"] <= BACKWARD_GOAL)
+            print(f"{net} {mode} backward: {len(sel)}/{n_all} layers fit the backward memories; over them "
+                  f"cycles {cyc}, bound {bnd}, ratio {cyc / bnd if bnd else float('nan'):.3f}; "
+                  f"{ok}/{len(sel)} within {BACKWARD_GOAL}x")
+    if args.json_out:
+        from .emit import atomic_write
+        atomic_write(Path(args.json_out), json.dumps(rows, indent=1) + "\n")
+        print(f"wrote {args.json_out}")
     return 0
 
 

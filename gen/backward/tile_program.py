@@ -145,12 +145,14 @@ def pack_trace(spikes: np.ndarray, window: np.ndarray, argmax: np.ndarray | None
 
 def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: int, weight_bits: int,
                        shifts: Mapping[str, int], full: list[bool], height_mul: int = 1,
-                       height_shift: int = 0, use_extra: bool = False) -> BackwardTileProgram:
+                       height_shift: int = 0, use_extra: bool = False,
+                       pack_weights: bool = True) -> BackwardTileProgram:
     """The stages of one backward tile of ``qlayer`` (``height x width`` pre-pool pixels,
     ``full[t]`` the timestep classes): tensors, weight words and stage descriptors, the
     LIF-gradient stage first. ``shifts``: the backward shifts (``affine``, ``g4t``, ``g23t``,
     ``g1t``; STT also ``g3t``); ``height_mul / 2^height_shift``: the surrogate height;
-    ``use_extra``: the LIF input's gradient has a shortcut share ``g_extra``."""
+    ``use_extra``: the LIF input's gradient has a shortcut share ``g_extra``; ``pack_weights``
+    False leaves the weight words zero (their count and addresses are the same: for planning)."""
     T, H, W, P = timesteps, height, width, lanes
     mode = qlayer.mode
     cin, r, cout = qlayer.in_channels, qlayer.rank, qlayer.out_channels
@@ -175,7 +177,10 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
 
     def weights(mats) -> int:
         start = len(wwords)
-        wwords.extend(_weight_words(mats, P, weight_bits))
+        if pack_weights:
+            wwords.extend(_weight_words(mats, P, weight_bits))
+        else:
+            wwords.extend([0] * sum(m.shape[0] * -(-m.shape[1] // P) for m in mats))
         return start
 
     def src(name):
