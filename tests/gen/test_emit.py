@@ -30,7 +30,9 @@ def test_manifest_describes_ports_registers_counters_regions(small_out):
     assert man["host_read_latency"] == 2
     assert {c["name"] for c in man["counters"]} >= {"cycles", "c1_busy", "c4_macs", "host_words_in"}
     regions = {r["name"]: r for r in man["regions"]}
-    assert set(regions) == {"w1", "w2", "w3", "w4", "affine", "spike_in", "residual", "membrane", "spikes"}
+    assert set(regions) == {"w1", "w2", "w3", "w4", "affine", "spike_in", "residual", "membrane", "spikes",
+                            "gbuf", "gweights", "trace", "wgrad"}          # forward, then backward
+    assert {c["name"] for c in man["backward_counters"]} >= {"stage_busy", "lifg_updates", "wgrad_updates"}
     spans = sorted((r["base"], r["base"] + r["span"]) for r in man["regions"])
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))      # no overlap
     # the driver reads its map from the manifest's configuration and gets the same map
