@@ -59,6 +59,7 @@ class CoreStageEngine(wiring.Component):
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a gen.config.HardwareConfig, got {type(config).__name__}")
         if config.gradients.rounding == "stochastic":
+            self._MustUse__silence = True
             raise ValueError("CoreStageEngine: stochastic gradient rounding is not built in RTL yet "
                              "(its dither hash per element); use rounding = \"nearest\" or \"floor\"")
         self.config, self.acc_entries = config, acc_entries

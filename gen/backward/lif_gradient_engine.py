@@ -42,6 +42,7 @@ class LIFGradientEngine(wiring.Component):
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a gen.config.HardwareConfig, got {type(config).__name__}")
         if config.gradients.rounding == "stochastic":
+            self._MustUse__silence = True
             raise ValueError("LIFGradientEngine: stochastic gradient rounding is not built in RTL yet; "
                              "use rounding = \"nearest\" or \"floor\"")
         self.config = config

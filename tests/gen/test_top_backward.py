@@ -93,3 +93,10 @@ def test_a_tile_too_large_for_the_backward_memories_is_refused():
     with pytest.raises(BackwardDoesNotFit, match="region 'gbuf' needs"):
         backward_program(tiny, q, x[:, 0].numpy(), e[:, 0].numpy(), trace.spikes[:, 0].numpy(),
                          trace.window[:, 0].numpy(), arg, gold.shifts)
+
+
+def test_stochastic_rounding_is_refused_with_one_clear_line():
+    from dataclasses import replace
+    cfg = replace(CFG, gradients=replace(CFG.gradients, rounding="stochastic"))
+    with pytest.raises(ValueError, match="stochastic rounding is not in RTL yet"):
+        Accelerator(cfg)
