@@ -397,7 +397,14 @@ def _cfg_dict(**gradients):
 
 
 def test_gradient_formats_are_validated_against_the_limits():
-    assert load_config("paper").gradients == GradientFormats()
+    paper, default = load_config("paper").gradients, GradientFormats()
+    for f in ("width", "accumulator", "wgrad_tile", "wgrad_batch", "rounding"):   # the formats
+        assert getattr(paper, f) == getattr(default, f)
+    assert paper.buffer_bytes > default.buffer_bytes          # the paper's backward memories are its own
+    with pytest.raises(ConfigError, match=r"gradients.buffer_bytes.*two"):
+        config_from_dict(_cfg_dict(buffer_bytes=8))
+    with pytest.raises(ConfigError, match=r"gradients.wgrad_entries"):
+        config_from_dict(_cfg_dict(wgrad_entries=1))
     assert config_from_dict(_cfg_dict(width=12, rounding="stochastic")).gradients.width == 12
     # small: 32 output channels, rank 8 -> the longest transposed sum has 48 terms (6 bits)
     with pytest.raises(ConfigError, match=r"gradients.accumulator.*>= 30"):
