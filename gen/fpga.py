@@ -134,15 +134,7 @@ def module_lines(verilog: str) -> list[tuple[int, str]]:
 
 def _unit_of_cell(cell: dict[str, Any], modules: list[tuple[int, str]]) -> str | None:
     """The unit whose Verilog module holds the cell's source line (Yosys' ``src``)."""
-    m = re.match(r"[^:|]*:(\d+)", cell.get("attributes", {}).get("src", ""))
-    if not (m and modules):
-        return None
-    line, unit = int(m.group(1)), None
-    for start, name in modules:
-        if start > line:
-            break
-        unit = name
-    return unit
+    return _unit_of_line(cell.get("attributes", {}).get("src", "").split("|")[0], modules)
 
 
 def logic_levels(netlist: dict[str, Any], top: str = "ttsnn_accel",
@@ -258,26 +250,45 @@ def fit(res: dict[str, int]) -> dict[str, Any]:
     return {"use": {k: {"used": u, "available": a} for k, (u, a) in use.items()}, "over": over, "fits": not over}
 
 
-def path_units(report: dict[str, Any], scopes: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """nextpnr's worst critical path (its ``--report`` JSON), one row per step: kind
-    (clk-to-q, logic, routing, setup), delay (ns), net, cell, and the unit (:func:`unit_of`)
-    of the net (routing) or the cell (logic, clock-to-output, setup); a step whose names the
-    tools made up belongs to the unit before it."""
-    paths = [p for p in report.get("critical_paths", []) if p.get("path")]
+def path_units(report: dict[str, Any], modules: list[tuple[int, str]],
+               cell_src: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """nextpnr's worst clock-to-clock path (its ``--report`` JSON), one row per step: kind
+    (clk-to-q, logic, routing, setup), delay (ns), net, cell, and the unit: the Verilog
+    module (``modules``, :func:`module_lines`) holding the source line of the step's net
+    (nextpnr's ``sources``) or of its cell (``cell_src``: the netlist's ``src`` attributes).
+    ECP5 cells are named after some net they touch, often one far down the path, so names
+    are not used; a step with no source line of the design belongs to the unit before it."""
+    # clock to clock only: the paths from and to the unconstrained pins are no clock period
+    paths = [p for p in report.get("critical_paths", []) if p.get("path")
+             and "<async>" not in (p.get("from"), p.get("to"))]
     if not paths:
         return []
     crit = max(paths, key=lambda p: sum(float(s["delay"]) for s in p["path"]))
-    scopes = list(scopes) if scopes is not None else None
+    cell_src = cell_src or {}
     rows, last = [], "?"
     for step in crit["path"]:
         net = step.get("net", "")
         end = "from" if step["type"] == "clk-to-q" else "to"
         cell = step.get(end, {}).get("cell", "")
-        unit = unit_of(net, scopes) if step["type"] == "routing" and net else unit_of(cell, scopes)
-        last = last if unit == "?" else unit
+        srcs = list(step.get("sources") or []) + cell_src.get(cell, "").split("|")
+        unit = next((u for u in (_unit_of_line(x, modules) for x in srcs) if u), None)
+        last = unit or last
         rows.append({"type": step["type"], "delay_ns": round(float(step["delay"]), 3), "net": net,
                      "cell": cell, "unit": last})
     return rows
+
+
+def _unit_of_line(src: str, modules: list[tuple[int, str]]) -> str | None:
+    """The unit of a Yosys source location in the design's Verilog (``ttsnn_accel.v:123.4-5.6``)."""
+    m = re.match(r"ttsnn_accel\.v:(\d+)", src.strip())
+    if not (m and modules):
+        return None
+    line, unit = int(m.group(1)), None
+    for start, name in modules:
+        if start > line:
+            break
+        unit = name
+    return unit
 
 
 def _summarise_path(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -308,12 +319,18 @@ def run_pnr(out: Path, freq: float, seed: int) -> dict[str, Any]:
         "--json", "ecp5.json", "--lpf-allow-unconstrained", "--freq", str(freq), "--seed", str(seed),
         "--timing-allow-fail", "--report", "nextpnr.json", "--log", "nextpnr.log", "-q"]
     _run(cmd, out, "nextpnr-ecp5")
+    return pnr_summary(out)
+
+
+def pnr_summary(out: Path) -> dict[str, Any]:
+    """Maximum clock, critical path by unit and utilisation from a finished nextpnr run in
+    ``out`` (``nextpnr.json``, ``ecp5.json``, ``ttsnn_accel.v``)."""
     rep = json.loads((out / "nextpnr.json").read_text())
     fmax = {k: v for k, v in rep.get("fmax", {}).items()}
     achieved = min((v["achieved"] for v in fmax.values()), default=None)
     netlist = json.loads((out / "ecp5.json").read_text())["modules"]["ttsnn_accel"]
-    scopes = [n.lstrip("\\") for n, c in netlist["cells"].items() if c["type"] == "$scopeinfo"]
-    rows = path_units(rep, scopes)
+    cell_src = {n.lstrip("\\"): c.get("attributes", {}).get("src", "") for n, c in netlist["cells"].items()}
+    rows = path_units(rep, module_lines((out / "ttsnn_accel.v").read_text()), cell_src)
     return {"fmax_mhz": round(achieved, 2) if achieved else None, "fmax": fmax,
             "critical_path_ns": round(sum(r["delay_ns"] for r in rows), 2),
             "critical_path_routing_ns": round(sum(r["delay_ns"] for r in rows if r["type"] == "routing"), 2),

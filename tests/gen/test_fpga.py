@@ -91,25 +91,31 @@ def test_fit_reports_how_far_over_the_device():
 
 
 def test_critical_path_steps_are_named_by_unit():
-    # the shape of nextpnr-ecp5's --report JSON; ECP5 cells are named after a net of theirs
-    # (synth_ecp5's autoname); a made-up name takes the unit before it
-    def step(kind, delay, net, cell):
+    # the shape of nextpnr-ecp5's --report JSON: routing steps carry the source lines of
+    # their net, cells theirs in the netlist; cell names (after some net, often far away)
+    # are not used; a step without a line of the design takes the unit before it
+    verilog = "module ttsnn_accel(a);\n\nendmodule\nmodule \\ttsnn_accel.e4.affine (b);\n\n\nendmodule\n"
+    modules = module_lines(verilog)          # lines 1-3: top, 4-7: e4.affine
+
+    def step(kind, delay, cell, sources=None, net=""):
         return {"type": kind, "delay": delay, "net": net, "from": {"cell": cell, "port": "A"},
-                "to": {"cell": cell, "port": "Z"}}
+                "to": {"cell": cell, "port": "Z"}, **({"sources": sources} if sources else {})}
     rep = {"critical_paths": [
-        {"from": "clk", "to": "clk", "path": [step("clk-to-q", 0.5, "", "desc_TRELLIS_FF_Q_3"),
-                                              step("setup", 0.1, "", "cnt_x_TRELLIS_FF_Q")]},
-        {"from": "clk", "to": "clk", "path": [
-            step("clk-to-q", 0.5, "", "desc_TRELLIS_FF_Q_3"),
-            step("routing", 1.0, "desc[3]", "e4.affine.prod0_LUT4_B"),
-            step("logic", 0.25, "", "e4.affine.prod0_LUT4_B"),
-            step("routing", 1.25, "$abc$9$new_n1", "x"),
-            step("logic", 0.5, "", "$abc$9$lut1"),
-            step("routing", 0.5, "e4.lif.u0_CCU2C_S0", "e4.lif.u0_CCU2C_S0"),
-            step("setup", 0.1, "", "e4.lif.u0_TRELLIS_FF_Q")]}]}
-    rows = path_units(rep, scopes=["e4", "e4.affine", "e4.lif", "e1"])
-    assert [r["unit"] for r in rows] == ["top", "top", "e4.affine", "e4.affine", "e4.affine", "e4.lif", "e4.lif"]
-    assert sum(r["delay_ns"] for r in rows) == pytest.approx(4.1)      # the longer path
+        {"from": "<async>", "to": "posedge clk", "path": [step("routing", 40.0, "pin", ["ttsnn_accel.v:5"])]},
+        {"from": "posedge clk", "to": "posedge clk", "path": [step("clk-to-q", 0.5, "ff_a"),
+                                                              step("setup", 0.1, "ff_b")]},
+        {"from": "posedge clk", "to": "posedge clk", "path": [
+            step("clk-to-q", 0.5, "desc_TRELLIS_FF_Q_3"),
+            step("routing", 1.0, "mem_x_LUT4_B", ["ttsnn_accel.v:5.1-5.9", "/share/lattice/x.v:1"], "desc[3]"),
+            step("logic", 0.25, "mem_x_LUT4_B"),
+            step("routing", 1.25, "c2", ["/share/lattice/cells_map_trellis.v:108"]),
+            step("logic", 0.5, "c2"),
+            step("routing", 0.5, "c3", ["ttsnn_accel.v:2"]),
+            step("setup", 0.1, "cnt_TRELLIS_FF_Q")]}]}
+    cell_src = {"desc_TRELLIS_FF_Q_3": "ttsnn_accel.v:2.1-2.5|/share/lattice/cells_map_trellis.v:83"}
+    rows = path_units(rep, modules, cell_src)
+    assert [r["unit"] for r in rows] == ["top", "e4.affine", "e4.affine", "e4.affine", "e4.affine", "top", "top"]
+    assert sum(r["delay_ns"] for r in rows) == pytest.approx(4.1)      # the longer clock path
 
 
 def test_cli_rejects_a_bad_frequency_and_config_in_one_line(tmp_path, capsys):
