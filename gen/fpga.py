@@ -156,9 +156,11 @@ def logic_levels(netlist: dict[str, Any], top: str = "ttsnn_accel",
         outs = [b for p, d in dirs.items() if d == "output" for b in conns[p] if isinstance(b, int)]
         if _STATEFUL.search(cell["type"]):
             unit = _unit_of_cell(cell, modules or [])
-            cands = names.get(outs[0], []) if outs else []
+            memid = cell.get("parameters", {}).get("MEMID", "").lstrip("\\")
+            # a memory by its name (its read data may be anyone's net), a flip-flop by its Q net
+            cands = [memid] if memid else names.get(outs[0], []) if outs else []
             own = [n for n in cands if unit_of(n, scopes) == unit] if unit else []
-            label = (own or cands or [cell.get("parameters", {}).get("MEMID", cname).lstrip("\\")])[0]
+            label = (own or cands or [cname])[0]
             unit = unit or unit_of(label, scopes)
             qname.update((b, label) for b in outs)
             sinks += [(label, unit, b) for b in ins]

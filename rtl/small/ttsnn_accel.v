@@ -4649,10 +4649,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(\line4__addr$139 ),
     .line4__data(\wr__data$140 ),
     .line4__en(\wr__en$136 ),
-    .\port$2883$0 (\$546 ),
-    .\port$2911$0 (\$547 ),
-    .\port$2939$0 (\$548 ),
-    .\port$2967$0 (\$549 ),
+    .\port$2907$0 (\$546 ),
+    .\port$2947$0 (\$547 ),
+    .\port$2987$0 (\$548 ),
+    .\port$3027$0 (\$549 ),
     .q23_rows(rows_written),
     .released(released),
     .released_e1_order(released_e1_order),
@@ -4693,10 +4693,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__en(\wr__en$142 ),
     .out_rows(out_rows),
     .out_taken(out_taken),
-    .\port$4394$0 (\$550 ),
-    .\port$4443$0 (\$551 ),
-    .\port$4492$0 (\$552 ),
-    .\port$4541$0 (\$553 ),
+    .\port$4746$0 (\$550 ),
+    .\port$4756$0 (\$551 ),
+    .\port$4766$0 (\$552 ),
+    .\port$4776$0 (\$553 ),
     .res_consumed(res_consumed),
     .res_rows(res_rows),
     .residual__addr(residual__addr),
@@ -8269,32 +8269,44 @@ endmodule
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e1.requant1 (shift, rnd, i, o);
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [6:0] \$12 ;
-  wire [5:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire [16:0] \$16 ;
-  wire [15:0] \$17 ;
-  wire \$18 ;
+  wire [16:0] \$10 ;
+  wire [16:0] \$11 ;
+  wire [15:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire [6:0] \$16 ;
+  wire [5:0] \$17 ;
+  wire [15:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire [6:0] \$21 ;
-  wire [5:0] \$22 ;
-  wire [15:0] \$23 ;
+  wire [6:0] \$20 ;
+  wire [5:0] \$21 ;
+  wire [15:0] \$22 ;
+  wire [16:0] \$23 ;
   wire [16:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [15:0] \$26 ;
-  wire [7:0] \$27 ;
+  wire [15:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [6:0] \$29 ;
   wire [6:0] \$3 ;
+  wire [5:0] \$30 ;
+  wire [15:0] \$31 ;
+  wire \$32 ;
+  wire [6:0] \$33 ;
+  wire [5:0] \$34 ;
+  wire [15:0] \$35 ;
+  wire [16:0] \$36 ;
+  wire [16:0] \$37 ;
+  wire [15:0] \$38 ;
+  wire [7:0] \$39 ;
   wire [5:0] \$4 ;
   wire [15:0] \$5 ;
-  wire [16:0] \$6 ;
-  wire [16:0] \$7 ;
-  wire [15:0] \$8 ;
-  wire \$9 ;
+  wire \$6 ;
+  wire [6:0] \$7 ;
+  wire [5:0] \$8 ;
+  wire [15:0] \$9 ;
   input [15:0] i;
   wire [15:0] i;
   output [7:0] o;
@@ -8308,34 +8320,46 @@ module \ttsnn_accel.e1.requant1 (shift, rnd, i, o);
   assign \$3  = shift - 1'h1;
   assign \$4  = \$2  ? 6'h00 : \$3 [5:0];
   assign \$5  = $signed(i) >>> \$4 ;
-  assign \$6  = $signed(\$5 ) + $signed({ 1'h0, rnd });
-  assign \$8  = \$1  ? i : \$7 [15:0];
-  assign \$9  = $signed(\$8 ) > $signed(8'h7f);
-  assign \$10  = ! shift;
-  assign \$11  = ! shift;
-  assign \$12  = shift - 1'h1;
-  assign \$13  = \$11  ? 6'h00 : \$12 [5:0];
-  assign \$14  = $signed(i) >>> \$13 ;
-  assign \$15  = $signed(\$14 ) + $signed({ 1'h0, rnd });
-  assign \$17  = \$10  ? i : \$16 [15:0];
-  assign \$18  = $signed(\$17 ) < $signed(8'h80);
+  assign \$6  = ! shift;
+  assign \$7  = shift - 1'h1;
+  assign \$8  = \$6  ? 6'h00 : \$7 [5:0];
+  assign \$9  = $signed(i) >>> \$8 ;
+  assign \$10  = $signed(\$9 ) + $signed({ 1'h0, rnd });
+  assign \$12  = \$1  ? \$5  : \$11 [15:0];
+  assign \$13  = $signed(\$12 ) > $signed(8'h7f);
+  assign \$14  = ! shift;
+  assign \$15  = ! shift;
+  assign \$16  = shift - 1'h1;
+  assign \$17  = \$15  ? 6'h00 : \$16 [5:0];
+  assign \$18  = $signed(i) >>> \$17 ;
   assign \$19  = ! shift;
-  assign \$20  = ! shift;
-  assign \$21  = shift - 1'h1;
-  assign \$22  = \$20  ? 6'h00 : \$21 [5:0];
-  assign \$23  = $signed(i) >>> \$22 ;
-  assign \$24  = $signed(\$23 ) + $signed({ 1'h0, rnd });
-  assign \$26  = \$19  ? i : \$25 [15:0];
-  assign \$27  = \$18  ? 8'h80 : \$26 [7:0];
-  assign o = \$9  ? 8'h7f : \$27 ;
-  assign \$7  = { \$6 [16], \$6 [16:1] };
-  assign \$16  = { \$15 [16], \$15 [16:1] };
-  assign \$25  = { \$24 [16], \$24 [16:1] };
+  assign \$20  = shift - 1'h1;
+  assign \$21  = \$19  ? 6'h00 : \$20 [5:0];
+  assign \$22  = $signed(i) >>> \$21 ;
+  assign \$23  = $signed(\$22 ) + $signed({ 1'h0, rnd });
+  assign \$25  = \$14  ? \$18  : \$24 [15:0];
+  assign \$26  = $signed(\$25 ) < $signed(8'h80);
+  assign \$27  = ! shift;
+  assign \$28  = ! shift;
+  assign \$29  = shift - 1'h1;
+  assign \$30  = \$28  ? 6'h00 : \$29 [5:0];
+  assign \$31  = $signed(i) >>> \$30 ;
+  assign \$32  = ! shift;
+  assign \$33  = shift - 1'h1;
+  assign \$34  = \$32  ? 6'h00 : \$33 [5:0];
+  assign \$35  = $signed(i) >>> \$34 ;
+  assign \$36  = $signed(\$35 ) + $signed({ 1'h0, rnd });
+  assign \$38  = \$27  ? \$31  : \$37 [15:0];
+  assign \$39  = \$26  ? 8'h80 : \$38 [7:0];
+  assign o = \$13  ? 8'h7f : \$39 ;
+  assign \$11  = { \$10 [16], \$10 [16:1] };
+  assign \$24  = { \$23 [16], \$23 [16:1] };
+  assign \$37  = { \$36 [16], \$36 [16:1] };
 endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr
-, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, q23_rows, busy, \port$2883$0 , \port$2911$0 , \port$2939$0 , \port$2967$0 , desc, geo, e1_rows, counts, released, released_e1_order, e4_released, clk
+, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, q23_rows, busy, \port$2907$0 , \port$2947$0 , \port$2987$0 , \port$3027$0 , desc, geo, e1_rows, counts, released, released_e1_order, e4_released, clk
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire \$1 ;
@@ -9194,14 +9218,14 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   reg [2:0] \p_wr_addr$82 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  output [7:0] \port$2883$0 ;
-  wire [7:0] \port$2883$0 ;
-  output [7:0] \port$2911$0 ;
-  wire [7:0] \port$2911$0 ;
-  output [7:0] \port$2939$0 ;
-  wire [7:0] \port$2939$0 ;
-  output [7:0] \port$2967$0 ;
-  wire [7:0] \port$2967$0 ;
+  output [7:0] \port$2907$0 ;
+  wire [7:0] \port$2907$0 ;
+  output [7:0] \port$2947$0 ;
+  wire [7:0] \port$2947$0 ;
+  output [7:0] \port$2987$0 ;
+  wire [7:0] \port$2987$0 ;
+  output [7:0] \port$3027$0 ;
+  wire [7:0] \port$3027$0 ;
   output [15:0] q23_rows;
   wire [15:0] q23_rows;
   output [15:0] released;
@@ -9825,17 +9849,17 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   \ttsnn_accel.e23.adder  adder (
     .a(i),
     .b(\b$92 ),
-    .\port$2968$0 (\$485 ),
-    .\port$2969$0 (\$486 ),
-    .\port$2970$0 (\$487 ),
-    .\port$2971$0 (\$488 )
+    .\port$3028$0 (\$485 ),
+    .\port$3029$0 (\$486 ),
+    .\port$3030$0 (\$487 ),
+    .\port$3031$0 (\$488 )
   );
   \ttsnn_accel.e23.cluster2  cluster2 (
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$4879$18 (a[21:18]),
-    .\port$4879$2 (a[4:2]),
+    .\port$4396$18 (a[21:18]),
+    .\port$4396$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -9901,19 +9925,19 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   );
   \ttsnn_accel.e23.requant2  requant2 (
     .i(i),
-    .\port$2883$0 (\$481 ),
-    .\port$2911$0 (\$482 ),
-    .\port$2939$0 (\$483 ),
-    .\port$2967$0 (\$484 ),
+    .\port$2907$0 (\$481 ),
+    .\port$2947$0 (\$482 ),
+    .\port$2987$0 (\$483 ),
+    .\port$3027$0 (\$484 ),
     .rnd(desc[205]),
     .shift(desc[138:133])
   );
   \ttsnn_accel.e23.requant3  requant3 (
     .i(\i$98 ),
-    .\port$2999$0 (\$489 ),
-    .\port$3027$0 (\$490 ),
-    .\port$3055$0 (\$491 ),
-    .\port$3083$0 (\$492 ),
+    .\port$3071$0 (\$489 ),
+    .\port$3111$0 (\$490 ),
+    .\port$3151$0 (\$491 ),
+    .\port$3191$0 (\$492 ),
     .rnd(desc[205]),
     .shift(\$249 [5:0])
   );
@@ -10208,10 +10232,10 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign w3__addr = \$189 [15:0];
   assign row2__addr = \$245 [15:0];
   assign line4__addr = \$280 [15:0];
-  assign \port$2883$0  = \$481 ;
-  assign \port$2911$0  = \$482 ;
-  assign \port$2939$0  = \$483 ;
-  assign \port$2967$0  = \$484 ;
+  assign \port$2907$0  = \$481 ;
+  assign \port$2947$0  = \$482 ;
+  assign \port$2987$0  = \$483 ;
+  assign \port$3027$0  = \$484 ;
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -10573,7 +10597,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.adder (\port$2969$0 , \port$2970$0 , \port$2971$0 , a, b, \port$2968$0 );
+module \ttsnn_accel.e23.adder (\port$3029$0 , \port$3030$0 , \port$3031$0 , a, b, \port$3028$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$2 ;
   wire [16:0] \$3 ;
@@ -10583,27 +10607,27 @@ module \ttsnn_accel.e23.adder (\port$2969$0 , \port$2970$0 , \port$2971$0 , a, b
   input [63:0] b;
   wire [63:0] b;
   wire [67:0] o;
-  output [16:0] \port$2968$0 ;
-  wire [16:0] \port$2968$0 ;
-  output [16:0] \port$2969$0 ;
-  wire [16:0] \port$2969$0 ;
-  output [16:0] \port$2970$0 ;
-  wire [16:0] \port$2970$0 ;
-  output [16:0] \port$2971$0 ;
-  wire [16:0] \port$2971$0 ;
+  output [16:0] \port$3028$0 ;
+  wire [16:0] \port$3028$0 ;
+  output [16:0] \port$3029$0 ;
+  wire [16:0] \port$3029$0 ;
+  output [16:0] \port$3030$0 ;
+  wire [16:0] \port$3030$0 ;
+  output [16:0] \port$3031$0 ;
+  wire [16:0] \port$3031$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
   assign \$4  = $signed(a[63:48]) + $signed(b[63:48]);
   assign o = { \$4 , \$3 , \$2 , \$1  };
-  assign \port$2968$0  = \$1 ;
-  assign \port$2969$0  = \$2 ;
-  assign \port$2970$0  = \$3 ;
-  assign \port$2971$0  = \$4 ;
+  assign \port$3028$0  = \$1 ;
+  assign \port$3029$0  = \$2 ;
+  assign \port$3030$0  = \$3 ;
+  assign \port$3031$0  = \$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, ww__en, pw__en, pack, pw__data, wr__addr, pr__addr, \port$4879$2 , ww__addr, \port$4879$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, ww__en, pw__en, pack, pw__data, wr__addr, pr__addr, \port$4396$2 , ww__addr, \port$4396$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -10723,10 +10747,10 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$4879$18 ;
-  wire [3:0] \port$4879$18 ;
-  input [2:0] \port$4879$2 ;
-  wire [2:0] \port$4879$2 ;
+  input [3:0] \port$4396$18 ;
+  wire [3:0] \port$4396$18 ;
+  input [2:0] \port$4396$2 ;
+  wire [2:0] \port$4396$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -10822,91 +10846,91 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$4879$18 [0] * 4'h8;
+  assign \$100  = \port$4396$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$4879$18 [0] * 4'h8;
+  assign \$103  = \port$4396$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$4879$18 [0] * 4'h8;
+  assign \$106  = \port$4396$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$4879$18 [1:0] * 4'h8;
+  assign \$110  = \port$4396$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$4879$18 [1:0] * 4'h8;
+  assign \$113  = \port$4396$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$4879$18 [1:0] * 4'h8;
+  assign \$116  = \port$4396$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$4879$18 [3:2] * 4'h8;
+  assign \$121  = \port$4396$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$4879$18 [2] * 4'h8;
+  assign \$124  = \port$4396$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$4879$18 [0] * 4'h8;
+  assign \$129  = \port$4396$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$4879$18 [0] * 4'h8;
+  assign \$132  = \port$4396$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$4879$18 [0] * 4'h8;
+  assign \$135  = \port$4396$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$4879$18 [1:0] * 4'h8;
+  assign \$139  = \port$4396$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$4879$18 [1:0] * 4'h8;
+  assign \$142  = \port$4396$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$4879$18 [1:0] * 4'h8;
+  assign \$145  = \port$4396$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$4879$18 [3:2] * 4'h8;
+  assign \$150  = \port$4396$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$4879$18 [2] * 4'h8;
+  assign \$153  = \port$4396$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$4879$18 [0] * 4'h8;
+  assign \$158  = \port$4396$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$4879$18 [0] * 4'h8;
+  assign \$161  = \port$4396$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$4879$18 [0] * 4'h8;
+  assign \$164  = \port$4396$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$4879$18 [1:0] * 4'h8;
+  assign \$168  = \port$4396$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$4879$18 [1:0] * 4'h8;
+  assign \$171  = \port$4396$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$4879$18 [1:0] * 4'h8;
+  assign \$174  = \port$4396$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$4879$18 [3:2] * 4'h8;
+  assign \$179  = \port$4396$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$4879$18 [2] * 4'h8;
+  assign \$182  = \port$4396$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$4879$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$4396$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$4879$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$4396$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$4879$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$4396$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$4879$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$4396$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$4879$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$4879$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$4396$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$4396$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$4879$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$4879$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$4396$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$4396$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$4879$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$4879$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$4396$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$4396$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$4879$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$4879$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$4396$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$4396$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$4879$18 [0] * 4'h8;
+  assign \$71  = \port$4396$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$4879$18 [0] * 4'h8;
+  assign \$74  = \port$4396$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$4879$18 [0] * 4'h8;
+  assign \$77  = \port$4396$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$4879$18 [1:0] * 4'h8;
+  assign \$81  = \port$4396$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$4879$18 [1:0] * 4'h8;
+  assign \$84  = \port$4396$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$4879$18 [1:0] * 4'h8;
+  assign \$87  = \port$4396$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$4879$18 [3:2] * 4'h8;
+  assign \$92  = \port$4396$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$4879$18 [2] * 4'h8;
+  assign \$95  = \port$4396$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
@@ -11019,8 +11043,8 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$4879$18 [1:0];
-  assign wsel = \port$4879$18 [3:2];
+  assign jl = \port$4396$18 [1:0];
+  assign wsel = \port$4396$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -11031,9 +11055,9 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$4879$2 [2];
-  assign first = \port$4879$2 [0];
-  assign from_psum = \port$4879$2 [1];
+  assign use_spad = \port$4396$2 [2];
+  assign first = \port$4396$2 [0];
+  assign from_psum = \port$4396$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -15090,109 +15114,157 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant2 (\port$2911$0 , \port$2939$0 , \port$2967$0 , shift, rnd, i, \port$2883$0 );
+module \ttsnn_accel.e23.requant2 (\port$2947$0 , \port$2987$0 , \port$3027$0 , shift, rnd, i, \port$2907$0 );
   wire \$1 ;
-  wire \$10 ;
-  wire [16:0] \$100 ;
-  wire [15:0] \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire [6:0] \$105 ;
-  wire [5:0] \$106 ;
-  wire [15:0] \$107 ;
-  wire [16:0] \$108 ;
-  wire [16:0] \$109 ;
-  wire \$11 ;
-  wire [15:0] \$110 ;
-  wire [7:0] \$111 ;
-  wire [7:0] \$112 ;
-  wire [6:0] \$12 ;
-  wire [5:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [16:0] \$15 ;
-  wire [16:0] \$16 ;
-  wire [15:0] \$17 ;
-  wire \$18 ;
+  wire [16:0] \$10 ;
+  wire [6:0] \$100 ;
+  wire [5:0] \$101 ;
+  wire [15:0] \$102 ;
+  wire [16:0] \$103 ;
+  wire [16:0] \$104 ;
+  wire [15:0] \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [6:0] \$109 ;
+  wire [16:0] \$11 ;
+  wire [5:0] \$110 ;
+  wire [15:0] \$111 ;
+  wire \$112 ;
+  wire [6:0] \$113 ;
+  wire [5:0] \$114 ;
+  wire [15:0] \$115 ;
+  wire [16:0] \$116 ;
+  wire [16:0] \$117 ;
+  wire [15:0] \$118 ;
+  wire [7:0] \$119 ;
+  wire [15:0] \$12 ;
+  wire [7:0] \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire [6:0] \$123 ;
+  wire [5:0] \$124 ;
+  wire [15:0] \$125 ;
+  wire \$126 ;
+  wire [6:0] \$127 ;
+  wire [5:0] \$128 ;
+  wire [15:0] \$129 ;
+  wire \$13 ;
+  wire [16:0] \$130 ;
+  wire [16:0] \$131 ;
+  wire [15:0] \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire [6:0] \$136 ;
+  wire [5:0] \$137 ;
+  wire [15:0] \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire [6:0] \$140 ;
+  wire [5:0] \$141 ;
+  wire [15:0] \$142 ;
+  wire [16:0] \$143 ;
+  wire [16:0] \$144 ;
+  wire [15:0] \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire [6:0] \$149 ;
+  wire \$15 ;
+  wire [5:0] \$150 ;
+  wire [15:0] \$151 ;
+  wire \$152 ;
+  wire [6:0] \$153 ;
+  wire [5:0] \$154 ;
+  wire [15:0] \$155 ;
+  wire [16:0] \$156 ;
+  wire [16:0] \$157 ;
+  wire [15:0] \$158 ;
+  wire [7:0] \$159 ;
+  wire [6:0] \$16 ;
+  wire [7:0] \$160 ;
+  wire [5:0] \$17 ;
+  wire [15:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire [6:0] \$21 ;
-  wire [5:0] \$22 ;
-  wire [15:0] \$23 ;
+  wire [6:0] \$20 ;
+  wire [5:0] \$21 ;
+  wire [15:0] \$22 ;
+  wire [16:0] \$23 ;
   wire [16:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire [15:0] \$26 ;
-  wire [7:0] \$27 ;
-  wire [7:0] \$28 ;
-  wire \$29 ;
+  wire [15:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [6:0] \$29 ;
   wire [6:0] \$3 ;
-  wire \$30 ;
-  wire [6:0] \$31 ;
-  wire [5:0] \$32 ;
-  wire [15:0] \$33 ;
-  wire [16:0] \$34 ;
-  wire [16:0] \$35 ;
-  wire [15:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [5:0] \$30 ;
+  wire [15:0] \$31 ;
+  wire \$32 ;
+  wire [6:0] \$33 ;
+  wire [5:0] \$34 ;
+  wire [15:0] \$35 ;
+  wire [16:0] \$36 ;
+  wire [16:0] \$37 ;
+  wire [15:0] \$38 ;
+  wire [7:0] \$39 ;
   wire [5:0] \$4 ;
-  wire [6:0] \$40 ;
-  wire [5:0] \$41 ;
-  wire [15:0] \$42 ;
-  wire [16:0] \$43 ;
-  wire [16:0] \$44 ;
+  wire [7:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [6:0] \$43 ;
+  wire [5:0] \$44 ;
   wire [15:0] \$45 ;
   wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire [6:0] \$49 ;
+  wire [6:0] \$47 ;
+  wire [5:0] \$48 ;
+  wire [15:0] \$49 ;
   wire [15:0] \$5 ;
-  wire [5:0] \$50 ;
-  wire [15:0] \$51 ;
-  wire [16:0] \$52 ;
-  wire [16:0] \$53 ;
-  wire [15:0] \$54 ;
-  wire [7:0] \$55 ;
-  wire [7:0] \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire [6:0] \$59 ;
-  wire [16:0] \$6 ;
-  wire [5:0] \$60 ;
-  wire [15:0] \$61 ;
-  wire [16:0] \$62 ;
+  wire [16:0] \$50 ;
+  wire [16:0] \$51 ;
+  wire [15:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire [6:0] \$56 ;
+  wire [5:0] \$57 ;
+  wire [15:0] \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire [6:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire [15:0] \$62 ;
   wire [16:0] \$63 ;
-  wire [15:0] \$64 ;
-  wire \$65 ;
+  wire [16:0] \$64 ;
+  wire [15:0] \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire [6:0] \$68 ;
-  wire [5:0] \$69 ;
-  wire [16:0] \$7 ;
-  wire [15:0] \$70 ;
-  wire [16:0] \$71 ;
-  wire [16:0] \$72 ;
-  wire [15:0] \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire [6:0] \$77 ;
-  wire [5:0] \$78 ;
-  wire [15:0] \$79 ;
-  wire [15:0] \$8 ;
-  wire [16:0] \$80 ;
-  wire [16:0] \$81 ;
-  wire [15:0] \$82 ;
-  wire [7:0] \$83 ;
-  wire [7:0] \$84 ;
-  wire \$85 ;
+  wire \$68 ;
+  wire [6:0] \$69 ;
+  wire [6:0] \$7 ;
+  wire [5:0] \$70 ;
+  wire [15:0] \$71 ;
+  wire \$72 ;
+  wire [6:0] \$73 ;
+  wire [5:0] \$74 ;
+  wire [15:0] \$75 ;
+  wire [16:0] \$76 ;
+  wire [16:0] \$77 ;
+  wire [15:0] \$78 ;
+  wire [7:0] \$79 ;
+  wire [5:0] \$8 ;
+  wire [7:0] \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire [6:0] \$83 ;
+  wire [5:0] \$84 ;
+  wire [15:0] \$85 ;
   wire \$86 ;
   wire [6:0] \$87 ;
   wire [5:0] \$88 ;
   wire [15:0] \$89 ;
-  wire \$9 ;
+  wire [15:0] \$9 ;
   wire [16:0] \$90 ;
   wire [16:0] \$91 ;
   wire [15:0] \$92 ;
@@ -15202,18 +15274,18 @@ module \ttsnn_accel.e23.requant2 (\port$2911$0 , \port$2939$0 , \port$2967$0 , s
   wire [6:0] \$96 ;
   wire [5:0] \$97 ;
   wire [15:0] \$98 ;
-  wire [16:0] \$99 ;
+  wire \$99 ;
   input [63:0] i;
   wire [63:0] i;
   wire [31:0] o;
-  output [7:0] \port$2883$0 ;
-  wire [7:0] \port$2883$0 ;
-  output [7:0] \port$2911$0 ;
-  wire [7:0] \port$2911$0 ;
-  output [7:0] \port$2939$0 ;
-  wire [7:0] \port$2939$0 ;
-  output [7:0] \port$2967$0 ;
-  wire [7:0] \port$2967$0 ;
+  output [7:0] \port$2907$0 ;
+  wire [7:0] \port$2907$0 ;
+  output [7:0] \port$2947$0 ;
+  wire [7:0] \port$2947$0 ;
+  output [7:0] \port$2987$0 ;
+  wire [7:0] \port$2987$0 ;
+  output [7:0] \port$3027$0 ;
+  wire [7:0] \port$3027$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -15223,224 +15295,320 @@ module \ttsnn_accel.e23.requant2 (\port$2911$0 , \port$2939$0 , \port$2967$0 , s
   assign \$3  = shift - 1'h1;
   assign \$4  = \$2  ? 6'h00 : \$3 [5:0];
   assign \$5  = $signed(i[15:0]) >>> \$4 ;
-  assign \$6  = $signed(\$5 ) + $signed({ 1'h0, rnd });
-  assign \$8  = \$1  ? i[15:0] : \$7 [15:0];
-  assign \$9  = $signed(\$8 ) > $signed(8'h7f);
-  assign \$10  = ! shift;
-  assign \$11  = ! shift;
-  assign \$12  = shift - 1'h1;
-  assign \$13  = \$11  ? 6'h00 : \$12 [5:0];
-  assign \$14  = $signed(i[15:0]) >>> \$13 ;
-  assign \$15  = $signed(\$14 ) + $signed({ 1'h0, rnd });
-  assign \$17  = \$10  ? i[15:0] : \$16 [15:0];
-  assign \$18  = $signed(\$17 ) < $signed(8'h80);
+  assign \$6  = ! shift;
+  assign \$7  = shift - 1'h1;
+  assign \$8  = \$6  ? 6'h00 : \$7 [5:0];
+  assign \$9  = $signed(i[15:0]) >>> \$8 ;
+  assign \$10  = $signed(\$9 ) + $signed({ 1'h0, rnd });
+  assign \$12  = \$1  ? \$5  : \$11 [15:0];
+  assign \$13  = $signed(\$12 ) > $signed(8'h7f);
+  assign \$14  = ! shift;
+  assign \$15  = ! shift;
+  assign \$16  = shift - 1'h1;
+  assign \$17  = \$15  ? 6'h00 : \$16 [5:0];
+  assign \$18  = $signed(i[15:0]) >>> \$17 ;
   assign \$19  = ! shift;
-  assign \$20  = ! shift;
-  assign \$21  = shift - 1'h1;
-  assign \$22  = \$20  ? 6'h00 : \$21 [5:0];
-  assign \$23  = $signed(i[15:0]) >>> \$22 ;
-  assign \$24  = $signed(\$23 ) + $signed({ 1'h0, rnd });
-  assign \$26  = \$19  ? i[15:0] : \$25 [15:0];
-  assign \$27  = \$18  ? 8'h80 : \$26 [7:0];
-  assign \$28  = \$9  ? 8'h7f : \$27 ;
-  assign \$29  = ! shift;
-  assign \$30  = ! shift;
-  assign \$31  = shift - 1'h1;
-  assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
-  assign \$33  = $signed(i[31:16]) >>> \$32 ;
-  assign \$34  = $signed(\$33 ) + $signed({ 1'h0, rnd });
-  assign \$36  = \$29  ? i[31:16] : \$35 [15:0];
-  assign \$37  = $signed(\$36 ) > $signed(8'h7f);
-  assign \$38  = ! shift;
-  assign \$39  = ! shift;
-  assign \$40  = shift - 1'h1;
-  assign \$41  = \$39  ? 6'h00 : \$40 [5:0];
-  assign \$42  = $signed(i[31:16]) >>> \$41 ;
-  assign \$43  = $signed(\$42 ) + $signed({ 1'h0, rnd });
-  assign \$45  = \$38  ? i[31:16] : \$44 [15:0];
-  assign \$46  = $signed(\$45 ) < $signed(8'h80);
-  assign \$47  = ! shift;
-  assign \$48  = ! shift;
-  assign \$49  = shift - 1'h1;
-  assign \$50  = \$48  ? 6'h00 : \$49 [5:0];
-  assign \$51  = $signed(i[31:16]) >>> \$50 ;
-  assign \$52  = $signed(\$51 ) + $signed({ 1'h0, rnd });
-  assign \$54  = \$47  ? i[31:16] : \$53 [15:0];
-  assign \$55  = \$46  ? 8'h80 : \$54 [7:0];
-  assign \$56  = \$37  ? 8'h7f : \$55 ;
-  assign \$57  = ! shift;
-  assign \$58  = ! shift;
-  assign \$59  = shift - 1'h1;
-  assign \$60  = \$58  ? 6'h00 : \$59 [5:0];
-  assign \$61  = $signed(i[47:32]) >>> \$60 ;
-  assign \$62  = $signed(\$61 ) + $signed({ 1'h0, rnd });
-  assign \$64  = \$57  ? i[47:32] : \$63 [15:0];
-  assign \$65  = $signed(\$64 ) > $signed(8'h7f);
-  assign \$66  = ! shift;
+  assign \$20  = shift - 1'h1;
+  assign \$21  = \$19  ? 6'h00 : \$20 [5:0];
+  assign \$22  = $signed(i[15:0]) >>> \$21 ;
+  assign \$23  = $signed(\$22 ) + $signed({ 1'h0, rnd });
+  assign \$25  = \$14  ? \$18  : \$24 [15:0];
+  assign \$26  = $signed(\$25 ) < $signed(8'h80);
+  assign \$27  = ! shift;
+  assign \$28  = ! shift;
+  assign \$29  = shift - 1'h1;
+  assign \$30  = \$28  ? 6'h00 : \$29 [5:0];
+  assign \$31  = $signed(i[15:0]) >>> \$30 ;
+  assign \$32  = ! shift;
+  assign \$33  = shift - 1'h1;
+  assign \$34  = \$32  ? 6'h00 : \$33 [5:0];
+  assign \$35  = $signed(i[15:0]) >>> \$34 ;
+  assign \$36  = $signed(\$35 ) + $signed({ 1'h0, rnd });
+  assign \$38  = \$27  ? \$31  : \$37 [15:0];
+  assign \$39  = \$26  ? 8'h80 : \$38 [7:0];
+  assign \$40  = \$13  ? 8'h7f : \$39 ;
+  assign \$41  = ! shift;
+  assign \$42  = ! shift;
+  assign \$43  = shift - 1'h1;
+  assign \$44  = \$42  ? 6'h00 : \$43 [5:0];
+  assign \$45  = $signed(i[31:16]) >>> \$44 ;
+  assign \$46  = ! shift;
+  assign \$47  = shift - 1'h1;
+  assign \$48  = \$46  ? 6'h00 : \$47 [5:0];
+  assign \$49  = $signed(i[31:16]) >>> \$48 ;
+  assign \$50  = $signed(\$49 ) + $signed({ 1'h0, rnd });
+  assign \$52  = \$41  ? \$45  : \$51 [15:0];
+  assign \$53  = $signed(\$52 ) > $signed(8'h7f);
+  assign \$54  = ! shift;
+  assign \$55  = ! shift;
+  assign \$56  = shift - 1'h1;
+  assign \$57  = \$55  ? 6'h00 : \$56 [5:0];
+  assign \$58  = $signed(i[31:16]) >>> \$57 ;
+  assign \$59  = ! shift;
+  assign \$60  = shift - 1'h1;
+  assign \$61  = \$59  ? 6'h00 : \$60 [5:0];
+  assign \$62  = $signed(i[31:16]) >>> \$61 ;
+  assign \$63  = $signed(\$62 ) + $signed({ 1'h0, rnd });
+  assign \$65  = \$54  ? \$58  : \$64 [15:0];
+  assign \$66  = $signed(\$65 ) < $signed(8'h80);
   assign \$67  = ! shift;
-  assign \$68  = shift - 1'h1;
-  assign \$69  = \$67  ? 6'h00 : \$68 [5:0];
-  assign \$70  = $signed(i[47:32]) >>> \$69 ;
-  assign \$71  = $signed(\$70 ) + $signed({ 1'h0, rnd });
-  assign \$73  = \$66  ? i[47:32] : \$72 [15:0];
-  assign \$74  = $signed(\$73 ) < $signed(8'h80);
-  assign \$75  = ! shift;
-  assign \$76  = ! shift;
-  assign \$77  = shift - 1'h1;
-  assign \$78  = \$76  ? 6'h00 : \$77 [5:0];
-  assign \$79  = $signed(i[47:32]) >>> \$78 ;
-  assign \$80  = $signed(\$79 ) + $signed({ 1'h0, rnd });
-  assign \$82  = \$75  ? i[47:32] : \$81 [15:0];
-  assign \$83  = \$74  ? 8'h80 : \$82 [7:0];
-  assign \$84  = \$65  ? 8'h7f : \$83 ;
-  assign \$85  = ! shift;
+  assign \$68  = ! shift;
+  assign \$69  = shift - 1'h1;
+  assign \$70  = \$68  ? 6'h00 : \$69 [5:0];
+  assign \$71  = $signed(i[31:16]) >>> \$70 ;
+  assign \$72  = ! shift;
+  assign \$73  = shift - 1'h1;
+  assign \$74  = \$72  ? 6'h00 : \$73 [5:0];
+  assign \$75  = $signed(i[31:16]) >>> \$74 ;
+  assign \$76  = $signed(\$75 ) + $signed({ 1'h0, rnd });
+  assign \$78  = \$67  ? \$71  : \$77 [15:0];
+  assign \$79  = \$66  ? 8'h80 : \$78 [7:0];
+  assign \$80  = \$53  ? 8'h7f : \$79 ;
+  assign \$81  = ! shift;
+  assign \$82  = ! shift;
+  assign \$83  = shift - 1'h1;
+  assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
+  assign \$85  = $signed(i[47:32]) >>> \$84 ;
   assign \$86  = ! shift;
   assign \$87  = shift - 1'h1;
   assign \$88  = \$86  ? 6'h00 : \$87 [5:0];
-  assign \$89  = $signed(i[63:48]) >>> \$88 ;
+  assign \$89  = $signed(i[47:32]) >>> \$88 ;
   assign \$90  = $signed(\$89 ) + $signed({ 1'h0, rnd });
-  assign \$92  = \$85  ? i[63:48] : \$91 [15:0];
+  assign \$92  = \$81  ? \$85  : \$91 [15:0];
   assign \$93  = $signed(\$92 ) > $signed(8'h7f);
   assign \$94  = ! shift;
   assign \$95  = ! shift;
   assign \$96  = shift - 1'h1;
   assign \$97  = \$95  ? 6'h00 : \$96 [5:0];
-  assign \$98  = $signed(i[63:48]) >>> \$97 ;
-  assign \$99  = $signed(\$98 ) + $signed({ 1'h0, rnd });
-  assign \$101  = \$94  ? i[63:48] : \$100 [15:0];
-  assign \$102  = $signed(\$101 ) < $signed(8'h80);
-  assign \$103  = ! shift;
-  assign \$104  = ! shift;
-  assign \$105  = shift - 1'h1;
-  assign \$106  = \$104  ? 6'h00 : \$105 [5:0];
-  assign \$107  = $signed(i[63:48]) >>> \$106 ;
-  assign \$108  = $signed(\$107 ) + $signed({ 1'h0, rnd });
-  assign \$110  = \$103  ? i[63:48] : \$109 [15:0];
-  assign \$111  = \$102  ? 8'h80 : \$110 [7:0];
-  assign \$112  = \$93  ? 8'h7f : \$111 ;
-  assign o = { \$112 , \$84 , \$56 , \$28  };
-  assign \port$2883$0  = \$28 ;
-  assign \port$2911$0  = \$56 ;
-  assign \port$2939$0  = \$84 ;
-  assign \port$2967$0  = \$112 ;
-  assign \$7  = { \$6 [16], \$6 [16:1] };
-  assign \$16  = { \$15 [16], \$15 [16:1] };
-  assign \$25  = { \$24 [16], \$24 [16:1] };
-  assign \$35  = { \$34 [16], \$34 [16:1] };
-  assign \$44  = { \$43 [16], \$43 [16:1] };
-  assign \$53  = { \$52 [16], \$52 [16:1] };
-  assign \$63  = { \$62 [16], \$62 [16:1] };
-  assign \$72  = { \$71 [16], \$71 [16:1] };
-  assign \$81  = { \$80 [16], \$80 [16:1] };
+  assign \$98  = $signed(i[47:32]) >>> \$97 ;
+  assign \$99  = ! shift;
+  assign \$100  = shift - 1'h1;
+  assign \$101  = \$99  ? 6'h00 : \$100 [5:0];
+  assign \$102  = $signed(i[47:32]) >>> \$101 ;
+  assign \$103  = $signed(\$102 ) + $signed({ 1'h0, rnd });
+  assign \$105  = \$94  ? \$98  : \$104 [15:0];
+  assign \$106  = $signed(\$105 ) < $signed(8'h80);
+  assign \$107  = ! shift;
+  assign \$108  = ! shift;
+  assign \$109  = shift - 1'h1;
+  assign \$110  = \$108  ? 6'h00 : \$109 [5:0];
+  assign \$111  = $signed(i[47:32]) >>> \$110 ;
+  assign \$112  = ! shift;
+  assign \$113  = shift - 1'h1;
+  assign \$114  = \$112  ? 6'h00 : \$113 [5:0];
+  assign \$115  = $signed(i[47:32]) >>> \$114 ;
+  assign \$116  = $signed(\$115 ) + $signed({ 1'h0, rnd });
+  assign \$118  = \$107  ? \$111  : \$117 [15:0];
+  assign \$119  = \$106  ? 8'h80 : \$118 [7:0];
+  assign \$120  = \$93  ? 8'h7f : \$119 ;
+  assign \$121  = ! shift;
+  assign \$122  = ! shift;
+  assign \$123  = shift - 1'h1;
+  assign \$124  = \$122  ? 6'h00 : \$123 [5:0];
+  assign \$125  = $signed(i[63:48]) >>> \$124 ;
+  assign \$126  = ! shift;
+  assign \$127  = shift - 1'h1;
+  assign \$128  = \$126  ? 6'h00 : \$127 [5:0];
+  assign \$129  = $signed(i[63:48]) >>> \$128 ;
+  assign \$130  = $signed(\$129 ) + $signed({ 1'h0, rnd });
+  assign \$132  = \$121  ? \$125  : \$131 [15:0];
+  assign \$133  = $signed(\$132 ) > $signed(8'h7f);
+  assign \$134  = ! shift;
+  assign \$135  = ! shift;
+  assign \$136  = shift - 1'h1;
+  assign \$137  = \$135  ? 6'h00 : \$136 [5:0];
+  assign \$138  = $signed(i[63:48]) >>> \$137 ;
+  assign \$139  = ! shift;
+  assign \$140  = shift - 1'h1;
+  assign \$141  = \$139  ? 6'h00 : \$140 [5:0];
+  assign \$142  = $signed(i[63:48]) >>> \$141 ;
+  assign \$143  = $signed(\$142 ) + $signed({ 1'h0, rnd });
+  assign \$145  = \$134  ? \$138  : \$144 [15:0];
+  assign \$146  = $signed(\$145 ) < $signed(8'h80);
+  assign \$147  = ! shift;
+  assign \$148  = ! shift;
+  assign \$149  = shift - 1'h1;
+  assign \$150  = \$148  ? 6'h00 : \$149 [5:0];
+  assign \$151  = $signed(i[63:48]) >>> \$150 ;
+  assign \$152  = ! shift;
+  assign \$153  = shift - 1'h1;
+  assign \$154  = \$152  ? 6'h00 : \$153 [5:0];
+  assign \$155  = $signed(i[63:48]) >>> \$154 ;
+  assign \$156  = $signed(\$155 ) + $signed({ 1'h0, rnd });
+  assign \$158  = \$147  ? \$151  : \$157 [15:0];
+  assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
+  assign \$160  = \$133  ? 8'h7f : \$159 ;
+  assign o = { \$160 , \$120 , \$80 , \$40  };
+  assign \port$2907$0  = \$40 ;
+  assign \port$2947$0  = \$80 ;
+  assign \port$2987$0  = \$120 ;
+  assign \port$3027$0  = \$160 ;
+  assign \$11  = { \$10 [16], \$10 [16:1] };
+  assign \$24  = { \$23 [16], \$23 [16:1] };
+  assign \$37  = { \$36 [16], \$36 [16:1] };
+  assign \$51  = { \$50 [16], \$50 [16:1] };
+  assign \$64  = { \$63 [16], \$63 [16:1] };
+  assign \$77  = { \$76 [16], \$76 [16:1] };
   assign \$91  = { \$90 [16], \$90 [16:1] };
-  assign \$100  = { \$99 [16], \$99 [16:1] };
-  assign \$109  = { \$108 [16], \$108 [16:1] };
+  assign \$104  = { \$103 [16], \$103 [16:1] };
+  assign \$117  = { \$116 [16], \$116 [16:1] };
+  assign \$131  = { \$130 [16], \$130 [16:1] };
+  assign \$144  = { \$143 [16], \$143 [16:1] };
+  assign \$157  = { \$156 [16], \$156 [16:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant3 (shift, \port$2999$0 , \port$3027$0 , \port$3055$0 , \port$3083$0 , rnd, i);
+module \ttsnn_accel.e23.requant3 (shift, \port$3071$0 , \port$3111$0 , \port$3151$0 , \port$3191$0 , rnd, i);
   wire \$1 ;
-  wire \$10 ;
-  wire [17:0] \$100 ;
-  wire [16:0] \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire [6:0] \$105 ;
-  wire [5:0] \$106 ;
-  wire [16:0] \$107 ;
-  wire [17:0] \$108 ;
-  wire [17:0] \$109 ;
-  wire \$11 ;
-  wire [16:0] \$110 ;
-  wire [7:0] \$111 ;
-  wire [7:0] \$112 ;
-  wire [6:0] \$12 ;
-  wire [5:0] \$13 ;
-  wire [16:0] \$14 ;
-  wire [17:0] \$15 ;
-  wire [17:0] \$16 ;
-  wire [16:0] \$17 ;
-  wire \$18 ;
+  wire [17:0] \$10 ;
+  wire [6:0] \$100 ;
+  wire [5:0] \$101 ;
+  wire [16:0] \$102 ;
+  wire [17:0] \$103 ;
+  wire [17:0] \$104 ;
+  wire [16:0] \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [6:0] \$109 ;
+  wire [17:0] \$11 ;
+  wire [5:0] \$110 ;
+  wire [16:0] \$111 ;
+  wire \$112 ;
+  wire [6:0] \$113 ;
+  wire [5:0] \$114 ;
+  wire [16:0] \$115 ;
+  wire [17:0] \$116 ;
+  wire [17:0] \$117 ;
+  wire [16:0] \$118 ;
+  wire [7:0] \$119 ;
+  wire [16:0] \$12 ;
+  wire [7:0] \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire [6:0] \$123 ;
+  wire [5:0] \$124 ;
+  wire [16:0] \$125 ;
+  wire \$126 ;
+  wire [6:0] \$127 ;
+  wire [5:0] \$128 ;
+  wire [16:0] \$129 ;
+  wire \$13 ;
+  wire [17:0] \$130 ;
+  wire [17:0] \$131 ;
+  wire [16:0] \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire [6:0] \$136 ;
+  wire [5:0] \$137 ;
+  wire [16:0] \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire [6:0] \$140 ;
+  wire [5:0] \$141 ;
+  wire [16:0] \$142 ;
+  wire [17:0] \$143 ;
+  wire [17:0] \$144 ;
+  wire [16:0] \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire [6:0] \$149 ;
+  wire \$15 ;
+  wire [5:0] \$150 ;
+  wire [16:0] \$151 ;
+  wire \$152 ;
+  wire [6:0] \$153 ;
+  wire [5:0] \$154 ;
+  wire [16:0] \$155 ;
+  wire [17:0] \$156 ;
+  wire [17:0] \$157 ;
+  wire [16:0] \$158 ;
+  wire [7:0] \$159 ;
+  wire [6:0] \$16 ;
+  wire [7:0] \$160 ;
+  wire [5:0] \$17 ;
+  wire [16:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire [6:0] \$21 ;
-  wire [5:0] \$22 ;
-  wire [16:0] \$23 ;
+  wire [6:0] \$20 ;
+  wire [5:0] \$21 ;
+  wire [16:0] \$22 ;
+  wire [17:0] \$23 ;
   wire [17:0] \$24 ;
-  wire [17:0] \$25 ;
-  wire [16:0] \$26 ;
-  wire [7:0] \$27 ;
-  wire [7:0] \$28 ;
-  wire \$29 ;
+  wire [16:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [6:0] \$29 ;
   wire [6:0] \$3 ;
-  wire \$30 ;
-  wire [6:0] \$31 ;
-  wire [5:0] \$32 ;
-  wire [16:0] \$33 ;
-  wire [17:0] \$34 ;
-  wire [17:0] \$35 ;
-  wire [16:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [5:0] \$30 ;
+  wire [16:0] \$31 ;
+  wire \$32 ;
+  wire [6:0] \$33 ;
+  wire [5:0] \$34 ;
+  wire [16:0] \$35 ;
+  wire [17:0] \$36 ;
+  wire [17:0] \$37 ;
+  wire [16:0] \$38 ;
+  wire [7:0] \$39 ;
   wire [5:0] \$4 ;
-  wire [6:0] \$40 ;
-  wire [5:0] \$41 ;
-  wire [16:0] \$42 ;
-  wire [17:0] \$43 ;
-  wire [17:0] \$44 ;
+  wire [7:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [6:0] \$43 ;
+  wire [5:0] \$44 ;
   wire [16:0] \$45 ;
   wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire [6:0] \$49 ;
+  wire [6:0] \$47 ;
+  wire [5:0] \$48 ;
+  wire [16:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [5:0] \$50 ;
-  wire [16:0] \$51 ;
-  wire [17:0] \$52 ;
-  wire [17:0] \$53 ;
-  wire [16:0] \$54 ;
-  wire [7:0] \$55 ;
-  wire [7:0] \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire [6:0] \$59 ;
-  wire [17:0] \$6 ;
-  wire [5:0] \$60 ;
-  wire [16:0] \$61 ;
-  wire [17:0] \$62 ;
+  wire [17:0] \$50 ;
+  wire [17:0] \$51 ;
+  wire [16:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire [6:0] \$56 ;
+  wire [5:0] \$57 ;
+  wire [16:0] \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire [6:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire [16:0] \$62 ;
   wire [17:0] \$63 ;
-  wire [16:0] \$64 ;
-  wire \$65 ;
+  wire [17:0] \$64 ;
+  wire [16:0] \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire [6:0] \$68 ;
-  wire [5:0] \$69 ;
-  wire [17:0] \$7 ;
-  wire [16:0] \$70 ;
-  wire [17:0] \$71 ;
-  wire [17:0] \$72 ;
-  wire [16:0] \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire [6:0] \$77 ;
-  wire [5:0] \$78 ;
-  wire [16:0] \$79 ;
-  wire [16:0] \$8 ;
-  wire [17:0] \$80 ;
-  wire [17:0] \$81 ;
-  wire [16:0] \$82 ;
-  wire [7:0] \$83 ;
-  wire [7:0] \$84 ;
-  wire \$85 ;
+  wire \$68 ;
+  wire [6:0] \$69 ;
+  wire [6:0] \$7 ;
+  wire [5:0] \$70 ;
+  wire [16:0] \$71 ;
+  wire \$72 ;
+  wire [6:0] \$73 ;
+  wire [5:0] \$74 ;
+  wire [16:0] \$75 ;
+  wire [17:0] \$76 ;
+  wire [17:0] \$77 ;
+  wire [16:0] \$78 ;
+  wire [7:0] \$79 ;
+  wire [5:0] \$8 ;
+  wire [7:0] \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire [6:0] \$83 ;
+  wire [5:0] \$84 ;
+  wire [16:0] \$85 ;
   wire \$86 ;
   wire [6:0] \$87 ;
   wire [5:0] \$88 ;
   wire [16:0] \$89 ;
-  wire \$9 ;
+  wire [16:0] \$9 ;
   wire [17:0] \$90 ;
   wire [17:0] \$91 ;
   wire [16:0] \$92 ;
@@ -15450,18 +15618,18 @@ module \ttsnn_accel.e23.requant3 (shift, \port$2999$0 , \port$3027$0 , \port$305
   wire [6:0] \$96 ;
   wire [5:0] \$97 ;
   wire [16:0] \$98 ;
-  wire [17:0] \$99 ;
+  wire \$99 ;
   input [67:0] i;
   wire [67:0] i;
   wire [31:0] o;
-  output [7:0] \port$2999$0 ;
-  wire [7:0] \port$2999$0 ;
-  output [7:0] \port$3027$0 ;
-  wire [7:0] \port$3027$0 ;
-  output [7:0] \port$3055$0 ;
-  wire [7:0] \port$3055$0 ;
-  output [7:0] \port$3083$0 ;
-  wire [7:0] \port$3083$0 ;
+  output [7:0] \port$3071$0 ;
+  wire [7:0] \port$3071$0 ;
+  output [7:0] \port$3111$0 ;
+  wire [7:0] \port$3111$0 ;
+  output [7:0] \port$3151$0 ;
+  wire [7:0] \port$3151$0 ;
+  output [7:0] \port$3191$0 ;
+  wire [7:0] \port$3191$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -15471,123 +15639,171 @@ module \ttsnn_accel.e23.requant3 (shift, \port$2999$0 , \port$3027$0 , \port$305
   assign \$3  = shift - 1'h1;
   assign \$4  = \$2  ? 6'h00 : \$3 [5:0];
   assign \$5  = $signed(i[16:0]) >>> \$4 ;
-  assign \$6  = $signed(\$5 ) + $signed({ 1'h0, rnd });
-  assign \$8  = \$1  ? i[16:0] : \$7 [16:0];
-  assign \$9  = $signed(\$8 ) > $signed(8'h7f);
-  assign \$10  = ! shift;
-  assign \$11  = ! shift;
-  assign \$12  = shift - 1'h1;
-  assign \$13  = \$11  ? 6'h00 : \$12 [5:0];
-  assign \$14  = $signed(i[16:0]) >>> \$13 ;
-  assign \$15  = $signed(\$14 ) + $signed({ 1'h0, rnd });
-  assign \$17  = \$10  ? i[16:0] : \$16 [16:0];
-  assign \$18  = $signed(\$17 ) < $signed(8'h80);
+  assign \$6  = ! shift;
+  assign \$7  = shift - 1'h1;
+  assign \$8  = \$6  ? 6'h00 : \$7 [5:0];
+  assign \$9  = $signed(i[16:0]) >>> \$8 ;
+  assign \$10  = $signed(\$9 ) + $signed({ 1'h0, rnd });
+  assign \$12  = \$1  ? \$5  : \$11 [16:0];
+  assign \$13  = $signed(\$12 ) > $signed(8'h7f);
+  assign \$14  = ! shift;
+  assign \$15  = ! shift;
+  assign \$16  = shift - 1'h1;
+  assign \$17  = \$15  ? 6'h00 : \$16 [5:0];
+  assign \$18  = $signed(i[16:0]) >>> \$17 ;
   assign \$19  = ! shift;
-  assign \$20  = ! shift;
-  assign \$21  = shift - 1'h1;
-  assign \$22  = \$20  ? 6'h00 : \$21 [5:0];
-  assign \$23  = $signed(i[16:0]) >>> \$22 ;
-  assign \$24  = $signed(\$23 ) + $signed({ 1'h0, rnd });
-  assign \$26  = \$19  ? i[16:0] : \$25 [16:0];
-  assign \$27  = \$18  ? 8'h80 : \$26 [7:0];
-  assign \$28  = \$9  ? 8'h7f : \$27 ;
-  assign \$29  = ! shift;
-  assign \$30  = ! shift;
-  assign \$31  = shift - 1'h1;
-  assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
-  assign \$33  = $signed(i[33:17]) >>> \$32 ;
-  assign \$34  = $signed(\$33 ) + $signed({ 1'h0, rnd });
-  assign \$36  = \$29  ? i[33:17] : \$35 [16:0];
-  assign \$37  = $signed(\$36 ) > $signed(8'h7f);
-  assign \$38  = ! shift;
-  assign \$39  = ! shift;
-  assign \$40  = shift - 1'h1;
-  assign \$41  = \$39  ? 6'h00 : \$40 [5:0];
-  assign \$42  = $signed(i[33:17]) >>> \$41 ;
-  assign \$43  = $signed(\$42 ) + $signed({ 1'h0, rnd });
-  assign \$45  = \$38  ? i[33:17] : \$44 [16:0];
-  assign \$46  = $signed(\$45 ) < $signed(8'h80);
-  assign \$47  = ! shift;
-  assign \$48  = ! shift;
-  assign \$49  = shift - 1'h1;
-  assign \$50  = \$48  ? 6'h00 : \$49 [5:0];
-  assign \$51  = $signed(i[33:17]) >>> \$50 ;
-  assign \$52  = $signed(\$51 ) + $signed({ 1'h0, rnd });
-  assign \$54  = \$47  ? i[33:17] : \$53 [16:0];
-  assign \$55  = \$46  ? 8'h80 : \$54 [7:0];
-  assign \$56  = \$37  ? 8'h7f : \$55 ;
-  assign \$57  = ! shift;
-  assign \$58  = ! shift;
-  assign \$59  = shift - 1'h1;
-  assign \$60  = \$58  ? 6'h00 : \$59 [5:0];
-  assign \$61  = $signed(i[50:34]) >>> \$60 ;
-  assign \$62  = $signed(\$61 ) + $signed({ 1'h0, rnd });
-  assign \$64  = \$57  ? i[50:34] : \$63 [16:0];
-  assign \$65  = $signed(\$64 ) > $signed(8'h7f);
-  assign \$66  = ! shift;
+  assign \$20  = shift - 1'h1;
+  assign \$21  = \$19  ? 6'h00 : \$20 [5:0];
+  assign \$22  = $signed(i[16:0]) >>> \$21 ;
+  assign \$23  = $signed(\$22 ) + $signed({ 1'h0, rnd });
+  assign \$25  = \$14  ? \$18  : \$24 [16:0];
+  assign \$26  = $signed(\$25 ) < $signed(8'h80);
+  assign \$27  = ! shift;
+  assign \$28  = ! shift;
+  assign \$29  = shift - 1'h1;
+  assign \$30  = \$28  ? 6'h00 : \$29 [5:0];
+  assign \$31  = $signed(i[16:0]) >>> \$30 ;
+  assign \$32  = ! shift;
+  assign \$33  = shift - 1'h1;
+  assign \$34  = \$32  ? 6'h00 : \$33 [5:0];
+  assign \$35  = $signed(i[16:0]) >>> \$34 ;
+  assign \$36  = $signed(\$35 ) + $signed({ 1'h0, rnd });
+  assign \$38  = \$27  ? \$31  : \$37 [16:0];
+  assign \$39  = \$26  ? 8'h80 : \$38 [7:0];
+  assign \$40  = \$13  ? 8'h7f : \$39 ;
+  assign \$41  = ! shift;
+  assign \$42  = ! shift;
+  assign \$43  = shift - 1'h1;
+  assign \$44  = \$42  ? 6'h00 : \$43 [5:0];
+  assign \$45  = $signed(i[33:17]) >>> \$44 ;
+  assign \$46  = ! shift;
+  assign \$47  = shift - 1'h1;
+  assign \$48  = \$46  ? 6'h00 : \$47 [5:0];
+  assign \$49  = $signed(i[33:17]) >>> \$48 ;
+  assign \$50  = $signed(\$49 ) + $signed({ 1'h0, rnd });
+  assign \$52  = \$41  ? \$45  : \$51 [16:0];
+  assign \$53  = $signed(\$52 ) > $signed(8'h7f);
+  assign \$54  = ! shift;
+  assign \$55  = ! shift;
+  assign \$56  = shift - 1'h1;
+  assign \$57  = \$55  ? 6'h00 : \$56 [5:0];
+  assign \$58  = $signed(i[33:17]) >>> \$57 ;
+  assign \$59  = ! shift;
+  assign \$60  = shift - 1'h1;
+  assign \$61  = \$59  ? 6'h00 : \$60 [5:0];
+  assign \$62  = $signed(i[33:17]) >>> \$61 ;
+  assign \$63  = $signed(\$62 ) + $signed({ 1'h0, rnd });
+  assign \$65  = \$54  ? \$58  : \$64 [16:0];
+  assign \$66  = $signed(\$65 ) < $signed(8'h80);
   assign \$67  = ! shift;
-  assign \$68  = shift - 1'h1;
-  assign \$69  = \$67  ? 6'h00 : \$68 [5:0];
-  assign \$70  = $signed(i[50:34]) >>> \$69 ;
-  assign \$71  = $signed(\$70 ) + $signed({ 1'h0, rnd });
-  assign \$73  = \$66  ? i[50:34] : \$72 [16:0];
-  assign \$74  = $signed(\$73 ) < $signed(8'h80);
-  assign \$75  = ! shift;
-  assign \$76  = ! shift;
-  assign \$77  = shift - 1'h1;
-  assign \$78  = \$76  ? 6'h00 : \$77 [5:0];
-  assign \$79  = $signed(i[50:34]) >>> \$78 ;
-  assign \$80  = $signed(\$79 ) + $signed({ 1'h0, rnd });
-  assign \$82  = \$75  ? i[50:34] : \$81 [16:0];
-  assign \$83  = \$74  ? 8'h80 : \$82 [7:0];
-  assign \$84  = \$65  ? 8'h7f : \$83 ;
-  assign \$85  = ! shift;
+  assign \$68  = ! shift;
+  assign \$69  = shift - 1'h1;
+  assign \$70  = \$68  ? 6'h00 : \$69 [5:0];
+  assign \$71  = $signed(i[33:17]) >>> \$70 ;
+  assign \$72  = ! shift;
+  assign \$73  = shift - 1'h1;
+  assign \$74  = \$72  ? 6'h00 : \$73 [5:0];
+  assign \$75  = $signed(i[33:17]) >>> \$74 ;
+  assign \$76  = $signed(\$75 ) + $signed({ 1'h0, rnd });
+  assign \$78  = \$67  ? \$71  : \$77 [16:0];
+  assign \$79  = \$66  ? 8'h80 : \$78 [7:0];
+  assign \$80  = \$53  ? 8'h7f : \$79 ;
+  assign \$81  = ! shift;
+  assign \$82  = ! shift;
+  assign \$83  = shift - 1'h1;
+  assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
+  assign \$85  = $signed(i[50:34]) >>> \$84 ;
   assign \$86  = ! shift;
   assign \$87  = shift - 1'h1;
   assign \$88  = \$86  ? 6'h00 : \$87 [5:0];
-  assign \$89  = $signed(i[67:51]) >>> \$88 ;
+  assign \$89  = $signed(i[50:34]) >>> \$88 ;
   assign \$90  = $signed(\$89 ) + $signed({ 1'h0, rnd });
-  assign \$92  = \$85  ? i[67:51] : \$91 [16:0];
+  assign \$92  = \$81  ? \$85  : \$91 [16:0];
   assign \$93  = $signed(\$92 ) > $signed(8'h7f);
   assign \$94  = ! shift;
   assign \$95  = ! shift;
   assign \$96  = shift - 1'h1;
   assign \$97  = \$95  ? 6'h00 : \$96 [5:0];
-  assign \$98  = $signed(i[67:51]) >>> \$97 ;
-  assign \$99  = $signed(\$98 ) + $signed({ 1'h0, rnd });
-  assign \$101  = \$94  ? i[67:51] : \$100 [16:0];
-  assign \$102  = $signed(\$101 ) < $signed(8'h80);
-  assign \$103  = ! shift;
-  assign \$104  = ! shift;
-  assign \$105  = shift - 1'h1;
-  assign \$106  = \$104  ? 6'h00 : \$105 [5:0];
-  assign \$107  = $signed(i[67:51]) >>> \$106 ;
-  assign \$108  = $signed(\$107 ) + $signed({ 1'h0, rnd });
-  assign \$110  = \$103  ? i[67:51] : \$109 [16:0];
-  assign \$111  = \$102  ? 8'h80 : \$110 [7:0];
-  assign \$112  = \$93  ? 8'h7f : \$111 ;
-  assign o = { \$112 , \$84 , \$56 , \$28  };
-  assign \port$2999$0  = \$28 ;
-  assign \port$3027$0  = \$56 ;
-  assign \port$3055$0  = \$84 ;
-  assign \port$3083$0  = \$112 ;
-  assign \$7  = { \$6 [17], \$6 [17:1] };
-  assign \$16  = { \$15 [17], \$15 [17:1] };
-  assign \$25  = { \$24 [17], \$24 [17:1] };
-  assign \$35  = { \$34 [17], \$34 [17:1] };
-  assign \$44  = { \$43 [17], \$43 [17:1] };
-  assign \$53  = { \$52 [17], \$52 [17:1] };
-  assign \$63  = { \$62 [17], \$62 [17:1] };
-  assign \$72  = { \$71 [17], \$71 [17:1] };
-  assign \$81  = { \$80 [17], \$80 [17:1] };
+  assign \$98  = $signed(i[50:34]) >>> \$97 ;
+  assign \$99  = ! shift;
+  assign \$100  = shift - 1'h1;
+  assign \$101  = \$99  ? 6'h00 : \$100 [5:0];
+  assign \$102  = $signed(i[50:34]) >>> \$101 ;
+  assign \$103  = $signed(\$102 ) + $signed({ 1'h0, rnd });
+  assign \$105  = \$94  ? \$98  : \$104 [16:0];
+  assign \$106  = $signed(\$105 ) < $signed(8'h80);
+  assign \$107  = ! shift;
+  assign \$108  = ! shift;
+  assign \$109  = shift - 1'h1;
+  assign \$110  = \$108  ? 6'h00 : \$109 [5:0];
+  assign \$111  = $signed(i[50:34]) >>> \$110 ;
+  assign \$112  = ! shift;
+  assign \$113  = shift - 1'h1;
+  assign \$114  = \$112  ? 6'h00 : \$113 [5:0];
+  assign \$115  = $signed(i[50:34]) >>> \$114 ;
+  assign \$116  = $signed(\$115 ) + $signed({ 1'h0, rnd });
+  assign \$118  = \$107  ? \$111  : \$117 [16:0];
+  assign \$119  = \$106  ? 8'h80 : \$118 [7:0];
+  assign \$120  = \$93  ? 8'h7f : \$119 ;
+  assign \$121  = ! shift;
+  assign \$122  = ! shift;
+  assign \$123  = shift - 1'h1;
+  assign \$124  = \$122  ? 6'h00 : \$123 [5:0];
+  assign \$125  = $signed(i[67:51]) >>> \$124 ;
+  assign \$126  = ! shift;
+  assign \$127  = shift - 1'h1;
+  assign \$128  = \$126  ? 6'h00 : \$127 [5:0];
+  assign \$129  = $signed(i[67:51]) >>> \$128 ;
+  assign \$130  = $signed(\$129 ) + $signed({ 1'h0, rnd });
+  assign \$132  = \$121  ? \$125  : \$131 [16:0];
+  assign \$133  = $signed(\$132 ) > $signed(8'h7f);
+  assign \$134  = ! shift;
+  assign \$135  = ! shift;
+  assign \$136  = shift - 1'h1;
+  assign \$137  = \$135  ? 6'h00 : \$136 [5:0];
+  assign \$138  = $signed(i[67:51]) >>> \$137 ;
+  assign \$139  = ! shift;
+  assign \$140  = shift - 1'h1;
+  assign \$141  = \$139  ? 6'h00 : \$140 [5:0];
+  assign \$142  = $signed(i[67:51]) >>> \$141 ;
+  assign \$143  = $signed(\$142 ) + $signed({ 1'h0, rnd });
+  assign \$145  = \$134  ? \$138  : \$144 [16:0];
+  assign \$146  = $signed(\$145 ) < $signed(8'h80);
+  assign \$147  = ! shift;
+  assign \$148  = ! shift;
+  assign \$149  = shift - 1'h1;
+  assign \$150  = \$148  ? 6'h00 : \$149 [5:0];
+  assign \$151  = $signed(i[67:51]) >>> \$150 ;
+  assign \$152  = ! shift;
+  assign \$153  = shift - 1'h1;
+  assign \$154  = \$152  ? 6'h00 : \$153 [5:0];
+  assign \$155  = $signed(i[67:51]) >>> \$154 ;
+  assign \$156  = $signed(\$155 ) + $signed({ 1'h0, rnd });
+  assign \$158  = \$147  ? \$151  : \$157 [16:0];
+  assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
+  assign \$160  = \$133  ? 8'h7f : \$159 ;
+  assign o = { \$160 , \$120 , \$80 , \$40  };
+  assign \port$3071$0  = \$40 ;
+  assign \port$3111$0  = \$80 ;
+  assign \port$3151$0  = \$120 ;
+  assign \port$3191$0  = \$160 ;
+  assign \$11  = { \$10 [17], \$10 [17:1] };
+  assign \$24  = { \$23 [17], \$23 [17:1] };
+  assign \$37  = { \$36 [17], \$36 [17:1] };
+  assign \$51  = { \$50 [17], \$50 [17:1] };
+  assign \$64  = { \$63 [17], \$63 [17:1] };
+  assign \$77  = { \$76 [17], \$76 [17:1] };
   assign \$91  = { \$90 [17], \$90 [17:1] };
-  assign \$100  = { \$99 [17], \$99 [17:1] };
-  assign \$109  = { \$108 [17], \$108 [17:1] };
+  assign \$104  = { \$103 [17], \$103 [17:1] };
+  assign \$117  = { \$116 [17], \$116 [17:1] };
+  assign \$131  = { \$130 [17], \$130 [17:1] };
+  assign \$144  = { \$143 [17], \$143 [17:1] };
+  assign \$157  = { \$156 [17], \$156 [17:1] };
 endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual__data, membrane_in__data, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy
-, \port$4394$0 , \port$4443$0 , \port$4492$0 , \port$4541$0 , res_rows, out_taken, desc, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, clk);
+, res_rows, out_taken, desc, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$4746$0 , \port$4756$0 , \port$4766$0 , \port$4776$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -15641,473 +15857,473 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire \$143 ;
   wire \$144 ;
   wire \$145 ;
-  wire [16:0] \$146 ;
-  wire \$147 ;
-  wire [16:0] \$148 ;
+  wire \$146 ;
+  wire [16:0] \$147 ;
+  wire \$148 ;
   wire [16:0] \$149 ;
   wire \$15 ;
   wire [16:0] \$150 ;
-  wire \$151 ;
+  wire [16:0] \$151 ;
   wire \$152 ;
   wire \$153 ;
-  wire [2:0] \$154 ;
-  wire [3:0] \$155 ;
-  wire \$156 ;
-  wire [2:0] \$157 ;
+  wire \$154 ;
+  wire [2:0] \$155 ;
+  wire [3:0] \$156 ;
+  wire \$157 ;
   wire [2:0] \$158 ;
-  wire [16:0] \$159 ;
+  wire [2:0] \$159 ;
   wire \$16 ;
-  wire \$160 ;
+  wire [16:0] \$160 ;
   wire \$161 ;
-  wire [2:0] \$162 ;
-  wire [3:0] \$163 ;
-  wire \$164 ;
+  wire \$162 ;
+  wire [2:0] \$163 ;
+  wire [3:0] \$164 ;
   wire \$165 ;
   wire \$166 ;
-  wire [16:0] \$167 ;
-  wire \$168 ;
-  wire [16:0] \$169 ;
+  wire \$167 ;
+  wire [16:0] \$168 ;
+  wire \$169 ;
   wire \$17 ;
   wire [16:0] \$170 ;
   wire [16:0] \$171 ;
-  wire \$172 ;
+  wire [16:0] \$172 ;
   wire \$173 ;
-  wire [2:0] \$174 ;
-  wire [3:0] \$175 ;
-  wire \$176 ;
+  wire \$174 ;
+  wire [2:0] \$175 ;
+  wire [3:0] \$176 ;
   wire \$177 ;
-  wire [16:0] \$178 ;
-  wire \$179 ;
+  wire \$178 ;
+  wire [16:0] \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
-  wire [16:0] \$182 ;
-  wire \$183 ;
-  wire [16:0] \$184 ;
+  wire \$182 ;
+  wire [16:0] \$183 ;
+  wire \$184 ;
   wire [16:0] \$185 ;
   wire [16:0] \$186 ;
-  wire \$187 ;
+  wire [16:0] \$187 ;
   wire \$188 ;
-  wire [2:0] \$189 ;
+  wire \$189 ;
   wire \$19 ;
-  wire [3:0] \$190 ;
-  wire \$191 ;
+  wire [2:0] \$190 ;
+  wire [3:0] \$191 ;
   wire \$192 ;
-  wire [16:0] \$193 ;
-  wire \$194 ;
+  wire \$193 ;
+  wire [16:0] \$194 ;
   wire \$195 ;
-  wire [16:0] \$196 ;
-  wire \$197 ;
+  wire \$196 ;
+  wire [16:0] \$197 ;
   wire \$198 ;
   wire \$199 ;
   wire [16:0] \$2 ;
   wire [24:0] \$20 ;
-  wire [15:0] \$200 ;
-  wire [16:0] \$201 ;
-  wire \$202 ;
-  wire [16:0] \$203 ;
+  wire \$200 ;
+  wire [15:0] \$201 ;
+  wire [16:0] \$202 ;
+  wire \$203 ;
   wire [16:0] \$204 ;
   wire [16:0] \$205 ;
-  wire \$206 ;
+  wire [16:0] \$206 ;
   wire \$207 ;
-  wire [2:0] \$208 ;
-  wire [3:0] \$209 ;
+  wire \$208 ;
+  wire [2:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
+  wire [3:0] \$210 ;
   wire \$211 ;
-  wire [16:0] \$212 ;
-  wire \$213 ;
+  wire \$212 ;
+  wire [16:0] \$213 ;
   wire \$214 ;
-  wire [16:0] \$215 ;
-  wire \$216 ;
+  wire \$215 ;
+  wire [16:0] \$216 ;
   wire \$217 ;
-  wire [15:0] \$218 ;
-  wire [16:0] \$219 ;
+  wire \$218 ;
+  wire [15:0] \$219 ;
   wire \$22 ;
-  wire \$220 ;
+  wire [16:0] \$220 ;
   wire \$221 ;
   wire \$222 ;
-  wire [15:0] \$223 ;
-  wire [16:0] \$224 ;
-  wire \$225 ;
-  wire [16:0] \$226 ;
+  wire \$223 ;
+  wire [15:0] \$224 ;
+  wire [16:0] \$225 ;
+  wire \$226 ;
   wire [16:0] \$227 ;
   wire [16:0] \$228 ;
-  wire \$229 ;
+  wire [16:0] \$229 ;
   wire [16:0] \$23 ;
   wire \$230 ;
-  wire [2:0] \$231 ;
-  wire [3:0] \$232 ;
-  wire \$233 ;
+  wire \$231 ;
+  wire [2:0] \$232 ;
+  wire [3:0] \$233 ;
   wire \$234 ;
-  wire [16:0] \$235 ;
-  wire \$236 ;
+  wire \$235 ;
+  wire [16:0] \$236 ;
   wire \$237 ;
-  wire [2:0] \$238 ;
-  wire [3:0] \$239 ;
+  wire \$238 ;
+  wire [2:0] \$239 ;
   wire [17:0] \$24 ;
-  wire \$240 ;
+  wire [3:0] \$240 ;
   wire \$241 ;
-  wire [16:0] \$242 ;
-  wire \$243 ;
+  wire \$242 ;
+  wire [16:0] \$243 ;
   wire \$244 ;
-  wire [16:0] \$245 ;
+  wire \$245 ;
   wire [16:0] \$246 ;
   wire [16:0] \$247 ;
-  wire \$248 ;
+  wire [16:0] \$248 ;
   wire \$249 ;
   wire [1:0] \$25 ;
-  wire [2:0] \$250 ;
-  wire [3:0] \$251 ;
-  wire \$252 ;
+  wire \$250 ;
+  wire [2:0] \$251 ;
+  wire [3:0] \$252 ;
   wire \$253 ;
-  wire [16:0] \$254 ;
-  wire \$255 ;
+  wire \$254 ;
+  wire [16:0] \$255 ;
   wire \$256 ;
-  wire [16:0] \$257 ;
-  wire \$258 ;
+  wire \$257 ;
+  wire [16:0] \$258 ;
   wire \$259 ;
   wire [18:0] \$26 ;
-  wire [16:0] \$260 ;
+  wire \$260 ;
   wire [16:0] \$261 ;
   wire [16:0] \$262 ;
-  wire \$263 ;
+  wire [16:0] \$263 ;
   wire \$264 ;
-  wire [2:0] \$265 ;
-  wire [3:0] \$266 ;
-  wire \$267 ;
+  wire \$265 ;
+  wire [2:0] \$266 ;
+  wire [3:0] \$267 ;
   wire \$268 ;
-  wire [16:0] \$269 ;
+  wire \$269 ;
   wire [16:0] \$27 ;
-  wire \$270 ;
+  wire [16:0] \$270 ;
   wire \$271 ;
-  wire [16:0] \$272 ;
-  wire \$273 ;
+  wire \$272 ;
+  wire [16:0] \$273 ;
   wire \$274 ;
-  wire [2:0] \$275 ;
-  wire [3:0] \$276 ;
-  wire \$277 ;
+  wire \$275 ;
+  wire [2:0] \$276 ;
+  wire [3:0] \$277 ;
   wire \$278 ;
-  wire [16:0] \$279 ;
+  wire \$279 ;
   wire [17:0] \$28 ;
-  wire \$280 ;
+  wire [16:0] \$280 ;
   wire \$281 ;
-  wire [16:0] \$282 ;
-  wire \$283 ;
+  wire \$282 ;
+  wire [16:0] \$283 ;
   wire \$284 ;
-  wire [16:0] \$285 ;
-  wire [1:0] \$286 ;
-  wire [17:0] \$287 ;
+  wire \$285 ;
+  wire [16:0] \$286 ;
+  wire [1:0] \$287 ;
   wire [17:0] \$288 ;
-  wire [16:0] \$289 ;
+  wire [17:0] \$289 ;
   wire [18:0] \$29 ;
   wire [16:0] \$290 ;
-  wire [18:0] \$291 ;
-  wire \$292 ;
-  wire [16:0] \$293 ;
-  wire [1:0] \$294 ;
-  wire [17:0] \$295 ;
+  wire [16:0] \$291 ;
+  wire [18:0] \$292 ;
+  wire \$293 ;
+  wire [16:0] \$294 ;
+  wire [1:0] \$295 ;
   wire [17:0] \$296 ;
-  wire [16:0] \$297 ;
+  wire [17:0] \$297 ;
   wire [16:0] \$298 ;
-  wire [18:0] \$299 ;
+  wire [16:0] \$299 ;
   wire [17:0] \$3 ;
   wire \$30 ;
-  wire \$300 ;
-  wire [16:0] \$301 ;
+  wire [18:0] \$300 ;
+  wire \$301 ;
   wire [16:0] \$302 ;
   wire [16:0] \$303 ;
-  wire [17:0] \$304 ;
+  wire [16:0] \$304 ;
   wire [17:0] \$305 ;
-  wire [16:0] \$306 ;
-  wire \$307 ;
+  wire [17:0] \$306 ;
+  wire [16:0] \$307 ;
   wire \$308 ;
-  wire [2:0] \$309 ;
+  wire \$309 ;
   wire \$31 ;
-  wire [3:0] \$310 ;
-  wire \$311 ;
+  wire [2:0] \$310 ;
+  wire [3:0] \$311 ;
   wire \$312 ;
-  wire [16:0] \$313 ;
-  wire \$314 ;
+  wire \$313 ;
+  wire [16:0] \$314 ;
   wire \$315 ;
-  wire [16:0] \$316 ;
-  wire \$317 ;
+  wire \$316 ;
+  wire [16:0] \$317 ;
   wire \$318 ;
-  wire [24:0] \$319 ;
+  wire \$319 ;
   wire \$32 ;
-  wire [16:0] \$320 ;
+  wire [24:0] \$320 ;
   wire [16:0] \$321 ;
-  wire \$322 ;
-  wire [16:0] \$323 ;
+  wire [16:0] \$322 ;
+  wire \$323 ;
   wire [16:0] \$324 ;
   wire [16:0] \$325 ;
-  wire \$326 ;
-  wire [16:0] \$327 ;
+  wire [16:0] \$326 ;
+  wire \$327 ;
   wire [16:0] \$328 ;
   wire [16:0] \$329 ;
   wire [24:0] \$33 ;
-  wire \$330 ;
-  wire [16:0] \$331 ;
+  wire [16:0] \$330 ;
+  wire \$331 ;
   wire [16:0] \$332 ;
   wire [16:0] \$333 ;
-  wire \$334 ;
-  wire [16:0] \$335 ;
+  wire [16:0] \$334 ;
+  wire \$335 ;
   wire [16:0] \$336 ;
   wire [16:0] \$337 ;
-  wire \$338 ;
+  wire [16:0] \$338 ;
   wire \$339 ;
   wire \$34 ;
-  wire [2:0] \$340 ;
-  wire [3:0] \$341 ;
-  wire \$342 ;
+  wire \$340 ;
+  wire [2:0] \$341 ;
+  wire [3:0] \$342 ;
   wire \$343 ;
-  wire [16:0] \$344 ;
-  wire \$345 ;
+  wire \$344 ;
+  wire [16:0] \$345 ;
   wire \$346 ;
-  wire [16:0] \$347 ;
-  wire \$348 ;
+  wire \$347 ;
+  wire [16:0] \$348 ;
   wire \$349 ;
   wire \$35 ;
-  wire [15:0] \$350 ;
-  wire [16:0] \$351 ;
-  wire \$352 ;
+  wire \$350 ;
+  wire [15:0] \$351 ;
+  wire [16:0] \$352 ;
   wire \$353 ;
-  wire [16:0] \$354 ;
+  wire \$354 ;
   wire [16:0] \$355 ;
   wire [16:0] \$356 ;
-  wire \$357 ;
+  wire [16:0] \$357 ;
   wire \$358 ;
-  wire [2:0] \$359 ;
+  wire \$359 ;
   wire \$36 ;
-  wire [3:0] \$360 ;
-  wire \$361 ;
+  wire [2:0] \$360 ;
+  wire [3:0] \$361 ;
   wire \$362 ;
-  wire [16:0] \$363 ;
-  wire \$364 ;
+  wire \$363 ;
+  wire [16:0] \$364 ;
   wire \$365 ;
-  wire [16:0] \$366 ;
-  wire \$367 ;
+  wire \$366 ;
+  wire [16:0] \$367 ;
   wire \$368 ;
-  wire [15:0] \$369 ;
+  wire \$369 ;
   wire \$37 ;
-  wire [16:0] \$370 ;
-  wire \$371 ;
+  wire [15:0] \$370 ;
+  wire [16:0] \$371 ;
   wire \$372 ;
-  wire [16:0] \$373 ;
+  wire \$373 ;
   wire [16:0] \$374 ;
   wire [16:0] \$375 ;
   wire [16:0] \$376 ;
-  wire \$377 ;
+  wire [16:0] \$377 ;
   wire \$378 ;
-  wire [2:0] \$379 ;
+  wire \$379 ;
   wire \$38 ;
-  wire [3:0] \$380 ;
-  wire \$381 ;
+  wire [2:0] \$380 ;
+  wire [3:0] \$381 ;
   wire \$382 ;
-  wire [16:0] \$383 ;
-  wire \$384 ;
+  wire \$383 ;
+  wire [16:0] \$384 ;
   wire \$385 ;
-  wire [16:0] \$386 ;
-  wire \$387 ;
+  wire \$386 ;
+  wire [16:0] \$387 ;
   wire \$388 ;
-  wire [15:0] \$389 ;
+  wire \$389 ;
   wire [16:0] \$39 ;
-  wire [16:0] \$390 ;
-  wire \$391 ;
+  wire [15:0] \$390 ;
+  wire [16:0] \$391 ;
   wire \$392 ;
   wire \$393 ;
-  wire [16:0] \$394 ;
-  wire \$395 ;
-  wire [16:0] \$396 ;
-  wire \$397 ;
+  wire \$394 ;
+  wire [16:0] \$395 ;
+  wire \$396 ;
+  wire [16:0] \$397 ;
   wire \$398 ;
-  wire [2:0] \$399 ;
+  wire \$399 ;
   wire [1:0] \$4 ;
   wire [17:0] \$40 ;
-  wire [3:0] \$400 ;
-  wire \$401 ;
+  wire [2:0] \$400 ;
+  wire [3:0] \$401 ;
   wire \$402 ;
-  wire [16:0] \$403 ;
-  wire \$404 ;
+  wire \$403 ;
+  wire [16:0] \$404 ;
   wire \$405 ;
-  wire [16:0] \$406 ;
-  wire \$407 ;
+  wire \$406 ;
+  wire [16:0] \$407 ;
   wire \$408 ;
-  wire [15:0] \$409 ;
+  wire \$409 ;
   wire [1:0] \$41 ;
-  wire [16:0] \$410 ;
-  wire \$411 ;
+  wire [15:0] \$410 ;
+  wire [16:0] \$411 ;
   wire \$412 ;
   wire \$413 ;
-  wire [8:0] \$414 ;
+  wire \$414 ;
   wire [8:0] \$415 ;
-  wire [16:0] \$416 ;
-  wire [24:0] \$417 ;
-  wire [16:0] \$418 ;
-  wire \$419 ;
+  wire [8:0] \$416 ;
+  wire [16:0] \$417 ;
+  wire [24:0] \$418 ;
+  wire [16:0] \$419 ;
   wire [18:0] \$42 ;
-  wire [16:0] \$420 ;
+  wire \$420 ;
   wire [16:0] \$421 ;
   wire [16:0] \$422 ;
-  wire \$423 ;
-  wire [16:0] \$424 ;
+  wire [16:0] \$423 ;
+  wire \$424 ;
   wire [16:0] \$425 ;
   wire [16:0] \$426 ;
-  wire \$427 ;
+  wire [16:0] \$427 ;
   wire \$428 ;
-  wire [2:0] \$429 ;
+  wire \$429 ;
   wire [16:0] \$43 ;
-  wire [3:0] \$430 ;
-  wire \$431 ;
+  wire [2:0] \$430 ;
+  wire [3:0] \$431 ;
   wire \$432 ;
-  wire [16:0] \$433 ;
-  wire \$434 ;
+  wire \$433 ;
+  wire [16:0] \$434 ;
   wire \$435 ;
-  wire [16:0] \$436 ;
-  wire \$437 ;
+  wire \$436 ;
+  wire [16:0] \$437 ;
   wire \$438 ;
-  wire [15:0] \$439 ;
+  wire \$439 ;
   wire [17:0] \$44 ;
-  wire [16:0] \$440 ;
-  wire \$441 ;
+  wire [15:0] \$440 ;
+  wire [16:0] \$441 ;
   wire \$442 ;
   wire \$443 ;
-  wire [16:0] \$444 ;
-  wire \$445 ;
+  wire \$444 ;
+  wire [16:0] \$445 ;
   wire \$446 ;
-  wire [2:0] \$447 ;
-  wire [3:0] \$448 ;
-  wire \$449 ;
+  wire \$447 ;
+  wire [2:0] \$448 ;
+  wire [3:0] \$449 ;
   wire [18:0] \$45 ;
   wire \$450 ;
-  wire [16:0] \$451 ;
-  wire \$452 ;
+  wire \$451 ;
+  wire [16:0] \$452 ;
   wire \$453 ;
-  wire [16:0] \$454 ;
-  wire \$455 ;
+  wire \$454 ;
+  wire [16:0] \$455 ;
   wire \$456 ;
-  wire [15:0] \$457 ;
-  wire [16:0] \$458 ;
-  wire \$459 ;
+  wire \$457 ;
+  wire [15:0] \$458 ;
+  wire [16:0] \$459 ;
   wire \$46 ;
   wire \$460 ;
-  wire [16:0] \$461 ;
-  wire \$462 ;
+  wire \$461 ;
+  wire [16:0] \$462 ;
   wire \$463 ;
-  wire [2:0] \$464 ;
-  wire [3:0] \$465 ;
-  wire \$466 ;
+  wire \$464 ;
+  wire [2:0] \$465 ;
+  wire [3:0] \$466 ;
   wire \$467 ;
-  wire [16:0] \$468 ;
-  wire \$469 ;
+  wire \$468 ;
+  wire [16:0] \$469 ;
   wire \$47 ;
   wire \$470 ;
-  wire [16:0] \$471 ;
-  wire \$472 ;
+  wire \$471 ;
+  wire [16:0] \$472 ;
   wire \$473 ;
-  wire [15:0] \$474 ;
-  wire [16:0] \$475 ;
-  wire \$476 ;
+  wire \$474 ;
+  wire [15:0] \$475 ;
+  wire [16:0] \$476 ;
   wire \$477 ;
-  wire [15:0] \$478 ;
-  wire [16:0] \$479 ;
+  wire \$478 ;
+  wire [15:0] \$479 ;
   wire \$48 ;
-  wire \$480 ;
+  wire [16:0] \$480 ;
   wire \$481 ;
   wire \$482 ;
   wire \$483 ;
-  wire [2:0] \$484 ;
+  wire \$484 ;
   wire [2:0] \$485 ;
-  wire \$486 ;
+  wire [2:0] \$486 ;
   wire \$487 ;
-  wire [2:0] \$488 ;
+  wire \$488 ;
   wire [2:0] \$489 ;
   wire \$49 ;
-  wire [3:0] \$490 ;
+  wire [2:0] \$490 ;
   wire [3:0] \$491 ;
-  wire \$492 ;
-  wire [2:0] \$493 ;
+  wire [3:0] \$492 ;
+  wire \$493 ;
   wire [2:0] \$494 ;
-  wire [3:0] \$495 ;
+  wire [2:0] \$495 ;
   wire [3:0] \$496 ;
-  wire [16:0] \$497 ;
-  wire \$498 ;
+  wire [3:0] \$497 ;
+  wire [16:0] \$498 ;
   wire \$499 ;
   wire [18:0] \$5 ;
   wire [24:0] \$50 ;
-  wire [2:0] \$500 ;
-  wire [3:0] \$501 ;
-  wire \$502 ;
+  wire \$500 ;
+  wire [2:0] \$501 ;
+  wire [3:0] \$502 ;
   wire \$503 ;
-  wire [16:0] \$504 ;
-  wire \$505 ;
+  wire \$504 ;
+  wire [16:0] \$505 ;
   wire \$506 ;
-  wire [16:0] \$507 ;
-  wire \$508 ;
+  wire \$507 ;
+  wire [16:0] \$508 ;
   wire \$509 ;
   wire \$51 ;
-  wire [15:0] \$510 ;
-  wire [16:0] \$511 ;
-  wire \$512 ;
+  wire \$510 ;
+  wire [15:0] \$511 ;
+  wire [16:0] \$512 ;
   wire \$513 ;
-  wire [15:0] \$514 ;
-  wire [16:0] \$515 ;
-  wire \$516 ;
+  wire \$514 ;
+  wire [15:0] \$515 ;
+  wire [16:0] \$516 ;
   wire \$517 ;
   wire \$518 ;
-  wire [16:0] \$519 ;
+  wire \$519 ;
   wire \$52 ;
-  wire \$520 ;
+  wire [16:0] \$520 ;
   wire \$521 ;
   wire \$522 ;
-  wire [16:0] \$523 ;
-  wire \$524 ;
+  wire \$523 ;
+  wire [16:0] \$524 ;
   wire \$525 ;
-  wire [2:0] \$526 ;
-  wire [3:0] \$527 ;
-  wire \$528 ;
+  wire \$526 ;
+  wire [2:0] \$527 ;
+  wire [3:0] \$528 ;
   wire \$529 ;
   wire \$53 ;
   wire \$530 ;
-  wire [16:0] \$531 ;
-  wire \$532 ;
+  wire \$531 ;
+  wire [16:0] \$532 ;
   wire \$533 ;
-  wire [2:0] \$534 ;
-  wire [3:0] \$535 ;
-  wire \$536 ;
+  wire \$534 ;
+  wire [2:0] \$535 ;
+  wire [3:0] \$536 ;
   wire \$537 ;
-  wire [16:0] \$538 ;
-  wire \$539 ;
+  wire \$538 ;
+  wire [16:0] \$539 ;
   wire \$54 ;
   wire \$540 ;
-  wire [16:0] \$541 ;
-  wire \$542 ;
+  wire \$541 ;
+  wire [16:0] \$542 ;
   wire \$543 ;
-  wire [3:0] \$544 ;
-  wire [16:0] \$545 ;
-  wire [31:0] \$546 ;
-  wire [3:0] \$547 ;
-  wire [16:0] \$548 ;
-  wire [31:0] \$549 ;
+  wire \$544 ;
+  wire [3:0] \$545 ;
+  wire [16:0] \$546 ;
+  wire [31:0] \$547 ;
+  wire [3:0] \$548 ;
+  wire [16:0] \$549 ;
   wire \$55 ;
-  wire [18:0] \$550 ;
-  wire [19:0] \$551 ;
-  wire \$552 ;
-  wire [18:0] \$553 ;
-  wire [19:0] \$554 ;
-  wire [15:0] \$555 ;
-  wire \$556 ;
-  wire [63:0] \$557 ;
-  wire \$558 ;
+  wire [31:0] \$550 ;
+  wire [18:0] \$551 ;
+  wire [19:0] \$552 ;
+  wire \$553 ;
+  wire [18:0] \$554 ;
+  wire [19:0] \$555 ;
+  wire [15:0] \$556 ;
+  wire \$557 ;
+  wire [63:0] \$558 ;
   wire \$559 ;
   wire \$56 ;
   wire \$560 ;
-  wire [24:0] \$561 ;
-  wire [16:0] \$562 ;
-  wire [7:0] \$563 ;
-  reg [15:0] \$564 ;
-  reg [1:0] \$565 ;
-  reg [15:0] \$566 ;
+  wire \$561 ;
+  wire [24:0] \$562 ;
+  wire [16:0] \$563 ;
+  wire [7:0] \$564 ;
+  reg [15:0] \$565 ;
+  reg [1:0] \$566 ;
   reg [15:0] \$567 ;
   reg [15:0] \$568 ;
   reg [15:0] \$569 ;
@@ -16115,8 +16331,8 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   reg [15:0] \$570 ;
   reg [15:0] \$571 ;
   reg [15:0] \$572 ;
-  reg [23:0] \$573 ;
-  reg [15:0] \$574 ;
+  reg [15:0] \$573 ;
+  reg [23:0] \$574 ;
   reg [15:0] \$575 ;
   reg [15:0] \$576 ;
   reg [15:0] \$577 ;
@@ -16125,11 +16341,11 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire \$58 ;
   reg [15:0] \$580 ;
   reg [15:0] \$581 ;
-  reg [23:0] \$582 ;
-  reg [15:0] \$583 ;
+  reg [15:0] \$582 ;
+  reg [23:0] \$583 ;
   reg [15:0] \$584 ;
-  reg [1:0] \$585 ;
-  reg \$586 ;
+  reg [15:0] \$585 ;
+  reg [1:0] \$586 ;
   reg \$587 ;
   reg \$588 ;
   reg \$589 ;
@@ -16138,11 +16354,11 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   reg \$591 ;
   reg \$592 ;
   reg \$593 ;
-  reg [2:0] \$594 ;
-  reg [15:0] \$595 ;
+  reg \$594 ;
+  reg [2:0] \$595 ;
   reg [15:0] \$596 ;
-  reg [2:0] \$597 ;
-  reg \$598 ;
+  reg [15:0] \$597 ;
+  reg [2:0] \$598 ;
   reg \$599 ;
   wire [16:0] \$6 ;
   wire \$60 ;
@@ -16150,48 +16366,85 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   reg \$601 ;
   reg \$602 ;
   reg \$603 ;
-  reg [15:0] \$604 ;
+  reg \$604 ;
   reg [15:0] \$605 ;
-  reg [2:0] \$606 ;
-  reg [191:0] \$607 ;
-  reg [63:0] \$608 ;
+  reg [15:0] \$606 ;
+  reg [2:0] \$607 ;
+  reg [191:0] \$608 ;
   reg [63:0] \$609 ;
   wire \$61 ;
-  reg \$610 ;
+  reg [63:0] \$610 ;
   reg \$611 ;
   reg \$612 ;
   reg \$613 ;
-  reg [63:0] \$614 ;
-  reg [191:0] \$615 ;
-  reg [63:0] \$616 ;
+  reg \$614 ;
+  reg [63:0] \$615 ;
+  reg [191:0] \$616 ;
   reg [63:0] \$617 ;
-  reg [15:0] \$618 ;
+  reg [63:0] \$618 ;
   reg [15:0] \$619 ;
   wire [16:0] \$62 ;
-  reg [2:0] \$620 ;
-  reg \$621 ;
-  reg [23:0] \$622 ;
-  wire [15:0] \$623 ;
-  wire [15:0] \$624 ;
-  wire [15:0] \$625 ;
-  wire [15:0] \$626 ;
-  wire [15:0] \$627 ;
-  wire [15:0] \$628 ;
-  wire [15:0] \$629 ;
+  reg [15:0] \$620 ;
+  reg [2:0] \$621 ;
+  reg \$622 ;
+  reg [63:0] \$623 ;
+  reg \$624 ;
+  reg \$625 ;
+  reg \$626 ;
+  reg \$627 ;
+  reg \$628 ;
+  reg \$629 ;
   wire [17:0] \$63 ;
-  wire [15:0] \$630 ;
-  wire [15:0] \$631 ;
-  wire [15:0] \$632 ;
-  wire [15:0] \$633 ;
-  wire [15:0] \$634 ;
-  wire \$635 ;
-  wire \$636 ;
-  wire \$637 ;
-  wire \$638 ;
+  reg \$630 ;
+  reg \$631 ;
+  reg \$632 ;
+  reg \$633 ;
+  reg \$634 ;
+  reg \$635 ;
+  reg \$636 ;
+  reg \$637 ;
+  reg \$638 ;
+  reg \$639 ;
   wire [17:0] \$64 ;
+  reg \$640 ;
+  reg \$641 ;
+  reg \$642 ;
+  reg \$643 ;
+  reg [15:0] \$644 ;
+  reg [15:0] \$645 ;
+  reg [15:0] \$646 ;
+  reg [15:0] \$647 ;
+  reg [15:0] \$648 ;
+  reg [15:0] \$649 ;
   wire [3:0] \$65 ;
+  reg [15:0] \$650 ;
+  reg [15:0] \$651 ;
+  reg [15:0] \$652 ;
+  reg [15:0] \$653 ;
+  reg [2:0] \$654 ;
+  reg [2:0] \$655 ;
+  reg [2:0] \$656 ;
+  reg [2:0] \$657 ;
+  reg [2:0] \$658 ;
+  reg [23:0] \$659 ;
   wire [16:0] \$66 ;
+  wire [15:0] \$660 ;
+  wire [15:0] \$661 ;
+  wire [15:0] \$662 ;
+  wire [15:0] \$663 ;
+  wire [15:0] \$664 ;
+  wire [15:0] \$665 ;
+  wire [15:0] \$666 ;
+  wire [15:0] \$667 ;
+  wire [15:0] \$668 ;
+  wire \$669 ;
   wire \$67 ;
+  wire [15:0] \$670 ;
+  wire \$671 ;
+  wire [15:0] \$672 ;
+  wire \$673 ;
+  wire [15:0] \$674 ;
+  wire \$675 ;
   wire \$68 ;
   wire \$69 ;
   wire [17:0] \$7 ;
@@ -16203,11 +16456,11 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire \$75 ;
   wire [2:0] \$76 ;
   wire [2:0] \$77 ;
-  wire [6:0] \$771 ;
   wire [2:0] \$78 ;
   wire \$79 ;
   wire [18:0] \$8 ;
   wire [16:0] \$80 ;
+  wire [6:0] \$808 ;
   wire [16:0] \$81 ;
   wire [16:0] \$82 ;
   wire [17:0] \$83 ;
@@ -16229,10 +16482,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire \$98 ;
   wire \$99 ;
   wire [15:0] \$signal ;
-  reg [15:0] \$signal$102  = 16'h0000;
   reg [15:0] \$signal$107  = 16'h0000;
-  reg [63:0] \$signal$112  = 64'h0000000000000000;
-  reg \$signal$116  = 1'h0;
+  reg [15:0] \$signal$112  = 16'h0000;
+  reg [63:0] \$signal$117  = 64'h0000000000000000;
+  reg \$signal$121  = 1'h0;
   reg [1:0] \$signal$18  = 2'h0;
   reg [15:0] \$signal$2  = 16'h0000;
   reg [15:0] \$signal$23  = 16'h0000;
@@ -16242,22 +16495,13 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   (* init = 16'h0000 *)
   wire [15:0] \$signal$30 ;
   reg [15:0] \$signal$33  = 16'h0000;
-  reg [191:0] \$signal$59  = 192'h000000000000000000000000000000000000000000000000;
-  (* init = 64'h0000000000000000 *)
-  wire [63:0] \$signal$62 ;
-  (* init = 64'h0000000000000000 *)
-  wire [63:0] \$signal$69 ;
-  (* init = 1'h0 *)
-  wire \$signal$79 ;
   reg [15:0] \$signal$8  = 16'h0000;
-  reg [15:0] \$signal$82  = 16'h0000;
   reg [15:0] \$signal$9  = 16'h0000;
-  reg [15:0] \$signal$93  = 16'h0000;
-  reg [15:0] \$signal$94  = 16'h0000;
+  reg [15:0] \$signal$98  = 16'h0000;
+  reg [15:0] \$signal$99  = 16'h0000;
   wire [63:0] acc;
   reg [2:0] act4a = 3'h0;
   reg [2:0] act4b = 3'h0;
-  reg [2:0] actc = 3'h0;
   reg [191:0] aff4b = 192'h000000000000000000000000000000000000000000000000;
   output [15:0] affine__addr;
   reg [15:0] affine__addr = 16'h0000;
@@ -16330,6 +16574,56 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire e4b_subfirst;
   reg e4b_t0 = 1'h0;
   reg e4b_v = 1'h0;
+  reg [2:0] e4c_act = 3'h0;
+  reg [191:0] e4c_aff = 192'h000000000000000000000000000000000000000000000000;
+  reg e4c_full = 1'h0;
+  reg [15:0] e4c_obase = 16'h0000;
+  reg [15:0] e4c_outidx = 16'h0000;
+  (* init = 64'h0000000000000000 *)
+  wire [63:0] e4c_p;
+  (* init = 64'h0000000000000000 *)
+  wire [63:0] e4c_res;
+  reg e4c_rowend = 1'h0;
+  reg [63:0] e4c_uprev = 64'h0000000000000000;
+  reg e4c_v = 1'h0;
+  (* init = 64'h0000000000000000 *)
+  wire [63:0] e4u_uprev_1;
+  reg e4w1_v_1 = 1'h0;
+  reg e4w2_v_1 = 1'h0;
+  reg e4w2_v_2 = 1'h0;
+  reg e4w3_v_1 = 1'h0;
+  reg e4w3_v_2 = 1'h0;
+  reg e4w3_v_3 = 1'h0;
+  reg e4w4_v_1 = 1'h0;
+  reg e4w4_v_2 = 1'h0;
+  reg e4w4_v_3 = 1'h0;
+  reg e4w4_v_4 = 1'h0;
+  reg e4w5_v_1 = 1'h0;
+  reg e4w5_v_2 = 1'h0;
+  reg e4w5_v_3 = 1'h0;
+  reg e4w5_v_4 = 1'h0;
+  (* init = 1'h0 *)
+  wire e4w5_v_5;
+  reg [2:0] e4w_act_1 = 3'h0;
+  reg [2:0] e4w_act_2 = 3'h0;
+  reg [2:0] e4w_act_3 = 3'h0;
+  reg [2:0] e4w_act_4 = 3'h0;
+  reg [2:0] e4w_act_5 = 3'h0;
+  reg [15:0] e4w_obase_1 = 16'h0000;
+  reg [15:0] e4w_obase_2 = 16'h0000;
+  reg [15:0] e4w_obase_3 = 16'h0000;
+  reg [15:0] e4w_obase_4 = 16'h0000;
+  reg [15:0] e4w_obase_5 = 16'h0000;
+  reg [15:0] e4w_outidx_1 = 16'h0000;
+  reg [15:0] e4w_outidx_2 = 16'h0000;
+  reg [15:0] e4w_outidx_3 = 16'h0000;
+  reg [15:0] e4w_outidx_4 = 16'h0000;
+  reg [15:0] e4w_outidx_5 = 16'h0000;
+  reg e4w_rowend_1 = 1'h0;
+  reg e4w_rowend_2 = 1'h0;
+  reg e4w_rowend_3 = 1'h0;
+  reg e4w_rowend_4 = 1'h0;
+  reg e4w_rowend_5 = 1'h0;
   reg first = 1'h0;
   reg \first$51  = 1'h0;
   reg full4b = 1'h0;
@@ -16400,10 +16694,9 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   output membrane_out__en;
   reg membrane_out__en = 1'h0;
   wire [63:0] o;
-  wire [63:0] \o$119 ;
+  wire [63:0] \o$124 ;
   reg [15:0] obase4a = 16'h0000;
   reg [15:0] obase4b = 16'h0000;
-  reg [15:0] obasec = 16'h0000;
   wire [7:0] operand;
   output [23:0] out_rows;
   reg [23:0] out_rows = 24'h000000;
@@ -16412,16 +16705,14 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  (* init = 64'h0000000000000000 *)
-  wire [63:0] pc;
-  output [15:0] \port$4394$0 ;
-  wire [15:0] \port$4394$0 ;
-  output [15:0] \port$4443$0 ;
-  wire [15:0] \port$4443$0 ;
-  output [15:0] \port$4492$0 ;
-  wire [15:0] \port$4492$0 ;
-  output [15:0] \port$4541$0 ;
-  wire [15:0] \port$4541$0 ;
+  output [15:0] \port$4746$0 ;
+  wire [15:0] \port$4746$0 ;
+  output [15:0] \port$4756$0 ;
+  wire [15:0] \port$4756$0 ;
+  output [15:0] \port$4766$0 ;
+  wire [15:0] \port$4766$0 ;
+  output [15:0] \port$4776$0 ;
+  wire [15:0] \port$4776$0 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -16437,7 +16728,6 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire residual__en;
   wire rnd;
   wire \rnd$73 ;
-  reg rowendc = 1'h0;
   output [15:0] rows_released;
   reg [15:0] rows_released = 16'h0000;
   input [15:0] rows_written;
@@ -16458,7 +16748,6 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   input start;
   wire start;
   wire [7:0] t4;
-  reg tfullc = 1'h0;
   wire [15:0] threshold;
   wire [63:0] u;
   reg [63:0] u_prev = 64'h0000000000000000;
@@ -16475,326 +16764,435 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire [15:0] x4;
   reg [15:0] xo4 = 16'h0000;
   reg [1:0] ym3 = 2'h0;
-  assign \$349  = \$346  & \$348 ;
-  assign \$350  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$351  = \$350  - 1'h1;
-  assign \$352  = \$signal$3  == \$351 ;
-  assign \$353  = \$349  & \$352 ;
-  assign \$354  = \$signal$23  + geo[80:65];
-  assign \$355  = \$353  ? \$354  : { 1'h0, \$signal$23  };
-  assign \$356  = desc[31:16] - 1'h1;
-  assign \$357  = k4 == \$356 ;
-  assign \$359  = desc[206] ? 3'h4 : 3'h1;
-  assign \$360  = \$359  - 1'h1;
-  assign \$361  = \$signal$18  == \$360 ;
-  assign \$362  = \$358  & \$361 ;
-  assign \$363  = geo[224:209] - 1'h1;
-  assign \$364  = affine__addr == \$363 ;
-  assign \$365  = \$362  & \$364 ;
-  assign \$366  = geo[208:193] - 1'h1;
-  assign \$367  = xo4 == \$366 ;
-  assign \$368  = \$365  & \$367 ;
-  assign \$369  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$370  = \$369  - 1'h1;
-  assign \$371  = \$signal$3  == \$370 ;
-  assign \$372  = \$368  & \$371 ;
-  assign \$373  = \$signal$23  + geo[80:65];
-  assign \$374  = \$372  ? 17'h00000 : \$373 ;
-  assign \$375  = desc[126] ? \$355  : \$374 ;
-  assign \$376  = desc[31:16] - 1'h1;
-  assign \$377  = k4 == \$376 ;
-  assign \$379  = desc[206] ? 3'h4 : 3'h1;
-  assign \$380  = \$379  - 1'h1;
-  assign \$381  = \$signal$18  == \$380 ;
-  assign \$382  = \$378  & \$381 ;
-  assign \$383  = geo[224:209] - 1'h1;
-  assign \$384  = affine__addr == \$383 ;
-  assign \$385  = \$382  & \$384 ;
-  assign \$386  = geo[208:193] - 1'h1;
-  assign \$387  = xo4 == \$386 ;
-  assign \$388  = \$385  & \$387 ;
-  assign \$389  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$390  = \$389  - 1'h1;
-  assign \$391  = \$signal$3  == \$390 ;
-  assign \$392  = \$388  & \$391 ;
-  assign \$393  = desc[126] ? \$392  : 1'h1;
-  assign \$394  = \$signal$9  + desc[63:48];
-  assign \$395  = ~ desc[126];
-  assign \$396  = desc[31:16] - 1'h1;
-  assign \$397  = k4 == \$396 ;
-  assign \$399  = desc[206] ? 3'h4 : 3'h1;
-  assign \$400  = \$399  - 1'h1;
-  assign \$401  = \$signal$18  == \$400 ;
-  assign \$402  = \$398  & \$401 ;
-  assign \$403  = geo[224:209] - 1'h1;
-  assign \$404  = affine__addr == \$403 ;
-  assign \$405  = \$402  & \$404 ;
-  assign \$406  = geo[208:193] - 1'h1;
-  assign \$407  = xo4 == \$406 ;
-  assign \$408  = \$405  & \$407 ;
-  assign \$409  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$410  = \$409  - 1'h1;
-  assign \$411  = \$signal$3  == \$410 ;
-  assign \$412  = \$408  & \$411 ;
-  assign \$413  = \$395  & \$412 ;
-  assign \$415  = desc[206] ? \$414  : { 1'h0, desc[87:80] };
-  assign \$416  = \$signal$8  + \$415 ;
-  assign \$417  = res_consumed + 1'h1;
-  assign \$418  = desc[243:228] - 1'h1;
-  assign \$419  = res_slot == \$418 ;
-  assign \$420  = res_slot + 1'h1;
-  assign \$421  = \$419  ? 17'h00000 : \$420 ;
-  assign \$422  = desc[243:228] - 1'h1;
-  assign \$423  = res_slot == \$422 ;
-  assign \$424  = \$signal$33  + geo[256:241];
-  assign \$425  = \$423  ? 17'h00000 : \$424 ;
-  assign \$426  = desc[31:16] - 1'h1;
-  assign \$427  = k4 == \$426 ;
-  assign \$429  = desc[206] ? 3'h4 : 3'h1;
-  assign \$430  = \$429  - 1'h1;
-  assign \$431  = \$signal$18  == \$430 ;
-  assign \$432  = \$428  & \$431 ;
-  assign \$433  = geo[224:209] - 1'h1;
-  assign \$434  = affine__addr == \$433 ;
-  assign \$435  = \$432  & \$434 ;
-  assign \$436  = geo[208:193] - 1'h1;
-  assign \$437  = xo4 == \$436 ;
-  assign \$438  = \$435  & \$437 ;
-  assign \$439  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$440  = \$439  - 1'h1;
-  assign \$441  = \$signal$3  == \$440 ;
-  assign \$442  = \$438  & \$441 ;
-  assign \$443  = desc[126] ? 1'h1 : \$442 ;
-  assign \$444  = desc[31:16] - 1'h1;
-  assign \$445  = k4 == \$444 ;
-  assign \$447  = desc[206] ? 3'h4 : 3'h1;
-  assign \$448  = \$447  - 1'h1;
-  assign \$449  = \$signal$18  == \$448 ;
-  assign \$450  = \$446  & \$449 ;
-  assign \$451  = geo[224:209] - 1'h1;
-  assign \$452  = affine__addr == \$451 ;
-  assign \$453  = \$450  & \$452 ;
-  assign \$454  = geo[208:193] - 1'h1;
-  assign \$455  = xo4 == \$454 ;
-  assign \$456  = \$453  & \$455 ;
-  assign \$457  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$458  = \$457  - 1'h1;
-  assign \$459  = \$signal$3  == \$458 ;
-  assign \$460  = \$456  & \$459 ;
-  assign \$461  = desc[31:16] - 1'h1;
-  assign \$462  = k4 == \$461 ;
-  assign \$464  = desc[206] ? 3'h4 : 3'h1;
-  assign \$465  = \$464  - 1'h1;
-  assign \$466  = \$signal$18  == \$465 ;
-  assign \$467  = \$463  & \$466 ;
-  assign \$468  = geo[224:209] - 1'h1;
-  assign \$469  = affine__addr == \$468 ;
-  assign \$470  = \$467  & \$469 ;
-  assign \$471  = geo[208:193] - 1'h1;
-  assign \$472  = xo4 == \$471 ;
-  assign \$473  = \$470  & \$472 ;
-  assign \$474  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$475  = \$474  - 1'h1;
-  assign \$476  = \$signal$3  == \$475 ;
-  assign \$477  = \$473  & \$476 ;
-  assign \$478  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
-  assign \$479  = \$478  - 1'h1;
-  assign \$480  = \$signal$2  == \$479 ;
-  assign \$481  = \$477  & \$480 ;
-  assign \$482  = desc[126] ? \$460  : \$481 ;
-  assign \$483  = ym3 == 2'h2;
-  assign \$484  = ym3 + 1'h1;
-  assign \$485  = \$483  ? 3'h0 : \$484 ;
-  assign \$486  = \$485  == 2'h2;
-  assign \$487  = ym3 == 2'h2;
-  assign \$488  = ym3 + 1'h1;
-  assign \$489  = \$487  ? 3'h0 : \$488 ;
-  assign \$490  = \$489  + 1'h1;
-  assign \$491  = \$486  ? 4'h0 : \$490 ;
-  assign \$492  = ym3 == 2'h2;
-  assign \$493  = ym3 + 1'h1;
-  assign \$494  = \$492  ? 3'h0 : \$493 ;
-  assign \$495  = desc[206] ? \$491  : { 1'h0, \$494  };
-  assign \$496  = \$482  ? 4'h0 : \$495 ;
-  assign \$497  = desc[31:16] - 1'h1;
-  assign \$498  = k4 == \$497 ;
-  assign \$500  = desc[206] ? 3'h4 : 3'h1;
-  assign \$501  = \$500  - 1'h1;
-  assign \$502  = \$signal$18  == \$501 ;
-  assign \$503  = \$499  & \$502 ;
-  assign \$504  = geo[224:209] - 1'h1;
-  assign \$505  = affine__addr == \$504 ;
-  assign \$506  = \$503  & \$505 ;
-  assign \$507  = geo[208:193] - 1'h1;
-  assign \$508  = xo4 == \$507 ;
-  assign \$509  = \$506  & \$508 ;
-  assign \$510  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$511  = \$510  - 1'h1;
-  assign \$512  = \$signal$3  == \$511 ;
-  assign \$513  = \$509  & \$512 ;
-  assign \$514  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
-  assign \$515  = \$514  - 1'h1;
-  assign \$516  = \$signal$2  == \$515 ;
-  assign \$517  = \$513  & \$516 ;
-  assign \$518  = ! k4;
-  assign \$519  = desc[31:16] - 1'h1;
-  assign \$520  = k4 == \$519 ;
-  assign \$522  = ! \$signal$18 ;
-  assign \$523  = desc[31:16] - 1'h1;
-  assign \$524  = k4 == \$523 ;
-  assign \$526  = desc[206] ? 3'h4 : 3'h1;
-  assign \$527  = \$526  - 1'h1;
-  assign \$528  = \$signal$18  == \$527 ;
-  assign \$529  = \$525  & \$528 ;
-  assign \$530  = ! \$1 [7:0];
-  assign \$531  = desc[31:16] - 1'h1;
-  assign \$532  = k4 == \$531 ;
-  assign \$534  = desc[206] ? 3'h4 : 3'h1;
-  assign \$535  = \$534  - 1'h1;
-  assign \$536  = \$signal$18  == \$535 ;
-  assign \$537  = \$533  & \$536 ;
-  assign \$538  = geo[224:209] - 1'h1;
-  assign \$539  = affine__addr == \$538 ;
-  assign \$540  = \$537  & \$539 ;
-  assign \$541  = geo[208:193] - 1'h1;
-  assign \$542  = xo4 == \$541 ;
-  assign \$543  = \$540  & \$542 ;
-  assign \$544  = geo[13:11] - 1'h1;
-  assign \$545  = { 1'h0, \$64 [15:0] } & { \$544 [3], \$544 [3], \$544 [3], \$544 [3], \$544 [3], \$544 [3], \$544 [3], \$544 [3], \$544 [3], \$544 [3], \$544 [3], \$544 [3], \$544 [3], \$544  };
-  assign \$546  = $signed(\$545 ) << geo[3:0];
-  assign \$547  = geo[10:8] - 1'h1;
-  assign \$548  = { 1'h0, k4 } & { \$547 [3], \$547 [3], \$547 [3], \$547 [3], \$547 [3], \$547 [3], \$547 [3], \$547 [3], \$547 [3], \$547 [3], \$547 [3], \$547 [3], \$547 [3], \$547  };
-  assign \$549  = \$546  | { \$548 [16], \$548 [16], \$548 [16], \$548 [16], \$548 [16], \$548 [16], \$548 [16], \$548 [16], \$548 [16], \$548 [16], \$548 [16], \$548 [16], \$548 [16], \$548 [16], \$548 [16], \$548  };
-  assign \$551  = desc[47:32] - \$550 ;
-  assign \$552  = \$551 [15:0] >= 3'h4;
-  assign \$554  = desc[47:32] - \$553 ;
-  assign \$555  = \$552  ? 16'h0004 : \$554 [15:0];
-  assign \$556  = valid & e4a_grp;
-  assign \$557  = e4a_t0 ? 64'h0000000000000000 : membrane_in__data;
-  assign \$558  = desc[121:90] >> \$1 [7:0];
-  assign \$559  = e4b_v & e4b_grp;
-  assign \$560  = membrane_out__en & rowendc;
-  assign \$561  = out_rows + 1'h1;
-  assign \$562  = desc[259:244] - geo[272:257];
-  assign \$563  = desc[206] ? desc[87:80] : 8'h00;
+  assign \$312  = \$signal$18  == \$311 ;
+  assign \$313  = \$309  & \$312 ;
+  assign \$314  = geo[224:209] - 1'h1;
+  assign \$315  = affine__addr == \$314 ;
+  assign \$316  = \$313  & \$315 ;
+  assign \$317  = geo[208:193] - 1'h1;
+  assign \$318  = xo4 == \$317 ;
+  assign \$319  = \$316  & \$318 ;
+  assign \$320  = m4 + 1'h1;
+  assign \$321  = rows_released + 1'h1;
+  assign \$322  = desc[259:244] - 1'h1;
+  assign \$323  = out_slot == \$322 ;
+  assign \$324  = out_slot + 1'h1;
+  assign \$325  = \$323  ? 17'h00000 : \$324 ;
+  assign \$326  = desc[259:244] - 1'h1;
+  assign \$327  = out_slot == \$326 ;
+  assign \$328  = \$signal$98  + geo[256:241];
+  assign \$329  = \$327  ? 17'h00000 : \$328 ;
+  assign \$330  = desc[259:244] - 1'h1;
+  assign \$331  = \$signal$99  == \$330 ;
+  assign \$332  = \$signal$99  + 1'h1;
+  assign \$333  = \$331  ? 17'h00000 : \$332 ;
+  assign \$334  = desc[259:244] - 1'h1;
+  assign \$335  = \$signal$99  == \$334 ;
+  assign \$336  = prev_base + geo[256:241];
+  assign \$337  = \$335  ? 17'h00000 : \$336 ;
+  assign \$338  = desc[31:16] - 1'h1;
+  assign \$339  = k4 == \$338 ;
+  assign \$341  = desc[206] ? 3'h4 : 3'h1;
+  assign \$342  = \$341  - 1'h1;
+  assign \$343  = \$signal$18  == \$342 ;
+  assign \$344  = \$340  & \$343 ;
+  assign \$345  = geo[224:209] - 1'h1;
+  assign \$346  = affine__addr == \$345 ;
+  assign \$347  = \$344  & \$346 ;
+  assign \$348  = geo[208:193] - 1'h1;
+  assign \$349  = xo4 == \$348 ;
+  assign \$350  = \$347  & \$349 ;
+  assign \$351  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$352  = \$351  - 1'h1;
+  assign \$353  = \$signal$3  == \$352 ;
+  assign \$354  = \$350  & \$353 ;
+  assign \$355  = \$signal$23  + geo[80:65];
+  assign \$356  = \$354  ? \$355  : { 1'h0, \$signal$23  };
+  assign \$357  = desc[31:16] - 1'h1;
+  assign \$358  = k4 == \$357 ;
+  assign \$360  = desc[206] ? 3'h4 : 3'h1;
+  assign \$361  = \$360  - 1'h1;
+  assign \$362  = \$signal$18  == \$361 ;
+  assign \$363  = \$359  & \$362 ;
+  assign \$364  = geo[224:209] - 1'h1;
+  assign \$365  = affine__addr == \$364 ;
+  assign \$366  = \$363  & \$365 ;
+  assign \$367  = geo[208:193] - 1'h1;
+  assign \$368  = xo4 == \$367 ;
+  assign \$369  = \$366  & \$368 ;
+  assign \$370  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$371  = \$370  - 1'h1;
+  assign \$372  = \$signal$3  == \$371 ;
+  assign \$373  = \$369  & \$372 ;
+  assign \$374  = \$signal$23  + geo[80:65];
+  assign \$375  = \$373  ? 17'h00000 : \$374 ;
+  assign \$376  = desc[126] ? \$356  : \$375 ;
+  assign \$377  = desc[31:16] - 1'h1;
+  assign \$378  = k4 == \$377 ;
+  assign \$380  = desc[206] ? 3'h4 : 3'h1;
+  assign \$381  = \$380  - 1'h1;
+  assign \$382  = \$signal$18  == \$381 ;
+  assign \$383  = \$379  & \$382 ;
+  assign \$384  = geo[224:209] - 1'h1;
+  assign \$385  = affine__addr == \$384 ;
+  assign \$386  = \$383  & \$385 ;
+  assign \$387  = geo[208:193] - 1'h1;
+  assign \$388  = xo4 == \$387 ;
+  assign \$389  = \$386  & \$388 ;
+  assign \$390  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$391  = \$390  - 1'h1;
+  assign \$392  = \$signal$3  == \$391 ;
+  assign \$393  = \$389  & \$392 ;
+  assign \$394  = desc[126] ? \$393  : 1'h1;
+  assign \$395  = \$signal$9  + desc[63:48];
+  assign \$396  = ~ desc[126];
+  assign \$397  = desc[31:16] - 1'h1;
+  assign \$398  = k4 == \$397 ;
+  assign \$400  = desc[206] ? 3'h4 : 3'h1;
+  assign \$401  = \$400  - 1'h1;
+  assign \$402  = \$signal$18  == \$401 ;
+  assign \$403  = \$399  & \$402 ;
+  assign \$404  = geo[224:209] - 1'h1;
+  assign \$405  = affine__addr == \$404 ;
+  assign \$406  = \$403  & \$405 ;
+  assign \$407  = geo[208:193] - 1'h1;
+  assign \$408  = xo4 == \$407 ;
+  assign \$409  = \$406  & \$408 ;
+  assign \$410  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$411  = \$410  - 1'h1;
+  assign \$412  = \$signal$3  == \$411 ;
+  assign \$413  = \$409  & \$412 ;
+  assign \$414  = \$396  & \$413 ;
+  assign \$416  = desc[206] ? \$415  : { 1'h0, desc[87:80] };
+  assign \$417  = \$signal$8  + \$416 ;
+  assign \$418  = res_consumed + 1'h1;
+  assign \$419  = desc[243:228] - 1'h1;
+  assign \$420  = res_slot == \$419 ;
+  assign \$421  = res_slot + 1'h1;
+  assign \$422  = \$420  ? 17'h00000 : \$421 ;
+  assign \$423  = desc[243:228] - 1'h1;
+  assign \$424  = res_slot == \$423 ;
+  assign \$425  = \$signal$33  + geo[256:241];
+  assign \$426  = \$424  ? 17'h00000 : \$425 ;
+  assign \$427  = desc[31:16] - 1'h1;
+  assign \$428  = k4 == \$427 ;
+  assign \$430  = desc[206] ? 3'h4 : 3'h1;
+  assign \$431  = \$430  - 1'h1;
+  assign \$432  = \$signal$18  == \$431 ;
+  assign \$433  = \$429  & \$432 ;
+  assign \$434  = geo[224:209] - 1'h1;
+  assign \$435  = affine__addr == \$434 ;
+  assign \$436  = \$433  & \$435 ;
+  assign \$437  = geo[208:193] - 1'h1;
+  assign \$438  = xo4 == \$437 ;
+  assign \$439  = \$436  & \$438 ;
+  assign \$440  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$441  = \$440  - 1'h1;
+  assign \$442  = \$signal$3  == \$441 ;
+  assign \$443  = \$439  & \$442 ;
+  assign \$444  = desc[126] ? 1'h1 : \$443 ;
+  assign \$445  = desc[31:16] - 1'h1;
+  assign \$446  = k4 == \$445 ;
+  assign \$448  = desc[206] ? 3'h4 : 3'h1;
+  assign \$449  = \$448  - 1'h1;
+  assign \$450  = \$signal$18  == \$449 ;
+  assign \$451  = \$447  & \$450 ;
+  assign \$452  = geo[224:209] - 1'h1;
+  assign \$453  = affine__addr == \$452 ;
+  assign \$454  = \$451  & \$453 ;
+  assign \$455  = geo[208:193] - 1'h1;
+  assign \$456  = xo4 == \$455 ;
+  assign \$457  = \$454  & \$456 ;
+  assign \$458  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$459  = \$458  - 1'h1;
+  assign \$460  = \$signal$3  == \$459 ;
+  assign \$461  = \$457  & \$460 ;
+  assign \$462  = desc[31:16] - 1'h1;
+  assign \$463  = k4 == \$462 ;
+  assign \$465  = desc[206] ? 3'h4 : 3'h1;
+  assign \$466  = \$465  - 1'h1;
+  assign \$467  = \$signal$18  == \$466 ;
+  assign \$468  = \$464  & \$467 ;
+  assign \$469  = geo[224:209] - 1'h1;
+  assign \$470  = affine__addr == \$469 ;
+  assign \$471  = \$468  & \$470 ;
+  assign \$472  = geo[208:193] - 1'h1;
+  assign \$473  = xo4 == \$472 ;
+  assign \$474  = \$471  & \$473 ;
+  assign \$475  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$476  = \$475  - 1'h1;
+  assign \$477  = \$signal$3  == \$476 ;
+  assign \$478  = \$474  & \$477 ;
+  assign \$479  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
+  assign \$480  = \$479  - 1'h1;
+  assign \$481  = \$signal$2  == \$480 ;
+  assign \$482  = \$478  & \$481 ;
+  assign \$483  = desc[126] ? \$461  : \$482 ;
+  assign \$484  = ym3 == 2'h2;
+  assign \$485  = ym3 + 1'h1;
+  assign \$486  = \$484  ? 3'h0 : \$485 ;
+  assign \$487  = \$486  == 2'h2;
+  assign \$488  = ym3 == 2'h2;
+  assign \$489  = ym3 + 1'h1;
+  assign \$490  = \$488  ? 3'h0 : \$489 ;
+  assign \$491  = \$490  + 1'h1;
+  assign \$492  = \$487  ? 4'h0 : \$491 ;
+  assign \$493  = ym3 == 2'h2;
+  assign \$494  = ym3 + 1'h1;
+  assign \$495  = \$493  ? 3'h0 : \$494 ;
+  assign \$496  = desc[206] ? \$492  : { 1'h0, \$495  };
+  assign \$497  = \$483  ? 4'h0 : \$496 ;
+  assign \$498  = desc[31:16] - 1'h1;
+  assign \$499  = k4 == \$498 ;
+  assign \$501  = desc[206] ? 3'h4 : 3'h1;
+  assign \$502  = \$501  - 1'h1;
+  assign \$503  = \$signal$18  == \$502 ;
+  assign \$504  = \$500  & \$503 ;
+  assign \$505  = geo[224:209] - 1'h1;
+  assign \$506  = affine__addr == \$505 ;
+  assign \$507  = \$504  & \$506 ;
+  assign \$508  = geo[208:193] - 1'h1;
+  assign \$509  = xo4 == \$508 ;
+  assign \$510  = \$507  & \$509 ;
+  assign \$511  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$512  = \$511  - 1'h1;
+  assign \$513  = \$signal$3  == \$512 ;
+  assign \$514  = \$510  & \$513 ;
+  assign \$515  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
+  assign \$516  = \$515  - 1'h1;
+  assign \$517  = \$signal$2  == \$516 ;
+  assign \$518  = \$514  & \$517 ;
+  assign \$519  = ! k4;
+  assign \$520  = desc[31:16] - 1'h1;
+  assign \$521  = k4 == \$520 ;
+  assign \$523  = ! \$signal$18 ;
+  assign \$524  = desc[31:16] - 1'h1;
+  assign \$525  = k4 == \$524 ;
+  assign \$527  = desc[206] ? 3'h4 : 3'h1;
+  assign \$528  = \$527  - 1'h1;
+  assign \$529  = \$signal$18  == \$528 ;
+  assign \$530  = \$526  & \$529 ;
+  assign \$531  = ! \$1 [7:0];
+  assign \$532  = desc[31:16] - 1'h1;
+  assign \$533  = k4 == \$532 ;
+  assign \$535  = desc[206] ? 3'h4 : 3'h1;
+  assign \$536  = \$535  - 1'h1;
+  assign \$537  = \$signal$18  == \$536 ;
+  assign \$538  = \$534  & \$537 ;
+  assign \$539  = geo[224:209] - 1'h1;
+  assign \$540  = affine__addr == \$539 ;
+  assign \$541  = \$538  & \$540 ;
+  assign \$542  = geo[208:193] - 1'h1;
+  assign \$543  = xo4 == \$542 ;
+  assign \$544  = \$541  & \$543 ;
+  assign \$545  = geo[13:11] - 1'h1;
+  assign \$546  = { 1'h0, \$64 [15:0] } & { \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545  };
+  assign \$547  = $signed(\$546 ) << geo[3:0];
+  assign \$548  = geo[10:8] - 1'h1;
+  assign \$549  = { 1'h0, k4 } & { \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548  };
+  assign \$550  = \$547  | { \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549  };
+  assign \$552  = desc[47:32] - \$551 ;
+  assign \$553  = \$552 [15:0] >= 3'h4;
+  assign \$555  = desc[47:32] - \$554 ;
+  assign \$556  = \$553  ? 16'h0004 : \$555 [15:0];
+  assign \$557  = valid & e4a_grp;
+  assign \$558  = e4a_t0 ? 64'h0000000000000000 : membrane_in__data;
+  assign \$559  = desc[121:90] >> \$1 [7:0];
+  assign \$560  = e4b_v & e4b_grp;
+  assign \$561  = membrane_out__en & e4w_rowend_5;
+  assign \$562  = out_rows + 1'h1;
+  assign \$563  = desc[259:244] - geo[272:257];
+  assign \$564  = desc[206] ? desc[87:80] : 8'h00;
   always @(posedge clk)
-    k4 <= \$564 ;
+    k4 <= \$565 ;
   always @(posedge clk)
-    \$signal$18  <= \$565 ;
+    \$signal$18  <= \$566 ;
   always @(posedge clk)
-    affine__addr <= \$566 ;
+    affine__addr <= \$567 ;
   always @(posedge clk)
-    xo4 <= \$567 ;
+    xo4 <= \$568 ;
   always @(posedge clk)
-    \$signal$3  <= \$568 ;
+    \$signal$3  <= \$569 ;
   always @(posedge clk)
-    \$signal$2  <= \$569 ;
+    \$signal$2  <= \$570 ;
   always @(posedge clk)
-    \$signal$27  <= \$570 ;
+    \$signal$27  <= \$571 ;
   always @(posedge clk)
-    outidx <= \$571 ;
+    outidx <= \$572 ;
   always @(posedge clk)
-    \$signal$24  <= \$572 ;
+    \$signal$24  <= \$573 ;
   always @(posedge clk)
-    m4 <= \$573 ;
+    m4 <= \$574 ;
   always @(posedge clk)
-    rows_released <= \$574 ;
+    rows_released <= \$575 ;
   always @(posedge clk)
-    out_slot <= \$575 ;
+    out_slot <= \$576 ;
   always @(posedge clk)
-    \$signal$93  <= \$576 ;
+    \$signal$98  <= \$577 ;
   always @(posedge clk)
-    \$signal$94  <= \$577 ;
+    \$signal$99  <= \$578 ;
   always @(posedge clk)
-    prev_base <= \$578 ;
+    prev_base <= \$579 ;
   always @(posedge clk)
-    \$signal$23  <= \$579 ;
+    \$signal$23  <= \$580 ;
   always @(posedge clk)
-    \$signal$9  <= \$580 ;
+    \$signal$9  <= \$581 ;
   always @(posedge clk)
-    \$signal$8  <= \$581 ;
+    \$signal$8  <= \$582 ;
   always @(posedge clk)
-    res_consumed <= \$582 ;
+    res_consumed <= \$583 ;
   always @(posedge clk)
-    res_slot <= \$583 ;
+    res_slot <= \$584 ;
   always @(posedge clk)
-    \$signal$33  <= \$584 ;
+    \$signal$33  <= \$585 ;
   always @(posedge clk)
-    ym3 <= \$585 ;
+    ym3 <= \$586 ;
   always @(posedge clk)
-    run <= \$586 ;
+    run <= \$587 ;
   always @(posedge clk)
-    valid <= \$587 ;
+    valid <= \$588 ;
   always @(posedge clk)
-    first <= \$588 ;
+    first <= \$589 ;
   always @(posedge clk)
-    e4a_last <= \$589 ;
+    e4a_last <= \$590 ;
   always @(posedge clk)
-    e4a_subfirst <= \$590 ;
+    e4a_subfirst <= \$591 ;
   always @(posedge clk)
-    e4a_grp <= \$591 ;
+    e4a_grp <= \$592 ;
   always @(posedge clk)
-    e4a_t0 <= \$592 ;
+    e4a_t0 <= \$593 ;
   always @(posedge clk)
-    e4a_rowend <= \$593 ;
+    e4a_rowend <= \$594 ;
   always @(posedge clk)
-    lane4a <= \$594 ;
+    lane4a <= \$595 ;
   always @(posedge clk)
-    \$signal$102  <= \$595 ;
+    \$signal$107  <= \$596 ;
   always @(posedge clk)
-    obase4a <= \$596 ;
+    obase4a <= \$597 ;
   always @(posedge clk)
-    act4a <= \$597 ;
+    act4a <= \$598 ;
   always @(posedge clk)
-    e4b_v <= \$598 ;
+    e4b_v <= \$599 ;
   always @(posedge clk)
-    e4b_last <= \$599 ;
+    e4b_last <= \$600 ;
   always @(posedge clk)
-    \first$51  <= \$600 ;
+    \first$51  <= \$601 ;
   always @(posedge clk)
-    e4b_grp <= \$601 ;
+    e4b_grp <= \$602 ;
   always @(posedge clk)
-    e4b_t0 <= \$602 ;
+    e4b_t0 <= \$603 ;
   always @(posedge clk)
-    e4b_rowend <= \$603 ;
+    e4b_rowend <= \$604 ;
   always @(posedge clk)
-    \$signal$107  <= \$604 ;
+    \$signal$112  <= \$605 ;
   always @(posedge clk)
-    obase4b <= \$605 ;
+    obase4b <= \$606 ;
   always @(posedge clk)
-    act4b <= \$606 ;
+    act4b <= \$607 ;
   always @(posedge clk)
-    aff4b <= \$607 ;
+    aff4b <= \$608 ;
   always @(posedge clk)
-    \$signal$112  <= \$608 ;
+    \$signal$117  <= \$609 ;
   always @(posedge clk)
-    uprev4b <= \$609 ;
+    uprev4b <= \$610 ;
   always @(posedge clk)
-    \$signal$116  <= \$610 ;
+    \$signal$121  <= \$611 ;
   always @(posedge clk)
-    full4b <= \$611 ;
+    full4b <= \$612 ;
   always @(posedge clk)
-    membrane_out__en <= \$612 ;
+    e4c_v <= \$613 ;
   always @(posedge clk)
-    rowendc <= \$613 ;
+    e4c_rowend <= \$614 ;
   always @(posedge clk)
-    p <= \$614 ;
+    p <= \$615 ;
   always @(posedge clk)
-    \$signal$59  <= \$615 ;
+    e4c_aff <= \$616 ;
   always @(posedge clk)
-    residual <= \$616 ;
+    residual <= \$617 ;
   always @(posedge clk)
-    u_prev <= \$617 ;
+    e4c_uprev <= \$618 ;
   always @(posedge clk)
-    \$signal$82  <= \$618 ;
+    e4c_outidx <= \$619 ;
   always @(posedge clk)
-    obasec <= \$619 ;
+    e4c_obase <= \$620 ;
   always @(posedge clk)
-    actc <= \$620 ;
+    e4c_act <= \$621 ;
   always @(posedge clk)
-    tfullc <= \$621 ;
+    e4c_full <= \$622 ;
   always @(posedge clk)
-    out_rows <= \$622 ;
+    u_prev <= \$623 ;
+  always @(posedge clk)
+    e4w1_v_1 <= \$624 ;
+  always @(posedge clk)
+    e4w2_v_1 <= \$625 ;
+  always @(posedge clk)
+    e4w2_v_2 <= \$626 ;
+  always @(posedge clk)
+    e4w3_v_1 <= \$627 ;
+  always @(posedge clk)
+    e4w3_v_2 <= \$628 ;
+  always @(posedge clk)
+    e4w3_v_3 <= \$629 ;
+  always @(posedge clk)
+    e4w4_v_1 <= \$630 ;
+  always @(posedge clk)
+    e4w4_v_2 <= \$631 ;
+  always @(posedge clk)
+    e4w4_v_3 <= \$632 ;
+  always @(posedge clk)
+    e4w4_v_4 <= \$633 ;
+  always @(posedge clk)
+    e4w5_v_1 <= \$634 ;
+  always @(posedge clk)
+    e4w5_v_2 <= \$635 ;
+  always @(posedge clk)
+    e4w5_v_3 <= \$636 ;
+  always @(posedge clk)
+    e4w5_v_4 <= \$637 ;
+  always @(posedge clk)
+    membrane_out__en <= \$638 ;
+  always @(posedge clk)
+    e4w_rowend_1 <= \$639 ;
+  always @(posedge clk)
+    e4w_rowend_2 <= \$640 ;
+  always @(posedge clk)
+    e4w_rowend_3 <= \$641 ;
+  always @(posedge clk)
+    e4w_rowend_4 <= \$642 ;
+  always @(posedge clk)
+    e4w_rowend_5 <= \$643 ;
+  always @(posedge clk)
+    e4w_outidx_1 <= \$644 ;
+  always @(posedge clk)
+    e4w_outidx_2 <= \$645 ;
+  always @(posedge clk)
+    e4w_outidx_3 <= \$646 ;
+  always @(posedge clk)
+    e4w_outidx_4 <= \$647 ;
+  always @(posedge clk)
+    e4w_outidx_5 <= \$648 ;
+  always @(posedge clk)
+    e4w_obase_1 <= \$649 ;
+  always @(posedge clk)
+    e4w_obase_2 <= \$650 ;
+  always @(posedge clk)
+    e4w_obase_3 <= \$651 ;
+  always @(posedge clk)
+    e4w_obase_4 <= \$652 ;
+  always @(posedge clk)
+    e4w_obase_5 <= \$653 ;
+  always @(posedge clk)
+    e4w_act_1 <= \$654 ;
+  always @(posedge clk)
+    e4w_act_2 <= \$655 ;
+  always @(posedge clk)
+    e4w_act_3 <= \$656 ;
+  always @(posedge clk)
+    e4w_act_4 <= \$657 ;
+  always @(posedge clk)
+    e4w_act_5 <= \$658 ;
+  always @(posedge clk)
+    out_rows <= \$659 ;
   assign \$signal  = desc[126] ? \$signal$3  : \$signal$2 ;
   assign \$1  = desc[126] ? \$signal$2  : \$signal$3 ;
   assign \$2  = \$signal  << desc[206];
@@ -16921,22 +17319,22 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign \$124  = \$signal$18  == \$123 ;
   assign \$125  = \$121  & \$124 ;
   assign \$126  = issue4 & \$125 ;
-  assign \$771  = lane4a * 4'h8;
-  assign operand = line4__data >> \$771 ;
+  assign \$808  = lane4a * 4'h8;
+  assign operand = line4__data >> \$808 ;
   assign \$127  = valid ? act4a : 3'h0;
   assign \valid$48  = e4b_v & e4b_last;
   assign \$128  = desc[89:88] == 2'h2;
-  assign \$129  = ~ tfullc;
+  assign \$129  = ~ e4c_full;
   assign \$130  = \$128  & \$129 ;
-  assign scale = \$130  ? { \$signal$59 [175:160], \$signal$59 [127:112], \$signal$59 [79:64], \$signal$59 [31:16] } : { \$signal$59 [159:144], \$signal$59 [111:96], \$signal$59 [63:48], \$signal$59 [15:0] };
-  assign \$131  = actc > 1'h0;
-  assign \$132  = actc > 1'h1;
-  assign \$133  = actc > 2'h2;
-  assign \$134  = actc > 2'h3;
-  assign spikes_masked = { \$638 , \$637 , \$636 , \$635  } & { \$134 , \$133 , \$132 , \$131  };
-  assign \$135  = obasec + \$signal$82 ;
-  assign \$136  = obasec + \$signal$82 ;
-  assign \$137  = membrane_out__en ? actc : 3'h0;
+  assign scale = \$130  ? { e4c_aff[175:160], e4c_aff[127:112], e4c_aff[79:64], e4c_aff[31:16] } : { e4c_aff[159:144], e4c_aff[111:96], e4c_aff[63:48], e4c_aff[15:0] };
+  assign \$131  = e4w_act_5 > 1'h0;
+  assign \$132  = e4w_act_5 > 1'h1;
+  assign \$133  = e4w_act_5 > 2'h2;
+  assign \$134  = e4w_act_5 > 2'h3;
+  assign spikes_masked = { \$675 , \$673 , \$671 , \$669  } & { \$134 , \$133 , \$132 , \$131  };
+  assign \$135  = e4w_obase_5 + e4w_outidx_5;
+  assign \$136  = e4w_obase_5 + e4w_outidx_5;
+  assign \$137  = membrane_out__en ? e4w_act_5 : 3'h0;
   assign \$138  = 1'h0 + spikes_masked[0];
   assign \$139  = \$138  + spikes_masked[1];
   assign \$140  = \$139  + spikes_masked[2];
@@ -16944,209 +17342,175 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign \$142  = membrane_out__en ? \$141  : 5'h00;
   assign \$143  = run | valid;
   assign \$144  = \$143  | e4b_v;
-  assign busy = \$144  | membrane_out__en;
-  assign \$146  = desc[31:16] - 1'h1;
-  assign \$147  = k4 == \$146 ;
-  assign \$148  = k4 + 1'h1;
-  assign \$149  = \$147  ? 17'h00000 : \$148 ;
-  assign \$150  = desc[31:16] - 1'h1;
-  assign \$151  = k4 == \$150 ;
-  assign \$153  = issue4 & \$152 ;
-  assign \$154  = desc[206] ? 3'h4 : 3'h1;
-  assign \$155  = \$154  - 1'h1;
-  assign \$156  = \$signal$18  == \$155 ;
-  assign \$157  = \$signal$18  + 1'h1;
-  assign \$158  = \$156  ? 3'h0 : \$157 ;
-  assign \$159  = desc[31:16] - 1'h1;
-  assign \$160  = k4 == \$159 ;
-  assign \$162  = desc[206] ? 3'h4 : 3'h1;
-  assign \$163  = \$162  - 1'h1;
-  assign \$164  = \$signal$18  == \$163 ;
-  assign \$165  = \$161  & \$164 ;
-  assign \$166  = issue4 & \$165 ;
-  assign \$167  = geo[224:209] - 1'h1;
-  assign \$168  = affine__addr == \$167 ;
-  assign \$169  = affine__addr + 1'h1;
-  assign \$170  = \$168  ? 17'h00000 : \$169 ;
-  assign \$171  = desc[31:16] - 1'h1;
-  assign \$172  = k4 == \$171 ;
-  assign \$174  = desc[206] ? 3'h4 : 3'h1;
-  assign \$175  = \$174  - 1'h1;
-  assign \$176  = \$signal$18  == \$175 ;
-  assign \$177  = \$173  & \$176 ;
-  assign \$178  = geo[224:209] - 1'h1;
-  assign \$179  = affine__addr == \$178 ;
-  assign \$180  = \$177  & \$179 ;
-  assign \$181  = issue4 & \$180 ;
-  assign \$182  = geo[208:193] - 1'h1;
-  assign \$183  = xo4 == \$182 ;
-  assign \$184  = xo4 + 1'h1;
-  assign \$185  = \$183  ? 17'h00000 : \$184 ;
-  assign \$186  = desc[31:16] - 1'h1;
-  assign \$187  = k4 == \$186 ;
-  assign \$189  = desc[206] ? 3'h4 : 3'h1;
-  assign \$190  = \$189  - 1'h1;
-  assign \$191  = \$signal$18  == \$190 ;
-  assign \$192  = \$188  & \$191 ;
-  assign \$193  = geo[224:209] - 1'h1;
-  assign \$194  = affine__addr == \$193 ;
-  assign \$195  = \$192  & \$194 ;
-  assign \$196  = geo[208:193] - 1'h1;
-  assign \$197  = xo4 == \$196 ;
-  assign \$198  = \$195  & \$197 ;
-  assign \$199  = issue4 & \$198 ;
-  assign \$200  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$201  = \$200  - 1'h1;
-  assign \$202  = \$signal$3  == \$201 ;
-  assign \$203  = \$signal$3  + 1'h1;
-  assign \$204  = \$202  ? 17'h00000 : \$203 ;
-  assign \$205  = desc[31:16] - 1'h1;
-  assign \$206  = k4 == \$205 ;
-  assign \$208  = desc[206] ? 3'h4 : 3'h1;
-  assign \$209  = \$208  - 1'h1;
-  assign \$210  = \$signal$18  == \$209 ;
-  assign \$211  = \$207  & \$210 ;
-  assign \$212  = geo[224:209] - 1'h1;
-  assign \$213  = affine__addr == \$212 ;
-  assign \$214  = \$211  & \$213 ;
-  assign \$215  = geo[208:193] - 1'h1;
-  assign \$216  = xo4 == \$215 ;
-  assign \$217  = \$214  & \$216 ;
-  assign \$218  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$219  = \$218  - 1'h1;
-  assign \$220  = \$signal$3  == \$219 ;
-  assign \$221  = \$217  & \$220 ;
-  assign \$222  = issue4 & \$221 ;
-  assign \$223  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
-  assign \$224  = \$223  - 1'h1;
-  assign \$225  = \$signal$2  == \$224 ;
-  assign \$226  = \$signal$2  + 1'h1;
-  assign \$227  = \$225  ? 17'h00000 : \$226 ;
-  assign \$228  = desc[31:16] - 1'h1;
-  assign \$229  = k4 == \$228 ;
-  assign \$231  = desc[206] ? 3'h4 : 3'h1;
-  assign \$232  = \$231  - 1'h1;
-  assign \$233  = \$signal$18  == \$232 ;
-  assign \$234  = \$230  & \$233 ;
-  assign \$235  = desc[31:16] - 1'h1;
-  assign \$236  = k4 == \$235 ;
-  assign \$238  = desc[206] ? 3'h4 : 3'h1;
-  assign \$239  = \$238  - 1'h1;
-  assign \$240  = \$signal$18  == \$239 ;
-  assign \$241  = \$237  & \$240 ;
-  assign \$242  = geo[224:209] - 1'h1;
-  assign \$243  = affine__addr == \$242 ;
-  assign \$244  = \$241  & \$243 ;
-  assign \$245  = \$signal$27  + desc[31:16];
-  assign \$246  = \$244  ? 17'h00000 : \$245 ;
-  assign \$247  = desc[31:16] - 1'h1;
-  assign \$248  = k4 == \$247 ;
-  assign \$250  = desc[206] ? 3'h4 : 3'h1;
-  assign \$251  = \$250  - 1'h1;
-  assign \$252  = \$signal$18  == \$251 ;
-  assign \$253  = \$249  & \$252 ;
-  assign \$254  = geo[224:209] - 1'h1;
-  assign \$255  = affine__addr == \$254 ;
-  assign \$256  = \$253  & \$255 ;
-  assign \$257  = geo[208:193] - 1'h1;
-  assign \$258  = xo4 == \$257 ;
-  assign \$259  = \$256  & \$258 ;
-  assign \$260  = outidx + 1'h1;
-  assign \$261  = \$259  ? 17'h00000 : \$260 ;
-  assign \$262  = desc[31:16] - 1'h1;
-  assign \$263  = k4 == \$262 ;
-  assign \$265  = desc[206] ? 3'h4 : 3'h1;
-  assign \$266  = \$265  - 1'h1;
-  assign \$267  = \$signal$18  == \$266 ;
-  assign \$268  = \$264  & \$267 ;
-  assign \$269  = geo[224:209] - 1'h1;
-  assign \$270  = affine__addr == \$269 ;
-  assign \$271  = \$268  & \$270 ;
-  assign \$272  = desc[31:16] - 1'h1;
-  assign \$273  = k4 == \$272 ;
-  assign \$275  = desc[206] ? 3'h4 : 3'h1;
-  assign \$276  = \$275  - 1'h1;
-  assign \$277  = \$signal$18  == \$276 ;
-  assign \$278  = \$274  & \$277 ;
-  assign \$279  = geo[224:209] - 1'h1;
-  assign \$280  = affine__addr == \$279 ;
-  assign \$281  = \$278  & \$280 ;
-  assign \$282  = geo[208:193] - 1'h1;
-  assign \$283  = xo4 == \$282 ;
-  assign \$284  = \$281  & \$283 ;
-  assign \$285  = xo4 << desc[206];
-  assign \$286  = desc[206] ? 2'h2 : 2'h1;
-  assign \$287  = \$285  + \$286 ;
-  assign \$288  = \$287  >> geo[7:4];
-  assign \$289  = xo4 << desc[206];
-  assign \$290  = \$289  >> geo[7:4];
-  assign \$291  = \$288  - \$290 ;
-  assign \$292  = ! \$291 [1:0];
-  assign \$293  = xo4 << desc[206];
-  assign \$294  = desc[206] ? 2'h2 : 2'h1;
-  assign \$295  = \$293  + \$294 ;
-  assign \$296  = \$295  >> geo[7:4];
-  assign \$297  = xo4 << desc[206];
-  assign \$298  = \$297  >> geo[7:4];
-  assign \$299  = \$296  - \$298 ;
-  assign \$300  = \$299 [1:0] == 1'h1;
-  assign \$302  = \$300  ? { 1'h0, geo[29:14] } : \$301 ;
-  assign \$303  = \$292  ? 17'h00000 : \$302 ;
-  assign \$304  = \$signal$24  + \$303 ;
-  assign \$305  = \$284  ? 18'h00000 : \$304 ;
-  assign \$306  = desc[31:16] - 1'h1;
-  assign \$307  = k4 == \$306 ;
-  assign \$309  = desc[206] ? 3'h4 : 3'h1;
-  assign \$310  = \$309  - 1'h1;
-  assign \$311  = \$signal$18  == \$310 ;
-  assign \$312  = \$308  & \$311 ;
-  assign \$313  = geo[224:209] - 1'h1;
-  assign \$314  = affine__addr == \$313 ;
-  assign \$315  = \$312  & \$314 ;
-  assign \$316  = geo[208:193] - 1'h1;
-  assign \$317  = xo4 == \$316 ;
-  assign \$318  = \$315  & \$317 ;
-  assign \$319  = m4 + 1'h1;
-  assign \$320  = rows_released + 1'h1;
-  assign \$321  = desc[259:244] - 1'h1;
-  assign \$322  = out_slot == \$321 ;
-  assign \$323  = out_slot + 1'h1;
-  assign \$324  = \$322  ? 17'h00000 : \$323 ;
-  assign \$325  = desc[259:244] - 1'h1;
-  assign \$326  = out_slot == \$325 ;
-  assign \$327  = \$signal$93  + geo[256:241];
-  assign \$328  = \$326  ? 17'h00000 : \$327 ;
-  assign \$329  = desc[259:244] - 1'h1;
-  assign \$330  = \$signal$94  == \$329 ;
-  assign \$331  = \$signal$94  + 1'h1;
-  assign \$332  = \$330  ? 17'h00000 : \$331 ;
-  assign \$333  = desc[259:244] - 1'h1;
-  assign \$334  = \$signal$94  == \$333 ;
-  assign \$335  = prev_base + geo[256:241];
-  assign \$336  = \$334  ? 17'h00000 : \$335 ;
-  assign \$337  = desc[31:16] - 1'h1;
-  assign \$338  = k4 == \$337 ;
-  assign \$340  = desc[206] ? 3'h4 : 3'h1;
-  assign \$341  = \$340  - 1'h1;
-  assign \$342  = \$signal$18  == \$341 ;
-  assign \$343  = \$339  & \$342 ;
-  assign \$344  = geo[224:209] - 1'h1;
-  assign \$345  = affine__addr == \$344 ;
-  assign \$346  = \$343  & \$345 ;
-  assign \$347  = geo[208:193] - 1'h1;
-  assign \$348  = xo4 == \$347 ;
+  assign \$145  = | { membrane_out__en, e4w4_v_4, e4w3_v_3, e4w2_v_2, e4w1_v_1, e4c_v };
+  assign busy = \$144  | \$145 ;
+  assign \$147  = desc[31:16] - 1'h1;
+  assign \$148  = k4 == \$147 ;
+  assign \$149  = k4 + 1'h1;
+  assign \$150  = \$148  ? 17'h00000 : \$149 ;
+  assign \$151  = desc[31:16] - 1'h1;
+  assign \$152  = k4 == \$151 ;
+  assign \$154  = issue4 & \$153 ;
+  assign \$155  = desc[206] ? 3'h4 : 3'h1;
+  assign \$156  = \$155  - 1'h1;
+  assign \$157  = \$signal$18  == \$156 ;
+  assign \$158  = \$signal$18  + 1'h1;
+  assign \$159  = \$157  ? 3'h0 : \$158 ;
+  assign \$160  = desc[31:16] - 1'h1;
+  assign \$161  = k4 == \$160 ;
+  assign \$163  = desc[206] ? 3'h4 : 3'h1;
+  assign \$164  = \$163  - 1'h1;
+  assign \$165  = \$signal$18  == \$164 ;
+  assign \$166  = \$162  & \$165 ;
+  assign \$167  = issue4 & \$166 ;
+  assign \$168  = geo[224:209] - 1'h1;
+  assign \$169  = affine__addr == \$168 ;
+  assign \$170  = affine__addr + 1'h1;
+  assign \$171  = \$169  ? 17'h00000 : \$170 ;
+  assign \$172  = desc[31:16] - 1'h1;
+  assign \$173  = k4 == \$172 ;
+  assign \$175  = desc[206] ? 3'h4 : 3'h1;
+  assign \$176  = \$175  - 1'h1;
+  assign \$177  = \$signal$18  == \$176 ;
+  assign \$178  = \$174  & \$177 ;
+  assign \$179  = geo[224:209] - 1'h1;
+  assign \$180  = affine__addr == \$179 ;
+  assign \$181  = \$178  & \$180 ;
+  assign \$182  = issue4 & \$181 ;
+  assign \$183  = geo[208:193] - 1'h1;
+  assign \$184  = xo4 == \$183 ;
+  assign \$185  = xo4 + 1'h1;
+  assign \$186  = \$184  ? 17'h00000 : \$185 ;
+  assign \$187  = desc[31:16] - 1'h1;
+  assign \$188  = k4 == \$187 ;
+  assign \$190  = desc[206] ? 3'h4 : 3'h1;
+  assign \$191  = \$190  - 1'h1;
+  assign \$192  = \$signal$18  == \$191 ;
+  assign \$193  = \$189  & \$192 ;
+  assign \$194  = geo[224:209] - 1'h1;
+  assign \$195  = affine__addr == \$194 ;
+  assign \$196  = \$193  & \$195 ;
+  assign \$197  = geo[208:193] - 1'h1;
+  assign \$198  = xo4 == \$197 ;
+  assign \$199  = \$196  & \$198 ;
+  assign \$200  = issue4 & \$199 ;
+  assign \$201  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$202  = \$201  - 1'h1;
+  assign \$203  = \$signal$3  == \$202 ;
+  assign \$204  = \$signal$3  + 1'h1;
+  assign \$205  = \$203  ? 17'h00000 : \$204 ;
+  assign \$206  = desc[31:16] - 1'h1;
+  assign \$207  = k4 == \$206 ;
+  assign \$209  = desc[206] ? 3'h4 : 3'h1;
+  assign \$210  = \$209  - 1'h1;
+  assign \$211  = \$signal$18  == \$210 ;
+  assign \$212  = \$208  & \$211 ;
+  assign \$213  = geo[224:209] - 1'h1;
+  assign \$214  = affine__addr == \$213 ;
+  assign \$215  = \$212  & \$214 ;
+  assign \$216  = geo[208:193] - 1'h1;
+  assign \$217  = xo4 == \$216 ;
+  assign \$218  = \$215  & \$217 ;
+  assign \$219  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$220  = \$219  - 1'h1;
+  assign \$221  = \$signal$3  == \$220 ;
+  assign \$222  = \$218  & \$221 ;
+  assign \$223  = issue4 & \$222 ;
+  assign \$224  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
+  assign \$225  = \$224  - 1'h1;
+  assign \$226  = \$signal$2  == \$225 ;
+  assign \$227  = \$signal$2  + 1'h1;
+  assign \$228  = \$226  ? 17'h00000 : \$227 ;
+  assign \$229  = desc[31:16] - 1'h1;
+  assign \$230  = k4 == \$229 ;
+  assign \$232  = desc[206] ? 3'h4 : 3'h1;
+  assign \$233  = \$232  - 1'h1;
+  assign \$234  = \$signal$18  == \$233 ;
+  assign \$235  = \$231  & \$234 ;
+  assign \$236  = desc[31:16] - 1'h1;
+  assign \$237  = k4 == \$236 ;
+  assign \$239  = desc[206] ? 3'h4 : 3'h1;
+  assign \$240  = \$239  - 1'h1;
+  assign \$241  = \$signal$18  == \$240 ;
+  assign \$242  = \$238  & \$241 ;
+  assign \$243  = geo[224:209] - 1'h1;
+  assign \$244  = affine__addr == \$243 ;
+  assign \$245  = \$242  & \$244 ;
+  assign \$246  = \$signal$27  + desc[31:16];
+  assign \$247  = \$245  ? 17'h00000 : \$246 ;
+  assign \$248  = desc[31:16] - 1'h1;
+  assign \$249  = k4 == \$248 ;
+  assign \$251  = desc[206] ? 3'h4 : 3'h1;
+  assign \$252  = \$251  - 1'h1;
+  assign \$253  = \$signal$18  == \$252 ;
+  assign \$254  = \$250  & \$253 ;
+  assign \$255  = geo[224:209] - 1'h1;
+  assign \$256  = affine__addr == \$255 ;
+  assign \$257  = \$254  & \$256 ;
+  assign \$258  = geo[208:193] - 1'h1;
+  assign \$259  = xo4 == \$258 ;
+  assign \$260  = \$257  & \$259 ;
+  assign \$261  = outidx + 1'h1;
+  assign \$262  = \$260  ? 17'h00000 : \$261 ;
+  assign \$263  = desc[31:16] - 1'h1;
+  assign \$264  = k4 == \$263 ;
+  assign \$266  = desc[206] ? 3'h4 : 3'h1;
+  assign \$267  = \$266  - 1'h1;
+  assign \$268  = \$signal$18  == \$267 ;
+  assign \$269  = \$265  & \$268 ;
+  assign \$270  = geo[224:209] - 1'h1;
+  assign \$271  = affine__addr == \$270 ;
+  assign \$272  = \$269  & \$271 ;
+  assign \$273  = desc[31:16] - 1'h1;
+  assign \$274  = k4 == \$273 ;
+  assign \$276  = desc[206] ? 3'h4 : 3'h1;
+  assign \$277  = \$276  - 1'h1;
+  assign \$278  = \$signal$18  == \$277 ;
+  assign \$279  = \$275  & \$278 ;
+  assign \$280  = geo[224:209] - 1'h1;
+  assign \$281  = affine__addr == \$280 ;
+  assign \$282  = \$279  & \$281 ;
+  assign \$283  = geo[208:193] - 1'h1;
+  assign \$284  = xo4 == \$283 ;
+  assign \$285  = \$282  & \$284 ;
+  assign \$286  = xo4 << desc[206];
+  assign \$287  = desc[206] ? 2'h2 : 2'h1;
+  assign \$288  = \$286  + \$287 ;
+  assign \$289  = \$288  >> geo[7:4];
+  assign \$290  = xo4 << desc[206];
+  assign \$291  = \$290  >> geo[7:4];
+  assign \$292  = \$289  - \$291 ;
+  assign \$293  = ! \$292 [1:0];
+  assign \$294  = xo4 << desc[206];
+  assign \$295  = desc[206] ? 2'h2 : 2'h1;
+  assign \$296  = \$294  + \$295 ;
+  assign \$297  = \$296  >> geo[7:4];
+  assign \$298  = xo4 << desc[206];
+  assign \$299  = \$298  >> geo[7:4];
+  assign \$300  = \$297  - \$299 ;
+  assign \$301  = \$300 [1:0] == 1'h1;
+  assign \$303  = \$301  ? { 1'h0, geo[29:14] } : \$302 ;
+  assign \$304  = \$293  ? 17'h00000 : \$303 ;
+  assign \$305  = \$signal$24  + \$304 ;
+  assign \$306  = \$285  ? 18'h00000 : \$305 ;
+  assign \$307  = desc[31:16] - 1'h1;
+  assign \$308  = k4 == \$307 ;
+  assign \$310  = desc[206] ? 3'h4 : 3'h1;
+  assign \$311  = \$310  - 1'h1;
   \ttsnn_accel.e4.affine  affine (
+    .clk(clk),
+    .o0(\$664 ),
+    .o1(\$665 ),
+    .o2(\$666 ),
+    .o3(\$667 ),
     .p(p),
-    .\port$3877$0 (\$627 ),
-    .\port$4033$0 (\$628 ),
-    .\port$4189$0 (\$629 ),
-    .\port$4345$0 (\$630 ),
-    .\port$5051$128 (\$signal$59 [143:128]),
-    .\port$5051$176 (\$signal$59 [191:176]),
-    .\port$5051$32 (\$signal$59 [47:32]),
-    .\port$5051$80 (\$signal$59 [95:80]),
+    .\port$4568$128 (e4c_aff[143:128]),
+    .\port$4568$176 (e4c_aff[191:176]),
+    .\port$4568$32 (e4c_aff[47:32]),
+    .\port$4568$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
+    .rst(rst),
     .scale(scale),
     .shift(desc[150:145]),
     .use_residual(desc[207])
@@ -17161,78 +17525,67 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     .weights(weights)
   );
   \ttsnn_accel.e4.lif  lif (
+    .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$3877$0 (\$627 ),
-    .\port$4033$0 (\$628 ),
-    .\port$4189$0 (\$629 ),
-    .\port$4345$0 (\$630 ),
-    .\port$4542$0 (\$635 ),
-    .\port$4543$0 (\$636 ),
-    .\port$4544$0 (\$637 ),
-    .\port$4545$0 (\$638 ),
-    .\port$4561$167 (desc[188:167]),
+    .\port$4078$167 (desc[188:167]),
+    .\port$4682$0 (\$664 ),
+    .\port$4700$0 (\$665 ),
+    .\port$4718$0 (\$666 ),
+    .\port$4736$0 (\$667 ),
     .rnd(desc[205]),
-    .u0(\$631 ),
-    .u1(\$632 ),
-    .u2(\$633 ),
-    .u3(\$634 ),
+    .rst(rst),
+    .s0(\$669 ),
+    .s1(\$671 ),
+    .s2(\$673 ),
+    .s3(\$675 ),
+    .u0(\$668 ),
+    .u1(\$670 ),
+    .u2(\$672 ),
+    .u3(\$674 ),
     .u_prev(u_prev)
   );
   \ttsnn_accel.e4.maxpool  maxpool (
     .clk(clk),
     .first(\first$51 ),
     .i(i),
-    .\port$3710$0 (\$623 ),
-    .\port$3713$0 (\$624 ),
-    .\port$3716$0 (\$625 ),
-    .\port$3719$0 (\$626 ),
+    .\port$3819$0 (\$660 ),
+    .\port$3822$0 (\$661 ),
+    .\port$3825$0 (\$662 ),
+    .\port$3828$0 (\$663 ),
     .rst(rst),
     .valid(\valid$48 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$564  = k4;
-    if (\$145 ) begin
-      \$564  = \$149 [15:0];
+    \$565  = k4;
+    if (\$146 ) begin
+      \$565  = \$150 [15:0];
     end
     if (start) begin
-      \$564  = 16'h0000;
+      \$565  = 16'h0000;
     end
     if (rst) begin
-      \$564  = 16'h0000;
+      \$565  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$565  = \$signal$18 ;
-    if (\$153 ) begin
-      \$565  = \$158 [1:0];
+    \$566  = \$signal$18 ;
+    if (\$154 ) begin
+      \$566  = \$159 [1:0];
     end
     if (start) begin
-      \$565  = 2'h0;
+      \$566  = 2'h0;
     end
     if (rst) begin
-      \$565  = 2'h0;
+      \$566  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$566  = affine__addr;
-    if (\$166 ) begin
-      \$566  = \$170 [15:0];
-    end
-    if (start) begin
-      \$566  = 16'h0000;
-    end
-    if (rst) begin
-      \$566  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$567  = xo4;
-    if (\$181 ) begin
-      \$567  = \$185 [15:0];
+    \$567  = affine__addr;
+    if (\$167 ) begin
+      \$567  = \$171 [15:0];
     end
     if (start) begin
       \$567  = 16'h0000;
@@ -17243,9 +17596,9 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$568  = \$signal$3 ;
-    if (\$199 ) begin
-      \$568  = \$204 [15:0];
+    \$568  = xo4;
+    if (\$182 ) begin
+      \$568  = \$186 [15:0];
     end
     if (start) begin
       \$568  = 16'h0000;
@@ -17256,9 +17609,9 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$569  = \$signal$2 ;
-    if (\$222 ) begin
-      \$569  = \$227 [15:0];
+    \$569  = \$signal$3 ;
+    if (\$200 ) begin
+      \$569  = \$205 [15:0];
     end
     if (start) begin
       \$569  = 16'h0000;
@@ -17269,11 +17622,9 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$570  = \$signal$27 ;
-    if (issue4) begin
-      if (\$234 ) begin
-        \$570  = \$246 [15:0];
-      end
+    \$570  = \$signal$2 ;
+    if (\$223 ) begin
+      \$570  = \$228 [15:0];
     end
     if (start) begin
       \$570  = 16'h0000;
@@ -17284,10 +17635,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$571  = outidx;
+    \$571  = \$signal$27 ;
     if (issue4) begin
-      if (\$234 ) begin
-        \$571  = \$261 [15:0];
+      if (\$235 ) begin
+        \$571  = \$247 [15:0];
       end
     end
     if (start) begin
@@ -17299,10 +17650,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$572  = \$signal$24 ;
+    \$572  = outidx;
     if (issue4) begin
-      if (\$271 ) begin
-        \$572  = \$305 [15:0];
+      if (\$235 ) begin
+        \$572  = \$262 [15:0];
       end
     end
     if (start) begin
@@ -17314,40 +17665,40 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$573  = m4;
+    \$573  = \$signal$24 ;
     if (issue4) begin
-      if (\$318 ) begin
-        \$573  = \$319 [23:0];
+      if (\$272 ) begin
+        \$573  = \$306 [15:0];
       end
     end
     if (start) begin
-      \$573  = 24'h000000;
+      \$573  = 16'h0000;
     end
     if (rst) begin
-      \$573  = 24'h000000;
+      \$573  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$574  = rows_released;
+    \$574  = m4;
     if (issue4) begin
-      if (\$318 ) begin
-        \$574  = \$320 [15:0];
+      if (\$319 ) begin
+        \$574  = \$320 [23:0];
       end
     end
     if (start) begin
-      \$574  = 16'h0000;
+      \$574  = 24'h000000;
     end
     if (rst) begin
-      \$574  = 16'h0000;
+      \$574  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$575  = out_slot;
+    \$575  = rows_released;
     if (issue4) begin
-      if (\$318 ) begin
-        \$575  = \$324 [15:0];
+      if (\$319 ) begin
+        \$575  = \$321 [15:0];
       end
     end
     if (start) begin
@@ -17359,10 +17710,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$576  = \$signal$93 ;
+    \$576  = out_slot;
     if (issue4) begin
-      if (\$318 ) begin
-        \$576  = \$328 [15:0];
+      if (\$319 ) begin
+        \$576  = \$325 [15:0];
       end
     end
     if (start) begin
@@ -17374,14 +17725,14 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$577  = \$signal$94 ;
+    \$577  = \$signal$98 ;
     if (issue4) begin
-      if (\$318 ) begin
-        \$577  = \$332 [15:0];
+      if (\$319 ) begin
+        \$577  = \$329 [15:0];
       end
     end
     if (start) begin
-      \$577  = \$562 [15:0];
+      \$577  = 16'h0000;
     end
     if (rst) begin
       \$577  = 16'h0000;
@@ -17389,14 +17740,14 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$578  = prev_base;
+    \$578  = \$signal$99 ;
     if (issue4) begin
-      if (\$318 ) begin
-        \$578  = \$336 [15:0];
+      if (\$319 ) begin
+        \$578  = \$333 [15:0];
       end
     end
     if (start) begin
-      \$578  = geo[288:273];
+      \$578  = \$563 [15:0];
     end
     if (rst) begin
       \$578  = 16'h0000;
@@ -17404,14 +17755,14 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$579  = \$signal$23 ;
+    \$579  = prev_base;
     if (issue4) begin
-      if (\$318 ) begin
-        \$579  = \$375 [15:0];
+      if (\$319 ) begin
+        \$579  = \$337 [15:0];
       end
     end
     if (start) begin
-      \$579  = 16'h0000;
+      \$579  = geo[288:273];
     end
     if (rst) begin
       \$579  = 16'h0000;
@@ -17419,12 +17770,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$580  = \$signal$9 ;
+    \$580  = \$signal$23 ;
     if (issue4) begin
-      if (\$318 ) begin
-        if (\$393 ) begin
-          \$580  = \$394 [15:0];
-        end
+      if (\$319 ) begin
+        \$580  = \$376 [15:0];
       end
     end
     if (start) begin
@@ -17436,16 +17785,16 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$581  = \$signal$8 ;
+    \$581  = \$signal$9 ;
     if (issue4) begin
-      if (\$318 ) begin
-        if (\$413 ) begin
-          \$581  = \$416 [15:0];
+      if (\$319 ) begin
+        if (\$394 ) begin
+          \$581  = \$395 [15:0];
         end
       end
     end
     if (start) begin
-      \$581  = { 8'h00, \$563  };
+      \$581  = 16'h0000;
     end
     if (rst) begin
       \$581  = 16'h0000;
@@ -17453,45 +17802,45 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$582  = res_consumed;
+    \$582  = \$signal$8 ;
     if (issue4) begin
-      if (\$318 ) begin
-        if (desc[207]) begin
-          \$582  = \$417 [23:0];
+      if (\$319 ) begin
+        if (\$414 ) begin
+          \$582  = \$417 [15:0];
         end
       end
     end
     if (start) begin
-      \$582  = 24'h000000;
+      \$582  = { 8'h00, \$564  };
     end
     if (rst) begin
-      \$582  = 24'h000000;
+      \$582  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$583  = res_slot;
+    \$583  = res_consumed;
     if (issue4) begin
-      if (\$318 ) begin
+      if (\$319 ) begin
         if (desc[207]) begin
-          \$583  = \$421 [15:0];
+          \$583  = \$418 [23:0];
         end
       end
     end
     if (start) begin
-      \$583  = 16'h0000;
+      \$583  = 24'h000000;
     end
     if (rst) begin
-      \$583  = 16'h0000;
+      \$583  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$584  = \$signal$33 ;
+    \$584  = res_slot;
     if (issue4) begin
-      if (\$318 ) begin
+      if (\$319 ) begin
         if (desc[207]) begin
-          \$584  = \$425 [15:0];
+          \$584  = \$422 [15:0];
         end
       end
     end
@@ -17504,53 +17853,63 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$585  = ym3;
+    \$585  = \$signal$33 ;
     if (issue4) begin
-      if (\$318 ) begin
-        if (\$443 ) begin
-          \$585  = \$496 [1:0];
+      if (\$319 ) begin
+        if (desc[207]) begin
+          \$585  = \$426 [15:0];
         end
       end
     end
     if (start) begin
-      \$585  = 2'h0;
+      \$585  = 16'h0000;
     end
     if (rst) begin
-      \$585  = 2'h0;
+      \$585  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$586  = run;
+    \$586  = ym3;
     if (issue4) begin
-      if (\$517 ) begin
-        \$586  = 1'h0;
+      if (\$319 ) begin
+        if (\$444 ) begin
+          \$586  = \$497 [1:0];
+        end
       end
     end
     if (start) begin
-      \$586  = 1'h1;
+      \$586  = 2'h0;
     end
     if (rst) begin
-      \$586  = 1'h0;
+      \$586  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$587  = issue4;
+    \$587  = run;
+    if (issue4) begin
+      if (\$518 ) begin
+        \$587  = 1'h0;
+      end
+    end
+    if (start) begin
+      \$587  = 1'h1;
+    end
     if (rst) begin
       \$587  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$588  = \$518 ;
+    \$588  = issue4;
     if (rst) begin
       \$588  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$589  = \$521 ;
+    \$589  = \$519 ;
     if (rst) begin
       \$589  = 1'h0;
     end
@@ -17564,7 +17923,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$591  = \$529 ;
+    \$591  = \$523 ;
     if (rst) begin
       \$591  = 1'h0;
     end
@@ -17578,127 +17937,124 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$593  = \$543 ;
+    \$593  = \$531 ;
     if (rst) begin
       \$593  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$594  = \$549 [2:0];
+    \$594  = \$544 ;
     if (rst) begin
-      \$594  = 3'h0;
+      \$594  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$595  = outidx;
+    \$595  = \$550 [2:0];
     if (rst) begin
-      \$595  = 16'h0000;
+      \$595  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$596  = \$signal$93 ;
+    \$596  = outidx;
     if (rst) begin
       \$596  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$597  = \$555 [2:0];
+    \$597  = \$signal$98 ;
     if (rst) begin
-      \$597  = 3'h0;
+      \$597  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$598  = valid;
+    \$598  = \$556 [2:0];
     if (rst) begin
-      \$598  = 1'h0;
+      \$598  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$599  = e4a_last;
+    \$599  = valid;
     if (rst) begin
       \$599  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$600  = e4a_subfirst;
+    \$600  = e4a_last;
     if (rst) begin
       \$600  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$601  = e4a_grp;
+    \$601  = e4a_subfirst;
     if (rst) begin
       \$601  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$602  = e4a_t0;
+    \$602  = e4a_grp;
     if (rst) begin
       \$602  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$603  = e4a_rowend;
+    \$603  = e4a_t0;
     if (rst) begin
       \$603  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$604  = \$signal$102 ;
+    \$604  = e4a_rowend;
     if (rst) begin
-      \$604  = 16'h0000;
+      \$604  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$605  = obase4a;
+    \$605  = \$signal$107 ;
     if (rst) begin
       \$605  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$606  = act4a;
+    \$606  = obase4a;
     if (rst) begin
-      \$606  = 3'h0;
+      \$606  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$607  = aff4b;
-    if (\$556 ) begin
-      \$607  = affine__data;
-    end
+    \$607  = act4a;
     if (rst) begin
-      \$607  = 192'h000000000000000000000000000000000000000000000000;
+      \$607  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$608  = \$signal$112 ;
-    if (\$556 ) begin
-      \$608  = residual__data;
+    \$608  = aff4b;
+    if (\$557 ) begin
+      \$608  = affine__data;
     end
     if (rst) begin
-      \$608  = 64'h0000000000000000;
+      \$608  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$609  = uprev4b;
-    if (\$556 ) begin
-      \$609  = \$557 ;
+    \$609  = \$signal$117 ;
+    if (\$557 ) begin
+      \$609  = residual__data;
     end
     if (rst) begin
       \$609  = 64'h0000000000000000;
@@ -17706,99 +18062,361 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$610  = \$558 ;
+    \$610  = uprev4b;
+    if (\$557 ) begin
+      \$610  = \$558 ;
+    end
     if (rst) begin
-      \$610  = 1'h0;
+      \$610  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$611  = \$signal$116 ;
+    \$611  = \$559 ;
     if (rst) begin
       \$611  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$612  = \$559 ;
+    \$612  = \$signal$121 ;
     if (rst) begin
       \$612  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$613  = e4b_rowend;
+    \$613  = \$560 ;
     if (rst) begin
       \$613  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$614  = { \$626 , \$625 , \$624 , \$623  };
+    \$614  = e4b_rowend;
     if (rst) begin
-      \$614  = 64'h0000000000000000;
+      \$614  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$615  = aff4b;
+    \$615  = { \$663 , \$662 , \$661 , \$660  };
     if (rst) begin
-      \$615  = 192'h000000000000000000000000000000000000000000000000;
+      \$615  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$616  = \$signal$112 ;
+    \$616  = aff4b;
     if (rst) begin
-      \$616  = 64'h0000000000000000;
+      \$616  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$617  = uprev4b;
+    \$617  = \$signal$117 ;
     if (rst) begin
       \$617  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$618  = \$signal$107 ;
+    \$618  = uprev4b;
     if (rst) begin
-      \$618  = 16'h0000;
+      \$618  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$619  = obase4b;
+    \$619  = \$signal$112 ;
     if (rst) begin
       \$619  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$620  = act4b;
+    \$620  = obase4b;
     if (rst) begin
-      \$620  = 3'h0;
+      \$620  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$621  = full4b;
+    \$621  = act4b;
     if (rst) begin
-      \$621  = 1'h0;
+      \$621  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$622  = out_rows;
-    if (\$560 ) begin
-      \$622  = \$561 [23:0];
+    \$622  = full4b;
+    if (rst) begin
+      \$622  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$623  = e4c_uprev;
+    if (rst) begin
+      \$623  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$624  = e4c_v;
+    if (rst) begin
+      \$624  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$625  = e4c_v;
+    if (rst) begin
+      \$625  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$626  = e4w2_v_1;
+    if (rst) begin
+      \$626  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$627  = e4c_v;
+    if (rst) begin
+      \$627  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$628  = e4w3_v_1;
+    if (rst) begin
+      \$628  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$629  = e4w3_v_2;
+    if (rst) begin
+      \$629  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$630  = e4c_v;
+    if (rst) begin
+      \$630  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$631  = e4w4_v_1;
+    if (rst) begin
+      \$631  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$632  = e4w4_v_2;
+    if (rst) begin
+      \$632  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$633  = e4w4_v_3;
+    if (rst) begin
+      \$633  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$634  = e4c_v;
+    if (rst) begin
+      \$634  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$635  = e4w5_v_1;
+    if (rst) begin
+      \$635  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$636  = e4w5_v_2;
+    if (rst) begin
+      \$636  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$637  = e4w5_v_3;
+    if (rst) begin
+      \$637  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$638  = e4w5_v_4;
+    if (rst) begin
+      \$638  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$639  = e4c_rowend;
+    if (rst) begin
+      \$639  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$640  = e4w_rowend_1;
+    if (rst) begin
+      \$640  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$641  = e4w_rowend_2;
+    if (rst) begin
+      \$641  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$642  = e4w_rowend_3;
+    if (rst) begin
+      \$642  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$643  = e4w_rowend_4;
+    if (rst) begin
+      \$643  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$644  = e4c_outidx;
+    if (rst) begin
+      \$644  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$645  = e4w_outidx_1;
+    if (rst) begin
+      \$645  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$646  = e4w_outidx_2;
+    if (rst) begin
+      \$646  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$647  = e4w_outidx_3;
+    if (rst) begin
+      \$647  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$648  = e4w_outidx_4;
+    if (rst) begin
+      \$648  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$649  = e4c_obase;
+    if (rst) begin
+      \$649  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$650  = e4w_obase_1;
+    if (rst) begin
+      \$650  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$651  = e4w_obase_2;
+    if (rst) begin
+      \$651  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$652  = e4w_obase_3;
+    if (rst) begin
+      \$652  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$653  = e4w_obase_4;
+    if (rst) begin
+      \$653  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$654  = e4c_act;
+    if (rst) begin
+      \$654  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$655  = e4w_act_1;
+    if (rst) begin
+      \$655  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$656  = e4w_act_2;
+    if (rst) begin
+      \$656  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$657  = e4w_act_3;
+    if (rst) begin
+      \$657  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$658  = e4w_act_4;
+    if (rst) begin
+      \$658  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$659  = out_rows;
+    if (\$561 ) begin
+      \$659  = \$562 [23:0];
     end
     if (start) begin
-      \$622  = 24'h000000;
+      \$659  = 24'h000000;
     end
     if (rst) begin
-      \$622  = 24'h000000;
+      \$659  = 24'h000000;
     end
   end
   assign t4 = \$1 [7:0];
@@ -17810,37 +18428,37 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign w4__data = weights;
   assign e4b_subfirst = \first$51 ;
   assign acc = i;
-  assign pc = p;
-  assign bias = { \$signal$59 [191:176], \$signal$59 [143:128], \$signal$59 [95:80], \$signal$59 [47:32] };
-  assign \$signal$62  = residual;
+  assign e4c_p = p;
+  assign bias = { e4c_aff[191:176], e4c_aff[143:128], e4c_aff[95:80], e4c_aff[47:32] };
+  assign e4c_res = residual;
   assign shift = desc[150:145];
   assign rnd = desc[205];
   assign use_residual = desc[207];
-  assign cur = { \$630 , \$629 , \$628 , \$627  };
-  assign o = { \$630 , \$629 , \$628 , \$627  };
-  assign \$signal$69  = u_prev;
+  assign cur = { \$667 , \$666 , \$665 , \$664  };
+  assign o = { \$667 , \$666 , \$665 , \$664  };
+  assign e4u_uprev_1 = u_prev;
   assign threshold = desc[188:173];
   assign leak_mul = desc[158:151];
   assign leak_shift = desc[172:167];
   assign \rnd$73  = desc[205];
   assign mask = { \$134 , \$133 , \$132 , \$131  };
-  assign s = { \$638 , \$637 , \$636 , \$635  };
-  assign \$signal$79  = membrane_out__en;
-  assign membrane_out__data = { \$634 , \$633 , \$632 , \$631  };
-  assign u = { \$634 , \$633 , \$632 , \$631  };
+  assign s = { \$675 , \$673 , \$671 , \$669  };
+  assign e4w5_v_5 = membrane_out__en;
+  assign membrane_out__data = { \$674 , \$672 , \$670 , \$668  };
+  assign u = { \$674 , \$672 , \$670 , \$668  };
   assign spikes__en = membrane_out__en;
   assign spikes__data = spikes_masked;
-  assign \o$119  = { \$626 , \$625 , \$624 , \$623  };
+  assign \o$124  = { \$663 , \$662 , \$661 , \$660  };
   assign line4__addr = \$91 [15:0];
   assign w4__addr = \$92 [15:0];
   assign residual__addr = \$108 [15:0];
   assign membrane_in__addr = \$118 [15:0];
   assign membrane_out__addr = \$135 [15:0];
   assign spikes__addr = \$136 [15:0];
-  assign \port$4394$0  = \$631 ;
-  assign \port$4443$0  = \$632 ;
-  assign \port$4492$0  = \$633 ;
-  assign \port$4541$0  = \$634 ;
+  assign \port$4746$0  = \$668 ;
+  assign \port$4756$0  = \$670 ;
+  assign \port$4766$0  = \$672 ;
+  assign \port$4776$0  = \$674 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -17938,1326 +18556,727 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign \$102  = \$101 ;
   assign \$111  = \$110 ;
   assign \$121  = \$120 ;
-  assign \$145  = issue4;
-  assign \$152  = \$151 ;
-  assign \$161  = \$160 ;
-  assign \$173  = \$172 ;
-  assign \$188  = \$187 ;
-  assign \$207  = \$206 ;
-  assign \$230  = \$229 ;
-  assign \$237  = \$236 ;
-  assign \$249  = \$248 ;
-  assign \$264  = \$263 ;
-  assign \$274  = \$273 ;
-  assign \$301  = { geo[29:14], 1'h0 };
-  assign \$308  = \$307 ;
-  assign \$339  = \$338 ;
-  assign \$358  = \$357 ;
-  assign \$378  = \$377 ;
-  assign \$398  = \$397 ;
-  assign \$414  = { desc[87:80], 1'h0 };
-  assign \$428  = \$427 ;
-  assign \$446  = \$445 ;
-  assign \$463  = \$462 ;
-  assign \$499  = \$498 ;
-  assign \$521  = \$520 ;
-  assign \$525  = \$524 ;
-  assign \$533  = \$532 ;
-  assign \$550  = { 1'h0, affine__addr, 2'h0 };
-  assign \$553  = { 1'h0, affine__addr, 2'h0 };
+  assign \$146  = issue4;
+  assign \$153  = \$152 ;
+  assign \$162  = \$161 ;
+  assign \$174  = \$173 ;
+  assign \$189  = \$188 ;
+  assign \$208  = \$207 ;
+  assign \$231  = \$230 ;
+  assign \$238  = \$237 ;
+  assign \$250  = \$249 ;
+  assign \$265  = \$264 ;
+  assign \$275  = \$274 ;
+  assign \$302  = { geo[29:14], 1'h0 };
+  assign \$309  = \$308 ;
+  assign \$340  = \$339 ;
+  assign \$359  = \$358 ;
+  assign \$379  = \$378 ;
+  assign \$399  = \$398 ;
+  assign \$415  = { desc[87:80], 1'h0 };
+  assign \$429  = \$428 ;
+  assign \$447  = \$446 ;
+  assign \$464  = \$463 ;
+  assign \$500  = \$499 ;
+  assign \$522  = \$521 ;
+  assign \$526  = \$525 ;
+  assign \$534  = \$533 ;
+  assign \$551  = { 1'h0, affine__addr, 2'h0 };
+  assign \$554  = { 1'h0, affine__addr, 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (\port$3877$0 , \port$4033$0 , \port$4189$0 , \port$4345$0 , shift, rnd, use_residual, p, \port$5051$32 , \port$5051$80 , \port$5051$128 , \port$5051$176 , residual, scale);
-  wire \$1 ;
-  wire [31:0] \$10 ;
-  wire [31:0] \$100 ;
-  wire [32:0] \$101 ;
+module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$4568$32 , \port$4568$80 , \port$4568$128 , \port$4568$176 , residual, o0, o1, o2, o3, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  wire [31:0] \$1 ;
+  wire [32:0] \$10 ;
+  wire [5:0] \$100 ;
+  wire [31:0] \$101 ;
   wire \$102 ;
-  wire \$103 ;
-  wire [31:0] \$104 ;
+  wire [32:0] \$103 ;
+  wire [32:0] \$104 ;
   wire [31:0] \$105 ;
-  wire \$106 ;
-  wire [6:0] \$107 ;
-  wire [5:0] \$108 ;
-  wire [31:0] \$109 ;
-  wire [32:0] \$11 ;
+  wire [32:0] \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [32:0] \$109 ;
+  wire \$11 ;
   wire [32:0] \$110 ;
-  wire [32:0] \$111 ;
-  wire [31:0] \$112 ;
-  wire [32:0] \$113 ;
-  wire [15:0] \$114 ;
-  wire [15:0] \$115 ;
-  wire [16:0] \$116 ;
-  wire [15:0] \$117 ;
-  wire [15:0] \$118 ;
-  wire \$119 ;
+  wire [31:0] \$111 ;
+  wire [32:0] \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire [32:0] \$115 ;
+  wire [32:0] \$116 ;
+  wire [31:0] \$117 ;
+  wire [32:0] \$118 ;
+  wire [15:0] \$119 ;
   wire \$12 ;
-  wire [31:0] \$120 ;
-  wire [31:0] \$121 ;
+  wire [15:0] \$120 ;
+  wire [16:0] \$121 ;
   wire \$122 ;
-  wire [6:0] \$123 ;
-  wire [5:0] \$124 ;
-  wire [31:0] \$125 ;
-  wire [32:0] \$126 ;
-  wire [32:0] \$127 ;
-  wire [31:0] \$128 ;
-  wire [32:0] \$129 ;
-  wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire [31:0] \$132 ;
-  wire [31:0] \$133 ;
-  wire \$134 ;
-  wire [6:0] \$135 ;
-  wire [5:0] \$136 ;
-  wire [31:0] \$137 ;
-  wire [32:0] \$138 ;
-  wire [32:0] \$139 ;
-  wire [31:0] \$14 ;
-  wire [31:0] \$140 ;
-  wire [32:0] \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire [31:0] \$144 ;
-  wire [31:0] \$145 ;
-  wire \$146 ;
-  wire [6:0] \$147 ;
-  wire [5:0] \$148 ;
-  wire [31:0] \$149 ;
+  wire [16:0] \$123 ;
+  wire \$124 ;
+  wire [16:0] \$125 ;
+  wire [15:0] \$126 ;
+  wire [15:0] \$127 ;
+  wire [15:0] \$128 ;
+  reg [31:0] \$129 ;
+  wire [32:0] \$13 ;
+  reg [15:0] \$130 ;
+  reg [15:0] \$131 ;
+  reg [31:0] \$132 ;
+  reg [15:0] \$133 ;
+  reg [15:0] \$134 ;
+  reg [15:0] \$135 ;
+  reg [15:0] \$136 ;
+  reg [15:0] \$137 ;
+  reg [31:0] \$138 ;
+  reg [15:0] \$139 ;
+  wire [32:0] \$14 ;
+  reg [15:0] \$140 ;
+  reg [31:0] \$141 ;
+  reg [15:0] \$142 ;
+  reg [15:0] \$143 ;
+  reg [15:0] \$144 ;
+  reg [15:0] \$145 ;
+  reg [15:0] \$146 ;
+  reg [31:0] \$147 ;
+  reg [15:0] \$148 ;
+  reg [15:0] \$149 ;
   wire [31:0] \$15 ;
-  wire [32:0] \$150 ;
-  wire [32:0] \$151 ;
-  wire [31:0] \$152 ;
-  wire [32:0] \$153 ;
-  wire [15:0] \$154 ;
-  wire [15:0] \$155 ;
-  wire [15:0] \$156 ;
-  wire \$157 ;
-  wire [31:0] \$158 ;
-  wire [31:0] \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire [6:0] \$161 ;
-  wire [5:0] \$162 ;
-  wire [31:0] \$163 ;
-  wire [32:0] \$164 ;
-  wire [32:0] \$165 ;
-  wire [31:0] \$166 ;
-  wire [32:0] \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  wire [6:0] \$17 ;
-  wire [31:0] \$170 ;
-  wire [31:0] \$171 ;
-  wire \$172 ;
-  wire [6:0] \$173 ;
-  wire [5:0] \$174 ;
-  wire [31:0] \$175 ;
-  wire [32:0] \$176 ;
-  wire [32:0] \$177 ;
-  wire [31:0] \$178 ;
-  wire [32:0] \$179 ;
-  wire [5:0] \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire [31:0] \$182 ;
-  wire [31:0] \$183 ;
-  wire \$184 ;
-  wire [6:0] \$185 ;
-  wire [5:0] \$186 ;
-  wire [31:0] \$187 ;
-  wire [32:0] \$188 ;
-  wire [32:0] \$189 ;
-  wire [31:0] \$19 ;
-  wire [31:0] \$190 ;
-  wire [32:0] \$191 ;
-  wire [15:0] \$192 ;
-  wire [15:0] \$193 ;
-  wire [16:0] \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire [31:0] \$197 ;
-  wire [31:0] \$198 ;
-  wire \$199 ;
-  wire [31:0] \$2 ;
+  reg [31:0] \$150 ;
+  reg [15:0] \$151 ;
+  reg [15:0] \$152 ;
+  reg [15:0] \$153 ;
+  reg [15:0] \$154 ;
+  reg [15:0] \$155 ;
+  reg [31:0] \$156 ;
+  reg [15:0] \$157 ;
+  reg [15:0] \$158 ;
+  reg [31:0] \$159 ;
+  wire [32:0] \$16 ;
+  reg [15:0] \$160 ;
+  reg [15:0] \$161 ;
+  reg [15:0] \$162 ;
+  reg [15:0] \$163 ;
+  reg [15:0] \$164 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [32:0] \$19 ;
+  wire \$2 ;
   wire [32:0] \$20 ;
-  wire [6:0] \$200 ;
-  wire [5:0] \$201 ;
-  wire [31:0] \$202 ;
-  wire [32:0] \$203 ;
-  wire [32:0] \$204 ;
-  wire [31:0] \$205 ;
-  wire [32:0] \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire [31:0] \$209 ;
-  wire [32:0] \$21 ;
-  wire [31:0] \$210 ;
-  wire \$211 ;
-  wire [6:0] \$212 ;
-  wire [5:0] \$213 ;
-  wire [31:0] \$214 ;
-  wire [32:0] \$215 ;
-  wire [32:0] \$216 ;
-  wire [31:0] \$217 ;
-  wire [32:0] \$218 ;
-  wire \$219 ;
-  wire [31:0] \$22 ;
-  wire \$220 ;
-  wire [31:0] \$221 ;
-  wire [31:0] \$222 ;
-  wire \$223 ;
-  wire [6:0] \$224 ;
-  wire [5:0] \$225 ;
-  wire [31:0] \$226 ;
-  wire [32:0] \$227 ;
-  wire [32:0] \$228 ;
-  wire [31:0] \$229 ;
-  wire [32:0] \$23 ;
-  wire [32:0] \$230 ;
-  wire [15:0] \$231 ;
-  wire [15:0] \$232 ;
-  wire [16:0] \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire [31:0] \$236 ;
-  wire [31:0] \$237 ;
-  wire \$238 ;
-  wire [6:0] \$239 ;
-  wire \$24 ;
-  wire [5:0] \$240 ;
-  wire [31:0] \$241 ;
-  wire [32:0] \$242 ;
-  wire [32:0] \$243 ;
-  wire [31:0] \$244 ;
-  wire [32:0] \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire [31:0] \$248 ;
-  wire [31:0] \$249 ;
-  wire \$25 ;
-  wire \$250 ;
-  wire [6:0] \$251 ;
-  wire [5:0] \$252 ;
-  wire [31:0] \$253 ;
-  wire [32:0] \$254 ;
-  wire [32:0] \$255 ;
-  wire [31:0] \$256 ;
-  wire [32:0] \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire [31:0] \$26 ;
-  wire [31:0] \$260 ;
-  wire [31:0] \$261 ;
-  wire \$262 ;
-  wire [6:0] \$263 ;
-  wire [5:0] \$264 ;
-  wire [31:0] \$265 ;
-  wire [32:0] \$266 ;
-  wire [32:0] \$267 ;
-  wire [31:0] \$268 ;
-  wire [32:0] \$269 ;
-  wire [31:0] \$27 ;
-  wire [15:0] \$270 ;
-  wire [15:0] \$271 ;
-  wire [16:0] \$272 ;
-  wire [15:0] \$273 ;
-  wire [15:0] \$274 ;
-  wire \$275 ;
-  wire [31:0] \$276 ;
-  wire [31:0] \$277 ;
-  wire \$278 ;
-  wire [6:0] \$279 ;
+  wire [31:0] \$21 ;
+  wire [32:0] \$22 ;
+  wire [15:0] \$23 ;
+  wire [15:0] \$24 ;
+  wire [16:0] \$25 ;
+  wire \$26 ;
+  wire [16:0] \$27 ;
   wire \$28 ;
-  wire [5:0] \$280 ;
-  wire [31:0] \$281 ;
-  wire [32:0] \$282 ;
-  wire [32:0] \$283 ;
-  wire [31:0] \$284 ;
-  wire [32:0] \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire [31:0] \$288 ;
-  wire [31:0] \$289 ;
-  wire [6:0] \$29 ;
-  wire \$290 ;
-  wire [6:0] \$291 ;
-  wire [5:0] \$292 ;
-  wire [31:0] \$293 ;
-  wire [32:0] \$294 ;
-  wire [32:0] \$295 ;
-  wire [31:0] \$296 ;
-  wire [32:0] \$297 ;
-  wire \$298 ;
-  wire \$299 ;
-  wire [31:0] \$3 ;
-  wire [5:0] \$30 ;
-  wire [31:0] \$300 ;
-  wire [31:0] \$301 ;
-  wire \$302 ;
-  wire [6:0] \$303 ;
-  wire [5:0] \$304 ;
-  wire [31:0] \$305 ;
-  wire [32:0] \$306 ;
-  wire [32:0] \$307 ;
-  wire [31:0] \$308 ;
-  wire [32:0] \$309 ;
-  wire [31:0] \$31 ;
-  wire [15:0] \$310 ;
-  wire [15:0] \$311 ;
-  wire [15:0] \$312 ;
-  wire \$313 ;
-  wire [31:0] \$314 ;
-  wire [31:0] \$315 ;
-  wire \$316 ;
-  wire [6:0] \$317 ;
-  wire [5:0] \$318 ;
-  wire [31:0] \$319 ;
-  wire [32:0] \$32 ;
-  wire [32:0] \$320 ;
-  wire [32:0] \$321 ;
-  wire [31:0] \$322 ;
-  wire [32:0] \$323 ;
-  wire \$324 ;
-  wire \$325 ;
-  wire [31:0] \$326 ;
-  wire [31:0] \$327 ;
-  wire \$328 ;
-  wire [6:0] \$329 ;
-  wire [32:0] \$33 ;
-  wire [5:0] \$330 ;
-  wire [31:0] \$331 ;
-  wire [32:0] \$332 ;
-  wire [32:0] \$333 ;
-  wire [31:0] \$334 ;
-  wire [32:0] \$335 ;
-  wire \$336 ;
-  wire \$337 ;
-  wire [31:0] \$338 ;
-  wire [31:0] \$339 ;
-  wire [31:0] \$34 ;
-  wire \$340 ;
-  wire [6:0] \$341 ;
-  wire [5:0] \$342 ;
-  wire [31:0] \$343 ;
-  wire [32:0] \$344 ;
-  wire [32:0] \$345 ;
-  wire [31:0] \$346 ;
-  wire [32:0] \$347 ;
-  wire [15:0] \$348 ;
-  wire [15:0] \$349 ;
-  wire [32:0] \$35 ;
-  wire [16:0] \$350 ;
-  wire \$351 ;
-  wire \$352 ;
-  wire [31:0] \$353 ;
-  wire [31:0] \$354 ;
-  wire \$355 ;
-  wire [6:0] \$356 ;
-  wire [5:0] \$357 ;
-  wire [31:0] \$358 ;
-  wire [32:0] \$359 ;
-  wire [15:0] \$36 ;
-  wire [32:0] \$360 ;
-  wire [31:0] \$361 ;
-  wire [32:0] \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire [31:0] \$365 ;
-  wire [31:0] \$366 ;
-  wire \$367 ;
-  wire [6:0] \$368 ;
-  wire [5:0] \$369 ;
-  wire [15:0] \$37 ;
-  wire [31:0] \$370 ;
-  wire [32:0] \$371 ;
-  wire [32:0] \$372 ;
-  wire [31:0] \$373 ;
-  wire [32:0] \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire [31:0] \$377 ;
-  wire [31:0] \$378 ;
-  wire \$379 ;
-  wire [16:0] \$38 ;
-  wire [6:0] \$380 ;
-  wire [5:0] \$381 ;
-  wire [31:0] \$382 ;
-  wire [32:0] \$383 ;
-  wire [32:0] \$384 ;
-  wire [31:0] \$385 ;
-  wire [32:0] \$386 ;
-  wire [15:0] \$387 ;
-  wire [15:0] \$388 ;
-  wire [16:0] \$389 ;
-  wire \$39 ;
-  wire \$390 ;
-  wire \$391 ;
-  wire [31:0] \$392 ;
-  wire [31:0] \$393 ;
-  wire \$394 ;
-  wire [6:0] \$395 ;
-  wire [5:0] \$396 ;
-  wire [31:0] \$397 ;
-  wire [32:0] \$398 ;
-  wire [32:0] \$399 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire [31:0] \$400 ;
-  wire [32:0] \$401 ;
-  wire \$402 ;
-  wire \$403 ;
-  wire [31:0] \$404 ;
-  wire [31:0] \$405 ;
-  wire \$406 ;
-  wire [6:0] \$407 ;
-  wire [5:0] \$408 ;
-  wire [31:0] \$409 ;
+  wire [16:0] \$29 ;
+  wire [6:0] \$3 ;
+  wire [15:0] \$30 ;
+  wire [15:0] \$31 ;
+  wire [15:0] \$32 ;
+  wire [31:0] \$33 ;
+  wire \$34 ;
+  wire [6:0] \$35 ;
+  wire [5:0] \$36 ;
+  wire [31:0] \$37 ;
+  wire \$38 ;
+  wire [32:0] \$39 ;
+  wire [5:0] \$4 ;
+  wire [32:0] \$40 ;
   wire [31:0] \$41 ;
-  wire [32:0] \$410 ;
-  wire [32:0] \$411 ;
-  wire [31:0] \$412 ;
-  wire [32:0] \$413 ;
-  wire \$414 ;
-  wire \$415 ;
-  wire [31:0] \$416 ;
-  wire [31:0] \$417 ;
-  wire \$418 ;
-  wire [6:0] \$419 ;
-  wire [31:0] \$42 ;
-  wire [5:0] \$420 ;
-  wire [31:0] \$421 ;
-  wire [32:0] \$422 ;
-  wire [32:0] \$423 ;
-  wire [31:0] \$424 ;
-  wire [32:0] \$425 ;
-  wire [15:0] \$426 ;
-  wire [15:0] \$427 ;
-  wire [16:0] \$428 ;
-  wire [15:0] \$429 ;
+  wire [32:0] \$42 ;
   wire \$43 ;
-  wire [15:0] \$430 ;
-  wire \$431 ;
-  wire [31:0] \$432 ;
-  wire [31:0] \$433 ;
-  wire \$434 ;
-  wire [6:0] \$435 ;
-  wire [5:0] \$436 ;
-  wire [31:0] \$437 ;
-  wire [32:0] \$438 ;
-  wire [32:0] \$439 ;
-  wire [6:0] \$44 ;
-  wire [31:0] \$440 ;
-  wire [32:0] \$441 ;
-  wire \$442 ;
-  wire \$443 ;
-  wire [31:0] \$444 ;
-  wire [31:0] \$445 ;
-  wire \$446 ;
-  wire [6:0] \$447 ;
-  wire [5:0] \$448 ;
-  wire [31:0] \$449 ;
-  wire [5:0] \$45 ;
-  wire [32:0] \$450 ;
-  wire [32:0] \$451 ;
-  wire [31:0] \$452 ;
-  wire [32:0] \$453 ;
-  wire \$454 ;
-  wire \$455 ;
-  wire [31:0] \$456 ;
-  wire [31:0] \$457 ;
-  wire \$458 ;
-  wire [6:0] \$459 ;
-  wire [31:0] \$46 ;
-  wire [5:0] \$460 ;
-  wire [31:0] \$461 ;
-  wire [32:0] \$462 ;
-  wire [32:0] \$463 ;
-  wire [31:0] \$464 ;
-  wire [32:0] \$465 ;
-  wire [15:0] \$466 ;
-  wire [15:0] \$467 ;
-  wire [15:0] \$468 ;
-  wire \$469 ;
-  wire [32:0] \$47 ;
-  wire [31:0] \$470 ;
-  wire [31:0] \$471 ;
-  wire \$472 ;
-  wire [6:0] \$473 ;
-  wire [5:0] \$474 ;
-  wire [31:0] \$475 ;
-  wire [32:0] \$476 ;
-  wire [32:0] \$477 ;
-  wire [31:0] \$478 ;
-  wire [32:0] \$479 ;
+  wire \$44 ;
+  wire [32:0] \$45 ;
+  wire [32:0] \$46 ;
+  wire [31:0] \$47 ;
   wire [32:0] \$48 ;
-  wire \$480 ;
-  wire \$481 ;
-  wire [31:0] \$482 ;
-  wire [31:0] \$483 ;
-  wire \$484 ;
-  wire [6:0] \$485 ;
-  wire [5:0] \$486 ;
-  wire [31:0] \$487 ;
-  wire [32:0] \$488 ;
-  wire [32:0] \$489 ;
-  wire [31:0] \$49 ;
-  wire [31:0] \$490 ;
-  wire [32:0] \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire [31:0] \$494 ;
-  wire [31:0] \$495 ;
-  wire \$496 ;
-  wire [6:0] \$497 ;
-  wire [5:0] \$498 ;
-  wire [31:0] \$499 ;
-  wire [6:0] \$5 ;
-  wire [32:0] \$50 ;
-  wire [32:0] \$500 ;
-  wire [32:0] \$501 ;
-  wire [31:0] \$502 ;
-  wire [32:0] \$503 ;
-  wire [15:0] \$504 ;
-  wire [15:0] \$505 ;
-  wire [16:0] \$506 ;
-  wire \$507 ;
-  wire \$508 ;
-  wire [31:0] \$509 ;
-  wire \$51 ;
-  wire [31:0] \$510 ;
-  wire \$511 ;
-  wire [6:0] \$512 ;
-  wire [5:0] \$513 ;
-  wire [31:0] \$514 ;
-  wire [32:0] \$515 ;
-  wire [32:0] \$516 ;
-  wire [31:0] \$517 ;
-  wire [32:0] \$518 ;
-  wire \$519 ;
-  wire \$52 ;
-  wire \$520 ;
-  wire [31:0] \$521 ;
-  wire [31:0] \$522 ;
-  wire \$523 ;
-  wire [6:0] \$524 ;
-  wire [5:0] \$525 ;
-  wire [31:0] \$526 ;
-  wire [32:0] \$527 ;
-  wire [32:0] \$528 ;
-  wire [31:0] \$529 ;
+  wire \$49 ;
+  wire [31:0] \$5 ;
+  wire \$50 ;
+  wire [32:0] \$51 ;
+  wire [32:0] \$52 ;
   wire [31:0] \$53 ;
-  wire [32:0] \$530 ;
-  wire \$531 ;
-  wire \$532 ;
-  wire [31:0] \$533 ;
-  wire [31:0] \$534 ;
-  wire \$535 ;
-  wire [6:0] \$536 ;
-  wire [5:0] \$537 ;
-  wire [31:0] \$538 ;
-  wire [32:0] \$539 ;
-  wire [31:0] \$54 ;
-  wire [32:0] \$540 ;
-  wire [31:0] \$541 ;
-  wire [32:0] \$542 ;
-  wire [15:0] \$543 ;
-  wire [15:0] \$544 ;
-  wire [16:0] \$545 ;
-  wire \$546 ;
-  wire \$547 ;
-  wire [31:0] \$548 ;
-  wire [31:0] \$549 ;
-  wire \$55 ;
-  wire \$550 ;
-  wire [6:0] \$551 ;
-  wire [5:0] \$552 ;
-  wire [31:0] \$553 ;
-  wire [32:0] \$554 ;
-  wire [32:0] \$555 ;
-  wire [31:0] \$556 ;
-  wire [32:0] \$557 ;
-  wire \$558 ;
-  wire \$559 ;
-  wire [6:0] \$56 ;
-  wire [31:0] \$560 ;
-  wire [31:0] \$561 ;
-  wire \$562 ;
-  wire [6:0] \$563 ;
-  wire [5:0] \$564 ;
-  wire [31:0] \$565 ;
-  wire [32:0] \$566 ;
-  wire [32:0] \$567 ;
-  wire [31:0] \$568 ;
-  wire [32:0] \$569 ;
-  wire [5:0] \$57 ;
-  wire \$570 ;
-  wire \$571 ;
-  wire [31:0] \$572 ;
-  wire [31:0] \$573 ;
-  wire \$574 ;
-  wire [6:0] \$575 ;
-  wire [5:0] \$576 ;
-  wire [31:0] \$577 ;
-  wire [32:0] \$578 ;
-  wire [32:0] \$579 ;
-  wire [31:0] \$58 ;
-  wire [31:0] \$580 ;
-  wire [32:0] \$581 ;
-  wire [15:0] \$582 ;
-  wire [15:0] \$583 ;
-  wire [16:0] \$584 ;
-  wire [15:0] \$585 ;
-  wire [15:0] \$586 ;
-  wire \$587 ;
-  wire [31:0] \$588 ;
-  wire [31:0] \$589 ;
-  wire [32:0] \$59 ;
-  wire \$590 ;
-  wire [6:0] \$591 ;
-  wire [5:0] \$592 ;
-  wire [31:0] \$593 ;
-  wire [32:0] \$594 ;
-  wire [32:0] \$595 ;
-  wire [31:0] \$596 ;
-  wire [32:0] \$597 ;
-  wire \$598 ;
-  wire \$599 ;
-  wire [5:0] \$6 ;
-  wire [32:0] \$60 ;
-  wire [31:0] \$600 ;
-  wire [31:0] \$601 ;
-  wire \$602 ;
-  wire [6:0] \$603 ;
-  wire [5:0] \$604 ;
-  wire [31:0] \$605 ;
-  wire [32:0] \$606 ;
-  wire [32:0] \$607 ;
-  wire [31:0] \$608 ;
-  wire [32:0] \$609 ;
-  wire [31:0] \$61 ;
-  wire \$610 ;
-  wire \$611 ;
-  wire [31:0] \$612 ;
-  wire [31:0] \$613 ;
-  wire \$614 ;
-  wire [6:0] \$615 ;
-  wire [5:0] \$616 ;
-  wire [31:0] \$617 ;
-  wire [32:0] \$618 ;
-  wire [32:0] \$619 ;
-  wire [32:0] \$62 ;
-  wire [31:0] \$620 ;
-  wire [32:0] \$621 ;
-  wire [15:0] \$622 ;
-  wire [15:0] \$623 ;
-  wire [15:0] \$624 ;
-  wire \$63 ;
-  wire \$64 ;
+  wire [32:0] \$54 ;
+  wire [15:0] \$55 ;
+  wire [15:0] \$56 ;
+  wire [16:0] \$57 ;
+  wire \$58 ;
+  wire [16:0] \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire [16:0] \$61 ;
+  wire [15:0] \$62 ;
+  wire [15:0] \$63 ;
+  wire [15:0] \$64 ;
   wire [31:0] \$65 ;
-  wire [31:0] \$66 ;
-  wire \$67 ;
-  wire [6:0] \$68 ;
-  wire [5:0] \$69 ;
-  wire [31:0] \$7 ;
-  wire [31:0] \$70 ;
+  wire \$66 ;
+  wire [6:0] \$67 ;
+  wire [5:0] \$68 ;
+  wire [31:0] \$69 ;
+  wire [32:0] \$7 ;
+  wire \$70 ;
   wire [32:0] \$71 ;
   wire [32:0] \$72 ;
   wire [31:0] \$73 ;
   wire [32:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire [15:0] \$76 ;
-  wire [16:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire [32:0] \$77 ;
+  wire [32:0] \$78 ;
+  wire [31:0] \$79 ;
   wire [32:0] \$8 ;
-  wire [31:0] \$80 ;
-  wire [31:0] \$81 ;
+  wire [32:0] \$80 ;
+  wire \$81 ;
   wire \$82 ;
-  wire [6:0] \$83 ;
-  wire [5:0] \$84 ;
+  wire [32:0] \$83 ;
+  wire [32:0] \$84 ;
   wire [31:0] \$85 ;
   wire [32:0] \$86 ;
-  wire [32:0] \$87 ;
-  wire [31:0] \$88 ;
-  wire [32:0] \$89 ;
-  wire [32:0] \$9 ;
+  wire [15:0] \$87 ;
+  wire [15:0] \$88 ;
+  wire [16:0] \$89 ;
+  wire [31:0] \$9 ;
   wire \$90 ;
-  wire \$91 ;
-  wire [31:0] \$92 ;
-  wire [31:0] \$93 ;
-  wire \$94 ;
-  wire [6:0] \$95 ;
-  wire [5:0] \$96 ;
+  wire [16:0] \$91 ;
+  wire \$92 ;
+  wire [16:0] \$93 ;
+  wire [15:0] \$94 ;
+  wire [15:0] \$95 ;
+  wire [15:0] \$96 ;
   wire [31:0] \$97 ;
-  wire [32:0] \$98 ;
-  wire [32:0] \$99 ;
+  wire \$98 ;
+  wire [6:0] \$99 ;
   wire [63:0] bias;
+  reg [15:0] bias0_1 = 16'h0000;
+  reg [15:0] bias0_2 = 16'h0000;
+  reg [15:0] bias1_1 = 16'h0000;
+  reg [15:0] bias1_2 = 16'h0000;
+  reg [15:0] bias2_1 = 16'h0000;
+  reg [15:0] bias2_2 = 16'h0000;
+  reg [15:0] bias3_1 = 16'h0000;
+  reg [15:0] bias3_2 = 16'h0000;
+  input clk;
+  wire clk;
+  reg [15:0] cur0 = 16'h0000;
+  reg [15:0] cur1 = 16'h0000;
+  reg [15:0] cur2 = 16'h0000;
+  reg [15:0] cur3 = 16'h0000;
   wire [63:0] o;
+  output [15:0] o0;
+  reg [15:0] o0 = 16'h0000;
+  output [15:0] o1;
+  reg [15:0] o1 = 16'h0000;
+  output [15:0] o2;
+  reg [15:0] o2 = 16'h0000;
+  output [15:0] o3;
+  reg [15:0] o3 = 16'h0000;
   input [63:0] p;
   wire [63:0] p;
-  output [15:0] \port$3877$0 ;
-  wire [15:0] \port$3877$0 ;
-  output [15:0] \port$4033$0 ;
-  wire [15:0] \port$4033$0 ;
-  output [15:0] \port$4189$0 ;
-  wire [15:0] \port$4189$0 ;
-  output [15:0] \port$4345$0 ;
-  wire [15:0] \port$4345$0 ;
-  input [15:0] \port$5051$128 ;
-  wire [15:0] \port$5051$128 ;
-  input [15:0] \port$5051$176 ;
-  wire [15:0] \port$5051$176 ;
-  input [15:0] \port$5051$32 ;
-  wire [15:0] \port$5051$32 ;
-  input [15:0] \port$5051$80 ;
-  wire [15:0] \port$5051$80 ;
+  reg [31:0] partial0 = 32'd0;
+  reg [31:0] partial1 = 32'd0;
+  reg [31:0] partial2 = 32'd0;
+  reg [31:0] partial3 = 32'd0;
+  input [15:0] \port$4568$128 ;
+  wire [15:0] \port$4568$128 ;
+  input [15:0] \port$4568$176 ;
+  wire [15:0] \port$4568$176 ;
+  input [15:0] \port$4568$32 ;
+  wire [15:0] \port$4568$32 ;
+  input [15:0] \port$4568$80 ;
+  wire [15:0] \port$4568$80 ;
+  reg [31:0] prod0 = 32'd0;
+  reg [31:0] prod1 = 32'd0;
+  reg [31:0] prod2 = 32'd0;
+  reg [31:0] prod3 = 32'd0;
+  reg [15:0] res0_1 = 16'h0000;
+  reg [15:0] res0_2 = 16'h0000;
+  reg [15:0] res0_3 = 16'h0000;
+  reg [15:0] res1_1 = 16'h0000;
+  reg [15:0] res1_2 = 16'h0000;
+  reg [15:0] res1_3 = 16'h0000;
+  reg [15:0] res2_1 = 16'h0000;
+  reg [15:0] res2_2 = 16'h0000;
+  reg [15:0] res2_3 = 16'h0000;
+  reg [15:0] res3_1 = 16'h0000;
+  reg [15:0] res3_2 = 16'h0000;
+  reg [15:0] res3_3 = 16'h0000;
   input [63:0] residual;
   wire [63:0] residual;
   input rnd;
   wire rnd;
+  input rst;
+  wire rst;
   input [63:0] scale;
   wire [63:0] scale;
   input [5:0] shift;
   wire [5:0] shift;
   input use_residual;
   wire use_residual;
-  assign \$376  = ! shift;
-  assign \$377  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$378  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$379  = ! shift;
-  assign \$380  = shift - 1'h1;
-  assign \$381  = \$379  ? 6'h00 : \$380 [5:0];
-  assign \$382  = $signed(\$378 ) >>> \$381 ;
-  assign \$383  = $signed(\$382 ) + $signed({ 1'h0, rnd });
-  assign \$385  = \$376  ? \$377  : \$384 [31:0];
-  assign \$386  = $signed(\$385 ) + $signed(\port$5051$128 );
-  assign \$387  = \$375  ? 16'h8000 : \$386 [15:0];
-  assign \$388  = \$363  ? 16'h7fff : \$387 ;
-  assign \$389  = $signed(\$388 ) + $signed(residual[47:32]);
-  assign \$390  = $signed(\$389 ) < $signed(16'h8000);
-  assign \$391  = ! shift;
-  assign \$392  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$393  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$394  = ! shift;
-  assign \$395  = shift - 1'h1;
-  assign \$396  = \$394  ? 6'h00 : \$395 [5:0];
-  assign \$397  = $signed(\$393 ) >>> \$396 ;
-  assign \$398  = $signed(\$397 ) + $signed({ 1'h0, rnd });
-  assign \$400  = \$391  ? \$392  : \$399 [31:0];
-  assign \$401  = $signed(\$400 ) + $signed(\port$5051$128 );
-  assign \$402  = $signed(\$401 ) > $signed(16'h7fff);
-  assign \$403  = ! shift;
-  assign \$404  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$405  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$406  = ! shift;
-  assign \$407  = shift - 1'h1;
-  assign \$408  = \$406  ? 6'h00 : \$407 [5:0];
-  assign \$409  = $signed(\$405 ) >>> \$408 ;
-  assign \$410  = $signed(\$409 ) + $signed({ 1'h0, rnd });
-  assign \$412  = \$403  ? \$404  : \$411 [31:0];
-  assign \$413  = $signed(\$412 ) + $signed(\port$5051$128 );
-  assign \$414  = $signed(\$413 ) < $signed(16'h8000);
-  assign \$415  = ! shift;
-  assign \$416  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$417  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$418  = ! shift;
-  assign \$419  = shift - 1'h1;
-  assign \$420  = \$418  ? 6'h00 : \$419 [5:0];
-  assign \$421  = $signed(\$417 ) >>> \$420 ;
-  assign \$422  = $signed(\$421 ) + $signed({ 1'h0, rnd });
-  assign \$424  = \$415  ? \$416  : \$423 [31:0];
-  assign \$425  = $signed(\$424 ) + $signed(\port$5051$128 );
-  assign \$426  = \$414  ? 16'h8000 : \$425 [15:0];
-  assign \$427  = \$402  ? 16'h7fff : \$426 ;
-  assign \$428  = $signed(\$427 ) + $signed(residual[47:32]);
-  assign \$429  = \$390  ? 16'h8000 : \$428 [15:0];
-  assign \$430  = \$351  ? 16'h7fff : \$429 ;
-  assign \$431  = ! shift;
-  assign \$432  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$433  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$434  = ! shift;
-  assign \$435  = shift - 1'h1;
-  assign \$436  = \$434  ? 6'h00 : \$435 [5:0];
-  assign \$437  = $signed(\$433 ) >>> \$436 ;
-  assign \$438  = $signed(\$437 ) + $signed({ 1'h0, rnd });
-  assign \$440  = \$431  ? \$432  : \$439 [31:0];
-  assign \$441  = $signed(\$440 ) + $signed(\port$5051$128 );
-  assign \$442  = $signed(\$441 ) > $signed(16'h7fff);
-  assign \$443  = ! shift;
-  assign \$444  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$445  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$446  = ! shift;
-  assign \$447  = shift - 1'h1;
-  assign \$448  = \$446  ? 6'h00 : \$447 [5:0];
-  assign \$449  = $signed(\$445 ) >>> \$448 ;
-  assign \$450  = $signed(\$449 ) + $signed({ 1'h0, rnd });
-  assign \$452  = \$443  ? \$444  : \$451 [31:0];
-  assign \$453  = $signed(\$452 ) + $signed(\port$5051$128 );
-  assign \$454  = $signed(\$453 ) < $signed(16'h8000);
-  assign \$455  = ! shift;
-  assign \$456  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$457  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$458  = ! shift;
-  assign \$459  = shift - 1'h1;
-  assign \$460  = \$458  ? 6'h00 : \$459 [5:0];
-  assign \$461  = $signed(\$457 ) >>> \$460 ;
-  assign \$462  = $signed(\$461 ) + $signed({ 1'h0, rnd });
-  assign \$464  = \$455  ? \$456  : \$463 [31:0];
-  assign \$465  = $signed(\$464 ) + $signed(\port$5051$128 );
-  assign \$466  = \$454  ? 16'h8000 : \$465 [15:0];
-  assign \$467  = \$442  ? 16'h7fff : \$466 ;
-  assign \$468  = use_residual ? \$430  : \$467 ;
-  assign \$469  = ! shift;
-  assign \$470  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$471  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$472  = ! shift;
-  assign \$473  = shift - 1'h1;
-  assign \$474  = \$472  ? 6'h00 : \$473 [5:0];
-  assign \$475  = $signed(\$471 ) >>> \$474 ;
-  assign \$476  = $signed(\$475 ) + $signed({ 1'h0, rnd });
-  assign \$478  = \$469  ? \$470  : \$477 [31:0];
-  assign \$479  = $signed(\$478 ) + $signed(\port$5051$176 );
-  assign \$480  = $signed(\$479 ) > $signed(16'h7fff);
-  assign \$481  = ! shift;
-  assign \$482  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$483  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$484  = ! shift;
-  assign \$485  = shift - 1'h1;
-  assign \$486  = \$484  ? 6'h00 : \$485 [5:0];
-  assign \$487  = $signed(\$483 ) >>> \$486 ;
-  assign \$488  = $signed(\$487 ) + $signed({ 1'h0, rnd });
-  assign \$490  = \$481  ? \$482  : \$489 [31:0];
-  assign \$491  = $signed(\$490 ) + $signed(\port$5051$176 );
-  assign \$492  = $signed(\$491 ) < $signed(16'h8000);
-  assign \$493  = ! shift;
-  assign \$494  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$495  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$496  = ! shift;
-  assign \$497  = shift - 1'h1;
-  assign \$498  = \$496  ? 6'h00 : \$497 [5:0];
-  assign \$499  = $signed(\$495 ) >>> \$498 ;
-  assign \$500  = $signed(\$499 ) + $signed({ 1'h0, rnd });
-  assign \$502  = \$493  ? \$494  : \$501 [31:0];
-  assign \$503  = $signed(\$502 ) + $signed(\port$5051$176 );
-  assign \$504  = \$492  ? 16'h8000 : \$503 [15:0];
-  assign \$505  = \$480  ? 16'h7fff : \$504 ;
-  assign \$506  = $signed(\$505 ) + $signed(residual[63:48]);
-  assign \$507  = $signed(\$506 ) > $signed(16'h7fff);
-  assign \$508  = ! shift;
-  assign \$509  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$510  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$511  = ! shift;
-  assign \$512  = shift - 1'h1;
-  assign \$513  = \$511  ? 6'h00 : \$512 [5:0];
-  assign \$514  = $signed(\$510 ) >>> \$513 ;
-  assign \$515  = $signed(\$514 ) + $signed({ 1'h0, rnd });
-  assign \$517  = \$508  ? \$509  : \$516 [31:0];
-  assign \$518  = $signed(\$517 ) + $signed(\port$5051$176 );
-  assign \$519  = $signed(\$518 ) > $signed(16'h7fff);
-  assign \$520  = ! shift;
-  assign \$521  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$522  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$523  = ! shift;
-  assign \$524  = shift - 1'h1;
-  assign \$525  = \$523  ? 6'h00 : \$524 [5:0];
-  assign \$526  = $signed(\$522 ) >>> \$525 ;
-  assign \$527  = $signed(\$526 ) + $signed({ 1'h0, rnd });
-  assign \$529  = \$520  ? \$521  : \$528 [31:0];
-  assign \$530  = $signed(\$529 ) + $signed(\port$5051$176 );
-  assign \$531  = $signed(\$530 ) < $signed(16'h8000);
-  assign \$532  = ! shift;
-  assign \$533  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$534  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$535  = ! shift;
-  assign \$536  = shift - 1'h1;
-  assign \$537  = \$535  ? 6'h00 : \$536 [5:0];
-  assign \$538  = $signed(\$534 ) >>> \$537 ;
-  assign \$539  = $signed(\$538 ) + $signed({ 1'h0, rnd });
-  assign \$541  = \$532  ? \$533  : \$540 [31:0];
-  assign \$542  = $signed(\$541 ) + $signed(\port$5051$176 );
-  assign \$543  = \$531  ? 16'h8000 : \$542 [15:0];
-  assign \$544  = \$519  ? 16'h7fff : \$543 ;
-  assign \$545  = $signed(\$544 ) + $signed(residual[63:48]);
-  assign \$546  = $signed(\$545 ) < $signed(16'h8000);
-  assign \$547  = ! shift;
-  assign \$548  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$549  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$550  = ! shift;
-  assign \$551  = shift - 1'h1;
-  assign \$552  = \$550  ? 6'h00 : \$551 [5:0];
-  assign \$553  = $signed(\$549 ) >>> \$552 ;
-  assign \$554  = $signed(\$553 ) + $signed({ 1'h0, rnd });
-  assign \$556  = \$547  ? \$548  : \$555 [31:0];
-  assign \$557  = $signed(\$556 ) + $signed(\port$5051$176 );
-  assign \$558  = $signed(\$557 ) > $signed(16'h7fff);
-  assign \$559  = ! shift;
-  assign \$560  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$561  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$562  = ! shift;
-  assign \$563  = shift - 1'h1;
-  assign \$564  = \$562  ? 6'h00 : \$563 [5:0];
-  assign \$565  = $signed(\$561 ) >>> \$564 ;
-  assign \$566  = $signed(\$565 ) + $signed({ 1'h0, rnd });
-  assign \$568  = \$559  ? \$560  : \$567 [31:0];
-  assign \$569  = $signed(\$568 ) + $signed(\port$5051$176 );
-  assign \$570  = $signed(\$569 ) < $signed(16'h8000);
-  assign \$571  = ! shift;
-  assign \$572  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$573  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$574  = ! shift;
-  assign \$575  = shift - 1'h1;
-  assign \$576  = \$574  ? 6'h00 : \$575 [5:0];
-  assign \$577  = $signed(\$573 ) >>> \$576 ;
-  assign \$578  = $signed(\$577 ) + $signed({ 1'h0, rnd });
-  assign \$580  = \$571  ? \$572  : \$579 [31:0];
-  assign \$581  = $signed(\$580 ) + $signed(\port$5051$176 );
-  assign \$582  = \$570  ? 16'h8000 : \$581 [15:0];
-  assign \$583  = \$558  ? 16'h7fff : \$582 ;
-  assign \$584  = $signed(\$583 ) + $signed(residual[63:48]);
-  assign \$585  = \$546  ? 16'h8000 : \$584 [15:0];
-  assign \$586  = \$507  ? 16'h7fff : \$585 ;
-  assign \$587  = ! shift;
-  assign \$588  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$589  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$590  = ! shift;
-  assign \$591  = shift - 1'h1;
-  assign \$592  = \$590  ? 6'h00 : \$591 [5:0];
-  assign \$593  = $signed(\$589 ) >>> \$592 ;
-  assign \$594  = $signed(\$593 ) + $signed({ 1'h0, rnd });
-  assign \$596  = \$587  ? \$588  : \$595 [31:0];
-  assign \$597  = $signed(\$596 ) + $signed(\port$5051$176 );
-  assign \$598  = $signed(\$597 ) > $signed(16'h7fff);
-  assign \$599  = ! shift;
-  assign \$600  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$601  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$602  = ! shift;
-  assign \$603  = shift - 1'h1;
-  assign \$604  = \$602  ? 6'h00 : \$603 [5:0];
-  assign \$605  = $signed(\$601 ) >>> \$604 ;
-  assign \$606  = $signed(\$605 ) + $signed({ 1'h0, rnd });
-  assign \$608  = \$599  ? \$600  : \$607 [31:0];
-  assign \$609  = $signed(\$608 ) + $signed(\port$5051$176 );
-  assign \$610  = $signed(\$609 ) < $signed(16'h8000);
-  assign \$611  = ! shift;
-  assign \$612  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$613  = $signed(p[63:48]) * $signed(scale[63:48]);
-  assign \$614  = ! shift;
-  assign \$615  = shift - 1'h1;
-  assign \$616  = \$614  ? 6'h00 : \$615 [5:0];
-  assign \$617  = $signed(\$613 ) >>> \$616 ;
-  assign \$618  = $signed(\$617 ) + $signed({ 1'h0, rnd });
-  assign \$620  = \$611  ? \$612  : \$619 [31:0];
-  assign \$621  = $signed(\$620 ) + $signed(\port$5051$176 );
-  assign \$622  = \$610  ? 16'h8000 : \$621 [15:0];
-  assign \$623  = \$598  ? 16'h7fff : \$622 ;
-  assign \$624  = use_residual ? \$586  : \$623 ;
-  assign \$1  = ! shift;
-  assign \$2  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$3  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$4  = ! shift;
-  assign \$5  = shift - 1'h1;
-  assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
-  assign \$7  = $signed(\$3 ) >>> \$6 ;
-  assign \$8  = $signed(\$7 ) + $signed({ 1'h0, rnd });
-  assign \$10  = \$1  ? \$2  : \$9 [31:0];
-  assign \$11  = $signed(\$10 ) + $signed(\port$5051$32 );
-  assign \$12  = $signed(\$11 ) > $signed(16'h7fff);
-  assign \$13  = ! shift;
-  assign \$14  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$15  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$16  = ! shift;
-  assign \$17  = shift - 1'h1;
-  assign \$18  = \$16  ? 6'h00 : \$17 [5:0];
-  assign \$19  = $signed(\$15 ) >>> \$18 ;
-  assign \$20  = $signed(\$19 ) + $signed({ 1'h0, rnd });
-  assign \$22  = \$13  ? \$14  : \$21 [31:0];
-  assign \$23  = $signed(\$22 ) + $signed(\port$5051$32 );
-  assign \$24  = $signed(\$23 ) < $signed(16'h8000);
-  assign \$25  = ! shift;
-  assign \$26  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$27  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$28  = ! shift;
-  assign \$29  = shift - 1'h1;
-  assign \$30  = \$28  ? 6'h00 : \$29 [5:0];
-  assign \$31  = $signed(\$27 ) >>> \$30 ;
-  assign \$32  = $signed(\$31 ) + $signed({ 1'h0, rnd });
-  assign \$34  = \$25  ? \$26  : \$33 [31:0];
-  assign \$35  = $signed(\$34 ) + $signed(\port$5051$32 );
-  assign \$36  = \$24  ? 16'h8000 : \$35 [15:0];
-  assign \$37  = \$12  ? 16'h7fff : \$36 ;
-  assign \$38  = $signed(\$37 ) + $signed(residual[15:0]);
-  assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = ! shift;
-  assign \$41  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$42  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$43  = ! shift;
-  assign \$44  = shift - 1'h1;
-  assign \$45  = \$43  ? 6'h00 : \$44 [5:0];
-  assign \$46  = $signed(\$42 ) >>> \$45 ;
-  assign \$47  = $signed(\$46 ) + $signed({ 1'h0, rnd });
-  assign \$49  = \$40  ? \$41  : \$48 [31:0];
-  assign \$50  = $signed(\$49 ) + $signed(\port$5051$32 );
-  assign \$51  = $signed(\$50 ) > $signed(16'h7fff);
-  assign \$52  = ! shift;
-  assign \$53  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$54  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$55  = ! shift;
-  assign \$56  = shift - 1'h1;
-  assign \$57  = \$55  ? 6'h00 : \$56 [5:0];
-  assign \$58  = $signed(\$54 ) >>> \$57 ;
-  assign \$59  = $signed(\$58 ) + $signed({ 1'h0, rnd });
-  assign \$61  = \$52  ? \$53  : \$60 [31:0];
-  assign \$62  = $signed(\$61 ) + $signed(\port$5051$32 );
-  assign \$63  = $signed(\$62 ) < $signed(16'h8000);
-  assign \$64  = ! shift;
-  assign \$65  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$66  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$67  = ! shift;
-  assign \$68  = shift - 1'h1;
-  assign \$69  = \$67  ? 6'h00 : \$68 [5:0];
-  assign \$70  = $signed(\$66 ) >>> \$69 ;
-  assign \$71  = $signed(\$70 ) + $signed({ 1'h0, rnd });
-  assign \$73  = \$64  ? \$65  : \$72 [31:0];
-  assign \$74  = $signed(\$73 ) + $signed(\port$5051$32 );
-  assign \$75  = \$63  ? 16'h8000 : \$74 [15:0];
-  assign \$76  = \$51  ? 16'h7fff : \$75 ;
-  assign \$77  = $signed(\$76 ) + $signed(residual[15:0]);
-  assign \$78  = $signed(\$77 ) < $signed(16'h8000);
-  assign \$79  = ! shift;
-  assign \$80  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$81  = $signed(p[15:0]) * $signed(scale[15:0]);
+  assign \$1  = $signed(p[15:0]) * $signed(scale[15:0]);
+  assign \$2  = ! shift;
+  assign \$3  = shift - 1'h1;
+  assign \$4  = \$2  ? 6'h00 : \$3 [5:0];
+  assign \$5  = $signed(prod0) >>> \$4 ;
+  assign \$6  = ! shift;
+  assign \$7  = $signed(partial0) + $signed({ 1'h0, rnd });
+  assign \$9  = \$6  ? partial0 : \$8 [31:0];
+  assign \$10  = $signed(\$9 ) + $signed(bias0_2);
+  assign \$11  = $signed(\$10 ) > $signed(16'h7fff);
+  assign \$12  = ! shift;
+  assign \$13  = $signed(partial0) + $signed({ 1'h0, rnd });
+  assign \$15  = \$12  ? partial0 : \$14 [31:0];
+  assign \$16  = $signed(\$15 ) + $signed(bias0_2);
+  assign \$17  = $signed(\$16 ) < $signed(16'h8000);
+  assign \$18  = ! shift;
+  assign \$19  = $signed(partial0) + $signed({ 1'h0, rnd });
+  assign \$21  = \$18  ? partial0 : \$20 [31:0];
+  assign \$22  = $signed(\$21 ) + $signed(bias0_2);
+  assign \$23  = \$17  ? 16'h8000 : \$22 [15:0];
+  assign \$24  = \$11  ? 16'h7fff : \$23 ;
+  assign \$25  = $signed(cur0) + $signed(res0_3);
+  assign \$26  = $signed(\$25 ) > $signed(16'h7fff);
+  assign \$27  = $signed(cur0) + $signed(res0_3);
+  assign \$28  = $signed(\$27 ) < $signed(16'h8000);
+  assign \$29  = $signed(cur0) + $signed(res0_3);
+  assign \$30  = \$28  ? 16'h8000 : \$29 [15:0];
+  assign \$31  = \$26  ? 16'h7fff : \$30 ;
+  assign \$32  = use_residual ? \$31  : cur0;
+  assign \$33  = $signed(p[31:16]) * $signed(scale[31:16]);
+  assign \$34  = ! shift;
+  assign \$35  = shift - 1'h1;
+  assign \$36  = \$34  ? 6'h00 : \$35 [5:0];
+  assign \$37  = $signed(prod1) >>> \$36 ;
+  assign \$38  = ! shift;
+  assign \$39  = $signed(partial1) + $signed({ 1'h0, rnd });
+  assign \$41  = \$38  ? partial1 : \$40 [31:0];
+  assign \$42  = $signed(\$41 ) + $signed(bias1_2);
+  assign \$43  = $signed(\$42 ) > $signed(16'h7fff);
+  assign \$44  = ! shift;
+  assign \$45  = $signed(partial1) + $signed({ 1'h0, rnd });
+  assign \$47  = \$44  ? partial1 : \$46 [31:0];
+  assign \$48  = $signed(\$47 ) + $signed(bias1_2);
+  assign \$49  = $signed(\$48 ) < $signed(16'h8000);
+  assign \$50  = ! shift;
+  assign \$51  = $signed(partial1) + $signed({ 1'h0, rnd });
+  assign \$53  = \$50  ? partial1 : \$52 [31:0];
+  assign \$54  = $signed(\$53 ) + $signed(bias1_2);
+  assign \$55  = \$49  ? 16'h8000 : \$54 [15:0];
+  assign \$56  = \$43  ? 16'h7fff : \$55 ;
+  assign \$57  = $signed(cur1) + $signed(res1_3);
+  assign \$58  = $signed(\$57 ) > $signed(16'h7fff);
+  assign \$59  = $signed(cur1) + $signed(res1_3);
+  assign \$60  = $signed(\$59 ) < $signed(16'h8000);
+  assign \$61  = $signed(cur1) + $signed(res1_3);
+  assign \$62  = \$60  ? 16'h8000 : \$61 [15:0];
+  assign \$63  = \$58  ? 16'h7fff : \$62 ;
+  assign \$64  = use_residual ? \$63  : cur1;
+  assign \$65  = $signed(p[47:32]) * $signed(scale[47:32]);
+  assign \$66  = ! shift;
+  assign \$67  = shift - 1'h1;
+  assign \$68  = \$66  ? 6'h00 : \$67 [5:0];
+  assign \$69  = $signed(prod2) >>> \$68 ;
+  assign \$70  = ! shift;
+  assign \$71  = $signed(partial2) + $signed({ 1'h0, rnd });
+  assign \$73  = \$70  ? partial2 : \$72 [31:0];
+  assign \$74  = $signed(\$73 ) + $signed(bias2_2);
+  assign \$75  = $signed(\$74 ) > $signed(16'h7fff);
+  assign \$76  = ! shift;
+  assign \$77  = $signed(partial2) + $signed({ 1'h0, rnd });
+  assign \$79  = \$76  ? partial2 : \$78 [31:0];
+  assign \$80  = $signed(\$79 ) + $signed(bias2_2);
+  assign \$81  = $signed(\$80 ) < $signed(16'h8000);
   assign \$82  = ! shift;
-  assign \$83  = shift - 1'h1;
-  assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
-  assign \$85  = $signed(\$81 ) >>> \$84 ;
-  assign \$86  = $signed(\$85 ) + $signed({ 1'h0, rnd });
-  assign \$88  = \$79  ? \$80  : \$87 [31:0];
-  assign \$89  = $signed(\$88 ) + $signed(\port$5051$32 );
+  assign \$83  = $signed(partial2) + $signed({ 1'h0, rnd });
+  assign \$85  = \$82  ? partial2 : \$84 [31:0];
+  assign \$86  = $signed(\$85 ) + $signed(bias2_2);
+  assign \$87  = \$81  ? 16'h8000 : \$86 [15:0];
+  assign \$88  = \$75  ? 16'h7fff : \$87 ;
+  assign \$89  = $signed(cur2) + $signed(res2_3);
   assign \$90  = $signed(\$89 ) > $signed(16'h7fff);
-  assign \$91  = ! shift;
-  assign \$92  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$93  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$94  = ! shift;
-  assign \$95  = shift - 1'h1;
-  assign \$96  = \$94  ? 6'h00 : \$95 [5:0];
-  assign \$97  = $signed(\$93 ) >>> \$96 ;
-  assign \$98  = $signed(\$97 ) + $signed({ 1'h0, rnd });
-  assign \$100  = \$91  ? \$92  : \$99 [31:0];
-  assign \$101  = $signed(\$100 ) + $signed(\port$5051$32 );
-  assign \$102  = $signed(\$101 ) < $signed(16'h8000);
-  assign \$103  = ! shift;
-  assign \$104  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$105  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$106  = ! shift;
-  assign \$107  = shift - 1'h1;
-  assign \$108  = \$106  ? 6'h00 : \$107 [5:0];
-  assign \$109  = $signed(\$105 ) >>> \$108 ;
-  assign \$110  = $signed(\$109 ) + $signed({ 1'h0, rnd });
-  assign \$112  = \$103  ? \$104  : \$111 [31:0];
-  assign \$113  = $signed(\$112 ) + $signed(\port$5051$32 );
-  assign \$114  = \$102  ? 16'h8000 : \$113 [15:0];
-  assign \$115  = \$90  ? 16'h7fff : \$114 ;
-  assign \$116  = $signed(\$115 ) + $signed(residual[15:0]);
-  assign \$117  = \$78  ? 16'h8000 : \$116 [15:0];
-  assign \$118  = \$39  ? 16'h7fff : \$117 ;
-  assign \$119  = ! shift;
-  assign \$120  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$121  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$122  = ! shift;
-  assign \$123  = shift - 1'h1;
-  assign \$124  = \$122  ? 6'h00 : \$123 [5:0];
-  assign \$125  = $signed(\$121 ) >>> \$124 ;
-  assign \$126  = $signed(\$125 ) + $signed({ 1'h0, rnd });
-  assign \$128  = \$119  ? \$120  : \$127 [31:0];
-  assign \$129  = $signed(\$128 ) + $signed(\port$5051$32 );
-  assign \$130  = $signed(\$129 ) > $signed(16'h7fff);
-  assign \$131  = ! shift;
-  assign \$132  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$133  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$134  = ! shift;
-  assign \$135  = shift - 1'h1;
-  assign \$136  = \$134  ? 6'h00 : \$135 [5:0];
-  assign \$137  = $signed(\$133 ) >>> \$136 ;
-  assign \$138  = $signed(\$137 ) + $signed({ 1'h0, rnd });
-  assign \$140  = \$131  ? \$132  : \$139 [31:0];
-  assign \$141  = $signed(\$140 ) + $signed(\port$5051$32 );
-  assign \$142  = $signed(\$141 ) < $signed(16'h8000);
-  assign \$143  = ! shift;
-  assign \$144  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$145  = $signed(p[15:0]) * $signed(scale[15:0]);
-  assign \$146  = ! shift;
-  assign \$147  = shift - 1'h1;
-  assign \$148  = \$146  ? 6'h00 : \$147 [5:0];
-  assign \$149  = $signed(\$145 ) >>> \$148 ;
-  assign \$150  = $signed(\$149 ) + $signed({ 1'h0, rnd });
-  assign \$152  = \$143  ? \$144  : \$151 [31:0];
-  assign \$153  = $signed(\$152 ) + $signed(\port$5051$32 );
-  assign \$154  = \$142  ? 16'h8000 : \$153 [15:0];
-  assign \$155  = \$130  ? 16'h7fff : \$154 ;
-  assign \$156  = use_residual ? \$118  : \$155 ;
-  assign \$157  = ! shift;
-  assign \$158  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$159  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$160  = ! shift;
-  assign \$161  = shift - 1'h1;
-  assign \$162  = \$160  ? 6'h00 : \$161 [5:0];
-  assign \$163  = $signed(\$159 ) >>> \$162 ;
-  assign \$164  = $signed(\$163 ) + $signed({ 1'h0, rnd });
-  assign \$166  = \$157  ? \$158  : \$165 [31:0];
-  assign \$167  = $signed(\$166 ) + $signed(\port$5051$80 );
-  assign \$168  = $signed(\$167 ) > $signed(16'h7fff);
-  assign \$169  = ! shift;
-  assign \$170  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$171  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$172  = ! shift;
-  assign \$173  = shift - 1'h1;
-  assign \$174  = \$172  ? 6'h00 : \$173 [5:0];
-  assign \$175  = $signed(\$171 ) >>> \$174 ;
-  assign \$176  = $signed(\$175 ) + $signed({ 1'h0, rnd });
-  assign \$178  = \$169  ? \$170  : \$177 [31:0];
-  assign \$179  = $signed(\$178 ) + $signed(\port$5051$80 );
-  assign \$180  = $signed(\$179 ) < $signed(16'h8000);
-  assign \$181  = ! shift;
-  assign \$182  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$183  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$184  = ! shift;
-  assign \$185  = shift - 1'h1;
-  assign \$186  = \$184  ? 6'h00 : \$185 [5:0];
-  assign \$187  = $signed(\$183 ) >>> \$186 ;
-  assign \$188  = $signed(\$187 ) + $signed({ 1'h0, rnd });
-  assign \$190  = \$181  ? \$182  : \$189 [31:0];
-  assign \$191  = $signed(\$190 ) + $signed(\port$5051$80 );
-  assign \$192  = \$180  ? 16'h8000 : \$191 [15:0];
-  assign \$193  = \$168  ? 16'h7fff : \$192 ;
-  assign \$194  = $signed(\$193 ) + $signed(residual[31:16]);
-  assign \$195  = $signed(\$194 ) > $signed(16'h7fff);
-  assign \$196  = ! shift;
-  assign \$197  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$198  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$199  = ! shift;
-  assign \$200  = shift - 1'h1;
-  assign \$201  = \$199  ? 6'h00 : \$200 [5:0];
-  assign \$202  = $signed(\$198 ) >>> \$201 ;
-  assign \$203  = $signed(\$202 ) + $signed({ 1'h0, rnd });
-  assign \$205  = \$196  ? \$197  : \$204 [31:0];
-  assign \$206  = $signed(\$205 ) + $signed(\port$5051$80 );
-  assign \$207  = $signed(\$206 ) > $signed(16'h7fff);
-  assign \$208  = ! shift;
-  assign \$209  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$210  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$211  = ! shift;
-  assign \$212  = shift - 1'h1;
-  assign \$213  = \$211  ? 6'h00 : \$212 [5:0];
-  assign \$214  = $signed(\$210 ) >>> \$213 ;
-  assign \$215  = $signed(\$214 ) + $signed({ 1'h0, rnd });
-  assign \$217  = \$208  ? \$209  : \$216 [31:0];
-  assign \$218  = $signed(\$217 ) + $signed(\port$5051$80 );
-  assign \$219  = $signed(\$218 ) < $signed(16'h8000);
-  assign \$220  = ! shift;
-  assign \$221  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$222  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$223  = ! shift;
-  assign \$224  = shift - 1'h1;
-  assign \$225  = \$223  ? 6'h00 : \$224 [5:0];
-  assign \$226  = $signed(\$222 ) >>> \$225 ;
-  assign \$227  = $signed(\$226 ) + $signed({ 1'h0, rnd });
-  assign \$229  = \$220  ? \$221  : \$228 [31:0];
-  assign \$230  = $signed(\$229 ) + $signed(\port$5051$80 );
-  assign \$231  = \$219  ? 16'h8000 : \$230 [15:0];
-  assign \$232  = \$207  ? 16'h7fff : \$231 ;
-  assign \$233  = $signed(\$232 ) + $signed(residual[31:16]);
-  assign \$234  = $signed(\$233 ) < $signed(16'h8000);
-  assign \$235  = ! shift;
-  assign \$236  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$237  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$238  = ! shift;
-  assign \$239  = shift - 1'h1;
-  assign \$240  = \$238  ? 6'h00 : \$239 [5:0];
-  assign \$241  = $signed(\$237 ) >>> \$240 ;
-  assign \$242  = $signed(\$241 ) + $signed({ 1'h0, rnd });
-  assign \$244  = \$235  ? \$236  : \$243 [31:0];
-  assign \$245  = $signed(\$244 ) + $signed(\port$5051$80 );
-  assign \$246  = $signed(\$245 ) > $signed(16'h7fff);
-  assign \$247  = ! shift;
-  assign \$248  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$249  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$250  = ! shift;
-  assign \$251  = shift - 1'h1;
-  assign \$252  = \$250  ? 6'h00 : \$251 [5:0];
-  assign \$253  = $signed(\$249 ) >>> \$252 ;
-  assign \$254  = $signed(\$253 ) + $signed({ 1'h0, rnd });
-  assign \$256  = \$247  ? \$248  : \$255 [31:0];
-  assign \$257  = $signed(\$256 ) + $signed(\port$5051$80 );
-  assign \$258  = $signed(\$257 ) < $signed(16'h8000);
-  assign \$259  = ! shift;
-  assign \$260  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$261  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$262  = ! shift;
-  assign \$263  = shift - 1'h1;
-  assign \$264  = \$262  ? 6'h00 : \$263 [5:0];
-  assign \$265  = $signed(\$261 ) >>> \$264 ;
-  assign \$266  = $signed(\$265 ) + $signed({ 1'h0, rnd });
-  assign \$268  = \$259  ? \$260  : \$267 [31:0];
-  assign \$269  = $signed(\$268 ) + $signed(\port$5051$80 );
-  assign \$270  = \$258  ? 16'h8000 : \$269 [15:0];
-  assign \$271  = \$246  ? 16'h7fff : \$270 ;
-  assign \$272  = $signed(\$271 ) + $signed(residual[31:16]);
-  assign \$273  = \$234  ? 16'h8000 : \$272 [15:0];
-  assign \$274  = \$195  ? 16'h7fff : \$273 ;
-  assign \$275  = ! shift;
-  assign \$276  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$277  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$278  = ! shift;
-  assign \$279  = shift - 1'h1;
-  assign \$280  = \$278  ? 6'h00 : \$279 [5:0];
-  assign \$281  = $signed(\$277 ) >>> \$280 ;
-  assign \$282  = $signed(\$281 ) + $signed({ 1'h0, rnd });
-  assign \$284  = \$275  ? \$276  : \$283 [31:0];
-  assign \$285  = $signed(\$284 ) + $signed(\port$5051$80 );
-  assign \$286  = $signed(\$285 ) > $signed(16'h7fff);
-  assign \$287  = ! shift;
-  assign \$288  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$289  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$290  = ! shift;
-  assign \$291  = shift - 1'h1;
-  assign \$292  = \$290  ? 6'h00 : \$291 [5:0];
-  assign \$293  = $signed(\$289 ) >>> \$292 ;
-  assign \$294  = $signed(\$293 ) + $signed({ 1'h0, rnd });
-  assign \$296  = \$287  ? \$288  : \$295 [31:0];
-  assign \$297  = $signed(\$296 ) + $signed(\port$5051$80 );
-  assign \$298  = $signed(\$297 ) < $signed(16'h8000);
-  assign \$299  = ! shift;
-  assign \$300  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$301  = $signed(p[31:16]) * $signed(scale[31:16]);
-  assign \$302  = ! shift;
-  assign \$303  = shift - 1'h1;
-  assign \$304  = \$302  ? 6'h00 : \$303 [5:0];
-  assign \$305  = $signed(\$301 ) >>> \$304 ;
-  assign \$306  = $signed(\$305 ) + $signed({ 1'h0, rnd });
-  assign \$308  = \$299  ? \$300  : \$307 [31:0];
-  assign \$309  = $signed(\$308 ) + $signed(\port$5051$80 );
-  assign \$310  = \$298  ? 16'h8000 : \$309 [15:0];
-  assign \$311  = \$286  ? 16'h7fff : \$310 ;
-  assign \$312  = use_residual ? \$274  : \$311 ;
-  assign \$313  = ! shift;
-  assign \$314  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$315  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$316  = ! shift;
-  assign \$317  = shift - 1'h1;
-  assign \$318  = \$316  ? 6'h00 : \$317 [5:0];
-  assign \$319  = $signed(\$315 ) >>> \$318 ;
-  assign \$320  = $signed(\$319 ) + $signed({ 1'h0, rnd });
-  assign \$322  = \$313  ? \$314  : \$321 [31:0];
-  assign \$323  = $signed(\$322 ) + $signed(\port$5051$128 );
-  assign \$324  = $signed(\$323 ) > $signed(16'h7fff);
-  assign \$325  = ! shift;
-  assign \$326  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$327  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$328  = ! shift;
-  assign \$329  = shift - 1'h1;
-  assign \$330  = \$328  ? 6'h00 : \$329 [5:0];
-  assign \$331  = $signed(\$327 ) >>> \$330 ;
-  assign \$332  = $signed(\$331 ) + $signed({ 1'h0, rnd });
-  assign \$334  = \$325  ? \$326  : \$333 [31:0];
-  assign \$335  = $signed(\$334 ) + $signed(\port$5051$128 );
-  assign \$336  = $signed(\$335 ) < $signed(16'h8000);
-  assign \$337  = ! shift;
-  assign \$338  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$339  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$340  = ! shift;
-  assign \$341  = shift - 1'h1;
-  assign \$342  = \$340  ? 6'h00 : \$341 [5:0];
-  assign \$343  = $signed(\$339 ) >>> \$342 ;
-  assign \$344  = $signed(\$343 ) + $signed({ 1'h0, rnd });
-  assign \$346  = \$337  ? \$338  : \$345 [31:0];
-  assign \$347  = $signed(\$346 ) + $signed(\port$5051$128 );
-  assign \$348  = \$336  ? 16'h8000 : \$347 [15:0];
-  assign \$349  = \$324  ? 16'h7fff : \$348 ;
-  assign \$350  = $signed(\$349 ) + $signed(residual[47:32]);
-  assign \$351  = $signed(\$350 ) > $signed(16'h7fff);
-  assign \$352  = ! shift;
-  assign \$353  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$354  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$355  = ! shift;
-  assign \$356  = shift - 1'h1;
-  assign \$357  = \$355  ? 6'h00 : \$356 [5:0];
-  assign \$358  = $signed(\$354 ) >>> \$357 ;
-  assign \$359  = $signed(\$358 ) + $signed({ 1'h0, rnd });
-  assign \$361  = \$352  ? \$353  : \$360 [31:0];
-  assign \$362  = $signed(\$361 ) + $signed(\port$5051$128 );
-  assign \$363  = $signed(\$362 ) > $signed(16'h7fff);
-  assign \$364  = ! shift;
-  assign \$365  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$366  = $signed(p[47:32]) * $signed(scale[47:32]);
-  assign \$367  = ! shift;
-  assign \$368  = shift - 1'h1;
-  assign \$369  = \$367  ? 6'h00 : \$368 [5:0];
-  assign \$370  = $signed(\$366 ) >>> \$369 ;
-  assign \$371  = $signed(\$370 ) + $signed({ 1'h0, rnd });
-  assign \$373  = \$364  ? \$365  : \$372 [31:0];
-  assign \$374  = $signed(\$373 ) + $signed(\port$5051$128 );
-  assign \$375  = $signed(\$374 ) < $signed(16'h8000);
-  assign o = { \$624 , \$468 , \$312 , \$156  };
-  assign bias = { \port$5051$176 , \port$5051$128 , \port$5051$80 , \port$5051$32  };
-  assign \port$3877$0  = \$156 ;
-  assign \port$4033$0  = \$312 ;
-  assign \port$4189$0  = \$468 ;
-  assign \port$4345$0  = \$624 ;
-  assign \$9  = { \$8 [32], \$8 [32:1] };
-  assign \$21  = { \$20 [32], \$20 [32:1] };
-  assign \$33  = { \$32 [32], \$32 [32:1] };
-  assign \$48  = { \$47 [32], \$47 [32:1] };
-  assign \$60  = { \$59 [32], \$59 [32:1] };
+  assign \$91  = $signed(cur2) + $signed(res2_3);
+  assign \$92  = $signed(\$91 ) < $signed(16'h8000);
+  assign \$93  = $signed(cur2) + $signed(res2_3);
+  assign \$94  = \$92  ? 16'h8000 : \$93 [15:0];
+  assign \$95  = \$90  ? 16'h7fff : \$94 ;
+  assign \$96  = use_residual ? \$95  : cur2;
+  assign \$97  = $signed(p[63:48]) * $signed(scale[63:48]);
+  assign \$98  = ! shift;
+  assign \$99  = shift - 1'h1;
+  assign \$100  = \$98  ? 6'h00 : \$99 [5:0];
+  assign \$101  = $signed(prod3) >>> \$100 ;
+  assign \$102  = ! shift;
+  assign \$103  = $signed(partial3) + $signed({ 1'h0, rnd });
+  assign \$105  = \$102  ? partial3 : \$104 [31:0];
+  assign \$106  = $signed(\$105 ) + $signed(bias3_2);
+  assign \$107  = $signed(\$106 ) > $signed(16'h7fff);
+  assign \$108  = ! shift;
+  assign \$109  = $signed(partial3) + $signed({ 1'h0, rnd });
+  assign \$111  = \$108  ? partial3 : \$110 [31:0];
+  assign \$112  = $signed(\$111 ) + $signed(bias3_2);
+  assign \$113  = $signed(\$112 ) < $signed(16'h8000);
+  assign \$114  = ! shift;
+  assign \$115  = $signed(partial3) + $signed({ 1'h0, rnd });
+  assign \$117  = \$114  ? partial3 : \$116 [31:0];
+  assign \$118  = $signed(\$117 ) + $signed(bias3_2);
+  assign \$119  = \$113  ? 16'h8000 : \$118 [15:0];
+  assign \$120  = \$107  ? 16'h7fff : \$119 ;
+  assign \$121  = $signed(cur3) + $signed(res3_3);
+  assign \$122  = $signed(\$121 ) > $signed(16'h7fff);
+  assign \$123  = $signed(cur3) + $signed(res3_3);
+  assign \$124  = $signed(\$123 ) < $signed(16'h8000);
+  assign \$125  = $signed(cur3) + $signed(res3_3);
+  assign \$126  = \$124  ? 16'h8000 : \$125 [15:0];
+  assign \$127  = \$122  ? 16'h7fff : \$126 ;
+  assign \$128  = use_residual ? \$127  : cur3;
+  always @(posedge clk)
+    prod0 <= \$129 ;
+  always @(posedge clk)
+    bias0_1 <= \$130 ;
+  always @(posedge clk)
+    res0_1 <= \$131 ;
+  always @(posedge clk)
+    partial0 <= \$132 ;
+  always @(posedge clk)
+    bias0_2 <= \$133 ;
+  always @(posedge clk)
+    res0_2 <= \$134 ;
+  always @(posedge clk)
+    cur0 <= \$135 ;
+  always @(posedge clk)
+    res0_3 <= \$136 ;
+  always @(posedge clk)
+    o0 <= \$137 ;
+  always @(posedge clk)
+    prod1 <= \$138 ;
+  always @(posedge clk)
+    bias1_1 <= \$139 ;
+  always @(posedge clk)
+    res1_1 <= \$140 ;
+  always @(posedge clk)
+    partial1 <= \$141 ;
+  always @(posedge clk)
+    bias1_2 <= \$142 ;
+  always @(posedge clk)
+    res1_2 <= \$143 ;
+  always @(posedge clk)
+    cur1 <= \$144 ;
+  always @(posedge clk)
+    res1_3 <= \$145 ;
+  always @(posedge clk)
+    o1 <= \$146 ;
+  always @(posedge clk)
+    prod2 <= \$147 ;
+  always @(posedge clk)
+    bias2_1 <= \$148 ;
+  always @(posedge clk)
+    res2_1 <= \$149 ;
+  always @(posedge clk)
+    partial2 <= \$150 ;
+  always @(posedge clk)
+    bias2_2 <= \$151 ;
+  always @(posedge clk)
+    res2_2 <= \$152 ;
+  always @(posedge clk)
+    cur2 <= \$153 ;
+  always @(posedge clk)
+    res2_3 <= \$154 ;
+  always @(posedge clk)
+    o2 <= \$155 ;
+  always @(posedge clk)
+    prod3 <= \$156 ;
+  always @(posedge clk)
+    bias3_1 <= \$157 ;
+  always @(posedge clk)
+    res3_1 <= \$158 ;
+  always @(posedge clk)
+    partial3 <= \$159 ;
+  always @(posedge clk)
+    bias3_2 <= \$160 ;
+  always @(posedge clk)
+    res3_2 <= \$161 ;
+  always @(posedge clk)
+    cur3 <= \$162 ;
+  always @(posedge clk)
+    res3_3 <= \$163 ;
+  always @(posedge clk)
+    o3 <= \$164 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$129  = \$1 ;
+    if (rst) begin
+      \$129  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$130  = \port$4568$32 ;
+    if (rst) begin
+      \$130  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$131  = residual[15:0];
+    if (rst) begin
+      \$131  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$132  = \$5 ;
+    if (rst) begin
+      \$132  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$133  = bias0_1;
+    if (rst) begin
+      \$133  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$134  = res0_1;
+    if (rst) begin
+      \$134  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$135  = \$24 ;
+    if (rst) begin
+      \$135  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$136  = res0_2;
+    if (rst) begin
+      \$136  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$137  = \$32 ;
+    if (rst) begin
+      \$137  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$138  = \$33 ;
+    if (rst) begin
+      \$138  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$139  = \port$4568$80 ;
+    if (rst) begin
+      \$139  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$140  = residual[31:16];
+    if (rst) begin
+      \$140  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$141  = \$37 ;
+    if (rst) begin
+      \$141  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$142  = bias1_1;
+    if (rst) begin
+      \$142  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$143  = res1_1;
+    if (rst) begin
+      \$143  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$144  = \$56 ;
+    if (rst) begin
+      \$144  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$145  = res1_2;
+    if (rst) begin
+      \$145  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$146  = \$64 ;
+    if (rst) begin
+      \$146  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$147  = \$65 ;
+    if (rst) begin
+      \$147  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$148  = \port$4568$128 ;
+    if (rst) begin
+      \$148  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$149  = residual[47:32];
+    if (rst) begin
+      \$149  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$150  = \$69 ;
+    if (rst) begin
+      \$150  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$151  = bias2_1;
+    if (rst) begin
+      \$151  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$152  = res2_1;
+    if (rst) begin
+      \$152  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$153  = \$88 ;
+    if (rst) begin
+      \$153  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$154  = res2_2;
+    if (rst) begin
+      \$154  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$155  = \$96 ;
+    if (rst) begin
+      \$155  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$156  = \$97 ;
+    if (rst) begin
+      \$156  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$157  = \port$4568$176 ;
+    if (rst) begin
+      \$157  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$158  = residual[63:48];
+    if (rst) begin
+      \$158  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$159  = \$101 ;
+    if (rst) begin
+      \$159  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$160  = bias3_1;
+    if (rst) begin
+      \$160  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$161  = res3_1;
+    if (rst) begin
+      \$161  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$162  = \$120 ;
+    if (rst) begin
+      \$162  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$163  = res3_2;
+    if (rst) begin
+      \$163  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$164  = \$128 ;
+    if (rst) begin
+      \$164  = 16'h0000;
+    end
+  end
+  assign bias = { \port$4568$176 , \port$4568$128 , \port$4568$80 , \port$4568$32  };
+  assign o = { o3, o2, o1, o0 };
+  assign \$8  = { \$7 [32], \$7 [32:1] };
+  assign \$14  = { \$13 [32], \$13 [32:1] };
+  assign \$20  = { \$19 [32], \$19 [32:1] };
+  assign \$40  = { \$39 [32], \$39 [32:1] };
+  assign \$46  = { \$45 [32], \$45 [32:1] };
+  assign \$52  = { \$51 [32], \$51 [32:1] };
   assign \$72  = { \$71 [32], \$71 [32:1] };
-  assign \$87  = { \$86 [32], \$86 [32:1] };
-  assign \$99  = { \$98 [32], \$98 [32:1] };
-  assign \$111  = { \$110 [32], \$110 [32:1] };
-  assign \$127  = { \$126 [32], \$126 [32:1] };
-  assign \$139  = { \$138 [32], \$138 [32:1] };
-  assign \$151  = { \$150 [32], \$150 [32:1] };
-  assign \$165  = { \$164 [32], \$164 [32:1] };
-  assign \$177  = { \$176 [32], \$176 [32:1] };
-  assign \$189  = { \$188 [32], \$188 [32:1] };
-  assign \$204  = { \$203 [32], \$203 [32:1] };
-  assign \$216  = { \$215 [32], \$215 [32:1] };
-  assign \$228  = { \$227 [32], \$227 [32:1] };
-  assign \$243  = { \$242 [32], \$242 [32:1] };
-  assign \$255  = { \$254 [32], \$254 [32:1] };
-  assign \$267  = { \$266 [32], \$266 [32:1] };
-  assign \$283  = { \$282 [32], \$282 [32:1] };
-  assign \$295  = { \$294 [32], \$294 [32:1] };
-  assign \$307  = { \$306 [32], \$306 [32:1] };
-  assign \$321  = { \$320 [32], \$320 [32:1] };
-  assign \$333  = { \$332 [32], \$332 [32:1] };
-  assign \$345  = { \$344 [32], \$344 [32:1] };
-  assign \$360  = { \$359 [32], \$359 [32:1] };
-  assign \$372  = { \$371 [32], \$371 [32:1] };
-  assign \$384  = { \$383 [32], \$383 [32:1] };
-  assign \$399  = { \$398 [32], \$398 [32:1] };
-  assign \$411  = { \$410 [32], \$410 [32:1] };
-  assign \$423  = { \$422 [32], \$422 [32:1] };
-  assign \$439  = { \$438 [32], \$438 [32:1] };
-  assign \$451  = { \$450 [32], \$450 [32:1] };
-  assign \$463  = { \$462 [32], \$462 [32:1] };
-  assign \$477  = { \$476 [32], \$476 [32:1] };
-  assign \$489  = { \$488 [32], \$488 [32:1] };
-  assign \$501  = { \$500 [32], \$500 [32:1] };
-  assign \$516  = { \$515 [32], \$515 [32:1] };
-  assign \$528  = { \$527 [32], \$527 [32:1] };
-  assign \$540  = { \$539 [32], \$539 [32:1] };
-  assign \$555  = { \$554 [32], \$554 [32:1] };
-  assign \$567  = { \$566 [32], \$566 [32:1] };
-  assign \$579  = { \$578 [32], \$578 [32:1] };
-  assign \$595  = { \$594 [32], \$594 [32:1] };
-  assign \$607  = { \$606 [32], \$606 [32:1] };
-  assign \$619  = { \$618 [32], \$618 [32:1] };
+  assign \$78  = { \$77 [32], \$77 [32:1] };
+  assign \$84  = { \$83 [32], \$83 [32:1] };
+  assign \$104  = { \$103 [32], \$103 [32:1] };
+  assign \$110  = { \$109 [32], \$109 [32:1] };
+  assign \$116  = { \$115 [32], \$115 [32:1] };
 endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.cluster4 (rst, weights, operand, valid, first, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [15:0] \$1 ;
   wire [16:0] \$2 ;
   wire [15:0] \$3 ;
@@ -19300,7 +19319,7 @@ module \ttsnn_accel.e4.cluster4 (rst, weights, operand, valid, first, acc, clk);
   always @(posedge clk)
     acc <= \$9 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$9  = acc;
     if (valid) begin
       \$9 [15:0] = \$2 [15:0];
@@ -19315,454 +19334,479 @@ module \ttsnn_accel.e4.cluster4 (rst, weights, operand, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (\port$4033$0 , \port$4189$0 , \port$4345$0 , u0, u1, u2, u3, \port$4542$0 , \port$4543$0 , \port$4544$0 , \port$4545$0 , leak_mul, \port$4561$167 , rnd, u_prev, \port$3877$0 );
+module \ttsnn_accel.e4.lif (rst, leak_mul, \port$4078$167 , rnd, u_prev, \port$4682$0 , \port$4700$0 , \port$4718$0 , \port$4736$0 , u0, s0, u1, s1, u2, s2, u3, s3, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
-  wire [5:0] \$10 ;
-  wire [23:0] \$100 ;
-  wire \$101 ;
+  wire [25:0] \$10 ;
+  wire \$100 ;
+  wire [25:0] \$101 ;
   wire [15:0] \$102 ;
-  wire [23:0] \$103 ;
+  wire [15:0] \$103 ;
   wire \$104 ;
-  wire [6:0] \$105 ;
-  wire [5:0] \$106 ;
-  wire [23:0] \$107 ;
-  wire [24:0] \$108 ;
-  wire [24:0] \$109 ;
-  wire [23:0] \$11 ;
-  wire [23:0] \$110 ;
-  wire [24:0] \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire [15:0] \$115 ;
-  wire [23:0] \$116 ;
-  wire \$117 ;
-  wire [15:0] \$118 ;
-  wire [23:0] \$119 ;
-  wire [24:0] \$12 ;
-  wire \$120 ;
-  wire [6:0] \$121 ;
-  wire [5:0] \$122 ;
-  wire [23:0] \$123 ;
-  wire [24:0] \$124 ;
-  wire [24:0] \$125 ;
-  wire [23:0] \$126 ;
-  wire [24:0] \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire [24:0] \$13 ;
-  wire \$130 ;
-  wire [15:0] \$131 ;
-  wire [23:0] \$132 ;
-  wire \$133 ;
-  wire [15:0] \$134 ;
-  wire [23:0] \$135 ;
-  wire \$136 ;
-  wire [6:0] \$137 ;
-  wire [5:0] \$138 ;
-  wire [23:0] \$139 ;
-  wire [23:0] \$14 ;
-  wire [24:0] \$140 ;
-  wire [24:0] \$141 ;
-  wire [23:0] \$142 ;
-  wire [24:0] \$143 ;
-  wire [15:0] \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire [15:0] \$147 ;
-  wire [23:0] \$148 ;
-  wire \$149 ;
-  wire [24:0] \$15 ;
-  wire [15:0] \$150 ;
-  wire [23:0] \$151 ;
-  wire \$152 ;
-  wire [6:0] \$153 ;
-  wire [5:0] \$154 ;
-  wire [23:0] \$155 ;
-  wire [24:0] \$156 ;
-  wire [24:0] \$157 ;
-  wire [23:0] \$158 ;
-  wire [24:0] \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire [15:0] \$163 ;
-  wire [23:0] \$164 ;
-  wire \$165 ;
-  wire [15:0] \$166 ;
-  wire [23:0] \$167 ;
-  wire \$168 ;
-  wire [6:0] \$169 ;
-  wire \$17 ;
-  wire [5:0] \$170 ;
-  wire [23:0] \$171 ;
-  wire [24:0] \$172 ;
-  wire [24:0] \$173 ;
-  wire [23:0] \$174 ;
-  wire [24:0] \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire [15:0] \$179 ;
-  wire \$18 ;
-  wire [23:0] \$180 ;
-  wire \$181 ;
-  wire [15:0] \$182 ;
-  wire [23:0] \$183 ;
-  wire \$184 ;
-  wire [6:0] \$185 ;
-  wire [5:0] \$186 ;
-  wire [23:0] \$187 ;
-  wire [24:0] \$188 ;
-  wire [24:0] \$189 ;
-  wire [15:0] \$19 ;
-  wire [23:0] \$190 ;
-  wire [24:0] \$191 ;
-  wire [15:0] \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$2 ;
-  wire [23:0] \$20 ;
-  wire \$21 ;
-  wire [15:0] \$22 ;
-  wire [23:0] \$23 ;
-  wire \$24 ;
-  wire [6:0] \$25 ;
-  wire [5:0] \$26 ;
-  wire [23:0] \$27 ;
-  wire [24:0] \$28 ;
-  wire [24:0] \$29 ;
-  wire [15:0] \$3 ;
-  wire [23:0] \$30 ;
-  wire [24:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
+  reg [24:0] \$105 ;
+  reg [24:0] \$106 ;
+  reg [24:0] \$107 ;
+  reg [15:0] \$108 ;
+  reg \$109 ;
+  wire [24:0] \$11 ;
+  reg [24:0] \$110 ;
+  reg [24:0] \$111 ;
+  reg [24:0] \$112 ;
+  reg [15:0] \$113 ;
+  reg \$114 ;
+  reg [24:0] \$115 ;
+  reg [24:0] \$116 ;
+  reg [24:0] \$117 ;
+  reg [15:0] \$118 ;
+  reg \$119 ;
+  wire [25:0] \$12 ;
+  reg [24:0] \$120 ;
+  reg [24:0] \$121 ;
+  reg [24:0] \$122 ;
+  reg [15:0] \$123 ;
+  reg \$124 ;
+  wire \$13 ;
+  wire [25:0] \$14 ;
+  wire \$15 ;
+  wire [25:0] \$16 ;
+  wire [15:0] \$17 ;
+  wire [15:0] \$18 ;
+  wire [25:0] \$19 ;
+  wire [15:0] \$2 ;
+  wire \$20 ;
+  wire [25:0] \$21 ;
+  wire \$22 ;
+  wire [25:0] \$23 ;
+  wire [15:0] \$24 ;
+  wire [15:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [15:0] \$28 ;
+  wire [23:0] \$29 ;
+  wire [23:0] \$3 ;
+  wire \$30 ;
+  wire [6:0] \$31 ;
+  wire [5:0] \$32 ;
+  wire [24:0] \$33 ;
   wire \$34 ;
-  wire [15:0] \$35 ;
-  wire [23:0] \$36 ;
-  wire \$37 ;
-  wire [15:0] \$38 ;
-  wire [23:0] \$39 ;
-  wire [23:0] \$4 ;
-  wire \$40 ;
-  wire [6:0] \$41 ;
-  wire [5:0] \$42 ;
-  wire [23:0] \$43 ;
-  wire [24:0] \$44 ;
-  wire [24:0] \$45 ;
-  wire [23:0] \$46 ;
-  wire [24:0] \$47 ;
-  wire [15:0] \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  wire \$50 ;
+  wire [25:0] \$35 ;
+  wire [25:0] \$36 ;
+  wire [24:0] \$37 ;
+  wire [25:0] \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire [25:0] \$40 ;
+  wire \$41 ;
+  wire [25:0] \$42 ;
+  wire [15:0] \$43 ;
+  wire [15:0] \$44 ;
+  wire [25:0] \$45 ;
+  wire \$46 ;
+  wire [25:0] \$47 ;
+  wire \$48 ;
+  wire [25:0] \$49 ;
+  wire [6:0] \$5 ;
+  wire [15:0] \$50 ;
   wire [15:0] \$51 ;
-  wire [23:0] \$52 ;
+  wire \$52 ;
   wire \$53 ;
   wire [15:0] \$54 ;
   wire [23:0] \$55 ;
   wire \$56 ;
   wire [6:0] \$57 ;
   wire [5:0] \$58 ;
-  wire [23:0] \$59 ;
-  wire [15:0] \$6 ;
-  wire [24:0] \$60 ;
-  wire [24:0] \$61 ;
-  wire [23:0] \$62 ;
+  wire [24:0] \$59 ;
+  wire [5:0] \$6 ;
+  wire \$60 ;
+  wire [25:0] \$61 ;
+  wire [25:0] \$62 ;
   wire [24:0] \$63 ;
-  wire \$64 ;
+  wire [25:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
-  wire [15:0] \$67 ;
-  wire [23:0] \$68 ;
-  wire \$69 ;
-  wire [23:0] \$7 ;
+  wire [25:0] \$66 ;
+  wire \$67 ;
+  wire [25:0] \$68 ;
+  wire [15:0] \$69 ;
+  wire [24:0] \$7 ;
   wire [15:0] \$70 ;
-  wire [23:0] \$71 ;
+  wire [25:0] \$71 ;
   wire \$72 ;
-  wire [6:0] \$73 ;
-  wire [5:0] \$74 ;
-  wire [23:0] \$75 ;
-  wire [24:0] \$76 ;
-  wire [24:0] \$77 ;
-  wire [23:0] \$78 ;
-  wire [24:0] \$79 ;
+  wire [25:0] \$73 ;
+  wire \$74 ;
+  wire [25:0] \$75 ;
+  wire [15:0] \$76 ;
+  wire [15:0] \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
+  wire [15:0] \$80 ;
+  wire [23:0] \$81 ;
   wire \$82 ;
-  wire [15:0] \$83 ;
-  wire [23:0] \$84 ;
-  wire \$85 ;
-  wire [15:0] \$86 ;
-  wire [23:0] \$87 ;
-  wire \$88 ;
-  wire [6:0] \$89 ;
-  wire [6:0] \$9 ;
-  wire [5:0] \$90 ;
-  wire [23:0] \$91 ;
-  wire [24:0] \$92 ;
-  wire [24:0] \$93 ;
-  wire [23:0] \$94 ;
-  wire [24:0] \$95 ;
+  wire [6:0] \$83 ;
+  wire [5:0] \$84 ;
+  wire [24:0] \$85 ;
+  wire \$86 ;
+  wire [25:0] \$87 ;
+  wire [25:0] \$88 ;
+  wire [24:0] \$89 ;
+  wire [25:0] \$9 ;
+  wire [25:0] \$90 ;
+  wire \$91 ;
+  wire [25:0] \$92 ;
+  wire \$93 ;
+  wire [25:0] \$94 ;
+  wire [15:0] \$95 ;
   wire [15:0] \$96 ;
-  wire \$97 ;
+  wire [25:0] \$97 ;
   wire \$98 ;
-  wire [15:0] \$99 ;
+  wire [25:0] \$99 ;
+  input clk;
+  wire clk;
   wire [63:0] cur;
   input [7:0] leak_mul;
   wire [7:0] leak_mul;
+  reg [24:0] leak_partial0 = 25'h0000000;
+  reg [24:0] leak_partial1 = 25'h0000000;
+  reg [24:0] leak_partial2 = 25'h0000000;
+  reg [24:0] leak_partial3 = 25'h0000000;
+  reg [24:0] leak_prod0 = 25'h0000000;
+  reg [24:0] leak_prod1 = 25'h0000000;
+  reg [24:0] leak_prod2 = 25'h0000000;
+  reg [24:0] leak_prod3 = 25'h0000000;
   wire [5:0] leak_shift;
-  input [15:0] \port$3877$0 ;
-  wire [15:0] \port$3877$0 ;
-  input [15:0] \port$4033$0 ;
-  wire [15:0] \port$4033$0 ;
-  input [15:0] \port$4189$0 ;
-  wire [15:0] \port$4189$0 ;
-  input [15:0] \port$4345$0 ;
-  wire [15:0] \port$4345$0 ;
-  output \port$4542$0 ;
-  wire \port$4542$0 ;
-  output \port$4543$0 ;
-  wire \port$4543$0 ;
-  output \port$4544$0 ;
-  wire \port$4544$0 ;
-  output \port$4545$0 ;
-  wire \port$4545$0 ;
-  input [21:0] \port$4561$167 ;
-  wire [21:0] \port$4561$167 ;
+  reg [24:0] leaked0 = 25'h0000000;
+  reg [24:0] leaked1 = 25'h0000000;
+  reg [24:0] leaked2 = 25'h0000000;
+  reg [24:0] leaked3 = 25'h0000000;
+  input [21:0] \port$4078$167 ;
+  wire [21:0] \port$4078$167 ;
+  input [15:0] \port$4682$0 ;
+  wire [15:0] \port$4682$0 ;
+  input [15:0] \port$4700$0 ;
+  wire [15:0] \port$4700$0 ;
+  input [15:0] \port$4718$0 ;
+  wire [15:0] \port$4718$0 ;
+  input [15:0] \port$4736$0 ;
+  wire [15:0] \port$4736$0 ;
   input rnd;
   wire rnd;
+  input rst;
+  wire rst;
   wire [3:0] s;
+  output s0;
+  reg s0 = 1'h0;
+  output s1;
+  reg s1 = 1'h0;
+  output s2;
+  reg s2 = 1'h0;
+  output s3;
+  reg s3 = 1'h0;
   wire [15:0] threshold;
   wire [63:0] u;
   output [15:0] u0;
-  wire [15:0] u0;
+  reg [15:0] u0 = 16'h0000;
   output [15:0] u1;
-  wire [15:0] u1;
+  reg [15:0] u1 = 16'h0000;
   output [15:0] u2;
-  wire [15:0] u2;
+  reg [15:0] u2 = 16'h0000;
   output [15:0] u3;
-  wire [15:0] u3;
+  reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = ! \port$4561$167 [5:0];
-  assign \$2  = $signed(u_prev[15:0]) > $signed(\port$4561$167 [21:6]);
-  assign \$3  = \$2  ? 16'h0000 : u_prev[15:0];
-  assign \$4  = $signed(\$3 ) * $signed({ 1'h0, leak_mul });
-  assign \$5  = $signed(u_prev[15:0]) > $signed(\port$4561$167 [21:6]);
-  assign \$6  = \$5  ? 16'h0000 : u_prev[15:0];
-  assign \$7  = $signed(\$6 ) * $signed({ 1'h0, leak_mul });
-  assign \$8  = ! \port$4561$167 [5:0];
-  assign \$9  = \port$4561$167 [5:0] - 1'h1;
-  assign \$10  = \$8  ? 6'h00 : \$9 [5:0];
-  assign \$11  = $signed(\$7 ) >>> \$10 ;
-  assign \$12  = $signed(\$11 ) + $signed({ 1'h0, rnd });
-  assign \$14  = \$1  ? \$4  : \$13 [23:0];
-  assign \$15  = $signed(\$14 ) + $signed(\port$3877$0 );
-  assign \$16  = $signed(\$15 ) > $signed(16'h7fff);
-  assign \$17  = ! \port$4561$167 [5:0];
-  assign \$18  = $signed(u_prev[15:0]) > $signed(\port$4561$167 [21:6]);
-  assign \$19  = \$18  ? 16'h0000 : u_prev[15:0];
-  assign \$20  = $signed(\$19 ) * $signed({ 1'h0, leak_mul });
-  assign \$21  = $signed(u_prev[15:0]) > $signed(\port$4561$167 [21:6]);
-  assign \$22  = \$21  ? 16'h0000 : u_prev[15:0];
-  assign \$23  = $signed(\$22 ) * $signed({ 1'h0, leak_mul });
-  assign \$24  = ! \port$4561$167 [5:0];
-  assign \$25  = \port$4561$167 [5:0] - 1'h1;
-  assign \$26  = \$24  ? 6'h00 : \$25 [5:0];
-  assign \$27  = $signed(\$23 ) >>> \$26 ;
-  assign \$28  = $signed(\$27 ) + $signed({ 1'h0, rnd });
-  assign \$30  = \$17  ? \$20  : \$29 [23:0];
-  assign \$31  = $signed(\$30 ) + $signed(\port$3877$0 );
-  assign \$32  = $signed(\$31 ) < $signed(16'h8000);
-  assign \$33  = ! \port$4561$167 [5:0];
-  assign \$34  = $signed(u_prev[15:0]) > $signed(\port$4561$167 [21:6]);
-  assign \$35  = \$34  ? 16'h0000 : u_prev[15:0];
-  assign \$36  = $signed(\$35 ) * $signed({ 1'h0, leak_mul });
-  assign \$37  = $signed(u_prev[15:0]) > $signed(\port$4561$167 [21:6]);
-  assign \$38  = \$37  ? 16'h0000 : u_prev[15:0];
-  assign \$39  = $signed(\$38 ) * $signed({ 1'h0, leak_mul });
-  assign \$40  = ! \port$4561$167 [5:0];
-  assign \$41  = \port$4561$167 [5:0] - 1'h1;
-  assign \$42  = \$40  ? 6'h00 : \$41 [5:0];
-  assign \$43  = $signed(\$39 ) >>> \$42 ;
-  assign \$44  = $signed(\$43 ) + $signed({ 1'h0, rnd });
-  assign \$46  = \$33  ? \$36  : \$45 [23:0];
-  assign \$47  = $signed(\$46 ) + $signed(\port$3877$0 );
-  assign \$48  = \$32  ? 16'h8000 : \$47 [15:0];
-  assign u0 = \$16  ? 16'h7fff : \$48 ;
-  assign \$49  = ! \port$4561$167 [5:0];
-  assign \$50  = $signed(u_prev[31:16]) > $signed(\port$4561$167 [21:6]);
-  assign \$51  = \$50  ? 16'h0000 : u_prev[31:16];
-  assign \$52  = $signed(\$51 ) * $signed({ 1'h0, leak_mul });
-  assign \$53  = $signed(u_prev[31:16]) > $signed(\port$4561$167 [21:6]);
-  assign \$54  = \$53  ? 16'h0000 : u_prev[31:16];
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$4078$167 [21:6]);
+  assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
+  assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
+  assign \$4  = ! \port$4078$167 [5:0];
+  assign \$5  = \port$4078$167 [5:0] - 1'h1;
+  assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
+  assign \$7  = $signed(leak_prod0) >>> \$6 ;
+  assign \$8  = ! \port$4078$167 [5:0];
+  assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
+  assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
+  assign \$12  = $signed(leaked0) + $signed(\port$4682$0 );
+  assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
+  assign \$14  = $signed(leaked0) + $signed(\port$4682$0 );
+  assign \$15  = $signed(\$14 ) < $signed(16'h8000);
+  assign \$16  = $signed(leaked0) + $signed(\port$4682$0 );
+  assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
+  assign \$18  = \$13  ? 16'h7fff : \$17 ;
+  assign \$19  = $signed(leaked0) + $signed(\port$4682$0 );
+  assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
+  assign \$21  = $signed(leaked0) + $signed(\port$4682$0 );
+  assign \$22  = $signed(\$21 ) < $signed(16'h8000);
+  assign \$23  = $signed(leaked0) + $signed(\port$4682$0 );
+  assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
+  assign \$25  = \$20  ? 16'h7fff : \$24 ;
+  assign \$26  = $signed(\$25 ) > $signed(\port$4078$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$4078$167 [21:6]);
+  assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
+  assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
+  assign \$30  = ! \port$4078$167 [5:0];
+  assign \$31  = \port$4078$167 [5:0] - 1'h1;
+  assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
+  assign \$33  = $signed(leak_prod1) >>> \$32 ;
+  assign \$34  = ! \port$4078$167 [5:0];
+  assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
+  assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
+  assign \$38  = $signed(leaked1) + $signed(\port$4700$0 );
+  assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
+  assign \$40  = $signed(leaked1) + $signed(\port$4700$0 );
+  assign \$41  = $signed(\$40 ) < $signed(16'h8000);
+  assign \$42  = $signed(leaked1) + $signed(\port$4700$0 );
+  assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
+  assign \$44  = \$39  ? 16'h7fff : \$43 ;
+  assign \$45  = $signed(leaked1) + $signed(\port$4700$0 );
+  assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
+  assign \$47  = $signed(leaked1) + $signed(\port$4700$0 );
+  assign \$48  = $signed(\$47 ) < $signed(16'h8000);
+  assign \$49  = $signed(leaked1) + $signed(\port$4700$0 );
+  assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
+  assign \$51  = \$46  ? 16'h7fff : \$50 ;
+  assign \$52  = $signed(\$51 ) > $signed(\port$4078$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$4078$167 [21:6]);
+  assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$4561$167 [5:0];
-  assign \$57  = \port$4561$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$4078$167 [5:0];
+  assign \$57  = \port$4078$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
-  assign \$59  = $signed(\$55 ) >>> \$58 ;
-  assign \$60  = $signed(\$59 ) + $signed({ 1'h0, rnd });
-  assign \$62  = \$49  ? \$52  : \$61 [23:0];
-  assign \$63  = $signed(\$62 ) + $signed(\port$4033$0 );
-  assign \$64  = $signed(\$63 ) > $signed(16'h7fff);
-  assign \$65  = ! \port$4561$167 [5:0];
-  assign \$66  = $signed(u_prev[31:16]) > $signed(\port$4561$167 [21:6]);
-  assign \$67  = \$66  ? 16'h0000 : u_prev[31:16];
-  assign \$68  = $signed(\$67 ) * $signed({ 1'h0, leak_mul });
-  assign \$69  = $signed(u_prev[31:16]) > $signed(\port$4561$167 [21:6]);
-  assign \$70  = \$69  ? 16'h0000 : u_prev[31:16];
-  assign \$71  = $signed(\$70 ) * $signed({ 1'h0, leak_mul });
-  assign \$72  = ! \port$4561$167 [5:0];
-  assign \$73  = \port$4561$167 [5:0] - 1'h1;
-  assign \$74  = \$72  ? 6'h00 : \$73 [5:0];
-  assign \$75  = $signed(\$71 ) >>> \$74 ;
-  assign \$76  = $signed(\$75 ) + $signed({ 1'h0, rnd });
-  assign \$78  = \$65  ? \$68  : \$77 [23:0];
-  assign \$79  = $signed(\$78 ) + $signed(\port$4033$0 );
-  assign \$80  = $signed(\$79 ) < $signed(16'h8000);
-  assign \$81  = ! \port$4561$167 [5:0];
-  assign \$82  = $signed(u_prev[31:16]) > $signed(\port$4561$167 [21:6]);
-  assign \$83  = \$82  ? 16'h0000 : u_prev[31:16];
-  assign \$84  = $signed(\$83 ) * $signed({ 1'h0, leak_mul });
-  assign \$85  = $signed(u_prev[31:16]) > $signed(\port$4561$167 [21:6]);
-  assign \$86  = \$85  ? 16'h0000 : u_prev[31:16];
-  assign \$87  = $signed(\$86 ) * $signed({ 1'h0, leak_mul });
-  assign \$88  = ! \port$4561$167 [5:0];
-  assign \$89  = \port$4561$167 [5:0] - 1'h1;
-  assign \$90  = \$88  ? 6'h00 : \$89 [5:0];
-  assign \$91  = $signed(\$87 ) >>> \$90 ;
-  assign \$92  = $signed(\$91 ) + $signed({ 1'h0, rnd });
-  assign \$94  = \$81  ? \$84  : \$93 [23:0];
-  assign \$95  = $signed(\$94 ) + $signed(\port$4033$0 );
-  assign \$96  = \$80  ? 16'h8000 : \$95 [15:0];
-  assign u1 = \$64  ? 16'h7fff : \$96 ;
-  assign \$97  = ! \port$4561$167 [5:0];
-  assign \$98  = $signed(u_prev[47:32]) > $signed(\port$4561$167 [21:6]);
-  assign \$99  = \$98  ? 16'h0000 : u_prev[47:32];
-  assign \$100  = $signed(\$99 ) * $signed({ 1'h0, leak_mul });
-  assign \$101  = $signed(u_prev[47:32]) > $signed(\port$4561$167 [21:6]);
-  assign \$102  = \$101  ? 16'h0000 : u_prev[47:32];
-  assign \$103  = $signed(\$102 ) * $signed({ 1'h0, leak_mul });
-  assign \$104  = ! \port$4561$167 [5:0];
-  assign \$105  = \port$4561$167 [5:0] - 1'h1;
-  assign \$106  = \$104  ? 6'h00 : \$105 [5:0];
-  assign \$107  = $signed(\$103 ) >>> \$106 ;
-  assign \$108  = $signed(\$107 ) + $signed({ 1'h0, rnd });
-  assign \$110  = \$97  ? \$100  : \$109 [23:0];
-  assign \$111  = $signed(\$110 ) + $signed(\port$4189$0 );
-  assign \$112  = $signed(\$111 ) > $signed(16'h7fff);
-  assign \$113  = ! \port$4561$167 [5:0];
-  assign \$114  = $signed(u_prev[47:32]) > $signed(\port$4561$167 [21:6]);
-  assign \$115  = \$114  ? 16'h0000 : u_prev[47:32];
-  assign \$116  = $signed(\$115 ) * $signed({ 1'h0, leak_mul });
-  assign \$117  = $signed(u_prev[47:32]) > $signed(\port$4561$167 [21:6]);
-  assign \$118  = \$117  ? 16'h0000 : u_prev[47:32];
-  assign \$119  = $signed(\$118 ) * $signed({ 1'h0, leak_mul });
-  assign \$120  = ! \port$4561$167 [5:0];
-  assign \$121  = \port$4561$167 [5:0] - 1'h1;
-  assign \$122  = \$120  ? 6'h00 : \$121 [5:0];
-  assign \$123  = $signed(\$119 ) >>> \$122 ;
-  assign \$124  = $signed(\$123 ) + $signed({ 1'h0, rnd });
-  assign \$126  = \$113  ? \$116  : \$125 [23:0];
-  assign \$127  = $signed(\$126 ) + $signed(\port$4189$0 );
-  assign \$128  = $signed(\$127 ) < $signed(16'h8000);
-  assign \$129  = ! \port$4561$167 [5:0];
-  assign \$130  = $signed(u_prev[47:32]) > $signed(\port$4561$167 [21:6]);
-  assign \$131  = \$130  ? 16'h0000 : u_prev[47:32];
-  assign \$132  = $signed(\$131 ) * $signed({ 1'h0, leak_mul });
-  assign \$133  = $signed(u_prev[47:32]) > $signed(\port$4561$167 [21:6]);
-  assign \$134  = \$133  ? 16'h0000 : u_prev[47:32];
-  assign \$135  = $signed(\$134 ) * $signed({ 1'h0, leak_mul });
-  assign \$136  = ! \port$4561$167 [5:0];
-  assign \$137  = \port$4561$167 [5:0] - 1'h1;
-  assign \$138  = \$136  ? 6'h00 : \$137 [5:0];
-  assign \$139  = $signed(\$135 ) >>> \$138 ;
-  assign \$140  = $signed(\$139 ) + $signed({ 1'h0, rnd });
-  assign \$142  = \$129  ? \$132  : \$141 [23:0];
-  assign \$143  = $signed(\$142 ) + $signed(\port$4189$0 );
-  assign \$144  = \$128  ? 16'h8000 : \$143 [15:0];
-  assign u2 = \$112  ? 16'h7fff : \$144 ;
-  assign \$145  = ! \port$4561$167 [5:0];
-  assign \$146  = $signed(u_prev[63:48]) > $signed(\port$4561$167 [21:6]);
-  assign \$147  = \$146  ? 16'h0000 : u_prev[63:48];
-  assign \$148  = $signed(\$147 ) * $signed({ 1'h0, leak_mul });
-  assign \$149  = $signed(u_prev[63:48]) > $signed(\port$4561$167 [21:6]);
-  assign \$150  = \$149  ? 16'h0000 : u_prev[63:48];
-  assign \$151  = $signed(\$150 ) * $signed({ 1'h0, leak_mul });
-  assign \$152  = ! \port$4561$167 [5:0];
-  assign \$153  = \port$4561$167 [5:0] - 1'h1;
-  assign \$154  = \$152  ? 6'h00 : \$153 [5:0];
-  assign \$155  = $signed(\$151 ) >>> \$154 ;
-  assign \$156  = $signed(\$155 ) + $signed({ 1'h0, rnd });
-  assign \$158  = \$145  ? \$148  : \$157 [23:0];
-  assign \$159  = $signed(\$158 ) + $signed(\port$4345$0 );
-  assign \$160  = $signed(\$159 ) > $signed(16'h7fff);
-  assign \$161  = ! \port$4561$167 [5:0];
-  assign \$162  = $signed(u_prev[63:48]) > $signed(\port$4561$167 [21:6]);
-  assign \$163  = \$162  ? 16'h0000 : u_prev[63:48];
-  assign \$164  = $signed(\$163 ) * $signed({ 1'h0, leak_mul });
-  assign \$165  = $signed(u_prev[63:48]) > $signed(\port$4561$167 [21:6]);
-  assign \$166  = \$165  ? 16'h0000 : u_prev[63:48];
-  assign \$167  = $signed(\$166 ) * $signed({ 1'h0, leak_mul });
-  assign \$168  = ! \port$4561$167 [5:0];
-  assign \$169  = \port$4561$167 [5:0] - 1'h1;
-  assign \$170  = \$168  ? 6'h00 : \$169 [5:0];
-  assign \$171  = $signed(\$167 ) >>> \$170 ;
-  assign \$172  = $signed(\$171 ) + $signed({ 1'h0, rnd });
-  assign \$174  = \$161  ? \$164  : \$173 [23:0];
-  assign \$175  = $signed(\$174 ) + $signed(\port$4345$0 );
-  assign \$176  = $signed(\$175 ) < $signed(16'h8000);
-  assign \$177  = ! \port$4561$167 [5:0];
-  assign \$178  = $signed(u_prev[63:48]) > $signed(\port$4561$167 [21:6]);
-  assign \$179  = \$178  ? 16'h0000 : u_prev[63:48];
-  assign \$180  = $signed(\$179 ) * $signed({ 1'h0, leak_mul });
-  assign \$181  = $signed(u_prev[63:48]) > $signed(\port$4561$167 [21:6]);
-  assign \$182  = \$181  ? 16'h0000 : u_prev[63:48];
-  assign \$183  = $signed(\$182 ) * $signed({ 1'h0, leak_mul });
-  assign \$184  = ! \port$4561$167 [5:0];
-  assign \$185  = \port$4561$167 [5:0] - 1'h1;
-  assign \$186  = \$184  ? 6'h00 : \$185 [5:0];
-  assign \$187  = $signed(\$183 ) >>> \$186 ;
-  assign \$188  = $signed(\$187 ) + $signed({ 1'h0, rnd });
-  assign \$190  = \$177  ? \$180  : \$189 [23:0];
-  assign \$191  = $signed(\$190 ) + $signed(\port$4345$0 );
-  assign \$192  = \$176  ? 16'h8000 : \$191 [15:0];
-  assign u3 = \$160  ? 16'h7fff : \$192 ;
-  assign \$193  = $signed(u0) > $signed(\port$4561$167 [21:6]);
-  assign \$194  = $signed(u1) > $signed(\port$4561$167 [21:6]);
-  assign \$195  = $signed(u2) > $signed(\port$4561$167 [21:6]);
-  assign \$196  = $signed(u3) > $signed(\port$4561$167 [21:6]);
-  assign leak_shift = \port$4561$167 [5:0];
-  assign threshold = \port$4561$167 [21:6];
-  assign cur = { \port$4345$0 , \port$4189$0 , \port$4033$0 , \port$3877$0  };
+  assign \$59  = $signed(leak_prod2) >>> \$58 ;
+  assign \$60  = ! \port$4078$167 [5:0];
+  assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
+  assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
+  assign \$64  = $signed(leaked2) + $signed(\port$4718$0 );
+  assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
+  assign \$66  = $signed(leaked2) + $signed(\port$4718$0 );
+  assign \$67  = $signed(\$66 ) < $signed(16'h8000);
+  assign \$68  = $signed(leaked2) + $signed(\port$4718$0 );
+  assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
+  assign \$70  = \$65  ? 16'h7fff : \$69 ;
+  assign \$71  = $signed(leaked2) + $signed(\port$4718$0 );
+  assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
+  assign \$73  = $signed(leaked2) + $signed(\port$4718$0 );
+  assign \$74  = $signed(\$73 ) < $signed(16'h8000);
+  assign \$75  = $signed(leaked2) + $signed(\port$4718$0 );
+  assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
+  assign \$77  = \$72  ? 16'h7fff : \$76 ;
+  assign \$78  = $signed(\$77 ) > $signed(\port$4078$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$4078$167 [21:6]);
+  assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
+  assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
+  assign \$82  = ! \port$4078$167 [5:0];
+  assign \$83  = \port$4078$167 [5:0] - 1'h1;
+  assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
+  assign \$85  = $signed(leak_prod3) >>> \$84 ;
+  assign \$86  = ! \port$4078$167 [5:0];
+  assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
+  assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
+  assign \$90  = $signed(leaked3) + $signed(\port$4736$0 );
+  assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
+  assign \$92  = $signed(leaked3) + $signed(\port$4736$0 );
+  assign \$93  = $signed(\$92 ) < $signed(16'h8000);
+  assign \$94  = $signed(leaked3) + $signed(\port$4736$0 );
+  assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
+  assign \$96  = \$91  ? 16'h7fff : \$95 ;
+  assign \$97  = $signed(leaked3) + $signed(\port$4736$0 );
+  assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
+  assign \$99  = $signed(leaked3) + $signed(\port$4736$0 );
+  assign \$100  = $signed(\$99 ) < $signed(16'h8000);
+  assign \$101  = $signed(leaked3) + $signed(\port$4736$0 );
+  assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
+  assign \$103  = \$98  ? 16'h7fff : \$102 ;
+  assign \$104  = $signed(\$103 ) > $signed(\port$4078$167 [21:6]);
+  always @(posedge clk)
+    leak_prod0 <= \$105 ;
+  always @(posedge clk)
+    leak_partial0 <= \$106 ;
+  always @(posedge clk)
+    leaked0 <= \$107 ;
+  always @(posedge clk)
+    u0 <= \$108 ;
+  always @(posedge clk)
+    s0 <= \$109 ;
+  always @(posedge clk)
+    leak_prod1 <= \$110 ;
+  always @(posedge clk)
+    leak_partial1 <= \$111 ;
+  always @(posedge clk)
+    leaked1 <= \$112 ;
+  always @(posedge clk)
+    u1 <= \$113 ;
+  always @(posedge clk)
+    s1 <= \$114 ;
+  always @(posedge clk)
+    leak_prod2 <= \$115 ;
+  always @(posedge clk)
+    leak_partial2 <= \$116 ;
+  always @(posedge clk)
+    leaked2 <= \$117 ;
+  always @(posedge clk)
+    u2 <= \$118 ;
+  always @(posedge clk)
+    s2 <= \$119 ;
+  always @(posedge clk)
+    leak_prod3 <= \$120 ;
+  always @(posedge clk)
+    leak_partial3 <= \$121 ;
+  always @(posedge clk)
+    leaked3 <= \$122 ;
+  always @(posedge clk)
+    u3 <= \$123 ;
+  always @(posedge clk)
+    s3 <= \$124 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$105  = { \$3 [23], \$3  };
+    if (rst) begin
+      \$105  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$106  = \$7 ;
+    if (rst) begin
+      \$106  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$107  = \$11 ;
+    if (rst) begin
+      \$107  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$108  = \$18 ;
+    if (rst) begin
+      \$108  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$109  = \$26 ;
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$110  = { \$29 [23], \$29  };
+    if (rst) begin
+      \$110  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$111  = \$33 ;
+    if (rst) begin
+      \$111  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$112  = \$37 ;
+    if (rst) begin
+      \$112  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$113  = \$44 ;
+    if (rst) begin
+      \$113  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$114  = \$52 ;
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$115  = { \$55 [23], \$55  };
+    if (rst) begin
+      \$115  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$116  = \$59 ;
+    if (rst) begin
+      \$116  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$117  = \$63 ;
+    if (rst) begin
+      \$117  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$118  = \$70 ;
+    if (rst) begin
+      \$118  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$119  = \$78 ;
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$120  = { \$81 [23], \$81  };
+    if (rst) begin
+      \$120  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$121  = \$85 ;
+    if (rst) begin
+      \$121  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$122  = \$89 ;
+    if (rst) begin
+      \$122  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$123  = \$96 ;
+    if (rst) begin
+      \$123  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$124  = \$104 ;
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  assign threshold = \port$4078$167 [21:6];
+  assign leak_shift = \port$4078$167 [5:0];
+  assign cur = { \port$4736$0 , \port$4718$0 , \port$4700$0 , \port$4682$0  };
   assign u = { u3, u2, u1, u0 };
-  assign s = { \$196 , \$195 , \$194 , \$193  };
-  assign \port$4542$0  = \$193 ;
-  assign \port$4543$0  = \$194 ;
-  assign \port$4544$0  = \$195 ;
-  assign \port$4545$0  = \$196 ;
-  assign \$13  = { \$12 [24], \$12 [24:1] };
-  assign \$29  = { \$28 [24], \$28 [24:1] };
-  assign \$45  = { \$44 [24], \$44 [24:1] };
-  assign \$61  = { \$60 [24], \$60 [24:1] };
-  assign \$77  = { \$76 [24], \$76 [24:1] };
-  assign \$93  = { \$92 [24], \$92 [24:1] };
-  assign \$109  = { \$108 [24], \$108 [24:1] };
-  assign \$125  = { \$124 [24], \$124 [24:1] };
-  assign \$141  = { \$140 [24], \$140 [24:1] };
-  assign \$157  = { \$156 [24], \$156 [24:1] };
-  assign \$173  = { \$172 [24], \$172 [24:1] };
-  assign \$189  = { \$188 [24], \$188 [24:1] };
+  assign s = { s3, s2, s1, s0 };
+  assign \$10  = { \$9 [25], \$9 [25:1] };
+  assign \$36  = { \$35 [25], \$35 [25:1] };
+  assign \$62  = { \$61 [25], \$61 [25:1] };
+  assign \$88  = { \$87 [25], \$87 [25:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.maxpool (rst, valid, \port$3710$0 , \port$3713$0 , \port$3716$0 , \port$3719$0 , first, i, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+module \ttsnn_accel.e4.maxpool (rst, valid, \port$3819$0 , \port$3822$0 , \port$3825$0 , \port$3828$0 , first, i, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -19784,14 +19828,14 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3710$0 , \port$3713$0 , \port$
   input [63:0] i;
   wire [63:0] i;
   wire [63:0] o;
-  output [15:0] \port$3710$0 ;
-  wire [15:0] \port$3710$0 ;
-  output [15:0] \port$3713$0 ;
-  wire [15:0] \port$3713$0 ;
-  output [15:0] \port$3716$0 ;
-  wire [15:0] \port$3716$0 ;
-  output [15:0] \port$3719$0 ;
-  wire [15:0] \port$3719$0 ;
+  output [15:0] \port$3819$0 ;
+  wire [15:0] \port$3819$0 ;
+  output [15:0] \port$3822$0 ;
+  wire [15:0] \port$3822$0 ;
+  output [15:0] \port$3825$0 ;
+  wire [15:0] \port$3825$0 ;
+  output [15:0] \port$3828$0 ;
+  wire [15:0] \port$3828$0 ;
   input rst;
   wire rst;
   input valid;
@@ -19811,7 +19855,7 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3710$0 , \port$3713$0 , \port$
   always @(posedge clk)
     held <= \$13 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$13  = held;
     if (valid) begin
       \$13  = { \$12 , \$9 , \$6 , \$3  };
@@ -19821,15 +19865,15 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3710$0 , \port$3713$0 , \port$
     end
   end
   assign o = { \$12 , \$9 , \$6 , \$3  };
-  assign \port$3710$0  = \$3 ;
-  assign \port$3713$0  = \$6 ;
-  assign \port$3716$0  = \$9 ;
-  assign \port$3719$0  = \$12 ;
+  assign \port$3819$0  = \$3 ;
+  assign \port$3822$0  = \$6 ;
+  assign \port$3825$0  = \$9 ;
+  assign \port$3828$0  = \$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.geometry (rst, desc, geo, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [4:0] \$1 ;
   wire [31:0] \$10 ;
   wire [17:0] \$100 ;
@@ -19906,27 +19950,27 @@ module \ttsnn_accel.geometry (rst, desc, geo, clk);
   wire [15:0] \$51 ;
   wire \$52 ;
   wire [15:0] \$53 ;
-  wire [5:0] \$54 ;
+  wire [7:0] \$54 ;
   wire \$55 ;
   wire \$56 ;
   wire [15:0] \$57 ;
   wire \$58 ;
   wire [15:0] \$59 ;
   wire [16:0] \$6 ;
-  wire [5:0] \$60 ;
-  wire [5:0] \$61 ;
+  wire [7:0] \$60 ;
+  wire [7:0] \$61 ;
   wire [2:0] \$62 ;
   wire \$63 ;
   wire [15:0] \$64 ;
-  wire [5:0] \$65 ;
+  wire [6:0] \$65 ;
   wire \$66 ;
   wire [2:0] \$67 ;
   wire \$68 ;
   wire [15:0] \$69 ;
   wire [17:0] \$7 ;
-  wire [5:0] \$70 ;
-  wire [5:0] \$71 ;
-  wire [5:0] \$72 ;
+  wire [6:0] \$70 ;
+  wire [6:0] \$71 ;
+  wire [7:0] \$72 ;
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
@@ -20068,30 +20112,30 @@ module \ttsnn_accel.geometry (rst, desc, geo, clk);
   assign \$47  = desc[126] ? geo[192:177] : 16'h0001;
   assign \$48  = desc[259:244] - geo[272:257];
   assign \$49  = $signed(\$48 ) * $signed({ 1'h0, geo[256:241] });
-  assign \$50  = geo[272:257] >= 3'h4;
-  assign \$51  = \$50  ? 16'h0004 : geo[272:257];
-  assign \$52  = geo[256:241] >= 3'h4;
-  assign \$53  = \$52  ? 16'h0004 : geo[256:241];
-  assign \$54  = \$51 [2:0] * \$53 [2:0];
-  assign \$55  = \$54  >= 3'h4;
-  assign \$56  = geo[272:257] >= 3'h4;
-  assign \$57  = \$56  ? 16'h0004 : geo[272:257];
-  assign \$58  = geo[256:241] >= 3'h4;
-  assign \$59  = \$58  ? 16'h0004 : geo[256:241];
-  assign \$60  = \$57 [2:0] * \$59 [2:0];
-  assign \$61  = \$55  ? 6'h04 : \$60 ;
+  assign \$50  = geo[272:257] >= 4'h9;
+  assign \$51  = \$50  ? 16'h0009 : geo[272:257];
+  assign \$52  = geo[256:241] >= 4'h9;
+  assign \$53  = \$52  ? 16'h0009 : geo[256:241];
+  assign \$54  = \$51 [3:0] * \$53 [3:0];
+  assign \$55  = \$54  >= 4'h9;
+  assign \$56  = geo[272:257] >= 4'h9;
+  assign \$57  = \$56  ? 16'h0009 : geo[272:257];
+  assign \$58  = geo[256:241] >= 4'h9;
+  assign \$59  = \$58  ? 16'h0009 : geo[256:241];
+  assign \$60  = \$57 [3:0] * \$59 [3:0];
+  assign \$61  = \$55  ? 8'h09 : \$60 ;
   assign \$62  = desc[206] ? 3'h4 : 3'h1;
-  assign \$63  = desc[31:16] >= 3'h4;
-  assign \$64  = \$63  ? 16'h0004 : desc[31:16];
-  assign \$65  = \$62  * \$64 [2:0];
-  assign \$66  = \$65  >= 3'h4;
+  assign \$63  = desc[31:16] >= 4'h9;
+  assign \$64  = \$63  ? 16'h0009 : desc[31:16];
+  assign \$65  = \$62  * \$64 [3:0];
+  assign \$66  = \$65  >= 4'h9;
   assign \$67  = desc[206] ? 3'h4 : 3'h1;
-  assign \$68  = desc[31:16] >= 3'h4;
-  assign \$69  = \$68  ? 16'h0004 : desc[31:16];
-  assign \$70  = \$67  * \$69 [2:0];
-  assign \$71  = \$66  ? 6'h04 : \$70 ;
-  assign \$72  = \$61 [2:0] * \$71 [2:0];
-  assign \$73  = \$72  >= 3'h4;
+  assign \$68  = desc[31:16] >= 4'h9;
+  assign \$69  = \$68  ? 16'h0009 : desc[31:16];
+  assign \$70  = \$67  * \$69 [3:0];
+  assign \$71  = \$66  ? 7'h09 : \$70 ;
+  assign \$72  = \$61 [3:0] * \$71 [3:0];
+  assign \$73  = \$72  >= 4'h9;
   assign \$74  = ! desc[89:88];
   assign \$75  = ~ desc[210];
   assign \$76  = \$74  & \$75 ;
@@ -20141,7 +20185,7 @@ module \ttsnn_accel.geometry (rst, desc, geo, clk);
   always @(posedge clk)
     geo <= \$126 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$126 [3:0] = desc[125:122];
     \$126 [7:4] = \$1 [3:0];
     \$126 [10:8] = \$2 [2:0];
