@@ -243,8 +243,9 @@ def ecp5_resources(stat: dict[str, Any]) -> dict[str, int]:
 
 
 def fit(res: dict[str, int]) -> dict[str, Any]:
-    """Use of the device: a carry cell is two LUT4s' worth of logic and a 16x4 distributed
-    RAM four (as nextpnr packs them); each resource as used / available."""
+    """Use of the device, each resource as used / available. LUT4s are counted with a
+    carry cell as two and a 16x4 distributed RAM as four (an estimate before packing;
+    nextpnr's own TRELLIS_COMB count comes with place and route)."""
     luts = res["LUT4"] + 2 * res["CCU2C"] + 4 * res["TRELLIS_DPR16X4"]
     use = {"LUT4 (incl. carry, LUTRAM)": (luts, DEVICE["LUT4"]), "TRELLIS_FF": (res["TRELLIS_FF"], DEVICE["TRELLIS_FF"]),
            "DP16KD": (res["DP16KD"], DEVICE["DP16KD"]), "MULT18X18D": (res["MULT18X18D"], DEVICE["MULT18X18D"])}

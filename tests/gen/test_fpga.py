@@ -129,10 +129,11 @@ def test_cli_rejects_a_bad_frequency_and_config_in_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_small_configuration_levels_per_stage(tmp_path):
-    """The technology-independent figure of docs/synthesis.md: the post-cluster-4 chain is
-    pipelined, so no register of the affine or LIF units, and no counter, sits behind more
-    than the 2.5 ns budget's levels (docs/synthesis.md: 56 levels at 28 nm, assumed 40 ps
-    per generic gate level) plus the 16x16 multiplier of the affine stage."""
+    """The technology-independent figure of docs/synthesis.md on the small configuration:
+    the post-cluster-4 chain is pipelined, so no register of the affine or LIF units and
+    not the spike counter sits behind more than a 16x16 product's worth of levels plus a
+    few (a generic registered 16x16 signed multiply alone is 64 levels in this flow); the
+    unpipelined chain put 298 levels before the spike counter."""
     from gen.config import load_config
     from gen.emit import verilog_text
     (tmp_path / "ttsnn_accel.v").write_text(verilog_text(load_config("small")))
@@ -140,6 +141,6 @@ def test_small_configuration_levels_per_stage(tmp_path):
     lv = run_levels(tmp_path)
     ep = lv["endpoints"]
     chain = {k: v["levels"] for k, v in ep.items() if v["unit"] in ("e4.affine", "e4.lif")}
-    assert chain and max(chain.values()) < 100, chain
-    assert ep["cnt_spikes_out"]["levels"] < 100
+    assert len(chain) >= 8 and max(chain.values()) <= 80, chain
+    assert ep["cnt_spikes_out"]["levels"] <= 80
     json.dumps(lv)      # the report is plain JSON
