@@ -284,7 +284,9 @@ class ClusterFourEngine(wiring.Component):
                      lif.rnd.eq(rnd)]
         # the write stage: lif.u and lif.s of the neuron that was in stage c TAIL_STAGES ago
         n = self.TAIL_STAGES
-        valids = [vc] + [_delay(m, vc, k, f"e4w{k}_v") for k in range(1, n + 1)]
+        valids = [vc]
+        for k in range(1, n + 1):
+            valids.append(_delay(m, valids[-1], 1, f"e4w{k}_v"))
         vw = valids[-1]
         roww, outidxw = _delay(m, rowendc, n, "e4w_rowend"), _delay(m, outidxc, n, "e4w_outidx")
         obasew, actw = _delay(m, obasec, n, "e4w_obase"), _delay(m, actc, n, "e4w_act")

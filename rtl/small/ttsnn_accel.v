@@ -4693,10 +4693,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__en(\wr__en$142 ),
     .out_rows(out_rows),
     .out_taken(out_taken),
-    .\port$4746$0 (\$550 ),
-    .\port$4756$0 (\$551 ),
-    .\port$4766$0 (\$552 ),
-    .\port$4776$0 (\$553 ),
+    .\port$4726$0 (\$550 ),
+    .\port$4736$0 (\$551 ),
+    .\port$4746$0 (\$552 ),
+    .\port$4756$0 (\$553 ),
     .res_consumed(res_consumed),
     .res_rows(res_rows),
     .residual__addr(residual__addr),
@@ -15803,7 +15803,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual__data, membrane_in__data, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy
-, res_rows, out_taken, desc, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$4746$0 , \port$4756$0 , \port$4766$0 , \port$4776$0 , clk);
+, res_rows, out_taken, desc, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$4726$0 , \port$4736$0 , \port$4746$0 , \port$4756$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -16399,52 +16399,42 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   reg \$631 ;
   reg \$632 ;
   reg \$633 ;
-  reg \$634 ;
-  reg \$635 ;
-  reg \$636 ;
-  reg \$637 ;
-  reg \$638 ;
-  reg \$639 ;
+  reg [15:0] \$634 ;
+  reg [15:0] \$635 ;
+  reg [15:0] \$636 ;
+  reg [15:0] \$637 ;
+  reg [15:0] \$638 ;
+  reg [15:0] \$639 ;
   wire [17:0] \$64 ;
-  reg \$640 ;
-  reg \$641 ;
-  reg \$642 ;
-  reg \$643 ;
-  reg [15:0] \$644 ;
-  reg [15:0] \$645 ;
-  reg [15:0] \$646 ;
-  reg [15:0] \$647 ;
-  reg [15:0] \$648 ;
-  reg [15:0] \$649 ;
+  reg [15:0] \$640 ;
+  reg [15:0] \$641 ;
+  reg [15:0] \$642 ;
+  reg [15:0] \$643 ;
+  reg [2:0] \$644 ;
+  reg [2:0] \$645 ;
+  reg [2:0] \$646 ;
+  reg [2:0] \$647 ;
+  reg [2:0] \$648 ;
+  reg [23:0] \$649 ;
   wire [3:0] \$65 ;
-  reg [15:0] \$650 ;
-  reg [15:0] \$651 ;
-  reg [15:0] \$652 ;
-  reg [15:0] \$653 ;
-  reg [2:0] \$654 ;
-  reg [2:0] \$655 ;
-  reg [2:0] \$656 ;
-  reg [2:0] \$657 ;
-  reg [2:0] \$658 ;
-  reg [23:0] \$659 ;
+  wire [15:0] \$650 ;
+  wire [15:0] \$651 ;
+  wire [15:0] \$652 ;
+  wire [15:0] \$653 ;
+  wire [15:0] \$654 ;
+  wire [15:0] \$655 ;
+  wire [15:0] \$656 ;
+  wire [15:0] \$657 ;
+  wire [15:0] \$658 ;
+  wire \$659 ;
   wire [16:0] \$66 ;
   wire [15:0] \$660 ;
-  wire [15:0] \$661 ;
+  wire \$661 ;
   wire [15:0] \$662 ;
-  wire [15:0] \$663 ;
+  wire \$663 ;
   wire [15:0] \$664 ;
-  wire [15:0] \$665 ;
-  wire [15:0] \$666 ;
-  wire [15:0] \$667 ;
-  wire [15:0] \$668 ;
-  wire \$669 ;
+  wire \$665 ;
   wire \$67 ;
-  wire [15:0] \$670 ;
-  wire \$671 ;
-  wire [15:0] \$672 ;
-  wire \$673 ;
-  wire [15:0] \$674 ;
-  wire \$675 ;
   wire \$68 ;
   wire \$69 ;
   wire [17:0] \$7 ;
@@ -16458,9 +16448,9 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire [2:0] \$77 ;
   wire [2:0] \$78 ;
   wire \$79 ;
+  wire [6:0] \$798 ;
   wire [18:0] \$8 ;
   wire [16:0] \$80 ;
-  wire [6:0] \$808 ;
   wire [16:0] \$81 ;
   wire [16:0] \$82 ;
   wire [17:0] \$83 ;
@@ -16590,20 +16580,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire [63:0] e4u_uprev_1;
   reg e4w1_v_1 = 1'h0;
   reg e4w2_v_1 = 1'h0;
-  reg e4w2_v_2 = 1'h0;
   reg e4w3_v_1 = 1'h0;
-  reg e4w3_v_2 = 1'h0;
-  reg e4w3_v_3 = 1'h0;
   reg e4w4_v_1 = 1'h0;
-  reg e4w4_v_2 = 1'h0;
-  reg e4w4_v_3 = 1'h0;
-  reg e4w4_v_4 = 1'h0;
-  reg e4w5_v_1 = 1'h0;
-  reg e4w5_v_2 = 1'h0;
-  reg e4w5_v_3 = 1'h0;
-  reg e4w5_v_4 = 1'h0;
   (* init = 1'h0 *)
-  wire e4w5_v_5;
+  wire e4w5_v_1;
   reg [2:0] e4w_act_1 = 3'h0;
   reg [2:0] e4w_act_2 = 3'h0;
   reg [2:0] e4w_act_3 = 3'h0;
@@ -16705,14 +16685,14 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
+  output [15:0] \port$4726$0 ;
+  wire [15:0] \port$4726$0 ;
+  output [15:0] \port$4736$0 ;
+  wire [15:0] \port$4736$0 ;
   output [15:0] \port$4746$0 ;
   wire [15:0] \port$4746$0 ;
   output [15:0] \port$4756$0 ;
   wire [15:0] \port$4756$0 ;
-  output [15:0] \port$4766$0 ;
-  wire [15:0] \port$4766$0 ;
-  output [15:0] \port$4776$0 ;
-  wire [15:0] \port$4776$0 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -16764,16 +16744,6 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire [15:0] x4;
   reg [15:0] xo4 = 16'h0000;
   reg [1:0] ym3 = 2'h0;
-  assign \$312  = \$signal$18  == \$311 ;
-  assign \$313  = \$309  & \$312 ;
-  assign \$314  = geo[224:209] - 1'h1;
-  assign \$315  = affine__addr == \$314 ;
-  assign \$316  = \$313  & \$315 ;
-  assign \$317  = geo[208:193] - 1'h1;
-  assign \$318  = xo4 == \$317 ;
-  assign \$319  = \$316  & \$318 ;
-  assign \$320  = m4 + 1'h1;
-  assign \$321  = rows_released + 1'h1;
   assign \$322  = desc[259:244] - 1'h1;
   assign \$323  = out_slot == \$322 ;
   assign \$324  = out_slot + 1'h1;
@@ -17126,73 +17096,53 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   always @(posedge clk)
     e4w2_v_1 <= \$625 ;
   always @(posedge clk)
-    e4w2_v_2 <= \$626 ;
+    e4w3_v_1 <= \$626 ;
   always @(posedge clk)
-    e4w3_v_1 <= \$627 ;
+    e4w4_v_1 <= \$627 ;
   always @(posedge clk)
-    e4w3_v_2 <= \$628 ;
+    membrane_out__en <= \$628 ;
   always @(posedge clk)
-    e4w3_v_3 <= \$629 ;
+    e4w_rowend_1 <= \$629 ;
   always @(posedge clk)
-    e4w4_v_1 <= \$630 ;
+    e4w_rowend_2 <= \$630 ;
   always @(posedge clk)
-    e4w4_v_2 <= \$631 ;
+    e4w_rowend_3 <= \$631 ;
   always @(posedge clk)
-    e4w4_v_3 <= \$632 ;
+    e4w_rowend_4 <= \$632 ;
   always @(posedge clk)
-    e4w4_v_4 <= \$633 ;
+    e4w_rowend_5 <= \$633 ;
   always @(posedge clk)
-    e4w5_v_1 <= \$634 ;
+    e4w_outidx_1 <= \$634 ;
   always @(posedge clk)
-    e4w5_v_2 <= \$635 ;
+    e4w_outidx_2 <= \$635 ;
   always @(posedge clk)
-    e4w5_v_3 <= \$636 ;
+    e4w_outidx_3 <= \$636 ;
   always @(posedge clk)
-    e4w5_v_4 <= \$637 ;
+    e4w_outidx_4 <= \$637 ;
   always @(posedge clk)
-    membrane_out__en <= \$638 ;
+    e4w_outidx_5 <= \$638 ;
   always @(posedge clk)
-    e4w_rowend_1 <= \$639 ;
+    e4w_obase_1 <= \$639 ;
   always @(posedge clk)
-    e4w_rowend_2 <= \$640 ;
+    e4w_obase_2 <= \$640 ;
   always @(posedge clk)
-    e4w_rowend_3 <= \$641 ;
+    e4w_obase_3 <= \$641 ;
   always @(posedge clk)
-    e4w_rowend_4 <= \$642 ;
+    e4w_obase_4 <= \$642 ;
   always @(posedge clk)
-    e4w_rowend_5 <= \$643 ;
+    e4w_obase_5 <= \$643 ;
   always @(posedge clk)
-    e4w_outidx_1 <= \$644 ;
+    e4w_act_1 <= \$644 ;
   always @(posedge clk)
-    e4w_outidx_2 <= \$645 ;
+    e4w_act_2 <= \$645 ;
   always @(posedge clk)
-    e4w_outidx_3 <= \$646 ;
+    e4w_act_3 <= \$646 ;
   always @(posedge clk)
-    e4w_outidx_4 <= \$647 ;
+    e4w_act_4 <= \$647 ;
   always @(posedge clk)
-    e4w_outidx_5 <= \$648 ;
+    e4w_act_5 <= \$648 ;
   always @(posedge clk)
-    e4w_obase_1 <= \$649 ;
-  always @(posedge clk)
-    e4w_obase_2 <= \$650 ;
-  always @(posedge clk)
-    e4w_obase_3 <= \$651 ;
-  always @(posedge clk)
-    e4w_obase_4 <= \$652 ;
-  always @(posedge clk)
-    e4w_obase_5 <= \$653 ;
-  always @(posedge clk)
-    e4w_act_1 <= \$654 ;
-  always @(posedge clk)
-    e4w_act_2 <= \$655 ;
-  always @(posedge clk)
-    e4w_act_3 <= \$656 ;
-  always @(posedge clk)
-    e4w_act_4 <= \$657 ;
-  always @(posedge clk)
-    e4w_act_5 <= \$658 ;
-  always @(posedge clk)
-    out_rows <= \$659 ;
+    out_rows <= \$649 ;
   assign \$signal  = desc[126] ? \$signal$3  : \$signal$2 ;
   assign \$1  = desc[126] ? \$signal$2  : \$signal$3 ;
   assign \$2  = \$signal  << desc[206];
@@ -17319,8 +17269,8 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign \$124  = \$signal$18  == \$123 ;
   assign \$125  = \$121  & \$124 ;
   assign \$126  = issue4 & \$125 ;
-  assign \$808  = lane4a * 4'h8;
-  assign operand = line4__data >> \$808 ;
+  assign \$798  = lane4a * 4'h8;
+  assign operand = line4__data >> \$798 ;
   assign \$127  = valid ? act4a : 3'h0;
   assign \valid$48  = e4b_v & e4b_last;
   assign \$128  = desc[89:88] == 2'h2;
@@ -17331,7 +17281,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign \$132  = e4w_act_5 > 1'h1;
   assign \$133  = e4w_act_5 > 2'h2;
   assign \$134  = e4w_act_5 > 2'h3;
-  assign spikes_masked = { \$675 , \$673 , \$671 , \$669  } & { \$134 , \$133 , \$132 , \$131  };
+  assign spikes_masked = { \$665 , \$663 , \$661 , \$659  } & { \$134 , \$133 , \$132 , \$131  };
   assign \$135  = e4w_obase_5 + e4w_outidx_5;
   assign \$136  = e4w_obase_5 + e4w_outidx_5;
   assign \$137  = membrane_out__en ? e4w_act_5 : 3'h0;
@@ -17342,7 +17292,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign \$142  = membrane_out__en ? \$141  : 5'h00;
   assign \$143  = run | valid;
   assign \$144  = \$143  | e4b_v;
-  assign \$145  = | { membrane_out__en, e4w4_v_4, e4w3_v_3, e4w2_v_2, e4w1_v_1, e4c_v };
+  assign \$145  = | { membrane_out__en, e4w4_v_1, e4w3_v_1, e4w2_v_1, e4w1_v_1, e4c_v };
   assign busy = \$144  | \$145 ;
   assign \$147  = desc[31:16] - 1'h1;
   assign \$148  = k4 == \$147 ;
@@ -17497,12 +17447,22 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign \$308  = k4 == \$307 ;
   assign \$310  = desc[206] ? 3'h4 : 3'h1;
   assign \$311  = \$310  - 1'h1;
+  assign \$312  = \$signal$18  == \$311 ;
+  assign \$313  = \$309  & \$312 ;
+  assign \$314  = geo[224:209] - 1'h1;
+  assign \$315  = affine__addr == \$314 ;
+  assign \$316  = \$313  & \$315 ;
+  assign \$317  = geo[208:193] - 1'h1;
+  assign \$318  = xo4 == \$317 ;
+  assign \$319  = \$316  & \$318 ;
+  assign \$320  = m4 + 1'h1;
+  assign \$321  = rows_released + 1'h1;
   \ttsnn_accel.e4.affine  affine (
     .clk(clk),
-    .o0(\$664 ),
-    .o1(\$665 ),
-    .o2(\$666 ),
-    .o3(\$667 ),
+    .o0(\$654 ),
+    .o1(\$655 ),
+    .o2(\$656 ),
+    .o3(\$657 ),
     .p(p),
     .\port$4568$128 (e4c_aff[143:128]),
     .\port$4568$176 (e4c_aff[191:176]),
@@ -17528,30 +17488,30 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     .clk(clk),
     .leak_mul(desc[158:151]),
     .\port$4078$167 (desc[188:167]),
-    .\port$4682$0 (\$664 ),
-    .\port$4700$0 (\$665 ),
-    .\port$4718$0 (\$666 ),
-    .\port$4736$0 (\$667 ),
+    .\port$4662$0 (\$654 ),
+    .\port$4680$0 (\$655 ),
+    .\port$4698$0 (\$656 ),
+    .\port$4716$0 (\$657 ),
     .rnd(desc[205]),
     .rst(rst),
-    .s0(\$669 ),
-    .s1(\$671 ),
-    .s2(\$673 ),
-    .s3(\$675 ),
-    .u0(\$668 ),
-    .u1(\$670 ),
-    .u2(\$672 ),
-    .u3(\$674 ),
+    .s0(\$659 ),
+    .s1(\$661 ),
+    .s2(\$663 ),
+    .s3(\$665 ),
+    .u0(\$658 ),
+    .u1(\$660 ),
+    .u2(\$662 ),
+    .u3(\$664 ),
     .u_prev(u_prev)
   );
   \ttsnn_accel.e4.maxpool  maxpool (
     .clk(clk),
     .first(\first$51 ),
     .i(i),
-    .\port$3819$0 (\$660 ),
-    .\port$3822$0 (\$661 ),
-    .\port$3825$0 (\$662 ),
-    .\port$3828$0 (\$663 ),
+    .\port$3819$0 (\$650 ),
+    .\port$3822$0 (\$651 ),
+    .\port$3825$0 (\$652 ),
+    .\port$3828$0 (\$653 ),
     .rst(rst),
     .valid(\valid$48 )
   );
@@ -18100,7 +18060,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$615  = { \$663 , \$662 , \$661 , \$660  };
+    \$615  = { \$653 , \$652 , \$651 , \$650  };
     if (rst) begin
       \$615  = 64'h0000000000000000;
     end
@@ -18170,7 +18130,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$625  = e4c_v;
+    \$625  = e4w1_v_1;
     if (rst) begin
       \$625  = 1'h0;
     end
@@ -18184,239 +18144,169 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$627  = e4c_v;
+    \$627  = e4w3_v_1;
     if (rst) begin
       \$627  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$628  = e4w3_v_1;
+    \$628  = e4w4_v_1;
     if (rst) begin
       \$628  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$629  = e4w3_v_2;
+    \$629  = e4c_rowend;
     if (rst) begin
       \$629  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$630  = e4c_v;
+    \$630  = e4w_rowend_1;
     if (rst) begin
       \$630  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$631  = e4w4_v_1;
+    \$631  = e4w_rowend_2;
     if (rst) begin
       \$631  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$632  = e4w4_v_2;
+    \$632  = e4w_rowend_3;
     if (rst) begin
       \$632  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$633  = e4w4_v_3;
+    \$633  = e4w_rowend_4;
     if (rst) begin
       \$633  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$634  = e4c_v;
+    \$634  = e4c_outidx;
     if (rst) begin
-      \$634  = 1'h0;
+      \$634  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$635  = e4w5_v_1;
+    \$635  = e4w_outidx_1;
     if (rst) begin
-      \$635  = 1'h0;
+      \$635  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$636  = e4w5_v_2;
+    \$636  = e4w_outidx_2;
     if (rst) begin
-      \$636  = 1'h0;
+      \$636  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$637  = e4w5_v_3;
+    \$637  = e4w_outidx_3;
     if (rst) begin
-      \$637  = 1'h0;
+      \$637  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$638  = e4w5_v_4;
+    \$638  = e4w_outidx_4;
     if (rst) begin
-      \$638  = 1'h0;
+      \$638  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$639  = e4c_rowend;
+    \$639  = e4c_obase;
     if (rst) begin
-      \$639  = 1'h0;
+      \$639  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$640  = e4w_rowend_1;
+    \$640  = e4w_obase_1;
     if (rst) begin
-      \$640  = 1'h0;
+      \$640  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$641  = e4w_rowend_2;
+    \$641  = e4w_obase_2;
     if (rst) begin
-      \$641  = 1'h0;
+      \$641  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$642  = e4w_rowend_3;
+    \$642  = e4w_obase_3;
     if (rst) begin
-      \$642  = 1'h0;
+      \$642  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$643  = e4w_rowend_4;
+    \$643  = e4w_obase_4;
     if (rst) begin
-      \$643  = 1'h0;
+      \$643  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$644  = e4c_outidx;
+    \$644  = e4c_act;
     if (rst) begin
-      \$644  = 16'h0000;
+      \$644  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$645  = e4w_outidx_1;
+    \$645  = e4w_act_1;
     if (rst) begin
-      \$645  = 16'h0000;
+      \$645  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$646  = e4w_outidx_2;
+    \$646  = e4w_act_2;
     if (rst) begin
-      \$646  = 16'h0000;
+      \$646  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$647  = e4w_outidx_3;
+    \$647  = e4w_act_3;
     if (rst) begin
-      \$647  = 16'h0000;
+      \$647  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$648  = e4w_outidx_4;
+    \$648  = e4w_act_4;
     if (rst) begin
-      \$648  = 16'h0000;
+      \$648  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$649  = e4c_obase;
-    if (rst) begin
-      \$649  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$650  = e4w_obase_1;
-    if (rst) begin
-      \$650  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$651  = e4w_obase_2;
-    if (rst) begin
-      \$651  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$652  = e4w_obase_3;
-    if (rst) begin
-      \$652  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$653  = e4w_obase_4;
-    if (rst) begin
-      \$653  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$654  = e4c_act;
-    if (rst) begin
-      \$654  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$655  = e4w_act_1;
-    if (rst) begin
-      \$655  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$656  = e4w_act_2;
-    if (rst) begin
-      \$656  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$657  = e4w_act_3;
-    if (rst) begin
-      \$657  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$658  = e4w_act_4;
-    if (rst) begin
-      \$658  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$659  = out_rows;
+    \$649  = out_rows;
     if (\$561 ) begin
-      \$659  = \$562 [23:0];
+      \$649  = \$562 [23:0];
     end
     if (start) begin
-      \$659  = 24'h000000;
+      \$649  = 24'h000000;
     end
     if (rst) begin
-      \$659  = 24'h000000;
+      \$649  = 24'h000000;
     end
   end
   assign t4 = \$1 [7:0];
@@ -18434,31 +18324,31 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign shift = desc[150:145];
   assign rnd = desc[205];
   assign use_residual = desc[207];
-  assign cur = { \$667 , \$666 , \$665 , \$664  };
-  assign o = { \$667 , \$666 , \$665 , \$664  };
+  assign cur = { \$657 , \$656 , \$655 , \$654  };
+  assign o = { \$657 , \$656 , \$655 , \$654  };
   assign e4u_uprev_1 = u_prev;
   assign threshold = desc[188:173];
   assign leak_mul = desc[158:151];
   assign leak_shift = desc[172:167];
   assign \rnd$73  = desc[205];
   assign mask = { \$134 , \$133 , \$132 , \$131  };
-  assign s = { \$675 , \$673 , \$671 , \$669  };
-  assign e4w5_v_5 = membrane_out__en;
-  assign membrane_out__data = { \$674 , \$672 , \$670 , \$668  };
-  assign u = { \$674 , \$672 , \$670 , \$668  };
+  assign s = { \$665 , \$663 , \$661 , \$659  };
+  assign e4w5_v_1 = membrane_out__en;
+  assign membrane_out__data = { \$664 , \$662 , \$660 , \$658  };
+  assign u = { \$664 , \$662 , \$660 , \$658  };
   assign spikes__en = membrane_out__en;
   assign spikes__data = spikes_masked;
-  assign \o$124  = { \$663 , \$662 , \$661 , \$660  };
+  assign \o$124  = { \$653 , \$652 , \$651 , \$650  };
   assign line4__addr = \$91 [15:0];
   assign w4__addr = \$92 [15:0];
   assign residual__addr = \$108 [15:0];
   assign membrane_in__addr = \$118 [15:0];
   assign membrane_out__addr = \$135 [15:0];
   assign spikes__addr = \$136 [15:0];
-  assign \port$4746$0  = \$668 ;
-  assign \port$4756$0  = \$670 ;
-  assign \port$4766$0  = \$672 ;
-  assign \port$4776$0  = \$674 ;
+  assign \port$4726$0  = \$658 ;
+  assign \port$4736$0  = \$660 ;
+  assign \port$4746$0  = \$662 ;
+  assign \port$4756$0  = \$664 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -19334,7 +19224,7 @@ module \ttsnn_accel.e4.cluster4 (rst, weights, operand, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, leak_mul, \port$4078$167 , rnd, u_prev, \port$4682$0 , \port$4700$0 , \port$4718$0 , \port$4736$0 , u0, s0, u1, s1, u2, s2, u3, s3, clk);
+module \ttsnn_accel.e4.lif (rst, leak_mul, \port$4078$167 , rnd, u_prev, \port$4662$0 , \port$4680$0 , \port$4698$0 , \port$4716$0 , u0, s0, u1, s1, u2, s2, u3, s3, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -19480,14 +19370,14 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$4078$167 , rnd, u_prev, \port$4
   reg [24:0] leaked3 = 25'h0000000;
   input [21:0] \port$4078$167 ;
   wire [21:0] \port$4078$167 ;
-  input [15:0] \port$4682$0 ;
-  wire [15:0] \port$4682$0 ;
-  input [15:0] \port$4700$0 ;
-  wire [15:0] \port$4700$0 ;
-  input [15:0] \port$4718$0 ;
-  wire [15:0] \port$4718$0 ;
-  input [15:0] \port$4736$0 ;
-  wire [15:0] \port$4736$0 ;
+  input [15:0] \port$4662$0 ;
+  wire [15:0] \port$4662$0 ;
+  input [15:0] \port$4680$0 ;
+  wire [15:0] \port$4680$0 ;
+  input [15:0] \port$4698$0 ;
+  wire [15:0] \port$4698$0 ;
+  input [15:0] \port$4716$0 ;
+  wire [15:0] \port$4716$0 ;
   input rnd;
   wire rnd;
   input rst;
@@ -19523,18 +19413,18 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$4078$167 , rnd, u_prev, \port$4
   assign \$8  = ! \port$4078$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$4682$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$4662$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$4682$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$4662$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$4682$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$4662$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$4682$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$4662$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$4682$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$4662$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$4682$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$4662$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
   assign \$26  = $signed(\$25 ) > $signed(\port$4078$167 [21:6]);
@@ -19548,18 +19438,18 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$4078$167 , rnd, u_prev, \port$4
   assign \$34  = ! \port$4078$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$4700$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$4680$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$4700$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$4680$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$4700$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$4680$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$4700$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$4680$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$4700$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$4680$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$4700$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$4680$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
   assign \$52  = $signed(\$51 ) > $signed(\port$4078$167 [21:6]);
@@ -19573,18 +19463,18 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$4078$167 , rnd, u_prev, \port$4
   assign \$60  = ! \port$4078$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$4718$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$4698$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$4718$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$4698$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$4718$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$4698$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$4718$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$4698$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$4718$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$4698$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$4718$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$4698$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
   assign \$78  = $signed(\$77 ) > $signed(\port$4078$167 [21:6]);
@@ -19598,18 +19488,18 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$4078$167 , rnd, u_prev, \port$4
   assign \$86  = ! \port$4078$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$4736$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$4716$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$4736$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$4716$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$4736$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$4716$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$4736$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$4716$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$4736$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$4716$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$4736$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$4716$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
   assign \$104  = $signed(\$103 ) > $signed(\port$4078$167 [21:6]);
@@ -19795,7 +19685,7 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$4078$167 , rnd, u_prev, \port$4
   end
   assign threshold = \port$4078$167 [21:6];
   assign leak_shift = \port$4078$167 [5:0];
-  assign cur = { \port$4736$0 , \port$4718$0 , \port$4700$0 , \port$4682$0  };
+  assign cur = { \port$4716$0 , \port$4698$0 , \port$4680$0 , \port$4662$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
