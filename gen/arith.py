@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from amaranth.hdl import Const, Mux, Value, signed
 
-__all__ = ["rshift", "grad_round", "saturate", "wrap", "lane", "signed_max", "signed_min",
-           "GRAD_ROUNDING_MODES"]
+__all__ = ["rshift", "rshift_partial", "rshift_round", "grad_round", "saturate", "wrap", "lane",
+           "signed_max", "signed_min", "GRAD_ROUNDING_MODES"]
 
 #: The backward pass's rounding modes (docs/numerics.md, "Helper operations of the backward
 #: pass"); the same tuple as ``gen.config.GRADIENT_ROUNDINGS``.
@@ -31,9 +31,22 @@ def rshift(value: Value, shift: Value, rnd: Value) -> Value:
     (the low bits dropped by the first shift cannot carry into the rounding bit) and keeps
     the adder one bit wider than ``v`` (it never wraps). Result is signed, ``len(v)`` bits.
     """
+    return rshift_round(rshift_partial(value, shift), shift, rnd)
+
+
+def rshift_partial(value: Value, shift: Value) -> Value:
+    """The first half of :func:`rshift`, the barrel shift: ``v >> (s - 1)`` (``v`` if
+    ``s == 0``), signed, ``len(v)`` bits. A pipeline may register it before
+    :func:`rshift_round`."""
     v = value.as_signed()
-    partial = v >> Mux(shift == 0, 0, (shift - 1)[:len(shift)])
-    rounded = (partial + rnd) >> 1
+    return (v >> Mux(shift == 0, 0, (shift - 1)[:len(shift)])).as_signed()
+
+
+def rshift_round(partial: Value, shift: Value, rnd: Value) -> Value:
+    """The second half of :func:`rshift`, the rounding: ``(partial + rnd) >> 1`` (``partial``
+    itself if ``s == 0``), signed, ``len(partial)`` bits."""
+    v = partial.as_signed()
+    rounded = (v + rnd) >> 1
     return Mux(shift == 0, v, rounded[:len(v)].as_signed()).as_signed()
 
 

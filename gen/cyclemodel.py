@@ -25,10 +25,14 @@ from .config import HardwareConfig, ceil_div
 from .geometry import TAP_ORDER, TileGeometry
 
 __all__ = ["TileShape", "EngineTable", "tile_counters", "tile_timing", "ideal_cycles", "estimate_cycles",
-           "PIPE_TAIL", "ROW_VISIBLE", "RELEASE_VISIBLE", "e1_rows", "TAP_ORDER", "row_accesses"]
+           "PIPE_TAIL", "E4_WRITE_LATENCY", "ROW_VISIBLE", "RELEASE_VISIBLE", "e1_rows", "TAP_ORDER", "row_accesses"]
 
-#: Cycles from E4's last issue to the end of ``busy`` (read, PE, pool/affine, LIF + write, idle).
-PIPE_TAIL = 5
+#: Cycles from E4's last issue to its membrane and spike writes (issue, a: read and PE, b:
+#: pool, c: into the affine pipeline, 5 stages of affine and LIF, the write): the engine's
+#: ``ClusterFourEngine.WRITE_LATENCY``, its ``out_rows`` count visible one cycle later.
+E4_WRITE_LATENCY = 8
+#: Cycles from E4's last issue to the end of ``busy`` (the write, then ``busy`` low, idle).
+PIPE_TAIL = E4_WRITE_LATENCY + 2
 #: Cycles from a row's last issue until its "rows written" count is visible to the consumer.
 ROW_VISIBLE = 3
 #: Cycles from a row's last issue until its "rows released" count is visible to the producer.
@@ -233,7 +237,8 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape) -> dict[str, EngineTable]:
     seq23 = {qt: j for j, qt in enumerate(rows23)}
     seq4 = {yt: u for u, yt in enumerate(rows4)}
     back = g.lif_read_back_rows(s.order)
-    short_rows = back * c4.lens[0] < 4 if rows4 else False   # a neuron's read < 4 cycles after its write
+    # a neuron's u(t-1) read would come < E4_WRITE_LATENCY + 1 cycles after its issue
+    short_rows = back * c4.lens[0] < E4_WRITE_LATENCY + 1 if rows4 else False
     # a window row waits for the E2 row that last reads the row its line1 slot held: row
     # (w - 3, t) (row outer: slots (w mod 3) * T + t); the row 3T back in E1's order (timestep
     # outer: one ring of 3T rows), last read by E2 row (min(w', H - 1), t')
@@ -267,7 +272,7 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape) -> dict[str, EngineTable]:
         writer = c3 if stt else c23
         deps = [writer.after(seq23[(step * yo + step - 1, t)], ROW_VISIBLE)]
         if short_rows and t > 0:       # wait until the row read back is written (+1 visible)
-            deps.append(c4.after(u - back, ROW_VISIBLE + 1))
+            deps.append(c4.after(u - back, E4_WRITE_LATENCY + 1))
         return _latest(c4.free(u), *deps)
 
     c1.ready, c23.ready, c3.ready, c4.ready = ready1, ready23, ready3, ready4

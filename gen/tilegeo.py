@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 from .config import HardwareConfig, log2
 from .descriptor import DESCRIPTOR_LAYOUT
 
-__all__ = ["GeoValue", "GEOMETRY", "TileGeometryUnit", "geometry_layout", "ROW_BITS"]
+__all__ = ["GeoValue", "GEOMETRY", "TileGeometryUnit", "geometry_layout", "ROW_BITS", "MEMBRANE_READ_GAP"]
 
 #: Width of row, word and block counts.
 ROW_BITS = 16
@@ -38,8 +38,16 @@ class GeoValue:
     meaning: str
 
 
-def _sat4(v):
-    return Mux(v >= 4, 4, v)[:3]    # the product is only compared with 4
+#: Cycles from a cluster-4 step's issue until the same neuron's u(t) may be read back as
+#: u(t+1): its write comes ``ClusterFourEngine.WRITE_LATENCY`` (8) cycles after the issue and
+#: the read port is not transparent (the engine checks that the two agree).
+MEMBRANE_READ_GAP = 9
+
+
+def _sat_gap(v):
+    """``min(v, MEMBRANE_READ_GAP)``: the products below are only compared with it."""
+    bits = MEMBRANE_READ_GAP.bit_length()
+    return Mux(v >= MEMBRANE_READ_GAP, MEMBRANE_READ_GAP, v)[:bits]
 
 
 def _w_aligned(d, g):
@@ -87,9 +95,9 @@ GEOMETRY: tuple[GeoValue, ...] = (
     _geo("prev_init", "row", "dist out_row_words",
          lambda d, g, p: (d.out_ring_rows - g["dist"]) * g["out_row_words"], "word base of u(t-1) at start"),
     _geo("long_rows", 1, "dist out_row_words",
-         lambda d, g, p: _sat4(_sat4(g["dist"]) * _sat4(g["out_row_words"]))
-         * _sat4(Mux(d.pool, 4, 1) * _sat4(d.rank)) >= 4,
-         "dist rows take >= 4 cycles: u(t-1) has landed before it is read"),
+         lambda d, g, p: _sat_gap(_sat_gap(g["dist"]) * _sat_gap(g["out_row_words"]))
+         * _sat_gap(Mux(d.pool, 4, 1) * _sat_gap(d.rank)) >= MEMBRANE_READ_GAP,
+         "dist rows take >= MEMBRANE_READ_GAP cycles: u(t-1) has landed before it is read"),
     _geo("e_lo2", 2, "", lambda d, g, p: Mux(_is_stt(d) & ~d.zero_halo[2], 0, 1),
          "cluster 2's first block (+1 indexed)"),
     _geo("nbe2", "row", "nb px",

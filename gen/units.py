@@ -13,7 +13,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .arith import lane, rshift, saturate, wrap
+from .arith import lane, rshift, rshift_partial, rshift_round, saturate, wrap
 
 __all__ = ["Requantiser", "SpikeTree", "MacCluster", "MacPEArray", "AdderArray", "MaxPoolLanes",
            "AffineLanes", "LIFLanes", "SHIFT_BITS"]
@@ -282,12 +282,24 @@ class MaxPoolLanes(wiring.Component):
 
 
 class AffineLanes(wiring.Component):
-    """Folded BatchNorm and residual (numerics steps 7, 8), combinational:
+    """Folded BatchNorm and residual (numerics steps 7, 8), pipelined:
     ``cur = sat_Mb(rshift(p * scale, shift, rnd) + bias)``, then, if ``use_residual``,
     ``cur = sat_Mb(cur + residual)``.
+
     Ports: ``p`` (lanes x Ab), ``scale`` (lanes x Sb), ``bias``, ``residual`` (lanes x Mb),
     ``shift``, ``rnd``, ``use_residual``; ``o`` (lanes x Mb).
+
+    Timing: a new set of inputs every cycle; ``o`` is registered and shows the result of the
+    inputs of :attr:`LATENCY` cycles before. Stages (one register each): the product
+    ``p * scale``; the barrel shift (:func:`gen.arith.rshift_partial`); rounding, bias and
+    saturation; residual and saturation. ``shift``, ``rnd`` and ``use_residual`` are read in
+    the stage that uses them: they are settings, held while values are in flight (the
+    descriptor's fields, constant over a tile). Registers load every cycle (no enable): the
+    owner keeps the valid bits.
     """
+
+    #: cycles from the inputs to ``o``
+    LATENCY = 4
 
     def __init__(self, lanes: int, acc_width: int, scale_width: int, membrane_width: int):
         self.lanes = _check(self, "lanes", lanes)
@@ -304,24 +316,43 @@ class AffineLanes(wiring.Component):
         ab, sb, mb = self.acc_width, self.scale_width, self.membrane_width
         outs = []
         for l in range(self.lanes):
-            prod = lane(self.p, l, ab) * lane(self.scale, l, sb)          # exact, Ab+Sb bits
-            shifted = rshift(prod, self.shift, self.rnd)
-            cur = saturate(shifted + lane(self.bias, l, mb), mb)
-            with_res = saturate(cur + lane(self.residual, l, mb), mb)
-            outs.append(Mux(self.use_residual, with_res, cur)[:mb])
+            prod = Signal(signed(ab + sb), name=f"prod{l}")          # exact
+            partial = Signal(signed(ab + sb), name=f"partial{l}")
+            cur = Signal(signed(mb), name=f"cur{l}")
+            o = Signal(signed(mb), name=f"o{l}")
+            bias1, bias2 = (Signal(signed(mb), name=f"bias{l}_{k}") for k in (1, 2))
+            res1, res2, res3 = (Signal(signed(mb), name=f"res{l}_{k}") for k in (1, 2, 3))
+            m.d.sync += [prod.eq(lane(self.p, l, ab) * lane(self.scale, l, sb)),
+                         bias1.eq(lane(self.bias, l, mb)), res1.eq(lane(self.residual, l, mb)),
+                         partial.eq(rshift_partial(prod, self.shift)), bias2.eq(bias1), res2.eq(res1),
+                         cur.eq(saturate(rshift_round(partial, self.shift, self.rnd) + bias2, mb)),
+                         res3.eq(res2),
+                         o.eq(Mux(self.use_residual, saturate(cur + res3, mb), cur))]
+            outs.append(o)
         m.d.comb += self.o.eq(Cat(*outs))
         return m
 
 
 class LIFLanes(wiring.Component):
-    """LIF array (numerics step 9), combinational: ``kept = 0 if spiked_prev else u_prev``,
+    """LIF array (numerics step 9), pipelined: ``kept = 0 if spiked_prev else u_prev``,
     ``u = sat_Mb(rshift(kept * leak_mul, leak_shift, rnd) + cur)``, ``s = u > threshold``.
 
     ``spiked_prev`` is recomputed as ``u_prev > threshold`` (the threshold is constant over a
     tile, so this equals the stored spike); pass ``u_prev = 0`` at timestep 0.
     Ports: ``cur``, ``u_prev`` (lanes x Mb), ``threshold`` (Mb), ``leak_mul`` (Lb, unsigned),
     ``leak_shift``, ``rnd``; ``u`` (lanes x Mb), ``s`` (lanes).
+
+    Timing: a neuron's ``u_prev`` in cycle 0, its ``cur`` in cycle :attr:`CUR_OFFSET` (the
+    leak takes that long: product, barrel shift, rounding, one register each); ``u`` and
+    ``s`` are registered and show the neuron in cycle :attr:`LATENCY`. A new neuron every
+    cycle. ``threshold``, ``leak_mul``, ``leak_shift`` and ``rnd`` are settings, held while
+    values are in flight; registers load every cycle (no enable).
     """
+
+    #: cycles from ``u_prev`` to ``u``/``s``
+    LATENCY = 4
+    #: cycles from ``u_prev`` to ``cur``
+    CUR_OFFSET = 3
 
     def __init__(self, lanes: int, membrane_width: int, leak_width: int):
         self.lanes = _check(self, "lanes", lanes)
@@ -335,16 +366,23 @@ class LIFLanes(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        mb = self.membrane_width
+        mb, lb = self.membrane_width, self.leak_width
         thr = self.threshold.as_signed()
         us, ss = [], []
         for l in range(self.lanes):
             u_prev = lane(self.u_prev, l, mb)
             kept = Mux(u_prev > thr, 0, u_prev)
-            leaked = rshift(kept * self.leak_mul, self.leak_shift, self.rnd)
+            prod = Signal(signed(mb + lb + 1), name=f"leak_prod{l}")
+            partial = Signal(signed(mb + lb + 1), name=f"leak_partial{l}")
+            leaked = Signal(signed(mb + lb + 1), name=f"leaked{l}")
             u = Signal(signed(mb), name=f"u{l}")
-            m.d.comb += u.eq(saturate(leaked + lane(self.cur, l, mb), mb))
+            s = Signal(name=f"s{l}")
+            new_u = saturate(leaked + lane(self.cur, l, mb), mb)
+            m.d.sync += [prod.eq(kept * self.leak_mul),
+                         partial.eq(rshift_partial(prod, self.leak_shift)),
+                         leaked.eq(rshift_round(partial, self.leak_shift, self.rnd)),
+                         u.eq(new_u), s.eq(new_u > thr)]
             us.append(u)
-            ss.append(u > thr)
+            ss.append(s)
         m.d.comb += [self.u.eq(Cat(*us)), self.s.eq(Cat(*ss))]
         return m

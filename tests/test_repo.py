@@ -25,7 +25,7 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 def test_make_targets_exist() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    for target in ("demo", "test", "test-slow", "rtl", "lint", "synth", "cosim-full", "energy", "bench"):
+    for target in ("demo", "test", "test-slow", "rtl", "lint", "synth", "fpga", "cosim-full", "energy", "bench"):
         assert re.search(rf"^{re.escape(target)}:", makefile, re.M), target
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 

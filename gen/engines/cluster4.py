@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import HardwareConfig, log2
 from ..descriptor import DESCRIPTOR_LAYOUT
 from ..hostmap import STREAM_BITS
-from ..tilegeo import geometry_layout
+from ..tilegeo import MEMBRANE_READ_GAP, geometry_layout
 from ..units import AffineLanes, LIFLanes, MacPEArray, MaxPoolLanes
 from .common import ROW_BITS, active_lanes, counts_layout, inc3, loops, read_port, times3, write_port
 
@@ -47,14 +47,24 @@ class ClusterFourEngine(wiring.Component):
     * ``counts`` (out): this cycle's increments of the counters named by its fields.
 
     Timing: issue (addresses) -> a (operands arrive, MAC) -> b (max-pool; affine, residual
-    and u(t-1) words registered) -> c (affine, residual, LIF; membrane and spike writes). A
-    row issues when its q23 rows are written, its u(t-1) has landed and the host has written
-    its residual row and drained its output slot.
+    and u(t-1) words registered) -> c (pooled sums registered, into the affine and LIF
+    pipelines: :class:`gen.units.AffineLanes`, :class:`gen.units.LIFLanes`) -> ... -> write
+    (membrane and spike writes, :attr:`TAIL_STAGES` cycles after c,
+    :attr:`WRITE_LATENCY` cycles after the issue). Every stage is one clock cycle: no path
+    needs more than one. A row issues when its q23 rows are written, its u(t-1) has landed
+    and the host has written its residual row and drained its output slot.
     """
+
+    #: cycles from stage c to the membrane and spike writes (the affine and LIF pipelines)
+    TAIL_STAGES = AffineLanes.LATENCY - LIFLanes.CUR_OFFSET + LIFLanes.LATENCY
+    #: cycles from a step's issue to its membrane and spike writes (issue -> a -> b -> c -> write)
+    WRITE_LATENCY = 3 + TAIL_STAGES
 
     def __init__(self, config: HardwareConfig):
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a gen.config.HardwareConfig, got {type(config).__name__}")
+        if MEMBRANE_READ_GAP != self.WRITE_LATENCY + 1:  # pragma: no cover - a design-time check
+            raise AssertionError(f"gen.tilegeo.MEMBRANE_READ_GAP must be {self.WRITE_LATENCY + 1}")
         self.config = config
         P, wd = config.lanes, config.widths
         aff = config.regions["affine"].width_bits
@@ -121,8 +131,9 @@ class ClusterFourEngine(wiring.Component):
         # the writer's index of q23 row (S*yo + S - 1, t), + 1
         in_ok4 = self.rows_written >= Mux(order, th4 + (yo4 << pool) + S, n4b + t4 + 1)
         # u(t-1) read back from the output ring: landed (only short rows can outrun it). A
-        # neuron's membrane is written 3 cycles after its last issue and the read port is not
-        # transparent, so the same neuron's read must come at least 4 cycles later
+        # neuron's membrane is written WRITE_LATENCY cycles after its last issue and the read
+        # port is not transparent, so the same neuron's read must come at least
+        # MEMBRANE_READ_GAP = WRITE_LATENCY + 1 cycles later (geometry's long_rows)
         back_ok4 = g.long_rows | (t4 == 0) | (out_seq + dist > m4)
         # the host: residual row written, output slot drained
         host_ok4 = (~use_res | (self.res_rows > m4)) & (self.out_taken + d.out_ring_rows > m4)
@@ -219,10 +230,10 @@ class ClusterFourEngine(wiring.Component):
 
         full4a, full4b = Signal(), Signal()      # HTT: the row's timestep is a full one
         m.d.sync += [full4a.eq(d.schedule.bit_select(t4, 1)), full4b.eq(full4a)]
-        vc = self._stage_c(m, dict(v=v4b & grp4b, rowend=rowend4b, p=mp.o, aff=aff4b, res=res4b,
-                                   uprev=uprev4b, outidx=outidx4b, obase=obase4b, act=act4b,
-                                   full=full4b))
-        m.d.comb += self.busy.eq(run4 | v4a | v4b | vc)
+        tail = self._stage_c(m, dict(v=v4b & grp4b, rowend=rowend4b, p=mp.o, aff=aff4b, res=res4b,
+                                     uprev=uprev4b, outidx=outidx4b, obase=obase4b, act=act4b,
+                                     full=full4b))
+        m.d.comb += self.busy.eq(run4 | v4a | v4b | Cat(*tail).any())
 
         # ---- start: a new tile (last, so that it wins over the updates above) ---------------
         with m.If(self.start):
@@ -235,20 +246,23 @@ class ClusterFourEngine(wiring.Component):
         return m
 
     def _stage_c(self, m, b):
-        """Stage c: the pooled sums of a group through the affine (the timestep's class),
-        residual and LIF; membrane and spike writes into the output ring. ``b``: the stage-b
-        values (registered here). Returns the stage's valid."""
+        """Stage c and the neuron pipeline after it: the pooled sums of a group through the
+        affine (scale of the timestep's class), residual and LIF units (pipelined, see their
+        timing); membrane and spike writes into the output ring :attr:`TAIL_STAGES` cycles
+        after stage c. ``b``: the stage-b values (registered here). Returns the valid bits of
+        every stage from c to the write."""
         cfg = self.config
         P, wd = cfg.lanes, cfg.widths
         ab, mb, sb = wd.accumulator, wd.membrane, wd.affine_scale
         d, cnt, out_seq = self.desc, self.counts, self.out_rows
         is_htt, use_res, rnd = d.mode == 2, d.residual, d["round"]
-        vc, rowendc = Signal(), Signal()
-        pc = Signal(P * ab)
-        affc, resc, uprevc = Signal(len(self.affine.data)), Signal(P * mb), Signal(P * mb)
-        outidxc, obasec = Signal(RB), Signal(RB)
-        tfullc = Signal()
-        actc = Signal(range(P + 1))
+        vc, rowendc = Signal(name="e4c_v"), Signal(name="e4c_rowend")
+        pc = Signal(P * ab, name="e4c_p")
+        affc, resc = Signal(len(self.affine.data), name="e4c_aff"), Signal(P * mb, name="e4c_res")
+        uprevc = Signal(P * mb, name="e4c_uprev")
+        outidxc, obasec = Signal(RB, name="e4c_outidx"), Signal(RB, name="e4c_obase")
+        tfullc = Signal(name="e4c_full")
+        actc = Signal(range(P + 1), name="e4c_act")
         m.d.sync += [vc.eq(b["v"]), rowendc.eq(b["rowend"]), pc.eq(b["p"]), affc.eq(b["aff"]),
                      resc.eq(b["res"]), uprevc.eq(b["uprev"]), outidxc.eq(b["outidx"]),
                      obasec.eq(b["obase"]), actc.eq(b["act"])]
@@ -262,20 +276,39 @@ class ClusterFourEngine(wiring.Component):
         m.d.comb += [aff.p.eq(pc), aff.scale.eq(Mux(cls, scale1, scale0)), aff.bias.eq(bias),
                      aff.residual.eq(resc), aff.shift.eq(d.affine_shift), aff.rnd.eq(rnd),
                      aff.use_residual.eq(use_res)]
+        # the LIF takes u(t-1) CUR_OFFSET cycles before the affine's output
         m.submodules.lif = lif = LIFLanes(P, mb, wd.leak_mul)
-        m.d.comb += [lif.cur.eq(aff.o), lif.u_prev.eq(uprevc), lif.threshold.eq(d.threshold),
+        uprev_lif = _delay(m, uprevc, AffineLanes.LATENCY - LIFLanes.CUR_OFFSET, "e4u_uprev")
+        m.d.comb += [lif.cur.eq(aff.o), lif.u_prev.eq(uprev_lif), lif.threshold.eq(d.threshold),
                      lif.leak_mul.eq(d.leak_mul), lif.leak_shift.eq(d.leak_shift),
                      lif.rnd.eq(rnd)]
+        # the write stage: lif.u and lif.s of the neuron that was in stage c TAIL_STAGES ago
+        n = self.TAIL_STAGES
+        valids = [vc]
+        for k in range(1, n + 1):
+            valids.append(_delay(m, valids[-1], 1, f"e4w{k}_v"))
+        vw = valids[-1]
+        roww, outidxw = _delay(m, rowendc, n, "e4w_rowend"), _delay(m, outidxc, n, "e4w_outidx")
+        obasew, actw = _delay(m, obasec, n, "e4w_obase"), _delay(m, actc, n, "e4w_act")
         mask = Signal(P)
-        m.d.comb += mask.eq(Cat(*[actc > l for l in range(P)]))
+        m.d.comb += mask.eq(Cat(*[actw > l for l in range(P)]))
         spikes_masked = Signal(P)
         m.d.comb += spikes_masked.eq(lif.s & mask)
         mem_w, spk_w = self.membrane_out, self.spikes
-        m.d.comb += [mem_w.en.eq(vc), mem_w.addr.eq(obasec + outidxc), mem_w.data.eq(lif.u),
-                     spk_w.en.eq(vc), spk_w.addr.eq(obasec + outidxc), spk_w.data.eq(spikes_masked)]
-        with m.If(vc & rowendc):
+        m.d.comb += [mem_w.en.eq(vw), mem_w.addr.eq(obasew + outidxw), mem_w.data.eq(lif.u),
+                     spk_w.en.eq(vw), spk_w.addr.eq(obasew + outidxw), spk_w.data.eq(spikes_masked)]
+        with m.If(vw & roww):
             m.d.sync += out_seq.eq(out_seq + 1)
-        m.d.comb += [cnt.membrane_writes.eq(vc), cnt.spikes_writes.eq(vc), cnt.lif_busy.eq(vc),
-                     cnt.lif_updates.eq(Mux(vc, actc, 0)),
-                     cnt.spikes_out.eq(Mux(vc, sum(spikes_masked[l] for l in range(P)), 0))]
-        return vc
+        m.d.comb += [cnt.membrane_writes.eq(vw), cnt.spikes_writes.eq(vw), cnt.lif_busy.eq(vw),
+                     cnt.lif_updates.eq(Mux(vw, actw, 0)),
+                     cnt.spikes_out.eq(Mux(vw, sum(spikes_masked[l] for l in range(P)), 0))]
+        return valids
+
+
+def _delay(m, sig, n, name):
+    """``sig`` delayed by ``n`` registers (``sig`` itself for ``n == 0``)."""
+    for k in range(n):
+        nxt = Signal.like(sig, name=f"{name}_{k + 1}")
+        m.d.sync += nxt.eq(sig)
+        sig = nxt
+    return sig

@@ -1,4 +1,5 @@
-"""LIF lanes over several timesteps against the golden model's lif (hard reset, leak, strict >)."""
+"""LIF lanes over several timesteps against the golden model's lif (hard reset, leak, strict >),
+with the pipeline's timing: u_prev, then cur CUR_OFFSET cycles later, u/s LATENCY cycles later."""
 
 import numpy as np
 import torch
@@ -8,8 +9,7 @@ from gen.units import LIFLanes
 from sw.golden import lif
 
 LANES, MB, LB = 4, 16, 8
-
-
+GARBAGE = 0x7FFF_8000_1234_ABCD
 
 
 def test_lif_over_time():
@@ -28,6 +28,8 @@ def test_lif_over_time():
     got = []
 
     async def bench(ctx):
+        # one neuron step at a time through the pipeline: u_prev in cycle 0, cur in cycle
+        # CUR_OFFSET, u/s read in cycle LATENCY; garbage on the inputs in the other cycles
         for cur, thr, lm, ls, rnd in cases:
             ctx.set(dut.threshold, thr & 0xFFFF)
             ctx.set(dut.leak_mul, lm)
@@ -36,14 +38,18 @@ def test_lif_over_time():
             u_prev = [0] * LANES
             us, ss = [], []
             for t in range(cur.shape[0]):
-                ctx.set(dut.cur, pack_lanes(cur[t], MB))
-                ctx.set(dut.u_prev, pack_lanes(u_prev, MB))
-                u_prev = unpack_lanes(ctx.get(dut.u), LANES, MB)
-                us.append(u_prev)
-                ss.append([(ctx.get(dut.s) >> l) & 1 for l in range(LANES)])
+                for cycle in range(dut.LATENCY + 1):
+                    ctx.set(dut.u_prev, pack_lanes(u_prev, MB) if cycle == 0 else GARBAGE)
+                    ctx.set(dut.cur, pack_lanes(cur[t], MB) if cycle == dut.CUR_OFFSET else GARBAGE)
+                    if cycle == dut.LATENCY:
+                        u_prev = unpack_lanes(ctx.get(dut.u), LANES, MB)
+                        us.append(u_prev)
+                        ss.append([(ctx.get(dut.s) >> l) & 1 for l in range(LANES)])
+                    else:
+                        await ctx.tick()
             got.append((us, ss))
 
-    run_testbench(dut, bench, clock=False)
+    run_testbench(dut, bench)
     for (cur, thr, lm, ls, rnd), (us, ss) in zip(cases, got):
         spikes, membrane = lif(torch.tensor(cur, dtype=torch.int64), thr, lm, ls, rnd, MB)
         assert us == membrane.tolist()

@@ -181,14 +181,19 @@ def test_edge_shapes(mode, r, cin, cout, T, H, W, pool):
         check(q, rng.integers(0, 2, (T, cin, H, W)), order=order)
 
 
-def test_membrane_read_back_of_three_cycle_rows():
-    """Cluster-4 rows of exactly 3 cycles (r = 3, one pixel) back to back: HTT's reduced
-    timestep after a full one runs at once, and its u(t-1) read must wait for the previous
-    row's membrane write (3 cycles after issue, read port not transparent)."""
-    rng = np.random.default_rng(64)
-    q = make_layer(rng, "htt", r=3, cin=4, cout=4, T=3, schedule=(False, True, False))
+@pytest.mark.parametrize("r,pool,hw,pack", [(3, False, (1, 1), 2), (4, False, (1, 1), 2),
+                                           (8, False, (1, 1), None), (3, False, (1, 3), 2),
+                                           (2, True, (2, 2), None)],
+                         ids=["3-cycle", "4-cycle", "8-cycle", "9-cycle", "8-cycle-pooled"])
+def test_membrane_read_back_of_short_rows(r, pool, hw, pack):
+    """Cluster-4 rows of 3, 4, 8 and 9 cycles (rank r, one or three output pixels) back to back: HTT's
+    reduced timestep after a full one runs at once, and its u(t-1) read must wait for the
+    previous row's membrane write (8 cycles after issue, read port not transparent: rows
+    shorter than 9 cycles wait, a 9-cycle row does not)."""
+    rng = np.random.default_rng(64 + r)
+    q = make_layer(rng, "htt", r=r, cin=4, cout=4, T=3, schedule=(False, True, False), pool=pool)
     for order in (0, 1):
-        check(q, rng.integers(0, 2, (3, 4, 1, 1)), order=order, pack=2)
+        check(q, rng.integers(0, 2, (3, 4, *hw)), order=order, pack=pack)
 
 
 def test_status_and_id_registers():
