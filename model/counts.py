@@ -210,7 +210,7 @@ def full_timesteps(spec: ConvSpec, timesteps: int) -> int:
 
 def has_residual(spec: ConvSpec) -> bool:
     """MS-ResNet adds the shortcut to the membrane input after each block's second conv."""
-    return spec.kind == "conv3x3" and spec.name.endswith(".conv2")
+    return spec.membrane_shortcut
 
 
 def layer_cores(spec: ConvSpec, timesteps: int) -> list[Core]:

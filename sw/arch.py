@@ -167,6 +167,12 @@ class ConvSpec:
     reversible: bool = False
 
     @property
+    def membrane_shortcut(self) -> bool:
+        """MS-ResNet adds the shortcut to the membrane input after each block's second conv
+        (so that conv's LIF current also feeds the next block: its backward has a shortcut share)."""
+        return self.kind == "conv3x3" and self.name.endswith(".conv2")
+
+    @property
     def is_tt(self) -> bool:
         return self.mode in TT_MODES
 

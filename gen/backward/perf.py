@@ -52,13 +52,15 @@ def ideal_backward_ops(cin: int, r: int, cout: int, h: int, w: int, T: int, mode
     return pointwise + taps + lif
 
 
-def backward_tile_shape(cfg: HardwareConfig, q, T: int, H: int, W: int, full) -> tuple[int, int, bool]:
+def backward_tile_shape(cfg: HardwareConfig, q, T: int, H: int, W: int, full,
+                        use_extra: bool = False) -> tuple[int, int, bool]:
     """The largest ``h x w`` tile (pre-pool pixels) whose tensors and trace fit the backward
     memories, and whether the stage weights and weight-gradient sums fit too."""
     regions, P, s = cfg.backward_regions, cfg.lanes, 2 if q.pool else 1
 
     def fits_data(h, w):
-        plan = plan_backward_tile(q, T, h, w, P, cfg.widths.weight, _SHIFTS, list(full), pack_weights=False)
+        plan = plan_backward_tile(q, T, h, w, P, cfg.widths.weight, _SHIFTS, list(full), use_extra=use_extra,
+                                  pack_weights=False)
         trace = T * (h // s + 2) * (w // s + 2) * -(-q.out_channels // P)
         ok = plan.buffer_words <= regions["gbuf"].depth and trace <= regions["trace"].depth
         return ok, plan
@@ -90,7 +92,8 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
     q = _layer(spec, mode, schedule)
     T, (H, W), P = timesteps, spec.in_hw, cfg.lanes
     full = q.full_timesteps(T)
-    h, w, fits = backward_tile_shape(cfg, q, T, H, W, full)
+    extra = spec.membrane_shortcut        # the next block's shortcut: the current's gradient has a share
+    h, w, fits = backward_tile_shape(cfg, q, T, H, W, full, extra)
     cycles = steps = tiles = 0
     stage_totals: dict[str, int] = {}
     cache: dict[tuple[int, int], list] = {}
@@ -99,7 +102,7 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
             shape = (min(h, H - r0), min(w, W - c0))
             if shape not in cache:
                 plan = plan_backward_tile(q, T, shape[0], shape[1], P, cfg.widths.weight, _SHIFTS, list(full),
-                                          pack_weights=False)
+                                          use_extra=extra, pack_weights=False)
                 cache[shape] = backward_cycles(plan.stages, P)
             tiles += 1
             for sc in cache[shape]:

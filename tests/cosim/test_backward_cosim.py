@@ -35,3 +35,23 @@ def test_backward_coverage_batch_is_bit_exact(tmp_path):
         saturated += r.counters["grad_saturations"] + r.counters["lifg_saturations"]
     assert saturated > 0                      # the saturating cases reached the edges
     assert any(r.case.trace.argmax is not None for r in results) and P >= 2
+
+
+@pytest.mark.cosim_full
+def test_paper_sized_backward_tile(tmp_path):
+    """A backward tile at MS-ResNet18's second TT layer's shape (64 -> 64 channels, rank 32,
+    T = 4, PTT, the shortcut's share; the 3 x 6 tile python -m gen.perf --backward picks for
+    it) on the paper configuration's RTL, bit-exact, with its cycles equal to the cycle model's."""
+    from gen.backward.cyclemodel import backward_cycles
+    from gen.backward.tile_program import plan_backward_tile
+
+    from cosim.backward import backward_tile_case
+
+    target = RtlTarget.for_config("paper")
+    cfg = target.config
+    case = backward_tile_case(cfg, "paper-resnet18-layer", "ptt", 32, 64, 64, 4, 3, 6, extra=True)
+    (r,) = run_backward_cases(target, [case], workdir=tmp_path)
+    assert r.match, describe(r)
+    plan = plan_backward_tile(case.qlayer, 4, 3, 6, cfg.lanes, cfg.widths.weight, r.golden.shifts,
+                              [True] * 4, use_extra=True, pack_weights=False)
+    assert r.cycles == sum(s.cycles for s in backward_cycles(plan.stages, cfg.lanes))
