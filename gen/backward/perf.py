@@ -28,6 +28,9 @@ __all__ = ["layer_backward_report", "ideal_backward_ops", "backward_tile_shape",
 
 #: the ratio the backward issue asks for
 BACKWARD_GOAL = 1.25
+#: shifts for planning only: they do not change a stage's cycles (g23t > shift3 + 1 keeps HTT's
+#: bypass a right shift)
+_SHIFTS = {"affine": 0, "g4t": 0, "g3t": 0, "g23t": 8, "g1t": 0}
 
 
 def _layer(spec, mode: str, schedule: tuple[bool, ...]):
@@ -81,9 +84,6 @@ def backward_tile_shape(cfg: HardwareConfig, q, T: int, H: int, W: int, full,
     h, w, plan = best
     fits = len(plan.weight_words) <= regions["gweights"].depth and plan.acc_entries <= regions["wgrad"].depth
     return h, w, fits
-
-
-_SHIFTS = {"affine": 0, "g4t": 0, "g3t": 0, "g23t": 8, "g1t": 0}
 
 
 def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,

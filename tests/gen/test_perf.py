@@ -72,3 +72,27 @@ def test_cli_rejects_an_output_path_under_a_file_before_working(tmp_path):
     with pytest.raises(ValueError, match="is a file, not a folder"):
         main(["--network", "resnet18-cifar10", "--modes", "htt", "--plot", str(tmp_path / "f" / "p.png")])
     assert (tmp_path / "f").read_text() == "keep"
+
+
+def test_backward_bound_counts_every_backward_operation_once():
+    """The backward table's ideal bound, against a count made here for a 1-pixel layer:
+    PTT, Cin = 2, r = 1, Cout = 1, T = 1: G1 (recomputed), G1^T, dW1 = 3 x 2; G4^T, dW4 = 2;
+    G2/G3 recomputed, transposed and as weight gradients = 18 taps; one LIF-gradient update."""
+    from gen.backward.perf import ideal_backward_ops
+    assert ideal_backward_ops(2, 1, 1, 1, 1, 1, "ptt", (True,), False) == 6 + 2 + 18 + 1
+    # HTT's reduced timesteps: no G2/G3 work; pooling: a quarter of the LIF updates
+    assert ideal_backward_ops(2, 1, 1, 2, 2, 2, "htt", (True, False), True) == (8 * 4 * 2 + 18 * 4 + 1 * 1 * 2)
+
+
+def test_backward_table_is_at_or_above_its_bound():
+    from gen.backward.perf import layer_backward_report
+    from gen.config import load_config
+    from sw.arch import WORKLOADS, default_schedule, network_specs, tt_layers
+    n = WORKLOADS["resnet18-cifar10"]
+    specs = tt_layers(network_specs(n.arch, n.in_channels, n.input_size, n.num_classes, mode="ptt",
+                                    ranks=n.ranks, timesteps=n.timesteps))
+    r = layer_backward_report(load_config("paper"), specs[1], "ptt", n.timesteps,
+                              tuple(default_schedule(n.timesteps)))
+    assert r["cycles"] >= r["bound"] and r["fits_backward_memories"]
+    assert r["cycles"] == r["issue_cycles"] + r["pipeline"]
+    assert r["tiles"] * 1 >= (32 // 3) * (32 // 7)      # tiles of at most 3 x 7 cover 32 x 32
