@@ -7,6 +7,8 @@ Commands:
 * ``replay`` -- one TT layer of a trained checkpoint on the RTL (docs/cosim.md).
 * ``train-step`` -- forward, backward and weight gradients of one TT layer of a trained
   checkpoint on the RTL, bit-exact against the golden models, gradients against float autograd.
+* ``finetune-check`` -- the integer fine-tuning loop, a sample of its steps' backward also on
+  the RTL, bit-exact.
 * ``speed``  -- simulation speed (simulated cycles per wall-clock second, streamed host traffic
   included) on a paper-sized layer.
 """
@@ -56,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--layer", required=True, help="TT layer name, e.g. layers.0.0.conv1")
     _add_common(ts, "configs/paper.toml")
     ts.add_argument("--sample", type=int, default=0, help="index of the labelled test image (default 0)")
+
+    fc = sub.add_parser("finetune-check", help="fine-tuning with the integer arithmetic, a sample of "
+                        "its steps' backward checked on the RTL")
+    fc.add_argument("--checkpoint", required=True, help="TT checkpoint (e.g. build/demo/ptt.pt)")
+    fc.add_argument("--layer", required=True, help="TT layer whose backward is checked on the RTL")
+    _add_common(fc, "configs/paper.toml")
+    fc.add_argument("--steps", type=int, default=4, help="fine-tuning steps (default 4)")
+    fc.add_argument("--rtl-steps", type=int, default=2, help="of them, checked on the RTL (default 2)")
+    fc.add_argument("--batch-size", type=int, default=8, help="samples per step (default 8)")
+    fc.add_argument("--lr", type=float, default=0.002, help="SGD learning rate (default 0.002)")
 
     paper = WORKLOADS["resnet18-cifar10"]  # the workload of cosim.cases.paper_layer_case
     sp = sub.add_parser("speed", help="simulation speed on the paper-sized layer")
@@ -113,6 +125,25 @@ def _train_step(args) -> int:
     return 0 if rep["match"] else 1
 
 
+def _finetune_check(args) -> int:
+    from cosim.finetune_check import finetune_check
+
+    rep = finetune_check(args.checkpoint, args.layer, args.config, steps=args.steps,
+                         rtl_steps=args.rtl_steps, batch_size=args.batch_size, lr=args.lr,
+                         rtl_dir=args.rtl, progress=not args.json)
+    if args.json:
+        print(json.dumps(rep))
+    else:
+        print(f"fine-tuning {rep['checkpoint']} ({rep['steps']} steps, batch {rep['batch_size']}, "
+              f"lr {rep['lr']}): loss " + " ".join(f"{v:.4f}" for v in rep["step_loss"]))
+        for step, c in zip(rep["checked_steps"], rep["checks"]):
+            print(f"  step {step + 1}: {rep['layer']} backward on the {rep['config']} RTL "
+                  f"{'bit-exact' if c['match'] else 'MISMATCH ' + str(c['mismatches'])}, "
+                  f"{c['cycles']} cycles ({c['strips']} strips)")
+        print(f"  match: {rep['match']}")
+    return 0 if rep["match"] else 1
+
+
 def _speed(args) -> int:
     import time
 
@@ -149,7 +180,7 @@ def _speed(args) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return {"check": _check, "run": _run, "replay": _replay, "train-step": _train_step,
-            "speed": _speed}[args.command](args)
+            "finetune-check": _finetune_check, "speed": _speed}[args.command](args)
 
 
 if __name__ == "__main__":

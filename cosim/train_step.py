@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["train_step", "format_train_step"]
+__all__ = ["train_step", "format_train_step", "backward_on_rtl", "compare_backward"]
 
 
 def _labelled_sample(meta: dict, sample: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,17 +36,41 @@ def _labelled_sample(meta: dict, sample: int) -> tuple[torch.Tensor, torch.Tenso
     return _to_model_input(x.unsqueeze(0), info), torch.tensor([int(y)])
 
 
-def _backward_on_rtl(target, hl, q, saved, cap, hw, console):
-    """The integer backward of the layer on the RTL (row strips) and in the golden model."""
+def backward_on_rtl(target, hw, q, trace, e_int, g_extra_int, shifts, params, console=None):
+    """One sample's integer backward of layer ``q`` on the RTL: ``trace`` (``[T, 1, ...]``,
+    :class:`sw.golden_backward.ForwardTrace` of the whole layer), ``e_int``/``g_extra_int``
+    ``[T, 1, C, Ho, Wo]``, the shifts the golden model used. Runs the layer as row strips with
+    their halo rings in one simulator process; returns ``(result, strips, wall_s)``."""
+    import contextlib
+    import tempfile
+    from pathlib import Path
+
     from cosim.jobs import BackwardJob, read_results, write_jobs
     from cosim.runner import build_design, default_build_dir, run_testbench
     from gen.backward.host import backward_layer_programs, combine_strips
     from gen.hostmap import HOST_READ_LATENCY
+
+    first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
+    strips = backward_layer_programs(hw, q, trace.x[:, 0, :, 1:-1, 1:-1].numpy(), first(e_int),
+                                     first(trace.spikes), first(trace.window), first(trace.argmax),
+                                     shifts, first(g_extra_int), params.height_mul, params.height_shift)
+    ports = [p["name"] for p in target.manifest.get("ports", [])] or None
+    status = console.status(f"backward: {len(strips)} strips under Verilator") if console else contextlib.nullcontext()
+    with status:
+        build = build_design(target.verilog, target.top, default_build_dir(hw.name), ports=ports)
+        work = Path(tempfile.mkdtemp(prefix="cosim-backward-"))
+        jobs = [BackwardJob.of(s.program, 50_000_000, i) for i, s in enumerate(strips)]
+        write_jobs(work / "jobs.npz", jobs, hw.clock_period_ns, HOST_READ_LATENCY)
+        run_testbench(build, work / "jobs.npz", work / "results.npz", work / "run")
+        results = read_results(work / "results.npz", len(jobs))
+    got = combine_strips([s.program.decode(r.values) for s, r in zip(strips, results)], hw.gradients.wgrad_tile)
+    return got, len(strips), sum(r.wall_s for r in results)
+
+
+def _backward_on_rtl(target, hl, q, saved, cap, hw, console):
+    """The integer backward of the layer on the RTL (row strips) and in the golden model."""
     from sw import golden_backward as GB
     from sw.hwlayer import quantize_gradient
-
-    import tempfile
-    from pathlib import Path
 
     grads, params, trace = hw.gradients, saved["params"], saved["trace"]
     parts = [cap["e"]] + ([cap["g_extra"]] if cap.get("g_extra") is not None else [])
@@ -56,20 +80,8 @@ def _backward_on_rtl(target, hl, q, saved, cap, hw, console):
     auto = GB.BackwardParams(params.window_lo, params.window_hi, params.height_mul, params.height_shift,
                              {s: "auto" for s in stages})
     gold = GB.backward_layer(q, trace, ints[0], hw.widths, grads, auto, g_extra, GB.GradRounding(grads.rounding))
-    first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
-    strips = backward_layer_programs(hw, q, trace.x[:, 0, :, 1:-1, 1:-1].numpy(), first(ints[0]),
-                                     first(trace.spikes), first(trace.window), first(trace.argmax),
-                                     gold.shifts, first(g_extra), params.height_mul, params.height_shift)
-    ports = [p["name"] for p in target.manifest.get("ports", [])] or None
-    with console.status(f"backward: {len(strips)} strips under Verilator"):
-        build = build_design(target.verilog, target.top, default_build_dir(hw.name), ports=ports)
-        work = Path(tempfile.mkdtemp(prefix="cosim-train-step-"))
-        jobs = [BackwardJob.of(s.program, 50_000_000, i) for i, s in enumerate(strips)]
-        write_jobs(work / "jobs.npz", jobs, hw.clock_period_ns, HOST_READ_LATENCY)
-        run_testbench(build, work / "jobs.npz", work / "results.npz", work / "run")
-        results = read_results(work / "results.npz", len(jobs))
-    got = combine_strips([s.program.decode(r.values) for s, r in zip(strips, results)], grads.wgrad_tile)
-    return gold, got, e_frac, len(strips), sum(r.wall_s for r in results)
+    got, n_strips, wall = backward_on_rtl(target, hw, q, trace, ints[0], g_extra, gold.shifts, params, console)
+    return gold, got, e_frac, n_strips, wall
 
 
 def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: int = 0,
@@ -104,10 +116,7 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
         fwd = run_cases(target, [LayerCase(layer, q, spikes, res_q)], waves="never")[0]
     forward_match = bool(fwd.match and np.array_equal(fwd.spikes, trace.spikes[:, 0].numpy()))
     gold, got, e_frac, n_strips, bw_wall = _backward_on_rtl(target, hl, q, saved, cap, hw, console)
-    expect = {"e_in": gold.e_in[:, 0].numpy(), "g_current": gold.g_current[:, 0].numpy(),
-              **{f"d{n}": v[0].numpy() for n, v in gold.dw.items()}}
-    actual = {"e_in": got.e_in, "g_current": got.g_current, **{f"d{n}": v for n, v in got.dw.items()}}
-    mism = {k: int((np.asarray(actual[k]) != np.asarray(v)).sum()) for k, v in expect.items()}
+    mism = compare_backward(gold, got)
     # the RTL's integer gradients as float gradients, against float autograd of the same layer
     as_t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64)).unsqueeze(1)  # noqa: E731
     dw = {n: torch.from_numpy(np.asarray(v, dtype=np.int64)).unsqueeze(0) for n, v in got.dw.items()}
@@ -132,6 +141,15 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
         "trace_source": "spikes: RTL forward; window bits and arg-max: golden forward (equal RTL spikes)",
         "wall_s": time.monotonic() - t0, "backward_sim_wall_s": bw_wall,
     }
+
+
+def compare_backward(gold, got, sample: int = 0) -> dict[str, int]:
+    """Mismatching elements per output between the golden backward (sample ``sample`` of a
+    batch) and one sample's RTL result."""
+    expect = {"e_in": gold.e_in[:, sample].numpy(), "g_current": gold.g_current[:, sample].numpy(),
+              **{f"d{n}": v[sample].numpy() for n, v in gold.dw.items()}}
+    actual = {"e_in": got.e_in, "g_current": got.g_current, **{f"d{n}": v for n, v in got.dw.items()}}
+    return {k: int((np.asarray(actual[k]) != np.asarray(v)).sum()) for k, v in expect.items()}
 
 
 def format_train_step(rep: dict[str, Any]) -> str:

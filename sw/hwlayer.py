@@ -113,6 +113,12 @@ class HardwareLayer:
     def backward(self, saved: dict, e: Tensor, g_extra: Tensor | None) -> dict[str, Tensor]:
         """Float gradients ``e = dL/d(out spikes)``, ``g_extra = dL/d(current)`` from the
         current's other consumers -> float ``x``, ``residual`` and core-weight gradients."""
+        res, e_frac, _ = self.integer_backward(saved, e, g_extra)
+        return self.float_gradients(saved["q"], res.e_in, res.g_current, res.dw, res.shifts, e_frac, e.dtype)
+
+    def integer_backward(self, saved: dict, e: Tensor, g_extra: Tensor | None):
+        """The integer backward of :meth:`backward`: ``(result, e_frac, ints)`` with ``ints``
+        the quantised incoming gradients (``e``, and ``g_extra`` when given)."""
         q, params, trace = saved["q"], saved["params"], saved["trace"]
         grads = self.hw.gradients
         parts = [e] + ([g_extra] if g_extra is not None else [])
@@ -124,7 +130,7 @@ class HardwareLayer:
         res = GB.backward_layer(q, trace, ints[0], self.hw.widths, grads, auto,
                                 ints[1] if g_extra is not None else None, rnd)
         self._count(res)
-        return self.float_gradients(q, res.e_in, res.g_current, res.dw, res.shifts, e_frac, e.dtype)
+        return res, e_frac, ints
 
     def float_gradients(self, q, e_in: Tensor, g_current: Tensor, dw: dict[str, Tensor],
                         shifts: dict[str, int], e_frac: int, dtype: torch.dtype) -> dict[str, Tensor]:

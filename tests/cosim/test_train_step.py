@@ -33,3 +33,20 @@ def test_train_step_command_is_bit_exact(tmp_path, capsys):
     assert c["cycles"] == rep["cycles"]["backward"] > c["stage_busy"] > 0
     with pytest.raises(ValueError, match="not a TT layer"):
         main(["train-step", "--checkpoint", str(ckpt), "--layer", "fc", "--config", "small"])
+
+
+def test_finetune_check_runs_sampled_steps_on_the_rtl(tmp_path, capsys):
+    from cosim.__main__ import main
+
+    ckpt = tmp_path / "m.pt"
+    torch.manual_seed(1)
+    save_checkpoint(ckpt, ms_resnet("tiny", "htt", ranks=4, in_channels=1, num_classes=10,
+                                    timesteps=2, input_size=16, v_threshold=0.1),
+                    config={"dataset": "digits", "timesteps": 2})
+    assert main(["finetune-check", "--checkpoint", str(ckpt), "--layer", "layers.1.0.conv1",
+                 "--config", "small", "--steps", "3", "--rtl-steps", "2", "--batch-size", "3",
+                 "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["match"] and len(rep["checks"]) == 2 and rep["checked_steps"] == [0, 2]
+    assert all(c["match"] and c["cycles"] > 0 for c in rep["checks"])
+    assert len(rep["step_loss"]) == 3
