@@ -1,4 +1,5 @@
-"""The demo's co-simulation step: replay one TT layer of the demo's PTT model on the RTL.
+"""The demo's co-simulation steps: replay one TT layer of the demo's PTT model on the RTL, and
+one training step of it (forward, backward, weight gradients) on the RTL.
 
 Listed in ``python -m sw demo``'s steps (sw/commands/demo.py imports it only when the step runs).
 Uses the small configuration (its Verilator build takes under a minute; the paper one takes
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["step_replay"]
+__all__ = ["step_replay", "step_train_step"]
 
 DEMO_LAYER = "layers.0.0.conv1"
 
@@ -31,3 +32,20 @@ def step_replay(ctx) -> None:
         ctx.failed.append(f"replay: RTL differs from the golden model on {DEMO_LAYER} "
                           f"({rep['mismatches']} neuron-timesteps)")
 
+
+
+def step_train_step(ctx) -> None:
+    from cosim.train_step import format_train_step, train_step
+
+    ckpt = ctx.path("ptt.pt")
+    if not ckpt.is_file():
+        ctx.failed.append(f"train_step: {ckpt} missing (the train_ptt step did not run)")
+        return
+    config = os.environ.get("TTSNN_DEMO_COSIM_CONFIG", "small")
+    rep = train_step(str(ckpt), DEMO_LAYER, config, progress=False)
+    ctx.log(format_train_step(rep))
+    ctx.results["train_step"] = {k: rep[k] for k in ("layer", "config", "match", "mismatches",
+                                                     "grad_cosine", "cycles")}
+    if not rep["match"]:
+        ctx.failed.append(f"train_step: RTL differs from the golden models on {DEMO_LAYER} "
+                          f"(forward match {rep['forward_match']}, backward {rep['mismatches']})")

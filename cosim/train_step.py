@@ -6,7 +6,7 @@ float autograd.
 The network runs forward and backward in float on a real labelled image; hooks capture the
 layer's input spikes, shortcut input and incoming gradients (sw/gradcheck.py). The layer is
 quantised (sw/hwlayer.py). On the RTL: the forward tiles (the shared driver), then the
-backward as row strips with their halo rings (gen/backward/host.py). The trace the backward
+backward as tiles with their halo rings (gen/backward/host.py). The trace the backward
 reads is the forward's spikes (the RTL's, equal to the golden forward's when ``forward_match``)
 and its surrogate-window bits and arg-max, which the host takes from the golden forward: the
 RTL forward does not write them yet (docs/architecture.md, "Backward datapath").
@@ -39,7 +39,7 @@ def _labelled_sample(meta: dict, sample: int) -> tuple[torch.Tensor, torch.Tenso
 def backward_on_rtl(target, hw, q, trace, e_int, g_extra_int, shifts, params, console=None):
     """One sample's integer backward of layer ``q`` on the RTL: ``trace`` (``[T, 1, ...]``,
     :class:`sw.golden_backward.ForwardTrace` of the whole layer), ``e_int``/``g_extra_int``
-    ``[T, 1, C, Ho, Wo]``, the shifts the golden model used. Runs the layer as row strips with
+    ``[T, 1, C, Ho, Wo]``, the shifts the golden model used. Runs the layer as tiles with
     their halo rings in one simulator process; returns ``(result, strips, wall_s)``."""
     import contextlib
     import tempfile
@@ -55,7 +55,7 @@ def backward_on_rtl(target, hw, q, trace, e_int, g_extra_int, shifts, params, co
                                      first(trace.spikes), first(trace.window), first(trace.argmax),
                                      shifts, first(g_extra_int), params.height_mul, params.height_shift)
     ports = [p["name"] for p in target.manifest.get("ports", [])] or None
-    status = console.status(f"backward: {len(strips)} strips under Verilator") if console else contextlib.nullcontext()
+    status = console.status(f"backward: {len(strips)} tiles under Verilator") if console else contextlib.nullcontext()
     with status:
         build = build_design(target.verilog, target.top, default_build_dir(hw.name), ports=ports)
         work = Path(tempfile.mkdtemp(prefix="cosim-backward-"))
@@ -63,12 +63,13 @@ def backward_on_rtl(target, hw, q, trace, e_int, g_extra_int, shifts, params, co
         write_jobs(work / "jobs.npz", jobs, hw.clock_period_ns, HOST_READ_LATENCY)
         run_testbench(build, work / "jobs.npz", work / "results.npz", work / "run")
         results = read_results(work / "results.npz", len(jobs))
-    got = combine_strips([s.program.decode(r.values) for s, r in zip(strips, results)], hw.gradients.wgrad_tile)
+    got = combine_strips([s.program.decode(r.values) for s, r in zip(strips, results)], hw.gradients.wgrad_tile,
+                         strips, q.pool)
     return got, len(strips), sum(r.wall_s for r in results)
 
 
 def _backward_on_rtl(target, hl, q, saved, cap, hw, console):
-    """The integer backward of the layer on the RTL (row strips) and in the golden model."""
+    """The integer backward of the layer on the RTL (tiles) and in the golden model."""
     from sw import golden_backward as GB
     from sw.hwlayer import quantize_gradient
 
@@ -165,7 +166,7 @@ def format_train_step(rep: dict[str, Any]) -> str:
         "  gradient cosine vs float autograd: " + ", ".join(f"{k} {v:.4f}" for k, v in rep["grad_cosine"].items()),
         f"  saturated share        : {rep['saturated_share']:.4f}; shifts {rep['shifts']}",
         "  cycles                 : " + ", ".join(f"{k} {v}" for k, v in rep["cycles"].items())
-        + f" ({rep['backward_strips']} backward strips)",
+        + f" ({rep['backward_strips']} backward tiles)",
         "  backward counters      : " + ", ".join(f"{k} {v}" for k, v in rep["counters"]["backward"].items()),
         f"  match                  : {rep['match']}",
     ]

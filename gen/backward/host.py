@@ -159,53 +159,65 @@ async def run_backward_tile(bus: Any, prog: BackwardHostProgram, max_polls: int 
 
 @dataclass
 class BackwardStrip:
-    """One row strip of a layer's backward pass: pre-pool rows ``row0 .. row0 + height - 1``."""
+    """One tile of a layer's backward pass: pre-pool rows ``row0 .. row0 + height - 1`` and
+    columns ``col0 .. col0 + width - 1``."""
     row0: int
     height: int
     program: BackwardHostProgram
+    col0: int = 0
+    width: int = 0
 
 
 def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, spikes: np.ndarray,
                             window: np.ndarray, argmax: np.ndarray | None, shifts: Mapping[str, int],
                             g_extra: np.ndarray | None = None, height_mul: int = 1, height_shift: int = 0,
-                            max_height: int | None = None) -> list[BackwardStrip]:
-    """A whole layer's backward pass as row strips that fit the backward memories (the
-    tiling of docs/architecture.md, "Backward datapath"): ``x [T, Cin, H, W]`` the layer's input
-    spikes, ``e``/``g_extra``/``spikes``/``window``/``argmax`` ``[T, C, Ho, Wo]`` over its
-    output pixels. Each strip reads its one-pixel halo ring (zero outside the layer, the
-    neighbour's values inside), so the strips' results are the layer's exactly: ``e_in`` and
-    ``g_current`` rows side by side, weight-gradient sums added."""
+                            ) -> list[BackwardStrip]:
+    """A whole layer's backward pass as the largest tiles that fit the backward memories
+    (docs/architecture.md, "Backward datapath"; the same choice as ``python -m gen.perf
+    --backward``): ``x [T, Cin, H, W]`` the layer's input spikes, ``e``/``g_extra``/``spikes``/
+    ``window``/``argmax`` ``[T, C, Ho, Wo]`` over its output pixels. Each tile reads its
+    one-pixel halo ring (zero outside the layer, the neighbour's values inside), so the tiles'
+    results are the layer's exactly: ``e_in`` and ``g_current`` blocks side by side, weight-gradient
+    sums added (:func:`combine_strips`)."""
+    from .perf import backward_tile_shape
+
     hmap = host_map(cfg)
     T, _, H, W = x.shape
     s = 2 if qlayer.pool else 1
+    # the largest tile whose tensors fit; when even the smallest does not, or the weights do not,
+    # backward_program names the memory that is too small (BackwardDoesNotFit)
+    h, w, _ = backward_tile_shape(cfg, qlayer, T, H, W, qlayer.full_timesteps(T), g_extra is not None)
     pad = lambda a: None if a is None else np.pad(np.asarray(a), ((0, 0), (0, 0), (1, 1), (1, 1)))  # noqa: E731
     xp, ep, gp = pad(x), pad(e), pad(g_extra)
     sp, wp, ap = pad(spikes), pad(window), pad(argmax)
 
-    def strip(row0: int, h: int) -> BackwardHostProgram:
-        o0, ho = row0 // s, h // s
-        rows = lambda a: None if a is None else a[:, :, o0:o0 + ho + 2]  # noqa: E731
-        return backward_program(cfg, qlayer, xp[:, :, row0:row0 + h + 2], rows(ep), rows(sp), rows(wp),
-                                rows(ap), shifts, rows(gp), height_mul, height_shift, hmap)
+    def tile(r0: int, c0: int, th: int, tw: int) -> BackwardHostProgram:
+        o0, p0, ho, wo = r0 // s, c0 // s, th // s, tw // s
+        cut = lambda a: None if a is None else a[:, :, o0:o0 + ho + 2, p0:p0 + wo + 2]  # noqa: E731
+        return backward_program(cfg, qlayer, xp[:, :, r0:r0 + th + 2, c0:c0 + tw + 2], cut(ep), cut(sp),
+                                cut(wp), cut(ap), shifts, cut(gp), height_mul, height_shift, hmap)
 
-    h = min(H, max_height or H)
-    h -= h % s
-    while True:
-        try:
-            strip(0, h)
-            break
-        except BackwardDoesNotFit:
-            if h <= s:
-                raise
-            h = max(s, h // 2 - (h // 2) % s)
-    return [BackwardStrip(r0, min(h, H - r0), strip(r0, min(h, H - r0))) for r0 in range(0, H, h)]
+    return [BackwardStrip(r0, min(h, H - r0), tile(r0, c0, min(h, H - r0), min(w, W - c0)), c0, min(w, W - c0))
+            for r0 in range(0, H, h) for c0 in range(0, W, w)]
 
 
-def combine_strips(results: list[BackwardTileResult], wgrad_bits: int) -> BackwardTileResult:
-    """The layer's result from its strips' (rows side by side, sums added and wrapped to the
-    tile accumulators' width, counters added)."""
-    e_in = np.concatenate([r.e_in for r in results], axis=2)
-    g_cur = np.concatenate([r.g_current for r in results], axis=2)
+def combine_strips(results: list[BackwardTileResult], wgrad_bits: int,
+                   tiles: list[BackwardStrip] | None = None, pool: bool = False) -> BackwardTileResult:
+    """The layer's result from its tiles' (``e_in``/``g_current`` blocks placed at each tile's
+    position, or stacked by rows when ``tiles`` is None; sums added and wrapped to the tile
+    accumulators' width; counters added)."""
+    if tiles is None:
+        e_in = np.concatenate([r.e_in for r in results], axis=2)
+        g_cur = np.concatenate([r.g_current for r in results], axis=2)
+    else:
+        s = 2 if pool else 1
+        H = max(t.row0 + t.height for t in tiles)
+        W = max(t.col0 + t.width for t in tiles)
+        e_in = np.zeros(results[0].e_in.shape[:2] + (H, W), np.int64)
+        g_cur = np.zeros(results[0].g_current.shape[:2] + (H // s, W // s), np.int64)
+        for t, r in zip(tiles, results):
+            e_in[:, :, t.row0:t.row0 + t.height, t.col0:t.col0 + t.width] = r.e_in
+            g_cur[:, :, t.row0 // s:(t.row0 + t.height) // s, t.col0 // s:(t.col0 + t.width) // s] = r.g_current
     dw = {}
     for n in results[0].dw:
         total = sum(r.dw[n].astype(object) for r in results)

@@ -1,7 +1,7 @@
 """Backward-pass cycles per TT layer against the ideal bound (``python -m gen.perf --backward``).
 
-A layer's backward pass runs as row strips that fit the backward memories
-(:func:`gen.backward.host.backward_layer_programs` picks the same heights), each strip the
+A layer's backward pass runs as the largest tiles that fit the backward memories
+(:func:`gen.backward.host.backward_layer_programs` picks the same tiles), each tile the
 sequence of stages of :func:`gen.backward.tile_program.plan_backward_tile`, timed by the exact
 cycle model :mod:`gen.backward.cyclemodel` (equal to the RTL's counters on every simulated
 tile). The bound: all backward operations of the layer (the recomputed G1/G2/G3, G4^T,

@@ -152,6 +152,12 @@ def step_report(ctx: DemoContext) -> None:
                      f"{'bit-exact' if p['match'] else 'MISMATCH'} ({p['mismatches']} mismatches), "
                      f"{p['cycles']:,} cycles over {p['tiles']} tile(s), spike agreement of the "
                      f"integer layer with the float layer {p['spike_agreement']:.4f}")
+    if "train_step" in r:
+        p = r["train_step"]
+        lines.append(f"- one training step of `{p['layer']}` on the RTL ({p['config']}): forward, backward "
+                     f"and weight gradients {'bit-exact' if p['match'] else 'MISMATCH'}; gradient cosine "
+                     f"with float autograd " + ", ".join(f"{k} {v:.3f}" for k, v in p["grad_cosine"].items())
+                     + f"; {p['cycles']['forward']:,} forward and {p['cycles']['backward']:,} backward cycles")
     if "hw_finetune" in r:
         lines.append("- fine-tuning with the accelerator's integer forward/backward in the loop "
                      f"(short; plot `{r['hw_finetune']['plot']}`):")
@@ -205,6 +211,7 @@ STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
     # gen/, cosim/ and model/ (when run), and nothing imports it.
     ("rtl", lambda ctx: _hardware_step("gen.demo_step", "step_rtl", ctx)),
     ("replay", lambda ctx: _hardware_step("cosim.demo_step", "step_replay", ctx)),
+    ("train_step", lambda ctx: _hardware_step("cosim.demo_step", "step_train_step", ctx)),
     ("energy", lambda ctx: _hardware_step("model.demo_step", "step_energy", ctx)),
     ("report", step_report),
 ]

@@ -167,6 +167,9 @@ def test_demo_steps_write_their_outputs(tmp_path, capsys):
     assert Path(rep["results"]["rtl"]["verilog"]).is_file()
     assert rep["results"]["replay"]["match"] and rep["results"]["replay"]["mismatches"] == 0
     assert rep["results"]["replay"]["cycles"] > 0
+    # one training step of the layer on the RTL: forward, backward and weight gradients bit-exact
+    ts = rep["results"]["train_step"]
+    assert ts["match"] and not any(ts["mismatches"].values()) and ts["cycles"]["backward"] > 0
     # the short fine-tuning with the integer forward/backward in the loop, beside float
     assert len(rep["results"]["hw_finetune"]["summary"]) == 3
     assert Path(rep["results"]["hw_finetune"]["plot"]).is_file()
