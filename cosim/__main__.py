@@ -139,7 +139,7 @@ def _finetune_check(args) -> int:
         for step, c in zip(rep["checked_steps"], rep["checks"]):
             print(f"  step {step + 1}: {rep['layer']} backward on the {rep['config']} RTL "
                   f"{'bit-exact' if c['match'] else 'MISMATCH ' + str(c['mismatches'])}, "
-                  f"{c['cycles']} cycles ({c['strips']} tiles)")
+                  f"{c['cycles']} cycles ({c['tiles']} tiles)")
         print(f"  match: {rep['match']}")
     return 0 if rep["match"] else 1
 

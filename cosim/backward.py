@@ -28,7 +28,7 @@ from sw.golden_backward import (BackwardParams, BackwardResult, ForwardTrace, Gr
 from sw.qlayer import QuantTTLayer
 
 __all__ = ["BackwardCase", "BackwardCaseResult", "backward_tile_case", "backward_coverage_cases",
-           "run_backward_cases", "describe"]
+           "run_backward_cases", "describe", "simulate_backward", "compare_backward"]
 
 
 @dataclass
@@ -132,12 +132,39 @@ def _cycle_limit(prog) -> int:
     return 4 * steps + 16 * (len(prog.setup) + len(prog.reads)) + 64 * len(prog.stages) + 100_000
 
 
+def simulate_backward(target, programs, workdir: Path, *, seed: int = 1, build_dir=None,
+                      cycle_limit=None) -> list:
+    """Run backward host programs (``gen.backward.host.BackwardHostProgram``) on ``target``'s
+    Verilator build in one simulator process (files under ``workdir``); returns the
+    testbench's :class:`cosim.jobs.JobResult` of each."""
+    from gen.hostmap import HOST_READ_LATENCY
+
+    cfg = target.config
+    ports = [p["name"] for p in target.manifest.get("ports", [])] or None
+    build = build_design(target.verilog, target.top, Path(build_dir) if build_dir else default_build_dir(cfg.name),
+                         ports=ports)
+    workdir.mkdir(parents=True, exist_ok=True)
+    jobs = [BackwardJob.of(p, (cycle_limit or _cycle_limit)(p), i) for i, p in enumerate(programs)]
+    write_jobs(workdir / "jobs.npz", jobs, cfg.clock_period_ns, HOST_READ_LATENCY)
+    run_testbench(build, workdir / "jobs.npz", workdir / "results.npz", workdir / "run", seed=seed)
+    return read_results(workdir / "results.npz", len(jobs))
+
+
+def compare_backward(gold: BackwardResult, got, sample: int = 0) -> dict[str, int]:
+    """Mismatching elements per output between the golden backward (sample ``sample`` of its
+    batch) and one sample's RTL result (``gen.backward.host.BackwardTileResult``)."""
+    expect = {"e_in": gold.e_in[:, sample].numpy(), "g_current": gold.g_current[:, sample].numpy(),
+              **{f"d{n}": v[sample].numpy() for n, v in gold.dw.items()}}
+    actual = {"e_in": got.e_in, "g_current": got.g_current, **{f"d{n}": v for n, v in got.dw.items()}}
+    return {k: int((np.asarray(actual[k]) != np.asarray(v)).sum()) for k, v in expect.items()}
+
+
 def run_backward_cases(target, cases: Sequence[BackwardCase], *, workdir: str | os.PathLike | None = None,
                        seed: int = 1, build_dir: str | os.PathLike | None = None) -> list[BackwardCaseResult]:
     """Run ``cases`` on ``target`` (a :class:`cosim.layer.RtlTarget`) in one simulator process
     and compare every output with the golden backward."""
     from gen.backward.host import backward_program
-    from gen.hostmap import HOST_READ_LATENCY, host_map
+    from gen.hostmap import host_map
 
     cfg = target.config
     hmap = host_map(cfg)
@@ -151,23 +178,13 @@ def run_backward_cases(target, cases: Sequence[BackwardCase], *, workdir: str | 
                                       gold.shifts, None if c.g_extra is None else c.g_extra[:, 0].numpy(),
                                       c.params.height_mul, c.params.height_shift, hmap))
         golds.append(gold)
-    ports = [p["name"] for p in target.manifest.get("ports", [])] or None
-    build = build_design(target.verilog, target.top, Path(build_dir) if build_dir else default_build_dir(cfg.name),
-                         ports=ports)
     own = workdir is None
     work = Path(tempfile.mkdtemp(prefix="cosim-bw-")) if own else Path(workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    jobs = [BackwardJob.of(p, _cycle_limit(p), i) for i, p in enumerate(progs)]
-    write_jobs(work / "jobs.npz", jobs, cfg.clock_period_ns, HOST_READ_LATENCY)
-    run_testbench(build, work / "jobs.npz", work / "results.npz", work / "run", seed=seed)
-    results = read_results(work / "results.npz", len(jobs))
+    results = simulate_backward(target, progs, work, seed=seed, build_dir=build_dir)
     out = []
     for c, gold, prog, res in zip(cases, golds, progs, results):
         got = prog.decode(res.values)
-        expect = {"e_in": gold.e_in[:, 0].numpy(), "g_current": gold.g_current[:, 0].numpy(),
-                  **{f"d{n}": v[0].numpy() for n, v in gold.dw.items()}}
-        actual = {"e_in": got.e_in, "g_current": got.g_current, **{f"d{n}": v for n, v in got.dw.items()}}
-        mism = {k: int((np.asarray(actual[k]) != np.asarray(v)).sum()) for k, v in expect.items()}
+        mism = compare_backward(gold, got)
         out.append(BackwardCaseResult(c, gold, got.e_in, got.g_current, got.dw, got.counters, mism,
                                       res.wall_s, res.span_cycles))
     if own and all(r.match for r in out):

@@ -33,7 +33,8 @@ def _checked_layer_class():
             self.target, self.check_next, self.checks = target, False, []
 
         def backward(self, saved, e, g_extra):
-            from cosim.train_step import backward_on_rtl, compare_backward
+            from cosim.backward import compare_backward
+            from cosim.train_step import backward_on_rtl
 
             res, e_frac, ints = self.integer_backward(saved, e, g_extra)
             if self.check_next:
@@ -42,12 +43,12 @@ def _checked_layer_class():
                 one = GB.ForwardTrace(x=tr.x[:, :1], spikes=tr.spikes[:, :1], window=tr.window[:, :1],
                                       argmax=None if tr.argmax is None else tr.argmax[:, :1])
                 extra = ints[1][:, :1] if len(ints) > 1 else None
-                got, strips, wall = backward_on_rtl(self.target, self.hw, saved["q"], one, ints[0][:, :1],
+                got, tiles, wall = backward_on_rtl(self.target, self.hw, saved["q"], one, ints[0][:, :1],
                                                     extra, res.shifts, saved["params"])
                 mism = compare_backward(res, got)
                 self.checks.append({"call": self.stats.calls, "match": not any(mism.values()),
                                     "mismatches": mism, "cycles": int(got.counters["cycles"]),
-                                    "strips": strips, "sim_wall_s": wall})
+                                    "tiles": tiles, "sim_wall_s": wall})
             return self.float_gradients(saved["q"], res.e_in, res.g_current, res.dw, res.shifts, e_frac, e.dtype)
 
     return RtlCheckedLayer

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["train_step", "format_train_step", "backward_on_rtl", "compare_backward"]
+__all__ = ["train_step", "format_train_step", "backward_on_rtl"]
 
 
 def _labelled_sample(meta: dict, sample: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,32 +40,26 @@ def backward_on_rtl(target, hw, q, trace, e_int, g_extra_int, shifts, params, co
     """One sample's integer backward of layer ``q`` on the RTL: ``trace`` (``[T, 1, ...]``,
     :class:`sw.golden_backward.ForwardTrace` of the whole layer), ``e_int``/``g_extra_int``
     ``[T, 1, C, Ho, Wo]``, the shifts the golden model used. Runs the layer as tiles with
-    their halo rings in one simulator process; returns ``(result, strips, wall_s)``."""
+    their halo rings in one simulator process; returns ``(result, tiles, wall_s)``."""
     import contextlib
     import tempfile
     from pathlib import Path
 
-    from cosim.jobs import BackwardJob, read_results, write_jobs
-    from cosim.runner import build_design, default_build_dir, run_testbench
-    from gen.backward.host import backward_layer_programs, combine_strips
-    from gen.hostmap import HOST_READ_LATENCY
+    from cosim.backward import simulate_backward
+    from gen.backward.host import backward_layer_programs, combine_tiles
 
     first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
-    strips = backward_layer_programs(hw, q, trace.x[:, 0, :, 1:-1, 1:-1].numpy(), first(e_int),
-                                     first(trace.spikes), first(trace.window), first(trace.argmax),
-                                     shifts, first(g_extra_int), params.height_mul, params.height_shift)
-    ports = [p["name"] for p in target.manifest.get("ports", [])] or None
-    status = console.status(f"backward: {len(strips)} tiles under Verilator") if console else contextlib.nullcontext()
+    tiles = backward_layer_programs(hw, q, trace.x[:, 0, :, 1:-1, 1:-1].numpy(), first(e_int),
+                                    first(trace.spikes), first(trace.window), first(trace.argmax),
+                                    shifts, first(g_extra_int), params.height_mul, params.height_shift)
+    status = console.status(f"backward: {len(tiles)} tiles under Verilator") if console else contextlib.nullcontext()
     with status:
-        build = build_design(target.verilog, target.top, default_build_dir(hw.name), ports=ports)
-        work = Path(tempfile.mkdtemp(prefix="cosim-backward-"))
-        jobs = [BackwardJob.of(s.program, 50_000_000, i) for i, s in enumerate(strips)]
-        write_jobs(work / "jobs.npz", jobs, hw.clock_period_ns, HOST_READ_LATENCY)
-        run_testbench(build, work / "jobs.npz", work / "results.npz", work / "run")
-        results = read_results(work / "results.npz", len(jobs))
-    got = combine_strips([s.program.decode(r.values) for s, r in zip(strips, results)], hw.gradients.wgrad_tile,
-                         strips, q.pool)
-    return got, len(strips), sum(r.wall_s for r in results)
+        results = simulate_backward(target, [t.program for t in tiles],
+                                    Path(tempfile.mkdtemp(prefix="cosim-backward-")),
+                                    cycle_limit=lambda _: 50_000_000)
+    got = combine_tiles(tiles, [t.program.decode(r.values) for t, r in zip(tiles, results)],
+                        hw.gradients.wgrad_tile, q.pool)
+    return got, len(tiles), sum(r.wall_s for r in results)
 
 
 def _backward_on_rtl(target, hl, q, saved, cap, hw, console):
@@ -81,8 +75,8 @@ def _backward_on_rtl(target, hl, q, saved, cap, hw, console):
     auto = GB.BackwardParams(params.window_lo, params.window_hi, params.height_mul, params.height_shift,
                              {s: "auto" for s in stages})
     gold = GB.backward_layer(q, trace, ints[0], hw.widths, grads, auto, g_extra, GB.GradRounding(grads.rounding))
-    got, n_strips, wall = backward_on_rtl(target, hw, q, trace, ints[0], g_extra, gold.shifts, params, console)
-    return gold, got, e_frac, n_strips, wall
+    got, n_tiles, wall = backward_on_rtl(target, hw, q, trace, ints[0], g_extra, gold.shifts, params, console)
+    return gold, got, e_frac, n_tiles, wall
 
 
 def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: int = 0,
@@ -116,7 +110,8 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
     with console.status("forward: tiles under Verilator"):
         fwd = run_cases(target, [LayerCase(layer, q, spikes, res_q)], waves="never")[0]
     forward_match = bool(fwd.match and np.array_equal(fwd.spikes, trace.spikes[:, 0].numpy()))
-    gold, got, e_frac, n_strips, bw_wall = _backward_on_rtl(target, hl, q, saved, cap, hw, console)
+    gold, got, e_frac, n_tiles, bw_wall = _backward_on_rtl(target, hl, q, saved, cap, hw, console)
+    from cosim.backward import compare_backward
     mism = compare_backward(gold, got)
     # the RTL's integer gradients as float gradients, against float autograd of the same layer
     as_t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64)).unsqueeze(1)  # noqa: E731
@@ -134,7 +129,7 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
         "cycles": {"forward": int(fwd.cycles), "backward": bw_counters.get("cycles", 0),
                    "lif_gradient_busy": bw_counters.get("lifg_busy", 0),
                    "core_stages_busy": bw_counters.get("stage_busy", 0)},
-        "backward_strips": n_strips,
+        "backward_tiles": n_tiles,
         "layer_shape": {"timesteps": int(spikes.shape[0]), "in_channels": q.in_channels, "rank": q.rank,
                         "out_channels": q.out_channels, "height": int(spikes.shape[2]),
                         "width": int(spikes.shape[3]), "mode": q.mode, "pool": q.pool, "residual": q.residual},
@@ -142,15 +137,6 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
         "trace_source": "spikes: RTL forward; window bits and arg-max: golden forward (equal RTL spikes)",
         "wall_s": time.monotonic() - t0, "backward_sim_wall_s": bw_wall,
     }
-
-
-def compare_backward(gold, got, sample: int = 0) -> dict[str, int]:
-    """Mismatching elements per output between the golden backward (sample ``sample`` of a
-    batch) and one sample's RTL result."""
-    expect = {"e_in": gold.e_in[:, sample].numpy(), "g_current": gold.g_current[:, sample].numpy(),
-              **{f"d{n}": v[sample].numpy() for n, v in gold.dw.items()}}
-    actual = {"e_in": got.e_in, "g_current": got.g_current, **{f"d{n}": v for n, v in got.dw.items()}}
-    return {k: int((np.asarray(actual[k]) != np.asarray(v)).sum()) for k, v in expect.items()}
 
 
 def format_train_step(rep: dict[str, Any]) -> str:
@@ -166,7 +152,7 @@ def format_train_step(rep: dict[str, Any]) -> str:
         "  gradient cosine vs float autograd: " + ", ".join(f"{k} {v:.4f}" for k, v in rep["grad_cosine"].items()),
         f"  saturated share        : {rep['saturated_share']:.4f}; shifts {rep['shifts']}",
         "  cycles                 : " + ", ".join(f"{k} {v}" for k, v in rep["cycles"].items())
-        + f" ({rep['backward_strips']} backward tiles)",
+        + f" ({rep['backward_tiles']} backward tiles)",
         "  backward counters      : " + ", ".join(f"{k} {v}" for k, v in rep["counters"]["backward"].items()),
         f"  match                  : {rep['match']}",
     ]

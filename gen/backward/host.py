@@ -17,7 +17,7 @@ from ..hostmap import HostMap, host_map, region_reads, region_writes
 from .tile_program import BackwardTileProgram, pack_tensor, pack_trace, plan_backward_tile, unpack_tensor, unpack_wgrad
 
 __all__ = ["BackwardTileResult", "BackwardHostProgram", "backward_program", "run_backward_tile",
-           "BackwardDoesNotFit", "BackwardStrip", "backward_layer_programs", "combine_strips"]
+           "BackwardDoesNotFit", "BackwardTile", "backward_layer_programs", "combine_tiles"]
 
 
 class BackwardDoesNotFit(ValueError):
@@ -158,27 +158,27 @@ async def run_backward_tile(bus: Any, prog: BackwardHostProgram, max_polls: int 
 
 
 @dataclass
-class BackwardStrip:
+class BackwardTile:
     """One tile of a layer's backward pass: pre-pool rows ``row0 .. row0 + height - 1`` and
     columns ``col0 .. col0 + width - 1``."""
     row0: int
+    col0: int
     height: int
+    width: int
     program: BackwardHostProgram
-    col0: int = 0
-    width: int = 0
 
 
 def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, spikes: np.ndarray,
                             window: np.ndarray, argmax: np.ndarray | None, shifts: Mapping[str, int],
                             g_extra: np.ndarray | None = None, height_mul: int = 1, height_shift: int = 0,
-                            ) -> list[BackwardStrip]:
+                            ) -> list[BackwardTile]:
     """A whole layer's backward pass as the largest tiles that fit the backward memories
     (docs/architecture.md, "Backward datapath"; the same choice as ``python -m gen.perf
     --backward``): ``x [T, Cin, H, W]`` the layer's input spikes, ``e``/``g_extra``/``spikes``/
     ``window``/``argmax`` ``[T, C, Ho, Wo]`` over its output pixels. Each tile reads its
     one-pixel halo ring (zero outside the layer, the neighbour's values inside), so the tiles'
     results are the layer's exactly: ``e_in`` and ``g_current`` blocks side by side, weight-gradient
-    sums added (:func:`combine_strips`)."""
+    sums added (:func:`combine_tiles`)."""
     from .perf import backward_tile_shape
 
     hmap = host_map(cfg)
@@ -197,31 +197,25 @@ def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.nd
         return backward_program(cfg, qlayer, xp[:, :, r0:r0 + th + 2, c0:c0 + tw + 2], cut(ep), cut(sp),
                                 cut(wp), cut(ap), shifts, cut(gp), height_mul, height_shift, hmap)
 
-    return [BackwardStrip(r0, min(h, H - r0), tile(r0, c0, min(h, H - r0), min(w, W - c0)), c0, min(w, W - c0))
+    return [BackwardTile(r0, c0, min(h, H - r0), min(w, W - c0),
+                         tile(r0, c0, min(h, H - r0), min(w, W - c0)))
             for r0 in range(0, H, h) for c0 in range(0, W, w)]
 
 
-def combine_strips(results: list[BackwardTileResult], wgrad_bits: int,
-                   tiles: list[BackwardStrip] | None = None, pool: bool = False) -> BackwardTileResult:
+def combine_tiles(tiles: list[BackwardTile], results: list[BackwardTileResult], wgrad_bits: int,
+                  pool: bool = False) -> BackwardTileResult:
     """The layer's result from its tiles' (``e_in``/``g_current`` blocks placed at each tile's
-    position, or stacked by rows when ``tiles`` is None; sums added and wrapped to the tile
-    accumulators' width; counters added)."""
-    if tiles is None:
-        e_in = np.concatenate([r.e_in for r in results], axis=2)
-        g_cur = np.concatenate([r.g_current for r in results], axis=2)
-    else:
-        s = 2 if pool else 1
-        H = max(t.row0 + t.height for t in tiles)
-        W = max(t.col0 + t.width for t in tiles)
-        e_in = np.zeros(results[0].e_in.shape[:2] + (H, W), np.int64)
-        g_cur = np.zeros(results[0].g_current.shape[:2] + (H // s, W // s), np.int64)
-        for t, r in zip(tiles, results):
-            e_in[:, :, t.row0:t.row0 + t.height, t.col0:t.col0 + t.width] = r.e_in
-            g_cur[:, :, t.row0 // s:(t.row0 + t.height) // s, t.col0 // s:(t.col0 + t.width) // s] = r.g_current
-    dw = {}
-    for n in results[0].dw:
-        total = sum(r.dw[n].astype(object) for r in results)
-        half = 1 << (wgrad_bits - 1)
-        dw[n] = np.vectorize(lambda v: ((int(v) + half) % (2 * half)) - half, otypes=[np.int64])(total)
+    position; sums added and wrapped to the tile accumulators' width; counters added)."""
+    s = 2 if pool else 1
+    H = max(t.row0 + t.height for t in tiles)
+    W = max(t.col0 + t.width for t in tiles)
+    e_in = np.zeros(results[0].e_in.shape[:2] + (H, W), np.int64)
+    g_cur = np.zeros(results[0].g_current.shape[:2] + (H // s, W // s), np.int64)
+    for t, r in zip(tiles, results):
+        e_in[:, :, t.row0:t.row0 + t.height, t.col0:t.col0 + t.width] = r.e_in
+        g_cur[:, :, t.row0 // s:(t.row0 + t.height) // s, t.col0 // s:(t.col0 + t.width) // s] = r.g_current
+    half = 1 << (wgrad_bits - 1)
+    dw = {n: np.vectorize(lambda v: ((int(v) + half) % (2 * half)) - half, otypes=[np.int64])(
+        sum(r.dw[n].astype(object) for r in results)) for n in results[0].dw}
     counters = {k: sum(r.counters[k] for r in results) for k in results[0].counters}
     return BackwardTileResult(e_in, g_cur, dw, counters)
