@@ -14,10 +14,11 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..arith import grad_round, lane, rshift, saturate, wrap
+from ..arith import lane, rshift, saturate, wrap
 from ..config import HardwareConfig, log2
 from ..engines.common import counts_layout, loops
 from ..units import MacPEArray
+from .grad_requantiser import GradientRequantiser
 from .stage_layout import STAGE_ADDR_BITS, STAGE_LAYOUT, Requant, StageKind, Taps
 from .wgrad_accumulator import WeightGradientAccumulator
 
@@ -201,7 +202,9 @@ class CoreStageEngine(wiring.Component):
         return va | vb
 
     def _requant(self, m, acc, part, reduced):
-        """The finished sums of every lane -> output lanes (Gb bits) and saturation flags."""
+        """The finished sums of every lane -> output lanes (Gb bits) and saturation flags: the
+        forward's re-quantisation, or the :class:`GradientRequantiser` (HTT's bypass with a
+        negative shift: an exact left shift, saturated)."""
         cfg = self.config
         P, wd, gr = cfg.lanes, cfg.widths, cfg.gradients
         st = self.stage
@@ -209,18 +212,23 @@ class CoreStageEngine(wiring.Component):
         accw = ga + 1
         both = (st.taps == Taps.ROWS_COLS) & ~reduced
         fwd = st.requant == Requant.FORWARD
+        left = reduced & st.alt_left
         shift = Mux(reduced, st.alt_shift, st.shift)
+        m.submodules.requant = rq = GradientRequantiser(P, ga + 1, gb, gr.rounding)
+        m.d.comb += rq.shift.eq(shift)
         outs, flags = [], []
         for l in range(P):
             s, p = lane(acc, l, accw), lane(part, l, accw)
             v_fwd = Mux(both, wrap(p, ab) + wrap(s, ab), wrap(s, ab))
-            v_bwd = Mux(both, wrap(p + s, ga + 1), wrap(s, ga))
-            q_fwd = saturate(rshift(v_fwd, shift, st["round"]), qb)
+            v_bwd = Signal(signed(ga + 1), name=f"v_bwd{l}")
+            m.d.comb += [v_bwd.eq(Mux(both, wrap(p + s, ga + 1), wrap(s, ga))),
+                         rq.i[l * (ga + 1):(l + 1) * (ga + 1)].eq(v_bwd)]
             r_fwd = rshift(v_fwd, shift, st["round"])
-            r_bwd = Mux(reduced & st.alt_left, v_bwd << shift[:4], grad_round(v_bwd, shift, gr.rounding))
-            q_bwd = saturate(r_bwd, gb)
+            q_fwd = saturate(r_fwd, qb)
+            shifted = v_bwd << shift[:4]
+            q_left = saturate(shifted, gb)
             q = Signal(signed(gb), name=f"q{l}")
-            m.d.comb += q.eq(Mux(fwd, q_fwd, q_bwd))
+            m.d.comb += q.eq(Mux(fwd, q_fwd, Mux(left, q_left, lane(rq.o, l, gb))))
             outs.append(q)
-            flags.append(Mux(fwd, q_fwd != r_fwd, q_bwd != r_bwd))
+            flags.append(Mux(fwd, q_fwd != r_fwd, Mux(left, q_left != shifted, rq.saturated[l])))
         return Cat(*outs), flags
