@@ -15,15 +15,23 @@ __all__ = ["step_replay", "step_train_step"]
 DEMO_LAYER = "layers.0.0.conv1"
 
 
+def _checkpoint_and_config(ctx, step: str):
+    """The demo's PTT checkpoint and the co-simulation configuration, or None (the failure
+    recorded) when the training step did not run."""
+    ckpt = ctx.path("ptt.pt")
+    if not ckpt.is_file():
+        ctx.failed.append(f"{step}: {ckpt} missing (the train_ptt step did not run)")
+        return None
+    return str(ckpt), os.environ.get("TTSNN_DEMO_COSIM_CONFIG", "small")
+
+
 def step_replay(ctx) -> None:
     from cosim.replay import format_report, replay_layer
 
-    ckpt = ctx.path("ptt.pt")
-    if not ckpt.is_file():
-        ctx.failed.append(f"replay: {ckpt} missing (the train_ptt step did not run)")
+    found = _checkpoint_and_config(ctx, "replay")
+    if found is None:
         return
-    config = os.environ.get("TTSNN_DEMO_COSIM_CONFIG", "small")
-    rep = replay_layer(str(ckpt), DEMO_LAYER, config, progress=False)
+    rep = replay_layer(found[0], DEMO_LAYER, found[1], progress=False)
     ctx.log(format_report(rep))
     ctx.results["replay"] = {k: rep[k] for k in ("layer", "config", "match", "mismatches",
                                                  "spike_agreement", "cycles", "tiles",
@@ -37,12 +45,10 @@ def step_replay(ctx) -> None:
 def step_train_step(ctx) -> None:
     from cosim.train_step import format_train_step, train_step
 
-    ckpt = ctx.path("ptt.pt")
-    if not ckpt.is_file():
-        ctx.failed.append(f"train_step: {ckpt} missing (the train_ptt step did not run)")
+    found = _checkpoint_and_config(ctx, "train_step")
+    if found is None:
         return
-    config = os.environ.get("TTSNN_DEMO_COSIM_CONFIG", "small")
-    rep = train_step(str(ckpt), DEMO_LAYER, config, progress=False)
+    rep = train_step(found[0], DEMO_LAYER, found[1], progress=False)
     ctx.log(format_train_step(rep))
     ctx.results["train_step"] = {k: rep[k] for k in ("layer", "config", "match", "mismatches",
                                                      "grad_cosine", "cycles")}

@@ -17,14 +17,22 @@ from amaranth.lib.wiring import In, Out
 from ..arith import lane, rshift, saturate, wrap
 from ..config import HardwareConfig, log2
 from ..engines.common import counts_layout, loops
-from ..units import MacPEArray
+from ..units import MacPEArray, _reject
 from .grad_requantiser import GradientRequantiser
 from .stage_layout import STAGE_ADDR_BITS, STAGE_LAYOUT, Requant, StageKind, Taps
 from .wgrad_accumulator import WeightGradientAccumulator
 
-__all__ = ["CoreStageEngine", "stage_read_port", "stage_write_port"]
+__all__ = ["CoreStageEngine", "stage_read_port", "stage_write_port", "refuse_stochastic"]
 
 AB = STAGE_ADDR_BITS
+
+
+def refuse_stochastic(owner, config: HardwareConfig) -> None:
+    """The backward engines build nearest and floor rounding; stochastic rounding's per-element
+    dither hash is not in RTL yet."""
+    if config.gradients.rounding == "stochastic":
+        _reject(owner, "stochastic gradient rounding is not built in RTL yet (its dither hash per "
+                       "element); use rounding = \"nearest\" or \"floor\"")
 
 
 def stage_read_port(width: int) -> wiring.Signature:
@@ -59,10 +67,7 @@ class CoreStageEngine(wiring.Component):
     def __init__(self, config: HardwareConfig, acc_entries: int):
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a gen.config.HardwareConfig, got {type(config).__name__}")
-        if config.gradients.rounding == "stochastic":
-            self._MustUse__silence = True
-            raise ValueError("CoreStageEngine: stochastic gradient rounding is not built in RTL yet "
-                             "(its dither hash per element); use rounding = \"nearest\" or \"floor\"")
+        refuse_stochastic(self, config)
         self.config, self.acc_entries = config, acc_entries
         P, wd, gr = config.lanes, config.widths, config.gradients
         lanes_bits = log2(P) + 1

@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig, log2
 from ..engines.common import counts_layout, loops
-from .core_stage_engine import stage_read_port, stage_write_port
+from .core_stage_engine import refuse_stochastic, stage_read_port, stage_write_port
 from .lif_gradient import LIFGradientLanes
 from .stage_layout import STAGE_ADDR_BITS, STAGE_LAYOUT
 
@@ -41,10 +41,7 @@ class LIFGradientEngine(wiring.Component):
     def __init__(self, config: HardwareConfig):
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a gen.config.HardwareConfig, got {type(config).__name__}")
-        if config.gradients.rounding == "stochastic":
-            self._MustUse__silence = True
-            raise ValueError("LIFGradientEngine: stochastic gradient rounding is not built in RTL yet; "
-                             "use rounding = \"nearest\" or \"floor\"")
+        refuse_stochastic(self, config)
         self.config = config
         P, wd, gb = config.lanes, config.widths, config.gradients.width
         lanes_bits = log2(P) + 1
