@@ -212,14 +212,7 @@ class ClusterTwoThreeEngine(wiring.Component):
         copy_word = Signal(P * qb)
         m.d.sync += copy_word.eq(line1_b.data)
 
-        m.d.comb += [pe2.p_wr.eq(B2["v"] & ~B2["copy"] & B2["psum_out"]), pe2.p_wr_addr.eq(B2["b"])]
-        with m.If(is_stt):
-            m.d.comb += [pe3.p_wr.eq(B3["v"] & B3["psum_out"]), pe3.p_wr_addr.eq(B3["b"])]
-        with m.Else():
-            m.d.comb += [pe3.p_wr.eq(B2["v"] & ~B2["copy"] & B2["psum_out"]), pe3.p_wr_addr.eq(B2["b"])]
-        for pe, name in ((pe2, "c2"), (pe3, "c3")):
-            count(f"{name}_spad_writes", pe.p_wr)
-
+        self._psum_writes(m, pe2, pe3, B2, B3, is_stt, count)
         self._results(m, pe2, pe3, B2, B3, copy_word, e2_done, e3_done, count)
 
         m.d.comb += self.q23_rows.eq(Mux(is_stt, e3_done, e2_done))
@@ -232,6 +225,18 @@ class ClusterTwoThreeEngine(wiring.Component):
             m.d.sync += [e2_done.eq(0), e2_rel.eq(0), e3_done.eq(0), e3_rel.eq(0), rel1.eq(0),
                          need2.eq(3)]
         return m
+
+    @staticmethod
+    def _psum_writes(m, pe2, pe3, B2, B3, is_stt, count):
+        """Stage b's partial-sum writes into the scratchpads (cluster 3: its own loop for STT,
+        cluster 2's in lock step otherwise), counted."""
+        m.d.comb += [pe2.p_wr.eq(B2["v"] & ~B2["copy"] & B2["psum_out"]), pe2.p_wr_addr.eq(B2["b"])]
+        with m.If(is_stt):
+            m.d.comb += [pe3.p_wr.eq(B3["v"] & B3["psum_out"]), pe3.p_wr_addr.eq(B3["b"])]
+        with m.Else():
+            m.d.comb += [pe3.p_wr.eq(B2["v"] & ~B2["copy"] & B2["psum_out"]), pe3.p_wr_addr.eq(B2["b"])]
+        for pe, name in ((pe2, "c2"), (pe3, "c3")):
+            count(f"{name}_spad_writes", pe.p_wr)
 
     def _reads(self, m, E2, E3, count):
         """The issue stage's memory reads: line1 (E2: tap rows, centre row, cluster 3's
