@@ -56,6 +56,8 @@ class BackwardCaseResult:
     mismatches: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     span_cycles: int = 0
+    #: the tile's stage descriptors as the host wrote them (for the cycle model)
+    stages: list = field(default_factory=list)
 
     @property
     def match(self) -> bool:
@@ -186,7 +188,7 @@ def run_backward_cases(target, cases: Sequence[BackwardCase], *, workdir: str | 
         got = prog.decode(res.values)
         mism = compare_backward(gold, got)
         out.append(BackwardCaseResult(c, gold, got.e_in, got.g_current, got.dw, got.counters, mism,
-                                      res.wall_s, res.span_cycles))
+                                      res.wall_s, res.span_cycles, stages=list(prog.plan.stages)))
     if own and all(r.match for r in out):
         shutil.rmtree(work, ignore_errors=True)
     return out

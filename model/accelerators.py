@@ -37,6 +37,7 @@ from gen.geometry import TileGeometry
 from .array import ArrayMachine, Step, array_shape, core_backward, core_forward, core_weight_update, spill_schedule
 from .counts import (Counts, LayerResult, PassResult, Sparsity, full_timesteps,
                      has_residual, layer_cores)
+from . import rtl_backward
 from .energy_table import EnergyTable, Memory
 from .tile import (TileForward, TileShape, _glb, add_scratchpad_counts, config_key,
                    counters_to_counts, tile_forward)
@@ -49,6 +50,8 @@ GRAD_BITS = 16     # stored gradients: accumulator width (docs/energy_model.md)
 class Accelerator:
     """Common part: memories, leakage, the single-array path and per-layer extras."""
     name = "base"
+    #: a TT layer's backward pass comes from the RTL's backward counters (LIF gradient included)
+    backward_from_counters = False
 
     def __init__(self, cfg: HardwareConfig):
         if not isinstance(cfg, HardwareConfig):
@@ -89,7 +92,7 @@ class Accelerator:
                     fwd.add("lif", "update", 16, neurons)
                 if has_residual(spec):
                     fwd.add("adder", "add", 16, neurons)
-        if lif:
+        if lif and not (spec.is_tt and self.backward_from_counters):
             bwd.add("lif", "potential_gradient", 16, neurons)
         if spec.is_tt and spec.downsample:
             fwd.add("lif", "compare", 16, 3 * neurons)
@@ -330,6 +333,10 @@ class Proposed(Accelerator):
     """
     name = "proposed"
 
+    #: the backward pass and weight update as an assumed mapping (:class:`_AssumedBackward`);
+    #: :class:`ProposedRTL` takes them from the RTL's backward counters instead
+    assumed_backward = True
+
     def __init__(self, cfg: HardwareConfig, event_driven: bool = True, stt_chain: str = "sequential"):
         super().__init__(cfg)
         if stt_chain not in ("pipelined", "sequential"):
@@ -353,150 +360,204 @@ class Proposed(Accelerator):
         return _TILES[key]
 
     def _tt_layer(self, spec, T: int, sp: Sparsity):
-        cfg, w = self.cfg, self.cfg.widths
+        cfg = self.cfg
         plan, tcfg, streamed = self.plan(spec, T)
-        mode, r, cin = spec.mode, spec.rank, spec.in_channels
-        sched = tuple(spec.schedule) if mode == "htt" else (True,) * T
-        dens, gd = sp.input_density(spec.name), sp.grad_density
-        p = cfg.lanes
-        A, G = w.activation, GRAD_BITS
-        ncc = math.ceil(cin / p)
-        fwd, bwd, wu = (PassResult() for _ in range(3))
+        sched = tuple(spec.schedule) if spec.mode == "htt" else (True,) * T
+        dens = sp.input_density(spec.name)
+        res = {p: PassResult() for p in ("forward", "backward", "weight_update")}
+        fwd = res["forward"]
         busy_f = {"c1": 0.0, "c2": 0.0, "c3": 0.0, "c4": 0.0, "lif": 0.0}
         counters_total: dict[str, float] = {}
-        mem = self.memories
-        glb = lambda counts, buf, action, bits, n: _glb(counts, mem, buf, action, bits, n)  # noqa: E731
-        seq = mode == "stt" and self.stt_chain == "sequential"
-        bsweep = 0.0
-        saved_bits = 0.0   # intermediate maps kept in DRAM for the weight update (BPTT)
-        bbusy = {"backward": 0.0, "weight_update": 0.0}
+        backward = _AssumedBackward(self, spec, T, sp, res, tcfg, sched) if self.assumed_backward else None
         for tile in plan:
             load = tile.weights_change or streamed
             tf = self._tile(tcfg, tile, spec, T, sched, dens, load)
-            s, c = tf.shape, tf.counters
+            c = tf.counters
             for k, v in c.items():
                 counters_total[k] = counters_total.get(k, 0.0) + v
-            counters_to_counts(cfg, tf, fwd.counts, mem)
+            counters_to_counts(cfg, tf, fwd.counts, self.memories)
             fwd.cycles += c["cycles"]
             for k in busy_f:
                 busy_f[k] += c[f"{k}_busy"]
-            h, wd, co = s.height, s.width, s.out_channels
-            ho, wo = tile.out_shape
-            geo = TileGeometry.of_shape(tcfg, s)
-            n1 = geo.n1
-            neurons = co * ho * wo * T
-            params = cin * r + 6 * r * r + r * co            # the tile's cores
-            # BPTT keeps G4's input (q23) of every full timestep and, for STT, G3's input (q2,
-            # the columns cluster 2 computes); q1 is recomputed from the spikes
-            save = r * h * wd * sum(sched) * A
-            if mode == "stt":
-                save += r * h * geo.cols2 * T * A
-            glb(fwd.counts, "interstage", "read", p * A, save / (p * A))
-            fwd.counts.add("dram", "write", 1, save)
-            saved_bits += save
-            # ---- backward + weight update: one fused sweep per tile, the timesteps of an
-            # output row in reverse; every core's transpose and weight gradient on the cluster
-            # that runs it forward, with the forward pass's lanes ----
-            c1_rec = tf.c1_compute_steps / T                  # q1 recompute = forward cluster 1
-            adds_t = c.get("c1_adds", 0.0) / T
-            slots_t = c["c1_slots"] / T
-            acc1_t = adds_t if self.event_driven else c1_rec   # accumulator updates of cluster 1
-            sweep = 0.0
-            for full in sched:
-                one = _step_counters(tcfg, s, full)
-                pos1 = n1 if full else h * wd                  # pixels G1^T computes
-                skip = gd if self.event_driven else 1.0
-                g1t = pos1 * r * ncc * skip                    # lanes over Cin, r sequential
-                g1_macs = pos1 * r * cin * skip
-                g4t = h * geo.nb * geo.ng * co                 # Pk rank x Px column lanes, Cout sequential
-                g4_macs = gd * h * wd * co * r
-                if full:
-                    m23 = one["c2_macs"] + one["c3_macs"]
-                    e23 = one["c2_busy"] + one["c3_busy"] if seq else max(one["c2_busy"], one["c3_busy"])
-                else:
-                    m23, e23 = 0.0, one["c2_busy"]             # HTT reduced: the bypass, copied back
-                # backward: G4^T, G3^T/G2^T (PTT: both, summed), G1^T
-                bwd.counts.add("mult_pe", "mac", w.weight, g1_macs + g4_macs + m23)
-                bwd.counts.add("scratchpad", "read", w.accumulator, g1_macs + g4_macs + m23)
-                bwd.counts.add("scratchpad", "write", w.accumulator, g1_macs + g4_macs + m23)
-                if full and mode != "stt":
-                    bwd.counts.add("adder", "add", 16, h * wd * r)
-                glb(bwd.counts, "weight", "read", p * w.weight,
-                    g1t + g4t + (one["w2_reads"] + one["w3_reads"] if full else 0))
-                rd = (pos1 * r + h * wd * co) * G          # gradient operands of G1^T, G4^T
-                wr = (h * wd * r + pos1 * r) * G           # dq23, dq1
-                if full:
-                    rd += (one["line1_reads"] + one["row2_reads"]) * p * G
-                    if mode == "stt":
-                        wr += h * geo.cols2 * r * G           # dq2
-                glb(bwd.counts, "interstage", "read", p * A, rd / (p * A))
-                glb(bwd.counts, "interstage", "write", p * A, wr / (p * A))
-                # weight update: q1 recomputed, dW1 (spike operand), dW2/dW3, dW4
-                wu.counts.add("spike_pe", "accumulate", 16, 2 * adds_t)
-                wu.counts.add("spike_pe", "slot", 16, 2 * max(0.0, slots_t - adds_t))
-                wmacs = m23 + gd * h * wd * r * co
-                wu.counts.add("mult_pe", "mac", w.weight, wmacs)
-                wu.counts.add("scratchpad", "read", w.accumulator, wmacs + 2 * acc1_t)
-                wu.counts.add("scratchpad", "write", w.accumulator, wmacs + 2 * acc1_t)
-                glb(wu.counts, "spike_in", "read", cfg.spike_word_bits, 2 * one["spike_in_reads"])
-                wrd = (h * wd * r * A + neurons / T * G)          # dW4 operands: q23 and du
-                wwr = n1 * r * A                                  # recomputed q1
-                if full:
-                    wrd += (one["line1_reads"] + one["row2_reads"]) * p * (A + G)
-                glb(wu.counts, "interstage", "read", p * A, wrd / (p * A))
-                glb(wu.counts, "interstage", "write", p * A, wwr / (p * A))
-                if full:   # clusters 2/3 chunk (transposed) weights and partial sums as forward
-                    add_scratchpad_counts(tcfg, s, one, bwd.counts)
-                    add_scratchpad_counts(tcfg, s, one, wu.counts)
-                c1 = g1t + 2 * c1_rec
-                c23 = e23 * (2 if full else 1)
-                c4 = g4t + one["c4_busy"]
-                sweep += max(c1, c23, c4, one["lif_busy"])
-                bbusy["backward"] += g1t + g4t + e23
-                bbusy["weight_update"] += 2 * c1_rec + (e23 if full else 0) + one["c4_busy"]
-            bsweep += sweep + 2 * (wd + 2) * r * ncc            # fill: two rows of cluster 1
-            # dW partial sums: read-modify-written in the weight buffer once per output row
-            gbits = params * G * h
-            glb(wu.counts, "weight", "read", p * w.weight, gbits / (p * w.weight))
-            glb(wu.counts, "weight", "write", p * w.weight, gbits / (p * w.weight))
-            # DRAM: output gradients and states in, input gradient out (inner-halo parts
-            # added by the host), cores again for the backward pass
-            bwd.counts.add("dram", "read", 1, neurons * (G + self.state_bits))
-            glb(bwd.counts, "state_out", "write", p * w.membrane, neurons * (G + self.state_bits) / (p * w.membrane))
-            glb(bwd.counts, "state_out", "read", p * w.membrane, neurons * (G + self.state_bits) / (p * w.membrane))
-            bwd.counts.add("dram", "write", 1, cin * n1 * T * G)
-            bwd.counts.add("dram", "read", 1, cin * (n1 - h * wd) * T * G)
-            if has_residual(spec):
-                bwd.counts.add("dram", "write", 1, neurons * G)
-            if load:
-                bwd.counts.add("dram", "read", 1, params * w.weight)
-            words, sub = tf.regions["spike_in"]
-            wu.counts.add("dram", "read", 1, save + words * sub * w.host_data)
-        # attribute the fused sweep's cycles to the two passes by their busy cycles
-        tot = bbusy["backward"] + bbusy["weight_update"]
-        bwd.cycles = bsweep * bbusy["backward"] / tot if tot else 0.0
-        wu.cycles = bsweep - bwd.cycles
+            if backward is not None:
+                backward.tile(tile, tf, load)
+        if backward is not None:
+            backward.finish()
         fwd.busy = busy_f
         info = {"mapping": "4-cluster pipeline", "tiles": len(plan),
                 "tile_hw": [plan.tile_height, plan.tile_width],
                 "tile_out_channels": plan.tile_out_channels, "pack": plan.pack,
                 "order": "timestep outer" if plan.order else "row outer",
-                "weights_streamed": streamed, "counters": counters_total, "saved_bits": saved_bits}
+                "weights_streamed": streamed, "counters": counters_total,
+                "saved_bits": backward.saved_bits if backward is not None else 0.0}
         if streamed:
             info["note"] = (f"the cores exceed the weight buffer of configuration {cfg.name!r}: planned "
                             f"and counted on a copy with weight regions large enough (same datapath, "
                             f"{tcfg.buffers['weight'].bytes} B weight buffer), cores streamed from "
                             f"DRAM for every tile ({len(plan)} tiles)")
-        return {"forward": fwd, "backward": bwd, "weight_update": wu}, info
+        return res, info
+
+
+class _AssumedBackward:
+    """The paper's design's backward pass and weight update, an assumed mapping (no RTL): one
+    fused sweep per forward tile, the timesteps of an output row in reverse; every core's
+    transpose and weight gradient on the cluster that runs it forward, with the forward pass's
+    lanes; BPTT keeps G4's input (and STT's G3 input) in DRAM (docs/energy_model.md)."""
+
+    def __init__(self, acc: "Proposed", spec, T: int, sp: Sparsity, res: dict, tcfg, sched):
+        self.acc, self.spec, self.T, self.tcfg, self.sched = acc, spec, T, tcfg, sched
+        self.fwd, self.bwd, self.wu = res["forward"], res["backward"], res["weight_update"]
+        self.gd = sp.grad_density
+        self.sweep_cycles = 0.0
+        self.saved_bits = 0.0
+        self.busy = {"backward": 0.0, "weight_update": 0.0}
+
+    def _glb(self, counts, buf, action, bits, n):
+        _glb(counts, self.acc.memories, buf, action, bits, n)
+
+    def tile(self, tile, tf: TileForward, load: bool) -> None:
+        acc, spec, T, tcfg, sched = self.acc, self.spec, self.T, self.tcfg, self.sched
+        cfg, w = acc.cfg, acc.cfg.widths
+        fwd, bwd, wu, gd, glb = self.fwd, self.bwd, self.wu, self.gd, self._glb
+        mode, r, cin = spec.mode, spec.rank, spec.in_channels
+        p = cfg.lanes
+        A, G = w.activation, GRAD_BITS
+        ncc = math.ceil(cin / p)
+        seq = mode == "stt" and acc.stt_chain == "sequential"
+        s, c = tf.shape, tf.counters
+        h, wd, co = s.height, s.width, s.out_channels
+        geo = TileGeometry.of_shape(tcfg, s)
+        n1 = geo.n1
+        neurons = co * tile.out_shape[0] * tile.out_shape[1] * T
+        params = cin * r + 6 * r * r + r * co            # the tile's cores
+        # BPTT keeps G4's input (q23) of every full timestep and, for STT, G3's input (q2,
+        # the columns cluster 2 computes); q1 is recomputed from the spikes
+        save = r * h * wd * sum(sched) * A
+        if mode == "stt":
+            save += r * h * geo.cols2 * T * A
+        glb(fwd.counts, "interstage", "read", p * A, save / (p * A))
+        fwd.counts.add("dram", "write", 1, save)
+        self.saved_bits += save
+        c1_rec = tf.c1_compute_steps / T                  # q1 recompute = forward cluster 1
+        adds_t = c.get("c1_adds", 0.0) / T
+        slots_t = c["c1_slots"] / T
+        acc1_t = adds_t if acc.event_driven else c1_rec   # accumulator updates of cluster 1
+        sweep = 0.0
+        for full in sched:
+            one = _step_counters(tcfg, s, full)
+            pos1 = n1 if full else h * wd                  # pixels G1^T computes
+            skip = gd if acc.event_driven else 1.0
+            g1t = pos1 * r * ncc * skip                    # lanes over Cin, r sequential
+            g1_macs = pos1 * r * cin * skip
+            g4t = h * geo.nb * geo.ng * co                 # Pk rank x Px column lanes, Cout sequential
+            g4_macs = gd * h * wd * co * r
+            if full:
+                m23 = one["c2_macs"] + one["c3_macs"]
+                e23 = one["c2_busy"] + one["c3_busy"] if seq else max(one["c2_busy"], one["c3_busy"])
+            else:
+                m23, e23 = 0.0, one["c2_busy"]             # HTT reduced: the bypass, copied back
+            # backward: G4^T, G3^T/G2^T (PTT: both, summed), G1^T
+            bwd.counts.add("mult_pe", "mac", w.weight, g1_macs + g4_macs + m23)
+            bwd.counts.add("scratchpad", "read", w.accumulator, g1_macs + g4_macs + m23)
+            bwd.counts.add("scratchpad", "write", w.accumulator, g1_macs + g4_macs + m23)
+            if full and mode != "stt":
+                bwd.counts.add("adder", "add", 16, h * wd * r)
+            glb(bwd.counts, "weight", "read", p * w.weight,
+                g1t + g4t + (one["w2_reads"] + one["w3_reads"] if full else 0))
+            rd = (pos1 * r + h * wd * co) * G          # gradient operands of G1^T, G4^T
+            wr = (h * wd * r + pos1 * r) * G           # dq23, dq1
+            if full:
+                rd += (one["line1_reads"] + one["row2_reads"]) * p * G
+                if mode == "stt":
+                    wr += h * geo.cols2 * r * G           # dq2
+            glb(bwd.counts, "interstage", "read", p * A, rd / (p * A))
+            glb(bwd.counts, "interstage", "write", p * A, wr / (p * A))
+            # weight update: q1 recomputed, dW1 (spike operand), dW2/dW3, dW4
+            wu.counts.add("spike_pe", "accumulate", 16, 2 * adds_t)
+            wu.counts.add("spike_pe", "slot", 16, 2 * max(0.0, slots_t - adds_t))
+            wmacs = m23 + gd * h * wd * r * co
+            wu.counts.add("mult_pe", "mac", w.weight, wmacs)
+            wu.counts.add("scratchpad", "read", w.accumulator, wmacs + 2 * acc1_t)
+            wu.counts.add("scratchpad", "write", w.accumulator, wmacs + 2 * acc1_t)
+            glb(wu.counts, "spike_in", "read", cfg.spike_word_bits, 2 * one["spike_in_reads"])
+            wrd = (h * wd * r * A + neurons / T * G)          # dW4 operands: q23 and du
+            wwr = n1 * r * A                                  # recomputed q1
+            if full:
+                wrd += (one["line1_reads"] + one["row2_reads"]) * p * (A + G)
+            glb(wu.counts, "interstage", "read", p * A, wrd / (p * A))
+            glb(wu.counts, "interstage", "write", p * A, wwr / (p * A))
+            if full:   # clusters 2/3 chunk (transposed) weights and partial sums as forward
+                add_scratchpad_counts(tcfg, s, one, bwd.counts)
+                add_scratchpad_counts(tcfg, s, one, wu.counts)
+            c1 = g1t + 2 * c1_rec
+            c23 = e23 * (2 if full else 1)
+            c4 = g4t + one["c4_busy"]
+            sweep += max(c1, c23, c4, one["lif_busy"])
+            self.busy["backward"] += g1t + g4t + e23
+            self.busy["weight_update"] += 2 * c1_rec + (e23 if full else 0) + one["c4_busy"]
+        self.sweep_cycles += sweep + 2 * (wd + 2) * r * ncc            # fill: two rows of cluster 1
+        # dW partial sums: read-modify-written in the weight buffer once per output row
+        gbits = params * G * h
+        glb(wu.counts, "weight", "read", p * w.weight, gbits / (p * w.weight))
+        glb(wu.counts, "weight", "write", p * w.weight, gbits / (p * w.weight))
+        # DRAM: output gradients and states in, input gradient out (inner-halo parts
+        # added by the host), cores again for the backward pass
+        sbits = acc.state_bits
+        bwd.counts.add("dram", "read", 1, neurons * (G + sbits))
+        glb(bwd.counts, "state_out", "write", p * w.membrane, neurons * (G + sbits) / (p * w.membrane))
+        glb(bwd.counts, "state_out", "read", p * w.membrane, neurons * (G + sbits) / (p * w.membrane))
+        bwd.counts.add("dram", "write", 1, cin * n1 * T * G)
+        bwd.counts.add("dram", "read", 1, cin * (n1 - h * wd) * T * G)
+        if has_residual(spec):
+            bwd.counts.add("dram", "write", 1, neurons * G)
+        if load:
+            bwd.counts.add("dram", "read", 1, params * w.weight)
+        words, sub = tf.regions["spike_in"]
+        wu.counts.add("dram", "read", 1, save + words * sub * w.host_data)
+
+    def finish(self) -> None:
+        """Attribute the fused sweeps' cycles to the two passes by their busy cycles."""
+        tot = self.busy["backward"] + self.busy["weight_update"]
+        self.bwd.cycles = self.sweep_cycles * self.busy["backward"] / tot if tot else 0.0
+        self.wu.cycles = self.sweep_cycles - self.bwd.cycles
 
 
 class ProposedRTL(Proposed):
     """The proposed design exactly as generated (gen/): cluster 1 steps through every input
-    channel, STT's G2 -> G3 is a row pipeline."""
+    channel, STT's G2 -> G3 is a row pipeline, and a TT layer's backward pass and weight update
+    run on the backward datapath (gen/backward/), priced from its counters
+    (:mod:`model.rtl_backward`); the forward pass stores the trace (window bits, arg-max) for
+    it instead of intermediate maps."""
     name = "proposed-rtl"
+    assumed_backward = False
+    backward_from_counters = True
 
     def __init__(self, cfg: HardwareConfig):
         super().__init__(cfg, event_driven=False, stt_chain="pipelined")
+        self.memories = {**self.memories, **rtl_backward.backward_memories(cfg)}
+
+    def leakage_mw(self, table: EnergyTable) -> float:
+        """The global buffers and the backward datapath's memories."""
+        return super().leakage_mw(table) + sum(table.sram_leakage_mw(m.bytes)
+                                               for m in rtl_backward.backward_memories(self.cfg).values())
+
+    def _tt_layer(self, spec, T: int, sp: Sparsity):
+        res, info = super()._tt_layer(spec, T, sp)
+        lb = rtl_backward.layer_backward(self.cfg, spec, T)
+        res["backward"], res["weight_update"] = rtl_backward.backward_counts(self.cfg, lb, self.memories)
+        res["forward"].counts.add("dram", "write", 1, rtl_backward.trace_bits(spec, T))
+        info.update(backward_tiles=lb.tiles, backward_tile_hw=list(lb.tile),
+                    backward_host_words=lb.host_words_in + lb.host_words_out,
+                    backward_counters={**{f"backward.{k}": v for k, v in lb.backward.items()},
+                                       **{f"weight_update.{k}": v for k, v in lb.weight_update.items()}})
+        if lb.grown:
+            g = lb.config.gradients
+            info["backward_note"] = (
+                f"no backward tile of this layer fits the [gradients] memories of {self.cfg.name!r}: "
+                f"counted on a copy with larger ones (buffer {g.buffer_bytes} B, stage weights "
+                f"{g.stage_weight_bytes} B, trace {g.trace_bytes} B, {g.wgrad_entries} weight-gradient "
+                f"entries), priced at the configured memories' access energies")
+        return res, info
 
 
 ACCELERATORS = {"proposed": Proposed, "proposed-rtl": ProposedRTL, "sata": SataLike}

@@ -76,7 +76,7 @@ def sensitivity_table(cfg: HardwareConfig, table: EnergyTable, sparsity: Sparsit
         return {a: {m: [acc.run_layer(x, wl.timesteps, s) for x in specs[m]] for m in MODES}
                 for a, acc in accs.items()}
 
-    jobs = len(GROUPS) * 2 + 4 + 1 + 3
+    jobs = len(GROUPS) * 2 + 4 + 1 + 4
     bar = tqdm(total=jobs, desc="sensitivity", disable=not progress, leave=False)
     base_layers = run(sp)
     base = _figures(base_layers, accs, table)
@@ -102,11 +102,14 @@ def sensitivity_table(cfg: HardwareConfig, table: EnergyTable, sparsity: Sparsit
         rows.append({"parameter": name, "change": f"{vals[0]:.2f} / {vals[1]:.2f} (from {value:.2f})",
                      "low": figs[0], "high": figs[1]})
     # structural choices of the proposed design: the generated RTL differs from the paper's
-    from .accelerators import Proposed
-    for name, kw in (("cluster 1 event-driven -> steps every channel (RTL)", {"event_driven": False}),
-                     ("STT G2->G3 sequential -> row-pipelined (RTL)", {"stt_chain": "pipelined"}),
-                     ("both (the generated RTL)", {"event_driven": False, "stt_chain": "pipelined"})):
-        alt = dict(accs, proposed=Proposed(cfg, **kw))
+    from .accelerators import Proposed, ProposedRTL
+    for name, make in (
+            ("cluster 1 event-driven -> steps every channel (RTL)", lambda: Proposed(cfg, event_driven=False)),
+            ("STT G2->G3 sequential -> row-pipelined (RTL)", lambda: Proposed(cfg, stt_chain="pipelined")),
+            ("both (the generated forward datapath; backward as the paper's mapping)",
+             lambda: Proposed(cfg, event_driven=False, stt_chain="pipelined")),
+            ("the generated RTL (forward and backward datapaths, proposed-rtl)", lambda: ProposedRTL(cfg))):
+        alt = dict(accs, proposed=make())
         layers = dict(base_layers, proposed={m: [alt["proposed"].run_layer(x, wl.timesteps, sp)
                                                   for x in specs[m]] for m in MODES})
         fig = _figures(layers, alt, table)

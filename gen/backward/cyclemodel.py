@@ -1,17 +1,22 @@
 """Cycle model of the backward datapath: one table per engine, beside the forward engines'
 tables (gen/cyclemodel.py). The backward stages run one after the other, each a loop nest
 issuing one step per cycle without stalls (the gradient buffer is private to the running
-stage), so a stage's cycles follow from its descriptor: its steps plus its pipeline's drain.
-``tests/gen/test_top_backward.py`` checks the model against the RTL's counters."""
+stage), so a stage's cycles and every one of its data-independent counters follow from its
+descriptor: its steps plus its pipeline's drain, and the reads and writes each loop level
+makes. Only the saturation counters depend on the data. ``tests/gen/test_top_backward.py``
+and the Verilator batch (tests/cosim/test_backward_cosim.py) check the model against the
+RTL's counters."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from ..hostmap import BACKWARD_COUNTER_NAMES
 from .stage_layout import StageKind, Taps
 
-__all__ = ["StageCycles", "stage_cycles", "backward_cycles", "DRAIN", "CONTROL_CYCLES"]
+__all__ = ["StageCycles", "stage_cycles", "backward_cycles", "tile_counters", "DRAIN", "CONTROL_CYCLES",
+           "DATA_DEPENDENT"]
 
 #: Cycles after a stage's last issue until its engine is idle: mat-vec issue -> a -> b (the
 #: write), outer product issue -> a (the accumulator's write follows in the idle time; none
@@ -19,39 +24,92 @@ __all__ = ["StageCycles", "stage_cycles", "backward_cycles", "DRAIN", "CONTROL_C
 DRAIN = {StageKind.MATVEC: 2, StageKind.OUTER: 1, StageKind.LIF: 1}
 #: Cycles of the top level's control per stage (``busy`` falls the cycle after the engines).
 CONTROL_CYCLES = 1
+#: Backward counters the model cannot know: they count saturated values.
+DATA_DEPENDENT = ("lifg_saturations", "grad_saturations")
 _TAPS = {Taps.POINT: 1, Taps.ROWS: 3, Taps.COLS: 3, Taps.ROWS_COLS: 6}
 
 
 @dataclass(frozen=True)
 class StageCycles:
+    """One stage: ``steps`` issue cycles (the engine's busy counter), ``macs`` PE-array
+    multiply-accumulates (mat-vec) or accumulator updates (outer) of the active lanes,
+    ``cycles`` = steps + drain + control, and ``counters``: every backward counter the stage
+    adds to (names of :data:`gen.hostmap.BACKWARD_COUNTERS`, the data-dependent ones left out)."""
     name: str
     kind: StageKind
-    steps: int           # issue cycles (the engine's busy counter)
-    macs: int            # PE-array multiply-accumulates (mat-vec) or accumulator updates (outer), active lanes
-    cycles: int          # steps + drain + control
+    steps: int
+    macs: int
+    cycles: int
+    counters: Mapping[str, int] = field(default_factory=dict)
+
+
+def _lif_counters(f: Mapping[str, int], groups: int) -> dict[str, int]:
+    """The LIF-gradient engine: ``e`` (and ``g_extra``) and the trace word read at a block's
+    first position, ``g_cur`` written at the interior pixels, ``g_a4`` at every pre-pool
+    position inside the tile (pooling: the ``(2 rows - 2) x (2 cols - 2)`` positions)."""
+    T, rows, cols = f["timesteps"], f["rows"], f["cols"]
+    firsts = rows * cols * groups * T
+    a4 = ((2 * rows - 2) * (2 * cols - 2) if f["pool"] else rows * cols) * groups * T
+    return {"lifg_busy": firsts * (4 if f["pool"] else 1), "lifg_updates": rows * cols * f["out_channels"] * T,
+            "trace_reads": firsts, "lifg_grad_reads": firsts * (1 + f["use_extra"]),
+            "lifg_grad_writes": a4 + (rows - 2) * (cols - 2) * groups * T}
+
+
+def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: int,
+                   full: list[bool]) -> tuple[int, int, dict[str, int]]:
+    """The core-stage engine: per pixel and output group, ``ceil(I / P)`` input words per tap
+    (the word is read once per ``P`` channels), a weight word per mat-vec step, the gradient
+    word once per outer-product pixel, one output word per mat-vec pixel. An outer-product
+    stage skips HTT's reduced timesteps; the ones before its first full timestep still write
+    zero sums when it starts its sums (``acc_clear``)."""
+    T, rows, cols, inner = f["timesteps"], f["rows"], f["cols"], f["in_channels"]
+    pixels = rows * cols * groups                 # (y, x, output group) per timestep
+    in_words = -(-inner // lanes)
+    matvec = kind == StageKind.MATVEC
+    taps = [1 if (matvec and not full[t]) else _TAPS[Taps(f["taps"])] for t in range(T)]
+    steps = [pixels * taps[t] * inner for t in range(T)]
+    done = [matvec or full[t] for t in range(T)]               # timesteps the stage computes
+    macs = sum(rows * cols * f["out_channels"] * taps[t] * inner for t in range(T) if done[t])
+    c = {"stage_busy": sum(steps), "in_reads": sum(pixels * taps[t] * in_words for t in range(T) if done[t])}
+    if matvec:
+        c.update(stage_macs=macs, weight_reads=sum(steps), grad_writes=pixels * T)
+    else:
+        first = next((t for t in range(T) if full[t]), T)
+        zeroed = sum(steps[:first]) if f["acc_clear"] else 0
+        c.update(wgrad_updates=macs, grad_reads=pixels * sum(full),
+                 wgrad_words=sum(s for s, d in zip(steps, done) if d) + zeroed)
+    return sum(steps), macs, c
 
 
 def stage_cycles(name: str, f: Mapping[str, int], lanes: int) -> StageCycles:
-    """The cycles of one stage descriptor ``f`` (``gen.backward.stage_layout`` fields)."""
+    """The cycles and counters of one stage descriptor ``f`` (``gen.backward.stage_layout``
+    fields)."""
     kind = StageKind(f["kind"])
-    T, rows, cols = f["timesteps"], f["rows"], f["cols"]
-    out, inner = f["out_channels"], f["in_channels"]
-    groups = -(-out // lanes)
+    T = f["timesteps"]
+    groups = -(-f["out_channels"] // lanes)
     full = [not f["use_schedule"] or bool((f["schedule"] >> t) & 1) for t in range(T)]
     if kind == StageKind.LIF:
-        steps = rows * cols * groups * T * (4 if f["pool"] else 1)
-        macs = rows * cols * out * T
+        counters = _lif_counters(f, groups)
+        steps, macs = counters["lifg_busy"], counters["lifg_updates"]
     else:
-        taps = [1 if (kind == StageKind.MATVEC and not full[t]) else _TAPS[Taps(f["taps"])] for t in range(T)]
-        steps = sum(rows * cols * groups * taps[t] * inner for t in range(T))
-        counted = [t for t in range(T) if kind == StageKind.MATVEC or full[t]]
-        macs = sum(rows * cols * out * taps[t] * inner for t in counted)
+        steps, macs, counters = _core_counters(kind, f, groups, lanes, full)
     drain = DRAIN[kind]
     if kind == StageKind.OUTER and not full[-1] and any(full):
         drain = 0       # the last timestep is skipped: nothing follows its last issue
-    return StageCycles(name, kind, steps, macs, steps + drain + CONTROL_CYCLES)
+    cycles = steps + drain + CONTROL_CYCLES
+    return StageCycles(name, kind, steps, macs, cycles, {**counters, "cycles": cycles})
 
 
 def backward_cycles(stages: Sequence[tuple[str, Mapping[str, int]]], lanes: int) -> list[StageCycles]:
     """Every stage of a backward tile (``BackwardTileProgram.stages``)."""
     return [stage_cycles(n, f, lanes) for n, f in stages]
+
+
+def tile_counters(stages: Sequence[tuple[str, Mapping[str, int]]], lanes: int) -> dict[str, int]:
+    """A backward tile's counters as the host reads them after its last stage: ``cycles`` and
+    every backward counter but the :data:`DATA_DEPENDENT` ones, summed over its stages."""
+    out = {n: 0 for n in ("cycles",) + BACKWARD_COUNTER_NAMES if n not in DATA_DEPENDENT}
+    for s in backward_cycles(stages, lanes):
+        for k, v in s.counters.items():
+            out[k] += v
+    return out

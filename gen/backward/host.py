@@ -16,12 +16,18 @@ from ..driver import affine_words
 from ..hostmap import HostMap, host_map, region_reads, region_writes
 from .tile_program import BackwardTileProgram, pack_tensor, pack_trace, plan_backward_tile, unpack_tensor, unpack_wgrad
 
-__all__ = ["BackwardTileResult", "BackwardHostProgram", "backward_program", "run_backward_tile",
+__all__ = ["BackwardTileResult", "BackwardHostProgram", "backward_program", "backward_traffic", "check_fits",
+           "run_backward_tile",
            "BackwardDoesNotFit", "BackwardTile", "backward_layer_programs", "combine_tiles"]
 
 
 class BackwardDoesNotFit(ValueError):
-    """A backward tile needs more of a backward memory than the configuration has."""
+    """A backward tile needs more of a backward memory than the configuration has; ``region``
+    names it (``gbuf``, ``gweights``, ``trace`` or ``wgrad``), ``need`` its words."""
+
+    def __init__(self, message: str, region: str = "", need: int = 0):
+        super().__init__(message)
+        self.region, self.need = region, need
 
 
 @dataclass
@@ -49,6 +55,9 @@ class BackwardHostProgram:
     words_in: int
     words_out: int
     _decode: Callable[[list[int]], BackwardTileResult] = field(repr=False)
+    #: region -> (its words the host writes, its words the host reads); a region word is
+    #: ``subwords`` host words
+    region_words: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def decode(self, values: Sequence[int]) -> BackwardTileResult:
         if len(values) != len(self.reads):
@@ -56,7 +65,8 @@ class BackwardHostProgram:
         return self._decode([int(v) for v in values])
 
 
-def _check_fits(cfg: HardwareConfig, plan: BackwardTileProgram, trace_words: int) -> None:
+def check_fits(cfg: HardwareConfig, plan: BackwardTileProgram, trace_words: int) -> None:
+    """Raise :class:`BackwardDoesNotFit` naming the first backward memory ``plan`` overflows."""
     regions = cfg.backward_regions
     for name, need in (("gbuf", plan.buffer_words), ("gweights", len(plan.weight_words)),
                        ("trace", trace_words), ("wgrad", plan.acc_entries)):
@@ -64,7 +74,25 @@ def _check_fits(cfg: HardwareConfig, plan: BackwardTileProgram, trace_words: int
             raise BackwardDoesNotFit(
                 f"backward tile: region {name!r} needs {need} words, the configuration has "
                 f"{regions[name].depth} ([gradients] of {cfg.name}); use a smaller tile or larger "
-                f"backward memories")
+                f"backward memories", name, need)
+
+
+def backward_traffic(cfg: HardwareConfig, plan: BackwardTileProgram, timesteps: int,
+                     hmap: HostMap | None = None) -> tuple[dict[str, tuple[int, int]], int, int]:
+    """What the host moves for one backward tile, from its plan alone: per memory the words it
+    writes and reads (``x``, ``e`` and ``g_extra`` into ``gbuf``; stage weights; the trace,
+    one word per ``e`` word; the folded-BN words; ``e_in`` and ``g_cur`` out of ``gbuf``; the
+    weight-gradient sums), and the host words in and out (a region word is ``subwords`` host
+    words). :func:`backward_program` moves exactly these (tests/gen/test_top_backward.py)."""
+    hmap = hmap or host_map(cfg)
+    T, t = timesteps, plan.tensors
+    inputs = [n for n in ("x", "e", "g_extra") if n in t]
+    regions = {"gbuf": (sum(t[n].words(T) for n in inputs), t["e_in"].words(T) + t["g_cur"].words(T)),
+               "gweights": (len(plan.weight_words), 0), "trace": (t["e"].words(T), 0),
+               "affine": (-(-t["e"].channels // cfg.lanes), 0), "wgrad": (0, plan.acc_entries)}
+    sub = {n: hmap.region(n).subwords for n in regions}
+    return (regions, sum(w * sub[n] for n, (w, _) in regions.items()),
+            sum(r * sub[n] for n, (_, r) in regions.items()))
 
 
 def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, spikes: np.ndarray,
@@ -88,15 +116,16 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
             raise ValueError(f"{name}: expected [T={T}, {spec.channels}, {spec.rows}, {spec.cols}] "
                              f"(output pixels plus the ring), got {list(np.shape(values))}")
     trace = pack_trace(spikes, window, argmax, P)
-    _check_fits(cfg, plan, len(trace))
+    check_fits(cfg, plan, len(trace))
     setup = [(hmap.register("ctrl").address, 2), (hmap.register("pass").address, int(Pass.BACKWARD))]
     inputs = [("x", x), ("e", e)] + ([("g_extra", g_extra)] if g_extra is not None else [])
     for name, values in inputs:
         setup += region_writes(hmap, "gbuf", pack_tensor(np.asarray(values), P, gb), plan.tensors[name].base)
     setup += region_writes(hmap, "gweights", plan.weight_words)
     setup += region_writes(hmap, "trace", trace)
-    setup += region_writes(hmap, "affine", affine_words(np.asarray(qlayer.scale), np.asarray(qlayer.bias), P,
-                                                       cfg.widths.affine_scale, cfg.widths.membrane))
+    affine = affine_words(np.asarray(qlayer.scale), np.asarray(qlayer.bias), P, cfg.widths.affine_scale,
+                          cfg.widths.membrane)
+    setup += region_writes(hmap, "affine", affine)
     words_in = len(setup) - 2
     stages = [[(hmap.register(f"bw_{f}").address, v) for f, v in sorted(fields.items())]
               for _, fields in plan.stages]
@@ -133,8 +162,10 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
         cnt = {c.name: values[pos + 2 * i] | (values[pos + 2 * i + 1] << hb) for i, c in enumerate(counters)}
         return BackwardTileResult(tensors["e_in"], tensors["g_cur"], dw, cnt)
 
+    region_words = backward_traffic(cfg, plan, T, hmap)[0]
     return BackwardHostProgram(plan, setup, stages, (hmap.register("ctrl").address, 1),
-                               hmap.register("status").address, reads, words_in, words_out, decode)
+                               hmap.register("status").address, reads, words_in, words_out, decode,
+                               region_words)
 
 
 async def run_backward_tile(bus: Any, prog: BackwardHostProgram, max_polls: int = 10_000_000) -> list[int]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from gen.backward.cyclemodel import tile_counters
+
 from cosim.backward import backward_coverage_cases, describe, run_backward_cases
 from cosim.layer import RtlTarget
 
@@ -33,6 +35,9 @@ def test_backward_coverage_batch_is_bit_exact(tmp_path):
         assert r.counters["wgrad_updates"] > 0 and r.counters["stage_macs"] > 0
         assert r.cycles > r.counters["stage_busy"] + r.counters["lifg_busy"]
         saturated += r.counters["grad_saturations"] + r.counters["lifg_saturations"]
+        # the cycle model equals every counter that does not depend on the data
+        expect = tile_counters(r.stages, P)
+        assert {k: r.counters[k] for k in expect} == expect, r.case.name
     assert saturated > 0                      # the saturating cases reached the edges
     assert any(r.case.trace.argmax is not None for r in results) and P >= 2
 
@@ -55,3 +60,5 @@ def test_paper_sized_backward_tile(tmp_path):
     plan = plan_backward_tile(case.qlayer, 4, 3, 6, cfg.lanes, cfg.widths.weight, r.golden.shifts,
                               [True] * 4, use_extra=True, pack_weights=False)
     assert r.cycles == sum(s.cycles for s in backward_cycles(plan.stages, cfg.lanes))
+    expect = tile_counters(r.stages, cfg.lanes)
+    assert {k: r.counters[k] for k in expect} == expect

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from gen.backward.cyclemodel import backward_cycles
-from gen.backward.host import BackwardDoesNotFit, backward_program, run_backward_tile
+from gen.backward.cyclemodel import DATA_DEPENDENT, backward_cycles, tile_counters
+from gen.backward.host import BackwardDoesNotFit, backward_program, backward_traffic, run_backward_tile
 from gen.backward.stage_layout import StageKind
 from gen.config import load_config
+from gen.hostmap import BACKWARD_COUNTER_NAMES
 from gen.sim import SimBus
 from gen.top import Accelerator
 from tests.gen.test_backward_core_stages import backward_case
@@ -49,6 +50,11 @@ def _program(q, x, trace, e, g_extra, gold):
 def test_backward_tile_on_the_accelerator(case):
     q, x, trace, e, g_extra, gold = backward_case(case)
     prog = _program(q, x, trace, e, g_extra, gold)
+    # the traffic computed from the plan alone (what the energy model charges) is what the
+    # program moves: its set-up writes and result reads, word for word
+    _, words_in, words_out = backward_traffic(CFG, prog.plan, case[4])
+    assert (words_in, words_out) == (prog.words_in, prog.words_out)
+    assert prog.words_in == len(prog.setup) - 2 and prog.words_out == len(prog.reads) - 2 * (1 + len(BACKWARD_COUNTER_NAMES))
     res = _run(prog)
     np.testing.assert_array_equal(res.e_in, gold.e_in[:, 0].numpy())
     np.testing.assert_array_equal(res.g_current, gold.g_current[:, 0].numpy())
@@ -80,6 +86,18 @@ def test_backward_tile_on_the_accelerator(case):
     assert res.counters["stage_macs"] == sum(s.macs for s in model if s.kind == StageKind.MATVEC)
     assert res.counters["wgrad_updates"] == sum(s.macs for s in model if s.kind == StageKind.OUTER)
     assert res.counters["cycles"] == sum(s.cycles for s in model)
+    # ... and every other counter that does not depend on the data
+    expect = tile_counters(prog.plan.stages, CFG.lanes)
+    assert {k: res.counters[k] for k in expect} == expect
+    assert set(res.counters) - set(expect) == set(DATA_DEPENDENT)
+    # reads and writes counted here from the tile's tensors: the LIF gradient reads e (and
+    # g_extra) and a trace word per ring pixel, group and timestep
+    groups = -(-cout // CFG.lanes)
+    assert res.counters["trace_reads"] == T * ring * groups
+    assert res.counters["lifg_grad_reads"] == T * ring * groups * (1 if g_extra is None else 2)
+    # every mat-vec stage writes one word per pixel and output group of its block
+    assert res.counters["grad_writes"] == sum(f["timesteps"] * f["rows"] * f["cols"] * -(-f["out_channels"] // CFG.lanes)
+                                              for _, f in prog.plan.stages if f["kind"] == 0)
     if not case[8]:
         assert res.counters["grad_saturations"] > 0
 
