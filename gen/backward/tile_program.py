@@ -9,7 +9,7 @@ A tile is the golden model's backward tile: ``H x W`` pre-pool pixels, the input
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace, field
 from typing import Mapping
 
 import numpy as np
@@ -146,13 +146,15 @@ def pack_trace(spikes: np.ndarray, window: np.ndarray, argmax: np.ndarray | None
 def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: int, weight_bits: int,
                        shifts: Mapping[str, int], full: list[bool], height_mul: int = 1,
                        height_shift: int = 0, use_extra: bool = False,
-                       pack_weights: bool = True) -> BackwardTileProgram:
+                       pack_weights: bool = True, overlay: bool = True) -> BackwardTileProgram:
     """The stages of one backward tile of ``qlayer`` (``height x width`` pre-pool pixels,
     ``full[t]`` the timestep classes): tensors, weight words and stage descriptors, the
     LIF-gradient stage first. ``shifts``: the backward shifts (``affine``, ``g4t``, ``g23t``,
     ``g1t``; STT also ``g3t``); ``height_mul / 2^height_shift``: the surrogate height;
     ``use_extra``: the LIF input's gradient has a shortcut share ``g_extra``; ``pack_weights``
-    False leaves the weight words zero (their count and addresses are the same: for planning)."""
+    False leaves the weight words zero (their count and addresses are the same: for planning);
+    ``overlay`` False keeps every tensor in words of its own (to inspect the intermediates after
+    a run) instead of sharing words between tensors whose lifetimes do not overlap."""
     T, H, W, P = timesteps, height, width, lanes
     mode = qlayer.mode
     cin, r, cout = qlayer.in_channels, qlayer.rank, qlayer.out_channels
@@ -254,4 +256,59 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
                                  fy=1, fx=1)))
     stages.append(("e_in", _stage(**bwd, **src("g_q1"), **dst("e_in"), rows=H, cols=W, taps=Taps.POINT,
                                   w_base=weights([w1]), shift=shifts["g1t"])))
-    return BackwardTileProgram(T, tensors, wwords, stages, wg, buffer_words=base, acc_entries=entries)
+    words = base
+    if overlay:
+        tensors, stages, words = _overlay(tensors, stages, T)
+    return BackwardTileProgram(T, tensors, wwords, stages, wg, buffer_words=words, acc_entries=entries)
+
+
+#: Tensors the host writes before the first stage and reads after the last.
+_HOST_INPUTS, _HOST_OUTPUTS = ("x", "e", "g_extra"), ("e_in", "g_cur")
+
+
+def _stage_tensors(f: Mapping[str, int]) -> list[tuple[str, int]]:
+    """The gradient-buffer tensors a stage reads or writes, as ``(field, base)``."""
+    kind = StageKind(f["kind"])
+    if kind == StageKind.MATVEC:
+        return [("in_base", f["in_base"]), ("out_base", f["out_base"])]
+    if kind == StageKind.OUTER:
+        return [("in_base", f["in_base"]), ("g_base", f["g_base"])]
+    used = [("in_base", f["in_base"]), ("out_base", f["out_base"]), ("cur_base", f["cur_base"])]
+    return used + ([("g_base", f["g_base"])] if f["use_extra"] else [])
+
+
+def _overlay(tensors: dict[str, TensorSpec], stages: list, T: int) -> tuple[dict, list, int]:
+    """Place the tensors so that two share words only when their lifetimes do not overlap: a
+    tensor lives from the stage that writes it (the host's inputs: before the first) to the last
+    stage that reads it (the host's outputs: after the last). Every tensor a stage reads was
+    written whole by an earlier stage or the host, so the values never depend on what a word
+    held before; a stage's input and output are both alive during it, so they never share. The
+    tiles are larger than with every tensor at once (docs/architecture.md, "Backward
+    datapath"). First fit in order of birth; returns the moved tensors, the stages with their
+    bases moved, and the words used."""
+    by_base = {t.base: name for name, t in tensors.items()}
+    life = {name: [len(stages), -1] for name in tensors}
+    for name in _HOST_INPUTS:
+        if name in life:
+            life[name][0] = -1
+    for name in _HOST_OUTPUTS:
+        life[name][1] = len(stages)
+    for i, (_, f) in enumerate(stages):
+        for _, b in _stage_tensors(f):
+            lo_hi = life[by_base[b]]
+            lo_hi[0], lo_hi[1] = min(lo_hi[0], i), max(lo_hi[1], i)
+    placed: list[tuple[int, int, int, int]] = []       # (start, end, first, last)
+    moved: dict[str, TensorSpec] = {}
+    for name in sorted(tensors, key=lambda n: (life[n][0], list(tensors).index(n))):
+        size, (first, last) = tensors[name].words(T), life[name]
+        busy = sorted((a, b) for a, b, f0, l0 in placed if f0 <= last and first <= l0)
+        start = 0
+        for a, b in busy:
+            if start + size <= a:
+                break
+            start = max(start, b)
+        placed.append((start, start + size, first, last))
+        moved[name] = replace(tensors[name], base=start)
+    new_base = {t.base: moved[name].base for name, t in tensors.items()}
+    stages = [(n, {**f, **{k: new_base[b] for k, b in _stage_tensors(f)}}) for n, f in stages]
+    return {n: moved[n] for n in tensors}, stages, max((b for _, b, _, _ in placed), default=0)

@@ -150,7 +150,9 @@ def test_backward_tile_matches_golden(case):
     rnd = GradRounding(CFG.gradients.rounding)
     params = BackwardParams(window_lo=0, window_hi=0, shifts=gold.shifts)
     full = q.full_timesteps(T)
-    prog = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, list(full), use_extra=extra)
+    # every tensor in words of its own, so that the intermediates can be checked after the run
+    # (test_overlaid_tensors_give_the_same_results checks the shared layout the driver uses)
+    prog = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, list(full), use_extra=extra, overlay=False)
     buffer = [0] * prog.buffer_words
     inputs = [("x", x[:, 0]), ("e", e[:, 0])] + ([("g_extra", g_extra[:, 0])] if extra else [])
     for name, values in inputs:
@@ -232,3 +234,31 @@ def test_a_stage_with_every_timestep_skipped_leaves_zero_sums():
     out = _run(prog, buffer, [0, 0], [0, 0])
     got = unpack_wgrad(lambda a: out["sums"][a], prog.wgrads["w23"], CFG.gradients.wgrad_tile)
     assert not got.any()
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[5]], ids=["stt-extra", "htt-pool"])
+def test_overlaid_tensors_give_the_same_results(case):
+    """The driver's layout shares words between tensors whose lifetimes do not overlap (fewer
+    words, larger tiles); the outputs the host reads are the golden model's all the same."""
+    mode, r, cin, cout, T, H, W, pool, auto, extra = case
+    q, x, trace, e, g_extra, gold = backward_case(case)
+    full = list(q.full_timesteps(T))
+    prog = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, full, use_extra=extra)
+    own = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, full, use_extra=extra, overlay=False)
+    assert prog.buffer_words < own.buffer_words
+    assert [n for n, _ in prog.stages] == [n for n, _ in own.stages]
+    buffer = [int("5a" * (P * GB // 8), 16)] * prog.buffer_words   # stale words: nothing may read them
+    for name, values in [("x", x[:, 0]), ("e", e[:, 0])] + ([("g_extra", g_extra[:, 0])] if extra else []):
+        spec = prog.tensors[name]
+        buffer[spec.base:spec.base + spec.words(T)] = pack_tensor(values.numpy(), P, GB)
+    trace_words = pack_trace(trace.spikes[:, 0].numpy(), trace.window[:, 0].numpy(),
+                             None if trace.argmax is None else trace.argmax[:, 0].numpy(), P)
+    affine = affine_words(np.array(q.scale), np.array(q.bias), P, CFG.widths.affine_scale, CFG.widths.membrane)
+    out = _run(prog, buffer, trace_words, affine)
+    for name, want in (("e_in", gold.e_in), ("g_cur", gold.g_current)):
+        s = prog.tensors[name]
+        got = unpack_tensor(out["buffer"][s.base:s.base + s.words(T)], (T, s.channels, s.rows, s.cols), P, GB)
+        np.testing.assert_array_equal(got, want[:, 0].numpy(), err_msg=name)
+    got = {n: unpack_wgrad(lambda a: out["sums"][a], spec, CFG.gradients.wgrad_tile) for n, spec in prog.wgrads.items()}
+    np.testing.assert_array_equal(got["w1"][..., 0], gold.dw["w1"][0].numpy(), err_msg="dW1")
+    np.testing.assert_array_equal(got["w4"][..., 0], gold.dw["w4"][0].numpy(), err_msg="dW4")

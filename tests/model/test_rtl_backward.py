@@ -31,7 +31,7 @@ def _qlayer(rng, mode, cin, r, co, pool, T):
 
 
 CASES = [  # name (conv2: the shortcut's share), mode, Cin, r, Cout, H, W, T, pool
-    ("layers.0.0.conv2", "ptt", 8, 8, 8, 12, 12, 2, False),
+    ("layers.0.0.conv2", "ptt", 8, 8, 8, 20, 20, 2, False),
     ("layers.1.0.conv1", "htt", 8, 8, 8, 20, 20, 2, True),
 ]
 
