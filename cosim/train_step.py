@@ -7,9 +7,11 @@ The network runs forward and backward in float on a real labelled image; hooks c
 layer's input spikes, shortcut input and incoming gradients (sw/gradcheck.py). The layer is
 quantised (sw/hwlayer.py). On the RTL: the forward tiles (the shared driver), then the
 backward as tiles with their halo rings (gen/backward/host.py). The trace the backward
-reads is the forward's spikes (the RTL's, equal to the golden forward's when ``forward_match``)
-and its surrogate-window bits and arg-max, which the host takes from the golden forward: the
-RTL forward does not write them yet (docs/architecture.md, "Backward datapath").
+reads comes from the RTL's forward: its spikes, and the surrogate-window bits the host
+computes from the membranes the RTL writes (``lo < u < hi``, sw.golden_backward.window_bits);
+only a pooling layer's arg-max comes from the golden forward, since the RTL does not output
+the pre-pool values (docs/architecture.md, "Backward datapath"). The golden backward reads the
+golden forward's trace, so a forward mismatch shows in the backward comparison too.
 """
 
 from __future__ import annotations
@@ -62,8 +64,21 @@ def backward_on_rtl(target, hw, q, trace, e_int, g_extra_int, shifts, params, co
     return got, len(tiles), sum(r.wall_s for r in results)
 
 
-def _backward_on_rtl(target, hl, q, saved, cap, hw, console):
-    """The integer backward of the layer on the RTL (tiles) and in the golden model."""
+def rtl_trace(golden_trace, fwd, window_lo: int, window_hi: int):
+    """The trace the backward reads, from the RTL forward ``fwd`` (:class:`cosim.layer.CaseResult`):
+    its spikes and the window bits of its membranes; the input window and a pooling layer's
+    arg-max from ``golden_trace``."""
+    from sw import golden_backward as GB
+
+    as_t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64)).unsqueeze(1)  # noqa: E731
+    return GB.ForwardTrace(x=golden_trace.x, spikes=as_t(fwd.spikes).to(torch.uint8),
+                           window=GB.window_bits(as_t(fwd.membrane), window_lo, window_hi),
+                           argmax=golden_trace.argmax)
+
+
+def _backward_on_rtl(target, hl, q, saved, cap, hw, fwd, console):
+    """The integer backward of the layer on the RTL (tiles, the RTL forward's trace) and in the
+    golden model (the golden forward's trace)."""
     from sw import golden_backward as GB
     from sw.hwlayer import quantize_gradient
 
@@ -75,7 +90,8 @@ def _backward_on_rtl(target, hl, q, saved, cap, hw, console):
     auto = GB.BackwardParams(params.window_lo, params.window_hi, params.height_mul, params.height_shift,
                              {s: "auto" for s in stages})
     gold = GB.backward_layer(q, trace, ints[0], hw.widths, grads, auto, g_extra, GB.GradRounding(grads.rounding))
-    got, n_tiles, wall = backward_on_rtl(target, hw, q, trace, ints[0], g_extra, gold.shifts, params, console)
+    got, n_tiles, wall = backward_on_rtl(target, hw, q, rtl_trace(trace, fwd, params.window_lo, params.window_hi),
+                                         ints[0], g_extra, gold.shifts, params, console)
     return gold, got, e_frac, n_tiles, wall
 
 
@@ -110,7 +126,7 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
     with console.status("forward: tiles under Verilator"):
         fwd = run_cases(target, [LayerCase(layer, q, spikes, res_q)], waves="never")[0]
     forward_match = bool(fwd.match and np.array_equal(fwd.spikes, trace.spikes[:, 0].numpy()))
-    gold, got, e_frac, n_tiles, bw_wall = _backward_on_rtl(target, hl, q, saved, cap, hw, console)
+    gold, got, e_frac, n_tiles, bw_wall = _backward_on_rtl(target, hl, q, saved, cap, hw, fwd, console)
     from cosim.backward import compare_backward
     mism = compare_backward(gold, got)
     # the RTL's integer gradients as float gradients, against float autograd of the same layer
@@ -134,7 +150,8 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
                         "out_channels": q.out_channels, "height": int(spikes.shape[2]),
                         "width": int(spikes.shape[3]), "mode": q.mode, "pool": q.pool, "residual": q.residual},
         "counters": {"forward": {k: int(v) for k, v in fwd.counters.items()}, "backward": bw_counters},
-        "trace_source": "spikes: RTL forward; window bits and arg-max: golden forward (equal RTL spikes)",
+        "trace_source": ("spikes and window bits: RTL forward (its membranes); "
+                         + ("arg-max: golden forward" if q.pool else "no arg-max (no pooling)")),
         "wall_s": time.monotonic() - t0, "backward_sim_wall_s": bw_wall,
     }
 
