@@ -59,33 +59,51 @@ def ideal_backward_ops(cin: int, r: int, cout: int, h: int, w: int, T: int, mode
     return pointwise + taps + lif
 
 
+def _balanced(n: int, size: int, step: int) -> int:
+    """The smallest multiple of ``step`` that covers ``n`` in as many tiles as ``size`` does."""
+    k = -(-n // size)
+    return -(-(-(-n // k)) // step) * step
+
+
 def backward_tile_shape(cfg: HardwareConfig, q, T: int, H: int, W: int, full,
                         use_extra: bool = False) -> tuple[int, int, bool]:
-    """The largest ``h x w`` tile (pre-pool pixels) whose tensors and trace fit the backward
-    memories, and whether the stage weights and weight-gradient sums fit too."""
+    """The ``h x w`` tile (pre-pool pixels) whose tensors and trace fit the backward memories
+    and that takes the layer's backward pass the fewest cycles, and whether the stage weights
+    and weight-gradient sums fit too. Candidates: for every tile height, the widest tile that
+    fits, both dimensions then balanced over the same number of tiles (no thin edge tiles,
+    whose halo rings cost as much as a full tile's); the cycles are the exact cycle model's."""
     regions, P, s = cfg.backward_regions, cfg.lanes, 2 if q.pool else 1
+    plans: dict[tuple[int, int], Any] = {}
+
+    def plan_of(h, w):
+        if (h, w) not in plans:
+            plans[(h, w)] = plan_backward_tile(q, T, h, w, P, cfg.widths.weight, _SHIFTS, list(full),
+                                               use_extra=use_extra, pack_weights=False)
+        return plans[(h, w)]
 
     def fits_data(h, w):
-        plan = plan_backward_tile(q, T, h, w, P, cfg.widths.weight, _SHIFTS, list(full), use_extra=use_extra,
-                                  pack_weights=False)
+        plan = plan_of(h, w)
         trace = T * (h // s + 2) * (w // s + 2) * -(-q.out_channels // P)
-        ok = plan.buffer_words <= regions["gbuf"].depth and trace <= regions["trace"].depth
-        return ok, plan
+        return plan.buffer_words <= regions["gbuf"].depth and trace <= regions["trace"].depth
 
-    best = None
+    def layer_cycles(h, w):
+        return sum(sum(c.cycles for c in backward_cycles(plan_of(min(h, H - r0), min(w, W - c0)).stages, P))
+                   for r0 in range(0, H, h) for c0 in range(0, W, w))
+
+    candidates = set()
     for h in range(s, H + 1, s):          # the memory use grows with h and w: stop at the first misfit
+        widest = 0
         for w in range(s, W + 1, s):
-            ok, plan = fits_data(h, w)
-            if not ok:
+            if not fits_data(h, w):
                 break
-            if best is None or h * w > best[0] * best[1]:
-                best = (h, w, plan)
-        if best is None or not fits_data(h, s)[0]:
+            widest = w
+        if not widest:
             break
-    if best is None:
-        _, plan = fits_data(s, s)
+        candidates.add((_balanced(H, h, s), _balanced(W, widest, s)))
+    if not candidates:
         return s, s, False
-    h, w, plan = best
+    h, w = min(candidates, key=lambda c: (layer_cycles(*c), -c[0] * c[1]))
+    plan = plan_of(h, w)
     fits = len(plan.weight_words) <= regions["gweights"].depth and plan.acc_entries <= regions["wgrad"].depth
     return h, w, fits
 

@@ -45,7 +45,7 @@ def test_backward_coverage_batch_is_bit_exact(tmp_path):
 @pytest.mark.cosim_full
 def test_paper_sized_backward_tile(tmp_path):
     """A backward tile at MS-ResNet18's second TT layer's shape (64 -> 64 channels, rank 32,
-    T = 4, PTT, the shortcut's share; the 5 x 6 tile python -m gen.perf --backward picks for
+    T = 4, PTT, the shortcut's share; the 7 x 4 tile python -m gen.perf --backward picks for
     it) on the paper configuration's RTL, bit-exact, with its cycles equal to the cycle model's."""
     from gen.backward.cyclemodel import backward_cycles
     from gen.backward.tile_program import plan_backward_tile
@@ -54,10 +54,10 @@ def test_paper_sized_backward_tile(tmp_path):
 
     target = RtlTarget.for_config("paper")
     cfg = target.config
-    case = backward_tile_case(cfg, "paper-resnet18-layer", "ptt", 32, 64, 64, 4, 5, 6, extra=True)
+    case = backward_tile_case(cfg, "paper-resnet18-layer", "ptt", 32, 64, 64, 4, 7, 4, extra=True)
     (r,) = run_backward_cases(target, [case], workdir=tmp_path)
     assert r.match, describe(r)
-    plan = plan_backward_tile(case.qlayer, 4, 5, 6, cfg.lanes, cfg.widths.weight, r.golden.shifts,
+    plan = plan_backward_tile(case.qlayer, 4, 7, 4, cfg.lanes, cfg.widths.weight, r.golden.shifts,
                               [True] * 4, use_extra=True, pack_weights=False)
     assert r.cycles == sum(s.cycles for s in backward_cycles(plan.stages, cfg.lanes))
     expect = tile_counters(r.stages, cfg.lanes)
