@@ -9,7 +9,7 @@ from __future__ import annotations
 from amaranth.hdl import Const, Mux, Value, signed
 
 __all__ = ["rshift", "rshift_partial", "rshift_round", "grad_round", "saturate", "wrap", "lane",
-           "signed_max", "signed_min", "GRAD_ROUNDING_MODES"]
+           "signed_max", "signed_min", "lowbias32", "GRAD_ROUNDING_MODES"]
 
 #: The backward pass's rounding modes (docs/numerics.md, "Helper operations of the backward
 #: pass"); the same tuple as ``gen.config.GRADIENT_ROUNDINGS``.
@@ -68,6 +68,18 @@ def grad_round(value: Value, shift: Value, mode: str, dither: Value | None = Non
     mask = (Const(1, 33) << shift)[:33] - 1                      # 2^s - 1, s <= 32
     total = (v + (dither[:32] & mask[:32]).as_unsigned()).as_signed()  # len(v) + 1 bits at most
     return (total >> shift)[:len(v) + 1].as_signed()
+
+
+def lowbias32(value: Value) -> Value:
+    """``lowbias32(x)`` of docs/numerics.md on 32 bits (the stochastic rounding's hash):
+    ``x ^= x >> 16; x *= 0x7feb352d; x ^= x >> 15; x *= 0x846ca68b; x ^= x >> 16``, every
+    product taken modulo 2^32. Unsigned, 32 bits."""
+    x = value.as_unsigned()[:32]
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D)[:32]
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B)[:32]
+    return (x ^ (x >> 16))[:32]
 
 
 def saturate(value: Value, bits: int) -> Value:

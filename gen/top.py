@@ -77,10 +77,6 @@ class Accelerator(wiring.Component):
     def __init__(self, config: HardwareConfig):
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a gen.config.HardwareConfig, got {type(config).__name__}")
-        if config.gradients.rounding not in ("nearest", "floor"):
-            raise ValueError(f"gradients.rounding = {config.gradients.rounding!r}: the backward datapath "
-                             f"builds 'nearest' and 'floor' rounding only (the per-element dither hash of "
-                             f"stochastic rounding is not in RTL yet); generate with one of those")
         self.config = config
         self.map = host_map(config)
         super().__init__(accelerator_signature(config))

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from gen.backward.lif_gradient_engine import TRACE_BITS_PER_LANE
-from gen.backward.perf import LayerBackwardCounters, layer_backward_counters
+from gen.backward.layer_counters import LayerBackwardCounters, layer_backward_counters
 from gen.config import HardwareConfig
 from gen.hostmap import host_map
 

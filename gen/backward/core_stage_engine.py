@@ -17,22 +17,15 @@ from amaranth.lib.wiring import In, Out
 from ..arith import lane, rshift, saturate, wrap
 from ..config import HardwareConfig, log2
 from ..engines.common import counts_layout, loops
-from ..units import MacPEArray, _reject
+from ..units import MacPEArray
+from .dither_hash import DitherHash
 from .grad_requantiser import GradientRequantiser
 from .stage_layout import STAGE_ADDR_BITS, STAGE_LAYOUT, Requant, StageKind, Taps
 from .wgrad_accumulator import WeightGradientAccumulator
 
-__all__ = ["CoreStageEngine", "stage_read_port", "stage_write_port", "refuse_stochastic"]
+__all__ = ["CoreStageEngine", "stage_read_port", "stage_write_port", "stage_index"]
 
 AB = STAGE_ADDR_BITS
-
-
-def refuse_stochastic(owner, config: HardwareConfig) -> None:
-    """The backward engines build nearest and floor rounding; stochastic rounding's per-element
-    dither hash is not in RTL yet."""
-    if config.gradients.rounding == "stochastic":
-        _reject(owner, "stochastic gradient rounding is not built in RTL yet (its dither hash per "
-                       "element); use rounding = \"nearest\" or \"floor\"")
 
 
 def stage_read_port(width: int) -> wiring.Signature:
@@ -42,6 +35,16 @@ def stage_read_port(width: int) -> wiring.Signature:
 
 def stage_write_port(width: int) -> wiring.Signature:
     return wiring.Signature({"en": Out(1), "addr": Out(AB), "data": Out(width)})
+
+
+def stage_index(m, st, t, y, x, go, lanes_log2: int) -> Signal:
+    """The stochastic rounding's layer index of the block element ``(t, go * P, y, x)``:
+    ``idx_base + t * idx_t + (go * P) * idx_c + y * idx_y + x`` modulo 2^32 (the stage's
+    ``idx_*`` fields; lane ``l`` adds ``l * idx_c`` in the :class:`DitherHash`)."""
+    idx = Signal(32, name="dither_index")
+    m.d.comb += idx.eq(st.idx_base + (t * st.idx_t)[:32] + ((go << lanes_log2) * st.idx_c)[:32]
+                       + (y * st.idx_y)[:32] + x)
+    return idx
 
 
 class CoreStageEngine(wiring.Component):
@@ -60,14 +63,15 @@ class CoreStageEngine(wiring.Component):
     (the host reads the weight-gradient sums while idle); ``busy``; ``counts``.
 
     Timing: issue (addresses) -> a (data; MAC or product into the accumulator) -> b (mat-vec:
-    re-quantise and write). The input word is read once per ``P`` channels, the gradient word
+    re-quantise and write). With ``gradients.rounding = "stochastic"`` a :class:`DitherHash`
+    hashes each written element's layer index (the stage's ``idx_*`` fields) with ``key`` in
+    stage b for the :class:`GradientRequantiser`. The input word is read once per ``P`` channels, the gradient word
     once per ``(pixel, go)``; the weight word every mat-vec step.
     """
 
     def __init__(self, config: HardwareConfig, acc_entries: int):
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a gen.config.HardwareConfig, got {type(config).__name__}")
-        refuse_stochastic(self, config)
         self.config, self.acc_entries = config, acc_entries
         P, wd, gr = config.lanes, config.widths, config.gradients
         lanes_bits = log2(P) + 1
@@ -151,6 +155,8 @@ class CoreStageEngine(wiring.Component):
             out["out"].eq(st.out_base + ((t * st.rows + y) * st.cols + x) * GO + go),
             out["entry"].eq(st.acc_base + (tap * GO + go) * st.in_channels + i),
         ]
+        if self.config.gradients.rounding == "stochastic":
+            out["idx"] = stage_index(m, st, t, y, x, go, lp)
         return out
 
     def _stage_a(self, m, issue, step, addr):
@@ -199,14 +205,18 @@ class CoreStageEngine(wiring.Component):
         active_b = Signal(range(P + 1))
         m.d.sync += [vb.eq(va & ~outer & a["last"]), reduced_b.eq(a["reduced"]), out_b.eq(out_a),
                      active_b.eq(active_a)]
-        words, flags = self._requant(m, pe.acc, part, reduced_b)
+        idx_b = None
+        if "idx" in addr:            # stochastic rounding: the written element's index, to stage b
+            idx_a, idx_b = Signal(32), Signal(32)
+            m.d.sync += [idx_a.eq(addr["idx"]), idx_b.eq(idx_a)]
+        words, flags = self._requant(m, pe.acc, part, reduced_b, idx_b)
         m.d.comb += [self.out.en.eq(vb), self.out.addr.eq(out_b), self.out.data.eq(words),
                      cnt.grad_writes.eq(vb),
                      cnt.grad_saturations.eq(Mux(vb & (st.requant == Requant.GRADIENT),
                                                  sum(flags[l] & (active_b > l) for l in range(P)), 0))]
         return va | vb
 
-    def _requant(self, m, acc, part, reduced):
+    def _requant(self, m, acc, part, reduced, index=None):
         """The finished sums of every lane -> output lanes (Gb bits) and saturation flags: the
         forward's re-quantisation, or the :class:`GradientRequantiser` (HTT's bypass with a
         negative shift: an exact left shift, saturated)."""
@@ -221,6 +231,10 @@ class CoreStageEngine(wiring.Component):
         shift = Mux(reduced, st.alt_shift, st.shift)
         m.submodules.requant = rq = GradientRequantiser(P, ga + 1, gb, gr.rounding)
         m.d.comb += rq.shift.eq(shift)
+        if index is not None:
+            m.submodules.dither = dh = DitherHash(P)
+            m.d.comb += [dh.index.eq(index), dh.lane_stride.eq(st.idx_c), dh.key.eq(st.key),
+                         rq.dither.eq(dh.dither)]
         outs, flags = [], []
         for l in range(P):
             s, p = lane(acc, l, accw), lane(part, l, accw)

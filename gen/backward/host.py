@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from ..config import HardwareConfig
 from ..descriptor import Pass
@@ -95,14 +96,53 @@ def backward_traffic(cfg: HardwareConfig, plan: BackwardTileProgram, timesteps: 
             sum(r * sub[n] for n, (_, r) in regions.items()))
 
 
+def dither_fields(qlayer, T: int, tile_hw: tuple[int, int], origin: tuple[int, int],
+                  layer_hw: tuple[int, int], sample: int, seed: int) -> dict[str, dict[str, int]]:
+    """The stochastic rounding's stage fields (``idx_*``, ``key*``) of the stages that round,
+    by stage name: each stage's output block in layer coordinates (docs/numerics.md: the LIF
+    stage over the pooled map with its ring, G4^T over the pre-pool pixels with their ring,
+    STT's G3^T with the ring rows, G2^T/G3^T and G1^T over the tile's pixels), sample
+    ``sample``, the keys ``lowbias32(16 * seed + stage)``. ``origin``: the layer row and
+    column of the tile's first pre-pool pixel."""
+    from sw.golden_backward import STAGE_IDS, lowbias32
+
+    def key(stage: str) -> int:
+        return int(lowbias32(torch.tensor(16 * seed + STAGE_IDS[stage])).item())
+
+    f = 2 if qlayer.pool else 1
+    y0, x0 = origin
+
+    def block(channels: int, hw: tuple[int, int], oy: int, ox: int) -> dict[str, int]:
+        H, W = hw
+        base = ((sample * T * channels) * H + oy) * W + ox
+        return {"idx_base": base % (1 << 32), "idx_t": channels * H * W % (1 << 32), "idx_c": H * W % (1 << 32),
+                "idx_y": W % (1 << 32)}
+
+    r, cin, cout = qlayer.rank, qlayer.in_channels, qlayer.out_channels
+    pooled = (layer_hw[0] // f, layer_hw[1] // f)
+    return {
+        "lif": {**block(cout, pooled, y0 // f - 1, x0 // f - 1), "key": key("height"), "key_leak": key("leak"),
+                "key_affine": key("affine")},
+        "g_q23": {**block(r, layer_hw, y0 - 1, x0 - 1), "key": key("g4t")},
+        "g_q2": {**block(r, layer_hw, y0 - 1, x0), "key": key("g3t")},
+        "g_q1": {**block(r, layer_hw, y0, x0), "key": key("g23t")},
+        "e_in": {**block(cin, layer_hw, y0, x0), "key": key("g1t")},
+    }
+
+
 def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, spikes: np.ndarray,
                      window: np.ndarray, argmax: np.ndarray | None, shifts: Mapping[str, int],
                      g_extra: np.ndarray | None = None, height_mul: int = 1, height_shift: int = 0,
-                     hmap: HostMap | None = None) -> BackwardHostProgram:
+                     hmap: HostMap | None = None, origin: tuple[int, int] = (0, 0),
+                     layer_hw: tuple[int, int] | None = None, sample: int = 0,
+                     seed: int = 0) -> BackwardHostProgram:
     """The host program of one backward tile of ``qlayer``: ``x [T, Cin, H + 2, W + 2]`` the
     forward window of input spikes, ``e``/``g_extra [T, Cout, Ho + 2, Wo + 2]`` the gradients
     over the output pixels and their ring, ``spikes``/``window``/``argmax`` the forward trace
-    over the same ring, ``shifts`` the backward shifts (docs/numerics.md)."""
+    over the same ring, ``shifts`` the backward shifts (docs/numerics.md). With stochastic
+    rounding, ``origin`` (the layer row and column of the tile's first pre-pool pixel),
+    ``layer_hw`` (the layer's pre-pool map; default the tile's), ``sample`` and ``seed`` place
+    the dither (:func:`dither_fields`)."""
     hmap = hmap or host_map(cfg)
     P, gb = cfg.lanes, cfg.gradients.width
     T, _, hw, ww = x.shape
@@ -127,6 +167,9 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
                           cfg.widths.membrane)
     setup += region_writes(hmap, "affine", affine)
     words_in = len(setup) - 2
+    if cfg.gradients.rounding == "stochastic":
+        extra = dither_fields(qlayer, T, (H, W), origin, layer_hw or (H, W), sample, seed)
+        plan.stages = [(n, {**f, **extra.get(n, {})}) for n, f in plan.stages]
     stages = [[(hmap.register(f"bw_{f}").address, v) for f, v in sorted(fields.items())]
               for _, fields in plan.stages]
     outs = [(name, plan.tensors[name]) for name in ("e_in", "g_cur")]
@@ -202,14 +245,15 @@ class BackwardTile:
 def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, spikes: np.ndarray,
                             window: np.ndarray, argmax: np.ndarray | None, shifts: Mapping[str, int],
                             g_extra: np.ndarray | None = None, height_mul: int = 1, height_shift: int = 0,
-                            ) -> list[BackwardTile]:
+                            sample: int = 0, seed: int = 0) -> list[BackwardTile]:
     """A whole layer's backward pass as the largest tiles that fit the backward memories
     (docs/architecture.md, "Backward datapath"; the same choice as ``python -m gen.perf
     --backward``): ``x [T, Cin, H, W]`` the layer's input spikes, ``e``/``g_extra``/``spikes``/
     ``window``/``argmax`` ``[T, C, Ho, Wo]`` over its output pixels. Each tile reads its
     one-pixel halo ring (zero outside the layer, the neighbour's values inside), so the tiles'
     results are the layer's exactly: ``e_in`` and ``g_current`` blocks side by side, weight-gradient
-    sums added (:func:`combine_tiles`)."""
+    sums added (:func:`combine_tiles`). ``sample``/``seed``: the stochastic rounding's sample
+    index and seed (each tile's dither is placed at its layer coordinates)."""
     from .perf import backward_tile_shape
 
     hmap = host_map(cfg)
@@ -226,7 +270,8 @@ def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.nd
         o0, p0, ho, wo = r0 // s, c0 // s, th // s, tw // s
         cut = lambda a: None if a is None else a[:, :, o0:o0 + ho + 2, p0:p0 + wo + 2]  # noqa: E731
         return backward_program(cfg, qlayer, xp[:, :, r0:r0 + th + 2, c0:c0 + tw + 2], cut(ep), cut(sp),
-                                cut(wp), cut(ap), shifts, cut(gp), height_mul, height_shift, hmap)
+                                cut(wp), cut(ap), shifts, cut(gp), height_mul, height_shift, hmap,
+                                origin=(r0, c0), layer_hw=(H, W), sample=sample, seed=seed)
 
     return [BackwardTile(r0, c0, min(h, H - r0), min(w, W - c0),
                          tile(r0, c0, min(h, H - r0), min(w, W - c0)))

@@ -9,7 +9,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig, log2
 from ..engines.common import counts_layout, loops
-from .core_stage_engine import refuse_stochastic, stage_read_port, stage_write_port
+from .core_stage_engine import stage_index, stage_read_port, stage_write_port
+from .dither_hash import DitherHash
 from .lif_gradient import LIFGradientLanes
 from .stage_layout import STAGE_ADDR_BITS, STAGE_LAYOUT
 
@@ -35,13 +36,14 @@ class LIFGradientEngine(wiring.Component):
 
     Ports: ``start``, ``stage`` (in); ``e``, ``extra`` (gradient-buffer read ports),
     ``trace``, ``affine`` (read ports); ``g_a4``, ``g_cur`` (gradient-buffer write ports);
-    ``busy``; ``counts``. Timing: issue (addresses) -> a (data, lanes, writes).
+    ``busy``; ``counts``. Timing: issue (addresses) -> a (data, lanes, writes). With
+    ``gradients.rounding = "stochastic"``, three :class:`DitherHash` units hash the neurons'
+    layer index (the stage's ``idx_*`` fields) with the height, leak and affine keys in stage a.
     """
 
     def __init__(self, config: HardwareConfig):
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a gen.config.HardwareConfig, got {type(config).__name__}")
-        refuse_stochastic(self, config)
         self.config = config
         P, wd, gb = config.lanes, config.widths, config.gradients.width
         lanes_bits = log2(P) + 1
@@ -98,6 +100,9 @@ class LIFGradientEngine(wiring.Component):
                      a["a4_addr"].eq(st.out_base + ((t * out_rows + py) * out_cols + px) * GO + go),
                      a["cur_addr"].eq(st.cur_base + ((t * inner_rows + y - 1) * inner_cols + x - 1) * GO + go),
                      a["active"].eq(Mux(st.out_channels - (go << lp) >= P, P, st.out_channels - (go << lp)))]
+        if cfg.gradients.rounding == "stochastic":
+            a["idx"] = Signal(32)
+            m.d.sync += a["idx"].eq(stage_index(m, st, t, y, x, go, lp))
         self._stage_a(m, a)
         m.d.comb += self.busy.eq(run | a["v"])
         return m
@@ -109,6 +114,11 @@ class LIFGradientEngine(wiring.Component):
         sb, mb = wd.affine_scale, wd.membrane
         st, cnt = self.stage, self.counts
         m.submodules.lanes = lanes = LIFGradientLanes(P, gb, wd.leak_mul, sb, cfg.gradients.rounding)
+        if "idx" in a:
+            for name, key in (("height", st.key), ("leak", st.key_leak), ("affine", st.key_affine)):
+                m.submodules[f"dither_{name}"] = dh = DitherHash(P)
+                m.d.comb += [dh.index.eq(a["idx"]), dh.lane_stride.eq(st.idx_c), dh.key.eq(key),
+                             getattr(lanes, f"dither_{name}").eq(dh.dither)]
         d_state, gp_held, arg_held = Signal(P * gb), Signal(P * gb), Signal(2 * P)
         tw = self.trace.data
         spikes = Cat(*[tw[l * 4] for l in range(P)])

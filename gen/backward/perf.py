@@ -14,20 +14,17 @@ bypass as an identity mat-vec) and ``pipeline`` (each stage's drain and control 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from ..config import HardwareConfig
-from ..hostmap import host_map
 from .cyclemodel import backward_cycles
 from .stage_layout import StageKind
 from .tile_program import plan_backward_tile
 
-__all__ = ["layer_backward_report", "layer_backward_counters", "LayerBackwardCounters", "ideal_backward_ops",
-           "backward_tile_shape", "BACKWARD_GOAL"]
+__all__ = ["layer_backward_report", "ideal_backward_ops", "backward_tile_shape", "BACKWARD_GOAL"]
 
 #: the ratio the backward issue asks for
 BACKWARD_GOAL = 1.25
@@ -139,102 +136,3 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
             "fits_backward_memories": fits, "cycles": cycles, "bound": bound,
             "ratio": cycles / bound, "issue_cycles": steps, "pipeline": cycles - steps,
             "ring_and_padding": steps - bound, "stages": stage_totals}
-
-
-@dataclass(frozen=True)
-class LayerBackwardCounters:
-    """A layer's backward pass as the RTL's counters would read, summed over its tiles.
-
-    ``backward``: the LIF-gradient and mat-vec stages (the recomputed G1/G2/G3 and the
-    transposed cores); ``weight_update``: the outer-product stages (the four weight
-    gradients); both hold ``cycles`` and every backward counter but the saturations
-    (:func:`gen.backward.cyclemodel.tile_counters`). ``host_words_in``/``host_words_out``: the
-    host words of the tiles' programs (:func:`gen.backward.host.backward_program`: tensors,
-    stage weights, trace and folded-BN words in; input and current gradients and the
-    weight-gradient sums out). ``config``: the configuration the tiles were planned on, a copy
-    with larger ``[gradients]`` memories when ``grown`` (the layer's smallest tile does not fit
-    the configured ones)."""
-    tiles: int
-    tile: tuple[int, int]
-    config: HardwareConfig
-    grown: bool
-    backward: dict[str, int]
-    weight_update: dict[str, int]
-    host_words_in: int
-    host_words_out: int
-    region_words: dict[str, tuple[int, int]]
-
-
-#: ``[gradients]`` field sizing each backward memory, and its size unit in region words
-_GROWS = {"gbuf": "buffer_bytes", "gweights": "stage_weight_bytes", "trace": "trace_bytes",
-          "wgrad": "wgrad_entries"}
-
-
-def _grown(cfg: HardwareConfig, region: str, need: int) -> HardwareConfig:
-    """``cfg`` with the backward memory ``region`` doubled until it holds ``need`` words."""
-    g, field = cfg.gradients, _GROWS[region]
-    size = getattr(g, field)
-    while True:
-        size *= 2
-        grown = replace(cfg, gradients=replace(g, **{field: size}))
-        if grown.backward_regions[region].depth >= need:
-            return grown
-
-
-def _pass_counters(stages, lanes: int) -> dict[str, dict[str, int]]:
-    """A tile's counters split into the backward (LIF, mat-vec) and weight-update (outer
-    product) stages."""
-    from .cyclemodel import tile_counters
-    split = {"backward": [], "weight_update": []}
-    for name, f in stages:
-        split["weight_update" if f["kind"] == StageKind.OUTER else "backward"].append((name, f))
-    return {k: tile_counters(v, lanes) for k, v in split.items()}
-
-
-def layer_backward_counters(cfg: HardwareConfig, spec, mode: str, timesteps: int,
-                            schedule: tuple[bool, ...], max_growth: int = 12) -> LayerBackwardCounters:
-    """The counters of a TT layer's (``sw.arch.ConvSpec``) backward pass on ``cfg``: the
-    largest tiles that fit (:func:`backward_tile_shape`, as the host driver picks them), each
-    tile's counters from the exact cycle model. Where even the smallest tile does not fit,
-    ``[gradients]`` is doubled until it does (``grown``; at most ``max_growth`` times)."""
-    from .host import BackwardDoesNotFit, backward_traffic, check_fits
-
-    q = _layer(spec, mode, schedule)
-    T, (H, W), P = timesteps, spec.in_hw, cfg.lanes
-    full = q.full_timesteps(T)
-    extra = bool(spec.membrane_shortcut)
-    planned, hmap = cfg, host_map(cfg)
-    for _ in range(max_growth + 1):
-        h, w, _ = backward_tile_shape(planned, q, T, H, W, full, extra)
-        try:
-            progs = {}
-            for r0 in range(0, H, h):
-                for c0 in range(0, W, w):
-                    shape = (min(h, H - r0), min(w, W - c0))
-                    if shape not in progs:
-                        plan = plan_backward_tile(q, T, *shape, P, cfg.widths.weight, _SHIFTS, list(full),
-                                                  use_extra=extra, pack_weights=False)
-                        check_fits(planned, plan, plan.tensors["e"].words(T))
-                        progs[shape] = (_pass_counters(plan.stages, P), *backward_traffic(planned, plan, T, hmap))
-            break
-        except BackwardDoesNotFit as e:      # grow only the memory that is too small
-            planned = _grown(planned, e.region, e.need)
-    else:
-        raise ValueError(f"{spec.name}: no backward tile fits the [gradients] memories of {cfg.name!r} "
-                         f"even after growing them {max_growth} times")
-    passes = {"backward": {}, "weight_update": {}}
-    words_in = words_out = tiles = 0
-    regions: dict[str, tuple[int, int]] = {}
-    for r0 in range(0, H, h):
-        for c0 in range(0, W, w):
-            by_pass, traffic, w_in, w_out = progs[(min(h, H - r0), min(w, W - c0))]
-            tiles += 1
-            words_in, words_out = words_in + w_in, words_out + w_out
-            for name, (wr, rd) in traffic.items():
-                old = regions.get(name, (0, 0))
-                regions[name] = (old[0] + wr, old[1] + rd)
-            for key, counters in by_pass.items():
-                for k, v in counters.items():
-                    passes[key][k] = passes[key].get(k, 0) + v
-    return LayerBackwardCounters(tiles, (h, w), planned, planned is not cfg, passes["backward"],
-                                 passes["weight_update"], words_in, words_out, regions)

@@ -95,6 +95,16 @@ STAGE_FIELDS = (
     ("height_shift", SHIFT_BITS, "LIF: surrogate height shift"),
     ("leak_mul", 16, "LIF: the forward's leak multiplier"),
     ("leak_shift", SHIFT_BITS, "LIF: the forward's leak shift"),
+    # stochastic rounding only (docs/numerics.md): the block's elements in layer coordinates,
+    # index = idx_base + t * idx_t + c * idx_c + y * idx_y + x (mod 2^32), and the dither keys
+    ("idx_base", 32, "stochastic rounding: layer index of the output block's element (t, c, y, x) = 0"),
+    ("idx_t", 32, "stochastic rounding: index step per timestep (C * H * W of the layer's tensor)"),
+    ("idx_c", 32, "stochastic rounding: index step per channel (H * W)"),
+    ("idx_y", 32, "stochastic rounding: index step per row (W; per column 1)"),
+    ("key", 32, "stochastic rounding: the stage's dither key lowbias32(16 * seed + stage); LIF: the "
+                "surrogate height's"),
+    ("key_leak", 32, "stochastic rounding, LIF: the leak rounding's key"),
+    ("key_affine", 32, "stochastic rounding, LIF: the folded-BN gradient's key"),
 )
 
 #: The stage descriptor as the hardware holds it.

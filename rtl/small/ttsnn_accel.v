@@ -14,12 +14,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
-  wire [8:0] \$1075 ;
   wire [15:0] \$108 ;
-  wire [6:0] \$1080 ;
-  wire [6:0] \$1083 ;
-  wire [8:0] \$1087 ;
+  wire [8:0] \$1082 ;
+  wire [6:0] \$1087 ;
   wire \$109 ;
+  wire [6:0] \$1090 ;
+  wire [8:0] \$1094 ;
   wire [15:0] \$11 ;
   wire [15:0] \$110 ;
   wire [14:0] \$111 ;
@@ -314,17 +314,17 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$372 ;
   wire \$373 ;
   wire \$374 ;
-  wire [3:0] \$375 ;
-  wire [3:0] \$376 ;
-  wire [3:0] \$377 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
   wire \$378 ;
   wire \$379 ;
   wire \$38 ;
   wire \$380 ;
   wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire \$384 ;
+  wire [3:0] \$382 ;
+  wire [3:0] \$383 ;
+  wire [3:0] \$384 ;
   wire \$385 ;
   wire \$386 ;
   wire \$387 ;
@@ -350,14 +350,14 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$404 ;
   wire \$405 ;
   wire \$406 ;
-  wire [48:0] \$407 ;
-  wire [48:0] \$408 ;
-  wire [48:0] \$409 ;
+  wire \$407 ;
+  wire \$408 ;
+  wire \$409 ;
   wire [15:0] \$41 ;
-  wire [48:0] \$410 ;
-  wire [48:0] \$411 ;
-  wire [48:0] \$412 ;
-  wire [48:0] \$413 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
   wire [48:0] \$414 ;
   wire [48:0] \$415 ;
   wire [48:0] \$416 ;
@@ -396,14 +396,14 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [48:0] \$446 ;
   wire [48:0] \$447 ;
   wire [48:0] \$448 ;
-  wire \$449 ;
+  wire [48:0] \$449 ;
   wire \$45 ;
-  wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
-  wire \$453 ;
-  wire \$454 ;
-  wire \$455 ;
+  wire [48:0] \$450 ;
+  wire [48:0] \$451 ;
+  wire [48:0] \$452 ;
+  wire [48:0] \$453 ;
+  wire [48:0] \$454 ;
+  wire [48:0] \$455 ;
   wire \$456 ;
   wire \$457 ;
   wire \$458 ;
@@ -414,7 +414,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$462 ;
   wire \$463 ;
   wire \$464 ;
-  wire [1:0] \$465 ;
+  wire \$465 ;
   wire \$466 ;
   wire \$467 ;
   wire \$468 ;
@@ -422,9 +422,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [14:0] \$47 ;
   wire \$470 ;
   wire \$471 ;
-  wire \$472 ;
+  wire [1:0] \$472 ;
   wire \$473 ;
-  wire [2:0] \$474 ;
+  wire \$474 ;
   wire \$475 ;
   wire \$476 ;
   wire \$477 ;
@@ -432,9 +432,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$479 ;
   wire [15:0] \$48 ;
   wire \$480 ;
-  wire \$481 ;
+  wire [2:0] \$481 ;
   wire \$482 ;
-  wire [3:0] \$483 ;
+  wire \$483 ;
   wire \$484 ;
   wire \$485 ;
   wire \$486 ;
@@ -442,50 +442,50 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$488 ;
   wire \$489 ;
   wire \$49 ;
-  wire [15:0] \$490 ;
+  wire [3:0] \$490 ;
   wire \$491 ;
   wire \$492 ;
-  wire [4:0] \$493 ;
+  wire \$493 ;
   wire \$494 ;
   wire \$495 ;
   wire \$496 ;
-  wire \$497 ;
+  wire [15:0] \$497 ;
   wire \$498 ;
   wire \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire \$500 ;
-  wire [5:0] \$501 ;
+  wire [4:0] \$500 ;
+  wire \$501 ;
   wire \$502 ;
   wire \$503 ;
   wire \$504 ;
   wire \$505 ;
   wire \$506 ;
-  wire [15:0] \$507 ;
-  wire \$508 ;
+  wire \$507 ;
+  wire [5:0] \$508 ;
   wire \$509 ;
   wire \$51 ;
-  wire [6:0] \$510 ;
+  wire \$510 ;
   wire \$511 ;
   wire \$512 ;
   wire \$513 ;
-  wire \$514 ;
+  wire [15:0] \$514 ;
   wire \$515 ;
   wire \$516 ;
-  wire [15:0] \$517 ;
+  wire [6:0] \$517 ;
   wire \$518 ;
   wire \$519 ;
   wire \$52 ;
-  wire [7:0] \$520 ;
+  wire \$520 ;
   wire \$521 ;
   wire \$522 ;
   wire \$523 ;
-  wire \$524 ;
+  wire [15:0] \$524 ;
   wire \$525 ;
   wire \$526 ;
-  wire \$527 ;
+  wire [7:0] \$527 ;
   wire \$528 ;
-  wire [8:0] \$529 ;
+  wire \$529 ;
   wire \$53 ;
   wire \$530 ;
   wire \$531 ;
@@ -493,20 +493,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$533 ;
   wire \$534 ;
   wire \$535 ;
-  wire [15:0] \$536 ;
+  wire [8:0] \$536 ;
   wire \$537 ;
   wire \$538 ;
-  wire [9:0] \$539 ;
+  wire \$539 ;
   wire \$54 ;
   wire \$540 ;
   wire \$541 ;
   wire \$542 ;
-  wire \$543 ;
+  wire [15:0] \$543 ;
   wire \$544 ;
   wire \$545 ;
-  wire \$546 ;
+  wire [9:0] \$546 ;
   wire \$547 ;
-  wire [10:0] \$548 ;
+  wire \$548 ;
   wire \$549 ;
   wire \$55 ;
   wire \$550 ;
@@ -514,9 +514,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$552 ;
   wire \$553 ;
   wire \$554 ;
-  wire \$555 ;
+  wire [10:0] \$555 ;
   wire \$556 ;
-  wire [11:0] \$557 ;
+  wire \$557 ;
   wire \$558 ;
   wire \$559 ;
   wire [15:0] \$56 ;
@@ -524,19 +524,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$561 ;
   wire \$562 ;
   wire \$563 ;
-  wire [15:0] \$564 ;
+  wire [11:0] \$564 ;
   wire \$565 ;
   wire \$566 ;
-  wire [12:0] \$567 ;
-  wire [48:0] \$568 ;
+  wire \$567 ;
+  wire \$568 ;
   wire \$569 ;
   wire [14:0] \$57 ;
   wire \$570 ;
-  wire \$571 ;
+  wire [15:0] \$571 ;
   wire \$572 ;
   wire \$573 ;
-  wire \$574 ;
-  wire \$575 ;
+  wire [12:0] \$574 ;
+  wire [48:0] \$575 ;
   wire \$576 ;
   wire \$577 ;
   wire \$578 ;
@@ -547,7 +547,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$582 ;
   wire \$583 ;
   wire \$584 ;
-  wire [1:0] \$585 ;
+  wire \$585 ;
   wire \$586 ;
   wire \$587 ;
   wire \$588 ;
@@ -555,9 +555,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$59 ;
   wire \$590 ;
   wire \$591 ;
-  wire \$592 ;
+  wire [1:0] \$592 ;
   wire \$593 ;
-  wire [2:0] \$594 ;
+  wire \$594 ;
   wire \$595 ;
   wire \$596 ;
   wire \$597 ;
@@ -566,9 +566,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$6 ;
   wire \$60 ;
   wire \$600 ;
-  wire \$601 ;
+  wire [2:0] \$601 ;
   wire \$602 ;
-  wire [3:0] \$603 ;
+  wire \$603 ;
   wire \$604 ;
   wire \$605 ;
   wire \$606 ;
@@ -576,49 +576,49 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$608 ;
   wire \$609 ;
   wire \$61 ;
-  wire [15:0] \$610 ;
+  wire [3:0] \$610 ;
   wire \$611 ;
   wire \$612 ;
-  wire [4:0] \$613 ;
+  wire \$613 ;
   wire \$614 ;
   wire \$615 ;
   wire \$616 ;
-  wire \$617 ;
+  wire [15:0] \$617 ;
   wire \$618 ;
   wire \$619 ;
   wire \$62 ;
-  wire \$620 ;
+  wire [4:0] \$620 ;
   wire \$621 ;
-  wire [5:0] \$622 ;
+  wire \$622 ;
   wire \$623 ;
   wire \$624 ;
   wire \$625 ;
   wire \$626 ;
   wire \$627 ;
   wire \$628 ;
-  wire [15:0] \$629 ;
+  wire [5:0] \$629 ;
   wire \$63 ;
   wire \$630 ;
   wire \$631 ;
-  wire [6:0] \$632 ;
+  wire \$632 ;
   wire \$633 ;
   wire \$634 ;
   wire \$635 ;
-  wire \$636 ;
+  wire [15:0] \$636 ;
   wire \$637 ;
-  wire [15:0] \$638 ;
-  wire \$639 ;
+  wire \$638 ;
+  wire [6:0] \$639 ;
   wire \$64 ;
   wire \$640 ;
-  wire [7:0] \$641 ;
+  wire \$641 ;
   wire \$642 ;
   wire \$643 ;
   wire \$644 ;
-  wire \$645 ;
+  wire [15:0] \$645 ;
   wire \$646 ;
   wire \$647 ;
-  wire \$648 ;
-  wire [8:0] \$649 ;
+  wire [7:0] \$648 ;
+  wire \$649 ;
   wire [15:0] \$65 ;
   wire \$650 ;
   wire \$651 ;
@@ -626,20 +626,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$653 ;
   wire \$654 ;
   wire \$655 ;
-  wire [15:0] \$656 ;
+  wire [8:0] \$656 ;
   wire \$657 ;
   wire \$658 ;
-  wire [9:0] \$659 ;
+  wire \$659 ;
   wire [14:0] \$66 ;
   wire \$660 ;
   wire \$661 ;
   wire \$662 ;
-  wire \$663 ;
+  wire [15:0] \$663 ;
   wire \$664 ;
   wire \$665 ;
-  wire \$666 ;
+  wire [9:0] \$666 ;
   wire \$667 ;
-  wire [10:0] \$668 ;
+  wire \$668 ;
   wire \$669 ;
   wire \$67 ;
   wire \$670 ;
@@ -647,9 +647,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$672 ;
   wire \$673 ;
   wire \$674 ;
-  wire \$675 ;
+  wire [10:0] \$675 ;
   wire \$676 ;
-  wire [11:0] \$677 ;
+  wire \$677 ;
   wire \$678 ;
   wire \$679 ;
   wire \$68 ;
@@ -657,18 +657,18 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$681 ;
   wire \$682 ;
   wire \$683 ;
-  wire [15:0] \$684 ;
+  wire [11:0] \$684 ;
   wire \$685 ;
   wire \$686 ;
-  wire [12:0] \$687 ;
-  wire [48:0] \$688 ;
-  wire [48:0] \$689 ;
+  wire \$687 ;
+  wire \$688 ;
+  wire \$689 ;
   wire \$69 ;
-  wire [48:0] \$690 ;
-  wire [48:0] \$691 ;
-  wire [48:0] \$692 ;
-  wire [48:0] \$693 ;
-  wire [48:0] \$694 ;
+  wire \$690 ;
+  wire [15:0] \$691 ;
+  wire \$692 ;
+  wire \$693 ;
+  wire [12:0] \$694 ;
   wire [48:0] \$695 ;
   wire [48:0] \$696 ;
   wire [48:0] \$697 ;
@@ -680,27 +680,27 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [48:0] \$701 ;
   wire [48:0] \$702 ;
   wire [48:0] \$703 ;
-  reg [23:0] \$704 ;
-  reg [23:0] \$705 ;
-  reg [23:0] \$706 ;
-  reg [159:0] \$707 ;
-  reg [261:0] \$708 ;
-  reg [402:0] \$709 ;
+  wire [48:0] \$704 ;
+  wire [48:0] \$705 ;
+  wire [48:0] \$706 ;
+  wire [48:0] \$707 ;
+  wire [48:0] \$708 ;
+  wire [48:0] \$709 ;
   wire \$71 ;
-  reg [2:0] \$710 ;
-  reg \$711 ;
-  reg \$712 ;
-  reg \$713 ;
-  reg [72:0] \$714 ;
-  reg \$715 ;
-  reg [47:0] \$716 ;
-  reg [47:0] \$717 ;
-  reg [47:0] \$718 ;
-  reg [47:0] \$719 ;
+  wire [48:0] \$710 ;
+  reg [23:0] \$711 ;
+  reg [23:0] \$712 ;
+  reg [23:0] \$713 ;
+  reg [159:0] \$714 ;
+  reg [261:0] \$715 ;
+  reg [626:0] \$716 ;
+  reg [2:0] \$717 ;
+  reg \$718 ;
+  reg \$719 ;
   wire \$72 ;
-  reg [47:0] \$720 ;
-  reg [47:0] \$721 ;
-  reg [47:0] \$722 ;
+  reg \$720 ;
+  reg [72:0] \$721 ;
+  reg \$722 ;
   reg [47:0] \$723 ;
   reg [47:0] \$724 ;
   reg [47:0] \$725 ;
@@ -758,33 +758,40 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [47:0] \$772 ;
   reg [47:0] \$773 ;
   reg [47:0] \$774 ;
-  reg \$775 ;
-  reg [3:0] \$776 ;
-  reg [2:0] \$777 ;
-  reg [31:0] \$778 ;
-  reg \$779 ;
+  reg [47:0] \$775 ;
+  reg [47:0] \$776 ;
+  reg [47:0] \$777 ;
+  reg [47:0] \$778 ;
+  reg [47:0] \$779 ;
   wire \$78 ;
-  reg [31:0] \$780 ;
-  wire [7:0] \$781 ;
-  wire [7:0] \$782 ;
-  wire [7:0] \$783 ;
-  wire [7:0] \$784 ;
-  wire [7:0] \$785 ;
-  wire [7:0] \$786 ;
-  wire [7:0] \$787 ;
+  reg [47:0] \$780 ;
+  reg [47:0] \$781 ;
+  reg \$782 ;
+  reg [3:0] \$783 ;
+  reg [2:0] \$784 ;
+  reg [31:0] \$785 ;
+  reg \$786 ;
+  reg [31:0] \$787 ;
   wire [7:0] \$788 ;
-  wire [15:0] \$789 ;
+  wire [7:0] \$789 ;
   wire \$79 ;
-  wire [15:0] \$790 ;
-  wire [15:0] \$791 ;
-  wire [15:0] \$792 ;
-  wire [15:0] \$793 ;
-  wire [15:0] \$794 ;
-  wire [15:0] \$795 ;
+  wire [7:0] \$790 ;
+  wire [7:0] \$791 ;
+  wire [7:0] \$792 ;
+  wire [7:0] \$793 ;
+  wire [7:0] \$794 ;
+  wire [7:0] \$795 ;
   wire [15:0] \$796 ;
   wire [15:0] \$797 ;
+  wire [15:0] \$798 ;
+  wire [15:0] \$799 ;
   wire \$8 ;
   wire \$80 ;
+  wire [15:0] \$800 ;
+  wire [15:0] \$801 ;
+  wire [15:0] \$802 ;
+  wire [15:0] \$803 ;
+  wire [15:0] \$804 ;
   wire \$81 ;
   wire \$82 ;
   wire [15:0] \$83 ;
@@ -1434,9 +1441,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] spikes__addr;
   wire [3:0] spikes__data;
   wire spikes__en;
-  reg [402:0] stage = 403'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  (* init = 403'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [402:0] \stage$181 ;
+  reg [626:0] stage = 627'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* init = 627'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [626:0] \stage$181 ;
   wire [19:0] \stage$181.acc_base ;
   wire \stage$181.acc_clear ;
   wire \stage$181.alt_left ;
@@ -1453,10 +1460,17 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [1:0] \stage$181.gy ;
   wire [15:0] \stage$181.height_mul ;
   wire [5:0] \stage$181.height_shift ;
+  wire [31:0] \stage$181.idx_base ;
+  wire [31:0] \stage$181.idx_c ;
+  wire [31:0] \stage$181.idx_t ;
+  wire [31:0] \stage$181.idx_y ;
   wire [19:0] \stage$181.in_base ;
   wire [15:0] \stage$181.in_channels ;
   wire [15:0] \stage$181.in_cols ;
   wire [15:0] \stage$181.in_rows ;
+  wire [31:0] \stage$181.key ;
+  wire [31:0] \stage$181.key_affine ;
+  wire [31:0] \stage$181.key_leak ;
   wire [1:0] \stage$181.kind ;
   wire [15:0] \stage$181.leak_mul ;
   wire [5:0] \stage$181.leak_shift ;
@@ -1490,10 +1504,17 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [1:0] \stage.gy ;
   wire [15:0] \stage.height_mul ;
   wire [5:0] \stage.height_shift ;
+  wire [31:0] \stage.idx_base ;
+  wire [31:0] \stage.idx_c ;
+  wire [31:0] \stage.idx_t ;
+  wire [31:0] \stage.idx_y ;
   wire [19:0] \stage.in_base ;
   wire [15:0] \stage.in_channels ;
   wire [15:0] \stage.in_cols ;
   wire [15:0] \stage.in_rows ;
+  wire [31:0] \stage.key ;
+  wire [31:0] \stage.key_affine ;
+  wire [31:0] \stage.key_leak ;
   wire [1:0] \stage.kind ;
   wire [15:0] \stage.leak_mul ;
   wire [5:0] \stage.leak_shift ;
@@ -1577,7 +1598,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$206 ) begin
-      _0_ <= mem_affine[\$797 [2:0]];
+      _0_ <= mem_affine[\$804 [2:0]];
     end
     if (\port__en$70 ) begin
       _1_ <= mem_affine[\$48 [2:0]];
@@ -5690,7 +5711,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (\wr__en$218 )
-      mem_gbuf[grad_w2__addr[11:0]] <= { \$796 , \$795 , \$794 , \$793  };
+      mem_gbuf[grad_w2__addr[11:0]] <= { \$803 , \$802 , \$801 , \$800  };
   end
   always @(posedge clk) begin
     if (\port__en$224 )
@@ -7207,13 +7228,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (wr__en[0])
-      mem_line1[line1__addr[8:0]][7:0] <= \$781 ;
+      mem_line1[line1__addr[8:0]][7:0] <= \$788 ;
     if (wr__en[1])
-      mem_line1[line1__addr[8:0]][15:8] <= \$782 ;
+      mem_line1[line1__addr[8:0]][15:8] <= \$789 ;
     if (wr__en[2])
-      mem_line1[line1__addr[8:0]][23:16] <= \$783 ;
+      mem_line1[line1__addr[8:0]][23:16] <= \$790 ;
     if (wr__en[3])
-      mem_line1[line1__addr[8:0]][31:24] <= \$784 ;
+      mem_line1[line1__addr[8:0]][31:24] <= \$791 ;
   end
   reg [31:0] _5_;
   reg [31:0] _6_;
@@ -8188,7 +8209,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (\wr__en$142 )
-      mem_membrane[membrane_out__addr[8:0]] <= { \$792 , \$791 , \$790 , \$789  };
+      mem_membrane[membrane_out__addr[8:0]] <= { \$799 , \$798 , \$797 , \$796  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -8553,7 +8574,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (\wr__en$130 )
-      mem_row2[row2__addr[6:0]] <= { \$788 , \$787 , \$786 , \$785  };
+      mem_row2[row2__addr[6:0]] <= { \$795 , \$794 , \$793 , \$792  };
   end
   reg [31:0] _12_;
   reg [31:0] _13_;
@@ -10650,6 +10671,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     end
   end
   assign w4__data = _20_;
+  assign start = \$172  & \$173 ;
+  assign \$174  = \$signal$15  | pending;
+  assign \$175  = ! settle;
+  assign \$176  = host_addr >= 5'h10;
+  assign \$177  = host_write & \$176 ;
+  assign \$178  = host_addr < 6'h29;
+  assign \$179  = \$177  & \$178 ;
   assign \$180  = ~ \$179 ;
   assign \$181  = \$175  & \$180 ;
   assign \$182  = \$174  & \$181 ;
@@ -10725,17 +10753,17 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$249  = busy ? 32'd0 : w2__data;
   assign \$250  = busy ? 32'd0 : w3__data;
   assign \$251  = busy ? 32'd0 : w4__data;
-  assign \$1075  = rd_k * 6'h20;
-  assign \$252  = affine__data >> \$1075 ;
+  assign \$1082  = rd_k * 6'h20;
+  assign \$252  = affine__data >> \$1082 ;
   assign \$253  = busy ? 32'd0 : \$252 ;
   assign \$254  = busy ? 32'd0 : spike_in__data;
-  assign \$1080  = rd_k[0] * 6'h20;
-  assign \$255  = \port__data$311  >> \$1080 ;
-  assign \$1083  = rd_k[0] * 6'h20;
-  assign \$256  = grad_a__data >> \$1083 ;
+  assign \$1087  = rd_k[0] * 6'h20;
+  assign \$255  = \port__data$311  >> \$1087 ;
+  assign \$1090  = rd_k[0] * 6'h20;
+  assign \$256  = grad_a__data >> \$1090 ;
   assign \$257  = busy ? 32'd0 : \$256 ;
-  assign \$1087  = rd_k * 6'h20;
-  assign \$258  = wgrad_rd_data >> \$1087 ;
+  assign \$1094  = rd_k * 6'h20;
+  assign \$258  = wgrad_rd_data >> \$1094 ;
   assign \$259  = busy ? 32'd0 : \$258 ;
   assign \$260  = host_addr == 2'h3;
   assign \$261  = host_addr == 3'h4;
@@ -10846,458 +10874,465 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$367  = host_addr == 7'h52;
   assign \$368  = host_addr == 7'h53;
   assign \$369  = host_addr == 7'h54;
-  assign \$370  = host_addr >= 5'h10;
-  assign \$371  = host_write & \$370 ;
-  assign \$372  = host_addr < 6'h29;
-  assign \$373  = \$371  & \$372 ;
-  assign \$374  = ! settle;
-  assign \$375  = settle - 1'h1;
-  assign \$376  = \$374  ? 4'h0 : \$375 ;
-  assign \$377  = \$373  ? 4'h5 : \$376 ;
-  assign \$378  = ! settle;
-  assign \$379  = host_addr >= 5'h10;
-  assign \$380  = host_write & \$379 ;
-  assign \$381  = host_addr < 6'h29;
-  assign \$382  = \$380  & \$381 ;
-  assign \$383  = ~ \$382 ;
-  assign \$384  = \$378  & \$383 ;
-  assign \$385  = ~ \$384 ;
-  assign \$386  = \$signal$15  & \$385 ;
-  assign \$387  = \$signal$15  | pending;
-  assign \$388  = ! settle;
-  assign \$389  = host_addr >= 5'h10;
-  assign \$390  = host_write & \$389 ;
-  assign \$391  = host_addr < 6'h29;
-  assign \$392  = \$390  & \$391 ;
-  assign \$393  = ~ \$392 ;
-  assign \$394  = \$388  & \$393 ;
-  assign \$395  = \$387  & \$394 ;
-  assign \$396  = pending | \busy$314 ;
-  assign \$397  = \$396  | \busy$315 ;
-  assign \$398  = \$397  | \busy$316 ;
-  assign \$399  = \$398  | \busy$317 ;
+  assign \$370  = host_addr == 7'h55;
+  assign \$371  = host_addr == 7'h56;
+  assign \$372  = host_addr == 7'h57;
+  assign \$373  = host_addr == 7'h58;
+  assign \$374  = host_addr == 7'h59;
+  assign \$375  = host_addr == 7'h5a;
+  assign \$376  = host_addr == 7'h5b;
+  assign \$377  = host_addr >= 5'h10;
+  assign \$378  = host_write & \$377 ;
+  assign \$379  = host_addr < 6'h29;
+  assign \$380  = \$378  & \$379 ;
+  assign \$381  = ! settle;
+  assign \$382  = settle - 1'h1;
+  assign \$383  = \$381  ? 4'h0 : \$382 ;
+  assign \$384  = \$380  ? 4'h5 : \$383 ;
+  assign \$385  = ! settle;
+  assign \$386  = host_addr >= 5'h10;
+  assign \$387  = host_write & \$386 ;
+  assign \$388  = host_addr < 6'h29;
+  assign \$389  = \$387  & \$388 ;
+  assign \$390  = ~ \$389 ;
+  assign \$391  = \$385  & \$390 ;
+  assign \$392  = ~ \$391 ;
+  assign \$393  = \$signal$15  & \$392 ;
+  assign \$394  = \$signal$15  | pending;
+  assign \$395  = ! settle;
+  assign \$396  = host_addr >= 5'h10;
+  assign \$397  = host_write & \$396 ;
+  assign \$398  = host_addr < 6'h29;
+  assign \$399  = \$397  & \$398 ;
   assign \$400  = ~ \$399 ;
-  assign \$401  = busy & \$400 ;
-  assign \$402  = { done, out_rows, res_consumed, in_consumed } != prev;
-  assign \$403  = host_addr == 2'h2;
-  assign \$404  = host_read & \$403 ;
-  assign \$405  = ~ pending;
-  assign \$406  = busy & \$405 ;
-  assign \$407  = cnt_cycles + \$406 ;
-  assign \$408  = cnt_c1_busy + counts[0];
-  assign \$409  = cnt_c1_stall + counts[1];
-  assign \$410  = cnt_c1_in_wait + counts[2];
-  assign \$411  = cnt_c2_busy + \counts$320 [0];
-  assign \$412  = cnt_c2_stall + \counts$320 [1];
-  assign \$413  = cnt_c3_busy + \counts$320 [3];
-  assign \$414  = cnt_c3_stall + \counts$320 [4];
-  assign \$415  = cnt_c4_busy + \counts$321 [0];
-  assign \$416  = cnt_c4_stall + \counts$321 [1];
-  assign \$417  = cnt_adder_busy + \counts$320 [33];
-  assign \$418  = cnt_adder_stall + \counts$320 [2];
-  assign \$419  = cnt_lif_busy + \counts$321 [14];
-  assign \$420  = cnt_lif_stall + \counts$321 [2];
-  assign \$421  = cnt_c1_slots + counts[8:5];
-  assign \$422  = cnt_c1_adds + counts[12:9];
-  assign \$423  = cnt_c2_macs + \counts$320 [16:11];
-  assign \$424  = cnt_c3_macs + \counts$320 [22:17];
-  assign \$425  = cnt_c4_macs + \counts$321 [11:8];
-  assign \$426  = cnt_adds + \counts$320 [39:34];
-  assign \$427  = cnt_lif_updates + \counts$321 [18:15];
-  assign \$428  = cnt_spikes_out + \counts$321 [22:19];
-  assign \$429  = cnt_w1_reads + counts[4];
-  assign \$430  = cnt_w2_reads + \counts$320 [7];
-  assign \$431  = cnt_w3_reads + \counts$320 [10];
-  assign \$432  = cnt_w4_reads + \counts$321 [4];
-  assign \$433  = cnt_affine_reads + \counts$321 [5];
-  assign \$434  = cnt_spike_in_reads + counts[3];
-  assign \$435  = cnt_line1_reads + \counts$320 [6:5];
-  assign \$436  = cnt_line1_writes + counts[13];
-  assign \$437  = cnt_row2_reads + \counts$320 [9:8];
-  assign \$438  = cnt_row2_writes + \counts$320 [31];
-  assign \$439  = cnt_line4_reads + \counts$321 [3];
-  assign \$440  = cnt_line4_writes + \counts$320 [32];
-  assign \$441  = cnt_c2_spad_reads + \counts$320 [24:23];
-  assign \$442  = cnt_c2_spad_writes + \counts$320 [26:25];
-  assign \$443  = cnt_c3_spad_reads + \counts$320 [28:27];
-  assign \$444  = cnt_c3_spad_writes + \counts$320 [30:29];
-  assign \$445  = cnt_residual_reads + \counts$321 [6];
-  assign \$446  = cnt_membrane_reads + \counts$321 [7];
-  assign \$447  = cnt_membrane_writes + \counts$321 [12];
-  assign \$448  = cnt_spikes_writes + \counts$321 [13];
-  assign \$449  = host_addr >= 10'h200;
-  assign \$450  = host_addr < 10'h240;
-  assign \$451  = \$449  & \$450 ;
-  assign \$452  = host_write & \$451 ;
-  assign \$453  = ~ busy;
-  assign \$454  = \$452  & \$453 ;
-  assign \$457  = host_addr >= 10'h240;
-  assign \$458  = host_addr < 10'h270;
-  assign \$459  = \$457  & \$458 ;
-  assign \$460  = host_write & \$459 ;
-  assign \$461  = ~ busy;
-  assign \$462  = \$460  & \$461 ;
-  assign \$465  = \$456  + \$464 ;
-  assign \$466  = host_addr >= 10'h280;
-  assign \$467  = host_addr < 10'h2b0;
-  assign \$468  = \$466  & \$467 ;
-  assign \$469  = host_write & \$468 ;
-  assign \$470  = ~ busy;
-  assign \$471  = \$469  & \$470 ;
-  assign \$474  = \$465  + \$473 ;
-  assign \$475  = host_addr >= 10'h2c0;
-  assign \$476  = host_addr < 10'h300;
-  assign \$477  = \$475  & \$476 ;
-  assign \$478  = host_write & \$477 ;
-  assign \$479  = ~ busy;
-  assign \$480  = \$478  & \$479 ;
-  assign \$483  = \$474  + \$482 ;
-  assign \$484  = host_addr >= 10'h300;
-  assign \$485  = host_addr < 10'h340;
-  assign \$486  = \$484  & \$485 ;
-  assign \$487  = host_write & \$486 ;
-  assign \$488  = ~ busy;
-  assign \$489  = \$487  & \$488 ;
-  assign \$490  = host_addr - 10'h300;
-  assign \$491  = \$490 [2:0] < 3'h6;
-  assign \$492  = \$489  & \$491 ;
-  assign \$493  = \$483  + \$492 ;
-  assign \$494  = host_addr >= 11'h400;
-  assign \$495  = host_addr < 11'h500;
+  assign \$401  = \$395  & \$400 ;
+  assign \$402  = \$394  & \$401 ;
+  assign \$403  = pending | \busy$314 ;
+  assign \$404  = \$403  | \busy$315 ;
+  assign \$405  = \$404  | \busy$316 ;
+  assign \$406  = \$405  | \busy$317 ;
+  assign \$407  = ~ \$406 ;
+  assign \$408  = busy & \$407 ;
+  assign \$409  = { done, out_rows, res_consumed, in_consumed } != prev;
+  assign \$410  = host_addr == 2'h2;
+  assign \$411  = host_read & \$410 ;
+  assign \$412  = ~ pending;
+  assign \$413  = busy & \$412 ;
+  assign \$414  = cnt_cycles + \$413 ;
+  assign \$415  = cnt_c1_busy + counts[0];
+  assign \$416  = cnt_c1_stall + counts[1];
+  assign \$417  = cnt_c1_in_wait + counts[2];
+  assign \$418  = cnt_c2_busy + \counts$320 [0];
+  assign \$419  = cnt_c2_stall + \counts$320 [1];
+  assign \$420  = cnt_c3_busy + \counts$320 [3];
+  assign \$421  = cnt_c3_stall + \counts$320 [4];
+  assign \$422  = cnt_c4_busy + \counts$321 [0];
+  assign \$423  = cnt_c4_stall + \counts$321 [1];
+  assign \$424  = cnt_adder_busy + \counts$320 [33];
+  assign \$425  = cnt_adder_stall + \counts$320 [2];
+  assign \$426  = cnt_lif_busy + \counts$321 [14];
+  assign \$427  = cnt_lif_stall + \counts$321 [2];
+  assign \$428  = cnt_c1_slots + counts[8:5];
+  assign \$429  = cnt_c1_adds + counts[12:9];
+  assign \$430  = cnt_c2_macs + \counts$320 [16:11];
+  assign \$431  = cnt_c3_macs + \counts$320 [22:17];
+  assign \$432  = cnt_c4_macs + \counts$321 [11:8];
+  assign \$433  = cnt_adds + \counts$320 [39:34];
+  assign \$434  = cnt_lif_updates + \counts$321 [18:15];
+  assign \$435  = cnt_spikes_out + \counts$321 [22:19];
+  assign \$436  = cnt_w1_reads + counts[4];
+  assign \$437  = cnt_w2_reads + \counts$320 [7];
+  assign \$438  = cnt_w3_reads + \counts$320 [10];
+  assign \$439  = cnt_w4_reads + \counts$321 [4];
+  assign \$440  = cnt_affine_reads + \counts$321 [5];
+  assign \$441  = cnt_spike_in_reads + counts[3];
+  assign \$442  = cnt_line1_reads + \counts$320 [6:5];
+  assign \$443  = cnt_line1_writes + counts[13];
+  assign \$444  = cnt_row2_reads + \counts$320 [9:8];
+  assign \$445  = cnt_row2_writes + \counts$320 [31];
+  assign \$446  = cnt_line4_reads + \counts$321 [3];
+  assign \$447  = cnt_line4_writes + \counts$320 [32];
+  assign \$448  = cnt_c2_spad_reads + \counts$320 [24:23];
+  assign \$449  = cnt_c2_spad_writes + \counts$320 [26:25];
+  assign \$450  = cnt_c3_spad_reads + \counts$320 [28:27];
+  assign \$451  = cnt_c3_spad_writes + \counts$320 [30:29];
+  assign \$452  = cnt_residual_reads + \counts$321 [6];
+  assign \$453  = cnt_membrane_reads + \counts$321 [7];
+  assign \$454  = cnt_membrane_writes + \counts$321 [12];
+  assign \$455  = cnt_spikes_writes + \counts$321 [13];
+  assign \$456  = host_addr >= 10'h200;
+  assign \$457  = host_addr < 10'h240;
+  assign \$458  = \$456  & \$457 ;
+  assign \$459  = host_write & \$458 ;
+  assign \$460  = ~ busy;
+  assign \$461  = \$459  & \$460 ;
+  assign \$464  = host_addr >= 10'h240;
+  assign \$465  = host_addr < 10'h270;
+  assign \$466  = \$464  & \$465 ;
+  assign \$467  = host_write & \$466 ;
+  assign \$468  = ~ busy;
+  assign \$469  = \$467  & \$468 ;
+  assign \$472  = \$463  + \$471 ;
+  assign \$473  = host_addr >= 10'h280;
+  assign \$474  = host_addr < 10'h2b0;
+  assign \$475  = \$473  & \$474 ;
+  assign \$476  = host_write & \$475 ;
+  assign \$477  = ~ busy;
+  assign \$478  = \$476  & \$477 ;
+  assign \$481  = \$472  + \$480 ;
+  assign \$482  = host_addr >= 10'h2c0;
+  assign \$483  = host_addr < 10'h300;
+  assign \$484  = \$482  & \$483 ;
+  assign \$485  = host_write & \$484 ;
+  assign \$486  = ~ busy;
+  assign \$487  = \$485  & \$486 ;
+  assign \$490  = \$481  + \$489 ;
+  assign \$491  = host_addr >= 10'h300;
+  assign \$492  = host_addr < 10'h340;
+  assign \$493  = \$491  & \$492 ;
+  assign \$494  = host_write & \$493 ;
+  assign \$495  = ~ busy;
   assign \$496  = \$494  & \$495 ;
-  assign \$497  = host_write & \$496 ;
-  assign \$501  = \$493  + \$500 ;
-  assign \$502  = host_addr >= 11'h600;
-  assign \$503  = host_addr < 12'h800;
-  assign \$504  = \$502  & \$503 ;
-  assign \$505  = host_write & \$504 ;
-  assign \$507  = host_addr - 11'h600;
-  assign \$508  = \$507 [0] < 2'h2;
-  assign \$509  = \$506  & \$508 ;
-  assign \$510  = \$501  + \$509 ;
-  assign \$511  = host_addr >= 12'h800;
-  assign \$512  = host_addr < 12'hbc2;
-  assign \$513  = \$511  & \$512 ;
-  assign \$514  = host_write & \$513 ;
-  assign \$515  = ~ busy;
-  assign \$516  = \$514  & \$515 ;
-  assign \$517  = host_addr - 12'h800;
-  assign \$518  = \$517 [0] < 2'h2;
-  assign \$519  = \$516  & \$518 ;
-  assign \$520  = \$510  + \$519 ;
-  assign \$521  = host_addr >= 12'hc00;
-  assign \$522  = host_addr < 12'hde1;
+  assign \$497  = host_addr - 10'h300;
+  assign \$498  = \$497 [2:0] < 3'h6;
+  assign \$499  = \$496  & \$498 ;
+  assign \$500  = \$490  + \$499 ;
+  assign \$501  = host_addr >= 11'h400;
+  assign \$502  = host_addr < 11'h500;
+  assign \$503  = \$501  & \$502 ;
+  assign \$504  = host_write & \$503 ;
+  assign \$508  = \$500  + \$507 ;
+  assign \$509  = host_addr >= 11'h600;
+  assign \$510  = host_addr < 12'h800;
+  assign \$511  = \$509  & \$510 ;
+  assign \$512  = host_write & \$511 ;
+  assign \$514  = host_addr - 11'h600;
+  assign \$515  = \$514 [0] < 2'h2;
+  assign \$516  = \$513  & \$515 ;
+  assign \$517  = \$508  + \$516 ;
+  assign \$518  = host_addr >= 12'h800;
+  assign \$519  = host_addr < 12'hbc2;
+  assign \$520  = \$518  & \$519 ;
+  assign \$521  = host_write & \$520 ;
+  assign \$522  = ~ busy;
   assign \$523  = \$521  & \$522 ;
-  assign \$524  = host_write & \$523 ;
-  assign \$525  = ~ busy;
-  assign \$526  = \$524  & \$525 ;
-  assign \$529  = \$520  + \$528 ;
-  assign \$530  = host_addr >= 14'h2000;
-  assign \$531  = host_addr < 15'h4000;
-  assign \$532  = \$530  & \$531 ;
-  assign \$533  = host_write & \$532 ;
-  assign \$534  = ~ busy;
-  assign \$535  = \$533  & \$534 ;
-  assign \$536  = host_addr - 14'h2000;
-  assign \$537  = \$536 [0] < 2'h2;
-  assign \$538  = \$535  & \$537 ;
-  assign \$539  = \$529  + \$538 ;
-  assign \$540  = host_addr >= 15'h4000;
-  assign \$541  = host_addr < 15'h4400;
+  assign \$524  = host_addr - 12'h800;
+  assign \$525  = \$524 [0] < 2'h2;
+  assign \$526  = \$523  & \$525 ;
+  assign \$527  = \$517  + \$526 ;
+  assign \$528  = host_addr >= 12'hc00;
+  assign \$529  = host_addr < 12'hde1;
+  assign \$530  = \$528  & \$529 ;
+  assign \$531  = host_write & \$530 ;
+  assign \$532  = ~ busy;
+  assign \$533  = \$531  & \$532 ;
+  assign \$536  = \$527  + \$535 ;
+  assign \$537  = host_addr >= 14'h2000;
+  assign \$538  = host_addr < 15'h4000;
+  assign \$539  = \$537  & \$538 ;
+  assign \$540  = host_write & \$539 ;
+  assign \$541  = ~ busy;
   assign \$542  = \$540  & \$541 ;
-  assign \$543  = host_write & \$542 ;
-  assign \$544  = ~ busy;
-  assign \$545  = \$543  & \$544 ;
-  assign \$548  = \$539  + \$547 ;
-  assign \$549  = host_addr >= 15'h4400;
-  assign \$550  = host_addr < 15'h4800;
-  assign \$551  = \$549  & \$550 ;
-  assign \$552  = host_write & \$551 ;
-  assign \$553  = ~ busy;
-  assign \$554  = \$552  & \$553 ;
-  assign \$557  = \$548  + \$556 ;
-  assign \$558  = host_addr >= 15'h5000;
-  assign \$559  = host_addr < 15'h6000;
-  assign \$560  = \$558  & \$559 ;
-  assign \$561  = host_write & \$560 ;
-  assign \$562  = ~ busy;
-  assign \$563  = \$561  & \$562 ;
-  assign \$564  = host_addr - 15'h5000;
-  assign \$565  = \$564 [2:0] < 3'h5;
-  assign \$566  = \$563  & \$565 ;
-  assign \$567  = \$557  + \$566 ;
-  assign \$568  = cnt_host_words_in + \$567 ;
-  assign \$569  = host_addr >= 10'h200;
-  assign \$570  = host_addr < 10'h240;
-  assign \$571  = \$569  & \$570 ;
-  assign \$572  = host_read & \$571 ;
-  assign \$573  = ~ busy;
-  assign \$574  = \$572  & \$573 ;
-  assign \$577  = host_addr >= 10'h240;
-  assign \$578  = host_addr < 10'h270;
-  assign \$579  = \$577  & \$578 ;
-  assign \$580  = host_read & \$579 ;
-  assign \$581  = ~ busy;
-  assign \$582  = \$580  & \$581 ;
-  assign \$585  = \$576  + \$584 ;
-  assign \$586  = host_addr >= 10'h280;
-  assign \$587  = host_addr < 10'h2b0;
-  assign \$588  = \$586  & \$587 ;
-  assign \$589  = host_read & \$588 ;
-  assign \$590  = ~ busy;
-  assign \$591  = \$589  & \$590 ;
-  assign \$594  = \$585  + \$593 ;
-  assign \$595  = host_addr >= 10'h2c0;
-  assign \$596  = host_addr < 10'h300;
-  assign \$597  = \$595  & \$596 ;
-  assign \$598  = host_read & \$597 ;
-  assign \$599  = ~ busy;
-  assign \$600  = \$598  & \$599 ;
-  assign \$603  = \$594  + \$602 ;
-  assign \$604  = host_addr >= 10'h300;
-  assign \$605  = host_addr < 10'h340;
-  assign \$606  = \$604  & \$605 ;
-  assign \$607  = host_read & \$606 ;
-  assign \$608  = ~ busy;
-  assign \$609  = \$607  & \$608 ;
-  assign \$610  = host_addr - 10'h300;
-  assign \$611  = \$610 [2:0] < 3'h6;
-  assign \$612  = \$609  & \$611 ;
-  assign \$613  = \$603  + \$612 ;
-  assign \$614  = host_addr >= 11'h400;
-  assign \$615  = host_addr < 11'h500;
+  assign \$543  = host_addr - 14'h2000;
+  assign \$544  = \$543 [0] < 2'h2;
+  assign \$545  = \$542  & \$544 ;
+  assign \$546  = \$536  + \$545 ;
+  assign \$547  = host_addr >= 15'h4000;
+  assign \$548  = host_addr < 15'h4400;
+  assign \$549  = \$547  & \$548 ;
+  assign \$550  = host_write & \$549 ;
+  assign \$551  = ~ busy;
+  assign \$552  = \$550  & \$551 ;
+  assign \$555  = \$546  + \$554 ;
+  assign \$556  = host_addr >= 15'h4400;
+  assign \$557  = host_addr < 15'h4800;
+  assign \$558  = \$556  & \$557 ;
+  assign \$559  = host_write & \$558 ;
+  assign \$560  = ~ busy;
+  assign \$561  = \$559  & \$560 ;
+  assign \$564  = \$555  + \$563 ;
+  assign \$565  = host_addr >= 15'h5000;
+  assign \$566  = host_addr < 15'h6000;
+  assign \$567  = \$565  & \$566 ;
+  assign \$568  = host_write & \$567 ;
+  assign \$569  = ~ busy;
+  assign \$570  = \$568  & \$569 ;
+  assign \$571  = host_addr - 15'h5000;
+  assign \$572  = \$571 [2:0] < 3'h5;
+  assign \$573  = \$570  & \$572 ;
+  assign \$574  = \$564  + \$573 ;
+  assign \$575  = cnt_host_words_in + \$574 ;
+  assign \$576  = host_addr >= 10'h200;
+  assign \$577  = host_addr < 10'h240;
+  assign \$578  = \$576  & \$577 ;
+  assign \$579  = host_read & \$578 ;
+  assign \$580  = ~ busy;
+  assign \$581  = \$579  & \$580 ;
+  assign \$584  = host_addr >= 10'h240;
+  assign \$585  = host_addr < 10'h270;
+  assign \$586  = \$584  & \$585 ;
+  assign \$587  = host_read & \$586 ;
+  assign \$588  = ~ busy;
+  assign \$589  = \$587  & \$588 ;
+  assign \$592  = \$583  + \$591 ;
+  assign \$593  = host_addr >= 10'h280;
+  assign \$594  = host_addr < 10'h2b0;
+  assign \$595  = \$593  & \$594 ;
+  assign \$596  = host_read & \$595 ;
+  assign \$597  = ~ busy;
+  assign \$598  = \$596  & \$597 ;
+  assign \$601  = \$592  + \$600 ;
+  assign \$602  = host_addr >= 10'h2c0;
+  assign \$603  = host_addr < 10'h300;
+  assign \$604  = \$602  & \$603 ;
+  assign \$605  = host_read & \$604 ;
+  assign \$606  = ~ busy;
+  assign \$607  = \$605  & \$606 ;
+  assign \$610  = \$601  + \$609 ;
+  assign \$611  = host_addr >= 10'h300;
+  assign \$612  = host_addr < 10'h340;
+  assign \$613  = \$611  & \$612 ;
+  assign \$614  = host_read & \$613 ;
+  assign \$615  = ~ busy;
   assign \$616  = \$614  & \$615 ;
-  assign \$617  = host_read & \$616 ;
-  assign \$618  = ~ busy;
-  assign \$619  = \$617  & \$618 ;
-  assign \$622  = \$613  + \$621 ;
-  assign \$623  = host_addr >= 11'h600;
-  assign \$624  = host_addr < 12'h800;
-  assign \$625  = \$623  & \$624 ;
-  assign \$626  = host_read & \$625 ;
-  assign \$627  = ~ busy;
-  assign \$628  = \$626  & \$627 ;
-  assign \$629  = host_addr - 11'h600;
-  assign \$630  = \$629 [0] < 2'h2;
-  assign \$631  = \$628  & \$630 ;
-  assign \$632  = \$622  + \$631 ;
-  assign \$633  = host_addr >= 12'h800;
-  assign \$634  = host_addr < 12'hbc2;
+  assign \$617  = host_addr - 10'h300;
+  assign \$618  = \$617 [2:0] < 3'h6;
+  assign \$619  = \$616  & \$618 ;
+  assign \$620  = \$610  + \$619 ;
+  assign \$621  = host_addr >= 11'h400;
+  assign \$622  = host_addr < 11'h500;
+  assign \$623  = \$621  & \$622 ;
+  assign \$624  = host_read & \$623 ;
+  assign \$625  = ~ busy;
+  assign \$626  = \$624  & \$625 ;
+  assign \$629  = \$620  + \$628 ;
+  assign \$630  = host_addr >= 11'h600;
+  assign \$631  = host_addr < 12'h800;
+  assign \$632  = \$630  & \$631 ;
+  assign \$633  = host_read & \$632 ;
+  assign \$634  = ~ busy;
   assign \$635  = \$633  & \$634 ;
-  assign \$636  = host_read & \$635 ;
-  assign \$638  = host_addr - 12'h800;
-  assign \$639  = \$638 [0] < 2'h2;
-  assign \$640  = \$637  & \$639 ;
-  assign \$641  = \$632  + \$640 ;
-  assign \$642  = host_addr >= 12'hc00;
-  assign \$643  = host_addr < 12'hde1;
-  assign \$644  = \$642  & \$643 ;
-  assign \$645  = host_read & \$644 ;
-  assign \$649  = \$641  + \$648 ;
-  assign \$650  = host_addr >= 14'h2000;
-  assign \$651  = host_addr < 15'h4000;
-  assign \$652  = \$650  & \$651 ;
-  assign \$653  = host_read & \$652 ;
-  assign \$654  = ~ busy;
-  assign \$655  = \$653  & \$654 ;
-  assign \$656  = host_addr - 14'h2000;
-  assign \$657  = \$656 [0] < 2'h2;
-  assign \$658  = \$655  & \$657 ;
-  assign \$659  = \$649  + \$658 ;
-  assign \$660  = host_addr >= 15'h4000;
-  assign \$661  = host_addr < 15'h4400;
+  assign \$636  = host_addr - 11'h600;
+  assign \$637  = \$636 [0] < 2'h2;
+  assign \$638  = \$635  & \$637 ;
+  assign \$639  = \$629  + \$638 ;
+  assign \$640  = host_addr >= 12'h800;
+  assign \$641  = host_addr < 12'hbc2;
+  assign \$642  = \$640  & \$641 ;
+  assign \$643  = host_read & \$642 ;
+  assign \$645  = host_addr - 12'h800;
+  assign \$646  = \$645 [0] < 2'h2;
+  assign \$647  = \$644  & \$646 ;
+  assign \$648  = \$639  + \$647 ;
+  assign \$649  = host_addr >= 12'hc00;
+  assign \$650  = host_addr < 12'hde1;
+  assign \$651  = \$649  & \$650 ;
+  assign \$652  = host_read & \$651 ;
+  assign \$656  = \$648  + \$655 ;
+  assign \$657  = host_addr >= 14'h2000;
+  assign \$658  = host_addr < 15'h4000;
+  assign \$659  = \$657  & \$658 ;
+  assign \$660  = host_read & \$659 ;
+  assign \$661  = ~ busy;
   assign \$662  = \$660  & \$661 ;
-  assign \$663  = host_read & \$662 ;
-  assign \$664  = ~ busy;
-  assign \$665  = \$663  & \$664 ;
-  assign \$668  = \$659  + \$667 ;
-  assign \$669  = host_addr >= 15'h4400;
-  assign \$670  = host_addr < 15'h4800;
-  assign \$671  = \$669  & \$670 ;
-  assign \$672  = host_read & \$671 ;
-  assign \$673  = ~ busy;
-  assign \$674  = \$672  & \$673 ;
-  assign \$677  = \$668  + \$676 ;
-  assign \$678  = host_addr >= 15'h5000;
-  assign \$679  = host_addr < 15'h6000;
-  assign \$680  = \$678  & \$679 ;
-  assign \$681  = host_read & \$680 ;
-  assign \$682  = ~ busy;
-  assign \$683  = \$681  & \$682 ;
-  assign \$684  = host_addr - 15'h5000;
-  assign \$685  = \$684 [2:0] < 3'h5;
-  assign \$686  = \$683  & \$685 ;
-  assign \$687  = \$677  + \$686 ;
-  assign \$688  = cnt_host_words_out + \$687 ;
-  assign \$689  = cnt_lifg_busy + \counts$322 [15];
-  assign \$690  = cnt_lifg_updates + \counts$322 [18:16];
-  assign \$691  = cnt_lifg_saturations + \counts$322 [28:24];
-  assign \$692  = cnt_trace_reads + \counts$322 [19];
-  assign \$693  = cnt_lifg_grad_reads + \counts$322 [21:20];
-  assign \$694  = cnt_lifg_grad_writes + \counts$322 [23:22];
-  assign \$695  = cnt_stage_busy + \counts$322 [0];
-  assign \$696  = cnt_stage_macs + \counts$322 [3:1];
-  assign \$697  = cnt_wgrad_updates + \counts$322 [6:4];
-  assign \$698  = cnt_wgrad_words + \counts$322 [11];
-  assign \$699  = cnt_in_reads + \counts$322 [7];
-  assign \$700  = cnt_grad_reads + \counts$322 [8];
-  assign \$701  = cnt_weight_reads + \counts$322 [9];
-  assign \$702  = cnt_grad_writes + \counts$322 [10];
-  assign \$703  = cnt_grad_saturations + \counts$322 [14:12];
+  assign \$663  = host_addr - 14'h2000;
+  assign \$664  = \$663 [0] < 2'h2;
+  assign \$665  = \$662  & \$664 ;
+  assign \$666  = \$656  + \$665 ;
+  assign \$667  = host_addr >= 15'h4000;
+  assign \$668  = host_addr < 15'h4400;
+  assign \$669  = \$667  & \$668 ;
+  assign \$670  = host_read & \$669 ;
+  assign \$671  = ~ busy;
+  assign \$672  = \$670  & \$671 ;
+  assign \$675  = \$666  + \$674 ;
+  assign \$676  = host_addr >= 15'h4400;
+  assign \$677  = host_addr < 15'h4800;
+  assign \$678  = \$676  & \$677 ;
+  assign \$679  = host_read & \$678 ;
+  assign \$680  = ~ busy;
+  assign \$681  = \$679  & \$680 ;
+  assign \$684  = \$675  + \$683 ;
+  assign \$685  = host_addr >= 15'h5000;
+  assign \$686  = host_addr < 15'h6000;
+  assign \$687  = \$685  & \$686 ;
+  assign \$688  = host_read & \$687 ;
+  assign \$689  = ~ busy;
+  assign \$690  = \$688  & \$689 ;
+  assign \$691  = host_addr - 15'h5000;
+  assign \$692  = \$691 [2:0] < 3'h5;
+  assign \$693  = \$690  & \$692 ;
+  assign \$694  = \$684  + \$693 ;
+  assign \$695  = cnt_host_words_out + \$694 ;
+  assign \$696  = cnt_lifg_busy + \counts$322 [15];
+  assign \$697  = cnt_lifg_updates + \counts$322 [18:16];
+  assign \$698  = cnt_lifg_saturations + \counts$322 [28:24];
+  assign \$699  = cnt_trace_reads + \counts$322 [19];
+  assign \$700  = cnt_lifg_grad_reads + \counts$322 [21:20];
+  assign \$701  = cnt_lifg_grad_writes + \counts$322 [23:22];
+  assign \$702  = cnt_stage_busy + \counts$322 [0];
+  assign \$703  = cnt_stage_macs + \counts$322 [3:1];
+  assign \$704  = cnt_wgrad_updates + \counts$322 [6:4];
+  assign \$705  = cnt_wgrad_words + \counts$322 [11];
+  assign \$706  = cnt_in_reads + \counts$322 [7];
+  assign \$707  = cnt_grad_reads + \counts$322 [8];
+  assign \$708  = cnt_weight_reads + \counts$322 [9];
+  assign \$709  = cnt_grad_writes + \counts$322 [10];
+  assign \$710  = cnt_grad_saturations + \counts$322 [14:12];
   always @(posedge clk)
-    in_rows <= \$704 ;
+    in_rows <= \$711 ;
   always @(posedge clk)
-    res_rows <= \$705 ;
+    res_rows <= \$712 ;
   always @(posedge clk)
-    out_taken <= \$706 ;
+    out_taken <= \$713 ;
   always @(posedge clk)
-    staging <= \$707 ;
+    staging <= \$714 ;
   always @(posedge clk)
-    desc <= \$708 ;
+    desc <= \$715 ;
   always @(posedge clk)
-    stage <= \$709 ;
+    stage <= \$716 ;
   always @(posedge clk)
-    settle <= \$710 ;
+    settle <= \$717 ;
   always @(posedge clk)
-    busy <= \$711 ;
+    busy <= \$718 ;
   always @(posedge clk)
-    done <= \$712 ;
+    done <= \$719 ;
   always @(posedge clk)
-    pending <= \$713 ;
+    pending <= \$720 ;
   always @(posedge clk)
-    prev <= \$714 ;
+    prev <= \$721 ;
   always @(posedge clk)
-    \event  <= \$715 ;
+    \event  <= \$722 ;
   always @(posedge clk)
-    cnt_cycles <= \$716 ;
+    cnt_cycles <= \$723 ;
   always @(posedge clk)
-    cnt_c1_busy <= \$717 ;
+    cnt_c1_busy <= \$724 ;
   always @(posedge clk)
-    cnt_c1_stall <= \$718 ;
+    cnt_c1_stall <= \$725 ;
   always @(posedge clk)
-    cnt_c1_in_wait <= \$719 ;
+    cnt_c1_in_wait <= \$726 ;
   always @(posedge clk)
-    cnt_c2_busy <= \$720 ;
+    cnt_c2_busy <= \$727 ;
   always @(posedge clk)
-    cnt_c2_stall <= \$721 ;
+    cnt_c2_stall <= \$728 ;
   always @(posedge clk)
-    cnt_c3_busy <= \$722 ;
+    cnt_c3_busy <= \$729 ;
   always @(posedge clk)
-    cnt_c3_stall <= \$723 ;
+    cnt_c3_stall <= \$730 ;
   always @(posedge clk)
-    cnt_c4_busy <= \$724 ;
+    cnt_c4_busy <= \$731 ;
   always @(posedge clk)
-    cnt_c4_stall <= \$725 ;
+    cnt_c4_stall <= \$732 ;
   always @(posedge clk)
-    cnt_adder_busy <= \$726 ;
+    cnt_adder_busy <= \$733 ;
   always @(posedge clk)
-    cnt_adder_stall <= \$727 ;
+    cnt_adder_stall <= \$734 ;
   always @(posedge clk)
-    cnt_lif_busy <= \$728 ;
+    cnt_lif_busy <= \$735 ;
   always @(posedge clk)
-    cnt_lif_stall <= \$729 ;
+    cnt_lif_stall <= \$736 ;
   always @(posedge clk)
-    cnt_c1_slots <= \$730 ;
+    cnt_c1_slots <= \$737 ;
   always @(posedge clk)
-    cnt_c1_adds <= \$731 ;
+    cnt_c1_adds <= \$738 ;
   always @(posedge clk)
-    cnt_c2_macs <= \$732 ;
+    cnt_c2_macs <= \$739 ;
   always @(posedge clk)
-    cnt_c3_macs <= \$733 ;
+    cnt_c3_macs <= \$740 ;
   always @(posedge clk)
-    cnt_c4_macs <= \$734 ;
+    cnt_c4_macs <= \$741 ;
   always @(posedge clk)
-    cnt_adds <= \$735 ;
+    cnt_adds <= \$742 ;
   always @(posedge clk)
-    cnt_lif_updates <= \$736 ;
+    cnt_lif_updates <= \$743 ;
   always @(posedge clk)
-    cnt_spikes_out <= \$737 ;
+    cnt_spikes_out <= \$744 ;
   always @(posedge clk)
-    cnt_w1_reads <= \$738 ;
+    cnt_w1_reads <= \$745 ;
   always @(posedge clk)
-    cnt_w2_reads <= \$739 ;
+    cnt_w2_reads <= \$746 ;
   always @(posedge clk)
-    cnt_w3_reads <= \$740 ;
+    cnt_w3_reads <= \$747 ;
   always @(posedge clk)
-    cnt_w4_reads <= \$741 ;
+    cnt_w4_reads <= \$748 ;
   always @(posedge clk)
-    cnt_affine_reads <= \$742 ;
+    cnt_affine_reads <= \$749 ;
   always @(posedge clk)
-    cnt_spike_in_reads <= \$743 ;
+    cnt_spike_in_reads <= \$750 ;
   always @(posedge clk)
-    cnt_line1_reads <= \$744 ;
+    cnt_line1_reads <= \$751 ;
   always @(posedge clk)
-    cnt_line1_writes <= \$745 ;
+    cnt_line1_writes <= \$752 ;
   always @(posedge clk)
-    cnt_row2_reads <= \$746 ;
+    cnt_row2_reads <= \$753 ;
   always @(posedge clk)
-    cnt_row2_writes <= \$747 ;
+    cnt_row2_writes <= \$754 ;
   always @(posedge clk)
-    cnt_line4_reads <= \$748 ;
+    cnt_line4_reads <= \$755 ;
   always @(posedge clk)
-    cnt_line4_writes <= \$749 ;
+    cnt_line4_writes <= \$756 ;
   always @(posedge clk)
-    cnt_c2_spad_reads <= \$750 ;
+    cnt_c2_spad_reads <= \$757 ;
   always @(posedge clk)
-    cnt_c2_spad_writes <= \$751 ;
+    cnt_c2_spad_writes <= \$758 ;
   always @(posedge clk)
-    cnt_c3_spad_reads <= \$752 ;
+    cnt_c3_spad_reads <= \$759 ;
   always @(posedge clk)
-    cnt_c3_spad_writes <= \$753 ;
+    cnt_c3_spad_writes <= \$760 ;
   always @(posedge clk)
-    cnt_residual_reads <= \$754 ;
+    cnt_residual_reads <= \$761 ;
   always @(posedge clk)
-    cnt_membrane_reads <= \$755 ;
+    cnt_membrane_reads <= \$762 ;
   always @(posedge clk)
-    cnt_membrane_writes <= \$756 ;
+    cnt_membrane_writes <= \$763 ;
   always @(posedge clk)
-    cnt_spikes_writes <= \$757 ;
+    cnt_spikes_writes <= \$764 ;
   always @(posedge clk)
-    cnt_host_words_in <= \$758 ;
+    cnt_host_words_in <= \$765 ;
   always @(posedge clk)
-    cnt_host_words_out <= \$759 ;
+    cnt_host_words_out <= \$766 ;
   always @(posedge clk)
-    cnt_lifg_busy <= \$760 ;
+    cnt_lifg_busy <= \$767 ;
   always @(posedge clk)
-    cnt_lifg_updates <= \$761 ;
+    cnt_lifg_updates <= \$768 ;
   always @(posedge clk)
-    cnt_lifg_saturations <= \$762 ;
+    cnt_lifg_saturations <= \$769 ;
   always @(posedge clk)
-    cnt_trace_reads <= \$763 ;
+    cnt_trace_reads <= \$770 ;
   always @(posedge clk)
-    cnt_lifg_grad_reads <= \$764 ;
+    cnt_lifg_grad_reads <= \$771 ;
   always @(posedge clk)
-    cnt_lifg_grad_writes <= \$765 ;
+    cnt_lifg_grad_writes <= \$772 ;
   always @(posedge clk)
-    cnt_stage_busy <= \$766 ;
+    cnt_stage_busy <= \$773 ;
   always @(posedge clk)
-    cnt_stage_macs <= \$767 ;
+    cnt_stage_macs <= \$774 ;
   always @(posedge clk)
-    cnt_wgrad_updates <= \$768 ;
+    cnt_wgrad_updates <= \$775 ;
   always @(posedge clk)
-    cnt_wgrad_words <= \$769 ;
+    cnt_wgrad_words <= \$776 ;
   always @(posedge clk)
-    cnt_in_reads <= \$770 ;
+    cnt_in_reads <= \$777 ;
   always @(posedge clk)
-    cnt_grad_reads <= \$771 ;
+    cnt_grad_reads <= \$778 ;
   always @(posedge clk)
-    cnt_weight_reads <= \$772 ;
+    cnt_weight_reads <= \$779 ;
   always @(posedge clk)
-    cnt_grad_writes <= \$773 ;
+    cnt_grad_writes <= \$780 ;
   always @(posedge clk)
-    cnt_grad_saturations <= \$774 ;
+    cnt_grad_saturations <= \$781 ;
   always @(posedge clk)
-    rd_valid1 <= \$775 ;
+    rd_valid1 <= \$782 ;
   always @(posedge clk)
-    rd_sel <= \$776 ;
+    rd_sel <= \$783 ;
   always @(posedge clk)
-    rd_k <= \$777 ;
+    rd_k <= \$784 ;
   always @(posedge clk)
-    rd_reg <= \$778 ;
+    rd_reg <= \$785 ;
   always @(posedge clk)
-    host_rvalid <= \$779 ;
+    host_rvalid <= \$786 ;
   always @(posedge clk)
-    host_rdata <= \$780 ;
+    host_rdata <= \$787 ;
   assign \$1  = host_addr == 1'h1;
   assign \$2  = host_write & \$1 ;
   assign \$3  = \$2  & host_wdata[0];
@@ -11455,13 +11490,6 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$171  = \$165  & \$170 ;
   assign \$172  = \$164  & \$171 ;
   assign \$173  = ! desc[261:260];
-  assign start = \$172  & \$173 ;
-  assign \$174  = \$signal$15  | pending;
-  assign \$175  = ! settle;
-  assign \$176  = host_addr >= 5'h10;
-  assign \$177  = host_write & \$176 ;
-  assign \$178  = host_addr < 6'h29;
-  assign \$179  = \$177  & \$178 ;
   \ttsnn_accel.backward  backward (
     .acc_rd_en(wgrad_rd_en),
     .affine__data(\affine__data$210 ),
@@ -11481,11 +11509,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__en(\wr__en$212 ),
     .inp__data(grad_a__data),
     .\port$185$0 (\$163 ),
-    .\port$6617$0 (\$793 ),
-    .\port$6659$0 (\$794 ),
-    .\port$6701$0 (\$795 ),
-    .\port$6743$0 (\$796 ),
-    .\port$7993$0 (\$797 ),
+    .\port$6645$0 (\$800 ),
+    .\port$6687$0 (\$801 ),
+    .\port$6729$0 (\$802 ),
+    .\port$6771$0 (\$803 ),
+    .\port$8021$0 (\$804 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$240 ),
@@ -11507,10 +11535,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .in_rows(in_rows),
     .line1__addr(line1__addr),
     .line1__en(wr__en),
-    .\port$1433$0 (\$781 ),
-    .\port$1437$0 (\$782 ),
-    .\port$1441$0 (\$783 ),
-    .\port$1445$0 (\$784 ),
+    .\port$1461$0 (\$788 ),
+    .\port$1465$0 (\$789 ),
+    .\port$1469$0 (\$790 ),
+    .\port$1473$0 (\$791 ),
     .released(released),
     .released_e1_order(released_e1_order),
     .rows_done(e1_rows),
@@ -11543,10 +11571,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(\line4__addr$139 ),
     .line4__data(\wr__data$140 ),
     .line4__en(\wr__en$136 ),
-    .\port$3315$0 (\$785 ),
-    .\port$3355$0 (\$786 ),
-    .\port$3395$0 (\$787 ),
-    .\port$3435$0 (\$788 ),
+    .\port$3343$0 (\$792 ),
+    .\port$3383$0 (\$793 ),
+    .\port$3423$0 (\$794 ),
+    .\port$3463$0 (\$795 ),
     .q23_rows(rows_written),
     .released(released),
     .released_e1_order(released_e1_order),
@@ -11587,10 +11615,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__en(\wr__en$142 ),
     .out_rows(out_rows),
     .out_taken(out_taken),
-    .\port$7879$0 (\$789 ),
-    .\port$7889$0 (\$790 ),
-    .\port$7899$0 (\$791 ),
-    .\port$7909$0 (\$792 ),
+    .\port$7907$0 (\$796 ),
+    .\port$7917$0 (\$797 ),
+    .\port$7927$0 (\$798 ),
+    .\port$7937$0 (\$799 ),
     .res_consumed(res_consumed),
     .res_rows(res_rows),
     .residual__addr(residual__addr),
@@ -11755,6 +11783,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
           reg_value = { 16'h0000, stage[396:381] };
       15'h0054:
           reg_value = { 26'h0000000, stage[402:397] };
+      15'h0055:
+          reg_value = stage[434:403];
+      15'h0056:
+          reg_value = stage[466:435];
+      15'h0057:
+          reg_value = stage[498:467];
+      15'h0058:
+          reg_value = stage[530:499];
+      15'h0059:
+          reg_value = stage[562:531];
+      15'h005a:
+          reg_value = stage[594:563];
+      15'h005b:
+          reg_value = stage[626:595];
       15'h0080:
           reg_value = cnt_cycles[31:0];
       15'h0081:
@@ -12115,460 +12157,397 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$704  = in_rows;
+    \$711  = in_rows;
     if (host_write) begin
       if (\$260 ) begin
-        \$704  = host_wdata[23:0];
+        \$711  = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$704  = 24'h000000;
+      \$711  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$705  = res_rows;
+    \$712  = res_rows;
     if (host_write) begin
       if (\$261 ) begin
-        \$705  = host_wdata[23:0];
+        \$712  = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$705  = 24'h000000;
+      \$712  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$706  = out_taken;
+    \$713  = out_taken;
     if (host_write) begin
       if (\$262 ) begin
-        \$706  = host_wdata[23:0];
+        \$713  = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$706  = 24'h000000;
+      \$713  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$707  = staging;
+    \$714  = staging;
     if (host_write) begin
       if (\$270 ) begin
         casez (\$271 [2:0])
           3'h0:
-              \$707 [31:0] = host_wdata;
+              \$714 [31:0] = host_wdata;
           3'h1:
-              \$707 [63:32] = host_wdata;
+              \$714 [63:32] = host_wdata;
           3'h2:
-              \$707 [95:64] = host_wdata;
+              \$714 [95:64] = host_wdata;
           3'h3:
-              \$707 [127:96] = host_wdata;
+              \$714 [127:96] = host_wdata;
           3'h4:
-              \$707 [159:128] = host_wdata;
+              \$714 [159:128] = host_wdata;
         endcase
       end
       if (\$278 ) begin
         (* full_case = 32'd1 *)
         casez (\$279 [0])
           1'h0:
-              \$707 [31:0] = host_wdata;
+              \$714 [31:0] = host_wdata;
           1'h1:
-              \$707 [63:32] = host_wdata;
+              \$714 [63:32] = host_wdata;
         endcase
       end
       if (\$287 ) begin
         (* full_case = 32'd1 *)
         casez (\$288 [0])
           1'h0:
-              \$707 [31:0] = host_wdata;
+              \$714 [31:0] = host_wdata;
           1'h1:
-              \$707 [63:32] = host_wdata;
+              \$714 [63:32] = host_wdata;
         endcase
       end
       if (\$296 ) begin
         (* full_case = 32'd1 *)
         casez (\$297 [0])
           1'h0:
-              \$707 [31:0] = host_wdata;
+              \$714 [31:0] = host_wdata;
           1'h1:
-              \$707 [63:32] = host_wdata;
+              \$714 [63:32] = host_wdata;
         endcase
       end
       if (\$305 ) begin
         casez (\$306 [2:0])
           3'h0:
-              \$707 [31:0] = host_wdata;
+              \$714 [31:0] = host_wdata;
           3'h1:
-              \$707 [63:32] = host_wdata;
+              \$714 [63:32] = host_wdata;
           3'h2:
-              \$707 [95:64] = host_wdata;
+              \$714 [95:64] = host_wdata;
           3'h3:
-              \$707 [127:96] = host_wdata;
+              \$714 [127:96] = host_wdata;
           3'h4:
-              \$707 [159:128] = host_wdata;
+              \$714 [159:128] = host_wdata;
         endcase
       end
     end
     if (rst) begin
-      \$707  = 160'h0000000000000000000000000000000000000000;
+      \$714  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$708  = desc;
+    \$715  = desc;
     if (host_write) begin
       if (\$307 ) begin
         if (\$308 ) begin
-          \$708 [15:0] = host_wdata[15:0];
+          \$715 [15:0] = host_wdata[15:0];
         end
         if (\$309 ) begin
-          \$708 [31:16] = host_wdata[15:0];
+          \$715 [31:16] = host_wdata[15:0];
         end
         if (\$310 ) begin
-          \$708 [47:32] = host_wdata[15:0];
+          \$715 [47:32] = host_wdata[15:0];
         end
         if (\$311 ) begin
-          \$708 [63:48] = host_wdata[15:0];
+          \$715 [63:48] = host_wdata[15:0];
         end
         if (\$312 ) begin
-          \$708 [79:64] = host_wdata[15:0];
+          \$715 [79:64] = host_wdata[15:0];
         end
         if (\$313 ) begin
-          \$708 [87:80] = host_wdata[7:0];
+          \$715 [87:80] = host_wdata[7:0];
         end
         if (\$314 ) begin
-          \$708 [89:88] = host_wdata[1:0];
+          \$715 [89:88] = host_wdata[1:0];
         end
         if (\$315 ) begin
-          \$708 [121:90] = host_wdata;
+          \$715 [121:90] = host_wdata;
         end
         if (\$316 ) begin
-          \$708 [125:122] = host_wdata[3:0];
+          \$715 [125:122] = host_wdata[3:0];
         end
         if (\$317 ) begin
-          \$708 [126] = host_wdata[0];
+          \$715 [126] = host_wdata[0];
         end
         if (\$318 ) begin
-          \$708 [132:127] = host_wdata[5:0];
+          \$715 [132:127] = host_wdata[5:0];
         end
         if (\$319 ) begin
-          \$708 [138:133] = host_wdata[5:0];
+          \$715 [138:133] = host_wdata[5:0];
         end
         if (\$320 ) begin
-          \$708 [144:139] = host_wdata[5:0];
+          \$715 [144:139] = host_wdata[5:0];
         end
         if (\$321 ) begin
-          \$708 [150:145] = host_wdata[5:0];
+          \$715 [150:145] = host_wdata[5:0];
         end
         if (\$322 ) begin
-          \$708 [166:151] = host_wdata[15:0];
+          \$715 [166:151] = host_wdata[15:0];
         end
         if (\$323 ) begin
-          \$708 [172:167] = host_wdata[5:0];
+          \$715 [172:167] = host_wdata[5:0];
         end
         if (\$324 ) begin
-          \$708 [204:173] = host_wdata;
+          \$715 [204:173] = host_wdata;
         end
         if (\$325 ) begin
-          \$708 [205] = host_wdata[0];
+          \$715 [205] = host_wdata[0];
         end
         if (\$326 ) begin
-          \$708 [206] = host_wdata[0];
+          \$715 [206] = host_wdata[0];
         end
         if (\$327 ) begin
-          \$708 [207] = host_wdata[0];
+          \$715 [207] = host_wdata[0];
         end
         if (\$328 ) begin
-          \$708 [211:208] = host_wdata[3:0];
+          \$715 [211:208] = host_wdata[3:0];
         end
         if (\$329 ) begin
-          \$708 [227:212] = host_wdata[15:0];
+          \$715 [227:212] = host_wdata[15:0];
         end
         if (\$330 ) begin
-          \$708 [243:228] = host_wdata[15:0];
+          \$715 [243:228] = host_wdata[15:0];
         end
         if (\$331 ) begin
-          \$708 [259:244] = host_wdata[15:0];
+          \$715 [259:244] = host_wdata[15:0];
         end
         if (\$332 ) begin
-          \$708 [261:260] = host_wdata[1:0];
+          \$715 [261:260] = host_wdata[1:0];
         end
       end
     end
     if (rst) begin
-      \$708  = 262'h000000000000000000000000000000000000000000000000000000000000000000;
+      \$715  = 262'h000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$709  = stage;
+    \$716  = stage;
     if (host_write) begin
       if (\$307 ) begin
         if (\$333 ) begin
-          \$709 [1:0] = host_wdata[1:0];
+          \$716 [1:0] = host_wdata[1:0];
         end
         if (\$334 ) begin
-          \$709 [9:2] = host_wdata[7:0];
+          \$716 [9:2] = host_wdata[7:0];
         end
         if (\$335 ) begin
-          \$709 [25:10] = host_wdata[15:0];
+          \$716 [25:10] = host_wdata[15:0];
         end
         if (\$336 ) begin
-          \$709 [41:26] = host_wdata[15:0];
+          \$716 [41:26] = host_wdata[15:0];
         end
         if (\$337 ) begin
-          \$709 [57:42] = host_wdata[15:0];
+          \$716 [57:42] = host_wdata[15:0];
         end
         if (\$338 ) begin
-          \$709 [73:58] = host_wdata[15:0];
+          \$716 [73:58] = host_wdata[15:0];
         end
         if (\$339 ) begin
-          \$709 [93:74] = host_wdata[19:0];
+          \$716 [93:74] = host_wdata[19:0];
         end
         if (\$340 ) begin
-          \$709 [109:94] = host_wdata[15:0];
+          \$716 [109:94] = host_wdata[15:0];
         end
         if (\$341 ) begin
-          \$709 [125:110] = host_wdata[15:0];
+          \$716 [125:110] = host_wdata[15:0];
         end
         if (\$342 ) begin
-          \$709 [127:126] = host_wdata[1:0];
+          \$716 [127:126] = host_wdata[1:0];
         end
         if (\$343 ) begin
-          \$709 [129:128] = host_wdata[1:0];
+          \$716 [129:128] = host_wdata[1:0];
         end
         if (\$344 ) begin
-          \$709 [131:130] = host_wdata[1:0];
+          \$716 [131:130] = host_wdata[1:0];
         end
         if (\$345 ) begin
-          \$709 [151:132] = host_wdata[19:0];
+          \$716 [151:132] = host_wdata[19:0];
         end
         if (\$346 ) begin
-          \$709 [171:152] = host_wdata[19:0];
+          \$716 [171:152] = host_wdata[19:0];
         end
         if (\$347 ) begin
-          \$709 [172] = host_wdata[0];
+          \$716 [172] = host_wdata[0];
         end
         if (\$348 ) begin
-          \$709 [178:173] = host_wdata[5:0];
+          \$716 [178:173] = host_wdata[5:0];
         end
         if (\$349 ) begin
-          \$709 [179] = host_wdata[0];
+          \$716 [179] = host_wdata[0];
         end
         if (\$350 ) begin
-          \$709 [211:180] = host_wdata;
+          \$716 [211:180] = host_wdata;
         end
         if (\$351 ) begin
-          \$709 [212] = host_wdata[0];
+          \$716 [212] = host_wdata[0];
         end
         if (\$352 ) begin
-          \$709 [232:213] = host_wdata[19:0];
+          \$716 [232:213] = host_wdata[19:0];
         end
         if (\$353 ) begin
-          \$709 [238:233] = host_wdata[5:0];
+          \$716 [238:233] = host_wdata[5:0];
         end
         if (\$354 ) begin
-          \$709 [239] = host_wdata[0];
+          \$716 [239] = host_wdata[0];
         end
         if (\$355 ) begin
-          \$709 [259:240] = host_wdata[19:0];
+          \$716 [259:240] = host_wdata[19:0];
         end
         if (\$356 ) begin
-          \$709 [275:260] = host_wdata[15:0];
+          \$716 [275:260] = host_wdata[15:0];
         end
         if (\$357 ) begin
-          \$709 [291:276] = host_wdata[15:0];
+          \$716 [291:276] = host_wdata[15:0];
         end
         if (\$358 ) begin
-          \$709 [293:292] = host_wdata[1:0];
+          \$716 [293:292] = host_wdata[1:0];
         end
         if (\$359 ) begin
-          \$709 [295:294] = host_wdata[1:0];
+          \$716 [295:294] = host_wdata[1:0];
         end
         if (\$360 ) begin
-          \$709 [315:296] = host_wdata[19:0];
+          \$716 [315:296] = host_wdata[19:0];
         end
         if (\$361 ) begin
-          \$709 [316] = host_wdata[0];
+          \$716 [316] = host_wdata[0];
         end
         if (\$362 ) begin
-          \$709 [336:317] = host_wdata[19:0];
+          \$716 [336:317] = host_wdata[19:0];
         end
         if (\$363 ) begin
-          \$709 [356:337] = host_wdata[19:0];
+          \$716 [356:337] = host_wdata[19:0];
         end
         if (\$364 ) begin
-          \$709 [357] = host_wdata[0];
+          \$716 [357] = host_wdata[0];
         end
         if (\$365 ) begin
-          \$709 [358] = host_wdata[0];
+          \$716 [358] = host_wdata[0];
         end
         if (\$366 ) begin
-          \$709 [374:359] = host_wdata[15:0];
+          \$716 [374:359] = host_wdata[15:0];
         end
         if (\$367 ) begin
-          \$709 [380:375] = host_wdata[5:0];
+          \$716 [380:375] = host_wdata[5:0];
         end
         if (\$368 ) begin
-          \$709 [396:381] = host_wdata[15:0];
+          \$716 [396:381] = host_wdata[15:0];
         end
         if (\$369 ) begin
-          \$709 [402:397] = host_wdata[5:0];
+          \$716 [402:397] = host_wdata[5:0];
+        end
+        if (\$370 ) begin
+          \$716 [434:403] = host_wdata;
+        end
+        if (\$371 ) begin
+          \$716 [466:435] = host_wdata;
+        end
+        if (\$372 ) begin
+          \$716 [498:467] = host_wdata;
+        end
+        if (\$373 ) begin
+          \$716 [530:499] = host_wdata;
+        end
+        if (\$374 ) begin
+          \$716 [562:531] = host_wdata;
+        end
+        if (\$375 ) begin
+          \$716 [594:563] = host_wdata;
+        end
+        if (\$376 ) begin
+          \$716 [626:595] = host_wdata;
         end
       end
     end
     if (rst) begin
-      \$709  = 403'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$716  = 627'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$710  = \$377 [2:0];
+    \$717  = \$384 [2:0];
     if (rst) begin
-      \$710  = 3'h0;
+      \$717  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$711  = busy;
-    if (\$386 ) begin
-      \$711  = 1'h1;
-    end else if (\$395 ) begin
-      \$711  = 1'h1;
-    end else if (\$401 ) begin
-      \$711  = 1'h0;
+    \$718  = busy;
+    if (\$393 ) begin
+      \$718  = 1'h1;
+    end else if (\$402 ) begin
+      \$718  = 1'h1;
+    end else if (\$408 ) begin
+      \$718  = 1'h0;
     end
     if (rst) begin
-      \$711  = 1'h0;
+      \$718  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$712  = done;
-    if (\$386 ) begin
-      \$712  = 1'h0;
-    end else if (\$395 ) begin
-      \$712  = 1'h0;
-    end else if (\$401 ) begin
-      \$712  = 1'h1;
+    \$719  = done;
+    if (\$393 ) begin
+      \$719  = 1'h0;
+    end else if (\$402 ) begin
+      \$719  = 1'h0;
+    end else if (\$408 ) begin
+      \$719  = 1'h1;
     end
     if (rst) begin
-      \$712  = 1'h0;
+      \$719  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$713  = pending;
-    if (\$386 ) begin
-      \$713  = 1'h1;
-    end else if (\$395 ) begin
-      \$713  = 1'h0;
+    \$720  = pending;
+    if (\$393 ) begin
+      \$720  = 1'h1;
+    end else if (\$402 ) begin
+      \$720  = 1'h0;
     end
     if (rst) begin
-      \$713  = 1'h0;
+      \$720  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$714  = { done, out_rows, res_consumed, in_consumed };
+    \$721  = { done, out_rows, res_consumed, in_consumed };
     if (rst) begin
-      \$714  = 73'h0000000000000000000;
+      \$721  = 73'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$715  = \event ;
-    if (\$402 ) begin
-      \$715  = 1'h1;
-    end else if (\$404 ) begin
-      \$715  = 1'h0;
+    \$722  = \event ;
+    if (\$409 ) begin
+      \$722  = 1'h1;
+    end else if (\$411 ) begin
+      \$722  = 1'h0;
     end
     if (rst) begin
-      \$715  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$716  = 48'h000000000000;
-    end else begin
-      \$716  = \$407 [47:0];
-    end
-    if (rst) begin
-      \$716  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$717  = 48'h000000000000;
-    end else begin
-      \$717  = \$408 [47:0];
-    end
-    if (rst) begin
-      \$717  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$718  = 48'h000000000000;
-    end else begin
-      \$718  = \$409 [47:0];
-    end
-    if (rst) begin
-      \$718  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$719  = 48'h000000000000;
-    end else begin
-      \$719  = \$410 [47:0];
-    end
-    if (rst) begin
-      \$719  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$720  = 48'h000000000000;
-    end else begin
-      \$720  = \$411 [47:0];
-    end
-    if (rst) begin
-      \$720  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$721  = 48'h000000000000;
-    end else begin
-      \$721  = \$412 [47:0];
-    end
-    if (rst) begin
-      \$721  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$722  = 48'h000000000000;
-    end else begin
-      \$722  = \$413 [47:0];
-    end
-    if (rst) begin
-      \$722  = 48'h000000000000;
+      \$722  = 1'h0;
     end
   end
   always @* begin
@@ -12997,7 +12976,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\$signal$16 ) begin
       \$758  = 48'h000000000000;
     end else begin
-      \$758  = \$568 [47:0];
+      \$758  = \$449 [47:0];
     end
     if (rst) begin
       \$758  = 48'h000000000000;
@@ -13009,7 +12988,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\$signal$16 ) begin
       \$759  = 48'h000000000000;
     end else begin
-      \$759  = \$688 [47:0];
+      \$759  = \$450 [47:0];
     end
     if (rst) begin
       \$759  = 48'h000000000000;
@@ -13021,7 +13000,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\$signal$16 ) begin
       \$760  = 48'h000000000000;
     end else begin
-      \$760  = \$689 [47:0];
+      \$760  = \$451 [47:0];
     end
     if (rst) begin
       \$760  = 48'h000000000000;
@@ -13033,7 +13012,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\$signal$16 ) begin
       \$761  = 48'h000000000000;
     end else begin
-      \$761  = \$690 [47:0];
+      \$761  = \$452 [47:0];
     end
     if (rst) begin
       \$761  = 48'h000000000000;
@@ -13045,7 +13024,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\$signal$16 ) begin
       \$762  = 48'h000000000000;
     end else begin
-      \$762  = \$691 [47:0];
+      \$762  = \$453 [47:0];
     end
     if (rst) begin
       \$762  = 48'h000000000000;
@@ -13057,7 +13036,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\$signal$16 ) begin
       \$763  = 48'h000000000000;
     end else begin
-      \$763  = \$692 [47:0];
+      \$763  = \$454 [47:0];
     end
     if (rst) begin
       \$763  = 48'h000000000000;
@@ -13069,7 +13048,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\$signal$16 ) begin
       \$764  = 48'h000000000000;
     end else begin
-      \$764  = \$693 [47:0];
+      \$764  = \$455 [47:0];
     end
     if (rst) begin
       \$764  = 48'h000000000000;
@@ -13081,7 +13060,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\$signal$16 ) begin
       \$765  = 48'h000000000000;
     end else begin
-      \$765  = \$694 [47:0];
+      \$765  = \$575 [47:0];
     end
     if (rst) begin
       \$765  = 48'h000000000000;
@@ -13197,44 +13176,128 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$775  = host_read;
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$775  = 48'h000000000000;
+    end else begin
+      \$775  = \$704 [47:0];
+    end
     if (rst) begin
-      \$775  = 1'h0;
+      \$775  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$776  = sel_now;
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$776  = 48'h000000000000;
+    end else begin
+      \$776  = \$705 [47:0];
+    end
     if (rst) begin
-      \$776  = 4'h0;
+      \$776  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$777  = k_now;
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$777  = 48'h000000000000;
+    end else begin
+      \$777  = \$706 [47:0];
+    end
     if (rst) begin
-      \$777  = 3'h0;
+      \$777  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$778  = reg_value;
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$778  = 48'h000000000000;
+    end else begin
+      \$778  = \$707 [47:0];
+    end
     if (rst) begin
-      \$778  = 32'd0;
+      \$778  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$779  = rd_valid1;
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$779  = 48'h000000000000;
+    end else begin
+      \$779  = \$708 [47:0];
+    end
     if (rst) begin
-      \$779  = 1'h0;
+      \$779  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$780  = out_value;
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$780  = 48'h000000000000;
+    end else begin
+      \$780  = \$709 [47:0];
+    end
     if (rst) begin
-      \$780  = 32'd0;
+      \$780  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$781  = 48'h000000000000;
+    end else begin
+      \$781  = \$710 [47:0];
+    end
+    if (rst) begin
+      \$781  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$782  = host_read;
+    if (rst) begin
+      \$782  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$783  = sel_now;
+    if (rst) begin
+      \$783  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$784  = k_now;
+    if (rst) begin
+      \$784  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$785  = reg_value;
+    if (rst) begin
+      \$785  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$786  = rd_valid1;
+    if (rst) begin
+      \$786  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$787  = out_value;
+    if (rst) begin
+      \$787  = 32'd0;
     end
   end
   assign \$signal  = busy;
@@ -13292,19 +13355,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \port__data$123  = membrane_in__data;
   assign line1__en = wr__en;
   assign wr__addr = line1__addr[8:0];
-  assign wr__data = { \$784 , \$783 , \$782 , \$781  };
-  assign line1__data = { \$784 , \$783 , \$782 , \$781  };
+  assign wr__data = { \$791 , \$790 , \$789 , \$788  };
+  assign line1__data = { \$791 , \$790 , \$789 , \$788  };
   assign row2__en = \wr__en$130 ;
   assign \wr__addr$132  = row2__addr[6:0];
-  assign \wr__data$134  = { \$788 , \$787 , \$786 , \$785  };
-  assign row2__data = { \$788 , \$787 , \$786 , \$785  };
+  assign \wr__data$134  = { \$795 , \$794 , \$793 , \$792  };
+  assign row2__data = { \$795 , \$794 , \$793 , \$792  };
   assign \line4__en$137  = \wr__en$136 ;
   assign \wr__addr$138  = \line4__addr$139 [8:0];
   assign \line4__data$141  = \wr__data$140 ;
   assign membrane_out__en = \wr__en$142 ;
   assign \wr__addr$144  = membrane_out__addr[8:0];
-  assign \wr__data$146  = { \$792 , \$791 , \$790 , \$789  };
-  assign membrane_out__data = { \$792 , \$791 , \$790 , \$789  };
+  assign \wr__data$146  = { \$799 , \$798 , \$797 , \$796  };
+  assign membrane_out__data = { \$799 , \$798 , \$797 , \$796  };
   assign \wr__en$148  = \wr__en$142 ;
   assign spikes__en = \wr__en$142 ;
   assign \wr__addr$150  = spikes__addr[8:0];
@@ -13338,16 +13401,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \port__addr$202  = trace__addr[9:0];
   assign \port__data$205  = trace__data;
   assign \affine__en$207  = \port__en$206 ;
-  assign \port__addr$208  = \$797 [2:0];
-  assign \affine__addr$209  = { 4'h0, \$797  };
+  assign \port__addr$208  = \$804 [2:0];
+  assign \affine__addr$209  = { 4'h0, \$804  };
   assign \port__data$211  = \affine__data$210 ;
   assign grad_w__en = \wr__en$212 ;
   assign \wr__addr$214  = grad_w__addr[11:0];
   assign grad_w__data = \wr__data$216 ;
   assign grad_w2__en = \wr__en$218 ;
   assign \wr__addr$220  = grad_w2__addr[11:0];
-  assign \wr__data$222  = { \$796 , \$795 , \$794 , \$793  };
-  assign grad_w2__data = { \$796 , \$795 , \$794 , \$793  };
+  assign \wr__data$222  = { \$803 , \$802 , \$801 , \$800  };
+  assign grad_w2__data = { \$803 , \$802 , \$801 , \$800  };
   assign \port__addr$225  = \$138 [11:0];
   assign \port__data$226  = { host_wdata, staging[31:0] };
   assign \port__addr$228  = \$147 [9:0];
@@ -13670,6 +13733,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage.height_shift  = stage[380:375];
   assign \stage.leak_mul  = stage[396:381];
   assign \stage.leak_shift  = stage[402:397];
+  assign \stage.idx_base  = stage[434:403];
+  assign \stage.idx_t  = stage[466:435];
+  assign \stage.idx_c  = stage[498:467];
+  assign \stage.idx_y  = stage[530:499];
+  assign \stage.key  = stage[562:531];
+  assign \stage.key_leak  = stage[594:563];
+  assign \stage.key_affine  = stage[626:595];
   assign \stage$181.kind  = stage[1:0];
   assign \stage$181.timesteps  = stage[9:2];
   assign \stage$181.rows  = stage[25:10];
@@ -13707,6 +13777,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage$181.height_shift  = stage[380:375];
   assign \stage$181.leak_mul  = stage[396:381];
   assign \stage$181.leak_shift  = stage[402:397];
+  assign \stage$181.idx_base  = stage[434:403];
+  assign \stage$181.idx_t  = stage[466:435];
+  assign \stage$181.idx_c  = stage[498:467];
+  assign \stage$181.idx_y  = stage[530:499];
+  assign \stage$181.key  = stage[562:531];
+  assign \stage$181.key_leak  = stage[594:563];
+  assign \stage$181.key_affine  = stage[626:595];
   assign \counts.c1_busy  = counts[0];
   assign \counts.c1_stall  = counts[1];
   assign \counts.c1_in_wait  = counts[2];
@@ -13802,47 +13879,47 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$156  = \$155 [14:0];
   assign \$163  = { 3'h0, \$162 [14:3] };
   assign \$275  = \$274 ;
-  assign \$455  = 1'h1;
-  assign \$456  = \$454 ;
-  assign \$463  = 1'h1;
-  assign \$464  = \$462 ;
-  assign \$472  = 1'h1;
-  assign \$473  = \$471 ;
-  assign \$481  = 1'h1;
-  assign \$482  = \$480 ;
-  assign \$498  = \$497 ;
-  assign \$499  = 1'h1;
-  assign \$500  = \$497 ;
-  assign \$506  = \$505 ;
-  assign \$527  = 1'h1;
-  assign \$528  = \$526 ;
-  assign \$546  = 1'h1;
-  assign \$547  = \$545 ;
-  assign \$555  = 1'h1;
-  assign \$556  = \$554 ;
-  assign \$575  = 1'h1;
-  assign \$576  = \$574 ;
-  assign \$583  = 1'h1;
-  assign \$584  = \$582 ;
-  assign \$592  = 1'h1;
-  assign \$593  = \$591 ;
-  assign \$601  = 1'h1;
-  assign \$602  = \$600 ;
-  assign \$620  = 1'h1;
-  assign \$621  = \$619 ;
-  assign \$637  = \$636 ;
-  assign \$646  = \$645 ;
-  assign \$647  = 1'h1;
-  assign \$648  = \$645 ;
-  assign \$666  = 1'h1;
-  assign \$667  = \$665 ;
-  assign \$675  = 1'h1;
-  assign \$676  = \$674 ;
+  assign \$462  = 1'h1;
+  assign \$463  = \$461 ;
+  assign \$470  = 1'h1;
+  assign \$471  = \$469 ;
+  assign \$479  = 1'h1;
+  assign \$480  = \$478 ;
+  assign \$488  = 1'h1;
+  assign \$489  = \$487 ;
+  assign \$505  = \$504 ;
+  assign \$506  = 1'h1;
+  assign \$507  = \$504 ;
+  assign \$513  = \$512 ;
+  assign \$534  = 1'h1;
+  assign \$535  = \$533 ;
+  assign \$553  = 1'h1;
+  assign \$554  = \$552 ;
+  assign \$562  = 1'h1;
+  assign \$563  = \$561 ;
+  assign \$582  = 1'h1;
+  assign \$583  = \$581 ;
+  assign \$590  = 1'h1;
+  assign \$591  = \$589 ;
+  assign \$599  = 1'h1;
+  assign \$600  = \$598 ;
+  assign \$608  = 1'h1;
+  assign \$609  = \$607 ;
+  assign \$627  = 1'h1;
+  assign \$628  = \$626 ;
+  assign \$644  = \$643 ;
+  assign \$653  = \$652 ;
+  assign \$654  = 1'h1;
+  assign \$655  = \$652 ;
+  assign \$673  = 1'h1;
+  assign \$674  = \$672 ;
+  assign \$682  = 1'h1;
+  assign \$683  = \$681 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__data, inp__data, grad__data, weights__data, trace__data, busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__addr, weights__en, wgrad_rd_data, trace__en
-, trace__addr, affine__en, grad_w2__en, \port$6617$0 , \port$6659$0 , \port$6701$0 , \port$6743$0 , stage, counts, \port$7993$0 , grad_w2__addr, clk);
+, trace__addr, affine__en, grad_w2__en, \port$6645$0 , \port$6687$0 , \port$6729$0 , \port$6771$0 , stage, counts, \port$8021$0 , grad_w2__addr, clk);
   wire \$1 ;
   wire [15:0] \$10 ;
   wire [15:0] \$11 ;
@@ -13957,21 +14034,21 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   wire out__en;
   input [14:0] \port$185$0 ;
   wire [14:0] \port$185$0 ;
-  output [15:0] \port$6617$0 ;
-  wire [15:0] \port$6617$0 ;
-  output [15:0] \port$6659$0 ;
-  wire [15:0] \port$6659$0 ;
-  output [15:0] \port$6701$0 ;
-  wire [15:0] \port$6701$0 ;
-  output [15:0] \port$6743$0 ;
-  wire [15:0] \port$6743$0 ;
-  output [15:0] \port$7993$0 ;
-  wire [15:0] \port$7993$0 ;
+  output [15:0] \port$6645$0 ;
+  wire [15:0] \port$6645$0 ;
+  output [15:0] \port$6687$0 ;
+  wire [15:0] \port$6687$0 ;
+  output [15:0] \port$6729$0 ;
+  wire [15:0] \port$6729$0 ;
+  output [15:0] \port$6771$0 ;
+  wire [15:0] \port$6771$0 ;
+  output [15:0] \port$8021$0 ;
+  wire [15:0] \port$8021$0 ;
   input rst;
   wire rst;
-  input [402:0] stage;
-  wire [402:0] stage;
-  wire [402:0] \stage$1 ;
+  input [626:0] stage;
+  wire [626:0] stage;
+  wire [626:0] \stage$1 ;
   wire [19:0] \stage$1.acc_base ;
   wire \stage$1.acc_clear ;
   wire \stage$1.alt_left ;
@@ -13988,10 +14065,17 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   wire [1:0] \stage$1.gy ;
   wire [15:0] \stage$1.height_mul ;
   wire [5:0] \stage$1.height_shift ;
+  wire [31:0] \stage$1.idx_base ;
+  wire [31:0] \stage$1.idx_c ;
+  wire [31:0] \stage$1.idx_t ;
+  wire [31:0] \stage$1.idx_y ;
   wire [19:0] \stage$1.in_base ;
   wire [15:0] \stage$1.in_channels ;
   wire [15:0] \stage$1.in_cols ;
   wire [15:0] \stage$1.in_rows ;
+  wire [31:0] \stage$1.key ;
+  wire [31:0] \stage$1.key_affine ;
+  wire [31:0] \stage$1.key_leak ;
   wire [1:0] \stage$1.kind ;
   wire [15:0] \stage$1.leak_mul ;
   wire [5:0] \stage$1.leak_shift ;
@@ -14009,7 +14093,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   wire \stage$1.use_extra ;
   wire \stage$1.use_schedule ;
   wire [19:0] \stage$1.w_base ;
-  wire [402:0] \stage$2 ;
+  wire [626:0] \stage$2 ;
   wire [19:0] \stage$2.acc_base ;
   wire \stage$2.acc_clear ;
   wire \stage$2.alt_left ;
@@ -14026,10 +14110,17 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   wire [1:0] \stage$2.gy ;
   wire [15:0] \stage$2.height_mul ;
   wire [5:0] \stage$2.height_shift ;
+  wire [31:0] \stage$2.idx_base ;
+  wire [31:0] \stage$2.idx_c ;
+  wire [31:0] \stage$2.idx_t ;
+  wire [31:0] \stage$2.idx_y ;
   wire [19:0] \stage$2.in_base ;
   wire [15:0] \stage$2.in_channels ;
   wire [15:0] \stage$2.in_cols ;
   wire [15:0] \stage$2.in_rows ;
+  wire [31:0] \stage$2.key ;
+  wire [31:0] \stage$2.key_affine ;
+  wire [31:0] \stage$2.key_leak ;
   wire [1:0] \stage$2.kind ;
   wire [15:0] \stage$2.leak_mul ;
   wire [5:0] \stage$2.leak_shift ;
@@ -14063,10 +14154,17 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   wire [1:0] \stage.gy ;
   wire [15:0] \stage.height_mul ;
   wire [5:0] \stage.height_shift ;
+  wire [31:0] \stage.idx_base ;
+  wire [31:0] \stage.idx_c ;
+  wire [31:0] \stage.idx_t ;
+  wire [31:0] \stage.idx_y ;
   wire [19:0] \stage.in_base ;
   wire [15:0] \stage.in_channels ;
   wire [15:0] \stage.in_cols ;
   wire [15:0] \stage.in_rows ;
+  wire [31:0] \stage.key ;
+  wire [31:0] \stage.key_affine ;
+  wire [31:0] \stage.key_leak ;
   wire [1:0] \stage.kind ;
   wire [15:0] \stage.leak_mul ;
   wire [5:0] \stage.leak_shift ;
@@ -14166,14 +14264,14 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
     .g_cur__addr(grad_w2__addr),
     .g_cur__en(grad_w2__en),
     .go(\$16 ),
-    .\port$6303$0 (\$8 ),
-    .\port$6309$0 (\$9 ),
-    .\port$6315$0 (\$10 ),
-    .\port$6321$0 (\$11 ),
-    .\port$6617$0 (\$12 ),
-    .\port$6659$0 (\$13 ),
-    .\port$6701$0 (\$14 ),
-    .\port$6743$0 (\$15 ),
+    .\port$6331$0 (\$8 ),
+    .\port$6337$0 (\$9 ),
+    .\port$6343$0 (\$10 ),
+    .\port$6349$0 (\$11 ),
+    .\port$6645$0 (\$12 ),
+    .\port$6687$0 (\$13 ),
+    .\port$6729$0 (\$14 ),
+    .\port$6771$0 (\$15 ),
     .rst(rst),
     .stage(stage),
     .start(\start$5 ),
@@ -14207,11 +14305,11 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   assign acc_rd_addr = { 5'h00, \port$185$0  };
   assign wgrad_rd_addr = { 5'h00, \port$185$0  };
   assign acc_rd_data = wgrad_rd_data;
-  assign \port$6617$0  = \$12 ;
-  assign \port$6659$0  = \$13 ;
-  assign \port$6701$0  = \$14 ;
-  assign \port$6743$0  = \$15 ;
-  assign \port$7993$0  = \$16 ;
+  assign \port$6645$0  = \$12 ;
+  assign \port$6687$0  = \$13 ;
+  assign \port$6729$0  = \$14 ;
+  assign \port$6771$0  = \$15 ;
+  assign \port$8021$0  = \$16 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -14249,6 +14347,13 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   assign \stage.height_shift  = stage[380:375];
   assign \stage.leak_mul  = stage[396:381];
   assign \stage.leak_shift  = stage[402:397];
+  assign \stage.idx_base  = stage[434:403];
+  assign \stage.idx_t  = stage[466:435];
+  assign \stage.idx_c  = stage[498:467];
+  assign \stage.idx_y  = stage[530:499];
+  assign \stage.key  = stage[562:531];
+  assign \stage.key_leak  = stage[594:563];
+  assign \stage.key_affine  = stage[626:595];
   assign \stage$1.kind  = stage[1:0];
   assign \stage$1.timesteps  = stage[9:2];
   assign \stage$1.rows  = stage[25:10];
@@ -14286,6 +14391,13 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   assign \stage$1.height_shift  = stage[380:375];
   assign \stage$1.leak_mul  = stage[396:381];
   assign \stage$1.leak_shift  = stage[402:397];
+  assign \stage$1.idx_base  = stage[434:403];
+  assign \stage$1.idx_t  = stage[466:435];
+  assign \stage$1.idx_c  = stage[498:467];
+  assign \stage$1.idx_y  = stage[530:499];
+  assign \stage$1.key  = stage[562:531];
+  assign \stage$1.key_leak  = stage[594:563];
+  assign \stage$1.key_affine  = stage[626:595];
   assign \stage$2.kind  = stage[1:0];
   assign \stage$2.timesteps  = stage[9:2];
   assign \stage$2.rows  = stage[25:10];
@@ -14323,6 +14435,13 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   assign \stage$2.height_shift  = stage[380:375];
   assign \stage$2.leak_mul  = stage[396:381];
   assign \stage$2.leak_shift  = stage[402:397];
+  assign \stage$2.idx_base  = stage[434:403];
+  assign \stage$2.idx_t  = stage[466:435];
+  assign \stage$2.idx_c  = stage[498:467];
+  assign \stage$2.idx_y  = stage[530:499];
+  assign \stage$2.key  = stage[562:531];
+  assign \stage$2.key_leak  = stage[594:563];
+  assign \stage$2.key_affine  = stage[626:595];
   assign \counts.stage_busy  = counts[0];
   assign \counts.stage_macs  = counts[3:1];
   assign \counts.wgrad_updates  = counts[6:4];
@@ -15840,8 +15959,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   wire [3:0] saturated;
   reg [1:0] sel_a = 2'h0;
   wire [5:0] shift;
-  input [402:0] stage;
-  wire [402:0] stage;
+  input [626:0] stage;
+  wire [626:0] stage;
   wire [19:0] \stage.acc_base ;
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
@@ -15858,10 +15977,17 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   wire [1:0] \stage.gy ;
   wire [15:0] \stage.height_mul ;
   wire [5:0] \stage.height_shift ;
+  wire [31:0] \stage.idx_base ;
+  wire [31:0] \stage.idx_c ;
+  wire [31:0] \stage.idx_t ;
+  wire [31:0] \stage.idx_y ;
   wire [19:0] \stage.in_base ;
   wire [15:0] \stage.in_channels ;
   wire [15:0] \stage.in_cols ;
   wire [15:0] \stage.in_rows ;
+  wire [31:0] \stage.key ;
+  wire [31:0] \stage.key_affine ;
+  wire [31:0] \stage.key_leak ;
   wire [1:0] \stage.kind ;
   wire [15:0] \stage.leak_mul ;
   wire [5:0] \stage.leak_shift ;
@@ -17272,24 +17398,24 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   );
   \ttsnn_accel.backward.core.requant  requant (
     .i(\i$55 ),
-    .\port$5920$0 (\$1359 ),
-    .\port$5960$0 (\$1360 ),
-    .\port$6000$0 (\$1361 ),
-    .\port$6040$0 (\$1362 ),
-    .\port$6093$0 (\$1363 ),
-    .\port$6146$0 (\$1364 ),
-    .\port$6199$0 (\$1365 ),
-    .\port$6252$0 (\$1366 ),
+    .\port$5948$0 (\$1359 ),
+    .\port$5988$0 (\$1360 ),
+    .\port$6028$0 (\$1361 ),
+    .\port$6068$0 (\$1362 ),
+    .\port$6121$0 (\$1363 ),
+    .\port$6174$0 (\$1364 ),
+    .\port$6227$0 (\$1365 ),
+    .\port$6280$0 (\$1366 ),
     .shift(shift)
   );
   \ttsnn_accel.backward.core.wgrad  wgrad (
     .addr(entry_a[8:0]),
     .clear(clear),
     .clk(clk),
-    .\port$4594$0 (\$104 ),
-    .\port$4599$0 (\$109 ),
-    .\port$4604$0 (\$114 ),
-    .\port$4609$0 (\$119 ),
+    .\port$4622$0 (\$104 ),
+    .\port$4627$0 (\$109 ),
+    .\port$4632$0 (\$114 ),
+    .\port$4637$0 (\$119 ),
     .rd_addr(\port$185$0 [8:0]),
     .rd_data(acc_rd_data),
     .rd_en(rd_en),
@@ -17602,6 +17728,13 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   assign \stage.height_shift  = stage[380:375];
   assign \stage.leak_mul  = stage[396:381];
   assign \stage.leak_shift  = stage[402:397];
+  assign \stage.idx_base  = stage[434:403];
+  assign \stage.idx_t  = stage[466:435];
+  assign \stage.idx_c  = stage[498:467];
+  assign \stage.idx_y  = stage[530:499];
+  assign \stage.key  = stage[562:531];
+  assign \stage.key_leak  = stage[594:563];
+  assign \stage.key_affine  = stage[626:595];
   assign \counts.stage_busy  = counts[0];
   assign \counts.stage_macs  = counts[3:1];
   assign \counts.wgrad_updates  = counts[6:4];
@@ -17733,7 +17866,7 @@ module \ttsnn_accel.backward.core.array (rst, weights, valid, first, operand, ac
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.requant (\port$5920$0 , \port$5960$0 , \port$6000$0 , \port$6040$0 , \port$6093$0 , \port$6146$0 , \port$6199$0 , \port$6252$0 , i, shift);
+module \ttsnn_accel.backward.core.requant (\port$5948$0 , \port$5988$0 , \port$6028$0 , \port$6068$0 , \port$6121$0 , \port$6174$0 , \port$6227$0 , \port$6280$0 , i, shift);
   wire \$1 ;
   wire [37:0] \$10 ;
   wire [6:0] \$100 ;
@@ -18109,22 +18242,22 @@ module \ttsnn_accel.backward.core.requant (\port$5920$0 , \port$5960$0 , \port$6
   input [147:0] i;
   wire [147:0] i;
   wire [63:0] o;
-  output [15:0] \port$5920$0 ;
-  wire [15:0] \port$5920$0 ;
-  output [15:0] \port$5960$0 ;
-  wire [15:0] \port$5960$0 ;
-  output [15:0] \port$6000$0 ;
-  wire [15:0] \port$6000$0 ;
-  output [15:0] \port$6040$0 ;
-  wire [15:0] \port$6040$0 ;
-  output \port$6093$0 ;
-  wire \port$6093$0 ;
-  output \port$6146$0 ;
-  wire \port$6146$0 ;
-  output \port$6199$0 ;
-  wire \port$6199$0 ;
-  output \port$6252$0 ;
-  wire \port$6252$0 ;
+  output [15:0] \port$5948$0 ;
+  wire [15:0] \port$5948$0 ;
+  output [15:0] \port$5988$0 ;
+  wire [15:0] \port$5988$0 ;
+  output [15:0] \port$6028$0 ;
+  wire [15:0] \port$6028$0 ;
+  output [15:0] \port$6068$0 ;
+  wire [15:0] \port$6068$0 ;
+  output \port$6121$0 ;
+  wire \port$6121$0 ;
+  output \port$6174$0 ;
+  wire \port$6174$0 ;
+  output \port$6227$0 ;
+  wire \port$6227$0 ;
+  output \port$6280$0 ;
+  wire \port$6280$0 ;
   wire [3:0] saturated;
   input [5:0] shift;
   wire [5:0] shift;
@@ -18474,14 +18607,14 @@ module \ttsnn_accel.backward.core.requant (\port$5920$0 , \port$5960$0 , \port$6
   assign \$372  = $signed(\$359 ) != $signed(\$371 );
   assign o = { \$160 , \$120 , \$80 , \$40  };
   assign saturated = { \$372 , \$319 , \$266 , \$213  };
-  assign \port$5920$0  = \$40 ;
-  assign \port$5960$0  = \$80 ;
-  assign \port$6000$0  = \$120 ;
-  assign \port$6040$0  = \$160 ;
-  assign \port$6093$0  = \$213 ;
-  assign \port$6146$0  = \$266 ;
-  assign \port$6199$0  = \$319 ;
-  assign \port$6252$0  = \$372 ;
+  assign \port$5948$0  = \$40 ;
+  assign \port$5988$0  = \$80 ;
+  assign \port$6028$0  = \$120 ;
+  assign \port$6068$0  = \$160 ;
+  assign \port$6121$0  = \$213 ;
+  assign \port$6174$0  = \$266 ;
+  assign \port$6227$0  = \$319 ;
+  assign \port$6280$0  = \$372 ;
   assign \$11  = { \$10 [37], \$10 [37:1] };
   assign \$24  = { \$23 [37], \$23 [37:1] };
   assign \$37  = { \$36 [37], \$36 [37:1] };
@@ -18513,7 +18646,7 @@ module \ttsnn_accel.backward.core.requant (\port$5920$0 , \port$5960$0 , \port$6
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4594$0 , \port$4599$0 , \port$4604$0 , \port$4609$0 , rd_data, addr, clear, clk);
+module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4622$0 , \port$4627$0 , \port$4632$0 , \port$4637$0 , rd_data, addr, clear, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [39:0] \$1 ;
   wire [39:0] \$2 ;
@@ -18534,14 +18667,14 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4594$
   reg clear1 = 1'h0;
   input clk;
   wire clk;
-  input [23:0] \port$4594$0 ;
-  wire [23:0] \port$4594$0 ;
-  input [23:0] \port$4599$0 ;
-  wire [23:0] \port$4599$0 ;
-  input [23:0] \port$4604$0 ;
-  wire [23:0] \port$4604$0 ;
-  input [23:0] \port$4609$0 ;
-  wire [23:0] \port$4609$0 ;
+  input [23:0] \port$4622$0 ;
+  wire [23:0] \port$4622$0 ;
+  input [23:0] \port$4627$0 ;
+  wire [23:0] \port$4627$0 ;
+  input [23:0] \port$4632$0 ;
+  wire [23:0] \port$4632$0 ;
+  input [23:0] \port$4637$0 ;
+  wire [23:0] \port$4637$0 ;
   reg [95:0] prod1 = 96'h000000000000000000000000;
   wire [95:0] product;
   wire [8:0] rd__addr;
@@ -19134,7 +19267,7 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4594$
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$8  = { \port$4609$0 , \port$4604$0 , \port$4599$0 , \port$4594$0  };
+    \$8  = { \port$4637$0 , \port$4632$0 , \port$4627$0 , \port$4622$0  };
     if (rst) begin
       \$8  = 96'h000000000000000000000000;
     end
@@ -19144,12 +19277,12 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4594$
   assign addr1 = wr__addr;
   assign wr__data = { total3[39:0], total2[39:0], total1[39:0], total0[39:0] };
   assign saturated = 4'h0;
-  assign product = { \port$4609$0 , \port$4604$0 , \port$4599$0 , \port$4594$0  };
+  assign product = { \port$4637$0 , \port$4632$0 , \port$4627$0 , \port$4622$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$6303$0 , \port$6309$0 , \port$6315$0 , \port$6321$0 , g_cur__en, busy, \port$6617$0 
-, \port$6659$0 , \port$6701$0 , \port$6743$0 , stage, counts, go, g_a4__addr, g_cur__addr, clk);
+module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$6331$0 , \port$6337$0 , \port$6343$0 , \port$6349$0 , g_cur__en, busy, \port$6645$0 
+, \port$6687$0 , \port$6729$0 , \port$6771$0 , stage, counts, go, g_a4__addr, g_cur__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [8:0] \$1 ;
   wire [49:0] \$10 ;
@@ -19559,22 +19692,22 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   wire [5:0] height_shift;
   wire [7:0] leak_mul;
   wire [5:0] leak_shift;
-  output [15:0] \port$6303$0 ;
-  wire [15:0] \port$6303$0 ;
-  output [15:0] \port$6309$0 ;
-  wire [15:0] \port$6309$0 ;
-  output [15:0] \port$6315$0 ;
-  wire [15:0] \port$6315$0 ;
-  output [15:0] \port$6321$0 ;
-  wire [15:0] \port$6321$0 ;
-  output [15:0] \port$6617$0 ;
-  wire [15:0] \port$6617$0 ;
-  output [15:0] \port$6659$0 ;
-  wire [15:0] \port$6659$0 ;
-  output [15:0] \port$6701$0 ;
-  wire [15:0] \port$6701$0 ;
-  output [15:0] \port$6743$0 ;
-  wire [15:0] \port$6743$0 ;
+  output [15:0] \port$6331$0 ;
+  wire [15:0] \port$6331$0 ;
+  output [15:0] \port$6337$0 ;
+  wire [15:0] \port$6337$0 ;
+  output [15:0] \port$6343$0 ;
+  wire [15:0] \port$6343$0 ;
+  output [15:0] \port$6349$0 ;
+  wire [15:0] \port$6349$0 ;
+  output [15:0] \port$6645$0 ;
+  wire [15:0] \port$6645$0 ;
+  output [15:0] \port$6687$0 ;
+  wire [15:0] \port$6687$0 ;
+  output [15:0] \port$6729$0 ;
+  wire [15:0] \port$6729$0 ;
+  output [15:0] \port$6771$0 ;
+  wire [15:0] \port$6771$0 ;
   input rst;
   wire rst;
   reg run = 1'h0;
@@ -19583,8 +19716,8 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   wire [3:0] sat_lif;
   wire [63:0] scale;
   wire [3:0] spike;
-  input [402:0] stage;
-  wire [402:0] stage;
+  input [626:0] stage;
+  wire [626:0] stage;
   wire [19:0] \stage.acc_base ;
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
@@ -19601,10 +19734,17 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   wire [1:0] \stage.gy ;
   wire [15:0] \stage.height_mul ;
   wire [5:0] \stage.height_shift ;
+  wire [31:0] \stage.idx_base ;
+  wire [31:0] \stage.idx_c ;
+  wire [31:0] \stage.idx_t ;
+  wire [31:0] \stage.idx_y ;
   wire [19:0] \stage.in_base ;
   wire [15:0] \stage.in_channels ;
   wire [15:0] \stage.in_cols ;
   wire [15:0] \stage.in_rows ;
+  wire [31:0] \stage.key ;
+  wire [31:0] \stage.key_affine ;
+  wire [31:0] \stage.key_leak ;
   wire [1:0] \stage.kind ;
   wire [15:0] \stage.leak_mul ;
   wire [5:0] \stage.leak_shift ;
@@ -19979,27 +20119,27 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
     .g_extra(g_extra),
     .height_mul(stage[366:359]),
     .leak_shift(stage[402:397]),
-    .\port$1313$0 (trace__data[1:0]),
-    .\port$1313$12 (trace__data[13:12]),
-    .\port$1313$4 (trace__data[5:4]),
-    .\port$1313$8 (trace__data[9:8]),
-    .\port$6789$0 (\$325 ),
-    .\port$6835$0 (\$326 ),
-    .\port$6881$0 (\$327 ),
-    .\port$6927$0 (\$328 ),
-    .\port$6928$0 (\$329 ),
-    .\port$6929$0 (\$330 ),
-    .\port$6930$0 (\$331 ),
-    .\port$6931$0 (\$332 ),
-    .\port$6933$0 (\$333 ),
-    .\port$6935$0 (\$334 ),
-    .\port$6937$0 (\$335 ),
-    .\port$6939$0 (\$336 ),
-    .\port$7000$0 (\$337 ),
-    .\port$7061$0 (\$338 ),
-    .\port$7122$0 (\$339 ),
-    .\port$7183$0 (\$340 ),
-    .\port$7201$375 (stage[388:375]),
+    .\port$1341$0 (trace__data[1:0]),
+    .\port$1341$12 (trace__data[13:12]),
+    .\port$1341$4 (trace__data[5:4]),
+    .\port$1341$8 (trace__data[9:8]),
+    .\port$6817$0 (\$325 ),
+    .\port$6863$0 (\$326 ),
+    .\port$6909$0 (\$327 ),
+    .\port$6955$0 (\$328 ),
+    .\port$6956$0 (\$329 ),
+    .\port$6957$0 (\$330 ),
+    .\port$6958$0 (\$331 ),
+    .\port$6959$0 (\$332 ),
+    .\port$6961$0 (\$333 ),
+    .\port$6963$0 (\$334 ),
+    .\port$6965$0 (\$335 ),
+    .\port$6967$0 (\$336 ),
+    .\port$7028$0 (\$337 ),
+    .\port$7089$0 (\$338 ),
+    .\port$7150$0 (\$339 ),
+    .\port$7211$0 (\$340 ),
+    .\port$7229$375 (stage[388:375]),
     .scale(scale)
   );
   always @* begin
@@ -20204,14 +20344,14 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign e__addr = \$13 [19:0];
   assign extra__addr = \$22 [19:0];
   assign trace__addr = \$30 [19:0];
-  assign \port$6303$0  = \$43 ;
-  assign \port$6309$0  = \$49 ;
-  assign \port$6315$0  = \$55 ;
-  assign \port$6321$0  = \$61 ;
-  assign \port$6617$0  = \$318 ;
-  assign \port$6659$0  = \$320 ;
-  assign \port$6701$0  = \$322 ;
-  assign \port$6743$0  = \$324 ;
+  assign \port$6331$0  = \$43 ;
+  assign \port$6337$0  = \$49 ;
+  assign \port$6343$0  = \$55 ;
+  assign \port$6349$0  = \$61 ;
+  assign \port$6645$0  = \$318 ;
+  assign \port$6687$0  = \$320 ;
+  assign \port$6729$0  = \$322 ;
+  assign \port$6771$0  = \$324 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -20249,6 +20389,13 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign \stage.height_shift  = stage[380:375];
   assign \stage.leak_mul  = stage[396:381];
   assign \stage.leak_shift  = stage[402:397];
+  assign \stage.idx_base  = stage[434:403];
+  assign \stage.idx_t  = stage[466:435];
+  assign \stage.idx_c  = stage[498:467];
+  assign \stage.idx_y  = stage[530:499];
+  assign \stage.key  = stage[562:531];
+  assign \stage.key_leak  = stage[594:563];
+  assign \stage.key_affine  = stage[626:595];
   assign \counts.lifg_busy  = counts[0];
   assign \counts.lifg_updates  = counts[3:1];
   assign \counts.trace_reads  = counts[4];
@@ -20281,8 +20428,8 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313$8 , \port$1313$12 , d_next, g_extra, scale, d0, g_cur0, d1, g_cur1, d2, g_cur2, d3, g_cur3, \port$6789$0 , \port$6835$0 , \port$6881$0 , \port$6927$0 , \port$6928$0 , \port$6929$0 
-, \port$6930$0 , \port$6931$0 , \port$6933$0 , \port$6935$0 , \port$6937$0 , \port$6939$0 , \port$7000$0 , \port$7061$0 , \port$7122$0 , \port$7183$0 , affine_shift, height_mul, \port$7201$375 , leak_shift, e);
+module \ttsnn_accel.backward.lif.lanes (\port$1341$0 , \port$1341$4 , \port$1341$8 , \port$1341$12 , d_next, g_extra, scale, d0, g_cur0, d1, g_cur1, d2, g_cur2, d3, g_cur3, \port$6817$0 , \port$6863$0 , \port$6909$0 , \port$6955$0 , \port$6956$0 , \port$6957$0 
+, \port$6958$0 , \port$6959$0 , \port$6961$0 , \port$6963$0 , \port$6965$0 , \port$6967$0 , \port$7028$0 , \port$7089$0 , \port$7150$0 , \port$7211$0 , affine_shift, height_mul, \port$7229$375 , leak_shift, e);
   wire \$1 ;
   wire [5:0] \$10 ;
   wire [5:0] \$100 ;
@@ -20916,48 +21063,48 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
   wire [7:0] leak_mul;
   input [5:0] leak_shift;
   wire [5:0] leak_shift;
-  input [1:0] \port$1313$0 ;
-  wire [1:0] \port$1313$0 ;
-  input [1:0] \port$1313$12 ;
-  wire [1:0] \port$1313$12 ;
-  input [1:0] \port$1313$4 ;
-  wire [1:0] \port$1313$4 ;
-  input [1:0] \port$1313$8 ;
-  wire [1:0] \port$1313$8 ;
-  output [15:0] \port$6789$0 ;
-  wire [15:0] \port$6789$0 ;
-  output [15:0] \port$6835$0 ;
-  wire [15:0] \port$6835$0 ;
-  output [15:0] \port$6881$0 ;
-  wire [15:0] \port$6881$0 ;
-  output [15:0] \port$6927$0 ;
-  wire [15:0] \port$6927$0 ;
-  output \port$6928$0 ;
-  wire \port$6928$0 ;
-  output \port$6929$0 ;
-  wire \port$6929$0 ;
-  output \port$6930$0 ;
-  wire \port$6930$0 ;
-  output \port$6931$0 ;
-  wire \port$6931$0 ;
-  output \port$6933$0 ;
-  wire \port$6933$0 ;
-  output \port$6935$0 ;
-  wire \port$6935$0 ;
-  output \port$6937$0 ;
-  wire \port$6937$0 ;
-  output \port$6939$0 ;
-  wire \port$6939$0 ;
-  output \port$7000$0 ;
-  wire \port$7000$0 ;
-  output \port$7061$0 ;
-  wire \port$7061$0 ;
-  output \port$7122$0 ;
-  wire \port$7122$0 ;
-  output \port$7183$0 ;
-  wire \port$7183$0 ;
-  input [13:0] \port$7201$375 ;
-  wire [13:0] \port$7201$375 ;
+  input [1:0] \port$1341$0 ;
+  wire [1:0] \port$1341$0 ;
+  input [1:0] \port$1341$12 ;
+  wire [1:0] \port$1341$12 ;
+  input [1:0] \port$1341$4 ;
+  wire [1:0] \port$1341$4 ;
+  input [1:0] \port$1341$8 ;
+  wire [1:0] \port$1341$8 ;
+  output [15:0] \port$6817$0 ;
+  wire [15:0] \port$6817$0 ;
+  output [15:0] \port$6863$0 ;
+  wire [15:0] \port$6863$0 ;
+  output [15:0] \port$6909$0 ;
+  wire [15:0] \port$6909$0 ;
+  output [15:0] \port$6955$0 ;
+  wire [15:0] \port$6955$0 ;
+  output \port$6956$0 ;
+  wire \port$6956$0 ;
+  output \port$6957$0 ;
+  wire \port$6957$0 ;
+  output \port$6958$0 ;
+  wire \port$6958$0 ;
+  output \port$6959$0 ;
+  wire \port$6959$0 ;
+  output \port$6961$0 ;
+  wire \port$6961$0 ;
+  output \port$6963$0 ;
+  wire \port$6963$0 ;
+  output \port$6965$0 ;
+  wire \port$6965$0 ;
+  output \port$6967$0 ;
+  wire \port$6967$0 ;
+  output \port$7028$0 ;
+  wire \port$7028$0 ;
+  output \port$7089$0 ;
+  wire \port$7089$0 ;
+  output \port$7150$0 ;
+  wire \port$7150$0 ;
+  output \port$7211$0 ;
+  wire \port$7211$0 ;
+  input [13:0] \port$7229$375 ;
+  wire [13:0] \port$7229$375 ;
   wire [3:0] sat_affine;
   wire [3:0] sat_current;
   wire [3:0] sat_lif;
@@ -21164,34 +21311,34 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
   assign \$597  = $signed(\$596 ) + $signed(2'h1);
   assign \$599  = \$586  ? \$591  : \$598 [31:0];
   assign \$600  = $signed(\$585 ) != $signed(\$599 );
-  assign \$1  = ! \port$7201$375 [5:0];
+  assign \$1  = ! \port$7229$375 [5:0];
   assign \$2  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
-  assign \$3  = ! \port$7201$375 [5:0];
-  assign \$4  = \port$7201$375 [5:0] - 1'h1;
+  assign \$3  = ! \port$7229$375 [5:0];
+  assign \$4  = \port$7229$375 [5:0] - 1'h1;
   assign \$5  = \$3  ? 6'h00 : \$4 [5:0];
   assign \$6  = $signed(\$2 ) >>> \$5 ;
   assign \$7  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
-  assign \$8  = ! \port$7201$375 [5:0];
-  assign \$9  = \port$7201$375 [5:0] - 1'h1;
+  assign \$8  = ! \port$7229$375 [5:0];
+  assign \$9  = \port$7229$375 [5:0] - 1'h1;
   assign \$10  = \$8  ? 6'h00 : \$9 [5:0];
   assign \$11  = $signed(\$7 ) >>> \$10 ;
   assign \$12  = $signed(\$11 ) + $signed(2'h1);
   assign \$14  = \$1  ? \$6  : \$13 [23:0];
-  assign \$15  = \port$1313$0 [1] ? \$14  : 24'h000000;
+  assign \$15  = \port$1341$0 [1] ? \$14  : 24'h000000;
   assign \$16  = ! leak_shift;
-  assign \$17  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$17  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$7229$375 [13:6] });
   assign \$18  = ! leak_shift;
   assign \$19  = leak_shift - 1'h1;
   assign \$20  = \$18  ? 6'h00 : \$19 [5:0];
   assign \$21  = $signed(\$17 ) >>> \$20 ;
-  assign \$22  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$22  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$7229$375 [13:6] });
   assign \$23  = ! leak_shift;
   assign \$24  = leak_shift - 1'h1;
   assign \$25  = \$23  ? 6'h00 : \$24 [5:0];
   assign \$26  = $signed(\$22 ) >>> \$25 ;
   assign \$27  = $signed(\$26 ) + $signed(2'h1);
   assign \$29  = \$16  ? \$21  : \$28 [23:0];
-  assign \$30  = \port$1313$0 [0] ? 24'h000000 : \$29 ;
+  assign \$30  = \port$1341$0 [0] ? 24'h000000 : \$29 ;
   assign \$31  = $signed(\$15 ) + $signed(\$30 );
   assign \$32  = $signed(\$31 ) > $signed(16'h7fff);
   assign \$33  = $signed(\$31 ) < $signed(16'h8000);
@@ -21204,34 +21351,34 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
   assign \$39  = $signed(d0) + $signed(g_extra[15:0]);
   assign \$40  = \$38  ? 16'h8000 : \$39 [15:0];
   assign g_cur0 = \$36  ? 16'h7fff : \$40 ;
-  assign \$41  = ! \port$7201$375 [5:0];
+  assign \$41  = ! \port$7229$375 [5:0];
   assign \$42  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
-  assign \$43  = ! \port$7201$375 [5:0];
-  assign \$44  = \port$7201$375 [5:0] - 1'h1;
+  assign \$43  = ! \port$7229$375 [5:0];
+  assign \$44  = \port$7229$375 [5:0] - 1'h1;
   assign \$45  = \$43  ? 6'h00 : \$44 [5:0];
   assign \$46  = $signed(\$42 ) >>> \$45 ;
   assign \$47  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
-  assign \$48  = ! \port$7201$375 [5:0];
-  assign \$49  = \port$7201$375 [5:0] - 1'h1;
+  assign \$48  = ! \port$7229$375 [5:0];
+  assign \$49  = \port$7229$375 [5:0] - 1'h1;
   assign \$50  = \$48  ? 6'h00 : \$49 [5:0];
   assign \$51  = $signed(\$47 ) >>> \$50 ;
   assign \$52  = $signed(\$51 ) + $signed(2'h1);
   assign \$54  = \$41  ? \$46  : \$53 [23:0];
-  assign \$55  = \port$1313$4 [1] ? \$54  : 24'h000000;
+  assign \$55  = \port$1341$4 [1] ? \$54  : 24'h000000;
   assign \$56  = ! leak_shift;
-  assign \$57  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$57  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$7229$375 [13:6] });
   assign \$58  = ! leak_shift;
   assign \$59  = leak_shift - 1'h1;
   assign \$60  = \$58  ? 6'h00 : \$59 [5:0];
   assign \$61  = $signed(\$57 ) >>> \$60 ;
-  assign \$62  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$62  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$7229$375 [13:6] });
   assign \$63  = ! leak_shift;
   assign \$64  = leak_shift - 1'h1;
   assign \$65  = \$63  ? 6'h00 : \$64 [5:0];
   assign \$66  = $signed(\$62 ) >>> \$65 ;
   assign \$67  = $signed(\$66 ) + $signed(2'h1);
   assign \$69  = \$56  ? \$61  : \$68 [23:0];
-  assign \$70  = \port$1313$4 [0] ? 24'h000000 : \$69 ;
+  assign \$70  = \port$1341$4 [0] ? 24'h000000 : \$69 ;
   assign \$71  = $signed(\$55 ) + $signed(\$70 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
   assign \$73  = $signed(\$71 ) < $signed(16'h8000);
@@ -21244,34 +21391,34 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
   assign \$79  = $signed(d1) + $signed(g_extra[31:16]);
   assign \$80  = \$78  ? 16'h8000 : \$79 [15:0];
   assign g_cur1 = \$76  ? 16'h7fff : \$80 ;
-  assign \$81  = ! \port$7201$375 [5:0];
+  assign \$81  = ! \port$7229$375 [5:0];
   assign \$82  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
-  assign \$83  = ! \port$7201$375 [5:0];
-  assign \$84  = \port$7201$375 [5:0] - 1'h1;
+  assign \$83  = ! \port$7229$375 [5:0];
+  assign \$84  = \port$7229$375 [5:0] - 1'h1;
   assign \$85  = \$83  ? 6'h00 : \$84 [5:0];
   assign \$86  = $signed(\$82 ) >>> \$85 ;
   assign \$87  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
-  assign \$88  = ! \port$7201$375 [5:0];
-  assign \$89  = \port$7201$375 [5:0] - 1'h1;
+  assign \$88  = ! \port$7229$375 [5:0];
+  assign \$89  = \port$7229$375 [5:0] - 1'h1;
   assign \$90  = \$88  ? 6'h00 : \$89 [5:0];
   assign \$91  = $signed(\$87 ) >>> \$90 ;
   assign \$92  = $signed(\$91 ) + $signed(2'h1);
   assign \$94  = \$81  ? \$86  : \$93 [23:0];
-  assign \$95  = \port$1313$8 [1] ? \$94  : 24'h000000;
+  assign \$95  = \port$1341$8 [1] ? \$94  : 24'h000000;
   assign \$96  = ! leak_shift;
-  assign \$97  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$97  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$7229$375 [13:6] });
   assign \$98  = ! leak_shift;
   assign \$99  = leak_shift - 1'h1;
   assign \$100  = \$98  ? 6'h00 : \$99 [5:0];
   assign \$101  = $signed(\$97 ) >>> \$100 ;
-  assign \$102  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$102  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$7229$375 [13:6] });
   assign \$103  = ! leak_shift;
   assign \$104  = leak_shift - 1'h1;
   assign \$105  = \$103  ? 6'h00 : \$104 [5:0];
   assign \$106  = $signed(\$102 ) >>> \$105 ;
   assign \$107  = $signed(\$106 ) + $signed(2'h1);
   assign \$109  = \$96  ? \$101  : \$108 [23:0];
-  assign \$110  = \port$1313$8 [0] ? 24'h000000 : \$109 ;
+  assign \$110  = \port$1341$8 [0] ? 24'h000000 : \$109 ;
   assign \$111  = $signed(\$95 ) + $signed(\$110 );
   assign \$112  = $signed(\$111 ) > $signed(16'h7fff);
   assign \$113  = $signed(\$111 ) < $signed(16'h8000);
@@ -21284,34 +21431,34 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
   assign \$119  = $signed(d2) + $signed(g_extra[47:32]);
   assign \$120  = \$118  ? 16'h8000 : \$119 [15:0];
   assign g_cur2 = \$116  ? 16'h7fff : \$120 ;
-  assign \$121  = ! \port$7201$375 [5:0];
+  assign \$121  = ! \port$7229$375 [5:0];
   assign \$122  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
-  assign \$123  = ! \port$7201$375 [5:0];
-  assign \$124  = \port$7201$375 [5:0] - 1'h1;
+  assign \$123  = ! \port$7229$375 [5:0];
+  assign \$124  = \port$7229$375 [5:0] - 1'h1;
   assign \$125  = \$123  ? 6'h00 : \$124 [5:0];
   assign \$126  = $signed(\$122 ) >>> \$125 ;
   assign \$127  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
-  assign \$128  = ! \port$7201$375 [5:0];
-  assign \$129  = \port$7201$375 [5:0] - 1'h1;
+  assign \$128  = ! \port$7229$375 [5:0];
+  assign \$129  = \port$7229$375 [5:0] - 1'h1;
   assign \$130  = \$128  ? 6'h00 : \$129 [5:0];
   assign \$131  = $signed(\$127 ) >>> \$130 ;
   assign \$132  = $signed(\$131 ) + $signed(2'h1);
   assign \$134  = \$121  ? \$126  : \$133 [23:0];
-  assign \$135  = \port$1313$12 [1] ? \$134  : 24'h000000;
+  assign \$135  = \port$1341$12 [1] ? \$134  : 24'h000000;
   assign \$136  = ! leak_shift;
-  assign \$137  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$137  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$7229$375 [13:6] });
   assign \$138  = ! leak_shift;
   assign \$139  = leak_shift - 1'h1;
   assign \$140  = \$138  ? 6'h00 : \$139 [5:0];
   assign \$141  = $signed(\$137 ) >>> \$140 ;
-  assign \$142  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$142  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$7229$375 [13:6] });
   assign \$143  = ! leak_shift;
   assign \$144  = leak_shift - 1'h1;
   assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
   assign \$146  = $signed(\$142 ) >>> \$145 ;
   assign \$147  = $signed(\$146 ) + $signed(2'h1);
   assign \$149  = \$136  ? \$141  : \$148 [23:0];
-  assign \$150  = \port$1313$12 [0] ? 24'h000000 : \$149 ;
+  assign \$150  = \port$1341$12 [0] ? 24'h000000 : \$149 ;
   assign \$151  = $signed(\$135 ) + $signed(\$150 );
   assign \$152  = $signed(\$151 ) > $signed(16'h7fff);
   assign \$153  = $signed(\$151 ) < $signed(16'h8000);
@@ -21542,10 +21689,10 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
   assign \$390  = affine_shift - 1'h1;
   assign \$391  = \$389  ? 6'h00 : \$390 [5:0];
   assign v0 = { \$31 [24], \$31 [24], \$31  };
-  assign window = { \port$1313$12 [1], \port$1313$8 [1], \port$1313$4 [1], \port$1313$0 [1] };
-  assign height_shift = \port$7201$375 [5:0];
-  assign spike = { \port$1313$12 [0], \port$1313$8 [0], \port$1313$4 [0], \port$1313$0 [0] };
-  assign leak_mul = \port$7201$375 [13:6];
+  assign window = { \port$1341$12 [1], \port$1341$8 [1], \port$1341$4 [1], \port$1341$0 [1] };
+  assign height_shift = \port$7229$375 [5:0];
+  assign spike = { \port$1341$12 [0], \port$1341$8 [0], \port$1341$4 [0], \port$1341$0 [0] };
+  assign leak_mul = \port$7229$375 [13:6];
   assign v1 = { \$71 [24], \$71 [24], \$71  };
   assign v2 = { \$111 [24], \$111 [24], \$111  };
   assign v3 = { \$151 [24], \$151 [24], \$151  };
@@ -21555,22 +21702,22 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
   assign sat_lif = { \$348 , \$347 , \$346 , \$345  };
   assign sat_current = { \$356 , \$354 , \$352 , \$350  };
   assign sat_affine = { \$600 , \$539 , \$478 , \$417  };
-  assign \port$6789$0  = \$206 ;
-  assign \port$6835$0  = \$252 ;
-  assign \port$6881$0  = \$298 ;
-  assign \port$6927$0  = \$344 ;
-  assign \port$6928$0  = \$345 ;
-  assign \port$6929$0  = \$346 ;
-  assign \port$6930$0  = \$347 ;
-  assign \port$6931$0  = \$348 ;
-  assign \port$6933$0  = \$350 ;
-  assign \port$6935$0  = \$352 ;
-  assign \port$6937$0  = \$354 ;
-  assign \port$6939$0  = \$356 ;
-  assign \port$7000$0  = \$417 ;
-  assign \port$7061$0  = \$478 ;
-  assign \port$7122$0  = \$539 ;
-  assign \port$7183$0  = \$600 ;
+  assign \port$6817$0  = \$206 ;
+  assign \port$6863$0  = \$252 ;
+  assign \port$6909$0  = \$298 ;
+  assign \port$6955$0  = \$344 ;
+  assign \port$6956$0  = \$345 ;
+  assign \port$6957$0  = \$346 ;
+  assign \port$6958$0  = \$347 ;
+  assign \port$6959$0  = \$348 ;
+  assign \port$6961$0  = \$350 ;
+  assign \port$6963$0  = \$352 ;
+  assign \port$6965$0  = \$354 ;
+  assign \port$6967$0  = \$356 ;
+  assign \port$7028$0  = \$417 ;
+  assign \port$7089$0  = \$478 ;
+  assign \port$7150$0  = \$539 ;
+  assign \port$7211$0  = \$600 ;
   assign \$13  = { \$12 [24], \$12 [24:1] };
   assign \$28  = { \$27 [24], \$27 [24:1] };
   assign \$53  = { \$52 [24], \$52 [24:1] };
@@ -21610,7 +21757,7 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike_in__addr, w1__en, line1__addr, \port$1433$0 , \port$1437$0 , \port$1441$0 , \port$1445$0 , busy, in_rows, desc, geo, counts, line1__en, w1__addr, in_consumed, rows_done
+module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike_in__addr, w1__en, line1__addr, \port$1461$0 , \port$1465$0 , \port$1469$0 , \port$1473$0 , busy, in_rows, desc, geo, counts, line1__en, w1__addr, in_consumed, rows_done
 , released, released_e1_order, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
@@ -22290,14 +22437,14 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   wire [7:0] o;
   wire [15:0] pi1;
   reg [15:0] pix1 = 16'h0000;
-  output [7:0] \port$1433$0 ;
-  wire [7:0] \port$1433$0 ;
-  output [7:0] \port$1437$0 ;
-  wire [7:0] \port$1437$0 ;
-  output [7:0] \port$1441$0 ;
-  wire [7:0] \port$1441$0 ;
-  output [7:0] \port$1445$0 ;
-  wire [7:0] \port$1445$0 ;
+  output [7:0] \port$1461$0 ;
+  wire [7:0] \port$1461$0 ;
+  output [7:0] \port$1465$0 ;
+  wire [7:0] \port$1465$0 ;
+  output [7:0] \port$1469$0 ;
+  wire [7:0] \port$1469$0 ;
+  output [7:0] \port$1473$0 ;
+  wire [7:0] \port$1473$0 ;
   reg [1:0] qm3_1 = 2'h0;
   input [15:0] released;
   wire [15:0] released;
@@ -23401,10 +23548,10 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   assign line1__data = { \$125 , \$121 , \$117 , \$113  };
   assign spike_in__addr = \$87 [15:0];
   assign line1__addr = \$109 [15:0];
-  assign \port$1433$0  = \$113 ;
-  assign \port$1437$0  = \$117 ;
-  assign \port$1441$0  = \$121 ;
-  assign \port$1445$0  = \$125 ;
+  assign \port$1461$0  = \$113 ;
+  assign \port$1465$0  = \$117 ;
+  assign \port$1469$0  = \$121 ;
+  assign \port$1473$0  = \$125 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -23650,7 +23797,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr
-, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, q23_rows, busy, \port$3315$0 , \port$3355$0 , \port$3395$0 , \port$3435$0 , desc, geo, e1_rows, counts, released, released_e1_order, e4_released, clk
+, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, q23_rows, busy, \port$3343$0 , \port$3383$0 , \port$3423$0 , \port$3463$0 , desc, geo, e1_rows, counts, released, released_e1_order, e4_released, clk
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
@@ -24509,14 +24656,14 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   reg [2:0] \p_wr_addr$82 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  output [7:0] \port$3315$0 ;
-  wire [7:0] \port$3315$0 ;
-  output [7:0] \port$3355$0 ;
-  wire [7:0] \port$3355$0 ;
-  output [7:0] \port$3395$0 ;
-  wire [7:0] \port$3395$0 ;
-  output [7:0] \port$3435$0 ;
-  wire [7:0] \port$3435$0 ;
+  output [7:0] \port$3343$0 ;
+  wire [7:0] \port$3343$0 ;
+  output [7:0] \port$3383$0 ;
+  wire [7:0] \port$3383$0 ;
+  output [7:0] \port$3423$0 ;
+  wire [7:0] \port$3423$0 ;
+  output [7:0] \port$3463$0 ;
+  wire [7:0] \port$3463$0 ;
   output [15:0] q23_rows;
   wire [15:0] q23_rows;
   output [15:0] released;
@@ -25140,17 +25287,17 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   \ttsnn_accel.e23.adder  adder (
     .a(i),
     .b(\b$92 ),
-    .\port$3436$0 (\$485 ),
-    .\port$3437$0 (\$486 ),
-    .\port$3438$0 (\$487 ),
-    .\port$3439$0 (\$488 )
+    .\port$3464$0 (\$485 ),
+    .\port$3465$0 (\$486 ),
+    .\port$3466$0 (\$487 ),
+    .\port$3467$0 (\$488 )
   );
   \ttsnn_accel.e23.cluster2  cluster2 (
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$7549$18 (a[21:18]),
-    .\port$7549$2 (a[4:2]),
+    .\port$7577$18 (a[21:18]),
+    .\port$7577$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -25216,19 +25363,19 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   );
   \ttsnn_accel.e23.requant2  requant2 (
     .i(i),
-    .\port$3315$0 (\$481 ),
-    .\port$3355$0 (\$482 ),
-    .\port$3395$0 (\$483 ),
-    .\port$3435$0 (\$484 ),
+    .\port$3343$0 (\$481 ),
+    .\port$3383$0 (\$482 ),
+    .\port$3423$0 (\$483 ),
+    .\port$3463$0 (\$484 ),
     .rnd(desc[205]),
     .shift(desc[138:133])
   );
   \ttsnn_accel.e23.requant3  requant3 (
     .i(\i$98 ),
-    .\port$3479$0 (\$489 ),
-    .\port$3519$0 (\$490 ),
-    .\port$3559$0 (\$491 ),
-    .\port$3599$0 (\$492 ),
+    .\port$3507$0 (\$489 ),
+    .\port$3547$0 (\$490 ),
+    .\port$3587$0 (\$491 ),
+    .\port$3627$0 (\$492 ),
     .rnd(desc[205]),
     .shift(\$249 [5:0])
   );
@@ -25523,10 +25670,10 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign w3__addr = \$189 [15:0];
   assign row2__addr = \$245 [15:0];
   assign line4__addr = \$280 [15:0];
-  assign \port$3315$0  = \$481 ;
-  assign \port$3355$0  = \$482 ;
-  assign \port$3395$0  = \$483 ;
-  assign \port$3435$0  = \$484 ;
+  assign \port$3343$0  = \$481 ;
+  assign \port$3383$0  = \$482 ;
+  assign \port$3423$0  = \$483 ;
+  assign \port$3463$0  = \$484 ;
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -25888,7 +26035,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.adder (\port$3437$0 , \port$3438$0 , \port$3439$0 , a, b, \port$3436$0 );
+module \ttsnn_accel.e23.adder (\port$3465$0 , \port$3466$0 , \port$3467$0 , a, b, \port$3464$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$2 ;
   wire [16:0] \$3 ;
@@ -25898,27 +26045,27 @@ module \ttsnn_accel.e23.adder (\port$3437$0 , \port$3438$0 , \port$3439$0 , a, b
   input [63:0] b;
   wire [63:0] b;
   wire [67:0] o;
-  output [16:0] \port$3436$0 ;
-  wire [16:0] \port$3436$0 ;
-  output [16:0] \port$3437$0 ;
-  wire [16:0] \port$3437$0 ;
-  output [16:0] \port$3438$0 ;
-  wire [16:0] \port$3438$0 ;
-  output [16:0] \port$3439$0 ;
-  wire [16:0] \port$3439$0 ;
+  output [16:0] \port$3464$0 ;
+  wire [16:0] \port$3464$0 ;
+  output [16:0] \port$3465$0 ;
+  wire [16:0] \port$3465$0 ;
+  output [16:0] \port$3466$0 ;
+  wire [16:0] \port$3466$0 ;
+  output [16:0] \port$3467$0 ;
+  wire [16:0] \port$3467$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
   assign \$4  = $signed(a[63:48]) + $signed(b[63:48]);
   assign o = { \$4 , \$3 , \$2 , \$1  };
-  assign \port$3436$0  = \$1 ;
-  assign \port$3437$0  = \$2 ;
-  assign \port$3438$0  = \$3 ;
-  assign \port$3439$0  = \$4 ;
+  assign \port$3464$0  = \$1 ;
+  assign \port$3465$0  = \$2 ;
+  assign \port$3466$0  = \$3 ;
+  assign \port$3467$0  = \$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, ww__en, pw__en, pack, pw__data, wr__addr, pr__addr, \port$7549$2 , ww__addr, \port$7549$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, ww__en, pw__en, pack, pw__data, wr__addr, pr__addr, \port$7577$2 , ww__addr, \port$7577$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -26038,10 +26185,10 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$7549$18 ;
-  wire [3:0] \port$7549$18 ;
-  input [2:0] \port$7549$2 ;
-  wire [2:0] \port$7549$2 ;
+  input [3:0] \port$7577$18 ;
+  wire [3:0] \port$7577$18 ;
+  input [2:0] \port$7577$2 ;
+  wire [2:0] \port$7577$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -26137,91 +26284,91 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$7549$18 [0] * 4'h8;
+  assign \$100  = \port$7577$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$7549$18 [0] * 4'h8;
+  assign \$103  = \port$7577$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$7549$18 [0] * 4'h8;
+  assign \$106  = \port$7577$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$7549$18 [1:0] * 4'h8;
+  assign \$110  = \port$7577$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$7549$18 [1:0] * 4'h8;
+  assign \$113  = \port$7577$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$7549$18 [1:0] * 4'h8;
+  assign \$116  = \port$7577$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$7549$18 [3:2] * 4'h8;
+  assign \$121  = \port$7577$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$7549$18 [2] * 4'h8;
+  assign \$124  = \port$7577$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$7549$18 [0] * 4'h8;
+  assign \$129  = \port$7577$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$7549$18 [0] * 4'h8;
+  assign \$132  = \port$7577$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$7549$18 [0] * 4'h8;
+  assign \$135  = \port$7577$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$7549$18 [1:0] * 4'h8;
+  assign \$139  = \port$7577$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$7549$18 [1:0] * 4'h8;
+  assign \$142  = \port$7577$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$7549$18 [1:0] * 4'h8;
+  assign \$145  = \port$7577$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$7549$18 [3:2] * 4'h8;
+  assign \$150  = \port$7577$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$7549$18 [2] * 4'h8;
+  assign \$153  = \port$7577$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$7549$18 [0] * 4'h8;
+  assign \$158  = \port$7577$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$7549$18 [0] * 4'h8;
+  assign \$161  = \port$7577$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$7549$18 [0] * 4'h8;
+  assign \$164  = \port$7577$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$7549$18 [1:0] * 4'h8;
+  assign \$168  = \port$7577$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$7549$18 [1:0] * 4'h8;
+  assign \$171  = \port$7577$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$7549$18 [1:0] * 4'h8;
+  assign \$174  = \port$7577$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$7549$18 [3:2] * 4'h8;
+  assign \$179  = \port$7577$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$7549$18 [2] * 4'h8;
+  assign \$182  = \port$7577$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$7549$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$7577$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$7549$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$7577$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$7549$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$7577$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$7549$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$7577$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$7549$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$7549$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$7577$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$7577$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$7549$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$7549$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$7577$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$7577$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$7549$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$7549$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$7577$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$7577$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$7549$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$7549$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$7577$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$7577$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$7549$18 [0] * 4'h8;
+  assign \$71  = \port$7577$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$7549$18 [0] * 4'h8;
+  assign \$74  = \port$7577$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$7549$18 [0] * 4'h8;
+  assign \$77  = \port$7577$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$7549$18 [1:0] * 4'h8;
+  assign \$81  = \port$7577$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$7549$18 [1:0] * 4'h8;
+  assign \$84  = \port$7577$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$7549$18 [1:0] * 4'h8;
+  assign \$87  = \port$7577$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$7549$18 [3:2] * 4'h8;
+  assign \$92  = \port$7577$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$7549$18 [2] * 4'h8;
+  assign \$95  = \port$7577$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
@@ -26334,8 +26481,8 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$7549$18 [1:0];
-  assign wsel = \port$7549$18 [3:2];
+  assign jl = \port$7577$18 [1:0];
+  assign wsel = \port$7577$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -26346,9 +26493,9 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$7549$2 [2];
-  assign first = \port$7549$2 [0];
-  assign from_psum = \port$7549$2 [1];
+  assign use_spad = \port$7577$2 [2];
+  assign first = \port$7577$2 [0];
+  assign from_psum = \port$7577$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -30405,7 +30552,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant2 (\port$3355$0 , \port$3395$0 , \port$3435$0 , shift, rnd, i, \port$3315$0 );
+module \ttsnn_accel.e23.requant2 (\port$3383$0 , \port$3423$0 , \port$3463$0 , shift, rnd, i, \port$3343$0 );
   wire \$1 ;
   wire [16:0] \$10 ;
   wire [6:0] \$100 ;
@@ -30569,14 +30716,14 @@ module \ttsnn_accel.e23.requant2 (\port$3355$0 , \port$3395$0 , \port$3435$0 , s
   input [63:0] i;
   wire [63:0] i;
   wire [31:0] o;
-  output [7:0] \port$3315$0 ;
-  wire [7:0] \port$3315$0 ;
-  output [7:0] \port$3355$0 ;
-  wire [7:0] \port$3355$0 ;
-  output [7:0] \port$3395$0 ;
-  wire [7:0] \port$3395$0 ;
-  output [7:0] \port$3435$0 ;
-  wire [7:0] \port$3435$0 ;
+  output [7:0] \port$3343$0 ;
+  wire [7:0] \port$3343$0 ;
+  output [7:0] \port$3383$0 ;
+  wire [7:0] \port$3383$0 ;
+  output [7:0] \port$3423$0 ;
+  wire [7:0] \port$3423$0 ;
+  output [7:0] \port$3463$0 ;
+  wire [7:0] \port$3463$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -30730,10 +30877,10 @@ module \ttsnn_accel.e23.requant2 (\port$3355$0 , \port$3395$0 , \port$3435$0 , s
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
   assign \$160  = \$133  ? 8'h7f : \$159 ;
   assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$3315$0  = \$40 ;
-  assign \port$3355$0  = \$80 ;
-  assign \port$3395$0  = \$120 ;
-  assign \port$3435$0  = \$160 ;
+  assign \port$3343$0  = \$40 ;
+  assign \port$3383$0  = \$80 ;
+  assign \port$3423$0  = \$120 ;
+  assign \port$3463$0  = \$160 ;
   assign \$11  = { \$10 [16], \$10 [16:1] };
   assign \$24  = { \$23 [16], \$23 [16:1] };
   assign \$37  = { \$36 [16], \$36 [16:1] };
@@ -30749,7 +30896,7 @@ module \ttsnn_accel.e23.requant2 (\port$3355$0 , \port$3395$0 , \port$3435$0 , s
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant3 (shift, \port$3479$0 , \port$3519$0 , \port$3559$0 , \port$3599$0 , rnd, i);
+module \ttsnn_accel.e23.requant3 (shift, \port$3507$0 , \port$3547$0 , \port$3587$0 , \port$3627$0 , rnd, i);
   wire \$1 ;
   wire [17:0] \$10 ;
   wire [6:0] \$100 ;
@@ -30913,14 +31060,14 @@ module \ttsnn_accel.e23.requant3 (shift, \port$3479$0 , \port$3519$0 , \port$355
   input [67:0] i;
   wire [67:0] i;
   wire [31:0] o;
-  output [7:0] \port$3479$0 ;
-  wire [7:0] \port$3479$0 ;
-  output [7:0] \port$3519$0 ;
-  wire [7:0] \port$3519$0 ;
-  output [7:0] \port$3559$0 ;
-  wire [7:0] \port$3559$0 ;
-  output [7:0] \port$3599$0 ;
-  wire [7:0] \port$3599$0 ;
+  output [7:0] \port$3507$0 ;
+  wire [7:0] \port$3507$0 ;
+  output [7:0] \port$3547$0 ;
+  wire [7:0] \port$3547$0 ;
+  output [7:0] \port$3587$0 ;
+  wire [7:0] \port$3587$0 ;
+  output [7:0] \port$3627$0 ;
+  wire [7:0] \port$3627$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -31074,10 +31221,10 @@ module \ttsnn_accel.e23.requant3 (shift, \port$3479$0 , \port$3519$0 , \port$355
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
   assign \$160  = \$133  ? 8'h7f : \$159 ;
   assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$3479$0  = \$40 ;
-  assign \port$3519$0  = \$80 ;
-  assign \port$3559$0  = \$120 ;
-  assign \port$3599$0  = \$160 ;
+  assign \port$3507$0  = \$40 ;
+  assign \port$3547$0  = \$80 ;
+  assign \port$3587$0  = \$120 ;
+  assign \port$3627$0  = \$160 ;
   assign \$11  = { \$10 [17], \$10 [17:1] };
   assign \$24  = { \$23 [17], \$23 [17:1] };
   assign \$37  = { \$36 [17], \$36 [17:1] };
@@ -31094,7 +31241,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual__data, membrane_in__data, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy
-, res_rows, out_taken, desc, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$7879$0 , \port$7889$0 , \port$7899$0 , \port$7909$0 , clk);
+, res_rows, out_taken, desc, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$7907$0 , \port$7917$0 , \port$7927$0 , \port$7937$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -31976,14 +32123,14 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$7879$0 ;
-  wire [15:0] \port$7879$0 ;
-  output [15:0] \port$7889$0 ;
-  wire [15:0] \port$7889$0 ;
-  output [15:0] \port$7899$0 ;
-  wire [15:0] \port$7899$0 ;
-  output [15:0] \port$7909$0 ;
-  wire [15:0] \port$7909$0 ;
+  output [15:0] \port$7907$0 ;
+  wire [15:0] \port$7907$0 ;
+  output [15:0] \port$7917$0 ;
+  wire [15:0] \port$7917$0 ;
+  output [15:0] \port$7927$0 ;
+  wire [15:0] \port$7927$0 ;
+  output [15:0] \port$7937$0 ;
+  wire [15:0] \port$7937$0 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -32755,10 +32902,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     .o2(\$656 ),
     .o3(\$657 ),
     .p(p),
-    .\port$7721$128 (e4c_aff[143:128]),
-    .\port$7721$176 (e4c_aff[191:176]),
-    .\port$7721$32 (e4c_aff[47:32]),
-    .\port$7721$80 (e4c_aff[95:80]),
+    .\port$7749$128 (e4c_aff[143:128]),
+    .\port$7749$176 (e4c_aff[191:176]),
+    .\port$7749$32 (e4c_aff[47:32]),
+    .\port$7749$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -32778,11 +32925,11 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$7199$167 (desc[188:167]),
-    .\port$7815$0 (\$654 ),
-    .\port$7833$0 (\$655 ),
-    .\port$7851$0 (\$656 ),
-    .\port$7869$0 (\$657 ),
+    .\port$7227$167 (desc[188:167]),
+    .\port$7843$0 (\$654 ),
+    .\port$7861$0 (\$655 ),
+    .\port$7879$0 (\$656 ),
+    .\port$7897$0 (\$657 ),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$659 ),
@@ -32799,10 +32946,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     .clk(clk),
     .first(\first$51 ),
     .i(i),
-    .\port$4227$0 (\$650 ),
-    .\port$4230$0 (\$651 ),
-    .\port$4233$0 (\$652 ),
-    .\port$4236$0 (\$653 ),
+    .\port$4255$0 (\$650 ),
+    .\port$4258$0 (\$651 ),
+    .\port$4261$0 (\$652 ),
+    .\port$4264$0 (\$653 ),
     .rst(rst),
     .valid(\valid$48 )
   );
@@ -33636,10 +33783,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign membrane_in__addr = \$118 [15:0];
   assign membrane_out__addr = \$135 [15:0];
   assign spikes__addr = \$136 [15:0];
-  assign \port$7879$0  = \$658 ;
-  assign \port$7889$0  = \$660 ;
-  assign \port$7899$0  = \$662 ;
-  assign \port$7909$0  = \$664 ;
+  assign \port$7907$0  = \$658 ;
+  assign \port$7917$0  = \$660 ;
+  assign \port$7927$0  = \$662 ;
+  assign \port$7937$0  = \$664 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -33767,7 +33914,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$7721$32 , \port$7721$80 , \port$7721$128 , \port$7721$176 , residual, o0, o1, o2, o3, clk);
+module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$7749$32 , \port$7749$80 , \port$7749$128 , \port$7749$176 , residual, o0, o1, o2, o3, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
@@ -33963,14 +34110,14 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   reg [31:0] partial1 = 32'd0;
   reg [31:0] partial2 = 32'd0;
   reg [31:0] partial3 = 32'd0;
-  input [15:0] \port$7721$128 ;
-  wire [15:0] \port$7721$128 ;
-  input [15:0] \port$7721$176 ;
-  wire [15:0] \port$7721$176 ;
-  input [15:0] \port$7721$32 ;
-  wire [15:0] \port$7721$32 ;
-  input [15:0] \port$7721$80 ;
-  wire [15:0] \port$7721$80 ;
+  input [15:0] \port$7749$128 ;
+  wire [15:0] \port$7749$128 ;
+  input [15:0] \port$7749$176 ;
+  wire [15:0] \port$7749$176 ;
+  input [15:0] \port$7749$32 ;
+  wire [15:0] \port$7749$32 ;
+  input [15:0] \port$7749$80 ;
+  wire [15:0] \port$7749$80 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod2 = 32'd0;
@@ -34196,7 +34343,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$130  = \port$7721$32 ;
+    \$130  = \port$7749$32 ;
     if (rst) begin
       \$130  = 16'h0000;
     end
@@ -34259,7 +34406,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$139  = \port$7721$80 ;
+    \$139  = \port$7749$80 ;
     if (rst) begin
       \$139  = 16'h0000;
     end
@@ -34322,7 +34469,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$148  = \port$7721$128 ;
+    \$148  = \port$7749$128 ;
     if (rst) begin
       \$148  = 16'h0000;
     end
@@ -34385,7 +34532,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$157  = \port$7721$176 ;
+    \$157  = \port$7749$176 ;
     if (rst) begin
       \$157  = 16'h0000;
     end
@@ -34439,7 +34586,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
       \$164  = 16'h0000;
     end
   end
-  assign bias = { \port$7721$176 , \port$7721$128 , \port$7721$80 , \port$7721$32  };
+  assign bias = { \port$7749$176 , \port$7749$128 , \port$7749$80 , \port$7749$32  };
   assign o = { o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -34515,7 +34662,7 @@ module \ttsnn_accel.e4.cluster4 (rst, weights, operand, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7199$167 , rnd, u_prev, \port$7815$0 , \port$7833$0 , \port$7851$0 , \port$7869$0 , u0, s0, u1, s1, u2, s2, u3, s3, clk);
+module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7227$167 , rnd, u_prev, \port$7843$0 , \port$7861$0 , \port$7879$0 , \port$7897$0 , u0, s0, u1, s1, u2, s2, u3, s3, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -34659,16 +34806,16 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7199$167 , rnd, u_prev, \port$7
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [21:0] \port$7199$167 ;
-  wire [21:0] \port$7199$167 ;
-  input [15:0] \port$7815$0 ;
-  wire [15:0] \port$7815$0 ;
-  input [15:0] \port$7833$0 ;
-  wire [15:0] \port$7833$0 ;
-  input [15:0] \port$7851$0 ;
-  wire [15:0] \port$7851$0 ;
-  input [15:0] \port$7869$0 ;
-  wire [15:0] \port$7869$0 ;
+  input [21:0] \port$7227$167 ;
+  wire [21:0] \port$7227$167 ;
+  input [15:0] \port$7843$0 ;
+  wire [15:0] \port$7843$0 ;
+  input [15:0] \port$7861$0 ;
+  wire [15:0] \port$7861$0 ;
+  input [15:0] \port$7879$0 ;
+  wire [15:0] \port$7879$0 ;
+  input [15:0] \port$7897$0 ;
+  wire [15:0] \port$7897$0 ;
   input rnd;
   wire rnd;
   input rst;
@@ -34694,106 +34841,106 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7199$167 , rnd, u_prev, \port$7
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$7199$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$7227$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$7199$167 [5:0];
-  assign \$5  = \port$7199$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$7227$167 [5:0];
+  assign \$5  = \port$7227$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$7199$167 [5:0];
+  assign \$8  = ! \port$7227$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$7815$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$7843$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$7815$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$7843$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$7815$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$7843$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$7815$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$7843$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$7815$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$7843$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$7815$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$7843$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$7199$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$7199$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$7227$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$7227$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$7199$167 [5:0];
-  assign \$31  = \port$7199$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$7227$167 [5:0];
+  assign \$31  = \port$7227$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$7199$167 [5:0];
+  assign \$34  = ! \port$7227$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$7833$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$7861$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$7833$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$7861$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$7833$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$7861$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$7833$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$7861$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$7833$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$7861$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$7833$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$7861$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$7199$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$7199$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$7227$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$7227$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$7199$167 [5:0];
-  assign \$57  = \port$7199$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$7227$167 [5:0];
+  assign \$57  = \port$7227$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$7199$167 [5:0];
+  assign \$60  = ! \port$7227$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$7851$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$7879$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$7851$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$7879$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$7851$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$7879$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$7851$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$7879$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$7851$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$7879$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$7851$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$7879$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$7199$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$7199$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$7227$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$7227$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$7199$167 [5:0];
-  assign \$83  = \port$7199$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$7227$167 [5:0];
+  assign \$83  = \port$7227$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$7199$167 [5:0];
+  assign \$86  = ! \port$7227$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$7869$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$7897$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$7869$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$7897$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$7869$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$7897$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$7869$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$7897$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$7869$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$7897$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$7869$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$7897$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$7199$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$7227$167 [21:6]);
   always @(posedge clk)
     leak_prod0 <= \$105 ;
   always @(posedge clk)
@@ -34974,9 +35121,9 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7199$167 , rnd, u_prev, \port$7
       \$124  = 1'h0;
     end
   end
-  assign threshold = \port$7199$167 [21:6];
-  assign leak_shift = \port$7199$167 [5:0];
-  assign cur = { \port$7869$0 , \port$7851$0 , \port$7833$0 , \port$7815$0  };
+  assign threshold = \port$7227$167 [21:6];
+  assign leak_shift = \port$7227$167 [5:0];
+  assign cur = { \port$7897$0 , \port$7879$0 , \port$7861$0 , \port$7843$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -34986,7 +35133,7 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7199$167 , rnd, u_prev, \port$7
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.maxpool (rst, valid, \port$4227$0 , \port$4230$0 , \port$4233$0 , \port$4236$0 , first, i, clk);
+module \ttsnn_accel.e4.maxpool (rst, valid, \port$4255$0 , \port$4258$0 , \port$4261$0 , \port$4264$0 , first, i, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -35009,14 +35156,14 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$4227$0 , \port$4230$0 , \port$
   input [63:0] i;
   wire [63:0] i;
   wire [63:0] o;
-  output [15:0] \port$4227$0 ;
-  wire [15:0] \port$4227$0 ;
-  output [15:0] \port$4230$0 ;
-  wire [15:0] \port$4230$0 ;
-  output [15:0] \port$4233$0 ;
-  wire [15:0] \port$4233$0 ;
-  output [15:0] \port$4236$0 ;
-  wire [15:0] \port$4236$0 ;
+  output [15:0] \port$4255$0 ;
+  wire [15:0] \port$4255$0 ;
+  output [15:0] \port$4258$0 ;
+  wire [15:0] \port$4258$0 ;
+  output [15:0] \port$4261$0 ;
+  wire [15:0] \port$4261$0 ;
+  output [15:0] \port$4264$0 ;
+  wire [15:0] \port$4264$0 ;
   input rst;
   wire rst;
   input valid;
@@ -35046,10 +35193,10 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$4227$0 , \port$4230$0 , \port$
     end
   end
   assign o = { \$12 , \$9 , \$6 , \$3  };
-  assign \port$4227$0  = \$3 ;
-  assign \port$4230$0  = \$6 ;
-  assign \port$4233$0  = \$9 ;
-  assign \port$4236$0  = \$12 ;
+  assign \port$4255$0  = \$3 ;
+  assign \port$4258$0  = \$6 ;
+  assign \port$4261$0  = \$9 ;
+  assign \port$4264$0  = \$12 ;
 endmodule
 
 (* generator = "Amaranth" *)

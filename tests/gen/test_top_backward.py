@@ -113,8 +113,42 @@ def test_a_tile_too_large_for_the_backward_memories_is_refused():
                          trace.window[:, 0].numpy(), arg, gold.shifts)
 
 
-def test_stochastic_rounding_is_refused_with_one_clear_line():
+@pytest.mark.parametrize("case", [("stt", 4, 4, 8, 2, 2, 2, False, True, True),
+                                  ("htt", 3, 4, 4, 3, 4, 4, True, True, False)], ids=["stt-extra", "htt-pool"])
+def test_stochastic_rounding_on_the_accelerator(case):
+    """``gradients.rounding = "stochastic"``: the engines hash each rounded element's layer
+    coordinates (a tile placed inside a larger layer, sample 1, seed 3), bit-exact with the
+    golden backward's dither."""
     from dataclasses import replace
+
+    from sw.golden_backward import BackwardParams, GradRounding, backward_tile
+
     cfg = replace(CFG, gradients=replace(CFG.gradients, rounding="stochastic"))
-    with pytest.raises(ValueError, match="stochastic rounding is not in RTL yet"):
-        Accelerator(cfg)
+    q, x, trace, e, g_extra, gold = backward_case(case)
+    T, H, W = case[4], case[5], case[6]
+    origin, layer_hw, sample, seed = (2, 4), (H + 6, W + 8), 1, 3
+    params = BackwardParams(window_lo=0, window_hi=0, shifts=gold.shifts)
+    want = backward_tile(q, trace, e, cfg, cfg.gradients, params, g_extra, rounding=GradRounding("stochastic", seed),
+                         origin=origin, layer_hw=layer_hw, sample0=sample)
+    nearest = backward_tile(q, trace, e, CFG, CFG.gradients, params, g_extra)
+    assert not np.array_equal(want.e_in.numpy(), nearest.e_in.numpy())     # the dither changes results
+    arg = None if trace.argmax is None else trace.argmax[:, 0].numpy()
+    prog = backward_program(cfg, q, x[:, 0].numpy(), e[:, 0].numpy(), trace.spikes[:, 0].numpy(),
+                            trace.window[:, 0].numpy(), arg, gold.shifts,
+                            None if g_extra is None else g_extra[:, 0].numpy(),
+                            origin=origin, layer_hw=layer_hw, sample=sample, seed=seed)
+    dut = Accelerator(cfg)
+    out = []
+
+    async def bench(ctx):
+        out.append(await run_backward_tile(SimBus(ctx, dut, 200_000), prog))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    res = prog.decode(out[0])
+    np.testing.assert_array_equal(res.e_in, want.e_in[:, 0].numpy(), err_msg="input gradient")
+    np.testing.assert_array_equal(res.g_current, want.g_current[:, 0].numpy(), err_msg="current gradient")
+    for name in ("w1", "w2", "w3", "w4"):
+        np.testing.assert_array_equal(res.dw[name], want.dw[name][0].numpy(), err_msg=name)
