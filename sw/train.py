@@ -33,11 +33,9 @@ import errno
 import json
 import math
 import os
-import re
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -47,6 +45,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from sw import ddp
+from sw.cli_util import out_of_memory_is_a_clear_error
 from sw.checkpoint import load_checkpoint, load_model, run_environment, save_checkpoint, set_rng_state
 from sw.data import DataInfo, augment_crop_flip, load_dataset
 from sw.fileio import atomic_write_json, atomic_write_text, os_error, remove_stale_temps
@@ -339,26 +338,12 @@ def _resume_epochs(cfg: "TrainConfig", saved_epochs: int, done: int) -> bool:
     return cfg.epochs > saved_epochs and done == saved_epochs
 
 
-_ALLOC = re.compile(r"tried to allocate (\d+) bytes")
-
-
-@contextmanager
 def _out_of_memory_is_a_clear_error(cfg: "TrainConfig", where: Callable[[], str]):
-    """Turn an allocator failure (a C++ trace from torch, or MemoryError) into one line saying
-    what to change; nothing written so far is touched."""
-    try:
-        yield
-    except (RuntimeError, MemoryError) as exc:
-        text = str(exc)
-        if not isinstance(exc, MemoryError) and not any(
-                k in text for k in ("can't allocate memory", "not enough memory", "out of memory")):
-            raise
-        m = _ALLOC.search(text)
-        asked = f" (an allocation of {int(m.group(1)) / 2 ** 30:.3g} GiB failed)" if m else ""
-        raise os_error(OSError, errno.ENOMEM,
-                       f"out of memory {where()}{asked}: lower --batch-size (now {cfg.batch_size}) or "
-                       f"--eval-batch-size (now {cfg.eval_batch_size}), or use fewer --timesteps or a smaller "
-                       "model; checkpoints already written are intact (continue with --resume)") from None
+    """An allocator failure as one line saying what to change; nothing written so far is touched."""
+    return out_of_memory_is_a_clear_error(
+        where, f"lower --batch-size (now {cfg.batch_size}) or --eval-batch-size (now {cfg.eval_batch_size}), "
+               "or use fewer --timesteps or a smaller model; checkpoints already written are intact "
+               "(continue with --resume)")
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,

@@ -487,6 +487,99 @@ def test_out_of_memory_is_one_line_and_keeps_the_checkpoints(tmp_path, capsys, m
     assert (tmp_path / "run" / "last.pt").read_bytes() == raw
 
 
+@pytest.mark.parametrize("command", ["eval", "export", "decompose"])
+def test_out_of_memory_in_eval_export_decompose_is_one_line(tmp_path, capsys, monkeypatch, trained, command):
+    tt, dense = trained
+    import sw.train as tr
+
+    def huge(x, info):
+        return torch.empty(1 << 50, dtype=torch.uint8)  # 1 PiB: the real CPU allocator refuses it
+
+    monkeypatch.setattr(tr, "_to_model_input", huge)
+    out = tmp_path / "out.pt"
+    argv = {"eval": ["eval", "--checkpoint", str(tt), "--batch-size", "8"],
+            "export": ["export", "--checkpoint", str(tt), "--out", str(out), "--batch-size", "8"],
+            "decompose": ["decompose", "--checkpoint", str(dense), "--mode", "ptt", "--ranks", "2",
+                          "--out", str(out)]}[command]
+    rc, err = _cli(capsys, *argv)
+    verb = {"eval": "evaluating", "export": "exporting", "decompose": "decomposing"}[command]
+    assert rc == 2 and len(err) == 1, err
+    assert f"out of memory {verb}" in err[0] and "1.05e+06 GiB" in err[0], err
+    assert ("--batch-size (now 8)" if command != "decompose" else "--no-eval") in err[0], err
+    assert not out.exists() and not Path(str(out) + ".json").exists()
+
+
+def _sw(*argv):
+    return run_cli(main, list(argv), prog="sw")
+
+
+def _model(*argv):
+    from model.__main__ import main as model_main
+    return run_cli(model_main, list(argv), prog="model")
+
+
+def _gen(*argv):
+    from gen.__main__ import main as gen_main
+    return run_cli(gen_main, list(argv), prog="gen")
+
+
+def _perf(*argv):
+    from gen.perf import main as perf_main
+    return run_cli(perf_main, list(argv), prog="gen.perf")
+
+
+# command, existing output (relative to tmp_path) it would overwrite, the argv (with {t}: tmp_path,
+# {ckpt}: a TT checkpoint); every one is refused before any work and keeps the file
+_OVERWRITES = [
+    (_sw, "q.png", ["quantize", "--checkpoint", "{ckpt}", "--config", "small", "--plot", "{t}/q.png"]),
+    (_sw, "r.png", ["bench-reversible", "--depths", "1", "--timesteps", "2", "--networks", "none",
+                    "--plot", "{t}/r.png"]),
+    (_sw, "p.png", ["plugin-bench", "--epochs", "1", "--plot", "{t}/p.png"]),
+    (_sw, "demo/report.json", ["demo", "--out", "{t}/demo", "--epochs", "1"]),
+    (_model, "e.csv", ["energy", "--arch", "tiny", "--input", "1x8x8", "--ranks", "uniform:4", "--csv", "{t}/e.csv"]),
+    (_model, "e.png", ["energy", "--arch", "tiny", "--input", "1x8x8", "--ranks", "uniform:4", "--plot", "{t}/e.png"]),
+    (_model, "rep/summary.md", ["report", "--out", "{t}/rep"]),
+    (_model, "rp/reproduce.md", ["reproduce", "--out", "{t}/rp"]),
+    (_model, "se/sensitivity.json", ["sensitivity", "--out", "{t}/se"]),
+    (_model, "s.json", ["sparsity", "--checkpoint", "{ckpt}", "--out", "{t}/s.json"]),
+    (_gen, "rtl/manifest.json", ["--config", "small", "--out", "{t}/rtl"]),
+    (_perf, "perf.json", ["--network", "resnet18-cifar10", "--modes", "ptt", "--json", "{t}/perf.json"]),
+]
+
+
+@pytest.mark.parametrize("run,existing,argv", _OVERWRITES,
+                         ids=[f"{r.__name__[1:]}-{a[0]}-{e}" for r, e, a in _OVERWRITES])
+def test_outputs_that_exist_need_force(tmp_path, capsys, trained, run, existing, argv):
+    target = tmp_path / existing
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("someone's result")
+    argv = [a.format(t=tmp_path, ckpt=trained[0]) for a in argv]
+    capsys.readouterr()
+    t0 = time.perf_counter()
+    rc = run(*argv)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1, err
+    assert "already" in err[0] and "--force" in err[0], err
+    assert target.read_text() == "someone's result"
+    assert time.perf_counter() - t0 < 20  # refused before the work, not after it
+
+
+def test_force_replaces_outputs_and_an_output_equal_to_the_input_is_refused(tmp_path, capsys, trained):
+    for name in ("e.csv", "rtl/manifest.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("old")
+    assert _model("energy", "--arch", "tiny", "--input", "1x8x8", "--ranks", "uniform:4", "--modes", "ptt", "--csv",
+                  str(tmp_path / "e.csv"), "--force") == 0
+    assert (tmp_path / "e.csv").read_text().startswith("network,")
+    assert _gen("--config", "small", "--out", str(tmp_path / "rtl"), "--force") == 0
+    assert json.loads((tmp_path / "rtl" / "manifest.json").read_text())["config"]["name"] == "small"
+    tt = trained[0]
+    raw = tt.read_bytes()
+    capsys.readouterr()
+    assert _model("sparsity", "--checkpoint", str(tt), "--out", str(tt), "--force") == 2
+    assert "is the input file" in capsys.readouterr().err and tt.read_bytes() == raw
+
+
 def test_htt_without_a_full_timestep_merges_back(tmp_path):
     from sw.resnet import merge_to_dense, ms_resnet
 
