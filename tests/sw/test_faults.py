@@ -626,6 +626,83 @@ def test_buffers_beyond_what_is_built_and_costed_are_refused(tmp_path):
     assert MAX_BUFFER_BYTES == 16 * 2 ** 20
 
 
+def _small_with(tmp_path, buffer: str, value: int) -> Path:
+    text = (REPO / "configs" / "small.toml").read_text()
+    start = text.index(f"[buffers.{buffer}]")
+    line = text.index("bytes = ", start)
+    end = text.index("\n", line)
+    path = tmp_path / f"{buffer}_{value}.toml"
+    path.write_text(text[:line] + f"bytes = {value}" + text[end:])
+    return path
+
+
+def test_a_buffer_larger_than_its_regions_rounded_to_a_power_of_two_is_refused(tmp_path):
+    from gen.config import ConfigError, load_config
+
+    # small.toml's weight regions, by hand: P = 4 lanes of 8-bit weights; w1 and w4 hold
+    # max_pointwise_weights = 256 weights (64 words of 32 bits = 256 B each), w2 and w3
+    # ceil(3 * max_rank^2 / P) = 48 words (192 B each), affine one word of 4 x (16 + 16 + 16)
+    # bits per output group, 32 / 4 = 8 groups (192 B): 1088 B, a power of two above it 2048
+    need = 256 + 192 + 192 + 256 + 192
+    assert load_config(_small_with(tmp_path, "weight", 2048)).buffers["weight"].bytes == 2048
+    assert load_config(_small_with(tmp_path, "weight", need)).buffers["weight"].bytes == need
+    bad = _small_with(tmp_path, "weight", 4096)
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    msg = str(err.value)
+    assert "buffers.weight.bytes" in msg and str(bad) in msg and "must be <= 2048, got 4096" in msg
+    assert "(w1, w2, w3, w4, affine) need 1088 bytes" in msg and "power of two" in msg
+    # a buffer whose regions fill it (the output ring) may not grow past the rounding either:
+    # the ring would grow with it, but not beyond MAX_BUFFER_BYTES (the test above)
+    with pytest.raises(ConfigError, match=r"buffers\.weight\.bytes.*must be <= 2048"):
+        load_config(_small_with(tmp_path, "weight", 2048 + 16))
+
+
+def _verilog_memories(path: Path) -> dict[str, int]:
+    """Bits of every ``reg [W-1:0] mem_<region> [D-1:0];`` of a generated Verilog file."""
+    import re
+
+    found = re.findall(r"reg \[(\d+):0\] mem_(\w+) \[(\d+):0\];", path.read_text())
+    return {name: (int(hi) + 1) * (int(depth) + 1) for hi, name, depth in found}
+
+
+@pytest.mark.parametrize("name", ["small", "paper"])
+def test_configuration_rtl_and_energy_model_agree_on_buffer_sizes(name):
+    """The shipped configurations, the committed RTL (rtl/<name>/) and the energy model: the
+    RTL's memories of each buffer fit the configured size, which is at most their size rounded
+    up to a power of two, and the model charges the configured size."""
+    from gen.config import buffer_size_limit, load_config, region_bytes_by_buffer
+    from model.accelerators import Proposed
+
+    cfg = load_config(name)
+    manifest = json.loads((REPO / "rtl" / name / "manifest.json").read_text())
+    mems = _verilog_memories(REPO / "rtl" / name / manifest["verilog"])
+    built: dict[str, int] = {}
+    for region in cfg.regions.values():  # which buffer each memory of the RTL is carved from
+        built[region.buffer] = built.get(region.buffer, 0) + mems[region.name]
+    assert set(built) == set(cfg.buffers)
+    model = Proposed(cfg)
+    for buf, spec in cfg.buffers.items():
+        need = -(-built[buf] // 8)
+        assert need == region_bytes_by_buffer(cfg)[buf]
+        word = spec.width_bits * spec.banks // 8
+        allowed = max(1 << (need - 1).bit_length(), -(-need // word) * word)
+        assert need <= spec.bytes <= allowed, buf
+        assert buffer_size_limit(need, word) == allowed
+        assert model.memories[buf].bytes == spec.bytes
+
+
+def test_the_large_weights_costing_copy_obeys_the_same_rule():
+    from gen.config import load_config, region_bytes_by_buffer
+    from gen.driver import large_weights_config
+
+    big = large_weights_config(load_config("paper"), rank=170, pointwise=512 * 170)
+    need = region_bytes_by_buffer(big)["weight"]
+    word = big.buffers["weight"].width_bits * big.buffers["weight"].banks // 8
+    assert need > load_config("paper").buffers["weight"].bytes
+    assert big.buffers["weight"].bytes == -(-need // word) * word  # its regions, to a whole word
+
+
 def test_torch_save_to_a_full_tmpfs_is_recognised_as_a_full_disk(small_tmpfs):
     """Writers that call torch.save on a path (the event-frame cache) get the same line, not
     torch's C++ "unexpected pos" trace."""
