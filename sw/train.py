@@ -576,7 +576,8 @@ def _train_epoch(cfg: TrainConfig, model, optimizer, scheduler, train_set, test_
         part = torch.utils.data.Subset(test_set, range(ctx.rank, len(test_set), ctx.world))
         test = evaluate(model.module, part, info, cfg.eval_batch_size, progress, desc="test", over_ranks=True)
     else:
-        test = evaluate(model.model if isinstance(model, PerTimestepLogits) else model, test_set, info, cfg.eval_batch_size, progress, desc="test")
+        plain = model.model if isinstance(model, PerTimestepLogits) else model
+        test = evaluate(plain, test_set, info, cfg.eval_batch_size, progress, desc="test")
     return {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / n, "train_acc": correct / n,
             "test_loss": test["loss"], "test_acc": test["acc"],
             "time_per_batch_s": batch_time / max(len(loader), 1), "epoch_time_s": batch_time}
