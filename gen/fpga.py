@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from sw.cli_util import run_cli
+from sw.fileio import add_force_argument, check_output_dir
 
 from .config import load_config
 from .emit import atomic_write, verilog_text
@@ -351,6 +352,10 @@ def _print_levels(lv: dict[str, Any], top: int) -> None:
         print(f"{r['unit']:<18} {r['levels']:>6}  {r['register']}  <-  {r['from']}")
 
 
+# the files a run writes into --out (and yosys/nextpnr beside them); any of them means a run is there
+_FPGA_FILES = ("fpga_report.json", "levels.json", "ttsnn_accel.v", "levels.ys", "ecp5.ys")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gen.fpga", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="small", help="hardware configuration (path or shipped name; default small)")
@@ -359,11 +364,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     p.add_argument("--levels-only", action="store_true", help="only the technology-independent logic levels")
     p.add_argument("--no-pnr", action="store_true", help="synthesise for the ECP5 but do not place and route")
+    add_force_argument(p, "the reports and files of a run already in --out")
     args = p.parse_args(argv)
     if args.freq <= 0:
         raise ValueError(f"--freq must be positive (MHz), got {args.freq}")
     cfg = load_config(args.config)
-    out = Path(args.out or f"build/fpga/{cfg.name}")
+    out = check_output_dir(args.out or f"build/fpga/{cfg.name}", _FPGA_FILES, force=args.force)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     steps = 2 if args.levels_only else 3 if args.no_pnr else 4

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 
 from sw.arch import WORKLOADS, WorkloadSpec
 from sw.cli_util import run_cli
+from sw.fileio import add_force_argument, check_outputs
 
 from .config import HardwareConfig, load_config
 from .cyclemodel import TileShape, ideal_cycles, tile_counters
@@ -166,16 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--plot", default=None, help="draw cycles / bound per layer (PNG) to this file")
     ap.add_argument("--backward", action="store_true",
                     help="the backward pass and weight gradients instead (gen/backward/perf.py)")
+    add_force_argument(ap, "existing --json/--plot files")
     args = ap.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
         if m not in ("stt", "ptt", "htt"):
             raise ValueError(f"--modes: unknown mode {m!r}; use stt, ptt, htt")
-    for flag, out in (("--json", args.json_out), ("--plot", args.plot)):
-        # fail before the minute of work, not after it
-        blocker = next((p for p in Path(out).parents if p.exists()), None) if out else None
-        if blocker is not None and not blocker.is_dir():
-            raise ValueError(f"{flag} {out}: {blocker} is a file, not a folder; choose another path")
+    # fail before the minute of work, not after it
+    check_outputs((("--json", args.json_out), ("--plot", args.plot)), force=args.force)
     cfg = load_config(args.config)
     if args.backward:
         return _backward_main(cfg, args, modes)

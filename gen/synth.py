@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sw.cli_util import run_cli
+from sw.fileio import add_force_argument, check_output_dir
 
 from .config import load_config
 from .emit import atomic_write, verilog_text
@@ -103,9 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gen.synth", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="hardware configuration (path or shipped name)")
     p.add_argument("--out", required=True, help="output directory")
+    add_force_argument(p, "the reports and files of a run already in --out")
     args = p.parse_args(argv)
     cfg = load_config(args.config)
-    out = Path(args.out)
+    out = check_output_dir(args.out, ("synth_report.json", "ttsnn_accel.v", "synth.ys"), force=args.force)
     out.mkdir(parents=True, exist_ok=True)
     yosys = _yosys()
     t0 = time.time()

@@ -22,6 +22,11 @@ from typing import Sequence
 
 from sw.arch import WORKLOADS
 from sw.cli_util import run_cli
+from sw.fileio import add_force_argument, check_output_dir, check_outputs
+
+# the files `report` writes into its --out
+REPORT_FILES = ("energy_report.json", "energy_layers.csv", "fig4a_sata.png", "fig4b_proposed.png",
+                "fig4b_proposed_rtl.png", "summary.md")
 
 COMMANDS = ("energy", "report", "reproduce", "sensitivity", "sparsity", "tile", "table", "sweep")
 
@@ -58,20 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", action="store_true", help="with --json: include per-layer counts")
     p.add_argument("--plot", default=None, help="write a PNG of the breakdown per mode")
     p.add_argument("--csv", default=None, help="write per-layer, per-pass energies as CSV")
+    add_force_argument(p, "existing --plot/--csv files")
     p.add_argument("--reversible", nargs="?", const="streamlined", default=None, choices=("streamlined", "naive"),
                    help="cost the reversible network (sw --reversible) with stored BPTT vs recompute, "
                         "per network and per layer (backward: streamlined, the default, or naive)")
     p = sub.add_parser("report", help="Fig. 4-style report for both networks")
     _common(p, network=False)
     p.add_argument("--out", required=True, help="output directory")
+    add_force_argument(p, "a report already in --out")
     p = sub.add_parser("reproduce", help="the paper's Fig. 4 claims against the model, bands and conditions")
     _common(p, network=False)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the markdown")
     p.add_argument("--out", default=None, help="directory for reproduce.{json,md,png}")
+    add_force_argument(p, "reproduce.{json,md,png} in --out")
     p = sub.add_parser("sensitivity", help="sensitivity of the Fig. 4 figures to each constant's range")
     _common(p, network=False)
     p.add_argument("--sparsity-step", type=float, default=0.05, help="absolute change of each sparsity")
     p.add_argument("--out", default=None, help="directory for sensitivity.{json,md}")
+    add_force_argument(p, "sensitivity.{json,md} in --out")
     p = sub.add_parser("sparsity", help="measure spike/gradient sparsity of a checkpoint")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", default="digits-events", help="data set name (sw.data.DATASETS)")
@@ -79,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", required=True, help="JSON file to write")
+    add_force_argument(p, "an existing --out file")
     p = sub.add_parser("tile", help="forward counters of one tile (proposed accelerator)")
     p.add_argument("--config", default="configs/small.toml")
     p.add_argument("--mode", default="ptt", help="stt | ptt | htt")
@@ -208,6 +218,7 @@ def cmd_energy(args) -> int:
     from . import report
     from .evaluate import evaluate_network
     from .accelerators import make_accelerator
+    check_outputs((("--plot", args.plot), ("--csv", args.csv)), force=args.force)
     cfg, table, sp = _load(args)
     wl = _workload(args)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -260,8 +271,8 @@ def cmd_report(args) -> int:
     from .evaluate import evaluate_network
     from .accelerators import make_accelerator
     from .networks import FIG4_NETWORKS, PAPER_REDUCTIONS, PAPER_NETWORK
+    out = check_output_dir(args.out, REPORT_FILES, force=args.force)
     cfg, table, sp = _load(args)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     accs = {a: make_accelerator(a, cfg) for a in ("proposed", "proposed-rtl", "sata")}
     results: dict[str, dict[str, dict]] = {a: {} for a in accs}
@@ -340,6 +351,8 @@ def cmd_reproduce(args) -> int:
     from sw.fileio import atomic_write_text
     from .report import write_json
     from .reproduce import plot_reproduction, reproduce, reproduce_markdown
+    if args.out:
+        check_output_dir(args.out, ("reproduce.json", "reproduce.md", "reproduce.png"), force=args.force)
     cfg, table, sp = _load(args)
     res = reproduce(cfg, table, sp)
     md = reproduce_markdown(res)
@@ -360,6 +373,8 @@ def cmd_sensitivity(args) -> int:
     from sw.fileio import atomic_write_text
     from .report import write_json
     from .sensitivity import sensitivity_markdown, sensitivity_table
+    if args.out:
+        check_output_dir(args.out, ("sensitivity.json", "sensitivity.md"), force=args.force)
     cfg, table, sp = _load(args)
     res = sensitivity_table(cfg, table, sp, args.sparsity_step)
     md = sensitivity_markdown(res)
@@ -380,6 +395,7 @@ def cmd_sparsity(args) -> int:
     from .sparsity import measure_sparsity
     if args.batches < 1 or args.batch_size < 1:
         raise ValueError("--batches and --batch-size must be >= 1")
+    check_outputs([("--out", args.out)], inputs=[args.checkpoint], force=args.force)
     model, meta = load_model(args.checkpoint)
     hp = meta["model"]["hparams"]
     _, test, info = load_dataset(args.data, args.data_path, timesteps=hp["timesteps"])

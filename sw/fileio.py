@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_write_json",
-           "remove_stale_temps", "check_output_path", "os_error"]
+           "remove_stale_temps", "check_output_path", "check_outputs", "check_output_dir", "add_force_argument",
+           "os_error"]
 
 # a temp file of the old naming (no pid) is treated as abandoned once it is this old
 _LEGACY_TEMP_AGE_S = 60.0
@@ -208,3 +209,50 @@ def check_output_path(out: str | os.PathLike, *, inputs: Iterable[str | os.PathL
         raise os_error(PermissionError, errno.EACCES, f"{flag} {out}: no permission to write in {parent}; "
                                             "choose a writable location")
     return out
+
+
+def check_outputs(outputs: Iterable[tuple[str, str | os.PathLike | None]], *,
+                  inputs: Iterable[str | os.PathLike | None] = (), force: bool = False) -> None:
+    """:func:`check_output_path` for each ``(flag, path)`` of a command's file outputs (a path
+    of None or '' is an output not asked for), before any work is done."""
+    inputs = list(inputs)
+    for flag, path in outputs:
+        if path:
+            check_output_path(path, inputs=inputs, force=force, flag=flag)
+
+
+def check_output_dir(out: str | os.PathLike, names: Iterable[str], *, force: bool = False,
+                     inputs: Iterable[str | os.PathLike | None] = (), flag: str = "--out") -> Path:
+    """Refuse, before any work, a run that would write the files ``names`` into directory ``out``
+    over existing ones (unless ``force``), into a file, or over one of ``inputs``. Returns ``out``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise os_error(NotADirectoryError, errno.ENOTDIR,
+                       f"{flag} {out} is a file; give a directory (it will be created if missing)")
+    names = list(names)
+    for inp in inputs:
+        if inp is not None and any(_same_file(out / n, Path(inp)) for n in names):
+            raise ValueError(f"{flag} {out} would overwrite the input file {inp}; choose another directory")
+    present = [n for n in names if (out / n).exists()]
+    if present and not force:
+        shown = ", ".join(present[:4]) + (f" and {len(present) - 4} more" if len(present) > 4 else "")
+        raise os_error(FileExistsError, errno.EEXIST,
+                       f"{flag} {out} already holds {shown}; pass --force to replace them, or choose another "
+                       "directory")
+    parent = out if out.exists() else out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise os_error(NotADirectoryError, errno.ENOTDIR, f"{flag} {out}: {parent} is a file, not a directory; "
+                                                          "choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise os_error(PermissionError, errno.EACCES, f"{flag} {out}: no permission to write in {parent}; "
+                                                      "choose a writable location")
+    return out
+
+
+def add_force_argument(parser, what: str = "the output files") -> None:
+    """The ``--force`` flag of every command that writes files: without it, nothing that exists
+    is overwritten."""
+    parser.add_argument("--force", action="store_true",
+                        help=f"replace {what} if they exist (without it an existing output is never overwritten)")

@@ -76,6 +76,12 @@ def fold_batchnorm(bn: nn.Module | None, channels: int) -> tuple[Tensor, Tensor]
         return torch.ones(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
     if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
         raise ValueError(f"expected a BatchNorm module after the TT conv, got {type(bn).__name__}")
+    from sw.plugin.methods import TemporalEffectiveBN, ThresholdDependentBN
+
+    if isinstance(bn, (ThresholdDependentBN, TemporalEffectiveBN)):
+        # the accelerator folds one time-invariant BatchNorm; TEBN scales each timestep apart
+        raise ValueError(f"{type(bn).__name__} (a model trained with norm tdbn/tebn) is not a plain "
+                         "BatchNorm the accelerator can fold; quantise a model trained with norm 'bn'")
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("BatchNorm without running statistics cannot be folded "
                          "(track_running_stats=False)")

@@ -24,6 +24,7 @@ from outputs in the backward pass; ``reversible_backward`` picks how) and each s
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Iterable, Sequence
 
 from torch import Tensor, nn
@@ -165,7 +166,7 @@ def ms_resnet(arch: str = "resnet18", mode: str = "dense", ranks=None, in_channe
               surrogate: str = "rectangle", tau: float = 0.25, v_threshold: float = 0.5,
               alpha: float | None = None, reversible: bool = False,
               reversible_backward: str = "streamlined",
-              reversible_frac_bits: int | None = 12) -> MSResNet:
+              reversible_frac_bits: int | None = 12, norm: str = "bn") -> MSResNet:
     """Build an MS-ResNet (``arch``: 'resnet18', 'resnet34', 'tiny').
 
     ``mode``: 'dense' or a TT mode ('stt', 'ptt', 'htt') for the 3x3 convs of the residual
@@ -176,6 +177,8 @@ def ms_resnet(arch: str = "resnet18", mode: str = "dense", ranks=None, in_channe
     ``reversible``: reversible shape-keeping blocks (:mod:`sw.reversible`), with
     ``reversible_backward`` ('streamlined', 'naive' or 'autograd') and the coupling's fixed-point
     grid ``2**-reversible_frac_bits`` (None: float coupling, not exactly invertible).
+    ``norm``: 'bn' (:class:`BatchNormTB`), 'tdbn' or 'tebn' (:mod:`sw.plugin.methods`; tdBN's
+    alpha is 1/sqrt(2) for the BNs whose outputs meet at a block's addition, 1 elsewhere).
     """
     if mode != "htt" and schedule is not None:
         raise ValueError(f"schedule is only used by mode 'htt', not {mode!r}")
@@ -191,6 +194,15 @@ def ms_resnet(arch: str = "resnet18", mode: str = "dense", ranks=None, in_channe
                              f"{', '.join(BACKWARDS)}")
         extra = dict(reversible=True, reversible_backward=reversible_backward,
                      reversible_frac_bits=_check_frac_bits(reversible_frac_bits))
+    if norm != "bn":
+        from sw.plugin.methods import NORMS
+
+        if norm not in NORMS:
+            raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+        if reversible:
+            raise ValueError(f"norm {norm!r} is not available with reversible blocks (their backward "
+                             "recomputes BatchNormTB); use norm 'bn' or no reversible blocks")
+        extra["norm"] = norm  # recorded only when not the default: older hparams stay valid
     spec = network_specs(arch, in_channels, input_size, num_classes, mode, ranks, timesteps,
                          sched, downsample, reversible=reversible)
     tt_ranks = [s.rank for s in spec if s.kind == "conv3x3"] if mode != "dense" else None
@@ -200,7 +212,19 @@ def ms_resnet(arch: str = "resnet18", mode: str = "dense", ranks=None, in_channe
                    schedule=None if sched is None else list(sched), downsample=downsample,
                    surrogate=surrogate, tau=float(tau), v_threshold=float(v_threshold),
                    alpha=alpha, **extra)
-    return MSResNet(spec, hparams)
+    model = MSResNet(spec, hparams)
+    if norm != "bn":
+        from sw.plugin.methods import replace_tb_batchnorms
+
+        replace_tb_batchnorms(model, norm, timesteps, v_threshold, _tdbn_alpha)
+    return model
+
+
+def _tdbn_alpha(name: str) -> float:
+    """tdBN's alpha (Zheng et al. 2021): 1/sqrt(2) for the two BNs whose outputs are summed at a
+    block's shortcut addition (the residual branch's last BN and a projection shortcut's BN),
+    so that the sum has the threshold's scale; 1 for every other BN."""
+    return 1 / math.sqrt(2) if name.endswith((".bn2", "shortcut.bn")) else 1.0
 
 
 def merge_to_dense(model: MSResNet) -> MSResNet:

@@ -33,11 +33,9 @@ import errno
 import json
 import math
 import os
-import re
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -47,9 +45,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from sw import ddp
+from sw.cli_util import out_of_memory_is_a_clear_error
 from sw.checkpoint import load_checkpoint, load_model, run_environment, save_checkpoint, set_rng_state
 from sw.data import DataInfo, augment_crop_flip, load_dataset
 from sw.fileio import atomic_write_json, atomic_write_text, os_error, remove_stale_temps
+from sw.plugin.methods import nda_augment, tet_loss
 
 __all__ = ["TrainConfig", "load_config", "config_from_dict", "train", "evaluate", "build_from_config",
            "SCHEDULERS"]
@@ -70,7 +70,11 @@ class TrainConfig:
     max_train_samples / max_test_samples (use a prefix of the data; for smoke runs), device
     ('cpu' or 'cuda'; not part of what a resumed run must share).
     reversible: reversible shape-keeping blocks that recompute their inputs in the backward
-    pass instead of storing activations (:mod:`sw.reversible`, streamlined backward)."""
+    pass instead of storing activations (:mod:`sw.reversible`, streamlined backward).
+    Training methods of the paper's Table III (:mod:`sw.plugin.methods`): norm 'bn' (BatchNorm
+    shared over time), 'tdbn' or 'tebn'; loss 'ce' (cross-entropy of the time-averaged logits)
+    or 'tet' (TET over the per-timestep logits, weight ``tet_lambda`` of its pull towards 1);
+    nda: neuromorphic data augmentation of event frames (event data sets only)."""
 
     arch: str = "tiny"
     mode: str = "ptt"
@@ -79,12 +83,16 @@ class TrainConfig:
     schedule: Any = None
     downsample: str = "maxpool"
     reversible: bool = False
+    norm: str = "bn"
     dataset: str = "digits"
     data_path: str | None = None
     size: int | None = None
     split_by: str | None = None
     cache_dir: str | None = None
     augment: bool | None = None
+    nda: bool = False
+    loss: str = "ce"
+    tet_lambda: float = 1e-3
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -116,11 +124,30 @@ class TrainConfig:
             raise ValueError(f"config: threads must be >= 1, got {self.threads}")
         if not isinstance(self.reversible, bool):
             raise ValueError(f"config: reversible must be true or false, got {self.reversible!r}")
+        self._validate_methods()
         if self.workers < 0:
             raise ValueError(f"config: workers must be >= 0, got {self.workers}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"config: device must be cpu or cuda, got {self.device!r}")
         return self
+
+    def _validate_methods(self) -> None:
+        from sw.plugin.methods import LOSSES, NORMS
+
+        if self.norm not in NORMS:
+            raise ValueError(f"config: norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"config: loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        lam = self.tet_lambda
+        if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not 0 <= lam <= 1:
+            raise ValueError(f"config: tet_lambda must be a number in [0, 1], got {lam!r}")
+        if not isinstance(self.nda, bool):
+            raise ValueError(f"config: nda must be true or false, got {self.nda!r}")
+        if self.nda and self.augment:
+            raise ValueError("config: nda and augment both flip frames; choose one (nda for event data)")
+        if self.norm != "bn" and self.reversible:
+            raise ValueError(f"config: norm {self.norm!r} is not available with reversible blocks; "
+                             "use norm 'bn' or reversible false")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -181,6 +208,9 @@ def build_from_config(cfg: TrainConfig) -> tuple[torch.nn.Module, Dataset, Datas
     ``cfg.init_from``). Returns ``(model, train_set, test_set, info, init_checkpoint_meta)``."""
     train_set, test_set, info = load_dataset(cfg.dataset, cfg.data_path, timesteps=cfg.timesteps, size=cfg.size,
                                              split_by=cfg.split_by, cache_dir=cfg.cache_dir, augment=cfg.augment)
+    if cfg.nda and not info.events:
+        raise ValueError(f"nda augments event frames; data set {info.name} is not event data "
+                         "(use an event data set such as digits-events, or drop --nda)")
     train_set, test_set = _subset(train_set, cfg.max_train_samples), _subset(test_set, cfg.max_test_samples)
     torch.manual_seed(cfg.seed)
     init_meta = None
@@ -188,13 +218,17 @@ def build_from_config(cfg: TrainConfig) -> tuple[torch.nn.Module, Dataset, Datas
         model, meta = load_model(cfg.init_from)
         model.train()  # load_model leaves it in eval mode
         init_meta = {"path": str(cfg.init_from), "hparams": meta["model"]["hparams"]}
+        init_norm = init_meta["hparams"].get("norm", "bn")
+        if init_norm != cfg.norm:
+            raise ValueError(f"--init-from {cfg.init_from} was trained with norm {init_norm!r}, the config "
+                             f"asks for {cfg.norm!r}; set --norm {init_norm}")
     else:
         from sw.resnet import ms_resnet
 
         model = ms_resnet(cfg.arch, mode=cfg.mode, ranks=None if cfg.mode == "dense" else cfg.ranks,
                           in_channels=info.in_channels, num_classes=info.num_classes, timesteps=cfg.timesteps,
                           input_size=info.input_size, schedule=cfg.schedule,
-                          downsample=cfg.downsample, reversible=cfg.reversible)
+                          downsample=cfg.downsample, reversible=cfg.reversible, norm=cfg.norm)
     hp = model.hparams
     if hp.get("in_channels") not in (None, info.in_channels) or hp.get("num_classes") not in (None, info.num_classes):
         raise ValueError(f"model expects {hp.get('in_channels')} input channels / {hp.get('num_classes')} classes, "
@@ -241,13 +275,13 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 # what a resumed run must share with its checkpoint (epochs may grow: an extension)
-_RESUME_KEYS = ("arch", "mode", "ranks", "timesteps", "schedule", "downsample", "reversible", "dataset",
-                "data_path", "size",
+_RESUME_KEYS = ("arch", "mode", "ranks", "timesteps", "schedule", "downsample", "reversible", "norm",
+                "nda", "loss", "tet_lambda", "dataset", "data_path", "size",
                 "split_by", "augment", "lr", "momentum", "weight_decay", "scheduler", "batch_size",
                 "seed", "init_from", "max_train_samples", "max_test_samples")
 # the files a run writes into its directory; any of them means the directory holds a run
 # keys added after checkpoints were first written: their value in older checkpoints
-_RESUME_DEFAULTS = {"reversible": False}
+_RESUME_DEFAULTS = {"reversible": False, "norm": "bn", "nda": False, "loss": "ce", "tet_lambda": 1e-3}
 _RUN_FILES = ("last.pt", "metrics.jsonl", "summary.json")
 _OUT_FILES = _RUN_FILES + ("config.json",)
 
@@ -304,26 +338,12 @@ def _resume_epochs(cfg: "TrainConfig", saved_epochs: int, done: int) -> bool:
     return cfg.epochs > saved_epochs and done == saved_epochs
 
 
-_ALLOC = re.compile(r"tried to allocate (\d+) bytes")
-
-
-@contextmanager
 def _out_of_memory_is_a_clear_error(cfg: "TrainConfig", where: Callable[[], str]):
-    """Turn an allocator failure (a C++ trace from torch, or MemoryError) into one line saying
-    what to change; nothing written so far is touched."""
-    try:
-        yield
-    except (RuntimeError, MemoryError) as exc:
-        text = str(exc)
-        if not isinstance(exc, MemoryError) and not any(
-                k in text for k in ("can't allocate memory", "not enough memory", "out of memory")):
-            raise
-        m = _ALLOC.search(text)
-        asked = f" (an allocation of {int(m.group(1)) / 2 ** 30:.3g} GiB failed)" if m else ""
-        raise os_error(OSError, errno.ENOMEM,
-                       f"out of memory {where()}{asked}: lower --batch-size (now {cfg.batch_size}) or "
-                       f"--eval-batch-size (now {cfg.eval_batch_size}), or use fewer --timesteps or a smaller "
-                       "model; checkpoints already written are intact (continue with --resume)") from None
+    """An allocator failure as one line saying what to change; nothing written so far is touched."""
+    return out_of_memory_is_a_clear_error(
+        where, f"lower --batch-size (now {cfg.batch_size}) or --eval-batch-size (now {cfg.eval_batch_size}), "
+               "or use fewer --timesteps or a smaller model; checkpoints already written are intact "
+               "(continue with --resume)")
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
@@ -355,6 +375,11 @@ def _train(cfg: TrainConfig, ctx: "ddp.DistContext", resume: bool, progress: boo
     if ctx.distributed and cfg.reversible:
         raise ValueError("--reversible is not supported under torchrun yet (its recompute would run "
                          "BatchNorm's collective in the backward pass); train it in one process")
+    methods = {k: getattr(cfg, k) for k, plain in (("norm", "bn"), ("loss", "ce"), ("nda", False))
+               if getattr(cfg, k) != plain}
+    if ctx.distributed and methods:
+        raise ValueError(f"{methods} are not supported under torchrun yet (global-batch tdBN/TEBN, "
+                         "sharded NDA draws); train them in one process")
     out = Path(cfg.out)
     ckpt_path = out / "last.pt"
     _check_out_dir(cfg, out, resume, force)
@@ -417,6 +442,8 @@ def _train(cfg: TrainConfig, ctx: "ddp.DistContext", resume: bool, progress: boo
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", cfg.to_dict())
     step_model = _data_parallel(model, ctx, log)
+    if cfg.loss == "tet":
+        step_model = PerTimestepLogits(step_model)
 
     n_params = sum(p.numel() for p in model.parameters())
     if init_meta:
@@ -470,6 +497,19 @@ def _data_parallel(model: torch.nn.Module, ctx: "ddp.DistContext", log: Callable
     return DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
 
 
+class PerTimestepLogits(torch.nn.Module):
+    """The logits of every timestep, ``[T, B, K]``, of an MS-ResNet (for the TET loss). The
+    model's own forward is their mean over T (``fc`` is linear), so this changes no weight."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spikes = self.model.head_lif(self.model.features(x))
+        return self.model.fc(spikes.mean(dim=(3, 4)))
+
+
 def _make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, span: int):
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=span)
@@ -501,9 +541,15 @@ def _train_epoch(cfg: TrainConfig, model, optimizer, scheduler, train_set, test_
             # under DDP: the draws of the whole global batch k, this rank's part of them
             whole = min(cfg.batch_size, len(order) - k * cfg.batch_size)
             x = augment_crop_flip(x, gen, batch=whole, offset=ddp.part_bounds(whole, ctx.rank, ctx.world)[0])
+        if cfg.nda:
+            x = nda_augment(x, gen)
         x, y = x.to(ctx.device), y.to(ctx.device)
         outp = model(_to_model_input(x, info))
-        if ctx.distributed:
+        if cfg.loss == "tet":
+            loss = tet_loss(outp, y, lam=cfg.tet_lambda)
+            outp = outp.mean(0)  # what the model's forward gives: fc is linear
+            batch_loss = loss.item()
+        elif ctx.distributed:
             # N/B x this rank's sum: DDP's average over the ranks is the mean over the global batch
             local_sum = F.cross_entropy(outp, y, reduction="sum")
             batch_loss, global_b = ddp.all_reduce_sum([local_sum.item(), y.shape[0]], ctx.device)
@@ -530,7 +576,8 @@ def _train_epoch(cfg: TrainConfig, model, optimizer, scheduler, train_set, test_
         part = torch.utils.data.Subset(test_set, range(ctx.rank, len(test_set), ctx.world))
         test = evaluate(model.module, part, info, cfg.eval_batch_size, progress, desc="test", over_ranks=True)
     else:
-        test = evaluate(model, test_set, info, cfg.eval_batch_size, progress, desc="test")
+        plain = model.model if isinstance(model, PerTimestepLogits) else model
+        test = evaluate(plain, test_set, info, cfg.eval_batch_size, progress, desc="test")
     return {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / n, "train_acc": correct / n,
             "test_loss": test["loss"], "test_acc": test["acc"],
             "time_per_batch_s": batch_time / max(len(loader), 1), "epoch_time_s": batch_time}

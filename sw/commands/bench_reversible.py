@@ -16,6 +16,7 @@ import torch
 
 from sw.bench_reversible import (NETWORKS, VARIANTS, bench_network, bench_stack, float_flip_check,
                                  format_rows, plot_rows)
+from sw.fileio import add_force_argument, check_outputs
 
 
 def _ints(flag: str):
@@ -46,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument("--plot", default="build/reversible_bench.png", help="plot file ('' for none)")
+    add_force_argument(parser, "an existing --plot file")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
 
 
@@ -62,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--channels must be even and >= 2; --size and --batch positive")
     if args.reps < 1 or args.warmup < 0:
         raise ValueError(f"--reps must be >= 1 and --warmup >= 0, got {args.reps}, {args.warmup}")
+    check_outputs([("--plot", args.plot)], force=args.force)  # before the minutes of timing
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from sw.arch import TT_MODES
 from sw.checkpoint import load_model, save_checkpoint
+from sw.cli_util import out_of_memory_is_a_clear_error
 from sw.fileio import atomic_write_json, check_output_path
 
 
@@ -98,7 +100,12 @@ def format_report(rep: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    rep = decompose_checkpoint(args.checkpoint, args.mode, args.ranks, args.out, args.max_samples,
-                               not args.no_eval, args.tolerance, progress=not args.json, force=args.force)
+    with out_of_memory_is_a_clear_error(f"decomposing {args.checkpoint}",
+                                        "use --max-samples or --no-eval (the evaluation holds both models), or a "
+                                        "machine with more memory; --out is written only at the end, complete "
+                                        "or not at all"):
+        rep = decompose_checkpoint(args.checkpoint, args.mode, args.ranks, args.out, args.max_samples,
+                                   not args.no_eval, args.tolerance, progress=not args.json and sys.stderr.isatty(),
+                                   force=args.force)
     print(json.dumps(rep) if args.json else format_report(rep))
     return 0

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sw.fileio import atomic_write, atomic_write_json, atomic_write_text
+from sw.fileio import add_force_argument, atomic_write, atomic_write_json, atomic_write_text, check_output_dir
 
 
 @dataclass
@@ -249,11 +249,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a model counts as learning if its test accuracy is at least this times chance")
     parser.add_argument("--steps", help="comma-separated subset of steps to run: " + ", ".join(n for n, _ in STEPS))
     parser.add_argument("--no-progress", action="store_true")
+    add_force_argument(parser, "a demo already in --out (its checkpoints and report)")
+
+
+# the files that mark a demo in --out; a new demo (or --steps) over them needs --force
+_DEMO_FILES = ("report.json", "report.md", "ptt.pt", "dense.pt")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.epochs < 1 or (args.dense_epochs is not None and args.dense_epochs < 1):
         raise ValueError("--epochs/--dense-epochs must be >= 1")
+    check_output_dir(args.out, _DEMO_FILES, force=args.force)
     ctx = DemoContext(Path(args.out), args)
     ctx.out.mkdir(parents=True, exist_ok=True)
     wanted = None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from sw.checkpoint import load_model
+from sw.cli_util import out_of_memory_is_a_clear_error
 from sw.train import config_from_dict, evaluate, _subset
 
 
@@ -43,10 +45,12 @@ def load_eval_data(cfg, train_split: bool = False, max_samples: int | None = Non
 
 
 def run(args: argparse.Namespace) -> int:
-    model, meta = load_model(args.checkpoint)
-    cfg = eval_config(meta, args.dataset, args.data_path)
-    ds, info = load_eval_data(cfg, args.train_split, args.max_samples)
-    result = evaluate(model, ds, info, args.batch_size, progress=not args.json)
+    with out_of_memory_is_a_clear_error(f"evaluating {args.checkpoint}",
+                                        f"lower --batch-size (now {args.batch_size}); nothing was written"):
+        model, meta = load_model(args.checkpoint)
+        cfg = eval_config(meta, args.dataset, args.data_path)
+        ds, info = load_eval_data(cfg, args.train_split, args.max_samples)
+        result = evaluate(model, ds, info, args.batch_size, progress=not args.json and sys.stderr.isatty())
     result.update(checkpoint=str(args.checkpoint), dataset=info.name, split="train" if args.train_split else "test",
                   mode=meta["model"]["hparams"].get("mode")
                   + (" (merged to dense)" if "merged_from" in meta["model"]["hparams"] else ""), epoch=meta.get("epoch"))

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import torch
 
 from sw.checkpoint import load_model, save_checkpoint
 from sw.commands.eval import eval_config, load_eval_data
+from sw.cli_util import out_of_memory_is_a_clear_error
 from sw.fileio import check_output_path
 
 
@@ -64,12 +66,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="TT checkpoint (stt/ptt/htt)")
     parser.add_argument("--out", required=True, help="where to write the merged dense checkpoint")
     parser.add_argument("--max-samples", type=int, default=None, help="compare on a prefix of the test set")
+    parser.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     parser.add_argument("--json", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    rep = export_merged(args.checkpoint, args.out, args.max_samples, progress=not args.json, force=args.force)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    with out_of_memory_is_a_clear_error(f"exporting {args.checkpoint}",
+                                        f"lower --batch-size (now {args.batch_size}) or use --max-samples; "
+                                        "--out is written only at the end, complete or not at all"):
+        rep = export_merged(args.checkpoint, args.out, args.max_samples, args.batch_size,
+                            progress=not args.json and sys.stderr.isatty(), force=args.force)
     if args.json:
         print(json.dumps(rep))
     else:

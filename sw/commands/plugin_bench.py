@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 
+from sw.fileio import add_force_argument, check_outputs
+
 
 def _list(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
@@ -38,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-train-samples", type=int, help="train on a prefix (smoke runs)")
     parser.add_argument("--max-test-samples", type=int, help="test on a prefix (smoke runs)")
     parser.add_argument("--plot", help="write a bar chart (PNG) of step time and accuracy here")
+    add_force_argument(parser, "an existing --plot file")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON object")
 
 
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     datasets = _list(args.datasets, BENCH_DATASETS, "--datasets")
     methods = _list(args.methods, tuple(RECIPES), "--methods")
+    check_outputs([("--plot", args.plot)], force=args.force)  # before the minutes of training
     torch.set_num_threads(args.threads)
     rows = run_benchmark(datasets, methods, args.epochs, args.batch_size, args.timesteps, args.rank,
                          args.channels, args.seed, args.lr, args.max_train_samples, args.max_test_samples,

@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from sw.fileio import atomic_write
+from sw.fileio import add_force_argument, atomic_write, check_outputs
 from sw.quantize import ROUNDING_MODES
 
 FIELDS = ("layer", "mode", "in_channels", "rank", "out_channels", "input_hw", "pool", "residual",
@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of stochastic rounding")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", default=None, help="also write a per-layer bar chart (PNG) here")
+    add_force_argument(parser, "an existing --plot file")
 
 
 def model_inputs(meta: dict, split: str, count: int, start: int = 0) -> torch.Tensor:
@@ -115,6 +116,7 @@ def plot_report(result: dict, path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs([("--plot", args.plot)], inputs=[args.checkpoint], force=args.force)
     result = quantize_report(args.checkpoint, args.layer, args.config, weight_bits=args.weight_bits,
                              rounding=args.rounding, calib_samples=args.calib_samples,
                              eval_samples=args.eval_samples, seed=args.seed, progress=not args.json)

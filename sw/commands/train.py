@@ -7,6 +7,8 @@ Examples::
     python -m sw train --config configs/train/digits_ptt.toml --resume          # continue <out>/last.pt
     python -m sw train --config configs/train/digits_ptt.toml --resume --epochs 20   # extend a finished run
     python -m sw train --config configs/train/digits_ptt.toml --force           # replace the run in <out>
+    python -m sw train --config configs/train/digits_ptt.toml --norm tdbn --loss tet   # Table III methods
+    python -m sw train --config configs/train/digits_ptt.toml --dataset digits-events --nda --norm tebn
     python -m sw train --config configs/train/digits_ptt.toml --init-from tt.pt --out build/ft  # fine-tune
     torchrun --nproc_per_node 2 -m sw train --config configs/train/digits_ptt.toml   # data parallel, CPU
     torchrun --nproc_per_node 8 -m sw train --config configs/train/cifar10_ptt.toml --device cuda
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 
+from sw.plugin.methods import LOSSES, NORMS
 from sw.train import TrainConfig, config_from_dict, load_config, train
 
 # flag -> config key (flags left at None do not override the file)
@@ -27,6 +30,7 @@ _OVERRIDES = {
     "epochs": int, "batch_size": int, "eval_batch_size": int, "lr": float, "momentum": float,
     "weight_decay": float, "scheduler": str, "seed": int, "out": str, "threads": int, "workers": int,
     "init_from": str, "max_train_samples": int, "max_test_samples": int, "device": str,
+    "norm": str, "loss": str, "tet_lambda": float,
 }
 
 
@@ -41,12 +45,26 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, **extra, choices=("cpu", "cuda"),
                                 help="cpu (default) or cuda; under torchrun each process takes the GPU of "
                                      "its LOCAL_RANK (docs/training.md, 'Several processes')")
+        elif key == "norm":
+            parser.add_argument(flag, **extra, choices=NORMS,
+                                help="BatchNorm of the model: bn (default; statistics shared over time), "
+                                     "tdbn (threshold-dependent) or tebn (temporal effective); docs/training.md")
+        elif key == "loss":
+            parser.add_argument(flag, **extra, choices=LOSSES,
+                                help="ce (default; cross-entropy of the time-averaged logits) or tet "
+                                     "(TET: cross-entropy of every timestep's logits + a pull towards 1)")
+        elif key == "tet_lambda":
+            parser.add_argument(flag, **extra, metavar="LAMBDA",
+                                help="TET: weight of the pull of the logits towards 1, in [0, 1] (default 1e-3)")
         else:
             parser.add_argument(flag, **extra, help=f"override '{key}'")
     parser.add_argument("--augment", dest="augment", action=argparse.BooleanOptionalAction, default=None,
                         help="random crop (pad 4) + horizontal flip (default: on for CIFAR only)")
     parser.add_argument("--reversible", dest="reversible", action=argparse.BooleanOptionalAction, default=None,
                         help="reversible blocks: recompute activations in the backward pass (docs/reversible.md)")
+    parser.add_argument("--nda", dest="nda", action=argparse.BooleanOptionalAction, default=None,
+                        help="neuromorphic data augmentation of event frames (event data sets only; "
+                             "not with --augment)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key (value parsed as JSON, else a string)")
 
@@ -64,7 +82,7 @@ def config_from_args(args: argparse.Namespace, data: dict | None = None) -> Trai
             cfg[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             cfg[key.strip()] = value
-    for key in list(_OVERRIDES) + ["augment", "reversible"]:
+    for key in list(_OVERRIDES) + ["augment", "reversible", "nda"]:
         value = getattr(args, key)
         if value is not None:
             cfg[key] = value

@@ -22,16 +22,22 @@ Each is a pure function with a thin module where it has parameters (the norse st
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["ThresholdDependentBN", "TemporalEffectiveBN", "tet_loss", "nda_augment", "NDA_OPS",
-           "roll_frames", "cutout_frames", "affine_frames", "METHODS"]
+           "roll_frames", "cutout_frames", "affine_frames", "METHODS", "NORMS", "LOSSES",
+           "replace_tb_batchnorms"]
 
 #: the Table III methods this module provides (norm layer, loss, augmentation)
 METHODS = ("tdbn", "tebn", "tet", "nda")
+#: the norm layers ``python -m sw train`` offers ('bn': the kit's BatchNorm shared over time)
+NORMS = ("bn", "tdbn", "tebn")
+#: the losses ``python -m sw train`` offers ('ce': cross-entropy of the time-averaged logits)
+LOSSES = ("ce", "tet")
 
 
 def _check_tb(x: Tensor, channels: int, where: str) -> None:
@@ -84,6 +90,29 @@ class TemporalEffectiveBN(nn.BatchNorm2d):
                              f"(shape {tuple(x.shape)})")
         y = super().forward(x.flatten(0, 1)).unflatten(0, (x.shape[0], -1))
         return y * self.p.view(-1, 1, 1, 1, 1)
+
+
+def replace_tb_batchnorms(model: nn.Module, norm: str, timesteps: int, v_threshold: float,
+                          alpha_of: Callable[[str], float] = lambda name: 1.0) -> int:
+    """Replace, in place, every BatchNorm of ``model`` whose type is exactly
+    :class:`sw.layers.BatchNormTB` (over ``[T, B, C, H, W]``) by a tdBN (``norm='tdbn'``, with
+    ``v_threshold`` and ``alpha_of(qualified name)``) or a TEBN (``'tebn'``, ``timesteps``) of the
+    same width, eps and momentum; ``'bn'`` changes nothing. Returns how many were replaced."""
+    from sw.layers import BatchNormTB
+
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    if norm == "bn":
+        return 0
+    targets = [name for name, m in model.named_modules() if type(m) is BatchNormTB]
+    for name in targets:
+        old = model.get_submodule(name)
+        kw = dict(eps=old.eps, momentum=old.momentum)
+        new = (ThresholdDependentBN(old.num_features, v_threshold, alpha_of(name), **kw) if norm == "tdbn"
+               else TemporalEffectiveBN(old.num_features, timesteps, **kw))
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, new)
+    return len(targets)
 
 
 def tet_loss(outputs: Tensor, targets: Tensor, lam: float = 1e-3, phi: float = 1.0) -> Tensor:

@@ -69,7 +69,7 @@ def test_cli_prints_table_and_draws_the_plot(capsys, tmp_path):
 
 def test_cli_rejects_an_output_path_under_a_file_before_working(tmp_path):
     (tmp_path / "f").write_text("keep")
-    with pytest.raises(ValueError, match="is a file, not a folder"):
+    with pytest.raises(OSError, match="is a file, not a directory"):
         main(["--network", "resnet18-cifar10", "--modes", "htt", "--plot", str(tmp_path / "f" / "p.png")])
     assert (tmp_path / "f").read_text() == "keep"
 

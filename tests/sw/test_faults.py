@@ -487,6 +487,99 @@ def test_out_of_memory_is_one_line_and_keeps_the_checkpoints(tmp_path, capsys, m
     assert (tmp_path / "run" / "last.pt").read_bytes() == raw
 
 
+@pytest.mark.parametrize("command", ["eval", "export", "decompose"])
+def test_out_of_memory_in_eval_export_decompose_is_one_line(tmp_path, capsys, monkeypatch, trained, command):
+    tt, dense = trained
+    import sw.train as tr
+
+    def huge(x, info):
+        return torch.empty(1 << 50, dtype=torch.uint8)  # 1 PiB: the real CPU allocator refuses it
+
+    monkeypatch.setattr(tr, "_to_model_input", huge)
+    out = tmp_path / "out.pt"
+    argv = {"eval": ["eval", "--checkpoint", str(tt), "--batch-size", "8"],
+            "export": ["export", "--checkpoint", str(tt), "--out", str(out), "--batch-size", "8"],
+            "decompose": ["decompose", "--checkpoint", str(dense), "--mode", "ptt", "--ranks", "2",
+                          "--out", str(out)]}[command]
+    rc, err = _cli(capsys, *argv)
+    verb = {"eval": "evaluating", "export": "exporting", "decompose": "decomposing"}[command]
+    assert rc == 2 and len(err) == 1, err
+    assert f"out of memory {verb}" in err[0] and "1.05e+06 GiB" in err[0], err
+    assert ("--batch-size (now 8)" if command != "decompose" else "--no-eval") in err[0], err
+    assert not out.exists() and not Path(str(out) + ".json").exists()
+
+
+def _sw(*argv):
+    return run_cli(main, list(argv), prog="sw")
+
+
+def _model(*argv):
+    from model.__main__ import main as model_main
+    return run_cli(model_main, list(argv), prog="model")
+
+
+def _gen(*argv):
+    from gen.__main__ import main as gen_main
+    return run_cli(gen_main, list(argv), prog="gen")
+
+
+def _perf(*argv):
+    from gen.perf import main as perf_main
+    return run_cli(perf_main, list(argv), prog="gen.perf")
+
+
+# command, existing output (relative to tmp_path) it would overwrite, the argv (with {t}: tmp_path,
+# {ckpt}: a TT checkpoint); every one is refused before any work and keeps the file
+_OVERWRITES = [
+    (_sw, "q.png", ["quantize", "--checkpoint", "{ckpt}", "--config", "small", "--plot", "{t}/q.png"]),
+    (_sw, "r.png", ["bench-reversible", "--depths", "1", "--timesteps", "2", "--networks", "none",
+                    "--plot", "{t}/r.png"]),
+    (_sw, "p.png", ["plugin-bench", "--epochs", "1", "--plot", "{t}/p.png"]),
+    (_sw, "demo/report.json", ["demo", "--out", "{t}/demo", "--epochs", "1"]),
+    (_model, "e.csv", ["energy", "--arch", "tiny", "--input", "1x8x8", "--ranks", "uniform:4", "--csv", "{t}/e.csv"]),
+    (_model, "e.png", ["energy", "--arch", "tiny", "--input", "1x8x8", "--ranks", "uniform:4", "--plot", "{t}/e.png"]),
+    (_model, "rep/summary.md", ["report", "--out", "{t}/rep"]),
+    (_model, "rp/reproduce.md", ["reproduce", "--out", "{t}/rp"]),
+    (_model, "se/sensitivity.json", ["sensitivity", "--out", "{t}/se"]),
+    (_model, "s.json", ["sparsity", "--checkpoint", "{ckpt}", "--out", "{t}/s.json"]),
+    (_gen, "rtl/manifest.json", ["--config", "small", "--out", "{t}/rtl"]),
+    (_perf, "perf.json", ["--network", "resnet18-cifar10", "--modes", "ptt", "--json", "{t}/perf.json"]),
+]
+
+
+@pytest.mark.parametrize("run,existing,argv", _OVERWRITES,
+                         ids=[f"{r.__name__[1:]}-{a[0]}-{e}" for r, e, a in _OVERWRITES])
+def test_outputs_that_exist_need_force(tmp_path, capsys, trained, run, existing, argv):
+    target = tmp_path / existing
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("someone's result")
+    argv = [a.format(t=tmp_path, ckpt=trained[0]) for a in argv]
+    capsys.readouterr()
+    t0 = time.perf_counter()
+    rc = run(*argv)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == 2 and len(err) == 1, err
+    assert "already" in err[0] and "--force" in err[0], err
+    assert target.read_text() == "someone's result"
+    assert time.perf_counter() - t0 < 20  # refused before the work, not after it
+
+
+def test_force_replaces_outputs_and_an_output_equal_to_the_input_is_refused(tmp_path, capsys, trained):
+    for name in ("e.csv", "rtl/manifest.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("old")
+    assert _model("energy", "--arch", "tiny", "--input", "1x8x8", "--ranks", "uniform:4", "--modes", "ptt", "--csv",
+                  str(tmp_path / "e.csv"), "--force") == 0
+    assert (tmp_path / "e.csv").read_text().startswith("network,")
+    assert _gen("--config", "small", "--out", str(tmp_path / "rtl"), "--force") == 0
+    assert json.loads((tmp_path / "rtl" / "manifest.json").read_text())["config"]["name"] == "small"
+    tt = trained[0]
+    raw = tt.read_bytes()
+    capsys.readouterr()
+    assert _model("sparsity", "--checkpoint", str(tt), "--out", str(tt), "--force") == 2
+    assert "is the input file" in capsys.readouterr().err and tt.read_bytes() == raw
+
+
 def test_htt_without_a_full_timestep_merges_back(tmp_path):
     from sw.resnet import merge_to_dense, ms_resnet
 
@@ -531,6 +624,83 @@ def test_buffers_beyond_what_is_built_and_costed_are_refused(tmp_path):
         load_config(bad)
     assert str(bad) in str(err.value)
     assert MAX_BUFFER_BYTES == 16 * 2 ** 20
+
+
+def _small_with(tmp_path, buffer: str, value: int) -> Path:
+    text = (REPO / "configs" / "small.toml").read_text()
+    start = text.index(f"[buffers.{buffer}]")
+    line = text.index("bytes = ", start)
+    end = text.index("\n", line)
+    path = tmp_path / f"{buffer}_{value}.toml"
+    path.write_text(text[:line] + f"bytes = {value}" + text[end:])
+    return path
+
+
+def test_a_buffer_larger_than_its_regions_rounded_to_a_power_of_two_is_refused(tmp_path):
+    from gen.config import ConfigError, load_config
+
+    # small.toml's weight regions, by hand: P = 4 lanes of 8-bit weights; w1 and w4 hold
+    # max_pointwise_weights = 256 weights (64 words of 32 bits = 256 B each), w2 and w3
+    # ceil(3 * max_rank^2 / P) = 48 words (192 B each), affine one word of 4 x (16 + 16 + 16)
+    # bits per output group, 32 / 4 = 8 groups (192 B): 1088 B, a power of two above it 2048
+    need = 256 + 192 + 192 + 256 + 192
+    assert load_config(_small_with(tmp_path, "weight", 2048)).buffers["weight"].bytes == 2048
+    assert load_config(_small_with(tmp_path, "weight", need)).buffers["weight"].bytes == need
+    bad = _small_with(tmp_path, "weight", 4096)
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    msg = str(err.value)
+    assert "buffers.weight.bytes" in msg and str(bad) in msg and "must be <= 2048, got 4096" in msg
+    assert "(w1, w2, w3, w4, affine) need 1088 bytes" in msg and "power of two" in msg
+    # a buffer whose regions fill it (the output ring) may not grow past the rounding either:
+    # the ring would grow with it, but not beyond MAX_BUFFER_BYTES (the test above)
+    with pytest.raises(ConfigError, match=r"buffers\.weight\.bytes.*must be <= 2048"):
+        load_config(_small_with(tmp_path, "weight", 2048 + 16))
+
+
+def _verilog_memories(path: Path) -> dict[str, int]:
+    """Bits of every ``reg [W-1:0] mem_<region> [D-1:0];`` of a generated Verilog file."""
+    import re
+
+    found = re.findall(r"reg \[(\d+):0\] mem_(\w+) \[(\d+):0\];", path.read_text())
+    return {name: (int(hi) + 1) * (int(depth) + 1) for hi, name, depth in found}
+
+
+@pytest.mark.parametrize("name", ["small", "paper"])
+def test_configuration_rtl_and_energy_model_agree_on_buffer_sizes(name):
+    """The shipped configurations, the committed RTL (rtl/<name>/) and the energy model: the
+    RTL's memories of each buffer fit the configured size, which is at most their size rounded
+    up to a power of two, and the model charges the configured size."""
+    from gen.config import buffer_size_limit, load_config, region_bytes_by_buffer
+    from model.accelerators import Proposed
+
+    cfg = load_config(name)
+    manifest = json.loads((REPO / "rtl" / name / "manifest.json").read_text())
+    mems = _verilog_memories(REPO / "rtl" / name / manifest["verilog"])
+    built: dict[str, int] = {}
+    for region in cfg.regions.values():  # which buffer each memory of the RTL is carved from
+        built[region.buffer] = built.get(region.buffer, 0) + mems[region.name]
+    assert set(built) == set(cfg.buffers)
+    model = Proposed(cfg)
+    for buf, spec in cfg.buffers.items():
+        need = -(-built[buf] // 8)
+        assert need == region_bytes_by_buffer(cfg)[buf]
+        word = spec.width_bits * spec.banks // 8
+        allowed = max(1 << (need - 1).bit_length(), -(-need // word) * word)
+        assert need <= spec.bytes <= allowed, buf
+        assert buffer_size_limit(need, word) == allowed
+        assert model.memories[buf].bytes == spec.bytes
+
+
+def test_the_large_weights_costing_copy_obeys_the_same_rule():
+    from gen.config import load_config, region_bytes_by_buffer
+    from gen.driver import large_weights_config
+
+    big = large_weights_config(load_config("paper"), rank=170, pointwise=512 * 170)
+    need = region_bytes_by_buffer(big)["weight"]
+    word = big.buffers["weight"].width_bits * big.buffers["weight"].banks // 8
+    assert need > load_config("paper").buffers["weight"].bytes
+    assert big.buffers["weight"].bytes == -(-need // word) * word  # its regions, to a whole word
 
 
 def test_torch_save_to_a_full_tmpfs_is_recognised_as_a_full_disk(small_tmpfs):

@@ -179,7 +179,7 @@ def test_demo_steps_write_their_outputs(tmp_path, capsys):
     # a model that does not learn makes the demo fail (1 epoch on 64 samples is far from 100x chance)
     rc = run_cli(main, ["demo", "--out", str(out), "--epochs", "1", "--skip-dense", "--max-train-samples", "64",
                         "--max-test-samples", "40", "--threads", "1", "--min-acc-factor", "100",
-                        "--steps", "train_ptt,report", "--no-progress"])
+                        "--steps", "train_ptt,report", "--no-progress", "--force"])
     assert rc == 1 and "FAILED" in (out / "report.md").read_text()
 
 
