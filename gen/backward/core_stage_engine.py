@@ -96,12 +96,14 @@ class CoreStageEngine(wiring.Component):
         GO = Signal(16)
         m.d.comb += GO.eq((st.out_channels + P - 1) >> lp)
         reduced = st.use_schedule & ~st.schedule.bit_select(t[:5], 1)
-        ntaps = Mux(reduced & (st.kind == StageKind.MATVEC), 1,
-                    Mux(st.taps == Taps.POINT, 1, Mux(st.taps == Taps.ROWS_COLS, 6, 3)))
+        # HTT's reduced timesteps: a mat-vec stage copies the centre input word to the output
+        # word of the same channels (one step per output group), re-quantised by alt_shift
+        copy = reduced & (st.kind == StageKind.MATVEC)
+        ntaps = Mux(copy, 1, Mux(st.taps == Taps.POINT, 1, Mux(st.taps == Taps.ROWS_COLS, 6, 3)))
         issue = Signal()
         m.d.comb += issue.eq(run)
         ends = loops(m, [(t, st.timesteps), (y, st.rows), (x, st.cols), (go, GO), (tap, ntaps),
-                         (i, st.in_channels)], issue)
+                         (i, Mux(copy, 1, st.in_channels))], issue)
         with m.If(issue & ends[0]):
             m.d.sync += run.eq(0)
         # the first pixel an outer-product stage does not skip starts its sums (HTT: timestep 0
@@ -111,18 +113,18 @@ class CoreStageEngine(wiring.Component):
             m.d.sync += summed.eq(1)
         with m.If(self.start):
             m.d.sync += [run.eq(1), summed.eq(0)] + [s.eq(0) for s in (t, y, x, go, tap, i)]
-        addr = self._addresses(m, dict(t=t, y=y, x=x, go=go, tap=tap, i=i, GO=GO, reduced=reduced))
+        addr = self._addresses(m, dict(t=t, y=y, x=x, go=go, tap=tap, i=i, GO=GO, reduced=reduced, copy=copy))
         outer = st.kind == StageKind.OUTER
         step = dict(first_word=(i & (P - 1)) == 0, first_step=(tap == 0) & (i == 0),
                     branch=(st.taps == Taps.ROWS_COLS) & (tap == 3) & (i == 0) & ~reduced,
-                    last=ends[4], skip=outer & reduced, reduced=reduced,
+                    last=ends[4], skip=outer & reduced, reduced=reduced, copy=copy,
                     active=Mux(st.out_channels - (go << lp) >= P, P, st.out_channels - (go << lp)),
                     clear=st.acc_clear & ~summed, sel=i[:lp] if lp else 0)
         # a skipped pixel before the sums have started writes zeros (a stage whose timesteps
         # are all skipped leaves zero sums, not an earlier tile's)
         step["zero"] = step["skip"] & step["clear"]
         m.d.comb += [self.inp.en.eq(issue & step["first_word"] & ~step["skip"]), self.inp.addr.eq(addr["in"]),
-                     self.weights.en.eq(issue & ~outer), self.weights.addr.eq(addr["w"]),
+                     self.weights.en.eq(issue & ~outer & ~copy), self.weights.addr.eq(addr["w"]),
                      self.grad.en.eq(issue & outer & step["first_step"] & ~step["skip"]),
                      self.grad.addr.eq(addr["g"])]
         cnt = self.counts
@@ -148,9 +150,9 @@ class CoreStageEngine(wiring.Component):
             out[name] = Signal(AB, name=f"addr_{name}")
         t, y, x, go, i, GO = c["t"], c["y"], c["x"], c["go"], c["i"], c["GO"]
         m.d.comb += [
-            out["in"].eq(st.in_base + ((t * st.in_rows + y + dy) * st.in_cols + x + dx) * GI + (i >> lp)),
-            out["w"].eq(Mux(c["reduced"], st.alt_w_base + i * GO + go,
-                            st.w_base + (tap * st.in_channels + i) * GO + go)),
+            out["in"].eq(st.in_base + ((t * st.in_rows + y + dy) * st.in_cols + x + dx) * GI
+                         + Mux(c["copy"], go, i >> lp)),
+            out["w"].eq(st.w_base + (tap * st.in_channels + i) * GO + go),
             out["g"].eq(st.g_base + ((t * st.g_rows + y + st.gy) * st.g_cols + x + st.gx) * GO + go),
             out["out"].eq(st.out_base + ((t * st.rows + y) * st.cols + x) * GO + go),
             out["entry"].eq(st.acc_base + (tap * GO + go) * st.in_channels + i),
@@ -169,7 +171,7 @@ class CoreStageEngine(wiring.Component):
         outer = st.kind == StageKind.OUTER
         va = Signal()
         a = {k: Signal(name=f"a_{k}") for k in ("first_word", "first_step", "branch", "last", "clear",
-                                                "reduced", "zero")}
+                                                "reduced", "zero", "copy")}
         sel_a = Signal(max(log2(P), 1))
         active_a = Signal(range(P + 1))
         out_a, entry_a = Signal(AB), Signal(AB)
@@ -186,8 +188,14 @@ class CoreStageEngine(wiring.Component):
         accw = gr.accumulator + 1
         m.submodules.array = pe = MacPEArray(P, wb, gb, accw)
         part = Signal(P * accw)
-        m.d.comb += [pe.valid.eq(va & ~outer), pe.first.eq(a["first_step"] | a["branch"]),
+        m.d.comb += [pe.valid.eq(va & ~outer & ~a["copy"]), pe.first.eq(a["first_step"] | a["branch"]),
                      pe.operand.eq(operand), pe.weights.eq(self.weights.data)]
+        # the copy (HTT's reduced timesteps): the input word's lanes, sign-extended, are the sums
+        copied = Signal(P * accw)
+        lanes_ext = [Signal(signed(accw), name=f"copy{l}") for l in range(P)]
+        m.d.comb += [v.eq(lane(word, l, gb).as_signed()) for l, v in enumerate(lanes_ext)]   # sign-extends
+        with m.If(va & a["copy"]):
+            m.d.sync += copied.eq(Cat(*lanes_ext))
         with m.If(va & ~outer & a["branch"]):
             m.d.sync += part.eq(pe.acc)           # the row branch's sums (ROWS_COLS)
         # outer product into the accumulator
@@ -197,7 +205,7 @@ class CoreStageEngine(wiring.Component):
                      acc.product.eq(Cat(*[p[:gb + qb] for p in products])),
                      acc.rd_en.eq(self.acc_rd_en), acc.rd_addr.eq(self.acc_rd_addr),
                      self.acc_rd_data.eq(acc.rd_data)]
-        m.d.comb += [self.counts.stage_macs.eq(Mux(va & ~outer, active_a, 0)),
+        m.d.comb += [self.counts.stage_macs.eq(Mux(va & ~outer & ~a["copy"], active_a, 0)),
                      cnt.wgrad_updates.eq(Mux(va & outer & ~a["zero"], active_a, 0)), cnt.wgrad_words.eq(va & outer)]
         # stage b: the finished sums, re-quantised, written
         vb, reduced_b = Signal(), Signal()
@@ -209,7 +217,7 @@ class CoreStageEngine(wiring.Component):
         if "idx" in addr:            # stochastic rounding: the written element's index, to stage b
             idx_a, idx_b = Signal(32), Signal(32)
             m.d.sync += [idx_a.eq(addr["idx"]), idx_b.eq(idx_a)]
-        words, flags = self._requant(m, pe.acc, part, reduced_b, idx_b)
+        words, flags = self._requant(m, Mux(reduced_b, copied, pe.acc), part, reduced_b, idx_b)
         m.d.comb += [self.out.en.eq(vb), self.out.addr.eq(out_b), self.out.data.eq(words),
                      cnt.grad_writes.eq(vb),
                      cnt.grad_saturations.eq(Mux(vb & (st.requant == Requant.GRADIENT),

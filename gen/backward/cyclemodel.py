@@ -59,20 +59,25 @@ def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: in
                    full: list[bool]) -> tuple[int, int, dict[str, int]]:
     """The core-stage engine: per pixel and output group, ``ceil(I / P)`` input words per tap
     (the word is read once per ``P`` channels), a weight word per mat-vec step, the gradient
-    word once per outer-product pixel, one output word per mat-vec pixel. An outer-product
+    word once per outer-product pixel, one output word per mat-vec pixel; on HTT's reduced
+    timesteps a mat-vec stage copies (one step, one input word, no weight, no MAC per output
+    word). An outer-product
     stage skips HTT's reduced timesteps; the ones before its first full timestep still write
     zero sums when it starts its sums (``acc_clear``)."""
     T, rows, cols, inner = f["timesteps"], f["rows"], f["cols"], f["in_channels"]
     pixels = rows * cols * groups                 # (y, x, output group) per timestep
     in_words = -(-inner // lanes)
     matvec = kind == StageKind.MATVEC
-    taps = [1 if (matvec and not full[t]) else _TAPS[Taps(f["taps"])] for t in range(T)]
-    steps = [pixels * taps[t] * inner for t in range(T)]
+    copy = [matvec and not full[t] for t in range(T)]          # HTT's bypass: one step per output word
+    taps = [_TAPS[Taps(f["taps"])] for _ in range(T)]
+    steps = [pixels if copy[t] else pixels * taps[t] * inner for t in range(T)]
     done = [matvec or full[t] for t in range(T)]               # timesteps the stage computes
-    macs = sum(rows * cols * f["out_channels"] * taps[t] * inner for t in range(T) if done[t])
-    c = {"stage_busy": sum(steps), "in_reads": sum(pixels * taps[t] * in_words for t in range(T) if done[t])}
+    macs = sum(rows * cols * f["out_channels"] * taps[t] * inner for t in range(T) if done[t] and not copy[t])
+    c = {"stage_busy": sum(steps),
+         "in_reads": sum(pixels if copy[t] else pixels * taps[t] * in_words for t in range(T) if done[t])}
     if matvec:
-        c.update(stage_macs=macs, weight_reads=sum(steps), grad_writes=pixels * T)
+        c.update(stage_macs=macs, weight_reads=sum(s for s, cp in zip(steps, copy) if not cp),
+                 grad_writes=pixels * T)
     else:
         first = next((t for t in range(T) if full[t]), T)
         zeroed = sum(steps[:first]) if f["acc_clear"] else 0

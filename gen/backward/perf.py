@@ -9,7 +9,7 @@ G3^T/G2^T, G1^T, the four weight-gradient outer products and the LIF gradient; n
 ring, no idle lane, HTT's bypass free) divided by the ``P`` PEs of the one array that runs
 them. Above the bound, per layer: ``ring`` (the halo ring's LIF and G4^T work and the strips'
 halo rows), ``padding`` (idle lanes when a channel count is not a multiple of ``P``, HTT's
-bypass as an identity mat-vec) and ``pipeline`` (each stage's drain and control cycles).
+bypass copy) and ``pipeline`` (each stage's drain and control cycles).
 """
 
 from __future__ import annotations

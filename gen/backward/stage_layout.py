@@ -74,9 +74,9 @@ STAGE_FIELDS = (
     ("shift", SHIFT_BITS, "mat-vec: re-quantisation shift; LIF: the affine gradient's shift"),
     ("round", 1, "mat-vec, forward re-quantisation: 1 round half up, 0 floor"),
     ("schedule", 32, "HTT: bit t set = timestep t is full (LIF: selects the folded-BN scale)"),
-    ("use_schedule", 1, "1: reduced timesteps (schedule bit 0) take the bypass: mat-vec reads "
-                        "the identity at (1, 1) from alt_w_base with alt_shift; outer skips them"),
-    ("alt_w_base", STAGE_ADDR_BITS, "mat-vec, reduced timesteps: first word of the identity"),
+    ("use_schedule", 1, "1: reduced timesteps (schedule bit 0) take the bypass: mat-vec copies the "
+                        "input word at (1, 1) of the output's channels, re-quantised with alt_shift "
+                        "(one step per output group); outer skips them"),
     ("alt_shift", SHIFT_BITS, "mat-vec, reduced timesteps: the shift's magnitude"),
     ("alt_left", 1, "mat-vec, reduced timesteps: 1 the shift is to the left (exact)"),
     ("g_base", STAGE_ADDR_BITS, "outer: first word of the gradient tensor"),

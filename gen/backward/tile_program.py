@@ -200,7 +200,6 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     htt = mode == "htt"
     fwd = dict(kind=StageKind.MATVEC, timesteps=T, requant=Requant.FORWARD, round=qlayer.round)
     bwd = dict(kind=StageKind.MATVEC, timesteps=T, requant=Requant.GRADIENT)
-    identity = weights([np.eye(r, dtype=np.int64)]) if htt else 0
     lif = _stage(kind=StageKind.LIF, timesteps=T, rows=ho + 2, cols=wo + 2, out_channels=cout,
                  in_base=tensors["e"].base, out_base=tensors["g_a4"].base, cur_base=tensors["g_cur"].base,
                  g_base=tensors["g_extra"].base if use_extra else 0, use_extra=use_extra,
@@ -218,7 +217,7 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
         stages.append(("q23", _stage(**fwd, **src("q1"), **dst("q23"), rows=H, cols=W, taps=Taps.ROWS_COLS,
                                      fy=1, fx=1, shift=qlayer.shift3 + 1,
                                      w_base=weights([w2[:, :, i].T for i in range(3)] + [w3[:, :, i].T for i in range(3)]),
-                                     schedule=sched, use_schedule=htt, alt_w_base=identity)))
+                                     schedule=sched, use_schedule=htt)))
     wg: dict[str, WeightGradSpec] = {}
     entries = 0
 
@@ -250,7 +249,7 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
                                       taps=Taps.ROWS_COLS, fy=1, fx=1, schedule=sched, use_schedule=htt)))
         stages.append(("g_q1", _stage(**bwd, **src("g_q23"), **dst("g_q1"), rows=H, cols=W, taps=Taps.ROWS_COLS,
                                       fy=1, fx=1, w_base=weights(flipped2 + flipped3), shift=shifts["g23t"],
-                                      schedule=sched, use_schedule=htt, alt_w_base=identity,
+                                      schedule=sched, use_schedule=htt,
                                       alt_shift=abs(s_bypass), alt_left=s_bypass < 0)))
     stages.append(("dw1", _stage(**wgrad("w1", 1, r, cin), **src("x"), **grad("g_q1", 0, 0), taps=Taps.POINT,
                                  fy=1, fx=1)))

@@ -15,11 +15,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$106 ;
   wire \$107 ;
   wire [15:0] \$108 ;
-  wire [8:0] \$1082 ;
-  wire [6:0] \$1087 ;
+  wire [8:0] \$1081 ;
+  wire [6:0] \$1086 ;
+  wire [6:0] \$1089 ;
   wire \$109 ;
-  wire [6:0] \$1090 ;
-  wire [8:0] \$1094 ;
+  wire [8:0] \$1093 ;
   wire [15:0] \$11 ;
   wire [15:0] \$110 ;
   wire [14:0] \$111 ;
@@ -321,10 +321,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$379 ;
   wire \$38 ;
   wire \$380 ;
-  wire \$381 ;
+  wire [3:0] \$381 ;
   wire [3:0] \$382 ;
   wire [3:0] \$383 ;
-  wire [3:0] \$384 ;
+  wire \$384 ;
   wire \$385 ;
   wire \$386 ;
   wire \$387 ;
@@ -357,7 +357,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$410 ;
   wire \$411 ;
   wire \$412 ;
-  wire \$413 ;
+  wire [48:0] \$413 ;
   wire [48:0] \$414 ;
   wire [48:0] \$415 ;
   wire [48:0] \$416 ;
@@ -403,7 +403,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [48:0] \$452 ;
   wire [48:0] \$453 ;
   wire [48:0] \$454 ;
-  wire [48:0] \$455 ;
+  wire \$455 ;
   wire \$456 ;
   wire \$457 ;
   wire \$458 ;
@@ -421,8 +421,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$469 ;
   wire [14:0] \$47 ;
   wire \$470 ;
-  wire \$471 ;
-  wire [1:0] \$472 ;
+  wire [1:0] \$471 ;
+  wire \$472 ;
   wire \$473 ;
   wire \$474 ;
   wire \$475 ;
@@ -431,8 +431,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$478 ;
   wire \$479 ;
   wire [15:0] \$48 ;
-  wire \$480 ;
-  wire [2:0] \$481 ;
+  wire [2:0] \$480 ;
+  wire \$481 ;
   wire \$482 ;
   wire \$483 ;
   wire \$484 ;
@@ -440,50 +440,50 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$486 ;
   wire \$487 ;
   wire \$488 ;
-  wire \$489 ;
+  wire [3:0] \$489 ;
   wire \$49 ;
-  wire [3:0] \$490 ;
+  wire \$490 ;
   wire \$491 ;
   wire \$492 ;
   wire \$493 ;
   wire \$494 ;
   wire \$495 ;
-  wire \$496 ;
-  wire [15:0] \$497 ;
+  wire [15:0] \$496 ;
+  wire \$497 ;
   wire \$498 ;
-  wire \$499 ;
+  wire [4:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire [4:0] \$500 ;
+  wire \$500 ;
   wire \$501 ;
   wire \$502 ;
   wire \$503 ;
   wire \$504 ;
   wire \$505 ;
   wire \$506 ;
-  wire \$507 ;
-  wire [5:0] \$508 ;
+  wire [5:0] \$507 ;
+  wire \$508 ;
   wire \$509 ;
   wire \$51 ;
   wire \$510 ;
   wire \$511 ;
   wire \$512 ;
-  wire \$513 ;
-  wire [15:0] \$514 ;
+  wire [15:0] \$513 ;
+  wire \$514 ;
   wire \$515 ;
-  wire \$516 ;
-  wire [6:0] \$517 ;
+  wire [6:0] \$516 ;
+  wire \$517 ;
   wire \$518 ;
   wire \$519 ;
   wire \$52 ;
   wire \$520 ;
   wire \$521 ;
   wire \$522 ;
-  wire \$523 ;
-  wire [15:0] \$524 ;
+  wire [15:0] \$523 ;
+  wire \$524 ;
   wire \$525 ;
-  wire \$526 ;
-  wire [7:0] \$527 ;
+  wire [7:0] \$526 ;
+  wire \$527 ;
   wire \$528 ;
   wire \$529 ;
   wire \$53 ;
@@ -492,19 +492,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$532 ;
   wire \$533 ;
   wire \$534 ;
-  wire \$535 ;
-  wire [8:0] \$536 ;
+  wire [8:0] \$535 ;
+  wire \$536 ;
   wire \$537 ;
   wire \$538 ;
   wire \$539 ;
   wire \$54 ;
   wire \$540 ;
   wire \$541 ;
-  wire \$542 ;
-  wire [15:0] \$543 ;
+  wire [15:0] \$542 ;
+  wire \$543 ;
   wire \$544 ;
-  wire \$545 ;
-  wire [9:0] \$546 ;
+  wire [9:0] \$545 ;
+  wire \$546 ;
   wire \$547 ;
   wire \$548 ;
   wire \$549 ;
@@ -513,8 +513,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$551 ;
   wire \$552 ;
   wire \$553 ;
-  wire \$554 ;
-  wire [10:0] \$555 ;
+  wire [10:0] \$554 ;
+  wire \$555 ;
   wire \$556 ;
   wire \$557 ;
   wire \$558 ;
@@ -523,20 +523,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$560 ;
   wire \$561 ;
   wire \$562 ;
-  wire \$563 ;
-  wire [11:0] \$564 ;
+  wire [11:0] \$563 ;
+  wire \$564 ;
   wire \$565 ;
   wire \$566 ;
   wire \$567 ;
   wire \$568 ;
   wire \$569 ;
   wire [14:0] \$57 ;
-  wire \$570 ;
-  wire [15:0] \$571 ;
+  wire [15:0] \$570 ;
+  wire \$571 ;
   wire \$572 ;
-  wire \$573 ;
-  wire [12:0] \$574 ;
-  wire [48:0] \$575 ;
+  wire [12:0] \$573 ;
+  wire [48:0] \$574 ;
+  wire \$575 ;
   wire \$576 ;
   wire \$577 ;
   wire \$578 ;
@@ -554,8 +554,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$589 ;
   wire \$59 ;
   wire \$590 ;
-  wire \$591 ;
-  wire [1:0] \$592 ;
+  wire [1:0] \$591 ;
+  wire \$592 ;
   wire \$593 ;
   wire \$594 ;
   wire \$595 ;
@@ -565,8 +565,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$599 ;
   wire \$6 ;
   wire \$60 ;
-  wire \$600 ;
-  wire [2:0] \$601 ;
+  wire [2:0] \$600 ;
+  wire \$601 ;
   wire \$602 ;
   wire \$603 ;
   wire \$604 ;
@@ -574,20 +574,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$606 ;
   wire \$607 ;
   wire \$608 ;
-  wire \$609 ;
+  wire [3:0] \$609 ;
   wire \$61 ;
-  wire [3:0] \$610 ;
+  wire \$610 ;
   wire \$611 ;
   wire \$612 ;
   wire \$613 ;
   wire \$614 ;
   wire \$615 ;
-  wire \$616 ;
-  wire [15:0] \$617 ;
+  wire [15:0] \$616 ;
+  wire \$617 ;
   wire \$618 ;
-  wire \$619 ;
+  wire [4:0] \$619 ;
   wire \$62 ;
-  wire [4:0] \$620 ;
+  wire \$620 ;
   wire \$621 ;
   wire \$622 ;
   wire \$623 ;
@@ -595,29 +595,29 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$625 ;
   wire \$626 ;
   wire \$627 ;
-  wire \$628 ;
-  wire [5:0] \$629 ;
+  wire [5:0] \$628 ;
+  wire \$629 ;
   wire \$63 ;
   wire \$630 ;
   wire \$631 ;
   wire \$632 ;
   wire \$633 ;
   wire \$634 ;
-  wire \$635 ;
-  wire [15:0] \$636 ;
+  wire [15:0] \$635 ;
+  wire \$636 ;
   wire \$637 ;
-  wire \$638 ;
-  wire [6:0] \$639 ;
+  wire [6:0] \$638 ;
+  wire \$639 ;
   wire \$64 ;
   wire \$640 ;
   wire \$641 ;
   wire \$642 ;
   wire \$643 ;
-  wire \$644 ;
-  wire [15:0] \$645 ;
+  wire [15:0] \$644 ;
+  wire \$645 ;
   wire \$646 ;
-  wire \$647 ;
-  wire [7:0] \$648 ;
+  wire [7:0] \$647 ;
+  wire \$648 ;
   wire \$649 ;
   wire [15:0] \$65 ;
   wire \$650 ;
@@ -625,19 +625,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$652 ;
   wire \$653 ;
   wire \$654 ;
-  wire \$655 ;
-  wire [8:0] \$656 ;
+  wire [8:0] \$655 ;
+  wire \$656 ;
   wire \$657 ;
   wire \$658 ;
   wire \$659 ;
   wire [14:0] \$66 ;
   wire \$660 ;
   wire \$661 ;
-  wire \$662 ;
-  wire [15:0] \$663 ;
+  wire [15:0] \$662 ;
+  wire \$663 ;
   wire \$664 ;
-  wire \$665 ;
-  wire [9:0] \$666 ;
+  wire [9:0] \$665 ;
+  wire \$666 ;
   wire \$667 ;
   wire \$668 ;
   wire \$669 ;
@@ -646,8 +646,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$671 ;
   wire \$672 ;
   wire \$673 ;
-  wire \$674 ;
-  wire [10:0] \$675 ;
+  wire [10:0] \$674 ;
+  wire \$675 ;
   wire \$676 ;
   wire \$677 ;
   wire \$678 ;
@@ -656,19 +656,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$680 ;
   wire \$681 ;
   wire \$682 ;
-  wire \$683 ;
-  wire [11:0] \$684 ;
+  wire [11:0] \$683 ;
+  wire \$684 ;
   wire \$685 ;
   wire \$686 ;
   wire \$687 ;
   wire \$688 ;
   wire \$689 ;
   wire \$69 ;
-  wire \$690 ;
-  wire [15:0] \$691 ;
+  wire [15:0] \$690 ;
+  wire \$691 ;
   wire \$692 ;
-  wire \$693 ;
-  wire [12:0] \$694 ;
+  wire [12:0] \$693 ;
+  wire [48:0] \$694 ;
   wire [48:0] \$695 ;
   wire [48:0] \$696 ;
   wire [48:0] \$697 ;
@@ -687,20 +687,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [48:0] \$708 ;
   wire [48:0] \$709 ;
   wire \$71 ;
-  wire [48:0] \$710 ;
+  reg [23:0] \$710 ;
   reg [23:0] \$711 ;
   reg [23:0] \$712 ;
-  reg [23:0] \$713 ;
-  reg [159:0] \$714 ;
-  reg [261:0] \$715 ;
-  reg [626:0] \$716 ;
-  reg [2:0] \$717 ;
+  reg [159:0] \$713 ;
+  reg [261:0] \$714 ;
+  reg [606:0] \$715 ;
+  reg [2:0] \$716 ;
+  reg \$717 ;
   reg \$718 ;
   reg \$719 ;
   wire \$72 ;
-  reg \$720 ;
-  reg [72:0] \$721 ;
-  reg \$722 ;
+  reg [72:0] \$720 ;
+  reg \$721 ;
+  reg [47:0] \$722 ;
   reg [47:0] \$723 ;
   reg [47:0] \$724 ;
   reg [47:0] \$725 ;
@@ -765,13 +765,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [47:0] \$779 ;
   wire \$78 ;
   reg [47:0] \$780 ;
-  reg [47:0] \$781 ;
-  reg \$782 ;
-  reg [3:0] \$783 ;
-  reg [2:0] \$784 ;
-  reg [31:0] \$785 ;
-  reg \$786 ;
-  reg [31:0] \$787 ;
+  reg \$781 ;
+  reg [3:0] \$782 ;
+  reg [2:0] \$783 ;
+  reg [31:0] \$784 ;
+  reg \$785 ;
+  reg [31:0] \$786 ;
+  wire [7:0] \$787 ;
   wire [7:0] \$788 ;
   wire [7:0] \$789 ;
   wire \$79 ;
@@ -780,7 +780,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [7:0] \$792 ;
   wire [7:0] \$793 ;
   wire [7:0] \$794 ;
-  wire [7:0] \$795 ;
+  wire [15:0] \$795 ;
   wire [15:0] \$796 ;
   wire [15:0] \$797 ;
   wire [15:0] \$798 ;
@@ -791,7 +791,6 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \$801 ;
   wire [15:0] \$802 ;
   wire [15:0] \$803 ;
-  wire [15:0] \$804 ;
   wire \$81 ;
   wire \$82 ;
   wire [15:0] \$83 ;
@@ -1441,14 +1440,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] spikes__addr;
   wire [3:0] spikes__data;
   wire spikes__en;
-  reg [626:0] stage = 627'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  (* init = 627'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [626:0] \stage$181 ;
+  reg [606:0] stage = 607'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  (* init = 607'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [606:0] \stage$181 ;
   wire [19:0] \stage$181.acc_base ;
   wire \stage$181.acc_clear ;
   wire \stage$181.alt_left ;
   wire [5:0] \stage$181.alt_shift ;
-  wire [19:0] \stage$181.alt_w_base ;
   wire [15:0] \stage$181.cols ;
   wire [19:0] \stage$181.cur_base ;
   wire [1:0] \stage$181.fx ;
@@ -1492,7 +1490,6 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
   wire [5:0] \stage.alt_shift ;
-  wire [19:0] \stage.alt_w_base ;
   wire [15:0] \stage.cols ;
   wire [19:0] \stage.cur_base ;
   wire [1:0] \stage.fx ;
@@ -1598,7 +1595,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$206 ) begin
-      _0_ <= mem_affine[\$804 [2:0]];
+      _0_ <= mem_affine[\$803 [2:0]];
     end
     if (\port__en$70 ) begin
       _1_ <= mem_affine[\$48 [2:0]];
@@ -5711,7 +5708,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (\wr__en$218 )
-      mem_gbuf[grad_w2__addr[11:0]] <= { \$803 , \$802 , \$801 , \$800  };
+      mem_gbuf[grad_w2__addr[11:0]] <= { \$802 , \$801 , \$800 , \$799  };
   end
   always @(posedge clk) begin
     if (\port__en$224 )
@@ -7228,13 +7225,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (wr__en[0])
-      mem_line1[line1__addr[8:0]][7:0] <= \$788 ;
+      mem_line1[line1__addr[8:0]][7:0] <= \$787 ;
     if (wr__en[1])
-      mem_line1[line1__addr[8:0]][15:8] <= \$789 ;
+      mem_line1[line1__addr[8:0]][15:8] <= \$788 ;
     if (wr__en[2])
-      mem_line1[line1__addr[8:0]][23:16] <= \$790 ;
+      mem_line1[line1__addr[8:0]][23:16] <= \$789 ;
     if (wr__en[3])
-      mem_line1[line1__addr[8:0]][31:24] <= \$791 ;
+      mem_line1[line1__addr[8:0]][31:24] <= \$790 ;
   end
   reg [31:0] _5_;
   reg [31:0] _6_;
@@ -8209,7 +8206,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (\wr__en$142 )
-      mem_membrane[membrane_out__addr[8:0]] <= { \$799 , \$798 , \$797 , \$796  };
+      mem_membrane[membrane_out__addr[8:0]] <= { \$798 , \$797 , \$796 , \$795  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -8574,7 +8571,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (\wr__en$130 )
-      mem_row2[row2__addr[6:0]] <= { \$795 , \$794 , \$793 , \$792  };
+      mem_row2[row2__addr[6:0]] <= { \$794 , \$793 , \$792 , \$791  };
   end
   reg [31:0] _12_;
   reg [31:0] _13_;
@@ -10671,7 +10668,6 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     end
   end
   assign w4__data = _20_;
-  assign start = \$172  & \$173 ;
   assign \$174  = \$signal$15  | pending;
   assign \$175  = ! settle;
   assign \$176  = host_addr >= 5'h10;
@@ -10753,17 +10749,17 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$249  = busy ? 32'd0 : w2__data;
   assign \$250  = busy ? 32'd0 : w3__data;
   assign \$251  = busy ? 32'd0 : w4__data;
-  assign \$1082  = rd_k * 6'h20;
-  assign \$252  = affine__data >> \$1082 ;
+  assign \$1081  = rd_k * 6'h20;
+  assign \$252  = affine__data >> \$1081 ;
   assign \$253  = busy ? 32'd0 : \$252 ;
   assign \$254  = busy ? 32'd0 : spike_in__data;
-  assign \$1087  = rd_k[0] * 6'h20;
-  assign \$255  = \port__data$311  >> \$1087 ;
-  assign \$1090  = rd_k[0] * 6'h20;
-  assign \$256  = grad_a__data >> \$1090 ;
+  assign \$1086  = rd_k[0] * 6'h20;
+  assign \$255  = \port__data$311  >> \$1086 ;
+  assign \$1089  = rd_k[0] * 6'h20;
+  assign \$256  = grad_a__data >> \$1089 ;
   assign \$257  = busy ? 32'd0 : \$256 ;
-  assign \$1094  = rd_k * 6'h20;
-  assign \$258  = wgrad_rd_data >> \$1094 ;
+  assign \$1093  = rd_k * 6'h20;
+  assign \$258  = wgrad_rd_data >> \$1093 ;
   assign \$259  = busy ? 32'd0 : \$258 ;
   assign \$260  = host_addr == 2'h3;
   assign \$261  = host_addr == 3'h4;
@@ -10880,459 +10876,458 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$373  = host_addr == 7'h58;
   assign \$374  = host_addr == 7'h59;
   assign \$375  = host_addr == 7'h5a;
-  assign \$376  = host_addr == 7'h5b;
-  assign \$377  = host_addr >= 5'h10;
-  assign \$378  = host_write & \$377 ;
-  assign \$379  = host_addr < 6'h29;
-  assign \$380  = \$378  & \$379 ;
-  assign \$381  = ! settle;
-  assign \$382  = settle - 1'h1;
-  assign \$383  = \$381  ? 4'h0 : \$382 ;
-  assign \$384  = \$380  ? 4'h5 : \$383 ;
-  assign \$385  = ! settle;
-  assign \$386  = host_addr >= 5'h10;
-  assign \$387  = host_write & \$386 ;
-  assign \$388  = host_addr < 6'h29;
-  assign \$389  = \$387  & \$388 ;
-  assign \$390  = ~ \$389 ;
-  assign \$391  = \$385  & \$390 ;
-  assign \$392  = ~ \$391 ;
-  assign \$393  = \$signal$15  & \$392 ;
-  assign \$394  = \$signal$15  | pending;
-  assign \$395  = ! settle;
-  assign \$396  = host_addr >= 5'h10;
-  assign \$397  = host_write & \$396 ;
-  assign \$398  = host_addr < 6'h29;
-  assign \$399  = \$397  & \$398 ;
-  assign \$400  = ~ \$399 ;
-  assign \$401  = \$395  & \$400 ;
-  assign \$402  = \$394  & \$401 ;
-  assign \$403  = pending | \busy$314 ;
-  assign \$404  = \$403  | \busy$315 ;
-  assign \$405  = \$404  | \busy$316 ;
-  assign \$406  = \$405  | \busy$317 ;
-  assign \$407  = ~ \$406 ;
-  assign \$408  = busy & \$407 ;
-  assign \$409  = { done, out_rows, res_consumed, in_consumed } != prev;
-  assign \$410  = host_addr == 2'h2;
-  assign \$411  = host_read & \$410 ;
-  assign \$412  = ~ pending;
-  assign \$413  = busy & \$412 ;
-  assign \$414  = cnt_cycles + \$413 ;
-  assign \$415  = cnt_c1_busy + counts[0];
-  assign \$416  = cnt_c1_stall + counts[1];
-  assign \$417  = cnt_c1_in_wait + counts[2];
-  assign \$418  = cnt_c2_busy + \counts$320 [0];
-  assign \$419  = cnt_c2_stall + \counts$320 [1];
-  assign \$420  = cnt_c3_busy + \counts$320 [3];
-  assign \$421  = cnt_c3_stall + \counts$320 [4];
-  assign \$422  = cnt_c4_busy + \counts$321 [0];
-  assign \$423  = cnt_c4_stall + \counts$321 [1];
-  assign \$424  = cnt_adder_busy + \counts$320 [33];
-  assign \$425  = cnt_adder_stall + \counts$320 [2];
-  assign \$426  = cnt_lif_busy + \counts$321 [14];
-  assign \$427  = cnt_lif_stall + \counts$321 [2];
-  assign \$428  = cnt_c1_slots + counts[8:5];
-  assign \$429  = cnt_c1_adds + counts[12:9];
-  assign \$430  = cnt_c2_macs + \counts$320 [16:11];
-  assign \$431  = cnt_c3_macs + \counts$320 [22:17];
-  assign \$432  = cnt_c4_macs + \counts$321 [11:8];
-  assign \$433  = cnt_adds + \counts$320 [39:34];
-  assign \$434  = cnt_lif_updates + \counts$321 [18:15];
-  assign \$435  = cnt_spikes_out + \counts$321 [22:19];
-  assign \$436  = cnt_w1_reads + counts[4];
-  assign \$437  = cnt_w2_reads + \counts$320 [7];
-  assign \$438  = cnt_w3_reads + \counts$320 [10];
-  assign \$439  = cnt_w4_reads + \counts$321 [4];
-  assign \$440  = cnt_affine_reads + \counts$321 [5];
-  assign \$441  = cnt_spike_in_reads + counts[3];
-  assign \$442  = cnt_line1_reads + \counts$320 [6:5];
-  assign \$443  = cnt_line1_writes + counts[13];
-  assign \$444  = cnt_row2_reads + \counts$320 [9:8];
-  assign \$445  = cnt_row2_writes + \counts$320 [31];
-  assign \$446  = cnt_line4_reads + \counts$321 [3];
-  assign \$447  = cnt_line4_writes + \counts$320 [32];
-  assign \$448  = cnt_c2_spad_reads + \counts$320 [24:23];
-  assign \$449  = cnt_c2_spad_writes + \counts$320 [26:25];
-  assign \$450  = cnt_c3_spad_reads + \counts$320 [28:27];
-  assign \$451  = cnt_c3_spad_writes + \counts$320 [30:29];
-  assign \$452  = cnt_residual_reads + \counts$321 [6];
-  assign \$453  = cnt_membrane_reads + \counts$321 [7];
-  assign \$454  = cnt_membrane_writes + \counts$321 [12];
-  assign \$455  = cnt_spikes_writes + \counts$321 [13];
-  assign \$456  = host_addr >= 10'h200;
-  assign \$457  = host_addr < 10'h240;
-  assign \$458  = \$456  & \$457 ;
-  assign \$459  = host_write & \$458 ;
-  assign \$460  = ~ busy;
-  assign \$461  = \$459  & \$460 ;
-  assign \$464  = host_addr >= 10'h240;
-  assign \$465  = host_addr < 10'h270;
-  assign \$466  = \$464  & \$465 ;
-  assign \$467  = host_write & \$466 ;
-  assign \$468  = ~ busy;
-  assign \$469  = \$467  & \$468 ;
-  assign \$472  = \$463  + \$471 ;
-  assign \$473  = host_addr >= 10'h280;
-  assign \$474  = host_addr < 10'h2b0;
-  assign \$475  = \$473  & \$474 ;
-  assign \$476  = host_write & \$475 ;
-  assign \$477  = ~ busy;
-  assign \$478  = \$476  & \$477 ;
-  assign \$481  = \$472  + \$480 ;
-  assign \$482  = host_addr >= 10'h2c0;
-  assign \$483  = host_addr < 10'h300;
-  assign \$484  = \$482  & \$483 ;
-  assign \$485  = host_write & \$484 ;
-  assign \$486  = ~ busy;
-  assign \$487  = \$485  & \$486 ;
-  assign \$490  = \$481  + \$489 ;
-  assign \$491  = host_addr >= 10'h300;
-  assign \$492  = host_addr < 10'h340;
-  assign \$493  = \$491  & \$492 ;
-  assign \$494  = host_write & \$493 ;
-  assign \$495  = ~ busy;
-  assign \$496  = \$494  & \$495 ;
-  assign \$497  = host_addr - 10'h300;
-  assign \$498  = \$497 [2:0] < 3'h6;
-  assign \$499  = \$496  & \$498 ;
-  assign \$500  = \$490  + \$499 ;
-  assign \$501  = host_addr >= 11'h400;
-  assign \$502  = host_addr < 11'h500;
-  assign \$503  = \$501  & \$502 ;
-  assign \$504  = host_write & \$503 ;
-  assign \$508  = \$500  + \$507 ;
-  assign \$509  = host_addr >= 11'h600;
-  assign \$510  = host_addr < 12'h800;
-  assign \$511  = \$509  & \$510 ;
-  assign \$512  = host_write & \$511 ;
-  assign \$514  = host_addr - 11'h600;
-  assign \$515  = \$514 [0] < 2'h2;
-  assign \$516  = \$513  & \$515 ;
-  assign \$517  = \$508  + \$516 ;
-  assign \$518  = host_addr >= 12'h800;
-  assign \$519  = host_addr < 12'hbc2;
-  assign \$520  = \$518  & \$519 ;
-  assign \$521  = host_write & \$520 ;
-  assign \$522  = ~ busy;
-  assign \$523  = \$521  & \$522 ;
-  assign \$524  = host_addr - 12'h800;
-  assign \$525  = \$524 [0] < 2'h2;
-  assign \$526  = \$523  & \$525 ;
-  assign \$527  = \$517  + \$526 ;
-  assign \$528  = host_addr >= 12'hc00;
-  assign \$529  = host_addr < 12'hde1;
-  assign \$530  = \$528  & \$529 ;
-  assign \$531  = host_write & \$530 ;
-  assign \$532  = ~ busy;
-  assign \$533  = \$531  & \$532 ;
-  assign \$536  = \$527  + \$535 ;
-  assign \$537  = host_addr >= 14'h2000;
-  assign \$538  = host_addr < 15'h4000;
-  assign \$539  = \$537  & \$538 ;
-  assign \$540  = host_write & \$539 ;
-  assign \$541  = ~ busy;
-  assign \$542  = \$540  & \$541 ;
-  assign \$543  = host_addr - 14'h2000;
-  assign \$544  = \$543 [0] < 2'h2;
-  assign \$545  = \$542  & \$544 ;
-  assign \$546  = \$536  + \$545 ;
-  assign \$547  = host_addr >= 15'h4000;
-  assign \$548  = host_addr < 15'h4400;
-  assign \$549  = \$547  & \$548 ;
-  assign \$550  = host_write & \$549 ;
-  assign \$551  = ~ busy;
-  assign \$552  = \$550  & \$551 ;
-  assign \$555  = \$546  + \$554 ;
-  assign \$556  = host_addr >= 15'h4400;
-  assign \$557  = host_addr < 15'h4800;
-  assign \$558  = \$556  & \$557 ;
-  assign \$559  = host_write & \$558 ;
-  assign \$560  = ~ busy;
-  assign \$561  = \$559  & \$560 ;
-  assign \$564  = \$555  + \$563 ;
-  assign \$565  = host_addr >= 15'h5000;
-  assign \$566  = host_addr < 15'h6000;
-  assign \$567  = \$565  & \$566 ;
-  assign \$568  = host_write & \$567 ;
-  assign \$569  = ~ busy;
-  assign \$570  = \$568  & \$569 ;
-  assign \$571  = host_addr - 15'h5000;
-  assign \$572  = \$571 [2:0] < 3'h5;
-  assign \$573  = \$570  & \$572 ;
-  assign \$574  = \$564  + \$573 ;
-  assign \$575  = cnt_host_words_in + \$574 ;
-  assign \$576  = host_addr >= 10'h200;
-  assign \$577  = host_addr < 10'h240;
-  assign \$578  = \$576  & \$577 ;
-  assign \$579  = host_read & \$578 ;
-  assign \$580  = ~ busy;
-  assign \$581  = \$579  & \$580 ;
-  assign \$584  = host_addr >= 10'h240;
-  assign \$585  = host_addr < 10'h270;
-  assign \$586  = \$584  & \$585 ;
-  assign \$587  = host_read & \$586 ;
-  assign \$588  = ~ busy;
-  assign \$589  = \$587  & \$588 ;
-  assign \$592  = \$583  + \$591 ;
-  assign \$593  = host_addr >= 10'h280;
-  assign \$594  = host_addr < 10'h2b0;
-  assign \$595  = \$593  & \$594 ;
-  assign \$596  = host_read & \$595 ;
-  assign \$597  = ~ busy;
-  assign \$598  = \$596  & \$597 ;
-  assign \$601  = \$592  + \$600 ;
-  assign \$602  = host_addr >= 10'h2c0;
-  assign \$603  = host_addr < 10'h300;
-  assign \$604  = \$602  & \$603 ;
-  assign \$605  = host_read & \$604 ;
-  assign \$606  = ~ busy;
-  assign \$607  = \$605  & \$606 ;
-  assign \$610  = \$601  + \$609 ;
-  assign \$611  = host_addr >= 10'h300;
-  assign \$612  = host_addr < 10'h340;
-  assign \$613  = \$611  & \$612 ;
-  assign \$614  = host_read & \$613 ;
-  assign \$615  = ~ busy;
-  assign \$616  = \$614  & \$615 ;
-  assign \$617  = host_addr - 10'h300;
-  assign \$618  = \$617 [2:0] < 3'h6;
-  assign \$619  = \$616  & \$618 ;
-  assign \$620  = \$610  + \$619 ;
-  assign \$621  = host_addr >= 11'h400;
-  assign \$622  = host_addr < 11'h500;
-  assign \$623  = \$621  & \$622 ;
-  assign \$624  = host_read & \$623 ;
-  assign \$625  = ~ busy;
-  assign \$626  = \$624  & \$625 ;
-  assign \$629  = \$620  + \$628 ;
-  assign \$630  = host_addr >= 11'h600;
-  assign \$631  = host_addr < 12'h800;
-  assign \$632  = \$630  & \$631 ;
-  assign \$633  = host_read & \$632 ;
-  assign \$634  = ~ busy;
-  assign \$635  = \$633  & \$634 ;
-  assign \$636  = host_addr - 11'h600;
-  assign \$637  = \$636 [0] < 2'h2;
-  assign \$638  = \$635  & \$637 ;
-  assign \$639  = \$629  + \$638 ;
-  assign \$640  = host_addr >= 12'h800;
-  assign \$641  = host_addr < 12'hbc2;
-  assign \$642  = \$640  & \$641 ;
-  assign \$643  = host_read & \$642 ;
-  assign \$645  = host_addr - 12'h800;
-  assign \$646  = \$645 [0] < 2'h2;
-  assign \$647  = \$644  & \$646 ;
-  assign \$648  = \$639  + \$647 ;
-  assign \$649  = host_addr >= 12'hc00;
-  assign \$650  = host_addr < 12'hde1;
-  assign \$651  = \$649  & \$650 ;
-  assign \$652  = host_read & \$651 ;
-  assign \$656  = \$648  + \$655 ;
-  assign \$657  = host_addr >= 14'h2000;
-  assign \$658  = host_addr < 15'h4000;
-  assign \$659  = \$657  & \$658 ;
-  assign \$660  = host_read & \$659 ;
-  assign \$661  = ~ busy;
-  assign \$662  = \$660  & \$661 ;
-  assign \$663  = host_addr - 14'h2000;
-  assign \$664  = \$663 [0] < 2'h2;
-  assign \$665  = \$662  & \$664 ;
-  assign \$666  = \$656  + \$665 ;
-  assign \$667  = host_addr >= 15'h4000;
-  assign \$668  = host_addr < 15'h4400;
-  assign \$669  = \$667  & \$668 ;
-  assign \$670  = host_read & \$669 ;
-  assign \$671  = ~ busy;
-  assign \$672  = \$670  & \$671 ;
-  assign \$675  = \$666  + \$674 ;
-  assign \$676  = host_addr >= 15'h4400;
-  assign \$677  = host_addr < 15'h4800;
-  assign \$678  = \$676  & \$677 ;
-  assign \$679  = host_read & \$678 ;
-  assign \$680  = ~ busy;
-  assign \$681  = \$679  & \$680 ;
-  assign \$684  = \$675  + \$683 ;
-  assign \$685  = host_addr >= 15'h5000;
-  assign \$686  = host_addr < 15'h6000;
-  assign \$687  = \$685  & \$686 ;
-  assign \$688  = host_read & \$687 ;
-  assign \$689  = ~ busy;
-  assign \$690  = \$688  & \$689 ;
-  assign \$691  = host_addr - 15'h5000;
-  assign \$692  = \$691 [2:0] < 3'h5;
-  assign \$693  = \$690  & \$692 ;
-  assign \$694  = \$684  + \$693 ;
-  assign \$695  = cnt_host_words_out + \$694 ;
-  assign \$696  = cnt_lifg_busy + \counts$322 [15];
-  assign \$697  = cnt_lifg_updates + \counts$322 [18:16];
-  assign \$698  = cnt_lifg_saturations + \counts$322 [28:24];
-  assign \$699  = cnt_trace_reads + \counts$322 [19];
-  assign \$700  = cnt_lifg_grad_reads + \counts$322 [21:20];
-  assign \$701  = cnt_lifg_grad_writes + \counts$322 [23:22];
-  assign \$702  = cnt_stage_busy + \counts$322 [0];
-  assign \$703  = cnt_stage_macs + \counts$322 [3:1];
-  assign \$704  = cnt_wgrad_updates + \counts$322 [6:4];
-  assign \$705  = cnt_wgrad_words + \counts$322 [11];
-  assign \$706  = cnt_in_reads + \counts$322 [7];
-  assign \$707  = cnt_grad_reads + \counts$322 [8];
-  assign \$708  = cnt_weight_reads + \counts$322 [9];
-  assign \$709  = cnt_grad_writes + \counts$322 [10];
-  assign \$710  = cnt_grad_saturations + \counts$322 [14:12];
-  always @(posedge clk)
-    in_rows <= \$711 ;
-  always @(posedge clk)
-    res_rows <= \$712 ;
-  always @(posedge clk)
-    out_taken <= \$713 ;
-  always @(posedge clk)
-    staging <= \$714 ;
-  always @(posedge clk)
-    desc <= \$715 ;
-  always @(posedge clk)
-    stage <= \$716 ;
-  always @(posedge clk)
-    settle <= \$717 ;
-  always @(posedge clk)
-    busy <= \$718 ;
-  always @(posedge clk)
-    done <= \$719 ;
-  always @(posedge clk)
-    pending <= \$720 ;
-  always @(posedge clk)
-    prev <= \$721 ;
-  always @(posedge clk)
-    \event  <= \$722 ;
-  always @(posedge clk)
-    cnt_cycles <= \$723 ;
-  always @(posedge clk)
-    cnt_c1_busy <= \$724 ;
-  always @(posedge clk)
-    cnt_c1_stall <= \$725 ;
-  always @(posedge clk)
-    cnt_c1_in_wait <= \$726 ;
-  always @(posedge clk)
-    cnt_c2_busy <= \$727 ;
-  always @(posedge clk)
-    cnt_c2_stall <= \$728 ;
-  always @(posedge clk)
-    cnt_c3_busy <= \$729 ;
-  always @(posedge clk)
-    cnt_c3_stall <= \$730 ;
-  always @(posedge clk)
-    cnt_c4_busy <= \$731 ;
-  always @(posedge clk)
-    cnt_c4_stall <= \$732 ;
-  always @(posedge clk)
-    cnt_adder_busy <= \$733 ;
-  always @(posedge clk)
-    cnt_adder_stall <= \$734 ;
-  always @(posedge clk)
-    cnt_lif_busy <= \$735 ;
-  always @(posedge clk)
-    cnt_lif_stall <= \$736 ;
-  always @(posedge clk)
-    cnt_c1_slots <= \$737 ;
-  always @(posedge clk)
-    cnt_c1_adds <= \$738 ;
-  always @(posedge clk)
-    cnt_c2_macs <= \$739 ;
-  always @(posedge clk)
-    cnt_c3_macs <= \$740 ;
-  always @(posedge clk)
-    cnt_c4_macs <= \$741 ;
-  always @(posedge clk)
-    cnt_adds <= \$742 ;
-  always @(posedge clk)
-    cnt_lif_updates <= \$743 ;
-  always @(posedge clk)
-    cnt_spikes_out <= \$744 ;
-  always @(posedge clk)
-    cnt_w1_reads <= \$745 ;
-  always @(posedge clk)
-    cnt_w2_reads <= \$746 ;
-  always @(posedge clk)
-    cnt_w3_reads <= \$747 ;
-  always @(posedge clk)
-    cnt_w4_reads <= \$748 ;
-  always @(posedge clk)
-    cnt_affine_reads <= \$749 ;
-  always @(posedge clk)
-    cnt_spike_in_reads <= \$750 ;
-  always @(posedge clk)
-    cnt_line1_reads <= \$751 ;
-  always @(posedge clk)
-    cnt_line1_writes <= \$752 ;
-  always @(posedge clk)
-    cnt_row2_reads <= \$753 ;
-  always @(posedge clk)
-    cnt_row2_writes <= \$754 ;
-  always @(posedge clk)
-    cnt_line4_reads <= \$755 ;
-  always @(posedge clk)
-    cnt_line4_writes <= \$756 ;
-  always @(posedge clk)
-    cnt_c2_spad_reads <= \$757 ;
-  always @(posedge clk)
-    cnt_c2_spad_writes <= \$758 ;
-  always @(posedge clk)
-    cnt_c3_spad_reads <= \$759 ;
-  always @(posedge clk)
-    cnt_c3_spad_writes <= \$760 ;
-  always @(posedge clk)
-    cnt_residual_reads <= \$761 ;
-  always @(posedge clk)
-    cnt_membrane_reads <= \$762 ;
-  always @(posedge clk)
-    cnt_membrane_writes <= \$763 ;
-  always @(posedge clk)
-    cnt_spikes_writes <= \$764 ;
-  always @(posedge clk)
-    cnt_host_words_in <= \$765 ;
-  always @(posedge clk)
-    cnt_host_words_out <= \$766 ;
-  always @(posedge clk)
-    cnt_lifg_busy <= \$767 ;
-  always @(posedge clk)
-    cnt_lifg_updates <= \$768 ;
-  always @(posedge clk)
-    cnt_lifg_saturations <= \$769 ;
-  always @(posedge clk)
-    cnt_trace_reads <= \$770 ;
-  always @(posedge clk)
-    cnt_lifg_grad_reads <= \$771 ;
-  always @(posedge clk)
-    cnt_lifg_grad_writes <= \$772 ;
-  always @(posedge clk)
-    cnt_stage_busy <= \$773 ;
-  always @(posedge clk)
-    cnt_stage_macs <= \$774 ;
-  always @(posedge clk)
-    cnt_wgrad_updates <= \$775 ;
-  always @(posedge clk)
-    cnt_wgrad_words <= \$776 ;
-  always @(posedge clk)
-    cnt_in_reads <= \$777 ;
-  always @(posedge clk)
-    cnt_grad_reads <= \$778 ;
-  always @(posedge clk)
-    cnt_weight_reads <= \$779 ;
-  always @(posedge clk)
-    cnt_grad_writes <= \$780 ;
-  always @(posedge clk)
-    cnt_grad_saturations <= \$781 ;
-  always @(posedge clk)
-    rd_valid1 <= \$782 ;
-  always @(posedge clk)
-    rd_sel <= \$783 ;
-  always @(posedge clk)
-    rd_k <= \$784 ;
-  always @(posedge clk)
-    rd_reg <= \$785 ;
-  always @(posedge clk)
-    host_rvalid <= \$786 ;
-  always @(posedge clk)
-    host_rdata <= \$787 ;
+  assign \$376  = host_addr >= 5'h10;
+  assign \$377  = host_write & \$376 ;
+  assign \$378  = host_addr < 6'h29;
+  assign \$379  = \$377  & \$378 ;
+  assign \$380  = ! settle;
+  assign \$381  = settle - 1'h1;
+  assign \$382  = \$380  ? 4'h0 : \$381 ;
+  assign \$383  = \$379  ? 4'h5 : \$382 ;
+  assign \$384  = ! settle;
+  assign \$385  = host_addr >= 5'h10;
+  assign \$386  = host_write & \$385 ;
+  assign \$387  = host_addr < 6'h29;
+  assign \$388  = \$386  & \$387 ;
+  assign \$389  = ~ \$388 ;
+  assign \$390  = \$384  & \$389 ;
+  assign \$391  = ~ \$390 ;
+  assign \$392  = \$signal$15  & \$391 ;
+  assign \$393  = \$signal$15  | pending;
+  assign \$394  = ! settle;
+  assign \$395  = host_addr >= 5'h10;
+  assign \$396  = host_write & \$395 ;
+  assign \$397  = host_addr < 6'h29;
+  assign \$398  = \$396  & \$397 ;
+  assign \$399  = ~ \$398 ;
+  assign \$400  = \$394  & \$399 ;
+  assign \$401  = \$393  & \$400 ;
+  assign \$402  = pending | \busy$314 ;
+  assign \$403  = \$402  | \busy$315 ;
+  assign \$404  = \$403  | \busy$316 ;
+  assign \$405  = \$404  | \busy$317 ;
+  assign \$406  = ~ \$405 ;
+  assign \$407  = busy & \$406 ;
+  assign \$408  = { done, out_rows, res_consumed, in_consumed } != prev;
+  assign \$409  = host_addr == 2'h2;
+  assign \$410  = host_read & \$409 ;
+  assign \$411  = ~ pending;
+  assign \$412  = busy & \$411 ;
+  assign \$413  = cnt_cycles + \$412 ;
+  assign \$414  = cnt_c1_busy + counts[0];
+  assign \$415  = cnt_c1_stall + counts[1];
+  assign \$416  = cnt_c1_in_wait + counts[2];
+  assign \$417  = cnt_c2_busy + \counts$320 [0];
+  assign \$418  = cnt_c2_stall + \counts$320 [1];
+  assign \$419  = cnt_c3_busy + \counts$320 [3];
+  assign \$420  = cnt_c3_stall + \counts$320 [4];
+  assign \$421  = cnt_c4_busy + \counts$321 [0];
+  assign \$422  = cnt_c4_stall + \counts$321 [1];
+  assign \$423  = cnt_adder_busy + \counts$320 [33];
+  assign \$424  = cnt_adder_stall + \counts$320 [2];
+  assign \$425  = cnt_lif_busy + \counts$321 [14];
+  assign \$426  = cnt_lif_stall + \counts$321 [2];
+  assign \$427  = cnt_c1_slots + counts[8:5];
+  assign \$428  = cnt_c1_adds + counts[12:9];
+  assign \$429  = cnt_c2_macs + \counts$320 [16:11];
+  assign \$430  = cnt_c3_macs + \counts$320 [22:17];
+  assign \$431  = cnt_c4_macs + \counts$321 [11:8];
+  assign \$432  = cnt_adds + \counts$320 [39:34];
+  assign \$433  = cnt_lif_updates + \counts$321 [18:15];
+  assign \$434  = cnt_spikes_out + \counts$321 [22:19];
+  assign \$435  = cnt_w1_reads + counts[4];
+  assign \$436  = cnt_w2_reads + \counts$320 [7];
+  assign \$437  = cnt_w3_reads + \counts$320 [10];
+  assign \$438  = cnt_w4_reads + \counts$321 [4];
+  assign \$439  = cnt_affine_reads + \counts$321 [5];
+  assign \$440  = cnt_spike_in_reads + counts[3];
+  assign \$441  = cnt_line1_reads + \counts$320 [6:5];
+  assign \$442  = cnt_line1_writes + counts[13];
+  assign \$443  = cnt_row2_reads + \counts$320 [9:8];
+  assign \$444  = cnt_row2_writes + \counts$320 [31];
+  assign \$445  = cnt_line4_reads + \counts$321 [3];
+  assign \$446  = cnt_line4_writes + \counts$320 [32];
+  assign \$447  = cnt_c2_spad_reads + \counts$320 [24:23];
+  assign \$448  = cnt_c2_spad_writes + \counts$320 [26:25];
+  assign \$449  = cnt_c3_spad_reads + \counts$320 [28:27];
+  assign \$450  = cnt_c3_spad_writes + \counts$320 [30:29];
+  assign \$451  = cnt_residual_reads + \counts$321 [6];
+  assign \$452  = cnt_membrane_reads + \counts$321 [7];
+  assign \$453  = cnt_membrane_writes + \counts$321 [12];
+  assign \$454  = cnt_spikes_writes + \counts$321 [13];
+  assign \$455  = host_addr >= 10'h200;
+  assign \$456  = host_addr < 10'h240;
+  assign \$457  = \$455  & \$456 ;
+  assign \$458  = host_write & \$457 ;
+  assign \$459  = ~ busy;
+  assign \$460  = \$458  & \$459 ;
+  assign \$463  = host_addr >= 10'h240;
+  assign \$464  = host_addr < 10'h270;
+  assign \$465  = \$463  & \$464 ;
+  assign \$466  = host_write & \$465 ;
+  assign \$467  = ~ busy;
+  assign \$468  = \$466  & \$467 ;
+  assign \$471  = \$462  + \$470 ;
+  assign \$472  = host_addr >= 10'h280;
+  assign \$473  = host_addr < 10'h2b0;
+  assign \$474  = \$472  & \$473 ;
+  assign \$475  = host_write & \$474 ;
+  assign \$476  = ~ busy;
+  assign \$477  = \$475  & \$476 ;
+  assign \$480  = \$471  + \$479 ;
+  assign \$481  = host_addr >= 10'h2c0;
+  assign \$482  = host_addr < 10'h300;
+  assign \$483  = \$481  & \$482 ;
+  assign \$484  = host_write & \$483 ;
+  assign \$485  = ~ busy;
+  assign \$486  = \$484  & \$485 ;
+  assign \$489  = \$480  + \$488 ;
+  assign \$490  = host_addr >= 10'h300;
+  assign \$491  = host_addr < 10'h340;
+  assign \$492  = \$490  & \$491 ;
+  assign \$493  = host_write & \$492 ;
+  assign \$494  = ~ busy;
+  assign \$495  = \$493  & \$494 ;
+  assign \$496  = host_addr - 10'h300;
+  assign \$497  = \$496 [2:0] < 3'h6;
+  assign \$498  = \$495  & \$497 ;
+  assign \$499  = \$489  + \$498 ;
+  assign \$500  = host_addr >= 11'h400;
+  assign \$501  = host_addr < 11'h500;
+  assign \$502  = \$500  & \$501 ;
+  assign \$503  = host_write & \$502 ;
+  assign \$507  = \$499  + \$506 ;
+  assign \$508  = host_addr >= 11'h600;
+  assign \$509  = host_addr < 12'h800;
+  assign \$510  = \$508  & \$509 ;
+  assign \$511  = host_write & \$510 ;
+  assign \$513  = host_addr - 11'h600;
+  assign \$514  = \$513 [0] < 2'h2;
+  assign \$515  = \$512  & \$514 ;
+  assign \$516  = \$507  + \$515 ;
+  assign \$517  = host_addr >= 12'h800;
+  assign \$518  = host_addr < 12'hbc2;
+  assign \$519  = \$517  & \$518 ;
+  assign \$520  = host_write & \$519 ;
+  assign \$521  = ~ busy;
+  assign \$522  = \$520  & \$521 ;
+  assign \$523  = host_addr - 12'h800;
+  assign \$524  = \$523 [0] < 2'h2;
+  assign \$525  = \$522  & \$524 ;
+  assign \$526  = \$516  + \$525 ;
+  assign \$527  = host_addr >= 12'hc00;
+  assign \$528  = host_addr < 12'hde1;
+  assign \$529  = \$527  & \$528 ;
+  assign \$530  = host_write & \$529 ;
+  assign \$531  = ~ busy;
+  assign \$532  = \$530  & \$531 ;
+  assign \$535  = \$526  + \$534 ;
+  assign \$536  = host_addr >= 14'h2000;
+  assign \$537  = host_addr < 15'h4000;
+  assign \$538  = \$536  & \$537 ;
+  assign \$539  = host_write & \$538 ;
+  assign \$540  = ~ busy;
+  assign \$541  = \$539  & \$540 ;
+  assign \$542  = host_addr - 14'h2000;
+  assign \$543  = \$542 [0] < 2'h2;
+  assign \$544  = \$541  & \$543 ;
+  assign \$545  = \$535  + \$544 ;
+  assign \$546  = host_addr >= 15'h4000;
+  assign \$547  = host_addr < 15'h4400;
+  assign \$548  = \$546  & \$547 ;
+  assign \$549  = host_write & \$548 ;
+  assign \$550  = ~ busy;
+  assign \$551  = \$549  & \$550 ;
+  assign \$554  = \$545  + \$553 ;
+  assign \$555  = host_addr >= 15'h4400;
+  assign \$556  = host_addr < 15'h4800;
+  assign \$557  = \$555  & \$556 ;
+  assign \$558  = host_write & \$557 ;
+  assign \$559  = ~ busy;
+  assign \$560  = \$558  & \$559 ;
+  assign \$563  = \$554  + \$562 ;
+  assign \$564  = host_addr >= 15'h5000;
+  assign \$565  = host_addr < 15'h6000;
+  assign \$566  = \$564  & \$565 ;
+  assign \$567  = host_write & \$566 ;
+  assign \$568  = ~ busy;
+  assign \$569  = \$567  & \$568 ;
+  assign \$570  = host_addr - 15'h5000;
+  assign \$571  = \$570 [2:0] < 3'h5;
+  assign \$572  = \$569  & \$571 ;
+  assign \$573  = \$563  + \$572 ;
+  assign \$574  = cnt_host_words_in + \$573 ;
+  assign \$575  = host_addr >= 10'h200;
+  assign \$576  = host_addr < 10'h240;
+  assign \$577  = \$575  & \$576 ;
+  assign \$578  = host_read & \$577 ;
+  assign \$579  = ~ busy;
+  assign \$580  = \$578  & \$579 ;
+  assign \$583  = host_addr >= 10'h240;
+  assign \$584  = host_addr < 10'h270;
+  assign \$585  = \$583  & \$584 ;
+  assign \$586  = host_read & \$585 ;
+  assign \$587  = ~ busy;
+  assign \$588  = \$586  & \$587 ;
+  assign \$591  = \$582  + \$590 ;
+  assign \$592  = host_addr >= 10'h280;
+  assign \$593  = host_addr < 10'h2b0;
+  assign \$594  = \$592  & \$593 ;
+  assign \$595  = host_read & \$594 ;
+  assign \$596  = ~ busy;
+  assign \$597  = \$595  & \$596 ;
+  assign \$600  = \$591  + \$599 ;
+  assign \$601  = host_addr >= 10'h2c0;
+  assign \$602  = host_addr < 10'h300;
+  assign \$603  = \$601  & \$602 ;
+  assign \$604  = host_read & \$603 ;
+  assign \$605  = ~ busy;
+  assign \$606  = \$604  & \$605 ;
+  assign \$609  = \$600  + \$608 ;
+  assign \$610  = host_addr >= 10'h300;
+  assign \$611  = host_addr < 10'h340;
+  assign \$612  = \$610  & \$611 ;
+  assign \$613  = host_read & \$612 ;
+  assign \$614  = ~ busy;
+  assign \$615  = \$613  & \$614 ;
+  assign \$616  = host_addr - 10'h300;
+  assign \$617  = \$616 [2:0] < 3'h6;
+  assign \$618  = \$615  & \$617 ;
+  assign \$619  = \$609  + \$618 ;
+  assign \$620  = host_addr >= 11'h400;
+  assign \$621  = host_addr < 11'h500;
+  assign \$622  = \$620  & \$621 ;
+  assign \$623  = host_read & \$622 ;
+  assign \$624  = ~ busy;
+  assign \$625  = \$623  & \$624 ;
+  assign \$628  = \$619  + \$627 ;
+  assign \$629  = host_addr >= 11'h600;
+  assign \$630  = host_addr < 12'h800;
+  assign \$631  = \$629  & \$630 ;
+  assign \$632  = host_read & \$631 ;
+  assign \$633  = ~ busy;
+  assign \$634  = \$632  & \$633 ;
+  assign \$635  = host_addr - 11'h600;
+  assign \$636  = \$635 [0] < 2'h2;
+  assign \$637  = \$634  & \$636 ;
+  assign \$638  = \$628  + \$637 ;
+  assign \$639  = host_addr >= 12'h800;
+  assign \$640  = host_addr < 12'hbc2;
+  assign \$641  = \$639  & \$640 ;
+  assign \$642  = host_read & \$641 ;
+  assign \$644  = host_addr - 12'h800;
+  assign \$645  = \$644 [0] < 2'h2;
+  assign \$646  = \$643  & \$645 ;
+  assign \$647  = \$638  + \$646 ;
+  assign \$648  = host_addr >= 12'hc00;
+  assign \$649  = host_addr < 12'hde1;
+  assign \$650  = \$648  & \$649 ;
+  assign \$651  = host_read & \$650 ;
+  assign \$655  = \$647  + \$654 ;
+  assign \$656  = host_addr >= 14'h2000;
+  assign \$657  = host_addr < 15'h4000;
+  assign \$658  = \$656  & \$657 ;
+  assign \$659  = host_read & \$658 ;
+  assign \$660  = ~ busy;
+  assign \$661  = \$659  & \$660 ;
+  assign \$662  = host_addr - 14'h2000;
+  assign \$663  = \$662 [0] < 2'h2;
+  assign \$664  = \$661  & \$663 ;
+  assign \$665  = \$655  + \$664 ;
+  assign \$666  = host_addr >= 15'h4000;
+  assign \$667  = host_addr < 15'h4400;
+  assign \$668  = \$666  & \$667 ;
+  assign \$669  = host_read & \$668 ;
+  assign \$670  = ~ busy;
+  assign \$671  = \$669  & \$670 ;
+  assign \$674  = \$665  + \$673 ;
+  assign \$675  = host_addr >= 15'h4400;
+  assign \$676  = host_addr < 15'h4800;
+  assign \$677  = \$675  & \$676 ;
+  assign \$678  = host_read & \$677 ;
+  assign \$679  = ~ busy;
+  assign \$680  = \$678  & \$679 ;
+  assign \$683  = \$674  + \$682 ;
+  assign \$684  = host_addr >= 15'h5000;
+  assign \$685  = host_addr < 15'h6000;
+  assign \$686  = \$684  & \$685 ;
+  assign \$687  = host_read & \$686 ;
+  assign \$688  = ~ busy;
+  assign \$689  = \$687  & \$688 ;
+  assign \$690  = host_addr - 15'h5000;
+  assign \$691  = \$690 [2:0] < 3'h5;
+  assign \$692  = \$689  & \$691 ;
+  assign \$693  = \$683  + \$692 ;
+  assign \$694  = cnt_host_words_out + \$693 ;
+  assign \$695  = cnt_lifg_busy + \counts$322 [15];
+  assign \$696  = cnt_lifg_updates + \counts$322 [18:16];
+  assign \$697  = cnt_lifg_saturations + \counts$322 [28:24];
+  assign \$698  = cnt_trace_reads + \counts$322 [19];
+  assign \$699  = cnt_lifg_grad_reads + \counts$322 [21:20];
+  assign \$700  = cnt_lifg_grad_writes + \counts$322 [23:22];
+  assign \$701  = cnt_stage_busy + \counts$322 [0];
+  assign \$702  = cnt_stage_macs + \counts$322 [3:1];
+  assign \$703  = cnt_wgrad_updates + \counts$322 [6:4];
+  assign \$704  = cnt_wgrad_words + \counts$322 [11];
+  assign \$705  = cnt_in_reads + \counts$322 [7];
+  assign \$706  = cnt_grad_reads + \counts$322 [8];
+  assign \$707  = cnt_weight_reads + \counts$322 [9];
+  assign \$708  = cnt_grad_writes + \counts$322 [10];
+  assign \$709  = cnt_grad_saturations + \counts$322 [14:12];
+  always @(posedge clk)
+    in_rows <= \$710 ;
+  always @(posedge clk)
+    res_rows <= \$711 ;
+  always @(posedge clk)
+    out_taken <= \$712 ;
+  always @(posedge clk)
+    staging <= \$713 ;
+  always @(posedge clk)
+    desc <= \$714 ;
+  always @(posedge clk)
+    stage <= \$715 ;
+  always @(posedge clk)
+    settle <= \$716 ;
+  always @(posedge clk)
+    busy <= \$717 ;
+  always @(posedge clk)
+    done <= \$718 ;
+  always @(posedge clk)
+    pending <= \$719 ;
+  always @(posedge clk)
+    prev <= \$720 ;
+  always @(posedge clk)
+    \event  <= \$721 ;
+  always @(posedge clk)
+    cnt_cycles <= \$722 ;
+  always @(posedge clk)
+    cnt_c1_busy <= \$723 ;
+  always @(posedge clk)
+    cnt_c1_stall <= \$724 ;
+  always @(posedge clk)
+    cnt_c1_in_wait <= \$725 ;
+  always @(posedge clk)
+    cnt_c2_busy <= \$726 ;
+  always @(posedge clk)
+    cnt_c2_stall <= \$727 ;
+  always @(posedge clk)
+    cnt_c3_busy <= \$728 ;
+  always @(posedge clk)
+    cnt_c3_stall <= \$729 ;
+  always @(posedge clk)
+    cnt_c4_busy <= \$730 ;
+  always @(posedge clk)
+    cnt_c4_stall <= \$731 ;
+  always @(posedge clk)
+    cnt_adder_busy <= \$732 ;
+  always @(posedge clk)
+    cnt_adder_stall <= \$733 ;
+  always @(posedge clk)
+    cnt_lif_busy <= \$734 ;
+  always @(posedge clk)
+    cnt_lif_stall <= \$735 ;
+  always @(posedge clk)
+    cnt_c1_slots <= \$736 ;
+  always @(posedge clk)
+    cnt_c1_adds <= \$737 ;
+  always @(posedge clk)
+    cnt_c2_macs <= \$738 ;
+  always @(posedge clk)
+    cnt_c3_macs <= \$739 ;
+  always @(posedge clk)
+    cnt_c4_macs <= \$740 ;
+  always @(posedge clk)
+    cnt_adds <= \$741 ;
+  always @(posedge clk)
+    cnt_lif_updates <= \$742 ;
+  always @(posedge clk)
+    cnt_spikes_out <= \$743 ;
+  always @(posedge clk)
+    cnt_w1_reads <= \$744 ;
+  always @(posedge clk)
+    cnt_w2_reads <= \$745 ;
+  always @(posedge clk)
+    cnt_w3_reads <= \$746 ;
+  always @(posedge clk)
+    cnt_w4_reads <= \$747 ;
+  always @(posedge clk)
+    cnt_affine_reads <= \$748 ;
+  always @(posedge clk)
+    cnt_spike_in_reads <= \$749 ;
+  always @(posedge clk)
+    cnt_line1_reads <= \$750 ;
+  always @(posedge clk)
+    cnt_line1_writes <= \$751 ;
+  always @(posedge clk)
+    cnt_row2_reads <= \$752 ;
+  always @(posedge clk)
+    cnt_row2_writes <= \$753 ;
+  always @(posedge clk)
+    cnt_line4_reads <= \$754 ;
+  always @(posedge clk)
+    cnt_line4_writes <= \$755 ;
+  always @(posedge clk)
+    cnt_c2_spad_reads <= \$756 ;
+  always @(posedge clk)
+    cnt_c2_spad_writes <= \$757 ;
+  always @(posedge clk)
+    cnt_c3_spad_reads <= \$758 ;
+  always @(posedge clk)
+    cnt_c3_spad_writes <= \$759 ;
+  always @(posedge clk)
+    cnt_residual_reads <= \$760 ;
+  always @(posedge clk)
+    cnt_membrane_reads <= \$761 ;
+  always @(posedge clk)
+    cnt_membrane_writes <= \$762 ;
+  always @(posedge clk)
+    cnt_spikes_writes <= \$763 ;
+  always @(posedge clk)
+    cnt_host_words_in <= \$764 ;
+  always @(posedge clk)
+    cnt_host_words_out <= \$765 ;
+  always @(posedge clk)
+    cnt_lifg_busy <= \$766 ;
+  always @(posedge clk)
+    cnt_lifg_updates <= \$767 ;
+  always @(posedge clk)
+    cnt_lifg_saturations <= \$768 ;
+  always @(posedge clk)
+    cnt_trace_reads <= \$769 ;
+  always @(posedge clk)
+    cnt_lifg_grad_reads <= \$770 ;
+  always @(posedge clk)
+    cnt_lifg_grad_writes <= \$771 ;
+  always @(posedge clk)
+    cnt_stage_busy <= \$772 ;
+  always @(posedge clk)
+    cnt_stage_macs <= \$773 ;
+  always @(posedge clk)
+    cnt_wgrad_updates <= \$774 ;
+  always @(posedge clk)
+    cnt_wgrad_words <= \$775 ;
+  always @(posedge clk)
+    cnt_in_reads <= \$776 ;
+  always @(posedge clk)
+    cnt_grad_reads <= \$777 ;
+  always @(posedge clk)
+    cnt_weight_reads <= \$778 ;
+  always @(posedge clk)
+    cnt_grad_writes <= \$779 ;
+  always @(posedge clk)
+    cnt_grad_saturations <= \$780 ;
+  always @(posedge clk)
+    rd_valid1 <= \$781 ;
+  always @(posedge clk)
+    rd_sel <= \$782 ;
+  always @(posedge clk)
+    rd_k <= \$783 ;
+  always @(posedge clk)
+    rd_reg <= \$784 ;
+  always @(posedge clk)
+    host_rvalid <= \$785 ;
+  always @(posedge clk)
+    host_rdata <= \$786 ;
   assign \$1  = host_addr == 1'h1;
   assign \$2  = host_write & \$1 ;
   assign \$3  = \$2  & host_wdata[0];
@@ -11490,6 +11485,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$171  = \$165  & \$170 ;
   assign \$172  = \$164  & \$171 ;
   assign \$173  = ! desc[261:260];
+  assign start = \$172  & \$173 ;
   \ttsnn_accel.backward  backward (
     .acc_rd_en(wgrad_rd_en),
     .affine__data(\affine__data$210 ),
@@ -11509,11 +11505,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__en(\wr__en$212 ),
     .inp__data(grad_a__data),
     .\port$185$0 (\$163 ),
-    .\port$6645$0 (\$800 ),
-    .\port$6687$0 (\$801 ),
-    .\port$6729$0 (\$802 ),
-    .\port$6771$0 (\$803 ),
-    .\port$8021$0 (\$804 ),
+    .\port$6837$0 (\$799 ),
+    .\port$6879$0 (\$800 ),
+    .\port$6921$0 (\$801 ),
+    .\port$6963$0 (\$802 ),
+    .\port$8217$0 (\$803 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$240 ),
@@ -11535,10 +11531,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .in_rows(in_rows),
     .line1__addr(line1__addr),
     .line1__en(wr__en),
+    .\port$1457$0 (\$787 ),
     .\port$1461$0 (\$788 ),
     .\port$1465$0 (\$789 ),
     .\port$1469$0 (\$790 ),
-    .\port$1473$0 (\$791 ),
     .released(released),
     .released_e1_order(released_e1_order),
     .rows_done(e1_rows),
@@ -11571,10 +11567,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(\line4__addr$139 ),
     .line4__data(\wr__data$140 ),
     .line4__en(\wr__en$136 ),
-    .\port$3343$0 (\$792 ),
-    .\port$3383$0 (\$793 ),
-    .\port$3423$0 (\$794 ),
-    .\port$3463$0 (\$795 ),
+    .\port$3339$0 (\$791 ),
+    .\port$3379$0 (\$792 ),
+    .\port$3419$0 (\$793 ),
+    .\port$3459$0 (\$794 ),
     .q23_rows(rows_written),
     .released(released),
     .released_e1_order(released_e1_order),
@@ -11615,10 +11611,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__en(\wr__en$142 ),
     .out_rows(out_rows),
     .out_taken(out_taken),
-    .\port$7907$0 (\$796 ),
-    .\port$7917$0 (\$797 ),
-    .\port$7927$0 (\$798 ),
-    .\port$7937$0 (\$799 ),
+    .\port$8099$0 (\$795 ),
+    .\port$8109$0 (\$796 ),
+    .\port$8119$0 (\$797 ),
+    .\port$8129$0 (\$798 ),
     .res_consumed(res_consumed),
     .res_rows(res_rows),
     .residual__addr(residual__addr),
@@ -11748,55 +11744,53 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
       15'h0042:
           reg_value = { 31'h00000000, stage[212] };
       15'h0043:
-          reg_value = { 12'h000, stage[232:213] };
+          reg_value = { 26'h0000000, stage[218:213] };
       15'h0044:
-          reg_value = { 26'h0000000, stage[238:233] };
+          reg_value = { 31'h00000000, stage[219] };
       15'h0045:
-          reg_value = { 31'h00000000, stage[239] };
+          reg_value = { 12'h000, stage[239:220] };
       15'h0046:
-          reg_value = { 12'h000, stage[259:240] };
+          reg_value = { 16'h0000, stage[255:240] };
       15'h0047:
-          reg_value = { 16'h0000, stage[275:260] };
+          reg_value = { 16'h0000, stage[271:256] };
       15'h0048:
-          reg_value = { 16'h0000, stage[291:276] };
+          reg_value = { 30'h00000000, stage[273:272] };
       15'h0049:
-          reg_value = { 30'h00000000, stage[293:292] };
+          reg_value = { 30'h00000000, stage[275:274] };
       15'h004a:
-          reg_value = { 30'h00000000, stage[295:294] };
+          reg_value = { 12'h000, stage[295:276] };
       15'h004b:
-          reg_value = { 12'h000, stage[315:296] };
+          reg_value = { 31'h00000000, stage[296] };
       15'h004c:
-          reg_value = { 31'h00000000, stage[316] };
+          reg_value = { 12'h000, stage[316:297] };
       15'h004d:
           reg_value = { 12'h000, stage[336:317] };
       15'h004e:
-          reg_value = { 12'h000, stage[356:337] };
+          reg_value = { 31'h00000000, stage[337] };
       15'h004f:
-          reg_value = { 31'h00000000, stage[357] };
+          reg_value = { 31'h00000000, stage[338] };
       15'h0050:
-          reg_value = { 31'h00000000, stage[358] };
+          reg_value = { 16'h0000, stage[354:339] };
       15'h0051:
-          reg_value = { 16'h0000, stage[374:359] };
+          reg_value = { 26'h0000000, stage[360:355] };
       15'h0052:
-          reg_value = { 26'h0000000, stage[380:375] };
+          reg_value = { 16'h0000, stage[376:361] };
       15'h0053:
-          reg_value = { 16'h0000, stage[396:381] };
+          reg_value = { 26'h0000000, stage[382:377] };
       15'h0054:
-          reg_value = { 26'h0000000, stage[402:397] };
+          reg_value = stage[414:383];
       15'h0055:
-          reg_value = stage[434:403];
+          reg_value = stage[446:415];
       15'h0056:
-          reg_value = stage[466:435];
+          reg_value = stage[478:447];
       15'h0057:
-          reg_value = stage[498:467];
+          reg_value = stage[510:479];
       15'h0058:
-          reg_value = stage[530:499];
+          reg_value = stage[542:511];
       15'h0059:
-          reg_value = stage[562:531];
+          reg_value = stage[574:543];
       15'h005a:
-          reg_value = stage[594:563];
-      15'h005b:
-          reg_value = stage[626:595];
+          reg_value = stage[606:575];
       15'h0080:
           reg_value = cnt_cycles[31:0];
       15'h0081:
@@ -12157,9 +12151,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$711  = in_rows;
+    \$710  = in_rows;
     if (host_write) begin
       if (\$260 ) begin
+        \$710  = host_wdata[23:0];
+      end
+    end
+    if (rst) begin
+      \$710  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$711  = res_rows;
+    if (host_write) begin
+      if (\$261 ) begin
         \$711  = host_wdata[23:0];
       end
     end
@@ -12169,9 +12175,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$712  = res_rows;
+    \$712  = out_taken;
     if (host_write) begin
-      if (\$261 ) begin
+      if (\$262 ) begin
         \$712  = host_wdata[23:0];
       end
     end
@@ -12181,339 +12187,336 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$713  = out_taken;
-    if (host_write) begin
-      if (\$262 ) begin
-        \$713  = host_wdata[23:0];
-      end
-    end
-    if (rst) begin
-      \$713  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$714  = staging;
+    \$713  = staging;
     if (host_write) begin
       if (\$270 ) begin
         casez (\$271 [2:0])
           3'h0:
-              \$714 [31:0] = host_wdata;
+              \$713 [31:0] = host_wdata;
           3'h1:
-              \$714 [63:32] = host_wdata;
+              \$713 [63:32] = host_wdata;
           3'h2:
-              \$714 [95:64] = host_wdata;
+              \$713 [95:64] = host_wdata;
           3'h3:
-              \$714 [127:96] = host_wdata;
+              \$713 [127:96] = host_wdata;
           3'h4:
-              \$714 [159:128] = host_wdata;
+              \$713 [159:128] = host_wdata;
         endcase
       end
       if (\$278 ) begin
         (* full_case = 32'd1 *)
         casez (\$279 [0])
           1'h0:
-              \$714 [31:0] = host_wdata;
+              \$713 [31:0] = host_wdata;
           1'h1:
-              \$714 [63:32] = host_wdata;
+              \$713 [63:32] = host_wdata;
         endcase
       end
       if (\$287 ) begin
         (* full_case = 32'd1 *)
         casez (\$288 [0])
           1'h0:
-              \$714 [31:0] = host_wdata;
+              \$713 [31:0] = host_wdata;
           1'h1:
-              \$714 [63:32] = host_wdata;
+              \$713 [63:32] = host_wdata;
         endcase
       end
       if (\$296 ) begin
         (* full_case = 32'd1 *)
         casez (\$297 [0])
           1'h0:
-              \$714 [31:0] = host_wdata;
+              \$713 [31:0] = host_wdata;
           1'h1:
-              \$714 [63:32] = host_wdata;
+              \$713 [63:32] = host_wdata;
         endcase
       end
       if (\$305 ) begin
         casez (\$306 [2:0])
           3'h0:
-              \$714 [31:0] = host_wdata;
+              \$713 [31:0] = host_wdata;
           3'h1:
-              \$714 [63:32] = host_wdata;
+              \$713 [63:32] = host_wdata;
           3'h2:
-              \$714 [95:64] = host_wdata;
+              \$713 [95:64] = host_wdata;
           3'h3:
-              \$714 [127:96] = host_wdata;
+              \$713 [127:96] = host_wdata;
           3'h4:
-              \$714 [159:128] = host_wdata;
+              \$713 [159:128] = host_wdata;
         endcase
       end
     end
     if (rst) begin
-      \$714  = 160'h0000000000000000000000000000000000000000;
+      \$713  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$715  = desc;
+    \$714  = desc;
     if (host_write) begin
       if (\$307 ) begin
         if (\$308 ) begin
-          \$715 [15:0] = host_wdata[15:0];
+          \$714 [15:0] = host_wdata[15:0];
         end
         if (\$309 ) begin
-          \$715 [31:16] = host_wdata[15:0];
+          \$714 [31:16] = host_wdata[15:0];
         end
         if (\$310 ) begin
-          \$715 [47:32] = host_wdata[15:0];
+          \$714 [47:32] = host_wdata[15:0];
         end
         if (\$311 ) begin
-          \$715 [63:48] = host_wdata[15:0];
+          \$714 [63:48] = host_wdata[15:0];
         end
         if (\$312 ) begin
-          \$715 [79:64] = host_wdata[15:0];
+          \$714 [79:64] = host_wdata[15:0];
         end
         if (\$313 ) begin
-          \$715 [87:80] = host_wdata[7:0];
+          \$714 [87:80] = host_wdata[7:0];
         end
         if (\$314 ) begin
-          \$715 [89:88] = host_wdata[1:0];
+          \$714 [89:88] = host_wdata[1:0];
         end
         if (\$315 ) begin
-          \$715 [121:90] = host_wdata;
+          \$714 [121:90] = host_wdata;
         end
         if (\$316 ) begin
-          \$715 [125:122] = host_wdata[3:0];
+          \$714 [125:122] = host_wdata[3:0];
         end
         if (\$317 ) begin
-          \$715 [126] = host_wdata[0];
+          \$714 [126] = host_wdata[0];
         end
         if (\$318 ) begin
-          \$715 [132:127] = host_wdata[5:0];
+          \$714 [132:127] = host_wdata[5:0];
         end
         if (\$319 ) begin
-          \$715 [138:133] = host_wdata[5:0];
+          \$714 [138:133] = host_wdata[5:0];
         end
         if (\$320 ) begin
-          \$715 [144:139] = host_wdata[5:0];
+          \$714 [144:139] = host_wdata[5:0];
         end
         if (\$321 ) begin
-          \$715 [150:145] = host_wdata[5:0];
+          \$714 [150:145] = host_wdata[5:0];
         end
         if (\$322 ) begin
-          \$715 [166:151] = host_wdata[15:0];
+          \$714 [166:151] = host_wdata[15:0];
         end
         if (\$323 ) begin
-          \$715 [172:167] = host_wdata[5:0];
+          \$714 [172:167] = host_wdata[5:0];
         end
         if (\$324 ) begin
-          \$715 [204:173] = host_wdata;
+          \$714 [204:173] = host_wdata;
         end
         if (\$325 ) begin
-          \$715 [205] = host_wdata[0];
+          \$714 [205] = host_wdata[0];
         end
         if (\$326 ) begin
-          \$715 [206] = host_wdata[0];
+          \$714 [206] = host_wdata[0];
         end
         if (\$327 ) begin
-          \$715 [207] = host_wdata[0];
+          \$714 [207] = host_wdata[0];
         end
         if (\$328 ) begin
-          \$715 [211:208] = host_wdata[3:0];
+          \$714 [211:208] = host_wdata[3:0];
         end
         if (\$329 ) begin
-          \$715 [227:212] = host_wdata[15:0];
+          \$714 [227:212] = host_wdata[15:0];
         end
         if (\$330 ) begin
-          \$715 [243:228] = host_wdata[15:0];
+          \$714 [243:228] = host_wdata[15:0];
         end
         if (\$331 ) begin
-          \$715 [259:244] = host_wdata[15:0];
+          \$714 [259:244] = host_wdata[15:0];
         end
         if (\$332 ) begin
-          \$715 [261:260] = host_wdata[1:0];
+          \$714 [261:260] = host_wdata[1:0];
         end
       end
     end
     if (rst) begin
-      \$715  = 262'h000000000000000000000000000000000000000000000000000000000000000000;
+      \$714  = 262'h000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$716  = stage;
+    \$715  = stage;
     if (host_write) begin
       if (\$307 ) begin
         if (\$333 ) begin
-          \$716 [1:0] = host_wdata[1:0];
+          \$715 [1:0] = host_wdata[1:0];
         end
         if (\$334 ) begin
-          \$716 [9:2] = host_wdata[7:0];
+          \$715 [9:2] = host_wdata[7:0];
         end
         if (\$335 ) begin
-          \$716 [25:10] = host_wdata[15:0];
+          \$715 [25:10] = host_wdata[15:0];
         end
         if (\$336 ) begin
-          \$716 [41:26] = host_wdata[15:0];
+          \$715 [41:26] = host_wdata[15:0];
         end
         if (\$337 ) begin
-          \$716 [57:42] = host_wdata[15:0];
+          \$715 [57:42] = host_wdata[15:0];
         end
         if (\$338 ) begin
-          \$716 [73:58] = host_wdata[15:0];
+          \$715 [73:58] = host_wdata[15:0];
         end
         if (\$339 ) begin
-          \$716 [93:74] = host_wdata[19:0];
+          \$715 [93:74] = host_wdata[19:0];
         end
         if (\$340 ) begin
-          \$716 [109:94] = host_wdata[15:0];
+          \$715 [109:94] = host_wdata[15:0];
         end
         if (\$341 ) begin
-          \$716 [125:110] = host_wdata[15:0];
+          \$715 [125:110] = host_wdata[15:0];
         end
         if (\$342 ) begin
-          \$716 [127:126] = host_wdata[1:0];
+          \$715 [127:126] = host_wdata[1:0];
         end
         if (\$343 ) begin
-          \$716 [129:128] = host_wdata[1:0];
+          \$715 [129:128] = host_wdata[1:0];
         end
         if (\$344 ) begin
-          \$716 [131:130] = host_wdata[1:0];
+          \$715 [131:130] = host_wdata[1:0];
         end
         if (\$345 ) begin
-          \$716 [151:132] = host_wdata[19:0];
+          \$715 [151:132] = host_wdata[19:0];
         end
         if (\$346 ) begin
-          \$716 [171:152] = host_wdata[19:0];
+          \$715 [171:152] = host_wdata[19:0];
         end
         if (\$347 ) begin
-          \$716 [172] = host_wdata[0];
+          \$715 [172] = host_wdata[0];
         end
         if (\$348 ) begin
-          \$716 [178:173] = host_wdata[5:0];
+          \$715 [178:173] = host_wdata[5:0];
         end
         if (\$349 ) begin
-          \$716 [179] = host_wdata[0];
+          \$715 [179] = host_wdata[0];
         end
         if (\$350 ) begin
-          \$716 [211:180] = host_wdata;
+          \$715 [211:180] = host_wdata;
         end
         if (\$351 ) begin
-          \$716 [212] = host_wdata[0];
+          \$715 [212] = host_wdata[0];
         end
         if (\$352 ) begin
-          \$716 [232:213] = host_wdata[19:0];
+          \$715 [218:213] = host_wdata[5:0];
         end
         if (\$353 ) begin
-          \$716 [238:233] = host_wdata[5:0];
+          \$715 [219] = host_wdata[0];
         end
         if (\$354 ) begin
-          \$716 [239] = host_wdata[0];
+          \$715 [239:220] = host_wdata[19:0];
         end
         if (\$355 ) begin
-          \$716 [259:240] = host_wdata[19:0];
+          \$715 [255:240] = host_wdata[15:0];
         end
         if (\$356 ) begin
-          \$716 [275:260] = host_wdata[15:0];
+          \$715 [271:256] = host_wdata[15:0];
         end
         if (\$357 ) begin
-          \$716 [291:276] = host_wdata[15:0];
+          \$715 [273:272] = host_wdata[1:0];
         end
         if (\$358 ) begin
-          \$716 [293:292] = host_wdata[1:0];
+          \$715 [275:274] = host_wdata[1:0];
         end
         if (\$359 ) begin
-          \$716 [295:294] = host_wdata[1:0];
+          \$715 [295:276] = host_wdata[19:0];
         end
         if (\$360 ) begin
-          \$716 [315:296] = host_wdata[19:0];
+          \$715 [296] = host_wdata[0];
         end
         if (\$361 ) begin
-          \$716 [316] = host_wdata[0];
+          \$715 [316:297] = host_wdata[19:0];
         end
         if (\$362 ) begin
-          \$716 [336:317] = host_wdata[19:0];
+          \$715 [336:317] = host_wdata[19:0];
         end
         if (\$363 ) begin
-          \$716 [356:337] = host_wdata[19:0];
+          \$715 [337] = host_wdata[0];
         end
         if (\$364 ) begin
-          \$716 [357] = host_wdata[0];
+          \$715 [338] = host_wdata[0];
         end
         if (\$365 ) begin
-          \$716 [358] = host_wdata[0];
+          \$715 [354:339] = host_wdata[15:0];
         end
         if (\$366 ) begin
-          \$716 [374:359] = host_wdata[15:0];
+          \$715 [360:355] = host_wdata[5:0];
         end
         if (\$367 ) begin
-          \$716 [380:375] = host_wdata[5:0];
+          \$715 [376:361] = host_wdata[15:0];
         end
         if (\$368 ) begin
-          \$716 [396:381] = host_wdata[15:0];
+          \$715 [382:377] = host_wdata[5:0];
         end
         if (\$369 ) begin
-          \$716 [402:397] = host_wdata[5:0];
+          \$715 [414:383] = host_wdata;
         end
         if (\$370 ) begin
-          \$716 [434:403] = host_wdata;
+          \$715 [446:415] = host_wdata;
         end
         if (\$371 ) begin
-          \$716 [466:435] = host_wdata;
+          \$715 [478:447] = host_wdata;
         end
         if (\$372 ) begin
-          \$716 [498:467] = host_wdata;
+          \$715 [510:479] = host_wdata;
         end
         if (\$373 ) begin
-          \$716 [530:499] = host_wdata;
+          \$715 [542:511] = host_wdata;
         end
         if (\$374 ) begin
-          \$716 [562:531] = host_wdata;
+          \$715 [574:543] = host_wdata;
         end
         if (\$375 ) begin
-          \$716 [594:563] = host_wdata;
-        end
-        if (\$376 ) begin
-          \$716 [626:595] = host_wdata;
+          \$715 [606:575] = host_wdata;
         end
       end
     end
     if (rst) begin
-      \$716  = 627'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$715  = 607'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$717  = \$384 [2:0];
+    \$716  = \$383 [2:0];
     if (rst) begin
-      \$717  = 3'h0;
+      \$716  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$718  = busy;
-    if (\$393 ) begin
+    \$717  = busy;
+    if (\$392 ) begin
+      \$717  = 1'h1;
+    end else if (\$401 ) begin
+      \$717  = 1'h1;
+    end else if (\$407 ) begin
+      \$717  = 1'h0;
+    end
+    if (rst) begin
+      \$717  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$718  = done;
+    if (\$392 ) begin
+      \$718  = 1'h0;
+    end else if (\$401 ) begin
+      \$718  = 1'h0;
+    end else if (\$407 ) begin
       \$718  = 1'h1;
-    end else if (\$402 ) begin
-      \$718  = 1'h1;
-    end else if (\$408 ) begin
+    end
+    if (rst) begin
       \$718  = 1'h0;
     end
-    if (rst) begin
-      \$718  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$719  = done;
-    if (\$393 ) begin
-      \$719  = 1'h0;
-    end else if (\$402 ) begin
-      \$719  = 1'h0;
-    end else if (\$408 ) begin
+    \$719  = pending;
+    if (\$392 ) begin
       \$719  = 1'h1;
+    end else if (\$401 ) begin
+      \$719  = 1'h0;
     end
     if (rst) begin
       \$719  = 1'h0;
@@ -12521,33 +12524,33 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$720  = pending;
-    if (\$393 ) begin
-      \$720  = 1'h1;
-    end else if (\$402 ) begin
-      \$720  = 1'h0;
-    end
+    \$720  = { done, out_rows, res_consumed, in_consumed };
     if (rst) begin
-      \$720  = 1'h0;
+      \$720  = 73'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$721  = { done, out_rows, res_consumed, in_consumed };
+    \$721  = \event ;
+    if (\$408 ) begin
+      \$721  = 1'h1;
+    end else if (\$410 ) begin
+      \$721  = 1'h0;
+    end
     if (rst) begin
-      \$721  = 73'h0000000000000000000;
+      \$721  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$722  = \event ;
-    if (\$409 ) begin
-      \$722  = 1'h1;
-    end else if (\$411 ) begin
-      \$722  = 1'h0;
+    (* full_case = 32'd1 *)
+    if (\$signal$16 ) begin
+      \$722  = 48'h000000000000;
+    end else begin
+      \$722  = \$413 [47:0];
     end
     if (rst) begin
-      \$722  = 1'h0;
+      \$722  = 48'h000000000000;
     end
   end
   always @* begin
@@ -13048,7 +13051,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\$signal$16 ) begin
       \$764  = 48'h000000000000;
     end else begin
-      \$764  = \$455 [47:0];
+      \$764  = \$574 [47:0];
     end
     if (rst) begin
       \$764  = 48'h000000000000;
@@ -13060,7 +13063,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     if (\$signal$16 ) begin
       \$765  = 48'h000000000000;
     end else begin
-      \$765  = \$575 [47:0];
+      \$765  = \$694 [47:0];
     end
     if (rst) begin
       \$765  = 48'h000000000000;
@@ -13248,56 +13251,44 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$781  = 48'h000000000000;
-    end else begin
-      \$781  = \$710 [47:0];
-    end
+    \$781  = host_read;
     if (rst) begin
-      \$781  = 48'h000000000000;
+      \$781  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$782  = host_read;
+    \$782  = sel_now;
     if (rst) begin
-      \$782  = 1'h0;
+      \$782  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$783  = sel_now;
+    \$783  = k_now;
     if (rst) begin
-      \$783  = 4'h0;
+      \$783  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$784  = k_now;
+    \$784  = reg_value;
     if (rst) begin
-      \$784  = 3'h0;
+      \$784  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$785  = reg_value;
+    \$785  = rd_valid1;
     if (rst) begin
-      \$785  = 32'd0;
+      \$785  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$786  = rd_valid1;
+    \$786  = out_value;
     if (rst) begin
-      \$786  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$787  = out_value;
-    if (rst) begin
-      \$787  = 32'd0;
+      \$786  = 32'd0;
     end
   end
   assign \$signal  = busy;
@@ -13355,19 +13346,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \port__data$123  = membrane_in__data;
   assign line1__en = wr__en;
   assign wr__addr = line1__addr[8:0];
-  assign wr__data = { \$791 , \$790 , \$789 , \$788  };
-  assign line1__data = { \$791 , \$790 , \$789 , \$788  };
+  assign wr__data = { \$790 , \$789 , \$788 , \$787  };
+  assign line1__data = { \$790 , \$789 , \$788 , \$787  };
   assign row2__en = \wr__en$130 ;
   assign \wr__addr$132  = row2__addr[6:0];
-  assign \wr__data$134  = { \$795 , \$794 , \$793 , \$792  };
-  assign row2__data = { \$795 , \$794 , \$793 , \$792  };
+  assign \wr__data$134  = { \$794 , \$793 , \$792 , \$791  };
+  assign row2__data = { \$794 , \$793 , \$792 , \$791  };
   assign \line4__en$137  = \wr__en$136 ;
   assign \wr__addr$138  = \line4__addr$139 [8:0];
   assign \line4__data$141  = \wr__data$140 ;
   assign membrane_out__en = \wr__en$142 ;
   assign \wr__addr$144  = membrane_out__addr[8:0];
-  assign \wr__data$146  = { \$799 , \$798 , \$797 , \$796  };
-  assign membrane_out__data = { \$799 , \$798 , \$797 , \$796  };
+  assign \wr__data$146  = { \$798 , \$797 , \$796 , \$795  };
+  assign membrane_out__data = { \$798 , \$797 , \$796 , \$795  };
   assign \wr__en$148  = \wr__en$142 ;
   assign spikes__en = \wr__en$142 ;
   assign \wr__addr$150  = spikes__addr[8:0];
@@ -13401,16 +13392,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \port__addr$202  = trace__addr[9:0];
   assign \port__data$205  = trace__data;
   assign \affine__en$207  = \port__en$206 ;
-  assign \port__addr$208  = \$804 [2:0];
-  assign \affine__addr$209  = { 4'h0, \$804  };
+  assign \port__addr$208  = \$803 [2:0];
+  assign \affine__addr$209  = { 4'h0, \$803  };
   assign \port__data$211  = \affine__data$210 ;
   assign grad_w__en = \wr__en$212 ;
   assign \wr__addr$214  = grad_w__addr[11:0];
   assign grad_w__data = \wr__data$216 ;
   assign grad_w2__en = \wr__en$218 ;
   assign \wr__addr$220  = grad_w2__addr[11:0];
-  assign \wr__data$222  = { \$803 , \$802 , \$801 , \$800  };
-  assign grad_w2__data = { \$803 , \$802 , \$801 , \$800  };
+  assign \wr__data$222  = { \$802 , \$801 , \$800 , \$799  };
+  assign grad_w2__data = { \$802 , \$801 , \$800 , \$799  };
   assign \port__addr$225  = \$138 [11:0];
   assign \port__data$226  = { host_wdata, staging[31:0] };
   assign \port__addr$228  = \$147 [9:0];
@@ -13715,31 +13706,30 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage.round  = stage[179];
   assign \stage.schedule  = stage[211:180];
   assign \stage.use_schedule  = stage[212];
-  assign \stage.alt_w_base  = stage[232:213];
-  assign \stage.alt_shift  = stage[238:233];
-  assign \stage.alt_left  = stage[239];
-  assign \stage.g_base  = stage[259:240];
-  assign \stage.g_rows  = stage[275:260];
-  assign \stage.g_cols  = stage[291:276];
-  assign \stage.gy  = stage[293:292];
-  assign \stage.gx  = stage[295:294];
-  assign \stage.acc_base  = stage[315:296];
-  assign \stage.acc_clear  = stage[316];
-  assign \stage.trace_base  = stage[336:317];
-  assign \stage.cur_base  = stage[356:337];
-  assign \stage.use_extra  = stage[357];
-  assign \stage.pool  = stage[358];
-  assign \stage.height_mul  = stage[374:359];
-  assign \stage.height_shift  = stage[380:375];
-  assign \stage.leak_mul  = stage[396:381];
-  assign \stage.leak_shift  = stage[402:397];
-  assign \stage.idx_base  = stage[434:403];
-  assign \stage.idx_t  = stage[466:435];
-  assign \stage.idx_c  = stage[498:467];
-  assign \stage.idx_y  = stage[530:499];
-  assign \stage.key  = stage[562:531];
-  assign \stage.key_leak  = stage[594:563];
-  assign \stage.key_affine  = stage[626:595];
+  assign \stage.alt_shift  = stage[218:213];
+  assign \stage.alt_left  = stage[219];
+  assign \stage.g_base  = stage[239:220];
+  assign \stage.g_rows  = stage[255:240];
+  assign \stage.g_cols  = stage[271:256];
+  assign \stage.gy  = stage[273:272];
+  assign \stage.gx  = stage[275:274];
+  assign \stage.acc_base  = stage[295:276];
+  assign \stage.acc_clear  = stage[296];
+  assign \stage.trace_base  = stage[316:297];
+  assign \stage.cur_base  = stage[336:317];
+  assign \stage.use_extra  = stage[337];
+  assign \stage.pool  = stage[338];
+  assign \stage.height_mul  = stage[354:339];
+  assign \stage.height_shift  = stage[360:355];
+  assign \stage.leak_mul  = stage[376:361];
+  assign \stage.leak_shift  = stage[382:377];
+  assign \stage.idx_base  = stage[414:383];
+  assign \stage.idx_t  = stage[446:415];
+  assign \stage.idx_c  = stage[478:447];
+  assign \stage.idx_y  = stage[510:479];
+  assign \stage.key  = stage[542:511];
+  assign \stage.key_leak  = stage[574:543];
+  assign \stage.key_affine  = stage[606:575];
   assign \stage$181.kind  = stage[1:0];
   assign \stage$181.timesteps  = stage[9:2];
   assign \stage$181.rows  = stage[25:10];
@@ -13759,31 +13749,30 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage$181.round  = stage[179];
   assign \stage$181.schedule  = stage[211:180];
   assign \stage$181.use_schedule  = stage[212];
-  assign \stage$181.alt_w_base  = stage[232:213];
-  assign \stage$181.alt_shift  = stage[238:233];
-  assign \stage$181.alt_left  = stage[239];
-  assign \stage$181.g_base  = stage[259:240];
-  assign \stage$181.g_rows  = stage[275:260];
-  assign \stage$181.g_cols  = stage[291:276];
-  assign \stage$181.gy  = stage[293:292];
-  assign \stage$181.gx  = stage[295:294];
-  assign \stage$181.acc_base  = stage[315:296];
-  assign \stage$181.acc_clear  = stage[316];
-  assign \stage$181.trace_base  = stage[336:317];
-  assign \stage$181.cur_base  = stage[356:337];
-  assign \stage$181.use_extra  = stage[357];
-  assign \stage$181.pool  = stage[358];
-  assign \stage$181.height_mul  = stage[374:359];
-  assign \stage$181.height_shift  = stage[380:375];
-  assign \stage$181.leak_mul  = stage[396:381];
-  assign \stage$181.leak_shift  = stage[402:397];
-  assign \stage$181.idx_base  = stage[434:403];
-  assign \stage$181.idx_t  = stage[466:435];
-  assign \stage$181.idx_c  = stage[498:467];
-  assign \stage$181.idx_y  = stage[530:499];
-  assign \stage$181.key  = stage[562:531];
-  assign \stage$181.key_leak  = stage[594:563];
-  assign \stage$181.key_affine  = stage[626:595];
+  assign \stage$181.alt_shift  = stage[218:213];
+  assign \stage$181.alt_left  = stage[219];
+  assign \stage$181.g_base  = stage[239:220];
+  assign \stage$181.g_rows  = stage[255:240];
+  assign \stage$181.g_cols  = stage[271:256];
+  assign \stage$181.gy  = stage[273:272];
+  assign \stage$181.gx  = stage[275:274];
+  assign \stage$181.acc_base  = stage[295:276];
+  assign \stage$181.acc_clear  = stage[296];
+  assign \stage$181.trace_base  = stage[316:297];
+  assign \stage$181.cur_base  = stage[336:317];
+  assign \stage$181.use_extra  = stage[337];
+  assign \stage$181.pool  = stage[338];
+  assign \stage$181.height_mul  = stage[354:339];
+  assign \stage$181.height_shift  = stage[360:355];
+  assign \stage$181.leak_mul  = stage[376:361];
+  assign \stage$181.leak_shift  = stage[382:377];
+  assign \stage$181.idx_base  = stage[414:383];
+  assign \stage$181.idx_t  = stage[446:415];
+  assign \stage$181.idx_c  = stage[478:447];
+  assign \stage$181.idx_y  = stage[510:479];
+  assign \stage$181.key  = stage[542:511];
+  assign \stage$181.key_leak  = stage[574:543];
+  assign \stage$181.key_affine  = stage[606:575];
   assign \counts.c1_busy  = counts[0];
   assign \counts.c1_stall  = counts[1];
   assign \counts.c1_in_wait  = counts[2];
@@ -13879,47 +13868,47 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$156  = \$155 [14:0];
   assign \$163  = { 3'h0, \$162 [14:3] };
   assign \$275  = \$274 ;
-  assign \$462  = 1'h1;
-  assign \$463  = \$461 ;
-  assign \$470  = 1'h1;
-  assign \$471  = \$469 ;
-  assign \$479  = 1'h1;
-  assign \$480  = \$478 ;
-  assign \$488  = 1'h1;
-  assign \$489  = \$487 ;
-  assign \$505  = \$504 ;
-  assign \$506  = 1'h1;
-  assign \$507  = \$504 ;
-  assign \$513  = \$512 ;
-  assign \$534  = 1'h1;
-  assign \$535  = \$533 ;
-  assign \$553  = 1'h1;
-  assign \$554  = \$552 ;
-  assign \$562  = 1'h1;
-  assign \$563  = \$561 ;
-  assign \$582  = 1'h1;
-  assign \$583  = \$581 ;
-  assign \$590  = 1'h1;
-  assign \$591  = \$589 ;
-  assign \$599  = 1'h1;
-  assign \$600  = \$598 ;
-  assign \$608  = 1'h1;
-  assign \$609  = \$607 ;
-  assign \$627  = 1'h1;
-  assign \$628  = \$626 ;
-  assign \$644  = \$643 ;
-  assign \$653  = \$652 ;
-  assign \$654  = 1'h1;
-  assign \$655  = \$652 ;
-  assign \$673  = 1'h1;
-  assign \$674  = \$672 ;
-  assign \$682  = 1'h1;
-  assign \$683  = \$681 ;
+  assign \$461  = 1'h1;
+  assign \$462  = \$460 ;
+  assign \$469  = 1'h1;
+  assign \$470  = \$468 ;
+  assign \$478  = 1'h1;
+  assign \$479  = \$477 ;
+  assign \$487  = 1'h1;
+  assign \$488  = \$486 ;
+  assign \$504  = \$503 ;
+  assign \$505  = 1'h1;
+  assign \$506  = \$503 ;
+  assign \$512  = \$511 ;
+  assign \$533  = 1'h1;
+  assign \$534  = \$532 ;
+  assign \$552  = 1'h1;
+  assign \$553  = \$551 ;
+  assign \$561  = 1'h1;
+  assign \$562  = \$560 ;
+  assign \$581  = 1'h1;
+  assign \$582  = \$580 ;
+  assign \$589  = 1'h1;
+  assign \$590  = \$588 ;
+  assign \$598  = 1'h1;
+  assign \$599  = \$597 ;
+  assign \$607  = 1'h1;
+  assign \$608  = \$606 ;
+  assign \$626  = 1'h1;
+  assign \$627  = \$625 ;
+  assign \$643  = \$642 ;
+  assign \$652  = \$651 ;
+  assign \$653  = 1'h1;
+  assign \$654  = \$651 ;
+  assign \$672  = 1'h1;
+  assign \$673  = \$671 ;
+  assign \$681  = 1'h1;
+  assign \$682  = \$680 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__data, inp__data, grad__data, weights__data, trace__data, busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__addr, weights__en, wgrad_rd_data, trace__en
-, trace__addr, affine__en, grad_w2__en, \port$6645$0 , \port$6687$0 , \port$6729$0 , \port$6771$0 , stage, counts, \port$8021$0 , grad_w2__addr, clk);
+, trace__addr, affine__en, grad_w2__en, \port$6837$0 , \port$6879$0 , \port$6921$0 , \port$6963$0 , stage, counts, \port$8217$0 , grad_w2__addr, clk);
   wire \$1 ;
   wire [15:0] \$10 ;
   wire [15:0] \$11 ;
@@ -14034,26 +14023,25 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   wire out__en;
   input [14:0] \port$185$0 ;
   wire [14:0] \port$185$0 ;
-  output [15:0] \port$6645$0 ;
-  wire [15:0] \port$6645$0 ;
-  output [15:0] \port$6687$0 ;
-  wire [15:0] \port$6687$0 ;
-  output [15:0] \port$6729$0 ;
-  wire [15:0] \port$6729$0 ;
-  output [15:0] \port$6771$0 ;
-  wire [15:0] \port$6771$0 ;
-  output [15:0] \port$8021$0 ;
-  wire [15:0] \port$8021$0 ;
+  output [15:0] \port$6837$0 ;
+  wire [15:0] \port$6837$0 ;
+  output [15:0] \port$6879$0 ;
+  wire [15:0] \port$6879$0 ;
+  output [15:0] \port$6921$0 ;
+  wire [15:0] \port$6921$0 ;
+  output [15:0] \port$6963$0 ;
+  wire [15:0] \port$6963$0 ;
+  output [15:0] \port$8217$0 ;
+  wire [15:0] \port$8217$0 ;
   input rst;
   wire rst;
-  input [626:0] stage;
-  wire [626:0] stage;
-  wire [626:0] \stage$1 ;
+  input [606:0] stage;
+  wire [606:0] stage;
+  wire [606:0] \stage$1 ;
   wire [19:0] \stage$1.acc_base ;
   wire \stage$1.acc_clear ;
   wire \stage$1.alt_left ;
   wire [5:0] \stage$1.alt_shift ;
-  wire [19:0] \stage$1.alt_w_base ;
   wire [15:0] \stage$1.cols ;
   wire [19:0] \stage$1.cur_base ;
   wire [1:0] \stage$1.fx ;
@@ -14093,12 +14081,11 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   wire \stage$1.use_extra ;
   wire \stage$1.use_schedule ;
   wire [19:0] \stage$1.w_base ;
-  wire [626:0] \stage$2 ;
+  wire [606:0] \stage$2 ;
   wire [19:0] \stage$2.acc_base ;
   wire \stage$2.acc_clear ;
   wire \stage$2.alt_left ;
   wire [5:0] \stage$2.alt_shift ;
-  wire [19:0] \stage$2.alt_w_base ;
   wire [15:0] \stage$2.cols ;
   wire [19:0] \stage$2.cur_base ;
   wire [1:0] \stage$2.fx ;
@@ -14142,7 +14129,6 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
   wire [5:0] \stage.alt_shift ;
-  wire [19:0] \stage.alt_w_base ;
   wire [15:0] \stage.cols ;
   wire [19:0] \stage.cur_base ;
   wire [1:0] \stage.fx ;
@@ -14264,14 +14250,14 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
     .g_cur__addr(grad_w2__addr),
     .g_cur__en(grad_w2__en),
     .go(\$16 ),
-    .\port$6331$0 (\$8 ),
-    .\port$6337$0 (\$9 ),
-    .\port$6343$0 (\$10 ),
-    .\port$6349$0 (\$11 ),
-    .\port$6645$0 (\$12 ),
-    .\port$6687$0 (\$13 ),
-    .\port$6729$0 (\$14 ),
-    .\port$6771$0 (\$15 ),
+    .\port$6523$0 (\$8 ),
+    .\port$6529$0 (\$9 ),
+    .\port$6535$0 (\$10 ),
+    .\port$6541$0 (\$11 ),
+    .\port$6837$0 (\$12 ),
+    .\port$6879$0 (\$13 ),
+    .\port$6921$0 (\$14 ),
+    .\port$6963$0 (\$15 ),
     .rst(rst),
     .stage(stage),
     .start(\start$5 ),
@@ -14305,11 +14291,11 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   assign acc_rd_addr = { 5'h00, \port$185$0  };
   assign wgrad_rd_addr = { 5'h00, \port$185$0  };
   assign acc_rd_data = wgrad_rd_data;
-  assign \port$6645$0  = \$12 ;
-  assign \port$6687$0  = \$13 ;
-  assign \port$6729$0  = \$14 ;
-  assign \port$6771$0  = \$15 ;
-  assign \port$8021$0  = \$16 ;
+  assign \port$6837$0  = \$12 ;
+  assign \port$6879$0  = \$13 ;
+  assign \port$6921$0  = \$14 ;
+  assign \port$6963$0  = \$15 ;
+  assign \port$8217$0  = \$16 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -14329,31 +14315,30 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   assign \stage.round  = stage[179];
   assign \stage.schedule  = stage[211:180];
   assign \stage.use_schedule  = stage[212];
-  assign \stage.alt_w_base  = stage[232:213];
-  assign \stage.alt_shift  = stage[238:233];
-  assign \stage.alt_left  = stage[239];
-  assign \stage.g_base  = stage[259:240];
-  assign \stage.g_rows  = stage[275:260];
-  assign \stage.g_cols  = stage[291:276];
-  assign \stage.gy  = stage[293:292];
-  assign \stage.gx  = stage[295:294];
-  assign \stage.acc_base  = stage[315:296];
-  assign \stage.acc_clear  = stage[316];
-  assign \stage.trace_base  = stage[336:317];
-  assign \stage.cur_base  = stage[356:337];
-  assign \stage.use_extra  = stage[357];
-  assign \stage.pool  = stage[358];
-  assign \stage.height_mul  = stage[374:359];
-  assign \stage.height_shift  = stage[380:375];
-  assign \stage.leak_mul  = stage[396:381];
-  assign \stage.leak_shift  = stage[402:397];
-  assign \stage.idx_base  = stage[434:403];
-  assign \stage.idx_t  = stage[466:435];
-  assign \stage.idx_c  = stage[498:467];
-  assign \stage.idx_y  = stage[530:499];
-  assign \stage.key  = stage[562:531];
-  assign \stage.key_leak  = stage[594:563];
-  assign \stage.key_affine  = stage[626:595];
+  assign \stage.alt_shift  = stage[218:213];
+  assign \stage.alt_left  = stage[219];
+  assign \stage.g_base  = stage[239:220];
+  assign \stage.g_rows  = stage[255:240];
+  assign \stage.g_cols  = stage[271:256];
+  assign \stage.gy  = stage[273:272];
+  assign \stage.gx  = stage[275:274];
+  assign \stage.acc_base  = stage[295:276];
+  assign \stage.acc_clear  = stage[296];
+  assign \stage.trace_base  = stage[316:297];
+  assign \stage.cur_base  = stage[336:317];
+  assign \stage.use_extra  = stage[337];
+  assign \stage.pool  = stage[338];
+  assign \stage.height_mul  = stage[354:339];
+  assign \stage.height_shift  = stage[360:355];
+  assign \stage.leak_mul  = stage[376:361];
+  assign \stage.leak_shift  = stage[382:377];
+  assign \stage.idx_base  = stage[414:383];
+  assign \stage.idx_t  = stage[446:415];
+  assign \stage.idx_c  = stage[478:447];
+  assign \stage.idx_y  = stage[510:479];
+  assign \stage.key  = stage[542:511];
+  assign \stage.key_leak  = stage[574:543];
+  assign \stage.key_affine  = stage[606:575];
   assign \stage$1.kind  = stage[1:0];
   assign \stage$1.timesteps  = stage[9:2];
   assign \stage$1.rows  = stage[25:10];
@@ -14373,31 +14358,30 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   assign \stage$1.round  = stage[179];
   assign \stage$1.schedule  = stage[211:180];
   assign \stage$1.use_schedule  = stage[212];
-  assign \stage$1.alt_w_base  = stage[232:213];
-  assign \stage$1.alt_shift  = stage[238:233];
-  assign \stage$1.alt_left  = stage[239];
-  assign \stage$1.g_base  = stage[259:240];
-  assign \stage$1.g_rows  = stage[275:260];
-  assign \stage$1.g_cols  = stage[291:276];
-  assign \stage$1.gy  = stage[293:292];
-  assign \stage$1.gx  = stage[295:294];
-  assign \stage$1.acc_base  = stage[315:296];
-  assign \stage$1.acc_clear  = stage[316];
-  assign \stage$1.trace_base  = stage[336:317];
-  assign \stage$1.cur_base  = stage[356:337];
-  assign \stage$1.use_extra  = stage[357];
-  assign \stage$1.pool  = stage[358];
-  assign \stage$1.height_mul  = stage[374:359];
-  assign \stage$1.height_shift  = stage[380:375];
-  assign \stage$1.leak_mul  = stage[396:381];
-  assign \stage$1.leak_shift  = stage[402:397];
-  assign \stage$1.idx_base  = stage[434:403];
-  assign \stage$1.idx_t  = stage[466:435];
-  assign \stage$1.idx_c  = stage[498:467];
-  assign \stage$1.idx_y  = stage[530:499];
-  assign \stage$1.key  = stage[562:531];
-  assign \stage$1.key_leak  = stage[594:563];
-  assign \stage$1.key_affine  = stage[626:595];
+  assign \stage$1.alt_shift  = stage[218:213];
+  assign \stage$1.alt_left  = stage[219];
+  assign \stage$1.g_base  = stage[239:220];
+  assign \stage$1.g_rows  = stage[255:240];
+  assign \stage$1.g_cols  = stage[271:256];
+  assign \stage$1.gy  = stage[273:272];
+  assign \stage$1.gx  = stage[275:274];
+  assign \stage$1.acc_base  = stage[295:276];
+  assign \stage$1.acc_clear  = stage[296];
+  assign \stage$1.trace_base  = stage[316:297];
+  assign \stage$1.cur_base  = stage[336:317];
+  assign \stage$1.use_extra  = stage[337];
+  assign \stage$1.pool  = stage[338];
+  assign \stage$1.height_mul  = stage[354:339];
+  assign \stage$1.height_shift  = stage[360:355];
+  assign \stage$1.leak_mul  = stage[376:361];
+  assign \stage$1.leak_shift  = stage[382:377];
+  assign \stage$1.idx_base  = stage[414:383];
+  assign \stage$1.idx_t  = stage[446:415];
+  assign \stage$1.idx_c  = stage[478:447];
+  assign \stage$1.idx_y  = stage[510:479];
+  assign \stage$1.key  = stage[542:511];
+  assign \stage$1.key_leak  = stage[574:543];
+  assign \stage$1.key_affine  = stage[606:575];
   assign \stage$2.kind  = stage[1:0];
   assign \stage$2.timesteps  = stage[9:2];
   assign \stage$2.rows  = stage[25:10];
@@ -14417,31 +14401,30 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   assign \stage$2.round  = stage[179];
   assign \stage$2.schedule  = stage[211:180];
   assign \stage$2.use_schedule  = stage[212];
-  assign \stage$2.alt_w_base  = stage[232:213];
-  assign \stage$2.alt_shift  = stage[238:233];
-  assign \stage$2.alt_left  = stage[239];
-  assign \stage$2.g_base  = stage[259:240];
-  assign \stage$2.g_rows  = stage[275:260];
-  assign \stage$2.g_cols  = stage[291:276];
-  assign \stage$2.gy  = stage[293:292];
-  assign \stage$2.gx  = stage[295:294];
-  assign \stage$2.acc_base  = stage[315:296];
-  assign \stage$2.acc_clear  = stage[316];
-  assign \stage$2.trace_base  = stage[336:317];
-  assign \stage$2.cur_base  = stage[356:337];
-  assign \stage$2.use_extra  = stage[357];
-  assign \stage$2.pool  = stage[358];
-  assign \stage$2.height_mul  = stage[374:359];
-  assign \stage$2.height_shift  = stage[380:375];
-  assign \stage$2.leak_mul  = stage[396:381];
-  assign \stage$2.leak_shift  = stage[402:397];
-  assign \stage$2.idx_base  = stage[434:403];
-  assign \stage$2.idx_t  = stage[466:435];
-  assign \stage$2.idx_c  = stage[498:467];
-  assign \stage$2.idx_y  = stage[530:499];
-  assign \stage$2.key  = stage[562:531];
-  assign \stage$2.key_leak  = stage[594:563];
-  assign \stage$2.key_affine  = stage[626:595];
+  assign \stage$2.alt_shift  = stage[218:213];
+  assign \stage$2.alt_left  = stage[219];
+  assign \stage$2.g_base  = stage[239:220];
+  assign \stage$2.g_rows  = stage[255:240];
+  assign \stage$2.g_cols  = stage[271:256];
+  assign \stage$2.gy  = stage[273:272];
+  assign \stage$2.gx  = stage[275:274];
+  assign \stage$2.acc_base  = stage[295:276];
+  assign \stage$2.acc_clear  = stage[296];
+  assign \stage$2.trace_base  = stage[316:297];
+  assign \stage$2.cur_base  = stage[336:317];
+  assign \stage$2.use_extra  = stage[337];
+  assign \stage$2.pool  = stage[338];
+  assign \stage$2.height_mul  = stage[354:339];
+  assign \stage$2.height_shift  = stage[360:355];
+  assign \stage$2.leak_mul  = stage[376:361];
+  assign \stage$2.leak_shift  = stage[382:377];
+  assign \stage$2.idx_base  = stage[414:383];
+  assign \stage$2.idx_t  = stage[446:415];
+  assign \stage$2.idx_c  = stage[478:447];
+  assign \stage$2.idx_y  = stage[510:479];
+  assign \stage$2.key  = stage[542:511];
+  assign \stage$2.key_leak  = stage[574:543];
+  assign \stage$2.key_affine  = stage[606:575];
   assign \counts.stage_busy  = counts[0];
   assign \counts.stage_macs  = counts[3:1];
   assign \counts.wgrad_updates  = counts[6:4];
@@ -14495,262 +14478,262 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
-  wire [63:0] \$100 ;
-  wire \$1000 ;
-  wire \$1001 ;
-  wire [16:0] \$1002 ;
-  wire [16:0] \$1003 ;
-  wire [5:0] \$1004 ;
-  wire \$1005 ;
-  wire [5:0] \$1006 ;
-  wire [6:0] \$1007 ;
-  wire [5:0] \$1008 ;
-  wire [16:0] \$1009 ;
-  wire [63:0] \$101 ;
+  wire \$100 ;
+  wire [5:0] \$1000 ;
+  wire [16:0] \$1001 ;
+  wire [17:0] \$1002 ;
+  wire [17:0] \$1003 ;
+  wire [16:0] \$1004 ;
+  wire [7:0] \$1005 ;
+  wire [7:0] \$1006 ;
+  wire [5:0] \$1007 ;
+  wire \$1008 ;
+  wire \$1009 ;
+  wire \$101 ;
   wire \$1010 ;
   wire \$1011 ;
-  wire \$1012 ;
+  wire [147:0] \$1012 ;
   wire [16:0] \$1013 ;
-  wire [16:0] \$1014 ;
-  wire [5:0] \$1015 ;
-  wire \$1016 ;
-  wire [5:0] \$1017 ;
-  wire [6:0] \$1018 ;
-  wire [5:0] \$1019 ;
-  wire [15:0] \$102 ;
-  wire [16:0] \$1020 ;
-  wire [17:0] \$1021 ;
-  wire [17:0] \$1022 ;
-  wire [16:0] \$1023 ;
-  wire [7:0] \$1024 ;
-  wire [7:0] \$1025 ;
-  wire [5:0] \$1026 ;
-  wire \$1027 ;
-  wire \$1028 ;
-  wire \$1029 ;
-  wire [23:0] \$103 ;
+  wire [147:0] \$1014 ;
+  wire [16:0] \$1015 ;
+  wire [5:0] \$1016 ;
+  wire \$1017 ;
+  wire [5:0] \$1018 ;
+  wire [6:0] \$1019 ;
+  wire \$102 ;
+  wire [5:0] \$1020 ;
+  wire [16:0] \$1021 ;
+  wire \$1022 ;
+  wire \$1023 ;
+  wire \$1024 ;
+  wire [147:0] \$1025 ;
+  wire [16:0] \$1026 ;
+  wire [147:0] \$1027 ;
+  wire [16:0] \$1028 ;
+  wire [5:0] \$1029 ;
+  wire \$103 ;
   wire \$1030 ;
-  wire [16:0] \$1031 ;
-  wire [16:0] \$1032 ;
+  wire [5:0] \$1031 ;
+  wire [6:0] \$1032 ;
   wire [5:0] \$1033 ;
-  wire \$1034 ;
-  wire [5:0] \$1035 ;
-  wire [6:0] \$1036 ;
-  wire [5:0] \$1037 ;
-  wire [16:0] \$1038 ;
+  wire [16:0] \$1034 ;
+  wire [17:0] \$1035 ;
+  wire [17:0] \$1036 ;
+  wire [16:0] \$1037 ;
+  wire \$1038 ;
   wire \$1039 ;
-  wire [23:0] \$104 ;
-  wire \$1040 ;
-  wire \$1041 ;
-  wire [16:0] \$1042 ;
-  wire [16:0] \$1043 ;
-  wire [5:0] \$1044 ;
+  wire \$104 ;
+  wire [5:0] \$1040 ;
+  wire [51:0] \$1041 ;
+  wire \$1042 ;
+  wire [5:0] \$1043 ;
+  wire [51:0] \$1044 ;
   wire \$1045 ;
   wire [5:0] \$1046 ;
-  wire [6:0] \$1047 ;
-  wire [5:0] \$1048 ;
-  wire [16:0] \$1049 ;
-  wire [63:0] \$105 ;
-  wire [17:0] \$1050 ;
-  wire [17:0] \$1051 ;
-  wire [16:0] \$1052 ;
+  wire [51:0] \$1047 ;
+  wire [15:0] \$1048 ;
+  wire [15:0] \$1049 ;
+  wire \$105 ;
+  wire [5:0] \$1050 ;
+  wire [51:0] \$1051 ;
+  wire \$1052 ;
   wire \$1053 ;
   wire \$1054 ;
-  wire [5:0] \$1055 ;
-  wire [51:0] \$1056 ;
-  wire \$1057 ;
-  wire [5:0] \$1058 ;
-  wire [51:0] \$1059 ;
+  wire \$1055 ;
+  wire \$1056 ;
+  wire [3:0] \$1057 ;
+  wire \$1058 ;
+  wire [5:0] \$1059 ;
   wire [63:0] \$106 ;
   wire \$1060 ;
-  wire [5:0] \$1061 ;
-  wire [51:0] \$1062 ;
-  wire [15:0] \$1063 ;
-  wire [15:0] \$1064 ;
-  wire [5:0] \$1065 ;
-  wire [51:0] \$1066 ;
-  wire \$1067 ;
-  wire \$1068 ;
+  wire \$1061 ;
+  wire \$1062 ;
+  wire \$1063 ;
+  wire [147:0] \$1064 ;
+  wire [16:0] \$1065 ;
+  wire [147:0] \$1066 ;
+  wire [16:0] \$1067 ;
+  wire [5:0] \$1068 ;
   wire \$1069 ;
-  wire [15:0] \$107 ;
-  wire \$1070 ;
-  wire \$1071 ;
-  wire [4:0] \$1072 ;
-  wire [4:0] \$1073 ;
+  wire [63:0] \$107 ;
+  wire [5:0] \$1070 ;
+  wire [6:0] \$1071 ;
+  wire [5:0] \$1072 ;
+  wire [16:0] \$1073 ;
   wire \$1074 ;
   wire \$1075 ;
-  wire [16:0] \$1076 ;
-  wire \$1077 ;
+  wire \$1076 ;
+  wire [147:0] \$1077 ;
   wire [16:0] \$1078 ;
-  wire [16:0] \$1079 ;
-  wire [23:0] \$108 ;
+  wire [147:0] \$1079 ;
+  wire [63:0] \$108 ;
   wire [16:0] \$1080 ;
-  wire \$1081 ;
+  wire [5:0] \$1081 ;
   wire \$1082 ;
-  wire \$1083 ;
-  wire \$1084 ;
-  wire \$1085 ;
-  wire \$1086 ;
-  wire \$1087 ;
-  wire \$1088 ;
-  wire \$1089 ;
-  wire [23:0] \$109 ;
+  wire [5:0] \$1083 ;
+  wire [6:0] \$1084 ;
+  wire [5:0] \$1085 ;
+  wire [16:0] \$1086 ;
+  wire [17:0] \$1087 ;
+  wire [17:0] \$1088 ;
+  wire [16:0] \$1089 ;
+  wire [63:0] \$109 ;
   wire \$1090 ;
-  wire [2:0] \$1091 ;
-  wire [2:0] \$1092 ;
-  wire [2:0] \$1093 ;
-  wire [3:0] \$1094 ;
+  wire [5:0] \$1091 ;
+  wire \$1092 ;
+  wire \$1093 ;
+  wire \$1094 ;
   wire \$1095 ;
-  wire [16:0] \$1096 ;
+  wire [147:0] \$1096 ;
   wire [16:0] \$1097 ;
-  wire [16:0] \$1098 ;
-  wire \$1099 ;
+  wire [147:0] \$1098 ;
+  wire [16:0] \$1099 ;
   wire \$11 ;
   wire [63:0] \$110 ;
-  wire \$1100 ;
+  wire [5:0] \$1100 ;
   wire \$1101 ;
-  wire \$1102 ;
-  wire \$1103 ;
-  wire \$1104 ;
-  wire \$1105 ;
+  wire [5:0] \$1102 ;
+  wire [6:0] \$1103 ;
+  wire [5:0] \$1104 ;
+  wire [16:0] \$1105 ;
   wire \$1106 ;
   wire \$1107 ;
-  wire [2:0] \$1108 ;
-  wire [2:0] \$1109 ;
-  wire [63:0] \$111 ;
-  wire [2:0] \$1110 ;
-  wire [3:0] \$1111 ;
-  wire \$1112 ;
-  wire \$1113 ;
+  wire \$1108 ;
+  wire [147:0] \$1109 ;
+  wire \$111 ;
+  wire [16:0] \$1110 ;
+  wire [147:0] \$1111 ;
+  wire [16:0] \$1112 ;
+  wire [5:0] \$1113 ;
   wire \$1114 ;
-  wire [16:0] \$1115 ;
-  wire \$1116 ;
-  wire [16:0] \$1117 ;
+  wire [5:0] \$1115 ;
+  wire [6:0] \$1116 ;
+  wire [5:0] \$1117 ;
   wire [16:0] \$1118 ;
-  wire [16:0] \$1119 ;
-  wire [15:0] \$112 ;
-  wire \$1120 ;
-  wire \$1121 ;
+  wire [17:0] \$1119 ;
+  wire [63:0] \$112 ;
+  wire [17:0] \$1120 ;
+  wire [16:0] \$1121 ;
   wire \$1122 ;
-  wire \$1123 ;
+  wire [5:0] \$1123 ;
   wire \$1124 ;
   wire \$1125 ;
   wire \$1126 ;
   wire \$1127 ;
-  wire \$1128 ;
-  wire [2:0] \$1129 ;
-  wire [23:0] \$113 ;
-  wire [2:0] \$1130 ;
-  wire [2:0] \$1131 ;
-  wire [3:0] \$1132 ;
+  wire [147:0] \$1128 ;
+  wire [16:0] \$1129 ;
+  wire [63:0] \$113 ;
+  wire [147:0] \$1130 ;
+  wire [16:0] \$1131 ;
+  wire [5:0] \$1132 ;
   wire \$1133 ;
-  wire \$1134 ;
-  wire [16:0] \$1135 ;
-  wire \$1136 ;
-  wire \$1137 ;
+  wire [5:0] \$1134 ;
+  wire [6:0] \$1135 ;
+  wire [5:0] \$1136 ;
+  wire [16:0] \$1137 ;
   wire \$1138 ;
-  wire [16:0] \$1139 ;
-  wire [23:0] \$114 ;
+  wire \$1139 ;
+  wire [15:0] \$114 ;
   wire \$1140 ;
-  wire [16:0] \$1141 ;
+  wire [147:0] \$1141 ;
   wire [16:0] \$1142 ;
-  wire [16:0] \$1143 ;
-  wire \$1144 ;
-  wire \$1145 ;
+  wire [147:0] \$1143 ;
+  wire [16:0] \$1144 ;
+  wire [5:0] \$1145 ;
   wire \$1146 ;
-  wire \$1147 ;
-  wire \$1148 ;
-  wire \$1149 ;
-  wire [63:0] \$115 ;
-  wire \$1150 ;
-  wire \$1151 ;
-  wire \$1152 ;
-  wire [2:0] \$1153 ;
-  wire [2:0] \$1154 ;
-  wire [2:0] \$1155 ;
-  wire [3:0] \$1156 ;
+  wire [5:0] \$1147 ;
+  wire [6:0] \$1148 ;
+  wire [5:0] \$1149 ;
+  wire [23:0] \$115 ;
+  wire [16:0] \$1150 ;
+  wire [17:0] \$1151 ;
+  wire [17:0] \$1152 ;
+  wire [16:0] \$1153 ;
+  wire [7:0] \$1154 ;
+  wire [7:0] \$1155 ;
+  wire [5:0] \$1156 ;
   wire \$1157 ;
   wire \$1158 ;
-  wire [16:0] \$1159 ;
-  wire [63:0] \$116 ;
+  wire \$1159 ;
+  wire [23:0] \$116 ;
   wire \$1160 ;
-  wire \$1161 ;
+  wire [147:0] \$1161 ;
   wire [16:0] \$1162 ;
-  wire \$1163 ;
-  wire \$1164 ;
-  wire \$1165 ;
-  wire [16:0] \$1166 ;
-  wire \$1167 ;
-  wire [16:0] \$1168 ;
-  wire [16:0] \$1169 ;
-  wire [15:0] \$117 ;
+  wire [147:0] \$1163 ;
+  wire [16:0] \$1164 ;
+  wire [5:0] \$1165 ;
+  wire \$1166 ;
+  wire [5:0] \$1167 ;
+  wire [6:0] \$1168 ;
+  wire [5:0] \$1169 ;
+  wire [63:0] \$117 ;
   wire [16:0] \$1170 ;
   wire \$1171 ;
   wire \$1172 ;
   wire \$1173 ;
-  wire \$1174 ;
-  wire \$1175 ;
-  wire \$1176 ;
-  wire \$1177 ;
-  wire \$1178 ;
+  wire [147:0] \$1174 ;
+  wire [16:0] \$1175 ;
+  wire [147:0] \$1176 ;
+  wire [16:0] \$1177 ;
+  wire [5:0] \$1178 ;
   wire \$1179 ;
-  wire [23:0] \$118 ;
-  wire [2:0] \$1180 ;
-  wire [2:0] \$1181 ;
-  wire [2:0] \$1182 ;
-  wire [3:0] \$1183 ;
-  wire \$1184 ;
-  wire \$1185 ;
+  wire [63:0] \$118 ;
+  wire [5:0] \$1180 ;
+  wire [6:0] \$1181 ;
+  wire [5:0] \$1182 ;
+  wire [16:0] \$1183 ;
+  wire [17:0] \$1184 ;
+  wire [17:0] \$1185 ;
   wire [16:0] \$1186 ;
   wire \$1187 ;
   wire \$1188 ;
-  wire [16:0] \$1189 ;
-  wire [23:0] \$119 ;
-  wire \$1190 ;
+  wire [5:0] \$1189 ;
+  wire [15:0] \$119 ;
+  wire [51:0] \$1190 ;
   wire \$1191 ;
-  wire [16:0] \$1192 ;
-  wire \$1193 ;
+  wire [5:0] \$1192 ;
+  wire [51:0] \$1193 ;
   wire \$1194 ;
-  wire \$1195 ;
-  wire [8:0] \$1196 ;
-  wire \$1197 ;
-  wire [16:0] \$1198 ;
-  wire [16:0] \$1199 ;
+  wire [5:0] \$1195 ;
+  wire [51:0] \$1196 ;
+  wire [15:0] \$1197 ;
+  wire [15:0] \$1198 ;
+  wire [5:0] \$1199 ;
   wire \$12 ;
-  wire \$120 ;
-  wire [16:0] \$1200 ;
+  wire [23:0] \$120 ;
+  wire [51:0] \$1200 ;
   wire \$1201 ;
   wire \$1202 ;
   wire \$1203 ;
   wire \$1204 ;
   wire \$1205 ;
-  wire \$1206 ;
-  wire \$1207 ;
+  wire [4:0] \$1206 ;
+  wire [4:0] \$1207 ;
   wire \$1208 ;
   wire \$1209 ;
-  wire \$121 ;
-  wire [2:0] \$1210 ;
-  wire [2:0] \$1211 ;
-  wire [2:0] \$1212 ;
-  wire [3:0] \$1213 ;
+  wire [23:0] \$121 ;
+  wire \$1210 ;
+  wire \$1211 ;
+  wire \$1212 ;
+  wire \$1213 ;
   wire \$1214 ;
-  wire \$1215 ;
+  wire [15:0] \$1215 ;
   wire [16:0] \$1216 ;
   wire \$1217 ;
-  wire \$1218 ;
+  wire [16:0] \$1218 ;
   wire [16:0] \$1219 ;
-  wire \$122 ;
+  wire [63:0] \$122 ;
   wire \$1220 ;
   wire \$1221 ;
-  wire [16:0] \$1222 ;
+  wire \$1222 ;
   wire \$1223 ;
   wire \$1224 ;
-  wire [8:0] \$1225 ;
-  wire \$1226 ;
+  wire [15:0] \$1225 ;
+  wire [16:0] \$1226 ;
   wire \$1227 ;
   wire \$1228 ;
-  wire [16:0] \$1229 ;
-  wire [2:0] \$123 ;
+  wire \$1229 ;
+  wire [63:0] \$123 ;
   wire \$1230 ;
   wire \$1231 ;
   wire \$1232 ;
@@ -14758,22 +14741,22 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   wire \$1234 ;
   wire \$1235 ;
   wire \$1236 ;
-  wire \$1237 ;
-  wire \$1238 ;
+  wire [2:0] \$1237 ;
+  wire [2:0] \$1238 ;
   wire [2:0] \$1239 ;
-  wire \$124 ;
-  wire [2:0] \$1240 ;
-  wire [2:0] \$1241 ;
-  wire [3:0] \$1242 ;
-  wire \$1243 ;
+  wire [15:0] \$124 ;
+  wire [3:0] \$1240 ;
+  wire \$1241 ;
+  wire [16:0] \$1242 ;
+  wire [16:0] \$1243 ;
   wire \$1244 ;
-  wire [16:0] \$1245 ;
+  wire \$1245 ;
   wire \$1246 ;
   wire \$1247 ;
   wire \$1248 ;
-  wire \$1249 ;
-  wire \$125 ;
-  wire \$1250 ;
+  wire [15:0] \$1249 ;
+  wire [23:0] \$125 ;
+  wire [16:0] \$1250 ;
   wire \$1251 ;
   wire \$1252 ;
   wire \$1253 ;
@@ -14783,29 +14766,29 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   wire \$1257 ;
   wire \$1258 ;
   wire \$1259 ;
-  wire \$126 ;
-  wire \$1260 ;
-  wire \$1261 ;
-  wire \$1262 ;
-  wire \$1263 ;
+  wire [23:0] \$126 ;
+  wire [2:0] \$1260 ;
+  wire [2:0] \$1261 ;
+  wire [2:0] \$1262 ;
+  wire [3:0] \$1263 ;
   wire \$1264 ;
   wire \$1265 ;
   wire \$1266 ;
-  wire \$1267 ;
+  wire [16:0] \$1267 ;
   wire \$1268 ;
-  wire \$1269 ;
-  wire \$127 ;
-  wire \$1270 ;
+  wire [16:0] \$1269 ;
+  wire [63:0] \$127 ;
+  wire [16:0] \$1270 ;
   wire \$1271 ;
-  wire [18:0] \$1272 ;
-  wire [19:0] \$1273 ;
+  wire \$1272 ;
+  wire \$1273 ;
   wire \$1274 ;
-  wire [18:0] \$1275 ;
-  wire [19:0] \$1276 ;
-  wire [19:0] \$1277 ;
-  wire [15:0] \$1278 ;
+  wire \$1275 ;
+  wire [15:0] \$1276 ;
+  wire [16:0] \$1277 ;
+  wire \$1278 ;
   wire \$1279 ;
-  wire [2:0] \$128 ;
+  wire [63:0] \$128 ;
   wire \$1280 ;
   wire \$1281 ;
   wire \$1282 ;
@@ -14813,33 +14796,33 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   wire \$1284 ;
   wire \$1285 ;
   wire \$1286 ;
-  wire \$1287 ;
-  wire \$1288 ;
-  wire \$1289 ;
-  wire \$129 ;
-  wire \$1290 ;
+  wire [2:0] \$1287 ;
+  wire [2:0] \$1288 ;
+  wire [2:0] \$1289 ;
+  wire [15:0] \$129 ;
+  wire [3:0] \$1290 ;
   wire \$1291 ;
   wire \$1292 ;
   wire [16:0] \$1293 ;
   wire \$1294 ;
   wire \$1295 ;
   wire \$1296 ;
-  wire \$1297 ;
+  wire [16:0] \$1297 ;
   wire \$1298 ;
-  wire \$1299 ;
+  wire [16:0] \$1299 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$1300 ;
+  wire [23:0] \$130 ;
+  wire [16:0] \$1300 ;
   wire \$1301 ;
   wire \$1302 ;
-  wire [2:0] \$1303 ;
-  wire [2:0] \$1304 ;
-  wire [2:0] \$1305 ;
-  wire [3:0] \$1306 ;
-  wire \$1307 ;
+  wire \$1303 ;
+  wire \$1304 ;
+  wire \$1305 ;
+  wire [15:0] \$1306 ;
+  wire [16:0] \$1307 ;
   wire \$1308 ;
   wire \$1309 ;
-  wire \$131 ;
+  wire [23:0] \$131 ;
   wire \$1310 ;
   wire \$1311 ;
   wire \$1312 ;
@@ -14847,617 +14830,813 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   wire \$1314 ;
   wire \$1315 ;
   wire \$1316 ;
-  wire \$1317 ;
-  wire \$1318 ;
-  wire \$1319 ;
+  wire [2:0] \$1317 ;
+  wire [2:0] \$1318 ;
+  wire [2:0] \$1319 ;
   wire \$132 ;
-  wire \$1320 ;
+  wire [3:0] \$1320 ;
   wire \$1321 ;
-  wire [63:0] \$1322 ;
-  wire [63:0] \$1323 ;
+  wire \$1322 ;
+  wire [16:0] \$1323 ;
   wire \$1324 ;
   wire \$1325 ;
-  wire \$1326 ;
+  wire [16:0] \$1326 ;
   wire \$1327 ;
   wire \$1328 ;
   wire \$1329 ;
   wire \$133 ;
-  wire \$1330 ;
+  wire [16:0] \$1330 ;
   wire \$1331 ;
-  reg [15:0] \$1332 ;
-  reg [15:0] \$1333 ;
-  reg [15:0] \$1334 ;
-  reg [15:0] \$1335 ;
-  reg [15:0] \$1336 ;
-  reg [15:0] \$1337 ;
-  reg \$1338 ;
-  reg \$1339 ;
-  wire [37:0] \$134 ;
-  reg \$1340 ;
-  reg [1:0] \$1341 ;
-  reg [2:0] \$1342 ;
-  reg [19:0] \$1343 ;
-  reg [19:0] \$1344 ;
-  reg \$1345 ;
-  reg \$1346 ;
-  reg \$1347 ;
-  reg \$1348 ;
-  reg \$1349 ;
+  wire [16:0] \$1332 ;
+  wire [16:0] \$1333 ;
+  wire \$1334 ;
+  wire \$1335 ;
+  wire \$1336 ;
+  wire \$1337 ;
+  wire \$1338 ;
+  wire [15:0] \$1339 ;
+  wire \$134 ;
+  wire [16:0] \$1340 ;
+  wire \$1341 ;
+  wire \$1342 ;
+  wire \$1343 ;
+  wire \$1344 ;
+  wire \$1345 ;
+  wire \$1346 ;
+  wire \$1347 ;
+  wire \$1348 ;
+  wire \$1349 ;
   wire \$135 ;
-  reg \$1350 ;
-  reg \$1351 ;
-  reg [63:0] \$1352 ;
-  reg [63:0] \$1353 ;
-  reg [147:0] \$1354 ;
-  reg \$1355 ;
-  reg \$1356 ;
-  reg [19:0] \$1357 ;
-  reg [2:0] \$1358 ;
-  wire [15:0] \$1359 ;
-  wire [5:0] \$136 ;
-  wire [15:0] \$1360 ;
-  wire [15:0] \$1361 ;
-  wire [15:0] \$1362 ;
+  wire [2:0] \$1350 ;
+  wire [2:0] \$1351 ;
+  wire [2:0] \$1352 ;
+  wire [3:0] \$1353 ;
+  wire \$1354 ;
+  wire \$1355 ;
+  wire [16:0] \$1356 ;
+  wire \$1357 ;
+  wire \$1358 ;
+  wire [16:0] \$1359 ;
+  wire \$136 ;
+  wire \$1360 ;
+  wire \$1361 ;
+  wire [16:0] \$1362 ;
   wire \$1363 ;
   wire \$1364 ;
   wire \$1365 ;
-  wire \$1366 ;
-  wire \$137 ;
+  wire [8:0] \$1366 ;
+  wire \$1367 ;
+  wire [16:0] \$1368 ;
+  wire [16:0] \$1369 ;
+  wire [2:0] \$137 ;
+  wire \$1370 ;
+  wire \$1371 ;
+  wire \$1372 ;
+  wire \$1373 ;
+  wire \$1374 ;
+  wire [15:0] \$1375 ;
+  wire [16:0] \$1376 ;
+  wire \$1377 ;
+  wire \$1378 ;
+  wire \$1379 ;
   wire \$138 ;
+  wire \$1380 ;
+  wire \$1381 ;
+  wire \$1382 ;
+  wire \$1383 ;
+  wire \$1384 ;
+  wire \$1385 ;
+  wire [2:0] \$1386 ;
+  wire [2:0] \$1387 ;
+  wire [2:0] \$1388 ;
+  wire [3:0] \$1389 ;
   wire \$139 ;
+  wire \$1390 ;
+  wire \$1391 ;
+  wire [16:0] \$1392 ;
+  wire \$1393 ;
+  wire \$1394 ;
+  wire [16:0] \$1395 ;
+  wire \$1396 ;
+  wire \$1397 ;
+  wire [16:0] \$1398 ;
+  wire \$1399 ;
   wire [15:0] \$14 ;
   wire \$140 ;
-  wire [16:0] \$141 ;
-  wire [16:0] \$142 ;
-  wire [5:0] \$143 ;
+  wire \$1400 ;
+  wire [8:0] \$1401 ;
+  wire \$1402 ;
+  wire \$1403 ;
+  wire \$1404 ;
+  wire \$1405 ;
+  wire \$1406 ;
+  wire \$1407 ;
+  wire \$1408 ;
+  wire \$1409 ;
+  wire \$141 ;
+  wire [15:0] \$1410 ;
+  wire [16:0] \$1411 ;
+  wire \$1412 ;
+  wire \$1413 ;
+  wire \$1414 ;
+  wire \$1415 ;
+  wire \$1416 ;
+  wire \$1417 ;
+  wire \$1418 ;
+  wire \$1419 ;
+  wire [2:0] \$142 ;
+  wire \$1420 ;
+  wire [2:0] \$1421 ;
+  wire [2:0] \$1422 ;
+  wire [2:0] \$1423 ;
+  wire [3:0] \$1424 ;
+  wire \$1425 ;
+  wire \$1426 ;
+  wire [16:0] \$1427 ;
+  wire \$1428 ;
+  wire \$1429 ;
+  wire \$143 ;
+  wire \$1430 ;
+  wire \$1431 ;
+  wire \$1432 ;
+  wire \$1433 ;
+  wire \$1434 ;
+  wire \$1435 ;
+  wire \$1436 ;
+  wire \$1437 ;
+  wire \$1438 ;
+  wire \$1439 ;
   wire \$144 ;
-  wire [5:0] \$145 ;
-  wire [6:0] \$146 ;
-  wire [5:0] \$147 ;
-  wire [6:0] \$1470 ;
-  wire [6:0] \$1477 ;
-  wire [16:0] \$148 ;
-  wire [6:0] \$1484 ;
-  wire \$149 ;
-  wire [6:0] \$1491 ;
-  wire [6:0] \$1498 ;
+  wire \$1440 ;
+  wire \$1441 ;
+  wire \$1442 ;
+  wire \$1443 ;
+  wire \$1444 ;
+  wire \$1445 ;
+  wire \$1446 ;
+  wire \$1447 ;
+  wire \$1448 ;
+  wire \$1449 ;
+  wire \$145 ;
+  wire \$1450 ;
+  wire \$1451 ;
+  wire \$1452 ;
+  wire \$1453 ;
+  wire [18:0] \$1454 ;
+  wire [19:0] \$1455 ;
+  wire \$1456 ;
+  wire [18:0] \$1457 ;
+  wire [19:0] \$1458 ;
+  wire [19:0] \$1459 ;
+  wire \$146 ;
+  wire [15:0] \$1460 ;
+  wire \$1461 ;
+  wire \$1462 ;
+  wire \$1463 ;
+  wire \$1464 ;
+  wire \$1465 ;
+  wire \$1466 ;
+  wire \$1467 ;
+  wire \$1468 ;
+  wire \$1469 ;
+  wire \$147 ;
+  wire \$1470 ;
+  wire \$1471 ;
+  wire \$1472 ;
+  wire \$1473 ;
+  wire \$1474 ;
+  wire \$1475 ;
+  wire \$1476 ;
+  wire \$1477 ;
+  wire \$1478 ;
+  wire \$1479 ;
+  wire [147:0] \$148 ;
+  wire [15:0] \$1480 ;
+  wire [16:0] \$1481 ;
+  wire \$1482 ;
+  wire \$1483 ;
+  wire \$1484 ;
+  wire \$1485 ;
+  wire \$1486 ;
+  wire \$1487 ;
+  wire \$1488 ;
+  wire \$1489 ;
+  wire [37:0] \$149 ;
+  wire \$1490 ;
+  wire [2:0] \$1491 ;
+  wire [2:0] \$1492 ;
+  wire [2:0] \$1493 ;
+  wire [3:0] \$1494 ;
+  wire \$1495 ;
+  wire \$1496 ;
+  wire \$1497 ;
+  wire \$1498 ;
+  wire \$1499 ;
   wire [15:0] \$15 ;
-  wire \$150 ;
+  wire [147:0] \$150 ;
+  wire \$1500 ;
+  wire \$1501 ;
+  wire \$1502 ;
+  wire \$1503 ;
+  wire \$1504 ;
+  wire \$1505 ;
+  wire \$1506 ;
+  wire \$1507 ;
+  wire \$1508 ;
+  wire \$1509 ;
   wire \$151 ;
-  wire [16:0] \$152 ;
-  wire [16:0] \$153 ;
-  wire [5:0] \$154 ;
+  wire \$1510 ;
+  wire \$1511 ;
+  wire \$1512 ;
+  wire \$1513 ;
+  wire \$1514 ;
+  wire [63:0] \$1515 ;
+  wire [63:0] \$1516 ;
+  wire \$1517 ;
+  wire \$1518 ;
+  wire \$1519 ;
+  wire [5:0] \$152 ;
+  wire \$1520 ;
+  wire \$1521 ;
+  wire \$1522 ;
+  wire \$1523 ;
+  wire \$1524 ;
+  wire \$1525 ;
+  reg [15:0] \$1526 ;
+  reg [15:0] \$1527 ;
+  reg [15:0] \$1528 ;
+  reg [15:0] \$1529 ;
+  wire \$153 ;
+  reg [15:0] \$1530 ;
+  reg [15:0] \$1531 ;
+  reg \$1532 ;
+  reg \$1533 ;
+  reg \$1534 ;
+  reg [1:0] \$1535 ;
+  reg [2:0] \$1536 ;
+  reg [19:0] \$1537 ;
+  reg [19:0] \$1538 ;
+  reg \$1539 ;
+  wire \$154 ;
+  reg \$1540 ;
+  reg \$1541 ;
+  reg \$1542 ;
+  reg \$1543 ;
+  reg \$1544 ;
+  reg \$1545 ;
+  reg \$1546 ;
+  reg [63:0] \$1547 ;
+  reg [63:0] \$1548 ;
+  reg [147:0] \$1549 ;
   wire \$155 ;
-  wire [5:0] \$156 ;
-  wire [6:0] \$157 ;
-  wire [5:0] \$158 ;
-  wire [16:0] \$159 ;
+  reg [147:0] \$1550 ;
+  reg \$1551 ;
+  reg \$1552 ;
+  reg [19:0] \$1553 ;
+  reg [2:0] \$1554 ;
+  wire [15:0] \$1555 ;
+  wire [15:0] \$1556 ;
+  wire [15:0] \$1557 ;
+  wire [15:0] \$1558 ;
+  wire \$1559 ;
+  wire \$156 ;
+  wire \$1560 ;
+  wire \$1561 ;
+  wire \$1562 ;
+  wire [147:0] \$157 ;
+  wire [16:0] \$158 ;
+  wire [147:0] \$159 ;
   wire [33:0] \$16 ;
-  wire [17:0] \$160 ;
-  wire [17:0] \$161 ;
-  wire [16:0] \$162 ;
-  wire \$163 ;
-  wire [5:0] \$164 ;
-  wire \$165 ;
-  wire \$166 ;
+  wire [16:0] \$160 ;
+  wire [5:0] \$161 ;
+  wire \$162 ;
+  wire [5:0] \$163 ;
+  wire [6:0] \$164 ;
+  wire [5:0] \$165 ;
+  wire [16:0] \$166 ;
   wire \$167 ;
+  wire [6:0] \$1674 ;
   wire \$168 ;
-  wire [16:0] \$169 ;
+  wire [6:0] \$1685 ;
+  wire \$169 ;
+  wire [6:0] \$1692 ;
+  wire [6:0] \$1699 ;
   wire [49:0] \$17 ;
-  wire [16:0] \$170 ;
-  wire [5:0] \$171 ;
-  wire \$172 ;
-  wire [5:0] \$173 ;
-  wire [6:0] \$174 ;
-  wire [5:0] \$175 ;
-  wire [16:0] \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
+  wire [147:0] \$170 ;
+  wire [6:0] \$1706 ;
+  wire [16:0] \$171 ;
+  wire [147:0] \$172 ;
+  wire [16:0] \$173 ;
+  wire [5:0] \$174 ;
+  wire \$175 ;
+  wire [5:0] \$176 ;
+  wire [6:0] \$177 ;
+  wire [5:0] \$178 ;
+  wire [16:0] \$179 ;
   wire [50:0] \$18 ;
-  wire [16:0] \$180 ;
-  wire [16:0] \$181 ;
-  wire [5:0] \$182 ;
+  wire [17:0] \$180 ;
+  wire [17:0] \$181 ;
+  wire [16:0] \$182 ;
   wire \$183 ;
   wire [5:0] \$184 ;
-  wire [6:0] \$185 ;
-  wire [5:0] \$186 ;
-  wire [16:0] \$187 ;
-  wire [17:0] \$188 ;
-  wire [17:0] \$189 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire [147:0] \$189 ;
   wire \$19 ;
   wire [16:0] \$190 ;
-  wire \$191 ;
-  wire [5:0] \$192 ;
-  wire \$193 ;
+  wire [147:0] \$191 ;
+  wire [16:0] \$192 ;
+  wire [5:0] \$193 ;
   wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire [16:0] \$197 ;
+  wire [5:0] \$195 ;
+  wire [6:0] \$196 ;
+  wire [5:0] \$197 ;
   wire [16:0] \$198 ;
-  wire [5:0] \$199 ;
+  wire \$199 ;
   wire [17:0] \$2 ;
   wire \$20 ;
   wire \$200 ;
-  wire [5:0] \$201 ;
-  wire [6:0] \$202 ;
-  wire [5:0] \$203 ;
-  wire [16:0] \$204 ;
-  wire \$205 ;
-  wire \$206 ;
+  wire \$201 ;
+  wire [147:0] \$202 ;
+  wire [16:0] \$203 ;
+  wire [147:0] \$204 ;
+  wire [16:0] \$205 ;
+  wire [5:0] \$206 ;
   wire \$207 ;
-  wire [16:0] \$208 ;
-  wire [16:0] \$209 ;
+  wire [5:0] \$208 ;
+  wire [6:0] \$209 ;
   wire \$21 ;
   wire [5:0] \$210 ;
-  wire \$211 ;
-  wire [5:0] \$212 ;
-  wire [6:0] \$213 ;
-  wire [5:0] \$214 ;
-  wire [16:0] \$215 ;
-  wire [17:0] \$216 ;
-  wire [17:0] \$217 ;
-  wire [16:0] \$218 ;
-  wire [7:0] \$219 ;
+  wire [16:0] \$211 ;
+  wire [17:0] \$212 ;
+  wire [17:0] \$213 ;
+  wire [16:0] \$214 ;
+  wire \$215 ;
+  wire [5:0] \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  wire [7:0] \$220 ;
-  wire \$221 ;
-  wire [5:0] \$222 ;
-  wire [51:0] \$223 ;
-  wire \$224 ;
+  wire \$220 ;
+  wire [147:0] \$221 ;
+  wire [16:0] \$222 ;
+  wire [147:0] \$223 ;
+  wire [16:0] \$224 ;
   wire [5:0] \$225 ;
-  wire [51:0] \$226 ;
-  wire \$227 ;
-  wire [5:0] \$228 ;
-  wire [51:0] \$229 ;
+  wire \$226 ;
+  wire [5:0] \$227 ;
+  wire [6:0] \$228 ;
+  wire [5:0] \$229 ;
   wire \$23 ;
-  wire [15:0] \$230 ;
-  wire [15:0] \$231 ;
-  wire [15:0] \$232 ;
+  wire [16:0] \$230 ;
+  wire \$231 ;
+  wire \$232 ;
   wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire [37:0] \$236 ;
-  wire \$237 ;
+  wire [147:0] \$234 ;
+  wire [16:0] \$235 ;
+  wire [147:0] \$236 ;
+  wire [16:0] \$237 ;
   wire [5:0] \$238 ;
   wire \$239 ;
   wire \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
+  wire [5:0] \$240 ;
+  wire [6:0] \$241 ;
+  wire [5:0] \$242 ;
   wire [16:0] \$243 ;
-  wire [16:0] \$244 ;
-  wire [5:0] \$245 ;
-  wire \$246 ;
-  wire [5:0] \$247 ;
-  wire [6:0] \$248 ;
-  wire [5:0] \$249 ;
+  wire [17:0] \$244 ;
+  wire [17:0] \$245 ;
+  wire [16:0] \$246 ;
+  wire [7:0] \$247 ;
+  wire [7:0] \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  wire [16:0] \$250 ;
-  wire \$251 ;
+  wire [5:0] \$250 ;
+  wire [51:0] \$251 ;
   wire \$252 ;
-  wire \$253 ;
-  wire [16:0] \$254 ;
-  wire [16:0] \$255 ;
+  wire [5:0] \$253 ;
+  wire [51:0] \$254 ;
+  wire \$255 ;
   wire [5:0] \$256 ;
-  wire \$257 ;
-  wire [5:0] \$258 ;
-  wire [6:0] \$259 ;
+  wire [51:0] \$257 ;
+  wire [15:0] \$258 ;
+  wire [15:0] \$259 ;
   wire \$26 ;
-  wire [5:0] \$260 ;
-  wire [16:0] \$261 ;
-  wire [17:0] \$262 ;
-  wire [17:0] \$263 ;
-  wire [16:0] \$264 ;
-  wire \$265 ;
-  wire [5:0] \$266 ;
+  wire [15:0] \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire [147:0] \$264 ;
+  wire [37:0] \$265 ;
+  wire [147:0] \$266 ;
   wire \$267 ;
-  wire \$268 ;
+  wire [5:0] \$268 ;
   wire \$269 ;
   wire \$27 ;
   wire \$270 ;
-  wire [16:0] \$271 ;
-  wire [16:0] \$272 ;
-  wire [5:0] \$273 ;
-  wire \$274 ;
-  wire [5:0] \$275 ;
-  wire [6:0] \$276 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire [147:0] \$273 ;
+  wire [16:0] \$274 ;
+  wire [147:0] \$275 ;
+  wire [16:0] \$276 ;
   wire [5:0] \$277 ;
-  wire [16:0] \$278 ;
-  wire \$279 ;
+  wire \$278 ;
+  wire [5:0] \$279 ;
   wire [16:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
+  wire [6:0] \$280 ;
+  wire [5:0] \$281 ;
   wire [16:0] \$282 ;
-  wire [16:0] \$283 ;
-  wire [5:0] \$284 ;
+  wire \$283 ;
+  wire \$284 ;
   wire \$285 ;
-  wire [5:0] \$286 ;
-  wire [6:0] \$287 ;
-  wire [5:0] \$288 ;
+  wire [147:0] \$286 ;
+  wire [16:0] \$287 ;
+  wire [147:0] \$288 ;
   wire [16:0] \$289 ;
   wire [16:0] \$29 ;
-  wire [17:0] \$290 ;
-  wire [17:0] \$291 ;
-  wire [16:0] \$292 ;
-  wire \$293 ;
+  wire [5:0] \$290 ;
+  wire \$291 ;
+  wire [5:0] \$292 ;
+  wire [6:0] \$293 ;
   wire [5:0] \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire [16:0] \$299 ;
+  wire [16:0] \$295 ;
+  wire [17:0] \$296 ;
+  wire [17:0] \$297 ;
+  wire [16:0] \$298 ;
+  wire \$299 ;
   wire [17:0] \$3 ;
   wire [16:0] \$30 ;
-  wire [16:0] \$300 ;
-  wire [5:0] \$301 ;
+  wire [5:0] \$300 ;
+  wire \$301 ;
   wire \$302 ;
-  wire [5:0] \$303 ;
-  wire [6:0] \$304 ;
-  wire [5:0] \$305 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire [147:0] \$305 ;
   wire [16:0] \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire \$309 ;
+  wire [147:0] \$307 ;
+  wire [16:0] \$308 ;
+  wire [5:0] \$309 ;
   wire [16:0] \$31 ;
-  wire [16:0] \$310 ;
-  wire [16:0] \$311 ;
-  wire [5:0] \$312 ;
-  wire \$313 ;
-  wire [5:0] \$314 ;
-  wire [6:0] \$315 ;
-  wire [5:0] \$316 ;
-  wire [16:0] \$317 ;
-  wire [17:0] \$318 ;
-  wire [17:0] \$319 ;
+  wire \$310 ;
+  wire [5:0] \$311 ;
+  wire [6:0] \$312 ;
+  wire [5:0] \$313 ;
+  wire [16:0] \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire [147:0] \$318 ;
+  wire [16:0] \$319 ;
   wire [52:0] \$32 ;
-  wire [16:0] \$320 ;
-  wire [7:0] \$321 ;
-  wire [7:0] \$322 ;
+  wire [147:0] \$320 ;
+  wire [16:0] \$321 ;
+  wire [5:0] \$322 ;
   wire \$323 ;
   wire [5:0] \$324 ;
-  wire [51:0] \$325 ;
-  wire \$326 ;
-  wire [5:0] \$327 ;
-  wire [51:0] \$328 ;
-  wire \$329 ;
+  wire [6:0] \$325 ;
+  wire [5:0] \$326 ;
+  wire [16:0] \$327 ;
+  wire [17:0] \$328 ;
+  wire [17:0] \$329 ;
   wire [16:0] \$33 ;
-  wire [5:0] \$330 ;
-  wire [51:0] \$331 ;
-  wire [15:0] \$332 ;
-  wire [15:0] \$333 ;
-  wire [15:0] \$334 ;
+  wire [16:0] \$330 ;
+  wire \$331 ;
+  wire [5:0] \$332 ;
+  wire \$333 ;
+  wire \$334 ;
   wire \$335 ;
   wire \$336 ;
-  wire \$337 ;
-  wire [37:0] \$338 ;
-  wire \$339 ;
+  wire [147:0] \$337 ;
+  wire [16:0] \$338 ;
+  wire [147:0] \$339 ;
   wire [17:0] \$34 ;
-  wire [5:0] \$340 ;
-  wire \$341 ;
+  wire [16:0] \$340 ;
+  wire [5:0] \$341 ;
   wire \$342 ;
-  wire \$343 ;
-  wire \$344 ;
-  wire [16:0] \$345 ;
+  wire [5:0] \$343 ;
+  wire [6:0] \$344 ;
+  wire [5:0] \$345 ;
   wire [16:0] \$346 ;
-  wire [5:0] \$347 ;
+  wire \$347 ;
   wire \$348 ;
-  wire [5:0] \$349 ;
+  wire \$349 ;
   wire [17:0] \$35 ;
-  wire [6:0] \$350 ;
-  wire [5:0] \$351 ;
-  wire [16:0] \$352 ;
-  wire \$353 ;
-  wire \$354 ;
+  wire [147:0] \$350 ;
+  wire [16:0] \$351 ;
+  wire [147:0] \$352 ;
+  wire [16:0] \$353 ;
+  wire [5:0] \$354 ;
   wire \$355 ;
-  wire [16:0] \$356 ;
-  wire [16:0] \$357 ;
+  wire [5:0] \$356 ;
+  wire [6:0] \$357 ;
   wire [5:0] \$358 ;
-  wire \$359 ;
+  wire [16:0] \$359 ;
   wire [70:0] \$36 ;
-  wire [5:0] \$360 ;
-  wire [6:0] \$361 ;
-  wire [5:0] \$362 ;
-  wire [16:0] \$363 ;
-  wire [17:0] \$364 ;
-  wire [17:0] \$365 ;
-  wire [16:0] \$366 ;
-  wire \$367 ;
-  wire [5:0] \$368 ;
-  wire \$369 ;
+  wire [17:0] \$360 ;
+  wire [17:0] \$361 ;
+  wire [16:0] \$362 ;
+  wire [7:0] \$363 ;
+  wire [7:0] \$364 ;
+  wire \$365 ;
+  wire [5:0] \$366 ;
+  wire [51:0] \$367 ;
+  wire \$368 ;
+  wire [5:0] \$369 ;
   wire [71:0] \$37 ;
-  wire \$370 ;
+  wire [51:0] \$370 ;
   wire \$371 ;
-  wire \$372 ;
-  wire [16:0] \$373 ;
-  wire [16:0] \$374 ;
-  wire [5:0] \$375 ;
-  wire \$376 ;
-  wire [5:0] \$377 ;
-  wire [6:0] \$378 ;
-  wire [5:0] \$379 ;
-  wire [15:0] \$38 ;
-  wire [16:0] \$380 ;
-  wire \$381 ;
-  wire \$382 ;
+  wire [5:0] \$372 ;
+  wire [51:0] \$373 ;
+  wire [15:0] \$374 ;
+  wire [15:0] \$375 ;
+  wire [15:0] \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire \$379 ;
+  wire \$38 ;
+  wire [147:0] \$380 ;
+  wire [37:0] \$381 ;
+  wire [147:0] \$382 ;
   wire \$383 ;
-  wire [16:0] \$384 ;
-  wire [16:0] \$385 ;
-  wire [5:0] \$386 ;
+  wire [5:0] \$384 ;
+  wire \$385 ;
+  wire \$386 ;
   wire \$387 ;
-  wire [5:0] \$388 ;
-  wire [6:0] \$389 ;
-  wire [72:0] \$39 ;
-  wire [5:0] \$390 ;
-  wire [16:0] \$391 ;
-  wire [17:0] \$392 ;
-  wire [17:0] \$393 ;
-  wire [16:0] \$394 ;
-  wire \$395 ;
-  wire [5:0] \$396 ;
-  wire \$397 ;
-  wire \$398 ;
+  wire \$388 ;
+  wire [147:0] \$389 ;
+  wire \$39 ;
+  wire [16:0] \$390 ;
+  wire [147:0] \$391 ;
+  wire [16:0] \$392 ;
+  wire [5:0] \$393 ;
+  wire \$394 ;
+  wire [5:0] \$395 ;
+  wire [6:0] \$396 ;
+  wire [5:0] \$397 ;
+  wire [16:0] \$398 ;
   wire \$399 ;
   wire [31:0] \$4 ;
   wire \$40 ;
   wire \$400 ;
-  wire [16:0] \$401 ;
-  wire [16:0] \$402 ;
-  wire [5:0] \$403 ;
-  wire \$404 ;
-  wire [5:0] \$405 ;
-  wire [6:0] \$406 ;
-  wire [5:0] \$407 ;
-  wire [16:0] \$408 ;
-  wire \$409 ;
+  wire \$401 ;
+  wire [147:0] \$402 ;
+  wire [16:0] \$403 ;
+  wire [147:0] \$404 ;
+  wire [16:0] \$405 ;
+  wire [5:0] \$406 ;
+  wire \$407 ;
+  wire [5:0] \$408 ;
+  wire [6:0] \$409 ;
   wire \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire [16:0] \$412 ;
-  wire [16:0] \$413 ;
-  wire [5:0] \$414 ;
+  wire [5:0] \$410 ;
+  wire [16:0] \$411 ;
+  wire [17:0] \$412 ;
+  wire [17:0] \$413 ;
+  wire [16:0] \$414 ;
   wire \$415 ;
   wire [5:0] \$416 ;
-  wire [6:0] \$417 ;
-  wire [5:0] \$418 ;
-  wire [16:0] \$419 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
   wire \$42 ;
-  wire [17:0] \$420 ;
-  wire [17:0] \$421 ;
+  wire \$420 ;
+  wire [147:0] \$421 ;
   wire [16:0] \$422 ;
-  wire [7:0] \$423 ;
-  wire [7:0] \$424 ;
-  wire \$425 ;
-  wire [5:0] \$426 ;
-  wire [51:0] \$427 ;
-  wire \$428 ;
+  wire [147:0] \$423 ;
+  wire [16:0] \$424 ;
+  wire [5:0] \$425 ;
+  wire \$426 ;
+  wire [5:0] \$427 ;
+  wire [6:0] \$428 ;
   wire [5:0] \$429 ;
-  wire [31:0] \$43 ;
-  wire [51:0] \$430 ;
+  wire [15:0] \$43 ;
+  wire [16:0] \$430 ;
   wire \$431 ;
-  wire [5:0] \$432 ;
-  wire [51:0] \$433 ;
-  wire [15:0] \$434 ;
-  wire [15:0] \$435 ;
-  wire [15:0] \$436 ;
-  wire \$437 ;
-  wire \$438 ;
+  wire \$432 ;
+  wire \$433 ;
+  wire [147:0] \$434 ;
+  wire [16:0] \$435 ;
+  wire [147:0] \$436 ;
+  wire [16:0] \$437 ;
+  wire [5:0] \$438 ;
   wire \$439 ;
-  wire [32:0] \$44 ;
-  wire [37:0] \$440 ;
-  wire \$441 ;
+  wire [15:0] \$44 ;
+  wire [5:0] \$440 ;
+  wire [6:0] \$441 ;
   wire [5:0] \$442 ;
-  wire \$443 ;
-  wire \$444 ;
-  wire \$445 ;
-  wire \$446 ;
-  wire [16:0] \$447 ;
-  wire [16:0] \$448 ;
-  wire [5:0] \$449 ;
-  wire [33:0] \$45 ;
+  wire [16:0] \$443 ;
+  wire [17:0] \$444 ;
+  wire [17:0] \$445 ;
+  wire [16:0] \$446 ;
+  wire \$447 ;
+  wire [5:0] \$448 ;
+  wire \$449 ;
+  wire [72:0] \$45 ;
   wire \$450 ;
-  wire [5:0] \$451 ;
-  wire [6:0] \$452 ;
-  wire [5:0] \$453 ;
+  wire \$451 ;
+  wire \$452 ;
+  wire [147:0] \$453 ;
   wire [16:0] \$454 ;
-  wire \$455 ;
-  wire \$456 ;
-  wire \$457 ;
-  wire [16:0] \$458 ;
-  wire [16:0] \$459 ;
+  wire [147:0] \$455 ;
+  wire [16:0] \$456 ;
+  wire [5:0] \$457 ;
+  wire \$458 ;
+  wire [5:0] \$459 ;
   wire [31:0] \$46 ;
-  wire [5:0] \$460 ;
-  wire \$461 ;
-  wire [5:0] \$462 ;
-  wire [6:0] \$463 ;
-  wire [5:0] \$464 ;
-  wire [16:0] \$465 ;
-  wire [17:0] \$466 ;
-  wire [17:0] \$467 ;
-  wire [16:0] \$468 ;
-  wire \$469 ;
+  wire [6:0] \$460 ;
+  wire [5:0] \$461 ;
+  wire [16:0] \$462 ;
+  wire \$463 ;
+  wire \$464 ;
+  wire \$465 ;
+  wire [147:0] \$466 ;
+  wire [16:0] \$467 ;
+  wire [147:0] \$468 ;
+  wire [16:0] \$469 ;
   wire [32:0] \$47 ;
   wire [5:0] \$470 ;
   wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  wire \$474 ;
+  wire [5:0] \$472 ;
+  wire [6:0] \$473 ;
+  wire [5:0] \$474 ;
   wire [16:0] \$475 ;
-  wire [16:0] \$476 ;
-  wire [5:0] \$477 ;
-  wire \$478 ;
-  wire [5:0] \$479 ;
+  wire [17:0] \$476 ;
+  wire [17:0] \$477 ;
+  wire [16:0] \$478 ;
+  wire [7:0] \$479 ;
   wire [48:0] \$48 ;
-  wire [6:0] \$480 ;
-  wire [5:0] \$481 ;
-  wire [16:0] \$482 ;
-  wire \$483 ;
+  wire [7:0] \$480 ;
+  wire \$481 ;
+  wire [5:0] \$482 ;
+  wire [51:0] \$483 ;
   wire \$484 ;
-  wire \$485 ;
-  wire [16:0] \$486 ;
-  wire [16:0] \$487 ;
+  wire [5:0] \$485 ;
+  wire [51:0] \$486 ;
+  wire \$487 ;
   wire [5:0] \$488 ;
-  wire \$489 ;
+  wire [51:0] \$489 ;
   wire [49:0] \$49 ;
-  wire [5:0] \$490 ;
-  wire [6:0] \$491 ;
-  wire [5:0] \$492 ;
-  wire [16:0] \$493 ;
-  wire [17:0] \$494 ;
-  wire [17:0] \$495 ;
-  wire [16:0] \$496 ;
-  wire \$497 ;
-  wire [5:0] \$498 ;
+  wire [15:0] \$490 ;
+  wire [15:0] \$491 ;
+  wire [15:0] \$492 ;
+  wire \$493 ;
+  wire \$494 ;
+  wire \$495 ;
+  wire [147:0] \$496 ;
+  wire [37:0] \$497 ;
+  wire [147:0] \$498 ;
   wire \$499 ;
   wire [32:0] \$5 ;
   wire [50:0] \$50 ;
-  wire \$500 ;
+  wire [5:0] \$500 ;
   wire \$501 ;
   wire \$502 ;
-  wire [16:0] \$503 ;
-  wire [16:0] \$504 ;
-  wire [5:0] \$505 ;
-  wire \$506 ;
-  wire [5:0] \$507 ;
-  wire [6:0] \$508 ;
+  wire \$503 ;
+  wire \$504 ;
+  wire [147:0] \$505 ;
+  wire [16:0] \$506 ;
+  wire [147:0] \$507 ;
+  wire [16:0] \$508 ;
   wire [5:0] \$509 ;
-  wire [50:0] \$51 ;
-  wire [16:0] \$510 ;
-  wire \$511 ;
-  wire \$512 ;
-  wire \$513 ;
+  wire [31:0] \$51 ;
+  wire \$510 ;
+  wire [5:0] \$511 ;
+  wire [6:0] \$512 ;
+  wire [5:0] \$513 ;
   wire [16:0] \$514 ;
-  wire [16:0] \$515 ;
-  wire [5:0] \$516 ;
+  wire \$515 ;
+  wire \$516 ;
   wire \$517 ;
-  wire [5:0] \$518 ;
-  wire [6:0] \$519 ;
-  wire [31:0] \$52 ;
-  wire [5:0] \$520 ;
+  wire [147:0] \$518 ;
+  wire [16:0] \$519 ;
+  wire [32:0] \$52 ;
+  wire [147:0] \$520 ;
   wire [16:0] \$521 ;
-  wire [17:0] \$522 ;
-  wire [17:0] \$523 ;
-  wire [16:0] \$524 ;
-  wire [7:0] \$525 ;
-  wire [7:0] \$526 ;
-  wire \$527 ;
-  wire [5:0] \$528 ;
-  wire [51:0] \$529 ;
-  wire [32:0] \$53 ;
-  wire \$530 ;
-  wire [5:0] \$531 ;
-  wire [51:0] \$532 ;
+  wire [5:0] \$522 ;
+  wire \$523 ;
+  wire [5:0] \$524 ;
+  wire [6:0] \$525 ;
+  wire [5:0] \$526 ;
+  wire [16:0] \$527 ;
+  wire [17:0] \$528 ;
+  wire [17:0] \$529 ;
+  wire [33:0] \$53 ;
+  wire [16:0] \$530 ;
+  wire \$531 ;
+  wire [5:0] \$532 ;
   wire \$533 ;
-  wire [5:0] \$534 ;
-  wire [51:0] \$535 ;
-  wire [15:0] \$536 ;
-  wire [15:0] \$537 ;
-  wire [15:0] \$538 ;
-  wire \$539 ;
-  wire [33:0] \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire [5:0] \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  wire \$546 ;
-  wire [16:0] \$547 ;
-  wire [16:0] \$548 ;
-  wire [5:0] \$549 ;
-  wire [49:0] \$55 ;
-  wire \$550 ;
-  wire [5:0] \$551 ;
-  wire [6:0] \$552 ;
-  wire [5:0] \$553 ;
-  wire [16:0] \$554 ;
+  wire \$534 ;
+  wire \$535 ;
+  wire \$536 ;
+  wire [147:0] \$537 ;
+  wire [16:0] \$538 ;
+  wire [147:0] \$539 ;
+  wire [49:0] \$54 ;
+  wire [16:0] \$540 ;
+  wire [5:0] \$541 ;
+  wire \$542 ;
+  wire [5:0] \$543 ;
+  wire [6:0] \$544 ;
+  wire [5:0] \$545 ;
+  wire [16:0] \$546 ;
+  wire \$547 ;
+  wire \$548 ;
+  wire \$549 ;
+  wire [50:0] \$55 ;
+  wire [147:0] \$550 ;
+  wire [16:0] \$551 ;
+  wire [147:0] \$552 ;
+  wire [16:0] \$553 ;
+  wire [5:0] \$554 ;
   wire \$555 ;
-  wire \$556 ;
-  wire \$557 ;
-  wire [16:0] \$558 ;
+  wire [5:0] \$556 ;
+  wire [6:0] \$557 ;
+  wire [5:0] \$558 ;
   wire [16:0] \$559 ;
-  wire [50:0] \$56 ;
-  wire [5:0] \$560 ;
-  wire \$561 ;
-  wire [5:0] \$562 ;
-  wire [6:0] \$563 ;
+  wire [51:0] \$56 ;
+  wire [17:0] \$560 ;
+  wire [17:0] \$561 ;
+  wire [16:0] \$562 ;
+  wire \$563 ;
   wire [5:0] \$564 ;
-  wire [16:0] \$565 ;
-  wire [17:0] \$566 ;
-  wire [17:0] \$567 ;
-  wire [16:0] \$568 ;
-  wire \$569 ;
-  wire [51:0] \$57 ;
-  wire [5:0] \$570 ;
-  wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
+  wire \$565 ;
+  wire \$566 ;
+  wire \$567 ;
+  wire \$568 ;
+  wire [147:0] \$569 ;
+  wire [67:0] \$57 ;
+  wire [16:0] \$570 ;
+  wire [147:0] \$571 ;
+  wire [16:0] \$572 ;
+  wire [5:0] \$573 ;
   wire \$574 ;
-  wire [16:0] \$575 ;
-  wire [16:0] \$576 ;
+  wire [5:0] \$575 ;
+  wire [6:0] \$576 ;
   wire [5:0] \$577 ;
-  wire \$578 ;
-  wire [5:0] \$579 ;
-  wire [67:0] \$58 ;
-  wire [6:0] \$580 ;
-  wire [5:0] \$581 ;
-  wire [16:0] \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
-  wire [16:0] \$586 ;
-  wire [16:0] \$587 ;
+  wire [16:0] \$578 ;
+  wire \$579 ;
+  wire [68:0] \$58 ;
+  wire \$580 ;
+  wire \$581 ;
+  wire [147:0] \$582 ;
+  wire [16:0] \$583 ;
+  wire [147:0] \$584 ;
+  wire [16:0] \$585 ;
+  wire [5:0] \$586 ;
+  wire \$587 ;
   wire [5:0] \$588 ;
-  wire \$589 ;
-  wire [68:0] \$59 ;
+  wire [6:0] \$589 ;
+  wire [69:0] \$59 ;
   wire [5:0] \$590 ;
-  wire [6:0] \$591 ;
-  wire [5:0] \$592 ;
-  wire [16:0] \$593 ;
-  wire [17:0] \$594 ;
-  wire [17:0] \$595 ;
-  wire [16:0] \$596 ;
+  wire [16:0] \$591 ;
+  wire [17:0] \$592 ;
+  wire [17:0] \$593 ;
+  wire [16:0] \$594 ;
+  wire [7:0] \$595 ;
+  wire [7:0] \$596 ;
   wire \$597 ;
   wire [5:0] \$598 ;
-  wire \$599 ;
+  wire [51:0] \$599 ;
   wire \$6 ;
-  wire [69:0] \$60 ;
+  wire [31:0] \$60 ;
   wire \$600 ;
-  wire \$601 ;
-  wire \$602 ;
-  wire [16:0] \$603 ;
-  wire [16:0] \$604 ;
-  wire [5:0] \$605 ;
-  wire \$606 ;
-  wire [5:0] \$607 ;
-  wire [6:0] \$608 ;
-  wire [5:0] \$609 ;
-  wire [31:0] \$61 ;
-  wire [16:0] \$610 ;
+  wire [5:0] \$601 ;
+  wire [51:0] \$602 ;
+  wire \$603 ;
+  wire [5:0] \$604 ;
+  wire [51:0] \$605 ;
+  wire [15:0] \$606 ;
+  wire [15:0] \$607 ;
+  wire [15:0] \$608 ;
+  wire \$609 ;
+  wire [32:0] \$61 ;
+  wire \$610 ;
   wire \$611 ;
-  wire \$612 ;
+  wire [5:0] \$612 ;
   wire \$613 ;
-  wire [16:0] \$614 ;
-  wire [16:0] \$615 ;
-  wire [5:0] \$616 ;
-  wire \$617 ;
-  wire [5:0] \$618 ;
-  wire [6:0] \$619 ;
-  wire [32:0] \$62 ;
-  wire [5:0] \$620 ;
-  wire [16:0] \$621 ;
-  wire [17:0] \$622 ;
-  wire [17:0] \$623 ;
-  wire [16:0] \$624 ;
-  wire [7:0] \$625 ;
-  wire [7:0] \$626 ;
-  wire [5:0] \$627 ;
+  wire \$614 ;
+  wire \$615 ;
+  wire \$616 ;
+  wire [147:0] \$617 ;
+  wire [16:0] \$618 ;
+  wire [147:0] \$619 ;
+  wire [48:0] \$62 ;
+  wire [16:0] \$620 ;
+  wire [5:0] \$621 ;
+  wire \$622 ;
+  wire [5:0] \$623 ;
+  wire [6:0] \$624 ;
+  wire [5:0] \$625 ;
+  wire [16:0] \$626 ;
+  wire \$627 ;
   wire \$628 ;
   wire \$629 ;
-  wire [48:0] \$63 ;
-  wire \$630 ;
-  wire \$631 ;
-  wire [16:0] \$632 ;
+  wire [49:0] \$63 ;
+  wire [147:0] \$630 ;
+  wire [16:0] \$631 ;
+  wire [147:0] \$632 ;
   wire [16:0] \$633 ;
   wire [5:0] \$634 ;
   wire \$635 ;
@@ -15465,200 +15644,200 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   wire [6:0] \$637 ;
   wire [5:0] \$638 ;
   wire [16:0] \$639 ;
-  wire [49:0] \$64 ;
-  wire \$640 ;
-  wire \$641 ;
-  wire \$642 ;
-  wire [16:0] \$643 ;
-  wire [16:0] \$644 ;
-  wire [5:0] \$645 ;
+  wire [65:0] \$64 ;
+  wire [17:0] \$640 ;
+  wire [17:0] \$641 ;
+  wire [16:0] \$642 ;
+  wire \$643 ;
+  wire [5:0] \$644 ;
+  wire \$645 ;
   wire \$646 ;
-  wire [5:0] \$647 ;
-  wire [6:0] \$648 ;
-  wire [5:0] \$649 ;
-  wire [65:0] \$65 ;
+  wire \$647 ;
+  wire \$648 ;
+  wire [147:0] \$649 ;
+  wire [66:0] \$65 ;
   wire [16:0] \$650 ;
-  wire [17:0] \$651 ;
-  wire [17:0] \$652 ;
-  wire [16:0] \$653 ;
+  wire [147:0] \$651 ;
+  wire [16:0] \$652 ;
+  wire [5:0] \$653 ;
   wire \$654 ;
-  wire \$655 ;
-  wire [5:0] \$656 ;
-  wire [51:0] \$657 ;
-  wire \$658 ;
-  wire [5:0] \$659 ;
-  wire [66:0] \$66 ;
-  wire [51:0] \$660 ;
+  wire [5:0] \$655 ;
+  wire [6:0] \$656 ;
+  wire [5:0] \$657 ;
+  wire [16:0] \$658 ;
+  wire \$659 ;
+  wire [67:0] \$66 ;
+  wire \$660 ;
   wire \$661 ;
-  wire [5:0] \$662 ;
-  wire [51:0] \$663 ;
-  wire [15:0] \$664 ;
-  wire [15:0] \$665 ;
+  wire [147:0] \$662 ;
+  wire [16:0] \$663 ;
+  wire [147:0] \$664 ;
+  wire [16:0] \$665 ;
   wire [5:0] \$666 ;
-  wire [51:0] \$667 ;
-  wire \$668 ;
-  wire \$669 ;
-  wire [67:0] \$67 ;
-  wire \$670 ;
-  wire \$671 ;
-  wire \$672 ;
-  wire [1:0] \$673 ;
-  wire \$674 ;
-  wire [5:0] \$675 ;
-  wire \$676 ;
+  wire \$667 ;
+  wire [5:0] \$668 ;
+  wire [6:0] \$669 ;
+  wire [31:0] \$67 ;
+  wire [5:0] \$670 ;
+  wire [16:0] \$671 ;
+  wire [17:0] \$672 ;
+  wire [17:0] \$673 ;
+  wire [16:0] \$674 ;
+  wire \$675 ;
+  wire [5:0] \$676 ;
   wire \$677 ;
   wire \$678 ;
   wire \$679 ;
-  wire [31:0] \$68 ;
-  wire [16:0] \$680 ;
-  wire [16:0] \$681 ;
-  wire [5:0] \$682 ;
-  wire \$683 ;
-  wire [5:0] \$684 ;
-  wire [6:0] \$685 ;
-  wire [5:0] \$686 ;
-  wire [16:0] \$687 ;
-  wire \$688 ;
-  wire \$689 ;
-  wire [32:0] \$69 ;
-  wire \$690 ;
-  wire [16:0] \$691 ;
-  wire [16:0] \$692 ;
-  wire [5:0] \$693 ;
-  wire \$694 ;
-  wire [5:0] \$695 ;
-  wire [6:0] \$696 ;
-  wire [5:0] \$697 ;
-  wire [16:0] \$698 ;
-  wire [17:0] \$699 ;
+  wire [32:0] \$68 ;
+  wire \$680 ;
+  wire [147:0] \$681 ;
+  wire [16:0] \$682 ;
+  wire [147:0] \$683 ;
+  wire [16:0] \$684 ;
+  wire [5:0] \$685 ;
+  wire \$686 ;
+  wire [5:0] \$687 ;
+  wire [6:0] \$688 ;
+  wire [5:0] \$689 ;
+  wire [48:0] \$69 ;
+  wire [16:0] \$690 ;
+  wire \$691 ;
+  wire \$692 ;
+  wire \$693 ;
+  wire [147:0] \$694 ;
+  wire [16:0] \$695 ;
+  wire [147:0] \$696 ;
+  wire [16:0] \$697 ;
+  wire [5:0] \$698 ;
+  wire \$699 ;
   wire \$7 ;
-  wire [48:0] \$70 ;
-  wire [17:0] \$700 ;
-  wire [16:0] \$701 ;
-  wire \$702 ;
-  wire [5:0] \$703 ;
-  wire \$704 ;
-  wire \$705 ;
-  wire \$706 ;
-  wire \$707 ;
-  wire [16:0] \$708 ;
-  wire [16:0] \$709 ;
-  wire [49:0] \$71 ;
-  wire [5:0] \$710 ;
+  wire [49:0] \$70 ;
+  wire [5:0] \$700 ;
+  wire [6:0] \$701 ;
+  wire [5:0] \$702 ;
+  wire [16:0] \$703 ;
+  wire [17:0] \$704 ;
+  wire [17:0] \$705 ;
+  wire [16:0] \$706 ;
+  wire [7:0] \$707 ;
+  wire [7:0] \$708 ;
+  wire [5:0] \$709 ;
+  wire [50:0] \$71 ;
+  wire \$710 ;
   wire \$711 ;
-  wire [5:0] \$712 ;
-  wire [6:0] \$713 ;
-  wire [5:0] \$714 ;
+  wire \$712 ;
+  wire \$713 ;
+  wire [147:0] \$714 ;
   wire [16:0] \$715 ;
-  wire \$716 ;
-  wire \$717 ;
-  wire \$718 ;
-  wire [16:0] \$719 ;
-  wire [50:0] \$72 ;
-  wire [16:0] \$720 ;
-  wire [5:0] \$721 ;
-  wire \$722 ;
-  wire [5:0] \$723 ;
-  wire [6:0] \$724 ;
-  wire [5:0] \$725 ;
-  wire [16:0] \$726 ;
-  wire [17:0] \$727 ;
-  wire [17:0] \$728 ;
-  wire [16:0] \$729 ;
-  wire [15:0] \$73 ;
-  wire \$730 ;
+  wire [147:0] \$716 ;
+  wire [16:0] \$717 ;
+  wire [5:0] \$718 ;
+  wire \$719 ;
+  wire [15:0] \$72 ;
+  wire [5:0] \$720 ;
+  wire [6:0] \$721 ;
+  wire [5:0] \$722 ;
+  wire [16:0] \$723 ;
+  wire \$724 ;
+  wire \$725 ;
+  wire \$726 ;
+  wire [147:0] \$727 ;
+  wire [16:0] \$728 ;
+  wire [147:0] \$729 ;
+  wire \$73 ;
+  wire [16:0] \$730 ;
   wire [5:0] \$731 ;
   wire \$732 ;
-  wire \$733 ;
-  wire \$734 ;
-  wire \$735 ;
+  wire [5:0] \$733 ;
+  wire [6:0] \$734 ;
+  wire [5:0] \$735 ;
   wire [16:0] \$736 ;
-  wire [16:0] \$737 ;
-  wire [5:0] \$738 ;
-  wire \$739 ;
+  wire [17:0] \$737 ;
+  wire [17:0] \$738 ;
+  wire [16:0] \$739 ;
   wire \$74 ;
-  wire [5:0] \$740 ;
-  wire [6:0] \$741 ;
+  wire \$740 ;
+  wire \$741 ;
   wire [5:0] \$742 ;
-  wire [16:0] \$743 ;
+  wire [51:0] \$743 ;
   wire \$744 ;
-  wire \$745 ;
-  wire \$746 ;
-  wire [16:0] \$747 ;
-  wire [16:0] \$748 ;
-  wire [5:0] \$749 ;
+  wire [5:0] \$745 ;
+  wire [51:0] \$746 ;
+  wire \$747 ;
+  wire [5:0] \$748 ;
+  wire [51:0] \$749 ;
   wire \$75 ;
-  wire \$750 ;
-  wire [5:0] \$751 ;
-  wire [6:0] \$752 ;
-  wire [5:0] \$753 ;
-  wire [16:0] \$754 ;
-  wire [17:0] \$755 ;
-  wire [17:0] \$756 ;
-  wire [16:0] \$757 ;
-  wire [7:0] \$758 ;
-  wire [7:0] \$759 ;
+  wire [15:0] \$750 ;
+  wire [15:0] \$751 ;
+  wire [5:0] \$752 ;
+  wire [51:0] \$753 ;
+  wire \$754 ;
+  wire \$755 ;
+  wire \$756 ;
+  wire \$757 ;
+  wire \$758 ;
+  wire [1:0] \$759 ;
   wire \$76 ;
-  wire [5:0] \$760 ;
-  wire \$761 ;
+  wire \$760 ;
+  wire [5:0] \$761 ;
   wire \$762 ;
   wire \$763 ;
   wire \$764 ;
-  wire [16:0] \$765 ;
-  wire [16:0] \$766 ;
-  wire [5:0] \$767 ;
-  wire \$768 ;
-  wire [5:0] \$769 ;
+  wire \$765 ;
+  wire [147:0] \$766 ;
+  wire [16:0] \$767 ;
+  wire [147:0] \$768 ;
+  wire [16:0] \$769 ;
   wire \$77 ;
-  wire [6:0] \$770 ;
-  wire [5:0] \$771 ;
-  wire [16:0] \$772 ;
-  wire \$773 ;
-  wire \$774 ;
-  wire \$775 ;
-  wire [16:0] \$776 ;
-  wire [16:0] \$777 ;
-  wire [5:0] \$778 ;
-  wire \$779 ;
+  wire [5:0] \$770 ;
+  wire \$771 ;
+  wire [5:0] \$772 ;
+  wire [6:0] \$773 ;
+  wire [5:0] \$774 ;
+  wire [16:0] \$775 ;
+  wire \$776 ;
+  wire \$777 ;
+  wire \$778 ;
+  wire [147:0] \$779 ;
   wire \$78 ;
-  wire [5:0] \$780 ;
-  wire [6:0] \$781 ;
-  wire [5:0] \$782 ;
-  wire [16:0] \$783 ;
-  wire [17:0] \$784 ;
-  wire [17:0] \$785 ;
-  wire [16:0] \$786 ;
-  wire \$787 ;
-  wire \$788 ;
-  wire [5:0] \$789 ;
+  wire [16:0] \$780 ;
+  wire [147:0] \$781 ;
+  wire [16:0] \$782 ;
+  wire [5:0] \$783 ;
+  wire \$784 ;
+  wire [5:0] \$785 ;
+  wire [6:0] \$786 ;
+  wire [5:0] \$787 ;
+  wire [16:0] \$788 ;
+  wire [17:0] \$789 ;
   wire \$79 ;
-  wire [51:0] \$790 ;
-  wire \$791 ;
-  wire [5:0] \$792 ;
-  wire [51:0] \$793 ;
+  wire [17:0] \$790 ;
+  wire [16:0] \$791 ;
+  wire \$792 ;
+  wire [5:0] \$793 ;
   wire \$794 ;
-  wire [5:0] \$795 ;
-  wire [51:0] \$796 ;
-  wire [15:0] \$797 ;
-  wire [15:0] \$798 ;
-  wire [5:0] \$799 ;
+  wire \$795 ;
+  wire \$796 ;
+  wire \$797 ;
+  wire [147:0] \$798 ;
+  wire [16:0] \$799 ;
   wire \$8 ;
   wire \$80 ;
-  wire [51:0] \$800 ;
-  wire \$801 ;
-  wire \$802 ;
+  wire [147:0] \$800 ;
+  wire [16:0] \$801 ;
+  wire [5:0] \$802 ;
   wire \$803 ;
-  wire \$804 ;
-  wire \$805 ;
-  wire [2:0] \$806 ;
-  wire \$807 ;
-  wire [5:0] \$808 ;
+  wire [5:0] \$804 ;
+  wire [6:0] \$805 ;
+  wire [5:0] \$806 ;
+  wire [16:0] \$807 ;
+  wire \$808 ;
   wire \$809 ;
   wire \$81 ;
   wire \$810 ;
-  wire \$811 ;
-  wire \$812 ;
-  wire [16:0] \$813 ;
+  wire [147:0] \$811 ;
+  wire [16:0] \$812 ;
+  wire [147:0] \$813 ;
   wire [16:0] \$814 ;
   wire [5:0] \$815 ;
   wire \$816 ;
@@ -15667,211 +15846,212 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   wire [5:0] \$819 ;
   wire \$82 ;
   wire [16:0] \$820 ;
-  wire \$821 ;
-  wire \$822 ;
-  wire \$823 ;
-  wire [16:0] \$824 ;
-  wire [16:0] \$825 ;
-  wire [5:0] \$826 ;
+  wire [17:0] \$821 ;
+  wire [17:0] \$822 ;
+  wire [16:0] \$823 ;
+  wire \$824 ;
+  wire [5:0] \$825 ;
+  wire \$826 ;
   wire \$827 ;
-  wire [5:0] \$828 ;
-  wire [6:0] \$829 ;
+  wire \$828 ;
+  wire \$829 ;
   wire \$83 ;
-  wire [5:0] \$830 ;
+  wire [147:0] \$830 ;
   wire [16:0] \$831 ;
-  wire [17:0] \$832 ;
-  wire [17:0] \$833 ;
-  wire [16:0] \$834 ;
+  wire [147:0] \$832 ;
+  wire [16:0] \$833 ;
+  wire [5:0] \$834 ;
   wire \$835 ;
   wire [5:0] \$836 ;
-  wire \$837 ;
-  wire \$838 ;
-  wire \$839 ;
+  wire [6:0] \$837 ;
+  wire [5:0] \$838 ;
+  wire [16:0] \$839 ;
   wire \$84 ;
   wire \$840 ;
-  wire [16:0] \$841 ;
-  wire [16:0] \$842 ;
-  wire [5:0] \$843 ;
-  wire \$844 ;
-  wire [5:0] \$845 ;
-  wire [6:0] \$846 ;
+  wire \$841 ;
+  wire \$842 ;
+  wire [147:0] \$843 ;
+  wire [16:0] \$844 ;
+  wire [147:0] \$845 ;
+  wire [16:0] \$846 ;
   wire [5:0] \$847 ;
-  wire [16:0] \$848 ;
-  wire \$849 ;
+  wire \$848 ;
+  wire [5:0] \$849 ;
   wire \$85 ;
-  wire \$850 ;
-  wire \$851 ;
+  wire [6:0] \$850 ;
+  wire [5:0] \$851 ;
   wire [16:0] \$852 ;
-  wire [16:0] \$853 ;
-  wire [5:0] \$854 ;
-  wire \$855 ;
-  wire [5:0] \$856 ;
-  wire [6:0] \$857 ;
+  wire [17:0] \$853 ;
+  wire [17:0] \$854 ;
+  wire [16:0] \$855 ;
+  wire [7:0] \$856 ;
+  wire [7:0] \$857 ;
   wire [5:0] \$858 ;
-  wire [16:0] \$859 ;
+  wire \$859 ;
   wire \$86 ;
-  wire [17:0] \$860 ;
-  wire [17:0] \$861 ;
-  wire [16:0] \$862 ;
-  wire \$863 ;
-  wire [5:0] \$864 ;
-  wire \$865 ;
-  wire \$866 ;
-  wire \$867 ;
+  wire \$860 ;
+  wire \$861 ;
+  wire \$862 ;
+  wire [147:0] \$863 ;
+  wire [16:0] \$864 ;
+  wire [147:0] \$865 ;
+  wire [16:0] \$866 ;
+  wire [5:0] \$867 ;
   wire \$868 ;
-  wire [16:0] \$869 ;
+  wire [5:0] \$869 ;
   wire \$87 ;
-  wire [16:0] \$870 ;
+  wire [6:0] \$870 ;
   wire [5:0] \$871 ;
-  wire \$872 ;
-  wire [5:0] \$873 ;
-  wire [6:0] \$874 ;
-  wire [5:0] \$875 ;
-  wire [16:0] \$876 ;
-  wire \$877 ;
-  wire \$878 ;
-  wire \$879 ;
+  wire [16:0] \$872 ;
+  wire \$873 ;
+  wire \$874 ;
+  wire \$875 ;
+  wire [147:0] \$876 ;
+  wire [16:0] \$877 ;
+  wire [147:0] \$878 ;
+  wire [16:0] \$879 ;
   wire \$88 ;
-  wire [16:0] \$880 ;
-  wire [16:0] \$881 ;
+  wire [5:0] \$880 ;
+  wire \$881 ;
   wire [5:0] \$882 ;
-  wire \$883 ;
+  wire [6:0] \$883 ;
   wire [5:0] \$884 ;
-  wire [6:0] \$885 ;
-  wire [5:0] \$886 ;
-  wire [16:0] \$887 ;
-  wire [17:0] \$888 ;
-  wire [17:0] \$889 ;
+  wire [16:0] \$885 ;
+  wire [17:0] \$886 ;
+  wire [17:0] \$887 ;
+  wire [16:0] \$888 ;
+  wire \$889 ;
   wire \$89 ;
-  wire [16:0] \$890 ;
-  wire [7:0] \$891 ;
-  wire [7:0] \$892 ;
-  wire [5:0] \$893 ;
-  wire \$894 ;
-  wire \$895 ;
+  wire \$890 ;
+  wire [5:0] \$891 ;
+  wire [51:0] \$892 ;
+  wire \$893 ;
+  wire [5:0] \$894 ;
+  wire [51:0] \$895 ;
   wire \$896 ;
-  wire \$897 ;
-  wire [16:0] \$898 ;
-  wire [16:0] \$899 ;
+  wire [5:0] \$897 ;
+  wire [51:0] \$898 ;
+  wire [15:0] \$899 ;
   wire \$9 ;
   wire \$90 ;
-  wire [5:0] \$900 ;
-  wire \$901 ;
-  wire [5:0] \$902 ;
-  wire [6:0] \$903 ;
-  wire [5:0] \$904 ;
-  wire [16:0] \$905 ;
+  wire [15:0] \$900 ;
+  wire [5:0] \$901 ;
+  wire [51:0] \$902 ;
+  wire \$903 ;
+  wire \$904 ;
+  wire \$905 ;
   wire \$906 ;
   wire \$907 ;
-  wire \$908 ;
-  wire [16:0] \$909 ;
+  wire [2:0] \$908 ;
+  wire \$909 ;
   wire \$91 ;
-  wire [16:0] \$910 ;
-  wire [5:0] \$911 ;
+  wire [5:0] \$910 ;
+  wire \$911 ;
   wire \$912 ;
-  wire [5:0] \$913 ;
-  wire [6:0] \$914 ;
-  wire [5:0] \$915 ;
+  wire \$913 ;
+  wire \$914 ;
+  wire [147:0] \$915 ;
   wire [16:0] \$916 ;
-  wire [17:0] \$917 ;
-  wire [17:0] \$918 ;
-  wire [16:0] \$919 ;
+  wire [147:0] \$917 ;
+  wire [16:0] \$918 ;
+  wire [5:0] \$919 ;
   wire \$92 ;
   wire \$920 ;
-  wire \$921 ;
-  wire [5:0] \$922 ;
-  wire [51:0] \$923 ;
-  wire \$924 ;
-  wire [5:0] \$925 ;
-  wire [51:0] \$926 ;
+  wire [5:0] \$921 ;
+  wire [6:0] \$922 ;
+  wire [5:0] \$923 ;
+  wire [16:0] \$924 ;
+  wire \$925 ;
+  wire \$926 ;
   wire \$927 ;
-  wire [5:0] \$928 ;
-  wire [51:0] \$929 ;
+  wire [147:0] \$928 ;
+  wire [16:0] \$929 ;
   wire \$93 ;
-  wire [15:0] \$930 ;
-  wire [15:0] \$931 ;
+  wire [147:0] \$930 ;
+  wire [16:0] \$931 ;
   wire [5:0] \$932 ;
-  wire [51:0] \$933 ;
-  wire \$934 ;
-  wire \$935 ;
-  wire \$936 ;
-  wire \$937 ;
-  wire \$938 ;
-  wire [3:0] \$939 ;
+  wire \$933 ;
+  wire [5:0] \$934 ;
+  wire [6:0] \$935 ;
+  wire [5:0] \$936 ;
+  wire [16:0] \$937 ;
+  wire [17:0] \$938 ;
+  wire [17:0] \$939 ;
   wire \$94 ;
-  wire \$940 ;
-  wire [5:0] \$941 ;
-  wire \$942 ;
+  wire [16:0] \$940 ;
+  wire \$941 ;
+  wire [5:0] \$942 ;
   wire \$943 ;
   wire \$944 ;
   wire \$945 ;
-  wire [16:0] \$946 ;
-  wire [16:0] \$947 ;
-  wire [5:0] \$948 ;
-  wire \$949 ;
+  wire \$946 ;
+  wire [147:0] \$947 ;
+  wire [16:0] \$948 ;
+  wire [147:0] \$949 ;
   wire \$95 ;
-  wire [5:0] \$950 ;
-  wire [6:0] \$951 ;
-  wire [5:0] \$952 ;
-  wire [16:0] \$953 ;
-  wire \$954 ;
-  wire \$955 ;
-  wire \$956 ;
-  wire [16:0] \$957 ;
-  wire [16:0] \$958 ;
-  wire [5:0] \$959 ;
+  wire [16:0] \$950 ;
+  wire [5:0] \$951 ;
+  wire \$952 ;
+  wire [5:0] \$953 ;
+  wire [6:0] \$954 ;
+  wire [5:0] \$955 ;
+  wire [16:0] \$956 ;
+  wire \$957 ;
+  wire \$958 ;
+  wire \$959 ;
   wire \$96 ;
-  wire \$960 ;
-  wire [5:0] \$961 ;
-  wire [6:0] \$962 ;
-  wire [5:0] \$963 ;
-  wire [16:0] \$964 ;
-  wire [17:0] \$965 ;
-  wire [17:0] \$966 ;
-  wire [16:0] \$967 ;
-  wire \$968 ;
-  wire [5:0] \$969 ;
+  wire [147:0] \$960 ;
+  wire [16:0] \$961 ;
+  wire [147:0] \$962 ;
+  wire [16:0] \$963 ;
+  wire [5:0] \$964 ;
+  wire \$965 ;
+  wire [5:0] \$966 ;
+  wire [6:0] \$967 ;
+  wire [5:0] \$968 ;
+  wire [16:0] \$969 ;
   wire \$97 ;
-  wire \$970 ;
-  wire \$971 ;
-  wire \$972 ;
+  wire [17:0] \$970 ;
+  wire [17:0] \$971 ;
+  wire [16:0] \$972 ;
   wire \$973 ;
-  wire [16:0] \$974 ;
-  wire [16:0] \$975 ;
-  wire [5:0] \$976 ;
+  wire [5:0] \$974 ;
+  wire \$975 ;
+  wire \$976 ;
   wire \$977 ;
-  wire [5:0] \$978 ;
-  wire [6:0] \$979 ;
-  wire [63:0] \$98 ;
-  wire [5:0] \$980 ;
-  wire [16:0] \$981 ;
-  wire \$982 ;
-  wire \$983 ;
+  wire \$978 ;
+  wire [147:0] \$979 ;
+  wire \$98 ;
+  wire [16:0] \$980 ;
+  wire [147:0] \$981 ;
+  wire [16:0] \$982 ;
+  wire [5:0] \$983 ;
   wire \$984 ;
-  wire [16:0] \$985 ;
-  wire [16:0] \$986 ;
+  wire [5:0] \$985 ;
+  wire [6:0] \$986 ;
   wire [5:0] \$987 ;
-  wire \$988 ;
-  wire [5:0] \$989 ;
+  wire [16:0] \$988 ;
+  wire \$989 ;
   wire \$99 ;
-  wire [6:0] \$990 ;
-  wire [5:0] \$991 ;
-  wire [16:0] \$992 ;
-  wire [17:0] \$993 ;
-  wire [17:0] \$994 ;
+  wire \$990 ;
+  wire \$991 ;
+  wire [147:0] \$992 ;
+  wire [16:0] \$993 ;
+  wire [147:0] \$994 ;
   wire [16:0] \$995 ;
-  wire \$996 ;
-  wire [5:0] \$997 ;
-  wire \$998 ;
-  wire \$999 ;
+  wire [5:0] \$996 ;
+  wire \$997 ;
+  wire [5:0] \$998 ;
+  wire [6:0] \$999 ;
   reg [63:0] \$signal  = 64'h0000000000000000;
   (* init = 1'h0 *)
-  wire \$signal$65 ;
-  reg [19:0] \$signal$76  = 20'h00000;
+  wire \$signal$71 ;
+  reg [19:0] \$signal$82  = 20'h00000;
   wire [15:0] GO;
   reg a_branch = 1'h0;
   (* init = 1'h0 *)
   wire a_clear;
+  reg a_copy = 1'h0;
   reg a_first_step = 1'h0;
   reg a_first_word = 1'h0;
   reg a_last = 1'h0;
@@ -15898,6 +16078,11 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   reg clear = 1'h0;
   input clk;
   wire clk;
+  reg [147:0] copied = 148'h0000000000000000000000000000000000000;
+  wire [36:0] copy0;
+  wire [36:0] copy1;
+  wire [36:0] copy2;
+  wire [36:0] copy3;
   output [14:0] counts;
   wire [14:0] counts;
   wire \counts.grad_reads ;
@@ -15919,7 +16104,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   wire grad__en;
   reg [63:0] held_g = 64'h0000000000000000;
   reg [15:0] i = 16'h0000;
-  wire [147:0] \i$55 ;
+  wire [147:0] \i$61 ;
   wire [19:0] inp__addr;
   input [63:0] inp__data;
   wire [63:0] inp__data;
@@ -15959,13 +16144,12 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   wire [3:0] saturated;
   reg [1:0] sel_a = 2'h0;
   wire [5:0] shift;
-  input [626:0] stage;
-  wire [626:0] stage;
+  input [606:0] stage;
+  wire [606:0] stage;
   wire [19:0] \stage.acc_base ;
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
   wire [5:0] \stage.alt_shift ;
-  wire [19:0] \stage.alt_w_base ;
   wire [15:0] \stage.cols ;
   wire [19:0] \stage.cur_base ;
   wire [1:0] \stage.fx ;
@@ -16016,7 +16200,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   wire [36:0] v_bwd3;
   reg va = 1'h0;
   wire valid;
-  wire \valid$34 ;
+  wire \valid$39 ;
   input [31:0] weights;
   wire [31:0] weights;
   wire [19:0] weights__addr;
@@ -16060,1333 +16244,1531 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   assign \$34  = \$33  - 1'h1;
   assign \$36  = $signed(\$32 ) * $signed(\$35 );
   assign \$37  = $signed({ 1'h0, stage[93:74] }) + $signed(\$36 );
-  assign \$39  = $signed(\$37 ) + $signed({ 1'h0, \$38  });
-  assign \$40  = stage[211:180] >> t[4:0];
-  assign \$41  = ~ \$40 ;
-  assign \$42  = stage[212] & \$41 ;
-  assign \$43  = i * \$3 [15:0];
-  assign \$44  = stage[232:213] + \$43 ;
-  assign \$45  = \$44  + go;
+  assign \$38  = stage[211:180] >> t[4:0];
+  assign \$39  = ~ \$38 ;
+  assign \$40  = stage[212] & \$39 ;
+  assign \$41  = ! stage[1:0];
+  assign \$42  = \$40  & \$41 ;
+  assign \$44  = \$42  ? go : \$43 ;
+  assign \$45  = $signed(\$37 ) + $signed({ 1'h0, \$44  });
   assign \$46  = tap * stage[57:42];
   assign \$47  = \$46  + i;
   assign \$48  = \$47  * \$3 [15:0];
   assign \$49  = stage[151:132] + \$48 ;
   assign \$50  = \$49  + go;
-  assign \$51  = \$42  ? { 17'h00000, \$45  } : \$50 ;
-  assign \$52  = t * stage[275:260];
-  assign \$53  = \$52  + y;
-  assign \$54  = \$53  + stage[293:292];
-  assign \$55  = \$54  * stage[291:276];
-  assign \$56  = \$55  + x;
-  assign \$57  = \$56  + stage[295:294];
-  assign \$58  = \$57  * \$3 [15:0];
-  assign \$59  = stage[259:240] + \$58 ;
-  assign \$60  = \$59  + go;
-  assign \$61  = t * stage[25:10];
-  assign \$62  = \$61  + y;
-  assign \$63  = \$62  * stage[41:26];
-  assign \$64  = \$63  + x;
-  assign \$65  = \$64  * \$3 [15:0];
-  assign \$66  = stage[171:152] + \$65 ;
-  assign \$67  = \$66  + go;
-  assign \$68  = tap * \$3 [15:0];
-  assign \$69  = \$68  + go;
-  assign \$70  = \$69  * stage[57:42];
-  assign \$71  = stage[315:296] + \$70 ;
-  assign \$72  = \$71  + i;
-  assign \$74  = ! \$73 ;
-  assign \$75  = issue & \$74 ;
-  assign \$76  = stage[1:0] == 1'h1;
-  assign \$77  = stage[211:180] >> t[4:0];
-  assign \$78  = ~ \$77 ;
-  assign \$79  = stage[212] & \$78 ;
-  assign \$80  = \$76  & \$79 ;
-  assign \$81  = ~ \$80 ;
-  assign inp__en = \$75  & \$81 ;
-  assign \$82  = stage[1:0] == 1'h1;
-  assign \$83  = ~ \$82 ;
-  assign weights__en = issue & \$83 ;
-  assign \$84  = stage[1:0] == 1'h1;
-  assign \$85  = issue & \$84 ;
-  assign \$86  = ! tap;
-  assign \$87  = ! i;
+  assign \$51  = t * stage[255:240];
+  assign \$52  = \$51  + y;
+  assign \$53  = \$52  + stage[273:272];
+  assign \$54  = \$53  * stage[271:256];
+  assign \$55  = \$54  + x;
+  assign \$56  = \$55  + stage[275:274];
+  assign \$57  = \$56  * \$3 [15:0];
+  assign \$58  = stage[239:220] + \$57 ;
+  assign \$59  = \$58  + go;
+  assign \$60  = t * stage[25:10];
+  assign \$61  = \$60  + y;
+  assign \$62  = \$61  * stage[41:26];
+  assign \$63  = \$62  + x;
+  assign \$64  = \$63  * \$3 [15:0];
+  assign \$65  = stage[171:152] + \$64 ;
+  assign \$66  = \$65  + go;
+  assign \$67  = tap * \$3 [15:0];
+  assign \$68  = \$67  + go;
+  assign \$69  = \$68  * stage[57:42];
+  assign \$70  = stage[295:276] + \$69 ;
+  assign \$71  = \$70  + i;
+  assign \$73  = ! \$72 ;
+  assign \$74  = issue & \$73 ;
+  assign \$75  = stage[1:0] == 1'h1;
+  assign \$76  = stage[211:180] >> t[4:0];
+  assign \$77  = ~ \$76 ;
+  assign \$78  = stage[212] & \$77 ;
+  assign \$79  = \$75  & \$78 ;
+  assign \$80  = ~ \$79 ;
+  assign inp__en = \$74  & \$80 ;
+  assign \$81  = stage[1:0] == 1'h1;
+  assign \$82  = ~ \$81 ;
+  assign \$83  = issue & \$82 ;
+  assign \$84  = stage[211:180] >> t[4:0];
+  assign \$85  = ~ \$84 ;
+  assign \$86  = stage[212] & \$85 ;
+  assign \$87  = ! stage[1:0];
   assign \$88  = \$86  & \$87 ;
-  assign \$89  = \$85  & \$88 ;
+  assign \$89  = ~ \$88 ;
+  assign weights__en = \$83  & \$89 ;
   assign \$90  = stage[1:0] == 1'h1;
-  assign \$91  = stage[211:180] >> t[4:0];
-  assign \$92  = ~ \$91 ;
-  assign \$93  = stage[212] & \$92 ;
-  assign \$94  = \$90  & \$93 ;
-  assign \$95  = ~ \$94 ;
-  assign grad__en = \$89  & \$95 ;
+  assign \$91  = issue & \$90 ;
+  assign \$92  = ! tap;
+  assign \$93  = ! i;
+  assign \$94  = \$92  & \$93 ;
+  assign \$95  = \$91  & \$94 ;
   assign \$96  = stage[1:0] == 1'h1;
-  assign \$97  = ~ \$96 ;
-  assign valid = va & \$97 ;
+  assign \$97  = stage[211:180] >> t[4:0];
+  assign \$98  = ~ \$97 ;
+  assign \$99  = stage[212] & \$98 ;
+  assign \$100  = \$96  & \$99 ;
+  assign \$101  = ~ \$100 ;
+  assign grad__en = \$95  & \$101 ;
+  assign \$102  = stage[1:0] == 1'h1;
+  assign \$103  = ~ \$102 ;
+  assign \$104  = va & \$103 ;
+  assign \$105  = ~ a_copy;
+  assign valid = \$104  & \$105 ;
   assign first = a_first_step | a_branch;
-  assign \$98  = a_first_word ? inp__data : \$signal ;
-  assign \$1470  = sel_a * 5'h10;
-  assign operand = \$98  >> \$1470 ;
-  assign \$99  = stage[1:0] == 1'h1;
-  assign \valid$34  = va & \$99 ;
-  assign \$100  = a_first_step ? grad__data : held_g;
-  assign \$101  = a_first_word ? inp__data : \$signal ;
-  assign \$1477  = sel_a * 5'h10;
-  assign \$102  = \$101  >> \$1477 ;
-  assign \$103  = $signed(\$100 [15:0]) * $signed(\$102 [7:0]);
-  assign \$104  = a_zero ? 24'h000000 : \$103 ;
-  assign \$105  = a_first_step ? grad__data : held_g;
   assign \$106  = a_first_word ? inp__data : \$signal ;
-  assign \$1484  = sel_a * 5'h10;
-  assign \$107  = \$106  >> \$1484 ;
-  assign \$108  = $signed(\$105 [31:16]) * $signed(\$107 [7:0]);
-  assign \$109  = a_zero ? 24'h000000 : \$108 ;
-  assign \$110  = a_first_step ? grad__data : held_g;
-  assign \$111  = a_first_word ? inp__data : \$signal ;
-  assign \$1491  = sel_a * 5'h10;
-  assign \$112  = \$111  >> \$1491 ;
-  assign \$113  = $signed(\$110 [47:32]) * $signed(\$112 [7:0]);
-  assign \$114  = a_zero ? 24'h000000 : \$113 ;
-  assign \$115  = a_first_step ? grad__data : held_g;
-  assign \$116  = a_first_word ? inp__data : \$signal ;
-  assign \$1498  = sel_a * 5'h10;
-  assign \$117  = \$116  >> \$1498 ;
-  assign \$118  = $signed(\$115 [63:48]) * $signed(\$117 [7:0]);
-  assign \$119  = a_zero ? 24'h000000 : \$118 ;
-  assign \$120  = stage[1:0] == 1'h1;
-  assign \$121  = ~ \$120 ;
-  assign \$122  = va & \$121 ;
-  assign \$123  = \$122  ? active_a : 3'h0;
-  assign \$124  = stage[1:0] == 1'h1;
-  assign \$125  = va & \$124 ;
-  assign \$126  = ~ a_zero;
-  assign \$127  = \$125  & \$126 ;
-  assign \$128  = \$127  ? active_a : 3'h0;
-  assign \$129  = stage[1:0] == 1'h1;
-  assign \$130  = va & \$129 ;
-  assign shift = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$131  = stage[127:126] == 2'h3;
-  assign \$132  = ~ reduced_b;
-  assign \$133  = \$131  & \$132 ;
-  assign \$134  = $signed(part[36:0]) + $signed(acc[36:0]);
-  assign v_bwd0 = \$133  ? \$134 [36:0] : { acc[35], acc[35:0] };
-  assign \$135  = ! stage[172];
-  assign \$136  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$137  = ! \$136 ;
-  assign \$138  = stage[127:126] == 2'h3;
-  assign \$139  = ~ reduced_b;
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = $signed(part[15:0]) + $signed(acc[15:0]);
-  assign \$142  = \$140  ? \$141  : { acc[15], acc[15:0] };
-  assign \$143  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$144  = ! \$143 ;
-  assign \$145  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$146  = \$145  - 1'h1;
-  assign \$147  = \$144  ? 6'h00 : \$146 [5:0];
-  assign \$148  = $signed(\$142 ) >>> \$147 ;
-  assign \$149  = stage[127:126] == 2'h3;
-  assign \$150  = ~ reduced_b;
-  assign \$151  = \$149  & \$150 ;
-  assign \$152  = $signed(part[15:0]) + $signed(acc[15:0]);
-  assign \$153  = \$151  ? \$152  : { acc[15], acc[15:0] };
-  assign \$154  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$155  = ! \$154 ;
-  assign \$156  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$157  = \$156  - 1'h1;
-  assign \$158  = \$155  ? 6'h00 : \$157 [5:0];
-  assign \$159  = $signed(\$153 ) >>> \$158 ;
-  assign \$160  = $signed(\$159 ) + $signed({ 1'h0, stage[179] });
-  assign \$162  = \$137  ? \$148  : \$161 [16:0];
-  assign \$163  = $signed(\$162 ) > $signed(8'h7f);
-  assign \$164  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$165  = ! \$164 ;
-  assign \$166  = stage[127:126] == 2'h3;
-  assign \$167  = ~ reduced_b;
-  assign \$168  = \$166  & \$167 ;
-  assign \$169  = $signed(part[15:0]) + $signed(acc[15:0]);
-  assign \$170  = \$168  ? \$169  : { acc[15], acc[15:0] };
-  assign \$171  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$172  = ! \$171 ;
-  assign \$173  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$174  = \$173  - 1'h1;
-  assign \$175  = \$172  ? 6'h00 : \$174 [5:0];
-  assign \$176  = $signed(\$170 ) >>> \$175 ;
-  assign \$177  = stage[127:126] == 2'h3;
-  assign \$178  = ~ reduced_b;
-  assign \$179  = \$177  & \$178 ;
-  assign \$180  = $signed(part[15:0]) + $signed(acc[15:0]);
-  assign \$181  = \$179  ? \$180  : { acc[15], acc[15:0] };
-  assign \$182  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$183  = ! \$182 ;
-  assign \$184  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$185  = \$184  - 1'h1;
-  assign \$186  = \$183  ? 6'h00 : \$185 [5:0];
-  assign \$187  = $signed(\$181 ) >>> \$186 ;
-  assign \$188  = $signed(\$187 ) + $signed({ 1'h0, stage[179] });
-  assign \$190  = \$165  ? \$176  : \$189 [16:0];
-  assign \$191  = $signed(\$190 ) < $signed(8'h80);
-  assign \$192  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$193  = ! \$192 ;
-  assign \$194  = stage[127:126] == 2'h3;
-  assign \$195  = ~ reduced_b;
-  assign \$196  = \$194  & \$195 ;
-  assign \$197  = $signed(part[15:0]) + $signed(acc[15:0]);
-  assign \$198  = \$196  ? \$197  : { acc[15], acc[15:0] };
-  assign \$199  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$200  = ! \$199 ;
-  assign \$201  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$202  = \$201  - 1'h1;
-  assign \$203  = \$200  ? 6'h00 : \$202 [5:0];
-  assign \$204  = $signed(\$198 ) >>> \$203 ;
-  assign \$205  = stage[127:126] == 2'h3;
-  assign \$206  = ~ reduced_b;
-  assign \$207  = \$205  & \$206 ;
-  assign \$208  = $signed(part[15:0]) + $signed(acc[15:0]);
-  assign \$209  = \$207  ? \$208  : { acc[15], acc[15:0] };
-  assign \$210  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$211  = ! \$210 ;
-  assign \$212  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$213  = \$212  - 1'h1;
-  assign \$214  = \$211  ? 6'h00 : \$213 [5:0];
-  assign \$215  = $signed(\$209 ) >>> \$214 ;
-  assign \$216  = $signed(\$215 ) + $signed({ 1'h0, stage[179] });
-  assign \$218  = \$193  ? \$204  : \$217 [16:0];
-  assign \$219  = \$191  ? 8'h80 : \$218 [7:0];
-  assign \$220  = \$163  ? 8'h7f : \$219 ;
-  assign \$221  = reduced_b & stage[239];
-  assign \$222  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$223  = $signed(v_bwd0) << \$222 [3:0];
-  assign \$224  = $signed(\$223 ) > $signed(16'h7fff);
-  assign \$225  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$226  = $signed(v_bwd0) << \$225 [3:0];
-  assign \$227  = $signed(\$226 ) < $signed(16'h8000);
-  assign \$228  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$229  = $signed(v_bwd0) << \$228 [3:0];
-  assign \$230  = \$227  ? 16'h8000 : \$229 [15:0];
-  assign \$231  = \$224  ? 16'h7fff : \$230 ;
-  assign \$232  = \$221  ? \$231  : \$1359 ;
-  assign q0 = stage[172] ? \$232  : { \$220 [7], \$220 [7], \$220 [7], \$220 [7], \$220 [7], \$220 [7], \$220 [7], \$220 [7], \$220  };
-  assign \$233  = stage[127:126] == 2'h3;
-  assign \$234  = ~ reduced_b;
-  assign \$235  = \$233  & \$234 ;
-  assign \$236  = $signed(part[73:37]) + $signed(acc[73:37]);
-  assign v_bwd1 = \$235  ? \$236 [36:0] : { acc[72], acc[72:37] };
-  assign \$237  = ! stage[172];
-  assign \$238  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$1674  = sel_a * 5'h10;
+  assign operand = \$106  >> \$1674 ;
+  assign \$107  = a_first_word ? inp__data : \$signal ;
+  assign \$108  = a_first_word ? inp__data : \$signal ;
+  assign \$109  = a_first_word ? inp__data : \$signal ;
+  assign \$110  = a_first_word ? inp__data : \$signal ;
+  assign \$111  = stage[1:0] == 1'h1;
+  assign \valid$39  = va & \$111 ;
+  assign \$112  = a_first_step ? grad__data : held_g;
+  assign \$113  = a_first_word ? inp__data : \$signal ;
+  assign \$1685  = sel_a * 5'h10;
+  assign \$114  = \$113  >> \$1685 ;
+  assign \$115  = $signed(\$112 [15:0]) * $signed(\$114 [7:0]);
+  assign \$116  = a_zero ? 24'h000000 : \$115 ;
+  assign \$117  = a_first_step ? grad__data : held_g;
+  assign \$118  = a_first_word ? inp__data : \$signal ;
+  assign \$1692  = sel_a * 5'h10;
+  assign \$119  = \$118  >> \$1692 ;
+  assign \$120  = $signed(\$117 [31:16]) * $signed(\$119 [7:0]);
+  assign \$121  = a_zero ? 24'h000000 : \$120 ;
+  assign \$122  = a_first_step ? grad__data : held_g;
+  assign \$123  = a_first_word ? inp__data : \$signal ;
+  assign \$1699  = sel_a * 5'h10;
+  assign \$124  = \$123  >> \$1699 ;
+  assign \$125  = $signed(\$122 [47:32]) * $signed(\$124 [7:0]);
+  assign \$126  = a_zero ? 24'h000000 : \$125 ;
+  assign \$127  = a_first_step ? grad__data : held_g;
+  assign \$128  = a_first_word ? inp__data : \$signal ;
+  assign \$1706  = sel_a * 5'h10;
+  assign \$129  = \$128  >> \$1706 ;
+  assign \$130  = $signed(\$127 [63:48]) * $signed(\$129 [7:0]);
+  assign \$131  = a_zero ? 24'h000000 : \$130 ;
+  assign \$132  = stage[1:0] == 1'h1;
+  assign \$133  = ~ \$132 ;
+  assign \$134  = va & \$133 ;
+  assign \$135  = ~ a_copy;
+  assign \$136  = \$134  & \$135 ;
+  assign \$137  = \$136  ? active_a : 3'h0;
+  assign \$138  = stage[1:0] == 1'h1;
+  assign \$139  = va & \$138 ;
+  assign \$140  = ~ a_zero;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = \$141  ? active_a : 3'h0;
+  assign \$143  = stage[1:0] == 1'h1;
+  assign \$144  = va & \$143 ;
+  assign shift = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$145  = stage[127:126] == 2'h3;
+  assign \$146  = ~ reduced_b;
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = reduced_b ? copied : acc;
+  assign \$149  = $signed(part[36:0]) + $signed(\$148 [36:0]);
+  assign \$150  = reduced_b ? copied : acc;
+  assign v_bwd0 = \$147  ? \$149 [36:0] : { \$150 [35], \$150 [35:0] };
+  assign \$151  = ! stage[172];
+  assign \$152  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$153  = ! \$152 ;
+  assign \$154  = stage[127:126] == 2'h3;
+  assign \$155  = ~ reduced_b;
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = reduced_b ? copied : acc;
+  assign \$158  = $signed(part[15:0]) + $signed(\$157 [15:0]);
+  assign \$159  = reduced_b ? copied : acc;
+  assign \$160  = \$156  ? \$158  : { \$159 [15], \$159 [15:0] };
+  assign \$161  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$162  = ! \$161 ;
+  assign \$163  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$164  = \$163  - 1'h1;
+  assign \$165  = \$162  ? 6'h00 : \$164 [5:0];
+  assign \$166  = $signed(\$160 ) >>> \$165 ;
+  assign \$167  = stage[127:126] == 2'h3;
+  assign \$168  = ~ reduced_b;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = reduced_b ? copied : acc;
+  assign \$171  = $signed(part[15:0]) + $signed(\$170 [15:0]);
+  assign \$172  = reduced_b ? copied : acc;
+  assign \$173  = \$169  ? \$171  : { \$172 [15], \$172 [15:0] };
+  assign \$174  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$175  = ! \$174 ;
+  assign \$176  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$177  = \$176  - 1'h1;
+  assign \$178  = \$175  ? 6'h00 : \$177 [5:0];
+  assign \$179  = $signed(\$173 ) >>> \$178 ;
+  assign \$180  = $signed(\$179 ) + $signed({ 1'h0, stage[179] });
+  assign \$182  = \$153  ? \$166  : \$181 [16:0];
+  assign \$183  = $signed(\$182 ) > $signed(8'h7f);
+  assign \$184  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$185  = ! \$184 ;
+  assign \$186  = stage[127:126] == 2'h3;
+  assign \$187  = ~ reduced_b;
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = reduced_b ? copied : acc;
+  assign \$190  = $signed(part[15:0]) + $signed(\$189 [15:0]);
+  assign \$191  = reduced_b ? copied : acc;
+  assign \$192  = \$188  ? \$190  : { \$191 [15], \$191 [15:0] };
+  assign \$193  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$194  = ! \$193 ;
+  assign \$195  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$196  = \$195  - 1'h1;
+  assign \$197  = \$194  ? 6'h00 : \$196 [5:0];
+  assign \$198  = $signed(\$192 ) >>> \$197 ;
+  assign \$199  = stage[127:126] == 2'h3;
+  assign \$200  = ~ reduced_b;
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = reduced_b ? copied : acc;
+  assign \$203  = $signed(part[15:0]) + $signed(\$202 [15:0]);
+  assign \$204  = reduced_b ? copied : acc;
+  assign \$205  = \$201  ? \$203  : { \$204 [15], \$204 [15:0] };
+  assign \$206  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$207  = ! \$206 ;
+  assign \$208  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$209  = \$208  - 1'h1;
+  assign \$210  = \$207  ? 6'h00 : \$209 [5:0];
+  assign \$211  = $signed(\$205 ) >>> \$210 ;
+  assign \$212  = $signed(\$211 ) + $signed({ 1'h0, stage[179] });
+  assign \$214  = \$185  ? \$198  : \$213 [16:0];
+  assign \$215  = $signed(\$214 ) < $signed(8'h80);
+  assign \$216  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$217  = ! \$216 ;
+  assign \$218  = stage[127:126] == 2'h3;
+  assign \$219  = ~ reduced_b;
+  assign \$220  = \$218  & \$219 ;
+  assign \$221  = reduced_b ? copied : acc;
+  assign \$222  = $signed(part[15:0]) + $signed(\$221 [15:0]);
+  assign \$223  = reduced_b ? copied : acc;
+  assign \$224  = \$220  ? \$222  : { \$223 [15], \$223 [15:0] };
+  assign \$225  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$226  = ! \$225 ;
+  assign \$227  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$228  = \$227  - 1'h1;
+  assign \$229  = \$226  ? 6'h00 : \$228 [5:0];
+  assign \$230  = $signed(\$224 ) >>> \$229 ;
+  assign \$231  = stage[127:126] == 2'h3;
+  assign \$232  = ~ reduced_b;
+  assign \$233  = \$231  & \$232 ;
+  assign \$234  = reduced_b ? copied : acc;
+  assign \$235  = $signed(part[15:0]) + $signed(\$234 [15:0]);
+  assign \$236  = reduced_b ? copied : acc;
+  assign \$237  = \$233  ? \$235  : { \$236 [15], \$236 [15:0] };
+  assign \$238  = reduced_b ? stage[218:213] : stage[178:173];
   assign \$239  = ! \$238 ;
-  assign \$240  = stage[127:126] == 2'h3;
-  assign \$241  = ~ reduced_b;
-  assign \$242  = \$240  & \$241 ;
-  assign \$243  = $signed(part[52:37]) + $signed(acc[52:37]);
-  assign \$244  = \$242  ? \$243  : { acc[52], acc[52:37] };
-  assign \$245  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$246  = ! \$245 ;
-  assign \$247  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$248  = \$247  - 1'h1;
-  assign \$249  = \$246  ? 6'h00 : \$248 [5:0];
-  assign \$250  = $signed(\$244 ) >>> \$249 ;
-  assign \$251  = stage[127:126] == 2'h3;
-  assign \$252  = ~ reduced_b;
-  assign \$253  = \$251  & \$252 ;
-  assign \$254  = $signed(part[52:37]) + $signed(acc[52:37]);
-  assign \$255  = \$253  ? \$254  : { acc[52], acc[52:37] };
-  assign \$256  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$257  = ! \$256 ;
-  assign \$258  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$259  = \$258  - 1'h1;
-  assign \$260  = \$257  ? 6'h00 : \$259 [5:0];
-  assign \$261  = $signed(\$255 ) >>> \$260 ;
-  assign \$262  = $signed(\$261 ) + $signed({ 1'h0, stage[179] });
-  assign \$264  = \$239  ? \$250  : \$263 [16:0];
-  assign \$265  = $signed(\$264 ) > $signed(8'h7f);
-  assign \$266  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$267  = ! \$266 ;
-  assign \$268  = stage[127:126] == 2'h3;
-  assign \$269  = ~ reduced_b;
-  assign \$270  = \$268  & \$269 ;
-  assign \$271  = $signed(part[52:37]) + $signed(acc[52:37]);
-  assign \$272  = \$270  ? \$271  : { acc[52], acc[52:37] };
-  assign \$273  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$274  = ! \$273 ;
-  assign \$275  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$276  = \$275  - 1'h1;
-  assign \$277  = \$274  ? 6'h00 : \$276 [5:0];
-  assign \$278  = $signed(\$272 ) >>> \$277 ;
-  assign \$279  = stage[127:126] == 2'h3;
-  assign \$280  = ~ reduced_b;
-  assign \$281  = \$279  & \$280 ;
-  assign \$282  = $signed(part[52:37]) + $signed(acc[52:37]);
-  assign \$283  = \$281  ? \$282  : { acc[52], acc[52:37] };
-  assign \$284  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$285  = ! \$284 ;
-  assign \$286  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$287  = \$286  - 1'h1;
-  assign \$288  = \$285  ? 6'h00 : \$287 [5:0];
-  assign \$289  = $signed(\$283 ) >>> \$288 ;
-  assign \$290  = $signed(\$289 ) + $signed({ 1'h0, stage[179] });
-  assign \$292  = \$267  ? \$278  : \$291 [16:0];
-  assign \$293  = $signed(\$292 ) < $signed(8'h80);
-  assign \$294  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$295  = ! \$294 ;
-  assign \$296  = stage[127:126] == 2'h3;
-  assign \$297  = ~ reduced_b;
-  assign \$298  = \$296  & \$297 ;
-  assign \$299  = $signed(part[52:37]) + $signed(acc[52:37]);
-  assign \$300  = \$298  ? \$299  : { acc[52], acc[52:37] };
-  assign \$301  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$302  = ! \$301 ;
-  assign \$303  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$304  = \$303  - 1'h1;
-  assign \$305  = \$302  ? 6'h00 : \$304 [5:0];
-  assign \$306  = $signed(\$300 ) >>> \$305 ;
-  assign \$307  = stage[127:126] == 2'h3;
-  assign \$308  = ~ reduced_b;
-  assign \$309  = \$307  & \$308 ;
-  assign \$310  = $signed(part[52:37]) + $signed(acc[52:37]);
-  assign \$311  = \$309  ? \$310  : { acc[52], acc[52:37] };
-  assign \$312  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$313  = ! \$312 ;
-  assign \$314  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$315  = \$314  - 1'h1;
-  assign \$316  = \$313  ? 6'h00 : \$315 [5:0];
-  assign \$317  = $signed(\$311 ) >>> \$316 ;
-  assign \$318  = $signed(\$317 ) + $signed({ 1'h0, stage[179] });
-  assign \$320  = \$295  ? \$306  : \$319 [16:0];
-  assign \$321  = \$293  ? 8'h80 : \$320 [7:0];
-  assign \$322  = \$265  ? 8'h7f : \$321 ;
-  assign \$323  = reduced_b & stage[239];
-  assign \$324  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$325  = $signed(v_bwd1) << \$324 [3:0];
-  assign \$326  = $signed(\$325 ) > $signed(16'h7fff);
-  assign \$327  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$328  = $signed(v_bwd1) << \$327 [3:0];
-  assign \$329  = $signed(\$328 ) < $signed(16'h8000);
-  assign \$330  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$331  = $signed(v_bwd1) << \$330 [3:0];
-  assign \$332  = \$329  ? 16'h8000 : \$331 [15:0];
-  assign \$333  = \$326  ? 16'h7fff : \$332 ;
-  assign \$334  = \$323  ? \$333  : \$1360 ;
-  assign q1 = stage[172] ? \$334  : { \$322 [7], \$322 [7], \$322 [7], \$322 [7], \$322 [7], \$322 [7], \$322 [7], \$322 [7], \$322  };
-  assign \$335  = stage[127:126] == 2'h3;
-  assign \$336  = ~ reduced_b;
-  assign \$337  = \$335  & \$336 ;
-  assign \$338  = $signed(part[110:74]) + $signed(acc[110:74]);
-  assign v_bwd2 = \$337  ? \$338 [36:0] : { acc[109], acc[109:74] };
-  assign \$339  = ! stage[172];
-  assign \$340  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$341  = ! \$340 ;
-  assign \$342  = stage[127:126] == 2'h3;
-  assign \$343  = ~ reduced_b;
-  assign \$344  = \$342  & \$343 ;
-  assign \$345  = $signed(part[89:74]) + $signed(acc[89:74]);
-  assign \$346  = \$344  ? \$345  : { acc[89], acc[89:74] };
-  assign \$347  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$348  = ! \$347 ;
-  assign \$349  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$350  = \$349  - 1'h1;
-  assign \$351  = \$348  ? 6'h00 : \$350 [5:0];
-  assign \$352  = $signed(\$346 ) >>> \$351 ;
-  assign \$353  = stage[127:126] == 2'h3;
-  assign \$354  = ~ reduced_b;
-  assign \$355  = \$353  & \$354 ;
-  assign \$356  = $signed(part[89:74]) + $signed(acc[89:74]);
-  assign \$357  = \$355  ? \$356  : { acc[89], acc[89:74] };
-  assign \$358  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$359  = ! \$358 ;
-  assign \$360  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$361  = \$360  - 1'h1;
-  assign \$362  = \$359  ? 6'h00 : \$361 [5:0];
-  assign \$363  = $signed(\$357 ) >>> \$362 ;
-  assign \$364  = $signed(\$363 ) + $signed({ 1'h0, stage[179] });
-  assign \$366  = \$341  ? \$352  : \$365 [16:0];
-  assign \$367  = $signed(\$366 ) > $signed(8'h7f);
-  assign \$368  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$369  = ! \$368 ;
-  assign \$370  = stage[127:126] == 2'h3;
-  assign \$371  = ~ reduced_b;
-  assign \$372  = \$370  & \$371 ;
-  assign \$373  = $signed(part[89:74]) + $signed(acc[89:74]);
-  assign \$374  = \$372  ? \$373  : { acc[89], acc[89:74] };
-  assign \$375  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$376  = ! \$375 ;
-  assign \$377  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$378  = \$377  - 1'h1;
-  assign \$379  = \$376  ? 6'h00 : \$378 [5:0];
-  assign \$380  = $signed(\$374 ) >>> \$379 ;
-  assign \$381  = stage[127:126] == 2'h3;
-  assign \$382  = ~ reduced_b;
-  assign \$383  = \$381  & \$382 ;
-  assign \$384  = $signed(part[89:74]) + $signed(acc[89:74]);
-  assign \$385  = \$383  ? \$384  : { acc[89], acc[89:74] };
-  assign \$386  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$387  = ! \$386 ;
-  assign \$388  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$389  = \$388  - 1'h1;
-  assign \$390  = \$387  ? 6'h00 : \$389 [5:0];
-  assign \$391  = $signed(\$385 ) >>> \$390 ;
-  assign \$392  = $signed(\$391 ) + $signed({ 1'h0, stage[179] });
-  assign \$394  = \$369  ? \$380  : \$393 [16:0];
-  assign \$395  = $signed(\$394 ) < $signed(8'h80);
-  assign \$396  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$397  = ! \$396 ;
-  assign \$398  = stage[127:126] == 2'h3;
-  assign \$399  = ~ reduced_b;
-  assign \$400  = \$398  & \$399 ;
-  assign \$401  = $signed(part[89:74]) + $signed(acc[89:74]);
-  assign \$402  = \$400  ? \$401  : { acc[89], acc[89:74] };
-  assign \$403  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$404  = ! \$403 ;
-  assign \$405  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$406  = \$405  - 1'h1;
-  assign \$407  = \$404  ? 6'h00 : \$406 [5:0];
-  assign \$408  = $signed(\$402 ) >>> \$407 ;
-  assign \$409  = stage[127:126] == 2'h3;
-  assign \$410  = ~ reduced_b;
-  assign \$411  = \$409  & \$410 ;
-  assign \$412  = $signed(part[89:74]) + $signed(acc[89:74]);
-  assign \$413  = \$411  ? \$412  : { acc[89], acc[89:74] };
-  assign \$414  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$415  = ! \$414 ;
-  assign \$416  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$417  = \$416  - 1'h1;
-  assign \$418  = \$415  ? 6'h00 : \$417 [5:0];
-  assign \$419  = $signed(\$413 ) >>> \$418 ;
-  assign \$420  = $signed(\$419 ) + $signed({ 1'h0, stage[179] });
-  assign \$422  = \$397  ? \$408  : \$421 [16:0];
-  assign \$423  = \$395  ? 8'h80 : \$422 [7:0];
-  assign \$424  = \$367  ? 8'h7f : \$423 ;
-  assign \$425  = reduced_b & stage[239];
-  assign \$426  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$427  = $signed(v_bwd2) << \$426 [3:0];
-  assign \$428  = $signed(\$427 ) > $signed(16'h7fff);
-  assign \$429  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$430  = $signed(v_bwd2) << \$429 [3:0];
-  assign \$431  = $signed(\$430 ) < $signed(16'h8000);
-  assign \$432  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$433  = $signed(v_bwd2) << \$432 [3:0];
-  assign \$434  = \$431  ? 16'h8000 : \$433 [15:0];
-  assign \$435  = \$428  ? 16'h7fff : \$434 ;
-  assign \$436  = \$425  ? \$435  : \$1361 ;
-  assign q2 = stage[172] ? \$436  : { \$424 [7], \$424 [7], \$424 [7], \$424 [7], \$424 [7], \$424 [7], \$424 [7], \$424 [7], \$424  };
-  assign \$437  = stage[127:126] == 2'h3;
-  assign \$438  = ~ reduced_b;
-  assign \$439  = \$437  & \$438 ;
-  assign \$440  = $signed(part[147:111]) + $signed(acc[147:111]);
-  assign v_bwd3 = \$439  ? \$440 [36:0] : { acc[146], acc[146:111] };
-  assign \$441  = ! stage[172];
-  assign \$442  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$443  = ! \$442 ;
-  assign \$444  = stage[127:126] == 2'h3;
-  assign \$445  = ~ reduced_b;
-  assign \$446  = \$444  & \$445 ;
-  assign \$447  = $signed(part[126:111]) + $signed(acc[126:111]);
-  assign \$448  = \$446  ? \$447  : { acc[126], acc[126:111] };
-  assign \$449  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$450  = ! \$449 ;
-  assign \$451  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$452  = \$451  - 1'h1;
-  assign \$453  = \$450  ? 6'h00 : \$452 [5:0];
-  assign \$454  = $signed(\$448 ) >>> \$453 ;
-  assign \$455  = stage[127:126] == 2'h3;
-  assign \$456  = ~ reduced_b;
-  assign \$457  = \$455  & \$456 ;
-  assign \$458  = $signed(part[126:111]) + $signed(acc[126:111]);
-  assign \$459  = \$457  ? \$458  : { acc[126], acc[126:111] };
-  assign \$460  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$461  = ! \$460 ;
-  assign \$462  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$463  = \$462  - 1'h1;
-  assign \$464  = \$461  ? 6'h00 : \$463 [5:0];
-  assign \$465  = $signed(\$459 ) >>> \$464 ;
-  assign \$466  = $signed(\$465 ) + $signed({ 1'h0, stage[179] });
-  assign \$468  = \$443  ? \$454  : \$467 [16:0];
-  assign \$469  = $signed(\$468 ) > $signed(8'h7f);
-  assign \$470  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$240  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$241  = \$240  - 1'h1;
+  assign \$242  = \$239  ? 6'h00 : \$241 [5:0];
+  assign \$243  = $signed(\$237 ) >>> \$242 ;
+  assign \$244  = $signed(\$243 ) + $signed({ 1'h0, stage[179] });
+  assign \$246  = \$217  ? \$230  : \$245 [16:0];
+  assign \$247  = \$215  ? 8'h80 : \$246 [7:0];
+  assign \$248  = \$183  ? 8'h7f : \$247 ;
+  assign \$249  = reduced_b & stage[219];
+  assign \$250  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$251  = $signed(v_bwd0) << \$250 [3:0];
+  assign \$252  = $signed(\$251 ) > $signed(16'h7fff);
+  assign \$253  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$254  = $signed(v_bwd0) << \$253 [3:0];
+  assign \$255  = $signed(\$254 ) < $signed(16'h8000);
+  assign \$256  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$257  = $signed(v_bwd0) << \$256 [3:0];
+  assign \$258  = \$255  ? 16'h8000 : \$257 [15:0];
+  assign \$259  = \$252  ? 16'h7fff : \$258 ;
+  assign \$260  = \$249  ? \$259  : \$1555 ;
+  assign q0 = stage[172] ? \$260  : { \$248 [7], \$248 [7], \$248 [7], \$248 [7], \$248 [7], \$248 [7], \$248 [7], \$248 [7], \$248  };
+  assign \$261  = stage[127:126] == 2'h3;
+  assign \$262  = ~ reduced_b;
+  assign \$263  = \$261  & \$262 ;
+  assign \$264  = reduced_b ? copied : acc;
+  assign \$265  = $signed(part[73:37]) + $signed(\$264 [73:37]);
+  assign \$266  = reduced_b ? copied : acc;
+  assign v_bwd1 = \$263  ? \$265 [36:0] : { \$266 [72], \$266 [72:37] };
+  assign \$267  = ! stage[172];
+  assign \$268  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$269  = ! \$268 ;
+  assign \$270  = stage[127:126] == 2'h3;
+  assign \$271  = ~ reduced_b;
+  assign \$272  = \$270  & \$271 ;
+  assign \$273  = reduced_b ? copied : acc;
+  assign \$274  = $signed(part[52:37]) + $signed(\$273 [52:37]);
+  assign \$275  = reduced_b ? copied : acc;
+  assign \$276  = \$272  ? \$274  : { \$275 [52], \$275 [52:37] };
+  assign \$277  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$278  = ! \$277 ;
+  assign \$279  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$280  = \$279  - 1'h1;
+  assign \$281  = \$278  ? 6'h00 : \$280 [5:0];
+  assign \$282  = $signed(\$276 ) >>> \$281 ;
+  assign \$283  = stage[127:126] == 2'h3;
+  assign \$284  = ~ reduced_b;
+  assign \$285  = \$283  & \$284 ;
+  assign \$286  = reduced_b ? copied : acc;
+  assign \$287  = $signed(part[52:37]) + $signed(\$286 [52:37]);
+  assign \$288  = reduced_b ? copied : acc;
+  assign \$289  = \$285  ? \$287  : { \$288 [52], \$288 [52:37] };
+  assign \$290  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$291  = ! \$290 ;
+  assign \$292  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$293  = \$292  - 1'h1;
+  assign \$294  = \$291  ? 6'h00 : \$293 [5:0];
+  assign \$295  = $signed(\$289 ) >>> \$294 ;
+  assign \$296  = $signed(\$295 ) + $signed({ 1'h0, stage[179] });
+  assign \$298  = \$269  ? \$282  : \$297 [16:0];
+  assign \$299  = $signed(\$298 ) > $signed(8'h7f);
+  assign \$300  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$301  = ! \$300 ;
+  assign \$302  = stage[127:126] == 2'h3;
+  assign \$303  = ~ reduced_b;
+  assign \$304  = \$302  & \$303 ;
+  assign \$305  = reduced_b ? copied : acc;
+  assign \$306  = $signed(part[52:37]) + $signed(\$305 [52:37]);
+  assign \$307  = reduced_b ? copied : acc;
+  assign \$308  = \$304  ? \$306  : { \$307 [52], \$307 [52:37] };
+  assign \$309  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$310  = ! \$309 ;
+  assign \$311  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$312  = \$311  - 1'h1;
+  assign \$313  = \$310  ? 6'h00 : \$312 [5:0];
+  assign \$314  = $signed(\$308 ) >>> \$313 ;
+  assign \$315  = stage[127:126] == 2'h3;
+  assign \$316  = ~ reduced_b;
+  assign \$317  = \$315  & \$316 ;
+  assign \$318  = reduced_b ? copied : acc;
+  assign \$319  = $signed(part[52:37]) + $signed(\$318 [52:37]);
+  assign \$320  = reduced_b ? copied : acc;
+  assign \$321  = \$317  ? \$319  : { \$320 [52], \$320 [52:37] };
+  assign \$322  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$323  = ! \$322 ;
+  assign \$324  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$325  = \$324  - 1'h1;
+  assign \$326  = \$323  ? 6'h00 : \$325 [5:0];
+  assign \$327  = $signed(\$321 ) >>> \$326 ;
+  assign \$328  = $signed(\$327 ) + $signed({ 1'h0, stage[179] });
+  assign \$330  = \$301  ? \$314  : \$329 [16:0];
+  assign \$331  = $signed(\$330 ) < $signed(8'h80);
+  assign \$332  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$333  = ! \$332 ;
+  assign \$334  = stage[127:126] == 2'h3;
+  assign \$335  = ~ reduced_b;
+  assign \$336  = \$334  & \$335 ;
+  assign \$337  = reduced_b ? copied : acc;
+  assign \$338  = $signed(part[52:37]) + $signed(\$337 [52:37]);
+  assign \$339  = reduced_b ? copied : acc;
+  assign \$340  = \$336  ? \$338  : { \$339 [52], \$339 [52:37] };
+  assign \$341  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$342  = ! \$341 ;
+  assign \$343  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$344  = \$343  - 1'h1;
+  assign \$345  = \$342  ? 6'h00 : \$344 [5:0];
+  assign \$346  = $signed(\$340 ) >>> \$345 ;
+  assign \$347  = stage[127:126] == 2'h3;
+  assign \$348  = ~ reduced_b;
+  assign \$349  = \$347  & \$348 ;
+  assign \$350  = reduced_b ? copied : acc;
+  assign \$351  = $signed(part[52:37]) + $signed(\$350 [52:37]);
+  assign \$352  = reduced_b ? copied : acc;
+  assign \$353  = \$349  ? \$351  : { \$352 [52], \$352 [52:37] };
+  assign \$354  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$355  = ! \$354 ;
+  assign \$356  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$357  = \$356  - 1'h1;
+  assign \$358  = \$355  ? 6'h00 : \$357 [5:0];
+  assign \$359  = $signed(\$353 ) >>> \$358 ;
+  assign \$360  = $signed(\$359 ) + $signed({ 1'h0, stage[179] });
+  assign \$362  = \$333  ? \$346  : \$361 [16:0];
+  assign \$363  = \$331  ? 8'h80 : \$362 [7:0];
+  assign \$364  = \$299  ? 8'h7f : \$363 ;
+  assign \$365  = reduced_b & stage[219];
+  assign \$366  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$367  = $signed(v_bwd1) << \$366 [3:0];
+  assign \$368  = $signed(\$367 ) > $signed(16'h7fff);
+  assign \$369  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$370  = $signed(v_bwd1) << \$369 [3:0];
+  assign \$371  = $signed(\$370 ) < $signed(16'h8000);
+  assign \$372  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$373  = $signed(v_bwd1) << \$372 [3:0];
+  assign \$374  = \$371  ? 16'h8000 : \$373 [15:0];
+  assign \$375  = \$368  ? 16'h7fff : \$374 ;
+  assign \$376  = \$365  ? \$375  : \$1556 ;
+  assign q1 = stage[172] ? \$376  : { \$364 [7], \$364 [7], \$364 [7], \$364 [7], \$364 [7], \$364 [7], \$364 [7], \$364 [7], \$364  };
+  assign \$377  = stage[127:126] == 2'h3;
+  assign \$378  = ~ reduced_b;
+  assign \$379  = \$377  & \$378 ;
+  assign \$380  = reduced_b ? copied : acc;
+  assign \$381  = $signed(part[110:74]) + $signed(\$380 [110:74]);
+  assign \$382  = reduced_b ? copied : acc;
+  assign v_bwd2 = \$379  ? \$381 [36:0] : { \$382 [109], \$382 [109:74] };
+  assign \$383  = ! stage[172];
+  assign \$384  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$385  = ! \$384 ;
+  assign \$386  = stage[127:126] == 2'h3;
+  assign \$387  = ~ reduced_b;
+  assign \$388  = \$386  & \$387 ;
+  assign \$389  = reduced_b ? copied : acc;
+  assign \$390  = $signed(part[89:74]) + $signed(\$389 [89:74]);
+  assign \$391  = reduced_b ? copied : acc;
+  assign \$392  = \$388  ? \$390  : { \$391 [89], \$391 [89:74] };
+  assign \$393  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$394  = ! \$393 ;
+  assign \$395  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$396  = \$395  - 1'h1;
+  assign \$397  = \$394  ? 6'h00 : \$396 [5:0];
+  assign \$398  = $signed(\$392 ) >>> \$397 ;
+  assign \$399  = stage[127:126] == 2'h3;
+  assign \$400  = ~ reduced_b;
+  assign \$401  = \$399  & \$400 ;
+  assign \$402  = reduced_b ? copied : acc;
+  assign \$403  = $signed(part[89:74]) + $signed(\$402 [89:74]);
+  assign \$404  = reduced_b ? copied : acc;
+  assign \$405  = \$401  ? \$403  : { \$404 [89], \$404 [89:74] };
+  assign \$406  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$407  = ! \$406 ;
+  assign \$408  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$409  = \$408  - 1'h1;
+  assign \$410  = \$407  ? 6'h00 : \$409 [5:0];
+  assign \$411  = $signed(\$405 ) >>> \$410 ;
+  assign \$412  = $signed(\$411 ) + $signed({ 1'h0, stage[179] });
+  assign \$414  = \$385  ? \$398  : \$413 [16:0];
+  assign \$415  = $signed(\$414 ) > $signed(8'h7f);
+  assign \$416  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$417  = ! \$416 ;
+  assign \$418  = stage[127:126] == 2'h3;
+  assign \$419  = ~ reduced_b;
+  assign \$420  = \$418  & \$419 ;
+  assign \$421  = reduced_b ? copied : acc;
+  assign \$422  = $signed(part[89:74]) + $signed(\$421 [89:74]);
+  assign \$423  = reduced_b ? copied : acc;
+  assign \$424  = \$420  ? \$422  : { \$423 [89], \$423 [89:74] };
+  assign \$425  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$426  = ! \$425 ;
+  assign \$427  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$428  = \$427  - 1'h1;
+  assign \$429  = \$426  ? 6'h00 : \$428 [5:0];
+  assign \$430  = $signed(\$424 ) >>> \$429 ;
+  assign \$431  = stage[127:126] == 2'h3;
+  assign \$432  = ~ reduced_b;
+  assign \$433  = \$431  & \$432 ;
+  assign \$434  = reduced_b ? copied : acc;
+  assign \$435  = $signed(part[89:74]) + $signed(\$434 [89:74]);
+  assign \$436  = reduced_b ? copied : acc;
+  assign \$437  = \$433  ? \$435  : { \$436 [89], \$436 [89:74] };
+  assign \$438  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$439  = ! \$438 ;
+  assign \$440  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$441  = \$440  - 1'h1;
+  assign \$442  = \$439  ? 6'h00 : \$441 [5:0];
+  assign \$443  = $signed(\$437 ) >>> \$442 ;
+  assign \$444  = $signed(\$443 ) + $signed({ 1'h0, stage[179] });
+  assign \$446  = \$417  ? \$430  : \$445 [16:0];
+  assign \$447  = $signed(\$446 ) < $signed(8'h80);
+  assign \$448  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$449  = ! \$448 ;
+  assign \$450  = stage[127:126] == 2'h3;
+  assign \$451  = ~ reduced_b;
+  assign \$452  = \$450  & \$451 ;
+  assign \$453  = reduced_b ? copied : acc;
+  assign \$454  = $signed(part[89:74]) + $signed(\$453 [89:74]);
+  assign \$455  = reduced_b ? copied : acc;
+  assign \$456  = \$452  ? \$454  : { \$455 [89], \$455 [89:74] };
+  assign \$457  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$458  = ! \$457 ;
+  assign \$459  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$460  = \$459  - 1'h1;
+  assign \$461  = \$458  ? 6'h00 : \$460 [5:0];
+  assign \$462  = $signed(\$456 ) >>> \$461 ;
+  assign \$463  = stage[127:126] == 2'h3;
+  assign \$464  = ~ reduced_b;
+  assign \$465  = \$463  & \$464 ;
+  assign \$466  = reduced_b ? copied : acc;
+  assign \$467  = $signed(part[89:74]) + $signed(\$466 [89:74]);
+  assign \$468  = reduced_b ? copied : acc;
+  assign \$469  = \$465  ? \$467  : { \$468 [89], \$468 [89:74] };
+  assign \$470  = reduced_b ? stage[218:213] : stage[178:173];
   assign \$471  = ! \$470 ;
-  assign \$472  = stage[127:126] == 2'h3;
-  assign \$473  = ~ reduced_b;
-  assign \$474  = \$472  & \$473 ;
-  assign \$475  = $signed(part[126:111]) + $signed(acc[126:111]);
-  assign \$476  = \$474  ? \$475  : { acc[126], acc[126:111] };
-  assign \$477  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$478  = ! \$477 ;
-  assign \$479  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$480  = \$479  - 1'h1;
-  assign \$481  = \$478  ? 6'h00 : \$480 [5:0];
-  assign \$482  = $signed(\$476 ) >>> \$481 ;
-  assign \$483  = stage[127:126] == 2'h3;
-  assign \$484  = ~ reduced_b;
-  assign \$485  = \$483  & \$484 ;
-  assign \$486  = $signed(part[126:111]) + $signed(acc[126:111]);
-  assign \$487  = \$485  ? \$486  : { acc[126], acc[126:111] };
-  assign \$488  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$489  = ! \$488 ;
-  assign \$490  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$491  = \$490  - 1'h1;
-  assign \$492  = \$489  ? 6'h00 : \$491 [5:0];
-  assign \$493  = $signed(\$487 ) >>> \$492 ;
-  assign \$494  = $signed(\$493 ) + $signed({ 1'h0, stage[179] });
-  assign \$496  = \$471  ? \$482  : \$495 [16:0];
-  assign \$497  = $signed(\$496 ) < $signed(8'h80);
-  assign \$498  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$499  = ! \$498 ;
-  assign \$500  = stage[127:126] == 2'h3;
-  assign \$501  = ~ reduced_b;
-  assign \$502  = \$500  & \$501 ;
-  assign \$503  = $signed(part[126:111]) + $signed(acc[126:111]);
-  assign \$504  = \$502  ? \$503  : { acc[126], acc[126:111] };
-  assign \$505  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$506  = ! \$505 ;
-  assign \$507  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$508  = \$507  - 1'h1;
-  assign \$509  = \$506  ? 6'h00 : \$508 [5:0];
-  assign \$510  = $signed(\$504 ) >>> \$509 ;
-  assign \$511  = stage[127:126] == 2'h3;
-  assign \$512  = ~ reduced_b;
-  assign \$513  = \$511  & \$512 ;
-  assign \$514  = $signed(part[126:111]) + $signed(acc[126:111]);
-  assign \$515  = \$513  ? \$514  : { acc[126], acc[126:111] };
-  assign \$516  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$517  = ! \$516 ;
-  assign \$518  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$519  = \$518  - 1'h1;
-  assign \$520  = \$517  ? 6'h00 : \$519 [5:0];
-  assign \$521  = $signed(\$515 ) >>> \$520 ;
-  assign \$522  = $signed(\$521 ) + $signed({ 1'h0, stage[179] });
-  assign \$524  = \$499  ? \$510  : \$523 [16:0];
-  assign \$525  = \$497  ? 8'h80 : \$524 [7:0];
-  assign \$526  = \$469  ? 8'h7f : \$525 ;
-  assign \$527  = reduced_b & stage[239];
-  assign \$528  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$529  = $signed(v_bwd3) << \$528 [3:0];
-  assign \$530  = $signed(\$529 ) > $signed(16'h7fff);
-  assign \$531  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$532  = $signed(v_bwd3) << \$531 [3:0];
-  assign \$533  = $signed(\$532 ) < $signed(16'h8000);
-  assign \$534  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$535  = $signed(v_bwd3) << \$534 [3:0];
-  assign \$536  = \$533  ? 16'h8000 : \$535 [15:0];
-  assign \$537  = \$530  ? 16'h7fff : \$536 ;
-  assign \$538  = \$527  ? \$537  : \$1362 ;
-  assign q3 = stage[172] ? \$538  : { \$526 [7], \$526 [7], \$526 [7], \$526 [7], \$526 [7], \$526 [7], \$526 [7], \$526 [7], \$526  };
-  assign \$540  = out__en & \$539 ;
-  assign \$541  = ! stage[172];
-  assign \$542  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$543  = ! \$542 ;
-  assign \$544  = stage[127:126] == 2'h3;
-  assign \$545  = ~ reduced_b;
-  assign \$546  = \$544  & \$545 ;
-  assign \$547  = $signed(part[15:0]) + $signed(acc[15:0]);
-  assign \$548  = \$546  ? \$547  : { acc[15], acc[15:0] };
-  assign \$549  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$550  = ! \$549 ;
-  assign \$551  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$552  = \$551  - 1'h1;
-  assign \$553  = \$550  ? 6'h00 : \$552 [5:0];
-  assign \$554  = $signed(\$548 ) >>> \$553 ;
-  assign \$555  = stage[127:126] == 2'h3;
-  assign \$556  = ~ reduced_b;
-  assign \$557  = \$555  & \$556 ;
-  assign \$558  = $signed(part[15:0]) + $signed(acc[15:0]);
-  assign \$559  = \$557  ? \$558  : { acc[15], acc[15:0] };
-  assign \$560  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$561  = ! \$560 ;
-  assign \$562  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$563  = \$562  - 1'h1;
-  assign \$564  = \$561  ? 6'h00 : \$563 [5:0];
-  assign \$565  = $signed(\$559 ) >>> \$564 ;
-  assign \$566  = $signed(\$565 ) + $signed({ 1'h0, stage[179] });
-  assign \$568  = \$543  ? \$554  : \$567 [16:0];
-  assign \$569  = $signed(\$568 ) > $signed(8'h7f);
-  assign \$570  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$571  = ! \$570 ;
-  assign \$572  = stage[127:126] == 2'h3;
-  assign \$573  = ~ reduced_b;
-  assign \$574  = \$572  & \$573 ;
-  assign \$575  = $signed(part[15:0]) + $signed(acc[15:0]);
-  assign \$576  = \$574  ? \$575  : { acc[15], acc[15:0] };
-  assign \$577  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$578  = ! \$577 ;
-  assign \$579  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$580  = \$579  - 1'h1;
-  assign \$581  = \$578  ? 6'h00 : \$580 [5:0];
-  assign \$582  = $signed(\$576 ) >>> \$581 ;
-  assign \$583  = stage[127:126] == 2'h3;
-  assign \$584  = ~ reduced_b;
-  assign \$585  = \$583  & \$584 ;
-  assign \$586  = $signed(part[15:0]) + $signed(acc[15:0]);
-  assign \$587  = \$585  ? \$586  : { acc[15], acc[15:0] };
-  assign \$588  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$589  = ! \$588 ;
-  assign \$590  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$591  = \$590  - 1'h1;
-  assign \$592  = \$589  ? 6'h00 : \$591 [5:0];
-  assign \$593  = $signed(\$587 ) >>> \$592 ;
-  assign \$594  = $signed(\$593 ) + $signed({ 1'h0, stage[179] });
-  assign \$596  = \$571  ? \$582  : \$595 [16:0];
-  assign \$597  = $signed(\$596 ) < $signed(8'h80);
-  assign \$598  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$599  = ! \$598 ;
-  assign \$600  = stage[127:126] == 2'h3;
-  assign \$601  = ~ reduced_b;
-  assign \$602  = \$600  & \$601 ;
-  assign \$603  = $signed(part[15:0]) + $signed(acc[15:0]);
-  assign \$604  = \$602  ? \$603  : { acc[15], acc[15:0] };
-  assign \$605  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$606  = ! \$605 ;
-  assign \$607  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$608  = \$607  - 1'h1;
-  assign \$609  = \$606  ? 6'h00 : \$608 [5:0];
-  assign \$610  = $signed(\$604 ) >>> \$609 ;
-  assign \$611  = stage[127:126] == 2'h3;
-  assign \$612  = ~ reduced_b;
-  assign \$613  = \$611  & \$612 ;
-  assign \$614  = $signed(part[15:0]) + $signed(acc[15:0]);
-  assign \$615  = \$613  ? \$614  : { acc[15], acc[15:0] };
-  assign \$616  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$617  = ! \$616 ;
-  assign \$618  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$619  = \$618  - 1'h1;
-  assign \$620  = \$617  ? 6'h00 : \$619 [5:0];
-  assign \$621  = $signed(\$615 ) >>> \$620 ;
-  assign \$622  = $signed(\$621 ) + $signed({ 1'h0, stage[179] });
-  assign \$624  = \$599  ? \$610  : \$623 [16:0];
-  assign \$625  = \$597  ? 8'h80 : \$624 [7:0];
-  assign \$626  = \$569  ? 8'h7f : \$625 ;
-  assign \$627  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$628  = ! \$627 ;
-  assign \$629  = stage[127:126] == 2'h3;
-  assign \$630  = ~ reduced_b;
-  assign \$631  = \$629  & \$630 ;
-  assign \$632  = $signed(part[15:0]) + $signed(acc[15:0]);
-  assign \$633  = \$631  ? \$632  : { acc[15], acc[15:0] };
-  assign \$634  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$472  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$473  = \$472  - 1'h1;
+  assign \$474  = \$471  ? 6'h00 : \$473 [5:0];
+  assign \$475  = $signed(\$469 ) >>> \$474 ;
+  assign \$476  = $signed(\$475 ) + $signed({ 1'h0, stage[179] });
+  assign \$478  = \$449  ? \$462  : \$477 [16:0];
+  assign \$479  = \$447  ? 8'h80 : \$478 [7:0];
+  assign \$480  = \$415  ? 8'h7f : \$479 ;
+  assign \$481  = reduced_b & stage[219];
+  assign \$482  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$483  = $signed(v_bwd2) << \$482 [3:0];
+  assign \$484  = $signed(\$483 ) > $signed(16'h7fff);
+  assign \$485  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$486  = $signed(v_bwd2) << \$485 [3:0];
+  assign \$487  = $signed(\$486 ) < $signed(16'h8000);
+  assign \$488  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$489  = $signed(v_bwd2) << \$488 [3:0];
+  assign \$490  = \$487  ? 16'h8000 : \$489 [15:0];
+  assign \$491  = \$484  ? 16'h7fff : \$490 ;
+  assign \$492  = \$481  ? \$491  : \$1557 ;
+  assign q2 = stage[172] ? \$492  : { \$480 [7], \$480 [7], \$480 [7], \$480 [7], \$480 [7], \$480 [7], \$480 [7], \$480 [7], \$480  };
+  assign \$493  = stage[127:126] == 2'h3;
+  assign \$494  = ~ reduced_b;
+  assign \$495  = \$493  & \$494 ;
+  assign \$496  = reduced_b ? copied : acc;
+  assign \$497  = $signed(part[147:111]) + $signed(\$496 [147:111]);
+  assign \$498  = reduced_b ? copied : acc;
+  assign v_bwd3 = \$495  ? \$497 [36:0] : { \$498 [146], \$498 [146:111] };
+  assign \$499  = ! stage[172];
+  assign \$500  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$501  = ! \$500 ;
+  assign \$502  = stage[127:126] == 2'h3;
+  assign \$503  = ~ reduced_b;
+  assign \$504  = \$502  & \$503 ;
+  assign \$505  = reduced_b ? copied : acc;
+  assign \$506  = $signed(part[126:111]) + $signed(\$505 [126:111]);
+  assign \$507  = reduced_b ? copied : acc;
+  assign \$508  = \$504  ? \$506  : { \$507 [126], \$507 [126:111] };
+  assign \$509  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$510  = ! \$509 ;
+  assign \$511  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$512  = \$511  - 1'h1;
+  assign \$513  = \$510  ? 6'h00 : \$512 [5:0];
+  assign \$514  = $signed(\$508 ) >>> \$513 ;
+  assign \$515  = stage[127:126] == 2'h3;
+  assign \$516  = ~ reduced_b;
+  assign \$517  = \$515  & \$516 ;
+  assign \$518  = reduced_b ? copied : acc;
+  assign \$519  = $signed(part[126:111]) + $signed(\$518 [126:111]);
+  assign \$520  = reduced_b ? copied : acc;
+  assign \$521  = \$517  ? \$519  : { \$520 [126], \$520 [126:111] };
+  assign \$522  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$523  = ! \$522 ;
+  assign \$524  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$525  = \$524  - 1'h1;
+  assign \$526  = \$523  ? 6'h00 : \$525 [5:0];
+  assign \$527  = $signed(\$521 ) >>> \$526 ;
+  assign \$528  = $signed(\$527 ) + $signed({ 1'h0, stage[179] });
+  assign \$530  = \$501  ? \$514  : \$529 [16:0];
+  assign \$531  = $signed(\$530 ) > $signed(8'h7f);
+  assign \$532  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$533  = ! \$532 ;
+  assign \$534  = stage[127:126] == 2'h3;
+  assign \$535  = ~ reduced_b;
+  assign \$536  = \$534  & \$535 ;
+  assign \$537  = reduced_b ? copied : acc;
+  assign \$538  = $signed(part[126:111]) + $signed(\$537 [126:111]);
+  assign \$539  = reduced_b ? copied : acc;
+  assign \$540  = \$536  ? \$538  : { \$539 [126], \$539 [126:111] };
+  assign \$541  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$542  = ! \$541 ;
+  assign \$543  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$544  = \$543  - 1'h1;
+  assign \$545  = \$542  ? 6'h00 : \$544 [5:0];
+  assign \$546  = $signed(\$540 ) >>> \$545 ;
+  assign \$547  = stage[127:126] == 2'h3;
+  assign \$548  = ~ reduced_b;
+  assign \$549  = \$547  & \$548 ;
+  assign \$550  = reduced_b ? copied : acc;
+  assign \$551  = $signed(part[126:111]) + $signed(\$550 [126:111]);
+  assign \$552  = reduced_b ? copied : acc;
+  assign \$553  = \$549  ? \$551  : { \$552 [126], \$552 [126:111] };
+  assign \$554  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$555  = ! \$554 ;
+  assign \$556  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$557  = \$556  - 1'h1;
+  assign \$558  = \$555  ? 6'h00 : \$557 [5:0];
+  assign \$559  = $signed(\$553 ) >>> \$558 ;
+  assign \$560  = $signed(\$559 ) + $signed({ 1'h0, stage[179] });
+  assign \$562  = \$533  ? \$546  : \$561 [16:0];
+  assign \$563  = $signed(\$562 ) < $signed(8'h80);
+  assign \$564  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$565  = ! \$564 ;
+  assign \$566  = stage[127:126] == 2'h3;
+  assign \$567  = ~ reduced_b;
+  assign \$568  = \$566  & \$567 ;
+  assign \$569  = reduced_b ? copied : acc;
+  assign \$570  = $signed(part[126:111]) + $signed(\$569 [126:111]);
+  assign \$571  = reduced_b ? copied : acc;
+  assign \$572  = \$568  ? \$570  : { \$571 [126], \$571 [126:111] };
+  assign \$573  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$574  = ! \$573 ;
+  assign \$575  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$576  = \$575  - 1'h1;
+  assign \$577  = \$574  ? 6'h00 : \$576 [5:0];
+  assign \$578  = $signed(\$572 ) >>> \$577 ;
+  assign \$579  = stage[127:126] == 2'h3;
+  assign \$580  = ~ reduced_b;
+  assign \$581  = \$579  & \$580 ;
+  assign \$582  = reduced_b ? copied : acc;
+  assign \$583  = $signed(part[126:111]) + $signed(\$582 [126:111]);
+  assign \$584  = reduced_b ? copied : acc;
+  assign \$585  = \$581  ? \$583  : { \$584 [126], \$584 [126:111] };
+  assign \$586  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$587  = ! \$586 ;
+  assign \$588  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$589  = \$588  - 1'h1;
+  assign \$590  = \$587  ? 6'h00 : \$589 [5:0];
+  assign \$591  = $signed(\$585 ) >>> \$590 ;
+  assign \$592  = $signed(\$591 ) + $signed({ 1'h0, stage[179] });
+  assign \$594  = \$565  ? \$578  : \$593 [16:0];
+  assign \$595  = \$563  ? 8'h80 : \$594 [7:0];
+  assign \$596  = \$531  ? 8'h7f : \$595 ;
+  assign \$597  = reduced_b & stage[219];
+  assign \$598  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$599  = $signed(v_bwd3) << \$598 [3:0];
+  assign \$600  = $signed(\$599 ) > $signed(16'h7fff);
+  assign \$601  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$602  = $signed(v_bwd3) << \$601 [3:0];
+  assign \$603  = $signed(\$602 ) < $signed(16'h8000);
+  assign \$604  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$605  = $signed(v_bwd3) << \$604 [3:0];
+  assign \$606  = \$603  ? 16'h8000 : \$605 [15:0];
+  assign \$607  = \$600  ? 16'h7fff : \$606 ;
+  assign \$608  = \$597  ? \$607  : \$1558 ;
+  assign q3 = stage[172] ? \$608  : { \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596  };
+  assign \$610  = out__en & \$609 ;
+  assign \$611  = ! stage[172];
+  assign \$612  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$613  = ! \$612 ;
+  assign \$614  = stage[127:126] == 2'h3;
+  assign \$615  = ~ reduced_b;
+  assign \$616  = \$614  & \$615 ;
+  assign \$617  = reduced_b ? copied : acc;
+  assign \$618  = $signed(part[15:0]) + $signed(\$617 [15:0]);
+  assign \$619  = reduced_b ? copied : acc;
+  assign \$620  = \$616  ? \$618  : { \$619 [15], \$619 [15:0] };
+  assign \$621  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$622  = ! \$621 ;
+  assign \$623  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$624  = \$623  - 1'h1;
+  assign \$625  = \$622  ? 6'h00 : \$624 [5:0];
+  assign \$626  = $signed(\$620 ) >>> \$625 ;
+  assign \$627  = stage[127:126] == 2'h3;
+  assign \$628  = ~ reduced_b;
+  assign \$629  = \$627  & \$628 ;
+  assign \$630  = reduced_b ? copied : acc;
+  assign \$631  = $signed(part[15:0]) + $signed(\$630 [15:0]);
+  assign \$632  = reduced_b ? copied : acc;
+  assign \$633  = \$629  ? \$631  : { \$632 [15], \$632 [15:0] };
+  assign \$634  = reduced_b ? stage[218:213] : stage[178:173];
   assign \$635  = ! \$634 ;
-  assign \$636  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$636  = reduced_b ? stage[218:213] : stage[178:173];
   assign \$637  = \$636  - 1'h1;
   assign \$638  = \$635  ? 6'h00 : \$637 [5:0];
   assign \$639  = $signed(\$633 ) >>> \$638 ;
-  assign \$640  = stage[127:126] == 2'h3;
-  assign \$641  = ~ reduced_b;
-  assign \$642  = \$640  & \$641 ;
-  assign \$643  = $signed(part[15:0]) + $signed(acc[15:0]);
-  assign \$644  = \$642  ? \$643  : { acc[15], acc[15:0] };
-  assign \$645  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$646  = ! \$645 ;
-  assign \$647  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$648  = \$647  - 1'h1;
-  assign \$649  = \$646  ? 6'h00 : \$648 [5:0];
-  assign \$650  = $signed(\$644 ) >>> \$649 ;
-  assign \$651  = $signed(\$650 ) + $signed({ 1'h0, stage[179] });
-  assign \$653  = \$628  ? \$639  : \$652 [16:0];
-  assign \$654  = $signed(\$626 ) != $signed(\$653 );
-  assign \$655  = reduced_b & stage[239];
-  assign \$656  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$657  = $signed(v_bwd0) << \$656 [3:0];
-  assign \$658  = $signed(\$657 ) > $signed(16'h7fff);
-  assign \$659  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$660  = $signed(v_bwd0) << \$659 [3:0];
-  assign \$661  = $signed(\$660 ) < $signed(16'h8000);
-  assign \$662  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$663  = $signed(v_bwd0) << \$662 [3:0];
-  assign \$664  = \$661  ? 16'h8000 : \$663 [15:0];
-  assign \$665  = \$658  ? 16'h7fff : \$664 ;
-  assign \$666  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$667  = $signed(v_bwd0) << \$666 [3:0];
-  assign \$668  = $signed(\$665 ) != $signed(\$667 );
-  assign \$669  = \$655  ? \$668  : \$1363 ;
-  assign \$670  = stage[172] ? \$669  : \$654 ;
-  assign \$671  = active_b > 1'h0;
-  assign \$672  = \$670  & \$671 ;
-  assign \$673  = 1'h0 + \$672 ;
-  assign \$674  = ! stage[172];
-  assign \$675  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$676  = ! \$675 ;
-  assign \$677  = stage[127:126] == 2'h3;
-  assign \$678  = ~ reduced_b;
-  assign \$679  = \$677  & \$678 ;
-  assign \$680  = $signed(part[52:37]) + $signed(acc[52:37]);
-  assign \$681  = \$679  ? \$680  : { acc[52], acc[52:37] };
-  assign \$682  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$683  = ! \$682 ;
-  assign \$684  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$685  = \$684  - 1'h1;
-  assign \$686  = \$683  ? 6'h00 : \$685 [5:0];
-  assign \$687  = $signed(\$681 ) >>> \$686 ;
-  assign \$688  = stage[127:126] == 2'h3;
-  assign \$689  = ~ reduced_b;
-  assign \$690  = \$688  & \$689 ;
-  assign \$691  = $signed(part[52:37]) + $signed(acc[52:37]);
-  assign \$692  = \$690  ? \$691  : { acc[52], acc[52:37] };
-  assign \$693  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$694  = ! \$693 ;
-  assign \$695  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$696  = \$695  - 1'h1;
-  assign \$697  = \$694  ? 6'h00 : \$696 [5:0];
-  assign \$698  = $signed(\$692 ) >>> \$697 ;
-  assign \$699  = $signed(\$698 ) + $signed({ 1'h0, stage[179] });
-  assign \$701  = \$676  ? \$687  : \$700 [16:0];
-  assign \$702  = $signed(\$701 ) > $signed(8'h7f);
-  assign \$703  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$704  = ! \$703 ;
-  assign \$705  = stage[127:126] == 2'h3;
-  assign \$706  = ~ reduced_b;
-  assign \$707  = \$705  & \$706 ;
-  assign \$708  = $signed(part[52:37]) + $signed(acc[52:37]);
-  assign \$709  = \$707  ? \$708  : { acc[52], acc[52:37] };
-  assign \$710  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$711  = ! \$710 ;
-  assign \$712  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$713  = \$712  - 1'h1;
-  assign \$714  = \$711  ? 6'h00 : \$713 [5:0];
-  assign \$715  = $signed(\$709 ) >>> \$714 ;
-  assign \$716  = stage[127:126] == 2'h3;
-  assign \$717  = ~ reduced_b;
-  assign \$718  = \$716  & \$717 ;
-  assign \$719  = $signed(part[52:37]) + $signed(acc[52:37]);
-  assign \$720  = \$718  ? \$719  : { acc[52], acc[52:37] };
-  assign \$721  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$722  = ! \$721 ;
-  assign \$723  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$724  = \$723  - 1'h1;
-  assign \$725  = \$722  ? 6'h00 : \$724 [5:0];
-  assign \$726  = $signed(\$720 ) >>> \$725 ;
-  assign \$727  = $signed(\$726 ) + $signed({ 1'h0, stage[179] });
-  assign \$729  = \$704  ? \$715  : \$728 [16:0];
-  assign \$730  = $signed(\$729 ) < $signed(8'h80);
-  assign \$731  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$640  = $signed(\$639 ) + $signed({ 1'h0, stage[179] });
+  assign \$642  = \$613  ? \$626  : \$641 [16:0];
+  assign \$643  = $signed(\$642 ) > $signed(8'h7f);
+  assign \$644  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$645  = ! \$644 ;
+  assign \$646  = stage[127:126] == 2'h3;
+  assign \$647  = ~ reduced_b;
+  assign \$648  = \$646  & \$647 ;
+  assign \$649  = reduced_b ? copied : acc;
+  assign \$650  = $signed(part[15:0]) + $signed(\$649 [15:0]);
+  assign \$651  = reduced_b ? copied : acc;
+  assign \$652  = \$648  ? \$650  : { \$651 [15], \$651 [15:0] };
+  assign \$653  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$654  = ! \$653 ;
+  assign \$655  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$656  = \$655  - 1'h1;
+  assign \$657  = \$654  ? 6'h00 : \$656 [5:0];
+  assign \$658  = $signed(\$652 ) >>> \$657 ;
+  assign \$659  = stage[127:126] == 2'h3;
+  assign \$660  = ~ reduced_b;
+  assign \$661  = \$659  & \$660 ;
+  assign \$662  = reduced_b ? copied : acc;
+  assign \$663  = $signed(part[15:0]) + $signed(\$662 [15:0]);
+  assign \$664  = reduced_b ? copied : acc;
+  assign \$665  = \$661  ? \$663  : { \$664 [15], \$664 [15:0] };
+  assign \$666  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$667  = ! \$666 ;
+  assign \$668  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$669  = \$668  - 1'h1;
+  assign \$670  = \$667  ? 6'h00 : \$669 [5:0];
+  assign \$671  = $signed(\$665 ) >>> \$670 ;
+  assign \$672  = $signed(\$671 ) + $signed({ 1'h0, stage[179] });
+  assign \$674  = \$645  ? \$658  : \$673 [16:0];
+  assign \$675  = $signed(\$674 ) < $signed(8'h80);
+  assign \$676  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$677  = ! \$676 ;
+  assign \$678  = stage[127:126] == 2'h3;
+  assign \$679  = ~ reduced_b;
+  assign \$680  = \$678  & \$679 ;
+  assign \$681  = reduced_b ? copied : acc;
+  assign \$682  = $signed(part[15:0]) + $signed(\$681 [15:0]);
+  assign \$683  = reduced_b ? copied : acc;
+  assign \$684  = \$680  ? \$682  : { \$683 [15], \$683 [15:0] };
+  assign \$685  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$686  = ! \$685 ;
+  assign \$687  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$688  = \$687  - 1'h1;
+  assign \$689  = \$686  ? 6'h00 : \$688 [5:0];
+  assign \$690  = $signed(\$684 ) >>> \$689 ;
+  assign \$691  = stage[127:126] == 2'h3;
+  assign \$692  = ~ reduced_b;
+  assign \$693  = \$691  & \$692 ;
+  assign \$694  = reduced_b ? copied : acc;
+  assign \$695  = $signed(part[15:0]) + $signed(\$694 [15:0]);
+  assign \$696  = reduced_b ? copied : acc;
+  assign \$697  = \$693  ? \$695  : { \$696 [15], \$696 [15:0] };
+  assign \$698  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$699  = ! \$698 ;
+  assign \$700  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$701  = \$700  - 1'h1;
+  assign \$702  = \$699  ? 6'h00 : \$701 [5:0];
+  assign \$703  = $signed(\$697 ) >>> \$702 ;
+  assign \$704  = $signed(\$703 ) + $signed({ 1'h0, stage[179] });
+  assign \$706  = \$677  ? \$690  : \$705 [16:0];
+  assign \$707  = \$675  ? 8'h80 : \$706 [7:0];
+  assign \$708  = \$643  ? 8'h7f : \$707 ;
+  assign \$709  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$710  = ! \$709 ;
+  assign \$711  = stage[127:126] == 2'h3;
+  assign \$712  = ~ reduced_b;
+  assign \$713  = \$711  & \$712 ;
+  assign \$714  = reduced_b ? copied : acc;
+  assign \$715  = $signed(part[15:0]) + $signed(\$714 [15:0]);
+  assign \$716  = reduced_b ? copied : acc;
+  assign \$717  = \$713  ? \$715  : { \$716 [15], \$716 [15:0] };
+  assign \$718  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$719  = ! \$718 ;
+  assign \$720  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$721  = \$720  - 1'h1;
+  assign \$722  = \$719  ? 6'h00 : \$721 [5:0];
+  assign \$723  = $signed(\$717 ) >>> \$722 ;
+  assign \$724  = stage[127:126] == 2'h3;
+  assign \$725  = ~ reduced_b;
+  assign \$726  = \$724  & \$725 ;
+  assign \$727  = reduced_b ? copied : acc;
+  assign \$728  = $signed(part[15:0]) + $signed(\$727 [15:0]);
+  assign \$729  = reduced_b ? copied : acc;
+  assign \$730  = \$726  ? \$728  : { \$729 [15], \$729 [15:0] };
+  assign \$731  = reduced_b ? stage[218:213] : stage[178:173];
   assign \$732  = ! \$731 ;
-  assign \$733  = stage[127:126] == 2'h3;
-  assign \$734  = ~ reduced_b;
-  assign \$735  = \$733  & \$734 ;
-  assign \$736  = $signed(part[52:37]) + $signed(acc[52:37]);
-  assign \$737  = \$735  ? \$736  : { acc[52], acc[52:37] };
-  assign \$738  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$739  = ! \$738 ;
-  assign \$740  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$741  = \$740  - 1'h1;
-  assign \$742  = \$739  ? 6'h00 : \$741 [5:0];
-  assign \$743  = $signed(\$737 ) >>> \$742 ;
-  assign \$744  = stage[127:126] == 2'h3;
-  assign \$745  = ~ reduced_b;
-  assign \$746  = \$744  & \$745 ;
-  assign \$747  = $signed(part[52:37]) + $signed(acc[52:37]);
-  assign \$748  = \$746  ? \$747  : { acc[52], acc[52:37] };
-  assign \$749  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$750  = ! \$749 ;
-  assign \$751  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$752  = \$751  - 1'h1;
-  assign \$753  = \$750  ? 6'h00 : \$752 [5:0];
-  assign \$754  = $signed(\$748 ) >>> \$753 ;
-  assign \$755  = $signed(\$754 ) + $signed({ 1'h0, stage[179] });
-  assign \$757  = \$732  ? \$743  : \$756 [16:0];
-  assign \$758  = \$730  ? 8'h80 : \$757 [7:0];
-  assign \$759  = \$702  ? 8'h7f : \$758 ;
-  assign \$760  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$761  = ! \$760 ;
-  assign \$762  = stage[127:126] == 2'h3;
-  assign \$763  = ~ reduced_b;
-  assign \$764  = \$762  & \$763 ;
-  assign \$765  = $signed(part[52:37]) + $signed(acc[52:37]);
-  assign \$766  = \$764  ? \$765  : { acc[52], acc[52:37] };
-  assign \$767  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$768  = ! \$767 ;
-  assign \$769  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$770  = \$769  - 1'h1;
-  assign \$771  = \$768  ? 6'h00 : \$770 [5:0];
-  assign \$772  = $signed(\$766 ) >>> \$771 ;
-  assign \$773  = stage[127:126] == 2'h3;
-  assign \$774  = ~ reduced_b;
-  assign \$775  = \$773  & \$774 ;
-  assign \$776  = $signed(part[52:37]) + $signed(acc[52:37]);
-  assign \$777  = \$775  ? \$776  : { acc[52], acc[52:37] };
-  assign \$778  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$779  = ! \$778 ;
-  assign \$780  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$781  = \$780  - 1'h1;
-  assign \$782  = \$779  ? 6'h00 : \$781 [5:0];
-  assign \$783  = $signed(\$777 ) >>> \$782 ;
-  assign \$784  = $signed(\$783 ) + $signed({ 1'h0, stage[179] });
-  assign \$786  = \$761  ? \$772  : \$785 [16:0];
-  assign \$787  = $signed(\$759 ) != $signed(\$786 );
-  assign \$788  = reduced_b & stage[239];
-  assign \$789  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$790  = $signed(v_bwd1) << \$789 [3:0];
-  assign \$791  = $signed(\$790 ) > $signed(16'h7fff);
-  assign \$792  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$793  = $signed(v_bwd1) << \$792 [3:0];
-  assign \$794  = $signed(\$793 ) < $signed(16'h8000);
-  assign \$795  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$796  = $signed(v_bwd1) << \$795 [3:0];
-  assign \$797  = \$794  ? 16'h8000 : \$796 [15:0];
-  assign \$798  = \$791  ? 16'h7fff : \$797 ;
-  assign \$799  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$800  = $signed(v_bwd1) << \$799 [3:0];
-  assign \$801  = $signed(\$798 ) != $signed(\$800 );
-  assign \$802  = \$788  ? \$801  : \$1364 ;
-  assign \$803  = stage[172] ? \$802  : \$787 ;
-  assign \$804  = active_b > 1'h1;
-  assign \$805  = \$803  & \$804 ;
-  assign \$806  = \$673  + \$805 ;
-  assign \$807  = ! stage[172];
-  assign \$808  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$809  = ! \$808 ;
-  assign \$810  = stage[127:126] == 2'h3;
-  assign \$811  = ~ reduced_b;
-  assign \$812  = \$810  & \$811 ;
-  assign \$813  = $signed(part[89:74]) + $signed(acc[89:74]);
-  assign \$814  = \$812  ? \$813  : { acc[89], acc[89:74] };
-  assign \$815  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$733  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$734  = \$733  - 1'h1;
+  assign \$735  = \$732  ? 6'h00 : \$734 [5:0];
+  assign \$736  = $signed(\$730 ) >>> \$735 ;
+  assign \$737  = $signed(\$736 ) + $signed({ 1'h0, stage[179] });
+  assign \$739  = \$710  ? \$723  : \$738 [16:0];
+  assign \$740  = $signed(\$708 ) != $signed(\$739 );
+  assign \$741  = reduced_b & stage[219];
+  assign \$742  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$743  = $signed(v_bwd0) << \$742 [3:0];
+  assign \$744  = $signed(\$743 ) > $signed(16'h7fff);
+  assign \$745  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$746  = $signed(v_bwd0) << \$745 [3:0];
+  assign \$747  = $signed(\$746 ) < $signed(16'h8000);
+  assign \$748  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$749  = $signed(v_bwd0) << \$748 [3:0];
+  assign \$750  = \$747  ? 16'h8000 : \$749 [15:0];
+  assign \$751  = \$744  ? 16'h7fff : \$750 ;
+  assign \$752  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$753  = $signed(v_bwd0) << \$752 [3:0];
+  assign \$754  = $signed(\$751 ) != $signed(\$753 );
+  assign \$755  = \$741  ? \$754  : \$1559 ;
+  assign \$756  = stage[172] ? \$755  : \$740 ;
+  assign \$757  = active_b > 1'h0;
+  assign \$758  = \$756  & \$757 ;
+  assign \$759  = 1'h0 + \$758 ;
+  assign \$760  = ! stage[172];
+  assign \$761  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$762  = ! \$761 ;
+  assign \$763  = stage[127:126] == 2'h3;
+  assign \$764  = ~ reduced_b;
+  assign \$765  = \$763  & \$764 ;
+  assign \$766  = reduced_b ? copied : acc;
+  assign \$767  = $signed(part[52:37]) + $signed(\$766 [52:37]);
+  assign \$768  = reduced_b ? copied : acc;
+  assign \$769  = \$765  ? \$767  : { \$768 [52], \$768 [52:37] };
+  assign \$770  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$771  = ! \$770 ;
+  assign \$772  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$773  = \$772  - 1'h1;
+  assign \$774  = \$771  ? 6'h00 : \$773 [5:0];
+  assign \$775  = $signed(\$769 ) >>> \$774 ;
+  assign \$776  = stage[127:126] == 2'h3;
+  assign \$777  = ~ reduced_b;
+  assign \$778  = \$776  & \$777 ;
+  assign \$779  = reduced_b ? copied : acc;
+  assign \$780  = $signed(part[52:37]) + $signed(\$779 [52:37]);
+  assign \$781  = reduced_b ? copied : acc;
+  assign \$782  = \$778  ? \$780  : { \$781 [52], \$781 [52:37] };
+  assign \$783  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$784  = ! \$783 ;
+  assign \$785  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$786  = \$785  - 1'h1;
+  assign \$787  = \$784  ? 6'h00 : \$786 [5:0];
+  assign \$788  = $signed(\$782 ) >>> \$787 ;
+  assign \$789  = $signed(\$788 ) + $signed({ 1'h0, stage[179] });
+  assign \$791  = \$762  ? \$775  : \$790 [16:0];
+  assign \$792  = $signed(\$791 ) > $signed(8'h7f);
+  assign \$793  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$794  = ! \$793 ;
+  assign \$795  = stage[127:126] == 2'h3;
+  assign \$796  = ~ reduced_b;
+  assign \$797  = \$795  & \$796 ;
+  assign \$798  = reduced_b ? copied : acc;
+  assign \$799  = $signed(part[52:37]) + $signed(\$798 [52:37]);
+  assign \$800  = reduced_b ? copied : acc;
+  assign \$801  = \$797  ? \$799  : { \$800 [52], \$800 [52:37] };
+  assign \$802  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$803  = ! \$802 ;
+  assign \$804  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$805  = \$804  - 1'h1;
+  assign \$806  = \$803  ? 6'h00 : \$805 [5:0];
+  assign \$807  = $signed(\$801 ) >>> \$806 ;
+  assign \$808  = stage[127:126] == 2'h3;
+  assign \$809  = ~ reduced_b;
+  assign \$810  = \$808  & \$809 ;
+  assign \$811  = reduced_b ? copied : acc;
+  assign \$812  = $signed(part[52:37]) + $signed(\$811 [52:37]);
+  assign \$813  = reduced_b ? copied : acc;
+  assign \$814  = \$810  ? \$812  : { \$813 [52], \$813 [52:37] };
+  assign \$815  = reduced_b ? stage[218:213] : stage[178:173];
   assign \$816  = ! \$815 ;
-  assign \$817  = reduced_b ? stage[238:233] : stage[178:173];
+  assign \$817  = reduced_b ? stage[218:213] : stage[178:173];
   assign \$818  = \$817  - 1'h1;
   assign \$819  = \$816  ? 6'h00 : \$818 [5:0];
   assign \$820  = $signed(\$814 ) >>> \$819 ;
-  assign \$821  = stage[127:126] == 2'h3;
-  assign \$822  = ~ reduced_b;
-  assign \$823  = \$821  & \$822 ;
-  assign \$824  = $signed(part[89:74]) + $signed(acc[89:74]);
-  assign \$825  = \$823  ? \$824  : { acc[89], acc[89:74] };
-  assign \$826  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$827  = ! \$826 ;
-  assign \$828  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$829  = \$828  - 1'h1;
-  assign \$830  = \$827  ? 6'h00 : \$829 [5:0];
-  assign \$831  = $signed(\$825 ) >>> \$830 ;
-  assign \$832  = $signed(\$831 ) + $signed({ 1'h0, stage[179] });
-  assign \$834  = \$809  ? \$820  : \$833 [16:0];
-  assign \$835  = $signed(\$834 ) > $signed(8'h7f);
-  assign \$836  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$837  = ! \$836 ;
-  assign \$838  = stage[127:126] == 2'h3;
-  assign \$839  = ~ reduced_b;
-  assign \$840  = \$838  & \$839 ;
-  assign \$841  = $signed(part[89:74]) + $signed(acc[89:74]);
-  assign \$842  = \$840  ? \$841  : { acc[89], acc[89:74] };
-  assign \$843  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$844  = ! \$843 ;
-  assign \$845  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$846  = \$845  - 1'h1;
-  assign \$847  = \$844  ? 6'h00 : \$846 [5:0];
-  assign \$848  = $signed(\$842 ) >>> \$847 ;
-  assign \$849  = stage[127:126] == 2'h3;
-  assign \$850  = ~ reduced_b;
-  assign \$851  = \$849  & \$850 ;
-  assign \$852  = $signed(part[89:74]) + $signed(acc[89:74]);
-  assign \$853  = \$851  ? \$852  : { acc[89], acc[89:74] };
-  assign \$854  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$855  = ! \$854 ;
-  assign \$856  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$857  = \$856  - 1'h1;
-  assign \$858  = \$855  ? 6'h00 : \$857 [5:0];
-  assign \$859  = $signed(\$853 ) >>> \$858 ;
-  assign \$860  = $signed(\$859 ) + $signed({ 1'h0, stage[179] });
-  assign \$862  = \$837  ? \$848  : \$861 [16:0];
-  assign \$863  = $signed(\$862 ) < $signed(8'h80);
-  assign \$864  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$865  = ! \$864 ;
-  assign \$866  = stage[127:126] == 2'h3;
-  assign \$867  = ~ reduced_b;
-  assign \$868  = \$866  & \$867 ;
-  assign \$869  = $signed(part[89:74]) + $signed(acc[89:74]);
-  assign \$870  = \$868  ? \$869  : { acc[89], acc[89:74] };
-  assign \$871  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$872  = ! \$871 ;
-  assign \$873  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$874  = \$873  - 1'h1;
-  assign \$875  = \$872  ? 6'h00 : \$874 [5:0];
-  assign \$876  = $signed(\$870 ) >>> \$875 ;
-  assign \$877  = stage[127:126] == 2'h3;
-  assign \$878  = ~ reduced_b;
-  assign \$879  = \$877  & \$878 ;
-  assign \$880  = $signed(part[89:74]) + $signed(acc[89:74]);
-  assign \$881  = \$879  ? \$880  : { acc[89], acc[89:74] };
-  assign \$882  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$883  = ! \$882 ;
-  assign \$884  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$885  = \$884  - 1'h1;
-  assign \$886  = \$883  ? 6'h00 : \$885 [5:0];
-  assign \$887  = $signed(\$881 ) >>> \$886 ;
-  assign \$888  = $signed(\$887 ) + $signed({ 1'h0, stage[179] });
-  assign \$890  = \$865  ? \$876  : \$889 [16:0];
-  assign \$891  = \$863  ? 8'h80 : \$890 [7:0];
-  assign \$892  = \$835  ? 8'h7f : \$891 ;
-  assign \$893  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$894  = ! \$893 ;
-  assign \$895  = stage[127:126] == 2'h3;
-  assign \$896  = ~ reduced_b;
-  assign \$897  = \$895  & \$896 ;
-  assign \$898  = $signed(part[89:74]) + $signed(acc[89:74]);
-  assign \$899  = \$897  ? \$898  : { acc[89], acc[89:74] };
-  assign \$900  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$901  = ! \$900 ;
-  assign \$902  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$903  = \$902  - 1'h1;
-  assign \$904  = \$901  ? 6'h00 : \$903 [5:0];
-  assign \$905  = $signed(\$899 ) >>> \$904 ;
-  assign \$906  = stage[127:126] == 2'h3;
-  assign \$907  = ~ reduced_b;
-  assign \$908  = \$906  & \$907 ;
-  assign \$909  = $signed(part[89:74]) + $signed(acc[89:74]);
-  assign \$910  = \$908  ? \$909  : { acc[89], acc[89:74] };
-  assign \$911  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$912  = ! \$911 ;
-  assign \$913  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$914  = \$913  - 1'h1;
-  assign \$915  = \$912  ? 6'h00 : \$914 [5:0];
-  assign \$916  = $signed(\$910 ) >>> \$915 ;
-  assign \$917  = $signed(\$916 ) + $signed({ 1'h0, stage[179] });
-  assign \$919  = \$894  ? \$905  : \$918 [16:0];
-  assign \$920  = $signed(\$892 ) != $signed(\$919 );
-  assign \$921  = reduced_b & stage[239];
-  assign \$922  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$923  = $signed(v_bwd2) << \$922 [3:0];
-  assign \$924  = $signed(\$923 ) > $signed(16'h7fff);
-  assign \$925  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$926  = $signed(v_bwd2) << \$925 [3:0];
-  assign \$927  = $signed(\$926 ) < $signed(16'h8000);
-  assign \$928  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$929  = $signed(v_bwd2) << \$928 [3:0];
-  assign \$930  = \$927  ? 16'h8000 : \$929 [15:0];
-  assign \$931  = \$924  ? 16'h7fff : \$930 ;
-  assign \$932  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$933  = $signed(v_bwd2) << \$932 [3:0];
-  assign \$934  = $signed(\$931 ) != $signed(\$933 );
-  assign \$935  = \$921  ? \$934  : \$1365 ;
-  assign \$936  = stage[172] ? \$935  : \$920 ;
-  assign \$937  = active_b > 2'h2;
-  assign \$938  = \$936  & \$937 ;
-  assign \$939  = \$806  + \$938 ;
-  assign \$940  = ! stage[172];
-  assign \$941  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$942  = ! \$941 ;
-  assign \$943  = stage[127:126] == 2'h3;
-  assign \$944  = ~ reduced_b;
-  assign \$945  = \$943  & \$944 ;
-  assign \$946  = $signed(part[126:111]) + $signed(acc[126:111]);
-  assign \$947  = \$945  ? \$946  : { acc[126], acc[126:111] };
-  assign \$948  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$949  = ! \$948 ;
-  assign \$950  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$951  = \$950  - 1'h1;
-  assign \$952  = \$949  ? 6'h00 : \$951 [5:0];
-  assign \$953  = $signed(\$947 ) >>> \$952 ;
-  assign \$954  = stage[127:126] == 2'h3;
-  assign \$955  = ~ reduced_b;
-  assign \$956  = \$954  & \$955 ;
-  assign \$957  = $signed(part[126:111]) + $signed(acc[126:111]);
-  assign \$958  = \$956  ? \$957  : { acc[126], acc[126:111] };
-  assign \$959  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$960  = ! \$959 ;
-  assign \$961  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$962  = \$961  - 1'h1;
-  assign \$963  = \$960  ? 6'h00 : \$962 [5:0];
-  assign \$964  = $signed(\$958 ) >>> \$963 ;
-  assign \$965  = $signed(\$964 ) + $signed({ 1'h0, stage[179] });
-  assign \$967  = \$942  ? \$953  : \$966 [16:0];
-  assign \$968  = $signed(\$967 ) > $signed(8'h7f);
-  assign \$969  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$970  = ! \$969 ;
-  assign \$971  = stage[127:126] == 2'h3;
-  assign \$972  = ~ reduced_b;
-  assign \$973  = \$971  & \$972 ;
-  assign \$974  = $signed(part[126:111]) + $signed(acc[126:111]);
-  assign \$975  = \$973  ? \$974  : { acc[126], acc[126:111] };
-  assign \$976  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$977  = ! \$976 ;
-  assign \$978  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$979  = \$978  - 1'h1;
-  assign \$980  = \$977  ? 6'h00 : \$979 [5:0];
-  assign \$981  = $signed(\$975 ) >>> \$980 ;
-  assign \$982  = stage[127:126] == 2'h3;
-  assign \$983  = ~ reduced_b;
-  assign \$984  = \$982  & \$983 ;
-  assign \$985  = $signed(part[126:111]) + $signed(acc[126:111]);
-  assign \$986  = \$984  ? \$985  : { acc[126], acc[126:111] };
-  assign \$987  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$988  = ! \$987 ;
-  assign \$989  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$990  = \$989  - 1'h1;
-  assign \$991  = \$988  ? 6'h00 : \$990 [5:0];
-  assign \$992  = $signed(\$986 ) >>> \$991 ;
-  assign \$993  = $signed(\$992 ) + $signed({ 1'h0, stage[179] });
-  assign \$995  = \$970  ? \$981  : \$994 [16:0];
-  assign \$996  = $signed(\$995 ) < $signed(8'h80);
-  assign \$997  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$998  = ! \$997 ;
-  assign \$999  = stage[127:126] == 2'h3;
-  assign \$1000  = ~ reduced_b;
-  assign \$1001  = \$999  & \$1000 ;
-  assign \$1002  = $signed(part[126:111]) + $signed(acc[126:111]);
-  assign \$1003  = \$1001  ? \$1002  : { acc[126], acc[126:111] };
-  assign \$1004  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$1005  = ! \$1004 ;
-  assign \$1006  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$1007  = \$1006  - 1'h1;
-  assign \$1008  = \$1005  ? 6'h00 : \$1007 [5:0];
-  assign \$1009  = $signed(\$1003 ) >>> \$1008 ;
-  assign \$1010  = stage[127:126] == 2'h3;
-  assign \$1011  = ~ reduced_b;
-  assign \$1012  = \$1010  & \$1011 ;
-  assign \$1013  = $signed(part[126:111]) + $signed(acc[126:111]);
-  assign \$1014  = \$1012  ? \$1013  : { acc[126], acc[126:111] };
-  assign \$1015  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$1016  = ! \$1015 ;
-  assign \$1017  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$1018  = \$1017  - 1'h1;
-  assign \$1019  = \$1016  ? 6'h00 : \$1018 [5:0];
-  assign \$1020  = $signed(\$1014 ) >>> \$1019 ;
-  assign \$1021  = $signed(\$1020 ) + $signed({ 1'h0, stage[179] });
-  assign \$1023  = \$998  ? \$1009  : \$1022 [16:0];
-  assign \$1024  = \$996  ? 8'h80 : \$1023 [7:0];
-  assign \$1025  = \$968  ? 8'h7f : \$1024 ;
-  assign \$1026  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$1027  = ! \$1026 ;
-  assign \$1028  = stage[127:126] == 2'h3;
-  assign \$1029  = ~ reduced_b;
-  assign \$1030  = \$1028  & \$1029 ;
-  assign \$1031  = $signed(part[126:111]) + $signed(acc[126:111]);
-  assign \$1032  = \$1030  ? \$1031  : { acc[126], acc[126:111] };
-  assign \$1033  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$1034  = ! \$1033 ;
-  assign \$1035  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$1036  = \$1035  - 1'h1;
-  assign \$1037  = \$1034  ? 6'h00 : \$1036 [5:0];
-  assign \$1038  = $signed(\$1032 ) >>> \$1037 ;
-  assign \$1039  = stage[127:126] == 2'h3;
-  assign \$1040  = ~ reduced_b;
-  assign \$1041  = \$1039  & \$1040 ;
-  assign \$1042  = $signed(part[126:111]) + $signed(acc[126:111]);
-  assign \$1043  = \$1041  ? \$1042  : { acc[126], acc[126:111] };
-  assign \$1044  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$1045  = ! \$1044 ;
-  assign \$1046  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$1047  = \$1046  - 1'h1;
-  assign \$1048  = \$1045  ? 6'h00 : \$1047 [5:0];
-  assign \$1049  = $signed(\$1043 ) >>> \$1048 ;
-  assign \$1050  = $signed(\$1049 ) + $signed({ 1'h0, stage[179] });
-  assign \$1052  = \$1027  ? \$1038  : \$1051 [16:0];
-  assign \$1053  = $signed(\$1025 ) != $signed(\$1052 );
-  assign \$1054  = reduced_b & stage[239];
-  assign \$1055  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$1056  = $signed(v_bwd3) << \$1055 [3:0];
-  assign \$1057  = $signed(\$1056 ) > $signed(16'h7fff);
-  assign \$1058  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$1059  = $signed(v_bwd3) << \$1058 [3:0];
-  assign \$1060  = $signed(\$1059 ) < $signed(16'h8000);
-  assign \$1061  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$1062  = $signed(v_bwd3) << \$1061 [3:0];
-  assign \$1063  = \$1060  ? 16'h8000 : \$1062 [15:0];
-  assign \$1064  = \$1057  ? 16'h7fff : \$1063 ;
-  assign \$1065  = reduced_b ? stage[238:233] : stage[178:173];
-  assign \$1066  = $signed(v_bwd3) << \$1065 [3:0];
-  assign \$1067  = $signed(\$1064 ) != $signed(\$1066 );
-  assign \$1068  = \$1054  ? \$1067  : \$1366 ;
-  assign \$1069  = stage[172] ? \$1068  : \$1053 ;
-  assign \$1070  = active_b > 2'h3;
-  assign \$1071  = \$1069  & \$1070 ;
-  assign \$1072  = \$939  + \$1071 ;
-  assign \$1073  = \$540  ? \$1072  : 5'h00;
-  assign \$1074  = va | out__en;
-  assign busy = issue | \$1074 ;
-  assign \$1076  = stage[57:42] - 1'h1;
-  assign \$1077  = i == \$1076 ;
-  assign \$1078  = i + 1'h1;
-  assign \$1079  = \$1077  ? 17'h00000 : \$1078 ;
-  assign \$1080  = stage[57:42] - 1'h1;
-  assign \$1081  = i == \$1080 ;
-  assign \$1083  = issue & \$1082 ;
-  assign \$1084  = stage[211:180] >> t[4:0];
-  assign \$1085  = ~ \$1084 ;
-  assign \$1086  = stage[212] & \$1085 ;
-  assign \$1087  = ! stage[1:0];
-  assign \$1088  = \$1086  & \$1087 ;
-  assign \$1089  = ! stage[127:126];
-  assign \$1090  = stage[127:126] == 2'h3;
-  assign \$1091  = \$1090  ? 3'h6 : 3'h3;
-  assign \$1092  = \$1089  ? 3'h1 : \$1091 ;
-  assign \$1093  = \$1088  ? 3'h1 : \$1092 ;
-  assign \$1094  = \$1093  - 1'h1;
-  assign \$1095  = $signed({ 1'h0, tap }) == $signed(\$1094 );
-  assign \$1096  = tap + 1'h1;
-  assign \$1097  = \$1095  ? 17'h00000 : \$1096 ;
-  assign \$1098  = stage[57:42] - 1'h1;
-  assign \$1099  = i == \$1098 ;
-  assign \$1101  = stage[211:180] >> t[4:0];
-  assign \$1102  = ~ \$1101 ;
-  assign \$1103  = stage[212] & \$1102 ;
-  assign \$1104  = ! stage[1:0];
-  assign \$1105  = \$1103  & \$1104 ;
-  assign \$1106  = ! stage[127:126];
-  assign \$1107  = stage[127:126] == 2'h3;
-  assign \$1108  = \$1107  ? 3'h6 : 3'h3;
-  assign \$1109  = \$1106  ? 3'h1 : \$1108 ;
-  assign \$1110  = \$1105  ? 3'h1 : \$1109 ;
-  assign \$1111  = \$1110  - 1'h1;
-  assign \$1112  = $signed({ 1'h0, tap }) == $signed(\$1111 );
-  assign \$1113  = \$1100  & \$1112 ;
-  assign \$1114  = issue & \$1113 ;
-  assign \$1115  = \$3 [15:0] - 1'h1;
-  assign \$1116  = go == \$1115 ;
-  assign \$1117  = go + 1'h1;
-  assign \$1118  = \$1116  ? 17'h00000 : \$1117 ;
-  assign \$1119  = stage[57:42] - 1'h1;
-  assign \$1120  = i == \$1119 ;
-  assign \$1122  = stage[211:180] >> t[4:0];
-  assign \$1123  = ~ \$1122 ;
-  assign \$1124  = stage[212] & \$1123 ;
-  assign \$1125  = ! stage[1:0];
-  assign \$1126  = \$1124  & \$1125 ;
-  assign \$1127  = ! stage[127:126];
-  assign \$1128  = stage[127:126] == 2'h3;
-  assign \$1129  = \$1128  ? 3'h6 : 3'h3;
-  assign \$1130  = \$1127  ? 3'h1 : \$1129 ;
-  assign \$1131  = \$1126  ? 3'h1 : \$1130 ;
-  assign \$1132  = \$1131  - 1'h1;
-  assign \$1133  = $signed({ 1'h0, tap }) == $signed(\$1132 );
-  assign \$1134  = \$1121  & \$1133 ;
-  assign \$1135  = \$3 [15:0] - 1'h1;
-  assign \$1136  = go == \$1135 ;
-  assign \$1137  = \$1134  & \$1136 ;
-  assign \$1138  = issue & \$1137 ;
-  assign \$1139  = stage[41:26] - 1'h1;
-  assign \$1140  = x == \$1139 ;
-  assign \$1141  = x + 1'h1;
-  assign \$1142  = \$1140  ? 17'h00000 : \$1141 ;
-  assign \$1143  = stage[57:42] - 1'h1;
-  assign \$1144  = i == \$1143 ;
-  assign \$1146  = stage[211:180] >> t[4:0];
-  assign \$1147  = ~ \$1146 ;
-  assign \$1148  = stage[212] & \$1147 ;
-  assign \$1149  = ! stage[1:0];
-  assign \$1150  = \$1148  & \$1149 ;
-  assign \$1151  = ! stage[127:126];
-  assign \$1152  = stage[127:126] == 2'h3;
-  assign \$1153  = \$1152  ? 3'h6 : 3'h3;
-  assign \$1154  = \$1151  ? 3'h1 : \$1153 ;
-  assign \$1155  = \$1150  ? 3'h1 : \$1154 ;
-  assign \$1156  = \$1155  - 1'h1;
-  assign \$1157  = $signed({ 1'h0, tap }) == $signed(\$1156 );
-  assign \$1158  = \$1145  & \$1157 ;
-  assign \$1159  = \$3 [15:0] - 1'h1;
-  assign \$1160  = go == \$1159 ;
-  assign \$1161  = \$1158  & \$1160 ;
-  assign \$1162  = stage[41:26] - 1'h1;
-  assign \$1163  = x == \$1162 ;
-  assign \$1164  = \$1161  & \$1163 ;
-  assign \$1165  = issue & \$1164 ;
-  assign \$1166  = stage[25:10] - 1'h1;
-  assign \$1167  = y == \$1166 ;
-  assign \$1168  = y + 1'h1;
-  assign \$1169  = \$1167  ? 17'h00000 : \$1168 ;
-  assign \$1170  = stage[57:42] - 1'h1;
-  assign \$1171  = i == \$1170 ;
-  assign \$1173  = stage[211:180] >> t[4:0];
-  assign \$1174  = ~ \$1173 ;
-  assign \$1175  = stage[212] & \$1174 ;
-  assign \$1176  = ! stage[1:0];
-  assign \$1177  = \$1175  & \$1176 ;
-  assign \$1178  = ! stage[127:126];
-  assign \$1179  = stage[127:126] == 2'h3;
-  assign \$1180  = \$1179  ? 3'h6 : 3'h3;
-  assign \$1181  = \$1178  ? 3'h1 : \$1180 ;
-  assign \$1182  = \$1177  ? 3'h1 : \$1181 ;
-  assign \$1183  = \$1182  - 1'h1;
-  assign \$1184  = $signed({ 1'h0, tap }) == $signed(\$1183 );
-  assign \$1185  = \$1172  & \$1184 ;
-  assign \$1186  = \$3 [15:0] - 1'h1;
-  assign \$1187  = go == \$1186 ;
-  assign \$1188  = \$1185  & \$1187 ;
-  assign \$1189  = stage[41:26] - 1'h1;
-  assign \$1190  = x == \$1189 ;
-  assign \$1191  = \$1188  & \$1190 ;
-  assign \$1192  = stage[25:10] - 1'h1;
-  assign \$1193  = y == \$1192 ;
-  assign \$1194  = \$1191  & \$1193 ;
-  assign \$1195  = issue & \$1194 ;
-  assign \$1196  = stage[9:2] - 1'h1;
-  assign \$1197  = $signed({ 1'h0, t }) == $signed(\$1196 );
-  assign \$1198  = t + 1'h1;
-  assign \$1199  = \$1197  ? 17'h00000 : \$1198 ;
-  assign \$1200  = stage[57:42] - 1'h1;
-  assign \$1201  = i == \$1200 ;
-  assign \$1203  = stage[211:180] >> t[4:0];
-  assign \$1204  = ~ \$1203 ;
-  assign \$1205  = stage[212] & \$1204 ;
-  assign \$1206  = ! stage[1:0];
-  assign \$1207  = \$1205  & \$1206 ;
-  assign \$1208  = ! stage[127:126];
-  assign \$1209  = stage[127:126] == 2'h3;
-  assign \$1210  = \$1209  ? 3'h6 : 3'h3;
-  assign \$1211  = \$1208  ? 3'h1 : \$1210 ;
-  assign \$1212  = \$1207  ? 3'h1 : \$1211 ;
-  assign \$1213  = \$1212  - 1'h1;
-  assign \$1214  = $signed({ 1'h0, tap }) == $signed(\$1213 );
-  assign \$1215  = \$1202  & \$1214 ;
-  assign \$1216  = \$3 [15:0] - 1'h1;
-  assign \$1217  = go == \$1216 ;
-  assign \$1218  = \$1215  & \$1217 ;
-  assign \$1219  = stage[41:26] - 1'h1;
-  assign \$1220  = x == \$1219 ;
-  assign \$1221  = \$1218  & \$1220 ;
-  assign \$1222  = stage[25:10] - 1'h1;
-  assign \$1223  = y == \$1222 ;
-  assign \$1224  = \$1221  & \$1223 ;
-  assign \$1225  = stage[9:2] - 1'h1;
-  assign \$1226  = $signed({ 1'h0, t }) == $signed(\$1225 );
-  assign \$1227  = \$1224  & \$1226 ;
-  assign \$1228  = issue & \$1227 ;
-  assign \$1229  = stage[57:42] - 1'h1;
-  assign \$1230  = i == \$1229 ;
-  assign \$1232  = stage[211:180] >> t[4:0];
-  assign \$1233  = ~ \$1232 ;
-  assign \$1234  = stage[212] & \$1233 ;
-  assign \$1235  = ! stage[1:0];
-  assign \$1236  = \$1234  & \$1235 ;
-  assign \$1237  = ! stage[127:126];
-  assign \$1238  = stage[127:126] == 2'h3;
-  assign \$1239  = \$1238  ? 3'h6 : 3'h3;
-  assign \$1240  = \$1237  ? 3'h1 : \$1239 ;
-  assign \$1241  = \$1236  ? 3'h1 : \$1240 ;
-  assign \$1242  = \$1241  - 1'h1;
-  assign \$1243  = $signed({ 1'h0, tap }) == $signed(\$1242 );
-  assign \$1244  = \$1231  & \$1243 ;
-  assign \$1245  = \$3 [15:0] - 1'h1;
-  assign \$1246  = go == \$1245 ;
-  assign \$1247  = \$1244  & \$1246 ;
-  assign \$1248  = issue & \$1247 ;
-  assign \$1249  = stage[211:180] >> t[4:0];
-  assign \$1250  = ~ \$1249 ;
-  assign \$1251  = stage[212] & \$1250 ;
-  assign \$1252  = stage[1:0] == 1'h1;
-  assign \$1253  = \$1251  & \$1252 ;
+  assign \$821  = $signed(\$820 ) + $signed({ 1'h0, stage[179] });
+  assign \$823  = \$794  ? \$807  : \$822 [16:0];
+  assign \$824  = $signed(\$823 ) < $signed(8'h80);
+  assign \$825  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$826  = ! \$825 ;
+  assign \$827  = stage[127:126] == 2'h3;
+  assign \$828  = ~ reduced_b;
+  assign \$829  = \$827  & \$828 ;
+  assign \$830  = reduced_b ? copied : acc;
+  assign \$831  = $signed(part[52:37]) + $signed(\$830 [52:37]);
+  assign \$832  = reduced_b ? copied : acc;
+  assign \$833  = \$829  ? \$831  : { \$832 [52], \$832 [52:37] };
+  assign \$834  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$835  = ! \$834 ;
+  assign \$836  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$837  = \$836  - 1'h1;
+  assign \$838  = \$835  ? 6'h00 : \$837 [5:0];
+  assign \$839  = $signed(\$833 ) >>> \$838 ;
+  assign \$840  = stage[127:126] == 2'h3;
+  assign \$841  = ~ reduced_b;
+  assign \$842  = \$840  & \$841 ;
+  assign \$843  = reduced_b ? copied : acc;
+  assign \$844  = $signed(part[52:37]) + $signed(\$843 [52:37]);
+  assign \$845  = reduced_b ? copied : acc;
+  assign \$846  = \$842  ? \$844  : { \$845 [52], \$845 [52:37] };
+  assign \$847  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$848  = ! \$847 ;
+  assign \$849  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$850  = \$849  - 1'h1;
+  assign \$851  = \$848  ? 6'h00 : \$850 [5:0];
+  assign \$852  = $signed(\$846 ) >>> \$851 ;
+  assign \$853  = $signed(\$852 ) + $signed({ 1'h0, stage[179] });
+  assign \$855  = \$826  ? \$839  : \$854 [16:0];
+  assign \$856  = \$824  ? 8'h80 : \$855 [7:0];
+  assign \$857  = \$792  ? 8'h7f : \$856 ;
+  assign \$858  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$859  = ! \$858 ;
+  assign \$860  = stage[127:126] == 2'h3;
+  assign \$861  = ~ reduced_b;
+  assign \$862  = \$860  & \$861 ;
+  assign \$863  = reduced_b ? copied : acc;
+  assign \$864  = $signed(part[52:37]) + $signed(\$863 [52:37]);
+  assign \$865  = reduced_b ? copied : acc;
+  assign \$866  = \$862  ? \$864  : { \$865 [52], \$865 [52:37] };
+  assign \$867  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$868  = ! \$867 ;
+  assign \$869  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$870  = \$869  - 1'h1;
+  assign \$871  = \$868  ? 6'h00 : \$870 [5:0];
+  assign \$872  = $signed(\$866 ) >>> \$871 ;
+  assign \$873  = stage[127:126] == 2'h3;
+  assign \$874  = ~ reduced_b;
+  assign \$875  = \$873  & \$874 ;
+  assign \$876  = reduced_b ? copied : acc;
+  assign \$877  = $signed(part[52:37]) + $signed(\$876 [52:37]);
+  assign \$878  = reduced_b ? copied : acc;
+  assign \$879  = \$875  ? \$877  : { \$878 [52], \$878 [52:37] };
+  assign \$880  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$881  = ! \$880 ;
+  assign \$882  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$883  = \$882  - 1'h1;
+  assign \$884  = \$881  ? 6'h00 : \$883 [5:0];
+  assign \$885  = $signed(\$879 ) >>> \$884 ;
+  assign \$886  = $signed(\$885 ) + $signed({ 1'h0, stage[179] });
+  assign \$888  = \$859  ? \$872  : \$887 [16:0];
+  assign \$889  = $signed(\$857 ) != $signed(\$888 );
+  assign \$890  = reduced_b & stage[219];
+  assign \$891  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$892  = $signed(v_bwd1) << \$891 [3:0];
+  assign \$893  = $signed(\$892 ) > $signed(16'h7fff);
+  assign \$894  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$895  = $signed(v_bwd1) << \$894 [3:0];
+  assign \$896  = $signed(\$895 ) < $signed(16'h8000);
+  assign \$897  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$898  = $signed(v_bwd1) << \$897 [3:0];
+  assign \$899  = \$896  ? 16'h8000 : \$898 [15:0];
+  assign \$900  = \$893  ? 16'h7fff : \$899 ;
+  assign \$901  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$902  = $signed(v_bwd1) << \$901 [3:0];
+  assign \$903  = $signed(\$900 ) != $signed(\$902 );
+  assign \$904  = \$890  ? \$903  : \$1560 ;
+  assign \$905  = stage[172] ? \$904  : \$889 ;
+  assign \$906  = active_b > 1'h1;
+  assign \$907  = \$905  & \$906 ;
+  assign \$908  = \$759  + \$907 ;
+  assign \$909  = ! stage[172];
+  assign \$910  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$911  = ! \$910 ;
+  assign \$912  = stage[127:126] == 2'h3;
+  assign \$913  = ~ reduced_b;
+  assign \$914  = \$912  & \$913 ;
+  assign \$915  = reduced_b ? copied : acc;
+  assign \$916  = $signed(part[89:74]) + $signed(\$915 [89:74]);
+  assign \$917  = reduced_b ? copied : acc;
+  assign \$918  = \$914  ? \$916  : { \$917 [89], \$917 [89:74] };
+  assign \$919  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$920  = ! \$919 ;
+  assign \$921  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$922  = \$921  - 1'h1;
+  assign \$923  = \$920  ? 6'h00 : \$922 [5:0];
+  assign \$924  = $signed(\$918 ) >>> \$923 ;
+  assign \$925  = stage[127:126] == 2'h3;
+  assign \$926  = ~ reduced_b;
+  assign \$927  = \$925  & \$926 ;
+  assign \$928  = reduced_b ? copied : acc;
+  assign \$929  = $signed(part[89:74]) + $signed(\$928 [89:74]);
+  assign \$930  = reduced_b ? copied : acc;
+  assign \$931  = \$927  ? \$929  : { \$930 [89], \$930 [89:74] };
+  assign \$932  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$933  = ! \$932 ;
+  assign \$934  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$935  = \$934  - 1'h1;
+  assign \$936  = \$933  ? 6'h00 : \$935 [5:0];
+  assign \$937  = $signed(\$931 ) >>> \$936 ;
+  assign \$938  = $signed(\$937 ) + $signed({ 1'h0, stage[179] });
+  assign \$940  = \$911  ? \$924  : \$939 [16:0];
+  assign \$941  = $signed(\$940 ) > $signed(8'h7f);
+  assign \$942  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$943  = ! \$942 ;
+  assign \$944  = stage[127:126] == 2'h3;
+  assign \$945  = ~ reduced_b;
+  assign \$946  = \$944  & \$945 ;
+  assign \$947  = reduced_b ? copied : acc;
+  assign \$948  = $signed(part[89:74]) + $signed(\$947 [89:74]);
+  assign \$949  = reduced_b ? copied : acc;
+  assign \$950  = \$946  ? \$948  : { \$949 [89], \$949 [89:74] };
+  assign \$951  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$952  = ! \$951 ;
+  assign \$953  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$954  = \$953  - 1'h1;
+  assign \$955  = \$952  ? 6'h00 : \$954 [5:0];
+  assign \$956  = $signed(\$950 ) >>> \$955 ;
+  assign \$957  = stage[127:126] == 2'h3;
+  assign \$958  = ~ reduced_b;
+  assign \$959  = \$957  & \$958 ;
+  assign \$960  = reduced_b ? copied : acc;
+  assign \$961  = $signed(part[89:74]) + $signed(\$960 [89:74]);
+  assign \$962  = reduced_b ? copied : acc;
+  assign \$963  = \$959  ? \$961  : { \$962 [89], \$962 [89:74] };
+  assign \$964  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$965  = ! \$964 ;
+  assign \$966  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$967  = \$966  - 1'h1;
+  assign \$968  = \$965  ? 6'h00 : \$967 [5:0];
+  assign \$969  = $signed(\$963 ) >>> \$968 ;
+  assign \$970  = $signed(\$969 ) + $signed({ 1'h0, stage[179] });
+  assign \$972  = \$943  ? \$956  : \$971 [16:0];
+  assign \$973  = $signed(\$972 ) < $signed(8'h80);
+  assign \$974  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$975  = ! \$974 ;
+  assign \$976  = stage[127:126] == 2'h3;
+  assign \$977  = ~ reduced_b;
+  assign \$978  = \$976  & \$977 ;
+  assign \$979  = reduced_b ? copied : acc;
+  assign \$980  = $signed(part[89:74]) + $signed(\$979 [89:74]);
+  assign \$981  = reduced_b ? copied : acc;
+  assign \$982  = \$978  ? \$980  : { \$981 [89], \$981 [89:74] };
+  assign \$983  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$984  = ! \$983 ;
+  assign \$985  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$986  = \$985  - 1'h1;
+  assign \$987  = \$984  ? 6'h00 : \$986 [5:0];
+  assign \$988  = $signed(\$982 ) >>> \$987 ;
+  assign \$989  = stage[127:126] == 2'h3;
+  assign \$990  = ~ reduced_b;
+  assign \$991  = \$989  & \$990 ;
+  assign \$992  = reduced_b ? copied : acc;
+  assign \$993  = $signed(part[89:74]) + $signed(\$992 [89:74]);
+  assign \$994  = reduced_b ? copied : acc;
+  assign \$995  = \$991  ? \$993  : { \$994 [89], \$994 [89:74] };
+  assign \$996  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$997  = ! \$996 ;
+  assign \$998  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$999  = \$998  - 1'h1;
+  assign \$1000  = \$997  ? 6'h00 : \$999 [5:0];
+  assign \$1001  = $signed(\$995 ) >>> \$1000 ;
+  assign \$1002  = $signed(\$1001 ) + $signed({ 1'h0, stage[179] });
+  assign \$1004  = \$975  ? \$988  : \$1003 [16:0];
+  assign \$1005  = \$973  ? 8'h80 : \$1004 [7:0];
+  assign \$1006  = \$941  ? 8'h7f : \$1005 ;
+  assign \$1007  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1008  = ! \$1007 ;
+  assign \$1009  = stage[127:126] == 2'h3;
+  assign \$1010  = ~ reduced_b;
+  assign \$1011  = \$1009  & \$1010 ;
+  assign \$1012  = reduced_b ? copied : acc;
+  assign \$1013  = $signed(part[89:74]) + $signed(\$1012 [89:74]);
+  assign \$1014  = reduced_b ? copied : acc;
+  assign \$1015  = \$1011  ? \$1013  : { \$1014 [89], \$1014 [89:74] };
+  assign \$1016  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1017  = ! \$1016 ;
+  assign \$1018  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1019  = \$1018  - 1'h1;
+  assign \$1020  = \$1017  ? 6'h00 : \$1019 [5:0];
+  assign \$1021  = $signed(\$1015 ) >>> \$1020 ;
+  assign \$1022  = stage[127:126] == 2'h3;
+  assign \$1023  = ~ reduced_b;
+  assign \$1024  = \$1022  & \$1023 ;
+  assign \$1025  = reduced_b ? copied : acc;
+  assign \$1026  = $signed(part[89:74]) + $signed(\$1025 [89:74]);
+  assign \$1027  = reduced_b ? copied : acc;
+  assign \$1028  = \$1024  ? \$1026  : { \$1027 [89], \$1027 [89:74] };
+  assign \$1029  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1030  = ! \$1029 ;
+  assign \$1031  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1032  = \$1031  - 1'h1;
+  assign \$1033  = \$1030  ? 6'h00 : \$1032 [5:0];
+  assign \$1034  = $signed(\$1028 ) >>> \$1033 ;
+  assign \$1035  = $signed(\$1034 ) + $signed({ 1'h0, stage[179] });
+  assign \$1037  = \$1008  ? \$1021  : \$1036 [16:0];
+  assign \$1038  = $signed(\$1006 ) != $signed(\$1037 );
+  assign \$1039  = reduced_b & stage[219];
+  assign \$1040  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1041  = $signed(v_bwd2) << \$1040 [3:0];
+  assign \$1042  = $signed(\$1041 ) > $signed(16'h7fff);
+  assign \$1043  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1044  = $signed(v_bwd2) << \$1043 [3:0];
+  assign \$1045  = $signed(\$1044 ) < $signed(16'h8000);
+  assign \$1046  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1047  = $signed(v_bwd2) << \$1046 [3:0];
+  assign \$1048  = \$1045  ? 16'h8000 : \$1047 [15:0];
+  assign \$1049  = \$1042  ? 16'h7fff : \$1048 ;
+  assign \$1050  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1051  = $signed(v_bwd2) << \$1050 [3:0];
+  assign \$1052  = $signed(\$1049 ) != $signed(\$1051 );
+  assign \$1053  = \$1039  ? \$1052  : \$1561 ;
+  assign \$1054  = stage[172] ? \$1053  : \$1038 ;
+  assign \$1055  = active_b > 2'h2;
+  assign \$1056  = \$1054  & \$1055 ;
+  assign \$1057  = \$908  + \$1056 ;
+  assign \$1058  = ! stage[172];
+  assign \$1059  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1060  = ! \$1059 ;
+  assign \$1061  = stage[127:126] == 2'h3;
+  assign \$1062  = ~ reduced_b;
+  assign \$1063  = \$1061  & \$1062 ;
+  assign \$1064  = reduced_b ? copied : acc;
+  assign \$1065  = $signed(part[126:111]) + $signed(\$1064 [126:111]);
+  assign \$1066  = reduced_b ? copied : acc;
+  assign \$1067  = \$1063  ? \$1065  : { \$1066 [126], \$1066 [126:111] };
+  assign \$1068  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1069  = ! \$1068 ;
+  assign \$1070  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1071  = \$1070  - 1'h1;
+  assign \$1072  = \$1069  ? 6'h00 : \$1071 [5:0];
+  assign \$1073  = $signed(\$1067 ) >>> \$1072 ;
+  assign \$1074  = stage[127:126] == 2'h3;
+  assign \$1075  = ~ reduced_b;
+  assign \$1076  = \$1074  & \$1075 ;
+  assign \$1077  = reduced_b ? copied : acc;
+  assign \$1078  = $signed(part[126:111]) + $signed(\$1077 [126:111]);
+  assign \$1079  = reduced_b ? copied : acc;
+  assign \$1080  = \$1076  ? \$1078  : { \$1079 [126], \$1079 [126:111] };
+  assign \$1081  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1082  = ! \$1081 ;
+  assign \$1083  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1084  = \$1083  - 1'h1;
+  assign \$1085  = \$1082  ? 6'h00 : \$1084 [5:0];
+  assign \$1086  = $signed(\$1080 ) >>> \$1085 ;
+  assign \$1087  = $signed(\$1086 ) + $signed({ 1'h0, stage[179] });
+  assign \$1089  = \$1060  ? \$1073  : \$1088 [16:0];
+  assign \$1090  = $signed(\$1089 ) > $signed(8'h7f);
+  assign \$1091  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1092  = ! \$1091 ;
+  assign \$1093  = stage[127:126] == 2'h3;
+  assign \$1094  = ~ reduced_b;
+  assign \$1095  = \$1093  & \$1094 ;
+  assign \$1096  = reduced_b ? copied : acc;
+  assign \$1097  = $signed(part[126:111]) + $signed(\$1096 [126:111]);
+  assign \$1098  = reduced_b ? copied : acc;
+  assign \$1099  = \$1095  ? \$1097  : { \$1098 [126], \$1098 [126:111] };
+  assign \$1100  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1101  = ! \$1100 ;
+  assign \$1102  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1103  = \$1102  - 1'h1;
+  assign \$1104  = \$1101  ? 6'h00 : \$1103 [5:0];
+  assign \$1105  = $signed(\$1099 ) >>> \$1104 ;
+  assign \$1106  = stage[127:126] == 2'h3;
+  assign \$1107  = ~ reduced_b;
+  assign \$1108  = \$1106  & \$1107 ;
+  assign \$1109  = reduced_b ? copied : acc;
+  assign \$1110  = $signed(part[126:111]) + $signed(\$1109 [126:111]);
+  assign \$1111  = reduced_b ? copied : acc;
+  assign \$1112  = \$1108  ? \$1110  : { \$1111 [126], \$1111 [126:111] };
+  assign \$1113  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1114  = ! \$1113 ;
+  assign \$1115  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1116  = \$1115  - 1'h1;
+  assign \$1117  = \$1114  ? 6'h00 : \$1116 [5:0];
+  assign \$1118  = $signed(\$1112 ) >>> \$1117 ;
+  assign \$1119  = $signed(\$1118 ) + $signed({ 1'h0, stage[179] });
+  assign \$1121  = \$1092  ? \$1105  : \$1120 [16:0];
+  assign \$1122  = $signed(\$1121 ) < $signed(8'h80);
+  assign \$1123  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1124  = ! \$1123 ;
+  assign \$1125  = stage[127:126] == 2'h3;
+  assign \$1126  = ~ reduced_b;
+  assign \$1127  = \$1125  & \$1126 ;
+  assign \$1128  = reduced_b ? copied : acc;
+  assign \$1129  = $signed(part[126:111]) + $signed(\$1128 [126:111]);
+  assign \$1130  = reduced_b ? copied : acc;
+  assign \$1131  = \$1127  ? \$1129  : { \$1130 [126], \$1130 [126:111] };
+  assign \$1132  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1133  = ! \$1132 ;
+  assign \$1134  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1135  = \$1134  - 1'h1;
+  assign \$1136  = \$1133  ? 6'h00 : \$1135 [5:0];
+  assign \$1137  = $signed(\$1131 ) >>> \$1136 ;
+  assign \$1138  = stage[127:126] == 2'h3;
+  assign \$1139  = ~ reduced_b;
+  assign \$1140  = \$1138  & \$1139 ;
+  assign \$1141  = reduced_b ? copied : acc;
+  assign \$1142  = $signed(part[126:111]) + $signed(\$1141 [126:111]);
+  assign \$1143  = reduced_b ? copied : acc;
+  assign \$1144  = \$1140  ? \$1142  : { \$1143 [126], \$1143 [126:111] };
+  assign \$1145  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1146  = ! \$1145 ;
+  assign \$1147  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1148  = \$1147  - 1'h1;
+  assign \$1149  = \$1146  ? 6'h00 : \$1148 [5:0];
+  assign \$1150  = $signed(\$1144 ) >>> \$1149 ;
+  assign \$1151  = $signed(\$1150 ) + $signed({ 1'h0, stage[179] });
+  assign \$1153  = \$1124  ? \$1137  : \$1152 [16:0];
+  assign \$1154  = \$1122  ? 8'h80 : \$1153 [7:0];
+  assign \$1155  = \$1090  ? 8'h7f : \$1154 ;
+  assign \$1156  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1157  = ! \$1156 ;
+  assign \$1158  = stage[127:126] == 2'h3;
+  assign \$1159  = ~ reduced_b;
+  assign \$1160  = \$1158  & \$1159 ;
+  assign \$1161  = reduced_b ? copied : acc;
+  assign \$1162  = $signed(part[126:111]) + $signed(\$1161 [126:111]);
+  assign \$1163  = reduced_b ? copied : acc;
+  assign \$1164  = \$1160  ? \$1162  : { \$1163 [126], \$1163 [126:111] };
+  assign \$1165  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1166  = ! \$1165 ;
+  assign \$1167  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1168  = \$1167  - 1'h1;
+  assign \$1169  = \$1166  ? 6'h00 : \$1168 [5:0];
+  assign \$1170  = $signed(\$1164 ) >>> \$1169 ;
+  assign \$1171  = stage[127:126] == 2'h3;
+  assign \$1172  = ~ reduced_b;
+  assign \$1173  = \$1171  & \$1172 ;
+  assign \$1174  = reduced_b ? copied : acc;
+  assign \$1175  = $signed(part[126:111]) + $signed(\$1174 [126:111]);
+  assign \$1176  = reduced_b ? copied : acc;
+  assign \$1177  = \$1173  ? \$1175  : { \$1176 [126], \$1176 [126:111] };
+  assign \$1178  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1179  = ! \$1178 ;
+  assign \$1180  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1181  = \$1180  - 1'h1;
+  assign \$1182  = \$1179  ? 6'h00 : \$1181 [5:0];
+  assign \$1183  = $signed(\$1177 ) >>> \$1182 ;
+  assign \$1184  = $signed(\$1183 ) + $signed({ 1'h0, stage[179] });
+  assign \$1186  = \$1157  ? \$1170  : \$1185 [16:0];
+  assign \$1187  = $signed(\$1155 ) != $signed(\$1186 );
+  assign \$1188  = reduced_b & stage[219];
+  assign \$1189  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1190  = $signed(v_bwd3) << \$1189 [3:0];
+  assign \$1191  = $signed(\$1190 ) > $signed(16'h7fff);
+  assign \$1192  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1193  = $signed(v_bwd3) << \$1192 [3:0];
+  assign \$1194  = $signed(\$1193 ) < $signed(16'h8000);
+  assign \$1195  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1196  = $signed(v_bwd3) << \$1195 [3:0];
+  assign \$1197  = \$1194  ? 16'h8000 : \$1196 [15:0];
+  assign \$1198  = \$1191  ? 16'h7fff : \$1197 ;
+  assign \$1199  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1200  = $signed(v_bwd3) << \$1199 [3:0];
+  assign \$1201  = $signed(\$1198 ) != $signed(\$1200 );
+  assign \$1202  = \$1188  ? \$1201  : \$1562 ;
+  assign \$1203  = stage[172] ? \$1202  : \$1187 ;
+  assign \$1204  = active_b > 2'h3;
+  assign \$1205  = \$1203  & \$1204 ;
+  assign \$1206  = \$1057  + \$1205 ;
+  assign \$1207  = \$610  ? \$1206  : 5'h00;
+  assign \$1208  = va | out__en;
+  assign busy = issue | \$1208 ;
+  assign \$1210  = stage[211:180] >> t[4:0];
+  assign \$1211  = ~ \$1210 ;
+  assign \$1212  = stage[212] & \$1211 ;
+  assign \$1213  = ! stage[1:0];
+  assign \$1214  = \$1212  & \$1213 ;
+  assign \$1215  = \$1214  ? 16'h0001 : stage[57:42];
+  assign \$1216  = \$1215  - 1'h1;
+  assign \$1217  = i == \$1216 ;
+  assign \$1218  = i + 1'h1;
+  assign \$1219  = \$1217  ? 17'h00000 : \$1218 ;
+  assign \$1220  = stage[211:180] >> t[4:0];
+  assign \$1221  = ~ \$1220 ;
+  assign \$1222  = stage[212] & \$1221 ;
+  assign \$1223  = ! stage[1:0];
+  assign \$1224  = \$1222  & \$1223 ;
+  assign \$1225  = \$1224  ? 16'h0001 : stage[57:42];
+  assign \$1226  = \$1225  - 1'h1;
+  assign \$1227  = i == \$1226 ;
+  assign \$1229  = issue & \$1228 ;
+  assign \$1230  = stage[211:180] >> t[4:0];
+  assign \$1231  = ~ \$1230 ;
+  assign \$1232  = stage[212] & \$1231 ;
+  assign \$1233  = ! stage[1:0];
+  assign \$1234  = \$1232  & \$1233 ;
+  assign \$1235  = ! stage[127:126];
+  assign \$1236  = stage[127:126] == 2'h3;
+  assign \$1237  = \$1236  ? 3'h6 : 3'h3;
+  assign \$1238  = \$1235  ? 3'h1 : \$1237 ;
+  assign \$1239  = \$1234  ? 3'h1 : \$1238 ;
+  assign \$1240  = \$1239  - 1'h1;
+  assign \$1241  = $signed({ 1'h0, tap }) == $signed(\$1240 );
+  assign \$1242  = tap + 1'h1;
+  assign \$1243  = \$1241  ? 17'h00000 : \$1242 ;
+  assign \$1244  = stage[211:180] >> t[4:0];
+  assign \$1245  = ~ \$1244 ;
+  assign \$1246  = stage[212] & \$1245 ;
+  assign \$1247  = ! stage[1:0];
+  assign \$1248  = \$1246  & \$1247 ;
+  assign \$1249  = \$1248  ? 16'h0001 : stage[57:42];
+  assign \$1250  = \$1249  - 1'h1;
+  assign \$1251  = i == \$1250 ;
+  assign \$1253  = stage[211:180] >> t[4:0];
   assign \$1254  = ~ \$1253 ;
-  assign \$1255  = \$1248  & \$1254 ;
-  assign \$1256  = stage[1:0] == 1'h1;
-  assign \$1257  = stage[211:180] >> t[4:0];
-  assign \$1258  = ~ \$1257 ;
-  assign \$1259  = stage[212] & \$1258 ;
-  assign \$1260  = \$1256  & \$1259 ;
-  assign \$1261  = ~ \$1260 ;
-  assign \$1262  = stage[1:0] == 1'h1;
-  assign \$1263  = stage[211:180] >> t[4:0];
-  assign \$1264  = ~ \$1263 ;
-  assign \$1265  = stage[212] & \$1264 ;
-  assign \$1266  = \$1262  & \$1265 ;
-  assign \$1267  = ~ summed;
-  assign \$1268  = stage[316] & \$1267 ;
-  assign \$1269  = \$1266  & \$1268 ;
-  assign \$1270  = \$1261  | \$1269 ;
-  assign \$1271  = issue & \$1270 ;
-  assign \$1273  = stage[73:58] - \$1272 ;
-  assign \$1274  = $signed(\$1273 ) >= $signed(4'h4);
-  assign \$1276  = stage[73:58] - \$1275 ;
-  assign \$1277  = \$1274  ? 20'h00004 : \$1276 ;
-  assign \$1279  = ! \$1278 ;
-  assign \$1280  = ! tap;
-  assign \$1281  = ! i;
-  assign \$1282  = \$1280  & \$1281 ;
-  assign \$1283  = stage[127:126] == 2'h3;
-  assign \$1284  = tap == 2'h3;
-  assign \$1285  = \$1283  & \$1284 ;
-  assign \$1286  = ! i;
-  assign \$1287  = \$1285  & \$1286 ;
-  assign \$1288  = stage[211:180] >> t[4:0];
-  assign \$1289  = ~ \$1288 ;
-  assign \$1290  = stage[212] & \$1289 ;
-  assign \$1291  = ~ \$1290 ;
-  assign \$1292  = \$1287  & \$1291 ;
-  assign \$1293  = stage[57:42] - 1'h1;
-  assign \$1294  = i == \$1293 ;
-  assign \$1296  = stage[211:180] >> t[4:0];
-  assign \$1297  = ~ \$1296 ;
-  assign \$1298  = stage[212] & \$1297 ;
-  assign \$1299  = ! stage[1:0];
-  assign \$1300  = \$1298  & \$1299 ;
-  assign \$1301  = ! stage[127:126];
-  assign \$1302  = stage[127:126] == 2'h3;
-  assign \$1303  = \$1302  ? 3'h6 : 3'h3;
-  assign \$1304  = \$1301  ? 3'h1 : \$1303 ;
-  assign \$1305  = \$1300  ? 3'h1 : \$1304 ;
-  assign \$1306  = \$1305  - 1'h1;
-  assign \$1307  = $signed({ 1'h0, tap }) == $signed(\$1306 );
-  assign \$1308  = \$1295  & \$1307 ;
-  assign \$1309  = ~ summed;
-  assign \$1310  = stage[316] & \$1309 ;
-  assign \$1311  = stage[211:180] >> t[4:0];
-  assign \$1312  = ~ \$1311 ;
-  assign \$1313  = stage[212] & \$1312 ;
-  assign \$1314  = stage[1:0] == 1'h1;
-  assign \$1315  = stage[211:180] >> t[4:0];
-  assign \$1316  = ~ \$1315 ;
-  assign \$1317  = stage[212] & \$1316 ;
-  assign \$1318  = \$1314  & \$1317 ;
-  assign \$1319  = ~ summed;
-  assign \$1320  = stage[316] & \$1319 ;
-  assign \$1321  = \$1318  & \$1320 ;
-  assign \$1322  = a_first_word ? inp__data : \$signal ;
-  assign \$1323  = a_first_step ? grad__data : held_g;
-  assign \$1324  = stage[1:0] == 1'h1;
-  assign \$1325  = ~ \$1324 ;
-  assign \$1326  = va & \$1325 ;
-  assign \$1327  = \$1326  & a_branch;
-  assign \$1328  = stage[1:0] == 1'h1;
-  assign \$1329  = ~ \$1328 ;
-  assign \$1330  = va & \$1329 ;
-  assign \$1331  = \$1330  & a_last;
+  assign \$1255  = stage[212] & \$1254 ;
+  assign \$1256  = ! stage[1:0];
+  assign \$1257  = \$1255  & \$1256 ;
+  assign \$1258  = ! stage[127:126];
+  assign \$1259  = stage[127:126] == 2'h3;
+  assign \$1260  = \$1259  ? 3'h6 : 3'h3;
+  assign \$1261  = \$1258  ? 3'h1 : \$1260 ;
+  assign \$1262  = \$1257  ? 3'h1 : \$1261 ;
+  assign \$1263  = \$1262  - 1'h1;
+  assign \$1264  = $signed({ 1'h0, tap }) == $signed(\$1263 );
+  assign \$1265  = \$1252  & \$1264 ;
+  assign \$1266  = issue & \$1265 ;
+  assign \$1267  = \$3 [15:0] - 1'h1;
+  assign \$1268  = go == \$1267 ;
+  assign \$1269  = go + 1'h1;
+  assign \$1270  = \$1268  ? 17'h00000 : \$1269 ;
+  assign \$1271  = stage[211:180] >> t[4:0];
+  assign \$1272  = ~ \$1271 ;
+  assign \$1273  = stage[212] & \$1272 ;
+  assign \$1274  = ! stage[1:0];
+  assign \$1275  = \$1273  & \$1274 ;
+  assign \$1276  = \$1275  ? 16'h0001 : stage[57:42];
+  assign \$1277  = \$1276  - 1'h1;
+  assign \$1278  = i == \$1277 ;
+  assign \$1280  = stage[211:180] >> t[4:0];
+  assign \$1281  = ~ \$1280 ;
+  assign \$1282  = stage[212] & \$1281 ;
+  assign \$1283  = ! stage[1:0];
+  assign \$1284  = \$1282  & \$1283 ;
+  assign \$1285  = ! stage[127:126];
+  assign \$1286  = stage[127:126] == 2'h3;
+  assign \$1287  = \$1286  ? 3'h6 : 3'h3;
+  assign \$1288  = \$1285  ? 3'h1 : \$1287 ;
+  assign \$1289  = \$1284  ? 3'h1 : \$1288 ;
+  assign \$1290  = \$1289  - 1'h1;
+  assign \$1291  = $signed({ 1'h0, tap }) == $signed(\$1290 );
+  assign \$1292  = \$1279  & \$1291 ;
+  assign \$1293  = \$3 [15:0] - 1'h1;
+  assign \$1294  = go == \$1293 ;
+  assign \$1295  = \$1292  & \$1294 ;
+  assign \$1296  = issue & \$1295 ;
+  assign \$1297  = stage[41:26] - 1'h1;
+  assign \$1298  = x == \$1297 ;
+  assign \$1299  = x + 1'h1;
+  assign \$1300  = \$1298  ? 17'h00000 : \$1299 ;
+  assign \$1301  = stage[211:180] >> t[4:0];
+  assign \$1302  = ~ \$1301 ;
+  assign \$1303  = stage[212] & \$1302 ;
+  assign \$1304  = ! stage[1:0];
+  assign \$1305  = \$1303  & \$1304 ;
+  assign \$1306  = \$1305  ? 16'h0001 : stage[57:42];
+  assign \$1307  = \$1306  - 1'h1;
+  assign \$1308  = i == \$1307 ;
+  assign \$1310  = stage[211:180] >> t[4:0];
+  assign \$1311  = ~ \$1310 ;
+  assign \$1312  = stage[212] & \$1311 ;
+  assign \$1313  = ! stage[1:0];
+  assign \$1314  = \$1312  & \$1313 ;
+  assign \$1315  = ! stage[127:126];
+  assign \$1316  = stage[127:126] == 2'h3;
+  assign \$1317  = \$1316  ? 3'h6 : 3'h3;
+  assign \$1318  = \$1315  ? 3'h1 : \$1317 ;
+  assign \$1319  = \$1314  ? 3'h1 : \$1318 ;
+  assign \$1320  = \$1319  - 1'h1;
+  assign \$1321  = $signed({ 1'h0, tap }) == $signed(\$1320 );
+  assign \$1322  = \$1309  & \$1321 ;
+  assign \$1323  = \$3 [15:0] - 1'h1;
+  assign \$1324  = go == \$1323 ;
+  assign \$1325  = \$1322  & \$1324 ;
+  assign \$1326  = stage[41:26] - 1'h1;
+  assign \$1327  = x == \$1326 ;
+  assign \$1328  = \$1325  & \$1327 ;
+  assign \$1329  = issue & \$1328 ;
+  assign \$1330  = stage[25:10] - 1'h1;
+  assign \$1331  = y == \$1330 ;
+  assign \$1332  = y + 1'h1;
+  assign \$1333  = \$1331  ? 17'h00000 : \$1332 ;
+  assign \$1334  = stage[211:180] >> t[4:0];
+  assign \$1335  = ~ \$1334 ;
+  assign \$1336  = stage[212] & \$1335 ;
+  assign \$1337  = ! stage[1:0];
+  assign \$1338  = \$1336  & \$1337 ;
+  assign \$1339  = \$1338  ? 16'h0001 : stage[57:42];
+  assign \$1340  = \$1339  - 1'h1;
+  assign \$1341  = i == \$1340 ;
+  assign \$1343  = stage[211:180] >> t[4:0];
+  assign \$1344  = ~ \$1343 ;
+  assign \$1345  = stage[212] & \$1344 ;
+  assign \$1346  = ! stage[1:0];
+  assign \$1347  = \$1345  & \$1346 ;
+  assign \$1348  = ! stage[127:126];
+  assign \$1349  = stage[127:126] == 2'h3;
+  assign \$1350  = \$1349  ? 3'h6 : 3'h3;
+  assign \$1351  = \$1348  ? 3'h1 : \$1350 ;
+  assign \$1352  = \$1347  ? 3'h1 : \$1351 ;
+  assign \$1353  = \$1352  - 1'h1;
+  assign \$1354  = $signed({ 1'h0, tap }) == $signed(\$1353 );
+  assign \$1355  = \$1342  & \$1354 ;
+  assign \$1356  = \$3 [15:0] - 1'h1;
+  assign \$1357  = go == \$1356 ;
+  assign \$1358  = \$1355  & \$1357 ;
+  assign \$1359  = stage[41:26] - 1'h1;
+  assign \$1360  = x == \$1359 ;
+  assign \$1361  = \$1358  & \$1360 ;
+  assign \$1362  = stage[25:10] - 1'h1;
+  assign \$1363  = y == \$1362 ;
+  assign \$1364  = \$1361  & \$1363 ;
+  assign \$1365  = issue & \$1364 ;
+  assign \$1366  = stage[9:2] - 1'h1;
+  assign \$1367  = $signed({ 1'h0, t }) == $signed(\$1366 );
+  assign \$1368  = t + 1'h1;
+  assign \$1369  = \$1367  ? 17'h00000 : \$1368 ;
+  assign \$1370  = stage[211:180] >> t[4:0];
+  assign \$1371  = ~ \$1370 ;
+  assign \$1372  = stage[212] & \$1371 ;
+  assign \$1373  = ! stage[1:0];
+  assign \$1374  = \$1372  & \$1373 ;
+  assign \$1375  = \$1374  ? 16'h0001 : stage[57:42];
+  assign \$1376  = \$1375  - 1'h1;
+  assign \$1377  = i == \$1376 ;
+  assign \$1379  = stage[211:180] >> t[4:0];
+  assign \$1380  = ~ \$1379 ;
+  assign \$1381  = stage[212] & \$1380 ;
+  assign \$1382  = ! stage[1:0];
+  assign \$1383  = \$1381  & \$1382 ;
+  assign \$1384  = ! stage[127:126];
+  assign \$1385  = stage[127:126] == 2'h3;
+  assign \$1386  = \$1385  ? 3'h6 : 3'h3;
+  assign \$1387  = \$1384  ? 3'h1 : \$1386 ;
+  assign \$1388  = \$1383  ? 3'h1 : \$1387 ;
+  assign \$1389  = \$1388  - 1'h1;
+  assign \$1390  = $signed({ 1'h0, tap }) == $signed(\$1389 );
+  assign \$1391  = \$1378  & \$1390 ;
+  assign \$1392  = \$3 [15:0] - 1'h1;
+  assign \$1393  = go == \$1392 ;
+  assign \$1394  = \$1391  & \$1393 ;
+  assign \$1395  = stage[41:26] - 1'h1;
+  assign \$1396  = x == \$1395 ;
+  assign \$1397  = \$1394  & \$1396 ;
+  assign \$1398  = stage[25:10] - 1'h1;
+  assign \$1399  = y == \$1398 ;
+  assign \$1400  = \$1397  & \$1399 ;
+  assign \$1401  = stage[9:2] - 1'h1;
+  assign \$1402  = $signed({ 1'h0, t }) == $signed(\$1401 );
+  assign \$1403  = \$1400  & \$1402 ;
+  assign \$1404  = issue & \$1403 ;
+  assign \$1405  = stage[211:180] >> t[4:0];
+  assign \$1406  = ~ \$1405 ;
+  assign \$1407  = stage[212] & \$1406 ;
+  assign \$1408  = ! stage[1:0];
+  assign \$1409  = \$1407  & \$1408 ;
+  assign \$1410  = \$1409  ? 16'h0001 : stage[57:42];
+  assign \$1411  = \$1410  - 1'h1;
+  assign \$1412  = i == \$1411 ;
+  assign \$1414  = stage[211:180] >> t[4:0];
+  assign \$1415  = ~ \$1414 ;
+  assign \$1416  = stage[212] & \$1415 ;
+  assign \$1417  = ! stage[1:0];
+  assign \$1418  = \$1416  & \$1417 ;
+  assign \$1419  = ! stage[127:126];
+  assign \$1420  = stage[127:126] == 2'h3;
+  assign \$1421  = \$1420  ? 3'h6 : 3'h3;
+  assign \$1422  = \$1419  ? 3'h1 : \$1421 ;
+  assign \$1423  = \$1418  ? 3'h1 : \$1422 ;
+  assign \$1424  = \$1423  - 1'h1;
+  assign \$1425  = $signed({ 1'h0, tap }) == $signed(\$1424 );
+  assign \$1426  = \$1413  & \$1425 ;
+  assign \$1427  = \$3 [15:0] - 1'h1;
+  assign \$1428  = go == \$1427 ;
+  assign \$1429  = \$1426  & \$1428 ;
+  assign \$1430  = issue & \$1429 ;
+  assign \$1431  = stage[211:180] >> t[4:0];
+  assign \$1432  = ~ \$1431 ;
+  assign \$1433  = stage[212] & \$1432 ;
+  assign \$1434  = stage[1:0] == 1'h1;
+  assign \$1435  = \$1433  & \$1434 ;
+  assign \$1436  = ~ \$1435 ;
+  assign \$1437  = \$1430  & \$1436 ;
+  assign \$1438  = stage[1:0] == 1'h1;
+  assign \$1439  = stage[211:180] >> t[4:0];
+  assign \$1440  = ~ \$1439 ;
+  assign \$1441  = stage[212] & \$1440 ;
+  assign \$1442  = \$1438  & \$1441 ;
+  assign \$1443  = ~ \$1442 ;
+  assign \$1444  = stage[1:0] == 1'h1;
+  assign \$1445  = stage[211:180] >> t[4:0];
+  assign \$1446  = ~ \$1445 ;
+  assign \$1447  = stage[212] & \$1446 ;
+  assign \$1448  = \$1444  & \$1447 ;
+  assign \$1449  = ~ summed;
+  assign \$1450  = stage[296] & \$1449 ;
+  assign \$1451  = \$1448  & \$1450 ;
+  assign \$1452  = \$1443  | \$1451 ;
+  assign \$1453  = issue & \$1452 ;
+  assign \$1455  = stage[73:58] - \$1454 ;
+  assign \$1456  = $signed(\$1455 ) >= $signed(4'h4);
+  assign \$1458  = stage[73:58] - \$1457 ;
+  assign \$1459  = \$1456  ? 20'h00004 : \$1458 ;
+  assign \$1461  = ! \$1460 ;
+  assign \$1462  = ! tap;
+  assign \$1463  = ! i;
+  assign \$1464  = \$1462  & \$1463 ;
+  assign \$1465  = stage[127:126] == 2'h3;
+  assign \$1466  = tap == 2'h3;
+  assign \$1467  = \$1465  & \$1466 ;
+  assign \$1468  = ! i;
+  assign \$1469  = \$1467  & \$1468 ;
+  assign \$1470  = stage[211:180] >> t[4:0];
+  assign \$1471  = ~ \$1470 ;
+  assign \$1472  = stage[212] & \$1471 ;
+  assign \$1473  = ~ \$1472 ;
+  assign \$1474  = \$1469  & \$1473 ;
+  assign \$1475  = stage[211:180] >> t[4:0];
+  assign \$1476  = ~ \$1475 ;
+  assign \$1477  = stage[212] & \$1476 ;
+  assign \$1478  = ! stage[1:0];
+  assign \$1479  = \$1477  & \$1478 ;
+  assign \$1480  = \$1479  ? 16'h0001 : stage[57:42];
+  assign \$1481  = \$1480  - 1'h1;
+  assign \$1482  = i == \$1481 ;
+  assign \$1484  = stage[211:180] >> t[4:0];
+  assign \$1485  = ~ \$1484 ;
+  assign \$1486  = stage[212] & \$1485 ;
+  assign \$1487  = ! stage[1:0];
+  assign \$1488  = \$1486  & \$1487 ;
+  assign \$1489  = ! stage[127:126];
+  assign \$1490  = stage[127:126] == 2'h3;
+  assign \$1491  = \$1490  ? 3'h6 : 3'h3;
+  assign \$1492  = \$1489  ? 3'h1 : \$1491 ;
+  assign \$1493  = \$1488  ? 3'h1 : \$1492 ;
+  assign \$1494  = \$1493  - 1'h1;
+  assign \$1495  = $signed({ 1'h0, tap }) == $signed(\$1494 );
+  assign \$1496  = \$1483  & \$1495 ;
+  assign \$1497  = ~ summed;
+  assign \$1498  = stage[296] & \$1497 ;
+  assign \$1499  = stage[211:180] >> t[4:0];
+  assign \$1500  = ~ \$1499 ;
+  assign \$1501  = stage[212] & \$1500 ;
+  assign \$1502  = stage[1:0] == 1'h1;
+  assign \$1503  = stage[211:180] >> t[4:0];
+  assign \$1504  = ~ \$1503 ;
+  assign \$1505  = stage[212] & \$1504 ;
+  assign \$1506  = \$1502  & \$1505 ;
+  assign \$1507  = ~ summed;
+  assign \$1508  = stage[296] & \$1507 ;
+  assign \$1509  = \$1506  & \$1508 ;
+  assign \$1510  = stage[211:180] >> t[4:0];
+  assign \$1511  = ~ \$1510 ;
+  assign \$1512  = stage[212] & \$1511 ;
+  assign \$1513  = ! stage[1:0];
+  assign \$1514  = \$1512  & \$1513 ;
+  assign \$1515  = a_first_word ? inp__data : \$signal ;
+  assign \$1516  = a_first_step ? grad__data : held_g;
+  assign \$1517  = va & a_copy;
+  assign \$1518  = stage[1:0] == 1'h1;
+  assign \$1519  = ~ \$1518 ;
+  assign \$1520  = va & \$1519 ;
+  assign \$1521  = \$1520  & a_branch;
+  assign \$1522  = stage[1:0] == 1'h1;
+  assign \$1523  = ~ \$1522 ;
+  assign \$1524  = va & \$1523 ;
+  assign \$1525  = \$1524  & a_last;
   always @(posedge clk)
-    i <= \$1332 ;
+    i <= \$1526 ;
   always @(posedge clk)
-    tap <= \$1333 ;
+    tap <= \$1527 ;
   always @(posedge clk)
-    go <= \$1334 ;
+    go <= \$1528 ;
   always @(posedge clk)
-    x <= \$1335 ;
+    x <= \$1529 ;
   always @(posedge clk)
-    y <= \$1336 ;
+    y <= \$1530 ;
   always @(posedge clk)
-    t <= \$1337 ;
+    t <= \$1531 ;
   always @(posedge clk)
-    issue <= \$1338 ;
+    issue <= \$1532 ;
   always @(posedge clk)
-    summed <= \$1339 ;
+    summed <= \$1533 ;
   always @(posedge clk)
-    va <= \$1340 ;
+    va <= \$1534 ;
   always @(posedge clk)
-    sel_a <= \$1341 ;
+    sel_a <= \$1535 ;
   always @(posedge clk)
-    active_a <= \$1342 ;
+    active_a <= \$1536 ;
   always @(posedge clk)
-    \$signal$76  <= \$1343 ;
+    \$signal$82  <= \$1537 ;
   always @(posedge clk)
-    entry_a <= \$1344 ;
+    entry_a <= \$1538 ;
   always @(posedge clk)
-    a_first_word <= \$1345 ;
+    a_first_word <= \$1539 ;
   always @(posedge clk)
-    a_first_step <= \$1346 ;
+    a_first_step <= \$1540 ;
   always @(posedge clk)
-    a_branch <= \$1347 ;
+    a_branch <= \$1541 ;
   always @(posedge clk)
-    a_last <= \$1348 ;
+    a_last <= \$1542 ;
   always @(posedge clk)
-    clear <= \$1349 ;
+    clear <= \$1543 ;
   always @(posedge clk)
-    a_reduced <= \$1350 ;
+    a_reduced <= \$1544 ;
   always @(posedge clk)
-    a_zero <= \$1351 ;
+    a_zero <= \$1545 ;
   always @(posedge clk)
-    \$signal  <= \$1352 ;
+    a_copy <= \$1546 ;
   always @(posedge clk)
-    held_g <= \$1353 ;
+    \$signal  <= \$1547 ;
   always @(posedge clk)
-    part <= \$1354 ;
+    held_g <= \$1548 ;
   always @(posedge clk)
-    out__en <= \$1355 ;
+    copied <= \$1549 ;
   always @(posedge clk)
-    reduced_b <= \$1356 ;
+    part <= \$1550 ;
   always @(posedge clk)
-    out__addr <= \$1357 ;
+    out__en <= \$1551 ;
   always @(posedge clk)
-    active_b <= \$1358 ;
+    reduced_b <= \$1552 ;
+  always @(posedge clk)
+    out__addr <= \$1553 ;
+  always @(posedge clk)
+    active_b <= \$1554 ;
   \ttsnn_accel.backward.core.array  array (
     .acc(acc),
     .clk(clk),
@@ -17397,300 +17779,321 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
     .weights(weights)
   );
   \ttsnn_accel.backward.core.requant  requant (
-    .i(\i$55 ),
-    .\port$5948$0 (\$1359 ),
-    .\port$5988$0 (\$1360 ),
-    .\port$6028$0 (\$1361 ),
-    .\port$6068$0 (\$1362 ),
-    .\port$6121$0 (\$1363 ),
-    .\port$6174$0 (\$1364 ),
-    .\port$6227$0 (\$1365 ),
-    .\port$6280$0 (\$1366 ),
+    .i(\i$61 ),
+    .\port$6140$0 (\$1555 ),
+    .\port$6180$0 (\$1556 ),
+    .\port$6220$0 (\$1557 ),
+    .\port$6260$0 (\$1558 ),
+    .\port$6313$0 (\$1559 ),
+    .\port$6366$0 (\$1560 ),
+    .\port$6419$0 (\$1561 ),
+    .\port$6472$0 (\$1562 ),
     .shift(shift)
   );
   \ttsnn_accel.backward.core.wgrad  wgrad (
     .addr(entry_a[8:0]),
     .clear(clear),
     .clk(clk),
-    .\port$4622$0 (\$104 ),
-    .\port$4627$0 (\$109 ),
-    .\port$4632$0 (\$114 ),
-    .\port$4637$0 (\$119 ),
+    .\port$4630$0 (\$116 ),
+    .\port$4635$0 (\$121 ),
+    .\port$4640$0 (\$126 ),
+    .\port$4645$0 (\$131 ),
     .rd_addr(\port$185$0 [8:0]),
     .rd_data(acc_rd_data),
     .rd_en(rd_en),
     .rst(rst),
-    .valid(\valid$34 )
+    .valid(\valid$39 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1332  = i;
-    if (\$1075 ) begin
-      \$1332  = \$1079 [15:0];
+    \$1526  = i;
+    if (\$1209 ) begin
+      \$1526  = \$1219 [15:0];
     end
     if (start) begin
-      \$1332  = 16'h0000;
+      \$1526  = 16'h0000;
     end
     if (rst) begin
-      \$1332  = 16'h0000;
+      \$1526  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1333  = tap;
-    if (\$1083 ) begin
-      \$1333  = \$1097 [15:0];
+    \$1527  = tap;
+    if (\$1229 ) begin
+      \$1527  = \$1243 [15:0];
     end
     if (start) begin
-      \$1333  = 16'h0000;
+      \$1527  = 16'h0000;
     end
     if (rst) begin
-      \$1333  = 16'h0000;
+      \$1527  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1334  = go;
-    if (\$1114 ) begin
-      \$1334  = \$1118 [15:0];
+    \$1528  = go;
+    if (\$1266 ) begin
+      \$1528  = \$1270 [15:0];
     end
     if (start) begin
-      \$1334  = 16'h0000;
+      \$1528  = 16'h0000;
     end
     if (rst) begin
-      \$1334  = 16'h0000;
+      \$1528  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1335  = x;
-    if (\$1138 ) begin
-      \$1335  = \$1142 [15:0];
+    \$1529  = x;
+    if (\$1296 ) begin
+      \$1529  = \$1300 [15:0];
     end
     if (start) begin
-      \$1335  = 16'h0000;
+      \$1529  = 16'h0000;
     end
     if (rst) begin
-      \$1335  = 16'h0000;
+      \$1529  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1336  = y;
-    if (\$1165 ) begin
-      \$1336  = \$1169 [15:0];
+    \$1530  = y;
+    if (\$1329 ) begin
+      \$1530  = \$1333 [15:0];
     end
     if (start) begin
-      \$1336  = 16'h0000;
+      \$1530  = 16'h0000;
     end
     if (rst) begin
-      \$1336  = 16'h0000;
+      \$1530  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1337  = t;
-    if (\$1195 ) begin
-      \$1337  = \$1199 [15:0];
+    \$1531  = t;
+    if (\$1365 ) begin
+      \$1531  = \$1369 [15:0];
     end
     if (start) begin
-      \$1337  = 16'h0000;
+      \$1531  = 16'h0000;
     end
     if (rst) begin
-      \$1337  = 16'h0000;
+      \$1531  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1338  = issue;
-    if (\$1228 ) begin
-      \$1338  = 1'h0;
+    \$1532  = issue;
+    if (\$1404 ) begin
+      \$1532  = 1'h0;
     end
     if (start) begin
-      \$1338  = 1'h1;
+      \$1532  = 1'h1;
     end
     if (rst) begin
-      \$1338  = 1'h0;
+      \$1532  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1339  = summed;
-    if (\$1255 ) begin
-      \$1339  = 1'h1;
+    \$1533  = summed;
+    if (\$1437 ) begin
+      \$1533  = 1'h1;
     end
     if (start) begin
-      \$1339  = 1'h0;
+      \$1533  = 1'h0;
     end
     if (rst) begin
-      \$1339  = 1'h0;
+      \$1533  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1340  = \$1271 ;
+    \$1534  = \$1453 ;
     if (rst) begin
-      \$1340  = 1'h0;
+      \$1534  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1341  = i[1:0];
+    \$1535  = i[1:0];
     if (rst) begin
-      \$1341  = 2'h0;
+      \$1535  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1342  = \$1277 [2:0];
+    \$1536  = \$1459 [2:0];
     if (rst) begin
-      \$1342  = 3'h0;
+      \$1536  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1343  = \$67 [19:0];
+    \$1537  = \$66 [19:0];
     if (rst) begin
-      \$1343  = 20'h00000;
+      \$1537  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1344  = \$72 [19:0];
+    \$1538  = \$71 [19:0];
     if (rst) begin
-      \$1344  = 20'h00000;
+      \$1538  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1345  = \$1279 ;
+    \$1539  = \$1461 ;
     if (rst) begin
-      \$1345  = 1'h0;
+      \$1539  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1346  = \$1282 ;
+    \$1540  = \$1464 ;
     if (rst) begin
-      \$1346  = 1'h0;
+      \$1540  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1347  = \$1292 ;
+    \$1541  = \$1474 ;
     if (rst) begin
-      \$1347  = 1'h0;
+      \$1541  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1348  = \$1308 ;
+    \$1542  = \$1496 ;
     if (rst) begin
-      \$1348  = 1'h0;
+      \$1542  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1349  = \$1310 ;
+    \$1543  = \$1498 ;
     if (rst) begin
-      \$1349  = 1'h0;
+      \$1543  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1350  = \$1313 ;
+    \$1544  = \$1501 ;
     if (rst) begin
-      \$1350  = 1'h0;
+      \$1544  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1351  = \$1321 ;
+    \$1545  = \$1509 ;
     if (rst) begin
-      \$1351  = 1'h0;
+      \$1545  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1352  = \$signal ;
+    \$1546  = \$1514 ;
+    if (rst) begin
+      \$1546  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1547  = \$signal ;
     if (va) begin
-      \$1352  = \$1322 ;
+      \$1547  = \$1515 ;
     end
     if (rst) begin
-      \$1352  = 64'h0000000000000000;
+      \$1547  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1353  = held_g;
+    \$1548  = held_g;
     if (va) begin
-      \$1353  = \$1323 ;
+      \$1548  = \$1516 ;
     end
     if (rst) begin
-      \$1353  = 64'h0000000000000000;
+      \$1548  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1354  = part;
-    if (\$1327 ) begin
-      \$1354  = acc;
+    \$1549  = copied;
+    if (\$1517 ) begin
+      \$1549  = { \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63:48], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47:32], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31:16], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15:0] };
     end
     if (rst) begin
-      \$1354  = 148'h0000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1355  = \$1331 ;
-    if (rst) begin
-      \$1355  = 1'h0;
+      \$1549  = 148'h0000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1356  = a_reduced;
+    \$1550  = part;
+    if (\$1521 ) begin
+      \$1550  = acc;
+    end
     if (rst) begin
-      \$1356  = 1'h0;
+      \$1550  = 148'h0000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1357  = \$signal$76 ;
+    \$1551  = \$1525 ;
     if (rst) begin
-      \$1357  = 20'h00000;
+      \$1551  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1358  = active_a;
+    \$1552  = a_reduced;
     if (rst) begin
-      \$1358  = 3'h0;
+      \$1552  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1553  = \$signal$82 ;
+    if (rst) begin
+      \$1553  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1554  = active_a;
+    if (rst) begin
+      \$1554  = 3'h0;
     end
   end
   assign GO = \$3 [15:0];
   assign run = issue;
-  assign addr_out = \$67 [19:0];
-  assign addr_entry = \$72 [19:0];
-  assign inp__addr = \$39 [19:0];
-  assign weights__addr = \$51 [19:0];
-  assign grad__addr = \$60 [19:0];
+  assign addr_out = \$66 [19:0];
+  assign addr_entry = \$71 [19:0];
+  assign inp__addr = \$45 [19:0];
+  assign weights__addr = \$50 [19:0];
+  assign grad__addr = \$59 [19:0];
   assign weights__data = weights;
+  assign copy0 = { \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15:0] };
+  assign copy1 = { \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31:16] };
+  assign copy2 = { \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47:32] };
+  assign copy3 = { \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63:48] };
   assign a_clear = clear;
   assign addr = entry_a[8:0];
-  assign product = { \$119 , \$114 , \$109 , \$104  };
+  assign product = { \$131 , \$126 , \$121 , \$116  };
   assign acc_rd_en = rd_en;
   assign rd_addr = \port$185$0 [8:0];
   assign acc_rd_addr = { 5'h00, \port$185$0  };
   assign rd_data = acc_rd_data;
-  assign o = { \$1362 , \$1361 , \$1360 , \$1359  };
-  assign \$signal$65  = out__en;
+  assign o = { \$1558 , \$1557 , \$1556 , \$1555  };
+  assign \$signal$71  = out__en;
   assign out_b = out__addr;
   assign out__data = { q3, q2, q1, q0 };
-  assign saturated = { \$1366 , \$1365 , \$1364 , \$1363  };
-  assign addr_in = \$39 [19:0];
-  assign addr_w = \$51 [19:0];
-  assign addr_g = \$60 [19:0];
+  assign saturated = { \$1562 , \$1561 , \$1560 , \$1559  };
+  assign addr_in = \$45 [19:0];
+  assign addr_w = \$50 [19:0];
+  assign addr_g = \$59 [19:0];
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -17710,31 +18113,30 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   assign \stage.round  = stage[179];
   assign \stage.schedule  = stage[211:180];
   assign \stage.use_schedule  = stage[212];
-  assign \stage.alt_w_base  = stage[232:213];
-  assign \stage.alt_shift  = stage[238:233];
-  assign \stage.alt_left  = stage[239];
-  assign \stage.g_base  = stage[259:240];
-  assign \stage.g_rows  = stage[275:260];
-  assign \stage.g_cols  = stage[291:276];
-  assign \stage.gy  = stage[293:292];
-  assign \stage.gx  = stage[295:294];
-  assign \stage.acc_base  = stage[315:296];
-  assign \stage.acc_clear  = stage[316];
-  assign \stage.trace_base  = stage[336:317];
-  assign \stage.cur_base  = stage[356:337];
-  assign \stage.use_extra  = stage[357];
-  assign \stage.pool  = stage[358];
-  assign \stage.height_mul  = stage[374:359];
-  assign \stage.height_shift  = stage[380:375];
-  assign \stage.leak_mul  = stage[396:381];
-  assign \stage.leak_shift  = stage[402:397];
-  assign \stage.idx_base  = stage[434:403];
-  assign \stage.idx_t  = stage[466:435];
-  assign \stage.idx_c  = stage[498:467];
-  assign \stage.idx_y  = stage[530:499];
-  assign \stage.key  = stage[562:531];
-  assign \stage.key_leak  = stage[594:563];
-  assign \stage.key_affine  = stage[626:595];
+  assign \stage.alt_shift  = stage[218:213];
+  assign \stage.alt_left  = stage[219];
+  assign \stage.g_base  = stage[239:220];
+  assign \stage.g_rows  = stage[255:240];
+  assign \stage.g_cols  = stage[271:256];
+  assign \stage.gy  = stage[273:272];
+  assign \stage.gx  = stage[275:274];
+  assign \stage.acc_base  = stage[295:276];
+  assign \stage.acc_clear  = stage[296];
+  assign \stage.trace_base  = stage[316:297];
+  assign \stage.cur_base  = stage[336:317];
+  assign \stage.use_extra  = stage[337];
+  assign \stage.pool  = stage[338];
+  assign \stage.height_mul  = stage[354:339];
+  assign \stage.height_shift  = stage[360:355];
+  assign \stage.leak_mul  = stage[376:361];
+  assign \stage.leak_shift  = stage[382:377];
+  assign \stage.idx_base  = stage[414:383];
+  assign \stage.idx_t  = stage[446:415];
+  assign \stage.idx_c  = stage[478:447];
+  assign \stage.idx_y  = stage[510:479];
+  assign \stage.key  = stage[542:511];
+  assign \stage.key_leak  = stage[574:543];
+  assign \stage.key_affine  = stage[606:575];
   assign \counts.stage_busy  = counts[0];
   assign \counts.stage_macs  = counts[3:1];
   assign \counts.wgrad_updates  = counts[6:4];
@@ -17744,66 +18146,66 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   assign \counts.grad_writes  = counts[10];
   assign \counts.wgrad_words  = counts[11];
   assign \counts.grad_saturations  = counts[14:12];
-  assign \i$55 [147:111] = v_bwd3;
-  assign \i$55 [110:74] = v_bwd2;
-  assign \i$55 [73:37] = v_bwd1;
-  assign \i$55 [36:0] = v_bwd0;
-  assign counts[14:12] = \$1073 [2:0];
+  assign \i$61 [147:111] = v_bwd3;
+  assign \i$61 [110:74] = v_bwd2;
+  assign \i$61 [73:37] = v_bwd1;
+  assign \i$61 [36:0] = v_bwd0;
+  assign counts[14:12] = \$1207 [2:0];
   assign counts[10] = out__en;
-  assign counts[11] = \$130 ;
-  assign counts[6:4] = \$128 ;
-  assign counts[3:1] = \$123 ;
+  assign counts[11] = \$144 ;
+  assign counts[6:4] = \$142 ;
+  assign counts[3:1] = \$137 ;
   assign counts[8] = grad__en;
   assign counts[7] = inp__en;
   assign counts[9] = weights__en;
   assign counts[0] = issue;
   assign \$3  = { \$2 [17], \$2 [17], \$2 [17:2] };
   assign \$35  = { \$34 [17], \$34 [17], \$34 [17:2] };
-  assign \$38  = { 2'h0, i[15:2] };
-  assign \$73 [15:2] = 14'h0000;
-  assign \$73 [1:0] = i[1:0];
-  assign \$161  = { \$160 [17], \$160 [17:1] };
-  assign \$189  = { \$188 [17], \$188 [17:1] };
-  assign \$217  = { \$216 [17], \$216 [17:1] };
-  assign \$263  = { \$262 [17], \$262 [17:1] };
-  assign \$291  = { \$290 [17], \$290 [17:1] };
-  assign \$319  = { \$318 [17], \$318 [17:1] };
-  assign \$365  = { \$364 [17], \$364 [17:1] };
-  assign \$393  = { \$392 [17], \$392 [17:1] };
-  assign \$421  = { \$420 [17], \$420 [17:1] };
-  assign \$467  = { \$466 [17], \$466 [17:1] };
-  assign \$495  = { \$494 [17], \$494 [17:1] };
-  assign \$523  = { \$522 [17], \$522 [17:1] };
-  assign \$539  = stage[172];
-  assign \$567  = { \$566 [17], \$566 [17:1] };
-  assign \$595  = { \$594 [17], \$594 [17:1] };
-  assign \$623  = { \$622 [17], \$622 [17:1] };
-  assign \$652  = { \$651 [17], \$651 [17:1] };
-  assign \$700  = { \$699 [17], \$699 [17:1] };
-  assign \$728  = { \$727 [17], \$727 [17:1] };
-  assign \$756  = { \$755 [17], \$755 [17:1] };
-  assign \$785  = { \$784 [17], \$784 [17:1] };
-  assign \$833  = { \$832 [17], \$832 [17:1] };
-  assign \$861  = { \$860 [17], \$860 [17:1] };
-  assign \$889  = { \$888 [17], \$888 [17:1] };
-  assign \$918  = { \$917 [17], \$917 [17:1] };
-  assign \$966  = { \$965 [17], \$965 [17:1] };
-  assign \$994  = { \$993 [17], \$993 [17:1] };
-  assign \$1022  = { \$1021 [17], \$1021 [17:1] };
-  assign \$1051  = { \$1050 [17], \$1050 [17:1] };
-  assign \$1075  = issue;
-  assign \$1082  = \$1081 ;
-  assign \$1100  = \$1099 ;
-  assign \$1121  = \$1120 ;
-  assign \$1145  = \$1144 ;
-  assign \$1172  = \$1171 ;
-  assign \$1202  = \$1201 ;
-  assign \$1231  = \$1230 ;
-  assign \$1272  = { 1'h0, go, 2'h0 };
-  assign \$1275  = { 1'h0, go, 2'h0 };
-  assign \$1278 [15:2] = 14'h0000;
-  assign \$1278 [1:0] = i[1:0];
-  assign \$1295  = \$1294 ;
+  assign \$43  = { 2'h0, i[15:2] };
+  assign \$72 [15:2] = 14'h0000;
+  assign \$72 [1:0] = i[1:0];
+  assign \$181  = { \$180 [17], \$180 [17:1] };
+  assign \$213  = { \$212 [17], \$212 [17:1] };
+  assign \$245  = { \$244 [17], \$244 [17:1] };
+  assign \$297  = { \$296 [17], \$296 [17:1] };
+  assign \$329  = { \$328 [17], \$328 [17:1] };
+  assign \$361  = { \$360 [17], \$360 [17:1] };
+  assign \$413  = { \$412 [17], \$412 [17:1] };
+  assign \$445  = { \$444 [17], \$444 [17:1] };
+  assign \$477  = { \$476 [17], \$476 [17:1] };
+  assign \$529  = { \$528 [17], \$528 [17:1] };
+  assign \$561  = { \$560 [17], \$560 [17:1] };
+  assign \$593  = { \$592 [17], \$592 [17:1] };
+  assign \$609  = stage[172];
+  assign \$641  = { \$640 [17], \$640 [17:1] };
+  assign \$673  = { \$672 [17], \$672 [17:1] };
+  assign \$705  = { \$704 [17], \$704 [17:1] };
+  assign \$738  = { \$737 [17], \$737 [17:1] };
+  assign \$790  = { \$789 [17], \$789 [17:1] };
+  assign \$822  = { \$821 [17], \$821 [17:1] };
+  assign \$854  = { \$853 [17], \$853 [17:1] };
+  assign \$887  = { \$886 [17], \$886 [17:1] };
+  assign \$939  = { \$938 [17], \$938 [17:1] };
+  assign \$971  = { \$970 [17], \$970 [17:1] };
+  assign \$1003  = { \$1002 [17], \$1002 [17:1] };
+  assign \$1036  = { \$1035 [17], \$1035 [17:1] };
+  assign \$1088  = { \$1087 [17], \$1087 [17:1] };
+  assign \$1120  = { \$1119 [17], \$1119 [17:1] };
+  assign \$1152  = { \$1151 [17], \$1151 [17:1] };
+  assign \$1185  = { \$1184 [17], \$1184 [17:1] };
+  assign \$1209  = issue;
+  assign \$1228  = \$1227 ;
+  assign \$1252  = \$1251 ;
+  assign \$1279  = \$1278 ;
+  assign \$1309  = \$1308 ;
+  assign \$1342  = \$1341 ;
+  assign \$1378  = \$1377 ;
+  assign \$1413  = \$1412 ;
+  assign \$1454  = { 1'h0, go, 2'h0 };
+  assign \$1457  = { 1'h0, go, 2'h0 };
+  assign \$1460 [15:2] = 14'h0000;
+  assign \$1460 [1:0] = i[1:0];
+  assign \$1483  = \$1482 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -17866,7 +18268,7 @@ module \ttsnn_accel.backward.core.array (rst, weights, valid, first, operand, ac
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.requant (\port$5948$0 , \port$5988$0 , \port$6028$0 , \port$6068$0 , \port$6121$0 , \port$6174$0 , \port$6227$0 , \port$6280$0 , i, shift);
+module \ttsnn_accel.backward.core.requant (\port$6140$0 , \port$6180$0 , \port$6220$0 , \port$6260$0 , \port$6313$0 , \port$6366$0 , \port$6419$0 , \port$6472$0 , i, shift);
   wire \$1 ;
   wire [37:0] \$10 ;
   wire [6:0] \$100 ;
@@ -18242,22 +18644,22 @@ module \ttsnn_accel.backward.core.requant (\port$5948$0 , \port$5988$0 , \port$6
   input [147:0] i;
   wire [147:0] i;
   wire [63:0] o;
-  output [15:0] \port$5948$0 ;
-  wire [15:0] \port$5948$0 ;
-  output [15:0] \port$5988$0 ;
-  wire [15:0] \port$5988$0 ;
-  output [15:0] \port$6028$0 ;
-  wire [15:0] \port$6028$0 ;
-  output [15:0] \port$6068$0 ;
-  wire [15:0] \port$6068$0 ;
-  output \port$6121$0 ;
-  wire \port$6121$0 ;
-  output \port$6174$0 ;
-  wire \port$6174$0 ;
-  output \port$6227$0 ;
-  wire \port$6227$0 ;
-  output \port$6280$0 ;
-  wire \port$6280$0 ;
+  output [15:0] \port$6140$0 ;
+  wire [15:0] \port$6140$0 ;
+  output [15:0] \port$6180$0 ;
+  wire [15:0] \port$6180$0 ;
+  output [15:0] \port$6220$0 ;
+  wire [15:0] \port$6220$0 ;
+  output [15:0] \port$6260$0 ;
+  wire [15:0] \port$6260$0 ;
+  output \port$6313$0 ;
+  wire \port$6313$0 ;
+  output \port$6366$0 ;
+  wire \port$6366$0 ;
+  output \port$6419$0 ;
+  wire \port$6419$0 ;
+  output \port$6472$0 ;
+  wire \port$6472$0 ;
   wire [3:0] saturated;
   input [5:0] shift;
   wire [5:0] shift;
@@ -18607,14 +19009,14 @@ module \ttsnn_accel.backward.core.requant (\port$5948$0 , \port$5988$0 , \port$6
   assign \$372  = $signed(\$359 ) != $signed(\$371 );
   assign o = { \$160 , \$120 , \$80 , \$40  };
   assign saturated = { \$372 , \$319 , \$266 , \$213  };
-  assign \port$5948$0  = \$40 ;
-  assign \port$5988$0  = \$80 ;
-  assign \port$6028$0  = \$120 ;
-  assign \port$6068$0  = \$160 ;
-  assign \port$6121$0  = \$213 ;
-  assign \port$6174$0  = \$266 ;
-  assign \port$6227$0  = \$319 ;
-  assign \port$6280$0  = \$372 ;
+  assign \port$6140$0  = \$40 ;
+  assign \port$6180$0  = \$80 ;
+  assign \port$6220$0  = \$120 ;
+  assign \port$6260$0  = \$160 ;
+  assign \port$6313$0  = \$213 ;
+  assign \port$6366$0  = \$266 ;
+  assign \port$6419$0  = \$319 ;
+  assign \port$6472$0  = \$372 ;
   assign \$11  = { \$10 [37], \$10 [37:1] };
   assign \$24  = { \$23 [37], \$23 [37:1] };
   assign \$37  = { \$36 [37], \$36 [37:1] };
@@ -18646,7 +19048,7 @@ module \ttsnn_accel.backward.core.requant (\port$5948$0 , \port$5988$0 , \port$6
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4622$0 , \port$4627$0 , \port$4632$0 , \port$4637$0 , rd_data, addr, clear, clk);
+module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4630$0 , \port$4635$0 , \port$4640$0 , \port$4645$0 , rd_data, addr, clear, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [39:0] \$1 ;
   wire [39:0] \$2 ;
@@ -18667,14 +19069,14 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4622$
   reg clear1 = 1'h0;
   input clk;
   wire clk;
-  input [23:0] \port$4622$0 ;
-  wire [23:0] \port$4622$0 ;
-  input [23:0] \port$4627$0 ;
-  wire [23:0] \port$4627$0 ;
-  input [23:0] \port$4632$0 ;
-  wire [23:0] \port$4632$0 ;
-  input [23:0] \port$4637$0 ;
-  wire [23:0] \port$4637$0 ;
+  input [23:0] \port$4630$0 ;
+  wire [23:0] \port$4630$0 ;
+  input [23:0] \port$4635$0 ;
+  wire [23:0] \port$4635$0 ;
+  input [23:0] \port$4640$0 ;
+  wire [23:0] \port$4640$0 ;
+  input [23:0] \port$4645$0 ;
+  wire [23:0] \port$4645$0 ;
   reg [95:0] prod1 = 96'h000000000000000000000000;
   wire [95:0] product;
   wire [8:0] rd__addr;
@@ -19267,7 +19669,7 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4622$
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$8  = { \port$4637$0 , \port$4632$0 , \port$4627$0 , \port$4622$0  };
+    \$8  = { \port$4645$0 , \port$4640$0 , \port$4635$0 , \port$4630$0  };
     if (rst) begin
       \$8  = 96'h000000000000000000000000;
     end
@@ -19277,12 +19679,12 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4622$
   assign addr1 = wr__addr;
   assign wr__data = { total3[39:0], total2[39:0], total1[39:0], total0[39:0] };
   assign saturated = 4'h0;
-  assign product = { \port$4637$0 , \port$4632$0 , \port$4627$0 , \port$4622$0  };
+  assign product = { \port$4645$0 , \port$4640$0 , \port$4635$0 , \port$4630$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$6331$0 , \port$6337$0 , \port$6343$0 , \port$6349$0 , g_cur__en, busy, \port$6645$0 
-, \port$6687$0 , \port$6729$0 , \port$6771$0 , stage, counts, go, g_a4__addr, g_cur__addr, clk);
+module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$6523$0 , \port$6529$0 , \port$6535$0 , \port$6541$0 , g_cur__en, busy, \port$6837$0 
+, \port$6879$0 , \port$6921$0 , \port$6963$0 , stage, counts, go, g_a4__addr, g_cur__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [8:0] \$1 ;
   wire [49:0] \$10 ;
@@ -19692,22 +20094,22 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   wire [5:0] height_shift;
   wire [7:0] leak_mul;
   wire [5:0] leak_shift;
-  output [15:0] \port$6331$0 ;
-  wire [15:0] \port$6331$0 ;
-  output [15:0] \port$6337$0 ;
-  wire [15:0] \port$6337$0 ;
-  output [15:0] \port$6343$0 ;
-  wire [15:0] \port$6343$0 ;
-  output [15:0] \port$6349$0 ;
-  wire [15:0] \port$6349$0 ;
-  output [15:0] \port$6645$0 ;
-  wire [15:0] \port$6645$0 ;
-  output [15:0] \port$6687$0 ;
-  wire [15:0] \port$6687$0 ;
-  output [15:0] \port$6729$0 ;
-  wire [15:0] \port$6729$0 ;
-  output [15:0] \port$6771$0 ;
-  wire [15:0] \port$6771$0 ;
+  output [15:0] \port$6523$0 ;
+  wire [15:0] \port$6523$0 ;
+  output [15:0] \port$6529$0 ;
+  wire [15:0] \port$6529$0 ;
+  output [15:0] \port$6535$0 ;
+  wire [15:0] \port$6535$0 ;
+  output [15:0] \port$6541$0 ;
+  wire [15:0] \port$6541$0 ;
+  output [15:0] \port$6837$0 ;
+  wire [15:0] \port$6837$0 ;
+  output [15:0] \port$6879$0 ;
+  wire [15:0] \port$6879$0 ;
+  output [15:0] \port$6921$0 ;
+  wire [15:0] \port$6921$0 ;
+  output [15:0] \port$6963$0 ;
+  wire [15:0] \port$6963$0 ;
   input rst;
   wire rst;
   reg run = 1'h0;
@@ -19716,13 +20118,12 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   wire [3:0] sat_lif;
   wire [63:0] scale;
   wire [3:0] spike;
-  input [626:0] stage;
-  wire [626:0] stage;
+  input [606:0] stage;
+  wire [606:0] stage;
   wire [19:0] \stage.acc_base ;
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
   wire [5:0] \stage.alt_shift ;
-  wire [19:0] \stage.alt_w_base ;
   wire [15:0] \stage.cols ;
   wire [19:0] \stage.cur_base ;
   wire [1:0] \stage.fx ;
@@ -19791,14 +20192,14 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign \$13  = stage[93:74] + \$12 ;
   assign \$14  = ! sub;
   assign \$15  = run & \$14 ;
-  assign extra__en = \$15  & stage[357];
+  assign extra__en = \$15  & stage[337];
   assign \$16  = \$2 [15:0] * stage[25:10];
   assign \$17  = \$16  + y;
   assign \$18  = \$17  * stage[41:26];
   assign \$19  = \$18  + x;
   assign \$20  = \$19  * \$5 [15:0];
   assign \$21  = \$20  + go;
-  assign \$22  = stage[259:240] + \$21 ;
+  assign \$22  = stage[239:220] + \$21 ;
   assign \$23  = ! sub;
   assign trace__en = run & \$23 ;
   assign \$24  = \$2 [15:0] * stage[25:10];
@@ -19807,38 +20208,38 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign \$27  = \$26  + x;
   assign \$28  = \$27  * \$5 [15:0];
   assign \$29  = \$28  + go;
-  assign \$30  = stage[336:317] + \$29 ;
+  assign \$30  = stage[316:297] + \$29 ;
   assign \$31  = ! sub;
   assign affine__en = run & \$31 ;
   assign \$32  = ! sub;
   assign \$33  = run & \$32 ;
   assign \$34  = ! sub;
   assign \$35  = run & \$34 ;
-  assign \$36  = 1'h1 + stage[357];
+  assign \$36  = 1'h1 + stage[337];
   assign \$37  = \$35  ? \$36  : 2'h0;
   assign d_next = \$signal  ? 64'h0000000000000000 : \$signal$22 ;
-  assign g_extra = stage[357] ? extra__data : 64'h0000000000000000;
+  assign g_extra = stage[337] ? extra__data : 64'h0000000000000000;
   assign scale = \$signal$29  ? { affine__data[159:144], affine__data[111:96], affine__data[63:48], affine__data[15:0] } : { affine__data[175:160], affine__data[127:112], affine__data[79:64], affine__data[31:16] };
   assign g_a4__en = \$signal$37  & \$signal$38 ;
-  assign \$38  = ~ stage[358];
+  assign \$38  = ~ stage[338];
   assign \$39  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
   assign \$40  = \$39 [1:0] == \$signal$44 ;
   assign \$41  = \$38  | \$40 ;
   assign \$42  = \$signal$42  ? { \$328 , \$327 , \$326 , \$325  } : \$signal$45 ;
   assign \$43  = \$41  ? \$42 [15:0] : 16'h0000;
-  assign \$44  = ~ stage[358];
+  assign \$44  = ~ stage[338];
   assign \$45  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
   assign \$46  = \$45 [3:2] == \$signal$44 ;
   assign \$47  = \$44  | \$46 ;
   assign \$48  = \$signal$42  ? { \$328 , \$327 , \$326 , \$325  } : \$signal$45 ;
   assign \$49  = \$47  ? \$48 [31:16] : 16'h0000;
-  assign \$50  = ~ stage[358];
+  assign \$50  = ~ stage[338];
   assign \$51  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
   assign \$52  = \$51 [5:4] == \$signal$44 ;
   assign \$53  = \$50  | \$52 ;
   assign \$54  = \$signal$42  ? { \$328 , \$327 , \$326 , \$325  } : \$signal$45 ;
   assign \$55  = \$53  ? \$54 [47:32] : 16'h0000;
-  assign \$56  = ~ stage[358];
+  assign \$56  = ~ stage[338];
   assign \$57  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
   assign \$58  = \$57 [7:6] == \$signal$44 ;
   assign \$59  = \$56  | \$58 ;
@@ -19924,12 +20325,12 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign \$138  = \$120  + \$137 ;
   assign \$139  = \$66  ? \$138  : 7'h00;
   assign busy = run | \$signal$37 ;
-  assign \$141  = stage[358] ? 3'h4 : 3'h1;
+  assign \$141  = stage[338] ? 3'h4 : 3'h1;
   assign \$142  = \$141  - 1'h1;
   assign \$143  = $signed({ 1'h0, sub }) == $signed(\$142 );
   assign \$144  = sub + 1'h1;
   assign \$145  = \$143  ? 17'h00000 : \$144 ;
-  assign \$146  = stage[358] ? 3'h4 : 3'h1;
+  assign \$146  = stage[338] ? 3'h4 : 3'h1;
   assign \$147  = \$146  - 1'h1;
   assign \$148  = $signed({ 1'h0, sub }) == $signed(\$147 );
   assign \$150  = run & \$149 ;
@@ -19937,7 +20338,7 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign \$152  = $signed({ 1'h0, tr }) == $signed(\$151 );
   assign \$153  = tr + 1'h1;
   assign \$154  = \$152  ? 17'h00000 : \$153 ;
-  assign \$155  = stage[358] ? 3'h4 : 3'h1;
+  assign \$155  = stage[338] ? 3'h4 : 3'h1;
   assign \$156  = \$155  - 1'h1;
   assign \$157  = $signed({ 1'h0, sub }) == $signed(\$156 );
   assign \$159  = stage[9:2] - 1'h1;
@@ -19948,7 +20349,7 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign \$164  = go == \$163 ;
   assign \$165  = go + 1'h1;
   assign \$166  = \$164  ? 17'h00000 : \$165 ;
-  assign \$167  = stage[358] ? 3'h4 : 3'h1;
+  assign \$167  = stage[338] ? 3'h4 : 3'h1;
   assign \$168  = \$167  - 1'h1;
   assign \$169  = $signed({ 1'h0, sub }) == $signed(\$168 );
   assign \$171  = stage[9:2] - 1'h1;
@@ -19962,7 +20363,7 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign \$179  = x == \$178 ;
   assign \$180  = x + 1'h1;
   assign \$181  = \$179  ? 17'h00000 : \$180 ;
-  assign \$182  = stage[358] ? 3'h4 : 3'h1;
+  assign \$182  = stage[338] ? 3'h4 : 3'h1;
   assign \$183  = \$182  - 1'h1;
   assign \$184  = $signed({ 1'h0, sub }) == $signed(\$183 );
   assign \$186  = stage[9:2] - 1'h1;
@@ -19979,7 +20380,7 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign \$197  = y == \$196 ;
   assign \$198  = y + 1'h1;
   assign \$199  = \$197  ? 17'h00000 : \$198 ;
-  assign \$200  = stage[358] ? 3'h4 : 3'h1;
+  assign \$200  = stage[338] ? 3'h4 : 3'h1;
   assign \$201  = \$200  - 1'h1;
   assign \$202  = $signed({ 1'h0, sub }) == $signed(\$201 );
   assign \$204  = stage[9:2] - 1'h1;
@@ -20000,15 +20401,15 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign \$219  = ! tr;
   assign \$221  = \$220  + sub[1];
   assign \$222  = \$221  - 1'h1;
-  assign \$223  = stage[358] ? \$222  : { 3'h0, y };
+  assign \$223  = stage[338] ? \$222  : { 3'h0, y };
   assign \$225  = \$224  - 2'h2;
-  assign \$226  = stage[358] ? \$225  : { 2'h0, stage[25:10] };
+  assign \$226  = stage[338] ? \$225  : { 2'h0, stage[25:10] };
   assign \$227  = $signed(\$223 ) < $signed(\$226 );
   assign \$229  = \$228  + sub[0];
   assign \$230  = \$229  - 1'h1;
-  assign \$231  = stage[358] ? \$230  : { 3'h0, x };
+  assign \$231  = stage[338] ? \$230  : { 3'h0, x };
   assign \$233  = \$232  - 2'h2;
-  assign \$234  = stage[358] ? \$233  : { 2'h0, stage[41:26] };
+  assign \$234  = stage[338] ? \$233  : { 2'h0, stage[41:26] };
   assign \$235  = $signed(\$231 ) < $signed(\$234 );
   assign \$236  = \$227  & \$235 ;
   assign \$237  = ! y;
@@ -20018,7 +20419,7 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign \$241  = ~ sub[0];
   assign \$242  = \$240  & \$241 ;
   assign \$243  = \$239  | \$242 ;
-  assign \$244  = stage[358] & \$243 ;
+  assign \$244  = stage[338] & \$243 ;
   assign \$245  = ~ \$244 ;
   assign \$246  = \$236  & \$245 ;
   assign \$247  = y >= 1'h1;
@@ -20034,18 +20435,18 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign \$257  = stage[211:180] >> \$2 [4:0];
   assign \$258  = \$256  | \$257 ;
   assign \$260  = \$259  - 2'h2;
-  assign \$261  = stage[358] ? \$260  : { 2'h0, stage[25:10] };
+  assign \$261  = stage[338] ? \$260  : { 2'h0, stage[25:10] };
   assign \$262  = $signed({ 1'h0, \$2 [15:0] }) * $signed(\$261 );
   assign \$264  = \$263  + sub[1];
   assign \$265  = \$264  - 1'h1;
-  assign \$266  = stage[358] ? \$265  : { 3'h0, y };
+  assign \$266  = stage[338] ? \$265  : { 3'h0, y };
   assign \$267  = $signed(\$262 ) + $signed(\$266 );
   assign \$269  = \$268  - 2'h2;
-  assign \$270  = stage[358] ? \$269  : { 2'h0, stage[41:26] };
+  assign \$270  = stage[338] ? \$269  : { 2'h0, stage[41:26] };
   assign \$271  = $signed(\$267 ) * $signed(\$270 );
   assign \$273  = \$272  + sub[0];
   assign \$274  = \$273  - 1'h1;
-  assign \$275  = stage[358] ? \$274  : { 3'h0, x };
+  assign \$275  = stage[338] ? \$274  : { 3'h0, x };
   assign \$276  = $signed(\$271 ) + $signed(\$275 );
   assign \$277  = $signed(\$276 ) * $signed({ 1'h0, \$5 [15:0] });
   assign \$278  = $signed({ 1'h0, stage[171:152] }) + $signed(\$277 );
@@ -20059,7 +20460,7 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign \$286  = $signed(\$285 ) + $signed({ 1'h0, x });
   assign \$287  = $signed(\$286 ) - $signed(2'h1);
   assign \$288  = $signed(\$287 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$289  = $signed({ 1'h0, stage[356:337] }) + $signed(\$288 );
+  assign \$289  = $signed({ 1'h0, stage[336:317] }) + $signed(\$288 );
   assign \$290  = $signed(\$289 ) + $signed({ 1'h0, go });
   assign \$292  = stage[73:58] - \$291 ;
   assign \$293  = $signed(\$292 ) >= $signed(4'h4);
@@ -20117,29 +20518,29 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
     .g_cur2(\$322 ),
     .g_cur3(\$324 ),
     .g_extra(g_extra),
-    .height_mul(stage[366:359]),
-    .leak_shift(stage[402:397]),
-    .\port$1341$0 (trace__data[1:0]),
-    .\port$1341$12 (trace__data[13:12]),
-    .\port$1341$4 (trace__data[5:4]),
-    .\port$1341$8 (trace__data[9:8]),
-    .\port$6817$0 (\$325 ),
-    .\port$6863$0 (\$326 ),
-    .\port$6909$0 (\$327 ),
-    .\port$6955$0 (\$328 ),
-    .\port$6956$0 (\$329 ),
-    .\port$6957$0 (\$330 ),
-    .\port$6958$0 (\$331 ),
-    .\port$6959$0 (\$332 ),
-    .\port$6961$0 (\$333 ),
-    .\port$6963$0 (\$334 ),
-    .\port$6965$0 (\$335 ),
-    .\port$6967$0 (\$336 ),
-    .\port$7028$0 (\$337 ),
-    .\port$7089$0 (\$338 ),
-    .\port$7150$0 (\$339 ),
-    .\port$7211$0 (\$340 ),
-    .\port$7229$375 (stage[388:375]),
+    .height_mul(stage[346:339]),
+    .leak_shift(stage[382:377]),
+    .\port$1337$0 (trace__data[1:0]),
+    .\port$1337$12 (trace__data[13:12]),
+    .\port$1337$4 (trace__data[5:4]),
+    .\port$1337$8 (trace__data[9:8]),
+    .\port$7009$0 (\$325 ),
+    .\port$7055$0 (\$326 ),
+    .\port$7101$0 (\$327 ),
+    .\port$7147$0 (\$328 ),
+    .\port$7148$0 (\$329 ),
+    .\port$7149$0 (\$330 ),
+    .\port$7150$0 (\$331 ),
+    .\port$7151$0 (\$332 ),
+    .\port$7153$0 (\$333 ),
+    .\port$7155$0 (\$334 ),
+    .\port$7157$0 (\$335 ),
+    .\port$7159$0 (\$336 ),
+    .\port$7220$0 (\$337 ),
+    .\port$7281$0 (\$338 ),
+    .\port$7342$0 (\$339 ),
+    .\port$7403$0 (\$340 ),
+    .\port$7421$355 (stage[368:355]),
     .scale(scale)
   );
   always @* begin
@@ -20326,10 +20727,10 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign e__data = e;
   assign spike = { trace__data[12], trace__data[8], trace__data[4], trace__data[0] };
   assign window = { trace__data[13], trace__data[9], trace__data[5], trace__data[1] };
-  assign height_mul = stage[366:359];
-  assign height_shift = stage[380:375];
-  assign leak_mul = stage[388:381];
-  assign leak_shift = stage[402:397];
+  assign height_mul = stage[346:339];
+  assign height_shift = stage[360:355];
+  assign leak_mul = stage[368:361];
+  assign leak_shift = stage[382:377];
   assign affine_shift = stage[178:173];
   assign \$signal$40  = g_a4__addr;
   assign g_a4__data = { \$61 , \$55 , \$49 , \$43  };
@@ -20344,14 +20745,14 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign e__addr = \$13 [19:0];
   assign extra__addr = \$22 [19:0];
   assign trace__addr = \$30 [19:0];
-  assign \port$6331$0  = \$43 ;
-  assign \port$6337$0  = \$49 ;
-  assign \port$6343$0  = \$55 ;
-  assign \port$6349$0  = \$61 ;
-  assign \port$6645$0  = \$318 ;
-  assign \port$6687$0  = \$320 ;
-  assign \port$6729$0  = \$322 ;
-  assign \port$6771$0  = \$324 ;
+  assign \port$6523$0  = \$43 ;
+  assign \port$6529$0  = \$49 ;
+  assign \port$6535$0  = \$55 ;
+  assign \port$6541$0  = \$61 ;
+  assign \port$6837$0  = \$318 ;
+  assign \port$6879$0  = \$320 ;
+  assign \port$6921$0  = \$322 ;
+  assign \port$6963$0  = \$324 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -20371,31 +20772,30 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign \stage.round  = stage[179];
   assign \stage.schedule  = stage[211:180];
   assign \stage.use_schedule  = stage[212];
-  assign \stage.alt_w_base  = stage[232:213];
-  assign \stage.alt_shift  = stage[238:233];
-  assign \stage.alt_left  = stage[239];
-  assign \stage.g_base  = stage[259:240];
-  assign \stage.g_rows  = stage[275:260];
-  assign \stage.g_cols  = stage[291:276];
-  assign \stage.gy  = stage[293:292];
-  assign \stage.gx  = stage[295:294];
-  assign \stage.acc_base  = stage[315:296];
-  assign \stage.acc_clear  = stage[316];
-  assign \stage.trace_base  = stage[336:317];
-  assign \stage.cur_base  = stage[356:337];
-  assign \stage.use_extra  = stage[357];
-  assign \stage.pool  = stage[358];
-  assign \stage.height_mul  = stage[374:359];
-  assign \stage.height_shift  = stage[380:375];
-  assign \stage.leak_mul  = stage[396:381];
-  assign \stage.leak_shift  = stage[402:397];
-  assign \stage.idx_base  = stage[434:403];
-  assign \stage.idx_t  = stage[466:435];
-  assign \stage.idx_c  = stage[498:467];
-  assign \stage.idx_y  = stage[530:499];
-  assign \stage.key  = stage[562:531];
-  assign \stage.key_leak  = stage[594:563];
-  assign \stage.key_affine  = stage[626:595];
+  assign \stage.alt_shift  = stage[218:213];
+  assign \stage.alt_left  = stage[219];
+  assign \stage.g_base  = stage[239:220];
+  assign \stage.g_rows  = stage[255:240];
+  assign \stage.g_cols  = stage[271:256];
+  assign \stage.gy  = stage[273:272];
+  assign \stage.gx  = stage[275:274];
+  assign \stage.acc_base  = stage[295:276];
+  assign \stage.acc_clear  = stage[296];
+  assign \stage.trace_base  = stage[316:297];
+  assign \stage.cur_base  = stage[336:317];
+  assign \stage.use_extra  = stage[337];
+  assign \stage.pool  = stage[338];
+  assign \stage.height_mul  = stage[354:339];
+  assign \stage.height_shift  = stage[360:355];
+  assign \stage.leak_mul  = stage[376:361];
+  assign \stage.leak_shift  = stage[382:377];
+  assign \stage.idx_base  = stage[414:383];
+  assign \stage.idx_t  = stage[446:415];
+  assign \stage.idx_c  = stage[478:447];
+  assign \stage.idx_y  = stage[510:479];
+  assign \stage.key  = stage[542:511];
+  assign \stage.key_leak  = stage[574:543];
+  assign \stage.key_affine  = stage[606:575];
   assign \counts.lifg_busy  = counts[0];
   assign \counts.lifg_updates  = counts[3:1];
   assign \counts.trace_reads  = counts[4];
@@ -20428,8 +20828,8 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (\port$1341$0 , \port$1341$4 , \port$1341$8 , \port$1341$12 , d_next, g_extra, scale, d0, g_cur0, d1, g_cur1, d2, g_cur2, d3, g_cur3, \port$6817$0 , \port$6863$0 , \port$6909$0 , \port$6955$0 , \port$6956$0 , \port$6957$0 
-, \port$6958$0 , \port$6959$0 , \port$6961$0 , \port$6963$0 , \port$6965$0 , \port$6967$0 , \port$7028$0 , \port$7089$0 , \port$7150$0 , \port$7211$0 , affine_shift, height_mul, \port$7229$375 , leak_shift, e);
+module \ttsnn_accel.backward.lif.lanes (\port$1337$0 , \port$1337$4 , \port$1337$8 , \port$1337$12 , d_next, g_extra, scale, d0, g_cur0, d1, g_cur1, d2, g_cur2, d3, g_cur3, \port$7009$0 , \port$7055$0 , \port$7101$0 , \port$7147$0 , \port$7148$0 , \port$7149$0 
+, \port$7150$0 , \port$7151$0 , \port$7153$0 , \port$7155$0 , \port$7157$0 , \port$7159$0 , \port$7220$0 , \port$7281$0 , \port$7342$0 , \port$7403$0 , affine_shift, height_mul, \port$7421$355 , leak_shift, e);
   wire \$1 ;
   wire [5:0] \$10 ;
   wire [5:0] \$100 ;
@@ -21063,48 +21463,48 @@ module \ttsnn_accel.backward.lif.lanes (\port$1341$0 , \port$1341$4 , \port$1341
   wire [7:0] leak_mul;
   input [5:0] leak_shift;
   wire [5:0] leak_shift;
-  input [1:0] \port$1341$0 ;
-  wire [1:0] \port$1341$0 ;
-  input [1:0] \port$1341$12 ;
-  wire [1:0] \port$1341$12 ;
-  input [1:0] \port$1341$4 ;
-  wire [1:0] \port$1341$4 ;
-  input [1:0] \port$1341$8 ;
-  wire [1:0] \port$1341$8 ;
-  output [15:0] \port$6817$0 ;
-  wire [15:0] \port$6817$0 ;
-  output [15:0] \port$6863$0 ;
-  wire [15:0] \port$6863$0 ;
-  output [15:0] \port$6909$0 ;
-  wire [15:0] \port$6909$0 ;
-  output [15:0] \port$6955$0 ;
-  wire [15:0] \port$6955$0 ;
-  output \port$6956$0 ;
-  wire \port$6956$0 ;
-  output \port$6957$0 ;
-  wire \port$6957$0 ;
-  output \port$6958$0 ;
-  wire \port$6958$0 ;
-  output \port$6959$0 ;
-  wire \port$6959$0 ;
-  output \port$6961$0 ;
-  wire \port$6961$0 ;
-  output \port$6963$0 ;
-  wire \port$6963$0 ;
-  output \port$6965$0 ;
-  wire \port$6965$0 ;
-  output \port$6967$0 ;
-  wire \port$6967$0 ;
-  output \port$7028$0 ;
-  wire \port$7028$0 ;
-  output \port$7089$0 ;
-  wire \port$7089$0 ;
+  input [1:0] \port$1337$0 ;
+  wire [1:0] \port$1337$0 ;
+  input [1:0] \port$1337$12 ;
+  wire [1:0] \port$1337$12 ;
+  input [1:0] \port$1337$4 ;
+  wire [1:0] \port$1337$4 ;
+  input [1:0] \port$1337$8 ;
+  wire [1:0] \port$1337$8 ;
+  output [15:0] \port$7009$0 ;
+  wire [15:0] \port$7009$0 ;
+  output [15:0] \port$7055$0 ;
+  wire [15:0] \port$7055$0 ;
+  output [15:0] \port$7101$0 ;
+  wire [15:0] \port$7101$0 ;
+  output [15:0] \port$7147$0 ;
+  wire [15:0] \port$7147$0 ;
+  output \port$7148$0 ;
+  wire \port$7148$0 ;
+  output \port$7149$0 ;
+  wire \port$7149$0 ;
   output \port$7150$0 ;
   wire \port$7150$0 ;
-  output \port$7211$0 ;
-  wire \port$7211$0 ;
-  input [13:0] \port$7229$375 ;
-  wire [13:0] \port$7229$375 ;
+  output \port$7151$0 ;
+  wire \port$7151$0 ;
+  output \port$7153$0 ;
+  wire \port$7153$0 ;
+  output \port$7155$0 ;
+  wire \port$7155$0 ;
+  output \port$7157$0 ;
+  wire \port$7157$0 ;
+  output \port$7159$0 ;
+  wire \port$7159$0 ;
+  output \port$7220$0 ;
+  wire \port$7220$0 ;
+  output \port$7281$0 ;
+  wire \port$7281$0 ;
+  output \port$7342$0 ;
+  wire \port$7342$0 ;
+  output \port$7403$0 ;
+  wire \port$7403$0 ;
+  input [13:0] \port$7421$355 ;
+  wire [13:0] \port$7421$355 ;
   wire [3:0] sat_affine;
   wire [3:0] sat_current;
   wire [3:0] sat_lif;
@@ -21311,34 +21711,34 @@ module \ttsnn_accel.backward.lif.lanes (\port$1341$0 , \port$1341$4 , \port$1341
   assign \$597  = $signed(\$596 ) + $signed(2'h1);
   assign \$599  = \$586  ? \$591  : \$598 [31:0];
   assign \$600  = $signed(\$585 ) != $signed(\$599 );
-  assign \$1  = ! \port$7229$375 [5:0];
+  assign \$1  = ! \port$7421$355 [5:0];
   assign \$2  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
-  assign \$3  = ! \port$7229$375 [5:0];
-  assign \$4  = \port$7229$375 [5:0] - 1'h1;
+  assign \$3  = ! \port$7421$355 [5:0];
+  assign \$4  = \port$7421$355 [5:0] - 1'h1;
   assign \$5  = \$3  ? 6'h00 : \$4 [5:0];
   assign \$6  = $signed(\$2 ) >>> \$5 ;
   assign \$7  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
-  assign \$8  = ! \port$7229$375 [5:0];
-  assign \$9  = \port$7229$375 [5:0] - 1'h1;
+  assign \$8  = ! \port$7421$355 [5:0];
+  assign \$9  = \port$7421$355 [5:0] - 1'h1;
   assign \$10  = \$8  ? 6'h00 : \$9 [5:0];
   assign \$11  = $signed(\$7 ) >>> \$10 ;
   assign \$12  = $signed(\$11 ) + $signed(2'h1);
   assign \$14  = \$1  ? \$6  : \$13 [23:0];
-  assign \$15  = \port$1341$0 [1] ? \$14  : 24'h000000;
+  assign \$15  = \port$1337$0 [1] ? \$14  : 24'h000000;
   assign \$16  = ! leak_shift;
-  assign \$17  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$7229$375 [13:6] });
+  assign \$17  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$7421$355 [13:6] });
   assign \$18  = ! leak_shift;
   assign \$19  = leak_shift - 1'h1;
   assign \$20  = \$18  ? 6'h00 : \$19 [5:0];
   assign \$21  = $signed(\$17 ) >>> \$20 ;
-  assign \$22  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$7229$375 [13:6] });
+  assign \$22  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$7421$355 [13:6] });
   assign \$23  = ! leak_shift;
   assign \$24  = leak_shift - 1'h1;
   assign \$25  = \$23  ? 6'h00 : \$24 [5:0];
   assign \$26  = $signed(\$22 ) >>> \$25 ;
   assign \$27  = $signed(\$26 ) + $signed(2'h1);
   assign \$29  = \$16  ? \$21  : \$28 [23:0];
-  assign \$30  = \port$1341$0 [0] ? 24'h000000 : \$29 ;
+  assign \$30  = \port$1337$0 [0] ? 24'h000000 : \$29 ;
   assign \$31  = $signed(\$15 ) + $signed(\$30 );
   assign \$32  = $signed(\$31 ) > $signed(16'h7fff);
   assign \$33  = $signed(\$31 ) < $signed(16'h8000);
@@ -21351,34 +21751,34 @@ module \ttsnn_accel.backward.lif.lanes (\port$1341$0 , \port$1341$4 , \port$1341
   assign \$39  = $signed(d0) + $signed(g_extra[15:0]);
   assign \$40  = \$38  ? 16'h8000 : \$39 [15:0];
   assign g_cur0 = \$36  ? 16'h7fff : \$40 ;
-  assign \$41  = ! \port$7229$375 [5:0];
+  assign \$41  = ! \port$7421$355 [5:0];
   assign \$42  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
-  assign \$43  = ! \port$7229$375 [5:0];
-  assign \$44  = \port$7229$375 [5:0] - 1'h1;
+  assign \$43  = ! \port$7421$355 [5:0];
+  assign \$44  = \port$7421$355 [5:0] - 1'h1;
   assign \$45  = \$43  ? 6'h00 : \$44 [5:0];
   assign \$46  = $signed(\$42 ) >>> \$45 ;
   assign \$47  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
-  assign \$48  = ! \port$7229$375 [5:0];
-  assign \$49  = \port$7229$375 [5:0] - 1'h1;
+  assign \$48  = ! \port$7421$355 [5:0];
+  assign \$49  = \port$7421$355 [5:0] - 1'h1;
   assign \$50  = \$48  ? 6'h00 : \$49 [5:0];
   assign \$51  = $signed(\$47 ) >>> \$50 ;
   assign \$52  = $signed(\$51 ) + $signed(2'h1);
   assign \$54  = \$41  ? \$46  : \$53 [23:0];
-  assign \$55  = \port$1341$4 [1] ? \$54  : 24'h000000;
+  assign \$55  = \port$1337$4 [1] ? \$54  : 24'h000000;
   assign \$56  = ! leak_shift;
-  assign \$57  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$7229$375 [13:6] });
+  assign \$57  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$7421$355 [13:6] });
   assign \$58  = ! leak_shift;
   assign \$59  = leak_shift - 1'h1;
   assign \$60  = \$58  ? 6'h00 : \$59 [5:0];
   assign \$61  = $signed(\$57 ) >>> \$60 ;
-  assign \$62  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$7229$375 [13:6] });
+  assign \$62  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$7421$355 [13:6] });
   assign \$63  = ! leak_shift;
   assign \$64  = leak_shift - 1'h1;
   assign \$65  = \$63  ? 6'h00 : \$64 [5:0];
   assign \$66  = $signed(\$62 ) >>> \$65 ;
   assign \$67  = $signed(\$66 ) + $signed(2'h1);
   assign \$69  = \$56  ? \$61  : \$68 [23:0];
-  assign \$70  = \port$1341$4 [0] ? 24'h000000 : \$69 ;
+  assign \$70  = \port$1337$4 [0] ? 24'h000000 : \$69 ;
   assign \$71  = $signed(\$55 ) + $signed(\$70 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
   assign \$73  = $signed(\$71 ) < $signed(16'h8000);
@@ -21391,34 +21791,34 @@ module \ttsnn_accel.backward.lif.lanes (\port$1341$0 , \port$1341$4 , \port$1341
   assign \$79  = $signed(d1) + $signed(g_extra[31:16]);
   assign \$80  = \$78  ? 16'h8000 : \$79 [15:0];
   assign g_cur1 = \$76  ? 16'h7fff : \$80 ;
-  assign \$81  = ! \port$7229$375 [5:0];
+  assign \$81  = ! \port$7421$355 [5:0];
   assign \$82  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
-  assign \$83  = ! \port$7229$375 [5:0];
-  assign \$84  = \port$7229$375 [5:0] - 1'h1;
+  assign \$83  = ! \port$7421$355 [5:0];
+  assign \$84  = \port$7421$355 [5:0] - 1'h1;
   assign \$85  = \$83  ? 6'h00 : \$84 [5:0];
   assign \$86  = $signed(\$82 ) >>> \$85 ;
   assign \$87  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
-  assign \$88  = ! \port$7229$375 [5:0];
-  assign \$89  = \port$7229$375 [5:0] - 1'h1;
+  assign \$88  = ! \port$7421$355 [5:0];
+  assign \$89  = \port$7421$355 [5:0] - 1'h1;
   assign \$90  = \$88  ? 6'h00 : \$89 [5:0];
   assign \$91  = $signed(\$87 ) >>> \$90 ;
   assign \$92  = $signed(\$91 ) + $signed(2'h1);
   assign \$94  = \$81  ? \$86  : \$93 [23:0];
-  assign \$95  = \port$1341$8 [1] ? \$94  : 24'h000000;
+  assign \$95  = \port$1337$8 [1] ? \$94  : 24'h000000;
   assign \$96  = ! leak_shift;
-  assign \$97  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$7229$375 [13:6] });
+  assign \$97  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$7421$355 [13:6] });
   assign \$98  = ! leak_shift;
   assign \$99  = leak_shift - 1'h1;
   assign \$100  = \$98  ? 6'h00 : \$99 [5:0];
   assign \$101  = $signed(\$97 ) >>> \$100 ;
-  assign \$102  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$7229$375 [13:6] });
+  assign \$102  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$7421$355 [13:6] });
   assign \$103  = ! leak_shift;
   assign \$104  = leak_shift - 1'h1;
   assign \$105  = \$103  ? 6'h00 : \$104 [5:0];
   assign \$106  = $signed(\$102 ) >>> \$105 ;
   assign \$107  = $signed(\$106 ) + $signed(2'h1);
   assign \$109  = \$96  ? \$101  : \$108 [23:0];
-  assign \$110  = \port$1341$8 [0] ? 24'h000000 : \$109 ;
+  assign \$110  = \port$1337$8 [0] ? 24'h000000 : \$109 ;
   assign \$111  = $signed(\$95 ) + $signed(\$110 );
   assign \$112  = $signed(\$111 ) > $signed(16'h7fff);
   assign \$113  = $signed(\$111 ) < $signed(16'h8000);
@@ -21431,34 +21831,34 @@ module \ttsnn_accel.backward.lif.lanes (\port$1341$0 , \port$1341$4 , \port$1341
   assign \$119  = $signed(d2) + $signed(g_extra[47:32]);
   assign \$120  = \$118  ? 16'h8000 : \$119 [15:0];
   assign g_cur2 = \$116  ? 16'h7fff : \$120 ;
-  assign \$121  = ! \port$7229$375 [5:0];
+  assign \$121  = ! \port$7421$355 [5:0];
   assign \$122  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
-  assign \$123  = ! \port$7229$375 [5:0];
-  assign \$124  = \port$7229$375 [5:0] - 1'h1;
+  assign \$123  = ! \port$7421$355 [5:0];
+  assign \$124  = \port$7421$355 [5:0] - 1'h1;
   assign \$125  = \$123  ? 6'h00 : \$124 [5:0];
   assign \$126  = $signed(\$122 ) >>> \$125 ;
   assign \$127  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
-  assign \$128  = ! \port$7229$375 [5:0];
-  assign \$129  = \port$7229$375 [5:0] - 1'h1;
+  assign \$128  = ! \port$7421$355 [5:0];
+  assign \$129  = \port$7421$355 [5:0] - 1'h1;
   assign \$130  = \$128  ? 6'h00 : \$129 [5:0];
   assign \$131  = $signed(\$127 ) >>> \$130 ;
   assign \$132  = $signed(\$131 ) + $signed(2'h1);
   assign \$134  = \$121  ? \$126  : \$133 [23:0];
-  assign \$135  = \port$1341$12 [1] ? \$134  : 24'h000000;
+  assign \$135  = \port$1337$12 [1] ? \$134  : 24'h000000;
   assign \$136  = ! leak_shift;
-  assign \$137  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$7229$375 [13:6] });
+  assign \$137  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$7421$355 [13:6] });
   assign \$138  = ! leak_shift;
   assign \$139  = leak_shift - 1'h1;
   assign \$140  = \$138  ? 6'h00 : \$139 [5:0];
   assign \$141  = $signed(\$137 ) >>> \$140 ;
-  assign \$142  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$7229$375 [13:6] });
+  assign \$142  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$7421$355 [13:6] });
   assign \$143  = ! leak_shift;
   assign \$144  = leak_shift - 1'h1;
   assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
   assign \$146  = $signed(\$142 ) >>> \$145 ;
   assign \$147  = $signed(\$146 ) + $signed(2'h1);
   assign \$149  = \$136  ? \$141  : \$148 [23:0];
-  assign \$150  = \port$1341$12 [0] ? 24'h000000 : \$149 ;
+  assign \$150  = \port$1337$12 [0] ? 24'h000000 : \$149 ;
   assign \$151  = $signed(\$135 ) + $signed(\$150 );
   assign \$152  = $signed(\$151 ) > $signed(16'h7fff);
   assign \$153  = $signed(\$151 ) < $signed(16'h8000);
@@ -21689,10 +22089,10 @@ module \ttsnn_accel.backward.lif.lanes (\port$1341$0 , \port$1341$4 , \port$1341
   assign \$390  = affine_shift - 1'h1;
   assign \$391  = \$389  ? 6'h00 : \$390 [5:0];
   assign v0 = { \$31 [24], \$31 [24], \$31  };
-  assign window = { \port$1341$12 [1], \port$1341$8 [1], \port$1341$4 [1], \port$1341$0 [1] };
-  assign height_shift = \port$7229$375 [5:0];
-  assign spike = { \port$1341$12 [0], \port$1341$8 [0], \port$1341$4 [0], \port$1341$0 [0] };
-  assign leak_mul = \port$7229$375 [13:6];
+  assign window = { \port$1337$12 [1], \port$1337$8 [1], \port$1337$4 [1], \port$1337$0 [1] };
+  assign height_shift = \port$7421$355 [5:0];
+  assign spike = { \port$1337$12 [0], \port$1337$8 [0], \port$1337$4 [0], \port$1337$0 [0] };
+  assign leak_mul = \port$7421$355 [13:6];
   assign v1 = { \$71 [24], \$71 [24], \$71  };
   assign v2 = { \$111 [24], \$111 [24], \$111  };
   assign v3 = { \$151 [24], \$151 [24], \$151  };
@@ -21702,22 +22102,22 @@ module \ttsnn_accel.backward.lif.lanes (\port$1341$0 , \port$1341$4 , \port$1341
   assign sat_lif = { \$348 , \$347 , \$346 , \$345  };
   assign sat_current = { \$356 , \$354 , \$352 , \$350  };
   assign sat_affine = { \$600 , \$539 , \$478 , \$417  };
-  assign \port$6817$0  = \$206 ;
-  assign \port$6863$0  = \$252 ;
-  assign \port$6909$0  = \$298 ;
-  assign \port$6955$0  = \$344 ;
-  assign \port$6956$0  = \$345 ;
-  assign \port$6957$0  = \$346 ;
-  assign \port$6958$0  = \$347 ;
-  assign \port$6959$0  = \$348 ;
-  assign \port$6961$0  = \$350 ;
-  assign \port$6963$0  = \$352 ;
-  assign \port$6965$0  = \$354 ;
-  assign \port$6967$0  = \$356 ;
-  assign \port$7028$0  = \$417 ;
-  assign \port$7089$0  = \$478 ;
-  assign \port$7150$0  = \$539 ;
-  assign \port$7211$0  = \$600 ;
+  assign \port$7009$0  = \$206 ;
+  assign \port$7055$0  = \$252 ;
+  assign \port$7101$0  = \$298 ;
+  assign \port$7147$0  = \$344 ;
+  assign \port$7148$0  = \$345 ;
+  assign \port$7149$0  = \$346 ;
+  assign \port$7150$0  = \$347 ;
+  assign \port$7151$0  = \$348 ;
+  assign \port$7153$0  = \$350 ;
+  assign \port$7155$0  = \$352 ;
+  assign \port$7157$0  = \$354 ;
+  assign \port$7159$0  = \$356 ;
+  assign \port$7220$0  = \$417 ;
+  assign \port$7281$0  = \$478 ;
+  assign \port$7342$0  = \$539 ;
+  assign \port$7403$0  = \$600 ;
   assign \$13  = { \$12 [24], \$12 [24:1] };
   assign \$28  = { \$27 [24], \$27 [24:1] };
   assign \$53  = { \$52 [24], \$52 [24:1] };
@@ -21757,7 +22157,7 @@ module \ttsnn_accel.backward.lif.lanes (\port$1341$0 , \port$1341$4 , \port$1341
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike_in__addr, w1__en, line1__addr, \port$1461$0 , \port$1465$0 , \port$1469$0 , \port$1473$0 , busy, in_rows, desc, geo, counts, line1__en, w1__addr, in_consumed, rows_done
+module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike_in__addr, w1__en, line1__addr, \port$1457$0 , \port$1461$0 , \port$1465$0 , \port$1469$0 , busy, in_rows, desc, geo, counts, line1__en, w1__addr, in_consumed, rows_done
 , released, released_e1_order, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
@@ -22437,14 +22837,14 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   wire [7:0] o;
   wire [15:0] pi1;
   reg [15:0] pix1 = 16'h0000;
+  output [7:0] \port$1457$0 ;
+  wire [7:0] \port$1457$0 ;
   output [7:0] \port$1461$0 ;
   wire [7:0] \port$1461$0 ;
   output [7:0] \port$1465$0 ;
   wire [7:0] \port$1465$0 ;
   output [7:0] \port$1469$0 ;
   wire [7:0] \port$1469$0 ;
-  output [7:0] \port$1473$0 ;
-  wire [7:0] \port$1473$0 ;
   reg [1:0] qm3_1 = 2'h0;
   input [15:0] released;
   wire [15:0] released;
@@ -23548,10 +23948,10 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   assign line1__data = { \$125 , \$121 , \$117 , \$113  };
   assign spike_in__addr = \$87 [15:0];
   assign line1__addr = \$109 [15:0];
-  assign \port$1461$0  = \$113 ;
-  assign \port$1465$0  = \$117 ;
-  assign \port$1469$0  = \$121 ;
-  assign \port$1473$0  = \$125 ;
+  assign \port$1457$0  = \$113 ;
+  assign \port$1461$0  = \$117 ;
+  assign \port$1465$0  = \$121 ;
+  assign \port$1469$0  = \$125 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -23797,7 +24197,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr
-, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, q23_rows, busy, \port$3343$0 , \port$3383$0 , \port$3423$0 , \port$3463$0 , desc, geo, e1_rows, counts, released, released_e1_order, e4_released, clk
+, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, q23_rows, busy, \port$3339$0 , \port$3379$0 , \port$3419$0 , \port$3459$0 , desc, geo, e1_rows, counts, released, released_e1_order, e4_released, clk
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
@@ -24656,14 +25056,14 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   reg [2:0] \p_wr_addr$82 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  output [7:0] \port$3343$0 ;
-  wire [7:0] \port$3343$0 ;
-  output [7:0] \port$3383$0 ;
-  wire [7:0] \port$3383$0 ;
-  output [7:0] \port$3423$0 ;
-  wire [7:0] \port$3423$0 ;
-  output [7:0] \port$3463$0 ;
-  wire [7:0] \port$3463$0 ;
+  output [7:0] \port$3339$0 ;
+  wire [7:0] \port$3339$0 ;
+  output [7:0] \port$3379$0 ;
+  wire [7:0] \port$3379$0 ;
+  output [7:0] \port$3419$0 ;
+  wire [7:0] \port$3419$0 ;
+  output [7:0] \port$3459$0 ;
+  wire [7:0] \port$3459$0 ;
   output [15:0] q23_rows;
   wire [15:0] q23_rows;
   output [15:0] released;
@@ -25287,17 +25687,17 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   \ttsnn_accel.e23.adder  adder (
     .a(i),
     .b(\b$92 ),
-    .\port$3464$0 (\$485 ),
-    .\port$3465$0 (\$486 ),
-    .\port$3466$0 (\$487 ),
-    .\port$3467$0 (\$488 )
+    .\port$3460$0 (\$485 ),
+    .\port$3461$0 (\$486 ),
+    .\port$3462$0 (\$487 ),
+    .\port$3463$0 (\$488 )
   );
   \ttsnn_accel.e23.cluster2  cluster2 (
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$7577$18 (a[21:18]),
-    .\port$7577$2 (a[4:2]),
+    .\port$7769$18 (a[21:18]),
+    .\port$7769$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -25363,19 +25763,19 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   );
   \ttsnn_accel.e23.requant2  requant2 (
     .i(i),
-    .\port$3343$0 (\$481 ),
-    .\port$3383$0 (\$482 ),
-    .\port$3423$0 (\$483 ),
-    .\port$3463$0 (\$484 ),
+    .\port$3339$0 (\$481 ),
+    .\port$3379$0 (\$482 ),
+    .\port$3419$0 (\$483 ),
+    .\port$3459$0 (\$484 ),
     .rnd(desc[205]),
     .shift(desc[138:133])
   );
   \ttsnn_accel.e23.requant3  requant3 (
     .i(\i$98 ),
-    .\port$3507$0 (\$489 ),
-    .\port$3547$0 (\$490 ),
-    .\port$3587$0 (\$491 ),
-    .\port$3627$0 (\$492 ),
+    .\port$3503$0 (\$489 ),
+    .\port$3543$0 (\$490 ),
+    .\port$3583$0 (\$491 ),
+    .\port$3623$0 (\$492 ),
     .rnd(desc[205]),
     .shift(\$249 [5:0])
   );
@@ -25670,10 +26070,10 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign w3__addr = \$189 [15:0];
   assign row2__addr = \$245 [15:0];
   assign line4__addr = \$280 [15:0];
-  assign \port$3343$0  = \$481 ;
-  assign \port$3383$0  = \$482 ;
-  assign \port$3423$0  = \$483 ;
-  assign \port$3463$0  = \$484 ;
+  assign \port$3339$0  = \$481 ;
+  assign \port$3379$0  = \$482 ;
+  assign \port$3419$0  = \$483 ;
+  assign \port$3459$0  = \$484 ;
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -26035,7 +26435,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.adder (\port$3465$0 , \port$3466$0 , \port$3467$0 , a, b, \port$3464$0 );
+module \ttsnn_accel.e23.adder (\port$3461$0 , \port$3462$0 , \port$3463$0 , a, b, \port$3460$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$2 ;
   wire [16:0] \$3 ;
@@ -26045,27 +26445,27 @@ module \ttsnn_accel.e23.adder (\port$3465$0 , \port$3466$0 , \port$3467$0 , a, b
   input [63:0] b;
   wire [63:0] b;
   wire [67:0] o;
-  output [16:0] \port$3464$0 ;
-  wire [16:0] \port$3464$0 ;
-  output [16:0] \port$3465$0 ;
-  wire [16:0] \port$3465$0 ;
-  output [16:0] \port$3466$0 ;
-  wire [16:0] \port$3466$0 ;
-  output [16:0] \port$3467$0 ;
-  wire [16:0] \port$3467$0 ;
+  output [16:0] \port$3460$0 ;
+  wire [16:0] \port$3460$0 ;
+  output [16:0] \port$3461$0 ;
+  wire [16:0] \port$3461$0 ;
+  output [16:0] \port$3462$0 ;
+  wire [16:0] \port$3462$0 ;
+  output [16:0] \port$3463$0 ;
+  wire [16:0] \port$3463$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
   assign \$4  = $signed(a[63:48]) + $signed(b[63:48]);
   assign o = { \$4 , \$3 , \$2 , \$1  };
-  assign \port$3464$0  = \$1 ;
-  assign \port$3465$0  = \$2 ;
-  assign \port$3466$0  = \$3 ;
-  assign \port$3467$0  = \$4 ;
+  assign \port$3460$0  = \$1 ;
+  assign \port$3461$0  = \$2 ;
+  assign \port$3462$0  = \$3 ;
+  assign \port$3463$0  = \$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, ww__en, pw__en, pack, pw__data, wr__addr, pr__addr, \port$7577$2 , ww__addr, \port$7577$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, ww__en, pw__en, pack, pw__data, wr__addr, pr__addr, \port$7769$2 , ww__addr, \port$7769$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -26185,10 +26585,10 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$7577$18 ;
-  wire [3:0] \port$7577$18 ;
-  input [2:0] \port$7577$2 ;
-  wire [2:0] \port$7577$2 ;
+  input [3:0] \port$7769$18 ;
+  wire [3:0] \port$7769$18 ;
+  input [2:0] \port$7769$2 ;
+  wire [2:0] \port$7769$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -26284,91 +26684,91 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$7577$18 [0] * 4'h8;
+  assign \$100  = \port$7769$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$7577$18 [0] * 4'h8;
+  assign \$103  = \port$7769$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$7577$18 [0] * 4'h8;
+  assign \$106  = \port$7769$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$7577$18 [1:0] * 4'h8;
+  assign \$110  = \port$7769$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$7577$18 [1:0] * 4'h8;
+  assign \$113  = \port$7769$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$7577$18 [1:0] * 4'h8;
+  assign \$116  = \port$7769$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$7577$18 [3:2] * 4'h8;
+  assign \$121  = \port$7769$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$7577$18 [2] * 4'h8;
+  assign \$124  = \port$7769$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$7577$18 [0] * 4'h8;
+  assign \$129  = \port$7769$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$7577$18 [0] * 4'h8;
+  assign \$132  = \port$7769$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$7577$18 [0] * 4'h8;
+  assign \$135  = \port$7769$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$7577$18 [1:0] * 4'h8;
+  assign \$139  = \port$7769$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$7577$18 [1:0] * 4'h8;
+  assign \$142  = \port$7769$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$7577$18 [1:0] * 4'h8;
+  assign \$145  = \port$7769$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$7577$18 [3:2] * 4'h8;
+  assign \$150  = \port$7769$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$7577$18 [2] * 4'h8;
+  assign \$153  = \port$7769$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$7577$18 [0] * 4'h8;
+  assign \$158  = \port$7769$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$7577$18 [0] * 4'h8;
+  assign \$161  = \port$7769$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$7577$18 [0] * 4'h8;
+  assign \$164  = \port$7769$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$7577$18 [1:0] * 4'h8;
+  assign \$168  = \port$7769$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$7577$18 [1:0] * 4'h8;
+  assign \$171  = \port$7769$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$7577$18 [1:0] * 4'h8;
+  assign \$174  = \port$7769$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$7577$18 [3:2] * 4'h8;
+  assign \$179  = \port$7769$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$7577$18 [2] * 4'h8;
+  assign \$182  = \port$7769$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$7577$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$7769$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$7577$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$7769$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$7577$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$7769$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$7577$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$7769$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$7577$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$7577$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$7769$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$7769$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$7577$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$7577$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$7769$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$7769$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$7577$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$7577$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$7769$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$7769$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$7577$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$7577$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$7769$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$7769$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$7577$18 [0] * 4'h8;
+  assign \$71  = \port$7769$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$7577$18 [0] * 4'h8;
+  assign \$74  = \port$7769$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$7577$18 [0] * 4'h8;
+  assign \$77  = \port$7769$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$7577$18 [1:0] * 4'h8;
+  assign \$81  = \port$7769$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$7577$18 [1:0] * 4'h8;
+  assign \$84  = \port$7769$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$7577$18 [1:0] * 4'h8;
+  assign \$87  = \port$7769$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$7577$18 [3:2] * 4'h8;
+  assign \$92  = \port$7769$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$7577$18 [2] * 4'h8;
+  assign \$95  = \port$7769$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
@@ -26481,8 +26881,8 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$7577$18 [1:0];
-  assign wsel = \port$7577$18 [3:2];
+  assign jl = \port$7769$18 [1:0];
+  assign wsel = \port$7769$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -26493,9 +26893,9 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$7577$2 [2];
-  assign first = \port$7577$2 [0];
-  assign from_psum = \port$7577$2 [1];
+  assign use_spad = \port$7769$2 [2];
+  assign first = \port$7769$2 [0];
+  assign from_psum = \port$7769$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -30552,7 +30952,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant2 (\port$3383$0 , \port$3423$0 , \port$3463$0 , shift, rnd, i, \port$3343$0 );
+module \ttsnn_accel.e23.requant2 (\port$3379$0 , \port$3419$0 , \port$3459$0 , shift, rnd, i, \port$3339$0 );
   wire \$1 ;
   wire [16:0] \$10 ;
   wire [6:0] \$100 ;
@@ -30716,14 +31116,14 @@ module \ttsnn_accel.e23.requant2 (\port$3383$0 , \port$3423$0 , \port$3463$0 , s
   input [63:0] i;
   wire [63:0] i;
   wire [31:0] o;
-  output [7:0] \port$3343$0 ;
-  wire [7:0] \port$3343$0 ;
-  output [7:0] \port$3383$0 ;
-  wire [7:0] \port$3383$0 ;
-  output [7:0] \port$3423$0 ;
-  wire [7:0] \port$3423$0 ;
-  output [7:0] \port$3463$0 ;
-  wire [7:0] \port$3463$0 ;
+  output [7:0] \port$3339$0 ;
+  wire [7:0] \port$3339$0 ;
+  output [7:0] \port$3379$0 ;
+  wire [7:0] \port$3379$0 ;
+  output [7:0] \port$3419$0 ;
+  wire [7:0] \port$3419$0 ;
+  output [7:0] \port$3459$0 ;
+  wire [7:0] \port$3459$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -30877,10 +31277,10 @@ module \ttsnn_accel.e23.requant2 (\port$3383$0 , \port$3423$0 , \port$3463$0 , s
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
   assign \$160  = \$133  ? 8'h7f : \$159 ;
   assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$3343$0  = \$40 ;
-  assign \port$3383$0  = \$80 ;
-  assign \port$3423$0  = \$120 ;
-  assign \port$3463$0  = \$160 ;
+  assign \port$3339$0  = \$40 ;
+  assign \port$3379$0  = \$80 ;
+  assign \port$3419$0  = \$120 ;
+  assign \port$3459$0  = \$160 ;
   assign \$11  = { \$10 [16], \$10 [16:1] };
   assign \$24  = { \$23 [16], \$23 [16:1] };
   assign \$37  = { \$36 [16], \$36 [16:1] };
@@ -30896,7 +31296,7 @@ module \ttsnn_accel.e23.requant2 (\port$3383$0 , \port$3423$0 , \port$3463$0 , s
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant3 (shift, \port$3507$0 , \port$3547$0 , \port$3587$0 , \port$3627$0 , rnd, i);
+module \ttsnn_accel.e23.requant3 (shift, \port$3503$0 , \port$3543$0 , \port$3583$0 , \port$3623$0 , rnd, i);
   wire \$1 ;
   wire [17:0] \$10 ;
   wire [6:0] \$100 ;
@@ -31060,14 +31460,14 @@ module \ttsnn_accel.e23.requant3 (shift, \port$3507$0 , \port$3547$0 , \port$358
   input [67:0] i;
   wire [67:0] i;
   wire [31:0] o;
-  output [7:0] \port$3507$0 ;
-  wire [7:0] \port$3507$0 ;
-  output [7:0] \port$3547$0 ;
-  wire [7:0] \port$3547$0 ;
-  output [7:0] \port$3587$0 ;
-  wire [7:0] \port$3587$0 ;
-  output [7:0] \port$3627$0 ;
-  wire [7:0] \port$3627$0 ;
+  output [7:0] \port$3503$0 ;
+  wire [7:0] \port$3503$0 ;
+  output [7:0] \port$3543$0 ;
+  wire [7:0] \port$3543$0 ;
+  output [7:0] \port$3583$0 ;
+  wire [7:0] \port$3583$0 ;
+  output [7:0] \port$3623$0 ;
+  wire [7:0] \port$3623$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -31221,10 +31621,10 @@ module \ttsnn_accel.e23.requant3 (shift, \port$3507$0 , \port$3547$0 , \port$358
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
   assign \$160  = \$133  ? 8'h7f : \$159 ;
   assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$3507$0  = \$40 ;
-  assign \port$3547$0  = \$80 ;
-  assign \port$3587$0  = \$120 ;
-  assign \port$3627$0  = \$160 ;
+  assign \port$3503$0  = \$40 ;
+  assign \port$3543$0  = \$80 ;
+  assign \port$3583$0  = \$120 ;
+  assign \port$3623$0  = \$160 ;
   assign \$11  = { \$10 [17], \$10 [17:1] };
   assign \$24  = { \$23 [17], \$23 [17:1] };
   assign \$37  = { \$36 [17], \$36 [17:1] };
@@ -31241,7 +31641,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual__data, membrane_in__data, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy
-, res_rows, out_taken, desc, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$7907$0 , \port$7917$0 , \port$7927$0 , \port$7937$0 , clk);
+, res_rows, out_taken, desc, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$8099$0 , \port$8109$0 , \port$8119$0 , \port$8129$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -32123,14 +32523,14 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$7907$0 ;
-  wire [15:0] \port$7907$0 ;
-  output [15:0] \port$7917$0 ;
-  wire [15:0] \port$7917$0 ;
-  output [15:0] \port$7927$0 ;
-  wire [15:0] \port$7927$0 ;
-  output [15:0] \port$7937$0 ;
-  wire [15:0] \port$7937$0 ;
+  output [15:0] \port$8099$0 ;
+  wire [15:0] \port$8099$0 ;
+  output [15:0] \port$8109$0 ;
+  wire [15:0] \port$8109$0 ;
+  output [15:0] \port$8119$0 ;
+  wire [15:0] \port$8119$0 ;
+  output [15:0] \port$8129$0 ;
+  wire [15:0] \port$8129$0 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -32902,10 +33302,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     .o2(\$656 ),
     .o3(\$657 ),
     .p(p),
-    .\port$7749$128 (e4c_aff[143:128]),
-    .\port$7749$176 (e4c_aff[191:176]),
-    .\port$7749$32 (e4c_aff[47:32]),
-    .\port$7749$80 (e4c_aff[95:80]),
+    .\port$7941$128 (e4c_aff[143:128]),
+    .\port$7941$176 (e4c_aff[191:176]),
+    .\port$7941$32 (e4c_aff[47:32]),
+    .\port$7941$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -32925,11 +33325,11 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$7227$167 (desc[188:167]),
-    .\port$7843$0 (\$654 ),
-    .\port$7861$0 (\$655 ),
-    .\port$7879$0 (\$656 ),
-    .\port$7897$0 (\$657 ),
+    .\port$7419$167 (desc[188:167]),
+    .\port$8035$0 (\$654 ),
+    .\port$8053$0 (\$655 ),
+    .\port$8071$0 (\$656 ),
+    .\port$8089$0 (\$657 ),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$659 ),
@@ -32946,10 +33346,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     .clk(clk),
     .first(\first$51 ),
     .i(i),
-    .\port$4255$0 (\$650 ),
-    .\port$4258$0 (\$651 ),
-    .\port$4261$0 (\$652 ),
-    .\port$4264$0 (\$653 ),
+    .\port$4251$0 (\$650 ),
+    .\port$4254$0 (\$651 ),
+    .\port$4257$0 (\$652 ),
+    .\port$4260$0 (\$653 ),
     .rst(rst),
     .valid(\valid$48 )
   );
@@ -33783,10 +34183,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign membrane_in__addr = \$118 [15:0];
   assign membrane_out__addr = \$135 [15:0];
   assign spikes__addr = \$136 [15:0];
-  assign \port$7907$0  = \$658 ;
-  assign \port$7917$0  = \$660 ;
-  assign \port$7927$0  = \$662 ;
-  assign \port$7937$0  = \$664 ;
+  assign \port$8099$0  = \$658 ;
+  assign \port$8109$0  = \$660 ;
+  assign \port$8119$0  = \$662 ;
+  assign \port$8129$0  = \$664 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -33914,7 +34314,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$7749$32 , \port$7749$80 , \port$7749$128 , \port$7749$176 , residual, o0, o1, o2, o3, clk);
+module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$7941$32 , \port$7941$80 , \port$7941$128 , \port$7941$176 , residual, o0, o1, o2, o3, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
@@ -34110,14 +34510,14 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   reg [31:0] partial1 = 32'd0;
   reg [31:0] partial2 = 32'd0;
   reg [31:0] partial3 = 32'd0;
-  input [15:0] \port$7749$128 ;
-  wire [15:0] \port$7749$128 ;
-  input [15:0] \port$7749$176 ;
-  wire [15:0] \port$7749$176 ;
-  input [15:0] \port$7749$32 ;
-  wire [15:0] \port$7749$32 ;
-  input [15:0] \port$7749$80 ;
-  wire [15:0] \port$7749$80 ;
+  input [15:0] \port$7941$128 ;
+  wire [15:0] \port$7941$128 ;
+  input [15:0] \port$7941$176 ;
+  wire [15:0] \port$7941$176 ;
+  input [15:0] \port$7941$32 ;
+  wire [15:0] \port$7941$32 ;
+  input [15:0] \port$7941$80 ;
+  wire [15:0] \port$7941$80 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod2 = 32'd0;
@@ -34343,7 +34743,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$130  = \port$7749$32 ;
+    \$130  = \port$7941$32 ;
     if (rst) begin
       \$130  = 16'h0000;
     end
@@ -34406,7 +34806,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$139  = \port$7749$80 ;
+    \$139  = \port$7941$80 ;
     if (rst) begin
       \$139  = 16'h0000;
     end
@@ -34469,7 +34869,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$148  = \port$7749$128 ;
+    \$148  = \port$7941$128 ;
     if (rst) begin
       \$148  = 16'h0000;
     end
@@ -34532,7 +34932,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$157  = \port$7749$176 ;
+    \$157  = \port$7941$176 ;
     if (rst) begin
       \$157  = 16'h0000;
     end
@@ -34586,7 +34986,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
       \$164  = 16'h0000;
     end
   end
-  assign bias = { \port$7749$176 , \port$7749$128 , \port$7749$80 , \port$7749$32  };
+  assign bias = { \port$7941$176 , \port$7941$128 , \port$7941$80 , \port$7941$32  };
   assign o = { o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -34662,7 +35062,7 @@ module \ttsnn_accel.e4.cluster4 (rst, weights, operand, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7227$167 , rnd, u_prev, \port$7843$0 , \port$7861$0 , \port$7879$0 , \port$7897$0 , u0, s0, u1, s1, u2, s2, u3, s3, clk);
+module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7419$167 , rnd, u_prev, \port$8035$0 , \port$8053$0 , \port$8071$0 , \port$8089$0 , u0, s0, u1, s1, u2, s2, u3, s3, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -34806,16 +35206,16 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7227$167 , rnd, u_prev, \port$7
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [21:0] \port$7227$167 ;
-  wire [21:0] \port$7227$167 ;
-  input [15:0] \port$7843$0 ;
-  wire [15:0] \port$7843$0 ;
-  input [15:0] \port$7861$0 ;
-  wire [15:0] \port$7861$0 ;
-  input [15:0] \port$7879$0 ;
-  wire [15:0] \port$7879$0 ;
-  input [15:0] \port$7897$0 ;
-  wire [15:0] \port$7897$0 ;
+  input [21:0] \port$7419$167 ;
+  wire [21:0] \port$7419$167 ;
+  input [15:0] \port$8035$0 ;
+  wire [15:0] \port$8035$0 ;
+  input [15:0] \port$8053$0 ;
+  wire [15:0] \port$8053$0 ;
+  input [15:0] \port$8071$0 ;
+  wire [15:0] \port$8071$0 ;
+  input [15:0] \port$8089$0 ;
+  wire [15:0] \port$8089$0 ;
   input rnd;
   wire rnd;
   input rst;
@@ -34841,106 +35241,106 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7227$167 , rnd, u_prev, \port$7
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$7227$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$7419$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$7227$167 [5:0];
-  assign \$5  = \port$7227$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$7419$167 [5:0];
+  assign \$5  = \port$7419$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$7227$167 [5:0];
+  assign \$8  = ! \port$7419$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$7843$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$8035$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$7843$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$8035$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$7843$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$8035$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$7843$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$8035$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$7843$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$8035$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$7843$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$8035$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$7227$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$7227$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$7419$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$7419$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$7227$167 [5:0];
-  assign \$31  = \port$7227$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$7419$167 [5:0];
+  assign \$31  = \port$7419$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$7227$167 [5:0];
+  assign \$34  = ! \port$7419$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$7861$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$8053$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$7861$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$8053$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$7861$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$8053$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$7861$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$8053$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$7861$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$8053$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$7861$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$8053$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$7227$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$7227$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$7419$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$7419$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$7227$167 [5:0];
-  assign \$57  = \port$7227$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$7419$167 [5:0];
+  assign \$57  = \port$7419$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$7227$167 [5:0];
+  assign \$60  = ! \port$7419$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$7879$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$8071$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$7879$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$8071$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$7879$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$8071$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$7879$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$8071$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$7879$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$8071$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$7879$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$8071$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$7227$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$7227$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$7419$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$7419$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$7227$167 [5:0];
-  assign \$83  = \port$7227$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$7419$167 [5:0];
+  assign \$83  = \port$7419$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$7227$167 [5:0];
+  assign \$86  = ! \port$7419$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$7897$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$8089$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$7897$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$8089$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$7897$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$8089$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$7897$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$8089$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$7897$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$8089$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$7897$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$8089$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$7227$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$7419$167 [21:6]);
   always @(posedge clk)
     leak_prod0 <= \$105 ;
   always @(posedge clk)
@@ -35121,9 +35521,9 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7227$167 , rnd, u_prev, \port$7
       \$124  = 1'h0;
     end
   end
-  assign threshold = \port$7227$167 [21:6];
-  assign leak_shift = \port$7227$167 [5:0];
-  assign cur = { \port$7897$0 , \port$7879$0 , \port$7861$0 , \port$7843$0  };
+  assign threshold = \port$7419$167 [21:6];
+  assign leak_shift = \port$7419$167 [5:0];
+  assign cur = { \port$8089$0 , \port$8071$0 , \port$8053$0 , \port$8035$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -35133,7 +35533,7 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7227$167 , rnd, u_prev, \port$7
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.maxpool (rst, valid, \port$4255$0 , \port$4258$0 , \port$4261$0 , \port$4264$0 , first, i, clk);
+module \ttsnn_accel.e4.maxpool (rst, valid, \port$4251$0 , \port$4254$0 , \port$4257$0 , \port$4260$0 , first, i, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -35156,14 +35556,14 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$4255$0 , \port$4258$0 , \port$
   input [63:0] i;
   wire [63:0] i;
   wire [63:0] o;
-  output [15:0] \port$4255$0 ;
-  wire [15:0] \port$4255$0 ;
-  output [15:0] \port$4258$0 ;
-  wire [15:0] \port$4258$0 ;
-  output [15:0] \port$4261$0 ;
-  wire [15:0] \port$4261$0 ;
-  output [15:0] \port$4264$0 ;
-  wire [15:0] \port$4264$0 ;
+  output [15:0] \port$4251$0 ;
+  wire [15:0] \port$4251$0 ;
+  output [15:0] \port$4254$0 ;
+  wire [15:0] \port$4254$0 ;
+  output [15:0] \port$4257$0 ;
+  wire [15:0] \port$4257$0 ;
+  output [15:0] \port$4260$0 ;
+  wire [15:0] \port$4260$0 ;
   input rst;
   wire rst;
   input valid;
@@ -35193,10 +35593,10 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$4255$0 , \port$4258$0 , \port$
     end
   end
   assign o = { \$12 , \$9 , \$6 , \$3  };
-  assign \port$4255$0  = \$3 ;
-  assign \port$4258$0  = \$6 ;
-  assign \port$4261$0  = \$9 ;
-  assign \port$4264$0  = \$12 ;
+  assign \port$4251$0  = \$3 ;
+  assign \port$4254$0  = \$6 ;
+  assign \port$4257$0  = \$9 ;
+  assign \port$4260$0  = \$12 ;
 endmodule
 
 (* generator = "Amaranth" *)

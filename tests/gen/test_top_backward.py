@@ -69,10 +69,10 @@ def test_backward_tile_on_the_accelerator(case):
     assert res.counters["lifg_busy"] == T * ring * -(-cout // CFG.lanes) * (4 if pool else 1)
     full = q.full_timesteps(T)
 
-    def taps(f, t):     # HTT's reduced timesteps: the mat-vec stages take the 1-tap bypass
+    def per_group(f, t):     # HTT's reduced timesteps: a mat-vec stage copies one word per group
         bypass = f["kind"] == 0 and f["use_schedule"] and not full[t]
-        return 1 if bypass else {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]]
-    steps = sum(f["rows"] * f["cols"] * -(-f["out_channels"] // CFG.lanes) * taps(f, t) * f["in_channels"]
+        return 1 if bypass else {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]] * f["in_channels"]
+    steps = sum(f["rows"] * f["cols"] * -(-f["out_channels"] // CFG.lanes) * per_group(f, t)
                 for name, f in prog.plan.stages if name != "lif" for t in range(f["timesteps"]))
     assert res.counters["stage_busy"] == steps
     assert res.counters["grad_saturations"] == sum(v for k, v in gold.saturations.items()
