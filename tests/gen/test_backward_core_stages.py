@@ -107,6 +107,20 @@ def _run(prog, buffer, trace, affine):
     return result
 
 
+def _run_tile(prog, q, x, trace, e, g_extra, buffer):
+    """Run a planned tile on the datapath: the host's inputs written into ``buffer`` (the
+    gradient buffer's initial words), the trace and the folded-BN words."""
+    T = prog.timesteps
+    inputs = [("x", x[:, 0]), ("e", e[:, 0])] + ([("g_extra", g_extra[:, 0])] if g_extra is not None else [])
+    for name, values in inputs:
+        spec = prog.tensors[name]
+        buffer[spec.base:spec.base + spec.words(T)] = pack_tensor(values.numpy(), P, GB)
+    trace_words = pack_trace(trace.spikes[:, 0].numpy(), trace.window[:, 0].numpy(),
+                             None if trace.argmax is None else trace.argmax[:, 0].numpy(), P)
+    affine = affine_words(np.array(q.scale), np.array(q.bias), P, CFG.widths.affine_scale, CFG.widths.membrane)
+    return _run(prog, buffer, trace_words, affine)
+
+
 CASES = [  # mode, r, cin, cout, T, H, W, pool, auto shifts (False: shifts that saturate), g_extra
     ("ptt", 4, 8, 8, 2, 2, 4, False, True, False),
     ("stt", 4, 4, 8, 2, 2, 2, False, True, True),
@@ -153,15 +167,7 @@ def test_backward_tile_matches_golden(case):
     # every tensor in words of its own, so that the intermediates can be checked after the run
     # (test_overlaid_tensors_give_the_same_results checks the shared layout the driver uses)
     prog = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, list(full), use_extra=extra, overlay=False)
-    buffer = [0] * prog.buffer_words
-    inputs = [("x", x[:, 0]), ("e", e[:, 0])] + ([("g_extra", g_extra[:, 0])] if extra else [])
-    for name, values in inputs:
-        spec = prog.tensors[name]
-        buffer[spec.base:spec.base + spec.words(T)] = pack_tensor(values.numpy(), P, GB)
-    trace_words = pack_trace(trace.spikes[:, 0].numpy(), trace.window[:, 0].numpy(),
-                             None if trace.argmax is None else trace.argmax[:, 0].numpy(), P)
-    affine = affine_words(np.array(q.scale), np.array(q.bias), P, CFG.widths.affine_scale, CFG.widths.membrane)
-    out = _run(prog, buffer, trace_words, affine)
+    out = _run_tile(prog, q, x, trace, e, g_extra, [0] * prog.buffer_words)
 
     def tensor(name):
         s = prog.tensors[name]
@@ -247,14 +253,8 @@ def test_overlaid_tensors_give_the_same_results(case):
     own = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, full, use_extra=extra, overlay=False)
     assert prog.buffer_words < own.buffer_words
     assert [n for n, _ in prog.stages] == [n for n, _ in own.stages]
-    buffer = [int("5a" * (P * GB // 8), 16)] * prog.buffer_words   # stale words: nothing may read them
-    for name, values in [("x", x[:, 0]), ("e", e[:, 0])] + ([("g_extra", g_extra[:, 0])] if extra else []):
-        spec = prog.tensors[name]
-        buffer[spec.base:spec.base + spec.words(T)] = pack_tensor(values.numpy(), P, GB)
-    trace_words = pack_trace(trace.spikes[:, 0].numpy(), trace.window[:, 0].numpy(),
-                             None if trace.argmax is None else trace.argmax[:, 0].numpy(), P)
-    affine = affine_words(np.array(q.scale), np.array(q.bias), P, CFG.widths.affine_scale, CFG.widths.membrane)
-    out = _run(prog, buffer, trace_words, affine)
+    stale = [int("5a" * (P * GB // 8), 16)] * prog.buffer_words   # stale words: nothing may read them
+    out = _run_tile(prog, q, x, trace, e, g_extra, stale)
     for name, want in (("e_in", gold.e_in), ("g_cur", gold.g_current)):
         s = prog.tensors[name]
         got = unpack_tensor(out["buffer"][s.base:s.base + s.words(T)], (T, s.channels, s.rows, s.cols), P, GB)

@@ -22,8 +22,8 @@ from tests.gen.test_backward_core_stages import backward_case
 CFG = load_config("small")
 
 
-def _run(prog):
-    dut = Accelerator(CFG)
+def _run(prog, cfg=CFG):
+    dut = Accelerator(cfg)
     out = []
 
     async def bench(ctx):
@@ -137,17 +137,7 @@ def test_stochastic_rounding_on_the_accelerator(case):
                             trace.window[:, 0].numpy(), arg, gold.shifts,
                             None if g_extra is None else g_extra[:, 0].numpy(),
                             origin=origin, layer_hw=layer_hw, sample=sample, seed=seed)
-    dut = Accelerator(cfg)
-    out = []
-
-    async def bench(ctx):
-        out.append(await run_backward_tile(SimBus(ctx, dut, 200_000), prog))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    res = prog.decode(out[0])
+    res = _run(prog, cfg)
     np.testing.assert_array_equal(res.e_in, want.e_in[:, 0].numpy(), err_msg="input gradient")
     np.testing.assert_array_equal(res.g_current, want.g_current[:, 0].numpy(), err_msg="current gradient")
     for name in ("w1", "w2", "w3", "w4"):
