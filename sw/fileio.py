@@ -199,16 +199,20 @@ def check_output_path(out: str | os.PathLike, *, inputs: Iterable[str | os.PathL
     if out.exists() and not force:
         raise os_error(FileExistsError, errno.EEXIST, f"{flag} {out} already exists; pass --force to replace it, "
                                             "or choose another path")
-    parent = out.parent
+    _check_writable_parent(out, out.parent, flag)
+    return out
+
+
+def _check_writable_parent(out: Path, parent: Path, flag: str) -> None:
+    """The nearest existing ancestor of ``parent`` must be a writable directory."""
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
         raise os_error(NotADirectoryError, errno.ENOTDIR, f"{flag} {out}: {parent} is a file, not a directory; "
-                                                "choose another path")
+                                                          "choose another path")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise os_error(PermissionError, errno.EACCES, f"{flag} {out}: no permission to write in {parent}; "
-                                            "choose a writable location")
-    return out
+                                                      "choose a writable location")
 
 
 def check_outputs(outputs: Iterable[tuple[str, str | os.PathLike | None]], *,
@@ -239,15 +243,7 @@ def check_output_dir(out: str | os.PathLike, names: Iterable[str], *, force: boo
         raise os_error(FileExistsError, errno.EEXIST,
                        f"{flag} {out} already holds {shown}; pass --force to replace them, or choose another "
                        "directory")
-    parent = out if out.exists() else out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise os_error(NotADirectoryError, errno.ENOTDIR, f"{flag} {out}: {parent} is a file, not a directory; "
-                                                          "choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise os_error(PermissionError, errno.EACCES, f"{flag} {out}: no permission to write in {parent}; "
-                                                      "choose a writable location")
+    _check_writable_parent(out, out if out.exists() else out.parent, flag)
     return out
 
 
