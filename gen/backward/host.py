@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from ..config import HardwareConfig
 from ..descriptor import Pass
 from ..driver import affine_words
 from ..hostmap import HostMap, host_map, region_reads, region_writes
+from .stage_layout import StageKind
 from .tile_program import BackwardTileProgram, pack_tensor, pack_trace, plan_backward_tile, unpack_tensor, unpack_wgrad
 
 __all__ = ["BackwardTileResult", "BackwardHostProgram", "backward_program", "backward_traffic", "check_fits",
@@ -35,10 +35,11 @@ class BackwardDoesNotFit(ValueError):
 class BackwardTileResult:
     """What a backward tile returns: ``e_in [T, Cin, H, W]``, ``g_current [T, Cout, Ho, Wo]``,
     ``dw`` (``w1 [r, Cin]``, ``w2``/``w3 [r, r, 3]``, ``w4 [Cout, r]``: the tile's sums) and
-    ``counters`` (the forward bank's ``cycles`` and every backward counter)."""
+    ``counters`` (the forward bank's ``cycles`` and every backward counter); ``dw`` is None for a
+    tile that leaves its sums to the layer's later tiles (``last = False``)."""
     e_in: np.ndarray
     g_current: np.ndarray
-    dw: dict[str, np.ndarray]
+    dw: dict[str, np.ndarray] | None
     counters: dict[str, int]
 
 
@@ -79,18 +80,22 @@ def check_fits(cfg: HardwareConfig, plan: BackwardTileProgram, trace_words: int)
 
 
 def backward_traffic(cfg: HardwareConfig, plan: BackwardTileProgram, timesteps: int,
-                     hmap: HostMap | None = None) -> tuple[dict[str, tuple[int, int]], int, int]:
+                     hmap: HostMap | None = None, first: bool = True,
+                     last: bool = True) -> tuple[dict[str, tuple[int, int]], int, int]:
     """What the host moves for one backward tile, from its plan alone: per memory the words it
     writes and reads (``x``, ``e`` and ``g_extra`` into ``gbuf``; stage weights; the trace,
     one word per ``e`` word; the folded-BN words; ``e_in`` and ``g_cur`` out of ``gbuf``; the
     weight-gradient sums), and the host words in and out (a region word is ``subwords`` host
-    words). :func:`backward_program` moves exactly these (tests/gen/test_top_backward.py)."""
+    words). ``first``/``last`` as in :func:`backward_program` (a later tile of a layer writes no
+    stage weights or folded-BN words; only the last reads the sums). :func:`backward_program`
+    moves exactly these (tests/gen/test_top_backward.py)."""
     hmap = hmap or host_map(cfg)
     T, t = timesteps, plan.tensors
     inputs = [n for n in ("x", "e", "g_extra") if n in t]
     regions = {"gbuf": (sum(t[n].words(T) for n in inputs), t["e_in"].words(T) + t["g_cur"].words(T)),
-               "gweights": (len(plan.weight_words), 0), "trace": (t["e"].words(T), 0),
-               "affine": (-(-t["e"].channels // cfg.lanes), 0), "wgrad": (0, plan.acc_entries)}
+               "gweights": (len(plan.weight_words) if first else 0, 0), "trace": (t["e"].words(T), 0),
+               "affine": (-(-t["e"].channels // cfg.lanes) if first else 0, 0),
+               "wgrad": (0, plan.acc_entries if last else 0)}
     sub = {n: hmap.region(n).subwords for n in regions}
     return (regions, sum(w * sub[n] for n, (w, _) in regions.items()),
             sum(r * sub[n] for n, (_, r) in regions.items()))
@@ -104,6 +109,8 @@ def dither_fields(qlayer, T: int, tile_hw: tuple[int, int], origin: tuple[int, i
     STT's G3^T with the ring rows, G2^T/G3^T and G1^T over the tile's pixels), sample
     ``sample``, the keys ``lowbias32(16 * seed + stage)``. ``origin``: the layer row and
     column of the tile's first pre-pool pixel."""
+    import torch
+
     from sw.golden_backward import STAGE_IDS, lowbias32
 
     def key(stage: str) -> int:
@@ -135,14 +142,17 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
                      g_extra: np.ndarray | None = None, height_mul: int = 1, height_shift: int = 0,
                      hmap: HostMap | None = None, origin: tuple[int, int] = (0, 0),
                      layer_hw: tuple[int, int] | None = None, sample: int = 0,
-                     seed: int = 0) -> BackwardHostProgram:
+                     seed: int = 0, first: bool = True, last: bool = True) -> BackwardHostProgram:
     """The host program of one backward tile of ``qlayer``: ``x [T, Cin, H + 2, W + 2]`` the
     forward window of input spikes, ``e``/``g_extra [T, Cout, Ho + 2, Wo + 2]`` the gradients
     over the output pixels and their ring, ``spikes``/``window``/``argmax`` the forward trace
     over the same ring, ``shifts`` the backward shifts (docs/numerics.md). With stochastic
     rounding, ``origin`` (the layer row and column of the tile's first pre-pool pixel),
     ``layer_hw`` (the layer's pre-pool map; default the tile's), ``sample`` and ``seed`` place
-    the dither (:func:`dither_fields`)."""
+    the dither (:func:`dither_fields`). A layer's tiles share their weights and accumulate
+    their weight-gradient sums in the RTL: ``first`` False (a later tile) writes no stage
+    weights or folded-BN words and adds to the sums the earlier tiles left (``acc_clear = 0``);
+    ``last`` False reads no sums (:meth:`BackwardHostProgram.decode` gives ``dw = None``)."""
     hmap = hmap or host_map(cfg)
     P, gb = cfg.lanes, cfg.gradients.width
     T, _, hw, ww = x.shape
@@ -161,11 +171,14 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
     inputs = [("x", x), ("e", e)] + ([("g_extra", g_extra)] if g_extra is not None else [])
     for name, values in inputs:
         setup += region_writes(hmap, "gbuf", pack_tensor(np.asarray(values), P, gb), plan.tensors[name].base)
-    setup += region_writes(hmap, "gweights", plan.weight_words)
+    if first:
+        setup += region_writes(hmap, "gweights", plan.weight_words)
     setup += region_writes(hmap, "trace", trace)
-    affine = affine_words(np.asarray(qlayer.scale), np.asarray(qlayer.bias), P, cfg.widths.affine_scale,
-                          cfg.widths.membrane)
-    setup += region_writes(hmap, "affine", affine)
+    if first:
+        setup += region_writes(hmap, "affine", affine_words(np.asarray(qlayer.scale), np.asarray(qlayer.bias), P,
+                                                           cfg.widths.affine_scale, cfg.widths.membrane))
+    else:                   # the sums continue from the layer's earlier tiles
+        plan.stages = [(n, {**f, "acc_clear": 0} if f["kind"] == StageKind.OUTER else f) for n, f in plan.stages]
     words_in = len(setup) - 2
     if cfg.gradients.rounding == "stochastic":
         extra = dither_fields(qlayer, T, (H, W), origin, layer_hw or (H, W), sample, seed)
@@ -176,7 +189,8 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
     reads: list[int] = []
     for _, spec in outs:
         reads += region_reads(hmap, "gbuf", spec.words(T), spec.base)
-    reads += region_reads(hmap, "wgrad", plan.acc_entries)
+    if last:
+        reads += region_reads(hmap, "wgrad", plan.acc_entries)
     words_out = len(reads)
     counters = [hmap.counter("cycles")] + list(hmap.backward_counters)
     for c in counters:
@@ -194,18 +208,21 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
             tensors[name] = unpack_tensor(words(values[pos:], n, sub["gbuf"]),
                                           (T, spec.channels, spec.rows, spec.cols), P, gb)
             pos += n * sub["gbuf"]
-        sums = words(values[pos:], plan.acc_entries, sub["wgrad"])
-        pos += plan.acc_entries * sub["wgrad"]
-        got = {n: unpack_wgrad(lambda a: sums[a], spec, cfg.gradients.wgrad_tile) for n, spec in plan.wgrads.items()}
-        dw = {"w4": got["w4"][..., 0], "w1": got["w1"][..., 0]}
-        if "w23" in got:
-            dw.update(w2=got["w23"][..., :3], w3=got["w23"][..., 3:])
-        else:
-            dw.update(w2=got["w2"], w3=got["w3"])
+        dw = None
+        if last:
+            sums = words(values[pos:], plan.acc_entries, sub["wgrad"])
+            pos += plan.acc_entries * sub["wgrad"]
+            got = {n: unpack_wgrad(lambda a: sums[a], spec, cfg.gradients.wgrad_tile)
+                   for n, spec in plan.wgrads.items()}
+            dw = {"w4": got["w4"][..., 0], "w1": got["w1"][..., 0]}
+            if "w23" in got:
+                dw.update(w2=got["w23"][..., :3], w3=got["w23"][..., 3:])
+            else:
+                dw.update(w2=got["w2"], w3=got["w3"])
         cnt = {c.name: values[pos + 2 * i] | (values[pos + 2 * i + 1] << hb) for i, c in enumerate(counters)}
         return BackwardTileResult(tensors["e_in"], tensors["g_cur"], dw, cnt)
 
-    region_words = backward_traffic(cfg, plan, T, hmap)[0]
+    region_words = backward_traffic(cfg, plan, T, hmap, first, last)[0]
     return BackwardHostProgram(plan, setup, stages, (hmap.register("ctrl").address, 1),
                                hmap.register("status").address, reads, words_in, words_out, decode,
                                region_words)
@@ -252,7 +269,9 @@ def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.nd
     ``window``/``argmax`` ``[T, C, Ho, Wo]`` over its output pixels. Each tile reads its
     one-pixel halo ring (zero outside the layer, the neighbour's values inside), so the tiles'
     results are the layer's exactly: ``e_in`` and ``g_current`` blocks side by side, weight-gradient
-    sums added (:func:`combine_tiles`). ``sample``/``seed``: the stochastic rounding's sample
+    sums accumulated in the RTL over the tiles, which therefore run in order on one accelerator
+    (the first writes the stage weights, the last reads the sums; :func:`combine_tiles`).
+    ``sample``/``seed``: the stochastic rounding's sample
     index and seed (each tile's dither is placed at its layer coordinates)."""
     from .perf import backward_tile_shape
 
@@ -266,22 +285,25 @@ def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.nd
     xp, ep, gp = pad(x), pad(e), pad(g_extra)
     sp, wp, ap = pad(spikes), pad(window), pad(argmax)
 
-    def tile(r0: int, c0: int, th: int, tw: int) -> BackwardHostProgram:
+    def tile(r0: int, c0: int, th: int, tw: int, first: bool, last: bool) -> BackwardHostProgram:
         o0, p0, ho, wo = r0 // s, c0 // s, th // s, tw // s
         cut = lambda a: None if a is None else a[:, :, o0:o0 + ho + 2, p0:p0 + wo + 2]  # noqa: E731
         return backward_program(cfg, qlayer, xp[:, :, r0:r0 + th + 2, c0:c0 + tw + 2], cut(ep), cut(sp),
                                 cut(wp), cut(ap), shifts, cut(gp), height_mul, height_shift, hmap,
-                                origin=(r0, c0), layer_hw=(H, W), sample=sample, seed=seed)
+                                origin=(r0, c0), layer_hw=(H, W), sample=sample, seed=seed, first=first,
+                                last=last)
 
+    origins = [(r0, c0) for r0 in range(0, H, h) for c0 in range(0, W, w)]
     return [BackwardTile(r0, c0, min(h, H - r0), min(w, W - c0),
-                         tile(r0, c0, min(h, H - r0), min(w, W - c0)))
-            for r0 in range(0, H, h) for c0 in range(0, W, w)]
+                         tile(r0, c0, min(h, H - r0), min(w, W - c0), k == 0, k == len(origins) - 1))
+            for k, (r0, c0) in enumerate(origins)]
 
 
 def combine_tiles(tiles: list[BackwardTile], results: list[BackwardTileResult], wgrad_bits: int,
                   pool: bool = False) -> BackwardTileResult:
     """The layer's result from its tiles' (``e_in``/``g_current`` blocks placed at each tile's
-    position; sums added and wrapped to the tile accumulators' width; counters added)."""
+    position; the sums of the tiles that read them added and wrapped to the tile accumulators'
+    width: the RTL's own accumulation over a layer's tiles wraps the same way; counters added)."""
     s = 2 if pool else 1
     H = max(t.row0 + t.height for t in tiles)
     W = max(t.col0 + t.width for t in tiles)
@@ -291,7 +313,8 @@ def combine_tiles(tiles: list[BackwardTile], results: list[BackwardTileResult], 
         e_in[:, :, t.row0:t.row0 + t.height, t.col0:t.col0 + t.width] = r.e_in
         g_cur[:, :, t.row0 // s:(t.row0 + t.height) // s, t.col0 // s:(t.col0 + t.width) // s] = r.g_current
     half = 1 << (wgrad_bits - 1)
+    sums = [r.dw for r in results if r.dw is not None]   # tiles that read their sums (the last, at least)
     dw = {n: np.vectorize(lambda v: ((int(v) + half) % (2 * half)) - half, otypes=[np.int64])(
-        sum(r.dw[n].astype(object) for r in results)) for n in results[0].dw}
+        sum(d[n].astype(object) for d in sums)) for n in sums[0]}
     counters = {k: sum(r.counters[k] for r in results) for k in results[0].counters}
     return BackwardTileResult(e_in, g_cur, dw, counters)

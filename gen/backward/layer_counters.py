@@ -89,7 +89,7 @@ def layer_backward_counters(cfg: HardwareConfig, spec, mode: str, timesteps: int
                         plan = plan_backward_tile(q, T, *shape, P, cfg.widths.weight, _SHIFTS, list(full),
                                                   use_extra=extra, pack_weights=False)
                         check_fits(planned, plan, plan.tensors["e"].words(T))
-                        progs[shape] = (_pass_counters(plan.stages, P), *backward_traffic(planned, plan, T, hmap))
+                        progs[shape] = plan
             break
         except BackwardDoesNotFit as e:      # grow only the memory that is too small
             planned = _grown(planned, e.region, e.need)
@@ -99,16 +99,25 @@ def layer_backward_counters(cfg: HardwareConfig, spec, mode: str, timesteps: int
     passes = {"backward": {}, "weight_update": {}}
     words_in = words_out = tiles = 0
     regions: dict[str, tuple[int, int]] = {}
-    for r0 in range(0, H, h):
-        for c0 in range(0, W, w):
-            by_pass, traffic, w_in, w_out = progs[(min(h, H - r0), min(w, W - c0))]
-            tiles += 1
-            words_in, words_out = words_in + w_in, words_out + w_out
-            for name, (wr, rd) in traffic.items():
-                old = regions.get(name, (0, 0))
-                regions[name] = (old[0] + wr, old[1] + rd)
-            for key, counters in by_pass.items():
-                for k, v in counters.items():
-                    passes[key][k] = passes[key].get(k, 0) + v
+    origins = [(r0, c0) for r0 in range(0, H, h) for c0 in range(0, W, w)]
+    by_pass_of: dict[tuple, dict] = {}
+    for index, (r0, c0) in enumerate(origins):
+        shape = (min(h, H - r0), min(w, W - c0))
+        plan = progs[shape]
+        if (shape, index == 0) not in by_pass_of:   # later tiles add to the sums (acc_clear = 0)
+            stages = plan.stages if index == 0 else [
+                (n, {**f, "acc_clear": 0} if f["kind"] == StageKind.OUTER else f) for n, f in plan.stages]
+            by_pass_of[(shape, index == 0)] = _pass_counters(stages, P)
+        by_pass = by_pass_of[(shape, index == 0)]
+        # the first tile writes the stage weights, the last reads the layer's sums
+        traffic, w_in, w_out = backward_traffic(planned, plan, T, hmap, index == 0, index == len(origins) - 1)
+        tiles += 1
+        words_in, words_out = words_in + w_in, words_out + w_out
+        for name, (wr, rd) in traffic.items():
+            old = regions.get(name, (0, 0))
+            regions[name] = (old[0] + wr, old[1] + rd)
+        for key, counters in by_pass.items():
+            for name, v in counters.items():
+                passes[key][name] = passes[key].get(name, 0) + v
     return LayerBackwardCounters(tiles, (h, w), planned, planned is not cfg, passes["backward"],
                                  passes["weight_update"], words_in, words_out, regions)
