@@ -5,6 +5,8 @@ Commands:
 * ``check``  -- find and check the toolchain (Verilator >= 5.036, cocotb >= 2.0).
 * ``run``    -- the coverage batch of random layers on a configuration; mismatch report.
 * ``replay`` -- one TT layer of a trained checkpoint on the RTL (docs/cosim.md).
+* ``replay-network`` -- every TT layer of a trained network on the RTL, chained, image by
+  image; bit-exact per layer, predictions against the golden and float models, cycles, energy.
 * ``train-step`` -- forward, backward and weight gradients of one TT layer of a trained
   checkpoint on the RTL, bit-exact against the golden models, gradients against float autograd.
 * ``finetune-check`` -- the integer fine-tuning loop, a sample of its steps' backward also on
@@ -52,6 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="training images used to calibrate the quantiser")
     rp.add_argument("--weight-bits", type=int, default=None, help="weight precision (default: config)")
     rp.add_argument("--rounding", choices=("nearest", "truncate", "stochastic"), default="nearest")
+
+    rn = sub.add_parser("replay-network", help="replay a whole trained network on the RTL, image by image")
+    rn.add_argument("--checkpoint", required=True, help="TT checkpoint (e.g. build/demo/ptt.pt)")
+    _add_common(rn, "configs/paper.toml")
+    rn.add_argument("--images", type=int, default=1, help="test images to replay (default 1)")
+    rn.add_argument("--start", type=int, default=0, help="index of the first test image (default 0)")
+    rn.add_argument("--calib-samples", type=int, default=16,
+                    help="training images used to calibrate the quantiser")
+    rn.add_argument("--weight-bits", type=int, default=None, help="weight precision (default: config)")
+    rn.add_argument("--rounding", choices=("nearest", "truncate", "stochastic"), default="nearest")
+    rn.add_argument("--backend", choices=("local", "ray"), default="local",
+                    help="where the image jobs run: local process pool (default) or Ray")
+    rn.add_argument("--workers", type=int, default=None,
+                    help="parallel image jobs (default: every core / the Ray cluster's CPUs)")
+    rn.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: a local one)")
 
     ts = sub.add_parser("train-step", help="one training step of a trained TT layer on the RTL")
     ts.add_argument("--checkpoint", required=True, help="TT checkpoint (e.g. build/demo/ptt.pt)")
@@ -114,6 +131,18 @@ def _replay(args) -> int:
                        progress=not args.json)
     print(json.dumps(rep) if args.json else format_report(rep))
     return 0 if rep["match"] else 1
+
+
+def _replay_network(args) -> int:
+    from cosim.replay_network import format_network_report, replay_network
+
+    rep = replay_network(args.checkpoint, args.config, images=args.images, start=args.start,
+                         calib_samples=args.calib_samples, weight_bits=args.weight_bits,
+                         rounding=args.rounding, rtl_dir=args.rtl, waves=args.waves,
+                         backend=args.backend, workers=args.workers, address=args.ray_address,
+                         progress=not args.json)
+    print(json.dumps(rep) if args.json else format_network_report(rep))
+    return 0 if rep["layers_bit_exact"] and rep["golden_agreement"] == 1.0 else 1
 
 
 def _train_step(args) -> int:
@@ -179,7 +208,8 @@ def _speed(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return {"check": _check, "run": _run, "replay": _replay, "train-step": _train_step,
+    return {"check": _check, "run": _run, "replay": _replay,
+            "replay-network": _replay_network, "train-step": _train_step,
             "finetune-check": _finetune_check, "speed": _speed}[args.command](args)
 
 

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -187,6 +187,7 @@ class CaseResult:
     rows: list[dict[str, int]]   # per tile: rows streamed (in, res, out)
     waves: Path | None = None
     plan: Any = None             # the driver's TilePlan (tiles with their packing and row order)
+    tile_counters: list[dict[str, int]] = field(default_factory=list)  # per tile: every RTL counter
 
     @property
     def match(self) -> bool:
@@ -318,12 +319,13 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
         rep = MismatchReport(prep.case.name)
         layer = LayerOutputs(prep.plan)
         cyc, tb_cyc, wall, wait_wall, span, wait_cyc = [], [], 0.0, 0.0, 0, 0
-        rings, rows = [], []
+        rings, rows, per_tile = [], [], []
         for tile, prog, (es, em) in zip(prep.plan, prep.programs, prep.expected):
             r = results[k]
             k += 1
             tr = prog.decode(r.values)
             layer.add(tile, tr)
+            per_tile.append({k: int(v) for k, v in tr.counters.items()})
             s = 2 if tile.pool else 1
             rep.add_tile(tile.index, tile.out0, tile.row0 // s, tile.col0 // s, es, em,
                          tr.spikes, tr.membrane)
@@ -338,7 +340,8 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
                          "out": len(prog.out_rows)})
         out.append(CaseResult(prep.case, rep, layer.spikes, layer.membrane, dict(layer.counters),
                               cyc, tb_cyc, len(prep.plan), wall, wait_wall, span, wait_cyc,
-                              rings, rows, wave if waves == "always" else None, prep.plan))
+                              rings, rows, wave if waves == "always" else None, prep.plan,
+                              per_tile))
     if waves == "fail" and any(not r.match for r in out):
         wbuild = build_design(target.verilog, target.top, default_build_dir(cfg.name, True),
                               waves=True, ports=ports)
