@@ -123,25 +123,40 @@ def quantise_network(model, calib_x: torch.Tensor, widths: Any, *, weight_bits: 
 TTRunner = Callable[[str, torch.Tensor, "torch.Tensor | None"], tuple[torch.Tensor, torch.Tensor]]
 
 
+def _per_sample(fn: Callable[[torch.Tensor], torch.Tensor], t: torch.Tensor) -> torch.Tensor:
+    """``fn`` applied to each sample of ``t [T, B, ...]`` alone: a host float op then gives the
+    same bits whichever batch (chunk of images, process) the sample is in."""
+    return torch.cat([fn(t[:, b:b + 1]) for b in range(t.shape[1])], dim=1)
+
+
 def run_chain(model, qlayers: dict[str, Any], widths: Any, x: torch.Tensor, run_tt: TTRunner) -> torch.Tensor:
     """Logits ``[B, classes]`` of the network on ``x`` with every TT layer computed by
     ``run_tt`` and the rest on the host (module docstring; :func:`sw.hwlayer.hardware_forward`
-    with fixed, pre-calibrated layers)."""
+    with fixed, pre-calibrated layers). The host's float ops run per sample, in the model's
+    dtype (:func:`host_model` makes a float64 copy, so that an image's chain does not depend on
+    which images share its batch)."""
     from sw.quantize import quantize_residual
 
-    x = model.check_input(x)
+    x = model.check_input(x.to(next(model.parameters()).dtype))
     with torch.no_grad():
-        cur = model.bn1(model.conv1(x))
+        cur = _per_sample(lambda t: model.bn1(model.conv1(t)), x)
         blocks = _blocks(model)
-        spikes = blocks[0][1].lif1(cur).round().to(torch.int64)
+        spikes = _per_sample(blocks[0][1].lif1, cur).round().to(torch.int64)
         for name, block in blocks:
             mid, _ = run_tt(f"{name}.conv1", spikes, None)
             q2 = qlayers[f"{name}.conv2"]
-            res = quantize_residual(block.shortcut(cur), q2, widths)
+            res = quantize_residual(_per_sample(block.shortcut, cur), q2, widths)
             spikes, current = run_tt(f"{name}.conv2", mid, res)
             cur = (current.double() * 2.0 ** -q2.frac_bits).to(x.dtype)
         pooled = spikes.to(x.dtype).mean(dim=(3, 4)).mean(dim=0)
-        return model.fc(pooled)
+        return torch.cat([model.fc(pooled[b:b + 1]) for b in range(pooled.shape[0])])
+
+
+def host_model(model):
+    """A float64 copy of ``model`` in eval mode: the host's part of the chains."""
+    import copy
+
+    return copy.deepcopy(model).double().eval()
 
 
 def _golden_batch(q, spikes: torch.Tensor, residual: torch.Tensor | None, widths: Any):
@@ -167,7 +182,8 @@ class _ChunkJob:
     """Everything a worker needs to replay a chunk of images (picklable)."""
     model: Any
     qlayers: dict[str, Any]
-    target: Any                  # cosim.layer.RtlTarget
+    rtl_dir: str                 # the RTL (a HardwareConfig does not pickle: sent as a dict)
+    config: dict
     images: torch.Tensor         # [B, ...] or [T, B, ...] as the model takes them
     indices: list[int]           # test-set indices of the images
     waves: str
@@ -220,9 +236,11 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
     golden model on the same inputs, cycles, counters and energy; and the logits."""
     from tqdm import tqdm
 
-    from cosim.layer import LayerCase, run_cases
+    from cosim.layer import LayerCase, RtlTarget, run_cases
+    from gen.config import config_from_dict
 
-    cfg = job.target.config
+    target = RtlTarget.from_dir(job.rtl_dir, config_from_dict(job.config))
+    cfg = target.config
     wd = cfg.widths
     accel, table = _energy_context(cfg)
     specs = {s.name: s for s in job.model.spec}
@@ -237,7 +255,7 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
         cases = [LayerCase(f"{name}@image{i}", q, spikes[:, b].numpy(),
                            None if residual is None else residual[:, b].numpy())
                  for b, i in enumerate(job.indices)]
-        results = run_cases(job.target, cases, waves=job.waves)
+        results = run_cases(target, cases, waves=job.waves)
         g_s, g_m, g_c = _golden_batch(q, spikes, residual, wd)
         out = []
         for b, (i, res) in enumerate(zip(job.indices, results)):
@@ -333,7 +351,8 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
     with console.status("the float model and the integer golden chain"):
         with torch.no_grad():
             float_logits = model(x)
-        golden_logits = run_chain(model, qlayers, hw.widths, x, golden_runner(qlayers, hw.widths))
+        host = host_model(model)
+        golden_logits = run_chain(host, qlayers, hw.widths, x, golden_runner(qlayers, hw.widths))
     if target is None:
         with console.status(f"RTL for {hw.name}: generating / building (cached)"):
             target = RtlTarget.for_config(hw)
@@ -347,7 +366,7 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
     idx = list(range(start, start + len(labels)))
     chunks = _split(len(idx), be.workers)
     bdim = 1 if x.dim() == 5 else 0
-    jobs = [_ChunkJob(model, qlayers, target, x.index_select(bdim, torch.tensor(c)),
+    jobs = [_ChunkJob(host, qlayers, str(target.rtl_dir), hw.to_dict(), x.index_select(bdim, torch.tensor(c)),
                       [idx[i] for i in c], waves, hook, progress and be.workers == 1)
                     for c in chunks]
     t0 = time.monotonic()
@@ -363,14 +382,14 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
         if own:
             be.close()
     rtl_wall = time.monotonic() - t0
-    return _report(source, hw, model, x, labels, idx, results, float_logits, golden_logits,
+    return _report(source, hw, x, labels, idx, results, float_logits, golden_logits,
                    be.describe(), rtl_wall, time.monotonic() - t_start, tc.describe())
 
 
-def _report(source, hw, model, x, labels, idx, results, float_logits, golden_logits, backend,
+def _report(source, hw, x, labels, idx, results, float_logits, golden_logits, backend,
             rtl_wall, total_wall, toolchain) -> dict[str, Any]:
     pos = {i: k for k, i in enumerate(idx)}
-    rtl_logits = torch.zeros_like(float_logits)
+    rtl_logits = torch.zeros_like(golden_logits)
     layers: dict[int, list[dict]] = {}
     for r in results:
         for b, i in enumerate(r["indices"]):
