@@ -26,8 +26,8 @@ at the image's measured input-spike density). Only the TT layers are costed: the
 the host here.
 
 Images are independent jobs: they are split into one chunk per worker of a
-:mod:`sw.backends` backend (local process pool or Ray); each chunk runs its chain with one
-simulator process per layer (every image of the chunk in it). The Verilator build is done once
+:mod:`sw.backends` backend (local process pool or Ray); each chunk runs its chain in one simulator
+process (:class:`cosim.layer.SimSession`: every layer a batch, every image of the chunk in it). The Verilator build is done once
 before the jobs start (and is reused while the Verilog is unchanged).
 """
 
@@ -189,6 +189,7 @@ class _ChunkJob:
     waves: str
     hook: OutputHook | None = None
     progress: bool = False
+    one_process: bool = True       # False: one simulator process per layer (the old way)
 
 
 def _energy_context(cfg):
@@ -236,7 +237,7 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
     golden model on the same inputs, cycles, counters and energy; and the logits."""
     from tqdm import tqdm
 
-    from cosim.layer import LayerCase, RtlTarget, run_cases
+    from cosim.layer import LayerCase, RtlTarget, SimSession, run_cases
     from gen.config import config_from_dict
 
     target = RtlTarget.from_dir(job.rtl_dir, config_from_dict(job.config))
@@ -255,7 +256,7 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
         cases = [LayerCase(f"{name}@image{i}", q, spikes[:, b].numpy(),
                            None if residual is None else residual[:, b].numpy())
                  for b, i in enumerate(job.indices)]
-        results = run_cases(target, cases, waves=job.waves)
+        results = run_cases(target, cases, waves=job.waves, session=session)
         g_s, g_m, g_c = _golden_batch(q, spikes, residual, wd)
         out = []
         for b, (i, res) in enumerate(zip(job.indices, results)):
@@ -280,10 +281,56 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
         return torch.stack(out, dim=1), torch.stack(g_c, dim=1)
 
     t0 = time.monotonic()
-    logits = run_chain(job.model, job.qlayers, wd, job.images, run_tt)
-    bar.close()
+    # one simulator process for every layer of the chunk (its start-up paid once)
+    session = SimSession(target) if job.one_process else None
+    try:
+        logits = run_chain(job.model, job.qlayers, wd, job.images, run_tt)
+    finally:
+        bar.close()
+        if session is not None:
+            session.close()
     return {"indices": job.indices, "logits": logits, "layers": records,
             "wall_s": time.monotonic() - t0}
+
+
+def random_network(workload: str, mode: str = "ptt", *, images: int = 1, calib_samples: int = 16,
+                   seed: int = 0) -> tuple:
+    """A network of ``workload`` (:data:`sw.arch.WORKLOADS`, e.g. ``resnet18-cifar10``) with
+    random weights, for when no trained checkpoint is at hand: ``(model, x, labels, calib_x,
+    source)`` for :func:`replay_network`'s ``model_and_data``. The images are random too
+    (uniform pixels; binary frames for event workloads; no data set is read), the labels -1
+    (no accuracy). BatchNorm statistics are those of the calibration images (one pass, exact
+    averages), so that activations keep their scale through the depth and neurons fire."""
+    from sw.arch import MODES, WORKLOADS
+    from sw.resnet import ms_resnet
+
+    if workload not in WORKLOADS:
+        raise ValueError(f"unknown workload {workload!r}; choose one of {', '.join(WORKLOADS)}")
+    if mode not in MODES or mode == "dense":
+        raise ValueError(f"--mode must be a TT mode (stt, ptt, htt), got {mode!r}")
+    if images < 1:
+        raise ValueError(f"--images must be >= 1, got {images}")
+    w = WORKLOADS[workload]
+    torch.manual_seed(seed)
+    model = ms_resnet(w.arch, mode, ranks=w.ranks, in_channels=w.in_channels,
+                      num_classes=w.num_classes, timesteps=w.timesteps, input_size=w.input_size)
+
+    def draw(n):
+        if w.events:
+            return (torch.rand(w.timesteps, n, w.in_channels, *w.input_hw) < 0.2).float()
+        return torch.rand(n, w.in_channels, *w.input_hw)
+    calib, x = draw(calib_samples), draw(images)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None                 # cumulative average: one pass gives the batch's
+    model.train()
+    with torch.no_grad():
+        model(calib)
+    model.eval()
+    source = (f"{w.name} ({w.arch}, {mode.upper()}, ranks {w.ranks}) with RANDOM weights and "
+              f"random images (seed {seed}; no trained checkpoint)")
+    return model, x, torch.full((images,), -1), calib, source
 
 
 # ---- the command ------------------------------------------------------------------------------
@@ -315,11 +362,12 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
                    rounding: str = "nearest", rtl_dir: str | None = None, waves: str | None = None,
                    backend: Any = "local", workers: int | None = None, address: str | None = None,
                    hook: OutputHook | None = None, progress: bool = True,
-                   model_and_data: tuple | None = None) -> dict[str, Any]:
+                   model_and_data: tuple | None = None, one_process: bool = True) -> dict[str, Any]:
     """Replay the network of ``checkpoint`` on ``images`` test images (from ``start``) on the
     RTL of ``config`` and return the report (module docstring). ``backend``: 'local', 'ray' or a
     :class:`sw.backends.Backend`. ``model_and_data``: ``(model, x, labels, calib_x, source)``
-    instead of a checkpoint (the paper-sized target's random-weight network)."""
+    instead of a checkpoint (the paper-sized target's random-weight network). ``one_process``:
+    every layer of a chunk in one simulator process (default) or one process per layer."""
     from rich.console import Console
 
     from cosim.layer import RtlTarget
@@ -367,7 +415,7 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
     chunks = _split(len(idx), be.workers)
     bdim = 1 if x.dim() == 5 else 0
     jobs = [_ChunkJob(host, qlayers, str(target.rtl_dir), hw.to_dict(), x.index_select(bdim, torch.tensor(c)),
-                      [idx[i] for i in c], waves, hook, progress and be.workers == 1)
+                      [idx[i] for i in c], waves, hook, progress and be.workers == 1, one_process)
                     for c in chunks]
     t0 = time.monotonic()
     try:
@@ -384,6 +432,10 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
     rtl_wall = time.monotonic() - t0
     return _report(source, hw, x, labels, idx, results, float_logits, golden_logits,
                    be.describe(), rtl_wall, time.monotonic() - t_start, tc.describe())
+
+
+def _accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float | None:
+    return None if bool((labels < 0).any()) else float((pred == labels).double().mean())
 
 
 def _report(source, hw, x, labels, idx, results, float_logits, golden_logits, backend,
@@ -424,9 +476,9 @@ def _report(source, hw, x, labels, idx, results, float_logits, golden_logits, ba
         "layers_bit_exact": all(im["layers_bit_exact"] for im in per_image),
         "golden_agreement": float((pred == gpred).double().mean()),
         "float_agreement": float((pred == fpred).double().mean()),
-        "accuracy": float((pred == labels).double().mean()),
-        "golden_accuracy": float((gpred == labels).double().mean()),
-        "float_accuracy": float((fpred == labels).double().mean()),
+        # random images have no labels (-1): no accuracy
+        "accuracy": _accuracy(pred, labels), "golden_accuracy": _accuracy(gpred, labels),
+        "float_accuracy": _accuracy(fpred, labels),
         "cycles": sum(im["cycles"] for im in per_image),
         "cycles_per_image": sum(im["cycles"] for im in per_image) / n,
         "inference_pj_per_image": sum(im["inference_pj"] for im in per_image) / n,
@@ -454,8 +506,10 @@ def format_network_report(rep: dict[str, Any]) -> str:
              f"{rep['images']} test image(s) {rep['indices'][0]}..{rep['indices'][-1]}",
              f"  every TT layer vs golden model (same inputs): {ok}",
              f"  predictions: golden agreement {rep['golden_agreement']:.3f}, float agreement "
-             f"{rep['float_agreement']:.3f}; accuracy RTL {rep['accuracy']:.3f} (golden "
-             f"{rep['golden_accuracy']:.3f}, float {rep['float_accuracy']:.3f})",
+             f"{rep['float_agreement']:.3f}; "
+             + ("no accuracy (no labels)" if rep["accuracy"] is None else
+                f"accuracy RTL {rep['accuracy']:.3f} (golden {rep['golden_accuracy']:.3f}, "
+                f"float {rep['float_accuracy']:.3f})"),
              f"  per image: {rep['cycles_per_image']:,.0f} cycles, inference "
              f"{rep['inference_pj_per_image'] / 1e6:.3f} uJ, training "
              f"{rep['training_pj_per_image'] / 1e6:.3f} uJ (TT layers)",

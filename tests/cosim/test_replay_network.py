@@ -70,8 +70,9 @@ def _flip_first_spike(layer, image, spikes):
 def test_a_corrupted_spike_between_layers_is_detected(checkpoint):
     from cosim.replay_network import replay_network
 
+    # (one simulator process per layer here; the other test runs a session per chunk)
     rep = replay_network(checkpoint, "small", images=1, backend="local", workers=1,
-                         hook=_flip_first_spike, progress=False)
+                         hook=_flip_first_spike, progress=False, one_process=False)
     assert rep["layers_bit_exact"] is False
     (im,) = rep["per_image"]
     first = im["layers"][0]
