@@ -102,9 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"TT rank of the layer (default {paper.uniform_rank})")
     sp.add_argument("--timesteps", type=int, default=paper.timesteps)
     sp.add_argument("--mode", choices=("stt", "ptt", "htt"), default="ptt")
-    sp.add_argument("--cxx-opt", choices=("-Os", "-O2", "-O3"), default=None,
-                    help="C++ optimisation of the simulator build (default -O3; another level "
-                         "builds into build/cosim/<config><level>/, to compare)")
+    sp.add_argument("--cxx-opt", choices=("Os", "O2", "O3"), default=None,
+                    help="C++ optimisation of the simulator build (default O3; another level "
+                         "builds into build/cosim/<config>-<level>/, to compare)")
     return parser
 
 
@@ -199,7 +199,7 @@ def _speed(args) -> int:
 
     target = RtlTarget.for_config(args.config, args.rtl)
     case = paper_layer_case(target.config, rank=args.rank, timesteps=args.timesteps, mode=args.mode)
-    opt = args.cxx_opt or DEFAULT_CXX_OPT
+    opt = f"-{args.cxx_opt}" if args.cxx_opt else DEFAULT_CXX_OPT
     bdir = default_build_dir(target.config.name)
     if opt != DEFAULT_CXX_OPT:
         bdir = bdir.with_name(bdir.name + opt)
