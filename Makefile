@@ -58,7 +58,7 @@ cosim-full: $(STAMP)
 	$(PY) -m pytest -m "cosim_full" tests
 
 # no trained MS-ResNet18 ships with the kit: random weights on random 32x32 images (the report
-# says so); about 4 minutes per image per process on the shared 2-core machine (docs/cosim.md)
+# says so); one image took 990 s on the shared, heavily loaded 2-core machine (docs/cosim.md)
 PAPER_IMAGES ?= 1
 replay-network-paper: $(STAMP)
 	@mkdir -p build

@@ -14,7 +14,7 @@ import os
 __all__ = ["step_replay", "step_train_step", "step_replay_network"]
 
 DEMO_LAYER = "layers.0.0.conv1"
-#: test images of the whole-network replay (about 2 minutes on 2 shared cores, small RTL)
+#: test images of the whole-network replay (about 95 s on the shared 2-core machine, small RTL)
 DEMO_NETWORK_IMAGES = 4
 
 

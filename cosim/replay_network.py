@@ -36,13 +36,13 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 __all__ = ["replay_network", "format_network_report", "quantise_network", "run_chain",
-           "golden_runner", "OutputHook"]
+           "random_network", "golden_runner", "OutputHook"]
 
 #: ``hook(layer_name, image_index, rtl_spikes [T, Cout, Ho, Wo]) -> spikes``: applied to each
 #: layer's RTL output before it is checked and passed on (tests corrupt a spike with it).
@@ -205,29 +205,27 @@ def _layer_energy(accel, table, q, spec, plan, tile_counters: list[dict[str, int
     the energy model's backward and weight-update passes) energy of one layer, in pJ."""
     from model.counts import Counts, Sparsity, category
     from model.evaluate import evaluate_layer
-    from model.tile import tile_forward
+    from model.tile import counters_to_counts, tile_forward
 
     cfg = accel.cfg
     T = plan.timesteps
     sched = q.full_timesteps(T)
     counts, cycles = Counts(), 0
     for tile, rtl in zip(plan, tile_counters):
+        # the tile's shape and host regions from the model, every counter the RTL's own
         tf = tile_forward(cfg, tile, q.mode, sched, residual=q.residual,
                           load_weights=tile.weights_change)
-        tf.counters = dict(tf.counters, **{k: float(v) for k, v in rtl.items()})  # the RTL's values
-        from model.tile import counters_to_counts
+        tf.counters = dict(tf.counters, **{k: float(v) for k, v in rtl.items()})
         counters_to_counts(cfg, tf, counts, accel.memories)
         cycles += rtl["cycles"]
-    dyn = sum(n * table.energy(c, a, b, accel.memories) for (c, a, b), n in counts.items())
-    leak = accel.leakage_mw(table) * cycles * cfg.clock_period_ns        # mW x ns = pJ
-    inference = dyn + leak
-    sp = Sparsity(per_layer={spec.name: 1.0 - input_density})
-    modelled = evaluate_layer(accel.run_layer(spec, T, sp), accel, table)
-    rest = sum(sum(modelled.energy[p].values()) for p in ("backward", "weight_update"))
     by_cat: dict[str, float] = {}
     for (c, a, b), n in counts.items():
         by_cat[category(c)] = by_cat.get(category(c), 0.0) + n * table.energy(c, a, b, accel.memories)
-    by_cat["leakage"] = leak
+    by_cat["leakage"] = accel.leakage_mw(table) * cycles * cfg.clock_period_ns   # mW x ns = pJ
+    inference = sum(by_cat.values())
+    sp = Sparsity(per_layer={spec.name: 1.0 - input_density})
+    modelled = evaluate_layer(accel.run_layer(spec, T, sp), accel, table)
+    rest = sum(sum(modelled.energy[p].values()) for p in ("backward", "weight_update"))
     return {"inference_pj": inference, "training_pj": inference + rest,
             "backward_weight_update_pj": rest, "inference_by_category_pj": by_cat}
 
