@@ -12,7 +12,7 @@ SCALESIM_STAMP := $(SCALESIM_VENV)/.installed
 JOBS       ?= 2
 CONFIGS    := $(wildcard configs/*.toml)
 
-.PHONY: all venv demo test test-slow cosim-full rtl lint synth fpga perf energy bench clean help
+.PHONY: all venv demo test test-slow cosim-full replay-network-paper rtl lint synth fpga perf energy bench clean help
 
 all: help
 
@@ -26,6 +26,7 @@ help:
 	@echo "make fpga        ECP5-85 synthesis, place and route (small config): LUTs, FFs, BRAMs, DSPs, max clock"
 	@echo "make perf        cycles per TT layer versus the ideal bound (paper configuration)"
 	@echo "make cosim-full  paper-sized co-simulation (slow)"
+	@echo "make replay-network-paper  every TT layer of MS-ResNet18 (CIFAR10 size, random weights) on the paper RTL (slow)"
 	@echo "make energy      Fig. 4-style energy report for MS-ResNet18 and MS-ResNet34"
 	@echo "make bench       training-step speed benchmark (dense/STT/PTT/HTT)"
 
@@ -55,6 +56,16 @@ test-slow: $(STAMP)
 
 cosim-full: $(STAMP)
 	$(PY) -m pytest -m "cosim_full" tests
+
+# no trained MS-ResNet18 ships with the kit: random weights on random 32x32 images (the report
+# says so); one image took 990 s on the shared, heavily loaded 2-core machine (docs/cosim.md)
+PAPER_IMAGES ?= 1
+replay-network-paper: $(STAMP)
+	@mkdir -p build
+	$(PY) -m cosim replay-network --random resnet18-cifar10 --config configs/paper.toml \
+	  --images $(PAPER_IMAGES) --json > build/replay_network_paper.json
+	$(PY) -c "import json; from cosim.replay_network import format_network_report as f; \
+	  print(f(json.load(open('build/replay_network_paper.json'))))"
 
 rtl: $(STAMP)
 	@for c in $(CONFIGS); do \

@@ -5,6 +5,8 @@ Commands:
 * ``check``  -- find and check the toolchain (Verilator >= 5.036, cocotb >= 2.0).
 * ``run``    -- the coverage batch of random layers on a configuration; mismatch report.
 * ``replay`` -- one TT layer of a trained checkpoint on the RTL (docs/cosim.md).
+* ``replay-network`` -- every TT layer of a trained network on the RTL, chained, image by
+  image; bit-exact per layer, predictions against the golden and float models, cycles, energy.
 * ``train-step`` -- forward, backward and weight gradients of one TT layer of a trained
   checkpoint on the RTL, bit-exact against the golden models, gradients against float autograd.
 * ``finetune-check`` -- the integer fine-tuning loop, a sample of its steps' backward also on
@@ -53,6 +55,30 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--weight-bits", type=int, default=None, help="weight precision (default: config)")
     rp.add_argument("--rounding", choices=("nearest", "truncate", "stochastic"), default="nearest")
 
+    rn = sub.add_parser("replay-network", help="replay a whole trained network on the RTL, image by image")
+    src = rn.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="TT checkpoint (e.g. build/demo/ptt.pt)")
+    src.add_argument("--random", metavar="WORKLOAD", choices=sorted(WORKLOADS),
+                     help="no checkpoint: a network of this workload with random weights on random "
+                          f"images ({', '.join(sorted(WORKLOADS))})")
+    rn.add_argument("--mode", choices=("stt", "ptt", "htt"), default="ptt",
+                    help="TT mode of the --random network (default ptt)")
+    rn.add_argument("--seed", type=int, default=0, help="seed of the --random network (default 0)")
+    _add_common(rn, "configs/paper.toml")
+    rn.add_argument("--images", type=int, default=1, help="test images to replay (default 1)")
+    rn.add_argument("--start", type=int, default=0, help="index of the first test image (default 0)")
+    rn.add_argument("--calib-samples", type=int, default=16,
+                    help="training images used to calibrate the quantiser")
+    rn.add_argument("--weight-bits", type=int, default=None, help="weight precision (default: config)")
+    rn.add_argument("--rounding", choices=("nearest", "truncate", "stochastic"), default="nearest")
+    rn.add_argument("--backend", choices=("local", "ray"), default="local",
+                    help="where the image jobs run: local process pool (default) or Ray")
+    rn.add_argument("--workers", type=int, default=None,
+                    help="parallel image jobs (default: every core / the Ray cluster's CPUs)")
+    rn.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: a local one)")
+    rn.add_argument("--process-per-layer", action="store_true",
+                    help="one simulator process per layer (default: one for all layers of a chunk of images)")
+
     ts = sub.add_parser("train-step", help="one training step of a trained TT layer on the RTL")
     ts.add_argument("--checkpoint", required=True, help="TT checkpoint (e.g. build/demo/ptt.pt)")
     ts.add_argument("--layer", required=True, help="TT layer name, e.g. layers.0.0.conv1")
@@ -76,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"TT rank of the layer (default {paper.uniform_rank})")
     sp.add_argument("--timesteps", type=int, default=paper.timesteps)
     sp.add_argument("--mode", choices=("stt", "ptt", "htt"), default="ptt")
+    sp.add_argument("--cxx-opt", choices=("Os", "O2", "O3"), default=None,
+                    help="C++ optimisation of the simulator build (default O3; another level "
+                         "builds into build/cosim/<config>-<level>/, to compare)")
     return parser
 
 
@@ -116,6 +145,22 @@ def _replay(args) -> int:
     return 0 if rep["match"] else 1
 
 
+def _replay_network(args) -> int:
+    from cosim.replay_network import format_network_report, random_network, replay_network
+
+    data = None
+    if args.random:
+        data = random_network(args.random, args.mode, images=args.images,
+                              calib_samples=args.calib_samples, seed=args.seed)
+    rep = replay_network(args.checkpoint, args.config, model_and_data=data, images=args.images, start=args.start,
+                         calib_samples=args.calib_samples, weight_bits=args.weight_bits,
+                         rounding=args.rounding, rtl_dir=args.rtl, waves=args.waves,
+                         backend=args.backend, workers=args.workers, address=args.ray_address,
+                         progress=not args.json, one_process=not args.process_per_layer)
+    print(json.dumps(rep) if args.json else format_network_report(rep))
+    return 0 if rep["layers_bit_exact"] and rep["golden_agreement"] == 1.0 else 1
+
+
 def _train_step(args) -> int:
     from cosim.train_step import format_train_step, train_step
 
@@ -150,12 +195,18 @@ def _speed(args) -> int:
     from cosim.cases import paper_layer_case
     from cosim.layer import RtlTarget, run_cases
 
+    from cosim.runner import DEFAULT_CXX_OPT, default_build_dir
+
     target = RtlTarget.for_config(args.config, args.rtl)
     case = paper_layer_case(target.config, rank=args.rank, timesteps=args.timesteps, mode=args.mode)
+    opt = f"-{args.cxx_opt}" if args.cxx_opt else DEFAULT_CXX_OPT
+    bdir = default_build_dir(target.config.name)
+    if opt != DEFAULT_CXX_OPT:
+        bdir = bdir.with_name(bdir.name + opt)
     t0 = time.monotonic()
-    res = run_cases(target, [case], waves=args.waves or "never")[0]
+    res = run_cases(target, [case], waves=args.waves or "never", build_dir=bdir, cxx_opt=opt)[0]
     total = time.monotonic() - t0
-    out = {"config": target.config.name, "layer": case.name, "match": res.match,
+    out = {"config": target.config.name, "layer": case.name, "match": res.match, "cxx_opt": opt,
            "tiles": res.tiles, "accelerator_cycles": res.cycles,
            "simulated_cycles": res.span_cycles, "tiles_wall_s": res.wall_s,
            "event_wait_cycles": res.wait_cycles, "event_wait_wall_s": res.wait_wall_s,
@@ -172,14 +223,15 @@ def _speed(args) -> int:
               f"host traffic driven from Python"
               + (f" ({waits:.0f} cycles/s while waiting for event, {res.wait_cycles} cycles)"
                  if waits else "")
-              + f"; {total:.1f} s in all incl. build check and golden model; "
+              + f"; {total:.1f} s in all incl. build check and golden model; C++ {opt}; "
               f"{'bit-exact' if res.match else 'MISMATCH'}")
     return 0 if res.match else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return {"check": _check, "run": _run, "replay": _replay, "train-step": _train_step,
+    return {"check": _check, "run": _run, "replay": _replay,
+            "replay-network": _replay_network, "train-step": _train_step,
             "finetune-check": _finetune_check, "speed": _speed}[args.command](args)
 
 

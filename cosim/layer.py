@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,7 +31,7 @@ from sw.fileio import atomic_write_text
 from sw.golden import golden_tile
 from sw.qlayer import QuantTTLayer
 
-__all__ = ["RtlTarget", "LayerCase", "CaseResult", "run_cases", "WAVES_MODES"]
+__all__ = ["RtlTarget", "LayerCase", "CaseResult", "run_cases", "SimSession", "WAVES_MODES"]
 
 #: ``COSIM_WAVES``: 'fail' (default) re-runs failing cases with waveforms, 'always' traces
 #: every run, 'never' none.
@@ -187,6 +187,7 @@ class CaseResult:
     rows: list[dict[str, int]]   # per tile: rows streamed (in, res, out)
     waves: Path | None = None
     plan: Any = None             # the driver's TilePlan (tiles with their packing and row order)
+    tile_counters: list[dict[str, int]] = field(default_factory=list)  # per tile: every RTL counter
 
     @property
     def match(self) -> bool:
@@ -274,6 +275,74 @@ def _jobs_of(driver, prep: _Prepared) -> list[TileJob]:
             for tile, prog in zip(prep.plan, prep.programs)]
 
 
+class SimSession:
+    """One simulator process that runs batch after batch of jobs (:mod:`cosim.tb_host` in
+    session mode): a chain of layers, each needing the previous layer's outputs, pays the
+    simulator's start-up (C++ model, cocotb, Python imports) once instead of once per layer.
+
+    Use as a context manager; pass it to :func:`run_cases` (``session=``). Batches run in the
+    order they are posted; the accelerator is not reset between them (tiles never depend on
+    state left by an earlier tile; a batch of many cases already runs that way). Not for
+    waveforms: failing cases are re-run alone on a traced build as usual."""
+
+    def __init__(self, target: "RtlTarget", *, seed: int = 1, build_dir: str | os.PathLike | None = None,
+                 workdir: str | os.PathLike | None = None):
+        import threading
+
+        cfg = target.config
+        ports = [p["name"] for p in target.manifest.get("ports", [])] or None
+        bdir = Path(build_dir) if build_dir else default_build_dir(cfg.name, False)
+        self.build = build_design(target.verilog, target.top, bdir, waves=False, ports=ports)
+        self.target = target
+        self.dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="cosim-session-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.batches = 0
+        self.error: BaseException | None = None
+
+        def serve():
+            try:
+                run_testbench(self.build, self.dir / "unused.npz", self.dir / "unused-res.npz",
+                              self.dir / "run", seed=seed,
+                              env={"COSIM_SESSION": str(self.dir), "COSIM_PARENT_PID": str(os.getpid())},
+                              expect_results=False)
+            except BaseException as exc:   # reported by the next run() / close()
+                self.error = exc
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+
+    def run(self, jobs: list[TileJob], period_ns: float) -> list:
+        """Run one batch in the session's simulator; its results (:func:`cosim.jobs.read_results`)."""
+        import time
+
+        from gen.hostmap import HOST_READ_LATENCY
+
+        n = self.batches
+        req, res = self.dir / f"req-{n}.npz", self.dir / f"res-{n}.npz"
+        write_jobs(self.dir / f".req-{n}.tmp.npz", jobs, period_ns, HOST_READ_LATENCY)
+        os.replace(self.dir / f".req-{n}.tmp.npz", req)   # the simulator sees whole files only
+        while not res.is_file():
+            if not self._thread.is_alive():
+                raise self.error or RuntimeError(f"the simulator of session {self.dir} ended "
+                                                 f"before batch {n}")
+            time.sleep(0.002)
+        self.batches += 1
+        return read_results(res, len(jobs))
+
+    def close(self) -> None:
+        (self.dir / "stop").touch()
+        self._thread.join()
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self) -> "SimSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def _simulate(build: BuildResult, driver, jobs: list[TileJob], workdir: Path, seed: int,
               waves: bool) -> tuple[list, Path]:
     from gen.hostmap import HOST_READ_LATENCY
@@ -287,8 +356,10 @@ def _simulate(build: BuildResult, driver, jobs: list[TileJob], workdir: Path, se
 
 def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | os.PathLike | None = None,
               waves: str | None = None, seed: int = 1, build_dir: str | os.PathLike | None = None,
-              progress: bool = False) -> list[CaseResult]:
-    """Co-simulate ``cases`` on ``target`` in one simulator run; compare with the golden model.
+              progress: bool = False, session: SimSession | None = None,
+              cxx_opt: str | None = None) -> list[CaseResult]:
+    """Co-simulate ``cases`` on ``target`` in one simulator run (or as the next batch of
+    ``session``, a running :class:`SimSession`); compare with the golden model.
 
     ``waves`` ('fail', 'always', 'never'; default ``$COSIM_WAVES`` or 'fail'): with 'fail',
     cases that mismatch are run again, alone, on a traced build and ``CaseResult.waves`` names
@@ -307,23 +378,30 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
     preps = [_prepare(driver, c) for c in cases]
     bdir = Path(build_dir) if build_dir else default_build_dir(cfg.name, waves == "always")
     ports = [p["name"] for p in target.manifest.get("ports", [])] or None
-    build = build_design(target.verilog, target.top, bdir, waves=waves == "always", ports=ports)
+    opt = {} if cxx_opt is None else {"cxx_opt": cxx_opt}   # default: the runner's
+    build = build_design(target.verilog, target.top, bdir, waves=waves == "always", ports=ports, **opt)
     own_tmp = workdir is None
     work = Path(tempfile.mkdtemp(prefix="cosim-")) if own_tmp else Path(workdir)
     jobs = [j for prep in preps for j in _jobs_of(driver, prep)]
-    results, wave = _simulate(build, driver, jobs, work / "all", seed, waves == "always")
+    if session is not None:
+        if waves == "always":
+            raise ValueError("a simulator session runs without waveforms; use waves='fail' or 'never'")
+        results, wave = session.run(jobs, cfg.clock_period_ns), None
+    else:
+        results, wave = _simulate(build, driver, jobs, work / "all", seed, waves == "always")
     out: list[CaseResult] = []
     k = 0
     for prep in preps:
         rep = MismatchReport(prep.case.name)
         layer = LayerOutputs(prep.plan)
         cyc, tb_cyc, wall, wait_wall, span, wait_cyc = [], [], 0.0, 0.0, 0, 0
-        rings, rows = [], []
+        rings, rows, per_tile = [], [], []
         for tile, prog, (es, em) in zip(prep.plan, prep.programs, prep.expected):
             r = results[k]
             k += 1
             tr = prog.decode(r.values)
             layer.add(tile, tr)
+            per_tile.append({k: int(v) for k, v in tr.counters.items()})
             s = 2 if tile.pool else 1
             rep.add_tile(tile.index, tile.out0, tile.row0 // s, tile.col0 // s, es, em,
                          tr.spikes, tr.membrane)
@@ -338,7 +416,8 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
                          "out": len(prog.out_rows)})
         out.append(CaseResult(prep.case, rep, layer.spikes, layer.membrane, dict(layer.counters),
                               cyc, tb_cyc, len(prep.plan), wall, wait_wall, span, wait_cyc,
-                              rings, rows, wave if waves == "always" else None, prep.plan))
+                              rings, rows, wave if waves == "always" else None, prep.plan,
+                              per_tile))
     if waves == "fail" and any(not r.match for r in out):
         wbuild = build_design(target.verilog, target.top, default_build_dir(cfg.name, True),
                               waves=True, ports=ports)

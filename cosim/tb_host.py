@@ -134,21 +134,8 @@ class CocotbBus:
         self.wait_wall += time.perf_counter() - t0
 
 
-@cocotb.test()
-async def replay_jobs(dut):
-    jobs, period, latency = read_jobs(os.environ["COSIM_JOBS"])
-    cocotb.start_soon(Clock(dut.clk, period, unit="ns").start())
-    bus = CocotbBus(dut, period, latency)
-    edge = bus.edge  # drive inputs half a cycle before the sampling edge
-    dut.host_write.value = 0
-    dut.host_read.value = 0
-    dut.host_addr.value = 0
-    dut.host_wdata.value = 0
-    dut.rst.value = 1
-    for _ in range(4):
-        await edge
-    dut.rst.value = 0
-    await edge
+async def _run_jobs(bus: CocotbBus, jobs, period: float) -> dict[str, np.ndarray]:
+    """Run one batch of jobs (tiles) and return the result arrays of :mod:`cosim.jobs`."""
     results: dict[str, np.ndarray] = {}
     for k, job in enumerate(jobs):
         bus.begin(job)
@@ -169,4 +156,58 @@ async def replay_jobs(dut):
         results[f"wait_wall_{k}"] = np.array(bus.wait_wall)
         results[f"wait_cycles_{k}"] = np.array(bus.wait_cycles)
         results[f"waits_{k}"] = np.array(bus.waits)
-    atomic_write_npz(os.environ["COSIM_RESULTS"], results)
+    return results
+
+
+def _next_request(session: str, n: int) -> str | None:
+    """Session mode: block (the simulator with it: no simulated time passes) until the calling
+    process posts batch ``n`` (``req-<n>.npz``) or ``stop``; None on stop, or when the calling
+    process has gone (so that an orphaned simulator ends)."""
+    req, stop = os.path.join(session, f"req-{n}.npz"), os.path.join(session, "stop")
+    parent = int(os.environ.get("COSIM_PARENT_PID", "0"))
+    while True:
+        if os.path.exists(req):
+            return req
+        if os.path.exists(stop):
+            return None
+        if parent:
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                return None
+        time.sleep(0.002)
+
+
+@cocotb.test()
+async def replay_jobs(dut):
+    """One batch (``COSIM_JOBS`` -> ``COSIM_RESULTS``) or, with ``COSIM_SESSION`` (a
+    directory), a session: batches ``req-<n>.npz`` -> ``res-<n>.npz`` one after another in
+    this one simulator process until ``stop`` (:class:`cosim.layer.SimSession`)."""
+    session = os.environ.get("COSIM_SESSION")
+    first = _next_request(session, 0) if session else os.environ["COSIM_JOBS"]
+    if first is None:
+        return
+    jobs, period, latency = read_jobs(first)
+    cocotb.start_soon(Clock(dut.clk, period, unit="ns").start())
+    bus = CocotbBus(dut, period, latency)
+    edge = bus.edge  # drive inputs half a cycle before the sampling edge
+    dut.host_write.value = 0
+    dut.host_read.value = 0
+    dut.host_addr.value = 0
+    dut.host_wdata.value = 0
+    dut.rst.value = 1
+    for _ in range(4):
+        await edge
+    dut.rst.value = 0
+    await edge
+    if not session:
+        atomic_write_npz(os.environ["COSIM_RESULTS"], await _run_jobs(bus, jobs, period))
+        return
+    n = 0
+    while True:
+        atomic_write_npz(os.path.join(session, f"res-{n}.npz"), await _run_jobs(bus, jobs, period))
+        n += 1
+        req = _next_request(session, n)
+        if req is None:
+            return
+        jobs, _, _ = read_jobs(req)

@@ -158,6 +158,14 @@ def step_report(ctx: DemoContext) -> None:
                      f"and weight gradients {'bit-exact' if p['match'] else 'MISMATCH'}; gradient cosine "
                      f"with float autograd " + ", ".join(f"{k} {v:.3f}" for k, v in p["grad_cosine"].items())
                      + f"; {p['cycles']['forward']:,} forward and {p['cycles']['backward']:,} backward cycles")
+    if "replay_network" in r:
+        p = r["replay_network"]
+        lines.append(f"- whole network on the RTL ({p['config']}, {p['images']} test images, every TT layer "
+                     f"chained): layers {'bit-exact' if p['layers_bit_exact'] else 'MISMATCH'}, "
+                     f"predictions equal the integer golden model's on {p['golden_agreement']:.0%} of "
+                     f"the images, the float model's on {p['float_agreement']:.0%}; accuracy "
+                     f"{p['accuracy']:.2f}; {p['cycles_per_image']:,.0f} cycles per image; "
+                     f"{p['wall_s']:.0f} s")
     if "hw_finetune" in r:
         lines.append("- fine-tuning with the accelerator's integer forward/backward in the loop "
                      f"(short; plot `{r['hw_finetune']['plot']}`):")
@@ -212,6 +220,7 @@ STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("rtl", lambda ctx: _hardware_step("gen.demo_step", "step_rtl", ctx)),
     ("replay", lambda ctx: _hardware_step("cosim.demo_step", "step_replay", ctx)),
     ("train_step", lambda ctx: _hardware_step("cosim.demo_step", "step_train_step", ctx)),
+    ("replay_network", lambda ctx: _hardware_step("cosim.demo_step", "step_replay_network", ctx)),
     ("energy", lambda ctx: _hardware_step("model.demo_step", "step_energy", ctx)),
     ("report", step_report),
 ]

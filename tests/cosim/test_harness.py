@@ -276,7 +276,8 @@ def test_build_cache_key_logic(tmp_path, monkeypatch):
             calls.append(Path(sources[0]).read_text())
             (Path(build_dir) / hdl_toplevel).write_text("exe")
 
-    monkeypatch.setattr(rn, "_lean_runner", lambda: FakeRunner())
+    made = []
+    monkeypatch.setattr(rn, "_lean_runner", lambda make_args: made.append(make_args) or FakeRunner())
     src = tmp_path / "top.v"
     src.write_text("module top(clk);\n input clk;\nendmodule\n")
     bdir = tmp_path / "build" / "cfg"
@@ -289,5 +290,11 @@ def test_build_cache_key_logic(tmp_path, monkeypatch):
     (bdir / "top").unlink()
     assert build_design(src, "top", bdir, waves=True).built is True   # executable gone
     assert len(calls) == 4
+    # the C++ optimisation reaches make and is part of the key; default -O3 (not verilated.mk's -Os)
+    assert "OPT_FAST=-O3" in made[-1] and "OPT_GLOBAL=-O3" in made[-1]
+    assert build_design(src, "top", bdir, waves=True, cxx_opt="-Os").built is True
+    assert "OPT_FAST=-Os" in made[-1] and len(calls) == 5
+    with pytest.raises(ValueError, match="C\\+\\+ optimisation must be one of"):
+        build_design(src, "top", bdir, cxx_opt="-Ofast")
     with pytest.raises(FileNotFoundError, match="python -m gen"):
         build_design(tmp_path / "missing.v", "top", bdir)

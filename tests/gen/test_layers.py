@@ -83,7 +83,9 @@ def _is_cli(mod: str) -> bool:
 
 def test_packages_are_layered():
     graph = _import_graph()
-    below = {"sw": (), "gen": ("sw",), "cosim": ("sw", "gen"), "model": ("sw", "gen")}
+    # cosim's whole-network replay prices the RTL's counters with the energy model: cosim sits
+    # above model (model never imports cosim)
+    below = {"sw": (), "gen": ("sw",), "cosim": ("sw", "gen", "model"), "model": ("sw", "gen")}
     wrong = sorted(f"{m} -> {t}" for m, ts in graph.items() if not _is_cli(m) for t in ts
                    if t.split(".")[0] != m.split(".")[0]
                    and t.split(".")[0] not in below[m.split(".")[0]])
