@@ -45,7 +45,8 @@ def _round_up(n: int, step: int) -> int:
 def derive_config(base: HardwareConfig, weight: int, activation: int, membrane: int,
                   name: str | None = None) -> HardwareConfig:
     """``base`` with the given widths, validated: the accumulator grows to ``weight +
-    activation`` when narrower; the weight buffer is sized to exactly what its regions need at
+    activation`` when narrower (and the backward accumulators with a wider weight or
+    activation); the weight buffer is sized to exactly what its regions need at
     the new widths (as configs/paper.toml is), rounded up to whole words per bank; a buffer of
     activation or membrane words grows in proportion when those widen (it keeps its size when
     they narrow: more rows then fit)."""
@@ -54,6 +55,11 @@ def derive_config(base: HardwareConfig, weight: int, activation: int, membrane: 
     d["name"] = name or f"{base.name}_w{weight}a{activation}m{membrane}"
     d["widths"].update(weight=weight, activation=activation, membrane=membrane,
                        accumulator=max(bw.accumulator, weight + activation))
+    # the backward sums grow with the operand widths (gen.config's rules): keep their headroom
+    g = d["gradients"]
+    g["accumulator"] += max(0, weight - bw.weight)
+    g["wgrad_tile"] += max(0, activation - bw.activation)
+    g["wgrad_batch"] = max(g["wgrad_batch"], g["wgrad_tile"])
     for buf, ratio in (("interstage", activation / bw.activation), ("residual", membrane / bw.membrane),
                        ("state_out", membrane / bw.membrane)):
         b = d["buffers"][buf]
