@@ -29,6 +29,7 @@ def build(cfg: dict, n_inputs: int, w0: np.ndarray, target: str):
     import brian2 as b2
 
     b2.prefs.codegen.target = target
+    b2.seed(int(cfg["seed"]))          # Brian2's own random streams (ours differ: see the module doc)
     b2.defaultclock.dt = cfg["dt"] * b2.ms
     n = int(cfg["n_neurons"])
     ms = b2.ms
