@@ -9,10 +9,14 @@ STAMP      := $(VENV)/.installed
 # SCALE-Sim 3.0.0 needs numpy < 2: the energy model's cross-check runs it in its own venv
 SCALESIM_VENV  := build/scalesim-venv
 SCALESIM_STAMP := $(SCALESIM_VENV)/.installed
+# Brian2 2.9.0 (the newest the package mirror serves) needs numpy < 2: the peer of the tinySNN
+# speed benchmark (`python -m sw tinysnn bench-peer`) runs in its own venv, a benchmark-only dependency
+BRIAN2_VENV    := build/brian2-venv
+BRIAN2_STAMP   := $(BRIAN2_VENV)/.installed
 JOBS       ?= 2
 CONFIGS    := $(wildcard configs/*.toml)
 
-.PHONY: all venv demo test test-slow cosim-full replay-network-paper rtl lint synth fpga perf energy bench clean help
+.PHONY: all venv demo test test-slow cosim-full replay-network-paper rtl lint synth fpga perf energy bench brian2-venv clean help
 
 all: help
 
@@ -29,6 +33,7 @@ help:
 	@echo "make replay-network-paper  every TT layer of MS-ResNet18 (CIFAR10 size, random weights) on the paper RTL (slow)"
 	@echo "make energy      Fig. 4-style energy report for MS-ResNet18 and MS-ResNet34"
 	@echo "make bench       training-step speed benchmark (dense/STT/PTT/HTT)"
+	@echo "make brian2-venv the Brian2 environment of the tinySNN peer benchmark (python -m sw tinysnn bench-peer)"
 
 venv: $(STAMP)
 
@@ -50,6 +55,13 @@ test: $(STAMP) $(SCALESIM_STAMP)
 $(SCALESIM_STAMP):
 	@($(PYTHON_SYS) -m venv $(SCALESIM_VENV) && $(SCALESIM_VENV)/bin/pip install --quiet scalesim==3.0.0 "numpy<2" \
 	  && touch $@) || echo "note: the SCALE-Sim venv ($(SCALESIM_VENV)) could not be built; its cross-check tests will skip"
+
+brian2-venv: $(BRIAN2_STAMP)
+
+$(BRIAN2_STAMP):
+	$(PYTHON_SYS) -m venv $(BRIAN2_VENV)
+	$(BRIAN2_VENV)/bin/pip install --quiet "brian2==2.9.0" "numpy<2"
+	@touch $@
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -m "slow" tests

@@ -10,6 +10,7 @@ Commands:
   tile         the forward counters the model predicts for one tile of the proposed design
   table        the energy table (every entry, its source and treatment) as markdown
   sweep        design-space sweep over a grid of configurations x networks x modes (CSV, Pareto plot)
+  hw-explore   tinySNN's quantisation search for a TT checkpoint: the accelerator's widths to generate
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sw.fileio import add_force_argument, check_output_dir, check_outputs
 REPORT_FILES = ("energy_report.json", "energy_layers.csv", "fig4a_sata.png", "fig4b_proposed.png",
                 "fig4b_proposed_rtl.png", "summary.md")
 
-COMMANDS = ("energy", "report", "reproduce", "sensitivity", "sparsity", "tile", "table", "sweep")
+COMMANDS = ("energy", "report", "reproduce", "sensitivity", "sparsity", "tile", "table", "sweep", "hw-explore")
 
 
 def _common(p: argparse.ArgumentParser, network: bool = True) -> None:
@@ -126,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: a private single-node Ray on this machine")
     p.add_argument("--force", action="store_true", help="discard a sweep already in --out and start anew")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .hw_explore import add_arguments as hw_explore_arguments
+    hw_explore_arguments(sub.add_parser("hw-explore", help="quantisation search and selection of the "
+                                        "accelerator's widths for a TT checkpoint (docs/tinysnn.md)"))
     return parser
 
 
@@ -448,7 +452,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return {"energy": cmd_energy, "report": cmd_report, "reproduce": cmd_reproduce,
             "sensitivity": cmd_sensitivity, "sparsity": cmd_sparsity, "tile": cmd_tile,
-            "table": cmd_table, "sweep": cmd_sweep}[args.command](args)
+            "table": cmd_table, "sweep": cmd_sweep, "hw-explore": _cmd_hw_explore}[args.command](args)
+
+
+def _cmd_hw_explore(args) -> int:
+    from .hw_explore import run
+    return run(args)
 
 
 if __name__ == "__main__":

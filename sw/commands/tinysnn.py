@@ -8,6 +8,12 @@
   rounding x PTQ/ITQ grid (accuracy, memory, training / inference energy); writes
   ``candidates.json`` / ``.csv``, the selection for the default mus and ``pareto.png``.
 - ``select``: reward-based selection from an explore's ``candidates.json`` for given mus.
+- ``bench-peer``: the speed benchmark: the Diehl & Cook baseline here and in Brian2 (a
+  benchmark-only environment, ``make brian2-venv``) on the same images; time per training image
+  and accuracy.
+
+The same search for a TT-SNN on the accelerator's integer formats is ``python -m model
+hw-explore`` (model/ prices the accelerator's energy, which sw/ may not import).
 
 Every table has a ``--json`` form (one object on stdout).
 """
@@ -100,6 +106,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     se.add_argument("--mu", default=",".join(f"{m:g}" for m in DEFAULT_MUS), help="comma-separated mu values")
     se.add_argument("--out", default=None, help="write selection.json and pareto.png here")
     se.add_argument("--json", action="store_true")
+    be = sub.add_parser("bench-peer", help="speed benchmark: the baseline here and in Brian2, same images")
+    _add_data(be)
+    _add_net(be, variant=False)
+    be.add_argument("--peer-python", default=None, help="Python of the peer's environment "
+                    "(default build/brian2-venv/bin/python, made by `make brian2-venv`)")
+    be.add_argument("--peer-target", default="numpy", choices=("numpy", "cython"),
+                    help="Brian2's runtime code generation (default numpy)")
+    be.add_argument("--out", default="build/tinysnn/bench_peer", help="writes bench_peer.json here")
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -369,10 +383,38 @@ def run_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_bench_peer(args: argparse.Namespace) -> int:
+    from sw.tinysnn.bench_peer import DEFAULT_PEER_PYTHON, bench_peer
+
+    train, test = _data(args)
+    cfg = _config(args, train.pixels.shape[1], variant="baseline")
+    res = bench_peer(cfg, train, test, peer_python=args.peer_python or DEFAULT_PEER_PYTHON,
+                     target=args.peer_target, progress=_progress(args))
+    atomic_write_json(Path(args.out) / "bench_peer.json", res)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"{res['network']} on {res['dataset']}: {res['train_images']} training images (also labelled), "
+          f"{res['test_images']} test images, {res['neurons']} neurons, {res['inputs']} inputs, "
+          f"{res['t_present_ms']:g} ms presentations")
+    print(f"{'simulator':<62} {'CPU s/img':>9} {'wall s/img':>10} {'accuracy':>8}")
+    for side in ("ours", "peer"):
+        r = res[side]
+        print(f"{r['simulator']:<62} {r['train_cpu_s_per_image']:>9.4f} {r['train_wall_s_per_image']:>10.4f} "
+              f"{r['accuracy']:>8.3f}")
+    p = res["peer"]
+    print(f"speed-up (peer / ours): {res['speedup_cpu']:.1f}x CPU time, {res['speedup_wall']:.1f}x wall time per "
+          f"training image; the peer's first image took {p['first_image_cpu_s']:.2f} s CPU (code generation), "
+          f"building its network {p['build_seconds']:.1f} s")
+    print(f"wrote {Path(args.out) / 'bench_peer.json'}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    actions = {"train": run_train, "eval": run_eval, "explore": run_explore, "select": run_select}
+    actions = {"train": run_train, "eval": run_eval, "explore": run_explore, "select": run_select,
+               "bench-peer": run_bench_peer}
     if getattr(args, "epochs", 1) < 1:
         raise ValueError("--epochs must be >= 1")
     if args.threads < 1:

@@ -74,12 +74,14 @@ def plot_confusion(confusion: Tensor, path: str | Path, title: str = "") -> Path
 
 
 def plot_pareto(candidates: Sequence[dict[str, Any]], front: Sequence[int], path: str | Path,
-                chosen: Sequence[dict[str, Any]] = ()) -> Path:
-    """Accuracy against memory (relative to each network's FP32 memory), Pareto front drawn."""
+                chosen: Sequence[dict[str, Any]] = (), title: str = "tinySNN candidates: accuracy vs memory",
+                colours: dict[str, str] | None = None) -> Path:
+    """Accuracy against memory (relative to each network's FP32 memory), Pareto front drawn;
+    the colour of a point is ``colours[candidate['variant']]`` (default: the two networks)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     markers = {"FP32": "*", "PTQ": "o", "ITQ": "s"}
-    colours = {"baseline": "tab:grey", "tinysnn": "tab:blue"}
+    colours = colours or {"baseline": "tab:grey", "tinysnn": "tab:blue"}
     for c in candidates:
         ax.scatter(c["memory_bits"] / 8 / 1024, c["accuracy"], marker=markers.get(c.get("scheme"), "o"),
                    color=colours.get(c.get("variant"), "tab:green"), s=28, alpha=0.75)
@@ -105,5 +107,5 @@ def plot_pareto(candidates: Sequence[dict[str, Any]], front: Sequence[int], path
     ax.set_xlabel("memory (KiB)")
     ax.set_ylabel("test accuracy")
     ax.legend(fontsize=7)
-    ax.set_title("tinySNN candidates: accuracy vs memory")
+    ax.set_title(title)
     return _save(fig, path)
