@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from sw.arch import MODES, WORKLOADS, WorkloadSpec
 
-__all__ = ["PRESETS", "Workload", "bench_modes", "bench_lif", "profile_step", "saved_tensor_bytes", "peak_step_memory",
+__all__ = ["PRESETS", "Workload", "bench_modes", "bench_lif", "profile_step", "profile_breakdown", "format_breakdown", "saved_tensor_bytes", "peak_step_memory",
            "format_table", "format_lif", "SPIKINGJELLY_HINT"]
 
 SPIKINGJELLY_HINT = ("spikingjelly is not installed; for the comparison install it without letting pip touch "
@@ -151,6 +151,92 @@ def profile_step(workload: Workload, mode: str, seed: int = 0, row_limit: int = 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=row_limit)
+
+
+#: the breakdown's categories: forward modules (timed as profiler ranges) and the names of
+#: their autograd nodes in the backward pass
+_BREAKDOWN = (
+    ("convolutions", ("TTConv2d", "DenseConv3x3", "Conv2d"), ("_TTConvFunctionBackward", "ConvolutionBackward")),
+    ("batchnorm", ("BatchNormTB",), ("BatchNorm",)),
+    ("lif", ("MultiStepLIF",), ("_LIFFunctionBackward",)),
+)
+
+
+def _label_forwards(model: torch.nn.Module) -> None:
+    """Wrap the forward of every module of a breakdown category in a profiler range (the
+    outermost only: a TT conv's core convs are counted with it)."""
+    from torch.profiler import record_function
+
+    wrapped: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(w + ".") for w in wrapped):
+            continue
+        label = next((cat for cat, types, _ in _BREAKDOWN if type(module).__name__ in types), None)
+        if label is None:
+            continue
+        wrapped.append(name)
+
+        def forward(*args, _orig=module.forward, _label=f"sw::{label}", **kwargs):
+            with record_function(_label):
+                return _orig(*args, **kwargs)
+
+        module.forward = forward
+
+
+def profile_breakdown(workload: Workload, mode: str, seed: int = 0, steps: int = 2) -> dict[str, Any]:
+    """Where a training step's time goes, by category: ``{category: seconds per step}`` for
+    convolutions (every conv: block, stem, shortcut), BatchNorm, LIF (each forward + backward),
+    the optimiser step and the rest (loss, residual adds, pooling, autograd bookkeeping), and
+    ``step_s`` (the profiled step). Profiler self-times are inflated by its overhead; compare
+    the fractions, and steps within one run."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    model, optimizer, x, y = _build(workload, mode, seed)
+    _label_forwards(model)
+
+    def step():
+        with record_function("sw::step"):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            with record_function("sw::optimizer"):
+                optimizer.step()
+
+    step()  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    totals: dict[str, float] = {}
+    calls: dict[str, int] = {}
+    for evt in prof.key_averages():
+        totals[evt.key] = totals.get(evt.key, 0.0) + evt.cpu_time_total / 1e6 / steps
+        calls[evt.key] = calls.get(evt.key, 0) + evt.count // steps
+    out: dict[str, Any] = {"mode": mode, "step_s": totals.get("sw::step", 0.0)}
+    for cat, _, backward_names in _BREAKDOWN:
+        fwd = totals.get(f"sw::{cat}", 0.0)
+        # the node itself, not the engine's "autograd::engine::evaluate_function: <node>" around it
+        bwd = sum(v for k, v in totals.items() if k.endswith(("Backward", "Backward0", "Backward1"))
+                  and not k.startswith("autograd::") and any(n in k for n in backward_names))
+        out[cat] = {"forward_s": fwd, "backward_s": bwd, "total_s": fwd + bwd,
+                    "forward_calls": calls.get(f"sw::{cat}", 0)}
+    out["optimizer"] = {"total_s": totals.get("sw::optimizer", 0.0)}
+    out["other"] = {"total_s": out["step_s"] - sum(out[c]["total_s"] for c in ("convolutions", "batchnorm", "lif",
+                                                                            "optimizer"))}
+    return out
+
+
+def format_breakdown(rows: list[dict[str, Any]], workload: Workload, threads: int) -> str:
+    """Markdown table of :func:`profile_breakdown` results, one row per mode."""
+    cats = ("convolutions", "batchnorm", "lif", "optimizer", "other")
+    head = (f"Profiled training step by category ({workload.arch}, input {workload.in_channels}x{workload.size}x"
+            f"{workload.size}, T={workload.timesteps}, batch {workload.batch}, ranks {workload.ranks}, "
+            f"{threads} thread(s)); seconds per step (share of the step)\n\n")
+    lines = ["| mode | step (s) | " + " | ".join(cats) + " | BN + LIF |", "|---|---|" + "---|" * (len(cats) + 1)]
+    for r in rows:
+        step = r["step_s"] or float("nan")
+        cells = [f"{r[c]['total_s']:.3f} ({r[c]['total_s'] / step:.0%})" for c in cats]
+        fixed = r["batchnorm"]["total_s"] + r["lif"]["total_s"]
+        lines.append(f"| {r['mode']} | {r['step_s']:.3f} | " + " | ".join(cells) + f" | {fixed:.3f} ({fixed / step:.0%}) |")
+    return head + "\n".join(lines)
 
 
 def bench_modes(workload: Workload, modes=MODES, reps: int = 10, warmup: int = 2,

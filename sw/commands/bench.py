@@ -4,6 +4,7 @@
     python -m sw bench                         # MS-ResNet34, 2x48x48, T=6, paper ranks, batch 8
     python -m sw bench --preset cifar --threads 2 --reps 20 --json
     python -m sw bench --lif                   # LIF layer on [6, 8, 64, 48, 48]
+    python -m sw bench --breakdown --threads 2 # step time split: convs, BatchNorm, LIF, optimiser, rest
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lif-shape", default="6,8,64,48,48", help="LIF input shape [T,B,C,H,W]")
     parser.add_argument("--profile", action="store_true",
                         help="print torch.profiler's per-operator table of one step per mode instead of timing")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="profile steps per mode and split their time into convolutions, BatchNorm, LIF, "
+                             "optimiser and the rest (forward + backward each) instead of timing")
     parser.add_argument("--json", action="store_true", help="print one JSON object (keyed by mode)")
     parser.add_argument("--tt-backward", choices=("recompute", "plain"), default="recompute",
                         help="TT convs on spikes: 'recompute' (default; keep the input spikes as bool, "
@@ -98,6 +102,13 @@ def _bench_steps(args: argparse.Namespace, threads: int) -> int:
 
         for mode in _modes(args.modes):
             print(f"## {mode}\n" + profile_step(wl, mode))
+        return 0
+    if args.breakdown:
+        from sw.bench import format_breakdown, profile_breakdown
+
+        rows = [profile_breakdown(wl, mode) for mode in _modes(args.modes)]
+        print(json.dumps({"workload": dataclasses.asdict(wl), "threads": threads, "breakdown": rows})
+              if args.json else format_breakdown(rows, wl, threads))
         return 0
     res = bench_modes(wl, _modes(args.modes), reps=args.reps, warmup=args.warmup, memory=not args.no_memory,
                       progress=not args.json)

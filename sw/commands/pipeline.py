@@ -59,6 +59,9 @@ class PipelineConfig:
     finetune_lr: float = 0.02
 
     def validate(self) -> "PipelineConfig":
+        from sw.decompose import parse_evbmf_rule
+
+        parse_evbmf_rule(self.ranks)  # a malformed evbmf rule fails here, before any training
         if self.tt_mode not in TT_MODES:
             raise ValueError(f"pipeline: tt_mode must be one of {', '.join(TT_MODES)}, got {self.tt_mode!r}")
         e = self.finetune_epochs
@@ -187,7 +190,7 @@ def format_report(rep: dict) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--tt-mode", help="override [pipeline] tt_mode (stt, ptt, htt)")
-    parser.add_argument("--rank-rule", help="override [pipeline] ranks (evbmf, uniform:R, ...)")
+    parser.add_argument("--rank-rule", help="override [pipeline] ranks (evbmf, evbmf-max, evbmf*S, uniform:R, ...)")
     parser.add_argument("--finetune-epochs", type=int, help="override [pipeline] finetune_epochs")
     parser.add_argument("--finetune-lr", type=float, help="override [pipeline] finetune_lr")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
