@@ -45,9 +45,13 @@ def test_bench_cli_json(capsys):
                         "--threads", "1", "--no-memory", "--json"])
     assert rc == 0
     obj = json.loads(capsys.readouterr().out)
-    assert set(obj) == {"workload", "threads", "dense", "ptt"} and obj["workload"]["arch"] == "tiny"
+    assert set(obj) == {"preset", "workload", "threads", "dense", "ptt"} and obj["workload"]["arch"] == "tiny"
+    # modes take turns: the paired speed-up is the median of per-round ratios
+    assert obj["ptt"]["speedup_paired"] == obj["dense"]["times_s"][0] / obj["ptt"]["times_s"][0]
     assert run_cli(main, ["bench", "--modes", "dense,cp"]) == 2
     assert "cp" in capsys.readouterr().err
+    assert run_cli(main, ["bench", "--preset", "tiny,mnist"]) == 2
+    assert "mnist" in capsys.readouterr().err
 
 
 def test_bench_tt_backward_switch_saves_less_and_restores_default(capsys):
