@@ -31,7 +31,7 @@ from sw.fileio import atomic_write, atomic_write_json, atomic_write_text
 #: the pipeline's defaults in the demo (docs/training.md: the grid they come from)
 RANK_RULE = "evbmf"
 FINETUNE_EPOCHS = 12
-FINETUNE_LR = 0.02
+FINETUNE_LR = 0.05
 
 
 @dataclass

@@ -56,7 +56,7 @@ class PipelineConfig:
     tt_mode: str = "ptt"
     ranks: Any = "evbmf"
     finetune_epochs: int = 12
-    finetune_lr: float = 0.02
+    finetune_lr: float = 0.05
 
     def validate(self) -> "PipelineConfig":
         from sw.decompose import parse_evbmf_rule
@@ -102,7 +102,7 @@ def pipeline_config_from_dict(data: dict, source: str = "config") -> PipelineCon
     if isinstance(ranks, str) and ranks.strip().isdigit():
         ranks = int(ranks)
     cfg = PipelineConfig(config_from_dict(data, source), table.get("tt_mode", "ptt"), ranks,
-                         table.get("finetune_epochs", 12), table.get("finetune_lr", 0.02))
+                         table.get("finetune_epochs", 12), table.get("finetune_lr", 0.05))
     return cfg.validate()
 
 
