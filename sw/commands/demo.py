@@ -75,8 +75,6 @@ def step_pipeline(ctx: DemoContext) -> None:
     """The paper's pipeline (sw pipeline): dense training, EVBMF ranks, TT-SVD initialisation,
     PTT fine-tuning. Writes ``dense.pt`` and ``ptt.pt`` (the pipeline's PTT model: the one the
     export and hardware steps use)."""
-    import dataclasses
-
     from sw.commands.pipeline import PipelineConfig, format_report, run_pipeline
 
     a = ctx.args
