@@ -2,9 +2,11 @@
 
 Step benchmark (:func:`bench_modes`): for each mode, one training step = ``zero_grad``,
 forward, cross-entropy, backward, SGD (momentum 0.9, weight decay 1e-4) step, on a fixed
-random batch. After ``warmup`` untimed steps, ``reps`` steps are timed one by one
-(``time.perf_counter``); the report gives the median, the inter-quartile range (IQR, q1..q3)
-and the minimum, and the speed-up of each mode's median over dense.
+random batch. After ``warmup`` untimed rounds, ``reps`` rounds are timed step by step
+(``time.perf_counter``), each round one step of every mode in turn (so that a change of load on
+a shared machine hits all modes alike); the report gives the median, the inter-quartile range
+(IQR, q1..q3) and the minimum, and the speed-up over dense as the ratio of the medians and as
+the median of the per-round ratios ("paired").
 
 Memory, measured on one extra, untimed step per mode (tracking slows it down):
 
@@ -39,7 +41,7 @@ import torch.nn.functional as F
 
 from sw.arch import MODES, WORKLOADS, WorkloadSpec
 
-__all__ = ["PRESETS", "Workload", "bench_modes", "bench_lif", "profile_step", "saved_tensor_bytes", "peak_step_memory",
+__all__ = ["PRESETS", "Workload", "bench_modes", "bench_lif", "profile_step", "profile_breakdown", "format_breakdown", "saved_tensor_bytes", "peak_step_memory",
            "format_table", "format_lif", "SPIKINGJELLY_HINT"]
 
 SPIKINGJELLY_HINT = ("spikingjelly is not installed; for the comparison install it without letting pip touch "
@@ -153,10 +155,113 @@ def profile_step(workload: Workload, mode: str, seed: int = 0, row_limit: int = 
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=row_limit)
 
 
+#: the breakdown's categories: forward modules (timed as profiler ranges) and the names of
+#: their autograd nodes in the backward pass
+_BREAKDOWN = (
+    ("convolutions", ("TTConv2d", "DenseConv3x3", "Conv2d"), ("_TTConvFunctionBackward", "ConvolutionBackward")),
+    ("batchnorm", ("BatchNormTB",), ("BatchNorm",)),
+    ("lif", ("MultiStepLIF",), ("_LIFFunctionBackward",)),
+)
+
+
+def _label_forwards(model: torch.nn.Module) -> None:
+    """Wrap the forward of every module of a breakdown category in a profiler range (the
+    outermost only: a TT conv's core convs are counted with it)."""
+    from torch.profiler import record_function
+
+    wrapped: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(w + ".") for w in wrapped):
+            continue
+        label = next((cat for cat, types, _ in _BREAKDOWN if type(module).__name__ in types), None)
+        if label is None:
+            continue
+        wrapped.append(name)
+
+        def forward(*args, _orig=module.forward, _label=f"sw::{label}", **kwargs):
+            with record_function(_label):
+                return _orig(*args, **kwargs)
+
+        module.forward = forward
+
+
+def profile_breakdown(workload: Workload, mode: str, seed: int = 0, steps: int = 2) -> dict[str, Any]:
+    """Where a training step's time goes, by category: ``{category: seconds per step}`` for
+    convolutions (every conv: block, stem, shortcut), BatchNorm, LIF (each forward + backward),
+    the optimiser step and the rest (loss, residual adds, pooling, autograd bookkeeping), and
+    ``step_s`` (the profiled step). Profiler self-times are inflated by its overhead; compare
+    the fractions, and steps within one run."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    model, optimizer, x, y = _build(workload, mode, seed)
+    _label_forwards(model)
+
+    def step():
+        with record_function("sw::step"):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            with record_function("sw::optimizer"):
+                optimizer.step()
+
+    step()  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    totals: dict[str, float] = {}
+    calls: dict[str, int] = {}
+    for evt in prof.key_averages():
+        totals[evt.key] = totals.get(evt.key, 0.0) + evt.cpu_time_total / 1e6 / steps
+        calls[evt.key] = calls.get(evt.key, 0) + evt.count // steps
+    out: dict[str, Any] = {"mode": mode, "step_s": totals.get("sw::step", 0.0)}
+    for cat, _, backward_names in _BREAKDOWN:
+        fwd = totals.get(f"sw::{cat}", 0.0)
+        # the node itself, not the engine's "autograd::engine::evaluate_function: <node>" around it
+        bwd = sum(v for k, v in totals.items() if k.endswith(("Backward", "Backward0", "Backward1"))
+                  and not k.startswith("autograd::") and any(n in k for n in backward_names))
+        out[cat] = {"forward_s": fwd, "backward_s": bwd, "total_s": fwd + bwd,
+                    "forward_calls": calls.get(f"sw::{cat}", 0)}
+    out["optimizer"] = {"total_s": totals.get("sw::optimizer", 0.0)}
+    out["other"] = {"total_s": out["step_s"] - sum(out[c]["total_s"] for c in ("convolutions", "batchnorm", "lif",
+                                                                            "optimizer"))}
+    return out
+
+
+def format_breakdown(rows: list[dict[str, Any]], workload: Workload, threads: int) -> str:
+    """Markdown table of :func:`profile_breakdown` results, one row per mode."""
+    cats = ("convolutions", "batchnorm", "lif", "optimizer", "other")
+    head = (f"Profiled training step by category ({workload.arch}, input {workload.in_channels}x{workload.size}x"
+            f"{workload.size}, T={workload.timesteps}, batch {workload.batch}, ranks {workload.ranks}, "
+            f"{threads} thread(s)); seconds per step (share of the step)\n\n")
+    lines = ["| mode | step (s) | " + " | ".join(cats) + " | BN + LIF |", "|---|---|" + "---|" * (len(cats) + 1)]
+    for r in rows:
+        step = r["step_s"] or float("nan")
+        cells = [f"{r[c]['total_s']:.3f} ({r[c]['total_s'] / step:.0%})" for c in cats]
+        fixed = r["batchnorm"]["total_s"] + r["lif"]["total_s"]
+        lines.append(f"| {r['mode']} | {r['step_s']:.3f} | " + " | ".join(cells) + f" | {fixed:.3f} ({fixed / step:.0%}) |")
+    return head + "\n".join(lines)
+
+
+def _step_fn(model, optimizer, x, y) -> Callable[[], Any]:
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
 def bench_modes(workload: Workload, modes=MODES, reps: int = 10, warmup: int = 2,
                 threads: int | None = None, seed: int = 0, memory: bool = True,
                 progress: bool = True) -> dict[str, dict[str, Any]]:
-    """Time one training step per mode; returns ``{mode: {median_s, q1_s, q3_s, iqr_s, min_s, ...}}``."""
+    """Time one training step per mode; returns ``{mode: {median_s, q1_s, q3_s, iqr_s, min_s, ...}}``.
+
+    The modes take turns (one step of each per round, ``reps`` rounds), so that a change of the
+    machine's load during the run hits every mode alike; ``speedup_paired`` is the median over
+    rounds of dense's step time over the mode's (the same round), ``speedup_vs_dense`` the ratio
+    of the medians.
+    """
     from tqdm import tqdm
 
     if reps < 1 or warmup < 0:
@@ -165,31 +270,25 @@ def bench_modes(workload: Workload, modes=MODES, reps: int = 10, warmup: int = 2
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
+    modes = list(modes)
+    built = {mode: _build(workload, mode, seed) for mode in modes}
+    steps = {mode: _step_fn(*built[mode]) for mode in modes}
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    bar = tqdm(total=(warmup + reps) * len(modes), desc="bench", leave=False, disable=not progress)
+    for i in range(warmup + reps):
+        for mode in modes:
+            t0 = time.perf_counter()
+            steps[mode]()
+            if i >= warmup:
+                times[mode].append(time.perf_counter() - t0)
+            bar.update()
+    bar.close()
     results: dict[str, dict[str, Any]] = {}
     for mode in modes:
-        model, optimizer, x, y = _build(workload, mode, seed)
-
-        def step():
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            optimizer.step()
-            return loss
-
-        times = []
-        bar = tqdm(total=warmup + reps, desc=f"bench {mode}", leave=False, disable=not progress)
-        for _ in range(warmup):
-            step()
-            bar.update()
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
-            bar.update()
-        bar.close()
-        q1, med, q3 = _quantiles(times)
-        row: dict[str, Any] = {"median_s": med, "q1_s": q1, "q3_s": q3, "iqr_s": q3 - q1, "min_s": min(times),
-                               "reps": reps, "warmup": warmup, "times_s": times,
+        model, optimizer, x, y = built[mode]
+        q1, med, q3 = _quantiles(times[mode])
+        row: dict[str, Any] = {"median_s": med, "q1_s": q1, "q3_s": q3, "iqr_s": q3 - q1,
+                               "min_s": min(times[mode]), "reps": reps, "warmup": warmup, "times_s": times[mode],
                                "params": sum(p.numel() for p in model.parameters())}
         if memory:
             optimizer.zero_grad(set_to_none=True)
@@ -197,12 +296,13 @@ def bench_modes(workload: Workload, modes=MODES, reps: int = 10, warmup: int = 2
             loss.backward()
             optimizer.zero_grad(set_to_none=True)
             row["saved_bytes"] = saved
-            mem = peak_step_memory(step, model, optimizer)
+            mem = peak_step_memory(steps[mode], model, optimizer)
             row.update(mem or {"peak_bytes": None, "activation_bytes": None})
         results[mode] = row
     if "dense" in results:
-        for row in results.values():
+        for mode, row in results.items():
             row["speedup_vs_dense"] = results["dense"]["median_s"] / row["median_s"]
+            row["speedup_paired"] = statistics.median(d / t for d, t in zip(times["dense"], times[mode]))
     return results
 
 
@@ -216,12 +316,13 @@ def format_table(results: dict[str, dict[str, Any]], workload: Workload, threads
     head = (f"{name} training step (forward + backward + SGD), input {workload.in_channels}x"
             f"{workload.size}x{workload.size}, T={workload.timesteps}, batch {workload.batch}, "
             f"{workload.num_classes} classes, ranks {workload.ranks}, {threads} thread(s)\n\n")
-    lines = ["| mode | median (s) | IQR (s) | min (s) | speed-up vs dense | params | peak step memory (MiB) "
-             "| saved for backward (MiB) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| mode | median (s) | IQR (s) | min (s) | speed-up vs dense (medians / paired) | params "
+             "| peak step memory (MiB) | saved for backward (MiB) |", "|---|---|---|---|---|---|---|---|"]
     for mode, r in results.items():
-        sp = r.get("speedup_vs_dense")
+        sp, pair = r.get("speedup_vs_dense"), r.get("speedup_paired")
+        speed = "-" if sp is None else f"{sp:.2f}x / {pair:.2f}x"
         lines.append(f"| {mode} | {r['median_s']:.4f} | {r['iqr_s']:.4f} | {r['min_s']:.4f} | "
-                     f"{'-' if sp is None else f'{sp:.2f}x'} | {r['params']:,} | {_mib(r.get('peak_bytes'))} | "
+                     f"{speed} | {r['params']:,} | {_mib(r.get('peak_bytes'))} | "
                      f"{_mib(r.get('saved_bytes'))} |")
     return head + "\n".join(lines)
 

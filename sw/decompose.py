@@ -11,13 +11,15 @@ random weights (the public reference code's bug).
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, replace
 
 import torch
 
 from sw.arch import TT_MODES, max_tt_rank, network_specs, resolve_ranks, tt_layers
 
-__all__ = ["LayerDecomposition", "select_ranks", "decompose_model", "dense_block_weights"]
+__all__ = ["LayerDecomposition", "parse_evbmf_rule", "select_ranks", "decompose_model", "dense_block_weights"]
 
 
 @dataclass
@@ -64,26 +66,50 @@ def dense_block_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+_EVBMF_RULE = re.compile(r"^evbmf(-max)?(?:\*([0-9]*\.?[0-9]+))?$")
+
+
+def parse_evbmf_rule(ranks) -> tuple[bool, float] | None:
+    """``(use_max, scale)`` of an EVBMF rank rule (``evbmf``, ``evbmf-max``, ``evbmf*1.5``,
+    ``evbmf-max*2``), None for other rank specs; a malformed ``evbmf...`` rule is an error."""
+    if not isinstance(ranks, str) or not ranks.strip().lower().startswith("evbmf"):
+        return None
+    m = _EVBMF_RULE.match(ranks.strip().lower())
+    scale = float(m.group(2)) if m and m.group(2) else 1.0
+    if m is None or not scale > 0:
+        raise ValueError(f"rank rule {ranks!r}: expected evbmf, evbmf-max, evbmf*S or evbmf-max*S with a "
+                         "positive scale S (e.g. evbmf*1.5)")
+    return m.group(1) is not None, scale
+
+
 def select_ranks(model: torch.nn.Module, ranks: str | int | list = "evbmf",
                  progress: bool = False) -> tuple[list[int], list[LayerDecomposition]]:
     """Per-layer ranks for the 3x3 block convs of a trained dense model.
 
     ``'evbmf'``: EVBMF on the mode-0 unfolding, mode-1 if that gives 0 (the reference rule); a
-    layer where both give 0 (an untrained or dead layer) gets rank 1 and a note. Anything else is
-    resolved by :func:`sw.arch.resolve_ranks` (``'uniform:R'``, an int, a list).
+    layer where both give 0 (an untrained or dead layer) gets rank 1 and a note. Variants (for
+    the threshold study in docs/training.md): ``'evbmf-max'`` takes the larger of the two
+    unfoldings' ranks; ``'evbmf*S'`` / ``'evbmf-max*S'`` multiply the rank by ``S`` (rounded
+    up). Every EVBMF rank is clamped to the layer's bound. Anything else is resolved by
+    :func:`sw.arch.resolve_ranks` (``'uniform:R'``, an int, a list).
     """
     from sw.evbmf import conv_rank
 
     weights = dense_block_weights(model)
     specs = tt_layers(_specs(model.hparams))
     rows: list[LayerDecomposition] = []
-    if ranks == "evbmf":
+    evbmf_rule = parse_evbmf_rule(ranks)
+    if evbmf_rule is not None:
         from tqdm import tqdm
 
+        use_max, scale = evbmf_rule
         chosen = []
         for spec in tqdm(specs, desc="EVBMF", leave=False, disable=not progress):
             bound = max_tt_rank(spec.in_channels, spec.out_channels)
             r, r0, r1 = conv_rank(weights[spec.name].numpy())
+            if use_max:
+                r = max(r0, r1)
+            r = math.ceil(r * scale - 1e-9)
             note = ""
             if r == 0:
                 r, note = 1, "EVBMF found no signal (untrained layer?); rank 1"

@@ -3,7 +3,9 @@
 
     python -m sw bench                         # MS-ResNet34, 2x48x48, T=6, paper ranks, batch 8
     python -m sw bench --preset cifar --threads 2 --reps 20 --json
+    python -m sw bench --preset ncaltech101,cifar --threads 2 --reps 5   # both presets in one run
     python -m sw bench --lif                   # LIF layer on [6, 8, 64, 48, 48]
+    python -m sw bench --breakdown --threads 2 # step time split: convs, BatchNorm, LIF, optimiser, rest
 """
 
 from __future__ import annotations
@@ -26,6 +28,15 @@ def _modes(text: str) -> list[str]:
     return modes
 
 
+def _presets(text: str) -> list[str]:
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in names if p not in PRESETS]
+    if bad or not names:
+        raise ValueError(f"--preset: unknown {bad or text!r}; choose from {', '.join(sorted(PRESETS))} "
+                         "(comma-separated)")
+    return names
+
+
 def _shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(v) for v in text.lower().replace("x", ",").split(",") if v.strip())
@@ -43,9 +54,10 @@ def _describe_preset(name: str, ranks: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="ncaltech101", choices=sorted(PRESETS),
+    parser.add_argument("--preset", default="ncaltech101",
                         help=f"workload: {_describe_preset('ncaltech101', 'paper ranks, default')}), "
-                             f"{_describe_preset('cifar', 'uniform rank')}), tiny (smoke test)")
+                             f"{_describe_preset('cifar', 'uniform rank')}), tiny (smoke test); several "
+                             "comma-separated (e.g. ncaltech101,cifar) are run one after the other")
     parser.add_argument("--modes", default="dense,stt,ptt,htt", help="comma-separated modes to time")
     parser.add_argument("--batch", type=int, help="batch size (default: the preset's)")
     parser.add_argument("--timesteps", "-T", type=int, help="timesteps (default: the preset's)")
@@ -58,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lif-shape", default="6,8,64,48,48", help="LIF input shape [T,B,C,H,W]")
     parser.add_argument("--profile", action="store_true",
                         help="print torch.profiler's per-operator table of one step per mode instead of timing")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="profile steps per mode and split their time into convolutions, BatchNorm, LIF, "
+                             "optimiser and the rest (forward + backward each) instead of timing")
     parser.add_argument("--json", action="store_true", help="print one JSON object (keyed by mode)")
     parser.add_argument("--tt-backward", choices=("recompute", "plain"), default="recompute",
                         help="TT convs on spikes: 'recompute' (default; keep the input spikes as bool, "
@@ -87,7 +102,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _bench_steps(args: argparse.Namespace, threads: int) -> int:
-    wl = PRESETS[args.preset]
+    presets = _presets(args.preset)
+    outputs = [_bench_preset(args, name, threads) for name in presets]
+    if args.json:
+        print(json.dumps(outputs[0] if len(outputs) == 1 else dict(zip(presets, outputs))))
+    return 0
+
+
+def _bench_preset(args: argparse.Namespace, preset: str, threads: int) -> dict | None:
+    """Run the chosen measurement on one preset; print its table (or return its JSON object)."""
+    wl = PRESETS[preset]
     changes = {k: v for k, v in (("batch", args.batch), ("timesteps", args.timesteps), ("ranks", args.ranks))
                if v is not None}
     if any(isinstance(v, int) and v < 1 for v in changes.values()):
@@ -97,12 +121,18 @@ def _bench_steps(args: argparse.Namespace, threads: int) -> int:
         from sw.bench import profile_step
 
         for mode in _modes(args.modes):
-            print(f"## {mode}\n" + profile_step(wl, mode))
-        return 0
+            print(f"## {preset} {mode}\n" + profile_step(wl, mode))
+        return None
+    head = {"preset": preset, "workload": dataclasses.asdict(wl), "threads": threads}
+    if args.breakdown:
+        from sw.bench import format_breakdown, profile_breakdown
+
+        rows = [profile_breakdown(wl, mode) for mode in _modes(args.modes)]
+        if not args.json:
+            print(format_breakdown(rows, wl, threads) + "\n", flush=True)
+        return {**head, "breakdown": rows}
     res = bench_modes(wl, _modes(args.modes), reps=args.reps, warmup=args.warmup, memory=not args.no_memory,
                       progress=not args.json)
-    if args.json:
-        print(json.dumps({"workload": dataclasses.asdict(wl), "threads": threads, **res}))
-    else:
-        print(format_table(res, wl, threads))
-    return 0
+    if not args.json:
+        print(format_table(res, wl, threads) + "\n", flush=True)
+    return {**head, **res}

@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="trained dense checkpoint")
     parser.add_argument("--mode", required=True, choices=TT_MODES)
     parser.add_argument("--ranks", default="evbmf",
-                        help="'evbmf' (default), 'uniform:R', an int, or a comma list (one per 3x3 block conv)")
+                        help="'evbmf' (default; variants evbmf-max, evbmf*S), 'uniform:R', an int, or a comma list "
+                             "(one per 3x3 block conv)")
     parser.add_argument("--out", required=True, help="where to write the TT checkpoint (+ .json report)")
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate on a prefix of the test set")
     parser.add_argument("--no-eval", action="store_true", help="skip the accuracy check")

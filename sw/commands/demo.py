@@ -1,6 +1,12 @@
-"""``python -m sw demo`` (``make demo``): train a small PTT MS-ResNet (and a dense one) on the
-embedded digits, check that the merged dense export scores the same, print the parameter/FLOP
-comparison, and write everything under ``--out`` (default ``build/demo``).
+"""``python -m sw demo`` (``make demo``): on the embedded digits, run the TT-SNN pipeline (dense
+training, EVBMF ranks, TT-SVD initialisation, PTT fine-tuning: :mod:`sw.commands.pipeline`) and
+train the same PTT network from scratch, report the three models side by side (accuracy,
+parameters, FLOPs), check that the merged dense export scores the same, and write everything
+under ``--out`` (default ``build/demo``).
+
+Files: ``dense.pt`` (the pipeline's dense model), ``ptt.pt`` (the pipeline's PTT model, or the
+one from scratch with ``--skip-dense``: the model the export and hardware steps use),
+``ptt_scratch.pt``, ``runs/`` (the training runs), ``report.md`` / ``report.json``.
 
 The demo is a list of steps (:data:`STEPS`), each a function of a :class:`DemoContext`;
 the hardware steps (RTL generation in gen/demo_step.py, replay on the RTL in cosim/demo_step.py,
@@ -22,6 +28,12 @@ from typing import Any, Callable
 from sw.fileio import add_force_argument, atomic_write, atomic_write_json, atomic_write_text, check_output_dir
 
 
+#: the pipeline's defaults in the demo (docs/training.md: the grid they come from)
+RANK_RULE = "evbmf"
+FINETUNE_EPOCHS = 12
+FINETUNE_LR = 0.05
+
+
 @dataclass
 class DemoContext:
     """Shared state of the demo steps: options, output directory, results, failures."""
@@ -36,42 +48,79 @@ class DemoContext:
         return self.out / name
 
 
-def _train_cfg(ctx: DemoContext, mode: str, epochs: int):
+def _train_cfg(ctx: DemoContext, mode: str, epochs: int, ranks, out: str):
     from sw.train import TrainConfig
 
     a = ctx.args
-    return TrainConfig(arch="tiny", mode=mode, ranks=a.ranks, timesteps=a.timesteps, dataset=a.dataset, size=16,
-                       epochs=epochs, batch_size=32, lr=0.1, seed=a.seed, out=str(ctx.path(f"runs/{mode}")),
+    return TrainConfig(arch="tiny", mode=mode, ranks=ranks, timesteps=a.timesteps, dataset=a.dataset, size=16,
+                       epochs=epochs, batch_size=32, lr=0.1, seed=a.seed, out=out,
                        threads=a.threads, max_train_samples=a.max_train_samples,
                        max_test_samples=a.max_test_samples).validate()
 
 
-def _train(ctx: DemoContext, mode: str, epochs: int) -> dict:
-    from sw.train import train
-
-    cfg = _train_cfg(ctx, mode, epochs)
-    ctx.log(f"--- training a {mode.upper()} tiny MS-ResNet on {cfg.dataset} ({epochs} epochs)")
-    # the demo's run directories are its own scratch space: each demo replaces them
-    summary = train(cfg, progress=not ctx.args.no_progress, log=ctx.log, force=True)
-    final = ctx.path(f"{mode}.pt")
-    atomic_write(final, lambda tmp: shutil.copyfile(summary["checkpoint"], tmp))
-    summary["checkpoint"] = str(final)
-    summary["metrics"] = str(Path(cfg.out) / "metrics.jsonl")
+def _check_learned(ctx: DemoContext, label: str, summary: dict) -> None:
     if summary["final_test_acc"] < ctx.args.min_acc_factor * summary["chance_acc"]:
-        ctx.failed.append(f"{mode} test accuracy {summary['final_test_acc']:.3f} is not well above chance "
+        ctx.failed.append(f"{label} test accuracy {summary['final_test_acc']:.3f} is not well above chance "
                           f"({summary['chance_acc']:.3f})")
-    return summary
+
+
+def _keep(ctx: DemoContext, checkpoint: str, name: str) -> str:
+    """Copy a run's checkpoint to ``<out>/<name>`` (the demo's stable file names)."""
+    final = ctx.path(name)
+    atomic_write(final, lambda tmp: shutil.copyfile(checkpoint, tmp))
+    return str(final)
+
+
+def step_pipeline(ctx: DemoContext) -> None:
+    """The paper's pipeline (sw pipeline): dense training, EVBMF ranks, TT-SVD initialisation,
+    PTT fine-tuning. Writes ``dense.pt`` and ``ptt.pt`` (the pipeline's PTT model: the one the
+    export and hardware steps use)."""
+    from sw.commands.pipeline import PipelineConfig, format_report, run_pipeline
+
+    a = ctx.args
+    if a.skip_dense:
+        ctx.log("--- dense model and pipeline skipped (--skip-dense); ptt.pt will be the PTT model from scratch")
+        return
+    out = ctx.path("runs/pipeline")
+    # the demo's run directories are its own scratch space: each demo replaces them
+    shutil.rmtree(out, ignore_errors=True)
+    dense_cfg = _train_cfg(ctx, "dense", a.dense_epochs or a.epochs, None, str(out))
+    cfg = PipelineConfig(dense_cfg, "ptt", a.rank_rule, a.finetune_epochs, a.finetune_lr).validate()
+    ctx.log(f"--- the TT-SNN pipeline: dense tiny MS-ResNet ({dense_cfg.epochs} epochs), {a.rank_rule} ranks, "
+            f"TT-SVD initialisation, PTT fine-tuning ({a.finetune_epochs} epochs, lr {a.finetune_lr})")
+    rep = run_pipeline(cfg, progress=not a.no_progress, log=ctx.log)
+    ctx.log(format_report(rep))
+    dense = json.loads((out / "dense" / "summary.json").read_text())
+    tt = json.loads((out / "tt" / "summary.json").read_text())
+    for summary, metrics, name in ((dense, out / "dense" / "metrics.jsonl", "dense.pt"),
+                                   (tt, out / "tt" / "metrics.jsonl", "ptt.pt")):
+        summary["checkpoint"] = _keep(ctx, summary["checkpoint"], name)
+        summary["metrics"] = str(metrics)
+    _check_learned(ctx, "dense", dense)
+    _check_learned(ctx, "pipeline PTT", tt)
+    ctx.results["train_dense"] = dense
+    ctx.results["pipeline"] = {**rep, "tt": tt}
+    ctx.results["ptt_model"] = "pipeline"
 
 
 def step_train_ptt(ctx: DemoContext) -> None:
-    ctx.results["train_ptt"] = _train(ctx, "ptt", ctx.args.epochs)
+    """PTT from scratch (random initialisation), with the pipeline's ranks when it ran (the same
+    network, so the two differ only in how they were trained), else ``--ranks``."""
+    from sw.train import train
 
-
-def step_train_dense(ctx: DemoContext) -> None:
-    if ctx.args.skip_dense:
-        ctx.log("--- dense model skipped (--skip-dense)")
-        return
-    ctx.results["train_dense"] = _train(ctx, "dense", ctx.args.dense_epochs or ctx.args.epochs)
+    a = ctx.args
+    ranks = ctx.results["pipeline"]["ranks"] if "pipeline" in ctx.results and a.ranks is None else \
+        (a.ranks or "uniform:8")
+    cfg = _train_cfg(ctx, "ptt", a.epochs, ranks, str(ctx.path("runs/ptt")))
+    ctx.log(f"--- training a PTT tiny MS-ResNet from scratch on {cfg.dataset} ({cfg.epochs} epochs, ranks {ranks})")
+    summary = train(cfg, progress=not a.no_progress, log=ctx.log, force=True)
+    summary["metrics"] = str(Path(cfg.out) / "metrics.jsonl")
+    summary["checkpoint"] = _keep(ctx, summary["checkpoint"], "ptt_scratch.pt")
+    _check_learned(ctx, "PTT (from scratch)", summary)
+    ctx.results["train_ptt"] = summary
+    if "pipeline" not in ctx.results:
+        summary["checkpoint"] = _keep(ctx, summary["checkpoint"], "ptt.pt")
+        ctx.results["ptt_model"] = "scratch"
 
 
 def step_export(ctx: DemoContext) -> None:
@@ -86,19 +135,27 @@ def step_export(ctx: DemoContext) -> None:
     ctx.results["export"] = rep
 
 
-def step_stats(ctx: DemoContext) -> None:
+def _model_stats(path: Path) -> dict:
     from sw.checkpoint import load_model
     from sw.stats import network_stats
 
-    _, meta = load_model(ctx.path("ptt.pt"))
+    _, meta = load_model(path)
     hp = meta["model"]["hparams"]
     st = network_stats(hp["arch"], hp["in_channels"], hp["input_size"], hp["num_classes"], hp["timesteps"],
                        hp["mode"], hp["ranks"])
-    ctx.results["stats"] = {k: st[k] for k in ("params", "flops", "dense_params", "dense_flops", "param_ratio",
-                                                "flop_ratio", "ranks")}
-    ctx.log(f"--- counts (no BN; FLOPs = MACs x T, sw.stats): PTT {st['params']:,} params, {st['flops']:,} FLOPs; "
-            f"dense {st['dense_params']:,} params, {st['dense_flops']:,} FLOPs "
-            f"({1 / st['param_ratio']:.2f}x fewer params, {1 / st['flop_ratio']:.2f}x fewer FLOPs)")
+    return {k: st[k] for k in ("params", "flops", "dense_params", "dense_flops", "param_ratio", "flop_ratio",
+                               "ranks")}
+
+
+def step_stats(ctx: DemoContext) -> None:
+    st = _model_stats(ctx.path("ptt.pt"))
+    ctx.results["stats"] = st
+    if ctx.path("ptt_scratch.pt").is_file() and ctx.results.get("ptt_model") == "pipeline":
+        ctx.results["stats_scratch"] = _model_stats(ctx.path("ptt_scratch.pt"))
+    ctx.log(f"--- counts (no BN; FLOPs = MACs x T, sw.stats): PTT ({ctx.results.get('ptt_model', 'ptt.pt')}) "
+            f"{st['params']:,} params, {st['flops']:,} FLOPs; dense {st['dense_params']:,} params, "
+            f"{st['dense_flops']:,} FLOPs ({1 / st['param_ratio']:.2f}x fewer params, "
+            f"{1 / st['flop_ratio']:.2f}x fewer FLOPs)")
 
 
 def step_plot(ctx: DemoContext) -> None:
@@ -108,14 +165,16 @@ def step_plot(ctx: DemoContext) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    for key, label in (("train_ptt", "PTT"), ("train_dense", "dense")):
-        if key not in ctx.results:
+    runs = {"PTT from scratch": ctx.results.get("train_ptt"), "dense": ctx.results.get("train_dense"),
+            "PTT by the pipeline (from dense)": ctx.results.get("pipeline", {}).get("tt")}
+    for label, summary in runs.items():
+        if summary is None:
             continue
-        rows = [json.loads(line) for line in Path(ctx.results[key]["metrics"]).read_text().splitlines()]
+        rows = [json.loads(line) for line in Path(summary["metrics"]).read_text().splitlines()]
         ax.plot([r["epoch"] for r in rows], [r["test_acc"] for r in rows], marker="o", label=f"{label} test")
         ax.plot([r["epoch"] for r in rows], [r["train_acc"] for r in rows], ls="--", label=f"{label} train")
     ax.axhline(0.1, color="grey", lw=0.8, label="chance")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (the pipeline's PTT: fine-tuning epochs after the dense run)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
@@ -130,19 +189,21 @@ def step_plot(ctx: DemoContext) -> None:
 def step_report(ctx: DemoContext) -> None:
     r = ctx.results
     lines = ["# TT-SNN demo report", ""]
-    for key, label in (("train_ptt", "PTT"), ("train_dense", "dense")):
-        if key in r:
-            s = r[key]
-            lines.append(f"- {label}: test accuracy {s['final_test_acc']:.4f} (chance {s['chance_acc']:.2f}), "
-                         f"{s['epochs']} epochs, checkpoint `{s['checkpoint']}`")
+    lines += _model_table(ctx)
+    if "pipeline" in r:
+        p = r["pipeline"]
+        before = p["decompose"].get("tt_acc_before_finetune")
+        lines.append(f"- pipeline: {p['rank_rule']} ranks {p['ranks']} of the trained dense model, TT-SVD "
+                     f"initialisation (accuracy before fine-tuning {'-' if before is None else f'{before:.4f}'}), "
+                     f"{p['tt']['epochs']} PTT epochs; report `{p['out']}/pipeline.json`")
+    ptt = r.get("ptt_model")
+    if ptt:
+        lines.append(f"- `ptt.pt` (used by the export and hardware steps below) is the PTT model "
+                     f"{'by the pipeline' if ptt == 'pipeline' else 'from scratch'}")
     if "export" in r:
         e = r["export"]
         lines.append(f"- merged dense export of the PTT model: accuracy {e['merged_acc']:.4f} vs PTT "
                      f"{e['tt_acc']:.4f}, max |logit difference| {e['max_abs_logit_diff']:.2e}")
-    if "stats" in r:
-        s = r["stats"]
-        lines.append(f"- parameters {s['params']:,} (PTT) vs {s['dense_params']:,} (dense); FLOPs {s['flops']:,} vs "
-                     f"{s['dense_flops']:,}")
     if "rtl" in r:
         lines.append(f"- RTL: `{r['rtl']['verilog']}` ({r['rtl']['lines']:,} lines, configuration "
                      f"'{r['rtl']['config']}')")
@@ -187,6 +248,30 @@ def step_report(ctx: DemoContext) -> None:
     ctx.log(f"wrote {ctx.path('report.md')}, {ctx.path('report.json')}, {ctx.path('ptt.pt')}")
 
 
+def _model_table(ctx: DemoContext) -> list[str]:
+    """Dense, PTT from scratch and PTT by the pipeline side by side (whichever ran)."""
+    r = ctx.results
+    stats = r.get("stats")
+    scratch_stats = r.get("stats_scratch") or (stats if r.get("ptt_model") == "scratch" else None)
+    pipeline_stats = stats if r.get("ptt_model") == "pipeline" else None
+    rows = [("dense", r.get("train_dense"), (stats["dense_params"], stats["dense_flops"]) if stats else None),
+            ("PTT from scratch", r.get("train_ptt"),
+             (scratch_stats["params"], scratch_stats["flops"]) if scratch_stats else None),
+            ("PTT by the pipeline", r.get("pipeline", {}).get("tt"),
+             (pipeline_stats["params"], pipeline_stats["flops"]) if pipeline_stats else None)]
+    rows = [row for row in rows if row[1] is not None]
+    if not rows:
+        return []
+    chance = rows[0][1]["chance_acc"]
+    out = [f"| model | test accuracy (chance {chance:.2f}) | epochs | parameters | FLOPs | checkpoint |",
+           "|---|---|---|---|---|---|"]
+    for label, s, counts in rows:
+        params, flops = (f"{counts[0]:,}", f"{counts[1]:,}") if counts else ("-", "-")
+        out.append(f"| {label} | {s['final_test_acc']:.4f} | {s['epochs']} | {params} | {flops} | "
+                   f"`{s['checkpoint']}` |")
+    return out + ["", "Parameters and FLOPs without BatchNorm (sw.stats; FLOPs = MACs x T).", ""]
+
+
 def step_hw_finetune(ctx: DemoContext) -> None:
     """A short fine-tuning of the PTT model with the accelerator's integer forward, backward and
     weight gradients in the loop, beside float (``python -m sw hw-finetune`` at full length)."""
@@ -207,8 +292,8 @@ def step_hw_finetune(ctx: DemoContext) -> None:
 
 #: the demo, in order; (name, function). The report step stays last.
 STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
+    ("pipeline", step_pipeline),
     ("train_ptt", step_train_ptt),
-    ("train_dense", step_train_dense),
     ("export", step_export),
     ("stats", step_stats),
     ("plot", step_plot),
@@ -244,10 +329,17 @@ def add_step(name: str, fn: Callable[[DemoContext], None], before: str = "report
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="build/demo", help="output directory (default build/demo)")
-    parser.add_argument("--epochs", type=int, default=12, help="PTT training epochs (default 12)")
+    parser.add_argument("--epochs", type=int, default=12, help="epochs of the PTT model from scratch (default 12)")
     parser.add_argument("--dense-epochs", type=int, default=None, help="dense training epochs (default: --epochs)")
-    parser.add_argument("--skip-dense", action="store_true", help="do not train the dense comparison model")
-    parser.add_argument("--ranks", default="uniform:8", help="PTT ranks (default uniform:8)")
+    parser.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS,
+                        help=f"the pipeline's PTT fine-tuning epochs (default {FINETUNE_EPOCHS})")
+    parser.add_argument("--finetune-lr", type=float, default=FINETUNE_LR,
+                        help=f"the pipeline's PTT fine-tuning learning rate (default {FINETUNE_LR})")
+    parser.add_argument("--rank-rule", default=RANK_RULE, help=f"the pipeline's rank rule (default {RANK_RULE})")
+    parser.add_argument("--skip-dense", action="store_true",
+                        help="skip the dense model and the pipeline (ptt.pt is then the PTT model from scratch)")
+    parser.add_argument("--ranks", default=None,
+                        help="ranks of the PTT model from scratch (default: the pipeline's, uniform:8 without it)")
     parser.add_argument("--timesteps", "-T", type=int, default=4)
     parser.add_argument("--dataset", default="digits", choices=("digits", "digits-events"))
     parser.add_argument("--seed", type=int, default=0)
@@ -262,12 +354,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # the files that mark a demo in --out; a new demo (or --steps) over them needs --force
-_DEMO_FILES = ("report.json", "report.md", "ptt.pt", "dense.pt")
+_DEMO_FILES = ("report.json", "report.md", "ptt.pt", "ptt_scratch.pt", "dense.pt")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.epochs < 1 or (args.dense_epochs is not None and args.dense_epochs < 1):
-        raise ValueError("--epochs/--dense-epochs must be >= 1")
+    if args.epochs < 1 or args.finetune_epochs < 1 or (args.dense_epochs is not None and args.dense_epochs < 1):
+        raise ValueError("--epochs/--dense-epochs/--finetune-epochs must be >= 1")
+    if not args.finetune_lr > 0:
+        raise ValueError(f"--finetune-lr must be positive, got {args.finetune_lr}")
     check_output_dir(args.out, _DEMO_FILES, force=args.force)
     ctx = DemoContext(Path(args.out), args)
     ctx.out.mkdir(parents=True, exist_ok=True)

@@ -56,9 +56,12 @@ class PipelineConfig:
     tt_mode: str = "ptt"
     ranks: Any = "evbmf"
     finetune_epochs: int = 12
-    finetune_lr: float = 0.02
+    finetune_lr: float = 0.05
 
     def validate(self) -> "PipelineConfig":
+        from sw.decompose import parse_evbmf_rule
+
+        parse_evbmf_rule(self.ranks)  # a malformed evbmf rule fails here, before any training
         if self.tt_mode not in TT_MODES:
             raise ValueError(f"pipeline: tt_mode must be one of {', '.join(TT_MODES)}, got {self.tt_mode!r}")
         e = self.finetune_epochs
@@ -99,7 +102,7 @@ def pipeline_config_from_dict(data: dict, source: str = "config") -> PipelineCon
     if isinstance(ranks, str) and ranks.strip().isdigit():
         ranks = int(ranks)
     cfg = PipelineConfig(config_from_dict(data, source), table.get("tt_mode", "ptt"), ranks,
-                         table.get("finetune_epochs", 12), table.get("finetune_lr", 0.02))
+                         table.get("finetune_epochs", 12), table.get("finetune_lr", 0.05))
     return cfg.validate()
 
 
@@ -187,7 +190,7 @@ def format_report(rep: dict) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--tt-mode", help="override [pipeline] tt_mode (stt, ptt, htt)")
-    parser.add_argument("--rank-rule", help="override [pipeline] ranks (evbmf, uniform:R, ...)")
+    parser.add_argument("--rank-rule", help="override [pipeline] ranks (evbmf, evbmf-max, evbmf*S, uniform:R, ...)")
     parser.add_argument("--finetune-epochs", type=int, help="override [pipeline] finetune_epochs")
     parser.add_argument("--finetune-lr", type=float, help="override [pipeline] finetune_lr")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -45,9 +45,13 @@ def test_bench_cli_json(capsys):
                         "--threads", "1", "--no-memory", "--json"])
     assert rc == 0
     obj = json.loads(capsys.readouterr().out)
-    assert set(obj) == {"workload", "threads", "dense", "ptt"} and obj["workload"]["arch"] == "tiny"
+    assert set(obj) == {"preset", "workload", "threads", "dense", "ptt"} and obj["workload"]["arch"] == "tiny"
+    # modes take turns: the paired speed-up is the median of per-round ratios
+    assert obj["ptt"]["speedup_paired"] == obj["dense"]["times_s"][0] / obj["ptt"]["times_s"][0]
     assert run_cli(main, ["bench", "--modes", "dense,cp"]) == 2
     assert "cp" in capsys.readouterr().err
+    assert run_cli(main, ["bench", "--preset", "tiny,mnist"]) == 2
+    assert "mnist" in capsys.readouterr().err
 
 
 def test_bench_tt_backward_switch_saves_less_and_restores_default(capsys):
@@ -61,3 +65,28 @@ def test_bench_tt_backward_switch_saves_less_and_restores_default(capsys):
         saved[choice] = json.loads(capsys.readouterr().out)["ptt"]["saved_bytes"]
         assert TTConv2d.memory_saving is True  # the switch does not outlive the command
     assert saved["recompute"] < saved["plain"]
+
+
+def test_profile_breakdown_attributes_every_module_once():
+    from sw.bench import format_breakdown, profile_breakdown
+    from sw.resnet import ms_resnet
+
+    wl = PRESETS["tiny"]
+    torch.set_num_threads(1)
+    for mode in ("dense", "ptt"):
+        r = profile_breakdown(wl, mode, steps=1)
+        model = ms_resnet("tiny", mode=mode, ranks=None if mode == "dense" else wl.ranks, in_channels=2,
+                          num_classes=10, timesteps=wl.timesteps, input_size=wl.size)
+        names = [type(m).__name__ for m in model.modules()]
+        # counted independently: every LIF and BN module once; every conv once (a TT conv's core
+        # convs belong to it, not counted on their own)
+        assert r["lif"]["forward_calls"] == names.count("MultiStepLIF")
+        assert r["batchnorm"]["forward_calls"] == names.count("BatchNormTB")
+        n_tt = names.count("TTConv2d")
+        n_plain = names.count("Conv2d") - 4 * n_tt - names.count("DenseConv3x3")   # cores / wrapped convs
+        assert r["convolutions"]["forward_calls"] == n_tt + names.count("DenseConv3x3") + n_plain
+        for cat in ("convolutions", "batchnorm", "lif"):
+            assert r[cat]["forward_s"] > 0 and r[cat]["backward_s"] > 0
+        parts = sum(r[c]["total_s"] for c in ("convolutions", "batchnorm", "lif", "optimizer"))
+        assert parts <= r["step_s"] * 1.001
+    assert "| ptt |" in format_breakdown([r], wl, 1)

@@ -110,3 +110,26 @@ def test_cli_writes_a_tt_checkpoint_that_train_can_fine_tune(tmp_path, capsys):
     assert run_cli(main, ["decompose", "--checkpoint", str(tmp_path / "dense.pt"), "--mode", "ptt", "--ranks",
                           "2", "--out", str(tmp_path / "p.pt"), "--no-eval"]) == 0
     assert "layers.0.0.conv1" in capsys.readouterr().out
+
+
+def test_evbmf_rule_variants_scale_and_take_the_larger_unfolding():
+    from sw.decompose import parse_evbmf_rule
+
+    dense = _dense()
+    name = tt_layers(dense.spec)[-1].name  # 32 -> 32, planted rank 3 (as above)
+    g = torch.Generator().manual_seed(1)
+    w = (torch.randn(32, 3, generator=g) @ torch.randn(3, 32 * 9, generator=g)).view(32, 32, 3, 3)
+    with torch.no_grad():
+        dense.get_submodule(name).weight.copy_(w + 0.001 * torch.randn(w.shape, generator=g))
+    base = {r.name: r for r in select_ranks(dense, "evbmf")[1]}[name]
+    by_rule = {rule: {r.name: r.rank for r in select_ranks(dense, rule)[1]}[name]
+               for rule in ("evbmf*2", "evbmf*1.5", "evbmf-max", "evbmf-max*2", "evbmf*100")}
+    assert base.rank == 3
+    assert by_rule["evbmf*2"] == 6 and by_rule["evbmf*1.5"] == 5           # ceil(3 * 1.5) = 5
+    assert by_rule["evbmf-max"] == max(base.mode0_rank, base.mode1_rank)
+    assert by_rule["evbmf-max*2"] == 2 * by_rule["evbmf-max"]
+    assert by_rule["evbmf*100"] == max_tt_rank(32, 32)                    # clamped to the bound
+    assert parse_evbmf_rule("uniform:4") is None and parse_evbmf_rule("EVBMF") == (False, 1.0)
+    for bad in ("evbmf*", "evbmf*0", "evbmf-min", "evbmf*x"):
+        with pytest.raises(ValueError, match="evbmf\\*S"):
+            parse_evbmf_rule(bad)

@@ -91,3 +91,7 @@ def test_pipeline_config_errors_are_clear():
         pipeline_config_from_dict(_config("x", epochs=3))
     with pytest.raises(ValueError, match="finetune_epochs"):
         pipeline_config_from_dict(_config("x", finetune_epochs=0))
+    # a malformed EVBMF rule fails at configuration time, before the dense stage trains
+    with pytest.raises(ValueError, match="evbmf\\*S"):
+        pipeline_config_from_dict(_config("x", ranks="evbmf*"))
+    assert pipeline_config_from_dict(_config("x", ranks="evbmf-max*1.5")).ranks == "evbmf-max*1.5"
