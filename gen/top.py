@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -185,13 +185,19 @@ class Accelerator(wiring.Component):
         forward = host.desc["pass"] == Pass.FORWARD
         m.d.comb += [e.start.eq(go & forward) for e in engines]
         m.d.comb += backward.start.eq(go & (host.desc["pass"] == Pass.BACKWARD))
+        # the counters take their increments one cycle late (counter_bank): after the engines'
+        # last cycle the tile stays busy one more cycle (draining, not counted in ``cycles``)
+        # so that every counter holds its final value when ``done`` rises
+        draining = Signal()
         with m.If(start & ~settled):
             m.d.sync += [busy.eq(1), done.eq(0), pending.eq(1)]
         with m.Elif((start | pending) & settled):
             m.d.sync += [busy.eq(1), done.eq(0), pending.eq(0)]
-        with m.Elif(busy & ~pipeline_busy):
-            m.d.sync += [busy.eq(0), done.eq(1)]
-        host.count("cycles", busy & ~pending)
+        with m.Elif(busy & ~draining & ~pipeline_busy):
+            m.d.sync += draining.eq(1)
+        with m.Elif(draining):
+            m.d.sync += [busy.eq(0), done.eq(1), draining.eq(0)]
+        host.count("cycles", busy & ~pending & ~draining)
         # event: raised when the host has something to do (an input slot freed, an output row
         # complete, the tile done); lowered when the host reads ``status``
         attention = Signal()
@@ -298,16 +304,25 @@ class _HostSide:
         self.read_ports[name] = port
 
     def counter_bank(self):
-        """The counters: each adds its increments every cycle; ``ctrl`` bit 1 clears them all."""
+        """The counters: each adds its increments of every cycle; ``ctrl`` bit 1 clears them all.
+
+        Timing: a cycle's increments (the engines' combinational ``counts``) are registered
+        first and added to the 48-bit counter one cycle later; the clear strobe is delayed
+        alike, so a counter holds at cycle ``t + 1`` exactly what it held at ``t`` before this
+        stage was added (the same values, one cycle later). The top level keeps ``busy`` one
+        cycle longer so that ``done`` rises only when that last cycle's increments are in."""
         m = self.m
         self.counters = {n: Signal(COUNTER_BITS, name=f"cnt_{n}") for n in COUNTER_NAMES + BACKWARD_COUNTER_NAMES}
+        clear_d = Signal(name="cnt_clear_d")
+        m.d.sync += clear_d.eq(self.clear)
         for name, sig in self.counters.items():
             amounts = self.incs[name]
-            total = sum(amounts[1:], amounts[0]) if amounts else 0
-            with m.If(self.clear):
-                m.d.sync += sig.eq(0)
-            with m.Else():
-                m.d.sync += sig.eq(sig + total)
+            if not amounts:
+                m.d.sync += sig.eq(Mux(clear_d, 0, sig))
+                continue
+            total = sum(amounts[1:], amounts[0])
+            inc = Signal(len(Value.cast(total)), name=f"inc_{name}")
+            m.d.sync += [inc.eq(total), sig.eq(Mux(clear_d, 0, sig + inc))]
 
     def read_mux(self, done):
         """Host reads: the register value or the region word's sub-word, registered twice."""

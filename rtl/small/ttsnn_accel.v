@@ -14,11 +14,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
-  wire [8:0] \$1075 ;
   wire [15:0] \$108 ;
-  wire [6:0] \$1080 ;
-  wire [6:0] \$1083 ;
-  wire [8:0] \$1087 ;
   wire \$109 ;
   wire [15:0] \$11 ;
   wire [15:0] \$110 ;
@@ -31,9 +27,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
+  wire [8:0] \$1199 ;
   wire [14:0] \$12 ;
   wire [15:0] \$120 ;
+  wire [6:0] \$1204 ;
+  wire [6:0] \$1207 ;
   wire [14:0] \$121 ;
+  wire [8:0] \$1211 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
@@ -350,11 +350,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$404 ;
   wire \$405 ;
   wire \$406 ;
-  wire [48:0] \$407 ;
-  wire [48:0] \$408 ;
-  wire [48:0] \$409 ;
+  wire \$407 ;
+  wire \$408 ;
+  wire \$409 ;
   wire [15:0] \$41 ;
-  wire [48:0] \$410 ;
+  wire \$410 ;
   wire [48:0] \$411 ;
   wire [48:0] \$412 ;
   wire [48:0] \$413 ;
@@ -396,57 +396,57 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [48:0] \$446 ;
   wire [48:0] \$447 ;
   wire [48:0] \$448 ;
-  wire \$449 ;
+  wire [48:0] \$449 ;
   wire \$45 ;
-  wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
-  wire \$453 ;
-  wire \$454 ;
-  wire \$455 ;
-  wire \$456 ;
-  wire \$457 ;
-  wire \$458 ;
-  wire \$459 ;
+  wire [48:0] \$450 ;
+  wire [48:0] \$451 ;
+  wire [48:0] \$452 ;
+  wire [48:0] \$453 ;
+  wire [48:0] \$454 ;
+  wire [48:0] \$455 ;
+  wire [48:0] \$456 ;
+  wire [48:0] \$457 ;
+  wire [48:0] \$458 ;
+  wire [48:0] \$459 ;
   wire [15:0] \$46 ;
-  wire \$460 ;
-  wire \$461 ;
-  wire \$462 ;
-  wire \$463 ;
-  wire \$464 ;
-  wire [1:0] \$465 ;
-  wire \$466 ;
-  wire \$467 ;
-  wire \$468 ;
-  wire \$469 ;
+  wire [48:0] \$460 ;
+  wire [48:0] \$461 ;
+  wire [48:0] \$462 ;
+  wire [48:0] \$463 ;
+  wire [48:0] \$464 ;
+  wire [48:0] \$465 ;
+  wire [48:0] \$466 ;
+  wire [48:0] \$467 ;
+  wire [48:0] \$468 ;
+  wire [48:0] \$469 ;
   wire [14:0] \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  wire [2:0] \$474 ;
-  wire \$475 ;
-  wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire \$479 ;
+  wire [48:0] \$470 ;
+  wire [48:0] \$471 ;
+  wire [48:0] \$472 ;
+  wire [48:0] \$473 ;
+  wire [48:0] \$474 ;
+  wire [48:0] \$475 ;
+  wire [48:0] \$476 ;
+  wire [48:0] \$477 ;
+  wire [48:0] \$478 ;
+  wire [48:0] \$479 ;
   wire [15:0] \$48 ;
-  wire \$480 ;
-  wire \$481 ;
-  wire \$482 ;
-  wire [3:0] \$483 ;
-  wire \$484 ;
-  wire \$485 ;
-  wire \$486 ;
-  wire \$487 ;
-  wire \$488 ;
-  wire \$489 ;
+  wire [48:0] \$480 ;
+  wire [48:0] \$481 ;
+  wire [48:0] \$482 ;
+  wire [48:0] \$483 ;
+  wire [48:0] \$484 ;
+  wire [48:0] \$485 ;
+  wire [48:0] \$486 ;
+  wire [48:0] \$487 ;
+  wire [48:0] \$488 ;
+  wire [48:0] \$489 ;
   wire \$49 ;
-  wire [15:0] \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  wire [4:0] \$493 ;
-  wire \$494 ;
+  wire [48:0] \$490 ;
+  wire [48:0] \$491 ;
+  wire [48:0] \$492 ;
+  wire [48:0] \$493 ;
+  wire [48:0] \$494 ;
   wire \$495 ;
   wire \$496 ;
   wire \$497 ;
@@ -455,28 +455,28 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$5 ;
   wire \$50 ;
   wire \$500 ;
-  wire [5:0] \$501 ;
+  wire \$501 ;
   wire \$502 ;
   wire \$503 ;
   wire \$504 ;
   wire \$505 ;
   wire \$506 ;
-  wire [15:0] \$507 ;
+  wire \$507 ;
   wire \$508 ;
   wire \$509 ;
   wire \$51 ;
-  wire [6:0] \$510 ;
-  wire \$511 ;
+  wire \$510 ;
+  wire [1:0] \$511 ;
   wire \$512 ;
   wire \$513 ;
   wire \$514 ;
   wire \$515 ;
   wire \$516 ;
-  wire [15:0] \$517 ;
+  wire \$517 ;
   wire \$518 ;
   wire \$519 ;
   wire \$52 ;
-  wire [7:0] \$520 ;
+  wire [2:0] \$520 ;
   wire \$521 ;
   wire \$522 ;
   wire \$523 ;
@@ -485,7 +485,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$526 ;
   wire \$527 ;
   wire \$528 ;
-  wire [8:0] \$529 ;
+  wire [3:0] \$529 ;
   wire \$53 ;
   wire \$530 ;
   wire \$531 ;
@@ -496,7 +496,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \$536 ;
   wire \$537 ;
   wire \$538 ;
-  wire [9:0] \$539 ;
+  wire [4:0] \$539 ;
   wire \$54 ;
   wire \$540 ;
   wire \$541 ;
@@ -505,30 +505,30 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$544 ;
   wire \$545 ;
   wire \$546 ;
-  wire \$547 ;
-  wire [10:0] \$548 ;
+  wire [5:0] \$547 ;
+  wire \$548 ;
   wire \$549 ;
   wire \$55 ;
   wire \$550 ;
   wire \$551 ;
   wire \$552 ;
-  wire \$553 ;
+  wire [15:0] \$553 ;
   wire \$554 ;
   wire \$555 ;
-  wire \$556 ;
-  wire [11:0] \$557 ;
+  wire [6:0] \$556 ;
+  wire \$557 ;
   wire \$558 ;
   wire \$559 ;
   wire [15:0] \$56 ;
   wire \$560 ;
   wire \$561 ;
   wire \$562 ;
-  wire \$563 ;
-  wire [15:0] \$564 ;
+  wire [15:0] \$563 ;
+  wire \$564 ;
   wire \$565 ;
-  wire \$566 ;
-  wire [12:0] \$567 ;
-  wire [48:0] \$568 ;
+  wire [7:0] \$566 ;
+  wire \$567 ;
+  wire \$568 ;
   wire \$569 ;
   wire [14:0] \$57 ;
   wire \$570 ;
@@ -536,7 +536,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$572 ;
   wire \$573 ;
   wire \$574 ;
-  wire \$575 ;
+  wire [8:0] \$575 ;
   wire \$576 ;
   wire \$577 ;
   wire \$578 ;
@@ -544,10 +544,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$58 ;
   wire \$580 ;
   wire \$581 ;
-  wire \$582 ;
+  wire [15:0] \$582 ;
   wire \$583 ;
   wire \$584 ;
-  wire [1:0] \$585 ;
+  wire [9:0] \$585 ;
   wire \$586 ;
   wire \$587 ;
   wire \$588 ;
@@ -557,7 +557,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$591 ;
   wire \$592 ;
   wire \$593 ;
-  wire [2:0] \$594 ;
+  wire [10:0] \$594 ;
   wire \$595 ;
   wire \$596 ;
   wire \$597 ;
@@ -568,7 +568,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$600 ;
   wire \$601 ;
   wire \$602 ;
-  wire [3:0] \$603 ;
+  wire [11:0] \$603 ;
   wire \$604 ;
   wire \$605 ;
   wire \$606 ;
@@ -579,9 +579,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \$610 ;
   wire \$611 ;
   wire \$612 ;
-  wire [4:0] \$613 ;
-  wire \$614 ;
-  wire \$615 ;
+  wire [12:0] \$613 ;
+  wire [48:0] \$614 ;
+  wire [48:0] \$615 ;
   wire \$616 ;
   wire \$617 ;
   wire \$618 ;
@@ -589,28 +589,28 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$62 ;
   wire \$620 ;
   wire \$621 ;
-  wire [5:0] \$622 ;
+  wire \$622 ;
   wire \$623 ;
   wire \$624 ;
   wire \$625 ;
   wire \$626 ;
   wire \$627 ;
   wire \$628 ;
-  wire [15:0] \$629 ;
+  wire \$629 ;
   wire \$63 ;
   wire \$630 ;
   wire \$631 ;
-  wire [6:0] \$632 ;
+  wire [1:0] \$632 ;
   wire \$633 ;
   wire \$634 ;
   wire \$635 ;
   wire \$636 ;
   wire \$637 ;
-  wire [15:0] \$638 ;
+  wire \$638 ;
   wire \$639 ;
   wire \$64 ;
   wire \$640 ;
-  wire [7:0] \$641 ;
+  wire [2:0] \$641 ;
   wire \$642 ;
   wire \$643 ;
   wire \$644 ;
@@ -618,20 +618,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$646 ;
   wire \$647 ;
   wire \$648 ;
-  wire [8:0] \$649 ;
+  wire \$649 ;
   wire [15:0] \$65 ;
-  wire \$650 ;
+  wire [3:0] \$650 ;
   wire \$651 ;
   wire \$652 ;
   wire \$653 ;
   wire \$654 ;
   wire \$655 ;
-  wire [15:0] \$656 ;
-  wire \$657 ;
+  wire \$656 ;
+  wire [15:0] \$657 ;
   wire \$658 ;
-  wire [9:0] \$659 ;
+  wire \$659 ;
   wire [14:0] \$66 ;
-  wire \$660 ;
+  wire [4:0] \$660 ;
   wire \$661 ;
   wire \$662 ;
   wire \$663 ;
@@ -639,8 +639,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$665 ;
   wire \$666 ;
   wire \$667 ;
-  wire [10:0] \$668 ;
-  wire \$669 ;
+  wire \$668 ;
+  wire [5:0] \$669 ;
   wire \$67 ;
   wire \$670 ;
   wire \$671 ;
@@ -648,156 +648,280 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \$673 ;
   wire \$674 ;
   wire \$675 ;
-  wire \$676 ;
-  wire [11:0] \$677 ;
+  wire [15:0] \$676 ;
+  wire \$677 ;
   wire \$678 ;
-  wire \$679 ;
+  wire [6:0] \$679 ;
   wire \$68 ;
   wire \$680 ;
   wire \$681 ;
   wire \$682 ;
   wire \$683 ;
-  wire [15:0] \$684 ;
-  wire \$685 ;
+  wire \$684 ;
+  wire [15:0] \$685 ;
   wire \$686 ;
-  wire [12:0] \$687 ;
-  wire [48:0] \$688 ;
-  wire [48:0] \$689 ;
+  wire \$687 ;
+  wire [7:0] \$688 ;
+  wire \$689 ;
   wire \$69 ;
-  wire [48:0] \$690 ;
-  wire [48:0] \$691 ;
-  wire [48:0] \$692 ;
-  wire [48:0] \$693 ;
-  wire [48:0] \$694 ;
-  wire [48:0] \$695 ;
-  wire [48:0] \$696 ;
-  wire [48:0] \$697 ;
-  wire [48:0] \$698 ;
-  wire [48:0] \$699 ;
+  wire \$690 ;
+  wire \$691 ;
+  wire \$692 ;
+  wire \$693 ;
+  wire \$694 ;
+  wire \$695 ;
+  wire [8:0] \$696 ;
+  wire \$697 ;
+  wire \$698 ;
+  wire \$699 ;
   wire \$7 ;
   wire \$70 ;
-  wire [48:0] \$700 ;
-  wire [48:0] \$701 ;
-  wire [48:0] \$702 ;
-  wire [48:0] \$703 ;
-  reg [23:0] \$704 ;
-  reg [23:0] \$705 ;
-  reg [23:0] \$706 ;
-  reg [159:0] \$707 ;
-  reg [261:0] \$708 ;
-  reg [402:0] \$709 ;
+  wire \$700 ;
+  wire \$701 ;
+  wire \$702 ;
+  wire [15:0] \$703 ;
+  wire \$704 ;
+  wire \$705 ;
+  wire [9:0] \$706 ;
+  wire \$707 ;
+  wire \$708 ;
+  wire \$709 ;
   wire \$71 ;
-  reg [2:0] \$710 ;
-  reg \$711 ;
-  reg \$712 ;
-  reg \$713 ;
-  reg [72:0] \$714 ;
-  reg \$715 ;
-  reg [47:0] \$716 ;
-  reg [47:0] \$717 ;
-  reg [47:0] \$718 ;
-  reg [47:0] \$719 ;
+  wire \$710 ;
+  wire \$711 ;
+  wire \$712 ;
+  wire \$713 ;
+  wire \$714 ;
+  wire [10:0] \$715 ;
+  wire \$716 ;
+  wire \$717 ;
+  wire \$718 ;
+  wire \$719 ;
   wire \$72 ;
-  reg [47:0] \$720 ;
-  reg [47:0] \$721 ;
-  reg [47:0] \$722 ;
-  reg [47:0] \$723 ;
-  reg [47:0] \$724 ;
-  reg [47:0] \$725 ;
-  reg [47:0] \$726 ;
-  reg [47:0] \$727 ;
-  reg [47:0] \$728 ;
-  reg [47:0] \$729 ;
+  wire \$720 ;
+  wire \$721 ;
+  wire \$722 ;
+  wire \$723 ;
+  wire [11:0] \$724 ;
+  wire \$725 ;
+  wire \$726 ;
+  wire \$727 ;
+  wire \$728 ;
+  wire \$729 ;
   wire \$73 ;
-  reg [47:0] \$730 ;
-  reg [47:0] \$731 ;
-  reg [47:0] \$732 ;
-  reg [47:0] \$733 ;
-  reg [47:0] \$734 ;
-  reg [47:0] \$735 ;
-  reg [47:0] \$736 ;
-  reg [47:0] \$737 ;
-  reg [47:0] \$738 ;
-  reg [47:0] \$739 ;
+  wire \$730 ;
+  wire [15:0] \$731 ;
+  wire \$732 ;
+  wire \$733 ;
+  wire [12:0] \$734 ;
+  wire [48:0] \$735 ;
+  wire [48:0] \$736 ;
+  wire [48:0] \$737 ;
+  wire [48:0] \$738 ;
+  wire [48:0] \$739 ;
   wire [15:0] \$74 ;
-  reg [47:0] \$740 ;
-  reg [47:0] \$741 ;
-  reg [47:0] \$742 ;
-  reg [47:0] \$743 ;
-  reg [47:0] \$744 ;
-  reg [47:0] \$745 ;
-  reg [47:0] \$746 ;
-  reg [47:0] \$747 ;
-  reg [47:0] \$748 ;
-  reg [47:0] \$749 ;
+  wire [48:0] \$740 ;
+  wire [48:0] \$741 ;
+  wire [48:0] \$742 ;
+  wire [48:0] \$743 ;
+  wire [48:0] \$744 ;
+  wire [48:0] \$745 ;
+  wire [48:0] \$746 ;
+  wire [48:0] \$747 ;
+  wire [48:0] \$748 ;
+  wire [48:0] \$749 ;
   wire [14:0] \$75 ;
-  reg [47:0] \$750 ;
-  reg [47:0] \$751 ;
-  reg [47:0] \$752 ;
-  reg [47:0] \$753 ;
-  reg [47:0] \$754 ;
-  reg [47:0] \$755 ;
-  reg [47:0] \$756 ;
-  reg [47:0] \$757 ;
-  reg [47:0] \$758 ;
-  reg [47:0] \$759 ;
+  wire [48:0] \$750 ;
+  wire [48:0] \$751 ;
+  wire [48:0] \$752 ;
+  wire [48:0] \$753 ;
+  wire [48:0] \$754 ;
+  wire [48:0] \$755 ;
+  wire [48:0] \$756 ;
+  wire [48:0] \$757 ;
+  wire [48:0] \$758 ;
+  wire [48:0] \$759 ;
   wire \$76 ;
-  reg [47:0] \$760 ;
-  reg [47:0] \$761 ;
-  reg [47:0] \$762 ;
-  reg [47:0] \$763 ;
-  reg [47:0] \$764 ;
-  reg [47:0] \$765 ;
-  reg [47:0] \$766 ;
-  reg [47:0] \$767 ;
-  reg [47:0] \$768 ;
-  reg [47:0] \$769 ;
+  wire [48:0] \$760 ;
+  wire [48:0] \$761 ;
+  wire [48:0] \$762 ;
+  wire [48:0] \$763 ;
+  wire [48:0] \$764 ;
+  wire [48:0] \$765 ;
+  wire [48:0] \$766 ;
+  reg [23:0] \$767 ;
+  reg [23:0] \$768 ;
+  reg [23:0] \$769 ;
   wire \$77 ;
-  reg [47:0] \$770 ;
-  reg [47:0] \$771 ;
-  reg [47:0] \$772 ;
-  reg [47:0] \$773 ;
-  reg [47:0] \$774 ;
+  reg [159:0] \$770 ;
+  reg [261:0] \$771 ;
+  reg [402:0] \$772 ;
+  reg [2:0] \$773 ;
+  reg \$774 ;
   reg \$775 ;
-  reg [3:0] \$776 ;
-  reg [2:0] \$777 ;
-  reg [31:0] \$778 ;
+  reg \$776 ;
+  reg \$777 ;
+  reg [72:0] \$778 ;
   reg \$779 ;
   wire \$78 ;
-  reg [31:0] \$780 ;
-  wire [7:0] \$781 ;
-  wire [7:0] \$782 ;
-  wire [7:0] \$783 ;
-  wire [7:0] \$784 ;
-  wire [7:0] \$785 ;
-  wire [7:0] \$786 ;
-  wire [7:0] \$787 ;
-  wire [7:0] \$788 ;
-  wire [15:0] \$789 ;
+  reg \$780 ;
+  reg \$781 ;
+  reg [47:0] \$782 ;
+  reg \$783 ;
+  reg [47:0] \$784 ;
+  reg \$785 ;
+  reg [47:0] \$786 ;
+  reg \$787 ;
+  reg [47:0] \$788 ;
+  reg \$789 ;
   wire \$79 ;
-  wire [15:0] \$790 ;
-  wire [15:0] \$791 ;
-  wire [15:0] \$792 ;
-  wire [15:0] \$793 ;
-  wire [15:0] \$794 ;
-  wire [15:0] \$795 ;
-  wire [15:0] \$796 ;
-  wire [15:0] \$797 ;
+  reg [47:0] \$790 ;
+  reg \$791 ;
+  reg [47:0] \$792 ;
+  reg \$793 ;
+  reg [47:0] \$794 ;
+  reg \$795 ;
+  reg [47:0] \$796 ;
+  reg \$797 ;
+  reg [47:0] \$798 ;
+  reg \$799 ;
   wire \$8 ;
   wire \$80 ;
+  reg [47:0] \$800 ;
+  reg \$801 ;
+  reg [47:0] \$802 ;
+  reg \$803 ;
+  reg [47:0] \$804 ;
+  reg \$805 ;
+  reg [47:0] \$806 ;
+  reg \$807 ;
+  reg [47:0] \$808 ;
+  reg [3:0] \$809 ;
   wire \$81 ;
+  reg [47:0] \$810 ;
+  reg [3:0] \$811 ;
+  reg [47:0] \$812 ;
+  reg [5:0] \$813 ;
+  reg [47:0] \$814 ;
+  reg [5:0] \$815 ;
+  reg [47:0] \$816 ;
+  reg [3:0] \$817 ;
+  reg [47:0] \$818 ;
+  reg [5:0] \$819 ;
   wire \$82 ;
+  reg [47:0] \$820 ;
+  reg [3:0] \$821 ;
+  reg [47:0] \$822 ;
+  reg [3:0] \$823 ;
+  reg [47:0] \$824 ;
+  reg \$825 ;
+  reg [47:0] \$826 ;
+  reg \$827 ;
+  reg [47:0] \$828 ;
+  reg \$829 ;
   wire [15:0] \$83 ;
+  reg [47:0] \$830 ;
+  reg \$831 ;
+  reg [47:0] \$832 ;
+  reg \$833 ;
+  reg [47:0] \$834 ;
+  reg \$835 ;
+  reg [47:0] \$836 ;
+  reg [1:0] \$837 ;
+  reg [47:0] \$838 ;
+  reg \$839 ;
   wire [14:0] \$84 ;
+  reg [47:0] \$840 ;
+  reg [1:0] \$841 ;
+  reg [47:0] \$842 ;
+  reg \$843 ;
+  reg [47:0] \$844 ;
+  reg \$845 ;
+  reg [47:0] \$846 ;
+  reg \$847 ;
+  reg [47:0] \$848 ;
+  reg [1:0] \$849 ;
   wire \$85 ;
+  reg [47:0] \$850 ;
+  reg [1:0] \$851 ;
+  reg [47:0] \$852 ;
+  reg [1:0] \$853 ;
+  reg [47:0] \$854 ;
+  reg [1:0] \$855 ;
+  reg [47:0] \$856 ;
+  reg \$857 ;
+  reg [47:0] \$858 ;
+  reg \$859 ;
   wire \$86 ;
+  reg [47:0] \$860 ;
+  reg \$861 ;
+  reg [47:0] \$862 ;
+  reg \$863 ;
+  reg [47:0] \$864 ;
+  reg [12:0] \$865 ;
+  reg [47:0] \$866 ;
+  reg [12:0] \$867 ;
+  reg [47:0] \$868 ;
+  reg \$869 ;
   wire \$87 ;
+  reg [47:0] \$870 ;
+  reg [2:0] \$871 ;
+  reg [47:0] \$872 ;
+  reg [4:0] \$873 ;
+  reg [47:0] \$874 ;
+  reg \$875 ;
+  reg [47:0] \$876 ;
+  reg [1:0] \$877 ;
+  reg [47:0] \$878 ;
+  reg [1:0] \$879 ;
   wire \$88 ;
+  reg [47:0] \$880 ;
+  reg \$881 ;
+  reg [47:0] \$882 ;
+  reg [2:0] \$883 ;
+  reg [47:0] \$884 ;
+  reg [2:0] \$885 ;
+  reg [47:0] \$886 ;
+  reg \$887 ;
+  reg [47:0] \$888 ;
+  reg \$889 ;
   wire \$89 ;
+  reg [47:0] \$890 ;
+  reg \$891 ;
+  reg [47:0] \$892 ;
+  reg \$893 ;
+  reg [47:0] \$894 ;
+  reg \$895 ;
+  reg [47:0] \$896 ;
+  reg [2:0] \$897 ;
+  reg [47:0] \$898 ;
+  reg \$899 ;
   wire \$9 ;
   wire \$90 ;
+  reg [3:0] \$900 ;
+  reg [2:0] \$901 ;
+  reg [31:0] \$902 ;
+  reg \$903 ;
+  reg [31:0] \$904 ;
+  wire [7:0] \$905 ;
+  wire [7:0] \$906 ;
+  wire [7:0] \$907 ;
+  wire [7:0] \$908 ;
+  wire [7:0] \$909 ;
   wire [15:0] \$91 ;
+  wire [7:0] \$910 ;
+  wire [7:0] \$911 ;
+  wire [7:0] \$912 ;
+  wire [15:0] \$913 ;
+  wire [15:0] \$914 ;
+  wire [15:0] \$915 ;
+  wire [15:0] \$916 ;
+  wire [15:0] \$917 ;
+  wire [15:0] \$918 ;
+  wire [15:0] \$919 ;
   wire \$92 ;
+  wire [15:0] \$920 ;
+  wire [15:0] \$921 ;
   wire [15:0] \$93 ;
   wire [14:0] \$94 ;
   wire \$95 ;
@@ -819,10 +943,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire attention;
   output busy;
   reg busy = 1'h0;
-  wire \busy$314 ;
   wire \busy$315 ;
   wire \busy$316 ;
   wire \busy$317 ;
+  wire \busy$318 ;
   input clk;
   wire clk;
   reg [47:0] cnt_adder_busy = 48'h000000000000;
@@ -847,6 +971,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [47:0] cnt_c4_busy = 48'h000000000000;
   reg [47:0] cnt_c4_macs = 48'h000000000000;
   reg [47:0] cnt_c4_stall = 48'h000000000000;
+  reg cnt_clear_d = 1'h0;
   reg [47:0] cnt_cycles = 48'h000000000000;
   reg [47:0] cnt_grad_reads = 48'h000000000000;
   reg [47:0] cnt_grad_saturations = 48'h000000000000;
@@ -885,57 +1010,57 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [47:0] cnt_wgrad_updates = 48'h000000000000;
   reg [47:0] cnt_wgrad_words = 48'h000000000000;
   wire [13:0] counts;
-  wire [39:0] \counts$320 ;
-  wire \counts$320.adder_busy ;
-  wire \counts$320.adder_stall ;
-  wire [5:0] \counts$320.adds ;
-  wire \counts$320.c2_busy ;
-  wire [5:0] \counts$320.c2_macs ;
-  wire [1:0] \counts$320.c2_spad_reads ;
-  wire [1:0] \counts$320.c2_spad_writes ;
-  wire \counts$320.c2_stall ;
-  wire \counts$320.c3_busy ;
-  wire [5:0] \counts$320.c3_macs ;
-  wire [1:0] \counts$320.c3_spad_reads ;
-  wire [1:0] \counts$320.c3_spad_writes ;
-  wire \counts$320.c3_stall ;
-  wire [1:0] \counts$320.line1_reads ;
-  wire \counts$320.line4_writes ;
-  wire [1:0] \counts$320.row2_reads ;
-  wire \counts$320.row2_writes ;
-  wire \counts$320.w2_reads ;
-  wire \counts$320.w3_reads ;
-  wire [22:0] \counts$321 ;
-  wire \counts$321.affine_reads ;
-  wire \counts$321.c4_busy ;
-  wire [3:0] \counts$321.c4_macs ;
-  wire \counts$321.c4_stall ;
-  wire \counts$321.lif_busy ;
-  wire \counts$321.lif_stall ;
-  wire [3:0] \counts$321.lif_updates ;
-  wire \counts$321.line4_reads ;
-  wire \counts$321.membrane_reads ;
-  wire \counts$321.membrane_writes ;
-  wire \counts$321.residual_reads ;
-  wire [3:0] \counts$321.spikes_out ;
-  wire \counts$321.spikes_writes ;
-  wire \counts$321.w4_reads ;
-  wire [28:0] \counts$322 ;
-  wire \counts$322.grad_reads ;
-  wire [2:0] \counts$322.grad_saturations ;
-  wire \counts$322.grad_writes ;
-  wire \counts$322.in_reads ;
-  wire \counts$322.lifg_busy ;
-  wire [1:0] \counts$322.lifg_grad_reads ;
-  wire [1:0] \counts$322.lifg_grad_writes ;
-  wire [4:0] \counts$322.lifg_saturations ;
-  wire [2:0] \counts$322.lifg_updates ;
-  wire \counts$322.stage_busy ;
-  wire [2:0] \counts$322.stage_macs ;
-  wire \counts$322.trace_reads ;
-  wire \counts$322.weight_reads ;
-  wire [2:0] \counts$322.wgrad_updates ;
-  wire \counts$322.wgrad_words ;
+  wire [39:0] \counts$327 ;
+  wire \counts$327.adder_busy ;
+  wire \counts$327.adder_stall ;
+  wire [5:0] \counts$327.adds ;
+  wire \counts$327.c2_busy ;
+  wire [5:0] \counts$327.c2_macs ;
+  wire [1:0] \counts$327.c2_spad_reads ;
+  wire [1:0] \counts$327.c2_spad_writes ;
+  wire \counts$327.c2_stall ;
+  wire \counts$327.c3_busy ;
+  wire [5:0] \counts$327.c3_macs ;
+  wire [1:0] \counts$327.c3_spad_reads ;
+  wire [1:0] \counts$327.c3_spad_writes ;
+  wire \counts$327.c3_stall ;
+  wire [1:0] \counts$327.line1_reads ;
+  wire \counts$327.line4_writes ;
+  wire [1:0] \counts$327.row2_reads ;
+  wire \counts$327.row2_writes ;
+  wire \counts$327.w2_reads ;
+  wire \counts$327.w3_reads ;
+  wire [22:0] \counts$332 ;
+  wire \counts$332.affine_reads ;
+  wire \counts$332.c4_busy ;
+  wire [3:0] \counts$332.c4_macs ;
+  wire \counts$332.c4_stall ;
+  wire \counts$332.lif_busy ;
+  wire \counts$332.lif_stall ;
+  wire [3:0] \counts$332.lif_updates ;
+  wire \counts$332.line4_reads ;
+  wire \counts$332.membrane_reads ;
+  wire \counts$332.membrane_writes ;
+  wire \counts$332.residual_reads ;
+  wire [3:0] \counts$332.spikes_out ;
+  wire \counts$332.spikes_writes ;
+  wire \counts$332.w4_reads ;
+  wire [28:0] \counts$369 ;
+  wire \counts$369.grad_reads ;
+  wire [2:0] \counts$369.grad_saturations ;
+  wire \counts$369.grad_writes ;
+  wire \counts$369.in_reads ;
+  wire \counts$369.lifg_busy ;
+  wire [1:0] \counts$369.lifg_grad_reads ;
+  wire [1:0] \counts$369.lifg_grad_writes ;
+  wire [4:0] \counts$369.lifg_saturations ;
+  wire [2:0] \counts$369.lifg_updates ;
+  wire \counts$369.stage_busy ;
+  wire [2:0] \counts$369.stage_macs ;
+  wire \counts$369.trace_reads ;
+  wire \counts$369.weight_reads ;
+  wire [2:0] \counts$369.wgrad_updates ;
+  wire \counts$369.wgrad_words ;
   wire [3:0] \counts.c1_adds ;
   wire \counts.c1_busy ;
   wire \counts.c1_in_wait ;
@@ -1082,6 +1207,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg done = 1'h0;
   (* init = 1'h0 *)
   wire \done$12 ;
+  reg draining = 1'h0;
   wire [15:0] e1_rows;
   wire [15:0] e4_released;
   output \event ;
@@ -1274,6 +1400,65 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire host_write;
   wire [23:0] in_consumed;
   reg [23:0] in_rows = 24'h000000;
+  reg inc_adder_busy = 1'h0;
+  reg inc_adder_stall = 1'h0;
+  reg [5:0] inc_adds = 6'h00;
+  reg inc_affine_reads = 1'h0;
+  reg [3:0] inc_c1_adds = 4'h0;
+  reg inc_c1_busy = 1'h0;
+  reg inc_c1_in_wait = 1'h0;
+  reg [3:0] inc_c1_slots = 4'h0;
+  reg inc_c1_stall = 1'h0;
+  reg inc_c2_busy = 1'h0;
+  reg [5:0] inc_c2_macs = 6'h00;
+  reg [1:0] inc_c2_spad_reads = 2'h0;
+  reg [1:0] inc_c2_spad_writes = 2'h0;
+  reg inc_c2_stall = 1'h0;
+  reg inc_c3_busy = 1'h0;
+  reg [5:0] inc_c3_macs = 6'h00;
+  reg [1:0] inc_c3_spad_reads = 2'h0;
+  reg [1:0] inc_c3_spad_writes = 2'h0;
+  reg inc_c3_stall = 1'h0;
+  reg inc_c4_busy = 1'h0;
+  reg [3:0] inc_c4_macs = 4'h0;
+  reg inc_c4_stall = 1'h0;
+  reg inc_cycles = 1'h0;
+  reg inc_grad_reads = 1'h0;
+  reg [2:0] inc_grad_saturations = 3'h0;
+  reg inc_grad_writes = 1'h0;
+  reg [12:0] inc_host_words_in = 13'h0000;
+  reg [12:0] inc_host_words_out = 13'h0000;
+  reg inc_in_reads = 1'h0;
+  reg inc_lif_busy = 1'h0;
+  reg inc_lif_stall = 1'h0;
+  reg [3:0] inc_lif_updates = 4'h0;
+  reg inc_lifg_busy = 1'h0;
+  reg [1:0] inc_lifg_grad_reads = 2'h0;
+  reg [1:0] inc_lifg_grad_writes = 2'h0;
+  reg [4:0] inc_lifg_saturations = 5'h00;
+  reg [2:0] inc_lifg_updates = 3'h0;
+  reg [1:0] inc_line1_reads = 2'h0;
+  reg inc_line1_writes = 1'h0;
+  reg inc_line4_reads = 1'h0;
+  reg inc_line4_writes = 1'h0;
+  reg inc_membrane_reads = 1'h0;
+  reg inc_membrane_writes = 1'h0;
+  reg inc_residual_reads = 1'h0;
+  reg [1:0] inc_row2_reads = 2'h0;
+  reg inc_row2_writes = 1'h0;
+  reg inc_spike_in_reads = 1'h0;
+  reg [3:0] inc_spikes_out = 4'h0;
+  reg inc_spikes_writes = 1'h0;
+  reg inc_stage_busy = 1'h0;
+  reg [2:0] inc_stage_macs = 3'h0;
+  reg inc_trace_reads = 1'h0;
+  reg inc_w1_reads = 1'h0;
+  reg inc_w2_reads = 1'h0;
+  reg inc_w3_reads = 1'h0;
+  reg inc_w4_reads = 1'h0;
+  reg inc_weight_reads = 1'h0;
+  reg [2:0] inc_wgrad_updates = 3'h0;
+  reg inc_wgrad_words = 1'h0;
   reg [2:0] k_now;
   wire [15:0] line1__addr;
   wire [31:0] line1__data;
@@ -1577,7 +1762,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$206 ) begin
-      _0_ <= mem_affine[\$797 [2:0]];
+      _0_ <= mem_affine[\$921 [2:0]];
     end
     if (\port__en$70 ) begin
       _1_ <= mem_affine[\$48 [2:0]];
@@ -5690,7 +5875,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (\wr__en$218 )
-      mem_gbuf[grad_w2__addr[11:0]] <= { \$796 , \$795 , \$794 , \$793  };
+      mem_gbuf[grad_w2__addr[11:0]] <= { \$920 , \$919 , \$918 , \$917  };
   end
   always @(posedge clk) begin
     if (\port__en$224 )
@@ -7207,13 +7392,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (wr__en[0])
-      mem_line1[line1__addr[8:0]][7:0] <= \$781 ;
+      mem_line1[line1__addr[8:0]][7:0] <= \$905 ;
     if (wr__en[1])
-      mem_line1[line1__addr[8:0]][15:8] <= \$782 ;
+      mem_line1[line1__addr[8:0]][15:8] <= \$906 ;
     if (wr__en[2])
-      mem_line1[line1__addr[8:0]][23:16] <= \$783 ;
+      mem_line1[line1__addr[8:0]][23:16] <= \$907 ;
     if (wr__en[3])
-      mem_line1[line1__addr[8:0]][31:24] <= \$784 ;
+      mem_line1[line1__addr[8:0]][31:24] <= \$908 ;
   end
   reg [31:0] _5_;
   reg [31:0] _6_;
@@ -8188,7 +8373,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (\wr__en$142 )
-      mem_membrane[membrane_out__addr[8:0]] <= { \$792 , \$791 , \$790 , \$789  };
+      mem_membrane[membrane_out__addr[8:0]] <= { \$916 , \$915 , \$914 , \$913  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -8553,7 +8738,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @(posedge clk) begin
     if (\wr__en$130 )
-      mem_row2[row2__addr[6:0]] <= { \$788 , \$787 , \$786 , \$785  };
+      mem_row2[row2__addr[6:0]] <= { \$912 , \$911 , \$910 , \$909  };
   end
   reg [31:0] _12_;
   reg [31:0] _13_;
@@ -10650,6 +10835,104 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     end
   end
   assign w4__data = _20_;
+  assign \$69  = host_addr >= 10'h280;
+  assign \$70  = host_addr < 10'h2b0;
+  assign \$71  = \$69  & \$70 ;
+  assign \$72  = \$68  & \$71 ;
+  assign \$74  = host_addr - 10'h280;
+  assign \$76  = ~ busy;
+  assign \$77  = host_write & \$76 ;
+  assign \$78  = host_addr >= 10'h2c0;
+  assign \$79  = host_addr < 10'h300;
+  assign \$80  = \$78  & \$79 ;
+  assign \$81  = \$77  & \$80 ;
+  assign \$83  = host_addr - 10'h2c0;
+  assign \$85  = ~ busy;
+  assign \$86  = host_write & \$85 ;
+  assign \$87  = host_addr >= 10'h300;
+  assign \$88  = host_addr < 10'h340;
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = \$86  & \$89 ;
+  assign \$91  = host_addr - 10'h300;
+  assign \$92  = \$91 [2:0] == 3'h5;
+  assign \port__en$166  = \$90  & \$92 ;
+  assign \$93  = host_addr - 10'h300;
+  assign \$96  = host_addr >= 11'h400;
+  assign \$97  = host_addr < 11'h500;
+  assign \$98  = \$96  & \$97 ;
+  assign \$99  = \$95  & \$98 ;
+  assign \$101  = host_addr - 11'h400;
+  assign \$104  = host_addr >= 11'h600;
+  assign \$105  = host_addr < 12'h800;
+  assign \$106  = \$104  & \$105 ;
+  assign \$107  = \$103  & \$106 ;
+  assign \$108  = host_addr - 11'h600;
+  assign \port__en$173  = \$107  & \$109 ;
+  assign \$110  = host_addr - 11'h600;
+  assign \$112  = host_addr >= 12'h800;
+  assign \$113  = host_addr < 12'hbc2;
+  assign \$114  = \$112  & \$113 ;
+  assign \port__en$176  = host_read & \$114 ;
+  assign \$115  = host_addr - 12'h800;
+  assign \$117  = host_addr >= 12'hc00;
+  assign \$118  = host_addr < 12'hde1;
+  assign \$119  = \$117  & \$118 ;
+  assign \port__en$178  = host_read & \$119 ;
+  assign \$120  = host_addr - 12'hc00;
+  assign \$122  = host_addr >= 14'h2000;
+  assign \$123  = host_addr < 15'h4000;
+  assign \$124  = \$122  & \$123 ;
+  assign \$125  = host_read & \$124 ;
+  assign \port__en$182  = busy ? grad_a__en : \$125 ;
+  assign \$126  = host_addr - 14'h2000;
+  assign \$128  = busy ? grad_a__addr : { 5'h00, \$127  };
+  assign \$129  = ~ busy;
+  assign \$130  = host_write & \$129 ;
+  assign \$131  = host_addr >= 14'h2000;
+  assign \$132  = host_addr < 15'h4000;
+  assign \$133  = \$131  & \$132 ;
+  assign \$134  = \$130  & \$133 ;
+  assign \$135  = host_addr - 14'h2000;
+  assign \port__en$224  = \$134  & \$136 ;
+  assign \$137  = host_addr - 14'h2000;
+  assign \$139  = ~ busy;
+  assign \$140  = host_write & \$139 ;
+  assign \$141  = host_addr >= 15'h4000;
+  assign \$142  = host_addr < 15'h4400;
+  assign \$143  = \$141  & \$142 ;
+  assign \$144  = \$140  & \$143 ;
+  assign \$146  = host_addr - 15'h4000;
+  assign \$148  = ~ busy;
+  assign \$149  = host_write & \$148 ;
+  assign \$150  = host_addr >= 15'h4400;
+  assign \$151  = host_addr < 15'h4800;
+  assign \$152  = \$150  & \$151 ;
+  assign \$153  = \$149  & \$152 ;
+  assign \$155  = host_addr - 15'h4400;
+  assign \$157  = host_addr >= 15'h5000;
+  assign \$158  = host_addr < 15'h6000;
+  assign \$159  = \$157  & \$158 ;
+  assign \$160  = host_read & \$159 ;
+  assign \$161  = ~ busy;
+  assign wgrad_rd_en = \$160  & \$161 ;
+  assign \$162  = host_addr - 15'h5000;
+  assign \$164  = \$signal$15  | pending;
+  assign \$165  = ! settle;
+  assign \$166  = host_addr >= 5'h10;
+  assign \$167  = host_write & \$166 ;
+  assign \$168  = host_addr < 6'h29;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = ~ \$169 ;
+  assign \$171  = \$165  & \$170 ;
+  assign \$172  = \$164  & \$171 ;
+  assign \$173  = ! desc[261:260];
+  assign start = \$172  & \$173 ;
+  assign \$174  = \$signal$15  | pending;
+  assign \$175  = ! settle;
+  assign \$176  = host_addr >= 5'h10;
+  assign \$177  = host_write & \$176 ;
+  assign \$178  = host_addr < 6'h29;
+  assign \$179  = \$177  & \$178 ;
   assign \$180  = ~ \$179 ;
   assign \$181  = \$175  & \$180 ;
   assign \$182  = \$174  & \$181 ;
@@ -10725,17 +11008,17 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$249  = busy ? 32'd0 : w2__data;
   assign \$250  = busy ? 32'd0 : w3__data;
   assign \$251  = busy ? 32'd0 : w4__data;
-  assign \$1075  = rd_k * 6'h20;
-  assign \$252  = affine__data >> \$1075 ;
+  assign \$1199  = rd_k * 6'h20;
+  assign \$252  = affine__data >> \$1199 ;
   assign \$253  = busy ? 32'd0 : \$252 ;
   assign \$254  = busy ? 32'd0 : spike_in__data;
-  assign \$1080  = rd_k[0] * 6'h20;
-  assign \$255  = \port__data$311  >> \$1080 ;
-  assign \$1083  = rd_k[0] * 6'h20;
-  assign \$256  = grad_a__data >> \$1083 ;
+  assign \$1204  = rd_k[0] * 6'h20;
+  assign \$255  = \port__data$311  >> \$1204 ;
+  assign \$1207  = rd_k[0] * 6'h20;
+  assign \$256  = grad_a__data >> \$1207 ;
   assign \$257  = busy ? 32'd0 : \$256 ;
-  assign \$1087  = rd_k * 6'h20;
-  assign \$258  = wgrad_rd_data >> \$1087 ;
+  assign \$1211  = rd_k * 6'h20;
+  assign \$258  = wgrad_rd_data >> \$1211 ;
   assign \$259  = busy ? 32'd0 : \$258 ;
   assign \$260  = host_addr == 2'h3;
   assign \$261  = host_addr == 3'h4;
@@ -10872,432 +11155,617 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$393  = ~ \$392 ;
   assign \$394  = \$388  & \$393 ;
   assign \$395  = \$387  & \$394 ;
-  assign \$396  = pending | \busy$314 ;
-  assign \$397  = \$396  | \busy$315 ;
-  assign \$398  = \$397  | \busy$316 ;
-  assign \$399  = \$398  | \busy$317 ;
-  assign \$400  = ~ \$399 ;
-  assign \$401  = busy & \$400 ;
-  assign \$402  = { done, out_rows, res_consumed, in_consumed } != prev;
-  assign \$403  = host_addr == 2'h2;
-  assign \$404  = host_read & \$403 ;
-  assign \$405  = ~ pending;
-  assign \$406  = busy & \$405 ;
-  assign \$407  = cnt_cycles + \$406 ;
-  assign \$408  = cnt_c1_busy + counts[0];
-  assign \$409  = cnt_c1_stall + counts[1];
-  assign \$410  = cnt_c1_in_wait + counts[2];
-  assign \$411  = cnt_c2_busy + \counts$320 [0];
-  assign \$412  = cnt_c2_stall + \counts$320 [1];
-  assign \$413  = cnt_c3_busy + \counts$320 [3];
-  assign \$414  = cnt_c3_stall + \counts$320 [4];
-  assign \$415  = cnt_c4_busy + \counts$321 [0];
-  assign \$416  = cnt_c4_stall + \counts$321 [1];
-  assign \$417  = cnt_adder_busy + \counts$320 [33];
-  assign \$418  = cnt_adder_stall + \counts$320 [2];
-  assign \$419  = cnt_lif_busy + \counts$321 [14];
-  assign \$420  = cnt_lif_stall + \counts$321 [2];
-  assign \$421  = cnt_c1_slots + counts[8:5];
-  assign \$422  = cnt_c1_adds + counts[12:9];
-  assign \$423  = cnt_c2_macs + \counts$320 [16:11];
-  assign \$424  = cnt_c3_macs + \counts$320 [22:17];
-  assign \$425  = cnt_c4_macs + \counts$321 [11:8];
-  assign \$426  = cnt_adds + \counts$320 [39:34];
-  assign \$427  = cnt_lif_updates + \counts$321 [18:15];
-  assign \$428  = cnt_spikes_out + \counts$321 [22:19];
-  assign \$429  = cnt_w1_reads + counts[4];
-  assign \$430  = cnt_w2_reads + \counts$320 [7];
-  assign \$431  = cnt_w3_reads + \counts$320 [10];
-  assign \$432  = cnt_w4_reads + \counts$321 [4];
-  assign \$433  = cnt_affine_reads + \counts$321 [5];
-  assign \$434  = cnt_spike_in_reads + counts[3];
-  assign \$435  = cnt_line1_reads + \counts$320 [6:5];
-  assign \$436  = cnt_line1_writes + counts[13];
-  assign \$437  = cnt_row2_reads + \counts$320 [9:8];
-  assign \$438  = cnt_row2_writes + \counts$320 [31];
-  assign \$439  = cnt_line4_reads + \counts$321 [3];
-  assign \$440  = cnt_line4_writes + \counts$320 [32];
-  assign \$441  = cnt_c2_spad_reads + \counts$320 [24:23];
-  assign \$442  = cnt_c2_spad_writes + \counts$320 [26:25];
-  assign \$443  = cnt_c3_spad_reads + \counts$320 [28:27];
-  assign \$444  = cnt_c3_spad_writes + \counts$320 [30:29];
-  assign \$445  = cnt_residual_reads + \counts$321 [6];
-  assign \$446  = cnt_membrane_reads + \counts$321 [7];
-  assign \$447  = cnt_membrane_writes + \counts$321 [12];
-  assign \$448  = cnt_spikes_writes + \counts$321 [13];
-  assign \$449  = host_addr >= 10'h200;
-  assign \$450  = host_addr < 10'h240;
-  assign \$451  = \$449  & \$450 ;
-  assign \$452  = host_write & \$451 ;
-  assign \$453  = ~ busy;
-  assign \$454  = \$452  & \$453 ;
-  assign \$457  = host_addr >= 10'h240;
-  assign \$458  = host_addr < 10'h270;
-  assign \$459  = \$457  & \$458 ;
-  assign \$460  = host_write & \$459 ;
-  assign \$461  = ~ busy;
-  assign \$462  = \$460  & \$461 ;
-  assign \$465  = \$456  + \$464 ;
-  assign \$466  = host_addr >= 10'h280;
-  assign \$467  = host_addr < 10'h2b0;
-  assign \$468  = \$466  & \$467 ;
-  assign \$469  = host_write & \$468 ;
-  assign \$470  = ~ busy;
-  assign \$471  = \$469  & \$470 ;
-  assign \$474  = \$465  + \$473 ;
-  assign \$475  = host_addr >= 10'h2c0;
-  assign \$476  = host_addr < 10'h300;
-  assign \$477  = \$475  & \$476 ;
-  assign \$478  = host_write & \$477 ;
-  assign \$479  = ~ busy;
-  assign \$480  = \$478  & \$479 ;
-  assign \$483  = \$474  + \$482 ;
-  assign \$484  = host_addr >= 10'h300;
-  assign \$485  = host_addr < 10'h340;
-  assign \$486  = \$484  & \$485 ;
-  assign \$487  = host_write & \$486 ;
-  assign \$488  = ~ busy;
-  assign \$489  = \$487  & \$488 ;
-  assign \$490  = host_addr - 10'h300;
-  assign \$491  = \$490 [2:0] < 3'h6;
-  assign \$492  = \$489  & \$491 ;
-  assign \$493  = \$483  + \$492 ;
-  assign \$494  = host_addr >= 11'h400;
-  assign \$495  = host_addr < 11'h500;
-  assign \$496  = \$494  & \$495 ;
-  assign \$497  = host_write & \$496 ;
-  assign \$501  = \$493  + \$500 ;
-  assign \$502  = host_addr >= 11'h600;
-  assign \$503  = host_addr < 12'h800;
-  assign \$504  = \$502  & \$503 ;
-  assign \$505  = host_write & \$504 ;
-  assign \$507  = host_addr - 11'h600;
-  assign \$508  = \$507 [0] < 2'h2;
-  assign \$509  = \$506  & \$508 ;
-  assign \$510  = \$501  + \$509 ;
-  assign \$511  = host_addr >= 12'h800;
-  assign \$512  = host_addr < 12'hbc2;
-  assign \$513  = \$511  & \$512 ;
-  assign \$514  = host_write & \$513 ;
-  assign \$515  = ~ busy;
-  assign \$516  = \$514  & \$515 ;
-  assign \$517  = host_addr - 12'h800;
-  assign \$518  = \$517 [0] < 2'h2;
-  assign \$519  = \$516  & \$518 ;
-  assign \$520  = \$510  + \$519 ;
-  assign \$521  = host_addr >= 12'hc00;
-  assign \$522  = host_addr < 12'hde1;
+  assign \$396  = ~ draining;
+  assign \$397  = busy & \$396 ;
+  assign \$398  = pending | \busy$315 ;
+  assign \$399  = \$398  | \busy$316 ;
+  assign \$400  = \$399  | \busy$317 ;
+  assign \$401  = \$400  | \busy$318 ;
+  assign \$402  = ~ \$401 ;
+  assign \$403  = \$397  & \$402 ;
+  assign \$404  = { done, out_rows, res_consumed, in_consumed } != prev;
+  assign \$405  = host_addr == 2'h2;
+  assign \$406  = host_read & \$405 ;
+  assign \$407  = ~ pending;
+  assign \$408  = busy & \$407 ;
+  assign \$409  = ~ draining;
+  assign \$410  = \$408  & \$409 ;
+  assign \$411  = cnt_cycles + inc_cycles;
+  assign \$412  = cnt_clear_d ? 49'h0000000000000 : \$411 ;
+  assign \$413  = cnt_c1_busy + inc_c1_busy;
+  assign \$414  = cnt_clear_d ? 49'h0000000000000 : \$413 ;
+  assign \$415  = cnt_c1_stall + inc_c1_stall;
+  assign \$416  = cnt_clear_d ? 49'h0000000000000 : \$415 ;
+  assign \$417  = cnt_c1_in_wait + inc_c1_in_wait;
+  assign \$418  = cnt_clear_d ? 49'h0000000000000 : \$417 ;
+  assign \$419  = cnt_c2_busy + inc_c2_busy;
+  assign \$420  = cnt_clear_d ? 49'h0000000000000 : \$419 ;
+  assign \$421  = cnt_c2_stall + inc_c2_stall;
+  assign \$422  = cnt_clear_d ? 49'h0000000000000 : \$421 ;
+  assign \$423  = cnt_c3_busy + inc_c3_busy;
+  assign \$424  = cnt_clear_d ? 49'h0000000000000 : \$423 ;
+  assign \$425  = cnt_c3_stall + inc_c3_stall;
+  assign \$426  = cnt_clear_d ? 49'h0000000000000 : \$425 ;
+  assign \$427  = cnt_c4_busy + inc_c4_busy;
+  assign \$428  = cnt_clear_d ? 49'h0000000000000 : \$427 ;
+  assign \$429  = cnt_c4_stall + inc_c4_stall;
+  assign \$430  = cnt_clear_d ? 49'h0000000000000 : \$429 ;
+  assign \$431  = cnt_adder_busy + inc_adder_busy;
+  assign \$432  = cnt_clear_d ? 49'h0000000000000 : \$431 ;
+  assign \$433  = cnt_adder_stall + inc_adder_stall;
+  assign \$434  = cnt_clear_d ? 49'h0000000000000 : \$433 ;
+  assign \$435  = cnt_lif_busy + inc_lif_busy;
+  assign \$436  = cnt_clear_d ? 49'h0000000000000 : \$435 ;
+  assign \$437  = cnt_lif_stall + inc_lif_stall;
+  assign \$438  = cnt_clear_d ? 49'h0000000000000 : \$437 ;
+  assign \$439  = cnt_c1_slots + inc_c1_slots;
+  assign \$440  = cnt_clear_d ? 49'h0000000000000 : \$439 ;
+  assign \$441  = cnt_c1_adds + inc_c1_adds;
+  assign \$442  = cnt_clear_d ? 49'h0000000000000 : \$441 ;
+  assign \$443  = cnt_c2_macs + inc_c2_macs;
+  assign \$444  = cnt_clear_d ? 49'h0000000000000 : \$443 ;
+  assign \$445  = cnt_c3_macs + inc_c3_macs;
+  assign \$446  = cnt_clear_d ? 49'h0000000000000 : \$445 ;
+  assign \$447  = cnt_c4_macs + inc_c4_macs;
+  assign \$448  = cnt_clear_d ? 49'h0000000000000 : \$447 ;
+  assign \$449  = cnt_adds + inc_adds;
+  assign \$450  = cnt_clear_d ? 49'h0000000000000 : \$449 ;
+  assign \$451  = cnt_lif_updates + inc_lif_updates;
+  assign \$452  = cnt_clear_d ? 49'h0000000000000 : \$451 ;
+  assign \$453  = cnt_spikes_out + inc_spikes_out;
+  assign \$454  = cnt_clear_d ? 49'h0000000000000 : \$453 ;
+  assign \$455  = cnt_w1_reads + inc_w1_reads;
+  assign \$456  = cnt_clear_d ? 49'h0000000000000 : \$455 ;
+  assign \$457  = cnt_w2_reads + inc_w2_reads;
+  assign \$458  = cnt_clear_d ? 49'h0000000000000 : \$457 ;
+  assign \$459  = cnt_w3_reads + inc_w3_reads;
+  assign \$460  = cnt_clear_d ? 49'h0000000000000 : \$459 ;
+  assign \$461  = cnt_w4_reads + inc_w4_reads;
+  assign \$462  = cnt_clear_d ? 49'h0000000000000 : \$461 ;
+  assign \$463  = cnt_affine_reads + inc_affine_reads;
+  assign \$464  = cnt_clear_d ? 49'h0000000000000 : \$463 ;
+  assign \$465  = cnt_spike_in_reads + inc_spike_in_reads;
+  assign \$466  = cnt_clear_d ? 49'h0000000000000 : \$465 ;
+  assign \$467  = cnt_line1_reads + inc_line1_reads;
+  assign \$468  = cnt_clear_d ? 49'h0000000000000 : \$467 ;
+  assign \$469  = cnt_line1_writes + inc_line1_writes;
+  assign \$470  = cnt_clear_d ? 49'h0000000000000 : \$469 ;
+  assign \$471  = cnt_row2_reads + inc_row2_reads;
+  assign \$472  = cnt_clear_d ? 49'h0000000000000 : \$471 ;
+  assign \$473  = cnt_row2_writes + inc_row2_writes;
+  assign \$474  = cnt_clear_d ? 49'h0000000000000 : \$473 ;
+  assign \$475  = cnt_line4_reads + inc_line4_reads;
+  assign \$476  = cnt_clear_d ? 49'h0000000000000 : \$475 ;
+  assign \$477  = cnt_line4_writes + inc_line4_writes;
+  assign \$478  = cnt_clear_d ? 49'h0000000000000 : \$477 ;
+  assign \$479  = cnt_c2_spad_reads + inc_c2_spad_reads;
+  assign \$480  = cnt_clear_d ? 49'h0000000000000 : \$479 ;
+  assign \$481  = cnt_c2_spad_writes + inc_c2_spad_writes;
+  assign \$482  = cnt_clear_d ? 49'h0000000000000 : \$481 ;
+  assign \$483  = cnt_c3_spad_reads + inc_c3_spad_reads;
+  assign \$484  = cnt_clear_d ? 49'h0000000000000 : \$483 ;
+  assign \$485  = cnt_c3_spad_writes + inc_c3_spad_writes;
+  assign \$486  = cnt_clear_d ? 49'h0000000000000 : \$485 ;
+  assign \$487  = cnt_residual_reads + inc_residual_reads;
+  assign \$488  = cnt_clear_d ? 49'h0000000000000 : \$487 ;
+  assign \$489  = cnt_membrane_reads + inc_membrane_reads;
+  assign \$490  = cnt_clear_d ? 49'h0000000000000 : \$489 ;
+  assign \$491  = cnt_membrane_writes + inc_membrane_writes;
+  assign \$492  = cnt_clear_d ? 49'h0000000000000 : \$491 ;
+  assign \$493  = cnt_spikes_writes + inc_spikes_writes;
+  assign \$494  = cnt_clear_d ? 49'h0000000000000 : \$493 ;
+  assign \$495  = host_addr >= 10'h200;
+  assign \$496  = host_addr < 10'h240;
+  assign \$497  = \$495  & \$496 ;
+  assign \$498  = host_write & \$497 ;
+  assign \$499  = ~ busy;
+  assign \$500  = \$498  & \$499 ;
+  assign \$503  = host_addr >= 10'h240;
+  assign \$504  = host_addr < 10'h270;
+  assign \$505  = \$503  & \$504 ;
+  assign \$506  = host_write & \$505 ;
+  assign \$507  = ~ busy;
+  assign \$508  = \$506  & \$507 ;
+  assign \$511  = \$502  + \$510 ;
+  assign \$512  = host_addr >= 10'h280;
+  assign \$513  = host_addr < 10'h2b0;
+  assign \$514  = \$512  & \$513 ;
+  assign \$515  = host_write & \$514 ;
+  assign \$516  = ~ busy;
+  assign \$517  = \$515  & \$516 ;
+  assign \$520  = \$511  + \$519 ;
+  assign \$521  = host_addr >= 10'h2c0;
+  assign \$522  = host_addr < 10'h300;
   assign \$523  = \$521  & \$522 ;
   assign \$524  = host_write & \$523 ;
   assign \$525  = ~ busy;
   assign \$526  = \$524  & \$525 ;
   assign \$529  = \$520  + \$528 ;
-  assign \$530  = host_addr >= 14'h2000;
-  assign \$531  = host_addr < 15'h4000;
+  assign \$530  = host_addr >= 10'h300;
+  assign \$531  = host_addr < 10'h340;
   assign \$532  = \$530  & \$531 ;
   assign \$533  = host_write & \$532 ;
   assign \$534  = ~ busy;
   assign \$535  = \$533  & \$534 ;
-  assign \$536  = host_addr - 14'h2000;
-  assign \$537  = \$536 [0] < 2'h2;
+  assign \$536  = host_addr - 10'h300;
+  assign \$537  = \$536 [2:0] < 3'h6;
   assign \$538  = \$535  & \$537 ;
   assign \$539  = \$529  + \$538 ;
-  assign \$540  = host_addr >= 15'h4000;
-  assign \$541  = host_addr < 15'h4400;
+  assign \$540  = host_addr >= 11'h400;
+  assign \$541  = host_addr < 11'h500;
   assign \$542  = \$540  & \$541 ;
   assign \$543  = host_write & \$542 ;
-  assign \$544  = ~ busy;
-  assign \$545  = \$543  & \$544 ;
-  assign \$548  = \$539  + \$547 ;
-  assign \$549  = host_addr >= 15'h4400;
-  assign \$550  = host_addr < 15'h4800;
-  assign \$551  = \$549  & \$550 ;
-  assign \$552  = host_write & \$551 ;
-  assign \$553  = ~ busy;
-  assign \$554  = \$552  & \$553 ;
-  assign \$557  = \$548  + \$556 ;
-  assign \$558  = host_addr >= 15'h5000;
-  assign \$559  = host_addr < 15'h6000;
-  assign \$560  = \$558  & \$559 ;
-  assign \$561  = host_write & \$560 ;
-  assign \$562  = ~ busy;
-  assign \$563  = \$561  & \$562 ;
-  assign \$564  = host_addr - 15'h5000;
-  assign \$565  = \$564 [2:0] < 3'h5;
-  assign \$566  = \$563  & \$565 ;
-  assign \$567  = \$557  + \$566 ;
-  assign \$568  = cnt_host_words_in + \$567 ;
-  assign \$569  = host_addr >= 10'h200;
-  assign \$570  = host_addr < 10'h240;
-  assign \$571  = \$569  & \$570 ;
-  assign \$572  = host_read & \$571 ;
-  assign \$573  = ~ busy;
-  assign \$574  = \$572  & \$573 ;
-  assign \$577  = host_addr >= 10'h240;
-  assign \$578  = host_addr < 10'h270;
-  assign \$579  = \$577  & \$578 ;
-  assign \$580  = host_read & \$579 ;
-  assign \$581  = ~ busy;
-  assign \$582  = \$580  & \$581 ;
-  assign \$585  = \$576  + \$584 ;
-  assign \$586  = host_addr >= 10'h280;
-  assign \$587  = host_addr < 10'h2b0;
+  assign \$547  = \$539  + \$546 ;
+  assign \$548  = host_addr >= 11'h600;
+  assign \$549  = host_addr < 12'h800;
+  assign \$550  = \$548  & \$549 ;
+  assign \$551  = host_write & \$550 ;
+  assign \$553  = host_addr - 11'h600;
+  assign \$554  = \$553 [0] < 2'h2;
+  assign \$555  = \$552  & \$554 ;
+  assign \$556  = \$547  + \$555 ;
+  assign \$557  = host_addr >= 12'h800;
+  assign \$558  = host_addr < 12'hbc2;
+  assign \$559  = \$557  & \$558 ;
+  assign \$560  = host_write & \$559 ;
+  assign \$561  = ~ busy;
+  assign \$562  = \$560  & \$561 ;
+  assign \$563  = host_addr - 12'h800;
+  assign \$564  = \$563 [0] < 2'h2;
+  assign \$565  = \$562  & \$564 ;
+  assign \$566  = \$556  + \$565 ;
+  assign \$567  = host_addr >= 12'hc00;
+  assign \$568  = host_addr < 12'hde1;
+  assign \$569  = \$567  & \$568 ;
+  assign \$570  = host_write & \$569 ;
+  assign \$571  = ~ busy;
+  assign \$572  = \$570  & \$571 ;
+  assign \$575  = \$566  + \$574 ;
+  assign \$576  = host_addr >= 14'h2000;
+  assign \$577  = host_addr < 15'h4000;
+  assign \$578  = \$576  & \$577 ;
+  assign \$579  = host_write & \$578 ;
+  assign \$580  = ~ busy;
+  assign \$581  = \$579  & \$580 ;
+  assign \$582  = host_addr - 14'h2000;
+  assign \$583  = \$582 [0] < 2'h2;
+  assign \$584  = \$581  & \$583 ;
+  assign \$585  = \$575  + \$584 ;
+  assign \$586  = host_addr >= 15'h4000;
+  assign \$587  = host_addr < 15'h4400;
   assign \$588  = \$586  & \$587 ;
-  assign \$589  = host_read & \$588 ;
+  assign \$589  = host_write & \$588 ;
   assign \$590  = ~ busy;
   assign \$591  = \$589  & \$590 ;
   assign \$594  = \$585  + \$593 ;
-  assign \$595  = host_addr >= 10'h2c0;
-  assign \$596  = host_addr < 10'h300;
+  assign \$595  = host_addr >= 15'h4400;
+  assign \$596  = host_addr < 15'h4800;
   assign \$597  = \$595  & \$596 ;
-  assign \$598  = host_read & \$597 ;
+  assign \$598  = host_write & \$597 ;
   assign \$599  = ~ busy;
   assign \$600  = \$598  & \$599 ;
   assign \$603  = \$594  + \$602 ;
-  assign \$604  = host_addr >= 10'h300;
-  assign \$605  = host_addr < 10'h340;
+  assign \$604  = host_addr >= 15'h5000;
+  assign \$605  = host_addr < 15'h6000;
   assign \$606  = \$604  & \$605 ;
-  assign \$607  = host_read & \$606 ;
+  assign \$607  = host_write & \$606 ;
   assign \$608  = ~ busy;
   assign \$609  = \$607  & \$608 ;
-  assign \$610  = host_addr - 10'h300;
-  assign \$611  = \$610 [2:0] < 3'h6;
+  assign \$610  = host_addr - 15'h5000;
+  assign \$611  = \$610 [2:0] < 3'h5;
   assign \$612  = \$609  & \$611 ;
   assign \$613  = \$603  + \$612 ;
-  assign \$614  = host_addr >= 11'h400;
-  assign \$615  = host_addr < 11'h500;
-  assign \$616  = \$614  & \$615 ;
-  assign \$617  = host_read & \$616 ;
-  assign \$618  = ~ busy;
-  assign \$619  = \$617  & \$618 ;
-  assign \$622  = \$613  + \$621 ;
-  assign \$623  = host_addr >= 11'h600;
-  assign \$624  = host_addr < 12'h800;
-  assign \$625  = \$623  & \$624 ;
-  assign \$626  = host_read & \$625 ;
-  assign \$627  = ~ busy;
-  assign \$628  = \$626  & \$627 ;
-  assign \$629  = host_addr - 11'h600;
-  assign \$630  = \$629 [0] < 2'h2;
-  assign \$631  = \$628  & \$630 ;
-  assign \$632  = \$622  + \$631 ;
-  assign \$633  = host_addr >= 12'h800;
-  assign \$634  = host_addr < 12'hbc2;
+  assign \$614  = cnt_host_words_in + inc_host_words_in;
+  assign \$615  = cnt_clear_d ? 49'h0000000000000 : \$614 ;
+  assign \$616  = host_addr >= 10'h200;
+  assign \$617  = host_addr < 10'h240;
+  assign \$618  = \$616  & \$617 ;
+  assign \$619  = host_read & \$618 ;
+  assign \$620  = ~ busy;
+  assign \$621  = \$619  & \$620 ;
+  assign \$624  = host_addr >= 10'h240;
+  assign \$625  = host_addr < 10'h270;
+  assign \$626  = \$624  & \$625 ;
+  assign \$627  = host_read & \$626 ;
+  assign \$628  = ~ busy;
+  assign \$629  = \$627  & \$628 ;
+  assign \$632  = \$623  + \$631 ;
+  assign \$633  = host_addr >= 10'h280;
+  assign \$634  = host_addr < 10'h2b0;
   assign \$635  = \$633  & \$634 ;
   assign \$636  = host_read & \$635 ;
-  assign \$638  = host_addr - 12'h800;
-  assign \$639  = \$638 [0] < 2'h2;
-  assign \$640  = \$637  & \$639 ;
+  assign \$637  = ~ busy;
+  assign \$638  = \$636  & \$637 ;
   assign \$641  = \$632  + \$640 ;
-  assign \$642  = host_addr >= 12'hc00;
-  assign \$643  = host_addr < 12'hde1;
+  assign \$642  = host_addr >= 10'h2c0;
+  assign \$643  = host_addr < 10'h300;
   assign \$644  = \$642  & \$643 ;
   assign \$645  = host_read & \$644 ;
-  assign \$649  = \$641  + \$648 ;
-  assign \$650  = host_addr >= 14'h2000;
-  assign \$651  = host_addr < 15'h4000;
-  assign \$652  = \$650  & \$651 ;
-  assign \$653  = host_read & \$652 ;
-  assign \$654  = ~ busy;
-  assign \$655  = \$653  & \$654 ;
-  assign \$656  = host_addr - 14'h2000;
-  assign \$657  = \$656 [0] < 2'h2;
-  assign \$658  = \$655  & \$657 ;
-  assign \$659  = \$649  + \$658 ;
-  assign \$660  = host_addr >= 15'h4000;
-  assign \$661  = host_addr < 15'h4400;
-  assign \$662  = \$660  & \$661 ;
-  assign \$663  = host_read & \$662 ;
-  assign \$664  = ~ busy;
-  assign \$665  = \$663  & \$664 ;
-  assign \$668  = \$659  + \$667 ;
-  assign \$669  = host_addr >= 15'h4400;
-  assign \$670  = host_addr < 15'h4800;
-  assign \$671  = \$669  & \$670 ;
-  assign \$672  = host_read & \$671 ;
-  assign \$673  = ~ busy;
-  assign \$674  = \$672  & \$673 ;
-  assign \$677  = \$668  + \$676 ;
-  assign \$678  = host_addr >= 15'h5000;
-  assign \$679  = host_addr < 15'h6000;
-  assign \$680  = \$678  & \$679 ;
-  assign \$681  = host_read & \$680 ;
-  assign \$682  = ~ busy;
-  assign \$683  = \$681  & \$682 ;
-  assign \$684  = host_addr - 15'h5000;
-  assign \$685  = \$684 [2:0] < 3'h5;
-  assign \$686  = \$683  & \$685 ;
-  assign \$687  = \$677  + \$686 ;
-  assign \$688  = cnt_host_words_out + \$687 ;
-  assign \$689  = cnt_lifg_busy + \counts$322 [15];
-  assign \$690  = cnt_lifg_updates + \counts$322 [18:16];
-  assign \$691  = cnt_lifg_saturations + \counts$322 [28:24];
-  assign \$692  = cnt_trace_reads + \counts$322 [19];
-  assign \$693  = cnt_lifg_grad_reads + \counts$322 [21:20];
-  assign \$694  = cnt_lifg_grad_writes + \counts$322 [23:22];
-  assign \$695  = cnt_stage_busy + \counts$322 [0];
-  assign \$696  = cnt_stage_macs + \counts$322 [3:1];
-  assign \$697  = cnt_wgrad_updates + \counts$322 [6:4];
-  assign \$698  = cnt_wgrad_words + \counts$322 [11];
-  assign \$699  = cnt_in_reads + \counts$322 [7];
-  assign \$700  = cnt_grad_reads + \counts$322 [8];
-  assign \$701  = cnt_weight_reads + \counts$322 [9];
-  assign \$702  = cnt_grad_writes + \counts$322 [10];
-  assign \$703  = cnt_grad_saturations + \counts$322 [14:12];
+  assign \$646  = ~ busy;
+  assign \$647  = \$645  & \$646 ;
+  assign \$650  = \$641  + \$649 ;
+  assign \$651  = host_addr >= 10'h300;
+  assign \$652  = host_addr < 10'h340;
+  assign \$653  = \$651  & \$652 ;
+  assign \$654  = host_read & \$653 ;
+  assign \$655  = ~ busy;
+  assign \$656  = \$654  & \$655 ;
+  assign \$657  = host_addr - 10'h300;
+  assign \$658  = \$657 [2:0] < 3'h6;
+  assign \$659  = \$656  & \$658 ;
+  assign \$660  = \$650  + \$659 ;
+  assign \$661  = host_addr >= 11'h400;
+  assign \$662  = host_addr < 11'h500;
+  assign \$663  = \$661  & \$662 ;
+  assign \$664  = host_read & \$663 ;
+  assign \$665  = ~ busy;
+  assign \$666  = \$664  & \$665 ;
+  assign \$669  = \$660  + \$668 ;
+  assign \$670  = host_addr >= 11'h600;
+  assign \$671  = host_addr < 12'h800;
+  assign \$672  = \$670  & \$671 ;
+  assign \$673  = host_read & \$672 ;
+  assign \$674  = ~ busy;
+  assign \$675  = \$673  & \$674 ;
+  assign \$676  = host_addr - 11'h600;
+  assign \$677  = \$676 [0] < 2'h2;
+  assign \$678  = \$675  & \$677 ;
+  assign \$679  = \$669  + \$678 ;
+  assign \$680  = host_addr >= 12'h800;
+  assign \$681  = host_addr < 12'hbc2;
+  assign \$682  = \$680  & \$681 ;
+  assign \$683  = host_read & \$682 ;
+  assign \$685  = host_addr - 12'h800;
+  assign \$686  = \$685 [0] < 2'h2;
+  assign \$687  = \$684  & \$686 ;
+  assign \$688  = \$679  + \$687 ;
+  assign \$689  = host_addr >= 12'hc00;
+  assign \$690  = host_addr < 12'hde1;
+  assign \$691  = \$689  & \$690 ;
+  assign \$692  = host_read & \$691 ;
+  assign \$696  = \$688  + \$695 ;
+  assign \$697  = host_addr >= 14'h2000;
+  assign \$698  = host_addr < 15'h4000;
+  assign \$699  = \$697  & \$698 ;
+  assign \$700  = host_read & \$699 ;
+  assign \$701  = ~ busy;
+  assign \$702  = \$700  & \$701 ;
+  assign \$703  = host_addr - 14'h2000;
+  assign \$704  = \$703 [0] < 2'h2;
+  assign \$705  = \$702  & \$704 ;
+  assign \$706  = \$696  + \$705 ;
+  assign \$707  = host_addr >= 15'h4000;
+  assign \$708  = host_addr < 15'h4400;
+  assign \$709  = \$707  & \$708 ;
+  assign \$710  = host_read & \$709 ;
+  assign \$711  = ~ busy;
+  assign \$712  = \$710  & \$711 ;
+  assign \$715  = \$706  + \$714 ;
+  assign \$716  = host_addr >= 15'h4400;
+  assign \$717  = host_addr < 15'h4800;
+  assign \$718  = \$716  & \$717 ;
+  assign \$719  = host_read & \$718 ;
+  assign \$720  = ~ busy;
+  assign \$721  = \$719  & \$720 ;
+  assign \$724  = \$715  + \$723 ;
+  assign \$725  = host_addr >= 15'h5000;
+  assign \$726  = host_addr < 15'h6000;
+  assign \$727  = \$725  & \$726 ;
+  assign \$728  = host_read & \$727 ;
+  assign \$729  = ~ busy;
+  assign \$730  = \$728  & \$729 ;
+  assign \$731  = host_addr - 15'h5000;
+  assign \$732  = \$731 [2:0] < 3'h5;
+  assign \$733  = \$730  & \$732 ;
+  assign \$734  = \$724  + \$733 ;
+  assign \$735  = cnt_host_words_out + inc_host_words_out;
+  assign \$736  = cnt_clear_d ? 49'h0000000000000 : \$735 ;
+  assign \$737  = cnt_lifg_busy + inc_lifg_busy;
+  assign \$738  = cnt_clear_d ? 49'h0000000000000 : \$737 ;
+  assign \$739  = cnt_lifg_updates + inc_lifg_updates;
+  assign \$740  = cnt_clear_d ? 49'h0000000000000 : \$739 ;
+  assign \$741  = cnt_lifg_saturations + inc_lifg_saturations;
+  assign \$742  = cnt_clear_d ? 49'h0000000000000 : \$741 ;
+  assign \$743  = cnt_trace_reads + inc_trace_reads;
+  assign \$744  = cnt_clear_d ? 49'h0000000000000 : \$743 ;
+  assign \$745  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
+  assign \$746  = cnt_clear_d ? 49'h0000000000000 : \$745 ;
+  assign \$747  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
+  assign \$748  = cnt_clear_d ? 49'h0000000000000 : \$747 ;
+  assign \$749  = cnt_stage_busy + inc_stage_busy;
+  assign \$750  = cnt_clear_d ? 49'h0000000000000 : \$749 ;
+  assign \$751  = cnt_stage_macs + inc_stage_macs;
+  assign \$752  = cnt_clear_d ? 49'h0000000000000 : \$751 ;
+  assign \$753  = cnt_wgrad_updates + inc_wgrad_updates;
+  assign \$754  = cnt_clear_d ? 49'h0000000000000 : \$753 ;
+  assign \$755  = cnt_wgrad_words + inc_wgrad_words;
+  assign \$756  = cnt_clear_d ? 49'h0000000000000 : \$755 ;
+  assign \$757  = cnt_in_reads + inc_in_reads;
+  assign \$758  = cnt_clear_d ? 49'h0000000000000 : \$757 ;
+  assign \$759  = cnt_grad_reads + inc_grad_reads;
+  assign \$760  = cnt_clear_d ? 49'h0000000000000 : \$759 ;
+  assign \$761  = cnt_weight_reads + inc_weight_reads;
+  assign \$762  = cnt_clear_d ? 49'h0000000000000 : \$761 ;
+  assign \$763  = cnt_grad_writes + inc_grad_writes;
+  assign \$764  = cnt_clear_d ? 49'h0000000000000 : \$763 ;
+  assign \$765  = cnt_grad_saturations + inc_grad_saturations;
+  assign \$766  = cnt_clear_d ? 49'h0000000000000 : \$765 ;
   always @(posedge clk)
-    in_rows <= \$704 ;
+    in_rows <= \$767 ;
   always @(posedge clk)
-    res_rows <= \$705 ;
+    res_rows <= \$768 ;
   always @(posedge clk)
-    out_taken <= \$706 ;
+    out_taken <= \$769 ;
   always @(posedge clk)
-    staging <= \$707 ;
+    staging <= \$770 ;
   always @(posedge clk)
-    desc <= \$708 ;
+    desc <= \$771 ;
   always @(posedge clk)
-    stage <= \$709 ;
+    stage <= \$772 ;
   always @(posedge clk)
-    settle <= \$710 ;
+    settle <= \$773 ;
   always @(posedge clk)
-    busy <= \$711 ;
+    busy <= \$774 ;
   always @(posedge clk)
-    done <= \$712 ;
+    done <= \$775 ;
   always @(posedge clk)
-    pending <= \$713 ;
+    pending <= \$776 ;
   always @(posedge clk)
-    prev <= \$714 ;
+    draining <= \$777 ;
   always @(posedge clk)
-    \event  <= \$715 ;
+    prev <= \$778 ;
   always @(posedge clk)
-    cnt_cycles <= \$716 ;
+    \event  <= \$779 ;
   always @(posedge clk)
-    cnt_c1_busy <= \$717 ;
+    cnt_clear_d <= \$780 ;
   always @(posedge clk)
-    cnt_c1_stall <= \$718 ;
+    inc_cycles <= \$781 ;
   always @(posedge clk)
-    cnt_c1_in_wait <= \$719 ;
+    cnt_cycles <= \$782 ;
   always @(posedge clk)
-    cnt_c2_busy <= \$720 ;
+    inc_c1_busy <= \$783 ;
   always @(posedge clk)
-    cnt_c2_stall <= \$721 ;
+    cnt_c1_busy <= \$784 ;
   always @(posedge clk)
-    cnt_c3_busy <= \$722 ;
+    inc_c1_stall <= \$785 ;
   always @(posedge clk)
-    cnt_c3_stall <= \$723 ;
+    cnt_c1_stall <= \$786 ;
   always @(posedge clk)
-    cnt_c4_busy <= \$724 ;
+    inc_c1_in_wait <= \$787 ;
   always @(posedge clk)
-    cnt_c4_stall <= \$725 ;
+    cnt_c1_in_wait <= \$788 ;
   always @(posedge clk)
-    cnt_adder_busy <= \$726 ;
+    inc_c2_busy <= \$789 ;
   always @(posedge clk)
-    cnt_adder_stall <= \$727 ;
+    cnt_c2_busy <= \$790 ;
   always @(posedge clk)
-    cnt_lif_busy <= \$728 ;
+    inc_c2_stall <= \$791 ;
   always @(posedge clk)
-    cnt_lif_stall <= \$729 ;
+    cnt_c2_stall <= \$792 ;
   always @(posedge clk)
-    cnt_c1_slots <= \$730 ;
+    inc_c3_busy <= \$793 ;
   always @(posedge clk)
-    cnt_c1_adds <= \$731 ;
+    cnt_c3_busy <= \$794 ;
   always @(posedge clk)
-    cnt_c2_macs <= \$732 ;
+    inc_c3_stall <= \$795 ;
   always @(posedge clk)
-    cnt_c3_macs <= \$733 ;
+    cnt_c3_stall <= \$796 ;
   always @(posedge clk)
-    cnt_c4_macs <= \$734 ;
+    inc_c4_busy <= \$797 ;
   always @(posedge clk)
-    cnt_adds <= \$735 ;
+    cnt_c4_busy <= \$798 ;
   always @(posedge clk)
-    cnt_lif_updates <= \$736 ;
+    inc_c4_stall <= \$799 ;
   always @(posedge clk)
-    cnt_spikes_out <= \$737 ;
+    cnt_c4_stall <= \$800 ;
   always @(posedge clk)
-    cnt_w1_reads <= \$738 ;
+    inc_adder_busy <= \$801 ;
   always @(posedge clk)
-    cnt_w2_reads <= \$739 ;
+    cnt_adder_busy <= \$802 ;
   always @(posedge clk)
-    cnt_w3_reads <= \$740 ;
+    inc_adder_stall <= \$803 ;
   always @(posedge clk)
-    cnt_w4_reads <= \$741 ;
+    cnt_adder_stall <= \$804 ;
   always @(posedge clk)
-    cnt_affine_reads <= \$742 ;
+    inc_lif_busy <= \$805 ;
   always @(posedge clk)
-    cnt_spike_in_reads <= \$743 ;
+    cnt_lif_busy <= \$806 ;
   always @(posedge clk)
-    cnt_line1_reads <= \$744 ;
+    inc_lif_stall <= \$807 ;
   always @(posedge clk)
-    cnt_line1_writes <= \$745 ;
+    cnt_lif_stall <= \$808 ;
   always @(posedge clk)
-    cnt_row2_reads <= \$746 ;
+    inc_c1_slots <= \$809 ;
   always @(posedge clk)
-    cnt_row2_writes <= \$747 ;
+    cnt_c1_slots <= \$810 ;
   always @(posedge clk)
-    cnt_line4_reads <= \$748 ;
+    inc_c1_adds <= \$811 ;
   always @(posedge clk)
-    cnt_line4_writes <= \$749 ;
+    cnt_c1_adds <= \$812 ;
   always @(posedge clk)
-    cnt_c2_spad_reads <= \$750 ;
+    inc_c2_macs <= \$813 ;
   always @(posedge clk)
-    cnt_c2_spad_writes <= \$751 ;
+    cnt_c2_macs <= \$814 ;
   always @(posedge clk)
-    cnt_c3_spad_reads <= \$752 ;
+    inc_c3_macs <= \$815 ;
   always @(posedge clk)
-    cnt_c3_spad_writes <= \$753 ;
+    cnt_c3_macs <= \$816 ;
   always @(posedge clk)
-    cnt_residual_reads <= \$754 ;
+    inc_c4_macs <= \$817 ;
   always @(posedge clk)
-    cnt_membrane_reads <= \$755 ;
+    cnt_c4_macs <= \$818 ;
   always @(posedge clk)
-    cnt_membrane_writes <= \$756 ;
+    inc_adds <= \$819 ;
   always @(posedge clk)
-    cnt_spikes_writes <= \$757 ;
+    cnt_adds <= \$820 ;
   always @(posedge clk)
-    cnt_host_words_in <= \$758 ;
+    inc_lif_updates <= \$821 ;
   always @(posedge clk)
-    cnt_host_words_out <= \$759 ;
+    cnt_lif_updates <= \$822 ;
   always @(posedge clk)
-    cnt_lifg_busy <= \$760 ;
+    inc_spikes_out <= \$823 ;
   always @(posedge clk)
-    cnt_lifg_updates <= \$761 ;
+    cnt_spikes_out <= \$824 ;
   always @(posedge clk)
-    cnt_lifg_saturations <= \$762 ;
+    inc_w1_reads <= \$825 ;
   always @(posedge clk)
-    cnt_trace_reads <= \$763 ;
+    cnt_w1_reads <= \$826 ;
   always @(posedge clk)
-    cnt_lifg_grad_reads <= \$764 ;
+    inc_w2_reads <= \$827 ;
   always @(posedge clk)
-    cnt_lifg_grad_writes <= \$765 ;
+    cnt_w2_reads <= \$828 ;
   always @(posedge clk)
-    cnt_stage_busy <= \$766 ;
+    inc_w3_reads <= \$829 ;
   always @(posedge clk)
-    cnt_stage_macs <= \$767 ;
+    cnt_w3_reads <= \$830 ;
   always @(posedge clk)
-    cnt_wgrad_updates <= \$768 ;
+    inc_w4_reads <= \$831 ;
   always @(posedge clk)
-    cnt_wgrad_words <= \$769 ;
+    cnt_w4_reads <= \$832 ;
   always @(posedge clk)
-    cnt_in_reads <= \$770 ;
+    inc_affine_reads <= \$833 ;
   always @(posedge clk)
-    cnt_grad_reads <= \$771 ;
+    cnt_affine_reads <= \$834 ;
   always @(posedge clk)
-    cnt_weight_reads <= \$772 ;
+    inc_spike_in_reads <= \$835 ;
   always @(posedge clk)
-    cnt_grad_writes <= \$773 ;
+    cnt_spike_in_reads <= \$836 ;
   always @(posedge clk)
-    cnt_grad_saturations <= \$774 ;
+    inc_line1_reads <= \$837 ;
   always @(posedge clk)
-    rd_valid1 <= \$775 ;
+    cnt_line1_reads <= \$838 ;
   always @(posedge clk)
-    rd_sel <= \$776 ;
+    inc_line1_writes <= \$839 ;
   always @(posedge clk)
-    rd_k <= \$777 ;
+    cnt_line1_writes <= \$840 ;
   always @(posedge clk)
-    rd_reg <= \$778 ;
+    inc_row2_reads <= \$841 ;
   always @(posedge clk)
-    host_rvalid <= \$779 ;
+    cnt_row2_reads <= \$842 ;
   always @(posedge clk)
-    host_rdata <= \$780 ;
+    inc_row2_writes <= \$843 ;
+  always @(posedge clk)
+    cnt_row2_writes <= \$844 ;
+  always @(posedge clk)
+    inc_line4_reads <= \$845 ;
+  always @(posedge clk)
+    cnt_line4_reads <= \$846 ;
+  always @(posedge clk)
+    inc_line4_writes <= \$847 ;
+  always @(posedge clk)
+    cnt_line4_writes <= \$848 ;
+  always @(posedge clk)
+    inc_c2_spad_reads <= \$849 ;
+  always @(posedge clk)
+    cnt_c2_spad_reads <= \$850 ;
+  always @(posedge clk)
+    inc_c2_spad_writes <= \$851 ;
+  always @(posedge clk)
+    cnt_c2_spad_writes <= \$852 ;
+  always @(posedge clk)
+    inc_c3_spad_reads <= \$853 ;
+  always @(posedge clk)
+    cnt_c3_spad_reads <= \$854 ;
+  always @(posedge clk)
+    inc_c3_spad_writes <= \$855 ;
+  always @(posedge clk)
+    cnt_c3_spad_writes <= \$856 ;
+  always @(posedge clk)
+    inc_residual_reads <= \$857 ;
+  always @(posedge clk)
+    cnt_residual_reads <= \$858 ;
+  always @(posedge clk)
+    inc_membrane_reads <= \$859 ;
+  always @(posedge clk)
+    cnt_membrane_reads <= \$860 ;
+  always @(posedge clk)
+    inc_membrane_writes <= \$861 ;
+  always @(posedge clk)
+    cnt_membrane_writes <= \$862 ;
+  always @(posedge clk)
+    inc_spikes_writes <= \$863 ;
+  always @(posedge clk)
+    cnt_spikes_writes <= \$864 ;
+  always @(posedge clk)
+    inc_host_words_in <= \$865 ;
+  always @(posedge clk)
+    cnt_host_words_in <= \$866 ;
+  always @(posedge clk)
+    inc_host_words_out <= \$867 ;
+  always @(posedge clk)
+    cnt_host_words_out <= \$868 ;
+  always @(posedge clk)
+    inc_lifg_busy <= \$869 ;
+  always @(posedge clk)
+    cnt_lifg_busy <= \$870 ;
+  always @(posedge clk)
+    inc_lifg_updates <= \$871 ;
+  always @(posedge clk)
+    cnt_lifg_updates <= \$872 ;
+  always @(posedge clk)
+    inc_lifg_saturations <= \$873 ;
+  always @(posedge clk)
+    cnt_lifg_saturations <= \$874 ;
+  always @(posedge clk)
+    inc_trace_reads <= \$875 ;
+  always @(posedge clk)
+    cnt_trace_reads <= \$876 ;
+  always @(posedge clk)
+    inc_lifg_grad_reads <= \$877 ;
+  always @(posedge clk)
+    cnt_lifg_grad_reads <= \$878 ;
+  always @(posedge clk)
+    inc_lifg_grad_writes <= \$879 ;
+  always @(posedge clk)
+    cnt_lifg_grad_writes <= \$880 ;
+  always @(posedge clk)
+    inc_stage_busy <= \$881 ;
+  always @(posedge clk)
+    cnt_stage_busy <= \$882 ;
+  always @(posedge clk)
+    inc_stage_macs <= \$883 ;
+  always @(posedge clk)
+    cnt_stage_macs <= \$884 ;
+  always @(posedge clk)
+    inc_wgrad_updates <= \$885 ;
+  always @(posedge clk)
+    cnt_wgrad_updates <= \$886 ;
+  always @(posedge clk)
+    inc_wgrad_words <= \$887 ;
+  always @(posedge clk)
+    cnt_wgrad_words <= \$888 ;
+  always @(posedge clk)
+    inc_in_reads <= \$889 ;
+  always @(posedge clk)
+    cnt_in_reads <= \$890 ;
+  always @(posedge clk)
+    inc_grad_reads <= \$891 ;
+  always @(posedge clk)
+    cnt_grad_reads <= \$892 ;
+  always @(posedge clk)
+    inc_weight_reads <= \$893 ;
+  always @(posedge clk)
+    cnt_weight_reads <= \$894 ;
+  always @(posedge clk)
+    inc_grad_writes <= \$895 ;
+  always @(posedge clk)
+    cnt_grad_writes <= \$896 ;
+  always @(posedge clk)
+    inc_grad_saturations <= \$897 ;
+  always @(posedge clk)
+    cnt_grad_saturations <= \$898 ;
+  always @(posedge clk)
+    rd_valid1 <= \$899 ;
+  always @(posedge clk)
+    rd_sel <= \$900 ;
+  always @(posedge clk)
+    rd_k <= \$901 ;
+  always @(posedge clk)
+    rd_reg <= \$902 ;
+  always @(posedge clk)
+    host_rvalid <= \$903 ;
+  always @(posedge clk)
+    host_rdata <= \$904 ;
   assign \$1  = host_addr == 1'h1;
   assign \$2  = host_write & \$1 ;
   assign \$3  = \$2  & host_wdata[0];
@@ -11364,111 +11832,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$65  = host_addr - 10'h240;
   assign \$67  = ~ busy;
   assign \$68  = host_write & \$67 ;
-  assign \$69  = host_addr >= 10'h280;
-  assign \$70  = host_addr < 10'h2b0;
-  assign \$71  = \$69  & \$70 ;
-  assign \$72  = \$68  & \$71 ;
-  assign \$74  = host_addr - 10'h280;
-  assign \$76  = ~ busy;
-  assign \$77  = host_write & \$76 ;
-  assign \$78  = host_addr >= 10'h2c0;
-  assign \$79  = host_addr < 10'h300;
-  assign \$80  = \$78  & \$79 ;
-  assign \$81  = \$77  & \$80 ;
-  assign \$83  = host_addr - 10'h2c0;
-  assign \$85  = ~ busy;
-  assign \$86  = host_write & \$85 ;
-  assign \$87  = host_addr >= 10'h300;
-  assign \$88  = host_addr < 10'h340;
-  assign \$89  = \$87  & \$88 ;
-  assign \$90  = \$86  & \$89 ;
-  assign \$91  = host_addr - 10'h300;
-  assign \$92  = \$91 [2:0] == 3'h5;
-  assign \port__en$166  = \$90  & \$92 ;
-  assign \$93  = host_addr - 10'h300;
-  assign \$96  = host_addr >= 11'h400;
-  assign \$97  = host_addr < 11'h500;
-  assign \$98  = \$96  & \$97 ;
-  assign \$99  = \$95  & \$98 ;
-  assign \$101  = host_addr - 11'h400;
-  assign \$104  = host_addr >= 11'h600;
-  assign \$105  = host_addr < 12'h800;
-  assign \$106  = \$104  & \$105 ;
-  assign \$107  = \$103  & \$106 ;
-  assign \$108  = host_addr - 11'h600;
-  assign \port__en$173  = \$107  & \$109 ;
-  assign \$110  = host_addr - 11'h600;
-  assign \$112  = host_addr >= 12'h800;
-  assign \$113  = host_addr < 12'hbc2;
-  assign \$114  = \$112  & \$113 ;
-  assign \port__en$176  = host_read & \$114 ;
-  assign \$115  = host_addr - 12'h800;
-  assign \$117  = host_addr >= 12'hc00;
-  assign \$118  = host_addr < 12'hde1;
-  assign \$119  = \$117  & \$118 ;
-  assign \port__en$178  = host_read & \$119 ;
-  assign \$120  = host_addr - 12'hc00;
-  assign \$122  = host_addr >= 14'h2000;
-  assign \$123  = host_addr < 15'h4000;
-  assign \$124  = \$122  & \$123 ;
-  assign \$125  = host_read & \$124 ;
-  assign \port__en$182  = busy ? grad_a__en : \$125 ;
-  assign \$126  = host_addr - 14'h2000;
-  assign \$128  = busy ? grad_a__addr : { 5'h00, \$127  };
-  assign \$129  = ~ busy;
-  assign \$130  = host_write & \$129 ;
-  assign \$131  = host_addr >= 14'h2000;
-  assign \$132  = host_addr < 15'h4000;
-  assign \$133  = \$131  & \$132 ;
-  assign \$134  = \$130  & \$133 ;
-  assign \$135  = host_addr - 14'h2000;
-  assign \port__en$224  = \$134  & \$136 ;
-  assign \$137  = host_addr - 14'h2000;
-  assign \$139  = ~ busy;
-  assign \$140  = host_write & \$139 ;
-  assign \$141  = host_addr >= 15'h4000;
-  assign \$142  = host_addr < 15'h4400;
-  assign \$143  = \$141  & \$142 ;
-  assign \$144  = \$140  & \$143 ;
-  assign \$146  = host_addr - 15'h4000;
-  assign \$148  = ~ busy;
-  assign \$149  = host_write & \$148 ;
-  assign \$150  = host_addr >= 15'h4400;
-  assign \$151  = host_addr < 15'h4800;
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = \$149  & \$152 ;
-  assign \$155  = host_addr - 15'h4400;
-  assign \$157  = host_addr >= 15'h5000;
-  assign \$158  = host_addr < 15'h6000;
-  assign \$159  = \$157  & \$158 ;
-  assign \$160  = host_read & \$159 ;
-  assign \$161  = ~ busy;
-  assign wgrad_rd_en = \$160  & \$161 ;
-  assign \$162  = host_addr - 15'h5000;
-  assign \$164  = \$signal$15  | pending;
-  assign \$165  = ! settle;
-  assign \$166  = host_addr >= 5'h10;
-  assign \$167  = host_write & \$166 ;
-  assign \$168  = host_addr < 6'h29;
-  assign \$169  = \$167  & \$168 ;
-  assign \$170  = ~ \$169 ;
-  assign \$171  = \$165  & \$170 ;
-  assign \$172  = \$164  & \$171 ;
-  assign \$173  = ! desc[261:260];
-  assign start = \$172  & \$173 ;
-  assign \$174  = \$signal$15  | pending;
-  assign \$175  = ! settle;
-  assign \$176  = host_addr >= 5'h10;
-  assign \$177  = host_write & \$176 ;
-  assign \$178  = host_addr < 6'h29;
-  assign \$179  = \$177  & \$178 ;
   \ttsnn_accel.backward  backward (
     .acc_rd_en(wgrad_rd_en),
     .affine__data(\affine__data$210 ),
     .affine__en(\port__en$206 ),
-    .busy(\busy$314 ),
+    .busy(\busy$315 ),
     .clk(clk),
-    .counts(\counts$322 ),
+    .counts(\counts$369 ),
     .grad__data(grad_b__data),
     .grad_a__addr(grad_a__addr),
     .grad_a__en(grad_a__en),
@@ -11481,11 +11851,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__en(\wr__en$212 ),
     .inp__data(grad_a__data),
     .\port$185$0 (\$163 ),
-    .\port$6617$0 (\$793 ),
-    .\port$6659$0 (\$794 ),
-    .\port$6701$0 (\$795 ),
-    .\port$6743$0 (\$796 ),
-    .\port$7993$0 (\$797 ),
+    .\port$6679$0 (\$917 ),
+    .\port$6721$0 (\$918 ),
+    .\port$6763$0 (\$919 ),
+    .\port$6805$0 (\$920 ),
+    .\port$8177$0 (\$921 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$240 ),
@@ -11498,7 +11868,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .wgrad_rd_data(wgrad_rd_data)
   );
   \ttsnn_accel.e1  e1 (
-    .busy(\busy$315 ),
+    .busy(\busy$316 ),
     .clk(clk),
     .counts(counts),
     .desc(desc),
@@ -11507,10 +11877,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .in_rows(in_rows),
     .line1__addr(line1__addr),
     .line1__en(wr__en),
-    .\port$1433$0 (\$781 ),
-    .\port$1437$0 (\$782 ),
-    .\port$1441$0 (\$783 ),
-    .\port$1445$0 (\$784 ),
+    .\port$1495$0 (\$905 ),
+    .\port$1499$0 (\$906 ),
+    .\port$1503$0 (\$907 ),
+    .\port$1507$0 (\$908 ),
     .released(released),
     .released_e1_order(released_e1_order),
     .rows_done(e1_rows),
@@ -11524,9 +11894,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .weights(w1__data)
   );
   \ttsnn_accel.e23  e23 (
-    .busy(\busy$316 ),
+    .busy(\busy$317 ),
     .clk(clk),
-    .counts(\counts$320 ),
+    .counts(\counts$327 ),
     .desc(desc),
     .e1_rows(e1_rows),
     .e4_released(e4_released),
@@ -11543,10 +11913,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(\line4__addr$139 ),
     .line4__data(\wr__data$140 ),
     .line4__en(\wr__en$136 ),
-    .\port$3315$0 (\$785 ),
-    .\port$3355$0 (\$786 ),
-    .\port$3395$0 (\$787 ),
-    .\port$3435$0 (\$788 ),
+    .\port$3377$0 (\$909 ),
+    .\port$3417$0 (\$910 ),
+    .\port$3457$0 (\$911 ),
+    .\port$3497$0 (\$912 ),
     .q23_rows(rows_written),
     .released(released),
     .released_e1_order(released_e1_order),
@@ -11571,9 +11941,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .affine__addr(affine__addr),
     .affine__data(affine__data),
     .affine__en(affine__en),
-    .busy(\busy$317 ),
+    .busy(\busy$318 ),
     .clk(clk),
-    .counts(\counts$321 ),
+    .counts(\counts$332 ),
     .desc(desc),
     .geo(geo),
     .issue4(w4__en),
@@ -11587,10 +11957,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__en(\wr__en$142 ),
     .out_rows(out_rows),
     .out_taken(out_taken),
-    .\port$7879$0 (\$789 ),
-    .\port$7889$0 (\$790 ),
-    .\port$7899$0 (\$791 ),
-    .\port$7909$0 (\$792 ),
+    .\port$8063$0 (\$913 ),
+    .\port$8073$0 (\$914 ),
+    .\port$8083$0 (\$915 ),
+    .\port$8093$0 (\$916 ),
     .res_consumed(res_consumed),
     .res_rows(res_rows),
     .residual__addr(residual__addr),
@@ -12115,1126 +12485,1267 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$704  = in_rows;
+    \$767  = in_rows;
     if (host_write) begin
       if (\$260 ) begin
-        \$704  = host_wdata[23:0];
+        \$767  = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$704  = 24'h000000;
+      \$767  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$705  = res_rows;
+    \$768  = res_rows;
     if (host_write) begin
       if (\$261 ) begin
-        \$705  = host_wdata[23:0];
+        \$768  = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$705  = 24'h000000;
+      \$768  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$706  = out_taken;
+    \$769  = out_taken;
     if (host_write) begin
       if (\$262 ) begin
-        \$706  = host_wdata[23:0];
+        \$769  = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$706  = 24'h000000;
+      \$769  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$707  = staging;
+    \$770  = staging;
     if (host_write) begin
       if (\$270 ) begin
         casez (\$271 [2:0])
           3'h0:
-              \$707 [31:0] = host_wdata;
+              \$770 [31:0] = host_wdata;
           3'h1:
-              \$707 [63:32] = host_wdata;
+              \$770 [63:32] = host_wdata;
           3'h2:
-              \$707 [95:64] = host_wdata;
+              \$770 [95:64] = host_wdata;
           3'h3:
-              \$707 [127:96] = host_wdata;
+              \$770 [127:96] = host_wdata;
           3'h4:
-              \$707 [159:128] = host_wdata;
+              \$770 [159:128] = host_wdata;
         endcase
       end
       if (\$278 ) begin
         (* full_case = 32'd1 *)
         casez (\$279 [0])
           1'h0:
-              \$707 [31:0] = host_wdata;
+              \$770 [31:0] = host_wdata;
           1'h1:
-              \$707 [63:32] = host_wdata;
+              \$770 [63:32] = host_wdata;
         endcase
       end
       if (\$287 ) begin
         (* full_case = 32'd1 *)
         casez (\$288 [0])
           1'h0:
-              \$707 [31:0] = host_wdata;
+              \$770 [31:0] = host_wdata;
           1'h1:
-              \$707 [63:32] = host_wdata;
+              \$770 [63:32] = host_wdata;
         endcase
       end
       if (\$296 ) begin
         (* full_case = 32'd1 *)
         casez (\$297 [0])
           1'h0:
-              \$707 [31:0] = host_wdata;
+              \$770 [31:0] = host_wdata;
           1'h1:
-              \$707 [63:32] = host_wdata;
+              \$770 [63:32] = host_wdata;
         endcase
       end
       if (\$305 ) begin
         casez (\$306 [2:0])
           3'h0:
-              \$707 [31:0] = host_wdata;
+              \$770 [31:0] = host_wdata;
           3'h1:
-              \$707 [63:32] = host_wdata;
+              \$770 [63:32] = host_wdata;
           3'h2:
-              \$707 [95:64] = host_wdata;
+              \$770 [95:64] = host_wdata;
           3'h3:
-              \$707 [127:96] = host_wdata;
+              \$770 [127:96] = host_wdata;
           3'h4:
-              \$707 [159:128] = host_wdata;
+              \$770 [159:128] = host_wdata;
         endcase
       end
     end
     if (rst) begin
-      \$707  = 160'h0000000000000000000000000000000000000000;
+      \$770  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$708  = desc;
+    \$771  = desc;
     if (host_write) begin
       if (\$307 ) begin
         if (\$308 ) begin
-          \$708 [15:0] = host_wdata[15:0];
+          \$771 [15:0] = host_wdata[15:0];
         end
         if (\$309 ) begin
-          \$708 [31:16] = host_wdata[15:0];
+          \$771 [31:16] = host_wdata[15:0];
         end
         if (\$310 ) begin
-          \$708 [47:32] = host_wdata[15:0];
+          \$771 [47:32] = host_wdata[15:0];
         end
         if (\$311 ) begin
-          \$708 [63:48] = host_wdata[15:0];
+          \$771 [63:48] = host_wdata[15:0];
         end
         if (\$312 ) begin
-          \$708 [79:64] = host_wdata[15:0];
+          \$771 [79:64] = host_wdata[15:0];
         end
         if (\$313 ) begin
-          \$708 [87:80] = host_wdata[7:0];
+          \$771 [87:80] = host_wdata[7:0];
         end
         if (\$314 ) begin
-          \$708 [89:88] = host_wdata[1:0];
+          \$771 [89:88] = host_wdata[1:0];
         end
         if (\$315 ) begin
-          \$708 [121:90] = host_wdata;
+          \$771 [121:90] = host_wdata;
         end
         if (\$316 ) begin
-          \$708 [125:122] = host_wdata[3:0];
+          \$771 [125:122] = host_wdata[3:0];
         end
         if (\$317 ) begin
-          \$708 [126] = host_wdata[0];
+          \$771 [126] = host_wdata[0];
         end
         if (\$318 ) begin
-          \$708 [132:127] = host_wdata[5:0];
+          \$771 [132:127] = host_wdata[5:0];
         end
         if (\$319 ) begin
-          \$708 [138:133] = host_wdata[5:0];
+          \$771 [138:133] = host_wdata[5:0];
         end
         if (\$320 ) begin
-          \$708 [144:139] = host_wdata[5:0];
+          \$771 [144:139] = host_wdata[5:0];
         end
         if (\$321 ) begin
-          \$708 [150:145] = host_wdata[5:0];
+          \$771 [150:145] = host_wdata[5:0];
         end
         if (\$322 ) begin
-          \$708 [166:151] = host_wdata[15:0];
+          \$771 [166:151] = host_wdata[15:0];
         end
         if (\$323 ) begin
-          \$708 [172:167] = host_wdata[5:0];
+          \$771 [172:167] = host_wdata[5:0];
         end
         if (\$324 ) begin
-          \$708 [204:173] = host_wdata;
+          \$771 [204:173] = host_wdata;
         end
         if (\$325 ) begin
-          \$708 [205] = host_wdata[0];
+          \$771 [205] = host_wdata[0];
         end
         if (\$326 ) begin
-          \$708 [206] = host_wdata[0];
+          \$771 [206] = host_wdata[0];
         end
         if (\$327 ) begin
-          \$708 [207] = host_wdata[0];
+          \$771 [207] = host_wdata[0];
         end
         if (\$328 ) begin
-          \$708 [211:208] = host_wdata[3:0];
+          \$771 [211:208] = host_wdata[3:0];
         end
         if (\$329 ) begin
-          \$708 [227:212] = host_wdata[15:0];
+          \$771 [227:212] = host_wdata[15:0];
         end
         if (\$330 ) begin
-          \$708 [243:228] = host_wdata[15:0];
+          \$771 [243:228] = host_wdata[15:0];
         end
         if (\$331 ) begin
-          \$708 [259:244] = host_wdata[15:0];
+          \$771 [259:244] = host_wdata[15:0];
         end
         if (\$332 ) begin
-          \$708 [261:260] = host_wdata[1:0];
+          \$771 [261:260] = host_wdata[1:0];
         end
       end
     end
     if (rst) begin
-      \$708  = 262'h000000000000000000000000000000000000000000000000000000000000000000;
+      \$771  = 262'h000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$709  = stage;
+    \$772  = stage;
     if (host_write) begin
       if (\$307 ) begin
         if (\$333 ) begin
-          \$709 [1:0] = host_wdata[1:0];
+          \$772 [1:0] = host_wdata[1:0];
         end
         if (\$334 ) begin
-          \$709 [9:2] = host_wdata[7:0];
+          \$772 [9:2] = host_wdata[7:0];
         end
         if (\$335 ) begin
-          \$709 [25:10] = host_wdata[15:0];
+          \$772 [25:10] = host_wdata[15:0];
         end
         if (\$336 ) begin
-          \$709 [41:26] = host_wdata[15:0];
+          \$772 [41:26] = host_wdata[15:0];
         end
         if (\$337 ) begin
-          \$709 [57:42] = host_wdata[15:0];
+          \$772 [57:42] = host_wdata[15:0];
         end
         if (\$338 ) begin
-          \$709 [73:58] = host_wdata[15:0];
+          \$772 [73:58] = host_wdata[15:0];
         end
         if (\$339 ) begin
-          \$709 [93:74] = host_wdata[19:0];
+          \$772 [93:74] = host_wdata[19:0];
         end
         if (\$340 ) begin
-          \$709 [109:94] = host_wdata[15:0];
+          \$772 [109:94] = host_wdata[15:0];
         end
         if (\$341 ) begin
-          \$709 [125:110] = host_wdata[15:0];
+          \$772 [125:110] = host_wdata[15:0];
         end
         if (\$342 ) begin
-          \$709 [127:126] = host_wdata[1:0];
+          \$772 [127:126] = host_wdata[1:0];
         end
         if (\$343 ) begin
-          \$709 [129:128] = host_wdata[1:0];
+          \$772 [129:128] = host_wdata[1:0];
         end
         if (\$344 ) begin
-          \$709 [131:130] = host_wdata[1:0];
+          \$772 [131:130] = host_wdata[1:0];
         end
         if (\$345 ) begin
-          \$709 [151:132] = host_wdata[19:0];
+          \$772 [151:132] = host_wdata[19:0];
         end
         if (\$346 ) begin
-          \$709 [171:152] = host_wdata[19:0];
+          \$772 [171:152] = host_wdata[19:0];
         end
         if (\$347 ) begin
-          \$709 [172] = host_wdata[0];
+          \$772 [172] = host_wdata[0];
         end
         if (\$348 ) begin
-          \$709 [178:173] = host_wdata[5:0];
+          \$772 [178:173] = host_wdata[5:0];
         end
         if (\$349 ) begin
-          \$709 [179] = host_wdata[0];
+          \$772 [179] = host_wdata[0];
         end
         if (\$350 ) begin
-          \$709 [211:180] = host_wdata;
+          \$772 [211:180] = host_wdata;
         end
         if (\$351 ) begin
-          \$709 [212] = host_wdata[0];
+          \$772 [212] = host_wdata[0];
         end
         if (\$352 ) begin
-          \$709 [232:213] = host_wdata[19:0];
+          \$772 [232:213] = host_wdata[19:0];
         end
         if (\$353 ) begin
-          \$709 [238:233] = host_wdata[5:0];
+          \$772 [238:233] = host_wdata[5:0];
         end
         if (\$354 ) begin
-          \$709 [239] = host_wdata[0];
+          \$772 [239] = host_wdata[0];
         end
         if (\$355 ) begin
-          \$709 [259:240] = host_wdata[19:0];
+          \$772 [259:240] = host_wdata[19:0];
         end
         if (\$356 ) begin
-          \$709 [275:260] = host_wdata[15:0];
+          \$772 [275:260] = host_wdata[15:0];
         end
         if (\$357 ) begin
-          \$709 [291:276] = host_wdata[15:0];
+          \$772 [291:276] = host_wdata[15:0];
         end
         if (\$358 ) begin
-          \$709 [293:292] = host_wdata[1:0];
+          \$772 [293:292] = host_wdata[1:0];
         end
         if (\$359 ) begin
-          \$709 [295:294] = host_wdata[1:0];
+          \$772 [295:294] = host_wdata[1:0];
         end
         if (\$360 ) begin
-          \$709 [315:296] = host_wdata[19:0];
+          \$772 [315:296] = host_wdata[19:0];
         end
         if (\$361 ) begin
-          \$709 [316] = host_wdata[0];
+          \$772 [316] = host_wdata[0];
         end
         if (\$362 ) begin
-          \$709 [336:317] = host_wdata[19:0];
+          \$772 [336:317] = host_wdata[19:0];
         end
         if (\$363 ) begin
-          \$709 [356:337] = host_wdata[19:0];
+          \$772 [356:337] = host_wdata[19:0];
         end
         if (\$364 ) begin
-          \$709 [357] = host_wdata[0];
+          \$772 [357] = host_wdata[0];
         end
         if (\$365 ) begin
-          \$709 [358] = host_wdata[0];
+          \$772 [358] = host_wdata[0];
         end
         if (\$366 ) begin
-          \$709 [374:359] = host_wdata[15:0];
+          \$772 [374:359] = host_wdata[15:0];
         end
         if (\$367 ) begin
-          \$709 [380:375] = host_wdata[5:0];
+          \$772 [380:375] = host_wdata[5:0];
         end
         if (\$368 ) begin
-          \$709 [396:381] = host_wdata[15:0];
+          \$772 [396:381] = host_wdata[15:0];
         end
         if (\$369 ) begin
-          \$709 [402:397] = host_wdata[5:0];
+          \$772 [402:397] = host_wdata[5:0];
         end
       end
     end
     if (rst) begin
-      \$709  = 403'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$772  = 403'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$710  = \$377 [2:0];
+    \$773  = \$377 [2:0];
     if (rst) begin
-      \$710  = 3'h0;
+      \$773  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$711  = busy;
+    \$774  = busy;
     if (\$386 ) begin
-      \$711  = 1'h1;
+      \$774  = 1'h1;
     end else if (\$395 ) begin
-      \$711  = 1'h1;
-    end else if (\$401 ) begin
-      \$711  = 1'h0;
+      \$774  = 1'h1;
+    end else if (\$403 ) begin
+    end else if (draining) begin
+      \$774  = 1'h0;
     end
     if (rst) begin
-      \$711  = 1'h0;
+      \$774  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$712  = done;
+    \$775  = done;
     if (\$386 ) begin
-      \$712  = 1'h0;
+      \$775  = 1'h0;
     end else if (\$395 ) begin
-      \$712  = 1'h0;
-    end else if (\$401 ) begin
-      \$712  = 1'h1;
+      \$775  = 1'h0;
+    end else if (\$403 ) begin
+    end else if (draining) begin
+      \$775  = 1'h1;
     end
-    if (rst) begin
-      \$712  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$713  = pending;
-    if (\$386 ) begin
-      \$713  = 1'h1;
-    end else if (\$395 ) begin
-      \$713  = 1'h0;
-    end
-    if (rst) begin
-      \$713  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$714  = { done, out_rows, res_consumed, in_consumed };
-    if (rst) begin
-      \$714  = 73'h0000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$715  = \event ;
-    if (\$402 ) begin
-      \$715  = 1'h1;
-    end else if (\$404 ) begin
-      \$715  = 1'h0;
-    end
-    if (rst) begin
-      \$715  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$716  = 48'h000000000000;
-    end else begin
-      \$716  = \$407 [47:0];
-    end
-    if (rst) begin
-      \$716  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$717  = 48'h000000000000;
-    end else begin
-      \$717  = \$408 [47:0];
-    end
-    if (rst) begin
-      \$717  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$718  = 48'h000000000000;
-    end else begin
-      \$718  = \$409 [47:0];
-    end
-    if (rst) begin
-      \$718  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$719  = 48'h000000000000;
-    end else begin
-      \$719  = \$410 [47:0];
-    end
-    if (rst) begin
-      \$719  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$720  = 48'h000000000000;
-    end else begin
-      \$720  = \$411 [47:0];
-    end
-    if (rst) begin
-      \$720  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$721  = 48'h000000000000;
-    end else begin
-      \$721  = \$412 [47:0];
-    end
-    if (rst) begin
-      \$721  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$722  = 48'h000000000000;
-    end else begin
-      \$722  = \$413 [47:0];
-    end
-    if (rst) begin
-      \$722  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$723  = 48'h000000000000;
-    end else begin
-      \$723  = \$414 [47:0];
-    end
-    if (rst) begin
-      \$723  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$724  = 48'h000000000000;
-    end else begin
-      \$724  = \$415 [47:0];
-    end
-    if (rst) begin
-      \$724  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$725  = 48'h000000000000;
-    end else begin
-      \$725  = \$416 [47:0];
-    end
-    if (rst) begin
-      \$725  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$726  = 48'h000000000000;
-    end else begin
-      \$726  = \$417 [47:0];
-    end
-    if (rst) begin
-      \$726  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$727  = 48'h000000000000;
-    end else begin
-      \$727  = \$418 [47:0];
-    end
-    if (rst) begin
-      \$727  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$728  = 48'h000000000000;
-    end else begin
-      \$728  = \$419 [47:0];
-    end
-    if (rst) begin
-      \$728  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$729  = 48'h000000000000;
-    end else begin
-      \$729  = \$420 [47:0];
-    end
-    if (rst) begin
-      \$729  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$730  = 48'h000000000000;
-    end else begin
-      \$730  = \$421 [47:0];
-    end
-    if (rst) begin
-      \$730  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$731  = 48'h000000000000;
-    end else begin
-      \$731  = \$422 [47:0];
-    end
-    if (rst) begin
-      \$731  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$732  = 48'h000000000000;
-    end else begin
-      \$732  = \$423 [47:0];
-    end
-    if (rst) begin
-      \$732  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$733  = 48'h000000000000;
-    end else begin
-      \$733  = \$424 [47:0];
-    end
-    if (rst) begin
-      \$733  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$734  = 48'h000000000000;
-    end else begin
-      \$734  = \$425 [47:0];
-    end
-    if (rst) begin
-      \$734  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$735  = 48'h000000000000;
-    end else begin
-      \$735  = \$426 [47:0];
-    end
-    if (rst) begin
-      \$735  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$736  = 48'h000000000000;
-    end else begin
-      \$736  = \$427 [47:0];
-    end
-    if (rst) begin
-      \$736  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$737  = 48'h000000000000;
-    end else begin
-      \$737  = \$428 [47:0];
-    end
-    if (rst) begin
-      \$737  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$738  = 48'h000000000000;
-    end else begin
-      \$738  = \$429 [47:0];
-    end
-    if (rst) begin
-      \$738  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$739  = 48'h000000000000;
-    end else begin
-      \$739  = \$430 [47:0];
-    end
-    if (rst) begin
-      \$739  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$740  = 48'h000000000000;
-    end else begin
-      \$740  = \$431 [47:0];
-    end
-    if (rst) begin
-      \$740  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$741  = 48'h000000000000;
-    end else begin
-      \$741  = \$432 [47:0];
-    end
-    if (rst) begin
-      \$741  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$742  = 48'h000000000000;
-    end else begin
-      \$742  = \$433 [47:0];
-    end
-    if (rst) begin
-      \$742  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$743  = 48'h000000000000;
-    end else begin
-      \$743  = \$434 [47:0];
-    end
-    if (rst) begin
-      \$743  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$744  = 48'h000000000000;
-    end else begin
-      \$744  = \$435 [47:0];
-    end
-    if (rst) begin
-      \$744  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$745  = 48'h000000000000;
-    end else begin
-      \$745  = \$436 [47:0];
-    end
-    if (rst) begin
-      \$745  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$746  = 48'h000000000000;
-    end else begin
-      \$746  = \$437 [47:0];
-    end
-    if (rst) begin
-      \$746  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$747  = 48'h000000000000;
-    end else begin
-      \$747  = \$438 [47:0];
-    end
-    if (rst) begin
-      \$747  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$748  = 48'h000000000000;
-    end else begin
-      \$748  = \$439 [47:0];
-    end
-    if (rst) begin
-      \$748  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$749  = 48'h000000000000;
-    end else begin
-      \$749  = \$440 [47:0];
-    end
-    if (rst) begin
-      \$749  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$750  = 48'h000000000000;
-    end else begin
-      \$750  = \$441 [47:0];
-    end
-    if (rst) begin
-      \$750  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$751  = 48'h000000000000;
-    end else begin
-      \$751  = \$442 [47:0];
-    end
-    if (rst) begin
-      \$751  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$752  = 48'h000000000000;
-    end else begin
-      \$752  = \$443 [47:0];
-    end
-    if (rst) begin
-      \$752  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$753  = 48'h000000000000;
-    end else begin
-      \$753  = \$444 [47:0];
-    end
-    if (rst) begin
-      \$753  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$754  = 48'h000000000000;
-    end else begin
-      \$754  = \$445 [47:0];
-    end
-    if (rst) begin
-      \$754  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$755  = 48'h000000000000;
-    end else begin
-      \$755  = \$446 [47:0];
-    end
-    if (rst) begin
-      \$755  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$756  = 48'h000000000000;
-    end else begin
-      \$756  = \$447 [47:0];
-    end
-    if (rst) begin
-      \$756  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$757  = 48'h000000000000;
-    end else begin
-      \$757  = \$448 [47:0];
-    end
-    if (rst) begin
-      \$757  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$758  = 48'h000000000000;
-    end else begin
-      \$758  = \$568 [47:0];
-    end
-    if (rst) begin
-      \$758  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$759  = 48'h000000000000;
-    end else begin
-      \$759  = \$688 [47:0];
-    end
-    if (rst) begin
-      \$759  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$760  = 48'h000000000000;
-    end else begin
-      \$760  = \$689 [47:0];
-    end
-    if (rst) begin
-      \$760  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$761  = 48'h000000000000;
-    end else begin
-      \$761  = \$690 [47:0];
-    end
-    if (rst) begin
-      \$761  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$762  = 48'h000000000000;
-    end else begin
-      \$762  = \$691 [47:0];
-    end
-    if (rst) begin
-      \$762  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$763  = 48'h000000000000;
-    end else begin
-      \$763  = \$692 [47:0];
-    end
-    if (rst) begin
-      \$763  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$764  = 48'h000000000000;
-    end else begin
-      \$764  = \$693 [47:0];
-    end
-    if (rst) begin
-      \$764  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$765  = 48'h000000000000;
-    end else begin
-      \$765  = \$694 [47:0];
-    end
-    if (rst) begin
-      \$765  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$766  = 48'h000000000000;
-    end else begin
-      \$766  = \$695 [47:0];
-    end
-    if (rst) begin
-      \$766  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$767  = 48'h000000000000;
-    end else begin
-      \$767  = \$696 [47:0];
-    end
-    if (rst) begin
-      \$767  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$768  = 48'h000000000000;
-    end else begin
-      \$768  = \$697 [47:0];
-    end
-    if (rst) begin
-      \$768  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$769  = 48'h000000000000;
-    end else begin
-      \$769  = \$698 [47:0];
-    end
-    if (rst) begin
-      \$769  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$770  = 48'h000000000000;
-    end else begin
-      \$770  = \$699 [47:0];
-    end
-    if (rst) begin
-      \$770  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$771  = 48'h000000000000;
-    end else begin
-      \$771  = \$700 [47:0];
-    end
-    if (rst) begin
-      \$771  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$772  = 48'h000000000000;
-    end else begin
-      \$772  = \$701 [47:0];
-    end
-    if (rst) begin
-      \$772  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$773  = 48'h000000000000;
-    end else begin
-      \$773  = \$702 [47:0];
-    end
-    if (rst) begin
-      \$773  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$signal$16 ) begin
-      \$774  = 48'h000000000000;
-    end else begin
-      \$774  = \$703 [47:0];
-    end
-    if (rst) begin
-      \$774  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$775  = host_read;
     if (rst) begin
       \$775  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$776  = sel_now;
+    \$776  = pending;
+    if (\$386 ) begin
+      \$776  = 1'h1;
+    end else if (\$395 ) begin
+      \$776  = 1'h0;
+    end
     if (rst) begin
-      \$776  = 4'h0;
+      \$776  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$777  = k_now;
+    \$777  = draining;
+    if (\$386 ) begin
+    end else if (\$395 ) begin
+    end else if (\$403 ) begin
+      \$777  = 1'h1;
+    end else if (draining) begin
+      \$777  = 1'h0;
+    end
     if (rst) begin
-      \$777  = 3'h0;
+      \$777  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$778  = reg_value;
+    \$778  = { done, out_rows, res_consumed, in_consumed };
     if (rst) begin
-      \$778  = 32'd0;
+      \$778  = 73'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$779  = rd_valid1;
+    \$779  = \event ;
+    if (\$404 ) begin
+      \$779  = 1'h1;
+    end else if (\$406 ) begin
+      \$779  = 1'h0;
+    end
     if (rst) begin
       \$779  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$780  = out_value;
+    \$780  = \$signal$16 ;
     if (rst) begin
-      \$780  = 32'd0;
+      \$780  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$781  = \$410 ;
+    if (rst) begin
+      \$781  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$782  = \$412 [47:0];
+    if (rst) begin
+      \$782  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$783  = counts[0];
+    if (rst) begin
+      \$783  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$784  = \$414 [47:0];
+    if (rst) begin
+      \$784  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$785  = counts[1];
+    if (rst) begin
+      \$785  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$786  = \$416 [47:0];
+    if (rst) begin
+      \$786  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$787  = counts[2];
+    if (rst) begin
+      \$787  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$788  = \$418 [47:0];
+    if (rst) begin
+      \$788  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$789  = \counts$327 [0];
+    if (rst) begin
+      \$789  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$790  = \$420 [47:0];
+    if (rst) begin
+      \$790  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$791  = \counts$327 [1];
+    if (rst) begin
+      \$791  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$792  = \$422 [47:0];
+    if (rst) begin
+      \$792  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$793  = \counts$327 [3];
+    if (rst) begin
+      \$793  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$794  = \$424 [47:0];
+    if (rst) begin
+      \$794  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$795  = \counts$327 [4];
+    if (rst) begin
+      \$795  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$796  = \$426 [47:0];
+    if (rst) begin
+      \$796  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$797  = \counts$332 [0];
+    if (rst) begin
+      \$797  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$798  = \$428 [47:0];
+    if (rst) begin
+      \$798  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$799  = \counts$332 [1];
+    if (rst) begin
+      \$799  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$800  = \$430 [47:0];
+    if (rst) begin
+      \$800  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$801  = \counts$327 [33];
+    if (rst) begin
+      \$801  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$802  = \$432 [47:0];
+    if (rst) begin
+      \$802  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$803  = \counts$327 [2];
+    if (rst) begin
+      \$803  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$804  = \$434 [47:0];
+    if (rst) begin
+      \$804  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$805  = \counts$332 [14];
+    if (rst) begin
+      \$805  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$806  = \$436 [47:0];
+    if (rst) begin
+      \$806  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$807  = \counts$332 [2];
+    if (rst) begin
+      \$807  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$808  = \$438 [47:0];
+    if (rst) begin
+      \$808  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$809  = counts[8:5];
+    if (rst) begin
+      \$809  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$810  = \$440 [47:0];
+    if (rst) begin
+      \$810  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$811  = counts[12:9];
+    if (rst) begin
+      \$811  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$812  = \$442 [47:0];
+    if (rst) begin
+      \$812  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$813  = \counts$327 [16:11];
+    if (rst) begin
+      \$813  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$814  = \$444 [47:0];
+    if (rst) begin
+      \$814  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$815  = \counts$327 [22:17];
+    if (rst) begin
+      \$815  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$816  = \$446 [47:0];
+    if (rst) begin
+      \$816  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$817  = \counts$332 [11:8];
+    if (rst) begin
+      \$817  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$818  = \$448 [47:0];
+    if (rst) begin
+      \$818  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$819  = \counts$327 [39:34];
+    if (rst) begin
+      \$819  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$820  = \$450 [47:0];
+    if (rst) begin
+      \$820  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$821  = \counts$332 [18:15];
+    if (rst) begin
+      \$821  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$822  = \$452 [47:0];
+    if (rst) begin
+      \$822  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$823  = \counts$332 [22:19];
+    if (rst) begin
+      \$823  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$824  = \$454 [47:0];
+    if (rst) begin
+      \$824  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$825  = counts[4];
+    if (rst) begin
+      \$825  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$826  = \$456 [47:0];
+    if (rst) begin
+      \$826  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$827  = \counts$327 [7];
+    if (rst) begin
+      \$827  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$828  = \$458 [47:0];
+    if (rst) begin
+      \$828  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$829  = \counts$327 [10];
+    if (rst) begin
+      \$829  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$830  = \$460 [47:0];
+    if (rst) begin
+      \$830  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$831  = \counts$332 [4];
+    if (rst) begin
+      \$831  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$832  = \$462 [47:0];
+    if (rst) begin
+      \$832  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$833  = \counts$332 [5];
+    if (rst) begin
+      \$833  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$834  = \$464 [47:0];
+    if (rst) begin
+      \$834  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$835  = counts[3];
+    if (rst) begin
+      \$835  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$836  = \$466 [47:0];
+    if (rst) begin
+      \$836  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$837  = \counts$327 [6:5];
+    if (rst) begin
+      \$837  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$838  = \$468 [47:0];
+    if (rst) begin
+      \$838  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$839  = counts[13];
+    if (rst) begin
+      \$839  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$840  = \$470 [47:0];
+    if (rst) begin
+      \$840  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$841  = \counts$327 [9:8];
+    if (rst) begin
+      \$841  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$842  = \$472 [47:0];
+    if (rst) begin
+      \$842  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$843  = \counts$327 [31];
+    if (rst) begin
+      \$843  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$844  = \$474 [47:0];
+    if (rst) begin
+      \$844  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$845  = \counts$332 [3];
+    if (rst) begin
+      \$845  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$846  = \$476 [47:0];
+    if (rst) begin
+      \$846  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$847  = \counts$327 [32];
+    if (rst) begin
+      \$847  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$848  = \$478 [47:0];
+    if (rst) begin
+      \$848  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$849  = \counts$327 [24:23];
+    if (rst) begin
+      \$849  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$850  = \$480 [47:0];
+    if (rst) begin
+      \$850  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$851  = \counts$327 [26:25];
+    if (rst) begin
+      \$851  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$852  = \$482 [47:0];
+    if (rst) begin
+      \$852  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$853  = \counts$327 [28:27];
+    if (rst) begin
+      \$853  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$854  = \$484 [47:0];
+    if (rst) begin
+      \$854  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$855  = \counts$327 [30:29];
+    if (rst) begin
+      \$855  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$856  = \$486 [47:0];
+    if (rst) begin
+      \$856  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$857  = \counts$332 [6];
+    if (rst) begin
+      \$857  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$858  = \$488 [47:0];
+    if (rst) begin
+      \$858  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$859  = \counts$332 [7];
+    if (rst) begin
+      \$859  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$860  = \$490 [47:0];
+    if (rst) begin
+      \$860  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$861  = \counts$332 [12];
+    if (rst) begin
+      \$861  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$862  = \$492 [47:0];
+    if (rst) begin
+      \$862  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$863  = \counts$332 [13];
+    if (rst) begin
+      \$863  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$864  = \$494 [47:0];
+    if (rst) begin
+      \$864  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$865  = \$613 ;
+    if (rst) begin
+      \$865  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$866  = \$615 [47:0];
+    if (rst) begin
+      \$866  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$867  = \$734 ;
+    if (rst) begin
+      \$867  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$868  = \$736 [47:0];
+    if (rst) begin
+      \$868  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$869  = \counts$369 [15];
+    if (rst) begin
+      \$869  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$870  = \$738 [47:0];
+    if (rst) begin
+      \$870  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$871  = \counts$369 [18:16];
+    if (rst) begin
+      \$871  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$872  = \$740 [47:0];
+    if (rst) begin
+      \$872  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$873  = \counts$369 [28:24];
+    if (rst) begin
+      \$873  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$874  = \$742 [47:0];
+    if (rst) begin
+      \$874  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$875  = \counts$369 [19];
+    if (rst) begin
+      \$875  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$876  = \$744 [47:0];
+    if (rst) begin
+      \$876  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$877  = \counts$369 [21:20];
+    if (rst) begin
+      \$877  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$878  = \$746 [47:0];
+    if (rst) begin
+      \$878  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$879  = \counts$369 [23:22];
+    if (rst) begin
+      \$879  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$880  = \$748 [47:0];
+    if (rst) begin
+      \$880  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$881  = \counts$369 [0];
+    if (rst) begin
+      \$881  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$882  = \$750 [47:0];
+    if (rst) begin
+      \$882  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$883  = \counts$369 [3:1];
+    if (rst) begin
+      \$883  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$884  = \$752 [47:0];
+    if (rst) begin
+      \$884  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$885  = \counts$369 [6:4];
+    if (rst) begin
+      \$885  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$886  = \$754 [47:0];
+    if (rst) begin
+      \$886  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$887  = \counts$369 [11];
+    if (rst) begin
+      \$887  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$888  = \$756 [47:0];
+    if (rst) begin
+      \$888  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$889  = \counts$369 [7];
+    if (rst) begin
+      \$889  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$890  = \$758 [47:0];
+    if (rst) begin
+      \$890  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$891  = \counts$369 [8];
+    if (rst) begin
+      \$891  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$892  = \$760 [47:0];
+    if (rst) begin
+      \$892  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$893  = \counts$369 [9];
+    if (rst) begin
+      \$893  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$894  = \$762 [47:0];
+    if (rst) begin
+      \$894  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$895  = \counts$369 [10];
+    if (rst) begin
+      \$895  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$896  = \$764 [47:0];
+    if (rst) begin
+      \$896  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$897  = \counts$369 [14:12];
+    if (rst) begin
+      \$897  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$898  = \$766 [47:0];
+    if (rst) begin
+      \$898  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$899  = host_read;
+    if (rst) begin
+      \$899  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$900  = sel_now;
+    if (rst) begin
+      \$900  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$901  = k_now;
+    if (rst) begin
+      \$901  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$902  = reg_value;
+    if (rst) begin
+      \$902  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$903  = rd_valid1;
+    if (rst) begin
+      \$903  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$904  = out_value;
+    if (rst) begin
+      \$904  = 32'd0;
     end
   end
   assign \$signal  = busy;
@@ -13292,19 +13803,19 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \port__data$123  = membrane_in__data;
   assign line1__en = wr__en;
   assign wr__addr = line1__addr[8:0];
-  assign wr__data = { \$784 , \$783 , \$782 , \$781  };
-  assign line1__data = { \$784 , \$783 , \$782 , \$781  };
+  assign wr__data = { \$908 , \$907 , \$906 , \$905  };
+  assign line1__data = { \$908 , \$907 , \$906 , \$905  };
   assign row2__en = \wr__en$130 ;
   assign \wr__addr$132  = row2__addr[6:0];
-  assign \wr__data$134  = { \$788 , \$787 , \$786 , \$785  };
-  assign row2__data = { \$788 , \$787 , \$786 , \$785  };
+  assign \wr__data$134  = { \$912 , \$911 , \$910 , \$909  };
+  assign row2__data = { \$912 , \$911 , \$910 , \$909  };
   assign \line4__en$137  = \wr__en$136 ;
   assign \wr__addr$138  = \line4__addr$139 [8:0];
   assign \line4__data$141  = \wr__data$140 ;
   assign membrane_out__en = \wr__en$142 ;
   assign \wr__addr$144  = membrane_out__addr[8:0];
-  assign \wr__data$146  = { \$792 , \$791 , \$790 , \$789  };
-  assign membrane_out__data = { \$792 , \$791 , \$790 , \$789  };
+  assign \wr__data$146  = { \$916 , \$915 , \$914 , \$913  };
+  assign membrane_out__data = { \$916 , \$915 , \$914 , \$913  };
   assign \wr__en$148  = \wr__en$142 ;
   assign spikes__en = \wr__en$142 ;
   assign \wr__addr$150  = spikes__addr[8:0];
@@ -13338,16 +13849,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \port__addr$202  = trace__addr[9:0];
   assign \port__data$205  = trace__data;
   assign \affine__en$207  = \port__en$206 ;
-  assign \port__addr$208  = \$797 [2:0];
-  assign \affine__addr$209  = { 4'h0, \$797  };
+  assign \port__addr$208  = \$921 [2:0];
+  assign \affine__addr$209  = { 4'h0, \$921  };
   assign \port__data$211  = \affine__data$210 ;
   assign grad_w__en = \wr__en$212 ;
   assign \wr__addr$214  = grad_w__addr[11:0];
   assign grad_w__data = \wr__data$216 ;
   assign grad_w2__en = \wr__en$218 ;
   assign \wr__addr$220  = grad_w2__addr[11:0];
-  assign \wr__data$222  = { \$796 , \$795 , \$794 , \$793  };
-  assign grad_w2__data = { \$796 , \$795 , \$794 , \$793  };
+  assign \wr__data$222  = { \$920 , \$919 , \$918 , \$917  };
+  assign grad_w2__data = { \$920 , \$919 , \$918 , \$917  };
   assign \port__addr$225  = \$138 [11:0];
   assign \port__data$226  = { host_wdata, staging[31:0] };
   assign \port__addr$228  = \$147 [9:0];
@@ -13715,54 +14226,54 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \counts.c1_slots  = counts[8:5];
   assign \counts.c1_adds  = counts[12:9];
   assign \counts.line1_writes  = counts[13];
-  assign \counts$320.c2_busy  = \counts$320 [0];
-  assign \counts$320.c2_stall  = \counts$320 [1];
-  assign \counts$320.adder_stall  = \counts$320 [2];
-  assign \counts$320.c3_busy  = \counts$320 [3];
-  assign \counts$320.c3_stall  = \counts$320 [4];
-  assign \counts$320.line1_reads  = \counts$320 [6:5];
-  assign \counts$320.w2_reads  = \counts$320 [7];
-  assign \counts$320.row2_reads  = \counts$320 [9:8];
-  assign \counts$320.w3_reads  = \counts$320 [10];
-  assign \counts$320.c2_macs  = \counts$320 [16:11];
-  assign \counts$320.c3_macs  = \counts$320 [22:17];
-  assign \counts$320.c2_spad_reads  = \counts$320 [24:23];
-  assign \counts$320.c2_spad_writes  = \counts$320 [26:25];
-  assign \counts$320.c3_spad_reads  = \counts$320 [28:27];
-  assign \counts$320.c3_spad_writes  = \counts$320 [30:29];
-  assign \counts$320.row2_writes  = \counts$320 [31];
-  assign \counts$320.line4_writes  = \counts$320 [32];
-  assign \counts$320.adder_busy  = \counts$320 [33];
-  assign \counts$320.adds  = \counts$320 [39:34];
-  assign \counts$321.c4_busy  = \counts$321 [0];
-  assign \counts$321.c4_stall  = \counts$321 [1];
-  assign \counts$321.lif_stall  = \counts$321 [2];
-  assign \counts$321.line4_reads  = \counts$321 [3];
-  assign \counts$321.w4_reads  = \counts$321 [4];
-  assign \counts$321.affine_reads  = \counts$321 [5];
-  assign \counts$321.residual_reads  = \counts$321 [6];
-  assign \counts$321.membrane_reads  = \counts$321 [7];
-  assign \counts$321.c4_macs  = \counts$321 [11:8];
-  assign \counts$321.membrane_writes  = \counts$321 [12];
-  assign \counts$321.spikes_writes  = \counts$321 [13];
-  assign \counts$321.lif_busy  = \counts$321 [14];
-  assign \counts$321.lif_updates  = \counts$321 [18:15];
-  assign \counts$321.spikes_out  = \counts$321 [22:19];
-  assign \counts$322.stage_busy  = \counts$322 [0];
-  assign \counts$322.stage_macs  = \counts$322 [3:1];
-  assign \counts$322.wgrad_updates  = \counts$322 [6:4];
-  assign \counts$322.in_reads  = \counts$322 [7];
-  assign \counts$322.grad_reads  = \counts$322 [8];
-  assign \counts$322.weight_reads  = \counts$322 [9];
-  assign \counts$322.grad_writes  = \counts$322 [10];
-  assign \counts$322.wgrad_words  = \counts$322 [11];
-  assign \counts$322.grad_saturations  = \counts$322 [14:12];
-  assign \counts$322.lifg_busy  = \counts$322 [15];
-  assign \counts$322.lifg_updates  = \counts$322 [18:16];
-  assign \counts$322.trace_reads  = \counts$322 [19];
-  assign \counts$322.lifg_grad_reads  = \counts$322 [21:20];
-  assign \counts$322.lifg_grad_writes  = \counts$322 [23:22];
-  assign \counts$322.lifg_saturations  = \counts$322 [28:24];
+  assign \counts$327.c2_busy  = \counts$327 [0];
+  assign \counts$327.c2_stall  = \counts$327 [1];
+  assign \counts$327.adder_stall  = \counts$327 [2];
+  assign \counts$327.c3_busy  = \counts$327 [3];
+  assign \counts$327.c3_stall  = \counts$327 [4];
+  assign \counts$327.line1_reads  = \counts$327 [6:5];
+  assign \counts$327.w2_reads  = \counts$327 [7];
+  assign \counts$327.row2_reads  = \counts$327 [9:8];
+  assign \counts$327.w3_reads  = \counts$327 [10];
+  assign \counts$327.c2_macs  = \counts$327 [16:11];
+  assign \counts$327.c3_macs  = \counts$327 [22:17];
+  assign \counts$327.c2_spad_reads  = \counts$327 [24:23];
+  assign \counts$327.c2_spad_writes  = \counts$327 [26:25];
+  assign \counts$327.c3_spad_reads  = \counts$327 [28:27];
+  assign \counts$327.c3_spad_writes  = \counts$327 [30:29];
+  assign \counts$327.row2_writes  = \counts$327 [31];
+  assign \counts$327.line4_writes  = \counts$327 [32];
+  assign \counts$327.adder_busy  = \counts$327 [33];
+  assign \counts$327.adds  = \counts$327 [39:34];
+  assign \counts$332.c4_busy  = \counts$332 [0];
+  assign \counts$332.c4_stall  = \counts$332 [1];
+  assign \counts$332.lif_stall  = \counts$332 [2];
+  assign \counts$332.line4_reads  = \counts$332 [3];
+  assign \counts$332.w4_reads  = \counts$332 [4];
+  assign \counts$332.affine_reads  = \counts$332 [5];
+  assign \counts$332.residual_reads  = \counts$332 [6];
+  assign \counts$332.membrane_reads  = \counts$332 [7];
+  assign \counts$332.c4_macs  = \counts$332 [11:8];
+  assign \counts$332.membrane_writes  = \counts$332 [12];
+  assign \counts$332.spikes_writes  = \counts$332 [13];
+  assign \counts$332.lif_busy  = \counts$332 [14];
+  assign \counts$332.lif_updates  = \counts$332 [18:15];
+  assign \counts$332.spikes_out  = \counts$332 [22:19];
+  assign \counts$369.stage_busy  = \counts$369 [0];
+  assign \counts$369.stage_macs  = \counts$369 [3:1];
+  assign \counts$369.wgrad_updates  = \counts$369 [6:4];
+  assign \counts$369.in_reads  = \counts$369 [7];
+  assign \counts$369.grad_reads  = \counts$369 [8];
+  assign \counts$369.weight_reads  = \counts$369 [9];
+  assign \counts$369.grad_writes  = \counts$369 [10];
+  assign \counts$369.wgrad_words  = \counts$369 [11];
+  assign \counts$369.grad_saturations  = \counts$369 [14:12];
+  assign \counts$369.lifg_busy  = \counts$369 [15];
+  assign \counts$369.lifg_updates  = \counts$369 [18:16];
+  assign \counts$369.trace_reads  = \counts$369 [19];
+  assign \counts$369.lifg_grad_reads  = \counts$369 [21:20];
+  assign \counts$369.lifg_grad_writes  = \counts$369 [23:22];
+  assign \counts$369.lifg_saturations  = \counts$369 [28:24];
   assign \$12  = \$11 [14:0];
   assign \$19  = \$18 [14:0];
   assign \$26  = \$25 [14:0];
@@ -13802,47 +14313,47 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$156  = \$155 [14:0];
   assign \$163  = { 3'h0, \$162 [14:3] };
   assign \$275  = \$274 ;
-  assign \$455  = 1'h1;
-  assign \$456  = \$454 ;
-  assign \$463  = 1'h1;
-  assign \$464  = \$462 ;
-  assign \$472  = 1'h1;
-  assign \$473  = \$471 ;
-  assign \$481  = 1'h1;
-  assign \$482  = \$480 ;
-  assign \$498  = \$497 ;
-  assign \$499  = 1'h1;
-  assign \$500  = \$497 ;
-  assign \$506  = \$505 ;
+  assign \$501  = 1'h1;
+  assign \$502  = \$500 ;
+  assign \$509  = 1'h1;
+  assign \$510  = \$508 ;
+  assign \$518  = 1'h1;
+  assign \$519  = \$517 ;
   assign \$527  = 1'h1;
   assign \$528  = \$526 ;
-  assign \$546  = 1'h1;
-  assign \$547  = \$545 ;
-  assign \$555  = 1'h1;
-  assign \$556  = \$554 ;
-  assign \$575  = 1'h1;
-  assign \$576  = \$574 ;
-  assign \$583  = 1'h1;
-  assign \$584  = \$582 ;
+  assign \$544  = \$543 ;
+  assign \$545  = 1'h1;
+  assign \$546  = \$543 ;
+  assign \$552  = \$551 ;
+  assign \$573  = 1'h1;
+  assign \$574  = \$572 ;
   assign \$592  = 1'h1;
   assign \$593  = \$591 ;
   assign \$601  = 1'h1;
   assign \$602  = \$600 ;
-  assign \$620  = 1'h1;
-  assign \$621  = \$619 ;
-  assign \$637  = \$636 ;
-  assign \$646  = \$645 ;
-  assign \$647  = 1'h1;
-  assign \$648  = \$645 ;
-  assign \$666  = 1'h1;
-  assign \$667  = \$665 ;
-  assign \$675  = 1'h1;
-  assign \$676  = \$674 ;
+  assign \$622  = 1'h1;
+  assign \$623  = \$621 ;
+  assign \$630  = 1'h1;
+  assign \$631  = \$629 ;
+  assign \$639  = 1'h1;
+  assign \$640  = \$638 ;
+  assign \$648  = 1'h1;
+  assign \$649  = \$647 ;
+  assign \$667  = 1'h1;
+  assign \$668  = \$666 ;
+  assign \$684  = \$683 ;
+  assign \$693  = \$692 ;
+  assign \$694  = 1'h1;
+  assign \$695  = \$692 ;
+  assign \$713  = 1'h1;
+  assign \$714  = \$712 ;
+  assign \$722  = 1'h1;
+  assign \$723  = \$721 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__data, inp__data, grad__data, weights__data, trace__data, busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__addr, weights__en, wgrad_rd_data, trace__en
-, trace__addr, affine__en, grad_w2__en, \port$6617$0 , \port$6659$0 , \port$6701$0 , \port$6743$0 , stage, counts, \port$7993$0 , grad_w2__addr, clk);
+, trace__addr, affine__en, grad_w2__en, \port$6679$0 , \port$6721$0 , \port$6763$0 , \port$6805$0 , stage, counts, \port$8177$0 , grad_w2__addr, clk);
   wire \$1 ;
   wire [15:0] \$10 ;
   wire [15:0] \$11 ;
@@ -13957,16 +14468,16 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   wire out__en;
   input [14:0] \port$185$0 ;
   wire [14:0] \port$185$0 ;
-  output [15:0] \port$6617$0 ;
-  wire [15:0] \port$6617$0 ;
-  output [15:0] \port$6659$0 ;
-  wire [15:0] \port$6659$0 ;
-  output [15:0] \port$6701$0 ;
-  wire [15:0] \port$6701$0 ;
-  output [15:0] \port$6743$0 ;
-  wire [15:0] \port$6743$0 ;
-  output [15:0] \port$7993$0 ;
-  wire [15:0] \port$7993$0 ;
+  output [15:0] \port$6679$0 ;
+  wire [15:0] \port$6679$0 ;
+  output [15:0] \port$6721$0 ;
+  wire [15:0] \port$6721$0 ;
+  output [15:0] \port$6763$0 ;
+  wire [15:0] \port$6763$0 ;
+  output [15:0] \port$6805$0 ;
+  wire [15:0] \port$6805$0 ;
+  output [15:0] \port$8177$0 ;
+  wire [15:0] \port$8177$0 ;
   input rst;
   wire rst;
   input [402:0] stage;
@@ -14166,14 +14677,14 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
     .g_cur__addr(grad_w2__addr),
     .g_cur__en(grad_w2__en),
     .go(\$16 ),
-    .\port$6303$0 (\$8 ),
-    .\port$6309$0 (\$9 ),
-    .\port$6315$0 (\$10 ),
-    .\port$6321$0 (\$11 ),
-    .\port$6617$0 (\$12 ),
-    .\port$6659$0 (\$13 ),
-    .\port$6701$0 (\$14 ),
-    .\port$6743$0 (\$15 ),
+    .\port$6365$0 (\$8 ),
+    .\port$6371$0 (\$9 ),
+    .\port$6377$0 (\$10 ),
+    .\port$6383$0 (\$11 ),
+    .\port$6679$0 (\$12 ),
+    .\port$6721$0 (\$13 ),
+    .\port$6763$0 (\$14 ),
+    .\port$6805$0 (\$15 ),
     .rst(rst),
     .stage(stage),
     .start(\start$5 ),
@@ -14207,11 +14718,11 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \port$185$0 , \start$4 , affine__d
   assign acc_rd_addr = { 5'h00, \port$185$0  };
   assign wgrad_rd_addr = { 5'h00, \port$185$0  };
   assign acc_rd_data = wgrad_rd_data;
-  assign \port$6617$0  = \$12 ;
-  assign \port$6659$0  = \$13 ;
-  assign \port$6701$0  = \$14 ;
-  assign \port$6743$0  = \$15 ;
-  assign \port$7993$0  = \$16 ;
+  assign \port$6679$0  = \$12 ;
+  assign \port$6721$0  = \$13 ;
+  assign \port$6763$0  = \$14 ;
+  assign \port$6805$0  = \$15 ;
+  assign \port$8177$0  = \$16 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -17272,24 +17783,24 @@ module \ttsnn_accel.backward.core (rst, rd_en, \port$185$0 , inp__data, grad__da
   );
   \ttsnn_accel.backward.core.requant  requant (
     .i(\i$55 ),
-    .\port$5920$0 (\$1359 ),
-    .\port$5960$0 (\$1360 ),
-    .\port$6000$0 (\$1361 ),
-    .\port$6040$0 (\$1362 ),
-    .\port$6093$0 (\$1363 ),
-    .\port$6146$0 (\$1364 ),
-    .\port$6199$0 (\$1365 ),
-    .\port$6252$0 (\$1366 ),
+    .\port$5982$0 (\$1359 ),
+    .\port$6022$0 (\$1360 ),
+    .\port$6062$0 (\$1361 ),
+    .\port$6102$0 (\$1362 ),
+    .\port$6155$0 (\$1363 ),
+    .\port$6208$0 (\$1364 ),
+    .\port$6261$0 (\$1365 ),
+    .\port$6314$0 (\$1366 ),
     .shift(shift)
   );
   \ttsnn_accel.backward.core.wgrad  wgrad (
     .addr(entry_a[8:0]),
     .clear(clear),
     .clk(clk),
-    .\port$4594$0 (\$104 ),
-    .\port$4599$0 (\$109 ),
-    .\port$4604$0 (\$114 ),
-    .\port$4609$0 (\$119 ),
+    .\port$4656$0 (\$104 ),
+    .\port$4661$0 (\$109 ),
+    .\port$4666$0 (\$114 ),
+    .\port$4671$0 (\$119 ),
     .rd_addr(\port$185$0 [8:0]),
     .rd_data(acc_rd_data),
     .rd_en(rd_en),
@@ -17733,7 +18244,7 @@ module \ttsnn_accel.backward.core.array (rst, weights, valid, first, operand, ac
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.requant (\port$5920$0 , \port$5960$0 , \port$6000$0 , \port$6040$0 , \port$6093$0 , \port$6146$0 , \port$6199$0 , \port$6252$0 , i, shift);
+module \ttsnn_accel.backward.core.requant (\port$5982$0 , \port$6022$0 , \port$6062$0 , \port$6102$0 , \port$6155$0 , \port$6208$0 , \port$6261$0 , \port$6314$0 , i, shift);
   wire \$1 ;
   wire [37:0] \$10 ;
   wire [6:0] \$100 ;
@@ -18109,22 +18620,22 @@ module \ttsnn_accel.backward.core.requant (\port$5920$0 , \port$5960$0 , \port$6
   input [147:0] i;
   wire [147:0] i;
   wire [63:0] o;
-  output [15:0] \port$5920$0 ;
-  wire [15:0] \port$5920$0 ;
-  output [15:0] \port$5960$0 ;
-  wire [15:0] \port$5960$0 ;
-  output [15:0] \port$6000$0 ;
-  wire [15:0] \port$6000$0 ;
-  output [15:0] \port$6040$0 ;
-  wire [15:0] \port$6040$0 ;
-  output \port$6093$0 ;
-  wire \port$6093$0 ;
-  output \port$6146$0 ;
-  wire \port$6146$0 ;
-  output \port$6199$0 ;
-  wire \port$6199$0 ;
-  output \port$6252$0 ;
-  wire \port$6252$0 ;
+  output [15:0] \port$5982$0 ;
+  wire [15:0] \port$5982$0 ;
+  output [15:0] \port$6022$0 ;
+  wire [15:0] \port$6022$0 ;
+  output [15:0] \port$6062$0 ;
+  wire [15:0] \port$6062$0 ;
+  output [15:0] \port$6102$0 ;
+  wire [15:0] \port$6102$0 ;
+  output \port$6155$0 ;
+  wire \port$6155$0 ;
+  output \port$6208$0 ;
+  wire \port$6208$0 ;
+  output \port$6261$0 ;
+  wire \port$6261$0 ;
+  output \port$6314$0 ;
+  wire \port$6314$0 ;
   wire [3:0] saturated;
   input [5:0] shift;
   wire [5:0] shift;
@@ -18474,14 +18985,14 @@ module \ttsnn_accel.backward.core.requant (\port$5920$0 , \port$5960$0 , \port$6
   assign \$372  = $signed(\$359 ) != $signed(\$371 );
   assign o = { \$160 , \$120 , \$80 , \$40  };
   assign saturated = { \$372 , \$319 , \$266 , \$213  };
-  assign \port$5920$0  = \$40 ;
-  assign \port$5960$0  = \$80 ;
-  assign \port$6000$0  = \$120 ;
-  assign \port$6040$0  = \$160 ;
-  assign \port$6093$0  = \$213 ;
-  assign \port$6146$0  = \$266 ;
-  assign \port$6199$0  = \$319 ;
-  assign \port$6252$0  = \$372 ;
+  assign \port$5982$0  = \$40 ;
+  assign \port$6022$0  = \$80 ;
+  assign \port$6062$0  = \$120 ;
+  assign \port$6102$0  = \$160 ;
+  assign \port$6155$0  = \$213 ;
+  assign \port$6208$0  = \$266 ;
+  assign \port$6261$0  = \$319 ;
+  assign \port$6314$0  = \$372 ;
   assign \$11  = { \$10 [37], \$10 [37:1] };
   assign \$24  = { \$23 [37], \$23 [37:1] };
   assign \$37  = { \$36 [37], \$36 [37:1] };
@@ -18513,7 +19024,7 @@ module \ttsnn_accel.backward.core.requant (\port$5920$0 , \port$5960$0 , \port$6
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4594$0 , \port$4599$0 , \port$4604$0 , \port$4609$0 , rd_data, addr, clear, clk);
+module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4656$0 , \port$4661$0 , \port$4666$0 , \port$4671$0 , rd_data, addr, clear, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [39:0] \$1 ;
   wire [39:0] \$2 ;
@@ -18534,14 +19045,14 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4594$
   reg clear1 = 1'h0;
   input clk;
   wire clk;
-  input [23:0] \port$4594$0 ;
-  wire [23:0] \port$4594$0 ;
-  input [23:0] \port$4599$0 ;
-  wire [23:0] \port$4599$0 ;
-  input [23:0] \port$4604$0 ;
-  wire [23:0] \port$4604$0 ;
-  input [23:0] \port$4609$0 ;
-  wire [23:0] \port$4609$0 ;
+  input [23:0] \port$4656$0 ;
+  wire [23:0] \port$4656$0 ;
+  input [23:0] \port$4661$0 ;
+  wire [23:0] \port$4661$0 ;
+  input [23:0] \port$4666$0 ;
+  wire [23:0] \port$4666$0 ;
+  input [23:0] \port$4671$0 ;
+  wire [23:0] \port$4671$0 ;
   reg [95:0] prod1 = 96'h000000000000000000000000;
   wire [95:0] product;
   wire [8:0] rd__addr;
@@ -19134,7 +19645,7 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4594$
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$8  = { \port$4609$0 , \port$4604$0 , \port$4599$0 , \port$4594$0  };
+    \$8  = { \port$4671$0 , \port$4666$0 , \port$4661$0 , \port$4656$0  };
     if (rst) begin
       \$8  = 96'h000000000000000000000000;
     end
@@ -19144,12 +19655,12 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, rd_addr, valid, \port$4594$
   assign addr1 = wr__addr;
   assign wr__data = { total3[39:0], total2[39:0], total1[39:0], total0[39:0] };
   assign saturated = 4'h0;
-  assign product = { \port$4609$0 , \port$4604$0 , \port$4599$0 , \port$4594$0  };
+  assign product = { \port$4671$0 , \port$4666$0 , \port$4661$0 , \port$4656$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$6303$0 , \port$6309$0 , \port$6315$0 , \port$6321$0 , g_cur__en, busy, \port$6617$0 
-, \port$6659$0 , \port$6701$0 , \port$6743$0 , stage, counts, go, g_a4__addr, g_cur__addr, clk);
+module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$6365$0 , \port$6371$0 , \port$6377$0 , \port$6383$0 , g_cur__en, busy, \port$6679$0 
+, \port$6721$0 , \port$6763$0 , \port$6805$0 , stage, counts, go, g_a4__addr, g_cur__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [8:0] \$1 ;
   wire [49:0] \$10 ;
@@ -19559,22 +20070,22 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   wire [5:0] height_shift;
   wire [7:0] leak_mul;
   wire [5:0] leak_shift;
-  output [15:0] \port$6303$0 ;
-  wire [15:0] \port$6303$0 ;
-  output [15:0] \port$6309$0 ;
-  wire [15:0] \port$6309$0 ;
-  output [15:0] \port$6315$0 ;
-  wire [15:0] \port$6315$0 ;
-  output [15:0] \port$6321$0 ;
-  wire [15:0] \port$6321$0 ;
-  output [15:0] \port$6617$0 ;
-  wire [15:0] \port$6617$0 ;
-  output [15:0] \port$6659$0 ;
-  wire [15:0] \port$6659$0 ;
-  output [15:0] \port$6701$0 ;
-  wire [15:0] \port$6701$0 ;
-  output [15:0] \port$6743$0 ;
-  wire [15:0] \port$6743$0 ;
+  output [15:0] \port$6365$0 ;
+  wire [15:0] \port$6365$0 ;
+  output [15:0] \port$6371$0 ;
+  wire [15:0] \port$6371$0 ;
+  output [15:0] \port$6377$0 ;
+  wire [15:0] \port$6377$0 ;
+  output [15:0] \port$6383$0 ;
+  wire [15:0] \port$6383$0 ;
+  output [15:0] \port$6679$0 ;
+  wire [15:0] \port$6679$0 ;
+  output [15:0] \port$6721$0 ;
+  wire [15:0] \port$6721$0 ;
+  output [15:0] \port$6763$0 ;
+  wire [15:0] \port$6763$0 ;
+  output [15:0] \port$6805$0 ;
+  wire [15:0] \port$6805$0 ;
   input rst;
   wire rst;
   reg run = 1'h0;
@@ -19979,27 +20490,27 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
     .g_extra(g_extra),
     .height_mul(stage[366:359]),
     .leak_shift(stage[402:397]),
-    .\port$1313$0 (trace__data[1:0]),
-    .\port$1313$12 (trace__data[13:12]),
-    .\port$1313$4 (trace__data[5:4]),
-    .\port$1313$8 (trace__data[9:8]),
-    .\port$6789$0 (\$325 ),
-    .\port$6835$0 (\$326 ),
-    .\port$6881$0 (\$327 ),
-    .\port$6927$0 (\$328 ),
-    .\port$6928$0 (\$329 ),
-    .\port$6929$0 (\$330 ),
-    .\port$6930$0 (\$331 ),
-    .\port$6931$0 (\$332 ),
-    .\port$6933$0 (\$333 ),
-    .\port$6935$0 (\$334 ),
-    .\port$6937$0 (\$335 ),
-    .\port$6939$0 (\$336 ),
-    .\port$7000$0 (\$337 ),
-    .\port$7061$0 (\$338 ),
-    .\port$7122$0 (\$339 ),
-    .\port$7183$0 (\$340 ),
-    .\port$7201$375 (stage[388:375]),
+    .\port$1375$0 (trace__data[1:0]),
+    .\port$1375$12 (trace__data[13:12]),
+    .\port$1375$4 (trace__data[5:4]),
+    .\port$1375$8 (trace__data[9:8]),
+    .\port$6851$0 (\$325 ),
+    .\port$6897$0 (\$326 ),
+    .\port$6943$0 (\$327 ),
+    .\port$6989$0 (\$328 ),
+    .\port$6990$0 (\$329 ),
+    .\port$6991$0 (\$330 ),
+    .\port$6992$0 (\$331 ),
+    .\port$6993$0 (\$332 ),
+    .\port$6995$0 (\$333 ),
+    .\port$6997$0 (\$334 ),
+    .\port$6999$0 (\$335 ),
+    .\port$7001$0 (\$336 ),
+    .\port$7062$0 (\$337 ),
+    .\port$7123$0 (\$338 ),
+    .\port$7184$0 (\$339 ),
+    .\port$7245$0 (\$340 ),
+    .\port$7263$375 (stage[388:375]),
     .scale(scale)
   );
   always @* begin
@@ -20204,14 +20715,14 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
   assign e__addr = \$13 [19:0];
   assign extra__addr = \$22 [19:0];
   assign trace__addr = \$30 [19:0];
-  assign \port$6303$0  = \$43 ;
-  assign \port$6309$0  = \$49 ;
-  assign \port$6315$0  = \$55 ;
-  assign \port$6321$0  = \$61 ;
-  assign \port$6617$0  = \$318 ;
-  assign \port$6659$0  = \$320 ;
-  assign \port$6701$0  = \$322 ;
-  assign \port$6743$0  = \$324 ;
+  assign \port$6365$0  = \$43 ;
+  assign \port$6371$0  = \$49 ;
+  assign \port$6377$0  = \$55 ;
+  assign \port$6383$0  = \$61 ;
+  assign \port$6679$0  = \$318 ;
+  assign \port$6721$0  = \$320 ;
+  assign \port$6763$0  = \$322 ;
+  assign \port$6805$0  = \$324 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -20281,8 +20792,8 @@ module \ttsnn_accel.backward.lif (rst, affine__data, e, extra__data, trace__data
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313$8 , \port$1313$12 , d_next, g_extra, scale, d0, g_cur0, d1, g_cur1, d2, g_cur2, d3, g_cur3, \port$6789$0 , \port$6835$0 , \port$6881$0 , \port$6927$0 , \port$6928$0 , \port$6929$0 
-, \port$6930$0 , \port$6931$0 , \port$6933$0 , \port$6935$0 , \port$6937$0 , \port$6939$0 , \port$7000$0 , \port$7061$0 , \port$7122$0 , \port$7183$0 , affine_shift, height_mul, \port$7201$375 , leak_shift, e);
+module \ttsnn_accel.backward.lif.lanes (\port$1375$0 , \port$1375$4 , \port$1375$8 , \port$1375$12 , d_next, g_extra, scale, d0, g_cur0, d1, g_cur1, d2, g_cur2, d3, g_cur3, \port$6851$0 , \port$6897$0 , \port$6943$0 , \port$6989$0 , \port$6990$0 , \port$6991$0 
+, \port$6992$0 , \port$6993$0 , \port$6995$0 , \port$6997$0 , \port$6999$0 , \port$7001$0 , \port$7062$0 , \port$7123$0 , \port$7184$0 , \port$7245$0 , affine_shift, height_mul, \port$7263$375 , leak_shift, e);
   wire \$1 ;
   wire [5:0] \$10 ;
   wire [5:0] \$100 ;
@@ -20916,48 +21427,48 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
   wire [7:0] leak_mul;
   input [5:0] leak_shift;
   wire [5:0] leak_shift;
-  input [1:0] \port$1313$0 ;
-  wire [1:0] \port$1313$0 ;
-  input [1:0] \port$1313$12 ;
-  wire [1:0] \port$1313$12 ;
-  input [1:0] \port$1313$4 ;
-  wire [1:0] \port$1313$4 ;
-  input [1:0] \port$1313$8 ;
-  wire [1:0] \port$1313$8 ;
-  output [15:0] \port$6789$0 ;
-  wire [15:0] \port$6789$0 ;
-  output [15:0] \port$6835$0 ;
-  wire [15:0] \port$6835$0 ;
-  output [15:0] \port$6881$0 ;
-  wire [15:0] \port$6881$0 ;
-  output [15:0] \port$6927$0 ;
-  wire [15:0] \port$6927$0 ;
-  output \port$6928$0 ;
-  wire \port$6928$0 ;
-  output \port$6929$0 ;
-  wire \port$6929$0 ;
-  output \port$6930$0 ;
-  wire \port$6930$0 ;
-  output \port$6931$0 ;
-  wire \port$6931$0 ;
-  output \port$6933$0 ;
-  wire \port$6933$0 ;
-  output \port$6935$0 ;
-  wire \port$6935$0 ;
-  output \port$6937$0 ;
-  wire \port$6937$0 ;
-  output \port$6939$0 ;
-  wire \port$6939$0 ;
-  output \port$7000$0 ;
-  wire \port$7000$0 ;
-  output \port$7061$0 ;
-  wire \port$7061$0 ;
-  output \port$7122$0 ;
-  wire \port$7122$0 ;
-  output \port$7183$0 ;
-  wire \port$7183$0 ;
-  input [13:0] \port$7201$375 ;
-  wire [13:0] \port$7201$375 ;
+  input [1:0] \port$1375$0 ;
+  wire [1:0] \port$1375$0 ;
+  input [1:0] \port$1375$12 ;
+  wire [1:0] \port$1375$12 ;
+  input [1:0] \port$1375$4 ;
+  wire [1:0] \port$1375$4 ;
+  input [1:0] \port$1375$8 ;
+  wire [1:0] \port$1375$8 ;
+  output [15:0] \port$6851$0 ;
+  wire [15:0] \port$6851$0 ;
+  output [15:0] \port$6897$0 ;
+  wire [15:0] \port$6897$0 ;
+  output [15:0] \port$6943$0 ;
+  wire [15:0] \port$6943$0 ;
+  output [15:0] \port$6989$0 ;
+  wire [15:0] \port$6989$0 ;
+  output \port$6990$0 ;
+  wire \port$6990$0 ;
+  output \port$6991$0 ;
+  wire \port$6991$0 ;
+  output \port$6992$0 ;
+  wire \port$6992$0 ;
+  output \port$6993$0 ;
+  wire \port$6993$0 ;
+  output \port$6995$0 ;
+  wire \port$6995$0 ;
+  output \port$6997$0 ;
+  wire \port$6997$0 ;
+  output \port$6999$0 ;
+  wire \port$6999$0 ;
+  output \port$7001$0 ;
+  wire \port$7001$0 ;
+  output \port$7062$0 ;
+  wire \port$7062$0 ;
+  output \port$7123$0 ;
+  wire \port$7123$0 ;
+  output \port$7184$0 ;
+  wire \port$7184$0 ;
+  output \port$7245$0 ;
+  wire \port$7245$0 ;
+  input [13:0] \port$7263$375 ;
+  wire [13:0] \port$7263$375 ;
   wire [3:0] sat_affine;
   wire [3:0] sat_current;
   wire [3:0] sat_lif;
@@ -21164,34 +21675,34 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
   assign \$597  = $signed(\$596 ) + $signed(2'h1);
   assign \$599  = \$586  ? \$591  : \$598 [31:0];
   assign \$600  = $signed(\$585 ) != $signed(\$599 );
-  assign \$1  = ! \port$7201$375 [5:0];
+  assign \$1  = ! \port$7263$375 [5:0];
   assign \$2  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
-  assign \$3  = ! \port$7201$375 [5:0];
-  assign \$4  = \port$7201$375 [5:0] - 1'h1;
+  assign \$3  = ! \port$7263$375 [5:0];
+  assign \$4  = \port$7263$375 [5:0] - 1'h1;
   assign \$5  = \$3  ? 6'h00 : \$4 [5:0];
   assign \$6  = $signed(\$2 ) >>> \$5 ;
   assign \$7  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
-  assign \$8  = ! \port$7201$375 [5:0];
-  assign \$9  = \port$7201$375 [5:0] - 1'h1;
+  assign \$8  = ! \port$7263$375 [5:0];
+  assign \$9  = \port$7263$375 [5:0] - 1'h1;
   assign \$10  = \$8  ? 6'h00 : \$9 [5:0];
   assign \$11  = $signed(\$7 ) >>> \$10 ;
   assign \$12  = $signed(\$11 ) + $signed(2'h1);
   assign \$14  = \$1  ? \$6  : \$13 [23:0];
-  assign \$15  = \port$1313$0 [1] ? \$14  : 24'h000000;
+  assign \$15  = \port$1375$0 [1] ? \$14  : 24'h000000;
   assign \$16  = ! leak_shift;
-  assign \$17  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$17  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$7263$375 [13:6] });
   assign \$18  = ! leak_shift;
   assign \$19  = leak_shift - 1'h1;
   assign \$20  = \$18  ? 6'h00 : \$19 [5:0];
   assign \$21  = $signed(\$17 ) >>> \$20 ;
-  assign \$22  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$22  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$7263$375 [13:6] });
   assign \$23  = ! leak_shift;
   assign \$24  = leak_shift - 1'h1;
   assign \$25  = \$23  ? 6'h00 : \$24 [5:0];
   assign \$26  = $signed(\$22 ) >>> \$25 ;
   assign \$27  = $signed(\$26 ) + $signed(2'h1);
   assign \$29  = \$16  ? \$21  : \$28 [23:0];
-  assign \$30  = \port$1313$0 [0] ? 24'h000000 : \$29 ;
+  assign \$30  = \port$1375$0 [0] ? 24'h000000 : \$29 ;
   assign \$31  = $signed(\$15 ) + $signed(\$30 );
   assign \$32  = $signed(\$31 ) > $signed(16'h7fff);
   assign \$33  = $signed(\$31 ) < $signed(16'h8000);
@@ -21204,34 +21715,34 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
   assign \$39  = $signed(d0) + $signed(g_extra[15:0]);
   assign \$40  = \$38  ? 16'h8000 : \$39 [15:0];
   assign g_cur0 = \$36  ? 16'h7fff : \$40 ;
-  assign \$41  = ! \port$7201$375 [5:0];
+  assign \$41  = ! \port$7263$375 [5:0];
   assign \$42  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
-  assign \$43  = ! \port$7201$375 [5:0];
-  assign \$44  = \port$7201$375 [5:0] - 1'h1;
+  assign \$43  = ! \port$7263$375 [5:0];
+  assign \$44  = \port$7263$375 [5:0] - 1'h1;
   assign \$45  = \$43  ? 6'h00 : \$44 [5:0];
   assign \$46  = $signed(\$42 ) >>> \$45 ;
   assign \$47  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
-  assign \$48  = ! \port$7201$375 [5:0];
-  assign \$49  = \port$7201$375 [5:0] - 1'h1;
+  assign \$48  = ! \port$7263$375 [5:0];
+  assign \$49  = \port$7263$375 [5:0] - 1'h1;
   assign \$50  = \$48  ? 6'h00 : \$49 [5:0];
   assign \$51  = $signed(\$47 ) >>> \$50 ;
   assign \$52  = $signed(\$51 ) + $signed(2'h1);
   assign \$54  = \$41  ? \$46  : \$53 [23:0];
-  assign \$55  = \port$1313$4 [1] ? \$54  : 24'h000000;
+  assign \$55  = \port$1375$4 [1] ? \$54  : 24'h000000;
   assign \$56  = ! leak_shift;
-  assign \$57  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$57  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$7263$375 [13:6] });
   assign \$58  = ! leak_shift;
   assign \$59  = leak_shift - 1'h1;
   assign \$60  = \$58  ? 6'h00 : \$59 [5:0];
   assign \$61  = $signed(\$57 ) >>> \$60 ;
-  assign \$62  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$62  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$7263$375 [13:6] });
   assign \$63  = ! leak_shift;
   assign \$64  = leak_shift - 1'h1;
   assign \$65  = \$63  ? 6'h00 : \$64 [5:0];
   assign \$66  = $signed(\$62 ) >>> \$65 ;
   assign \$67  = $signed(\$66 ) + $signed(2'h1);
   assign \$69  = \$56  ? \$61  : \$68 [23:0];
-  assign \$70  = \port$1313$4 [0] ? 24'h000000 : \$69 ;
+  assign \$70  = \port$1375$4 [0] ? 24'h000000 : \$69 ;
   assign \$71  = $signed(\$55 ) + $signed(\$70 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
   assign \$73  = $signed(\$71 ) < $signed(16'h8000);
@@ -21244,34 +21755,34 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
   assign \$79  = $signed(d1) + $signed(g_extra[31:16]);
   assign \$80  = \$78  ? 16'h8000 : \$79 [15:0];
   assign g_cur1 = \$76  ? 16'h7fff : \$80 ;
-  assign \$81  = ! \port$7201$375 [5:0];
+  assign \$81  = ! \port$7263$375 [5:0];
   assign \$82  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
-  assign \$83  = ! \port$7201$375 [5:0];
-  assign \$84  = \port$7201$375 [5:0] - 1'h1;
+  assign \$83  = ! \port$7263$375 [5:0];
+  assign \$84  = \port$7263$375 [5:0] - 1'h1;
   assign \$85  = \$83  ? 6'h00 : \$84 [5:0];
   assign \$86  = $signed(\$82 ) >>> \$85 ;
   assign \$87  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
-  assign \$88  = ! \port$7201$375 [5:0];
-  assign \$89  = \port$7201$375 [5:0] - 1'h1;
+  assign \$88  = ! \port$7263$375 [5:0];
+  assign \$89  = \port$7263$375 [5:0] - 1'h1;
   assign \$90  = \$88  ? 6'h00 : \$89 [5:0];
   assign \$91  = $signed(\$87 ) >>> \$90 ;
   assign \$92  = $signed(\$91 ) + $signed(2'h1);
   assign \$94  = \$81  ? \$86  : \$93 [23:0];
-  assign \$95  = \port$1313$8 [1] ? \$94  : 24'h000000;
+  assign \$95  = \port$1375$8 [1] ? \$94  : 24'h000000;
   assign \$96  = ! leak_shift;
-  assign \$97  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$97  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$7263$375 [13:6] });
   assign \$98  = ! leak_shift;
   assign \$99  = leak_shift - 1'h1;
   assign \$100  = \$98  ? 6'h00 : \$99 [5:0];
   assign \$101  = $signed(\$97 ) >>> \$100 ;
-  assign \$102  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$102  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$7263$375 [13:6] });
   assign \$103  = ! leak_shift;
   assign \$104  = leak_shift - 1'h1;
   assign \$105  = \$103  ? 6'h00 : \$104 [5:0];
   assign \$106  = $signed(\$102 ) >>> \$105 ;
   assign \$107  = $signed(\$106 ) + $signed(2'h1);
   assign \$109  = \$96  ? \$101  : \$108 [23:0];
-  assign \$110  = \port$1313$8 [0] ? 24'h000000 : \$109 ;
+  assign \$110  = \port$1375$8 [0] ? 24'h000000 : \$109 ;
   assign \$111  = $signed(\$95 ) + $signed(\$110 );
   assign \$112  = $signed(\$111 ) > $signed(16'h7fff);
   assign \$113  = $signed(\$111 ) < $signed(16'h8000);
@@ -21284,34 +21795,34 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
   assign \$119  = $signed(d2) + $signed(g_extra[47:32]);
   assign \$120  = \$118  ? 16'h8000 : \$119 [15:0];
   assign g_cur2 = \$116  ? 16'h7fff : \$120 ;
-  assign \$121  = ! \port$7201$375 [5:0];
+  assign \$121  = ! \port$7263$375 [5:0];
   assign \$122  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
-  assign \$123  = ! \port$7201$375 [5:0];
-  assign \$124  = \port$7201$375 [5:0] - 1'h1;
+  assign \$123  = ! \port$7263$375 [5:0];
+  assign \$124  = \port$7263$375 [5:0] - 1'h1;
   assign \$125  = \$123  ? 6'h00 : \$124 [5:0];
   assign \$126  = $signed(\$122 ) >>> \$125 ;
   assign \$127  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
-  assign \$128  = ! \port$7201$375 [5:0];
-  assign \$129  = \port$7201$375 [5:0] - 1'h1;
+  assign \$128  = ! \port$7263$375 [5:0];
+  assign \$129  = \port$7263$375 [5:0] - 1'h1;
   assign \$130  = \$128  ? 6'h00 : \$129 [5:0];
   assign \$131  = $signed(\$127 ) >>> \$130 ;
   assign \$132  = $signed(\$131 ) + $signed(2'h1);
   assign \$134  = \$121  ? \$126  : \$133 [23:0];
-  assign \$135  = \port$1313$12 [1] ? \$134  : 24'h000000;
+  assign \$135  = \port$1375$12 [1] ? \$134  : 24'h000000;
   assign \$136  = ! leak_shift;
-  assign \$137  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$137  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$7263$375 [13:6] });
   assign \$138  = ! leak_shift;
   assign \$139  = leak_shift - 1'h1;
   assign \$140  = \$138  ? 6'h00 : \$139 [5:0];
   assign \$141  = $signed(\$137 ) >>> \$140 ;
-  assign \$142  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$7201$375 [13:6] });
+  assign \$142  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$7263$375 [13:6] });
   assign \$143  = ! leak_shift;
   assign \$144  = leak_shift - 1'h1;
   assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
   assign \$146  = $signed(\$142 ) >>> \$145 ;
   assign \$147  = $signed(\$146 ) + $signed(2'h1);
   assign \$149  = \$136  ? \$141  : \$148 [23:0];
-  assign \$150  = \port$1313$12 [0] ? 24'h000000 : \$149 ;
+  assign \$150  = \port$1375$12 [0] ? 24'h000000 : \$149 ;
   assign \$151  = $signed(\$135 ) + $signed(\$150 );
   assign \$152  = $signed(\$151 ) > $signed(16'h7fff);
   assign \$153  = $signed(\$151 ) < $signed(16'h8000);
@@ -21542,10 +22053,10 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
   assign \$390  = affine_shift - 1'h1;
   assign \$391  = \$389  ? 6'h00 : \$390 [5:0];
   assign v0 = { \$31 [24], \$31 [24], \$31  };
-  assign window = { \port$1313$12 [1], \port$1313$8 [1], \port$1313$4 [1], \port$1313$0 [1] };
-  assign height_shift = \port$7201$375 [5:0];
-  assign spike = { \port$1313$12 [0], \port$1313$8 [0], \port$1313$4 [0], \port$1313$0 [0] };
-  assign leak_mul = \port$7201$375 [13:6];
+  assign window = { \port$1375$12 [1], \port$1375$8 [1], \port$1375$4 [1], \port$1375$0 [1] };
+  assign height_shift = \port$7263$375 [5:0];
+  assign spike = { \port$1375$12 [0], \port$1375$8 [0], \port$1375$4 [0], \port$1375$0 [0] };
+  assign leak_mul = \port$7263$375 [13:6];
   assign v1 = { \$71 [24], \$71 [24], \$71  };
   assign v2 = { \$111 [24], \$111 [24], \$111  };
   assign v3 = { \$151 [24], \$151 [24], \$151  };
@@ -21555,22 +22066,22 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
   assign sat_lif = { \$348 , \$347 , \$346 , \$345  };
   assign sat_current = { \$356 , \$354 , \$352 , \$350  };
   assign sat_affine = { \$600 , \$539 , \$478 , \$417  };
-  assign \port$6789$0  = \$206 ;
-  assign \port$6835$0  = \$252 ;
-  assign \port$6881$0  = \$298 ;
-  assign \port$6927$0  = \$344 ;
-  assign \port$6928$0  = \$345 ;
-  assign \port$6929$0  = \$346 ;
-  assign \port$6930$0  = \$347 ;
-  assign \port$6931$0  = \$348 ;
-  assign \port$6933$0  = \$350 ;
-  assign \port$6935$0  = \$352 ;
-  assign \port$6937$0  = \$354 ;
-  assign \port$6939$0  = \$356 ;
-  assign \port$7000$0  = \$417 ;
-  assign \port$7061$0  = \$478 ;
-  assign \port$7122$0  = \$539 ;
-  assign \port$7183$0  = \$600 ;
+  assign \port$6851$0  = \$206 ;
+  assign \port$6897$0  = \$252 ;
+  assign \port$6943$0  = \$298 ;
+  assign \port$6989$0  = \$344 ;
+  assign \port$6990$0  = \$345 ;
+  assign \port$6991$0  = \$346 ;
+  assign \port$6992$0  = \$347 ;
+  assign \port$6993$0  = \$348 ;
+  assign \port$6995$0  = \$350 ;
+  assign \port$6997$0  = \$352 ;
+  assign \port$6999$0  = \$354 ;
+  assign \port$7001$0  = \$356 ;
+  assign \port$7062$0  = \$417 ;
+  assign \port$7123$0  = \$478 ;
+  assign \port$7184$0  = \$539 ;
+  assign \port$7245$0  = \$600 ;
   assign \$13  = { \$12 [24], \$12 [24:1] };
   assign \$28  = { \$27 [24], \$27 [24:1] };
   assign \$53  = { \$52 [24], \$52 [24:1] };
@@ -21610,7 +22121,7 @@ module \ttsnn_accel.backward.lif.lanes (\port$1313$0 , \port$1313$4 , \port$1313
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike_in__addr, w1__en, line1__addr, \port$1433$0 , \port$1437$0 , \port$1441$0 , \port$1445$0 , busy, in_rows, desc, geo, counts, line1__en, w1__addr, in_consumed, rows_done
+module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike_in__addr, w1__en, line1__addr, \port$1495$0 , \port$1499$0 , \port$1503$0 , \port$1507$0 , busy, in_rows, desc, geo, counts, line1__en, w1__addr, in_consumed, rows_done
 , released, released_e1_order, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
@@ -22290,14 +22801,14 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   wire [7:0] o;
   wire [15:0] pi1;
   reg [15:0] pix1 = 16'h0000;
-  output [7:0] \port$1433$0 ;
-  wire [7:0] \port$1433$0 ;
-  output [7:0] \port$1437$0 ;
-  wire [7:0] \port$1437$0 ;
-  output [7:0] \port$1441$0 ;
-  wire [7:0] \port$1441$0 ;
-  output [7:0] \port$1445$0 ;
-  wire [7:0] \port$1445$0 ;
+  output [7:0] \port$1495$0 ;
+  wire [7:0] \port$1495$0 ;
+  output [7:0] \port$1499$0 ;
+  wire [7:0] \port$1499$0 ;
+  output [7:0] \port$1503$0 ;
+  wire [7:0] \port$1503$0 ;
+  output [7:0] \port$1507$0 ;
+  wire [7:0] \port$1507$0 ;
   reg [1:0] qm3_1 = 2'h0;
   input [15:0] released;
   wire [15:0] released;
@@ -23401,10 +23912,10 @@ module \ttsnn_accel.e1 (rst, start, weights, spike_in__data, spike_in__en, spike
   assign line1__data = { \$125 , \$121 , \$117 , \$113  };
   assign spike_in__addr = \$87 [15:0];
   assign line1__addr = \$109 [15:0];
-  assign \port$1433$0  = \$113 ;
-  assign \port$1437$0  = \$117 ;
-  assign \port$1441$0  = \$121 ;
-  assign \port$1445$0  = \$125 ;
+  assign \port$1495$0  = \$113 ;
+  assign \port$1499$0  = \$117 ;
+  assign \port$1503$0  = \$121 ;
+  assign \port$1507$0  = \$125 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -23650,7 +24161,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr
-, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, q23_rows, busy, \port$3315$0 , \port$3355$0 , \port$3395$0 , \port$3435$0 , desc, geo, e1_rows, counts, released, released_e1_order, e4_released, clk
+, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, q23_rows, busy, \port$3377$0 , \port$3417$0 , \port$3457$0 , \port$3497$0 , desc, geo, e1_rows, counts, released, released_e1_order, e4_released, clk
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
@@ -24509,14 +25020,14 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   reg [2:0] \p_wr_addr$82 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  output [7:0] \port$3315$0 ;
-  wire [7:0] \port$3315$0 ;
-  output [7:0] \port$3355$0 ;
-  wire [7:0] \port$3355$0 ;
-  output [7:0] \port$3395$0 ;
-  wire [7:0] \port$3395$0 ;
-  output [7:0] \port$3435$0 ;
-  wire [7:0] \port$3435$0 ;
+  output [7:0] \port$3377$0 ;
+  wire [7:0] \port$3377$0 ;
+  output [7:0] \port$3417$0 ;
+  wire [7:0] \port$3417$0 ;
+  output [7:0] \port$3457$0 ;
+  wire [7:0] \port$3457$0 ;
+  output [7:0] \port$3497$0 ;
+  wire [7:0] \port$3497$0 ;
   output [15:0] q23_rows;
   wire [15:0] q23_rows;
   output [15:0] released;
@@ -25140,17 +25651,17 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   \ttsnn_accel.e23.adder  adder (
     .a(i),
     .b(\b$92 ),
-    .\port$3436$0 (\$485 ),
-    .\port$3437$0 (\$486 ),
-    .\port$3438$0 (\$487 ),
-    .\port$3439$0 (\$488 )
+    .\port$3498$0 (\$485 ),
+    .\port$3499$0 (\$486 ),
+    .\port$3500$0 (\$487 ),
+    .\port$3501$0 (\$488 )
   );
   \ttsnn_accel.e23.cluster2  cluster2 (
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$7549$18 (a[21:18]),
-    .\port$7549$2 (a[4:2]),
+    .\port$7733$18 (a[21:18]),
+    .\port$7733$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -25216,19 +25727,19 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   );
   \ttsnn_accel.e23.requant2  requant2 (
     .i(i),
-    .\port$3315$0 (\$481 ),
-    .\port$3355$0 (\$482 ),
-    .\port$3395$0 (\$483 ),
-    .\port$3435$0 (\$484 ),
+    .\port$3377$0 (\$481 ),
+    .\port$3417$0 (\$482 ),
+    .\port$3457$0 (\$483 ),
+    .\port$3497$0 (\$484 ),
     .rnd(desc[205]),
     .shift(desc[138:133])
   );
   \ttsnn_accel.e23.requant3  requant3 (
     .i(\i$98 ),
-    .\port$3479$0 (\$489 ),
-    .\port$3519$0 (\$490 ),
-    .\port$3559$0 (\$491 ),
-    .\port$3599$0 (\$492 ),
+    .\port$3541$0 (\$489 ),
+    .\port$3581$0 (\$490 ),
+    .\port$3621$0 (\$491 ),
+    .\port$3661$0 (\$492 ),
     .rnd(desc[205]),
     .shift(\$249 [5:0])
   );
@@ -25523,10 +26034,10 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
   assign w3__addr = \$189 [15:0];
   assign row2__addr = \$245 [15:0];
   assign line4__addr = \$280 [15:0];
-  assign \port$3315$0  = \$481 ;
-  assign \port$3355$0  = \$482 ;
-  assign \port$3395$0  = \$483 ;
-  assign \port$3435$0  = \$484 ;
+  assign \port$3377$0  = \$481 ;
+  assign \port$3417$0  = \$482 ;
+  assign \port$3457$0  = \$483 ;
+  assign \port$3497$0  = \$484 ;
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -25888,7 +26399,7 @@ module \ttsnn_accel.e23 (rst, start, weights, w3__data, line1_a__data, line1_b__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.adder (\port$3437$0 , \port$3438$0 , \port$3439$0 , a, b, \port$3436$0 );
+module \ttsnn_accel.e23.adder (\port$3499$0 , \port$3500$0 , \port$3501$0 , a, b, \port$3498$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$2 ;
   wire [16:0] \$3 ;
@@ -25898,27 +26409,27 @@ module \ttsnn_accel.e23.adder (\port$3437$0 , \port$3438$0 , \port$3439$0 , a, b
   input [63:0] b;
   wire [63:0] b;
   wire [67:0] o;
-  output [16:0] \port$3436$0 ;
-  wire [16:0] \port$3436$0 ;
-  output [16:0] \port$3437$0 ;
-  wire [16:0] \port$3437$0 ;
-  output [16:0] \port$3438$0 ;
-  wire [16:0] \port$3438$0 ;
-  output [16:0] \port$3439$0 ;
-  wire [16:0] \port$3439$0 ;
+  output [16:0] \port$3498$0 ;
+  wire [16:0] \port$3498$0 ;
+  output [16:0] \port$3499$0 ;
+  wire [16:0] \port$3499$0 ;
+  output [16:0] \port$3500$0 ;
+  wire [16:0] \port$3500$0 ;
+  output [16:0] \port$3501$0 ;
+  wire [16:0] \port$3501$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
   assign \$4  = $signed(a[63:48]) + $signed(b[63:48]);
   assign o = { \$4 , \$3 , \$2 , \$1  };
-  assign \port$3436$0  = \$1 ;
-  assign \port$3437$0  = \$2 ;
-  assign \port$3438$0  = \$3 ;
-  assign \port$3439$0  = \$4 ;
+  assign \port$3498$0  = \$1 ;
+  assign \port$3499$0  = \$2 ;
+  assign \port$3500$0  = \$3 ;
+  assign \port$3501$0  = \$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, ww__en, pw__en, pack, pw__data, wr__addr, pr__addr, \port$7549$2 , ww__addr, \port$7549$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, ww__en, pw__en, pack, pw__data, wr__addr, pr__addr, \port$7733$2 , ww__addr, \port$7733$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -26038,10 +26549,10 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$7549$18 ;
-  wire [3:0] \port$7549$18 ;
-  input [2:0] \port$7549$2 ;
-  wire [2:0] \port$7549$2 ;
+  input [3:0] \port$7733$18 ;
+  wire [3:0] \port$7733$18 ;
+  input [2:0] \port$7733$2 ;
+  wire [2:0] \port$7733$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -26137,91 +26648,91 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$7549$18 [0] * 4'h8;
+  assign \$100  = \port$7733$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$7549$18 [0] * 4'h8;
+  assign \$103  = \port$7733$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$7549$18 [0] * 4'h8;
+  assign \$106  = \port$7733$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$7549$18 [1:0] * 4'h8;
+  assign \$110  = \port$7733$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$7549$18 [1:0] * 4'h8;
+  assign \$113  = \port$7733$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$7549$18 [1:0] * 4'h8;
+  assign \$116  = \port$7733$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$7549$18 [3:2] * 4'h8;
+  assign \$121  = \port$7733$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$7549$18 [2] * 4'h8;
+  assign \$124  = \port$7733$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$7549$18 [0] * 4'h8;
+  assign \$129  = \port$7733$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$7549$18 [0] * 4'h8;
+  assign \$132  = \port$7733$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$7549$18 [0] * 4'h8;
+  assign \$135  = \port$7733$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$7549$18 [1:0] * 4'h8;
+  assign \$139  = \port$7733$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$7549$18 [1:0] * 4'h8;
+  assign \$142  = \port$7733$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$7549$18 [1:0] * 4'h8;
+  assign \$145  = \port$7733$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$7549$18 [3:2] * 4'h8;
+  assign \$150  = \port$7733$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$7549$18 [2] * 4'h8;
+  assign \$153  = \port$7733$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$7549$18 [0] * 4'h8;
+  assign \$158  = \port$7733$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$7549$18 [0] * 4'h8;
+  assign \$161  = \port$7733$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$7549$18 [0] * 4'h8;
+  assign \$164  = \port$7733$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$7549$18 [1:0] * 4'h8;
+  assign \$168  = \port$7733$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$7549$18 [1:0] * 4'h8;
+  assign \$171  = \port$7733$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$7549$18 [1:0] * 4'h8;
+  assign \$174  = \port$7733$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$7549$18 [3:2] * 4'h8;
+  assign \$179  = \port$7733$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$7549$18 [2] * 4'h8;
+  assign \$182  = \port$7733$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$7549$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$7733$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$7549$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$7733$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$7549$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$7733$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$7549$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$7733$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$7549$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$7549$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$7733$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$7733$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$7549$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$7549$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$7733$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$7733$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$7549$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$7549$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$7733$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$7733$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$7549$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$7549$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$7733$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$7733$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$7549$18 [0] * 4'h8;
+  assign \$71  = \port$7733$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$7549$18 [0] * 4'h8;
+  assign \$74  = \port$7733$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$7549$18 [0] * 4'h8;
+  assign \$77  = \port$7733$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$7549$18 [1:0] * 4'h8;
+  assign \$81  = \port$7733$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$7549$18 [1:0] * 4'h8;
+  assign \$84  = \port$7733$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$7549$18 [1:0] * 4'h8;
+  assign \$87  = \port$7733$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$7549$18 [3:2] * 4'h8;
+  assign \$92  = \port$7733$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$7549$18 [2] * 4'h8;
+  assign \$95  = \port$7733$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
@@ -26334,8 +26845,8 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$7549$18 [1:0];
-  assign wsel = \port$7549$18 [3:2];
+  assign jl = \port$7733$18 [1:0];
+  assign wsel = \port$7733$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -26346,9 +26857,9 @@ module \ttsnn_accel.e23.cluster2 (rst, weights, wr__en, pr__en, valid, centre, w
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$7549$2 [2];
-  assign first = \port$7549$2 [0];
-  assign from_psum = \port$7549$2 [1];
+  assign use_spad = \port$7733$2 [2];
+  assign first = \port$7733$2 [0];
+  assign from_psum = \port$7733$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -30405,7 +30916,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, desc, geo, step, run, a,
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant2 (\port$3355$0 , \port$3395$0 , \port$3435$0 , shift, rnd, i, \port$3315$0 );
+module \ttsnn_accel.e23.requant2 (\port$3417$0 , \port$3457$0 , \port$3497$0 , shift, rnd, i, \port$3377$0 );
   wire \$1 ;
   wire [16:0] \$10 ;
   wire [6:0] \$100 ;
@@ -30569,14 +31080,14 @@ module \ttsnn_accel.e23.requant2 (\port$3355$0 , \port$3395$0 , \port$3435$0 , s
   input [63:0] i;
   wire [63:0] i;
   wire [31:0] o;
-  output [7:0] \port$3315$0 ;
-  wire [7:0] \port$3315$0 ;
-  output [7:0] \port$3355$0 ;
-  wire [7:0] \port$3355$0 ;
-  output [7:0] \port$3395$0 ;
-  wire [7:0] \port$3395$0 ;
-  output [7:0] \port$3435$0 ;
-  wire [7:0] \port$3435$0 ;
+  output [7:0] \port$3377$0 ;
+  wire [7:0] \port$3377$0 ;
+  output [7:0] \port$3417$0 ;
+  wire [7:0] \port$3417$0 ;
+  output [7:0] \port$3457$0 ;
+  wire [7:0] \port$3457$0 ;
+  output [7:0] \port$3497$0 ;
+  wire [7:0] \port$3497$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -30730,10 +31241,10 @@ module \ttsnn_accel.e23.requant2 (\port$3355$0 , \port$3395$0 , \port$3435$0 , s
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
   assign \$160  = \$133  ? 8'h7f : \$159 ;
   assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$3315$0  = \$40 ;
-  assign \port$3355$0  = \$80 ;
-  assign \port$3395$0  = \$120 ;
-  assign \port$3435$0  = \$160 ;
+  assign \port$3377$0  = \$40 ;
+  assign \port$3417$0  = \$80 ;
+  assign \port$3457$0  = \$120 ;
+  assign \port$3497$0  = \$160 ;
   assign \$11  = { \$10 [16], \$10 [16:1] };
   assign \$24  = { \$23 [16], \$23 [16:1] };
   assign \$37  = { \$36 [16], \$36 [16:1] };
@@ -30749,7 +31260,7 @@ module \ttsnn_accel.e23.requant2 (\port$3355$0 , \port$3395$0 , \port$3435$0 , s
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant3 (shift, \port$3479$0 , \port$3519$0 , \port$3559$0 , \port$3599$0 , rnd, i);
+module \ttsnn_accel.e23.requant3 (shift, \port$3541$0 , \port$3581$0 , \port$3621$0 , \port$3661$0 , rnd, i);
   wire \$1 ;
   wire [17:0] \$10 ;
   wire [6:0] \$100 ;
@@ -30913,14 +31424,14 @@ module \ttsnn_accel.e23.requant3 (shift, \port$3479$0 , \port$3519$0 , \port$355
   input [67:0] i;
   wire [67:0] i;
   wire [31:0] o;
-  output [7:0] \port$3479$0 ;
-  wire [7:0] \port$3479$0 ;
-  output [7:0] \port$3519$0 ;
-  wire [7:0] \port$3519$0 ;
-  output [7:0] \port$3559$0 ;
-  wire [7:0] \port$3559$0 ;
-  output [7:0] \port$3599$0 ;
-  wire [7:0] \port$3599$0 ;
+  output [7:0] \port$3541$0 ;
+  wire [7:0] \port$3541$0 ;
+  output [7:0] \port$3581$0 ;
+  wire [7:0] \port$3581$0 ;
+  output [7:0] \port$3621$0 ;
+  wire [7:0] \port$3621$0 ;
+  output [7:0] \port$3661$0 ;
+  wire [7:0] \port$3661$0 ;
   input rnd;
   wire rnd;
   input [5:0] shift;
@@ -31074,10 +31585,10 @@ module \ttsnn_accel.e23.requant3 (shift, \port$3479$0 , \port$3519$0 , \port$355
   assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
   assign \$160  = \$133  ? 8'h7f : \$159 ;
   assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$3479$0  = \$40 ;
-  assign \port$3519$0  = \$80 ;
-  assign \port$3559$0  = \$120 ;
-  assign \port$3599$0  = \$160 ;
+  assign \port$3541$0  = \$40 ;
+  assign \port$3581$0  = \$80 ;
+  assign \port$3621$0  = \$120 ;
+  assign \port$3661$0  = \$160 ;
   assign \$11  = { \$10 [17], \$10 [17:1] };
   assign \$24  = { \$23 [17], \$23 [17:1] };
   assign \$37  = { \$36 [17], \$36 [17:1] };
@@ -31094,7 +31605,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual__data, membrane_in__data, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy
-, res_rows, out_taken, desc, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$7879$0 , \port$7889$0 , \port$7899$0 , \port$7909$0 , clk);
+, res_rows, out_taken, desc, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$8063$0 , \port$8073$0 , \port$8083$0 , \port$8093$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -31976,14 +32487,14 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$7879$0 ;
-  wire [15:0] \port$7879$0 ;
-  output [15:0] \port$7889$0 ;
-  wire [15:0] \port$7889$0 ;
-  output [15:0] \port$7899$0 ;
-  wire [15:0] \port$7899$0 ;
-  output [15:0] \port$7909$0 ;
-  wire [15:0] \port$7909$0 ;
+  output [15:0] \port$8063$0 ;
+  wire [15:0] \port$8063$0 ;
+  output [15:0] \port$8073$0 ;
+  wire [15:0] \port$8073$0 ;
+  output [15:0] \port$8083$0 ;
+  wire [15:0] \port$8083$0 ;
+  output [15:0] \port$8093$0 ;
+  wire [15:0] \port$8093$0 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -32755,10 +33266,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     .o2(\$656 ),
     .o3(\$657 ),
     .p(p),
-    .\port$7721$128 (e4c_aff[143:128]),
-    .\port$7721$176 (e4c_aff[191:176]),
-    .\port$7721$32 (e4c_aff[47:32]),
-    .\port$7721$80 (e4c_aff[95:80]),
+    .\port$7905$128 (e4c_aff[143:128]),
+    .\port$7905$176 (e4c_aff[191:176]),
+    .\port$7905$32 (e4c_aff[47:32]),
+    .\port$7905$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -32778,11 +33289,11 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$7199$167 (desc[188:167]),
-    .\port$7815$0 (\$654 ),
-    .\port$7833$0 (\$655 ),
-    .\port$7851$0 (\$656 ),
-    .\port$7869$0 (\$657 ),
+    .\port$7261$167 (desc[188:167]),
+    .\port$7999$0 (\$654 ),
+    .\port$8017$0 (\$655 ),
+    .\port$8035$0 (\$656 ),
+    .\port$8053$0 (\$657 ),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$659 ),
@@ -32799,10 +33310,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
     .clk(clk),
     .first(\first$51 ),
     .i(i),
-    .\port$4227$0 (\$650 ),
-    .\port$4230$0 (\$651 ),
-    .\port$4233$0 (\$652 ),
-    .\port$4236$0 (\$653 ),
+    .\port$4289$0 (\$650 ),
+    .\port$4292$0 (\$651 ),
+    .\port$4295$0 (\$652 ),
+    .\port$4298$0 (\$653 ),
     .rst(rst),
     .valid(\valid$48 )
   );
@@ -33636,10 +34147,10 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
   assign membrane_in__addr = \$118 [15:0];
   assign membrane_out__addr = \$135 [15:0];
   assign spikes__addr = \$136 [15:0];
-  assign \port$7879$0  = \$658 ;
-  assign \port$7889$0  = \$660 ;
-  assign \port$7899$0  = \$662 ;
-  assign \port$7909$0  = \$664 ;
+  assign \port$8063$0  = \$658 ;
+  assign \port$8073$0  = \$660 ;
+  assign \port$8083$0  = \$662 ;
+  assign \port$8093$0  = \$664 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -33767,7 +34278,7 @@ module \ttsnn_accel.e4 (rst, start, weights, affine__data, line4__data, residual
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$7721$32 , \port$7721$80 , \port$7721$128 , \port$7721$176 , residual, o0, o1, o2, o3, clk);
+module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$7905$32 , \port$7905$80 , \port$7905$128 , \port$7905$176 , residual, o0, o1, o2, o3, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
@@ -33963,14 +34474,14 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   reg [31:0] partial1 = 32'd0;
   reg [31:0] partial2 = 32'd0;
   reg [31:0] partial3 = 32'd0;
-  input [15:0] \port$7721$128 ;
-  wire [15:0] \port$7721$128 ;
-  input [15:0] \port$7721$176 ;
-  wire [15:0] \port$7721$176 ;
-  input [15:0] \port$7721$32 ;
-  wire [15:0] \port$7721$32 ;
-  input [15:0] \port$7721$80 ;
-  wire [15:0] \port$7721$80 ;
+  input [15:0] \port$7905$128 ;
+  wire [15:0] \port$7905$128 ;
+  input [15:0] \port$7905$176 ;
+  wire [15:0] \port$7905$176 ;
+  input [15:0] \port$7905$32 ;
+  wire [15:0] \port$7905$32 ;
+  input [15:0] \port$7905$80 ;
+  wire [15:0] \port$7905$80 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod2 = 32'd0;
@@ -34196,7 +34707,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$130  = \port$7721$32 ;
+    \$130  = \port$7905$32 ;
     if (rst) begin
       \$130  = 16'h0000;
     end
@@ -34259,7 +34770,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$139  = \port$7721$80 ;
+    \$139  = \port$7905$80 ;
     if (rst) begin
       \$139  = 16'h0000;
     end
@@ -34322,7 +34833,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$148  = \port$7721$128 ;
+    \$148  = \port$7905$128 ;
     if (rst) begin
       \$148  = 16'h0000;
     end
@@ -34385,7 +34896,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$157  = \port$7721$176 ;
+    \$157  = \port$7905$176 ;
     if (rst) begin
       \$157  = 16'h0000;
     end
@@ -34439,7 +34950,7 @@ module \ttsnn_accel.e4.affine (rst, scale, shift, rnd, use_residual, p, \port$77
       \$164  = 16'h0000;
     end
   end
-  assign bias = { \port$7721$176 , \port$7721$128 , \port$7721$80 , \port$7721$32  };
+  assign bias = { \port$7905$176 , \port$7905$128 , \port$7905$80 , \port$7905$32  };
   assign o = { o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -34515,7 +35026,7 @@ module \ttsnn_accel.e4.cluster4 (rst, weights, operand, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7199$167 , rnd, u_prev, \port$7815$0 , \port$7833$0 , \port$7851$0 , \port$7869$0 , u0, s0, u1, s1, u2, s2, u3, s3, clk);
+module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7261$167 , rnd, u_prev, \port$7999$0 , \port$8017$0 , \port$8035$0 , \port$8053$0 , u0, s0, u1, s1, u2, s2, u3, s3, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -34659,16 +35170,16 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7199$167 , rnd, u_prev, \port$7
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [21:0] \port$7199$167 ;
-  wire [21:0] \port$7199$167 ;
-  input [15:0] \port$7815$0 ;
-  wire [15:0] \port$7815$0 ;
-  input [15:0] \port$7833$0 ;
-  wire [15:0] \port$7833$0 ;
-  input [15:0] \port$7851$0 ;
-  wire [15:0] \port$7851$0 ;
-  input [15:0] \port$7869$0 ;
-  wire [15:0] \port$7869$0 ;
+  input [21:0] \port$7261$167 ;
+  wire [21:0] \port$7261$167 ;
+  input [15:0] \port$7999$0 ;
+  wire [15:0] \port$7999$0 ;
+  input [15:0] \port$8017$0 ;
+  wire [15:0] \port$8017$0 ;
+  input [15:0] \port$8035$0 ;
+  wire [15:0] \port$8035$0 ;
+  input [15:0] \port$8053$0 ;
+  wire [15:0] \port$8053$0 ;
   input rnd;
   wire rnd;
   input rst;
@@ -34694,106 +35205,106 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7199$167 , rnd, u_prev, \port$7
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$7199$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$7261$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$7199$167 [5:0];
-  assign \$5  = \port$7199$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$7261$167 [5:0];
+  assign \$5  = \port$7261$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$7199$167 [5:0];
+  assign \$8  = ! \port$7261$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$7815$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$7999$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$7815$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$7999$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$7815$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$7999$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$7815$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$7999$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$7815$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$7999$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$7815$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$7999$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$7199$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$7199$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$7261$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$7261$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$7199$167 [5:0];
-  assign \$31  = \port$7199$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$7261$167 [5:0];
+  assign \$31  = \port$7261$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$7199$167 [5:0];
+  assign \$34  = ! \port$7261$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$7833$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$8017$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$7833$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$8017$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$7833$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$8017$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$7833$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$8017$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$7833$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$8017$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$7833$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$8017$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$7199$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$7199$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$7261$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$7261$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$7199$167 [5:0];
-  assign \$57  = \port$7199$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$7261$167 [5:0];
+  assign \$57  = \port$7261$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$7199$167 [5:0];
+  assign \$60  = ! \port$7261$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$7851$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$8035$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$7851$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$8035$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$7851$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$8035$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$7851$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$8035$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$7851$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$8035$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$7851$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$8035$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$7199$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$7199$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$7261$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$7261$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$7199$167 [5:0];
-  assign \$83  = \port$7199$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$7261$167 [5:0];
+  assign \$83  = \port$7261$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$7199$167 [5:0];
+  assign \$86  = ! \port$7261$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$7869$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$8053$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$7869$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$8053$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$7869$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$8053$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$7869$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$8053$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$7869$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$8053$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$7869$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$8053$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$7199$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$7261$167 [21:6]);
   always @(posedge clk)
     leak_prod0 <= \$105 ;
   always @(posedge clk)
@@ -34974,9 +35485,9 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7199$167 , rnd, u_prev, \port$7
       \$124  = 1'h0;
     end
   end
-  assign threshold = \port$7199$167 [21:6];
-  assign leak_shift = \port$7199$167 [5:0];
-  assign cur = { \port$7869$0 , \port$7851$0 , \port$7833$0 , \port$7815$0  };
+  assign threshold = \port$7261$167 [21:6];
+  assign leak_shift = \port$7261$167 [5:0];
+  assign cur = { \port$8053$0 , \port$8035$0 , \port$8017$0 , \port$7999$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -34986,7 +35497,7 @@ module \ttsnn_accel.e4.lif (rst, leak_mul, \port$7199$167 , rnd, u_prev, \port$7
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.maxpool (rst, valid, \port$4227$0 , \port$4230$0 , \port$4233$0 , \port$4236$0 , first, i, clk);
+module \ttsnn_accel.e4.maxpool (rst, valid, \port$4289$0 , \port$4292$0 , \port$4295$0 , \port$4298$0 , first, i, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -35009,14 +35520,14 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$4227$0 , \port$4230$0 , \port$
   input [63:0] i;
   wire [63:0] i;
   wire [63:0] o;
-  output [15:0] \port$4227$0 ;
-  wire [15:0] \port$4227$0 ;
-  output [15:0] \port$4230$0 ;
-  wire [15:0] \port$4230$0 ;
-  output [15:0] \port$4233$0 ;
-  wire [15:0] \port$4233$0 ;
-  output [15:0] \port$4236$0 ;
-  wire [15:0] \port$4236$0 ;
+  output [15:0] \port$4289$0 ;
+  wire [15:0] \port$4289$0 ;
+  output [15:0] \port$4292$0 ;
+  wire [15:0] \port$4292$0 ;
+  output [15:0] \port$4295$0 ;
+  wire [15:0] \port$4295$0 ;
+  output [15:0] \port$4298$0 ;
+  wire [15:0] \port$4298$0 ;
   input rst;
   wire rst;
   input valid;
@@ -35046,10 +35557,10 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$4227$0 , \port$4230$0 , \port$
     end
   end
   assign o = { \$12 , \$9 , \$6 , \$3  };
-  assign \port$4227$0  = \$3 ;
-  assign \port$4230$0  = \$6 ;
-  assign \port$4233$0  = \$9 ;
-  assign \port$4236$0  = \$12 ;
+  assign \port$4289$0  = \$3 ;
+  assign \port$4292$0  = \$6 ;
+  assign \port$4295$0  = \$9 ;
+  assign \port$4298$0  = \$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
