@@ -28,8 +28,6 @@ host (rows in the input rings / rows taken from the output ring).
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -61,12 +59,16 @@ def accelerator_signature(config: HardwareConfig) -> wiring.Signature:
 
 
 class Accelerator(wiring.Component):
-    """The TT-SNN forward accelerator for one :class:`HardwareConfig`.
+    """The TT-SNN accelerator (forward engines and backward datapath) for one
+    :class:`HardwareConfig`: instantiates and connects the host interface
+    (:class:`gen.host.HostInterface`), the memories (:class:`gen.memories.BufferMemories`), the
+    tile geometry, the engines and the backward datapath; holds only start / done.
 
     Ports: ``host_addr``, ``host_wdata``, ``host_write`` (1-cycle strobe), ``host_read``
     (1-cycle strobe), ``host_rdata``/``host_rvalid`` (2 cycles after ``host_read``), ``busy``
-    (high while a tile runs), ``done`` (rises at the end of a tile, stays high until the
-    next start), ``event`` (rises when an input ring slot is freed, an output row is complete
+    (high while a tile runs, and one draining cycle after the engines' last, for the counter
+    bank's registered increments), ``done`` (rises at the end of a tile with every counter
+    final, stays high until the next start), ``event`` (rises when an input ring slot is freed, an output row is complete
     or the tile ends; falls when the host reads ``status``: a host may sleep until it).
     Address map:
     :func:`gen.hostmap.host_map`.
