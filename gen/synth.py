@@ -76,7 +76,7 @@ def summarise(ops: dict[str, Any], word: dict[str, Any], gates: dict[str, Any]) 
     bits, memories, generic gates."""
     rows = []
     for name, mod in word["modules"].items():
-        short = name.lstrip("\\").replace("ttsnn_accel.", "") if "." in name else "top (control, host, counters)"
+        short = name.lstrip("\\").replace("ttsnn_accel.", "") if "." in name else "top (start / done control)"
         mul = add = ff_bits = mems = 0
         for ctype, n in ops["modules"].get(name, {}).get("num_cells_by_type", {}).items():
             base, _ = _split(ctype)

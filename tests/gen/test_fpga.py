@@ -133,7 +133,8 @@ def test_small_configuration_levels_per_stage(tmp_path):
     the post-cluster-4 chain is pipelined, so no register of the affine or LIF units and
     not the spike counter sits behind more than a 16x16 product's worth of levels plus a
     few (a generic registered 16x16 signed multiply alone is 64 levels in this flow); the
-    unpipelined chain put 298 levels before the spike counter."""
+    unpipelined chain put 298 levels before the spike counter. The counters' increments are
+    registered, so the counters themselves sit behind one 48-bit add."""
     from gen.config import load_config
     from gen.emit import verilog_text
     (tmp_path / "ttsnn_accel.v").write_text(verilog_text(load_config("small")))
@@ -142,5 +143,11 @@ def test_small_configuration_levels_per_stage(tmp_path):
     ep = lv["endpoints"]
     chain = {k: v["levels"] for k, v in ep.items() if v["unit"] in ("e4.affine", "e4.lif")}
     assert len(chain) >= 8 and max(chain.values()) <= 80, chain
-    assert ep["cnt_spikes_out"]["levels"] <= 80
+    assert ep["host.inc_spikes_out"]["levels"] <= 80
+    # the counter bank adds registered increments: every 48-bit counter sits behind an add of
+    # its own register (53 levels measured), not behind an engine's per-cycle logic as well
+    # (91-102 levels before the increments were registered)
+    counters = {k: v for k, v in ep.items() if k.startswith("host.cnt_")}
+    assert len(counters) >= 40 and max(v["levels"] for v in counters.values()) <= 60, counters
+    assert all(v["from"].startswith("host.") for v in counters.values()), counters
     json.dumps(lv)      # the report is plain JSON
