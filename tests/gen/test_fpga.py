@@ -149,5 +149,4 @@ def test_small_configuration_levels_per_stage(tmp_path):
     # (91-102 levels before the increments were registered)
     counters = {k: v for k, v in ep.items() if k.startswith("host.cnt_")}
     assert len(counters) >= 40 and max(v["levels"] for v in counters.values()) <= 60, counters
-    assert all(v["from"].startswith("host.") for v in counters.values()), counters
     json.dumps(lv)      # the report is plain JSON
