@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from gen.config import MAX_BUFFER_BYTES, HardwareConfig, config_from_dict, load_config
+from gen.config import HardwareConfig, buffer_need_bytes, config_from_dict, load_config
 
 __all__ = ["derive_config", "config_toml", "widen_table", "candidate_energy", "parse_widths",
            "hw_explore", "add_arguments", "run"]
@@ -65,14 +65,9 @@ def derive_config(base: HardwareConfig, weight: int, activation: int, membrane: 
         b = d["buffers"][buf]
         if ratio > 1:
             b["bytes"] = _round_up(int(b["bytes"] * ratio + 0.999), b["width_bits"] * b["banks"] // 8)
-    # size the weight buffer from its regions: validate once with the largest allowed buffer
+    # size the weight buffer from its regions (gen.config's own probe of what they need)
     wbuf = d["buffers"]["weight"]
-    probe = copy.deepcopy(d)
-    probe["buffers"]["weight"]["bytes"] = _round_up(MAX_BUFFER_BYTES - wbuf["width_bits"] * wbuf["banks"] // 8 + 1,
-                                                    wbuf["width_bits"] * wbuf["banks"] // 8)
-    regions = config_from_dict(probe, source=f"{d['name']} (derived from {base.name})").regions
-    need_bits = sum(r.bits for r in regions.values() if r.buffer == "weight")
-    wbuf["bytes"] = _round_up(-(-need_bits // 8), wbuf["width_bits"] * wbuf["banks"] // 8)
+    wbuf["bytes"] = _round_up(buffer_need_bytes(d, "weight"), wbuf["width_bits"] * wbuf["banks"] // 8)
     return config_from_dict(d, source=f"{d['name']} (derived from {base.name})")
 
 
