@@ -19,7 +19,8 @@ import torch
 
 from sw.arch import TT_MODES, max_tt_rank, network_specs, resolve_ranks, tt_layers
 
-__all__ = ["LayerDecomposition", "parse_evbmf_rule", "select_ranks", "decompose_model", "dense_block_weights"]
+__all__ = ["LayerDecomposition", "parse_evbmf_rule", "split_rank_cap", "select_ranks", "decompose_model",
+           "dense_block_weights"]
 
 
 @dataclass
@@ -82,6 +83,17 @@ def parse_evbmf_rule(ranks) -> tuple[bool, float] | None:
     return m.group(1) is not None, scale
 
 
+def split_rank_cap(ranks):
+    """``(rule, cap)`` of an EVBMF rule with an upper bound, ``evbmf<=8`` (the largest rank an
+    accelerator's weight regions take, e.g. ``limits.max_rank``); ``cap`` None without one."""
+    if isinstance(ranks, str) and "<=" in ranks and ranks.strip().lower().startswith("evbmf"):
+        rule, _, cap = ranks.partition("<=")
+        if not cap.strip().isdigit() or int(cap) < 1:
+            raise ValueError(f"rank rule {ranks!r}: the cap after '<=' must be a positive integer (e.g. evbmf<=8)")
+        return rule.strip(), int(cap)
+    return ranks, None
+
+
 def select_ranks(model: torch.nn.Module, ranks: str | int | list = "evbmf",
                  progress: bool = False) -> tuple[list[int], list[LayerDecomposition]]:
     """Per-layer ranks for the 3x3 block convs of a trained dense model.
@@ -90,7 +102,8 @@ def select_ranks(model: torch.nn.Module, ranks: str | int | list = "evbmf",
     layer where both give 0 (an untrained or dead layer) gets rank 1 and a note. Variants (for
     the threshold study in docs/training.md): ``'evbmf-max'`` takes the larger of the two
     unfoldings' ranks; ``'evbmf*S'`` / ``'evbmf-max*S'`` multiply the rank by ``S`` (rounded
-    up). Every EVBMF rank is clamped to the layer's bound. Anything else is resolved by
+    up); a suffix ``<=R`` caps the ranks at ``R``. Every EVBMF rank is clamped to the layer's
+    bound. Anything else is resolved by
     :func:`sw.arch.resolve_ranks` (``'uniform:R'``, an int, a list).
     """
     from sw.evbmf import conv_rank
@@ -98,6 +111,7 @@ def select_ranks(model: torch.nn.Module, ranks: str | int | list = "evbmf",
     weights = dense_block_weights(model)
     specs = tt_layers(_specs(model.hparams))
     rows: list[LayerDecomposition] = []
+    ranks, cap = split_rank_cap(ranks)
     evbmf_rule = parse_evbmf_rule(ranks)
     if evbmf_rule is not None:
         from tqdm import tqdm
@@ -115,6 +129,8 @@ def select_ranks(model: torch.nn.Module, ranks: str | int | list = "evbmf",
                 r, note = 1, "EVBMF found no signal (untrained layer?); rank 1"
             elif r > bound:
                 r, note = bound, f"EVBMF rank clamped to the layer bound {bound}"
+            if cap is not None and r > cap:
+                r, note = cap, f"EVBMF rank capped at {cap}"
             chosen.append(r)
             rows.append(LayerDecomposition(spec.name, spec.in_channels, spec.out_channels, r, r0, r1,
                                            spec.params(), 0, note=note))

@@ -59,9 +59,9 @@ class PipelineConfig:
     finetune_lr: float = 0.05
 
     def validate(self) -> "PipelineConfig":
-        from sw.decompose import parse_evbmf_rule
+        from sw.decompose import parse_evbmf_rule, split_rank_cap
 
-        parse_evbmf_rule(self.ranks)  # a malformed evbmf rule fails here, before any training
+        parse_evbmf_rule(split_rank_cap(self.ranks)[0])  # a malformed evbmf rule fails here, before any training
         if self.tt_mode not in TT_MODES:
             raise ValueError(f"pipeline: tt_mode must be one of {', '.join(TT_MODES)}, got {self.tt_mode!r}")
         e = self.finetune_epochs

@@ -129,6 +129,10 @@ def test_evbmf_rule_variants_scale_and_take_the_larger_unfolding():
     assert by_rule["evbmf-max"] == max(base.mode0_rank, base.mode1_rank)
     assert by_rule["evbmf-max*2"] == 2 * by_rule["evbmf-max"]
     assert by_rule["evbmf*100"] == max_tt_rank(32, 32)                    # clamped to the bound
+    capped = {r.name: r for r in select_ranks(dense, "evbmf*2<=4")[1]}[name]
+    assert capped.rank == 4 and "capped at 4" in capped.note           # 6 capped
+    with pytest.raises(ValueError, match="positive integer"):
+        select_ranks(dense, "evbmf<=x")
     assert parse_evbmf_rule("uniform:4") is None and parse_evbmf_rule("EVBMF") == (False, 1.0)
     for bad in ("evbmf*", "evbmf*0", "evbmf-min", "evbmf*x"):
         with pytest.raises(ValueError, match="evbmf\\*S"):

@@ -42,3 +42,11 @@ def test_demo_without_the_pipeline_uses_the_model_from_scratch(tmp_path):
     _, meta = load_model(out / "ptt.pt")
     assert meta["model"]["hparams"]["ranks"] == [3, 3, 3, 3]
     assert run_cli(main, ["demo", "--out", str(out), "--finetune-epochs", "0"]) == 2
+
+
+def test_the_demos_rank_cap_is_its_accelerators_limit():
+    """The pipeline's ranks must fit the configuration the demo replays the network on."""
+    from gen.config import load_config
+    from sw.commands.demo import RANK_RULE
+
+    assert RANK_RULE.endswith(f"<={load_config('small').limits.max_rank}")
