@@ -110,13 +110,18 @@ def replay_layer(checkpoint: str, layer: str, config: Any = "paper", *, sample: 
     return report
 
 
-def format_report(rep: dict[str, Any]) -> str:
+def layer_title(what: str, rep: dict[str, Any]) -> str:
+    """``what`` of a layer report's layer, its shape, checkpoint, RTL and sample, on one line."""
     s = rep["layer_shape"]
+    return (f"{what} of {rep['layer']} ({s['mode'].upper()}, Cin={s['in_channels']}, r={s['rank']}, "
+            f"Cout={s['out_channels']}, {s['height']}x{s['width']}, T={s['timesteps']}"
+            f"{', pool' if s['pool'] else ''}{', residual' if s['residual'] else ''}) "
+            f"from {rep['checkpoint']} on the {rep['config']} RTL, test sample {rep['sample']}")
+
+
+def format_report(rep: dict[str, Any]) -> str:
     lines = [
-        f"replay of {rep['layer']} ({s['mode'].upper()}, Cin={s['in_channels']}, r={s['rank']}, "
-        f"Cout={s['out_channels']}, {s['height']}x{s['width']}, T={s['timesteps']}"
-        f"{', pool' if s['pool'] else ''}{', residual' if s['residual'] else ''}) "
-        f"from {rep['checkpoint']} on the {rep['config']} RTL, test sample {rep['sample']}",
+        layer_title("replay", rep),
         f"  RTL vs golden model : {'bit-exact MATCH' if rep['match'] else 'MISMATCH'} "
         f"({rep['mismatches']} of {rep['compared']} neuron-timesteps differ)",
         f"  integer vs float    : spike agreement {rep['spike_agreement']:.4f}, membrane MAE "

@@ -157,12 +157,10 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
 
 
 def format_train_step(rep: dict[str, Any]) -> str:
-    s = rep["layer_shape"]
+    from cosim.replay import layer_title
+
     lines = [
-        f"train step of {rep['layer']} ({s['mode'].upper()}, Cin={s['in_channels']}, r={s['rank']}, "
-        f"Cout={s['out_channels']}, {s['height']}x{s['width']}, T={s['timesteps']}"
-        f"{', pool' if s['pool'] else ''}{', residual' if s['residual'] else ''}) from {rep['checkpoint']} "
-        f"on the {rep['config']} RTL, test sample {rep['sample']}",
+        layer_title("train step", rep),
         f"  forward  RTL vs golden : {'bit-exact' if rep['forward_match'] else 'MISMATCH'}",
         f"  backward RTL vs golden : " + ("bit-exact" if not any(rep["mismatches"].values()) else
                                          "MISMATCH " + ", ".join(f"{k}: {v}" for k, v in rep["mismatches"].items() if v)),
