@@ -42,16 +42,22 @@ def _factory(spec: str):
     return fn
 
 
+def _load_tensors_only(path: Path, what: str, unreadable: str) -> Any:
+    """``torch.load`` of ``path`` allowing only tensors and plain containers (nothing in the
+    file can run code); one clear line when it is missing or unreadable."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: {unreadable} ({type(exc).__name__}); it was not unpickled beyond tensors "
+                         "and plain containers, since that could run code") from None
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict saved with ``torch.save`` (raw, or under a 'state_dict' key), read safely."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot be read as a torch state dict ({type(exc).__name__}); it was not "
-                         "unpickled beyond tensors and plain containers, since that could run code") from None
+    data = _load_tensors_only(path, "weights file", "cannot be read as a torch state dict")
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
@@ -93,13 +99,7 @@ def load_converted(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     from sw.plugin.convert import convert
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"converted model not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot be read ({type(exc).__name__}): truncated, corrupt or not a torch "
-                         "file (it was not unpickled beyond tensors and plain containers)") from None
+    data = _load_tensors_only(path, "converted model", "cannot be read: truncated, corrupt or not a torch file")
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path}: not a converted model of `python -m sw convert` (format {found!r})")
