@@ -101,7 +101,7 @@ def backward_traffic(cfg: HardwareConfig, plan: BackwardTileProgram, timesteps: 
             sum(r * sub[n] for n, (_, r) in regions.items()))
 
 
-def dither_fields(qlayer, T: int, tile_hw: tuple[int, int], origin: tuple[int, int],
+def dither_fields(qlayer, T: int, origin: tuple[int, int],
                   layer_hw: tuple[int, int], sample: int, seed: int) -> dict[str, dict[str, int]]:
     """The stochastic rounding's stage fields (``idx_*``, ``key*``) of the stages that round,
     by stage name: each stage's output block in layer coordinates (docs/numerics.md: the LIF
@@ -181,7 +181,7 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
         plan.stages = [(n, {**f, "acc_clear": 0} if f["kind"] == StageKind.OUTER else f) for n, f in plan.stages]
     words_in = len(setup) - 2
     if cfg.gradients.rounding == "stochastic":
-        extra = dither_fields(qlayer, T, (H, W), origin, layer_hw or (H, W), sample, seed)
+        extra = dither_fields(qlayer, T, origin, layer_hw or (H, W), sample, seed)
         plan.stages = [(n, {**f, **extra.get(n, {})}) for n, f in plan.stages]
     stages = [[(hmap.register(f"bw_{f}").address, v) for f, v in sorted(fields.items())]
               for _, fields in plan.stages]
