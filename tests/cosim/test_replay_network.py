@@ -13,6 +13,7 @@ import torch
 
 from sw.checkpoint import save_checkpoint
 from sw.resnet import ms_resnet
+from tests.checkpoints import tiny_checkpoint
 
 pytestmark = pytest.mark.cosim
 
@@ -22,10 +23,7 @@ TT_LAYERS = ["layers.0.0.conv1", "layers.0.0.conv2", "layers.1.0.conv1", "layers
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     ckpt = tmp_path_factory.mktemp("replay_network") / "m.pt"
-    torch.manual_seed(0)
-    save_checkpoint(ckpt, ms_resnet("tiny", "ptt", ranks=4, in_channels=1, num_classes=10,
-                                    timesteps=2, input_size=16, v_threshold=0.1),
-                    config={"dataset": "digits", "timesteps": 2})
+    tiny_checkpoint(ckpt, "ptt", seed=0)
     return str(ckpt)
 
 

@@ -9,8 +9,7 @@ import json
 import pytest
 import torch
 
-from sw.checkpoint import save_checkpoint
-from sw.resnet import ms_resnet
+from tests.checkpoints import tiny_checkpoint
 
 pytestmark = pytest.mark.cosim
 
@@ -19,10 +18,7 @@ def test_train_step_command_is_bit_exact(tmp_path, capsys):
     from cosim.__main__ import main
 
     ckpt = tmp_path / "m.pt"
-    torch.manual_seed(0)
-    save_checkpoint(ckpt, ms_resnet("tiny", "ptt", ranks=4, in_channels=1, num_classes=10,
-                                    timesteps=2, input_size=16, v_threshold=0.1),
-                    config={"dataset": "digits", "timesteps": 2})
+    tiny_checkpoint(ckpt, "ptt", seed=0)
     assert main(["train-step", "--checkpoint", str(ckpt), "--layer", "layers.0.0.conv2",
                  "--config", "small", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
@@ -40,10 +36,7 @@ def test_finetune_check_runs_sampled_steps_on_the_rtl(tmp_path, capsys):
     from cosim.__main__ import main
 
     ckpt = tmp_path / "m.pt"
-    torch.manual_seed(1)
-    save_checkpoint(ckpt, ms_resnet("tiny", "htt", ranks=4, in_channels=1, num_classes=10,
-                                    timesteps=2, input_size=16, v_threshold=0.1),
-                    config={"dataset": "digits", "timesteps": 2})
+    tiny_checkpoint(ckpt, "htt", seed=1)
     assert main(["finetune-check", "--checkpoint", str(ckpt), "--layer", "layers.1.0.conv1",
                  "--config", "small", "--steps", "3", "--rtl-steps", "2", "--batch-size", "3",
                  "--json"]) == 0

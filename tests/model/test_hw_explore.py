@@ -11,8 +11,7 @@ import torch
 from gen.config import ConfigError, load_config
 from model.energy_table import load_energy_table
 from model.hw_explore import config_toml, derive_config, parse_widths, widen_table
-from sw.checkpoint import save_checkpoint
-from sw.resnet import ms_resnet
+from tests.checkpoints import tiny_checkpoint
 
 
 def test_paper_widths_give_back_the_paper_configuration():
@@ -74,9 +73,7 @@ def explored(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("hwx")
     ckpt = tmp / "m.pt"
-    torch.manual_seed(0)
-    save_checkpoint(ckpt, ms_resnet("tiny", "ptt", ranks=4, in_channels=1, num_classes=10, timesteps=2,
-                                    input_size=16, v_threshold=0.1), config={"dataset": "digits", "timesteps": 2})
+    tiny_checkpoint(ckpt, "ptt", seed=0)
     out = tmp / "out"
     import contextlib
     import io

@@ -12,6 +12,7 @@ from gen.config import load_config
 from sw.gradcheck import cosine, grad_check_layer
 from sw.hwlayer import HardwareLayer, hardware_forward, quantize_gradient
 from sw.resnet import ms_resnet
+from tests.checkpoints import tiny_checkpoint
 
 
 def small_model(mode: str, seed: int = 0):
@@ -85,13 +86,9 @@ def test_hardware_layers_train_every_core():
 
 def test_grad_check_command(tmp_path, capsys):
     from sw.__main__ import main
-    from sw.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "m.pt"
-    torch.manual_seed(0)
-    save_checkpoint(ckpt, ms_resnet("tiny", "ptt", ranks=4, in_channels=1, num_classes=10,
-                                    timesteps=2, input_size=16, v_threshold=0.1),
-                    config={"dataset": "digits", "timesteps": 2})
+    tiny_checkpoint(ckpt, "ptt", seed=0)
     assert main(["grad-check", "--checkpoint", str(ckpt), "--layer", "layers.0.0.conv1",
                  "--config", "small", "--samples", "4", "--bits", "8,16", "--json",
                  "--plot", str(tmp_path / "g.png")]) == 0
@@ -114,15 +111,11 @@ def test_hw_finetune_command(tmp_path, capsys):
     float variant repeats exactly, the integer variant stays close to it on the first step (same
     weights, same batch), and the outputs are written."""
     from sw.__main__ import main
-    from sw.checkpoint import save_checkpoint
     from sw.commands.hw_finetune import load_data
     from sw.hwtrain import finetune
 
     ckpt = tmp_path / "m.pt"
-    torch.manual_seed(0)
-    save_checkpoint(ckpt, ms_resnet("tiny", "ptt", ranks=4, in_channels=1, num_classes=10,
-                                    timesteps=2, input_size=16, v_threshold=0.1),
-                    config={"dataset": "digits", "timesteps": 2})
+    tiny_checkpoint(ckpt, "ptt", seed=0)
     args = ["hw-finetune", "--checkpoint", str(ckpt), "--out", str(tmp_path / "ft"), "--config", "small",
             "--variants", "float,nearest", "--max-train-samples", "8", "--batch-size", "4",
             "--max-test-samples", "8", "--json"]

@@ -16,6 +16,7 @@ from sw.quantize import (compare_layer, float_layer_forward, fold_batchnorm, lay
                          leak_fixed_point, quantize_model_layer, quantize_residual,
                          quantize_tt_layer, round_values, tt_layer_names)
 from sw.tt import TTConv2d
+from tests.checkpoints import tiny_checkpoint
 
 WIDTHS = load_config("small").widths
 
@@ -193,11 +194,8 @@ def test_quantize_command(tmp_path, capsys):
     from sw.checkpoint import save_checkpoint
     from sw.resnet import ms_resnet
 
-    torch.manual_seed(0)
     ckpt = tmp_path / "m.pt"
-    save_checkpoint(ckpt, ms_resnet("tiny", "stt", ranks=4, in_channels=1, num_classes=10,
-                                    timesteps=2, input_size=16, v_threshold=0.1),
-                    config={"dataset": "digits", "timesteps": 2})
+    tiny_checkpoint(ckpt, "stt", seed=0)
     assert main(["quantize", "--checkpoint", str(ckpt), "--layer", "layers.1.0.conv1", "--json",
                  "--calib-samples", "2", "--eval-samples", "2", "--config", "small",
                  "--plot", str(tmp_path / "q.png")]) == 0
