@@ -39,7 +39,6 @@ def _layer(spec, mode: str, schedule: tuple[bool, ...]):
     full = tuple(schedule) if mode == "htt" else None
     return SimpleNamespace(mode=mode, in_channels=cin, rank=r, out_channels=cout, w1=z(r, cin),
                            w2=z(r, r, 3), w3=z(r, r, 3), w4=z(cout, r), pool=bool(spec.downsample),
-                           scale=z(2, cout), bias=z(cout),
                            shift1=0, shift2=0, shift3=0, round=1, leak_mul=1, leak_shift=0,
                            full_timesteps=lambda T: full if full is not None else (True,) * T)
 
