@@ -167,6 +167,11 @@ class Widths:
 #: round half up, floor (arithmetic shift), or stochastic (a hashed dither, unbiased).
 GRADIENT_ROUNDINGS = ("nearest", "floor", "stochastic")
 
+#: The gradient buffer's banks: the backward stages read two tensors and write two in one
+#: cycle (the LIF-gradient stage), so two memories of one read and one write port each serve
+#: them without a multi-ported memory (docs/architecture.md, "Backward datapath").
+GBUF_BANKS = 2
+
 
 @dataclass(frozen=True)
 class GradientFormats:
@@ -347,8 +352,9 @@ class HardwareConfig:
         p, g = self.lanes, self.gradients
         gword, wword, tword = p * g.width, p * self.widths.weight, p * 4
         regs = [
-            Region("gbuf", "gradient", gword, g.buffer_bytes * 8 // gword, True,
-                   "backward tensors: word ((t*rows + y)*cols + x)*ceil(C/P) + c//P, lane c%P"),
+            Region("gbuf", "gradient", gword, g.buffer_bytes * 8 // gword // 2 * 2, True,
+                   "backward tensors: word ((t*rows + y)*cols + x)*ceil(C/P) + c//P from the tensor's "
+                   "base, lane c%P; two banks (the second from word depth/2)", banks=GBUF_BANKS),
             Region("gweights", "gradient", wword, g.stage_weight_bytes * 8 // wword, True,
                    "stage weights: word (tap*I + i)*ceil(O/P) + o//P, lane o%P"),
             Region("trace", "gradient", tword, g.trace_bytes * 8 // tword, True,
@@ -385,17 +391,27 @@ class Region:
     """One memory of the datapath, carved out of a global buffer.
 
     ``lanes`` fields of ``lane_bits`` bits each make a word (lane 0 in the low bits), except
-    ``spike_in`` (one bit per input channel) and ``affine`` (three fields per lane)."""
+    ``spike_in`` (one bit per input channel) and ``affine`` (three fields per lane).
+
+    ``banks``: the region is built as that many memories of ``bank_depth`` words, each with
+    one read and one write port (a single-port-pair SRAM or block RAM); word ``a`` lives in
+    bank ``a // bank_depth``. The driver places the tensors that two datapath ports use in
+    the same cycle in different banks (gen/backward/tile_program.py)."""
     name: str
     buffer: str
     width_bits: int
     depth: int
     host_visible: bool
     description: str
+    banks: int = 1
 
     @property
     def bits(self) -> int:
         return self.width_bits * self.depth
+
+    @property
+    def bank_depth(self) -> int:
+        return self.depth // self.banks
 
 
 def _regions(cfg: "HardwareConfig") -> Mapping[str, Region]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
-from amaranth.hdl import Module, Mux, unsigned
+from amaranth.hdl import Array, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -45,6 +45,13 @@ class BufferMemories(wiring.Component):
 
     Timing: every read port is synchronous (data one cycle after ``en``); a shared read port
     takes the datapath's address while ``busy``, the host's otherwise.
+
+    A region of several banks (``Region.banks``: the gradient buffer) is built as that many
+    memories, each with one read and one write port: every datapath port of the region
+    reaches the bank its address falls in (word ``a`` in bank ``a // bank_depth``), the host
+    reaches them while idle, and a read port's data comes from the bank of its last read. The
+    datapath never sends two reads or two writes to one bank in a cycle (the driver places the
+    tensors a stage uses at once in different banks); were it to, the port listed first wins.
     """
 
     def __init__(self, config: HardwareConfig, reads: Sequence[DatapathPort], writes: Sequence[DatapathPort],
@@ -70,13 +77,16 @@ class BufferMemories(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        for reg in self.regions.values():
+            if reg.banks > 1:
+                self._banked_region(m, reg)
         mems = {name: Memory(shape=unsigned(reg.width_bits), depth=reg.depth, init=[])
-                for name, reg in self.regions.items()}
+                for name, reg in self.regions.items() if reg.banks == 1}
         for name, mem in mems.items():
             m.submodules[f"mem_{name}"] = mem
         busy = self.busy
         host_read_by = {}
-        for p in self.reads:
+        for p in (p for p in self.reads if p.region in mems):
             port = mems[p.region].read_port(domain="sync")
             dp = getattr(self, p.name)
             if p.shared:
@@ -86,11 +96,11 @@ class BufferMemories(wiring.Component):
             else:
                 m.d.comb += [port.en.eq(dp.en), port.addr.eq(dp.addr)]
             m.d.comb += dp.data.eq(port.data)
-        for p in self.writes:
+        for p in (p for p in self.writes if p.region in mems):
             wr = mems[p.region].write_port(**({"granularity": p.granularity} if p.granularity else {}))
             dp = getattr(self, p.name)
             m.d.comb += [wr.en.eq(dp.en), wr.addr.eq(dp.addr), wr.data.eq(dp.data)]
-        for reg in self.host_regions:
+        for reg in (r for r in self.host_regions if r.name in mems):
             h = getattr(self.host, reg.name)
             if reg.name in self.host_writes:
                 wr = mems[reg.name].write_port()
@@ -103,3 +113,50 @@ class BufferMemories(wiring.Component):
                 m.d.comb += h.rd_data.eq(port.data)
         return m
 
+
+    def _banked_region(self, m, reg) -> None:
+        """``reg.banks`` memories of ``reg.bank_depth`` words, one read and one write port each,
+        shared by the region's datapath ports (while ``busy``) and the host (while idle)."""
+        depth = reg.bank_depth
+        host = getattr(self.host, reg.name) if any(r.name == reg.name for r in self.host_regions) else None
+
+        def split(addr):                      # (bank, word in the bank)
+            if depth & (depth - 1) == 0:
+                shift = depth.bit_length() - 1
+                return addr >> shift, addr & (depth - 1)
+            bank = Signal(range(reg.banks), name=f"{reg.name}_bank")
+            m.d.comb += bank.eq(0)
+            for b in range(1, reg.banks):
+                with m.If(addr >= b * depth):
+                    m.d.comb += bank.eq(b)
+            return bank, addr - bank * depth
+
+        readers = [(getattr(self, p.name), self.busy) for p in self.reads if p.region == reg.name]
+        writers = [(getattr(self, p.name), self.busy) for p in self.writes if p.region == reg.name]
+        if host is not None and reg.name in self.host_reads:
+            readers.append((host, ~self.busy))
+        if host is not None and reg.name in self.host_writes:
+            writers.append((host, ~self.busy))
+        banks = []
+        for b in range(reg.banks):
+            mem = Memory(shape=unsigned(reg.width_bits), depth=depth, init=[])
+            m.submodules[f"mem_{reg.name}_bank{b}"] = mem
+            banks.append((mem.read_port(domain="sync"), mem.write_port()))
+        for port, owns in reversed(readers):        # the first listed is assigned last: it wins
+            en = port.rd_en if port is host else port.en
+            bank, word = split(port.addr)
+            last = Signal(range(reg.banks), name=f"{reg.name}_rd_bank")     # the bank of the data
+            with m.If(owns & en):
+                m.d.sync += last.eq(bank)
+            for b, (rd, _) in enumerate(banks):
+                with m.If(owns & en & (bank == b)):
+                    m.d.comb += [rd.en.eq(1), rd.addr.eq(word)]
+            data = port.rd_data if port is host else port.data
+            m.d.comb += data.eq(Array(rd.data for rd, _ in banks)[last])
+        for port, owns in reversed(writers):        # the first listed is assigned last: it wins
+            en = port.wr_en if port is host else port.en
+            value = port.wr_data if port is host else port.data
+            bank, word = split(port.addr)
+            for b, (_, wr) in enumerate(banks):
+                with m.If(owns & en & (bank == b)):
+                    m.d.comb += [wr.en.eq(1), wr.addr.eq(word), wr.data.eq(value)]

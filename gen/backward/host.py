@@ -15,7 +15,8 @@ from ..descriptor import Pass
 from ..driver import affine_words
 from ..hostmap import HostMap, host_map, region_reads, region_writes
 from .stage_layout import StageKind
-from .tile_program import BackwardTileProgram, pack_tensor, pack_trace, plan_backward_tile, unpack_tensor, unpack_wgrad
+from .tile_program import (BackwardTileProgram, gbuf_need, pack_tensor, pack_trace, plan_backward_tile, unpack_tensor,
+                           unpack_wgrad)
 
 __all__ = ["BackwardTileResult", "BackwardHostProgram", "backward_program", "backward_traffic", "check_fits",
            "run_backward_tile",
@@ -70,12 +71,15 @@ class BackwardHostProgram:
 def check_fits(cfg: HardwareConfig, plan: BackwardTileProgram, trace_words: int) -> None:
     """Raise :class:`BackwardDoesNotFit` naming the first backward memory ``plan`` overflows."""
     regions = cfg.backward_regions
-    for name, need in (("gbuf", plan.buffer_words), ("gweights", len(plan.weight_words)),
-                       ("trace", trace_words), ("wgrad", plan.acc_entries)):
-        if need > regions[name].depth:
+    gbuf = gbuf_need(plan, regions["gbuf"])
+    for name, (need, have) in (("gbuf", gbuf), ("gweights", (len(plan.weight_words), regions["gweights"].depth)),
+                               ("trace", (trace_words, regions["trace"].depth)),
+                               ("wgrad", (plan.acc_entries, regions["wgrad"].depth))):
+        if need > have:
+            banks = f" (two banks of {need // 2})" if name == "gbuf" else ""
             raise BackwardDoesNotFit(
-                f"backward tile: region {name!r} needs {need} words, the configuration has "
-                f"{regions[name].depth} ([gradients] of {cfg.name}); use a smaller tile or larger "
+                f"backward tile: region {name!r} needs {need} words{banks}, the configuration has "
+                f"{have} ([gradients] of {cfg.name}); use a smaller tile or larger "
                 f"backward memories", name, need)
 
 
@@ -159,7 +163,8 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
     H, W = hw - 2, ww - 2
     full = list(qlayer.full_timesteps(T))
     plan = plan_backward_tile(qlayer, T, H, W, P, cfg.widths.weight, shifts, full, height_mul,
-                              height_shift, use_extra=g_extra is not None)
+                              height_shift, use_extra=g_extra is not None,
+                              bank_depth=cfg.backward_regions["gbuf"].bank_depth)
     for name, values in (("e", e), ("g_extra", g_extra)):
         spec = plan.tensors.get(name)
         if values is not None and np.shape(values) != (T, spec.channels, spec.rows, spec.cols):

@@ -22,7 +22,7 @@ import numpy as np
 from ..config import HardwareConfig
 from .cyclemodel import backward_cycles
 from .stage_layout import StageKind
-from .tile_program import plan_backward_tile
+from .tile_program import gbuf_need, plan_backward_tile
 
 __all__ = ["layer_backward_report", "ideal_backward_ops", "backward_tile_shape", "BACKWARD_GOAL"]
 
@@ -80,7 +80,8 @@ def backward_tile_shape(cfg: HardwareConfig, q, T: int, H: int, W: int, full,
     def fits_data(h, w):
         plan = plan_of(h, w)
         trace = T * (h // s + 2) * (w // s + 2) * -(-q.out_channels // P)
-        return plan.buffer_words <= regions["gbuf"].depth and trace <= regions["trace"].depth
+        need, have = gbuf_need(plan, regions["gbuf"])
+        return need <= have and trace <= regions["trace"].depth
 
     def layer_cycles(h, w):
         return sum(sum(c.cycles for c in backward_cycles(plan_of(min(h, H - r0), min(w, W - c0)).stages, P))

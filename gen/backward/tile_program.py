@@ -17,7 +17,7 @@ import numpy as np
 from .stage_layout import STAGE_FIELDS, Requant, StageKind, Taps
 
 __all__ = ["TensorSpec", "WeightGradSpec", "BackwardTileProgram", "plan_backward_tile",
-           "pack_tensor", "unpack_tensor", "unpack_wgrad", "pack_trace"]
+           "pack_tensor", "unpack_tensor", "unpack_wgrad", "pack_trace", "bank_conflicts", "gbuf_need"]
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,16 @@ class BackwardTileProgram:
     weight_words: list[int]
     stages: list[tuple[str, dict[str, int]]]
     wgrads: dict[str, WeightGradSpec]
-    buffer_words: int = 0
+    buffer_words: int = 0           # the words from 0 to the end of the last tensor
+    bank_words: tuple[int, int] = (0, 0)    # the words each bank of the gradient buffer holds
     acc_entries: int = 0
     notes: list[str] = field(default_factory=list)
+
+
+def gbuf_need(plan: BackwardTileProgram, region) -> tuple[int, int]:
+    """The gradient-buffer words ``plan`` needs and has in ``region`` (the configuration's
+    ``gbuf``): its fuller bank times the banks, against the region's depth."""
+    return max(plan.bank_words) * region.banks, region.bank_depth * region.banks
 
 
 def _signed_field(v: int, bits: int) -> int:
@@ -146,7 +153,8 @@ def pack_trace(spikes: np.ndarray, window: np.ndarray, argmax: np.ndarray | None
 def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: int, weight_bits: int,
                        shifts: Mapping[str, int], full: list[bool], height_mul: int = 1,
                        height_shift: int = 0, use_extra: bool = False,
-                       pack_weights: bool = True, overlay: bool = True) -> BackwardTileProgram:
+                       pack_weights: bool = True, overlay: bool = True,
+                       bank_depth: int | None = None) -> BackwardTileProgram:
     """The stages of one backward tile of ``qlayer`` (``height x width`` pre-pool pixels,
     ``full[t]`` the timestep classes): tensors, weight words and stage descriptors, the
     LIF-gradient stage first. ``shifts``: the backward shifts (``affine``, ``g4t``, ``g23t``,
@@ -154,7 +162,10 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     ``use_extra``: the LIF input's gradient has a shortcut share ``g_extra``; ``pack_weights``
     False leaves the weight words zero (their count and addresses are the same: for planning);
     ``overlay`` False keeps every tensor in words of its own (to inspect the intermediates after
-    a run) instead of sharing words between tensors whose lifetimes do not overlap."""
+    a run) instead of sharing words between tensors whose lifetimes do not overlap. The tensors
+    are placed in the gradient buffer's two banks (:func:`_place`); ``bank_depth`` is the
+    configuration's (``Region.bank_depth`` of ``gbuf``) for a tile the accelerator runs, None
+    for planning or a flat model memory (bank 1 right after bank 0's words)."""
     T, H, W, P = timesteps, height, width, lanes
     mode = qlayer.mode
     cin, r, cout = qlayer.in_channels, qlayer.rank, qlayer.out_channels
@@ -255,14 +266,22 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
                                  fy=1, fx=1)))
     stages.append(("e_in", _stage(**bwd, **src("g_q1"), **dst("e_in"), rows=H, cols=W, taps=Taps.POINT,
                                   w_base=weights([w1]), shift=shifts["g1t"])))
-    words = base
-    if overlay:
-        tensors, stages, words = _overlay(tensors, stages, T)
-    return BackwardTileProgram(T, tensors, wwords, stages, wg, buffer_words=words, acc_entries=entries)
+    tensors, stages, words, bank_words = _place(tensors, stages, T, overlay, bank_depth)
+    return BackwardTileProgram(T, tensors, wwords, stages, wg, buffer_words=words, bank_words=bank_words,
+                               acc_entries=entries)
 
 
 #: Tensors the host writes before the first stage and reads after the last.
 _HOST_INPUTS, _HOST_OUTPUTS = ("x", "e", "g_extra"), ("e_in", "g_cur")
+
+#: The gradient-buffer port each stage field's tensor goes through (gen/backward/datapath.py:
+#: ``grad_a``/``grad_b`` read, ``grad_w``/``grad_w2`` write). Each bank of the buffer has one
+#: read and one write port, so the two tensors a stage reads at once, and the two it writes,
+#: live in different banks.
+_PORT_OF = {StageKind.MATVEC: {"in_base": "read_a", "out_base": "write_a"},
+            StageKind.OUTER: {"in_base": "read_a", "g_base": "read_b"},
+            StageKind.LIF: {"in_base": "read_a", "g_base": "read_b", "out_base": "write_a", "cur_base": "write_b"}}
+_SAME_CYCLE = (("read_a", "read_b"), ("write_a", "write_b"))
 
 
 def _stage_tensors(f: Mapping[str, int]) -> list[tuple[str, int]]:
@@ -276,15 +295,19 @@ def _stage_tensors(f: Mapping[str, int]) -> list[tuple[str, int]]:
     return used + ([("g_base", f["g_base"])] if f["use_extra"] else [])
 
 
-def _overlay(tensors: dict[str, TensorSpec], stages: list, T: int) -> tuple[dict, list, int]:
-    """Place the tensors so that two share words only when their lifetimes do not overlap: a
-    tensor lives from the stage that writes it (the host's inputs: before the first) to the last
-    stage that reads it (the host's outputs: after the last). Every tensor a stage reads was
-    written whole by an earlier stage or the host, so the values never depend on what a word
-    held before; a stage's input and output are both alive during it, so they never share. The
-    tiles are larger than with every tensor at once (docs/architecture.md, "Backward
-    datapath"). First fit in order of birth; returns the moved tensors, the stages with their
-    bases moved, and the words used."""
+def bank_conflicts(stages: list, tensor_at) -> list[tuple[str, str]]:
+    """The pairs of tensors one stage reads (or writes) in the same cycle; ``tensor_at(base)``
+    names the tensor at a base."""
+    pairs = []
+    for _, f in stages:
+        port = {_PORT_OF[StageKind(f["kind"])][name]: tensor_at(base) for name, base in _stage_tensors(f)}
+        pairs += [(port[a], port[b]) for a, b in _SAME_CYCLE if a in port and b in port]
+    return pairs
+
+
+def _lifetimes(tensors: dict[str, TensorSpec], stages: list) -> dict[str, tuple[int, int]]:
+    """A tensor lives from the stage that writes it (the host's inputs: before the first) to
+    the last stage that reads it (the host's outputs: after the last)."""
     by_base = {t.base: name for name, t in tensors.items()}
     life = {name: [len(stages), -1] for name in tensors}
     for name in _HOST_INPUTS:
@@ -296,10 +319,16 @@ def _overlay(tensors: dict[str, TensorSpec], stages: list, T: int) -> tuple[dict
         for _, b in _stage_tensors(f):
             lo_hi = life[by_base[b]]
             lo_hi[0], lo_hi[1] = min(lo_hi[0], i), max(lo_hi[1], i)
+    return {name: (lo, hi) for name, (lo, hi) in life.items()}
+
+
+def _first_fit(names: list[str], sizes: Mapping[str, int], life) -> tuple[dict[str, int], int]:
+    """Offsets of ``names`` in one bank: two share words only when their lifetimes (``life``;
+    None: every tensor lives throughout) do not overlap. First fit in order of birth."""
     placed: list[tuple[int, int, int, int]] = []       # (start, end, first, last)
-    moved: dict[str, TensorSpec] = {}
-    for name in sorted(tensors, key=lambda n: (life[n][0], list(tensors).index(n))):
-        size, (first, last) = tensors[name].words(T), life[name]
+    offsets = {}
+    for name in names:
+        size, (first, last) = sizes[name], (life[name] if life else (0, 0))
         busy = sorted((a, b) for a, b, f0, l0 in placed if f0 <= last and first <= l0)
         start = 0
         for a, b in busy:
@@ -307,7 +336,72 @@ def _overlay(tensors: dict[str, TensorSpec], stages: list, T: int) -> tuple[dict
                 break
             start = max(start, b)
         placed.append((start, start + size, first, last))
-        moved[name] = replace(tensors[name], base=start)
-    new_base = {t.base: moved[name].base for name, t in tensors.items()}
+        offsets[name] = start
+    return offsets, max((b for _, b, _, _ in placed), default=0)
+
+
+def _two_colourings(names: list[str], pairs: list[tuple[str, str]]) -> list[dict[str, int]]:
+    """Every assignment of ``names`` to two banks that separates each pair, up to swapping the
+    banks of a whole connected group (each group is two-coloured once, then flipped or not)."""
+    adjacent: dict[str, set[str]] = {n: set() for n in names}
+    for a, b in pairs:
+        adjacent[a].add(b)
+        adjacent[b].add(a)
+    colour: dict[str, int] = {}
+    groups: list[list[str]] = []
+    for seed in names:
+        if seed in colour:
+            continue
+        colour[seed], group, todo = 0, [], [seed]
+        while todo:
+            n = todo.pop()
+            group.append(n)
+            for other in adjacent[n]:
+                if other not in colour:
+                    colour[other] = 1 - colour[n]
+                    todo.append(other)
+                elif colour[other] == colour[n]:
+                    raise ValueError(f"gradient buffer: no two-bank placement separates {n} and {other}")
+        groups.append(group)
+    out = []
+    for flips in range(1 << (len(groups) - 1)):       # the first group stays: swapping all is the same
+        c = dict(colour)
+        for g, group in enumerate(groups[1:]):
+            if flips >> g & 1:
+                c.update({n: 1 - colour[n] for n in group})
+        out.append(c)
+    return out
+
+
+def _place(tensors: dict[str, TensorSpec], stages: list, T: int, overlay: bool,
+           bank_depth: int | None) -> tuple[dict, list, int, tuple[int, int]]:
+    """Place the tensors in the gradient buffer's two banks (``config.GBUF_BANKS``): the
+    tensors a stage uses in the same cycle in different banks (:func:`bank_conflicts`), and,
+    with ``overlay``, two tensors of one bank in the same words only when their lifetimes do
+    not overlap. Every tensor a stage reads was written whole by an earlier stage or the host,
+    so the values never depend on what a word held before; a stage's input and output are both
+    alive during it, so they never share. The tiles are larger than with every tensor at once
+    (docs/architecture.md, "Backward datapath"). Of the placements that separate the pairs,
+    the one whose fuller bank is smallest. Bank 1 starts at word ``bank_depth`` (None: right
+    after bank 0's words). Returns the moved tensors, the stages with their bases moved, the
+    words spanned and each bank's words."""
+    names = list(tensors)
+    life = _lifetimes(tensors, stages) if overlay else None
+    if life:
+        names.sort(key=lambda n: (life[n][0], list(tensors).index(n)))
+    sizes = {n: tensors[n].words(T) for n in names}
+    by_base = {t.base: name for name, t in tensors.items()}
+    best = None
+    for colour in _two_colourings(names, bank_conflicts(stages, by_base.__getitem__)):
+        banks = [_first_fit([n for n in names if colour[n] == b], sizes, life) for b in (0, 1)]
+        key = (max(w for _, w in banks), sum(w for _, w in banks))
+        if best is None or key < best[0]:
+            best = (key, colour, banks)
+    _, colour, banks = best
+    start1 = banks[0][1] if bank_depth is None else bank_depth
+    base = {n: banks[colour[n]][0][n] + (start1 if colour[n] else 0) for n in names}
+    moved = {n: replace(t, base=base[n]) for n, t in tensors.items()}
+    new_base = {t.base: base[name] for name, t in tensors.items()}
     stages = [(n, {**f, **{k: new_base[b] for k, b in _stage_tensors(f)}}) for n, f in stages]
-    return {n: moved[n] for n in tensors}, stages, max((b for _, b, _, _ in placed), default=0)
+    span = max((base[n] + sizes[n] for n in names), default=0)
+    return moved, stages, span, (banks[0][1], banks[1][1])

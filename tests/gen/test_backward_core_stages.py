@@ -262,3 +262,34 @@ def test_overlaid_tensors_give_the_same_results(case):
     got = {n: unpack_wgrad(lambda a: out["sums"][a], spec, CFG.gradients.wgrad_tile) for n, spec in prog.wgrads.items()}
     np.testing.assert_array_equal(got["w1"][..., 0], gold.dw["w1"][0].numpy(), err_msg="dW1")
     np.testing.assert_array_equal(got["w4"][..., 0], gold.dw["w4"][0].numpy(), err_msg="dW4")
+
+
+#: The tensors each stage reads (or writes) in the same cycle, by the datapath's ports
+#: (gen/backward/datapath.py: the LIF stage reads ``e`` and ``g_extra`` and writes ``g_a4`` and
+#: ``g_cur``; an outer product reads its activation and its gradient), listed by hand.
+_SAME_CYCLE = {"stt": [("q23", "g_a4"), ("q2", "g_q23"), ("q1", "g_q2"), ("x", "g_q1")],
+               "ptt": [("q23", "g_a4"), ("q1", "g_q23"), ("x", "g_q1")],
+               "htt": [("q23", "g_a4"), ("q1", "g_q23"), ("x", "g_q1")]}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_the_tensors_a_stage_uses_at_once_live_in_different_banks(case):
+    """The gradient buffer is two banks of one read and one write port (gen/memories.py): the
+    driver keeps each tensor inside one bank and separates the tensors a stage uses at once."""
+    mode, r, cin, cout, T, H, W, pool, auto, extra = case
+    q, x, trace, e, g_extra, gold = backward_case(case)
+    region = CFG.backward_regions["gbuf"]
+    half = region.bank_depth
+    prog = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, list(q.full_timesteps(T)), use_extra=extra,
+                              bank_depth=half)
+    bank = {}
+    for name, s in prog.tensors.items():
+        first, last = s.base, s.base + s.words(T) - 1
+        assert first // half == last // half < 2, name
+        bank[name] = first // half
+    pairs = _SAME_CYCLE[mode] + [("g_a4", "g_cur")] + ([("e", "g_extra")] if extra else [])
+    for a, b in pairs:
+        assert bank[a] != bank[b], (a, b)
+    for b in (0, 1):
+        used = [s.words(T) + s.base - b * half for n, s in prog.tensors.items() if bank[n] == b]
+        assert max(used, default=0) == prog.bank_words[b] <= half

@@ -1,0 +1,127 @@
+"""The buffer memories alone in amaranth.sim (gen/memories.py): the gradient buffer built as two
+banks of one read and one write port each. Reference: a Python list of words, written and read
+by hand; the address of every access picks its bank (word ``a`` in bank ``a // bank_depth``)."""
+
+from __future__ import annotations
+
+import random
+
+from amaranth.sim import Simulator
+
+from gen.backward.core_stage_engine import stage_read_port, stage_write_port
+from gen.config import load_config
+from gen.memories import BufferMemories, DatapathPort
+
+CFG = load_config("small")
+GBUF = CFG.backward_regions["gbuf"]
+WIDTH, DEPTH, HALF = GBUF.width_bits, GBUF.depth, GBUF.bank_depth
+
+
+def _dut():
+    reads = [DatapathPort("grad_a", "gbuf", stage_read_port(WIDTH), shared=True),
+             DatapathPort("grad_b", "gbuf", stage_read_port(WIDTH))]
+    writes = [DatapathPort("grad_w", "gbuf", stage_write_port(WIDTH)),
+              DatapathPort("grad_w2", "gbuf", stage_write_port(WIDTH))]
+    return BufferMemories(CFG, reads, writes, frozenset({"gbuf"}), frozenset({"gbuf"}))
+
+
+def _run(bench):
+    dut = _dut()
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def testbench(ctx):
+        await bench(ctx, dut)
+
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+def test_the_gradient_buffer_has_two_banks_of_half_the_words():
+    assert GBUF.banks == 2 and 2 * HALF == DEPTH
+    assert CFG.backward_regions["gbuf"].bits == WIDTH * DEPTH
+
+
+def test_two_reads_and_two_writes_per_cycle_in_different_banks_and_the_host_while_idle():
+    rng = random.Random(5)
+    model = [0] * DEPTH
+    lo = rng.sample(range(HALF), 24)                   # words of bank 0
+    hi = [HALF + a for a in rng.sample(range(HALF), 24)]   # words of bank 1
+    seen = []
+
+    async def bench(ctx, dut):
+        host = dut.host.gbuf
+        for a in lo[:12] + hi[:12]:                      # the host fills both banks while idle
+            model[a] = rng.getrandbits(WIDTH)
+            ctx.set(host.addr, a)
+            ctx.set(host.wr_data, model[a])
+            ctx.set(host.wr_en, 1)
+            await ctx.tick()
+        ctx.set(host.wr_en, 0)
+        ctx.set(dut.busy, 1)
+        for i in range(12):
+            # read a word of each bank, on either port, and write one word into each bank
+            ra, rb = (lo[i], hi[i]) if i % 2 else (hi[i], lo[i])
+            wa, wb = (lo[12 + i], hi[12 + i]) if i % 3 else (hi[12 + i], lo[12 + i])
+            va, vb = rng.getrandbits(WIDTH), rng.getrandbits(WIDTH)
+            for port, addr in ((dut.grad_a, ra), (dut.grad_b, rb)):
+                ctx.set(port.en, 1)
+                ctx.set(port.addr, addr)
+            for port, addr, value in ((dut.grad_w, wa, va), (dut.grad_w2, wb, vb)):
+                ctx.set(port.en, 1)
+                ctx.set(port.addr, addr)
+                ctx.set(port.data, value)
+            await ctx.tick()
+            seen.append((ctx.get(dut.grad_a.data), ctx.get(dut.grad_b.data), model[ra], model[rb]))
+            model[wa], model[wb] = va, vb
+        for port in (dut.grad_a, dut.grad_b, dut.grad_w, dut.grad_w2):
+            ctx.set(port.en, 0)
+        await ctx.tick()
+        # a read port keeps its data while the other port reads the other bank
+        ctx.set(dut.grad_b.en, 1)
+        ctx.set(dut.grad_b.addr, hi[0])
+        held = ctx.get(dut.grad_a.data)
+        await ctx.tick()
+        ctx.set(dut.grad_b.en, 0)
+        assert ctx.get(dut.grad_a.data) == held and ctx.get(dut.grad_b.data) == model[hi[0]]
+        ctx.set(dut.busy, 0)
+        for a in lo[12:] + hi[12:]:                      # the host reads the datapath's writes
+            ctx.set(host.addr, a)
+            ctx.set(host.rd_en, 1)
+            await ctx.tick()
+            seen.append((ctx.get(host.rd_data), None, model[a], None))
+        ctx.set(host.rd_en, 0)
+
+    _run(bench)
+    assert len(seen) == 36
+    for got_a, got_b, want_a, want_b in seen:
+        assert got_a == want_a
+        assert got_b == want_b or want_b is None
+
+
+def test_a_host_write_while_busy_does_not_reach_the_banks():
+    """While a tile runs the datapath owns both banks' ports (the host writes between stages)."""
+    got = []
+
+    async def bench(ctx, dut):
+        host = dut.host.gbuf
+        for a, v in ((3, 11), (HALF + 3, 22)):
+            ctx.set(host.addr, a)
+            ctx.set(host.wr_data, v)
+            ctx.set(host.wr_en, 1)
+            await ctx.tick()
+        ctx.set(dut.busy, 1)
+        ctx.set(host.addr, 3)
+        ctx.set(host.wr_data, 99)
+        await ctx.tick()
+        ctx.set(host.wr_en, 0)
+        ctx.set(dut.busy, 0)
+        for a in (3, HALF + 3):
+            ctx.set(host.addr, a)
+            ctx.set(host.rd_en, 1)
+            await ctx.tick()
+            got.append(ctx.get(host.rd_data))
+        ctx.set(host.rd_en, 0)
+
+    _run(bench)
+    assert got == [11, 22]
