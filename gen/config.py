@@ -309,6 +309,12 @@ class HardwareConfig:
         """Input channels packed in one ``spike_in`` word (one bit each)."""
         return self.buffers["spike_in"].width_bits
 
+    @property
+    def gbuf_spikes_per_word(self) -> int:
+        """Spikes (one bit per channel) packed in one gradient-buffer word: its ``P x Gb`` bits
+        rounded down to a power of two (the backward tile's input spikes ``x``)."""
+        return _pow2_floor(self.lanes * self.gradients.width)
+
     def is_weight_stationary(self, cluster: str) -> bool:
         """Whether ``cluster`` ('cluster2' or 'cluster3') keeps weight chunks in its PEs'
         scratchpads (``dataflow`` of the configuration)."""

@@ -65,7 +65,8 @@ class CoreStageEngine(wiring.Component):
     Timing: issue (addresses) -> a (data; MAC or product into the accumulator) -> b (mat-vec:
     re-quantise and write). With ``gradients.rounding = "stochastic"`` a :class:`DitherHash`
     hashes each written element's layer index (the stage's ``idx_*`` fields) with ``key`` in
-    stage b for the :class:`GradientRequantiser`. The input word is read once per ``P`` channels, the gradient word
+    stage b for the :class:`GradientRequantiser`. The input word is read once per ``P`` channels
+    (``in_spikes``: once per ``S`` channels, the spike a bit of it), the gradient word
     once per ``(pixel, go)``; the weight word every mat-vec step.
     """
 
@@ -115,11 +116,13 @@ class CoreStageEngine(wiring.Component):
             m.d.sync += [run.eq(1), summed.eq(0)] + [s.eq(0) for s in (t, y, x, go, tap, i)]
         addr = self._addresses(m, dict(t=t, y=y, x=x, go=go, tap=tap, i=i, GO=GO, reduced=reduced, copy=copy))
         outer = st.kind == StageKind.OUTER
-        step = dict(first_word=(i & (P - 1)) == 0, first_step=(tap == 0) & (i == 0),
+        S, ls = cfg.gbuf_spikes_per_word, log2(cfg.gbuf_spikes_per_word)
+        step = dict(first_word=Mux(st.in_spikes, (i & (S - 1)) == 0, (i & (P - 1)) == 0),
+                    first_step=(tap == 0) & (i == 0),
                     branch=(st.taps == Taps.ROWS_COLS) & (tap == 3) & (i == 0) & ~reduced,
                     last=ends[4], skip=outer & reduced, reduced=reduced, copy=copy,
                     active=Mux(st.out_channels - (go << lp) >= P, P, st.out_channels - (go << lp)),
-                    clear=st.acc_clear & ~summed, sel=i[:lp] if lp else 0)
+                    clear=st.acc_clear & ~summed, sel=Mux(st.in_spikes, i[:ls], i[:lp] if lp else 0))
         # a skipped pixel before the sums have started writes zeros (a stage whose timesteps
         # are all skipped leaves zero sums, not an earlier tile's)
         step["zero"] = step["skip"] & step["clear"]
@@ -138,7 +141,8 @@ class CoreStageEngine(wiring.Component):
         """Word addresses of this step's input, weight, gradient and output words and its
         accumulator entry (multiplications of loop counters by tensor sizes)."""
         st, P, lp = self.stage, self.config.lanes, log2(self.config.lanes)
-        GI = (st.in_channels + P - 1) >> lp
+        S, ls = self.config.gbuf_spikes_per_word, log2(self.config.gbuf_spikes_per_word)
+        GI = Mux(st.in_spikes, (st.in_channels + S - 1) >> ls, (st.in_channels + P - 1) >> lp)
         tap = c["tap"]
         is_rows = (st.taps == Taps.ROWS) | ((st.taps == Taps.ROWS_COLS) & (tap < 3))
         is_cols = (st.taps == Taps.COLS) | ((st.taps == Taps.ROWS_COLS) & (tap >= 3))
@@ -151,7 +155,7 @@ class CoreStageEngine(wiring.Component):
         t, y, x, go, i, GO = c["t"], c["y"], c["x"], c["go"], c["i"], c["GO"]
         m.d.comb += [
             out["in"].eq(st.in_base + ((t * st.in_rows + y + dy) * st.in_cols + x + dx) * GI
-                         + Mux(c["copy"], go, i >> lp)),
+                         + Mux(c["copy"], go, Mux(st.in_spikes, i >> ls, i >> lp))),
             out["w"].eq(st.w_base + (tap * st.in_channels + i) * GO + go),
             out["g"].eq(st.g_base + ((t * st.g_rows + y + st.gy) * st.g_cols + x + st.gx) * GO + go),
             out["out"].eq(st.out_base + ((t * st.rows + y) * st.cols + x) * GO + go),
@@ -172,7 +176,7 @@ class CoreStageEngine(wiring.Component):
         va = Signal()
         a = {k: Signal(name=f"a_{k}") for k in ("first_word", "first_step", "branch", "last", "clear",
                                                 "reduced", "zero", "copy")}
-        sel_a = Signal(max(log2(P), 1))
+        sel_a = Signal(max(log2(cfg.gbuf_spikes_per_word), 1))
         active_a = Signal(range(P + 1))
         out_a, entry_a = Signal(AB), Signal(AB)
         m.d.sync += [va.eq(issue & (~step["skip"] | step["zero"])), sel_a.eq(step["sel"]), active_a.eq(step["active"]),
@@ -183,7 +187,8 @@ class CoreStageEngine(wiring.Component):
         gword = Mux(a["first_step"], self.grad.data, held_g)
         with m.If(va):
             m.d.sync += [held_in.eq(word), held_g.eq(gword)]
-        operand = word.word_select(sel_a, gb) if P > 1 else word
+        lanes_op = word.word_select(sel_a[:log2(P)], gb) if P > 1 else word
+        operand = Mux(st.in_spikes, word.bit_select(sel_a, 1), lanes_op)     # a spike: 0 or +1
         # mat-vec on the PE array: exact sums kept modulo 2^(GA + 1)
         accw = gr.accumulator + 1
         m.submodules.array = pe = MacPEArray(P, wb, gb, accw)

@@ -55,10 +55,10 @@ def _lif_counters(f: Mapping[str, int], groups: int) -> dict[str, int]:
             "lifg_grad_writes": a4 + (rows - 2) * (cols - 2) * groups * T}
 
 
-def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: int,
+def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: int, spikes_per_word: int,
                    full: list[bool]) -> tuple[int, int, dict[str, int]]:
     """The core-stage engine: per pixel and output group, ``ceil(I / P)`` input words per tap
-    (the word is read once per ``P`` channels), a weight word per mat-vec step, the gradient
+    (the word is read once per ``P`` channels; spikes, ``in_spikes``: ``ceil(I / S)``), a weight word per mat-vec step, the gradient
     word once per outer-product pixel, one output word per mat-vec pixel; on HTT's reduced
     timesteps a mat-vec stage copies (one step, one input word, no weight, no MAC per output
     word). An outer-product
@@ -66,7 +66,7 @@ def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: in
     zero sums when it starts its sums (``acc_clear``)."""
     T, rows, cols, inner = f["timesteps"], f["rows"], f["cols"], f["in_channels"]
     pixels = rows * cols * groups                 # (y, x, output group) per timestep
-    in_words = -(-inner // lanes)
+    in_words = -(-inner // (spikes_per_word if f.get("in_spikes") else lanes))
     matvec = kind == StageKind.MATVEC
     copy = [matvec and not full[t] for t in range(T)]          # HTT's bypass: one step per output word
     taps = [_TAPS[Taps(f["taps"])] for _ in range(T)]
@@ -86,9 +86,10 @@ def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: in
     return sum(steps), macs, c
 
 
-def stage_cycles(name: str, f: Mapping[str, int], lanes: int) -> StageCycles:
+def stage_cycles(name: str, f: Mapping[str, int], lanes: int, spikes_per_word: int) -> StageCycles:
     """The cycles and counters of one stage descriptor ``f`` (``gen.backward.stage_layout``
-    fields)."""
+    fields) on ``lanes`` PEs, ``spikes_per_word`` spikes in a gradient-buffer word
+    (``HardwareConfig.gbuf_spikes_per_word``)."""
     kind = StageKind(f["kind"])
     T = f["timesteps"]
     groups = -(-f["out_channels"] // lanes)
@@ -97,7 +98,7 @@ def stage_cycles(name: str, f: Mapping[str, int], lanes: int) -> StageCycles:
         counters = _lif_counters(f, groups)
         steps, macs = counters["lifg_busy"], counters["lifg_updates"]
     else:
-        steps, macs, counters = _core_counters(kind, f, groups, lanes, full)
+        steps, macs, counters = _core_counters(kind, f, groups, lanes, spikes_per_word, full)
     drain = DRAIN[kind]
     if kind == StageKind.OUTER and not full[-1] and any(full):
         drain = 0       # the last timestep is skipped: nothing follows its last issue
@@ -105,16 +106,18 @@ def stage_cycles(name: str, f: Mapping[str, int], lanes: int) -> StageCycles:
     return StageCycles(name, kind, steps, macs, cycles, {**counters, "cycles": cycles})
 
 
-def backward_cycles(stages: Sequence[tuple[str, Mapping[str, int]]], lanes: int) -> list[StageCycles]:
+def backward_cycles(stages: Sequence[tuple[str, Mapping[str, int]]], lanes: int,
+                    spikes_per_word: int) -> list[StageCycles]:
     """Every stage of a backward tile (``BackwardTileProgram.stages``)."""
-    return [stage_cycles(n, f, lanes) for n, f in stages]
+    return [stage_cycles(n, f, lanes, spikes_per_word) for n, f in stages]
 
 
-def tile_counters(stages: Sequence[tuple[str, Mapping[str, int]]], lanes: int) -> dict[str, int]:
+def tile_counters(stages: Sequence[tuple[str, Mapping[str, int]]], lanes: int,
+                  spikes_per_word: int) -> dict[str, int]:
     """A backward tile's counters as the host reads them after its last stage: ``cycles`` and
     every backward counter but the :data:`DATA_DEPENDENT` ones, summed over its stages."""
     out = {n: 0 for n in ("cycles",) + BACKWARD_COUNTER_NAMES if n not in DATA_DEPENDENT}
-    for s in backward_cycles(stages, lanes):
+    for s in backward_cycles(stages, lanes, spikes_per_word):
         for k, v in s.counters.items():
             out[k] += v
     return out

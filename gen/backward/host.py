@@ -164,7 +164,8 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
     full = list(qlayer.full_timesteps(T))
     plan = plan_backward_tile(qlayer, T, H, W, P, cfg.widths.weight, shifts, full, height_mul,
                               height_shift, use_extra=g_extra is not None,
-                              bank_depth=cfg.backward_regions["gbuf"].bank_depth)
+                              bank_depth=cfg.backward_regions["gbuf"].bank_depth,
+                              spikes_per_word=cfg.gbuf_spikes_per_word)
     for name, values in (("e", e), ("g_extra", g_extra)):
         spec = plan.tensors.get(name)
         if values is not None and np.shape(values) != (T, spec.channels, spec.rows, spec.cols):
@@ -175,7 +176,9 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
     setup = [(hmap.register("ctrl").address, 2), (hmap.register("pass").address, int(Pass.BACKWARD))]
     inputs = [("x", x), ("e", e)] + ([("g_extra", g_extra)] if g_extra is not None else [])
     for name, values in inputs:
-        setup += region_writes(hmap, "gbuf", pack_tensor(np.asarray(values), P, gb), plan.tensors[name].base)
+        spec = plan.tensors[name]
+        setup += region_writes(hmap, "gbuf", pack_tensor(np.asarray(values), spec.lanes, 1 if spec.spikes else gb),
+                               spec.base)
     if first:
         setup += region_writes(hmap, "gweights", plan.weight_words)
     setup += region_writes(hmap, "trace", trace)

@@ -58,13 +58,13 @@ def _grown(cfg: HardwareConfig, region: str, need: int) -> HardwareConfig:
             return grown
 
 
-def _pass_counters(stages, lanes: int) -> dict[str, dict[str, int]]:
+def _pass_counters(stages, lanes: int, spikes_per_word: int) -> dict[str, dict[str, int]]:
     """A tile's counters split into the backward (LIF, mat-vec) and weight-update (outer
     product) stages."""
     split = {"backward": [], "weight_update": []}
     for name, f in stages:
         split["weight_update" if f["kind"] == StageKind.OUTER else "backward"].append((name, f))
-    return {k: tile_counters(v, lanes) for k, v in split.items()}
+    return {k: tile_counters(v, lanes, spikes_per_word) for k, v in split.items()}
 
 
 def layer_backward_counters(cfg: HardwareConfig, spec, mode: str, timesteps: int,
@@ -87,7 +87,8 @@ def layer_backward_counters(cfg: HardwareConfig, spec, mode: str, timesteps: int
                     shape = (min(h, H - r0), min(w, W - c0))
                     if shape not in progs:
                         plan = plan_backward_tile(q, T, *shape, P, cfg.widths.weight, _SHIFTS, list(full),
-                                                  use_extra=extra, pack_weights=False)
+                                                  use_extra=extra, pack_weights=False,
+                                                  spikes_per_word=cfg.gbuf_spikes_per_word)
                         check_fits(planned, plan, plan.tensors["e"].words(T))
                         progs[shape] = plan
             break
@@ -107,7 +108,7 @@ def layer_backward_counters(cfg: HardwareConfig, spec, mode: str, timesteps: int
         if (shape, index == 0) not in by_pass_of:   # later tiles add to the sums (acc_clear = 0)
             stages = plan.stages if index == 0 else [
                 (n, {**f, "acc_clear": 0} if f["kind"] == StageKind.OUTER else f) for n, f in plan.stages]
-            by_pass_of[(shape, index == 0)] = _pass_counters(stages, P)
+            by_pass_of[(shape, index == 0)] = _pass_counters(stages, P, cfg.gbuf_spikes_per_word)
         by_pass = by_pass_of[(shape, index == 0)]
         # the first tile writes the stage weights, the last reads the layer's sums
         traffic, w_in, w_out = backward_traffic(planned, plan, T, hmap, index == 0, index == len(origins) - 1)

@@ -68,13 +68,13 @@ def backward_tile_shape(cfg: HardwareConfig, q, T: int, H: int, W: int, full,
     and weight-gradient sums fit too. Candidates: for every tile height, the widest tile that
     fits, both dimensions then balanced over the same number of tiles (no thin edge tiles,
     whose halo rings cost as much as a full tile's); the cycles are the exact cycle model's."""
-    regions, P, s = cfg.backward_regions, cfg.lanes, 2 if q.pool else 1
+    regions, P, S, s = cfg.backward_regions, cfg.lanes, cfg.gbuf_spikes_per_word, 2 if q.pool else 1
     plans: dict[tuple[int, int], Any] = {}
 
     def plan_of(h, w):
         if (h, w) not in plans:
             plans[(h, w)] = plan_backward_tile(q, T, h, w, P, cfg.widths.weight, _SHIFTS, list(full),
-                                               use_extra=use_extra, pack_weights=False)
+                                               use_extra=use_extra, pack_weights=False, spikes_per_word=S)
         return plans[(h, w)]
 
     def fits_data(h, w):
@@ -84,7 +84,7 @@ def backward_tile_shape(cfg: HardwareConfig, q, T: int, H: int, W: int, full,
         return need <= have and trace <= regions["trace"].depth
 
     def layer_cycles(h, w):
-        return sum(sum(c.cycles for c in backward_cycles(plan_of(min(h, H - r0), min(w, W - c0)).stages, P))
+        return sum(sum(c.cycles for c in backward_cycles(plan_of(min(h, H - r0), min(w, W - c0)).stages, P, S))
                    for r0 in range(0, H, h) for c0 in range(0, W, w))
 
     candidates = set()
@@ -121,8 +121,9 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
             shape = (min(h, H - r0), min(w, W - c0))
             if shape not in cache:
                 plan = plan_backward_tile(q, T, shape[0], shape[1], P, cfg.widths.weight, _SHIFTS, list(full),
-                                          use_extra=extra, pack_weights=False)
-                cache[shape] = backward_cycles(plan.stages, P)
+                                          use_extra=extra, pack_weights=False,
+                                          spikes_per_word=cfg.gbuf_spikes_per_word)
+                cache[shape] = backward_cycles(plan.stages, P, cfg.gbuf_spikes_per_word)
             tiles += 1
             for sc in cache[shape]:
                 cycles += sc.cycles

@@ -6,7 +6,8 @@ cores G4^T, G3^T/G2^T and G1^T, and the weight-gradient outer products. Every st
 the pixels ``p = (t, y, x)`` of a ``timesteps x rows x cols`` block and reads its input tensor
 at ``p`` plus the offset of each tap. Tensors live in the gradient buffer as words of ``P``
 lanes of ``Gb`` bits: word ``((t * tensor_rows + y) * tensor_cols + x) * groups + c // P``,
-lane ``c % P`` (``groups = ceil(channels / P)``).
+lane ``c % P`` (``groups = ceil(channels / P)``); the input spikes ``x`` one bit per channel
+(``in_spikes``: ``S`` channels per word, ``S = HardwareConfig.gbuf_spikes_per_word``).
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ STAGE_FIELDS = (
     ("in_base", STAGE_ADDR_BITS, "first word of the input tensor (LIF: e, over rows x cols)"),
     ("in_rows", 16, "rows of the stored input tensor"),
     ("in_cols", 16, "columns of the stored input tensor"),
+    ("in_spikes", 1, "1: the input tensor is spikes, one bit per channel: word ((t * in_rows + y) * "
+                     "in_cols + x) * ceil(I/S) + i // S, bit i % S (S = HardwareConfig."
+                     "gbuf_spikes_per_word)"),
     ("taps", 2, "0 point, 1 rows (3x1), 2 columns (1x3), 3 rows then columns (gen.backward.Taps)"),
     ("fy", 2, "row offset of POINT and COLS taps"),
     ("fx", 2, "column offset of POINT and ROWS taps"),

@@ -22,13 +22,15 @@ __all__ = ["TensorSpec", "WeightGradSpec", "BackwardTileProgram", "plan_backward
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A ``[T, channels, rows, cols]`` tensor in the gradient buffer from word ``base``."""
+    """A ``[T, channels, rows, cols]`` tensor in the gradient buffer from word ``base``:
+    ``lanes`` channels per word, of ``Gb`` bits each, or of one bit (``spikes``)."""
     name: str
     channels: int
     rows: int
     cols: int
     base: int
     lanes: int
+    spikes: bool = False
 
     @property
     def groups(self) -> int:
@@ -154,7 +156,7 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
                        shifts: Mapping[str, int], full: list[bool], height_mul: int = 1,
                        height_shift: int = 0, use_extra: bool = False,
                        pack_weights: bool = True, overlay: bool = True,
-                       bank_depth: int | None = None) -> BackwardTileProgram:
+                       bank_depth: int | None = None, *, spikes_per_word: int) -> BackwardTileProgram:
     """The stages of one backward tile of ``qlayer`` (``height x width`` pre-pool pixels,
     ``full[t]`` the timestep classes): tensors, weight words and stage descriptors, the
     LIF-gradient stage first. ``shifts``: the backward shifts (``affine``, ``g4t``, ``g23t``,
@@ -165,7 +167,9 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     a run) instead of sharing words between tensors whose lifetimes do not overlap. The tensors
     are placed in the gradient buffer's two banks (:func:`_place`); ``bank_depth`` is the
     configuration's (``Region.bank_depth`` of ``gbuf``) for a tile the accelerator runs, None
-    for planning or a flat model memory (bank 1 right after bank 0's words)."""
+    for planning or a flat model memory (bank 1 right after bank 0's words). ``spikes_per_word``:
+    the input spikes ``x`` are stored one bit per channel, that many in a word
+    (``HardwareConfig.gbuf_spikes_per_word``)."""
     T, H, W, P = timesteps, height, width, lanes
     mode = qlayer.mode
     cin, r, cout = qlayer.in_channels, qlayer.rank, qlayer.out_channels
@@ -183,7 +187,8 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     if mode == "stt":
         shapes += [("q2", r, H, W + 2), ("g_q2", r, H + 2, W)]
     for name, c, rows, cols in shapes:
-        spec = TensorSpec(name, c, rows, cols, base, P)
+        spec = (TensorSpec(name, c, rows, cols, base, spikes_per_word, spikes=True) if name == "x"
+                else TensorSpec(name, c, rows, cols, base, P))
         tensors[name] = spec
         base += spec.words(T)
     wwords: list[int] = []
@@ -198,7 +203,7 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
 
     def src(name):
         s = tensors[name]
-        return dict(in_base=s.base, in_rows=s.rows, in_cols=s.cols, in_channels=s.channels)
+        return dict(in_base=s.base, in_rows=s.rows, in_cols=s.cols, in_channels=s.channels, in_spikes=s.spikes)
 
     def dst(name):
         return dict(out_base=tensors[name].base, out_channels=tensors[name].channels)

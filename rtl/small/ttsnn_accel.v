@@ -806,8 +806,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] spikes__addr;
   wire [3:0] spikes__data;
   wire spikes__en;
-  wire [606:0] stage;
-  wire [606:0] \stage$25 ;
+  wire [607:0] stage;
+  wire [607:0] \stage$25 ;
   wire [19:0] \stage$25.acc_base ;
   wire \stage$25.acc_clear ;
   wire \stage$25.alt_left ;
@@ -831,6 +831,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \stage$25.in_channels ;
   wire [15:0] \stage$25.in_cols ;
   wire [15:0] \stage$25.in_rows ;
+  wire \stage$25.in_spikes ;
   wire [31:0] \stage$25.key ;
   wire [31:0] \stage$25.key_affine ;
   wire [31:0] \stage$25.key_leak ;
@@ -874,6 +875,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \stage.in_channels ;
   wire [15:0] \stage.in_cols ;
   wire [15:0] \stage.in_rows ;
+  wire \stage.in_spikes ;
   wire [31:0] \stage.key ;
   wire [31:0] \stage.key_affine ;
   wire [31:0] \stage.key_leak ;
@@ -1012,12 +1014,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$5686$0 (\$69 ),
-    .\port$5728$0 (\$70 ),
-    .\port$5770$0 (\$71 ),
-    .\port$5812$0 (\$72 ),
-    .\port$6436$0 (regions__wgrad__addr),
-    .\port$8244$0 (\$73 ),
+    .\port$5714$0 (\$69 ),
+    .\port$5756$0 (\$70 ),
+    .\port$5798$0 (\$71 ),
+    .\port$5840$0 (\$72 ),
+    .\port$6464$0 (regions__wgrad__addr),
+    .\port$8276$0 (\$73 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$346 ),
@@ -1118,11 +1120,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$8126$0 (\$65 ),
-    .\port$8136$0 (\$66 ),
-    .\port$8146$0 (\$67 ),
-    .\port$8156$0 (\$68 ),
-    .\port$8284$24 (stream_in[71:24]),
+    .\port$8158$0 (\$65 ),
+    .\port$8168$0 (\$66 ),
+    .\port$8178$0 (\$67 ),
+    .\port$8188$0 (\$68 ),
+    .\port$8316$24 (stream_in[71:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1300,16 +1302,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .\port$310$0 (\$58 ),
     .\port$314$0 (\$59 ),
     .\port$318$0 (\$60 ),
-    .\port$5686$0 (\$69 ),
-    .\port$5728$0 (\$70 ),
-    .\port$5770$0 (\$71 ),
-    .\port$5812$0 (\$72 ),
-    .\port$8126$0 (\$65 ),
-    .\port$8136$0 (\$66 ),
-    .\port$8146$0 (\$67 ),
-    .\port$8156$0 (\$68 ),
-    .\port$8244$0 (\$73 ),
-    .\port$8286$0 (\$74 ),
+    .\port$5714$0 (\$69 ),
+    .\port$5756$0 (\$70 ),
+    .\port$5798$0 (\$71 ),
+    .\port$5840$0 (\$72 ),
+    .\port$8158$0 (\$65 ),
+    .\port$8168$0 (\$66 ),
+    .\port$8178$0 (\$67 ),
+    .\port$8188$0 (\$68 ),
+    .\port$8276$0 (\$73 ),
+    .\port$8318$0 (\$74 ),
     .\port__en$101 (e23_row2_b__en),
     .\port__en$107 (e23_row2_c__en),
     .\port__en$113 (e4_line4__en),
@@ -1658,40 +1660,41 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage.in_base  = stage[93:74];
   assign \stage.in_rows  = stage[109:94];
   assign \stage.in_cols  = stage[125:110];
-  assign \stage.taps  = stage[127:126];
-  assign \stage.fy  = stage[129:128];
-  assign \stage.fx  = stage[131:130];
-  assign \stage.w_base  = stage[151:132];
-  assign \stage.out_base  = stage[171:152];
-  assign \stage.requant  = stage[172];
-  assign \stage.shift  = stage[178:173];
-  assign \stage.round  = stage[179];
-  assign \stage.schedule  = stage[211:180];
-  assign \stage.use_schedule  = stage[212];
-  assign \stage.alt_shift  = stage[218:213];
-  assign \stage.alt_left  = stage[219];
-  assign \stage.g_base  = stage[239:220];
-  assign \stage.g_rows  = stage[255:240];
-  assign \stage.g_cols  = stage[271:256];
-  assign \stage.gy  = stage[273:272];
-  assign \stage.gx  = stage[275:274];
-  assign \stage.acc_base  = stage[295:276];
-  assign \stage.acc_clear  = stage[296];
-  assign \stage.trace_base  = stage[316:297];
-  assign \stage.cur_base  = stage[336:317];
-  assign \stage.use_extra  = stage[337];
-  assign \stage.pool  = stage[338];
-  assign \stage.height_mul  = stage[354:339];
-  assign \stage.height_shift  = stage[360:355];
-  assign \stage.leak_mul  = stage[376:361];
-  assign \stage.leak_shift  = stage[382:377];
-  assign \stage.idx_base  = stage[414:383];
-  assign \stage.idx_t  = stage[446:415];
-  assign \stage.idx_c  = stage[478:447];
-  assign \stage.idx_y  = stage[510:479];
-  assign \stage.key  = stage[542:511];
-  assign \stage.key_leak  = stage[574:543];
-  assign \stage.key_affine  = stage[606:575];
+  assign \stage.in_spikes  = stage[126];
+  assign \stage.taps  = stage[128:127];
+  assign \stage.fy  = stage[130:129];
+  assign \stage.fx  = stage[132:131];
+  assign \stage.w_base  = stage[152:133];
+  assign \stage.out_base  = stage[172:153];
+  assign \stage.requant  = stage[173];
+  assign \stage.shift  = stage[179:174];
+  assign \stage.round  = stage[180];
+  assign \stage.schedule  = stage[212:181];
+  assign \stage.use_schedule  = stage[213];
+  assign \stage.alt_shift  = stage[219:214];
+  assign \stage.alt_left  = stage[220];
+  assign \stage.g_base  = stage[240:221];
+  assign \stage.g_rows  = stage[256:241];
+  assign \stage.g_cols  = stage[272:257];
+  assign \stage.gy  = stage[274:273];
+  assign \stage.gx  = stage[276:275];
+  assign \stage.acc_base  = stage[296:277];
+  assign \stage.acc_clear  = stage[297];
+  assign \stage.trace_base  = stage[317:298];
+  assign \stage.cur_base  = stage[337:318];
+  assign \stage.use_extra  = stage[338];
+  assign \stage.pool  = stage[339];
+  assign \stage.height_mul  = stage[355:340];
+  assign \stage.height_shift  = stage[361:356];
+  assign \stage.leak_mul  = stage[377:362];
+  assign \stage.leak_shift  = stage[383:378];
+  assign \stage.idx_base  = stage[415:384];
+  assign \stage.idx_t  = stage[447:416];
+  assign \stage.idx_c  = stage[479:448];
+  assign \stage.idx_y  = stage[511:480];
+  assign \stage.key  = stage[543:512];
+  assign \stage.key_leak  = stage[575:544];
+  assign \stage.key_affine  = stage[607:576];
   assign \stage$25.kind  = stage[1:0];
   assign \stage$25.timesteps  = stage[9:2];
   assign \stage$25.rows  = stage[25:10];
@@ -1701,40 +1704,41 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage$25.in_base  = stage[93:74];
   assign \stage$25.in_rows  = stage[109:94];
   assign \stage$25.in_cols  = stage[125:110];
-  assign \stage$25.taps  = stage[127:126];
-  assign \stage$25.fy  = stage[129:128];
-  assign \stage$25.fx  = stage[131:130];
-  assign \stage$25.w_base  = stage[151:132];
-  assign \stage$25.out_base  = stage[171:152];
-  assign \stage$25.requant  = stage[172];
-  assign \stage$25.shift  = stage[178:173];
-  assign \stage$25.round  = stage[179];
-  assign \stage$25.schedule  = stage[211:180];
-  assign \stage$25.use_schedule  = stage[212];
-  assign \stage$25.alt_shift  = stage[218:213];
-  assign \stage$25.alt_left  = stage[219];
-  assign \stage$25.g_base  = stage[239:220];
-  assign \stage$25.g_rows  = stage[255:240];
-  assign \stage$25.g_cols  = stage[271:256];
-  assign \stage$25.gy  = stage[273:272];
-  assign \stage$25.gx  = stage[275:274];
-  assign \stage$25.acc_base  = stage[295:276];
-  assign \stage$25.acc_clear  = stage[296];
-  assign \stage$25.trace_base  = stage[316:297];
-  assign \stage$25.cur_base  = stage[336:317];
-  assign \stage$25.use_extra  = stage[337];
-  assign \stage$25.pool  = stage[338];
-  assign \stage$25.height_mul  = stage[354:339];
-  assign \stage$25.height_shift  = stage[360:355];
-  assign \stage$25.leak_mul  = stage[376:361];
-  assign \stage$25.leak_shift  = stage[382:377];
-  assign \stage$25.idx_base  = stage[414:383];
-  assign \stage$25.idx_t  = stage[446:415];
-  assign \stage$25.idx_c  = stage[478:447];
-  assign \stage$25.idx_y  = stage[510:479];
-  assign \stage$25.key  = stage[542:511];
-  assign \stage$25.key_leak  = stage[574:543];
-  assign \stage$25.key_affine  = stage[606:575];
+  assign \stage$25.in_spikes  = stage[126];
+  assign \stage$25.taps  = stage[128:127];
+  assign \stage$25.fy  = stage[130:129];
+  assign \stage$25.fx  = stage[132:131];
+  assign \stage$25.w_base  = stage[152:133];
+  assign \stage$25.out_base  = stage[172:153];
+  assign \stage$25.requant  = stage[173];
+  assign \stage$25.shift  = stage[179:174];
+  assign \stage$25.round  = stage[180];
+  assign \stage$25.schedule  = stage[212:181];
+  assign \stage$25.use_schedule  = stage[213];
+  assign \stage$25.alt_shift  = stage[219:214];
+  assign \stage$25.alt_left  = stage[220];
+  assign \stage$25.g_base  = stage[240:221];
+  assign \stage$25.g_rows  = stage[256:241];
+  assign \stage$25.g_cols  = stage[272:257];
+  assign \stage$25.gy  = stage[274:273];
+  assign \stage$25.gx  = stage[276:275];
+  assign \stage$25.acc_base  = stage[296:277];
+  assign \stage$25.acc_clear  = stage[297];
+  assign \stage$25.trace_base  = stage[317:298];
+  assign \stage$25.cur_base  = stage[337:318];
+  assign \stage$25.use_extra  = stage[338];
+  assign \stage$25.pool  = stage[339];
+  assign \stage$25.height_mul  = stage[355:340];
+  assign \stage$25.height_shift  = stage[361:356];
+  assign \stage$25.leak_mul  = stage[377:362];
+  assign \stage$25.leak_shift  = stage[383:378];
+  assign \stage$25.idx_base  = stage[415:384];
+  assign \stage$25.idx_t  = stage[447:416];
+  assign \stage$25.idx_c  = stage[479:448];
+  assign \stage$25.idx_y  = stage[511:480];
+  assign \stage$25.key  = stage[543:512];
+  assign \stage$25.key_leak  = stage[575:544];
+  assign \stage$25.key_affine  = stage[607:576];
   assign \desc$26.in_channels  = desc[15:0];
   assign \desc$26.rank  = desc[31:16];
   assign \desc$26.out_channels  = desc[47:32];
@@ -2144,8 +2148,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__addr, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, \port$5686$0 , \port$5728$0 , \port$5770$0 
-, \port$5812$0 , \port$6436$0 , grad__data, inp__data, affine__data, weights__data, trace__data, counts, \port$8244$0 , grad_w2__addr, stage, clk);
+module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__addr, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, \port$5714$0 , \port$5756$0 , \port$5798$0 
+, \port$5840$0 , \port$6464$0 , grad__data, inp__data, affine__data, weights__data, trace__data, counts, \port$8276$0 , grad_w2__addr, stage, clk);
   wire \$1 ;
   wire [15:0] \$10 ;
   wire [15:0] \$11 ;
@@ -2258,23 +2262,23 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [19:0] out__addr;
   wire [63:0] out__data;
   wire out__en;
-  output [15:0] \port$5686$0 ;
-  wire [15:0] \port$5686$0 ;
-  output [15:0] \port$5728$0 ;
-  wire [15:0] \port$5728$0 ;
-  output [15:0] \port$5770$0 ;
-  wire [15:0] \port$5770$0 ;
-  output [15:0] \port$5812$0 ;
-  wire [15:0] \port$5812$0 ;
-  input [14:0] \port$6436$0 ;
-  wire [14:0] \port$6436$0 ;
-  output [15:0] \port$8244$0 ;
-  wire [15:0] \port$8244$0 ;
+  output [15:0] \port$5714$0 ;
+  wire [15:0] \port$5714$0 ;
+  output [15:0] \port$5756$0 ;
+  wire [15:0] \port$5756$0 ;
+  output [15:0] \port$5798$0 ;
+  wire [15:0] \port$5798$0 ;
+  output [15:0] \port$5840$0 ;
+  wire [15:0] \port$5840$0 ;
+  input [14:0] \port$6464$0 ;
+  wire [14:0] \port$6464$0 ;
+  output [15:0] \port$8276$0 ;
+  wire [15:0] \port$8276$0 ;
   input rst;
   wire rst;
-  input [606:0] stage;
-  wire [606:0] stage;
-  wire [606:0] \stage$1 ;
+  input [607:0] stage;
+  wire [607:0] stage;
+  wire [607:0] \stage$1 ;
   wire [19:0] \stage$1.acc_base ;
   wire \stage$1.acc_clear ;
   wire \stage$1.alt_left ;
@@ -2298,6 +2302,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [15:0] \stage$1.in_channels ;
   wire [15:0] \stage$1.in_cols ;
   wire [15:0] \stage$1.in_rows ;
+  wire \stage$1.in_spikes ;
   wire [31:0] \stage$1.key ;
   wire [31:0] \stage$1.key_affine ;
   wire [31:0] \stage$1.key_leak ;
@@ -2318,7 +2323,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire \stage$1.use_extra ;
   wire \stage$1.use_schedule ;
   wire [19:0] \stage$1.w_base ;
-  wire [606:0] \stage$2 ;
+  wire [607:0] \stage$2 ;
   wire [19:0] \stage$2.acc_base ;
   wire \stage$2.acc_clear ;
   wire \stage$2.alt_left ;
@@ -2342,6 +2347,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [15:0] \stage$2.in_channels ;
   wire [15:0] \stage$2.in_cols ;
   wire [15:0] \stage$2.in_rows ;
+  wire \stage$2.in_spikes ;
   wire [31:0] \stage$2.key ;
   wire [31:0] \stage$2.key_affine ;
   wire [31:0] \stage$2.key_leak ;
@@ -2385,6 +2391,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [15:0] \stage.in_channels ;
   wire [15:0] \stage.in_cols ;
   wire [15:0] \stage.in_rows ;
+  wire \stage.in_spikes ;
   wire [31:0] \stage.key ;
   wire [31:0] \stage.key_affine ;
   wire [31:0] \stage.key_leak ;
@@ -2458,7 +2465,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .inp__en(inp__en),
     .out__addr(out__addr),
     .out__en(out__en),
-    .\port$6436$0 (\port$6436$0 ),
+    .\port$6464$0 (\port$6464$0 ),
     .q0(\$4 ),
     .q1(\$5 ),
     .q2(\$6 ),
@@ -2487,14 +2494,14 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .g_cur__addr(grad_w2__addr),
     .g_cur__en(grad_w2__en),
     .go(\$16 ),
-    .\port$5372$0 (\$8 ),
-    .\port$5378$0 (\$9 ),
-    .\port$5384$0 (\$10 ),
-    .\port$5390$0 (\$11 ),
-    .\port$5686$0 (\$12 ),
-    .\port$5728$0 (\$13 ),
-    .\port$5770$0 (\$14 ),
-    .\port$5812$0 (\$15 ),
+    .\port$5400$0 (\$8 ),
+    .\port$5406$0 (\$9 ),
+    .\port$5412$0 (\$10 ),
+    .\port$5418$0 (\$11 ),
+    .\port$5714$0 (\$12 ),
+    .\port$5756$0 (\$13 ),
+    .\port$5798$0 (\$14 ),
+    .\port$5840$0 (\$15 ),
     .rst(rst),
     .stage(stage),
     .start(\start$5 ),
@@ -2525,14 +2532,14 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \affine__data$57  = affine__data;
   assign \affine__en$59  = affine__en;
   assign wgrad_rd_en = acc_rd_en;
-  assign acc_rd_addr = { 5'h00, \port$6436$0  };
-  assign wgrad_rd_addr = { 5'h00, \port$6436$0  };
+  assign acc_rd_addr = { 5'h00, \port$6464$0  };
+  assign wgrad_rd_addr = { 5'h00, \port$6464$0  };
   assign acc_rd_data = wgrad_rd_data;
-  assign \port$5686$0  = \$12 ;
-  assign \port$5728$0  = \$13 ;
-  assign \port$5770$0  = \$14 ;
-  assign \port$5812$0  = \$15 ;
-  assign \port$8244$0  = \$16 ;
+  assign \port$5714$0  = \$12 ;
+  assign \port$5756$0  = \$13 ;
+  assign \port$5798$0  = \$14 ;
+  assign \port$5840$0  = \$15 ;
+  assign \port$8276$0  = \$16 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -2542,40 +2549,41 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \stage.in_base  = stage[93:74];
   assign \stage.in_rows  = stage[109:94];
   assign \stage.in_cols  = stage[125:110];
-  assign \stage.taps  = stage[127:126];
-  assign \stage.fy  = stage[129:128];
-  assign \stage.fx  = stage[131:130];
-  assign \stage.w_base  = stage[151:132];
-  assign \stage.out_base  = stage[171:152];
-  assign \stage.requant  = stage[172];
-  assign \stage.shift  = stage[178:173];
-  assign \stage.round  = stage[179];
-  assign \stage.schedule  = stage[211:180];
-  assign \stage.use_schedule  = stage[212];
-  assign \stage.alt_shift  = stage[218:213];
-  assign \stage.alt_left  = stage[219];
-  assign \stage.g_base  = stage[239:220];
-  assign \stage.g_rows  = stage[255:240];
-  assign \stage.g_cols  = stage[271:256];
-  assign \stage.gy  = stage[273:272];
-  assign \stage.gx  = stage[275:274];
-  assign \stage.acc_base  = stage[295:276];
-  assign \stage.acc_clear  = stage[296];
-  assign \stage.trace_base  = stage[316:297];
-  assign \stage.cur_base  = stage[336:317];
-  assign \stage.use_extra  = stage[337];
-  assign \stage.pool  = stage[338];
-  assign \stage.height_mul  = stage[354:339];
-  assign \stage.height_shift  = stage[360:355];
-  assign \stage.leak_mul  = stage[376:361];
-  assign \stage.leak_shift  = stage[382:377];
-  assign \stage.idx_base  = stage[414:383];
-  assign \stage.idx_t  = stage[446:415];
-  assign \stage.idx_c  = stage[478:447];
-  assign \stage.idx_y  = stage[510:479];
-  assign \stage.key  = stage[542:511];
-  assign \stage.key_leak  = stage[574:543];
-  assign \stage.key_affine  = stage[606:575];
+  assign \stage.in_spikes  = stage[126];
+  assign \stage.taps  = stage[128:127];
+  assign \stage.fy  = stage[130:129];
+  assign \stage.fx  = stage[132:131];
+  assign \stage.w_base  = stage[152:133];
+  assign \stage.out_base  = stage[172:153];
+  assign \stage.requant  = stage[173];
+  assign \stage.shift  = stage[179:174];
+  assign \stage.round  = stage[180];
+  assign \stage.schedule  = stage[212:181];
+  assign \stage.use_schedule  = stage[213];
+  assign \stage.alt_shift  = stage[219:214];
+  assign \stage.alt_left  = stage[220];
+  assign \stage.g_base  = stage[240:221];
+  assign \stage.g_rows  = stage[256:241];
+  assign \stage.g_cols  = stage[272:257];
+  assign \stage.gy  = stage[274:273];
+  assign \stage.gx  = stage[276:275];
+  assign \stage.acc_base  = stage[296:277];
+  assign \stage.acc_clear  = stage[297];
+  assign \stage.trace_base  = stage[317:298];
+  assign \stage.cur_base  = stage[337:318];
+  assign \stage.use_extra  = stage[338];
+  assign \stage.pool  = stage[339];
+  assign \stage.height_mul  = stage[355:340];
+  assign \stage.height_shift  = stage[361:356];
+  assign \stage.leak_mul  = stage[377:362];
+  assign \stage.leak_shift  = stage[383:378];
+  assign \stage.idx_base  = stage[415:384];
+  assign \stage.idx_t  = stage[447:416];
+  assign \stage.idx_c  = stage[479:448];
+  assign \stage.idx_y  = stage[511:480];
+  assign \stage.key  = stage[543:512];
+  assign \stage.key_leak  = stage[575:544];
+  assign \stage.key_affine  = stage[607:576];
   assign \stage$1.kind  = stage[1:0];
   assign \stage$1.timesteps  = stage[9:2];
   assign \stage$1.rows  = stage[25:10];
@@ -2585,40 +2593,41 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \stage$1.in_base  = stage[93:74];
   assign \stage$1.in_rows  = stage[109:94];
   assign \stage$1.in_cols  = stage[125:110];
-  assign \stage$1.taps  = stage[127:126];
-  assign \stage$1.fy  = stage[129:128];
-  assign \stage$1.fx  = stage[131:130];
-  assign \stage$1.w_base  = stage[151:132];
-  assign \stage$1.out_base  = stage[171:152];
-  assign \stage$1.requant  = stage[172];
-  assign \stage$1.shift  = stage[178:173];
-  assign \stage$1.round  = stage[179];
-  assign \stage$1.schedule  = stage[211:180];
-  assign \stage$1.use_schedule  = stage[212];
-  assign \stage$1.alt_shift  = stage[218:213];
-  assign \stage$1.alt_left  = stage[219];
-  assign \stage$1.g_base  = stage[239:220];
-  assign \stage$1.g_rows  = stage[255:240];
-  assign \stage$1.g_cols  = stage[271:256];
-  assign \stage$1.gy  = stage[273:272];
-  assign \stage$1.gx  = stage[275:274];
-  assign \stage$1.acc_base  = stage[295:276];
-  assign \stage$1.acc_clear  = stage[296];
-  assign \stage$1.trace_base  = stage[316:297];
-  assign \stage$1.cur_base  = stage[336:317];
-  assign \stage$1.use_extra  = stage[337];
-  assign \stage$1.pool  = stage[338];
-  assign \stage$1.height_mul  = stage[354:339];
-  assign \stage$1.height_shift  = stage[360:355];
-  assign \stage$1.leak_mul  = stage[376:361];
-  assign \stage$1.leak_shift  = stage[382:377];
-  assign \stage$1.idx_base  = stage[414:383];
-  assign \stage$1.idx_t  = stage[446:415];
-  assign \stage$1.idx_c  = stage[478:447];
-  assign \stage$1.idx_y  = stage[510:479];
-  assign \stage$1.key  = stage[542:511];
-  assign \stage$1.key_leak  = stage[574:543];
-  assign \stage$1.key_affine  = stage[606:575];
+  assign \stage$1.in_spikes  = stage[126];
+  assign \stage$1.taps  = stage[128:127];
+  assign \stage$1.fy  = stage[130:129];
+  assign \stage$1.fx  = stage[132:131];
+  assign \stage$1.w_base  = stage[152:133];
+  assign \stage$1.out_base  = stage[172:153];
+  assign \stage$1.requant  = stage[173];
+  assign \stage$1.shift  = stage[179:174];
+  assign \stage$1.round  = stage[180];
+  assign \stage$1.schedule  = stage[212:181];
+  assign \stage$1.use_schedule  = stage[213];
+  assign \stage$1.alt_shift  = stage[219:214];
+  assign \stage$1.alt_left  = stage[220];
+  assign \stage$1.g_base  = stage[240:221];
+  assign \stage$1.g_rows  = stage[256:241];
+  assign \stage$1.g_cols  = stage[272:257];
+  assign \stage$1.gy  = stage[274:273];
+  assign \stage$1.gx  = stage[276:275];
+  assign \stage$1.acc_base  = stage[296:277];
+  assign \stage$1.acc_clear  = stage[297];
+  assign \stage$1.trace_base  = stage[317:298];
+  assign \stage$1.cur_base  = stage[337:318];
+  assign \stage$1.use_extra  = stage[338];
+  assign \stage$1.pool  = stage[339];
+  assign \stage$1.height_mul  = stage[355:340];
+  assign \stage$1.height_shift  = stage[361:356];
+  assign \stage$1.leak_mul  = stage[377:362];
+  assign \stage$1.leak_shift  = stage[383:378];
+  assign \stage$1.idx_base  = stage[415:384];
+  assign \stage$1.idx_t  = stage[447:416];
+  assign \stage$1.idx_c  = stage[479:448];
+  assign \stage$1.idx_y  = stage[511:480];
+  assign \stage$1.key  = stage[543:512];
+  assign \stage$1.key_leak  = stage[575:544];
+  assign \stage$1.key_affine  = stage[607:576];
   assign \stage$2.kind  = stage[1:0];
   assign \stage$2.timesteps  = stage[9:2];
   assign \stage$2.rows  = stage[25:10];
@@ -2628,40 +2637,41 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \stage$2.in_base  = stage[93:74];
   assign \stage$2.in_rows  = stage[109:94];
   assign \stage$2.in_cols  = stage[125:110];
-  assign \stage$2.taps  = stage[127:126];
-  assign \stage$2.fy  = stage[129:128];
-  assign \stage$2.fx  = stage[131:130];
-  assign \stage$2.w_base  = stage[151:132];
-  assign \stage$2.out_base  = stage[171:152];
-  assign \stage$2.requant  = stage[172];
-  assign \stage$2.shift  = stage[178:173];
-  assign \stage$2.round  = stage[179];
-  assign \stage$2.schedule  = stage[211:180];
-  assign \stage$2.use_schedule  = stage[212];
-  assign \stage$2.alt_shift  = stage[218:213];
-  assign \stage$2.alt_left  = stage[219];
-  assign \stage$2.g_base  = stage[239:220];
-  assign \stage$2.g_rows  = stage[255:240];
-  assign \stage$2.g_cols  = stage[271:256];
-  assign \stage$2.gy  = stage[273:272];
-  assign \stage$2.gx  = stage[275:274];
-  assign \stage$2.acc_base  = stage[295:276];
-  assign \stage$2.acc_clear  = stage[296];
-  assign \stage$2.trace_base  = stage[316:297];
-  assign \stage$2.cur_base  = stage[336:317];
-  assign \stage$2.use_extra  = stage[337];
-  assign \stage$2.pool  = stage[338];
-  assign \stage$2.height_mul  = stage[354:339];
-  assign \stage$2.height_shift  = stage[360:355];
-  assign \stage$2.leak_mul  = stage[376:361];
-  assign \stage$2.leak_shift  = stage[382:377];
-  assign \stage$2.idx_base  = stage[414:383];
-  assign \stage$2.idx_t  = stage[446:415];
-  assign \stage$2.idx_c  = stage[478:447];
-  assign \stage$2.idx_y  = stage[510:479];
-  assign \stage$2.key  = stage[542:511];
-  assign \stage$2.key_leak  = stage[574:543];
-  assign \stage$2.key_affine  = stage[606:575];
+  assign \stage$2.in_spikes  = stage[126];
+  assign \stage$2.taps  = stage[128:127];
+  assign \stage$2.fy  = stage[130:129];
+  assign \stage$2.fx  = stage[132:131];
+  assign \stage$2.w_base  = stage[152:133];
+  assign \stage$2.out_base  = stage[172:153];
+  assign \stage$2.requant  = stage[173];
+  assign \stage$2.shift  = stage[179:174];
+  assign \stage$2.round  = stage[180];
+  assign \stage$2.schedule  = stage[212:181];
+  assign \stage$2.use_schedule  = stage[213];
+  assign \stage$2.alt_shift  = stage[219:214];
+  assign \stage$2.alt_left  = stage[220];
+  assign \stage$2.g_base  = stage[240:221];
+  assign \stage$2.g_rows  = stage[256:241];
+  assign \stage$2.g_cols  = stage[272:257];
+  assign \stage$2.gy  = stage[274:273];
+  assign \stage$2.gx  = stage[276:275];
+  assign \stage$2.acc_base  = stage[296:277];
+  assign \stage$2.acc_clear  = stage[297];
+  assign \stage$2.trace_base  = stage[317:298];
+  assign \stage$2.cur_base  = stage[337:318];
+  assign \stage$2.use_extra  = stage[338];
+  assign \stage$2.pool  = stage[339];
+  assign \stage$2.height_mul  = stage[355:340];
+  assign \stage$2.height_shift  = stage[361:356];
+  assign \stage$2.leak_mul  = stage[377:362];
+  assign \stage$2.leak_shift  = stage[383:378];
+  assign \stage$2.idx_base  = stage[415:384];
+  assign \stage$2.idx_t  = stage[447:416];
+  assign \stage$2.idx_c  = stage[479:448];
+  assign \stage$2.idx_y  = stage[511:480];
+  assign \stage$2.key  = stage[543:512];
+  assign \stage$2.key_leak  = stage[575:544];
+  assign \stage$2.key_affine  = stage[607:576];
   assign \counts.stage_busy  = counts[0];
   assign \counts.stage_macs  = counts[3:1];
   assign \counts.wgrad_updates  = counts[6:4];
@@ -2710,279 +2720,279 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$6436$0 , grad__data, inp__data, weights, counts, out__en
+module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$6464$0 , grad__data, inp__data, weights, counts, out__en
 , out__addr, stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [5:0] \$1000 ;
-  wire [16:0] \$1001 ;
-  wire [17:0] \$1002 ;
-  wire [17:0] \$1003 ;
+  wire \$1000 ;
+  wire \$1001 ;
+  wire \$1002 ;
+  wire [147:0] \$1003 ;
   wire [16:0] \$1004 ;
-  wire [7:0] \$1005 ;
-  wire [7:0] \$1006 ;
+  wire [147:0] \$1005 ;
+  wire [16:0] \$1006 ;
   wire [5:0] \$1007 ;
   wire \$1008 ;
-  wire \$1009 ;
+  wire [5:0] \$1009 ;
   wire \$101 ;
-  wire \$1010 ;
-  wire \$1011 ;
-  wire [147:0] \$1012 ;
-  wire [16:0] \$1013 ;
-  wire [147:0] \$1014 ;
-  wire [16:0] \$1015 ;
-  wire [5:0] \$1016 ;
-  wire \$1017 ;
-  wire [5:0] \$1018 ;
-  wire [6:0] \$1019 ;
+  wire [6:0] \$1010 ;
+  wire [5:0] \$1011 ;
+  wire [16:0] \$1012 ;
+  wire \$1013 ;
+  wire \$1014 ;
+  wire \$1015 ;
+  wire [147:0] \$1016 ;
+  wire [16:0] \$1017 ;
+  wire [147:0] \$1018 ;
+  wire [16:0] \$1019 ;
   wire \$102 ;
   wire [5:0] \$1020 ;
-  wire [16:0] \$1021 ;
-  wire \$1022 ;
-  wire \$1023 ;
-  wire \$1024 ;
-  wire [147:0] \$1025 ;
-  wire [16:0] \$1026 ;
-  wire [147:0] \$1027 ;
+  wire \$1021 ;
+  wire [5:0] \$1022 ;
+  wire [6:0] \$1023 ;
+  wire [5:0] \$1024 ;
+  wire [16:0] \$1025 ;
+  wire [17:0] \$1026 ;
+  wire [17:0] \$1027 ;
   wire [16:0] \$1028 ;
-  wire [5:0] \$1029 ;
+  wire [7:0] \$1029 ;
   wire \$103 ;
-  wire \$1030 ;
+  wire [7:0] \$1030 ;
   wire [5:0] \$1031 ;
-  wire [6:0] \$1032 ;
-  wire [5:0] \$1033 ;
-  wire [16:0] \$1034 ;
-  wire [17:0] \$1035 ;
-  wire [17:0] \$1036 ;
+  wire \$1032 ;
+  wire \$1033 ;
+  wire \$1034 ;
+  wire \$1035 ;
+  wire [147:0] \$1036 ;
   wire [16:0] \$1037 ;
-  wire \$1038 ;
-  wire \$1039 ;
+  wire [147:0] \$1038 ;
+  wire [16:0] \$1039 ;
   wire \$104 ;
   wire [5:0] \$1040 ;
-  wire [51:0] \$1041 ;
-  wire \$1042 ;
-  wire [5:0] \$1043 ;
-  wire [51:0] \$1044 ;
-  wire \$1045 ;
-  wire [5:0] \$1046 ;
-  wire [51:0] \$1047 ;
-  wire [15:0] \$1048 ;
-  wire [15:0] \$1049 ;
+  wire \$1041 ;
+  wire [5:0] \$1042 ;
+  wire [6:0] \$1043 ;
+  wire [5:0] \$1044 ;
+  wire [16:0] \$1045 ;
+  wire \$1046 ;
+  wire \$1047 ;
+  wire \$1048 ;
+  wire [147:0] \$1049 ;
   wire \$105 ;
-  wire [5:0] \$1050 ;
-  wire [51:0] \$1051 ;
-  wire \$1052 ;
-  wire \$1053 ;
+  wire [16:0] \$1050 ;
+  wire [147:0] \$1051 ;
+  wire [16:0] \$1052 ;
+  wire [5:0] \$1053 ;
   wire \$1054 ;
-  wire \$1055 ;
-  wire \$1056 ;
-  wire [3:0] \$1057 ;
-  wire \$1058 ;
-  wire [5:0] \$1059 ;
-  wire [63:0] \$106 ;
-  wire \$1060 ;
-  wire \$1061 ;
+  wire [5:0] \$1055 ;
+  wire [6:0] \$1056 ;
+  wire [5:0] \$1057 ;
+  wire [16:0] \$1058 ;
+  wire [17:0] \$1059 ;
+  wire \$106 ;
+  wire [17:0] \$1060 ;
+  wire [16:0] \$1061 ;
   wire \$1062 ;
   wire \$1063 ;
-  wire [147:0] \$1064 ;
-  wire [16:0] \$1065 ;
-  wire [147:0] \$1066 ;
-  wire [16:0] \$1067 ;
-  wire [5:0] \$1068 ;
+  wire [5:0] \$1064 ;
+  wire [51:0] \$1065 ;
+  wire \$1066 ;
+  wire [5:0] \$1067 ;
+  wire [51:0] \$1068 ;
   wire \$1069 ;
-  wire [63:0] \$107 ;
+  wire \$107 ;
   wire [5:0] \$1070 ;
-  wire [6:0] \$1071 ;
-  wire [5:0] \$1072 ;
-  wire [16:0] \$1073 ;
-  wire \$1074 ;
-  wire \$1075 ;
+  wire [51:0] \$1071 ;
+  wire [15:0] \$1072 ;
+  wire [15:0] \$1073 ;
+  wire [5:0] \$1074 ;
+  wire [51:0] \$1075 ;
   wire \$1076 ;
-  wire [147:0] \$1077 ;
-  wire [16:0] \$1078 ;
-  wire [147:0] \$1079 ;
-  wire [63:0] \$108 ;
-  wire [16:0] \$1080 ;
-  wire [5:0] \$1081 ;
+  wire \$1077 ;
+  wire \$1078 ;
+  wire \$1079 ;
+  wire \$108 ;
+  wire \$1080 ;
+  wire [3:0] \$1081 ;
   wire \$1082 ;
   wire [5:0] \$1083 ;
-  wire [6:0] \$1084 ;
-  wire [5:0] \$1085 ;
-  wire [16:0] \$1086 ;
-  wire [17:0] \$1087 ;
-  wire [17:0] \$1088 ;
+  wire \$1084 ;
+  wire \$1085 ;
+  wire \$1086 ;
+  wire \$1087 ;
+  wire [147:0] \$1088 ;
   wire [16:0] \$1089 ;
-  wire [63:0] \$109 ;
-  wire \$1090 ;
-  wire [5:0] \$1091 ;
-  wire \$1092 ;
+  wire \$109 ;
+  wire [147:0] \$1090 ;
+  wire [16:0] \$1091 ;
+  wire [5:0] \$1092 ;
   wire \$1093 ;
-  wire \$1094 ;
-  wire \$1095 ;
-  wire [147:0] \$1096 ;
+  wire [5:0] \$1094 ;
+  wire [6:0] \$1095 ;
+  wire [5:0] \$1096 ;
   wire [16:0] \$1097 ;
-  wire [147:0] \$1098 ;
-  wire [16:0] \$1099 ;
+  wire \$1098 ;
+  wire \$1099 ;
   wire \$11 ;
-  wire [63:0] \$110 ;
-  wire [5:0] \$1100 ;
-  wire \$1101 ;
-  wire [5:0] \$1102 ;
-  wire [6:0] \$1103 ;
-  wire [5:0] \$1104 ;
-  wire [16:0] \$1105 ;
+  wire \$110 ;
+  wire \$1100 ;
+  wire [147:0] \$1101 ;
+  wire [16:0] \$1102 ;
+  wire [147:0] \$1103 ;
+  wire [16:0] \$1104 ;
+  wire [5:0] \$1105 ;
   wire \$1106 ;
-  wire \$1107 ;
-  wire \$1108 ;
-  wire [147:0] \$1109 ;
+  wire [5:0] \$1107 ;
+  wire [6:0] \$1108 ;
+  wire [5:0] \$1109 ;
   wire \$111 ;
   wire [16:0] \$1110 ;
-  wire [147:0] \$1111 ;
-  wire [16:0] \$1112 ;
-  wire [5:0] \$1113 ;
+  wire [17:0] \$1111 ;
+  wire [17:0] \$1112 ;
+  wire [16:0] \$1113 ;
   wire \$1114 ;
   wire [5:0] \$1115 ;
-  wire [6:0] \$1116 ;
-  wire [5:0] \$1117 ;
-  wire [16:0] \$1118 ;
-  wire [17:0] \$1119 ;
-  wire [63:0] \$112 ;
-  wire [17:0] \$1120 ;
+  wire \$1116 ;
+  wire \$1117 ;
+  wire \$1118 ;
+  wire \$1119 ;
+  wire \$112 ;
+  wire [147:0] \$1120 ;
   wire [16:0] \$1121 ;
-  wire \$1122 ;
-  wire [5:0] \$1123 ;
-  wire \$1124 ;
+  wire [147:0] \$1122 ;
+  wire [16:0] \$1123 ;
+  wire [5:0] \$1124 ;
   wire \$1125 ;
-  wire \$1126 ;
-  wire \$1127 ;
-  wire [147:0] \$1128 ;
+  wire [5:0] \$1126 ;
+  wire [6:0] \$1127 ;
+  wire [5:0] \$1128 ;
   wire [16:0] \$1129 ;
-  wire [63:0] \$113 ;
-  wire [147:0] \$1130 ;
-  wire [16:0] \$1131 ;
-  wire [5:0] \$1132 ;
-  wire \$1133 ;
-  wire [5:0] \$1134 ;
-  wire [6:0] \$1135 ;
-  wire [5:0] \$1136 ;
-  wire [16:0] \$1137 ;
+  wire \$113 ;
+  wire \$1130 ;
+  wire \$1131 ;
+  wire \$1132 ;
+  wire [147:0] \$1133 ;
+  wire [16:0] \$1134 ;
+  wire [147:0] \$1135 ;
+  wire [16:0] \$1136 ;
+  wire [5:0] \$1137 ;
   wire \$1138 ;
-  wire \$1139 ;
-  wire [15:0] \$114 ;
-  wire \$1140 ;
-  wire [147:0] \$1141 ;
+  wire [5:0] \$1139 ;
+  wire \$114 ;
+  wire [6:0] \$1140 ;
+  wire [5:0] \$1141 ;
   wire [16:0] \$1142 ;
-  wire [147:0] \$1143 ;
-  wire [16:0] \$1144 ;
-  wire [5:0] \$1145 ;
+  wire [17:0] \$1143 ;
+  wire [17:0] \$1144 ;
+  wire [16:0] \$1145 ;
   wire \$1146 ;
   wire [5:0] \$1147 ;
-  wire [6:0] \$1148 ;
-  wire [5:0] \$1149 ;
-  wire [23:0] \$115 ;
-  wire [16:0] \$1150 ;
-  wire [17:0] \$1151 ;
-  wire [17:0] \$1152 ;
+  wire \$1148 ;
+  wire \$1149 ;
+  wire [63:0] \$115 ;
+  wire \$1150 ;
+  wire \$1151 ;
+  wire [147:0] \$1152 ;
   wire [16:0] \$1153 ;
-  wire [7:0] \$1154 ;
-  wire [7:0] \$1155 ;
+  wire [147:0] \$1154 ;
+  wire [16:0] \$1155 ;
   wire [5:0] \$1156 ;
   wire \$1157 ;
-  wire \$1158 ;
-  wire \$1159 ;
-  wire [23:0] \$116 ;
-  wire \$1160 ;
-  wire [147:0] \$1161 ;
-  wire [16:0] \$1162 ;
-  wire [147:0] \$1163 ;
-  wire [16:0] \$1164 ;
-  wire [5:0] \$1165 ;
-  wire \$1166 ;
-  wire [5:0] \$1167 ;
-  wire [6:0] \$1168 ;
+  wire [5:0] \$1158 ;
+  wire [6:0] \$1159 ;
+  wire \$116 ;
+  wire [5:0] \$1160 ;
+  wire [16:0] \$1161 ;
+  wire \$1162 ;
+  wire \$1163 ;
+  wire \$1164 ;
+  wire [147:0] \$1165 ;
+  wire [16:0] \$1166 ;
+  wire [147:0] \$1167 ;
+  wire [16:0] \$1168 ;
   wire [5:0] \$1169 ;
   wire [63:0] \$117 ;
-  wire [16:0] \$1170 ;
-  wire \$1171 ;
-  wire \$1172 ;
-  wire \$1173 ;
-  wire [147:0] \$1174 ;
-  wire [16:0] \$1175 ;
-  wire [147:0] \$1176 ;
+  wire \$1170 ;
+  wire [5:0] \$1171 ;
+  wire [6:0] \$1172 ;
+  wire [5:0] \$1173 ;
+  wire [16:0] \$1174 ;
+  wire [17:0] \$1175 ;
+  wire [17:0] \$1176 ;
   wire [16:0] \$1177 ;
-  wire [5:0] \$1178 ;
-  wire \$1179 ;
-  wire [63:0] \$118 ;
+  wire [7:0] \$1178 ;
+  wire [7:0] \$1179 ;
+  wire [15:0] \$118 ;
   wire [5:0] \$1180 ;
-  wire [6:0] \$1181 ;
-  wire [5:0] \$1182 ;
-  wire [16:0] \$1183 ;
-  wire [17:0] \$1184 ;
-  wire [17:0] \$1185 ;
+  wire \$1181 ;
+  wire \$1182 ;
+  wire \$1183 ;
+  wire \$1184 ;
+  wire [147:0] \$1185 ;
   wire [16:0] \$1186 ;
-  wire \$1187 ;
-  wire \$1188 ;
+  wire [147:0] \$1187 ;
+  wire [16:0] \$1188 ;
   wire [5:0] \$1189 ;
-  wire [15:0] \$119 ;
-  wire [51:0] \$1190 ;
-  wire \$1191 ;
-  wire [5:0] \$1192 ;
-  wire [51:0] \$1193 ;
-  wire \$1194 ;
-  wire [5:0] \$1195 ;
-  wire [51:0] \$1196 ;
-  wire [15:0] \$1197 ;
-  wire [15:0] \$1198 ;
-  wire [5:0] \$1199 ;
+  wire [63:0] \$119 ;
+  wire \$1190 ;
+  wire [5:0] \$1191 ;
+  wire [6:0] \$1192 ;
+  wire [5:0] \$1193 ;
+  wire [16:0] \$1194 ;
+  wire \$1195 ;
+  wire \$1196 ;
+  wire \$1197 ;
+  wire [147:0] \$1198 ;
+  wire [16:0] \$1199 ;
   wire \$12 ;
-  wire [23:0] \$120 ;
-  wire [51:0] \$1200 ;
-  wire \$1201 ;
-  wire \$1202 ;
+  wire [63:0] \$120 ;
+  wire [147:0] \$1200 ;
+  wire [16:0] \$1201 ;
+  wire [5:0] \$1202 ;
   wire \$1203 ;
-  wire \$1204 ;
-  wire \$1205 ;
-  wire [4:0] \$1206 ;
-  wire [4:0] \$1207 ;
-  wire \$1208 ;
-  wire \$1209 ;
-  wire [23:0] \$121 ;
-  wire \$1210 ;
+  wire [5:0] \$1204 ;
+  wire [6:0] \$1205 ;
+  wire [5:0] \$1206 ;
+  wire [16:0] \$1207 ;
+  wire [17:0] \$1208 ;
+  wire [17:0] \$1209 ;
+  wire [63:0] \$121 ;
+  wire [16:0] \$1210 ;
   wire \$1211 ;
   wire \$1212 ;
-  wire \$1213 ;
-  wire \$1214 ;
-  wire [15:0] \$1215 ;
-  wire [16:0] \$1216 ;
-  wire \$1217 ;
-  wire [16:0] \$1218 ;
-  wire [16:0] \$1219 ;
+  wire [5:0] \$1213 ;
+  wire [51:0] \$1214 ;
+  wire \$1215 ;
+  wire [5:0] \$1216 ;
+  wire [51:0] \$1217 ;
+  wire \$1218 ;
+  wire [5:0] \$1219 ;
   wire [63:0] \$122 ;
-  wire \$1220 ;
-  wire \$1221 ;
-  wire \$1222 ;
-  wire \$1223 ;
-  wire \$1224 ;
-  wire [15:0] \$1225 ;
-  wire [16:0] \$1226 ;
+  wire [51:0] \$1220 ;
+  wire [15:0] \$1221 ;
+  wire [15:0] \$1222 ;
+  wire [5:0] \$1223 ;
+  wire [51:0] \$1224 ;
+  wire \$1225 ;
+  wire \$1226 ;
   wire \$1227 ;
   wire \$1228 ;
   wire \$1229 ;
-  wire [63:0] \$123 ;
-  wire \$1230 ;
-  wire \$1231 ;
+  wire \$123 ;
+  wire [4:0] \$1230 ;
+  wire [4:0] \$1231 ;
   wire \$1232 ;
   wire \$1233 ;
   wire \$1234 ;
   wire \$1235 ;
   wire \$1236 ;
-  wire [2:0] \$1237 ;
-  wire [2:0] \$1238 ;
-  wire [2:0] \$1239 ;
-  wire [15:0] \$124 ;
-  wire [3:0] \$1240 ;
+  wire \$1237 ;
+  wire \$1238 ;
+  wire [15:0] \$1239 ;
+  wire [63:0] \$124 ;
+  wire [16:0] \$1240 ;
   wire \$1241 ;
   wire [16:0] \$1242 ;
   wire [16:0] \$1243 ;
@@ -2992,7 +3002,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1247 ;
   wire \$1248 ;
   wire [15:0] \$1249 ;
-  wire [23:0] \$125 ;
+  wire [63:0] \$125 ;
   wire [16:0] \$1250 ;
   wire \$1251 ;
   wire \$1252 ;
@@ -3003,165 +3013,165 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1257 ;
   wire \$1258 ;
   wire \$1259 ;
-  wire [23:0] \$126 ;
-  wire [2:0] \$1260 ;
+  wire \$126 ;
+  wire \$1260 ;
   wire [2:0] \$1261 ;
   wire [2:0] \$1262 ;
-  wire [3:0] \$1263 ;
-  wire \$1264 ;
+  wire [2:0] \$1263 ;
+  wire [3:0] \$1264 ;
   wire \$1265 ;
-  wire \$1266 ;
+  wire [16:0] \$1266 ;
   wire [16:0] \$1267 ;
   wire \$1268 ;
-  wire [16:0] \$1269 ;
+  wire \$1269 ;
   wire [63:0] \$127 ;
-  wire [16:0] \$1270 ;
+  wire \$1270 ;
   wire \$1271 ;
   wire \$1272 ;
-  wire \$1273 ;
-  wire \$1274 ;
+  wire [15:0] \$1273 ;
+  wire [16:0] \$1274 ;
   wire \$1275 ;
-  wire [15:0] \$1276 ;
-  wire [16:0] \$1277 ;
+  wire \$1276 ;
+  wire \$1277 ;
   wire \$1278 ;
   wire \$1279 ;
-  wire [63:0] \$128 ;
+  wire [15:0] \$128 ;
   wire \$1280 ;
   wire \$1281 ;
   wire \$1282 ;
   wire \$1283 ;
-  wire \$1284 ;
-  wire \$1285 ;
-  wire \$1286 ;
-  wire [2:0] \$1287 ;
-  wire [2:0] \$1288 ;
-  wire [2:0] \$1289 ;
+  wire [2:0] \$1284 ;
+  wire [2:0] \$1285 ;
+  wire [2:0] \$1286 ;
+  wire [3:0] \$1287 ;
+  wire \$1288 ;
+  wire \$1289 ;
   wire [15:0] \$129 ;
-  wire [3:0] \$1290 ;
-  wire \$1291 ;
+  wire \$1290 ;
+  wire [16:0] \$1291 ;
   wire \$1292 ;
   wire [16:0] \$1293 ;
-  wire \$1294 ;
+  wire [16:0] \$1294 ;
   wire \$1295 ;
   wire \$1296 ;
-  wire [16:0] \$1297 ;
+  wire \$1297 ;
   wire \$1298 ;
-  wire [16:0] \$1299 ;
+  wire \$1299 ;
   wire \$13 ;
   wire [23:0] \$130 ;
-  wire [16:0] \$1300 ;
-  wire \$1301 ;
+  wire [15:0] \$1300 ;
+  wire [16:0] \$1301 ;
   wire \$1302 ;
   wire \$1303 ;
   wire \$1304 ;
   wire \$1305 ;
-  wire [15:0] \$1306 ;
-  wire [16:0] \$1307 ;
+  wire \$1306 ;
+  wire \$1307 ;
   wire \$1308 ;
   wire \$1309 ;
   wire [23:0] \$131 ;
   wire \$1310 ;
-  wire \$1311 ;
-  wire \$1312 ;
-  wire \$1313 ;
-  wire \$1314 ;
+  wire [2:0] \$1311 ;
+  wire [2:0] \$1312 ;
+  wire [2:0] \$1313 ;
+  wire [3:0] \$1314 ;
   wire \$1315 ;
   wire \$1316 ;
-  wire [2:0] \$1317 ;
-  wire [2:0] \$1318 ;
-  wire [2:0] \$1319 ;
-  wire \$132 ;
-  wire [3:0] \$1320 ;
-  wire \$1321 ;
+  wire [16:0] \$1317 ;
+  wire \$1318 ;
+  wire \$1319 ;
+  wire [63:0] \$132 ;
+  wire \$1320 ;
+  wire [16:0] \$1321 ;
   wire \$1322 ;
   wire [16:0] \$1323 ;
-  wire \$1324 ;
+  wire [16:0] \$1324 ;
   wire \$1325 ;
-  wire [16:0] \$1326 ;
+  wire \$1326 ;
   wire \$1327 ;
   wire \$1328 ;
   wire \$1329 ;
-  wire \$133 ;
-  wire [16:0] \$1330 ;
-  wire \$1331 ;
-  wire [16:0] \$1332 ;
-  wire [16:0] \$1333 ;
+  wire [63:0] \$133 ;
+  wire [15:0] \$1330 ;
+  wire [16:0] \$1331 ;
+  wire \$1332 ;
+  wire \$1333 ;
   wire \$1334 ;
   wire \$1335 ;
   wire \$1336 ;
   wire \$1337 ;
   wire \$1338 ;
-  wire [15:0] \$1339 ;
+  wire \$1339 ;
   wire \$134 ;
-  wire [16:0] \$1340 ;
-  wire \$1341 ;
-  wire \$1342 ;
-  wire \$1343 ;
-  wire \$1344 ;
+  wire \$1340 ;
+  wire [2:0] \$1341 ;
+  wire [2:0] \$1342 ;
+  wire [2:0] \$1343 ;
+  wire [3:0] \$1344 ;
   wire \$1345 ;
   wire \$1346 ;
-  wire \$1347 ;
+  wire [16:0] \$1347 ;
   wire \$1348 ;
   wire \$1349 ;
-  wire \$135 ;
-  wire [2:0] \$1350 ;
-  wire [2:0] \$1351 ;
-  wire [2:0] \$1352 ;
-  wire [3:0] \$1353 ;
-  wire \$1354 ;
+  wire [63:0] \$135 ;
+  wire [16:0] \$1350 ;
+  wire \$1351 ;
+  wire \$1352 ;
+  wire \$1353 ;
+  wire [16:0] \$1354 ;
   wire \$1355 ;
   wire [16:0] \$1356 ;
-  wire \$1357 ;
+  wire [16:0] \$1357 ;
   wire \$1358 ;
-  wire [16:0] \$1359 ;
-  wire \$136 ;
+  wire \$1359 ;
+  wire [15:0] \$136 ;
   wire \$1360 ;
   wire \$1361 ;
-  wire [16:0] \$1362 ;
-  wire \$1363 ;
-  wire \$1364 ;
+  wire \$1362 ;
+  wire [15:0] \$1363 ;
+  wire [16:0] \$1364 ;
   wire \$1365 ;
-  wire [8:0] \$1366 ;
+  wire \$1366 ;
   wire \$1367 ;
-  wire [16:0] \$1368 ;
-  wire [16:0] \$1369 ;
-  wire [2:0] \$137 ;
+  wire \$1368 ;
+  wire \$1369 ;
+  wire [15:0] \$137 ;
   wire \$1370 ;
   wire \$1371 ;
   wire \$1372 ;
   wire \$1373 ;
-  wire \$1374 ;
-  wire [15:0] \$1375 ;
-  wire [16:0] \$1376 ;
-  wire \$1377 ;
+  wire [2:0] \$1374 ;
+  wire [2:0] \$1375 ;
+  wire [2:0] \$1376 ;
+  wire [3:0] \$1377 ;
   wire \$1378 ;
   wire \$1379 ;
-  wire \$138 ;
-  wire \$1380 ;
+  wire [23:0] \$138 ;
+  wire [16:0] \$1380 ;
   wire \$1381 ;
   wire \$1382 ;
-  wire \$1383 ;
+  wire [16:0] \$1383 ;
   wire \$1384 ;
   wire \$1385 ;
-  wire [2:0] \$1386 ;
-  wire [2:0] \$1387 ;
-  wire [2:0] \$1388 ;
-  wire [3:0] \$1389 ;
-  wire \$139 ;
-  wire \$1390 ;
+  wire [16:0] \$1386 ;
+  wire \$1387 ;
+  wire \$1388 ;
+  wire \$1389 ;
+  wire [23:0] \$139 ;
+  wire [8:0] \$1390 ;
   wire \$1391 ;
   wire [16:0] \$1392 ;
-  wire \$1393 ;
+  wire [16:0] \$1393 ;
   wire \$1394 ;
-  wire [16:0] \$1395 ;
+  wire \$1395 ;
   wire \$1396 ;
   wire \$1397 ;
-  wire [16:0] \$1398 ;
-  wire \$1399 ;
+  wire \$1398 ;
+  wire [15:0] \$1399 ;
   wire [15:0] \$14 ;
-  wire \$140 ;
-  wire \$1400 ;
-  wire [8:0] \$1401 ;
+  wire [63:0] \$140 ;
+  wire [16:0] \$1400 ;
+  wire \$1401 ;
   wire \$1402 ;
   wire \$1403 ;
   wire \$1404 ;
@@ -3170,63 +3180,63 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1407 ;
   wire \$1408 ;
   wire \$1409 ;
-  wire \$141 ;
-  wire [15:0] \$1410 ;
-  wire [16:0] \$1411 ;
-  wire \$1412 ;
-  wire \$1413 ;
+  wire [63:0] \$141 ;
+  wire [2:0] \$1410 ;
+  wire [2:0] \$1411 ;
+  wire [2:0] \$1412 ;
+  wire [3:0] \$1413 ;
   wire \$1414 ;
   wire \$1415 ;
-  wire \$1416 ;
+  wire [16:0] \$1416 ;
   wire \$1417 ;
   wire \$1418 ;
-  wire \$1419 ;
-  wire [2:0] \$142 ;
+  wire [16:0] \$1419 ;
+  wire \$142 ;
   wire \$1420 ;
-  wire [2:0] \$1421 ;
-  wire [2:0] \$1422 ;
-  wire [2:0] \$1423 ;
-  wire [3:0] \$1424 ;
-  wire \$1425 ;
+  wire \$1421 ;
+  wire [16:0] \$1422 ;
+  wire \$1423 ;
+  wire \$1424 ;
+  wire [8:0] \$1425 ;
   wire \$1426 ;
-  wire [16:0] \$1427 ;
+  wire \$1427 ;
   wire \$1428 ;
   wire \$1429 ;
-  wire \$143 ;
+  wire [63:0] \$143 ;
   wire \$1430 ;
   wire \$1431 ;
   wire \$1432 ;
   wire \$1433 ;
-  wire \$1434 ;
-  wire \$1435 ;
+  wire [15:0] \$1434 ;
+  wire [16:0] \$1435 ;
   wire \$1436 ;
   wire \$1437 ;
   wire \$1438 ;
   wire \$1439 ;
-  wire \$144 ;
+  wire [15:0] \$144 ;
   wire \$1440 ;
   wire \$1441 ;
   wire \$1442 ;
   wire \$1443 ;
   wire \$1444 ;
-  wire \$1445 ;
-  wire \$1446 ;
-  wire \$1447 ;
-  wire \$1448 ;
+  wire [2:0] \$1445 ;
+  wire [2:0] \$1446 ;
+  wire [2:0] \$1447 ;
+  wire [3:0] \$1448 ;
   wire \$1449 ;
-  wire \$145 ;
+  wire [15:0] \$145 ;
   wire \$1450 ;
-  wire \$1451 ;
+  wire [16:0] \$1451 ;
   wire \$1452 ;
   wire \$1453 ;
-  wire [18:0] \$1454 ;
-  wire [19:0] \$1455 ;
+  wire \$1454 ;
+  wire \$1455 ;
   wire \$1456 ;
-  wire [18:0] \$1457 ;
-  wire [19:0] \$1458 ;
-  wire [19:0] \$1459 ;
-  wire \$146 ;
-  wire [15:0] \$1460 ;
+  wire \$1457 ;
+  wire \$1458 ;
+  wire \$1459 ;
+  wire [23:0] \$146 ;
+  wire \$1460 ;
   wire \$1461 ;
   wire \$1462 ;
   wire \$1463 ;
@@ -3236,7 +3246,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1467 ;
   wire \$1468 ;
   wire \$1469 ;
-  wire \$147 ;
+  wire [23:0] \$147 ;
   wire \$1470 ;
   wire \$1471 ;
   wire \$1472 ;
@@ -3245,32 +3255,32 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1475 ;
   wire \$1476 ;
   wire \$1477 ;
-  wire \$1478 ;
-  wire \$1479 ;
-  wire [147:0] \$148 ;
-  wire [15:0] \$1480 ;
-  wire [16:0] \$1481 ;
-  wire \$1482 ;
-  wire \$1483 ;
-  wire \$1484 ;
-  wire \$1485 ;
+  wire [5:0] \$1478 ;
+  wire [18:0] \$1479 ;
+  wire [63:0] \$148 ;
+  wire [19:0] \$1480 ;
+  wire \$1481 ;
+  wire [18:0] \$1482 ;
+  wire [19:0] \$1483 ;
+  wire [19:0] \$1484 ;
+  wire [15:0] \$1485 ;
   wire \$1486 ;
-  wire \$1487 ;
+  wire [15:0] \$1487 ;
   wire \$1488 ;
   wire \$1489 ;
-  wire [37:0] \$149 ;
+  wire [63:0] \$149 ;
   wire \$1490 ;
-  wire [2:0] \$1491 ;
-  wire [2:0] \$1492 ;
-  wire [2:0] \$1493 ;
-  wire [3:0] \$1494 ;
+  wire \$1491 ;
+  wire \$1492 ;
+  wire \$1493 ;
+  wire \$1494 ;
   wire \$1495 ;
   wire \$1496 ;
   wire \$1497 ;
   wire \$1498 ;
   wire \$1499 ;
   wire [15:0] \$15 ;
-  wire [147:0] \$150 ;
+  wire \$150 ;
   wire \$1500 ;
   wire \$1501 ;
   wire \$1502 ;
@@ -3279,1007 +3289,1035 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1505 ;
   wire \$1506 ;
   wire \$1507 ;
-  wire \$1508 ;
-  wire \$1509 ;
-  wire \$151 ;
+  wire [15:0] \$1508 ;
+  wire [16:0] \$1509 ;
+  wire [63:0] \$151 ;
   wire \$1510 ;
   wire \$1511 ;
   wire \$1512 ;
   wire \$1513 ;
   wire \$1514 ;
-  wire [63:0] \$1515 ;
-  wire [63:0] \$1516 ;
+  wire \$1515 ;
+  wire \$1516 ;
   wire \$1517 ;
   wire \$1518 ;
-  wire \$1519 ;
-  wire [5:0] \$152 ;
-  wire \$1520 ;
-  wire \$1521 ;
-  wire \$1522 ;
+  wire [2:0] \$1519 ;
+  wire [15:0] \$152 ;
+  wire [2:0] \$1520 ;
+  wire [2:0] \$1521 ;
+  wire [3:0] \$1522 ;
   wire \$1523 ;
   wire \$1524 ;
   wire \$1525 ;
-  reg [15:0] \$1526 ;
-  reg [15:0] \$1527 ;
-  reg [15:0] \$1528 ;
-  reg [15:0] \$1529 ;
-  wire \$153 ;
-  reg [15:0] \$1530 ;
-  reg [15:0] \$1531 ;
-  reg \$1532 ;
-  reg \$1533 ;
-  reg \$1534 ;
-  reg [1:0] \$1535 ;
-  reg [2:0] \$1536 ;
-  reg [19:0] \$1537 ;
-  reg [19:0] \$1538 ;
-  reg \$1539 ;
-  wire \$154 ;
-  reg \$1540 ;
-  reg \$1541 ;
-  reg \$1542 ;
-  reg \$1543 ;
-  reg \$1544 ;
-  reg \$1545 ;
-  reg \$1546 ;
-  reg [63:0] \$1547 ;
-  reg [63:0] \$1548 ;
-  reg [147:0] \$1549 ;
-  wire \$155 ;
-  reg [147:0] \$1550 ;
-  reg \$1551 ;
-  reg \$1552 ;
-  reg [19:0] \$1553 ;
-  reg [2:0] \$1554 ;
-  wire [15:0] \$1555 ;
-  wire [15:0] \$1556 ;
-  wire [15:0] \$1557 ;
-  wire [15:0] \$1558 ;
-  wire \$1559 ;
+  wire \$1526 ;
+  wire \$1527 ;
+  wire \$1528 ;
+  wire \$1529 ;
+  wire [15:0] \$153 ;
+  wire \$1530 ;
+  wire \$1531 ;
+  wire \$1532 ;
+  wire \$1533 ;
+  wire \$1534 ;
+  wire \$1535 ;
+  wire \$1536 ;
+  wire \$1537 ;
+  wire \$1538 ;
+  wire \$1539 ;
+  wire [23:0] \$154 ;
+  wire \$1540 ;
+  wire \$1541 ;
+  wire \$1542 ;
+  wire [63:0] \$1543 ;
+  wire [63:0] \$1544 ;
+  wire \$1545 ;
+  wire \$1546 ;
+  wire \$1547 ;
+  wire \$1548 ;
+  wire \$1549 ;
+  wire [23:0] \$155 ;
+  wire \$1550 ;
+  wire \$1551 ;
+  wire \$1552 ;
+  wire \$1553 ;
+  reg [15:0] \$1554 ;
+  reg [15:0] \$1555 ;
+  reg [15:0] \$1556 ;
+  reg [15:0] \$1557 ;
+  reg [15:0] \$1558 ;
+  reg [15:0] \$1559 ;
   wire \$156 ;
-  wire \$1560 ;
-  wire \$1561 ;
-  wire \$1562 ;
-  wire [147:0] \$157 ;
-  wire [16:0] \$158 ;
-  wire [147:0] \$159 ;
+  reg \$1560 ;
+  reg \$1561 ;
+  reg \$1562 ;
+  reg [5:0] \$1563 ;
+  reg [2:0] \$1564 ;
+  reg [19:0] \$1565 ;
+  reg [19:0] \$1566 ;
+  reg \$1567 ;
+  reg \$1568 ;
+  reg \$1569 ;
+  wire \$157 ;
+  reg \$1570 ;
+  reg \$1571 ;
+  reg \$1572 ;
+  reg \$1573 ;
+  reg \$1574 ;
+  reg [63:0] \$1575 ;
+  reg [63:0] \$1576 ;
+  reg [147:0] \$1577 ;
+  reg [147:0] \$1578 ;
+  reg \$1579 ;
+  wire \$158 ;
+  reg \$1580 ;
+  reg [19:0] \$1581 ;
+  reg [2:0] \$1582 ;
+  wire [15:0] \$1583 ;
+  wire [15:0] \$1584 ;
+  wire [15:0] \$1585 ;
+  wire [15:0] \$1586 ;
+  wire \$1587 ;
+  wire \$1588 ;
+  wire \$1589 ;
+  wire \$159 ;
+  wire \$1590 ;
   wire [33:0] \$16 ;
-  wire [16:0] \$160 ;
-  wire [5:0] \$161 ;
+  wire \$160 ;
+  wire [2:0] \$161 ;
   wire \$162 ;
-  wire [5:0] \$163 ;
-  wire [6:0] \$164 ;
-  wire [5:0] \$165 ;
-  wire [16:0] \$166 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire [2:0] \$166 ;
   wire \$167 ;
-  wire [6:0] \$1674 ;
   wire \$168 ;
-  wire [6:0] \$1685 ;
   wire \$169 ;
-  wire [6:0] \$1692 ;
-  wire [6:0] \$1699 ;
   wire [49:0] \$17 ;
-  wire [147:0] \$170 ;
-  wire [6:0] \$1706 ;
-  wire [16:0] \$171 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire [6:0] \$1713 ;
   wire [147:0] \$172 ;
-  wire [16:0] \$173 ;
-  wire [5:0] \$174 ;
+  wire [6:0] \$1727 ;
+  wire [37:0] \$173 ;
+  wire [6:0] \$1737 ;
+  wire [147:0] \$174 ;
+  wire [6:0] \$1747 ;
   wire \$175 ;
+  wire [6:0] \$1757 ;
   wire [5:0] \$176 ;
-  wire [6:0] \$177 ;
-  wire [5:0] \$178 ;
-  wire [16:0] \$179 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire [50:0] \$18 ;
-  wire [17:0] \$180 ;
-  wire [17:0] \$181 ;
+  wire \$180 ;
+  wire [147:0] \$181 ;
   wire [16:0] \$182 ;
-  wire \$183 ;
-  wire [5:0] \$184 ;
-  wire \$185 ;
+  wire [147:0] \$183 ;
+  wire [16:0] \$184 ;
+  wire [5:0] \$185 ;
   wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire [147:0] \$189 ;
+  wire [5:0] \$187 ;
+  wire [6:0] \$188 ;
+  wire [5:0] \$189 ;
   wire \$19 ;
   wire [16:0] \$190 ;
-  wire [147:0] \$191 ;
-  wire [16:0] \$192 ;
-  wire [5:0] \$193 ;
-  wire \$194 ;
-  wire [5:0] \$195 ;
-  wire [6:0] \$196 ;
-  wire [5:0] \$197 ;
-  wire [16:0] \$198 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire [147:0] \$194 ;
+  wire [16:0] \$195 ;
+  wire [147:0] \$196 ;
+  wire [16:0] \$197 ;
+  wire [5:0] \$198 ;
   wire \$199 ;
   wire [17:0] \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire [147:0] \$202 ;
+  wire [5:0] \$200 ;
+  wire [6:0] \$201 ;
+  wire [5:0] \$202 ;
   wire [16:0] \$203 ;
-  wire [147:0] \$204 ;
-  wire [16:0] \$205 ;
-  wire [5:0] \$206 ;
+  wire [17:0] \$204 ;
+  wire [17:0] \$205 ;
+  wire [16:0] \$206 ;
   wire \$207 ;
   wire [5:0] \$208 ;
-  wire [6:0] \$209 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [5:0] \$210 ;
-  wire [16:0] \$211 ;
-  wire [17:0] \$212 ;
-  wire [17:0] \$213 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire [147:0] \$213 ;
   wire [16:0] \$214 ;
-  wire \$215 ;
-  wire [5:0] \$216 ;
-  wire \$217 ;
+  wire [147:0] \$215 ;
+  wire [16:0] \$216 ;
+  wire [5:0] \$217 ;
   wire \$218 ;
-  wire \$219 ;
+  wire [5:0] \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  wire [147:0] \$221 ;
+  wire [6:0] \$220 ;
+  wire [5:0] \$221 ;
   wire [16:0] \$222 ;
-  wire [147:0] \$223 ;
-  wire [16:0] \$224 ;
-  wire [5:0] \$225 ;
-  wire \$226 ;
-  wire [5:0] \$227 ;
-  wire [6:0] \$228 ;
-  wire [5:0] \$229 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire [147:0] \$226 ;
+  wire [16:0] \$227 ;
+  wire [147:0] \$228 ;
+  wire [16:0] \$229 ;
   wire \$23 ;
-  wire [16:0] \$230 ;
+  wire [5:0] \$230 ;
   wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire [147:0] \$234 ;
+  wire [5:0] \$232 ;
+  wire [6:0] \$233 ;
+  wire [5:0] \$234 ;
   wire [16:0] \$235 ;
-  wire [147:0] \$236 ;
-  wire [16:0] \$237 ;
-  wire [5:0] \$238 ;
+  wire [17:0] \$236 ;
+  wire [17:0] \$237 ;
+  wire [16:0] \$238 ;
   wire \$239 ;
   wire \$24 ;
   wire [5:0] \$240 ;
-  wire [6:0] \$241 ;
-  wire [5:0] \$242 ;
-  wire [16:0] \$243 ;
-  wire [17:0] \$244 ;
-  wire [17:0] \$245 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire [147:0] \$245 ;
   wire [16:0] \$246 ;
-  wire [7:0] \$247 ;
-  wire [7:0] \$248 ;
-  wire \$249 ;
+  wire [147:0] \$247 ;
+  wire [16:0] \$248 ;
+  wire [5:0] \$249 ;
   wire \$25 ;
-  wire [5:0] \$250 ;
-  wire [51:0] \$251 ;
-  wire \$252 ;
+  wire \$250 ;
+  wire [5:0] \$251 ;
+  wire [6:0] \$252 ;
   wire [5:0] \$253 ;
-  wire [51:0] \$254 ;
+  wire [16:0] \$254 ;
   wire \$255 ;
-  wire [5:0] \$256 ;
-  wire [51:0] \$257 ;
-  wire [15:0] \$258 ;
-  wire [15:0] \$259 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire [147:0] \$258 ;
+  wire [16:0] \$259 ;
   wire \$26 ;
-  wire [15:0] \$260 ;
-  wire \$261 ;
-  wire \$262 ;
+  wire [147:0] \$260 ;
+  wire [16:0] \$261 ;
+  wire [5:0] \$262 ;
   wire \$263 ;
-  wire [147:0] \$264 ;
-  wire [37:0] \$265 ;
-  wire [147:0] \$266 ;
-  wire \$267 ;
-  wire [5:0] \$268 ;
-  wire \$269 ;
+  wire [5:0] \$264 ;
+  wire [6:0] \$265 ;
+  wire [5:0] \$266 ;
+  wire [16:0] \$267 ;
+  wire [17:0] \$268 ;
+  wire [17:0] \$269 ;
   wire \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire [147:0] \$273 ;
-  wire [16:0] \$274 ;
-  wire [147:0] \$275 ;
-  wire [16:0] \$276 ;
+  wire [16:0] \$270 ;
+  wire [7:0] \$271 ;
+  wire [7:0] \$272 ;
+  wire \$273 ;
+  wire [5:0] \$274 ;
+  wire [51:0] \$275 ;
+  wire \$276 ;
   wire [5:0] \$277 ;
-  wire \$278 ;
-  wire [5:0] \$279 ;
+  wire [51:0] \$278 ;
+  wire \$279 ;
   wire [16:0] \$28 ;
-  wire [6:0] \$280 ;
-  wire [5:0] \$281 ;
-  wire [16:0] \$282 ;
-  wire \$283 ;
-  wire \$284 ;
+  wire [5:0] \$280 ;
+  wire [51:0] \$281 ;
+  wire [15:0] \$282 ;
+  wire [15:0] \$283 ;
+  wire [15:0] \$284 ;
   wire \$285 ;
-  wire [147:0] \$286 ;
-  wire [16:0] \$287 ;
+  wire \$286 ;
+  wire \$287 ;
   wire [147:0] \$288 ;
-  wire [16:0] \$289 ;
+  wire [37:0] \$289 ;
   wire [16:0] \$29 ;
-  wire [5:0] \$290 ;
+  wire [147:0] \$290 ;
   wire \$291 ;
   wire [5:0] \$292 ;
-  wire [6:0] \$293 ;
-  wire [5:0] \$294 ;
-  wire [16:0] \$295 ;
-  wire [17:0] \$296 ;
-  wire [17:0] \$297 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire [147:0] \$297 ;
   wire [16:0] \$298 ;
-  wire \$299 ;
+  wire [147:0] \$299 ;
   wire [17:0] \$3 ;
   wire [16:0] \$30 ;
-  wire [5:0] \$300 ;
-  wire \$301 ;
+  wire [16:0] \$300 ;
+  wire [5:0] \$301 ;
   wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire [147:0] \$305 ;
+  wire [5:0] \$303 ;
+  wire [6:0] \$304 ;
+  wire [5:0] \$305 ;
   wire [16:0] \$306 ;
-  wire [147:0] \$307 ;
-  wire [16:0] \$308 ;
-  wire [5:0] \$309 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
   wire [16:0] \$31 ;
-  wire \$310 ;
-  wire [5:0] \$311 ;
-  wire [6:0] \$312 ;
-  wire [5:0] \$313 ;
-  wire [16:0] \$314 ;
+  wire [147:0] \$310 ;
+  wire [16:0] \$311 ;
+  wire [147:0] \$312 ;
+  wire [16:0] \$313 ;
+  wire [5:0] \$314 ;
   wire \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  wire [147:0] \$318 ;
+  wire [5:0] \$316 ;
+  wire [6:0] \$317 ;
+  wire [5:0] \$318 ;
   wire [16:0] \$319 ;
   wire [52:0] \$32 ;
-  wire [147:0] \$320 ;
-  wire [16:0] \$321 ;
-  wire [5:0] \$322 ;
+  wire [17:0] \$320 ;
+  wire [17:0] \$321 ;
+  wire [16:0] \$322 ;
   wire \$323 ;
   wire [5:0] \$324 ;
-  wire [6:0] \$325 ;
-  wire [5:0] \$326 ;
-  wire [16:0] \$327 ;
-  wire [17:0] \$328 ;
-  wire [17:0] \$329 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire [147:0] \$329 ;
   wire [16:0] \$33 ;
   wire [16:0] \$330 ;
-  wire \$331 ;
-  wire [5:0] \$332 ;
-  wire \$333 ;
+  wire [147:0] \$331 ;
+  wire [16:0] \$332 ;
+  wire [5:0] \$333 ;
   wire \$334 ;
-  wire \$335 ;
-  wire \$336 ;
-  wire [147:0] \$337 ;
+  wire [5:0] \$335 ;
+  wire [6:0] \$336 ;
+  wire [5:0] \$337 ;
   wire [16:0] \$338 ;
-  wire [147:0] \$339 ;
+  wire \$339 ;
   wire [17:0] \$34 ;
-  wire [16:0] \$340 ;
-  wire [5:0] \$341 ;
-  wire \$342 ;
-  wire [5:0] \$343 ;
-  wire [6:0] \$344 ;
-  wire [5:0] \$345 ;
-  wire [16:0] \$346 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire [147:0] \$342 ;
+  wire [16:0] \$343 ;
+  wire [147:0] \$344 ;
+  wire [16:0] \$345 ;
+  wire [5:0] \$346 ;
   wire \$347 ;
-  wire \$348 ;
-  wire \$349 ;
+  wire [5:0] \$348 ;
+  wire [6:0] \$349 ;
   wire [17:0] \$35 ;
-  wire [147:0] \$350 ;
+  wire [5:0] \$350 ;
   wire [16:0] \$351 ;
-  wire [147:0] \$352 ;
-  wire [16:0] \$353 ;
-  wire [5:0] \$354 ;
+  wire [17:0] \$352 ;
+  wire [17:0] \$353 ;
+  wire [16:0] \$354 ;
   wire \$355 ;
   wire [5:0] \$356 ;
-  wire [6:0] \$357 ;
-  wire [5:0] \$358 ;
-  wire [16:0] \$359 ;
-  wire [70:0] \$36 ;
-  wire [17:0] \$360 ;
-  wire [17:0] \$361 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire \$359 ;
+  wire [16:0] \$36 ;
+  wire \$360 ;
+  wire [147:0] \$361 ;
   wire [16:0] \$362 ;
-  wire [7:0] \$363 ;
-  wire [7:0] \$364 ;
-  wire \$365 ;
-  wire [5:0] \$366 ;
-  wire [51:0] \$367 ;
-  wire \$368 ;
+  wire [147:0] \$363 ;
+  wire [16:0] \$364 ;
+  wire [5:0] \$365 ;
+  wire \$366 ;
+  wire [5:0] \$367 ;
+  wire [6:0] \$368 ;
   wire [5:0] \$369 ;
-  wire [71:0] \$37 ;
-  wire [51:0] \$370 ;
+  wire [17:0] \$37 ;
+  wire [16:0] \$370 ;
   wire \$371 ;
-  wire [5:0] \$372 ;
-  wire [51:0] \$373 ;
-  wire [15:0] \$374 ;
-  wire [15:0] \$375 ;
-  wire [15:0] \$376 ;
-  wire \$377 ;
-  wire \$378 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire [147:0] \$374 ;
+  wire [16:0] \$375 ;
+  wire [147:0] \$376 ;
+  wire [16:0] \$377 ;
+  wire [5:0] \$378 ;
   wire \$379 ;
-  wire \$38 ;
-  wire [147:0] \$380 ;
-  wire [37:0] \$381 ;
-  wire [147:0] \$382 ;
-  wire \$383 ;
-  wire [5:0] \$384 ;
-  wire \$385 ;
-  wire \$386 ;
-  wire \$387 ;
-  wire \$388 ;
-  wire [147:0] \$389 ;
-  wire \$39 ;
-  wire [16:0] \$390 ;
-  wire [147:0] \$391 ;
-  wire [16:0] \$392 ;
+  wire [17:0] \$38 ;
+  wire [5:0] \$380 ;
+  wire [6:0] \$381 ;
+  wire [5:0] \$382 ;
+  wire [16:0] \$383 ;
+  wire [17:0] \$384 ;
+  wire [17:0] \$385 ;
+  wire [16:0] \$386 ;
+  wire [7:0] \$387 ;
+  wire [7:0] \$388 ;
+  wire \$389 ;
+  wire [17:0] \$39 ;
+  wire [5:0] \$390 ;
+  wire [51:0] \$391 ;
+  wire \$392 ;
   wire [5:0] \$393 ;
-  wire \$394 ;
-  wire [5:0] \$395 ;
-  wire [6:0] \$396 ;
-  wire [5:0] \$397 ;
-  wire [16:0] \$398 ;
-  wire \$399 ;
+  wire [51:0] \$394 ;
+  wire \$395 ;
+  wire [5:0] \$396 ;
+  wire [51:0] \$397 ;
+  wire [15:0] \$398 ;
+  wire [15:0] \$399 ;
   wire [31:0] \$4 ;
-  wire \$40 ;
-  wire \$400 ;
+  wire [70:0] \$40 ;
+  wire [15:0] \$400 ;
   wire \$401 ;
-  wire [147:0] \$402 ;
-  wire [16:0] \$403 ;
+  wire \$402 ;
+  wire \$403 ;
   wire [147:0] \$404 ;
-  wire [16:0] \$405 ;
-  wire [5:0] \$406 ;
+  wire [37:0] \$405 ;
+  wire [147:0] \$406 ;
   wire \$407 ;
   wire [5:0] \$408 ;
-  wire [6:0] \$409 ;
-  wire \$41 ;
-  wire [5:0] \$410 ;
-  wire [16:0] \$411 ;
-  wire [17:0] \$412 ;
-  wire [17:0] \$413 ;
+  wire \$409 ;
+  wire [71:0] \$41 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire [147:0] \$413 ;
   wire [16:0] \$414 ;
-  wire \$415 ;
-  wire [5:0] \$416 ;
-  wire \$417 ;
+  wire [147:0] \$415 ;
+  wire [16:0] \$416 ;
+  wire [5:0] \$417 ;
   wire \$418 ;
-  wire \$419 ;
+  wire [5:0] \$419 ;
   wire \$42 ;
-  wire \$420 ;
-  wire [147:0] \$421 ;
+  wire [6:0] \$420 ;
+  wire [5:0] \$421 ;
   wire [16:0] \$422 ;
-  wire [147:0] \$423 ;
-  wire [16:0] \$424 ;
-  wire [5:0] \$425 ;
-  wire \$426 ;
-  wire [5:0] \$427 ;
-  wire [6:0] \$428 ;
-  wire [5:0] \$429 ;
-  wire [15:0] \$43 ;
-  wire [16:0] \$430 ;
+  wire \$423 ;
+  wire \$424 ;
+  wire \$425 ;
+  wire [147:0] \$426 ;
+  wire [16:0] \$427 ;
+  wire [147:0] \$428 ;
+  wire [16:0] \$429 ;
+  wire \$43 ;
+  wire [5:0] \$430 ;
   wire \$431 ;
-  wire \$432 ;
-  wire \$433 ;
-  wire [147:0] \$434 ;
+  wire [5:0] \$432 ;
+  wire [6:0] \$433 ;
+  wire [5:0] \$434 ;
   wire [16:0] \$435 ;
-  wire [147:0] \$436 ;
-  wire [16:0] \$437 ;
-  wire [5:0] \$438 ;
+  wire [17:0] \$436 ;
+  wire [17:0] \$437 ;
+  wire [16:0] \$438 ;
   wire \$439 ;
-  wire [15:0] \$44 ;
+  wire \$44 ;
   wire [5:0] \$440 ;
-  wire [6:0] \$441 ;
-  wire [5:0] \$442 ;
-  wire [16:0] \$443 ;
-  wire [17:0] \$444 ;
-  wire [17:0] \$445 ;
+  wire \$441 ;
+  wire \$442 ;
+  wire \$443 ;
+  wire \$444 ;
+  wire [147:0] \$445 ;
   wire [16:0] \$446 ;
-  wire \$447 ;
-  wire [5:0] \$448 ;
-  wire \$449 ;
-  wire [72:0] \$45 ;
+  wire [147:0] \$447 ;
+  wire [16:0] \$448 ;
+  wire [5:0] \$449 ;
+  wire \$45 ;
   wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
-  wire [147:0] \$453 ;
+  wire [5:0] \$451 ;
+  wire [6:0] \$452 ;
+  wire [5:0] \$453 ;
   wire [16:0] \$454 ;
-  wire [147:0] \$455 ;
-  wire [16:0] \$456 ;
-  wire [5:0] \$457 ;
-  wire \$458 ;
-  wire [5:0] \$459 ;
-  wire [31:0] \$46 ;
-  wire [6:0] \$460 ;
-  wire [5:0] \$461 ;
-  wire [16:0] \$462 ;
+  wire \$455 ;
+  wire \$456 ;
+  wire \$457 ;
+  wire [147:0] \$458 ;
+  wire [16:0] \$459 ;
+  wire \$46 ;
+  wire [147:0] \$460 ;
+  wire [16:0] \$461 ;
+  wire [5:0] \$462 ;
   wire \$463 ;
-  wire \$464 ;
-  wire \$465 ;
-  wire [147:0] \$466 ;
+  wire [5:0] \$464 ;
+  wire [6:0] \$465 ;
+  wire [5:0] \$466 ;
   wire [16:0] \$467 ;
-  wire [147:0] \$468 ;
-  wire [16:0] \$469 ;
-  wire [32:0] \$47 ;
-  wire [5:0] \$470 ;
+  wire [17:0] \$468 ;
+  wire [17:0] \$469 ;
+  wire [15:0] \$47 ;
+  wire [16:0] \$470 ;
   wire \$471 ;
   wire [5:0] \$472 ;
-  wire [6:0] \$473 ;
-  wire [5:0] \$474 ;
-  wire [16:0] \$475 ;
-  wire [17:0] \$476 ;
-  wire [17:0] \$477 ;
+  wire \$473 ;
+  wire \$474 ;
+  wire \$475 ;
+  wire \$476 ;
+  wire [147:0] \$477 ;
   wire [16:0] \$478 ;
-  wire [7:0] \$479 ;
-  wire [48:0] \$48 ;
-  wire [7:0] \$480 ;
-  wire \$481 ;
-  wire [5:0] \$482 ;
-  wire [51:0] \$483 ;
-  wire \$484 ;
+  wire [147:0] \$479 ;
+  wire [15:0] \$48 ;
+  wire [16:0] \$480 ;
+  wire [5:0] \$481 ;
+  wire \$482 ;
+  wire [5:0] \$483 ;
+  wire [6:0] \$484 ;
   wire [5:0] \$485 ;
-  wire [51:0] \$486 ;
+  wire [16:0] \$486 ;
   wire \$487 ;
-  wire [5:0] \$488 ;
-  wire [51:0] \$489 ;
-  wire [49:0] \$49 ;
-  wire [15:0] \$490 ;
-  wire [15:0] \$491 ;
-  wire [15:0] \$492 ;
-  wire \$493 ;
-  wire \$494 ;
+  wire \$488 ;
+  wire \$489 ;
+  wire [15:0] \$49 ;
+  wire [147:0] \$490 ;
+  wire [16:0] \$491 ;
+  wire [147:0] \$492 ;
+  wire [16:0] \$493 ;
+  wire [5:0] \$494 ;
   wire \$495 ;
-  wire [147:0] \$496 ;
-  wire [37:0] \$497 ;
-  wire [147:0] \$498 ;
-  wire \$499 ;
+  wire [5:0] \$496 ;
+  wire [6:0] \$497 ;
+  wire [5:0] \$498 ;
+  wire [16:0] \$499 ;
   wire [32:0] \$5 ;
-  wire [50:0] \$50 ;
-  wire [5:0] \$500 ;
-  wire \$501 ;
-  wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire [147:0] \$505 ;
-  wire [16:0] \$506 ;
-  wire [147:0] \$507 ;
-  wire [16:0] \$508 ;
+  wire [15:0] \$50 ;
+  wire [17:0] \$500 ;
+  wire [17:0] \$501 ;
+  wire [16:0] \$502 ;
+  wire [7:0] \$503 ;
+  wire [7:0] \$504 ;
+  wire \$505 ;
+  wire [5:0] \$506 ;
+  wire [51:0] \$507 ;
+  wire \$508 ;
   wire [5:0] \$509 ;
-  wire [31:0] \$51 ;
-  wire \$510 ;
-  wire [5:0] \$511 ;
-  wire [6:0] \$512 ;
-  wire [5:0] \$513 ;
-  wire [16:0] \$514 ;
-  wire \$515 ;
-  wire \$516 ;
+  wire [72:0] \$51 ;
+  wire [51:0] \$510 ;
+  wire \$511 ;
+  wire [5:0] \$512 ;
+  wire [51:0] \$513 ;
+  wire [15:0] \$514 ;
+  wire [15:0] \$515 ;
+  wire [15:0] \$516 ;
   wire \$517 ;
-  wire [147:0] \$518 ;
-  wire [16:0] \$519 ;
-  wire [32:0] \$52 ;
+  wire \$518 ;
+  wire \$519 ;
+  wire [31:0] \$52 ;
   wire [147:0] \$520 ;
-  wire [16:0] \$521 ;
-  wire [5:0] \$522 ;
+  wire [37:0] \$521 ;
+  wire [147:0] \$522 ;
   wire \$523 ;
   wire [5:0] \$524 ;
-  wire [6:0] \$525 ;
-  wire [5:0] \$526 ;
-  wire [16:0] \$527 ;
-  wire [17:0] \$528 ;
-  wire [17:0] \$529 ;
-  wire [33:0] \$53 ;
+  wire \$525 ;
+  wire \$526 ;
+  wire \$527 ;
+  wire \$528 ;
+  wire [147:0] \$529 ;
+  wire [32:0] \$53 ;
   wire [16:0] \$530 ;
-  wire \$531 ;
-  wire [5:0] \$532 ;
-  wire \$533 ;
+  wire [147:0] \$531 ;
+  wire [16:0] \$532 ;
+  wire [5:0] \$533 ;
   wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire [147:0] \$537 ;
+  wire [5:0] \$535 ;
+  wire [6:0] \$536 ;
+  wire [5:0] \$537 ;
   wire [16:0] \$538 ;
-  wire [147:0] \$539 ;
-  wire [49:0] \$54 ;
-  wire [16:0] \$540 ;
-  wire [5:0] \$541 ;
-  wire \$542 ;
-  wire [5:0] \$543 ;
-  wire [6:0] \$544 ;
-  wire [5:0] \$545 ;
-  wire [16:0] \$546 ;
+  wire \$539 ;
+  wire [48:0] \$54 ;
+  wire \$540 ;
+  wire \$541 ;
+  wire [147:0] \$542 ;
+  wire [16:0] \$543 ;
+  wire [147:0] \$544 ;
+  wire [16:0] \$545 ;
+  wire [5:0] \$546 ;
   wire \$547 ;
-  wire \$548 ;
-  wire \$549 ;
-  wire [50:0] \$55 ;
-  wire [147:0] \$550 ;
+  wire [5:0] \$548 ;
+  wire [6:0] \$549 ;
+  wire [49:0] \$55 ;
+  wire [5:0] \$550 ;
   wire [16:0] \$551 ;
-  wire [147:0] \$552 ;
-  wire [16:0] \$553 ;
-  wire [5:0] \$554 ;
+  wire [17:0] \$552 ;
+  wire [17:0] \$553 ;
+  wire [16:0] \$554 ;
   wire \$555 ;
   wire [5:0] \$556 ;
-  wire [6:0] \$557 ;
-  wire [5:0] \$558 ;
-  wire [16:0] \$559 ;
-  wire [51:0] \$56 ;
-  wire [17:0] \$560 ;
-  wire [17:0] \$561 ;
+  wire \$557 ;
+  wire \$558 ;
+  wire \$559 ;
+  wire [50:0] \$56 ;
+  wire \$560 ;
+  wire [147:0] \$561 ;
   wire [16:0] \$562 ;
-  wire \$563 ;
-  wire [5:0] \$564 ;
-  wire \$565 ;
+  wire [147:0] \$563 ;
+  wire [16:0] \$564 ;
+  wire [5:0] \$565 ;
   wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  wire [147:0] \$569 ;
-  wire [67:0] \$57 ;
+  wire [5:0] \$567 ;
+  wire [6:0] \$568 ;
+  wire [5:0] \$569 ;
+  wire [31:0] \$57 ;
   wire [16:0] \$570 ;
-  wire [147:0] \$571 ;
-  wire [16:0] \$572 ;
-  wire [5:0] \$573 ;
-  wire \$574 ;
-  wire [5:0] \$575 ;
-  wire [6:0] \$576 ;
-  wire [5:0] \$577 ;
-  wire [16:0] \$578 ;
+  wire \$571 ;
+  wire \$572 ;
+  wire \$573 ;
+  wire [147:0] \$574 ;
+  wire [16:0] \$575 ;
+  wire [147:0] \$576 ;
+  wire [16:0] \$577 ;
+  wire [5:0] \$578 ;
   wire \$579 ;
-  wire [68:0] \$58 ;
-  wire \$580 ;
-  wire \$581 ;
-  wire [147:0] \$582 ;
+  wire [32:0] \$58 ;
+  wire [5:0] \$580 ;
+  wire [6:0] \$581 ;
+  wire [5:0] \$582 ;
   wire [16:0] \$583 ;
-  wire [147:0] \$584 ;
-  wire [16:0] \$585 ;
-  wire [5:0] \$586 ;
+  wire [17:0] \$584 ;
+  wire [17:0] \$585 ;
+  wire [16:0] \$586 ;
   wire \$587 ;
   wire [5:0] \$588 ;
-  wire [6:0] \$589 ;
-  wire [69:0] \$59 ;
-  wire [5:0] \$590 ;
-  wire [16:0] \$591 ;
-  wire [17:0] \$592 ;
-  wire [17:0] \$593 ;
+  wire \$589 ;
+  wire [33:0] \$59 ;
+  wire \$590 ;
+  wire \$591 ;
+  wire \$592 ;
+  wire [147:0] \$593 ;
   wire [16:0] \$594 ;
-  wire [7:0] \$595 ;
-  wire [7:0] \$596 ;
-  wire \$597 ;
-  wire [5:0] \$598 ;
-  wire [51:0] \$599 ;
+  wire [147:0] \$595 ;
+  wire [16:0] \$596 ;
+  wire [5:0] \$597 ;
+  wire \$598 ;
+  wire [5:0] \$599 ;
   wire \$6 ;
-  wire [31:0] \$60 ;
-  wire \$600 ;
+  wire [49:0] \$60 ;
+  wire [6:0] \$600 ;
   wire [5:0] \$601 ;
-  wire [51:0] \$602 ;
+  wire [16:0] \$602 ;
   wire \$603 ;
-  wire [5:0] \$604 ;
-  wire [51:0] \$605 ;
-  wire [15:0] \$606 ;
-  wire [15:0] \$607 ;
-  wire [15:0] \$608 ;
-  wire \$609 ;
-  wire [32:0] \$61 ;
-  wire \$610 ;
+  wire \$604 ;
+  wire \$605 ;
+  wire [147:0] \$606 ;
+  wire [16:0] \$607 ;
+  wire [147:0] \$608 ;
+  wire [16:0] \$609 ;
+  wire [50:0] \$61 ;
+  wire [5:0] \$610 ;
   wire \$611 ;
   wire [5:0] \$612 ;
-  wire \$613 ;
-  wire \$614 ;
-  wire \$615 ;
-  wire \$616 ;
-  wire [147:0] \$617 ;
+  wire [6:0] \$613 ;
+  wire [5:0] \$614 ;
+  wire [16:0] \$615 ;
+  wire [17:0] \$616 ;
+  wire [17:0] \$617 ;
   wire [16:0] \$618 ;
-  wire [147:0] \$619 ;
-  wire [48:0] \$62 ;
-  wire [16:0] \$620 ;
-  wire [5:0] \$621 ;
-  wire \$622 ;
-  wire [5:0] \$623 ;
-  wire [6:0] \$624 ;
+  wire [7:0] \$619 ;
+  wire [51:0] \$62 ;
+  wire [7:0] \$620 ;
+  wire \$621 ;
+  wire [5:0] \$622 ;
+  wire [51:0] \$623 ;
+  wire \$624 ;
   wire [5:0] \$625 ;
-  wire [16:0] \$626 ;
+  wire [51:0] \$626 ;
   wire \$627 ;
-  wire \$628 ;
-  wire \$629 ;
-  wire [49:0] \$63 ;
-  wire [147:0] \$630 ;
-  wire [16:0] \$631 ;
-  wire [147:0] \$632 ;
-  wire [16:0] \$633 ;
-  wire [5:0] \$634 ;
+  wire [5:0] \$628 ;
+  wire [51:0] \$629 ;
+  wire [67:0] \$63 ;
+  wire [15:0] \$630 ;
+  wire [15:0] \$631 ;
+  wire [15:0] \$632 ;
+  wire \$633 ;
+  wire \$634 ;
   wire \$635 ;
   wire [5:0] \$636 ;
-  wire [6:0] \$637 ;
-  wire [5:0] \$638 ;
-  wire [16:0] \$639 ;
-  wire [65:0] \$64 ;
-  wire [17:0] \$640 ;
-  wire [17:0] \$641 ;
+  wire \$637 ;
+  wire \$638 ;
+  wire \$639 ;
+  wire [68:0] \$64 ;
+  wire \$640 ;
+  wire [147:0] \$641 ;
   wire [16:0] \$642 ;
-  wire \$643 ;
-  wire [5:0] \$644 ;
-  wire \$645 ;
+  wire [147:0] \$643 ;
+  wire [16:0] \$644 ;
+  wire [5:0] \$645 ;
   wire \$646 ;
-  wire \$647 ;
-  wire \$648 ;
-  wire [147:0] \$649 ;
-  wire [66:0] \$65 ;
+  wire [5:0] \$647 ;
+  wire [6:0] \$648 ;
+  wire [5:0] \$649 ;
+  wire [69:0] \$65 ;
   wire [16:0] \$650 ;
-  wire [147:0] \$651 ;
-  wire [16:0] \$652 ;
-  wire [5:0] \$653 ;
-  wire \$654 ;
-  wire [5:0] \$655 ;
-  wire [6:0] \$656 ;
-  wire [5:0] \$657 ;
-  wire [16:0] \$658 ;
+  wire \$651 ;
+  wire \$652 ;
+  wire \$653 ;
+  wire [147:0] \$654 ;
+  wire [16:0] \$655 ;
+  wire [147:0] \$656 ;
+  wire [16:0] \$657 ;
+  wire [5:0] \$658 ;
   wire \$659 ;
-  wire [67:0] \$66 ;
-  wire \$660 ;
-  wire \$661 ;
-  wire [147:0] \$662 ;
+  wire [31:0] \$66 ;
+  wire [5:0] \$660 ;
+  wire [6:0] \$661 ;
+  wire [5:0] \$662 ;
   wire [16:0] \$663 ;
-  wire [147:0] \$664 ;
-  wire [16:0] \$665 ;
-  wire [5:0] \$666 ;
+  wire [17:0] \$664 ;
+  wire [17:0] \$665 ;
+  wire [16:0] \$666 ;
   wire \$667 ;
   wire [5:0] \$668 ;
-  wire [6:0] \$669 ;
-  wire [31:0] \$67 ;
-  wire [5:0] \$670 ;
-  wire [16:0] \$671 ;
-  wire [17:0] \$672 ;
-  wire [17:0] \$673 ;
+  wire \$669 ;
+  wire [32:0] \$67 ;
+  wire \$670 ;
+  wire \$671 ;
+  wire \$672 ;
+  wire [147:0] \$673 ;
   wire [16:0] \$674 ;
-  wire \$675 ;
-  wire [5:0] \$676 ;
-  wire \$677 ;
+  wire [147:0] \$675 ;
+  wire [16:0] \$676 ;
+  wire [5:0] \$677 ;
   wire \$678 ;
-  wire \$679 ;
-  wire [32:0] \$68 ;
-  wire \$680 ;
-  wire [147:0] \$681 ;
+  wire [5:0] \$679 ;
+  wire [48:0] \$68 ;
+  wire [6:0] \$680 ;
+  wire [5:0] \$681 ;
   wire [16:0] \$682 ;
-  wire [147:0] \$683 ;
-  wire [16:0] \$684 ;
-  wire [5:0] \$685 ;
-  wire \$686 ;
-  wire [5:0] \$687 ;
-  wire [6:0] \$688 ;
-  wire [5:0] \$689 ;
-  wire [48:0] \$69 ;
-  wire [16:0] \$690 ;
+  wire \$683 ;
+  wire \$684 ;
+  wire \$685 ;
+  wire [147:0] \$686 ;
+  wire [16:0] \$687 ;
+  wire [147:0] \$688 ;
+  wire [16:0] \$689 ;
+  wire [49:0] \$69 ;
+  wire [5:0] \$690 ;
   wire \$691 ;
-  wire \$692 ;
-  wire \$693 ;
-  wire [147:0] \$694 ;
+  wire [5:0] \$692 ;
+  wire [6:0] \$693 ;
+  wire [5:0] \$694 ;
   wire [16:0] \$695 ;
-  wire [147:0] \$696 ;
-  wire [16:0] \$697 ;
-  wire [5:0] \$698 ;
+  wire [17:0] \$696 ;
+  wire [17:0] \$697 ;
+  wire [16:0] \$698 ;
   wire \$699 ;
   wire \$7 ;
-  wire [49:0] \$70 ;
+  wire [65:0] \$70 ;
   wire [5:0] \$700 ;
-  wire [6:0] \$701 ;
-  wire [5:0] \$702 ;
-  wire [16:0] \$703 ;
-  wire [17:0] \$704 ;
-  wire [17:0] \$705 ;
+  wire \$701 ;
+  wire \$702 ;
+  wire \$703 ;
+  wire \$704 ;
+  wire [147:0] \$705 ;
   wire [16:0] \$706 ;
-  wire [7:0] \$707 ;
-  wire [7:0] \$708 ;
+  wire [147:0] \$707 ;
+  wire [16:0] \$708 ;
   wire [5:0] \$709 ;
-  wire [50:0] \$71 ;
+  wire [66:0] \$71 ;
   wire \$710 ;
-  wire \$711 ;
-  wire \$712 ;
-  wire \$713 ;
-  wire [147:0] \$714 ;
-  wire [16:0] \$715 ;
-  wire [147:0] \$716 ;
-  wire [16:0] \$717 ;
-  wire [5:0] \$718 ;
-  wire \$719 ;
-  wire [15:0] \$72 ;
-  wire [5:0] \$720 ;
-  wire [6:0] \$721 ;
+  wire [5:0] \$711 ;
+  wire [6:0] \$712 ;
+  wire [5:0] \$713 ;
+  wire [16:0] \$714 ;
+  wire \$715 ;
+  wire \$716 ;
+  wire \$717 ;
+  wire [147:0] \$718 ;
+  wire [16:0] \$719 ;
+  wire [67:0] \$72 ;
+  wire [147:0] \$720 ;
+  wire [16:0] \$721 ;
   wire [5:0] \$722 ;
-  wire [16:0] \$723 ;
-  wire \$724 ;
-  wire \$725 ;
-  wire \$726 ;
-  wire [147:0] \$727 ;
-  wire [16:0] \$728 ;
-  wire [147:0] \$729 ;
-  wire \$73 ;
+  wire \$723 ;
+  wire [5:0] \$724 ;
+  wire [6:0] \$725 ;
+  wire [5:0] \$726 ;
+  wire [16:0] \$727 ;
+  wire [17:0] \$728 ;
+  wire [17:0] \$729 ;
+  wire [31:0] \$73 ;
   wire [16:0] \$730 ;
-  wire [5:0] \$731 ;
-  wire \$732 ;
+  wire [7:0] \$731 ;
+  wire [7:0] \$732 ;
   wire [5:0] \$733 ;
-  wire [6:0] \$734 ;
-  wire [5:0] \$735 ;
-  wire [16:0] \$736 ;
-  wire [17:0] \$737 ;
-  wire [17:0] \$738 ;
+  wire \$734 ;
+  wire \$735 ;
+  wire \$736 ;
+  wire \$737 ;
+  wire [147:0] \$738 ;
   wire [16:0] \$739 ;
-  wire \$74 ;
-  wire \$740 ;
-  wire \$741 ;
+  wire [32:0] \$74 ;
+  wire [147:0] \$740 ;
+  wire [16:0] \$741 ;
   wire [5:0] \$742 ;
-  wire [51:0] \$743 ;
-  wire \$744 ;
-  wire [5:0] \$745 ;
-  wire [51:0] \$746 ;
-  wire \$747 ;
-  wire [5:0] \$748 ;
-  wire [51:0] \$749 ;
-  wire \$75 ;
-  wire [15:0] \$750 ;
-  wire [15:0] \$751 ;
-  wire [5:0] \$752 ;
-  wire [51:0] \$753 ;
-  wire \$754 ;
-  wire \$755 ;
+  wire \$743 ;
+  wire [5:0] \$744 ;
+  wire [6:0] \$745 ;
+  wire [5:0] \$746 ;
+  wire [16:0] \$747 ;
+  wire \$748 ;
+  wire \$749 ;
+  wire [48:0] \$75 ;
+  wire \$750 ;
+  wire [147:0] \$751 ;
+  wire [16:0] \$752 ;
+  wire [147:0] \$753 ;
+  wire [16:0] \$754 ;
+  wire [5:0] \$755 ;
   wire \$756 ;
-  wire \$757 ;
-  wire \$758 ;
-  wire [1:0] \$759 ;
-  wire \$76 ;
-  wire \$760 ;
-  wire [5:0] \$761 ;
-  wire \$762 ;
-  wire \$763 ;
+  wire [5:0] \$757 ;
+  wire [6:0] \$758 ;
+  wire [5:0] \$759 ;
+  wire [49:0] \$76 ;
+  wire [16:0] \$760 ;
+  wire [17:0] \$761 ;
+  wire [17:0] \$762 ;
+  wire [16:0] \$763 ;
   wire \$764 ;
   wire \$765 ;
-  wire [147:0] \$766 ;
-  wire [16:0] \$767 ;
-  wire [147:0] \$768 ;
-  wire [16:0] \$769 ;
-  wire \$77 ;
-  wire [5:0] \$770 ;
+  wire [5:0] \$766 ;
+  wire [51:0] \$767 ;
+  wire \$768 ;
+  wire [5:0] \$769 ;
+  wire [50:0] \$77 ;
+  wire [51:0] \$770 ;
   wire \$771 ;
   wire [5:0] \$772 ;
-  wire [6:0] \$773 ;
-  wire [5:0] \$774 ;
-  wire [16:0] \$775 ;
-  wire \$776 ;
-  wire \$777 ;
+  wire [51:0] \$773 ;
+  wire [15:0] \$774 ;
+  wire [15:0] \$775 ;
+  wire [5:0] \$776 ;
+  wire [51:0] \$777 ;
   wire \$778 ;
-  wire [147:0] \$779 ;
-  wire \$78 ;
-  wire [16:0] \$780 ;
-  wire [147:0] \$781 ;
-  wire [16:0] \$782 ;
-  wire [5:0] \$783 ;
+  wire \$779 ;
+  wire [15:0] \$78 ;
+  wire \$780 ;
+  wire \$781 ;
+  wire \$782 ;
+  wire [1:0] \$783 ;
   wire \$784 ;
   wire [5:0] \$785 ;
-  wire [6:0] \$786 ;
-  wire [5:0] \$787 ;
-  wire [16:0] \$788 ;
-  wire [17:0] \$789 ;
+  wire \$786 ;
+  wire \$787 ;
+  wire \$788 ;
+  wire \$789 ;
   wire \$79 ;
-  wire [17:0] \$790 ;
+  wire [147:0] \$790 ;
   wire [16:0] \$791 ;
-  wire \$792 ;
-  wire [5:0] \$793 ;
-  wire \$794 ;
+  wire [147:0] \$792 ;
+  wire [16:0] \$793 ;
+  wire [5:0] \$794 ;
   wire \$795 ;
-  wire \$796 ;
-  wire \$797 ;
-  wire [147:0] \$798 ;
+  wire [5:0] \$796 ;
+  wire [6:0] \$797 ;
+  wire [5:0] \$798 ;
   wire [16:0] \$799 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [147:0] \$800 ;
-  wire [16:0] \$801 ;
-  wire [5:0] \$802 ;
-  wire \$803 ;
-  wire [5:0] \$804 ;
-  wire [6:0] \$805 ;
-  wire [5:0] \$806 ;
-  wire [16:0] \$807 ;
+  wire [15:0] \$80 ;
+  wire \$800 ;
+  wire \$801 ;
+  wire \$802 ;
+  wire [147:0] \$803 ;
+  wire [16:0] \$804 ;
+  wire [147:0] \$805 ;
+  wire [16:0] \$806 ;
+  wire [5:0] \$807 ;
   wire \$808 ;
-  wire \$809 ;
+  wire [5:0] \$809 ;
   wire \$81 ;
-  wire \$810 ;
-  wire [147:0] \$811 ;
+  wire [6:0] \$810 ;
+  wire [5:0] \$811 ;
   wire [16:0] \$812 ;
-  wire [147:0] \$813 ;
-  wire [16:0] \$814 ;
-  wire [5:0] \$815 ;
+  wire [17:0] \$813 ;
+  wire [17:0] \$814 ;
+  wire [16:0] \$815 ;
   wire \$816 ;
   wire [5:0] \$817 ;
-  wire [6:0] \$818 ;
-  wire [5:0] \$819 ;
+  wire \$818 ;
+  wire \$819 ;
   wire \$82 ;
-  wire [16:0] \$820 ;
-  wire [17:0] \$821 ;
-  wire [17:0] \$822 ;
+  wire \$820 ;
+  wire \$821 ;
+  wire [147:0] \$822 ;
   wire [16:0] \$823 ;
-  wire \$824 ;
-  wire [5:0] \$825 ;
-  wire \$826 ;
+  wire [147:0] \$824 ;
+  wire [16:0] \$825 ;
+  wire [5:0] \$826 ;
   wire \$827 ;
-  wire \$828 ;
-  wire \$829 ;
+  wire [5:0] \$828 ;
+  wire [6:0] \$829 ;
   wire \$83 ;
-  wire [147:0] \$830 ;
+  wire [5:0] \$830 ;
   wire [16:0] \$831 ;
-  wire [147:0] \$832 ;
-  wire [16:0] \$833 ;
-  wire [5:0] \$834 ;
-  wire \$835 ;
-  wire [5:0] \$836 ;
-  wire [6:0] \$837 ;
-  wire [5:0] \$838 ;
-  wire [16:0] \$839 ;
+  wire \$832 ;
+  wire \$833 ;
+  wire \$834 ;
+  wire [147:0] \$835 ;
+  wire [16:0] \$836 ;
+  wire [147:0] \$837 ;
+  wire [16:0] \$838 ;
+  wire [5:0] \$839 ;
   wire \$84 ;
   wire \$840 ;
-  wire \$841 ;
-  wire \$842 ;
-  wire [147:0] \$843 ;
+  wire [5:0] \$841 ;
+  wire [6:0] \$842 ;
+  wire [5:0] \$843 ;
   wire [16:0] \$844 ;
-  wire [147:0] \$845 ;
-  wire [16:0] \$846 ;
-  wire [5:0] \$847 ;
+  wire [17:0] \$845 ;
+  wire [17:0] \$846 ;
+  wire [16:0] \$847 ;
   wire \$848 ;
   wire [5:0] \$849 ;
   wire \$85 ;
-  wire [6:0] \$850 ;
-  wire [5:0] \$851 ;
-  wire [16:0] \$852 ;
-  wire [17:0] \$853 ;
-  wire [17:0] \$854 ;
+  wire \$850 ;
+  wire \$851 ;
+  wire \$852 ;
+  wire \$853 ;
+  wire [147:0] \$854 ;
   wire [16:0] \$855 ;
-  wire [7:0] \$856 ;
-  wire [7:0] \$857 ;
+  wire [147:0] \$856 ;
+  wire [16:0] \$857 ;
   wire [5:0] \$858 ;
   wire \$859 ;
   wire \$86 ;
-  wire \$860 ;
-  wire \$861 ;
-  wire \$862 ;
-  wire [147:0] \$863 ;
-  wire [16:0] \$864 ;
-  wire [147:0] \$865 ;
-  wire [16:0] \$866 ;
-  wire [5:0] \$867 ;
-  wire \$868 ;
-  wire [5:0] \$869 ;
+  wire [5:0] \$860 ;
+  wire [6:0] \$861 ;
+  wire [5:0] \$862 ;
+  wire [16:0] \$863 ;
+  wire \$864 ;
+  wire \$865 ;
+  wire \$866 ;
+  wire [147:0] \$867 ;
+  wire [16:0] \$868 ;
+  wire [147:0] \$869 ;
   wire \$87 ;
-  wire [6:0] \$870 ;
+  wire [16:0] \$870 ;
   wire [5:0] \$871 ;
-  wire [16:0] \$872 ;
-  wire \$873 ;
-  wire \$874 ;
-  wire \$875 ;
-  wire [147:0] \$876 ;
-  wire [16:0] \$877 ;
-  wire [147:0] \$878 ;
+  wire \$872 ;
+  wire [5:0] \$873 ;
+  wire [6:0] \$874 ;
+  wire [5:0] \$875 ;
+  wire [16:0] \$876 ;
+  wire [17:0] \$877 ;
+  wire [17:0] \$878 ;
   wire [16:0] \$879 ;
   wire \$88 ;
-  wire [5:0] \$880 ;
-  wire \$881 ;
+  wire [7:0] \$880 ;
+  wire [7:0] \$881 ;
   wire [5:0] \$882 ;
-  wire [6:0] \$883 ;
-  wire [5:0] \$884 ;
-  wire [16:0] \$885 ;
-  wire [17:0] \$886 ;
-  wire [17:0] \$887 ;
+  wire \$883 ;
+  wire \$884 ;
+  wire \$885 ;
+  wire \$886 ;
+  wire [147:0] \$887 ;
   wire [16:0] \$888 ;
-  wire \$889 ;
+  wire [147:0] \$889 ;
   wire \$89 ;
-  wire \$890 ;
+  wire [16:0] \$890 ;
   wire [5:0] \$891 ;
-  wire [51:0] \$892 ;
-  wire \$893 ;
-  wire [5:0] \$894 ;
-  wire [51:0] \$895 ;
-  wire \$896 ;
-  wire [5:0] \$897 ;
-  wire [51:0] \$898 ;
-  wire [15:0] \$899 ;
+  wire \$892 ;
+  wire [5:0] \$893 ;
+  wire [6:0] \$894 ;
+  wire [5:0] \$895 ;
+  wire [16:0] \$896 ;
+  wire \$897 ;
+  wire \$898 ;
+  wire \$899 ;
   wire \$9 ;
   wire \$90 ;
-  wire [15:0] \$900 ;
-  wire [5:0] \$901 ;
-  wire [51:0] \$902 ;
-  wire \$903 ;
-  wire \$904 ;
+  wire [147:0] \$900 ;
+  wire [16:0] \$901 ;
+  wire [147:0] \$902 ;
+  wire [16:0] \$903 ;
+  wire [5:0] \$904 ;
   wire \$905 ;
-  wire \$906 ;
-  wire \$907 ;
-  wire [2:0] \$908 ;
-  wire \$909 ;
+  wire [5:0] \$906 ;
+  wire [6:0] \$907 ;
+  wire [5:0] \$908 ;
+  wire [16:0] \$909 ;
   wire \$91 ;
-  wire [5:0] \$910 ;
-  wire \$911 ;
-  wire \$912 ;
+  wire [17:0] \$910 ;
+  wire [17:0] \$911 ;
+  wire [16:0] \$912 ;
   wire \$913 ;
   wire \$914 ;
-  wire [147:0] \$915 ;
-  wire [16:0] \$916 ;
-  wire [147:0] \$917 ;
-  wire [16:0] \$918 ;
-  wire [5:0] \$919 ;
+  wire [5:0] \$915 ;
+  wire [51:0] \$916 ;
+  wire \$917 ;
+  wire [5:0] \$918 ;
+  wire [51:0] \$919 ;
   wire \$92 ;
   wire \$920 ;
   wire [5:0] \$921 ;
-  wire [6:0] \$922 ;
-  wire [5:0] \$923 ;
-  wire [16:0] \$924 ;
-  wire \$925 ;
-  wire \$926 ;
+  wire [51:0] \$922 ;
+  wire [15:0] \$923 ;
+  wire [15:0] \$924 ;
+  wire [5:0] \$925 ;
+  wire [51:0] \$926 ;
   wire \$927 ;
-  wire [147:0] \$928 ;
-  wire [16:0] \$929 ;
+  wire \$928 ;
+  wire \$929 ;
   wire \$93 ;
-  wire [147:0] \$930 ;
-  wire [16:0] \$931 ;
-  wire [5:0] \$932 ;
+  wire \$930 ;
+  wire \$931 ;
+  wire [2:0] \$932 ;
   wire \$933 ;
   wire [5:0] \$934 ;
-  wire [6:0] \$935 ;
-  wire [5:0] \$936 ;
-  wire [16:0] \$937 ;
-  wire [17:0] \$938 ;
-  wire [17:0] \$939 ;
+  wire \$935 ;
+  wire \$936 ;
+  wire \$937 ;
+  wire \$938 ;
+  wire [147:0] \$939 ;
   wire \$94 ;
   wire [16:0] \$940 ;
-  wire \$941 ;
-  wire [5:0] \$942 ;
-  wire \$943 ;
+  wire [147:0] \$941 ;
+  wire [16:0] \$942 ;
+  wire [5:0] \$943 ;
   wire \$944 ;
-  wire \$945 ;
-  wire \$946 ;
-  wire [147:0] \$947 ;
+  wire [5:0] \$945 ;
+  wire [6:0] \$946 ;
+  wire [5:0] \$947 ;
   wire [16:0] \$948 ;
-  wire [147:0] \$949 ;
+  wire \$949 ;
   wire \$95 ;
-  wire [16:0] \$950 ;
-  wire [5:0] \$951 ;
-  wire \$952 ;
-  wire [5:0] \$953 ;
-  wire [6:0] \$954 ;
-  wire [5:0] \$955 ;
-  wire [16:0] \$956 ;
+  wire \$950 ;
+  wire \$951 ;
+  wire [147:0] \$952 ;
+  wire [16:0] \$953 ;
+  wire [147:0] \$954 ;
+  wire [16:0] \$955 ;
+  wire [5:0] \$956 ;
   wire \$957 ;
-  wire \$958 ;
-  wire \$959 ;
+  wire [5:0] \$958 ;
+  wire [6:0] \$959 ;
   wire \$96 ;
-  wire [147:0] \$960 ;
+  wire [5:0] \$960 ;
   wire [16:0] \$961 ;
-  wire [147:0] \$962 ;
-  wire [16:0] \$963 ;
-  wire [5:0] \$964 ;
+  wire [17:0] \$962 ;
+  wire [17:0] \$963 ;
+  wire [16:0] \$964 ;
   wire \$965 ;
   wire [5:0] \$966 ;
-  wire [6:0] \$967 ;
-  wire [5:0] \$968 ;
-  wire [16:0] \$969 ;
+  wire \$967 ;
+  wire \$968 ;
+  wire \$969 ;
   wire \$97 ;
-  wire [17:0] \$970 ;
-  wire [17:0] \$971 ;
+  wire \$970 ;
+  wire [147:0] \$971 ;
   wire [16:0] \$972 ;
-  wire \$973 ;
-  wire [5:0] \$974 ;
-  wire \$975 ;
+  wire [147:0] \$973 ;
+  wire [16:0] \$974 ;
+  wire [5:0] \$975 ;
   wire \$976 ;
-  wire \$977 ;
-  wire \$978 ;
-  wire [147:0] \$979 ;
+  wire [5:0] \$977 ;
+  wire [6:0] \$978 ;
+  wire [5:0] \$979 ;
   wire \$98 ;
   wire [16:0] \$980 ;
-  wire [147:0] \$981 ;
-  wire [16:0] \$982 ;
-  wire [5:0] \$983 ;
-  wire \$984 ;
-  wire [5:0] \$985 ;
-  wire [6:0] \$986 ;
-  wire [5:0] \$987 ;
-  wire [16:0] \$988 ;
+  wire \$981 ;
+  wire \$982 ;
+  wire \$983 ;
+  wire [147:0] \$984 ;
+  wire [16:0] \$985 ;
+  wire [147:0] \$986 ;
+  wire [16:0] \$987 ;
+  wire [5:0] \$988 ;
   wire \$989 ;
   wire \$99 ;
-  wire \$990 ;
-  wire \$991 ;
-  wire [147:0] \$992 ;
+  wire [5:0] \$990 ;
+  wire [6:0] \$991 ;
+  wire [5:0] \$992 ;
   wire [16:0] \$993 ;
-  wire [147:0] \$994 ;
-  wire [16:0] \$995 ;
-  wire [5:0] \$996 ;
+  wire [17:0] \$994 ;
+  wire [17:0] \$995 ;
+  wire [16:0] \$996 ;
   wire \$997 ;
   wire [5:0] \$998 ;
-  wire [6:0] \$999 ;
+  wire \$999 ;
   reg [63:0] \$signal  = 64'h0000000000000000;
   (* init = 1'h0 *)
   wire \$signal$71 ;
@@ -4358,8 +4396,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   (* init = 20'h00000 *)
   wire [19:0] out_b;
   reg [147:0] part = 148'h0000000000000000000000000000000000000;
-  input [14:0] \port$6436$0 ;
-  wire [14:0] \port$6436$0 ;
+  input [14:0] \port$6464$0 ;
+  wire [14:0] \port$6464$0 ;
   wire [95:0] product;
   output [15:0] q0;
   wire [15:0] q0;
@@ -4379,10 +4417,10 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   (* init = 1'h0 *)
   wire run;
   wire [3:0] saturated;
-  reg [1:0] sel_a = 2'h0;
+  reg [5:0] sel_a = 6'h00;
   wire [5:0] shift;
-  input [606:0] stage;
-  wire [606:0] stage;
+  input [607:0] stage;
+  wire [607:0] stage;
   wire [19:0] \stage.acc_base ;
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
@@ -4406,6 +4444,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire [15:0] \stage.in_channels ;
   wire [15:0] \stage.in_cols ;
   wire [15:0] \stage.in_rows ;
+  wire \stage.in_spikes ;
   wire [31:0] \stage.key ;
   wire [31:0] \stage.key_affine ;
   wire [31:0] \stage.key_leak ;
@@ -4450,1562 +4489,1586 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$2  = \$1  - 1'h1;
   assign \$4  = t * stage[109:94];
   assign \$5  = \$4  + y;
-  assign \$6  = stage[211:180] >> t[4:0];
+  assign \$6  = stage[212:181] >> t[4:0];
   assign \$7  = ~ \$6 ;
-  assign \$8  = stage[212] & \$7 ;
-  assign \$9  = stage[127:126] == 1'h1;
-  assign \$10  = stage[127:126] == 2'h3;
+  assign \$8  = stage[213] & \$7 ;
+  assign \$9  = stage[128:127] == 1'h1;
+  assign \$10  = stage[128:127] == 2'h3;
   assign \$11  = tap < 2'h3;
   assign \$12  = \$10  & \$11 ;
   assign \$13  = \$9  | \$12 ;
-  assign \$14  = \$13  ? tap : { 14'h0000, stage[129:128] };
+  assign \$14  = \$13  ? tap : { 14'h0000, stage[130:129] };
   assign \$15  = \$8  ? 16'h0001 : \$14 ;
   assign \$16  = \$5  + \$15 ;
   assign \$17  = \$16  * stage[125:110];
   assign \$18  = \$17  + x;
-  assign \$19  = stage[211:180] >> t[4:0];
+  assign \$19  = stage[212:181] >> t[4:0];
   assign \$20  = ~ \$19 ;
-  assign \$21  = stage[212] & \$20 ;
-  assign \$22  = stage[127:126] == 2'h2;
-  assign \$23  = stage[127:126] == 2'h3;
+  assign \$21  = stage[213] & \$20 ;
+  assign \$22  = stage[128:127] == 2'h2;
+  assign \$23  = stage[128:127] == 2'h3;
   assign \$24  = tap >= 2'h3;
   assign \$25  = \$23  & \$24 ;
   assign \$26  = \$22  | \$25 ;
   assign \$27  = tap >= 2'h3;
   assign \$28  = tap - 2'h3;
   assign \$29  = \$27  ? \$28  : { 1'h0, tap };
-  assign \$30  = \$26  ? \$29  : { 15'h0000, stage[131:130] };
+  assign \$30  = \$26  ? \$29  : { 15'h0000, stage[132:131] };
   assign \$31  = \$21  ? 17'h00001 : \$30 ;
   assign \$32  = $signed({ 1'h0, \$18  }) + $signed(\$31 );
-  assign \$33  = stage[57:42] + 3'h4;
+  assign \$33  = stage[57:42] + 7'h40;
   assign \$34  = \$33  - 1'h1;
-  assign \$36  = $signed(\$32 ) * $signed(\$35 );
-  assign \$37  = $signed({ 1'h0, stage[93:74] }) + $signed(\$36 );
-  assign \$38  = stage[211:180] >> t[4:0];
-  assign \$39  = ~ \$38 ;
-  assign \$40  = stage[212] & \$39 ;
-  assign \$41  = ! stage[1:0];
-  assign \$42  = \$40  & \$41 ;
-  assign \$44  = \$42  ? go : \$43 ;
-  assign \$45  = $signed(\$37 ) + $signed({ 1'h0, \$44  });
-  assign \$46  = tap * stage[57:42];
-  assign \$47  = \$46  + i;
-  assign \$48  = \$47  * \$3 [15:0];
-  assign \$49  = stage[151:132] + \$48 ;
-  assign \$50  = \$49  + go;
-  assign \$51  = t * stage[255:240];
-  assign \$52  = \$51  + y;
-  assign \$53  = \$52  + stage[273:272];
-  assign \$54  = \$53  * stage[271:256];
-  assign \$55  = \$54  + x;
-  assign \$56  = \$55  + stage[275:274];
-  assign \$57  = \$56  * \$3 [15:0];
-  assign \$58  = stage[239:220] + \$57 ;
-  assign \$59  = \$58  + go;
-  assign \$60  = t * stage[25:10];
-  assign \$61  = \$60  + y;
-  assign \$62  = \$61  * stage[41:26];
-  assign \$63  = \$62  + x;
-  assign \$64  = \$63  * \$3 [15:0];
-  assign \$65  = stage[171:152] + \$64 ;
-  assign \$66  = \$65  + go;
-  assign \$67  = tap * \$3 [15:0];
-  assign \$68  = \$67  + go;
-  assign \$69  = \$68  * stage[57:42];
-  assign \$70  = stage[295:276] + \$69 ;
-  assign \$71  = \$70  + i;
-  assign \$73  = ! \$72 ;
-  assign \$74  = issue & \$73 ;
-  assign \$75  = stage[1:0] == 1'h1;
-  assign \$76  = stage[211:180] >> t[4:0];
-  assign \$77  = ~ \$76 ;
-  assign \$78  = stage[212] & \$77 ;
-  assign \$79  = \$75  & \$78 ;
-  assign \$80  = ~ \$79 ;
-  assign inp__en = \$74  & \$80 ;
-  assign \$81  = stage[1:0] == 1'h1;
-  assign \$82  = ~ \$81 ;
+  assign \$36  = stage[57:42] + 3'h4;
+  assign \$37  = \$36  - 1'h1;
+  assign \$39  = stage[126] ? \$35  : \$38 ;
+  assign \$40  = $signed(\$32 ) * $signed(\$39 );
+  assign \$41  = $signed({ 1'h0, stage[93:74] }) + $signed(\$40 );
+  assign \$42  = stage[212:181] >> t[4:0];
+  assign \$43  = ~ \$42 ;
+  assign \$44  = stage[213] & \$43 ;
+  assign \$45  = ! stage[1:0];
+  assign \$46  = \$44  & \$45 ;
+  assign \$49  = stage[126] ? \$47  : \$48 ;
+  assign \$50  = \$46  ? go : \$49 ;
+  assign \$51  = $signed(\$41 ) + $signed({ 1'h0, \$50  });
+  assign \$52  = tap * stage[57:42];
+  assign \$53  = \$52  + i;
+  assign \$54  = \$53  * \$3 [15:0];
+  assign \$55  = stage[152:133] + \$54 ;
+  assign \$56  = \$55  + go;
+  assign \$57  = t * stage[256:241];
+  assign \$58  = \$57  + y;
+  assign \$59  = \$58  + stage[274:273];
+  assign \$60  = \$59  * stage[272:257];
+  assign \$61  = \$60  + x;
+  assign \$62  = \$61  + stage[276:275];
+  assign \$63  = \$62  * \$3 [15:0];
+  assign \$64  = stage[240:221] + \$63 ;
+  assign \$65  = \$64  + go;
+  assign \$66  = t * stage[25:10];
+  assign \$67  = \$66  + y;
+  assign \$68  = \$67  * stage[41:26];
+  assign \$69  = \$68  + x;
+  assign \$70  = \$69  * \$3 [15:0];
+  assign \$71  = stage[172:153] + \$70 ;
+  assign \$72  = \$71  + go;
+  assign \$73  = tap * \$3 [15:0];
+  assign \$74  = \$73  + go;
+  assign \$75  = \$74  * stage[57:42];
+  assign \$76  = stage[296:277] + \$75 ;
+  assign \$77  = \$76  + i;
+  assign \$79  = ! \$78 ;
+  assign \$81  = ! \$80 ;
+  assign \$82  = stage[126] ? \$79  : \$81 ;
   assign \$83  = issue & \$82 ;
-  assign \$84  = stage[211:180] >> t[4:0];
-  assign \$85  = ~ \$84 ;
-  assign \$86  = stage[212] & \$85 ;
-  assign \$87  = ! stage[1:0];
-  assign \$88  = \$86  & \$87 ;
+  assign \$84  = stage[1:0] == 1'h1;
+  assign \$85  = stage[212:181] >> t[4:0];
+  assign \$86  = ~ \$85 ;
+  assign \$87  = stage[213] & \$86 ;
+  assign \$88  = \$84  & \$87 ;
   assign \$89  = ~ \$88 ;
-  assign weights__en = \$83  & \$89 ;
+  assign inp__en = \$83  & \$89 ;
   assign \$90  = stage[1:0] == 1'h1;
-  assign \$91  = issue & \$90 ;
-  assign \$92  = ! tap;
-  assign \$93  = ! i;
-  assign \$94  = \$92  & \$93 ;
-  assign \$95  = \$91  & \$94 ;
-  assign \$96  = stage[1:0] == 1'h1;
-  assign \$97  = stage[211:180] >> t[4:0];
+  assign \$91  = ~ \$90 ;
+  assign \$92  = issue & \$91 ;
+  assign \$93  = stage[212:181] >> t[4:0];
+  assign \$94  = ~ \$93 ;
+  assign \$95  = stage[213] & \$94 ;
+  assign \$96  = ! stage[1:0];
+  assign \$97  = \$95  & \$96 ;
   assign \$98  = ~ \$97 ;
-  assign \$99  = stage[212] & \$98 ;
-  assign \$100  = \$96  & \$99 ;
-  assign \$101  = ~ \$100 ;
-  assign grad__en = \$95  & \$101 ;
-  assign \$102  = stage[1:0] == 1'h1;
-  assign \$103  = ~ \$102 ;
-  assign \$104  = va & \$103 ;
-  assign \$105  = ~ a_copy;
-  assign valid = \$104  & \$105 ;
-  assign first = a_first_step | a_branch;
-  assign \$106  = a_first_word ? inp__data : \$signal ;
-  assign \$1674  = sel_a * 5'h10;
-  assign operand = \$106  >> \$1674 ;
-  assign \$107  = a_first_word ? inp__data : \$signal ;
-  assign \$108  = a_first_word ? inp__data : \$signal ;
-  assign \$109  = a_first_word ? inp__data : \$signal ;
-  assign \$110  = a_first_word ? inp__data : \$signal ;
+  assign weights__en = \$92  & \$98 ;
+  assign \$99  = stage[1:0] == 1'h1;
+  assign \$100  = issue & \$99 ;
+  assign \$101  = ! tap;
+  assign \$102  = ! i;
+  assign \$103  = \$101  & \$102 ;
+  assign \$104  = \$100  & \$103 ;
+  assign \$105  = stage[1:0] == 1'h1;
+  assign \$106  = stage[212:181] >> t[4:0];
+  assign \$107  = ~ \$106 ;
+  assign \$108  = stage[213] & \$107 ;
+  assign \$109  = \$105  & \$108 ;
+  assign \$110  = ~ \$109 ;
+  assign grad__en = \$104  & \$110 ;
   assign \$111  = stage[1:0] == 1'h1;
-  assign \valid$39  = va & \$111 ;
-  assign \$112  = a_first_step ? grad__data : held_g;
-  assign \$113  = a_first_word ? inp__data : \$signal ;
-  assign \$1685  = sel_a * 5'h10;
-  assign \$114  = \$113  >> \$1685 ;
-  assign \$115  = $signed(\$112 [15:0]) * $signed(\$114 [7:0]);
-  assign \$116  = a_zero ? 24'h000000 : \$115 ;
-  assign \$117  = a_first_step ? grad__data : held_g;
-  assign \$118  = a_first_word ? inp__data : \$signal ;
-  assign \$1692  = sel_a * 5'h10;
-  assign \$119  = \$118  >> \$1692 ;
-  assign \$120  = $signed(\$117 [31:16]) * $signed(\$119 [7:0]);
-  assign \$121  = a_zero ? 24'h000000 : \$120 ;
-  assign \$122  = a_first_step ? grad__data : held_g;
-  assign \$123  = a_first_word ? inp__data : \$signal ;
-  assign \$1699  = sel_a * 5'h10;
-  assign \$124  = \$123  >> \$1699 ;
-  assign \$125  = $signed(\$122 [47:32]) * $signed(\$124 [7:0]);
-  assign \$126  = a_zero ? 24'h000000 : \$125 ;
-  assign \$127  = a_first_step ? grad__data : held_g;
-  assign \$128  = a_first_word ? inp__data : \$signal ;
-  assign \$1706  = sel_a * 5'h10;
-  assign \$129  = \$128  >> \$1706 ;
-  assign \$130  = $signed(\$127 [63:48]) * $signed(\$129 [7:0]);
+  assign \$112  = ~ \$111 ;
+  assign \$113  = va & \$112 ;
+  assign \$114  = ~ a_copy;
+  assign valid = \$113  & \$114 ;
+  assign first = a_first_step | a_branch;
+  assign \$115  = a_first_word ? inp__data : \$signal ;
+  assign \$116  = \$115  >> sel_a;
+  assign \$117  = a_first_word ? inp__data : \$signal ;
+  assign \$1713  = sel_a[1:0] * 5'h10;
+  assign \$118  = \$117  >> \$1713 ;
+  assign operand = stage[126] ? { 15'h0000, \$116  } : \$118 ;
+  assign \$119  = a_first_word ? inp__data : \$signal ;
+  assign \$120  = a_first_word ? inp__data : \$signal ;
+  assign \$121  = a_first_word ? inp__data : \$signal ;
+  assign \$122  = a_first_word ? inp__data : \$signal ;
+  assign \$123  = stage[1:0] == 1'h1;
+  assign \valid$39  = va & \$123 ;
+  assign \$124  = a_first_step ? grad__data : held_g;
+  assign \$125  = a_first_word ? inp__data : \$signal ;
+  assign \$126  = \$125  >> sel_a;
+  assign \$127  = a_first_word ? inp__data : \$signal ;
+  assign \$1727  = sel_a[1:0] * 5'h10;
+  assign \$128  = \$127  >> \$1727 ;
+  assign \$129  = stage[126] ? { 15'h0000, \$126  } : \$128 ;
+  assign \$130  = $signed(\$124 [15:0]) * $signed(\$129 [7:0]);
   assign \$131  = a_zero ? 24'h000000 : \$130 ;
-  assign \$132  = stage[1:0] == 1'h1;
-  assign \$133  = ~ \$132 ;
-  assign \$134  = va & \$133 ;
-  assign \$135  = ~ a_copy;
-  assign \$136  = \$134  & \$135 ;
-  assign \$137  = \$136  ? active_a : 3'h0;
-  assign \$138  = stage[1:0] == 1'h1;
-  assign \$139  = va & \$138 ;
-  assign \$140  = ~ a_zero;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = \$141  ? active_a : 3'h0;
-  assign \$143  = stage[1:0] == 1'h1;
-  assign \$144  = va & \$143 ;
-  assign shift = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$145  = stage[127:126] == 2'h3;
-  assign \$146  = ~ reduced_b;
-  assign \$147  = \$145  & \$146 ;
-  assign \$148  = reduced_b ? copied : acc;
-  assign \$149  = $signed(part[36:0]) + $signed(\$148 [36:0]);
-  assign \$150  = reduced_b ? copied : acc;
-  assign v_bwd0 = \$147  ? \$149 [36:0] : { \$150 [35], \$150 [35:0] };
-  assign \$151  = ! stage[172];
-  assign \$152  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$153  = ! \$152 ;
-  assign \$154  = stage[127:126] == 2'h3;
-  assign \$155  = ~ reduced_b;
-  assign \$156  = \$154  & \$155 ;
-  assign \$157  = reduced_b ? copied : acc;
-  assign \$158  = $signed(part[15:0]) + $signed(\$157 [15:0]);
-  assign \$159  = reduced_b ? copied : acc;
-  assign \$160  = \$156  ? \$158  : { \$159 [15], \$159 [15:0] };
-  assign \$161  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$162  = ! \$161 ;
-  assign \$163  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$164  = \$163  - 1'h1;
-  assign \$165  = \$162  ? 6'h00 : \$164 [5:0];
-  assign \$166  = $signed(\$160 ) >>> \$165 ;
-  assign \$167  = stage[127:126] == 2'h3;
-  assign \$168  = ~ reduced_b;
-  assign \$169  = \$167  & \$168 ;
-  assign \$170  = reduced_b ? copied : acc;
-  assign \$171  = $signed(part[15:0]) + $signed(\$170 [15:0]);
+  assign \$132  = a_first_step ? grad__data : held_g;
+  assign \$133  = a_first_word ? inp__data : \$signal ;
+  assign \$134  = \$133  >> sel_a;
+  assign \$135  = a_first_word ? inp__data : \$signal ;
+  assign \$1737  = sel_a[1:0] * 5'h10;
+  assign \$136  = \$135  >> \$1737 ;
+  assign \$137  = stage[126] ? { 15'h0000, \$134  } : \$136 ;
+  assign \$138  = $signed(\$132 [31:16]) * $signed(\$137 [7:0]);
+  assign \$139  = a_zero ? 24'h000000 : \$138 ;
+  assign \$140  = a_first_step ? grad__data : held_g;
+  assign \$141  = a_first_word ? inp__data : \$signal ;
+  assign \$142  = \$141  >> sel_a;
+  assign \$143  = a_first_word ? inp__data : \$signal ;
+  assign \$1747  = sel_a[1:0] * 5'h10;
+  assign \$144  = \$143  >> \$1747 ;
+  assign \$145  = stage[126] ? { 15'h0000, \$142  } : \$144 ;
+  assign \$146  = $signed(\$140 [47:32]) * $signed(\$145 [7:0]);
+  assign \$147  = a_zero ? 24'h000000 : \$146 ;
+  assign \$148  = a_first_step ? grad__data : held_g;
+  assign \$149  = a_first_word ? inp__data : \$signal ;
+  assign \$150  = \$149  >> sel_a;
+  assign \$151  = a_first_word ? inp__data : \$signal ;
+  assign \$1757  = sel_a[1:0] * 5'h10;
+  assign \$152  = \$151  >> \$1757 ;
+  assign \$153  = stage[126] ? { 15'h0000, \$150  } : \$152 ;
+  assign \$154  = $signed(\$148 [63:48]) * $signed(\$153 [7:0]);
+  assign \$155  = a_zero ? 24'h000000 : \$154 ;
+  assign \$156  = stage[1:0] == 1'h1;
+  assign \$157  = ~ \$156 ;
+  assign \$158  = va & \$157 ;
+  assign \$159  = ~ a_copy;
+  assign \$160  = \$158  & \$159 ;
+  assign \$161  = \$160  ? active_a : 3'h0;
+  assign \$162  = stage[1:0] == 1'h1;
+  assign \$163  = va & \$162 ;
+  assign \$164  = ~ a_zero;
+  assign \$165  = \$163  & \$164 ;
+  assign \$166  = \$165  ? active_a : 3'h0;
+  assign \$167  = stage[1:0] == 1'h1;
+  assign \$168  = va & \$167 ;
+  assign shift = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$169  = stage[128:127] == 2'h3;
+  assign \$170  = ~ reduced_b;
+  assign \$171  = \$169  & \$170 ;
   assign \$172  = reduced_b ? copied : acc;
-  assign \$173  = \$169  ? \$171  : { \$172 [15], \$172 [15:0] };
-  assign \$174  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$175  = ! \$174 ;
-  assign \$176  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$177  = \$176  - 1'h1;
-  assign \$178  = \$175  ? 6'h00 : \$177 [5:0];
-  assign \$179  = $signed(\$173 ) >>> \$178 ;
-  assign \$180  = $signed(\$179 ) + $signed({ 1'h0, stage[179] });
-  assign \$182  = \$153  ? \$166  : \$181 [16:0];
-  assign \$183  = $signed(\$182 ) > $signed(8'h7f);
-  assign \$184  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$185  = ! \$184 ;
-  assign \$186  = stage[127:126] == 2'h3;
-  assign \$187  = ~ reduced_b;
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = reduced_b ? copied : acc;
-  assign \$190  = $signed(part[15:0]) + $signed(\$189 [15:0]);
-  assign \$191  = reduced_b ? copied : acc;
-  assign \$192  = \$188  ? \$190  : { \$191 [15], \$191 [15:0] };
-  assign \$193  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$194  = ! \$193 ;
-  assign \$195  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$196  = \$195  - 1'h1;
-  assign \$197  = \$194  ? 6'h00 : \$196 [5:0];
-  assign \$198  = $signed(\$192 ) >>> \$197 ;
-  assign \$199  = stage[127:126] == 2'h3;
-  assign \$200  = ~ reduced_b;
-  assign \$201  = \$199  & \$200 ;
-  assign \$202  = reduced_b ? copied : acc;
-  assign \$203  = $signed(part[15:0]) + $signed(\$202 [15:0]);
-  assign \$204  = reduced_b ? copied : acc;
-  assign \$205  = \$201  ? \$203  : { \$204 [15], \$204 [15:0] };
-  assign \$206  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$207  = ! \$206 ;
-  assign \$208  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$209  = \$208  - 1'h1;
-  assign \$210  = \$207  ? 6'h00 : \$209 [5:0];
-  assign \$211  = $signed(\$205 ) >>> \$210 ;
-  assign \$212  = $signed(\$211 ) + $signed({ 1'h0, stage[179] });
-  assign \$214  = \$185  ? \$198  : \$213 [16:0];
-  assign \$215  = $signed(\$214 ) < $signed(8'h80);
-  assign \$216  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$217  = ! \$216 ;
-  assign \$218  = stage[127:126] == 2'h3;
-  assign \$219  = ~ reduced_b;
-  assign \$220  = \$218  & \$219 ;
-  assign \$221  = reduced_b ? copied : acc;
-  assign \$222  = $signed(part[15:0]) + $signed(\$221 [15:0]);
-  assign \$223  = reduced_b ? copied : acc;
-  assign \$224  = \$220  ? \$222  : { \$223 [15], \$223 [15:0] };
-  assign \$225  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$226  = ! \$225 ;
-  assign \$227  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$228  = \$227  - 1'h1;
-  assign \$229  = \$226  ? 6'h00 : \$228 [5:0];
-  assign \$230  = $signed(\$224 ) >>> \$229 ;
-  assign \$231  = stage[127:126] == 2'h3;
-  assign \$232  = ~ reduced_b;
-  assign \$233  = \$231  & \$232 ;
-  assign \$234  = reduced_b ? copied : acc;
-  assign \$235  = $signed(part[15:0]) + $signed(\$234 [15:0]);
-  assign \$236  = reduced_b ? copied : acc;
-  assign \$237  = \$233  ? \$235  : { \$236 [15], \$236 [15:0] };
-  assign \$238  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$239  = ! \$238 ;
-  assign \$240  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$241  = \$240  - 1'h1;
-  assign \$242  = \$239  ? 6'h00 : \$241 [5:0];
-  assign \$243  = $signed(\$237 ) >>> \$242 ;
-  assign \$244  = $signed(\$243 ) + $signed({ 1'h0, stage[179] });
-  assign \$246  = \$217  ? \$230  : \$245 [16:0];
-  assign \$247  = \$215  ? 8'h80 : \$246 [7:0];
-  assign \$248  = \$183  ? 8'h7f : \$247 ;
-  assign \$249  = reduced_b & stage[219];
-  assign \$250  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$251  = $signed(v_bwd0) << \$250 [3:0];
-  assign \$252  = $signed(\$251 ) > $signed(16'h7fff);
-  assign \$253  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$254  = $signed(v_bwd0) << \$253 [3:0];
-  assign \$255  = $signed(\$254 ) < $signed(16'h8000);
-  assign \$256  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$257  = $signed(v_bwd0) << \$256 [3:0];
-  assign \$258  = \$255  ? 16'h8000 : \$257 [15:0];
-  assign \$259  = \$252  ? 16'h7fff : \$258 ;
-  assign \$260  = \$249  ? \$259  : \$1555 ;
-  assign q0 = stage[172] ? \$260  : { \$248 [7], \$248 [7], \$248 [7], \$248 [7], \$248 [7], \$248 [7], \$248 [7], \$248 [7], \$248  };
-  assign \$261  = stage[127:126] == 2'h3;
-  assign \$262  = ~ reduced_b;
-  assign \$263  = \$261  & \$262 ;
-  assign \$264  = reduced_b ? copied : acc;
-  assign \$265  = $signed(part[73:37]) + $signed(\$264 [73:37]);
-  assign \$266  = reduced_b ? copied : acc;
-  assign v_bwd1 = \$263  ? \$265 [36:0] : { \$266 [72], \$266 [72:37] };
-  assign \$267  = ! stage[172];
-  assign \$268  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$269  = ! \$268 ;
-  assign \$270  = stage[127:126] == 2'h3;
-  assign \$271  = ~ reduced_b;
-  assign \$272  = \$270  & \$271 ;
-  assign \$273  = reduced_b ? copied : acc;
-  assign \$274  = $signed(part[52:37]) + $signed(\$273 [52:37]);
-  assign \$275  = reduced_b ? copied : acc;
-  assign \$276  = \$272  ? \$274  : { \$275 [52], \$275 [52:37] };
-  assign \$277  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$278  = ! \$277 ;
-  assign \$279  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$280  = \$279  - 1'h1;
-  assign \$281  = \$278  ? 6'h00 : \$280 [5:0];
-  assign \$282  = $signed(\$276 ) >>> \$281 ;
-  assign \$283  = stage[127:126] == 2'h3;
-  assign \$284  = ~ reduced_b;
-  assign \$285  = \$283  & \$284 ;
-  assign \$286  = reduced_b ? copied : acc;
-  assign \$287  = $signed(part[52:37]) + $signed(\$286 [52:37]);
+  assign \$173  = $signed(part[36:0]) + $signed(\$172 [36:0]);
+  assign \$174  = reduced_b ? copied : acc;
+  assign v_bwd0 = \$171  ? \$173 [36:0] : { \$174 [35], \$174 [35:0] };
+  assign \$175  = ! stage[173];
+  assign \$176  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$177  = ! \$176 ;
+  assign \$178  = stage[128:127] == 2'h3;
+  assign \$179  = ~ reduced_b;
+  assign \$180  = \$178  & \$179 ;
+  assign \$181  = reduced_b ? copied : acc;
+  assign \$182  = $signed(part[15:0]) + $signed(\$181 [15:0]);
+  assign \$183  = reduced_b ? copied : acc;
+  assign \$184  = \$180  ? \$182  : { \$183 [15], \$183 [15:0] };
+  assign \$185  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$186  = ! \$185 ;
+  assign \$187  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$188  = \$187  - 1'h1;
+  assign \$189  = \$186  ? 6'h00 : \$188 [5:0];
+  assign \$190  = $signed(\$184 ) >>> \$189 ;
+  assign \$191  = stage[128:127] == 2'h3;
+  assign \$192  = ~ reduced_b;
+  assign \$193  = \$191  & \$192 ;
+  assign \$194  = reduced_b ? copied : acc;
+  assign \$195  = $signed(part[15:0]) + $signed(\$194 [15:0]);
+  assign \$196  = reduced_b ? copied : acc;
+  assign \$197  = \$193  ? \$195  : { \$196 [15], \$196 [15:0] };
+  assign \$198  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$199  = ! \$198 ;
+  assign \$200  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$201  = \$200  - 1'h1;
+  assign \$202  = \$199  ? 6'h00 : \$201 [5:0];
+  assign \$203  = $signed(\$197 ) >>> \$202 ;
+  assign \$204  = $signed(\$203 ) + $signed({ 1'h0, stage[180] });
+  assign \$206  = \$177  ? \$190  : \$205 [16:0];
+  assign \$207  = $signed(\$206 ) > $signed(8'h7f);
+  assign \$208  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$209  = ! \$208 ;
+  assign \$210  = stage[128:127] == 2'h3;
+  assign \$211  = ~ reduced_b;
+  assign \$212  = \$210  & \$211 ;
+  assign \$213  = reduced_b ? copied : acc;
+  assign \$214  = $signed(part[15:0]) + $signed(\$213 [15:0]);
+  assign \$215  = reduced_b ? copied : acc;
+  assign \$216  = \$212  ? \$214  : { \$215 [15], \$215 [15:0] };
+  assign \$217  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$218  = ! \$217 ;
+  assign \$219  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$220  = \$219  - 1'h1;
+  assign \$221  = \$218  ? 6'h00 : \$220 [5:0];
+  assign \$222  = $signed(\$216 ) >>> \$221 ;
+  assign \$223  = stage[128:127] == 2'h3;
+  assign \$224  = ~ reduced_b;
+  assign \$225  = \$223  & \$224 ;
+  assign \$226  = reduced_b ? copied : acc;
+  assign \$227  = $signed(part[15:0]) + $signed(\$226 [15:0]);
+  assign \$228  = reduced_b ? copied : acc;
+  assign \$229  = \$225  ? \$227  : { \$228 [15], \$228 [15:0] };
+  assign \$230  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$231  = ! \$230 ;
+  assign \$232  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$233  = \$232  - 1'h1;
+  assign \$234  = \$231  ? 6'h00 : \$233 [5:0];
+  assign \$235  = $signed(\$229 ) >>> \$234 ;
+  assign \$236  = $signed(\$235 ) + $signed({ 1'h0, stage[180] });
+  assign \$238  = \$209  ? \$222  : \$237 [16:0];
+  assign \$239  = $signed(\$238 ) < $signed(8'h80);
+  assign \$240  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$241  = ! \$240 ;
+  assign \$242  = stage[128:127] == 2'h3;
+  assign \$243  = ~ reduced_b;
+  assign \$244  = \$242  & \$243 ;
+  assign \$245  = reduced_b ? copied : acc;
+  assign \$246  = $signed(part[15:0]) + $signed(\$245 [15:0]);
+  assign \$247  = reduced_b ? copied : acc;
+  assign \$248  = \$244  ? \$246  : { \$247 [15], \$247 [15:0] };
+  assign \$249  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$250  = ! \$249 ;
+  assign \$251  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$252  = \$251  - 1'h1;
+  assign \$253  = \$250  ? 6'h00 : \$252 [5:0];
+  assign \$254  = $signed(\$248 ) >>> \$253 ;
+  assign \$255  = stage[128:127] == 2'h3;
+  assign \$256  = ~ reduced_b;
+  assign \$257  = \$255  & \$256 ;
+  assign \$258  = reduced_b ? copied : acc;
+  assign \$259  = $signed(part[15:0]) + $signed(\$258 [15:0]);
+  assign \$260  = reduced_b ? copied : acc;
+  assign \$261  = \$257  ? \$259  : { \$260 [15], \$260 [15:0] };
+  assign \$262  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$263  = ! \$262 ;
+  assign \$264  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$265  = \$264  - 1'h1;
+  assign \$266  = \$263  ? 6'h00 : \$265 [5:0];
+  assign \$267  = $signed(\$261 ) >>> \$266 ;
+  assign \$268  = $signed(\$267 ) + $signed({ 1'h0, stage[180] });
+  assign \$270  = \$241  ? \$254  : \$269 [16:0];
+  assign \$271  = \$239  ? 8'h80 : \$270 [7:0];
+  assign \$272  = \$207  ? 8'h7f : \$271 ;
+  assign \$273  = reduced_b & stage[220];
+  assign \$274  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$275  = $signed(v_bwd0) << \$274 [3:0];
+  assign \$276  = $signed(\$275 ) > $signed(16'h7fff);
+  assign \$277  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$278  = $signed(v_bwd0) << \$277 [3:0];
+  assign \$279  = $signed(\$278 ) < $signed(16'h8000);
+  assign \$280  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$281  = $signed(v_bwd0) << \$280 [3:0];
+  assign \$282  = \$279  ? 16'h8000 : \$281 [15:0];
+  assign \$283  = \$276  ? 16'h7fff : \$282 ;
+  assign \$284  = \$273  ? \$283  : \$1583 ;
+  assign q0 = stage[173] ? \$284  : { \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272  };
+  assign \$285  = stage[128:127] == 2'h3;
+  assign \$286  = ~ reduced_b;
+  assign \$287  = \$285  & \$286 ;
   assign \$288  = reduced_b ? copied : acc;
-  assign \$289  = \$285  ? \$287  : { \$288 [52], \$288 [52:37] };
-  assign \$290  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$291  = ! \$290 ;
-  assign \$292  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$293  = \$292  - 1'h1;
-  assign \$294  = \$291  ? 6'h00 : \$293 [5:0];
-  assign \$295  = $signed(\$289 ) >>> \$294 ;
-  assign \$296  = $signed(\$295 ) + $signed({ 1'h0, stage[179] });
-  assign \$298  = \$269  ? \$282  : \$297 [16:0];
-  assign \$299  = $signed(\$298 ) > $signed(8'h7f);
-  assign \$300  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$301  = ! \$300 ;
-  assign \$302  = stage[127:126] == 2'h3;
-  assign \$303  = ~ reduced_b;
-  assign \$304  = \$302  & \$303 ;
-  assign \$305  = reduced_b ? copied : acc;
-  assign \$306  = $signed(part[52:37]) + $signed(\$305 [52:37]);
-  assign \$307  = reduced_b ? copied : acc;
-  assign \$308  = \$304  ? \$306  : { \$307 [52], \$307 [52:37] };
-  assign \$309  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$310  = ! \$309 ;
-  assign \$311  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$312  = \$311  - 1'h1;
-  assign \$313  = \$310  ? 6'h00 : \$312 [5:0];
-  assign \$314  = $signed(\$308 ) >>> \$313 ;
-  assign \$315  = stage[127:126] == 2'h3;
-  assign \$316  = ~ reduced_b;
-  assign \$317  = \$315  & \$316 ;
-  assign \$318  = reduced_b ? copied : acc;
-  assign \$319  = $signed(part[52:37]) + $signed(\$318 [52:37]);
-  assign \$320  = reduced_b ? copied : acc;
-  assign \$321  = \$317  ? \$319  : { \$320 [52], \$320 [52:37] };
-  assign \$322  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$323  = ! \$322 ;
-  assign \$324  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$325  = \$324  - 1'h1;
-  assign \$326  = \$323  ? 6'h00 : \$325 [5:0];
-  assign \$327  = $signed(\$321 ) >>> \$326 ;
-  assign \$328  = $signed(\$327 ) + $signed({ 1'h0, stage[179] });
-  assign \$330  = \$301  ? \$314  : \$329 [16:0];
-  assign \$331  = $signed(\$330 ) < $signed(8'h80);
-  assign \$332  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$333  = ! \$332 ;
-  assign \$334  = stage[127:126] == 2'h3;
-  assign \$335  = ~ reduced_b;
-  assign \$336  = \$334  & \$335 ;
-  assign \$337  = reduced_b ? copied : acc;
-  assign \$338  = $signed(part[52:37]) + $signed(\$337 [52:37]);
-  assign \$339  = reduced_b ? copied : acc;
-  assign \$340  = \$336  ? \$338  : { \$339 [52], \$339 [52:37] };
-  assign \$341  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$342  = ! \$341 ;
-  assign \$343  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$344  = \$343  - 1'h1;
-  assign \$345  = \$342  ? 6'h00 : \$344 [5:0];
-  assign \$346  = $signed(\$340 ) >>> \$345 ;
-  assign \$347  = stage[127:126] == 2'h3;
-  assign \$348  = ~ reduced_b;
-  assign \$349  = \$347  & \$348 ;
-  assign \$350  = reduced_b ? copied : acc;
-  assign \$351  = $signed(part[52:37]) + $signed(\$350 [52:37]);
-  assign \$352  = reduced_b ? copied : acc;
-  assign \$353  = \$349  ? \$351  : { \$352 [52], \$352 [52:37] };
-  assign \$354  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$355  = ! \$354 ;
-  assign \$356  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$357  = \$356  - 1'h1;
-  assign \$358  = \$355  ? 6'h00 : \$357 [5:0];
-  assign \$359  = $signed(\$353 ) >>> \$358 ;
-  assign \$360  = $signed(\$359 ) + $signed({ 1'h0, stage[179] });
-  assign \$362  = \$333  ? \$346  : \$361 [16:0];
-  assign \$363  = \$331  ? 8'h80 : \$362 [7:0];
-  assign \$364  = \$299  ? 8'h7f : \$363 ;
-  assign \$365  = reduced_b & stage[219];
-  assign \$366  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$367  = $signed(v_bwd1) << \$366 [3:0];
-  assign \$368  = $signed(\$367 ) > $signed(16'h7fff);
-  assign \$369  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$370  = $signed(v_bwd1) << \$369 [3:0];
-  assign \$371  = $signed(\$370 ) < $signed(16'h8000);
-  assign \$372  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$373  = $signed(v_bwd1) << \$372 [3:0];
-  assign \$374  = \$371  ? 16'h8000 : \$373 [15:0];
-  assign \$375  = \$368  ? 16'h7fff : \$374 ;
-  assign \$376  = \$365  ? \$375  : \$1556 ;
-  assign q1 = stage[172] ? \$376  : { \$364 [7], \$364 [7], \$364 [7], \$364 [7], \$364 [7], \$364 [7], \$364 [7], \$364 [7], \$364  };
-  assign \$377  = stage[127:126] == 2'h3;
-  assign \$378  = ~ reduced_b;
-  assign \$379  = \$377  & \$378 ;
-  assign \$380  = reduced_b ? copied : acc;
-  assign \$381  = $signed(part[110:74]) + $signed(\$380 [110:74]);
-  assign \$382  = reduced_b ? copied : acc;
-  assign v_bwd2 = \$379  ? \$381 [36:0] : { \$382 [109], \$382 [109:74] };
-  assign \$383  = ! stage[172];
-  assign \$384  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$385  = ! \$384 ;
-  assign \$386  = stage[127:126] == 2'h3;
-  assign \$387  = ~ reduced_b;
-  assign \$388  = \$386  & \$387 ;
-  assign \$389  = reduced_b ? copied : acc;
-  assign \$390  = $signed(part[89:74]) + $signed(\$389 [89:74]);
-  assign \$391  = reduced_b ? copied : acc;
-  assign \$392  = \$388  ? \$390  : { \$391 [89], \$391 [89:74] };
-  assign \$393  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$394  = ! \$393 ;
-  assign \$395  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$396  = \$395  - 1'h1;
-  assign \$397  = \$394  ? 6'h00 : \$396 [5:0];
-  assign \$398  = $signed(\$392 ) >>> \$397 ;
-  assign \$399  = stage[127:126] == 2'h3;
-  assign \$400  = ~ reduced_b;
-  assign \$401  = \$399  & \$400 ;
-  assign \$402  = reduced_b ? copied : acc;
-  assign \$403  = $signed(part[89:74]) + $signed(\$402 [89:74]);
+  assign \$289  = $signed(part[73:37]) + $signed(\$288 [73:37]);
+  assign \$290  = reduced_b ? copied : acc;
+  assign v_bwd1 = \$287  ? \$289 [36:0] : { \$290 [72], \$290 [72:37] };
+  assign \$291  = ! stage[173];
+  assign \$292  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$293  = ! \$292 ;
+  assign \$294  = stage[128:127] == 2'h3;
+  assign \$295  = ~ reduced_b;
+  assign \$296  = \$294  & \$295 ;
+  assign \$297  = reduced_b ? copied : acc;
+  assign \$298  = $signed(part[52:37]) + $signed(\$297 [52:37]);
+  assign \$299  = reduced_b ? copied : acc;
+  assign \$300  = \$296  ? \$298  : { \$299 [52], \$299 [52:37] };
+  assign \$301  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$302  = ! \$301 ;
+  assign \$303  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$304  = \$303  - 1'h1;
+  assign \$305  = \$302  ? 6'h00 : \$304 [5:0];
+  assign \$306  = $signed(\$300 ) >>> \$305 ;
+  assign \$307  = stage[128:127] == 2'h3;
+  assign \$308  = ~ reduced_b;
+  assign \$309  = \$307  & \$308 ;
+  assign \$310  = reduced_b ? copied : acc;
+  assign \$311  = $signed(part[52:37]) + $signed(\$310 [52:37]);
+  assign \$312  = reduced_b ? copied : acc;
+  assign \$313  = \$309  ? \$311  : { \$312 [52], \$312 [52:37] };
+  assign \$314  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$315  = ! \$314 ;
+  assign \$316  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$317  = \$316  - 1'h1;
+  assign \$318  = \$315  ? 6'h00 : \$317 [5:0];
+  assign \$319  = $signed(\$313 ) >>> \$318 ;
+  assign \$320  = $signed(\$319 ) + $signed({ 1'h0, stage[180] });
+  assign \$322  = \$293  ? \$306  : \$321 [16:0];
+  assign \$323  = $signed(\$322 ) > $signed(8'h7f);
+  assign \$324  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$325  = ! \$324 ;
+  assign \$326  = stage[128:127] == 2'h3;
+  assign \$327  = ~ reduced_b;
+  assign \$328  = \$326  & \$327 ;
+  assign \$329  = reduced_b ? copied : acc;
+  assign \$330  = $signed(part[52:37]) + $signed(\$329 [52:37]);
+  assign \$331  = reduced_b ? copied : acc;
+  assign \$332  = \$328  ? \$330  : { \$331 [52], \$331 [52:37] };
+  assign \$333  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$334  = ! \$333 ;
+  assign \$335  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$336  = \$335  - 1'h1;
+  assign \$337  = \$334  ? 6'h00 : \$336 [5:0];
+  assign \$338  = $signed(\$332 ) >>> \$337 ;
+  assign \$339  = stage[128:127] == 2'h3;
+  assign \$340  = ~ reduced_b;
+  assign \$341  = \$339  & \$340 ;
+  assign \$342  = reduced_b ? copied : acc;
+  assign \$343  = $signed(part[52:37]) + $signed(\$342 [52:37]);
+  assign \$344  = reduced_b ? copied : acc;
+  assign \$345  = \$341  ? \$343  : { \$344 [52], \$344 [52:37] };
+  assign \$346  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$347  = ! \$346 ;
+  assign \$348  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$349  = \$348  - 1'h1;
+  assign \$350  = \$347  ? 6'h00 : \$349 [5:0];
+  assign \$351  = $signed(\$345 ) >>> \$350 ;
+  assign \$352  = $signed(\$351 ) + $signed({ 1'h0, stage[180] });
+  assign \$354  = \$325  ? \$338  : \$353 [16:0];
+  assign \$355  = $signed(\$354 ) < $signed(8'h80);
+  assign \$356  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$357  = ! \$356 ;
+  assign \$358  = stage[128:127] == 2'h3;
+  assign \$359  = ~ reduced_b;
+  assign \$360  = \$358  & \$359 ;
+  assign \$361  = reduced_b ? copied : acc;
+  assign \$362  = $signed(part[52:37]) + $signed(\$361 [52:37]);
+  assign \$363  = reduced_b ? copied : acc;
+  assign \$364  = \$360  ? \$362  : { \$363 [52], \$363 [52:37] };
+  assign \$365  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$366  = ! \$365 ;
+  assign \$367  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$368  = \$367  - 1'h1;
+  assign \$369  = \$366  ? 6'h00 : \$368 [5:0];
+  assign \$370  = $signed(\$364 ) >>> \$369 ;
+  assign \$371  = stage[128:127] == 2'h3;
+  assign \$372  = ~ reduced_b;
+  assign \$373  = \$371  & \$372 ;
+  assign \$374  = reduced_b ? copied : acc;
+  assign \$375  = $signed(part[52:37]) + $signed(\$374 [52:37]);
+  assign \$376  = reduced_b ? copied : acc;
+  assign \$377  = \$373  ? \$375  : { \$376 [52], \$376 [52:37] };
+  assign \$378  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$379  = ! \$378 ;
+  assign \$380  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$381  = \$380  - 1'h1;
+  assign \$382  = \$379  ? 6'h00 : \$381 [5:0];
+  assign \$383  = $signed(\$377 ) >>> \$382 ;
+  assign \$384  = $signed(\$383 ) + $signed({ 1'h0, stage[180] });
+  assign \$386  = \$357  ? \$370  : \$385 [16:0];
+  assign \$387  = \$355  ? 8'h80 : \$386 [7:0];
+  assign \$388  = \$323  ? 8'h7f : \$387 ;
+  assign \$389  = reduced_b & stage[220];
+  assign \$390  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$391  = $signed(v_bwd1) << \$390 [3:0];
+  assign \$392  = $signed(\$391 ) > $signed(16'h7fff);
+  assign \$393  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$394  = $signed(v_bwd1) << \$393 [3:0];
+  assign \$395  = $signed(\$394 ) < $signed(16'h8000);
+  assign \$396  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$397  = $signed(v_bwd1) << \$396 [3:0];
+  assign \$398  = \$395  ? 16'h8000 : \$397 [15:0];
+  assign \$399  = \$392  ? 16'h7fff : \$398 ;
+  assign \$400  = \$389  ? \$399  : \$1584 ;
+  assign q1 = stage[173] ? \$400  : { \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388  };
+  assign \$401  = stage[128:127] == 2'h3;
+  assign \$402  = ~ reduced_b;
+  assign \$403  = \$401  & \$402 ;
   assign \$404  = reduced_b ? copied : acc;
-  assign \$405  = \$401  ? \$403  : { \$404 [89], \$404 [89:74] };
-  assign \$406  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$407  = ! \$406 ;
-  assign \$408  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$409  = \$408  - 1'h1;
-  assign \$410  = \$407  ? 6'h00 : \$409 [5:0];
-  assign \$411  = $signed(\$405 ) >>> \$410 ;
-  assign \$412  = $signed(\$411 ) + $signed({ 1'h0, stage[179] });
-  assign \$414  = \$385  ? \$398  : \$413 [16:0];
-  assign \$415  = $signed(\$414 ) > $signed(8'h7f);
-  assign \$416  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$417  = ! \$416 ;
-  assign \$418  = stage[127:126] == 2'h3;
-  assign \$419  = ~ reduced_b;
-  assign \$420  = \$418  & \$419 ;
-  assign \$421  = reduced_b ? copied : acc;
-  assign \$422  = $signed(part[89:74]) + $signed(\$421 [89:74]);
-  assign \$423  = reduced_b ? copied : acc;
-  assign \$424  = \$420  ? \$422  : { \$423 [89], \$423 [89:74] };
-  assign \$425  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$426  = ! \$425 ;
-  assign \$427  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$428  = \$427  - 1'h1;
-  assign \$429  = \$426  ? 6'h00 : \$428 [5:0];
-  assign \$430  = $signed(\$424 ) >>> \$429 ;
-  assign \$431  = stage[127:126] == 2'h3;
-  assign \$432  = ~ reduced_b;
-  assign \$433  = \$431  & \$432 ;
-  assign \$434  = reduced_b ? copied : acc;
-  assign \$435  = $signed(part[89:74]) + $signed(\$434 [89:74]);
-  assign \$436  = reduced_b ? copied : acc;
-  assign \$437  = \$433  ? \$435  : { \$436 [89], \$436 [89:74] };
-  assign \$438  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$439  = ! \$438 ;
-  assign \$440  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$441  = \$440  - 1'h1;
-  assign \$442  = \$439  ? 6'h00 : \$441 [5:0];
-  assign \$443  = $signed(\$437 ) >>> \$442 ;
-  assign \$444  = $signed(\$443 ) + $signed({ 1'h0, stage[179] });
-  assign \$446  = \$417  ? \$430  : \$445 [16:0];
-  assign \$447  = $signed(\$446 ) < $signed(8'h80);
-  assign \$448  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$449  = ! \$448 ;
-  assign \$450  = stage[127:126] == 2'h3;
-  assign \$451  = ~ reduced_b;
-  assign \$452  = \$450  & \$451 ;
-  assign \$453  = reduced_b ? copied : acc;
-  assign \$454  = $signed(part[89:74]) + $signed(\$453 [89:74]);
-  assign \$455  = reduced_b ? copied : acc;
-  assign \$456  = \$452  ? \$454  : { \$455 [89], \$455 [89:74] };
-  assign \$457  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$458  = ! \$457 ;
-  assign \$459  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$460  = \$459  - 1'h1;
-  assign \$461  = \$458  ? 6'h00 : \$460 [5:0];
-  assign \$462  = $signed(\$456 ) >>> \$461 ;
-  assign \$463  = stage[127:126] == 2'h3;
-  assign \$464  = ~ reduced_b;
-  assign \$465  = \$463  & \$464 ;
-  assign \$466  = reduced_b ? copied : acc;
-  assign \$467  = $signed(part[89:74]) + $signed(\$466 [89:74]);
-  assign \$468  = reduced_b ? copied : acc;
-  assign \$469  = \$465  ? \$467  : { \$468 [89], \$468 [89:74] };
-  assign \$470  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$471  = ! \$470 ;
-  assign \$472  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$473  = \$472  - 1'h1;
-  assign \$474  = \$471  ? 6'h00 : \$473 [5:0];
-  assign \$475  = $signed(\$469 ) >>> \$474 ;
-  assign \$476  = $signed(\$475 ) + $signed({ 1'h0, stage[179] });
-  assign \$478  = \$449  ? \$462  : \$477 [16:0];
-  assign \$479  = \$447  ? 8'h80 : \$478 [7:0];
-  assign \$480  = \$415  ? 8'h7f : \$479 ;
-  assign \$481  = reduced_b & stage[219];
-  assign \$482  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$483  = $signed(v_bwd2) << \$482 [3:0];
-  assign \$484  = $signed(\$483 ) > $signed(16'h7fff);
-  assign \$485  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$486  = $signed(v_bwd2) << \$485 [3:0];
-  assign \$487  = $signed(\$486 ) < $signed(16'h8000);
-  assign \$488  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$489  = $signed(v_bwd2) << \$488 [3:0];
-  assign \$490  = \$487  ? 16'h8000 : \$489 [15:0];
-  assign \$491  = \$484  ? 16'h7fff : \$490 ;
-  assign \$492  = \$481  ? \$491  : \$1557 ;
-  assign q2 = stage[172] ? \$492  : { \$480 [7], \$480 [7], \$480 [7], \$480 [7], \$480 [7], \$480 [7], \$480 [7], \$480 [7], \$480  };
-  assign \$493  = stage[127:126] == 2'h3;
-  assign \$494  = ~ reduced_b;
-  assign \$495  = \$493  & \$494 ;
-  assign \$496  = reduced_b ? copied : acc;
-  assign \$497  = $signed(part[147:111]) + $signed(\$496 [147:111]);
-  assign \$498  = reduced_b ? copied : acc;
-  assign v_bwd3 = \$495  ? \$497 [36:0] : { \$498 [146], \$498 [146:111] };
-  assign \$499  = ! stage[172];
-  assign \$500  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$501  = ! \$500 ;
-  assign \$502  = stage[127:126] == 2'h3;
-  assign \$503  = ~ reduced_b;
-  assign \$504  = \$502  & \$503 ;
-  assign \$505  = reduced_b ? copied : acc;
-  assign \$506  = $signed(part[126:111]) + $signed(\$505 [126:111]);
-  assign \$507  = reduced_b ? copied : acc;
-  assign \$508  = \$504  ? \$506  : { \$507 [126], \$507 [126:111] };
-  assign \$509  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$510  = ! \$509 ;
-  assign \$511  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$512  = \$511  - 1'h1;
-  assign \$513  = \$510  ? 6'h00 : \$512 [5:0];
-  assign \$514  = $signed(\$508 ) >>> \$513 ;
-  assign \$515  = stage[127:126] == 2'h3;
-  assign \$516  = ~ reduced_b;
-  assign \$517  = \$515  & \$516 ;
-  assign \$518  = reduced_b ? copied : acc;
-  assign \$519  = $signed(part[126:111]) + $signed(\$518 [126:111]);
+  assign \$405  = $signed(part[110:74]) + $signed(\$404 [110:74]);
+  assign \$406  = reduced_b ? copied : acc;
+  assign v_bwd2 = \$403  ? \$405 [36:0] : { \$406 [109], \$406 [109:74] };
+  assign \$407  = ! stage[173];
+  assign \$408  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$409  = ! \$408 ;
+  assign \$410  = stage[128:127] == 2'h3;
+  assign \$411  = ~ reduced_b;
+  assign \$412  = \$410  & \$411 ;
+  assign \$413  = reduced_b ? copied : acc;
+  assign \$414  = $signed(part[89:74]) + $signed(\$413 [89:74]);
+  assign \$415  = reduced_b ? copied : acc;
+  assign \$416  = \$412  ? \$414  : { \$415 [89], \$415 [89:74] };
+  assign \$417  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$418  = ! \$417 ;
+  assign \$419  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$420  = \$419  - 1'h1;
+  assign \$421  = \$418  ? 6'h00 : \$420 [5:0];
+  assign \$422  = $signed(\$416 ) >>> \$421 ;
+  assign \$423  = stage[128:127] == 2'h3;
+  assign \$424  = ~ reduced_b;
+  assign \$425  = \$423  & \$424 ;
+  assign \$426  = reduced_b ? copied : acc;
+  assign \$427  = $signed(part[89:74]) + $signed(\$426 [89:74]);
+  assign \$428  = reduced_b ? copied : acc;
+  assign \$429  = \$425  ? \$427  : { \$428 [89], \$428 [89:74] };
+  assign \$430  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$431  = ! \$430 ;
+  assign \$432  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$433  = \$432  - 1'h1;
+  assign \$434  = \$431  ? 6'h00 : \$433 [5:0];
+  assign \$435  = $signed(\$429 ) >>> \$434 ;
+  assign \$436  = $signed(\$435 ) + $signed({ 1'h0, stage[180] });
+  assign \$438  = \$409  ? \$422  : \$437 [16:0];
+  assign \$439  = $signed(\$438 ) > $signed(8'h7f);
+  assign \$440  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$441  = ! \$440 ;
+  assign \$442  = stage[128:127] == 2'h3;
+  assign \$443  = ~ reduced_b;
+  assign \$444  = \$442  & \$443 ;
+  assign \$445  = reduced_b ? copied : acc;
+  assign \$446  = $signed(part[89:74]) + $signed(\$445 [89:74]);
+  assign \$447  = reduced_b ? copied : acc;
+  assign \$448  = \$444  ? \$446  : { \$447 [89], \$447 [89:74] };
+  assign \$449  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$450  = ! \$449 ;
+  assign \$451  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$452  = \$451  - 1'h1;
+  assign \$453  = \$450  ? 6'h00 : \$452 [5:0];
+  assign \$454  = $signed(\$448 ) >>> \$453 ;
+  assign \$455  = stage[128:127] == 2'h3;
+  assign \$456  = ~ reduced_b;
+  assign \$457  = \$455  & \$456 ;
+  assign \$458  = reduced_b ? copied : acc;
+  assign \$459  = $signed(part[89:74]) + $signed(\$458 [89:74]);
+  assign \$460  = reduced_b ? copied : acc;
+  assign \$461  = \$457  ? \$459  : { \$460 [89], \$460 [89:74] };
+  assign \$462  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$463  = ! \$462 ;
+  assign \$464  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$465  = \$464  - 1'h1;
+  assign \$466  = \$463  ? 6'h00 : \$465 [5:0];
+  assign \$467  = $signed(\$461 ) >>> \$466 ;
+  assign \$468  = $signed(\$467 ) + $signed({ 1'h0, stage[180] });
+  assign \$470  = \$441  ? \$454  : \$469 [16:0];
+  assign \$471  = $signed(\$470 ) < $signed(8'h80);
+  assign \$472  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$473  = ! \$472 ;
+  assign \$474  = stage[128:127] == 2'h3;
+  assign \$475  = ~ reduced_b;
+  assign \$476  = \$474  & \$475 ;
+  assign \$477  = reduced_b ? copied : acc;
+  assign \$478  = $signed(part[89:74]) + $signed(\$477 [89:74]);
+  assign \$479  = reduced_b ? copied : acc;
+  assign \$480  = \$476  ? \$478  : { \$479 [89], \$479 [89:74] };
+  assign \$481  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$482  = ! \$481 ;
+  assign \$483  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$484  = \$483  - 1'h1;
+  assign \$485  = \$482  ? 6'h00 : \$484 [5:0];
+  assign \$486  = $signed(\$480 ) >>> \$485 ;
+  assign \$487  = stage[128:127] == 2'h3;
+  assign \$488  = ~ reduced_b;
+  assign \$489  = \$487  & \$488 ;
+  assign \$490  = reduced_b ? copied : acc;
+  assign \$491  = $signed(part[89:74]) + $signed(\$490 [89:74]);
+  assign \$492  = reduced_b ? copied : acc;
+  assign \$493  = \$489  ? \$491  : { \$492 [89], \$492 [89:74] };
+  assign \$494  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$495  = ! \$494 ;
+  assign \$496  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$497  = \$496  - 1'h1;
+  assign \$498  = \$495  ? 6'h00 : \$497 [5:0];
+  assign \$499  = $signed(\$493 ) >>> \$498 ;
+  assign \$500  = $signed(\$499 ) + $signed({ 1'h0, stage[180] });
+  assign \$502  = \$473  ? \$486  : \$501 [16:0];
+  assign \$503  = \$471  ? 8'h80 : \$502 [7:0];
+  assign \$504  = \$439  ? 8'h7f : \$503 ;
+  assign \$505  = reduced_b & stage[220];
+  assign \$506  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$507  = $signed(v_bwd2) << \$506 [3:0];
+  assign \$508  = $signed(\$507 ) > $signed(16'h7fff);
+  assign \$509  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$510  = $signed(v_bwd2) << \$509 [3:0];
+  assign \$511  = $signed(\$510 ) < $signed(16'h8000);
+  assign \$512  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$513  = $signed(v_bwd2) << \$512 [3:0];
+  assign \$514  = \$511  ? 16'h8000 : \$513 [15:0];
+  assign \$515  = \$508  ? 16'h7fff : \$514 ;
+  assign \$516  = \$505  ? \$515  : \$1585 ;
+  assign q2 = stage[173] ? \$516  : { \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504  };
+  assign \$517  = stage[128:127] == 2'h3;
+  assign \$518  = ~ reduced_b;
+  assign \$519  = \$517  & \$518 ;
   assign \$520  = reduced_b ? copied : acc;
-  assign \$521  = \$517  ? \$519  : { \$520 [126], \$520 [126:111] };
-  assign \$522  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$523  = ! \$522 ;
-  assign \$524  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$525  = \$524  - 1'h1;
-  assign \$526  = \$523  ? 6'h00 : \$525 [5:0];
-  assign \$527  = $signed(\$521 ) >>> \$526 ;
-  assign \$528  = $signed(\$527 ) + $signed({ 1'h0, stage[179] });
-  assign \$530  = \$501  ? \$514  : \$529 [16:0];
-  assign \$531  = $signed(\$530 ) > $signed(8'h7f);
-  assign \$532  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$533  = ! \$532 ;
-  assign \$534  = stage[127:126] == 2'h3;
-  assign \$535  = ~ reduced_b;
-  assign \$536  = \$534  & \$535 ;
-  assign \$537  = reduced_b ? copied : acc;
-  assign \$538  = $signed(part[126:111]) + $signed(\$537 [126:111]);
-  assign \$539  = reduced_b ? copied : acc;
-  assign \$540  = \$536  ? \$538  : { \$539 [126], \$539 [126:111] };
-  assign \$541  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$542  = ! \$541 ;
-  assign \$543  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$544  = \$543  - 1'h1;
-  assign \$545  = \$542  ? 6'h00 : \$544 [5:0];
-  assign \$546  = $signed(\$540 ) >>> \$545 ;
-  assign \$547  = stage[127:126] == 2'h3;
-  assign \$548  = ~ reduced_b;
-  assign \$549  = \$547  & \$548 ;
-  assign \$550  = reduced_b ? copied : acc;
-  assign \$551  = $signed(part[126:111]) + $signed(\$550 [126:111]);
-  assign \$552  = reduced_b ? copied : acc;
-  assign \$553  = \$549  ? \$551  : { \$552 [126], \$552 [126:111] };
-  assign \$554  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$555  = ! \$554 ;
-  assign \$556  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$557  = \$556  - 1'h1;
-  assign \$558  = \$555  ? 6'h00 : \$557 [5:0];
-  assign \$559  = $signed(\$553 ) >>> \$558 ;
-  assign \$560  = $signed(\$559 ) + $signed({ 1'h0, stage[179] });
-  assign \$562  = \$533  ? \$546  : \$561 [16:0];
-  assign \$563  = $signed(\$562 ) < $signed(8'h80);
-  assign \$564  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$565  = ! \$564 ;
-  assign \$566  = stage[127:126] == 2'h3;
-  assign \$567  = ~ reduced_b;
-  assign \$568  = \$566  & \$567 ;
-  assign \$569  = reduced_b ? copied : acc;
-  assign \$570  = $signed(part[126:111]) + $signed(\$569 [126:111]);
-  assign \$571  = reduced_b ? copied : acc;
-  assign \$572  = \$568  ? \$570  : { \$571 [126], \$571 [126:111] };
-  assign \$573  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$574  = ! \$573 ;
-  assign \$575  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$576  = \$575  - 1'h1;
-  assign \$577  = \$574  ? 6'h00 : \$576 [5:0];
-  assign \$578  = $signed(\$572 ) >>> \$577 ;
-  assign \$579  = stage[127:126] == 2'h3;
-  assign \$580  = ~ reduced_b;
-  assign \$581  = \$579  & \$580 ;
-  assign \$582  = reduced_b ? copied : acc;
-  assign \$583  = $signed(part[126:111]) + $signed(\$582 [126:111]);
-  assign \$584  = reduced_b ? copied : acc;
-  assign \$585  = \$581  ? \$583  : { \$584 [126], \$584 [126:111] };
-  assign \$586  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$587  = ! \$586 ;
-  assign \$588  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$589  = \$588  - 1'h1;
-  assign \$590  = \$587  ? 6'h00 : \$589 [5:0];
-  assign \$591  = $signed(\$585 ) >>> \$590 ;
-  assign \$592  = $signed(\$591 ) + $signed({ 1'h0, stage[179] });
-  assign \$594  = \$565  ? \$578  : \$593 [16:0];
-  assign \$595  = \$563  ? 8'h80 : \$594 [7:0];
-  assign \$596  = \$531  ? 8'h7f : \$595 ;
-  assign \$597  = reduced_b & stage[219];
-  assign \$598  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$599  = $signed(v_bwd3) << \$598 [3:0];
-  assign \$600  = $signed(\$599 ) > $signed(16'h7fff);
-  assign \$601  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$602  = $signed(v_bwd3) << \$601 [3:0];
-  assign \$603  = $signed(\$602 ) < $signed(16'h8000);
-  assign \$604  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$605  = $signed(v_bwd3) << \$604 [3:0];
-  assign \$606  = \$603  ? 16'h8000 : \$605 [15:0];
-  assign \$607  = \$600  ? 16'h7fff : \$606 ;
-  assign \$608  = \$597  ? \$607  : \$1558 ;
-  assign q3 = stage[172] ? \$608  : { \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596 [7], \$596  };
-  assign \$610  = out__en & \$609 ;
-  assign \$611  = ! stage[172];
-  assign \$612  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$613  = ! \$612 ;
-  assign \$614  = stage[127:126] == 2'h3;
-  assign \$615  = ~ reduced_b;
-  assign \$616  = \$614  & \$615 ;
-  assign \$617  = reduced_b ? copied : acc;
-  assign \$618  = $signed(part[15:0]) + $signed(\$617 [15:0]);
-  assign \$619  = reduced_b ? copied : acc;
-  assign \$620  = \$616  ? \$618  : { \$619 [15], \$619 [15:0] };
-  assign \$621  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$622  = ! \$621 ;
-  assign \$623  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$624  = \$623  - 1'h1;
-  assign \$625  = \$622  ? 6'h00 : \$624 [5:0];
-  assign \$626  = $signed(\$620 ) >>> \$625 ;
-  assign \$627  = stage[127:126] == 2'h3;
-  assign \$628  = ~ reduced_b;
-  assign \$629  = \$627  & \$628 ;
-  assign \$630  = reduced_b ? copied : acc;
-  assign \$631  = $signed(part[15:0]) + $signed(\$630 [15:0]);
-  assign \$632  = reduced_b ? copied : acc;
-  assign \$633  = \$629  ? \$631  : { \$632 [15], \$632 [15:0] };
-  assign \$634  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$635  = ! \$634 ;
-  assign \$636  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$637  = \$636  - 1'h1;
-  assign \$638  = \$635  ? 6'h00 : \$637 [5:0];
-  assign \$639  = $signed(\$633 ) >>> \$638 ;
-  assign \$640  = $signed(\$639 ) + $signed({ 1'h0, stage[179] });
-  assign \$642  = \$613  ? \$626  : \$641 [16:0];
-  assign \$643  = $signed(\$642 ) > $signed(8'h7f);
-  assign \$644  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$645  = ! \$644 ;
-  assign \$646  = stage[127:126] == 2'h3;
-  assign \$647  = ~ reduced_b;
-  assign \$648  = \$646  & \$647 ;
-  assign \$649  = reduced_b ? copied : acc;
-  assign \$650  = $signed(part[15:0]) + $signed(\$649 [15:0]);
-  assign \$651  = reduced_b ? copied : acc;
-  assign \$652  = \$648  ? \$650  : { \$651 [15], \$651 [15:0] };
-  assign \$653  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$654  = ! \$653 ;
-  assign \$655  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$656  = \$655  - 1'h1;
-  assign \$657  = \$654  ? 6'h00 : \$656 [5:0];
-  assign \$658  = $signed(\$652 ) >>> \$657 ;
-  assign \$659  = stage[127:126] == 2'h3;
-  assign \$660  = ~ reduced_b;
-  assign \$661  = \$659  & \$660 ;
-  assign \$662  = reduced_b ? copied : acc;
-  assign \$663  = $signed(part[15:0]) + $signed(\$662 [15:0]);
-  assign \$664  = reduced_b ? copied : acc;
-  assign \$665  = \$661  ? \$663  : { \$664 [15], \$664 [15:0] };
-  assign \$666  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$667  = ! \$666 ;
-  assign \$668  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$669  = \$668  - 1'h1;
-  assign \$670  = \$667  ? 6'h00 : \$669 [5:0];
-  assign \$671  = $signed(\$665 ) >>> \$670 ;
-  assign \$672  = $signed(\$671 ) + $signed({ 1'h0, stage[179] });
-  assign \$674  = \$645  ? \$658  : \$673 [16:0];
-  assign \$675  = $signed(\$674 ) < $signed(8'h80);
-  assign \$676  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$677  = ! \$676 ;
-  assign \$678  = stage[127:126] == 2'h3;
-  assign \$679  = ~ reduced_b;
-  assign \$680  = \$678  & \$679 ;
-  assign \$681  = reduced_b ? copied : acc;
-  assign \$682  = $signed(part[15:0]) + $signed(\$681 [15:0]);
-  assign \$683  = reduced_b ? copied : acc;
-  assign \$684  = \$680  ? \$682  : { \$683 [15], \$683 [15:0] };
-  assign \$685  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$686  = ! \$685 ;
-  assign \$687  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$688  = \$687  - 1'h1;
-  assign \$689  = \$686  ? 6'h00 : \$688 [5:0];
-  assign \$690  = $signed(\$684 ) >>> \$689 ;
-  assign \$691  = stage[127:126] == 2'h3;
-  assign \$692  = ~ reduced_b;
-  assign \$693  = \$691  & \$692 ;
-  assign \$694  = reduced_b ? copied : acc;
-  assign \$695  = $signed(part[15:0]) + $signed(\$694 [15:0]);
-  assign \$696  = reduced_b ? copied : acc;
-  assign \$697  = \$693  ? \$695  : { \$696 [15], \$696 [15:0] };
-  assign \$698  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$699  = ! \$698 ;
-  assign \$700  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$701  = \$700  - 1'h1;
-  assign \$702  = \$699  ? 6'h00 : \$701 [5:0];
-  assign \$703  = $signed(\$697 ) >>> \$702 ;
-  assign \$704  = $signed(\$703 ) + $signed({ 1'h0, stage[179] });
-  assign \$706  = \$677  ? \$690  : \$705 [16:0];
-  assign \$707  = \$675  ? 8'h80 : \$706 [7:0];
-  assign \$708  = \$643  ? 8'h7f : \$707 ;
-  assign \$709  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$521  = $signed(part[147:111]) + $signed(\$520 [147:111]);
+  assign \$522  = reduced_b ? copied : acc;
+  assign v_bwd3 = \$519  ? \$521 [36:0] : { \$522 [146], \$522 [146:111] };
+  assign \$523  = ! stage[173];
+  assign \$524  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$525  = ! \$524 ;
+  assign \$526  = stage[128:127] == 2'h3;
+  assign \$527  = ~ reduced_b;
+  assign \$528  = \$526  & \$527 ;
+  assign \$529  = reduced_b ? copied : acc;
+  assign \$530  = $signed(part[126:111]) + $signed(\$529 [126:111]);
+  assign \$531  = reduced_b ? copied : acc;
+  assign \$532  = \$528  ? \$530  : { \$531 [126], \$531 [126:111] };
+  assign \$533  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$534  = ! \$533 ;
+  assign \$535  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$536  = \$535  - 1'h1;
+  assign \$537  = \$534  ? 6'h00 : \$536 [5:0];
+  assign \$538  = $signed(\$532 ) >>> \$537 ;
+  assign \$539  = stage[128:127] == 2'h3;
+  assign \$540  = ~ reduced_b;
+  assign \$541  = \$539  & \$540 ;
+  assign \$542  = reduced_b ? copied : acc;
+  assign \$543  = $signed(part[126:111]) + $signed(\$542 [126:111]);
+  assign \$544  = reduced_b ? copied : acc;
+  assign \$545  = \$541  ? \$543  : { \$544 [126], \$544 [126:111] };
+  assign \$546  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$547  = ! \$546 ;
+  assign \$548  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$549  = \$548  - 1'h1;
+  assign \$550  = \$547  ? 6'h00 : \$549 [5:0];
+  assign \$551  = $signed(\$545 ) >>> \$550 ;
+  assign \$552  = $signed(\$551 ) + $signed({ 1'h0, stage[180] });
+  assign \$554  = \$525  ? \$538  : \$553 [16:0];
+  assign \$555  = $signed(\$554 ) > $signed(8'h7f);
+  assign \$556  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$557  = ! \$556 ;
+  assign \$558  = stage[128:127] == 2'h3;
+  assign \$559  = ~ reduced_b;
+  assign \$560  = \$558  & \$559 ;
+  assign \$561  = reduced_b ? copied : acc;
+  assign \$562  = $signed(part[126:111]) + $signed(\$561 [126:111]);
+  assign \$563  = reduced_b ? copied : acc;
+  assign \$564  = \$560  ? \$562  : { \$563 [126], \$563 [126:111] };
+  assign \$565  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$566  = ! \$565 ;
+  assign \$567  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$568  = \$567  - 1'h1;
+  assign \$569  = \$566  ? 6'h00 : \$568 [5:0];
+  assign \$570  = $signed(\$564 ) >>> \$569 ;
+  assign \$571  = stage[128:127] == 2'h3;
+  assign \$572  = ~ reduced_b;
+  assign \$573  = \$571  & \$572 ;
+  assign \$574  = reduced_b ? copied : acc;
+  assign \$575  = $signed(part[126:111]) + $signed(\$574 [126:111]);
+  assign \$576  = reduced_b ? copied : acc;
+  assign \$577  = \$573  ? \$575  : { \$576 [126], \$576 [126:111] };
+  assign \$578  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$579  = ! \$578 ;
+  assign \$580  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$581  = \$580  - 1'h1;
+  assign \$582  = \$579  ? 6'h00 : \$581 [5:0];
+  assign \$583  = $signed(\$577 ) >>> \$582 ;
+  assign \$584  = $signed(\$583 ) + $signed({ 1'h0, stage[180] });
+  assign \$586  = \$557  ? \$570  : \$585 [16:0];
+  assign \$587  = $signed(\$586 ) < $signed(8'h80);
+  assign \$588  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$589  = ! \$588 ;
+  assign \$590  = stage[128:127] == 2'h3;
+  assign \$591  = ~ reduced_b;
+  assign \$592  = \$590  & \$591 ;
+  assign \$593  = reduced_b ? copied : acc;
+  assign \$594  = $signed(part[126:111]) + $signed(\$593 [126:111]);
+  assign \$595  = reduced_b ? copied : acc;
+  assign \$596  = \$592  ? \$594  : { \$595 [126], \$595 [126:111] };
+  assign \$597  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$598  = ! \$597 ;
+  assign \$599  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$600  = \$599  - 1'h1;
+  assign \$601  = \$598  ? 6'h00 : \$600 [5:0];
+  assign \$602  = $signed(\$596 ) >>> \$601 ;
+  assign \$603  = stage[128:127] == 2'h3;
+  assign \$604  = ~ reduced_b;
+  assign \$605  = \$603  & \$604 ;
+  assign \$606  = reduced_b ? copied : acc;
+  assign \$607  = $signed(part[126:111]) + $signed(\$606 [126:111]);
+  assign \$608  = reduced_b ? copied : acc;
+  assign \$609  = \$605  ? \$607  : { \$608 [126], \$608 [126:111] };
+  assign \$610  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$611  = ! \$610 ;
+  assign \$612  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$613  = \$612  - 1'h1;
+  assign \$614  = \$611  ? 6'h00 : \$613 [5:0];
+  assign \$615  = $signed(\$609 ) >>> \$614 ;
+  assign \$616  = $signed(\$615 ) + $signed({ 1'h0, stage[180] });
+  assign \$618  = \$589  ? \$602  : \$617 [16:0];
+  assign \$619  = \$587  ? 8'h80 : \$618 [7:0];
+  assign \$620  = \$555  ? 8'h7f : \$619 ;
+  assign \$621  = reduced_b & stage[220];
+  assign \$622  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$623  = $signed(v_bwd3) << \$622 [3:0];
+  assign \$624  = $signed(\$623 ) > $signed(16'h7fff);
+  assign \$625  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$626  = $signed(v_bwd3) << \$625 [3:0];
+  assign \$627  = $signed(\$626 ) < $signed(16'h8000);
+  assign \$628  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$629  = $signed(v_bwd3) << \$628 [3:0];
+  assign \$630  = \$627  ? 16'h8000 : \$629 [15:0];
+  assign \$631  = \$624  ? 16'h7fff : \$630 ;
+  assign \$632  = \$621  ? \$631  : \$1586 ;
+  assign q3 = stage[173] ? \$632  : { \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620  };
+  assign \$634  = out__en & \$633 ;
+  assign \$635  = ! stage[173];
+  assign \$636  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$637  = ! \$636 ;
+  assign \$638  = stage[128:127] == 2'h3;
+  assign \$639  = ~ reduced_b;
+  assign \$640  = \$638  & \$639 ;
+  assign \$641  = reduced_b ? copied : acc;
+  assign \$642  = $signed(part[15:0]) + $signed(\$641 [15:0]);
+  assign \$643  = reduced_b ? copied : acc;
+  assign \$644  = \$640  ? \$642  : { \$643 [15], \$643 [15:0] };
+  assign \$645  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$646  = ! \$645 ;
+  assign \$647  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$648  = \$647  - 1'h1;
+  assign \$649  = \$646  ? 6'h00 : \$648 [5:0];
+  assign \$650  = $signed(\$644 ) >>> \$649 ;
+  assign \$651  = stage[128:127] == 2'h3;
+  assign \$652  = ~ reduced_b;
+  assign \$653  = \$651  & \$652 ;
+  assign \$654  = reduced_b ? copied : acc;
+  assign \$655  = $signed(part[15:0]) + $signed(\$654 [15:0]);
+  assign \$656  = reduced_b ? copied : acc;
+  assign \$657  = \$653  ? \$655  : { \$656 [15], \$656 [15:0] };
+  assign \$658  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$659  = ! \$658 ;
+  assign \$660  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$661  = \$660  - 1'h1;
+  assign \$662  = \$659  ? 6'h00 : \$661 [5:0];
+  assign \$663  = $signed(\$657 ) >>> \$662 ;
+  assign \$664  = $signed(\$663 ) + $signed({ 1'h0, stage[180] });
+  assign \$666  = \$637  ? \$650  : \$665 [16:0];
+  assign \$667  = $signed(\$666 ) > $signed(8'h7f);
+  assign \$668  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$669  = ! \$668 ;
+  assign \$670  = stage[128:127] == 2'h3;
+  assign \$671  = ~ reduced_b;
+  assign \$672  = \$670  & \$671 ;
+  assign \$673  = reduced_b ? copied : acc;
+  assign \$674  = $signed(part[15:0]) + $signed(\$673 [15:0]);
+  assign \$675  = reduced_b ? copied : acc;
+  assign \$676  = \$672  ? \$674  : { \$675 [15], \$675 [15:0] };
+  assign \$677  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$678  = ! \$677 ;
+  assign \$679  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$680  = \$679  - 1'h1;
+  assign \$681  = \$678  ? 6'h00 : \$680 [5:0];
+  assign \$682  = $signed(\$676 ) >>> \$681 ;
+  assign \$683  = stage[128:127] == 2'h3;
+  assign \$684  = ~ reduced_b;
+  assign \$685  = \$683  & \$684 ;
+  assign \$686  = reduced_b ? copied : acc;
+  assign \$687  = $signed(part[15:0]) + $signed(\$686 [15:0]);
+  assign \$688  = reduced_b ? copied : acc;
+  assign \$689  = \$685  ? \$687  : { \$688 [15], \$688 [15:0] };
+  assign \$690  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$691  = ! \$690 ;
+  assign \$692  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$693  = \$692  - 1'h1;
+  assign \$694  = \$691  ? 6'h00 : \$693 [5:0];
+  assign \$695  = $signed(\$689 ) >>> \$694 ;
+  assign \$696  = $signed(\$695 ) + $signed({ 1'h0, stage[180] });
+  assign \$698  = \$669  ? \$682  : \$697 [16:0];
+  assign \$699  = $signed(\$698 ) < $signed(8'h80);
+  assign \$700  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$701  = ! \$700 ;
+  assign \$702  = stage[128:127] == 2'h3;
+  assign \$703  = ~ reduced_b;
+  assign \$704  = \$702  & \$703 ;
+  assign \$705  = reduced_b ? copied : acc;
+  assign \$706  = $signed(part[15:0]) + $signed(\$705 [15:0]);
+  assign \$707  = reduced_b ? copied : acc;
+  assign \$708  = \$704  ? \$706  : { \$707 [15], \$707 [15:0] };
+  assign \$709  = reduced_b ? stage[219:214] : stage[179:174];
   assign \$710  = ! \$709 ;
-  assign \$711  = stage[127:126] == 2'h3;
-  assign \$712  = ~ reduced_b;
-  assign \$713  = \$711  & \$712 ;
-  assign \$714  = reduced_b ? copied : acc;
-  assign \$715  = $signed(part[15:0]) + $signed(\$714 [15:0]);
-  assign \$716  = reduced_b ? copied : acc;
-  assign \$717  = \$713  ? \$715  : { \$716 [15], \$716 [15:0] };
-  assign \$718  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$719  = ! \$718 ;
-  assign \$720  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$721  = \$720  - 1'h1;
-  assign \$722  = \$719  ? 6'h00 : \$721 [5:0];
-  assign \$723  = $signed(\$717 ) >>> \$722 ;
-  assign \$724  = stage[127:126] == 2'h3;
-  assign \$725  = ~ reduced_b;
-  assign \$726  = \$724  & \$725 ;
-  assign \$727  = reduced_b ? copied : acc;
-  assign \$728  = $signed(part[15:0]) + $signed(\$727 [15:0]);
-  assign \$729  = reduced_b ? copied : acc;
-  assign \$730  = \$726  ? \$728  : { \$729 [15], \$729 [15:0] };
-  assign \$731  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$732  = ! \$731 ;
-  assign \$733  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$734  = \$733  - 1'h1;
-  assign \$735  = \$732  ? 6'h00 : \$734 [5:0];
-  assign \$736  = $signed(\$730 ) >>> \$735 ;
-  assign \$737  = $signed(\$736 ) + $signed({ 1'h0, stage[179] });
-  assign \$739  = \$710  ? \$723  : \$738 [16:0];
-  assign \$740  = $signed(\$708 ) != $signed(\$739 );
-  assign \$741  = reduced_b & stage[219];
-  assign \$742  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$743  = $signed(v_bwd0) << \$742 [3:0];
-  assign \$744  = $signed(\$743 ) > $signed(16'h7fff);
-  assign \$745  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$746  = $signed(v_bwd0) << \$745 [3:0];
-  assign \$747  = $signed(\$746 ) < $signed(16'h8000);
-  assign \$748  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$749  = $signed(v_bwd0) << \$748 [3:0];
-  assign \$750  = \$747  ? 16'h8000 : \$749 [15:0];
-  assign \$751  = \$744  ? 16'h7fff : \$750 ;
-  assign \$752  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$753  = $signed(v_bwd0) << \$752 [3:0];
-  assign \$754  = $signed(\$751 ) != $signed(\$753 );
-  assign \$755  = \$741  ? \$754  : \$1559 ;
-  assign \$756  = stage[172] ? \$755  : \$740 ;
-  assign \$757  = active_b > 1'h0;
-  assign \$758  = \$756  & \$757 ;
-  assign \$759  = 1'h0 + \$758 ;
-  assign \$760  = ! stage[172];
-  assign \$761  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$762  = ! \$761 ;
-  assign \$763  = stage[127:126] == 2'h3;
-  assign \$764  = ~ reduced_b;
-  assign \$765  = \$763  & \$764 ;
-  assign \$766  = reduced_b ? copied : acc;
-  assign \$767  = $signed(part[52:37]) + $signed(\$766 [52:37]);
-  assign \$768  = reduced_b ? copied : acc;
-  assign \$769  = \$765  ? \$767  : { \$768 [52], \$768 [52:37] };
-  assign \$770  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$771  = ! \$770 ;
-  assign \$772  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$773  = \$772  - 1'h1;
-  assign \$774  = \$771  ? 6'h00 : \$773 [5:0];
-  assign \$775  = $signed(\$769 ) >>> \$774 ;
-  assign \$776  = stage[127:126] == 2'h3;
-  assign \$777  = ~ reduced_b;
-  assign \$778  = \$776  & \$777 ;
-  assign \$779  = reduced_b ? copied : acc;
-  assign \$780  = $signed(part[52:37]) + $signed(\$779 [52:37]);
-  assign \$781  = reduced_b ? copied : acc;
-  assign \$782  = \$778  ? \$780  : { \$781 [52], \$781 [52:37] };
-  assign \$783  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$784  = ! \$783 ;
-  assign \$785  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$786  = \$785  - 1'h1;
-  assign \$787  = \$784  ? 6'h00 : \$786 [5:0];
-  assign \$788  = $signed(\$782 ) >>> \$787 ;
-  assign \$789  = $signed(\$788 ) + $signed({ 1'h0, stage[179] });
-  assign \$791  = \$762  ? \$775  : \$790 [16:0];
-  assign \$792  = $signed(\$791 ) > $signed(8'h7f);
-  assign \$793  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$794  = ! \$793 ;
-  assign \$795  = stage[127:126] == 2'h3;
-  assign \$796  = ~ reduced_b;
-  assign \$797  = \$795  & \$796 ;
-  assign \$798  = reduced_b ? copied : acc;
-  assign \$799  = $signed(part[52:37]) + $signed(\$798 [52:37]);
-  assign \$800  = reduced_b ? copied : acc;
-  assign \$801  = \$797  ? \$799  : { \$800 [52], \$800 [52:37] };
-  assign \$802  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$803  = ! \$802 ;
-  assign \$804  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$805  = \$804  - 1'h1;
-  assign \$806  = \$803  ? 6'h00 : \$805 [5:0];
-  assign \$807  = $signed(\$801 ) >>> \$806 ;
-  assign \$808  = stage[127:126] == 2'h3;
-  assign \$809  = ~ reduced_b;
-  assign \$810  = \$808  & \$809 ;
-  assign \$811  = reduced_b ? copied : acc;
-  assign \$812  = $signed(part[52:37]) + $signed(\$811 [52:37]);
-  assign \$813  = reduced_b ? copied : acc;
-  assign \$814  = \$810  ? \$812  : { \$813 [52], \$813 [52:37] };
-  assign \$815  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$816  = ! \$815 ;
-  assign \$817  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$818  = \$817  - 1'h1;
-  assign \$819  = \$816  ? 6'h00 : \$818 [5:0];
-  assign \$820  = $signed(\$814 ) >>> \$819 ;
-  assign \$821  = $signed(\$820 ) + $signed({ 1'h0, stage[179] });
-  assign \$823  = \$794  ? \$807  : \$822 [16:0];
-  assign \$824  = $signed(\$823 ) < $signed(8'h80);
-  assign \$825  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$826  = ! \$825 ;
-  assign \$827  = stage[127:126] == 2'h3;
-  assign \$828  = ~ reduced_b;
-  assign \$829  = \$827  & \$828 ;
-  assign \$830  = reduced_b ? copied : acc;
-  assign \$831  = $signed(part[52:37]) + $signed(\$830 [52:37]);
-  assign \$832  = reduced_b ? copied : acc;
-  assign \$833  = \$829  ? \$831  : { \$832 [52], \$832 [52:37] };
-  assign \$834  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$835  = ! \$834 ;
-  assign \$836  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$837  = \$836  - 1'h1;
-  assign \$838  = \$835  ? 6'h00 : \$837 [5:0];
-  assign \$839  = $signed(\$833 ) >>> \$838 ;
-  assign \$840  = stage[127:126] == 2'h3;
-  assign \$841  = ~ reduced_b;
-  assign \$842  = \$840  & \$841 ;
-  assign \$843  = reduced_b ? copied : acc;
-  assign \$844  = $signed(part[52:37]) + $signed(\$843 [52:37]);
-  assign \$845  = reduced_b ? copied : acc;
-  assign \$846  = \$842  ? \$844  : { \$845 [52], \$845 [52:37] };
-  assign \$847  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$848  = ! \$847 ;
-  assign \$849  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$850  = \$849  - 1'h1;
-  assign \$851  = \$848  ? 6'h00 : \$850 [5:0];
-  assign \$852  = $signed(\$846 ) >>> \$851 ;
-  assign \$853  = $signed(\$852 ) + $signed({ 1'h0, stage[179] });
-  assign \$855  = \$826  ? \$839  : \$854 [16:0];
-  assign \$856  = \$824  ? 8'h80 : \$855 [7:0];
-  assign \$857  = \$792  ? 8'h7f : \$856 ;
-  assign \$858  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$711  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$712  = \$711  - 1'h1;
+  assign \$713  = \$710  ? 6'h00 : \$712 [5:0];
+  assign \$714  = $signed(\$708 ) >>> \$713 ;
+  assign \$715  = stage[128:127] == 2'h3;
+  assign \$716  = ~ reduced_b;
+  assign \$717  = \$715  & \$716 ;
+  assign \$718  = reduced_b ? copied : acc;
+  assign \$719  = $signed(part[15:0]) + $signed(\$718 [15:0]);
+  assign \$720  = reduced_b ? copied : acc;
+  assign \$721  = \$717  ? \$719  : { \$720 [15], \$720 [15:0] };
+  assign \$722  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$723  = ! \$722 ;
+  assign \$724  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$725  = \$724  - 1'h1;
+  assign \$726  = \$723  ? 6'h00 : \$725 [5:0];
+  assign \$727  = $signed(\$721 ) >>> \$726 ;
+  assign \$728  = $signed(\$727 ) + $signed({ 1'h0, stage[180] });
+  assign \$730  = \$701  ? \$714  : \$729 [16:0];
+  assign \$731  = \$699  ? 8'h80 : \$730 [7:0];
+  assign \$732  = \$667  ? 8'h7f : \$731 ;
+  assign \$733  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$734  = ! \$733 ;
+  assign \$735  = stage[128:127] == 2'h3;
+  assign \$736  = ~ reduced_b;
+  assign \$737  = \$735  & \$736 ;
+  assign \$738  = reduced_b ? copied : acc;
+  assign \$739  = $signed(part[15:0]) + $signed(\$738 [15:0]);
+  assign \$740  = reduced_b ? copied : acc;
+  assign \$741  = \$737  ? \$739  : { \$740 [15], \$740 [15:0] };
+  assign \$742  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$743  = ! \$742 ;
+  assign \$744  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$745  = \$744  - 1'h1;
+  assign \$746  = \$743  ? 6'h00 : \$745 [5:0];
+  assign \$747  = $signed(\$741 ) >>> \$746 ;
+  assign \$748  = stage[128:127] == 2'h3;
+  assign \$749  = ~ reduced_b;
+  assign \$750  = \$748  & \$749 ;
+  assign \$751  = reduced_b ? copied : acc;
+  assign \$752  = $signed(part[15:0]) + $signed(\$751 [15:0]);
+  assign \$753  = reduced_b ? copied : acc;
+  assign \$754  = \$750  ? \$752  : { \$753 [15], \$753 [15:0] };
+  assign \$755  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$756  = ! \$755 ;
+  assign \$757  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$758  = \$757  - 1'h1;
+  assign \$759  = \$756  ? 6'h00 : \$758 [5:0];
+  assign \$760  = $signed(\$754 ) >>> \$759 ;
+  assign \$761  = $signed(\$760 ) + $signed({ 1'h0, stage[180] });
+  assign \$763  = \$734  ? \$747  : \$762 [16:0];
+  assign \$764  = $signed(\$732 ) != $signed(\$763 );
+  assign \$765  = reduced_b & stage[220];
+  assign \$766  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$767  = $signed(v_bwd0) << \$766 [3:0];
+  assign \$768  = $signed(\$767 ) > $signed(16'h7fff);
+  assign \$769  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$770  = $signed(v_bwd0) << \$769 [3:0];
+  assign \$771  = $signed(\$770 ) < $signed(16'h8000);
+  assign \$772  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$773  = $signed(v_bwd0) << \$772 [3:0];
+  assign \$774  = \$771  ? 16'h8000 : \$773 [15:0];
+  assign \$775  = \$768  ? 16'h7fff : \$774 ;
+  assign \$776  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$777  = $signed(v_bwd0) << \$776 [3:0];
+  assign \$778  = $signed(\$775 ) != $signed(\$777 );
+  assign \$779  = \$765  ? \$778  : \$1587 ;
+  assign \$780  = stage[173] ? \$779  : \$764 ;
+  assign \$781  = active_b > 1'h0;
+  assign \$782  = \$780  & \$781 ;
+  assign \$783  = 1'h0 + \$782 ;
+  assign \$784  = ! stage[173];
+  assign \$785  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$786  = ! \$785 ;
+  assign \$787  = stage[128:127] == 2'h3;
+  assign \$788  = ~ reduced_b;
+  assign \$789  = \$787  & \$788 ;
+  assign \$790  = reduced_b ? copied : acc;
+  assign \$791  = $signed(part[52:37]) + $signed(\$790 [52:37]);
+  assign \$792  = reduced_b ? copied : acc;
+  assign \$793  = \$789  ? \$791  : { \$792 [52], \$792 [52:37] };
+  assign \$794  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$795  = ! \$794 ;
+  assign \$796  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$797  = \$796  - 1'h1;
+  assign \$798  = \$795  ? 6'h00 : \$797 [5:0];
+  assign \$799  = $signed(\$793 ) >>> \$798 ;
+  assign \$800  = stage[128:127] == 2'h3;
+  assign \$801  = ~ reduced_b;
+  assign \$802  = \$800  & \$801 ;
+  assign \$803  = reduced_b ? copied : acc;
+  assign \$804  = $signed(part[52:37]) + $signed(\$803 [52:37]);
+  assign \$805  = reduced_b ? copied : acc;
+  assign \$806  = \$802  ? \$804  : { \$805 [52], \$805 [52:37] };
+  assign \$807  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$808  = ! \$807 ;
+  assign \$809  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$810  = \$809  - 1'h1;
+  assign \$811  = \$808  ? 6'h00 : \$810 [5:0];
+  assign \$812  = $signed(\$806 ) >>> \$811 ;
+  assign \$813  = $signed(\$812 ) + $signed({ 1'h0, stage[180] });
+  assign \$815  = \$786  ? \$799  : \$814 [16:0];
+  assign \$816  = $signed(\$815 ) > $signed(8'h7f);
+  assign \$817  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$818  = ! \$817 ;
+  assign \$819  = stage[128:127] == 2'h3;
+  assign \$820  = ~ reduced_b;
+  assign \$821  = \$819  & \$820 ;
+  assign \$822  = reduced_b ? copied : acc;
+  assign \$823  = $signed(part[52:37]) + $signed(\$822 [52:37]);
+  assign \$824  = reduced_b ? copied : acc;
+  assign \$825  = \$821  ? \$823  : { \$824 [52], \$824 [52:37] };
+  assign \$826  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$827  = ! \$826 ;
+  assign \$828  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$829  = \$828  - 1'h1;
+  assign \$830  = \$827  ? 6'h00 : \$829 [5:0];
+  assign \$831  = $signed(\$825 ) >>> \$830 ;
+  assign \$832  = stage[128:127] == 2'h3;
+  assign \$833  = ~ reduced_b;
+  assign \$834  = \$832  & \$833 ;
+  assign \$835  = reduced_b ? copied : acc;
+  assign \$836  = $signed(part[52:37]) + $signed(\$835 [52:37]);
+  assign \$837  = reduced_b ? copied : acc;
+  assign \$838  = \$834  ? \$836  : { \$837 [52], \$837 [52:37] };
+  assign \$839  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$840  = ! \$839 ;
+  assign \$841  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$842  = \$841  - 1'h1;
+  assign \$843  = \$840  ? 6'h00 : \$842 [5:0];
+  assign \$844  = $signed(\$838 ) >>> \$843 ;
+  assign \$845  = $signed(\$844 ) + $signed({ 1'h0, stage[180] });
+  assign \$847  = \$818  ? \$831  : \$846 [16:0];
+  assign \$848  = $signed(\$847 ) < $signed(8'h80);
+  assign \$849  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$850  = ! \$849 ;
+  assign \$851  = stage[128:127] == 2'h3;
+  assign \$852  = ~ reduced_b;
+  assign \$853  = \$851  & \$852 ;
+  assign \$854  = reduced_b ? copied : acc;
+  assign \$855  = $signed(part[52:37]) + $signed(\$854 [52:37]);
+  assign \$856  = reduced_b ? copied : acc;
+  assign \$857  = \$853  ? \$855  : { \$856 [52], \$856 [52:37] };
+  assign \$858  = reduced_b ? stage[219:214] : stage[179:174];
   assign \$859  = ! \$858 ;
-  assign \$860  = stage[127:126] == 2'h3;
-  assign \$861  = ~ reduced_b;
-  assign \$862  = \$860  & \$861 ;
-  assign \$863  = reduced_b ? copied : acc;
-  assign \$864  = $signed(part[52:37]) + $signed(\$863 [52:37]);
-  assign \$865  = reduced_b ? copied : acc;
-  assign \$866  = \$862  ? \$864  : { \$865 [52], \$865 [52:37] };
-  assign \$867  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$868  = ! \$867 ;
-  assign \$869  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$870  = \$869  - 1'h1;
-  assign \$871  = \$868  ? 6'h00 : \$870 [5:0];
-  assign \$872  = $signed(\$866 ) >>> \$871 ;
-  assign \$873  = stage[127:126] == 2'h3;
-  assign \$874  = ~ reduced_b;
-  assign \$875  = \$873  & \$874 ;
-  assign \$876  = reduced_b ? copied : acc;
-  assign \$877  = $signed(part[52:37]) + $signed(\$876 [52:37]);
-  assign \$878  = reduced_b ? copied : acc;
-  assign \$879  = \$875  ? \$877  : { \$878 [52], \$878 [52:37] };
-  assign \$880  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$881  = ! \$880 ;
-  assign \$882  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$883  = \$882  - 1'h1;
-  assign \$884  = \$881  ? 6'h00 : \$883 [5:0];
-  assign \$885  = $signed(\$879 ) >>> \$884 ;
-  assign \$886  = $signed(\$885 ) + $signed({ 1'h0, stage[179] });
-  assign \$888  = \$859  ? \$872  : \$887 [16:0];
-  assign \$889  = $signed(\$857 ) != $signed(\$888 );
-  assign \$890  = reduced_b & stage[219];
-  assign \$891  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$892  = $signed(v_bwd1) << \$891 [3:0];
-  assign \$893  = $signed(\$892 ) > $signed(16'h7fff);
-  assign \$894  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$895  = $signed(v_bwd1) << \$894 [3:0];
-  assign \$896  = $signed(\$895 ) < $signed(16'h8000);
-  assign \$897  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$898  = $signed(v_bwd1) << \$897 [3:0];
-  assign \$899  = \$896  ? 16'h8000 : \$898 [15:0];
-  assign \$900  = \$893  ? 16'h7fff : \$899 ;
-  assign \$901  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$902  = $signed(v_bwd1) << \$901 [3:0];
-  assign \$903  = $signed(\$900 ) != $signed(\$902 );
-  assign \$904  = \$890  ? \$903  : \$1560 ;
-  assign \$905  = stage[172] ? \$904  : \$889 ;
-  assign \$906  = active_b > 1'h1;
-  assign \$907  = \$905  & \$906 ;
-  assign \$908  = \$759  + \$907 ;
-  assign \$909  = ! stage[172];
-  assign \$910  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$911  = ! \$910 ;
-  assign \$912  = stage[127:126] == 2'h3;
-  assign \$913  = ~ reduced_b;
-  assign \$914  = \$912  & \$913 ;
-  assign \$915  = reduced_b ? copied : acc;
-  assign \$916  = $signed(part[89:74]) + $signed(\$915 [89:74]);
-  assign \$917  = reduced_b ? copied : acc;
-  assign \$918  = \$914  ? \$916  : { \$917 [89], \$917 [89:74] };
-  assign \$919  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$920  = ! \$919 ;
-  assign \$921  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$922  = \$921  - 1'h1;
-  assign \$923  = \$920  ? 6'h00 : \$922 [5:0];
-  assign \$924  = $signed(\$918 ) >>> \$923 ;
-  assign \$925  = stage[127:126] == 2'h3;
-  assign \$926  = ~ reduced_b;
-  assign \$927  = \$925  & \$926 ;
-  assign \$928  = reduced_b ? copied : acc;
-  assign \$929  = $signed(part[89:74]) + $signed(\$928 [89:74]);
-  assign \$930  = reduced_b ? copied : acc;
-  assign \$931  = \$927  ? \$929  : { \$930 [89], \$930 [89:74] };
-  assign \$932  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$933  = ! \$932 ;
-  assign \$934  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$935  = \$934  - 1'h1;
-  assign \$936  = \$933  ? 6'h00 : \$935 [5:0];
-  assign \$937  = $signed(\$931 ) >>> \$936 ;
-  assign \$938  = $signed(\$937 ) + $signed({ 1'h0, stage[179] });
-  assign \$940  = \$911  ? \$924  : \$939 [16:0];
-  assign \$941  = $signed(\$940 ) > $signed(8'h7f);
-  assign \$942  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$943  = ! \$942 ;
-  assign \$944  = stage[127:126] == 2'h3;
-  assign \$945  = ~ reduced_b;
-  assign \$946  = \$944  & \$945 ;
-  assign \$947  = reduced_b ? copied : acc;
-  assign \$948  = $signed(part[89:74]) + $signed(\$947 [89:74]);
-  assign \$949  = reduced_b ? copied : acc;
-  assign \$950  = \$946  ? \$948  : { \$949 [89], \$949 [89:74] };
-  assign \$951  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$952  = ! \$951 ;
-  assign \$953  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$954  = \$953  - 1'h1;
-  assign \$955  = \$952  ? 6'h00 : \$954 [5:0];
-  assign \$956  = $signed(\$950 ) >>> \$955 ;
-  assign \$957  = stage[127:126] == 2'h3;
-  assign \$958  = ~ reduced_b;
-  assign \$959  = \$957  & \$958 ;
-  assign \$960  = reduced_b ? copied : acc;
-  assign \$961  = $signed(part[89:74]) + $signed(\$960 [89:74]);
-  assign \$962  = reduced_b ? copied : acc;
-  assign \$963  = \$959  ? \$961  : { \$962 [89], \$962 [89:74] };
-  assign \$964  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$965  = ! \$964 ;
-  assign \$966  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$967  = \$966  - 1'h1;
-  assign \$968  = \$965  ? 6'h00 : \$967 [5:0];
-  assign \$969  = $signed(\$963 ) >>> \$968 ;
-  assign \$970  = $signed(\$969 ) + $signed({ 1'h0, stage[179] });
-  assign \$972  = \$943  ? \$956  : \$971 [16:0];
-  assign \$973  = $signed(\$972 ) < $signed(8'h80);
-  assign \$974  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$975  = ! \$974 ;
-  assign \$976  = stage[127:126] == 2'h3;
-  assign \$977  = ~ reduced_b;
-  assign \$978  = \$976  & \$977 ;
-  assign \$979  = reduced_b ? copied : acc;
-  assign \$980  = $signed(part[89:74]) + $signed(\$979 [89:74]);
-  assign \$981  = reduced_b ? copied : acc;
-  assign \$982  = \$978  ? \$980  : { \$981 [89], \$981 [89:74] };
-  assign \$983  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$984  = ! \$983 ;
-  assign \$985  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$986  = \$985  - 1'h1;
-  assign \$987  = \$984  ? 6'h00 : \$986 [5:0];
-  assign \$988  = $signed(\$982 ) >>> \$987 ;
-  assign \$989  = stage[127:126] == 2'h3;
-  assign \$990  = ~ reduced_b;
-  assign \$991  = \$989  & \$990 ;
-  assign \$992  = reduced_b ? copied : acc;
-  assign \$993  = $signed(part[89:74]) + $signed(\$992 [89:74]);
-  assign \$994  = reduced_b ? copied : acc;
-  assign \$995  = \$991  ? \$993  : { \$994 [89], \$994 [89:74] };
-  assign \$996  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$997  = ! \$996 ;
-  assign \$998  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$999  = \$998  - 1'h1;
-  assign \$1000  = \$997  ? 6'h00 : \$999 [5:0];
-  assign \$1001  = $signed(\$995 ) >>> \$1000 ;
-  assign \$1002  = $signed(\$1001 ) + $signed({ 1'h0, stage[179] });
-  assign \$1004  = \$975  ? \$988  : \$1003 [16:0];
-  assign \$1005  = \$973  ? 8'h80 : \$1004 [7:0];
-  assign \$1006  = \$941  ? 8'h7f : \$1005 ;
-  assign \$1007  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$860  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$861  = \$860  - 1'h1;
+  assign \$862  = \$859  ? 6'h00 : \$861 [5:0];
+  assign \$863  = $signed(\$857 ) >>> \$862 ;
+  assign \$864  = stage[128:127] == 2'h3;
+  assign \$865  = ~ reduced_b;
+  assign \$866  = \$864  & \$865 ;
+  assign \$867  = reduced_b ? copied : acc;
+  assign \$868  = $signed(part[52:37]) + $signed(\$867 [52:37]);
+  assign \$869  = reduced_b ? copied : acc;
+  assign \$870  = \$866  ? \$868  : { \$869 [52], \$869 [52:37] };
+  assign \$871  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$872  = ! \$871 ;
+  assign \$873  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$874  = \$873  - 1'h1;
+  assign \$875  = \$872  ? 6'h00 : \$874 [5:0];
+  assign \$876  = $signed(\$870 ) >>> \$875 ;
+  assign \$877  = $signed(\$876 ) + $signed({ 1'h0, stage[180] });
+  assign \$879  = \$850  ? \$863  : \$878 [16:0];
+  assign \$880  = \$848  ? 8'h80 : \$879 [7:0];
+  assign \$881  = \$816  ? 8'h7f : \$880 ;
+  assign \$882  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$883  = ! \$882 ;
+  assign \$884  = stage[128:127] == 2'h3;
+  assign \$885  = ~ reduced_b;
+  assign \$886  = \$884  & \$885 ;
+  assign \$887  = reduced_b ? copied : acc;
+  assign \$888  = $signed(part[52:37]) + $signed(\$887 [52:37]);
+  assign \$889  = reduced_b ? copied : acc;
+  assign \$890  = \$886  ? \$888  : { \$889 [52], \$889 [52:37] };
+  assign \$891  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$892  = ! \$891 ;
+  assign \$893  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$894  = \$893  - 1'h1;
+  assign \$895  = \$892  ? 6'h00 : \$894 [5:0];
+  assign \$896  = $signed(\$890 ) >>> \$895 ;
+  assign \$897  = stage[128:127] == 2'h3;
+  assign \$898  = ~ reduced_b;
+  assign \$899  = \$897  & \$898 ;
+  assign \$900  = reduced_b ? copied : acc;
+  assign \$901  = $signed(part[52:37]) + $signed(\$900 [52:37]);
+  assign \$902  = reduced_b ? copied : acc;
+  assign \$903  = \$899  ? \$901  : { \$902 [52], \$902 [52:37] };
+  assign \$904  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$905  = ! \$904 ;
+  assign \$906  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$907  = \$906  - 1'h1;
+  assign \$908  = \$905  ? 6'h00 : \$907 [5:0];
+  assign \$909  = $signed(\$903 ) >>> \$908 ;
+  assign \$910  = $signed(\$909 ) + $signed({ 1'h0, stage[180] });
+  assign \$912  = \$883  ? \$896  : \$911 [16:0];
+  assign \$913  = $signed(\$881 ) != $signed(\$912 );
+  assign \$914  = reduced_b & stage[220];
+  assign \$915  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$916  = $signed(v_bwd1) << \$915 [3:0];
+  assign \$917  = $signed(\$916 ) > $signed(16'h7fff);
+  assign \$918  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$919  = $signed(v_bwd1) << \$918 [3:0];
+  assign \$920  = $signed(\$919 ) < $signed(16'h8000);
+  assign \$921  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$922  = $signed(v_bwd1) << \$921 [3:0];
+  assign \$923  = \$920  ? 16'h8000 : \$922 [15:0];
+  assign \$924  = \$917  ? 16'h7fff : \$923 ;
+  assign \$925  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$926  = $signed(v_bwd1) << \$925 [3:0];
+  assign \$927  = $signed(\$924 ) != $signed(\$926 );
+  assign \$928  = \$914  ? \$927  : \$1588 ;
+  assign \$929  = stage[173] ? \$928  : \$913 ;
+  assign \$930  = active_b > 1'h1;
+  assign \$931  = \$929  & \$930 ;
+  assign \$932  = \$783  + \$931 ;
+  assign \$933  = ! stage[173];
+  assign \$934  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$935  = ! \$934 ;
+  assign \$936  = stage[128:127] == 2'h3;
+  assign \$937  = ~ reduced_b;
+  assign \$938  = \$936  & \$937 ;
+  assign \$939  = reduced_b ? copied : acc;
+  assign \$940  = $signed(part[89:74]) + $signed(\$939 [89:74]);
+  assign \$941  = reduced_b ? copied : acc;
+  assign \$942  = \$938  ? \$940  : { \$941 [89], \$941 [89:74] };
+  assign \$943  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$944  = ! \$943 ;
+  assign \$945  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$946  = \$945  - 1'h1;
+  assign \$947  = \$944  ? 6'h00 : \$946 [5:0];
+  assign \$948  = $signed(\$942 ) >>> \$947 ;
+  assign \$949  = stage[128:127] == 2'h3;
+  assign \$950  = ~ reduced_b;
+  assign \$951  = \$949  & \$950 ;
+  assign \$952  = reduced_b ? copied : acc;
+  assign \$953  = $signed(part[89:74]) + $signed(\$952 [89:74]);
+  assign \$954  = reduced_b ? copied : acc;
+  assign \$955  = \$951  ? \$953  : { \$954 [89], \$954 [89:74] };
+  assign \$956  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$957  = ! \$956 ;
+  assign \$958  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$959  = \$958  - 1'h1;
+  assign \$960  = \$957  ? 6'h00 : \$959 [5:0];
+  assign \$961  = $signed(\$955 ) >>> \$960 ;
+  assign \$962  = $signed(\$961 ) + $signed({ 1'h0, stage[180] });
+  assign \$964  = \$935  ? \$948  : \$963 [16:0];
+  assign \$965  = $signed(\$964 ) > $signed(8'h7f);
+  assign \$966  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$967  = ! \$966 ;
+  assign \$968  = stage[128:127] == 2'h3;
+  assign \$969  = ~ reduced_b;
+  assign \$970  = \$968  & \$969 ;
+  assign \$971  = reduced_b ? copied : acc;
+  assign \$972  = $signed(part[89:74]) + $signed(\$971 [89:74]);
+  assign \$973  = reduced_b ? copied : acc;
+  assign \$974  = \$970  ? \$972  : { \$973 [89], \$973 [89:74] };
+  assign \$975  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$976  = ! \$975 ;
+  assign \$977  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$978  = \$977  - 1'h1;
+  assign \$979  = \$976  ? 6'h00 : \$978 [5:0];
+  assign \$980  = $signed(\$974 ) >>> \$979 ;
+  assign \$981  = stage[128:127] == 2'h3;
+  assign \$982  = ~ reduced_b;
+  assign \$983  = \$981  & \$982 ;
+  assign \$984  = reduced_b ? copied : acc;
+  assign \$985  = $signed(part[89:74]) + $signed(\$984 [89:74]);
+  assign \$986  = reduced_b ? copied : acc;
+  assign \$987  = \$983  ? \$985  : { \$986 [89], \$986 [89:74] };
+  assign \$988  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$989  = ! \$988 ;
+  assign \$990  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$991  = \$990  - 1'h1;
+  assign \$992  = \$989  ? 6'h00 : \$991 [5:0];
+  assign \$993  = $signed(\$987 ) >>> \$992 ;
+  assign \$994  = $signed(\$993 ) + $signed({ 1'h0, stage[180] });
+  assign \$996  = \$967  ? \$980  : \$995 [16:0];
+  assign \$997  = $signed(\$996 ) < $signed(8'h80);
+  assign \$998  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$999  = ! \$998 ;
+  assign \$1000  = stage[128:127] == 2'h3;
+  assign \$1001  = ~ reduced_b;
+  assign \$1002  = \$1000  & \$1001 ;
+  assign \$1003  = reduced_b ? copied : acc;
+  assign \$1004  = $signed(part[89:74]) + $signed(\$1003 [89:74]);
+  assign \$1005  = reduced_b ? copied : acc;
+  assign \$1006  = \$1002  ? \$1004  : { \$1005 [89], \$1005 [89:74] };
+  assign \$1007  = reduced_b ? stage[219:214] : stage[179:174];
   assign \$1008  = ! \$1007 ;
-  assign \$1009  = stage[127:126] == 2'h3;
-  assign \$1010  = ~ reduced_b;
-  assign \$1011  = \$1009  & \$1010 ;
-  assign \$1012  = reduced_b ? copied : acc;
-  assign \$1013  = $signed(part[89:74]) + $signed(\$1012 [89:74]);
-  assign \$1014  = reduced_b ? copied : acc;
-  assign \$1015  = \$1011  ? \$1013  : { \$1014 [89], \$1014 [89:74] };
-  assign \$1016  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1017  = ! \$1016 ;
-  assign \$1018  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1019  = \$1018  - 1'h1;
-  assign \$1020  = \$1017  ? 6'h00 : \$1019 [5:0];
-  assign \$1021  = $signed(\$1015 ) >>> \$1020 ;
-  assign \$1022  = stage[127:126] == 2'h3;
-  assign \$1023  = ~ reduced_b;
-  assign \$1024  = \$1022  & \$1023 ;
-  assign \$1025  = reduced_b ? copied : acc;
-  assign \$1026  = $signed(part[89:74]) + $signed(\$1025 [89:74]);
-  assign \$1027  = reduced_b ? copied : acc;
-  assign \$1028  = \$1024  ? \$1026  : { \$1027 [89], \$1027 [89:74] };
-  assign \$1029  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1030  = ! \$1029 ;
-  assign \$1031  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1032  = \$1031  - 1'h1;
-  assign \$1033  = \$1030  ? 6'h00 : \$1032 [5:0];
-  assign \$1034  = $signed(\$1028 ) >>> \$1033 ;
-  assign \$1035  = $signed(\$1034 ) + $signed({ 1'h0, stage[179] });
-  assign \$1037  = \$1008  ? \$1021  : \$1036 [16:0];
-  assign \$1038  = $signed(\$1006 ) != $signed(\$1037 );
-  assign \$1039  = reduced_b & stage[219];
-  assign \$1040  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1041  = $signed(v_bwd2) << \$1040 [3:0];
-  assign \$1042  = $signed(\$1041 ) > $signed(16'h7fff);
-  assign \$1043  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1044  = $signed(v_bwd2) << \$1043 [3:0];
-  assign \$1045  = $signed(\$1044 ) < $signed(16'h8000);
-  assign \$1046  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1047  = $signed(v_bwd2) << \$1046 [3:0];
-  assign \$1048  = \$1045  ? 16'h8000 : \$1047 [15:0];
-  assign \$1049  = \$1042  ? 16'h7fff : \$1048 ;
-  assign \$1050  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1051  = $signed(v_bwd2) << \$1050 [3:0];
-  assign \$1052  = $signed(\$1049 ) != $signed(\$1051 );
-  assign \$1053  = \$1039  ? \$1052  : \$1561 ;
-  assign \$1054  = stage[172] ? \$1053  : \$1038 ;
-  assign \$1055  = active_b > 2'h2;
-  assign \$1056  = \$1054  & \$1055 ;
-  assign \$1057  = \$908  + \$1056 ;
-  assign \$1058  = ! stage[172];
-  assign \$1059  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1060  = ! \$1059 ;
-  assign \$1061  = stage[127:126] == 2'h3;
-  assign \$1062  = ~ reduced_b;
-  assign \$1063  = \$1061  & \$1062 ;
-  assign \$1064  = reduced_b ? copied : acc;
-  assign \$1065  = $signed(part[126:111]) + $signed(\$1064 [126:111]);
-  assign \$1066  = reduced_b ? copied : acc;
-  assign \$1067  = \$1063  ? \$1065  : { \$1066 [126], \$1066 [126:111] };
-  assign \$1068  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1069  = ! \$1068 ;
-  assign \$1070  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1071  = \$1070  - 1'h1;
-  assign \$1072  = \$1069  ? 6'h00 : \$1071 [5:0];
-  assign \$1073  = $signed(\$1067 ) >>> \$1072 ;
-  assign \$1074  = stage[127:126] == 2'h3;
-  assign \$1075  = ~ reduced_b;
-  assign \$1076  = \$1074  & \$1075 ;
-  assign \$1077  = reduced_b ? copied : acc;
-  assign \$1078  = $signed(part[126:111]) + $signed(\$1077 [126:111]);
-  assign \$1079  = reduced_b ? copied : acc;
-  assign \$1080  = \$1076  ? \$1078  : { \$1079 [126], \$1079 [126:111] };
-  assign \$1081  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1082  = ! \$1081 ;
-  assign \$1083  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1084  = \$1083  - 1'h1;
-  assign \$1085  = \$1082  ? 6'h00 : \$1084 [5:0];
-  assign \$1086  = $signed(\$1080 ) >>> \$1085 ;
-  assign \$1087  = $signed(\$1086 ) + $signed({ 1'h0, stage[179] });
-  assign \$1089  = \$1060  ? \$1073  : \$1088 [16:0];
-  assign \$1090  = $signed(\$1089 ) > $signed(8'h7f);
-  assign \$1091  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1092  = ! \$1091 ;
-  assign \$1093  = stage[127:126] == 2'h3;
-  assign \$1094  = ~ reduced_b;
-  assign \$1095  = \$1093  & \$1094 ;
-  assign \$1096  = reduced_b ? copied : acc;
-  assign \$1097  = $signed(part[126:111]) + $signed(\$1096 [126:111]);
-  assign \$1098  = reduced_b ? copied : acc;
-  assign \$1099  = \$1095  ? \$1097  : { \$1098 [126], \$1098 [126:111] };
-  assign \$1100  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1101  = ! \$1100 ;
-  assign \$1102  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1103  = \$1102  - 1'h1;
-  assign \$1104  = \$1101  ? 6'h00 : \$1103 [5:0];
-  assign \$1105  = $signed(\$1099 ) >>> \$1104 ;
-  assign \$1106  = stage[127:126] == 2'h3;
-  assign \$1107  = ~ reduced_b;
-  assign \$1108  = \$1106  & \$1107 ;
-  assign \$1109  = reduced_b ? copied : acc;
-  assign \$1110  = $signed(part[126:111]) + $signed(\$1109 [126:111]);
-  assign \$1111  = reduced_b ? copied : acc;
-  assign \$1112  = \$1108  ? \$1110  : { \$1111 [126], \$1111 [126:111] };
-  assign \$1113  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1114  = ! \$1113 ;
-  assign \$1115  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1116  = \$1115  - 1'h1;
-  assign \$1117  = \$1114  ? 6'h00 : \$1116 [5:0];
-  assign \$1118  = $signed(\$1112 ) >>> \$1117 ;
-  assign \$1119  = $signed(\$1118 ) + $signed({ 1'h0, stage[179] });
-  assign \$1121  = \$1092  ? \$1105  : \$1120 [16:0];
-  assign \$1122  = $signed(\$1121 ) < $signed(8'h80);
-  assign \$1123  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1124  = ! \$1123 ;
-  assign \$1125  = stage[127:126] == 2'h3;
-  assign \$1126  = ~ reduced_b;
-  assign \$1127  = \$1125  & \$1126 ;
-  assign \$1128  = reduced_b ? copied : acc;
-  assign \$1129  = $signed(part[126:111]) + $signed(\$1128 [126:111]);
-  assign \$1130  = reduced_b ? copied : acc;
-  assign \$1131  = \$1127  ? \$1129  : { \$1130 [126], \$1130 [126:111] };
-  assign \$1132  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1133  = ! \$1132 ;
-  assign \$1134  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1135  = \$1134  - 1'h1;
-  assign \$1136  = \$1133  ? 6'h00 : \$1135 [5:0];
-  assign \$1137  = $signed(\$1131 ) >>> \$1136 ;
-  assign \$1138  = stage[127:126] == 2'h3;
-  assign \$1139  = ~ reduced_b;
-  assign \$1140  = \$1138  & \$1139 ;
-  assign \$1141  = reduced_b ? copied : acc;
-  assign \$1142  = $signed(part[126:111]) + $signed(\$1141 [126:111]);
-  assign \$1143  = reduced_b ? copied : acc;
-  assign \$1144  = \$1140  ? \$1142  : { \$1143 [126], \$1143 [126:111] };
-  assign \$1145  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1146  = ! \$1145 ;
-  assign \$1147  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1148  = \$1147  - 1'h1;
-  assign \$1149  = \$1146  ? 6'h00 : \$1148 [5:0];
-  assign \$1150  = $signed(\$1144 ) >>> \$1149 ;
-  assign \$1151  = $signed(\$1150 ) + $signed({ 1'h0, stage[179] });
-  assign \$1153  = \$1124  ? \$1137  : \$1152 [16:0];
-  assign \$1154  = \$1122  ? 8'h80 : \$1153 [7:0];
-  assign \$1155  = \$1090  ? 8'h7f : \$1154 ;
-  assign \$1156  = reduced_b ? stage[218:213] : stage[178:173];
+  assign \$1009  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1010  = \$1009  - 1'h1;
+  assign \$1011  = \$1008  ? 6'h00 : \$1010 [5:0];
+  assign \$1012  = $signed(\$1006 ) >>> \$1011 ;
+  assign \$1013  = stage[128:127] == 2'h3;
+  assign \$1014  = ~ reduced_b;
+  assign \$1015  = \$1013  & \$1014 ;
+  assign \$1016  = reduced_b ? copied : acc;
+  assign \$1017  = $signed(part[89:74]) + $signed(\$1016 [89:74]);
+  assign \$1018  = reduced_b ? copied : acc;
+  assign \$1019  = \$1015  ? \$1017  : { \$1018 [89], \$1018 [89:74] };
+  assign \$1020  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1021  = ! \$1020 ;
+  assign \$1022  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1023  = \$1022  - 1'h1;
+  assign \$1024  = \$1021  ? 6'h00 : \$1023 [5:0];
+  assign \$1025  = $signed(\$1019 ) >>> \$1024 ;
+  assign \$1026  = $signed(\$1025 ) + $signed({ 1'h0, stage[180] });
+  assign \$1028  = \$999  ? \$1012  : \$1027 [16:0];
+  assign \$1029  = \$997  ? 8'h80 : \$1028 [7:0];
+  assign \$1030  = \$965  ? 8'h7f : \$1029 ;
+  assign \$1031  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1032  = ! \$1031 ;
+  assign \$1033  = stage[128:127] == 2'h3;
+  assign \$1034  = ~ reduced_b;
+  assign \$1035  = \$1033  & \$1034 ;
+  assign \$1036  = reduced_b ? copied : acc;
+  assign \$1037  = $signed(part[89:74]) + $signed(\$1036 [89:74]);
+  assign \$1038  = reduced_b ? copied : acc;
+  assign \$1039  = \$1035  ? \$1037  : { \$1038 [89], \$1038 [89:74] };
+  assign \$1040  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1041  = ! \$1040 ;
+  assign \$1042  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1043  = \$1042  - 1'h1;
+  assign \$1044  = \$1041  ? 6'h00 : \$1043 [5:0];
+  assign \$1045  = $signed(\$1039 ) >>> \$1044 ;
+  assign \$1046  = stage[128:127] == 2'h3;
+  assign \$1047  = ~ reduced_b;
+  assign \$1048  = \$1046  & \$1047 ;
+  assign \$1049  = reduced_b ? copied : acc;
+  assign \$1050  = $signed(part[89:74]) + $signed(\$1049 [89:74]);
+  assign \$1051  = reduced_b ? copied : acc;
+  assign \$1052  = \$1048  ? \$1050  : { \$1051 [89], \$1051 [89:74] };
+  assign \$1053  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1054  = ! \$1053 ;
+  assign \$1055  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1056  = \$1055  - 1'h1;
+  assign \$1057  = \$1054  ? 6'h00 : \$1056 [5:0];
+  assign \$1058  = $signed(\$1052 ) >>> \$1057 ;
+  assign \$1059  = $signed(\$1058 ) + $signed({ 1'h0, stage[180] });
+  assign \$1061  = \$1032  ? \$1045  : \$1060 [16:0];
+  assign \$1062  = $signed(\$1030 ) != $signed(\$1061 );
+  assign \$1063  = reduced_b & stage[220];
+  assign \$1064  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1065  = $signed(v_bwd2) << \$1064 [3:0];
+  assign \$1066  = $signed(\$1065 ) > $signed(16'h7fff);
+  assign \$1067  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1068  = $signed(v_bwd2) << \$1067 [3:0];
+  assign \$1069  = $signed(\$1068 ) < $signed(16'h8000);
+  assign \$1070  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1071  = $signed(v_bwd2) << \$1070 [3:0];
+  assign \$1072  = \$1069  ? 16'h8000 : \$1071 [15:0];
+  assign \$1073  = \$1066  ? 16'h7fff : \$1072 ;
+  assign \$1074  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1075  = $signed(v_bwd2) << \$1074 [3:0];
+  assign \$1076  = $signed(\$1073 ) != $signed(\$1075 );
+  assign \$1077  = \$1063  ? \$1076  : \$1589 ;
+  assign \$1078  = stage[173] ? \$1077  : \$1062 ;
+  assign \$1079  = active_b > 2'h2;
+  assign \$1080  = \$1078  & \$1079 ;
+  assign \$1081  = \$932  + \$1080 ;
+  assign \$1082  = ! stage[173];
+  assign \$1083  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1084  = ! \$1083 ;
+  assign \$1085  = stage[128:127] == 2'h3;
+  assign \$1086  = ~ reduced_b;
+  assign \$1087  = \$1085  & \$1086 ;
+  assign \$1088  = reduced_b ? copied : acc;
+  assign \$1089  = $signed(part[126:111]) + $signed(\$1088 [126:111]);
+  assign \$1090  = reduced_b ? copied : acc;
+  assign \$1091  = \$1087  ? \$1089  : { \$1090 [126], \$1090 [126:111] };
+  assign \$1092  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1093  = ! \$1092 ;
+  assign \$1094  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1095  = \$1094  - 1'h1;
+  assign \$1096  = \$1093  ? 6'h00 : \$1095 [5:0];
+  assign \$1097  = $signed(\$1091 ) >>> \$1096 ;
+  assign \$1098  = stage[128:127] == 2'h3;
+  assign \$1099  = ~ reduced_b;
+  assign \$1100  = \$1098  & \$1099 ;
+  assign \$1101  = reduced_b ? copied : acc;
+  assign \$1102  = $signed(part[126:111]) + $signed(\$1101 [126:111]);
+  assign \$1103  = reduced_b ? copied : acc;
+  assign \$1104  = \$1100  ? \$1102  : { \$1103 [126], \$1103 [126:111] };
+  assign \$1105  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1106  = ! \$1105 ;
+  assign \$1107  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1108  = \$1107  - 1'h1;
+  assign \$1109  = \$1106  ? 6'h00 : \$1108 [5:0];
+  assign \$1110  = $signed(\$1104 ) >>> \$1109 ;
+  assign \$1111  = $signed(\$1110 ) + $signed({ 1'h0, stage[180] });
+  assign \$1113  = \$1084  ? \$1097  : \$1112 [16:0];
+  assign \$1114  = $signed(\$1113 ) > $signed(8'h7f);
+  assign \$1115  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1116  = ! \$1115 ;
+  assign \$1117  = stage[128:127] == 2'h3;
+  assign \$1118  = ~ reduced_b;
+  assign \$1119  = \$1117  & \$1118 ;
+  assign \$1120  = reduced_b ? copied : acc;
+  assign \$1121  = $signed(part[126:111]) + $signed(\$1120 [126:111]);
+  assign \$1122  = reduced_b ? copied : acc;
+  assign \$1123  = \$1119  ? \$1121  : { \$1122 [126], \$1122 [126:111] };
+  assign \$1124  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1125  = ! \$1124 ;
+  assign \$1126  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1127  = \$1126  - 1'h1;
+  assign \$1128  = \$1125  ? 6'h00 : \$1127 [5:0];
+  assign \$1129  = $signed(\$1123 ) >>> \$1128 ;
+  assign \$1130  = stage[128:127] == 2'h3;
+  assign \$1131  = ~ reduced_b;
+  assign \$1132  = \$1130  & \$1131 ;
+  assign \$1133  = reduced_b ? copied : acc;
+  assign \$1134  = $signed(part[126:111]) + $signed(\$1133 [126:111]);
+  assign \$1135  = reduced_b ? copied : acc;
+  assign \$1136  = \$1132  ? \$1134  : { \$1135 [126], \$1135 [126:111] };
+  assign \$1137  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1138  = ! \$1137 ;
+  assign \$1139  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1140  = \$1139  - 1'h1;
+  assign \$1141  = \$1138  ? 6'h00 : \$1140 [5:0];
+  assign \$1142  = $signed(\$1136 ) >>> \$1141 ;
+  assign \$1143  = $signed(\$1142 ) + $signed({ 1'h0, stage[180] });
+  assign \$1145  = \$1116  ? \$1129  : \$1144 [16:0];
+  assign \$1146  = $signed(\$1145 ) < $signed(8'h80);
+  assign \$1147  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1148  = ! \$1147 ;
+  assign \$1149  = stage[128:127] == 2'h3;
+  assign \$1150  = ~ reduced_b;
+  assign \$1151  = \$1149  & \$1150 ;
+  assign \$1152  = reduced_b ? copied : acc;
+  assign \$1153  = $signed(part[126:111]) + $signed(\$1152 [126:111]);
+  assign \$1154  = reduced_b ? copied : acc;
+  assign \$1155  = \$1151  ? \$1153  : { \$1154 [126], \$1154 [126:111] };
+  assign \$1156  = reduced_b ? stage[219:214] : stage[179:174];
   assign \$1157  = ! \$1156 ;
-  assign \$1158  = stage[127:126] == 2'h3;
-  assign \$1159  = ~ reduced_b;
-  assign \$1160  = \$1158  & \$1159 ;
-  assign \$1161  = reduced_b ? copied : acc;
-  assign \$1162  = $signed(part[126:111]) + $signed(\$1161 [126:111]);
-  assign \$1163  = reduced_b ? copied : acc;
-  assign \$1164  = \$1160  ? \$1162  : { \$1163 [126], \$1163 [126:111] };
-  assign \$1165  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1166  = ! \$1165 ;
-  assign \$1167  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1168  = \$1167  - 1'h1;
-  assign \$1169  = \$1166  ? 6'h00 : \$1168 [5:0];
-  assign \$1170  = $signed(\$1164 ) >>> \$1169 ;
-  assign \$1171  = stage[127:126] == 2'h3;
-  assign \$1172  = ~ reduced_b;
-  assign \$1173  = \$1171  & \$1172 ;
-  assign \$1174  = reduced_b ? copied : acc;
-  assign \$1175  = $signed(part[126:111]) + $signed(\$1174 [126:111]);
-  assign \$1176  = reduced_b ? copied : acc;
-  assign \$1177  = \$1173  ? \$1175  : { \$1176 [126], \$1176 [126:111] };
-  assign \$1178  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1179  = ! \$1178 ;
-  assign \$1180  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1181  = \$1180  - 1'h1;
-  assign \$1182  = \$1179  ? 6'h00 : \$1181 [5:0];
-  assign \$1183  = $signed(\$1177 ) >>> \$1182 ;
-  assign \$1184  = $signed(\$1183 ) + $signed({ 1'h0, stage[179] });
-  assign \$1186  = \$1157  ? \$1170  : \$1185 [16:0];
-  assign \$1187  = $signed(\$1155 ) != $signed(\$1186 );
-  assign \$1188  = reduced_b & stage[219];
-  assign \$1189  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1190  = $signed(v_bwd3) << \$1189 [3:0];
-  assign \$1191  = $signed(\$1190 ) > $signed(16'h7fff);
-  assign \$1192  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1193  = $signed(v_bwd3) << \$1192 [3:0];
-  assign \$1194  = $signed(\$1193 ) < $signed(16'h8000);
-  assign \$1195  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1196  = $signed(v_bwd3) << \$1195 [3:0];
-  assign \$1197  = \$1194  ? 16'h8000 : \$1196 [15:0];
-  assign \$1198  = \$1191  ? 16'h7fff : \$1197 ;
-  assign \$1199  = reduced_b ? stage[218:213] : stage[178:173];
-  assign \$1200  = $signed(v_bwd3) << \$1199 [3:0];
-  assign \$1201  = $signed(\$1198 ) != $signed(\$1200 );
-  assign \$1202  = \$1188  ? \$1201  : \$1562 ;
-  assign \$1203  = stage[172] ? \$1202  : \$1187 ;
-  assign \$1204  = active_b > 2'h3;
-  assign \$1205  = \$1203  & \$1204 ;
-  assign \$1206  = \$1057  + \$1205 ;
-  assign \$1207  = \$610  ? \$1206  : 5'h00;
-  assign \$1208  = va | out__en;
-  assign busy = issue | \$1208 ;
-  assign \$1210  = stage[211:180] >> t[4:0];
-  assign \$1211  = ~ \$1210 ;
-  assign \$1212  = stage[212] & \$1211 ;
-  assign \$1213  = ! stage[1:0];
-  assign \$1214  = \$1212  & \$1213 ;
-  assign \$1215  = \$1214  ? 16'h0001 : stage[57:42];
-  assign \$1216  = \$1215  - 1'h1;
-  assign \$1217  = i == \$1216 ;
-  assign \$1218  = i + 1'h1;
-  assign \$1219  = \$1217  ? 17'h00000 : \$1218 ;
-  assign \$1220  = stage[211:180] >> t[4:0];
-  assign \$1221  = ~ \$1220 ;
-  assign \$1222  = stage[212] & \$1221 ;
-  assign \$1223  = ! stage[1:0];
-  assign \$1224  = \$1222  & \$1223 ;
-  assign \$1225  = \$1224  ? 16'h0001 : stage[57:42];
-  assign \$1226  = \$1225  - 1'h1;
-  assign \$1227  = i == \$1226 ;
-  assign \$1229  = issue & \$1228 ;
-  assign \$1230  = stage[211:180] >> t[4:0];
-  assign \$1231  = ~ \$1230 ;
-  assign \$1232  = stage[212] & \$1231 ;
-  assign \$1233  = ! stage[1:0];
-  assign \$1234  = \$1232  & \$1233 ;
-  assign \$1235  = ! stage[127:126];
-  assign \$1236  = stage[127:126] == 2'h3;
-  assign \$1237  = \$1236  ? 3'h6 : 3'h3;
-  assign \$1238  = \$1235  ? 3'h1 : \$1237 ;
-  assign \$1239  = \$1234  ? 3'h1 : \$1238 ;
+  assign \$1158  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1159  = \$1158  - 1'h1;
+  assign \$1160  = \$1157  ? 6'h00 : \$1159 [5:0];
+  assign \$1161  = $signed(\$1155 ) >>> \$1160 ;
+  assign \$1162  = stage[128:127] == 2'h3;
+  assign \$1163  = ~ reduced_b;
+  assign \$1164  = \$1162  & \$1163 ;
+  assign \$1165  = reduced_b ? copied : acc;
+  assign \$1166  = $signed(part[126:111]) + $signed(\$1165 [126:111]);
+  assign \$1167  = reduced_b ? copied : acc;
+  assign \$1168  = \$1164  ? \$1166  : { \$1167 [126], \$1167 [126:111] };
+  assign \$1169  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1170  = ! \$1169 ;
+  assign \$1171  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1172  = \$1171  - 1'h1;
+  assign \$1173  = \$1170  ? 6'h00 : \$1172 [5:0];
+  assign \$1174  = $signed(\$1168 ) >>> \$1173 ;
+  assign \$1175  = $signed(\$1174 ) + $signed({ 1'h0, stage[180] });
+  assign \$1177  = \$1148  ? \$1161  : \$1176 [16:0];
+  assign \$1178  = \$1146  ? 8'h80 : \$1177 [7:0];
+  assign \$1179  = \$1114  ? 8'h7f : \$1178 ;
+  assign \$1180  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1181  = ! \$1180 ;
+  assign \$1182  = stage[128:127] == 2'h3;
+  assign \$1183  = ~ reduced_b;
+  assign \$1184  = \$1182  & \$1183 ;
+  assign \$1185  = reduced_b ? copied : acc;
+  assign \$1186  = $signed(part[126:111]) + $signed(\$1185 [126:111]);
+  assign \$1187  = reduced_b ? copied : acc;
+  assign \$1188  = \$1184  ? \$1186  : { \$1187 [126], \$1187 [126:111] };
+  assign \$1189  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1190  = ! \$1189 ;
+  assign \$1191  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1192  = \$1191  - 1'h1;
+  assign \$1193  = \$1190  ? 6'h00 : \$1192 [5:0];
+  assign \$1194  = $signed(\$1188 ) >>> \$1193 ;
+  assign \$1195  = stage[128:127] == 2'h3;
+  assign \$1196  = ~ reduced_b;
+  assign \$1197  = \$1195  & \$1196 ;
+  assign \$1198  = reduced_b ? copied : acc;
+  assign \$1199  = $signed(part[126:111]) + $signed(\$1198 [126:111]);
+  assign \$1200  = reduced_b ? copied : acc;
+  assign \$1201  = \$1197  ? \$1199  : { \$1200 [126], \$1200 [126:111] };
+  assign \$1202  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1203  = ! \$1202 ;
+  assign \$1204  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1205  = \$1204  - 1'h1;
+  assign \$1206  = \$1203  ? 6'h00 : \$1205 [5:0];
+  assign \$1207  = $signed(\$1201 ) >>> \$1206 ;
+  assign \$1208  = $signed(\$1207 ) + $signed({ 1'h0, stage[180] });
+  assign \$1210  = \$1181  ? \$1194  : \$1209 [16:0];
+  assign \$1211  = $signed(\$1179 ) != $signed(\$1210 );
+  assign \$1212  = reduced_b & stage[220];
+  assign \$1213  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1214  = $signed(v_bwd3) << \$1213 [3:0];
+  assign \$1215  = $signed(\$1214 ) > $signed(16'h7fff);
+  assign \$1216  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1217  = $signed(v_bwd3) << \$1216 [3:0];
+  assign \$1218  = $signed(\$1217 ) < $signed(16'h8000);
+  assign \$1219  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1220  = $signed(v_bwd3) << \$1219 [3:0];
+  assign \$1221  = \$1218  ? 16'h8000 : \$1220 [15:0];
+  assign \$1222  = \$1215  ? 16'h7fff : \$1221 ;
+  assign \$1223  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1224  = $signed(v_bwd3) << \$1223 [3:0];
+  assign \$1225  = $signed(\$1222 ) != $signed(\$1224 );
+  assign \$1226  = \$1212  ? \$1225  : \$1590 ;
+  assign \$1227  = stage[173] ? \$1226  : \$1211 ;
+  assign \$1228  = active_b > 2'h3;
+  assign \$1229  = \$1227  & \$1228 ;
+  assign \$1230  = \$1081  + \$1229 ;
+  assign \$1231  = \$634  ? \$1230  : 5'h00;
+  assign \$1232  = va | out__en;
+  assign busy = issue | \$1232 ;
+  assign \$1234  = stage[212:181] >> t[4:0];
+  assign \$1235  = ~ \$1234 ;
+  assign \$1236  = stage[213] & \$1235 ;
+  assign \$1237  = ! stage[1:0];
+  assign \$1238  = \$1236  & \$1237 ;
+  assign \$1239  = \$1238  ? 16'h0001 : stage[57:42];
   assign \$1240  = \$1239  - 1'h1;
-  assign \$1241  = $signed({ 1'h0, tap }) == $signed(\$1240 );
-  assign \$1242  = tap + 1'h1;
+  assign \$1241  = i == \$1240 ;
+  assign \$1242  = i + 1'h1;
   assign \$1243  = \$1241  ? 17'h00000 : \$1242 ;
-  assign \$1244  = stage[211:180] >> t[4:0];
+  assign \$1244  = stage[212:181] >> t[4:0];
   assign \$1245  = ~ \$1244 ;
-  assign \$1246  = stage[212] & \$1245 ;
+  assign \$1246  = stage[213] & \$1245 ;
   assign \$1247  = ! stage[1:0];
   assign \$1248  = \$1246  & \$1247 ;
   assign \$1249  = \$1248  ? 16'h0001 : stage[57:42];
   assign \$1250  = \$1249  - 1'h1;
   assign \$1251  = i == \$1250 ;
-  assign \$1253  = stage[211:180] >> t[4:0];
-  assign \$1254  = ~ \$1253 ;
-  assign \$1255  = stage[212] & \$1254 ;
-  assign \$1256  = ! stage[1:0];
-  assign \$1257  = \$1255  & \$1256 ;
-  assign \$1258  = ! stage[127:126];
-  assign \$1259  = stage[127:126] == 2'h3;
-  assign \$1260  = \$1259  ? 3'h6 : 3'h3;
-  assign \$1261  = \$1258  ? 3'h1 : \$1260 ;
-  assign \$1262  = \$1257  ? 3'h1 : \$1261 ;
-  assign \$1263  = \$1262  - 1'h1;
-  assign \$1264  = $signed({ 1'h0, tap }) == $signed(\$1263 );
-  assign \$1265  = \$1252  & \$1264 ;
-  assign \$1266  = issue & \$1265 ;
-  assign \$1267  = \$3 [15:0] - 1'h1;
-  assign \$1268  = go == \$1267 ;
-  assign \$1269  = go + 1'h1;
-  assign \$1270  = \$1268  ? 17'h00000 : \$1269 ;
-  assign \$1271  = stage[211:180] >> t[4:0];
-  assign \$1272  = ~ \$1271 ;
-  assign \$1273  = stage[212] & \$1272 ;
-  assign \$1274  = ! stage[1:0];
-  assign \$1275  = \$1273  & \$1274 ;
-  assign \$1276  = \$1275  ? 16'h0001 : stage[57:42];
-  assign \$1277  = \$1276  - 1'h1;
-  assign \$1278  = i == \$1277 ;
-  assign \$1280  = stage[211:180] >> t[4:0];
-  assign \$1281  = ~ \$1280 ;
-  assign \$1282  = stage[212] & \$1281 ;
-  assign \$1283  = ! stage[1:0];
-  assign \$1284  = \$1282  & \$1283 ;
-  assign \$1285  = ! stage[127:126];
-  assign \$1286  = stage[127:126] == 2'h3;
-  assign \$1287  = \$1286  ? 3'h6 : 3'h3;
-  assign \$1288  = \$1285  ? 3'h1 : \$1287 ;
-  assign \$1289  = \$1284  ? 3'h1 : \$1288 ;
-  assign \$1290  = \$1289  - 1'h1;
-  assign \$1291  = $signed({ 1'h0, tap }) == $signed(\$1290 );
-  assign \$1292  = \$1279  & \$1291 ;
-  assign \$1293  = \$3 [15:0] - 1'h1;
-  assign \$1294  = go == \$1293 ;
-  assign \$1295  = \$1292  & \$1294 ;
-  assign \$1296  = issue & \$1295 ;
-  assign \$1297  = stage[41:26] - 1'h1;
-  assign \$1298  = x == \$1297 ;
-  assign \$1299  = x + 1'h1;
-  assign \$1300  = \$1298  ? 17'h00000 : \$1299 ;
-  assign \$1301  = stage[211:180] >> t[4:0];
-  assign \$1302  = ~ \$1301 ;
-  assign \$1303  = stage[212] & \$1302 ;
-  assign \$1304  = ! stage[1:0];
-  assign \$1305  = \$1303  & \$1304 ;
-  assign \$1306  = \$1305  ? 16'h0001 : stage[57:42];
-  assign \$1307  = \$1306  - 1'h1;
-  assign \$1308  = i == \$1307 ;
-  assign \$1310  = stage[211:180] >> t[4:0];
-  assign \$1311  = ~ \$1310 ;
-  assign \$1312  = stage[212] & \$1311 ;
-  assign \$1313  = ! stage[1:0];
-  assign \$1314  = \$1312  & \$1313 ;
-  assign \$1315  = ! stage[127:126];
-  assign \$1316  = stage[127:126] == 2'h3;
-  assign \$1317  = \$1316  ? 3'h6 : 3'h3;
-  assign \$1318  = \$1315  ? 3'h1 : \$1317 ;
-  assign \$1319  = \$1314  ? 3'h1 : \$1318 ;
-  assign \$1320  = \$1319  - 1'h1;
-  assign \$1321  = $signed({ 1'h0, tap }) == $signed(\$1320 );
-  assign \$1322  = \$1309  & \$1321 ;
-  assign \$1323  = \$3 [15:0] - 1'h1;
-  assign \$1324  = go == \$1323 ;
-  assign \$1325  = \$1322  & \$1324 ;
-  assign \$1326  = stage[41:26] - 1'h1;
-  assign \$1327  = x == \$1326 ;
-  assign \$1328  = \$1325  & \$1327 ;
-  assign \$1329  = issue & \$1328 ;
-  assign \$1330  = stage[25:10] - 1'h1;
-  assign \$1331  = y == \$1330 ;
-  assign \$1332  = y + 1'h1;
-  assign \$1333  = \$1331  ? 17'h00000 : \$1332 ;
-  assign \$1334  = stage[211:180] >> t[4:0];
+  assign \$1253  = issue & \$1252 ;
+  assign \$1254  = stage[212:181] >> t[4:0];
+  assign \$1255  = ~ \$1254 ;
+  assign \$1256  = stage[213] & \$1255 ;
+  assign \$1257  = ! stage[1:0];
+  assign \$1258  = \$1256  & \$1257 ;
+  assign \$1259  = ! stage[128:127];
+  assign \$1260  = stage[128:127] == 2'h3;
+  assign \$1261  = \$1260  ? 3'h6 : 3'h3;
+  assign \$1262  = \$1259  ? 3'h1 : \$1261 ;
+  assign \$1263  = \$1258  ? 3'h1 : \$1262 ;
+  assign \$1264  = \$1263  - 1'h1;
+  assign \$1265  = $signed({ 1'h0, tap }) == $signed(\$1264 );
+  assign \$1266  = tap + 1'h1;
+  assign \$1267  = \$1265  ? 17'h00000 : \$1266 ;
+  assign \$1268  = stage[212:181] >> t[4:0];
+  assign \$1269  = ~ \$1268 ;
+  assign \$1270  = stage[213] & \$1269 ;
+  assign \$1271  = ! stage[1:0];
+  assign \$1272  = \$1270  & \$1271 ;
+  assign \$1273  = \$1272  ? 16'h0001 : stage[57:42];
+  assign \$1274  = \$1273  - 1'h1;
+  assign \$1275  = i == \$1274 ;
+  assign \$1277  = stage[212:181] >> t[4:0];
+  assign \$1278  = ~ \$1277 ;
+  assign \$1279  = stage[213] & \$1278 ;
+  assign \$1280  = ! stage[1:0];
+  assign \$1281  = \$1279  & \$1280 ;
+  assign \$1282  = ! stage[128:127];
+  assign \$1283  = stage[128:127] == 2'h3;
+  assign \$1284  = \$1283  ? 3'h6 : 3'h3;
+  assign \$1285  = \$1282  ? 3'h1 : \$1284 ;
+  assign \$1286  = \$1281  ? 3'h1 : \$1285 ;
+  assign \$1287  = \$1286  - 1'h1;
+  assign \$1288  = $signed({ 1'h0, tap }) == $signed(\$1287 );
+  assign \$1289  = \$1276  & \$1288 ;
+  assign \$1290  = issue & \$1289 ;
+  assign \$1291  = \$3 [15:0] - 1'h1;
+  assign \$1292  = go == \$1291 ;
+  assign \$1293  = go + 1'h1;
+  assign \$1294  = \$1292  ? 17'h00000 : \$1293 ;
+  assign \$1295  = stage[212:181] >> t[4:0];
+  assign \$1296  = ~ \$1295 ;
+  assign \$1297  = stage[213] & \$1296 ;
+  assign \$1298  = ! stage[1:0];
+  assign \$1299  = \$1297  & \$1298 ;
+  assign \$1300  = \$1299  ? 16'h0001 : stage[57:42];
+  assign \$1301  = \$1300  - 1'h1;
+  assign \$1302  = i == \$1301 ;
+  assign \$1304  = stage[212:181] >> t[4:0];
+  assign \$1305  = ~ \$1304 ;
+  assign \$1306  = stage[213] & \$1305 ;
+  assign \$1307  = ! stage[1:0];
+  assign \$1308  = \$1306  & \$1307 ;
+  assign \$1309  = ! stage[128:127];
+  assign \$1310  = stage[128:127] == 2'h3;
+  assign \$1311  = \$1310  ? 3'h6 : 3'h3;
+  assign \$1312  = \$1309  ? 3'h1 : \$1311 ;
+  assign \$1313  = \$1308  ? 3'h1 : \$1312 ;
+  assign \$1314  = \$1313  - 1'h1;
+  assign \$1315  = $signed({ 1'h0, tap }) == $signed(\$1314 );
+  assign \$1316  = \$1303  & \$1315 ;
+  assign \$1317  = \$3 [15:0] - 1'h1;
+  assign \$1318  = go == \$1317 ;
+  assign \$1319  = \$1316  & \$1318 ;
+  assign \$1320  = issue & \$1319 ;
+  assign \$1321  = stage[41:26] - 1'h1;
+  assign \$1322  = x == \$1321 ;
+  assign \$1323  = x + 1'h1;
+  assign \$1324  = \$1322  ? 17'h00000 : \$1323 ;
+  assign \$1325  = stage[212:181] >> t[4:0];
+  assign \$1326  = ~ \$1325 ;
+  assign \$1327  = stage[213] & \$1326 ;
+  assign \$1328  = ! stage[1:0];
+  assign \$1329  = \$1327  & \$1328 ;
+  assign \$1330  = \$1329  ? 16'h0001 : stage[57:42];
+  assign \$1331  = \$1330  - 1'h1;
+  assign \$1332  = i == \$1331 ;
+  assign \$1334  = stage[212:181] >> t[4:0];
   assign \$1335  = ~ \$1334 ;
-  assign \$1336  = stage[212] & \$1335 ;
+  assign \$1336  = stage[213] & \$1335 ;
   assign \$1337  = ! stage[1:0];
   assign \$1338  = \$1336  & \$1337 ;
-  assign \$1339  = \$1338  ? 16'h0001 : stage[57:42];
-  assign \$1340  = \$1339  - 1'h1;
-  assign \$1341  = i == \$1340 ;
-  assign \$1343  = stage[211:180] >> t[4:0];
-  assign \$1344  = ~ \$1343 ;
-  assign \$1345  = stage[212] & \$1344 ;
-  assign \$1346  = ! stage[1:0];
-  assign \$1347  = \$1345  & \$1346 ;
-  assign \$1348  = ! stage[127:126];
-  assign \$1349  = stage[127:126] == 2'h3;
-  assign \$1350  = \$1349  ? 3'h6 : 3'h3;
-  assign \$1351  = \$1348  ? 3'h1 : \$1350 ;
-  assign \$1352  = \$1347  ? 3'h1 : \$1351 ;
-  assign \$1353  = \$1352  - 1'h1;
-  assign \$1354  = $signed({ 1'h0, tap }) == $signed(\$1353 );
-  assign \$1355  = \$1342  & \$1354 ;
-  assign \$1356  = \$3 [15:0] - 1'h1;
-  assign \$1357  = go == \$1356 ;
-  assign \$1358  = \$1355  & \$1357 ;
-  assign \$1359  = stage[41:26] - 1'h1;
-  assign \$1360  = x == \$1359 ;
-  assign \$1361  = \$1358  & \$1360 ;
-  assign \$1362  = stage[25:10] - 1'h1;
-  assign \$1363  = y == \$1362 ;
-  assign \$1364  = \$1361  & \$1363 ;
-  assign \$1365  = issue & \$1364 ;
-  assign \$1366  = stage[9:2] - 1'h1;
-  assign \$1367  = $signed({ 1'h0, t }) == $signed(\$1366 );
-  assign \$1368  = t + 1'h1;
-  assign \$1369  = \$1367  ? 17'h00000 : \$1368 ;
-  assign \$1370  = stage[211:180] >> t[4:0];
-  assign \$1371  = ~ \$1370 ;
-  assign \$1372  = stage[212] & \$1371 ;
-  assign \$1373  = ! stage[1:0];
-  assign \$1374  = \$1372  & \$1373 ;
-  assign \$1375  = \$1374  ? 16'h0001 : stage[57:42];
-  assign \$1376  = \$1375  - 1'h1;
-  assign \$1377  = i == \$1376 ;
-  assign \$1379  = stage[211:180] >> t[4:0];
-  assign \$1380  = ~ \$1379 ;
-  assign \$1381  = stage[212] & \$1380 ;
-  assign \$1382  = ! stage[1:0];
-  assign \$1383  = \$1381  & \$1382 ;
-  assign \$1384  = ! stage[127:126];
-  assign \$1385  = stage[127:126] == 2'h3;
-  assign \$1386  = \$1385  ? 3'h6 : 3'h3;
-  assign \$1387  = \$1384  ? 3'h1 : \$1386 ;
-  assign \$1388  = \$1383  ? 3'h1 : \$1387 ;
-  assign \$1389  = \$1388  - 1'h1;
-  assign \$1390  = $signed({ 1'h0, tap }) == $signed(\$1389 );
-  assign \$1391  = \$1378  & \$1390 ;
-  assign \$1392  = \$3 [15:0] - 1'h1;
-  assign \$1393  = go == \$1392 ;
-  assign \$1394  = \$1391  & \$1393 ;
-  assign \$1395  = stage[41:26] - 1'h1;
-  assign \$1396  = x == \$1395 ;
-  assign \$1397  = \$1394  & \$1396 ;
-  assign \$1398  = stage[25:10] - 1'h1;
-  assign \$1399  = y == \$1398 ;
-  assign \$1400  = \$1397  & \$1399 ;
-  assign \$1401  = stage[9:2] - 1'h1;
-  assign \$1402  = $signed({ 1'h0, t }) == $signed(\$1401 );
-  assign \$1403  = \$1400  & \$1402 ;
-  assign \$1404  = issue & \$1403 ;
-  assign \$1405  = stage[211:180] >> t[4:0];
-  assign \$1406  = ~ \$1405 ;
-  assign \$1407  = stage[212] & \$1406 ;
-  assign \$1408  = ! stage[1:0];
-  assign \$1409  = \$1407  & \$1408 ;
-  assign \$1410  = \$1409  ? 16'h0001 : stage[57:42];
-  assign \$1411  = \$1410  - 1'h1;
-  assign \$1412  = i == \$1411 ;
-  assign \$1414  = stage[211:180] >> t[4:0];
-  assign \$1415  = ~ \$1414 ;
-  assign \$1416  = stage[212] & \$1415 ;
-  assign \$1417  = ! stage[1:0];
-  assign \$1418  = \$1416  & \$1417 ;
-  assign \$1419  = ! stage[127:126];
-  assign \$1420  = stage[127:126] == 2'h3;
-  assign \$1421  = \$1420  ? 3'h6 : 3'h3;
-  assign \$1422  = \$1419  ? 3'h1 : \$1421 ;
-  assign \$1423  = \$1418  ? 3'h1 : \$1422 ;
-  assign \$1424  = \$1423  - 1'h1;
-  assign \$1425  = $signed({ 1'h0, tap }) == $signed(\$1424 );
-  assign \$1426  = \$1413  & \$1425 ;
-  assign \$1427  = \$3 [15:0] - 1'h1;
-  assign \$1428  = go == \$1427 ;
-  assign \$1429  = \$1426  & \$1428 ;
-  assign \$1430  = issue & \$1429 ;
-  assign \$1431  = stage[211:180] >> t[4:0];
-  assign \$1432  = ~ \$1431 ;
-  assign \$1433  = stage[212] & \$1432 ;
-  assign \$1434  = stage[1:0] == 1'h1;
-  assign \$1435  = \$1433  & \$1434 ;
-  assign \$1436  = ~ \$1435 ;
-  assign \$1437  = \$1430  & \$1436 ;
-  assign \$1438  = stage[1:0] == 1'h1;
-  assign \$1439  = stage[211:180] >> t[4:0];
-  assign \$1440  = ~ \$1439 ;
-  assign \$1441  = stage[212] & \$1440 ;
-  assign \$1442  = \$1438  & \$1441 ;
-  assign \$1443  = ~ \$1442 ;
-  assign \$1444  = stage[1:0] == 1'h1;
-  assign \$1445  = stage[211:180] >> t[4:0];
-  assign \$1446  = ~ \$1445 ;
-  assign \$1447  = stage[212] & \$1446 ;
-  assign \$1448  = \$1444  & \$1447 ;
-  assign \$1449  = ~ summed;
-  assign \$1450  = stage[296] & \$1449 ;
-  assign \$1451  = \$1448  & \$1450 ;
-  assign \$1452  = \$1443  | \$1451 ;
-  assign \$1453  = issue & \$1452 ;
-  assign \$1455  = stage[73:58] - \$1454 ;
-  assign \$1456  = $signed(\$1455 ) >= $signed(4'h4);
-  assign \$1458  = stage[73:58] - \$1457 ;
-  assign \$1459  = \$1456  ? 20'h00004 : \$1458 ;
-  assign \$1461  = ! \$1460 ;
-  assign \$1462  = ! tap;
-  assign \$1463  = ! i;
-  assign \$1464  = \$1462  & \$1463 ;
-  assign \$1465  = stage[127:126] == 2'h3;
-  assign \$1466  = tap == 2'h3;
-  assign \$1467  = \$1465  & \$1466 ;
-  assign \$1468  = ! i;
-  assign \$1469  = \$1467  & \$1468 ;
-  assign \$1470  = stage[211:180] >> t[4:0];
-  assign \$1471  = ~ \$1470 ;
-  assign \$1472  = stage[212] & \$1471 ;
-  assign \$1473  = ~ \$1472 ;
-  assign \$1474  = \$1469  & \$1473 ;
-  assign \$1475  = stage[211:180] >> t[4:0];
-  assign \$1476  = ~ \$1475 ;
-  assign \$1477  = stage[212] & \$1476 ;
-  assign \$1478  = ! stage[1:0];
-  assign \$1479  = \$1477  & \$1478 ;
-  assign \$1480  = \$1479  ? 16'h0001 : stage[57:42];
-  assign \$1481  = \$1480  - 1'h1;
-  assign \$1482  = i == \$1481 ;
-  assign \$1484  = stage[211:180] >> t[4:0];
-  assign \$1485  = ~ \$1484 ;
-  assign \$1486  = stage[212] & \$1485 ;
-  assign \$1487  = ! stage[1:0];
-  assign \$1488  = \$1486  & \$1487 ;
-  assign \$1489  = ! stage[127:126];
-  assign \$1490  = stage[127:126] == 2'h3;
-  assign \$1491  = \$1490  ? 3'h6 : 3'h3;
-  assign \$1492  = \$1489  ? 3'h1 : \$1491 ;
-  assign \$1493  = \$1488  ? 3'h1 : \$1492 ;
-  assign \$1494  = \$1493  - 1'h1;
-  assign \$1495  = $signed({ 1'h0, tap }) == $signed(\$1494 );
-  assign \$1496  = \$1483  & \$1495 ;
-  assign \$1497  = ~ summed;
-  assign \$1498  = stage[296] & \$1497 ;
-  assign \$1499  = stage[211:180] >> t[4:0];
-  assign \$1500  = ~ \$1499 ;
-  assign \$1501  = stage[212] & \$1500 ;
-  assign \$1502  = stage[1:0] == 1'h1;
-  assign \$1503  = stage[211:180] >> t[4:0];
+  assign \$1339  = ! stage[128:127];
+  assign \$1340  = stage[128:127] == 2'h3;
+  assign \$1341  = \$1340  ? 3'h6 : 3'h3;
+  assign \$1342  = \$1339  ? 3'h1 : \$1341 ;
+  assign \$1343  = \$1338  ? 3'h1 : \$1342 ;
+  assign \$1344  = \$1343  - 1'h1;
+  assign \$1345  = $signed({ 1'h0, tap }) == $signed(\$1344 );
+  assign \$1346  = \$1333  & \$1345 ;
+  assign \$1347  = \$3 [15:0] - 1'h1;
+  assign \$1348  = go == \$1347 ;
+  assign \$1349  = \$1346  & \$1348 ;
+  assign \$1350  = stage[41:26] - 1'h1;
+  assign \$1351  = x == \$1350 ;
+  assign \$1352  = \$1349  & \$1351 ;
+  assign \$1353  = issue & \$1352 ;
+  assign \$1354  = stage[25:10] - 1'h1;
+  assign \$1355  = y == \$1354 ;
+  assign \$1356  = y + 1'h1;
+  assign \$1357  = \$1355  ? 17'h00000 : \$1356 ;
+  assign \$1358  = stage[212:181] >> t[4:0];
+  assign \$1359  = ~ \$1358 ;
+  assign \$1360  = stage[213] & \$1359 ;
+  assign \$1361  = ! stage[1:0];
+  assign \$1362  = \$1360  & \$1361 ;
+  assign \$1363  = \$1362  ? 16'h0001 : stage[57:42];
+  assign \$1364  = \$1363  - 1'h1;
+  assign \$1365  = i == \$1364 ;
+  assign \$1367  = stage[212:181] >> t[4:0];
+  assign \$1368  = ~ \$1367 ;
+  assign \$1369  = stage[213] & \$1368 ;
+  assign \$1370  = ! stage[1:0];
+  assign \$1371  = \$1369  & \$1370 ;
+  assign \$1372  = ! stage[128:127];
+  assign \$1373  = stage[128:127] == 2'h3;
+  assign \$1374  = \$1373  ? 3'h6 : 3'h3;
+  assign \$1375  = \$1372  ? 3'h1 : \$1374 ;
+  assign \$1376  = \$1371  ? 3'h1 : \$1375 ;
+  assign \$1377  = \$1376  - 1'h1;
+  assign \$1378  = $signed({ 1'h0, tap }) == $signed(\$1377 );
+  assign \$1379  = \$1366  & \$1378 ;
+  assign \$1380  = \$3 [15:0] - 1'h1;
+  assign \$1381  = go == \$1380 ;
+  assign \$1382  = \$1379  & \$1381 ;
+  assign \$1383  = stage[41:26] - 1'h1;
+  assign \$1384  = x == \$1383 ;
+  assign \$1385  = \$1382  & \$1384 ;
+  assign \$1386  = stage[25:10] - 1'h1;
+  assign \$1387  = y == \$1386 ;
+  assign \$1388  = \$1385  & \$1387 ;
+  assign \$1389  = issue & \$1388 ;
+  assign \$1390  = stage[9:2] - 1'h1;
+  assign \$1391  = $signed({ 1'h0, t }) == $signed(\$1390 );
+  assign \$1392  = t + 1'h1;
+  assign \$1393  = \$1391  ? 17'h00000 : \$1392 ;
+  assign \$1394  = stage[212:181] >> t[4:0];
+  assign \$1395  = ~ \$1394 ;
+  assign \$1396  = stage[213] & \$1395 ;
+  assign \$1397  = ! stage[1:0];
+  assign \$1398  = \$1396  & \$1397 ;
+  assign \$1399  = \$1398  ? 16'h0001 : stage[57:42];
+  assign \$1400  = \$1399  - 1'h1;
+  assign \$1401  = i == \$1400 ;
+  assign \$1403  = stage[212:181] >> t[4:0];
+  assign \$1404  = ~ \$1403 ;
+  assign \$1405  = stage[213] & \$1404 ;
+  assign \$1406  = ! stage[1:0];
+  assign \$1407  = \$1405  & \$1406 ;
+  assign \$1408  = ! stage[128:127];
+  assign \$1409  = stage[128:127] == 2'h3;
+  assign \$1410  = \$1409  ? 3'h6 : 3'h3;
+  assign \$1411  = \$1408  ? 3'h1 : \$1410 ;
+  assign \$1412  = \$1407  ? 3'h1 : \$1411 ;
+  assign \$1413  = \$1412  - 1'h1;
+  assign \$1414  = $signed({ 1'h0, tap }) == $signed(\$1413 );
+  assign \$1415  = \$1402  & \$1414 ;
+  assign \$1416  = \$3 [15:0] - 1'h1;
+  assign \$1417  = go == \$1416 ;
+  assign \$1418  = \$1415  & \$1417 ;
+  assign \$1419  = stage[41:26] - 1'h1;
+  assign \$1420  = x == \$1419 ;
+  assign \$1421  = \$1418  & \$1420 ;
+  assign \$1422  = stage[25:10] - 1'h1;
+  assign \$1423  = y == \$1422 ;
+  assign \$1424  = \$1421  & \$1423 ;
+  assign \$1425  = stage[9:2] - 1'h1;
+  assign \$1426  = $signed({ 1'h0, t }) == $signed(\$1425 );
+  assign \$1427  = \$1424  & \$1426 ;
+  assign \$1428  = issue & \$1427 ;
+  assign \$1429  = stage[212:181] >> t[4:0];
+  assign \$1430  = ~ \$1429 ;
+  assign \$1431  = stage[213] & \$1430 ;
+  assign \$1432  = ! stage[1:0];
+  assign \$1433  = \$1431  & \$1432 ;
+  assign \$1434  = \$1433  ? 16'h0001 : stage[57:42];
+  assign \$1435  = \$1434  - 1'h1;
+  assign \$1436  = i == \$1435 ;
+  assign \$1438  = stage[212:181] >> t[4:0];
+  assign \$1439  = ~ \$1438 ;
+  assign \$1440  = stage[213] & \$1439 ;
+  assign \$1441  = ! stage[1:0];
+  assign \$1442  = \$1440  & \$1441 ;
+  assign \$1443  = ! stage[128:127];
+  assign \$1444  = stage[128:127] == 2'h3;
+  assign \$1445  = \$1444  ? 3'h6 : 3'h3;
+  assign \$1446  = \$1443  ? 3'h1 : \$1445 ;
+  assign \$1447  = \$1442  ? 3'h1 : \$1446 ;
+  assign \$1448  = \$1447  - 1'h1;
+  assign \$1449  = $signed({ 1'h0, tap }) == $signed(\$1448 );
+  assign \$1450  = \$1437  & \$1449 ;
+  assign \$1451  = \$3 [15:0] - 1'h1;
+  assign \$1452  = go == \$1451 ;
+  assign \$1453  = \$1450  & \$1452 ;
+  assign \$1454  = issue & \$1453 ;
+  assign \$1455  = stage[212:181] >> t[4:0];
+  assign \$1456  = ~ \$1455 ;
+  assign \$1457  = stage[213] & \$1456 ;
+  assign \$1458  = stage[1:0] == 1'h1;
+  assign \$1459  = \$1457  & \$1458 ;
+  assign \$1460  = ~ \$1459 ;
+  assign \$1461  = \$1454  & \$1460 ;
+  assign \$1462  = stage[1:0] == 1'h1;
+  assign \$1463  = stage[212:181] >> t[4:0];
+  assign \$1464  = ~ \$1463 ;
+  assign \$1465  = stage[213] & \$1464 ;
+  assign \$1466  = \$1462  & \$1465 ;
+  assign \$1467  = ~ \$1466 ;
+  assign \$1468  = stage[1:0] == 1'h1;
+  assign \$1469  = stage[212:181] >> t[4:0];
+  assign \$1470  = ~ \$1469 ;
+  assign \$1471  = stage[213] & \$1470 ;
+  assign \$1472  = \$1468  & \$1471 ;
+  assign \$1473  = ~ summed;
+  assign \$1474  = stage[297] & \$1473 ;
+  assign \$1475  = \$1472  & \$1474 ;
+  assign \$1476  = \$1467  | \$1475 ;
+  assign \$1477  = issue & \$1476 ;
+  assign \$1478  = stage[126] ? i[5:0] : { 4'h0, i[1:0] };
+  assign \$1480  = stage[73:58] - \$1479 ;
+  assign \$1481  = $signed(\$1480 ) >= $signed(4'h4);
+  assign \$1483  = stage[73:58] - \$1482 ;
+  assign \$1484  = \$1481  ? 20'h00004 : \$1483 ;
+  assign \$1486  = ! \$1485 ;
+  assign \$1488  = ! \$1487 ;
+  assign \$1489  = stage[126] ? \$1486  : \$1488 ;
+  assign \$1490  = ! tap;
+  assign \$1491  = ! i;
+  assign \$1492  = \$1490  & \$1491 ;
+  assign \$1493  = stage[128:127] == 2'h3;
+  assign \$1494  = tap == 2'h3;
+  assign \$1495  = \$1493  & \$1494 ;
+  assign \$1496  = ! i;
+  assign \$1497  = \$1495  & \$1496 ;
+  assign \$1498  = stage[212:181] >> t[4:0];
+  assign \$1499  = ~ \$1498 ;
+  assign \$1500  = stage[213] & \$1499 ;
+  assign \$1501  = ~ \$1500 ;
+  assign \$1502  = \$1497  & \$1501 ;
+  assign \$1503  = stage[212:181] >> t[4:0];
   assign \$1504  = ~ \$1503 ;
-  assign \$1505  = stage[212] & \$1504 ;
-  assign \$1506  = \$1502  & \$1505 ;
-  assign \$1507  = ~ summed;
-  assign \$1508  = stage[296] & \$1507 ;
-  assign \$1509  = \$1506  & \$1508 ;
-  assign \$1510  = stage[211:180] >> t[4:0];
-  assign \$1511  = ~ \$1510 ;
-  assign \$1512  = stage[212] & \$1511 ;
-  assign \$1513  = ! stage[1:0];
-  assign \$1514  = \$1512  & \$1513 ;
-  assign \$1515  = a_first_word ? inp__data : \$signal ;
-  assign \$1516  = a_first_step ? grad__data : held_g;
-  assign \$1517  = va & a_copy;
-  assign \$1518  = stage[1:0] == 1'h1;
-  assign \$1519  = ~ \$1518 ;
-  assign \$1520  = va & \$1519 ;
-  assign \$1521  = \$1520  & a_branch;
-  assign \$1522  = stage[1:0] == 1'h1;
-  assign \$1523  = ~ \$1522 ;
-  assign \$1524  = va & \$1523 ;
-  assign \$1525  = \$1524  & a_last;
+  assign \$1505  = stage[213] & \$1504 ;
+  assign \$1506  = ! stage[1:0];
+  assign \$1507  = \$1505  & \$1506 ;
+  assign \$1508  = \$1507  ? 16'h0001 : stage[57:42];
+  assign \$1509  = \$1508  - 1'h1;
+  assign \$1510  = i == \$1509 ;
+  assign \$1512  = stage[212:181] >> t[4:0];
+  assign \$1513  = ~ \$1512 ;
+  assign \$1514  = stage[213] & \$1513 ;
+  assign \$1515  = ! stage[1:0];
+  assign \$1516  = \$1514  & \$1515 ;
+  assign \$1517  = ! stage[128:127];
+  assign \$1518  = stage[128:127] == 2'h3;
+  assign \$1519  = \$1518  ? 3'h6 : 3'h3;
+  assign \$1520  = \$1517  ? 3'h1 : \$1519 ;
+  assign \$1521  = \$1516  ? 3'h1 : \$1520 ;
+  assign \$1522  = \$1521  - 1'h1;
+  assign \$1523  = $signed({ 1'h0, tap }) == $signed(\$1522 );
+  assign \$1524  = \$1511  & \$1523 ;
+  assign \$1525  = ~ summed;
+  assign \$1526  = stage[297] & \$1525 ;
+  assign \$1527  = stage[212:181] >> t[4:0];
+  assign \$1528  = ~ \$1527 ;
+  assign \$1529  = stage[213] & \$1528 ;
+  assign \$1530  = stage[1:0] == 1'h1;
+  assign \$1531  = stage[212:181] >> t[4:0];
+  assign \$1532  = ~ \$1531 ;
+  assign \$1533  = stage[213] & \$1532 ;
+  assign \$1534  = \$1530  & \$1533 ;
+  assign \$1535  = ~ summed;
+  assign \$1536  = stage[297] & \$1535 ;
+  assign \$1537  = \$1534  & \$1536 ;
+  assign \$1538  = stage[212:181] >> t[4:0];
+  assign \$1539  = ~ \$1538 ;
+  assign \$1540  = stage[213] & \$1539 ;
+  assign \$1541  = ! stage[1:0];
+  assign \$1542  = \$1540  & \$1541 ;
+  assign \$1543  = a_first_word ? inp__data : \$signal ;
+  assign \$1544  = a_first_step ? grad__data : held_g;
+  assign \$1545  = va & a_copy;
+  assign \$1546  = stage[1:0] == 1'h1;
+  assign \$1547  = ~ \$1546 ;
+  assign \$1548  = va & \$1547 ;
+  assign \$1549  = \$1548  & a_branch;
+  assign \$1550  = stage[1:0] == 1'h1;
+  assign \$1551  = ~ \$1550 ;
+  assign \$1552  = va & \$1551 ;
+  assign \$1553  = \$1552  & a_last;
   always @(posedge clk)
-    i <= \$1526 ;
+    i <= \$1554 ;
   always @(posedge clk)
-    tap <= \$1527 ;
+    tap <= \$1555 ;
   always @(posedge clk)
-    go <= \$1528 ;
+    go <= \$1556 ;
   always @(posedge clk)
-    x <= \$1529 ;
+    x <= \$1557 ;
   always @(posedge clk)
-    y <= \$1530 ;
+    y <= \$1558 ;
   always @(posedge clk)
-    t <= \$1531 ;
+    t <= \$1559 ;
   always @(posedge clk)
-    issue <= \$1532 ;
+    issue <= \$1560 ;
   always @(posedge clk)
-    summed <= \$1533 ;
+    summed <= \$1561 ;
   always @(posedge clk)
-    va <= \$1534 ;
+    va <= \$1562 ;
   always @(posedge clk)
-    sel_a <= \$1535 ;
+    sel_a <= \$1563 ;
   always @(posedge clk)
-    active_a <= \$1536 ;
+    active_a <= \$1564 ;
   always @(posedge clk)
-    \$signal$82  <= \$1537 ;
+    \$signal$82  <= \$1565 ;
   always @(posedge clk)
-    entry_a <= \$1538 ;
+    entry_a <= \$1566 ;
   always @(posedge clk)
-    a_first_word <= \$1539 ;
+    a_first_word <= \$1567 ;
   always @(posedge clk)
-    a_first_step <= \$1540 ;
+    a_first_step <= \$1568 ;
   always @(posedge clk)
-    a_branch <= \$1541 ;
+    a_branch <= \$1569 ;
   always @(posedge clk)
-    a_last <= \$1542 ;
+    a_last <= \$1570 ;
   always @(posedge clk)
-    clear <= \$1543 ;
+    clear <= \$1571 ;
   always @(posedge clk)
-    a_reduced <= \$1544 ;
+    a_reduced <= \$1572 ;
   always @(posedge clk)
-    a_zero <= \$1545 ;
+    a_zero <= \$1573 ;
   always @(posedge clk)
-    a_copy <= \$1546 ;
+    a_copy <= \$1574 ;
   always @(posedge clk)
-    \$signal  <= \$1547 ;
+    \$signal  <= \$1575 ;
   always @(posedge clk)
-    held_g <= \$1548 ;
+    held_g <= \$1576 ;
   always @(posedge clk)
-    copied <= \$1549 ;
+    copied <= \$1577 ;
   always @(posedge clk)
-    part <= \$1550 ;
+    part <= \$1578 ;
   always @(posedge clk)
-    out__en <= \$1551 ;
+    out__en <= \$1579 ;
   always @(posedge clk)
-    reduced_b <= \$1552 ;
+    reduced_b <= \$1580 ;
   always @(posedge clk)
-    out__addr <= \$1553 ;
+    out__addr <= \$1581 ;
   always @(posedge clk)
-    active_b <= \$1554 ;
+    active_b <= \$1582 ;
   \ttsnn_accel.backward.core.array  array (
     .acc(acc),
     .clk(clk),
@@ -6017,25 +6080,25 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   );
   \ttsnn_accel.backward.core.requant  requant (
     .i(\i$61 ),
-    .\port$4989$0 (\$1555 ),
-    .\port$5029$0 (\$1556 ),
-    .\port$5069$0 (\$1557 ),
-    .\port$5109$0 (\$1558 ),
-    .\port$5162$0 (\$1559 ),
-    .\port$5215$0 (\$1560 ),
-    .\port$5268$0 (\$1561 ),
-    .\port$5321$0 (\$1562 ),
+    .\port$5017$0 (\$1583 ),
+    .\port$5057$0 (\$1584 ),
+    .\port$5097$0 (\$1585 ),
+    .\port$5137$0 (\$1586 ),
+    .\port$5190$0 (\$1587 ),
+    .\port$5243$0 (\$1588 ),
+    .\port$5296$0 (\$1589 ),
+    .\port$5349$0 (\$1590 ),
     .shift(shift)
   );
   \ttsnn_accel.backward.core.wgrad  wgrad (
     .addr(entry_a[8:0]),
     .clear(clear),
     .clk(clk),
-    .\port$3479$0 (\$116 ),
-    .\port$3484$0 (\$121 ),
-    .\port$3489$0 (\$126 ),
     .\port$3494$0 (\$131 ),
-    .rd_addr(\port$6436$0 [8:0]),
+    .\port$3502$0 (\$139 ),
+    .\port$3510$0 (\$147 ),
+    .\port$3518$0 (\$155 ),
+    .rd_addr(\port$6464$0 [8:0]),
     .rd_data(acc_rd_data),
     .rd_en(rd_en),
     .rst(rst),
@@ -6043,294 +6106,294 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1526  = i;
-    if (\$1209 ) begin
-      \$1526  = \$1219 [15:0];
+    \$1554  = i;
+    if (\$1233 ) begin
+      \$1554  = \$1243 [15:0];
     end
     if (start) begin
-      \$1526  = 16'h0000;
+      \$1554  = 16'h0000;
     end
     if (rst) begin
-      \$1526  = 16'h0000;
+      \$1554  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1527  = tap;
-    if (\$1229 ) begin
-      \$1527  = \$1243 [15:0];
+    \$1555  = tap;
+    if (\$1253 ) begin
+      \$1555  = \$1267 [15:0];
     end
     if (start) begin
-      \$1527  = 16'h0000;
+      \$1555  = 16'h0000;
     end
     if (rst) begin
-      \$1527  = 16'h0000;
+      \$1555  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1528  = go;
-    if (\$1266 ) begin
-      \$1528  = \$1270 [15:0];
+    \$1556  = go;
+    if (\$1290 ) begin
+      \$1556  = \$1294 [15:0];
     end
     if (start) begin
-      \$1528  = 16'h0000;
+      \$1556  = 16'h0000;
     end
     if (rst) begin
-      \$1528  = 16'h0000;
+      \$1556  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1529  = x;
-    if (\$1296 ) begin
-      \$1529  = \$1300 [15:0];
+    \$1557  = x;
+    if (\$1320 ) begin
+      \$1557  = \$1324 [15:0];
     end
     if (start) begin
-      \$1529  = 16'h0000;
+      \$1557  = 16'h0000;
     end
     if (rst) begin
-      \$1529  = 16'h0000;
+      \$1557  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1530  = y;
-    if (\$1329 ) begin
-      \$1530  = \$1333 [15:0];
+    \$1558  = y;
+    if (\$1353 ) begin
+      \$1558  = \$1357 [15:0];
     end
     if (start) begin
-      \$1530  = 16'h0000;
+      \$1558  = 16'h0000;
     end
     if (rst) begin
-      \$1530  = 16'h0000;
+      \$1558  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1531  = t;
-    if (\$1365 ) begin
-      \$1531  = \$1369 [15:0];
+    \$1559  = t;
+    if (\$1389 ) begin
+      \$1559  = \$1393 [15:0];
     end
     if (start) begin
-      \$1531  = 16'h0000;
+      \$1559  = 16'h0000;
     end
     if (rst) begin
-      \$1531  = 16'h0000;
+      \$1559  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1532  = issue;
-    if (\$1404 ) begin
-      \$1532  = 1'h0;
+    \$1560  = issue;
+    if (\$1428 ) begin
+      \$1560  = 1'h0;
     end
     if (start) begin
-      \$1532  = 1'h1;
+      \$1560  = 1'h1;
     end
     if (rst) begin
-      \$1532  = 1'h0;
+      \$1560  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1533  = summed;
-    if (\$1437 ) begin
-      \$1533  = 1'h1;
+    \$1561  = summed;
+    if (\$1461 ) begin
+      \$1561  = 1'h1;
     end
     if (start) begin
-      \$1533  = 1'h0;
+      \$1561  = 1'h0;
     end
     if (rst) begin
-      \$1533  = 1'h0;
+      \$1561  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1534  = \$1453 ;
+    \$1562  = \$1477 ;
     if (rst) begin
-      \$1534  = 1'h0;
+      \$1562  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1535  = i[1:0];
+    \$1563  = \$1478 ;
     if (rst) begin
-      \$1535  = 2'h0;
+      \$1563  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1536  = \$1459 [2:0];
+    \$1564  = \$1484 [2:0];
     if (rst) begin
-      \$1536  = 3'h0;
+      \$1564  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1537  = \$66 [19:0];
+    \$1565  = \$72 [19:0];
     if (rst) begin
-      \$1537  = 20'h00000;
+      \$1565  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1538  = \$71 [19:0];
+    \$1566  = \$77 [19:0];
     if (rst) begin
-      \$1538  = 20'h00000;
+      \$1566  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1539  = \$1461 ;
+    \$1567  = \$1489 ;
     if (rst) begin
-      \$1539  = 1'h0;
+      \$1567  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1540  = \$1464 ;
+    \$1568  = \$1492 ;
     if (rst) begin
-      \$1540  = 1'h0;
+      \$1568  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1541  = \$1474 ;
+    \$1569  = \$1502 ;
     if (rst) begin
-      \$1541  = 1'h0;
+      \$1569  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1542  = \$1496 ;
+    \$1570  = \$1524 ;
     if (rst) begin
-      \$1542  = 1'h0;
+      \$1570  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1543  = \$1498 ;
+    \$1571  = \$1526 ;
     if (rst) begin
-      \$1543  = 1'h0;
+      \$1571  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1544  = \$1501 ;
+    \$1572  = \$1529 ;
     if (rst) begin
-      \$1544  = 1'h0;
+      \$1572  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1545  = \$1509 ;
+    \$1573  = \$1537 ;
     if (rst) begin
-      \$1545  = 1'h0;
+      \$1573  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1546  = \$1514 ;
+    \$1574  = \$1542 ;
     if (rst) begin
-      \$1546  = 1'h0;
+      \$1574  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1547  = \$signal ;
+    \$1575  = \$signal ;
     if (va) begin
-      \$1547  = \$1515 ;
+      \$1575  = \$1543 ;
     end
     if (rst) begin
-      \$1547  = 64'h0000000000000000;
+      \$1575  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1548  = held_g;
+    \$1576  = held_g;
     if (va) begin
-      \$1548  = \$1516 ;
+      \$1576  = \$1544 ;
     end
     if (rst) begin
-      \$1548  = 64'h0000000000000000;
+      \$1576  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1549  = copied;
-    if (\$1517 ) begin
-      \$1549  = { \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63:48], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47:32], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31:16], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15:0] };
+    \$1577  = copied;
+    if (\$1545 ) begin
+      \$1577  = { \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63:48], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47:32], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31:16], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15:0] };
     end
     if (rst) begin
-      \$1549  = 148'h0000000000000000000000000000000000000;
+      \$1577  = 148'h0000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1550  = part;
-    if (\$1521 ) begin
-      \$1550  = acc;
+    \$1578  = part;
+    if (\$1549 ) begin
+      \$1578  = acc;
     end
     if (rst) begin
-      \$1550  = 148'h0000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1551  = \$1525 ;
-    if (rst) begin
-      \$1551  = 1'h0;
+      \$1578  = 148'h0000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1552  = a_reduced;
+    \$1579  = \$1553 ;
     if (rst) begin
-      \$1552  = 1'h0;
+      \$1579  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1553  = \$signal$82 ;
+    \$1580  = a_reduced;
     if (rst) begin
-      \$1553  = 20'h00000;
+      \$1580  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1554  = active_a;
+    \$1581  = \$signal$82 ;
     if (rst) begin
-      \$1554  = 3'h0;
+      \$1581  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1582  = active_a;
+    if (rst) begin
+      \$1582  = 3'h0;
     end
   end
   assign GO = \$3 [15:0];
   assign run = issue;
-  assign addr_out = \$66 [19:0];
-  assign addr_entry = \$71 [19:0];
-  assign inp__addr = \$45 [19:0];
-  assign weights__addr = \$50 [19:0];
-  assign grad__addr = \$59 [19:0];
+  assign addr_out = \$72 [19:0];
+  assign addr_entry = \$77 [19:0];
+  assign inp__addr = \$51 [19:0];
+  assign weights__addr = \$56 [19:0];
+  assign grad__addr = \$65 [19:0];
   assign weights__data = weights;
-  assign copy0 = { \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15], \$107 [15:0] };
-  assign copy1 = { \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31], \$108 [31:16] };
-  assign copy2 = { \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47], \$109 [47:32] };
-  assign copy3 = { \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63], \$110 [63:48] };
+  assign copy0 = { \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15:0] };
+  assign copy1 = { \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31:16] };
+  assign copy2 = { \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47:32] };
+  assign copy3 = { \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63:48] };
   assign a_clear = clear;
   assign addr = entry_a[8:0];
-  assign product = { \$131 , \$126 , \$121 , \$116  };
+  assign product = { \$155 , \$147 , \$139 , \$131  };
   assign acc_rd_en = rd_en;
-  assign rd_addr = \port$6436$0 [8:0];
-  assign acc_rd_addr = { 5'h00, \port$6436$0  };
+  assign rd_addr = \port$6464$0 [8:0];
+  assign acc_rd_addr = { 5'h00, \port$6464$0  };
   assign rd_data = acc_rd_data;
-  assign o = { \$1558 , \$1557 , \$1556 , \$1555  };
+  assign o = { \$1586 , \$1585 , \$1584 , \$1583  };
   assign \$signal$71  = out__en;
   assign out_b = out__addr;
   assign out__data = { q3, q2, q1, q0 };
-  assign saturated = { \$1562 , \$1561 , \$1560 , \$1559  };
-  assign addr_in = \$45 [19:0];
-  assign addr_w = \$50 [19:0];
-  assign addr_g = \$59 [19:0];
+  assign saturated = { \$1590 , \$1589 , \$1588 , \$1587  };
+  assign addr_in = \$51 [19:0];
+  assign addr_w = \$56 [19:0];
+  assign addr_g = \$65 [19:0];
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -6340,40 +6403,41 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \stage.in_base  = stage[93:74];
   assign \stage.in_rows  = stage[109:94];
   assign \stage.in_cols  = stage[125:110];
-  assign \stage.taps  = stage[127:126];
-  assign \stage.fy  = stage[129:128];
-  assign \stage.fx  = stage[131:130];
-  assign \stage.w_base  = stage[151:132];
-  assign \stage.out_base  = stage[171:152];
-  assign \stage.requant  = stage[172];
-  assign \stage.shift  = stage[178:173];
-  assign \stage.round  = stage[179];
-  assign \stage.schedule  = stage[211:180];
-  assign \stage.use_schedule  = stage[212];
-  assign \stage.alt_shift  = stage[218:213];
-  assign \stage.alt_left  = stage[219];
-  assign \stage.g_base  = stage[239:220];
-  assign \stage.g_rows  = stage[255:240];
-  assign \stage.g_cols  = stage[271:256];
-  assign \stage.gy  = stage[273:272];
-  assign \stage.gx  = stage[275:274];
-  assign \stage.acc_base  = stage[295:276];
-  assign \stage.acc_clear  = stage[296];
-  assign \stage.trace_base  = stage[316:297];
-  assign \stage.cur_base  = stage[336:317];
-  assign \stage.use_extra  = stage[337];
-  assign \stage.pool  = stage[338];
-  assign \stage.height_mul  = stage[354:339];
-  assign \stage.height_shift  = stage[360:355];
-  assign \stage.leak_mul  = stage[376:361];
-  assign \stage.leak_shift  = stage[382:377];
-  assign \stage.idx_base  = stage[414:383];
-  assign \stage.idx_t  = stage[446:415];
-  assign \stage.idx_c  = stage[478:447];
-  assign \stage.idx_y  = stage[510:479];
-  assign \stage.key  = stage[542:511];
-  assign \stage.key_leak  = stage[574:543];
-  assign \stage.key_affine  = stage[606:575];
+  assign \stage.in_spikes  = stage[126];
+  assign \stage.taps  = stage[128:127];
+  assign \stage.fy  = stage[130:129];
+  assign \stage.fx  = stage[132:131];
+  assign \stage.w_base  = stage[152:133];
+  assign \stage.out_base  = stage[172:153];
+  assign \stage.requant  = stage[173];
+  assign \stage.shift  = stage[179:174];
+  assign \stage.round  = stage[180];
+  assign \stage.schedule  = stage[212:181];
+  assign \stage.use_schedule  = stage[213];
+  assign \stage.alt_shift  = stage[219:214];
+  assign \stage.alt_left  = stage[220];
+  assign \stage.g_base  = stage[240:221];
+  assign \stage.g_rows  = stage[256:241];
+  assign \stage.g_cols  = stage[272:257];
+  assign \stage.gy  = stage[274:273];
+  assign \stage.gx  = stage[276:275];
+  assign \stage.acc_base  = stage[296:277];
+  assign \stage.acc_clear  = stage[297];
+  assign \stage.trace_base  = stage[317:298];
+  assign \stage.cur_base  = stage[337:318];
+  assign \stage.use_extra  = stage[338];
+  assign \stage.pool  = stage[339];
+  assign \stage.height_mul  = stage[355:340];
+  assign \stage.height_shift  = stage[361:356];
+  assign \stage.leak_mul  = stage[377:362];
+  assign \stage.leak_shift  = stage[383:378];
+  assign \stage.idx_base  = stage[415:384];
+  assign \stage.idx_t  = stage[447:416];
+  assign \stage.idx_c  = stage[479:448];
+  assign \stage.idx_y  = stage[511:480];
+  assign \stage.key  = stage[543:512];
+  assign \stage.key_leak  = stage[575:544];
+  assign \stage.key_affine  = stage[607:576];
   assign \counts.stage_busy  = counts[0];
   assign \counts.stage_macs  = counts[3:1];
   assign \counts.wgrad_updates  = counts[6:4];
@@ -6387,62 +6451,68 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \i$61 [110:74] = v_bwd2;
   assign \i$61 [73:37] = v_bwd1;
   assign \i$61 [36:0] = v_bwd0;
-  assign counts[14:12] = \$1207 [2:0];
+  assign counts[14:12] = \$1231 [2:0];
   assign counts[10] = out__en;
-  assign counts[11] = \$144 ;
-  assign counts[6:4] = \$142 ;
-  assign counts[3:1] = \$137 ;
+  assign counts[11] = \$168 ;
+  assign counts[6:4] = \$166 ;
+  assign counts[3:1] = \$161 ;
   assign counts[8] = grad__en;
   assign counts[7] = inp__en;
   assign counts[9] = weights__en;
   assign counts[0] = issue;
   assign \$3  = { \$2 [17], \$2 [17], \$2 [17:2] };
-  assign \$35  = { \$34 [17], \$34 [17], \$34 [17:2] };
-  assign \$43  = { 2'h0, i[15:2] };
-  assign \$72 [15:2] = 14'h0000;
-  assign \$72 [1:0] = i[1:0];
-  assign \$181  = { \$180 [17], \$180 [17:1] };
-  assign \$213  = { \$212 [17], \$212 [17:1] };
-  assign \$245  = { \$244 [17], \$244 [17:1] };
-  assign \$297  = { \$296 [17], \$296 [17:1] };
-  assign \$329  = { \$328 [17], \$328 [17:1] };
-  assign \$361  = { \$360 [17], \$360 [17:1] };
-  assign \$413  = { \$412 [17], \$412 [17:1] };
-  assign \$445  = { \$444 [17], \$444 [17:1] };
-  assign \$477  = { \$476 [17], \$476 [17:1] };
-  assign \$529  = { \$528 [17], \$528 [17:1] };
-  assign \$561  = { \$560 [17], \$560 [17:1] };
-  assign \$593  = { \$592 [17], \$592 [17:1] };
-  assign \$609  = stage[172];
-  assign \$641  = { \$640 [17], \$640 [17:1] };
-  assign \$673  = { \$672 [17], \$672 [17:1] };
-  assign \$705  = { \$704 [17], \$704 [17:1] };
-  assign \$738  = { \$737 [17], \$737 [17:1] };
-  assign \$790  = { \$789 [17], \$789 [17:1] };
-  assign \$822  = { \$821 [17], \$821 [17:1] };
-  assign \$854  = { \$853 [17], \$853 [17:1] };
-  assign \$887  = { \$886 [17], \$886 [17:1] };
-  assign \$939  = { \$938 [17], \$938 [17:1] };
-  assign \$971  = { \$970 [17], \$970 [17:1] };
-  assign \$1003  = { \$1002 [17], \$1002 [17:1] };
-  assign \$1036  = { \$1035 [17], \$1035 [17:1] };
-  assign \$1088  = { \$1087 [17], \$1087 [17:1] };
-  assign \$1120  = { \$1119 [17], \$1119 [17:1] };
-  assign \$1152  = { \$1151 [17], \$1151 [17:1] };
-  assign \$1185  = { \$1184 [17], \$1184 [17:1] };
-  assign \$1209  = issue;
-  assign \$1228  = \$1227 ;
+  assign \$35  = { \$34 [17], \$34 [17], \$34 [17], \$34 [17], \$34 [17], \$34 [17], \$34 [17:6] };
+  assign \$38  = { \$37 [17], \$37 [17], \$37 [17:2] };
+  assign \$47  = { 6'h00, i[15:6] };
+  assign \$48  = { 2'h0, i[15:2] };
+  assign \$78 [15:6] = 10'h000;
+  assign \$78 [5:0] = i[5:0];
+  assign \$80 [15:2] = 14'h0000;
+  assign \$80 [1:0] = i[1:0];
+  assign \$205  = { \$204 [17], \$204 [17:1] };
+  assign \$237  = { \$236 [17], \$236 [17:1] };
+  assign \$269  = { \$268 [17], \$268 [17:1] };
+  assign \$321  = { \$320 [17], \$320 [17:1] };
+  assign \$353  = { \$352 [17], \$352 [17:1] };
+  assign \$385  = { \$384 [17], \$384 [17:1] };
+  assign \$437  = { \$436 [17], \$436 [17:1] };
+  assign \$469  = { \$468 [17], \$468 [17:1] };
+  assign \$501  = { \$500 [17], \$500 [17:1] };
+  assign \$553  = { \$552 [17], \$552 [17:1] };
+  assign \$585  = { \$584 [17], \$584 [17:1] };
+  assign \$617  = { \$616 [17], \$616 [17:1] };
+  assign \$633  = stage[173];
+  assign \$665  = { \$664 [17], \$664 [17:1] };
+  assign \$697  = { \$696 [17], \$696 [17:1] };
+  assign \$729  = { \$728 [17], \$728 [17:1] };
+  assign \$762  = { \$761 [17], \$761 [17:1] };
+  assign \$814  = { \$813 [17], \$813 [17:1] };
+  assign \$846  = { \$845 [17], \$845 [17:1] };
+  assign \$878  = { \$877 [17], \$877 [17:1] };
+  assign \$911  = { \$910 [17], \$910 [17:1] };
+  assign \$963  = { \$962 [17], \$962 [17:1] };
+  assign \$995  = { \$994 [17], \$994 [17:1] };
+  assign \$1027  = { \$1026 [17], \$1026 [17:1] };
+  assign \$1060  = { \$1059 [17], \$1059 [17:1] };
+  assign \$1112  = { \$1111 [17], \$1111 [17:1] };
+  assign \$1144  = { \$1143 [17], \$1143 [17:1] };
+  assign \$1176  = { \$1175 [17], \$1175 [17:1] };
+  assign \$1209  = { \$1208 [17], \$1208 [17:1] };
+  assign \$1233  = issue;
   assign \$1252  = \$1251 ;
-  assign \$1279  = \$1278 ;
-  assign \$1309  = \$1308 ;
-  assign \$1342  = \$1341 ;
-  assign \$1378  = \$1377 ;
-  assign \$1413  = \$1412 ;
-  assign \$1454  = { 1'h0, go, 2'h0 };
-  assign \$1457  = { 1'h0, go, 2'h0 };
-  assign \$1460 [15:2] = 14'h0000;
-  assign \$1460 [1:0] = i[1:0];
-  assign \$1483  = \$1482 ;
+  assign \$1276  = \$1275 ;
+  assign \$1303  = \$1302 ;
+  assign \$1333  = \$1332 ;
+  assign \$1366  = \$1365 ;
+  assign \$1402  = \$1401 ;
+  assign \$1437  = \$1436 ;
+  assign \$1479  = { 1'h0, go, 2'h0 };
+  assign \$1482  = { 1'h0, go, 2'h0 };
+  assign \$1485 [15:6] = 10'h000;
+  assign \$1485 [5:0] = i[5:0];
+  assign \$1487 [15:2] = 14'h0000;
+  assign \$1487 [1:0] = i[1:0];
+  assign \$1511  = \$1510 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6505,7 +6575,7 @@ module \ttsnn_accel.backward.core.array (rst, valid, first, operand, weights, ac
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.requant (\port$4989$0 , \port$5029$0 , \port$5069$0 , \port$5109$0 , \port$5162$0 , \port$5215$0 , \port$5268$0 , \port$5321$0 , i, shift);
+module \ttsnn_accel.backward.core.requant (\port$5017$0 , \port$5057$0 , \port$5097$0 , \port$5137$0 , \port$5190$0 , \port$5243$0 , \port$5296$0 , \port$5349$0 , i, shift);
   wire \$1 ;
   wire [37:0] \$10 ;
   wire [6:0] \$100 ;
@@ -6881,22 +6951,22 @@ module \ttsnn_accel.backward.core.requant (\port$4989$0 , \port$5029$0 , \port$5
   input [147:0] i;
   wire [147:0] i;
   wire [63:0] o;
-  output [15:0] \port$4989$0 ;
-  wire [15:0] \port$4989$0 ;
-  output [15:0] \port$5029$0 ;
-  wire [15:0] \port$5029$0 ;
-  output [15:0] \port$5069$0 ;
-  wire [15:0] \port$5069$0 ;
-  output [15:0] \port$5109$0 ;
-  wire [15:0] \port$5109$0 ;
-  output \port$5162$0 ;
-  wire \port$5162$0 ;
-  output \port$5215$0 ;
-  wire \port$5215$0 ;
-  output \port$5268$0 ;
-  wire \port$5268$0 ;
-  output \port$5321$0 ;
-  wire \port$5321$0 ;
+  output [15:0] \port$5017$0 ;
+  wire [15:0] \port$5017$0 ;
+  output [15:0] \port$5057$0 ;
+  wire [15:0] \port$5057$0 ;
+  output [15:0] \port$5097$0 ;
+  wire [15:0] \port$5097$0 ;
+  output [15:0] \port$5137$0 ;
+  wire [15:0] \port$5137$0 ;
+  output \port$5190$0 ;
+  wire \port$5190$0 ;
+  output \port$5243$0 ;
+  wire \port$5243$0 ;
+  output \port$5296$0 ;
+  wire \port$5296$0 ;
+  output \port$5349$0 ;
+  wire \port$5349$0 ;
   wire [3:0] saturated;
   input [5:0] shift;
   wire [5:0] shift;
@@ -7246,14 +7316,14 @@ module \ttsnn_accel.backward.core.requant (\port$4989$0 , \port$5029$0 , \port$5
   assign \$372  = $signed(\$359 ) != $signed(\$371 );
   assign o = { \$160 , \$120 , \$80 , \$40  };
   assign saturated = { \$372 , \$319 , \$266 , \$213  };
-  assign \port$4989$0  = \$40 ;
-  assign \port$5029$0  = \$80 ;
-  assign \port$5069$0  = \$120 ;
-  assign \port$5109$0  = \$160 ;
-  assign \port$5162$0  = \$213 ;
-  assign \port$5215$0  = \$266 ;
-  assign \port$5268$0  = \$319 ;
-  assign \port$5321$0  = \$372 ;
+  assign \port$5017$0  = \$40 ;
+  assign \port$5057$0  = \$80 ;
+  assign \port$5097$0  = \$120 ;
+  assign \port$5137$0  = \$160 ;
+  assign \port$5190$0  = \$213 ;
+  assign \port$5243$0  = \$266 ;
+  assign \port$5296$0  = \$319 ;
+  assign \port$5349$0  = \$372 ;
   assign \$11  = { \$10 [37], \$10 [37:1] };
   assign \$24  = { \$23 [37], \$23 [37:1] };
   assign \$37  = { \$36 [37], \$36 [37:1] };
@@ -7285,7 +7355,7 @@ module \ttsnn_accel.backward.core.requant (\port$4989$0 , \port$5029$0 , \port$5
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3479$0 , \port$3484$0 , \port$3489$0 , \port$3494$0 , rd_data, rd_addr, addr, clear, clk);
+module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3494$0 , \port$3502$0 , \port$3510$0 , \port$3518$0 , rd_data, rd_addr, addr, clear, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [39:0] \$1 ;
   wire [39:0] \$2 ;
@@ -7306,14 +7376,14 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3479$0 , \port
   reg clear1 = 1'h0;
   input clk;
   wire clk;
-  input [23:0] \port$3479$0 ;
-  wire [23:0] \port$3479$0 ;
-  input [23:0] \port$3484$0 ;
-  wire [23:0] \port$3484$0 ;
-  input [23:0] \port$3489$0 ;
-  wire [23:0] \port$3489$0 ;
   input [23:0] \port$3494$0 ;
   wire [23:0] \port$3494$0 ;
+  input [23:0] \port$3502$0 ;
+  wire [23:0] \port$3502$0 ;
+  input [23:0] \port$3510$0 ;
+  wire [23:0] \port$3510$0 ;
+  input [23:0] \port$3518$0 ;
+  wire [23:0] \port$3518$0 ;
   reg [95:0] prod1 = 96'h000000000000000000000000;
   wire [95:0] product;
   wire [8:0] rd__addr;
@@ -7906,7 +7976,7 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3479$0 , \port
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$8  = { \port$3494$0 , \port$3489$0 , \port$3484$0 , \port$3479$0  };
+    \$8  = { \port$3518$0 , \port$3510$0 , \port$3502$0 , \port$3494$0  };
     if (rst) begin
       \$8  = 96'h000000000000000000000000;
     end
@@ -7916,11 +7986,11 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3479$0 , \port
   assign addr1 = wr__addr;
   assign wr__data = { total3[39:0], total2[39:0], total1[39:0], total0[39:0] };
   assign saturated = 4'h0;
-  assign product = { \port$3494$0 , \port$3489$0 , \port$3484$0 , \port$3479$0  };
+  assign product = { \port$3518$0 , \port$3510$0 , \port$3502$0 , \port$3494$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$5372$0 , \port$5378$0 , \port$5384$0 , \port$5390$0 , g_cur__en, busy, \port$5686$0 , \port$5728$0 , \port$5770$0 , \port$5812$0 , extra__data
+module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$5400$0 , \port$5406$0 , \port$5412$0 , \port$5418$0 , g_cur__en, busy, \port$5714$0 , \port$5756$0 , \port$5798$0 , \port$5840$0 , extra__data
 , e, affine__data, trace__data, counts, go, g_a4__addr, g_cur__addr, stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [8:0] \$1 ;
@@ -8331,22 +8401,22 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [5:0] height_shift;
   wire [7:0] leak_mul;
   wire [5:0] leak_shift;
-  output [15:0] \port$5372$0 ;
-  wire [15:0] \port$5372$0 ;
-  output [15:0] \port$5378$0 ;
-  wire [15:0] \port$5378$0 ;
-  output [15:0] \port$5384$0 ;
-  wire [15:0] \port$5384$0 ;
-  output [15:0] \port$5390$0 ;
-  wire [15:0] \port$5390$0 ;
-  output [15:0] \port$5686$0 ;
-  wire [15:0] \port$5686$0 ;
-  output [15:0] \port$5728$0 ;
-  wire [15:0] \port$5728$0 ;
-  output [15:0] \port$5770$0 ;
-  wire [15:0] \port$5770$0 ;
-  output [15:0] \port$5812$0 ;
-  wire [15:0] \port$5812$0 ;
+  output [15:0] \port$5400$0 ;
+  wire [15:0] \port$5400$0 ;
+  output [15:0] \port$5406$0 ;
+  wire [15:0] \port$5406$0 ;
+  output [15:0] \port$5412$0 ;
+  wire [15:0] \port$5412$0 ;
+  output [15:0] \port$5418$0 ;
+  wire [15:0] \port$5418$0 ;
+  output [15:0] \port$5714$0 ;
+  wire [15:0] \port$5714$0 ;
+  output [15:0] \port$5756$0 ;
+  wire [15:0] \port$5756$0 ;
+  output [15:0] \port$5798$0 ;
+  wire [15:0] \port$5798$0 ;
+  output [15:0] \port$5840$0 ;
+  wire [15:0] \port$5840$0 ;
   input rst;
   wire rst;
   reg run = 1'h0;
@@ -8355,8 +8425,8 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [3:0] sat_lif;
   wire [63:0] scale;
   wire [3:0] spike;
-  input [606:0] stage;
-  wire [606:0] stage;
+  input [607:0] stage;
+  wire [607:0] stage;
   wire [19:0] \stage.acc_base ;
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
@@ -8380,6 +8450,7 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [15:0] \stage.in_channels ;
   wire [15:0] \stage.in_cols ;
   wire [15:0] \stage.in_rows ;
+  wire \stage.in_spikes ;
   wire [31:0] \stage.key ;
   wire [31:0] \stage.key_affine ;
   wire [31:0] \stage.key_leak ;
@@ -8429,14 +8500,14 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \$13  = stage[93:74] + \$12 ;
   assign \$14  = ! sub;
   assign \$15  = run & \$14 ;
-  assign extra__en = \$15  & stage[337];
+  assign extra__en = \$15  & stage[338];
   assign \$16  = \$2 [15:0] * stage[25:10];
   assign \$17  = \$16  + y;
   assign \$18  = \$17  * stage[41:26];
   assign \$19  = \$18  + x;
   assign \$20  = \$19  * \$5 [15:0];
   assign \$21  = \$20  + go;
-  assign \$22  = stage[239:220] + \$21 ;
+  assign \$22  = stage[240:221] + \$21 ;
   assign \$23  = ! sub;
   assign trace__en = run & \$23 ;
   assign \$24  = \$2 [15:0] * stage[25:10];
@@ -8445,38 +8516,38 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \$27  = \$26  + x;
   assign \$28  = \$27  * \$5 [15:0];
   assign \$29  = \$28  + go;
-  assign \$30  = stage[316:297] + \$29 ;
+  assign \$30  = stage[317:298] + \$29 ;
   assign \$31  = ! sub;
   assign affine__en = run & \$31 ;
   assign \$32  = ! sub;
   assign \$33  = run & \$32 ;
   assign \$34  = ! sub;
   assign \$35  = run & \$34 ;
-  assign \$36  = 1'h1 + stage[337];
+  assign \$36  = 1'h1 + stage[338];
   assign \$37  = \$35  ? \$36  : 2'h0;
   assign d_next = \$signal  ? 64'h0000000000000000 : \$signal$22 ;
-  assign g_extra = stage[337] ? extra__data : 64'h0000000000000000;
+  assign g_extra = stage[338] ? extra__data : 64'h0000000000000000;
   assign scale = \$signal$29  ? { affine__data[159:144], affine__data[111:96], affine__data[63:48], affine__data[15:0] } : { affine__data[175:160], affine__data[127:112], affine__data[79:64], affine__data[31:16] };
   assign g_a4__en = \$signal$37  & \$signal$38 ;
-  assign \$38  = ~ stage[338];
+  assign \$38  = ~ stage[339];
   assign \$39  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
   assign \$40  = \$39 [1:0] == \$signal$44 ;
   assign \$41  = \$38  | \$40 ;
   assign \$42  = \$signal$42  ? { \$328 , \$327 , \$326 , \$325  } : \$signal$45 ;
   assign \$43  = \$41  ? \$42 [15:0] : 16'h0000;
-  assign \$44  = ~ stage[338];
+  assign \$44  = ~ stage[339];
   assign \$45  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
   assign \$46  = \$45 [3:2] == \$signal$44 ;
   assign \$47  = \$44  | \$46 ;
   assign \$48  = \$signal$42  ? { \$328 , \$327 , \$326 , \$325  } : \$signal$45 ;
   assign \$49  = \$47  ? \$48 [31:16] : 16'h0000;
-  assign \$50  = ~ stage[338];
+  assign \$50  = ~ stage[339];
   assign \$51  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
   assign \$52  = \$51 [5:4] == \$signal$44 ;
   assign \$53  = \$50  | \$52 ;
   assign \$54  = \$signal$42  ? { \$328 , \$327 , \$326 , \$325  } : \$signal$45 ;
   assign \$55  = \$53  ? \$54 [47:32] : 16'h0000;
-  assign \$56  = ~ stage[338];
+  assign \$56  = ~ stage[339];
   assign \$57  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
   assign \$58  = \$57 [7:6] == \$signal$44 ;
   assign \$59  = \$56  | \$58 ;
@@ -8562,12 +8633,12 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \$138  = \$120  + \$137 ;
   assign \$139  = \$66  ? \$138  : 7'h00;
   assign busy = run | \$signal$37 ;
-  assign \$141  = stage[338] ? 3'h4 : 3'h1;
+  assign \$141  = stage[339] ? 3'h4 : 3'h1;
   assign \$142  = \$141  - 1'h1;
   assign \$143  = $signed({ 1'h0, sub }) == $signed(\$142 );
   assign \$144  = sub + 1'h1;
   assign \$145  = \$143  ? 17'h00000 : \$144 ;
-  assign \$146  = stage[338] ? 3'h4 : 3'h1;
+  assign \$146  = stage[339] ? 3'h4 : 3'h1;
   assign \$147  = \$146  - 1'h1;
   assign \$148  = $signed({ 1'h0, sub }) == $signed(\$147 );
   assign \$150  = run & \$149 ;
@@ -8575,7 +8646,7 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \$152  = $signed({ 1'h0, tr }) == $signed(\$151 );
   assign \$153  = tr + 1'h1;
   assign \$154  = \$152  ? 17'h00000 : \$153 ;
-  assign \$155  = stage[338] ? 3'h4 : 3'h1;
+  assign \$155  = stage[339] ? 3'h4 : 3'h1;
   assign \$156  = \$155  - 1'h1;
   assign \$157  = $signed({ 1'h0, sub }) == $signed(\$156 );
   assign \$159  = stage[9:2] - 1'h1;
@@ -8586,7 +8657,7 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \$164  = go == \$163 ;
   assign \$165  = go + 1'h1;
   assign \$166  = \$164  ? 17'h00000 : \$165 ;
-  assign \$167  = stage[338] ? 3'h4 : 3'h1;
+  assign \$167  = stage[339] ? 3'h4 : 3'h1;
   assign \$168  = \$167  - 1'h1;
   assign \$169  = $signed({ 1'h0, sub }) == $signed(\$168 );
   assign \$171  = stage[9:2] - 1'h1;
@@ -8600,7 +8671,7 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \$179  = x == \$178 ;
   assign \$180  = x + 1'h1;
   assign \$181  = \$179  ? 17'h00000 : \$180 ;
-  assign \$182  = stage[338] ? 3'h4 : 3'h1;
+  assign \$182  = stage[339] ? 3'h4 : 3'h1;
   assign \$183  = \$182  - 1'h1;
   assign \$184  = $signed({ 1'h0, sub }) == $signed(\$183 );
   assign \$186  = stage[9:2] - 1'h1;
@@ -8617,7 +8688,7 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \$197  = y == \$196 ;
   assign \$198  = y + 1'h1;
   assign \$199  = \$197  ? 17'h00000 : \$198 ;
-  assign \$200  = stage[338] ? 3'h4 : 3'h1;
+  assign \$200  = stage[339] ? 3'h4 : 3'h1;
   assign \$201  = \$200  - 1'h1;
   assign \$202  = $signed({ 1'h0, sub }) == $signed(\$201 );
   assign \$204  = stage[9:2] - 1'h1;
@@ -8638,15 +8709,15 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \$219  = ! tr;
   assign \$221  = \$220  + sub[1];
   assign \$222  = \$221  - 1'h1;
-  assign \$223  = stage[338] ? \$222  : { 3'h0, y };
+  assign \$223  = stage[339] ? \$222  : { 3'h0, y };
   assign \$225  = \$224  - 2'h2;
-  assign \$226  = stage[338] ? \$225  : { 2'h0, stage[25:10] };
+  assign \$226  = stage[339] ? \$225  : { 2'h0, stage[25:10] };
   assign \$227  = $signed(\$223 ) < $signed(\$226 );
   assign \$229  = \$228  + sub[0];
   assign \$230  = \$229  - 1'h1;
-  assign \$231  = stage[338] ? \$230  : { 3'h0, x };
+  assign \$231  = stage[339] ? \$230  : { 3'h0, x };
   assign \$233  = \$232  - 2'h2;
-  assign \$234  = stage[338] ? \$233  : { 2'h0, stage[41:26] };
+  assign \$234  = stage[339] ? \$233  : { 2'h0, stage[41:26] };
   assign \$235  = $signed(\$231 ) < $signed(\$234 );
   assign \$236  = \$227  & \$235 ;
   assign \$237  = ! y;
@@ -8656,7 +8727,7 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \$241  = ~ sub[0];
   assign \$242  = \$240  & \$241 ;
   assign \$243  = \$239  | \$242 ;
-  assign \$244  = stage[338] & \$243 ;
+  assign \$244  = stage[339] & \$243 ;
   assign \$245  = ~ \$244 ;
   assign \$246  = \$236  & \$245 ;
   assign \$247  = y >= 1'h1;
@@ -8668,25 +8739,25 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \$253  = stage[41:26] - 2'h2;
   assign \$254  = $signed({ 1'h0, x }) <= $signed(\$253 );
   assign \$255  = \$252  & \$254 ;
-  assign \$256  = ~ stage[212];
-  assign \$257  = stage[211:180] >> \$2 [4:0];
+  assign \$256  = ~ stage[213];
+  assign \$257  = stage[212:181] >> \$2 [4:0];
   assign \$258  = \$256  | \$257 ;
   assign \$260  = \$259  - 2'h2;
-  assign \$261  = stage[338] ? \$260  : { 2'h0, stage[25:10] };
+  assign \$261  = stage[339] ? \$260  : { 2'h0, stage[25:10] };
   assign \$262  = $signed({ 1'h0, \$2 [15:0] }) * $signed(\$261 );
   assign \$264  = \$263  + sub[1];
   assign \$265  = \$264  - 1'h1;
-  assign \$266  = stage[338] ? \$265  : { 3'h0, y };
+  assign \$266  = stage[339] ? \$265  : { 3'h0, y };
   assign \$267  = $signed(\$262 ) + $signed(\$266 );
   assign \$269  = \$268  - 2'h2;
-  assign \$270  = stage[338] ? \$269  : { 2'h0, stage[41:26] };
+  assign \$270  = stage[339] ? \$269  : { 2'h0, stage[41:26] };
   assign \$271  = $signed(\$267 ) * $signed(\$270 );
   assign \$273  = \$272  + sub[0];
   assign \$274  = \$273  - 1'h1;
-  assign \$275  = stage[338] ? \$274  : { 3'h0, x };
+  assign \$275  = stage[339] ? \$274  : { 3'h0, x };
   assign \$276  = $signed(\$271 ) + $signed(\$275 );
   assign \$277  = $signed(\$276 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$278  = $signed({ 1'h0, stage[171:152] }) + $signed(\$277 );
+  assign \$278  = $signed({ 1'h0, stage[172:153] }) + $signed(\$277 );
   assign \$279  = $signed(\$278 ) + $signed({ 1'h0, go });
   assign \$280  = stage[25:10] - 2'h2;
   assign \$281  = $signed({ 1'h0, \$2 [15:0] }) * $signed(\$280 );
@@ -8697,7 +8768,7 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \$286  = $signed(\$285 ) + $signed({ 1'h0, x });
   assign \$287  = $signed(\$286 ) - $signed(2'h1);
   assign \$288  = $signed(\$287 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$289  = $signed({ 1'h0, stage[336:317] }) + $signed(\$288 );
+  assign \$289  = $signed({ 1'h0, stage[337:318] }) + $signed(\$288 );
   assign \$290  = $signed(\$289 ) + $signed({ 1'h0, go });
   assign \$292  = stage[73:58] - \$291 ;
   assign \$293  = $signed(\$292 ) >= $signed(4'h4);
@@ -8743,7 +8814,7 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   always @(posedge clk)
     arg_held <= \$316 ;
   \ttsnn_accel.backward.lif.lanes  lanes (
-    .affine_shift(stage[178:173]),
+    .affine_shift(stage[179:174]),
     .d0(\$317 ),
     .d1(\$319 ),
     .d2(\$321 ),
@@ -8755,29 +8826,29 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
     .g_cur2(\$322 ),
     .g_cur3(\$324 ),
     .g_extra(g_extra),
-    .height_mul(stage[346:339]),
-    .leak_shift(stage[382:377]),
-    .\port$5858$0 (\$325 ),
-    .\port$5904$0 (\$326 ),
-    .\port$5950$0 (\$327 ),
-    .\port$5996$0 (\$328 ),
-    .\port$5997$0 (\$329 ),
-    .\port$5998$0 (\$330 ),
-    .\port$5999$0 (\$331 ),
-    .\port$6000$0 (\$332 ),
-    .\port$6002$0 (\$333 ),
-    .\port$6004$0 (\$334 ),
-    .\port$6006$0 (\$335 ),
-    .\port$6008$0 (\$336 ),
-    .\port$6069$0 (\$337 ),
-    .\port$6130$0 (\$338 ),
-    .\port$6191$0 (\$339 ),
-    .\port$6252$0 (\$340 ),
-    .\port$7576$0 (trace__data[1:0]),
-    .\port$7576$12 (trace__data[13:12]),
-    .\port$7576$4 (trace__data[5:4]),
-    .\port$7576$8 (trace__data[9:8]),
-    .\port$8290$355 (stage[368:355]),
+    .height_mul(stage[347:340]),
+    .leak_shift(stage[383:378]),
+    .\port$5886$0 (\$325 ),
+    .\port$5932$0 (\$326 ),
+    .\port$5978$0 (\$327 ),
+    .\port$6024$0 (\$328 ),
+    .\port$6025$0 (\$329 ),
+    .\port$6026$0 (\$330 ),
+    .\port$6027$0 (\$331 ),
+    .\port$6028$0 (\$332 ),
+    .\port$6030$0 (\$333 ),
+    .\port$6032$0 (\$334 ),
+    .\port$6034$0 (\$335 ),
+    .\port$6036$0 (\$336 ),
+    .\port$6097$0 (\$337 ),
+    .\port$6158$0 (\$338 ),
+    .\port$6219$0 (\$339 ),
+    .\port$6280$0 (\$340 ),
+    .\port$7608$0 (trace__data[1:0]),
+    .\port$7608$12 (trace__data[13:12]),
+    .\port$7608$4 (trace__data[5:4]),
+    .\port$7608$8 (trace__data[9:8]),
+    .\port$8322$356 (stage[369:356]),
     .scale(scale)
   );
   always @* begin
@@ -8964,11 +9035,11 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign e__data = e;
   assign spike = { trace__data[12], trace__data[8], trace__data[4], trace__data[0] };
   assign window = { trace__data[13], trace__data[9], trace__data[5], trace__data[1] };
-  assign height_mul = stage[346:339];
-  assign height_shift = stage[360:355];
-  assign leak_mul = stage[368:361];
-  assign leak_shift = stage[382:377];
-  assign affine_shift = stage[178:173];
+  assign height_mul = stage[347:340];
+  assign height_shift = stage[361:356];
+  assign leak_mul = stage[369:362];
+  assign leak_shift = stage[383:378];
+  assign affine_shift = stage[179:174];
   assign \$signal$40  = g_a4__addr;
   assign g_a4__data = { \$61 , \$55 , \$49 , \$43  };
   assign g_p = { \$328 , \$327 , \$326 , \$325  };
@@ -8982,14 +9053,14 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign e__addr = \$13 [19:0];
   assign extra__addr = \$22 [19:0];
   assign trace__addr = \$30 [19:0];
-  assign \port$5372$0  = \$43 ;
-  assign \port$5378$0  = \$49 ;
-  assign \port$5384$0  = \$55 ;
-  assign \port$5390$0  = \$61 ;
-  assign \port$5686$0  = \$318 ;
-  assign \port$5728$0  = \$320 ;
-  assign \port$5770$0  = \$322 ;
-  assign \port$5812$0  = \$324 ;
+  assign \port$5400$0  = \$43 ;
+  assign \port$5406$0  = \$49 ;
+  assign \port$5412$0  = \$55 ;
+  assign \port$5418$0  = \$61 ;
+  assign \port$5714$0  = \$318 ;
+  assign \port$5756$0  = \$320 ;
+  assign \port$5798$0  = \$322 ;
+  assign \port$5840$0  = \$324 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -8999,40 +9070,41 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \stage.in_base  = stage[93:74];
   assign \stage.in_rows  = stage[109:94];
   assign \stage.in_cols  = stage[125:110];
-  assign \stage.taps  = stage[127:126];
-  assign \stage.fy  = stage[129:128];
-  assign \stage.fx  = stage[131:130];
-  assign \stage.w_base  = stage[151:132];
-  assign \stage.out_base  = stage[171:152];
-  assign \stage.requant  = stage[172];
-  assign \stage.shift  = stage[178:173];
-  assign \stage.round  = stage[179];
-  assign \stage.schedule  = stage[211:180];
-  assign \stage.use_schedule  = stage[212];
-  assign \stage.alt_shift  = stage[218:213];
-  assign \stage.alt_left  = stage[219];
-  assign \stage.g_base  = stage[239:220];
-  assign \stage.g_rows  = stage[255:240];
-  assign \stage.g_cols  = stage[271:256];
-  assign \stage.gy  = stage[273:272];
-  assign \stage.gx  = stage[275:274];
-  assign \stage.acc_base  = stage[295:276];
-  assign \stage.acc_clear  = stage[296];
-  assign \stage.trace_base  = stage[316:297];
-  assign \stage.cur_base  = stage[336:317];
-  assign \stage.use_extra  = stage[337];
-  assign \stage.pool  = stage[338];
-  assign \stage.height_mul  = stage[354:339];
-  assign \stage.height_shift  = stage[360:355];
-  assign \stage.leak_mul  = stage[376:361];
-  assign \stage.leak_shift  = stage[382:377];
-  assign \stage.idx_base  = stage[414:383];
-  assign \stage.idx_t  = stage[446:415];
-  assign \stage.idx_c  = stage[478:447];
-  assign \stage.idx_y  = stage[510:479];
-  assign \stage.key  = stage[542:511];
-  assign \stage.key_leak  = stage[574:543];
-  assign \stage.key_affine  = stage[606:575];
+  assign \stage.in_spikes  = stage[126];
+  assign \stage.taps  = stage[128:127];
+  assign \stage.fy  = stage[130:129];
+  assign \stage.fx  = stage[132:131];
+  assign \stage.w_base  = stage[152:133];
+  assign \stage.out_base  = stage[172:153];
+  assign \stage.requant  = stage[173];
+  assign \stage.shift  = stage[179:174];
+  assign \stage.round  = stage[180];
+  assign \stage.schedule  = stage[212:181];
+  assign \stage.use_schedule  = stage[213];
+  assign \stage.alt_shift  = stage[219:214];
+  assign \stage.alt_left  = stage[220];
+  assign \stage.g_base  = stage[240:221];
+  assign \stage.g_rows  = stage[256:241];
+  assign \stage.g_cols  = stage[272:257];
+  assign \stage.gy  = stage[274:273];
+  assign \stage.gx  = stage[276:275];
+  assign \stage.acc_base  = stage[296:277];
+  assign \stage.acc_clear  = stage[297];
+  assign \stage.trace_base  = stage[317:298];
+  assign \stage.cur_base  = stage[337:318];
+  assign \stage.use_extra  = stage[338];
+  assign \stage.pool  = stage[339];
+  assign \stage.height_mul  = stage[355:340];
+  assign \stage.height_shift  = stage[361:356];
+  assign \stage.leak_mul  = stage[377:362];
+  assign \stage.leak_shift  = stage[383:378];
+  assign \stage.idx_base  = stage[415:384];
+  assign \stage.idx_t  = stage[447:416];
+  assign \stage.idx_c  = stage[479:448];
+  assign \stage.idx_y  = stage[511:480];
+  assign \stage.key  = stage[543:512];
+  assign \stage.key_leak  = stage[575:544];
+  assign \stage.key_affine  = stage[607:576];
   assign \counts.lifg_busy  = counts[0];
   assign \counts.lifg_updates  = counts[3:1];
   assign \counts.trace_reads  = counts[4];
@@ -9065,8 +9137,8 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, d2, g_cur2, d3, g_cur3, \port$5858$0 , \port$5904$0 , \port$5950$0 , \port$5996$0 , \port$5997$0 , \port$5998$0 , \port$5999$0 , \port$6000$0 , \port$6002$0 , \port$6004$0 , \port$6006$0 
-, \port$6008$0 , \port$6069$0 , \port$6130$0 , \port$6191$0 , \port$6252$0 , e, \port$7576$0 , \port$7576$4 , \port$7576$8 , \port$7576$12 , affine_shift, height_mul, \port$8290$355 , leak_shift, d_next);
+module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, d2, g_cur2, d3, g_cur3, \port$5886$0 , \port$5932$0 , \port$5978$0 , \port$6024$0 , \port$6025$0 , \port$6026$0 , \port$6027$0 , \port$6028$0 , \port$6030$0 , \port$6032$0 , \port$6034$0 
+, \port$6036$0 , \port$6097$0 , \port$6158$0 , \port$6219$0 , \port$6280$0 , e, \port$7608$0 , \port$7608$4 , \port$7608$8 , \port$7608$12 , affine_shift, height_mul, \port$8322$356 , leak_shift, d_next);
   wire \$1 ;
   wire [5:0] \$10 ;
   wire [5:0] \$100 ;
@@ -9700,48 +9772,48 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   wire [7:0] leak_mul;
   input [5:0] leak_shift;
   wire [5:0] leak_shift;
-  output [15:0] \port$5858$0 ;
-  wire [15:0] \port$5858$0 ;
-  output [15:0] \port$5904$0 ;
-  wire [15:0] \port$5904$0 ;
-  output [15:0] \port$5950$0 ;
-  wire [15:0] \port$5950$0 ;
-  output [15:0] \port$5996$0 ;
-  wire [15:0] \port$5996$0 ;
-  output \port$5997$0 ;
-  wire \port$5997$0 ;
-  output \port$5998$0 ;
-  wire \port$5998$0 ;
-  output \port$5999$0 ;
-  wire \port$5999$0 ;
-  output \port$6000$0 ;
-  wire \port$6000$0 ;
-  output \port$6002$0 ;
-  wire \port$6002$0 ;
-  output \port$6004$0 ;
-  wire \port$6004$0 ;
-  output \port$6006$0 ;
-  wire \port$6006$0 ;
-  output \port$6008$0 ;
-  wire \port$6008$0 ;
-  output \port$6069$0 ;
-  wire \port$6069$0 ;
-  output \port$6130$0 ;
-  wire \port$6130$0 ;
-  output \port$6191$0 ;
-  wire \port$6191$0 ;
-  output \port$6252$0 ;
-  wire \port$6252$0 ;
-  input [1:0] \port$7576$0 ;
-  wire [1:0] \port$7576$0 ;
-  input [1:0] \port$7576$12 ;
-  wire [1:0] \port$7576$12 ;
-  input [1:0] \port$7576$4 ;
-  wire [1:0] \port$7576$4 ;
-  input [1:0] \port$7576$8 ;
-  wire [1:0] \port$7576$8 ;
-  input [13:0] \port$8290$355 ;
-  wire [13:0] \port$8290$355 ;
+  output [15:0] \port$5886$0 ;
+  wire [15:0] \port$5886$0 ;
+  output [15:0] \port$5932$0 ;
+  wire [15:0] \port$5932$0 ;
+  output [15:0] \port$5978$0 ;
+  wire [15:0] \port$5978$0 ;
+  output [15:0] \port$6024$0 ;
+  wire [15:0] \port$6024$0 ;
+  output \port$6025$0 ;
+  wire \port$6025$0 ;
+  output \port$6026$0 ;
+  wire \port$6026$0 ;
+  output \port$6027$0 ;
+  wire \port$6027$0 ;
+  output \port$6028$0 ;
+  wire \port$6028$0 ;
+  output \port$6030$0 ;
+  wire \port$6030$0 ;
+  output \port$6032$0 ;
+  wire \port$6032$0 ;
+  output \port$6034$0 ;
+  wire \port$6034$0 ;
+  output \port$6036$0 ;
+  wire \port$6036$0 ;
+  output \port$6097$0 ;
+  wire \port$6097$0 ;
+  output \port$6158$0 ;
+  wire \port$6158$0 ;
+  output \port$6219$0 ;
+  wire \port$6219$0 ;
+  output \port$6280$0 ;
+  wire \port$6280$0 ;
+  input [1:0] \port$7608$0 ;
+  wire [1:0] \port$7608$0 ;
+  input [1:0] \port$7608$12 ;
+  wire [1:0] \port$7608$12 ;
+  input [1:0] \port$7608$4 ;
+  wire [1:0] \port$7608$4 ;
+  input [1:0] \port$7608$8 ;
+  wire [1:0] \port$7608$8 ;
+  input [13:0] \port$8322$356 ;
+  wire [13:0] \port$8322$356 ;
   wire [3:0] sat_affine;
   wire [3:0] sat_current;
   wire [3:0] sat_lif;
@@ -9948,34 +10020,34 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$597  = $signed(\$596 ) + $signed(2'h1);
   assign \$599  = \$586  ? \$591  : \$598 [31:0];
   assign \$600  = $signed(\$585 ) != $signed(\$599 );
-  assign \$1  = ! \port$8290$355 [5:0];
+  assign \$1  = ! \port$8322$356 [5:0];
   assign \$2  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
-  assign \$3  = ! \port$8290$355 [5:0];
-  assign \$4  = \port$8290$355 [5:0] - 1'h1;
+  assign \$3  = ! \port$8322$356 [5:0];
+  assign \$4  = \port$8322$356 [5:0] - 1'h1;
   assign \$5  = \$3  ? 6'h00 : \$4 [5:0];
   assign \$6  = $signed(\$2 ) >>> \$5 ;
   assign \$7  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
-  assign \$8  = ! \port$8290$355 [5:0];
-  assign \$9  = \port$8290$355 [5:0] - 1'h1;
+  assign \$8  = ! \port$8322$356 [5:0];
+  assign \$9  = \port$8322$356 [5:0] - 1'h1;
   assign \$10  = \$8  ? 6'h00 : \$9 [5:0];
   assign \$11  = $signed(\$7 ) >>> \$10 ;
   assign \$12  = $signed(\$11 ) + $signed(2'h1);
   assign \$14  = \$1  ? \$6  : \$13 [23:0];
-  assign \$15  = \port$7576$0 [1] ? \$14  : 24'h000000;
+  assign \$15  = \port$7608$0 [1] ? \$14  : 24'h000000;
   assign \$16  = ! leak_shift;
-  assign \$17  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$8290$355 [13:6] });
+  assign \$17  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$8322$356 [13:6] });
   assign \$18  = ! leak_shift;
   assign \$19  = leak_shift - 1'h1;
   assign \$20  = \$18  ? 6'h00 : \$19 [5:0];
   assign \$21  = $signed(\$17 ) >>> \$20 ;
-  assign \$22  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$8290$355 [13:6] });
+  assign \$22  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$8322$356 [13:6] });
   assign \$23  = ! leak_shift;
   assign \$24  = leak_shift - 1'h1;
   assign \$25  = \$23  ? 6'h00 : \$24 [5:0];
   assign \$26  = $signed(\$22 ) >>> \$25 ;
   assign \$27  = $signed(\$26 ) + $signed(2'h1);
   assign \$29  = \$16  ? \$21  : \$28 [23:0];
-  assign \$30  = \port$7576$0 [0] ? 24'h000000 : \$29 ;
+  assign \$30  = \port$7608$0 [0] ? 24'h000000 : \$29 ;
   assign \$31  = $signed(\$15 ) + $signed(\$30 );
   assign \$32  = $signed(\$31 ) > $signed(16'h7fff);
   assign \$33  = $signed(\$31 ) < $signed(16'h8000);
@@ -9988,34 +10060,34 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$39  = $signed(d0) + $signed(g_extra[15:0]);
   assign \$40  = \$38  ? 16'h8000 : \$39 [15:0];
   assign g_cur0 = \$36  ? 16'h7fff : \$40 ;
-  assign \$41  = ! \port$8290$355 [5:0];
+  assign \$41  = ! \port$8322$356 [5:0];
   assign \$42  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
-  assign \$43  = ! \port$8290$355 [5:0];
-  assign \$44  = \port$8290$355 [5:0] - 1'h1;
+  assign \$43  = ! \port$8322$356 [5:0];
+  assign \$44  = \port$8322$356 [5:0] - 1'h1;
   assign \$45  = \$43  ? 6'h00 : \$44 [5:0];
   assign \$46  = $signed(\$42 ) >>> \$45 ;
   assign \$47  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
-  assign \$48  = ! \port$8290$355 [5:0];
-  assign \$49  = \port$8290$355 [5:0] - 1'h1;
+  assign \$48  = ! \port$8322$356 [5:0];
+  assign \$49  = \port$8322$356 [5:0] - 1'h1;
   assign \$50  = \$48  ? 6'h00 : \$49 [5:0];
   assign \$51  = $signed(\$47 ) >>> \$50 ;
   assign \$52  = $signed(\$51 ) + $signed(2'h1);
   assign \$54  = \$41  ? \$46  : \$53 [23:0];
-  assign \$55  = \port$7576$4 [1] ? \$54  : 24'h000000;
+  assign \$55  = \port$7608$4 [1] ? \$54  : 24'h000000;
   assign \$56  = ! leak_shift;
-  assign \$57  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$8290$355 [13:6] });
+  assign \$57  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$8322$356 [13:6] });
   assign \$58  = ! leak_shift;
   assign \$59  = leak_shift - 1'h1;
   assign \$60  = \$58  ? 6'h00 : \$59 [5:0];
   assign \$61  = $signed(\$57 ) >>> \$60 ;
-  assign \$62  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$8290$355 [13:6] });
+  assign \$62  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$8322$356 [13:6] });
   assign \$63  = ! leak_shift;
   assign \$64  = leak_shift - 1'h1;
   assign \$65  = \$63  ? 6'h00 : \$64 [5:0];
   assign \$66  = $signed(\$62 ) >>> \$65 ;
   assign \$67  = $signed(\$66 ) + $signed(2'h1);
   assign \$69  = \$56  ? \$61  : \$68 [23:0];
-  assign \$70  = \port$7576$4 [0] ? 24'h000000 : \$69 ;
+  assign \$70  = \port$7608$4 [0] ? 24'h000000 : \$69 ;
   assign \$71  = $signed(\$55 ) + $signed(\$70 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
   assign \$73  = $signed(\$71 ) < $signed(16'h8000);
@@ -10028,34 +10100,34 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$79  = $signed(d1) + $signed(g_extra[31:16]);
   assign \$80  = \$78  ? 16'h8000 : \$79 [15:0];
   assign g_cur1 = \$76  ? 16'h7fff : \$80 ;
-  assign \$81  = ! \port$8290$355 [5:0];
+  assign \$81  = ! \port$8322$356 [5:0];
   assign \$82  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
-  assign \$83  = ! \port$8290$355 [5:0];
-  assign \$84  = \port$8290$355 [5:0] - 1'h1;
+  assign \$83  = ! \port$8322$356 [5:0];
+  assign \$84  = \port$8322$356 [5:0] - 1'h1;
   assign \$85  = \$83  ? 6'h00 : \$84 [5:0];
   assign \$86  = $signed(\$82 ) >>> \$85 ;
   assign \$87  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
-  assign \$88  = ! \port$8290$355 [5:0];
-  assign \$89  = \port$8290$355 [5:0] - 1'h1;
+  assign \$88  = ! \port$8322$356 [5:0];
+  assign \$89  = \port$8322$356 [5:0] - 1'h1;
   assign \$90  = \$88  ? 6'h00 : \$89 [5:0];
   assign \$91  = $signed(\$87 ) >>> \$90 ;
   assign \$92  = $signed(\$91 ) + $signed(2'h1);
   assign \$94  = \$81  ? \$86  : \$93 [23:0];
-  assign \$95  = \port$7576$8 [1] ? \$94  : 24'h000000;
+  assign \$95  = \port$7608$8 [1] ? \$94  : 24'h000000;
   assign \$96  = ! leak_shift;
-  assign \$97  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$8290$355 [13:6] });
+  assign \$97  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$8322$356 [13:6] });
   assign \$98  = ! leak_shift;
   assign \$99  = leak_shift - 1'h1;
   assign \$100  = \$98  ? 6'h00 : \$99 [5:0];
   assign \$101  = $signed(\$97 ) >>> \$100 ;
-  assign \$102  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$8290$355 [13:6] });
+  assign \$102  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$8322$356 [13:6] });
   assign \$103  = ! leak_shift;
   assign \$104  = leak_shift - 1'h1;
   assign \$105  = \$103  ? 6'h00 : \$104 [5:0];
   assign \$106  = $signed(\$102 ) >>> \$105 ;
   assign \$107  = $signed(\$106 ) + $signed(2'h1);
   assign \$109  = \$96  ? \$101  : \$108 [23:0];
-  assign \$110  = \port$7576$8 [0] ? 24'h000000 : \$109 ;
+  assign \$110  = \port$7608$8 [0] ? 24'h000000 : \$109 ;
   assign \$111  = $signed(\$95 ) + $signed(\$110 );
   assign \$112  = $signed(\$111 ) > $signed(16'h7fff);
   assign \$113  = $signed(\$111 ) < $signed(16'h8000);
@@ -10068,34 +10140,34 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$119  = $signed(d2) + $signed(g_extra[47:32]);
   assign \$120  = \$118  ? 16'h8000 : \$119 [15:0];
   assign g_cur2 = \$116  ? 16'h7fff : \$120 ;
-  assign \$121  = ! \port$8290$355 [5:0];
+  assign \$121  = ! \port$8322$356 [5:0];
   assign \$122  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
-  assign \$123  = ! \port$8290$355 [5:0];
-  assign \$124  = \port$8290$355 [5:0] - 1'h1;
+  assign \$123  = ! \port$8322$356 [5:0];
+  assign \$124  = \port$8322$356 [5:0] - 1'h1;
   assign \$125  = \$123  ? 6'h00 : \$124 [5:0];
   assign \$126  = $signed(\$122 ) >>> \$125 ;
   assign \$127  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
-  assign \$128  = ! \port$8290$355 [5:0];
-  assign \$129  = \port$8290$355 [5:0] - 1'h1;
+  assign \$128  = ! \port$8322$356 [5:0];
+  assign \$129  = \port$8322$356 [5:0] - 1'h1;
   assign \$130  = \$128  ? 6'h00 : \$129 [5:0];
   assign \$131  = $signed(\$127 ) >>> \$130 ;
   assign \$132  = $signed(\$131 ) + $signed(2'h1);
   assign \$134  = \$121  ? \$126  : \$133 [23:0];
-  assign \$135  = \port$7576$12 [1] ? \$134  : 24'h000000;
+  assign \$135  = \port$7608$12 [1] ? \$134  : 24'h000000;
   assign \$136  = ! leak_shift;
-  assign \$137  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$8290$355 [13:6] });
+  assign \$137  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$8322$356 [13:6] });
   assign \$138  = ! leak_shift;
   assign \$139  = leak_shift - 1'h1;
   assign \$140  = \$138  ? 6'h00 : \$139 [5:0];
   assign \$141  = $signed(\$137 ) >>> \$140 ;
-  assign \$142  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$8290$355 [13:6] });
+  assign \$142  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$8322$356 [13:6] });
   assign \$143  = ! leak_shift;
   assign \$144  = leak_shift - 1'h1;
   assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
   assign \$146  = $signed(\$142 ) >>> \$145 ;
   assign \$147  = $signed(\$146 ) + $signed(2'h1);
   assign \$149  = \$136  ? \$141  : \$148 [23:0];
-  assign \$150  = \port$7576$12 [0] ? 24'h000000 : \$149 ;
+  assign \$150  = \port$7608$12 [0] ? 24'h000000 : \$149 ;
   assign \$151  = $signed(\$135 ) + $signed(\$150 );
   assign \$152  = $signed(\$151 ) > $signed(16'h7fff);
   assign \$153  = $signed(\$151 ) < $signed(16'h8000);
@@ -10326,10 +10398,10 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$390  = affine_shift - 1'h1;
   assign \$391  = \$389  ? 6'h00 : \$390 [5:0];
   assign v0 = { \$31 [24], \$31 [24], \$31  };
-  assign window = { \port$7576$12 [1], \port$7576$8 [1], \port$7576$4 [1], \port$7576$0 [1] };
-  assign height_shift = \port$8290$355 [5:0];
-  assign spike = { \port$7576$12 [0], \port$7576$8 [0], \port$7576$4 [0], \port$7576$0 [0] };
-  assign leak_mul = \port$8290$355 [13:6];
+  assign window = { \port$7608$12 [1], \port$7608$8 [1], \port$7608$4 [1], \port$7608$0 [1] };
+  assign height_shift = \port$8322$356 [5:0];
+  assign spike = { \port$7608$12 [0], \port$7608$8 [0], \port$7608$4 [0], \port$7608$0 [0] };
+  assign leak_mul = \port$8322$356 [13:6];
   assign v1 = { \$71 [24], \$71 [24], \$71  };
   assign v2 = { \$111 [24], \$111 [24], \$111  };
   assign v3 = { \$151 [24], \$151 [24], \$151  };
@@ -10339,22 +10411,22 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign sat_lif = { \$348 , \$347 , \$346 , \$345  };
   assign sat_current = { \$356 , \$354 , \$352 , \$350  };
   assign sat_affine = { \$600 , \$539 , \$478 , \$417  };
-  assign \port$5858$0  = \$206 ;
-  assign \port$5904$0  = \$252 ;
-  assign \port$5950$0  = \$298 ;
-  assign \port$5996$0  = \$344 ;
-  assign \port$5997$0  = \$345 ;
-  assign \port$5998$0  = \$346 ;
-  assign \port$5999$0  = \$347 ;
-  assign \port$6000$0  = \$348 ;
-  assign \port$6002$0  = \$350 ;
-  assign \port$6004$0  = \$352 ;
-  assign \port$6006$0  = \$354 ;
-  assign \port$6008$0  = \$356 ;
-  assign \port$6069$0  = \$417 ;
-  assign \port$6130$0  = \$478 ;
-  assign \port$6191$0  = \$539 ;
-  assign \port$6252$0  = \$600 ;
+  assign \port$5886$0  = \$206 ;
+  assign \port$5932$0  = \$252 ;
+  assign \port$5978$0  = \$298 ;
+  assign \port$6024$0  = \$344 ;
+  assign \port$6025$0  = \$345 ;
+  assign \port$6026$0  = \$346 ;
+  assign \port$6027$0  = \$347 ;
+  assign \port$6028$0  = \$348 ;
+  assign \port$6030$0  = \$350 ;
+  assign \port$6032$0  = \$352 ;
+  assign \port$6034$0  = \$354 ;
+  assign \port$6036$0  = \$356 ;
+  assign \port$6097$0  = \$417 ;
+  assign \port$6158$0  = \$478 ;
+  assign \port$6219$0  = \$539 ;
+  assign \port$6280$0  = \$600 ;
   assign \$13  = { \$12 [24], \$12 [24:1] };
   assign \$28  = { \$27 [24], \$27 [24:1] };
   assign \$53  = { \$52 [24], \$52 [24:1] };
@@ -13933,8 +14005,8 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$7796$18 (a[21:18]),
-    .\port$7796$2 (a[4:2]),
+    .\port$7828$18 (a[21:18]),
+    .\port$7828$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -14702,7 +14774,7 @@ module \ttsnn_accel.e23.adder (\port$2310$0 , \port$2311$0 , \port$2312$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$7796$2 , ww__addr, \port$7796$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$7828$2 , ww__addr, \port$7828$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -14822,10 +14894,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$7796$18 ;
-  wire [3:0] \port$7796$18 ;
-  input [2:0] \port$7796$2 ;
-  wire [2:0] \port$7796$2 ;
+  input [3:0] \port$7828$18 ;
+  wire [3:0] \port$7828$18 ;
+  input [2:0] \port$7828$2 ;
+  wire [2:0] \port$7828$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -14921,91 +14993,91 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$7796$18 [0] * 4'h8;
+  assign \$100  = \port$7828$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$7796$18 [0] * 4'h8;
+  assign \$103  = \port$7828$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$7796$18 [0] * 4'h8;
+  assign \$106  = \port$7828$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$7796$18 [1:0] * 4'h8;
+  assign \$110  = \port$7828$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$7796$18 [1:0] * 4'h8;
+  assign \$113  = \port$7828$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$7796$18 [1:0] * 4'h8;
+  assign \$116  = \port$7828$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$7796$18 [3:2] * 4'h8;
+  assign \$121  = \port$7828$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$7796$18 [2] * 4'h8;
+  assign \$124  = \port$7828$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$7796$18 [0] * 4'h8;
+  assign \$129  = \port$7828$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$7796$18 [0] * 4'h8;
+  assign \$132  = \port$7828$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$7796$18 [0] * 4'h8;
+  assign \$135  = \port$7828$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$7796$18 [1:0] * 4'h8;
+  assign \$139  = \port$7828$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$7796$18 [1:0] * 4'h8;
+  assign \$142  = \port$7828$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$7796$18 [1:0] * 4'h8;
+  assign \$145  = \port$7828$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$7796$18 [3:2] * 4'h8;
+  assign \$150  = \port$7828$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$7796$18 [2] * 4'h8;
+  assign \$153  = \port$7828$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$7796$18 [0] * 4'h8;
+  assign \$158  = \port$7828$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$7796$18 [0] * 4'h8;
+  assign \$161  = \port$7828$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$7796$18 [0] * 4'h8;
+  assign \$164  = \port$7828$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$7796$18 [1:0] * 4'h8;
+  assign \$168  = \port$7828$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$7796$18 [1:0] * 4'h8;
+  assign \$171  = \port$7828$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$7796$18 [1:0] * 4'h8;
+  assign \$174  = \port$7828$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$7796$18 [3:2] * 4'h8;
+  assign \$179  = \port$7828$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$7796$18 [2] * 4'h8;
+  assign \$182  = \port$7828$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$7796$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$7828$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$7796$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$7828$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$7796$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$7828$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$7796$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$7828$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$7796$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$7796$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$7828$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$7828$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$7796$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$7796$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$7828$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$7828$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$7796$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$7796$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$7828$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$7828$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$7796$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$7796$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$7828$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$7828$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$7796$18 [0] * 4'h8;
+  assign \$71  = \port$7828$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$7796$18 [0] * 4'h8;
+  assign \$74  = \port$7828$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$7796$18 [0] * 4'h8;
+  assign \$77  = \port$7828$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$7796$18 [1:0] * 4'h8;
+  assign \$81  = \port$7828$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$7796$18 [1:0] * 4'h8;
+  assign \$84  = \port$7828$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$7796$18 [1:0] * 4'h8;
+  assign \$87  = \port$7828$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$7796$18 [3:2] * 4'h8;
+  assign \$92  = \port$7828$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$7796$18 [2] * 4'h8;
+  assign \$95  = \port$7828$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
@@ -15118,8 +15190,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$7796$18 [1:0];
-  assign wsel = \port$7796$18 [3:2];
+  assign jl = \port$7828$18 [1:0];
+  assign wsel = \port$7828$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -15130,9 +15202,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$7796$2 [2];
-  assign first = \port$7796$2 [0];
-  assign from_psum = \port$7796$2 [1];
+  assign use_spad = \port$7828$2 [2];
+  assign first = \port$7828$2 [0];
+  assign from_psum = \port$7828$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -19878,7 +19950,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data, membrane_in__data
-, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$8126$0 , \port$8136$0 , \port$8146$0 , \port$8156$0 , \port$8284$24 , desc, clk);
+, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$8158$0 , \port$8168$0 , \port$8178$0 , \port$8188$0 , \port$8316$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -20759,16 +20831,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$8126$0 ;
-  wire [15:0] \port$8126$0 ;
-  output [15:0] \port$8136$0 ;
-  wire [15:0] \port$8136$0 ;
-  output [15:0] \port$8146$0 ;
-  wire [15:0] \port$8146$0 ;
-  output [15:0] \port$8156$0 ;
-  wire [15:0] \port$8156$0 ;
-  input [47:0] \port$8284$24 ;
-  wire [47:0] \port$8284$24 ;
+  output [15:0] \port$8158$0 ;
+  wire [15:0] \port$8158$0 ;
+  output [15:0] \port$8168$0 ;
+  wire [15:0] \port$8168$0 ;
+  output [15:0] \port$8178$0 ;
+  wire [15:0] \port$8178$0 ;
+  output [15:0] \port$8188$0 ;
+  wire [15:0] \port$8188$0 ;
+  input [47:0] \port$8316$24 ;
+  wire [47:0] \port$8316$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -21236,9 +21308,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$8284$24 [23:0] > m4;
+  assign \$18  = \port$8316$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$8284$24 [47:24] + desc[259:244];
+  assign \$20  = \port$8316$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign issue4 = \$16  & \$22 ;
@@ -21274,9 +21346,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$52  = \$49  | \$51 ;
   assign \$53  = \$47  & \$52 ;
   assign \$54  = ~ desc[207];
-  assign \$55  = \port$8284$24 [23:0] > m4;
+  assign \$55  = \port$8316$24 [23:0] > m4;
   assign \$56  = \$54  | \$55 ;
-  assign \$57  = \port$8284$24 [47:24] + desc[259:244];
+  assign \$57  = \port$8316$24 [47:24] + desc[259:244];
   assign \$58  = \$57  > m4;
   assign \$59  = \$56  & \$58 ;
   assign \$60  = ~ \$59 ;
@@ -21539,10 +21611,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     .o2(\$656 ),
     .o3(\$657 ),
     .p(p),
-    .\port$7968$128 (e4c_aff[143:128]),
-    .\port$7968$176 (e4c_aff[191:176]),
-    .\port$7968$32 (e4c_aff[47:32]),
-    .\port$7968$80 (e4c_aff[95:80]),
+    .\port$8000$128 (e4c_aff[143:128]),
+    .\port$8000$176 (e4c_aff[191:176]),
+    .\port$8000$32 (e4c_aff[47:32]),
+    .\port$8000$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -21562,11 +21634,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$8062$0 (\$654 ),
-    .\port$8080$0 (\$655 ),
-    .\port$8098$0 (\$656 ),
-    .\port$8116$0 (\$657 ),
-    .\port$8288$167 (desc[188:167]),
+    .\port$8094$0 (\$654 ),
+    .\port$8112$0 (\$655 ),
+    .\port$8130$0 (\$656 ),
+    .\port$8148$0 (\$657 ),
+    .\port$8320$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$659 ),
@@ -22385,8 +22457,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$8284$24 [23:0];
-  assign out_taken = \port$8284$24 [47:24];
+  assign res_rows = \port$8316$24 [23:0];
+  assign out_taken = \port$8316$24 [47:24];
   assign x4 = \$64 [15:0];
   assign w4__en = issue4;
   assign \$signal$30  = affine__addr;
@@ -22422,10 +22494,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign membrane_in__addr = \$118 [15:0];
   assign membrane_out__addr = \$135 [15:0];
   assign spikes__addr = \$136 [15:0];
-  assign \port$8126$0  = \$658 ;
-  assign \port$8136$0  = \$660 ;
-  assign \port$8146$0  = \$662 ;
-  assign \port$8156$0  = \$664 ;
+  assign \port$8158$0  = \$658 ;
+  assign \port$8168$0  = \$660 ;
+  assign \port$8178$0  = \$662 ;
+  assign \port$8188$0  = \$664 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -22553,7 +22625,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, p, \port$7968$32 , \port$7968$80 , \port$7968$128 , \port$7968$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
+module \ttsnn_accel.e4.affine (rst, scale, p, \port$8000$32 , \port$8000$80 , \port$8000$128 , \port$8000$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
@@ -22749,14 +22821,14 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$7968$32 , \port$7968$80 , \p
   reg [31:0] partial1 = 32'd0;
   reg [31:0] partial2 = 32'd0;
   reg [31:0] partial3 = 32'd0;
-  input [15:0] \port$7968$128 ;
-  wire [15:0] \port$7968$128 ;
-  input [15:0] \port$7968$176 ;
-  wire [15:0] \port$7968$176 ;
-  input [15:0] \port$7968$32 ;
-  wire [15:0] \port$7968$32 ;
-  input [15:0] \port$7968$80 ;
-  wire [15:0] \port$7968$80 ;
+  input [15:0] \port$8000$128 ;
+  wire [15:0] \port$8000$128 ;
+  input [15:0] \port$8000$176 ;
+  wire [15:0] \port$8000$176 ;
+  input [15:0] \port$8000$32 ;
+  wire [15:0] \port$8000$32 ;
+  input [15:0] \port$8000$80 ;
+  wire [15:0] \port$8000$80 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod2 = 32'd0;
@@ -22982,7 +23054,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$7968$32 , \port$7968$80 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$130  = \port$7968$32 ;
+    \$130  = \port$8000$32 ;
     if (rst) begin
       \$130  = 16'h0000;
     end
@@ -23045,7 +23117,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$7968$32 , \port$7968$80 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$139  = \port$7968$80 ;
+    \$139  = \port$8000$80 ;
     if (rst) begin
       \$139  = 16'h0000;
     end
@@ -23108,7 +23180,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$7968$32 , \port$7968$80 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$148  = \port$7968$128 ;
+    \$148  = \port$8000$128 ;
     if (rst) begin
       \$148  = 16'h0000;
     end
@@ -23171,7 +23243,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$7968$32 , \port$7968$80 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$157  = \port$7968$176 ;
+    \$157  = \port$8000$176 ;
     if (rst) begin
       \$157  = 16'h0000;
     end
@@ -23225,7 +23297,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$7968$32 , \port$7968$80 , \p
       \$164  = 16'h0000;
     end
   end
-  assign bias = { \port$7968$176 , \port$7968$128 , \port$7968$80 , \port$7968$32  };
+  assign bias = { \port$8000$176 , \port$8000$128 , \port$8000$80 , \port$8000$32  };
   assign o = { o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -23301,7 +23373,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$8062$0 , \port$8080$0 , \port$8098$0 , \port$8116$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$8288$167 , rnd, clk);
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$8094$0 , \port$8112$0 , \port$8130$0 , \port$8148$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$8320$167 , rnd, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -23445,16 +23517,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8062$0 , \port$8080$0 , \port$809
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [15:0] \port$8062$0 ;
-  wire [15:0] \port$8062$0 ;
-  input [15:0] \port$8080$0 ;
-  wire [15:0] \port$8080$0 ;
-  input [15:0] \port$8098$0 ;
-  wire [15:0] \port$8098$0 ;
-  input [15:0] \port$8116$0 ;
-  wire [15:0] \port$8116$0 ;
-  input [21:0] \port$8288$167 ;
-  wire [21:0] \port$8288$167 ;
+  input [15:0] \port$8094$0 ;
+  wire [15:0] \port$8094$0 ;
+  input [15:0] \port$8112$0 ;
+  wire [15:0] \port$8112$0 ;
+  input [15:0] \port$8130$0 ;
+  wire [15:0] \port$8130$0 ;
+  input [15:0] \port$8148$0 ;
+  wire [15:0] \port$8148$0 ;
+  input [21:0] \port$8320$167 ;
+  wire [21:0] \port$8320$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -23480,106 +23552,106 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8062$0 , \port$8080$0 , \port$809
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$8288$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$8320$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$8288$167 [5:0];
-  assign \$5  = \port$8288$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$8320$167 [5:0];
+  assign \$5  = \port$8320$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$8288$167 [5:0];
+  assign \$8  = ! \port$8320$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$8062$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$8094$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$8062$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$8094$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$8062$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$8094$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$8062$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$8094$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$8062$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$8094$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$8062$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$8094$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$8288$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$8288$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$8320$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$8320$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$8288$167 [5:0];
-  assign \$31  = \port$8288$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$8320$167 [5:0];
+  assign \$31  = \port$8320$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$8288$167 [5:0];
+  assign \$34  = ! \port$8320$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$8080$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$8112$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$8080$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$8112$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$8080$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$8112$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$8080$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$8112$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$8080$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$8112$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$8080$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$8112$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$8288$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$8288$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$8320$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$8320$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$8288$167 [5:0];
-  assign \$57  = \port$8288$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$8320$167 [5:0];
+  assign \$57  = \port$8320$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$8288$167 [5:0];
+  assign \$60  = ! \port$8320$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$8098$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$8130$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$8098$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$8130$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$8098$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$8130$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$8098$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$8130$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$8098$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$8130$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$8098$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$8130$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$8288$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$8288$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$8320$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$8320$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$8288$167 [5:0];
-  assign \$83  = \port$8288$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$8320$167 [5:0];
+  assign \$83  = \port$8320$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$8288$167 [5:0];
+  assign \$86  = ! \port$8320$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$8116$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$8148$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$8116$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$8148$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$8116$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$8148$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$8116$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$8148$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$8116$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$8148$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$8116$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$8148$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$8288$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$8320$167 [21:6]);
   always @(posedge clk)
     leak_prod0 <= \$105 ;
   always @(posedge clk)
@@ -23760,9 +23832,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8062$0 , \port$8080$0 , \port$809
       \$124  = 1'h0;
     end
   end
-  assign threshold = \port$8288$167 [21:6];
-  assign leak_shift = \port$8288$167 [5:0];
-  assign cur = { \port$8116$0 , \port$8098$0 , \port$8080$0 , \port$8062$0  };
+  assign threshold = \port$8320$167 [21:6];
+  assign leak_shift = \port$8320$167 [5:0];
+  assign cur = { \port$8148$0 , \port$8130$0 , \port$8112$0 , \port$8094$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -24289,11 +24361,11 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$104 ;
   wire \$105 ;
   wire \$106 ;
-  wire [8:0] \$1063 ;
-  wire [6:0] \$1068 ;
+  wire [8:0] \$1064 ;
+  wire [6:0] \$1069 ;
   wire \$107 ;
-  wire [6:0] \$1071 ;
-  wire [8:0] \$1075 ;
+  wire [6:0] \$1072 ;
+  wire [8:0] \$1076 ;
   wire \$108 ;
   wire \$109 ;
   wire \$11 ;
@@ -24538,7 +24610,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$325 ;
   wire \$326 ;
   wire \$327 ;
-  wire [48:0] \$328 ;
+  wire \$328 ;
   wire [48:0] \$329 ;
   wire \$33 ;
   wire [48:0] \$330 ;
@@ -24632,7 +24704,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$41 ;
   wire [48:0] \$410 ;
   wire [48:0] \$411 ;
-  wire \$412 ;
+  wire [48:0] \$412 ;
   wire \$413 ;
   wire \$414 ;
   wire \$415 ;
@@ -24649,8 +24721,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$425 ;
   wire \$426 ;
   wire \$427 ;
-  wire [1:0] \$428 ;
-  wire \$429 ;
+  wire \$428 ;
+  wire [1:0] \$429 ;
   wire [15:0] \$43 ;
   wire \$430 ;
   wire \$431 ;
@@ -24659,8 +24731,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$434 ;
   wire \$435 ;
   wire \$436 ;
-  wire [2:0] \$437 ;
-  wire \$438 ;
+  wire \$437 ;
+  wire [2:0] \$438 ;
   wire \$439 ;
   wire \$44 ;
   wire \$440 ;
@@ -24669,19 +24741,19 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$443 ;
   wire \$444 ;
   wire \$445 ;
-  wire [3:0] \$446 ;
-  wire \$447 ;
+  wire \$446 ;
+  wire [3:0] \$447 ;
   wire \$448 ;
   wire \$449 ;
   wire \$45 ;
   wire \$450 ;
   wire \$451 ;
   wire \$452 ;
-  wire [15:0] \$453 ;
-  wire \$454 ;
+  wire \$453 ;
+  wire [15:0] \$454 ;
   wire \$455 ;
-  wire [4:0] \$456 ;
-  wire \$457 ;
+  wire \$456 ;
+  wire [4:0] \$457 ;
   wire \$458 ;
   wire \$459 ;
   wire \$46 ;
@@ -24689,29 +24761,29 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$461 ;
   wire \$462 ;
   wire \$463 ;
-  wire [5:0] \$464 ;
-  wire \$465 ;
+  wire \$464 ;
+  wire [5:0] \$465 ;
   wire \$466 ;
   wire \$467 ;
   wire \$468 ;
   wire \$469 ;
   wire \$47 ;
-  wire [15:0] \$470 ;
-  wire \$471 ;
+  wire \$470 ;
+  wire [15:0] \$471 ;
   wire \$472 ;
-  wire [6:0] \$473 ;
-  wire \$474 ;
+  wire \$473 ;
+  wire [6:0] \$474 ;
   wire \$475 ;
   wire \$476 ;
   wire \$477 ;
   wire \$478 ;
   wire \$479 ;
   wire \$48 ;
-  wire [15:0] \$480 ;
-  wire \$481 ;
+  wire \$480 ;
+  wire [15:0] \$481 ;
   wire \$482 ;
-  wire [7:0] \$483 ;
-  wire \$484 ;
+  wire \$483 ;
+  wire [7:0] \$484 ;
   wire \$485 ;
   wire \$486 ;
   wire \$487 ;
@@ -24720,20 +24792,20 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$49 ;
   wire \$490 ;
   wire \$491 ;
-  wire [8:0] \$492 ;
-  wire \$493 ;
+  wire \$492 ;
+  wire [8:0] \$493 ;
   wire \$494 ;
   wire \$495 ;
   wire \$496 ;
   wire \$497 ;
   wire \$498 ;
-  wire [15:0] \$499 ;
+  wire \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire \$500 ;
+  wire [15:0] \$500 ;
   wire \$501 ;
-  wire [9:0] \$502 ;
-  wire \$503 ;
+  wire \$502 ;
+  wire [9:0] \$503 ;
   wire \$504 ;
   wire \$505 ;
   wire \$506 ;
@@ -24742,8 +24814,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$509 ;
   wire \$51 ;
   wire \$510 ;
-  wire [10:0] \$511 ;
-  wire \$512 ;
+  wire \$511 ;
+  wire [10:0] \$512 ;
   wire \$513 ;
   wire \$514 ;
   wire \$515 ;
@@ -24752,21 +24824,21 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$518 ;
   wire \$519 ;
   wire \$52 ;
-  wire [11:0] \$520 ;
-  wire \$521 ;
+  wire \$520 ;
+  wire [11:0] \$521 ;
   wire \$522 ;
   wire \$523 ;
   wire \$524 ;
   wire \$525 ;
   wire \$526 ;
-  wire [15:0] \$527 ;
-  wire \$528 ;
+  wire \$527 ;
+  wire [15:0] \$528 ;
   wire \$529 ;
   wire \$53 ;
-  wire [12:0] \$530 ;
-  wire [48:0] \$531 ;
+  wire \$530 ;
+  wire [12:0] \$531 ;
   wire [48:0] \$532 ;
-  wire \$533 ;
+  wire [48:0] \$533 ;
   wire \$534 ;
   wire \$535 ;
   wire \$536 ;
@@ -24783,9 +24855,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$546 ;
   wire \$547 ;
   wire \$548 ;
-  wire [1:0] \$549 ;
+  wire \$549 ;
   wire \$55 ;
-  wire \$550 ;
+  wire [1:0] \$550 ;
   wire \$551 ;
   wire \$552 ;
   wire \$553 ;
@@ -24793,8 +24865,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$555 ;
   wire \$556 ;
   wire \$557 ;
-  wire [2:0] \$558 ;
-  wire \$559 ;
+  wire \$558 ;
+  wire [2:0] \$559 ;
   wire \$56 ;
   wire \$560 ;
   wire \$561 ;
@@ -24803,19 +24875,19 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$564 ;
   wire \$565 ;
   wire \$566 ;
-  wire [3:0] \$567 ;
-  wire \$568 ;
+  wire \$567 ;
+  wire [3:0] \$568 ;
   wire \$569 ;
   wire \$57 ;
   wire \$570 ;
   wire \$571 ;
   wire \$572 ;
   wire \$573 ;
-  wire [15:0] \$574 ;
-  wire \$575 ;
+  wire \$574 ;
+  wire [15:0] \$575 ;
   wire \$576 ;
-  wire [4:0] \$577 ;
-  wire \$578 ;
+  wire \$577 ;
+  wire [4:0] \$578 ;
   wire \$579 ;
   wire \$58 ;
   wire \$580 ;
@@ -24824,30 +24896,30 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$583 ;
   wire \$584 ;
   wire \$585 ;
-  wire [5:0] \$586 ;
-  wire \$587 ;
+  wire \$586 ;
+  wire [5:0] \$587 ;
   wire \$588 ;
   wire \$589 ;
   wire \$59 ;
   wire \$590 ;
   wire \$591 ;
   wire \$592 ;
-  wire [15:0] \$593 ;
-  wire \$594 ;
+  wire \$593 ;
+  wire [15:0] \$594 ;
   wire \$595 ;
-  wire [6:0] \$596 ;
-  wire \$597 ;
+  wire \$596 ;
+  wire [6:0] \$597 ;
   wire \$598 ;
   wire \$599 ;
   wire \$6 ;
   wire \$60 ;
   wire \$600 ;
   wire \$601 ;
-  wire [15:0] \$602 ;
-  wire \$603 ;
+  wire \$602 ;
+  wire [15:0] \$603 ;
   wire \$604 ;
-  wire [7:0] \$605 ;
-  wire \$606 ;
+  wire \$605 ;
+  wire [7:0] \$606 ;
   wire \$607 ;
   wire \$608 ;
   wire \$609 ;
@@ -24855,19 +24927,19 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$610 ;
   wire \$611 ;
   wire \$612 ;
-  wire [8:0] \$613 ;
-  wire \$614 ;
+  wire \$613 ;
+  wire [8:0] \$614 ;
   wire \$615 ;
   wire \$616 ;
   wire \$617 ;
   wire \$618 ;
   wire \$619 ;
   wire \$62 ;
-  wire [15:0] \$620 ;
-  wire \$621 ;
+  wire \$620 ;
+  wire [15:0] \$621 ;
   wire \$622 ;
-  wire [9:0] \$623 ;
-  wire \$624 ;
+  wire \$623 ;
+  wire [9:0] \$624 ;
   wire \$625 ;
   wire \$626 ;
   wire \$627 ;
@@ -24876,8 +24948,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$63 ;
   wire \$630 ;
   wire \$631 ;
-  wire [10:0] \$632 ;
-  wire \$633 ;
+  wire \$632 ;
+  wire [10:0] \$633 ;
   wire \$634 ;
   wire \$635 ;
   wire \$636 ;
@@ -24886,19 +24958,19 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$639 ;
   wire [15:0] \$64 ;
   wire \$640 ;
-  wire [11:0] \$641 ;
-  wire \$642 ;
+  wire \$641 ;
+  wire [11:0] \$642 ;
   wire \$643 ;
   wire \$644 ;
   wire \$645 ;
   wire \$646 ;
   wire \$647 ;
-  wire [15:0] \$648 ;
-  wire \$649 ;
+  wire \$648 ;
+  wire [15:0] \$649 ;
   wire \$65 ;
   wire \$650 ;
-  wire [12:0] \$651 ;
-  wire [48:0] \$652 ;
+  wire \$651 ;
+  wire [12:0] \$652 ;
   wire [48:0] \$653 ;
   wire [48:0] \$654 ;
   wire [48:0] \$655 ;
@@ -24933,155 +25005,156 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [48:0] \$681 ;
   wire [48:0] \$682 ;
   wire [48:0] \$683 ;
-  wire \$684 ;
+  wire [48:0] \$684 ;
   wire \$685 ;
   wire \$686 ;
-  reg [71:0] \$687 ;
-  reg [159:0] \$688 ;
-  reg [261:0] \$689 ;
+  wire \$687 ;
+  reg [71:0] \$688 ;
+  reg [159:0] \$689 ;
   wire \$69 ;
-  reg [606:0] \$690 ;
-  reg \$691 ;
+  reg [261:0] \$690 ;
+  reg [607:0] \$691 ;
   reg \$692 ;
-  reg [47:0] \$693 ;
-  reg \$694 ;
-  reg [47:0] \$695 ;
-  reg \$696 ;
-  reg [47:0] \$697 ;
-  reg \$698 ;
-  reg [47:0] \$699 ;
+  reg \$693 ;
+  reg [47:0] \$694 ;
+  reg \$695 ;
+  reg [47:0] \$696 ;
+  reg \$697 ;
+  reg [47:0] \$698 ;
+  reg \$699 ;
   wire \$7 ;
   wire \$70 ;
-  reg \$700 ;
-  reg [47:0] \$701 ;
-  reg \$702 ;
-  reg [47:0] \$703 ;
-  reg \$704 ;
-  reg [47:0] \$705 ;
-  reg \$706 ;
-  reg [47:0] \$707 ;
-  reg \$708 ;
-  reg [47:0] \$709 ;
+  reg [47:0] \$700 ;
+  reg \$701 ;
+  reg [47:0] \$702 ;
+  reg \$703 ;
+  reg [47:0] \$704 ;
+  reg \$705 ;
+  reg [47:0] \$706 ;
+  reg \$707 ;
+  reg [47:0] \$708 ;
+  reg \$709 ;
   wire \$71 ;
-  reg \$710 ;
-  reg [47:0] \$711 ;
-  reg \$712 ;
-  reg [47:0] \$713 ;
-  reg \$714 ;
-  reg [47:0] \$715 ;
-  reg \$716 ;
-  reg [47:0] \$717 ;
-  reg \$718 ;
-  reg [47:0] \$719 ;
+  reg [47:0] \$710 ;
+  reg \$711 ;
+  reg [47:0] \$712 ;
+  reg \$713 ;
+  reg [47:0] \$714 ;
+  reg \$715 ;
+  reg [47:0] \$716 ;
+  reg \$717 ;
+  reg [47:0] \$718 ;
+  reg \$719 ;
   wire \$72 ;
-  reg [3:0] \$720 ;
-  reg [47:0] \$721 ;
-  reg [3:0] \$722 ;
-  reg [47:0] \$723 ;
-  reg [5:0] \$724 ;
-  reg [47:0] \$725 ;
-  reg [5:0] \$726 ;
-  reg [47:0] \$727 ;
-  reg [3:0] \$728 ;
-  reg [47:0] \$729 ;
+  reg [47:0] \$720 ;
+  reg [3:0] \$721 ;
+  reg [47:0] \$722 ;
+  reg [3:0] \$723 ;
+  reg [47:0] \$724 ;
+  reg [5:0] \$725 ;
+  reg [47:0] \$726 ;
+  reg [5:0] \$727 ;
+  reg [47:0] \$728 ;
+  reg [3:0] \$729 ;
   wire \$73 ;
-  reg [5:0] \$730 ;
-  reg [47:0] \$731 ;
-  reg [3:0] \$732 ;
-  reg [47:0] \$733 ;
-  reg [3:0] \$734 ;
-  reg [47:0] \$735 ;
-  reg \$736 ;
-  reg [47:0] \$737 ;
-  reg \$738 ;
-  reg [47:0] \$739 ;
+  reg [47:0] \$730 ;
+  reg [5:0] \$731 ;
+  reg [47:0] \$732 ;
+  reg [3:0] \$733 ;
+  reg [47:0] \$734 ;
+  reg [3:0] \$735 ;
+  reg [47:0] \$736 ;
+  reg \$737 ;
+  reg [47:0] \$738 ;
+  reg \$739 ;
   wire \$74 ;
-  reg \$740 ;
-  reg [47:0] \$741 ;
-  reg \$742 ;
-  reg [47:0] \$743 ;
-  reg \$744 ;
-  reg [47:0] \$745 ;
-  reg \$746 ;
-  reg [47:0] \$747 ;
-  reg [1:0] \$748 ;
-  reg [47:0] \$749 ;
+  reg [47:0] \$740 ;
+  reg \$741 ;
+  reg [47:0] \$742 ;
+  reg \$743 ;
+  reg [47:0] \$744 ;
+  reg \$745 ;
+  reg [47:0] \$746 ;
+  reg \$747 ;
+  reg [47:0] \$748 ;
+  reg [1:0] \$749 ;
   wire \$75 ;
-  reg \$750 ;
-  reg [47:0] \$751 ;
-  reg [1:0] \$752 ;
-  reg [47:0] \$753 ;
-  reg \$754 ;
-  reg [47:0] \$755 ;
-  reg \$756 ;
-  reg [47:0] \$757 ;
-  reg \$758 ;
-  reg [47:0] \$759 ;
+  reg [47:0] \$750 ;
+  reg \$751 ;
+  reg [47:0] \$752 ;
+  reg [1:0] \$753 ;
+  reg [47:0] \$754 ;
+  reg \$755 ;
+  reg [47:0] \$756 ;
+  reg \$757 ;
+  reg [47:0] \$758 ;
+  reg \$759 ;
   wire [15:0] \$76 ;
-  reg [1:0] \$760 ;
-  reg [47:0] \$761 ;
-  reg [1:0] \$762 ;
-  reg [47:0] \$763 ;
-  reg [1:0] \$764 ;
-  reg [47:0] \$765 ;
-  reg [1:0] \$766 ;
-  reg [47:0] \$767 ;
-  reg \$768 ;
-  reg [47:0] \$769 ;
+  reg [47:0] \$760 ;
+  reg [1:0] \$761 ;
+  reg [47:0] \$762 ;
+  reg [1:0] \$763 ;
+  reg [47:0] \$764 ;
+  reg [1:0] \$765 ;
+  reg [47:0] \$766 ;
+  reg [1:0] \$767 ;
+  reg [47:0] \$768 ;
+  reg \$769 ;
   wire \$77 ;
-  reg \$770 ;
-  reg [47:0] \$771 ;
-  reg \$772 ;
-  reg [47:0] \$773 ;
-  reg \$774 ;
-  reg [47:0] \$775 ;
-  reg [12:0] \$776 ;
-  reg [47:0] \$777 ;
-  reg [12:0] \$778 ;
-  reg [47:0] \$779 ;
+  reg [47:0] \$770 ;
+  reg \$771 ;
+  reg [47:0] \$772 ;
+  reg \$773 ;
+  reg [47:0] \$774 ;
+  reg \$775 ;
+  reg [47:0] \$776 ;
+  reg [12:0] \$777 ;
+  reg [47:0] \$778 ;
+  reg [12:0] \$779 ;
   wire \$78 ;
-  reg \$780 ;
-  reg [47:0] \$781 ;
-  reg [2:0] \$782 ;
-  reg [47:0] \$783 ;
-  reg [4:0] \$784 ;
-  reg [47:0] \$785 ;
-  reg \$786 ;
-  reg [47:0] \$787 ;
-  reg [1:0] \$788 ;
-  reg [47:0] \$789 ;
+  reg [47:0] \$780 ;
+  reg \$781 ;
+  reg [47:0] \$782 ;
+  reg [2:0] \$783 ;
+  reg [47:0] \$784 ;
+  reg [4:0] \$785 ;
+  reg [47:0] \$786 ;
+  reg \$787 ;
+  reg [47:0] \$788 ;
+  reg [1:0] \$789 ;
   wire \$79 ;
-  reg [1:0] \$790 ;
-  reg [47:0] \$791 ;
-  reg \$792 ;
-  reg [47:0] \$793 ;
-  reg [2:0] \$794 ;
-  reg [47:0] \$795 ;
-  reg [2:0] \$796 ;
-  reg [47:0] \$797 ;
-  reg \$798 ;
-  reg [47:0] \$799 ;
+  reg [47:0] \$790 ;
+  reg [1:0] \$791 ;
+  reg [47:0] \$792 ;
+  reg \$793 ;
+  reg [47:0] \$794 ;
+  reg [2:0] \$795 ;
+  reg [47:0] \$796 ;
+  reg [2:0] \$797 ;
+  reg [47:0] \$798 ;
+  reg \$799 ;
   wire \$8 ;
   wire \$80 ;
-  reg \$800 ;
-  reg [47:0] \$801 ;
-  reg \$802 ;
-  reg [47:0] \$803 ;
-  reg \$804 ;
-  reg [47:0] \$805 ;
-  reg \$806 ;
-  reg [47:0] \$807 ;
-  reg [2:0] \$808 ;
-  reg [47:0] \$809 ;
+  reg [47:0] \$800 ;
+  reg \$801 ;
+  reg [47:0] \$802 ;
+  reg \$803 ;
+  reg [47:0] \$804 ;
+  reg \$805 ;
+  reg [47:0] \$806 ;
+  reg \$807 ;
+  reg [47:0] \$808 ;
+  reg [2:0] \$809 ;
   wire \$81 ;
-  reg \$810 ;
-  reg [3:0] \$811 ;
-  reg [2:0] \$812 ;
-  reg [31:0] \$813 ;
-  reg \$814 ;
-  reg [31:0] \$815 ;
-  reg [72:0] \$816 ;
-  reg \$817 ;
+  reg [47:0] \$810 ;
+  reg \$811 ;
+  reg [3:0] \$812 ;
+  reg [2:0] \$813 ;
+  reg [31:0] \$814 ;
+  reg \$815 ;
+  reg [31:0] \$816 ;
+  reg [72:0] \$817 ;
+  reg \$818 ;
   wire \$82 ;
   wire \$83 ;
   wire \$84 ;
@@ -25452,8 +25525,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   input rst;
   wire rst;
   reg [3:0] sel_now;
-  output [606:0] stage;
-  reg [606:0] stage = 607'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [607:0] stage;
+  reg [607:0] stage = 608'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [19:0] \stage.acc_base ;
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
@@ -25477,6 +25550,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [15:0] \stage.in_channels ;
   wire [15:0] \stage.in_cols ;
   wire [15:0] \stage.in_rows ;
+  wire \stage.in_spikes ;
   wire [31:0] \stage.key ;
   wire [31:0] \stage.key_affine ;
   wire [31:0] \stage.key_leak ;
@@ -25573,17 +25647,17 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \$201  = busy ? 32'd0 : regions__w2__rd_data;
   assign \$202  = busy ? 32'd0 : regions__w3__rd_data;
   assign \$203  = busy ? 32'd0 : regions__w4__rd_data;
-  assign \$1063  = rd_k * 6'h20;
-  assign \$204  = regions__affine__rd_data >> \$1063 ;
+  assign \$1064  = rd_k * 6'h20;
+  assign \$204  = regions__affine__rd_data >> \$1064 ;
   assign \$205  = busy ? 32'd0 : \$204 ;
   assign \$206  = busy ? 32'd0 : regions__spike_in__rd_data;
-  assign \$1068  = rd_k[0] * 6'h20;
-  assign \$207  = regions__membrane__rd_data >> \$1068 ;
-  assign \$1071  = rd_k[0] * 6'h20;
-  assign \$208  = regions__gbuf__rd_data >> \$1071 ;
+  assign \$1069  = rd_k[0] * 6'h20;
+  assign \$207  = regions__membrane__rd_data >> \$1069 ;
+  assign \$1072  = rd_k[0] * 6'h20;
+  assign \$208  = regions__gbuf__rd_data >> \$1072 ;
   assign \$209  = busy ? 32'd0 : \$208 ;
-  assign \$1075  = rd_k * 6'h20;
-  assign \$210  = regions__wgrad__rd_data >> \$1075 ;
+  assign \$1076  = rd_k * 6'h20;
+  assign \$210  = regions__wgrad__rd_data >> \$1076 ;
   assign \$211  = busy ? 32'd0 : \$210 ;
   assign \$212  = host_addr == 2'h3;
   assign \$213  = host_addr == 3'h4;
@@ -25700,591 +25774,592 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \$325  = host_addr == 7'h58;
   assign \$326  = host_addr == 7'h59;
   assign \$327  = host_addr == 7'h5a;
-  assign \$328  = cnt_cycles + inc_cycles;
-  assign \$329  = cnt_clear_d ? 49'h0000000000000 : \$328 ;
-  assign \$330  = cnt_c1_busy + inc_c1_busy;
-  assign \$331  = cnt_clear_d ? 49'h0000000000000 : \$330 ;
-  assign \$332  = cnt_c1_stall + inc_c1_stall;
-  assign \$333  = cnt_clear_d ? 49'h0000000000000 : \$332 ;
-  assign \$334  = cnt_c1_in_wait + inc_c1_in_wait;
-  assign \$335  = cnt_clear_d ? 49'h0000000000000 : \$334 ;
-  assign \$336  = cnt_c2_busy + inc_c2_busy;
-  assign \$337  = cnt_clear_d ? 49'h0000000000000 : \$336 ;
-  assign \$338  = cnt_c2_stall + inc_c2_stall;
-  assign \$339  = cnt_clear_d ? 49'h0000000000000 : \$338 ;
-  assign \$340  = cnt_c3_busy + inc_c3_busy;
-  assign \$341  = cnt_clear_d ? 49'h0000000000000 : \$340 ;
-  assign \$342  = cnt_c3_stall + inc_c3_stall;
-  assign \$343  = cnt_clear_d ? 49'h0000000000000 : \$342 ;
-  assign \$344  = cnt_c4_busy + inc_c4_busy;
-  assign \$345  = cnt_clear_d ? 49'h0000000000000 : \$344 ;
-  assign \$346  = cnt_c4_stall + inc_c4_stall;
-  assign \$347  = cnt_clear_d ? 49'h0000000000000 : \$346 ;
-  assign \$348  = cnt_adder_busy + inc_adder_busy;
-  assign \$349  = cnt_clear_d ? 49'h0000000000000 : \$348 ;
-  assign \$350  = cnt_adder_stall + inc_adder_stall;
-  assign \$351  = cnt_clear_d ? 49'h0000000000000 : \$350 ;
-  assign \$352  = cnt_lif_busy + inc_lif_busy;
-  assign \$353  = cnt_clear_d ? 49'h0000000000000 : \$352 ;
-  assign \$354  = cnt_lif_stall + inc_lif_stall;
-  assign \$355  = cnt_clear_d ? 49'h0000000000000 : \$354 ;
-  assign \$356  = cnt_c1_slots + inc_c1_slots;
-  assign \$357  = cnt_clear_d ? 49'h0000000000000 : \$356 ;
-  assign \$358  = cnt_c1_adds + inc_c1_adds;
-  assign \$359  = cnt_clear_d ? 49'h0000000000000 : \$358 ;
-  assign \$360  = cnt_c2_macs + inc_c2_macs;
-  assign \$361  = cnt_clear_d ? 49'h0000000000000 : \$360 ;
-  assign \$362  = cnt_c3_macs + inc_c3_macs;
-  assign \$363  = cnt_clear_d ? 49'h0000000000000 : \$362 ;
-  assign \$364  = cnt_c4_macs + inc_c4_macs;
-  assign \$365  = cnt_clear_d ? 49'h0000000000000 : \$364 ;
-  assign \$366  = cnt_adds + inc_adds;
-  assign \$367  = cnt_clear_d ? 49'h0000000000000 : \$366 ;
-  assign \$368  = cnt_lif_updates + inc_lif_updates;
-  assign \$369  = cnt_clear_d ? 49'h0000000000000 : \$368 ;
-  assign \$370  = cnt_spikes_out + inc_spikes_out;
-  assign \$371  = cnt_clear_d ? 49'h0000000000000 : \$370 ;
-  assign \$372  = cnt_w1_reads + inc_w1_reads;
-  assign \$373  = cnt_clear_d ? 49'h0000000000000 : \$372 ;
-  assign \$374  = cnt_w2_reads + inc_w2_reads;
-  assign \$375  = cnt_clear_d ? 49'h0000000000000 : \$374 ;
-  assign \$376  = cnt_w3_reads + inc_w3_reads;
-  assign \$377  = cnt_clear_d ? 49'h0000000000000 : \$376 ;
-  assign \$378  = cnt_w4_reads + inc_w4_reads;
-  assign \$379  = cnt_clear_d ? 49'h0000000000000 : \$378 ;
-  assign \$380  = cnt_affine_reads + inc_affine_reads;
-  assign \$381  = cnt_clear_d ? 49'h0000000000000 : \$380 ;
-  assign \$382  = cnt_spike_in_reads + inc_spike_in_reads;
-  assign \$383  = cnt_clear_d ? 49'h0000000000000 : \$382 ;
-  assign \$384  = cnt_line1_reads + inc_line1_reads;
-  assign \$385  = cnt_clear_d ? 49'h0000000000000 : \$384 ;
-  assign \$386  = cnt_line1_writes + inc_line1_writes;
-  assign \$387  = cnt_clear_d ? 49'h0000000000000 : \$386 ;
-  assign \$388  = cnt_row2_reads + inc_row2_reads;
-  assign \$389  = cnt_clear_d ? 49'h0000000000000 : \$388 ;
-  assign \$390  = cnt_row2_writes + inc_row2_writes;
-  assign \$391  = cnt_clear_d ? 49'h0000000000000 : \$390 ;
-  assign \$392  = cnt_line4_reads + inc_line4_reads;
-  assign \$393  = cnt_clear_d ? 49'h0000000000000 : \$392 ;
-  assign \$394  = cnt_line4_writes + inc_line4_writes;
-  assign \$395  = cnt_clear_d ? 49'h0000000000000 : \$394 ;
-  assign \$396  = cnt_c2_spad_reads + inc_c2_spad_reads;
-  assign \$397  = cnt_clear_d ? 49'h0000000000000 : \$396 ;
-  assign \$398  = cnt_c2_spad_writes + inc_c2_spad_writes;
-  assign \$399  = cnt_clear_d ? 49'h0000000000000 : \$398 ;
-  assign \$400  = cnt_c3_spad_reads + inc_c3_spad_reads;
-  assign \$401  = cnt_clear_d ? 49'h0000000000000 : \$400 ;
-  assign \$402  = cnt_c3_spad_writes + inc_c3_spad_writes;
-  assign \$403  = cnt_clear_d ? 49'h0000000000000 : \$402 ;
-  assign \$404  = cnt_residual_reads + inc_residual_reads;
-  assign \$405  = cnt_clear_d ? 49'h0000000000000 : \$404 ;
-  assign \$406  = cnt_membrane_reads + inc_membrane_reads;
-  assign \$407  = cnt_clear_d ? 49'h0000000000000 : \$406 ;
-  assign \$408  = cnt_membrane_writes + inc_membrane_writes;
-  assign \$409  = cnt_clear_d ? 49'h0000000000000 : \$408 ;
-  assign \$410  = cnt_spikes_writes + inc_spikes_writes;
-  assign \$411  = cnt_clear_d ? 49'h0000000000000 : \$410 ;
-  assign \$412  = host_addr >= 10'h200;
-  assign \$413  = host_addr < 10'h240;
-  assign \$414  = \$412  & \$413 ;
-  assign \$415  = host_write & \$414 ;
-  assign \$416  = ~ busy;
-  assign \$417  = \$415  & \$416 ;
-  assign \$420  = host_addr >= 10'h240;
-  assign \$421  = host_addr < 10'h270;
-  assign \$422  = \$420  & \$421 ;
-  assign \$423  = host_write & \$422 ;
-  assign \$424  = ~ busy;
-  assign \$425  = \$423  & \$424 ;
-  assign \$428  = \$419  + \$427 ;
-  assign \$429  = host_addr >= 10'h280;
-  assign \$430  = host_addr < 10'h2b0;
-  assign \$431  = \$429  & \$430 ;
-  assign \$432  = host_write & \$431 ;
-  assign \$433  = ~ busy;
-  assign \$434  = \$432  & \$433 ;
-  assign \$437  = \$428  + \$436 ;
-  assign \$438  = host_addr >= 10'h2c0;
-  assign \$439  = host_addr < 10'h300;
-  assign \$440  = \$438  & \$439 ;
-  assign \$441  = host_write & \$440 ;
-  assign \$442  = ~ busy;
-  assign \$443  = \$441  & \$442 ;
-  assign \$446  = \$437  + \$445 ;
-  assign \$447  = host_addr >= 10'h300;
-  assign \$448  = host_addr < 10'h340;
-  assign \$449  = \$447  & \$448 ;
-  assign \$450  = host_write & \$449 ;
-  assign \$451  = ~ busy;
-  assign \$452  = \$450  & \$451 ;
-  assign \$453  = host_addr - 10'h300;
-  assign \$454  = \$453 [2:0] < 3'h6;
-  assign \$455  = \$452  & \$454 ;
-  assign \$456  = \$446  + \$455 ;
-  assign \$457  = host_addr >= 11'h400;
-  assign \$458  = host_addr < 11'h500;
-  assign \$459  = \$457  & \$458 ;
-  assign \$460  = host_write & \$459 ;
-  assign \$464  = \$456  + \$463 ;
-  assign \$465  = host_addr >= 11'h600;
-  assign \$466  = host_addr < 12'h800;
-  assign \$467  = \$465  & \$466 ;
-  assign \$468  = host_write & \$467 ;
-  assign \$470  = host_addr - 11'h600;
-  assign \$471  = \$470 [0] < 2'h2;
-  assign \$472  = \$469  & \$471 ;
-  assign \$473  = \$464  + \$472 ;
-  assign \$474  = host_addr >= 12'h800;
-  assign \$475  = host_addr < 12'hbc2;
-  assign \$476  = \$474  & \$475 ;
-  assign \$477  = host_write & \$476 ;
-  assign \$478  = ~ busy;
-  assign \$479  = \$477  & \$478 ;
-  assign \$480  = host_addr - 12'h800;
-  assign \$481  = \$480 [0] < 2'h2;
-  assign \$482  = \$479  & \$481 ;
-  assign \$483  = \$473  + \$482 ;
-  assign \$484  = host_addr >= 12'hc00;
-  assign \$485  = host_addr < 12'hde1;
-  assign \$486  = \$484  & \$485 ;
-  assign \$487  = host_write & \$486 ;
-  assign \$488  = ~ busy;
-  assign \$489  = \$487  & \$488 ;
-  assign \$492  = \$483  + \$491 ;
-  assign \$493  = host_addr >= 14'h2000;
-  assign \$494  = host_addr < 15'h4000;
-  assign \$495  = \$493  & \$494 ;
-  assign \$496  = host_write & \$495 ;
-  assign \$497  = ~ busy;
-  assign \$498  = \$496  & \$497 ;
-  assign \$499  = host_addr - 14'h2000;
-  assign \$500  = \$499 [0] < 2'h2;
-  assign \$501  = \$498  & \$500 ;
-  assign \$502  = \$492  + \$501 ;
-  assign \$503  = host_addr >= 15'h4000;
-  assign \$504  = host_addr < 15'h4400;
-  assign \$505  = \$503  & \$504 ;
-  assign \$506  = host_write & \$505 ;
-  assign \$507  = ~ busy;
-  assign \$508  = \$506  & \$507 ;
-  assign \$511  = \$502  + \$510 ;
-  assign \$512  = host_addr >= 15'h4400;
-  assign \$513  = host_addr < 15'h4800;
-  assign \$514  = \$512  & \$513 ;
-  assign \$515  = host_write & \$514 ;
-  assign \$516  = ~ busy;
-  assign \$517  = \$515  & \$516 ;
-  assign \$520  = \$511  + \$519 ;
-  assign \$521  = host_addr >= 15'h5000;
-  assign \$522  = host_addr < 15'h6000;
-  assign \$523  = \$521  & \$522 ;
-  assign \$524  = host_write & \$523 ;
-  assign \$525  = ~ busy;
-  assign \$526  = \$524  & \$525 ;
-  assign \$527  = host_addr - 15'h5000;
-  assign \$528  = \$527 [2:0] < 3'h5;
-  assign \$529  = \$526  & \$528 ;
-  assign \$530  = \$520  + \$529 ;
-  assign \$531  = cnt_host_words_in + inc_host_words_in;
-  assign \$532  = cnt_clear_d ? 49'h0000000000000 : \$531 ;
-  assign \$533  = host_addr >= 10'h200;
-  assign \$534  = host_addr < 10'h240;
-  assign \$535  = \$533  & \$534 ;
-  assign \$536  = host_read & \$535 ;
-  assign \$537  = ~ busy;
-  assign \$538  = \$536  & \$537 ;
-  assign \$541  = host_addr >= 10'h240;
-  assign \$542  = host_addr < 10'h270;
-  assign \$543  = \$541  & \$542 ;
-  assign \$544  = host_read & \$543 ;
-  assign \$545  = ~ busy;
-  assign \$546  = \$544  & \$545 ;
-  assign \$549  = \$540  + \$548 ;
-  assign \$550  = host_addr >= 10'h280;
-  assign \$551  = host_addr < 10'h2b0;
-  assign \$552  = \$550  & \$551 ;
-  assign \$553  = host_read & \$552 ;
-  assign \$554  = ~ busy;
-  assign \$555  = \$553  & \$554 ;
-  assign \$558  = \$549  + \$557 ;
-  assign \$559  = host_addr >= 10'h2c0;
-  assign \$560  = host_addr < 10'h300;
-  assign \$561  = \$559  & \$560 ;
-  assign \$562  = host_read & \$561 ;
-  assign \$563  = ~ busy;
-  assign \$564  = \$562  & \$563 ;
-  assign \$567  = \$558  + \$566 ;
-  assign \$568  = host_addr >= 10'h300;
-  assign \$569  = host_addr < 10'h340;
-  assign \$570  = \$568  & \$569 ;
-  assign \$571  = host_read & \$570 ;
-  assign \$572  = ~ busy;
-  assign \$573  = \$571  & \$572 ;
-  assign \$574  = host_addr - 10'h300;
-  assign \$575  = \$574 [2:0] < 3'h6;
-  assign \$576  = \$573  & \$575 ;
-  assign \$577  = \$567  + \$576 ;
-  assign \$578  = host_addr >= 11'h400;
-  assign \$579  = host_addr < 11'h500;
-  assign \$580  = \$578  & \$579 ;
-  assign \$581  = host_read & \$580 ;
-  assign \$582  = ~ busy;
-  assign \$583  = \$581  & \$582 ;
-  assign \$586  = \$577  + \$585 ;
-  assign \$587  = host_addr >= 11'h600;
-  assign \$588  = host_addr < 12'h800;
-  assign \$589  = \$587  & \$588 ;
-  assign \$590  = host_read & \$589 ;
-  assign \$591  = ~ busy;
-  assign \$592  = \$590  & \$591 ;
-  assign \$593  = host_addr - 11'h600;
-  assign \$594  = \$593 [0] < 2'h2;
-  assign \$595  = \$592  & \$594 ;
-  assign \$596  = \$586  + \$595 ;
-  assign \$597  = host_addr >= 12'h800;
-  assign \$598  = host_addr < 12'hbc2;
-  assign \$599  = \$597  & \$598 ;
-  assign \$600  = host_read & \$599 ;
-  assign \$602  = host_addr - 12'h800;
-  assign \$603  = \$602 [0] < 2'h2;
-  assign \$604  = \$601  & \$603 ;
-  assign \$605  = \$596  + \$604 ;
-  assign \$606  = host_addr >= 12'hc00;
-  assign \$607  = host_addr < 12'hde1;
-  assign \$608  = \$606  & \$607 ;
-  assign \$609  = host_read & \$608 ;
-  assign \$613  = \$605  + \$612 ;
-  assign \$614  = host_addr >= 14'h2000;
-  assign \$615  = host_addr < 15'h4000;
-  assign \$616  = \$614  & \$615 ;
-  assign \$617  = host_read & \$616 ;
-  assign \$618  = ~ busy;
-  assign \$619  = \$617  & \$618 ;
-  assign \$620  = host_addr - 14'h2000;
-  assign \$621  = \$620 [0] < 2'h2;
-  assign \$622  = \$619  & \$621 ;
-  assign \$623  = \$613  + \$622 ;
-  assign \$624  = host_addr >= 15'h4000;
-  assign \$625  = host_addr < 15'h4400;
-  assign \$626  = \$624  & \$625 ;
-  assign \$627  = host_read & \$626 ;
-  assign \$628  = ~ busy;
-  assign \$629  = \$627  & \$628 ;
-  assign \$632  = \$623  + \$631 ;
-  assign \$633  = host_addr >= 15'h4400;
-  assign \$634  = host_addr < 15'h4800;
-  assign \$635  = \$633  & \$634 ;
-  assign \$636  = host_read & \$635 ;
-  assign \$637  = ~ busy;
-  assign \$638  = \$636  & \$637 ;
-  assign \$641  = \$632  + \$640 ;
-  assign \$642  = host_addr >= 15'h5000;
-  assign \$643  = host_addr < 15'h6000;
-  assign \$644  = \$642  & \$643 ;
-  assign \$645  = host_read & \$644 ;
-  assign \$646  = ~ busy;
-  assign \$647  = \$645  & \$646 ;
-  assign \$648  = host_addr - 15'h5000;
-  assign \$649  = \$648 [2:0] < 3'h5;
-  assign \$650  = \$647  & \$649 ;
-  assign \$651  = \$641  + \$650 ;
-  assign \$652  = cnt_host_words_out + inc_host_words_out;
-  assign \$653  = cnt_clear_d ? 49'h0000000000000 : \$652 ;
-  assign \$654  = cnt_lifg_busy + inc_lifg_busy;
-  assign \$655  = cnt_clear_d ? 49'h0000000000000 : \$654 ;
-  assign \$656  = cnt_lifg_updates + inc_lifg_updates;
-  assign \$657  = cnt_clear_d ? 49'h0000000000000 : \$656 ;
-  assign \$658  = cnt_lifg_saturations + inc_lifg_saturations;
-  assign \$659  = cnt_clear_d ? 49'h0000000000000 : \$658 ;
-  assign \$660  = cnt_trace_reads + inc_trace_reads;
-  assign \$661  = cnt_clear_d ? 49'h0000000000000 : \$660 ;
-  assign \$662  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
-  assign \$663  = cnt_clear_d ? 49'h0000000000000 : \$662 ;
-  assign \$664  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
-  assign \$665  = cnt_clear_d ? 49'h0000000000000 : \$664 ;
-  assign \$666  = cnt_stage_busy + inc_stage_busy;
-  assign \$667  = cnt_clear_d ? 49'h0000000000000 : \$666 ;
-  assign \$668  = cnt_stage_macs + inc_stage_macs;
-  assign \$669  = cnt_clear_d ? 49'h0000000000000 : \$668 ;
-  assign \$670  = cnt_wgrad_updates + inc_wgrad_updates;
-  assign \$671  = cnt_clear_d ? 49'h0000000000000 : \$670 ;
-  assign \$672  = cnt_wgrad_words + inc_wgrad_words;
-  assign \$673  = cnt_clear_d ? 49'h0000000000000 : \$672 ;
-  assign \$674  = cnt_in_reads + inc_in_reads;
-  assign \$675  = cnt_clear_d ? 49'h0000000000000 : \$674 ;
-  assign \$676  = cnt_grad_reads + inc_grad_reads;
-  assign \$677  = cnt_clear_d ? 49'h0000000000000 : \$676 ;
-  assign \$678  = cnt_weight_reads + inc_weight_reads;
-  assign \$679  = cnt_clear_d ? 49'h0000000000000 : \$678 ;
-  assign \$680  = cnt_grad_writes + inc_grad_writes;
-  assign \$681  = cnt_clear_d ? 49'h0000000000000 : \$680 ;
-  assign \$682  = cnt_grad_saturations + inc_grad_saturations;
-  assign \$683  = cnt_clear_d ? 49'h0000000000000 : \$682 ;
-  assign \$684  = { done, stream_out } != prev;
-  assign \$685  = host_addr == 2'h2;
-  assign \$686  = host_read & \$685 ;
-  always @(posedge clk)
-    stream_in <= \$687 ;
-  always @(posedge clk)
-    staging <= \$688 ;
-  always @(posedge clk)
-    desc <= \$689 ;
-  always @(posedge clk)
-    stage <= \$690 ;
-  always @(posedge clk)
-    cnt_clear_d <= \$691 ;
-  always @(posedge clk)
-    inc_cycles <= \$692 ;
-  always @(posedge clk)
-    cnt_cycles <= \$693 ;
-  always @(posedge clk)
-    inc_c1_busy <= \$694 ;
-  always @(posedge clk)
-    cnt_c1_busy <= \$695 ;
-  always @(posedge clk)
-    inc_c1_stall <= \$696 ;
-  always @(posedge clk)
-    cnt_c1_stall <= \$697 ;
-  always @(posedge clk)
-    inc_c1_in_wait <= \$698 ;
-  always @(posedge clk)
-    cnt_c1_in_wait <= \$699 ;
-  always @(posedge clk)
-    inc_c2_busy <= \$700 ;
-  always @(posedge clk)
-    cnt_c2_busy <= \$701 ;
-  always @(posedge clk)
-    inc_c2_stall <= \$702 ;
-  always @(posedge clk)
-    cnt_c2_stall <= \$703 ;
-  always @(posedge clk)
-    inc_c3_busy <= \$704 ;
-  always @(posedge clk)
-    cnt_c3_busy <= \$705 ;
-  always @(posedge clk)
-    inc_c3_stall <= \$706 ;
-  always @(posedge clk)
-    cnt_c3_stall <= \$707 ;
-  always @(posedge clk)
-    inc_c4_busy <= \$708 ;
-  always @(posedge clk)
-    cnt_c4_busy <= \$709 ;
-  always @(posedge clk)
-    inc_c4_stall <= \$710 ;
-  always @(posedge clk)
-    cnt_c4_stall <= \$711 ;
-  always @(posedge clk)
-    inc_adder_busy <= \$712 ;
-  always @(posedge clk)
-    cnt_adder_busy <= \$713 ;
-  always @(posedge clk)
-    inc_adder_stall <= \$714 ;
-  always @(posedge clk)
-    cnt_adder_stall <= \$715 ;
-  always @(posedge clk)
-    inc_lif_busy <= \$716 ;
-  always @(posedge clk)
-    cnt_lif_busy <= \$717 ;
-  always @(posedge clk)
-    inc_lif_stall <= \$718 ;
-  always @(posedge clk)
-    cnt_lif_stall <= \$719 ;
-  always @(posedge clk)
-    inc_c1_slots <= \$720 ;
-  always @(posedge clk)
-    cnt_c1_slots <= \$721 ;
-  always @(posedge clk)
-    inc_c1_adds <= \$722 ;
-  always @(posedge clk)
-    cnt_c1_adds <= \$723 ;
-  always @(posedge clk)
-    inc_c2_macs <= \$724 ;
-  always @(posedge clk)
-    cnt_c2_macs <= \$725 ;
-  always @(posedge clk)
-    inc_c3_macs <= \$726 ;
-  always @(posedge clk)
-    cnt_c3_macs <= \$727 ;
-  always @(posedge clk)
-    inc_c4_macs <= \$728 ;
-  always @(posedge clk)
-    cnt_c4_macs <= \$729 ;
-  always @(posedge clk)
-    inc_adds <= \$730 ;
-  always @(posedge clk)
-    cnt_adds <= \$731 ;
-  always @(posedge clk)
-    inc_lif_updates <= \$732 ;
-  always @(posedge clk)
-    cnt_lif_updates <= \$733 ;
-  always @(posedge clk)
-    inc_spikes_out <= \$734 ;
-  always @(posedge clk)
-    cnt_spikes_out <= \$735 ;
-  always @(posedge clk)
-    inc_w1_reads <= \$736 ;
-  always @(posedge clk)
-    cnt_w1_reads <= \$737 ;
-  always @(posedge clk)
-    inc_w2_reads <= \$738 ;
-  always @(posedge clk)
-    cnt_w2_reads <= \$739 ;
-  always @(posedge clk)
-    inc_w3_reads <= \$740 ;
-  always @(posedge clk)
-    cnt_w3_reads <= \$741 ;
-  always @(posedge clk)
-    inc_w4_reads <= \$742 ;
-  always @(posedge clk)
-    cnt_w4_reads <= \$743 ;
-  always @(posedge clk)
-    inc_affine_reads <= \$744 ;
-  always @(posedge clk)
-    cnt_affine_reads <= \$745 ;
-  always @(posedge clk)
-    inc_spike_in_reads <= \$746 ;
-  always @(posedge clk)
-    cnt_spike_in_reads <= \$747 ;
-  always @(posedge clk)
-    inc_line1_reads <= \$748 ;
+  assign \$328  = host_addr == 7'h5b;
+  assign \$329  = cnt_cycles + inc_cycles;
+  assign \$330  = cnt_clear_d ? 49'h0000000000000 : \$329 ;
+  assign \$331  = cnt_c1_busy + inc_c1_busy;
+  assign \$332  = cnt_clear_d ? 49'h0000000000000 : \$331 ;
+  assign \$333  = cnt_c1_stall + inc_c1_stall;
+  assign \$334  = cnt_clear_d ? 49'h0000000000000 : \$333 ;
+  assign \$335  = cnt_c1_in_wait + inc_c1_in_wait;
+  assign \$336  = cnt_clear_d ? 49'h0000000000000 : \$335 ;
+  assign \$337  = cnt_c2_busy + inc_c2_busy;
+  assign \$338  = cnt_clear_d ? 49'h0000000000000 : \$337 ;
+  assign \$339  = cnt_c2_stall + inc_c2_stall;
+  assign \$340  = cnt_clear_d ? 49'h0000000000000 : \$339 ;
+  assign \$341  = cnt_c3_busy + inc_c3_busy;
+  assign \$342  = cnt_clear_d ? 49'h0000000000000 : \$341 ;
+  assign \$343  = cnt_c3_stall + inc_c3_stall;
+  assign \$344  = cnt_clear_d ? 49'h0000000000000 : \$343 ;
+  assign \$345  = cnt_c4_busy + inc_c4_busy;
+  assign \$346  = cnt_clear_d ? 49'h0000000000000 : \$345 ;
+  assign \$347  = cnt_c4_stall + inc_c4_stall;
+  assign \$348  = cnt_clear_d ? 49'h0000000000000 : \$347 ;
+  assign \$349  = cnt_adder_busy + inc_adder_busy;
+  assign \$350  = cnt_clear_d ? 49'h0000000000000 : \$349 ;
+  assign \$351  = cnt_adder_stall + inc_adder_stall;
+  assign \$352  = cnt_clear_d ? 49'h0000000000000 : \$351 ;
+  assign \$353  = cnt_lif_busy + inc_lif_busy;
+  assign \$354  = cnt_clear_d ? 49'h0000000000000 : \$353 ;
+  assign \$355  = cnt_lif_stall + inc_lif_stall;
+  assign \$356  = cnt_clear_d ? 49'h0000000000000 : \$355 ;
+  assign \$357  = cnt_c1_slots + inc_c1_slots;
+  assign \$358  = cnt_clear_d ? 49'h0000000000000 : \$357 ;
+  assign \$359  = cnt_c1_adds + inc_c1_adds;
+  assign \$360  = cnt_clear_d ? 49'h0000000000000 : \$359 ;
+  assign \$361  = cnt_c2_macs + inc_c2_macs;
+  assign \$362  = cnt_clear_d ? 49'h0000000000000 : \$361 ;
+  assign \$363  = cnt_c3_macs + inc_c3_macs;
+  assign \$364  = cnt_clear_d ? 49'h0000000000000 : \$363 ;
+  assign \$365  = cnt_c4_macs + inc_c4_macs;
+  assign \$366  = cnt_clear_d ? 49'h0000000000000 : \$365 ;
+  assign \$367  = cnt_adds + inc_adds;
+  assign \$368  = cnt_clear_d ? 49'h0000000000000 : \$367 ;
+  assign \$369  = cnt_lif_updates + inc_lif_updates;
+  assign \$370  = cnt_clear_d ? 49'h0000000000000 : \$369 ;
+  assign \$371  = cnt_spikes_out + inc_spikes_out;
+  assign \$372  = cnt_clear_d ? 49'h0000000000000 : \$371 ;
+  assign \$373  = cnt_w1_reads + inc_w1_reads;
+  assign \$374  = cnt_clear_d ? 49'h0000000000000 : \$373 ;
+  assign \$375  = cnt_w2_reads + inc_w2_reads;
+  assign \$376  = cnt_clear_d ? 49'h0000000000000 : \$375 ;
+  assign \$377  = cnt_w3_reads + inc_w3_reads;
+  assign \$378  = cnt_clear_d ? 49'h0000000000000 : \$377 ;
+  assign \$379  = cnt_w4_reads + inc_w4_reads;
+  assign \$380  = cnt_clear_d ? 49'h0000000000000 : \$379 ;
+  assign \$381  = cnt_affine_reads + inc_affine_reads;
+  assign \$382  = cnt_clear_d ? 49'h0000000000000 : \$381 ;
+  assign \$383  = cnt_spike_in_reads + inc_spike_in_reads;
+  assign \$384  = cnt_clear_d ? 49'h0000000000000 : \$383 ;
+  assign \$385  = cnt_line1_reads + inc_line1_reads;
+  assign \$386  = cnt_clear_d ? 49'h0000000000000 : \$385 ;
+  assign \$387  = cnt_line1_writes + inc_line1_writes;
+  assign \$388  = cnt_clear_d ? 49'h0000000000000 : \$387 ;
+  assign \$389  = cnt_row2_reads + inc_row2_reads;
+  assign \$390  = cnt_clear_d ? 49'h0000000000000 : \$389 ;
+  assign \$391  = cnt_row2_writes + inc_row2_writes;
+  assign \$392  = cnt_clear_d ? 49'h0000000000000 : \$391 ;
+  assign \$393  = cnt_line4_reads + inc_line4_reads;
+  assign \$394  = cnt_clear_d ? 49'h0000000000000 : \$393 ;
+  assign \$395  = cnt_line4_writes + inc_line4_writes;
+  assign \$396  = cnt_clear_d ? 49'h0000000000000 : \$395 ;
+  assign \$397  = cnt_c2_spad_reads + inc_c2_spad_reads;
+  assign \$398  = cnt_clear_d ? 49'h0000000000000 : \$397 ;
+  assign \$399  = cnt_c2_spad_writes + inc_c2_spad_writes;
+  assign \$400  = cnt_clear_d ? 49'h0000000000000 : \$399 ;
+  assign \$401  = cnt_c3_spad_reads + inc_c3_spad_reads;
+  assign \$402  = cnt_clear_d ? 49'h0000000000000 : \$401 ;
+  assign \$403  = cnt_c3_spad_writes + inc_c3_spad_writes;
+  assign \$404  = cnt_clear_d ? 49'h0000000000000 : \$403 ;
+  assign \$405  = cnt_residual_reads + inc_residual_reads;
+  assign \$406  = cnt_clear_d ? 49'h0000000000000 : \$405 ;
+  assign \$407  = cnt_membrane_reads + inc_membrane_reads;
+  assign \$408  = cnt_clear_d ? 49'h0000000000000 : \$407 ;
+  assign \$409  = cnt_membrane_writes + inc_membrane_writes;
+  assign \$410  = cnt_clear_d ? 49'h0000000000000 : \$409 ;
+  assign \$411  = cnt_spikes_writes + inc_spikes_writes;
+  assign \$412  = cnt_clear_d ? 49'h0000000000000 : \$411 ;
+  assign \$413  = host_addr >= 10'h200;
+  assign \$414  = host_addr < 10'h240;
+  assign \$415  = \$413  & \$414 ;
+  assign \$416  = host_write & \$415 ;
+  assign \$417  = ~ busy;
+  assign \$418  = \$416  & \$417 ;
+  assign \$421  = host_addr >= 10'h240;
+  assign \$422  = host_addr < 10'h270;
+  assign \$423  = \$421  & \$422 ;
+  assign \$424  = host_write & \$423 ;
+  assign \$425  = ~ busy;
+  assign \$426  = \$424  & \$425 ;
+  assign \$429  = \$420  + \$428 ;
+  assign \$430  = host_addr >= 10'h280;
+  assign \$431  = host_addr < 10'h2b0;
+  assign \$432  = \$430  & \$431 ;
+  assign \$433  = host_write & \$432 ;
+  assign \$434  = ~ busy;
+  assign \$435  = \$433  & \$434 ;
+  assign \$438  = \$429  + \$437 ;
+  assign \$439  = host_addr >= 10'h2c0;
+  assign \$440  = host_addr < 10'h300;
+  assign \$441  = \$439  & \$440 ;
+  assign \$442  = host_write & \$441 ;
+  assign \$443  = ~ busy;
+  assign \$444  = \$442  & \$443 ;
+  assign \$447  = \$438  + \$446 ;
+  assign \$448  = host_addr >= 10'h300;
+  assign \$449  = host_addr < 10'h340;
+  assign \$450  = \$448  & \$449 ;
+  assign \$451  = host_write & \$450 ;
+  assign \$452  = ~ busy;
+  assign \$453  = \$451  & \$452 ;
+  assign \$454  = host_addr - 10'h300;
+  assign \$455  = \$454 [2:0] < 3'h6;
+  assign \$456  = \$453  & \$455 ;
+  assign \$457  = \$447  + \$456 ;
+  assign \$458  = host_addr >= 11'h400;
+  assign \$459  = host_addr < 11'h500;
+  assign \$460  = \$458  & \$459 ;
+  assign \$461  = host_write & \$460 ;
+  assign \$465  = \$457  + \$464 ;
+  assign \$466  = host_addr >= 11'h600;
+  assign \$467  = host_addr < 12'h800;
+  assign \$468  = \$466  & \$467 ;
+  assign \$469  = host_write & \$468 ;
+  assign \$471  = host_addr - 11'h600;
+  assign \$472  = \$471 [0] < 2'h2;
+  assign \$473  = \$470  & \$472 ;
+  assign \$474  = \$465  + \$473 ;
+  assign \$475  = host_addr >= 12'h800;
+  assign \$476  = host_addr < 12'hbc2;
+  assign \$477  = \$475  & \$476 ;
+  assign \$478  = host_write & \$477 ;
+  assign \$479  = ~ busy;
+  assign \$480  = \$478  & \$479 ;
+  assign \$481  = host_addr - 12'h800;
+  assign \$482  = \$481 [0] < 2'h2;
+  assign \$483  = \$480  & \$482 ;
+  assign \$484  = \$474  + \$483 ;
+  assign \$485  = host_addr >= 12'hc00;
+  assign \$486  = host_addr < 12'hde1;
+  assign \$487  = \$485  & \$486 ;
+  assign \$488  = host_write & \$487 ;
+  assign \$489  = ~ busy;
+  assign \$490  = \$488  & \$489 ;
+  assign \$493  = \$484  + \$492 ;
+  assign \$494  = host_addr >= 14'h2000;
+  assign \$495  = host_addr < 15'h4000;
+  assign \$496  = \$494  & \$495 ;
+  assign \$497  = host_write & \$496 ;
+  assign \$498  = ~ busy;
+  assign \$499  = \$497  & \$498 ;
+  assign \$500  = host_addr - 14'h2000;
+  assign \$501  = \$500 [0] < 2'h2;
+  assign \$502  = \$499  & \$501 ;
+  assign \$503  = \$493  + \$502 ;
+  assign \$504  = host_addr >= 15'h4000;
+  assign \$505  = host_addr < 15'h4400;
+  assign \$506  = \$504  & \$505 ;
+  assign \$507  = host_write & \$506 ;
+  assign \$508  = ~ busy;
+  assign \$509  = \$507  & \$508 ;
+  assign \$512  = \$503  + \$511 ;
+  assign \$513  = host_addr >= 15'h4400;
+  assign \$514  = host_addr < 15'h4800;
+  assign \$515  = \$513  & \$514 ;
+  assign \$516  = host_write & \$515 ;
+  assign \$517  = ~ busy;
+  assign \$518  = \$516  & \$517 ;
+  assign \$521  = \$512  + \$520 ;
+  assign \$522  = host_addr >= 15'h5000;
+  assign \$523  = host_addr < 15'h6000;
+  assign \$524  = \$522  & \$523 ;
+  assign \$525  = host_write & \$524 ;
+  assign \$526  = ~ busy;
+  assign \$527  = \$525  & \$526 ;
+  assign \$528  = host_addr - 15'h5000;
+  assign \$529  = \$528 [2:0] < 3'h5;
+  assign \$530  = \$527  & \$529 ;
+  assign \$531  = \$521  + \$530 ;
+  assign \$532  = cnt_host_words_in + inc_host_words_in;
+  assign \$533  = cnt_clear_d ? 49'h0000000000000 : \$532 ;
+  assign \$534  = host_addr >= 10'h200;
+  assign \$535  = host_addr < 10'h240;
+  assign \$536  = \$534  & \$535 ;
+  assign \$537  = host_read & \$536 ;
+  assign \$538  = ~ busy;
+  assign \$539  = \$537  & \$538 ;
+  assign \$542  = host_addr >= 10'h240;
+  assign \$543  = host_addr < 10'h270;
+  assign \$544  = \$542  & \$543 ;
+  assign \$545  = host_read & \$544 ;
+  assign \$546  = ~ busy;
+  assign \$547  = \$545  & \$546 ;
+  assign \$550  = \$541  + \$549 ;
+  assign \$551  = host_addr >= 10'h280;
+  assign \$552  = host_addr < 10'h2b0;
+  assign \$553  = \$551  & \$552 ;
+  assign \$554  = host_read & \$553 ;
+  assign \$555  = ~ busy;
+  assign \$556  = \$554  & \$555 ;
+  assign \$559  = \$550  + \$558 ;
+  assign \$560  = host_addr >= 10'h2c0;
+  assign \$561  = host_addr < 10'h300;
+  assign \$562  = \$560  & \$561 ;
+  assign \$563  = host_read & \$562 ;
+  assign \$564  = ~ busy;
+  assign \$565  = \$563  & \$564 ;
+  assign \$568  = \$559  + \$567 ;
+  assign \$569  = host_addr >= 10'h300;
+  assign \$570  = host_addr < 10'h340;
+  assign \$571  = \$569  & \$570 ;
+  assign \$572  = host_read & \$571 ;
+  assign \$573  = ~ busy;
+  assign \$574  = \$572  & \$573 ;
+  assign \$575  = host_addr - 10'h300;
+  assign \$576  = \$575 [2:0] < 3'h6;
+  assign \$577  = \$574  & \$576 ;
+  assign \$578  = \$568  + \$577 ;
+  assign \$579  = host_addr >= 11'h400;
+  assign \$580  = host_addr < 11'h500;
+  assign \$581  = \$579  & \$580 ;
+  assign \$582  = host_read & \$581 ;
+  assign \$583  = ~ busy;
+  assign \$584  = \$582  & \$583 ;
+  assign \$587  = \$578  + \$586 ;
+  assign \$588  = host_addr >= 11'h600;
+  assign \$589  = host_addr < 12'h800;
+  assign \$590  = \$588  & \$589 ;
+  assign \$591  = host_read & \$590 ;
+  assign \$592  = ~ busy;
+  assign \$593  = \$591  & \$592 ;
+  assign \$594  = host_addr - 11'h600;
+  assign \$595  = \$594 [0] < 2'h2;
+  assign \$596  = \$593  & \$595 ;
+  assign \$597  = \$587  + \$596 ;
+  assign \$598  = host_addr >= 12'h800;
+  assign \$599  = host_addr < 12'hbc2;
+  assign \$600  = \$598  & \$599 ;
+  assign \$601  = host_read & \$600 ;
+  assign \$603  = host_addr - 12'h800;
+  assign \$604  = \$603 [0] < 2'h2;
+  assign \$605  = \$602  & \$604 ;
+  assign \$606  = \$597  + \$605 ;
+  assign \$607  = host_addr >= 12'hc00;
+  assign \$608  = host_addr < 12'hde1;
+  assign \$609  = \$607  & \$608 ;
+  assign \$610  = host_read & \$609 ;
+  assign \$614  = \$606  + \$613 ;
+  assign \$615  = host_addr >= 14'h2000;
+  assign \$616  = host_addr < 15'h4000;
+  assign \$617  = \$615  & \$616 ;
+  assign \$618  = host_read & \$617 ;
+  assign \$619  = ~ busy;
+  assign \$620  = \$618  & \$619 ;
+  assign \$621  = host_addr - 14'h2000;
+  assign \$622  = \$621 [0] < 2'h2;
+  assign \$623  = \$620  & \$622 ;
+  assign \$624  = \$614  + \$623 ;
+  assign \$625  = host_addr >= 15'h4000;
+  assign \$626  = host_addr < 15'h4400;
+  assign \$627  = \$625  & \$626 ;
+  assign \$628  = host_read & \$627 ;
+  assign \$629  = ~ busy;
+  assign \$630  = \$628  & \$629 ;
+  assign \$633  = \$624  + \$632 ;
+  assign \$634  = host_addr >= 15'h4400;
+  assign \$635  = host_addr < 15'h4800;
+  assign \$636  = \$634  & \$635 ;
+  assign \$637  = host_read & \$636 ;
+  assign \$638  = ~ busy;
+  assign \$639  = \$637  & \$638 ;
+  assign \$642  = \$633  + \$641 ;
+  assign \$643  = host_addr >= 15'h5000;
+  assign \$644  = host_addr < 15'h6000;
+  assign \$645  = \$643  & \$644 ;
+  assign \$646  = host_read & \$645 ;
+  assign \$647  = ~ busy;
+  assign \$648  = \$646  & \$647 ;
+  assign \$649  = host_addr - 15'h5000;
+  assign \$650  = \$649 [2:0] < 3'h5;
+  assign \$651  = \$648  & \$650 ;
+  assign \$652  = \$642  + \$651 ;
+  assign \$653  = cnt_host_words_out + inc_host_words_out;
+  assign \$654  = cnt_clear_d ? 49'h0000000000000 : \$653 ;
+  assign \$655  = cnt_lifg_busy + inc_lifg_busy;
+  assign \$656  = cnt_clear_d ? 49'h0000000000000 : \$655 ;
+  assign \$657  = cnt_lifg_updates + inc_lifg_updates;
+  assign \$658  = cnt_clear_d ? 49'h0000000000000 : \$657 ;
+  assign \$659  = cnt_lifg_saturations + inc_lifg_saturations;
+  assign \$660  = cnt_clear_d ? 49'h0000000000000 : \$659 ;
+  assign \$661  = cnt_trace_reads + inc_trace_reads;
+  assign \$662  = cnt_clear_d ? 49'h0000000000000 : \$661 ;
+  assign \$663  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
+  assign \$664  = cnt_clear_d ? 49'h0000000000000 : \$663 ;
+  assign \$665  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
+  assign \$666  = cnt_clear_d ? 49'h0000000000000 : \$665 ;
+  assign \$667  = cnt_stage_busy + inc_stage_busy;
+  assign \$668  = cnt_clear_d ? 49'h0000000000000 : \$667 ;
+  assign \$669  = cnt_stage_macs + inc_stage_macs;
+  assign \$670  = cnt_clear_d ? 49'h0000000000000 : \$669 ;
+  assign \$671  = cnt_wgrad_updates + inc_wgrad_updates;
+  assign \$672  = cnt_clear_d ? 49'h0000000000000 : \$671 ;
+  assign \$673  = cnt_wgrad_words + inc_wgrad_words;
+  assign \$674  = cnt_clear_d ? 49'h0000000000000 : \$673 ;
+  assign \$675  = cnt_in_reads + inc_in_reads;
+  assign \$676  = cnt_clear_d ? 49'h0000000000000 : \$675 ;
+  assign \$677  = cnt_grad_reads + inc_grad_reads;
+  assign \$678  = cnt_clear_d ? 49'h0000000000000 : \$677 ;
+  assign \$679  = cnt_weight_reads + inc_weight_reads;
+  assign \$680  = cnt_clear_d ? 49'h0000000000000 : \$679 ;
+  assign \$681  = cnt_grad_writes + inc_grad_writes;
+  assign \$682  = cnt_clear_d ? 49'h0000000000000 : \$681 ;
+  assign \$683  = cnt_grad_saturations + inc_grad_saturations;
+  assign \$684  = cnt_clear_d ? 49'h0000000000000 : \$683 ;
+  assign \$685  = { done, stream_out } != prev;
+  assign \$686  = host_addr == 2'h2;
+  assign \$687  = host_read & \$686 ;
+  always @(posedge clk)
+    stream_in <= \$688 ;
+  always @(posedge clk)
+    staging <= \$689 ;
+  always @(posedge clk)
+    desc <= \$690 ;
+  always @(posedge clk)
+    stage <= \$691 ;
+  always @(posedge clk)
+    cnt_clear_d <= \$692 ;
+  always @(posedge clk)
+    inc_cycles <= \$693 ;
+  always @(posedge clk)
+    cnt_cycles <= \$694 ;
+  always @(posedge clk)
+    inc_c1_busy <= \$695 ;
+  always @(posedge clk)
+    cnt_c1_busy <= \$696 ;
+  always @(posedge clk)
+    inc_c1_stall <= \$697 ;
+  always @(posedge clk)
+    cnt_c1_stall <= \$698 ;
+  always @(posedge clk)
+    inc_c1_in_wait <= \$699 ;
+  always @(posedge clk)
+    cnt_c1_in_wait <= \$700 ;
+  always @(posedge clk)
+    inc_c2_busy <= \$701 ;
+  always @(posedge clk)
+    cnt_c2_busy <= \$702 ;
+  always @(posedge clk)
+    inc_c2_stall <= \$703 ;
+  always @(posedge clk)
+    cnt_c2_stall <= \$704 ;
+  always @(posedge clk)
+    inc_c3_busy <= \$705 ;
+  always @(posedge clk)
+    cnt_c3_busy <= \$706 ;
+  always @(posedge clk)
+    inc_c3_stall <= \$707 ;
+  always @(posedge clk)
+    cnt_c3_stall <= \$708 ;
+  always @(posedge clk)
+    inc_c4_busy <= \$709 ;
+  always @(posedge clk)
+    cnt_c4_busy <= \$710 ;
+  always @(posedge clk)
+    inc_c4_stall <= \$711 ;
+  always @(posedge clk)
+    cnt_c4_stall <= \$712 ;
+  always @(posedge clk)
+    inc_adder_busy <= \$713 ;
+  always @(posedge clk)
+    cnt_adder_busy <= \$714 ;
+  always @(posedge clk)
+    inc_adder_stall <= \$715 ;
+  always @(posedge clk)
+    cnt_adder_stall <= \$716 ;
+  always @(posedge clk)
+    inc_lif_busy <= \$717 ;
+  always @(posedge clk)
+    cnt_lif_busy <= \$718 ;
+  always @(posedge clk)
+    inc_lif_stall <= \$719 ;
+  always @(posedge clk)
+    cnt_lif_stall <= \$720 ;
+  always @(posedge clk)
+    inc_c1_slots <= \$721 ;
+  always @(posedge clk)
+    cnt_c1_slots <= \$722 ;
+  always @(posedge clk)
+    inc_c1_adds <= \$723 ;
+  always @(posedge clk)
+    cnt_c1_adds <= \$724 ;
+  always @(posedge clk)
+    inc_c2_macs <= \$725 ;
+  always @(posedge clk)
+    cnt_c2_macs <= \$726 ;
+  always @(posedge clk)
+    inc_c3_macs <= \$727 ;
+  always @(posedge clk)
+    cnt_c3_macs <= \$728 ;
+  always @(posedge clk)
+    inc_c4_macs <= \$729 ;
+  always @(posedge clk)
+    cnt_c4_macs <= \$730 ;
+  always @(posedge clk)
+    inc_adds <= \$731 ;
+  always @(posedge clk)
+    cnt_adds <= \$732 ;
+  always @(posedge clk)
+    inc_lif_updates <= \$733 ;
+  always @(posedge clk)
+    cnt_lif_updates <= \$734 ;
+  always @(posedge clk)
+    inc_spikes_out <= \$735 ;
+  always @(posedge clk)
+    cnt_spikes_out <= \$736 ;
+  always @(posedge clk)
+    inc_w1_reads <= \$737 ;
+  always @(posedge clk)
+    cnt_w1_reads <= \$738 ;
+  always @(posedge clk)
+    inc_w2_reads <= \$739 ;
+  always @(posedge clk)
+    cnt_w2_reads <= \$740 ;
+  always @(posedge clk)
+    inc_w3_reads <= \$741 ;
+  always @(posedge clk)
+    cnt_w3_reads <= \$742 ;
+  always @(posedge clk)
+    inc_w4_reads <= \$743 ;
+  always @(posedge clk)
+    cnt_w4_reads <= \$744 ;
+  always @(posedge clk)
+    inc_affine_reads <= \$745 ;
+  always @(posedge clk)
+    cnt_affine_reads <= \$746 ;
+  always @(posedge clk)
+    inc_spike_in_reads <= \$747 ;
+  always @(posedge clk)
+    cnt_spike_in_reads <= \$748 ;
+  always @(posedge clk)
+    inc_line1_reads <= \$749 ;
   always @(posedge clk)
-    cnt_line1_reads <= \$749 ;
+    cnt_line1_reads <= \$750 ;
   always @(posedge clk)
-    inc_line1_writes <= \$750 ;
+    inc_line1_writes <= \$751 ;
   always @(posedge clk)
-    cnt_line1_writes <= \$751 ;
+    cnt_line1_writes <= \$752 ;
   always @(posedge clk)
-    inc_row2_reads <= \$752 ;
+    inc_row2_reads <= \$753 ;
   always @(posedge clk)
-    cnt_row2_reads <= \$753 ;
+    cnt_row2_reads <= \$754 ;
   always @(posedge clk)
-    inc_row2_writes <= \$754 ;
+    inc_row2_writes <= \$755 ;
   always @(posedge clk)
-    cnt_row2_writes <= \$755 ;
+    cnt_row2_writes <= \$756 ;
   always @(posedge clk)
-    inc_line4_reads <= \$756 ;
+    inc_line4_reads <= \$757 ;
   always @(posedge clk)
-    cnt_line4_reads <= \$757 ;
+    cnt_line4_reads <= \$758 ;
   always @(posedge clk)
-    inc_line4_writes <= \$758 ;
+    inc_line4_writes <= \$759 ;
   always @(posedge clk)
-    cnt_line4_writes <= \$759 ;
+    cnt_line4_writes <= \$760 ;
   always @(posedge clk)
-    inc_c2_spad_reads <= \$760 ;
+    inc_c2_spad_reads <= \$761 ;
   always @(posedge clk)
-    cnt_c2_spad_reads <= \$761 ;
+    cnt_c2_spad_reads <= \$762 ;
   always @(posedge clk)
-    inc_c2_spad_writes <= \$762 ;
+    inc_c2_spad_writes <= \$763 ;
   always @(posedge clk)
-    cnt_c2_spad_writes <= \$763 ;
+    cnt_c2_spad_writes <= \$764 ;
   always @(posedge clk)
-    inc_c3_spad_reads <= \$764 ;
+    inc_c3_spad_reads <= \$765 ;
   always @(posedge clk)
-    cnt_c3_spad_reads <= \$765 ;
+    cnt_c3_spad_reads <= \$766 ;
   always @(posedge clk)
-    inc_c3_spad_writes <= \$766 ;
+    inc_c3_spad_writes <= \$767 ;
   always @(posedge clk)
-    cnt_c3_spad_writes <= \$767 ;
+    cnt_c3_spad_writes <= \$768 ;
   always @(posedge clk)
-    inc_residual_reads <= \$768 ;
+    inc_residual_reads <= \$769 ;
   always @(posedge clk)
-    cnt_residual_reads <= \$769 ;
+    cnt_residual_reads <= \$770 ;
   always @(posedge clk)
-    inc_membrane_reads <= \$770 ;
+    inc_membrane_reads <= \$771 ;
   always @(posedge clk)
-    cnt_membrane_reads <= \$771 ;
+    cnt_membrane_reads <= \$772 ;
   always @(posedge clk)
-    inc_membrane_writes <= \$772 ;
+    inc_membrane_writes <= \$773 ;
   always @(posedge clk)
-    cnt_membrane_writes <= \$773 ;
+    cnt_membrane_writes <= \$774 ;
   always @(posedge clk)
-    inc_spikes_writes <= \$774 ;
+    inc_spikes_writes <= \$775 ;
   always @(posedge clk)
-    cnt_spikes_writes <= \$775 ;
+    cnt_spikes_writes <= \$776 ;
   always @(posedge clk)
-    inc_host_words_in <= \$776 ;
+    inc_host_words_in <= \$777 ;
   always @(posedge clk)
-    cnt_host_words_in <= \$777 ;
+    cnt_host_words_in <= \$778 ;
   always @(posedge clk)
-    inc_host_words_out <= \$778 ;
+    inc_host_words_out <= \$779 ;
   always @(posedge clk)
-    cnt_host_words_out <= \$779 ;
+    cnt_host_words_out <= \$780 ;
   always @(posedge clk)
-    inc_lifg_busy <= \$780 ;
+    inc_lifg_busy <= \$781 ;
   always @(posedge clk)
-    cnt_lifg_busy <= \$781 ;
+    cnt_lifg_busy <= \$782 ;
   always @(posedge clk)
-    inc_lifg_updates <= \$782 ;
+    inc_lifg_updates <= \$783 ;
   always @(posedge clk)
-    cnt_lifg_updates <= \$783 ;
+    cnt_lifg_updates <= \$784 ;
   always @(posedge clk)
-    inc_lifg_saturations <= \$784 ;
+    inc_lifg_saturations <= \$785 ;
   always @(posedge clk)
-    cnt_lifg_saturations <= \$785 ;
+    cnt_lifg_saturations <= \$786 ;
   always @(posedge clk)
-    inc_trace_reads <= \$786 ;
+    inc_trace_reads <= \$787 ;
   always @(posedge clk)
-    cnt_trace_reads <= \$787 ;
+    cnt_trace_reads <= \$788 ;
   always @(posedge clk)
-    inc_lifg_grad_reads <= \$788 ;
+    inc_lifg_grad_reads <= \$789 ;
   always @(posedge clk)
-    cnt_lifg_grad_reads <= \$789 ;
+    cnt_lifg_grad_reads <= \$790 ;
   always @(posedge clk)
-    inc_lifg_grad_writes <= \$790 ;
+    inc_lifg_grad_writes <= \$791 ;
   always @(posedge clk)
-    cnt_lifg_grad_writes <= \$791 ;
+    cnt_lifg_grad_writes <= \$792 ;
   always @(posedge clk)
-    inc_stage_busy <= \$792 ;
+    inc_stage_busy <= \$793 ;
   always @(posedge clk)
-    cnt_stage_busy <= \$793 ;
+    cnt_stage_busy <= \$794 ;
   always @(posedge clk)
-    inc_stage_macs <= \$794 ;
+    inc_stage_macs <= \$795 ;
   always @(posedge clk)
-    cnt_stage_macs <= \$795 ;
+    cnt_stage_macs <= \$796 ;
   always @(posedge clk)
-    inc_wgrad_updates <= \$796 ;
+    inc_wgrad_updates <= \$797 ;
   always @(posedge clk)
-    cnt_wgrad_updates <= \$797 ;
+    cnt_wgrad_updates <= \$798 ;
   always @(posedge clk)
-    inc_wgrad_words <= \$798 ;
+    inc_wgrad_words <= \$799 ;
   always @(posedge clk)
-    cnt_wgrad_words <= \$799 ;
+    cnt_wgrad_words <= \$800 ;
   always @(posedge clk)
-    inc_in_reads <= \$800 ;
+    inc_in_reads <= \$801 ;
   always @(posedge clk)
-    cnt_in_reads <= \$801 ;
+    cnt_in_reads <= \$802 ;
   always @(posedge clk)
-    inc_grad_reads <= \$802 ;
+    inc_grad_reads <= \$803 ;
   always @(posedge clk)
-    cnt_grad_reads <= \$803 ;
+    cnt_grad_reads <= \$804 ;
   always @(posedge clk)
-    inc_weight_reads <= \$804 ;
+    inc_weight_reads <= \$805 ;
   always @(posedge clk)
-    cnt_weight_reads <= \$805 ;
+    cnt_weight_reads <= \$806 ;
   always @(posedge clk)
-    inc_grad_writes <= \$806 ;
+    inc_grad_writes <= \$807 ;
   always @(posedge clk)
-    cnt_grad_writes <= \$807 ;
+    cnt_grad_writes <= \$808 ;
   always @(posedge clk)
-    inc_grad_saturations <= \$808 ;
+    inc_grad_saturations <= \$809 ;
   always @(posedge clk)
-    cnt_grad_saturations <= \$809 ;
+    cnt_grad_saturations <= \$810 ;
   always @(posedge clk)
-    rd_valid1 <= \$810 ;
+    rd_valid1 <= \$811 ;
   always @(posedge clk)
-    rd_sel <= \$811 ;
+    rd_sel <= \$812 ;
   always @(posedge clk)
-    rd_k <= \$812 ;
+    rd_k <= \$813 ;
   always @(posedge clk)
-    rd_reg <= \$813 ;
+    rd_reg <= \$814 ;
   always @(posedge clk)
-    host_rvalid <= \$814 ;
+    host_rvalid <= \$815 ;
   always @(posedge clk)
-    host_rdata <= \$815 ;
+    host_rdata <= \$816 ;
   always @(posedge clk)
-    prev <= \$816 ;
+    prev <= \$817 ;
   always @(posedge clk)
-    \event  <= \$817 ;
+    \event  <= \$818 ;
   assign \$1  = host_addr == 1'h1;
   assign \$2  = host_write & \$1 ;
   assign \$3  = \$2  & host_wdata[0];
@@ -26523,73 +26598,75 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
       15'h0038:
           reg_value = { 16'h0000, stage[125:110] };
       15'h0039:
-          reg_value = { 30'h00000000, stage[127:126] };
+          reg_value = { 31'h00000000, stage[126] };
       15'h003a:
-          reg_value = { 30'h00000000, stage[129:128] };
+          reg_value = { 30'h00000000, stage[128:127] };
       15'h003b:
-          reg_value = { 30'h00000000, stage[131:130] };
+          reg_value = { 30'h00000000, stage[130:129] };
       15'h003c:
-          reg_value = { 12'h000, stage[151:132] };
+          reg_value = { 30'h00000000, stage[132:131] };
       15'h003d:
-          reg_value = { 12'h000, stage[171:152] };
+          reg_value = { 12'h000, stage[152:133] };
       15'h003e:
-          reg_value = { 31'h00000000, stage[172] };
+          reg_value = { 12'h000, stage[172:153] };
       15'h003f:
-          reg_value = { 26'h0000000, stage[178:173] };
+          reg_value = { 31'h00000000, stage[173] };
       15'h0040:
-          reg_value = { 31'h00000000, stage[179] };
+          reg_value = { 26'h0000000, stage[179:174] };
       15'h0041:
-          reg_value = stage[211:180];
+          reg_value = { 31'h00000000, stage[180] };
       15'h0042:
-          reg_value = { 31'h00000000, stage[212] };
+          reg_value = stage[212:181];
       15'h0043:
-          reg_value = { 26'h0000000, stage[218:213] };
+          reg_value = { 31'h00000000, stage[213] };
       15'h0044:
-          reg_value = { 31'h00000000, stage[219] };
+          reg_value = { 26'h0000000, stage[219:214] };
       15'h0045:
-          reg_value = { 12'h000, stage[239:220] };
+          reg_value = { 31'h00000000, stage[220] };
       15'h0046:
-          reg_value = { 16'h0000, stage[255:240] };
+          reg_value = { 12'h000, stage[240:221] };
       15'h0047:
-          reg_value = { 16'h0000, stage[271:256] };
+          reg_value = { 16'h0000, stage[256:241] };
       15'h0048:
-          reg_value = { 30'h00000000, stage[273:272] };
+          reg_value = { 16'h0000, stage[272:257] };
       15'h0049:
-          reg_value = { 30'h00000000, stage[275:274] };
+          reg_value = { 30'h00000000, stage[274:273] };
       15'h004a:
-          reg_value = { 12'h000, stage[295:276] };
+          reg_value = { 30'h00000000, stage[276:275] };
       15'h004b:
-          reg_value = { 31'h00000000, stage[296] };
+          reg_value = { 12'h000, stage[296:277] };
       15'h004c:
-          reg_value = { 12'h000, stage[316:297] };
+          reg_value = { 31'h00000000, stage[297] };
       15'h004d:
-          reg_value = { 12'h000, stage[336:317] };
+          reg_value = { 12'h000, stage[317:298] };
       15'h004e:
-          reg_value = { 31'h00000000, stage[337] };
+          reg_value = { 12'h000, stage[337:318] };
       15'h004f:
           reg_value = { 31'h00000000, stage[338] };
       15'h0050:
-          reg_value = { 16'h0000, stage[354:339] };
+          reg_value = { 31'h00000000, stage[339] };
       15'h0051:
-          reg_value = { 26'h0000000, stage[360:355] };
+          reg_value = { 16'h0000, stage[355:340] };
       15'h0052:
-          reg_value = { 16'h0000, stage[376:361] };
+          reg_value = { 26'h0000000, stage[361:356] };
       15'h0053:
-          reg_value = { 26'h0000000, stage[382:377] };
+          reg_value = { 16'h0000, stage[377:362] };
       15'h0054:
-          reg_value = stage[414:383];
+          reg_value = { 26'h0000000, stage[383:378] };
       15'h0055:
-          reg_value = stage[446:415];
+          reg_value = stage[415:384];
       15'h0056:
-          reg_value = stage[478:447];
+          reg_value = stage[447:416];
       15'h0057:
-          reg_value = stage[510:479];
+          reg_value = stage[479:448];
       15'h0058:
-          reg_value = stage[542:511];
+          reg_value = stage[511:480];
       15'h0059:
-          reg_value = stage[574:543];
+          reg_value = stage[543:512];
       15'h005a:
-          reg_value = stage[606:575];
+          reg_value = stage[575:544];
+      15'h005b:
+          reg_value = stage[607:576];
       15'h0080:
           reg_value = cnt_cycles[31:0];
       15'h0081:
@@ -26950,1204 +27027,1207 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$687  = stream_in;
+    \$688  = stream_in;
     if (host_write) begin
       if (\$212 ) begin
-        \$687 [23:0] = host_wdata[23:0];
+        \$688 [23:0] = host_wdata[23:0];
       end
       if (\$213 ) begin
-        \$687 [47:24] = host_wdata[23:0];
+        \$688 [47:24] = host_wdata[23:0];
       end
       if (\$214 ) begin
-        \$687 [71:48] = host_wdata[23:0];
+        \$688 [71:48] = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$687  = 72'h000000000000000000;
+      \$688  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$688  = staging;
+    \$689  = staging;
     if (host_write) begin
       if (\$222 ) begin
         casez (\$223 [2:0])
           3'h0:
-              \$688 [31:0] = host_wdata;
+              \$689 [31:0] = host_wdata;
           3'h1:
-              \$688 [63:32] = host_wdata;
+              \$689 [63:32] = host_wdata;
           3'h2:
-              \$688 [95:64] = host_wdata;
+              \$689 [95:64] = host_wdata;
           3'h3:
-              \$688 [127:96] = host_wdata;
+              \$689 [127:96] = host_wdata;
           3'h4:
-              \$688 [159:128] = host_wdata;
+              \$689 [159:128] = host_wdata;
         endcase
       end
       if (\$230 ) begin
         (* full_case = 32'd1 *)
         casez (\$231 [0])
           1'h0:
-              \$688 [31:0] = host_wdata;
+              \$689 [31:0] = host_wdata;
           1'h1:
-              \$688 [63:32] = host_wdata;
+              \$689 [63:32] = host_wdata;
         endcase
       end
       if (\$239 ) begin
         (* full_case = 32'd1 *)
         casez (\$240 [0])
           1'h0:
-              \$688 [31:0] = host_wdata;
+              \$689 [31:0] = host_wdata;
           1'h1:
-              \$688 [63:32] = host_wdata;
+              \$689 [63:32] = host_wdata;
         endcase
       end
       if (\$248 ) begin
         (* full_case = 32'd1 *)
         casez (\$249 [0])
           1'h0:
-              \$688 [31:0] = host_wdata;
+              \$689 [31:0] = host_wdata;
           1'h1:
-              \$688 [63:32] = host_wdata;
+              \$689 [63:32] = host_wdata;
         endcase
       end
       if (\$257 ) begin
         casez (\$258 [2:0])
           3'h0:
-              \$688 [31:0] = host_wdata;
+              \$689 [31:0] = host_wdata;
           3'h1:
-              \$688 [63:32] = host_wdata;
+              \$689 [63:32] = host_wdata;
           3'h2:
-              \$688 [95:64] = host_wdata;
+              \$689 [95:64] = host_wdata;
           3'h3:
-              \$688 [127:96] = host_wdata;
+              \$689 [127:96] = host_wdata;
           3'h4:
-              \$688 [159:128] = host_wdata;
+              \$689 [159:128] = host_wdata;
         endcase
       end
     end
     if (rst) begin
-      \$688  = 160'h0000000000000000000000000000000000000000;
+      \$689  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$689  = desc;
+    \$690  = desc;
     if (host_write) begin
       if (\$259 ) begin
         if (\$260 ) begin
-          \$689 [15:0] = host_wdata[15:0];
+          \$690 [15:0] = host_wdata[15:0];
         end
         if (\$261 ) begin
-          \$689 [31:16] = host_wdata[15:0];
+          \$690 [31:16] = host_wdata[15:0];
         end
         if (\$262 ) begin
-          \$689 [47:32] = host_wdata[15:0];
+          \$690 [47:32] = host_wdata[15:0];
         end
         if (\$263 ) begin
-          \$689 [63:48] = host_wdata[15:0];
+          \$690 [63:48] = host_wdata[15:0];
         end
         if (\$264 ) begin
-          \$689 [79:64] = host_wdata[15:0];
+          \$690 [79:64] = host_wdata[15:0];
         end
         if (\$265 ) begin
-          \$689 [87:80] = host_wdata[7:0];
+          \$690 [87:80] = host_wdata[7:0];
         end
         if (\$266 ) begin
-          \$689 [89:88] = host_wdata[1:0];
+          \$690 [89:88] = host_wdata[1:0];
         end
         if (\$267 ) begin
-          \$689 [121:90] = host_wdata;
+          \$690 [121:90] = host_wdata;
         end
         if (\$268 ) begin
-          \$689 [125:122] = host_wdata[3:0];
+          \$690 [125:122] = host_wdata[3:0];
         end
         if (\$269 ) begin
-          \$689 [126] = host_wdata[0];
+          \$690 [126] = host_wdata[0];
         end
         if (\$270 ) begin
-          \$689 [132:127] = host_wdata[5:0];
+          \$690 [132:127] = host_wdata[5:0];
         end
         if (\$271 ) begin
-          \$689 [138:133] = host_wdata[5:0];
+          \$690 [138:133] = host_wdata[5:0];
         end
         if (\$272 ) begin
-          \$689 [144:139] = host_wdata[5:0];
+          \$690 [144:139] = host_wdata[5:0];
         end
         if (\$273 ) begin
-          \$689 [150:145] = host_wdata[5:0];
+          \$690 [150:145] = host_wdata[5:0];
         end
         if (\$274 ) begin
-          \$689 [166:151] = host_wdata[15:0];
+          \$690 [166:151] = host_wdata[15:0];
         end
         if (\$275 ) begin
-          \$689 [172:167] = host_wdata[5:0];
+          \$690 [172:167] = host_wdata[5:0];
         end
         if (\$276 ) begin
-          \$689 [204:173] = host_wdata;
+          \$690 [204:173] = host_wdata;
         end
         if (\$277 ) begin
-          \$689 [205] = host_wdata[0];
+          \$690 [205] = host_wdata[0];
         end
         if (\$278 ) begin
-          \$689 [206] = host_wdata[0];
+          \$690 [206] = host_wdata[0];
         end
         if (\$279 ) begin
-          \$689 [207] = host_wdata[0];
+          \$690 [207] = host_wdata[0];
         end
         if (\$280 ) begin
-          \$689 [211:208] = host_wdata[3:0];
+          \$690 [211:208] = host_wdata[3:0];
         end
         if (\$281 ) begin
-          \$689 [227:212] = host_wdata[15:0];
+          \$690 [227:212] = host_wdata[15:0];
         end
         if (\$282 ) begin
-          \$689 [243:228] = host_wdata[15:0];
+          \$690 [243:228] = host_wdata[15:0];
         end
         if (\$283 ) begin
-          \$689 [259:244] = host_wdata[15:0];
+          \$690 [259:244] = host_wdata[15:0];
         end
         if (\$284 ) begin
-          \$689 [261:260] = host_wdata[1:0];
+          \$690 [261:260] = host_wdata[1:0];
         end
       end
     end
     if (rst) begin
-      \$689  = 262'h000000000000000000000000000000000000000000000000000000000000000000;
+      \$690  = 262'h000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$690  = stage;
+    \$691  = stage;
     if (host_write) begin
       if (\$259 ) begin
         if (\$285 ) begin
-          \$690 [1:0] = host_wdata[1:0];
+          \$691 [1:0] = host_wdata[1:0];
         end
         if (\$286 ) begin
-          \$690 [9:2] = host_wdata[7:0];
+          \$691 [9:2] = host_wdata[7:0];
         end
         if (\$287 ) begin
-          \$690 [25:10] = host_wdata[15:0];
+          \$691 [25:10] = host_wdata[15:0];
         end
         if (\$288 ) begin
-          \$690 [41:26] = host_wdata[15:0];
+          \$691 [41:26] = host_wdata[15:0];
         end
         if (\$289 ) begin
-          \$690 [57:42] = host_wdata[15:0];
+          \$691 [57:42] = host_wdata[15:0];
         end
         if (\$290 ) begin
-          \$690 [73:58] = host_wdata[15:0];
+          \$691 [73:58] = host_wdata[15:0];
         end
         if (\$291 ) begin
-          \$690 [93:74] = host_wdata[19:0];
+          \$691 [93:74] = host_wdata[19:0];
         end
         if (\$292 ) begin
-          \$690 [109:94] = host_wdata[15:0];
+          \$691 [109:94] = host_wdata[15:0];
         end
         if (\$293 ) begin
-          \$690 [125:110] = host_wdata[15:0];
+          \$691 [125:110] = host_wdata[15:0];
         end
         if (\$294 ) begin
-          \$690 [127:126] = host_wdata[1:0];
+          \$691 [126] = host_wdata[0];
         end
         if (\$295 ) begin
-          \$690 [129:128] = host_wdata[1:0];
+          \$691 [128:127] = host_wdata[1:0];
         end
         if (\$296 ) begin
-          \$690 [131:130] = host_wdata[1:0];
+          \$691 [130:129] = host_wdata[1:0];
         end
         if (\$297 ) begin
-          \$690 [151:132] = host_wdata[19:0];
+          \$691 [132:131] = host_wdata[1:0];
         end
         if (\$298 ) begin
-          \$690 [171:152] = host_wdata[19:0];
+          \$691 [152:133] = host_wdata[19:0];
         end
         if (\$299 ) begin
-          \$690 [172] = host_wdata[0];
+          \$691 [172:153] = host_wdata[19:0];
         end
         if (\$300 ) begin
-          \$690 [178:173] = host_wdata[5:0];
+          \$691 [173] = host_wdata[0];
         end
         if (\$301 ) begin
-          \$690 [179] = host_wdata[0];
+          \$691 [179:174] = host_wdata[5:0];
         end
         if (\$302 ) begin
-          \$690 [211:180] = host_wdata;
+          \$691 [180] = host_wdata[0];
         end
         if (\$303 ) begin
-          \$690 [212] = host_wdata[0];
+          \$691 [212:181] = host_wdata;
         end
         if (\$304 ) begin
-          \$690 [218:213] = host_wdata[5:0];
+          \$691 [213] = host_wdata[0];
         end
         if (\$305 ) begin
-          \$690 [219] = host_wdata[0];
+          \$691 [219:214] = host_wdata[5:0];
         end
         if (\$306 ) begin
-          \$690 [239:220] = host_wdata[19:0];
+          \$691 [220] = host_wdata[0];
         end
         if (\$307 ) begin
-          \$690 [255:240] = host_wdata[15:0];
+          \$691 [240:221] = host_wdata[19:0];
         end
         if (\$308 ) begin
-          \$690 [271:256] = host_wdata[15:0];
+          \$691 [256:241] = host_wdata[15:0];
         end
         if (\$309 ) begin
-          \$690 [273:272] = host_wdata[1:0];
+          \$691 [272:257] = host_wdata[15:0];
         end
         if (\$310 ) begin
-          \$690 [275:274] = host_wdata[1:0];
+          \$691 [274:273] = host_wdata[1:0];
         end
         if (\$311 ) begin
-          \$690 [295:276] = host_wdata[19:0];
+          \$691 [276:275] = host_wdata[1:0];
         end
         if (\$312 ) begin
-          \$690 [296] = host_wdata[0];
+          \$691 [296:277] = host_wdata[19:0];
         end
         if (\$313 ) begin
-          \$690 [316:297] = host_wdata[19:0];
+          \$691 [297] = host_wdata[0];
         end
         if (\$314 ) begin
-          \$690 [336:317] = host_wdata[19:0];
+          \$691 [317:298] = host_wdata[19:0];
         end
         if (\$315 ) begin
-          \$690 [337] = host_wdata[0];
+          \$691 [337:318] = host_wdata[19:0];
         end
         if (\$316 ) begin
-          \$690 [338] = host_wdata[0];
+          \$691 [338] = host_wdata[0];
         end
         if (\$317 ) begin
-          \$690 [354:339] = host_wdata[15:0];
+          \$691 [339] = host_wdata[0];
         end
         if (\$318 ) begin
-          \$690 [360:355] = host_wdata[5:0];
+          \$691 [355:340] = host_wdata[15:0];
         end
         if (\$319 ) begin
-          \$690 [376:361] = host_wdata[15:0];
+          \$691 [361:356] = host_wdata[5:0];
         end
         if (\$320 ) begin
-          \$690 [382:377] = host_wdata[5:0];
+          \$691 [377:362] = host_wdata[15:0];
         end
         if (\$321 ) begin
-          \$690 [414:383] = host_wdata;
+          \$691 [383:378] = host_wdata[5:0];
         end
         if (\$322 ) begin
-          \$690 [446:415] = host_wdata;
+          \$691 [415:384] = host_wdata;
         end
         if (\$323 ) begin
-          \$690 [478:447] = host_wdata;
+          \$691 [447:416] = host_wdata;
         end
         if (\$324 ) begin
-          \$690 [510:479] = host_wdata;
+          \$691 [479:448] = host_wdata;
         end
         if (\$325 ) begin
-          \$690 [542:511] = host_wdata;
+          \$691 [511:480] = host_wdata;
         end
         if (\$326 ) begin
-          \$690 [574:543] = host_wdata;
+          \$691 [543:512] = host_wdata;
         end
         if (\$327 ) begin
-          \$690 [606:575] = host_wdata;
+          \$691 [575:544] = host_wdata;
+        end
+        if (\$328 ) begin
+          \$691 [607:576] = host_wdata;
         end
       end
     end
     if (rst) begin
-      \$690  = 607'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$691  = 608'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$691  = clear;
-    if (rst) begin
-      \$691  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$692  = counts[0];
+    \$692  = clear;
     if (rst) begin
       \$692  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$693  = \$329 [47:0];
+    \$693  = counts[0];
     if (rst) begin
-      \$693  = 48'h000000000000;
+      \$693  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$694  = counts[1];
+    \$694  = \$330 [47:0];
     if (rst) begin
-      \$694  = 1'h0;
+      \$694  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$695  = \$331 [47:0];
+    \$695  = counts[1];
     if (rst) begin
-      \$695  = 48'h000000000000;
+      \$695  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$696  = counts[2];
+    \$696  = \$332 [47:0];
     if (rst) begin
-      \$696  = 1'h0;
+      \$696  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$697  = \$333 [47:0];
+    \$697  = counts[2];
     if (rst) begin
-      \$697  = 48'h000000000000;
+      \$697  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$698  = counts[3];
+    \$698  = \$334 [47:0];
     if (rst) begin
-      \$698  = 1'h0;
+      \$698  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$699  = \$335 [47:0];
+    \$699  = counts[3];
     if (rst) begin
-      \$699  = 48'h000000000000;
+      \$699  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$700  = counts[15];
+    \$700  = \$336 [47:0];
     if (rst) begin
-      \$700  = 1'h0;
+      \$700  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$701  = \$337 [47:0];
+    \$701  = counts[15];
     if (rst) begin
-      \$701  = 48'h000000000000;
+      \$701  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$702  = counts[16];
+    \$702  = \$338 [47:0];
     if (rst) begin
-      \$702  = 1'h0;
+      \$702  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$703  = \$339 [47:0];
+    \$703  = counts[16];
     if (rst) begin
-      \$703  = 48'h000000000000;
+      \$703  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$704  = counts[18];
+    \$704  = \$340 [47:0];
     if (rst) begin
-      \$704  = 1'h0;
+      \$704  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$705  = \$341 [47:0];
+    \$705  = counts[18];
     if (rst) begin
-      \$705  = 48'h000000000000;
+      \$705  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$706  = counts[19];
+    \$706  = \$342 [47:0];
     if (rst) begin
-      \$706  = 1'h0;
+      \$706  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$707  = \$343 [47:0];
+    \$707  = counts[19];
     if (rst) begin
-      \$707  = 48'h000000000000;
+      \$707  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$708  = counts[55];
+    \$708  = \$344 [47:0];
     if (rst) begin
-      \$708  = 1'h0;
+      \$708  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$709  = \$345 [47:0];
+    \$709  = counts[55];
     if (rst) begin
-      \$709  = 48'h000000000000;
+      \$709  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$710  = counts[56];
+    \$710  = \$346 [47:0];
     if (rst) begin
-      \$710  = 1'h0;
+      \$710  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$711  = \$347 [47:0];
+    \$711  = counts[56];
     if (rst) begin
-      \$711  = 48'h000000000000;
+      \$711  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$712  = counts[48];
+    \$712  = \$348 [47:0];
     if (rst) begin
-      \$712  = 1'h0;
+      \$712  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$713  = \$349 [47:0];
+    \$713  = counts[48];
     if (rst) begin
-      \$713  = 48'h000000000000;
+      \$713  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$714  = counts[17];
+    \$714  = \$350 [47:0];
     if (rst) begin
-      \$714  = 1'h0;
+      \$714  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$715  = \$351 [47:0];
+    \$715  = counts[17];
     if (rst) begin
-      \$715  = 48'h000000000000;
+      \$715  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$716  = counts[69];
+    \$716  = \$352 [47:0];
     if (rst) begin
-      \$716  = 1'h0;
+      \$716  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$717  = \$353 [47:0];
+    \$717  = counts[69];
     if (rst) begin
-      \$717  = 48'h000000000000;
+      \$717  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$718  = counts[57];
+    \$718  = \$354 [47:0];
     if (rst) begin
-      \$718  = 1'h0;
+      \$718  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$719  = \$355 [47:0];
+    \$719  = counts[57];
     if (rst) begin
-      \$719  = 48'h000000000000;
+      \$719  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$720  = counts[9:6];
+    \$720  = \$356 [47:0];
     if (rst) begin
-      \$720  = 4'h0;
+      \$720  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$721  = \$357 [47:0];
+    \$721  = counts[9:6];
     if (rst) begin
-      \$721  = 48'h000000000000;
+      \$721  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$722  = counts[13:10];
+    \$722  = \$358 [47:0];
     if (rst) begin
-      \$722  = 4'h0;
+      \$722  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$723  = \$359 [47:0];
+    \$723  = counts[13:10];
     if (rst) begin
-      \$723  = 48'h000000000000;
+      \$723  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$724  = counts[31:26];
+    \$724  = \$360 [47:0];
     if (rst) begin
-      \$724  = 6'h00;
+      \$724  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$725  = \$361 [47:0];
+    \$725  = counts[31:26];
     if (rst) begin
-      \$725  = 48'h000000000000;
+      \$725  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$726  = counts[37:32];
+    \$726  = \$362 [47:0];
     if (rst) begin
-      \$726  = 6'h00;
+      \$726  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$727  = \$363 [47:0];
+    \$727  = counts[37:32];
     if (rst) begin
-      \$727  = 48'h000000000000;
+      \$727  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$728  = counts[66:63];
+    \$728  = \$364 [47:0];
     if (rst) begin
-      \$728  = 4'h0;
+      \$728  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$729  = \$365 [47:0];
+    \$729  = counts[66:63];
     if (rst) begin
-      \$729  = 48'h000000000000;
+      \$729  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$730  = counts[54:49];
+    \$730  = \$366 [47:0];
     if (rst) begin
-      \$730  = 6'h00;
+      \$730  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$731  = \$367 [47:0];
+    \$731  = counts[54:49];
     if (rst) begin
-      \$731  = 48'h000000000000;
+      \$731  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$732  = counts[73:70];
+    \$732  = \$368 [47:0];
     if (rst) begin
-      \$732  = 4'h0;
+      \$732  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$733  = \$369 [47:0];
+    \$733  = counts[73:70];
     if (rst) begin
-      \$733  = 48'h000000000000;
+      \$733  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$734  = counts[77:74];
+    \$734  = \$370 [47:0];
     if (rst) begin
-      \$734  = 4'h0;
+      \$734  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$735  = \$371 [47:0];
+    \$735  = counts[77:74];
     if (rst) begin
-      \$735  = 48'h000000000000;
+      \$735  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$736  = counts[5];
+    \$736  = \$372 [47:0];
     if (rst) begin
-      \$736  = 1'h0;
+      \$736  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$737  = \$373 [47:0];
+    \$737  = counts[5];
     if (rst) begin
-      \$737  = 48'h000000000000;
+      \$737  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$738  = counts[22];
+    \$738  = \$374 [47:0];
     if (rst) begin
-      \$738  = 1'h0;
+      \$738  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$739  = \$375 [47:0];
+    \$739  = counts[22];
     if (rst) begin
-      \$739  = 48'h000000000000;
+      \$739  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$740  = counts[25];
+    \$740  = \$376 [47:0];
     if (rst) begin
-      \$740  = 1'h0;
+      \$740  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$741  = \$377 [47:0];
+    \$741  = counts[25];
     if (rst) begin
-      \$741  = 48'h000000000000;
+      \$741  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$742  = counts[59];
+    \$742  = \$378 [47:0];
     if (rst) begin
-      \$742  = 1'h0;
+      \$742  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$743  = \$379 [47:0];
+    \$743  = counts[59];
     if (rst) begin
-      \$743  = 48'h000000000000;
+      \$743  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$744  = counts[60];
+    \$744  = \$380 [47:0];
     if (rst) begin
-      \$744  = 1'h0;
+      \$744  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$745  = \$381 [47:0];
+    \$745  = counts[60];
     if (rst) begin
-      \$745  = 48'h000000000000;
+      \$745  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$746  = counts[4];
+    \$746  = \$382 [47:0];
     if (rst) begin
-      \$746  = 1'h0;
+      \$746  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$747  = \$383 [47:0];
+    \$747  = counts[4];
     if (rst) begin
-      \$747  = 48'h000000000000;
+      \$747  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$748  = counts[21:20];
+    \$748  = \$384 [47:0];
     if (rst) begin
-      \$748  = 2'h0;
+      \$748  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$749  = \$385 [47:0];
+    \$749  = counts[21:20];
     if (rst) begin
-      \$749  = 48'h000000000000;
+      \$749  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$750  = counts[14];
+    \$750  = \$386 [47:0];
     if (rst) begin
-      \$750  = 1'h0;
+      \$750  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$751  = \$387 [47:0];
+    \$751  = counts[14];
     if (rst) begin
-      \$751  = 48'h000000000000;
+      \$751  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$752  = counts[24:23];
+    \$752  = \$388 [47:0];
     if (rst) begin
-      \$752  = 2'h0;
+      \$752  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$753  = \$389 [47:0];
+    \$753  = counts[24:23];
     if (rst) begin
-      \$753  = 48'h000000000000;
+      \$753  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$754  = counts[46];
+    \$754  = \$390 [47:0];
     if (rst) begin
-      \$754  = 1'h0;
+      \$754  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$755  = \$391 [47:0];
+    \$755  = counts[46];
     if (rst) begin
-      \$755  = 48'h000000000000;
+      \$755  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$756  = counts[58];
+    \$756  = \$392 [47:0];
     if (rst) begin
-      \$756  = 1'h0;
+      \$756  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$757  = \$393 [47:0];
+    \$757  = counts[58];
     if (rst) begin
-      \$757  = 48'h000000000000;
+      \$757  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$758  = counts[47];
+    \$758  = \$394 [47:0];
     if (rst) begin
-      \$758  = 1'h0;
+      \$758  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$759  = \$395 [47:0];
+    \$759  = counts[47];
     if (rst) begin
-      \$759  = 48'h000000000000;
+      \$759  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$760  = counts[39:38];
+    \$760  = \$396 [47:0];
     if (rst) begin
-      \$760  = 2'h0;
+      \$760  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$761  = \$397 [47:0];
+    \$761  = counts[39:38];
     if (rst) begin
-      \$761  = 48'h000000000000;
+      \$761  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$762  = counts[41:40];
+    \$762  = \$398 [47:0];
     if (rst) begin
-      \$762  = 2'h0;
+      \$762  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$763  = \$399 [47:0];
+    \$763  = counts[41:40];
     if (rst) begin
-      \$763  = 48'h000000000000;
+      \$763  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$764  = counts[43:42];
+    \$764  = \$400 [47:0];
     if (rst) begin
-      \$764  = 2'h0;
+      \$764  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$765  = \$401 [47:0];
+    \$765  = counts[43:42];
     if (rst) begin
-      \$765  = 48'h000000000000;
+      \$765  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$766  = counts[45:44];
+    \$766  = \$402 [47:0];
     if (rst) begin
-      \$766  = 2'h0;
+      \$766  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$767  = \$403 [47:0];
+    \$767  = counts[45:44];
     if (rst) begin
-      \$767  = 48'h000000000000;
+      \$767  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$768  = counts[61];
+    \$768  = \$404 [47:0];
     if (rst) begin
-      \$768  = 1'h0;
+      \$768  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$769  = \$405 [47:0];
+    \$769  = counts[61];
     if (rst) begin
-      \$769  = 48'h000000000000;
+      \$769  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$770  = counts[62];
+    \$770  = \$406 [47:0];
     if (rst) begin
-      \$770  = 1'h0;
+      \$770  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$771  = \$407 [47:0];
+    \$771  = counts[62];
     if (rst) begin
-      \$771  = 48'h000000000000;
+      \$771  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$772  = counts[67];
+    \$772  = \$408 [47:0];
     if (rst) begin
-      \$772  = 1'h0;
+      \$772  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$773  = \$409 [47:0];
+    \$773  = counts[67];
     if (rst) begin
-      \$773  = 48'h000000000000;
+      \$773  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$774  = counts[68];
+    \$774  = \$410 [47:0];
     if (rst) begin
-      \$774  = 1'h0;
+      \$774  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$775  = \$411 [47:0];
+    \$775  = counts[68];
     if (rst) begin
-      \$775  = 48'h000000000000;
+      \$775  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$776  = \$530 ;
+    \$776  = \$412 [47:0];
     if (rst) begin
-      \$776  = 13'h0000;
+      \$776  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$777  = \$532 [47:0];
+    \$777  = \$531 ;
     if (rst) begin
-      \$777  = 48'h000000000000;
+      \$777  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$778  = \$651 ;
+    \$778  = \$533 [47:0];
     if (rst) begin
-      \$778  = 13'h0000;
+      \$778  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$779  = \$653 [47:0];
+    \$779  = \$652 ;
     if (rst) begin
-      \$779  = 48'h000000000000;
+      \$779  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$780  = counts[93];
+    \$780  = \$654 [47:0];
     if (rst) begin
-      \$780  = 1'h0;
+      \$780  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$781  = \$655 [47:0];
+    \$781  = counts[93];
     if (rst) begin
-      \$781  = 48'h000000000000;
+      \$781  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$782  = counts[96:94];
+    \$782  = \$656 [47:0];
     if (rst) begin
-      \$782  = 3'h0;
+      \$782  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$783  = \$657 [47:0];
+    \$783  = counts[96:94];
     if (rst) begin
-      \$783  = 48'h000000000000;
+      \$783  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$784  = counts[106:102];
+    \$784  = \$658 [47:0];
     if (rst) begin
-      \$784  = 5'h00;
+      \$784  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$785  = \$659 [47:0];
+    \$785  = counts[106:102];
     if (rst) begin
-      \$785  = 48'h000000000000;
+      \$785  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$786  = counts[97];
+    \$786  = \$660 [47:0];
     if (rst) begin
-      \$786  = 1'h0;
+      \$786  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$787  = \$661 [47:0];
+    \$787  = counts[97];
     if (rst) begin
-      \$787  = 48'h000000000000;
+      \$787  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$788  = counts[99:98];
+    \$788  = \$662 [47:0];
     if (rst) begin
-      \$788  = 2'h0;
+      \$788  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$789  = \$663 [47:0];
+    \$789  = counts[99:98];
     if (rst) begin
-      \$789  = 48'h000000000000;
+      \$789  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$790  = counts[101:100];
+    \$790  = \$664 [47:0];
     if (rst) begin
-      \$790  = 2'h0;
+      \$790  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$791  = \$665 [47:0];
+    \$791  = counts[101:100];
     if (rst) begin
-      \$791  = 48'h000000000000;
+      \$791  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$792  = counts[78];
+    \$792  = \$666 [47:0];
     if (rst) begin
-      \$792  = 1'h0;
+      \$792  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$793  = \$667 [47:0];
+    \$793  = counts[78];
     if (rst) begin
-      \$793  = 48'h000000000000;
+      \$793  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$794  = counts[81:79];
+    \$794  = \$668 [47:0];
     if (rst) begin
-      \$794  = 3'h0;
+      \$794  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$795  = \$669 [47:0];
+    \$795  = counts[81:79];
     if (rst) begin
-      \$795  = 48'h000000000000;
+      \$795  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$796  = counts[84:82];
+    \$796  = \$670 [47:0];
     if (rst) begin
-      \$796  = 3'h0;
+      \$796  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$797  = \$671 [47:0];
+    \$797  = counts[84:82];
     if (rst) begin
-      \$797  = 48'h000000000000;
+      \$797  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$798  = counts[89];
+    \$798  = \$672 [47:0];
     if (rst) begin
-      \$798  = 1'h0;
+      \$798  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$799  = \$673 [47:0];
+    \$799  = counts[89];
     if (rst) begin
-      \$799  = 48'h000000000000;
+      \$799  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$800  = counts[85];
+    \$800  = \$674 [47:0];
     if (rst) begin
-      \$800  = 1'h0;
+      \$800  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$801  = \$675 [47:0];
+    \$801  = counts[85];
     if (rst) begin
-      \$801  = 48'h000000000000;
+      \$801  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$802  = counts[86];
+    \$802  = \$676 [47:0];
     if (rst) begin
-      \$802  = 1'h0;
+      \$802  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$803  = \$677 [47:0];
+    \$803  = counts[86];
     if (rst) begin
-      \$803  = 48'h000000000000;
+      \$803  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$804  = counts[87];
+    \$804  = \$678 [47:0];
     if (rst) begin
-      \$804  = 1'h0;
+      \$804  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$805  = \$679 [47:0];
+    \$805  = counts[87];
     if (rst) begin
-      \$805  = 48'h000000000000;
+      \$805  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$806  = counts[88];
+    \$806  = \$680 [47:0];
     if (rst) begin
-      \$806  = 1'h0;
+      \$806  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$807  = \$681 [47:0];
+    \$807  = counts[88];
     if (rst) begin
-      \$807  = 48'h000000000000;
+      \$807  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$808  = counts[92:90];
+    \$808  = \$682 [47:0];
     if (rst) begin
-      \$808  = 3'h0;
+      \$808  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$809  = \$683 [47:0];
+    \$809  = counts[92:90];
     if (rst) begin
-      \$809  = 48'h000000000000;
+      \$809  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$810  = host_read;
+    \$810  = \$684 [47:0];
     if (rst) begin
-      \$810  = 1'h0;
+      \$810  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$811  = sel_now;
+    \$811  = host_read;
     if (rst) begin
-      \$811  = 4'h0;
+      \$811  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$812  = k_now;
+    \$812  = sel_now;
     if (rst) begin
-      \$812  = 3'h0;
+      \$812  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$813  = reg_value;
+    \$813  = k_now;
     if (rst) begin
-      \$813  = 32'd0;
+      \$813  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$814  = rd_valid1;
+    \$814  = reg_value;
     if (rst) begin
-      \$814  = 1'h0;
+      \$814  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$815  = out_value;
+    \$815  = rd_valid1;
     if (rst) begin
-      \$815  = 32'd0;
+      \$815  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$816  = { done, stream_out };
+    \$816  = out_value;
     if (rst) begin
-      \$816  = 73'h0000000000000000000;
+      \$816  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$817  = \event ;
-    if (\$684 ) begin
-      \$817  = 1'h1;
-    end else if (\$686 ) begin
-      \$817  = 1'h0;
+    \$817  = { done, stream_out };
+    if (rst) begin
+      \$817  = 73'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$818  = \event ;
+    if (\$685 ) begin
+      \$818  = 1'h1;
+    end else if (\$687 ) begin
+      \$818  = 1'h0;
     end
     if (rst) begin
-      \$817  = 1'h0;
+      \$818  = 1'h0;
     end
   end
   assign regions__w1__wr_data = host_wdata;
@@ -28204,40 +28284,41 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \stage.in_base  = stage[93:74];
   assign \stage.in_rows  = stage[109:94];
   assign \stage.in_cols  = stage[125:110];
-  assign \stage.taps  = stage[127:126];
-  assign \stage.fy  = stage[129:128];
-  assign \stage.fx  = stage[131:130];
-  assign \stage.w_base  = stage[151:132];
-  assign \stage.out_base  = stage[171:152];
-  assign \stage.requant  = stage[172];
-  assign \stage.shift  = stage[178:173];
-  assign \stage.round  = stage[179];
-  assign \stage.schedule  = stage[211:180];
-  assign \stage.use_schedule  = stage[212];
-  assign \stage.alt_shift  = stage[218:213];
-  assign \stage.alt_left  = stage[219];
-  assign \stage.g_base  = stage[239:220];
-  assign \stage.g_rows  = stage[255:240];
-  assign \stage.g_cols  = stage[271:256];
-  assign \stage.gy  = stage[273:272];
-  assign \stage.gx  = stage[275:274];
-  assign \stage.acc_base  = stage[295:276];
-  assign \stage.acc_clear  = stage[296];
-  assign \stage.trace_base  = stage[316:297];
-  assign \stage.cur_base  = stage[336:317];
-  assign \stage.use_extra  = stage[337];
-  assign \stage.pool  = stage[338];
-  assign \stage.height_mul  = stage[354:339];
-  assign \stage.height_shift  = stage[360:355];
-  assign \stage.leak_mul  = stage[376:361];
-  assign \stage.leak_shift  = stage[382:377];
-  assign \stage.idx_base  = stage[414:383];
-  assign \stage.idx_t  = stage[446:415];
-  assign \stage.idx_c  = stage[478:447];
-  assign \stage.idx_y  = stage[510:479];
-  assign \stage.key  = stage[542:511];
-  assign \stage.key_leak  = stage[574:543];
-  assign \stage.key_affine  = stage[606:575];
+  assign \stage.in_spikes  = stage[126];
+  assign \stage.taps  = stage[128:127];
+  assign \stage.fy  = stage[130:129];
+  assign \stage.fx  = stage[132:131];
+  assign \stage.w_base  = stage[152:133];
+  assign \stage.out_base  = stage[172:153];
+  assign \stage.requant  = stage[173];
+  assign \stage.shift  = stage[179:174];
+  assign \stage.round  = stage[180];
+  assign \stage.schedule  = stage[212:181];
+  assign \stage.use_schedule  = stage[213];
+  assign \stage.alt_shift  = stage[219:214];
+  assign \stage.alt_left  = stage[220];
+  assign \stage.g_base  = stage[240:221];
+  assign \stage.g_rows  = stage[256:241];
+  assign \stage.g_cols  = stage[272:257];
+  assign \stage.gy  = stage[274:273];
+  assign \stage.gx  = stage[276:275];
+  assign \stage.acc_base  = stage[296:277];
+  assign \stage.acc_clear  = stage[297];
+  assign \stage.trace_base  = stage[317:298];
+  assign \stage.cur_base  = stage[337:318];
+  assign \stage.use_extra  = stage[338];
+  assign \stage.pool  = stage[339];
+  assign \stage.height_mul  = stage[355:340];
+  assign \stage.height_shift  = stage[361:356];
+  assign \stage.leak_mul  = stage[377:362];
+  assign \stage.leak_shift  = stage[383:378];
+  assign \stage.idx_base  = stage[415:384];
+  assign \stage.idx_t  = stage[447:416];
+  assign \stage.idx_c  = stage[479:448];
+  assign \stage.idx_y  = stage[511:480];
+  assign \stage.key  = stage[543:512];
+  assign \stage.key_leak  = stage[575:544];
+  assign \stage.key_affine  = stage[607:576];
   assign \counts.cycles  = counts[0];
   assign \counts.c1_busy  = counts[1];
   assign \counts.c1_stall  = counts[2];
@@ -28330,52 +28411,52 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign regions__trace__wr_en = \$142 ;
   assign regions__wgrad__addr = { 3'h0, \$144 [14:3] };
   assign \$227  = \$226 ;
-  assign \$418  = 1'h1;
-  assign \$419  = \$417 ;
-  assign \$426  = 1'h1;
-  assign \$427  = \$425 ;
-  assign \$435  = 1'h1;
-  assign \$436  = \$434 ;
-  assign \$444  = 1'h1;
-  assign \$445  = \$443 ;
-  assign \$461  = \$460 ;
-  assign \$462  = 1'h1;
-  assign \$463  = \$460 ;
-  assign \$469  = \$468 ;
-  assign \$490  = 1'h1;
-  assign \$491  = \$489 ;
-  assign \$509  = 1'h1;
-  assign \$510  = \$508 ;
-  assign \$518  = 1'h1;
-  assign \$519  = \$517 ;
-  assign \$539  = 1'h1;
-  assign \$540  = \$538 ;
-  assign \$547  = 1'h1;
-  assign \$548  = \$546 ;
-  assign \$556  = 1'h1;
-  assign \$557  = \$555 ;
-  assign \$565  = 1'h1;
-  assign \$566  = \$564 ;
-  assign \$584  = 1'h1;
-  assign \$585  = \$583 ;
-  assign \$601  = \$600 ;
-  assign \$610  = \$609 ;
-  assign \$611  = 1'h1;
-  assign \$612  = \$609 ;
-  assign \$630  = 1'h1;
-  assign \$631  = \$629 ;
-  assign \$639  = 1'h1;
-  assign \$640  = \$638 ;
+  assign \$419  = 1'h1;
+  assign \$420  = \$418 ;
+  assign \$427  = 1'h1;
+  assign \$428  = \$426 ;
+  assign \$436  = 1'h1;
+  assign \$437  = \$435 ;
+  assign \$445  = 1'h1;
+  assign \$446  = \$444 ;
+  assign \$462  = \$461 ;
+  assign \$463  = 1'h1;
+  assign \$464  = \$461 ;
+  assign \$470  = \$469 ;
+  assign \$491  = 1'h1;
+  assign \$492  = \$490 ;
+  assign \$510  = 1'h1;
+  assign \$511  = \$509 ;
+  assign \$519  = 1'h1;
+  assign \$520  = \$518 ;
+  assign \$540  = 1'h1;
+  assign \$541  = \$539 ;
+  assign \$548  = 1'h1;
+  assign \$549  = \$547 ;
+  assign \$557  = 1'h1;
+  assign \$558  = \$556 ;
+  assign \$566  = 1'h1;
+  assign \$567  = \$565 ;
+  assign \$585  = 1'h1;
+  assign \$586  = \$584 ;
+  assign \$602  = \$601 ;
+  assign \$611  = \$610 ;
+  assign \$612  = 1'h1;
+  assign \$613  = \$610 ;
+  assign \$631  = 1'h1;
+  assign \$632  = \$630 ;
+  assign \$640  = 1'h1;
+  assign \$641  = \$639 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w1__en, e1_line1__addr, \port$306$0 , \port$310$0 , \port$314$0 , \port$318$0 , \port__en$83 , e23_line1_a__addr, \port__en$89 , e23_line1_b__addr, \port__en$95 , e23_line1_c__addr, e23_w2__en, e23_w2__addr, \port__en$101 , e23_row2_b__addr, \port__en$107 
 , e23_row2_c__addr, e23_w3__en, e23_w3__addr, \wr__en$155 , e23_row2__addr, \wr__en$161 , e23_line4__addr, \wr__data$165 , \port$2188$0 , \port$2228$0 , \port$2268$0 , \port$2308$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr
-, \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, \port$5686$0 , \port$5728$0 , \port$5770$0 , \port$5812$0 , host__w1__addr
+, \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, \port$5714$0 , \port$5756$0 , \port$5798$0 , \port$5840$0 , host__w1__addr
 , host__w1__rd_en, \wr__en$179 , host__w2__addr, host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 
 , host__spikes__addr, \port__en$227 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data
-, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$8126$0 , \port$8136$0 , \port$8146$0 , \port$8156$0 , \port$8244$0 , bw_grad_w2__addr
-, \port$8286$0 , \wr__data$182 );
+, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$8158$0 , \port$8168$0 , \port$8178$0 , \port$8188$0 , \port$8276$0 , bw_grad_w2__addr
+, \port$8318$0 , \wr__data$182 );
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -28698,26 +28779,26 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$314$0 ;
   input [7:0] \port$318$0 ;
   wire [7:0] \port$318$0 ;
-  input [15:0] \port$5686$0 ;
-  wire [15:0] \port$5686$0 ;
-  input [15:0] \port$5728$0 ;
-  wire [15:0] \port$5728$0 ;
-  input [15:0] \port$5770$0 ;
-  wire [15:0] \port$5770$0 ;
-  input [15:0] \port$5812$0 ;
-  wire [15:0] \port$5812$0 ;
-  input [15:0] \port$8126$0 ;
-  wire [15:0] \port$8126$0 ;
-  input [15:0] \port$8136$0 ;
-  wire [15:0] \port$8136$0 ;
-  input [15:0] \port$8146$0 ;
-  wire [15:0] \port$8146$0 ;
-  input [15:0] \port$8156$0 ;
-  wire [15:0] \port$8156$0 ;
-  input [15:0] \port$8244$0 ;
-  wire [15:0] \port$8244$0 ;
-  input [159:0] \port$8286$0 ;
-  wire [159:0] \port$8286$0 ;
+  input [15:0] \port$5714$0 ;
+  wire [15:0] \port$5714$0 ;
+  input [15:0] \port$5756$0 ;
+  wire [15:0] \port$5756$0 ;
+  input [15:0] \port$5798$0 ;
+  wire [15:0] \port$5798$0 ;
+  input [15:0] \port$5840$0 ;
+  wire [15:0] \port$5840$0 ;
+  input [15:0] \port$8158$0 ;
+  wire [15:0] \port$8158$0 ;
+  input [15:0] \port$8168$0 ;
+  wire [15:0] \port$8168$0 ;
+  input [15:0] \port$8178$0 ;
+  wire [15:0] \port$8178$0 ;
+  input [15:0] \port$8188$0 ;
+  wire [15:0] \port$8188$0 ;
+  input [15:0] \port$8276$0 ;
+  wire [15:0] \port$8276$0 ;
+  input [159:0] \port$8318$0 ;
+  wire [159:0] \port$8318$0 ;
   wire [7:0] port__addr;
   wire [6:0] \port__addr$103 ;
   wire [6:0] \port__addr$109 ;
@@ -28861,13 +28942,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$8286$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$8318$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$8244$0 [2:0]];
+      _0_ <= mem_affine[\port$8276$0 [2:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [2:0]];
@@ -35479,7 +35560,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$8156$0 , \port$8146$0 , \port$8136$0 , \port$8126$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$8188$0 , \port$8178$0 , \port$8168$0 , \port$8158$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -35754,7 +35835,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$8286$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$8318$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -38145,10 +38226,10 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$8286$0 [31:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$8318$0 [31:0] };
     end
     if (\$55 ) begin
-      \$signature__data$24  = { \port$5812$0 , \port$5770$0 , \port$5728$0 , \port$5686$0  };
+      \$signature__data$24  = { \port$5840$0 , \port$5798$0 , \port$5756$0 , \port$5714$0  };
     end
     if (\$65 ) begin
       \$signature__data$24  = bw_grad_w__data;
@@ -38184,17 +38265,17 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$8286$0 [31:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$8318$0 [31:0] };
     end
     if (\$60 ) begin
-      \$signature__data$28  = { \port$5812$0 , \port$5770$0 , \port$5728$0 , \port$5686$0  };
+      \$signature__data$28  = { \port$5840$0 , \port$5798$0 , \port$5756$0 , \port$5714$0  };
     end
     if (\$70 ) begin
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$8286$0 [31:0] };
-  assign bw_grad_w2__data = { \port$5812$0 , \port$5770$0 , \port$5728$0 , \port$5686$0  };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$8318$0 [31:0] };
+  assign bw_grad_w2__data = { \port$5840$0 , \port$5798$0 , \port$5756$0 , \port$5714$0  };
   assign port__addr = \$72 [7:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [5:0];
@@ -38238,8 +38319,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$8244$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$8244$0  };
+  assign \port__addr$145  = \port$8276$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$8276$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -38254,8 +38335,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[8:0];
-  assign \wr__data$171  = { \port$8156$0 , \port$8146$0 , \port$8136$0 , \port$8126$0  };
-  assign e4_membrane_out__data = { \port$8156$0 , \port$8146$0 , \port$8136$0 , \port$8126$0  };
+  assign \wr__data$171  = { \port$8188$0 , \port$8178$0 , \port$8168$0 , \port$8158$0  };
+  assign e4_membrane_out__data = { \port$8188$0 , \port$8178$0 , \port$8168$0 , \port$8158$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[8:0];
@@ -38281,8 +38362,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[2:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$8286$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$8286$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$8318$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$8318$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[7:0];
@@ -38291,8 +38372,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[7:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$8286$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$8286$0 [31:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$8318$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$8318$0 [31:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[8:0];
   assign \port__data$226  = host__membrane__rd_data;

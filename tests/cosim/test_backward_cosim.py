@@ -22,7 +22,7 @@ def test_backward_coverage_batch_is_bit_exact(tmp_path):
     results = run_backward_cases(target, cases, workdir=tmp_path)
     bad = [describe(r) for r in results if not r.match]
     assert not bad, "RTL differs from the golden backward:\n" + "\n".join(bad)
-    P = cfg.lanes
+    P, S = cfg.lanes, cfg.gbuf_spikes_per_word
     saturated = 0
     for r in results:
         q, T = r.case.qlayer, r.case.e.shape[0]
@@ -36,7 +36,7 @@ def test_backward_coverage_batch_is_bit_exact(tmp_path):
         assert r.cycles > r.counters["stage_busy"] + r.counters["lifg_busy"]
         saturated += r.counters["grad_saturations"] + r.counters["lifg_saturations"]
         # the cycle model equals every counter that does not depend on the data
-        expect = tile_counters(r.stages, P)
+        expect = tile_counters(r.stages, P, S)
         assert {k: r.counters[k] for k in expect} == expect, r.case.name
     assert saturated > 0                      # the saturating cases reached the edges
     assert any(r.case.trace.argmax is not None for r in results) and P >= 2
@@ -58,7 +58,8 @@ def test_paper_sized_backward_tile(tmp_path):
     (r,) = run_backward_cases(target, [case], workdir=tmp_path)
     assert r.match, describe(r)
     plan = plan_backward_tile(case.qlayer, 4, 7, 4, cfg.lanes, cfg.widths.weight, r.golden.shifts,
-                              [True] * 4, use_extra=True, pack_weights=False)
-    assert r.cycles == sum(s.cycles for s in backward_cycles(plan.stages, cfg.lanes))
-    expect = tile_counters(r.stages, cfg.lanes)
+                              [True] * 4, use_extra=True, pack_weights=False,
+                              spikes_per_word=cfg.gbuf_spikes_per_word)
+    assert r.cycles == sum(s.cycles for s in backward_cycles(plan.stages, cfg.lanes, cfg.gbuf_spikes_per_word))
+    expect = tile_counters(r.stages, cfg.lanes, cfg.gbuf_spikes_per_word)
     assert {k: r.counters[k] for k in expect} == expect

@@ -29,7 +29,12 @@ from sw.golden_backward import (BackwardParams, ForwardTrace, GradRounding, affi
 from tests.gen.test_top import make_layer
 
 CFG = load_config("small")
-P, GB, WB = CFG.lanes, CFG.gradients.width, CFG.widths.weight
+P, GB, WB, S = CFG.lanes, CFG.gradients.width, CFG.widths.weight, CFG.gbuf_spikes_per_word
+
+
+def _pack(spec, values) -> list[int]:
+    """A host input's words: the spikes ``x`` one bit per channel, the gradients ``Gb`` bits."""
+    return pack_tensor(np.asarray(values), spec.lanes, 1 if spec.spikes else GB)
 
 
 class Harness(Elaboratable):
@@ -114,7 +119,7 @@ def _run_tile(prog, q, x, trace, e, g_extra, buffer):
     inputs = [("x", x[:, 0]), ("e", e[:, 0])] + ([("g_extra", g_extra[:, 0])] if g_extra is not None else [])
     for name, values in inputs:
         spec = prog.tensors[name]
-        buffer[spec.base:spec.base + spec.words(T)] = pack_tensor(values.numpy(), P, GB)
+        buffer[spec.base:spec.base + spec.words(T)] = _pack(spec, values.numpy())
     trace_words = pack_trace(trace.spikes[:, 0].numpy(), trace.window[:, 0].numpy(),
                              None if trace.argmax is None else trace.argmax[:, 0].numpy(), P)
     affine = affine_words(np.array(q.scale), np.array(q.bias), P, CFG.widths.affine_scale, CFG.widths.membrane)
@@ -166,7 +171,8 @@ def test_backward_tile_matches_golden(case):
     full = q.full_timesteps(T)
     # every tensor in words of its own, so that the intermediates can be checked after the run
     # (test_overlaid_tensors_give_the_same_results checks the shared layout the driver uses)
-    prog = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, list(full), use_extra=extra, overlay=False)
+    prog = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, list(full), use_extra=extra, overlay=False,
+                              spikes_per_word=S)
     out = _run_tile(prog, q, x, trace, e, g_extra, [0] * prog.buffer_words)
 
     def tensor(name):
@@ -199,6 +205,12 @@ def test_backward_tile_matches_golden(case):
         assert sum(gold.saturations.values()) > 0
 
 
+def test_input_spikes_over_several_words():
+    """More input channels than spikes in a gradient-buffer word (``gbuf_spikes_per_word``):
+    the recomputed q1 and dW1 take channel ``i``'s spike from bit ``i % S`` of word ``i // S``."""
+    test_backward_tile_matches_golden(("ptt", 4, S + 8, 4, 1, 2, 2, False, True, False))
+
+
 def test_weight_gradient_sums_start_at_the_first_full_timestep():
     """HTT with a reduced timestep 0: the outer-product stages skip it, so the first full
     timestep must start the sums (stale accumulator words from an earlier tile stay out)."""
@@ -207,11 +219,11 @@ def test_weight_gradient_sums_start_at_the_first_full_timestep():
     q = dataclasses.replace(q, schedule=(False, True, True))
     gold = backward_tile(q, trace, e, CFG, CFG.gradients,
                          BackwardParams(window_lo=0, window_hi=0, shifts=gold.shifts), rounding=GradRounding())
-    prog = plan_backward_tile(q, 3, 2, 2, P, WB, gold.shifts, list(q.full_timesteps(3)))
+    prog = plan_backward_tile(q, 3, 2, 2, P, WB, gold.shifts, list(q.full_timesteps(3)), spikes_per_word=S)
     buffer = [0] * prog.buffer_words
     for name, values in (("x", x[:, 0]), ("e", e[:, 0])):
         spec = prog.tensors[name]
-        buffer[spec.base:spec.base + spec.words(3)] = pack_tensor(values.numpy(), P, GB)
+        buffer[spec.base:spec.base + spec.words(3)] = _pack(spec, values.numpy())
     trace_words = pack_trace(trace.spikes[:, 0].numpy(), trace.window[:, 0].numpy(), None, P)
     affine = affine_words(np.array(q.scale), np.array(q.bias), P, CFG.widths.affine_scale, CFG.widths.membrane)
     # an earlier stage leaves non-zero sums in every entry of dW2/dW3 (spikes x spikes)
@@ -230,10 +242,10 @@ def test_a_stage_with_every_timestep_skipped_leaves_zero_sums():
     case = ("htt", 4, 4, 4, 2, 2, 2, False, True, False)
     q, x, trace, e, g_extra, gold = backward_case(case)
     q = dataclasses.replace(q, schedule=(False, False))
-    prog = plan_backward_tile(q, 2, 2, 2, P, WB, gold.shifts, list(q.full_timesteps(2)))
+    prog = plan_backward_tile(q, 2, 2, 2, P, WB, gold.shifts, list(q.full_timesteps(2)), spikes_per_word=S)
     buffer = [0] * prog.buffer_words
     spec = prog.tensors["x"]
-    buffer[spec.base:spec.base + spec.words(2)] = pack_tensor(np.ones((2, 4, 4, 4), np.int64), P, GB)
+    buffer[spec.base:spec.base + spec.words(2)] = _pack(spec, np.ones((2, 4, 4, 4), np.int64))
     dw23 = dict(prog.stages)["dw23"]
     xb = prog.tensors["x"].base
     prog.stages = [("stale", dict(dw23, in_base=xb, g_base=xb, use_schedule=0)), ("dw23", dw23)]
@@ -249,8 +261,9 @@ def test_overlaid_tensors_give_the_same_results(case):
     mode, r, cin, cout, T, H, W, pool, auto, extra = case
     q, x, trace, e, g_extra, gold = backward_case(case)
     full = list(q.full_timesteps(T))
-    prog = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, full, use_extra=extra)
-    own = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, full, use_extra=extra, overlay=False)
+    prog = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, full, use_extra=extra, spikes_per_word=S)
+    own = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, full, use_extra=extra, overlay=False,
+                             spikes_per_word=S)
     assert prog.buffer_words < own.buffer_words
     assert [n for n, _ in prog.stages] == [n for n, _ in own.stages]
     stale = [int("5a" * (P * GB // 8), 16)] * prog.buffer_words   # stale words: nothing may read them
@@ -281,7 +294,7 @@ def test_the_tensors_a_stage_uses_at_once_live_in_different_banks(case):
     region = CFG.backward_regions["gbuf"]
     half = region.bank_depth
     prog = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, list(q.full_timesteps(T)), use_extra=extra,
-                              bank_depth=half)
+                              bank_depth=half, spikes_per_word=S)
     bank = {}
     for name, s in prog.tensors.items():
         first, last = s.base, s.base + s.words(T) - 1

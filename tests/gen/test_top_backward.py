@@ -80,14 +80,14 @@ def test_backward_tile_on_the_accelerator(case):
     assert res.counters["lifg_saturations"] == sum(gold.saturations.get(k, 0) for k in ("lif", "current", "affine"))
     assert res.counters["cycles"] > res.counters["stage_busy"] + res.counters["lifg_busy"]
     # the cycle model (gen/backward/cyclemodel.py) equals every busy and cycle counter
-    model = backward_cycles(prog.plan.stages, CFG.lanes)
+    model = backward_cycles(prog.plan.stages, CFG.lanes, CFG.gbuf_spikes_per_word)
     assert res.counters["stage_busy"] == sum(s.steps for s in model if s.kind != StageKind.LIF)
     assert res.counters["lifg_busy"] == sum(s.steps for s in model if s.kind == StageKind.LIF)
     assert res.counters["stage_macs"] == sum(s.macs for s in model if s.kind == StageKind.MATVEC)
     assert res.counters["wgrad_updates"] == sum(s.macs for s in model if s.kind == StageKind.OUTER)
     assert res.counters["cycles"] == sum(s.cycles for s in model)
     # ... and every other counter that does not depend on the data
-    expect = tile_counters(prog.plan.stages, CFG.lanes)
+    expect = tile_counters(prog.plan.stages, CFG.lanes, CFG.gbuf_spikes_per_word)
     assert {k: res.counters[k] for k in expect} == expect
     assert set(res.counters) - set(expect) == set(DATA_DEPENDENT)
     # reads and writes counted here from the tile's tensors: the LIF gradient reads e (and
