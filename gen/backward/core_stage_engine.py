@@ -98,22 +98,30 @@ class CoreStageEngine(wiring.Component):
         m.d.comb += GO.eq((st.out_channels + P - 1) >> lp)
         reduced = st.use_schedule & ~st.schedule.bit_select(t[:5], 1)
         # HTT's reduced timesteps: a mat-vec stage copies the centre input word to the output
-        # word of the same channels (one step per output group), re-quantised by alt_shift
+        # word of the same channels (one step per output group), re-quantised by alt_shift; an
+        # outer-product stage skips them: one step, or, while its sums have not started
+        # (``acc_clear``), one pixel writing zero sums (a stage whose timesteps are all reduced
+        # must leave zero sums, not an earlier tile's)
         copy = reduced & (st.kind == StageKind.MATVEC)
-        ntaps = Mux(copy, 1, Mux(st.taps == Taps.POINT, 1, Mux(st.taps == Taps.ROWS_COLS, 6, 3)))
+        skip_t = reduced & (st.kind == StageKind.OUTER)
+        summed, zeroed = Signal(), Signal()
+        idle_t = skip_t & (~st.acc_clear | summed | zeroed)
+        ntaps = Mux(copy | idle_t, 1, Mux(st.taps == Taps.POINT, 1, Mux(st.taps == Taps.ROWS_COLS, 6, 3)))
         issue = Signal()
         m.d.comb += issue.eq(run)
-        ends = loops(m, [(t, st.timesteps), (y, st.rows), (x, st.cols), (go, GO), (tap, ntaps),
-                         (i, Mux(copy, 1, st.in_channels))], issue)
+        ends = loops(m, [(t, st.timesteps), (y, Mux(skip_t, 1, st.rows)), (x, Mux(skip_t, 1, st.cols)),
+                         (go, Mux(idle_t, 1, GO)), (tap, ntaps),
+                         (i, Mux(copy | idle_t, 1, st.in_channels))], issue)
         with m.If(issue & ends[0]):
             m.d.sync += run.eq(0)
         # the first pixel an outer-product stage does not skip starts its sums (HTT: timestep 0
         # may be a reduced one, whose updates are skipped)
-        summed = Signal()
-        with m.If(issue & ends[3] & ~(reduced & (st.kind == StageKind.OUTER))):
+        with m.If(issue & ends[3] & ~skip_t):
             m.d.sync += summed.eq(1)
+        with m.If(issue & ends[3] & skip_t & ~idle_t):
+            m.d.sync += zeroed.eq(1)
         with m.If(self.start):
-            m.d.sync += [run.eq(1), summed.eq(0)] + [s.eq(0) for s in (t, y, x, go, tap, i)]
+            m.d.sync += [run.eq(1), summed.eq(0), zeroed.eq(0)] + [s.eq(0) for s in (t, y, x, go, tap, i)]
         addr = self._addresses(m, dict(t=t, y=y, x=x, go=go, tap=tap, i=i, GO=GO, reduced=reduced, copy=copy))
         outer = st.kind == StageKind.OUTER
         S, ls = cfg.gbuf_spikes_per_word, log2(cfg.gbuf_spikes_per_word)

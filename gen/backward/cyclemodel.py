@@ -62,15 +62,27 @@ def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: in
     word once per outer-product pixel, one output word per mat-vec pixel; on HTT's reduced
     timesteps a mat-vec stage copies (one step, one input word, no weight, no MAC per output
     word). An outer-product
-    stage skips HTT's reduced timesteps; the ones before its first full timestep still write
-    zero sums when it starts its sums (``acc_clear``)."""
+    stage skips HTT's reduced timesteps in one step each, but while its sums have not started
+    (``acc_clear``, before the first full timestep) the first one writes zero sums over one
+    pixel (every entry), and the later ones a zero word in their one step."""
     T, rows, cols, inner = f["timesteps"], f["rows"], f["cols"], f["in_channels"]
     pixels = rows * cols * groups                 # (y, x, output group) per timestep
     in_words = -(-inner // (spikes_per_word if f.get("in_spikes") else lanes))
     matvec = kind == StageKind.MATVEC
     copy = [matvec and not full[t] for t in range(T)]          # HTT's bypass: one step per output word
     taps = [_TAPS[Taps(f["taps"])] for _ in range(T)]
-    steps = [pixels if copy[t] else pixels * taps[t] * inner for t in range(T)]
+    steps, zero_words, summed, zeroed = [], 0, False, False
+    for t in range(T):
+        if copy[t]:
+            steps.append(pixels)
+        elif not matvec and not full[t]:        # skipped: one step, or one pixel of zero sums
+            n = groups * taps[t] * inner if f["acc_clear"] and not (summed or zeroed) else 1
+            zeroed = zeroed or n > 1
+            zero_words += n if f["acc_clear"] and not summed else 0
+            steps.append(n)
+        else:
+            steps.append(pixels * taps[t] * inner)
+            summed = summed or not matvec
     done = [matvec or full[t] for t in range(T)]               # timesteps the stage computes
     macs = sum(rows * cols * f["out_channels"] * taps[t] * inner for t in range(T) if done[t] and not copy[t])
     c = {"stage_busy": sum(steps),
@@ -79,10 +91,8 @@ def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: in
         c.update(stage_macs=macs, weight_reads=sum(s for s, cp in zip(steps, copy) if not cp),
                  grad_writes=pixels * T)
     else:
-        first = next((t for t in range(T) if full[t]), T)
-        zeroed = sum(steps[:first]) if f["acc_clear"] else 0
         c.update(wgrad_updates=macs, grad_reads=pixels * sum(full),
-                 wgrad_words=sum(s for s, d in zip(steps, done) if d) + zeroed)
+                 wgrad_words=sum(s for s, d in zip(steps, done) if d) + zero_words)
     return sum(steps), macs, c
 
 

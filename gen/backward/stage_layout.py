@@ -80,7 +80,8 @@ STAGE_FIELDS = (
     ("schedule", 32, "HTT: bit t set = timestep t is full (LIF: selects the folded-BN scale)"),
     ("use_schedule", 1, "1: reduced timesteps (schedule bit 0) take the bypass: mat-vec copies the "
                         "input word at (1, 1) of the output's channels, re-quantised with alt_shift "
-                        "(one step per output group); outer skips them"),
+                        "(one step per output group); outer skips them in one step each (the first one "
+                        "before the sums start, with acc_clear, writes zero sums over one pixel)"),
     ("alt_shift", SHIFT_BITS, "mat-vec, reduced timesteps: the shift's magnitude"),
     ("alt_left", 1, "mat-vec, reduced timesteps: 1 the shift is to the left (exact)"),
     ("g_base", STAGE_ADDR_BITS, "outer: first word of the gradient tensor"),

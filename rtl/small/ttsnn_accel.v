@@ -1014,12 +1014,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$5714$0 (\$69 ),
-    .\port$5756$0 (\$70 ),
-    .\port$5798$0 (\$71 ),
-    .\port$5840$0 (\$72 ),
-    .\port$6464$0 (regions__wgrad__addr),
-    .\port$8276$0 (\$73 ),
+    .\port$6061$0 (\$69 ),
+    .\port$6103$0 (\$70 ),
+    .\port$6145$0 (\$71 ),
+    .\port$6187$0 (\$72 ),
+    .\port$6811$0 (regions__wgrad__addr),
+    .\port$8625$0 (\$73 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$346 ),
@@ -1120,11 +1120,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$8158$0 (\$65 ),
-    .\port$8168$0 (\$66 ),
-    .\port$8178$0 (\$67 ),
-    .\port$8188$0 (\$68 ),
-    .\port$8316$24 (stream_in[71:24]),
+    .\port$8505$0 (\$65 ),
+    .\port$8515$0 (\$66 ),
+    .\port$8525$0 (\$67 ),
+    .\port$8535$0 (\$68 ),
+    .\port$8665$24 (stream_in[71:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1302,16 +1302,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .\port$310$0 (\$58 ),
     .\port$314$0 (\$59 ),
     .\port$318$0 (\$60 ),
-    .\port$5714$0 (\$69 ),
-    .\port$5756$0 (\$70 ),
-    .\port$5798$0 (\$71 ),
-    .\port$5840$0 (\$72 ),
-    .\port$8158$0 (\$65 ),
-    .\port$8168$0 (\$66 ),
-    .\port$8178$0 (\$67 ),
-    .\port$8188$0 (\$68 ),
-    .\port$8276$0 (\$73 ),
-    .\port$8318$0 (\$74 ),
+    .\port$6061$0 (\$69 ),
+    .\port$6103$0 (\$70 ),
+    .\port$6145$0 (\$71 ),
+    .\port$6187$0 (\$72 ),
+    .\port$8505$0 (\$65 ),
+    .\port$8515$0 (\$66 ),
+    .\port$8525$0 (\$67 ),
+    .\port$8535$0 (\$68 ),
+    .\port$8625$0 (\$73 ),
+    .\port$8667$0 (\$74 ),
     .\port__en$101 (e23_row2_b__en),
     .\port__en$107 (e23_row2_c__en),
     .\port__en$113 (e4_line4__en),
@@ -2148,8 +2148,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__addr, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, \port$5714$0 , \port$5756$0 , \port$5798$0 
-, \port$5840$0 , \port$6464$0 , grad__data, inp__data, affine__data, weights__data, trace__data, counts, \port$8276$0 , grad_w2__addr, stage, clk);
+module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__addr, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, \port$6061$0 , \port$6103$0 , \port$6145$0 
+, \port$6187$0 , \port$6811$0 , grad__data, inp__data, affine__data, weights__data, trace__data, counts, \port$8625$0 , grad_w2__addr, stage, clk);
   wire \$1 ;
   wire [15:0] \$10 ;
   wire [15:0] \$11 ;
@@ -2262,18 +2262,18 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [19:0] out__addr;
   wire [63:0] out__data;
   wire out__en;
-  output [15:0] \port$5714$0 ;
-  wire [15:0] \port$5714$0 ;
-  output [15:0] \port$5756$0 ;
-  wire [15:0] \port$5756$0 ;
-  output [15:0] \port$5798$0 ;
-  wire [15:0] \port$5798$0 ;
-  output [15:0] \port$5840$0 ;
-  wire [15:0] \port$5840$0 ;
-  input [14:0] \port$6464$0 ;
-  wire [14:0] \port$6464$0 ;
-  output [15:0] \port$8276$0 ;
-  wire [15:0] \port$8276$0 ;
+  output [15:0] \port$6061$0 ;
+  wire [15:0] \port$6061$0 ;
+  output [15:0] \port$6103$0 ;
+  wire [15:0] \port$6103$0 ;
+  output [15:0] \port$6145$0 ;
+  wire [15:0] \port$6145$0 ;
+  output [15:0] \port$6187$0 ;
+  wire [15:0] \port$6187$0 ;
+  input [14:0] \port$6811$0 ;
+  wire [14:0] \port$6811$0 ;
+  output [15:0] \port$8625$0 ;
+  wire [15:0] \port$8625$0 ;
   input rst;
   wire rst;
   input [607:0] stage;
@@ -2465,7 +2465,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .inp__en(inp__en),
     .out__addr(out__addr),
     .out__en(out__en),
-    .\port$6464$0 (\port$6464$0 ),
+    .\port$6811$0 (\port$6811$0 ),
     .q0(\$4 ),
     .q1(\$5 ),
     .q2(\$6 ),
@@ -2494,14 +2494,14 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .g_cur__addr(grad_w2__addr),
     .g_cur__en(grad_w2__en),
     .go(\$16 ),
-    .\port$5400$0 (\$8 ),
-    .\port$5406$0 (\$9 ),
-    .\port$5412$0 (\$10 ),
-    .\port$5418$0 (\$11 ),
-    .\port$5714$0 (\$12 ),
-    .\port$5756$0 (\$13 ),
-    .\port$5798$0 (\$14 ),
-    .\port$5840$0 (\$15 ),
+    .\port$5747$0 (\$8 ),
+    .\port$5753$0 (\$9 ),
+    .\port$5759$0 (\$10 ),
+    .\port$5765$0 (\$11 ),
+    .\port$6061$0 (\$12 ),
+    .\port$6103$0 (\$13 ),
+    .\port$6145$0 (\$14 ),
+    .\port$6187$0 (\$15 ),
     .rst(rst),
     .stage(stage),
     .start(\start$5 ),
@@ -2532,14 +2532,14 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \affine__data$57  = affine__data;
   assign \affine__en$59  = affine__en;
   assign wgrad_rd_en = acc_rd_en;
-  assign acc_rd_addr = { 5'h00, \port$6464$0  };
-  assign wgrad_rd_addr = { 5'h00, \port$6464$0  };
+  assign acc_rd_addr = { 5'h00, \port$6811$0  };
+  assign wgrad_rd_addr = { 5'h00, \port$6811$0  };
   assign acc_rd_data = wgrad_rd_data;
-  assign \port$5714$0  = \$12 ;
-  assign \port$5756$0  = \$13 ;
-  assign \port$5798$0  = \$14 ;
-  assign \port$5840$0  = \$15 ;
-  assign \port$8276$0  = \$16 ;
+  assign \port$6061$0  = \$12 ;
+  assign \port$6103$0  = \$13 ;
+  assign \port$6145$0  = \$14 ;
+  assign \port$6187$0  = \$15 ;
+  assign \port$8625$0  = \$16 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -2720,7 +2720,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$6464$0 , grad__data, inp__data, weights, counts, out__en
+module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$6811$0 , grad__data, inp__data, weights, counts, out__en
 , out__addr, stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
@@ -2990,12 +2990,12 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1236 ;
   wire \$1237 ;
   wire \$1238 ;
-  wire [15:0] \$1239 ;
+  wire \$1239 ;
   wire [63:0] \$124 ;
-  wire [16:0] \$1240 ;
+  wire \$1240 ;
   wire \$1241 ;
-  wire [16:0] \$1242 ;
-  wire [16:0] \$1243 ;
+  wire \$1242 ;
+  wire \$1243 ;
   wire \$1244 ;
   wire \$1245 ;
   wire \$1246 ;
@@ -3005,8 +3005,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire [63:0] \$125 ;
   wire [16:0] \$1250 ;
   wire \$1251 ;
-  wire \$1252 ;
-  wire \$1253 ;
+  wire [16:0] \$1252 ;
+  wire [16:0] \$1253 ;
   wire \$1254 ;
   wire \$1255 ;
   wire \$1256 ;
@@ -3015,21 +3015,21 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1259 ;
   wire \$126 ;
   wire \$1260 ;
-  wire [2:0] \$1261 ;
-  wire [2:0] \$1262 ;
-  wire [2:0] \$1263 ;
-  wire [3:0] \$1264 ;
+  wire \$1261 ;
+  wire \$1262 ;
+  wire \$1263 ;
+  wire \$1264 ;
   wire \$1265 ;
-  wire [16:0] \$1266 ;
-  wire [16:0] \$1267 ;
+  wire \$1266 ;
+  wire \$1267 ;
   wire \$1268 ;
-  wire \$1269 ;
+  wire [15:0] \$1269 ;
   wire [63:0] \$127 ;
-  wire \$1270 ;
+  wire [16:0] \$1270 ;
   wire \$1271 ;
   wire \$1272 ;
-  wire [15:0] \$1273 ;
-  wire [16:0] \$1274 ;
+  wire \$1273 ;
+  wire \$1274 ;
   wire \$1275 ;
   wire \$1276 ;
   wire \$1277 ;
@@ -3040,27 +3040,27 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1281 ;
   wire \$1282 ;
   wire \$1283 ;
-  wire [2:0] \$1284 ;
-  wire [2:0] \$1285 ;
-  wire [2:0] \$1286 ;
-  wire [3:0] \$1287 ;
+  wire \$1284 ;
+  wire \$1285 ;
+  wire \$1286 ;
+  wire \$1287 ;
   wire \$1288 ;
   wire \$1289 ;
   wire [15:0] \$129 ;
   wire \$1290 ;
-  wire [16:0] \$1291 ;
-  wire \$1292 ;
-  wire [16:0] \$1293 ;
-  wire [16:0] \$1294 ;
+  wire [2:0] \$1291 ;
+  wire [2:0] \$1292 ;
+  wire [2:0] \$1293 ;
+  wire [3:0] \$1294 ;
   wire \$1295 ;
-  wire \$1296 ;
-  wire \$1297 ;
+  wire [16:0] \$1296 ;
+  wire [16:0] \$1297 ;
   wire \$1298 ;
   wire \$1299 ;
   wire \$13 ;
   wire [23:0] \$130 ;
-  wire [15:0] \$1300 ;
-  wire [16:0] \$1301 ;
+  wire \$1300 ;
+  wire \$1301 ;
   wire \$1302 ;
   wire \$1303 ;
   wire \$1304 ;
@@ -3071,133 +3071,133 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1309 ;
   wire [23:0] \$131 ;
   wire \$1310 ;
-  wire [2:0] \$1311 ;
-  wire [2:0] \$1312 ;
-  wire [2:0] \$1313 ;
-  wire [3:0] \$1314 ;
+  wire \$1311 ;
+  wire \$1312 ;
+  wire [15:0] \$1313 ;
+  wire [16:0] \$1314 ;
   wire \$1315 ;
   wire \$1316 ;
-  wire [16:0] \$1317 ;
+  wire \$1317 ;
   wire \$1318 ;
   wire \$1319 ;
   wire [63:0] \$132 ;
   wire \$1320 ;
-  wire [16:0] \$1321 ;
+  wire \$1321 ;
   wire \$1322 ;
-  wire [16:0] \$1323 ;
-  wire [16:0] \$1324 ;
+  wire \$1323 ;
+  wire \$1324 ;
   wire \$1325 ;
   wire \$1326 ;
   wire \$1327 ;
   wire \$1328 ;
   wire \$1329 ;
   wire [63:0] \$133 ;
-  wire [15:0] \$1330 ;
-  wire [16:0] \$1331 ;
+  wire \$1330 ;
+  wire \$1331 ;
   wire \$1332 ;
   wire \$1333 ;
-  wire \$1334 ;
-  wire \$1335 ;
-  wire \$1336 ;
-  wire \$1337 ;
+  wire [2:0] \$1334 ;
+  wire [2:0] \$1335 ;
+  wire [2:0] \$1336 ;
+  wire [3:0] \$1337 ;
   wire \$1338 ;
   wire \$1339 ;
   wire \$134 ;
   wire \$1340 ;
-  wire [2:0] \$1341 ;
-  wire [2:0] \$1342 ;
-  wire [2:0] \$1343 ;
-  wire [3:0] \$1344 ;
+  wire \$1341 ;
+  wire \$1342 ;
+  wire \$1343 ;
+  wire \$1344 ;
   wire \$1345 ;
   wire \$1346 ;
-  wire [16:0] \$1347 ;
+  wire \$1347 ;
   wire \$1348 ;
   wire \$1349 ;
   wire [63:0] \$135 ;
-  wire [16:0] \$1350 ;
-  wire \$1351 ;
+  wire [15:0] \$1350 ;
+  wire [16:0] \$1351 ;
   wire \$1352 ;
-  wire \$1353 ;
+  wire [16:0] \$1353 ;
   wire [16:0] \$1354 ;
   wire \$1355 ;
-  wire [16:0] \$1356 ;
-  wire [16:0] \$1357 ;
+  wire \$1356 ;
+  wire \$1357 ;
   wire \$1358 ;
   wire \$1359 ;
   wire [15:0] \$136 ;
   wire \$1360 ;
   wire \$1361 ;
   wire \$1362 ;
-  wire [15:0] \$1363 ;
-  wire [16:0] \$1364 ;
+  wire \$1363 ;
+  wire \$1364 ;
   wire \$1365 ;
   wire \$1366 ;
   wire \$1367 ;
   wire \$1368 ;
   wire \$1369 ;
   wire [15:0] \$137 ;
-  wire \$1370 ;
-  wire \$1371 ;
+  wire [15:0] \$1370 ;
+  wire [16:0] \$1371 ;
   wire \$1372 ;
   wire \$1373 ;
-  wire [2:0] \$1374 ;
-  wire [2:0] \$1375 ;
-  wire [2:0] \$1376 ;
-  wire [3:0] \$1377 ;
+  wire \$1374 ;
+  wire \$1375 ;
+  wire \$1376 ;
+  wire \$1377 ;
   wire \$1378 ;
   wire \$1379 ;
   wire [23:0] \$138 ;
-  wire [16:0] \$1380 ;
+  wire \$1380 ;
   wire \$1381 ;
   wire \$1382 ;
-  wire [16:0] \$1383 ;
+  wire \$1383 ;
   wire \$1384 ;
   wire \$1385 ;
-  wire [16:0] \$1386 ;
+  wire \$1386 ;
   wire \$1387 ;
   wire \$1388 ;
   wire \$1389 ;
   wire [23:0] \$139 ;
-  wire [8:0] \$1390 ;
-  wire \$1391 ;
-  wire [16:0] \$1392 ;
-  wire [16:0] \$1393 ;
-  wire \$1394 ;
+  wire \$1390 ;
+  wire [2:0] \$1391 ;
+  wire [2:0] \$1392 ;
+  wire [2:0] \$1393 ;
+  wire [3:0] \$1394 ;
   wire \$1395 ;
   wire \$1396 ;
   wire \$1397 ;
   wire \$1398 ;
-  wire [15:0] \$1399 ;
+  wire \$1399 ;
   wire [15:0] \$14 ;
   wire [63:0] \$140 ;
-  wire [16:0] \$1400 ;
+  wire \$1400 ;
   wire \$1401 ;
   wire \$1402 ;
   wire \$1403 ;
   wire \$1404 ;
   wire \$1405 ;
-  wire \$1406 ;
-  wire \$1407 ;
+  wire [15:0] \$1406 ;
+  wire [16:0] \$1407 ;
   wire \$1408 ;
   wire \$1409 ;
   wire [63:0] \$141 ;
-  wire [2:0] \$1410 ;
-  wire [2:0] \$1411 ;
-  wire [2:0] \$1412 ;
-  wire [3:0] \$1413 ;
+  wire \$1410 ;
+  wire \$1411 ;
+  wire \$1412 ;
+  wire \$1413 ;
   wire \$1414 ;
   wire \$1415 ;
-  wire [16:0] \$1416 ;
-  wire \$1417 ;
+  wire [15:0] \$1416 ;
+  wire [16:0] \$1417 ;
   wire \$1418 ;
   wire [16:0] \$1419 ;
   wire \$142 ;
-  wire \$1420 ;
+  wire [16:0] \$1420 ;
   wire \$1421 ;
-  wire [16:0] \$1422 ;
+  wire \$1422 ;
   wire \$1423 ;
   wire \$1424 ;
-  wire [8:0] \$1425 ;
+  wire \$1425 ;
   wire \$1426 ;
   wire \$1427 ;
   wire \$1428 ;
@@ -3207,10 +3207,10 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1431 ;
   wire \$1432 ;
   wire \$1433 ;
-  wire [15:0] \$1434 ;
-  wire [16:0] \$1435 ;
-  wire \$1436 ;
-  wire \$1437 ;
+  wire \$1434 ;
+  wire \$1435 ;
+  wire [15:0] \$1436 ;
+  wire [16:0] \$1437 ;
   wire \$1438 ;
   wire \$1439 ;
   wire [15:0] \$144 ;
@@ -3219,24 +3219,24 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1442 ;
   wire \$1443 ;
   wire \$1444 ;
-  wire [2:0] \$1445 ;
-  wire [2:0] \$1446 ;
-  wire [2:0] \$1447 ;
-  wire [3:0] \$1448 ;
+  wire \$1445 ;
+  wire \$1446 ;
+  wire \$1447 ;
+  wire \$1448 ;
   wire \$1449 ;
   wire [15:0] \$145 ;
   wire \$1450 ;
-  wire [16:0] \$1451 ;
+  wire \$1451 ;
   wire \$1452 ;
   wire \$1453 ;
   wire \$1454 ;
   wire \$1455 ;
   wire \$1456 ;
-  wire \$1457 ;
-  wire \$1458 ;
-  wire \$1459 ;
+  wire [2:0] \$1457 ;
+  wire [2:0] \$1458 ;
+  wire [2:0] \$1459 ;
   wire [23:0] \$146 ;
-  wire \$1460 ;
+  wire [3:0] \$1460 ;
   wire \$1461 ;
   wire \$1462 ;
   wire \$1463 ;
@@ -3249,32 +3249,32 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire [23:0] \$147 ;
   wire \$1470 ;
   wire \$1471 ;
-  wire \$1472 ;
-  wire \$1473 ;
+  wire [15:0] \$1472 ;
+  wire [16:0] \$1473 ;
   wire \$1474 ;
   wire \$1475 ;
   wire \$1476 ;
   wire \$1477 ;
-  wire [5:0] \$1478 ;
-  wire [18:0] \$1479 ;
+  wire \$1478 ;
+  wire \$1479 ;
   wire [63:0] \$148 ;
-  wire [19:0] \$1480 ;
-  wire \$1481 ;
-  wire [18:0] \$1482 ;
-  wire [19:0] \$1483 ;
-  wire [19:0] \$1484 ;
-  wire [15:0] \$1485 ;
+  wire \$1480 ;
+  wire [15:0] \$1481 ;
+  wire [16:0] \$1482 ;
+  wire \$1483 ;
+  wire \$1484 ;
+  wire \$1485 ;
   wire \$1486 ;
-  wire [15:0] \$1487 ;
+  wire \$1487 ;
   wire \$1488 ;
   wire \$1489 ;
   wire [63:0] \$149 ;
   wire \$1490 ;
-  wire \$1491 ;
-  wire \$1492 ;
+  wire [15:0] \$1491 ;
+  wire [16:0] \$1492 ;
   wire \$1493 ;
-  wire \$1494 ;
-  wire \$1495 ;
+  wire [16:0] \$1494 ;
+  wire [16:0] \$1495 ;
   wire \$1496 ;
   wire \$1497 ;
   wire \$1498 ;
@@ -3289,23 +3289,23 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1505 ;
   wire \$1506 ;
   wire \$1507 ;
-  wire [15:0] \$1508 ;
-  wire [16:0] \$1509 ;
+  wire \$1508 ;
+  wire \$1509 ;
   wire [63:0] \$151 ;
   wire \$1510 ;
-  wire \$1511 ;
-  wire \$1512 ;
+  wire [15:0] \$1511 ;
+  wire [16:0] \$1512 ;
   wire \$1513 ;
   wire \$1514 ;
   wire \$1515 ;
   wire \$1516 ;
   wire \$1517 ;
   wire \$1518 ;
-  wire [2:0] \$1519 ;
+  wire \$1519 ;
   wire [15:0] \$152 ;
-  wire [2:0] \$1520 ;
-  wire [2:0] \$1521 ;
-  wire [3:0] \$1522 ;
+  wire \$1520 ;
+  wire \$1521 ;
+  wire \$1522 ;
   wire \$1523 ;
   wire \$1524 ;
   wire \$1525 ;
@@ -3316,10 +3316,10 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire [15:0] \$153 ;
   wire \$1530 ;
   wire \$1531 ;
-  wire \$1532 ;
-  wire \$1533 ;
-  wire \$1534 ;
-  wire \$1535 ;
+  wire [2:0] \$1532 ;
+  wire [2:0] \$1533 ;
+  wire [2:0] \$1534 ;
+  wire [3:0] \$1535 ;
   wire \$1536 ;
   wire \$1537 ;
   wire \$1538 ;
@@ -3328,102 +3328,443 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1540 ;
   wire \$1541 ;
   wire \$1542 ;
-  wire [63:0] \$1543 ;
-  wire [63:0] \$1544 ;
+  wire \$1543 ;
+  wire \$1544 ;
   wire \$1545 ;
   wire \$1546 ;
-  wire \$1547 ;
-  wire \$1548 ;
+  wire [15:0] \$1547 ;
+  wire [16:0] \$1548 ;
   wire \$1549 ;
   wire [23:0] \$155 ;
   wire \$1550 ;
   wire \$1551 ;
   wire \$1552 ;
   wire \$1553 ;
-  reg [15:0] \$1554 ;
-  reg [15:0] \$1555 ;
-  reg [15:0] \$1556 ;
-  reg [15:0] \$1557 ;
-  reg [15:0] \$1558 ;
-  reg [15:0] \$1559 ;
+  wire \$1554 ;
+  wire \$1555 ;
+  wire [15:0] \$1556 ;
+  wire [16:0] \$1557 ;
+  wire \$1558 ;
+  wire \$1559 ;
   wire \$156 ;
-  reg \$1560 ;
-  reg \$1561 ;
-  reg \$1562 ;
-  reg [5:0] \$1563 ;
-  reg [2:0] \$1564 ;
-  reg [19:0] \$1565 ;
-  reg [19:0] \$1566 ;
-  reg \$1567 ;
-  reg \$1568 ;
-  reg \$1569 ;
+  wire \$1560 ;
+  wire \$1561 ;
+  wire \$1562 ;
+  wire \$1563 ;
+  wire \$1564 ;
+  wire [15:0] \$1565 ;
+  wire [16:0] \$1566 ;
+  wire \$1567 ;
+  wire \$1568 ;
+  wire \$1569 ;
   wire \$157 ;
-  reg \$1570 ;
-  reg \$1571 ;
-  reg \$1572 ;
-  reg \$1573 ;
-  reg \$1574 ;
-  reg [63:0] \$1575 ;
-  reg [63:0] \$1576 ;
-  reg [147:0] \$1577 ;
-  reg [147:0] \$1578 ;
-  reg \$1579 ;
+  wire [8:0] \$1570 ;
+  wire \$1571 ;
+  wire [16:0] \$1572 ;
+  wire [16:0] \$1573 ;
+  wire \$1574 ;
+  wire \$1575 ;
+  wire \$1576 ;
+  wire \$1577 ;
+  wire \$1578 ;
+  wire \$1579 ;
   wire \$158 ;
-  reg \$1580 ;
-  reg [19:0] \$1581 ;
-  reg [2:0] \$1582 ;
-  wire [15:0] \$1583 ;
-  wire [15:0] \$1584 ;
-  wire [15:0] \$1585 ;
-  wire [15:0] \$1586 ;
+  wire \$1580 ;
+  wire \$1581 ;
+  wire \$1582 ;
+  wire \$1583 ;
+  wire \$1584 ;
+  wire \$1585 ;
+  wire \$1586 ;
   wire \$1587 ;
   wire \$1588 ;
-  wire \$1589 ;
+  wire [15:0] \$1589 ;
   wire \$159 ;
-  wire \$1590 ;
+  wire [16:0] \$1590 ;
+  wire \$1591 ;
+  wire \$1592 ;
+  wire \$1593 ;
+  wire \$1594 ;
+  wire \$1595 ;
+  wire \$1596 ;
+  wire \$1597 ;
+  wire \$1598 ;
+  wire \$1599 ;
   wire [33:0] \$16 ;
   wire \$160 ;
+  wire \$1600 ;
+  wire \$1601 ;
+  wire \$1602 ;
+  wire \$1603 ;
+  wire \$1604 ;
+  wire \$1605 ;
+  wire \$1606 ;
+  wire \$1607 ;
+  wire \$1608 ;
+  wire \$1609 ;
   wire [2:0] \$161 ;
+  wire [2:0] \$1610 ;
+  wire [2:0] \$1611 ;
+  wire [2:0] \$1612 ;
+  wire [3:0] \$1613 ;
+  wire \$1614 ;
+  wire \$1615 ;
+  wire \$1616 ;
+  wire \$1617 ;
+  wire \$1618 ;
+  wire \$1619 ;
   wire \$162 ;
+  wire \$1620 ;
+  wire \$1621 ;
+  wire \$1622 ;
+  wire \$1623 ;
+  wire \$1624 ;
+  wire [15:0] \$1625 ;
+  wire [16:0] \$1626 ;
+  wire \$1627 ;
+  wire \$1628 ;
+  wire \$1629 ;
   wire \$163 ;
+  wire \$1630 ;
+  wire \$1631 ;
+  wire \$1632 ;
+  wire \$1633 ;
+  wire [15:0] \$1634 ;
+  wire [16:0] \$1635 ;
+  wire \$1636 ;
+  wire \$1637 ;
+  wire \$1638 ;
+  wire \$1639 ;
   wire \$164 ;
+  wire \$1640 ;
+  wire \$1641 ;
+  wire \$1642 ;
+  wire [15:0] \$1643 ;
+  wire [16:0] \$1644 ;
+  wire \$1645 ;
+  wire \$1646 ;
+  wire [8:0] \$1647 ;
+  wire \$1648 ;
+  wire \$1649 ;
   wire \$165 ;
+  wire \$1650 ;
+  wire \$1651 ;
+  wire \$1652 ;
+  wire \$1653 ;
+  wire \$1654 ;
+  wire \$1655 ;
+  wire \$1656 ;
+  wire \$1657 ;
+  wire \$1658 ;
+  wire \$1659 ;
   wire [2:0] \$166 ;
+  wire \$1660 ;
+  wire \$1661 ;
+  wire \$1662 ;
+  wire \$1663 ;
+  wire \$1664 ;
+  wire \$1665 ;
+  wire [15:0] \$1666 ;
+  wire [16:0] \$1667 ;
+  wire \$1668 ;
+  wire \$1669 ;
   wire \$167 ;
+  wire \$1670 ;
+  wire \$1671 ;
+  wire \$1672 ;
+  wire \$1673 ;
+  wire \$1674 ;
+  wire \$1675 ;
+  wire \$1676 ;
+  wire \$1677 ;
+  wire \$1678 ;
+  wire \$1679 ;
   wire \$168 ;
+  wire \$1680 ;
+  wire \$1681 ;
+  wire \$1682 ;
+  wire \$1683 ;
+  wire \$1684 ;
+  wire \$1685 ;
+  wire \$1686 ;
+  wire [2:0] \$1687 ;
+  wire [2:0] \$1688 ;
+  wire [2:0] \$1689 ;
   wire \$169 ;
+  wire [3:0] \$1690 ;
+  wire \$1691 ;
+  wire \$1692 ;
+  wire \$1693 ;
+  wire \$1694 ;
+  wire \$1695 ;
+  wire \$1696 ;
+  wire \$1697 ;
+  wire \$1698 ;
+  wire \$1699 ;
   wire [49:0] \$17 ;
   wire \$170 ;
+  wire \$1700 ;
+  wire \$1701 ;
+  wire [15:0] \$1702 ;
+  wire [16:0] \$1703 ;
+  wire \$1704 ;
+  wire \$1705 ;
+  wire \$1706 ;
+  wire \$1707 ;
+  wire \$1708 ;
+  wire \$1709 ;
   wire \$171 ;
-  wire [6:0] \$1713 ;
+  wire \$1710 ;
+  wire \$1711 ;
+  wire \$1712 ;
+  wire \$1713 ;
+  wire \$1714 ;
+  wire \$1715 ;
+  wire \$1716 ;
+  wire \$1717 ;
+  wire \$1718 ;
+  wire \$1719 ;
   wire [147:0] \$172 ;
-  wire [6:0] \$1727 ;
+  wire \$1720 ;
+  wire \$1721 ;
+  wire \$1722 ;
+  wire \$1723 ;
+  wire \$1724 ;
+  wire \$1725 ;
+  wire \$1726 ;
+  wire \$1727 ;
+  wire \$1728 ;
+  wire [15:0] \$1729 ;
   wire [37:0] \$173 ;
-  wire [6:0] \$1737 ;
+  wire [16:0] \$1730 ;
+  wire \$1731 ;
+  wire \$1732 ;
+  wire \$1733 ;
+  wire \$1734 ;
+  wire \$1735 ;
+  wire \$1736 ;
+  wire \$1737 ;
+  wire \$1738 ;
+  wire \$1739 ;
   wire [147:0] \$174 ;
-  wire [6:0] \$1747 ;
+  wire \$1740 ;
+  wire \$1741 ;
+  wire \$1742 ;
+  wire \$1743 ;
+  wire \$1744 ;
+  wire \$1745 ;
+  wire \$1746 ;
+  wire \$1747 ;
+  wire \$1748 ;
+  wire \$1749 ;
   wire \$175 ;
-  wire [6:0] \$1757 ;
+  wire [2:0] \$1750 ;
+  wire [2:0] \$1751 ;
+  wire [2:0] \$1752 ;
+  wire [3:0] \$1753 ;
+  wire \$1754 ;
+  wire \$1755 ;
+  wire \$1756 ;
+  wire \$1757 ;
+  wire \$1758 ;
+  wire \$1759 ;
   wire [5:0] \$176 ;
+  wire \$1760 ;
+  wire \$1761 ;
+  wire \$1762 ;
+  wire \$1763 ;
+  wire \$1764 ;
+  wire [15:0] \$1765 ;
+  wire [16:0] \$1766 ;
+  wire \$1767 ;
+  wire \$1768 ;
+  wire \$1769 ;
   wire \$177 ;
+  wire \$1770 ;
+  wire \$1771 ;
+  wire \$1772 ;
+  wire \$1773 ;
+  wire \$1774 ;
+  wire \$1775 ;
+  wire \$1776 ;
+  wire \$1777 ;
+  wire \$1778 ;
+  wire \$1779 ;
   wire \$178 ;
+  wire \$1780 ;
+  wire \$1781 ;
+  wire \$1782 ;
+  wire \$1783 ;
+  wire \$1784 ;
+  wire \$1785 ;
+  wire \$1786 ;
+  wire \$1787 ;
+  wire \$1788 ;
+  wire \$1789 ;
   wire \$179 ;
+  wire \$1790 ;
+  wire \$1791 ;
+  wire \$1792 ;
+  wire \$1793 ;
+  wire \$1794 ;
+  wire \$1795 ;
+  wire \$1796 ;
+  wire \$1797 ;
+  wire \$1798 ;
+  wire \$1799 ;
   wire [50:0] \$18 ;
   wire \$180 ;
+  wire \$1800 ;
+  wire \$1801 ;
+  wire \$1802 ;
+  wire [5:0] \$1803 ;
+  wire [18:0] \$1804 ;
+  wire [19:0] \$1805 ;
+  wire \$1806 ;
+  wire [18:0] \$1807 ;
+  wire [19:0] \$1808 ;
+  wire [19:0] \$1809 ;
   wire [147:0] \$181 ;
+  wire [15:0] \$1810 ;
+  wire \$1811 ;
+  wire [15:0] \$1812 ;
+  wire \$1813 ;
+  wire \$1814 ;
+  wire \$1815 ;
+  wire \$1816 ;
+  wire \$1817 ;
+  wire \$1818 ;
+  wire \$1819 ;
   wire [16:0] \$182 ;
+  wire \$1820 ;
+  wire \$1821 ;
+  wire \$1822 ;
+  wire \$1823 ;
+  wire \$1824 ;
+  wire \$1825 ;
+  wire \$1826 ;
+  wire \$1827 ;
+  wire \$1828 ;
+  wire \$1829 ;
   wire [147:0] \$183 ;
+  wire \$1830 ;
+  wire \$1831 ;
+  wire \$1832 ;
+  wire \$1833 ;
+  wire \$1834 ;
+  wire \$1835 ;
+  wire \$1836 ;
+  wire \$1837 ;
+  wire \$1838 ;
+  wire \$1839 ;
   wire [16:0] \$184 ;
+  wire \$1840 ;
+  wire \$1841 ;
+  wire \$1842 ;
+  wire [15:0] \$1843 ;
+  wire [16:0] \$1844 ;
+  wire \$1845 ;
+  wire \$1846 ;
+  wire \$1847 ;
+  wire \$1848 ;
+  wire \$1849 ;
   wire [5:0] \$185 ;
+  wire \$1850 ;
+  wire \$1851 ;
+  wire \$1852 ;
+  wire \$1853 ;
+  wire \$1854 ;
+  wire \$1855 ;
+  wire \$1856 ;
+  wire \$1857 ;
+  wire \$1858 ;
+  wire \$1859 ;
   wire \$186 ;
+  wire \$1860 ;
+  wire \$1861 ;
+  wire \$1862 ;
+  wire \$1863 ;
+  wire [2:0] \$1864 ;
+  wire [2:0] \$1865 ;
+  wire [2:0] \$1866 ;
+  wire [3:0] \$1867 ;
+  wire \$1868 ;
+  wire \$1869 ;
   wire [5:0] \$187 ;
+  wire \$1870 ;
+  wire \$1871 ;
+  wire \$1872 ;
+  wire \$1873 ;
+  wire \$1874 ;
+  wire \$1875 ;
+  wire \$1876 ;
+  wire \$1877 ;
+  wire \$1878 ;
+  wire \$1879 ;
   wire [6:0] \$188 ;
+  wire \$1880 ;
+  wire \$1881 ;
+  wire \$1882 ;
+  wire \$1883 ;
+  wire \$1884 ;
+  wire \$1885 ;
+  wire \$1886 ;
+  wire \$1887 ;
+  wire [63:0] \$1888 ;
+  wire [63:0] \$1889 ;
   wire [5:0] \$189 ;
+  wire \$1890 ;
+  wire \$1891 ;
+  wire \$1892 ;
+  wire \$1893 ;
+  wire \$1894 ;
+  wire \$1895 ;
+  wire \$1896 ;
+  wire \$1897 ;
+  wire \$1898 ;
+  reg [15:0] \$1899 ;
   wire \$19 ;
   wire [16:0] \$190 ;
+  reg [15:0] \$1900 ;
+  reg [15:0] \$1901 ;
+  reg [15:0] \$1902 ;
+  reg [15:0] \$1903 ;
+  reg [15:0] \$1904 ;
+  reg \$1905 ;
+  reg \$1906 ;
+  reg \$1907 ;
+  reg \$1908 ;
+  reg [5:0] \$1909 ;
   wire \$191 ;
+  reg [2:0] \$1910 ;
+  reg [19:0] \$1911 ;
+  reg [19:0] \$1912 ;
+  reg \$1913 ;
+  reg \$1914 ;
+  reg \$1915 ;
+  reg \$1916 ;
+  reg \$1917 ;
+  reg \$1918 ;
+  reg \$1919 ;
   wire \$192 ;
+  reg \$1920 ;
+  reg [63:0] \$1921 ;
+  reg [63:0] \$1922 ;
+  reg [147:0] \$1923 ;
+  reg [147:0] \$1924 ;
+  reg \$1925 ;
+  reg \$1926 ;
+  reg [19:0] \$1927 ;
+  reg [2:0] \$1928 ;
+  wire [15:0] \$1929 ;
   wire \$193 ;
+  wire [15:0] \$1930 ;
+  wire [15:0] \$1931 ;
+  wire [15:0] \$1932 ;
+  wire \$1933 ;
+  wire \$1934 ;
+  wire \$1935 ;
+  wire \$1936 ;
   wire [147:0] \$194 ;
   wire [16:0] \$195 ;
   wire [147:0] \$196 ;
@@ -3438,12 +3779,17 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire [16:0] \$203 ;
   wire [17:0] \$204 ;
   wire [17:0] \$205 ;
+  wire [6:0] \$2059 ;
   wire [16:0] \$206 ;
   wire \$207 ;
+  wire [6:0] \$2073 ;
   wire [5:0] \$208 ;
+  wire [6:0] \$2083 ;
   wire \$209 ;
+  wire [6:0] \$2093 ;
   wire \$21 ;
   wire \$210 ;
+  wire [6:0] \$2103 ;
   wire \$211 ;
   wire \$212 ;
   wire [147:0] \$213 ;
@@ -4321,7 +4667,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   reg [63:0] \$signal  = 64'h0000000000000000;
   (* init = 1'h0 *)
   wire \$signal$71 ;
-  reg [19:0] \$signal$82  = 20'h00000;
+  reg \$signal$80  = 1'h0;
+  reg [19:0] \$signal$83  = 20'h00000;
   wire [15:0] GO;
   reg a_branch = 1'h0;
   (* init = 1'h0 *)
@@ -4396,8 +4743,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   (* init = 20'h00000 *)
   wire [19:0] out_b;
   reg [147:0] part = 148'h0000000000000000000000000000000000000;
-  input [14:0] \port$6464$0 ;
-  wire [14:0] \port$6464$0 ;
+  input [14:0] \port$6811$0 ;
+  wire [14:0] \port$6811$0 ;
   wire [95:0] product;
   output [15:0] q0;
   wire [15:0] q0;
@@ -4467,7 +4814,6 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire [19:0] \stage.w_base ;
   input start;
   wire start;
-  reg summed = 1'h0;
   reg [15:0] t = 16'h0000;
   reg [15:0] tap = 16'h0000;
   wire [36:0] v_bwd0;
@@ -4485,6 +4831,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire weights__en;
   reg [15:0] x = 16'h0000;
   reg [15:0] y = 16'h0000;
+  reg zeroed = 1'h0;
   assign \$1  = stage[73:58] + 3'h4;
   assign \$2  = \$1  - 1'h1;
   assign \$4  = t * stage[109:94];
@@ -4600,8 +4947,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$115  = a_first_word ? inp__data : \$signal ;
   assign \$116  = \$115  >> sel_a;
   assign \$117  = a_first_word ? inp__data : \$signal ;
-  assign \$1713  = sel_a[1:0] * 5'h10;
-  assign \$118  = \$117  >> \$1713 ;
+  assign \$2059  = sel_a[1:0] * 5'h10;
+  assign \$118  = \$117  >> \$2059 ;
   assign operand = stage[126] ? { 15'h0000, \$116  } : \$118 ;
   assign \$119  = a_first_word ? inp__data : \$signal ;
   assign \$120  = a_first_word ? inp__data : \$signal ;
@@ -4613,8 +4960,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$125  = a_first_word ? inp__data : \$signal ;
   assign \$126  = \$125  >> sel_a;
   assign \$127  = a_first_word ? inp__data : \$signal ;
-  assign \$1727  = sel_a[1:0] * 5'h10;
-  assign \$128  = \$127  >> \$1727 ;
+  assign \$2073  = sel_a[1:0] * 5'h10;
+  assign \$128  = \$127  >> \$2073 ;
   assign \$129  = stage[126] ? { 15'h0000, \$126  } : \$128 ;
   assign \$130  = $signed(\$124 [15:0]) * $signed(\$129 [7:0]);
   assign \$131  = a_zero ? 24'h000000 : \$130 ;
@@ -4622,8 +4969,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$133  = a_first_word ? inp__data : \$signal ;
   assign \$134  = \$133  >> sel_a;
   assign \$135  = a_first_word ? inp__data : \$signal ;
-  assign \$1737  = sel_a[1:0] * 5'h10;
-  assign \$136  = \$135  >> \$1737 ;
+  assign \$2083  = sel_a[1:0] * 5'h10;
+  assign \$136  = \$135  >> \$2083 ;
   assign \$137  = stage[126] ? { 15'h0000, \$134  } : \$136 ;
   assign \$138  = $signed(\$132 [31:16]) * $signed(\$137 [7:0]);
   assign \$139  = a_zero ? 24'h000000 : \$138 ;
@@ -4631,8 +4978,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$141  = a_first_word ? inp__data : \$signal ;
   assign \$142  = \$141  >> sel_a;
   assign \$143  = a_first_word ? inp__data : \$signal ;
-  assign \$1747  = sel_a[1:0] * 5'h10;
-  assign \$144  = \$143  >> \$1747 ;
+  assign \$2093  = sel_a[1:0] * 5'h10;
+  assign \$144  = \$143  >> \$2093 ;
   assign \$145  = stage[126] ? { 15'h0000, \$142  } : \$144 ;
   assign \$146  = $signed(\$140 [47:32]) * $signed(\$145 [7:0]);
   assign \$147  = a_zero ? 24'h000000 : \$146 ;
@@ -4640,8 +4987,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$149  = a_first_word ? inp__data : \$signal ;
   assign \$150  = \$149  >> sel_a;
   assign \$151  = a_first_word ? inp__data : \$signal ;
-  assign \$1757  = sel_a[1:0] * 5'h10;
-  assign \$152  = \$151  >> \$1757 ;
+  assign \$2103  = sel_a[1:0] * 5'h10;
+  assign \$152  = \$151  >> \$2103 ;
   assign \$153  = stage[126] ? { 15'h0000, \$150  } : \$152 ;
   assign \$154  = $signed(\$148 [63:48]) * $signed(\$153 [7:0]);
   assign \$155  = a_zero ? 24'h000000 : \$154 ;
@@ -4772,7 +5119,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$281  = $signed(v_bwd0) << \$280 [3:0];
   assign \$282  = \$279  ? 16'h8000 : \$281 [15:0];
   assign \$283  = \$276  ? 16'h7fff : \$282 ;
-  assign \$284  = \$273  ? \$283  : \$1583 ;
+  assign \$284  = \$273  ? \$283  : \$1929 ;
   assign q0 = stage[173] ? \$284  : { \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272  };
   assign \$285  = stage[128:127] == 2'h3;
   assign \$286  = ~ reduced_b;
@@ -4887,7 +5234,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$397  = $signed(v_bwd1) << \$396 [3:0];
   assign \$398  = \$395  ? 16'h8000 : \$397 [15:0];
   assign \$399  = \$392  ? 16'h7fff : \$398 ;
-  assign \$400  = \$389  ? \$399  : \$1584 ;
+  assign \$400  = \$389  ? \$399  : \$1930 ;
   assign q1 = stage[173] ? \$400  : { \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388  };
   assign \$401  = stage[128:127] == 2'h3;
   assign \$402  = ~ reduced_b;
@@ -5002,7 +5349,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$513  = $signed(v_bwd2) << \$512 [3:0];
   assign \$514  = \$511  ? 16'h8000 : \$513 [15:0];
   assign \$515  = \$508  ? 16'h7fff : \$514 ;
-  assign \$516  = \$505  ? \$515  : \$1585 ;
+  assign \$516  = \$505  ? \$515  : \$1931 ;
   assign q2 = stage[173] ? \$516  : { \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504  };
   assign \$517  = stage[128:127] == 2'h3;
   assign \$518  = ~ reduced_b;
@@ -5117,7 +5464,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$629  = $signed(v_bwd3) << \$628 [3:0];
   assign \$630  = \$627  ? 16'h8000 : \$629 [15:0];
   assign \$631  = \$624  ? 16'h7fff : \$630 ;
-  assign \$632  = \$621  ? \$631  : \$1586 ;
+  assign \$632  = \$621  ? \$631  : \$1932 ;
   assign q3 = stage[173] ? \$632  : { \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620  };
   assign \$634  = out__en & \$633 ;
   assign \$635  = ! stage[173];
@@ -5260,7 +5607,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$776  = reduced_b ? stage[219:214] : stage[179:174];
   assign \$777  = $signed(v_bwd0) << \$776 [3:0];
   assign \$778  = $signed(\$775 ) != $signed(\$777 );
-  assign \$779  = \$765  ? \$778  : \$1587 ;
+  assign \$779  = \$765  ? \$778  : \$1933 ;
   assign \$780  = stage[173] ? \$779  : \$764 ;
   assign \$781  = active_b > 1'h0;
   assign \$782  = \$780  & \$781 ;
@@ -5405,7 +5752,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$925  = reduced_b ? stage[219:214] : stage[179:174];
   assign \$926  = $signed(v_bwd1) << \$925 [3:0];
   assign \$927  = $signed(\$924 ) != $signed(\$926 );
-  assign \$928  = \$914  ? \$927  : \$1588 ;
+  assign \$928  = \$914  ? \$927  : \$1934 ;
   assign \$929  = stage[173] ? \$928  : \$913 ;
   assign \$930  = active_b > 1'h1;
   assign \$931  = \$929  & \$930 ;
@@ -5550,7 +5897,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$1074  = reduced_b ? stage[219:214] : stage[179:174];
   assign \$1075  = $signed(v_bwd2) << \$1074 [3:0];
   assign \$1076  = $signed(\$1073 ) != $signed(\$1075 );
-  assign \$1077  = \$1063  ? \$1076  : \$1589 ;
+  assign \$1077  = \$1063  ? \$1076  : \$1935 ;
   assign \$1078  = stage[173] ? \$1077  : \$1062 ;
   assign \$1079  = active_b > 2'h2;
   assign \$1080  = \$1078  & \$1079 ;
@@ -5695,7 +6042,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$1223  = reduced_b ? stage[219:214] : stage[179:174];
   assign \$1224  = $signed(v_bwd3) << \$1223 [3:0];
   assign \$1225  = $signed(\$1222 ) != $signed(\$1224 );
-  assign \$1226  = \$1212  ? \$1225  : \$1590 ;
+  assign \$1226  = \$1212  ? \$1225  : \$1936 ;
   assign \$1227  = stage[173] ? \$1226  : \$1211 ;
   assign \$1228  = active_b > 2'h3;
   assign \$1229  = \$1227  & \$1228 ;
@@ -5708,367 +6055,713 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$1236  = stage[213] & \$1235 ;
   assign \$1237  = ! stage[1:0];
   assign \$1238  = \$1236  & \$1237 ;
-  assign \$1239  = \$1238  ? 16'h0001 : stage[57:42];
-  assign \$1240  = \$1239  - 1'h1;
-  assign \$1241  = i == \$1240 ;
-  assign \$1242  = i + 1'h1;
-  assign \$1243  = \$1241  ? 17'h00000 : \$1242 ;
-  assign \$1244  = stage[212:181] >> t[4:0];
-  assign \$1245  = ~ \$1244 ;
-  assign \$1246  = stage[213] & \$1245 ;
-  assign \$1247  = ! stage[1:0];
-  assign \$1248  = \$1246  & \$1247 ;
+  assign \$1239  = stage[212:181] >> t[4:0];
+  assign \$1240  = ~ \$1239 ;
+  assign \$1241  = stage[213] & \$1240 ;
+  assign \$1242  = stage[1:0] == 1'h1;
+  assign \$1243  = \$1241  & \$1242 ;
+  assign \$1244  = ~ stage[297];
+  assign \$1245  = \$1244  | \$signal$80 ;
+  assign \$1246  = \$1245  | zeroed;
+  assign \$1247  = \$1243  & \$1246 ;
+  assign \$1248  = \$1238  | \$1247 ;
   assign \$1249  = \$1248  ? 16'h0001 : stage[57:42];
   assign \$1250  = \$1249  - 1'h1;
   assign \$1251  = i == \$1250 ;
-  assign \$1253  = issue & \$1252 ;
+  assign \$1252  = i + 1'h1;
+  assign \$1253  = \$1251  ? 17'h00000 : \$1252 ;
   assign \$1254  = stage[212:181] >> t[4:0];
   assign \$1255  = ~ \$1254 ;
   assign \$1256  = stage[213] & \$1255 ;
   assign \$1257  = ! stage[1:0];
   assign \$1258  = \$1256  & \$1257 ;
-  assign \$1259  = ! stage[128:127];
-  assign \$1260  = stage[128:127] == 2'h3;
-  assign \$1261  = \$1260  ? 3'h6 : 3'h3;
-  assign \$1262  = \$1259  ? 3'h1 : \$1261 ;
-  assign \$1263  = \$1258  ? 3'h1 : \$1262 ;
-  assign \$1264  = \$1263  - 1'h1;
-  assign \$1265  = $signed({ 1'h0, tap }) == $signed(\$1264 );
-  assign \$1266  = tap + 1'h1;
-  assign \$1267  = \$1265  ? 17'h00000 : \$1266 ;
-  assign \$1268  = stage[212:181] >> t[4:0];
-  assign \$1269  = ~ \$1268 ;
-  assign \$1270  = stage[213] & \$1269 ;
-  assign \$1271  = ! stage[1:0];
-  assign \$1272  = \$1270  & \$1271 ;
-  assign \$1273  = \$1272  ? 16'h0001 : stage[57:42];
-  assign \$1274  = \$1273  - 1'h1;
-  assign \$1275  = i == \$1274 ;
-  assign \$1277  = stage[212:181] >> t[4:0];
-  assign \$1278  = ~ \$1277 ;
-  assign \$1279  = stage[213] & \$1278 ;
-  assign \$1280  = ! stage[1:0];
-  assign \$1281  = \$1279  & \$1280 ;
-  assign \$1282  = ! stage[128:127];
-  assign \$1283  = stage[128:127] == 2'h3;
-  assign \$1284  = \$1283  ? 3'h6 : 3'h3;
-  assign \$1285  = \$1282  ? 3'h1 : \$1284 ;
-  assign \$1286  = \$1281  ? 3'h1 : \$1285 ;
-  assign \$1287  = \$1286  - 1'h1;
-  assign \$1288  = $signed({ 1'h0, tap }) == $signed(\$1287 );
-  assign \$1289  = \$1276  & \$1288 ;
-  assign \$1290  = issue & \$1289 ;
-  assign \$1291  = \$3 [15:0] - 1'h1;
-  assign \$1292  = go == \$1291 ;
-  assign \$1293  = go + 1'h1;
-  assign \$1294  = \$1292  ? 17'h00000 : \$1293 ;
-  assign \$1295  = stage[212:181] >> t[4:0];
-  assign \$1296  = ~ \$1295 ;
-  assign \$1297  = stage[213] & \$1296 ;
-  assign \$1298  = ! stage[1:0];
-  assign \$1299  = \$1297  & \$1298 ;
-  assign \$1300  = \$1299  ? 16'h0001 : stage[57:42];
-  assign \$1301  = \$1300  - 1'h1;
-  assign \$1302  = i == \$1301 ;
-  assign \$1304  = stage[212:181] >> t[4:0];
-  assign \$1305  = ~ \$1304 ;
-  assign \$1306  = stage[213] & \$1305 ;
-  assign \$1307  = ! stage[1:0];
-  assign \$1308  = \$1306  & \$1307 ;
-  assign \$1309  = ! stage[128:127];
-  assign \$1310  = stage[128:127] == 2'h3;
-  assign \$1311  = \$1310  ? 3'h6 : 3'h3;
-  assign \$1312  = \$1309  ? 3'h1 : \$1311 ;
-  assign \$1313  = \$1308  ? 3'h1 : \$1312 ;
+  assign \$1259  = stage[212:181] >> t[4:0];
+  assign \$1260  = ~ \$1259 ;
+  assign \$1261  = stage[213] & \$1260 ;
+  assign \$1262  = stage[1:0] == 1'h1;
+  assign \$1263  = \$1261  & \$1262 ;
+  assign \$1264  = ~ stage[297];
+  assign \$1265  = \$1264  | \$signal$80 ;
+  assign \$1266  = \$1265  | zeroed;
+  assign \$1267  = \$1263  & \$1266 ;
+  assign \$1268  = \$1258  | \$1267 ;
+  assign \$1269  = \$1268  ? 16'h0001 : stage[57:42];
+  assign \$1270  = \$1269  - 1'h1;
+  assign \$1271  = i == \$1270 ;
+  assign \$1273  = issue & \$1272 ;
+  assign \$1274  = stage[212:181] >> t[4:0];
+  assign \$1275  = ~ \$1274 ;
+  assign \$1276  = stage[213] & \$1275 ;
+  assign \$1277  = ! stage[1:0];
+  assign \$1278  = \$1276  & \$1277 ;
+  assign \$1279  = stage[212:181] >> t[4:0];
+  assign \$1280  = ~ \$1279 ;
+  assign \$1281  = stage[213] & \$1280 ;
+  assign \$1282  = stage[1:0] == 1'h1;
+  assign \$1283  = \$1281  & \$1282 ;
+  assign \$1284  = ~ stage[297];
+  assign \$1285  = \$1284  | \$signal$80 ;
+  assign \$1286  = \$1285  | zeroed;
+  assign \$1287  = \$1283  & \$1286 ;
+  assign \$1288  = \$1278  | \$1287 ;
+  assign \$1289  = ! stage[128:127];
+  assign \$1290  = stage[128:127] == 2'h3;
+  assign \$1291  = \$1290  ? 3'h6 : 3'h3;
+  assign \$1292  = \$1289  ? 3'h1 : \$1291 ;
+  assign \$1293  = \$1288  ? 3'h1 : \$1292 ;
+  assign \$1294  = \$1293  - 1'h1;
+  assign \$1295  = $signed({ 1'h0, tap }) == $signed(\$1294 );
+  assign \$1296  = tap + 1'h1;
+  assign \$1297  = \$1295  ? 17'h00000 : \$1296 ;
+  assign \$1298  = stage[212:181] >> t[4:0];
+  assign \$1299  = ~ \$1298 ;
+  assign \$1300  = stage[213] & \$1299 ;
+  assign \$1301  = ! stage[1:0];
+  assign \$1302  = \$1300  & \$1301 ;
+  assign \$1303  = stage[212:181] >> t[4:0];
+  assign \$1304  = ~ \$1303 ;
+  assign \$1305  = stage[213] & \$1304 ;
+  assign \$1306  = stage[1:0] == 1'h1;
+  assign \$1307  = \$1305  & \$1306 ;
+  assign \$1308  = ~ stage[297];
+  assign \$1309  = \$1308  | \$signal$80 ;
+  assign \$1310  = \$1309  | zeroed;
+  assign \$1311  = \$1307  & \$1310 ;
+  assign \$1312  = \$1302  | \$1311 ;
+  assign \$1313  = \$1312  ? 16'h0001 : stage[57:42];
   assign \$1314  = \$1313  - 1'h1;
-  assign \$1315  = $signed({ 1'h0, tap }) == $signed(\$1314 );
-  assign \$1316  = \$1303  & \$1315 ;
-  assign \$1317  = \$3 [15:0] - 1'h1;
-  assign \$1318  = go == \$1317 ;
-  assign \$1319  = \$1316  & \$1318 ;
-  assign \$1320  = issue & \$1319 ;
-  assign \$1321  = stage[41:26] - 1'h1;
-  assign \$1322  = x == \$1321 ;
-  assign \$1323  = x + 1'h1;
-  assign \$1324  = \$1322  ? 17'h00000 : \$1323 ;
-  assign \$1325  = stage[212:181] >> t[4:0];
-  assign \$1326  = ~ \$1325 ;
-  assign \$1327  = stage[213] & \$1326 ;
-  assign \$1328  = ! stage[1:0];
-  assign \$1329  = \$1327  & \$1328 ;
-  assign \$1330  = \$1329  ? 16'h0001 : stage[57:42];
-  assign \$1331  = \$1330  - 1'h1;
-  assign \$1332  = i == \$1331 ;
-  assign \$1334  = stage[212:181] >> t[4:0];
-  assign \$1335  = ~ \$1334 ;
-  assign \$1336  = stage[213] & \$1335 ;
-  assign \$1337  = ! stage[1:0];
-  assign \$1338  = \$1336  & \$1337 ;
-  assign \$1339  = ! stage[128:127];
-  assign \$1340  = stage[128:127] == 2'h3;
-  assign \$1341  = \$1340  ? 3'h6 : 3'h3;
-  assign \$1342  = \$1339  ? 3'h1 : \$1341 ;
-  assign \$1343  = \$1338  ? 3'h1 : \$1342 ;
-  assign \$1344  = \$1343  - 1'h1;
-  assign \$1345  = $signed({ 1'h0, tap }) == $signed(\$1344 );
-  assign \$1346  = \$1333  & \$1345 ;
-  assign \$1347  = \$3 [15:0] - 1'h1;
-  assign \$1348  = go == \$1347 ;
-  assign \$1349  = \$1346  & \$1348 ;
-  assign \$1350  = stage[41:26] - 1'h1;
-  assign \$1351  = x == \$1350 ;
-  assign \$1352  = \$1349  & \$1351 ;
-  assign \$1353  = issue & \$1352 ;
-  assign \$1354  = stage[25:10] - 1'h1;
-  assign \$1355  = y == \$1354 ;
-  assign \$1356  = y + 1'h1;
-  assign \$1357  = \$1355  ? 17'h00000 : \$1356 ;
-  assign \$1358  = stage[212:181] >> t[4:0];
-  assign \$1359  = ~ \$1358 ;
-  assign \$1360  = stage[213] & \$1359 ;
-  assign \$1361  = ! stage[1:0];
-  assign \$1362  = \$1360  & \$1361 ;
-  assign \$1363  = \$1362  ? 16'h0001 : stage[57:42];
-  assign \$1364  = \$1363  - 1'h1;
-  assign \$1365  = i == \$1364 ;
-  assign \$1367  = stage[212:181] >> t[4:0];
-  assign \$1368  = ~ \$1367 ;
-  assign \$1369  = stage[213] & \$1368 ;
-  assign \$1370  = ! stage[1:0];
-  assign \$1371  = \$1369  & \$1370 ;
-  assign \$1372  = ! stage[128:127];
-  assign \$1373  = stage[128:127] == 2'h3;
-  assign \$1374  = \$1373  ? 3'h6 : 3'h3;
-  assign \$1375  = \$1372  ? 3'h1 : \$1374 ;
-  assign \$1376  = \$1371  ? 3'h1 : \$1375 ;
-  assign \$1377  = \$1376  - 1'h1;
-  assign \$1378  = $signed({ 1'h0, tap }) == $signed(\$1377 );
-  assign \$1379  = \$1366  & \$1378 ;
-  assign \$1380  = \$3 [15:0] - 1'h1;
-  assign \$1381  = go == \$1380 ;
-  assign \$1382  = \$1379  & \$1381 ;
-  assign \$1383  = stage[41:26] - 1'h1;
-  assign \$1384  = x == \$1383 ;
-  assign \$1385  = \$1382  & \$1384 ;
-  assign \$1386  = stage[25:10] - 1'h1;
-  assign \$1387  = y == \$1386 ;
-  assign \$1388  = \$1385  & \$1387 ;
-  assign \$1389  = issue & \$1388 ;
-  assign \$1390  = stage[9:2] - 1'h1;
-  assign \$1391  = $signed({ 1'h0, t }) == $signed(\$1390 );
-  assign \$1392  = t + 1'h1;
-  assign \$1393  = \$1391  ? 17'h00000 : \$1392 ;
-  assign \$1394  = stage[212:181] >> t[4:0];
-  assign \$1395  = ~ \$1394 ;
-  assign \$1396  = stage[213] & \$1395 ;
-  assign \$1397  = ! stage[1:0];
-  assign \$1398  = \$1396  & \$1397 ;
-  assign \$1399  = \$1398  ? 16'h0001 : stage[57:42];
-  assign \$1400  = \$1399  - 1'h1;
-  assign \$1401  = i == \$1400 ;
-  assign \$1403  = stage[212:181] >> t[4:0];
-  assign \$1404  = ~ \$1403 ;
-  assign \$1405  = stage[213] & \$1404 ;
-  assign \$1406  = ! stage[1:0];
-  assign \$1407  = \$1405  & \$1406 ;
-  assign \$1408  = ! stage[128:127];
-  assign \$1409  = stage[128:127] == 2'h3;
-  assign \$1410  = \$1409  ? 3'h6 : 3'h3;
-  assign \$1411  = \$1408  ? 3'h1 : \$1410 ;
-  assign \$1412  = \$1407  ? 3'h1 : \$1411 ;
-  assign \$1413  = \$1412  - 1'h1;
-  assign \$1414  = $signed({ 1'h0, tap }) == $signed(\$1413 );
-  assign \$1415  = \$1402  & \$1414 ;
-  assign \$1416  = \$3 [15:0] - 1'h1;
-  assign \$1417  = go == \$1416 ;
-  assign \$1418  = \$1415  & \$1417 ;
-  assign \$1419  = stage[41:26] - 1'h1;
-  assign \$1420  = x == \$1419 ;
-  assign \$1421  = \$1418  & \$1420 ;
-  assign \$1422  = stage[25:10] - 1'h1;
-  assign \$1423  = y == \$1422 ;
-  assign \$1424  = \$1421  & \$1423 ;
-  assign \$1425  = stage[9:2] - 1'h1;
-  assign \$1426  = $signed({ 1'h0, t }) == $signed(\$1425 );
-  assign \$1427  = \$1424  & \$1426 ;
-  assign \$1428  = issue & \$1427 ;
-  assign \$1429  = stage[212:181] >> t[4:0];
-  assign \$1430  = ~ \$1429 ;
-  assign \$1431  = stage[213] & \$1430 ;
-  assign \$1432  = ! stage[1:0];
-  assign \$1433  = \$1431  & \$1432 ;
-  assign \$1434  = \$1433  ? 16'h0001 : stage[57:42];
-  assign \$1435  = \$1434  - 1'h1;
-  assign \$1436  = i == \$1435 ;
-  assign \$1438  = stage[212:181] >> t[4:0];
-  assign \$1439  = ~ \$1438 ;
-  assign \$1440  = stage[213] & \$1439 ;
-  assign \$1441  = ! stage[1:0];
-  assign \$1442  = \$1440  & \$1441 ;
-  assign \$1443  = ! stage[128:127];
-  assign \$1444  = stage[128:127] == 2'h3;
-  assign \$1445  = \$1444  ? 3'h6 : 3'h3;
-  assign \$1446  = \$1443  ? 3'h1 : \$1445 ;
-  assign \$1447  = \$1442  ? 3'h1 : \$1446 ;
-  assign \$1448  = \$1447  - 1'h1;
-  assign \$1449  = $signed({ 1'h0, tap }) == $signed(\$1448 );
-  assign \$1450  = \$1437  & \$1449 ;
-  assign \$1451  = \$3 [15:0] - 1'h1;
-  assign \$1452  = go == \$1451 ;
-  assign \$1453  = \$1450  & \$1452 ;
-  assign \$1454  = issue & \$1453 ;
-  assign \$1455  = stage[212:181] >> t[4:0];
-  assign \$1456  = ~ \$1455 ;
-  assign \$1457  = stage[213] & \$1456 ;
-  assign \$1458  = stage[1:0] == 1'h1;
-  assign \$1459  = \$1457  & \$1458 ;
-  assign \$1460  = ~ \$1459 ;
-  assign \$1461  = \$1454  & \$1460 ;
-  assign \$1462  = stage[1:0] == 1'h1;
+  assign \$1315  = i == \$1314 ;
+  assign \$1317  = stage[212:181] >> t[4:0];
+  assign \$1318  = ~ \$1317 ;
+  assign \$1319  = stage[213] & \$1318 ;
+  assign \$1320  = ! stage[1:0];
+  assign \$1321  = \$1319  & \$1320 ;
+  assign \$1322  = stage[212:181] >> t[4:0];
+  assign \$1323  = ~ \$1322 ;
+  assign \$1324  = stage[213] & \$1323 ;
+  assign \$1325  = stage[1:0] == 1'h1;
+  assign \$1326  = \$1324  & \$1325 ;
+  assign \$1327  = ~ stage[297];
+  assign \$1328  = \$1327  | \$signal$80 ;
+  assign \$1329  = \$1328  | zeroed;
+  assign \$1330  = \$1326  & \$1329 ;
+  assign \$1331  = \$1321  | \$1330 ;
+  assign \$1332  = ! stage[128:127];
+  assign \$1333  = stage[128:127] == 2'h3;
+  assign \$1334  = \$1333  ? 3'h6 : 3'h3;
+  assign \$1335  = \$1332  ? 3'h1 : \$1334 ;
+  assign \$1336  = \$1331  ? 3'h1 : \$1335 ;
+  assign \$1337  = \$1336  - 1'h1;
+  assign \$1338  = $signed({ 1'h0, tap }) == $signed(\$1337 );
+  assign \$1339  = \$1316  & \$1338 ;
+  assign \$1340  = issue & \$1339 ;
+  assign \$1341  = stage[212:181] >> t[4:0];
+  assign \$1342  = ~ \$1341 ;
+  assign \$1343  = stage[213] & \$1342 ;
+  assign \$1344  = stage[1:0] == 1'h1;
+  assign \$1345  = \$1343  & \$1344 ;
+  assign \$1346  = ~ stage[297];
+  assign \$1347  = \$1346  | \$signal$80 ;
+  assign \$1348  = \$1347  | zeroed;
+  assign \$1349  = \$1345  & \$1348 ;
+  assign \$1350  = \$1349  ? 16'h0001 : \$3 [15:0];
+  assign \$1351  = \$1350  - 1'h1;
+  assign \$1352  = go == \$1351 ;
+  assign \$1353  = go + 1'h1;
+  assign \$1354  = \$1352  ? 17'h00000 : \$1353 ;
+  assign \$1355  = stage[212:181] >> t[4:0];
+  assign \$1356  = ~ \$1355 ;
+  assign \$1357  = stage[213] & \$1356 ;
+  assign \$1358  = ! stage[1:0];
+  assign \$1359  = \$1357  & \$1358 ;
+  assign \$1360  = stage[212:181] >> t[4:0];
+  assign \$1361  = ~ \$1360 ;
+  assign \$1362  = stage[213] & \$1361 ;
+  assign \$1363  = stage[1:0] == 1'h1;
+  assign \$1364  = \$1362  & \$1363 ;
+  assign \$1365  = ~ stage[297];
+  assign \$1366  = \$1365  | \$signal$80 ;
+  assign \$1367  = \$1366  | zeroed;
+  assign \$1368  = \$1364  & \$1367 ;
+  assign \$1369  = \$1359  | \$1368 ;
+  assign \$1370  = \$1369  ? 16'h0001 : stage[57:42];
+  assign \$1371  = \$1370  - 1'h1;
+  assign \$1372  = i == \$1371 ;
+  assign \$1374  = stage[212:181] >> t[4:0];
+  assign \$1375  = ~ \$1374 ;
+  assign \$1376  = stage[213] & \$1375 ;
+  assign \$1377  = ! stage[1:0];
+  assign \$1378  = \$1376  & \$1377 ;
+  assign \$1379  = stage[212:181] >> t[4:0];
+  assign \$1380  = ~ \$1379 ;
+  assign \$1381  = stage[213] & \$1380 ;
+  assign \$1382  = stage[1:0] == 1'h1;
+  assign \$1383  = \$1381  & \$1382 ;
+  assign \$1384  = ~ stage[297];
+  assign \$1385  = \$1384  | \$signal$80 ;
+  assign \$1386  = \$1385  | zeroed;
+  assign \$1387  = \$1383  & \$1386 ;
+  assign \$1388  = \$1378  | \$1387 ;
+  assign \$1389  = ! stage[128:127];
+  assign \$1390  = stage[128:127] == 2'h3;
+  assign \$1391  = \$1390  ? 3'h6 : 3'h3;
+  assign \$1392  = \$1389  ? 3'h1 : \$1391 ;
+  assign \$1393  = \$1388  ? 3'h1 : \$1392 ;
+  assign \$1394  = \$1393  - 1'h1;
+  assign \$1395  = $signed({ 1'h0, tap }) == $signed(\$1394 );
+  assign \$1396  = \$1373  & \$1395 ;
+  assign \$1397  = stage[212:181] >> t[4:0];
+  assign \$1398  = ~ \$1397 ;
+  assign \$1399  = stage[213] & \$1398 ;
+  assign \$1400  = stage[1:0] == 1'h1;
+  assign \$1401  = \$1399  & \$1400 ;
+  assign \$1402  = ~ stage[297];
+  assign \$1403  = \$1402  | \$signal$80 ;
+  assign \$1404  = \$1403  | zeroed;
+  assign \$1405  = \$1401  & \$1404 ;
+  assign \$1406  = \$1405  ? 16'h0001 : \$3 [15:0];
+  assign \$1407  = \$1406  - 1'h1;
+  assign \$1408  = go == \$1407 ;
+  assign \$1409  = \$1396  & \$1408 ;
+  assign \$1410  = issue & \$1409 ;
+  assign \$1411  = stage[212:181] >> t[4:0];
+  assign \$1412  = ~ \$1411 ;
+  assign \$1413  = stage[213] & \$1412 ;
+  assign \$1414  = stage[1:0] == 1'h1;
+  assign \$1415  = \$1413  & \$1414 ;
+  assign \$1416  = \$1415  ? 16'h0001 : stage[41:26];
+  assign \$1417  = \$1416  - 1'h1;
+  assign \$1418  = x == \$1417 ;
+  assign \$1419  = x + 1'h1;
+  assign \$1420  = \$1418  ? 17'h00000 : \$1419 ;
+  assign \$1421  = stage[212:181] >> t[4:0];
+  assign \$1422  = ~ \$1421 ;
+  assign \$1423  = stage[213] & \$1422 ;
+  assign \$1424  = ! stage[1:0];
+  assign \$1425  = \$1423  & \$1424 ;
+  assign \$1426  = stage[212:181] >> t[4:0];
+  assign \$1427  = ~ \$1426 ;
+  assign \$1428  = stage[213] & \$1427 ;
+  assign \$1429  = stage[1:0] == 1'h1;
+  assign \$1430  = \$1428  & \$1429 ;
+  assign \$1431  = ~ stage[297];
+  assign \$1432  = \$1431  | \$signal$80 ;
+  assign \$1433  = \$1432  | zeroed;
+  assign \$1434  = \$1430  & \$1433 ;
+  assign \$1435  = \$1425  | \$1434 ;
+  assign \$1436  = \$1435  ? 16'h0001 : stage[57:42];
+  assign \$1437  = \$1436  - 1'h1;
+  assign \$1438  = i == \$1437 ;
+  assign \$1440  = stage[212:181] >> t[4:0];
+  assign \$1441  = ~ \$1440 ;
+  assign \$1442  = stage[213] & \$1441 ;
+  assign \$1443  = ! stage[1:0];
+  assign \$1444  = \$1442  & \$1443 ;
+  assign \$1445  = stage[212:181] >> t[4:0];
+  assign \$1446  = ~ \$1445 ;
+  assign \$1447  = stage[213] & \$1446 ;
+  assign \$1448  = stage[1:0] == 1'h1;
+  assign \$1449  = \$1447  & \$1448 ;
+  assign \$1450  = ~ stage[297];
+  assign \$1451  = \$1450  | \$signal$80 ;
+  assign \$1452  = \$1451  | zeroed;
+  assign \$1453  = \$1449  & \$1452 ;
+  assign \$1454  = \$1444  | \$1453 ;
+  assign \$1455  = ! stage[128:127];
+  assign \$1456  = stage[128:127] == 2'h3;
+  assign \$1457  = \$1456  ? 3'h6 : 3'h3;
+  assign \$1458  = \$1455  ? 3'h1 : \$1457 ;
+  assign \$1459  = \$1454  ? 3'h1 : \$1458 ;
+  assign \$1460  = \$1459  - 1'h1;
+  assign \$1461  = $signed({ 1'h0, tap }) == $signed(\$1460 );
+  assign \$1462  = \$1439  & \$1461 ;
   assign \$1463  = stage[212:181] >> t[4:0];
   assign \$1464  = ~ \$1463 ;
   assign \$1465  = stage[213] & \$1464 ;
-  assign \$1466  = \$1462  & \$1465 ;
-  assign \$1467  = ~ \$1466 ;
-  assign \$1468  = stage[1:0] == 1'h1;
-  assign \$1469  = stage[212:181] >> t[4:0];
-  assign \$1470  = ~ \$1469 ;
-  assign \$1471  = stage[213] & \$1470 ;
-  assign \$1472  = \$1468  & \$1471 ;
-  assign \$1473  = ~ summed;
-  assign \$1474  = stage[297] & \$1473 ;
-  assign \$1475  = \$1472  & \$1474 ;
-  assign \$1476  = \$1467  | \$1475 ;
-  assign \$1477  = issue & \$1476 ;
-  assign \$1478  = stage[126] ? i[5:0] : { 4'h0, i[1:0] };
-  assign \$1480  = stage[73:58] - \$1479 ;
-  assign \$1481  = $signed(\$1480 ) >= $signed(4'h4);
-  assign \$1483  = stage[73:58] - \$1482 ;
-  assign \$1484  = \$1481  ? 20'h00004 : \$1483 ;
-  assign \$1486  = ! \$1485 ;
-  assign \$1488  = ! \$1487 ;
-  assign \$1489  = stage[126] ? \$1486  : \$1488 ;
-  assign \$1490  = ! tap;
-  assign \$1491  = ! i;
-  assign \$1492  = \$1490  & \$1491 ;
-  assign \$1493  = stage[128:127] == 2'h3;
-  assign \$1494  = tap == 2'h3;
-  assign \$1495  = \$1493  & \$1494 ;
-  assign \$1496  = ! i;
-  assign \$1497  = \$1495  & \$1496 ;
-  assign \$1498  = stage[212:181] >> t[4:0];
-  assign \$1499  = ~ \$1498 ;
-  assign \$1500  = stage[213] & \$1499 ;
-  assign \$1501  = ~ \$1500 ;
-  assign \$1502  = \$1497  & \$1501 ;
-  assign \$1503  = stage[212:181] >> t[4:0];
-  assign \$1504  = ~ \$1503 ;
-  assign \$1505  = stage[213] & \$1504 ;
-  assign \$1506  = ! stage[1:0];
-  assign \$1507  = \$1505  & \$1506 ;
-  assign \$1508  = \$1507  ? 16'h0001 : stage[57:42];
-  assign \$1509  = \$1508  - 1'h1;
-  assign \$1510  = i == \$1509 ;
-  assign \$1512  = stage[212:181] >> t[4:0];
-  assign \$1513  = ~ \$1512 ;
-  assign \$1514  = stage[213] & \$1513 ;
-  assign \$1515  = ! stage[1:0];
-  assign \$1516  = \$1514  & \$1515 ;
-  assign \$1517  = ! stage[128:127];
-  assign \$1518  = stage[128:127] == 2'h3;
-  assign \$1519  = \$1518  ? 3'h6 : 3'h3;
-  assign \$1520  = \$1517  ? 3'h1 : \$1519 ;
-  assign \$1521  = \$1516  ? 3'h1 : \$1520 ;
-  assign \$1522  = \$1521  - 1'h1;
-  assign \$1523  = $signed({ 1'h0, tap }) == $signed(\$1522 );
-  assign \$1524  = \$1511  & \$1523 ;
-  assign \$1525  = ~ summed;
-  assign \$1526  = stage[297] & \$1525 ;
-  assign \$1527  = stage[212:181] >> t[4:0];
-  assign \$1528  = ~ \$1527 ;
-  assign \$1529  = stage[213] & \$1528 ;
-  assign \$1530  = stage[1:0] == 1'h1;
-  assign \$1531  = stage[212:181] >> t[4:0];
-  assign \$1532  = ~ \$1531 ;
-  assign \$1533  = stage[213] & \$1532 ;
-  assign \$1534  = \$1530  & \$1533 ;
-  assign \$1535  = ~ summed;
-  assign \$1536  = stage[297] & \$1535 ;
-  assign \$1537  = \$1534  & \$1536 ;
+  assign \$1466  = stage[1:0] == 1'h1;
+  assign \$1467  = \$1465  & \$1466 ;
+  assign \$1468  = ~ stage[297];
+  assign \$1469  = \$1468  | \$signal$80 ;
+  assign \$1470  = \$1469  | zeroed;
+  assign \$1471  = \$1467  & \$1470 ;
+  assign \$1472  = \$1471  ? 16'h0001 : \$3 [15:0];
+  assign \$1473  = \$1472  - 1'h1;
+  assign \$1474  = go == \$1473 ;
+  assign \$1475  = \$1462  & \$1474 ;
+  assign \$1476  = stage[212:181] >> t[4:0];
+  assign \$1477  = ~ \$1476 ;
+  assign \$1478  = stage[213] & \$1477 ;
+  assign \$1479  = stage[1:0] == 1'h1;
+  assign \$1480  = \$1478  & \$1479 ;
+  assign \$1481  = \$1480  ? 16'h0001 : stage[41:26];
+  assign \$1482  = \$1481  - 1'h1;
+  assign \$1483  = x == \$1482 ;
+  assign \$1484  = \$1475  & \$1483 ;
+  assign \$1485  = issue & \$1484 ;
+  assign \$1486  = stage[212:181] >> t[4:0];
+  assign \$1487  = ~ \$1486 ;
+  assign \$1488  = stage[213] & \$1487 ;
+  assign \$1489  = stage[1:0] == 1'h1;
+  assign \$1490  = \$1488  & \$1489 ;
+  assign \$1491  = \$1490  ? 16'h0001 : stage[25:10];
+  assign \$1492  = \$1491  - 1'h1;
+  assign \$1493  = y == \$1492 ;
+  assign \$1494  = y + 1'h1;
+  assign \$1495  = \$1493  ? 17'h00000 : \$1494 ;
+  assign \$1496  = stage[212:181] >> t[4:0];
+  assign \$1497  = ~ \$1496 ;
+  assign \$1498  = stage[213] & \$1497 ;
+  assign \$1499  = ! stage[1:0];
+  assign \$1500  = \$1498  & \$1499 ;
+  assign \$1501  = stage[212:181] >> t[4:0];
+  assign \$1502  = ~ \$1501 ;
+  assign \$1503  = stage[213] & \$1502 ;
+  assign \$1504  = stage[1:0] == 1'h1;
+  assign \$1505  = \$1503  & \$1504 ;
+  assign \$1506  = ~ stage[297];
+  assign \$1507  = \$1506  | \$signal$80 ;
+  assign \$1508  = \$1507  | zeroed;
+  assign \$1509  = \$1505  & \$1508 ;
+  assign \$1510  = \$1500  | \$1509 ;
+  assign \$1511  = \$1510  ? 16'h0001 : stage[57:42];
+  assign \$1512  = \$1511  - 1'h1;
+  assign \$1513  = i == \$1512 ;
+  assign \$1515  = stage[212:181] >> t[4:0];
+  assign \$1516  = ~ \$1515 ;
+  assign \$1517  = stage[213] & \$1516 ;
+  assign \$1518  = ! stage[1:0];
+  assign \$1519  = \$1517  & \$1518 ;
+  assign \$1520  = stage[212:181] >> t[4:0];
+  assign \$1521  = ~ \$1520 ;
+  assign \$1522  = stage[213] & \$1521 ;
+  assign \$1523  = stage[1:0] == 1'h1;
+  assign \$1524  = \$1522  & \$1523 ;
+  assign \$1525  = ~ stage[297];
+  assign \$1526  = \$1525  | \$signal$80 ;
+  assign \$1527  = \$1526  | zeroed;
+  assign \$1528  = \$1524  & \$1527 ;
+  assign \$1529  = \$1519  | \$1528 ;
+  assign \$1530  = ! stage[128:127];
+  assign \$1531  = stage[128:127] == 2'h3;
+  assign \$1532  = \$1531  ? 3'h6 : 3'h3;
+  assign \$1533  = \$1530  ? 3'h1 : \$1532 ;
+  assign \$1534  = \$1529  ? 3'h1 : \$1533 ;
+  assign \$1535  = \$1534  - 1'h1;
+  assign \$1536  = $signed({ 1'h0, tap }) == $signed(\$1535 );
+  assign \$1537  = \$1514  & \$1536 ;
   assign \$1538  = stage[212:181] >> t[4:0];
   assign \$1539  = ~ \$1538 ;
   assign \$1540  = stage[213] & \$1539 ;
-  assign \$1541  = ! stage[1:0];
+  assign \$1541  = stage[1:0] == 1'h1;
   assign \$1542  = \$1540  & \$1541 ;
-  assign \$1543  = a_first_word ? inp__data : \$signal ;
-  assign \$1544  = a_first_step ? grad__data : held_g;
-  assign \$1545  = va & a_copy;
-  assign \$1546  = stage[1:0] == 1'h1;
-  assign \$1547  = ~ \$1546 ;
-  assign \$1548  = va & \$1547 ;
-  assign \$1549  = \$1548  & a_branch;
-  assign \$1550  = stage[1:0] == 1'h1;
-  assign \$1551  = ~ \$1550 ;
-  assign \$1552  = va & \$1551 ;
-  assign \$1553  = \$1552  & a_last;
+  assign \$1543  = ~ stage[297];
+  assign \$1544  = \$1543  | \$signal$80 ;
+  assign \$1545  = \$1544  | zeroed;
+  assign \$1546  = \$1542  & \$1545 ;
+  assign \$1547  = \$1546  ? 16'h0001 : \$3 [15:0];
+  assign \$1548  = \$1547  - 1'h1;
+  assign \$1549  = go == \$1548 ;
+  assign \$1550  = \$1537  & \$1549 ;
+  assign \$1551  = stage[212:181] >> t[4:0];
+  assign \$1552  = ~ \$1551 ;
+  assign \$1553  = stage[213] & \$1552 ;
+  assign \$1554  = stage[1:0] == 1'h1;
+  assign \$1555  = \$1553  & \$1554 ;
+  assign \$1556  = \$1555  ? 16'h0001 : stage[41:26];
+  assign \$1557  = \$1556  - 1'h1;
+  assign \$1558  = x == \$1557 ;
+  assign \$1559  = \$1550  & \$1558 ;
+  assign \$1560  = stage[212:181] >> t[4:0];
+  assign \$1561  = ~ \$1560 ;
+  assign \$1562  = stage[213] & \$1561 ;
+  assign \$1563  = stage[1:0] == 1'h1;
+  assign \$1564  = \$1562  & \$1563 ;
+  assign \$1565  = \$1564  ? 16'h0001 : stage[25:10];
+  assign \$1566  = \$1565  - 1'h1;
+  assign \$1567  = y == \$1566 ;
+  assign \$1568  = \$1559  & \$1567 ;
+  assign \$1569  = issue & \$1568 ;
+  assign \$1570  = stage[9:2] - 1'h1;
+  assign \$1571  = $signed({ 1'h0, t }) == $signed(\$1570 );
+  assign \$1572  = t + 1'h1;
+  assign \$1573  = \$1571  ? 17'h00000 : \$1572 ;
+  assign \$1574  = stage[212:181] >> t[4:0];
+  assign \$1575  = ~ \$1574 ;
+  assign \$1576  = stage[213] & \$1575 ;
+  assign \$1577  = ! stage[1:0];
+  assign \$1578  = \$1576  & \$1577 ;
+  assign \$1579  = stage[212:181] >> t[4:0];
+  assign \$1580  = ~ \$1579 ;
+  assign \$1581  = stage[213] & \$1580 ;
+  assign \$1582  = stage[1:0] == 1'h1;
+  assign \$1583  = \$1581  & \$1582 ;
+  assign \$1584  = ~ stage[297];
+  assign \$1585  = \$1584  | \$signal$80 ;
+  assign \$1586  = \$1585  | zeroed;
+  assign \$1587  = \$1583  & \$1586 ;
+  assign \$1588  = \$1578  | \$1587 ;
+  assign \$1589  = \$1588  ? 16'h0001 : stage[57:42];
+  assign \$1590  = \$1589  - 1'h1;
+  assign \$1591  = i == \$1590 ;
+  assign \$1593  = stage[212:181] >> t[4:0];
+  assign \$1594  = ~ \$1593 ;
+  assign \$1595  = stage[213] & \$1594 ;
+  assign \$1596  = ! stage[1:0];
+  assign \$1597  = \$1595  & \$1596 ;
+  assign \$1598  = stage[212:181] >> t[4:0];
+  assign \$1599  = ~ \$1598 ;
+  assign \$1600  = stage[213] & \$1599 ;
+  assign \$1601  = stage[1:0] == 1'h1;
+  assign \$1602  = \$1600  & \$1601 ;
+  assign \$1603  = ~ stage[297];
+  assign \$1604  = \$1603  | \$signal$80 ;
+  assign \$1605  = \$1604  | zeroed;
+  assign \$1606  = \$1602  & \$1605 ;
+  assign \$1607  = \$1597  | \$1606 ;
+  assign \$1608  = ! stage[128:127];
+  assign \$1609  = stage[128:127] == 2'h3;
+  assign \$1610  = \$1609  ? 3'h6 : 3'h3;
+  assign \$1611  = \$1608  ? 3'h1 : \$1610 ;
+  assign \$1612  = \$1607  ? 3'h1 : \$1611 ;
+  assign \$1613  = \$1612  - 1'h1;
+  assign \$1614  = $signed({ 1'h0, tap }) == $signed(\$1613 );
+  assign \$1615  = \$1592  & \$1614 ;
+  assign \$1616  = stage[212:181] >> t[4:0];
+  assign \$1617  = ~ \$1616 ;
+  assign \$1618  = stage[213] & \$1617 ;
+  assign \$1619  = stage[1:0] == 1'h1;
+  assign \$1620  = \$1618  & \$1619 ;
+  assign \$1621  = ~ stage[297];
+  assign \$1622  = \$1621  | \$signal$80 ;
+  assign \$1623  = \$1622  | zeroed;
+  assign \$1624  = \$1620  & \$1623 ;
+  assign \$1625  = \$1624  ? 16'h0001 : \$3 [15:0];
+  assign \$1626  = \$1625  - 1'h1;
+  assign \$1627  = go == \$1626 ;
+  assign \$1628  = \$1615  & \$1627 ;
+  assign \$1629  = stage[212:181] >> t[4:0];
+  assign \$1630  = ~ \$1629 ;
+  assign \$1631  = stage[213] & \$1630 ;
+  assign \$1632  = stage[1:0] == 1'h1;
+  assign \$1633  = \$1631  & \$1632 ;
+  assign \$1634  = \$1633  ? 16'h0001 : stage[41:26];
+  assign \$1635  = \$1634  - 1'h1;
+  assign \$1636  = x == \$1635 ;
+  assign \$1637  = \$1628  & \$1636 ;
+  assign \$1638  = stage[212:181] >> t[4:0];
+  assign \$1639  = ~ \$1638 ;
+  assign \$1640  = stage[213] & \$1639 ;
+  assign \$1641  = stage[1:0] == 1'h1;
+  assign \$1642  = \$1640  & \$1641 ;
+  assign \$1643  = \$1642  ? 16'h0001 : stage[25:10];
+  assign \$1644  = \$1643  - 1'h1;
+  assign \$1645  = y == \$1644 ;
+  assign \$1646  = \$1637  & \$1645 ;
+  assign \$1647  = stage[9:2] - 1'h1;
+  assign \$1648  = $signed({ 1'h0, t }) == $signed(\$1647 );
+  assign \$1649  = \$1646  & \$1648 ;
+  assign \$1650  = issue & \$1649 ;
+  assign \$1651  = stage[212:181] >> t[4:0];
+  assign \$1652  = ~ \$1651 ;
+  assign \$1653  = stage[213] & \$1652 ;
+  assign \$1654  = ! stage[1:0];
+  assign \$1655  = \$1653  & \$1654 ;
+  assign \$1656  = stage[212:181] >> t[4:0];
+  assign \$1657  = ~ \$1656 ;
+  assign \$1658  = stage[213] & \$1657 ;
+  assign \$1659  = stage[1:0] == 1'h1;
+  assign \$1660  = \$1658  & \$1659 ;
+  assign \$1661  = ~ stage[297];
+  assign \$1662  = \$1661  | \$signal$80 ;
+  assign \$1663  = \$1662  | zeroed;
+  assign \$1664  = \$1660  & \$1663 ;
+  assign \$1665  = \$1655  | \$1664 ;
+  assign \$1666  = \$1665  ? 16'h0001 : stage[57:42];
+  assign \$1667  = \$1666  - 1'h1;
+  assign \$1668  = i == \$1667 ;
+  assign \$1670  = stage[212:181] >> t[4:0];
+  assign \$1671  = ~ \$1670 ;
+  assign \$1672  = stage[213] & \$1671 ;
+  assign \$1673  = ! stage[1:0];
+  assign \$1674  = \$1672  & \$1673 ;
+  assign \$1675  = stage[212:181] >> t[4:0];
+  assign \$1676  = ~ \$1675 ;
+  assign \$1677  = stage[213] & \$1676 ;
+  assign \$1678  = stage[1:0] == 1'h1;
+  assign \$1679  = \$1677  & \$1678 ;
+  assign \$1680  = ~ stage[297];
+  assign \$1681  = \$1680  | \$signal$80 ;
+  assign \$1682  = \$1681  | zeroed;
+  assign \$1683  = \$1679  & \$1682 ;
+  assign \$1684  = \$1674  | \$1683 ;
+  assign \$1685  = ! stage[128:127];
+  assign \$1686  = stage[128:127] == 2'h3;
+  assign \$1687  = \$1686  ? 3'h6 : 3'h3;
+  assign \$1688  = \$1685  ? 3'h1 : \$1687 ;
+  assign \$1689  = \$1684  ? 3'h1 : \$1688 ;
+  assign \$1690  = \$1689  - 1'h1;
+  assign \$1691  = $signed({ 1'h0, tap }) == $signed(\$1690 );
+  assign \$1692  = \$1669  & \$1691 ;
+  assign \$1693  = stage[212:181] >> t[4:0];
+  assign \$1694  = ~ \$1693 ;
+  assign \$1695  = stage[213] & \$1694 ;
+  assign \$1696  = stage[1:0] == 1'h1;
+  assign \$1697  = \$1695  & \$1696 ;
+  assign \$1698  = ~ stage[297];
+  assign \$1699  = \$1698  | \$signal$80 ;
+  assign \$1700  = \$1699  | zeroed;
+  assign \$1701  = \$1697  & \$1700 ;
+  assign \$1702  = \$1701  ? 16'h0001 : \$3 [15:0];
+  assign \$1703  = \$1702  - 1'h1;
+  assign \$1704  = go == \$1703 ;
+  assign \$1705  = \$1692  & \$1704 ;
+  assign \$1706  = issue & \$1705 ;
+  assign \$1707  = stage[212:181] >> t[4:0];
+  assign \$1708  = ~ \$1707 ;
+  assign \$1709  = stage[213] & \$1708 ;
+  assign \$1710  = stage[1:0] == 1'h1;
+  assign \$1711  = \$1709  & \$1710 ;
+  assign \$1712  = ~ \$1711 ;
+  assign \$1713  = \$1706  & \$1712 ;
+  assign \$1714  = stage[212:181] >> t[4:0];
+  assign \$1715  = ~ \$1714 ;
+  assign \$1716  = stage[213] & \$1715 ;
+  assign \$1717  = ! stage[1:0];
+  assign \$1718  = \$1716  & \$1717 ;
+  assign \$1719  = stage[212:181] >> t[4:0];
+  assign \$1720  = ~ \$1719 ;
+  assign \$1721  = stage[213] & \$1720 ;
+  assign \$1722  = stage[1:0] == 1'h1;
+  assign \$1723  = \$1721  & \$1722 ;
+  assign \$1724  = ~ stage[297];
+  assign \$1725  = \$1724  | \$signal$80 ;
+  assign \$1726  = \$1725  | zeroed;
+  assign \$1727  = \$1723  & \$1726 ;
+  assign \$1728  = \$1718  | \$1727 ;
+  assign \$1729  = \$1728  ? 16'h0001 : stage[57:42];
+  assign \$1730  = \$1729  - 1'h1;
+  assign \$1731  = i == \$1730 ;
+  assign \$1733  = stage[212:181] >> t[4:0];
+  assign \$1734  = ~ \$1733 ;
+  assign \$1735  = stage[213] & \$1734 ;
+  assign \$1736  = ! stage[1:0];
+  assign \$1737  = \$1735  & \$1736 ;
+  assign \$1738  = stage[212:181] >> t[4:0];
+  assign \$1739  = ~ \$1738 ;
+  assign \$1740  = stage[213] & \$1739 ;
+  assign \$1741  = stage[1:0] == 1'h1;
+  assign \$1742  = \$1740  & \$1741 ;
+  assign \$1743  = ~ stage[297];
+  assign \$1744  = \$1743  | \$signal$80 ;
+  assign \$1745  = \$1744  | zeroed;
+  assign \$1746  = \$1742  & \$1745 ;
+  assign \$1747  = \$1737  | \$1746 ;
+  assign \$1748  = ! stage[128:127];
+  assign \$1749  = stage[128:127] == 2'h3;
+  assign \$1750  = \$1749  ? 3'h6 : 3'h3;
+  assign \$1751  = \$1748  ? 3'h1 : \$1750 ;
+  assign \$1752  = \$1747  ? 3'h1 : \$1751 ;
+  assign \$1753  = \$1752  - 1'h1;
+  assign \$1754  = $signed({ 1'h0, tap }) == $signed(\$1753 );
+  assign \$1755  = \$1732  & \$1754 ;
+  assign \$1756  = stage[212:181] >> t[4:0];
+  assign \$1757  = ~ \$1756 ;
+  assign \$1758  = stage[213] & \$1757 ;
+  assign \$1759  = stage[1:0] == 1'h1;
+  assign \$1760  = \$1758  & \$1759 ;
+  assign \$1761  = ~ stage[297];
+  assign \$1762  = \$1761  | \$signal$80 ;
+  assign \$1763  = \$1762  | zeroed;
+  assign \$1764  = \$1760  & \$1763 ;
+  assign \$1765  = \$1764  ? 16'h0001 : \$3 [15:0];
+  assign \$1766  = \$1765  - 1'h1;
+  assign \$1767  = go == \$1766 ;
+  assign \$1768  = \$1755  & \$1767 ;
+  assign \$1769  = issue & \$1768 ;
+  assign \$1770  = stage[212:181] >> t[4:0];
+  assign \$1771  = ~ \$1770 ;
+  assign \$1772  = stage[213] & \$1771 ;
+  assign \$1773  = stage[1:0] == 1'h1;
+  assign \$1774  = \$1772  & \$1773 ;
+  assign \$1775  = \$1769  & \$1774 ;
+  assign \$1776  = stage[212:181] >> t[4:0];
+  assign \$1777  = ~ \$1776 ;
+  assign \$1778  = stage[213] & \$1777 ;
+  assign \$1779  = stage[1:0] == 1'h1;
+  assign \$1780  = \$1778  & \$1779 ;
+  assign \$1781  = ~ stage[297];
+  assign \$1782  = \$1781  | \$signal$80 ;
+  assign \$1783  = \$1782  | zeroed;
+  assign \$1784  = \$1780  & \$1783 ;
+  assign \$1785  = ~ \$1784 ;
+  assign \$1786  = \$1775  & \$1785 ;
+  assign \$1787  = stage[1:0] == 1'h1;
+  assign \$1788  = stage[212:181] >> t[4:0];
+  assign \$1789  = ~ \$1788 ;
+  assign \$1790  = stage[213] & \$1789 ;
+  assign \$1791  = \$1787  & \$1790 ;
+  assign \$1792  = ~ \$1791 ;
+  assign \$1793  = stage[1:0] == 1'h1;
+  assign \$1794  = stage[212:181] >> t[4:0];
+  assign \$1795  = ~ \$1794 ;
+  assign \$1796  = stage[213] & \$1795 ;
+  assign \$1797  = \$1793  & \$1796 ;
+  assign \$1798  = ~ \$signal$80 ;
+  assign \$1799  = stage[297] & \$1798 ;
+  assign \$1800  = \$1797  & \$1799 ;
+  assign \$1801  = \$1792  | \$1800 ;
+  assign \$1802  = issue & \$1801 ;
+  assign \$1803  = stage[126] ? i[5:0] : { 4'h0, i[1:0] };
+  assign \$1805  = stage[73:58] - \$1804 ;
+  assign \$1806  = $signed(\$1805 ) >= $signed(4'h4);
+  assign \$1808  = stage[73:58] - \$1807 ;
+  assign \$1809  = \$1806  ? 20'h00004 : \$1808 ;
+  assign \$1811  = ! \$1810 ;
+  assign \$1813  = ! \$1812 ;
+  assign \$1814  = stage[126] ? \$1811  : \$1813 ;
+  assign \$1815  = ! tap;
+  assign \$1816  = ! i;
+  assign \$1817  = \$1815  & \$1816 ;
+  assign \$1818  = stage[128:127] == 2'h3;
+  assign \$1819  = tap == 2'h3;
+  assign \$1820  = \$1818  & \$1819 ;
+  assign \$1821  = ! i;
+  assign \$1822  = \$1820  & \$1821 ;
+  assign \$1823  = stage[212:181] >> t[4:0];
+  assign \$1824  = ~ \$1823 ;
+  assign \$1825  = stage[213] & \$1824 ;
+  assign \$1826  = ~ \$1825 ;
+  assign \$1827  = \$1822  & \$1826 ;
+  assign \$1828  = stage[212:181] >> t[4:0];
+  assign \$1829  = ~ \$1828 ;
+  assign \$1830  = stage[213] & \$1829 ;
+  assign \$1831  = ! stage[1:0];
+  assign \$1832  = \$1830  & \$1831 ;
+  assign \$1833  = stage[212:181] >> t[4:0];
+  assign \$1834  = ~ \$1833 ;
+  assign \$1835  = stage[213] & \$1834 ;
+  assign \$1836  = stage[1:0] == 1'h1;
+  assign \$1837  = \$1835  & \$1836 ;
+  assign \$1838  = ~ stage[297];
+  assign \$1839  = \$1838  | \$signal$80 ;
+  assign \$1840  = \$1839  | zeroed;
+  assign \$1841  = \$1837  & \$1840 ;
+  assign \$1842  = \$1832  | \$1841 ;
+  assign \$1843  = \$1842  ? 16'h0001 : stage[57:42];
+  assign \$1844  = \$1843  - 1'h1;
+  assign \$1845  = i == \$1844 ;
+  assign \$1847  = stage[212:181] >> t[4:0];
+  assign \$1848  = ~ \$1847 ;
+  assign \$1849  = stage[213] & \$1848 ;
+  assign \$1850  = ! stage[1:0];
+  assign \$1851  = \$1849  & \$1850 ;
+  assign \$1852  = stage[212:181] >> t[4:0];
+  assign \$1853  = ~ \$1852 ;
+  assign \$1854  = stage[213] & \$1853 ;
+  assign \$1855  = stage[1:0] == 1'h1;
+  assign \$1856  = \$1854  & \$1855 ;
+  assign \$1857  = ~ stage[297];
+  assign \$1858  = \$1857  | \$signal$80 ;
+  assign \$1859  = \$1858  | zeroed;
+  assign \$1860  = \$1856  & \$1859 ;
+  assign \$1861  = \$1851  | \$1860 ;
+  assign \$1862  = ! stage[128:127];
+  assign \$1863  = stage[128:127] == 2'h3;
+  assign \$1864  = \$1863  ? 3'h6 : 3'h3;
+  assign \$1865  = \$1862  ? 3'h1 : \$1864 ;
+  assign \$1866  = \$1861  ? 3'h1 : \$1865 ;
+  assign \$1867  = \$1866  - 1'h1;
+  assign \$1868  = $signed({ 1'h0, tap }) == $signed(\$1867 );
+  assign \$1869  = \$1846  & \$1868 ;
+  assign \$1870  = ~ \$signal$80 ;
+  assign \$1871  = stage[297] & \$1870 ;
+  assign \$1872  = stage[212:181] >> t[4:0];
+  assign \$1873  = ~ \$1872 ;
+  assign \$1874  = stage[213] & \$1873 ;
+  assign \$1875  = stage[1:0] == 1'h1;
+  assign \$1876  = stage[212:181] >> t[4:0];
+  assign \$1877  = ~ \$1876 ;
+  assign \$1878  = stage[213] & \$1877 ;
+  assign \$1879  = \$1875  & \$1878 ;
+  assign \$1880  = ~ \$signal$80 ;
+  assign \$1881  = stage[297] & \$1880 ;
+  assign \$1882  = \$1879  & \$1881 ;
+  assign \$1883  = stage[212:181] >> t[4:0];
+  assign \$1884  = ~ \$1883 ;
+  assign \$1885  = stage[213] & \$1884 ;
+  assign \$1886  = ! stage[1:0];
+  assign \$1887  = \$1885  & \$1886 ;
+  assign \$1888  = a_first_word ? inp__data : \$signal ;
+  assign \$1889  = a_first_step ? grad__data : held_g;
+  assign \$1890  = va & a_copy;
+  assign \$1891  = stage[1:0] == 1'h1;
+  assign \$1892  = ~ \$1891 ;
+  assign \$1893  = va & \$1892 ;
+  assign \$1894  = \$1893  & a_branch;
+  assign \$1895  = stage[1:0] == 1'h1;
+  assign \$1896  = ~ \$1895 ;
+  assign \$1897  = va & \$1896 ;
+  assign \$1898  = \$1897  & a_last;
   always @(posedge clk)
-    i <= \$1554 ;
+    i <= \$1899 ;
   always @(posedge clk)
-    tap <= \$1555 ;
+    tap <= \$1900 ;
   always @(posedge clk)
-    go <= \$1556 ;
+    go <= \$1901 ;
   always @(posedge clk)
-    x <= \$1557 ;
+    x <= \$1902 ;
   always @(posedge clk)
-    y <= \$1558 ;
+    y <= \$1903 ;
   always @(posedge clk)
-    t <= \$1559 ;
+    t <= \$1904 ;
   always @(posedge clk)
-    issue <= \$1560 ;
+    issue <= \$1905 ;
   always @(posedge clk)
-    summed <= \$1561 ;
+    \$signal$80  <= \$1906 ;
   always @(posedge clk)
-    va <= \$1562 ;
+    zeroed <= \$1907 ;
   always @(posedge clk)
-    sel_a <= \$1563 ;
+    va <= \$1908 ;
   always @(posedge clk)
-    active_a <= \$1564 ;
+    sel_a <= \$1909 ;
   always @(posedge clk)
-    \$signal$82  <= \$1565 ;
+    active_a <= \$1910 ;
   always @(posedge clk)
-    entry_a <= \$1566 ;
+    \$signal$83  <= \$1911 ;
   always @(posedge clk)
-    a_first_word <= \$1567 ;
+    entry_a <= \$1912 ;
   always @(posedge clk)
-    a_first_step <= \$1568 ;
+    a_first_word <= \$1913 ;
   always @(posedge clk)
-    a_branch <= \$1569 ;
+    a_first_step <= \$1914 ;
   always @(posedge clk)
-    a_last <= \$1570 ;
+    a_branch <= \$1915 ;
   always @(posedge clk)
-    clear <= \$1571 ;
+    a_last <= \$1916 ;
   always @(posedge clk)
-    a_reduced <= \$1572 ;
+    clear <= \$1917 ;
   always @(posedge clk)
-    a_zero <= \$1573 ;
+    a_reduced <= \$1918 ;
   always @(posedge clk)
-    a_copy <= \$1574 ;
+    a_zero <= \$1919 ;
   always @(posedge clk)
-    \$signal  <= \$1575 ;
+    a_copy <= \$1920 ;
   always @(posedge clk)
-    held_g <= \$1576 ;
+    \$signal  <= \$1921 ;
   always @(posedge clk)
-    copied <= \$1577 ;
+    held_g <= \$1922 ;
   always @(posedge clk)
-    part <= \$1578 ;
+    copied <= \$1923 ;
   always @(posedge clk)
-    out__en <= \$1579 ;
+    part <= \$1924 ;
   always @(posedge clk)
-    reduced_b <= \$1580 ;
+    out__en <= \$1925 ;
   always @(posedge clk)
-    out__addr <= \$1581 ;
+    reduced_b <= \$1926 ;
   always @(posedge clk)
-    active_b <= \$1582 ;
+    out__addr <= \$1927 ;
+  always @(posedge clk)
+    active_b <= \$1928 ;
   \ttsnn_accel.backward.core.array  array (
     .acc(acc),
     .clk(clk),
@@ -6080,14 +6773,14 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   );
   \ttsnn_accel.backward.core.requant  requant (
     .i(\i$61 ),
-    .\port$5017$0 (\$1583 ),
-    .\port$5057$0 (\$1584 ),
-    .\port$5097$0 (\$1585 ),
-    .\port$5137$0 (\$1586 ),
-    .\port$5190$0 (\$1587 ),
-    .\port$5243$0 (\$1588 ),
-    .\port$5296$0 (\$1589 ),
-    .\port$5349$0 (\$1590 ),
+    .\port$5364$0 (\$1929 ),
+    .\port$5404$0 (\$1930 ),
+    .\port$5444$0 (\$1931 ),
+    .\port$5484$0 (\$1932 ),
+    .\port$5537$0 (\$1933 ),
+    .\port$5590$0 (\$1934 ),
+    .\port$5643$0 (\$1935 ),
+    .\port$5696$0 (\$1936 ),
     .shift(shift)
   );
   \ttsnn_accel.backward.core.wgrad  wgrad (
@@ -6098,7 +6791,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
     .\port$3502$0 (\$139 ),
     .\port$3510$0 (\$147 ),
     .\port$3518$0 (\$155 ),
-    .rd_addr(\port$6464$0 [8:0]),
+    .rd_addr(\port$6811$0 [8:0]),
     .rd_data(acc_rd_data),
     .rd_en(rd_en),
     .rst(rst),
@@ -6106,265 +6799,278 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1554  = i;
+    \$1899  = i;
     if (\$1233 ) begin
-      \$1554  = \$1243 [15:0];
+      \$1899  = \$1253 [15:0];
     end
     if (start) begin
-      \$1554  = 16'h0000;
+      \$1899  = 16'h0000;
     end
     if (rst) begin
-      \$1554  = 16'h0000;
+      \$1899  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1555  = tap;
-    if (\$1253 ) begin
-      \$1555  = \$1267 [15:0];
+    \$1900  = tap;
+    if (\$1273 ) begin
+      \$1900  = \$1297 [15:0];
     end
     if (start) begin
-      \$1555  = 16'h0000;
+      \$1900  = 16'h0000;
     end
     if (rst) begin
-      \$1555  = 16'h0000;
+      \$1900  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1556  = go;
-    if (\$1290 ) begin
-      \$1556  = \$1294 [15:0];
+    \$1901  = go;
+    if (\$1340 ) begin
+      \$1901  = \$1354 [15:0];
     end
     if (start) begin
-      \$1556  = 16'h0000;
+      \$1901  = 16'h0000;
     end
     if (rst) begin
-      \$1556  = 16'h0000;
+      \$1901  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1557  = x;
-    if (\$1320 ) begin
-      \$1557  = \$1324 [15:0];
+    \$1902  = x;
+    if (\$1410 ) begin
+      \$1902  = \$1420 [15:0];
     end
     if (start) begin
-      \$1557  = 16'h0000;
+      \$1902  = 16'h0000;
     end
     if (rst) begin
-      \$1557  = 16'h0000;
+      \$1902  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1558  = y;
-    if (\$1353 ) begin
-      \$1558  = \$1357 [15:0];
+    \$1903  = y;
+    if (\$1485 ) begin
+      \$1903  = \$1495 [15:0];
     end
     if (start) begin
-      \$1558  = 16'h0000;
+      \$1903  = 16'h0000;
     end
     if (rst) begin
-      \$1558  = 16'h0000;
+      \$1903  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1559  = t;
-    if (\$1389 ) begin
-      \$1559  = \$1393 [15:0];
+    \$1904  = t;
+    if (\$1569 ) begin
+      \$1904  = \$1573 [15:0];
     end
     if (start) begin
-      \$1559  = 16'h0000;
+      \$1904  = 16'h0000;
     end
     if (rst) begin
-      \$1559  = 16'h0000;
+      \$1904  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1560  = issue;
-    if (\$1428 ) begin
-      \$1560  = 1'h0;
+    \$1905  = issue;
+    if (\$1650 ) begin
+      \$1905  = 1'h0;
     end
     if (start) begin
-      \$1560  = 1'h1;
+      \$1905  = 1'h1;
     end
     if (rst) begin
-      \$1560  = 1'h0;
+      \$1905  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1561  = summed;
-    if (\$1461 ) begin
-      \$1561  = 1'h1;
+    \$1906  = \$signal$80 ;
+    if (\$1713 ) begin
+      \$1906  = 1'h1;
     end
     if (start) begin
-      \$1561  = 1'h0;
+      \$1906  = 1'h0;
     end
     if (rst) begin
-      \$1561  = 1'h0;
+      \$1906  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1562  = \$1477 ;
+    \$1907  = zeroed;
+    if (\$1786 ) begin
+      \$1907  = 1'h1;
+    end
+    if (start) begin
+      \$1907  = 1'h0;
+    end
     if (rst) begin
-      \$1562  = 1'h0;
+      \$1907  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1563  = \$1478 ;
+    \$1908  = \$1802 ;
     if (rst) begin
-      \$1563  = 6'h00;
+      \$1908  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1564  = \$1484 [2:0];
+    \$1909  = \$1803 ;
     if (rst) begin
-      \$1564  = 3'h0;
+      \$1909  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1565  = \$72 [19:0];
+    \$1910  = \$1809 [2:0];
     if (rst) begin
-      \$1565  = 20'h00000;
+      \$1910  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1566  = \$77 [19:0];
+    \$1911  = \$72 [19:0];
     if (rst) begin
-      \$1566  = 20'h00000;
+      \$1911  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1567  = \$1489 ;
+    \$1912  = \$77 [19:0];
     if (rst) begin
-      \$1567  = 1'h0;
+      \$1912  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1568  = \$1492 ;
+    \$1913  = \$1814 ;
     if (rst) begin
-      \$1568  = 1'h0;
+      \$1913  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1569  = \$1502 ;
+    \$1914  = \$1817 ;
     if (rst) begin
-      \$1569  = 1'h0;
+      \$1914  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1570  = \$1524 ;
+    \$1915  = \$1827 ;
     if (rst) begin
-      \$1570  = 1'h0;
+      \$1915  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1571  = \$1526 ;
+    \$1916  = \$1869 ;
     if (rst) begin
-      \$1571  = 1'h0;
+      \$1916  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1572  = \$1529 ;
+    \$1917  = \$1871 ;
     if (rst) begin
-      \$1572  = 1'h0;
+      \$1917  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1573  = \$1537 ;
+    \$1918  = \$1874 ;
     if (rst) begin
-      \$1573  = 1'h0;
+      \$1918  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1574  = \$1542 ;
+    \$1919  = \$1882 ;
     if (rst) begin
-      \$1574  = 1'h0;
+      \$1919  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1575  = \$signal ;
+    \$1920  = \$1887 ;
+    if (rst) begin
+      \$1920  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1921  = \$signal ;
     if (va) begin
-      \$1575  = \$1543 ;
+      \$1921  = \$1888 ;
     end
     if (rst) begin
-      \$1575  = 64'h0000000000000000;
+      \$1921  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1576  = held_g;
+    \$1922  = held_g;
     if (va) begin
-      \$1576  = \$1544 ;
+      \$1922  = \$1889 ;
     end
     if (rst) begin
-      \$1576  = 64'h0000000000000000;
+      \$1922  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1577  = copied;
-    if (\$1545 ) begin
-      \$1577  = { \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63:48], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47:32], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31:16], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15:0] };
+    \$1923  = copied;
+    if (\$1890 ) begin
+      \$1923  = { \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63:48], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47:32], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31:16], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15:0] };
     end
     if (rst) begin
-      \$1577  = 148'h0000000000000000000000000000000000000;
+      \$1923  = 148'h0000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1578  = part;
-    if (\$1549 ) begin
-      \$1578  = acc;
+    \$1924  = part;
+    if (\$1894 ) begin
+      \$1924  = acc;
     end
     if (rst) begin
-      \$1578  = 148'h0000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1579  = \$1553 ;
-    if (rst) begin
-      \$1579  = 1'h0;
+      \$1924  = 148'h0000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1580  = a_reduced;
+    \$1925  = \$1898 ;
     if (rst) begin
-      \$1580  = 1'h0;
+      \$1925  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1581  = \$signal$82 ;
+    \$1926  = a_reduced;
     if (rst) begin
-      \$1581  = 20'h00000;
+      \$1926  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1582  = active_a;
+    \$1927  = \$signal$83 ;
     if (rst) begin
-      \$1582  = 3'h0;
+      \$1927  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1928  = active_a;
+    if (rst) begin
+      \$1928  = 3'h0;
     end
   end
   assign GO = \$3 [15:0];
@@ -6383,14 +7089,14 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign addr = entry_a[8:0];
   assign product = { \$155 , \$147 , \$139 , \$131  };
   assign acc_rd_en = rd_en;
-  assign rd_addr = \port$6464$0 [8:0];
-  assign acc_rd_addr = { 5'h00, \port$6464$0  };
+  assign rd_addr = \port$6811$0 [8:0];
+  assign acc_rd_addr = { 5'h00, \port$6811$0  };
   assign rd_data = acc_rd_data;
-  assign o = { \$1586 , \$1585 , \$1584 , \$1583  };
+  assign o = { \$1932 , \$1931 , \$1930 , \$1929  };
   assign \$signal$71  = out__en;
   assign out_b = out__addr;
   assign out__data = { q3, q2, q1, q0 };
-  assign saturated = { \$1590 , \$1589 , \$1588 , \$1587  };
+  assign saturated = { \$1936 , \$1935 , \$1934 , \$1933  };
   assign addr_in = \$51 [19:0];
   assign addr_w = \$56 [19:0];
   assign addr_g = \$65 [19:0];
@@ -6499,20 +7205,21 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$1176  = { \$1175 [17], \$1175 [17:1] };
   assign \$1209  = { \$1208 [17], \$1208 [17:1] };
   assign \$1233  = issue;
-  assign \$1252  = \$1251 ;
-  assign \$1276  = \$1275 ;
-  assign \$1303  = \$1302 ;
-  assign \$1333  = \$1332 ;
-  assign \$1366  = \$1365 ;
-  assign \$1402  = \$1401 ;
-  assign \$1437  = \$1436 ;
-  assign \$1479  = { 1'h0, go, 2'h0 };
-  assign \$1482  = { 1'h0, go, 2'h0 };
-  assign \$1485 [15:6] = 10'h000;
-  assign \$1485 [5:0] = i[5:0];
-  assign \$1487 [15:2] = 14'h0000;
-  assign \$1487 [1:0] = i[1:0];
-  assign \$1511  = \$1510 ;
+  assign \$1272  = \$1271 ;
+  assign \$1316  = \$1315 ;
+  assign \$1373  = \$1372 ;
+  assign \$1439  = \$1438 ;
+  assign \$1514  = \$1513 ;
+  assign \$1592  = \$1591 ;
+  assign \$1669  = \$1668 ;
+  assign \$1732  = \$1731 ;
+  assign \$1804  = { 1'h0, go, 2'h0 };
+  assign \$1807  = { 1'h0, go, 2'h0 };
+  assign \$1810 [15:6] = 10'h000;
+  assign \$1810 [5:0] = i[5:0];
+  assign \$1812 [15:2] = 14'h0000;
+  assign \$1812 [1:0] = i[1:0];
+  assign \$1846  = \$1845 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6575,7 +7282,7 @@ module \ttsnn_accel.backward.core.array (rst, valid, first, operand, weights, ac
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.requant (\port$5017$0 , \port$5057$0 , \port$5097$0 , \port$5137$0 , \port$5190$0 , \port$5243$0 , \port$5296$0 , \port$5349$0 , i, shift);
+module \ttsnn_accel.backward.core.requant (\port$5364$0 , \port$5404$0 , \port$5444$0 , \port$5484$0 , \port$5537$0 , \port$5590$0 , \port$5643$0 , \port$5696$0 , i, shift);
   wire \$1 ;
   wire [37:0] \$10 ;
   wire [6:0] \$100 ;
@@ -6951,22 +7658,22 @@ module \ttsnn_accel.backward.core.requant (\port$5017$0 , \port$5057$0 , \port$5
   input [147:0] i;
   wire [147:0] i;
   wire [63:0] o;
-  output [15:0] \port$5017$0 ;
-  wire [15:0] \port$5017$0 ;
-  output [15:0] \port$5057$0 ;
-  wire [15:0] \port$5057$0 ;
-  output [15:0] \port$5097$0 ;
-  wire [15:0] \port$5097$0 ;
-  output [15:0] \port$5137$0 ;
-  wire [15:0] \port$5137$0 ;
-  output \port$5190$0 ;
-  wire \port$5190$0 ;
-  output \port$5243$0 ;
-  wire \port$5243$0 ;
-  output \port$5296$0 ;
-  wire \port$5296$0 ;
-  output \port$5349$0 ;
-  wire \port$5349$0 ;
+  output [15:0] \port$5364$0 ;
+  wire [15:0] \port$5364$0 ;
+  output [15:0] \port$5404$0 ;
+  wire [15:0] \port$5404$0 ;
+  output [15:0] \port$5444$0 ;
+  wire [15:0] \port$5444$0 ;
+  output [15:0] \port$5484$0 ;
+  wire [15:0] \port$5484$0 ;
+  output \port$5537$0 ;
+  wire \port$5537$0 ;
+  output \port$5590$0 ;
+  wire \port$5590$0 ;
+  output \port$5643$0 ;
+  wire \port$5643$0 ;
+  output \port$5696$0 ;
+  wire \port$5696$0 ;
   wire [3:0] saturated;
   input [5:0] shift;
   wire [5:0] shift;
@@ -7316,14 +8023,14 @@ module \ttsnn_accel.backward.core.requant (\port$5017$0 , \port$5057$0 , \port$5
   assign \$372  = $signed(\$359 ) != $signed(\$371 );
   assign o = { \$160 , \$120 , \$80 , \$40  };
   assign saturated = { \$372 , \$319 , \$266 , \$213  };
-  assign \port$5017$0  = \$40 ;
-  assign \port$5057$0  = \$80 ;
-  assign \port$5097$0  = \$120 ;
-  assign \port$5137$0  = \$160 ;
-  assign \port$5190$0  = \$213 ;
-  assign \port$5243$0  = \$266 ;
-  assign \port$5296$0  = \$319 ;
-  assign \port$5349$0  = \$372 ;
+  assign \port$5364$0  = \$40 ;
+  assign \port$5404$0  = \$80 ;
+  assign \port$5444$0  = \$120 ;
+  assign \port$5484$0  = \$160 ;
+  assign \port$5537$0  = \$213 ;
+  assign \port$5590$0  = \$266 ;
+  assign \port$5643$0  = \$319 ;
+  assign \port$5696$0  = \$372 ;
   assign \$11  = { \$10 [37], \$10 [37:1] };
   assign \$24  = { \$23 [37], \$23 [37:1] };
   assign \$37  = { \$36 [37], \$36 [37:1] };
@@ -7990,7 +8697,7 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3494$0 , \port
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$5400$0 , \port$5406$0 , \port$5412$0 , \port$5418$0 , g_cur__en, busy, \port$5714$0 , \port$5756$0 , \port$5798$0 , \port$5840$0 , extra__data
+module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$5747$0 , \port$5753$0 , \port$5759$0 , \port$5765$0 , g_cur__en, busy, \port$6061$0 , \port$6103$0 , \port$6145$0 , \port$6187$0 , extra__data
 , e, affine__data, trace__data, counts, go, g_a4__addr, g_cur__addr, stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [8:0] \$1 ;
@@ -8401,22 +9108,22 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [5:0] height_shift;
   wire [7:0] leak_mul;
   wire [5:0] leak_shift;
-  output [15:0] \port$5400$0 ;
-  wire [15:0] \port$5400$0 ;
-  output [15:0] \port$5406$0 ;
-  wire [15:0] \port$5406$0 ;
-  output [15:0] \port$5412$0 ;
-  wire [15:0] \port$5412$0 ;
-  output [15:0] \port$5418$0 ;
-  wire [15:0] \port$5418$0 ;
-  output [15:0] \port$5714$0 ;
-  wire [15:0] \port$5714$0 ;
-  output [15:0] \port$5756$0 ;
-  wire [15:0] \port$5756$0 ;
-  output [15:0] \port$5798$0 ;
-  wire [15:0] \port$5798$0 ;
-  output [15:0] \port$5840$0 ;
-  wire [15:0] \port$5840$0 ;
+  output [15:0] \port$5747$0 ;
+  wire [15:0] \port$5747$0 ;
+  output [15:0] \port$5753$0 ;
+  wire [15:0] \port$5753$0 ;
+  output [15:0] \port$5759$0 ;
+  wire [15:0] \port$5759$0 ;
+  output [15:0] \port$5765$0 ;
+  wire [15:0] \port$5765$0 ;
+  output [15:0] \port$6061$0 ;
+  wire [15:0] \port$6061$0 ;
+  output [15:0] \port$6103$0 ;
+  wire [15:0] \port$6103$0 ;
+  output [15:0] \port$6145$0 ;
+  wire [15:0] \port$6145$0 ;
+  output [15:0] \port$6187$0 ;
+  wire [15:0] \port$6187$0 ;
   input rst;
   wire rst;
   reg run = 1'h0;
@@ -8828,27 +9535,27 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
     .g_extra(g_extra),
     .height_mul(stage[347:340]),
     .leak_shift(stage[383:378]),
-    .\port$5886$0 (\$325 ),
-    .\port$5932$0 (\$326 ),
-    .\port$5978$0 (\$327 ),
-    .\port$6024$0 (\$328 ),
-    .\port$6025$0 (\$329 ),
-    .\port$6026$0 (\$330 ),
-    .\port$6027$0 (\$331 ),
-    .\port$6028$0 (\$332 ),
-    .\port$6030$0 (\$333 ),
-    .\port$6032$0 (\$334 ),
-    .\port$6034$0 (\$335 ),
-    .\port$6036$0 (\$336 ),
-    .\port$6097$0 (\$337 ),
-    .\port$6158$0 (\$338 ),
-    .\port$6219$0 (\$339 ),
-    .\port$6280$0 (\$340 ),
-    .\port$7608$0 (trace__data[1:0]),
-    .\port$7608$12 (trace__data[13:12]),
-    .\port$7608$4 (trace__data[5:4]),
-    .\port$7608$8 (trace__data[9:8]),
-    .\port$8322$356 (stage[369:356]),
+    .\port$6233$0 (\$325 ),
+    .\port$6279$0 (\$326 ),
+    .\port$6325$0 (\$327 ),
+    .\port$6371$0 (\$328 ),
+    .\port$6372$0 (\$329 ),
+    .\port$6373$0 (\$330 ),
+    .\port$6374$0 (\$331 ),
+    .\port$6375$0 (\$332 ),
+    .\port$6377$0 (\$333 ),
+    .\port$6379$0 (\$334 ),
+    .\port$6381$0 (\$335 ),
+    .\port$6383$0 (\$336 ),
+    .\port$6444$0 (\$337 ),
+    .\port$6505$0 (\$338 ),
+    .\port$6566$0 (\$339 ),
+    .\port$6627$0 (\$340 ),
+    .\port$7955$0 (trace__data[1:0]),
+    .\port$7955$12 (trace__data[13:12]),
+    .\port$7955$4 (trace__data[5:4]),
+    .\port$7955$8 (trace__data[9:8]),
+    .\port$8671$356 (stage[369:356]),
     .scale(scale)
   );
   always @* begin
@@ -9053,14 +9760,14 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign e__addr = \$13 [19:0];
   assign extra__addr = \$22 [19:0];
   assign trace__addr = \$30 [19:0];
-  assign \port$5400$0  = \$43 ;
-  assign \port$5406$0  = \$49 ;
-  assign \port$5412$0  = \$55 ;
-  assign \port$5418$0  = \$61 ;
-  assign \port$5714$0  = \$318 ;
-  assign \port$5756$0  = \$320 ;
-  assign \port$5798$0  = \$322 ;
-  assign \port$5840$0  = \$324 ;
+  assign \port$5747$0  = \$43 ;
+  assign \port$5753$0  = \$49 ;
+  assign \port$5759$0  = \$55 ;
+  assign \port$5765$0  = \$61 ;
+  assign \port$6061$0  = \$318 ;
+  assign \port$6103$0  = \$320 ;
+  assign \port$6145$0  = \$322 ;
+  assign \port$6187$0  = \$324 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -9137,8 +9844,8 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, d2, g_cur2, d3, g_cur3, \port$5886$0 , \port$5932$0 , \port$5978$0 , \port$6024$0 , \port$6025$0 , \port$6026$0 , \port$6027$0 , \port$6028$0 , \port$6030$0 , \port$6032$0 , \port$6034$0 
-, \port$6036$0 , \port$6097$0 , \port$6158$0 , \port$6219$0 , \port$6280$0 , e, \port$7608$0 , \port$7608$4 , \port$7608$8 , \port$7608$12 , affine_shift, height_mul, \port$8322$356 , leak_shift, d_next);
+module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, d2, g_cur2, d3, g_cur3, \port$6233$0 , \port$6279$0 , \port$6325$0 , \port$6371$0 , \port$6372$0 , \port$6373$0 , \port$6374$0 , \port$6375$0 , \port$6377$0 , \port$6379$0 , \port$6381$0 
+, \port$6383$0 , \port$6444$0 , \port$6505$0 , \port$6566$0 , \port$6627$0 , e, \port$7955$0 , \port$7955$4 , \port$7955$8 , \port$7955$12 , affine_shift, height_mul, \port$8671$356 , leak_shift, d_next);
   wire \$1 ;
   wire [5:0] \$10 ;
   wire [5:0] \$100 ;
@@ -9772,48 +10479,48 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   wire [7:0] leak_mul;
   input [5:0] leak_shift;
   wire [5:0] leak_shift;
-  output [15:0] \port$5886$0 ;
-  wire [15:0] \port$5886$0 ;
-  output [15:0] \port$5932$0 ;
-  wire [15:0] \port$5932$0 ;
-  output [15:0] \port$5978$0 ;
-  wire [15:0] \port$5978$0 ;
-  output [15:0] \port$6024$0 ;
-  wire [15:0] \port$6024$0 ;
-  output \port$6025$0 ;
-  wire \port$6025$0 ;
-  output \port$6026$0 ;
-  wire \port$6026$0 ;
-  output \port$6027$0 ;
-  wire \port$6027$0 ;
-  output \port$6028$0 ;
-  wire \port$6028$0 ;
-  output \port$6030$0 ;
-  wire \port$6030$0 ;
-  output \port$6032$0 ;
-  wire \port$6032$0 ;
-  output \port$6034$0 ;
-  wire \port$6034$0 ;
-  output \port$6036$0 ;
-  wire \port$6036$0 ;
-  output \port$6097$0 ;
-  wire \port$6097$0 ;
-  output \port$6158$0 ;
-  wire \port$6158$0 ;
-  output \port$6219$0 ;
-  wire \port$6219$0 ;
-  output \port$6280$0 ;
-  wire \port$6280$0 ;
-  input [1:0] \port$7608$0 ;
-  wire [1:0] \port$7608$0 ;
-  input [1:0] \port$7608$12 ;
-  wire [1:0] \port$7608$12 ;
-  input [1:0] \port$7608$4 ;
-  wire [1:0] \port$7608$4 ;
-  input [1:0] \port$7608$8 ;
-  wire [1:0] \port$7608$8 ;
-  input [13:0] \port$8322$356 ;
-  wire [13:0] \port$8322$356 ;
+  output [15:0] \port$6233$0 ;
+  wire [15:0] \port$6233$0 ;
+  output [15:0] \port$6279$0 ;
+  wire [15:0] \port$6279$0 ;
+  output [15:0] \port$6325$0 ;
+  wire [15:0] \port$6325$0 ;
+  output [15:0] \port$6371$0 ;
+  wire [15:0] \port$6371$0 ;
+  output \port$6372$0 ;
+  wire \port$6372$0 ;
+  output \port$6373$0 ;
+  wire \port$6373$0 ;
+  output \port$6374$0 ;
+  wire \port$6374$0 ;
+  output \port$6375$0 ;
+  wire \port$6375$0 ;
+  output \port$6377$0 ;
+  wire \port$6377$0 ;
+  output \port$6379$0 ;
+  wire \port$6379$0 ;
+  output \port$6381$0 ;
+  wire \port$6381$0 ;
+  output \port$6383$0 ;
+  wire \port$6383$0 ;
+  output \port$6444$0 ;
+  wire \port$6444$0 ;
+  output \port$6505$0 ;
+  wire \port$6505$0 ;
+  output \port$6566$0 ;
+  wire \port$6566$0 ;
+  output \port$6627$0 ;
+  wire \port$6627$0 ;
+  input [1:0] \port$7955$0 ;
+  wire [1:0] \port$7955$0 ;
+  input [1:0] \port$7955$12 ;
+  wire [1:0] \port$7955$12 ;
+  input [1:0] \port$7955$4 ;
+  wire [1:0] \port$7955$4 ;
+  input [1:0] \port$7955$8 ;
+  wire [1:0] \port$7955$8 ;
+  input [13:0] \port$8671$356 ;
+  wire [13:0] \port$8671$356 ;
   wire [3:0] sat_affine;
   wire [3:0] sat_current;
   wire [3:0] sat_lif;
@@ -10020,34 +10727,34 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$597  = $signed(\$596 ) + $signed(2'h1);
   assign \$599  = \$586  ? \$591  : \$598 [31:0];
   assign \$600  = $signed(\$585 ) != $signed(\$599 );
-  assign \$1  = ! \port$8322$356 [5:0];
+  assign \$1  = ! \port$8671$356 [5:0];
   assign \$2  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
-  assign \$3  = ! \port$8322$356 [5:0];
-  assign \$4  = \port$8322$356 [5:0] - 1'h1;
+  assign \$3  = ! \port$8671$356 [5:0];
+  assign \$4  = \port$8671$356 [5:0] - 1'h1;
   assign \$5  = \$3  ? 6'h00 : \$4 [5:0];
   assign \$6  = $signed(\$2 ) >>> \$5 ;
   assign \$7  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
-  assign \$8  = ! \port$8322$356 [5:0];
-  assign \$9  = \port$8322$356 [5:0] - 1'h1;
+  assign \$8  = ! \port$8671$356 [5:0];
+  assign \$9  = \port$8671$356 [5:0] - 1'h1;
   assign \$10  = \$8  ? 6'h00 : \$9 [5:0];
   assign \$11  = $signed(\$7 ) >>> \$10 ;
   assign \$12  = $signed(\$11 ) + $signed(2'h1);
   assign \$14  = \$1  ? \$6  : \$13 [23:0];
-  assign \$15  = \port$7608$0 [1] ? \$14  : 24'h000000;
+  assign \$15  = \port$7955$0 [1] ? \$14  : 24'h000000;
   assign \$16  = ! leak_shift;
-  assign \$17  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$8322$356 [13:6] });
+  assign \$17  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$8671$356 [13:6] });
   assign \$18  = ! leak_shift;
   assign \$19  = leak_shift - 1'h1;
   assign \$20  = \$18  ? 6'h00 : \$19 [5:0];
   assign \$21  = $signed(\$17 ) >>> \$20 ;
-  assign \$22  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$8322$356 [13:6] });
+  assign \$22  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$8671$356 [13:6] });
   assign \$23  = ! leak_shift;
   assign \$24  = leak_shift - 1'h1;
   assign \$25  = \$23  ? 6'h00 : \$24 [5:0];
   assign \$26  = $signed(\$22 ) >>> \$25 ;
   assign \$27  = $signed(\$26 ) + $signed(2'h1);
   assign \$29  = \$16  ? \$21  : \$28 [23:0];
-  assign \$30  = \port$7608$0 [0] ? 24'h000000 : \$29 ;
+  assign \$30  = \port$7955$0 [0] ? 24'h000000 : \$29 ;
   assign \$31  = $signed(\$15 ) + $signed(\$30 );
   assign \$32  = $signed(\$31 ) > $signed(16'h7fff);
   assign \$33  = $signed(\$31 ) < $signed(16'h8000);
@@ -10060,34 +10767,34 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$39  = $signed(d0) + $signed(g_extra[15:0]);
   assign \$40  = \$38  ? 16'h8000 : \$39 [15:0];
   assign g_cur0 = \$36  ? 16'h7fff : \$40 ;
-  assign \$41  = ! \port$8322$356 [5:0];
+  assign \$41  = ! \port$8671$356 [5:0];
   assign \$42  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
-  assign \$43  = ! \port$8322$356 [5:0];
-  assign \$44  = \port$8322$356 [5:0] - 1'h1;
+  assign \$43  = ! \port$8671$356 [5:0];
+  assign \$44  = \port$8671$356 [5:0] - 1'h1;
   assign \$45  = \$43  ? 6'h00 : \$44 [5:0];
   assign \$46  = $signed(\$42 ) >>> \$45 ;
   assign \$47  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
-  assign \$48  = ! \port$8322$356 [5:0];
-  assign \$49  = \port$8322$356 [5:0] - 1'h1;
+  assign \$48  = ! \port$8671$356 [5:0];
+  assign \$49  = \port$8671$356 [5:0] - 1'h1;
   assign \$50  = \$48  ? 6'h00 : \$49 [5:0];
   assign \$51  = $signed(\$47 ) >>> \$50 ;
   assign \$52  = $signed(\$51 ) + $signed(2'h1);
   assign \$54  = \$41  ? \$46  : \$53 [23:0];
-  assign \$55  = \port$7608$4 [1] ? \$54  : 24'h000000;
+  assign \$55  = \port$7955$4 [1] ? \$54  : 24'h000000;
   assign \$56  = ! leak_shift;
-  assign \$57  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$8322$356 [13:6] });
+  assign \$57  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$8671$356 [13:6] });
   assign \$58  = ! leak_shift;
   assign \$59  = leak_shift - 1'h1;
   assign \$60  = \$58  ? 6'h00 : \$59 [5:0];
   assign \$61  = $signed(\$57 ) >>> \$60 ;
-  assign \$62  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$8322$356 [13:6] });
+  assign \$62  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$8671$356 [13:6] });
   assign \$63  = ! leak_shift;
   assign \$64  = leak_shift - 1'h1;
   assign \$65  = \$63  ? 6'h00 : \$64 [5:0];
   assign \$66  = $signed(\$62 ) >>> \$65 ;
   assign \$67  = $signed(\$66 ) + $signed(2'h1);
   assign \$69  = \$56  ? \$61  : \$68 [23:0];
-  assign \$70  = \port$7608$4 [0] ? 24'h000000 : \$69 ;
+  assign \$70  = \port$7955$4 [0] ? 24'h000000 : \$69 ;
   assign \$71  = $signed(\$55 ) + $signed(\$70 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
   assign \$73  = $signed(\$71 ) < $signed(16'h8000);
@@ -10100,34 +10807,34 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$79  = $signed(d1) + $signed(g_extra[31:16]);
   assign \$80  = \$78  ? 16'h8000 : \$79 [15:0];
   assign g_cur1 = \$76  ? 16'h7fff : \$80 ;
-  assign \$81  = ! \port$8322$356 [5:0];
+  assign \$81  = ! \port$8671$356 [5:0];
   assign \$82  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
-  assign \$83  = ! \port$8322$356 [5:0];
-  assign \$84  = \port$8322$356 [5:0] - 1'h1;
+  assign \$83  = ! \port$8671$356 [5:0];
+  assign \$84  = \port$8671$356 [5:0] - 1'h1;
   assign \$85  = \$83  ? 6'h00 : \$84 [5:0];
   assign \$86  = $signed(\$82 ) >>> \$85 ;
   assign \$87  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
-  assign \$88  = ! \port$8322$356 [5:0];
-  assign \$89  = \port$8322$356 [5:0] - 1'h1;
+  assign \$88  = ! \port$8671$356 [5:0];
+  assign \$89  = \port$8671$356 [5:0] - 1'h1;
   assign \$90  = \$88  ? 6'h00 : \$89 [5:0];
   assign \$91  = $signed(\$87 ) >>> \$90 ;
   assign \$92  = $signed(\$91 ) + $signed(2'h1);
   assign \$94  = \$81  ? \$86  : \$93 [23:0];
-  assign \$95  = \port$7608$8 [1] ? \$94  : 24'h000000;
+  assign \$95  = \port$7955$8 [1] ? \$94  : 24'h000000;
   assign \$96  = ! leak_shift;
-  assign \$97  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$8322$356 [13:6] });
+  assign \$97  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$8671$356 [13:6] });
   assign \$98  = ! leak_shift;
   assign \$99  = leak_shift - 1'h1;
   assign \$100  = \$98  ? 6'h00 : \$99 [5:0];
   assign \$101  = $signed(\$97 ) >>> \$100 ;
-  assign \$102  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$8322$356 [13:6] });
+  assign \$102  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$8671$356 [13:6] });
   assign \$103  = ! leak_shift;
   assign \$104  = leak_shift - 1'h1;
   assign \$105  = \$103  ? 6'h00 : \$104 [5:0];
   assign \$106  = $signed(\$102 ) >>> \$105 ;
   assign \$107  = $signed(\$106 ) + $signed(2'h1);
   assign \$109  = \$96  ? \$101  : \$108 [23:0];
-  assign \$110  = \port$7608$8 [0] ? 24'h000000 : \$109 ;
+  assign \$110  = \port$7955$8 [0] ? 24'h000000 : \$109 ;
   assign \$111  = $signed(\$95 ) + $signed(\$110 );
   assign \$112  = $signed(\$111 ) > $signed(16'h7fff);
   assign \$113  = $signed(\$111 ) < $signed(16'h8000);
@@ -10140,34 +10847,34 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$119  = $signed(d2) + $signed(g_extra[47:32]);
   assign \$120  = \$118  ? 16'h8000 : \$119 [15:0];
   assign g_cur2 = \$116  ? 16'h7fff : \$120 ;
-  assign \$121  = ! \port$8322$356 [5:0];
+  assign \$121  = ! \port$8671$356 [5:0];
   assign \$122  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
-  assign \$123  = ! \port$8322$356 [5:0];
-  assign \$124  = \port$8322$356 [5:0] - 1'h1;
+  assign \$123  = ! \port$8671$356 [5:0];
+  assign \$124  = \port$8671$356 [5:0] - 1'h1;
   assign \$125  = \$123  ? 6'h00 : \$124 [5:0];
   assign \$126  = $signed(\$122 ) >>> \$125 ;
   assign \$127  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
-  assign \$128  = ! \port$8322$356 [5:0];
-  assign \$129  = \port$8322$356 [5:0] - 1'h1;
+  assign \$128  = ! \port$8671$356 [5:0];
+  assign \$129  = \port$8671$356 [5:0] - 1'h1;
   assign \$130  = \$128  ? 6'h00 : \$129 [5:0];
   assign \$131  = $signed(\$127 ) >>> \$130 ;
   assign \$132  = $signed(\$131 ) + $signed(2'h1);
   assign \$134  = \$121  ? \$126  : \$133 [23:0];
-  assign \$135  = \port$7608$12 [1] ? \$134  : 24'h000000;
+  assign \$135  = \port$7955$12 [1] ? \$134  : 24'h000000;
   assign \$136  = ! leak_shift;
-  assign \$137  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$8322$356 [13:6] });
+  assign \$137  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$8671$356 [13:6] });
   assign \$138  = ! leak_shift;
   assign \$139  = leak_shift - 1'h1;
   assign \$140  = \$138  ? 6'h00 : \$139 [5:0];
   assign \$141  = $signed(\$137 ) >>> \$140 ;
-  assign \$142  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$8322$356 [13:6] });
+  assign \$142  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$8671$356 [13:6] });
   assign \$143  = ! leak_shift;
   assign \$144  = leak_shift - 1'h1;
   assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
   assign \$146  = $signed(\$142 ) >>> \$145 ;
   assign \$147  = $signed(\$146 ) + $signed(2'h1);
   assign \$149  = \$136  ? \$141  : \$148 [23:0];
-  assign \$150  = \port$7608$12 [0] ? 24'h000000 : \$149 ;
+  assign \$150  = \port$7955$12 [0] ? 24'h000000 : \$149 ;
   assign \$151  = $signed(\$135 ) + $signed(\$150 );
   assign \$152  = $signed(\$151 ) > $signed(16'h7fff);
   assign \$153  = $signed(\$151 ) < $signed(16'h8000);
@@ -10398,10 +11105,10 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$390  = affine_shift - 1'h1;
   assign \$391  = \$389  ? 6'h00 : \$390 [5:0];
   assign v0 = { \$31 [24], \$31 [24], \$31  };
-  assign window = { \port$7608$12 [1], \port$7608$8 [1], \port$7608$4 [1], \port$7608$0 [1] };
-  assign height_shift = \port$8322$356 [5:0];
-  assign spike = { \port$7608$12 [0], \port$7608$8 [0], \port$7608$4 [0], \port$7608$0 [0] };
-  assign leak_mul = \port$8322$356 [13:6];
+  assign window = { \port$7955$12 [1], \port$7955$8 [1], \port$7955$4 [1], \port$7955$0 [1] };
+  assign height_shift = \port$8671$356 [5:0];
+  assign spike = { \port$7955$12 [0], \port$7955$8 [0], \port$7955$4 [0], \port$7955$0 [0] };
+  assign leak_mul = \port$8671$356 [13:6];
   assign v1 = { \$71 [24], \$71 [24], \$71  };
   assign v2 = { \$111 [24], \$111 [24], \$111  };
   assign v3 = { \$151 [24], \$151 [24], \$151  };
@@ -10411,22 +11118,22 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign sat_lif = { \$348 , \$347 , \$346 , \$345  };
   assign sat_current = { \$356 , \$354 , \$352 , \$350  };
   assign sat_affine = { \$600 , \$539 , \$478 , \$417  };
-  assign \port$5886$0  = \$206 ;
-  assign \port$5932$0  = \$252 ;
-  assign \port$5978$0  = \$298 ;
-  assign \port$6024$0  = \$344 ;
-  assign \port$6025$0  = \$345 ;
-  assign \port$6026$0  = \$346 ;
-  assign \port$6027$0  = \$347 ;
-  assign \port$6028$0  = \$348 ;
-  assign \port$6030$0  = \$350 ;
-  assign \port$6032$0  = \$352 ;
-  assign \port$6034$0  = \$354 ;
-  assign \port$6036$0  = \$356 ;
-  assign \port$6097$0  = \$417 ;
-  assign \port$6158$0  = \$478 ;
-  assign \port$6219$0  = \$539 ;
-  assign \port$6280$0  = \$600 ;
+  assign \port$6233$0  = \$206 ;
+  assign \port$6279$0  = \$252 ;
+  assign \port$6325$0  = \$298 ;
+  assign \port$6371$0  = \$344 ;
+  assign \port$6372$0  = \$345 ;
+  assign \port$6373$0  = \$346 ;
+  assign \port$6374$0  = \$347 ;
+  assign \port$6375$0  = \$348 ;
+  assign \port$6377$0  = \$350 ;
+  assign \port$6379$0  = \$352 ;
+  assign \port$6381$0  = \$354 ;
+  assign \port$6383$0  = \$356 ;
+  assign \port$6444$0  = \$417 ;
+  assign \port$6505$0  = \$478 ;
+  assign \port$6566$0  = \$539 ;
+  assign \port$6627$0  = \$600 ;
   assign \$13  = { \$12 [24], \$12 [24:1] };
   assign \$28  = { \$27 [24], \$27 [24:1] };
   assign \$53  = { \$52 [24], \$52 [24:1] };
@@ -14005,8 +14712,8 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$7828$18 (a[21:18]),
-    .\port$7828$2 (a[4:2]),
+    .\port$8175$18 (a[21:18]),
+    .\port$8175$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -14774,7 +15481,7 @@ module \ttsnn_accel.e23.adder (\port$2310$0 , \port$2311$0 , \port$2312$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$7828$2 , ww__addr, \port$7828$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$8175$2 , ww__addr, \port$8175$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -14894,10 +15601,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$7828$18 ;
-  wire [3:0] \port$7828$18 ;
-  input [2:0] \port$7828$2 ;
-  wire [2:0] \port$7828$2 ;
+  input [3:0] \port$8175$18 ;
+  wire [3:0] \port$8175$18 ;
+  input [2:0] \port$8175$2 ;
+  wire [2:0] \port$8175$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -14993,91 +15700,91 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$7828$18 [0] * 4'h8;
+  assign \$100  = \port$8175$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$7828$18 [0] * 4'h8;
+  assign \$103  = \port$8175$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$7828$18 [0] * 4'h8;
+  assign \$106  = \port$8175$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$7828$18 [1:0] * 4'h8;
+  assign \$110  = \port$8175$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$7828$18 [1:0] * 4'h8;
+  assign \$113  = \port$8175$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$7828$18 [1:0] * 4'h8;
+  assign \$116  = \port$8175$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$7828$18 [3:2] * 4'h8;
+  assign \$121  = \port$8175$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$7828$18 [2] * 4'h8;
+  assign \$124  = \port$8175$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$7828$18 [0] * 4'h8;
+  assign \$129  = \port$8175$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$7828$18 [0] * 4'h8;
+  assign \$132  = \port$8175$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$7828$18 [0] * 4'h8;
+  assign \$135  = \port$8175$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$7828$18 [1:0] * 4'h8;
+  assign \$139  = \port$8175$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$7828$18 [1:0] * 4'h8;
+  assign \$142  = \port$8175$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$7828$18 [1:0] * 4'h8;
+  assign \$145  = \port$8175$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$7828$18 [3:2] * 4'h8;
+  assign \$150  = \port$8175$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$7828$18 [2] * 4'h8;
+  assign \$153  = \port$8175$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$7828$18 [0] * 4'h8;
+  assign \$158  = \port$8175$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$7828$18 [0] * 4'h8;
+  assign \$161  = \port$8175$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$7828$18 [0] * 4'h8;
+  assign \$164  = \port$8175$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$7828$18 [1:0] * 4'h8;
+  assign \$168  = \port$8175$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$7828$18 [1:0] * 4'h8;
+  assign \$171  = \port$8175$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$7828$18 [1:0] * 4'h8;
+  assign \$174  = \port$8175$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$7828$18 [3:2] * 4'h8;
+  assign \$179  = \port$8175$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$7828$18 [2] * 4'h8;
+  assign \$182  = \port$8175$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$7828$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$8175$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$7828$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$8175$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$7828$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$8175$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$7828$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$8175$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$7828$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$7828$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$8175$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$8175$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$7828$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$7828$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$8175$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$8175$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$7828$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$7828$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$8175$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$8175$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$7828$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$7828$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$8175$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$8175$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$7828$18 [0] * 4'h8;
+  assign \$71  = \port$8175$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$7828$18 [0] * 4'h8;
+  assign \$74  = \port$8175$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$7828$18 [0] * 4'h8;
+  assign \$77  = \port$8175$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$7828$18 [1:0] * 4'h8;
+  assign \$81  = \port$8175$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$7828$18 [1:0] * 4'h8;
+  assign \$84  = \port$8175$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$7828$18 [1:0] * 4'h8;
+  assign \$87  = \port$8175$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$7828$18 [3:2] * 4'h8;
+  assign \$92  = \port$8175$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$7828$18 [2] * 4'h8;
+  assign \$95  = \port$8175$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
@@ -15190,8 +15897,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$7828$18 [1:0];
-  assign wsel = \port$7828$18 [3:2];
+  assign jl = \port$8175$18 [1:0];
+  assign wsel = \port$8175$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -15202,9 +15909,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$7828$2 [2];
-  assign first = \port$7828$2 [0];
-  assign from_psum = \port$7828$2 [1];
+  assign use_spad = \port$8175$2 [2];
+  assign first = \port$8175$2 [0];
+  assign from_psum = \port$8175$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -19950,7 +20657,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data, membrane_in__data
-, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$8158$0 , \port$8168$0 , \port$8178$0 , \port$8188$0 , \port$8316$24 , desc, clk);
+, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$8505$0 , \port$8515$0 , \port$8525$0 , \port$8535$0 , \port$8665$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -20831,16 +21538,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$8158$0 ;
-  wire [15:0] \port$8158$0 ;
-  output [15:0] \port$8168$0 ;
-  wire [15:0] \port$8168$0 ;
-  output [15:0] \port$8178$0 ;
-  wire [15:0] \port$8178$0 ;
-  output [15:0] \port$8188$0 ;
-  wire [15:0] \port$8188$0 ;
-  input [47:0] \port$8316$24 ;
-  wire [47:0] \port$8316$24 ;
+  output [15:0] \port$8505$0 ;
+  wire [15:0] \port$8505$0 ;
+  output [15:0] \port$8515$0 ;
+  wire [15:0] \port$8515$0 ;
+  output [15:0] \port$8525$0 ;
+  wire [15:0] \port$8525$0 ;
+  output [15:0] \port$8535$0 ;
+  wire [15:0] \port$8535$0 ;
+  input [47:0] \port$8665$24 ;
+  wire [47:0] \port$8665$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -21308,9 +22015,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$8316$24 [23:0] > m4;
+  assign \$18  = \port$8665$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$8316$24 [47:24] + desc[259:244];
+  assign \$20  = \port$8665$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign issue4 = \$16  & \$22 ;
@@ -21346,9 +22053,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$52  = \$49  | \$51 ;
   assign \$53  = \$47  & \$52 ;
   assign \$54  = ~ desc[207];
-  assign \$55  = \port$8316$24 [23:0] > m4;
+  assign \$55  = \port$8665$24 [23:0] > m4;
   assign \$56  = \$54  | \$55 ;
-  assign \$57  = \port$8316$24 [47:24] + desc[259:244];
+  assign \$57  = \port$8665$24 [47:24] + desc[259:244];
   assign \$58  = \$57  > m4;
   assign \$59  = \$56  & \$58 ;
   assign \$60  = ~ \$59 ;
@@ -21611,10 +22318,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     .o2(\$656 ),
     .o3(\$657 ),
     .p(p),
-    .\port$8000$128 (e4c_aff[143:128]),
-    .\port$8000$176 (e4c_aff[191:176]),
-    .\port$8000$32 (e4c_aff[47:32]),
-    .\port$8000$80 (e4c_aff[95:80]),
+    .\port$8347$128 (e4c_aff[143:128]),
+    .\port$8347$176 (e4c_aff[191:176]),
+    .\port$8347$32 (e4c_aff[47:32]),
+    .\port$8347$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -21634,11 +22341,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$8094$0 (\$654 ),
-    .\port$8112$0 (\$655 ),
-    .\port$8130$0 (\$656 ),
-    .\port$8148$0 (\$657 ),
-    .\port$8320$167 (desc[188:167]),
+    .\port$8441$0 (\$654 ),
+    .\port$8459$0 (\$655 ),
+    .\port$8477$0 (\$656 ),
+    .\port$8495$0 (\$657 ),
+    .\port$8669$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$659 ),
@@ -22457,8 +23164,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$8316$24 [23:0];
-  assign out_taken = \port$8316$24 [47:24];
+  assign res_rows = \port$8665$24 [23:0];
+  assign out_taken = \port$8665$24 [47:24];
   assign x4 = \$64 [15:0];
   assign w4__en = issue4;
   assign \$signal$30  = affine__addr;
@@ -22494,10 +23201,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign membrane_in__addr = \$118 [15:0];
   assign membrane_out__addr = \$135 [15:0];
   assign spikes__addr = \$136 [15:0];
-  assign \port$8158$0  = \$658 ;
-  assign \port$8168$0  = \$660 ;
-  assign \port$8178$0  = \$662 ;
-  assign \port$8188$0  = \$664 ;
+  assign \port$8505$0  = \$658 ;
+  assign \port$8515$0  = \$660 ;
+  assign \port$8525$0  = \$662 ;
+  assign \port$8535$0  = \$664 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -22625,7 +23332,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, p, \port$8000$32 , \port$8000$80 , \port$8000$128 , \port$8000$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
+module \ttsnn_accel.e4.affine (rst, scale, p, \port$8347$32 , \port$8347$80 , \port$8347$128 , \port$8347$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
@@ -22821,14 +23528,14 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8000$32 , \port$8000$80 , \p
   reg [31:0] partial1 = 32'd0;
   reg [31:0] partial2 = 32'd0;
   reg [31:0] partial3 = 32'd0;
-  input [15:0] \port$8000$128 ;
-  wire [15:0] \port$8000$128 ;
-  input [15:0] \port$8000$176 ;
-  wire [15:0] \port$8000$176 ;
-  input [15:0] \port$8000$32 ;
-  wire [15:0] \port$8000$32 ;
-  input [15:0] \port$8000$80 ;
-  wire [15:0] \port$8000$80 ;
+  input [15:0] \port$8347$128 ;
+  wire [15:0] \port$8347$128 ;
+  input [15:0] \port$8347$176 ;
+  wire [15:0] \port$8347$176 ;
+  input [15:0] \port$8347$32 ;
+  wire [15:0] \port$8347$32 ;
+  input [15:0] \port$8347$80 ;
+  wire [15:0] \port$8347$80 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod2 = 32'd0;
@@ -23054,7 +23761,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8000$32 , \port$8000$80 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$130  = \port$8000$32 ;
+    \$130  = \port$8347$32 ;
     if (rst) begin
       \$130  = 16'h0000;
     end
@@ -23117,7 +23824,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8000$32 , \port$8000$80 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$139  = \port$8000$80 ;
+    \$139  = \port$8347$80 ;
     if (rst) begin
       \$139  = 16'h0000;
     end
@@ -23180,7 +23887,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8000$32 , \port$8000$80 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$148  = \port$8000$128 ;
+    \$148  = \port$8347$128 ;
     if (rst) begin
       \$148  = 16'h0000;
     end
@@ -23243,7 +23950,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8000$32 , \port$8000$80 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$157  = \port$8000$176 ;
+    \$157  = \port$8347$176 ;
     if (rst) begin
       \$157  = 16'h0000;
     end
@@ -23297,7 +24004,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8000$32 , \port$8000$80 , \p
       \$164  = 16'h0000;
     end
   end
-  assign bias = { \port$8000$176 , \port$8000$128 , \port$8000$80 , \port$8000$32  };
+  assign bias = { \port$8347$176 , \port$8347$128 , \port$8347$80 , \port$8347$32  };
   assign o = { o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -23373,7 +24080,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$8094$0 , \port$8112$0 , \port$8130$0 , \port$8148$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$8320$167 , rnd, clk);
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$8441$0 , \port$8459$0 , \port$8477$0 , \port$8495$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$8669$167 , rnd, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -23517,16 +24224,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8094$0 , \port$8112$0 , \port$813
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [15:0] \port$8094$0 ;
-  wire [15:0] \port$8094$0 ;
-  input [15:0] \port$8112$0 ;
-  wire [15:0] \port$8112$0 ;
-  input [15:0] \port$8130$0 ;
-  wire [15:0] \port$8130$0 ;
-  input [15:0] \port$8148$0 ;
-  wire [15:0] \port$8148$0 ;
-  input [21:0] \port$8320$167 ;
-  wire [21:0] \port$8320$167 ;
+  input [15:0] \port$8441$0 ;
+  wire [15:0] \port$8441$0 ;
+  input [15:0] \port$8459$0 ;
+  wire [15:0] \port$8459$0 ;
+  input [15:0] \port$8477$0 ;
+  wire [15:0] \port$8477$0 ;
+  input [15:0] \port$8495$0 ;
+  wire [15:0] \port$8495$0 ;
+  input [21:0] \port$8669$167 ;
+  wire [21:0] \port$8669$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -23552,106 +24259,106 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8094$0 , \port$8112$0 , \port$813
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$8320$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$8669$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$8320$167 [5:0];
-  assign \$5  = \port$8320$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$8669$167 [5:0];
+  assign \$5  = \port$8669$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$8320$167 [5:0];
+  assign \$8  = ! \port$8669$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$8094$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$8441$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$8094$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$8441$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$8094$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$8441$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$8094$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$8441$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$8094$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$8441$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$8094$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$8441$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$8320$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$8320$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$8669$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$8669$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$8320$167 [5:0];
-  assign \$31  = \port$8320$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$8669$167 [5:0];
+  assign \$31  = \port$8669$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$8320$167 [5:0];
+  assign \$34  = ! \port$8669$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$8112$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$8459$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$8112$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$8459$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$8112$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$8459$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$8112$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$8459$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$8112$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$8459$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$8112$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$8459$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$8320$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$8320$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$8669$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$8669$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$8320$167 [5:0];
-  assign \$57  = \port$8320$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$8669$167 [5:0];
+  assign \$57  = \port$8669$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$8320$167 [5:0];
+  assign \$60  = ! \port$8669$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$8130$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$8477$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$8130$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$8477$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$8130$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$8477$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$8130$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$8477$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$8130$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$8477$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$8130$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$8477$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$8320$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$8320$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$8669$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$8669$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$8320$167 [5:0];
-  assign \$83  = \port$8320$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$8669$167 [5:0];
+  assign \$83  = \port$8669$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$8320$167 [5:0];
+  assign \$86  = ! \port$8669$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$8148$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$8495$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$8148$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$8495$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$8148$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$8495$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$8148$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$8495$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$8148$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$8495$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$8148$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$8495$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$8320$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$8669$167 [21:6]);
   always @(posedge clk)
     leak_prod0 <= \$105 ;
   always @(posedge clk)
@@ -23832,9 +24539,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8094$0 , \port$8112$0 , \port$813
       \$124  = 1'h0;
     end
   end
-  assign threshold = \port$8320$167 [21:6];
-  assign leak_shift = \port$8320$167 [5:0];
-  assign cur = { \port$8148$0 , \port$8130$0 , \port$8112$0 , \port$8094$0  };
+  assign threshold = \port$8669$167 [21:6];
+  assign leak_shift = \port$8669$167 [5:0];
+  assign cur = { \port$8495$0 , \port$8477$0 , \port$8459$0 , \port$8441$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -28452,11 +29159,11 @@ endmodule
 (* generator = "Amaranth" *)
 module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w1__en, e1_line1__addr, \port$306$0 , \port$310$0 , \port$314$0 , \port$318$0 , \port__en$83 , e23_line1_a__addr, \port__en$89 , e23_line1_b__addr, \port__en$95 , e23_line1_c__addr, e23_w2__en, e23_w2__addr, \port__en$101 , e23_row2_b__addr, \port__en$107 
 , e23_row2_c__addr, e23_w3__en, e23_w3__addr, \wr__en$155 , e23_row2__addr, \wr__en$161 , e23_line4__addr, \wr__data$165 , \port$2188$0 , \port$2228$0 , \port$2268$0 , \port$2308$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr
-, \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, \port$5714$0 , \port$5756$0 , \port$5798$0 , \port$5840$0 , host__w1__addr
+, \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, \port$6061$0 , \port$6103$0 , \port$6145$0 , \port$6187$0 , host__w1__addr
 , host__w1__rd_en, \wr__en$179 , host__w2__addr, host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 
 , host__spikes__addr, \port__en$227 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data
-, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$8158$0 , \port$8168$0 , \port$8178$0 , \port$8188$0 , \port$8276$0 , bw_grad_w2__addr
-, \port$8318$0 , \wr__data$182 );
+, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$8505$0 , \port$8515$0 , \port$8525$0 , \port$8535$0 , \port$8625$0 , bw_grad_w2__addr
+, \port$8667$0 , \wr__data$182 );
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -28779,26 +29486,26 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$314$0 ;
   input [7:0] \port$318$0 ;
   wire [7:0] \port$318$0 ;
-  input [15:0] \port$5714$0 ;
-  wire [15:0] \port$5714$0 ;
-  input [15:0] \port$5756$0 ;
-  wire [15:0] \port$5756$0 ;
-  input [15:0] \port$5798$0 ;
-  wire [15:0] \port$5798$0 ;
-  input [15:0] \port$5840$0 ;
-  wire [15:0] \port$5840$0 ;
-  input [15:0] \port$8158$0 ;
-  wire [15:0] \port$8158$0 ;
-  input [15:0] \port$8168$0 ;
-  wire [15:0] \port$8168$0 ;
-  input [15:0] \port$8178$0 ;
-  wire [15:0] \port$8178$0 ;
-  input [15:0] \port$8188$0 ;
-  wire [15:0] \port$8188$0 ;
-  input [15:0] \port$8276$0 ;
-  wire [15:0] \port$8276$0 ;
-  input [159:0] \port$8318$0 ;
-  wire [159:0] \port$8318$0 ;
+  input [15:0] \port$6061$0 ;
+  wire [15:0] \port$6061$0 ;
+  input [15:0] \port$6103$0 ;
+  wire [15:0] \port$6103$0 ;
+  input [15:0] \port$6145$0 ;
+  wire [15:0] \port$6145$0 ;
+  input [15:0] \port$6187$0 ;
+  wire [15:0] \port$6187$0 ;
+  input [15:0] \port$8505$0 ;
+  wire [15:0] \port$8505$0 ;
+  input [15:0] \port$8515$0 ;
+  wire [15:0] \port$8515$0 ;
+  input [15:0] \port$8525$0 ;
+  wire [15:0] \port$8525$0 ;
+  input [15:0] \port$8535$0 ;
+  wire [15:0] \port$8535$0 ;
+  input [15:0] \port$8625$0 ;
+  wire [15:0] \port$8625$0 ;
+  input [159:0] \port$8667$0 ;
+  wire [159:0] \port$8667$0 ;
   wire [7:0] port__addr;
   wire [6:0] \port__addr$103 ;
   wire [6:0] \port__addr$109 ;
@@ -28942,13 +29649,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$8318$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$8667$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$8276$0 [2:0]];
+      _0_ <= mem_affine[\port$8625$0 [2:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [2:0]];
@@ -35560,7 +36267,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$8188$0 , \port$8178$0 , \port$8168$0 , \port$8158$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$8535$0 , \port$8525$0 , \port$8515$0 , \port$8505$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -35835,7 +36542,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$8318$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$8667$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -38226,10 +38933,10 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$8318$0 [31:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$8667$0 [31:0] };
     end
     if (\$55 ) begin
-      \$signature__data$24  = { \port$5840$0 , \port$5798$0 , \port$5756$0 , \port$5714$0  };
+      \$signature__data$24  = { \port$6187$0 , \port$6145$0 , \port$6103$0 , \port$6061$0  };
     end
     if (\$65 ) begin
       \$signature__data$24  = bw_grad_w__data;
@@ -38265,17 +38972,17 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$8318$0 [31:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$8667$0 [31:0] };
     end
     if (\$60 ) begin
-      \$signature__data$28  = { \port$5840$0 , \port$5798$0 , \port$5756$0 , \port$5714$0  };
+      \$signature__data$28  = { \port$6187$0 , \port$6145$0 , \port$6103$0 , \port$6061$0  };
     end
     if (\$70 ) begin
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$8318$0 [31:0] };
-  assign bw_grad_w2__data = { \port$5840$0 , \port$5798$0 , \port$5756$0 , \port$5714$0  };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$8667$0 [31:0] };
+  assign bw_grad_w2__data = { \port$6187$0 , \port$6145$0 , \port$6103$0 , \port$6061$0  };
   assign port__addr = \$72 [7:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [5:0];
@@ -38319,8 +39026,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$8276$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$8276$0  };
+  assign \port__addr$145  = \port$8625$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$8625$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -38335,8 +39042,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[8:0];
-  assign \wr__data$171  = { \port$8188$0 , \port$8178$0 , \port$8168$0 , \port$8158$0  };
-  assign e4_membrane_out__data = { \port$8188$0 , \port$8178$0 , \port$8168$0 , \port$8158$0  };
+  assign \wr__data$171  = { \port$8535$0 , \port$8525$0 , \port$8515$0 , \port$8505$0  };
+  assign e4_membrane_out__data = { \port$8535$0 , \port$8525$0 , \port$8515$0 , \port$8505$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[8:0];
@@ -38362,8 +39069,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[2:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$8318$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$8318$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$8667$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$8667$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[7:0];
@@ -38372,8 +39079,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[7:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$8318$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$8318$0 [31:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$8667$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$8667$0 [31:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[8:0];
   assign \port__data$226  = host__membrane__rd_data;

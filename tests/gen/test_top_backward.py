@@ -69,11 +69,25 @@ def test_backward_tile_on_the_accelerator(case):
     assert res.counters["lifg_busy"] == T * ring * -(-cout // CFG.lanes) * (4 if pool else 1)
     full = q.full_timesteps(T)
 
-    def per_group(f, t):     # HTT's reduced timesteps: a mat-vec stage copies one word per group
-        bypass = f["kind"] == 0 and f["use_schedule"] and not full[t]
-        return 1 if bypass else {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]] * f["in_channels"]
-    steps = sum(f["rows"] * f["cols"] * -(-f["out_channels"] // CFG.lanes) * per_group(f, t)
-                for name, f in prog.plan.stages if name != "lif" for t in range(f["timesteps"]))
+    def stage_steps(f):
+        """HTT's reduced timesteps: a mat-vec stage copies one word per pixel and group; an
+        outer product skips them in one step, but the first one before its sums start
+        (``acc_clear``, no full timestep yet) writes zero sums: one pixel's steps."""
+        groups, taps = -(-f["out_channels"] // CFG.lanes), {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]]
+        n, started, zeroed = 0, False, False
+        for t in range(f["timesteps"]):
+            reduced = f["use_schedule"] and not full[t]
+            if reduced and f["kind"] == 0:
+                n += f["rows"] * f["cols"] * groups
+            elif reduced:
+                first = f["acc_clear"] and not started and not zeroed
+                n += groups * taps * f["in_channels"] if first else 1
+                zeroed = zeroed or first
+            else:
+                n += f["rows"] * f["cols"] * groups * taps * f["in_channels"]
+                started = True
+        return n
+    steps = sum(stage_steps(f) for name, f in prog.plan.stages if name != "lif")
     assert res.counters["stage_busy"] == steps
     assert res.counters["grad_saturations"] == sum(v for k, v in gold.saturations.items()
                                                    if k in ("g4t", "g3t", "g23t", "g1t"))
