@@ -34,7 +34,9 @@ class ClusterTwoThreeEngine(wiring.Component):
     each step of the chunk: one MAC step per cycle. PTT (and HTT's full timesteps): cluster 3
     runs in lock step with cluster 2 on the same q1 rows and the adder array merges them into
     ``line4``. STT: cluster 2 writes q2 rows into ``row2`` (double buffer) and STT's cluster-3
-    engine runs cluster 3 on them one row behind, into ``line4``. HTT's reduced
+    engine runs cluster 3 on them one row behind, into ``line4`` (with the paper's sequential
+    chaining, ``arrangement.stt_chain``, cluster 2 starts row ``j`` only when cluster 3 has
+    issued row ``j - 1``: the two alternate row by row). HTT's reduced
     timesteps copy q1 words into ``line4``, one per cycle.
 
     Ports:
@@ -142,7 +144,12 @@ class ClusterTwoThreeEngine(wiring.Component):
             i_last2 = E2["i"] == Mux(order, H, T) - 1
             m.d.sync += need2.eq(need2 + Mux(order, Mux(i_last2, 3, 1),
                                              Mux((E2["q"] == 0) & ~i_last2, 3, 1)))
-        out_ok2 = Mux(is_stt, e3_rel + 1 >= E2["seq"], line4_free(E2, self.desc, e4_rel))
+        # STT: row j's row2 half is free once cluster 3 has read row j - 2 (pipelined); the
+        # paper's sequential chaining also waits for cluster 3 to finish row j - 1, so that
+        # clusters 2 and 3 never run at once (gen.config.Arrangement)
+        sequential = cfg.arrangement.stt_chain == "sequential"
+        stt_ok2 = e3_rel >= E2["seq"] if sequential else e3_rel + 1 >= E2["seq"]
+        out_ok2 = Mux(is_stt, stt_ok2, line4_free(E2, self.desc, e4_rel))
         ok2 = (e1_done >= need2) & out_ok2
         m.d.comb += E2["loop"].ok.eq(ok2)
         count("c2_busy", E2["issue"])
