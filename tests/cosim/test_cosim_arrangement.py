@@ -12,7 +12,7 @@ from cosim.layer import RtlTarget, run_cases
 from gen.config import CONFIG_DIR, load_config
 from tests.cosim.test_cosim_layers import _check_all_model_counters, _check_results
 
-SMALL_SEQUENTIAL = "small-sequential"
+SMALL_SEQUENTIAL = "small_sequential"
 
 
 def sequential_small(tmp_path):
