@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 __all__ = [
     "ConfigError", "ClusterShape", "Region", "Widths", "GradientFormats", "GRADIENT_ROUNDINGS",
+    "Arrangement", "STT_CHAINS",
     "BufferSpec", "Limits", "HardwareConfig",
     "load_config", "config_from_dict", "CONFIG_DIR", "BUFFER_NAMES", "DATAFLOWS",
     "LINE1_SLOTS_PER_T", "LINE4_SLOTS_PER_T", "ROW2_SLOTS", "ROW2_ROWS", "ceil_div", "log2",
@@ -201,6 +202,28 @@ class GradientFormats:
     wgrad_entries: int = 512
 
 
+#: STT's chaining of clusters 2 and 3 (:class:`Arrangement`).
+STT_CHAINS = ("pipelined", "sequential")
+
+
+@dataclass(frozen=True)
+class Arrangement:
+    """Choices of the datapath's arrangement that leave the numbers it computes unchanged
+    (docs/architecture.md, "The paper's arrangement").
+
+    ``stt_chain``: how STT's cluster 3 follows cluster 2. ``"pipelined"``: STT's cluster-3
+    engine runs G3 on cluster 2's q2 rows one row behind, both clusters busy at once (the
+    generator's own arrangement); ``"sequential"``: the paper's, where clusters 2 and 3 both
+    read cluster 1's output and have no G2 -> G3 path, so STT's G3 starts on a q2 row only
+    when cluster 2 has finished it and cluster 2 starts its next row only when cluster 3 has
+    finished the previous one (the two never run at once). Only STT tiles differ (PTT and
+    HTT run clusters 2 and 3 in lock step on cluster 1's output in both); the values computed
+    and every counter but the cycles and stalls are the same. The section is optional in a
+    TOML file: fields left out keep these defaults.
+    """
+    stt_chain: str = "pipelined"
+
+
 @dataclass(frozen=True)
 class BufferSpec:
     """One global buffer: capacity, word width and number of banks."""
@@ -257,6 +280,7 @@ class HardwareConfig:
     buffers: Mapping[str, BufferSpec]
     limits: Limits
     gradients: GradientFormats = GradientFormats()
+    arrangement: Arrangement = Arrangement()
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -389,6 +413,7 @@ class HardwareConfig:
                         for n, b in self.buffers.items()},
             "limits": asdict(self.limits),
             "gradients": asdict(self.gradients),
+            "arrangement": asdict(self.arrangement),
         }
 
 
@@ -574,6 +599,7 @@ def _validate(cfg: HardwareConfig) -> None:
                               f"{cfg.buffers[bname].bytes}", src)
         _check_not_oversized(cfg, bname, ceil_div(bits, 8), [r.name for r in regions.values() if r.buffer == bname])
     _validate_gradients(cfg)
+    _validate_arrangement(cfg)
     # the widest tile of the limits must fit the line buffers at T = 1 with one full rank
     # group (one column per block); one input row of it must fit the spike ring
     need_row = cfg.max_window_width
@@ -655,6 +681,13 @@ def _validate_gradients(cfg: HardwareConfig) -> None:
                           f"must be >= gradients.wgrad_tile ({g.wgrad_tile}): it sums tile results", src)
 
 
+def _validate_arrangement(cfg: HardwareConfig) -> None:
+    """The arrangement's choices: one of the named chains."""
+    a, src = cfg.arrangement, cfg.source
+    if a.stt_chain not in STT_CHAINS:
+        raise ConfigError("arrangement.stt_chain", f"must be one of {STT_CHAINS}, got {a.stt_chain!r}", src)
+
+
 def config_from_dict(data: Mapping[str, Any], source: str | None = None) -> HardwareConfig:
     """Build and validate a configuration from a parsed TOML/JSON mapping."""
     def section(name: str) -> Mapping[str, Any]:
@@ -676,7 +709,7 @@ def config_from_dict(data: Mapping[str, Any], source: str | None = None) -> Hard
         return cls(**values)
 
     known_top = {"name", "clock_mhz", "technology_nm", "clusters", "dataflow", "widths",
-                 "buffers", "limits", "gradients"}
+                 "buffers", "limits", "gradients", "arrangement"}
     unknown = set(data) - known_top
     if unknown:
         raise ConfigError(sorted(unknown)[0], f"unknown field; allowed: {sorted(known_top)}", source)
@@ -698,6 +731,7 @@ def config_from_dict(data: Mapping[str, Any], source: str | None = None) -> Hard
         buffers=buffers,
         limits=build(Limits, "limits", section("limits")),
         gradients=_gradient_section(data, source),
+        arrangement=_optional_section(data, "arrangement", Arrangement, source),
         source=source,
     )
 
@@ -712,6 +746,18 @@ def _gradient_section(data: Mapping[str, Any], source: str | None) -> GradientFo
     if unknown:
         raise ConfigError(f"gradients.{sorted(unknown)[0]}", f"unknown field; allowed: {names}", source)
     return GradientFormats(**values)
+
+
+def _optional_section(data: Mapping[str, Any], name: str, cls, source: str | None):
+    """An optional table built into ``cls``: any field left out keeps its default."""
+    values = data.get(name, {})
+    if not isinstance(values, Mapping):
+        raise ConfigError(name, "must be a table", source)
+    names = [f.name for f in fields(cls)]
+    unknown = set(values) - set(names)
+    if unknown:
+        raise ConfigError(f"{name}.{sorted(unknown)[0]}", f"unknown field; allowed: {names}", source)
+    return cls(**values)
 
 
 def load_config(path: str | Path) -> HardwareConfig:

@@ -258,9 +258,13 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape) -> dict[str, EngineTable]:
         t0 = c1.free(i)
         return _latest(t0, c23.after(slot_wait[i], RELEASE_VISIBLE)) if i in slot_wait else t0
 
+    # STT: cluster 2's row j waits for its row2 half (cluster 3 done with row j - 2); with the
+    # paper's sequential chaining for cluster 3 to finish row j - 1 (gen.config.Arrangement)
+    stt_back = 1 if cfg.arrangement.stt_chain == "sequential" else 2
+
     def ready23(j):
         q, t = rows23[j]
-        out = (c3.after(j - 2, RELEASE_VISIBLE) if j >= 2 else 0) if stt else line4_free(q, t)
+        out = (c3.after(j - stt_back, RELEASE_VISIBLE) if j >= stt_back else 0) if stt else line4_free(q, t)
         return _latest(c23.free(j), c1.after(idx1[(q + 2, t)], ROW_VISIBLE), out)
 
     def ready3(j):

@@ -2,8 +2,10 @@
 
 * :class:`~gen.engines.cluster1.ClusterOneEngine` (cluster 1: spikes x G1 into ``line1``)
 * :class:`~gen.engines.cluster23.ClusterTwoThreeEngine` (clusters 2 and 3 and the adder
-  array, ``line1`` to ``line4``), with two :class:`~gen.engines.macloop.MacRowLoop` loop nests:
-  ``cluster23`` and STT's cluster-3 engine ``stt_cluster3`` (on the q2 rows of ``row2``)
+  array, ``line1`` to ``line4``; its loop nest :class:`~gen.engines.macloop.MacRowLoop`
+  ``cluster23``), which holds and lends cluster 3 to
+* :class:`~gen.engines.stt_cluster3.SttClusterThreeEngine` (STT's cluster 3 on the q2 rows of
+  ``row2``, loop nest ``stt_cluster3``)
 * :class:`~gen.engines.cluster4.ClusterFourEngine` (cluster 4, max-pool, affine, residual, LIF
   into the output ring)
 
@@ -16,5 +18,7 @@ from .cluster1 import ClusterOneEngine
 from .cluster23 import ClusterTwoThreeEngine
 from .cluster4 import ClusterFourEngine
 from .macloop import MacRowLoop
+from .stt_cluster3 import SttClusterThreeEngine
 
-__all__ = ["ClusterOneEngine", "ClusterTwoThreeEngine", "ClusterFourEngine", "MacRowLoop"]
+__all__ = ["ClusterOneEngine", "ClusterTwoThreeEngine", "ClusterFourEngine", "MacRowLoop",
+           "SttClusterThreeEngine"]

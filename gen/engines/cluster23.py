@@ -1,6 +1,7 @@
 """The clusters-2/3 engine: cluster 2 (G2, 3x1), cluster 3 (G3, 1x3) and the adder array, from
-the q1 rows of ``line1`` to the q23 rows of ``line4``; with STT's cluster-3 loop on the q2 rows
-of ``row2``."""
+the q1 rows of ``line1`` to the q23 rows of ``line4``; it holds STT's cluster-3 engine
+(:class:`gen.engines.stt_cluster3.SttClusterThreeEngine`, on the q2 rows of ``row2``) and lends
+it cluster 3, the ``w3`` read port, the shift3 requantiser and the ``line4`` write port."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..tilegeo import geometry_layout
 from ..units import AdderArray, MacCluster, Requantiser
 from .common import ROW_BITS, counts_layout, read_port, times3, write_port
 from .macloop import STEP_LAYOUT, MacRowLoop
+from .stt_cluster3 import SttClusterThreeEngine, line4_free, tap_shift
 
 __all__ = ["ClusterTwoThreeEngine"]
 
@@ -22,16 +24,19 @@ RB = ROW_BITS
 
 
 class ClusterTwoThreeEngine(wiring.Component):
-    """Clusters 2 and 3 (:class:`gen.units.MacCluster`), the adder array and their loop
-    nests (:class:`gen.engines.macloop.MacRowLoop`: ``cluster23`` and, for STT,
-    ``stt_cluster3``).
+    """Clusters 2 and 3 (:class:`gen.units.MacCluster`), the adder array, their loop nest
+    (:class:`gen.engines.macloop.MacRowLoop`, ``cluster23``) and, for STT, STT's cluster-3
+    engine (:class:`gen.engines.stt_cluster3.SttClusterThreeEngine`), which drives cluster 3
+    through this engine's ports.
 
     Per q23 row (``q``, ``t``): for each output rank group of ``Pk`` channels, each group of up
     to ``B`` column blocks, each chunk of up to ``C`` reduction steps, each block of the group,
     each step of the chunk: one MAC step per cycle. PTT (and HTT's full timesteps): cluster 3
     runs in lock step with cluster 2 on the same q1 rows and the adder array merges them into
-    ``line4``. STT: cluster 2 writes q2 rows into ``row2`` (double buffer) and the
-    ``stt_cluster3`` loop runs cluster 3 on them one row behind, into ``line4``. HTT's reduced
+    ``line4``. STT: cluster 2 writes q2 rows into ``row2`` (double buffer) and STT's cluster-3
+    engine runs cluster 3 on them one row behind, into ``line4`` (with the paper's sequential
+    chaining, ``arrangement.stt_chain``, cluster 2 starts row ``j`` only when cluster 3 has
+    issued row ``j - 1``: the two alternate row by row). HTT's reduced
     timesteps copy q1 words into ``line4``, one per cycle.
 
     Ports:
@@ -100,7 +105,7 @@ class ClusterTwoThreeEngine(wiring.Component):
         last_cols = g.last_cols
         e1_done, e4_rel = self.e1_rows, self.e4_released
         e2_rel, rel1 = self.released, self.released_e1_order
-        e2_done, e3_done, e3_rel = Signal(RB), Signal(RB), Signal(RB)
+        e2_done, e3_done, e3_rel = Signal(RB), Signal(RB), Signal(RB)   # E3's: from STT's engine
         amounts: dict[str, list] = {name: [] for name, _ in self.counts.shape()}
 
         def count(name, amount):
@@ -113,36 +118,38 @@ class ClusterTwoThreeEngine(wiring.Component):
         for pe in (pe2, pe3):
             m.d.comb += pe.pack.eq(pk)
 
-        # the loop nests of E2 (cluster 2, cluster 3 in lock step) and E3 (STT's cluster 3)
-        def mac_loop(name, variant):
-            loop = m.submodules[f"{name}_loop"] = MacRowLoop(cfg, variant)
-            m.d.comb += [loop.desc.eq(self.desc), loop.geo.eq(g), loop.start.eq(self.start)]
-            E = {k: loop.step[k] for k, _ in STEP_LAYOUT}
-            E.update(issue=loop.issue, run=loop.run, loop=loop,
-                     f={k: loop.step[k] for k in ("row_end", "spad_rd", "from_psum")})
-            return E, {k: loop.a[k] for k, _ in loop.a.shape()}, {k: loop.b[k] for k, _ in loop.b.shape()}
-
-        E2, A2, B2 = mac_loop("e2", "cluster23")
-        E3, A3, B3 = mac_loop("e3", "stt_cluster3")
-        f2, f3 = E2["f"], E3["f"]
+        # the loop nest of E2 (cluster 2, cluster 3 in lock step); E3 (STT's cluster 3) is its
+        # own engine, one row behind on the q2 rows
+        loop = m.submodules.e2_loop = MacRowLoop(cfg, "cluster23")
+        m.d.comb += [loop.desc.eq(self.desc), loop.geo.eq(g), loop.start.eq(self.start)]
+        E2 = {k: loop.step[k] for k, _ in STEP_LAYOUT}
+        E2.update(issue=loop.issue, run=loop.run, loop=loop,
+                  f={k: loop.step[k] for k in ("row_end", "spad_rd", "from_psum")})
+        A2, B2 = {k: loop.a[k] for k, _ in loop.a.shape()}, {k: loop.b[k] for k, _ in loop.b.shape()}
+        f2 = E2["f"]
+        m.submodules.stt_cluster3 = e3 = SttClusterThreeEngine(cfg)
+        m.d.comb += [e3.start.eq(self.start), e3.desc.eq(self.desc), e3.geo.eq(g),
+                     e3.q2_rows.eq(e2_done), e3.e4_released.eq(e4_rel),
+                     e3_done.eq(e3.q23_rows), e3_rel.eq(e3.released)]
+        for port in ("row2_b", "row2_c"):
+            wiring.connect(m, wiring.flipped(getattr(self, port)), getattr(e3, port))
+        for name, _ in e3.counts.shape():
+            count(name, e3.counts[name])
         ptt_row2 = ~is_stt & ~E2["copy"]        # a merging row (PTT or HTT full timestep)
 
         # E2 readiness: its three q1 rows written; its output slot (row2 or line4) free
-        def line4_free(E):
-            """line4 slot of q23 row (q, t) free: row (q - 3, t) consumed by cluster 4, i.e.
-            E4 has issued output row ((q - 3) >> pool, t) (its index in the row order: row
-            outer ((q-3) >> pool) * T + t, timestep outer t * Ho + ((q-3) >> pool))."""
-            q = E["q"]
-            need = Mux(order, E["tho"] + ((q - 3) >> pool), E["l4b"] + E["t"]) + 1
-            return (q < 3) | (e4_rel >= need)
-
         # E1 rows the current E2 row needs (E1's index of window row (q + 2, t), + 1)
         need2 = Signal(RB)
         with m.If(E2["issue"] & f2["row_end"]):
             i_last2 = E2["i"] == Mux(order, H, T) - 1
             m.d.sync += need2.eq(need2 + Mux(order, Mux(i_last2, 3, 1),
                                              Mux((E2["q"] == 0) & ~i_last2, 3, 1)))
-        out_ok2 = Mux(is_stt, e3_rel + 1 >= E2["seq"], line4_free(E2))
+        # STT: row j's row2 half is free once cluster 3 has read row j - 2 (pipelined); the
+        # paper's sequential chaining also waits for cluster 3 to finish row j - 1, so that
+        # clusters 2 and 3 never run at once (gen.config.Arrangement)
+        sequential = cfg.arrangement.stt_chain == "sequential"
+        stt_ok2 = e3_rel >= E2["seq"] if sequential else e3_rel + 1 >= E2["seq"]
+        out_ok2 = Mux(is_stt, stt_ok2, line4_free(E2, self.desc, e4_rel))
         ok2 = (e1_done >= need2) & out_ok2
         m.d.comb += E2["loop"].ok.eq(ok2)
         count("c2_busy", E2["issue"])
@@ -151,14 +158,11 @@ class ClusterTwoThreeEngine(wiring.Component):
         with m.If(E2["issue"] & f2["row_end"]):
             m.d.sync += [e2_rel.eq(e2_rel + 1), rel1.eq(rel1 + Mux(E2["q"] == H - 1, 3, 1))]
 
-        ok3 = (e2_done >= E3["seq"] + 1) & line4_free(E3)
-        m.d.comb += E3["loop"].ok.eq(ok3)
-        count("c3_busy", Mux(is_stt, E3["issue"], E2["issue"] & ~E2["copy"]))
-        count("c3_stall", Mux(is_stt, E3["run"] & ~ok3, E2["run"] & ~ok2 & ptt_row2))
-        with m.If(E3["issue"] & f3["row_end"]):
-            m.d.sync += e3_rel.eq(e3_rel + 1)
+        # cluster 3 in lock step (PTT, HTT's full timesteps); STT's engine counts its own
+        count("c3_busy", E2["issue"] & ptt_row2)
+        count("c3_stall", E2["run"] & ~ok2 & ptt_row2)
 
-        w2_rd, w3_rd = self._reads(m, E2, E3, count)
+        w2_rd, w3_rd = self._reads(m, E2, e3, count)
         line1_b = self.line1_b
 
         def active_cols(e_blk, stt_halo):
@@ -172,10 +176,8 @@ class ClusterTwoThreeEngine(wiring.Component):
             return cols
 
         lanes2 = Mux((A2["g"] == ng - 1), last_lanes, Pk)
-        lanes3 = Mux((A3["g"] == ng - 1), last_lanes, Pk)
         cols2 = active_cols(A2["e"], True)
         cols2_ptt = active_cols(A2["e"], False)
-        cols3 = active_cols(A3["e"], False)
 
         # spad addresses at issue, the step's controls at stage a, partial-sum writes at b
         def drive_cluster(pe, E, A, centre, neighbour, shift, weights, valid):
@@ -187,66 +189,59 @@ class ClusterTwoThreeEngine(wiring.Component):
                          pe.use_spad.eq(A["use_spad"]), pe.w_wr.eq(valid & A["w_wr"]),
                          pe.w_wr_addr.eq(A["s"])]
 
-        shift_of = lambda ti: Mux(ti == 0, 0, Mux(ti == 1, 1, 2))  # noqa: E731 (tap 0: -1, tap 2: +1)
         v2mac = A2["v"] & ~A2["copy"]
         drive_cluster(pe2, E2, A2, Mux(A2["ti"] == 0, line1_b.data, Mux(A2["row_zero"], 0, line1_a.data)), 0, 0,
                       w2_rd.data, v2mac)
-        # cluster 3: E3 on q2 rows (STT) or E2's step on q1 rows in lock step (PTT/HTT)
-        pe3_centre = Mux(is_stt, row2_b.data, line1_b.data)
-        pe3_nbr = Mux(Mux(is_stt, A3["nb_zero"], A2["nb_zero"]), 0,
-                      Mux(is_stt, row2_c.data, line1_c.data))
+        # cluster 3: STT's engine on q2 rows, or E2's step on q1 rows in lock step (PTT/HTT)
         with m.If(is_stt):
-            drive_cluster(pe3, E3, A3, pe3_centre, pe3_nbr, shift_of(A3["ti"]), w3_rd.data, A3["v"])
+            m.d.comb += [getattr(pe3, k).eq(e3.cluster[k]) for k, _ in e3.cluster.shape()]
         with m.Else():
-            drive_cluster(pe3, E2, A2, pe3_centre, pe3_nbr, shift_of(A2["ti"]), w3_rd.data,
-                          v2mac & ~is_stt)
+            pe3_nbr = Mux(A2["nb_zero"], 0, line1_c.data)
+            drive_cluster(pe3, E2, A2, line1_b.data, pe3_nbr, tap_shift(A2["ti"]), w3_rd.data, v2mac)
         count("c2_macs", Mux(v2mac, lanes2 * Mux(is_stt, cols2, cols2_ptt), 0))
-        count("c3_macs", Mux(is_stt, Mux(A3["v"], lanes3 * cols3, 0),
-                             Mux(v2mac, lanes2 * cols2_ptt, 0)))
+        count("c3_macs", Mux(v2mac & ~is_stt, lanes2 * cols2_ptt, 0))
         # scratchpad accesses: a weight read or write, a partial-sum read or write (each one
-        # access of every PE's scratchpad, in lock step)
-        for pe, name in ((pe2, "c2"), (pe3, "c3")):
-            count(f"{name}_spad_reads", pe.w_rd)
-            count(f"{name}_spad_reads", pe.p_rd)
-            count(f"{name}_spad_writes", pe.w_wr)
+        # access of every PE's scratchpad, in lock step); STT's cluster 3: its engine counts
+        count("c2_spad_reads", pe2.w_rd)
+        count("c2_spad_reads", pe2.p_rd)
+        count("c2_spad_writes", pe2.w_wr)
+        count("c3_spad_reads", Mux(is_stt, 0, pe3.w_rd + pe3.p_rd))
+        count("c3_spad_writes", Mux(is_stt, 0, pe3.w_wr))
         copy_word = Signal(P * qb)
         m.d.sync += copy_word.eq(line1_b.data)
 
-        self._psum_writes(m, pe2, pe3, B2, B3, is_stt, count)
-        self._results(m, pe2, pe3, B2, B3, copy_word, e2_done, e3_done, count)
+        self._psum_writes(m, pe2, pe3, B2, is_stt, count)
+        self._results(m, pe2, pe3, B2, e3, copy_word, e2_done, count)
 
         m.d.comb += self.q23_rows.eq(Mux(is_stt, e3_done, e2_done))
-        m.d.comb += self.busy.eq(E2["run"] | E3["run"] | A2["v"] | B2["v"] | A3["v"] | B3["v"])
+        m.d.comb += self.busy.eq(E2["run"] | A2["v"] | B2["v"] | e3.busy)
         for name, parts in amounts.items():
             m.d.comb += self.counts[name].eq(sum(parts[1:], parts[0]))
 
         # ---- start: a new tile (last, so that it wins over the updates above) ---------------
         with m.If(self.start):
-            m.d.sync += [e2_done.eq(0), e2_rel.eq(0), e3_done.eq(0), e3_rel.eq(0), rel1.eq(0),
-                         need2.eq(3)]
+            m.d.sync += [e2_done.eq(0), e2_rel.eq(0), rel1.eq(0), need2.eq(3)]
         return m
 
     @staticmethod
-    def _psum_writes(m, pe2, pe3, B2, B3, is_stt, count):
-        """Stage b's partial-sum writes into the scratchpads (cluster 3: its own loop for STT,
-        cluster 2's in lock step otherwise), counted."""
+    def _psum_writes(m, pe2, pe3, B2, is_stt, count):
+        """Stage b's partial-sum writes into the scratchpads (cluster 3: STT's engine drives
+        them for STT, cluster 2's step in lock step otherwise), counted (STT's cluster 3 by
+        its engine)."""
         m.d.comb += [pe2.p_wr.eq(B2["v"] & ~B2["copy"] & B2["psum_out"]), pe2.p_wr_addr.eq(B2["b"])]
-        with m.If(is_stt):
-            m.d.comb += [pe3.p_wr.eq(B3["v"] & B3["psum_out"]), pe3.p_wr_addr.eq(B3["b"])]
-        with m.Else():
+        with m.If(~is_stt):
             m.d.comb += [pe3.p_wr.eq(B2["v"] & ~B2["copy"] & B2["psum_out"]), pe3.p_wr_addr.eq(B2["b"])]
-        for pe, name in ((pe2, "c2"), (pe3, "c3")):
-            count(f"{name}_spad_writes", pe.p_wr)
+        count("c2_spad_writes", pe2.p_wr)
+        count("c3_spad_writes", Mux(is_stt, 0, pe3.p_wr))
 
-    def _reads(self, m, E2, E3, count):
+    def _reads(self, m, E2, e3, count):
         """The issue stage's memory reads: line1 (E2: tap rows, centre row, cluster 3's
-        neighbour block), w2, and for STT row2 (E3); w3 for whichever loop drives cluster 3."""
+        neighbour block), w2; w3 for whichever drives cluster 3 (E2, or STT's engine ``e3``)."""
         d_, g = self.desc, self.geo
         H, is_stt, order = d_.height, d_.mode == 0, d_.order
         zt, zb = d_.zero_halo[0], d_.zero_halo[1]
         pxl, ng, rw1, TR1, T3R1 = g.pxl, g.ng, g.rw1, g.tr1, g.t3r1
         line1_a, line1_b, line1_c = self.line1_a, self.line1_b, self.line1_c
-        row2_b, row2_c = self.row2_b, self.row2_c
 
         def slot_base(E, i):
             """Word base of the line1 slot of window row (q + i) at timestep t: slot
@@ -283,26 +278,19 @@ class ClusterTwoThreeEngine(wiring.Component):
         w2_rd = self.w2
         m.d.comb += [w2_rd.en.eq(mac2 & E2["glb_rd"]), w2_rd.addr.eq(E2["gbase"] + (E2["sl"] >> pxl))]
         count("w2_reads", mac2 & E2["glb_rd"])
-        # E3's memory reads (STT)
-        mac3 = E3["issue"]
-        base3 = Mux(E3["seq"][0], rw1, 0)
-        nboff3 = neighbour_offset(E3)
-        m.d.comb += [row2_b.en.eq(mac3 & E3["new_centre"]),
-                     row2_b.addr.eq(base3 + E3["eoff"] + E3["jb"]),
-                     row2_c.en.eq(mac3 & (E3["ti"] != 0) & E3["new_op"]),
-                     row2_c.addr.eq(base3 + nboff3 + E3["jb"])]
-        count("row2_reads", row2_b.en + row2_c.en)
-        w3_en = Mux(is_stt, mac3 & E3["glb_rd"], mac2 & E2["glb_rd"])
+        # w3: STT's cluster-3 engine's reads (counted there), or E2's in lock step
+        w3_en = mac2 & E2["glb_rd"] & ~is_stt
         w3_rd = self.w3
-        m.d.comb += [w3_rd.en.eq(w3_en), w3_rd.addr.eq(Mux(is_stt, E3["gbase"] + (E3["sl"] >> pxl),
-                                                           E2["gbase"] + (E2["sl"] >> pxl)))]
+        m.d.comb += [w3_rd.en.eq(Mux(is_stt, e3.w3.en, w3_en)),
+                     w3_rd.addr.eq(Mux(is_stt, e3.w3.addr, E2["gbase"] + (E2["sl"] >> pxl))),
+                     e3.w3.data.eq(w3_rd.data)]
         count("w3_reads", w3_en)
 
         return w2_rd, w3_rd
 
-    def _results(self, m, pe2, pe3, B2, B3, copy_word, e2_done, e3_done, count):
-        """Stage b's results: STT q2 -> row2; PTT merge / STT cluster 3 / HTT copy -> line4;
-        the rows written."""
+    def _results(self, m, pe2, pe3, B2, e3, copy_word, e2_done, count):
+        """Stage b's results: STT q2 -> row2; PTT merge / HTT copy -> line4, or STT's cluster-3
+        engine's line4 writes (re-quantised here by shift3); the rows written."""
         d_, g = self.desc, self.geo
         rnd, is_stt = d_["round"], d_.mode == 0
         P, qb, ab = self.config.lanes, self.config.widths.activation, self.config.widths.accumulator
@@ -333,18 +321,16 @@ class ClusterTwoThreeEngine(wiring.Component):
             """Word base of line4 slot (q mod 3) * T + t: ``trw4`` = t * rw4."""
             return times3(qm3, TR4) + trw4
 
-        w4_stt = B3["v"] & B3["final"] & is_stt
         w4_copy = B2["v"] & B2["copy"]
-        m.d.comb += [line4_w.en.eq(w4_stt | merge | w4_copy),
-                     line4_w.addr.eq(Mux(is_stt, base4(B3["qm3"], B3["tr4"]) + B3["eoff"] - ng + B3["g"],
+        m.d.comb += e3.result.eq(rq3.o)
+        m.d.comb += [line4_w.en.eq(e3.line4.en | merge | w4_copy),
+                     line4_w.addr.eq(Mux(is_stt, e3.line4.addr,
                                          base4(B2["qm3"], B2["tr4"]) + B2["eoff"] - ng + B2["g"])),
-                     line4_w.data.eq(Mux(w4_copy, copy_word, rq3.o))]
-        count("line4_writes", line4_w.en)
+                     line4_w.data.eq(Mux(w4_copy, copy_word, Mux(is_stt, e3.line4.data, rq3.o)))]
+        count("line4_writes", merge | w4_copy)
         count("adder_busy", merge)
         count("adds", Mux(merge, Mux(B2["g"] == ng - 1, last_lanes, Pk)
                           * Mux(B2["e"] == nb, last_cols, Px), 0))
         with m.If(B2["v"] & B2["row_end"]):
             m.d.sync += e2_done.eq(e2_done + 1)
-        with m.If(B3["v"] & B3["row_end"]):
-            m.d.sync += e3_done.eq(e3_done + 1)
 

@@ -17,7 +17,7 @@ from ..geometry import TAP_ORDER
 from ..tilegeo import geometry_layout
 from .common import ROW_BITS, inc3
 
-__all__ = ["MacRowLoop", "VARIANTS", "STEP_LAYOUT", "stage_a_layout", "stage_b_layout"]
+__all__ = ["MacRowLoop", "VARIANTS", "STEP_LAYOUT", "stage_a_layout", "stage_b_layout", "spad_bits"]
 
 RB = ROW_BITS
 VARIANTS = ("cluster23", "stt_cluster3")
@@ -29,7 +29,7 @@ STEP_LAYOUT = data.StructLayout({
     "s": RB, "b": RB, "copy": 1, "new_op": 1, "new_centre": 1, "glb_rd": 1, "spad_rd": 1,
     "from_psum": 1, "row_end": 1,
 })
-def _spad_bits(config: HardwareConfig) -> tuple[int, int]:
+def spad_bits(config: HardwareConfig) -> tuple[int, int]:
     """Address bits of a PE's weight and partial-sum scratchpad entries (as
     :class:`gen.units.MacCluster` takes them; 1 without scratchpads)."""
     ws = config.is_weight_stationary("cluster2")
@@ -42,7 +42,7 @@ def stage_a_layout(config: HardwareConfig) -> data.StructLayout:
     keep the bits the port takes (``s``: weight entry, ``b``: partial-sum entry, ``jl``,
     ``wsel``: lane selects); ``seq`` keeps its parity (the ``row2`` half)."""
     lp = max(log2(config.lanes), 1)
-    w_bits, p_bits = _spad_bits(config)
+    w_bits, p_bits = spad_bits(config)
     return data.StructLayout({
         "v": 1, "copy": 1, "first": 1, "from_psum": 1, "use_spad": 1, "w_wr": 1, "final": 1,
         "psum_out": 1, "row_end": 1, "nb_zero": 1, "row_zero": 1,
@@ -55,7 +55,7 @@ def stage_b_layout(config: HardwareConfig) -> data.StructLayout:
     """The step at stage b (partial-sum write, result write); widths as in stage a."""
     return data.StructLayout({
         "v": 1, "copy": 1, "final": 1, "psum_out": 1, "row_end": 1,
-        "b": _spad_bits(config)[1], "e": RB, "eoff": RB, "tr4": RB, "g": RB, "seq": 1, "qm3": 2,
+        "b": spad_bits(config)[1], "e": RB, "eoff": RB, "tr4": RB, "g": RB, "seq": 1, "qm3": 2,
     })
 
 

@@ -1014,12 +1014,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$6061$0 (\$69 ),
-    .\port$6103$0 (\$70 ),
-    .\port$6145$0 (\$71 ),
-    .\port$6187$0 (\$72 ),
-    .\port$6811$0 (regions__wgrad__addr),
-    .\port$8625$0 (\$73 ),
+    .\port$6072$0 (\$69 ),
+    .\port$6114$0 (\$70 ),
+    .\port$6156$0 (\$71 ),
+    .\port$6198$0 (\$72 ),
+    .\port$6822$0 (regions__wgrad__addr),
+    .\port$8640$0 (\$73 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$346 ),
@@ -1077,12 +1077,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .line4__addr(e23_line4__addr),
     .line4__data(e23_line4__data),
     .line4__en(e23_line4__en),
-    .\port$2188$0 (\$61 ),
-    .\port$2228$0 (\$62 ),
-    .\port$2268$0 (\$63 ),
-    .\port$2308$0 (\$64 ),
-    .q23_rows(rows_written),
-    .released(released),
+    .\port$2199$0 (\$61 ),
+    .\port$2239$0 (\$62 ),
+    .\port$2279$0 (\$63 ),
+    .\port$2319$0 (\$64 ),
+    .\q23_rows$121 (rows_written),
+    .\released$129 (released),
     .released_e1_order(released_e1_order),
     .row2__addr(e23_row2__addr),
     .row2__en(e23_row2__en),
@@ -1120,11 +1120,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$8505$0 (\$65 ),
-    .\port$8515$0 (\$66 ),
-    .\port$8525$0 (\$67 ),
-    .\port$8535$0 (\$68 ),
-    .\port$8665$24 (stream_in[71:24]),
+    .\port$8520$0 (\$65 ),
+    .\port$8530$0 (\$66 ),
+    .\port$8540$0 (\$67 ),
+    .\port$8550$0 (\$68 ),
+    .\port$8680$24 (stream_in[71:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1294,24 +1294,24 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$2188$0 (\$61 ),
-    .\port$2228$0 (\$62 ),
-    .\port$2268$0 (\$63 ),
-    .\port$2308$0 (\$64 ),
+    .\port$2199$0 (\$61 ),
+    .\port$2239$0 (\$62 ),
+    .\port$2279$0 (\$63 ),
+    .\port$2319$0 (\$64 ),
     .\port$306$0 (\$57 ),
     .\port$310$0 (\$58 ),
     .\port$314$0 (\$59 ),
     .\port$318$0 (\$60 ),
-    .\port$6061$0 (\$69 ),
-    .\port$6103$0 (\$70 ),
-    .\port$6145$0 (\$71 ),
-    .\port$6187$0 (\$72 ),
-    .\port$8505$0 (\$65 ),
-    .\port$8515$0 (\$66 ),
-    .\port$8525$0 (\$67 ),
-    .\port$8535$0 (\$68 ),
-    .\port$8625$0 (\$73 ),
-    .\port$8667$0 (\$74 ),
+    .\port$6072$0 (\$69 ),
+    .\port$6114$0 (\$70 ),
+    .\port$6156$0 (\$71 ),
+    .\port$6198$0 (\$72 ),
+    .\port$8520$0 (\$65 ),
+    .\port$8530$0 (\$66 ),
+    .\port$8540$0 (\$67 ),
+    .\port$8550$0 (\$68 ),
+    .\port$8640$0 (\$73 ),
+    .\port$8682$0 (\$74 ),
     .\port__en$101 (e23_row2_b__en),
     .\port__en$107 (e23_row2_c__en),
     .\port__en$113 (e4_line4__en),
@@ -2148,8 +2148,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__addr, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, \port$6061$0 , \port$6103$0 , \port$6145$0 
-, \port$6187$0 , \port$6811$0 , grad__data, inp__data, affine__data, weights__data, trace__data, counts, \port$8625$0 , grad_w2__addr, stage, clk);
+module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__addr, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, \port$6072$0 , \port$6114$0 , \port$6156$0 
+, \port$6198$0 , \port$6822$0 , grad__data, inp__data, affine__data, weights__data, trace__data, counts, \port$8640$0 , grad_w2__addr, stage, clk);
   wire \$1 ;
   wire [15:0] \$10 ;
   wire [15:0] \$11 ;
@@ -2262,18 +2262,18 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [19:0] out__addr;
   wire [63:0] out__data;
   wire out__en;
-  output [15:0] \port$6061$0 ;
-  wire [15:0] \port$6061$0 ;
-  output [15:0] \port$6103$0 ;
-  wire [15:0] \port$6103$0 ;
-  output [15:0] \port$6145$0 ;
-  wire [15:0] \port$6145$0 ;
-  output [15:0] \port$6187$0 ;
-  wire [15:0] \port$6187$0 ;
-  input [14:0] \port$6811$0 ;
-  wire [14:0] \port$6811$0 ;
-  output [15:0] \port$8625$0 ;
-  wire [15:0] \port$8625$0 ;
+  output [15:0] \port$6072$0 ;
+  wire [15:0] \port$6072$0 ;
+  output [15:0] \port$6114$0 ;
+  wire [15:0] \port$6114$0 ;
+  output [15:0] \port$6156$0 ;
+  wire [15:0] \port$6156$0 ;
+  output [15:0] \port$6198$0 ;
+  wire [15:0] \port$6198$0 ;
+  input [14:0] \port$6822$0 ;
+  wire [14:0] \port$6822$0 ;
+  output [15:0] \port$8640$0 ;
+  wire [15:0] \port$8640$0 ;
   input rst;
   wire rst;
   input [607:0] stage;
@@ -2465,7 +2465,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .inp__en(inp__en),
     .out__addr(out__addr),
     .out__en(out__en),
-    .\port$6811$0 (\port$6811$0 ),
+    .\port$6822$0 (\port$6822$0 ),
     .q0(\$4 ),
     .q1(\$5 ),
     .q2(\$6 ),
@@ -2494,14 +2494,14 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .g_cur__addr(grad_w2__addr),
     .g_cur__en(grad_w2__en),
     .go(\$16 ),
-    .\port$5747$0 (\$8 ),
-    .\port$5753$0 (\$9 ),
-    .\port$5759$0 (\$10 ),
-    .\port$5765$0 (\$11 ),
-    .\port$6061$0 (\$12 ),
-    .\port$6103$0 (\$13 ),
-    .\port$6145$0 (\$14 ),
-    .\port$6187$0 (\$15 ),
+    .\port$5758$0 (\$8 ),
+    .\port$5764$0 (\$9 ),
+    .\port$5770$0 (\$10 ),
+    .\port$5776$0 (\$11 ),
+    .\port$6072$0 (\$12 ),
+    .\port$6114$0 (\$13 ),
+    .\port$6156$0 (\$14 ),
+    .\port$6198$0 (\$15 ),
     .rst(rst),
     .stage(stage),
     .start(\start$5 ),
@@ -2532,14 +2532,14 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \affine__data$57  = affine__data;
   assign \affine__en$59  = affine__en;
   assign wgrad_rd_en = acc_rd_en;
-  assign acc_rd_addr = { 5'h00, \port$6811$0  };
-  assign wgrad_rd_addr = { 5'h00, \port$6811$0  };
+  assign acc_rd_addr = { 5'h00, \port$6822$0  };
+  assign wgrad_rd_addr = { 5'h00, \port$6822$0  };
   assign acc_rd_data = wgrad_rd_data;
-  assign \port$6061$0  = \$12 ;
-  assign \port$6103$0  = \$13 ;
-  assign \port$6145$0  = \$14 ;
-  assign \port$6187$0  = \$15 ;
-  assign \port$8625$0  = \$16 ;
+  assign \port$6072$0  = \$12 ;
+  assign \port$6114$0  = \$13 ;
+  assign \port$6156$0  = \$14 ;
+  assign \port$6198$0  = \$15 ;
+  assign \port$8640$0  = \$16 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -2720,7 +2720,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$6811$0 , grad__data, inp__data, weights, counts, out__en
+module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$6822$0 , grad__data, inp__data, weights, counts, out__en
 , out__addr, stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
@@ -4743,8 +4743,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   (* init = 20'h00000 *)
   wire [19:0] out_b;
   reg [147:0] part = 148'h0000000000000000000000000000000000000;
-  input [14:0] \port$6811$0 ;
-  wire [14:0] \port$6811$0 ;
+  input [14:0] \port$6822$0 ;
+  wire [14:0] \port$6822$0 ;
   wire [95:0] product;
   output [15:0] q0;
   wire [15:0] q0;
@@ -6773,25 +6773,25 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   );
   \ttsnn_accel.backward.core.requant  requant (
     .i(\i$61 ),
-    .\port$5364$0 (\$1929 ),
-    .\port$5404$0 (\$1930 ),
-    .\port$5444$0 (\$1931 ),
-    .\port$5484$0 (\$1932 ),
-    .\port$5537$0 (\$1933 ),
-    .\port$5590$0 (\$1934 ),
-    .\port$5643$0 (\$1935 ),
-    .\port$5696$0 (\$1936 ),
+    .\port$5375$0 (\$1929 ),
+    .\port$5415$0 (\$1930 ),
+    .\port$5455$0 (\$1931 ),
+    .\port$5495$0 (\$1932 ),
+    .\port$5548$0 (\$1933 ),
+    .\port$5601$0 (\$1934 ),
+    .\port$5654$0 (\$1935 ),
+    .\port$5707$0 (\$1936 ),
     .shift(shift)
   );
   \ttsnn_accel.backward.core.wgrad  wgrad (
     .addr(entry_a[8:0]),
     .clear(clear),
     .clk(clk),
-    .\port$3494$0 (\$131 ),
-    .\port$3502$0 (\$139 ),
-    .\port$3510$0 (\$147 ),
-    .\port$3518$0 (\$155 ),
-    .rd_addr(\port$6811$0 [8:0]),
+    .\port$3505$0 (\$131 ),
+    .\port$3513$0 (\$139 ),
+    .\port$3521$0 (\$147 ),
+    .\port$3529$0 (\$155 ),
+    .rd_addr(\port$6822$0 [8:0]),
     .rd_data(acc_rd_data),
     .rd_en(rd_en),
     .rst(rst),
@@ -7089,8 +7089,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign addr = entry_a[8:0];
   assign product = { \$155 , \$147 , \$139 , \$131  };
   assign acc_rd_en = rd_en;
-  assign rd_addr = \port$6811$0 [8:0];
-  assign acc_rd_addr = { 5'h00, \port$6811$0  };
+  assign rd_addr = \port$6822$0 [8:0];
+  assign acc_rd_addr = { 5'h00, \port$6822$0  };
   assign rd_data = acc_rd_data;
   assign o = { \$1932 , \$1931 , \$1930 , \$1929  };
   assign \$signal$71  = out__en;
@@ -7282,7 +7282,7 @@ module \ttsnn_accel.backward.core.array (rst, valid, first, operand, weights, ac
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.requant (\port$5364$0 , \port$5404$0 , \port$5444$0 , \port$5484$0 , \port$5537$0 , \port$5590$0 , \port$5643$0 , \port$5696$0 , i, shift);
+module \ttsnn_accel.backward.core.requant (\port$5375$0 , \port$5415$0 , \port$5455$0 , \port$5495$0 , \port$5548$0 , \port$5601$0 , \port$5654$0 , \port$5707$0 , i, shift);
   wire \$1 ;
   wire [37:0] \$10 ;
   wire [6:0] \$100 ;
@@ -7658,22 +7658,22 @@ module \ttsnn_accel.backward.core.requant (\port$5364$0 , \port$5404$0 , \port$5
   input [147:0] i;
   wire [147:0] i;
   wire [63:0] o;
-  output [15:0] \port$5364$0 ;
-  wire [15:0] \port$5364$0 ;
-  output [15:0] \port$5404$0 ;
-  wire [15:0] \port$5404$0 ;
-  output [15:0] \port$5444$0 ;
-  wire [15:0] \port$5444$0 ;
-  output [15:0] \port$5484$0 ;
-  wire [15:0] \port$5484$0 ;
-  output \port$5537$0 ;
-  wire \port$5537$0 ;
-  output \port$5590$0 ;
-  wire \port$5590$0 ;
-  output \port$5643$0 ;
-  wire \port$5643$0 ;
-  output \port$5696$0 ;
-  wire \port$5696$0 ;
+  output [15:0] \port$5375$0 ;
+  wire [15:0] \port$5375$0 ;
+  output [15:0] \port$5415$0 ;
+  wire [15:0] \port$5415$0 ;
+  output [15:0] \port$5455$0 ;
+  wire [15:0] \port$5455$0 ;
+  output [15:0] \port$5495$0 ;
+  wire [15:0] \port$5495$0 ;
+  output \port$5548$0 ;
+  wire \port$5548$0 ;
+  output \port$5601$0 ;
+  wire \port$5601$0 ;
+  output \port$5654$0 ;
+  wire \port$5654$0 ;
+  output \port$5707$0 ;
+  wire \port$5707$0 ;
   wire [3:0] saturated;
   input [5:0] shift;
   wire [5:0] shift;
@@ -8023,14 +8023,14 @@ module \ttsnn_accel.backward.core.requant (\port$5364$0 , \port$5404$0 , \port$5
   assign \$372  = $signed(\$359 ) != $signed(\$371 );
   assign o = { \$160 , \$120 , \$80 , \$40  };
   assign saturated = { \$372 , \$319 , \$266 , \$213  };
-  assign \port$5364$0  = \$40 ;
-  assign \port$5404$0  = \$80 ;
-  assign \port$5444$0  = \$120 ;
-  assign \port$5484$0  = \$160 ;
-  assign \port$5537$0  = \$213 ;
-  assign \port$5590$0  = \$266 ;
-  assign \port$5643$0  = \$319 ;
-  assign \port$5696$0  = \$372 ;
+  assign \port$5375$0  = \$40 ;
+  assign \port$5415$0  = \$80 ;
+  assign \port$5455$0  = \$120 ;
+  assign \port$5495$0  = \$160 ;
+  assign \port$5548$0  = \$213 ;
+  assign \port$5601$0  = \$266 ;
+  assign \port$5654$0  = \$319 ;
+  assign \port$5707$0  = \$372 ;
   assign \$11  = { \$10 [37], \$10 [37:1] };
   assign \$24  = { \$23 [37], \$23 [37:1] };
   assign \$37  = { \$36 [37], \$36 [37:1] };
@@ -8062,7 +8062,7 @@ module \ttsnn_accel.backward.core.requant (\port$5364$0 , \port$5404$0 , \port$5
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3494$0 , \port$3502$0 , \port$3510$0 , \port$3518$0 , rd_data, rd_addr, addr, clear, clk);
+module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3505$0 , \port$3513$0 , \port$3521$0 , \port$3529$0 , rd_data, rd_addr, addr, clear, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [39:0] \$1 ;
   wire [39:0] \$2 ;
@@ -8083,14 +8083,14 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3494$0 , \port
   reg clear1 = 1'h0;
   input clk;
   wire clk;
-  input [23:0] \port$3494$0 ;
-  wire [23:0] \port$3494$0 ;
-  input [23:0] \port$3502$0 ;
-  wire [23:0] \port$3502$0 ;
-  input [23:0] \port$3510$0 ;
-  wire [23:0] \port$3510$0 ;
-  input [23:0] \port$3518$0 ;
-  wire [23:0] \port$3518$0 ;
+  input [23:0] \port$3505$0 ;
+  wire [23:0] \port$3505$0 ;
+  input [23:0] \port$3513$0 ;
+  wire [23:0] \port$3513$0 ;
+  input [23:0] \port$3521$0 ;
+  wire [23:0] \port$3521$0 ;
+  input [23:0] \port$3529$0 ;
+  wire [23:0] \port$3529$0 ;
   reg [95:0] prod1 = 96'h000000000000000000000000;
   wire [95:0] product;
   wire [8:0] rd__addr;
@@ -8683,7 +8683,7 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3494$0 , \port
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$8  = { \port$3518$0 , \port$3510$0 , \port$3502$0 , \port$3494$0  };
+    \$8  = { \port$3529$0 , \port$3521$0 , \port$3513$0 , \port$3505$0  };
     if (rst) begin
       \$8  = 96'h000000000000000000000000;
     end
@@ -8693,11 +8693,11 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3494$0 , \port
   assign addr1 = wr__addr;
   assign wr__data = { total3[39:0], total2[39:0], total1[39:0], total0[39:0] };
   assign saturated = 4'h0;
-  assign product = { \port$3518$0 , \port$3510$0 , \port$3502$0 , \port$3494$0  };
+  assign product = { \port$3529$0 , \port$3521$0 , \port$3513$0 , \port$3505$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$5747$0 , \port$5753$0 , \port$5759$0 , \port$5765$0 , g_cur__en, busy, \port$6061$0 , \port$6103$0 , \port$6145$0 , \port$6187$0 , extra__data
+module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$5758$0 , \port$5764$0 , \port$5770$0 , \port$5776$0 , g_cur__en, busy, \port$6072$0 , \port$6114$0 , \port$6156$0 , \port$6198$0 , extra__data
 , e, affine__data, trace__data, counts, go, g_a4__addr, g_cur__addr, stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [8:0] \$1 ;
@@ -9108,22 +9108,22 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [5:0] height_shift;
   wire [7:0] leak_mul;
   wire [5:0] leak_shift;
-  output [15:0] \port$5747$0 ;
-  wire [15:0] \port$5747$0 ;
-  output [15:0] \port$5753$0 ;
-  wire [15:0] \port$5753$0 ;
-  output [15:0] \port$5759$0 ;
-  wire [15:0] \port$5759$0 ;
-  output [15:0] \port$5765$0 ;
-  wire [15:0] \port$5765$0 ;
-  output [15:0] \port$6061$0 ;
-  wire [15:0] \port$6061$0 ;
-  output [15:0] \port$6103$0 ;
-  wire [15:0] \port$6103$0 ;
-  output [15:0] \port$6145$0 ;
-  wire [15:0] \port$6145$0 ;
-  output [15:0] \port$6187$0 ;
-  wire [15:0] \port$6187$0 ;
+  output [15:0] \port$5758$0 ;
+  wire [15:0] \port$5758$0 ;
+  output [15:0] \port$5764$0 ;
+  wire [15:0] \port$5764$0 ;
+  output [15:0] \port$5770$0 ;
+  wire [15:0] \port$5770$0 ;
+  output [15:0] \port$5776$0 ;
+  wire [15:0] \port$5776$0 ;
+  output [15:0] \port$6072$0 ;
+  wire [15:0] \port$6072$0 ;
+  output [15:0] \port$6114$0 ;
+  wire [15:0] \port$6114$0 ;
+  output [15:0] \port$6156$0 ;
+  wire [15:0] \port$6156$0 ;
+  output [15:0] \port$6198$0 ;
+  wire [15:0] \port$6198$0 ;
   input rst;
   wire rst;
   reg run = 1'h0;
@@ -9535,27 +9535,27 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
     .g_extra(g_extra),
     .height_mul(stage[347:340]),
     .leak_shift(stage[383:378]),
-    .\port$6233$0 (\$325 ),
-    .\port$6279$0 (\$326 ),
-    .\port$6325$0 (\$327 ),
-    .\port$6371$0 (\$328 ),
-    .\port$6372$0 (\$329 ),
-    .\port$6373$0 (\$330 ),
-    .\port$6374$0 (\$331 ),
-    .\port$6375$0 (\$332 ),
-    .\port$6377$0 (\$333 ),
-    .\port$6379$0 (\$334 ),
-    .\port$6381$0 (\$335 ),
-    .\port$6383$0 (\$336 ),
-    .\port$6444$0 (\$337 ),
-    .\port$6505$0 (\$338 ),
-    .\port$6566$0 (\$339 ),
-    .\port$6627$0 (\$340 ),
-    .\port$7955$0 (trace__data[1:0]),
-    .\port$7955$12 (trace__data[13:12]),
-    .\port$7955$4 (trace__data[5:4]),
-    .\port$7955$8 (trace__data[9:8]),
-    .\port$8671$356 (stage[369:356]),
+    .\port$6244$0 (\$325 ),
+    .\port$6290$0 (\$326 ),
+    .\port$6336$0 (\$327 ),
+    .\port$6382$0 (\$328 ),
+    .\port$6383$0 (\$329 ),
+    .\port$6384$0 (\$330 ),
+    .\port$6385$0 (\$331 ),
+    .\port$6386$0 (\$332 ),
+    .\port$6388$0 (\$333 ),
+    .\port$6390$0 (\$334 ),
+    .\port$6392$0 (\$335 ),
+    .\port$6394$0 (\$336 ),
+    .\port$6455$0 (\$337 ),
+    .\port$6516$0 (\$338 ),
+    .\port$6577$0 (\$339 ),
+    .\port$6638$0 (\$340 ),
+    .\port$7966$0 (trace__data[1:0]),
+    .\port$7966$12 (trace__data[13:12]),
+    .\port$7966$4 (trace__data[5:4]),
+    .\port$7966$8 (trace__data[9:8]),
+    .\port$8686$356 (stage[369:356]),
     .scale(scale)
   );
   always @* begin
@@ -9760,14 +9760,14 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign e__addr = \$13 [19:0];
   assign extra__addr = \$22 [19:0];
   assign trace__addr = \$30 [19:0];
-  assign \port$5747$0  = \$43 ;
-  assign \port$5753$0  = \$49 ;
-  assign \port$5759$0  = \$55 ;
-  assign \port$5765$0  = \$61 ;
-  assign \port$6061$0  = \$318 ;
-  assign \port$6103$0  = \$320 ;
-  assign \port$6145$0  = \$322 ;
-  assign \port$6187$0  = \$324 ;
+  assign \port$5758$0  = \$43 ;
+  assign \port$5764$0  = \$49 ;
+  assign \port$5770$0  = \$55 ;
+  assign \port$5776$0  = \$61 ;
+  assign \port$6072$0  = \$318 ;
+  assign \port$6114$0  = \$320 ;
+  assign \port$6156$0  = \$322 ;
+  assign \port$6198$0  = \$324 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -9844,8 +9844,8 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, d2, g_cur2, d3, g_cur3, \port$6233$0 , \port$6279$0 , \port$6325$0 , \port$6371$0 , \port$6372$0 , \port$6373$0 , \port$6374$0 , \port$6375$0 , \port$6377$0 , \port$6379$0 , \port$6381$0 
-, \port$6383$0 , \port$6444$0 , \port$6505$0 , \port$6566$0 , \port$6627$0 , e, \port$7955$0 , \port$7955$4 , \port$7955$8 , \port$7955$12 , affine_shift, height_mul, \port$8671$356 , leak_shift, d_next);
+module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, d2, g_cur2, d3, g_cur3, \port$6244$0 , \port$6290$0 , \port$6336$0 , \port$6382$0 , \port$6383$0 , \port$6384$0 , \port$6385$0 , \port$6386$0 , \port$6388$0 , \port$6390$0 , \port$6392$0 
+, \port$6394$0 , \port$6455$0 , \port$6516$0 , \port$6577$0 , \port$6638$0 , e, \port$7966$0 , \port$7966$4 , \port$7966$8 , \port$7966$12 , affine_shift, height_mul, \port$8686$356 , leak_shift, d_next);
   wire \$1 ;
   wire [5:0] \$10 ;
   wire [5:0] \$100 ;
@@ -10479,48 +10479,48 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   wire [7:0] leak_mul;
   input [5:0] leak_shift;
   wire [5:0] leak_shift;
-  output [15:0] \port$6233$0 ;
-  wire [15:0] \port$6233$0 ;
-  output [15:0] \port$6279$0 ;
-  wire [15:0] \port$6279$0 ;
-  output [15:0] \port$6325$0 ;
-  wire [15:0] \port$6325$0 ;
-  output [15:0] \port$6371$0 ;
-  wire [15:0] \port$6371$0 ;
-  output \port$6372$0 ;
-  wire \port$6372$0 ;
-  output \port$6373$0 ;
-  wire \port$6373$0 ;
-  output \port$6374$0 ;
-  wire \port$6374$0 ;
-  output \port$6375$0 ;
-  wire \port$6375$0 ;
-  output \port$6377$0 ;
-  wire \port$6377$0 ;
-  output \port$6379$0 ;
-  wire \port$6379$0 ;
-  output \port$6381$0 ;
-  wire \port$6381$0 ;
+  output [15:0] \port$6244$0 ;
+  wire [15:0] \port$6244$0 ;
+  output [15:0] \port$6290$0 ;
+  wire [15:0] \port$6290$0 ;
+  output [15:0] \port$6336$0 ;
+  wire [15:0] \port$6336$0 ;
+  output [15:0] \port$6382$0 ;
+  wire [15:0] \port$6382$0 ;
   output \port$6383$0 ;
   wire \port$6383$0 ;
-  output \port$6444$0 ;
-  wire \port$6444$0 ;
-  output \port$6505$0 ;
-  wire \port$6505$0 ;
-  output \port$6566$0 ;
-  wire \port$6566$0 ;
-  output \port$6627$0 ;
-  wire \port$6627$0 ;
-  input [1:0] \port$7955$0 ;
-  wire [1:0] \port$7955$0 ;
-  input [1:0] \port$7955$12 ;
-  wire [1:0] \port$7955$12 ;
-  input [1:0] \port$7955$4 ;
-  wire [1:0] \port$7955$4 ;
-  input [1:0] \port$7955$8 ;
-  wire [1:0] \port$7955$8 ;
-  input [13:0] \port$8671$356 ;
-  wire [13:0] \port$8671$356 ;
+  output \port$6384$0 ;
+  wire \port$6384$0 ;
+  output \port$6385$0 ;
+  wire \port$6385$0 ;
+  output \port$6386$0 ;
+  wire \port$6386$0 ;
+  output \port$6388$0 ;
+  wire \port$6388$0 ;
+  output \port$6390$0 ;
+  wire \port$6390$0 ;
+  output \port$6392$0 ;
+  wire \port$6392$0 ;
+  output \port$6394$0 ;
+  wire \port$6394$0 ;
+  output \port$6455$0 ;
+  wire \port$6455$0 ;
+  output \port$6516$0 ;
+  wire \port$6516$0 ;
+  output \port$6577$0 ;
+  wire \port$6577$0 ;
+  output \port$6638$0 ;
+  wire \port$6638$0 ;
+  input [1:0] \port$7966$0 ;
+  wire [1:0] \port$7966$0 ;
+  input [1:0] \port$7966$12 ;
+  wire [1:0] \port$7966$12 ;
+  input [1:0] \port$7966$4 ;
+  wire [1:0] \port$7966$4 ;
+  input [1:0] \port$7966$8 ;
+  wire [1:0] \port$7966$8 ;
+  input [13:0] \port$8686$356 ;
+  wire [13:0] \port$8686$356 ;
   wire [3:0] sat_affine;
   wire [3:0] sat_current;
   wire [3:0] sat_lif;
@@ -10727,34 +10727,34 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$597  = $signed(\$596 ) + $signed(2'h1);
   assign \$599  = \$586  ? \$591  : \$598 [31:0];
   assign \$600  = $signed(\$585 ) != $signed(\$599 );
-  assign \$1  = ! \port$8671$356 [5:0];
+  assign \$1  = ! \port$8686$356 [5:0];
   assign \$2  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
-  assign \$3  = ! \port$8671$356 [5:0];
-  assign \$4  = \port$8671$356 [5:0] - 1'h1;
+  assign \$3  = ! \port$8686$356 [5:0];
+  assign \$4  = \port$8686$356 [5:0] - 1'h1;
   assign \$5  = \$3  ? 6'h00 : \$4 [5:0];
   assign \$6  = $signed(\$2 ) >>> \$5 ;
   assign \$7  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
-  assign \$8  = ! \port$8671$356 [5:0];
-  assign \$9  = \port$8671$356 [5:0] - 1'h1;
+  assign \$8  = ! \port$8686$356 [5:0];
+  assign \$9  = \port$8686$356 [5:0] - 1'h1;
   assign \$10  = \$8  ? 6'h00 : \$9 [5:0];
   assign \$11  = $signed(\$7 ) >>> \$10 ;
   assign \$12  = $signed(\$11 ) + $signed(2'h1);
   assign \$14  = \$1  ? \$6  : \$13 [23:0];
-  assign \$15  = \port$7955$0 [1] ? \$14  : 24'h000000;
+  assign \$15  = \port$7966$0 [1] ? \$14  : 24'h000000;
   assign \$16  = ! leak_shift;
-  assign \$17  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$8671$356 [13:6] });
+  assign \$17  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$8686$356 [13:6] });
   assign \$18  = ! leak_shift;
   assign \$19  = leak_shift - 1'h1;
   assign \$20  = \$18  ? 6'h00 : \$19 [5:0];
   assign \$21  = $signed(\$17 ) >>> \$20 ;
-  assign \$22  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$8671$356 [13:6] });
+  assign \$22  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$8686$356 [13:6] });
   assign \$23  = ! leak_shift;
   assign \$24  = leak_shift - 1'h1;
   assign \$25  = \$23  ? 6'h00 : \$24 [5:0];
   assign \$26  = $signed(\$22 ) >>> \$25 ;
   assign \$27  = $signed(\$26 ) + $signed(2'h1);
   assign \$29  = \$16  ? \$21  : \$28 [23:0];
-  assign \$30  = \port$7955$0 [0] ? 24'h000000 : \$29 ;
+  assign \$30  = \port$7966$0 [0] ? 24'h000000 : \$29 ;
   assign \$31  = $signed(\$15 ) + $signed(\$30 );
   assign \$32  = $signed(\$31 ) > $signed(16'h7fff);
   assign \$33  = $signed(\$31 ) < $signed(16'h8000);
@@ -10767,34 +10767,34 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$39  = $signed(d0) + $signed(g_extra[15:0]);
   assign \$40  = \$38  ? 16'h8000 : \$39 [15:0];
   assign g_cur0 = \$36  ? 16'h7fff : \$40 ;
-  assign \$41  = ! \port$8671$356 [5:0];
+  assign \$41  = ! \port$8686$356 [5:0];
   assign \$42  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
-  assign \$43  = ! \port$8671$356 [5:0];
-  assign \$44  = \port$8671$356 [5:0] - 1'h1;
+  assign \$43  = ! \port$8686$356 [5:0];
+  assign \$44  = \port$8686$356 [5:0] - 1'h1;
   assign \$45  = \$43  ? 6'h00 : \$44 [5:0];
   assign \$46  = $signed(\$42 ) >>> \$45 ;
   assign \$47  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
-  assign \$48  = ! \port$8671$356 [5:0];
-  assign \$49  = \port$8671$356 [5:0] - 1'h1;
+  assign \$48  = ! \port$8686$356 [5:0];
+  assign \$49  = \port$8686$356 [5:0] - 1'h1;
   assign \$50  = \$48  ? 6'h00 : \$49 [5:0];
   assign \$51  = $signed(\$47 ) >>> \$50 ;
   assign \$52  = $signed(\$51 ) + $signed(2'h1);
   assign \$54  = \$41  ? \$46  : \$53 [23:0];
-  assign \$55  = \port$7955$4 [1] ? \$54  : 24'h000000;
+  assign \$55  = \port$7966$4 [1] ? \$54  : 24'h000000;
   assign \$56  = ! leak_shift;
-  assign \$57  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$8671$356 [13:6] });
+  assign \$57  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$8686$356 [13:6] });
   assign \$58  = ! leak_shift;
   assign \$59  = leak_shift - 1'h1;
   assign \$60  = \$58  ? 6'h00 : \$59 [5:0];
   assign \$61  = $signed(\$57 ) >>> \$60 ;
-  assign \$62  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$8671$356 [13:6] });
+  assign \$62  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$8686$356 [13:6] });
   assign \$63  = ! leak_shift;
   assign \$64  = leak_shift - 1'h1;
   assign \$65  = \$63  ? 6'h00 : \$64 [5:0];
   assign \$66  = $signed(\$62 ) >>> \$65 ;
   assign \$67  = $signed(\$66 ) + $signed(2'h1);
   assign \$69  = \$56  ? \$61  : \$68 [23:0];
-  assign \$70  = \port$7955$4 [0] ? 24'h000000 : \$69 ;
+  assign \$70  = \port$7966$4 [0] ? 24'h000000 : \$69 ;
   assign \$71  = $signed(\$55 ) + $signed(\$70 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
   assign \$73  = $signed(\$71 ) < $signed(16'h8000);
@@ -10807,34 +10807,34 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$79  = $signed(d1) + $signed(g_extra[31:16]);
   assign \$80  = \$78  ? 16'h8000 : \$79 [15:0];
   assign g_cur1 = \$76  ? 16'h7fff : \$80 ;
-  assign \$81  = ! \port$8671$356 [5:0];
+  assign \$81  = ! \port$8686$356 [5:0];
   assign \$82  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
-  assign \$83  = ! \port$8671$356 [5:0];
-  assign \$84  = \port$8671$356 [5:0] - 1'h1;
+  assign \$83  = ! \port$8686$356 [5:0];
+  assign \$84  = \port$8686$356 [5:0] - 1'h1;
   assign \$85  = \$83  ? 6'h00 : \$84 [5:0];
   assign \$86  = $signed(\$82 ) >>> \$85 ;
   assign \$87  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
-  assign \$88  = ! \port$8671$356 [5:0];
-  assign \$89  = \port$8671$356 [5:0] - 1'h1;
+  assign \$88  = ! \port$8686$356 [5:0];
+  assign \$89  = \port$8686$356 [5:0] - 1'h1;
   assign \$90  = \$88  ? 6'h00 : \$89 [5:0];
   assign \$91  = $signed(\$87 ) >>> \$90 ;
   assign \$92  = $signed(\$91 ) + $signed(2'h1);
   assign \$94  = \$81  ? \$86  : \$93 [23:0];
-  assign \$95  = \port$7955$8 [1] ? \$94  : 24'h000000;
+  assign \$95  = \port$7966$8 [1] ? \$94  : 24'h000000;
   assign \$96  = ! leak_shift;
-  assign \$97  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$8671$356 [13:6] });
+  assign \$97  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$8686$356 [13:6] });
   assign \$98  = ! leak_shift;
   assign \$99  = leak_shift - 1'h1;
   assign \$100  = \$98  ? 6'h00 : \$99 [5:0];
   assign \$101  = $signed(\$97 ) >>> \$100 ;
-  assign \$102  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$8671$356 [13:6] });
+  assign \$102  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$8686$356 [13:6] });
   assign \$103  = ! leak_shift;
   assign \$104  = leak_shift - 1'h1;
   assign \$105  = \$103  ? 6'h00 : \$104 [5:0];
   assign \$106  = $signed(\$102 ) >>> \$105 ;
   assign \$107  = $signed(\$106 ) + $signed(2'h1);
   assign \$109  = \$96  ? \$101  : \$108 [23:0];
-  assign \$110  = \port$7955$8 [0] ? 24'h000000 : \$109 ;
+  assign \$110  = \port$7966$8 [0] ? 24'h000000 : \$109 ;
   assign \$111  = $signed(\$95 ) + $signed(\$110 );
   assign \$112  = $signed(\$111 ) > $signed(16'h7fff);
   assign \$113  = $signed(\$111 ) < $signed(16'h8000);
@@ -10847,34 +10847,34 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$119  = $signed(d2) + $signed(g_extra[47:32]);
   assign \$120  = \$118  ? 16'h8000 : \$119 [15:0];
   assign g_cur2 = \$116  ? 16'h7fff : \$120 ;
-  assign \$121  = ! \port$8671$356 [5:0];
+  assign \$121  = ! \port$8686$356 [5:0];
   assign \$122  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
-  assign \$123  = ! \port$8671$356 [5:0];
-  assign \$124  = \port$8671$356 [5:0] - 1'h1;
+  assign \$123  = ! \port$8686$356 [5:0];
+  assign \$124  = \port$8686$356 [5:0] - 1'h1;
   assign \$125  = \$123  ? 6'h00 : \$124 [5:0];
   assign \$126  = $signed(\$122 ) >>> \$125 ;
   assign \$127  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
-  assign \$128  = ! \port$8671$356 [5:0];
-  assign \$129  = \port$8671$356 [5:0] - 1'h1;
+  assign \$128  = ! \port$8686$356 [5:0];
+  assign \$129  = \port$8686$356 [5:0] - 1'h1;
   assign \$130  = \$128  ? 6'h00 : \$129 [5:0];
   assign \$131  = $signed(\$127 ) >>> \$130 ;
   assign \$132  = $signed(\$131 ) + $signed(2'h1);
   assign \$134  = \$121  ? \$126  : \$133 [23:0];
-  assign \$135  = \port$7955$12 [1] ? \$134  : 24'h000000;
+  assign \$135  = \port$7966$12 [1] ? \$134  : 24'h000000;
   assign \$136  = ! leak_shift;
-  assign \$137  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$8671$356 [13:6] });
+  assign \$137  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$8686$356 [13:6] });
   assign \$138  = ! leak_shift;
   assign \$139  = leak_shift - 1'h1;
   assign \$140  = \$138  ? 6'h00 : \$139 [5:0];
   assign \$141  = $signed(\$137 ) >>> \$140 ;
-  assign \$142  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$8671$356 [13:6] });
+  assign \$142  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$8686$356 [13:6] });
   assign \$143  = ! leak_shift;
   assign \$144  = leak_shift - 1'h1;
   assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
   assign \$146  = $signed(\$142 ) >>> \$145 ;
   assign \$147  = $signed(\$146 ) + $signed(2'h1);
   assign \$149  = \$136  ? \$141  : \$148 [23:0];
-  assign \$150  = \port$7955$12 [0] ? 24'h000000 : \$149 ;
+  assign \$150  = \port$7966$12 [0] ? 24'h000000 : \$149 ;
   assign \$151  = $signed(\$135 ) + $signed(\$150 );
   assign \$152  = $signed(\$151 ) > $signed(16'h7fff);
   assign \$153  = $signed(\$151 ) < $signed(16'h8000);
@@ -11105,10 +11105,10 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign \$390  = affine_shift - 1'h1;
   assign \$391  = \$389  ? 6'h00 : \$390 [5:0];
   assign v0 = { \$31 [24], \$31 [24], \$31  };
-  assign window = { \port$7955$12 [1], \port$7955$8 [1], \port$7955$4 [1], \port$7955$0 [1] };
-  assign height_shift = \port$8671$356 [5:0];
-  assign spike = { \port$7955$12 [0], \port$7955$8 [0], \port$7955$4 [0], \port$7955$0 [0] };
-  assign leak_mul = \port$8671$356 [13:6];
+  assign window = { \port$7966$12 [1], \port$7966$8 [1], \port$7966$4 [1], \port$7966$0 [1] };
+  assign height_shift = \port$8686$356 [5:0];
+  assign spike = { \port$7966$12 [0], \port$7966$8 [0], \port$7966$4 [0], \port$7966$0 [0] };
+  assign leak_mul = \port$8686$356 [13:6];
   assign v1 = { \$71 [24], \$71 [24], \$71  };
   assign v2 = { \$111 [24], \$111 [24], \$111  };
   assign v3 = { \$151 [24], \$151 [24], \$151  };
@@ -11118,22 +11118,22 @@ module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, 
   assign sat_lif = { \$348 , \$347 , \$346 , \$345  };
   assign sat_current = { \$356 , \$354 , \$352 , \$350  };
   assign sat_affine = { \$600 , \$539 , \$478 , \$417  };
-  assign \port$6233$0  = \$206 ;
-  assign \port$6279$0  = \$252 ;
-  assign \port$6325$0  = \$298 ;
-  assign \port$6371$0  = \$344 ;
-  assign \port$6372$0  = \$345 ;
-  assign \port$6373$0  = \$346 ;
-  assign \port$6374$0  = \$347 ;
-  assign \port$6375$0  = \$348 ;
-  assign \port$6377$0  = \$350 ;
-  assign \port$6379$0  = \$352 ;
-  assign \port$6381$0  = \$354 ;
-  assign \port$6383$0  = \$356 ;
-  assign \port$6444$0  = \$417 ;
-  assign \port$6505$0  = \$478 ;
-  assign \port$6566$0  = \$539 ;
-  assign \port$6627$0  = \$600 ;
+  assign \port$6244$0  = \$206 ;
+  assign \port$6290$0  = \$252 ;
+  assign \port$6336$0  = \$298 ;
+  assign \port$6382$0  = \$344 ;
+  assign \port$6383$0  = \$345 ;
+  assign \port$6384$0  = \$346 ;
+  assign \port$6385$0  = \$347 ;
+  assign \port$6386$0  = \$348 ;
+  assign \port$6388$0  = \$350 ;
+  assign \port$6390$0  = \$352 ;
+  assign \port$6392$0  = \$354 ;
+  assign \port$6394$0  = \$356 ;
+  assign \port$6455$0  = \$417 ;
+  assign \port$6516$0  = \$478 ;
+  assign \port$6577$0  = \$539 ;
+  assign \port$6638$0  = \$600 ;
   assign \$13  = { \$12 [24], \$12 [24:1] };
   assign \$28  = { \$27 [24], \$27 [24:1] };
   assign \$53  = { \$52 [24], \$52 [24:1] };
@@ -13212,163 +13212,163 @@ module \ttsnn_accel.e1.requant1 (i, shift, rnd, o);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data
-, q23_rows, busy, \port$2188$0 , \port$2228$0 , \port$2268$0 , \port$2308$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, released, released_e1_order, e4_released, desc, clk
+module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$121 , busy, row2_b__en, row2_b__addr
+, row2_c__en, row2_c__addr, \port$2199$0 , \port$2239$0 , \port$2279$0 , \port$2319$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$129 , released_e1_order, e4_released, desc, clk
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
-  wire [17:0] \$100 ;
-  wire [16:0] \$101 ;
-  wire [17:0] \$102 ;
+  wire \$100 ;
+  wire [2:0] \$101 ;
+  wire [3:0] \$102 ;
   wire [2:0] \$103 ;
-  wire \$104 ;
-  wire [2:0] \$105 ;
-  wire [3:0] \$106 ;
-  wire [2:0] \$107 ;
-  wire [3:0] \$108 ;
-  wire \$109 ;
+  wire [3:0] \$104 ;
+  wire \$105 ;
+  wire [16:0] \$106 ;
+  wire [16:0] \$107 ;
+  wire [16:0] \$108 ;
+  wire [17:0] \$109 ;
   wire [18:0] \$11 ;
-  wire [2:0] \$110 ;
-  wire \$111 ;
-  wire [2:0] \$112 ;
-  wire [3:0] \$113 ;
-  wire [2:0] \$114 ;
-  wire [3:0] \$115 ;
+  wire [18:0] \$110 ;
+  wire [19:0] \$111 ;
+  wire [15:0] \$112 ;
+  wire [20:0] \$113 ;
+  wire \$114 ;
+  wire \$115 ;
   wire \$116 ;
-  wire [16:0] \$117 ;
-  wire [16:0] \$118 ;
-  wire [16:0] \$119 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [17:0] \$120 ;
-  wire [18:0] \$121 ;
-  wire [19:0] \$122 ;
-  wire [15:0] \$123 ;
-  wire [20:0] \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
+  wire \$120 ;
+  wire [16:0] \$121 ;
+  wire \$122 ;
+  wire [16:0] \$123 ;
+  wire [17:0] \$124 ;
+  wire [16:0] \$125 ;
+  wire [17:0] \$126 ;
+  wire [2:0] \$127 ;
   wire \$128 ;
-  wire \$129 ;
+  wire [2:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire [16:0] \$132 ;
+  wire [3:0] \$130 ;
+  wire [2:0] \$131 ;
+  wire [3:0] \$132 ;
   wire \$133 ;
-  wire [16:0] \$134 ;
-  wire [17:0] \$135 ;
-  wire [16:0] \$136 ;
-  wire [17:0] \$137 ;
+  wire [2:0] \$134 ;
+  wire \$135 ;
+  wire [2:0] \$136 ;
+  wire [3:0] \$137 ;
   wire [2:0] \$138 ;
-  wire \$139 ;
+  wire [3:0] \$139 ;
   wire \$14 ;
-  wire [2:0] \$140 ;
-  wire [3:0] \$141 ;
-  wire [2:0] \$142 ;
-  wire [3:0] \$143 ;
-  wire \$144 ;
-  wire [2:0] \$145 ;
+  wire \$140 ;
+  wire [16:0] \$141 ;
+  wire [16:0] \$142 ;
+  wire [16:0] \$143 ;
+  wire [17:0] \$144 ;
+  wire [18:0] \$145 ;
   wire \$146 ;
-  wire [2:0] \$147 ;
-  wire [3:0] \$148 ;
-  wire [2:0] \$149 ;
-  wire [16:0] \$15 ;
-  wire [3:0] \$150 ;
-  wire \$151 ;
-  wire [16:0] \$152 ;
-  wire [16:0] \$153 ;
-  wire [16:0] \$154 ;
-  wire [17:0] \$155 ;
-  wire [18:0] \$156 ;
+  wire [16:0] \$147 ;
+  wire [16:0] \$148 ;
+  wire [17:0] \$149 ;
+  wire \$15 ;
+  wire [19:0] \$150 ;
+  wire [20:0] \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire [15:0] \$154 ;
+  wire [16:0] \$155 ;
+  wire \$156 ;
   wire \$157 ;
-  wire [16:0] \$158 ;
-  wire [16:0] \$159 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [17:0] \$160 ;
-  wire [19:0] \$161 ;
-  wire [20:0] \$162 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
   wire \$163 ;
-  wire \$164 ;
-  wire [15:0] \$165 ;
+  wire [15:0] \$164 ;
+  wire [16:0] \$165 ;
   wire [16:0] \$166 ;
-  wire [15:0] \$167 ;
-  wire [16:0] \$168 ;
-  wire [17:0] \$169 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire [31:0] \$169 ;
   wire \$17 ;
   wire \$170 ;
   wire \$171 ;
-  wire [15:0] \$172 ;
+  wire \$172 ;
   wire \$173 ;
-  wire [16:0] \$174 ;
-  wire [16:0] \$175 ;
-  wire [17:0] \$176 ;
-  wire [18:0] \$177 ;
-  wire [19:0] \$178 ;
-  wire \$179 ;
-  wire [16:0] \$18 ;
-  wire \$180 ;
-  wire \$181 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire [1:0] \$179 ;
+  wire \$18 ;
+  wire [1:0] \$180 ;
+  wire [31:0] \$181 ;
   wire \$182 ;
   wire \$183 ;
   wire \$184 ;
-  wire [15:0] \$185 ;
-  wire [16:0] \$186 ;
-  wire [15:0] \$187 ;
-  wire [16:0] \$188 ;
-  wire [16:0] \$189 ;
-  wire [16:0] \$19 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
   wire \$190 ;
   wire \$191 ;
-  wire [31:0] \$192 ;
+  wire \$192 ;
   wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
+  wire [15:0] \$194 ;
+  wire [16:0] \$195 ;
+  wire [17:0] \$196 ;
   wire \$197 ;
   wire \$198 ;
-  wire \$199 ;
+  wire [6:0] \$199 ;
   wire \$2 ;
-  wire [17:0] \$20 ;
-  wire [1:0] \$200 ;
-  wire [1:0] \$201 ;
+  wire \$20 ;
+  wire [6:0] \$200 ;
+  wire \$201 ;
   wire \$202 ;
-  wire [31:0] \$203 ;
+  wire \$203 ;
   wire \$204 ;
   wire \$205 ;
   wire \$206 ;
-  wire [31:0] \$207 ;
-  wire [31:0] \$208 ;
+  wire \$207 ;
+  wire \$208 ;
   wire \$209 ;
-  wire [16:0] \$21 ;
+  wire \$21 ;
   wire \$210 ;
   wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire [1:0] \$219 ;
-  wire [17:0] \$22 ;
-  wire [1:0] \$220 ;
+  wire [16:0] \$212 ;
+  wire [16:0] \$213 ;
+  wire [16:0] \$214 ;
+  wire [17:0] \$215 ;
+  wire [18:0] \$216 ;
+  wire [19:0] \$217 ;
+  wire [20:0] \$218 ;
+  wire [20:0] \$219 ;
+  wire \$22 ;
+  wire \$220 ;
   wire \$221 ;
   wire [31:0] \$222 ;
   wire \$223 ;
   wire \$224 ;
   wire \$225 ;
-  wire [31:0] \$226 ;
-  wire [31:0] \$227 ;
-  wire \$228 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire [16:0] \$228 ;
   wire \$229 ;
-  wire [18:0] \$23 ;
+  wire [16:0] \$23 ;
   wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
+  wire [16:0] \$231 ;
+  wire [16:0] \$232 ;
+  wire [17:0] \$233 ;
+  wire [16:0] \$234 ;
+  wire [17:0] \$235 ;
+  wire [18:0] \$236 ;
   wire \$237 ;
   wire \$238 ;
   wire \$239 ;
@@ -13376,18 +13376,18 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire \$240 ;
   wire \$241 ;
   wire \$242 ;
-  wire [15:0] \$243 ;
-  wire [16:0] \$244 ;
-  wire [17:0] \$245 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire [16:0] \$245 ;
   wire \$246 ;
   wire \$247 ;
-  wire [6:0] \$248 ;
-  wire [6:0] \$249 ;
+  wire [16:0] \$248 ;
+  wire [16:0] \$249 ;
   wire \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
+  wire [17:0] \$250 ;
+  wire [16:0] \$251 ;
+  wire [17:0] \$252 ;
+  wire [18:0] \$253 ;
   wire \$254 ;
   wire \$255 ;
   wire \$256 ;
@@ -13399,26 +13399,26 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire \$261 ;
   wire \$262 ;
   wire \$263 ;
-  wire [16:0] \$264 ;
-  wire [16:0] \$265 ;
-  wire [16:0] \$266 ;
-  wire [17:0] \$267 ;
-  wire [18:0] \$268 ;
-  wire [19:0] \$269 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
-  wire [20:0] \$270 ;
+  wire [1:0] \$270 ;
   wire \$271 ;
   wire \$272 ;
   wire [16:0] \$273 ;
-  wire [16:0] \$274 ;
-  wire [16:0] \$275 ;
-  wire [17:0] \$276 ;
-  wire [18:0] \$277 ;
-  wire [19:0] \$278 ;
-  wire [20:0] \$279 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire [16:0] \$276 ;
+  wire [16:0] \$277 ;
+  wire [17:0] \$278 ;
+  wire [16:0] \$279 ;
   wire \$28 ;
-  wire [20:0] \$280 ;
-  wire \$281 ;
+  wire [17:0] \$280 ;
+  wire [18:0] \$281 ;
   wire \$282 ;
   wire \$283 ;
   wire \$284 ;
@@ -13426,16 +13426,16 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire \$286 ;
   wire \$287 ;
   wire \$288 ;
-  wire [16:0] \$289 ;
-  wire \$29 ;
+  wire \$289 ;
+  wire [16:0] \$29 ;
   wire \$290 ;
   wire \$291 ;
-  wire [16:0] \$292 ;
-  wire [16:0] \$293 ;
-  wire [17:0] \$294 ;
-  wire [16:0] \$295 ;
-  wire [17:0] \$296 ;
-  wire [18:0] \$297 ;
+  wire \$292 ;
+  wire [1:0] \$293 ;
+  wire [1:0] \$294 ;
+  wire [2:0] \$295 ;
+  wire \$296 ;
+  wire \$297 ;
   wire \$298 ;
   wire \$299 ;
   wire [16:0] \$3 ;
@@ -13445,64 +13445,64 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire \$302 ;
   wire \$303 ;
   wire \$304 ;
-  wire \$305 ;
-  wire [16:0] \$306 ;
+  wire [1:0] \$305 ;
+  wire \$306 ;
   wire \$307 ;
-  wire \$308 ;
-  wire [16:0] \$309 ;
-  wire \$31 ;
-  wire [16:0] \$310 ;
-  wire [17:0] \$311 ;
-  wire [16:0] \$312 ;
-  wire [17:0] \$313 ;
-  wire [18:0] \$314 ;
+  wire [16:0] \$308 ;
+  wire \$309 ;
+  wire [16:0] \$31 ;
+  wire [2:0] \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire [16:0] \$313 ;
+  wire \$314 ;
   wire \$315 ;
-  wire \$316 ;
+  wire [2:0] \$316 ;
   wire \$317 ;
-  wire \$318 ;
-  wire \$319 ;
-  wire \$32 ;
+  wire [3:0] \$318 ;
+  wire [16:0] \$319 ;
+  wire [17:0] \$32 ;
   wire \$320 ;
   wire \$321 ;
   wire \$322 ;
   wire \$323 ;
   wire \$324 ;
-  wire \$325 ;
-  wire \$326 ;
-  wire \$327 ;
+  wire [3:0] \$325 ;
+  wire [3:0] \$326 ;
+  wire [3:0] \$327 ;
   wire \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire \$330 ;
-  wire [16:0] \$331 ;
-  wire \$332 ;
+  wire [2:0] \$329 ;
+  wire [16:0] \$33 ;
+  wire [3:0] \$330 ;
+  wire [6:0] \$331 ;
+  wire [6:0] \$332 ;
   wire \$333 ;
-  wire [16:0] \$334 ;
-  wire [16:0] \$335 ;
-  wire [17:0] \$336 ;
-  wire [16:0] \$337 ;
-  wire [17:0] \$338 ;
-  wire [18:0] \$339 ;
-  wire [16:0] \$34 ;
-  wire \$340 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire [16:0] \$338 ;
+  wire \$339 ;
+  wire [17:0] \$34 ;
+  wire [2:0] \$340 ;
   wire \$341 ;
-  wire \$342 ;
-  wire \$343 ;
-  wire \$344 ;
-  wire \$345 ;
-  wire \$346 ;
-  wire [16:0] \$347 ;
+  wire [2:0] \$342 ;
+  wire [5:0] \$343 ;
+  wire [5:0] \$344 ;
+  wire [6:0] \$345 ;
+  wire [1:0] \$346 ;
+  wire [1:0] \$347 ;
   wire \$348 ;
-  wire \$349 ;
-  wire \$35 ;
-  wire [16:0] \$350 ;
-  wire [16:0] \$351 ;
-  wire [17:0] \$352 ;
-  wire [16:0] \$353 ;
-  wire [17:0] \$354 ;
-  wire [18:0] \$355 ;
+  wire [1:0] \$349 ;
+  wire [2:0] \$35 ;
+  wire [1:0] \$350 ;
+  wire [2:0] \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire [2:0] \$354 ;
+  wire \$355 ;
   wire \$356 ;
-  wire \$357 ;
+  wire [3:0] \$357 ;
   wire \$358 ;
   wire \$359 ;
   wire \$36 ;
@@ -13512,229 +13512,139 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire \$363 ;
   wire \$364 ;
   wire \$365 ;
-  wire \$366 ;
+  wire [1:0] \$366 ;
   wire \$367 ;
-  wire [1:0] \$368 ;
-  wire [2:0] \$369 ;
-  wire \$37 ;
+  wire \$368 ;
+  wire \$369 ;
+  wire [2:0] \$37 ;
   wire \$370 ;
   wire \$371 ;
   wire \$372 ;
-  wire [1:0] \$373 ;
+  wire \$373 ;
   wire \$374 ;
   wire \$375 ;
   wire \$376 ;
   wire \$377 ;
   wire \$378 ;
-  wire \$379 ;
-  wire \$38 ;
+  wire [16:0] \$379 ;
+  wire [3:0] \$38 ;
   wire \$380 ;
-  wire \$381 ;
-  wire [16:0] \$382 ;
-  wire \$383 ;
-  wire [2:0] \$384 ;
-  wire \$385 ;
+  wire [2:0] \$381 ;
+  wire \$382 ;
+  wire [2:0] \$383 ;
+  wire [5:0] \$384 ;
+  wire [5:0] \$385 ;
   wire \$386 ;
-  wire [16:0] \$387 ;
-  wire \$388 ;
+  wire [15:0] \$387 ;
+  wire [16:0] \$388 ;
   wire \$389 ;
-  wire \$39 ;
-  wire [2:0] \$390 ;
+  wire [2:0] \$39 ;
+  wire [1:0] \$390 ;
   wire \$391 ;
-  wire [3:0] \$392 ;
+  wire [15:0] \$392 ;
   wire [16:0] \$393 ;
   wire \$394 ;
   wire \$395 ;
   wire \$396 ;
-  wire \$397 ;
-  wire \$398 ;
-  wire [3:0] \$399 ;
+  wire [1:0] \$397 ;
+  wire [1:0] \$398 ;
+  wire [16:0] \$399 ;
   wire \$4 ;
-  wire [16:0] \$40 ;
-  wire [3:0] \$400 ;
-  wire [3:0] \$401 ;
-  wire \$402 ;
-  wire [2:0] \$403 ;
-  wire [3:0] \$404 ;
-  wire [6:0] \$405 ;
-  wire [6:0] \$406 ;
-  wire \$407 ;
-  wire [16:0] \$408 ;
-  wire \$409 ;
+  wire [3:0] \$40 ;
+  wire \$400 ;
+  wire [16:0] \$401 ;
+  wire [16:0] \$402 ;
+  wire \$403 ;
+  wire [1:0] \$404 ;
+  wire [16:0] \$405 ;
+  wire \$406 ;
+  wire [16:0] \$407 ;
+  reg [15:0] \$408 ;
+  reg [15:0] \$409 ;
   wire \$41 ;
-  wire [2:0] \$410 ;
-  wire \$411 ;
-  wire [2:0] \$412 ;
-  wire [5:0] \$413 ;
-  wire [5:0] \$414 ;
-  wire \$415 ;
-  wire \$416 ;
+  reg [15:0] \$410 ;
+  reg [31:0] \$411 ;
+  reg [15:0] \$412 ;
+  wire [7:0] \$413 ;
+  wire [7:0] \$414 ;
+  wire [7:0] \$415 ;
+  wire [7:0] \$416 ;
   wire [16:0] \$417 ;
-  wire \$418 ;
-  wire [2:0] \$419 ;
-  wire [16:0] \$42 ;
-  wire \$420 ;
-  wire [2:0] \$421 ;
-  wire [5:0] \$422 ;
-  wire [5:0] \$423 ;
-  wire [5:0] \$424 ;
-  wire [1:0] \$425 ;
-  wire [1:0] \$426 ;
-  wire [1:0] \$427 ;
-  wire [1:0] \$428 ;
-  wire \$429 ;
-  wire [17:0] \$43 ;
-  wire \$430 ;
-  wire \$431 ;
-  wire \$432 ;
-  wire \$433 ;
-  wire \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire \$437 ;
-  wire \$438 ;
-  wire \$439 ;
-  wire [16:0] \$44 ;
-  wire \$440 ;
-  wire [16:0] \$441 ;
-  wire \$442 ;
-  wire [2:0] \$443 ;
-  wire \$444 ;
-  wire [2:0] \$445 ;
-  wire [5:0] \$446 ;
-  wire [5:0] \$447 ;
-  wire \$448 ;
-  wire [15:0] \$449 ;
-  wire [17:0] \$45 ;
-  wire [16:0] \$450 ;
-  wire \$451 ;
-  wire [1:0] \$452 ;
-  wire \$453 ;
-  wire [15:0] \$454 ;
-  wire [16:0] \$455 ;
-  wire \$456 ;
-  wire \$457 ;
-  wire \$458 ;
-  wire [1:0] \$459 ;
+  wire [16:0] \$418 ;
+  wire [16:0] \$419 ;
+  wire [2:0] \$42 ;
+  wire [16:0] \$420 ;
+  wire [7:0] \$421 ;
+  wire [7:0] \$422 ;
+  wire [7:0] \$423 ;
+  wire [7:0] \$424 ;
+  wire \$43 ;
+  wire [2:0] \$44 ;
+  wire [3:0] \$45 ;
   wire [2:0] \$46 ;
-  wire [1:0] \$460 ;
-  wire [16:0] \$461 ;
-  wire \$462 ;
-  wire [16:0] \$463 ;
-  wire [16:0] \$464 ;
-  wire \$465 ;
-  wire [1:0] \$466 ;
-  wire [16:0] \$467 ;
-  wire \$468 ;
-  wire [16:0] \$469 ;
-  wire \$47 ;
-  wire \$470 ;
-  wire [16:0] \$471 ;
-  wire \$472 ;
-  wire [16:0] \$473 ;
-  reg [15:0] \$474 ;
-  reg [15:0] \$475 ;
-  reg [15:0] \$476 ;
-  reg [15:0] \$477 ;
-  reg [31:0] \$478 ;
-  reg [15:0] \$479 ;
-  wire [2:0] \$48 ;
-  reg [15:0] \$480 ;
-  wire [7:0] \$481 ;
-  wire [7:0] \$482 ;
-  wire [7:0] \$483 ;
-  wire [7:0] \$484 ;
-  wire [16:0] \$485 ;
-  wire [16:0] \$486 ;
-  wire [16:0] \$487 ;
-  wire [16:0] \$488 ;
-  wire [7:0] \$489 ;
-  wire [3:0] \$49 ;
-  wire [7:0] \$490 ;
-  wire [7:0] \$491 ;
-  wire [7:0] \$492 ;
+  wire [3:0] \$47 ;
+  wire \$48 ;
+  wire [16:0] \$49 ;
   wire \$5 ;
-  wire [2:0] \$50 ;
-  wire [3:0] \$51 ;
-  wire \$52 ;
-  wire [2:0] \$53 ;
-  wire \$54 ;
-  wire [2:0] \$55 ;
-  wire [3:0] \$56 ;
-  wire [2:0] \$57 ;
-  wire [3:0] \$58 ;
-  wire \$59 ;
+  wire [16:0] \$50 ;
+  wire [16:0] \$51 ;
+  wire [17:0] \$52 ;
+  wire [18:0] \$53 ;
+  wire [16:0] \$54 ;
+  wire [17:0] \$55 ;
+  wire \$56 ;
+  wire [16:0] \$57 ;
+  wire [17:0] \$58 ;
+  wire [18:0] \$59 ;
   wire [16:0] \$6 ;
   wire [16:0] \$60 ;
-  wire [16:0] \$61 ;
-  wire [16:0] \$62 ;
-  wire [17:0] \$63 ;
-  wire [18:0] \$64 ;
-  wire [16:0] \$65 ;
-  wire [17:0] \$66 ;
-  wire \$67 ;
-  wire [16:0] \$68 ;
-  wire [17:0] \$69 ;
+  wire [17:0] \$61 ;
+  wire [18:0] \$62 ;
+  wire [2:0] \$63 ;
+  wire \$64 ;
+  wire [2:0] \$65 ;
+  wire [3:0] \$66 ;
+  wire [2:0] \$67 ;
+  wire [3:0] \$68 ;
+  wire \$69 ;
   wire [16:0] \$7 ;
-  wire [18:0] \$70 ;
-  wire [16:0] \$71 ;
-  wire [17:0] \$72 ;
-  wire [18:0] \$73 ;
+  wire [2:0] \$70 ;
+  wire \$71 ;
+  wire [2:0] \$72 ;
+  wire [3:0] \$73 ;
   wire [2:0] \$74 ;
-  wire \$75 ;
-  wire [2:0] \$76 ;
-  wire [3:0] \$77 ;
-  wire [2:0] \$78 ;
-  wire [3:0] \$79 ;
+  wire [3:0] \$75 ;
+  wire \$76 ;
+  wire [16:0] \$77 ;
+  wire [16:0] \$78 ;
+  wire [16:0] \$79 ;
   wire [17:0] \$8 ;
-  wire \$80 ;
-  wire [2:0] \$81 ;
-  wire \$82 ;
-  wire [2:0] \$83 ;
-  wire [3:0] \$84 ;
-  wire [2:0] \$85 ;
-  wire [3:0] \$86 ;
+  wire [17:0] \$80 ;
+  wire [18:0] \$81 ;
+  wire [18:0] \$82 ;
+  wire [19:0] \$83 ;
+  wire [20:0] \$84 ;
+  wire \$85 ;
+  wire [16:0] \$86 ;
   wire \$87 ;
   wire [16:0] \$88 ;
-  wire [16:0] \$89 ;
+  wire [17:0] \$89 ;
   wire [16:0] \$9 ;
   wire [16:0] \$90 ;
   wire [17:0] \$91 ;
-  wire [18:0] \$92 ;
-  wire [18:0] \$93 ;
-  wire [19:0] \$94 ;
-  wire [20:0] \$95 ;
-  wire \$96 ;
-  wire [16:0] \$97 ;
+  wire [2:0] \$92 ;
+  wire \$93 ;
+  wire [2:0] \$94 ;
+  wire [3:0] \$95 ;
+  wire [2:0] \$96 ;
+  wire [3:0] \$97 ;
   wire \$98 ;
-  wire [16:0] \$99 ;
-  reg [15:0] \$signal  = 16'h0000;
-  reg [15:0] \$signal$108  = 16'h0000;
+  wire [2:0] \$99 ;
+  (* init = 16'h0000 *)
+  wire [15:0] \$signal ;
+  wire [15:0] \$signal$15 ;
   wire [90:0] a;
-  wire [90:0] \a$61 ;
-  wire [2:0] \a$61.b ;
-  wire \a$61.copy ;
-  wire [15:0] \a$61.e ;
-  wire [15:0] \a$61.eoff ;
-  wire \a$61.final ;
-  wire \a$61.first ;
-  wire \a$61.from_psum ;
-  wire [15:0] \a$61.g ;
-  wire [1:0] \a$61.jl ;
-  wire \a$61.nb_zero ;
-  wire \a$61.psum_out ;
-  wire [1:0] \a$61.qm3 ;
-  wire \a$61.row_end ;
-  wire \a$61.row_zero ;
-  wire [3:0] \a$61.s ;
-  wire \a$61.seq ;
-  wire [1:0] \a$61.ti ;
-  wire [15:0] \a$61.tr4 ;
-  wire \a$61.use_spad ;
-  wire \a$61.v ;
-  wire \a$61.w_wr ;
-  wire [1:0] \a$61.wsel ;
-  wire [63:0] \a$91 ;
+  wire [63:0] \a$101 ;
   wire [2:0] \a.b ;
   wire \a.copy ;
   wire [15:0] \a.e ;
@@ -13758,26 +13668,13 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire \a.w_wr ;
   wire [1:0] \a.wsel ;
   wire [63:0] acc;
-  wire [63:0] \acc$93 ;
+  wire [63:0] \acc$103 ;
   wire [16:0] acc3_ext0;
   wire [16:0] acc3_ext1;
   wire [16:0] acc3_ext2;
   wire [16:0] acc3_ext3;
   wire [74:0] b;
-  wire [74:0] \b$81 ;
-  wire [2:0] \b$81.b ;
-  wire \b$81.copy ;
-  wire [15:0] \b$81.e ;
-  wire [15:0] \b$81.eoff ;
-  wire \b$81.final ;
-  wire [15:0] \b$81.g ;
-  wire \b$81.psum_out ;
-  wire [1:0] \b$81.qm3 ;
-  wire \b$81.row_end ;
-  wire \b$81.seq ;
-  wire [15:0] \b$81.tr4 ;
-  wire \b$81.v ;
-  wire [63:0] \b$92 ;
+  wire [63:0] \b$102 ;
   wire [2:0] \b.b ;
   wire \b.copy ;
   wire [15:0] \b.e ;
@@ -13792,13 +13689,42 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire \b.v ;
   output busy;
   wire busy;
+  wire \busy$124 ;
   wire [31:0] centre;
-  reg [31:0] \centre$66 ;
+  reg [31:0] \centre$76 ;
   input clk;
   wire clk;
+  wire [123:0] cluster;
+  wire [31:0] \cluster.centre ;
+  wire \cluster.first ;
+  wire \cluster.from_psum ;
+  wire [1:0] \cluster.jl ;
+  wire [31:0] \cluster.neighbour ;
+  wire [2:0] \cluster.p_addr ;
+  wire \cluster.p_rd ;
+  wire \cluster.p_wr ;
+  wire [2:0] \cluster.p_wr_addr ;
+  wire [1:0] \cluster.shift ;
+  wire \cluster.use_spad ;
+  wire \cluster.valid ;
+  wire [3:0] \cluster.w_addr ;
+  wire \cluster.w_rd ;
+  wire \cluster.w_wr ;
+  wire [3:0] \cluster.w_wr_addr ;
+  wire [31:0] \cluster.weights ;
+  wire [1:0] \cluster.wsel ;
   reg [31:0] copy_word = 32'd0;
   output [39:0] counts;
   wire [39:0] counts;
+  wire [15:0] \counts$126 ;
+  wire \counts$126.c3_busy ;
+  wire [5:0] \counts$126.c3_macs ;
+  wire [1:0] \counts$126.c3_spad_reads ;
+  wire [1:0] \counts$126.c3_spad_writes ;
+  wire \counts$126.c3_stall ;
+  wire \counts$126.line4_writes ;
+  wire [1:0] \counts$126.row2_reads ;
+  wire \counts$126.w3_reads ;
   wire \counts.adder_busy ;
   wire \counts.adder_stall ;
   wire [5:0] \counts.adds ;
@@ -13846,32 +13772,32 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [7:0] \desc$4.timesteps ;
   wire [15:0] \desc$4.width ;
   wire [3:0] \desc$4.zero_halo ;
-  wire [261:0] \desc$8 ;
-  wire [5:0] \desc$8.affine_shift ;
-  wire [15:0] \desc$8.height ;
-  wire [15:0] \desc$8.in_channels ;
-  wire [15:0] \desc$8.in_ring_rows ;
-  wire [15:0] \desc$8.leak_mul ;
-  wire [5:0] \desc$8.leak_shift ;
-  wire [1:0] \desc$8.mode ;
-  wire \desc$8.order ;
-  wire [15:0] \desc$8.out_channels ;
-  wire [15:0] \desc$8.out_ring_rows ;
-  wire [3:0] \desc$8.pack ;
-  wire [1:0] \desc$8.pass ;
-  wire \desc$8.pool ;
-  wire [15:0] \desc$8.rank ;
-  wire [15:0] \desc$8.res_ring_rows ;
-  wire \desc$8.residual ;
-  wire \desc$8.round ;
-  wire [31:0] \desc$8.schedule ;
-  wire [5:0] \desc$8.shift1 ;
-  wire [5:0] \desc$8.shift2 ;
-  wire [5:0] \desc$8.shift3 ;
-  wire [31:0] \desc$8.threshold ;
-  wire [7:0] \desc$8.timesteps ;
-  wire [15:0] \desc$8.width ;
-  wire [3:0] \desc$8.zero_halo ;
+  wire [261:0] \desc$9 ;
+  wire [5:0] \desc$9.affine_shift ;
+  wire [15:0] \desc$9.height ;
+  wire [15:0] \desc$9.in_channels ;
+  wire [15:0] \desc$9.in_ring_rows ;
+  wire [15:0] \desc$9.leak_mul ;
+  wire [5:0] \desc$9.leak_shift ;
+  wire [1:0] \desc$9.mode ;
+  wire \desc$9.order ;
+  wire [15:0] \desc$9.out_channels ;
+  wire [15:0] \desc$9.out_ring_rows ;
+  wire [3:0] \desc$9.pack ;
+  wire [1:0] \desc$9.pass ;
+  wire \desc$9.pool ;
+  wire [15:0] \desc$9.rank ;
+  wire [15:0] \desc$9.res_ring_rows ;
+  wire \desc$9.residual ;
+  wire \desc$9.round ;
+  wire [31:0] \desc$9.schedule ;
+  wire [5:0] \desc$9.shift1 ;
+  wire [5:0] \desc$9.shift2 ;
+  wire [5:0] \desc$9.shift3 ;
+  wire [31:0] \desc$9.threshold ;
+  wire [7:0] \desc$9.timesteps ;
+  wire [15:0] \desc$9.width ;
+  wire [3:0] \desc$9.zero_halo ;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -13899,15 +13825,55 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [3:0] \desc.zero_halo ;
   input [15:0] e1_rows;
   wire [15:0] e1_rows;
-  reg [15:0] e3_rel = 16'h0000;
+  wire [15:0] e3_rel;
   input [15:0] e4_released;
   wire [15:0] e4_released;
+  wire [15:0] \e4_released$14 ;
   wire first;
-  reg \first$62 ;
+  reg \first$72 ;
   wire from_psum;
-  reg \from_psum$63 ;
+  reg \from_psum$73 ;
   input [480:0] geo;
   wire [480:0] geo;
+  wire [480:0] \geo$10 ;
+  wire [15:0] \geo$10.cw ;
+  wire [15:0] \geo$10.dist ;
+  wire [1:0] \geo$10.e_lo2 ;
+  wire [15:0] \geo$10.e_lo2_ng ;
+  wire [15:0] \geo$10.ew_ng ;
+  wire [15:0] \geo$10.first_eoff1 ;
+  wire [15:0] \geo$10.go ;
+  wire [1:0] \geo$10.halos1 ;
+  wire [15:0] \geo$10.ho ;
+  wire [15:0] \geo$10.in_row_words ;
+  wire [15:0] \geo$10.last_chunk ;
+  wire [2:0] \geo$10.last_cols ;
+  wire [2:0] \geo$10.last_lanes ;
+  wire [15:0] \geo$10.lastg2 ;
+  wire [15:0] \geo$10.lastg3 ;
+  wire \geo$10.long_rows ;
+  wire [15:0] \geo$10.nb ;
+  wire [15:0] \geo$10.nbe2 ;
+  wire [15:0] \geo$10.nbg2 ;
+  wire [15:0] \geo$10.nbg3 ;
+  wire [15:0] \geo$10.ncc ;
+  wire [15:0] \geo$10.nch ;
+  wire [15:0] \geo$10.ng ;
+  wire [15:0] \geo$10.ns ;
+  wire [15:0] \geo$10.out_row_words ;
+  wire [3:0] \geo$10.pack ;
+  wire [2:0] \geo$10.pk ;
+  wire [15:0] \geo$10.prev_init ;
+  wire [2:0] \geo$10.px ;
+  wire [3:0] \geo$10.pxl ;
+  wire [15:0] \geo$10.r3 ;
+  wire [15:0] \geo$10.rw1 ;
+  wire [15:0] \geo$10.rw4 ;
+  wire [7:0] \geo$10.t3 ;
+  wire [15:0] \geo$10.t3r1 ;
+  wire [15:0] \geo$10.tr1 ;
+  wire [15:0] \geo$10.tr4 ;
+  wire [15:0] \geo$10.wo ;
   wire [480:0] \geo$5 ;
   wire [15:0] \geo$5.cw ;
   wire [15:0] \geo$5.dist ;
@@ -13947,45 +13913,6 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [15:0] \geo$5.tr1 ;
   wire [15:0] \geo$5.tr4 ;
   wire [15:0] \geo$5.wo ;
-  wire [480:0] \geo$9 ;
-  wire [15:0] \geo$9.cw ;
-  wire [15:0] \geo$9.dist ;
-  wire [1:0] \geo$9.e_lo2 ;
-  wire [15:0] \geo$9.e_lo2_ng ;
-  wire [15:0] \geo$9.ew_ng ;
-  wire [15:0] \geo$9.first_eoff1 ;
-  wire [15:0] \geo$9.go ;
-  wire [1:0] \geo$9.halos1 ;
-  wire [15:0] \geo$9.ho ;
-  wire [15:0] \geo$9.in_row_words ;
-  wire [15:0] \geo$9.last_chunk ;
-  wire [2:0] \geo$9.last_cols ;
-  wire [2:0] \geo$9.last_lanes ;
-  wire [15:0] \geo$9.lastg2 ;
-  wire [15:0] \geo$9.lastg3 ;
-  wire \geo$9.long_rows ;
-  wire [15:0] \geo$9.nb ;
-  wire [15:0] \geo$9.nbe2 ;
-  wire [15:0] \geo$9.nbg2 ;
-  wire [15:0] \geo$9.nbg3 ;
-  wire [15:0] \geo$9.ncc ;
-  wire [15:0] \geo$9.nch ;
-  wire [15:0] \geo$9.ng ;
-  wire [15:0] \geo$9.ns ;
-  wire [15:0] \geo$9.out_row_words ;
-  wire [3:0] \geo$9.pack ;
-  wire [2:0] \geo$9.pk ;
-  wire [15:0] \geo$9.prev_init ;
-  wire [2:0] \geo$9.px ;
-  wire [3:0] \geo$9.pxl ;
-  wire [15:0] \geo$9.r3 ;
-  wire [15:0] \geo$9.rw1 ;
-  wire [15:0] \geo$9.rw4 ;
-  wire [7:0] \geo$9.t3 ;
-  wire [15:0] \geo$9.t3r1 ;
-  wire [15:0] \geo$9.tr1 ;
-  wire [15:0] \geo$9.tr4 ;
-  wire [15:0] \geo$9.wo ;
   wire [15:0] \geo.cw ;
   wire [15:0] \geo.dist ;
   wire [1:0] \geo.e_lo2 ;
@@ -14025,11 +13952,10 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [15:0] \geo.tr4 ;
   wire [15:0] \geo.wo ;
   wire [63:0] i;
-  wire [67:0] \i$98 ;
+  wire [67:0] \i$108 ;
   wire issue;
-  wire \issue$30 ;
   wire [1:0] jl;
-  reg [1:0] \jl$64 ;
+  reg [1:0] \jl$74 ;
   output [15:0] line1_a__addr;
   wire [15:0] line1_a__addr;
   input [31:0] line1_a__data;
@@ -14050,44 +13976,50 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire line1_c__en;
   output [15:0] line4__addr;
   wire [15:0] line4__addr;
+  wire [15:0] \line4__addr$117 ;
   output [31:0] line4__data;
   wire [31:0] line4__data;
+  wire [31:0] \line4__data$119 ;
   output line4__en;
   wire line4__en;
+  wire \line4__en$115 ;
   reg [15:0] need2 = 16'h0000;
   wire [31:0] neighbour;
-  reg [31:0] \neighbour$68 ;
+  reg [31:0] \neighbour$77 ;
   wire [31:0] o;
-  wire [31:0] \o$105 ;
-  wire [67:0] \o$99 ;
+  wire [67:0] \o$109 ;
+  wire [31:0] \o$113 ;
   wire ok;
-  wire \ok$17 ;
   wire [2:0] p_addr;
-  reg [2:0] \p_addr$59 ;
+  reg [2:0] \p_addr$86 ;
   wire p_rd;
-  reg \p_rd$58 ;
-  wire p_wr;
-  reg \p_wr$80 ;
-  wire [2:0] p_wr_addr;
-  reg [2:0] \p_wr_addr$82 ;
+  reg \p_rd$85 ;
+  reg p_wr;
+  wire \p_wr$90 ;
+  reg [2:0] p_wr_addr;
+  wire [2:0] \p_wr_addr$92 ;
   wire [3:0] pack;
   wire [3:0] \pack$2 ;
-  output [7:0] \port$2188$0 ;
-  wire [7:0] \port$2188$0 ;
-  output [7:0] \port$2228$0 ;
-  wire [7:0] \port$2228$0 ;
-  output [7:0] \port$2268$0 ;
-  wire [7:0] \port$2268$0 ;
-  output [7:0] \port$2308$0 ;
-  wire [7:0] \port$2308$0 ;
-  output [15:0] q23_rows;
+  output [7:0] \port$2199$0 ;
+  wire [7:0] \port$2199$0 ;
+  output [7:0] \port$2239$0 ;
+  wire [7:0] \port$2239$0 ;
+  output [7:0] \port$2279$0 ;
+  wire [7:0] \port$2279$0 ;
+  output [7:0] \port$2319$0 ;
+  wire [7:0] \port$2319$0 ;
   wire [15:0] q23_rows;
-  output [15:0] released;
-  reg [15:0] released = 16'h0000;
+  output [15:0] \q23_rows$121 ;
+  wire [15:0] \q23_rows$121 ;
+  reg [15:0] q2_rows = 16'h0000;
+  wire [15:0] released;
+  output [15:0] \released$129 ;
+  reg [15:0] \released$129  = 16'h0000;
   output [15:0] released_e1_order;
   reg [15:0] released_e1_order = 16'h0000;
+  wire [31:0] result;
   wire rnd;
-  wire \rnd$101 ;
+  wire \rnd$111 ;
   output [15:0] row2__addr;
   wire [15:0] row2__addr;
   wire [31:0] row2__data;
@@ -14095,57 +14027,34 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire row2__en;
   output [15:0] row2_b__addr;
   wire [15:0] row2_b__addr;
+  wire [15:0] \row2_b__addr$20 ;
   input [31:0] row2_b__data;
   wire [31:0] row2_b__data;
+  wire [31:0] \row2_b__data$22 ;
   output row2_b__en;
   wire row2_b__en;
+  wire \row2_b__en$24 ;
   output [15:0] row2_c__addr;
   wire [15:0] row2_c__addr;
+  wire [15:0] \row2_c__addr$26 ;
   input [31:0] row2_c__data;
   wire [31:0] row2_c__data;
+  wire [31:0] \row2_c__data$28 ;
   output row2_c__en;
   wire row2_c__en;
+  wire \row2_c__en$30 ;
   input rst;
   wire rst;
   wire run;
-  wire \run$111 ;
   wire [1:0] shift;
-  wire [5:0] \shift$100 ;
-  reg [1:0] \shift$65 ;
-  wire [5:0] \shift$85 ;
+  wire [5:0] \shift$110 ;
+  reg [1:0] \shift$75 ;
+  wire [5:0] \shift$95 ;
   input start;
   wire start;
-  wire \start$10 ;
   wire \start$7 ;
+  wire \start$8 ;
   wire [276:0] step;
-  wire [276:0] \step$19 ;
-  wire [15:0] \step$19.b ;
-  wire \step$19.copy ;
-  wire [15:0] \step$19.e ;
-  wire [15:0] \step$19.eoff ;
-  wire \step$19.from_psum ;
-  wire [15:0] \step$19.g ;
-  wire [15:0] \step$19.gbase ;
-  wire \step$19.glb_rd ;
-  wire [15:0] \step$19.i ;
-  wire [15:0] \step$19.jb ;
-  wire [15:0] \step$19.l4b ;
-  wire \step$19.new_centre ;
-  wire \step$19.new_op ;
-  wire [15:0] \step$19.q ;
-  wire [1:0] \step$19.qm3 ;
-  wire [15:0] \step$19.r1base ;
-  wire \step$19.row_end ;
-  wire [15:0] \step$19.s ;
-  wire [15:0] \step$19.seq ;
-  wire [15:0] \step$19.sl ;
-  wire \step$19.spad_rd ;
-  wire [7:0] \step$19.t ;
-  wire [1:0] \step$19.tap ;
-  wire [15:0] \step$19.tho ;
-  wire [1:0] \step$19.ti ;
-  wire [15:0] \step$19.tr4 ;
-  wire [15:0] \step$19.trw ;
   wire [15:0] \step.b ;
   wire \step.copy ;
   wire [15:0] \step.e ;
@@ -14174,9 +14083,9 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [15:0] \step.tr4 ;
   wire [15:0] \step.trw ;
   wire use_spad;
-  reg \use_spad$74 ;
+  reg \use_spad$80 ;
   wire valid;
-  reg \valid$60 ;
+  reg \valid$70 ;
   output [15:0] w2__addr;
   wire [15:0] w2__addr;
   wire [31:0] w2__data;
@@ -14184,37 +14093,26 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire w2__en;
   output [15:0] w3__addr;
   wire [15:0] w3__addr;
+  wire [15:0] \w3__addr$47 ;
   input [31:0] w3__data;
   wire [31:0] w3__data;
+  wire [31:0] \w3__data$49 ;
   output w3__en;
   wire w3__en;
+  wire \w3__en$45 ;
   wire [3:0] w_addr;
-  reg [3:0] \w_addr$57 ;
+  reg [3:0] \w_addr$82 ;
   wire w_rd;
-  reg \w_rd$56 ;
+  reg \w_rd$81 ;
   wire w_wr;
-  reg \w_wr$75 ;
+  reg \w_wr$83 ;
   wire [3:0] w_wr_addr;
-  reg [3:0] \w_wr_addr$76 ;
+  reg [3:0] \w_wr_addr$84 ;
   input [31:0] weights;
   wire [31:0] weights;
-  reg [31:0] \weights$72 ;
+  reg [31:0] \weights$79 ;
   wire [1:0] wsel;
-  reg [1:0] \wsel$71 ;
-  always @(posedge clk)
-    need2 <= \$474 ;
-  always @(posedge clk)
-    released <= \$475 ;
-  always @(posedge clk)
-    released_e1_order <= \$476 ;
-  always @(posedge clk)
-    e3_rel <= \$477 ;
-  always @(posedge clk)
-    copy_word <= \$478 ;
-  always @(posedge clk)
-    \$signal  <= \$479 ;
-  always @(posedge clk)
-    \$signal$108  <= \$480 ;
+  reg [1:0] \wsel$78 ;
   assign \$1  = e1_rows >= need2;
   assign \$2  = ! desc[89:88];
   assign \$3  = e3_rel + 1'h1;
@@ -14230,495 +14128,436 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \$13  = \$5  | \$12 ;
   assign \$14  = \$2  ? \$4  : \$13 ;
   assign ok = \$1  & \$14 ;
-  assign \$15  = \step$19 [55:40] + 1'h1;
-  assign \$16  = \$signal  >= \$15 ;
-  assign \$17  = \step$19 [15:0] < 2'h3;
-  assign \$18  = \step$19 [15:0] - 2'h3;
-  assign \$19  = $signed(\$18 ) >>> desc[206];
-  assign \$20  = $signed({ 1'h0, \step$19 [121:106] }) + $signed(\$19 );
-  assign \$21  = \step$19 [137:122] + \step$19 [23:16];
-  assign \$22  = desc[126] ? \$20  : { 1'h0, \$21  };
-  assign \$23  = $signed(\$22 ) + $signed(2'h1);
-  assign \$24  = $signed({ 1'h0, e4_released }) >= $signed(\$23 );
-  assign \$25  = \$17  | \$24 ;
-  assign \ok$17  = \$16  & \$25 ;
-  assign \$26  = ~ step[270];
-  assign \$27  = issue & \$26 ;
-  assign \$28  = | step[141:140];
-  assign \$29  = \$27  & \$28 ;
-  assign \$30  = \$29  & step[271];
-  assign \$31  = ! step[139:138];
-  assign \$32  = ! step[15:0];
-  assign \$33  = \$32  & desc[208];
-  assign \$34  = desc[63:48] - 1'h1;
-  assign \$35  = step[15:0] == \$34 ;
-  assign \$36  = \$35  & desc[209];
-  assign \$37  = \$31  ? \$33  : \$36 ;
-  assign \$38  = ~ \$37 ;
-  assign line1_a__en = \$30  & \$38 ;
-  assign \$39  = ! step[139:138];
-  assign \$40  = step[73:58] + 1'h0;
-  assign \$41  = \$40  >= geo[422:407];
-  assign \$42  = step[73:58] + 1'h0;
-  assign \$43  = \$42  - geo[422:407];
-  assign \$44  = step[73:58] + 1'h0;
-  assign \$45  = \$41  ? \$43  : { 1'h0, \$44  };
+  assign \$15  = ~ step[270];
+  assign \$16  = issue & \$15 ;
+  assign \$17  = | step[141:140];
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = \$18  & step[271];
+  assign \$20  = ! step[139:138];
+  assign \$21  = ! step[15:0];
+  assign \$22  = \$21  & desc[208];
+  assign \$23  = desc[63:48] - 1'h1;
+  assign \$24  = step[15:0] == \$23 ;
+  assign \$25  = \$24  & desc[209];
+  assign \$26  = \$20  ? \$22  : \$25 ;
+  assign \$27  = ~ \$26 ;
+  assign line1_a__en = \$19  & \$27 ;
+  assign \$28  = ! step[139:138];
+  assign \$29  = step[73:58] + 1'h0;
+  assign \$30  = \$29  >= geo[422:407];
+  assign \$31  = step[73:58] + 1'h0;
+  assign \$32  = \$31  - geo[422:407];
+  assign \$33  = step[73:58] + 1'h0;
+  assign \$34  = \$30  ? \$32  : { 1'h0, \$33  };
+  assign \$35  = step[57:56] + 1'h0;
+  assign \$36  = \$35  >= 2'h3;
+  assign \$37  = step[57:56] + 1'h0;
+  assign \$38  = \$37  - 2'h3;
+  assign \$39  = step[57:56] + 1'h0;
+  assign \$40  = \$36  ? \$38  : { 1'h0, \$39  };
+  assign \$41  = ! \$40 ;
+  assign \$42  = step[57:56] + 1'h0;
+  assign \$43  = \$42  >= 2'h3;
+  assign \$44  = step[57:56] + 1'h0;
+  assign \$45  = \$44  - 2'h3;
   assign \$46  = step[57:56] + 1'h0;
-  assign \$47  = \$46  >= 2'h3;
-  assign \$48  = step[57:56] + 1'h0;
-  assign \$49  = \$48  - 2'h3;
-  assign \$50  = step[57:56] + 1'h0;
-  assign \$51  = \$47  ? \$49  : { 1'h0, \$50  };
-  assign \$52  = ! \$51 ;
-  assign \$53  = step[57:56] + 1'h0;
-  assign \$54  = \$53  >= 2'h3;
-  assign \$55  = step[57:56] + 1'h0;
-  assign \$56  = \$55  - 2'h3;
-  assign \$57  = step[57:56] + 1'h0;
-  assign \$58  = \$54  ? \$56  : { 1'h0, \$57  };
-  assign \$59  = \$58  == 1'h1;
-  assign \$61  = \$59  ? { 1'h0, geo[390:375] } : \$60 ;
-  assign \$62  = \$52  ? 17'h00000 : \$61 ;
-  assign \$63  = \$62  + step[89:74];
-  assign \$64  = desc[126] ? { \$45 [17], \$45  } : { 1'h0, \$63  };
-  assign \$66  = step[73:58] + \$65 ;
-  assign \$67  = \$66  >= geo[422:407];
-  assign \$69  = step[73:58] + \$68 ;
-  assign \$70  = \$69  - geo[422:407];
-  assign \$72  = step[73:58] + \$71 ;
-  assign \$73  = \$67  ? \$70  : { 1'h0, \$72  };
+  assign \$47  = \$43  ? \$45  : { 1'h0, \$46  };
+  assign \$48  = \$47  == 1'h1;
+  assign \$50  = \$48  ? { 1'h0, geo[390:375] } : \$49 ;
+  assign \$51  = \$41  ? 17'h00000 : \$50 ;
+  assign \$52  = \$51  + step[89:74];
+  assign \$53  = desc[126] ? { \$34 [17], \$34  } : { 1'h0, \$52  };
+  assign \$55  = step[73:58] + \$54 ;
+  assign \$56  = \$55  >= geo[422:407];
+  assign \$58  = step[73:58] + \$57 ;
+  assign \$59  = \$58  - geo[422:407];
+  assign \$61  = step[73:58] + \$60 ;
+  assign \$62  = \$56  ? \$59  : { 1'h0, \$61  };
+  assign \$63  = step[57:56] + 2'h2;
+  assign \$64  = \$63  >= 2'h3;
+  assign \$65  = step[57:56] + 2'h2;
+  assign \$66  = \$65  - 2'h3;
+  assign \$67  = step[57:56] + 2'h2;
+  assign \$68  = \$64  ? \$66  : { 1'h0, \$67  };
+  assign \$69  = ! \$68 ;
+  assign \$70  = step[57:56] + 2'h2;
+  assign \$71  = \$70  >= 2'h3;
+  assign \$72  = step[57:56] + 2'h2;
+  assign \$73  = \$72  - 2'h3;
   assign \$74  = step[57:56] + 2'h2;
-  assign \$75  = \$74  >= 2'h3;
-  assign \$76  = step[57:56] + 2'h2;
-  assign \$77  = \$76  - 2'h3;
-  assign \$78  = step[57:56] + 2'h2;
-  assign \$79  = \$75  ? \$77  : { 1'h0, \$78  };
-  assign \$80  = ! \$79 ;
-  assign \$81  = step[57:56] + 2'h2;
-  assign \$82  = \$81  >= 2'h3;
-  assign \$83  = step[57:56] + 2'h2;
-  assign \$84  = \$83  - 2'h3;
-  assign \$85  = step[57:56] + 2'h2;
-  assign \$86  = \$82  ? \$84  : { 1'h0, \$85  };
-  assign \$87  = \$86  == 1'h1;
-  assign \$89  = \$87  ? { 1'h0, geo[390:375] } : \$88 ;
-  assign \$90  = \$80  ? 17'h00000 : \$89 ;
-  assign \$91  = \$90  + step[89:74];
-  assign \$92  = desc[126] ? \$73  : { 1'h0, \$91  };
-  assign \$93  = \$39  ? \$64  : \$92 ;
-  assign \$94  = $signed(\$93 ) + $signed({ 1'h0, step[173:158] });
-  assign \$95  = $signed(\$94 ) + $signed({ 1'h0, step[189:174] });
-  assign \$96  = step[270] | step[272];
-  assign line1_b__en = issue & \$96 ;
-  assign \$97  = step[73:58] + geo[64:49];
-  assign \$98  = \$97  >= geo[422:407];
-  assign \$99  = step[73:58] + geo[64:49];
-  assign \$100  = \$99  - geo[422:407];
-  assign \$101  = step[73:58] + geo[64:49];
-  assign \$102  = \$98  ? \$100  : { 1'h0, \$101  };
+  assign \$75  = \$71  ? \$73  : { 1'h0, \$74  };
+  assign \$76  = \$75  == 1'h1;
+  assign \$78  = \$76  ? { 1'h0, geo[390:375] } : \$77 ;
+  assign \$79  = \$69  ? 17'h00000 : \$78 ;
+  assign \$80  = \$79  + step[89:74];
+  assign \$81  = desc[126] ? \$62  : { 1'h0, \$80  };
+  assign \$82  = \$28  ? \$53  : \$81 ;
+  assign \$83  = $signed(\$82 ) + $signed({ 1'h0, step[173:158] });
+  assign \$84  = $signed(\$83 ) + $signed({ 1'h0, step[189:174] });
+  assign \$85  = step[270] | step[272];
+  assign line1_b__en = issue & \$85 ;
+  assign \$86  = step[73:58] + geo[64:49];
+  assign \$87  = \$86  >= geo[422:407];
+  assign \$88  = step[73:58] + geo[64:49];
+  assign \$89  = \$88  - geo[422:407];
+  assign \$90  = step[73:58] + geo[64:49];
+  assign \$91  = \$87  ? \$89  : { 1'h0, \$90  };
+  assign \$92  = step[57:56] + 1'h1;
+  assign \$93  = \$92  >= 2'h3;
+  assign \$94  = step[57:56] + 1'h1;
+  assign \$95  = \$94  - 2'h3;
+  assign \$96  = step[57:56] + 1'h1;
+  assign \$97  = \$93  ? \$95  : { 1'h0, \$96  };
+  assign \$98  = ! \$97 ;
+  assign \$99  = step[57:56] + 1'h1;
+  assign \$100  = \$99  >= 2'h3;
+  assign \$101  = step[57:56] + 1'h1;
+  assign \$102  = \$101  - 2'h3;
   assign \$103  = step[57:56] + 1'h1;
-  assign \$104  = \$103  >= 2'h3;
-  assign \$105  = step[57:56] + 1'h1;
-  assign \$106  = \$105  - 2'h3;
-  assign \$107  = step[57:56] + 1'h1;
-  assign \$108  = \$104  ? \$106  : { 1'h0, \$107  };
-  assign \$109  = ! \$108 ;
-  assign \$110  = step[57:56] + 1'h1;
-  assign \$111  = \$110  >= 2'h3;
-  assign \$112  = step[57:56] + 1'h1;
-  assign \$113  = \$112  - 2'h3;
-  assign \$114  = step[57:56] + 1'h1;
-  assign \$115  = \$111  ? \$113  : { 1'h0, \$114  };
-  assign \$116  = \$115  == 1'h1;
-  assign \$118  = \$116  ? { 1'h0, geo[390:375] } : \$117 ;
-  assign \$119  = \$109  ? 17'h00000 : \$118 ;
-  assign \$120  = \$119  + step[89:74];
-  assign \$121  = desc[126] ? { \$102 [17], \$102  } : { 1'h0, \$120  };
-  assign \$122  = $signed(\$121 ) + $signed({ 1'h0, step[173:158] });
-  assign \$123  = step[270] ? step[205:190] : step[189:174];
-  assign \$124  = $signed(\$122 ) + $signed({ 1'h0, \$123  });
-  assign \$125  = ~ step[270];
-  assign \$126  = issue & \$125 ;
-  assign \$127  = ! desc[89:88];
-  assign \$128  = ~ \$127 ;
-  assign \$129  = \$126  & \$128 ;
-  assign \$130  = | step[141:140];
-  assign \$131  = \$129  & \$130 ;
-  assign line1_c__en = \$131  & step[271];
-  assign \$132  = step[73:58] + geo[64:49];
-  assign \$133  = \$132  >= geo[422:407];
-  assign \$134  = step[73:58] + geo[64:49];
-  assign \$135  = \$134  - geo[422:407];
-  assign \$136  = step[73:58] + geo[64:49];
-  assign \$137  = \$133  ? \$135  : { 1'h0, \$136  };
+  assign \$104  = \$100  ? \$102  : { 1'h0, \$103  };
+  assign \$105  = \$104  == 1'h1;
+  assign \$107  = \$105  ? { 1'h0, geo[390:375] } : \$106 ;
+  assign \$108  = \$98  ? 17'h00000 : \$107 ;
+  assign \$109  = \$108  + step[89:74];
+  assign \$110  = desc[126] ? { \$91 [17], \$91  } : { 1'h0, \$109  };
+  assign \$111  = $signed(\$110 ) + $signed({ 1'h0, step[173:158] });
+  assign \$112  = step[270] ? step[205:190] : step[189:174];
+  assign \$113  = $signed(\$111 ) + $signed({ 1'h0, \$112  });
+  assign \$114  = ~ step[270];
+  assign \$115  = issue & \$114 ;
+  assign \$116  = ! desc[89:88];
+  assign \$117  = ~ \$116 ;
+  assign \$118  = \$115  & \$117 ;
+  assign \$119  = | step[141:140];
+  assign \$120  = \$118  & \$119 ;
+  assign line1_c__en = \$120  & step[271];
+  assign \$121  = step[73:58] + geo[64:49];
+  assign \$122  = \$121  >= geo[422:407];
+  assign \$123  = step[73:58] + geo[64:49];
+  assign \$124  = \$123  - geo[422:407];
+  assign \$125  = step[73:58] + geo[64:49];
+  assign \$126  = \$122  ? \$124  : { 1'h0, \$125  };
+  assign \$127  = step[57:56] + 1'h1;
+  assign \$128  = \$127  >= 2'h3;
+  assign \$129  = step[57:56] + 1'h1;
+  assign \$130  = \$129  - 2'h3;
+  assign \$131  = step[57:56] + 1'h1;
+  assign \$132  = \$128  ? \$130  : { 1'h0, \$131  };
+  assign \$133  = ! \$132 ;
+  assign \$134  = step[57:56] + 1'h1;
+  assign \$135  = \$134  >= 2'h3;
+  assign \$136  = step[57:56] + 1'h1;
+  assign \$137  = \$136  - 2'h3;
   assign \$138  = step[57:56] + 1'h1;
-  assign \$139  = \$138  >= 2'h3;
-  assign \$140  = step[57:56] + 1'h1;
-  assign \$141  = \$140  - 2'h3;
-  assign \$142  = step[57:56] + 1'h1;
-  assign \$143  = \$139  ? \$141  : { 1'h0, \$142  };
-  assign \$144  = ! \$143 ;
-  assign \$145  = step[57:56] + 1'h1;
-  assign \$146  = \$145  >= 2'h3;
-  assign \$147  = step[57:56] + 1'h1;
-  assign \$148  = \$147  - 2'h3;
-  assign \$149  = step[57:56] + 1'h1;
-  assign \$150  = \$146  ? \$148  : { 1'h0, \$149  };
-  assign \$151  = \$150  == 1'h1;
-  assign \$153  = \$151  ? { 1'h0, geo[390:375] } : \$152 ;
-  assign \$154  = \$144  ? 17'h00000 : \$153 ;
-  assign \$155  = \$154  + step[89:74];
-  assign \$156  = desc[126] ? { \$137 [17], \$137  } : { 1'h0, \$155  };
-  assign \$157  = ! step[139:138];
-  assign \$158  = step[173:158] - geo[29:14];
-  assign \$159  = step[173:158] + geo[29:14];
-  assign \$160  = \$157  ? { \$158 [16], \$158  } : { 1'h0, \$159  };
-  assign \$161  = $signed(\$156 ) + $signed(\$160 );
-  assign \$162  = $signed(\$161 ) + $signed({ 1'h0, step[189:174] });
-  assign \$163  = ~ step[270];
-  assign \$164  = issue & \$163 ;
-  assign w2__en = \$164  & step[273];
-  assign \$165  = step[237:222] >> geo[7:4];
-  assign \$166  = step[221:206] + \$165 ;
-  assign row2_b__en = \issue$30  & \step$19 [272];
-  assign \$167  = \step$19 [40] ? geo[64:49] : 16'h0000;
-  assign \$168  = \$167  + \step$19 [173:158];
-  assign \$169  = \$168  + \step$19 [189:174];
-  assign \$170  = | \step$19 [141:140];
-  assign \$171  = \issue$30  & \$170 ;
-  assign row2_c__en = \$171  & \step$19 [271];
-  assign \$172  = \step$19 [40] ? geo[64:49] : 16'h0000;
-  assign \$173  = ! \step$19 [139:138];
-  assign \$174  = \step$19 [173:158] - geo[29:14];
-  assign \$175  = \step$19 [173:158] + geo[29:14];
-  assign \$176  = \$173  ? { \$174 [16], \$174  } : { 1'h0, \$175  };
-  assign \$177  = $signed({ 1'h0, \$172  }) + $signed(\$176 );
-  assign \$178  = $signed(\$177 ) + $signed({ 1'h0, \step$19 [189:174] });
-  assign \$179  = ! desc[89:88];
-  assign \$180  = \issue$30  & \step$19 [273];
-  assign \$181  = ~ step[270];
-  assign \$182  = issue & \$181 ;
-  assign \$183  = \$182  & step[273];
-  assign w3__en = \$179  ? \$180  : \$183 ;
-  assign \$184  = ! desc[89:88];
-  assign \$185  = \step$19 [237:222] >> geo[7:4];
-  assign \$186  = \step$19 [221:206] + \$185 ;
-  assign \$187  = step[237:222] >> geo[7:4];
-  assign \$188  = step[221:206] + \$187 ;
-  assign \$189  = \$184  ? \$186  : \$188 ;
+  assign \$139  = \$135  ? \$137  : { 1'h0, \$138  };
+  assign \$140  = \$139  == 1'h1;
+  assign \$142  = \$140  ? { 1'h0, geo[390:375] } : \$141 ;
+  assign \$143  = \$133  ? 17'h00000 : \$142 ;
+  assign \$144  = \$143  + step[89:74];
+  assign \$145  = desc[126] ? { \$126 [17], \$126  } : { 1'h0, \$144  };
+  assign \$146  = ! step[139:138];
+  assign \$147  = step[173:158] - geo[29:14];
+  assign \$148  = step[173:158] + geo[29:14];
+  assign \$149  = \$146  ? { \$147 [16], \$147  } : { 1'h0, \$148  };
+  assign \$150  = $signed(\$145 ) + $signed(\$149 );
+  assign \$151  = $signed(\$150 ) + $signed({ 1'h0, step[189:174] });
+  assign \$152  = ~ step[270];
+  assign \$153  = issue & \$152 ;
+  assign w2__en = \$153  & step[273];
+  assign \$154  = step[237:222] >> geo[7:4];
+  assign \$155  = step[221:206] + \$154 ;
+  assign \$156  = ! desc[89:88];
+  assign \$157  = ~ step[270];
+  assign \$158  = issue & \$157 ;
+  assign \$159  = \$158  & step[273];
+  assign \$160  = ! desc[89:88];
+  assign \$161  = ~ \$160 ;
+  assign \$162  = \$159  & \$161 ;
+  assign w3__en = \$156  ? \w3__en$45  : \$162 ;
+  assign \$163  = ! desc[89:88];
+  assign \$164  = step[237:222] >> geo[7:4];
+  assign \$165  = step[221:206] + \$164 ;
+  assign \$166  = \$163  ? { 1'h0, \w3__addr$47  } : \$165 ;
   assign w_rd = issue & step[274];
   assign p_rd = issue & step[275];
-  assign \$190  = ~ a[1];
-  assign valid = a[0] & \$190 ;
-  assign \$191  = ! a[87:86];
-  assign \$192  = a[10] ? 32'd0 : line1_a__data;
-  assign centre = \$191  ? line1_b__data : \$192 ;
-  assign \$193  = ~ a[1];
-  assign \$194  = a[0] & \$193 ;
-  assign w_wr = \$194  & a[5];
-  assign \$195  = ! desc[89:88];
-  assign \$196  = \issue$30  & \step$19 [274];
-  assign \$197  = \issue$30  & \step$19 [275];
-  assign \$198  = ! \a$61 [87:86];
-  assign \$199  = \a$61 [87:86] == 1'h1;
-  assign \$200  = \$199  ? 2'h1 : 2'h2;
-  assign \$201  = \$198  ? 2'h0 : \$200 ;
-  assign \$202  = ! desc[89:88];
-  assign \$203  = \$202  ? row2_b__data : line1_b__data;
+  assign \$167  = ~ a[1];
+  assign valid = a[0] & \$167 ;
+  assign \$168  = ! a[87:86];
+  assign \$169  = a[10] ? 32'd0 : line1_a__data;
+  assign centre = \$168  ? line1_b__data : \$169 ;
+  assign \$170  = ~ a[1];
+  assign \$171  = a[0] & \$170 ;
+  assign w_wr = \$171  & a[5];
+  assign \$172  = ! desc[89:88];
+  assign \$173  = issue & step[274];
+  assign \$174  = issue & step[275];
+  assign \$175  = ~ a[1];
+  assign \$176  = a[0] & \$175 ;
+  assign \$177  = ! a[87:86];
+  assign \$178  = a[87:86] == 1'h1;
+  assign \$179  = \$178  ? 2'h1 : 2'h2;
+  assign \$180  = \$177  ? 2'h0 : \$179 ;
+  assign \$181  = a[9] ? 32'd0 : line1_c__data;
+  assign \$182  = ~ a[1];
+  assign \$183  = a[0] & \$182 ;
+  assign \$184  = \$183  & a[5];
+  assign \$185  = ~ b[1];
+  assign \$186  = b[0] & \$185 ;
+  assign \p_wr$90  = \$186  & b[3];
+  assign \$187  = ! desc[89:88];
+  assign \$188  = ~ \$187 ;
+  assign \$189  = ~ b[1];
+  assign \$190  = b[0] & \$189 ;
+  assign \$191  = \$190  & b[3];
+  assign \$192  = b[0] & b[2];
+  assign \$193  = ! desc[89:88];
+  assign row2__en = \$192  & \$193 ;
+  assign \$194  = b[72] ? geo[64:49] : 16'h0000;
+  assign \$195  = \$194  + b[39:24];
+  assign \$196  = \$195  + b[71:56];
+  assign \$197  = ! desc[89:88];
+  assign \i$108  = \$197  ? { \b$102 [63], \b$102 [63:47], \b$102 [47:31], \b$102 [31:15], \b$102 [15:0] } : { \$420 , \$419 , \$418 , \$417  };
+  assign \$198  = ! desc[89:88];
+  assign \$199  = desc[144:139] + 1'h1;
+  assign \$200  = \$198  ? { 1'h0, desc[144:139] } : \$199 ;
+  assign \$201  = b[0] & b[2];
+  assign \$202  = ~ b[1];
+  assign \$203  = \$201  & \$202 ;
   assign \$204  = ! desc[89:88];
-  assign \$205  = \$204  ? \a$61 [9] : a[9];
-  assign \$206  = ! desc[89:88];
-  assign \$207  = \$206  ? row2_c__data : line1_c__data;
-  assign \$208  = \$205  ? 32'd0 : \$207 ;
-  assign \$209  = \a$61 [0] & \a$61 [5];
-  assign \$210  = issue & step[274];
-  assign \$211  = issue & step[275];
-  assign \$212  = ~ a[1];
-  assign \$213  = a[0] & \$212 ;
-  assign \$214  = ! desc[89:88];
-  assign \$215  = ~ \$214 ;
-  assign \$216  = \$213  & \$215 ;
-  assign \$217  = ! a[87:86];
-  assign \$218  = a[87:86] == 1'h1;
-  assign \$219  = \$218  ? 2'h1 : 2'h2;
-  assign \$220  = \$217  ? 2'h0 : \$219 ;
+  assign \$205  = ~ \$204 ;
+  assign \$206  = \$203  & \$205 ;
+  assign \$207  = \line4__en$115  | \$206 ;
+  assign \$208  = b[0] & b[1];
+  assign line4__en = \$207  | \$208 ;
+  assign \$209  = ! desc[89:88];
+  assign \$210  = ! b[74:73];
+  assign \$211  = b[74:73] == 1'h1;
+  assign \$213  = \$211  ? { 1'h0, geo[406:391] } : \$212 ;
+  assign \$214  = \$210  ? 17'h00000 : \$213 ;
+  assign \$215  = \$214  + b[55:40];
+  assign \$216  = \$215  + b[39:24];
+  assign \$217  = \$216  - geo[29:14];
+  assign \$218  = $signed(\$217 ) + $signed({ 1'h0, b[71:56] });
+  assign \$219  = \$209  ? { 5'h00, \line4__addr$117  } : \$218 ;
+  assign \$220  = b[0] & b[1];
   assign \$221  = ! desc[89:88];
-  assign \$222  = \$221  ? row2_b__data : line1_b__data;
+  assign line4__data = \$220  ? copy_word : \$222 ;
   assign \$223  = ! desc[89:88];
-  assign \$224  = \$223  ? \a$61 [9] : a[9];
-  assign \$225  = ! desc[89:88];
-  assign \$226  = \$225  ? row2_c__data : line1_c__data;
-  assign \$227  = \$224  ? 32'd0 : \$226 ;
-  assign \$228  = ~ a[1];
-  assign \$229  = a[0] & \$228 ;
-  assign \$230  = ! desc[89:88];
-  assign \$231  = ~ \$230 ;
-  assign \$232  = \$229  & \$231 ;
-  assign \$233  = \$232  & a[5];
-  assign \$234  = ~ b[1];
-  assign \$235  = b[0] & \$234 ;
-  assign p_wr = \$235  & b[3];
-  assign \$236  = ! desc[89:88];
-  assign \$237  = \b$81 [0] & \b$81 [3];
-  assign \$238  = ~ b[1];
-  assign \$239  = b[0] & \$238 ;
-  assign \$240  = \$239  & b[3];
-  assign \$241  = b[0] & b[2];
-  assign \$242  = ! desc[89:88];
-  assign row2__en = \$241  & \$242 ;
-  assign \$243  = b[72] ? geo[64:49] : 16'h0000;
-  assign \$244  = \$243  + b[39:24];
-  assign \$245  = \$244  + b[71:56];
-  assign \$246  = ! desc[89:88];
-  assign \i$98  = \$246  ? { \b$92 [63], \b$92 [63:47], \b$92 [47:31], \b$92 [31:15], \b$92 [15:0] } : { \$488 , \$487 , \$486 , \$485  };
-  assign \$247  = ! desc[89:88];
-  assign \$248  = desc[144:139] + 1'h1;
-  assign \$249  = \$247  ? { 1'h0, desc[144:139] } : \$248 ;
-  assign \$250  = \b$81 [0] & \b$81 [2];
-  assign \$251  = ! desc[89:88];
-  assign \$252  = \$250  & \$251 ;
-  assign \$253  = b[0] & b[2];
-  assign \$254  = ~ b[1];
-  assign \$255  = \$253  & \$254 ;
-  assign \$256  = ! desc[89:88];
-  assign \$257  = ~ \$256 ;
-  assign \$258  = \$255  & \$257 ;
-  assign \$259  = \$252  | \$258 ;
-  assign \$260  = b[0] & b[1];
-  assign line4__en = \$259  | \$260 ;
-  assign \$261  = ! desc[89:88];
-  assign \$262  = ! \b$81 [74:73];
-  assign \$263  = \b$81 [74:73] == 1'h1;
-  assign \$265  = \$263  ? { 1'h0, geo[406:391] } : \$264 ;
-  assign \$266  = \$262  ? 17'h00000 : \$265 ;
-  assign \$267  = \$266  + \b$81 [55:40];
-  assign \$268  = \$267  + \b$81 [39:24];
-  assign \$269  = \$268  - geo[29:14];
-  assign \$270  = $signed(\$269 ) + $signed({ 1'h0, \b$81 [71:56] });
-  assign \$271  = ! b[74:73];
-  assign \$272  = b[74:73] == 1'h1;
-  assign \$274  = \$272  ? { 1'h0, geo[406:391] } : \$273 ;
-  assign \$275  = \$271  ? 17'h00000 : \$274 ;
-  assign \$276  = \$275  + b[55:40];
-  assign \$277  = \$276  + b[39:24];
-  assign \$278  = \$277  - geo[29:14];
-  assign \$279  = $signed(\$278 ) + $signed({ 1'h0, b[71:56] });
-  assign \$280  = \$261  ? \$270  : \$279 ;
-  assign \$281  = b[0] & b[1];
-  assign line4__data = \$281  ? copy_word : { \$492 , \$491 , \$490 , \$489  };
-  assign \$282  = ! desc[89:88];
-  assign q23_rows = \$282  ? \$signal$108  : \$signal ;
-  assign \$283  = run | \run$111 ;
-  assign \$284  = \$283  | a[0];
-  assign \$285  = \$284  | b[0];
-  assign \$286  = \$285  | \a$61 [0];
-  assign busy = \$286  | \b$81 [0];
-  assign \$287  = e1_rows >= need2;
+  assign \q23_rows$121  = \$223  ? \$signal$15  : q2_rows;
+  assign \$224  = run | a[0];
+  assign \$225  = \$224  | b[0];
+  assign busy = \$225  | \busy$124 ;
+  assign \$226  = e1_rows >= need2;
+  assign \$227  = ! desc[89:88];
+  assign \$228  = e3_rel + 1'h1;
+  assign \$229  = \$228  >= step[55:40];
+  assign \$230  = step[15:0] < 2'h3;
+  assign \$231  = step[15:0] - 2'h3;
+  assign \$232  = $signed(\$231 ) >>> desc[206];
+  assign \$233  = $signed({ 1'h0, step[121:106] }) + $signed(\$232 );
+  assign \$234  = step[137:122] + step[23:16];
+  assign \$235  = desc[126] ? \$233  : { 1'h0, \$234  };
+  assign \$236  = $signed(\$235 ) + $signed(2'h1);
+  assign \$237  = $signed({ 1'h0, e4_released }) >= $signed(\$236 );
+  assign \$238  = \$230  | \$237 ;
+  assign \$239  = \$227  ? \$229  : \$238 ;
+  assign \$240  = \$226  & \$239 ;
+  assign \$241  = ~ \$240 ;
+  assign \$242  = run & \$241 ;
+  assign \$243  = e1_rows >= need2;
+  assign \$244  = ! desc[89:88];
+  assign \$245  = e3_rel + 1'h1;
+  assign \$246  = \$245  >= step[55:40];
+  assign \$247  = step[15:0] < 2'h3;
+  assign \$248  = step[15:0] - 2'h3;
+  assign \$249  = $signed(\$248 ) >>> desc[206];
+  assign \$250  = $signed({ 1'h0, step[121:106] }) + $signed(\$249 );
+  assign \$251  = step[137:122] + step[23:16];
+  assign \$252  = desc[126] ? \$250  : { 1'h0, \$251  };
+  assign \$253  = $signed(\$252 ) + $signed(2'h1);
+  assign \$254  = $signed({ 1'h0, e4_released }) >= $signed(\$253 );
+  assign \$255  = \$247  | \$254 ;
+  assign \$256  = \$244  ? \$246  : \$255 ;
+  assign \$257  = \$243  & \$256 ;
+  assign \$258  = ~ \$257 ;
+  assign \$259  = run & \$258 ;
+  assign \$260  = ! desc[89:88];
+  assign \$261  = ~ \$260 ;
+  assign \$262  = ~ step[270];
+  assign \$263  = \$261  & \$262 ;
+  assign \$264  = \$259  & \$263 ;
+  assign \$265  = ! desc[89:88];
+  assign \$266  = ~ \$265 ;
+  assign \$267  = ~ step[270];
+  assign \$268  = \$266  & \$267 ;
+  assign \$269  = issue & \$268 ;
+  assign \$270  = \counts$126 [0] + \$269 ;
+  assign \$271  = e1_rows >= need2;
+  assign \$272  = ! desc[89:88];
+  assign \$273  = e3_rel + 1'h1;
+  assign \$274  = \$273  >= step[55:40];
+  assign \$275  = step[15:0] < 2'h3;
+  assign \$276  = step[15:0] - 2'h3;
+  assign \$277  = $signed(\$276 ) >>> desc[206];
+  assign \$278  = $signed({ 1'h0, step[121:106] }) + $signed(\$277 );
+  assign \$279  = step[137:122] + step[23:16];
+  assign \$280  = desc[126] ? \$278  : { 1'h0, \$279  };
+  assign \$281  = $signed(\$280 ) + $signed(2'h1);
+  assign \$282  = $signed({ 1'h0, e4_released }) >= $signed(\$281 );
+  assign \$283  = \$275  | \$282 ;
+  assign \$284  = \$272  ? \$274  : \$283 ;
+  assign \$285  = \$271  & \$284 ;
+  assign \$286  = ~ \$285 ;
+  assign \$287  = run & \$286 ;
   assign \$288  = ! desc[89:88];
-  assign \$289  = e3_rel + 1'h1;
-  assign \$290  = \$289  >= step[55:40];
-  assign \$291  = step[15:0] < 2'h3;
-  assign \$292  = step[15:0] - 2'h3;
-  assign \$293  = $signed(\$292 ) >>> desc[206];
-  assign \$294  = $signed({ 1'h0, step[121:106] }) + $signed(\$293 );
-  assign \$295  = step[137:122] + step[23:16];
-  assign \$296  = desc[126] ? \$294  : { 1'h0, \$295  };
-  assign \$297  = $signed(\$296 ) + $signed(2'h1);
-  assign \$298  = $signed({ 1'h0, e4_released }) >= $signed(\$297 );
-  assign \$299  = \$291  | \$298 ;
-  assign \$300  = \$288  ? \$290  : \$299 ;
-  assign \$301  = \$287  & \$300 ;
-  assign \$302  = ~ \$301 ;
-  assign \$303  = run & \$302 ;
-  assign \$304  = e1_rows >= need2;
-  assign \$305  = ! desc[89:88];
-  assign \$306  = e3_rel + 1'h1;
-  assign \$307  = \$306  >= step[55:40];
-  assign \$308  = step[15:0] < 2'h3;
-  assign \$309  = step[15:0] - 2'h3;
-  assign \$310  = $signed(\$309 ) >>> desc[206];
-  assign \$311  = $signed({ 1'h0, step[121:106] }) + $signed(\$310 );
-  assign \$312  = step[137:122] + step[23:16];
-  assign \$313  = desc[126] ? \$311  : { 1'h0, \$312  };
-  assign \$314  = $signed(\$313 ) + $signed(2'h1);
-  assign \$315  = $signed({ 1'h0, e4_released }) >= $signed(\$314 );
-  assign \$316  = \$308  | \$315 ;
-  assign \$317  = \$305  ? \$307  : \$316 ;
-  assign \$318  = \$304  & \$317 ;
-  assign \$319  = ~ \$318 ;
-  assign \$320  = run & \$319 ;
-  assign \$321  = ! desc[89:88];
-  assign \$322  = ~ \$321 ;
-  assign \$323  = ~ step[270];
+  assign \$289  = ~ \$288 ;
+  assign \$290  = ~ step[270];
+  assign \$291  = \$289  & \$290 ;
+  assign \$292  = \$287  & \$291 ;
+  assign \$293  = \counts$126 [1] + \$292 ;
+  assign \$294  = line1_a__en + line1_b__en;
+  assign \$295  = \$294  + line1_c__en;
+  assign \$296  = ~ step[270];
+  assign \$297  = issue & \$296 ;
+  assign \$298  = \$297  & step[273];
+  assign \$299  = ~ step[270];
+  assign \$300  = issue & \$299 ;
+  assign \$301  = \$300  & step[273];
+  assign \$302  = ! desc[89:88];
+  assign \$303  = ~ \$302 ;
+  assign \$304  = \$301  & \$303 ;
+  assign \$305  = \counts$126 [4] + \$304 ;
+  assign \$306  = ~ a[1];
+  assign \$307  = a[0] & \$306 ;
+  assign \$308  = geo[29:14] - 1'h1;
+  assign \$309  = a[85:70] == \$308 ;
+  assign \$310  = \$309  ? geo[32:30] : geo[10:8];
+  assign \$311  = ! desc[89:88];
+  assign \$312  = ! a[37:22];
+  assign \$313  = geo[48:33] + 1'h1;
+  assign \$314  = a[37:22] == \$313 ;
+  assign \$315  = a[37:22] == geo[48:33];
+  assign \$316  = \$315  ? geo[374:372] : geo[13:11];
+  assign \$317  = a[37:22] == geo[48:33];
+  assign \$318  = geo[13:11] - 1'h1;
+  assign \$319  = { 1'h0, desc[79:64] } & { \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318 [3], \$318  };
+  assign \$320  = ! \$319 ;
+  assign \$321  = ~ \$320 ;
+  assign \$322  = \$317  & \$321 ;
+  assign \$323  = ~ desc[211];
   assign \$324  = \$322  & \$323 ;
-  assign \$325  = \$320  & \$324 ;
-  assign \$326  = ! desc[89:88];
-  assign \$327  = ~ step[270];
-  assign \$328  = issue & \$327 ;
-  assign \$329  = \$326  ? \issue$30  : \$328 ;
-  assign \$330  = ! desc[89:88];
-  assign \$331  = \step$19 [55:40] + 1'h1;
-  assign \$332  = \$signal  >= \$331 ;
-  assign \$333  = \step$19 [15:0] < 2'h3;
-  assign \$334  = \step$19 [15:0] - 2'h3;
-  assign \$335  = $signed(\$334 ) >>> desc[206];
-  assign \$336  = $signed({ 1'h0, \step$19 [121:106] }) + $signed(\$335 );
-  assign \$337  = \step$19 [137:122] + \step$19 [23:16];
-  assign \$338  = desc[126] ? \$336  : { 1'h0, \$337  };
-  assign \$339  = $signed(\$338 ) + $signed(2'h1);
-  assign \$340  = $signed({ 1'h0, e4_released }) >= $signed(\$339 );
-  assign \$341  = \$333  | \$340 ;
-  assign \$342  = \$332  & \$341 ;
-  assign \$343  = ~ \$342 ;
-  assign \$344  = \run$111  & \$343 ;
-  assign \$345  = e1_rows >= need2;
-  assign \$346  = ! desc[89:88];
-  assign \$347  = e3_rel + 1'h1;
-  assign \$348  = \$347  >= step[55:40];
-  assign \$349  = step[15:0] < 2'h3;
-  assign \$350  = step[15:0] - 2'h3;
-  assign \$351  = $signed(\$350 ) >>> desc[206];
-  assign \$352  = $signed({ 1'h0, step[121:106] }) + $signed(\$351 );
-  assign \$353  = step[137:122] + step[23:16];
-  assign \$354  = desc[126] ? \$352  : { 1'h0, \$353  };
-  assign \$355  = $signed(\$354 ) + $signed(2'h1);
-  assign \$356  = $signed({ 1'h0, e4_released }) >= $signed(\$355 );
-  assign \$357  = \$349  | \$356 ;
-  assign \$358  = \$346  ? \$348  : \$357 ;
-  assign \$359  = \$345  & \$358 ;
-  assign \$360  = ~ \$359 ;
-  assign \$361  = run & \$360 ;
-  assign \$362  = ! desc[89:88];
-  assign \$363  = ~ \$362 ;
-  assign \$364  = ~ step[270];
-  assign \$365  = \$363  & \$364 ;
-  assign \$366  = \$361  & \$365 ;
-  assign \$367  = \$330  ? \$344  : \$366 ;
-  assign \$368  = line1_a__en + line1_b__en;
-  assign \$369  = \$368  + line1_c__en;
-  assign \$370  = ~ step[270];
-  assign \$371  = issue & \$370 ;
-  assign \$372  = \$371  & step[273];
-  assign \$373  = row2_b__en + row2_c__en;
-  assign \$374  = ! desc[89:88];
-  assign \$375  = \issue$30  & \step$19 [273];
-  assign \$376  = ~ step[270];
-  assign \$377  = issue & \$376 ;
-  assign \$378  = \$377  & step[273];
-  assign \$379  = \$374  ? \$375  : \$378 ;
-  assign \$380  = ~ a[1];
-  assign \$381  = a[0] & \$380 ;
-  assign \$382  = geo[29:14] - 1'h1;
-  assign \$383  = a[85:70] == \$382 ;
-  assign \$384  = \$383  ? geo[32:30] : geo[10:8];
-  assign \$385  = ! desc[89:88];
-  assign \$386  = ! a[37:22];
-  assign \$387  = geo[48:33] + 1'h1;
-  assign \$388  = a[37:22] == \$387 ;
-  assign \$389  = a[37:22] == geo[48:33];
-  assign \$390  = \$389  ? geo[374:372] : geo[13:11];
-  assign \$391  = a[37:22] == geo[48:33];
-  assign \$392  = geo[13:11] - 1'h1;
-  assign \$393  = { 1'h0, desc[79:64] } & { \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392 [3], \$392  };
-  assign \$394  = ! \$393 ;
+  assign \$325  = \$316  + \$324 ;
+  assign \$326  = \$314  ? 4'h1 : \$325 ;
+  assign \$327  = \$312  ? 4'h1 : \$326 ;
+  assign \$328  = a[37:22] == geo[48:33];
+  assign \$329  = \$328  ? geo[374:372] : geo[13:11];
+  assign \$330  = \$311  ? \$327  : { 1'h0, \$329  };
+  assign \$331  = \$310  * \$330 ;
+  assign \$332  = \$307  ? \$331  : 7'h00;
+  assign \$333  = ~ a[1];
+  assign \$334  = a[0] & \$333 ;
+  assign \$335  = ! desc[89:88];
+  assign \$336  = ~ \$335 ;
+  assign \$337  = \$334  & \$336 ;
+  assign \$338  = geo[29:14] - 1'h1;
+  assign \$339  = a[85:70] == \$338 ;
+  assign \$340  = \$339  ? geo[32:30] : geo[10:8];
+  assign \$341  = a[37:22] == geo[48:33];
+  assign \$342  = \$341  ? geo[374:372] : geo[13:11];
+  assign \$343  = \$340  * \$342 ;
+  assign \$344  = \$337  ? \$343  : 6'h00;
+  assign \$345  = \counts$126 [10:5] + \$344 ;
+  assign \$346  = w_rd + p_rd;
+  assign \$347  = w_wr + \p_wr$90 ;
+  assign \$348  = ! desc[89:88];
+  assign \$349  = \w_rd$81  + \p_rd$85 ;
+  assign \$350  = \$348  ? 2'h0 : \$349 ;
+  assign \$351  = \counts$126 [12:11] + \$350 ;
+  assign \$352  = ! desc[89:88];
+  assign \$353  = \$352  ? 1'h0 : \w_wr$83 ;
+  assign \$354  = \counts$126 [14:13] + \$353 ;
+  assign \$355  = ! desc[89:88];
+  assign \$356  = \$355  ? 1'h0 : p_wr;
+  assign \$357  = \$354  + \$356 ;
+  assign \$358  = b[0] & b[2];
+  assign \$359  = ~ b[1];
+  assign \$360  = \$358  & \$359 ;
+  assign \$361  = ! desc[89:88];
+  assign \$362  = ~ \$361 ;
+  assign \$363  = \$360  & \$362 ;
+  assign \$364  = b[0] & b[1];
+  assign \$365  = \$363  | \$364 ;
+  assign \$366  = \counts$126 [15] + \$365 ;
+  assign \$367  = b[0] & b[2];
+  assign \$368  = ~ b[1];
+  assign \$369  = \$367  & \$368 ;
+  assign \$370  = ! desc[89:88];
+  assign \$371  = ~ \$370 ;
+  assign \$372  = \$369  & \$371 ;
+  assign \$373  = b[0] & b[2];
+  assign \$374  = ~ b[1];
+  assign \$375  = \$373  & \$374 ;
+  assign \$376  = ! desc[89:88];
+  assign \$377  = ~ \$376 ;
+  assign \$378  = \$375  & \$377 ;
+  assign \$379  = geo[29:14] - 1'h1;
+  assign \$380  = b[71:56] == \$379 ;
+  assign \$381  = \$380  ? geo[32:30] : geo[10:8];
+  assign \$382  = b[23:8] == geo[48:33];
+  assign \$383  = \$382  ? geo[374:372] : geo[13:11];
+  assign \$384  = \$381  * \$383 ;
+  assign \$385  = \$378  ? \$384  : 6'h00;
+  assign \$386  = issue & step[276];
+  assign \$387  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$388  = \$387  - 1'h1;
+  assign \$389  = step[39:24] == \$388 ;
+  assign \$390  = \$389  ? 2'h3 : 2'h1;
+  assign \$391  = ! step[15:0];
+  assign \$392  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
+  assign \$393  = \$392  - 1'h1;
+  assign \$394  = step[39:24] == \$393 ;
   assign \$395  = ~ \$394 ;
   assign \$396  = \$391  & \$395 ;
-  assign \$397  = ~ desc[211];
-  assign \$398  = \$396  & \$397 ;
-  assign \$399  = \$390  + \$398 ;
-  assign \$400  = \$388  ? 4'h1 : \$399 ;
-  assign \$401  = \$386  ? 4'h1 : \$400 ;
-  assign \$402  = a[37:22] == geo[48:33];
-  assign \$403  = \$402  ? geo[374:372] : geo[13:11];
-  assign \$404  = \$385  ? \$401  : { 1'h0, \$403  };
-  assign \$405  = \$384  * \$404 ;
-  assign \$406  = \$381  ? \$405  : 7'h00;
-  assign \$407  = ! desc[89:88];
-  assign \$408  = geo[29:14] - 1'h1;
-  assign \$409  = \a$61 [85:70] == \$408 ;
-  assign \$410  = \$409  ? geo[32:30] : geo[10:8];
-  assign \$411  = \a$61 [37:22] == geo[48:33];
-  assign \$412  = \$411  ? geo[374:372] : geo[13:11];
-  assign \$413  = \$410  * \$412 ;
-  assign \$414  = \a$61 [0] ? \$413  : 6'h00;
-  assign \$415  = ~ a[1];
-  assign \$416  = a[0] & \$415 ;
-  assign \$417  = geo[29:14] - 1'h1;
-  assign \$418  = a[85:70] == \$417 ;
-  assign \$419  = \$418  ? geo[32:30] : geo[10:8];
-  assign \$420  = a[37:22] == geo[48:33];
-  assign \$421  = \$420  ? geo[374:372] : geo[13:11];
-  assign \$422  = \$419  * \$421 ;
-  assign \$423  = \$416  ? \$422  : 6'h00;
-  assign \$424  = \$407  ? \$414  : \$423 ;
-  assign \$425  = w_rd + p_rd;
-  assign \$426  = w_wr + p_wr;
-  assign \$427  = \w_rd$56  + \p_rd$58 ;
-  assign \$428  = \w_wr$75  + \p_wr$80 ;
-  assign \$429  = b[0] & b[2];
-  assign \$430  = ~ b[1];
-  assign \$431  = \$429  & \$430 ;
-  assign \$432  = ! desc[89:88];
-  assign \$433  = ~ \$432 ;
-  assign \$434  = \$431  & \$433 ;
-  assign \$435  = b[0] & b[2];
-  assign \$436  = ~ b[1];
-  assign \$437  = \$435  & \$436 ;
-  assign \$438  = ! desc[89:88];
-  assign \$439  = ~ \$438 ;
-  assign \$440  = \$437  & \$439 ;
-  assign \$441  = geo[29:14] - 1'h1;
-  assign \$442  = b[71:56] == \$441 ;
-  assign \$443  = \$442  ? geo[32:30] : geo[10:8];
-  assign \$444  = b[23:8] == geo[48:33];
-  assign \$445  = \$444  ? geo[374:372] : geo[13:11];
-  assign \$446  = \$443  * \$445 ;
-  assign \$447  = \$440  ? \$446  : 6'h00;
-  assign \$448  = issue & step[276];
-  assign \$449  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$450  = \$449  - 1'h1;
-  assign \$451  = step[39:24] == \$450 ;
-  assign \$452  = \$451  ? 2'h3 : 2'h1;
-  assign \$453  = ! step[15:0];
-  assign \$454  = desc[126] ? desc[63:48] : { 8'h00, desc[87:80] };
-  assign \$455  = \$454  - 1'h1;
-  assign \$456  = step[39:24] == \$455 ;
-  assign \$457  = ~ \$456 ;
-  assign \$458  = \$453  & \$457 ;
-  assign \$459  = \$458  ? 2'h3 : 2'h1;
-  assign \$460  = desc[126] ? \$452  : \$459 ;
-  assign \$461  = need2 + \$460 ;
-  assign \$462  = issue & step[276];
-  assign \$463  = released + 1'h1;
-  assign \$464  = desc[63:48] - 1'h1;
-  assign \$465  = step[15:0] == \$464 ;
-  assign \$466  = \$465  ? 2'h3 : 2'h1;
-  assign \$467  = released_e1_order + \$466 ;
-  assign \$468  = \issue$30  & \step$19 [276];
-  assign \$469  = e3_rel + 1'h1;
-  assign \$470  = b[0] & b[4];
-  assign \$471  = \$signal  + 1'h1;
-  assign \$472  = \b$81 [0] & \b$81 [4];
-  assign \$473  = \$signal$108  + 1'h1;
+  assign \$397  = \$396  ? 2'h3 : 2'h1;
+  assign \$398  = desc[126] ? \$390  : \$397 ;
+  assign \$399  = need2 + \$398 ;
+  assign \$400  = issue & step[276];
+  assign \$401  = \released$129  + 1'h1;
+  assign \$402  = desc[63:48] - 1'h1;
+  assign \$403  = step[15:0] == \$402 ;
+  assign \$404  = \$403  ? 2'h3 : 2'h1;
+  assign \$405  = released_e1_order + \$404 ;
+  assign \$406  = b[0] & b[4];
+  assign \$407  = q2_rows + 1'h1;
+  always @(posedge clk)
+    need2 <= \$408 ;
+  always @(posedge clk)
+    \released$129  <= \$409 ;
+  always @(posedge clk)
+    released_e1_order <= \$410 ;
+  always @(posedge clk)
+    copy_word <= \$411 ;
+  always @(posedge clk)
+    q2_rows <= \$412 ;
   \ttsnn_accel.e23.adder  adder (
     .a(i),
-    .b(\b$92 ),
-    .\port$2309$0 (\$485 ),
-    .\port$2310$0 (\$486 ),
-    .\port$2311$0 (\$487 ),
-    .\port$2312$0 (\$488 )
+    .b(\b$102 ),
+    .\port$2320$0 (\$417 ),
+    .\port$2321$0 (\$418 ),
+    .\port$2322$0 (\$419 ),
+    .\port$2323$0 (\$420 )
   );
   \ttsnn_accel.e23.cluster2  cluster2 (
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$8175$18 (a[21:18]),
-    .\port$8175$2 (a[4:2]),
+    .\port$8182$18 (a[21:18]),
+    .\port$8182$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
     .pw__data(i),
-    .pw__en(p_wr),
+    .pw__en(\p_wr$90 ),
     .rst(rst),
     .valid(valid),
     .weights(weights),
@@ -14728,28 +14567,28 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     .ww__en(w_wr)
   );
   \ttsnn_accel.e23.cluster3  cluster3 (
-    .centre(\centre$66 ),
+    .centre(\centre$76 ),
     .clk(clk),
-    .first(\first$62 ),
-    .from_psum(\from_psum$63 ),
-    .jl(\jl$64 ),
-    .neighbour(\neighbour$68 ),
+    .first(\first$72 ),
+    .from_psum(\from_psum$73 ),
+    .jl(\jl$74 ),
+    .neighbour(\neighbour$77 ),
     .pack(geo[3:0]),
-    .pr__addr(\p_addr$59 ),
-    .pr__en(\p_rd$58 ),
-    .pw__addr(\p_wr_addr$82 ),
-    .pw__data(\b$92 ),
-    .pw__en(\p_wr$80 ),
+    .pr__addr(\p_addr$86 ),
+    .pr__en(\p_rd$85 ),
+    .pw__addr(p_wr_addr),
+    .pw__data(\b$102 ),
+    .pw__en(p_wr),
     .rst(rst),
-    .shift(\shift$65 ),
-    .use_spad(\use_spad$74 ),
-    .valid(\valid$60 ),
-    .weights(\weights$72 ),
-    .wr__addr(\w_addr$57 ),
-    .wr__en(\w_rd$56 ),
-    .wsel(\wsel$71 ),
-    .ww__addr(\w_wr_addr$76 ),
-    .ww__en(\w_wr$75 )
+    .shift(\shift$75 ),
+    .use_spad(\use_spad$80 ),
+    .valid(\valid$70 ),
+    .weights(\weights$79 ),
+    .wr__addr(\w_addr$82 ),
+    .wr__en(\w_rd$81 ),
+    .wsel(\wsel$78 ),
+    .ww__addr(\w_wr_addr$84 ),
+    .ww__en(\w_wr$83 )
   );
   \ttsnn_accel.e23.e2_loop  e2_loop (
     .a(a),
@@ -14764,282 +14603,274 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     .start(start),
     .step(step)
   );
-  \ttsnn_accel.e23.e3_loop  e3_loop (
-    .a(\a$61 ),
-    .b(\b$81 ),
-    .clk(clk),
-    .desc(desc),
-    .geo(geo),
-    .issue(\issue$30 ),
-    .ok(\ok$17 ),
-    .rst(rst),
-    .run(\run$111 ),
-    .start(start),
-    .step(\step$19 )
-  );
   \ttsnn_accel.e23.requant2  requant2 (
     .i(i),
-    .\port$2188$0 (\$481 ),
-    .\port$2228$0 (\$482 ),
-    .\port$2268$0 (\$483 ),
-    .\port$2308$0 (\$484 ),
+    .\port$2199$0 (\$413 ),
+    .\port$2239$0 (\$414 ),
+    .\port$2279$0 (\$415 ),
+    .\port$2319$0 (\$416 ),
     .rnd(desc[205]),
     .shift(desc[138:133])
   );
   \ttsnn_accel.e23.requant3  requant3 (
-    .i(\i$98 ),
-    .\port$2352$0 (\$489 ),
-    .\port$2392$0 (\$490 ),
-    .\port$2432$0 (\$491 ),
-    .\port$2472$0 (\$492 ),
+    .i(\i$108 ),
+    .\port$2363$0 (\$421 ),
+    .\port$2403$0 (\$422 ),
+    .\port$2443$0 (\$423 ),
+    .\port$2483$0 (\$424 ),
     .rnd(desc[205]),
-    .shift(\$249 [5:0])
+    .shift(\$200 [5:0])
+  );
+  \ttsnn_accel.e23.stt_cluster3  stt_cluster3 (
+    .busy(\busy$124 ),
+    .clk(clk),
+    .cluster(cluster),
+    .counts(\counts$126 ),
+    .desc(desc),
+    .e4_released(e4_released),
+    .geo(geo),
+    .line4__addr(\line4__addr$117 ),
+    .line4__en(\line4__en$115 ),
+    .\port$2363$0 (\$421 ),
+    .\port$2403$0 (\$422 ),
+    .\port$2443$0 (\$423 ),
+    .\port$2483$0 (\$424 ),
+    .q23_rows(\$signal$15 ),
+    .q2_rows(q2_rows),
+    .released(e3_rel),
+    .row2_b__addr(row2_b__addr),
+    .row2_b__data(row2_b__data),
+    .row2_b__en(row2_b__en),
+    .row2_c__addr(row2_c__addr),
+    .row2_c__data(row2_c__data),
+    .row2_c__en(row2_c__en),
+    .rst(rst),
+    .start(start),
+    .w3__addr(\w3__addr$47 ),
+    .w3__data(w3__data),
+    .w3__en(\w3__en$45 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \use_spad$74  = \a$61 [4];
+    if (\$172 ) begin
+      \valid$70  = cluster[0];
     end else begin
-      \use_spad$74  = a[4];
+      \valid$70  = \$176 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \w_wr$75  = \$209 ;
+    if (\$172 ) begin
+      \first$72  = cluster[1];
     end else begin
-      \w_wr$75  = \$233 ;
+      \first$72  = a[2];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \w_wr_addr$76  = \a$61 [14:11];
+    if (\$172 ) begin
+      \from_psum$73  = cluster[2];
     end else begin
-      \w_wr_addr$76  = a[14:11];
+      \from_psum$73  = a[3];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$236 ) begin
-      \p_wr$80  = \$237 ;
+    if (\$172 ) begin
+      \jl$74  = cluster[4:3];
     end else begin
-      \p_wr$80  = \$240 ;
+      \jl$74  = a[19:18];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
-    if (\$236 ) begin
-      \p_wr_addr$82  = \b$81 [7:5];
+    if (\$172 ) begin
+      \shift$75  = cluster[6:5];
     end else begin
-      \p_wr_addr$82  = b[7:5];
+      \shift$75  = \$180 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$474  = need2;
-    if (\$448 ) begin
-      \$474  = \$461 [15:0];
+    (* full_case = 32'd1 *)
+    if (\$172 ) begin
+      \centre$76  = cluster[38:7];
+    end else begin
+      \centre$76  = line1_b__data;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$172 ) begin
+      \neighbour$77  = cluster[70:39];
+    end else begin
+      \neighbour$77  = \$181 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$172 ) begin
+      \wsel$78  = cluster[72:71];
+    end else begin
+      \wsel$78  = a[21:20];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$172 ) begin
+      \weights$79  = cluster[104:73];
+    end else begin
+      \weights$79  = w3__data;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$172 ) begin
+      \use_spad$80  = cluster[105];
+    end else begin
+      \use_spad$80  = a[4];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$172 ) begin
+      \w_rd$81  = cluster[106];
+    end else begin
+      \w_rd$81  = \$173 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$172 ) begin
+      \w_addr$82  = cluster[110:107];
+    end else begin
+      \w_addr$82  = step[241:238];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$172 ) begin
+      \w_wr$83  = cluster[111];
+    end else begin
+      \w_wr$83  = \$184 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$172 ) begin
+      \w_wr_addr$84  = cluster[115:112];
+    end else begin
+      \w_wr_addr$84  = a[14:11];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$172 ) begin
+      \p_rd$85  = cluster[116];
+    end else begin
+      \p_rd$85  = \$174 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$172 ) begin
+      \p_addr$86  = cluster[119:117];
+    end else begin
+      \p_addr$86  = step[256:254];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    p_wr = 1'h0;
+    if (\$172 ) begin
+      p_wr = cluster[120];
+    end
+    if (\$188 ) begin
+      p_wr = \$191 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    p_wr_addr = 3'h0;
+    if (\$172 ) begin
+      p_wr_addr = cluster[123:121];
+    end
+    if (\$188 ) begin
+      p_wr_addr = b[7:5];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$408  = need2;
+    if (\$386 ) begin
+      \$408  = \$399 [15:0];
     end
     if (start) begin
-      \$474  = 16'h0003;
+      \$408  = 16'h0003;
     end
     if (rst) begin
-      \$474  = 16'h0000;
+      \$408  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$475  = released;
-    if (\$462 ) begin
-      \$475  = \$463 [15:0];
+    \$409  = \released$129 ;
+    if (\$400 ) begin
+      \$409  = \$401 [15:0];
     end
     if (start) begin
-      \$475  = 16'h0000;
+      \$409  = 16'h0000;
     end
     if (rst) begin
-      \$475  = 16'h0000;
+      \$409  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$476  = released_e1_order;
-    if (\$462 ) begin
-      \$476  = \$467 [15:0];
+    \$410  = released_e1_order;
+    if (\$400 ) begin
+      \$410  = \$405 [15:0];
     end
     if (start) begin
-      \$476  = 16'h0000;
+      \$410  = 16'h0000;
     end
     if (rst) begin
-      \$476  = 16'h0000;
+      \$410  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$477  = e3_rel;
-    if (\$468 ) begin
-      \$477  = \$469 [15:0];
+    \$411  = line1_b__data;
+    if (rst) begin
+      \$411  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$412  = q2_rows;
+    if (\$406 ) begin
+      \$412  = \$407 [15:0];
     end
     if (start) begin
-      \$477  = 16'h0000;
+      \$412  = 16'h0000;
     end
     if (rst) begin
-      \$477  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$478  = line1_b__data;
-    if (rst) begin
-      \$478  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$479  = \$signal ;
-    if (\$470 ) begin
-      \$479  = \$471 [15:0];
-    end
-    if (start) begin
-      \$479  = 16'h0000;
-    end
-    if (rst) begin
-      \$479  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$480  = \$signal$108 ;
-    if (\$472 ) begin
-      \$480  = \$473 [15:0];
-    end
-    if (start) begin
-      \$480  = 16'h0000;
-    end
-    if (rst) begin
-      \$480  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \w_rd$56  = \$196 ;
-    end else begin
-      \w_rd$56  = \$210 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \w_addr$57  = \step$19 [241:238];
-    end else begin
-      \w_addr$57  = step[241:238];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \p_rd$58  = \$197 ;
-    end else begin
-      \p_rd$58  = \$211 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \p_addr$59  = \step$19 [256:254];
-    end else begin
-      \p_addr$59  = step[256:254];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \valid$60  = \a$61 [0];
-    end else begin
-      \valid$60  = \$216 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \first$62  = \a$61 [2];
-    end else begin
-      \first$62  = a[2];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \from_psum$63  = \a$61 [3];
-    end else begin
-      \from_psum$63  = a[3];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \jl$64  = \a$61 [19:18];
-    end else begin
-      \jl$64  = a[19:18];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \shift$65  = \$201 ;
-    end else begin
-      \shift$65  = \$220 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \centre$66  = \$203 ;
-    end else begin
-      \centre$66  = \$222 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \neighbour$68  = \$208 ;
-    end else begin
-      \neighbour$68  = \$227 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \wsel$71  = \a$61 [21:20];
-    end else begin
-      \wsel$71  = a[21:20];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$195 ) begin
-      \weights$72  = w3__data;
-    end else begin
-      \weights$72  = w3__data;
+      \$412  = 16'h0000;
     end
   end
   assign pack = geo[3:0];
@@ -15047,9 +14878,20 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \desc$4  = desc;
   assign \geo$5  = geo;
   assign \start$7  = start;
-  assign \desc$8  = desc;
-  assign \geo$9  = geo;
-  assign \start$10  = start;
+  assign \start$8  = start;
+  assign \desc$9  = desc;
+  assign \geo$10  = geo;
+  assign \$signal  = q2_rows;
+  assign \e4_released$14  = e4_released;
+  assign q23_rows = \$signal$15 ;
+  assign released = e3_rel;
+  assign \row2_b__addr$20  = row2_b__addr;
+  assign \row2_b__data$22  = row2_b__data;
+  assign \row2_b__en$24  = row2_b__en;
+  assign \row2_c__addr$26  = row2_c__addr;
+  assign \row2_c__data$28  = row2_c__data;
+  assign \row2_c__en$30  = row2_c__en;
+  assign \w3__data$49  = w3__data;
   assign w_addr = step[241:238];
   assign p_addr = step[256:254];
   assign first = a[2];
@@ -15061,35 +14903,35 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign w2__data = weights;
   assign use_spad = a[4];
   assign w_wr_addr = a[14:11];
-  assign p_wr_addr = b[7:5];
+  assign \p_wr_addr$92  = b[7:5];
   assign acc = i;
-  assign \shift$85  = desc[138:133];
+  assign \shift$95  = desc[138:133];
   assign rnd = desc[205];
-  assign row2__data = { \$484 , \$483 , \$482 , \$481  };
-  assign o = { \$484 , \$483 , \$482 , \$481  };
-  assign \a$91  = i;
-  assign \acc$93  = \b$92 ;
-  assign acc3_ext0 = { \b$92 [15], \b$92 [15:0] };
-  assign acc3_ext1 = { \b$92 [31], \b$92 [31:16] };
-  assign acc3_ext2 = { \b$92 [47], \b$92 [47:32] };
-  assign acc3_ext3 = { \b$92 [63], \b$92 [63:48] };
-  assign \o$99  = { \$488 , \$487 , \$486 , \$485  };
-  assign \shift$100  = \$249 [5:0];
-  assign \rnd$101  = desc[205];
-  assign \o$105  = { \$492 , \$491 , \$490 , \$489  };
-  assign line1_a__addr = \$95 [15:0];
-  assign line1_b__addr = \$124 [15:0];
-  assign line1_c__addr = \$162 [15:0];
-  assign w2__addr = \$166 [15:0];
-  assign row2_b__addr = \$169 [15:0];
-  assign row2_c__addr = \$178 [15:0];
-  assign w3__addr = \$189 [15:0];
-  assign row2__addr = \$245 [15:0];
-  assign line4__addr = \$280 [15:0];
-  assign \port$2188$0  = \$481 ;
-  assign \port$2228$0  = \$482 ;
-  assign \port$2268$0  = \$483 ;
-  assign \port$2308$0  = \$484 ;
+  assign row2__data = { \$416 , \$415 , \$414 , \$413  };
+  assign o = { \$416 , \$415 , \$414 , \$413  };
+  assign \a$101  = i;
+  assign \acc$103  = \b$102 ;
+  assign acc3_ext0 = { \b$102 [15], \b$102 [15:0] };
+  assign acc3_ext1 = { \b$102 [31], \b$102 [31:16] };
+  assign acc3_ext2 = { \b$102 [47], \b$102 [47:32] };
+  assign acc3_ext3 = { \b$102 [63], \b$102 [63:48] };
+  assign \o$109  = { \$420 , \$419 , \$418 , \$417  };
+  assign \shift$110  = \$200 [5:0];
+  assign \rnd$111  = desc[205];
+  assign result = { \$424 , \$423 , \$422 , \$421  };
+  assign \o$113  = { \$424 , \$423 , \$422 , \$421  };
+  assign \line4__data$119  = { \$424 , \$423 , \$422 , \$421  };
+  assign line1_a__addr = \$84 [15:0];
+  assign line1_b__addr = \$113 [15:0];
+  assign line1_c__addr = \$151 [15:0];
+  assign w2__addr = \$155 [15:0];
+  assign w3__addr = \$166 [15:0];
+  assign row2__addr = \$196 [15:0];
+  assign line4__addr = \$219 [15:0];
+  assign \port$2199$0  = \$413 ;
+  assign \port$2239$0  = \$414 ;
+  assign \port$2279$0  = \$415 ;
+  assign \port$2319$0  = \$416 ;
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -15216,69 +15058,69 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \geo$5.t3  = geo[462:455];
   assign \geo$5.halos1  = geo[464:463];
   assign \geo$5.first_eoff1  = geo[480:465];
-  assign \desc$8.in_channels  = desc[15:0];
-  assign \desc$8.rank  = desc[31:16];
-  assign \desc$8.out_channels  = desc[47:32];
-  assign \desc$8.height  = desc[63:48];
-  assign \desc$8.width  = desc[79:64];
-  assign \desc$8.timesteps  = desc[87:80];
-  assign \desc$8.mode  = desc[89:88];
-  assign \desc$8.schedule  = desc[121:90];
-  assign \desc$8.pack  = desc[125:122];
-  assign \desc$8.order  = desc[126];
-  assign \desc$8.shift1  = desc[132:127];
-  assign \desc$8.shift2  = desc[138:133];
-  assign \desc$8.shift3  = desc[144:139];
-  assign \desc$8.affine_shift  = desc[150:145];
-  assign \desc$8.leak_mul  = desc[166:151];
-  assign \desc$8.leak_shift  = desc[172:167];
-  assign \desc$8.threshold  = desc[204:173];
-  assign \desc$8.round  = desc[205];
-  assign \desc$8.pool  = desc[206];
-  assign \desc$8.residual  = desc[207];
-  assign \desc$8.zero_halo  = desc[211:208];
-  assign \desc$8.in_ring_rows  = desc[227:212];
-  assign \desc$8.res_ring_rows  = desc[243:228];
-  assign \desc$8.out_ring_rows  = desc[259:244];
-  assign \desc$8.pass  = desc[261:260];
-  assign \geo$9.pack  = geo[3:0];
-  assign \geo$9.pxl  = geo[7:4];
-  assign \geo$9.pk  = geo[10:8];
-  assign \geo$9.px  = geo[13:11];
-  assign \geo$9.ng  = geo[29:14];
-  assign \geo$9.last_lanes  = geo[32:30];
-  assign \geo$9.nb  = geo[48:33];
-  assign \geo$9.rw1  = geo[64:49];
-  assign \geo$9.rw4  = geo[80:65];
-  assign \geo$9.ncc  = geo[96:81];
-  assign \geo$9.cw  = geo[112:97];
-  assign \geo$9.r3  = geo[128:113];
-  assign \geo$9.ns  = geo[144:129];
-  assign \geo$9.nch  = geo[160:145];
-  assign \geo$9.last_chunk  = geo[176:161];
-  assign \geo$9.ho  = geo[192:177];
-  assign \geo$9.wo  = geo[208:193];
-  assign \geo$9.go  = geo[224:209];
-  assign \geo$9.in_row_words  = geo[240:225];
-  assign \geo$9.out_row_words  = geo[256:241];
-  assign \geo$9.dist  = geo[272:257];
-  assign \geo$9.prev_init  = geo[288:273];
-  assign \geo$9.long_rows  = geo[289];
-  assign \geo$9.e_lo2  = geo[291:290];
-  assign \geo$9.nbe2  = geo[307:292];
-  assign \geo$9.nbg2  = geo[323:308];
-  assign \geo$9.lastg2  = geo[339:324];
-  assign \geo$9.nbg3  = geo[355:340];
-  assign \geo$9.lastg3  = geo[371:356];
-  assign \geo$9.last_cols  = geo[374:372];
-  assign \geo$9.tr1  = geo[390:375];
-  assign \geo$9.tr4  = geo[406:391];
-  assign \geo$9.t3r1  = geo[422:407];
-  assign \geo$9.ew_ng  = geo[438:423];
-  assign \geo$9.e_lo2_ng  = geo[454:439];
-  assign \geo$9.t3  = geo[462:455];
-  assign \geo$9.halos1  = geo[464:463];
-  assign \geo$9.first_eoff1  = geo[480:465];
+  assign \desc$9.in_channels  = desc[15:0];
+  assign \desc$9.rank  = desc[31:16];
+  assign \desc$9.out_channels  = desc[47:32];
+  assign \desc$9.height  = desc[63:48];
+  assign \desc$9.width  = desc[79:64];
+  assign \desc$9.timesteps  = desc[87:80];
+  assign \desc$9.mode  = desc[89:88];
+  assign \desc$9.schedule  = desc[121:90];
+  assign \desc$9.pack  = desc[125:122];
+  assign \desc$9.order  = desc[126];
+  assign \desc$9.shift1  = desc[132:127];
+  assign \desc$9.shift2  = desc[138:133];
+  assign \desc$9.shift3  = desc[144:139];
+  assign \desc$9.affine_shift  = desc[150:145];
+  assign \desc$9.leak_mul  = desc[166:151];
+  assign \desc$9.leak_shift  = desc[172:167];
+  assign \desc$9.threshold  = desc[204:173];
+  assign \desc$9.round  = desc[205];
+  assign \desc$9.pool  = desc[206];
+  assign \desc$9.residual  = desc[207];
+  assign \desc$9.zero_halo  = desc[211:208];
+  assign \desc$9.in_ring_rows  = desc[227:212];
+  assign \desc$9.res_ring_rows  = desc[243:228];
+  assign \desc$9.out_ring_rows  = desc[259:244];
+  assign \desc$9.pass  = desc[261:260];
+  assign \geo$10.pack  = geo[3:0];
+  assign \geo$10.pxl  = geo[7:4];
+  assign \geo$10.pk  = geo[10:8];
+  assign \geo$10.px  = geo[13:11];
+  assign \geo$10.ng  = geo[29:14];
+  assign \geo$10.last_lanes  = geo[32:30];
+  assign \geo$10.nb  = geo[48:33];
+  assign \geo$10.rw1  = geo[64:49];
+  assign \geo$10.rw4  = geo[80:65];
+  assign \geo$10.ncc  = geo[96:81];
+  assign \geo$10.cw  = geo[112:97];
+  assign \geo$10.r3  = geo[128:113];
+  assign \geo$10.ns  = geo[144:129];
+  assign \geo$10.nch  = geo[160:145];
+  assign \geo$10.last_chunk  = geo[176:161];
+  assign \geo$10.ho  = geo[192:177];
+  assign \geo$10.wo  = geo[208:193];
+  assign \geo$10.go  = geo[224:209];
+  assign \geo$10.in_row_words  = geo[240:225];
+  assign \geo$10.out_row_words  = geo[256:241];
+  assign \geo$10.dist  = geo[272:257];
+  assign \geo$10.prev_init  = geo[288:273];
+  assign \geo$10.long_rows  = geo[289];
+  assign \geo$10.e_lo2  = geo[291:290];
+  assign \geo$10.nbe2  = geo[307:292];
+  assign \geo$10.nbg2  = geo[323:308];
+  assign \geo$10.lastg2  = geo[339:324];
+  assign \geo$10.nbg3  = geo[355:340];
+  assign \geo$10.lastg3  = geo[371:356];
+  assign \geo$10.last_cols  = geo[374:372];
+  assign \geo$10.tr1  = geo[390:375];
+  assign \geo$10.tr4  = geo[406:391];
+  assign \geo$10.t3r1  = geo[422:407];
+  assign \geo$10.ew_ng  = geo[438:423];
+  assign \geo$10.e_lo2_ng  = geo[454:439];
+  assign \geo$10.t3  = geo[462:455];
+  assign \geo$10.halos1  = geo[464:463];
+  assign \geo$10.first_eoff1  = geo[480:465];
   assign \step.q  = step[15:0];
   assign \step.t  = step[23:16];
   assign \step.i  = step[39:24];
@@ -15306,33 +15148,6 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \step.spad_rd  = step[274];
   assign \step.from_psum  = step[275];
   assign \step.row_end  = step[276];
-  assign \step$19.q  = \step$19 [15:0];
-  assign \step$19.t  = \step$19 [23:16];
-  assign \step$19.i  = \step$19 [39:24];
-  assign \step$19.seq  = \step$19 [55:40];
-  assign \step$19.qm3  = \step$19 [57:56];
-  assign \step$19.r1base  = \step$19 [73:58];
-  assign \step$19.trw  = \step$19 [89:74];
-  assign \step$19.tr4  = \step$19 [105:90];
-  assign \step$19.tho  = \step$19 [121:106];
-  assign \step$19.l4b  = \step$19 [137:122];
-  assign \step$19.tap  = \step$19 [139:138];
-  assign \step$19.ti  = \step$19 [141:140];
-  assign \step$19.e  = \step$19 [157:142];
-  assign \step$19.eoff  = \step$19 [173:158];
-  assign \step$19.jb  = \step$19 [189:174];
-  assign \step$19.g  = \step$19 [205:190];
-  assign \step$19.gbase  = \step$19 [221:206];
-  assign \step$19.sl  = \step$19 [237:222];
-  assign \step$19.s  = \step$19 [253:238];
-  assign \step$19.b  = \step$19 [269:254];
-  assign \step$19.copy  = \step$19 [270];
-  assign \step$19.new_op  = \step$19 [271];
-  assign \step$19.new_centre  = \step$19 [272];
-  assign \step$19.glb_rd  = \step$19 [273];
-  assign \step$19.spad_rd  = \step$19 [274];
-  assign \step$19.from_psum  = \step$19 [275];
-  assign \step$19.row_end  = \step$19 [276];
   assign \a.v  = a[0];
   assign \a.copy  = a[1];
   assign \a.first  = a[2];
@@ -15355,28 +15170,24 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \a.ti  = a[87:86];
   assign \a.seq  = a[88];
   assign \a.qm3  = a[90:89];
-  assign \a$61.v  = \a$61 [0];
-  assign \a$61.copy  = \a$61 [1];
-  assign \a$61.first  = \a$61 [2];
-  assign \a$61.from_psum  = \a$61 [3];
-  assign \a$61.use_spad  = \a$61 [4];
-  assign \a$61.w_wr  = \a$61 [5];
-  assign \a$61.final  = \a$61 [6];
-  assign \a$61.psum_out  = \a$61 [7];
-  assign \a$61.row_end  = \a$61 [8];
-  assign \a$61.nb_zero  = \a$61 [9];
-  assign \a$61.row_zero  = \a$61 [10];
-  assign \a$61.s  = \a$61 [14:11];
-  assign \a$61.b  = \a$61 [17:15];
-  assign \a$61.jl  = \a$61 [19:18];
-  assign \a$61.wsel  = \a$61 [21:20];
-  assign \a$61.e  = \a$61 [37:22];
-  assign \a$61.eoff  = \a$61 [53:38];
-  assign \a$61.tr4  = \a$61 [69:54];
-  assign \a$61.g  = \a$61 [85:70];
-  assign \a$61.ti  = \a$61 [87:86];
-  assign \a$61.seq  = \a$61 [88];
-  assign \a$61.qm3  = \a$61 [90:89];
+  assign \cluster.valid  = cluster[0];
+  assign \cluster.first  = cluster[1];
+  assign \cluster.from_psum  = cluster[2];
+  assign \cluster.jl  = cluster[4:3];
+  assign \cluster.shift  = cluster[6:5];
+  assign \cluster.centre  = cluster[38:7];
+  assign \cluster.neighbour  = cluster[70:39];
+  assign \cluster.wsel  = cluster[72:71];
+  assign \cluster.weights  = cluster[104:73];
+  assign \cluster.use_spad  = cluster[105];
+  assign \cluster.w_rd  = cluster[106];
+  assign \cluster.w_addr  = cluster[110:107];
+  assign \cluster.w_wr  = cluster[111];
+  assign \cluster.w_wr_addr  = cluster[115:112];
+  assign \cluster.p_rd  = cluster[116];
+  assign \cluster.p_addr  = cluster[119:117];
+  assign \cluster.p_wr  = cluster[120];
+  assign \cluster.p_wr_addr  = cluster[123:121];
   assign \b.v  = b[0];
   assign \b.copy  = b[1];
   assign \b.final  = b[2];
@@ -15389,18 +15200,6 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \b.g  = b[71:56];
   assign \b.seq  = b[72];
   assign \b.qm3  = b[74:73];
-  assign \b$81.v  = \b$81 [0];
-  assign \b$81.copy  = \b$81 [1];
-  assign \b$81.final  = \b$81 [2];
-  assign \b$81.psum_out  = \b$81 [3];
-  assign \b$81.row_end  = \b$81 [4];
-  assign \b$81.b  = \b$81 [7:5];
-  assign \b$81.e  = \b$81 [23:8];
-  assign \b$81.eoff  = \b$81 [39:24];
-  assign \b$81.tr4  = \b$81 [55:40];
-  assign \b$81.g  = \b$81 [71:56];
-  assign \b$81.seq  = \b$81 [72];
-  assign \b$81.qm3  = \b$81 [74:73];
   assign \counts.c2_busy  = counts[0];
   assign \counts.c2_stall  = counts[1];
   assign \counts.adder_stall  = counts[2];
@@ -15420,38 +15219,46 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \counts.line4_writes  = counts[32];
   assign \counts.adder_busy  = counts[33];
   assign \counts.adds  = counts[39:34];
-  assign counts[39:34] = \$447 ;
-  assign counts[33] = \$434 ;
-  assign counts[32] = line4__en;
+  assign \counts$126.c3_busy  = \counts$126 [0];
+  assign \counts$126.c3_stall  = \counts$126 [1];
+  assign \counts$126.row2_reads  = \counts$126 [3:2];
+  assign \counts$126.w3_reads  = \counts$126 [4];
+  assign \counts$126.c3_macs  = \counts$126 [10:5];
+  assign \counts$126.c3_spad_reads  = \counts$126 [12:11];
+  assign \counts$126.c3_spad_writes  = \counts$126 [14:13];
+  assign \counts$126.line4_writes  = \counts$126 [15];
+  assign counts[39:34] = \$385 ;
+  assign counts[33] = \$372 ;
+  assign counts[32] = \$366 [0];
   assign counts[31] = row2__en;
-  assign counts[30:29] = \$428 ;
-  assign counts[28:27] = \$427 ;
-  assign counts[26:25] = \$426 ;
-  assign counts[24:23] = \$425 ;
-  assign counts[22:17] = \$424 ;
-  assign counts[16:11] = \$406 [5:0];
-  assign counts[10] = \$379 ;
-  assign counts[9:8] = \$373 ;
-  assign counts[7] = \$372 ;
-  assign counts[6:5] = \$369 [1:0];
-  assign counts[4] = \$367 ;
-  assign counts[3] = \$329 ;
-  assign counts[2] = \$325 ;
-  assign counts[1] = \$303 ;
+  assign counts[30:29] = \$357 [1:0];
+  assign counts[28:27] = \$351 [1:0];
+  assign counts[26:25] = \$347 ;
+  assign counts[24:23] = \$346 ;
+  assign counts[22:17] = \$345 [5:0];
+  assign counts[16:11] = \$332 [5:0];
+  assign counts[10] = \$305 [0];
+  assign counts[9:8] = \counts$126 [3:2];
+  assign counts[7] = \$298 ;
+  assign counts[6:5] = \$295 [1:0];
+  assign counts[4] = \$293 [0];
+  assign counts[3] = \$270 [0];
+  assign counts[2] = \$264 ;
+  assign counts[1] = \$242 ;
   assign counts[0] = issue;
-  assign \$60  = { geo[390:375], 1'h0 };
-  assign \$65  = { geo[64:49], 1'h0 };
-  assign \$68  = { geo[64:49], 1'h0 };
-  assign \$71  = { geo[64:49], 1'h0 };
-  assign \$88  = { geo[390:375], 1'h0 };
-  assign \$117  = { geo[390:375], 1'h0 };
-  assign \$152  = { geo[390:375], 1'h0 };
-  assign \$264  = { geo[406:391], 1'h0 };
-  assign \$273  = { geo[406:391], 1'h0 };
+  assign \$49  = { geo[390:375], 1'h0 };
+  assign \$54  = { geo[64:49], 1'h0 };
+  assign \$57  = { geo[64:49], 1'h0 };
+  assign \$60  = { geo[64:49], 1'h0 };
+  assign \$77  = { geo[390:375], 1'h0 };
+  assign \$106  = { geo[390:375], 1'h0 };
+  assign \$141  = { geo[390:375], 1'h0 };
+  assign \$212  = { geo[406:391], 1'h0 };
+  assign \$222  = { \$424 , \$423 , \$422 , \$421  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.adder (\port$2310$0 , \port$2311$0 , \port$2312$0 , a, b, \port$2309$0 );
+module \ttsnn_accel.e23.adder (\port$2321$0 , \port$2322$0 , \port$2323$0 , a, b, \port$2320$0 );
   wire [16:0] \$1 ;
   wire [16:0] \$2 ;
   wire [16:0] \$3 ;
@@ -15461,27 +15268,27 @@ module \ttsnn_accel.e23.adder (\port$2310$0 , \port$2311$0 , \port$2312$0 , a, b
   input [63:0] b;
   wire [63:0] b;
   wire [67:0] o;
-  output [16:0] \port$2309$0 ;
-  wire [16:0] \port$2309$0 ;
-  output [16:0] \port$2310$0 ;
-  wire [16:0] \port$2310$0 ;
-  output [16:0] \port$2311$0 ;
-  wire [16:0] \port$2311$0 ;
-  output [16:0] \port$2312$0 ;
-  wire [16:0] \port$2312$0 ;
+  output [16:0] \port$2320$0 ;
+  wire [16:0] \port$2320$0 ;
+  output [16:0] \port$2321$0 ;
+  wire [16:0] \port$2321$0 ;
+  output [16:0] \port$2322$0 ;
+  wire [16:0] \port$2322$0 ;
+  output [16:0] \port$2323$0 ;
+  wire [16:0] \port$2323$0 ;
   assign \$1  = $signed(a[15:0]) + $signed(b[15:0]);
   assign \$2  = $signed(a[31:16]) + $signed(b[31:16]);
   assign \$3  = $signed(a[47:32]) + $signed(b[47:32]);
   assign \$4  = $signed(a[63:48]) + $signed(b[63:48]);
   assign o = { \$4 , \$3 , \$2 , \$1  };
-  assign \port$2309$0  = \$1 ;
-  assign \port$2310$0  = \$2 ;
-  assign \port$2311$0  = \$3 ;
-  assign \port$2312$0  = \$4 ;
+  assign \port$2320$0  = \$1 ;
+  assign \port$2321$0  = \$2 ;
+  assign \port$2322$0  = \$3 ;
+  assign \port$2323$0  = \$4 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$8175$2 , ww__addr, \port$8175$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$8182$2 , ww__addr, \port$8182$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -15601,10 +15408,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$8175$18 ;
-  wire [3:0] \port$8175$18 ;
-  input [2:0] \port$8175$2 ;
-  wire [2:0] \port$8175$2 ;
+  input [3:0] \port$8182$18 ;
+  wire [3:0] \port$8182$18 ;
+  input [2:0] \port$8182$2 ;
+  wire [2:0] \port$8182$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -15700,91 +15507,91 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$8175$18 [0] * 4'h8;
+  assign \$100  = \port$8182$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$8175$18 [0] * 4'h8;
+  assign \$103  = \port$8182$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$8175$18 [0] * 4'h8;
+  assign \$106  = \port$8182$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$8175$18 [1:0] * 4'h8;
+  assign \$110  = \port$8182$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$8175$18 [1:0] * 4'h8;
+  assign \$113  = \port$8182$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$8175$18 [1:0] * 4'h8;
+  assign \$116  = \port$8182$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$8175$18 [3:2] * 4'h8;
+  assign \$121  = \port$8182$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$8175$18 [2] * 4'h8;
+  assign \$124  = \port$8182$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$8175$18 [0] * 4'h8;
+  assign \$129  = \port$8182$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$8175$18 [0] * 4'h8;
+  assign \$132  = \port$8182$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$8175$18 [0] * 4'h8;
+  assign \$135  = \port$8182$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$8175$18 [1:0] * 4'h8;
+  assign \$139  = \port$8182$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$8175$18 [1:0] * 4'h8;
+  assign \$142  = \port$8182$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$8175$18 [1:0] * 4'h8;
+  assign \$145  = \port$8182$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$8175$18 [3:2] * 4'h8;
+  assign \$150  = \port$8182$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$8175$18 [2] * 4'h8;
+  assign \$153  = \port$8182$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$8175$18 [0] * 4'h8;
+  assign \$158  = \port$8182$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$8175$18 [0] * 4'h8;
+  assign \$161  = \port$8182$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$8175$18 [0] * 4'h8;
+  assign \$164  = \port$8182$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$8175$18 [1:0] * 4'h8;
+  assign \$168  = \port$8182$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$8175$18 [1:0] * 4'h8;
+  assign \$171  = \port$8182$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$8175$18 [1:0] * 4'h8;
+  assign \$174  = \port$8182$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$8175$18 [3:2] * 4'h8;
+  assign \$179  = \port$8182$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$8175$18 [2] * 4'h8;
+  assign \$182  = \port$8182$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$8175$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$8182$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$8175$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$8182$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$8175$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$8182$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$8175$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$8182$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$8175$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$8175$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$8182$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$8182$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$8175$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$8175$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$8182$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$8182$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$8175$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$8175$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$8182$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$8182$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$8175$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$8175$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$8182$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$8182$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$8175$18 [0] * 4'h8;
+  assign \$71  = \port$8182$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$8175$18 [0] * 4'h8;
+  assign \$74  = \port$8182$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$8175$18 [0] * 4'h8;
+  assign \$77  = \port$8182$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$8175$18 [1:0] * 4'h8;
+  assign \$81  = \port$8182$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$8175$18 [1:0] * 4'h8;
+  assign \$84  = \port$8182$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$8175$18 [1:0] * 4'h8;
+  assign \$87  = \port$8182$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$8175$18 [3:2] * 4'h8;
+  assign \$92  = \port$8182$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$8175$18 [2] * 4'h8;
+  assign \$95  = \port$8182$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
@@ -15897,8 +15704,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$8175$18 [1:0];
-  assign wsel = \port$8175$18 [3:2];
+  assign jl = \port$8182$18 [1:0];
+  assign wsel = \port$8182$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -15909,9 +15716,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$8175$2 [2];
-  assign first = \port$8175$2 [0];
-  assign from_psum = \port$8175$2 [1];
+  assign use_spad = \port$8182$2 [2];
+  assign first = \port$8182$2 [0];
+  assign from_psum = \port$8182$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -15935,7 +15742,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster3 (rst, pack, wr__en, wr__addr, pr__en, pr__addr, valid, first, from_psum, jl, shift, centre, neighbour, wsel, weights, use_spad, ww__en, ww__addr, pw__en, pw__addr, pw__data
+module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift, centre, neighbour, wsel, weights, use_spad, wr__en, wr__addr, ww__en, ww__addr, pr__en, pr__addr, pw__en, pw__addr, pw__data
 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   reg [7:0] \$1 ;
@@ -18242,8 +18049,1425 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, desc, clk);
+module \ttsnn_accel.e23.requant2 (\port$2239$0 , \port$2279$0 , \port$2319$0 , i, shift, rnd, \port$2199$0 );
+  wire \$1 ;
+  wire [16:0] \$10 ;
+  wire [6:0] \$100 ;
+  wire [5:0] \$101 ;
+  wire [15:0] \$102 ;
+  wire [16:0] \$103 ;
+  wire [16:0] \$104 ;
+  wire [15:0] \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [6:0] \$109 ;
+  wire [16:0] \$11 ;
+  wire [5:0] \$110 ;
+  wire [15:0] \$111 ;
+  wire \$112 ;
+  wire [6:0] \$113 ;
+  wire [5:0] \$114 ;
+  wire [15:0] \$115 ;
+  wire [16:0] \$116 ;
+  wire [16:0] \$117 ;
+  wire [15:0] \$118 ;
+  wire [7:0] \$119 ;
+  wire [15:0] \$12 ;
+  wire [7:0] \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire [6:0] \$123 ;
+  wire [5:0] \$124 ;
+  wire [15:0] \$125 ;
+  wire \$126 ;
+  wire [6:0] \$127 ;
+  wire [5:0] \$128 ;
+  wire [15:0] \$129 ;
+  wire \$13 ;
+  wire [16:0] \$130 ;
+  wire [16:0] \$131 ;
+  wire [15:0] \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire [6:0] \$136 ;
+  wire [5:0] \$137 ;
+  wire [15:0] \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire [6:0] \$140 ;
+  wire [5:0] \$141 ;
+  wire [15:0] \$142 ;
+  wire [16:0] \$143 ;
+  wire [16:0] \$144 ;
+  wire [15:0] \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire [6:0] \$149 ;
+  wire \$15 ;
+  wire [5:0] \$150 ;
+  wire [15:0] \$151 ;
+  wire \$152 ;
+  wire [6:0] \$153 ;
+  wire [5:0] \$154 ;
+  wire [15:0] \$155 ;
+  wire [16:0] \$156 ;
+  wire [16:0] \$157 ;
+  wire [15:0] \$158 ;
+  wire [7:0] \$159 ;
+  wire [6:0] \$16 ;
+  wire [7:0] \$160 ;
+  wire [5:0] \$17 ;
+  wire [15:0] \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire [6:0] \$20 ;
+  wire [5:0] \$21 ;
+  wire [15:0] \$22 ;
+  wire [16:0] \$23 ;
+  wire [16:0] \$24 ;
+  wire [15:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [6:0] \$29 ;
+  wire [6:0] \$3 ;
+  wire [5:0] \$30 ;
+  wire [15:0] \$31 ;
+  wire \$32 ;
+  wire [6:0] \$33 ;
+  wire [5:0] \$34 ;
+  wire [15:0] \$35 ;
+  wire [16:0] \$36 ;
+  wire [16:0] \$37 ;
+  wire [15:0] \$38 ;
+  wire [7:0] \$39 ;
+  wire [5:0] \$4 ;
+  wire [7:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [6:0] \$43 ;
+  wire [5:0] \$44 ;
+  wire [15:0] \$45 ;
+  wire \$46 ;
+  wire [6:0] \$47 ;
+  wire [5:0] \$48 ;
+  wire [15:0] \$49 ;
+  wire [15:0] \$5 ;
+  wire [16:0] \$50 ;
+  wire [16:0] \$51 ;
+  wire [15:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire [6:0] \$56 ;
+  wire [5:0] \$57 ;
+  wire [15:0] \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire [6:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire [15:0] \$62 ;
+  wire [16:0] \$63 ;
+  wire [16:0] \$64 ;
+  wire [15:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire [6:0] \$69 ;
+  wire [6:0] \$7 ;
+  wire [5:0] \$70 ;
+  wire [15:0] \$71 ;
+  wire \$72 ;
+  wire [6:0] \$73 ;
+  wire [5:0] \$74 ;
+  wire [15:0] \$75 ;
+  wire [16:0] \$76 ;
+  wire [16:0] \$77 ;
+  wire [15:0] \$78 ;
+  wire [7:0] \$79 ;
+  wire [5:0] \$8 ;
+  wire [7:0] \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire [6:0] \$83 ;
+  wire [5:0] \$84 ;
+  wire [15:0] \$85 ;
+  wire \$86 ;
+  wire [6:0] \$87 ;
+  wire [5:0] \$88 ;
+  wire [15:0] \$89 ;
+  wire [15:0] \$9 ;
+  wire [16:0] \$90 ;
+  wire [16:0] \$91 ;
+  wire [15:0] \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire [6:0] \$96 ;
+  wire [5:0] \$97 ;
+  wire [15:0] \$98 ;
+  wire \$99 ;
+  input [63:0] i;
+  wire [63:0] i;
+  wire [31:0] o;
+  output [7:0] \port$2199$0 ;
+  wire [7:0] \port$2199$0 ;
+  output [7:0] \port$2239$0 ;
+  wire [7:0] \port$2239$0 ;
+  output [7:0] \port$2279$0 ;
+  wire [7:0] \port$2279$0 ;
+  output [7:0] \port$2319$0 ;
+  wire [7:0] \port$2319$0 ;
+  input rnd;
+  wire rnd;
+  input [5:0] shift;
+  wire [5:0] shift;
+  assign \$1  = ! shift;
+  assign \$2  = ! shift;
+  assign \$3  = shift - 1'h1;
+  assign \$4  = \$2  ? 6'h00 : \$3 [5:0];
+  assign \$5  = $signed(i[15:0]) >>> \$4 ;
+  assign \$6  = ! shift;
+  assign \$7  = shift - 1'h1;
+  assign \$8  = \$6  ? 6'h00 : \$7 [5:0];
+  assign \$9  = $signed(i[15:0]) >>> \$8 ;
+  assign \$10  = $signed(\$9 ) + $signed({ 1'h0, rnd });
+  assign \$12  = \$1  ? \$5  : \$11 [15:0];
+  assign \$13  = $signed(\$12 ) > $signed(8'h7f);
+  assign \$14  = ! shift;
+  assign \$15  = ! shift;
+  assign \$16  = shift - 1'h1;
+  assign \$17  = \$15  ? 6'h00 : \$16 [5:0];
+  assign \$18  = $signed(i[15:0]) >>> \$17 ;
+  assign \$19  = ! shift;
+  assign \$20  = shift - 1'h1;
+  assign \$21  = \$19  ? 6'h00 : \$20 [5:0];
+  assign \$22  = $signed(i[15:0]) >>> \$21 ;
+  assign \$23  = $signed(\$22 ) + $signed({ 1'h0, rnd });
+  assign \$25  = \$14  ? \$18  : \$24 [15:0];
+  assign \$26  = $signed(\$25 ) < $signed(8'h80);
+  assign \$27  = ! shift;
+  assign \$28  = ! shift;
+  assign \$29  = shift - 1'h1;
+  assign \$30  = \$28  ? 6'h00 : \$29 [5:0];
+  assign \$31  = $signed(i[15:0]) >>> \$30 ;
+  assign \$32  = ! shift;
+  assign \$33  = shift - 1'h1;
+  assign \$34  = \$32  ? 6'h00 : \$33 [5:0];
+  assign \$35  = $signed(i[15:0]) >>> \$34 ;
+  assign \$36  = $signed(\$35 ) + $signed({ 1'h0, rnd });
+  assign \$38  = \$27  ? \$31  : \$37 [15:0];
+  assign \$39  = \$26  ? 8'h80 : \$38 [7:0];
+  assign \$40  = \$13  ? 8'h7f : \$39 ;
+  assign \$41  = ! shift;
+  assign \$42  = ! shift;
+  assign \$43  = shift - 1'h1;
+  assign \$44  = \$42  ? 6'h00 : \$43 [5:0];
+  assign \$45  = $signed(i[31:16]) >>> \$44 ;
+  assign \$46  = ! shift;
+  assign \$47  = shift - 1'h1;
+  assign \$48  = \$46  ? 6'h00 : \$47 [5:0];
+  assign \$49  = $signed(i[31:16]) >>> \$48 ;
+  assign \$50  = $signed(\$49 ) + $signed({ 1'h0, rnd });
+  assign \$52  = \$41  ? \$45  : \$51 [15:0];
+  assign \$53  = $signed(\$52 ) > $signed(8'h7f);
+  assign \$54  = ! shift;
+  assign \$55  = ! shift;
+  assign \$56  = shift - 1'h1;
+  assign \$57  = \$55  ? 6'h00 : \$56 [5:0];
+  assign \$58  = $signed(i[31:16]) >>> \$57 ;
+  assign \$59  = ! shift;
+  assign \$60  = shift - 1'h1;
+  assign \$61  = \$59  ? 6'h00 : \$60 [5:0];
+  assign \$62  = $signed(i[31:16]) >>> \$61 ;
+  assign \$63  = $signed(\$62 ) + $signed({ 1'h0, rnd });
+  assign \$65  = \$54  ? \$58  : \$64 [15:0];
+  assign \$66  = $signed(\$65 ) < $signed(8'h80);
+  assign \$67  = ! shift;
+  assign \$68  = ! shift;
+  assign \$69  = shift - 1'h1;
+  assign \$70  = \$68  ? 6'h00 : \$69 [5:0];
+  assign \$71  = $signed(i[31:16]) >>> \$70 ;
+  assign \$72  = ! shift;
+  assign \$73  = shift - 1'h1;
+  assign \$74  = \$72  ? 6'h00 : \$73 [5:0];
+  assign \$75  = $signed(i[31:16]) >>> \$74 ;
+  assign \$76  = $signed(\$75 ) + $signed({ 1'h0, rnd });
+  assign \$78  = \$67  ? \$71  : \$77 [15:0];
+  assign \$79  = \$66  ? 8'h80 : \$78 [7:0];
+  assign \$80  = \$53  ? 8'h7f : \$79 ;
+  assign \$81  = ! shift;
+  assign \$82  = ! shift;
+  assign \$83  = shift - 1'h1;
+  assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
+  assign \$85  = $signed(i[47:32]) >>> \$84 ;
+  assign \$86  = ! shift;
+  assign \$87  = shift - 1'h1;
+  assign \$88  = \$86  ? 6'h00 : \$87 [5:0];
+  assign \$89  = $signed(i[47:32]) >>> \$88 ;
+  assign \$90  = $signed(\$89 ) + $signed({ 1'h0, rnd });
+  assign \$92  = \$81  ? \$85  : \$91 [15:0];
+  assign \$93  = $signed(\$92 ) > $signed(8'h7f);
+  assign \$94  = ! shift;
+  assign \$95  = ! shift;
+  assign \$96  = shift - 1'h1;
+  assign \$97  = \$95  ? 6'h00 : \$96 [5:0];
+  assign \$98  = $signed(i[47:32]) >>> \$97 ;
+  assign \$99  = ! shift;
+  assign \$100  = shift - 1'h1;
+  assign \$101  = \$99  ? 6'h00 : \$100 [5:0];
+  assign \$102  = $signed(i[47:32]) >>> \$101 ;
+  assign \$103  = $signed(\$102 ) + $signed({ 1'h0, rnd });
+  assign \$105  = \$94  ? \$98  : \$104 [15:0];
+  assign \$106  = $signed(\$105 ) < $signed(8'h80);
+  assign \$107  = ! shift;
+  assign \$108  = ! shift;
+  assign \$109  = shift - 1'h1;
+  assign \$110  = \$108  ? 6'h00 : \$109 [5:0];
+  assign \$111  = $signed(i[47:32]) >>> \$110 ;
+  assign \$112  = ! shift;
+  assign \$113  = shift - 1'h1;
+  assign \$114  = \$112  ? 6'h00 : \$113 [5:0];
+  assign \$115  = $signed(i[47:32]) >>> \$114 ;
+  assign \$116  = $signed(\$115 ) + $signed({ 1'h0, rnd });
+  assign \$118  = \$107  ? \$111  : \$117 [15:0];
+  assign \$119  = \$106  ? 8'h80 : \$118 [7:0];
+  assign \$120  = \$93  ? 8'h7f : \$119 ;
+  assign \$121  = ! shift;
+  assign \$122  = ! shift;
+  assign \$123  = shift - 1'h1;
+  assign \$124  = \$122  ? 6'h00 : \$123 [5:0];
+  assign \$125  = $signed(i[63:48]) >>> \$124 ;
+  assign \$126  = ! shift;
+  assign \$127  = shift - 1'h1;
+  assign \$128  = \$126  ? 6'h00 : \$127 [5:0];
+  assign \$129  = $signed(i[63:48]) >>> \$128 ;
+  assign \$130  = $signed(\$129 ) + $signed({ 1'h0, rnd });
+  assign \$132  = \$121  ? \$125  : \$131 [15:0];
+  assign \$133  = $signed(\$132 ) > $signed(8'h7f);
+  assign \$134  = ! shift;
+  assign \$135  = ! shift;
+  assign \$136  = shift - 1'h1;
+  assign \$137  = \$135  ? 6'h00 : \$136 [5:0];
+  assign \$138  = $signed(i[63:48]) >>> \$137 ;
+  assign \$139  = ! shift;
+  assign \$140  = shift - 1'h1;
+  assign \$141  = \$139  ? 6'h00 : \$140 [5:0];
+  assign \$142  = $signed(i[63:48]) >>> \$141 ;
+  assign \$143  = $signed(\$142 ) + $signed({ 1'h0, rnd });
+  assign \$145  = \$134  ? \$138  : \$144 [15:0];
+  assign \$146  = $signed(\$145 ) < $signed(8'h80);
+  assign \$147  = ! shift;
+  assign \$148  = ! shift;
+  assign \$149  = shift - 1'h1;
+  assign \$150  = \$148  ? 6'h00 : \$149 [5:0];
+  assign \$151  = $signed(i[63:48]) >>> \$150 ;
+  assign \$152  = ! shift;
+  assign \$153  = shift - 1'h1;
+  assign \$154  = \$152  ? 6'h00 : \$153 [5:0];
+  assign \$155  = $signed(i[63:48]) >>> \$154 ;
+  assign \$156  = $signed(\$155 ) + $signed({ 1'h0, rnd });
+  assign \$158  = \$147  ? \$151  : \$157 [15:0];
+  assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
+  assign \$160  = \$133  ? 8'h7f : \$159 ;
+  assign o = { \$160 , \$120 , \$80 , \$40  };
+  assign \port$2199$0  = \$40 ;
+  assign \port$2239$0  = \$80 ;
+  assign \port$2279$0  = \$120 ;
+  assign \port$2319$0  = \$160 ;
+  assign \$11  = { \$10 [16], \$10 [16:1] };
+  assign \$24  = { \$23 [16], \$23 [16:1] };
+  assign \$37  = { \$36 [16], \$36 [16:1] };
+  assign \$51  = { \$50 [16], \$50 [16:1] };
+  assign \$64  = { \$63 [16], \$63 [16:1] };
+  assign \$77  = { \$76 [16], \$76 [16:1] };
+  assign \$91  = { \$90 [16], \$90 [16:1] };
+  assign \$104  = { \$103 [16], \$103 [16:1] };
+  assign \$117  = { \$116 [16], \$116 [16:1] };
+  assign \$131  = { \$130 [16], \$130 [16:1] };
+  assign \$144  = { \$143 [16], \$143 [16:1] };
+  assign \$157  = { \$156 [16], \$156 [16:1] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \ttsnn_accel.e23.requant3 (shift, \port$2363$0 , \port$2403$0 , \port$2443$0 , \port$2483$0 , rnd, i);
+  wire \$1 ;
+  wire [17:0] \$10 ;
+  wire [6:0] \$100 ;
+  wire [5:0] \$101 ;
+  wire [16:0] \$102 ;
+  wire [17:0] \$103 ;
+  wire [17:0] \$104 ;
+  wire [16:0] \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [6:0] \$109 ;
+  wire [17:0] \$11 ;
+  wire [5:0] \$110 ;
+  wire [16:0] \$111 ;
+  wire \$112 ;
+  wire [6:0] \$113 ;
+  wire [5:0] \$114 ;
+  wire [16:0] \$115 ;
+  wire [17:0] \$116 ;
+  wire [17:0] \$117 ;
+  wire [16:0] \$118 ;
+  wire [7:0] \$119 ;
+  wire [16:0] \$12 ;
+  wire [7:0] \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire [6:0] \$123 ;
+  wire [5:0] \$124 ;
+  wire [16:0] \$125 ;
+  wire \$126 ;
+  wire [6:0] \$127 ;
+  wire [5:0] \$128 ;
+  wire [16:0] \$129 ;
+  wire \$13 ;
+  wire [17:0] \$130 ;
+  wire [17:0] \$131 ;
+  wire [16:0] \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire [6:0] \$136 ;
+  wire [5:0] \$137 ;
+  wire [16:0] \$138 ;
+  wire \$139 ;
+  wire \$14 ;
+  wire [6:0] \$140 ;
+  wire [5:0] \$141 ;
+  wire [16:0] \$142 ;
+  wire [17:0] \$143 ;
+  wire [17:0] \$144 ;
+  wire [16:0] \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire [6:0] \$149 ;
+  wire \$15 ;
+  wire [5:0] \$150 ;
+  wire [16:0] \$151 ;
+  wire \$152 ;
+  wire [6:0] \$153 ;
+  wire [5:0] \$154 ;
+  wire [16:0] \$155 ;
+  wire [17:0] \$156 ;
+  wire [17:0] \$157 ;
+  wire [16:0] \$158 ;
+  wire [7:0] \$159 ;
+  wire [6:0] \$16 ;
+  wire [7:0] \$160 ;
+  wire [5:0] \$17 ;
+  wire [16:0] \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire [6:0] \$20 ;
+  wire [5:0] \$21 ;
+  wire [16:0] \$22 ;
+  wire [17:0] \$23 ;
+  wire [17:0] \$24 ;
+  wire [16:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [6:0] \$29 ;
+  wire [6:0] \$3 ;
+  wire [5:0] \$30 ;
+  wire [16:0] \$31 ;
+  wire \$32 ;
+  wire [6:0] \$33 ;
+  wire [5:0] \$34 ;
+  wire [16:0] \$35 ;
+  wire [17:0] \$36 ;
+  wire [17:0] \$37 ;
+  wire [16:0] \$38 ;
+  wire [7:0] \$39 ;
+  wire [5:0] \$4 ;
+  wire [7:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [6:0] \$43 ;
+  wire [5:0] \$44 ;
+  wire [16:0] \$45 ;
+  wire \$46 ;
+  wire [6:0] \$47 ;
+  wire [5:0] \$48 ;
+  wire [16:0] \$49 ;
+  wire [16:0] \$5 ;
+  wire [17:0] \$50 ;
+  wire [17:0] \$51 ;
+  wire [16:0] \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire [6:0] \$56 ;
+  wire [5:0] \$57 ;
+  wire [16:0] \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire [6:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire [16:0] \$62 ;
+  wire [17:0] \$63 ;
+  wire [17:0] \$64 ;
+  wire [16:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire [6:0] \$69 ;
+  wire [6:0] \$7 ;
+  wire [5:0] \$70 ;
+  wire [16:0] \$71 ;
+  wire \$72 ;
+  wire [6:0] \$73 ;
+  wire [5:0] \$74 ;
+  wire [16:0] \$75 ;
+  wire [17:0] \$76 ;
+  wire [17:0] \$77 ;
+  wire [16:0] \$78 ;
+  wire [7:0] \$79 ;
+  wire [5:0] \$8 ;
+  wire [7:0] \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire [6:0] \$83 ;
+  wire [5:0] \$84 ;
+  wire [16:0] \$85 ;
+  wire \$86 ;
+  wire [6:0] \$87 ;
+  wire [5:0] \$88 ;
+  wire [16:0] \$89 ;
+  wire [16:0] \$9 ;
+  wire [17:0] \$90 ;
+  wire [17:0] \$91 ;
+  wire [16:0] \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire [6:0] \$96 ;
+  wire [5:0] \$97 ;
+  wire [16:0] \$98 ;
+  wire \$99 ;
+  input [67:0] i;
+  wire [67:0] i;
+  wire [31:0] o;
+  output [7:0] \port$2363$0 ;
+  wire [7:0] \port$2363$0 ;
+  output [7:0] \port$2403$0 ;
+  wire [7:0] \port$2403$0 ;
+  output [7:0] \port$2443$0 ;
+  wire [7:0] \port$2443$0 ;
+  output [7:0] \port$2483$0 ;
+  wire [7:0] \port$2483$0 ;
+  input rnd;
+  wire rnd;
+  input [5:0] shift;
+  wire [5:0] shift;
+  assign \$1  = ! shift;
+  assign \$2  = ! shift;
+  assign \$3  = shift - 1'h1;
+  assign \$4  = \$2  ? 6'h00 : \$3 [5:0];
+  assign \$5  = $signed(i[16:0]) >>> \$4 ;
+  assign \$6  = ! shift;
+  assign \$7  = shift - 1'h1;
+  assign \$8  = \$6  ? 6'h00 : \$7 [5:0];
+  assign \$9  = $signed(i[16:0]) >>> \$8 ;
+  assign \$10  = $signed(\$9 ) + $signed({ 1'h0, rnd });
+  assign \$12  = \$1  ? \$5  : \$11 [16:0];
+  assign \$13  = $signed(\$12 ) > $signed(8'h7f);
+  assign \$14  = ! shift;
+  assign \$15  = ! shift;
+  assign \$16  = shift - 1'h1;
+  assign \$17  = \$15  ? 6'h00 : \$16 [5:0];
+  assign \$18  = $signed(i[16:0]) >>> \$17 ;
+  assign \$19  = ! shift;
+  assign \$20  = shift - 1'h1;
+  assign \$21  = \$19  ? 6'h00 : \$20 [5:0];
+  assign \$22  = $signed(i[16:0]) >>> \$21 ;
+  assign \$23  = $signed(\$22 ) + $signed({ 1'h0, rnd });
+  assign \$25  = \$14  ? \$18  : \$24 [16:0];
+  assign \$26  = $signed(\$25 ) < $signed(8'h80);
+  assign \$27  = ! shift;
+  assign \$28  = ! shift;
+  assign \$29  = shift - 1'h1;
+  assign \$30  = \$28  ? 6'h00 : \$29 [5:0];
+  assign \$31  = $signed(i[16:0]) >>> \$30 ;
+  assign \$32  = ! shift;
+  assign \$33  = shift - 1'h1;
+  assign \$34  = \$32  ? 6'h00 : \$33 [5:0];
+  assign \$35  = $signed(i[16:0]) >>> \$34 ;
+  assign \$36  = $signed(\$35 ) + $signed({ 1'h0, rnd });
+  assign \$38  = \$27  ? \$31  : \$37 [16:0];
+  assign \$39  = \$26  ? 8'h80 : \$38 [7:0];
+  assign \$40  = \$13  ? 8'h7f : \$39 ;
+  assign \$41  = ! shift;
+  assign \$42  = ! shift;
+  assign \$43  = shift - 1'h1;
+  assign \$44  = \$42  ? 6'h00 : \$43 [5:0];
+  assign \$45  = $signed(i[33:17]) >>> \$44 ;
+  assign \$46  = ! shift;
+  assign \$47  = shift - 1'h1;
+  assign \$48  = \$46  ? 6'h00 : \$47 [5:0];
+  assign \$49  = $signed(i[33:17]) >>> \$48 ;
+  assign \$50  = $signed(\$49 ) + $signed({ 1'h0, rnd });
+  assign \$52  = \$41  ? \$45  : \$51 [16:0];
+  assign \$53  = $signed(\$52 ) > $signed(8'h7f);
+  assign \$54  = ! shift;
+  assign \$55  = ! shift;
+  assign \$56  = shift - 1'h1;
+  assign \$57  = \$55  ? 6'h00 : \$56 [5:0];
+  assign \$58  = $signed(i[33:17]) >>> \$57 ;
+  assign \$59  = ! shift;
+  assign \$60  = shift - 1'h1;
+  assign \$61  = \$59  ? 6'h00 : \$60 [5:0];
+  assign \$62  = $signed(i[33:17]) >>> \$61 ;
+  assign \$63  = $signed(\$62 ) + $signed({ 1'h0, rnd });
+  assign \$65  = \$54  ? \$58  : \$64 [16:0];
+  assign \$66  = $signed(\$65 ) < $signed(8'h80);
+  assign \$67  = ! shift;
+  assign \$68  = ! shift;
+  assign \$69  = shift - 1'h1;
+  assign \$70  = \$68  ? 6'h00 : \$69 [5:0];
+  assign \$71  = $signed(i[33:17]) >>> \$70 ;
+  assign \$72  = ! shift;
+  assign \$73  = shift - 1'h1;
+  assign \$74  = \$72  ? 6'h00 : \$73 [5:0];
+  assign \$75  = $signed(i[33:17]) >>> \$74 ;
+  assign \$76  = $signed(\$75 ) + $signed({ 1'h0, rnd });
+  assign \$78  = \$67  ? \$71  : \$77 [16:0];
+  assign \$79  = \$66  ? 8'h80 : \$78 [7:0];
+  assign \$80  = \$53  ? 8'h7f : \$79 ;
+  assign \$81  = ! shift;
+  assign \$82  = ! shift;
+  assign \$83  = shift - 1'h1;
+  assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
+  assign \$85  = $signed(i[50:34]) >>> \$84 ;
+  assign \$86  = ! shift;
+  assign \$87  = shift - 1'h1;
+  assign \$88  = \$86  ? 6'h00 : \$87 [5:0];
+  assign \$89  = $signed(i[50:34]) >>> \$88 ;
+  assign \$90  = $signed(\$89 ) + $signed({ 1'h0, rnd });
+  assign \$92  = \$81  ? \$85  : \$91 [16:0];
+  assign \$93  = $signed(\$92 ) > $signed(8'h7f);
+  assign \$94  = ! shift;
+  assign \$95  = ! shift;
+  assign \$96  = shift - 1'h1;
+  assign \$97  = \$95  ? 6'h00 : \$96 [5:0];
+  assign \$98  = $signed(i[50:34]) >>> \$97 ;
+  assign \$99  = ! shift;
+  assign \$100  = shift - 1'h1;
+  assign \$101  = \$99  ? 6'h00 : \$100 [5:0];
+  assign \$102  = $signed(i[50:34]) >>> \$101 ;
+  assign \$103  = $signed(\$102 ) + $signed({ 1'h0, rnd });
+  assign \$105  = \$94  ? \$98  : \$104 [16:0];
+  assign \$106  = $signed(\$105 ) < $signed(8'h80);
+  assign \$107  = ! shift;
+  assign \$108  = ! shift;
+  assign \$109  = shift - 1'h1;
+  assign \$110  = \$108  ? 6'h00 : \$109 [5:0];
+  assign \$111  = $signed(i[50:34]) >>> \$110 ;
+  assign \$112  = ! shift;
+  assign \$113  = shift - 1'h1;
+  assign \$114  = \$112  ? 6'h00 : \$113 [5:0];
+  assign \$115  = $signed(i[50:34]) >>> \$114 ;
+  assign \$116  = $signed(\$115 ) + $signed({ 1'h0, rnd });
+  assign \$118  = \$107  ? \$111  : \$117 [16:0];
+  assign \$119  = \$106  ? 8'h80 : \$118 [7:0];
+  assign \$120  = \$93  ? 8'h7f : \$119 ;
+  assign \$121  = ! shift;
+  assign \$122  = ! shift;
+  assign \$123  = shift - 1'h1;
+  assign \$124  = \$122  ? 6'h00 : \$123 [5:0];
+  assign \$125  = $signed(i[67:51]) >>> \$124 ;
+  assign \$126  = ! shift;
+  assign \$127  = shift - 1'h1;
+  assign \$128  = \$126  ? 6'h00 : \$127 [5:0];
+  assign \$129  = $signed(i[67:51]) >>> \$128 ;
+  assign \$130  = $signed(\$129 ) + $signed({ 1'h0, rnd });
+  assign \$132  = \$121  ? \$125  : \$131 [16:0];
+  assign \$133  = $signed(\$132 ) > $signed(8'h7f);
+  assign \$134  = ! shift;
+  assign \$135  = ! shift;
+  assign \$136  = shift - 1'h1;
+  assign \$137  = \$135  ? 6'h00 : \$136 [5:0];
+  assign \$138  = $signed(i[67:51]) >>> \$137 ;
+  assign \$139  = ! shift;
+  assign \$140  = shift - 1'h1;
+  assign \$141  = \$139  ? 6'h00 : \$140 [5:0];
+  assign \$142  = $signed(i[67:51]) >>> \$141 ;
+  assign \$143  = $signed(\$142 ) + $signed({ 1'h0, rnd });
+  assign \$145  = \$134  ? \$138  : \$144 [16:0];
+  assign \$146  = $signed(\$145 ) < $signed(8'h80);
+  assign \$147  = ! shift;
+  assign \$148  = ! shift;
+  assign \$149  = shift - 1'h1;
+  assign \$150  = \$148  ? 6'h00 : \$149 [5:0];
+  assign \$151  = $signed(i[67:51]) >>> \$150 ;
+  assign \$152  = ! shift;
+  assign \$153  = shift - 1'h1;
+  assign \$154  = \$152  ? 6'h00 : \$153 [5:0];
+  assign \$155  = $signed(i[67:51]) >>> \$154 ;
+  assign \$156  = $signed(\$155 ) + $signed({ 1'h0, rnd });
+  assign \$158  = \$147  ? \$151  : \$157 [16:0];
+  assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
+  assign \$160  = \$133  ? 8'h7f : \$159 ;
+  assign o = { \$160 , \$120 , \$80 , \$40  };
+  assign \port$2363$0  = \$40 ;
+  assign \port$2403$0  = \$80 ;
+  assign \port$2443$0  = \$120 ;
+  assign \port$2483$0  = \$160 ;
+  assign \$11  = { \$10 [17], \$10 [17:1] };
+  assign \$24  = { \$23 [17], \$23 [17:1] };
+  assign \$37  = { \$36 [17], \$36 [17:1] };
+  assign \$51  = { \$50 [17], \$50 [17:1] };
+  assign \$64  = { \$63 [17], \$63 [17:1] };
+  assign \$77  = { \$76 [17], \$76 [17:1] };
+  assign \$91  = { \$90 [17], \$90 [17:1] };
+  assign \$104  = { \$103 [17], \$103 [17:1] };
+  assign \$117  = { \$116 [17], \$116 [17:1] };
+  assign \$131  = { \$130 [17], \$130 [17:1] };
+  assign \$144  = { \$143 [17], \$143 [17:1] };
+  assign \$157  = { \$156 [17], \$156 [17:1] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, line4__en, line4__addr, busy, \port$2363$0 , \port$2403$0 , \port$2443$0 , \port$2483$0 , w3__data, row2_b__data, row2_c__data, geo, q2_rows, counts
+, cluster, released, q23_rows, e4_released, desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  wire [16:0] \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [16:0] \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$16 ;
+  wire [17:0] \$17 ;
+  wire [16:0] \$18 ;
+  wire [17:0] \$19 ;
+  wire \$2 ;
+  wire [18:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [15:0] \$26 ;
+  wire [16:0] \$27 ;
+  wire [17:0] \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire [15:0] \$31 ;
+  wire \$32 ;
+  wire [16:0] \$33 ;
+  wire [16:0] \$34 ;
+  wire [17:0] \$35 ;
+  wire [18:0] \$36 ;
+  wire [19:0] \$37 ;
+  wire [15:0] \$38 ;
+  wire [16:0] \$39 ;
+  wire [16:0] \$4 ;
+  wire [1:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire [1:0] \$45 ;
+  wire [1:0] \$46 ;
+  wire [31:0] \$47 ;
+  wire \$48 ;
+  wire [16:0] \$49 ;
+  wire [16:0] \$5 ;
+  wire \$50 ;
+  wire [2:0] \$51 ;
+  wire \$52 ;
+  wire [2:0] \$53 ;
+  wire [5:0] \$54 ;
+  wire [5:0] \$55 ;
+  wire \$56 ;
+  wire [1:0] \$57 ;
+  wire [1:0] \$58 ;
+  wire \$59 ;
+  wire [17:0] \$6 ;
+  wire \$60 ;
+  wire [16:0] \$61 ;
+  wire [16:0] \$62 ;
+  wire [16:0] \$63 ;
+  wire [17:0] \$64 ;
+  wire [18:0] \$65 ;
+  wire [19:0] \$66 ;
+  wire [20:0] \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [16:0] \$7 ;
+  wire [16:0] \$70 ;
+  wire \$71 ;
+  wire [16:0] \$72 ;
+  reg [15:0] \$73 ;
+  reg [15:0] \$74 ;
+  wire [17:0] \$8 ;
+  wire [18:0] \$9 ;
+  wire [90:0] a;
+  wire [2:0] \a.b ;
+  wire \a.copy ;
+  wire [15:0] \a.e ;
+  wire [15:0] \a.eoff ;
+  wire \a.final ;
+  wire \a.first ;
+  wire \a.from_psum ;
+  wire [15:0] \a.g ;
+  wire [1:0] \a.jl ;
+  wire \a.nb_zero ;
+  wire \a.psum_out ;
+  wire [1:0] \a.qm3 ;
+  wire \a.row_end ;
+  wire \a.row_zero ;
+  wire [3:0] \a.s ;
+  wire \a.seq ;
+  wire [1:0] \a.ti ;
+  wire [15:0] \a.tr4 ;
+  wire \a.use_spad ;
+  wire \a.v ;
+  wire \a.w_wr ;
+  wire [1:0] \a.wsel ;
+  wire [74:0] b;
+  wire [2:0] \b.b ;
+  wire \b.copy ;
+  wire [15:0] \b.e ;
+  wire [15:0] \b.eoff ;
+  wire \b.final ;
+  wire [15:0] \b.g ;
+  wire \b.psum_out ;
+  wire [1:0] \b.qm3 ;
+  wire \b.row_end ;
+  wire \b.seq ;
+  wire [15:0] \b.tr4 ;
+  wire \b.v ;
+  output busy;
+  wire busy;
+  input clk;
+  wire clk;
+  output [123:0] cluster;
+  wire [123:0] cluster;
+  wire [31:0] \cluster.centre ;
+  wire \cluster.first ;
+  wire \cluster.from_psum ;
+  wire [1:0] \cluster.jl ;
+  wire [31:0] \cluster.neighbour ;
+  wire [2:0] \cluster.p_addr ;
+  wire \cluster.p_rd ;
+  wire \cluster.p_wr ;
+  wire [2:0] \cluster.p_wr_addr ;
+  wire [1:0] \cluster.shift ;
+  wire \cluster.use_spad ;
+  wire \cluster.valid ;
+  wire [3:0] \cluster.w_addr ;
+  wire \cluster.w_rd ;
+  wire \cluster.w_wr ;
+  wire [3:0] \cluster.w_wr_addr ;
+  wire [31:0] \cluster.weights ;
+  wire [1:0] \cluster.wsel ;
+  output [15:0] counts;
+  wire [15:0] counts;
+  wire \counts.c3_busy ;
+  wire [5:0] \counts.c3_macs ;
+  wire [1:0] \counts.c3_spad_reads ;
+  wire [1:0] \counts.c3_spad_writes ;
+  wire \counts.c3_stall ;
+  wire \counts.line4_writes ;
+  wire [1:0] \counts.row2_reads ;
+  wire \counts.w3_reads ;
+  input [261:0] desc;
+  wire [261:0] desc;
+  wire [261:0] \desc$1 ;
+  wire [5:0] \desc$1.affine_shift ;
+  wire [15:0] \desc$1.height ;
+  wire [15:0] \desc$1.in_channels ;
+  wire [15:0] \desc$1.in_ring_rows ;
+  wire [15:0] \desc$1.leak_mul ;
+  wire [5:0] \desc$1.leak_shift ;
+  wire [1:0] \desc$1.mode ;
+  wire \desc$1.order ;
+  wire [15:0] \desc$1.out_channels ;
+  wire [15:0] \desc$1.out_ring_rows ;
+  wire [3:0] \desc$1.pack ;
+  wire [1:0] \desc$1.pass ;
+  wire \desc$1.pool ;
+  wire [15:0] \desc$1.rank ;
+  wire [15:0] \desc$1.res_ring_rows ;
+  wire \desc$1.residual ;
+  wire \desc$1.round ;
+  wire [31:0] \desc$1.schedule ;
+  wire [5:0] \desc$1.shift1 ;
+  wire [5:0] \desc$1.shift2 ;
+  wire [5:0] \desc$1.shift3 ;
+  wire [31:0] \desc$1.threshold ;
+  wire [7:0] \desc$1.timesteps ;
+  wire [15:0] \desc$1.width ;
+  wire [3:0] \desc$1.zero_halo ;
+  wire [5:0] \desc.affine_shift ;
+  wire [15:0] \desc.height ;
+  wire [15:0] \desc.in_channels ;
+  wire [15:0] \desc.in_ring_rows ;
+  wire [15:0] \desc.leak_mul ;
+  wire [5:0] \desc.leak_shift ;
+  wire [1:0] \desc.mode ;
+  wire \desc.order ;
+  wire [15:0] \desc.out_channels ;
+  wire [15:0] \desc.out_ring_rows ;
+  wire [3:0] \desc.pack ;
+  wire [1:0] \desc.pass ;
+  wire \desc.pool ;
+  wire [15:0] \desc.rank ;
+  wire [15:0] \desc.res_ring_rows ;
+  wire \desc.residual ;
+  wire \desc.round ;
+  wire [31:0] \desc.schedule ;
+  wire [5:0] \desc.shift1 ;
+  wire [5:0] \desc.shift2 ;
+  wire [5:0] \desc.shift3 ;
+  wire [31:0] \desc.threshold ;
+  wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.width ;
+  wire [3:0] \desc.zero_halo ;
+  input [15:0] e4_released;
+  wire [15:0] e4_released;
+  input [480:0] geo;
+  wire [480:0] geo;
+  wire [480:0] \geo$3 ;
+  wire [15:0] \geo$3.cw ;
+  wire [15:0] \geo$3.dist ;
+  wire [1:0] \geo$3.e_lo2 ;
+  wire [15:0] \geo$3.e_lo2_ng ;
+  wire [15:0] \geo$3.ew_ng ;
+  wire [15:0] \geo$3.first_eoff1 ;
+  wire [15:0] \geo$3.go ;
+  wire [1:0] \geo$3.halos1 ;
+  wire [15:0] \geo$3.ho ;
+  wire [15:0] \geo$3.in_row_words ;
+  wire [15:0] \geo$3.last_chunk ;
+  wire [2:0] \geo$3.last_cols ;
+  wire [2:0] \geo$3.last_lanes ;
+  wire [15:0] \geo$3.lastg2 ;
+  wire [15:0] \geo$3.lastg3 ;
+  wire \geo$3.long_rows ;
+  wire [15:0] \geo$3.nb ;
+  wire [15:0] \geo$3.nbe2 ;
+  wire [15:0] \geo$3.nbg2 ;
+  wire [15:0] \geo$3.nbg3 ;
+  wire [15:0] \geo$3.ncc ;
+  wire [15:0] \geo$3.nch ;
+  wire [15:0] \geo$3.ng ;
+  wire [15:0] \geo$3.ns ;
+  wire [15:0] \geo$3.out_row_words ;
+  wire [3:0] \geo$3.pack ;
+  wire [2:0] \geo$3.pk ;
+  wire [15:0] \geo$3.prev_init ;
+  wire [2:0] \geo$3.px ;
+  wire [3:0] \geo$3.pxl ;
+  wire [15:0] \geo$3.r3 ;
+  wire [15:0] \geo$3.rw1 ;
+  wire [15:0] \geo$3.rw4 ;
+  wire [7:0] \geo$3.t3 ;
+  wire [15:0] \geo$3.t3r1 ;
+  wire [15:0] \geo$3.tr1 ;
+  wire [15:0] \geo$3.tr4 ;
+  wire [15:0] \geo$3.wo ;
+  wire [15:0] \geo.cw ;
+  wire [15:0] \geo.dist ;
+  wire [1:0] \geo.e_lo2 ;
+  wire [15:0] \geo.e_lo2_ng ;
+  wire [15:0] \geo.ew_ng ;
+  wire [15:0] \geo.first_eoff1 ;
+  wire [15:0] \geo.go ;
+  wire [1:0] \geo.halos1 ;
+  wire [15:0] \geo.ho ;
+  wire [15:0] \geo.in_row_words ;
+  wire [15:0] \geo.last_chunk ;
+  wire [2:0] \geo.last_cols ;
+  wire [2:0] \geo.last_lanes ;
+  wire [15:0] \geo.lastg2 ;
+  wire [15:0] \geo.lastg3 ;
+  wire \geo.long_rows ;
+  wire [15:0] \geo.nb ;
+  wire [15:0] \geo.nbe2 ;
+  wire [15:0] \geo.nbg2 ;
+  wire [15:0] \geo.nbg3 ;
+  wire [15:0] \geo.ncc ;
+  wire [15:0] \geo.nch ;
+  wire [15:0] \geo.ng ;
+  wire [15:0] \geo.ns ;
+  wire [15:0] \geo.out_row_words ;
+  wire [3:0] \geo.pack ;
+  wire [2:0] \geo.pk ;
+  wire [15:0] \geo.prev_init ;
+  wire [2:0] \geo.px ;
+  wire [3:0] \geo.pxl ;
+  wire [15:0] \geo.r3 ;
+  wire [15:0] \geo.rw1 ;
+  wire [15:0] \geo.rw4 ;
+  wire [7:0] \geo.t3 ;
+  wire [15:0] \geo.t3r1 ;
+  wire [15:0] \geo.tr1 ;
+  wire [15:0] \geo.tr4 ;
+  wire [15:0] \geo.wo ;
+  wire issue;
+  output [15:0] line4__addr;
+  wire [15:0] line4__addr;
+  wire [31:0] line4__data;
+  output line4__en;
+  wire line4__en;
+  wire ok;
+  input [7:0] \port$2363$0 ;
+  wire [7:0] \port$2363$0 ;
+  input [7:0] \port$2403$0 ;
+  wire [7:0] \port$2403$0 ;
+  input [7:0] \port$2443$0 ;
+  wire [7:0] \port$2443$0 ;
+  input [7:0] \port$2483$0 ;
+  wire [7:0] \port$2483$0 ;
+  output [15:0] q23_rows;
+  reg [15:0] q23_rows = 16'h0000;
+  input [15:0] q2_rows;
+  wire [15:0] q2_rows;
+  output [15:0] released;
+  reg [15:0] released = 16'h0000;
+  wire [31:0] result;
+  output [15:0] row2_b__addr;
+  wire [15:0] row2_b__addr;
+  input [31:0] row2_b__data;
+  wire [31:0] row2_b__data;
+  output row2_b__en;
+  wire row2_b__en;
+  output [15:0] row2_c__addr;
+  wire [15:0] row2_c__addr;
+  input [31:0] row2_c__data;
+  wire [31:0] row2_c__data;
+  output row2_c__en;
+  wire row2_c__en;
+  input rst;
+  wire rst;
+  wire run;
+  wire \run$11 ;
+  input start;
+  wire start;
+  wire \start$5 ;
+  wire [276:0] step;
+  wire [15:0] \step.b ;
+  wire \step.copy ;
+  wire [15:0] \step.e ;
+  wire [15:0] \step.eoff ;
+  wire \step.from_psum ;
+  wire [15:0] \step.g ;
+  wire [15:0] \step.gbase ;
+  wire \step.glb_rd ;
+  wire [15:0] \step.i ;
+  wire [15:0] \step.jb ;
+  wire [15:0] \step.l4b ;
+  wire \step.new_centre ;
+  wire \step.new_op ;
+  wire [15:0] \step.q ;
+  wire [1:0] \step.qm3 ;
+  wire [15:0] \step.r1base ;
+  wire \step.row_end ;
+  wire [15:0] \step.s ;
+  wire [15:0] \step.seq ;
+  wire [15:0] \step.sl ;
+  wire \step.spad_rd ;
+  wire [7:0] \step.t ;
+  wire [1:0] \step.tap ;
+  wire [15:0] \step.tho ;
+  wire [1:0] \step.ti ;
+  wire [15:0] \step.tr4 ;
+  wire [15:0] \step.trw ;
+  output [15:0] w3__addr;
+  wire [15:0] w3__addr;
+  input [31:0] w3__data;
+  wire [31:0] w3__data;
+  output w3__en;
+  wire w3__en;
+  assign \$25  = run & \$24 ;
+  assign row2_b__en = issue & step[272];
+  assign \$26  = step[40] ? geo[64:49] : 16'h0000;
+  assign \$27  = \$26  + step[173:158];
+  assign \$28  = \$27  + step[189:174];
+  assign \$29  = | step[141:140];
+  assign \$30  = issue & \$29 ;
+  assign row2_c__en = \$30  & step[271];
+  assign \$31  = step[40] ? geo[64:49] : 16'h0000;
+  assign \$32  = ! step[139:138];
+  assign \$33  = step[173:158] - geo[29:14];
+  assign \$34  = step[173:158] + geo[29:14];
+  assign \$35  = \$32  ? { \$33 [16], \$33  } : { 1'h0, \$34  };
+  assign \$36  = $signed({ 1'h0, \$31  }) + $signed(\$35 );
+  assign \$37  = $signed(\$36 ) + $signed({ 1'h0, step[189:174] });
+  assign w3__en = issue & step[273];
+  assign \$38  = step[237:222] >> geo[7:4];
+  assign \$39  = step[221:206] + \$38 ;
+  assign \$40  = row2_b__en + row2_c__en;
+  assign \$41  = issue & step[274];
+  assign \$42  = issue & step[275];
+  assign \$43  = ! a[87:86];
+  assign \$44  = a[87:86] == 1'h1;
+  assign \$45  = \$44  ? 2'h1 : 2'h2;
+  assign \$46  = \$43  ? 2'h0 : \$45 ;
+  assign \$47  = a[9] ? 32'd0 : row2_c__data;
+  assign \$48  = a[0] & a[5];
+  assign \$49  = geo[29:14] - 1'h1;
+  assign \$50  = a[85:70] == \$49 ;
+  assign \$51  = \$50  ? geo[32:30] : geo[10:8];
+  assign \$52  = a[37:22] == geo[48:33];
+  assign \$53  = \$52  ? geo[374:372] : geo[13:11];
+  assign \$54  = \$51  * \$53 ;
+  assign \$55  = a[0] ? \$54  : 6'h00;
+  assign \$56  = b[0] & b[3];
+  assign \$57  = cluster[106] + cluster[116];
+  assign \$58  = cluster[111] + cluster[120];
+  assign line4__en = b[0] & b[2];
+  assign \$59  = ! b[74:73];
+  assign \$60  = b[74:73] == 1'h1;
+  assign \$62  = \$60  ? { 1'h0, geo[406:391] } : \$61 ;
+  assign \$63  = \$59  ? 17'h00000 : \$62 ;
+  assign \$64  = \$63  + b[55:40];
+  assign \$65  = \$64  + b[39:24];
+  assign \$66  = \$65  - geo[29:14];
+  assign \$67  = $signed(\$66 ) + $signed({ 1'h0, b[71:56] });
+  assign \$68  = run | a[0];
+  assign busy = \$68  | b[0];
+  assign \$69  = issue & step[276];
+  assign \$70  = released + 1'h1;
+  assign \$71  = b[0] & b[4];
+  assign \$72  = q23_rows + 1'h1;
+  always @(posedge clk)
+    released <= \$73 ;
+  always @(posedge clk)
+    q23_rows <= \$74 ;
+  assign \$1  = step[55:40] + 1'h1;
+  assign \$2  = q2_rows >= \$1 ;
+  assign \$3  = step[15:0] < 2'h3;
+  assign \$4  = step[15:0] - 2'h3;
+  assign \$5  = $signed(\$4 ) >>> desc[206];
+  assign \$6  = $signed({ 1'h0, step[121:106] }) + $signed(\$5 );
+  assign \$7  = step[137:122] + step[23:16];
+  assign \$8  = desc[126] ? \$6  : { 1'h0, \$7  };
+  assign \$9  = $signed(\$8 ) + $signed(2'h1);
+  assign \$10  = $signed({ 1'h0, e4_released }) >= $signed(\$9 );
+  assign \$11  = \$3  | \$10 ;
+  assign ok = \$2  & \$11 ;
+  assign \$12  = step[55:40] + 1'h1;
+  assign \$13  = q2_rows >= \$12 ;
+  assign \$14  = step[15:0] < 2'h3;
+  assign \$15  = step[15:0] - 2'h3;
+  assign \$16  = $signed(\$15 ) >>> desc[206];
+  assign \$17  = $signed({ 1'h0, step[121:106] }) + $signed(\$16 );
+  assign \$18  = step[137:122] + step[23:16];
+  assign \$19  = desc[126] ? \$17  : { 1'h0, \$18  };
+  assign \$20  = $signed(\$19 ) + $signed(2'h1);
+  assign \$21  = $signed({ 1'h0, e4_released }) >= $signed(\$20 );
+  assign \$22  = \$14  | \$21 ;
+  assign \$23  = \$13  & \$22 ;
+  assign \$24  = ~ \$23 ;
+  \ttsnn_accel.e23.stt_cluster3.loop  loop (
+    .a(a),
+    .b(b),
+    .clk(clk),
+    .desc(desc),
+    .geo(geo),
+    .issue(issue),
+    .ok(ok),
+    .rst(rst),
+    .run(run),
+    .start(start),
+    .step(step)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$73  = released;
+    if (\$69 ) begin
+      \$73  = \$70 [15:0];
+    end
+    if (start) begin
+      \$73  = 16'h0000;
+    end
+    if (rst) begin
+      \$73  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$74  = q23_rows;
+    if (\$71 ) begin
+      \$74  = \$72 [15:0];
+    end
+    if (start) begin
+      \$74  = 16'h0000;
+    end
+    if (rst) begin
+      \$74  = 16'h0000;
+    end
+  end
+  assign \desc$1  = desc;
+  assign \geo$3  = geo;
+  assign \start$5  = start;
+  assign \run$11  = run;
+  assign line4__data = { \port$2483$0 , \port$2443$0 , \port$2403$0 , \port$2363$0  };
+  assign result = { \port$2483$0 , \port$2443$0 , \port$2403$0 , \port$2363$0  };
+  assign row2_b__addr = \$28 [15:0];
+  assign row2_c__addr = \$37 [15:0];
+  assign w3__addr = \$39 [15:0];
+  assign line4__addr = \$67 [15:0];
+  assign \desc.in_channels  = desc[15:0];
+  assign \desc.rank  = desc[31:16];
+  assign \desc.out_channels  = desc[47:32];
+  assign \desc.height  = desc[63:48];
+  assign \desc.width  = desc[79:64];
+  assign \desc.timesteps  = desc[87:80];
+  assign \desc.mode  = desc[89:88];
+  assign \desc.schedule  = desc[121:90];
+  assign \desc.pack  = desc[125:122];
+  assign \desc.order  = desc[126];
+  assign \desc.shift1  = desc[132:127];
+  assign \desc.shift2  = desc[138:133];
+  assign \desc.shift3  = desc[144:139];
+  assign \desc.affine_shift  = desc[150:145];
+  assign \desc.leak_mul  = desc[166:151];
+  assign \desc.leak_shift  = desc[172:167];
+  assign \desc.threshold  = desc[204:173];
+  assign \desc.round  = desc[205];
+  assign \desc.pool  = desc[206];
+  assign \desc.residual  = desc[207];
+  assign \desc.zero_halo  = desc[211:208];
+  assign \desc.in_ring_rows  = desc[227:212];
+  assign \desc.res_ring_rows  = desc[243:228];
+  assign \desc.out_ring_rows  = desc[259:244];
+  assign \desc.pass  = desc[261:260];
+  assign \desc$1.in_channels  = desc[15:0];
+  assign \desc$1.rank  = desc[31:16];
+  assign \desc$1.out_channels  = desc[47:32];
+  assign \desc$1.height  = desc[63:48];
+  assign \desc$1.width  = desc[79:64];
+  assign \desc$1.timesteps  = desc[87:80];
+  assign \desc$1.mode  = desc[89:88];
+  assign \desc$1.schedule  = desc[121:90];
+  assign \desc$1.pack  = desc[125:122];
+  assign \desc$1.order  = desc[126];
+  assign \desc$1.shift1  = desc[132:127];
+  assign \desc$1.shift2  = desc[138:133];
+  assign \desc$1.shift3  = desc[144:139];
+  assign \desc$1.affine_shift  = desc[150:145];
+  assign \desc$1.leak_mul  = desc[166:151];
+  assign \desc$1.leak_shift  = desc[172:167];
+  assign \desc$1.threshold  = desc[204:173];
+  assign \desc$1.round  = desc[205];
+  assign \desc$1.pool  = desc[206];
+  assign \desc$1.residual  = desc[207];
+  assign \desc$1.zero_halo  = desc[211:208];
+  assign \desc$1.in_ring_rows  = desc[227:212];
+  assign \desc$1.res_ring_rows  = desc[243:228];
+  assign \desc$1.out_ring_rows  = desc[259:244];
+  assign \desc$1.pass  = desc[261:260];
+  assign \geo.pack  = geo[3:0];
+  assign \geo.pxl  = geo[7:4];
+  assign \geo.pk  = geo[10:8];
+  assign \geo.px  = geo[13:11];
+  assign \geo.ng  = geo[29:14];
+  assign \geo.last_lanes  = geo[32:30];
+  assign \geo.nb  = geo[48:33];
+  assign \geo.rw1  = geo[64:49];
+  assign \geo.rw4  = geo[80:65];
+  assign \geo.ncc  = geo[96:81];
+  assign \geo.cw  = geo[112:97];
+  assign \geo.r3  = geo[128:113];
+  assign \geo.ns  = geo[144:129];
+  assign \geo.nch  = geo[160:145];
+  assign \geo.last_chunk  = geo[176:161];
+  assign \geo.ho  = geo[192:177];
+  assign \geo.wo  = geo[208:193];
+  assign \geo.go  = geo[224:209];
+  assign \geo.in_row_words  = geo[240:225];
+  assign \geo.out_row_words  = geo[256:241];
+  assign \geo.dist  = geo[272:257];
+  assign \geo.prev_init  = geo[288:273];
+  assign \geo.long_rows  = geo[289];
+  assign \geo.e_lo2  = geo[291:290];
+  assign \geo.nbe2  = geo[307:292];
+  assign \geo.nbg2  = geo[323:308];
+  assign \geo.lastg2  = geo[339:324];
+  assign \geo.nbg3  = geo[355:340];
+  assign \geo.lastg3  = geo[371:356];
+  assign \geo.last_cols  = geo[374:372];
+  assign \geo.tr1  = geo[390:375];
+  assign \geo.tr4  = geo[406:391];
+  assign \geo.t3r1  = geo[422:407];
+  assign \geo.ew_ng  = geo[438:423];
+  assign \geo.e_lo2_ng  = geo[454:439];
+  assign \geo.t3  = geo[462:455];
+  assign \geo.halos1  = geo[464:463];
+  assign \geo.first_eoff1  = geo[480:465];
+  assign \geo$3.pack  = geo[3:0];
+  assign \geo$3.pxl  = geo[7:4];
+  assign \geo$3.pk  = geo[10:8];
+  assign \geo$3.px  = geo[13:11];
+  assign \geo$3.ng  = geo[29:14];
+  assign \geo$3.last_lanes  = geo[32:30];
+  assign \geo$3.nb  = geo[48:33];
+  assign \geo$3.rw1  = geo[64:49];
+  assign \geo$3.rw4  = geo[80:65];
+  assign \geo$3.ncc  = geo[96:81];
+  assign \geo$3.cw  = geo[112:97];
+  assign \geo$3.r3  = geo[128:113];
+  assign \geo$3.ns  = geo[144:129];
+  assign \geo$3.nch  = geo[160:145];
+  assign \geo$3.last_chunk  = geo[176:161];
+  assign \geo$3.ho  = geo[192:177];
+  assign \geo$3.wo  = geo[208:193];
+  assign \geo$3.go  = geo[224:209];
+  assign \geo$3.in_row_words  = geo[240:225];
+  assign \geo$3.out_row_words  = geo[256:241];
+  assign \geo$3.dist  = geo[272:257];
+  assign \geo$3.prev_init  = geo[288:273];
+  assign \geo$3.long_rows  = geo[289];
+  assign \geo$3.e_lo2  = geo[291:290];
+  assign \geo$3.nbe2  = geo[307:292];
+  assign \geo$3.nbg2  = geo[323:308];
+  assign \geo$3.lastg2  = geo[339:324];
+  assign \geo$3.nbg3  = geo[355:340];
+  assign \geo$3.lastg3  = geo[371:356];
+  assign \geo$3.last_cols  = geo[374:372];
+  assign \geo$3.tr1  = geo[390:375];
+  assign \geo$3.tr4  = geo[406:391];
+  assign \geo$3.t3r1  = geo[422:407];
+  assign \geo$3.ew_ng  = geo[438:423];
+  assign \geo$3.e_lo2_ng  = geo[454:439];
+  assign \geo$3.t3  = geo[462:455];
+  assign \geo$3.halos1  = geo[464:463];
+  assign \geo$3.first_eoff1  = geo[480:465];
+  assign \step.q  = step[15:0];
+  assign \step.t  = step[23:16];
+  assign \step.i  = step[39:24];
+  assign \step.seq  = step[55:40];
+  assign \step.qm3  = step[57:56];
+  assign \step.r1base  = step[73:58];
+  assign \step.trw  = step[89:74];
+  assign \step.tr4  = step[105:90];
+  assign \step.tho  = step[121:106];
+  assign \step.l4b  = step[137:122];
+  assign \step.tap  = step[139:138];
+  assign \step.ti  = step[141:140];
+  assign \step.e  = step[157:142];
+  assign \step.eoff  = step[173:158];
+  assign \step.jb  = step[189:174];
+  assign \step.g  = step[205:190];
+  assign \step.gbase  = step[221:206];
+  assign \step.sl  = step[237:222];
+  assign \step.s  = step[253:238];
+  assign \step.b  = step[269:254];
+  assign \step.copy  = step[270];
+  assign \step.new_op  = step[271];
+  assign \step.new_centre  = step[272];
+  assign \step.glb_rd  = step[273];
+  assign \step.spad_rd  = step[274];
+  assign \step.from_psum  = step[275];
+  assign \step.row_end  = step[276];
+  assign \counts.c3_busy  = counts[0];
+  assign \counts.c3_stall  = counts[1];
+  assign \counts.row2_reads  = counts[3:2];
+  assign \counts.w3_reads  = counts[4];
+  assign \counts.c3_macs  = counts[10:5];
+  assign \counts.c3_spad_reads  = counts[12:11];
+  assign \counts.c3_spad_writes  = counts[14:13];
+  assign \counts.line4_writes  = counts[15];
+  assign \cluster.valid  = cluster[0];
+  assign \cluster.first  = cluster[1];
+  assign \cluster.from_psum  = cluster[2];
+  assign \cluster.jl  = cluster[4:3];
+  assign \cluster.shift  = cluster[6:5];
+  assign \cluster.centre  = cluster[38:7];
+  assign \cluster.neighbour  = cluster[70:39];
+  assign \cluster.wsel  = cluster[72:71];
+  assign \cluster.weights  = cluster[104:73];
+  assign \cluster.use_spad  = cluster[105];
+  assign \cluster.w_rd  = cluster[106];
+  assign \cluster.w_addr  = cluster[110:107];
+  assign \cluster.w_wr  = cluster[111];
+  assign \cluster.w_wr_addr  = cluster[115:112];
+  assign \cluster.p_rd  = cluster[116];
+  assign \cluster.p_addr  = cluster[119:117];
+  assign \cluster.p_wr  = cluster[120];
+  assign \cluster.p_wr_addr  = cluster[123:121];
+  assign \a.v  = a[0];
+  assign \a.copy  = a[1];
+  assign \a.first  = a[2];
+  assign \a.from_psum  = a[3];
+  assign \a.use_spad  = a[4];
+  assign \a.w_wr  = a[5];
+  assign \a.final  = a[6];
+  assign \a.psum_out  = a[7];
+  assign \a.row_end  = a[8];
+  assign \a.nb_zero  = a[9];
+  assign \a.row_zero  = a[10];
+  assign \a.s  = a[14:11];
+  assign \a.b  = a[17:15];
+  assign \a.jl  = a[19:18];
+  assign \a.wsel  = a[21:20];
+  assign \a.e  = a[37:22];
+  assign \a.eoff  = a[53:38];
+  assign \a.tr4  = a[69:54];
+  assign \a.g  = a[85:70];
+  assign \a.ti  = a[87:86];
+  assign \a.seq  = a[88];
+  assign \a.qm3  = a[90:89];
+  assign \b.v  = b[0];
+  assign \b.copy  = b[1];
+  assign \b.final  = b[2];
+  assign \b.psum_out  = b[3];
+  assign \b.row_end  = b[4];
+  assign \b.b  = b[7:5];
+  assign \b.e  = b[23:8];
+  assign \b.eoff  = b[39:24];
+  assign \b.tr4  = b[55:40];
+  assign \b.g  = b[71:56];
+  assign \b.seq  = b[72];
+  assign \b.qm3  = b[74:73];
+  assign cluster[123:121] = b[7:5];
+  assign cluster[120] = \$56 ;
+  assign cluster[115:112] = a[14:11];
+  assign cluster[111] = \$48 ;
+  assign cluster[105] = a[4];
+  assign cluster[104:73] = w3__data;
+  assign cluster[72:71] = a[21:20];
+  assign cluster[70:39] = \$47 ;
+  assign cluster[38:7] = row2_b__data;
+  assign cluster[6:5] = \$46 ;
+  assign cluster[4:3] = a[19:18];
+  assign cluster[2] = a[3];
+  assign cluster[1] = a[2];
+  assign cluster[0] = a[0];
+  assign cluster[119:117] = step[256:254];
+  assign cluster[116] = \$42 ;
+  assign cluster[110:107] = step[241:238];
+  assign cluster[106] = \$41 ;
+  assign counts[15] = line4__en;
+  assign counts[14:13] = \$58 ;
+  assign counts[12:11] = \$57 ;
+  assign counts[10:5] = \$55 ;
+  assign counts[4] = w3__en;
+  assign counts[3:2] = \$40 ;
+  assign counts[1] = \$25 ;
+  assign counts[0] = issue;
+  assign \$61  = { geo[406:391], 1'h0 };
+endmodule
+
+(* generator = "Amaranth" *)
+module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run, a, b, desc, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -19119,7 +20343,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
   always @(posedge clk)
     b <= \$325 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     e3_tap = 2'h0;
     casez (e3_ti)
       2'h0:
@@ -19131,7 +20355,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$296  = e3_g;
     if (issue) begin
       if (e3_copy) begin
@@ -19165,7 +20389,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$297  = e3_bc;
     if (issue) begin
       if (e3_copy) begin
@@ -19182,7 +20406,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$298  = e3_coff;
     if (issue) begin
       if (e3_copy) begin
@@ -19202,7 +20426,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$299  = e3_s;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -19221,7 +20445,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$300  = e3_b;
     if (issue) begin
       if (e3_copy) begin
@@ -19242,7 +20466,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$301  = e3_boff;
     if (issue) begin
       if (e3_copy) begin
@@ -19263,7 +20487,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$302  = e3_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -19292,7 +20516,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$303  = e3_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -19321,7 +20545,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$304  = e3_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -19350,7 +20574,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$305  = e3_sl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -19379,7 +20603,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$306  = e3_ck;
     if (issue) begin
       if (e3_copy) begin
@@ -19404,7 +20628,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$307  = e3_jbs;
     if (issue) begin
       if (e3_copy) begin
@@ -19429,7 +20653,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$308  = e3_tis;
     if (issue) begin
       if (e3_copy) begin
@@ -19454,7 +20678,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$309  = e3_jls;
     if (issue) begin
       if (e3_copy) begin
@@ -19479,7 +20703,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$310  = e3_sls;
     if (issue) begin
       if (e3_copy) begin
@@ -19504,7 +20728,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$311  = e3_bg;
     if (issue) begin
       if (e3_copy) begin
@@ -19533,7 +20757,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$312  = e3_goff;
     if (issue) begin
       if (e3_copy) begin
@@ -19562,7 +20786,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$313  = e3_gbase;
     if (issue) begin
       if (e3_copy) begin
@@ -19595,7 +20819,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$314  = e3_seq;
     if (issue) begin
       if (e3_row_end) begin
@@ -19610,7 +20834,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$315  = e3_i;
     if (issue) begin
       if (e3_row_end) begin
@@ -19630,7 +20854,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$316  = e3_o;
     if (issue) begin
       if (e3_row_end) begin
@@ -19647,7 +20871,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$317  = e3_qm3;
     if (issue) begin
       if (e3_row_end) begin
@@ -19662,7 +20886,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$318  = e3_r1base;
     if (issue) begin
       if (e3_row_end) begin
@@ -19677,7 +20901,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$319  = e3_trw;
     if (issue) begin
       if (e3_row_end) begin
@@ -19692,7 +20916,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$320  = e3_tr4;
     if (issue) begin
       if (e3_row_end) begin
@@ -19707,7 +20931,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$321  = e3_tho;
     if (issue) begin
       if (e3_row_end) begin
@@ -19722,7 +20946,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$322  = e3_l4b;
     if (issue) begin
       if (e3_row_end) begin
@@ -19739,7 +20963,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$323  = run;
     if (issue) begin
       if (e3_row_end) begin
@@ -19756,7 +20980,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$324 [0] = issue;
     \$324 [1] = e3_copy;
     \$324 [2] = e3_s_first;
@@ -19784,7 +21008,7 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$325 [0] = a[0];
     \$325 [1] = a[1];
     \$325 [2] = a[6];
@@ -19968,697 +21192,9 @@ module \ttsnn_accel.e23.e3_loop (rst, start, ok, issue, geo, step, run, a, b, de
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant2 (\port$2228$0 , \port$2268$0 , \port$2308$0 , i, shift, rnd, \port$2188$0 );
-  wire \$1 ;
-  wire [16:0] \$10 ;
-  wire [6:0] \$100 ;
-  wire [5:0] \$101 ;
-  wire [15:0] \$102 ;
-  wire [16:0] \$103 ;
-  wire [16:0] \$104 ;
-  wire [15:0] \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire [6:0] \$109 ;
-  wire [16:0] \$11 ;
-  wire [5:0] \$110 ;
-  wire [15:0] \$111 ;
-  wire \$112 ;
-  wire [6:0] \$113 ;
-  wire [5:0] \$114 ;
-  wire [15:0] \$115 ;
-  wire [16:0] \$116 ;
-  wire [16:0] \$117 ;
-  wire [15:0] \$118 ;
-  wire [7:0] \$119 ;
-  wire [15:0] \$12 ;
-  wire [7:0] \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire [6:0] \$123 ;
-  wire [5:0] \$124 ;
-  wire [15:0] \$125 ;
-  wire \$126 ;
-  wire [6:0] \$127 ;
-  wire [5:0] \$128 ;
-  wire [15:0] \$129 ;
-  wire \$13 ;
-  wire [16:0] \$130 ;
-  wire [16:0] \$131 ;
-  wire [15:0] \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire [6:0] \$136 ;
-  wire [5:0] \$137 ;
-  wire [15:0] \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  wire [6:0] \$140 ;
-  wire [5:0] \$141 ;
-  wire [15:0] \$142 ;
-  wire [16:0] \$143 ;
-  wire [16:0] \$144 ;
-  wire [15:0] \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire [6:0] \$149 ;
-  wire \$15 ;
-  wire [5:0] \$150 ;
-  wire [15:0] \$151 ;
-  wire \$152 ;
-  wire [6:0] \$153 ;
-  wire [5:0] \$154 ;
-  wire [15:0] \$155 ;
-  wire [16:0] \$156 ;
-  wire [16:0] \$157 ;
-  wire [15:0] \$158 ;
-  wire [7:0] \$159 ;
-  wire [6:0] \$16 ;
-  wire [7:0] \$160 ;
-  wire [5:0] \$17 ;
-  wire [15:0] \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire [6:0] \$20 ;
-  wire [5:0] \$21 ;
-  wire [15:0] \$22 ;
-  wire [16:0] \$23 ;
-  wire [16:0] \$24 ;
-  wire [15:0] \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire [6:0] \$29 ;
-  wire [6:0] \$3 ;
-  wire [5:0] \$30 ;
-  wire [15:0] \$31 ;
-  wire \$32 ;
-  wire [6:0] \$33 ;
-  wire [5:0] \$34 ;
-  wire [15:0] \$35 ;
-  wire [16:0] \$36 ;
-  wire [16:0] \$37 ;
-  wire [15:0] \$38 ;
-  wire [7:0] \$39 ;
-  wire [5:0] \$4 ;
-  wire [7:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [6:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [15:0] \$45 ;
-  wire \$46 ;
-  wire [6:0] \$47 ;
-  wire [5:0] \$48 ;
-  wire [15:0] \$49 ;
-  wire [15:0] \$5 ;
-  wire [16:0] \$50 ;
-  wire [16:0] \$51 ;
-  wire [15:0] \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire [6:0] \$56 ;
-  wire [5:0] \$57 ;
-  wire [15:0] \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire [6:0] \$60 ;
-  wire [5:0] \$61 ;
-  wire [15:0] \$62 ;
-  wire [16:0] \$63 ;
-  wire [16:0] \$64 ;
-  wire [15:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire [6:0] \$69 ;
-  wire [6:0] \$7 ;
-  wire [5:0] \$70 ;
-  wire [15:0] \$71 ;
-  wire \$72 ;
-  wire [6:0] \$73 ;
-  wire [5:0] \$74 ;
-  wire [15:0] \$75 ;
-  wire [16:0] \$76 ;
-  wire [16:0] \$77 ;
-  wire [15:0] \$78 ;
-  wire [7:0] \$79 ;
-  wire [5:0] \$8 ;
-  wire [7:0] \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [6:0] \$83 ;
-  wire [5:0] \$84 ;
-  wire [15:0] \$85 ;
-  wire \$86 ;
-  wire [6:0] \$87 ;
-  wire [5:0] \$88 ;
-  wire [15:0] \$89 ;
-  wire [15:0] \$9 ;
-  wire [16:0] \$90 ;
-  wire [16:0] \$91 ;
-  wire [15:0] \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire [6:0] \$96 ;
-  wire [5:0] \$97 ;
-  wire [15:0] \$98 ;
-  wire \$99 ;
-  input [63:0] i;
-  wire [63:0] i;
-  wire [31:0] o;
-  output [7:0] \port$2188$0 ;
-  wire [7:0] \port$2188$0 ;
-  output [7:0] \port$2228$0 ;
-  wire [7:0] \port$2228$0 ;
-  output [7:0] \port$2268$0 ;
-  wire [7:0] \port$2268$0 ;
-  output [7:0] \port$2308$0 ;
-  wire [7:0] \port$2308$0 ;
-  input rnd;
-  wire rnd;
-  input [5:0] shift;
-  wire [5:0] shift;
-  assign \$1  = ! shift;
-  assign \$2  = ! shift;
-  assign \$3  = shift - 1'h1;
-  assign \$4  = \$2  ? 6'h00 : \$3 [5:0];
-  assign \$5  = $signed(i[15:0]) >>> \$4 ;
-  assign \$6  = ! shift;
-  assign \$7  = shift - 1'h1;
-  assign \$8  = \$6  ? 6'h00 : \$7 [5:0];
-  assign \$9  = $signed(i[15:0]) >>> \$8 ;
-  assign \$10  = $signed(\$9 ) + $signed({ 1'h0, rnd });
-  assign \$12  = \$1  ? \$5  : \$11 [15:0];
-  assign \$13  = $signed(\$12 ) > $signed(8'h7f);
-  assign \$14  = ! shift;
-  assign \$15  = ! shift;
-  assign \$16  = shift - 1'h1;
-  assign \$17  = \$15  ? 6'h00 : \$16 [5:0];
-  assign \$18  = $signed(i[15:0]) >>> \$17 ;
-  assign \$19  = ! shift;
-  assign \$20  = shift - 1'h1;
-  assign \$21  = \$19  ? 6'h00 : \$20 [5:0];
-  assign \$22  = $signed(i[15:0]) >>> \$21 ;
-  assign \$23  = $signed(\$22 ) + $signed({ 1'h0, rnd });
-  assign \$25  = \$14  ? \$18  : \$24 [15:0];
-  assign \$26  = $signed(\$25 ) < $signed(8'h80);
-  assign \$27  = ! shift;
-  assign \$28  = ! shift;
-  assign \$29  = shift - 1'h1;
-  assign \$30  = \$28  ? 6'h00 : \$29 [5:0];
-  assign \$31  = $signed(i[15:0]) >>> \$30 ;
-  assign \$32  = ! shift;
-  assign \$33  = shift - 1'h1;
-  assign \$34  = \$32  ? 6'h00 : \$33 [5:0];
-  assign \$35  = $signed(i[15:0]) >>> \$34 ;
-  assign \$36  = $signed(\$35 ) + $signed({ 1'h0, rnd });
-  assign \$38  = \$27  ? \$31  : \$37 [15:0];
-  assign \$39  = \$26  ? 8'h80 : \$38 [7:0];
-  assign \$40  = \$13  ? 8'h7f : \$39 ;
-  assign \$41  = ! shift;
-  assign \$42  = ! shift;
-  assign \$43  = shift - 1'h1;
-  assign \$44  = \$42  ? 6'h00 : \$43 [5:0];
-  assign \$45  = $signed(i[31:16]) >>> \$44 ;
-  assign \$46  = ! shift;
-  assign \$47  = shift - 1'h1;
-  assign \$48  = \$46  ? 6'h00 : \$47 [5:0];
-  assign \$49  = $signed(i[31:16]) >>> \$48 ;
-  assign \$50  = $signed(\$49 ) + $signed({ 1'h0, rnd });
-  assign \$52  = \$41  ? \$45  : \$51 [15:0];
-  assign \$53  = $signed(\$52 ) > $signed(8'h7f);
-  assign \$54  = ! shift;
-  assign \$55  = ! shift;
-  assign \$56  = shift - 1'h1;
-  assign \$57  = \$55  ? 6'h00 : \$56 [5:0];
-  assign \$58  = $signed(i[31:16]) >>> \$57 ;
-  assign \$59  = ! shift;
-  assign \$60  = shift - 1'h1;
-  assign \$61  = \$59  ? 6'h00 : \$60 [5:0];
-  assign \$62  = $signed(i[31:16]) >>> \$61 ;
-  assign \$63  = $signed(\$62 ) + $signed({ 1'h0, rnd });
-  assign \$65  = \$54  ? \$58  : \$64 [15:0];
-  assign \$66  = $signed(\$65 ) < $signed(8'h80);
-  assign \$67  = ! shift;
-  assign \$68  = ! shift;
-  assign \$69  = shift - 1'h1;
-  assign \$70  = \$68  ? 6'h00 : \$69 [5:0];
-  assign \$71  = $signed(i[31:16]) >>> \$70 ;
-  assign \$72  = ! shift;
-  assign \$73  = shift - 1'h1;
-  assign \$74  = \$72  ? 6'h00 : \$73 [5:0];
-  assign \$75  = $signed(i[31:16]) >>> \$74 ;
-  assign \$76  = $signed(\$75 ) + $signed({ 1'h0, rnd });
-  assign \$78  = \$67  ? \$71  : \$77 [15:0];
-  assign \$79  = \$66  ? 8'h80 : \$78 [7:0];
-  assign \$80  = \$53  ? 8'h7f : \$79 ;
-  assign \$81  = ! shift;
-  assign \$82  = ! shift;
-  assign \$83  = shift - 1'h1;
-  assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
-  assign \$85  = $signed(i[47:32]) >>> \$84 ;
-  assign \$86  = ! shift;
-  assign \$87  = shift - 1'h1;
-  assign \$88  = \$86  ? 6'h00 : \$87 [5:0];
-  assign \$89  = $signed(i[47:32]) >>> \$88 ;
-  assign \$90  = $signed(\$89 ) + $signed({ 1'h0, rnd });
-  assign \$92  = \$81  ? \$85  : \$91 [15:0];
-  assign \$93  = $signed(\$92 ) > $signed(8'h7f);
-  assign \$94  = ! shift;
-  assign \$95  = ! shift;
-  assign \$96  = shift - 1'h1;
-  assign \$97  = \$95  ? 6'h00 : \$96 [5:0];
-  assign \$98  = $signed(i[47:32]) >>> \$97 ;
-  assign \$99  = ! shift;
-  assign \$100  = shift - 1'h1;
-  assign \$101  = \$99  ? 6'h00 : \$100 [5:0];
-  assign \$102  = $signed(i[47:32]) >>> \$101 ;
-  assign \$103  = $signed(\$102 ) + $signed({ 1'h0, rnd });
-  assign \$105  = \$94  ? \$98  : \$104 [15:0];
-  assign \$106  = $signed(\$105 ) < $signed(8'h80);
-  assign \$107  = ! shift;
-  assign \$108  = ! shift;
-  assign \$109  = shift - 1'h1;
-  assign \$110  = \$108  ? 6'h00 : \$109 [5:0];
-  assign \$111  = $signed(i[47:32]) >>> \$110 ;
-  assign \$112  = ! shift;
-  assign \$113  = shift - 1'h1;
-  assign \$114  = \$112  ? 6'h00 : \$113 [5:0];
-  assign \$115  = $signed(i[47:32]) >>> \$114 ;
-  assign \$116  = $signed(\$115 ) + $signed({ 1'h0, rnd });
-  assign \$118  = \$107  ? \$111  : \$117 [15:0];
-  assign \$119  = \$106  ? 8'h80 : \$118 [7:0];
-  assign \$120  = \$93  ? 8'h7f : \$119 ;
-  assign \$121  = ! shift;
-  assign \$122  = ! shift;
-  assign \$123  = shift - 1'h1;
-  assign \$124  = \$122  ? 6'h00 : \$123 [5:0];
-  assign \$125  = $signed(i[63:48]) >>> \$124 ;
-  assign \$126  = ! shift;
-  assign \$127  = shift - 1'h1;
-  assign \$128  = \$126  ? 6'h00 : \$127 [5:0];
-  assign \$129  = $signed(i[63:48]) >>> \$128 ;
-  assign \$130  = $signed(\$129 ) + $signed({ 1'h0, rnd });
-  assign \$132  = \$121  ? \$125  : \$131 [15:0];
-  assign \$133  = $signed(\$132 ) > $signed(8'h7f);
-  assign \$134  = ! shift;
-  assign \$135  = ! shift;
-  assign \$136  = shift - 1'h1;
-  assign \$137  = \$135  ? 6'h00 : \$136 [5:0];
-  assign \$138  = $signed(i[63:48]) >>> \$137 ;
-  assign \$139  = ! shift;
-  assign \$140  = shift - 1'h1;
-  assign \$141  = \$139  ? 6'h00 : \$140 [5:0];
-  assign \$142  = $signed(i[63:48]) >>> \$141 ;
-  assign \$143  = $signed(\$142 ) + $signed({ 1'h0, rnd });
-  assign \$145  = \$134  ? \$138  : \$144 [15:0];
-  assign \$146  = $signed(\$145 ) < $signed(8'h80);
-  assign \$147  = ! shift;
-  assign \$148  = ! shift;
-  assign \$149  = shift - 1'h1;
-  assign \$150  = \$148  ? 6'h00 : \$149 [5:0];
-  assign \$151  = $signed(i[63:48]) >>> \$150 ;
-  assign \$152  = ! shift;
-  assign \$153  = shift - 1'h1;
-  assign \$154  = \$152  ? 6'h00 : \$153 [5:0];
-  assign \$155  = $signed(i[63:48]) >>> \$154 ;
-  assign \$156  = $signed(\$155 ) + $signed({ 1'h0, rnd });
-  assign \$158  = \$147  ? \$151  : \$157 [15:0];
-  assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
-  assign \$160  = \$133  ? 8'h7f : \$159 ;
-  assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$2188$0  = \$40 ;
-  assign \port$2228$0  = \$80 ;
-  assign \port$2268$0  = \$120 ;
-  assign \port$2308$0  = \$160 ;
-  assign \$11  = { \$10 [16], \$10 [16:1] };
-  assign \$24  = { \$23 [16], \$23 [16:1] };
-  assign \$37  = { \$36 [16], \$36 [16:1] };
-  assign \$51  = { \$50 [16], \$50 [16:1] };
-  assign \$64  = { \$63 [16], \$63 [16:1] };
-  assign \$77  = { \$76 [16], \$76 [16:1] };
-  assign \$91  = { \$90 [16], \$90 [16:1] };
-  assign \$104  = { \$103 [16], \$103 [16:1] };
-  assign \$117  = { \$116 [16], \$116 [16:1] };
-  assign \$131  = { \$130 [16], \$130 [16:1] };
-  assign \$144  = { \$143 [16], \$143 [16:1] };
-  assign \$157  = { \$156 [16], \$156 [16:1] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \ttsnn_accel.e23.requant3 (shift, \port$2352$0 , \port$2392$0 , \port$2432$0 , \port$2472$0 , rnd, i);
-  wire \$1 ;
-  wire [17:0] \$10 ;
-  wire [6:0] \$100 ;
-  wire [5:0] \$101 ;
-  wire [16:0] \$102 ;
-  wire [17:0] \$103 ;
-  wire [17:0] \$104 ;
-  wire [16:0] \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire [6:0] \$109 ;
-  wire [17:0] \$11 ;
-  wire [5:0] \$110 ;
-  wire [16:0] \$111 ;
-  wire \$112 ;
-  wire [6:0] \$113 ;
-  wire [5:0] \$114 ;
-  wire [16:0] \$115 ;
-  wire [17:0] \$116 ;
-  wire [17:0] \$117 ;
-  wire [16:0] \$118 ;
-  wire [7:0] \$119 ;
-  wire [16:0] \$12 ;
-  wire [7:0] \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire [6:0] \$123 ;
-  wire [5:0] \$124 ;
-  wire [16:0] \$125 ;
-  wire \$126 ;
-  wire [6:0] \$127 ;
-  wire [5:0] \$128 ;
-  wire [16:0] \$129 ;
-  wire \$13 ;
-  wire [17:0] \$130 ;
-  wire [17:0] \$131 ;
-  wire [16:0] \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire [6:0] \$136 ;
-  wire [5:0] \$137 ;
-  wire [16:0] \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  wire [6:0] \$140 ;
-  wire [5:0] \$141 ;
-  wire [16:0] \$142 ;
-  wire [17:0] \$143 ;
-  wire [17:0] \$144 ;
-  wire [16:0] \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire [6:0] \$149 ;
-  wire \$15 ;
-  wire [5:0] \$150 ;
-  wire [16:0] \$151 ;
-  wire \$152 ;
-  wire [6:0] \$153 ;
-  wire [5:0] \$154 ;
-  wire [16:0] \$155 ;
-  wire [17:0] \$156 ;
-  wire [17:0] \$157 ;
-  wire [16:0] \$158 ;
-  wire [7:0] \$159 ;
-  wire [6:0] \$16 ;
-  wire [7:0] \$160 ;
-  wire [5:0] \$17 ;
-  wire [16:0] \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire [6:0] \$20 ;
-  wire [5:0] \$21 ;
-  wire [16:0] \$22 ;
-  wire [17:0] \$23 ;
-  wire [17:0] \$24 ;
-  wire [16:0] \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire [6:0] \$29 ;
-  wire [6:0] \$3 ;
-  wire [5:0] \$30 ;
-  wire [16:0] \$31 ;
-  wire \$32 ;
-  wire [6:0] \$33 ;
-  wire [5:0] \$34 ;
-  wire [16:0] \$35 ;
-  wire [17:0] \$36 ;
-  wire [17:0] \$37 ;
-  wire [16:0] \$38 ;
-  wire [7:0] \$39 ;
-  wire [5:0] \$4 ;
-  wire [7:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [6:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [16:0] \$45 ;
-  wire \$46 ;
-  wire [6:0] \$47 ;
-  wire [5:0] \$48 ;
-  wire [16:0] \$49 ;
-  wire [16:0] \$5 ;
-  wire [17:0] \$50 ;
-  wire [17:0] \$51 ;
-  wire [16:0] \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire [6:0] \$56 ;
-  wire [5:0] \$57 ;
-  wire [16:0] \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire [6:0] \$60 ;
-  wire [5:0] \$61 ;
-  wire [16:0] \$62 ;
-  wire [17:0] \$63 ;
-  wire [17:0] \$64 ;
-  wire [16:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire [6:0] \$69 ;
-  wire [6:0] \$7 ;
-  wire [5:0] \$70 ;
-  wire [16:0] \$71 ;
-  wire \$72 ;
-  wire [6:0] \$73 ;
-  wire [5:0] \$74 ;
-  wire [16:0] \$75 ;
-  wire [17:0] \$76 ;
-  wire [17:0] \$77 ;
-  wire [16:0] \$78 ;
-  wire [7:0] \$79 ;
-  wire [5:0] \$8 ;
-  wire [7:0] \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [6:0] \$83 ;
-  wire [5:0] \$84 ;
-  wire [16:0] \$85 ;
-  wire \$86 ;
-  wire [6:0] \$87 ;
-  wire [5:0] \$88 ;
-  wire [16:0] \$89 ;
-  wire [16:0] \$9 ;
-  wire [17:0] \$90 ;
-  wire [17:0] \$91 ;
-  wire [16:0] \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire [6:0] \$96 ;
-  wire [5:0] \$97 ;
-  wire [16:0] \$98 ;
-  wire \$99 ;
-  input [67:0] i;
-  wire [67:0] i;
-  wire [31:0] o;
-  output [7:0] \port$2352$0 ;
-  wire [7:0] \port$2352$0 ;
-  output [7:0] \port$2392$0 ;
-  wire [7:0] \port$2392$0 ;
-  output [7:0] \port$2432$0 ;
-  wire [7:0] \port$2432$0 ;
-  output [7:0] \port$2472$0 ;
-  wire [7:0] \port$2472$0 ;
-  input rnd;
-  wire rnd;
-  input [5:0] shift;
-  wire [5:0] shift;
-  assign \$1  = ! shift;
-  assign \$2  = ! shift;
-  assign \$3  = shift - 1'h1;
-  assign \$4  = \$2  ? 6'h00 : \$3 [5:0];
-  assign \$5  = $signed(i[16:0]) >>> \$4 ;
-  assign \$6  = ! shift;
-  assign \$7  = shift - 1'h1;
-  assign \$8  = \$6  ? 6'h00 : \$7 [5:0];
-  assign \$9  = $signed(i[16:0]) >>> \$8 ;
-  assign \$10  = $signed(\$9 ) + $signed({ 1'h0, rnd });
-  assign \$12  = \$1  ? \$5  : \$11 [16:0];
-  assign \$13  = $signed(\$12 ) > $signed(8'h7f);
-  assign \$14  = ! shift;
-  assign \$15  = ! shift;
-  assign \$16  = shift - 1'h1;
-  assign \$17  = \$15  ? 6'h00 : \$16 [5:0];
-  assign \$18  = $signed(i[16:0]) >>> \$17 ;
-  assign \$19  = ! shift;
-  assign \$20  = shift - 1'h1;
-  assign \$21  = \$19  ? 6'h00 : \$20 [5:0];
-  assign \$22  = $signed(i[16:0]) >>> \$21 ;
-  assign \$23  = $signed(\$22 ) + $signed({ 1'h0, rnd });
-  assign \$25  = \$14  ? \$18  : \$24 [16:0];
-  assign \$26  = $signed(\$25 ) < $signed(8'h80);
-  assign \$27  = ! shift;
-  assign \$28  = ! shift;
-  assign \$29  = shift - 1'h1;
-  assign \$30  = \$28  ? 6'h00 : \$29 [5:0];
-  assign \$31  = $signed(i[16:0]) >>> \$30 ;
-  assign \$32  = ! shift;
-  assign \$33  = shift - 1'h1;
-  assign \$34  = \$32  ? 6'h00 : \$33 [5:0];
-  assign \$35  = $signed(i[16:0]) >>> \$34 ;
-  assign \$36  = $signed(\$35 ) + $signed({ 1'h0, rnd });
-  assign \$38  = \$27  ? \$31  : \$37 [16:0];
-  assign \$39  = \$26  ? 8'h80 : \$38 [7:0];
-  assign \$40  = \$13  ? 8'h7f : \$39 ;
-  assign \$41  = ! shift;
-  assign \$42  = ! shift;
-  assign \$43  = shift - 1'h1;
-  assign \$44  = \$42  ? 6'h00 : \$43 [5:0];
-  assign \$45  = $signed(i[33:17]) >>> \$44 ;
-  assign \$46  = ! shift;
-  assign \$47  = shift - 1'h1;
-  assign \$48  = \$46  ? 6'h00 : \$47 [5:0];
-  assign \$49  = $signed(i[33:17]) >>> \$48 ;
-  assign \$50  = $signed(\$49 ) + $signed({ 1'h0, rnd });
-  assign \$52  = \$41  ? \$45  : \$51 [16:0];
-  assign \$53  = $signed(\$52 ) > $signed(8'h7f);
-  assign \$54  = ! shift;
-  assign \$55  = ! shift;
-  assign \$56  = shift - 1'h1;
-  assign \$57  = \$55  ? 6'h00 : \$56 [5:0];
-  assign \$58  = $signed(i[33:17]) >>> \$57 ;
-  assign \$59  = ! shift;
-  assign \$60  = shift - 1'h1;
-  assign \$61  = \$59  ? 6'h00 : \$60 [5:0];
-  assign \$62  = $signed(i[33:17]) >>> \$61 ;
-  assign \$63  = $signed(\$62 ) + $signed({ 1'h0, rnd });
-  assign \$65  = \$54  ? \$58  : \$64 [16:0];
-  assign \$66  = $signed(\$65 ) < $signed(8'h80);
-  assign \$67  = ! shift;
-  assign \$68  = ! shift;
-  assign \$69  = shift - 1'h1;
-  assign \$70  = \$68  ? 6'h00 : \$69 [5:0];
-  assign \$71  = $signed(i[33:17]) >>> \$70 ;
-  assign \$72  = ! shift;
-  assign \$73  = shift - 1'h1;
-  assign \$74  = \$72  ? 6'h00 : \$73 [5:0];
-  assign \$75  = $signed(i[33:17]) >>> \$74 ;
-  assign \$76  = $signed(\$75 ) + $signed({ 1'h0, rnd });
-  assign \$78  = \$67  ? \$71  : \$77 [16:0];
-  assign \$79  = \$66  ? 8'h80 : \$78 [7:0];
-  assign \$80  = \$53  ? 8'h7f : \$79 ;
-  assign \$81  = ! shift;
-  assign \$82  = ! shift;
-  assign \$83  = shift - 1'h1;
-  assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
-  assign \$85  = $signed(i[50:34]) >>> \$84 ;
-  assign \$86  = ! shift;
-  assign \$87  = shift - 1'h1;
-  assign \$88  = \$86  ? 6'h00 : \$87 [5:0];
-  assign \$89  = $signed(i[50:34]) >>> \$88 ;
-  assign \$90  = $signed(\$89 ) + $signed({ 1'h0, rnd });
-  assign \$92  = \$81  ? \$85  : \$91 [16:0];
-  assign \$93  = $signed(\$92 ) > $signed(8'h7f);
-  assign \$94  = ! shift;
-  assign \$95  = ! shift;
-  assign \$96  = shift - 1'h1;
-  assign \$97  = \$95  ? 6'h00 : \$96 [5:0];
-  assign \$98  = $signed(i[50:34]) >>> \$97 ;
-  assign \$99  = ! shift;
-  assign \$100  = shift - 1'h1;
-  assign \$101  = \$99  ? 6'h00 : \$100 [5:0];
-  assign \$102  = $signed(i[50:34]) >>> \$101 ;
-  assign \$103  = $signed(\$102 ) + $signed({ 1'h0, rnd });
-  assign \$105  = \$94  ? \$98  : \$104 [16:0];
-  assign \$106  = $signed(\$105 ) < $signed(8'h80);
-  assign \$107  = ! shift;
-  assign \$108  = ! shift;
-  assign \$109  = shift - 1'h1;
-  assign \$110  = \$108  ? 6'h00 : \$109 [5:0];
-  assign \$111  = $signed(i[50:34]) >>> \$110 ;
-  assign \$112  = ! shift;
-  assign \$113  = shift - 1'h1;
-  assign \$114  = \$112  ? 6'h00 : \$113 [5:0];
-  assign \$115  = $signed(i[50:34]) >>> \$114 ;
-  assign \$116  = $signed(\$115 ) + $signed({ 1'h0, rnd });
-  assign \$118  = \$107  ? \$111  : \$117 [16:0];
-  assign \$119  = \$106  ? 8'h80 : \$118 [7:0];
-  assign \$120  = \$93  ? 8'h7f : \$119 ;
-  assign \$121  = ! shift;
-  assign \$122  = ! shift;
-  assign \$123  = shift - 1'h1;
-  assign \$124  = \$122  ? 6'h00 : \$123 [5:0];
-  assign \$125  = $signed(i[67:51]) >>> \$124 ;
-  assign \$126  = ! shift;
-  assign \$127  = shift - 1'h1;
-  assign \$128  = \$126  ? 6'h00 : \$127 [5:0];
-  assign \$129  = $signed(i[67:51]) >>> \$128 ;
-  assign \$130  = $signed(\$129 ) + $signed({ 1'h0, rnd });
-  assign \$132  = \$121  ? \$125  : \$131 [16:0];
-  assign \$133  = $signed(\$132 ) > $signed(8'h7f);
-  assign \$134  = ! shift;
-  assign \$135  = ! shift;
-  assign \$136  = shift - 1'h1;
-  assign \$137  = \$135  ? 6'h00 : \$136 [5:0];
-  assign \$138  = $signed(i[67:51]) >>> \$137 ;
-  assign \$139  = ! shift;
-  assign \$140  = shift - 1'h1;
-  assign \$141  = \$139  ? 6'h00 : \$140 [5:0];
-  assign \$142  = $signed(i[67:51]) >>> \$141 ;
-  assign \$143  = $signed(\$142 ) + $signed({ 1'h0, rnd });
-  assign \$145  = \$134  ? \$138  : \$144 [16:0];
-  assign \$146  = $signed(\$145 ) < $signed(8'h80);
-  assign \$147  = ! shift;
-  assign \$148  = ! shift;
-  assign \$149  = shift - 1'h1;
-  assign \$150  = \$148  ? 6'h00 : \$149 [5:0];
-  assign \$151  = $signed(i[67:51]) >>> \$150 ;
-  assign \$152  = ! shift;
-  assign \$153  = shift - 1'h1;
-  assign \$154  = \$152  ? 6'h00 : \$153 [5:0];
-  assign \$155  = $signed(i[67:51]) >>> \$154 ;
-  assign \$156  = $signed(\$155 ) + $signed({ 1'h0, rnd });
-  assign \$158  = \$147  ? \$151  : \$157 [16:0];
-  assign \$159  = \$146  ? 8'h80 : \$158 [7:0];
-  assign \$160  = \$133  ? 8'h7f : \$159 ;
-  assign o = { \$160 , \$120 , \$80 , \$40  };
-  assign \port$2352$0  = \$40 ;
-  assign \port$2392$0  = \$80 ;
-  assign \port$2432$0  = \$120 ;
-  assign \port$2472$0  = \$160 ;
-  assign \$11  = { \$10 [17], \$10 [17:1] };
-  assign \$24  = { \$23 [17], \$23 [17:1] };
-  assign \$37  = { \$36 [17], \$36 [17:1] };
-  assign \$51  = { \$50 [17], \$50 [17:1] };
-  assign \$64  = { \$63 [17], \$63 [17:1] };
-  assign \$77  = { \$76 [17], \$76 [17:1] };
-  assign \$91  = { \$90 [17], \$90 [17:1] };
-  assign \$104  = { \$103 [17], \$103 [17:1] };
-  assign \$117  = { \$116 [17], \$116 [17:1] };
-  assign \$131  = { \$130 [17], \$130 [17:1] };
-  assign \$144  = { \$143 [17], \$143 [17:1] };
-  assign \$157  = { \$156 [17], \$156 [17:1] };
-endmodule
-
-(* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data, membrane_in__data
-, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$8505$0 , \port$8515$0 , \port$8525$0 , \port$8535$0 , \port$8665$24 , desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$8520$0 , \port$8530$0 , \port$8540$0 , \port$8550$0 , \port$8680$24 , desc, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire [16:0] \$100 ;
@@ -21538,16 +22074,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$8505$0 ;
-  wire [15:0] \port$8505$0 ;
-  output [15:0] \port$8515$0 ;
-  wire [15:0] \port$8515$0 ;
-  output [15:0] \port$8525$0 ;
-  wire [15:0] \port$8525$0 ;
-  output [15:0] \port$8535$0 ;
-  wire [15:0] \port$8535$0 ;
-  input [47:0] \port$8665$24 ;
-  wire [47:0] \port$8665$24 ;
+  output [15:0] \port$8520$0 ;
+  wire [15:0] \port$8520$0 ;
+  output [15:0] \port$8530$0 ;
+  wire [15:0] \port$8530$0 ;
+  output [15:0] \port$8540$0 ;
+  wire [15:0] \port$8540$0 ;
+  output [15:0] \port$8550$0 ;
+  wire [15:0] \port$8550$0 ;
+  input [47:0] \port$8680$24 ;
+  wire [47:0] \port$8680$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -22015,9 +22551,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$8665$24 [23:0] > m4;
+  assign \$18  = \port$8680$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$8665$24 [47:24] + desc[259:244];
+  assign \$20  = \port$8680$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign issue4 = \$16  & \$22 ;
@@ -22053,9 +22589,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$52  = \$49  | \$51 ;
   assign \$53  = \$47  & \$52 ;
   assign \$54  = ~ desc[207];
-  assign \$55  = \port$8665$24 [23:0] > m4;
+  assign \$55  = \port$8680$24 [23:0] > m4;
   assign \$56  = \$54  | \$55 ;
-  assign \$57  = \port$8665$24 [47:24] + desc[259:244];
+  assign \$57  = \port$8680$24 [47:24] + desc[259:244];
   assign \$58  = \$57  > m4;
   assign \$59  = \$56  & \$58 ;
   assign \$60  = ~ \$59 ;
@@ -22318,10 +22854,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     .o2(\$656 ),
     .o3(\$657 ),
     .p(p),
-    .\port$8347$128 (e4c_aff[143:128]),
-    .\port$8347$176 (e4c_aff[191:176]),
-    .\port$8347$32 (e4c_aff[47:32]),
-    .\port$8347$80 (e4c_aff[95:80]),
+    .\port$8362$128 (e4c_aff[143:128]),
+    .\port$8362$176 (e4c_aff[191:176]),
+    .\port$8362$32 (e4c_aff[47:32]),
+    .\port$8362$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -22341,11 +22877,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$8441$0 (\$654 ),
-    .\port$8459$0 (\$655 ),
-    .\port$8477$0 (\$656 ),
-    .\port$8495$0 (\$657 ),
-    .\port$8669$167 (desc[188:167]),
+    .\port$8456$0 (\$654 ),
+    .\port$8474$0 (\$655 ),
+    .\port$8492$0 (\$656 ),
+    .\port$8510$0 (\$657 ),
+    .\port$8684$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$659 ),
@@ -22362,15 +22898,15 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     .clk(clk),
     .first(\first$51 ),
     .i(i),
-    .\port$3100$0 (\$650 ),
-    .\port$3103$0 (\$651 ),
-    .\port$3106$0 (\$652 ),
-    .\port$3109$0 (\$653 ),
+    .\port$3111$0 (\$650 ),
+    .\port$3114$0 (\$651 ),
+    .\port$3117$0 (\$652 ),
+    .\port$3120$0 (\$653 ),
     .rst(rst),
     .valid(\valid$48 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$565  = k4;
     if (\$146 ) begin
       \$565  = \$150 [15:0];
@@ -22383,7 +22919,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$566  = \$signal$18 ;
     if (\$154 ) begin
       \$566  = \$159 [1:0];
@@ -22396,7 +22932,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$567  = affine__addr;
     if (\$167 ) begin
       \$567  = \$171 [15:0];
@@ -22409,7 +22945,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$568  = xo4;
     if (\$182 ) begin
       \$568  = \$186 [15:0];
@@ -22422,7 +22958,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$569  = \$signal$3 ;
     if (\$200 ) begin
       \$569  = \$205 [15:0];
@@ -22435,7 +22971,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$570  = \$signal$2 ;
     if (\$223 ) begin
       \$570  = \$228 [15:0];
@@ -22448,7 +22984,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$571  = \$signal$27 ;
     if (issue4) begin
       if (\$235 ) begin
@@ -22463,7 +22999,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$572  = outidx;
     if (issue4) begin
       if (\$235 ) begin
@@ -22478,7 +23014,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$573  = \$signal$24 ;
     if (issue4) begin
       if (\$272 ) begin
@@ -22493,7 +23029,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$574  = m4;
     if (issue4) begin
       if (\$319 ) begin
@@ -22508,7 +23044,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$575  = rows_released;
     if (issue4) begin
       if (\$319 ) begin
@@ -22523,7 +23059,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$576  = out_slot;
     if (issue4) begin
       if (\$319 ) begin
@@ -22538,7 +23074,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$577  = \$signal$98 ;
     if (issue4) begin
       if (\$319 ) begin
@@ -22553,7 +23089,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$578  = \$signal$99 ;
     if (issue4) begin
       if (\$319 ) begin
@@ -22568,7 +23104,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$579  = prev_base;
     if (issue4) begin
       if (\$319 ) begin
@@ -22583,7 +23119,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$580  = \$signal$23 ;
     if (issue4) begin
       if (\$319 ) begin
@@ -22598,7 +23134,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$581  = \$signal$9 ;
     if (issue4) begin
       if (\$319 ) begin
@@ -22615,7 +23151,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$582  = \$signal$8 ;
     if (issue4) begin
       if (\$319 ) begin
@@ -22632,7 +23168,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$583  = res_consumed;
     if (issue4) begin
       if (\$319 ) begin
@@ -22649,7 +23185,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$584  = res_slot;
     if (issue4) begin
       if (\$319 ) begin
@@ -22666,7 +23202,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$585  = \$signal$33 ;
     if (issue4) begin
       if (\$319 ) begin
@@ -22683,7 +23219,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$586  = ym3;
     if (issue4) begin
       if (\$319 ) begin
@@ -22700,7 +23236,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$587  = run;
     if (issue4) begin
       if (\$518 ) begin
@@ -22715,147 +23251,147 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$588  = issue4;
     if (rst) begin
       \$588  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$589  = \$519 ;
     if (rst) begin
       \$589  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$590  = \$522 ;
     if (rst) begin
       \$590  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$591  = \$523 ;
     if (rst) begin
       \$591  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$592  = \$530 ;
     if (rst) begin
       \$592  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$593  = \$531 ;
     if (rst) begin
       \$593  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$594  = \$544 ;
     if (rst) begin
       \$594  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$595  = \$550 [2:0];
     if (rst) begin
       \$595  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$596  = outidx;
     if (rst) begin
       \$596  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$597  = \$signal$98 ;
     if (rst) begin
       \$597  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$598  = \$556 [2:0];
     if (rst) begin
       \$598  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$599  = valid;
     if (rst) begin
       \$599  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$600  = e4a_last;
     if (rst) begin
       \$600  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$601  = e4a_subfirst;
     if (rst) begin
       \$601  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$602  = e4a_grp;
     if (rst) begin
       \$602  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$603  = e4a_t0;
     if (rst) begin
       \$603  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$604  = e4a_rowend;
     if (rst) begin
       \$604  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$605  = \$signal$107 ;
     if (rst) begin
       \$605  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$606  = obase4a;
     if (rst) begin
       \$606  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$607  = act4a;
     if (rst) begin
       \$607  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$608  = aff4b;
     if (\$557 ) begin
       \$608  = affine__data;
@@ -22865,7 +23401,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$609  = \$signal$117 ;
     if (\$557 ) begin
       \$609  = residual__data;
@@ -22875,7 +23411,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$610  = uprev4b;
     if (\$557 ) begin
       \$610  = \$558 ;
@@ -22885,273 +23421,273 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$611  = \$559 ;
     if (rst) begin
       \$611  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$612  = \$signal$121 ;
     if (rst) begin
       \$612  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$613  = \$560 ;
     if (rst) begin
       \$613  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$614  = e4b_rowend;
     if (rst) begin
       \$614  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$615  = { \$653 , \$652 , \$651 , \$650  };
     if (rst) begin
       \$615  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$616  = aff4b;
     if (rst) begin
       \$616  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$617  = \$signal$117 ;
     if (rst) begin
       \$617  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$618  = uprev4b;
     if (rst) begin
       \$618  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$619  = \$signal$112 ;
     if (rst) begin
       \$619  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$620  = obase4b;
     if (rst) begin
       \$620  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$621  = act4b;
     if (rst) begin
       \$621  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$622  = full4b;
     if (rst) begin
       \$622  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$623  = e4c_uprev;
     if (rst) begin
       \$623  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$624  = e4c_v;
     if (rst) begin
       \$624  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$625  = e4w1_v_1;
     if (rst) begin
       \$625  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$626  = e4w2_v_1;
     if (rst) begin
       \$626  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$627  = e4w3_v_1;
     if (rst) begin
       \$627  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$628  = e4w4_v_1;
     if (rst) begin
       \$628  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$629  = e4c_rowend;
     if (rst) begin
       \$629  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$630  = e4w_rowend_1;
     if (rst) begin
       \$630  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$631  = e4w_rowend_2;
     if (rst) begin
       \$631  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$632  = e4w_rowend_3;
     if (rst) begin
       \$632  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$633  = e4w_rowend_4;
     if (rst) begin
       \$633  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$634  = e4c_outidx;
     if (rst) begin
       \$634  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$635  = e4w_outidx_1;
     if (rst) begin
       \$635  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$636  = e4w_outidx_2;
     if (rst) begin
       \$636  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$637  = e4w_outidx_3;
     if (rst) begin
       \$637  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$638  = e4w_outidx_4;
     if (rst) begin
       \$638  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$639  = e4c_obase;
     if (rst) begin
       \$639  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$640  = e4w_obase_1;
     if (rst) begin
       \$640  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$641  = e4w_obase_2;
     if (rst) begin
       \$641  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$642  = e4w_obase_3;
     if (rst) begin
       \$642  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$643  = e4w_obase_4;
     if (rst) begin
       \$643  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$644  = e4c_act;
     if (rst) begin
       \$644  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$645  = e4w_act_1;
     if (rst) begin
       \$645  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$646  = e4w_act_2;
     if (rst) begin
       \$646  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$647  = e4w_act_3;
     if (rst) begin
       \$647  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$648  = e4w_act_4;
     if (rst) begin
       \$648  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$649  = out_rows;
     if (\$561 ) begin
       \$649  = \$562 [23:0];
@@ -23164,8 +23700,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$8665$24 [23:0];
-  assign out_taken = \port$8665$24 [47:24];
+  assign res_rows = \port$8680$24 [23:0];
+  assign out_taken = \port$8680$24 [47:24];
   assign x4 = \$64 [15:0];
   assign w4__en = issue4;
   assign \$signal$30  = affine__addr;
@@ -23201,10 +23737,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign membrane_in__addr = \$118 [15:0];
   assign membrane_out__addr = \$135 [15:0];
   assign spikes__addr = \$136 [15:0];
-  assign \port$8505$0  = \$658 ;
-  assign \port$8515$0  = \$660 ;
-  assign \port$8525$0  = \$662 ;
-  assign \port$8535$0  = \$664 ;
+  assign \port$8520$0  = \$658 ;
+  assign \port$8530$0  = \$660 ;
+  assign \port$8540$0  = \$662 ;
+  assign \port$8550$0  = \$664 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -23332,8 +23868,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, p, \port$8347$32 , \port$8347$80 , \port$8347$128 , \port$8347$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+module \ttsnn_accel.e4.affine (rst, scale, p, \port$8362$32 , \port$8362$80 , \port$8362$128 , \port$8362$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
   wire [5:0] \$100 ;
@@ -23528,14 +24064,14 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8347$32 , \port$8347$80 , \p
   reg [31:0] partial1 = 32'd0;
   reg [31:0] partial2 = 32'd0;
   reg [31:0] partial3 = 32'd0;
-  input [15:0] \port$8347$128 ;
-  wire [15:0] \port$8347$128 ;
-  input [15:0] \port$8347$176 ;
-  wire [15:0] \port$8347$176 ;
-  input [15:0] \port$8347$32 ;
-  wire [15:0] \port$8347$32 ;
-  input [15:0] \port$8347$80 ;
-  wire [15:0] \port$8347$80 ;
+  input [15:0] \port$8362$128 ;
+  wire [15:0] \port$8362$128 ;
+  input [15:0] \port$8362$176 ;
+  wire [15:0] \port$8362$176 ;
+  input [15:0] \port$8362$32 ;
+  wire [15:0] \port$8362$32 ;
+  input [15:0] \port$8362$80 ;
+  wire [15:0] \port$8362$80 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod2 = 32'd0;
@@ -23753,258 +24289,258 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8347$32 , \port$8347$80 , \p
   always @(posedge clk)
     o3 <= \$164 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$129  = \$1 ;
     if (rst) begin
       \$129  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$130  = \port$8347$32 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$130  = \port$8362$32 ;
     if (rst) begin
       \$130  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$131  = residual[15:0];
     if (rst) begin
       \$131  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$132  = \$5 ;
     if (rst) begin
       \$132  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$133  = bias0_1;
     if (rst) begin
       \$133  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$134  = res0_1;
     if (rst) begin
       \$134  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$135  = \$24 ;
     if (rst) begin
       \$135  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$136  = res0_2;
     if (rst) begin
       \$136  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$137  = \$32 ;
     if (rst) begin
       \$137  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$138  = \$33 ;
     if (rst) begin
       \$138  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$139  = \port$8347$80 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$139  = \port$8362$80 ;
     if (rst) begin
       \$139  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$140  = residual[31:16];
     if (rst) begin
       \$140  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$141  = \$37 ;
     if (rst) begin
       \$141  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$142  = bias1_1;
     if (rst) begin
       \$142  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$143  = res1_1;
     if (rst) begin
       \$143  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$144  = \$56 ;
     if (rst) begin
       \$144  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$145  = res1_2;
     if (rst) begin
       \$145  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$146  = \$64 ;
     if (rst) begin
       \$146  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$147  = \$65 ;
     if (rst) begin
       \$147  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$148  = \port$8347$128 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$148  = \port$8362$128 ;
     if (rst) begin
       \$148  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$149  = residual[47:32];
     if (rst) begin
       \$149  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$150  = \$69 ;
     if (rst) begin
       \$150  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$151  = bias2_1;
     if (rst) begin
       \$151  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$152  = res2_1;
     if (rst) begin
       \$152  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$153  = \$88 ;
     if (rst) begin
       \$153  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$154  = res2_2;
     if (rst) begin
       \$154  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$155  = \$96 ;
     if (rst) begin
       \$155  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$156  = \$97 ;
     if (rst) begin
       \$156  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$157  = \port$8347$176 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$157  = \port$8362$176 ;
     if (rst) begin
       \$157  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$158  = residual[63:48];
     if (rst) begin
       \$158  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$159  = \$101 ;
     if (rst) begin
       \$159  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$160  = bias3_1;
     if (rst) begin
       \$160  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$161  = res3_1;
     if (rst) begin
       \$161  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$162  = \$120 ;
     if (rst) begin
       \$162  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$163  = res3_2;
     if (rst) begin
       \$163  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$164  = \$128 ;
     if (rst) begin
       \$164  = 16'h0000;
     end
   end
-  assign bias = { \port$8347$176 , \port$8347$128 , \port$8347$80 , \port$8347$32  };
+  assign bias = { \port$8362$176 , \port$8362$128 , \port$8362$80 , \port$8362$32  };
   assign o = { o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -24022,7 +24558,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [15:0] \$1 ;
   wire [16:0] \$2 ;
   wire [15:0] \$3 ;
@@ -24065,7 +24601,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
   always @(posedge clk)
     acc <= \$9 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$9  = acc;
     if (valid) begin
       \$9 [15:0] = \$2 [15:0];
@@ -24080,8 +24616,8 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$8441$0 , \port$8459$0 , \port$8477$0 , \port$8495$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$8669$167 , rnd, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$8456$0 , \port$8474$0 , \port$8492$0 , \port$8510$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$8684$167 , rnd, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
   wire \$100 ;
@@ -24224,16 +24760,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8441$0 , \port$8459$0 , \port$847
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [15:0] \port$8441$0 ;
-  wire [15:0] \port$8441$0 ;
-  input [15:0] \port$8459$0 ;
-  wire [15:0] \port$8459$0 ;
-  input [15:0] \port$8477$0 ;
-  wire [15:0] \port$8477$0 ;
-  input [15:0] \port$8495$0 ;
-  wire [15:0] \port$8495$0 ;
-  input [21:0] \port$8669$167 ;
-  wire [21:0] \port$8669$167 ;
+  input [15:0] \port$8456$0 ;
+  wire [15:0] \port$8456$0 ;
+  input [15:0] \port$8474$0 ;
+  wire [15:0] \port$8474$0 ;
+  input [15:0] \port$8492$0 ;
+  wire [15:0] \port$8492$0 ;
+  input [15:0] \port$8510$0 ;
+  wire [15:0] \port$8510$0 ;
+  input [21:0] \port$8684$167 ;
+  wire [21:0] \port$8684$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -24259,106 +24795,106 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8441$0 , \port$8459$0 , \port$847
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$8669$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$8684$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$8669$167 [5:0];
-  assign \$5  = \port$8669$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$8684$167 [5:0];
+  assign \$5  = \port$8684$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$8669$167 [5:0];
+  assign \$8  = ! \port$8684$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$8441$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$8456$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$8441$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$8456$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$8441$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$8456$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$8441$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$8456$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$8441$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$8456$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$8441$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$8456$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$8669$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$8669$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$8684$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$8684$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$8669$167 [5:0];
-  assign \$31  = \port$8669$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$8684$167 [5:0];
+  assign \$31  = \port$8684$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$8669$167 [5:0];
+  assign \$34  = ! \port$8684$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$8459$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$8474$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$8459$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$8474$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$8459$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$8474$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$8459$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$8474$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$8459$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$8474$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$8459$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$8474$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$8669$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$8669$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$8684$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$8684$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$8669$167 [5:0];
-  assign \$57  = \port$8669$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$8684$167 [5:0];
+  assign \$57  = \port$8684$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$8669$167 [5:0];
+  assign \$60  = ! \port$8684$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$8477$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$8492$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$8477$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$8492$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$8477$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$8492$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$8477$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$8492$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$8477$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$8492$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$8477$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$8492$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$8669$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$8669$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$8684$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$8684$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$8669$167 [5:0];
-  assign \$83  = \port$8669$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$8684$167 [5:0];
+  assign \$83  = \port$8684$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$8669$167 [5:0];
+  assign \$86  = ! \port$8684$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$8495$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$8510$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$8495$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$8510$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$8495$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$8510$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$8495$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$8510$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$8495$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$8510$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$8495$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$8510$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$8669$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$8684$167 [21:6]);
   always @(posedge clk)
     leak_prod0 <= \$105 ;
   always @(posedge clk)
@@ -24400,148 +24936,148 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8441$0 , \port$8459$0 , \port$847
   always @(posedge clk)
     s3 <= \$124 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$105  = { \$3 [23], \$3  };
     if (rst) begin
       \$105  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$106  = \$7 ;
     if (rst) begin
       \$106  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$107  = \$11 ;
     if (rst) begin
       \$107  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$108  = \$18 ;
     if (rst) begin
       \$108  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$109  = \$26 ;
     if (rst) begin
       \$109  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$110  = { \$29 [23], \$29  };
     if (rst) begin
       \$110  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$111  = \$33 ;
     if (rst) begin
       \$111  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$112  = \$37 ;
     if (rst) begin
       \$112  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$113  = \$44 ;
     if (rst) begin
       \$113  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$114  = \$52 ;
     if (rst) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$115  = { \$55 [23], \$55  };
     if (rst) begin
       \$115  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$116  = \$59 ;
     if (rst) begin
       \$116  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$117  = \$63 ;
     if (rst) begin
       \$117  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$118  = \$70 ;
     if (rst) begin
       \$118  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$119  = \$78 ;
     if (rst) begin
       \$119  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$120  = { \$81 [23], \$81  };
     if (rst) begin
       \$120  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$121  = \$85 ;
     if (rst) begin
       \$121  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$122  = \$89 ;
     if (rst) begin
       \$122  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$123  = \$96 ;
     if (rst) begin
       \$123  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$124  = \$104 ;
     if (rst) begin
       \$124  = 1'h0;
     end
   end
-  assign threshold = \port$8669$167 [21:6];
-  assign leak_shift = \port$8669$167 [5:0];
-  assign cur = { \port$8495$0 , \port$8477$0 , \port$8459$0 , \port$8441$0  };
+  assign threshold = \port$8684$167 [21:6];
+  assign leak_shift = \port$8684$167 [5:0];
+  assign cur = { \port$8510$0 , \port$8492$0 , \port$8474$0 , \port$8456$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -24551,8 +25087,8 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8441$0 , \port$8459$0 , \port$847
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.maxpool (rst, valid, \port$3100$0 , \port$3103$0 , \port$3106$0 , \port$3109$0 , first, i, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+module \ttsnn_accel.e4.maxpool (rst, valid, \port$3111$0 , \port$3114$0 , \port$3117$0 , \port$3120$0 , first, i, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -24574,14 +25110,14 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3100$0 , \port$3103$0 , \port$
   input [63:0] i;
   wire [63:0] i;
   wire [63:0] o;
-  output [15:0] \port$3100$0 ;
-  wire [15:0] \port$3100$0 ;
-  output [15:0] \port$3103$0 ;
-  wire [15:0] \port$3103$0 ;
-  output [15:0] \port$3106$0 ;
-  wire [15:0] \port$3106$0 ;
-  output [15:0] \port$3109$0 ;
-  wire [15:0] \port$3109$0 ;
+  output [15:0] \port$3111$0 ;
+  wire [15:0] \port$3111$0 ;
+  output [15:0] \port$3114$0 ;
+  wire [15:0] \port$3114$0 ;
+  output [15:0] \port$3117$0 ;
+  wire [15:0] \port$3117$0 ;
+  output [15:0] \port$3120$0 ;
+  wire [15:0] \port$3120$0 ;
   input rst;
   wire rst;
   input valid;
@@ -24601,7 +25137,7 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3100$0 , \port$3103$0 , \port$
   always @(posedge clk)
     held <= \$13 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$13  = held;
     if (valid) begin
       \$13  = { \$12 , \$9 , \$6 , \$3  };
@@ -24611,15 +25147,15 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3100$0 , \port$3103$0 , \port$
     end
   end
   assign o = { \$12 , \$9 , \$6 , \$3  };
-  assign \port$3100$0  = \$3 ;
-  assign \port$3103$0  = \$6 ;
-  assign \port$3106$0  = \$9 ;
-  assign \port$3109$0  = \$12 ;
+  assign \port$3111$0  = \$3 ;
+  assign \port$3114$0  = \$6 ;
+  assign \port$3117$0  = \$9 ;
+  assign \port$3120$0  = \$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.geometry (rst, geo, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire [4:0] \$1 ;
   wire [31:0] \$10 ;
   wire [17:0] \$100 ;
@@ -24931,7 +25467,7 @@ module \ttsnn_accel.geometry (rst, geo, desc, clk);
   always @(posedge clk)
     geo <= \$126 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$126 [3:0] = desc[125:122];
     \$126 [7:4] = \$1 [3:0];
     \$126 [10:8] = \$2 [2:0];
@@ -25058,7 +25594,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
 , regions__affine__rd_en, regions__affine__wr_en, regions__spike_in__addr, regions__spike_in__rd_en, regions__spike_in__wr_en, regions__residual__addr, regions__residual__rd_en, regions__residual__wr_en, regions__membrane__addr, regions__membrane__rd_en, regions__membrane__wr_en, regions__spikes__addr, regions__spikes__rd_en, regions__spikes__wr_en, regions__gbuf__addr, regions__gbuf__rd_en, regions__gbuf__wr_en, regions__gweights__addr, regions__gweights__rd_en, regions__gweights__wr_en, regions__trace__addr
 , regions__trace__rd_en, regions__trace__wr_en, regions__wgrad__addr, regions__wgrad__rd_en, regions__gbuf__rd_data, regions__w1__rd_data, regions__w2__rd_data, regions__w3__rd_data, regions__w4__rd_data, regions__affine__rd_data, regions__spike_in__rd_data, regions__membrane__rd_data, regions__spikes__rd_data, counts, stream_out, busy, done, stream_in, staging, desc, stage
 , host_rvalid, host_rdata, \event , host_addr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
   wire \$100 ;
@@ -27217,7 +27753,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \$141  = \$139  & \$140 ;
   assign \$142  = \$138  & \$141 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     reg_value = 32'd0;
     casez (host_addr)
       15'h0000:
@@ -27613,7 +28149,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     sel_now = 4'h0;
     if (\$158 ) begin
       sel_now = 4'h1;
@@ -27656,7 +28192,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     k_now = 3'h0;
     if (\$158 ) begin
       k_now = 3'h0;
@@ -27699,7 +28235,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     out_value = 32'd0;
     casez (rd_sel)
       4'h0:
@@ -27733,7 +28269,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$688  = stream_in;
     if (host_write) begin
       if (\$212 ) begin
@@ -27751,7 +28287,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$689  = staging;
     if (host_write) begin
       if (\$222 ) begin
@@ -27815,7 +28351,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$690  = desc;
     if (host_write) begin
       if (\$259 ) begin
@@ -27901,7 +28437,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$691  = stage;
     if (host_write) begin
       if (\$259 ) begin
@@ -28044,889 +28580,889 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$692  = clear;
     if (rst) begin
       \$692  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$693  = counts[0];
     if (rst) begin
       \$693  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$694  = \$330 [47:0];
     if (rst) begin
       \$694  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$695  = counts[1];
     if (rst) begin
       \$695  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$696  = \$332 [47:0];
     if (rst) begin
       \$696  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$697  = counts[2];
     if (rst) begin
       \$697  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$698  = \$334 [47:0];
     if (rst) begin
       \$698  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$699  = counts[3];
     if (rst) begin
       \$699  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$700  = \$336 [47:0];
     if (rst) begin
       \$700  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$701  = counts[15];
     if (rst) begin
       \$701  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$702  = \$338 [47:0];
     if (rst) begin
       \$702  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$703  = counts[16];
     if (rst) begin
       \$703  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$704  = \$340 [47:0];
     if (rst) begin
       \$704  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$705  = counts[18];
     if (rst) begin
       \$705  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$706  = \$342 [47:0];
     if (rst) begin
       \$706  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$707  = counts[19];
     if (rst) begin
       \$707  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$708  = \$344 [47:0];
     if (rst) begin
       \$708  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$709  = counts[55];
     if (rst) begin
       \$709  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$710  = \$346 [47:0];
     if (rst) begin
       \$710  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$711  = counts[56];
     if (rst) begin
       \$711  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$712  = \$348 [47:0];
     if (rst) begin
       \$712  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$713  = counts[48];
     if (rst) begin
       \$713  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$714  = \$350 [47:0];
     if (rst) begin
       \$714  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$715  = counts[17];
     if (rst) begin
       \$715  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$716  = \$352 [47:0];
     if (rst) begin
       \$716  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$717  = counts[69];
     if (rst) begin
       \$717  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$718  = \$354 [47:0];
     if (rst) begin
       \$718  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$719  = counts[57];
     if (rst) begin
       \$719  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$720  = \$356 [47:0];
     if (rst) begin
       \$720  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$721  = counts[9:6];
     if (rst) begin
       \$721  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$722  = \$358 [47:0];
     if (rst) begin
       \$722  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$723  = counts[13:10];
     if (rst) begin
       \$723  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$724  = \$360 [47:0];
     if (rst) begin
       \$724  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$725  = counts[31:26];
     if (rst) begin
       \$725  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$726  = \$362 [47:0];
     if (rst) begin
       \$726  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$727  = counts[37:32];
     if (rst) begin
       \$727  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$728  = \$364 [47:0];
     if (rst) begin
       \$728  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$729  = counts[66:63];
     if (rst) begin
       \$729  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$730  = \$366 [47:0];
     if (rst) begin
       \$730  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$731  = counts[54:49];
     if (rst) begin
       \$731  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$732  = \$368 [47:0];
     if (rst) begin
       \$732  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$733  = counts[73:70];
     if (rst) begin
       \$733  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$734  = \$370 [47:0];
     if (rst) begin
       \$734  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$735  = counts[77:74];
     if (rst) begin
       \$735  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$736  = \$372 [47:0];
     if (rst) begin
       \$736  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$737  = counts[5];
     if (rst) begin
       \$737  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$738  = \$374 [47:0];
     if (rst) begin
       \$738  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$739  = counts[22];
     if (rst) begin
       \$739  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$740  = \$376 [47:0];
     if (rst) begin
       \$740  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$741  = counts[25];
     if (rst) begin
       \$741  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$742  = \$378 [47:0];
     if (rst) begin
       \$742  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$743  = counts[59];
     if (rst) begin
       \$743  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$744  = \$380 [47:0];
     if (rst) begin
       \$744  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$745  = counts[60];
     if (rst) begin
       \$745  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$746  = \$382 [47:0];
     if (rst) begin
       \$746  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$747  = counts[4];
     if (rst) begin
       \$747  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$748  = \$384 [47:0];
     if (rst) begin
       \$748  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$749  = counts[21:20];
     if (rst) begin
       \$749  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$750  = \$386 [47:0];
     if (rst) begin
       \$750  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$751  = counts[14];
     if (rst) begin
       \$751  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$752  = \$388 [47:0];
     if (rst) begin
       \$752  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$753  = counts[24:23];
     if (rst) begin
       \$753  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$754  = \$390 [47:0];
     if (rst) begin
       \$754  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$755  = counts[46];
     if (rst) begin
       \$755  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$756  = \$392 [47:0];
     if (rst) begin
       \$756  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$757  = counts[58];
     if (rst) begin
       \$757  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$758  = \$394 [47:0];
     if (rst) begin
       \$758  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$759  = counts[47];
     if (rst) begin
       \$759  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$760  = \$396 [47:0];
     if (rst) begin
       \$760  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$761  = counts[39:38];
     if (rst) begin
       \$761  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$762  = \$398 [47:0];
     if (rst) begin
       \$762  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$763  = counts[41:40];
     if (rst) begin
       \$763  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$764  = \$400 [47:0];
     if (rst) begin
       \$764  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$765  = counts[43:42];
     if (rst) begin
       \$765  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$766  = \$402 [47:0];
     if (rst) begin
       \$766  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$767  = counts[45:44];
     if (rst) begin
       \$767  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$768  = \$404 [47:0];
     if (rst) begin
       \$768  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$769  = counts[61];
     if (rst) begin
       \$769  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$770  = \$406 [47:0];
     if (rst) begin
       \$770  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$771  = counts[62];
     if (rst) begin
       \$771  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$772  = \$408 [47:0];
     if (rst) begin
       \$772  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$773  = counts[67];
     if (rst) begin
       \$773  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$774  = \$410 [47:0];
     if (rst) begin
       \$774  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$775  = counts[68];
     if (rst) begin
       \$775  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$776  = \$412 [47:0];
     if (rst) begin
       \$776  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$777  = \$531 ;
     if (rst) begin
       \$777  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$778  = \$533 [47:0];
     if (rst) begin
       \$778  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$779  = \$652 ;
     if (rst) begin
       \$779  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$780  = \$654 [47:0];
     if (rst) begin
       \$780  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$781  = counts[93];
     if (rst) begin
       \$781  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$782  = \$656 [47:0];
     if (rst) begin
       \$782  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$783  = counts[96:94];
     if (rst) begin
       \$783  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$784  = \$658 [47:0];
     if (rst) begin
       \$784  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$785  = counts[106:102];
     if (rst) begin
       \$785  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$786  = \$660 [47:0];
     if (rst) begin
       \$786  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$787  = counts[97];
     if (rst) begin
       \$787  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$788  = \$662 [47:0];
     if (rst) begin
       \$788  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$789  = counts[99:98];
     if (rst) begin
       \$789  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$790  = \$664 [47:0];
     if (rst) begin
       \$790  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$791  = counts[101:100];
     if (rst) begin
       \$791  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$792  = \$666 [47:0];
     if (rst) begin
       \$792  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$793  = counts[78];
     if (rst) begin
       \$793  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$794  = \$668 [47:0];
     if (rst) begin
       \$794  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$795  = counts[81:79];
     if (rst) begin
       \$795  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$796  = \$670 [47:0];
     if (rst) begin
       \$796  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$797  = counts[84:82];
     if (rst) begin
       \$797  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$798  = \$672 [47:0];
     if (rst) begin
       \$798  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$799  = counts[89];
     if (rst) begin
       \$799  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$800  = \$674 [47:0];
     if (rst) begin
       \$800  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$801  = counts[85];
     if (rst) begin
       \$801  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$802  = \$676 [47:0];
     if (rst) begin
       \$802  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$803  = counts[86];
     if (rst) begin
       \$803  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$804  = \$678 [47:0];
     if (rst) begin
       \$804  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$805  = counts[87];
     if (rst) begin
       \$805  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$806  = \$680 [47:0];
     if (rst) begin
       \$806  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$807  = counts[88];
     if (rst) begin
       \$807  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$808  = \$682 [47:0];
     if (rst) begin
       \$808  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$809  = counts[92:90];
     if (rst) begin
       \$809  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$810  = \$684 [47:0];
     if (rst) begin
       \$810  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$811  = host_read;
     if (rst) begin
       \$811  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$812  = sel_now;
     if (rst) begin
       \$812  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$813  = k_now;
     if (rst) begin
       \$813  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$814  = reg_value;
     if (rst) begin
       \$814  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$815  = rd_valid1;
     if (rst) begin
       \$815  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$816  = out_value;
     if (rst) begin
       \$816  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$817  = { done, stream_out };
     if (rst) begin
       \$817  = 73'h0000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$818  = \event ;
     if (\$685 ) begin
       \$818  = 1'h1;
@@ -29157,14 +29693,14 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w1__en, e1_line1__addr, \port$306$0 , \port$310$0 , \port$314$0 , \port$318$0 , \port__en$83 , e23_line1_a__addr, \port__en$89 , e23_line1_b__addr, \port__en$95 , e23_line1_c__addr, e23_w2__en, e23_w2__addr, \port__en$101 , e23_row2_b__addr, \port__en$107 
-, e23_row2_c__addr, e23_w3__en, e23_w3__addr, \wr__en$155 , e23_row2__addr, \wr__en$161 , e23_line4__addr, \wr__data$165 , \port$2188$0 , \port$2228$0 , \port$2268$0 , \port$2308$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr
-, \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, \port$6061$0 , \port$6103$0 , \port$6145$0 , \port$6187$0 , host__w1__addr
+module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w1__en, e1_line1__addr, \port$306$0 , \port$310$0 , \port$314$0 , \port$318$0 , \port__en$83 , e23_line1_a__addr, \port__en$89 , e23_line1_b__addr, \port__en$95 , e23_line1_c__addr, e23_w2__en, e23_w2__addr, e23_w3__en, e23_w3__addr, \wr__en$155 
+, e23_row2__addr, \wr__en$161 , e23_line4__addr, \wr__data$165 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$2199$0 , \port$2239$0 , \port$2279$0 , \port$2319$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr
+, \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, \port$6072$0 , \port$6114$0 , \port$6156$0 , \port$6198$0 , host__w1__addr
 , host__w1__rd_en, \wr__en$179 , host__w2__addr, host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 
 , host__spikes__addr, \port__en$227 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data
-, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$8505$0 , \port$8515$0 , \port$8525$0 , \port$8535$0 , \port$8625$0 , bw_grad_w2__addr
-, \port$8667$0 , \wr__data$182 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$8520$0 , \port$8530$0 , \port$8540$0 , \port$8550$0 , \port$8640$0 , bw_grad_w2__addr
+, \port$8682$0 , \wr__data$182 );
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   wire \$11 ;
@@ -29470,14 +30006,14 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [31:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [7:0] \port$2188$0 ;
-  wire [7:0] \port$2188$0 ;
-  input [7:0] \port$2228$0 ;
-  wire [7:0] \port$2228$0 ;
-  input [7:0] \port$2268$0 ;
-  wire [7:0] \port$2268$0 ;
-  input [7:0] \port$2308$0 ;
-  wire [7:0] \port$2308$0 ;
+  input [7:0] \port$2199$0 ;
+  wire [7:0] \port$2199$0 ;
+  input [7:0] \port$2239$0 ;
+  wire [7:0] \port$2239$0 ;
+  input [7:0] \port$2279$0 ;
+  wire [7:0] \port$2279$0 ;
+  input [7:0] \port$2319$0 ;
+  wire [7:0] \port$2319$0 ;
   input [7:0] \port$306$0 ;
   wire [7:0] \port$306$0 ;
   input [7:0] \port$310$0 ;
@@ -29486,26 +30022,26 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$314$0 ;
   input [7:0] \port$318$0 ;
   wire [7:0] \port$318$0 ;
-  input [15:0] \port$6061$0 ;
-  wire [15:0] \port$6061$0 ;
-  input [15:0] \port$6103$0 ;
-  wire [15:0] \port$6103$0 ;
-  input [15:0] \port$6145$0 ;
-  wire [15:0] \port$6145$0 ;
-  input [15:0] \port$6187$0 ;
-  wire [15:0] \port$6187$0 ;
-  input [15:0] \port$8505$0 ;
-  wire [15:0] \port$8505$0 ;
-  input [15:0] \port$8515$0 ;
-  wire [15:0] \port$8515$0 ;
-  input [15:0] \port$8525$0 ;
-  wire [15:0] \port$8525$0 ;
-  input [15:0] \port$8535$0 ;
-  wire [15:0] \port$8535$0 ;
-  input [15:0] \port$8625$0 ;
-  wire [15:0] \port$8625$0 ;
-  input [159:0] \port$8667$0 ;
-  wire [159:0] \port$8667$0 ;
+  input [15:0] \port$6072$0 ;
+  wire [15:0] \port$6072$0 ;
+  input [15:0] \port$6114$0 ;
+  wire [15:0] \port$6114$0 ;
+  input [15:0] \port$6156$0 ;
+  wire [15:0] \port$6156$0 ;
+  input [15:0] \port$6198$0 ;
+  wire [15:0] \port$6198$0 ;
+  input [15:0] \port$8520$0 ;
+  wire [15:0] \port$8520$0 ;
+  input [15:0] \port$8530$0 ;
+  wire [15:0] \port$8530$0 ;
+  input [15:0] \port$8540$0 ;
+  wire [15:0] \port$8540$0 ;
+  input [15:0] \port$8550$0 ;
+  wire [15:0] \port$8550$0 ;
+  input [15:0] \port$8640$0 ;
+  wire [15:0] \port$8640$0 ;
+  input [159:0] \port$8682$0 ;
+  wire [159:0] \port$8682$0 ;
   wire [7:0] port__addr;
   wire [6:0] \port__addr$103 ;
   wire [6:0] \port__addr$109 ;
@@ -29649,13 +30185,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$8667$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$8682$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$8625$0 [2:0]];
+      _0_ <= mem_affine[\port$8640$0 [2:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [2:0]];
@@ -36267,7 +36803,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$8535$0 , \port$8525$0 , \port$8515$0 , \port$8505$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$8550$0 , \port$8540$0 , \port$8530$0 , \port$8520$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -36542,7 +37078,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$8667$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$8682$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -36632,7 +37168,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$155 )
-      mem_row2[e23_row2__addr[6:0]] <= { \port$2308$0 , \port$2268$0 , \port$2228$0 , \port$2188$0  };
+      mem_row2[e23_row2__addr[6:0]] <= { \port$2319$0 , \port$2279$0 , \port$2239$0 , \port$2199$0  };
   end
   reg [31:0] _12_;
   reg [31:0] _13_;
@@ -38792,7 +39328,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \$17  = \$16  == 1'h1;
   assign \$18  = \$15  & \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (gbuf_rd_bank)
       1'h0:
@@ -38802,7 +39338,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (\gbuf_rd_bank$7 )
       1'h0:
@@ -38812,7 +39348,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
     casez (\gbuf_rd_bank$10 )
       1'h0:
@@ -38822,7 +39358,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$78  = gbuf_rd_bank;
     if (\$2 ) begin
       \$78  = \$3 [0];
@@ -38832,7 +39368,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$79  = \gbuf_rd_bank$7 ;
     if (\$4 ) begin
       \$79  = \$5 [0];
@@ -38842,7 +39378,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$80  = \gbuf_rd_bank$10 ;
     if (\$6 ) begin
       \$80  = \$7 [0];
@@ -38852,7 +39388,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__en  = 1'h1;
     if (\$12 ) begin
       \$signature__en  = 1'h1;
@@ -38865,7 +39401,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__addr  = 11'h000;
     if (\$12 ) begin
       \$signature__addr  = \$13 [10:0];
@@ -38878,7 +39414,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__en$14  = 1'h1;
     if (\$18 ) begin
       \$signature__en$14  = 1'h1;
@@ -38891,7 +39427,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__addr$15  = 11'h000;
     if (\$18 ) begin
       \$signature__addr$15  = \$19 [10:0];
@@ -38904,7 +39440,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__en$22  = 1'h0;
     if (\$44 ) begin
       \$signature__en$22  = 1'h1;
@@ -38917,7 +39453,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__addr$23  = 11'h000;
     if (\$44 ) begin
       \$signature__addr$23  = \$45 [10:0];
@@ -38930,20 +39466,20 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$8667$0 [31:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$8682$0 [31:0] };
     end
     if (\$55 ) begin
-      \$signature__data$24  = { \port$6187$0 , \port$6145$0 , \port$6103$0 , \port$6061$0  };
+      \$signature__data$24  = { \port$6198$0 , \port$6156$0 , \port$6114$0 , \port$6072$0  };
     end
     if (\$65 ) begin
       \$signature__data$24  = bw_grad_w__data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__en$26  = 1'h0;
     if (\$50 ) begin
       \$signature__en$26  = 1'h1;
@@ -38956,7 +39492,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__addr$27  = 11'h000;
     if (\$50 ) begin
       \$signature__addr$27  = \$51 [10:0];
@@ -38969,20 +39505,20 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$8667$0 [31:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$8682$0 [31:0] };
     end
     if (\$60 ) begin
-      \$signature__data$28  = { \port$6187$0 , \port$6145$0 , \port$6103$0 , \port$6061$0  };
+      \$signature__data$28  = { \port$6198$0 , \port$6156$0 , \port$6114$0 , \port$6072$0  };
     end
     if (\$70 ) begin
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$8667$0 [31:0] };
-  assign bw_grad_w2__data = { \port$6187$0 , \port$6145$0 , \port$6103$0 , \port$6061$0  };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$8682$0 [31:0] };
+  assign bw_grad_w2__data = { \port$6198$0 , \port$6156$0 , \port$6114$0 , \port$6072$0  };
   assign port__addr = \$72 [7:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [5:0];
@@ -39026,8 +39562,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$8625$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$8625$0  };
+  assign \port__addr$145  = \port$8640$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$8640$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -39035,15 +39571,15 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e1_line1__data = { \port$318$0 , \port$314$0 , \port$310$0 , \port$306$0  };
   assign e23_row2__en = \wr__en$155 ;
   assign \wr__addr$157  = e23_row2__addr[6:0];
-  assign \wr__data$159  = { \port$2308$0 , \port$2268$0 , \port$2228$0 , \port$2188$0  };
-  assign e23_row2__data = { \port$2308$0 , \port$2268$0 , \port$2228$0 , \port$2188$0  };
+  assign \wr__data$159  = { \port$2319$0 , \port$2279$0 , \port$2239$0 , \port$2199$0  };
+  assign e23_row2__data = { \port$2319$0 , \port$2279$0 , \port$2239$0 , \port$2199$0  };
   assign e23_line4__en = \wr__en$161 ;
   assign \wr__addr$163  = e23_line4__addr[8:0];
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[8:0];
-  assign \wr__data$171  = { \port$8535$0 , \port$8525$0 , \port$8515$0 , \port$8505$0  };
-  assign e4_membrane_out__data = { \port$8535$0 , \port$8525$0 , \port$8515$0 , \port$8505$0  };
+  assign \wr__data$171  = { \port$8550$0 , \port$8540$0 , \port$8530$0 , \port$8520$0  };
+  assign e4_membrane_out__data = { \port$8550$0 , \port$8540$0 , \port$8530$0 , \port$8520$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[8:0];
@@ -39069,8 +39605,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[2:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$8667$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$8667$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$8682$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$8682$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[7:0];
@@ -39079,8 +39615,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[7:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$8667$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$8667$0 [31:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$8682$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$8682$0 [31:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[8:0];
   assign \port__data$226  = host__membrane__rd_data;
