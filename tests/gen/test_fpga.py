@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from gen.fpga import (DEVICE, LEVELS_SCRIPT, fit, levels_by_unit, logic_levels, module_lines, path_units,
+from gen.fpga import (DEVICE, LEVELS_SCRIPT, fit, stub_script, levels_by_unit, logic_levels, module_lines, path_units,
                       run_levels, unit_of)
 from sw.cli_util import run_cli
 
@@ -72,12 +72,33 @@ def test_an_eight_input_and_takes_three_levels_through_yosys(tmp_path):
         "module ttsnn_accel(input clk, input [7:0] a, output reg s, output q);\n"
         "  reg [7:0] r; always @(posedge clk) begin r <= a; s <= &r; end\n"
         "  \\ttsnn_accel.u  u(.clk(clk), .a(r[3:0]), .q(q));\nendmodule\n")
-    (tmp_path / "levels.ys").write_text(LEVELS_SCRIPT)
+    (tmp_path / "levels.ys").write_text(LEVELS_SCRIPT.format(stubs=""))
     lv = run_levels(tmp_path)
     assert lv["endpoints"]["s"]["levels"] == 3
     assert lv["endpoints"]["s"]["from"] == "r"
     assert lv["endpoints"]["u.q"]["levels"] == 2 and lv["endpoints"]["u.q"]["unit"] == "u"
     assert lv["worst_levels"] == 3
+
+
+def test_without_backward_empties_that_unit_and_ties_its_outputs_to_zero(tmp_path):
+    # the backward unit's register (3 levels deep) goes; its output, which the top registers
+    # through an OR with a, becomes 0 (the OR is gone: 0 levels into t); the top's own
+    # register stays
+    (tmp_path / "ttsnn_accel.v").write_text(
+        "module \\ttsnn_accel.backward (input clk, input [7:0] a, output reg q);\n"
+        "  always @(posedge clk) q <= &a;\nendmodule\n"
+        "module ttsnn_accel(input clk, input [7:0] a, output reg s, output reg t);\n"
+        "  wire b; always @(posedge clk) begin s <= ^a[1:0]; t <= b | a[0]; end\n"
+        "  \\ttsnn_accel.backward  backward(.clk(clk), .a(a), .q(b));\nendmodule\n")
+    (tmp_path / "levels.ys").write_text(LEVELS_SCRIPT.format(stubs=""))
+    full = run_levels(tmp_path)["endpoints"]
+    assert full["backward.q"]["levels"] == 3 and full["t"]["levels"] == 1
+    (tmp_path / "levels.ys").write_text(LEVELS_SCRIPT.format(stubs=stub_script(["backward"])))
+    stubbed = run_levels(tmp_path)["endpoints"]
+    assert "backward.q" not in stubbed
+    assert stubbed["t"]["levels"] == 0 and stubbed["s"]["levels"] == 1
+    with pytest.raises(ValueError, match="--without: unit must be one of backward"):
+        stub_script(["e4"])
 
 
 def test_fit_reports_how_far_over_the_device():
@@ -138,7 +159,7 @@ def test_small_configuration_levels_per_stage(tmp_path):
     from gen.config import load_config
     from gen.emit import verilog_text
     (tmp_path / "ttsnn_accel.v").write_text(verilog_text(load_config("small")))
-    (tmp_path / "levels.ys").write_text(LEVELS_SCRIPT)
+    (tmp_path / "levels.ys").write_text(LEVELS_SCRIPT.format(stubs=""))
     lv = run_levels(tmp_path)
     ep = lv["endpoints"]
     chain = {k: v["levels"] for k, v in ep.items() if v["unit"] in ("e4.affine", "e4.lif")}
