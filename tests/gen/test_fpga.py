@@ -155,7 +155,8 @@ def test_small_configuration_levels_per_stage(tmp_path):
     not the spike counter sits behind more than a 16x16 product's worth of levels plus a
     few (a generic registered 16x16 signed multiply alone is 64 levels in this flow); the
     unpipelined chain put 298 levels before the spike counter. The counters' increments are
-    registered, so the counters themselves sit behind one 48-bit add."""
+    registered, so the counters themselves sit behind one 48-bit add. The backward
+    LIF-gradient lanes are pipelined too."""
     from gen.config import load_config
     from gen.emit import verilog_text
     (tmp_path / "ttsnn_accel.v").write_text(verilog_text(load_config("small")))
@@ -170,4 +171,10 @@ def test_small_configuration_levels_per_stage(tmp_path):
     # (91-102 levels before the increments were registered)
     counters = {k: v for k, v in ep.items() if k.startswith("host.cnt_")}
     assert len(counters) >= 40 and max(v["levels"] for v in counters.values()) <= 60, counters
+    # the LIF-gradient lanes are pipelined: their deepest stage is the d recurrence (16x8
+    # product, rounding, add, saturation: 101-110 measured), no longer steps 1-3 in one cycle
+    # (247), and their saturation count starts at registered flags (268 before)
+    lanes = {k: v["levels"] for k, v in ep.items() if v["unit"] == "backward.lif.lanes"}
+    assert len(lanes) >= 8 and max(lanes.values()) <= 120, lanes
+    assert ep["host.inc_lifg_saturations"]["levels"] <= 30
     json.dumps(lv)      # the report is plain JSON
