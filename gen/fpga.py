@@ -19,6 +19,9 @@ Two measurements, both from the generated Verilog (``gen.emit.verilog_text``):
   synthesised design exceeds the device, the report says by how much and place and route
   is skipped.
 
+``--without backward`` empties the backward datapath in Yosys before both syntheses (its
+cells deleted, its outputs tied to 0), to measure the forward design alone.
+
 Writes into ``--out`` (default ``build/fpga/<config>``): ``ttsnn_accel.v``, the Yosys
 scripts and logs, ``levels.json``, ``ecp5.json`` (netlist), ``nextpnr.json`` (nextpnr's
 report) and the summary ``fpga_report.json``; prints tables.
