@@ -29,7 +29,7 @@ class LIFGradientEngine(wiring.Component):
     ``t = T-1 .. 0``, and with ``pool`` the four pre-pool positions of the block. At the first
     position it reads ``e`` and ``g_extra`` (gradient buffer), the trace word and the folded-BN
     scales (``affine``: the word of group ``go``, scale of the timestep's class), runs the
-    lanes with the LIF gradient of ``t + 1`` held in a register (0 at ``t = T-1``), writes
+    lanes with the LIF gradient of ``t + 1`` held in the lanes (0 at ``t = T-1``), writes
     ``g_cur`` of the output pixels (the ring excluded) and, per position, ``g_a4``: ``g_p``
     where the lane's arg-max is that position, else 0 (pre-pool positions outside the
     ``(2 rows - 2) x (2 cols - 2)`` ring are dropped).
