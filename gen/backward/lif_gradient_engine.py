@@ -11,7 +11,7 @@ from ..config import HardwareConfig, log2
 from ..engines.common import counts_layout, loops
 from .core_stage_engine import stage_index, stage_read_port, stage_write_port
 from .dither_hash import DitherHash
-from .lif_gradient import LIFGradientLanes
+from .lif_gradient import LIFGradientLanes, delay_line
 from .stage_layout import STAGE_ADDR_BITS, STAGE_LAYOUT
 
 __all__ = ["LIFGradientEngine", "TRACE_BITS_PER_LANE"]
@@ -29,16 +29,19 @@ class LIFGradientEngine(wiring.Component):
     ``t = T-1 .. 0``, and with ``pool`` the four pre-pool positions of the block. At the first
     position it reads ``e`` and ``g_extra`` (gradient buffer), the trace word and the folded-BN
     scales (``affine``: the word of group ``go``, scale of the timestep's class), runs the
-    lanes with the LIF gradient of ``t + 1`` held in a register (0 at ``t = T-1``), writes
+    lanes with the LIF gradient of ``t + 1`` held in the lanes (0 at ``t = T-1``), writes
     ``g_cur`` of the output pixels (the ring excluded) and, per position, ``g_a4``: ``g_p``
     where the lane's arg-max is that position, else 0 (pre-pool positions outside the
     ``(2 rows - 2) x (2 cols - 2)`` ring are dropped).
 
     Ports: ``start``, ``stage`` (in); ``e``, ``extra`` (gradient-buffer read ports),
     ``trace``, ``affine`` (read ports); ``g_a4``, ``g_cur`` (gradient-buffer write ports);
-    ``busy``; ``counts``. Timing: issue (addresses) -> a (data, lanes, writes). With
+    ``busy``; ``counts``. Timing: issue (addresses) -> a (data into the lanes) -> the lanes'
+    :attr:`LIFGradientLanes.LATENCY` stages -> w (``g_p`` routed, the writes, the saturation
+    count): ``1 + LATENCY`` cycles from an issue to its writes, every stage one clock. With
     ``gradients.rounding = "stochastic"``, three :class:`DitherHash` units hash the neurons'
-    layer index (the stage's ``idx_*`` fields) with the height, leak and affine keys in stage a.
+    layer index (the stage's ``idx_*`` fields) with the height, leak and affine keys in stage a
+    (the lanes register the dither with their inputs).
     """
 
     def __init__(self, config: HardwareConfig):
@@ -103,12 +106,16 @@ class LIFGradientEngine(wiring.Component):
         if cfg.gradients.rounding == "stochastic":
             a["idx"] = Signal(32)
             m.d.sync += a["idx"].eq(stage_index(m, st, t, y, x, go, lp))
-        self._stage_a(m, a)
-        m.d.comb += self.busy.eq(run | a["v"])
+        in_flight = self._stage_a(m, a)
+        # busy until the last step's writes (stage w)
+        m.d.comb += self.busy.eq(run | in_flight)
         return m
 
     def _stage_a(self, m, a):
-        """Data arrive: the lanes (at a block's first position), then the writes."""
+        """Data arrive (stage a): into the pipelined lanes at a block's first position; the
+        step's control follows them :attr:`LIFGradientLanes.LATENCY` cycles to stage w, where
+        the writes and the saturation count happen. Returns whether a step is in stage a, w or
+        between."""
         cfg = self.config
         P, wd, gb = cfg.lanes, cfg.widths, cfg.gradients.width
         sb, mb = wd.affine_scale, wd.membrane
@@ -119,7 +126,6 @@ class LIFGradientEngine(wiring.Component):
                 m.submodules[f"dither_{name}"] = dh = DitherHash(P)
                 m.d.comb += [dh.index.eq(a["idx"]), dh.lane_stride.eq(st.idx_c), dh.key.eq(key),
                              getattr(lanes, f"dither_{name}").eq(dh.dither)]
-        d_state, gp_held, arg_held = Signal(P * gb), Signal(P * gb), Signal(2 * P)
         tw = self.trace.data
         spikes = Cat(*[tw[l * 4] for l in range(P)])
         window = Cat(*[tw[l * 4 + 1] for l in range(P)])
@@ -128,27 +134,37 @@ class LIFGradientEngine(wiring.Component):
         aff = self.affine.data
         scale0 = Cat(*[aff[l * lane_bits:l * lane_bits + sb] for l in range(P)])
         scale1 = Cat(*[aff[l * lane_bits + sb:l * lane_bits + 2 * sb] for l in range(P)])
-        m.d.comb += [lanes.e.eq(self.e.data), lanes.d_next.eq(Mux(a["last_t"], 0, d_state)),
+        m.d.comb += [lanes.valid.eq(a["v"] & a["first"]), lanes.restart.eq(a["last_t"]),
+                     lanes.e.eq(self.e.data),
                      lanes.g_extra.eq(Mux(st.use_extra, self.extra.data, 0)),
                      lanes.spike.eq(spikes), lanes.window.eq(window),
                      lanes.scale.eq(Mux(a["full"], scale0, scale1)),
                      lanes.height_mul.eq(st.height_mul), lanes.height_shift.eq(st.height_shift),
                      lanes.leak_mul.eq(st.leak_mul), lanes.leak_shift.eq(st.leak_shift),
                      lanes.affine_shift.eq(st.shift)]
-        at_first = a["v"] & a["first"]
+        # stage w: stage a's control and arg-max, LATENCY cycles later, beside the lanes' outputs
+        L = LIFGradientLanes.LATENCY
+        v_taps = delay_line(m, a["v"], L, "w_v")
+        w = {k: delay_line(m, a[k], L, f"w_{k}")[L] for k in ("first", "inside", "interior", "sub", "a4_addr", "cur_addr", "active")}
+        w["v"] = v_taps[L]
+        w_arg = delay_line(m, argmax, L, "w_argmax")[L]
+        gp_held, arg_held = Signal(P * gb), Signal(2 * P)
+        at_first = w["v"] & w["first"]
         with m.If(at_first):
-            m.d.sync += [d_state.eq(lanes.d), gp_held.eq(lanes.g_p), arg_held.eq(argmax)]
-        g_p = Mux(a["first"], lanes.g_p, gp_held)
-        arg = Mux(a["first"], argmax, arg_held)
-        routed = Cat(*[Mux(~st.pool | (arg[2 * l:2 * l + 2] == a["sub"]), g_p[l * gb:(l + 1) * gb], 0)
+            m.d.sync += [gp_held.eq(lanes.g_p), arg_held.eq(w_arg)]
+        g_p = Mux(w["first"], lanes.g_p, gp_held)
+        arg = Mux(w["first"], w_arg, arg_held)
+        routed = Cat(*[Mux(~st.pool | (arg[2 * l:2 * l + 2] == w["sub"]), g_p[l * gb:(l + 1) * gb], 0)
                        for l in range(P)])
-        m.d.comb += [self.g_a4.en.eq(a["v"] & a["inside"]), self.g_a4.addr.eq(a["a4_addr"]),
+        m.d.comb += [self.g_a4.en.eq(w["v"] & w["inside"]), self.g_a4.addr.eq(w["a4_addr"]),
                      self.g_a4.data.eq(routed),
-                     self.g_cur.en.eq(at_first & a["interior"]), self.g_cur.addr.eq(a["cur_addr"]),
+                     self.g_cur.en.eq(at_first & w["interior"]), self.g_cur.addr.eq(w["cur_addr"]),
                      self.g_cur.data.eq(lanes.g_cur)]
-        active = Cat(*[a["active"] > l for l in range(P)])
+        # the saturation flags come registered out of the lanes: only the count is left here
+        active = Cat(*[w["active"] > l for l in range(P)])
         n_sat = sum((lanes.sat_lif & active)[l] + (lanes.sat_current & active)[l] + (lanes.sat_affine & active)[l]
                     for l in range(P))
-        m.d.comb += [cnt.lifg_updates.eq(Mux(at_first, a["active"], 0)),
+        m.d.comb += [cnt.lifg_updates.eq(Mux(a["v"] & a["first"], a["active"], 0)),
                      cnt.lifg_grad_writes.eq(self.g_a4.en + self.g_cur.en),
                      cnt.lifg_saturations.eq(Mux(at_first, n_sat, 0))]
+        return Cat(*v_taps).any()

@@ -1014,12 +1014,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$6072$0 (\$69 ),
-    .\port$6114$0 (\$70 ),
-    .\port$6156$0 (\$71 ),
-    .\port$6198$0 (\$72 ),
-    .\port$6822$0 (regions__wgrad__addr),
-    .\port$8640$0 (\$73 ),
+    .\port$6825$0 (regions__wgrad__addr),
+    .\port$8643$0 (\$69 ),
+    .\port$8847$0 (\$70 ),
+    .\port$8905$0 (\$71 ),
+    .\port$8963$0 (\$72 ),
+    .\port$9021$0 (\$73 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$346 ),
@@ -1120,11 +1120,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$8520$0 (\$65 ),
-    .\port$8530$0 (\$66 ),
-    .\port$8540$0 (\$67 ),
-    .\port$8550$0 (\$68 ),
-    .\port$8680$24 (stream_in[71:24]),
+    .\port$8523$0 (\$65 ),
+    .\port$8533$0 (\$66 ),
+    .\port$8543$0 (\$67 ),
+    .\port$8553$0 (\$68 ),
+    .\port$9039$24 (stream_in[71:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1302,16 +1302,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .\port$310$0 (\$58 ),
     .\port$314$0 (\$59 ),
     .\port$318$0 (\$60 ),
-    .\port$6072$0 (\$69 ),
-    .\port$6114$0 (\$70 ),
-    .\port$6156$0 (\$71 ),
-    .\port$6198$0 (\$72 ),
-    .\port$8520$0 (\$65 ),
-    .\port$8530$0 (\$66 ),
-    .\port$8540$0 (\$67 ),
-    .\port$8550$0 (\$68 ),
-    .\port$8640$0 (\$73 ),
-    .\port$8682$0 (\$74 ),
+    .\port$8523$0 (\$65 ),
+    .\port$8533$0 (\$66 ),
+    .\port$8543$0 (\$67 ),
+    .\port$8553$0 (\$68 ),
+    .\port$8643$0 (\$69 ),
+    .\port$8847$0 (\$70 ),
+    .\port$8905$0 (\$71 ),
+    .\port$8963$0 (\$72 ),
+    .\port$9021$0 (\$73 ),
+    .\port$9041$0 (\$74 ),
     .\port__en$101 (e23_row2_b__en),
     .\port__en$107 (e23_row2_c__en),
     .\port__en$113 (e4_line4__en),
@@ -1487,8 +1487,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign trace__addr = bw_trace__addr;
   assign bw_trace__data = trace__data;
   assign trace__en = bw_trace__en;
-  assign bw_affine__addr = { 4'h0, \$73  };
-  assign \affine__addr$165  = { 4'h0, \$73  };
+  assign bw_affine__addr = { 4'h0, \$69  };
+  assign \affine__addr$165  = { 4'h0, \$69  };
   assign bw_affine__data = \affine__data$166 ;
   assign \affine__en$169  = bw_affine__en;
   assign line1__addr = e1_line1__addr;
@@ -1514,8 +1514,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign grad_w__data = bw_grad_w__data;
   assign grad_w__en = bw_grad_w__en;
   assign grad_w2__addr = bw_grad_w2__addr;
-  assign bw_grad_w2__data = { \$72 , \$71 , \$70 , \$69  };
-  assign grad_w2__data = { \$72 , \$71 , \$70 , \$69  };
+  assign bw_grad_w2__data = { \$73 , \$72 , \$71 , \$70  };
+  assign grad_w2__data = { \$73 , \$72 , \$71 , \$70  };
   assign grad_w2__en = bw_grad_w2__en;
   assign \busy$212  = busy;
   assign regions__w1__addr = host__w1__addr;
@@ -2148,8 +2148,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__addr, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, \port$6072$0 , \port$6114$0 , \port$6156$0 
-, \port$6198$0 , \port$6822$0 , grad__data, inp__data, affine__data, weights__data, trace__data, counts, \port$8640$0 , grad_w2__addr, stage, clk);
+module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__addr, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, \port$6825$0 , grad__data, inp__data
+, affine__data, weights__data, trace__data, counts, \port$8643$0 , grad_w2__addr, \port$8847$0 , \port$8905$0 , \port$8963$0 , \port$9021$0 , stage, clk);
   wire \$1 ;
   wire [15:0] \$10 ;
   wire [15:0] \$11 ;
@@ -2262,18 +2262,18 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [19:0] out__addr;
   wire [63:0] out__data;
   wire out__en;
-  output [15:0] \port$6072$0 ;
-  wire [15:0] \port$6072$0 ;
-  output [15:0] \port$6114$0 ;
-  wire [15:0] \port$6114$0 ;
-  output [15:0] \port$6156$0 ;
-  wire [15:0] \port$6156$0 ;
-  output [15:0] \port$6198$0 ;
-  wire [15:0] \port$6198$0 ;
-  input [14:0] \port$6822$0 ;
-  wire [14:0] \port$6822$0 ;
-  output [15:0] \port$8640$0 ;
-  wire [15:0] \port$8640$0 ;
+  input [14:0] \port$6825$0 ;
+  wire [14:0] \port$6825$0 ;
+  output [15:0] \port$8643$0 ;
+  wire [15:0] \port$8643$0 ;
+  output [15:0] \port$8847$0 ;
+  wire [15:0] \port$8847$0 ;
+  output [15:0] \port$8905$0 ;
+  wire [15:0] \port$8905$0 ;
+  output [15:0] \port$8963$0 ;
+  wire [15:0] \port$8963$0 ;
+  output [15:0] \port$9021$0 ;
+  wire [15:0] \port$9021$0 ;
   input rst;
   wire rst;
   input [607:0] stage;
@@ -2465,7 +2465,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .inp__en(inp__en),
     .out__addr(out__addr),
     .out__en(out__en),
-    .\port$6822$0 (\port$6822$0 ),
+    .\port$6825$0 (\port$6825$0 ),
     .q0(\$4 ),
     .q1(\$5 ),
     .q2(\$6 ),
@@ -2493,15 +2493,15 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .g_a4__en(g_a4__en),
     .g_cur__addr(grad_w2__addr),
     .g_cur__en(grad_w2__en),
-    .go(\$16 ),
+    .go(\$12 ),
     .\port$5758$0 (\$8 ),
     .\port$5764$0 (\$9 ),
     .\port$5770$0 (\$10 ),
     .\port$5776$0 (\$11 ),
-    .\port$6072$0 (\$12 ),
-    .\port$6114$0 (\$13 ),
-    .\port$6156$0 (\$14 ),
-    .\port$6198$0 (\$15 ),
+    .\port$8847$0 (\$13 ),
+    .\port$8905$0 (\$14 ),
+    .\port$8963$0 (\$15 ),
+    .\port$9021$0 (\$16 ),
     .rst(rst),
     .stage(stage),
     .start(\start$5 ),
@@ -2518,8 +2518,8 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign out__data = { \$7 , \$6 , \$5 , \$4  };
   assign g_a4__data = { \$11 , \$10 , \$9 , \$8  };
   assign g_cur__addr = grad_w2__addr;
-  assign grad_w2__data = { \$15 , \$14 , \$13 , \$12  };
-  assign g_cur__data = { \$15 , \$14 , \$13 , \$12  };
+  assign grad_w2__data = { \$16 , \$15 , \$14 , \$13  };
+  assign g_cur__data = { \$16 , \$15 , \$14 , \$13  };
   assign g_cur__en = grad_w2__en;
   assign \weights__addr$43  = weights__addr;
   assign \weights__data$45  = weights__data;
@@ -2527,19 +2527,19 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \trace__addr$49  = trace__addr;
   assign \trace__data$51  = trace__data;
   assign \trace__en$53  = trace__en;
-  assign affine__addr = { 4'h0, \$16  };
-  assign \affine__addr$55  = { 4'h0, \$16  };
+  assign affine__addr = { 4'h0, \$12  };
+  assign \affine__addr$55  = { 4'h0, \$12  };
   assign \affine__data$57  = affine__data;
   assign \affine__en$59  = affine__en;
   assign wgrad_rd_en = acc_rd_en;
-  assign acc_rd_addr = { 5'h00, \port$6822$0  };
-  assign wgrad_rd_addr = { 5'h00, \port$6822$0  };
+  assign acc_rd_addr = { 5'h00, \port$6825$0  };
+  assign wgrad_rd_addr = { 5'h00, \port$6825$0  };
   assign acc_rd_data = wgrad_rd_data;
-  assign \port$6072$0  = \$12 ;
-  assign \port$6114$0  = \$13 ;
-  assign \port$6156$0  = \$14 ;
-  assign \port$6198$0  = \$15 ;
-  assign \port$8640$0  = \$16 ;
+  assign \port$8643$0  = \$12 ;
+  assign \port$8847$0  = \$13 ;
+  assign \port$8905$0  = \$14 ;
+  assign \port$8963$0  = \$15 ;
+  assign \port$9021$0  = \$16 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -2720,7 +2720,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$6822$0 , grad__data, inp__data, weights, counts, out__en
+module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$6825$0 , grad__data, inp__data, weights, counts, out__en
 , out__addr, stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
@@ -4743,8 +4743,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   (* init = 20'h00000 *)
   wire [19:0] out_b;
   reg [147:0] part = 148'h0000000000000000000000000000000000000;
-  input [14:0] \port$6822$0 ;
-  wire [14:0] \port$6822$0 ;
+  input [14:0] \port$6825$0 ;
+  wire [14:0] \port$6825$0 ;
   wire [95:0] product;
   output [15:0] q0;
   wire [15:0] q0;
@@ -6791,7 +6791,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
     .\port$3513$0 (\$139 ),
     .\port$3521$0 (\$147 ),
     .\port$3529$0 (\$155 ),
-    .rd_addr(\port$6822$0 [8:0]),
+    .rd_addr(\port$6825$0 [8:0]),
     .rd_data(acc_rd_data),
     .rd_en(rd_en),
     .rst(rst),
@@ -7089,8 +7089,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign addr = entry_a[8:0];
   assign product = { \$155 , \$147 , \$139 , \$131  };
   assign acc_rd_en = rd_en;
-  assign rd_addr = \port$6822$0 [8:0];
-  assign acc_rd_addr = { 5'h00, \port$6822$0  };
+  assign rd_addr = \port$6825$0 [8:0];
+  assign acc_rd_addr = { 5'h00, \port$6825$0  };
   assign rd_data = acc_rd_data;
   assign o = { \$1932 , \$1931 , \$1930 , \$1929  };
   assign \$signal$71  = out__en;
@@ -8697,8 +8697,8 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3505$0 , \port
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$5758$0 , \port$5764$0 , \port$5770$0 , \port$5776$0 , g_cur__en, busy, \port$6072$0 , \port$6114$0 , \port$6156$0 , \port$6198$0 , extra__data
-, e, affine__data, trace__data, counts, go, g_a4__addr, g_cur__addr, stage, clk);
+module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$5758$0 , \port$5764$0 , \port$5770$0 , \port$5776$0 , g_cur__en, busy, extra__data, e, affine__data, trace__data, counts
+, go, g_a4__addr, g_cur__addr, \port$8847$0 , \port$8905$0 , \port$8963$0 , \port$9021$0 , stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [8:0] \$1 ;
   wire [49:0] \$10 ;
@@ -8747,111 +8747,111 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [6:0] \$139 ;
   wire \$14 ;
   wire \$140 ;
-  wire [2:0] \$141 ;
-  wire [3:0] \$142 ;
-  wire \$143 ;
-  wire [16:0] \$144 ;
+  wire \$141 ;
+  wire [2:0] \$142 ;
+  wire [3:0] \$143 ;
+  wire \$144 ;
   wire [16:0] \$145 ;
-  wire [2:0] \$146 ;
-  wire [3:0] \$147 ;
-  wire \$148 ;
+  wire [16:0] \$146 ;
+  wire [2:0] \$147 ;
+  wire [3:0] \$148 ;
   wire \$149 ;
   wire \$15 ;
   wire \$150 ;
-  wire [8:0] \$151 ;
-  wire \$152 ;
-  wire [16:0] \$153 ;
+  wire \$151 ;
+  wire [8:0] \$152 ;
+  wire \$153 ;
   wire [16:0] \$154 ;
-  wire [2:0] \$155 ;
-  wire [3:0] \$156 ;
-  wire \$157 ;
+  wire [16:0] \$155 ;
+  wire [2:0] \$156 ;
+  wire [3:0] \$157 ;
   wire \$158 ;
-  wire [8:0] \$159 ;
+  wire \$159 ;
   wire [31:0] \$16 ;
-  wire \$160 ;
+  wire [8:0] \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire [16:0] \$163 ;
-  wire \$164 ;
-  wire [16:0] \$165 ;
+  wire \$163 ;
+  wire [16:0] \$164 ;
+  wire \$165 ;
   wire [16:0] \$166 ;
-  wire [2:0] \$167 ;
-  wire [3:0] \$168 ;
-  wire \$169 ;
+  wire [16:0] \$167 ;
+  wire [2:0] \$168 ;
+  wire [3:0] \$169 ;
   wire [32:0] \$17 ;
   wire \$170 ;
-  wire [8:0] \$171 ;
-  wire \$172 ;
+  wire \$171 ;
+  wire [8:0] \$172 ;
   wire \$173 ;
-  wire [16:0] \$174 ;
-  wire \$175 ;
+  wire \$174 ;
+  wire [16:0] \$175 ;
   wire \$176 ;
   wire \$177 ;
-  wire [16:0] \$178 ;
-  wire \$179 ;
+  wire \$178 ;
+  wire [16:0] \$179 ;
   wire [48:0] \$18 ;
-  wire [16:0] \$180 ;
+  wire \$180 ;
   wire [16:0] \$181 ;
-  wire [2:0] \$182 ;
-  wire [3:0] \$183 ;
-  wire \$184 ;
+  wire [16:0] \$182 ;
+  wire [2:0] \$183 ;
+  wire [3:0] \$184 ;
   wire \$185 ;
-  wire [8:0] \$186 ;
-  wire \$187 ;
+  wire \$186 ;
+  wire [8:0] \$187 ;
   wire \$188 ;
-  wire [16:0] \$189 ;
+  wire \$189 ;
   wire [49:0] \$19 ;
-  wire \$190 ;
+  wire [16:0] \$190 ;
   wire \$191 ;
-  wire [16:0] \$192 ;
-  wire \$193 ;
+  wire \$192 ;
+  wire [16:0] \$193 ;
   wire \$194 ;
   wire \$195 ;
-  wire [16:0] \$196 ;
-  wire \$197 ;
-  wire [16:0] \$198 ;
+  wire \$196 ;
+  wire [16:0] \$197 ;
+  wire \$198 ;
   wire [16:0] \$199 ;
   wire [17:0] \$2 ;
   wire [65:0] \$20 ;
-  wire [2:0] \$200 ;
-  wire [3:0] \$201 ;
-  wire \$202 ;
+  wire [16:0] \$200 ;
+  wire [2:0] \$201 ;
+  wire [3:0] \$202 ;
   wire \$203 ;
-  wire [8:0] \$204 ;
-  wire \$205 ;
+  wire \$204 ;
+  wire [8:0] \$205 ;
   wire \$206 ;
-  wire [16:0] \$207 ;
-  wire \$208 ;
+  wire \$207 ;
+  wire [16:0] \$208 ;
   wire \$209 ;
   wire [66:0] \$21 ;
-  wire [16:0] \$210 ;
-  wire \$211 ;
+  wire \$210 ;
+  wire [16:0] \$211 ;
   wire \$212 ;
-  wire [16:0] \$213 ;
-  wire \$214 ;
+  wire \$213 ;
+  wire [16:0] \$214 ;
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
   wire [67:0] \$22 ;
-  wire [16:0] \$220 ;
-  wire [17:0] \$221 ;
-  wire [18:0] \$222 ;
+  wire \$220 ;
+  wire [16:0] \$221 ;
+  wire [17:0] \$222 ;
   wire [18:0] \$223 ;
-  wire [16:0] \$224 ;
-  wire [17:0] \$225 ;
+  wire [18:0] \$224 ;
+  wire [16:0] \$225 ;
   wire [17:0] \$226 ;
-  wire \$227 ;
-  wire [16:0] \$228 ;
-  wire [17:0] \$229 ;
+  wire [17:0] \$227 ;
+  wire \$228 ;
+  wire [16:0] \$229 ;
   wire \$23 ;
-  wire [18:0] \$230 ;
+  wire [17:0] \$230 ;
   wire [18:0] \$231 ;
-  wire [16:0] \$232 ;
-  wire [17:0] \$233 ;
+  wire [18:0] \$232 ;
+  wire [16:0] \$233 ;
   wire [17:0] \$234 ;
-  wire \$235 ;
+  wire [17:0] \$235 ;
   wire \$236 ;
   wire \$237 ;
   wire \$238 ;
@@ -8865,115 +8865,165 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire \$245 ;
   wire \$246 ;
   wire \$247 ;
-  wire [16:0] \$248 ;
-  wire \$249 ;
+  wire \$248 ;
+  wire [16:0] \$249 ;
   wire [32:0] \$25 ;
   wire \$250 ;
   wire \$251 ;
   wire \$252 ;
-  wire [16:0] \$253 ;
-  wire \$254 ;
+  wire \$253 ;
+  wire [16:0] \$254 ;
   wire \$255 ;
   wire \$256 ;
   wire \$257 ;
   wire \$258 ;
-  wire [16:0] \$259 ;
+  wire \$259 ;
   wire [48:0] \$26 ;
-  wire [17:0] \$260 ;
+  wire [16:0] \$260 ;
   wire [17:0] \$261 ;
-  wire [33:0] \$262 ;
-  wire [16:0] \$263 ;
-  wire [17:0] \$264 ;
-  wire [18:0] \$265 ;
+  wire [17:0] \$262 ;
+  wire [33:0] \$263 ;
+  wire [16:0] \$264 ;
+  wire [17:0] \$265 ;
   wire [18:0] \$266 ;
-  wire [34:0] \$267 ;
-  wire [16:0] \$268 ;
-  wire [17:0] \$269 ;
+  wire [18:0] \$267 ;
+  wire [34:0] \$268 ;
+  wire [16:0] \$269 ;
   wire [49:0] \$27 ;
   wire [17:0] \$270 ;
-  wire [52:0] \$271 ;
-  wire [16:0] \$272 ;
-  wire [17:0] \$273 ;
-  wire [18:0] \$274 ;
+  wire [17:0] \$271 ;
+  wire [52:0] \$272 ;
+  wire [16:0] \$273 ;
+  wire [17:0] \$274 ;
   wire [18:0] \$275 ;
-  wire [53:0] \$276 ;
-  wire [69:0] \$277 ;
-  wire [70:0] \$278 ;
-  wire [71:0] \$279 ;
+  wire [18:0] \$276 ;
+  wire [53:0] \$277 ;
+  wire [69:0] \$278 ;
+  wire [70:0] \$279 ;
   wire [65:0] \$28 ;
-  wire [16:0] \$280 ;
-  wire [32:0] \$281 ;
-  wire [33:0] \$282 ;
-  wire [34:0] \$283 ;
-  wire [16:0] \$284 ;
-  wire [51:0] \$285 ;
-  wire [52:0] \$286 ;
-  wire [53:0] \$287 ;
-  wire [69:0] \$288 ;
-  wire [70:0] \$289 ;
+  wire [71:0] \$280 ;
+  wire [16:0] \$281 ;
+  wire [32:0] \$282 ;
+  wire [33:0] \$283 ;
+  wire [34:0] \$284 ;
+  wire [16:0] \$285 ;
+  wire [51:0] \$286 ;
+  wire [52:0] \$287 ;
+  wire [53:0] \$288 ;
+  wire [69:0] \$289 ;
   wire [66:0] \$29 ;
-  wire [71:0] \$290 ;
-  wire [18:0] \$291 ;
-  wire [19:0] \$292 ;
-  wire \$293 ;
-  wire [18:0] \$294 ;
-  wire [19:0] \$295 ;
+  wire [70:0] \$290 ;
+  wire [71:0] \$291 ;
+  wire [18:0] \$292 ;
+  wire [19:0] \$293 ;
+  wire \$294 ;
+  wire [18:0] \$295 ;
   wire [19:0] \$296 ;
-  wire \$297 ;
-  reg [15:0] \$298 ;
+  wire [19:0] \$297 ;
+  wire \$298 ;
   reg [15:0] \$299 ;
   wire [16:0] \$3 ;
   wire [67:0] \$30 ;
   reg [15:0] \$300 ;
   reg [15:0] \$301 ;
   reg [15:0] \$302 ;
-  reg \$303 ;
+  reg [15:0] \$303 ;
   reg \$304 ;
   reg \$305 ;
   reg \$306 ;
   reg \$307 ;
   reg \$308 ;
-  reg [1:0] \$309 ;
+  reg \$309 ;
   wire \$31 ;
-  reg \$310 ;
-  reg [19:0] \$311 ;
+  reg [1:0] \$310 ;
+  reg \$311 ;
   reg [19:0] \$312 ;
-  reg [2:0] \$313 ;
-  reg [63:0] \$314 ;
-  reg [63:0] \$315 ;
-  reg [7:0] \$316 ;
-  wire [15:0] \$317 ;
-  wire [15:0] \$318 ;
-  wire [15:0] \$319 ;
+  reg [19:0] \$313 ;
+  reg [2:0] \$314 ;
+  reg \$315 ;
+  reg \$316 ;
+  reg \$317 ;
+  reg \$318 ;
+  reg \$319 ;
   wire \$32 ;
-  wire [15:0] \$320 ;
-  wire [15:0] \$321 ;
-  wire [15:0] \$322 ;
-  wire [15:0] \$323 ;
-  wire [15:0] \$324 ;
-  wire [15:0] \$325 ;
-  wire [15:0] \$326 ;
-  wire [15:0] \$327 ;
-  wire [15:0] \$328 ;
-  wire \$329 ;
+  reg \$320 ;
+  reg \$321 ;
+  reg \$322 ;
+  reg \$323 ;
+  reg \$324 ;
+  reg \$325 ;
+  reg \$326 ;
+  reg \$327 ;
+  reg \$328 ;
+  reg \$329 ;
   wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire \$333 ;
-  wire \$334 ;
-  wire \$335 ;
-  wire \$336 ;
-  wire \$337 ;
-  wire \$338 ;
-  wire \$339 ;
+  reg \$330 ;
+  reg \$331 ;
+  reg \$332 ;
+  reg \$333 ;
+  reg \$334 ;
+  reg \$335 ;
+  reg \$336 ;
+  reg \$337 ;
+  reg \$338 ;
+  reg [1:0] \$339 ;
   wire \$34 ;
-  wire \$340 ;
+  reg [1:0] \$340 ;
+  reg [1:0] \$341 ;
+  reg [1:0] \$342 ;
+  reg [1:0] \$343 ;
+  reg [1:0] \$344 ;
+  reg [19:0] \$345 ;
+  reg [19:0] \$346 ;
+  reg [19:0] \$347 ;
+  reg [19:0] \$348 ;
+  reg [19:0] \$349 ;
   wire \$35 ;
+  reg [19:0] \$350 ;
+  reg [19:0] \$351 ;
+  reg [19:0] \$352 ;
+  reg [19:0] \$353 ;
+  reg [19:0] \$354 ;
+  reg [19:0] \$355 ;
+  reg [19:0] \$356 ;
+  reg [2:0] \$357 ;
+  reg [2:0] \$358 ;
+  reg [2:0] \$359 ;
   wire [1:0] \$36 ;
+  reg [2:0] \$360 ;
+  reg [2:0] \$361 ;
+  reg [2:0] \$362 ;
+  reg [7:0] \$363 ;
+  reg [7:0] \$364 ;
+  reg [7:0] \$365 ;
+  reg [7:0] \$366 ;
+  reg [7:0] \$367 ;
+  reg [7:0] \$368 ;
+  reg [63:0] \$369 ;
   wire [1:0] \$37 ;
+  reg [7:0] \$370 ;
+  wire [15:0] \$371 ;
+  wire \$372 ;
+  wire [15:0] \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire [15:0] \$376 ;
+  wire \$377 ;
+  wire [15:0] \$378 ;
+  wire \$379 ;
   wire \$38 ;
+  wire \$380 ;
+  wire [15:0] \$381 ;
+  wire \$382 ;
+  wire [15:0] \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire [15:0] \$386 ;
+  wire \$387 ;
+  wire [15:0] \$388 ;
+  wire \$389 ;
   wire [7:0] \$39 ;
+  wire \$390 ;
   wire [17:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
@@ -9041,19 +9091,17 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
-  reg [63:0] \$signal$22  = 64'h0000000000000000;
-  reg \$signal$29  = 1'h0;
-  reg \$signal$37  = 1'h0;
-  reg \$signal$38  = 1'h0;
-  (* init = 20'h00000 *)
-  wire [19:0] \$signal$40 ;
-  reg \$signal$42  = 1'h0;
-  reg [1:0] \$signal$44  = 2'h0;
-  reg [63:0] \$signal$45  = 64'h0000000000000000;
-  reg \$signal$48  = 1'h0;
-  (* init = 20'h00000 *)
-  wire [19:0] \$signal$50 ;
-  reg [2:0] \$signal$53  = 3'h0;
+  reg \$signal$20  = 1'h0;
+  (* init = 1'h0 *)
+  wire \$signal$22 ;
+  reg \$signal$31  = 1'h0;
+  reg [63:0] \$signal$48  = 64'h0000000000000000;
+  reg [2:0] \$signal$56  = 3'h0;
+  reg \$signal$70  = 1'h0;
+  reg \$signal$71  = 1'h0;
+  reg [1:0] \$signal$72  = 2'h0;
+  reg [19:0] \$signal$73  = 20'h00000;
+  reg [19:0] \$signal$74  = 20'h00000;
   wire [15:0] GO;
   wire [19:0] affine__addr;
   input [191:0] affine__data;
@@ -9074,8 +9122,6 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [4:0] \counts.lifg_saturations ;
   wire [2:0] \counts.lifg_updates ;
   wire \counts.trace_reads ;
-  wire [63:0] d;
-  wire [63:0] d_next;
   input [63:0] e;
   wire [63:0] e;
   output [19:0] e__addr;
@@ -9116,14 +9162,15 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [15:0] \port$5770$0 ;
   output [15:0] \port$5776$0 ;
   wire [15:0] \port$5776$0 ;
-  output [15:0] \port$6072$0 ;
-  wire [15:0] \port$6072$0 ;
-  output [15:0] \port$6114$0 ;
-  wire [15:0] \port$6114$0 ;
-  output [15:0] \port$6156$0 ;
-  wire [15:0] \port$6156$0 ;
-  output [15:0] \port$6198$0 ;
-  wire [15:0] \port$6198$0 ;
+  output [15:0] \port$8847$0 ;
+  wire [15:0] \port$8847$0 ;
+  output [15:0] \port$8905$0 ;
+  wire [15:0] \port$8905$0 ;
+  output [15:0] \port$8963$0 ;
+  wire [15:0] \port$8963$0 ;
+  output [15:0] \port$9021$0 ;
+  wire [15:0] \port$9021$0 ;
+  reg restart = 1'h0;
   input rst;
   wire rst;
   reg run = 1'h0;
@@ -9189,6 +9236,63 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [15:0] trace__data;
   output trace__en;
   wire trace__en;
+  wire valid;
+  reg [19:0] w_a4_addr_z1 = 20'h00000;
+  reg [19:0] w_a4_addr_z2 = 20'h00000;
+  reg [19:0] w_a4_addr_z3 = 20'h00000;
+  reg [19:0] w_a4_addr_z4 = 20'h00000;
+  reg [19:0] w_a4_addr_z5 = 20'h00000;
+  (* init = 20'h00000 *)
+  wire [19:0] w_a4_addr_z6;
+  reg [2:0] w_active_z1 = 3'h0;
+  reg [2:0] w_active_z2 = 3'h0;
+  reg [2:0] w_active_z3 = 3'h0;
+  reg [2:0] w_active_z4 = 3'h0;
+  reg [2:0] w_active_z5 = 3'h0;
+  reg [2:0] w_active_z6 = 3'h0;
+  reg [7:0] w_argmax_z1 = 8'h00;
+  reg [7:0] w_argmax_z2 = 8'h00;
+  reg [7:0] w_argmax_z3 = 8'h00;
+  reg [7:0] w_argmax_z4 = 8'h00;
+  reg [7:0] w_argmax_z5 = 8'h00;
+  reg [7:0] w_argmax_z6 = 8'h00;
+  reg [19:0] w_cur_addr_z1 = 20'h00000;
+  reg [19:0] w_cur_addr_z2 = 20'h00000;
+  reg [19:0] w_cur_addr_z3 = 20'h00000;
+  reg [19:0] w_cur_addr_z4 = 20'h00000;
+  reg [19:0] w_cur_addr_z5 = 20'h00000;
+  (* init = 20'h00000 *)
+  wire [19:0] w_cur_addr_z6;
+  reg w_first_z1 = 1'h0;
+  reg w_first_z2 = 1'h0;
+  reg w_first_z3 = 1'h0;
+  reg w_first_z4 = 1'h0;
+  reg w_first_z5 = 1'h0;
+  reg w_first_z6 = 1'h0;
+  reg w_inside_z1 = 1'h0;
+  reg w_inside_z2 = 1'h0;
+  reg w_inside_z3 = 1'h0;
+  reg w_inside_z4 = 1'h0;
+  reg w_inside_z5 = 1'h0;
+  reg w_inside_z6 = 1'h0;
+  reg w_interior_z1 = 1'h0;
+  reg w_interior_z2 = 1'h0;
+  reg w_interior_z3 = 1'h0;
+  reg w_interior_z4 = 1'h0;
+  reg w_interior_z5 = 1'h0;
+  reg w_interior_z6 = 1'h0;
+  reg [1:0] w_sub_z1 = 2'h0;
+  reg [1:0] w_sub_z2 = 2'h0;
+  reg [1:0] w_sub_z3 = 2'h0;
+  reg [1:0] w_sub_z4 = 2'h0;
+  reg [1:0] w_sub_z5 = 2'h0;
+  reg [1:0] w_sub_z6 = 2'h0;
+  reg w_v_z1 = 1'h0;
+  reg w_v_z2 = 1'h0;
+  reg w_v_z3 = 1'h0;
+  reg w_v_z4 = 1'h0;
+  reg w_v_z5 = 1'h0;
+  reg w_v_z6 = 1'h0;
   wire [3:0] window;
   reg [15:0] x = 16'h0000;
   reg [15:0] y = 16'h0000;
@@ -9232,350 +9336,443 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \$35  = run & \$34 ;
   assign \$36  = 1'h1 + stage[338];
   assign \$37  = \$35  ? \$36  : 2'h0;
-  assign d_next = \$signal  ? 64'h0000000000000000 : \$signal$22 ;
+  assign valid = \$signal  & \$signal$20 ;
   assign g_extra = stage[338] ? extra__data : 64'h0000000000000000;
-  assign scale = \$signal$29  ? { affine__data[159:144], affine__data[111:96], affine__data[63:48], affine__data[15:0] } : { affine__data[175:160], affine__data[127:112], affine__data[79:64], affine__data[31:16] };
-  assign g_a4__en = \$signal$37  & \$signal$38 ;
+  assign scale = \$signal$31  ? { affine__data[159:144], affine__data[111:96], affine__data[63:48], affine__data[15:0] } : { affine__data[175:160], affine__data[127:112], affine__data[79:64], affine__data[31:16] };
+  assign g_a4__en = w_v_z6 & w_inside_z6;
   assign \$38  = ~ stage[339];
-  assign \$39  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
-  assign \$40  = \$39 [1:0] == \$signal$44 ;
+  assign \$39  = w_first_z6 ? w_argmax_z6 : arg_held;
+  assign \$40  = \$39 [1:0] == w_sub_z6;
   assign \$41  = \$38  | \$40 ;
-  assign \$42  = \$signal$42  ? { \$328 , \$327 , \$326 , \$325  } : \$signal$45 ;
+  assign \$42  = w_first_z6 ? { \$386 , \$381 , \$376 , \$371  } : \$signal$48 ;
   assign \$43  = \$41  ? \$42 [15:0] : 16'h0000;
   assign \$44  = ~ stage[339];
-  assign \$45  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
-  assign \$46  = \$45 [3:2] == \$signal$44 ;
+  assign \$45  = w_first_z6 ? w_argmax_z6 : arg_held;
+  assign \$46  = \$45 [3:2] == w_sub_z6;
   assign \$47  = \$44  | \$46 ;
-  assign \$48  = \$signal$42  ? { \$328 , \$327 , \$326 , \$325  } : \$signal$45 ;
+  assign \$48  = w_first_z6 ? { \$386 , \$381 , \$376 , \$371  } : \$signal$48 ;
   assign \$49  = \$47  ? \$48 [31:16] : 16'h0000;
   assign \$50  = ~ stage[339];
-  assign \$51  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
-  assign \$52  = \$51 [5:4] == \$signal$44 ;
+  assign \$51  = w_first_z6 ? w_argmax_z6 : arg_held;
+  assign \$52  = \$51 [5:4] == w_sub_z6;
   assign \$53  = \$50  | \$52 ;
-  assign \$54  = \$signal$42  ? { \$328 , \$327 , \$326 , \$325  } : \$signal$45 ;
+  assign \$54  = w_first_z6 ? { \$386 , \$381 , \$376 , \$371  } : \$signal$48 ;
   assign \$55  = \$53  ? \$54 [47:32] : 16'h0000;
   assign \$56  = ~ stage[339];
-  assign \$57  = \$signal$42  ? { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] } : arg_held;
-  assign \$58  = \$57 [7:6] == \$signal$44 ;
+  assign \$57  = w_first_z6 ? w_argmax_z6 : arg_held;
+  assign \$58  = \$57 [7:6] == w_sub_z6;
   assign \$59  = \$56  | \$58 ;
-  assign \$60  = \$signal$42  ? { \$328 , \$327 , \$326 , \$325  } : \$signal$45 ;
+  assign \$60  = w_first_z6 ? { \$386 , \$381 , \$376 , \$371  } : \$signal$48 ;
   assign \$61  = \$59  ? \$60 [63:48] : 16'h0000;
-  assign \$62  = \$signal$37  & \$signal$42 ;
-  assign g_cur__en = \$62  & \$signal$48 ;
-  assign \$63  = \$signal$37  & \$signal$42 ;
-  assign \$64  = \$63  ? \$signal$53  : 3'h0;
+  assign \$62  = w_v_z6 & w_first_z6;
+  assign g_cur__en = \$62  & w_interior_z6;
+  assign \$63  = \$signal  & \$signal$20 ;
+  assign \$64  = \$63  ? \$signal$56  : 3'h0;
   assign \$65  = g_a4__en + g_cur__en;
-  assign \$66  = \$signal$37  & \$signal$42 ;
-  assign \$67  = \$signal$53  > 1'h0;
-  assign \$68  = \$signal$53  > 1'h1;
-  assign \$69  = \$signal$53  > 2'h2;
-  assign \$70  = \$signal$53  > 2'h3;
-  assign \$71  = { \$332 , \$331 , \$330 , \$329  } & { \$70 , \$69 , \$68 , \$67  };
-  assign \$72  = \$signal$53  > 1'h0;
-  assign \$73  = \$signal$53  > 1'h1;
-  assign \$74  = \$signal$53  > 2'h2;
-  assign \$75  = \$signal$53  > 2'h3;
-  assign \$76  = { \$336 , \$335 , \$334 , \$333  } & { \$75 , \$74 , \$73 , \$72  };
+  assign \$66  = w_v_z6 & w_first_z6;
+  assign \$67  = w_active_z6 > 1'h0;
+  assign \$68  = w_active_z6 > 1'h1;
+  assign \$69  = w_active_z6 > 2'h2;
+  assign \$70  = w_active_z6 > 2'h3;
+  assign \$71  = { \$389 , \$384 , \$379 , \$374  } & { \$70 , \$69 , \$68 , \$67  };
+  assign \$72  = w_active_z6 > 1'h0;
+  assign \$73  = w_active_z6 > 1'h1;
+  assign \$74  = w_active_z6 > 2'h2;
+  assign \$75  = w_active_z6 > 2'h3;
+  assign \$76  = { \$390 , \$385 , \$380 , \$375  } & { \$75 , \$74 , \$73 , \$72  };
   assign \$77  = \$71 [0] + \$76 [0];
-  assign \$78  = \$signal$53  > 1'h0;
-  assign \$79  = \$signal$53  > 1'h1;
-  assign \$80  = \$signal$53  > 2'h2;
-  assign \$81  = \$signal$53  > 2'h3;
-  assign \$82  = { \$340 , \$339 , \$338 , \$337  } & { \$81 , \$80 , \$79 , \$78  };
+  assign \$78  = w_active_z6 > 1'h0;
+  assign \$79  = w_active_z6 > 1'h1;
+  assign \$80  = w_active_z6 > 2'h2;
+  assign \$81  = w_active_z6 > 2'h3;
+  assign \$82  = { \$387 , \$382 , \$377 , \$372  } & { \$81 , \$80 , \$79 , \$78  };
   assign \$83  = \$77  + \$82 [0];
   assign \$84  = 1'h0 + \$83 ;
-  assign \$85  = \$signal$53  > 1'h0;
-  assign \$86  = \$signal$53  > 1'h1;
-  assign \$87  = \$signal$53  > 2'h2;
-  assign \$88  = \$signal$53  > 2'h3;
-  assign \$89  = { \$332 , \$331 , \$330 , \$329  } & { \$88 , \$87 , \$86 , \$85  };
-  assign \$90  = \$signal$53  > 1'h0;
-  assign \$91  = \$signal$53  > 1'h1;
-  assign \$92  = \$signal$53  > 2'h2;
-  assign \$93  = \$signal$53  > 2'h3;
-  assign \$94  = { \$336 , \$335 , \$334 , \$333  } & { \$93 , \$92 , \$91 , \$90  };
+  assign \$85  = w_active_z6 > 1'h0;
+  assign \$86  = w_active_z6 > 1'h1;
+  assign \$87  = w_active_z6 > 2'h2;
+  assign \$88  = w_active_z6 > 2'h3;
+  assign \$89  = { \$389 , \$384 , \$379 , \$374  } & { \$88 , \$87 , \$86 , \$85  };
+  assign \$90  = w_active_z6 > 1'h0;
+  assign \$91  = w_active_z6 > 1'h1;
+  assign \$92  = w_active_z6 > 2'h2;
+  assign \$93  = w_active_z6 > 2'h3;
+  assign \$94  = { \$390 , \$385 , \$380 , \$375  } & { \$93 , \$92 , \$91 , \$90  };
   assign \$95  = \$89 [1] + \$94 [1];
-  assign \$96  = \$signal$53  > 1'h0;
-  assign \$97  = \$signal$53  > 1'h1;
-  assign \$98  = \$signal$53  > 2'h2;
-  assign \$99  = \$signal$53  > 2'h3;
-  assign \$100  = { \$340 , \$339 , \$338 , \$337  } & { \$99 , \$98 , \$97 , \$96  };
+  assign \$96  = w_active_z6 > 1'h0;
+  assign \$97  = w_active_z6 > 1'h1;
+  assign \$98  = w_active_z6 > 2'h2;
+  assign \$99  = w_active_z6 > 2'h3;
+  assign \$100  = { \$387 , \$382 , \$377 , \$372  } & { \$99 , \$98 , \$97 , \$96  };
   assign \$101  = \$95  + \$100 [1];
   assign \$102  = \$84  + \$101 ;
-  assign \$103  = \$signal$53  > 1'h0;
-  assign \$104  = \$signal$53  > 1'h1;
-  assign \$105  = \$signal$53  > 2'h2;
-  assign \$106  = \$signal$53  > 2'h3;
-  assign \$107  = { \$332 , \$331 , \$330 , \$329  } & { \$106 , \$105 , \$104 , \$103  };
-  assign \$108  = \$signal$53  > 1'h0;
-  assign \$109  = \$signal$53  > 1'h1;
-  assign \$110  = \$signal$53  > 2'h2;
-  assign \$111  = \$signal$53  > 2'h3;
-  assign \$112  = { \$336 , \$335 , \$334 , \$333  } & { \$111 , \$110 , \$109 , \$108  };
+  assign \$103  = w_active_z6 > 1'h0;
+  assign \$104  = w_active_z6 > 1'h1;
+  assign \$105  = w_active_z6 > 2'h2;
+  assign \$106  = w_active_z6 > 2'h3;
+  assign \$107  = { \$389 , \$384 , \$379 , \$374  } & { \$106 , \$105 , \$104 , \$103  };
+  assign \$108  = w_active_z6 > 1'h0;
+  assign \$109  = w_active_z6 > 1'h1;
+  assign \$110  = w_active_z6 > 2'h2;
+  assign \$111  = w_active_z6 > 2'h3;
+  assign \$112  = { \$390 , \$385 , \$380 , \$375  } & { \$111 , \$110 , \$109 , \$108  };
   assign \$113  = \$107 [2] + \$112 [2];
-  assign \$114  = \$signal$53  > 1'h0;
-  assign \$115  = \$signal$53  > 1'h1;
-  assign \$116  = \$signal$53  > 2'h2;
-  assign \$117  = \$signal$53  > 2'h3;
-  assign \$118  = { \$340 , \$339 , \$338 , \$337  } & { \$117 , \$116 , \$115 , \$114  };
+  assign \$114  = w_active_z6 > 1'h0;
+  assign \$115  = w_active_z6 > 1'h1;
+  assign \$116  = w_active_z6 > 2'h2;
+  assign \$117  = w_active_z6 > 2'h3;
+  assign \$118  = { \$387 , \$382 , \$377 , \$372  } & { \$117 , \$116 , \$115 , \$114  };
   assign \$119  = \$113  + \$118 [2];
   assign \$120  = \$102  + \$119 ;
-  assign \$121  = \$signal$53  > 1'h0;
-  assign \$122  = \$signal$53  > 1'h1;
-  assign \$123  = \$signal$53  > 2'h2;
-  assign \$124  = \$signal$53  > 2'h3;
-  assign \$125  = { \$332 , \$331 , \$330 , \$329  } & { \$124 , \$123 , \$122 , \$121  };
-  assign \$126  = \$signal$53  > 1'h0;
-  assign \$127  = \$signal$53  > 1'h1;
-  assign \$128  = \$signal$53  > 2'h2;
-  assign \$129  = \$signal$53  > 2'h3;
-  assign \$130  = { \$336 , \$335 , \$334 , \$333  } & { \$129 , \$128 , \$127 , \$126  };
+  assign \$121  = w_active_z6 > 1'h0;
+  assign \$122  = w_active_z6 > 1'h1;
+  assign \$123  = w_active_z6 > 2'h2;
+  assign \$124  = w_active_z6 > 2'h3;
+  assign \$125  = { \$389 , \$384 , \$379 , \$374  } & { \$124 , \$123 , \$122 , \$121  };
+  assign \$126  = w_active_z6 > 1'h0;
+  assign \$127  = w_active_z6 > 1'h1;
+  assign \$128  = w_active_z6 > 2'h2;
+  assign \$129  = w_active_z6 > 2'h3;
+  assign \$130  = { \$390 , \$385 , \$380 , \$375  } & { \$129 , \$128 , \$127 , \$126  };
   assign \$131  = \$125 [3] + \$130 [3];
-  assign \$132  = \$signal$53  > 1'h0;
-  assign \$133  = \$signal$53  > 1'h1;
-  assign \$134  = \$signal$53  > 2'h2;
-  assign \$135  = \$signal$53  > 2'h3;
-  assign \$136  = { \$340 , \$339 , \$338 , \$337  } & { \$135 , \$134 , \$133 , \$132  };
+  assign \$132  = w_active_z6 > 1'h0;
+  assign \$133  = w_active_z6 > 1'h1;
+  assign \$134  = w_active_z6 > 2'h2;
+  assign \$135  = w_active_z6 > 2'h3;
+  assign \$136  = { \$387 , \$382 , \$377 , \$372  } & { \$135 , \$134 , \$133 , \$132  };
   assign \$137  = \$131  + \$136 [3];
   assign \$138  = \$120  + \$137 ;
   assign \$139  = \$66  ? \$138  : 7'h00;
-  assign busy = run | \$signal$37 ;
-  assign \$141  = stage[339] ? 3'h4 : 3'h1;
-  assign \$142  = \$141  - 1'h1;
-  assign \$143  = $signed({ 1'h0, sub }) == $signed(\$142 );
-  assign \$144  = sub + 1'h1;
-  assign \$145  = \$143  ? 17'h00000 : \$144 ;
-  assign \$146  = stage[339] ? 3'h4 : 3'h1;
-  assign \$147  = \$146  - 1'h1;
-  assign \$148  = $signed({ 1'h0, sub }) == $signed(\$147 );
-  assign \$150  = run & \$149 ;
-  assign \$151  = stage[9:2] - 1'h1;
-  assign \$152  = $signed({ 1'h0, tr }) == $signed(\$151 );
-  assign \$153  = tr + 1'h1;
-  assign \$154  = \$152  ? 17'h00000 : \$153 ;
-  assign \$155  = stage[339] ? 3'h4 : 3'h1;
-  assign \$156  = \$155  - 1'h1;
-  assign \$157  = $signed({ 1'h0, sub }) == $signed(\$156 );
-  assign \$159  = stage[9:2] - 1'h1;
-  assign \$160  = $signed({ 1'h0, tr }) == $signed(\$159 );
-  assign \$161  = \$158  & \$160 ;
-  assign \$162  = run & \$161 ;
-  assign \$163  = \$5 [15:0] - 1'h1;
-  assign \$164  = go == \$163 ;
-  assign \$165  = go + 1'h1;
-  assign \$166  = \$164  ? 17'h00000 : \$165 ;
-  assign \$167  = stage[339] ? 3'h4 : 3'h1;
-  assign \$168  = \$167  - 1'h1;
-  assign \$169  = $signed({ 1'h0, sub }) == $signed(\$168 );
-  assign \$171  = stage[9:2] - 1'h1;
-  assign \$172  = $signed({ 1'h0, tr }) == $signed(\$171 );
-  assign \$173  = \$170  & \$172 ;
-  assign \$174  = \$5 [15:0] - 1'h1;
-  assign \$175  = go == \$174 ;
-  assign \$176  = \$173  & \$175 ;
-  assign \$177  = run & \$176 ;
-  assign \$178  = stage[41:26] - 1'h1;
-  assign \$179  = x == \$178 ;
-  assign \$180  = x + 1'h1;
-  assign \$181  = \$179  ? 17'h00000 : \$180 ;
-  assign \$182  = stage[339] ? 3'h4 : 3'h1;
-  assign \$183  = \$182  - 1'h1;
-  assign \$184  = $signed({ 1'h0, sub }) == $signed(\$183 );
-  assign \$186  = stage[9:2] - 1'h1;
-  assign \$187  = $signed({ 1'h0, tr }) == $signed(\$186 );
-  assign \$188  = \$185  & \$187 ;
-  assign \$189  = \$5 [15:0] - 1'h1;
-  assign \$190  = go == \$189 ;
-  assign \$191  = \$188  & \$190 ;
-  assign \$192  = stage[41:26] - 1'h1;
-  assign \$193  = x == \$192 ;
-  assign \$194  = \$191  & \$193 ;
-  assign \$195  = run & \$194 ;
-  assign \$196  = stage[25:10] - 1'h1;
-  assign \$197  = y == \$196 ;
-  assign \$198  = y + 1'h1;
-  assign \$199  = \$197  ? 17'h00000 : \$198 ;
-  assign \$200  = stage[339] ? 3'h4 : 3'h1;
-  assign \$201  = \$200  - 1'h1;
-  assign \$202  = $signed({ 1'h0, sub }) == $signed(\$201 );
-  assign \$204  = stage[9:2] - 1'h1;
-  assign \$205  = $signed({ 1'h0, tr }) == $signed(\$204 );
-  assign \$206  = \$203  & \$205 ;
-  assign \$207  = \$5 [15:0] - 1'h1;
-  assign \$208  = go == \$207 ;
-  assign \$209  = \$206  & \$208 ;
-  assign \$210  = stage[41:26] - 1'h1;
-  assign \$211  = x == \$210 ;
-  assign \$212  = \$209  & \$211 ;
-  assign \$213  = stage[25:10] - 1'h1;
-  assign \$214  = y == \$213 ;
-  assign \$215  = \$212  & \$214 ;
-  assign \$216  = run & \$215 ;
-  assign \$217  = ! sub;
-  assign \$218  = run & \$217 ;
-  assign \$219  = ! tr;
-  assign \$221  = \$220  + sub[1];
-  assign \$222  = \$221  - 1'h1;
-  assign \$223  = stage[339] ? \$222  : { 3'h0, y };
-  assign \$225  = \$224  - 2'h2;
-  assign \$226  = stage[339] ? \$225  : { 2'h0, stage[25:10] };
-  assign \$227  = $signed(\$223 ) < $signed(\$226 );
-  assign \$229  = \$228  + sub[0];
-  assign \$230  = \$229  - 1'h1;
-  assign \$231  = stage[339] ? \$230  : { 3'h0, x };
-  assign \$233  = \$232  - 2'h2;
-  assign \$234  = stage[339] ? \$233  : { 2'h0, stage[41:26] };
-  assign \$235  = $signed(\$231 ) < $signed(\$234 );
-  assign \$236  = \$227  & \$235 ;
-  assign \$237  = ! y;
-  assign \$238  = ~ sub[1];
-  assign \$239  = \$237  & \$238 ;
-  assign \$240  = ! x;
-  assign \$241  = ~ sub[0];
-  assign \$242  = \$240  & \$241 ;
-  assign \$243  = \$239  | \$242 ;
-  assign \$244  = stage[339] & \$243 ;
-  assign \$245  = ~ \$244 ;
-  assign \$246  = \$236  & \$245 ;
-  assign \$247  = y >= 1'h1;
-  assign \$248  = stage[25:10] - 2'h2;
-  assign \$249  = $signed({ 1'h0, y }) <= $signed(\$248 );
-  assign \$250  = \$247  & \$249 ;
-  assign \$251  = x >= 1'h1;
-  assign \$252  = \$250  & \$251 ;
-  assign \$253  = stage[41:26] - 2'h2;
-  assign \$254  = $signed({ 1'h0, x }) <= $signed(\$253 );
-  assign \$255  = \$252  & \$254 ;
-  assign \$256  = ~ stage[213];
-  assign \$257  = stage[212:181] >> \$2 [4:0];
-  assign \$258  = \$256  | \$257 ;
-  assign \$260  = \$259  - 2'h2;
-  assign \$261  = stage[339] ? \$260  : { 2'h0, stage[25:10] };
-  assign \$262  = $signed({ 1'h0, \$2 [15:0] }) * $signed(\$261 );
-  assign \$264  = \$263  + sub[1];
-  assign \$265  = \$264  - 1'h1;
-  assign \$266  = stage[339] ? \$265  : { 3'h0, y };
-  assign \$267  = $signed(\$262 ) + $signed(\$266 );
-  assign \$269  = \$268  - 2'h2;
-  assign \$270  = stage[339] ? \$269  : { 2'h0, stage[41:26] };
-  assign \$271  = $signed(\$267 ) * $signed(\$270 );
-  assign \$273  = \$272  + sub[0];
-  assign \$274  = \$273  - 1'h1;
-  assign \$275  = stage[339] ? \$274  : { 3'h0, x };
-  assign \$276  = $signed(\$271 ) + $signed(\$275 );
-  assign \$277  = $signed(\$276 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$278  = $signed({ 1'h0, stage[172:153] }) + $signed(\$277 );
-  assign \$279  = $signed(\$278 ) + $signed({ 1'h0, go });
-  assign \$280  = stage[25:10] - 2'h2;
-  assign \$281  = $signed({ 1'h0, \$2 [15:0] }) * $signed(\$280 );
-  assign \$282  = $signed(\$281 ) + $signed({ 1'h0, y });
-  assign \$283  = $signed(\$282 ) - $signed(2'h1);
-  assign \$284  = stage[41:26] - 2'h2;
-  assign \$285  = $signed(\$283 ) * $signed(\$284 );
-  assign \$286  = $signed(\$285 ) + $signed({ 1'h0, x });
-  assign \$287  = $signed(\$286 ) - $signed(2'h1);
-  assign \$288  = $signed(\$287 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$289  = $signed({ 1'h0, stage[337:318] }) + $signed(\$288 );
-  assign \$290  = $signed(\$289 ) + $signed({ 1'h0, go });
-  assign \$292  = stage[73:58] - \$291 ;
-  assign \$293  = $signed(\$292 ) >= $signed(4'h4);
-  assign \$295  = stage[73:58] - \$294 ;
-  assign \$296  = \$293  ? 20'h00004 : \$295 ;
-  assign \$297  = \$signal$37  & \$signal$42 ;
+  assign \$140  = | { w_v_z6, w_v_z5, w_v_z4, w_v_z3, w_v_z2, w_v_z1, \$signal  };
+  assign busy = run | \$140 ;
+  assign \$142  = stage[339] ? 3'h4 : 3'h1;
+  assign \$143  = \$142  - 1'h1;
+  assign \$144  = $signed({ 1'h0, sub }) == $signed(\$143 );
+  assign \$145  = sub + 1'h1;
+  assign \$146  = \$144  ? 17'h00000 : \$145 ;
+  assign \$147  = stage[339] ? 3'h4 : 3'h1;
+  assign \$148  = \$147  - 1'h1;
+  assign \$149  = $signed({ 1'h0, sub }) == $signed(\$148 );
+  assign \$151  = run & \$150 ;
+  assign \$152  = stage[9:2] - 1'h1;
+  assign \$153  = $signed({ 1'h0, tr }) == $signed(\$152 );
+  assign \$154  = tr + 1'h1;
+  assign \$155  = \$153  ? 17'h00000 : \$154 ;
+  assign \$156  = stage[339] ? 3'h4 : 3'h1;
+  assign \$157  = \$156  - 1'h1;
+  assign \$158  = $signed({ 1'h0, sub }) == $signed(\$157 );
+  assign \$160  = stage[9:2] - 1'h1;
+  assign \$161  = $signed({ 1'h0, tr }) == $signed(\$160 );
+  assign \$162  = \$159  & \$161 ;
+  assign \$163  = run & \$162 ;
+  assign \$164  = \$5 [15:0] - 1'h1;
+  assign \$165  = go == \$164 ;
+  assign \$166  = go + 1'h1;
+  assign \$167  = \$165  ? 17'h00000 : \$166 ;
+  assign \$168  = stage[339] ? 3'h4 : 3'h1;
+  assign \$169  = \$168  - 1'h1;
+  assign \$170  = $signed({ 1'h0, sub }) == $signed(\$169 );
+  assign \$172  = stage[9:2] - 1'h1;
+  assign \$173  = $signed({ 1'h0, tr }) == $signed(\$172 );
+  assign \$174  = \$171  & \$173 ;
+  assign \$175  = \$5 [15:0] - 1'h1;
+  assign \$176  = go == \$175 ;
+  assign \$177  = \$174  & \$176 ;
+  assign \$178  = run & \$177 ;
+  assign \$179  = stage[41:26] - 1'h1;
+  assign \$180  = x == \$179 ;
+  assign \$181  = x + 1'h1;
+  assign \$182  = \$180  ? 17'h00000 : \$181 ;
+  assign \$183  = stage[339] ? 3'h4 : 3'h1;
+  assign \$184  = \$183  - 1'h1;
+  assign \$185  = $signed({ 1'h0, sub }) == $signed(\$184 );
+  assign \$187  = stage[9:2] - 1'h1;
+  assign \$188  = $signed({ 1'h0, tr }) == $signed(\$187 );
+  assign \$189  = \$186  & \$188 ;
+  assign \$190  = \$5 [15:0] - 1'h1;
+  assign \$191  = go == \$190 ;
+  assign \$192  = \$189  & \$191 ;
+  assign \$193  = stage[41:26] - 1'h1;
+  assign \$194  = x == \$193 ;
+  assign \$195  = \$192  & \$194 ;
+  assign \$196  = run & \$195 ;
+  assign \$197  = stage[25:10] - 1'h1;
+  assign \$198  = y == \$197 ;
+  assign \$199  = y + 1'h1;
+  assign \$200  = \$198  ? 17'h00000 : \$199 ;
+  assign \$201  = stage[339] ? 3'h4 : 3'h1;
+  assign \$202  = \$201  - 1'h1;
+  assign \$203  = $signed({ 1'h0, sub }) == $signed(\$202 );
+  assign \$205  = stage[9:2] - 1'h1;
+  assign \$206  = $signed({ 1'h0, tr }) == $signed(\$205 );
+  assign \$207  = \$204  & \$206 ;
+  assign \$208  = \$5 [15:0] - 1'h1;
+  assign \$209  = go == \$208 ;
+  assign \$210  = \$207  & \$209 ;
+  assign \$211  = stage[41:26] - 1'h1;
+  assign \$212  = x == \$211 ;
+  assign \$213  = \$210  & \$212 ;
+  assign \$214  = stage[25:10] - 1'h1;
+  assign \$215  = y == \$214 ;
+  assign \$216  = \$213  & \$215 ;
+  assign \$217  = run & \$216 ;
+  assign \$218  = ! sub;
+  assign \$219  = run & \$218 ;
+  assign \$220  = ! tr;
+  assign \$222  = \$221  + sub[1];
+  assign \$223  = \$222  - 1'h1;
+  assign \$224  = stage[339] ? \$223  : { 3'h0, y };
+  assign \$226  = \$225  - 2'h2;
+  assign \$227  = stage[339] ? \$226  : { 2'h0, stage[25:10] };
+  assign \$228  = $signed(\$224 ) < $signed(\$227 );
+  assign \$230  = \$229  + sub[0];
+  assign \$231  = \$230  - 1'h1;
+  assign \$232  = stage[339] ? \$231  : { 3'h0, x };
+  assign \$234  = \$233  - 2'h2;
+  assign \$235  = stage[339] ? \$234  : { 2'h0, stage[41:26] };
+  assign \$236  = $signed(\$232 ) < $signed(\$235 );
+  assign \$237  = \$228  & \$236 ;
+  assign \$238  = ! y;
+  assign \$239  = ~ sub[1];
+  assign \$240  = \$238  & \$239 ;
+  assign \$241  = ! x;
+  assign \$242  = ~ sub[0];
+  assign \$243  = \$241  & \$242 ;
+  assign \$244  = \$240  | \$243 ;
+  assign \$245  = stage[339] & \$244 ;
+  assign \$246  = ~ \$245 ;
+  assign \$247  = \$237  & \$246 ;
+  assign \$248  = y >= 1'h1;
+  assign \$249  = stage[25:10] - 2'h2;
+  assign \$250  = $signed({ 1'h0, y }) <= $signed(\$249 );
+  assign \$251  = \$248  & \$250 ;
+  assign \$252  = x >= 1'h1;
+  assign \$253  = \$251  & \$252 ;
+  assign \$254  = stage[41:26] - 2'h2;
+  assign \$255  = $signed({ 1'h0, x }) <= $signed(\$254 );
+  assign \$256  = \$253  & \$255 ;
+  assign \$257  = ~ stage[213];
+  assign \$258  = stage[212:181] >> \$2 [4:0];
+  assign \$259  = \$257  | \$258 ;
+  assign \$261  = \$260  - 2'h2;
+  assign \$262  = stage[339] ? \$261  : { 2'h0, stage[25:10] };
+  assign \$263  = $signed({ 1'h0, \$2 [15:0] }) * $signed(\$262 );
+  assign \$265  = \$264  + sub[1];
+  assign \$266  = \$265  - 1'h1;
+  assign \$267  = stage[339] ? \$266  : { 3'h0, y };
+  assign \$268  = $signed(\$263 ) + $signed(\$267 );
+  assign \$270  = \$269  - 2'h2;
+  assign \$271  = stage[339] ? \$270  : { 2'h0, stage[41:26] };
+  assign \$272  = $signed(\$268 ) * $signed(\$271 );
+  assign \$274  = \$273  + sub[0];
+  assign \$275  = \$274  - 1'h1;
+  assign \$276  = stage[339] ? \$275  : { 3'h0, x };
+  assign \$277  = $signed(\$272 ) + $signed(\$276 );
+  assign \$278  = $signed(\$277 ) * $signed({ 1'h0, \$5 [15:0] });
+  assign \$279  = $signed({ 1'h0, stage[172:153] }) + $signed(\$278 );
+  assign \$280  = $signed(\$279 ) + $signed({ 1'h0, go });
+  assign \$281  = stage[25:10] - 2'h2;
+  assign \$282  = $signed({ 1'h0, \$2 [15:0] }) * $signed(\$281 );
+  assign \$283  = $signed(\$282 ) + $signed({ 1'h0, y });
+  assign \$284  = $signed(\$283 ) - $signed(2'h1);
+  assign \$285  = stage[41:26] - 2'h2;
+  assign \$286  = $signed(\$284 ) * $signed(\$285 );
+  assign \$287  = $signed(\$286 ) + $signed({ 1'h0, x });
+  assign \$288  = $signed(\$287 ) - $signed(2'h1);
+  assign \$289  = $signed(\$288 ) * $signed({ 1'h0, \$5 [15:0] });
+  assign \$290  = $signed({ 1'h0, stage[337:318] }) + $signed(\$289 );
+  assign \$291  = $signed(\$290 ) + $signed({ 1'h0, go });
+  assign \$293  = stage[73:58] - \$292 ;
+  assign \$294  = $signed(\$293 ) >= $signed(4'h4);
+  assign \$296  = stage[73:58] - \$295 ;
+  assign \$297  = \$294  ? 20'h00004 : \$296 ;
+  assign \$298  = w_v_z6 & w_first_z6;
   always @(posedge clk)
-    sub <= \$298 ;
+    sub <= \$299 ;
   always @(posedge clk)
-    tr <= \$299 ;
+    tr <= \$300 ;
   always @(posedge clk)
-    go <= \$300 ;
+    go <= \$301 ;
   always @(posedge clk)
-    x <= \$301 ;
+    x <= \$302 ;
   always @(posedge clk)
-    y <= \$302 ;
+    y <= \$303 ;
   always @(posedge clk)
-    run <= \$303 ;
+    run <= \$304 ;
   always @(posedge clk)
-    \$signal$37  <= \$304 ;
+    \$signal  <= \$305 ;
   always @(posedge clk)
-    \$signal$42  <= \$305 ;
+    \$signal$20  <= \$306 ;
   always @(posedge clk)
-    \$signal  <= \$306 ;
+    restart <= \$307 ;
   always @(posedge clk)
-    \$signal$38  <= \$307 ;
+    \$signal$70  <= \$308 ;
   always @(posedge clk)
-    \$signal$48  <= \$308 ;
+    \$signal$71  <= \$309 ;
   always @(posedge clk)
-    \$signal$44  <= \$309 ;
+    \$signal$72  <= \$310 ;
   always @(posedge clk)
-    \$signal$29  <= \$310 ;
+    \$signal$31  <= \$311 ;
   always @(posedge clk)
-    g_a4__addr <= \$311 ;
+    \$signal$73  <= \$312 ;
   always @(posedge clk)
-    g_cur__addr <= \$312 ;
+    \$signal$74  <= \$313 ;
   always @(posedge clk)
-    \$signal$53  <= \$313 ;
+    \$signal$56  <= \$314 ;
   always @(posedge clk)
-    \$signal$22  <= \$314 ;
+    w_v_z1 <= \$315 ;
   always @(posedge clk)
-    \$signal$45  <= \$315 ;
+    w_v_z2 <= \$316 ;
   always @(posedge clk)
-    arg_held <= \$316 ;
+    w_v_z3 <= \$317 ;
+  always @(posedge clk)
+    w_v_z4 <= \$318 ;
+  always @(posedge clk)
+    w_v_z5 <= \$319 ;
+  always @(posedge clk)
+    w_v_z6 <= \$320 ;
+  always @(posedge clk)
+    w_first_z1 <= \$321 ;
+  always @(posedge clk)
+    w_first_z2 <= \$322 ;
+  always @(posedge clk)
+    w_first_z3 <= \$323 ;
+  always @(posedge clk)
+    w_first_z4 <= \$324 ;
+  always @(posedge clk)
+    w_first_z5 <= \$325 ;
+  always @(posedge clk)
+    w_first_z6 <= \$326 ;
+  always @(posedge clk)
+    w_inside_z1 <= \$327 ;
+  always @(posedge clk)
+    w_inside_z2 <= \$328 ;
+  always @(posedge clk)
+    w_inside_z3 <= \$329 ;
+  always @(posedge clk)
+    w_inside_z4 <= \$330 ;
+  always @(posedge clk)
+    w_inside_z5 <= \$331 ;
+  always @(posedge clk)
+    w_inside_z6 <= \$332 ;
+  always @(posedge clk)
+    w_interior_z1 <= \$333 ;
+  always @(posedge clk)
+    w_interior_z2 <= \$334 ;
+  always @(posedge clk)
+    w_interior_z3 <= \$335 ;
+  always @(posedge clk)
+    w_interior_z4 <= \$336 ;
+  always @(posedge clk)
+    w_interior_z5 <= \$337 ;
+  always @(posedge clk)
+    w_interior_z6 <= \$338 ;
+  always @(posedge clk)
+    w_sub_z1 <= \$339 ;
+  always @(posedge clk)
+    w_sub_z2 <= \$340 ;
+  always @(posedge clk)
+    w_sub_z3 <= \$341 ;
+  always @(posedge clk)
+    w_sub_z4 <= \$342 ;
+  always @(posedge clk)
+    w_sub_z5 <= \$343 ;
+  always @(posedge clk)
+    w_sub_z6 <= \$344 ;
+  always @(posedge clk)
+    w_a4_addr_z1 <= \$345 ;
+  always @(posedge clk)
+    w_a4_addr_z2 <= \$346 ;
+  always @(posedge clk)
+    w_a4_addr_z3 <= \$347 ;
+  always @(posedge clk)
+    w_a4_addr_z4 <= \$348 ;
+  always @(posedge clk)
+    w_a4_addr_z5 <= \$349 ;
+  always @(posedge clk)
+    g_a4__addr <= \$350 ;
+  always @(posedge clk)
+    w_cur_addr_z1 <= \$351 ;
+  always @(posedge clk)
+    w_cur_addr_z2 <= \$352 ;
+  always @(posedge clk)
+    w_cur_addr_z3 <= \$353 ;
+  always @(posedge clk)
+    w_cur_addr_z4 <= \$354 ;
+  always @(posedge clk)
+    w_cur_addr_z5 <= \$355 ;
+  always @(posedge clk)
+    g_cur__addr <= \$356 ;
+  always @(posedge clk)
+    w_active_z1 <= \$357 ;
+  always @(posedge clk)
+    w_active_z2 <= \$358 ;
+  always @(posedge clk)
+    w_active_z3 <= \$359 ;
+  always @(posedge clk)
+    w_active_z4 <= \$360 ;
+  always @(posedge clk)
+    w_active_z5 <= \$361 ;
+  always @(posedge clk)
+    w_active_z6 <= \$362 ;
+  always @(posedge clk)
+    w_argmax_z1 <= \$363 ;
+  always @(posedge clk)
+    w_argmax_z2 <= \$364 ;
+  always @(posedge clk)
+    w_argmax_z3 <= \$365 ;
+  always @(posedge clk)
+    w_argmax_z4 <= \$366 ;
+  always @(posedge clk)
+    w_argmax_z5 <= \$367 ;
+  always @(posedge clk)
+    w_argmax_z6 <= \$368 ;
+  always @(posedge clk)
+    \$signal$48  <= \$369 ;
+  always @(posedge clk)
+    arg_held <= \$370 ;
   \ttsnn_accel.backward.lif.lanes  lanes (
     .affine_shift(stage[179:174]),
-    .d0(\$317 ),
-    .d1(\$319 ),
-    .d2(\$321 ),
-    .d3(\$323 ),
-    .d_next(d_next),
+    .clk(clk),
     .e(e),
-    .g_cur0(\$318 ),
-    .g_cur1(\$320 ),
-    .g_cur2(\$322 ),
-    .g_cur3(\$324 ),
+    .g_cur_out0_z2(\$373 ),
+    .g_cur_out1_z2(\$378 ),
+    .g_cur_out2_z2(\$383 ),
+    .g_cur_out3_z2(\$388 ),
     .g_extra(g_extra),
+    .g_p0(\$371 ),
+    .g_p1(\$376 ),
+    .g_p2(\$381 ),
+    .g_p3(\$386 ),
     .height_mul(stage[347:340]),
     .leak_shift(stage[383:378]),
-    .\port$6244$0 (\$325 ),
-    .\port$6290$0 (\$326 ),
-    .\port$6336$0 (\$327 ),
-    .\port$6382$0 (\$328 ),
-    .\port$6383$0 (\$329 ),
-    .\port$6384$0 (\$330 ),
-    .\port$6385$0 (\$331 ),
-    .\port$6386$0 (\$332 ),
-    .\port$6388$0 (\$333 ),
-    .\port$6390$0 (\$334 ),
-    .\port$6392$0 (\$335 ),
-    .\port$6394$0 (\$336 ),
-    .\port$6455$0 (\$337 ),
-    .\port$6516$0 (\$338 ),
-    .\port$6577$0 (\$339 ),
-    .\port$6638$0 (\$340 ),
-    .\port$7966$0 (trace__data[1:0]),
-    .\port$7966$12 (trace__data[13:12]),
-    .\port$7966$4 (trace__data[5:4]),
-    .\port$7966$8 (trace__data[9:8]),
-    .\port$8686$356 (stage[369:356]),
-    .scale(scale)
+    .\port$7969$0 (trace__data[1:0]),
+    .\port$7969$12 (trace__data[13:12]),
+    .\port$7969$4 (trace__data[5:4]),
+    .\port$7969$8 (trace__data[9:8]),
+    .\port$9045$356 (stage[369:356]),
+    .restart(restart),
+    .rst(rst),
+    .sat_aff0(\$372 ),
+    .sat_aff1(\$377 ),
+    .sat_aff2(\$382 ),
+    .sat_aff3(\$387 ),
+    .sat_cur_out0_z2(\$375 ),
+    .sat_cur_out1_z2(\$380 ),
+    .sat_cur_out2_z2(\$385 ),
+    .sat_cur_out3_z2(\$390 ),
+    .sat_lif_out0_z3(\$374 ),
+    .sat_lif_out1_z3(\$379 ),
+    .sat_lif_out2_z3(\$384 ),
+    .sat_lif_out3_z3(\$389 ),
+    .scale(scale),
+    .valid(valid)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$298  = sub;
-    if (\$140 ) begin
-      \$298  = \$145 [15:0];
-    end
-    if (start) begin
-      \$298  = 16'h0000;
-    end
-    if (rst) begin
-      \$298  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$299  = tr;
-    if (\$150 ) begin
-      \$299  = \$154 [15:0];
+    \$299  = sub;
+    if (\$141 ) begin
+      \$299  = \$146 [15:0];
     end
     if (start) begin
       \$299  = 16'h0000;
@@ -9586,9 +9783,9 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$300  = go;
-    if (\$162 ) begin
-      \$300  = \$166 [15:0];
+    \$300  = tr;
+    if (\$151 ) begin
+      \$300  = \$155 [15:0];
     end
     if (start) begin
       \$300  = 16'h0000;
@@ -9599,9 +9796,9 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$301  = x;
-    if (\$177 ) begin
-      \$301  = \$181 [15:0];
+    \$301  = go;
+    if (\$163 ) begin
+      \$301  = \$167 [15:0];
     end
     if (start) begin
       \$301  = 16'h0000;
@@ -9612,9 +9809,9 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$302  = y;
-    if (\$195 ) begin
-      \$302  = \$199 [15:0];
+    \$302  = x;
+    if (\$178 ) begin
+      \$302  = \$182 [15:0];
     end
     if (start) begin
       \$302  = 16'h0000;
@@ -9625,27 +9822,33 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$303  = run;
-    if (\$216 ) begin
-      \$303  = 1'h0;
+    \$303  = y;
+    if (\$196 ) begin
+      \$303  = \$200 [15:0];
     end
     if (start) begin
-      \$303  = 1'h1;
+      \$303  = 16'h0000;
     end
     if (rst) begin
-      \$303  = 1'h0;
+      \$303  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$304  = run;
+    if (\$217 ) begin
+      \$304  = 1'h0;
+    end
+    if (start) begin
+      \$304  = 1'h1;
+    end
     if (rst) begin
       \$304  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$305  = \$218 ;
+    \$305  = run;
     if (rst) begin
       \$305  = 1'h0;
     end
@@ -9659,86 +9862,462 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$307  = \$246 ;
+    \$307  = \$220 ;
     if (rst) begin
       \$307  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$308  = \$255 ;
+    \$308  = \$247 ;
     if (rst) begin
       \$308  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$309  = sub[1:0];
+    \$309  = \$256 ;
     if (rst) begin
-      \$309  = 2'h0;
+      \$309  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$310  = \$258 ;
+    \$310  = sub[1:0];
     if (rst) begin
-      \$310  = 1'h0;
+      \$310  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$311  = \$279 [19:0];
+    \$311  = \$259 ;
     if (rst) begin
-      \$311  = 20'h00000;
+      \$311  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$312  = \$290 [19:0];
+    \$312  = \$280 [19:0];
     if (rst) begin
       \$312  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$313  = \$296 [2:0];
+    \$313  = \$291 [19:0];
     if (rst) begin
-      \$313  = 3'h0;
+      \$313  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$314  = \$signal$22 ;
-    if (\$297 ) begin
-      \$314  = { \$323 , \$321 , \$319 , \$317  };
-    end
+    \$314  = \$297 [2:0];
     if (rst) begin
-      \$314  = 64'h0000000000000000;
+      \$314  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$315  = \$signal$45 ;
-    if (\$297 ) begin
-      \$315  = { \$328 , \$327 , \$326 , \$325  };
-    end
+    \$315  = \$signal ;
     if (rst) begin
-      \$315  = 64'h0000000000000000;
+      \$315  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$316  = arg_held;
-    if (\$297 ) begin
-      \$316  = { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] };
+    \$316  = w_v_z1;
+    if (rst) begin
+      \$316  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$317  = w_v_z2;
+    if (rst) begin
+      \$317  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$318  = w_v_z3;
+    if (rst) begin
+      \$318  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$319  = w_v_z4;
+    if (rst) begin
+      \$319  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$320  = w_v_z5;
+    if (rst) begin
+      \$320  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$321  = \$signal$20 ;
+    if (rst) begin
+      \$321  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$322  = w_first_z1;
+    if (rst) begin
+      \$322  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$323  = w_first_z2;
+    if (rst) begin
+      \$323  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$324  = w_first_z3;
+    if (rst) begin
+      \$324  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$325  = w_first_z4;
+    if (rst) begin
+      \$325  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$326  = w_first_z5;
+    if (rst) begin
+      \$326  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$327  = \$signal$70 ;
+    if (rst) begin
+      \$327  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$328  = w_inside_z1;
+    if (rst) begin
+      \$328  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$329  = w_inside_z2;
+    if (rst) begin
+      \$329  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$330  = w_inside_z3;
+    if (rst) begin
+      \$330  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$331  = w_inside_z4;
+    if (rst) begin
+      \$331  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$332  = w_inside_z5;
+    if (rst) begin
+      \$332  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$333  = \$signal$71 ;
+    if (rst) begin
+      \$333  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$334  = w_interior_z1;
+    if (rst) begin
+      \$334  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$335  = w_interior_z2;
+    if (rst) begin
+      \$335  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$336  = w_interior_z3;
+    if (rst) begin
+      \$336  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$337  = w_interior_z4;
+    if (rst) begin
+      \$337  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$338  = w_interior_z5;
+    if (rst) begin
+      \$338  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$339  = \$signal$72 ;
+    if (rst) begin
+      \$339  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$340  = w_sub_z1;
+    if (rst) begin
+      \$340  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$341  = w_sub_z2;
+    if (rst) begin
+      \$341  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$342  = w_sub_z3;
+    if (rst) begin
+      \$342  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$343  = w_sub_z4;
+    if (rst) begin
+      \$343  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$344  = w_sub_z5;
+    if (rst) begin
+      \$344  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$345  = \$signal$73 ;
+    if (rst) begin
+      \$345  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$346  = w_a4_addr_z1;
+    if (rst) begin
+      \$346  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$347  = w_a4_addr_z2;
+    if (rst) begin
+      \$347  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$348  = w_a4_addr_z3;
+    if (rst) begin
+      \$348  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$349  = w_a4_addr_z4;
+    if (rst) begin
+      \$349  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$350  = w_a4_addr_z5;
+    if (rst) begin
+      \$350  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$351  = \$signal$74 ;
+    if (rst) begin
+      \$351  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$352  = w_cur_addr_z1;
+    if (rst) begin
+      \$352  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$353  = w_cur_addr_z2;
+    if (rst) begin
+      \$353  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$354  = w_cur_addr_z3;
+    if (rst) begin
+      \$354  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$355  = w_cur_addr_z4;
+    if (rst) begin
+      \$355  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$356  = w_cur_addr_z5;
+    if (rst) begin
+      \$356  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$357  = \$signal$56 ;
+    if (rst) begin
+      \$357  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$358  = w_active_z1;
+    if (rst) begin
+      \$358  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$359  = w_active_z2;
+    if (rst) begin
+      \$359  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$360  = w_active_z3;
+    if (rst) begin
+      \$360  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$361  = w_active_z4;
+    if (rst) begin
+      \$361  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$362  = w_active_z5;
+    if (rst) begin
+      \$362  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$363  = { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] };
+    if (rst) begin
+      \$363  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$364  = w_argmax_z1;
+    if (rst) begin
+      \$364  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$365  = w_argmax_z2;
+    if (rst) begin
+      \$365  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$366  = w_argmax_z3;
+    if (rst) begin
+      \$366  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$367  = w_argmax_z4;
+    if (rst) begin
+      \$367  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$368  = w_argmax_z5;
+    if (rst) begin
+      \$368  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$369  = \$signal$48 ;
+    if (\$298 ) begin
+      \$369  = { \$386 , \$381 , \$376 , \$371  };
     end
     if (rst) begin
-      \$316  = 8'h00;
+      \$369  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$370  = arg_held;
+    if (\$298 ) begin
+      \$370  = w_argmax_z6;
+    end
+    if (rst) begin
+      \$370  = 8'h00;
     end
   end
   assign t = \$2 [15:0];
   assign GO = \$5 [15:0];
   assign affine__addr = { 4'h0, go };
+  assign \$signal$22  = restart;
   assign e__data = e;
   assign spike = { trace__data[12], trace__data[8], trace__data[4], trace__data[0] };
   assign window = { trace__data[13], trace__data[9], trace__data[5], trace__data[1] };
@@ -9747,16 +10326,15 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign leak_mul = stage[369:362];
   assign leak_shift = stage[383:378];
   assign affine_shift = stage[179:174];
-  assign \$signal$40  = g_a4__addr;
+  assign w_a4_addr_z6 = g_a4__addr;
   assign g_a4__data = { \$61 , \$55 , \$49 , \$43  };
-  assign g_p = { \$328 , \$327 , \$326 , \$325  };
-  assign \$signal$50  = g_cur__addr;
-  assign g_cur__data = { \$324 , \$322 , \$320 , \$318  };
-  assign g_cur = { \$324 , \$322 , \$320 , \$318  };
-  assign sat_lif = { \$332 , \$331 , \$330 , \$329  };
-  assign sat_current = { \$336 , \$335 , \$334 , \$333  };
-  assign sat_affine = { \$340 , \$339 , \$338 , \$337  };
-  assign d = { \$323 , \$321 , \$319 , \$317  };
+  assign g_p = { \$386 , \$381 , \$376 , \$371  };
+  assign w_cur_addr_z6 = g_cur__addr;
+  assign g_cur__data = { \$388 , \$383 , \$378 , \$373  };
+  assign g_cur = { \$388 , \$383 , \$378 , \$373  };
+  assign sat_lif = { \$389 , \$384 , \$379 , \$374  };
+  assign sat_current = { \$390 , \$385 , \$380 , \$375  };
+  assign sat_affine = { \$387 , \$382 , \$377 , \$372  };
   assign e__addr = \$13 [19:0];
   assign extra__addr = \$22 [19:0];
   assign trace__addr = \$30 [19:0];
@@ -9764,10 +10342,10 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \port$5764$0  = \$49 ;
   assign \port$5770$0  = \$55 ;
   assign \port$5776$0  = \$61 ;
-  assign \port$6072$0  = \$318 ;
-  assign \port$6114$0  = \$320 ;
-  assign \port$6156$0  = \$322 ;
-  assign \port$6198$0  = \$324 ;
+  assign \port$8847$0  = \$373 ;
+  assign \port$8905$0  = \$378 ;
+  assign \port$8963$0  = \$383 ;
+  assign \port$9021$0  = \$388 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -9825,1357 +10403,2707 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign counts[4] = \$33 ;
   assign counts[0] = run;
   assign \$5  = { \$4 [17], \$4 [17], \$4 [17:2] };
-  assign \$140  = run;
-  assign \$149  = \$148 ;
-  assign \$158  = \$157 ;
-  assign \$170  = \$169 ;
-  assign \$185  = \$184 ;
-  assign \$203  = \$202 ;
-  assign \$220  = { y, 1'h0 };
-  assign \$224  = { stage[25:10], 1'h0 };
-  assign \$228  = { x, 1'h0 };
-  assign \$232  = { stage[41:26], 1'h0 };
-  assign \$259  = { stage[25:10], 1'h0 };
-  assign \$263  = { y, 1'h0 };
-  assign \$268  = { stage[41:26], 1'h0 };
-  assign \$272  = { x, 1'h0 };
-  assign \$291  = { 1'h0, go, 2'h0 };
-  assign \$294  = { 1'h0, go, 2'h0 };
+  assign \$141  = run;
+  assign \$150  = \$149 ;
+  assign \$159  = \$158 ;
+  assign \$171  = \$170 ;
+  assign \$186  = \$185 ;
+  assign \$204  = \$203 ;
+  assign \$221  = { y, 1'h0 };
+  assign \$225  = { stage[25:10], 1'h0 };
+  assign \$229  = { x, 1'h0 };
+  assign \$233  = { stage[41:26], 1'h0 };
+  assign \$260  = { stage[25:10], 1'h0 };
+  assign \$264  = { y, 1'h0 };
+  assign \$269  = { stage[41:26], 1'h0 };
+  assign \$273  = { x, 1'h0 };
+  assign \$292  = { 1'h0, go, 2'h0 };
+  assign \$295  = { 1'h0, go, 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (g_extra, scale, d0, g_cur0, d1, g_cur1, d2, g_cur2, d3, g_cur3, \port$6244$0 , \port$6290$0 , \port$6336$0 , \port$6382$0 , \port$6383$0 , \port$6384$0 , \port$6385$0 , \port$6386$0 , \port$6388$0 , \port$6390$0 , \port$6392$0 
-, \port$6394$0 , \port$6455$0 , \port$6516$0 , \port$6577$0 , \port$6638$0 , e, \port$7966$0 , \port$7966$4 , \port$7966$8 , \port$7966$12 , affine_shift, height_mul, \port$8686$356 , leak_shift, d_next);
+module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$7969$0 , \port$7969$4 , \port$7969$8 , \port$7969$12 , restart, g_p0, sat_aff0, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, g_cur_out1_z2, sat_lif_out1_z3, sat_cur_out1_z2, g_p2
+, sat_aff2, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$9045$356 , leak_shift, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
-  wire [5:0] \$100 ;
-  wire [23:0] \$101 ;
-  wire [23:0] \$102 ;
-  wire \$103 ;
-  wire [6:0] \$104 ;
-  wire [5:0] \$105 ;
-  wire [23:0] \$106 ;
-  wire [24:0] \$107 ;
-  wire [24:0] \$108 ;
-  wire [23:0] \$109 ;
+  wire \$100 ;
+  wire [6:0] \$101 ;
+  wire [5:0] \$102 ;
+  wire [31:0] \$103 ;
+  wire [32:0] \$104 ;
+  wire [32:0] \$105 ;
+  wire [31:0] \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire [23:0] \$11 ;
-  wire [23:0] \$110 ;
-  wire [24:0] \$111 ;
-  wire \$112 ;
+  wire [6:0] \$110 ;
+  wire [5:0] \$111 ;
+  wire [31:0] \$112 ;
   wire \$113 ;
-  wire [15:0] \$114 ;
-  wire [16:0] \$115 ;
-  wire \$116 ;
-  wire [16:0] \$117 ;
-  wire \$118 ;
-  wire [16:0] \$119 ;
+  wire [6:0] \$114 ;
+  wire [5:0] \$115 ;
+  wire [31:0] \$116 ;
+  wire [32:0] \$117 ;
+  wire [32:0] \$118 ;
+  wire [31:0] \$119 ;
   wire [24:0] \$12 ;
   wire [15:0] \$120 ;
-  wire \$121 ;
-  wire [23:0] \$122 ;
+  wire [15:0] \$121 ;
+  wire \$122 ;
   wire \$123 ;
   wire [6:0] \$124 ;
   wire [5:0] \$125 ;
-  wire [23:0] \$126 ;
-  wire [23:0] \$127 ;
-  wire \$128 ;
-  wire [6:0] \$129 ;
+  wire [31:0] \$126 ;
+  wire \$127 ;
+  wire [6:0] \$128 ;
+  wire [5:0] \$129 ;
   wire [24:0] \$13 ;
-  wire [5:0] \$130 ;
-  wire [23:0] \$131 ;
-  wire [24:0] \$132 ;
-  wire [24:0] \$133 ;
-  wire [23:0] \$134 ;
-  wire [23:0] \$135 ;
-  wire \$136 ;
-  wire [23:0] \$137 ;
-  wire \$138 ;
-  wire [6:0] \$139 ;
+  wire [31:0] \$130 ;
+  wire [32:0] \$131 ;
+  wire [32:0] \$132 ;
+  wire [31:0] \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire [23:0] \$136 ;
+  wire \$137 ;
+  wire [6:0] \$138 ;
+  wire [5:0] \$139 ;
   wire [23:0] \$14 ;
-  wire [5:0] \$140 ;
+  wire [23:0] \$140 ;
   wire [23:0] \$141 ;
-  wire [23:0] \$142 ;
-  wire \$143 ;
-  wire [6:0] \$144 ;
-  wire [5:0] \$145 ;
-  wire [23:0] \$146 ;
+  wire \$142 ;
+  wire [6:0] \$143 ;
+  wire [5:0] \$144 ;
+  wire [23:0] \$145 ;
+  wire [24:0] \$146 ;
   wire [24:0] \$147 ;
-  wire [24:0] \$148 ;
+  wire [23:0] \$148 ;
   wire [23:0] \$149 ;
   wire [23:0] \$15 ;
-  wire [23:0] \$150 ;
-  wire [24:0] \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire [15:0] \$154 ;
-  wire [16:0] \$155 ;
-  wire \$156 ;
-  wire [16:0] \$157 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire [15:0] \$152 ;
+  wire [15:0] \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire [15:0] \$156 ;
+  wire [15:0] \$157 ;
   wire \$158 ;
   wire [16:0] \$159 ;
   wire \$16 ;
-  wire [15:0] \$160 ;
-  wire \$161 ;
-  wire [31:0] \$162 ;
-  wire \$163 ;
-  wire [6:0] \$164 ;
-  wire [5:0] \$165 ;
-  wire [31:0] \$166 ;
-  wire [31:0] \$167 ;
-  wire \$168 ;
-  wire [6:0] \$169 ;
-  wire [23:0] \$17 ;
-  wire [5:0] \$170 ;
-  wire [31:0] \$171 ;
-  wire [32:0] \$172 ;
-  wire [32:0] \$173 ;
-  wire [31:0] \$174 ;
-  wire \$175 ;
+  wire \$160 ;
+  wire [16:0] \$161 ;
+  wire \$162 ;
+  wire [16:0] \$163 ;
+  wire [15:0] \$164 ;
+  wire [15:0] \$165 ;
+  wire [16:0] \$166 ;
+  wire \$167 ;
+  wire [16:0] \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire [16:0] \$170 ;
+  wire [15:0] \$171 ;
+  wire [15:0] \$172 ;
+  wire [16:0] \$173 ;
+  wire \$174 ;
+  wire [31:0] \$175 ;
   wire \$176 ;
-  wire [31:0] \$177 ;
-  wire \$178 ;
-  wire [6:0] \$179 ;
-  wire \$18 ;
-  wire [5:0] \$180 ;
-  wire [31:0] \$181 ;
-  wire [31:0] \$182 ;
-  wire \$183 ;
-  wire [6:0] \$184 ;
-  wire [5:0] \$185 ;
-  wire [31:0] \$186 ;
-  wire [32:0] \$187 ;
-  wire [32:0] \$188 ;
-  wire [31:0] \$189 ;
-  wire [6:0] \$19 ;
+  wire \$177 ;
+  wire [6:0] \$178 ;
+  wire [5:0] \$179 ;
+  wire [15:0] \$18 ;
+  wire [31:0] \$180 ;
+  wire \$181 ;
+  wire [6:0] \$182 ;
+  wire [5:0] \$183 ;
+  wire [31:0] \$184 ;
+  wire [32:0] \$185 ;
+  wire [32:0] \$186 ;
+  wire [31:0] \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire [15:0] \$19 ;
   wire \$190 ;
-  wire \$191 ;
-  wire [31:0] \$192 ;
-  wire \$193 ;
-  wire [6:0] \$194 ;
-  wire [5:0] \$195 ;
-  wire [31:0] \$196 ;
+  wire [6:0] \$191 ;
+  wire [5:0] \$192 ;
+  wire [31:0] \$193 ;
+  wire \$194 ;
+  wire [6:0] \$195 ;
+  wire [5:0] \$196 ;
   wire [31:0] \$197 ;
-  wire \$198 ;
-  wire [6:0] \$199 ;
+  wire [32:0] \$198 ;
+  wire [32:0] \$199 ;
   wire [23:0] \$2 ;
-  wire [5:0] \$20 ;
-  wire [5:0] \$200 ;
-  wire [31:0] \$201 ;
-  wire [32:0] \$202 ;
-  wire [32:0] \$203 ;
-  wire [31:0] \$204 ;
-  wire [15:0] \$205 ;
-  wire [15:0] \$206 ;
+  wire \$20 ;
+  wire [31:0] \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire [6:0] \$204 ;
+  wire [5:0] \$205 ;
+  wire [31:0] \$206 ;
   wire \$207 ;
-  wire [31:0] \$208 ;
-  wire \$209 ;
-  wire [23:0] \$21 ;
-  wire [6:0] \$210 ;
-  wire [5:0] \$211 ;
-  wire [31:0] \$212 ;
+  wire [6:0] \$208 ;
+  wire [5:0] \$209 ;
+  wire \$21 ;
+  wire [31:0] \$210 ;
+  wire [32:0] \$211 ;
+  wire [32:0] \$212 ;
   wire [31:0] \$213 ;
-  wire \$214 ;
-  wire [6:0] \$215 ;
-  wire [5:0] \$216 ;
-  wire [31:0] \$217 ;
-  wire [32:0] \$218 ;
-  wire [32:0] \$219 ;
-  wire [23:0] \$22 ;
+  wire [15:0] \$214 ;
+  wire [15:0] \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire [6:0] \$218 ;
+  wire [5:0] \$219 ;
+  wire [15:0] \$22 ;
   wire [31:0] \$220 ;
   wire \$221 ;
-  wire \$222 ;
-  wire [31:0] \$223 ;
-  wire \$224 ;
-  wire [6:0] \$225 ;
-  wire [5:0] \$226 ;
+  wire [6:0] \$222 ;
+  wire [5:0] \$223 ;
+  wire [31:0] \$224 ;
+  wire [32:0] \$225 ;
+  wire [32:0] \$226 ;
   wire [31:0] \$227 ;
-  wire [31:0] \$228 ;
+  wire \$228 ;
   wire \$229 ;
-  wire \$23 ;
-  wire [6:0] \$230 ;
-  wire [5:0] \$231 ;
-  wire [31:0] \$232 ;
-  wire [32:0] \$233 ;
-  wire [32:0] \$234 ;
-  wire [31:0] \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire [31:0] \$238 ;
-  wire \$239 ;
-  wire [6:0] \$24 ;
-  wire [6:0] \$240 ;
-  wire [5:0] \$241 ;
-  wire [31:0] \$242 ;
-  wire [31:0] \$243 ;
-  wire \$244 ;
-  wire [6:0] \$245 ;
-  wire [5:0] \$246 ;
-  wire [31:0] \$247 ;
-  wire [32:0] \$248 ;
-  wire [32:0] \$249 ;
-  wire [5:0] \$25 ;
+  wire [15:0] \$23 ;
+  wire \$230 ;
+  wire [6:0] \$231 ;
+  wire [5:0] \$232 ;
+  wire [31:0] \$233 ;
+  wire \$234 ;
+  wire [6:0] \$235 ;
+  wire [5:0] \$236 ;
+  wire [31:0] \$237 ;
+  wire [32:0] \$238 ;
+  wire [32:0] \$239 ;
+  wire \$24 ;
+  wire [31:0] \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire [6:0] \$244 ;
+  wire [5:0] \$245 ;
+  wire [31:0] \$246 ;
+  wire \$247 ;
+  wire [6:0] \$248 ;
+  wire [5:0] \$249 ;
+  wire [16:0] \$25 ;
   wire [31:0] \$250 ;
-  wire [15:0] \$251 ;
-  wire [15:0] \$252 ;
-  wire \$253 ;
-  wire [31:0] \$254 ;
-  wire \$255 ;
-  wire [6:0] \$256 ;
-  wire [5:0] \$257 ;
-  wire [31:0] \$258 ;
-  wire [31:0] \$259 ;
-  wire [23:0] \$26 ;
-  wire \$260 ;
-  wire [6:0] \$261 ;
-  wire [5:0] \$262 ;
-  wire [31:0] \$263 ;
-  wire [32:0] \$264 ;
+  wire [32:0] \$251 ;
+  wire [32:0] \$252 ;
+  wire [31:0] \$253 ;
+  wire [15:0] \$254 ;
+  wire [15:0] \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire [6:0] \$258 ;
+  wire [5:0] \$259 ;
+  wire \$26 ;
+  wire [31:0] \$260 ;
+  wire \$261 ;
+  wire [6:0] \$262 ;
+  wire [5:0] \$263 ;
+  wire [31:0] \$264 ;
   wire [32:0] \$265 ;
-  wire [31:0] \$266 ;
-  wire \$267 ;
+  wire [32:0] \$266 ;
+  wire [31:0] \$267 ;
   wire \$268 ;
-  wire [31:0] \$269 ;
-  wire [24:0] \$27 ;
-  wire \$270 ;
-  wire [6:0] \$271 ;
-  wire [5:0] \$272 ;
-  wire [31:0] \$273 ;
-  wire [31:0] \$274 ;
-  wire \$275 ;
-  wire [6:0] \$276 ;
-  wire [5:0] \$277 ;
-  wire [31:0] \$278 ;
-  wire [32:0] \$279 ;
-  wire [24:0] \$28 ;
-  wire [32:0] \$280 ;
-  wire [31:0] \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire [31:0] \$284 ;
+  wire \$269 ;
+  wire [16:0] \$27 ;
+  wire [23:0] \$270 ;
+  wire \$271 ;
+  wire [6:0] \$272 ;
+  wire [5:0] \$273 ;
+  wire [23:0] \$274 ;
+  wire [23:0] \$275 ;
+  wire \$276 ;
+  wire [6:0] \$277 ;
+  wire [5:0] \$278 ;
+  wire [23:0] \$279 ;
+  wire \$28 ;
+  wire [24:0] \$280 ;
+  wire [24:0] \$281 ;
+  wire [23:0] \$282 ;
+  wire [23:0] \$283 ;
+  wire \$284 ;
   wire \$285 ;
-  wire [6:0] \$286 ;
-  wire [5:0] \$287 ;
-  wire [31:0] \$288 ;
-  wire [31:0] \$289 ;
-  wire [23:0] \$29 ;
-  wire \$290 ;
-  wire [6:0] \$291 ;
-  wire [5:0] \$292 ;
-  wire [31:0] \$293 ;
-  wire [32:0] \$294 ;
-  wire [32:0] \$295 ;
-  wire [31:0] \$296 ;
-  wire [15:0] \$297 ;
+  wire [15:0] \$286 ;
+  wire [15:0] \$287 ;
+  wire \$288 ;
+  wire \$289 ;
+  wire [16:0] \$29 ;
+  wire [15:0] \$290 ;
+  wire [15:0] \$291 ;
+  wire \$292 ;
+  wire [16:0] \$293 ;
+  wire \$294 ;
+  wire [16:0] \$295 ;
+  wire \$296 ;
+  wire [16:0] \$297 ;
   wire [15:0] \$298 ;
-  wire \$299 ;
+  wire [15:0] \$299 ;
   wire \$3 ;
-  wire [23:0] \$30 ;
-  wire [31:0] \$300 ;
+  wire [15:0] \$30 ;
+  wire [16:0] \$300 ;
   wire \$301 ;
-  wire [6:0] \$302 ;
-  wire [5:0] \$303 ;
-  wire [31:0] \$304 ;
-  wire [31:0] \$305 ;
-  wire \$306 ;
-  wire [6:0] \$307 ;
-  wire [5:0] \$308 ;
+  wire [16:0] \$302 ;
+  wire \$303 ;
+  wire [16:0] \$304 ;
+  wire [15:0] \$305 ;
+  wire [15:0] \$306 ;
+  wire [16:0] \$307 ;
+  wire \$308 ;
   wire [31:0] \$309 ;
-  wire [24:0] \$31 ;
-  wire [32:0] \$310 ;
-  wire [32:0] \$311 ;
-  wire [31:0] \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire [31:0] \$315 ;
-  wire \$316 ;
-  wire [6:0] \$317 ;
-  wire [5:0] \$318 ;
-  wire [31:0] \$319 ;
-  wire \$32 ;
-  wire [31:0] \$320 ;
-  wire \$321 ;
-  wire [6:0] \$322 ;
-  wire [5:0] \$323 ;
-  wire [31:0] \$324 ;
-  wire [32:0] \$325 ;
-  wire [32:0] \$326 ;
+  wire [15:0] \$31 ;
+  wire \$310 ;
+  wire \$311 ;
+  wire [6:0] \$312 ;
+  wire [5:0] \$313 ;
+  wire [31:0] \$314 ;
+  wire \$315 ;
+  wire [6:0] \$316 ;
+  wire [5:0] \$317 ;
+  wire [31:0] \$318 ;
+  wire [32:0] \$319 ;
+  wire [16:0] \$32 ;
+  wire [32:0] \$320 ;
+  wire [31:0] \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire [6:0] \$325 ;
+  wire [5:0] \$326 ;
   wire [31:0] \$327 ;
   wire \$328 ;
-  wire \$329 ;
+  wire [6:0] \$329 ;
   wire \$33 ;
-  wire [31:0] \$330 ;
-  wire \$331 ;
-  wire [6:0] \$332 ;
-  wire [5:0] \$333 ;
+  wire [5:0] \$330 ;
+  wire [31:0] \$331 ;
+  wire [32:0] \$332 ;
+  wire [32:0] \$333 ;
   wire [31:0] \$334 ;
-  wire [31:0] \$335 ;
+  wire \$335 ;
   wire \$336 ;
-  wire [6:0] \$337 ;
-  wire [5:0] \$338 ;
-  wire [31:0] \$339 ;
-  wire [15:0] \$34 ;
-  wire [32:0] \$340 ;
-  wire [32:0] \$341 ;
-  wire [31:0] \$342 ;
-  wire [15:0] \$343 ;
-  wire [15:0] \$344 ;
-  wire \$345 ;
-  wire \$346 ;
-  wire \$347 ;
-  wire \$348 ;
-  wire [16:0] \$349 ;
-  wire [16:0] \$35 ;
+  wire \$337 ;
+  wire [6:0] \$338 ;
+  wire [5:0] \$339 ;
+  wire [16:0] \$34 ;
+  wire [31:0] \$340 ;
+  wire \$341 ;
+  wire [6:0] \$342 ;
+  wire [5:0] \$343 ;
+  wire [31:0] \$344 ;
+  wire [32:0] \$345 ;
+  wire [32:0] \$346 ;
+  wire [31:0] \$347 ;
+  wire [15:0] \$348 ;
+  wire [15:0] \$349 ;
+  wire \$35 ;
   wire \$350 ;
-  wire [16:0] \$351 ;
-  wire \$352 ;
-  wire [16:0] \$353 ;
-  wire \$354 ;
-  wire [16:0] \$355 ;
-  wire \$356 ;
-  wire \$357 ;
+  wire \$351 ;
+  wire [6:0] \$352 ;
+  wire [5:0] \$353 ;
+  wire [31:0] \$354 ;
+  wire \$355 ;
+  wire [6:0] \$356 ;
+  wire [5:0] \$357 ;
   wire [31:0] \$358 ;
-  wire \$359 ;
-  wire \$36 ;
-  wire [6:0] \$360 ;
-  wire [5:0] \$361 ;
-  wire [31:0] \$362 ;
-  wire [31:0] \$363 ;
+  wire [32:0] \$359 ;
+  wire [16:0] \$36 ;
+  wire [32:0] \$360 ;
+  wire [31:0] \$361 ;
+  wire \$362 ;
+  wire \$363 ;
   wire \$364 ;
   wire [6:0] \$365 ;
   wire [5:0] \$366 ;
   wire [31:0] \$367 ;
-  wire [32:0] \$368 ;
-  wire [32:0] \$369 ;
-  wire [16:0] \$37 ;
-  wire [31:0] \$370 ;
-  wire \$371 ;
-  wire \$372 ;
-  wire [31:0] \$373 ;
-  wire \$374 ;
-  wire [6:0] \$375 ;
-  wire [5:0] \$376 ;
-  wire [31:0] \$377 ;
-  wire [31:0] \$378 ;
-  wire \$379 ;
-  wire \$38 ;
-  wire [6:0] \$380 ;
-  wire [5:0] \$381 ;
-  wire [31:0] \$382 ;
-  wire [32:0] \$383 ;
-  wire [32:0] \$384 ;
-  wire [31:0] \$385 ;
-  wire \$386 ;
-  wire \$387 ;
-  wire [31:0] \$388 ;
-  wire \$389 ;
+  wire \$368 ;
+  wire [6:0] \$369 ;
+  wire [15:0] \$37 ;
+  wire [5:0] \$370 ;
+  wire [31:0] \$371 ;
+  wire [32:0] \$372 ;
+  wire [32:0] \$373 ;
+  wire [31:0] \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire [6:0] \$378 ;
+  wire [5:0] \$379 ;
+  wire [15:0] \$38 ;
+  wire [31:0] \$380 ;
+  wire \$381 ;
+  wire [6:0] \$382 ;
+  wire [5:0] \$383 ;
+  wire [31:0] \$384 ;
+  wire [32:0] \$385 ;
+  wire [32:0] \$386 ;
+  wire [31:0] \$387 ;
+  wire [15:0] \$388 ;
+  wire [15:0] \$389 ;
   wire [16:0] \$39 ;
-  wire [6:0] \$390 ;
-  wire [5:0] \$391 ;
-  wire [31:0] \$392 ;
-  wire [31:0] \$393 ;
-  wire \$394 ;
-  wire [6:0] \$395 ;
-  wire [5:0] \$396 ;
-  wire [31:0] \$397 ;
-  wire [32:0] \$398 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire [6:0] \$392 ;
+  wire [5:0] \$393 ;
+  wire [31:0] \$394 ;
+  wire \$395 ;
+  wire [6:0] \$396 ;
+  wire [5:0] \$397 ;
+  wire [31:0] \$398 ;
   wire [32:0] \$399 ;
   wire [6:0] \$4 ;
-  wire [15:0] \$40 ;
-  wire [31:0] \$400 ;
-  wire [15:0] \$401 ;
-  wire [15:0] \$402 ;
+  wire \$40 ;
+  wire [32:0] \$400 ;
+  wire [31:0] \$401 ;
+  wire \$402 ;
   wire \$403 ;
-  wire [31:0] \$404 ;
+  wire [23:0] \$404 ;
   wire \$405 ;
   wire [6:0] \$406 ;
   wire [5:0] \$407 ;
-  wire [31:0] \$408 ;
-  wire [31:0] \$409 ;
-  wire \$41 ;
+  wire [23:0] \$408 ;
+  wire [23:0] \$409 ;
+  wire [31:0] \$41 ;
   wire \$410 ;
   wire [6:0] \$411 ;
   wire [5:0] \$412 ;
-  wire [31:0] \$413 ;
-  wire [32:0] \$414 ;
-  wire [32:0] \$415 ;
-  wire [31:0] \$416 ;
-  wire \$417 ;
+  wire [23:0] \$413 ;
+  wire [24:0] \$414 ;
+  wire [24:0] \$415 ;
+  wire [23:0] \$416 ;
+  wire [23:0] \$417 ;
   wire \$418 ;
-  wire [31:0] \$419 ;
-  wire [23:0] \$42 ;
-  wire \$420 ;
-  wire [6:0] \$421 ;
-  wire [5:0] \$422 ;
-  wire [31:0] \$423 ;
-  wire [31:0] \$424 ;
-  wire \$425 ;
-  wire [6:0] \$426 ;
-  wire [5:0] \$427 ;
-  wire [31:0] \$428 ;
-  wire [32:0] \$429 ;
+  wire \$419 ;
+  wire \$42 ;
+  wire [15:0] \$420 ;
+  wire [15:0] \$421 ;
+  wire \$422 ;
+  wire \$423 ;
+  wire [15:0] \$424 ;
+  wire [15:0] \$425 ;
+  wire \$426 ;
+  wire [16:0] \$427 ;
+  wire \$428 ;
+  wire [16:0] \$429 ;
   wire \$43 ;
-  wire [32:0] \$430 ;
-  wire [31:0] \$431 ;
-  wire \$432 ;
-  wire \$433 ;
-  wire [31:0] \$434 ;
+  wire \$430 ;
+  wire [16:0] \$431 ;
+  wire [15:0] \$432 ;
+  wire [15:0] \$433 ;
+  wire [16:0] \$434 ;
   wire \$435 ;
-  wire [6:0] \$436 ;
-  wire [5:0] \$437 ;
-  wire [31:0] \$438 ;
-  wire [31:0] \$439 ;
+  wire [16:0] \$436 ;
+  wire \$437 ;
+  wire [16:0] \$438 ;
+  wire [15:0] \$439 ;
   wire [6:0] \$44 ;
-  wire \$440 ;
-  wire [6:0] \$441 ;
-  wire [5:0] \$442 ;
+  wire [15:0] \$440 ;
+  wire [16:0] \$441 ;
+  wire \$442 ;
   wire [31:0] \$443 ;
-  wire [32:0] \$444 ;
-  wire [32:0] \$445 ;
-  wire [31:0] \$446 ;
-  wire \$447 ;
-  wire \$448 ;
-  wire [31:0] \$449 ;
+  wire \$444 ;
+  wire \$445 ;
+  wire [6:0] \$446 ;
+  wire [5:0] \$447 ;
+  wire [31:0] \$448 ;
+  wire \$449 ;
   wire [5:0] \$45 ;
-  wire \$450 ;
-  wire [6:0] \$451 ;
-  wire [5:0] \$452 ;
-  wire [31:0] \$453 ;
-  wire [31:0] \$454 ;
-  wire \$455 ;
-  wire [6:0] \$456 ;
-  wire [5:0] \$457 ;
-  wire [31:0] \$458 ;
-  wire [32:0] \$459 ;
-  wire [23:0] \$46 ;
-  wire [32:0] \$460 ;
+  wire [6:0] \$450 ;
+  wire [5:0] \$451 ;
+  wire [31:0] \$452 ;
+  wire [32:0] \$453 ;
+  wire [32:0] \$454 ;
+  wire [31:0] \$455 ;
+  wire \$456 ;
+  wire \$457 ;
+  wire \$458 ;
+  wire [6:0] \$459 ;
+  wire [31:0] \$46 ;
+  wire [5:0] \$460 ;
   wire [31:0] \$461 ;
-  wire [15:0] \$462 ;
-  wire [15:0] \$463 ;
-  wire \$464 ;
+  wire \$462 ;
+  wire [6:0] \$463 ;
+  wire [5:0] \$464 ;
   wire [31:0] \$465 ;
-  wire \$466 ;
-  wire [6:0] \$467 ;
-  wire [5:0] \$468 ;
-  wire [31:0] \$469 ;
-  wire [23:0] \$47 ;
-  wire [31:0] \$470 ;
+  wire [32:0] \$466 ;
+  wire [32:0] \$467 ;
+  wire [31:0] \$468 ;
+  wire \$469 ;
+  wire \$47 ;
+  wire \$470 ;
   wire \$471 ;
   wire [6:0] \$472 ;
   wire [5:0] \$473 ;
   wire [31:0] \$474 ;
-  wire [32:0] \$475 ;
-  wire [32:0] \$476 ;
-  wire [31:0] \$477 ;
-  wire \$478 ;
-  wire \$479 ;
-  wire \$48 ;
-  wire [31:0] \$480 ;
-  wire \$481 ;
-  wire [6:0] \$482 ;
-  wire [5:0] \$483 ;
-  wire [31:0] \$484 ;
-  wire [31:0] \$485 ;
-  wire \$486 ;
-  wire [6:0] \$487 ;
-  wire [5:0] \$488 ;
-  wire [31:0] \$489 ;
-  wire [6:0] \$49 ;
-  wire [32:0] \$490 ;
-  wire [32:0] \$491 ;
+  wire \$475 ;
+  wire [6:0] \$476 ;
+  wire [5:0] \$477 ;
+  wire [31:0] \$478 ;
+  wire [32:0] \$479 ;
+  wire [6:0] \$48 ;
+  wire [32:0] \$480 ;
+  wire [31:0] \$481 ;
+  wire [15:0] \$482 ;
+  wire [15:0] \$483 ;
+  wire \$484 ;
+  wire \$485 ;
+  wire [6:0] \$486 ;
+  wire [5:0] \$487 ;
+  wire [31:0] \$488 ;
+  wire \$489 ;
+  wire [5:0] \$49 ;
+  wire [6:0] \$490 ;
+  wire [5:0] \$491 ;
   wire [31:0] \$492 ;
-  wire \$493 ;
-  wire \$494 ;
+  wire [32:0] \$493 ;
+  wire [32:0] \$494 ;
   wire [31:0] \$495 ;
   wire \$496 ;
-  wire [6:0] \$497 ;
-  wire [5:0] \$498 ;
-  wire [31:0] \$499 ;
+  wire \$497 ;
+  wire \$498 ;
+  wire [6:0] \$499 ;
   wire [5:0] \$5 ;
-  wire [5:0] \$50 ;
-  wire [31:0] \$500 ;
-  wire \$501 ;
-  wire [6:0] \$502 ;
-  wire [5:0] \$503 ;
-  wire [31:0] \$504 ;
-  wire [32:0] \$505 ;
+  wire [31:0] \$50 ;
+  wire [5:0] \$500 ;
+  wire [31:0] \$501 ;
+  wire \$502 ;
+  wire [6:0] \$503 ;
+  wire [5:0] \$504 ;
+  wire [31:0] \$505 ;
   wire [32:0] \$506 ;
-  wire [31:0] \$507 ;
-  wire \$508 ;
+  wire [32:0] \$507 ;
+  wire [31:0] \$508 ;
   wire \$509 ;
-  wire [23:0] \$51 ;
-  wire [31:0] \$510 ;
+  wire [32:0] \$51 ;
+  wire \$510 ;
   wire \$511 ;
   wire [6:0] \$512 ;
   wire [5:0] \$513 ;
   wire [31:0] \$514 ;
-  wire [31:0] \$515 ;
-  wire \$516 ;
-  wire [6:0] \$517 ;
-  wire [5:0] \$518 ;
-  wire [31:0] \$519 ;
-  wire [24:0] \$52 ;
+  wire \$515 ;
+  wire [6:0] \$516 ;
+  wire [5:0] \$517 ;
+  wire [31:0] \$518 ;
+  wire [32:0] \$519 ;
+  wire [32:0] \$52 ;
   wire [32:0] \$520 ;
-  wire [32:0] \$521 ;
-  wire [31:0] \$522 ;
+  wire [31:0] \$521 ;
+  wire [15:0] \$522 ;
   wire [15:0] \$523 ;
-  wire [15:0] \$524 ;
+  wire \$524 ;
   wire \$525 ;
-  wire [31:0] \$526 ;
-  wire \$527 ;
-  wire [6:0] \$528 ;
-  wire [5:0] \$529 ;
-  wire [24:0] \$53 ;
-  wire [31:0] \$530 ;
-  wire [31:0] \$531 ;
-  wire \$532 ;
-  wire [6:0] \$533 ;
-  wire [5:0] \$534 ;
+  wire [6:0] \$526 ;
+  wire [5:0] \$527 ;
+  wire [31:0] \$528 ;
+  wire \$529 ;
+  wire [31:0] \$53 ;
+  wire [6:0] \$530 ;
+  wire [5:0] \$531 ;
+  wire [31:0] \$532 ;
+  wire [32:0] \$533 ;
+  wire [32:0] \$534 ;
   wire [31:0] \$535 ;
-  wire [32:0] \$536 ;
-  wire [32:0] \$537 ;
-  wire [31:0] \$538 ;
-  wire \$539 ;
-  wire [23:0] \$54 ;
+  wire \$536 ;
+  wire \$537 ;
+  wire [15:0] \$538 ;
+  wire [23:0] \$539 ;
+  wire \$54 ;
   wire \$540 ;
-  wire [31:0] \$541 ;
-  wire \$542 ;
-  wire [6:0] \$543 ;
-  wire [5:0] \$544 ;
-  wire [31:0] \$545 ;
-  wire [31:0] \$546 ;
-  wire \$547 ;
-  wire [6:0] \$548 ;
-  wire [5:0] \$549 ;
-  wire [23:0] \$55 ;
-  wire [31:0] \$550 ;
-  wire [32:0] \$551 ;
-  wire [32:0] \$552 ;
-  wire [31:0] \$553 ;
-  wire \$554 ;
+  wire [6:0] \$541 ;
+  wire [5:0] \$542 ;
+  wire [23:0] \$543 ;
+  wire [15:0] \$544 ;
+  wire [23:0] \$545 ;
+  wire \$546 ;
+  wire [6:0] \$547 ;
+  wire [5:0] \$548 ;
+  wire [23:0] \$549 ;
+  wire \$55 ;
+  wire [24:0] \$550 ;
+  wire [24:0] \$551 ;
+  wire [23:0] \$552 ;
+  wire [23:0] \$553 ;
+  wire [25:0] \$554 ;
   wire \$555 ;
-  wire [31:0] \$556 ;
-  wire \$557 ;
-  wire [6:0] \$558 ;
-  wire [5:0] \$559 ;
+  wire [15:0] \$556 ;
+  wire [23:0] \$557 ;
+  wire \$558 ;
+  wire [6:0] \$559 ;
   wire \$56 ;
-  wire [31:0] \$560 ;
-  wire [31:0] \$561 ;
-  wire \$562 ;
-  wire [6:0] \$563 ;
-  wire [5:0] \$564 ;
-  wire [31:0] \$565 ;
-  wire [32:0] \$566 ;
-  wire [32:0] \$567 ;
-  wire [31:0] \$568 ;
-  wire \$569 ;
-  wire [23:0] \$57 ;
-  wire \$570 ;
-  wire [31:0] \$571 ;
-  wire \$572 ;
-  wire [6:0] \$573 ;
-  wire [5:0] \$574 ;
-  wire [31:0] \$575 ;
-  wire [31:0] \$576 ;
-  wire \$577 ;
-  wire [6:0] \$578 ;
-  wire [5:0] \$579 ;
-  wire \$58 ;
-  wire [31:0] \$580 ;
-  wire [32:0] \$581 ;
-  wire [32:0] \$582 ;
-  wire [31:0] \$583 ;
-  wire [15:0] \$584 ;
-  wire [15:0] \$585 ;
-  wire \$586 ;
-  wire [31:0] \$587 ;
-  wire \$588 ;
-  wire [6:0] \$589 ;
-  wire [6:0] \$59 ;
-  wire [5:0] \$590 ;
-  wire [31:0] \$591 ;
-  wire [31:0] \$592 ;
-  wire \$593 ;
-  wire [6:0] \$594 ;
-  wire [5:0] \$595 ;
-  wire [31:0] \$596 ;
-  wire [32:0] \$597 ;
-  wire [32:0] \$598 ;
-  wire [31:0] \$599 ;
+  wire [5:0] \$560 ;
+  wire [23:0] \$561 ;
+  wire [15:0] \$562 ;
+  wire [23:0] \$563 ;
+  wire \$564 ;
+  wire [6:0] \$565 ;
+  wire [5:0] \$566 ;
+  wire [23:0] \$567 ;
+  wire [24:0] \$568 ;
+  wire [24:0] \$569 ;
+  wire [6:0] \$57 ;
+  wire [23:0] \$570 ;
+  wire [23:0] \$571 ;
+  wire [25:0] \$572 ;
+  wire \$573 ;
+  wire [15:0] \$574 ;
+  wire [23:0] \$575 ;
+  wire \$576 ;
+  wire [6:0] \$577 ;
+  wire [5:0] \$578 ;
+  wire [23:0] \$579 ;
+  wire [5:0] \$58 ;
+  wire [15:0] \$580 ;
+  wire [23:0] \$581 ;
+  wire \$582 ;
+  wire [6:0] \$583 ;
+  wire [5:0] \$584 ;
+  wire [23:0] \$585 ;
+  wire [24:0] \$586 ;
+  wire [24:0] \$587 ;
+  wire [23:0] \$588 ;
+  wire [23:0] \$589 ;
+  wire [31:0] \$59 ;
+  wire [25:0] \$590 ;
+  wire \$591 ;
+  wire [15:0] \$592 ;
+  wire [23:0] \$593 ;
+  wire \$594 ;
+  wire [6:0] \$595 ;
+  wire [5:0] \$596 ;
+  wire [23:0] \$597 ;
+  wire [15:0] \$598 ;
+  wire [23:0] \$599 ;
   wire [23:0] \$6 ;
-  wire [5:0] \$60 ;
+  wire \$60 ;
   wire \$600 ;
-  wire [23:0] \$61 ;
-  wire [23:0] \$62 ;
-  wire \$63 ;
-  wire [6:0] \$64 ;
-  wire [5:0] \$65 ;
-  wire [23:0] \$66 ;
-  wire [24:0] \$67 ;
-  wire [24:0] \$68 ;
-  wire [23:0] \$69 ;
+  wire [6:0] \$601 ;
+  wire [5:0] \$602 ;
+  wire [23:0] \$603 ;
+  wire [24:0] \$604 ;
+  wire [24:0] \$605 ;
+  wire [23:0] \$606 ;
+  wire [23:0] \$607 ;
+  wire [25:0] \$608 ;
+  reg \$609 ;
+  wire [6:0] \$61 ;
+  reg \$610 ;
+  reg \$611 ;
+  reg \$612 ;
+  reg \$613 ;
+  reg \$614 ;
+  reg \$615 ;
+  reg \$616 ;
+  reg [15:0] \$617 ;
+  reg \$618 ;
+  reg \$619 ;
+  wire [5:0] \$62 ;
+  reg \$620 ;
+  reg [15:0] \$621 ;
+  reg [15:0] \$622 ;
+  reg [15:0] \$623 ;
+  reg [15:0] \$624 ;
+  reg [15:0] \$625 ;
+  reg [15:0] \$626 ;
+  reg [15:0] \$627 ;
+  reg [24:0] \$628 ;
+  reg [15:0] \$629 ;
+  wire [31:0] \$63 ;
+  reg \$630 ;
+  reg [15:0] \$631 ;
+  reg \$632 ;
+  reg [31:0] \$633 ;
+  reg [15:0] \$634 ;
+  reg \$635 ;
+  reg [15:0] \$636 ;
+  reg [15:0] \$637 ;
+  reg [15:0] \$638 ;
+  reg [15:0] \$639 ;
+  wire [32:0] \$64 ;
+  reg [15:0] \$640 ;
+  reg \$641 ;
+  reg \$642 ;
+  reg \$643 ;
+  reg \$644 ;
+  reg \$645 ;
+  reg [15:0] \$646 ;
+  reg \$647 ;
+  reg \$648 ;
+  reg \$649 ;
+  wire [32:0] \$65 ;
+  reg [15:0] \$650 ;
+  reg [15:0] \$651 ;
+  reg [15:0] \$652 ;
+  reg [15:0] \$653 ;
+  reg [15:0] \$654 ;
+  reg [15:0] \$655 ;
+  reg [15:0] \$656 ;
+  reg [24:0] \$657 ;
+  reg [15:0] \$658 ;
+  reg \$659 ;
+  wire [31:0] \$66 ;
+  reg [15:0] \$660 ;
+  reg \$661 ;
+  reg [31:0] \$662 ;
+  reg [15:0] \$663 ;
+  reg \$664 ;
+  reg [15:0] \$665 ;
+  reg [15:0] \$666 ;
+  reg [15:0] \$667 ;
+  reg [15:0] \$668 ;
+  reg [15:0] \$669 ;
+  wire \$67 ;
+  reg \$670 ;
+  reg \$671 ;
+  reg \$672 ;
+  reg \$673 ;
+  reg \$674 ;
+  reg [15:0] \$675 ;
+  reg \$676 ;
+  reg \$677 ;
+  reg \$678 ;
+  reg [15:0] \$679 ;
+  wire \$68 ;
+  reg [15:0] \$680 ;
+  reg [15:0] \$681 ;
+  reg [15:0] \$682 ;
+  reg [15:0] \$683 ;
+  reg [15:0] \$684 ;
+  reg [15:0] \$685 ;
+  reg [24:0] \$686 ;
+  reg [15:0] \$687 ;
+  reg \$688 ;
+  reg [15:0] \$689 ;
+  wire \$69 ;
+  reg \$690 ;
+  reg [31:0] \$691 ;
+  reg [15:0] \$692 ;
+  reg \$693 ;
+  reg [15:0] \$694 ;
+  reg [15:0] \$695 ;
+  reg [15:0] \$696 ;
+  reg [15:0] \$697 ;
+  reg [15:0] \$698 ;
+  reg \$699 ;
   wire [23:0] \$7 ;
-  wire [23:0] \$70 ;
-  wire [24:0] \$71 ;
-  wire \$72 ;
+  wire [6:0] \$70 ;
+  reg \$700 ;
+  reg \$701 ;
+  reg \$702 ;
+  reg \$703 ;
+  reg [15:0] \$704 ;
+  reg \$705 ;
+  reg \$706 ;
+  reg \$707 ;
+  reg [15:0] \$708 ;
+  reg [15:0] \$709 ;
+  wire [5:0] \$71 ;
+  reg [15:0] \$710 ;
+  reg [15:0] \$711 ;
+  reg [15:0] \$712 ;
+  reg [15:0] \$713 ;
+  reg [15:0] \$714 ;
+  reg [24:0] \$715 ;
+  reg [15:0] \$716 ;
+  reg \$717 ;
+  reg [15:0] \$718 ;
+  reg \$719 ;
+  wire [31:0] \$72 ;
+  reg [31:0] \$720 ;
+  reg [15:0] \$721 ;
+  reg \$722 ;
+  reg [15:0] \$723 ;
+  reg [15:0] \$724 ;
+  reg [15:0] \$725 ;
+  reg [15:0] \$726 ;
+  reg [15:0] \$727 ;
+  reg \$728 ;
+  reg \$729 ;
   wire \$73 ;
-  wire [15:0] \$74 ;
-  wire [16:0] \$75 ;
-  wire \$76 ;
-  wire [16:0] \$77 ;
-  wire \$78 ;
-  wire [16:0] \$79 ;
+  reg \$730 ;
+  reg \$731 ;
+  reg \$732 ;
+  wire [6:0] \$74 ;
+  wire [5:0] \$75 ;
+  wire [31:0] \$76 ;
+  wire [32:0] \$77 ;
+  wire [32:0] \$78 ;
+  wire [31:0] \$79 ;
   wire \$8 ;
   wire [15:0] \$80 ;
-  wire \$81 ;
-  wire [23:0] \$82 ;
+  wire [15:0] \$81 ;
+  wire \$82 ;
   wire \$83 ;
   wire [6:0] \$84 ;
   wire [5:0] \$85 ;
-  wire [23:0] \$86 ;
-  wire [23:0] \$87 ;
-  wire \$88 ;
-  wire [6:0] \$89 ;
+  wire [31:0] \$86 ;
+  wire \$87 ;
+  wire [6:0] \$88 ;
+  wire [5:0] \$89 ;
   wire [6:0] \$9 ;
-  wire [5:0] \$90 ;
-  wire [23:0] \$91 ;
-  wire [24:0] \$92 ;
-  wire [24:0] \$93 ;
-  wire [23:0] \$94 ;
-  wire [23:0] \$95 ;
+  wire [31:0] \$90 ;
+  wire [32:0] \$91 ;
+  wire [32:0] \$92 ;
+  wire [31:0] \$93 ;
+  wire \$94 ;
+  wire \$95 ;
   wire \$96 ;
-  wire [23:0] \$97 ;
-  wire \$98 ;
-  wire [6:0] \$99 ;
+  wire [6:0] \$97 ;
+  wire [5:0] \$98 ;
+  wire [31:0] \$99 ;
   input [5:0] affine_shift;
   wire [5:0] affine_shift;
+  input clk;
+  wire clk;
   wire [63:0] d;
-  output [15:0] d0;
-  wire [15:0] d0;
-  output [15:0] d1;
-  wire [15:0] d1;
-  output [15:0] d2;
-  wire [15:0] d2;
-  output [15:0] d3;
-  wire [15:0] d3;
-  input [63:0] d_next;
-  wire [63:0] d_next;
+  reg [15:0] d0 = 16'h0000;
+  reg [15:0] d1 = 16'h0000;
+  reg [15:0] d2 = 16'h0000;
+  reg [15:0] d3 = 16'h0000;
+  reg [15:0] d_out0_z1 = 16'h0000;
+  reg [15:0] d_out0_z2 = 16'h0000;
+  reg [15:0] d_out0_z3 = 16'h0000;
+  reg [15:0] d_out1_z1 = 16'h0000;
+  reg [15:0] d_out1_z2 = 16'h0000;
+  reg [15:0] d_out1_z3 = 16'h0000;
+  reg [15:0] d_out2_z1 = 16'h0000;
+  reg [15:0] d_out2_z2 = 16'h0000;
+  reg [15:0] d_out2_z3 = 16'h0000;
+  reg [15:0] d_out3_z1 = 16'h0000;
+  reg [15:0] d_out3_z2 = 16'h0000;
+  reg [15:0] d_out3_z3 = 16'h0000;
+  reg [24:0] direct0 = 25'h0000000;
+  reg [24:0] direct1 = 25'h0000000;
+  reg [24:0] direct2 = 25'h0000000;
+  reg [24:0] direct3 = 25'h0000000;
   input [63:0] e;
   wire [63:0] e;
+  reg [15:0] e0_z1 = 16'h0000;
+  reg [15:0] e1_z1 = 16'h0000;
+  reg [15:0] e2_z1 = 16'h0000;
+  reg [15:0] e3_z1 = 16'h0000;
   wire [63:0] g_cur;
-  output [15:0] g_cur0;
-  wire [15:0] g_cur0;
-  output [15:0] g_cur1;
-  wire [15:0] g_cur1;
-  output [15:0] g_cur2;
-  wire [15:0] g_cur2;
-  output [15:0] g_cur3;
-  wire [15:0] g_cur3;
+  reg [15:0] g_cur0 = 16'h0000;
+  reg [15:0] g_cur1 = 16'h0000;
+  reg [15:0] g_cur2 = 16'h0000;
+  reg [15:0] g_cur3 = 16'h0000;
+  reg [15:0] g_cur_out0_z1 = 16'h0000;
+  output [15:0] g_cur_out0_z2;
+  reg [15:0] g_cur_out0_z2 = 16'h0000;
+  reg [15:0] g_cur_out1_z1 = 16'h0000;
+  output [15:0] g_cur_out1_z2;
+  reg [15:0] g_cur_out1_z2 = 16'h0000;
+  reg [15:0] g_cur_out2_z1 = 16'h0000;
+  output [15:0] g_cur_out2_z2;
+  reg [15:0] g_cur_out2_z2 = 16'h0000;
+  reg [15:0] g_cur_out3_z1 = 16'h0000;
+  output [15:0] g_cur_out3_z2;
+  reg [15:0] g_cur_out3_z2 = 16'h0000;
   input [63:0] g_extra;
   wire [63:0] g_extra;
+  reg [15:0] g_extra0_z1 = 16'h0000;
+  reg [15:0] g_extra0_z2 = 16'h0000;
+  reg [15:0] g_extra0_z3 = 16'h0000;
+  reg [15:0] g_extra1_z1 = 16'h0000;
+  reg [15:0] g_extra1_z2 = 16'h0000;
+  reg [15:0] g_extra1_z3 = 16'h0000;
+  reg [15:0] g_extra2_z1 = 16'h0000;
+  reg [15:0] g_extra2_z2 = 16'h0000;
+  reg [15:0] g_extra2_z3 = 16'h0000;
+  reg [15:0] g_extra3_z1 = 16'h0000;
+  reg [15:0] g_extra3_z2 = 16'h0000;
+  reg [15:0] g_extra3_z3 = 16'h0000;
   wire [63:0] g_p;
+  output [15:0] g_p0;
+  reg [15:0] g_p0 = 16'h0000;
+  output [15:0] g_p1;
+  reg [15:0] g_p1 = 16'h0000;
+  output [15:0] g_p2;
+  reg [15:0] g_p2 = 16'h0000;
+  output [15:0] g_p3;
+  reg [15:0] g_p3 = 16'h0000;
+  reg [31:0] g_prod0 = 32'd0;
+  reg [31:0] g_prod1 = 32'd0;
+  reg [31:0] g_prod2 = 32'd0;
+  reg [31:0] g_prod3 = 32'd0;
   input [7:0] height_mul;
   wire [7:0] height_mul;
   wire [5:0] height_shift;
   wire [7:0] leak_mul;
   input [5:0] leak_shift;
   wire [5:0] leak_shift;
-  output [15:0] \port$6244$0 ;
-  wire [15:0] \port$6244$0 ;
-  output [15:0] \port$6290$0 ;
-  wire [15:0] \port$6290$0 ;
-  output [15:0] \port$6336$0 ;
-  wire [15:0] \port$6336$0 ;
-  output [15:0] \port$6382$0 ;
-  wire [15:0] \port$6382$0 ;
-  output \port$6383$0 ;
-  wire \port$6383$0 ;
-  output \port$6384$0 ;
-  wire \port$6384$0 ;
-  output \port$6385$0 ;
-  wire \port$6385$0 ;
-  output \port$6386$0 ;
-  wire \port$6386$0 ;
-  output \port$6388$0 ;
-  wire \port$6388$0 ;
-  output \port$6390$0 ;
-  wire \port$6390$0 ;
-  output \port$6392$0 ;
-  wire \port$6392$0 ;
-  output \port$6394$0 ;
-  wire \port$6394$0 ;
-  output \port$6455$0 ;
-  wire \port$6455$0 ;
-  output \port$6516$0 ;
-  wire \port$6516$0 ;
-  output \port$6577$0 ;
-  wire \port$6577$0 ;
-  output \port$6638$0 ;
-  wire \port$6638$0 ;
-  input [1:0] \port$7966$0 ;
-  wire [1:0] \port$7966$0 ;
-  input [1:0] \port$7966$12 ;
-  wire [1:0] \port$7966$12 ;
-  input [1:0] \port$7966$4 ;
-  wire [1:0] \port$7966$4 ;
-  input [1:0] \port$7966$8 ;
-  wire [1:0] \port$7966$8 ;
-  input [13:0] \port$8686$356 ;
-  wire [13:0] \port$8686$356 ;
+  (* init = 1'h0 *)
+  wire out_valid;
+  input [1:0] \port$7969$0 ;
+  wire [1:0] \port$7969$0 ;
+  input [1:0] \port$7969$12 ;
+  wire [1:0] \port$7969$12 ;
+  input [1:0] \port$7969$4 ;
+  wire [1:0] \port$7969$4 ;
+  input [1:0] \port$7969$8 ;
+  wire [1:0] \port$7969$8 ;
+  input [13:0] \port$9045$356 ;
+  wire [13:0] \port$9045$356 ;
+  input restart;
+  wire restart;
+  reg restart_z1 = 1'h0;
+  reg restart_z2 = 1'h0;
+  input rst;
+  wire rst;
+  output sat_aff0;
+  reg sat_aff0 = 1'h0;
+  output sat_aff1;
+  reg sat_aff1 = 1'h0;
+  output sat_aff2;
+  reg sat_aff2 = 1'h0;
+  output sat_aff3;
+  reg sat_aff3 = 1'h0;
   wire [3:0] sat_affine;
+  reg sat_cur0 = 1'h0;
+  reg sat_cur1 = 1'h0;
+  reg sat_cur2 = 1'h0;
+  reg sat_cur3 = 1'h0;
+  reg sat_cur_out0_z1 = 1'h0;
+  output sat_cur_out0_z2;
+  reg sat_cur_out0_z2 = 1'h0;
+  reg sat_cur_out1_z1 = 1'h0;
+  output sat_cur_out1_z2;
+  reg sat_cur_out1_z2 = 1'h0;
+  reg sat_cur_out2_z1 = 1'h0;
+  output sat_cur_out2_z2;
+  reg sat_cur_out2_z2 = 1'h0;
+  reg sat_cur_out3_z1 = 1'h0;
+  output sat_cur_out3_z2;
+  reg sat_cur_out3_z2 = 1'h0;
   wire [3:0] sat_current;
   wire [3:0] sat_lif;
+  reg sat_lif0 = 1'h0;
+  reg sat_lif1 = 1'h0;
+  reg sat_lif2 = 1'h0;
+  reg sat_lif3 = 1'h0;
+  reg sat_lif_out0_z1 = 1'h0;
+  reg sat_lif_out0_z2 = 1'h0;
+  output sat_lif_out0_z3;
+  reg sat_lif_out0_z3 = 1'h0;
+  reg sat_lif_out1_z1 = 1'h0;
+  reg sat_lif_out1_z2 = 1'h0;
+  output sat_lif_out1_z3;
+  reg sat_lif_out1_z3 = 1'h0;
+  reg sat_lif_out2_z1 = 1'h0;
+  reg sat_lif_out2_z2 = 1'h0;
+  output sat_lif_out2_z3;
+  reg sat_lif_out2_z3 = 1'h0;
+  reg sat_lif_out3_z1 = 1'h0;
+  reg sat_lif_out3_z2 = 1'h0;
+  output sat_lif_out3_z3;
+  reg sat_lif_out3_z3 = 1'h0;
   input [63:0] scale;
   wire [63:0] scale;
+  reg [15:0] scale0_z1 = 16'h0000;
+  reg [15:0] scale0_z2 = 16'h0000;
+  reg [15:0] scale0_z3 = 16'h0000;
+  reg [15:0] scale0_z4 = 16'h0000;
+  reg [15:0] scale1_z1 = 16'h0000;
+  reg [15:0] scale1_z2 = 16'h0000;
+  reg [15:0] scale1_z3 = 16'h0000;
+  reg [15:0] scale1_z4 = 16'h0000;
+  reg [15:0] scale2_z1 = 16'h0000;
+  reg [15:0] scale2_z2 = 16'h0000;
+  reg [15:0] scale2_z3 = 16'h0000;
+  reg [15:0] scale2_z4 = 16'h0000;
+  reg [15:0] scale3_z1 = 16'h0000;
+  reg [15:0] scale3_z2 = 16'h0000;
+  reg [15:0] scale3_z3 = 16'h0000;
+  reg [15:0] scale3_z4 = 16'h0000;
   wire [3:0] spike;
+  reg spike0_z1 = 1'h0;
+  reg spike0_z2 = 1'h0;
+  reg spike1_z1 = 1'h0;
+  reg spike1_z2 = 1'h0;
+  reg spike2_z1 = 1'h0;
+  reg spike2_z2 = 1'h0;
+  reg spike3_z1 = 1'h0;
+  reg spike3_z2 = 1'h0;
   wire [26:0] v0;
   wire [26:0] v1;
   wire [26:0] v2;
   wire [26:0] v3;
+  input valid;
+  wire valid;
+  reg valid_z1 = 1'h0;
+  reg valid_z2 = 1'h0;
+  reg valid_z3 = 1'h0;
+  reg valid_z4 = 1'h0;
+  reg valid_z5 = 1'h0;
+  reg valid_z6 = 1'h0;
   wire [3:0] window;
-  assign \$392  = $signed(\$388 ) >>> \$391 ;
-  assign \$393  = $signed(g_cur0) * $signed(scale[15:0]);
-  assign \$394  = ! affine_shift;
-  assign \$395  = affine_shift - 1'h1;
-  assign \$396  = \$394  ? 6'h00 : \$395 [5:0];
-  assign \$397  = $signed(\$393 ) >>> \$396 ;
-  assign \$398  = $signed(\$397 ) + $signed(2'h1);
-  assign \$400  = \$387  ? \$392  : \$399 [31:0];
-  assign \$401  = \$386  ? 16'h8000 : \$400 [15:0];
-  assign \$402  = \$371  ? 16'h7fff : \$401 ;
-  assign \$403  = ! affine_shift;
-  assign \$404  = $signed(g_cur0) * $signed(scale[15:0]);
-  assign \$405  = ! affine_shift;
-  assign \$406  = affine_shift - 1'h1;
+  reg window0_z1 = 1'h0;
+  reg window1_z1 = 1'h0;
+  reg window2_z1 = 1'h0;
+  reg window3_z1 = 1'h0;
+  assign \$268  = $signed(\$255 ) != $signed(\$267 );
+  assign \$269  = ! \port$9045$356 [5:0];
+  assign \$270  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
+  assign \$271  = ! \port$9045$356 [5:0];
+  assign \$272  = \port$9045$356 [5:0] - 1'h1;
+  assign \$273  = \$271  ? 6'h00 : \$272 [5:0];
+  assign \$274  = $signed(\$270 ) >>> \$273 ;
+  assign \$275  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
+  assign \$276  = ! \port$9045$356 [5:0];
+  assign \$277  = \port$9045$356 [5:0] - 1'h1;
+  assign \$278  = \$276  ? 6'h00 : \$277 [5:0];
+  assign \$279  = $signed(\$275 ) >>> \$278 ;
+  assign \$280  = $signed(\$279 ) + $signed(2'h1);
+  assign \$282  = \$269  ? \$274  : \$281 [23:0];
+  assign \$283  = window2_z1 ? \$282  : 24'h000000;
+  assign \$284  = $signed(\$590 ) > $signed(16'h7fff);
+  assign \$285  = $signed(\$590 ) < $signed(16'h8000);
+  assign \$286  = \$285  ? 16'h8000 : \$590 [15:0];
+  assign \$287  = \$284  ? 16'h7fff : \$286 ;
+  assign \$288  = $signed(\$590 ) > $signed(16'h7fff);
+  assign \$289  = $signed(\$590 ) < $signed(16'h8000);
+  assign \$290  = \$289  ? 16'h8000 : \$590 [15:0];
+  assign \$291  = \$288  ? 16'h7fff : \$290 ;
+  assign \$292  = $signed(\$291 ) != $signed(\$590 );
+  assign \$293  = $signed(d2) + $signed(g_extra2_z3);
+  assign \$294  = $signed(\$293 ) > $signed(16'h7fff);
+  assign \$295  = $signed(d2) + $signed(g_extra2_z3);
+  assign \$296  = $signed(\$295 ) < $signed(16'h8000);
+  assign \$297  = $signed(d2) + $signed(g_extra2_z3);
+  assign \$298  = \$296  ? 16'h8000 : \$297 [15:0];
+  assign \$299  = \$294  ? 16'h7fff : \$298 ;
+  assign \$300  = $signed(d2) + $signed(g_extra2_z3);
+  assign \$301  = $signed(\$300 ) > $signed(16'h7fff);
+  assign \$302  = $signed(d2) + $signed(g_extra2_z3);
+  assign \$303  = $signed(\$302 ) < $signed(16'h8000);
+  assign \$304  = $signed(d2) + $signed(g_extra2_z3);
+  assign \$305  = \$303  ? 16'h8000 : \$304 [15:0];
+  assign \$306  = \$301  ? 16'h7fff : \$305 ;
+  assign \$307  = $signed(d2) + $signed(g_extra2_z3);
+  assign \$308  = $signed(\$306 ) != $signed(\$307 );
+  assign \$309  = $signed(g_cur2) * $signed(scale2_z4);
+  assign \$310  = ! affine_shift;
+  assign \$311  = ! affine_shift;
+  assign \$312  = affine_shift - 1'h1;
+  assign \$313  = \$311  ? 6'h00 : \$312 [5:0];
+  assign \$314  = $signed(g_prod2) >>> \$313 ;
+  assign \$315  = ! affine_shift;
+  assign \$316  = affine_shift - 1'h1;
+  assign \$317  = \$315  ? 6'h00 : \$316 [5:0];
+  assign \$318  = $signed(g_prod2) >>> \$317 ;
+  assign \$319  = $signed(\$318 ) + $signed(2'h1);
+  assign \$321  = \$310  ? \$314  : \$320 [31:0];
+  assign \$322  = $signed(\$321 ) > $signed(16'h7fff);
+  assign \$323  = ! affine_shift;
+  assign \$324  = ! affine_shift;
+  assign \$325  = affine_shift - 1'h1;
+  assign \$326  = \$324  ? 6'h00 : \$325 [5:0];
+  assign \$327  = $signed(g_prod2) >>> \$326 ;
+  assign \$328  = ! affine_shift;
+  assign \$329  = affine_shift - 1'h1;
+  assign \$330  = \$328  ? 6'h00 : \$329 [5:0];
+  assign \$331  = $signed(g_prod2) >>> \$330 ;
+  assign \$332  = $signed(\$331 ) + $signed(2'h1);
+  assign \$334  = \$323  ? \$327  : \$333 [31:0];
+  assign \$335  = $signed(\$334 ) < $signed(16'h8000);
+  assign \$336  = ! affine_shift;
+  assign \$337  = ! affine_shift;
+  assign \$338  = affine_shift - 1'h1;
+  assign \$339  = \$337  ? 6'h00 : \$338 [5:0];
+  assign \$340  = $signed(g_prod2) >>> \$339 ;
+  assign \$341  = ! affine_shift;
+  assign \$342  = affine_shift - 1'h1;
+  assign \$343  = \$341  ? 6'h00 : \$342 [5:0];
+  assign \$344  = $signed(g_prod2) >>> \$343 ;
+  assign \$345  = $signed(\$344 ) + $signed(2'h1);
+  assign \$347  = \$336  ? \$340  : \$346 [31:0];
+  assign \$348  = \$335  ? 16'h8000 : \$347 [15:0];
+  assign \$349  = \$322  ? 16'h7fff : \$348 ;
+  assign \$350  = ! affine_shift;
+  assign \$351  = ! affine_shift;
+  assign \$352  = affine_shift - 1'h1;
+  assign \$353  = \$351  ? 6'h00 : \$352 [5:0];
+  assign \$354  = $signed(g_prod2) >>> \$353 ;
+  assign \$355  = ! affine_shift;
+  assign \$356  = affine_shift - 1'h1;
+  assign \$357  = \$355  ? 6'h00 : \$356 [5:0];
+  assign \$358  = $signed(g_prod2) >>> \$357 ;
+  assign \$359  = $signed(\$358 ) + $signed(2'h1);
+  assign \$361  = \$350  ? \$354  : \$360 [31:0];
+  assign \$362  = $signed(\$361 ) > $signed(16'h7fff);
+  assign \$363  = ! affine_shift;
+  assign \$364  = ! affine_shift;
+  assign \$365  = affine_shift - 1'h1;
+  assign \$366  = \$364  ? 6'h00 : \$365 [5:0];
+  assign \$367  = $signed(g_prod2) >>> \$366 ;
+  assign \$368  = ! affine_shift;
+  assign \$369  = affine_shift - 1'h1;
+  assign \$370  = \$368  ? 6'h00 : \$369 [5:0];
+  assign \$371  = $signed(g_prod2) >>> \$370 ;
+  assign \$372  = $signed(\$371 ) + $signed(2'h1);
+  assign \$374  = \$363  ? \$367  : \$373 [31:0];
+  assign \$375  = $signed(\$374 ) < $signed(16'h8000);
+  assign \$376  = ! affine_shift;
+  assign \$377  = ! affine_shift;
+  assign \$378  = affine_shift - 1'h1;
+  assign \$379  = \$377  ? 6'h00 : \$378 [5:0];
+  assign \$380  = $signed(g_prod2) >>> \$379 ;
+  assign \$381  = ! affine_shift;
+  assign \$382  = affine_shift - 1'h1;
+  assign \$383  = \$381  ? 6'h00 : \$382 [5:0];
+  assign \$384  = $signed(g_prod2) >>> \$383 ;
+  assign \$385  = $signed(\$384 ) + $signed(2'h1);
+  assign \$387  = \$376  ? \$380  : \$386 [31:0];
+  assign \$388  = \$375  ? 16'h8000 : \$387 [15:0];
+  assign \$389  = \$362  ? 16'h7fff : \$388 ;
+  assign \$390  = ! affine_shift;
+  assign \$391  = ! affine_shift;
+  assign \$392  = affine_shift - 1'h1;
+  assign \$393  = \$391  ? 6'h00 : \$392 [5:0];
+  assign \$394  = $signed(g_prod2) >>> \$393 ;
+  assign \$395  = ! affine_shift;
+  assign \$396  = affine_shift - 1'h1;
+  assign \$397  = \$395  ? 6'h00 : \$396 [5:0];
+  assign \$398  = $signed(g_prod2) >>> \$397 ;
+  assign \$399  = $signed(\$398 ) + $signed(2'h1);
+  assign \$401  = \$390  ? \$394  : \$400 [31:0];
+  assign \$402  = $signed(\$389 ) != $signed(\$401 );
+  assign \$403  = ! \port$9045$356 [5:0];
+  assign \$404  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
+  assign \$405  = ! \port$9045$356 [5:0];
+  assign \$406  = \port$9045$356 [5:0] - 1'h1;
   assign \$407  = \$405  ? 6'h00 : \$406 [5:0];
   assign \$408  = $signed(\$404 ) >>> \$407 ;
-  assign \$409  = $signed(g_cur0) * $signed(scale[15:0]);
-  assign \$410  = ! affine_shift;
-  assign \$411  = affine_shift - 1'h1;
+  assign \$409  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
+  assign \$410  = ! \port$9045$356 [5:0];
+  assign \$411  = \port$9045$356 [5:0] - 1'h1;
   assign \$412  = \$410  ? 6'h00 : \$411 [5:0];
   assign \$413  = $signed(\$409 ) >>> \$412 ;
   assign \$414  = $signed(\$413 ) + $signed(2'h1);
-  assign \$416  = \$403  ? \$408  : \$415 [31:0];
-  assign \$417  = $signed(\$402 ) != $signed(\$416 );
-  assign \$418  = ! affine_shift;
-  assign \$419  = $signed(g_cur1) * $signed(scale[31:16]);
-  assign \$420  = ! affine_shift;
-  assign \$421  = affine_shift - 1'h1;
-  assign \$422  = \$420  ? 6'h00 : \$421 [5:0];
-  assign \$423  = $signed(\$419 ) >>> \$422 ;
-  assign \$424  = $signed(g_cur1) * $signed(scale[31:16]);
-  assign \$425  = ! affine_shift;
-  assign \$426  = affine_shift - 1'h1;
-  assign \$427  = \$425  ? 6'h00 : \$426 [5:0];
-  assign \$428  = $signed(\$424 ) >>> \$427 ;
-  assign \$429  = $signed(\$428 ) + $signed(2'h1);
-  assign \$431  = \$418  ? \$423  : \$430 [31:0];
-  assign \$432  = $signed(\$431 ) > $signed(16'h7fff);
-  assign \$433  = ! affine_shift;
-  assign \$434  = $signed(g_cur1) * $signed(scale[31:16]);
-  assign \$435  = ! affine_shift;
-  assign \$436  = affine_shift - 1'h1;
-  assign \$437  = \$435  ? 6'h00 : \$436 [5:0];
-  assign \$438  = $signed(\$434 ) >>> \$437 ;
-  assign \$439  = $signed(g_cur1) * $signed(scale[31:16]);
-  assign \$440  = ! affine_shift;
-  assign \$441  = affine_shift - 1'h1;
-  assign \$442  = \$440  ? 6'h00 : \$441 [5:0];
-  assign \$443  = $signed(\$439 ) >>> \$442 ;
-  assign \$444  = $signed(\$443 ) + $signed(2'h1);
-  assign \$446  = \$433  ? \$438  : \$445 [31:0];
-  assign \$447  = $signed(\$446 ) < $signed(16'h8000);
-  assign \$448  = ! affine_shift;
-  assign \$449  = $signed(g_cur1) * $signed(scale[31:16]);
-  assign \$450  = ! affine_shift;
-  assign \$451  = affine_shift - 1'h1;
-  assign \$452  = \$450  ? 6'h00 : \$451 [5:0];
-  assign \$453  = $signed(\$449 ) >>> \$452 ;
-  assign \$454  = $signed(g_cur1) * $signed(scale[31:16]);
-  assign \$455  = ! affine_shift;
-  assign \$456  = affine_shift - 1'h1;
-  assign \$457  = \$455  ? 6'h00 : \$456 [5:0];
-  assign \$458  = $signed(\$454 ) >>> \$457 ;
-  assign \$459  = $signed(\$458 ) + $signed(2'h1);
-  assign \$461  = \$448  ? \$453  : \$460 [31:0];
-  assign \$462  = \$447  ? 16'h8000 : \$461 [15:0];
-  assign \$463  = \$432  ? 16'h7fff : \$462 ;
-  assign \$464  = ! affine_shift;
-  assign \$465  = $signed(g_cur1) * $signed(scale[31:16]);
-  assign \$466  = ! affine_shift;
-  assign \$467  = affine_shift - 1'h1;
-  assign \$468  = \$466  ? 6'h00 : \$467 [5:0];
-  assign \$469  = $signed(\$465 ) >>> \$468 ;
-  assign \$470  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$416  = \$403  ? \$408  : \$415 [23:0];
+  assign \$417  = window3_z1 ? \$416  : 24'h000000;
+  assign \$418  = $signed(\$608 ) > $signed(16'h7fff);
+  assign \$419  = $signed(\$608 ) < $signed(16'h8000);
+  assign \$420  = \$419  ? 16'h8000 : \$608 [15:0];
+  assign \$421  = \$418  ? 16'h7fff : \$420 ;
+  assign \$422  = $signed(\$608 ) > $signed(16'h7fff);
+  assign \$423  = $signed(\$608 ) < $signed(16'h8000);
+  assign \$424  = \$423  ? 16'h8000 : \$608 [15:0];
+  assign \$425  = \$422  ? 16'h7fff : \$424 ;
+  assign \$426  = $signed(\$425 ) != $signed(\$608 );
+  assign \$427  = $signed(d3) + $signed(g_extra3_z3);
+  assign \$428  = $signed(\$427 ) > $signed(16'h7fff);
+  assign \$429  = $signed(d3) + $signed(g_extra3_z3);
+  assign \$430  = $signed(\$429 ) < $signed(16'h8000);
+  assign \$431  = $signed(d3) + $signed(g_extra3_z3);
+  assign \$432  = \$430  ? 16'h8000 : \$431 [15:0];
+  assign \$433  = \$428  ? 16'h7fff : \$432 ;
+  assign \$434  = $signed(d3) + $signed(g_extra3_z3);
+  assign \$435  = $signed(\$434 ) > $signed(16'h7fff);
+  assign \$436  = $signed(d3) + $signed(g_extra3_z3);
+  assign \$437  = $signed(\$436 ) < $signed(16'h8000);
+  assign \$438  = $signed(d3) + $signed(g_extra3_z3);
+  assign \$439  = \$437  ? 16'h8000 : \$438 [15:0];
+  assign \$440  = \$435  ? 16'h7fff : \$439 ;
+  assign \$441  = $signed(d3) + $signed(g_extra3_z3);
+  assign \$442  = $signed(\$440 ) != $signed(\$441 );
+  assign \$443  = $signed(g_cur3) * $signed(scale3_z4);
+  assign \$444  = ! affine_shift;
+  assign \$445  = ! affine_shift;
+  assign \$446  = affine_shift - 1'h1;
+  assign \$447  = \$445  ? 6'h00 : \$446 [5:0];
+  assign \$448  = $signed(g_prod3) >>> \$447 ;
+  assign \$449  = ! affine_shift;
+  assign \$450  = affine_shift - 1'h1;
+  assign \$451  = \$449  ? 6'h00 : \$450 [5:0];
+  assign \$452  = $signed(g_prod3) >>> \$451 ;
+  assign \$453  = $signed(\$452 ) + $signed(2'h1);
+  assign \$455  = \$444  ? \$448  : \$454 [31:0];
+  assign \$456  = $signed(\$455 ) > $signed(16'h7fff);
+  assign \$457  = ! affine_shift;
+  assign \$458  = ! affine_shift;
+  assign \$459  = affine_shift - 1'h1;
+  assign \$460  = \$458  ? 6'h00 : \$459 [5:0];
+  assign \$461  = $signed(g_prod3) >>> \$460 ;
+  assign \$462  = ! affine_shift;
+  assign \$463  = affine_shift - 1'h1;
+  assign \$464  = \$462  ? 6'h00 : \$463 [5:0];
+  assign \$465  = $signed(g_prod3) >>> \$464 ;
+  assign \$466  = $signed(\$465 ) + $signed(2'h1);
+  assign \$468  = \$457  ? \$461  : \$467 [31:0];
+  assign \$469  = $signed(\$468 ) < $signed(16'h8000);
+  assign \$470  = ! affine_shift;
   assign \$471  = ! affine_shift;
   assign \$472  = affine_shift - 1'h1;
   assign \$473  = \$471  ? 6'h00 : \$472 [5:0];
-  assign \$474  = $signed(\$470 ) >>> \$473 ;
-  assign \$475  = $signed(\$474 ) + $signed(2'h1);
-  assign \$477  = \$464  ? \$469  : \$476 [31:0];
-  assign \$478  = $signed(\$463 ) != $signed(\$477 );
-  assign \$479  = ! affine_shift;
-  assign \$480  = $signed(g_cur2) * $signed(scale[47:32]);
-  assign \$481  = ! affine_shift;
-  assign \$482  = affine_shift - 1'h1;
-  assign \$483  = \$481  ? 6'h00 : \$482 [5:0];
-  assign \$484  = $signed(\$480 ) >>> \$483 ;
-  assign \$485  = $signed(g_cur2) * $signed(scale[47:32]);
-  assign \$486  = ! affine_shift;
-  assign \$487  = affine_shift - 1'h1;
-  assign \$488  = \$486  ? 6'h00 : \$487 [5:0];
-  assign \$489  = $signed(\$485 ) >>> \$488 ;
-  assign \$490  = $signed(\$489 ) + $signed(2'h1);
-  assign \$492  = \$479  ? \$484  : \$491 [31:0];
-  assign \$493  = $signed(\$492 ) > $signed(16'h7fff);
-  assign \$494  = ! affine_shift;
-  assign \$495  = $signed(g_cur2) * $signed(scale[47:32]);
-  assign \$496  = ! affine_shift;
-  assign \$497  = affine_shift - 1'h1;
-  assign \$498  = \$496  ? 6'h00 : \$497 [5:0];
-  assign \$499  = $signed(\$495 ) >>> \$498 ;
-  assign \$500  = $signed(g_cur2) * $signed(scale[47:32]);
-  assign \$501  = ! affine_shift;
-  assign \$502  = affine_shift - 1'h1;
-  assign \$503  = \$501  ? 6'h00 : \$502 [5:0];
-  assign \$504  = $signed(\$500 ) >>> \$503 ;
-  assign \$505  = $signed(\$504 ) + $signed(2'h1);
-  assign \$507  = \$494  ? \$499  : \$506 [31:0];
-  assign \$508  = $signed(\$507 ) < $signed(16'h8000);
-  assign \$509  = ! affine_shift;
-  assign \$510  = $signed(g_cur2) * $signed(scale[47:32]);
+  assign \$474  = $signed(g_prod3) >>> \$473 ;
+  assign \$475  = ! affine_shift;
+  assign \$476  = affine_shift - 1'h1;
+  assign \$477  = \$475  ? 6'h00 : \$476 [5:0];
+  assign \$478  = $signed(g_prod3) >>> \$477 ;
+  assign \$479  = $signed(\$478 ) + $signed(2'h1);
+  assign \$481  = \$470  ? \$474  : \$480 [31:0];
+  assign \$482  = \$469  ? 16'h8000 : \$481 [15:0];
+  assign \$483  = \$456  ? 16'h7fff : \$482 ;
+  assign \$484  = ! affine_shift;
+  assign \$485  = ! affine_shift;
+  assign \$486  = affine_shift - 1'h1;
+  assign \$487  = \$485  ? 6'h00 : \$486 [5:0];
+  assign \$488  = $signed(g_prod3) >>> \$487 ;
+  assign \$489  = ! affine_shift;
+  assign \$490  = affine_shift - 1'h1;
+  assign \$491  = \$489  ? 6'h00 : \$490 [5:0];
+  assign \$492  = $signed(g_prod3) >>> \$491 ;
+  assign \$493  = $signed(\$492 ) + $signed(2'h1);
+  assign \$495  = \$484  ? \$488  : \$494 [31:0];
+  assign \$496  = $signed(\$495 ) > $signed(16'h7fff);
+  assign \$497  = ! affine_shift;
+  assign \$498  = ! affine_shift;
+  assign \$499  = affine_shift - 1'h1;
+  assign \$500  = \$498  ? 6'h00 : \$499 [5:0];
+  assign \$501  = $signed(g_prod3) >>> \$500 ;
+  assign \$502  = ! affine_shift;
+  assign \$503  = affine_shift - 1'h1;
+  assign \$504  = \$502  ? 6'h00 : \$503 [5:0];
+  assign \$505  = $signed(g_prod3) >>> \$504 ;
+  assign \$506  = $signed(\$505 ) + $signed(2'h1);
+  assign \$508  = \$497  ? \$501  : \$507 [31:0];
+  assign \$509  = $signed(\$508 ) < $signed(16'h8000);
+  assign \$510  = ! affine_shift;
   assign \$511  = ! affine_shift;
   assign \$512  = affine_shift - 1'h1;
   assign \$513  = \$511  ? 6'h00 : \$512 [5:0];
-  assign \$514  = $signed(\$510 ) >>> \$513 ;
-  assign \$515  = $signed(g_cur2) * $signed(scale[47:32]);
-  assign \$516  = ! affine_shift;
-  assign \$517  = affine_shift - 1'h1;
-  assign \$518  = \$516  ? 6'h00 : \$517 [5:0];
-  assign \$519  = $signed(\$515 ) >>> \$518 ;
-  assign \$520  = $signed(\$519 ) + $signed(2'h1);
-  assign \$522  = \$509  ? \$514  : \$521 [31:0];
-  assign \$523  = \$508  ? 16'h8000 : \$522 [15:0];
-  assign \$524  = \$493  ? 16'h7fff : \$523 ;
+  assign \$514  = $signed(g_prod3) >>> \$513 ;
+  assign \$515  = ! affine_shift;
+  assign \$516  = affine_shift - 1'h1;
+  assign \$517  = \$515  ? 6'h00 : \$516 [5:0];
+  assign \$518  = $signed(g_prod3) >>> \$517 ;
+  assign \$519  = $signed(\$518 ) + $signed(2'h1);
+  assign \$521  = \$510  ? \$514  : \$520 [31:0];
+  assign \$522  = \$509  ? 16'h8000 : \$521 [15:0];
+  assign \$523  = \$496  ? 16'h7fff : \$522 ;
+  assign \$524  = ! affine_shift;
   assign \$525  = ! affine_shift;
-  assign \$526  = $signed(g_cur2) * $signed(scale[47:32]);
-  assign \$527  = ! affine_shift;
-  assign \$528  = affine_shift - 1'h1;
-  assign \$529  = \$527  ? 6'h00 : \$528 [5:0];
-  assign \$530  = $signed(\$526 ) >>> \$529 ;
-  assign \$531  = $signed(g_cur2) * $signed(scale[47:32]);
-  assign \$532  = ! affine_shift;
-  assign \$533  = affine_shift - 1'h1;
-  assign \$534  = \$532  ? 6'h00 : \$533 [5:0];
-  assign \$535  = $signed(\$531 ) >>> \$534 ;
-  assign \$536  = $signed(\$535 ) + $signed(2'h1);
-  assign \$538  = \$525  ? \$530  : \$537 [31:0];
-  assign \$539  = $signed(\$524 ) != $signed(\$538 );
-  assign \$540  = ! affine_shift;
-  assign \$541  = $signed(g_cur3) * $signed(scale[63:48]);
-  assign \$542  = ! affine_shift;
-  assign \$543  = affine_shift - 1'h1;
-  assign \$544  = \$542  ? 6'h00 : \$543 [5:0];
-  assign \$545  = $signed(\$541 ) >>> \$544 ;
-  assign \$546  = $signed(g_cur3) * $signed(scale[63:48]);
-  assign \$547  = ! affine_shift;
-  assign \$548  = affine_shift - 1'h1;
-  assign \$549  = \$547  ? 6'h00 : \$548 [5:0];
-  assign \$550  = $signed(\$546 ) >>> \$549 ;
-  assign \$551  = $signed(\$550 ) + $signed(2'h1);
-  assign \$553  = \$540  ? \$545  : \$552 [31:0];
-  assign \$554  = $signed(\$553 ) > $signed(16'h7fff);
-  assign \$555  = ! affine_shift;
-  assign \$556  = $signed(g_cur3) * $signed(scale[63:48]);
-  assign \$557  = ! affine_shift;
-  assign \$558  = affine_shift - 1'h1;
-  assign \$559  = \$557  ? 6'h00 : \$558 [5:0];
-  assign \$560  = $signed(\$556 ) >>> \$559 ;
-  assign \$561  = $signed(g_cur3) * $signed(scale[63:48]);
-  assign \$562  = ! affine_shift;
-  assign \$563  = affine_shift - 1'h1;
-  assign \$564  = \$562  ? 6'h00 : \$563 [5:0];
-  assign \$565  = $signed(\$561 ) >>> \$564 ;
-  assign \$566  = $signed(\$565 ) + $signed(2'h1);
-  assign \$568  = \$555  ? \$560  : \$567 [31:0];
-  assign \$569  = $signed(\$568 ) < $signed(16'h8000);
-  assign \$570  = ! affine_shift;
-  assign \$571  = $signed(g_cur3) * $signed(scale[63:48]);
-  assign \$572  = ! affine_shift;
-  assign \$573  = affine_shift - 1'h1;
-  assign \$574  = \$572  ? 6'h00 : \$573 [5:0];
-  assign \$575  = $signed(\$571 ) >>> \$574 ;
-  assign \$576  = $signed(g_cur3) * $signed(scale[63:48]);
-  assign \$577  = ! affine_shift;
-  assign \$578  = affine_shift - 1'h1;
-  assign \$579  = \$577  ? 6'h00 : \$578 [5:0];
-  assign \$580  = $signed(\$576 ) >>> \$579 ;
-  assign \$581  = $signed(\$580 ) + $signed(2'h1);
-  assign \$583  = \$570  ? \$575  : \$582 [31:0];
-  assign \$584  = \$569  ? 16'h8000 : \$583 [15:0];
-  assign \$585  = \$554  ? 16'h7fff : \$584 ;
-  assign \$586  = ! affine_shift;
-  assign \$587  = $signed(g_cur3) * $signed(scale[63:48]);
-  assign \$588  = ! affine_shift;
-  assign \$589  = affine_shift - 1'h1;
-  assign \$590  = \$588  ? 6'h00 : \$589 [5:0];
-  assign \$591  = $signed(\$587 ) >>> \$590 ;
-  assign \$592  = $signed(g_cur3) * $signed(scale[63:48]);
-  assign \$593  = ! affine_shift;
-  assign \$594  = affine_shift - 1'h1;
-  assign \$595  = \$593  ? 6'h00 : \$594 [5:0];
-  assign \$596  = $signed(\$592 ) >>> \$595 ;
-  assign \$597  = $signed(\$596 ) + $signed(2'h1);
-  assign \$599  = \$586  ? \$591  : \$598 [31:0];
-  assign \$600  = $signed(\$585 ) != $signed(\$599 );
-  assign \$1  = ! \port$8686$356 [5:0];
-  assign \$2  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
-  assign \$3  = ! \port$8686$356 [5:0];
-  assign \$4  = \port$8686$356 [5:0] - 1'h1;
+  assign \$526  = affine_shift - 1'h1;
+  assign \$527  = \$525  ? 6'h00 : \$526 [5:0];
+  assign \$528  = $signed(g_prod3) >>> \$527 ;
+  assign \$529  = ! affine_shift;
+  assign \$530  = affine_shift - 1'h1;
+  assign \$531  = \$529  ? 6'h00 : \$530 [5:0];
+  assign \$532  = $signed(g_prod3) >>> \$531 ;
+  assign \$533  = $signed(\$532 ) + $signed(2'h1);
+  assign \$535  = \$524  ? \$528  : \$534 [31:0];
+  assign \$536  = $signed(\$523 ) != $signed(\$535 );
+  assign \$537  = ! leak_shift;
+  assign \$538  = restart_z2 ? 16'h0000 : d0;
+  assign \$539  = $signed(\$538 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$540  = ! leak_shift;
+  assign \$541  = leak_shift - 1'h1;
+  assign \$542  = \$540  ? 6'h00 : \$541 [5:0];
+  assign \$543  = $signed(\$539 ) >>> \$542 ;
+  assign \$544  = restart_z2 ? 16'h0000 : d0;
+  assign \$545  = $signed(\$544 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$546  = ! leak_shift;
+  assign \$547  = leak_shift - 1'h1;
+  assign \$548  = \$546  ? 6'h00 : \$547 [5:0];
+  assign \$549  = $signed(\$545 ) >>> \$548 ;
+  assign \$550  = $signed(\$549 ) + $signed(2'h1);
+  assign \$552  = \$537  ? \$543  : \$551 [23:0];
+  assign \$553  = spike0_z2 ? 24'h000000 : \$552 ;
+  assign \$554  = $signed(direct0) + $signed(\$553 );
+  assign \$555  = ! leak_shift;
+  assign \$556  = restart_z2 ? 16'h0000 : d1;
+  assign \$557  = $signed(\$556 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$558  = ! leak_shift;
+  assign \$559  = leak_shift - 1'h1;
+  assign \$560  = \$558  ? 6'h00 : \$559 [5:0];
+  assign \$561  = $signed(\$557 ) >>> \$560 ;
+  assign \$562  = restart_z2 ? 16'h0000 : d1;
+  assign \$563  = $signed(\$562 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$564  = ! leak_shift;
+  assign \$565  = leak_shift - 1'h1;
+  assign \$566  = \$564  ? 6'h00 : \$565 [5:0];
+  assign \$567  = $signed(\$563 ) >>> \$566 ;
+  assign \$568  = $signed(\$567 ) + $signed(2'h1);
+  assign \$570  = \$555  ? \$561  : \$569 [23:0];
+  assign \$571  = spike1_z2 ? 24'h000000 : \$570 ;
+  assign \$572  = $signed(direct1) + $signed(\$571 );
+  assign \$573  = ! leak_shift;
+  assign \$574  = restart_z2 ? 16'h0000 : d2;
+  assign \$575  = $signed(\$574 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$576  = ! leak_shift;
+  assign \$577  = leak_shift - 1'h1;
+  assign \$578  = \$576  ? 6'h00 : \$577 [5:0];
+  assign \$579  = $signed(\$575 ) >>> \$578 ;
+  assign \$580  = restart_z2 ? 16'h0000 : d2;
+  assign \$581  = $signed(\$580 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$582  = ! leak_shift;
+  assign \$583  = leak_shift - 1'h1;
+  assign \$584  = \$582  ? 6'h00 : \$583 [5:0];
+  assign \$585  = $signed(\$581 ) >>> \$584 ;
+  assign \$586  = $signed(\$585 ) + $signed(2'h1);
+  assign \$588  = \$573  ? \$579  : \$587 [23:0];
+  assign \$589  = spike2_z2 ? 24'h000000 : \$588 ;
+  assign \$590  = $signed(direct2) + $signed(\$589 );
+  assign \$591  = ! leak_shift;
+  assign \$592  = restart_z2 ? 16'h0000 : d3;
+  assign \$593  = $signed(\$592 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$594  = ! leak_shift;
+  assign \$595  = leak_shift - 1'h1;
+  assign \$596  = \$594  ? 6'h00 : \$595 [5:0];
+  assign \$597  = $signed(\$593 ) >>> \$596 ;
+  assign \$598  = restart_z2 ? 16'h0000 : d3;
+  assign \$599  = $signed(\$598 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$600  = ! leak_shift;
+  assign \$601  = leak_shift - 1'h1;
+  assign \$602  = \$600  ? 6'h00 : \$601 [5:0];
+  assign \$603  = $signed(\$599 ) >>> \$602 ;
+  assign \$604  = $signed(\$603 ) + $signed(2'h1);
+  assign \$606  = \$591  ? \$597  : \$605 [23:0];
+  assign \$607  = spike3_z2 ? 24'h000000 : \$606 ;
+  assign \$608  = $signed(direct3) + $signed(\$607 );
+  always @(posedge clk)
+    valid_z1 <= \$609 ;
+  always @(posedge clk)
+    valid_z2 <= \$610 ;
+  always @(posedge clk)
+    valid_z3 <= \$611 ;
+  always @(posedge clk)
+    valid_z4 <= \$612 ;
+  always @(posedge clk)
+    valid_z5 <= \$613 ;
+  always @(posedge clk)
+    valid_z6 <= \$614 ;
+  always @(posedge clk)
+    restart_z1 <= \$615 ;
+  always @(posedge clk)
+    restart_z2 <= \$616 ;
+  always @(posedge clk)
+    e0_z1 <= \$617 ;
+  always @(posedge clk)
+    window0_z1 <= \$618 ;
+  always @(posedge clk)
+    spike0_z1 <= \$619 ;
+  always @(posedge clk)
+    spike0_z2 <= \$620 ;
+  always @(posedge clk)
+    g_extra0_z1 <= \$621 ;
+  always @(posedge clk)
+    g_extra0_z2 <= \$622 ;
+  always @(posedge clk)
+    g_extra0_z3 <= \$623 ;
+  always @(posedge clk)
+    scale0_z1 <= \$624 ;
+  always @(posedge clk)
+    scale0_z2 <= \$625 ;
+  always @(posedge clk)
+    scale0_z3 <= \$626 ;
+  always @(posedge clk)
+    scale0_z4 <= \$627 ;
+  always @(posedge clk)
+    direct0 <= \$628 ;
+  always @(posedge clk)
+    d0 <= \$629 ;
+  always @(posedge clk)
+    sat_lif0 <= \$630 ;
+  always @(posedge clk)
+    g_cur0 <= \$631 ;
+  always @(posedge clk)
+    sat_cur0 <= \$632 ;
+  always @(posedge clk)
+    g_prod0 <= \$633 ;
+  always @(posedge clk)
+    g_p0 <= \$634 ;
+  always @(posedge clk)
+    sat_aff0 <= \$635 ;
+  always @(posedge clk)
+    d_out0_z1 <= \$636 ;
+  always @(posedge clk)
+    d_out0_z2 <= \$637 ;
+  always @(posedge clk)
+    d_out0_z3 <= \$638 ;
+  always @(posedge clk)
+    g_cur_out0_z1 <= \$639 ;
+  always @(posedge clk)
+    g_cur_out0_z2 <= \$640 ;
+  always @(posedge clk)
+    sat_lif_out0_z1 <= \$641 ;
+  always @(posedge clk)
+    sat_lif_out0_z2 <= \$642 ;
+  always @(posedge clk)
+    sat_lif_out0_z3 <= \$643 ;
+  always @(posedge clk)
+    sat_cur_out0_z1 <= \$644 ;
+  always @(posedge clk)
+    sat_cur_out0_z2 <= \$645 ;
+  always @(posedge clk)
+    e1_z1 <= \$646 ;
+  always @(posedge clk)
+    window1_z1 <= \$647 ;
+  always @(posedge clk)
+    spike1_z1 <= \$648 ;
+  always @(posedge clk)
+    spike1_z2 <= \$649 ;
+  always @(posedge clk)
+    g_extra1_z1 <= \$650 ;
+  always @(posedge clk)
+    g_extra1_z2 <= \$651 ;
+  always @(posedge clk)
+    g_extra1_z3 <= \$652 ;
+  always @(posedge clk)
+    scale1_z1 <= \$653 ;
+  always @(posedge clk)
+    scale1_z2 <= \$654 ;
+  always @(posedge clk)
+    scale1_z3 <= \$655 ;
+  always @(posedge clk)
+    scale1_z4 <= \$656 ;
+  always @(posedge clk)
+    direct1 <= \$657 ;
+  always @(posedge clk)
+    d1 <= \$658 ;
+  always @(posedge clk)
+    sat_lif1 <= \$659 ;
+  always @(posedge clk)
+    g_cur1 <= \$660 ;
+  always @(posedge clk)
+    sat_cur1 <= \$661 ;
+  always @(posedge clk)
+    g_prod1 <= \$662 ;
+  always @(posedge clk)
+    g_p1 <= \$663 ;
+  always @(posedge clk)
+    sat_aff1 <= \$664 ;
+  always @(posedge clk)
+    d_out1_z1 <= \$665 ;
+  always @(posedge clk)
+    d_out1_z2 <= \$666 ;
+  always @(posedge clk)
+    d_out1_z3 <= \$667 ;
+  always @(posedge clk)
+    g_cur_out1_z1 <= \$668 ;
+  always @(posedge clk)
+    g_cur_out1_z2 <= \$669 ;
+  always @(posedge clk)
+    sat_lif_out1_z1 <= \$670 ;
+  always @(posedge clk)
+    sat_lif_out1_z2 <= \$671 ;
+  always @(posedge clk)
+    sat_lif_out1_z3 <= \$672 ;
+  always @(posedge clk)
+    sat_cur_out1_z1 <= \$673 ;
+  always @(posedge clk)
+    sat_cur_out1_z2 <= \$674 ;
+  always @(posedge clk)
+    e2_z1 <= \$675 ;
+  always @(posedge clk)
+    window2_z1 <= \$676 ;
+  always @(posedge clk)
+    spike2_z1 <= \$677 ;
+  always @(posedge clk)
+    spike2_z2 <= \$678 ;
+  always @(posedge clk)
+    g_extra2_z1 <= \$679 ;
+  always @(posedge clk)
+    g_extra2_z2 <= \$680 ;
+  always @(posedge clk)
+    g_extra2_z3 <= \$681 ;
+  always @(posedge clk)
+    scale2_z1 <= \$682 ;
+  always @(posedge clk)
+    scale2_z2 <= \$683 ;
+  always @(posedge clk)
+    scale2_z3 <= \$684 ;
+  always @(posedge clk)
+    scale2_z4 <= \$685 ;
+  always @(posedge clk)
+    direct2 <= \$686 ;
+  always @(posedge clk)
+    d2 <= \$687 ;
+  always @(posedge clk)
+    sat_lif2 <= \$688 ;
+  always @(posedge clk)
+    g_cur2 <= \$689 ;
+  always @(posedge clk)
+    sat_cur2 <= \$690 ;
+  always @(posedge clk)
+    g_prod2 <= \$691 ;
+  always @(posedge clk)
+    g_p2 <= \$692 ;
+  always @(posedge clk)
+    sat_aff2 <= \$693 ;
+  always @(posedge clk)
+    d_out2_z1 <= \$694 ;
+  always @(posedge clk)
+    d_out2_z2 <= \$695 ;
+  always @(posedge clk)
+    d_out2_z3 <= \$696 ;
+  always @(posedge clk)
+    g_cur_out2_z1 <= \$697 ;
+  always @(posedge clk)
+    g_cur_out2_z2 <= \$698 ;
+  always @(posedge clk)
+    sat_lif_out2_z1 <= \$699 ;
+  always @(posedge clk)
+    sat_lif_out2_z2 <= \$700 ;
+  always @(posedge clk)
+    sat_lif_out2_z3 <= \$701 ;
+  always @(posedge clk)
+    sat_cur_out2_z1 <= \$702 ;
+  always @(posedge clk)
+    sat_cur_out2_z2 <= \$703 ;
+  always @(posedge clk)
+    e3_z1 <= \$704 ;
+  always @(posedge clk)
+    window3_z1 <= \$705 ;
+  always @(posedge clk)
+    spike3_z1 <= \$706 ;
+  always @(posedge clk)
+    spike3_z2 <= \$707 ;
+  always @(posedge clk)
+    g_extra3_z1 <= \$708 ;
+  always @(posedge clk)
+    g_extra3_z2 <= \$709 ;
+  always @(posedge clk)
+    g_extra3_z3 <= \$710 ;
+  always @(posedge clk)
+    scale3_z1 <= \$711 ;
+  always @(posedge clk)
+    scale3_z2 <= \$712 ;
+  always @(posedge clk)
+    scale3_z3 <= \$713 ;
+  always @(posedge clk)
+    scale3_z4 <= \$714 ;
+  always @(posedge clk)
+    direct3 <= \$715 ;
+  always @(posedge clk)
+    d3 <= \$716 ;
+  always @(posedge clk)
+    sat_lif3 <= \$717 ;
+  always @(posedge clk)
+    g_cur3 <= \$718 ;
+  always @(posedge clk)
+    sat_cur3 <= \$719 ;
+  always @(posedge clk)
+    g_prod3 <= \$720 ;
+  always @(posedge clk)
+    g_p3 <= \$721 ;
+  always @(posedge clk)
+    sat_aff3 <= \$722 ;
+  always @(posedge clk)
+    d_out3_z1 <= \$723 ;
+  always @(posedge clk)
+    d_out3_z2 <= \$724 ;
+  always @(posedge clk)
+    d_out3_z3 <= \$725 ;
+  always @(posedge clk)
+    g_cur_out3_z1 <= \$726 ;
+  always @(posedge clk)
+    g_cur_out3_z2 <= \$727 ;
+  always @(posedge clk)
+    sat_lif_out3_z1 <= \$728 ;
+  always @(posedge clk)
+    sat_lif_out3_z2 <= \$729 ;
+  always @(posedge clk)
+    sat_lif_out3_z3 <= \$730 ;
+  always @(posedge clk)
+    sat_cur_out3_z1 <= \$731 ;
+  always @(posedge clk)
+    sat_cur_out3_z2 <= \$732 ;
+  assign \$1  = ! \port$9045$356 [5:0];
+  assign \$2  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
+  assign \$3  = ! \port$9045$356 [5:0];
+  assign \$4  = \port$9045$356 [5:0] - 1'h1;
   assign \$5  = \$3  ? 6'h00 : \$4 [5:0];
   assign \$6  = $signed(\$2 ) >>> \$5 ;
-  assign \$7  = $signed(e[15:0]) * $signed({ 1'h0, height_mul });
-  assign \$8  = ! \port$8686$356 [5:0];
-  assign \$9  = \port$8686$356 [5:0] - 1'h1;
+  assign \$7  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
+  assign \$8  = ! \port$9045$356 [5:0];
+  assign \$9  = \port$9045$356 [5:0] - 1'h1;
   assign \$10  = \$8  ? 6'h00 : \$9 [5:0];
   assign \$11  = $signed(\$7 ) >>> \$10 ;
   assign \$12  = $signed(\$11 ) + $signed(2'h1);
   assign \$14  = \$1  ? \$6  : \$13 [23:0];
-  assign \$15  = \port$7966$0 [1] ? \$14  : 24'h000000;
-  assign \$16  = ! leak_shift;
-  assign \$17  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$8686$356 [13:6] });
-  assign \$18  = ! leak_shift;
-  assign \$19  = leak_shift - 1'h1;
-  assign \$20  = \$18  ? 6'h00 : \$19 [5:0];
-  assign \$21  = $signed(\$17 ) >>> \$20 ;
-  assign \$22  = $signed(d_next[15:0]) * $signed({ 1'h0, \port$8686$356 [13:6] });
-  assign \$23  = ! leak_shift;
-  assign \$24  = leak_shift - 1'h1;
-  assign \$25  = \$23  ? 6'h00 : \$24 [5:0];
-  assign \$26  = $signed(\$22 ) >>> \$25 ;
-  assign \$27  = $signed(\$26 ) + $signed(2'h1);
-  assign \$29  = \$16  ? \$21  : \$28 [23:0];
-  assign \$30  = \port$7966$0 [0] ? 24'h000000 : \$29 ;
-  assign \$31  = $signed(\$15 ) + $signed(\$30 );
-  assign \$32  = $signed(\$31 ) > $signed(16'h7fff);
-  assign \$33  = $signed(\$31 ) < $signed(16'h8000);
-  assign \$34  = \$33  ? 16'h8000 : \$31 [15:0];
-  assign d0 = \$32  ? 16'h7fff : \$34 ;
-  assign \$35  = $signed(d0) + $signed(g_extra[15:0]);
-  assign \$36  = $signed(\$35 ) > $signed(16'h7fff);
-  assign \$37  = $signed(d0) + $signed(g_extra[15:0]);
-  assign \$38  = $signed(\$37 ) < $signed(16'h8000);
-  assign \$39  = $signed(d0) + $signed(g_extra[15:0]);
-  assign \$40  = \$38  ? 16'h8000 : \$39 [15:0];
-  assign g_cur0 = \$36  ? 16'h7fff : \$40 ;
-  assign \$41  = ! \port$8686$356 [5:0];
-  assign \$42  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
-  assign \$43  = ! \port$8686$356 [5:0];
-  assign \$44  = \port$8686$356 [5:0] - 1'h1;
+  assign \$15  = window0_z1 ? \$14  : 24'h000000;
+  assign \$16  = $signed(\$554 ) > $signed(16'h7fff);
+  assign \$17  = $signed(\$554 ) < $signed(16'h8000);
+  assign \$18  = \$17  ? 16'h8000 : \$554 [15:0];
+  assign \$19  = \$16  ? 16'h7fff : \$18 ;
+  assign \$20  = $signed(\$554 ) > $signed(16'h7fff);
+  assign \$21  = $signed(\$554 ) < $signed(16'h8000);
+  assign \$22  = \$21  ? 16'h8000 : \$554 [15:0];
+  assign \$23  = \$20  ? 16'h7fff : \$22 ;
+  assign \$24  = $signed(\$23 ) != $signed(\$554 );
+  assign \$25  = $signed(d0) + $signed(g_extra0_z3);
+  assign \$26  = $signed(\$25 ) > $signed(16'h7fff);
+  assign \$27  = $signed(d0) + $signed(g_extra0_z3);
+  assign \$28  = $signed(\$27 ) < $signed(16'h8000);
+  assign \$29  = $signed(d0) + $signed(g_extra0_z3);
+  assign \$30  = \$28  ? 16'h8000 : \$29 [15:0];
+  assign \$31  = \$26  ? 16'h7fff : \$30 ;
+  assign \$32  = $signed(d0) + $signed(g_extra0_z3);
+  assign \$33  = $signed(\$32 ) > $signed(16'h7fff);
+  assign \$34  = $signed(d0) + $signed(g_extra0_z3);
+  assign \$35  = $signed(\$34 ) < $signed(16'h8000);
+  assign \$36  = $signed(d0) + $signed(g_extra0_z3);
+  assign \$37  = \$35  ? 16'h8000 : \$36 [15:0];
+  assign \$38  = \$33  ? 16'h7fff : \$37 ;
+  assign \$39  = $signed(d0) + $signed(g_extra0_z3);
+  assign \$40  = $signed(\$38 ) != $signed(\$39 );
+  assign \$41  = $signed(g_cur0) * $signed(scale0_z4);
+  assign \$42  = ! affine_shift;
+  assign \$43  = ! affine_shift;
+  assign \$44  = affine_shift - 1'h1;
   assign \$45  = \$43  ? 6'h00 : \$44 [5:0];
-  assign \$46  = $signed(\$42 ) >>> \$45 ;
-  assign \$47  = $signed(e[31:16]) * $signed({ 1'h0, height_mul });
-  assign \$48  = ! \port$8686$356 [5:0];
-  assign \$49  = \port$8686$356 [5:0] - 1'h1;
-  assign \$50  = \$48  ? 6'h00 : \$49 [5:0];
-  assign \$51  = $signed(\$47 ) >>> \$50 ;
-  assign \$52  = $signed(\$51 ) + $signed(2'h1);
-  assign \$54  = \$41  ? \$46  : \$53 [23:0];
-  assign \$55  = \port$7966$4 [1] ? \$54  : 24'h000000;
-  assign \$56  = ! leak_shift;
-  assign \$57  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$8686$356 [13:6] });
-  assign \$58  = ! leak_shift;
-  assign \$59  = leak_shift - 1'h1;
-  assign \$60  = \$58  ? 6'h00 : \$59 [5:0];
-  assign \$61  = $signed(\$57 ) >>> \$60 ;
-  assign \$62  = $signed(d_next[31:16]) * $signed({ 1'h0, \port$8686$356 [13:6] });
-  assign \$63  = ! leak_shift;
-  assign \$64  = leak_shift - 1'h1;
-  assign \$65  = \$63  ? 6'h00 : \$64 [5:0];
-  assign \$66  = $signed(\$62 ) >>> \$65 ;
-  assign \$67  = $signed(\$66 ) + $signed(2'h1);
-  assign \$69  = \$56  ? \$61  : \$68 [23:0];
-  assign \$70  = \port$7966$4 [0] ? 24'h000000 : \$69 ;
-  assign \$71  = $signed(\$55 ) + $signed(\$70 );
-  assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(\$71 ) < $signed(16'h8000);
-  assign \$74  = \$73  ? 16'h8000 : \$71 [15:0];
-  assign d1 = \$72  ? 16'h7fff : \$74 ;
-  assign \$75  = $signed(d1) + $signed(g_extra[31:16]);
-  assign \$76  = $signed(\$75 ) > $signed(16'h7fff);
-  assign \$77  = $signed(d1) + $signed(g_extra[31:16]);
-  assign \$78  = $signed(\$77 ) < $signed(16'h8000);
-  assign \$79  = $signed(d1) + $signed(g_extra[31:16]);
-  assign \$80  = \$78  ? 16'h8000 : \$79 [15:0];
-  assign g_cur1 = \$76  ? 16'h7fff : \$80 ;
-  assign \$81  = ! \port$8686$356 [5:0];
-  assign \$82  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
-  assign \$83  = ! \port$8686$356 [5:0];
-  assign \$84  = \port$8686$356 [5:0] - 1'h1;
+  assign \$46  = $signed(g_prod0) >>> \$45 ;
+  assign \$47  = ! affine_shift;
+  assign \$48  = affine_shift - 1'h1;
+  assign \$49  = \$47  ? 6'h00 : \$48 [5:0];
+  assign \$50  = $signed(g_prod0) >>> \$49 ;
+  assign \$51  = $signed(\$50 ) + $signed(2'h1);
+  assign \$53  = \$42  ? \$46  : \$52 [31:0];
+  assign \$54  = $signed(\$53 ) > $signed(16'h7fff);
+  assign \$55  = ! affine_shift;
+  assign \$56  = ! affine_shift;
+  assign \$57  = affine_shift - 1'h1;
+  assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
+  assign \$59  = $signed(g_prod0) >>> \$58 ;
+  assign \$60  = ! affine_shift;
+  assign \$61  = affine_shift - 1'h1;
+  assign \$62  = \$60  ? 6'h00 : \$61 [5:0];
+  assign \$63  = $signed(g_prod0) >>> \$62 ;
+  assign \$64  = $signed(\$63 ) + $signed(2'h1);
+  assign \$66  = \$55  ? \$59  : \$65 [31:0];
+  assign \$67  = $signed(\$66 ) < $signed(16'h8000);
+  assign \$68  = ! affine_shift;
+  assign \$69  = ! affine_shift;
+  assign \$70  = affine_shift - 1'h1;
+  assign \$71  = \$69  ? 6'h00 : \$70 [5:0];
+  assign \$72  = $signed(g_prod0) >>> \$71 ;
+  assign \$73  = ! affine_shift;
+  assign \$74  = affine_shift - 1'h1;
+  assign \$75  = \$73  ? 6'h00 : \$74 [5:0];
+  assign \$76  = $signed(g_prod0) >>> \$75 ;
+  assign \$77  = $signed(\$76 ) + $signed(2'h1);
+  assign \$79  = \$68  ? \$72  : \$78 [31:0];
+  assign \$80  = \$67  ? 16'h8000 : \$79 [15:0];
+  assign \$81  = \$54  ? 16'h7fff : \$80 ;
+  assign \$82  = ! affine_shift;
+  assign \$83  = ! affine_shift;
+  assign \$84  = affine_shift - 1'h1;
   assign \$85  = \$83  ? 6'h00 : \$84 [5:0];
-  assign \$86  = $signed(\$82 ) >>> \$85 ;
-  assign \$87  = $signed(e[47:32]) * $signed({ 1'h0, height_mul });
-  assign \$88  = ! \port$8686$356 [5:0];
-  assign \$89  = \port$8686$356 [5:0] - 1'h1;
-  assign \$90  = \$88  ? 6'h00 : \$89 [5:0];
-  assign \$91  = $signed(\$87 ) >>> \$90 ;
-  assign \$92  = $signed(\$91 ) + $signed(2'h1);
-  assign \$94  = \$81  ? \$86  : \$93 [23:0];
-  assign \$95  = \port$7966$8 [1] ? \$94  : 24'h000000;
-  assign \$96  = ! leak_shift;
-  assign \$97  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$8686$356 [13:6] });
-  assign \$98  = ! leak_shift;
-  assign \$99  = leak_shift - 1'h1;
-  assign \$100  = \$98  ? 6'h00 : \$99 [5:0];
-  assign \$101  = $signed(\$97 ) >>> \$100 ;
-  assign \$102  = $signed(d_next[47:32]) * $signed({ 1'h0, \port$8686$356 [13:6] });
-  assign \$103  = ! leak_shift;
-  assign \$104  = leak_shift - 1'h1;
-  assign \$105  = \$103  ? 6'h00 : \$104 [5:0];
-  assign \$106  = $signed(\$102 ) >>> \$105 ;
-  assign \$107  = $signed(\$106 ) + $signed(2'h1);
-  assign \$109  = \$96  ? \$101  : \$108 [23:0];
-  assign \$110  = \port$7966$8 [0] ? 24'h000000 : \$109 ;
-  assign \$111  = $signed(\$95 ) + $signed(\$110 );
-  assign \$112  = $signed(\$111 ) > $signed(16'h7fff);
-  assign \$113  = $signed(\$111 ) < $signed(16'h8000);
-  assign \$114  = \$113  ? 16'h8000 : \$111 [15:0];
-  assign d2 = \$112  ? 16'h7fff : \$114 ;
-  assign \$115  = $signed(d2) + $signed(g_extra[47:32]);
-  assign \$116  = $signed(\$115 ) > $signed(16'h7fff);
-  assign \$117  = $signed(d2) + $signed(g_extra[47:32]);
-  assign \$118  = $signed(\$117 ) < $signed(16'h8000);
-  assign \$119  = $signed(d2) + $signed(g_extra[47:32]);
-  assign \$120  = \$118  ? 16'h8000 : \$119 [15:0];
-  assign g_cur2 = \$116  ? 16'h7fff : \$120 ;
-  assign \$121  = ! \port$8686$356 [5:0];
-  assign \$122  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
-  assign \$123  = ! \port$8686$356 [5:0];
-  assign \$124  = \port$8686$356 [5:0] - 1'h1;
+  assign \$86  = $signed(g_prod0) >>> \$85 ;
+  assign \$87  = ! affine_shift;
+  assign \$88  = affine_shift - 1'h1;
+  assign \$89  = \$87  ? 6'h00 : \$88 [5:0];
+  assign \$90  = $signed(g_prod0) >>> \$89 ;
+  assign \$91  = $signed(\$90 ) + $signed(2'h1);
+  assign \$93  = \$82  ? \$86  : \$92 [31:0];
+  assign \$94  = $signed(\$93 ) > $signed(16'h7fff);
+  assign \$95  = ! affine_shift;
+  assign \$96  = ! affine_shift;
+  assign \$97  = affine_shift - 1'h1;
+  assign \$98  = \$96  ? 6'h00 : \$97 [5:0];
+  assign \$99  = $signed(g_prod0) >>> \$98 ;
+  assign \$100  = ! affine_shift;
+  assign \$101  = affine_shift - 1'h1;
+  assign \$102  = \$100  ? 6'h00 : \$101 [5:0];
+  assign \$103  = $signed(g_prod0) >>> \$102 ;
+  assign \$104  = $signed(\$103 ) + $signed(2'h1);
+  assign \$106  = \$95  ? \$99  : \$105 [31:0];
+  assign \$107  = $signed(\$106 ) < $signed(16'h8000);
+  assign \$108  = ! affine_shift;
+  assign \$109  = ! affine_shift;
+  assign \$110  = affine_shift - 1'h1;
+  assign \$111  = \$109  ? 6'h00 : \$110 [5:0];
+  assign \$112  = $signed(g_prod0) >>> \$111 ;
+  assign \$113  = ! affine_shift;
+  assign \$114  = affine_shift - 1'h1;
+  assign \$115  = \$113  ? 6'h00 : \$114 [5:0];
+  assign \$116  = $signed(g_prod0) >>> \$115 ;
+  assign \$117  = $signed(\$116 ) + $signed(2'h1);
+  assign \$119  = \$108  ? \$112  : \$118 [31:0];
+  assign \$120  = \$107  ? 16'h8000 : \$119 [15:0];
+  assign \$121  = \$94  ? 16'h7fff : \$120 ;
+  assign \$122  = ! affine_shift;
+  assign \$123  = ! affine_shift;
+  assign \$124  = affine_shift - 1'h1;
   assign \$125  = \$123  ? 6'h00 : \$124 [5:0];
-  assign \$126  = $signed(\$122 ) >>> \$125 ;
-  assign \$127  = $signed(e[63:48]) * $signed({ 1'h0, height_mul });
-  assign \$128  = ! \port$8686$356 [5:0];
-  assign \$129  = \port$8686$356 [5:0] - 1'h1;
-  assign \$130  = \$128  ? 6'h00 : \$129 [5:0];
-  assign \$131  = $signed(\$127 ) >>> \$130 ;
-  assign \$132  = $signed(\$131 ) + $signed(2'h1);
-  assign \$134  = \$121  ? \$126  : \$133 [23:0];
-  assign \$135  = \port$7966$12 [1] ? \$134  : 24'h000000;
-  assign \$136  = ! leak_shift;
-  assign \$137  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$8686$356 [13:6] });
-  assign \$138  = ! leak_shift;
-  assign \$139  = leak_shift - 1'h1;
-  assign \$140  = \$138  ? 6'h00 : \$139 [5:0];
-  assign \$141  = $signed(\$137 ) >>> \$140 ;
-  assign \$142  = $signed(d_next[63:48]) * $signed({ 1'h0, \port$8686$356 [13:6] });
-  assign \$143  = ! leak_shift;
-  assign \$144  = leak_shift - 1'h1;
-  assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
-  assign \$146  = $signed(\$142 ) >>> \$145 ;
-  assign \$147  = $signed(\$146 ) + $signed(2'h1);
-  assign \$149  = \$136  ? \$141  : \$148 [23:0];
-  assign \$150  = \port$7966$12 [0] ? 24'h000000 : \$149 ;
-  assign \$151  = $signed(\$135 ) + $signed(\$150 );
-  assign \$152  = $signed(\$151 ) > $signed(16'h7fff);
-  assign \$153  = $signed(\$151 ) < $signed(16'h8000);
-  assign \$154  = \$153  ? 16'h8000 : \$151 [15:0];
-  assign d3 = \$152  ? 16'h7fff : \$154 ;
-  assign \$155  = $signed(d3) + $signed(g_extra[63:48]);
-  assign \$156  = $signed(\$155 ) > $signed(16'h7fff);
-  assign \$157  = $signed(d3) + $signed(g_extra[63:48]);
-  assign \$158  = $signed(\$157 ) < $signed(16'h8000);
-  assign \$159  = $signed(d3) + $signed(g_extra[63:48]);
-  assign \$160  = \$158  ? 16'h8000 : \$159 [15:0];
-  assign g_cur3 = \$156  ? 16'h7fff : \$160 ;
-  assign \$161  = ! affine_shift;
-  assign \$162  = $signed(g_cur0) * $signed(scale[15:0]);
-  assign \$163  = ! affine_shift;
-  assign \$164  = affine_shift - 1'h1;
-  assign \$165  = \$163  ? 6'h00 : \$164 [5:0];
-  assign \$166  = $signed(\$162 ) >>> \$165 ;
-  assign \$167  = $signed(g_cur0) * $signed(scale[15:0]);
-  assign \$168  = ! affine_shift;
-  assign \$169  = affine_shift - 1'h1;
-  assign \$170  = \$168  ? 6'h00 : \$169 [5:0];
-  assign \$171  = $signed(\$167 ) >>> \$170 ;
-  assign \$172  = $signed(\$171 ) + $signed(2'h1);
-  assign \$174  = \$161  ? \$166  : \$173 [31:0];
-  assign \$175  = $signed(\$174 ) > $signed(16'h7fff);
+  assign \$126  = $signed(g_prod0) >>> \$125 ;
+  assign \$127  = ! affine_shift;
+  assign \$128  = affine_shift - 1'h1;
+  assign \$129  = \$127  ? 6'h00 : \$128 [5:0];
+  assign \$130  = $signed(g_prod0) >>> \$129 ;
+  assign \$131  = $signed(\$130 ) + $signed(2'h1);
+  assign \$133  = \$122  ? \$126  : \$132 [31:0];
+  assign \$134  = $signed(\$121 ) != $signed(\$133 );
+  assign \$135  = ! \port$9045$356 [5:0];
+  assign \$136  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
+  assign \$137  = ! \port$9045$356 [5:0];
+  assign \$138  = \port$9045$356 [5:0] - 1'h1;
+  assign \$139  = \$137  ? 6'h00 : \$138 [5:0];
+  assign \$140  = $signed(\$136 ) >>> \$139 ;
+  assign \$141  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
+  assign \$142  = ! \port$9045$356 [5:0];
+  assign \$143  = \port$9045$356 [5:0] - 1'h1;
+  assign \$144  = \$142  ? 6'h00 : \$143 [5:0];
+  assign \$145  = $signed(\$141 ) >>> \$144 ;
+  assign \$146  = $signed(\$145 ) + $signed(2'h1);
+  assign \$148  = \$135  ? \$140  : \$147 [23:0];
+  assign \$149  = window1_z1 ? \$148  : 24'h000000;
+  assign \$150  = $signed(\$572 ) > $signed(16'h7fff);
+  assign \$151  = $signed(\$572 ) < $signed(16'h8000);
+  assign \$152  = \$151  ? 16'h8000 : \$572 [15:0];
+  assign \$153  = \$150  ? 16'h7fff : \$152 ;
+  assign \$154  = $signed(\$572 ) > $signed(16'h7fff);
+  assign \$155  = $signed(\$572 ) < $signed(16'h8000);
+  assign \$156  = \$155  ? 16'h8000 : \$572 [15:0];
+  assign \$157  = \$154  ? 16'h7fff : \$156 ;
+  assign \$158  = $signed(\$157 ) != $signed(\$572 );
+  assign \$159  = $signed(d1) + $signed(g_extra1_z3);
+  assign \$160  = $signed(\$159 ) > $signed(16'h7fff);
+  assign \$161  = $signed(d1) + $signed(g_extra1_z3);
+  assign \$162  = $signed(\$161 ) < $signed(16'h8000);
+  assign \$163  = $signed(d1) + $signed(g_extra1_z3);
+  assign \$164  = \$162  ? 16'h8000 : \$163 [15:0];
+  assign \$165  = \$160  ? 16'h7fff : \$164 ;
+  assign \$166  = $signed(d1) + $signed(g_extra1_z3);
+  assign \$167  = $signed(\$166 ) > $signed(16'h7fff);
+  assign \$168  = $signed(d1) + $signed(g_extra1_z3);
+  assign \$169  = $signed(\$168 ) < $signed(16'h8000);
+  assign \$170  = $signed(d1) + $signed(g_extra1_z3);
+  assign \$171  = \$169  ? 16'h8000 : \$170 [15:0];
+  assign \$172  = \$167  ? 16'h7fff : \$171 ;
+  assign \$173  = $signed(d1) + $signed(g_extra1_z3);
+  assign \$174  = $signed(\$172 ) != $signed(\$173 );
+  assign \$175  = $signed(g_cur1) * $signed(scale1_z4);
   assign \$176  = ! affine_shift;
-  assign \$177  = $signed(g_cur0) * $signed(scale[15:0]);
-  assign \$178  = ! affine_shift;
-  assign \$179  = affine_shift - 1'h1;
-  assign \$180  = \$178  ? 6'h00 : \$179 [5:0];
-  assign \$181  = $signed(\$177 ) >>> \$180 ;
-  assign \$182  = $signed(g_cur0) * $signed(scale[15:0]);
-  assign \$183  = ! affine_shift;
-  assign \$184  = affine_shift - 1'h1;
-  assign \$185  = \$183  ? 6'h00 : \$184 [5:0];
-  assign \$186  = $signed(\$182 ) >>> \$185 ;
-  assign \$187  = $signed(\$186 ) + $signed(2'h1);
-  assign \$189  = \$176  ? \$181  : \$188 [31:0];
-  assign \$190  = $signed(\$189 ) < $signed(16'h8000);
-  assign \$191  = ! affine_shift;
-  assign \$192  = $signed(g_cur0) * $signed(scale[15:0]);
-  assign \$193  = ! affine_shift;
-  assign \$194  = affine_shift - 1'h1;
-  assign \$195  = \$193  ? 6'h00 : \$194 [5:0];
-  assign \$196  = $signed(\$192 ) >>> \$195 ;
-  assign \$197  = $signed(g_cur0) * $signed(scale[15:0]);
-  assign \$198  = ! affine_shift;
-  assign \$199  = affine_shift - 1'h1;
-  assign \$200  = \$198  ? 6'h00 : \$199 [5:0];
-  assign \$201  = $signed(\$197 ) >>> \$200 ;
-  assign \$202  = $signed(\$201 ) + $signed(2'h1);
-  assign \$204  = \$191  ? \$196  : \$203 [31:0];
-  assign \$205  = \$190  ? 16'h8000 : \$204 [15:0];
-  assign \$206  = \$175  ? 16'h7fff : \$205 ;
+  assign \$177  = ! affine_shift;
+  assign \$178  = affine_shift - 1'h1;
+  assign \$179  = \$177  ? 6'h00 : \$178 [5:0];
+  assign \$180  = $signed(g_prod1) >>> \$179 ;
+  assign \$181  = ! affine_shift;
+  assign \$182  = affine_shift - 1'h1;
+  assign \$183  = \$181  ? 6'h00 : \$182 [5:0];
+  assign \$184  = $signed(g_prod1) >>> \$183 ;
+  assign \$185  = $signed(\$184 ) + $signed(2'h1);
+  assign \$187  = \$176  ? \$180  : \$186 [31:0];
+  assign \$188  = $signed(\$187 ) > $signed(16'h7fff);
+  assign \$189  = ! affine_shift;
+  assign \$190  = ! affine_shift;
+  assign \$191  = affine_shift - 1'h1;
+  assign \$192  = \$190  ? 6'h00 : \$191 [5:0];
+  assign \$193  = $signed(g_prod1) >>> \$192 ;
+  assign \$194  = ! affine_shift;
+  assign \$195  = affine_shift - 1'h1;
+  assign \$196  = \$194  ? 6'h00 : \$195 [5:0];
+  assign \$197  = $signed(g_prod1) >>> \$196 ;
+  assign \$198  = $signed(\$197 ) + $signed(2'h1);
+  assign \$200  = \$189  ? \$193  : \$199 [31:0];
+  assign \$201  = $signed(\$200 ) < $signed(16'h8000);
+  assign \$202  = ! affine_shift;
+  assign \$203  = ! affine_shift;
+  assign \$204  = affine_shift - 1'h1;
+  assign \$205  = \$203  ? 6'h00 : \$204 [5:0];
+  assign \$206  = $signed(g_prod1) >>> \$205 ;
   assign \$207  = ! affine_shift;
-  assign \$208  = $signed(g_cur1) * $signed(scale[31:16]);
-  assign \$209  = ! affine_shift;
-  assign \$210  = affine_shift - 1'h1;
-  assign \$211  = \$209  ? 6'h00 : \$210 [5:0];
-  assign \$212  = $signed(\$208 ) >>> \$211 ;
-  assign \$213  = $signed(g_cur1) * $signed(scale[31:16]);
-  assign \$214  = ! affine_shift;
-  assign \$215  = affine_shift - 1'h1;
-  assign \$216  = \$214  ? 6'h00 : \$215 [5:0];
-  assign \$217  = $signed(\$213 ) >>> \$216 ;
-  assign \$218  = $signed(\$217 ) + $signed(2'h1);
-  assign \$220  = \$207  ? \$212  : \$219 [31:0];
-  assign \$221  = $signed(\$220 ) > $signed(16'h7fff);
-  assign \$222  = ! affine_shift;
-  assign \$223  = $signed(g_cur1) * $signed(scale[31:16]);
-  assign \$224  = ! affine_shift;
-  assign \$225  = affine_shift - 1'h1;
-  assign \$226  = \$224  ? 6'h00 : \$225 [5:0];
-  assign \$227  = $signed(\$223 ) >>> \$226 ;
-  assign \$228  = $signed(g_cur1) * $signed(scale[31:16]);
+  assign \$208  = affine_shift - 1'h1;
+  assign \$209  = \$207  ? 6'h00 : \$208 [5:0];
+  assign \$210  = $signed(g_prod1) >>> \$209 ;
+  assign \$211  = $signed(\$210 ) + $signed(2'h1);
+  assign \$213  = \$202  ? \$206  : \$212 [31:0];
+  assign \$214  = \$201  ? 16'h8000 : \$213 [15:0];
+  assign \$215  = \$188  ? 16'h7fff : \$214 ;
+  assign \$216  = ! affine_shift;
+  assign \$217  = ! affine_shift;
+  assign \$218  = affine_shift - 1'h1;
+  assign \$219  = \$217  ? 6'h00 : \$218 [5:0];
+  assign \$220  = $signed(g_prod1) >>> \$219 ;
+  assign \$221  = ! affine_shift;
+  assign \$222  = affine_shift - 1'h1;
+  assign \$223  = \$221  ? 6'h00 : \$222 [5:0];
+  assign \$224  = $signed(g_prod1) >>> \$223 ;
+  assign \$225  = $signed(\$224 ) + $signed(2'h1);
+  assign \$227  = \$216  ? \$220  : \$226 [31:0];
+  assign \$228  = $signed(\$227 ) > $signed(16'h7fff);
   assign \$229  = ! affine_shift;
-  assign \$230  = affine_shift - 1'h1;
-  assign \$231  = \$229  ? 6'h00 : \$230 [5:0];
-  assign \$232  = $signed(\$228 ) >>> \$231 ;
-  assign \$233  = $signed(\$232 ) + $signed(2'h1);
-  assign \$235  = \$222  ? \$227  : \$234 [31:0];
-  assign \$236  = $signed(\$235 ) < $signed(16'h8000);
-  assign \$237  = ! affine_shift;
-  assign \$238  = $signed(g_cur1) * $signed(scale[31:16]);
-  assign \$239  = ! affine_shift;
-  assign \$240  = affine_shift - 1'h1;
-  assign \$241  = \$239  ? 6'h00 : \$240 [5:0];
-  assign \$242  = $signed(\$238 ) >>> \$241 ;
-  assign \$243  = $signed(g_cur1) * $signed(scale[31:16]);
-  assign \$244  = ! affine_shift;
-  assign \$245  = affine_shift - 1'h1;
-  assign \$246  = \$244  ? 6'h00 : \$245 [5:0];
-  assign \$247  = $signed(\$243 ) >>> \$246 ;
-  assign \$248  = $signed(\$247 ) + $signed(2'h1);
-  assign \$250  = \$237  ? \$242  : \$249 [31:0];
-  assign \$251  = \$236  ? 16'h8000 : \$250 [15:0];
-  assign \$252  = \$221  ? 16'h7fff : \$251 ;
-  assign \$253  = ! affine_shift;
-  assign \$254  = $signed(g_cur2) * $signed(scale[47:32]);
-  assign \$255  = ! affine_shift;
-  assign \$256  = affine_shift - 1'h1;
-  assign \$257  = \$255  ? 6'h00 : \$256 [5:0];
-  assign \$258  = $signed(\$254 ) >>> \$257 ;
-  assign \$259  = $signed(g_cur2) * $signed(scale[47:32]);
-  assign \$260  = ! affine_shift;
-  assign \$261  = affine_shift - 1'h1;
-  assign \$262  = \$260  ? 6'h00 : \$261 [5:0];
-  assign \$263  = $signed(\$259 ) >>> \$262 ;
-  assign \$264  = $signed(\$263 ) + $signed(2'h1);
-  assign \$266  = \$253  ? \$258  : \$265 [31:0];
-  assign \$267  = $signed(\$266 ) > $signed(16'h7fff);
-  assign \$268  = ! affine_shift;
-  assign \$269  = $signed(g_cur2) * $signed(scale[47:32]);
-  assign \$270  = ! affine_shift;
-  assign \$271  = affine_shift - 1'h1;
-  assign \$272  = \$270  ? 6'h00 : \$271 [5:0];
-  assign \$273  = $signed(\$269 ) >>> \$272 ;
-  assign \$274  = $signed(g_cur2) * $signed(scale[47:32]);
-  assign \$275  = ! affine_shift;
-  assign \$276  = affine_shift - 1'h1;
-  assign \$277  = \$275  ? 6'h00 : \$276 [5:0];
-  assign \$278  = $signed(\$274 ) >>> \$277 ;
-  assign \$279  = $signed(\$278 ) + $signed(2'h1);
-  assign \$281  = \$268  ? \$273  : \$280 [31:0];
-  assign \$282  = $signed(\$281 ) < $signed(16'h8000);
-  assign \$283  = ! affine_shift;
-  assign \$284  = $signed(g_cur2) * $signed(scale[47:32]);
-  assign \$285  = ! affine_shift;
-  assign \$286  = affine_shift - 1'h1;
-  assign \$287  = \$285  ? 6'h00 : \$286 [5:0];
-  assign \$288  = $signed(\$284 ) >>> \$287 ;
-  assign \$289  = $signed(g_cur2) * $signed(scale[47:32]);
-  assign \$290  = ! affine_shift;
-  assign \$291  = affine_shift - 1'h1;
-  assign \$292  = \$290  ? 6'h00 : \$291 [5:0];
-  assign \$293  = $signed(\$289 ) >>> \$292 ;
-  assign \$294  = $signed(\$293 ) + $signed(2'h1);
-  assign \$296  = \$283  ? \$288  : \$295 [31:0];
-  assign \$297  = \$282  ? 16'h8000 : \$296 [15:0];
-  assign \$298  = \$267  ? 16'h7fff : \$297 ;
-  assign \$299  = ! affine_shift;
-  assign \$300  = $signed(g_cur3) * $signed(scale[63:48]);
-  assign \$301  = ! affine_shift;
-  assign \$302  = affine_shift - 1'h1;
-  assign \$303  = \$301  ? 6'h00 : \$302 [5:0];
-  assign \$304  = $signed(\$300 ) >>> \$303 ;
-  assign \$305  = $signed(g_cur3) * $signed(scale[63:48]);
-  assign \$306  = ! affine_shift;
-  assign \$307  = affine_shift - 1'h1;
-  assign \$308  = \$306  ? 6'h00 : \$307 [5:0];
-  assign \$309  = $signed(\$305 ) >>> \$308 ;
-  assign \$310  = $signed(\$309 ) + $signed(2'h1);
-  assign \$312  = \$299  ? \$304  : \$311 [31:0];
-  assign \$313  = $signed(\$312 ) > $signed(16'h7fff);
-  assign \$314  = ! affine_shift;
-  assign \$315  = $signed(g_cur3) * $signed(scale[63:48]);
-  assign \$316  = ! affine_shift;
-  assign \$317  = affine_shift - 1'h1;
-  assign \$318  = \$316  ? 6'h00 : \$317 [5:0];
-  assign \$319  = $signed(\$315 ) >>> \$318 ;
-  assign \$320  = $signed(g_cur3) * $signed(scale[63:48]);
-  assign \$321  = ! affine_shift;
-  assign \$322  = affine_shift - 1'h1;
-  assign \$323  = \$321  ? 6'h00 : \$322 [5:0];
-  assign \$324  = $signed(\$320 ) >>> \$323 ;
-  assign \$325  = $signed(\$324 ) + $signed(2'h1);
-  assign \$327  = \$314  ? \$319  : \$326 [31:0];
-  assign \$328  = $signed(\$327 ) < $signed(16'h8000);
-  assign \$329  = ! affine_shift;
-  assign \$330  = $signed(g_cur3) * $signed(scale[63:48]);
-  assign \$331  = ! affine_shift;
-  assign \$332  = affine_shift - 1'h1;
-  assign \$333  = \$331  ? 6'h00 : \$332 [5:0];
-  assign \$334  = $signed(\$330 ) >>> \$333 ;
-  assign \$335  = $signed(g_cur3) * $signed(scale[63:48]);
-  assign \$336  = ! affine_shift;
-  assign \$337  = affine_shift - 1'h1;
-  assign \$338  = \$336  ? 6'h00 : \$337 [5:0];
-  assign \$339  = $signed(\$335 ) >>> \$338 ;
-  assign \$340  = $signed(\$339 ) + $signed(2'h1);
-  assign \$342  = \$329  ? \$334  : \$341 [31:0];
-  assign \$343  = \$328  ? 16'h8000 : \$342 [15:0];
-  assign \$344  = \$313  ? 16'h7fff : \$343 ;
-  assign \$345  = $signed(d0) != $signed(\$31 );
-  assign \$346  = $signed(d1) != $signed(\$71 );
-  assign \$347  = $signed(d2) != $signed(\$111 );
-  assign \$348  = $signed(d3) != $signed(\$151 );
-  assign \$349  = $signed(d0) + $signed(g_extra[15:0]);
-  assign \$350  = $signed(g_cur0) != $signed(\$349 );
-  assign \$351  = $signed(d1) + $signed(g_extra[31:16]);
-  assign \$352  = $signed(g_cur1) != $signed(\$351 );
-  assign \$353  = $signed(d2) + $signed(g_extra[47:32]);
-  assign \$354  = $signed(g_cur2) != $signed(\$353 );
-  assign \$355  = $signed(d3) + $signed(g_extra[63:48]);
-  assign \$356  = $signed(g_cur3) != $signed(\$355 );
-  assign \$357  = ! affine_shift;
-  assign \$358  = $signed(g_cur0) * $signed(scale[15:0]);
-  assign \$359  = ! affine_shift;
-  assign \$360  = affine_shift - 1'h1;
-  assign \$361  = \$359  ? 6'h00 : \$360 [5:0];
-  assign \$362  = $signed(\$358 ) >>> \$361 ;
-  assign \$363  = $signed(g_cur0) * $signed(scale[15:0]);
-  assign \$364  = ! affine_shift;
-  assign \$365  = affine_shift - 1'h1;
-  assign \$366  = \$364  ? 6'h00 : \$365 [5:0];
-  assign \$367  = $signed(\$363 ) >>> \$366 ;
-  assign \$368  = $signed(\$367 ) + $signed(2'h1);
-  assign \$370  = \$357  ? \$362  : \$369 [31:0];
-  assign \$371  = $signed(\$370 ) > $signed(16'h7fff);
-  assign \$372  = ! affine_shift;
-  assign \$373  = $signed(g_cur0) * $signed(scale[15:0]);
-  assign \$374  = ! affine_shift;
-  assign \$375  = affine_shift - 1'h1;
-  assign \$376  = \$374  ? 6'h00 : \$375 [5:0];
-  assign \$377  = $signed(\$373 ) >>> \$376 ;
-  assign \$378  = $signed(g_cur0) * $signed(scale[15:0]);
-  assign \$379  = ! affine_shift;
-  assign \$380  = affine_shift - 1'h1;
-  assign \$381  = \$379  ? 6'h00 : \$380 [5:0];
-  assign \$382  = $signed(\$378 ) >>> \$381 ;
-  assign \$383  = $signed(\$382 ) + $signed(2'h1);
-  assign \$385  = \$372  ? \$377  : \$384 [31:0];
-  assign \$386  = $signed(\$385 ) < $signed(16'h8000);
-  assign \$387  = ! affine_shift;
-  assign \$388  = $signed(g_cur0) * $signed(scale[15:0]);
-  assign \$389  = ! affine_shift;
-  assign \$390  = affine_shift - 1'h1;
-  assign \$391  = \$389  ? 6'h00 : \$390 [5:0];
-  assign v0 = { \$31 [24], \$31 [24], \$31  };
-  assign window = { \port$7966$12 [1], \port$7966$8 [1], \port$7966$4 [1], \port$7966$0 [1] };
-  assign height_shift = \port$8686$356 [5:0];
-  assign spike = { \port$7966$12 [0], \port$7966$8 [0], \port$7966$4 [0], \port$7966$0 [0] };
-  assign leak_mul = \port$8686$356 [13:6];
-  assign v1 = { \$71 [24], \$71 [24], \$71  };
-  assign v2 = { \$111 [24], \$111 [24], \$111  };
-  assign v3 = { \$151 [24], \$151 [24], \$151  };
-  assign d = { d3, d2, d1, d0 };
-  assign g_cur = { g_cur3, g_cur2, g_cur1, g_cur0 };
-  assign g_p = { \$344 , \$298 , \$252 , \$206  };
-  assign sat_lif = { \$348 , \$347 , \$346 , \$345  };
-  assign sat_current = { \$356 , \$354 , \$352 , \$350  };
-  assign sat_affine = { \$600 , \$539 , \$478 , \$417  };
-  assign \port$6244$0  = \$206 ;
-  assign \port$6290$0  = \$252 ;
-  assign \port$6336$0  = \$298 ;
-  assign \port$6382$0  = \$344 ;
-  assign \port$6383$0  = \$345 ;
-  assign \port$6384$0  = \$346 ;
-  assign \port$6385$0  = \$347 ;
-  assign \port$6386$0  = \$348 ;
-  assign \port$6388$0  = \$350 ;
-  assign \port$6390$0  = \$352 ;
-  assign \port$6392$0  = \$354 ;
-  assign \port$6394$0  = \$356 ;
-  assign \port$6455$0  = \$417 ;
-  assign \port$6516$0  = \$478 ;
-  assign \port$6577$0  = \$539 ;
-  assign \port$6638$0  = \$600 ;
+  assign \$230  = ! affine_shift;
+  assign \$231  = affine_shift - 1'h1;
+  assign \$232  = \$230  ? 6'h00 : \$231 [5:0];
+  assign \$233  = $signed(g_prod1) >>> \$232 ;
+  assign \$234  = ! affine_shift;
+  assign \$235  = affine_shift - 1'h1;
+  assign \$236  = \$234  ? 6'h00 : \$235 [5:0];
+  assign \$237  = $signed(g_prod1) >>> \$236 ;
+  assign \$238  = $signed(\$237 ) + $signed(2'h1);
+  assign \$240  = \$229  ? \$233  : \$239 [31:0];
+  assign \$241  = $signed(\$240 ) < $signed(16'h8000);
+  assign \$242  = ! affine_shift;
+  assign \$243  = ! affine_shift;
+  assign \$244  = affine_shift - 1'h1;
+  assign \$245  = \$243  ? 6'h00 : \$244 [5:0];
+  assign \$246  = $signed(g_prod1) >>> \$245 ;
+  assign \$247  = ! affine_shift;
+  assign \$248  = affine_shift - 1'h1;
+  assign \$249  = \$247  ? 6'h00 : \$248 [5:0];
+  assign \$250  = $signed(g_prod1) >>> \$249 ;
+  assign \$251  = $signed(\$250 ) + $signed(2'h1);
+  assign \$253  = \$242  ? \$246  : \$252 [31:0];
+  assign \$254  = \$241  ? 16'h8000 : \$253 [15:0];
+  assign \$255  = \$228  ? 16'h7fff : \$254 ;
+  assign \$256  = ! affine_shift;
+  assign \$257  = ! affine_shift;
+  assign \$258  = affine_shift - 1'h1;
+  assign \$259  = \$257  ? 6'h00 : \$258 [5:0];
+  assign \$260  = $signed(g_prod1) >>> \$259 ;
+  assign \$261  = ! affine_shift;
+  assign \$262  = affine_shift - 1'h1;
+  assign \$263  = \$261  ? 6'h00 : \$262 [5:0];
+  assign \$264  = $signed(g_prod1) >>> \$263 ;
+  assign \$265  = $signed(\$264 ) + $signed(2'h1);
+  assign \$267  = \$256  ? \$260  : \$266 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$609  = valid;
+    if (rst) begin
+      \$609  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$610  = valid_z1;
+    if (rst) begin
+      \$610  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$611  = valid_z2;
+    if (rst) begin
+      \$611  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$612  = valid_z3;
+    if (rst) begin
+      \$612  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$613  = valid_z4;
+    if (rst) begin
+      \$613  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$614  = valid_z5;
+    if (rst) begin
+      \$614  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$615  = restart;
+    if (rst) begin
+      \$615  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$616  = restart_z1;
+    if (rst) begin
+      \$616  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$617  = e[15:0];
+    if (rst) begin
+      \$617  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$618  = \port$7969$0 [1];
+    if (rst) begin
+      \$618  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$619  = \port$7969$0 [0];
+    if (rst) begin
+      \$619  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$620  = spike0_z1;
+    if (rst) begin
+      \$620  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$621  = g_extra[15:0];
+    if (rst) begin
+      \$621  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$622  = g_extra0_z1;
+    if (rst) begin
+      \$622  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$623  = g_extra0_z2;
+    if (rst) begin
+      \$623  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$624  = scale[15:0];
+    if (rst) begin
+      \$624  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$625  = scale0_z1;
+    if (rst) begin
+      \$625  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$626  = scale0_z2;
+    if (rst) begin
+      \$626  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$627  = scale0_z3;
+    if (rst) begin
+      \$627  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$628  = { \$15 [23], \$15  };
+    if (rst) begin
+      \$628  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$629  = d0;
+    if (valid_z2) begin
+      \$629  = \$19 ;
+    end
+    if (rst) begin
+      \$629  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$630  = \$24 ;
+    if (rst) begin
+      \$630  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$631  = \$31 ;
+    if (rst) begin
+      \$631  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$632  = \$40 ;
+    if (rst) begin
+      \$632  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$633  = \$41 ;
+    if (rst) begin
+      \$633  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$634  = \$81 ;
+    if (rst) begin
+      \$634  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$635  = \$134 ;
+    if (rst) begin
+      \$635  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$636  = d0;
+    if (rst) begin
+      \$636  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$637  = d_out0_z1;
+    if (rst) begin
+      \$637  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$638  = d_out0_z2;
+    if (rst) begin
+      \$638  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$639  = g_cur0;
+    if (rst) begin
+      \$639  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$640  = g_cur_out0_z1;
+    if (rst) begin
+      \$640  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$641  = sat_lif0;
+    if (rst) begin
+      \$641  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$642  = sat_lif_out0_z1;
+    if (rst) begin
+      \$642  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$643  = sat_lif_out0_z2;
+    if (rst) begin
+      \$643  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$644  = sat_cur0;
+    if (rst) begin
+      \$644  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$645  = sat_cur_out0_z1;
+    if (rst) begin
+      \$645  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$646  = e[31:16];
+    if (rst) begin
+      \$646  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$647  = \port$7969$4 [1];
+    if (rst) begin
+      \$647  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$648  = \port$7969$4 [0];
+    if (rst) begin
+      \$648  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$649  = spike1_z1;
+    if (rst) begin
+      \$649  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$650  = g_extra[31:16];
+    if (rst) begin
+      \$650  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$651  = g_extra1_z1;
+    if (rst) begin
+      \$651  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$652  = g_extra1_z2;
+    if (rst) begin
+      \$652  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$653  = scale[31:16];
+    if (rst) begin
+      \$653  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$654  = scale1_z1;
+    if (rst) begin
+      \$654  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$655  = scale1_z2;
+    if (rst) begin
+      \$655  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$656  = scale1_z3;
+    if (rst) begin
+      \$656  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$657  = { \$149 [23], \$149  };
+    if (rst) begin
+      \$657  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$658  = d1;
+    if (valid_z2) begin
+      \$658  = \$153 ;
+    end
+    if (rst) begin
+      \$658  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$659  = \$158 ;
+    if (rst) begin
+      \$659  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$660  = \$165 ;
+    if (rst) begin
+      \$660  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$661  = \$174 ;
+    if (rst) begin
+      \$661  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$662  = \$175 ;
+    if (rst) begin
+      \$662  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$663  = \$215 ;
+    if (rst) begin
+      \$663  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$664  = \$268 ;
+    if (rst) begin
+      \$664  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$665  = d1;
+    if (rst) begin
+      \$665  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$666  = d_out1_z1;
+    if (rst) begin
+      \$666  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$667  = d_out1_z2;
+    if (rst) begin
+      \$667  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$668  = g_cur1;
+    if (rst) begin
+      \$668  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$669  = g_cur_out1_z1;
+    if (rst) begin
+      \$669  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$670  = sat_lif1;
+    if (rst) begin
+      \$670  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$671  = sat_lif_out1_z1;
+    if (rst) begin
+      \$671  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$672  = sat_lif_out1_z2;
+    if (rst) begin
+      \$672  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$673  = sat_cur1;
+    if (rst) begin
+      \$673  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$674  = sat_cur_out1_z1;
+    if (rst) begin
+      \$674  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$675  = e[47:32];
+    if (rst) begin
+      \$675  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$676  = \port$7969$8 [1];
+    if (rst) begin
+      \$676  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$677  = \port$7969$8 [0];
+    if (rst) begin
+      \$677  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$678  = spike2_z1;
+    if (rst) begin
+      \$678  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$679  = g_extra[47:32];
+    if (rst) begin
+      \$679  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$680  = g_extra2_z1;
+    if (rst) begin
+      \$680  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$681  = g_extra2_z2;
+    if (rst) begin
+      \$681  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$682  = scale[47:32];
+    if (rst) begin
+      \$682  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$683  = scale2_z1;
+    if (rst) begin
+      \$683  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$684  = scale2_z2;
+    if (rst) begin
+      \$684  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$685  = scale2_z3;
+    if (rst) begin
+      \$685  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$686  = { \$283 [23], \$283  };
+    if (rst) begin
+      \$686  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$687  = d2;
+    if (valid_z2) begin
+      \$687  = \$287 ;
+    end
+    if (rst) begin
+      \$687  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$688  = \$292 ;
+    if (rst) begin
+      \$688  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$689  = \$299 ;
+    if (rst) begin
+      \$689  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$690  = \$308 ;
+    if (rst) begin
+      \$690  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$691  = \$309 ;
+    if (rst) begin
+      \$691  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$692  = \$349 ;
+    if (rst) begin
+      \$692  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$693  = \$402 ;
+    if (rst) begin
+      \$693  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$694  = d2;
+    if (rst) begin
+      \$694  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$695  = d_out2_z1;
+    if (rst) begin
+      \$695  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$696  = d_out2_z2;
+    if (rst) begin
+      \$696  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$697  = g_cur2;
+    if (rst) begin
+      \$697  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$698  = g_cur_out2_z1;
+    if (rst) begin
+      \$698  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$699  = sat_lif2;
+    if (rst) begin
+      \$699  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$700  = sat_lif_out2_z1;
+    if (rst) begin
+      \$700  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$701  = sat_lif_out2_z2;
+    if (rst) begin
+      \$701  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$702  = sat_cur2;
+    if (rst) begin
+      \$702  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$703  = sat_cur_out2_z1;
+    if (rst) begin
+      \$703  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$704  = e[63:48];
+    if (rst) begin
+      \$704  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$705  = \port$7969$12 [1];
+    if (rst) begin
+      \$705  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$706  = \port$7969$12 [0];
+    if (rst) begin
+      \$706  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$707  = spike3_z1;
+    if (rst) begin
+      \$707  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$708  = g_extra[63:48];
+    if (rst) begin
+      \$708  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$709  = g_extra3_z1;
+    if (rst) begin
+      \$709  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$710  = g_extra3_z2;
+    if (rst) begin
+      \$710  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$711  = scale[63:48];
+    if (rst) begin
+      \$711  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$712  = scale3_z1;
+    if (rst) begin
+      \$712  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$713  = scale3_z2;
+    if (rst) begin
+      \$713  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$714  = scale3_z3;
+    if (rst) begin
+      \$714  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$715  = { \$417 [23], \$417  };
+    if (rst) begin
+      \$715  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$716  = d3;
+    if (valid_z2) begin
+      \$716  = \$421 ;
+    end
+    if (rst) begin
+      \$716  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$717  = \$426 ;
+    if (rst) begin
+      \$717  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$718  = \$433 ;
+    if (rst) begin
+      \$718  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$719  = \$442 ;
+    if (rst) begin
+      \$719  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$720  = \$443 ;
+    if (rst) begin
+      \$720  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$721  = \$483 ;
+    if (rst) begin
+      \$721  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$722  = \$536 ;
+    if (rst) begin
+      \$722  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$723  = d3;
+    if (rst) begin
+      \$723  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$724  = d_out3_z1;
+    if (rst) begin
+      \$724  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$725  = d_out3_z2;
+    if (rst) begin
+      \$725  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$726  = g_cur3;
+    if (rst) begin
+      \$726  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$727  = g_cur_out3_z1;
+    if (rst) begin
+      \$727  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$728  = sat_lif3;
+    if (rst) begin
+      \$728  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$729  = sat_lif_out3_z1;
+    if (rst) begin
+      \$729  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$730  = sat_lif_out3_z2;
+    if (rst) begin
+      \$730  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$731  = sat_cur3;
+    if (rst) begin
+      \$731  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$732  = sat_cur_out3_z1;
+    if (rst) begin
+      \$732  = 1'h0;
+    end
+  end
+  assign window = { \port$7969$12 [1], \port$7969$8 [1], \port$7969$4 [1], \port$7969$0 [1] };
+  assign spike = { \port$7969$12 [0], \port$7969$8 [0], \port$7969$4 [0], \port$7969$0 [0] };
+  assign height_shift = \port$9045$356 [5:0];
+  assign v0 = { \$554 [25], \$554  };
+  assign v1 = { \$572 [25], \$572  };
+  assign v2 = { \$590 [25], \$590  };
+  assign v3 = { \$608 [25], \$608  };
+  assign out_valid = valid_z6;
+  assign leak_mul = \port$9045$356 [13:6];
+  assign d = { d_out3_z3, d_out2_z3, d_out1_z3, d_out0_z3 };
+  assign g_cur = { g_cur_out3_z2, g_cur_out2_z2, g_cur_out1_z2, g_cur_out0_z2 };
+  assign g_p = { g_p3, g_p2, g_p1, g_p0 };
+  assign sat_lif = { sat_lif_out3_z3, sat_lif_out2_z3, sat_lif_out1_z3, sat_lif_out0_z3 };
+  assign sat_current = { sat_cur_out3_z2, sat_cur_out2_z2, sat_cur_out1_z2, sat_cur_out0_z2 };
+  assign sat_affine = { sat_aff3, sat_aff2, sat_aff1, sat_aff0 };
   assign \$13  = { \$12 [24], \$12 [24:1] };
-  assign \$28  = { \$27 [24], \$27 [24:1] };
-  assign \$53  = { \$52 [24], \$52 [24:1] };
-  assign \$68  = { \$67 [24], \$67 [24:1] };
-  assign \$93  = { \$92 [24], \$92 [24:1] };
-  assign \$108  = { \$107 [24], \$107 [24:1] };
-  assign \$133  = { \$132 [24], \$132 [24:1] };
-  assign \$148  = { \$147 [24], \$147 [24:1] };
-  assign \$173  = { \$172 [32], \$172 [32:1] };
-  assign \$188  = { \$187 [32], \$187 [32:1] };
-  assign \$203  = { \$202 [32], \$202 [32:1] };
-  assign \$219  = { \$218 [32], \$218 [32:1] };
-  assign \$234  = { \$233 [32], \$233 [32:1] };
-  assign \$249  = { \$248 [32], \$248 [32:1] };
-  assign \$265  = { \$264 [32], \$264 [32:1] };
-  assign \$280  = { \$279 [32], \$279 [32:1] };
-  assign \$295  = { \$294 [32], \$294 [32:1] };
-  assign \$311  = { \$310 [32], \$310 [32:1] };
-  assign \$326  = { \$325 [32], \$325 [32:1] };
-  assign \$341  = { \$340 [32], \$340 [32:1] };
-  assign \$369  = { \$368 [32], \$368 [32:1] };
-  assign \$384  = { \$383 [32], \$383 [32:1] };
-  assign \$399  = { \$398 [32], \$398 [32:1] };
-  assign \$415  = { \$414 [32], \$414 [32:1] };
-  assign \$430  = { \$429 [32], \$429 [32:1] };
-  assign \$445  = { \$444 [32], \$444 [32:1] };
-  assign \$460  = { \$459 [32], \$459 [32:1] };
-  assign \$476  = { \$475 [32], \$475 [32:1] };
-  assign \$491  = { \$490 [32], \$490 [32:1] };
-  assign \$506  = { \$505 [32], \$505 [32:1] };
-  assign \$521  = { \$520 [32], \$520 [32:1] };
-  assign \$537  = { \$536 [32], \$536 [32:1] };
-  assign \$552  = { \$551 [32], \$551 [32:1] };
-  assign \$567  = { \$566 [32], \$566 [32:1] };
-  assign \$582  = { \$581 [32], \$581 [32:1] };
-  assign \$598  = { \$597 [32], \$597 [32:1] };
+  assign \$551  = { \$550 [24], \$550 [24:1] };
+  assign \$52  = { \$51 [32], \$51 [32:1] };
+  assign \$65  = { \$64 [32], \$64 [32:1] };
+  assign \$78  = { \$77 [32], \$77 [32:1] };
+  assign \$92  = { \$91 [32], \$91 [32:1] };
+  assign \$105  = { \$104 [32], \$104 [32:1] };
+  assign \$118  = { \$117 [32], \$117 [32:1] };
+  assign \$132  = { \$131 [32], \$131 [32:1] };
+  assign \$147  = { \$146 [24], \$146 [24:1] };
+  assign \$569  = { \$568 [24], \$568 [24:1] };
+  assign \$186  = { \$185 [32], \$185 [32:1] };
+  assign \$199  = { \$198 [32], \$198 [32:1] };
+  assign \$212  = { \$211 [32], \$211 [32:1] };
+  assign \$226  = { \$225 [32], \$225 [32:1] };
+  assign \$239  = { \$238 [32], \$238 [32:1] };
+  assign \$252  = { \$251 [32], \$251 [32:1] };
+  assign \$266  = { \$265 [32], \$265 [32:1] };
+  assign \$281  = { \$280 [24], \$280 [24:1] };
+  assign \$587  = { \$586 [24], \$586 [24:1] };
+  assign \$320  = { \$319 [32], \$319 [32:1] };
+  assign \$333  = { \$332 [32], \$332 [32:1] };
+  assign \$346  = { \$345 [32], \$345 [32:1] };
+  assign \$360  = { \$359 [32], \$359 [32:1] };
+  assign \$373  = { \$372 [32], \$372 [32:1] };
+  assign \$386  = { \$385 [32], \$385 [32:1] };
+  assign \$400  = { \$399 [32], \$399 [32:1] };
+  assign \$415  = { \$414 [24], \$414 [24:1] };
+  assign \$605  = { \$604 [24], \$604 [24:1] };
+  assign \$454  = { \$453 [32], \$453 [32:1] };
+  assign \$467  = { \$466 [32], \$466 [32:1] };
+  assign \$480  = { \$479 [32], \$479 [32:1] };
+  assign \$494  = { \$493 [32], \$493 [32:1] };
+  assign \$507  = { \$506 [32], \$506 [32:1] };
+  assign \$520  = { \$519 [32], \$519 [32:1] };
+  assign \$534  = { \$533 [32], \$533 [32:1] };
 endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1__addr, \port$306$0 , \port$310$0 , \port$314$0 , \port$318$0 , busy, weights, spike_in__data, geo, counts, line1__en, w1__addr, in_consumed, rows_done, released, released_e1_order
 , in_rows, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [3:0] \$100 ;
@@ -12488,14 +14416,14 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     .shift(desc[132:127])
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     line1__en = 4'h0;
     if (\$128 ) begin
       line1__en = \$133 [3:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$499  = cc1;
     if (\$138 ) begin
       \$499  = \$143 [15:0];
@@ -12508,7 +14436,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$500  = \$signal$26 ;
     if (\$148 ) begin
       \$500  = \$153 [15:0];
@@ -12521,7 +14449,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$501  = \$signal$8 ;
     if (\$162 ) begin
       \$501  = \$168 [15:0];
@@ -12534,7 +14462,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$502  = sb1;
     if (\$182 ) begin
       \$502  = \$189 [1:0];
@@ -12547,7 +14475,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$503  = \$signal$4 ;
     if (\$209 ) begin
       \$503  = \$215 [15:0];
@@ -12560,7 +14488,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$504  = \$signal$2 ;
     if (\$240 ) begin
       \$504  = \$245 [15:0];
@@ -12573,7 +14501,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$505  = w1__addr;
     if (issue1) begin
       \$505  = \$255 [15:0];
@@ -12586,7 +14514,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$506  = pix1;
     if (issue1) begin
       if (\$263 ) begin
@@ -12601,7 +14529,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$507  = eoff1;
     if (issue1) begin
       if (\$263 ) begin
@@ -12616,7 +14544,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$508  = n1;
     if (issue1) begin
       if (\$342 ) begin
@@ -12631,7 +14559,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$509  = \$signal$69 ;
     if (issue1) begin
       if (\$342 ) begin
@@ -12646,7 +14574,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$510  = ring1_base;
     if (issue1) begin
       if (\$342 ) begin
@@ -12661,7 +14589,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$511  = need1;
     if (issue1) begin
       if (\$342 ) begin
@@ -12676,7 +14604,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$512  = in_consumed;
     if (issue1) begin
       if (\$342 ) begin
@@ -12693,7 +14621,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$513  = in_slot;
     if (issue1) begin
       if (\$342 ) begin
@@ -12710,7 +14638,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$514  = \$signal$29 ;
     if (issue1) begin
       if (\$342 ) begin
@@ -12727,7 +14655,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$515  = trw1;
     if (issue1) begin
       if (\$382 ) begin
@@ -12742,7 +14670,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$516  = qm3_1;
     if (issue1) begin
       if (\$432 ) begin
@@ -12757,7 +14685,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$517  = run;
     if (issue1) begin
       if (\$465 ) begin
@@ -12772,98 +14700,98 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$518  = zlane1;
     if (rst) begin
       \$518  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$519  = issue1;
     if (rst) begin
       \$519  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$520  = zero_row1;
     if (rst) begin
       \$520  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$521  = \$466 ;
     if (rst) begin
       \$521  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$522  = \$470 ;
     if (rst) begin
       \$522  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$523  = \$471 ;
     if (rst) begin
       \$523  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$524  = \$484 ;
     if (rst) begin
       \$524  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$525  = cc1;
     if (rst) begin
       \$525  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$526  = \$signal$26 ;
     if (rst) begin
       \$526  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$527  = eoff1;
     if (rst) begin
       \$527  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$528  = \$486 [2:0];
     if (rst) begin
       \$528  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$529  = \$79 [15:0];
     if (rst) begin
       \$529  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$530  = \$492 [2:0];
     if (rst) begin
       \$530  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$531  = spike_reg;
     if (\$495 ) begin
       \$531  = spike_in__data;
@@ -12873,70 +14801,70 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$532  = e1a_v;
     if (rst) begin
       \$532  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$533  = e1a_zero;
     if (rst) begin
       \$533  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$534  = e1a_last;
     if (rst) begin
       \$534  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$535  = e1a_rowend;
     if (rst) begin
       \$535  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$536  = \$signal$74 ;
     if (rst) begin
       \$536  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$537  = \$signal$75 ;
     if (rst) begin
       \$537  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$538  = \$signal$76 ;
     if (rst) begin
       \$538  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$539  = base1a;
     if (rst) begin
       \$539  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$540  = zlane1a;
     if (rst) begin
       \$540  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$541  = rows_done;
     if (\$497 ) begin
       \$541  = \$498 [15:0];
@@ -13072,7 +15000,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e1.cluster1 (rst, spikes, valid, weights, first, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [15:0] \$1 ;
   reg [15:0] \$10 ;
   wire [7:0] \$2 ;
@@ -13109,7 +15037,7 @@ module \ttsnn_accel.e1.cluster1 (rst, spikes, valid, weights, first, acc, clk);
   always @(posedge clk)
     acc <= \$10 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$10  = acc;
     if (valid) begin
       \$10  = \$9 [15:0];
@@ -13215,7 +15143,7 @@ endmodule
 module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, line1_b__addr, line1_c__en, line1_c__addr, w2__en, w2__addr, w3__en, w3__addr, row2__en, row2__addr, line4__en, line4__addr, line4__data, \q23_rows$121 , busy, row2_b__en, row2_b__addr
 , row2_c__en, row2_c__addr, \port$2199$0 , \port$2239$0 , \port$2279$0 , \port$2319$0 , weights, w3__data, line1_a__data, line1_b__data, line1_c__data, row2_b__data, row2_c__data, geo, e1_rows, counts, \released$129 , released_e1_order, e4_released, desc, clk
 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [17:0] \$10 ;
   wire \$100 ;
@@ -14551,8 +16479,8 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$8182$18 (a[21:18]),
-    .\port$8182$2 (a[4:2]),
+    .\port$8185$18 (a[21:18]),
+    .\port$8185$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -14651,7 +16579,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     .w3__en(\w3__en$45 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \valid$70  = cluster[0];
@@ -14660,7 +16588,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \first$72  = cluster[1];
@@ -14669,7 +16597,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \from_psum$73  = cluster[2];
@@ -14678,7 +16606,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \jl$74  = cluster[4:3];
@@ -14687,7 +16615,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \shift$75  = cluster[6:5];
@@ -14696,7 +16624,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \centre$76  = cluster[38:7];
@@ -14705,7 +16633,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \neighbour$77  = cluster[70:39];
@@ -14714,7 +16642,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \wsel$78  = cluster[72:71];
@@ -14723,7 +16651,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \weights$79  = cluster[104:73];
@@ -14732,7 +16660,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \use_spad$80  = cluster[105];
@@ -14741,7 +16669,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \w_rd$81  = cluster[106];
@@ -14750,7 +16678,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \w_addr$82  = cluster[110:107];
@@ -14759,7 +16687,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \w_wr$83  = cluster[111];
@@ -14768,7 +16696,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \w_wr_addr$84  = cluster[115:112];
@@ -14777,7 +16705,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \p_rd$85  = cluster[116];
@@ -14786,7 +16714,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     (* full_case = 32'd1 *)
     if (\$172 ) begin
       \p_addr$86  = cluster[119:117];
@@ -14795,7 +16723,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     p_wr = 1'h0;
     if (\$172 ) begin
       p_wr = cluster[120];
@@ -14805,7 +16733,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     p_wr_addr = 3'h0;
     if (\$172 ) begin
       p_wr_addr = cluster[123:121];
@@ -14815,7 +16743,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$408  = need2;
     if (\$386 ) begin
       \$408  = \$399 [15:0];
@@ -14828,7 +16756,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$409  = \released$129 ;
     if (\$400 ) begin
       \$409  = \$401 [15:0];
@@ -14841,7 +16769,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$410  = released_e1_order;
     if (\$400 ) begin
       \$410  = \$405 [15:0];
@@ -14854,14 +16782,14 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$411  = line1_b__data;
     if (rst) begin
       \$411  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$412  = q2_rows;
     if (\$406 ) begin
       \$412  = \$407 [15:0];
@@ -15288,8 +17216,8 @@ module \ttsnn_accel.e23.adder (\port$2321$0 , \port$2322$0 , \port$2323$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$8182$2 , ww__addr, \port$8182$18 , pw__addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$8185$2 , ww__addr, \port$8185$18 , pw__addr, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
   wire [4:0] \$100 ;
@@ -15408,10 +17336,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$8182$18 ;
-  wire [3:0] \port$8182$18 ;
-  input [2:0] \port$8182$2 ;
-  wire [2:0] \port$8182$2 ;
+  input [3:0] \port$8185$18 ;
+  wire [3:0] \port$8185$18 ;
+  input [2:0] \port$8185$2 ;
+  wire [2:0] \port$8185$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -15507,94 +17435,94 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$8182$18 [0] * 4'h8;
+  assign \$100  = \port$8185$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$8182$18 [0] * 4'h8;
+  assign \$103  = \port$8185$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$8182$18 [0] * 4'h8;
+  assign \$106  = \port$8185$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$8182$18 [1:0] * 4'h8;
+  assign \$110  = \port$8185$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$8182$18 [1:0] * 4'h8;
+  assign \$113  = \port$8185$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$8182$18 [1:0] * 4'h8;
+  assign \$116  = \port$8185$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$8182$18 [3:2] * 4'h8;
+  assign \$121  = \port$8185$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$8182$18 [2] * 4'h8;
+  assign \$124  = \port$8185$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$8182$18 [0] * 4'h8;
+  assign \$129  = \port$8185$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$8182$18 [0] * 4'h8;
+  assign \$132  = \port$8185$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$8182$18 [0] * 4'h8;
+  assign \$135  = \port$8185$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$8182$18 [1:0] * 4'h8;
+  assign \$139  = \port$8185$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$8182$18 [1:0] * 4'h8;
+  assign \$142  = \port$8185$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$8182$18 [1:0] * 4'h8;
+  assign \$145  = \port$8185$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$8182$18 [3:2] * 4'h8;
+  assign \$150  = \port$8185$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$8182$18 [2] * 4'h8;
+  assign \$153  = \port$8185$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$8182$18 [0] * 4'h8;
+  assign \$158  = \port$8185$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$8182$18 [0] * 4'h8;
+  assign \$161  = \port$8185$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$8182$18 [0] * 4'h8;
+  assign \$164  = \port$8185$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$8182$18 [1:0] * 4'h8;
+  assign \$168  = \port$8185$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$8182$18 [1:0] * 4'h8;
+  assign \$171  = \port$8185$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$8182$18 [1:0] * 4'h8;
+  assign \$174  = \port$8185$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$8182$18 [3:2] * 4'h8;
+  assign \$179  = \port$8185$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$8182$18 [2] * 4'h8;
+  assign \$182  = \port$8185$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$8182$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$8185$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$8182$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$8185$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$8182$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$8185$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$8182$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$8185$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$8182$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$8182$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$8185$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$8185$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$8182$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$8182$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$8185$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$8185$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$8182$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$8182$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$8185$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$8185$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$8182$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$8182$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$8185$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$8185$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$8182$18 [0] * 4'h8;
+  assign \$71  = \port$8185$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$8182$18 [0] * 4'h8;
+  assign \$74  = \port$8185$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$8182$18 [0] * 4'h8;
+  assign \$77  = \port$8185$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$8182$18 [1:0] * 4'h8;
+  assign \$81  = \port$8185$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$8182$18 [1:0] * 4'h8;
+  assign \$84  = \port$8185$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$8182$18 [1:0] * 4'h8;
+  assign \$87  = \port$8185$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$8182$18 [3:2] * 4'h8;
+  assign \$92  = \port$8185$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$8182$18 [2] * 4'h8;
+  assign \$95  = \port$8185$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$23  = 8'h00;
     casez (pack)
       4'h0:
@@ -15606,7 +17534,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$26  = 8'h00;
     casez (pack)
       4'h0:
@@ -15618,7 +17546,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$36  = 8'h00;
     casez (pack)
       4'h0:
@@ -15630,7 +17558,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$39  = 8'h00;
     casez (pack)
       4'h0:
@@ -15642,7 +17570,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$49  = 8'h00;
     casez (pack)
       4'h0:
@@ -15654,7 +17582,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$52  = 8'h00;
     casez (pack)
       4'h0:
@@ -15666,7 +17594,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$69  = pw__data;
     if (valid) begin
       \$69 [15:0] = \$59 [15:0];
@@ -15679,7 +17607,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$10  = 8'h00;
     casez (pack)
       4'h0:
@@ -15691,7 +17619,7 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$13  = 8'h00;
     casez (pack)
       4'h0:
@@ -15704,8 +17632,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$8182$18 [1:0];
-  assign wsel = \port$8182$18 [3:2];
+  assign jl = \port$8185$18 [1:0];
+  assign wsel = \port$8185$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -15716,9 +17644,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$8182$2 [2];
-  assign first = \port$8182$2 [0];
-  assign from_psum = \port$8182$2 [1];
+  assign use_spad = \port$8185$2 [2];
+  assign first = \port$8185$2 [0];
+  assign from_psum = \port$8185$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -15744,7 +17672,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift, centre, neighbour, wsel, weights, use_spad, wr__en, wr__addr, ww__en, ww__addr, pr__en, pr__addr, pw__en, pw__addr, pw__data
 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   reg [7:0] \$1 ;
   reg [7:0] \$10 ;
   wire [4:0] \$100 ;
@@ -16052,7 +17980,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
   assign \$95  = wsel[0] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$18  = 8'h00;
     casez (shift)
       2'h0:
@@ -16064,7 +17992,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$22  = 8'h00;
     casez (shift)
       2'h0:
@@ -16076,7 +18004,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$23  = 8'h00;
     casez (pack)
       4'h0:
@@ -16088,7 +18016,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$26  = 8'h00;
     casez (pack)
       4'h0:
@@ -16100,7 +18028,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$27  = 8'h00;
     casez (shift)
       2'h0:
@@ -16112,7 +18040,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$31  = 8'h00;
     casez (shift)
       2'h0:
@@ -16124,7 +18052,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$35  = 8'h00;
     casez (shift)
       2'h0:
@@ -16136,7 +18064,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$36  = 8'h00;
     casez (pack)
       4'h0:
@@ -16148,7 +18076,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$39  = 8'h00;
     casez (pack)
       4'h0:
@@ -16160,7 +18088,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$40  = 8'h00;
     casez (shift)
       2'h0:
@@ -16172,7 +18100,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$44  = 8'h00;
     casez (shift)
       2'h0:
@@ -16184,7 +18112,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$48  = 8'h00;
     casez (shift)
       2'h0:
@@ -16196,7 +18124,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$49  = 8'h00;
     casez (pack)
       4'h0:
@@ -16208,7 +18136,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$52  = 8'h00;
     casez (pack)
       4'h0:
@@ -16220,7 +18148,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$69  = pw__data;
     if (valid) begin
       \$69 [15:0] = \$59 [15:0];
@@ -16233,7 +18161,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$1  = 8'h00;
     casez (shift)
       2'h0:
@@ -16245,7 +18173,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$5  = 8'h00;
     casez (shift)
       2'h0:
@@ -16257,7 +18185,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$9  = 8'h00;
     casez (shift)
       2'h0:
@@ -16269,7 +18197,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$10  = 8'h00;
     casez (pack)
       4'h0:
@@ -16281,7 +18209,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$13  = 8'h00;
     casez (pack)
       4'h0:
@@ -16293,7 +18221,7 @@ module \ttsnn_accel.e23.cluster3 (rst, pack, valid, first, from_psum, jl, shift,
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$14  = 8'h00;
     casez (shift)
       2'h0:
@@ -16326,7 +18254,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -17204,7 +19132,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   always @(posedge clk)
     b <= \$324 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     e2_tap = 2'h0;
     casez (e2_ti)
       2'h0:
@@ -17216,7 +19144,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$295  = e2_g;
     if (issue) begin
       if (e2_copy) begin
@@ -17250,7 +19178,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$296  = e2_bc;
     if (issue) begin
       if (e2_copy) begin
@@ -17267,7 +19195,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$297  = e2_coff;
     if (issue) begin
       if (e2_copy) begin
@@ -17287,7 +19215,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$298  = e2_s;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -17306,7 +19234,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$299  = e2_b;
     if (issue) begin
       if (e2_copy) begin
@@ -17327,7 +19255,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$300  = e2_boff;
     if (issue) begin
       if (e2_copy) begin
@@ -17348,7 +19276,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$301  = e2_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -17377,7 +19305,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$302  = e2_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -17406,7 +19334,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$303  = e2_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -17435,7 +19363,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$304  = e2_sl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -17464,7 +19392,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$305  = e2_ck;
     if (issue) begin
       if (e2_copy) begin
@@ -17489,7 +19417,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$306  = e2_jbs;
     if (issue) begin
       if (e2_copy) begin
@@ -17514,7 +19442,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$307  = e2_tis;
     if (issue) begin
       if (e2_copy) begin
@@ -17539,7 +19467,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$308  = e2_jls;
     if (issue) begin
       if (e2_copy) begin
@@ -17564,7 +19492,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$309  = e2_sls;
     if (issue) begin
       if (e2_copy) begin
@@ -17589,7 +19517,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$310  = e2_bg;
     if (issue) begin
       if (e2_copy) begin
@@ -17618,7 +19546,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$311  = e2_goff;
     if (issue) begin
       if (e2_copy) begin
@@ -17647,7 +19575,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$312  = e2_gbase;
     if (issue) begin
       if (e2_copy) begin
@@ -17680,7 +19608,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$313  = e2_seq;
     if (issue) begin
       if (e2_row_end) begin
@@ -17695,7 +19623,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$314  = e2_i;
     if (issue) begin
       if (e2_row_end) begin
@@ -17715,7 +19643,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$315  = e2_o;
     if (issue) begin
       if (e2_row_end) begin
@@ -17732,7 +19660,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$316  = e2_qm3;
     if (issue) begin
       if (e2_row_end) begin
@@ -17747,7 +19675,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$317  = e2_r1base;
     if (issue) begin
       if (e2_row_end) begin
@@ -17762,7 +19690,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$318  = e2_trw;
     if (issue) begin
       if (e2_row_end) begin
@@ -17777,7 +19705,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$319  = e2_tr4;
     if (issue) begin
       if (e2_row_end) begin
@@ -17792,7 +19720,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$320  = e2_tho;
     if (issue) begin
       if (e2_row_end) begin
@@ -17807,7 +19735,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$321  = e2_l4b;
     if (issue) begin
       if (e2_row_end) begin
@@ -17824,7 +19752,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$322  = run;
     if (issue) begin
       if (e2_row_end) begin
@@ -17841,7 +19769,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$323 [0] = issue;
     \$323 [1] = e2_copy;
     \$323 [2] = e2_s_first;
@@ -17869,7 +19797,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$324 [0] = a[0];
     \$324 [1] = a[1];
     \$324 [2] = a[6];
@@ -18739,7 +20667,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2_c__en, row2_c__addr, w3__en, w3__addr, line4__en, line4__addr, busy, \port$2363$0 , \port$2403$0 , \port$2443$0 , \port$2483$0 , w3__data, row2_b__data, row2_c__data, geo, q2_rows, counts
 , cluster, released, q23_rows, e4_released, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -19188,7 +21116,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
     .step(step)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$73  = released;
     if (\$69 ) begin
       \$73  = \$70 [15:0];
@@ -19201,7 +21129,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$74  = q23_rows;
     if (\$71 ) begin
       \$74  = \$72 [15:0];
@@ -19467,7 +21395,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run, a, b, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -20343,7 +22271,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   always @(posedge clk)
     b <= \$325 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     e3_tap = 2'h0;
     casez (e3_ti)
       2'h0:
@@ -20355,7 +22283,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$296  = e3_g;
     if (issue) begin
       if (e3_copy) begin
@@ -20389,7 +22317,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$297  = e3_bc;
     if (issue) begin
       if (e3_copy) begin
@@ -20406,7 +22334,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$298  = e3_coff;
     if (issue) begin
       if (e3_copy) begin
@@ -20426,7 +22354,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$299  = e3_s;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -20445,7 +22373,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$300  = e3_b;
     if (issue) begin
       if (e3_copy) begin
@@ -20466,7 +22394,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$301  = e3_boff;
     if (issue) begin
       if (e3_copy) begin
@@ -20487,7 +22415,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$302  = e3_jb;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -20516,7 +22444,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$303  = e3_ti;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -20545,7 +22473,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$304  = e3_jl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -20574,7 +22502,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$305  = e3_sl;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -20603,7 +22531,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$306  = e3_ck;
     if (issue) begin
       if (e3_copy) begin
@@ -20628,7 +22556,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$307  = e3_jbs;
     if (issue) begin
       if (e3_copy) begin
@@ -20653,7 +22581,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$308  = e3_tis;
     if (issue) begin
       if (e3_copy) begin
@@ -20678,7 +22606,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$309  = e3_jls;
     if (issue) begin
       if (e3_copy) begin
@@ -20703,7 +22631,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$310  = e3_sls;
     if (issue) begin
       if (e3_copy) begin
@@ -20728,7 +22656,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$311  = e3_bg;
     if (issue) begin
       if (e3_copy) begin
@@ -20757,7 +22685,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$312  = e3_goff;
     if (issue) begin
       if (e3_copy) begin
@@ -20786,7 +22714,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$313  = e3_gbase;
     if (issue) begin
       if (e3_copy) begin
@@ -20819,7 +22747,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$314  = e3_seq;
     if (issue) begin
       if (e3_row_end) begin
@@ -20834,7 +22762,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$315  = e3_i;
     if (issue) begin
       if (e3_row_end) begin
@@ -20854,7 +22782,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$316  = e3_o;
     if (issue) begin
       if (e3_row_end) begin
@@ -20871,7 +22799,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$317  = e3_qm3;
     if (issue) begin
       if (e3_row_end) begin
@@ -20886,7 +22814,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$318  = e3_r1base;
     if (issue) begin
       if (e3_row_end) begin
@@ -20901,7 +22829,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$319  = e3_trw;
     if (issue) begin
       if (e3_row_end) begin
@@ -20916,7 +22844,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$320  = e3_tr4;
     if (issue) begin
       if (e3_row_end) begin
@@ -20931,7 +22859,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$321  = e3_tho;
     if (issue) begin
       if (e3_row_end) begin
@@ -20946,7 +22874,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$322  = e3_l4b;
     if (issue) begin
       if (e3_row_end) begin
@@ -20963,7 +22891,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$323  = run;
     if (issue) begin
       if (e3_row_end) begin
@@ -20980,7 +22908,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$324 [0] = issue;
     \$324 [1] = e3_copy;
     \$324 [2] = e3_s_first;
@@ -21008,7 +22936,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$325 [0] = a[0];
     \$325 [1] = a[1];
     \$325 [2] = a[6];
@@ -21193,8 +23121,8 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data, membrane_in__data
-, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$8520$0 , \port$8530$0 , \port$8540$0 , \port$8550$0 , \port$8680$24 , desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$8523$0 , \port$8533$0 , \port$8543$0 , \port$8553$0 , \port$9039$24 , desc, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire [16:0] \$100 ;
@@ -22074,16 +24002,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$8520$0 ;
-  wire [15:0] \port$8520$0 ;
-  output [15:0] \port$8530$0 ;
-  wire [15:0] \port$8530$0 ;
-  output [15:0] \port$8540$0 ;
-  wire [15:0] \port$8540$0 ;
-  output [15:0] \port$8550$0 ;
-  wire [15:0] \port$8550$0 ;
-  input [47:0] \port$8680$24 ;
-  wire [47:0] \port$8680$24 ;
+  output [15:0] \port$8523$0 ;
+  wire [15:0] \port$8523$0 ;
+  output [15:0] \port$8533$0 ;
+  wire [15:0] \port$8533$0 ;
+  output [15:0] \port$8543$0 ;
+  wire [15:0] \port$8543$0 ;
+  output [15:0] \port$8553$0 ;
+  wire [15:0] \port$8553$0 ;
+  input [47:0] \port$9039$24 ;
+  wire [47:0] \port$9039$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -22551,9 +24479,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$8680$24 [23:0] > m4;
+  assign \$18  = \port$9039$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$8680$24 [47:24] + desc[259:244];
+  assign \$20  = \port$9039$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign issue4 = \$16  & \$22 ;
@@ -22589,9 +24517,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$52  = \$49  | \$51 ;
   assign \$53  = \$47  & \$52 ;
   assign \$54  = ~ desc[207];
-  assign \$55  = \port$8680$24 [23:0] > m4;
+  assign \$55  = \port$9039$24 [23:0] > m4;
   assign \$56  = \$54  | \$55 ;
-  assign \$57  = \port$8680$24 [47:24] + desc[259:244];
+  assign \$57  = \port$9039$24 [47:24] + desc[259:244];
   assign \$58  = \$57  > m4;
   assign \$59  = \$56  & \$58 ;
   assign \$60  = ~ \$59 ;
@@ -22854,10 +24782,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     .o2(\$656 ),
     .o3(\$657 ),
     .p(p),
-    .\port$8362$128 (e4c_aff[143:128]),
-    .\port$8362$176 (e4c_aff[191:176]),
-    .\port$8362$32 (e4c_aff[47:32]),
-    .\port$8362$80 (e4c_aff[95:80]),
+    .\port$8365$128 (e4c_aff[143:128]),
+    .\port$8365$176 (e4c_aff[191:176]),
+    .\port$8365$32 (e4c_aff[47:32]),
+    .\port$8365$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -22877,11 +24805,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$8456$0 (\$654 ),
-    .\port$8474$0 (\$655 ),
-    .\port$8492$0 (\$656 ),
-    .\port$8510$0 (\$657 ),
-    .\port$8684$167 (desc[188:167]),
+    .\port$8459$0 (\$654 ),
+    .\port$8477$0 (\$655 ),
+    .\port$8495$0 (\$656 ),
+    .\port$8513$0 (\$657 ),
+    .\port$9043$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$659 ),
@@ -22906,7 +24834,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     .valid(\valid$48 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$565  = k4;
     if (\$146 ) begin
       \$565  = \$150 [15:0];
@@ -22919,7 +24847,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$566  = \$signal$18 ;
     if (\$154 ) begin
       \$566  = \$159 [1:0];
@@ -22932,7 +24860,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$567  = affine__addr;
     if (\$167 ) begin
       \$567  = \$171 [15:0];
@@ -22945,7 +24873,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$568  = xo4;
     if (\$182 ) begin
       \$568  = \$186 [15:0];
@@ -22958,7 +24886,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$569  = \$signal$3 ;
     if (\$200 ) begin
       \$569  = \$205 [15:0];
@@ -22971,7 +24899,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$570  = \$signal$2 ;
     if (\$223 ) begin
       \$570  = \$228 [15:0];
@@ -22984,7 +24912,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$571  = \$signal$27 ;
     if (issue4) begin
       if (\$235 ) begin
@@ -22999,7 +24927,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$572  = outidx;
     if (issue4) begin
       if (\$235 ) begin
@@ -23014,7 +24942,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$573  = \$signal$24 ;
     if (issue4) begin
       if (\$272 ) begin
@@ -23029,7 +24957,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$574  = m4;
     if (issue4) begin
       if (\$319 ) begin
@@ -23044,7 +24972,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$575  = rows_released;
     if (issue4) begin
       if (\$319 ) begin
@@ -23059,7 +24987,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$576  = out_slot;
     if (issue4) begin
       if (\$319 ) begin
@@ -23074,7 +25002,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$577  = \$signal$98 ;
     if (issue4) begin
       if (\$319 ) begin
@@ -23089,7 +25017,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$578  = \$signal$99 ;
     if (issue4) begin
       if (\$319 ) begin
@@ -23104,7 +25032,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$579  = prev_base;
     if (issue4) begin
       if (\$319 ) begin
@@ -23119,7 +25047,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$580  = \$signal$23 ;
     if (issue4) begin
       if (\$319 ) begin
@@ -23134,7 +25062,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$581  = \$signal$9 ;
     if (issue4) begin
       if (\$319 ) begin
@@ -23151,7 +25079,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$582  = \$signal$8 ;
     if (issue4) begin
       if (\$319 ) begin
@@ -23168,7 +25096,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$583  = res_consumed;
     if (issue4) begin
       if (\$319 ) begin
@@ -23185,7 +25113,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$584  = res_slot;
     if (issue4) begin
       if (\$319 ) begin
@@ -23202,7 +25130,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$585  = \$signal$33 ;
     if (issue4) begin
       if (\$319 ) begin
@@ -23219,7 +25147,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$586  = ym3;
     if (issue4) begin
       if (\$319 ) begin
@@ -23236,7 +25164,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$587  = run;
     if (issue4) begin
       if (\$518 ) begin
@@ -23251,147 +25179,147 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$588  = issue4;
     if (rst) begin
       \$588  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$589  = \$519 ;
     if (rst) begin
       \$589  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$590  = \$522 ;
     if (rst) begin
       \$590  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$591  = \$523 ;
     if (rst) begin
       \$591  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$592  = \$530 ;
     if (rst) begin
       \$592  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$593  = \$531 ;
     if (rst) begin
       \$593  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$594  = \$544 ;
     if (rst) begin
       \$594  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$595  = \$550 [2:0];
     if (rst) begin
       \$595  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$596  = outidx;
     if (rst) begin
       \$596  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$597  = \$signal$98 ;
     if (rst) begin
       \$597  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$598  = \$556 [2:0];
     if (rst) begin
       \$598  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$599  = valid;
     if (rst) begin
       \$599  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$600  = e4a_last;
     if (rst) begin
       \$600  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$601  = e4a_subfirst;
     if (rst) begin
       \$601  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$602  = e4a_grp;
     if (rst) begin
       \$602  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$603  = e4a_t0;
     if (rst) begin
       \$603  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$604  = e4a_rowend;
     if (rst) begin
       \$604  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$605  = \$signal$107 ;
     if (rst) begin
       \$605  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$606  = obase4a;
     if (rst) begin
       \$606  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$607  = act4a;
     if (rst) begin
       \$607  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$608  = aff4b;
     if (\$557 ) begin
       \$608  = affine__data;
@@ -23401,7 +25329,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$609  = \$signal$117 ;
     if (\$557 ) begin
       \$609  = residual__data;
@@ -23411,7 +25339,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$610  = uprev4b;
     if (\$557 ) begin
       \$610  = \$558 ;
@@ -23421,273 +25349,273 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$611  = \$559 ;
     if (rst) begin
       \$611  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$612  = \$signal$121 ;
     if (rst) begin
       \$612  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$613  = \$560 ;
     if (rst) begin
       \$613  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$614  = e4b_rowend;
     if (rst) begin
       \$614  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$615  = { \$653 , \$652 , \$651 , \$650  };
     if (rst) begin
       \$615  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$616  = aff4b;
     if (rst) begin
       \$616  = 192'h000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$617  = \$signal$117 ;
     if (rst) begin
       \$617  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$618  = uprev4b;
     if (rst) begin
       \$618  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$619  = \$signal$112 ;
     if (rst) begin
       \$619  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$620  = obase4b;
     if (rst) begin
       \$620  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$621  = act4b;
     if (rst) begin
       \$621  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$622  = full4b;
     if (rst) begin
       \$622  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$623  = e4c_uprev;
     if (rst) begin
       \$623  = 64'h0000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$624  = e4c_v;
     if (rst) begin
       \$624  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$625  = e4w1_v_1;
     if (rst) begin
       \$625  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$626  = e4w2_v_1;
     if (rst) begin
       \$626  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$627  = e4w3_v_1;
     if (rst) begin
       \$627  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$628  = e4w4_v_1;
     if (rst) begin
       \$628  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$629  = e4c_rowend;
     if (rst) begin
       \$629  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$630  = e4w_rowend_1;
     if (rst) begin
       \$630  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$631  = e4w_rowend_2;
     if (rst) begin
       \$631  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$632  = e4w_rowend_3;
     if (rst) begin
       \$632  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$633  = e4w_rowend_4;
     if (rst) begin
       \$633  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$634  = e4c_outidx;
     if (rst) begin
       \$634  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$635  = e4w_outidx_1;
     if (rst) begin
       \$635  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$636  = e4w_outidx_2;
     if (rst) begin
       \$636  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$637  = e4w_outidx_3;
     if (rst) begin
       \$637  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$638  = e4w_outidx_4;
     if (rst) begin
       \$638  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$639  = e4c_obase;
     if (rst) begin
       \$639  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$640  = e4w_obase_1;
     if (rst) begin
       \$640  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$641  = e4w_obase_2;
     if (rst) begin
       \$641  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$642  = e4w_obase_3;
     if (rst) begin
       \$642  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$643  = e4w_obase_4;
     if (rst) begin
       \$643  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$644  = e4c_act;
     if (rst) begin
       \$644  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$645  = e4w_act_1;
     if (rst) begin
       \$645  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$646  = e4w_act_2;
     if (rst) begin
       \$646  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$647  = e4w_act_3;
     if (rst) begin
       \$647  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$648  = e4w_act_4;
     if (rst) begin
       \$648  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$649  = out_rows;
     if (\$561 ) begin
       \$649  = \$562 [23:0];
@@ -23700,8 +25628,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$8680$24 [23:0];
-  assign out_taken = \port$8680$24 [47:24];
+  assign res_rows = \port$9039$24 [23:0];
+  assign out_taken = \port$9039$24 [47:24];
   assign x4 = \$64 [15:0];
   assign w4__en = issue4;
   assign \$signal$30  = affine__addr;
@@ -23737,10 +25665,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign membrane_in__addr = \$118 [15:0];
   assign membrane_out__addr = \$135 [15:0];
   assign spikes__addr = \$136 [15:0];
-  assign \port$8520$0  = \$658 ;
-  assign \port$8530$0  = \$660 ;
-  assign \port$8540$0  = \$662 ;
-  assign \port$8550$0  = \$664 ;
+  assign \port$8523$0  = \$658 ;
+  assign \port$8533$0  = \$660 ;
+  assign \port$8543$0  = \$662 ;
+  assign \port$8553$0  = \$664 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -23868,8 +25796,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, p, \port$8362$32 , \port$8362$80 , \port$8362$128 , \port$8362$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+module \ttsnn_accel.e4.affine (rst, scale, p, \port$8365$32 , \port$8365$80 , \port$8365$128 , \port$8365$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
   wire [5:0] \$100 ;
@@ -24064,14 +25992,14 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8362$32 , \port$8362$80 , \p
   reg [31:0] partial1 = 32'd0;
   reg [31:0] partial2 = 32'd0;
   reg [31:0] partial3 = 32'd0;
-  input [15:0] \port$8362$128 ;
-  wire [15:0] \port$8362$128 ;
-  input [15:0] \port$8362$176 ;
-  wire [15:0] \port$8362$176 ;
-  input [15:0] \port$8362$32 ;
-  wire [15:0] \port$8362$32 ;
-  input [15:0] \port$8362$80 ;
-  wire [15:0] \port$8362$80 ;
+  input [15:0] \port$8365$128 ;
+  wire [15:0] \port$8365$128 ;
+  input [15:0] \port$8365$176 ;
+  wire [15:0] \port$8365$176 ;
+  input [15:0] \port$8365$32 ;
+  wire [15:0] \port$8365$32 ;
+  input [15:0] \port$8365$80 ;
+  wire [15:0] \port$8365$80 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod2 = 32'd0;
@@ -24289,258 +26217,258 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8362$32 , \port$8362$80 , \p
   always @(posedge clk)
     o3 <= \$164 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$129  = \$1 ;
     if (rst) begin
       \$129  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$130  = \port$8362$32 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$130  = \port$8365$32 ;
     if (rst) begin
       \$130  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$131  = residual[15:0];
     if (rst) begin
       \$131  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$132  = \$5 ;
     if (rst) begin
       \$132  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$133  = bias0_1;
     if (rst) begin
       \$133  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$134  = res0_1;
     if (rst) begin
       \$134  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$135  = \$24 ;
     if (rst) begin
       \$135  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$136  = res0_2;
     if (rst) begin
       \$136  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$137  = \$32 ;
     if (rst) begin
       \$137  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$138  = \$33 ;
     if (rst) begin
       \$138  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$139  = \port$8362$80 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$139  = \port$8365$80 ;
     if (rst) begin
       \$139  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$140  = residual[31:16];
     if (rst) begin
       \$140  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$141  = \$37 ;
     if (rst) begin
       \$141  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$142  = bias1_1;
     if (rst) begin
       \$142  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$143  = res1_1;
     if (rst) begin
       \$143  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$144  = \$56 ;
     if (rst) begin
       \$144  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$145  = res1_2;
     if (rst) begin
       \$145  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$146  = \$64 ;
     if (rst) begin
       \$146  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$147  = \$65 ;
     if (rst) begin
       \$147  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$148  = \port$8362$128 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$148  = \port$8365$128 ;
     if (rst) begin
       \$148  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$149  = residual[47:32];
     if (rst) begin
       \$149  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$150  = \$69 ;
     if (rst) begin
       \$150  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$151  = bias2_1;
     if (rst) begin
       \$151  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$152  = res2_1;
     if (rst) begin
       \$152  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$153  = \$88 ;
     if (rst) begin
       \$153  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$154  = res2_2;
     if (rst) begin
       \$154  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$155  = \$96 ;
     if (rst) begin
       \$155  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$156  = \$97 ;
     if (rst) begin
       \$156  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$157  = \port$8362$176 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$157  = \port$8365$176 ;
     if (rst) begin
       \$157  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$158  = residual[63:48];
     if (rst) begin
       \$158  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$159  = \$101 ;
     if (rst) begin
       \$159  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$160  = bias3_1;
     if (rst) begin
       \$160  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$161  = res3_1;
     if (rst) begin
       \$161  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$162  = \$120 ;
     if (rst) begin
       \$162  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$163  = res3_2;
     if (rst) begin
       \$163  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$164  = \$128 ;
     if (rst) begin
       \$164  = 16'h0000;
     end
   end
-  assign bias = { \port$8362$176 , \port$8362$128 , \port$8362$80 , \port$8362$32  };
+  assign bias = { \port$8365$176 , \port$8365$128 , \port$8365$80 , \port$8365$32  };
   assign o = { o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -24558,7 +26486,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [15:0] \$1 ;
   wire [16:0] \$2 ;
   wire [15:0] \$3 ;
@@ -24601,7 +26529,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
   always @(posedge clk)
     acc <= \$9 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$9  = acc;
     if (valid) begin
       \$9 [15:0] = \$2 [15:0];
@@ -24616,8 +26544,8 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$8456$0 , \port$8474$0 , \port$8492$0 , \port$8510$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$8684$167 , rnd, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$8459$0 , \port$8477$0 , \port$8495$0 , \port$8513$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$9043$167 , rnd, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
   wire \$100 ;
@@ -24760,16 +26688,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8456$0 , \port$8474$0 , \port$849
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [15:0] \port$8456$0 ;
-  wire [15:0] \port$8456$0 ;
-  input [15:0] \port$8474$0 ;
-  wire [15:0] \port$8474$0 ;
-  input [15:0] \port$8492$0 ;
-  wire [15:0] \port$8492$0 ;
-  input [15:0] \port$8510$0 ;
-  wire [15:0] \port$8510$0 ;
-  input [21:0] \port$8684$167 ;
-  wire [21:0] \port$8684$167 ;
+  input [15:0] \port$8459$0 ;
+  wire [15:0] \port$8459$0 ;
+  input [15:0] \port$8477$0 ;
+  wire [15:0] \port$8477$0 ;
+  input [15:0] \port$8495$0 ;
+  wire [15:0] \port$8495$0 ;
+  input [15:0] \port$8513$0 ;
+  wire [15:0] \port$8513$0 ;
+  input [21:0] \port$9043$167 ;
+  wire [21:0] \port$9043$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -24795,106 +26723,106 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8456$0 , \port$8474$0 , \port$849
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$8684$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$9043$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$8684$167 [5:0];
-  assign \$5  = \port$8684$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$9043$167 [5:0];
+  assign \$5  = \port$9043$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$8684$167 [5:0];
+  assign \$8  = ! \port$9043$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$8456$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$8459$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$8456$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$8459$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$8456$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$8459$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$8456$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$8459$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$8456$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$8459$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$8456$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$8459$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$8684$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$8684$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$9043$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$9043$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$8684$167 [5:0];
-  assign \$31  = \port$8684$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$9043$167 [5:0];
+  assign \$31  = \port$9043$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$8684$167 [5:0];
+  assign \$34  = ! \port$9043$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$8474$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$8477$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$8474$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$8477$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$8474$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$8477$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$8474$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$8477$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$8474$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$8477$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$8474$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$8477$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$8684$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$8684$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$9043$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$9043$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$8684$167 [5:0];
-  assign \$57  = \port$8684$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$9043$167 [5:0];
+  assign \$57  = \port$9043$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$8684$167 [5:0];
+  assign \$60  = ! \port$9043$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$8492$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$8495$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$8492$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$8495$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$8492$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$8495$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$8492$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$8495$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$8492$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$8495$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$8492$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$8495$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$8684$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$8684$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$9043$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$9043$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$8684$167 [5:0];
-  assign \$83  = \port$8684$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$9043$167 [5:0];
+  assign \$83  = \port$9043$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$8684$167 [5:0];
+  assign \$86  = ! \port$9043$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$8510$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$8513$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$8510$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$8513$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$8510$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$8513$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$8510$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$8513$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$8510$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$8513$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$8510$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$8513$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$8684$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$9043$167 [21:6]);
   always @(posedge clk)
     leak_prod0 <= \$105 ;
   always @(posedge clk)
@@ -24936,148 +26864,148 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8456$0 , \port$8474$0 , \port$849
   always @(posedge clk)
     s3 <= \$124 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$105  = { \$3 [23], \$3  };
     if (rst) begin
       \$105  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$106  = \$7 ;
     if (rst) begin
       \$106  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$107  = \$11 ;
     if (rst) begin
       \$107  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$108  = \$18 ;
     if (rst) begin
       \$108  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$109  = \$26 ;
     if (rst) begin
       \$109  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$110  = { \$29 [23], \$29  };
     if (rst) begin
       \$110  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$111  = \$33 ;
     if (rst) begin
       \$111  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$112  = \$37 ;
     if (rst) begin
       \$112  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$113  = \$44 ;
     if (rst) begin
       \$113  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$114  = \$52 ;
     if (rst) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$115  = { \$55 [23], \$55  };
     if (rst) begin
       \$115  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$116  = \$59 ;
     if (rst) begin
       \$116  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$117  = \$63 ;
     if (rst) begin
       \$117  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$118  = \$70 ;
     if (rst) begin
       \$118  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$119  = \$78 ;
     if (rst) begin
       \$119  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$120  = { \$81 [23], \$81  };
     if (rst) begin
       \$120  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$121  = \$85 ;
     if (rst) begin
       \$121  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$122  = \$89 ;
     if (rst) begin
       \$122  = 25'h0000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$123  = \$96 ;
     if (rst) begin
       \$123  = 16'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$124  = \$104 ;
     if (rst) begin
       \$124  = 1'h0;
     end
   end
-  assign threshold = \port$8684$167 [21:6];
-  assign leak_shift = \port$8684$167 [5:0];
-  assign cur = { \port$8510$0 , \port$8492$0 , \port$8474$0 , \port$8456$0  };
+  assign threshold = \port$9043$167 [21:6];
+  assign leak_shift = \port$9043$167 [5:0];
+  assign cur = { \port$8513$0 , \port$8495$0 , \port$8477$0 , \port$8459$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -25088,7 +27016,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4.maxpool (rst, valid, \port$3111$0 , \port$3114$0 , \port$3117$0 , \port$3120$0 , first, i, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -25137,7 +27065,7 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3111$0 , \port$3114$0 , \port$
   always @(posedge clk)
     held <= \$13 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$13  = held;
     if (valid) begin
       \$13  = { \$12 , \$9 , \$6 , \$3  };
@@ -25155,7 +27083,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.geometry (rst, geo, desc, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [4:0] \$1 ;
   wire [31:0] \$10 ;
   wire [17:0] \$100 ;
@@ -25467,7 +27395,7 @@ module \ttsnn_accel.geometry (rst, geo, desc, clk);
   always @(posedge clk)
     geo <= \$126 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$126 [3:0] = desc[125:122];
     \$126 [7:4] = \$1 [3:0];
     \$126 [10:8] = \$2 [2:0];
@@ -25594,7 +27522,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
 , regions__affine__rd_en, regions__affine__wr_en, regions__spike_in__addr, regions__spike_in__rd_en, regions__spike_in__wr_en, regions__residual__addr, regions__residual__rd_en, regions__residual__wr_en, regions__membrane__addr, regions__membrane__rd_en, regions__membrane__wr_en, regions__spikes__addr, regions__spikes__rd_en, regions__spikes__wr_en, regions__gbuf__addr, regions__gbuf__rd_en, regions__gbuf__wr_en, regions__gweights__addr, regions__gweights__rd_en, regions__gweights__wr_en, regions__trace__addr
 , regions__trace__rd_en, regions__trace__wr_en, regions__wgrad__addr, regions__wgrad__rd_en, regions__gbuf__rd_data, regions__w1__rd_data, regions__w2__rd_data, regions__w3__rd_data, regions__w4__rd_data, regions__affine__rd_data, regions__spike_in__rd_data, regions__membrane__rd_data, regions__spikes__rd_data, counts, stream_out, busy, done, stream_in, staging, desc, stage
 , host_rvalid, host_rdata, \event , host_addr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire [15:0] \$10 ;
   wire \$100 ;
@@ -27753,7 +29681,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \$141  = \$139  & \$140 ;
   assign \$142  = \$138  & \$141 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     reg_value = 32'd0;
     casez (host_addr)
       15'h0000:
@@ -28149,7 +30077,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     sel_now = 4'h0;
     if (\$158 ) begin
       sel_now = 4'h1;
@@ -28192,7 +30120,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     k_now = 3'h0;
     if (\$158 ) begin
       k_now = 3'h0;
@@ -28235,7 +30163,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     out_value = 32'd0;
     casez (rd_sel)
       4'h0:
@@ -28269,7 +30197,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$688  = stream_in;
     if (host_write) begin
       if (\$212 ) begin
@@ -28287,7 +30215,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$689  = staging;
     if (host_write) begin
       if (\$222 ) begin
@@ -28351,7 +30279,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$690  = desc;
     if (host_write) begin
       if (\$259 ) begin
@@ -28437,7 +30365,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$691  = stage;
     if (host_write) begin
       if (\$259 ) begin
@@ -28580,889 +30508,889 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$692  = clear;
     if (rst) begin
       \$692  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$693  = counts[0];
     if (rst) begin
       \$693  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$694  = \$330 [47:0];
     if (rst) begin
       \$694  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$695  = counts[1];
     if (rst) begin
       \$695  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$696  = \$332 [47:0];
     if (rst) begin
       \$696  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$697  = counts[2];
     if (rst) begin
       \$697  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$698  = \$334 [47:0];
     if (rst) begin
       \$698  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$699  = counts[3];
     if (rst) begin
       \$699  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$700  = \$336 [47:0];
     if (rst) begin
       \$700  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$701  = counts[15];
     if (rst) begin
       \$701  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$702  = \$338 [47:0];
     if (rst) begin
       \$702  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$703  = counts[16];
     if (rst) begin
       \$703  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$704  = \$340 [47:0];
     if (rst) begin
       \$704  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$705  = counts[18];
     if (rst) begin
       \$705  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$706  = \$342 [47:0];
     if (rst) begin
       \$706  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$707  = counts[19];
     if (rst) begin
       \$707  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$708  = \$344 [47:0];
     if (rst) begin
       \$708  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$709  = counts[55];
     if (rst) begin
       \$709  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$710  = \$346 [47:0];
     if (rst) begin
       \$710  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$711  = counts[56];
     if (rst) begin
       \$711  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$712  = \$348 [47:0];
     if (rst) begin
       \$712  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$713  = counts[48];
     if (rst) begin
       \$713  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$714  = \$350 [47:0];
     if (rst) begin
       \$714  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$715  = counts[17];
     if (rst) begin
       \$715  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$716  = \$352 [47:0];
     if (rst) begin
       \$716  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$717  = counts[69];
     if (rst) begin
       \$717  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$718  = \$354 [47:0];
     if (rst) begin
       \$718  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$719  = counts[57];
     if (rst) begin
       \$719  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$720  = \$356 [47:0];
     if (rst) begin
       \$720  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$721  = counts[9:6];
     if (rst) begin
       \$721  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$722  = \$358 [47:0];
     if (rst) begin
       \$722  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$723  = counts[13:10];
     if (rst) begin
       \$723  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$724  = \$360 [47:0];
     if (rst) begin
       \$724  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$725  = counts[31:26];
     if (rst) begin
       \$725  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$726  = \$362 [47:0];
     if (rst) begin
       \$726  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$727  = counts[37:32];
     if (rst) begin
       \$727  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$728  = \$364 [47:0];
     if (rst) begin
       \$728  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$729  = counts[66:63];
     if (rst) begin
       \$729  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$730  = \$366 [47:0];
     if (rst) begin
       \$730  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$731  = counts[54:49];
     if (rst) begin
       \$731  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$732  = \$368 [47:0];
     if (rst) begin
       \$732  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$733  = counts[73:70];
     if (rst) begin
       \$733  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$734  = \$370 [47:0];
     if (rst) begin
       \$734  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$735  = counts[77:74];
     if (rst) begin
       \$735  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$736  = \$372 [47:0];
     if (rst) begin
       \$736  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$737  = counts[5];
     if (rst) begin
       \$737  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$738  = \$374 [47:0];
     if (rst) begin
       \$738  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$739  = counts[22];
     if (rst) begin
       \$739  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$740  = \$376 [47:0];
     if (rst) begin
       \$740  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$741  = counts[25];
     if (rst) begin
       \$741  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$742  = \$378 [47:0];
     if (rst) begin
       \$742  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$743  = counts[59];
     if (rst) begin
       \$743  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$744  = \$380 [47:0];
     if (rst) begin
       \$744  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$745  = counts[60];
     if (rst) begin
       \$745  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$746  = \$382 [47:0];
     if (rst) begin
       \$746  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$747  = counts[4];
     if (rst) begin
       \$747  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$748  = \$384 [47:0];
     if (rst) begin
       \$748  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$749  = counts[21:20];
     if (rst) begin
       \$749  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$750  = \$386 [47:0];
     if (rst) begin
       \$750  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$751  = counts[14];
     if (rst) begin
       \$751  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$752  = \$388 [47:0];
     if (rst) begin
       \$752  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$753  = counts[24:23];
     if (rst) begin
       \$753  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$754  = \$390 [47:0];
     if (rst) begin
       \$754  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$755  = counts[46];
     if (rst) begin
       \$755  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$756  = \$392 [47:0];
     if (rst) begin
       \$756  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$757  = counts[58];
     if (rst) begin
       \$757  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$758  = \$394 [47:0];
     if (rst) begin
       \$758  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$759  = counts[47];
     if (rst) begin
       \$759  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$760  = \$396 [47:0];
     if (rst) begin
       \$760  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$761  = counts[39:38];
     if (rst) begin
       \$761  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$762  = \$398 [47:0];
     if (rst) begin
       \$762  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$763  = counts[41:40];
     if (rst) begin
       \$763  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$764  = \$400 [47:0];
     if (rst) begin
       \$764  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$765  = counts[43:42];
     if (rst) begin
       \$765  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$766  = \$402 [47:0];
     if (rst) begin
       \$766  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$767  = counts[45:44];
     if (rst) begin
       \$767  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$768  = \$404 [47:0];
     if (rst) begin
       \$768  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$769  = counts[61];
     if (rst) begin
       \$769  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$770  = \$406 [47:0];
     if (rst) begin
       \$770  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$771  = counts[62];
     if (rst) begin
       \$771  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$772  = \$408 [47:0];
     if (rst) begin
       \$772  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$773  = counts[67];
     if (rst) begin
       \$773  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$774  = \$410 [47:0];
     if (rst) begin
       \$774  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$775  = counts[68];
     if (rst) begin
       \$775  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$776  = \$412 [47:0];
     if (rst) begin
       \$776  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$777  = \$531 ;
     if (rst) begin
       \$777  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$778  = \$533 [47:0];
     if (rst) begin
       \$778  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$779  = \$652 ;
     if (rst) begin
       \$779  = 13'h0000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$780  = \$654 [47:0];
     if (rst) begin
       \$780  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$781  = counts[93];
     if (rst) begin
       \$781  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$782  = \$656 [47:0];
     if (rst) begin
       \$782  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$783  = counts[96:94];
     if (rst) begin
       \$783  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$784  = \$658 [47:0];
     if (rst) begin
       \$784  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$785  = counts[106:102];
     if (rst) begin
       \$785  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$786  = \$660 [47:0];
     if (rst) begin
       \$786  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$787  = counts[97];
     if (rst) begin
       \$787  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$788  = \$662 [47:0];
     if (rst) begin
       \$788  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$789  = counts[99:98];
     if (rst) begin
       \$789  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$790  = \$664 [47:0];
     if (rst) begin
       \$790  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$791  = counts[101:100];
     if (rst) begin
       \$791  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$792  = \$666 [47:0];
     if (rst) begin
       \$792  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$793  = counts[78];
     if (rst) begin
       \$793  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$794  = \$668 [47:0];
     if (rst) begin
       \$794  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$795  = counts[81:79];
     if (rst) begin
       \$795  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$796  = \$670 [47:0];
     if (rst) begin
       \$796  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$797  = counts[84:82];
     if (rst) begin
       \$797  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$798  = \$672 [47:0];
     if (rst) begin
       \$798  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$799  = counts[89];
     if (rst) begin
       \$799  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$800  = \$674 [47:0];
     if (rst) begin
       \$800  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$801  = counts[85];
     if (rst) begin
       \$801  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$802  = \$676 [47:0];
     if (rst) begin
       \$802  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$803  = counts[86];
     if (rst) begin
       \$803  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$804  = \$678 [47:0];
     if (rst) begin
       \$804  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$805  = counts[87];
     if (rst) begin
       \$805  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$806  = \$680 [47:0];
     if (rst) begin
       \$806  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$807  = counts[88];
     if (rst) begin
       \$807  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$808  = \$682 [47:0];
     if (rst) begin
       \$808  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$809  = counts[92:90];
     if (rst) begin
       \$809  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$810  = \$684 [47:0];
     if (rst) begin
       \$810  = 48'h000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$811  = host_read;
     if (rst) begin
       \$811  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$812  = sel_now;
     if (rst) begin
       \$812  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$813  = k_now;
     if (rst) begin
       \$813  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$814  = reg_value;
     if (rst) begin
       \$814  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$815  = rd_valid1;
     if (rst) begin
       \$815  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$816  = out_value;
     if (rst) begin
       \$816  = 32'd0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$817  = { done, stream_out };
     if (rst) begin
       \$817  = 73'h0000000000000000000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$818  = \event ;
     if (\$685 ) begin
       \$818  = 1'h1;
@@ -29695,12 +31623,12 @@ endmodule
 (* generator = "Amaranth" *)
 module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w1__en, e1_line1__addr, \port$306$0 , \port$310$0 , \port$314$0 , \port$318$0 , \port__en$83 , e23_line1_a__addr, \port__en$89 , e23_line1_b__addr, \port__en$95 , e23_line1_c__addr, e23_w2__en, e23_w2__addr, e23_w3__en, e23_w3__addr, \wr__en$155 
 , e23_row2__addr, \wr__en$161 , e23_line4__addr, \wr__data$165 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$2199$0 , \port$2239$0 , \port$2279$0 , \port$2319$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr
-, \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, \port$6072$0 , \port$6114$0 , \port$6156$0 , \port$6198$0 , host__w1__addr
-, host__w1__rd_en, \wr__en$179 , host__w2__addr, host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 
-, host__spikes__addr, \port__en$227 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data
-, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$8520$0 , \port$8530$0 , \port$8540$0 , \port$8550$0 , \port$8640$0 , bw_grad_w2__addr
-, \port$8682$0 , \wr__data$182 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+, \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr, host__w2__rd_en
+, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr, host__gbuf__rd_en
+, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data
+, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$8523$0 , \port$8533$0 , \port$8543$0 , \port$8553$0 , \port$8643$0 , bw_grad_w2__addr, \port$8847$0 , \port$8905$0 , \port$8963$0 , \port$9021$0 
+, \port$9041$0 , \wr__data$182 );
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   wire \$11 ;
@@ -30022,26 +31950,26 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$314$0 ;
   input [7:0] \port$318$0 ;
   wire [7:0] \port$318$0 ;
-  input [15:0] \port$6072$0 ;
-  wire [15:0] \port$6072$0 ;
-  input [15:0] \port$6114$0 ;
-  wire [15:0] \port$6114$0 ;
-  input [15:0] \port$6156$0 ;
-  wire [15:0] \port$6156$0 ;
-  input [15:0] \port$6198$0 ;
-  wire [15:0] \port$6198$0 ;
-  input [15:0] \port$8520$0 ;
-  wire [15:0] \port$8520$0 ;
-  input [15:0] \port$8530$0 ;
-  wire [15:0] \port$8530$0 ;
-  input [15:0] \port$8540$0 ;
-  wire [15:0] \port$8540$0 ;
-  input [15:0] \port$8550$0 ;
-  wire [15:0] \port$8550$0 ;
-  input [15:0] \port$8640$0 ;
-  wire [15:0] \port$8640$0 ;
-  input [159:0] \port$8682$0 ;
-  wire [159:0] \port$8682$0 ;
+  input [15:0] \port$8523$0 ;
+  wire [15:0] \port$8523$0 ;
+  input [15:0] \port$8533$0 ;
+  wire [15:0] \port$8533$0 ;
+  input [15:0] \port$8543$0 ;
+  wire [15:0] \port$8543$0 ;
+  input [15:0] \port$8553$0 ;
+  wire [15:0] \port$8553$0 ;
+  input [15:0] \port$8643$0 ;
+  wire [15:0] \port$8643$0 ;
+  input [15:0] \port$8847$0 ;
+  wire [15:0] \port$8847$0 ;
+  input [15:0] \port$8905$0 ;
+  wire [15:0] \port$8905$0 ;
+  input [15:0] \port$8963$0 ;
+  wire [15:0] \port$8963$0 ;
+  input [15:0] \port$9021$0 ;
+  wire [15:0] \port$9021$0 ;
+  input [159:0] \port$9041$0 ;
+  wire [159:0] \port$9041$0 ;
   wire [7:0] port__addr;
   wire [6:0] \port__addr$103 ;
   wire [6:0] \port__addr$109 ;
@@ -30185,13 +32113,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$8682$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$9041$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$8640$0 [2:0]];
+      _0_ <= mem_affine[\port$8643$0 [2:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [2:0]];
@@ -36803,7 +38731,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$8550$0 , \port$8540$0 , \port$8530$0 , \port$8520$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$8553$0 , \port$8543$0 , \port$8533$0 , \port$8523$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -37078,7 +39006,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$8682$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$9041$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -39328,7 +41256,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \$17  = \$16  == 1'h1;
   assign \$18  = \$15  & \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     casez (gbuf_rd_bank)
       1'h0:
@@ -39338,7 +41266,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     casez (\gbuf_rd_bank$7 )
       1'h0:
@@ -39348,7 +41276,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     (* full_case = 32'd1 *)
     casez (\gbuf_rd_bank$10 )
       1'h0:
@@ -39358,7 +41286,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$78  = gbuf_rd_bank;
     if (\$2 ) begin
       \$78  = \$3 [0];
@@ -39368,7 +41296,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$79  = \gbuf_rd_bank$7 ;
     if (\$4 ) begin
       \$79  = \$5 [0];
@@ -39378,7 +41306,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$80  = \gbuf_rd_bank$10 ;
     if (\$6 ) begin
       \$80  = \$7 [0];
@@ -39388,7 +41316,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__en  = 1'h1;
     if (\$12 ) begin
       \$signature__en  = 1'h1;
@@ -39401,7 +41329,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr  = 11'h000;
     if (\$12 ) begin
       \$signature__addr  = \$13 [10:0];
@@ -39414,7 +41342,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__en$14  = 1'h1;
     if (\$18 ) begin
       \$signature__en$14  = 1'h1;
@@ -39427,7 +41355,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr$15  = 11'h000;
     if (\$18 ) begin
       \$signature__addr$15  = \$19 [10:0];
@@ -39440,7 +41368,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__en$22  = 1'h0;
     if (\$44 ) begin
       \$signature__en$22  = 1'h1;
@@ -39453,7 +41381,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr$23  = 11'h000;
     if (\$44 ) begin
       \$signature__addr$23  = \$45 [10:0];
@@ -39466,20 +41394,20 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$8682$0 [31:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$9041$0 [31:0] };
     end
     if (\$55 ) begin
-      \$signature__data$24  = { \port$6198$0 , \port$6156$0 , \port$6114$0 , \port$6072$0  };
+      \$signature__data$24  = { \port$9021$0 , \port$8963$0 , \port$8905$0 , \port$8847$0  };
     end
     if (\$65 ) begin
       \$signature__data$24  = bw_grad_w__data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__en$26  = 1'h0;
     if (\$50 ) begin
       \$signature__en$26  = 1'h1;
@@ -39492,7 +41420,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__addr$27  = 11'h000;
     if (\$50 ) begin
       \$signature__addr$27  = \$51 [10:0];
@@ -39505,20 +41433,20 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$8682$0 [31:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$9041$0 [31:0] };
     end
     if (\$60 ) begin
-      \$signature__data$28  = { \port$6198$0 , \port$6156$0 , \port$6114$0 , \port$6072$0  };
+      \$signature__data$28  = { \port$9021$0 , \port$8963$0 , \port$8905$0 , \port$8847$0  };
     end
     if (\$70 ) begin
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$8682$0 [31:0] };
-  assign bw_grad_w2__data = { \port$6198$0 , \port$6156$0 , \port$6114$0 , \port$6072$0  };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$9041$0 [31:0] };
+  assign bw_grad_w2__data = { \port$9021$0 , \port$8963$0 , \port$8905$0 , \port$8847$0  };
   assign port__addr = \$72 [7:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [5:0];
@@ -39562,8 +41490,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$8640$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$8640$0  };
+  assign \port__addr$145  = \port$8643$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$8643$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -39578,8 +41506,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[8:0];
-  assign \wr__data$171  = { \port$8550$0 , \port$8540$0 , \port$8530$0 , \port$8520$0  };
-  assign e4_membrane_out__data = { \port$8550$0 , \port$8540$0 , \port$8530$0 , \port$8520$0  };
+  assign \wr__data$171  = { \port$8553$0 , \port$8543$0 , \port$8533$0 , \port$8523$0  };
+  assign e4_membrane_out__data = { \port$8553$0 , \port$8543$0 , \port$8533$0 , \port$8523$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[8:0];
@@ -39605,8 +41533,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[2:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$8682$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$8682$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$9041$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$9041$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[7:0];
@@ -39615,8 +41543,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[7:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$8682$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$8682$0 [31:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$9041$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$9041$0 [31:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[8:0];
   assign \port__data$226  = host__membrane__rd_data;

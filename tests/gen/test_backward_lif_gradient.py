@@ -47,32 +47,42 @@ def _golden(c, rnd: GradRounding, dither):
     return d, g_cur, g_p.view(-1, LANES), n_lif, int((g_cur != total).sum()), n_aff
 
 
-def _simulate(c, rounding, dither):
+def _simulate(c, rounding, dither, gap=0):
+    """Clock the timesteps ``T-1 .. 0`` into the pipelined lanes, ``gap`` idle cycles between
+    two (the engine's pooling positions), ``valid`` low with garbage inputs in the gaps; read
+    each timestep's outputs when ``out_valid`` shows them."""
     dut = LIFGradientLanes(LANES, GB, LB, SB, rounding)
     T = len(c["e"])
     out = []
+    order = list(reversed(range(T)))
 
     async def bench(ctx):
         for name in ("height_mul", "height_shift", "leak_mul", "leak_shift", "affine_shift"):
             ctx.set(getattr(dut, name), c[name])
         ctx.set(dut.scale, pack_lanes(c["scale"], SB))
-        d_next = [0] * LANES
-        for t in reversed(range(T)):
-            ctx.set(dut.e, pack_lanes(c["e"][t], GB))
-            ctx.set(dut.g_extra, pack_lanes(c["g_extra"][t], GB))
-            ctx.set(dut.d_next, pack_lanes(d_next, GB))
-            ctx.set(dut.spike, pack_lanes(c["spikes"][t], 1))
-            ctx.set(dut.window, pack_lanes(c["window"][t], 1))
+        feed = [t for t in order for t in [t] + [None] * gap] + [None] * (LIFGradientLanes.LATENCY + 1)
+        for cycle, t in enumerate(feed):
+            ctx.set(dut.valid, t is not None)
+            ctx.set(dut.restart, t == T - 1)
+            tt = t if t is not None else cycle % T        # idle cycles: another timestep's data
+            ctx.set(dut.e, pack_lanes(c["e"][tt], GB))
+            ctx.set(dut.g_extra, pack_lanes(c["g_extra"][tt], GB))
+            ctx.set(dut.spike, pack_lanes(c["spikes"][tt], 1))
+            ctx.set(dut.window, pack_lanes(c["window"][tt], 1))
             if dither:
                 for s in STAGES:
-                    ctx.set(getattr(dut, f"dither_{s}"), pack_lanes(dither[s][t].tolist(), 32))
-            d_next = unpack_lanes(ctx.get(dut.d), LANES, GB)
-            flags = [sum((ctx.get(getattr(dut, f)) >> l) & 1 for l in range(LANES))
-                     for f in ("sat_lif", "sat_current", "sat_affine")]
-            out.append((t, d_next, unpack_lanes(ctx.get(dut.g_cur), LANES, GB),
-                        unpack_lanes(ctx.get(dut.g_p), LANES, GB), flags))
+                    ctx.set(getattr(dut, f"dither_{s}"), pack_lanes(dither[s][tt].tolist(), 32))
+            if ctx.get(dut.out_valid):
+                t_out = order[len(out)]
+                flags = [sum((ctx.get(getattr(dut, f)) >> l) & 1 for l in range(LANES))
+                         for f in ("sat_lif", "sat_current", "sat_affine")]
+                out.append((t_out, unpack_lanes(ctx.get(dut.d), LANES, GB),
+                            unpack_lanes(ctx.get(dut.g_cur), LANES, GB),
+                            unpack_lanes(ctx.get(dut.g_p), LANES, GB), flags))
+            await ctx.tick()
 
-    run_testbench(dut, bench, clock=False)
+    run_testbench(dut, bench)
+    assert len(out) == T, "every timestep comes out once, LATENCY cycles after it went in"
     out.sort()
     return ([o[1] for o in out], [o[2] for o in out], [o[3] for o in out],
             [sum(o[4][i] for o in out) for i in range(3)])
@@ -98,7 +108,7 @@ def test_lif_gradient_matches_golden(rounding):
             index = torch.arange(T * LANES, dtype=torch.int64).view(T, LANES) + 1000 * i
             dither = {"index": index}
             dither.update({s: rnd.dither(s, lambda: index) for s in STAGES})
-        d, g_cur, g_p, sats = _simulate(c, rounding, dither)
+        d, g_cur, g_p, sats = _simulate(c, rounding, dither, gap=(0, 3)[i % 2])
         gd, gcur, gp, n_lif, n_cur, n_aff = _golden(c, rnd, dither)
         assert d == gd.tolist(), f"case {i}: d"
         assert g_cur == gcur.tolist(), f"case {i}: g_cur"

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from gen.fpga import (DEVICE, LEVELS_SCRIPT, fit, levels_by_unit, logic_levels, module_lines, path_units,
+from gen.fpga import (DEVICE, LEVELS_SCRIPT, fit, stub_script, levels_by_unit, logic_levels, module_lines, path_units,
                       run_levels, unit_of)
 from sw.cli_util import run_cli
 
@@ -72,12 +72,33 @@ def test_an_eight_input_and_takes_three_levels_through_yosys(tmp_path):
         "module ttsnn_accel(input clk, input [7:0] a, output reg s, output q);\n"
         "  reg [7:0] r; always @(posedge clk) begin r <= a; s <= &r; end\n"
         "  \\ttsnn_accel.u  u(.clk(clk), .a(r[3:0]), .q(q));\nendmodule\n")
-    (tmp_path / "levels.ys").write_text(LEVELS_SCRIPT)
+    (tmp_path / "levels.ys").write_text(LEVELS_SCRIPT.format(stubs=""))
     lv = run_levels(tmp_path)
     assert lv["endpoints"]["s"]["levels"] == 3
     assert lv["endpoints"]["s"]["from"] == "r"
     assert lv["endpoints"]["u.q"]["levels"] == 2 and lv["endpoints"]["u.q"]["unit"] == "u"
     assert lv["worst_levels"] == 3
+
+
+def test_without_backward_empties_that_unit_and_ties_its_outputs_to_zero(tmp_path):
+    # the backward unit's register (3 levels deep) goes; its output, which the top registers
+    # through an OR with a, becomes 0 (the OR is gone: 0 levels into t); the top's own
+    # register stays
+    (tmp_path / "ttsnn_accel.v").write_text(
+        "module \\ttsnn_accel.backward (input clk, input [7:0] a, output reg q);\n"
+        "  always @(posedge clk) q <= &a;\nendmodule\n"
+        "module ttsnn_accel(input clk, input [7:0] a, output reg s, output reg t);\n"
+        "  wire b; always @(posedge clk) begin s <= ^a[1:0]; t <= b | a[0]; end\n"
+        "  \\ttsnn_accel.backward  backward(.clk(clk), .a(a), .q(b));\nendmodule\n")
+    (tmp_path / "levels.ys").write_text(LEVELS_SCRIPT.format(stubs=""))
+    full = run_levels(tmp_path)["endpoints"]
+    assert full["backward.q"]["levels"] == 3 and full["t"]["levels"] == 1
+    (tmp_path / "levels.ys").write_text(LEVELS_SCRIPT.format(stubs=stub_script(["backward"])))
+    stubbed = run_levels(tmp_path)["endpoints"]
+    assert "backward.q" not in stubbed
+    assert stubbed["t"]["levels"] == 0 and stubbed["s"]["levels"] == 1
+    with pytest.raises(ValueError, match="--without: unit must be one of backward"):
+        stub_script(["e4"])
 
 
 def test_fit_reports_how_far_over_the_device():
@@ -134,11 +155,12 @@ def test_small_configuration_levels_per_stage(tmp_path):
     not the spike counter sits behind more than a 16x16 product's worth of levels plus a
     few (a generic registered 16x16 signed multiply alone is 64 levels in this flow); the
     unpipelined chain put 298 levels before the spike counter. The counters' increments are
-    registered, so the counters themselves sit behind one 48-bit add."""
+    registered, so the counters themselves sit behind one 48-bit add. The backward
+    LIF-gradient lanes are pipelined too."""
     from gen.config import load_config
     from gen.emit import verilog_text
     (tmp_path / "ttsnn_accel.v").write_text(verilog_text(load_config("small")))
-    (tmp_path / "levels.ys").write_text(LEVELS_SCRIPT)
+    (tmp_path / "levels.ys").write_text(LEVELS_SCRIPT.format(stubs=""))
     lv = run_levels(tmp_path)
     ep = lv["endpoints"]
     chain = {k: v["levels"] for k, v in ep.items() if v["unit"] in ("e4.affine", "e4.lif")}
@@ -149,4 +171,10 @@ def test_small_configuration_levels_per_stage(tmp_path):
     # (91-102 levels before the increments were registered)
     counters = {k: v for k, v in ep.items() if k.startswith("host.cnt_")}
     assert len(counters) >= 40 and max(v["levels"] for v in counters.values()) <= 60, counters
+    # the LIF-gradient lanes are pipelined: their deepest stage is the d recurrence (16x8
+    # product, rounding, add, saturation: 101-110 measured), no longer steps 1-3 in one cycle
+    # (247), and their saturation count starts at registered flags (268 before)
+    lanes = {k: v["levels"] for k, v in ep.items() if v["unit"] == "backward.lif.lanes"}
+    assert len(lanes) >= 8 and max(lanes.values()) <= 120, lanes
+    assert ep["host.inc_lifg_saturations"]["levels"] <= 30
     json.dumps(lv)      # the report is plain JSON
