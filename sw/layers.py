@@ -4,6 +4,7 @@ imports the other."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from sw.arch import ConvSpec
@@ -12,12 +13,42 @@ from sw.tt import DenseConv3x3, TTConv2d
 __all__ = ["BatchNormTB", "make_conv"]
 
 
+def _memory_format(x: Tensor) -> torch.memory_format | None:
+    if x.is_contiguous():
+        return torch.contiguous_format
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return None
+
+
+class _GradLikeInput(torch.autograd.Function):
+    """Identity whose backward hands on the gradient in the memory format of the forward's
+    tensor: torch's BatchNorm backward is 2-3x slower when its input and the incoming gradient
+    differ in layout (e.g. a dense stem's NCHW output whose gradient comes back channels-last
+    from TT convs), and one copy is cheaper."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, fmt: torch.memory_format) -> Tensor:
+        ctx.fmt = fmt
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        if not grad.is_contiguous(memory_format=ctx.fmt):
+            grad = grad.contiguous(memory_format=ctx.fmt)
+        return grad, None
+
+
 class BatchNormTB(nn.BatchNorm2d):
     """BatchNorm2d over ``[T, B, C, H, W]`` with statistics shared over time (and batch)."""
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         steps, batch = x.shape[:2]
-        y = super().forward(x.reshape(steps * batch, *x.shape[2:]))
+        frames = x.reshape(steps * batch, *x.shape[2:])
+        y = super().forward(frames)
+        fmt = _memory_format(frames)
+        if fmt is not None and y.requires_grad and torch.is_grad_enabled():
+            y = _GradLikeInput.apply(y, fmt)
         return y.reshape(steps, batch, *y.shape[1:])
 
 

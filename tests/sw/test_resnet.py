@@ -183,3 +183,31 @@ def test_bad_builder_arguments(kwargs, match):
 def test_merge_rejects_other_models():
     with pytest.raises(ValueError, match="expects an MSResNet"):
         merge_to_dense(nn.Linear(2, 2))
+
+
+def test_batchnorm_tb_gradient_in_any_layout_matches_batchnorm2d():
+    # the incoming gradient is handed to BatchNorm's backward in its input's layout (speed);
+    # the gradients equal plain BatchNorm2d on the folded frames whatever the layouts
+    from sw.layers import BatchNormTB
+
+    torch.manual_seed(7)
+    for in_cl, grad_cl in ((False, True), (True, False), (True, True), (False, False)):
+        x = torch.randn(3, 2, 4, 5, 6) * 2 + 1
+        g = torch.randn(3, 2, 4, 5, 6)
+        as_cl = lambda t: t.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (3, 2))
+        x = as_cl(x) if in_cl else x
+        g = as_cl(g) if grad_cl else g
+        bn, ref = BatchNormTB(4), torch.nn.BatchNorm2d(4)
+        with torch.no_grad():
+            for m in (bn, ref):
+                m.weight.copy_(torch.tensor([0.5, 1.0, 1.5, 2.0]))
+                m.bias.copy_(torch.tensor([0.1, -0.2, 0.3, 0.0]))
+        xa = x.clone(memory_format=torch.preserve_format).requires_grad_()
+        xb = x.detach().flatten(0, 1).clone().requires_grad_()
+        ya, yb = bn(xa), ref(xb)
+        torch.testing.assert_close(ya.flatten(0, 1), yb)
+        ya.backward(g)
+        yb.backward(g.flatten(0, 1))
+        torch.testing.assert_close(xa.grad.flatten(0, 1), xb.grad, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(bn.weight.grad, ref.weight.grad, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(bn.bias.grad, ref.bias.grad, rtol=1e-5, atol=1e-5)
