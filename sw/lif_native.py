@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -62,22 +63,30 @@ def _build() -> ctypes.CDLL | None:
     if compiler is None:
         return None
     source = _SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join(_FLAGS).encode()).hexdigest()[:16]
+    # -march=native: the library is only valid on this kind of machine, so the machine is part
+    # of the name (a cache directory shared between hosts never hands one a foreign build)
+    machine = f"{platform.node()} {platform.machine()} {platform.processor()}"
+    key = hashlib.sha256(source + " ".join(_FLAGS).encode() + machine.encode()).hexdigest()[:16]
     target = _cache_dir() / f"lif_kernel-{key}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(fd)
-        try:
-            subprocess.run([compiler, *_FLAGS, str(_SOURCE), "-o", tmp], check=True,
-                           capture_output=True, text=True)
-            os.replace(tmp, target)   # atomic: concurrent builders each write a whole file
-        except subprocess.CalledProcessError as err:
-            os.unlink(tmp)
-            warnings.warn(f"sw: compiling {_SOURCE.name} failed, using the slower eager LIF "
-                          f"({err.stderr.strip().splitlines()[-1] if err.stderr else err})")
-            return None
-    lib = ctypes.CDLL(str(target))
+    try:
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+            os.close(fd)
+            try:
+                subprocess.run([compiler, *_FLAGS, str(_SOURCE), "-o", tmp], check=True,
+                               capture_output=True, text=True)
+                os.replace(tmp, target)   # atomic: concurrent builders each write a whole file
+            except subprocess.CalledProcessError as err:
+                os.unlink(tmp)
+                warnings.warn(f"sw: compiling {_SOURCE.name} failed, using the slower eager LIF "
+                              f"({err.stderr.strip().splitlines()[-1] if err.stderr else err})")
+                return None
+        lib = ctypes.CDLL(str(target))
+    except OSError as err:        # an unwritable cache directory, a library that does not load
+        warnings.warn(f"sw: the compiled LIF is unavailable ({err}); using the slower eager LIF "
+                      f"(set SW_KERNEL_CACHE to a writable directory)")
+        return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     for suffix, real in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
         forward, backward = getattr(lib, f"lif_forward_{suffix}"), getattr(lib, f"lif_backward_{suffix}")
