@@ -32,7 +32,7 @@ from functools import lru_cache
 from .config import HardwareConfig
 from .cyclemodel import E4_WRITE_LATENCY, PIPE_TAIL, TileShape, _engine_tables, _latest, _schedule
 
-__all__ = ["HostTraffic", "ModelBus", "host_tile_timing", "traffic_of_program", "tile_traffic",
+__all__ = ["HostTraffic", "ModelBus", "host_tile_timing", "traffic_of_program", "shape_traffic",
            "geometry_latency"]
 
 #: placeholder addresses of the synthetic program (never a register address)
@@ -77,17 +77,30 @@ def _descriptor_names() -> frozenset[str]:
     return frozenset(n for n, _, _ in DESCRIPTOR_FIELDS)
 
 
-def tile_traffic(cfg: HardwareConfig, qlayer, tile, load_weights: bool | None = None,
-                 read_counters: bool = False) -> HostTraffic:
-    """:class:`HostTraffic` of ``tile`` without its data (the driver's program of an all-zero
-    window: the beats depend only on the shapes)."""
-    import numpy as np
+def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
+                  read_counters: bool = False) -> HostTraffic:
+    """:class:`HostTraffic` of a tile shape, counted from the geometry and the address map
+    (no layer, no data; equal to :func:`traffic_of_program` of the driver's program, tested):
+    the counter-clear write, the descriptor, the three streaming registers, the cores and
+    affine words when ``load_weights``; input rows of the window's computed pixels, residual
+    and output rows of ``widths.host_data``-bit beats."""
+    from .driver import input_pixel_order, input_row_order
+    from .geometry import TileGeometry
+    from .hostmap import DESCRIPTOR_FIELDS
     drv = _driver(cfg)
-    window = np.zeros((tile.timesteps, tile.in_channels) + tile.window_shape, np.uint8)
-    ho, wo = tile.out_shape
-    resid = np.zeros((tile.timesteps, tile.out_channels, ho, wo), np.int64) if qlayer.residual else None
-    prog = drv.program(qlayer, tile, window, resid, load_weights=load_weights, read_counters=read_counters)
-    return traffic_of_program(prog, drv.map)
+    sub = {r.name: r.subwords for r in drv.map.regions}
+    g = TileGeometry.of_shape(cfg, s)
+    n_desc = len(DESCRIPTOR_FIELDS)
+    weights = (s.rank * g.ncc * sub["w1"] + g.ng * g.ns * (sub["w2"] + sub["w3"])
+               + g.go * s.rank * sub["w4"] + g.go * sub["affine"]) if load_weights else 0
+    row_in = len(input_pixel_order(s.width, s.zero_halo)) * g.cw * sub["spike_in"]
+    n_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
+    n_out = s.timesteps * g.ho
+    rings = drv.ring_rows(g, s.order)
+    return HostTraffic(1 + n_desc + 3 + weights, n_desc, (row_in,) * n_in,
+                       (g.out_row_words * sub["residual"],) * n_out if s.residual else (),
+                       (g.out_row_words * (sub["membrane"] + sub["spikes"]),) * n_out,
+                       2 * len(drv.map.counters) if read_counters else 0, tuple(sorted(rings.items())))
 
 
 _DRIVERS: dict[int, object] = {}
