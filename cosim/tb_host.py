@@ -26,7 +26,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
 
-from cosim.jobs import BackwardJob, TileJob, atomic_write_npz, read_jobs
+from cosim.jobs import BackwardJob, TileJob, atomic_write_npz, read_jobs, words_to_limbs
 from gen.backward.host import run_backward_tile
 from gen.driver import run_tile
 
@@ -149,7 +149,7 @@ async def _run_jobs(bus: CocotbBus, jobs, period: float) -> dict[str, np.ndarray
         if bus.t_start is None or bus.t_done is None:
             raise RuntimeError(f"tile job {job.index}: the start write or the rising edge of done "
                                f"was not seen")
-        results[f"rv_{k}"] = np.array(values, dtype=np.uint64)
+        results[f"rv_{k}"] = words_to_limbs(values)
         results[f"cycles_{k}"] = np.array(round((bus.t_done - bus.t_start) / period))
         results[f"span_cycles_{k}"] = np.array(span)
         results[f"wall_{k}"] = np.array(wall)
