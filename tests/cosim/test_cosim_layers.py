@@ -116,6 +116,29 @@ def test_small_config_coverage_batch(tmp_path):
     _check_all_model_counters(results, target.config)
 
 
+@pytest.mark.cosim
+def test_wider_host_port_rates(tmp_path):
+    """The small configuration with a 128-bit host port (four words per beat): the streamed
+    and capped-ring cases bit-exact, every tile's timing counters and bus cycles equal to the
+    host-timed cycle model at that rate, and the host still the one holding up the capped
+    rings (c1_in_wait / lif_stall > 0)."""
+    from cosim.cases import coverage_cases
+    from gen.config import CONFIG_DIR
+
+    text = (CONFIG_DIR / "small.toml").read_text()
+    assert 'name = "small"' in text and "host_data = 32" in text
+    toml = tmp_path / "small_host128.toml"
+    toml.write_text(text.replace('name = "small"', 'name = "small_host128"')
+                    .replace("host_data = 32", "host_data = 128"))
+    target = RtlTarget.for_config(str(toml))
+    assert target.config.widths.host_data == 128
+    keep = ("ring", "residual", "tiles")
+    cases = [c for c in coverage_cases(target.config, seed=0) if any(k in c.name for k in keep)]
+    results = run_cases(target, cases, workdir=tmp_path / "run")
+    _check_results(results, target.config)
+    _check_host_timing(results, target.config)
+
+
 def _check_host_timing(results, cfg) -> None:
     """Every tile's timing counters (cycles and every stall, the host's c1_in_wait and
     lif_stall included) equal the cycle model with the host of run_tile on the configured
