@@ -139,7 +139,7 @@ class RtlTarget:
             if regenerate or not stamp.is_file() or stamp.read_text() != key:
                 src = Path(cfg.source) if cfg.source else None
                 src = src if src is not None and src.suffix == ".toml" else cfg.name
-                cmd = [sys.executable, "-m", "gen", "--config", str(src), "--out", str(out)]
+                cmd = [sys.executable, "-m", "gen", "--config", str(src), "--out", str(out), "--force"]
                 r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
                 if r.returncode != 0:
                     raise RuntimeError(f"RTL generation failed ({' '.join(cmd)}):\n{r.stderr[-3000:]}")
