@@ -139,7 +139,7 @@ def test_wider_host_port_rates(tmp_path):
     _check_host_timing(results, target.config)
 
 
-def _check_host_timing(results, cfg) -> None:
+def _check_host_timing(results, cfg, need_waits: bool = True) -> None:
     """Every tile's timing counters (cycles and every stall, the host's c1_in_wait and
     lif_stall included) equal the cycle model with the host of run_tile on the configured
     port (gen/hosttiming.py), also where capped rings make the accelerator wait; the host's
@@ -164,7 +164,7 @@ def _check_host_timing(results, cfg) -> None:
             span += model["host_span"]
             waited += rtl["c1_in_wait"] + rtl["lif_stall"]
         assert span == r.span_cycles, (case.name, r.span_cycles, span)
-    assert waited > 0
+    assert waited > 0 or not need_waits
 
 
 @pytest.mark.cosim_full
@@ -181,6 +181,7 @@ def test_paper_first_resnet18_tt_layer():
     assert all(r.tiles == 1 and r.rings_wrapped["in"] and r.rings_wrapped["out"]
                for r in results[:3]), [(r.tiles, r.rings_wrapped) for r in results]
     assert results[-1].tiles > 1
+    _check_host_timing(results, target.config, need_waits=False)   # the 256-bit port keeps up
     _check_all_model_counters(results, target.config)
 
 
