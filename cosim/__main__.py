@@ -220,7 +220,8 @@ def _speed(args) -> int:
         print(f"{out['layer']} on {out['config']}: {res.tiles} tiles, {res.cycles} accelerator "
               f"cycles ({res.span_cycles} simulated cycles with set-up and read-out) in "
               f"{res.wall_s:.2f} s -> {out['cycles_per_second']:.0f} cycles/s with the streamed "
-              f"host traffic driven from Python"
+              f"host traffic ({'played in the simulator' if target.player else 'word by word from Python'}, "
+              f"{target.config.widths.host_data}-bit port)"
               + (f" ({waits:.0f} cycles/s while waiting for event, {res.wait_cycles} cycles)"
                  if waits else "")
               + f"; {total:.1f} s in all incl. build check and golden model; C++ {opt}; "

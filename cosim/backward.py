@@ -144,7 +144,7 @@ def simulate_backward(target, programs, workdir: Path, *, seed: int = 1, build_d
     cfg = target.config
     ports = [p["name"] for p in target.manifest.get("ports", [])] or None
     build = build_design(target.verilog, target.top, Path(build_dir) if build_dir else default_build_dir(cfg.name),
-                         ports=ports)
+                         ports=ports, player=target.player)
     workdir.mkdir(parents=True, exist_ok=True)
     jobs = [BackwardJob.of(p, (cycle_limit or _cycle_limit)(p), i) for i, p in enumerate(programs)]
     write_jobs(workdir / "jobs.npz", jobs, cfg.clock_period_ns, HOST_READ_LATENCY)

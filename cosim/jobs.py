@@ -117,10 +117,41 @@ def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> 
     atomic_write(path, write)
 
 
+def words_to_limbs(values: Sequence[int]) -> np.ndarray:
+    """Unsigned words (up to ``widths.host_data`` = 512 bits) as ``[n, L]`` uint64 limbs, low
+    limb first (``L = 1`` while every word fits 64 bits): a job file holds no pickled objects."""
+    values = list(values)
+    top = max(values, default=0)
+    if top < (1 << 64):
+        return np.array(values, dtype=np.uint64).reshape(-1, 1)
+    n_limbs = (top.bit_length() + 63) // 64
+    mask = (1 << 64) - 1
+    return np.array([[(v >> (64 * j)) & mask for j in range(n_limbs)] for v in values],
+                    dtype=np.uint64).reshape(-1, n_limbs)
+
+
+def limbs_to_words(limbs: np.ndarray) -> list[int]:
+    """Inverse of :func:`words_to_limbs`."""
+    limbs = np.asarray(limbs, dtype=np.uint64).reshape(len(limbs), -1)
+    if limbs.shape[1] == 1:
+        return limbs[:, 0].tolist()
+    cols = [limbs[:, j].tolist() for j in range(limbs.shape[1])]
+    return [sum(c[i] << (64 * j) for j, c in enumerate(cols)) for i in range(len(limbs))]
+
+
+def _pair_array(pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """``(addr, data)`` pairs as ``[n, 1 + L]`` uint64: the address, then the data's limbs."""
+    addrs = np.array([a for a, _ in pairs], dtype=np.uint64).reshape(-1, 1)
+    return np.concatenate([addrs, words_to_limbs([d for _, d in pairs])], axis=1)
+
+
+def _pair_list(arr: np.ndarray) -> list[tuple[int, int]]:
+    return list(zip(arr[:, 0].tolist(), limbs_to_words(arr[:, 1:]))) if len(arr) else []
+
+
 def _pairs(rows: Sequence[Sequence[tuple[int, int]]]) -> tuple[np.ndarray, np.ndarray]:
     lens = np.array([len(r) for r in rows], dtype=np.int64)
-    flat = np.array([p for r in rows for p in r], dtype=np.int64).reshape(-1, 2)
-    return flat, lens
+    return _pair_array([p for r in rows for p in r]), lens
 
 
 def write_jobs(path: str | os.PathLike, jobs: Sequence[TileJob | BackwardJob], period_ns: float,
@@ -131,7 +162,7 @@ def write_jobs(path: str | os.PathLike, jobs: Sequence[TileJob | BackwardJob], p
     for k, job in enumerate(jobs):
         arrays[f"kind_{k}"] = np.array(int(isinstance(job, BackwardJob)))
         if isinstance(job, BackwardJob):
-            arrays[f"setup_{k}"] = np.array(job.setup, dtype=np.int64).reshape(-1, 2)
+            arrays[f"setup_{k}"] = _pair_array(job.setup)
             arrays[f"stages_{k}"], arrays[f"stages_len_{k}"] = _pairs(job.stages)
             arrays[f"start_{k}"] = np.array(job.start, dtype=np.int64)
             arrays[f"status_{k}"] = np.array(int(job.status))
@@ -139,7 +170,7 @@ def write_jobs(path: str | os.PathLike, jobs: Sequence[TileJob | BackwardJob], p
             arrays[f"limit_{k}"] = np.array(int(job.cycle_limit))
             arrays[f"index_{k}"] = np.array(int(job.index))
             continue
-        arrays[f"setup_{k}"] = np.array(job.setup, dtype=np.int64).reshape(-1, 2)
+        arrays[f"setup_{k}"] = _pair_array(job.setup)
         arrays[f"start_{k}"] = np.array(job.start, dtype=np.int64)
         arrays[f"in_{k}"], arrays[f"in_len_{k}"] = _pairs(job.in_rows)
         arrays[f"res_{k}"], arrays[f"res_len_{k}"] = _pairs(job.res_rows)
@@ -167,7 +198,7 @@ def read_jobs(path: str | os.PathLike) -> tuple[list[TileJob | BackwardJob], flo
     data = np.load(path)
     jobs: list = []
     for k in range(int(data["n_tiles"])):
-        tup = lambda a: [tuple(p) for p in a.tolist()]  # noqa: E731
+        tup = _pair_list
         if f"kind_{k}" in data and int(data[f"kind_{k}"]) == 1:
             jobs.append(BackwardJob(
                 setup=tup(data[f"setup_{k}"]),
@@ -195,7 +226,7 @@ def read_results(path: str | os.PathLike, n_jobs: int) -> list[JobResult]:
     for k in range(n_jobs):
         if f"rv_{k}" not in data:
             raise ValueError(f"{path}: no result for tile job {k} (the testbench stopped early)")
-        out.append(JobResult([int(v) for v in data[f"rv_{k}"]], int(data[f"cycles_{k}"]),
+        out.append(JobResult(limbs_to_words(data[f"rv_{k}"]), int(data[f"cycles_{k}"]),
                              int(data[f"span_cycles_{k}"]), float(data[f"wall_{k}"]),
                              float(data[f"wait_wall_{k}"]), int(data[f"wait_cycles_{k}"]),
                              int(data[f"waits_{k}"])))

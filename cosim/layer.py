@@ -76,6 +76,14 @@ class RtlTarget:
                              f"with `python -m gen --config ... --out {d}` (or `make rtl`)")
         return target
 
+    @property
+    def player(self) -> tuple[int, int] | None:
+        """(host address bits, host data bits) for :mod:`cosim.player`'s wrapper; None with
+        ``COSIM_PLAYER=0`` in the environment (every host word from Python, as before)."""
+        if os.environ.get("COSIM_PLAYER", "1") == "0":
+            return None
+        return int(self.manifest["host_addr_bits"]), int(self.manifest["host_data_bits"])
+
     def map_is_current(self) -> bool:
         """True when the manifest's address map is the one the driver will use (the driver
         computes it from gen/hostmap.py, so stale RTL would be driven at wrong addresses)."""
@@ -131,7 +139,7 @@ class RtlTarget:
             if regenerate or not stamp.is_file() or stamp.read_text() != key:
                 src = Path(cfg.source) if cfg.source else None
                 src = src if src is not None and src.suffix == ".toml" else cfg.name
-                cmd = [sys.executable, "-m", "gen", "--config", str(src), "--out", str(out)]
+                cmd = [sys.executable, "-m", "gen", "--config", str(src), "--out", str(out), "--force"]
                 r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
                 if r.returncode != 0:
                     raise RuntimeError(f"RTL generation failed ({' '.join(cmd)}):\n{r.stderr[-3000:]}")
@@ -292,7 +300,8 @@ class SimSession:
         cfg = target.config
         ports = [p["name"] for p in target.manifest.get("ports", [])] or None
         bdir = Path(build_dir) if build_dir else default_build_dir(cfg.name, False)
-        self.build = build_design(target.verilog, target.top, bdir, waves=False, ports=ports)
+        self.build = build_design(target.verilog, target.top, bdir, waves=False, ports=ports,
+                                  player=target.player)
         self.target = target
         self.dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="cosim-session-"))
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -379,7 +388,8 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
     bdir = Path(build_dir) if build_dir else default_build_dir(cfg.name, waves == "always")
     ports = [p["name"] for p in target.manifest.get("ports", [])] or None
     opt = {} if cxx_opt is None else {"cxx_opt": cxx_opt}   # default: the runner's
-    build = build_design(target.verilog, target.top, bdir, waves=waves == "always", ports=ports, **opt)
+    build = build_design(target.verilog, target.top, bdir, waves=waves == "always", ports=ports,
+                         player=target.player, **opt)
     own_tmp = workdir is None
     work = Path(tempfile.mkdtemp(prefix="cosim-")) if own_tmp else Path(workdir)
     jobs = [j for prep in preps for j in _jobs_of(driver, prep)]
@@ -420,7 +430,7 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
                               per_tile))
     if waves == "fail" and any(not r.match for r in out):
         wbuild = build_design(target.verilog, target.top, default_build_dir(cfg.name, True),
-                              waves=True, ports=ports)
+                              waves=True, ports=ports, player=target.player)
         for ci, res in enumerate(out):
             if res.match:
                 continue

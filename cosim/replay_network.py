@@ -406,7 +406,7 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
     ports = [p["name"] for p in target.manifest.get("ports", [])] or None
     with console.status("Verilator build (once; cached)"):   # before the jobs: built once
         build_design(target.verilog, target.top, default_build_dir(hw.name, waves == "always"),
-                     waves=waves == "always", ports=ports)
+                     waves=waves == "always", ports=ports, player=target.player)
     own = not isinstance(backend, Backend)
     be = make_backend(backend, workers=workers, address=address) if own else backend
     idx = list(range(start, start + len(labels)))

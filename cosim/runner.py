@@ -125,11 +125,13 @@ def _lean_runner(make_args: Sequence[str] = MAKE_ARGS):
 def build_design(verilog: str | os.PathLike, top: str, build_dir: str | os.PathLike, *,
                  waves: bool = False, extra_args: Sequence[str] = (),
                  ports: Sequence[str] | None = None, quiet: bool = True,
-                 cxx_opt: str = DEFAULT_CXX_OPT) -> BuildResult:
+                 cxx_opt: str = DEFAULT_CXX_OPT, player: tuple[int, int] | None = None) -> BuildResult:
     """Verilate and compile ``verilog`` (top module ``top``) into ``build_dir`` unless the
     cached build there has the same key. ``waves`` builds tracing in. ``ports`` (default:
     parsed from the module header) are the signals made visible to cocotb. ``cxx_opt``: the
-    C++ optimisation of the model (:data:`CXX_OPTS`)."""
+    C++ optimisation of the model (:data:`CXX_OPTS`). ``player`` (host address bits, host
+    data bits): wrap ``top`` in the simulation-only host-word player of
+    :mod:`cosim.player` (its top level then is the built one; same host ports)."""
     make_args = _make_args(cxx_opt)
     tc = setup_toolchain()
     verilog = Path(verilog).resolve()
@@ -138,6 +140,16 @@ def build_design(verilog: str | os.PathLike, top: str, build_dir: str | os.PathL
                                 "`python -m gen --config C --out DIR` (or `make rtl`)")
     build_dir = Path(build_dir).resolve()
     text = verilog.read_text()
+    if player is not None:
+        from .player import PLAYER_PORTS, PLAYER_TOP, player_verilog
+        ports = list(ports if ports else port_names(text, top)) + list(PLAYER_PORTS)
+        text += player_verilog(top, *player)
+        top = PLAYER_TOP
+        build_dir.mkdir(parents=True, exist_ok=True)
+        wrapped = build_dir / f"{verilog.stem}_player.v"
+        if not wrapped.is_file() or wrapped.read_text() != text:
+            atomic_write_text(wrapped, text)
+        verilog = wrapped
     vlt = _public_vlt(list(ports) if ports else port_names(text, top), top)
     fmt = wave_format() if waves else None
     args = list(BUILD_ARGS) + (["--trace-structs"] if waves else []) \

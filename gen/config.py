@@ -25,6 +25,7 @@ __all__ = [
     "BufferSpec", "Limits", "HardwareConfig",
     "load_config", "config_from_dict", "CONFIG_DIR", "BUFFER_NAMES", "DATAFLOWS",
     "LINE1_SLOTS_PER_T", "LINE4_SLOTS_PER_T", "ROW2_SLOTS", "ROW2_ROWS", "ceil_div", "log2",
+    "HOST_DATA_WIDTHS",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -161,8 +162,12 @@ class Widths:
     membrane: int
     affine_scale: int
     leak_mul: int
-    host_data: int
+    host_data: int          # host/DRAM port: bits per cycle (one beat: a region sub-word or register)
 
+
+#: Widths of the host/DRAM port (``widths.host_data``): a beat carries one region sub-word of
+#: that many bits (a whole region word when it is no wider), or one register, per cycle.
+HOST_DATA_WIDTHS = (32, 64, 128, 256, 512)
 
 #: Rounding of the backward pass's re-quantisations (docs/numerics.md, "Backward pass"):
 #: round half up, floor (arithmetic shift), or stochastic (a hashed dither, unbiased).
@@ -508,7 +513,8 @@ def _validate(cfg: HardwareConfig) -> None:
 
     w = cfg.widths
     for f in fields(Widths):
-        _require_int("widths", f.name, getattr(w, f.name), minimum=2, maximum=64, source=src)
+        _require_int("widths", f.name, getattr(w, f.name), minimum=2,
+                     maximum=max(HOST_DATA_WIDTHS) if f.name == "host_data" else 64, source=src)
     if w.accumulator < w.weight + 1:
         raise ConfigError("widths.accumulator",
                           f"must exceed widths.weight ({w.weight}) so one product fits", src)
@@ -520,8 +526,9 @@ def _validate(cfg: HardwareConfig) -> None:
         raise ConfigError("widths.activation", "must be <= widths.accumulator", src)
     if w.membrane < w.activation:
         raise ConfigError("widths.membrane", "must be >= widths.activation", src)
-    if w.host_data not in (32, 64):
-        raise ConfigError("widths.host_data", f"must be 32 or 64, got {w.host_data}", src)
+    if w.host_data not in HOST_DATA_WIDTHS:
+        raise ConfigError("widths.host_data", f"must be one of {HOST_DATA_WIDTHS} (bits the host port "
+                          f"carries per cycle), got {w.host_data}", src)
 
     missing = set(BUFFER_NAMES) - set(cfg.buffers)
     if missing:

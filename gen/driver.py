@@ -343,7 +343,9 @@ class TileResult:
 
 class HostBus(Protocol):
     """What :func:`run_tile` needs from a bus: one write or pipelined reads per cycle, and a
-    way to sleep until the accelerator's ``event`` line is high."""
+    way to sleep until the accelerator's ``event`` line is high. A bus may also have
+    ``write_block(pairs)``: the same writes, one per cycle, in one call (the cocotb
+    testbench's player, cosim/player.py); :func:`write_all` uses it when there."""
 
     async def write(self, addr: int, data: int) -> None: ...
     async def read(self, addrs: Sequence[int]) -> list[int]: ...
@@ -386,22 +388,30 @@ class TileProgram:
         return self._decode([int(v) for v in values])
 
 
+async def write_all(bus: HostBus, pairs: Sequence[tuple[int, int]]) -> None:
+    """Write ``pairs`` in order, one per cycle (``bus.write_block`` when the bus has one)."""
+    block = getattr(bus, "write_block", None)
+    if block is not None:
+        await block(pairs)
+        return
+    for a, w in pairs:
+        await bus.write(a, w)
+
+
 async def run_tile(bus: HostBus, prog: TileProgram, max_polls: int = 10_000_000) -> list[int]:
     """Run one tile program on ``bus`` (docs/host_interface.md, "Running a tile"): set-up,
     input rows that fit the rings, start; then, until the last output row is read, fill the
     input rings as slots free up and read output rows as they complete, sleeping on the
     ``event`` line when nothing can move. Returns the values :meth:`TileProgram.decode` takes."""
     reg = prog.registers
-    for a, w in prog.setup:
-        await bus.write(a, w)
+    await write_all(bus, prog.setup)
     n_in = n_res = n_out = 0
     rings = prog.rings
 
     async def feed(rows, n, consumed, ring, count_reg):
         moved = False
         while n < len(rows) and n < consumed + ring:
-            for a, w in rows[n]:
-                await bus.write(a, w)
+            await write_all(bus, rows[n])
             n += 1
             moved = True
         if moved:

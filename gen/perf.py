@@ -2,9 +2,15 @@
 
 Paper-sized layers are too large for amaranth.sim, so the cycles come from the exact cycle
 model :mod:`gen.cyclemodel` (equal to the RTL's ``cycles`` counter on every tile the tests
-simulate), summed over the driver's tiles (:func:`gen.driver.plan_layer`), with a host that
-keeps the streaming rings full. The bound is issue 4's: the busiest cluster's operations
-divided by its PEs, all timesteps, no halo.
+simulate), summed over the driver's tiles (:func:`gen.driver.plan_layer`). Two figures per
+layer: ``cycles`` with a host that keeps the streaming rings full (the datapath alone), and
+``host cycles`` with the host of :func:`gen.driver.run_tile` on the configured host port
+(``widths.host_data`` bits per cycle, one beat per cycle; :mod:`gen.hosttiming`, equal to the
+RTL's counters on every tile the tests simulate): the tiles' ``cycles`` with their host
+stalls (``c1_in_wait``, ``lif_stall``) plus the host's bus cycles outside them (set-up,
+cores, the output rows and counter reads after ``done``). The goal is met on host cycles.
+The bound is issue 4's: the busiest cluster's operations divided by its PEs, all timesteps,
+no halo.
 
 Where the cycles above the bound go, per layer (columns of the table; they add up exactly,
 ``bound + halo + padding + pipeline = cycles``), measured on the busiest cluster ``B``:
@@ -33,6 +39,7 @@ from sw.fileio import add_force_argument, check_outputs
 from .config import HardwareConfig, load_config
 from .cyclemodel import TileShape, ideal_cycles, tile_counters
 from .driver import plan_layer_any_weights
+from .hosttiming import host_tile_timing, shape_traffic
 
 #: the networks ``--network`` chooses from: the paper's workloads, defined in sw.arch
 NETWORKS: Mapping[str, WorkloadSpec] = WORKLOADS
@@ -50,17 +57,25 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
     h, w = spec.in_hw
     pool = bool(spec.downsample)
     sched = schedule if mode == "htt" else (True,) * timesteps
+    residual = bool(getattr(spec, "membrane_shortcut", False))
     plan, tcfg, fits = plan_layer_any_weights(cfg, (timesteps, cin, h, w), rank, cout, pool=pool,
-                                              mode=mode, schedule=sched)
+                                              residual=residual, mode=mode, schedule=sched)
     totals: dict[str, int] = {}
+    host = dict.fromkeys(("cycles", "c1_in_wait", "lif_stall", "host_span"), 0)
     cache: dict[TileShape, dict[str, int]] = {}
+    host_cache: dict[tuple[TileShape, bool], dict[str, int]] = {}
     for t in plan:
         shape = TileShape(cin, rank, t.out_channels, t.height, t.width, timesteps, mode, sched, pool,
-                          False, t.zero_halo, t.pack, t.order)
+                          residual, t.zero_halo, t.pack, t.order)
         if shape not in cache:
             cache[shape] = tile_counters(tcfg, shape)
         for k, v in cache[shape].items():
             totals[k] = totals.get(k, 0) + v
+        key = (shape, t.weights_change)
+        if key not in host_cache:
+            host_cache[key] = host_tile_timing(tcfg, shape, shape_traffic(tcfg, shape, t.weights_change))
+        for k in host:
+            host[k] += host_cache[key][k]
     ideal = ideal_cycles(cfg, cin, rank, cout, h, w, sched, mode)
     p = cfg.lanes
     busiest = ideal["busiest"]
@@ -78,6 +93,10 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
         "cycles": cycles, "bound": ideal["bound"], "ratio": cycles / ideal["bound"],
         "busiest_cluster": busiest, "bottleneck_engine": max(engines, key=engines.get),
         "halo": active - ideal["bound"], "padding": busy - active, "pipeline": cycles - busy,
+        "host_bits": cfg.widths.host_data, "host_cycles": host["host_span"],
+        "host_ratio": host["host_span"] / ideal["bound"],
+        "host_stall": host["cycles"] - cycles, "host_outside": host["host_span"] - host["cycles"],
+        "host_c1_in_wait": host["c1_in_wait"], "host_lif_stall": host["lif_stall"],
         "utilisation": {k.replace("_ops", ""): v / (p * cycles) for k, v in ideal.items() if k.endswith("_ops")},
         **{k: v for k, v in totals.items() if k != "cycles"},
     }
@@ -96,8 +115,13 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Totals of one network and mode over the layers that fit the weight buffer."""
     fit = [r for r in rows if r["fits_weight_buffer"]]
     cyc, bnd = sum(r["cycles"] for r in fit), sum(r["bound"] for r in fit)
+    hcyc = sum(r["host_cycles"] for r in fit)
     return {"layers": len(rows), "fitting": len(fit), "cycles": cyc, "bound": bnd,
             "ratio": cyc / bnd if bnd else float("nan"),
+            "host_cycles": hcyc, "host_ratio": hcyc / bnd if bnd else float("nan"),
+            "within_goal_host": sum(1 for r in fit if r["host_ratio"] <= GOAL),
+            "worst_host": max(fit, key=lambda r: r["host_ratio"])["layer"] if fit else None,
+            "worst_host_ratio": max((r["host_ratio"] for r in fit), default=float("nan")),
             "within_goal": sum(1 for r in fit if r["ratio"] <= GOAL),
             "worst": max(fit, key=lambda r: r["ratio"])["layer"] if fit else None,
             "worst_ratio": max((r["ratio"] for r in fit), default=float("nan"))}
@@ -186,21 +210,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append({"network": net, **r})
     hdr = (f"{'network':<21} {'mode':<4} {'layer':<17} {'Cin':>4} {'r':>4} {'Cout':>4} {'HxW':>6} "
            f"{'tiles':>5} {'Pk':>3} {'order':>8} {'cycles':>9} {'bound':>9} {'ratio':>6} {'busiest':>9} "
-           f"{'halo':>7} {'padding':>8} {'pipeline':>8} {'fits':>4}")
+           f"{'halo':>7} {'padding':>8} {'pipeline':>8} {'fits':>4} {'host cyc':>9} {'h.ratio':>7} "
+           f"{'in_wait':>8} {'lif_stl':>8} {'outside':>8}")
+    print(f"host port: widths.host_data = {cfg.widths.host_data} bits per cycle at {cfg.clock_mhz:g} MHz "
+          f"({cfg.widths.host_data // 8 * cfg.clock_mhz / 1000:.1f} GB/s), configuration {cfg.name!r}; "
+          f"'cycles' with a host that keeps up, 'host cyc' with the host on that port")
     print(hdr)
     for r in rows:
         print(f"{r['network']:<21} {r['mode']:<4} {r['layer']:<17} {r['in_channels']:>4} {r['rank']:>4} "
               f"{r['out_channels']:>4} {str(r['height']) + 'x' + str(r['width']):>6} {r['tiles']:>5} "
               f"{1 << r['pack']:>3} {r['order']:>8} {r['cycles']:>9} {r['bound']:>9.0f} {r['ratio']:>6.3f} "
               f"{r['busiest_cluster']:>9} {r['halo']:>7.0f} {r['padding']:>8.0f} {r['pipeline']:>8.0f} "
-              f"{'yes' if r['fits_weight_buffer'] else 'NO':>4}")
+              f"{'yes' if r['fits_weight_buffer'] else 'NO':>4} {r['host_cycles']:>9} {r['host_ratio']:>7.3f} "
+              f"{r['host_c1_in_wait']:>8} {r['host_lif_stall']:>8} {r['host_outside']:>8}")
     print()
     for net, mode in jobs:
         s = summary([r for r in rows if r["network"] == net and r["mode"] == mode])
         print(f"{net} {mode}: {s['fitting']}/{s['layers']} layers fit the weight buffer; over them "
               f"cycles {s['cycles']}, bound {s['bound']:.0f}, ratio {s['ratio']:.3f}; "
               f"{s['within_goal']}/{s['fitting']} layers within {GOAL}x (worst {s['worst']} "
-              f"{s['worst_ratio']:.3f})")
+              f"{s['worst_ratio']:.3f}); with the {cfg.widths.host_data}-bit host: cycles {s['host_cycles']}, "
+              f"ratio {s['host_ratio']:.3f}, {s['within_goal_host']}/{s['fitting']} within {GOAL}x "
+              f"(worst {s['worst_host']} {s['worst_host_ratio']:.3f})")
     if args.json_out:
         from .emit import atomic_write
         atomic_write(Path(args.json_out), json.dumps(rows, indent=1) + "\n")

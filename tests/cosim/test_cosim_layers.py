@@ -111,8 +111,60 @@ def test_small_config_coverage_batch(tmp_path):
     waited = [r for r in results if r.counters["c1_in_wait"] > 0 and r.counters["lif_stall"] > 0]
     assert {r.case.order for r in waited} >= {0, 1}, [r.case.name for r in waited]
     assert {0, 1} <= {t.order for r in results for t in r.plan}
+    _check_host_timing(results, target.config)
     # last: the energy model's counters (model/ has its own owner)
     _check_all_model_counters(results, target.config)
+
+
+@pytest.mark.cosim
+def test_wider_host_port_rates(tmp_path):
+    """The small configuration with a 128-bit host port (four words per beat): the streamed
+    and capped-ring cases bit-exact, every tile's timing counters and bus cycles equal to the
+    host-timed cycle model at that rate, and the host still the one holding up the capped
+    rings (c1_in_wait / lif_stall > 0)."""
+    from cosim.cases import coverage_cases
+    from gen.config import CONFIG_DIR
+
+    text = (CONFIG_DIR / "small.toml").read_text()
+    assert 'name = "small"' in text and "host_data = 32" in text
+    toml = tmp_path / "small_host128.toml"
+    toml.write_text(text.replace('name = "small"', 'name = "small_host128"')
+                    .replace("host_data = 32", "host_data = 128"))
+    target = RtlTarget.for_config(str(toml))
+    assert target.config.widths.host_data == 128
+    keep = ("ring", "residual", "tiles")
+    cases = [c for c in coverage_cases(target.config, seed=0) if any(k in c.name for k in keep)]
+    results = run_cases(target, cases, workdir=tmp_path / "run")
+    _check_results(results, target.config)
+    _check_host_timing(results, target.config)
+
+
+def _check_host_timing(results, cfg, need_waits: bool = True) -> None:
+    """Every tile's timing counters (cycles and every stall, the host's c1_in_wait and
+    lif_stall included) equal the cycle model with the host of run_tile on the configured
+    port (gen/hosttiming.py), also where capped rings make the accelerator wait; the host's
+    bus cycles too. The first tile of the run is the simulator's first after reset."""
+    from gen.cyclemodel import TileShape
+    from gen.driver import Driver
+    from gen.hosttiming import host_tile_timing, traffic_of_program
+
+    drv = Driver(cfg)
+    fresh, waited = True, 0
+    for r in results:
+        q, case = r.case.qlayer, r.case
+        span = 0
+        for tile, rtl in zip(r.plan.tiles, r.tile_counters):
+            window = drv.window(np.asarray(case.spikes), tile)
+            res = drv.residual_tile(case.residual, tile) if q.residual else None
+            prog = drv.program(q, tile, window, res, ring_limit=case.ring_limit)
+            model = host_tile_timing(cfg, TileShape.of(q, tile), traffic_of_program(prog, drv.map), fresh)
+            fresh = False
+            diff = {k: (rtl[k], model[k]) for k in model if k in rtl and rtl[k] != model[k]}
+            assert not diff, f"{case.name} tile {tile.index}: timing counters (rtl, host-timed model) {diff}"
+            span += model["host_span"]
+            waited += rtl["c1_in_wait"] + rtl["lif_stall"]
+        assert span == r.span_cycles, (case.name, r.span_cycles, span)
+    assert waited > 0 or not need_waits
 
 
 @pytest.mark.cosim_full
@@ -129,6 +181,7 @@ def test_paper_first_resnet18_tt_layer():
     assert all(r.tiles == 1 and r.rings_wrapped["in"] and r.rings_wrapped["out"]
                for r in results[:3]), [(r.tiles, r.rings_wrapped) for r in results]
     assert results[-1].tiles > 1
+    _check_host_timing(results, target.config, need_waits=False)   # the 256-bit port keeps up
     _check_all_model_counters(results, target.config)
 
 

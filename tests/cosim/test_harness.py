@@ -183,6 +183,22 @@ def test_job_file_round_trip(tmp_path):
         assert got.tile.index == job.index and got.reads == job.reads
 
 
+def test_job_file_wide_words(tmp_path):
+    """Words of a 512-bit host port survive the job file (uint64 limbs, no pickles)."""
+    import dataclasses
+
+    from cosim.jobs import limbs_to_words, words_to_limbs
+    jobs, _ = make_jobs(random.Random(4), 1)
+    wide = [(1 << 511) | 5, (1 << 300) - 1, 0, 7, (1 << 64)]
+    job = dataclasses.replace(jobs[0], setup=[(0x40 + i, w) for i, w in enumerate(wide)],
+                              in_rows=[[(0x10, wide[0]), (0x11, 3)], [(0x12, wide[1])]])
+    write_jobs(tmp_path / "jobs.npz", [job], period_ns=2.5, read_latency=2)
+    back, _, _ = read_jobs(tmp_path / "jobs.npz")
+    assert back[0] == job
+    assert limbs_to_words(words_to_limbs(wide)) == wide
+    assert words_to_limbs([1, 2]).shape == (2, 1)
+
+
 @pytest.mark.slow
 @pytest.mark.cosim
 def test_replay_many_tiles_in_one_run(tiny_build, tmp_path):

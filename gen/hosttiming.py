@@ -1,0 +1,356 @@
+"""The host's share of a tile's cycles: the cycle model with a host at the port's rate.
+
+:func:`gen.cyclemodel.tile_timing` assumes a host that always keeps up. Here the host is the
+real one: :func:`gen.driver.run_tile`, the same coroutine the amaranth.sim tests and the
+cocotb testbench run, executed on :class:`ModelBus`, a bus that answers from the cycle
+model instead of a simulator. The port moves one beat per cycle (a register or one region
+sub-word of ``widths.host_data`` bits: the configured bandwidth), so the host delivers at
+most that rate and no faster, like the testbenches. The engines' row tables of
+:mod:`gen.cyclemodel` get the host's row handshakes as further dependencies (cluster 1 waits
+for ``in_rows``, cluster 4 for ``res_rows`` and for ``out_taken`` to free an output slot),
+and the bus's register reads and ``event`` line come from the rows scheduled so far. Both
+sides advance together, so the result is exact: ``cycles``, ``c1_in_wait``, ``lif_stall``
+and every other stall counter equal the RTL's (tests/gen/test_host_timing.py, amaranth.sim;
+tests/cosim, Verilator), and ``host_span`` is the host's bus cycles for the whole tile
+(set-up, weights, streaming, the reads after ``done``).
+
+Register timing (gen/host.py, gen/engines/): a streaming register written in bus cycle
+``w`` is visible to the engines from ``w + 1``; a read strobe in cycle ``c`` samples the
+value of cycle ``c`` (data ``HOST_READ_LATENCY`` cycles later); ``event`` is high in cycle
+``c`` when the last of {a change of the datapath's progress registers or ``done``, a read
+of ``status``} in cycles ``< c`` was a change (a change wins over a read in the same
+cycle). The engines' first issue is the cycle after the start write (or after the
+geometry settles, ``pending``); that is cycle 0 of :func:`gen.cyclemodel.tile_timing`.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .config import HardwareConfig
+from .cyclemodel import E4_WRITE_LATENCY, PIPE_TAIL, TileShape, _engine_tables, _latest, _schedule
+
+__all__ = ["HostTraffic", "ModelBus", "host_tile_timing", "traffic_of_program", "shape_traffic",
+           "geometry_latency"]
+
+#: placeholder addresses of the synthetic program (never a register address)
+_REGION, _DESC = -1, -2
+
+
+@lru_cache(maxsize=None)
+def geometry_latency() -> int:
+    """Cycles after a descriptor write until the tile geometry is valid (a start sooner
+    waits: ``pending``)."""
+    from .tilegeo import _depths       # TileGeometryUnit.latency, without building a unit
+    return max(_depths().values())
+
+
+@dataclass(frozen=True)
+class HostTraffic:
+    """The bus beats of one tile as :func:`gen.driver.run_tile` moves them: set-up writes (the
+    last descriptor write's position among them: the geometry settles after it), the writes
+    of each input and residual row (region sub-words), the reads of each output row, the
+    counter reads after ``done``, the ring sizes."""
+    setup: int
+    last_desc: int
+    in_rows: tuple[int, ...]
+    res_rows: tuple[int, ...]
+    out_rows: tuple[int, ...]
+    counter_reads: int
+    rings: tuple[tuple[str, int], ...]
+
+
+def traffic_of_program(prog, hmap) -> HostTraffic:
+    """:class:`HostTraffic` of a :class:`gen.driver.TileProgram`."""
+    desc = {r.address for r in hmap.registers if r.name in _descriptor_names()}
+    last = max((i for i, (a, _) in enumerate(prog.setup) if a in desc), default=-1)
+    return HostTraffic(len(prog.setup), last, tuple(len(r) for r in prog.in_rows),
+                       tuple(len(r) for r in prog.res_rows), tuple(len(r) for r in prog.out_rows),
+                       len(prog.counter_reads), tuple(sorted(prog.rings.items())))
+
+
+@lru_cache(maxsize=1)
+def _descriptor_names() -> frozenset[str]:
+    from .hostmap import DESCRIPTOR_FIELDS
+    return frozenset(n for n, _, _ in DESCRIPTOR_FIELDS)
+
+
+def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
+                  read_counters: bool = False) -> HostTraffic:
+    """:class:`HostTraffic` of a tile shape, counted from the geometry and the address map
+    (no layer, no data; equal to :func:`traffic_of_program` of the driver's program, tested):
+    the counter-clear write, the descriptor, the three streaming registers, the cores and
+    affine words when ``load_weights``; input rows of the window's computed pixels, residual
+    and output rows of ``widths.host_data``-bit beats."""
+    from .driver import input_pixel_order, input_row_order
+    from .geometry import TileGeometry
+    from .hostmap import DESCRIPTOR_FIELDS
+    drv = _driver(cfg)
+    sub = {r.name: r.subwords for r in drv.map.regions}
+    g = TileGeometry.of_shape(cfg, s)
+    n_desc = len(DESCRIPTOR_FIELDS)
+    weights = (s.rank * g.ncc * sub["w1"] + g.ng * g.ns * (sub["w2"] + sub["w3"])
+               + g.go * s.rank * sub["w4"] + g.go * sub["affine"]) if load_weights else 0
+    row_in = len(input_pixel_order(s.width, s.zero_halo)) * g.cw * sub["spike_in"]
+    n_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
+    n_out = s.timesteps * g.ho
+    rings = drv.ring_rows(g, s.order)
+    return HostTraffic(1 + n_desc + 3 + weights, n_desc, (row_in,) * n_in,
+                       (g.out_row_words * sub["residual"],) * n_out if s.residual else (),
+                       (g.out_row_words * (sub["membrane"] + sub["spikes"]),) * n_out,
+                       2 * len(drv.map.counters) if read_counters else 0, tuple(sorted(rings.items())))
+
+
+_DRIVERS: dict[int, object] = {}
+
+
+def _driver(cfg):
+    from .driver import Driver
+    key = id(cfg)
+    if key not in _DRIVERS or _DRIVERS[key].config is not cfg:
+        _DRIVERS[key] = Driver(cfg)
+    return _DRIVERS[key]
+
+
+class _Registers:
+    """Names of the streaming registers as :func:`gen.driver.run_tile` addresses them."""
+    NAMES = ("ctrl", "status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows")
+
+    def __init__(self):
+        self.addr = {n: -10 - i for i, n in enumerate(self.NAMES)}
+        self.name = {a: n for n, a in self.addr.items()}
+
+
+class ModelBus:
+    """:class:`gen.driver.HostBus` on the cycle model: one write per cycle, ``n`` pipelined
+    reads in ``n + 1`` cycles, ``wait_event`` until the modelled ``event`` line is high.
+
+    ``fresh``: no tile has run since reset (otherwise the start resets the progress
+    registers and ``done`` from the previous tile's values: a change the ``event`` line sees).
+    """
+
+    def __init__(self, cfg: HardwareConfig, s: TileShape, regs: _Registers, fresh: bool):
+        self.s, self.regs, self.fresh = s, regs, fresh
+        self.now = 0                        # bus cycle from the tile's first set-up write
+        self.origin: int | None = None      # bus cycle of the engines' cycle 0
+        self.last_desc = -1
+        self.latency = geometry_latency()
+        self.visible = {"in_rows": [], "res_rows": [], "out_taken": []}   # bus cycle each count is seen
+        self.last_status = None
+        self.tables = tables = _engine_tables(cfg, s)
+        self.c1, self.c4 = tables["cluster1"], tables["cluster4"]
+        self._host_dependencies()
+        self.scheduled = 0
+
+    # ---- the engines' host handshakes ------------------------------------------------------
+    def _seen(self, name: str, k: int) -> int | None:
+        """Engine cycle from which the host's count ``name`` exceeds ``k`` (None: not yet)."""
+        v = self.visible[name]
+        return None if k >= len(v) else max(0, v[k] - self.origin)
+
+    def _host_dependencies(self) -> None:
+        s = self.s
+        top, bottom = s.zero_halo[0], s.zero_halo[1]
+        idx, n = [], 0
+        for w, _ in self.c1.rows:
+            zero = (w == 0 and top) or (w == s.height + 1 and bottom)
+            idx.append(None if zero else n)
+            n += 0 if zero else 1
+        self.in_index = idx
+        base1, base4 = self.c1.ready, self.c4.ready
+        self.base1, self.base4 = {}, {}
+
+        def ready1(i):
+            t0 = base1(i)
+            if t0 is None:
+                return None
+            self.base1[i] = t0
+            return t0 if idx[i] is None else _latest(t0, self._seen("in_rows", idx[i]))
+
+        def ready4(u):
+            t0 = base4(u)
+            if t0 is None:
+                return None
+            self.base4[u] = t0
+            ring = dict(self.rings)["out"]
+            deps = [self._seen("out_taken", u - ring) if u >= ring else 0]
+            if s.residual:
+                deps.append(self._seen("res_rows", u))
+            return _latest(t0, *deps)
+
+        self.c1.ready, self.c4.ready = ready1, ready4
+
+    # ---- what the host reads -----------------------------------------------------------------
+    def _advance(self) -> None:
+        if self.origin is not None:
+            _schedule_partial(list(self.tables.values()))
+
+    def _count(self, times: list[int], cycle: int) -> int:
+        return bisect_right(times, cycle)
+
+    def _progress_times(self):
+        """Engine cycles at which each progress register is seen to step (in order)."""
+        c1, c4 = self.c1, self.c4
+        n1 = len(c1.starts)
+        inc = [c1.last(i) + 1 for i in range(n1) if self.in_index[i] is not None]
+        n4 = len(c4.starts)
+        res = [c4.last(u) + 1 for u in range(n4)] if self.s.residual else []
+        out = [c4.last(u) + E4_WRITE_LATENCY + 1 for u in range(n4)]
+        return inc, res, out
+
+    def _done_cycle(self) -> int | None:
+        """Engine cycle from which ``done`` is seen high (None: not known yet)."""
+        c4 = self.c4
+        if len(c4.starts) < len(c4.rows):
+            return None
+        return c4.end - 1 + PIPE_TAIL + 1
+
+    def _value(self, name: str, bus_cycle: int) -> int:
+        t = bus_cycle - self.origin
+        inc, res, out = self._progress_times()
+        if name == "status":
+            done = self._done_cycle()
+            return (1 if t >= 0 else 0) | (2 if done is not None and t >= done else 0)
+        if name in self.visible:
+            return self._count(self.visible[name], bus_cycle)
+        return self._count({"in_consumed": inc, "res_consumed": res, "out_rows": out}[name], t)
+
+    def _changes(self) -> list[int]:
+        """Engine cycles at which the ``event`` line sees a change (sorted)."""
+        inc, res, out = self._progress_times()
+        ch = set(inc) | set(res) | set(out)
+        done = self._done_cycle()
+        if done is not None:
+            ch.add(done)
+        if not self.fresh:
+            ch.add(0)                 # the start resets the registers and done
+        return sorted(ch)
+
+    # ---- HostBus ----------------------------------------------------------------------------
+    async def write(self, addr: int, data: int) -> None:
+        name = self.regs.name.get(addr)
+        if addr == _DESC:
+            self.last_desc = self.now
+        elif name in self.visible:
+            seen = self.visible[name]
+            if data < len(seen):
+                raise AssertionError("the host's counts only grow within a tile")
+            seen += [self.now + 1] * (data - len(seen))
+        elif name == "ctrl" and data & 1:
+            go = max(self.now, self.last_desc + 1 + self.latency)     # pending until settled
+            self.origin = go + 1
+        self.now += 1
+
+    async def read(self, addrs) -> list[int]:
+        if not addrs:
+            return []
+        self._advance()
+        out = []
+        for i, a in enumerate(addrs):
+            name = self.regs.name.get(a)
+            if name is None:
+                out.append(0)
+                continue
+            out.append(self._value(name, self.now + i))
+            if name == "status":
+                self.last_status = self.now + i
+        self.now += len(addrs) + 1
+        return out
+
+    async def wait_event(self) -> None:
+        self._advance()
+        t_now = self.now - self.origin
+        since = self.last_status - self.origin if self.last_status is not None else -(1 << 60)
+        for x in self._changes():
+            if x >= since:
+                self.now = max(self.now, x + 1 + self.origin)
+                return
+        raise AssertionError(f"modelled host waits for an event that never comes (cycle {t_now})")
+
+
+def _schedule_partial(tables) -> None:
+    """:func:`gen.cyclemodel._schedule` without the deadlock check: rows waiting for the host
+    stay unscheduled until it moves."""
+    progress = True
+    while progress:
+        progress = False
+        for e in tables:
+            while len(e.starts) < len(e.rows):
+                t0 = e.ready(len(e.starts))
+                if t0 is None:
+                    break
+                e.starts.append(t0)
+                progress = True
+
+
+class _Program:
+    """The synthetic :class:`gen.driver.TileProgram` :func:`gen.driver.run_tile` runs on the
+    model bus: placeholder addresses, the real counts of beats."""
+
+    def __init__(self, tr: HostTraffic, regs: _Registers):
+        a = regs.addr
+        setup = [(_REGION, 0)] * tr.setup
+        if tr.last_desc >= 0:
+            setup[tr.last_desc] = (_DESC, 0)
+        self.setup = setup
+        self.start = (a["ctrl"], 1)
+        self.in_rows = [[(_REGION, 0)] * n for n in tr.in_rows]
+        self.res_rows = [[(_REGION, 0)] * n for n in tr.res_rows]
+        self.out_rows = [[_REGION] * n for n in tr.out_rows]
+        self.counter_reads = [_REGION] * tr.counter_reads
+        self.rings = dict(tr.rings)
+        self.registers = {n: a[n] for n in _Registers.NAMES if n != "ctrl"}
+        self.tile = type("T", (), {"index": -1})()
+
+
+def _run(coro):
+    """Run a coroutine that never suspends (the model bus answers at once)."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("the model bus suspended")  # pragma: no cover
+
+
+def host_tile_timing(cfg: HardwareConfig, s: TileShape, traffic: HostTraffic,
+                     fresh: bool = False) -> dict[str, int]:
+    """:func:`gen.cyclemodel.tile_timing` with the host of :func:`gen.driver.run_tile` at one
+    beat per cycle: every timing counter, plus ``host_span`` (bus cycles of the whole tile
+    program, from its first set-up write to its last read) and ``host_setup`` (bus cycles
+    before the engines' cycle 0)."""
+    from .driver import run_tile
+    regs = _Registers()
+    bus = ModelBus(cfg, s, regs, fresh)
+    bus.rings = traffic.rings
+    _run(run_tile(bus, _Program(traffic, regs)))
+    tables = bus.tables
+    _schedule(list(tables.values()))
+    return _timing_counters(s, tables, bus)
+
+
+def _timing_counters(s: TileShape, tables, bus: ModelBus) -> dict[str, int]:
+    """The timing counters of a scheduled tile (gen.cyclemodel.tile_timing's, with the host's
+    waits split off: ``c1_in_wait`` from ``c1_stall``, ``lif_stall`` from ``c4_stall``)."""
+    c1, c23, c4 = tables["cluster1"], tables["cluster23"], tables["cluster4"]
+    stt = s.mode == "stt"
+    merging = [j for j, (_, t) in enumerate(c23.rows) if not stt and s.full(t)]
+    stall_before = [c23.starts[j] - c23.free(j) for j in range(len(c23.rows))]
+    in_wait = sum(c1.starts[i] - bus.base1[i] for i in range(len(c1.rows)))
+    lif = sum(c4.starts[u] - bus.base4[u] for u in range(len(c4.rows)))
+    out = {"cycles": c4.end - 1 + PIPE_TAIL,
+           "c1_busy": c1.busy, "c1_stall": c1.end - c1.busy - in_wait, "c1_in_wait": in_wait,
+           "c2_busy": c23.busy, "c2_stall": c23.end - c23.busy,
+           "c4_busy": c4.busy, "c4_stall": c4.end - c4.busy - lif,
+           "adder_stall": sum(stall_before[j] for j in merging), "lif_stall": lif}
+    if stt:
+        c3 = tables["stt_cluster3"]
+        out["c3_busy"] = c3.busy
+        out["c3_stall"] = c3.end - c3.busy
+    else:
+        out["c3_busy"] = sum(c23.lens[j] for j in merging)
+        out["c3_stall"] = out["adder_stall"]
+    out["host_span"] = bus.now
+    out["host_setup"] = bus.origin
+    return out

@@ -1,0 +1,137 @@
+"""The cycle model with the host at the port's rate (gen/hosttiming.py) against the RTL in
+amaranth.sim: every timing counter (cycles, c1_in_wait, lif_stall and the engines' stalls)
+and the host's bus cycles per tile, at host ports of 32, 64 and 256 bits, with rings small
+enough that the host, not the datapath, sets the pace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gen.config import config_from_dict, load_config
+from gen.cyclemodel import TileShape, tile_timing
+from gen.driver import Driver, run_tile
+from gen.hosttiming import host_tile_timing, shape_traffic, traffic_of_program
+from gen.sim import SimBus
+from gen.top import Accelerator
+from amaranth.sim import Simulator
+
+from tests.gen.test_top import TIMING, make_layer
+
+
+def small(host_data: int):
+    d = load_config("small").to_dict()
+    d["widths"]["host_data"] = host_data
+    return config_from_dict(d, source=f"small, host_data={host_data}")
+
+
+class CountingBus(SimBus):
+    """SimBus that counts the bus cycles it spends (writes 1, n reads n + 1, waits)."""
+
+    def __init__(self, ctx, dut, max_wait):
+        super().__init__(ctx, dut, max_wait)
+        self.cycles = 0
+
+    async def write(self, addr, data):
+        await super().write(addr, data)
+        self.cycles += 1
+
+    async def read(self, addrs):
+        out = await super().read(addrs)
+        self.cycles += len(addrs) + 1 if addrs else 0
+        return out
+
+    async def wait_event(self):
+        while not self.ctx.get(self.dut.event):
+            await self.ctx.tick()
+            self.cycles += 1
+
+
+def run(cfg, q, x, resid, ring_limit, tile_hw=None):
+    """Every tile of the layer on one simulated accelerator: (tile, program, counters, bus cycles)."""
+    drv = Driver(cfg)
+    plan = drv.plan(q, x.shape, tile_hw=tile_hw)
+    progs = [drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t) if q.residual else None,
+                         ring_limit=ring_limit) for t in plan]
+    out = []
+    dut = Accelerator(cfg)
+
+    async def bench(ctx):
+        for prog in progs:
+            bus = CountingBus(ctx, dut, 100_000)
+            values = await run_tile(bus, prog)
+            out.append((prog, prog.decode(values).counters, bus.cycles))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return drv, out
+
+
+CASES = [  # host bits, ring rows, mode, residual, tile (None: the planner's)
+    (32, 1, "ptt", True, None),
+    (64, 2, "stt", False, (4, 4)),
+    (256, 1, "htt", True, None),
+    (32, None, "ptt", False, (4, 2)),
+]
+
+
+@pytest.mark.parametrize("host_data,ring,mode,residual,tile_hw", CASES,
+                         ids=[f"{c[0]}b-ring{c[1]}-{c[2]}" for c in CASES])
+def test_model_equals_rtl_with_host(host_data, ring, mode, residual, tile_hw):
+    cfg = small(host_data)
+    rng = np.random.default_rng(host_data + (ring or 0))
+    q = make_layer(rng, mode, r=3, cin=5, cout=6, T=3, residual=residual,
+                   schedule=(True, False, True) if mode == "htt" else None)
+    x = rng.integers(0, 2, (3, 5, 4, 6))
+    resid = rng.integers(-50, 50, (3, 6, 4, 6)) if residual else None
+    drv, tiles = run(cfg, q, x, resid, ring, tile_hw)
+    host_waits = 0
+    for k, (prog, rtl, bus_cycles) in enumerate(tiles):
+        shape = TileShape.of(q, prog.tile)
+        model = host_tile_timing(cfg, shape, traffic_of_program(prog, drv.map), fresh=k == 0)
+        diff = {c: (rtl[c], model[c]) for c in TIMING if rtl[c] != model[c]}
+        assert not diff, f"tile {k}: (rtl, model) differ: {diff}"
+        assert model["host_span"] == bus_cycles
+        host_waits += rtl["c1_in_wait"] + rtl["lif_stall"]
+    if ring == 1:       # one-row rings: the host sets the pace, its stalls are counted
+        assert host_waits > 0
+
+
+def test_wide_port_keeps_up():
+    """With rings as large as the regions and a 512-bit port the host never holds the
+    engines up: the host-timed model equals the model of a host that always keeps up."""
+    cfg = small(512)
+    for mode in ("stt", "ptt", "htt"):
+        s = TileShape(5, 3, 6, 4, 6, 3, mode, (True, False, True), False, False,
+                      (True, True, True, True), 0, 0)
+        with_host = host_tile_timing(cfg, s, shape_traffic(cfg, s))
+        ideal = tile_timing(cfg, s)
+        assert {k: with_host[k] for k in ideal} == ideal
+
+
+@pytest.mark.parametrize("host_data", [32, 128])
+def test_shape_traffic_equals_program(host_data):
+    """The traffic counted from the shape equals the driver's program beat for beat."""
+    cfg = small(host_data)
+    drv = Driver(cfg)
+    rng = np.random.default_rng(5)
+    for mode, residual, pool in (("ptt", True, False), ("stt", False, True), ("htt", True, True)):
+        q = make_layer(rng, mode, r=3, cin=9, cout=6, T=2, pool=pool, residual=residual,
+                       schedule=(True, False) if mode == "htt" else None)
+        x = rng.integers(0, 2, (2, 9, 8, 8))
+        ho = 4 if pool else 8
+        resid = rng.integers(-9, 9, (2, 6, ho, ho)) if residual else None
+        for t in drv.plan(q, x.shape, tile_hw=(4, 4)):
+            prog = drv.program(q, t, drv.window(x, t), drv.residual_tile(resid, t) if residual else None,
+                               load_weights=True, read_counters=False)
+            assert shape_traffic(cfg, TileShape.of(q, t)) == traffic_of_program(prog, drv.map)
+
+
+def test_host_data_validated():
+    from gen.config import ConfigError
+    d = load_config("small").to_dict()
+    d["widths"]["host_data"] = 96
+    with pytest.raises(ConfigError, match="widths.host_data"):
+        config_from_dict(d, source="test")
