@@ -513,7 +513,7 @@ class _AssumedBackward:
         if load:
             bwd.counts.add("dram", "read", 1, params * w.weight)
         words, sub = tf.regions["spike_in"]
-        wu.counts.add("dram", "read", 1, save + words * sub * w.host_data)
+        wu.counts.add("dram", "read", 1, save + words * cfg.regions["spike_in"].width_bits)
 
     def finish(self) -> None:
         """Attribute the fused sweeps' cycles to the two passes by their busy cycles."""

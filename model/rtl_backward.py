@@ -29,7 +29,6 @@ from typing import Mapping
 from gen.backward.lif_gradient_engine import TRACE_BITS_PER_LANE
 from gen.backward.layer_counters import LayerBackwardCounters, layer_backward_counters
 from gen.config import HardwareConfig
-from gen.hostmap import host_map
 
 from .counts import PassResult
 from .energy_table import Memory
@@ -101,9 +100,11 @@ def backward_counts(cfg: HardwareConfig, lb: LayerBackwardCounters, memories: Ma
         pass_counts = wu.counts if name == "wgrad" else bwd.counts
         _glb(pass_counts, memories, buffer, "write", region.width_bits, written)
         _glb(pass_counts, memories, buffer, "read", region.width_bits, read)
-    hb = cfg.widths.host_data
-    wgrad_host = lb.region_words.get("wgrad", (0, 0))[1] * host_map(cfg).region("wgrad").subwords
-    bwd.counts.add("dram", "read", 1, lb.host_words_in * hb)
-    bwd.counts.add("dram", "write", 1, (lb.host_words_out - wgrad_host) * hb)
-    wu.counts.add("dram", "write", 1, wgrad_host * hb)
+    # DRAM moves the region words' bits (a host beat wider than a word carries that word alone)
+    bits_in = sum(written * regions[name].width_bits for name, (written, _) in lb.region_words.items())
+    bits_out = {name: read * regions[name].width_bits for name, (_, read) in lb.region_words.items()}
+    wgrad_bits = bits_out.pop("wgrad", 0)
+    bwd.counts.add("dram", "read", 1, bits_in)
+    bwd.counts.add("dram", "write", 1, sum(bits_out.values()))
+    wu.counts.add("dram", "write", 1, wgrad_bits)
     return bwd, wu

@@ -361,10 +361,13 @@ def counters_to_counts(cfg: HardwareConfig, tf: TileForward, counts, memories) -
     _glb(counts, memories, "state_out", "write", mword, c["membrane_writes"])
     _glb(counts, memories, "state_out", "write", p, c["spikes_writes"])
     # the host's side of the region words (writes of cores and input rows, reads of outputs)
+    # DRAM moves the region words' bits: a host beat wider than a word carries that word alone
+    # (with a 256-bit port a 32-bit spike word is one beat, not 256 bits of DRAM traffic)
+    dram = {"read": 0, "write": 0}
     for name, (words, _) in tf.regions.items():
         region = cfg.regions[name]
         action = "read" if name in OUTPUT_REGIONS else "write"
         _glb(counts, memories, region.buffer, action, region.width_bits, words)
-    hb = w.host_data
-    counts.add("dram", "read", 1, c["host_words_in"] * hb)
-    counts.add("dram", "write", 1, c["host_words_out"] * hb)
+        dram["write" if name in OUTPUT_REGIONS else "read"] += words * region.width_bits
+    counts.add("dram", "read", 1, dram["read"])
+    counts.add("dram", "write", 1, dram["write"])

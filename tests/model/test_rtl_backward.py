@@ -101,13 +101,16 @@ def test_proposed_rtl_prices_its_backward_counters():
     gbuf_reads = (lb.backward["in_reads"] + lb.backward["lifg_grad_reads"] + lb.weight_update["in_reads"]
                   + lb.weight_update["grad_reads"] + lb.region_words["gbuf"][1])
     assert bwd.counts.get("glb.gbuf", "read", gword) + wu.counts.get("glb.gbuf", "read", gword) == gbuf_reads
-    hb = cfg.widths.host_data
-    wgrad_host = lb.region_words["wgrad"][1] * -(-cfg.lanes * cfg.gradients.wgrad_tile // hb)
+    # DRAM moves each region word's bits (not the host port's: a wide beat carries one word)
+    width = {**{n: r.width_bits for n, r in cfg.regions.items()},
+             **{n: r.width_bits for n, r in cfg.backward_regions.items()}}
+    assert width["wgrad"] == cfg.lanes * cfg.gradients.wgrad_tile and width["gbuf"] == gword
+    wgrad_bits = lb.region_words["wgrad"][1] * width["wgrad"]
     params = spec.params()
-    assert bwd.counts.get("dram", "read", 1) == lb.host_words_in * hb
-    assert bwd.counts.get("dram", "write", 1) == (lb.host_words_out - wgrad_host) * hb
+    assert bwd.counts.get("dram", "read", 1) == sum(wr * width[n] for n, (wr, _) in lb.region_words.items())
+    assert bwd.counts.get("dram", "write", 1) == sum(rd * width[n] for n, (_, rd) in lb.region_words.items()) - wgrad_bits
     # weight update: the sums read out, then SGD with momentum (gradient out, w and v in and out)
-    assert wu.counts.get("dram", "write", 1) == wgrad_host * hb + params * 16 + params * (cfg.widths.weight + 16)
+    assert wu.counts.get("dram", "write", 1) == wgrad_bits + params * 16 + params * (cfg.widths.weight + 16)
     # the forward writes the trace: window bit and 2-bit arg-max per output neuron and timestep
     assert trace_bits(spec, T) == co * (H // 2) * (W // 2) * T * 3
     plain = make_accelerator("proposed", cfg).run_layer(spec, T, Sparsity()).passes["forward"]

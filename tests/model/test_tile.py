@@ -143,9 +143,12 @@ def test_counts_of_a_tile():
         c = tf.counters
         counts = Counts()
         counters_to_counts(PAPER, tf, counts, mems)
-        hb = PAPER.widths.host_data
-        assert counts.get("dram", "read", 1) == c["host_words_in"] * hb
-        assert counts.get("dram", "write", 1) == c["host_words_out"] * hb
+        # DRAM: each region word's bits (a 256-bit beat carries one word, whatever its width)
+        bits = {n: words * PAPER.regions[n].width_bits for n, (words, _) in tf.regions.items()}
+        outputs = ("membrane", "spikes")
+        assert counts.get("dram", "read", 1) == sum(b for n, b in bits.items() if n not in outputs)
+        assert counts.get("dram", "write", 1) == sum(b for n, b in bits.items() if n in outputs)
+        assert c["host_words_in"] * PAPER.widths.host_data > counts.get("dram", "read", 1)
         assert counts.get("mult_pe", "mac", 8) == c["c2_macs"] + c["c3_macs"] + c["c4_macs"]
         assert counts.get("spike_pe", "accumulate", 16) == pytest.approx(c["c1_adds"])
         p = PAPER.lanes
