@@ -270,7 +270,7 @@ def _energy_reversible(args, wl, modes, acc, table, sp) -> int:
 def cmd_report(args) -> int:
     from rich.console import Console
     from sw.fileio import atomic_write_text
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
     from . import report
     from .evaluate import evaluate_network
     from .accelerators import make_accelerator

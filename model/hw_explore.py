@@ -191,7 +191,7 @@ def _workload(meta: dict):
 
 
 def _progress(enabled: bool, total: int):
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
     return tqdm(total=total, desc="hw-explore", disable=not enabled, file=sys.stderr)
 
 
