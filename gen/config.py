@@ -26,7 +26,14 @@ __all__ = [
     "LINE1_SLOTS_PER_T", "LINE4_SLOTS_PER_T", "ROW2_SLOTS", "ROW2_ROWS", "ceil_div", "log2",
 ]
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+def _config_dir() -> Path:
+    # a checkout (or an editable install) reads the top-level configs/; a built wheel ships them
+    # as gen/configs (setup.py copies them), since configs/ is no package
+    here = Path(__file__).resolve().parent
+    return here / "configs" if (here / "configs").is_dir() else here.parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
 
 #: The largest global buffer a configuration may declare.
 MAX_BUFFER_BYTES = 1 << 24
