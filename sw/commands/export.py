@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-samples", type=int, default=None, help="compare on a prefix of the test set")
     parser.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
 def run(args: argparse.Namespace) -> int:
