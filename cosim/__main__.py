@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import sys
 from typing import Sequence
 
@@ -139,8 +140,12 @@ def _run(args) -> int:
 
 def _replay(args) -> int:
     from cosim.replay import format_report, replay_layer
+    from gen.config import load_config
     from sw.progress import say
 
+    load_config(args.config)  # a mistake in either is one line before the long work starts
+    if not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} not found; train one first (e.g. `ttsnn demo`)")
     say(f"replaying {args.layer} of {args.checkpoint} on the RTL of {args.config}: quantising, then "
         "building the Verilator model (25-50 s the first time; cached under build/cosim/) and simulating")
     rep = replay_layer(args.checkpoint, args.layer, args.config, sample=args.sample,

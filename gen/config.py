@@ -707,6 +707,8 @@ def load_config(path: str | Path) -> HardwareConfig:
     p = Path(path)
     if not p.suffix and not p.exists():
         p = CONFIG_DIR / f"{p.name}.toml"
+    elif not p.is_absolute() and p.parent == Path("configs") and not p.exists():
+        p = CONFIG_DIR / p.name  # the CLIs' defaults (configs/paper.toml) from another folder
     if not p.is_file():
         shipped = sorted(q.stem for q in CONFIG_DIR.glob("*.toml"))
         raise FileNotFoundError(f"hardware configuration {str(path)!r} not found; "

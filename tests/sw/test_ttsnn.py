@@ -135,3 +135,34 @@ def test_another_projects_model_package_first_on_the_path_is_one_line(tmp_path, 
     rc, _, err = _run(capsys, "--help")
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and "package 'model'" in lines[0] and str(tmp_path) in lines[0]
+
+
+BOOM = ("import argparse, runpy, sys\n"
+        "def boom(self, *a, **k):\n"
+        "    raise RuntimeError('injected internal failure')\n"
+        "argparse.ArgumentParser.parse_args = boom\n"
+        "sys.argv[0] = {mod!r}\n"
+        "runpy.run_module({mod!r}, run_name='__main__', alter_sys=True)\n")
+
+
+@pytest.mark.parametrize("module, mistake", [
+    ("sw", ["eval", "--checkpoint", "/nonexistent/ckpt.pt"]),
+    ("gen", ["--config", "/nonexistent/cfg.toml", "--out", "OUT"]),
+    ("gen.perf", ["--config", "/nonexistent/cfg.toml"]),
+    ("gen.lint", ["/nonexistent/rtl"]),
+    ("gen.synth", ["--config", "/nonexistent/cfg.toml", "--out", "OUT"]),
+    ("gen.fpga", ["--config", "/nonexistent/cfg.toml", "--out", "OUT"]),
+    ("cosim", ["replay", "--checkpoint", "/nonexistent/ckpt.pt", "--layer", "layers.0.0.conv1"]),
+    ("model", ["sparsity", "--checkpoint", "/nonexistent/ckpt.pt", "--out", "OUT/s.json"]),
+])
+def test_each_python_m_cli_one_line_for_a_mistake_traceback_for_a_bug(module, mistake, tmp_path):
+    argv = [a.replace("OUT", str(tmp_path / "out")) for a in mistake]
+    r = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, cwd=tmp_path,
+                       env={**__import__("os").environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "nonexistent" in lines[0], r.stderr
+    r = subprocess.run([sys.executable, "-c", BOOM.format(mod=module)], capture_output=True, text=True,
+                       cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback (most recent call last)" in r.stderr and "injected internal failure" in r.stderr
+    assert REPORT_LINE in r.stderr
