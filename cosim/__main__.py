@@ -144,8 +144,8 @@ def _replay(args) -> int:
     from sw.progress import say
 
     load_config(args.config)  # a mistake in either is one line before the long work starts
-    if not Path(args.checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {args.checkpoint} not found; train one first (e.g. `ttsnn demo`)")
+    if not Path(args.checkpoint).is_file():  # sw.checkpoint's words
+        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
     say(f"replaying {args.layer} of {args.checkpoint} on the RTL of {args.config}: quantising, then "
         "building the Verilator model (25-50 s the first time; cached under build/cosim/) and simulating")
     rep = replay_layer(args.checkpoint, args.layer, args.config, sample=args.sample,
