@@ -89,6 +89,9 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except KeyboardInterrupt:
         print(f"{name}interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`ttsnn --help | head`): not an error of anyone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # noqa: BLE001 - the one place that sorts mistakes from bugs
         if is_user_error(exc) and not os.environ.get("TTSNN_DEBUG"):
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

@@ -57,7 +57,7 @@ def test_wheel_in_a_fresh_venv_runs_the_demo_from_another_folder(tmp_path):
     _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet", "--no-deps",
           "--no-index", str(wheel)], cwd=tmp_path)
     installed = _files(site)
-    assert "gen/configs/paper.toml" in installed and "sw/ttsnn.py" in installed
+    assert "gen/configs/paper.toml" in installed and "sw/commands/ttsnn.py" in installed
 
     work = tmp_path / "elsewhere"
     work.mkdir()

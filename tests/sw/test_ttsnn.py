@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import sw.ttsnn as ttsnn
+import sw.commands.ttsnn as ttsnn
 from sw.cli_util import REPORT_LINE, UserError, is_user_error, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,7 +123,7 @@ def test_a_lookup_error_inside_kit_code_is_a_bug_but_a_kit_check_is_a_mistake(mo
 def test_the_python_m_forms_still_work():
     r = subprocess.run([sys.executable, "-m", "cosim", "--help"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0 and "replay" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "sw.ttsnn", "--help"], capture_output=True, text=True, cwd=REPO)
+    r = subprocess.run([sys.executable, "-m", "sw.commands.ttsnn", "--help"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0 and "replay-network" in r.stdout and "hw-explore" in r.stdout
 
 

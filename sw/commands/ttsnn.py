@@ -102,7 +102,7 @@ def check_no_clash() -> None:
     import importlib.util
     from pathlib import Path
 
-    home = Path(__file__).resolve().parent.parent
+    home = Path(__file__).resolve().parents[2]
     for name in KIT_PACKAGES[1:]:
         spec = importlib.util.find_spec(name)
         where = Path(spec.origin).resolve().parent.parent if spec and spec.origin else None
