@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import sys
 from typing import Sequence
 
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--calib-samples", type=int, default=16,
                     help="training images used to calibrate the quantiser")
     rp.add_argument("--weight-bits", type=int, default=None, help="weight precision (default: config)")
-    rp.add_argument("--rounding", choices=("nearest", "truncate", "stochastic"), default="nearest")
+    rp.add_argument("--rounding", choices=("nearest", "truncate", "stochastic"), default="nearest",
+                    help="re-quantisation rounding: nearest (default) | truncate | stochastic")
 
     rn = sub.add_parser("replay-network", help="replay a whole trained network on the RTL, image by image")
     src = rn.add_mutually_exclusive_group(required=True)
@@ -70,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--calib-samples", type=int, default=16,
                     help="training images used to calibrate the quantiser")
     rn.add_argument("--weight-bits", type=int, default=None, help="weight precision (default: config)")
-    rn.add_argument("--rounding", choices=("nearest", "truncate", "stochastic"), default="nearest")
+    rn.add_argument("--rounding", choices=("nearest", "truncate", "stochastic"), default="nearest",
+                    help="re-quantisation rounding: nearest (default) | truncate | stochastic")
     rn.add_argument("--backend", choices=("local", "ray"), default="local",
                     help="where the image jobs run: local process pool (default) or Ray")
     rn.add_argument("--workers", type=int, default=None,
@@ -100,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(sp, "paper")
     sp.add_argument("--rank", type=int, default=paper.uniform_rank,
                     help=f"TT rank of the layer (default {paper.uniform_rank})")
-    sp.add_argument("--timesteps", type=int, default=paper.timesteps)
-    sp.add_argument("--mode", choices=("stt", "ptt", "htt"), default="ptt")
+    sp.add_argument("--timesteps", type=int, default=paper.timesteps,
+                    help=f"timesteps T (default {paper.timesteps})")
+    sp.add_argument("--mode", choices=("stt", "ptt", "htt"), default="ptt", help="stt | ptt (default) | htt")
     sp.add_argument("--cxx-opt", choices=("Os", "O2", "O3"), default=None,
                     help="C++ optimisation of the simulator build (default O3; another level "
                          "builds into build/cosim/<config>-<level>/, to compare)")
@@ -136,7 +140,14 @@ def _run(args) -> int:
 
 def _replay(args) -> int:
     from cosim.replay import format_report, replay_layer
+    from gen.config import load_config
+    from sw.progress import say
 
+    load_config(args.config)  # a mistake in either is one line before the long work starts
+    if not Path(args.checkpoint).is_file():  # sw.checkpoint's words
+        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    say(f"replaying {args.layer} of {args.checkpoint} on the RTL of {args.config}: quantising, then "
+        "building the Verilator model (25-50 s the first time; cached under build/cosim/) and simulating")
     rep = replay_layer(args.checkpoint, args.layer, args.config, sample=args.sample,
                        calib_samples=args.calib_samples, weight_bits=args.weight_bits,
                        rounding=args.rounding, rtl_dir=args.rtl, waves=args.waves,

@@ -25,7 +25,7 @@ import torch
 
 from cosim.jobs import TileJob, read_results, write_jobs
 from cosim.report import MismatchReport
-from cosim.runner import (REPO_ROOT, BuildResult, build_design, default_build_dir, locked,
+from cosim.runner import (REPO_ROOT, BuildResult, build_root, build_design, default_build_dir, locked,
                           run_testbench)
 from sw.fileio import atomic_write_text
 from sw.golden import golden_tile
@@ -132,7 +132,7 @@ class RtlTarget:
                 return cls.from_dir(committed, cfg)
             except ValueError:  # stale, or another configuration's: generate a current one below
                 pass
-        out = REPO_ROOT / "build" / "cosim" / cfg.name / "rtl"
+        out = build_root() / "cosim" / cfg.name / "rtl"
         stamp = out / ".gen_key"
         key = _gen_key(cfg)
         with locked(out.parent.parent / f".{cfg.name}-rtl.lock"):  # pytest workers share it

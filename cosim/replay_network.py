@@ -233,7 +233,7 @@ def _layer_energy(accel, table, q, spec, plan, tile_counters: list[dict[str, int
 def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
     """The RTL chain over one chunk of images: per image and layer, the check against the
     golden model on the same inputs, cycles, counters and energy; and the logits."""
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     from cosim.layer import LayerCase, RtlTarget, SimSession, run_cases
     from gen.config import config_from_dict
@@ -417,7 +417,7 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
                     for c in chunks]
     t0 = time.monotonic()
     try:
-        from tqdm import tqdm
+        from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
         results = []
         with tqdm(total=len(idx), desc="images replayed", unit="image", file=sys.stderr,
                   disable=not (progress and sys.stderr.isatty()) or len(jobs) == 1) as bar:

@@ -30,7 +30,7 @@ from sw.fileio import atomic_write_text
 
 from cosim.toolchain import Toolchain, setup_toolchain, wave_format
 
-__all__ = ["REPO_ROOT", "BuildResult", "build_design", "run_testbench", "default_build_dir",
+__all__ = ["REPO_ROOT", "build_root", "BuildResult", "build_design", "run_testbench", "default_build_dir",
            "CosimRunError", "port_names", "locked"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -63,8 +63,16 @@ class BuildResult:
     wave_format: str | None = None   # 'fst', or 'vcd' where the FST writer cannot be built
 
 
+def build_root() -> Path:
+    """Where builds go: the checkout's build/; for an installed package (no pyproject.toml beside
+    its folders) the current directory's build/, never next to the installed package."""
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT / "build"
+    return Path.cwd().resolve() / "build"
+
+
 def default_build_dir(config_name: str, waves: bool = False) -> Path:
-    return REPO_ROOT / "build" / "cosim" / (config_name + ("-waves" if waves else ""))
+    return build_root() / "cosim" / (config_name + ("-waves" if waves else ""))
 
 
 @contextlib.contextmanager

@@ -28,7 +28,14 @@ __all__ = [
     "HOST_DATA_WIDTHS",
 ]
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+def _config_dir() -> Path:
+    # a checkout (or an editable install) reads the top-level configs/; a built wheel ships them
+    # as gen/configs (setup.py copies them), since configs/ is no package
+    here = Path(__file__).resolve().parent
+    return here / "configs" if (here / "configs").is_dir() else here.parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
 
 #: The largest global buffer a configuration may declare.
 MAX_BUFFER_BYTES = 1 << 24
@@ -775,6 +782,8 @@ def load_config(path: str | Path) -> HardwareConfig:
     p = Path(path)
     if not p.suffix and not p.exists():
         p = CONFIG_DIR / f"{p.name}.toml"
+    elif not p.is_absolute() and p.parent == Path("configs") and not p.exists():
+        p = CONFIG_DIR / p.name  # the CLIs' defaults (configs/paper.toml) from another folder
     if not p.is_file():
         shipped = sorted(q.stem for q in CONFIG_DIR.glob("*.toml"))
         raise FileNotFoundError(f"hardware configuration {str(path)!r} not found; "

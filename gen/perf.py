@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(args.config)
     if args.backward:
         return _backward_main(cfg, args, modes)
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
     rows: list[dict] = []
     jobs = [(n, m) for n in (args.network or sorted(NETWORKS)) for m in modes]
     for net, mode in tqdm(jobs, desc="networks x modes", file=sys.stderr):

@@ -39,8 +39,10 @@ def _common(p: argparse.ArgumentParser, network: bool = True) -> None:
         p.add_argument("--arch", default=wl.arch, help="resnet18 | resnet34 | tiny")
         p.add_argument("--input", default=f"{wl.in_channels}x{wl.input_size}x{wl.input_size}",
                        help="C x H x W of the input (e.g. 3x32x32)")
-        p.add_argument("--classes", type=int, default=wl.num_classes)
-        p.add_argument("--timesteps", type=int, default=wl.timesteps)
+        p.add_argument("--classes", type=int, default=wl.num_classes,
+                       help=f"classes of the classifier head, >= 1 (default {wl.num_classes})")
+        p.add_argument("--timesteps", type=int, default=wl.timesteps,
+                       help=f"timesteps T, >= 1 (default {wl.timesteps})")
         p.add_argument("--ranks", default=wl.ranks,
                        help="TT ranks: an int, 'uniform:R', a comma list or a preset")
         p.add_argument("--schedule", default=None, help="HTT full timesteps, e.g. 111000")
@@ -59,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--accel", default="proposed",
                    help="proposed (the paper's design) | proposed-rtl (as generated in gen/) | sata")
-    p.add_argument("--modes", default="dense,stt,ptt,htt")
+    p.add_argument("--modes", default="dense,stt,ptt,htt",
+                   help="comma list of convolution modes out of dense, stt, ptt, htt (default all four)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--layers", action="store_true", help="with --json: include per-layer counts")
     p.add_argument("--plot", default=None, help="write a PNG of the breakdown per mode")
@@ -83,25 +86,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="directory for sensitivity.{json,md}")
     add_force_argument(p, "sensitivity.{json,md} in --out")
     p = sub.add_parser("sparsity", help="measure spike/gradient sparsity of a checkpoint")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", default="digits-events", help="data set name (sw.data.DATASETS)")
-    p.add_argument("--data-path", default=None)
-    p.add_argument("--batches", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--checkpoint", required=True,
+                   help="trained checkpoint of `ttsnn train` (dense or TT), e.g. build/demo/ptt.pt")
+    p.add_argument("--data", default="digits-events",
+                   help="data set of the test images: digits | digits-events | cifar10 | cifar100 | "
+                        "ncaltech101 | dvsgesture (default digits-events)")
+    p.add_argument("--data-path", default=None,
+                   help="folder of a data set read from local files (ncaltech101, dvsgesture, cifar*); "
+                        "the embedded digits need none")
+    p.add_argument("--batches", type=int, default=2, help="test batches measured, >= 1 (default 2)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per batch, >= 1 (default 16)")
     p.add_argument("--out", required=True, help="JSON file to write")
     add_force_argument(p, "an existing --out file")
     p = sub.add_parser("tile", help="forward counters of one tile (proposed accelerator)")
-    p.add_argument("--config", default="configs/small.toml")
+    p.add_argument("--config", default="configs/small.toml",
+                   help="hardware configuration (TOML file or shipped name; default configs/small.toml)")
     p.add_argument("--mode", default="ptt", help="stt | ptt | htt")
     p.add_argument("--shape", default="4x4",
                    help="tile H x W (before pooling); the tile is a whole layer of that size")
-    p.add_argument("--in-channels", type=int, default=8)
-    p.add_argument("--rank", type=int, default=4)
-    p.add_argument("--out-channels", type=int, default=8)
-    p.add_argument("--timesteps", type=int, default=2)
+    p.add_argument("--in-channels", type=int, default=8, help="input channels Cin (default 8)")
+    p.add_argument("--rank", type=int, default=4, help="TT rank r (default 4)")
+    p.add_argument("--out-channels", type=int, default=8, help="output channels Cout (default 8)")
+    p.add_argument("--timesteps", type=int, default=2, help="timesteps T (default 2)")
     p.add_argument("--schedule", default=None, help="HTT full timesteps, e.g. 10")
-    p.add_argument("--pool", action="store_true")
-    p.add_argument("--residual", action="store_true")
+    p.add_argument("--pool", action="store_true", help="2x2 max-pool after the layer")
+    p.add_argument("--residual", action="store_true", help="the layer adds a residual input")
     p.add_argument("--pack", type=int, default=None,
                    help="log2 Pk of clusters 2/3 (default: the driver's choice)")
     p.add_argument("--order", type=int, choices=(0, 1), default=None,
@@ -110,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accel", default="proposed-rtl",
                    help="proposed-rtl (the RTL's counters) | proposed (the paper's idealised design)")
     p = sub.add_parser("table", help="the energy table as markdown, with the buffers of a configuration")
-    p.add_argument("--config", default="configs/paper.toml")
-    p.add_argument("--energy-table", default=None)
+    p.add_argument("--config", default="configs/paper.toml",
+                   help="hardware configuration (TOML file or shipped name; default configs/paper.toml)")
+    p.add_argument("--energy-table", default=None, help="energy table YAML (default: the 28 nm table)")
     p.add_argument("--dram", default=None, help="DRAM type (default: the table's)")
     p = sub.add_parser("sweep", help="design-space sweep: configurations x networks x modes")
     p.add_argument("--grid", required=True, help="grid TOML (see configs/sweep/example.toml)")
@@ -230,6 +240,9 @@ def cmd_energy(args) -> int:
     if bad:
         raise ValueError(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
     acc = make_accelerator(args.accel, cfg)
+    from sw.progress import say
+    say(f"costing {args.arch} on a {args.input} input, T={args.timesteps}, modes {', '.join(modes)}, on "
+        f"{args.accel}: counting every layer's operations and memory accesses (about a minute at 224x224)")
     if args.reversible:
         return _energy_reversible(args, wl, modes, acc, table, sp)
     results = {m: evaluate_network(wl, m, acc, cfg, table, sp) for m in modes}
@@ -270,7 +283,7 @@ def _energy_reversible(args, wl, modes, acc, table, sp) -> int:
 def cmd_report(args) -> int:
     from rich.console import Console
     from sw.fileio import atomic_write_text
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
     from . import report
     from .evaluate import evaluate_network
     from .accelerators import make_accelerator

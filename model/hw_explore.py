@@ -191,7 +191,7 @@ def _workload(meta: dict):
 
 
 def _progress(enabled: bool, total: int):
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
     return tqdm(total=total, desc="hw-explore", disable=not enabled, file=sys.stderr)
 
 
@@ -280,10 +280,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--roundings", default="nearest,truncate,stochastic", help="PTQ roundings")
     p.add_argument("--itq", default="6/6/12,4/4/8",
                    help="ITQ candidates as WEIGHT/ACTIVATION/MEMBRANE, comma-separated ('' for none)")
-    p.add_argument("--itq-roundings", default="nearest,stochastic")
+    p.add_argument("--itq-roundings", default="nearest,stochastic",
+                   help="roundings of the ITQ candidates, comma list out of nearest, truncate, stochastic")
     p.add_argument("--itq-steps", type=int, default=20, help="fine-tuning steps per ITQ candidate")
-    p.add_argument("--itq-lr", type=float, default=0.01)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--itq-lr", type=float, default=0.01, help="ITQ fine-tuning learning rate (default 0.01)")
+    p.add_argument("--batch-size", type=int, default=32, help="ITQ fine-tuning batch size (default 32)")
     p.add_argument("--calib-samples", type=int, default=64, help="training images that calibrate the formats")
     p.add_argument("--max-test", type=int, default=None, help="evaluate on the first N test images")
     p.add_argument("--accel", default="proposed-rtl", help="proposed-rtl (the generated design) | proposed")
@@ -291,10 +292,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="memory of the reward: weights and neuron parameters (tinySNN's) or weights only")
     p.add_argument("--mu", default=",".join(f"{m:g}" for m in DEFAULT_MUS), help="comma-separated mu values")
     p.add_argument("--energy-table", default=None, help="energy table YAML (default: the 28 nm table)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", default="build/hw_explore", help="output directory")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
 
 
 def _print(obj: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from tqdm import tqdm
+from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
 from gen.config import HardwareConfig
 

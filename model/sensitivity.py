@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from tqdm import tqdm
+from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
 from gen.config import HardwareConfig
 

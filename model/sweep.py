@@ -341,7 +341,7 @@ def run_sweep(grid: Grid, out: str | os.PathLike, backend: Backend, *, force: bo
               on_row: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Run (or continue) the sweep of ``grid`` into ``out``; returns a summary. ``on_row`` is
     called after each row is journaled (progress hooks; the tests interrupt the sweep there)."""
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
     warn = warn or (lambda m: log(f"warning: {m}"))
     out = Path(out)
     if out.exists() and not out.is_dir():

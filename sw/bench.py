@@ -262,7 +262,7 @@ def bench_modes(workload: Workload, modes=MODES, reps: int = 10, warmup: int = 2
     rounds of dense's step time over the mode's (the same round), ``speedup_vs_dense`` the ratio
     of the medians.
     """
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     if reps < 1 or warmup < 0:
         raise ValueError(f"reps must be >= 1 and warmup >= 0, got reps={reps}, warmup={warmup}")

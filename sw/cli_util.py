@@ -1,37 +1,106 @@
-"""What every command line of the project shares: user errors as one clear line, not a trace.
+"""What every command line of the project shares: a user's mistake as one clear line, a bug
+with its traceback.
 
-A mistake of the user (a wrong shape, an unknown mode, a missing file, an invalid
-configuration) raises ``ValueError`` (or a subclass such as ``gen.config.ConfigError``),
-``OSError`` (a missing file, an output path that cannot be written) or ``KeyError`` with a message that says what was wrong and what to do.
-The CLIs print that message and exit with status 2. ``TTSNN_DEBUG=1`` shows the traceback.
+A mistake of the user (a wrong shape, an unknown mode, a missing file, an invalid configuration)
+gets one line saying what was wrong and what to do, and exit status 2. Anything else is a bug of
+the kit: its traceback, a line asking to report it, and exit status 1. ``TTSNN_DEBUG=1`` shows
+the traceback of user mistakes too.
+
+What counts as a user mistake (:func:`is_user_error`):
+
+- :class:`UserError` (and ``gen.config.ConfigError``): the precise type; new checks raise it.
+- an ``OSError`` about a file (missing, a directory, no permission, disk full, out of memory via
+  :func:`out_of_memory_is_a_clear_error`): what the user named could not be read or written.
+- a ``ValueError``/``KeyError``/``OSError`` raised by an explicit ``raise`` statement in the
+  kit's own modules (sw/, gen/, cosim/, model/). The kit has some 585 such validation sites that
+  predate :class:`UserError`; they are deliberate checks with a message for the user, so they
+  count as user mistakes until they are moved to :class:`UserError`. The same types raised
+  anywhere else (numpy, torch, a ``dict[key]`` lookup, ``int("x")`` in kit code) are bugs.
 """
 
 from __future__ import annotations
 
 import errno
+import linecache
 import os
 import re
 import sys
+import traceback
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-# OSError covers the file-system mistakes: missing inputs, an --out that is a file, no permission.
-USER_ERRORS = (ValueError, OSError, KeyError)
+
+class UserError(ValueError):
+    """A mistake of the user, with a message that says what was wrong and what to do.
+
+    A ``ValueError`` so that callers and tests that catch ``ValueError`` keep working."""
+
+
+# what the user named could not be read or written: their mistake (or their machine's), not a bug
+_FILE_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR,
+                errno.EEXIST, errno.ENOSPC, errno.EROFS, errno.ENOMEM, errno.ENAMETOOLONG,
+                errno.ENOTEMPTY}
+_KIT_ROOT = Path(__file__).resolve().parent.parent
+_KIT_PACKAGES = ("sw", "gen", "cosim", "model")
+
+
+def _raised_by_a_kit_check(exc: BaseException) -> bool:
+    """True if ``exc`` was raised by a ``raise`` statement in the kit's own modules (a deliberate
+    check), not by a library or by an operation inside kit code (``d[key]``, ``int(text)``)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = tb.tb_frame.f_code.co_filename
+    try:
+        rel = Path(filename).resolve().relative_to(_KIT_ROOT)
+    except ValueError:
+        return False
+    if not rel.parts or rel.parts[0] not in _KIT_PACKAGES:
+        return False
+    return linecache.getline(filename, tb.tb_lineno).lstrip().startswith("raise")
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a mistake of the user (one line) rather than a bug (a traceback)."""
+    if isinstance(exc, UserError):
+        return True
+    config = sys.modules.get("gen.config")
+    if config is not None and isinstance(exc, getattr(config, "ConfigError", ())):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _FILE_ERRNOS:
+        return True
+    return isinstance(exc, (ValueError, KeyError, OSError)) and _raised_by_a_kit_check(exc)
+
+
+REPORT_LINE = ("this is a bug in the kit, not a mistake in what you asked: please report it "
+               "with the command line and the traceback above")
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
             prog: str = "") -> int:
+    """Run a CLI's ``main``: a user mistake prints one line and returns 2; any other exception
+    prints its traceback and :data:`REPORT_LINE` and returns 1."""
+    name = f"{prog}: " if prog else ""
     try:
         return int(main(argv) or 0)
-    except USER_ERRORS as exc:
-        if os.environ.get("TTSNN_DEBUG"):
-            raise
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"{prog + ': ' if prog else ''}error: {msg}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(f"{prog + ': ' if prog else ''}interrupted", file=sys.stderr)
+        print(f"{name}interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`ttsnn --help | head`): not an error of anyone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:  # noqa: BLE001 - the one place that sorts mistakes from bugs
+        if is_user_error(exc) and not os.environ.get("TTSNN_DEBUG"):
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            print(f"{name}error: {msg}", file=sys.stderr)
+            return 2
+        traceback.print_exc()
+        if not is_user_error(exc):
+            print(f"{name}internal error: {REPORT_LINE}", file=sys.stderr)
+        return 2 if is_user_error(exc) else 1
 
 
 _ALLOC = re.compile(r"tried to allocate (\d+) bytes")

@@ -114,7 +114,7 @@ def select_ranks(model: torch.nn.Module, ranks: str | int | list = "evbmf",
     ranks, cap = split_rank_cap(ranks)
     evbmf_rule = parse_evbmf_rule(ranks)
     if evbmf_rule is not None:
-        from tqdm import tqdm
+        from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
         use_max, scale = evbmf_rule
         chosen = []

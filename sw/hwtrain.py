@@ -65,7 +65,7 @@ def _accuracy(model, dataset, info, layers=None, batch_size: int = 64) -> float:
 
 def _run_variant(variant: str, checkpoint: str, hw, data, *, epochs: int, batch_size: int,
                  lr: float, seed: int, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     from sw.checkpoint import load_model
     from sw.hwlayer import hardware_forward

@@ -249,7 +249,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, info: DataInfo, batch_siz
     """Mean cross-entropy loss and top-1 accuracy of ``model`` (put in eval mode) on ``dataset``
     (on the device of the model). ``over_ranks``: every rank of a data-parallel run holds a
     part of the data set; the figures are those of the union (every rank must call this)."""
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     model.eval()
     device = next(model.parameters()).device
@@ -519,7 +519,7 @@ def _make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, span: in
 def _train_epoch(cfg: TrainConfig, model, optimizer, scheduler, train_set, test_set, info: DataInfo,
                  epoch: int, progress: bool, ctx: "ddp.DistContext | None" = None) -> dict[str, Any]:
     """One epoch of training and the test evaluation after it; returns the metrics row."""
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     ctx = ctx or ddp.DistContext()
     gen = _epoch_generator(cfg.seed, epoch)

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     total = len(args.depths) * len(args.timesteps) + len(nets)
     bar = tqdm(total=total, desc="bench-reversible", disable=args.json or not sys.stderr.isatty(),

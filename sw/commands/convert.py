@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="a file written by this command: merge its TT layers back into 3x3 convs")
     parser.add_argument("--model-kwargs", default="{}", help="JSON object of keyword arguments for --model")
     parser.add_argument("--weights", help="state dict for --model (torch.save of model.state_dict())")
-    parser.add_argument("--mode", default="ptt", choices=TT_MODES)
+    parser.add_argument("--mode", default="ptt", choices=TT_MODES, help=f"TT mode of the converted convs: {' | '.join(TT_MODES)} (default ptt)")
     parser.add_argument("--ranks", default="evbmf",
                         help="'evbmf' (default; needs trained weights), 'full', an int, 'uniform:R', or a comma "
                              "list with one rank per converted conv")

@@ -22,7 +22,7 @@ from sw.fileio import atomic_write_json, check_output_path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="trained dense checkpoint")
-    parser.add_argument("--mode", required=True, choices=TT_MODES)
+    parser.add_argument("--mode", required=True, choices=TT_MODES, help=f"TT mode of the decomposed model: {' | '.join(TT_MODES)}")
     parser.add_argument("--ranks", default="evbmf",
                         help="'evbmf' (default; variants evbmf-max, evbmf*S), 'uniform:R', an int, or a comma list "
                              "(one per 3x3 block conv)")

@@ -342,16 +342,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the dense model and the pipeline (ptt.pt is then the PTT model from scratch)")
     parser.add_argument("--ranks", default=None,
                         help="ranks of the PTT model from scratch (default: the pipeline's, uniform:8 without it)")
-    parser.add_argument("--timesteps", "-T", type=int, default=4)
-    parser.add_argument("--dataset", default="digits", choices=("digits", "digits-events"))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timesteps", "-T", type=int, default=4, help="timesteps T, >= 1 (default 4)")
+    parser.add_argument("--dataset", default="digits", choices=("digits", "digits-events"),
+                        help="embedded data set: digits (images, default) | digits-events (event frames)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--max-train-samples", type=int, default=None, help="train on a prefix (smoke runs)")
     parser.add_argument("--max-test-samples", type=int, default=None, help="test on a prefix (smoke runs)")
     parser.add_argument("--min-acc-factor", type=float, default=3.0,
                         help="a model counts as learning if its test accuracy is at least this times chance")
     parser.add_argument("--steps", help="comma-separated subset of steps to run: " + ", ".join(n for n, _ in STEPS))
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars or lines")
     add_force_argument(parser, "a demo already in --out (its checkpoints and report)")
 
 

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint written by train/decompose/export")
     parser.add_argument("--dataset", help="data set (default: the one the checkpoint was trained on)")
     parser.add_argument("--data-path", help="local data directory (default: the checkpoint's)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=256, help="images per batch, >= 1 (default 256)")
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate on a prefix only")
     parser.add_argument("--train-split", action="store_true", help="evaluate on the training split")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -28,13 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", default="digits,digits-events", help="comma list: digits, digits-events")
     parser.add_argument("--methods", default="tdbn,tebn,tet,nda", help="comma list: tdbn, tebn, tet, nda "
                                                                        "(nda runs on event data only)")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--timesteps", "-T", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6, help="training epochs per run, >= 1 (default 6)")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size, >= 1 (default 64)")
+    parser.add_argument("--timesteps", "-T", type=int, default=4, help="timesteps T, >= 1 (default 4)")
     parser.add_argument("--rank", type=int, default=8, help="uniform PTT rank of the converted convs (default 8)")
     parser.add_argument("--channels", type=int, default=8, help="width of the first stage (default 8)")
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=0.1, help="SGD learning rate, > 0 (default 0.1)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: steadier timings "
                                                                "on a shared machine)")
     parser.add_argument("--max-train-samples", type=int, help="train on a prefix (smoke runs)")

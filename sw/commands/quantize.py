@@ -59,7 +59,7 @@ def quantize_report(checkpoint: str, layers: list[str] | None, config: str, *,
                     weight_bits: int | None = None, rounding: str = "nearest",
                     calib_samples: int = 32, eval_samples: int = 32, seed: int = 0,
                     progress: bool = True) -> dict:
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     from gen.config import load_config
     from sw.checkpoint import load_model

@@ -55,16 +55,17 @@ def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-train", type=int, default=None, help="train (and label) on the first N images")
     p.add_argument("--max-test", type=int, default=None, help="test on the first N images")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
 
 
 def _add_net(p: argparse.ArgumentParser, variant: bool = True) -> None:
     if variant:
-        p.add_argument("--variant", default="tinysnn", choices=("baseline", "tinysnn"))
+        p.add_argument("--variant", default="tinysnn", choices=("baseline", "tinysnn"),
+                           help="baseline (the reference STDP network) | tinysnn (default)")
     p.add_argument("--neurons", type=int, default=None, help="excitatory neurons (default 100)")
     p.add_argument("--t-present", type=float, default=None, help="presentation time in ms (default 350)")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=1, help="STDP epochs, >= 1 (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="any other SNNConfig constant (repeatable), e.g. --set nu_post=0.005")
 
@@ -74,7 +75,8 @@ def _add_quant(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--weight-bits", type=int, default=32, help="weight precision (32: FP32)")
     p.add_argument("--neuron-bits", type=int, default=32, help="membrane / threshold precision (32: FP32)")
-    p.add_argument("--rounding", default="nearest", choices=ROUNDING_MODES)
+    p.add_argument("--rounding", default="nearest", choices=ROUNDING_MODES,
+                   help=f"rounding of the quantised network: {' | '.join(ROUNDING_MODES)} (default nearest)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,26 +88,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_net(tr)
     _add_quant(tr)
     tr.add_argument("--itq", action="store_true", help="quantise during training (in-training quantisation)")
-    tr.add_argument("--out", default="build/tinysnn/train")
+    tr.add_argument("--out", default="build/tinysnn/train", help="output folder (default build/tinysnn/train)")
     ev = sub.add_parser("eval", help="evaluate a saved model (optionally post-training quantised)")
-    ev.add_argument("--model", required=True)
+    ev.add_argument("--model", required=True, help="a model written by `tinysnn train` (its --out folder's file)")
     _add_data(ev)
     _add_quant(ev)
     ev.add_argument("--out", default=None, help="also write result.json and plots here")
     ex = sub.add_parser("explore", help="the quantisation search: every candidate's accuracy, memory, energy")
     _add_data(ex)
     _add_net(ex, variant=False)
-    ex.add_argument("--variants", default="baseline,tinysnn")
+    ex.add_argument("--variants", default="baseline,tinysnn", help="comma list out of baseline, tinysnn (default both)")
     ex.add_argument("--precisions", default="32,16,8,6,4", help="PTQ precisions (32 = the FP32 model)")
-    ex.add_argument("--roundings", default="truncate,nearest,stochastic")
+    ex.add_argument("--roundings", default="truncate,nearest,stochastic",
+                    help="comma list out of truncate, nearest, stochastic (default all three)")
     ex.add_argument("--itq-precisions", default="8", help="ITQ precisions ('' for none)")
     ex.add_argument("--itq-variants", default="baseline,tinysnn", help="variants that get ITQ candidates")
-    ex.add_argument("--out", default="build/tinysnn/explore")
+    ex.add_argument("--out", default="build/tinysnn/explore", help="output folder (default build/tinysnn/explore)")
     se = sub.add_parser("select", help="reward-based model selection from candidates.json")
     se.add_argument("--candidates", required=True, help="candidates.json written by explore")
     se.add_argument("--mu", default=",".join(f"{m:g}" for m in DEFAULT_MUS), help="comma-separated mu values")
     se.add_argument("--out", default=None, help="write selection.json and pareto.png here")
-    se.add_argument("--json", action="store_true")
+    se.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     be = sub.add_parser("bench-peer", help="speed benchmark: the baseline here and in Brian2, same images")
     _add_data(be)
     _add_net(be, variant=False)

@@ -34,7 +34,39 @@ _OVERRIDES = {
 }
 
 
+def _override_help() -> dict[str, str]:
+    """One help line per override, with its allowed values (read from the tables that validate
+    them, so the help cannot drift from the checks)."""
+    from sw.arch import ARCHS, DOWNSAMPLE_CHOICES, MODES, describe_rank_syntax
+    from sw.data import DATASETS
+    from sw.data.events import SPLIT_MODES
+    from sw.train import SCHEDULERS
+    return {
+        "arch": f"network: {' | '.join(ARCHS)}",
+        "mode": f"convolutions: {' | '.join(MODES)} (dense, or a TT decomposition)",
+        "ranks": f"TT ranks: {describe_rank_syntax()}",
+        "schedule": "HTT: which timesteps use the full kernel, a 0/1 string of length T, e.g. 1100",
+        "downsample": f"how the stages downsample: {' | '.join(DOWNSAMPLE_CHOICES)} (maxpool: the "
+                      "reference; stride: strided G2/G3)",
+        "dataset": f"data set: {' | '.join(DATASETS)}",
+        "data_path": "folder of a data set read from local files (N-Caltech101, DVS128 Gesture, CIFAR10)",
+        "size": "input height/width in pixels (default: the data set's)",
+        "split_by": f"event data: how events are split into T frames: {' | '.join(SPLIT_MODES)}",
+        "cache_dir": "folder for the event frames computed once (default: none)",
+        "epochs": "training epochs (>= 1)", "batch_size": "training batch size (>= 1)",
+        "eval_batch_size": "evaluation batch size (>= 1)", "lr": "SGD learning rate (> 0)",
+        "momentum": "SGD momentum, in [0, 1)", "weight_decay": "SGD weight decay (>= 0)",
+        "scheduler": f"learning-rate schedule: {' | '.join(SCHEDULERS)}",
+        "seed": "random seed (an int)", "out": "run folder (checkpoints, metrics)",
+        "threads": "torch CPU threads (>= 1)", "workers": "data-loader worker processes (>= 0)",
+        "init_from": "checkpoint to start from (e.g. a TT-SVD initialised model of `decompose`)",
+        "max_train_samples": "train on a prefix of this many samples (smoke runs)",
+        "max_test_samples": "test on a prefix of this many samples (smoke runs)",
+    }
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    override_help = _override_help()
     parser.add_argument("--config", help="training config (.toml/.yaml); see configs/train/")
     for key, typ in _OVERRIDES.items():
         flag = "--" + key.replace("_", "-")
@@ -57,7 +89,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, **extra, metavar="LAMBDA",
                                 help="TET: weight of the pull of the logits towards 1, in [0, 1] (default 1e-3)")
         else:
-            parser.add_argument(flag, **extra, help=f"override '{key}'")
+            parser.add_argument(flag, **extra, help=f"{override_help[key]} (config key '{key}')")
     parser.add_argument("--augment", dest="augment", action=argparse.BooleanOptionalAction, default=None,
                         help="random crop (pad 4) + horizontal flip (default: on for CIFAR only)")
     parser.add_argument("--reversible", dest="reversible", action=argparse.BooleanOptionalAction, default=None,

@@ -136,7 +136,7 @@ def _accuracy(model: nn.Module, dataset, events: bool) -> float:
 def train_one(model: nn.Module, method: str, train_set, test_set, events: bool, epochs: int,
               batch_size: int, seed: int, lr: float, progress: bool, desc: str) -> tuple[float, float, int]:
     """Train ``model`` with ``method``'s loss/augmentation; returns (test acc, median step s, steps)."""
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     _, loss_kind, augment = RECIPES[method]
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)

@@ -207,7 +207,7 @@ def convert(model: nn.Module, mode: str = "ptt", ranks: Any = "evbmf", *,
     full-timestep flags (default: first half full). Returns ``(converted_model, report)``; the
     input model is left untouched unless ``inplace``.
     """
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     sched = _check_options(mode, layout, timesteps, schedule, init, on_unsupported)
     steps = len(sched) if sched is not None else timesteps

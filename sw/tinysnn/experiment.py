@@ -65,7 +65,7 @@ def train_model(cfg: SNNConfig, data: ImageSet, *, epochs: int = 1, spec: QuantS
                 desc: str = "train") -> SNNModel:
     """Train with STDP on ``data`` (labels unused). With an ITQ ``spec`` the weights are
     re-quantised at every update and the neuron state at every step."""
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     cfg.validate()
     if data.pixels.shape[1] != cfg.n_inputs:
@@ -144,7 +144,7 @@ def explore(cfg: SNNConfig, train: ImageSet, test: ImageSet, *, variants: Sequen
     each ITQ candidate (``itq_precisions`` x ``roundings``, weights and neuron parameters; for the
     ``itq_variants``, default all) trains anew in its formats with the FP32 run's ranges.
     ``table``: the ``model.energy_table`` table to price operations with (required)."""
-    from tqdm import tqdm
+    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     if table is None:
         raise ValueError("explore: pass the energy table (model.energy_table.load_energy_table())")
