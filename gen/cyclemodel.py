@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .config import HardwareConfig, ceil_div
 from .geometry import TAP_ORDER, TileGeometry
@@ -284,8 +284,10 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape) -> dict[str, EngineTable]:
     return {k: v for k, v in tables.items() if v.rows}
 
 
-def _schedule(tables: Sequence[EngineTable]) -> None:
-    """Place every row of every engine at its first ready cycle (rows in order per engine)."""
+def schedule_ready_rows(tables: Sequence[EngineTable]) -> None:
+    """Place every row whose dependencies are known at its first ready cycle (rows in order
+    per engine); rows that wait for something not yet scheduled (the host, gen/hosttiming.py)
+    stay unscheduled."""
     progress = True
     while progress:
         progress = False
@@ -296,6 +298,11 @@ def _schedule(tables: Sequence[EngineTable]) -> None:
                     break
                 e.starts.append(t0)
                 progress = True
+
+
+def _schedule(tables: Sequence[EngineTable]) -> None:
+    """Place every row of every engine at its first ready cycle (rows in order per engine)."""
+    schedule_ready_rows(tables)
     if any(len(e.starts) < len(e.rows) for e in tables):
         raise AssertionError("cycle model deadlocked")  # pragma: no cover
 
@@ -305,15 +312,23 @@ def tile_timing(cfg: HardwareConfig, s: TileShape) -> dict[str, int]:
     (with a host that keeps up)."""
     tables = _engine_tables(cfg, s)
     _schedule(list(tables.values()))
+    return timing_counters(s, tables)
+
+
+def timing_counters(s: TileShape, tables: Mapping[str, EngineTable], in_wait: int = 0,
+                    lif_wait: int = 0) -> dict[str, int]:
+    """The timing counters of a scheduled tile; ``in_wait``/``lif_wait``: the cycles cluster 1
+    and cluster 4 waited for the host (gen/hosttiming.py), counted as ``c1_in_wait`` and
+    ``lif_stall`` instead of ``c1_stall`` and ``c4_stall``."""
     c1, c23, c4 = tables["cluster1"], tables["cluster23"], tables["cluster4"]
     stt = s.mode == "stt"
     merging = [j for j, (_, t) in enumerate(c23.rows) if not stt and s.full(t)]
     stall_before = [c23.starts[j] - c23.free(j) for j in range(len(c23.rows))]
     out = {"cycles": c4.end - 1 + PIPE_TAIL,
-           "c1_busy": c1.busy, "c1_stall": c1.end - c1.busy, "c1_in_wait": 0,
+           "c1_busy": c1.busy, "c1_stall": c1.end - c1.busy - in_wait, "c1_in_wait": in_wait,
            "c2_busy": c23.busy, "c2_stall": c23.end - c23.busy,
-           "c4_busy": c4.busy, "c4_stall": c4.end - c4.busy,
-           "adder_stall": sum(stall_before[j] for j in merging), "lif_stall": 0}
+           "c4_busy": c4.busy, "c4_stall": c4.end - c4.busy - lif_wait,
+           "adder_stall": sum(stall_before[j] for j in merging), "lif_stall": lif_wait}
     if stt:
         c3 = tables["stt_cluster3"]
         out["c3_busy"] = c3.busy

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .config import HardwareConfig
-from .cyclemodel import E4_WRITE_LATENCY, PIPE_TAIL, TileShape, _engine_tables, _latest, _schedule
+from .cyclemodel import (E4_WRITE_LATENCY, PIPE_TAIL, TileShape, _engine_tables, _latest, _schedule,
+                         schedule_ready_rows, timing_counters)
 
 __all__ = ["HostTraffic", "ModelBus", "host_tile_timing", "traffic_of_program", "shape_traffic",
            "geometry_latency"]
@@ -185,7 +186,7 @@ class ModelBus:
     # ---- what the host reads -----------------------------------------------------------------
     def _advance(self) -> None:
         if self.origin is not None:
-            _schedule_partial(list(self.tables.values()))
+            schedule_ready_rows(list(self.tables.values()))
 
     def _count(self, times: list[int], cycle: int) -> int:
         return bisect_right(times, cycle)
@@ -270,21 +271,6 @@ class ModelBus:
         raise AssertionError(f"modelled host waits for an event that never comes (cycle {t_now})")
 
 
-def _schedule_partial(tables) -> None:
-    """:func:`gen.cyclemodel._schedule` without the deadlock check: rows waiting for the host
-    stay unscheduled until it moves."""
-    progress = True
-    while progress:
-        progress = False
-        for e in tables:
-            while len(e.starts) < len(e.rows):
-                t0 = e.ready(len(e.starts))
-                if t0 is None:
-                    break
-                e.starts.append(t0)
-                progress = True
-
-
 class _Program:
     """The synthetic :class:`gen.driver.TileProgram` :func:`gen.driver.run_tile` runs on the
     model bus: placeholder addresses, the real counts of beats."""
@@ -331,26 +317,13 @@ def host_tile_timing(cfg: HardwareConfig, s: TileShape, traffic: HostTraffic,
 
 
 def _timing_counters(s: TileShape, tables, bus: ModelBus) -> dict[str, int]:
-    """The timing counters of a scheduled tile (gen.cyclemodel.tile_timing's, with the host's
-    waits split off: ``c1_in_wait`` from ``c1_stall``, ``lif_stall`` from ``c4_stall``)."""
-    c1, c23, c4 = tables["cluster1"], tables["cluster23"], tables["cluster4"]
-    stt = s.mode == "stt"
-    merging = [j for j, (_, t) in enumerate(c23.rows) if not stt and s.full(t)]
-    stall_before = [c23.starts[j] - c23.free(j) for j in range(len(c23.rows))]
+    """The timing counters of a scheduled tile (:func:`gen.cyclemodel.timing_counters`, with
+    the host's waits split off: ``c1_in_wait`` from ``c1_stall``, ``lif_stall`` from
+    ``c4_stall``) and the host's bus cycles."""
+    c1, c4 = tables["cluster1"], tables["cluster4"]
     in_wait = sum(c1.starts[i] - bus.base1[i] for i in range(len(c1.rows)))
     lif = sum(c4.starts[u] - bus.base4[u] for u in range(len(c4.rows)))
-    out = {"cycles": c4.end - 1 + PIPE_TAIL,
-           "c1_busy": c1.busy, "c1_stall": c1.end - c1.busy - in_wait, "c1_in_wait": in_wait,
-           "c2_busy": c23.busy, "c2_stall": c23.end - c23.busy,
-           "c4_busy": c4.busy, "c4_stall": c4.end - c4.busy - lif,
-           "adder_stall": sum(stall_before[j] for j in merging), "lif_stall": lif}
-    if stt:
-        c3 = tables["stt_cluster3"]
-        out["c3_busy"] = c3.busy
-        out["c3_stall"] = c3.end - c3.busy
-    else:
-        out["c3_busy"] = sum(c23.lens[j] for j in merging)
-        out["c3_stall"] = out["adder_stall"]
+    out = timing_counters(s, tables, in_wait, lif)
     out["host_span"] = bus.now
     out["host_setup"] = bus.origin
     return out
