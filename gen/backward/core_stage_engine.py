@@ -63,7 +63,7 @@ class CoreStageEngine(wiring.Component):
     (the host reads the weight-gradient sums while idle); ``busy``; ``counts``.
 
     Timing: issue (addresses) -> a (data; MAC or product into the accumulator) -> b (mat-vec:
-    re-quantise and write). With ``gradients.rounding = "stochastic"`` a :class:`DitherHash`
+    re-quantise) -> c (write, saturations counted). With ``gradients.rounding = "stochastic"`` a :class:`DitherHash`
     hashes each written element's layer index (the stage's ``idx_*`` fields) with ``key`` in
     stage b for the :class:`GradientRequantiser`. The input word is read once per ``P`` channels
     (``in_spikes``: once per ``S`` channels, the spike a bit of it), the gradient word
@@ -231,11 +231,19 @@ class CoreStageEngine(wiring.Component):
             idx_a, idx_b = Signal(32), Signal(32)
             m.d.sync += [idx_a.eq(addr["idx"]), idx_b.eq(idx_a)]
         words, flags = self._requant(m, Mux(reduced_b, copied, pe.acc), part, reduced_b, idx_b)
-        m.d.comb += [self.out.en.eq(vb), self.out.addr.eq(out_b), self.out.data.eq(words),
-                     cnt.grad_writes.eq(vb),
-                     cnt.grad_saturations.eq(Mux(vb & (st.requant == Requant.GRADIENT),
-                                                 sum(flags[l] & (active_b > l) for l in range(P)), 0))]
-        return va | vb
+        # stage c: the re-quantised word and its lanes' saturation flags registered, then the
+        # write and the flags' count (the re-quantisation and the popcount were one cycle with
+        # the write: 125-130 logic levels, docs/synthesis.md)
+        vc = Signal()
+        out_c, words_c = Signal(AB), Signal(len(words))
+        flags_c = Signal(P)
+        m.d.sync += [vc.eq(vb), out_c.eq(out_b), words_c.eq(words),
+                     flags_c.eq(Cat(*[flags[l] & (active_b > l) for l in range(P)]))]
+        m.d.comb += [self.out.en.eq(vc), self.out.addr.eq(out_c), self.out.data.eq(words_c),
+                     cnt.grad_writes.eq(vc),
+                     cnt.grad_saturations.eq(Mux(vc & (st.requant == Requant.GRADIENT),
+                                                 sum(flags_c[l] for l in range(P)), 0))]
+        return va | vb | vc
 
     def _requant(self, m, acc, part, reduced, index=None):
         """The finished sums of every lane -> output lanes (Gb bits) and saturation flags: the

@@ -1014,12 +1014,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$6825$0 (regions__wgrad__addr),
-    .\port$8643$0 (\$69 ),
-    .\port$8847$0 (\$70 ),
-    .\port$8905$0 (\$71 ),
-    .\port$8963$0 (\$72 ),
-    .\port$9021$0 (\$73 ),
+    .\port$6826$0 (regions__wgrad__addr),
+    .\port$8652$0 (\$69 ),
+    .\port$8856$0 (\$70 ),
+    .\port$8914$0 (\$71 ),
+    .\port$8972$0 (\$72 ),
+    .\port$9030$0 (\$73 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$346 ),
@@ -1120,11 +1120,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$8523$0 (\$65 ),
-    .\port$8533$0 (\$66 ),
-    .\port$8543$0 (\$67 ),
-    .\port$8553$0 (\$68 ),
-    .\port$9039$24 (stream_in[71:24]),
+    .\port$8524$0 (\$65 ),
+    .\port$8534$0 (\$66 ),
+    .\port$8544$0 (\$67 ),
+    .\port$8554$0 (\$68 ),
+    .\port$9048$24 (stream_in[71:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1302,16 +1302,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .\port$310$0 (\$58 ),
     .\port$314$0 (\$59 ),
     .\port$318$0 (\$60 ),
-    .\port$8523$0 (\$65 ),
-    .\port$8533$0 (\$66 ),
-    .\port$8543$0 (\$67 ),
-    .\port$8553$0 (\$68 ),
-    .\port$8643$0 (\$69 ),
-    .\port$8847$0 (\$70 ),
-    .\port$8905$0 (\$71 ),
-    .\port$8963$0 (\$72 ),
-    .\port$9021$0 (\$73 ),
-    .\port$9041$0 (\$74 ),
+    .\port$8524$0 (\$65 ),
+    .\port$8534$0 (\$66 ),
+    .\port$8544$0 (\$67 ),
+    .\port$8554$0 (\$68 ),
+    .\port$8652$0 (\$69 ),
+    .\port$8856$0 (\$70 ),
+    .\port$8914$0 (\$71 ),
+    .\port$8972$0 (\$72 ),
+    .\port$9030$0 (\$73 ),
+    .\port$9050$0 (\$74 ),
     .\port__en$101 (e23_row2_b__en),
     .\port__en$107 (e23_row2_c__en),
     .\port__en$113 (e4_line4__en),
@@ -2148,16 +2148,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__addr, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, \port$6825$0 , grad__data, inp__data
-, affine__data, weights__data, trace__data, counts, \port$8643$0 , grad_w2__addr, \port$8847$0 , \port$8905$0 , \port$8963$0 , \port$9021$0 , stage, clk);
+module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__addr, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, \port$6826$0 , grad__data, inp__data
+, affine__data, weights__data, trace__data, counts, \port$8652$0 , grad_w2__addr, \port$8856$0 , \port$8914$0 , \port$8972$0 , \port$9030$0 , stage, clk);
   wire \$1 ;
   wire [15:0] \$10 ;
   wire [15:0] \$11 ;
   wire [15:0] \$12 ;
-  wire [15:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [15:0] \$15 ;
-  wire [15:0] \$16 ;
   wire \$2 ;
   wire \$3 ;
   wire [15:0] \$4 ;
@@ -2262,18 +2258,18 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [19:0] out__addr;
   wire [63:0] out__data;
   wire out__en;
-  input [14:0] \port$6825$0 ;
-  wire [14:0] \port$6825$0 ;
-  output [15:0] \port$8643$0 ;
-  wire [15:0] \port$8643$0 ;
-  output [15:0] \port$8847$0 ;
-  wire [15:0] \port$8847$0 ;
-  output [15:0] \port$8905$0 ;
-  wire [15:0] \port$8905$0 ;
-  output [15:0] \port$8963$0 ;
-  wire [15:0] \port$8963$0 ;
-  output [15:0] \port$9021$0 ;
-  wire [15:0] \port$9021$0 ;
+  input [14:0] \port$6826$0 ;
+  wire [14:0] \port$6826$0 ;
+  output [15:0] \port$8652$0 ;
+  wire [15:0] \port$8652$0 ;
+  output [15:0] \port$8856$0 ;
+  wire [15:0] \port$8856$0 ;
+  output [15:0] \port$8914$0 ;
+  wire [15:0] \port$8914$0 ;
+  output [15:0] \port$8972$0 ;
+  wire [15:0] \port$8972$0 ;
+  output [15:0] \port$9030$0 ;
+  wire [15:0] \port$9030$0 ;
   input rst;
   wire rst;
   input [607:0] stage;
@@ -2450,7 +2446,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign grad_b__addr = extra__en ? extra__addr : grad__addr;
   assign grad_w__en = out__en | g_a4__en;
   assign grad_w__addr = g_a4__en ? g_a4__addr : out__addr;
-  assign grad_w__data = g_a4__en ? { \$11 , \$10 , \$9 , \$8  } : { \$7 , \$6 , \$5 , \$4  };
+  assign grad_w__data = g_a4__en ? { \$7 , \$6 , \$5 , \$4  } : out__data;
   \ttsnn_accel.backward.core  core (
     .acc_rd_data(wgrad_rd_data),
     .addr_g(grad__addr),
@@ -2464,12 +2460,9 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .inp__data(inp__data),
     .inp__en(inp__en),
     .out__addr(out__addr),
+    .out__data(out__data),
     .out__en(out__en),
-    .\port$6825$0 (\port$6825$0 ),
-    .q0(\$4 ),
-    .q1(\$5 ),
-    .q2(\$6 ),
-    .q3(\$7 ),
+    .\port$6826$0 (\port$6826$0 ),
     .rd_en(acc_rd_en),
     .rst(rst),
     .stage(stage),
@@ -2493,15 +2486,15 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .g_a4__en(g_a4__en),
     .g_cur__addr(grad_w2__addr),
     .g_cur__en(grad_w2__en),
-    .go(\$12 ),
-    .\port$5758$0 (\$8 ),
-    .\port$5764$0 (\$9 ),
-    .\port$5770$0 (\$10 ),
-    .\port$5776$0 (\$11 ),
-    .\port$8847$0 (\$13 ),
-    .\port$8905$0 (\$14 ),
-    .\port$8963$0 (\$15 ),
-    .\port$9021$0 (\$16 ),
+    .go(\$8 ),
+    .\port$5759$0 (\$4 ),
+    .\port$5765$0 (\$5 ),
+    .\port$5771$0 (\$6 ),
+    .\port$5777$0 (\$7 ),
+    .\port$8856$0 (\$9 ),
+    .\port$8914$0 (\$10 ),
+    .\port$8972$0 (\$11 ),
+    .\port$9030$0 (\$12 ),
     .rst(rst),
     .stage(stage),
     .start(\start$5 ),
@@ -2515,11 +2508,10 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign e__data = inp__data;
   assign grad_b__data = grad__data;
   assign extra__data = grad__data;
-  assign out__data = { \$7 , \$6 , \$5 , \$4  };
-  assign g_a4__data = { \$11 , \$10 , \$9 , \$8  };
+  assign g_a4__data = { \$7 , \$6 , \$5 , \$4  };
   assign g_cur__addr = grad_w2__addr;
-  assign grad_w2__data = { \$16 , \$15 , \$14 , \$13  };
-  assign g_cur__data = { \$16 , \$15 , \$14 , \$13  };
+  assign grad_w2__data = { \$12 , \$11 , \$10 , \$9  };
+  assign g_cur__data = { \$12 , \$11 , \$10 , \$9  };
   assign g_cur__en = grad_w2__en;
   assign \weights__addr$43  = weights__addr;
   assign \weights__data$45  = weights__data;
@@ -2527,19 +2519,19 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \trace__addr$49  = trace__addr;
   assign \trace__data$51  = trace__data;
   assign \trace__en$53  = trace__en;
-  assign affine__addr = { 4'h0, \$12  };
-  assign \affine__addr$55  = { 4'h0, \$12  };
+  assign affine__addr = { 4'h0, \$8  };
+  assign \affine__addr$55  = { 4'h0, \$8  };
   assign \affine__data$57  = affine__data;
   assign \affine__en$59  = affine__en;
   assign wgrad_rd_en = acc_rd_en;
-  assign acc_rd_addr = { 5'h00, \port$6825$0  };
-  assign wgrad_rd_addr = { 5'h00, \port$6825$0  };
+  assign acc_rd_addr = { 5'h00, \port$6826$0  };
+  assign wgrad_rd_addr = { 5'h00, \port$6826$0  };
   assign acc_rd_data = wgrad_rd_data;
-  assign \port$8643$0  = \$12 ;
-  assign \port$8847$0  = \$13 ;
-  assign \port$8905$0  = \$14 ;
-  assign \port$8963$0  = \$15 ;
-  assign \port$9021$0  = \$16 ;
+  assign \port$8652$0  = \$8 ;
+  assign \port$8856$0  = \$9 ;
+  assign \port$8914$0  = \$10 ;
+  assign \port$8972$0  = \$11 ;
+  assign \port$9030$0  = \$12 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -2720,8 +2712,8 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$6825$0 , grad__data, inp__data, weights, counts, out__en
-, out__addr, stage, clk);
+module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, inp__en, weights__en, grad__en, busy, acc_rd_data, \port$6826$0 , grad__data, inp__data, weights, counts, out__en, out__addr, out__data, stage, clk
+);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
@@ -2729,260 +2721,260 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1000 ;
   wire \$1001 ;
   wire \$1002 ;
-  wire [147:0] \$1003 ;
-  wire [16:0] \$1004 ;
-  wire [147:0] \$1005 ;
-  wire [16:0] \$1006 ;
-  wire [5:0] \$1007 ;
+  wire \$1003 ;
+  wire \$1004 ;
+  wire \$1005 ;
+  wire \$1006 ;
+  wire \$1007 ;
   wire \$1008 ;
-  wire [5:0] \$1009 ;
+  wire \$1009 ;
   wire \$101 ;
-  wire [6:0] \$1010 ;
-  wire [5:0] \$1011 ;
-  wire [16:0] \$1012 ;
+  wire \$1010 ;
+  wire \$1011 ;
+  wire \$1012 ;
   wire \$1013 ;
   wire \$1014 ;
   wire \$1015 ;
-  wire [147:0] \$1016 ;
-  wire [16:0] \$1017 ;
-  wire [147:0] \$1018 ;
-  wire [16:0] \$1019 ;
+  wire \$1016 ;
+  wire \$1017 ;
+  wire \$1018 ;
+  wire [2:0] \$1019 ;
   wire \$102 ;
-  wire [5:0] \$1020 ;
-  wire \$1021 ;
-  wire [5:0] \$1022 ;
-  wire [6:0] \$1023 ;
-  wire [5:0] \$1024 ;
-  wire [16:0] \$1025 ;
-  wire [17:0] \$1026 ;
-  wire [17:0] \$1027 ;
-  wire [16:0] \$1028 ;
-  wire [7:0] \$1029 ;
+  wire [2:0] \$1020 ;
+  wire [2:0] \$1021 ;
+  wire [3:0] \$1022 ;
+  wire \$1023 ;
+  wire \$1024 ;
+  wire \$1025 ;
+  wire \$1026 ;
+  wire \$1027 ;
+  wire \$1028 ;
+  wire \$1029 ;
   wire \$103 ;
-  wire [7:0] \$1030 ;
-  wire [5:0] \$1031 ;
+  wire \$1030 ;
+  wire \$1031 ;
   wire \$1032 ;
   wire \$1033 ;
-  wire \$1034 ;
-  wire \$1035 ;
-  wire [147:0] \$1036 ;
-  wire [16:0] \$1037 ;
-  wire [147:0] \$1038 ;
-  wire [16:0] \$1039 ;
+  wire [15:0] \$1034 ;
+  wire [16:0] \$1035 ;
+  wire \$1036 ;
+  wire \$1037 ;
+  wire \$1038 ;
+  wire \$1039 ;
   wire \$104 ;
-  wire [5:0] \$1040 ;
+  wire \$1040 ;
   wire \$1041 ;
-  wire [5:0] \$1042 ;
-  wire [6:0] \$1043 ;
-  wire [5:0] \$1044 ;
-  wire [16:0] \$1045 ;
+  wire \$1042 ;
+  wire [15:0] \$1043 ;
+  wire [16:0] \$1044 ;
+  wire \$1045 ;
   wire \$1046 ;
   wire \$1047 ;
   wire \$1048 ;
-  wire [147:0] \$1049 ;
+  wire \$1049 ;
   wire \$105 ;
-  wire [16:0] \$1050 ;
-  wire [147:0] \$1051 ;
-  wire [16:0] \$1052 ;
-  wire [5:0] \$1053 ;
+  wire \$1050 ;
+  wire \$1051 ;
+  wire [15:0] \$1052 ;
+  wire [16:0] \$1053 ;
   wire \$1054 ;
-  wire [5:0] \$1055 ;
-  wire [6:0] \$1056 ;
-  wire [5:0] \$1057 ;
-  wire [16:0] \$1058 ;
-  wire [17:0] \$1059 ;
+  wire \$1055 ;
+  wire [8:0] \$1056 ;
+  wire \$1057 ;
+  wire \$1058 ;
+  wire \$1059 ;
   wire \$106 ;
-  wire [17:0] \$1060 ;
-  wire [16:0] \$1061 ;
+  wire \$1060 ;
+  wire \$1061 ;
   wire \$1062 ;
   wire \$1063 ;
-  wire [5:0] \$1064 ;
-  wire [51:0] \$1065 ;
+  wire \$1064 ;
+  wire \$1065 ;
   wire \$1066 ;
-  wire [5:0] \$1067 ;
-  wire [51:0] \$1068 ;
+  wire \$1067 ;
+  wire \$1068 ;
   wire \$1069 ;
   wire \$107 ;
-  wire [5:0] \$1070 ;
-  wire [51:0] \$1071 ;
-  wire [15:0] \$1072 ;
-  wire [15:0] \$1073 ;
-  wire [5:0] \$1074 ;
-  wire [51:0] \$1075 ;
-  wire \$1076 ;
+  wire \$1070 ;
+  wire \$1071 ;
+  wire \$1072 ;
+  wire \$1073 ;
+  wire \$1074 ;
+  wire [15:0] \$1075 ;
+  wire [16:0] \$1076 ;
   wire \$1077 ;
   wire \$1078 ;
   wire \$1079 ;
   wire \$108 ;
   wire \$1080 ;
-  wire [3:0] \$1081 ;
+  wire \$1081 ;
   wire \$1082 ;
-  wire [5:0] \$1083 ;
+  wire \$1083 ;
   wire \$1084 ;
   wire \$1085 ;
   wire \$1086 ;
   wire \$1087 ;
-  wire [147:0] \$1088 ;
-  wire [16:0] \$1089 ;
+  wire \$1088 ;
+  wire \$1089 ;
   wire \$109 ;
-  wire [147:0] \$1090 ;
-  wire [16:0] \$1091 ;
-  wire [5:0] \$1092 ;
+  wire \$1090 ;
+  wire \$1091 ;
+  wire \$1092 ;
   wire \$1093 ;
-  wire [5:0] \$1094 ;
-  wire [6:0] \$1095 ;
-  wire [5:0] \$1096 ;
-  wire [16:0] \$1097 ;
-  wire \$1098 ;
-  wire \$1099 ;
+  wire \$1094 ;
+  wire \$1095 ;
+  wire [2:0] \$1096 ;
+  wire [2:0] \$1097 ;
+  wire [2:0] \$1098 ;
+  wire [3:0] \$1099 ;
   wire \$11 ;
   wire \$110 ;
   wire \$1100 ;
-  wire [147:0] \$1101 ;
-  wire [16:0] \$1102 ;
-  wire [147:0] \$1103 ;
-  wire [16:0] \$1104 ;
-  wire [5:0] \$1105 ;
+  wire \$1101 ;
+  wire \$1102 ;
+  wire \$1103 ;
+  wire \$1104 ;
+  wire \$1105 ;
   wire \$1106 ;
-  wire [5:0] \$1107 ;
-  wire [6:0] \$1108 ;
-  wire [5:0] \$1109 ;
+  wire \$1107 ;
+  wire \$1108 ;
+  wire \$1109 ;
   wire \$111 ;
-  wire [16:0] \$1110 ;
-  wire [17:0] \$1111 ;
-  wire [17:0] \$1112 ;
-  wire [16:0] \$1113 ;
+  wire \$1110 ;
+  wire [15:0] \$1111 ;
+  wire [16:0] \$1112 ;
+  wire \$1113 ;
   wire \$1114 ;
-  wire [5:0] \$1115 ;
+  wire \$1115 ;
   wire \$1116 ;
   wire \$1117 ;
   wire \$1118 ;
   wire \$1119 ;
   wire \$112 ;
-  wire [147:0] \$1120 ;
-  wire [16:0] \$1121 ;
-  wire [147:0] \$1122 ;
-  wire [16:0] \$1123 ;
-  wire [5:0] \$1124 ;
+  wire \$1120 ;
+  wire \$1121 ;
+  wire \$1122 ;
+  wire \$1123 ;
+  wire \$1124 ;
   wire \$1125 ;
-  wire [5:0] \$1126 ;
-  wire [6:0] \$1127 ;
-  wire [5:0] \$1128 ;
-  wire [16:0] \$1129 ;
+  wire \$1126 ;
+  wire \$1127 ;
+  wire \$1128 ;
+  wire \$1129 ;
   wire \$113 ;
   wire \$1130 ;
   wire \$1131 ;
   wire \$1132 ;
-  wire [147:0] \$1133 ;
-  wire [16:0] \$1134 ;
-  wire [147:0] \$1135 ;
-  wire [16:0] \$1136 ;
-  wire [5:0] \$1137 ;
-  wire \$1138 ;
-  wire [5:0] \$1139 ;
+  wire \$1133 ;
+  wire \$1134 ;
+  wire \$1135 ;
+  wire \$1136 ;
+  wire \$1137 ;
+  wire [15:0] \$1138 ;
+  wire [16:0] \$1139 ;
   wire \$114 ;
-  wire [6:0] \$1140 ;
-  wire [5:0] \$1141 ;
-  wire [16:0] \$1142 ;
-  wire [17:0] \$1143 ;
-  wire [17:0] \$1144 ;
-  wire [16:0] \$1145 ;
+  wire \$1140 ;
+  wire \$1141 ;
+  wire \$1142 ;
+  wire \$1143 ;
+  wire \$1144 ;
+  wire \$1145 ;
   wire \$1146 ;
-  wire [5:0] \$1147 ;
+  wire \$1147 ;
   wire \$1148 ;
   wire \$1149 ;
   wire [63:0] \$115 ;
   wire \$1150 ;
   wire \$1151 ;
-  wire [147:0] \$1152 ;
-  wire [16:0] \$1153 ;
-  wire [147:0] \$1154 ;
-  wire [16:0] \$1155 ;
-  wire [5:0] \$1156 ;
+  wire \$1152 ;
+  wire \$1153 ;
+  wire \$1154 ;
+  wire \$1155 ;
+  wire \$1156 ;
   wire \$1157 ;
-  wire [5:0] \$1158 ;
-  wire [6:0] \$1159 ;
+  wire \$1158 ;
+  wire [2:0] \$1159 ;
   wire \$116 ;
-  wire [5:0] \$1160 ;
-  wire [16:0] \$1161 ;
-  wire \$1162 ;
+  wire [2:0] \$1160 ;
+  wire [2:0] \$1161 ;
+  wire [3:0] \$1162 ;
   wire \$1163 ;
   wire \$1164 ;
-  wire [147:0] \$1165 ;
-  wire [16:0] \$1166 ;
-  wire [147:0] \$1167 ;
-  wire [16:0] \$1168 ;
-  wire [5:0] \$1169 ;
+  wire \$1165 ;
+  wire \$1166 ;
+  wire \$1167 ;
+  wire \$1168 ;
+  wire \$1169 ;
   wire [63:0] \$117 ;
   wire \$1170 ;
-  wire [5:0] \$1171 ;
-  wire [6:0] \$1172 ;
-  wire [5:0] \$1173 ;
-  wire [16:0] \$1174 ;
-  wire [17:0] \$1175 ;
-  wire [17:0] \$1176 ;
-  wire [16:0] \$1177 ;
-  wire [7:0] \$1178 ;
-  wire [7:0] \$1179 ;
+  wire \$1171 ;
+  wire \$1172 ;
+  wire \$1173 ;
+  wire [15:0] \$1174 ;
+  wire [16:0] \$1175 ;
+  wire \$1176 ;
+  wire \$1177 ;
+  wire \$1178 ;
+  wire \$1179 ;
   wire [15:0] \$118 ;
-  wire [5:0] \$1180 ;
+  wire \$1180 ;
   wire \$1181 ;
   wire \$1182 ;
   wire \$1183 ;
   wire \$1184 ;
-  wire [147:0] \$1185 ;
-  wire [16:0] \$1186 ;
-  wire [147:0] \$1187 ;
-  wire [16:0] \$1188 ;
-  wire [5:0] \$1189 ;
+  wire \$1185 ;
+  wire \$1186 ;
+  wire \$1187 ;
+  wire \$1188 ;
+  wire \$1189 ;
   wire [63:0] \$119 ;
   wire \$1190 ;
-  wire [5:0] \$1191 ;
-  wire [6:0] \$1192 ;
-  wire [5:0] \$1193 ;
-  wire [16:0] \$1194 ;
+  wire \$1191 ;
+  wire \$1192 ;
+  wire \$1193 ;
+  wire \$1194 ;
   wire \$1195 ;
   wire \$1196 ;
   wire \$1197 ;
-  wire [147:0] \$1198 ;
-  wire [16:0] \$1199 ;
+  wire \$1198 ;
+  wire \$1199 ;
   wire \$12 ;
   wire [63:0] \$120 ;
-  wire [147:0] \$1200 ;
-  wire [16:0] \$1201 ;
-  wire [5:0] \$1202 ;
+  wire \$1200 ;
+  wire \$1201 ;
+  wire \$1202 ;
   wire \$1203 ;
-  wire [5:0] \$1204 ;
-  wire [6:0] \$1205 ;
-  wire [5:0] \$1206 ;
-  wire [16:0] \$1207 ;
-  wire [17:0] \$1208 ;
-  wire [17:0] \$1209 ;
+  wire \$1204 ;
+  wire \$1205 ;
+  wire \$1206 ;
+  wire \$1207 ;
+  wire \$1208 ;
+  wire \$1209 ;
   wire [63:0] \$121 ;
-  wire [16:0] \$1210 ;
+  wire \$1210 ;
   wire \$1211 ;
-  wire \$1212 ;
-  wire [5:0] \$1213 ;
-  wire [51:0] \$1214 ;
+  wire [5:0] \$1212 ;
+  wire [18:0] \$1213 ;
+  wire [19:0] \$1214 ;
   wire \$1215 ;
-  wire [5:0] \$1216 ;
-  wire [51:0] \$1217 ;
-  wire \$1218 ;
-  wire [5:0] \$1219 ;
+  wire [18:0] \$1216 ;
+  wire [19:0] \$1217 ;
+  wire [19:0] \$1218 ;
+  wire [15:0] \$1219 ;
   wire [63:0] \$122 ;
-  wire [51:0] \$1220 ;
+  wire \$1220 ;
   wire [15:0] \$1221 ;
-  wire [15:0] \$1222 ;
-  wire [5:0] \$1223 ;
-  wire [51:0] \$1224 ;
+  wire \$1222 ;
+  wire \$1223 ;
+  wire \$1224 ;
   wire \$1225 ;
   wire \$1226 ;
   wire \$1227 ;
   wire \$1228 ;
   wire \$1229 ;
   wire \$123 ;
-  wire [4:0] \$1230 ;
-  wire [4:0] \$1231 ;
+  wire \$1230 ;
+  wire \$1231 ;
   wire \$1232 ;
   wire \$1233 ;
   wire \$1234 ;
@@ -3001,11 +2993,11 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1246 ;
   wire \$1247 ;
   wire \$1248 ;
-  wire [15:0] \$1249 ;
+  wire \$1249 ;
   wire [63:0] \$125 ;
-  wire [16:0] \$1250 ;
+  wire \$1250 ;
   wire \$1251 ;
-  wire [16:0] \$1252 ;
+  wire [15:0] \$1252 ;
   wire [16:0] \$1253 ;
   wire \$1254 ;
   wire \$1255 ;
@@ -3023,15 +3015,15 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1266 ;
   wire \$1267 ;
   wire \$1268 ;
-  wire [15:0] \$1269 ;
+  wire \$1269 ;
   wire [63:0] \$127 ;
-  wire [16:0] \$1270 ;
+  wire \$1270 ;
   wire \$1271 ;
   wire \$1272 ;
-  wire \$1273 ;
-  wire \$1274 ;
-  wire \$1275 ;
-  wire \$1276 ;
+  wire [2:0] \$1273 ;
+  wire [2:0] \$1274 ;
+  wire [2:0] \$1275 ;
+  wire [3:0] \$1276 ;
   wire \$1277 ;
   wire \$1278 ;
   wire \$1279 ;
@@ -3048,14 +3040,14 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1289 ;
   wire [15:0] \$129 ;
   wire \$1290 ;
-  wire [2:0] \$1291 ;
-  wire [2:0] \$1292 ;
-  wire [2:0] \$1293 ;
-  wire [3:0] \$1294 ;
+  wire \$1291 ;
+  wire \$1292 ;
+  wire \$1293 ;
+  wire \$1294 ;
   wire \$1295 ;
-  wire [16:0] \$1296 ;
-  wire [16:0] \$1297 ;
-  wire \$1298 ;
+  wire \$1296 ;
+  wire [63:0] \$1297 ;
+  wire [63:0] \$1298 ;
   wire \$1299 ;
   wire \$13 ;
   wire [23:0] \$130 ;
@@ -3068,327 +3060,327 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1306 ;
   wire \$1307 ;
   wire \$1308 ;
-  wire \$1309 ;
+  wire [5:0] \$1309 ;
   wire [23:0] \$131 ;
   wire \$1310 ;
   wire \$1311 ;
   wire \$1312 ;
-  wire [15:0] \$1313 ;
-  wire [16:0] \$1314 ;
-  wire \$1315 ;
-  wire \$1316 ;
-  wire \$1317 ;
-  wire \$1318 ;
+  wire \$1313 ;
+  wire [147:0] \$1314 ;
+  wire [16:0] \$1315 ;
+  wire [147:0] \$1316 ;
+  wire [16:0] \$1317 ;
+  wire [5:0] \$1318 ;
   wire \$1319 ;
   wire [63:0] \$132 ;
-  wire \$1320 ;
-  wire \$1321 ;
-  wire \$1322 ;
-  wire \$1323 ;
+  wire [5:0] \$1320 ;
+  wire [6:0] \$1321 ;
+  wire [5:0] \$1322 ;
+  wire [16:0] \$1323 ;
   wire \$1324 ;
   wire \$1325 ;
   wire \$1326 ;
-  wire \$1327 ;
-  wire \$1328 ;
-  wire \$1329 ;
+  wire [147:0] \$1327 ;
+  wire [16:0] \$1328 ;
+  wire [147:0] \$1329 ;
   wire [63:0] \$133 ;
-  wire \$1330 ;
-  wire \$1331 ;
+  wire [16:0] \$1330 ;
+  wire [5:0] \$1331 ;
   wire \$1332 ;
-  wire \$1333 ;
-  wire [2:0] \$1334 ;
-  wire [2:0] \$1335 ;
-  wire [2:0] \$1336 ;
-  wire [3:0] \$1337 ;
-  wire \$1338 ;
-  wire \$1339 ;
+  wire [5:0] \$1333 ;
+  wire [6:0] \$1334 ;
+  wire [5:0] \$1335 ;
+  wire [16:0] \$1336 ;
+  wire [17:0] \$1337 ;
+  wire [17:0] \$1338 ;
+  wire [16:0] \$1339 ;
   wire \$134 ;
   wire \$1340 ;
-  wire \$1341 ;
+  wire [5:0] \$1341 ;
   wire \$1342 ;
   wire \$1343 ;
   wire \$1344 ;
   wire \$1345 ;
-  wire \$1346 ;
-  wire \$1347 ;
-  wire \$1348 ;
-  wire \$1349 ;
+  wire [147:0] \$1346 ;
+  wire [16:0] \$1347 ;
+  wire [147:0] \$1348 ;
+  wire [16:0] \$1349 ;
   wire [63:0] \$135 ;
-  wire [15:0] \$1350 ;
-  wire [16:0] \$1351 ;
-  wire \$1352 ;
-  wire [16:0] \$1353 ;
-  wire [16:0] \$1354 ;
-  wire \$1355 ;
+  wire [5:0] \$1350 ;
+  wire \$1351 ;
+  wire [5:0] \$1352 ;
+  wire [6:0] \$1353 ;
+  wire [5:0] \$1354 ;
+  wire [16:0] \$1355 ;
   wire \$1356 ;
   wire \$1357 ;
   wire \$1358 ;
-  wire \$1359 ;
+  wire [147:0] \$1359 ;
   wire [15:0] \$136 ;
-  wire \$1360 ;
-  wire \$1361 ;
-  wire \$1362 ;
-  wire \$1363 ;
+  wire [16:0] \$1360 ;
+  wire [147:0] \$1361 ;
+  wire [16:0] \$1362 ;
+  wire [5:0] \$1363 ;
   wire \$1364 ;
-  wire \$1365 ;
-  wire \$1366 ;
-  wire \$1367 ;
-  wire \$1368 ;
-  wire \$1369 ;
+  wire [5:0] \$1365 ;
+  wire [6:0] \$1366 ;
+  wire [5:0] \$1367 ;
+  wire [16:0] \$1368 ;
+  wire [17:0] \$1369 ;
   wire [15:0] \$137 ;
-  wire [15:0] \$1370 ;
+  wire [17:0] \$1370 ;
   wire [16:0] \$1371 ;
   wire \$1372 ;
-  wire \$1373 ;
+  wire [5:0] \$1373 ;
   wire \$1374 ;
   wire \$1375 ;
   wire \$1376 ;
   wire \$1377 ;
-  wire \$1378 ;
-  wire \$1379 ;
+  wire [147:0] \$1378 ;
+  wire [16:0] \$1379 ;
   wire [23:0] \$138 ;
-  wire \$1380 ;
-  wire \$1381 ;
-  wire \$1382 ;
+  wire [147:0] \$1380 ;
+  wire [16:0] \$1381 ;
+  wire [5:0] \$1382 ;
   wire \$1383 ;
-  wire \$1384 ;
-  wire \$1385 ;
-  wire \$1386 ;
-  wire \$1387 ;
+  wire [5:0] \$1384 ;
+  wire [6:0] \$1385 ;
+  wire [5:0] \$1386 ;
+  wire [16:0] \$1387 ;
   wire \$1388 ;
   wire \$1389 ;
   wire [23:0] \$139 ;
   wire \$1390 ;
-  wire [2:0] \$1391 ;
-  wire [2:0] \$1392 ;
-  wire [2:0] \$1393 ;
-  wire [3:0] \$1394 ;
-  wire \$1395 ;
+  wire [147:0] \$1391 ;
+  wire [16:0] \$1392 ;
+  wire [147:0] \$1393 ;
+  wire [16:0] \$1394 ;
+  wire [5:0] \$1395 ;
   wire \$1396 ;
-  wire \$1397 ;
-  wire \$1398 ;
-  wire \$1399 ;
+  wire [5:0] \$1397 ;
+  wire [6:0] \$1398 ;
+  wire [5:0] \$1399 ;
   wire [15:0] \$14 ;
   wire [63:0] \$140 ;
-  wire \$1400 ;
-  wire \$1401 ;
-  wire \$1402 ;
-  wire \$1403 ;
-  wire \$1404 ;
-  wire \$1405 ;
-  wire [15:0] \$1406 ;
-  wire [16:0] \$1407 ;
+  wire [16:0] \$1400 ;
+  wire [17:0] \$1401 ;
+  wire [17:0] \$1402 ;
+  wire [16:0] \$1403 ;
+  wire [7:0] \$1404 ;
+  wire [7:0] \$1405 ;
+  wire [5:0] \$1406 ;
+  wire \$1407 ;
   wire \$1408 ;
   wire \$1409 ;
   wire [63:0] \$141 ;
   wire \$1410 ;
-  wire \$1411 ;
-  wire \$1412 ;
-  wire \$1413 ;
-  wire \$1414 ;
-  wire \$1415 ;
-  wire [15:0] \$1416 ;
-  wire [16:0] \$1417 ;
-  wire \$1418 ;
-  wire [16:0] \$1419 ;
+  wire [147:0] \$1411 ;
+  wire [16:0] \$1412 ;
+  wire [147:0] \$1413 ;
+  wire [16:0] \$1414 ;
+  wire [5:0] \$1415 ;
+  wire \$1416 ;
+  wire [5:0] \$1417 ;
+  wire [6:0] \$1418 ;
+  wire [5:0] \$1419 ;
   wire \$142 ;
   wire [16:0] \$1420 ;
   wire \$1421 ;
   wire \$1422 ;
   wire \$1423 ;
-  wire \$1424 ;
-  wire \$1425 ;
-  wire \$1426 ;
-  wire \$1427 ;
-  wire \$1428 ;
+  wire [147:0] \$1424 ;
+  wire [16:0] \$1425 ;
+  wire [147:0] \$1426 ;
+  wire [16:0] \$1427 ;
+  wire [5:0] \$1428 ;
   wire \$1429 ;
   wire [63:0] \$143 ;
-  wire \$1430 ;
-  wire \$1431 ;
-  wire \$1432 ;
-  wire \$1433 ;
-  wire \$1434 ;
-  wire \$1435 ;
-  wire [15:0] \$1436 ;
-  wire [16:0] \$1437 ;
+  wire [5:0] \$1430 ;
+  wire [6:0] \$1431 ;
+  wire [5:0] \$1432 ;
+  wire [16:0] \$1433 ;
+  wire [17:0] \$1434 ;
+  wire [17:0] \$1435 ;
+  wire [16:0] \$1436 ;
+  wire \$1437 ;
   wire \$1438 ;
-  wire \$1439 ;
+  wire [5:0] \$1439 ;
   wire [15:0] \$144 ;
-  wire \$1440 ;
+  wire [51:0] \$1440 ;
   wire \$1441 ;
-  wire \$1442 ;
-  wire \$1443 ;
+  wire [5:0] \$1442 ;
+  wire [51:0] \$1443 ;
   wire \$1444 ;
-  wire \$1445 ;
-  wire \$1446 ;
-  wire \$1447 ;
-  wire \$1448 ;
-  wire \$1449 ;
+  wire [5:0] \$1445 ;
+  wire [51:0] \$1446 ;
+  wire [15:0] \$1447 ;
+  wire [15:0] \$1448 ;
+  wire [5:0] \$1449 ;
   wire [15:0] \$145 ;
-  wire \$1450 ;
+  wire [51:0] \$1450 ;
   wire \$1451 ;
   wire \$1452 ;
   wire \$1453 ;
   wire \$1454 ;
   wire \$1455 ;
   wire \$1456 ;
-  wire [2:0] \$1457 ;
-  wire [2:0] \$1458 ;
-  wire [2:0] \$1459 ;
+  wire [5:0] \$1457 ;
+  wire \$1458 ;
+  wire \$1459 ;
   wire [23:0] \$146 ;
-  wire [3:0] \$1460 ;
+  wire \$1460 ;
   wire \$1461 ;
-  wire \$1462 ;
-  wire \$1463 ;
-  wire \$1464 ;
-  wire \$1465 ;
-  wire \$1466 ;
+  wire [147:0] \$1462 ;
+  wire [16:0] \$1463 ;
+  wire [147:0] \$1464 ;
+  wire [16:0] \$1465 ;
+  wire [5:0] \$1466 ;
   wire \$1467 ;
-  wire \$1468 ;
-  wire \$1469 ;
+  wire [5:0] \$1468 ;
+  wire [6:0] \$1469 ;
   wire [23:0] \$147 ;
-  wire \$1470 ;
-  wire \$1471 ;
-  wire [15:0] \$1472 ;
-  wire [16:0] \$1473 ;
+  wire [5:0] \$1470 ;
+  wire [16:0] \$1471 ;
+  wire \$1472 ;
+  wire \$1473 ;
   wire \$1474 ;
-  wire \$1475 ;
-  wire \$1476 ;
-  wire \$1477 ;
-  wire \$1478 ;
-  wire \$1479 ;
+  wire [147:0] \$1475 ;
+  wire [16:0] \$1476 ;
+  wire [147:0] \$1477 ;
+  wire [16:0] \$1478 ;
+  wire [5:0] \$1479 ;
   wire [63:0] \$148 ;
   wire \$1480 ;
-  wire [15:0] \$1481 ;
-  wire [16:0] \$1482 ;
-  wire \$1483 ;
-  wire \$1484 ;
-  wire \$1485 ;
-  wire \$1486 ;
-  wire \$1487 ;
+  wire [5:0] \$1481 ;
+  wire [6:0] \$1482 ;
+  wire [5:0] \$1483 ;
+  wire [16:0] \$1484 ;
+  wire [17:0] \$1485 ;
+  wire [17:0] \$1486 ;
+  wire [16:0] \$1487 ;
   wire \$1488 ;
-  wire \$1489 ;
+  wire [5:0] \$1489 ;
   wire [63:0] \$149 ;
   wire \$1490 ;
-  wire [15:0] \$1491 ;
-  wire [16:0] \$1492 ;
+  wire \$1491 ;
+  wire \$1492 ;
   wire \$1493 ;
-  wire [16:0] \$1494 ;
+  wire [147:0] \$1494 ;
   wire [16:0] \$1495 ;
-  wire \$1496 ;
-  wire \$1497 ;
-  wire \$1498 ;
+  wire [147:0] \$1496 ;
+  wire [16:0] \$1497 ;
+  wire [5:0] \$1498 ;
   wire \$1499 ;
   wire [15:0] \$15 ;
   wire \$150 ;
-  wire \$1500 ;
-  wire \$1501 ;
-  wire \$1502 ;
-  wire \$1503 ;
+  wire [5:0] \$1500 ;
+  wire [6:0] \$1501 ;
+  wire [5:0] \$1502 ;
+  wire [16:0] \$1503 ;
   wire \$1504 ;
   wire \$1505 ;
   wire \$1506 ;
-  wire \$1507 ;
-  wire \$1508 ;
-  wire \$1509 ;
+  wire [147:0] \$1507 ;
+  wire [16:0] \$1508 ;
+  wire [147:0] \$1509 ;
   wire [63:0] \$151 ;
-  wire \$1510 ;
-  wire [15:0] \$1511 ;
-  wire [16:0] \$1512 ;
-  wire \$1513 ;
-  wire \$1514 ;
-  wire \$1515 ;
-  wire \$1516 ;
-  wire \$1517 ;
-  wire \$1518 ;
-  wire \$1519 ;
+  wire [16:0] \$1510 ;
+  wire [5:0] \$1511 ;
+  wire \$1512 ;
+  wire [5:0] \$1513 ;
+  wire [6:0] \$1514 ;
+  wire [5:0] \$1515 ;
+  wire [16:0] \$1516 ;
+  wire [17:0] \$1517 ;
+  wire [17:0] \$1518 ;
+  wire [16:0] \$1519 ;
   wire [15:0] \$152 ;
   wire \$1520 ;
-  wire \$1521 ;
+  wire [5:0] \$1521 ;
   wire \$1522 ;
   wire \$1523 ;
   wire \$1524 ;
   wire \$1525 ;
-  wire \$1526 ;
-  wire \$1527 ;
-  wire \$1528 ;
-  wire \$1529 ;
+  wire [147:0] \$1526 ;
+  wire [16:0] \$1527 ;
+  wire [147:0] \$1528 ;
+  wire [16:0] \$1529 ;
   wire [15:0] \$153 ;
-  wire \$1530 ;
+  wire [5:0] \$1530 ;
   wire \$1531 ;
-  wire [2:0] \$1532 ;
-  wire [2:0] \$1533 ;
-  wire [2:0] \$1534 ;
-  wire [3:0] \$1535 ;
+  wire [5:0] \$1532 ;
+  wire [6:0] \$1533 ;
+  wire [5:0] \$1534 ;
+  wire [16:0] \$1535 ;
   wire \$1536 ;
   wire \$1537 ;
   wire \$1538 ;
-  wire \$1539 ;
+  wire [147:0] \$1539 ;
   wire [23:0] \$154 ;
-  wire \$1540 ;
-  wire \$1541 ;
-  wire \$1542 ;
-  wire \$1543 ;
+  wire [16:0] \$1540 ;
+  wire [147:0] \$1541 ;
+  wire [16:0] \$1542 ;
+  wire [5:0] \$1543 ;
   wire \$1544 ;
-  wire \$1545 ;
-  wire \$1546 ;
-  wire [15:0] \$1547 ;
+  wire [5:0] \$1545 ;
+  wire [6:0] \$1546 ;
+  wire [5:0] \$1547 ;
   wire [16:0] \$1548 ;
-  wire \$1549 ;
+  wire [17:0] \$1549 ;
   wire [23:0] \$155 ;
-  wire \$1550 ;
-  wire \$1551 ;
-  wire \$1552 ;
-  wire \$1553 ;
-  wire \$1554 ;
+  wire [17:0] \$1550 ;
+  wire [16:0] \$1551 ;
+  wire [7:0] \$1552 ;
+  wire [7:0] \$1553 ;
+  wire [5:0] \$1554 ;
   wire \$1555 ;
-  wire [15:0] \$1556 ;
-  wire [16:0] \$1557 ;
+  wire \$1556 ;
+  wire \$1557 ;
   wire \$1558 ;
-  wire \$1559 ;
+  wire [147:0] \$1559 ;
   wire \$156 ;
-  wire \$1560 ;
-  wire \$1561 ;
-  wire \$1562 ;
-  wire \$1563 ;
+  wire [16:0] \$1560 ;
+  wire [147:0] \$1561 ;
+  wire [16:0] \$1562 ;
+  wire [5:0] \$1563 ;
   wire \$1564 ;
-  wire [15:0] \$1565 ;
-  wire [16:0] \$1566 ;
-  wire \$1567 ;
-  wire \$1568 ;
+  wire [5:0] \$1565 ;
+  wire [6:0] \$1566 ;
+  wire [5:0] \$1567 ;
+  wire [16:0] \$1568 ;
   wire \$1569 ;
   wire \$157 ;
-  wire [8:0] \$1570 ;
+  wire \$1570 ;
   wire \$1571 ;
-  wire [16:0] \$1572 ;
+  wire [147:0] \$1572 ;
   wire [16:0] \$1573 ;
-  wire \$1574 ;
-  wire \$1575 ;
-  wire \$1576 ;
+  wire [147:0] \$1574 ;
+  wire [16:0] \$1575 ;
+  wire [5:0] \$1576 ;
   wire \$1577 ;
-  wire \$1578 ;
-  wire \$1579 ;
+  wire [5:0] \$1578 ;
+  wire [6:0] \$1579 ;
   wire \$158 ;
-  wire \$1580 ;
-  wire \$1581 ;
-  wire \$1582 ;
-  wire \$1583 ;
-  wire \$1584 ;
+  wire [5:0] \$1580 ;
+  wire [16:0] \$1581 ;
+  wire [17:0] \$1582 ;
+  wire [17:0] \$1583 ;
+  wire [16:0] \$1584 ;
   wire \$1585 ;
   wire \$1586 ;
-  wire \$1587 ;
-  wire \$1588 ;
-  wire [15:0] \$1589 ;
+  wire [5:0] \$1587 ;
+  wire [51:0] \$1588 ;
+  wire \$1589 ;
   wire \$159 ;
-  wire [16:0] \$1590 ;
-  wire \$1591 ;
+  wire [5:0] \$1590 ;
+  wire [51:0] \$1591 ;
   wire \$1592 ;
-  wire \$1593 ;
-  wire \$1594 ;
-  wire \$1595 ;
-  wire \$1596 ;
-  wire \$1597 ;
-  wire \$1598 ;
+  wire [5:0] \$1593 ;
+  wire [51:0] \$1594 ;
+  wire [15:0] \$1595 ;
+  wire [15:0] \$1596 ;
+  wire [5:0] \$1597 ;
+  wire [51:0] \$1598 ;
   wire \$1599 ;
   wire [33:0] \$16 ;
   wire \$160 ;
@@ -3397,332 +3389,332 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \$1602 ;
   wire \$1603 ;
   wire \$1604 ;
-  wire \$1605 ;
+  wire [5:0] \$1605 ;
   wire \$1606 ;
   wire \$1607 ;
   wire \$1608 ;
   wire \$1609 ;
   wire [2:0] \$161 ;
-  wire [2:0] \$1610 ;
-  wire [2:0] \$1611 ;
-  wire [2:0] \$1612 ;
-  wire [3:0] \$1613 ;
-  wire \$1614 ;
+  wire [147:0] \$1610 ;
+  wire [16:0] \$1611 ;
+  wire [147:0] \$1612 ;
+  wire [16:0] \$1613 ;
+  wire [5:0] \$1614 ;
   wire \$1615 ;
-  wire \$1616 ;
-  wire \$1617 ;
-  wire \$1618 ;
-  wire \$1619 ;
+  wire [5:0] \$1616 ;
+  wire [6:0] \$1617 ;
+  wire [5:0] \$1618 ;
+  wire [16:0] \$1619 ;
   wire \$162 ;
   wire \$1620 ;
   wire \$1621 ;
   wire \$1622 ;
-  wire \$1623 ;
-  wire \$1624 ;
-  wire [15:0] \$1625 ;
+  wire [147:0] \$1623 ;
+  wire [16:0] \$1624 ;
+  wire [147:0] \$1625 ;
   wire [16:0] \$1626 ;
-  wire \$1627 ;
+  wire [5:0] \$1627 ;
   wire \$1628 ;
-  wire \$1629 ;
+  wire [5:0] \$1629 ;
   wire \$163 ;
-  wire \$1630 ;
-  wire \$1631 ;
-  wire \$1632 ;
-  wire \$1633 ;
-  wire [15:0] \$1634 ;
+  wire [6:0] \$1630 ;
+  wire [5:0] \$1631 ;
+  wire [16:0] \$1632 ;
+  wire [17:0] \$1633 ;
+  wire [17:0] \$1634 ;
   wire [16:0] \$1635 ;
   wire \$1636 ;
-  wire \$1637 ;
+  wire [5:0] \$1637 ;
   wire \$1638 ;
   wire \$1639 ;
   wire \$164 ;
   wire \$1640 ;
   wire \$1641 ;
-  wire \$1642 ;
-  wire [15:0] \$1643 ;
-  wire [16:0] \$1644 ;
-  wire \$1645 ;
-  wire \$1646 ;
-  wire [8:0] \$1647 ;
-  wire \$1648 ;
-  wire \$1649 ;
+  wire [147:0] \$1642 ;
+  wire [16:0] \$1643 ;
+  wire [147:0] \$1644 ;
+  wire [16:0] \$1645 ;
+  wire [5:0] \$1646 ;
+  wire \$1647 ;
+  wire [5:0] \$1648 ;
+  wire [6:0] \$1649 ;
   wire \$165 ;
-  wire \$1650 ;
-  wire \$1651 ;
+  wire [5:0] \$1650 ;
+  wire [16:0] \$1651 ;
   wire \$1652 ;
   wire \$1653 ;
   wire \$1654 ;
-  wire \$1655 ;
-  wire \$1656 ;
-  wire \$1657 ;
-  wire \$1658 ;
-  wire \$1659 ;
+  wire [147:0] \$1655 ;
+  wire [16:0] \$1656 ;
+  wire [147:0] \$1657 ;
+  wire [16:0] \$1658 ;
+  wire [5:0] \$1659 ;
   wire [2:0] \$166 ;
   wire \$1660 ;
-  wire \$1661 ;
-  wire \$1662 ;
-  wire \$1663 ;
-  wire \$1664 ;
-  wire \$1665 ;
-  wire [15:0] \$1666 ;
+  wire [5:0] \$1661 ;
+  wire [6:0] \$1662 ;
+  wire [5:0] \$1663 ;
+  wire [16:0] \$1664 ;
+  wire [17:0] \$1665 ;
+  wire [17:0] \$1666 ;
   wire [16:0] \$1667 ;
   wire \$1668 ;
-  wire \$1669 ;
+  wire [5:0] \$1669 ;
   wire \$167 ;
   wire \$1670 ;
   wire \$1671 ;
   wire \$1672 ;
   wire \$1673 ;
-  wire \$1674 ;
-  wire \$1675 ;
-  wire \$1676 ;
-  wire \$1677 ;
-  wire \$1678 ;
+  wire [147:0] \$1674 ;
+  wire [16:0] \$1675 ;
+  wire [147:0] \$1676 ;
+  wire [16:0] \$1677 ;
+  wire [5:0] \$1678 ;
   wire \$1679 ;
   wire \$168 ;
-  wire \$1680 ;
-  wire \$1681 ;
-  wire \$1682 ;
-  wire \$1683 ;
+  wire [5:0] \$1680 ;
+  wire [6:0] \$1681 ;
+  wire [5:0] \$1682 ;
+  wire [16:0] \$1683 ;
   wire \$1684 ;
   wire \$1685 ;
   wire \$1686 ;
-  wire [2:0] \$1687 ;
-  wire [2:0] \$1688 ;
-  wire [2:0] \$1689 ;
+  wire [147:0] \$1687 ;
+  wire [16:0] \$1688 ;
+  wire [147:0] \$1689 ;
   wire \$169 ;
-  wire [3:0] \$1690 ;
-  wire \$1691 ;
+  wire [16:0] \$1690 ;
+  wire [5:0] \$1691 ;
   wire \$1692 ;
-  wire \$1693 ;
-  wire \$1694 ;
-  wire \$1695 ;
-  wire \$1696 ;
-  wire \$1697 ;
-  wire \$1698 ;
-  wire \$1699 ;
+  wire [5:0] \$1693 ;
+  wire [6:0] \$1694 ;
+  wire [5:0] \$1695 ;
+  wire [16:0] \$1696 ;
+  wire [17:0] \$1697 ;
+  wire [17:0] \$1698 ;
+  wire [16:0] \$1699 ;
   wire [49:0] \$17 ;
   wire \$170 ;
-  wire \$1700 ;
-  wire \$1701 ;
-  wire [15:0] \$1702 ;
-  wire [16:0] \$1703 ;
+  wire [7:0] \$1700 ;
+  wire [7:0] \$1701 ;
+  wire [5:0] \$1702 ;
+  wire \$1703 ;
   wire \$1704 ;
   wire \$1705 ;
   wire \$1706 ;
-  wire \$1707 ;
-  wire \$1708 ;
-  wire \$1709 ;
+  wire [147:0] \$1707 ;
+  wire [16:0] \$1708 ;
+  wire [147:0] \$1709 ;
   wire \$171 ;
-  wire \$1710 ;
-  wire \$1711 ;
+  wire [16:0] \$1710 ;
+  wire [5:0] \$1711 ;
   wire \$1712 ;
-  wire \$1713 ;
-  wire \$1714 ;
-  wire \$1715 ;
-  wire \$1716 ;
+  wire [5:0] \$1713 ;
+  wire [6:0] \$1714 ;
+  wire [5:0] \$1715 ;
+  wire [16:0] \$1716 ;
   wire \$1717 ;
   wire \$1718 ;
   wire \$1719 ;
   wire [147:0] \$172 ;
-  wire \$1720 ;
-  wire \$1721 ;
-  wire \$1722 ;
-  wire \$1723 ;
-  wire \$1724 ;
+  wire [147:0] \$1720 ;
+  wire [16:0] \$1721 ;
+  wire [147:0] \$1722 ;
+  wire [16:0] \$1723 ;
+  wire [5:0] \$1724 ;
   wire \$1725 ;
-  wire \$1726 ;
-  wire \$1727 ;
-  wire \$1728 ;
-  wire [15:0] \$1729 ;
+  wire [5:0] \$1726 ;
+  wire [6:0] \$1727 ;
+  wire [5:0] \$1728 ;
+  wire [16:0] \$1729 ;
   wire [37:0] \$173 ;
-  wire [16:0] \$1730 ;
-  wire \$1731 ;
-  wire \$1732 ;
+  wire [17:0] \$1730 ;
+  wire [17:0] \$1731 ;
+  wire [16:0] \$1732 ;
   wire \$1733 ;
   wire \$1734 ;
-  wire \$1735 ;
-  wire \$1736 ;
+  wire [5:0] \$1735 ;
+  wire [51:0] \$1736 ;
   wire \$1737 ;
-  wire \$1738 ;
-  wire \$1739 ;
+  wire [5:0] \$1738 ;
+  wire [51:0] \$1739 ;
   wire [147:0] \$174 ;
   wire \$1740 ;
-  wire \$1741 ;
-  wire \$1742 ;
-  wire \$1743 ;
-  wire \$1744 ;
-  wire \$1745 ;
-  wire \$1746 ;
+  wire [5:0] \$1741 ;
+  wire [51:0] \$1742 ;
+  wire [15:0] \$1743 ;
+  wire [15:0] \$1744 ;
+  wire [5:0] \$1745 ;
+  wire [51:0] \$1746 ;
   wire \$1747 ;
   wire \$1748 ;
   wire \$1749 ;
   wire \$175 ;
-  wire [2:0] \$1750 ;
-  wire [2:0] \$1751 ;
-  wire [2:0] \$1752 ;
-  wire [3:0] \$1753 ;
+  wire \$1750 ;
+  wire \$1751 ;
+  wire \$1752 ;
+  wire [5:0] \$1753 ;
   wire \$1754 ;
   wire \$1755 ;
   wire \$1756 ;
   wire \$1757 ;
-  wire \$1758 ;
-  wire \$1759 ;
+  wire [147:0] \$1758 ;
+  wire [16:0] \$1759 ;
   wire [5:0] \$176 ;
-  wire \$1760 ;
-  wire \$1761 ;
-  wire \$1762 ;
+  wire [147:0] \$1760 ;
+  wire [16:0] \$1761 ;
+  wire [5:0] \$1762 ;
   wire \$1763 ;
-  wire \$1764 ;
-  wire [15:0] \$1765 ;
-  wire [16:0] \$1766 ;
-  wire \$1767 ;
+  wire [5:0] \$1764 ;
+  wire [6:0] \$1765 ;
+  wire [5:0] \$1766 ;
+  wire [16:0] \$1767 ;
   wire \$1768 ;
   wire \$1769 ;
   wire \$177 ;
   wire \$1770 ;
-  wire \$1771 ;
-  wire \$1772 ;
-  wire \$1773 ;
-  wire \$1774 ;
-  wire \$1775 ;
+  wire [147:0] \$1771 ;
+  wire [16:0] \$1772 ;
+  wire [147:0] \$1773 ;
+  wire [16:0] \$1774 ;
+  wire [5:0] \$1775 ;
   wire \$1776 ;
-  wire \$1777 ;
-  wire \$1778 ;
-  wire \$1779 ;
+  wire [5:0] \$1777 ;
+  wire [6:0] \$1778 ;
+  wire [5:0] \$1779 ;
   wire \$178 ;
-  wire \$1780 ;
-  wire \$1781 ;
-  wire \$1782 ;
-  wire \$1783 ;
+  wire [16:0] \$1780 ;
+  wire [17:0] \$1781 ;
+  wire [17:0] \$1782 ;
+  wire [16:0] \$1783 ;
   wire \$1784 ;
-  wire \$1785 ;
+  wire [5:0] \$1785 ;
   wire \$1786 ;
   wire \$1787 ;
   wire \$1788 ;
   wire \$1789 ;
   wire \$179 ;
-  wire \$1790 ;
-  wire \$1791 ;
-  wire \$1792 ;
-  wire \$1793 ;
-  wire \$1794 ;
+  wire [147:0] \$1790 ;
+  wire [16:0] \$1791 ;
+  wire [147:0] \$1792 ;
+  wire [16:0] \$1793 ;
+  wire [5:0] \$1794 ;
   wire \$1795 ;
-  wire \$1796 ;
-  wire \$1797 ;
-  wire \$1798 ;
-  wire \$1799 ;
+  wire [5:0] \$1796 ;
+  wire [6:0] \$1797 ;
+  wire [5:0] \$1798 ;
+  wire [16:0] \$1799 ;
   wire [50:0] \$18 ;
   wire \$180 ;
   wire \$1800 ;
   wire \$1801 ;
   wire \$1802 ;
-  wire [5:0] \$1803 ;
-  wire [18:0] \$1804 ;
-  wire [19:0] \$1805 ;
-  wire \$1806 ;
-  wire [18:0] \$1807 ;
-  wire [19:0] \$1808 ;
-  wire [19:0] \$1809 ;
+  wire [147:0] \$1803 ;
+  wire [16:0] \$1804 ;
+  wire [147:0] \$1805 ;
+  wire [16:0] \$1806 ;
+  wire [5:0] \$1807 ;
+  wire \$1808 ;
+  wire [5:0] \$1809 ;
   wire [147:0] \$181 ;
-  wire [15:0] \$1810 ;
-  wire \$1811 ;
-  wire [15:0] \$1812 ;
-  wire \$1813 ;
-  wire \$1814 ;
-  wire \$1815 ;
+  wire [6:0] \$1810 ;
+  wire [5:0] \$1811 ;
+  wire [16:0] \$1812 ;
+  wire [17:0] \$1813 ;
+  wire [17:0] \$1814 ;
+  wire [16:0] \$1815 ;
   wire \$1816 ;
-  wire \$1817 ;
+  wire [5:0] \$1817 ;
   wire \$1818 ;
   wire \$1819 ;
   wire [16:0] \$182 ;
   wire \$1820 ;
   wire \$1821 ;
-  wire \$1822 ;
-  wire \$1823 ;
-  wire \$1824 ;
-  wire \$1825 ;
-  wire \$1826 ;
+  wire [147:0] \$1822 ;
+  wire [16:0] \$1823 ;
+  wire [147:0] \$1824 ;
+  wire [16:0] \$1825 ;
+  wire [5:0] \$1826 ;
   wire \$1827 ;
-  wire \$1828 ;
-  wire \$1829 ;
+  wire [5:0] \$1828 ;
+  wire [6:0] \$1829 ;
   wire [147:0] \$183 ;
-  wire \$1830 ;
-  wire \$1831 ;
+  wire [5:0] \$1830 ;
+  wire [16:0] \$1831 ;
   wire \$1832 ;
   wire \$1833 ;
   wire \$1834 ;
-  wire \$1835 ;
-  wire \$1836 ;
-  wire \$1837 ;
-  wire \$1838 ;
-  wire \$1839 ;
+  wire [147:0] \$1835 ;
+  wire [16:0] \$1836 ;
+  wire [147:0] \$1837 ;
+  wire [16:0] \$1838 ;
+  wire [5:0] \$1839 ;
   wire [16:0] \$184 ;
   wire \$1840 ;
-  wire \$1841 ;
-  wire \$1842 ;
-  wire [15:0] \$1843 ;
+  wire [5:0] \$1841 ;
+  wire [6:0] \$1842 ;
+  wire [5:0] \$1843 ;
   wire [16:0] \$1844 ;
-  wire \$1845 ;
-  wire \$1846 ;
-  wire \$1847 ;
-  wire \$1848 ;
-  wire \$1849 ;
+  wire [17:0] \$1845 ;
+  wire [17:0] \$1846 ;
+  wire [16:0] \$1847 ;
+  wire [7:0] \$1848 ;
+  wire [7:0] \$1849 ;
   wire [5:0] \$185 ;
-  wire \$1850 ;
+  wire [5:0] \$1850 ;
   wire \$1851 ;
   wire \$1852 ;
   wire \$1853 ;
   wire \$1854 ;
-  wire \$1855 ;
-  wire \$1856 ;
-  wire \$1857 ;
-  wire \$1858 ;
-  wire \$1859 ;
+  wire [147:0] \$1855 ;
+  wire [16:0] \$1856 ;
+  wire [147:0] \$1857 ;
+  wire [16:0] \$1858 ;
+  wire [5:0] \$1859 ;
   wire \$186 ;
   wire \$1860 ;
-  wire \$1861 ;
-  wire \$1862 ;
-  wire \$1863 ;
-  wire [2:0] \$1864 ;
-  wire [2:0] \$1865 ;
-  wire [2:0] \$1866 ;
-  wire [3:0] \$1867 ;
-  wire \$1868 ;
-  wire \$1869 ;
+  wire [5:0] \$1861 ;
+  wire [6:0] \$1862 ;
+  wire [5:0] \$1863 ;
+  wire [16:0] \$1864 ;
+  wire \$1865 ;
+  wire \$1866 ;
+  wire \$1867 ;
+  wire [147:0] \$1868 ;
+  wire [16:0] \$1869 ;
   wire [5:0] \$187 ;
-  wire \$1870 ;
-  wire \$1871 ;
-  wire \$1872 ;
+  wire [147:0] \$1870 ;
+  wire [16:0] \$1871 ;
+  wire [5:0] \$1872 ;
   wire \$1873 ;
-  wire \$1874 ;
-  wire \$1875 ;
-  wire \$1876 ;
-  wire \$1877 ;
-  wire \$1878 ;
-  wire \$1879 ;
+  wire [5:0] \$1874 ;
+  wire [6:0] \$1875 ;
+  wire [5:0] \$1876 ;
+  wire [16:0] \$1877 ;
+  wire [17:0] \$1878 ;
+  wire [17:0] \$1879 ;
   wire [6:0] \$188 ;
-  wire \$1880 ;
+  wire [16:0] \$1880 ;
   wire \$1881 ;
   wire \$1882 ;
-  wire \$1883 ;
-  wire \$1884 ;
+  wire [5:0] \$1883 ;
+  wire [51:0] \$1884 ;
   wire \$1885 ;
-  wire \$1886 ;
-  wire \$1887 ;
-  wire [63:0] \$1888 ;
-  wire [63:0] \$1889 ;
+  wire [5:0] \$1886 ;
+  wire [51:0] \$1887 ;
+  wire \$1888 ;
+  wire [5:0] \$1889 ;
   wire [5:0] \$189 ;
-  wire \$1890 ;
-  wire \$1891 ;
-  wire \$1892 ;
-  wire \$1893 ;
-  wire \$1894 ;
+  wire [51:0] \$1890 ;
+  wire [15:0] \$1891 ;
+  wire [15:0] \$1892 ;
+  wire [5:0] \$1893 ;
+  wire [51:0] \$1894 ;
   wire \$1895 ;
   wire \$1896 ;
   wire \$1897 ;
   wire \$1898 ;
-  reg [15:0] \$1899 ;
+  wire \$1899 ;
   wire \$19 ;
   wire [16:0] \$190 ;
   reg [15:0] \$1900 ;
@@ -3730,16 +3722,16 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   reg [15:0] \$1902 ;
   reg [15:0] \$1903 ;
   reg [15:0] \$1904 ;
-  reg \$1905 ;
+  reg [15:0] \$1905 ;
   reg \$1906 ;
   reg \$1907 ;
   reg \$1908 ;
-  reg [5:0] \$1909 ;
+  reg \$1909 ;
   wire \$191 ;
-  reg [2:0] \$1910 ;
-  reg [19:0] \$1911 ;
+  reg [5:0] \$1910 ;
+  reg [2:0] \$1911 ;
   reg [19:0] \$1912 ;
-  reg \$1913 ;
+  reg [19:0] \$1913 ;
   reg \$1914 ;
   reg \$1915 ;
   reg \$1916 ;
@@ -3748,24 +3740,29 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   reg \$1919 ;
   wire \$192 ;
   reg \$1920 ;
-  reg [63:0] \$1921 ;
+  reg \$1921 ;
   reg [63:0] \$1922 ;
-  reg [147:0] \$1923 ;
+  reg [63:0] \$1923 ;
   reg [147:0] \$1924 ;
-  reg \$1925 ;
+  reg [147:0] \$1925 ;
   reg \$1926 ;
-  reg [19:0] \$1927 ;
-  reg [2:0] \$1928 ;
-  wire [15:0] \$1929 ;
+  reg \$1927 ;
+  reg [19:0] \$1928 ;
+  reg [2:0] \$1929 ;
   wire \$193 ;
-  wire [15:0] \$1930 ;
-  wire [15:0] \$1931 ;
-  wire [15:0] \$1932 ;
-  wire \$1933 ;
-  wire \$1934 ;
-  wire \$1935 ;
-  wire \$1936 ;
+  reg \$1930 ;
+  reg [19:0] \$1931 ;
+  reg [63:0] \$1932 ;
+  reg [3:0] \$1933 ;
+  wire [15:0] \$1934 ;
+  wire [15:0] \$1935 ;
+  wire [15:0] \$1936 ;
+  wire [15:0] \$1937 ;
+  wire \$1938 ;
+  wire \$1939 ;
   wire [147:0] \$194 ;
+  wire \$1940 ;
+  wire \$1941 ;
   wire [16:0] \$195 ;
   wire [147:0] \$196 ;
   wire [16:0] \$197 ;
@@ -3779,17 +3776,17 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire [16:0] \$203 ;
   wire [17:0] \$204 ;
   wire [17:0] \$205 ;
-  wire [6:0] \$2059 ;
   wire [16:0] \$206 ;
+  wire [6:0] \$2064 ;
   wire \$207 ;
-  wire [6:0] \$2073 ;
+  wire [6:0] \$2078 ;
   wire [5:0] \$208 ;
-  wire [6:0] \$2083 ;
+  wire [6:0] \$2088 ;
   wire \$209 ;
-  wire [6:0] \$2093 ;
+  wire [6:0] \$2098 ;
   wire \$21 ;
   wire \$210 ;
-  wire [6:0] \$2103 ;
+  wire [6:0] \$2108 ;
   wire \$211 ;
   wire \$212 ;
   wire [147:0] \$213 ;
@@ -4260,415 +4257,416 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire [15:0] \$632 ;
   wire \$633 ;
   wire \$634 ;
-  wire \$635 ;
-  wire [5:0] \$636 ;
-  wire \$637 ;
-  wire \$638 ;
-  wire \$639 ;
+  wire [1:0] \$635 ;
+  wire [2:0] \$636 ;
+  wire [3:0] \$637 ;
+  wire [4:0] \$638 ;
+  wire [4:0] \$639 ;
   wire [68:0] \$64 ;
   wire \$640 ;
-  wire [147:0] \$641 ;
-  wire [16:0] \$642 ;
-  wire [147:0] \$643 ;
-  wire [16:0] \$644 ;
-  wire [5:0] \$645 ;
+  wire \$641 ;
+  wire \$642 ;
+  wire \$643 ;
+  wire \$644 ;
+  wire \$645 ;
   wire \$646 ;
-  wire [5:0] \$647 ;
-  wire [6:0] \$648 ;
-  wire [5:0] \$649 ;
+  wire \$647 ;
+  wire \$648 ;
+  wire \$649 ;
   wire [69:0] \$65 ;
-  wire [16:0] \$650 ;
+  wire \$650 ;
   wire \$651 ;
   wire \$652 ;
   wire \$653 ;
-  wire [147:0] \$654 ;
-  wire [16:0] \$655 ;
-  wire [147:0] \$656 ;
-  wire [16:0] \$657 ;
-  wire [5:0] \$658 ;
-  wire \$659 ;
+  wire \$654 ;
+  wire \$655 ;
+  wire \$656 ;
+  wire \$657 ;
+  wire [15:0] \$658 ;
+  wire [16:0] \$659 ;
   wire [31:0] \$66 ;
-  wire [5:0] \$660 ;
-  wire [6:0] \$661 ;
-  wire [5:0] \$662 ;
-  wire [16:0] \$663 ;
-  wire [17:0] \$664 ;
-  wire [17:0] \$665 ;
-  wire [16:0] \$666 ;
+  wire \$660 ;
+  wire [16:0] \$661 ;
+  wire [16:0] \$662 ;
+  wire \$663 ;
+  wire \$664 ;
+  wire \$665 ;
+  wire \$666 ;
   wire \$667 ;
-  wire [5:0] \$668 ;
+  wire \$668 ;
   wire \$669 ;
   wire [32:0] \$67 ;
   wire \$670 ;
   wire \$671 ;
   wire \$672 ;
-  wire [147:0] \$673 ;
-  wire [16:0] \$674 ;
-  wire [147:0] \$675 ;
-  wire [16:0] \$676 ;
-  wire [5:0] \$677 ;
-  wire \$678 ;
-  wire [5:0] \$679 ;
+  wire \$673 ;
+  wire \$674 ;
+  wire \$675 ;
+  wire \$676 ;
+  wire \$677 ;
+  wire [15:0] \$678 ;
+  wire [16:0] \$679 ;
   wire [48:0] \$68 ;
-  wire [6:0] \$680 ;
-  wire [5:0] \$681 ;
-  wire [16:0] \$682 ;
+  wire \$680 ;
+  wire \$681 ;
+  wire \$682 ;
   wire \$683 ;
   wire \$684 ;
   wire \$685 ;
-  wire [147:0] \$686 ;
-  wire [16:0] \$687 ;
-  wire [147:0] \$688 ;
-  wire [16:0] \$689 ;
+  wire \$686 ;
+  wire \$687 ;
+  wire \$688 ;
+  wire \$689 ;
   wire [49:0] \$69 ;
-  wire [5:0] \$690 ;
+  wire \$690 ;
   wire \$691 ;
-  wire [5:0] \$692 ;
-  wire [6:0] \$693 ;
-  wire [5:0] \$694 ;
-  wire [16:0] \$695 ;
-  wire [17:0] \$696 ;
-  wire [17:0] \$697 ;
-  wire [16:0] \$698 ;
+  wire \$692 ;
+  wire \$693 ;
+  wire \$694 ;
+  wire \$695 ;
+  wire \$696 ;
+  wire \$697 ;
+  wire \$698 ;
   wire \$699 ;
   wire \$7 ;
   wire [65:0] \$70 ;
-  wire [5:0] \$700 ;
-  wire \$701 ;
-  wire \$702 ;
-  wire \$703 ;
+  wire [2:0] \$700 ;
+  wire [2:0] \$701 ;
+  wire [2:0] \$702 ;
+  wire [3:0] \$703 ;
   wire \$704 ;
-  wire [147:0] \$705 ;
+  wire [16:0] \$705 ;
   wire [16:0] \$706 ;
-  wire [147:0] \$707 ;
-  wire [16:0] \$708 ;
-  wire [5:0] \$709 ;
+  wire \$707 ;
+  wire \$708 ;
+  wire \$709 ;
   wire [66:0] \$71 ;
   wire \$710 ;
-  wire [5:0] \$711 ;
-  wire [6:0] \$712 ;
-  wire [5:0] \$713 ;
-  wire [16:0] \$714 ;
+  wire \$711 ;
+  wire \$712 ;
+  wire \$713 ;
+  wire \$714 ;
   wire \$715 ;
   wire \$716 ;
   wire \$717 ;
-  wire [147:0] \$718 ;
-  wire [16:0] \$719 ;
+  wire \$718 ;
+  wire \$719 ;
   wire [67:0] \$72 ;
-  wire [147:0] \$720 ;
-  wire [16:0] \$721 ;
-  wire [5:0] \$722 ;
-  wire \$723 ;
-  wire [5:0] \$724 ;
-  wire [6:0] \$725 ;
-  wire [5:0] \$726 ;
-  wire [16:0] \$727 ;
-  wire [17:0] \$728 ;
-  wire [17:0] \$729 ;
+  wire \$720 ;
+  wire \$721 ;
+  wire [15:0] \$722 ;
+  wire [16:0] \$723 ;
+  wire \$724 ;
+  wire \$725 ;
+  wire \$726 ;
+  wire \$727 ;
+  wire \$728 ;
+  wire \$729 ;
   wire [31:0] \$73 ;
-  wire [16:0] \$730 ;
-  wire [7:0] \$731 ;
-  wire [7:0] \$732 ;
-  wire [5:0] \$733 ;
+  wire \$730 ;
+  wire \$731 ;
+  wire \$732 ;
+  wire \$733 ;
   wire \$734 ;
   wire \$735 ;
   wire \$736 ;
   wire \$737 ;
-  wire [147:0] \$738 ;
-  wire [16:0] \$739 ;
+  wire \$738 ;
+  wire \$739 ;
   wire [32:0] \$74 ;
-  wire [147:0] \$740 ;
-  wire [16:0] \$741 ;
-  wire [5:0] \$742 ;
-  wire \$743 ;
-  wire [5:0] \$744 ;
-  wire [6:0] \$745 ;
-  wire [5:0] \$746 ;
-  wire [16:0] \$747 ;
+  wire \$740 ;
+  wire \$741 ;
+  wire \$742 ;
+  wire [2:0] \$743 ;
+  wire [2:0] \$744 ;
+  wire [2:0] \$745 ;
+  wire [3:0] \$746 ;
+  wire \$747 ;
   wire \$748 ;
   wire \$749 ;
   wire [48:0] \$75 ;
   wire \$750 ;
-  wire [147:0] \$751 ;
-  wire [16:0] \$752 ;
-  wire [147:0] \$753 ;
-  wire [16:0] \$754 ;
-  wire [5:0] \$755 ;
+  wire \$751 ;
+  wire \$752 ;
+  wire \$753 ;
+  wire \$754 ;
+  wire \$755 ;
   wire \$756 ;
-  wire [5:0] \$757 ;
-  wire [6:0] \$758 ;
-  wire [5:0] \$759 ;
+  wire \$757 ;
+  wire \$758 ;
+  wire [15:0] \$759 ;
   wire [49:0] \$76 ;
   wire [16:0] \$760 ;
-  wire [17:0] \$761 ;
-  wire [17:0] \$762 ;
+  wire \$761 ;
+  wire [16:0] \$762 ;
   wire [16:0] \$763 ;
   wire \$764 ;
   wire \$765 ;
-  wire [5:0] \$766 ;
-  wire [51:0] \$767 ;
+  wire \$766 ;
+  wire \$767 ;
   wire \$768 ;
-  wire [5:0] \$769 ;
+  wire \$769 ;
   wire [50:0] \$77 ;
-  wire [51:0] \$770 ;
+  wire \$770 ;
   wire \$771 ;
-  wire [5:0] \$772 ;
-  wire [51:0] \$773 ;
-  wire [15:0] \$774 ;
-  wire [15:0] \$775 ;
-  wire [5:0] \$776 ;
-  wire [51:0] \$777 ;
+  wire \$772 ;
+  wire \$773 ;
+  wire \$774 ;
+  wire \$775 ;
+  wire \$776 ;
+  wire \$777 ;
   wire \$778 ;
-  wire \$779 ;
+  wire [15:0] \$779 ;
   wire [15:0] \$78 ;
-  wire \$780 ;
+  wire [16:0] \$780 ;
   wire \$781 ;
   wire \$782 ;
-  wire [1:0] \$783 ;
+  wire \$783 ;
   wire \$784 ;
-  wire [5:0] \$785 ;
+  wire \$785 ;
   wire \$786 ;
   wire \$787 ;
   wire \$788 ;
   wire \$789 ;
   wire \$79 ;
-  wire [147:0] \$790 ;
-  wire [16:0] \$791 ;
-  wire [147:0] \$792 ;
-  wire [16:0] \$793 ;
-  wire [5:0] \$794 ;
+  wire \$790 ;
+  wire \$791 ;
+  wire \$792 ;
+  wire \$793 ;
+  wire \$794 ;
   wire \$795 ;
-  wire [5:0] \$796 ;
-  wire [6:0] \$797 ;
-  wire [5:0] \$798 ;
-  wire [16:0] \$799 ;
+  wire \$796 ;
+  wire \$797 ;
+  wire \$798 ;
+  wire \$799 ;
   wire \$8 ;
   wire [15:0] \$80 ;
-  wire \$800 ;
-  wire \$801 ;
-  wire \$802 ;
-  wire [147:0] \$803 ;
-  wire [16:0] \$804 ;
-  wire [147:0] \$805 ;
-  wire [16:0] \$806 ;
-  wire [5:0] \$807 ;
+  wire [2:0] \$800 ;
+  wire [2:0] \$801 ;
+  wire [2:0] \$802 ;
+  wire [3:0] \$803 ;
+  wire \$804 ;
+  wire \$805 ;
+  wire \$806 ;
+  wire \$807 ;
   wire \$808 ;
-  wire [5:0] \$809 ;
+  wire \$809 ;
   wire \$81 ;
-  wire [6:0] \$810 ;
-  wire [5:0] \$811 ;
-  wire [16:0] \$812 ;
-  wire [17:0] \$813 ;
-  wire [17:0] \$814 ;
-  wire [16:0] \$815 ;
-  wire \$816 ;
-  wire [5:0] \$817 ;
+  wire \$810 ;
+  wire \$811 ;
+  wire \$812 ;
+  wire \$813 ;
+  wire \$814 ;
+  wire [15:0] \$815 ;
+  wire [16:0] \$816 ;
+  wire \$817 ;
   wire \$818 ;
   wire \$819 ;
   wire \$82 ;
   wire \$820 ;
   wire \$821 ;
-  wire [147:0] \$822 ;
-  wire [16:0] \$823 ;
-  wire [147:0] \$824 ;
-  wire [16:0] \$825 ;
-  wire [5:0] \$826 ;
+  wire \$822 ;
+  wire \$823 ;
+  wire \$824 ;
+  wire [15:0] \$825 ;
+  wire [16:0] \$826 ;
   wire \$827 ;
-  wire [5:0] \$828 ;
-  wire [6:0] \$829 ;
+  wire [16:0] \$828 ;
+  wire [16:0] \$829 ;
   wire \$83 ;
-  wire [5:0] \$830 ;
-  wire [16:0] \$831 ;
+  wire \$830 ;
+  wire \$831 ;
   wire \$832 ;
   wire \$833 ;
   wire \$834 ;
-  wire [147:0] \$835 ;
-  wire [16:0] \$836 ;
-  wire [147:0] \$837 ;
-  wire [16:0] \$838 ;
-  wire [5:0] \$839 ;
+  wire \$835 ;
+  wire \$836 ;
+  wire \$837 ;
+  wire \$838 ;
+  wire \$839 ;
   wire \$84 ;
   wire \$840 ;
-  wire [5:0] \$841 ;
-  wire [6:0] \$842 ;
-  wire [5:0] \$843 ;
-  wire [16:0] \$844 ;
-  wire [17:0] \$845 ;
-  wire [17:0] \$846 ;
-  wire [16:0] \$847 ;
+  wire \$841 ;
+  wire \$842 ;
+  wire \$843 ;
+  wire \$844 ;
+  wire [15:0] \$845 ;
+  wire [16:0] \$846 ;
+  wire \$847 ;
   wire \$848 ;
-  wire [5:0] \$849 ;
+  wire \$849 ;
   wire \$85 ;
   wire \$850 ;
   wire \$851 ;
   wire \$852 ;
   wire \$853 ;
-  wire [147:0] \$854 ;
-  wire [16:0] \$855 ;
-  wire [147:0] \$856 ;
-  wire [16:0] \$857 ;
-  wire [5:0] \$858 ;
+  wire \$854 ;
+  wire \$855 ;
+  wire \$856 ;
+  wire \$857 ;
+  wire \$858 ;
   wire \$859 ;
   wire \$86 ;
-  wire [5:0] \$860 ;
-  wire [6:0] \$861 ;
-  wire [5:0] \$862 ;
-  wire [16:0] \$863 ;
+  wire \$860 ;
+  wire \$861 ;
+  wire \$862 ;
+  wire \$863 ;
   wire \$864 ;
   wire \$865 ;
-  wire \$866 ;
-  wire [147:0] \$867 ;
-  wire [16:0] \$868 ;
-  wire [147:0] \$869 ;
+  wire [2:0] \$866 ;
+  wire [2:0] \$867 ;
+  wire [2:0] \$868 ;
+  wire [3:0] \$869 ;
   wire \$87 ;
-  wire [16:0] \$870 ;
-  wire [5:0] \$871 ;
+  wire \$870 ;
+  wire \$871 ;
   wire \$872 ;
-  wire [5:0] \$873 ;
-  wire [6:0] \$874 ;
-  wire [5:0] \$875 ;
-  wire [16:0] \$876 ;
-  wire [17:0] \$877 ;
-  wire [17:0] \$878 ;
-  wire [16:0] \$879 ;
+  wire \$873 ;
+  wire \$874 ;
+  wire \$875 ;
+  wire \$876 ;
+  wire \$877 ;
+  wire \$878 ;
+  wire \$879 ;
   wire \$88 ;
-  wire [7:0] \$880 ;
-  wire [7:0] \$881 ;
-  wire [5:0] \$882 ;
+  wire \$880 ;
+  wire [15:0] \$881 ;
+  wire [16:0] \$882 ;
   wire \$883 ;
   wire \$884 ;
   wire \$885 ;
   wire \$886 ;
-  wire [147:0] \$887 ;
-  wire [16:0] \$888 ;
-  wire [147:0] \$889 ;
+  wire \$887 ;
+  wire \$888 ;
+  wire \$889 ;
   wire \$89 ;
-  wire [16:0] \$890 ;
-  wire [5:0] \$891 ;
+  wire [15:0] \$890 ;
+  wire [16:0] \$891 ;
   wire \$892 ;
-  wire [5:0] \$893 ;
-  wire [6:0] \$894 ;
-  wire [5:0] \$895 ;
-  wire [16:0] \$896 ;
+  wire \$893 ;
+  wire \$894 ;
+  wire \$895 ;
+  wire \$896 ;
   wire \$897 ;
   wire \$898 ;
   wire \$899 ;
   wire \$9 ;
   wire \$90 ;
-  wire [147:0] \$900 ;
+  wire [15:0] \$900 ;
   wire [16:0] \$901 ;
-  wire [147:0] \$902 ;
+  wire \$902 ;
   wire [16:0] \$903 ;
-  wire [5:0] \$904 ;
+  wire [16:0] \$904 ;
   wire \$905 ;
-  wire [5:0] \$906 ;
-  wire [6:0] \$907 ;
-  wire [5:0] \$908 ;
-  wire [16:0] \$909 ;
+  wire \$906 ;
+  wire \$907 ;
+  wire \$908 ;
+  wire \$909 ;
   wire \$91 ;
-  wire [17:0] \$910 ;
-  wire [17:0] \$911 ;
-  wire [16:0] \$912 ;
+  wire \$910 ;
+  wire \$911 ;
+  wire \$912 ;
   wire \$913 ;
   wire \$914 ;
-  wire [5:0] \$915 ;
-  wire [51:0] \$916 ;
+  wire \$915 ;
+  wire \$916 ;
   wire \$917 ;
-  wire [5:0] \$918 ;
-  wire [51:0] \$919 ;
+  wire \$918 ;
+  wire \$919 ;
   wire \$92 ;
-  wire \$920 ;
-  wire [5:0] \$921 ;
-  wire [51:0] \$922 ;
-  wire [15:0] \$923 ;
-  wire [15:0] \$924 ;
-  wire [5:0] \$925 ;
-  wire [51:0] \$926 ;
+  wire [15:0] \$920 ;
+  wire [16:0] \$921 ;
+  wire \$922 ;
+  wire \$923 ;
+  wire \$924 ;
+  wire \$925 ;
+  wire \$926 ;
   wire \$927 ;
   wire \$928 ;
   wire \$929 ;
   wire \$93 ;
   wire \$930 ;
   wire \$931 ;
-  wire [2:0] \$932 ;
+  wire \$932 ;
   wire \$933 ;
-  wire [5:0] \$934 ;
+  wire \$934 ;
   wire \$935 ;
   wire \$936 ;
   wire \$937 ;
   wire \$938 ;
-  wire [147:0] \$939 ;
+  wire \$939 ;
   wire \$94 ;
-  wire [16:0] \$940 ;
-  wire [147:0] \$941 ;
-  wire [16:0] \$942 ;
-  wire [5:0] \$943 ;
-  wire \$944 ;
-  wire [5:0] \$945 ;
-  wire [6:0] \$946 ;
-  wire [5:0] \$947 ;
-  wire [16:0] \$948 ;
+  wire \$940 ;
+  wire [2:0] \$941 ;
+  wire [2:0] \$942 ;
+  wire [2:0] \$943 ;
+  wire [3:0] \$944 ;
+  wire \$945 ;
+  wire \$946 ;
+  wire \$947 ;
+  wire \$948 ;
   wire \$949 ;
   wire \$95 ;
   wire \$950 ;
   wire \$951 ;
-  wire [147:0] \$952 ;
-  wire [16:0] \$953 ;
-  wire [147:0] \$954 ;
-  wire [16:0] \$955 ;
-  wire [5:0] \$956 ;
-  wire \$957 ;
-  wire [5:0] \$958 ;
-  wire [6:0] \$959 ;
+  wire \$952 ;
+  wire \$953 ;
+  wire \$954 ;
+  wire \$955 ;
+  wire [15:0] \$956 ;
+  wire [16:0] \$957 ;
+  wire \$958 ;
+  wire \$959 ;
   wire \$96 ;
-  wire [5:0] \$960 ;
-  wire [16:0] \$961 ;
-  wire [17:0] \$962 ;
-  wire [17:0] \$963 ;
-  wire [16:0] \$964 ;
-  wire \$965 ;
-  wire [5:0] \$966 ;
+  wire \$960 ;
+  wire \$961 ;
+  wire \$962 ;
+  wire \$963 ;
+  wire \$964 ;
+  wire [15:0] \$965 ;
+  wire [16:0] \$966 ;
   wire \$967 ;
   wire \$968 ;
   wire \$969 ;
   wire \$97 ;
   wire \$970 ;
-  wire [147:0] \$971 ;
-  wire [16:0] \$972 ;
-  wire [147:0] \$973 ;
-  wire [16:0] \$974 ;
-  wire [5:0] \$975 ;
+  wire \$971 ;
+  wire \$972 ;
+  wire \$973 ;
+  wire [15:0] \$974 ;
+  wire [16:0] \$975 ;
   wire \$976 ;
-  wire [5:0] \$977 ;
-  wire [6:0] \$978 ;
-  wire [5:0] \$979 ;
+  wire \$977 ;
+  wire \$978 ;
+  wire [8:0] \$979 ;
   wire \$98 ;
-  wire [16:0] \$980 ;
-  wire \$981 ;
-  wire \$982 ;
+  wire \$980 ;
+  wire [16:0] \$981 ;
+  wire [16:0] \$982 ;
   wire \$983 ;
-  wire [147:0] \$984 ;
-  wire [16:0] \$985 ;
-  wire [147:0] \$986 ;
-  wire [16:0] \$987 ;
-  wire [5:0] \$988 ;
+  wire \$984 ;
+  wire \$985 ;
+  wire \$986 ;
+  wire \$987 ;
+  wire \$988 ;
   wire \$989 ;
   wire \$99 ;
-  wire [5:0] \$990 ;
-  wire [6:0] \$991 ;
-  wire [5:0] \$992 ;
-  wire [16:0] \$993 ;
-  wire [17:0] \$994 ;
-  wire [17:0] \$995 ;
-  wire [16:0] \$996 ;
+  wire \$990 ;
+  wire \$991 ;
+  wire \$992 ;
+  wire \$993 ;
+  wire \$994 ;
+  wire \$995 ;
+  wire \$996 ;
   wire \$997 ;
-  wire [5:0] \$998 ;
-  wire \$999 ;
+  wire [15:0] \$998 ;
+  wire [16:0] \$999 ;
   reg [63:0] \$signal  = 64'h0000000000000000;
-  (* init = 1'h0 *)
-  wire \$signal$71 ;
-  reg \$signal$80  = 1'h0;
-  reg [19:0] \$signal$83  = 20'h00000;
+  (* init = 20'h00000 *)
+  wire [19:0] \$signal$73 ;
+  reg \$signal$78  = 1'h0;
+  reg \$signal$81  = 1'h0;
+  reg [19:0] \$signal$84  = 20'h00000;
   wire [15:0] GO;
   reg a_branch = 1'h0;
   (* init = 1'h0 *)
@@ -4718,6 +4716,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire \counts.wgrad_words ;
   reg [19:0] entry_a = 20'h00000;
   wire first;
+  reg [3:0] flags_c = 4'h0;
   reg [15:0] go = 16'h0000;
   wire [19:0] grad__addr;
   input [63:0] grad__data;
@@ -4737,22 +4736,18 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   wire [15:0] operand;
   output [19:0] out__addr;
   reg [19:0] out__addr = 20'h00000;
-  wire [63:0] out__data;
+  output [63:0] out__data;
+  reg [63:0] out__data = 64'h0000000000000000;
   output out__en;
   reg out__en = 1'h0;
-  (* init = 20'h00000 *)
-  wire [19:0] out_b;
+  reg [19:0] out_b = 20'h00000;
   reg [147:0] part = 148'h0000000000000000000000000000000000000;
-  input [14:0] \port$6825$0 ;
-  wire [14:0] \port$6825$0 ;
+  input [14:0] \port$6826$0 ;
+  wire [14:0] \port$6826$0 ;
   wire [95:0] product;
-  output [15:0] q0;
   wire [15:0] q0;
-  output [15:0] q1;
   wire [15:0] q1;
-  output [15:0] q2;
   wire [15:0] q2;
-  output [15:0] q3;
   wire [15:0] q3;
   wire [8:0] rd_addr;
   wire [159:0] rd_data;
@@ -4823,12 +4818,16 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   reg va = 1'h0;
   wire valid;
   wire \valid$39 ;
+  (* init = 1'h0 *)
+  wire vc;
   input [31:0] weights;
   wire [31:0] weights;
   wire [19:0] weights__addr;
   wire [31:0] weights__data;
   output weights__en;
   wire weights__en;
+  (* init = 64'h0000000000000000 *)
+  wire [63:0] words_c;
   reg [15:0] x = 16'h0000;
   reg [15:0] y = 16'h0000;
   reg zeroed = 1'h0;
@@ -4947,8 +4946,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$115  = a_first_word ? inp__data : \$signal ;
   assign \$116  = \$115  >> sel_a;
   assign \$117  = a_first_word ? inp__data : \$signal ;
-  assign \$2059  = sel_a[1:0] * 5'h10;
-  assign \$118  = \$117  >> \$2059 ;
+  assign \$2064  = sel_a[1:0] * 5'h10;
+  assign \$118  = \$117  >> \$2064 ;
   assign operand = stage[126] ? { 15'h0000, \$116  } : \$118 ;
   assign \$119  = a_first_word ? inp__data : \$signal ;
   assign \$120  = a_first_word ? inp__data : \$signal ;
@@ -4960,8 +4959,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$125  = a_first_word ? inp__data : \$signal ;
   assign \$126  = \$125  >> sel_a;
   assign \$127  = a_first_word ? inp__data : \$signal ;
-  assign \$2073  = sel_a[1:0] * 5'h10;
-  assign \$128  = \$127  >> \$2073 ;
+  assign \$2078  = sel_a[1:0] * 5'h10;
+  assign \$128  = \$127  >> \$2078 ;
   assign \$129  = stage[126] ? { 15'h0000, \$126  } : \$128 ;
   assign \$130  = $signed(\$124 [15:0]) * $signed(\$129 [7:0]);
   assign \$131  = a_zero ? 24'h000000 : \$130 ;
@@ -4969,8 +4968,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$133  = a_first_word ? inp__data : \$signal ;
   assign \$134  = \$133  >> sel_a;
   assign \$135  = a_first_word ? inp__data : \$signal ;
-  assign \$2083  = sel_a[1:0] * 5'h10;
-  assign \$136  = \$135  >> \$2083 ;
+  assign \$2088  = sel_a[1:0] * 5'h10;
+  assign \$136  = \$135  >> \$2088 ;
   assign \$137  = stage[126] ? { 15'h0000, \$134  } : \$136 ;
   assign \$138  = $signed(\$132 [31:16]) * $signed(\$137 [7:0]);
   assign \$139  = a_zero ? 24'h000000 : \$138 ;
@@ -4978,8 +4977,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$141  = a_first_word ? inp__data : \$signal ;
   assign \$142  = \$141  >> sel_a;
   assign \$143  = a_first_word ? inp__data : \$signal ;
-  assign \$2093  = sel_a[1:0] * 5'h10;
-  assign \$144  = \$143  >> \$2093 ;
+  assign \$2098  = sel_a[1:0] * 5'h10;
+  assign \$144  = \$143  >> \$2098 ;
   assign \$145  = stage[126] ? { 15'h0000, \$142  } : \$144 ;
   assign \$146  = $signed(\$140 [47:32]) * $signed(\$145 [7:0]);
   assign \$147  = a_zero ? 24'h000000 : \$146 ;
@@ -4987,8 +4986,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$149  = a_first_word ? inp__data : \$signal ;
   assign \$150  = \$149  >> sel_a;
   assign \$151  = a_first_word ? inp__data : \$signal ;
-  assign \$2103  = sel_a[1:0] * 5'h10;
-  assign \$152  = \$151  >> \$2103 ;
+  assign \$2108  = sel_a[1:0] * 5'h10;
+  assign \$152  = \$151  >> \$2108 ;
   assign \$153  = stage[126] ? { 15'h0000, \$150  } : \$152 ;
   assign \$154  = $signed(\$148 [63:48]) * $signed(\$153 [7:0]);
   assign \$155  = a_zero ? 24'h000000 : \$154 ;
@@ -5119,7 +5118,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$281  = $signed(v_bwd0) << \$280 [3:0];
   assign \$282  = \$279  ? 16'h8000 : \$281 [15:0];
   assign \$283  = \$276  ? 16'h7fff : \$282 ;
-  assign \$284  = \$273  ? \$283  : \$1929 ;
+  assign \$284  = \$273  ? \$283  : \$1934 ;
   assign q0 = stage[173] ? \$284  : { \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272 [7], \$272  };
   assign \$285  = stage[128:127] == 2'h3;
   assign \$286  = ~ reduced_b;
@@ -5234,7 +5233,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$397  = $signed(v_bwd1) << \$396 [3:0];
   assign \$398  = \$395  ? 16'h8000 : \$397 [15:0];
   assign \$399  = \$392  ? 16'h7fff : \$398 ;
-  assign \$400  = \$389  ? \$399  : \$1930 ;
+  assign \$400  = \$389  ? \$399  : \$1935 ;
   assign q1 = stage[173] ? \$400  : { \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388 [7], \$388  };
   assign \$401  = stage[128:127] == 2'h3;
   assign \$402  = ~ reduced_b;
@@ -5349,7 +5348,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$513  = $signed(v_bwd2) << \$512 [3:0];
   assign \$514  = \$511  ? 16'h8000 : \$513 [15:0];
   assign \$515  = \$508  ? 16'h7fff : \$514 ;
-  assign \$516  = \$505  ? \$515  : \$1931 ;
+  assign \$516  = \$505  ? \$515  : \$1936 ;
   assign q2 = stage[173] ? \$516  : { \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504 [7], \$504  };
   assign \$517  = stage[128:127] == 2'h3;
   assign \$518  = ~ reduced_b;
@@ -5464,1304 +5463,1313 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$629  = $signed(v_bwd3) << \$628 [3:0];
   assign \$630  = \$627  ? 16'h8000 : \$629 [15:0];
   assign \$631  = \$624  ? 16'h7fff : \$630 ;
-  assign \$632  = \$621  ? \$631  : \$1932 ;
+  assign \$632  = \$621  ? \$631  : \$1937 ;
   assign q3 = stage[173] ? \$632  : { \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620 [7], \$620  };
   assign \$634  = out__en & \$633 ;
-  assign \$635  = ! stage[173];
-  assign \$636  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$637  = ! \$636 ;
-  assign \$638  = stage[128:127] == 2'h3;
-  assign \$639  = ~ reduced_b;
-  assign \$640  = \$638  & \$639 ;
-  assign \$641  = reduced_b ? copied : acc;
-  assign \$642  = $signed(part[15:0]) + $signed(\$641 [15:0]);
-  assign \$643  = reduced_b ? copied : acc;
-  assign \$644  = \$640  ? \$642  : { \$643 [15], \$643 [15:0] };
-  assign \$645  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$646  = ! \$645 ;
-  assign \$647  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$648  = \$647  - 1'h1;
-  assign \$649  = \$646  ? 6'h00 : \$648 [5:0];
-  assign \$650  = $signed(\$644 ) >>> \$649 ;
-  assign \$651  = stage[128:127] == 2'h3;
-  assign \$652  = ~ reduced_b;
-  assign \$653  = \$651  & \$652 ;
-  assign \$654  = reduced_b ? copied : acc;
-  assign \$655  = $signed(part[15:0]) + $signed(\$654 [15:0]);
-  assign \$656  = reduced_b ? copied : acc;
-  assign \$657  = \$653  ? \$655  : { \$656 [15], \$656 [15:0] };
-  assign \$658  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$659  = ! \$658 ;
-  assign \$660  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$661  = \$660  - 1'h1;
-  assign \$662  = \$659  ? 6'h00 : \$661 [5:0];
-  assign \$663  = $signed(\$657 ) >>> \$662 ;
-  assign \$664  = $signed(\$663 ) + $signed({ 1'h0, stage[180] });
-  assign \$666  = \$637  ? \$650  : \$665 [16:0];
-  assign \$667  = $signed(\$666 ) > $signed(8'h7f);
-  assign \$668  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$669  = ! \$668 ;
-  assign \$670  = stage[128:127] == 2'h3;
-  assign \$671  = ~ reduced_b;
+  assign \$635  = 1'h0 + flags_c[0];
+  assign \$636  = \$635  + flags_c[1];
+  assign \$637  = \$636  + flags_c[2];
+  assign \$638  = \$637  + flags_c[3];
+  assign \$639  = \$634  ? \$638  : 5'h00;
+  assign \$640  = va | \$signal$78 ;
+  assign \$641  = \$640  | out__en;
+  assign busy = issue | \$641 ;
+  assign \$643  = stage[212:181] >> t[4:0];
+  assign \$644  = ~ \$643 ;
+  assign \$645  = stage[213] & \$644 ;
+  assign \$646  = ! stage[1:0];
+  assign \$647  = \$645  & \$646 ;
+  assign \$648  = stage[212:181] >> t[4:0];
+  assign \$649  = ~ \$648 ;
+  assign \$650  = stage[213] & \$649 ;
+  assign \$651  = stage[1:0] == 1'h1;
+  assign \$652  = \$650  & \$651 ;
+  assign \$653  = ~ stage[297];
+  assign \$654  = \$653  | \$signal$81 ;
+  assign \$655  = \$654  | zeroed;
+  assign \$656  = \$652  & \$655 ;
+  assign \$657  = \$647  | \$656 ;
+  assign \$658  = \$657  ? 16'h0001 : stage[57:42];
+  assign \$659  = \$658  - 1'h1;
+  assign \$660  = i == \$659 ;
+  assign \$661  = i + 1'h1;
+  assign \$662  = \$660  ? 17'h00000 : \$661 ;
+  assign \$663  = stage[212:181] >> t[4:0];
+  assign \$664  = ~ \$663 ;
+  assign \$665  = stage[213] & \$664 ;
+  assign \$666  = ! stage[1:0];
+  assign \$667  = \$665  & \$666 ;
+  assign \$668  = stage[212:181] >> t[4:0];
+  assign \$669  = ~ \$668 ;
+  assign \$670  = stage[213] & \$669 ;
+  assign \$671  = stage[1:0] == 1'h1;
   assign \$672  = \$670  & \$671 ;
-  assign \$673  = reduced_b ? copied : acc;
-  assign \$674  = $signed(part[15:0]) + $signed(\$673 [15:0]);
-  assign \$675  = reduced_b ? copied : acc;
-  assign \$676  = \$672  ? \$674  : { \$675 [15], \$675 [15:0] };
-  assign \$677  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$678  = ! \$677 ;
-  assign \$679  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$680  = \$679  - 1'h1;
-  assign \$681  = \$678  ? 6'h00 : \$680 [5:0];
-  assign \$682  = $signed(\$676 ) >>> \$681 ;
-  assign \$683  = stage[128:127] == 2'h3;
-  assign \$684  = ~ reduced_b;
-  assign \$685  = \$683  & \$684 ;
-  assign \$686  = reduced_b ? copied : acc;
-  assign \$687  = $signed(part[15:0]) + $signed(\$686 [15:0]);
-  assign \$688  = reduced_b ? copied : acc;
-  assign \$689  = \$685  ? \$687  : { \$688 [15], \$688 [15:0] };
-  assign \$690  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$691  = ! \$690 ;
-  assign \$692  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$693  = \$692  - 1'h1;
-  assign \$694  = \$691  ? 6'h00 : \$693 [5:0];
-  assign \$695  = $signed(\$689 ) >>> \$694 ;
-  assign \$696  = $signed(\$695 ) + $signed({ 1'h0, stage[180] });
-  assign \$698  = \$669  ? \$682  : \$697 [16:0];
-  assign \$699  = $signed(\$698 ) < $signed(8'h80);
-  assign \$700  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$701  = ! \$700 ;
-  assign \$702  = stage[128:127] == 2'h3;
-  assign \$703  = ~ reduced_b;
-  assign \$704  = \$702  & \$703 ;
-  assign \$705  = reduced_b ? copied : acc;
-  assign \$706  = $signed(part[15:0]) + $signed(\$705 [15:0]);
-  assign \$707  = reduced_b ? copied : acc;
-  assign \$708  = \$704  ? \$706  : { \$707 [15], \$707 [15:0] };
-  assign \$709  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$710  = ! \$709 ;
-  assign \$711  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$712  = \$711  - 1'h1;
-  assign \$713  = \$710  ? 6'h00 : \$712 [5:0];
-  assign \$714  = $signed(\$708 ) >>> \$713 ;
-  assign \$715  = stage[128:127] == 2'h3;
-  assign \$716  = ~ reduced_b;
-  assign \$717  = \$715  & \$716 ;
-  assign \$718  = reduced_b ? copied : acc;
-  assign \$719  = $signed(part[15:0]) + $signed(\$718 [15:0]);
-  assign \$720  = reduced_b ? copied : acc;
-  assign \$721  = \$717  ? \$719  : { \$720 [15], \$720 [15:0] };
-  assign \$722  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$723  = ! \$722 ;
-  assign \$724  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$725  = \$724  - 1'h1;
-  assign \$726  = \$723  ? 6'h00 : \$725 [5:0];
-  assign \$727  = $signed(\$721 ) >>> \$726 ;
-  assign \$728  = $signed(\$727 ) + $signed({ 1'h0, stage[180] });
-  assign \$730  = \$701  ? \$714  : \$729 [16:0];
-  assign \$731  = \$699  ? 8'h80 : \$730 [7:0];
-  assign \$732  = \$667  ? 8'h7f : \$731 ;
-  assign \$733  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$734  = ! \$733 ;
-  assign \$735  = stage[128:127] == 2'h3;
-  assign \$736  = ~ reduced_b;
-  assign \$737  = \$735  & \$736 ;
-  assign \$738  = reduced_b ? copied : acc;
-  assign \$739  = $signed(part[15:0]) + $signed(\$738 [15:0]);
-  assign \$740  = reduced_b ? copied : acc;
-  assign \$741  = \$737  ? \$739  : { \$740 [15], \$740 [15:0] };
-  assign \$742  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$743  = ! \$742 ;
-  assign \$744  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$745  = \$744  - 1'h1;
-  assign \$746  = \$743  ? 6'h00 : \$745 [5:0];
-  assign \$747  = $signed(\$741 ) >>> \$746 ;
-  assign \$748  = stage[128:127] == 2'h3;
-  assign \$749  = ~ reduced_b;
-  assign \$750  = \$748  & \$749 ;
-  assign \$751  = reduced_b ? copied : acc;
-  assign \$752  = $signed(part[15:0]) + $signed(\$751 [15:0]);
-  assign \$753  = reduced_b ? copied : acc;
-  assign \$754  = \$750  ? \$752  : { \$753 [15], \$753 [15:0] };
-  assign \$755  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$756  = ! \$755 ;
-  assign \$757  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$758  = \$757  - 1'h1;
-  assign \$759  = \$756  ? 6'h00 : \$758 [5:0];
-  assign \$760  = $signed(\$754 ) >>> \$759 ;
-  assign \$761  = $signed(\$760 ) + $signed({ 1'h0, stage[180] });
-  assign \$763  = \$734  ? \$747  : \$762 [16:0];
-  assign \$764  = $signed(\$732 ) != $signed(\$763 );
-  assign \$765  = reduced_b & stage[220];
-  assign \$766  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$767  = $signed(v_bwd0) << \$766 [3:0];
-  assign \$768  = $signed(\$767 ) > $signed(16'h7fff);
-  assign \$769  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$770  = $signed(v_bwd0) << \$769 [3:0];
-  assign \$771  = $signed(\$770 ) < $signed(16'h8000);
-  assign \$772  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$773  = $signed(v_bwd0) << \$772 [3:0];
-  assign \$774  = \$771  ? 16'h8000 : \$773 [15:0];
-  assign \$775  = \$768  ? 16'h7fff : \$774 ;
-  assign \$776  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$777  = $signed(v_bwd0) << \$776 [3:0];
-  assign \$778  = $signed(\$775 ) != $signed(\$777 );
-  assign \$779  = \$765  ? \$778  : \$1933 ;
-  assign \$780  = stage[173] ? \$779  : \$764 ;
-  assign \$781  = active_b > 1'h0;
-  assign \$782  = \$780  & \$781 ;
-  assign \$783  = 1'h0 + \$782 ;
-  assign \$784  = ! stage[173];
-  assign \$785  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$786  = ! \$785 ;
-  assign \$787  = stage[128:127] == 2'h3;
-  assign \$788  = ~ reduced_b;
-  assign \$789  = \$787  & \$788 ;
-  assign \$790  = reduced_b ? copied : acc;
-  assign \$791  = $signed(part[52:37]) + $signed(\$790 [52:37]);
-  assign \$792  = reduced_b ? copied : acc;
-  assign \$793  = \$789  ? \$791  : { \$792 [52], \$792 [52:37] };
-  assign \$794  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$795  = ! \$794 ;
-  assign \$796  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$797  = \$796  - 1'h1;
-  assign \$798  = \$795  ? 6'h00 : \$797 [5:0];
-  assign \$799  = $signed(\$793 ) >>> \$798 ;
-  assign \$800  = stage[128:127] == 2'h3;
-  assign \$801  = ~ reduced_b;
-  assign \$802  = \$800  & \$801 ;
-  assign \$803  = reduced_b ? copied : acc;
-  assign \$804  = $signed(part[52:37]) + $signed(\$803 [52:37]);
-  assign \$805  = reduced_b ? copied : acc;
-  assign \$806  = \$802  ? \$804  : { \$805 [52], \$805 [52:37] };
-  assign \$807  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$808  = ! \$807 ;
-  assign \$809  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$810  = \$809  - 1'h1;
-  assign \$811  = \$808  ? 6'h00 : \$810 [5:0];
-  assign \$812  = $signed(\$806 ) >>> \$811 ;
-  assign \$813  = $signed(\$812 ) + $signed({ 1'h0, stage[180] });
-  assign \$815  = \$786  ? \$799  : \$814 [16:0];
-  assign \$816  = $signed(\$815 ) > $signed(8'h7f);
-  assign \$817  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$818  = ! \$817 ;
-  assign \$819  = stage[128:127] == 2'h3;
-  assign \$820  = ~ reduced_b;
-  assign \$821  = \$819  & \$820 ;
-  assign \$822  = reduced_b ? copied : acc;
-  assign \$823  = $signed(part[52:37]) + $signed(\$822 [52:37]);
-  assign \$824  = reduced_b ? copied : acc;
-  assign \$825  = \$821  ? \$823  : { \$824 [52], \$824 [52:37] };
-  assign \$826  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$827  = ! \$826 ;
-  assign \$828  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$829  = \$828  - 1'h1;
-  assign \$830  = \$827  ? 6'h00 : \$829 [5:0];
-  assign \$831  = $signed(\$825 ) >>> \$830 ;
-  assign \$832  = stage[128:127] == 2'h3;
-  assign \$833  = ~ reduced_b;
+  assign \$673  = ~ stage[297];
+  assign \$674  = \$673  | \$signal$81 ;
+  assign \$675  = \$674  | zeroed;
+  assign \$676  = \$672  & \$675 ;
+  assign \$677  = \$667  | \$676 ;
+  assign \$678  = \$677  ? 16'h0001 : stage[57:42];
+  assign \$679  = \$678  - 1'h1;
+  assign \$680  = i == \$679 ;
+  assign \$682  = issue & \$681 ;
+  assign \$683  = stage[212:181] >> t[4:0];
+  assign \$684  = ~ \$683 ;
+  assign \$685  = stage[213] & \$684 ;
+  assign \$686  = ! stage[1:0];
+  assign \$687  = \$685  & \$686 ;
+  assign \$688  = stage[212:181] >> t[4:0];
+  assign \$689  = ~ \$688 ;
+  assign \$690  = stage[213] & \$689 ;
+  assign \$691  = stage[1:0] == 1'h1;
+  assign \$692  = \$690  & \$691 ;
+  assign \$693  = ~ stage[297];
+  assign \$694  = \$693  | \$signal$81 ;
+  assign \$695  = \$694  | zeroed;
+  assign \$696  = \$692  & \$695 ;
+  assign \$697  = \$687  | \$696 ;
+  assign \$698  = ! stage[128:127];
+  assign \$699  = stage[128:127] == 2'h3;
+  assign \$700  = \$699  ? 3'h6 : 3'h3;
+  assign \$701  = \$698  ? 3'h1 : \$700 ;
+  assign \$702  = \$697  ? 3'h1 : \$701 ;
+  assign \$703  = \$702  - 1'h1;
+  assign \$704  = $signed({ 1'h0, tap }) == $signed(\$703 );
+  assign \$705  = tap + 1'h1;
+  assign \$706  = \$704  ? 17'h00000 : \$705 ;
+  assign \$707  = stage[212:181] >> t[4:0];
+  assign \$708  = ~ \$707 ;
+  assign \$709  = stage[213] & \$708 ;
+  assign \$710  = ! stage[1:0];
+  assign \$711  = \$709  & \$710 ;
+  assign \$712  = stage[212:181] >> t[4:0];
+  assign \$713  = ~ \$712 ;
+  assign \$714  = stage[213] & \$713 ;
+  assign \$715  = stage[1:0] == 1'h1;
+  assign \$716  = \$714  & \$715 ;
+  assign \$717  = ~ stage[297];
+  assign \$718  = \$717  | \$signal$81 ;
+  assign \$719  = \$718  | zeroed;
+  assign \$720  = \$716  & \$719 ;
+  assign \$721  = \$711  | \$720 ;
+  assign \$722  = \$721  ? 16'h0001 : stage[57:42];
+  assign \$723  = \$722  - 1'h1;
+  assign \$724  = i == \$723 ;
+  assign \$726  = stage[212:181] >> t[4:0];
+  assign \$727  = ~ \$726 ;
+  assign \$728  = stage[213] & \$727 ;
+  assign \$729  = ! stage[1:0];
+  assign \$730  = \$728  & \$729 ;
+  assign \$731  = stage[212:181] >> t[4:0];
+  assign \$732  = ~ \$731 ;
+  assign \$733  = stage[213] & \$732 ;
+  assign \$734  = stage[1:0] == 1'h1;
+  assign \$735  = \$733  & \$734 ;
+  assign \$736  = ~ stage[297];
+  assign \$737  = \$736  | \$signal$81 ;
+  assign \$738  = \$737  | zeroed;
+  assign \$739  = \$735  & \$738 ;
+  assign \$740  = \$730  | \$739 ;
+  assign \$741  = ! stage[128:127];
+  assign \$742  = stage[128:127] == 2'h3;
+  assign \$743  = \$742  ? 3'h6 : 3'h3;
+  assign \$744  = \$741  ? 3'h1 : \$743 ;
+  assign \$745  = \$740  ? 3'h1 : \$744 ;
+  assign \$746  = \$745  - 1'h1;
+  assign \$747  = $signed({ 1'h0, tap }) == $signed(\$746 );
+  assign \$748  = \$725  & \$747 ;
+  assign \$749  = issue & \$748 ;
+  assign \$750  = stage[212:181] >> t[4:0];
+  assign \$751  = ~ \$750 ;
+  assign \$752  = stage[213] & \$751 ;
+  assign \$753  = stage[1:0] == 1'h1;
+  assign \$754  = \$752  & \$753 ;
+  assign \$755  = ~ stage[297];
+  assign \$756  = \$755  | \$signal$81 ;
+  assign \$757  = \$756  | zeroed;
+  assign \$758  = \$754  & \$757 ;
+  assign \$759  = \$758  ? 16'h0001 : \$3 [15:0];
+  assign \$760  = \$759  - 1'h1;
+  assign \$761  = go == \$760 ;
+  assign \$762  = go + 1'h1;
+  assign \$763  = \$761  ? 17'h00000 : \$762 ;
+  assign \$764  = stage[212:181] >> t[4:0];
+  assign \$765  = ~ \$764 ;
+  assign \$766  = stage[213] & \$765 ;
+  assign \$767  = ! stage[1:0];
+  assign \$768  = \$766  & \$767 ;
+  assign \$769  = stage[212:181] >> t[4:0];
+  assign \$770  = ~ \$769 ;
+  assign \$771  = stage[213] & \$770 ;
+  assign \$772  = stage[1:0] == 1'h1;
+  assign \$773  = \$771  & \$772 ;
+  assign \$774  = ~ stage[297];
+  assign \$775  = \$774  | \$signal$81 ;
+  assign \$776  = \$775  | zeroed;
+  assign \$777  = \$773  & \$776 ;
+  assign \$778  = \$768  | \$777 ;
+  assign \$779  = \$778  ? 16'h0001 : stage[57:42];
+  assign \$780  = \$779  - 1'h1;
+  assign \$781  = i == \$780 ;
+  assign \$783  = stage[212:181] >> t[4:0];
+  assign \$784  = ~ \$783 ;
+  assign \$785  = stage[213] & \$784 ;
+  assign \$786  = ! stage[1:0];
+  assign \$787  = \$785  & \$786 ;
+  assign \$788  = stage[212:181] >> t[4:0];
+  assign \$789  = ~ \$788 ;
+  assign \$790  = stage[213] & \$789 ;
+  assign \$791  = stage[1:0] == 1'h1;
+  assign \$792  = \$790  & \$791 ;
+  assign \$793  = ~ stage[297];
+  assign \$794  = \$793  | \$signal$81 ;
+  assign \$795  = \$794  | zeroed;
+  assign \$796  = \$792  & \$795 ;
+  assign \$797  = \$787  | \$796 ;
+  assign \$798  = ! stage[128:127];
+  assign \$799  = stage[128:127] == 2'h3;
+  assign \$800  = \$799  ? 3'h6 : 3'h3;
+  assign \$801  = \$798  ? 3'h1 : \$800 ;
+  assign \$802  = \$797  ? 3'h1 : \$801 ;
+  assign \$803  = \$802  - 1'h1;
+  assign \$804  = $signed({ 1'h0, tap }) == $signed(\$803 );
+  assign \$805  = \$782  & \$804 ;
+  assign \$806  = stage[212:181] >> t[4:0];
+  assign \$807  = ~ \$806 ;
+  assign \$808  = stage[213] & \$807 ;
+  assign \$809  = stage[1:0] == 1'h1;
+  assign \$810  = \$808  & \$809 ;
+  assign \$811  = ~ stage[297];
+  assign \$812  = \$811  | \$signal$81 ;
+  assign \$813  = \$812  | zeroed;
+  assign \$814  = \$810  & \$813 ;
+  assign \$815  = \$814  ? 16'h0001 : \$3 [15:0];
+  assign \$816  = \$815  - 1'h1;
+  assign \$817  = go == \$816 ;
+  assign \$818  = \$805  & \$817 ;
+  assign \$819  = issue & \$818 ;
+  assign \$820  = stage[212:181] >> t[4:0];
+  assign \$821  = ~ \$820 ;
+  assign \$822  = stage[213] & \$821 ;
+  assign \$823  = stage[1:0] == 1'h1;
+  assign \$824  = \$822  & \$823 ;
+  assign \$825  = \$824  ? 16'h0001 : stage[41:26];
+  assign \$826  = \$825  - 1'h1;
+  assign \$827  = x == \$826 ;
+  assign \$828  = x + 1'h1;
+  assign \$829  = \$827  ? 17'h00000 : \$828 ;
+  assign \$830  = stage[212:181] >> t[4:0];
+  assign \$831  = ~ \$830 ;
+  assign \$832  = stage[213] & \$831 ;
+  assign \$833  = ! stage[1:0];
   assign \$834  = \$832  & \$833 ;
-  assign \$835  = reduced_b ? copied : acc;
-  assign \$836  = $signed(part[52:37]) + $signed(\$835 [52:37]);
-  assign \$837  = reduced_b ? copied : acc;
-  assign \$838  = \$834  ? \$836  : { \$837 [52], \$837 [52:37] };
-  assign \$839  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$840  = ! \$839 ;
-  assign \$841  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$842  = \$841  - 1'h1;
-  assign \$843  = \$840  ? 6'h00 : \$842 [5:0];
-  assign \$844  = $signed(\$838 ) >>> \$843 ;
-  assign \$845  = $signed(\$844 ) + $signed({ 1'h0, stage[180] });
-  assign \$847  = \$818  ? \$831  : \$846 [16:0];
-  assign \$848  = $signed(\$847 ) < $signed(8'h80);
-  assign \$849  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$850  = ! \$849 ;
-  assign \$851  = stage[128:127] == 2'h3;
-  assign \$852  = ~ reduced_b;
+  assign \$835  = stage[212:181] >> t[4:0];
+  assign \$836  = ~ \$835 ;
+  assign \$837  = stage[213] & \$836 ;
+  assign \$838  = stage[1:0] == 1'h1;
+  assign \$839  = \$837  & \$838 ;
+  assign \$840  = ~ stage[297];
+  assign \$841  = \$840  | \$signal$81 ;
+  assign \$842  = \$841  | zeroed;
+  assign \$843  = \$839  & \$842 ;
+  assign \$844  = \$834  | \$843 ;
+  assign \$845  = \$844  ? 16'h0001 : stage[57:42];
+  assign \$846  = \$845  - 1'h1;
+  assign \$847  = i == \$846 ;
+  assign \$849  = stage[212:181] >> t[4:0];
+  assign \$850  = ~ \$849 ;
+  assign \$851  = stage[213] & \$850 ;
+  assign \$852  = ! stage[1:0];
   assign \$853  = \$851  & \$852 ;
-  assign \$854  = reduced_b ? copied : acc;
-  assign \$855  = $signed(part[52:37]) + $signed(\$854 [52:37]);
-  assign \$856  = reduced_b ? copied : acc;
-  assign \$857  = \$853  ? \$855  : { \$856 [52], \$856 [52:37] };
-  assign \$858  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$859  = ! \$858 ;
-  assign \$860  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$861  = \$860  - 1'h1;
-  assign \$862  = \$859  ? 6'h00 : \$861 [5:0];
-  assign \$863  = $signed(\$857 ) >>> \$862 ;
-  assign \$864  = stage[128:127] == 2'h3;
-  assign \$865  = ~ reduced_b;
-  assign \$866  = \$864  & \$865 ;
-  assign \$867  = reduced_b ? copied : acc;
-  assign \$868  = $signed(part[52:37]) + $signed(\$867 [52:37]);
-  assign \$869  = reduced_b ? copied : acc;
-  assign \$870  = \$866  ? \$868  : { \$869 [52], \$869 [52:37] };
-  assign \$871  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$872  = ! \$871 ;
-  assign \$873  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$874  = \$873  - 1'h1;
-  assign \$875  = \$872  ? 6'h00 : \$874 [5:0];
-  assign \$876  = $signed(\$870 ) >>> \$875 ;
-  assign \$877  = $signed(\$876 ) + $signed({ 1'h0, stage[180] });
-  assign \$879  = \$850  ? \$863  : \$878 [16:0];
-  assign \$880  = \$848  ? 8'h80 : \$879 [7:0];
-  assign \$881  = \$816  ? 8'h7f : \$880 ;
-  assign \$882  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$883  = ! \$882 ;
-  assign \$884  = stage[128:127] == 2'h3;
-  assign \$885  = ~ reduced_b;
-  assign \$886  = \$884  & \$885 ;
-  assign \$887  = reduced_b ? copied : acc;
-  assign \$888  = $signed(part[52:37]) + $signed(\$887 [52:37]);
-  assign \$889  = reduced_b ? copied : acc;
-  assign \$890  = \$886  ? \$888  : { \$889 [52], \$889 [52:37] };
-  assign \$891  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$892  = ! \$891 ;
-  assign \$893  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$894  = \$893  - 1'h1;
-  assign \$895  = \$892  ? 6'h00 : \$894 [5:0];
-  assign \$896  = $signed(\$890 ) >>> \$895 ;
-  assign \$897  = stage[128:127] == 2'h3;
-  assign \$898  = ~ reduced_b;
+  assign \$854  = stage[212:181] >> t[4:0];
+  assign \$855  = ~ \$854 ;
+  assign \$856  = stage[213] & \$855 ;
+  assign \$857  = stage[1:0] == 1'h1;
+  assign \$858  = \$856  & \$857 ;
+  assign \$859  = ~ stage[297];
+  assign \$860  = \$859  | \$signal$81 ;
+  assign \$861  = \$860  | zeroed;
+  assign \$862  = \$858  & \$861 ;
+  assign \$863  = \$853  | \$862 ;
+  assign \$864  = ! stage[128:127];
+  assign \$865  = stage[128:127] == 2'h3;
+  assign \$866  = \$865  ? 3'h6 : 3'h3;
+  assign \$867  = \$864  ? 3'h1 : \$866 ;
+  assign \$868  = \$863  ? 3'h1 : \$867 ;
+  assign \$869  = \$868  - 1'h1;
+  assign \$870  = $signed({ 1'h0, tap }) == $signed(\$869 );
+  assign \$871  = \$848  & \$870 ;
+  assign \$872  = stage[212:181] >> t[4:0];
+  assign \$873  = ~ \$872 ;
+  assign \$874  = stage[213] & \$873 ;
+  assign \$875  = stage[1:0] == 1'h1;
+  assign \$876  = \$874  & \$875 ;
+  assign \$877  = ~ stage[297];
+  assign \$878  = \$877  | \$signal$81 ;
+  assign \$879  = \$878  | zeroed;
+  assign \$880  = \$876  & \$879 ;
+  assign \$881  = \$880  ? 16'h0001 : \$3 [15:0];
+  assign \$882  = \$881  - 1'h1;
+  assign \$883  = go == \$882 ;
+  assign \$884  = \$871  & \$883 ;
+  assign \$885  = stage[212:181] >> t[4:0];
+  assign \$886  = ~ \$885 ;
+  assign \$887  = stage[213] & \$886 ;
+  assign \$888  = stage[1:0] == 1'h1;
+  assign \$889  = \$887  & \$888 ;
+  assign \$890  = \$889  ? 16'h0001 : stage[41:26];
+  assign \$891  = \$890  - 1'h1;
+  assign \$892  = x == \$891 ;
+  assign \$893  = \$884  & \$892 ;
+  assign \$894  = issue & \$893 ;
+  assign \$895  = stage[212:181] >> t[4:0];
+  assign \$896  = ~ \$895 ;
+  assign \$897  = stage[213] & \$896 ;
+  assign \$898  = stage[1:0] == 1'h1;
   assign \$899  = \$897  & \$898 ;
-  assign \$900  = reduced_b ? copied : acc;
-  assign \$901  = $signed(part[52:37]) + $signed(\$900 [52:37]);
-  assign \$902  = reduced_b ? copied : acc;
-  assign \$903  = \$899  ? \$901  : { \$902 [52], \$902 [52:37] };
-  assign \$904  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$905  = ! \$904 ;
-  assign \$906  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$907  = \$906  - 1'h1;
-  assign \$908  = \$905  ? 6'h00 : \$907 [5:0];
-  assign \$909  = $signed(\$903 ) >>> \$908 ;
-  assign \$910  = $signed(\$909 ) + $signed({ 1'h0, stage[180] });
-  assign \$912  = \$883  ? \$896  : \$911 [16:0];
-  assign \$913  = $signed(\$881 ) != $signed(\$912 );
-  assign \$914  = reduced_b & stage[220];
-  assign \$915  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$916  = $signed(v_bwd1) << \$915 [3:0];
-  assign \$917  = $signed(\$916 ) > $signed(16'h7fff);
-  assign \$918  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$919  = $signed(v_bwd1) << \$918 [3:0];
-  assign \$920  = $signed(\$919 ) < $signed(16'h8000);
-  assign \$921  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$922  = $signed(v_bwd1) << \$921 [3:0];
-  assign \$923  = \$920  ? 16'h8000 : \$922 [15:0];
-  assign \$924  = \$917  ? 16'h7fff : \$923 ;
-  assign \$925  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$926  = $signed(v_bwd1) << \$925 [3:0];
-  assign \$927  = $signed(\$924 ) != $signed(\$926 );
-  assign \$928  = \$914  ? \$927  : \$1934 ;
-  assign \$929  = stage[173] ? \$928  : \$913 ;
-  assign \$930  = active_b > 1'h1;
-  assign \$931  = \$929  & \$930 ;
-  assign \$932  = \$783  + \$931 ;
-  assign \$933  = ! stage[173];
-  assign \$934  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$935  = ! \$934 ;
-  assign \$936  = stage[128:127] == 2'h3;
-  assign \$937  = ~ reduced_b;
-  assign \$938  = \$936  & \$937 ;
-  assign \$939  = reduced_b ? copied : acc;
-  assign \$940  = $signed(part[89:74]) + $signed(\$939 [89:74]);
-  assign \$941  = reduced_b ? copied : acc;
-  assign \$942  = \$938  ? \$940  : { \$941 [89], \$941 [89:74] };
-  assign \$943  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$944  = ! \$943 ;
-  assign \$945  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$946  = \$945  - 1'h1;
-  assign \$947  = \$944  ? 6'h00 : \$946 [5:0];
-  assign \$948  = $signed(\$942 ) >>> \$947 ;
-  assign \$949  = stage[128:127] == 2'h3;
-  assign \$950  = ~ reduced_b;
+  assign \$900  = \$899  ? 16'h0001 : stage[25:10];
+  assign \$901  = \$900  - 1'h1;
+  assign \$902  = y == \$901 ;
+  assign \$903  = y + 1'h1;
+  assign \$904  = \$902  ? 17'h00000 : \$903 ;
+  assign \$905  = stage[212:181] >> t[4:0];
+  assign \$906  = ~ \$905 ;
+  assign \$907  = stage[213] & \$906 ;
+  assign \$908  = ! stage[1:0];
+  assign \$909  = \$907  & \$908 ;
+  assign \$910  = stage[212:181] >> t[4:0];
+  assign \$911  = ~ \$910 ;
+  assign \$912  = stage[213] & \$911 ;
+  assign \$913  = stage[1:0] == 1'h1;
+  assign \$914  = \$912  & \$913 ;
+  assign \$915  = ~ stage[297];
+  assign \$916  = \$915  | \$signal$81 ;
+  assign \$917  = \$916  | zeroed;
+  assign \$918  = \$914  & \$917 ;
+  assign \$919  = \$909  | \$918 ;
+  assign \$920  = \$919  ? 16'h0001 : stage[57:42];
+  assign \$921  = \$920  - 1'h1;
+  assign \$922  = i == \$921 ;
+  assign \$924  = stage[212:181] >> t[4:0];
+  assign \$925  = ~ \$924 ;
+  assign \$926  = stage[213] & \$925 ;
+  assign \$927  = ! stage[1:0];
+  assign \$928  = \$926  & \$927 ;
+  assign \$929  = stage[212:181] >> t[4:0];
+  assign \$930  = ~ \$929 ;
+  assign \$931  = stage[213] & \$930 ;
+  assign \$932  = stage[1:0] == 1'h1;
+  assign \$933  = \$931  & \$932 ;
+  assign \$934  = ~ stage[297];
+  assign \$935  = \$934  | \$signal$81 ;
+  assign \$936  = \$935  | zeroed;
+  assign \$937  = \$933  & \$936 ;
+  assign \$938  = \$928  | \$937 ;
+  assign \$939  = ! stage[128:127];
+  assign \$940  = stage[128:127] == 2'h3;
+  assign \$941  = \$940  ? 3'h6 : 3'h3;
+  assign \$942  = \$939  ? 3'h1 : \$941 ;
+  assign \$943  = \$938  ? 3'h1 : \$942 ;
+  assign \$944  = \$943  - 1'h1;
+  assign \$945  = $signed({ 1'h0, tap }) == $signed(\$944 );
+  assign \$946  = \$923  & \$945 ;
+  assign \$947  = stage[212:181] >> t[4:0];
+  assign \$948  = ~ \$947 ;
+  assign \$949  = stage[213] & \$948 ;
+  assign \$950  = stage[1:0] == 1'h1;
   assign \$951  = \$949  & \$950 ;
-  assign \$952  = reduced_b ? copied : acc;
-  assign \$953  = $signed(part[89:74]) + $signed(\$952 [89:74]);
-  assign \$954  = reduced_b ? copied : acc;
-  assign \$955  = \$951  ? \$953  : { \$954 [89], \$954 [89:74] };
-  assign \$956  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$957  = ! \$956 ;
-  assign \$958  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$959  = \$958  - 1'h1;
-  assign \$960  = \$957  ? 6'h00 : \$959 [5:0];
-  assign \$961  = $signed(\$955 ) >>> \$960 ;
-  assign \$962  = $signed(\$961 ) + $signed({ 1'h0, stage[180] });
-  assign \$964  = \$935  ? \$948  : \$963 [16:0];
-  assign \$965  = $signed(\$964 ) > $signed(8'h7f);
-  assign \$966  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$967  = ! \$966 ;
-  assign \$968  = stage[128:127] == 2'h3;
-  assign \$969  = ~ reduced_b;
-  assign \$970  = \$968  & \$969 ;
-  assign \$971  = reduced_b ? copied : acc;
-  assign \$972  = $signed(part[89:74]) + $signed(\$971 [89:74]);
-  assign \$973  = reduced_b ? copied : acc;
-  assign \$974  = \$970  ? \$972  : { \$973 [89], \$973 [89:74] };
-  assign \$975  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$976  = ! \$975 ;
-  assign \$977  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$978  = \$977  - 1'h1;
-  assign \$979  = \$976  ? 6'h00 : \$978 [5:0];
-  assign \$980  = $signed(\$974 ) >>> \$979 ;
-  assign \$981  = stage[128:127] == 2'h3;
-  assign \$982  = ~ reduced_b;
-  assign \$983  = \$981  & \$982 ;
-  assign \$984  = reduced_b ? copied : acc;
-  assign \$985  = $signed(part[89:74]) + $signed(\$984 [89:74]);
-  assign \$986  = reduced_b ? copied : acc;
-  assign \$987  = \$983  ? \$985  : { \$986 [89], \$986 [89:74] };
-  assign \$988  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$989  = ! \$988 ;
-  assign \$990  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$991  = \$990  - 1'h1;
-  assign \$992  = \$989  ? 6'h00 : \$991 [5:0];
-  assign \$993  = $signed(\$987 ) >>> \$992 ;
-  assign \$994  = $signed(\$993 ) + $signed({ 1'h0, stage[180] });
-  assign \$996  = \$967  ? \$980  : \$995 [16:0];
-  assign \$997  = $signed(\$996 ) < $signed(8'h80);
-  assign \$998  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$999  = ! \$998 ;
-  assign \$1000  = stage[128:127] == 2'h3;
-  assign \$1001  = ~ reduced_b;
-  assign \$1002  = \$1000  & \$1001 ;
-  assign \$1003  = reduced_b ? copied : acc;
-  assign \$1004  = $signed(part[89:74]) + $signed(\$1003 [89:74]);
-  assign \$1005  = reduced_b ? copied : acc;
-  assign \$1006  = \$1002  ? \$1004  : { \$1005 [89], \$1005 [89:74] };
-  assign \$1007  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1008  = ! \$1007 ;
-  assign \$1009  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1010  = \$1009  - 1'h1;
-  assign \$1011  = \$1008  ? 6'h00 : \$1010 [5:0];
-  assign \$1012  = $signed(\$1006 ) >>> \$1011 ;
-  assign \$1013  = stage[128:127] == 2'h3;
-  assign \$1014  = ~ reduced_b;
-  assign \$1015  = \$1013  & \$1014 ;
-  assign \$1016  = reduced_b ? copied : acc;
-  assign \$1017  = $signed(part[89:74]) + $signed(\$1016 [89:74]);
-  assign \$1018  = reduced_b ? copied : acc;
-  assign \$1019  = \$1015  ? \$1017  : { \$1018 [89], \$1018 [89:74] };
-  assign \$1020  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1021  = ! \$1020 ;
-  assign \$1022  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1023  = \$1022  - 1'h1;
-  assign \$1024  = \$1021  ? 6'h00 : \$1023 [5:0];
-  assign \$1025  = $signed(\$1019 ) >>> \$1024 ;
-  assign \$1026  = $signed(\$1025 ) + $signed({ 1'h0, stage[180] });
-  assign \$1028  = \$999  ? \$1012  : \$1027 [16:0];
-  assign \$1029  = \$997  ? 8'h80 : \$1028 [7:0];
-  assign \$1030  = \$965  ? 8'h7f : \$1029 ;
-  assign \$1031  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1032  = ! \$1031 ;
-  assign \$1033  = stage[128:127] == 2'h3;
-  assign \$1034  = ~ reduced_b;
-  assign \$1035  = \$1033  & \$1034 ;
-  assign \$1036  = reduced_b ? copied : acc;
-  assign \$1037  = $signed(part[89:74]) + $signed(\$1036 [89:74]);
-  assign \$1038  = reduced_b ? copied : acc;
-  assign \$1039  = \$1035  ? \$1037  : { \$1038 [89], \$1038 [89:74] };
-  assign \$1040  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1041  = ! \$1040 ;
-  assign \$1042  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1043  = \$1042  - 1'h1;
-  assign \$1044  = \$1041  ? 6'h00 : \$1043 [5:0];
-  assign \$1045  = $signed(\$1039 ) >>> \$1044 ;
-  assign \$1046  = stage[128:127] == 2'h3;
-  assign \$1047  = ~ reduced_b;
-  assign \$1048  = \$1046  & \$1047 ;
-  assign \$1049  = reduced_b ? copied : acc;
-  assign \$1050  = $signed(part[89:74]) + $signed(\$1049 [89:74]);
-  assign \$1051  = reduced_b ? copied : acc;
-  assign \$1052  = \$1048  ? \$1050  : { \$1051 [89], \$1051 [89:74] };
-  assign \$1053  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1054  = ! \$1053 ;
-  assign \$1055  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1056  = \$1055  - 1'h1;
-  assign \$1057  = \$1054  ? 6'h00 : \$1056 [5:0];
-  assign \$1058  = $signed(\$1052 ) >>> \$1057 ;
-  assign \$1059  = $signed(\$1058 ) + $signed({ 1'h0, stage[180] });
-  assign \$1061  = \$1032  ? \$1045  : \$1060 [16:0];
-  assign \$1062  = $signed(\$1030 ) != $signed(\$1061 );
-  assign \$1063  = reduced_b & stage[220];
-  assign \$1064  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1065  = $signed(v_bwd2) << \$1064 [3:0];
-  assign \$1066  = $signed(\$1065 ) > $signed(16'h7fff);
-  assign \$1067  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1068  = $signed(v_bwd2) << \$1067 [3:0];
-  assign \$1069  = $signed(\$1068 ) < $signed(16'h8000);
-  assign \$1070  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1071  = $signed(v_bwd2) << \$1070 [3:0];
-  assign \$1072  = \$1069  ? 16'h8000 : \$1071 [15:0];
-  assign \$1073  = \$1066  ? 16'h7fff : \$1072 ;
-  assign \$1074  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1075  = $signed(v_bwd2) << \$1074 [3:0];
-  assign \$1076  = $signed(\$1073 ) != $signed(\$1075 );
-  assign \$1077  = \$1063  ? \$1076  : \$1935 ;
-  assign \$1078  = stage[173] ? \$1077  : \$1062 ;
-  assign \$1079  = active_b > 2'h2;
-  assign \$1080  = \$1078  & \$1079 ;
-  assign \$1081  = \$932  + \$1080 ;
-  assign \$1082  = ! stage[173];
-  assign \$1083  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1084  = ! \$1083 ;
-  assign \$1085  = stage[128:127] == 2'h3;
-  assign \$1086  = ~ reduced_b;
-  assign \$1087  = \$1085  & \$1086 ;
-  assign \$1088  = reduced_b ? copied : acc;
-  assign \$1089  = $signed(part[126:111]) + $signed(\$1088 [126:111]);
-  assign \$1090  = reduced_b ? copied : acc;
-  assign \$1091  = \$1087  ? \$1089  : { \$1090 [126], \$1090 [126:111] };
-  assign \$1092  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1093  = ! \$1092 ;
-  assign \$1094  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1095  = \$1094  - 1'h1;
-  assign \$1096  = \$1093  ? 6'h00 : \$1095 [5:0];
-  assign \$1097  = $signed(\$1091 ) >>> \$1096 ;
-  assign \$1098  = stage[128:127] == 2'h3;
-  assign \$1099  = ~ reduced_b;
-  assign \$1100  = \$1098  & \$1099 ;
-  assign \$1101  = reduced_b ? copied : acc;
-  assign \$1102  = $signed(part[126:111]) + $signed(\$1101 [126:111]);
-  assign \$1103  = reduced_b ? copied : acc;
-  assign \$1104  = \$1100  ? \$1102  : { \$1103 [126], \$1103 [126:111] };
-  assign \$1105  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1106  = ! \$1105 ;
-  assign \$1107  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1108  = \$1107  - 1'h1;
-  assign \$1109  = \$1106  ? 6'h00 : \$1108 [5:0];
-  assign \$1110  = $signed(\$1104 ) >>> \$1109 ;
-  assign \$1111  = $signed(\$1110 ) + $signed({ 1'h0, stage[180] });
-  assign \$1113  = \$1084  ? \$1097  : \$1112 [16:0];
-  assign \$1114  = $signed(\$1113 ) > $signed(8'h7f);
-  assign \$1115  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1116  = ! \$1115 ;
-  assign \$1117  = stage[128:127] == 2'h3;
-  assign \$1118  = ~ reduced_b;
-  assign \$1119  = \$1117  & \$1118 ;
-  assign \$1120  = reduced_b ? copied : acc;
-  assign \$1121  = $signed(part[126:111]) + $signed(\$1120 [126:111]);
-  assign \$1122  = reduced_b ? copied : acc;
-  assign \$1123  = \$1119  ? \$1121  : { \$1122 [126], \$1122 [126:111] };
-  assign \$1124  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1125  = ! \$1124 ;
-  assign \$1126  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1127  = \$1126  - 1'h1;
-  assign \$1128  = \$1125  ? 6'h00 : \$1127 [5:0];
-  assign \$1129  = $signed(\$1123 ) >>> \$1128 ;
-  assign \$1130  = stage[128:127] == 2'h3;
-  assign \$1131  = ~ reduced_b;
+  assign \$952  = ~ stage[297];
+  assign \$953  = \$952  | \$signal$81 ;
+  assign \$954  = \$953  | zeroed;
+  assign \$955  = \$951  & \$954 ;
+  assign \$956  = \$955  ? 16'h0001 : \$3 [15:0];
+  assign \$957  = \$956  - 1'h1;
+  assign \$958  = go == \$957 ;
+  assign \$959  = \$946  & \$958 ;
+  assign \$960  = stage[212:181] >> t[4:0];
+  assign \$961  = ~ \$960 ;
+  assign \$962  = stage[213] & \$961 ;
+  assign \$963  = stage[1:0] == 1'h1;
+  assign \$964  = \$962  & \$963 ;
+  assign \$965  = \$964  ? 16'h0001 : stage[41:26];
+  assign \$966  = \$965  - 1'h1;
+  assign \$967  = x == \$966 ;
+  assign \$968  = \$959  & \$967 ;
+  assign \$969  = stage[212:181] >> t[4:0];
+  assign \$970  = ~ \$969 ;
+  assign \$971  = stage[213] & \$970 ;
+  assign \$972  = stage[1:0] == 1'h1;
+  assign \$973  = \$971  & \$972 ;
+  assign \$974  = \$973  ? 16'h0001 : stage[25:10];
+  assign \$975  = \$974  - 1'h1;
+  assign \$976  = y == \$975 ;
+  assign \$977  = \$968  & \$976 ;
+  assign \$978  = issue & \$977 ;
+  assign \$979  = stage[9:2] - 1'h1;
+  assign \$980  = $signed({ 1'h0, t }) == $signed(\$979 );
+  assign \$981  = t + 1'h1;
+  assign \$982  = \$980  ? 17'h00000 : \$981 ;
+  assign \$983  = stage[212:181] >> t[4:0];
+  assign \$984  = ~ \$983 ;
+  assign \$985  = stage[213] & \$984 ;
+  assign \$986  = ! stage[1:0];
+  assign \$987  = \$985  & \$986 ;
+  assign \$988  = stage[212:181] >> t[4:0];
+  assign \$989  = ~ \$988 ;
+  assign \$990  = stage[213] & \$989 ;
+  assign \$991  = stage[1:0] == 1'h1;
+  assign \$992  = \$990  & \$991 ;
+  assign \$993  = ~ stage[297];
+  assign \$994  = \$993  | \$signal$81 ;
+  assign \$995  = \$994  | zeroed;
+  assign \$996  = \$992  & \$995 ;
+  assign \$997  = \$987  | \$996 ;
+  assign \$998  = \$997  ? 16'h0001 : stage[57:42];
+  assign \$999  = \$998  - 1'h1;
+  assign \$1000  = i == \$999 ;
+  assign \$1002  = stage[212:181] >> t[4:0];
+  assign \$1003  = ~ \$1002 ;
+  assign \$1004  = stage[213] & \$1003 ;
+  assign \$1005  = ! stage[1:0];
+  assign \$1006  = \$1004  & \$1005 ;
+  assign \$1007  = stage[212:181] >> t[4:0];
+  assign \$1008  = ~ \$1007 ;
+  assign \$1009  = stage[213] & \$1008 ;
+  assign \$1010  = stage[1:0] == 1'h1;
+  assign \$1011  = \$1009  & \$1010 ;
+  assign \$1012  = ~ stage[297];
+  assign \$1013  = \$1012  | \$signal$81 ;
+  assign \$1014  = \$1013  | zeroed;
+  assign \$1015  = \$1011  & \$1014 ;
+  assign \$1016  = \$1006  | \$1015 ;
+  assign \$1017  = ! stage[128:127];
+  assign \$1018  = stage[128:127] == 2'h3;
+  assign \$1019  = \$1018  ? 3'h6 : 3'h3;
+  assign \$1020  = \$1017  ? 3'h1 : \$1019 ;
+  assign \$1021  = \$1016  ? 3'h1 : \$1020 ;
+  assign \$1022  = \$1021  - 1'h1;
+  assign \$1023  = $signed({ 1'h0, tap }) == $signed(\$1022 );
+  assign \$1024  = \$1001  & \$1023 ;
+  assign \$1025  = stage[212:181] >> t[4:0];
+  assign \$1026  = ~ \$1025 ;
+  assign \$1027  = stage[213] & \$1026 ;
+  assign \$1028  = stage[1:0] == 1'h1;
+  assign \$1029  = \$1027  & \$1028 ;
+  assign \$1030  = ~ stage[297];
+  assign \$1031  = \$1030  | \$signal$81 ;
+  assign \$1032  = \$1031  | zeroed;
+  assign \$1033  = \$1029  & \$1032 ;
+  assign \$1034  = \$1033  ? 16'h0001 : \$3 [15:0];
+  assign \$1035  = \$1034  - 1'h1;
+  assign \$1036  = go == \$1035 ;
+  assign \$1037  = \$1024  & \$1036 ;
+  assign \$1038  = stage[212:181] >> t[4:0];
+  assign \$1039  = ~ \$1038 ;
+  assign \$1040  = stage[213] & \$1039 ;
+  assign \$1041  = stage[1:0] == 1'h1;
+  assign \$1042  = \$1040  & \$1041 ;
+  assign \$1043  = \$1042  ? 16'h0001 : stage[41:26];
+  assign \$1044  = \$1043  - 1'h1;
+  assign \$1045  = x == \$1044 ;
+  assign \$1046  = \$1037  & \$1045 ;
+  assign \$1047  = stage[212:181] >> t[4:0];
+  assign \$1048  = ~ \$1047 ;
+  assign \$1049  = stage[213] & \$1048 ;
+  assign \$1050  = stage[1:0] == 1'h1;
+  assign \$1051  = \$1049  & \$1050 ;
+  assign \$1052  = \$1051  ? 16'h0001 : stage[25:10];
+  assign \$1053  = \$1052  - 1'h1;
+  assign \$1054  = y == \$1053 ;
+  assign \$1055  = \$1046  & \$1054 ;
+  assign \$1056  = stage[9:2] - 1'h1;
+  assign \$1057  = $signed({ 1'h0, t }) == $signed(\$1056 );
+  assign \$1058  = \$1055  & \$1057 ;
+  assign \$1059  = issue & \$1058 ;
+  assign \$1060  = stage[212:181] >> t[4:0];
+  assign \$1061  = ~ \$1060 ;
+  assign \$1062  = stage[213] & \$1061 ;
+  assign \$1063  = ! stage[1:0];
+  assign \$1064  = \$1062  & \$1063 ;
+  assign \$1065  = stage[212:181] >> t[4:0];
+  assign \$1066  = ~ \$1065 ;
+  assign \$1067  = stage[213] & \$1066 ;
+  assign \$1068  = stage[1:0] == 1'h1;
+  assign \$1069  = \$1067  & \$1068 ;
+  assign \$1070  = ~ stage[297];
+  assign \$1071  = \$1070  | \$signal$81 ;
+  assign \$1072  = \$1071  | zeroed;
+  assign \$1073  = \$1069  & \$1072 ;
+  assign \$1074  = \$1064  | \$1073 ;
+  assign \$1075  = \$1074  ? 16'h0001 : stage[57:42];
+  assign \$1076  = \$1075  - 1'h1;
+  assign \$1077  = i == \$1076 ;
+  assign \$1079  = stage[212:181] >> t[4:0];
+  assign \$1080  = ~ \$1079 ;
+  assign \$1081  = stage[213] & \$1080 ;
+  assign \$1082  = ! stage[1:0];
+  assign \$1083  = \$1081  & \$1082 ;
+  assign \$1084  = stage[212:181] >> t[4:0];
+  assign \$1085  = ~ \$1084 ;
+  assign \$1086  = stage[213] & \$1085 ;
+  assign \$1087  = stage[1:0] == 1'h1;
+  assign \$1088  = \$1086  & \$1087 ;
+  assign \$1089  = ~ stage[297];
+  assign \$1090  = \$1089  | \$signal$81 ;
+  assign \$1091  = \$1090  | zeroed;
+  assign \$1092  = \$1088  & \$1091 ;
+  assign \$1093  = \$1083  | \$1092 ;
+  assign \$1094  = ! stage[128:127];
+  assign \$1095  = stage[128:127] == 2'h3;
+  assign \$1096  = \$1095  ? 3'h6 : 3'h3;
+  assign \$1097  = \$1094  ? 3'h1 : \$1096 ;
+  assign \$1098  = \$1093  ? 3'h1 : \$1097 ;
+  assign \$1099  = \$1098  - 1'h1;
+  assign \$1100  = $signed({ 1'h0, tap }) == $signed(\$1099 );
+  assign \$1101  = \$1078  & \$1100 ;
+  assign \$1102  = stage[212:181] >> t[4:0];
+  assign \$1103  = ~ \$1102 ;
+  assign \$1104  = stage[213] & \$1103 ;
+  assign \$1105  = stage[1:0] == 1'h1;
+  assign \$1106  = \$1104  & \$1105 ;
+  assign \$1107  = ~ stage[297];
+  assign \$1108  = \$1107  | \$signal$81 ;
+  assign \$1109  = \$1108  | zeroed;
+  assign \$1110  = \$1106  & \$1109 ;
+  assign \$1111  = \$1110  ? 16'h0001 : \$3 [15:0];
+  assign \$1112  = \$1111  - 1'h1;
+  assign \$1113  = go == \$1112 ;
+  assign \$1114  = \$1101  & \$1113 ;
+  assign \$1115  = issue & \$1114 ;
+  assign \$1116  = stage[212:181] >> t[4:0];
+  assign \$1117  = ~ \$1116 ;
+  assign \$1118  = stage[213] & \$1117 ;
+  assign \$1119  = stage[1:0] == 1'h1;
+  assign \$1120  = \$1118  & \$1119 ;
+  assign \$1121  = ~ \$1120 ;
+  assign \$1122  = \$1115  & \$1121 ;
+  assign \$1123  = stage[212:181] >> t[4:0];
+  assign \$1124  = ~ \$1123 ;
+  assign \$1125  = stage[213] & \$1124 ;
+  assign \$1126  = ! stage[1:0];
+  assign \$1127  = \$1125  & \$1126 ;
+  assign \$1128  = stage[212:181] >> t[4:0];
+  assign \$1129  = ~ \$1128 ;
+  assign \$1130  = stage[213] & \$1129 ;
+  assign \$1131  = stage[1:0] == 1'h1;
   assign \$1132  = \$1130  & \$1131 ;
-  assign \$1133  = reduced_b ? copied : acc;
-  assign \$1134  = $signed(part[126:111]) + $signed(\$1133 [126:111]);
-  assign \$1135  = reduced_b ? copied : acc;
-  assign \$1136  = \$1132  ? \$1134  : { \$1135 [126], \$1135 [126:111] };
-  assign \$1137  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1138  = ! \$1137 ;
-  assign \$1139  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1140  = \$1139  - 1'h1;
-  assign \$1141  = \$1138  ? 6'h00 : \$1140 [5:0];
-  assign \$1142  = $signed(\$1136 ) >>> \$1141 ;
-  assign \$1143  = $signed(\$1142 ) + $signed({ 1'h0, stage[180] });
-  assign \$1145  = \$1116  ? \$1129  : \$1144 [16:0];
-  assign \$1146  = $signed(\$1145 ) < $signed(8'h80);
-  assign \$1147  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1148  = ! \$1147 ;
-  assign \$1149  = stage[128:127] == 2'h3;
-  assign \$1150  = ~ reduced_b;
+  assign \$1133  = ~ stage[297];
+  assign \$1134  = \$1133  | \$signal$81 ;
+  assign \$1135  = \$1134  | zeroed;
+  assign \$1136  = \$1132  & \$1135 ;
+  assign \$1137  = \$1127  | \$1136 ;
+  assign \$1138  = \$1137  ? 16'h0001 : stage[57:42];
+  assign \$1139  = \$1138  - 1'h1;
+  assign \$1140  = i == \$1139 ;
+  assign \$1142  = stage[212:181] >> t[4:0];
+  assign \$1143  = ~ \$1142 ;
+  assign \$1144  = stage[213] & \$1143 ;
+  assign \$1145  = ! stage[1:0];
+  assign \$1146  = \$1144  & \$1145 ;
+  assign \$1147  = stage[212:181] >> t[4:0];
+  assign \$1148  = ~ \$1147 ;
+  assign \$1149  = stage[213] & \$1148 ;
+  assign \$1150  = stage[1:0] == 1'h1;
   assign \$1151  = \$1149  & \$1150 ;
-  assign \$1152  = reduced_b ? copied : acc;
-  assign \$1153  = $signed(part[126:111]) + $signed(\$1152 [126:111]);
-  assign \$1154  = reduced_b ? copied : acc;
-  assign \$1155  = \$1151  ? \$1153  : { \$1154 [126], \$1154 [126:111] };
-  assign \$1156  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1157  = ! \$1156 ;
-  assign \$1158  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1159  = \$1158  - 1'h1;
-  assign \$1160  = \$1157  ? 6'h00 : \$1159 [5:0];
-  assign \$1161  = $signed(\$1155 ) >>> \$1160 ;
-  assign \$1162  = stage[128:127] == 2'h3;
-  assign \$1163  = ~ reduced_b;
-  assign \$1164  = \$1162  & \$1163 ;
-  assign \$1165  = reduced_b ? copied : acc;
-  assign \$1166  = $signed(part[126:111]) + $signed(\$1165 [126:111]);
-  assign \$1167  = reduced_b ? copied : acc;
-  assign \$1168  = \$1164  ? \$1166  : { \$1167 [126], \$1167 [126:111] };
-  assign \$1169  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1170  = ! \$1169 ;
-  assign \$1171  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1172  = \$1171  - 1'h1;
-  assign \$1173  = \$1170  ? 6'h00 : \$1172 [5:0];
-  assign \$1174  = $signed(\$1168 ) >>> \$1173 ;
-  assign \$1175  = $signed(\$1174 ) + $signed({ 1'h0, stage[180] });
-  assign \$1177  = \$1148  ? \$1161  : \$1176 [16:0];
-  assign \$1178  = \$1146  ? 8'h80 : \$1177 [7:0];
-  assign \$1179  = \$1114  ? 8'h7f : \$1178 ;
-  assign \$1180  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1181  = ! \$1180 ;
-  assign \$1182  = stage[128:127] == 2'h3;
-  assign \$1183  = ~ reduced_b;
-  assign \$1184  = \$1182  & \$1183 ;
-  assign \$1185  = reduced_b ? copied : acc;
-  assign \$1186  = $signed(part[126:111]) + $signed(\$1185 [126:111]);
-  assign \$1187  = reduced_b ? copied : acc;
-  assign \$1188  = \$1184  ? \$1186  : { \$1187 [126], \$1187 [126:111] };
-  assign \$1189  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1190  = ! \$1189 ;
-  assign \$1191  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1192  = \$1191  - 1'h1;
-  assign \$1193  = \$1190  ? 6'h00 : \$1192 [5:0];
-  assign \$1194  = $signed(\$1188 ) >>> \$1193 ;
-  assign \$1195  = stage[128:127] == 2'h3;
-  assign \$1196  = ~ reduced_b;
-  assign \$1197  = \$1195  & \$1196 ;
-  assign \$1198  = reduced_b ? copied : acc;
-  assign \$1199  = $signed(part[126:111]) + $signed(\$1198 [126:111]);
-  assign \$1200  = reduced_b ? copied : acc;
-  assign \$1201  = \$1197  ? \$1199  : { \$1200 [126], \$1200 [126:111] };
-  assign \$1202  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1203  = ! \$1202 ;
-  assign \$1204  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1205  = \$1204  - 1'h1;
-  assign \$1206  = \$1203  ? 6'h00 : \$1205 [5:0];
-  assign \$1207  = $signed(\$1201 ) >>> \$1206 ;
-  assign \$1208  = $signed(\$1207 ) + $signed({ 1'h0, stage[180] });
-  assign \$1210  = \$1181  ? \$1194  : \$1209 [16:0];
-  assign \$1211  = $signed(\$1179 ) != $signed(\$1210 );
-  assign \$1212  = reduced_b & stage[220];
-  assign \$1213  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1214  = $signed(v_bwd3) << \$1213 [3:0];
-  assign \$1215  = $signed(\$1214 ) > $signed(16'h7fff);
-  assign \$1216  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1217  = $signed(v_bwd3) << \$1216 [3:0];
-  assign \$1218  = $signed(\$1217 ) < $signed(16'h8000);
-  assign \$1219  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1220  = $signed(v_bwd3) << \$1219 [3:0];
-  assign \$1221  = \$1218  ? 16'h8000 : \$1220 [15:0];
-  assign \$1222  = \$1215  ? 16'h7fff : \$1221 ;
-  assign \$1223  = reduced_b ? stage[219:214] : stage[179:174];
-  assign \$1224  = $signed(v_bwd3) << \$1223 [3:0];
-  assign \$1225  = $signed(\$1222 ) != $signed(\$1224 );
-  assign \$1226  = \$1212  ? \$1225  : \$1936 ;
-  assign \$1227  = stage[173] ? \$1226  : \$1211 ;
-  assign \$1228  = active_b > 2'h3;
+  assign \$1152  = ~ stage[297];
+  assign \$1153  = \$1152  | \$signal$81 ;
+  assign \$1154  = \$1153  | zeroed;
+  assign \$1155  = \$1151  & \$1154 ;
+  assign \$1156  = \$1146  | \$1155 ;
+  assign \$1157  = ! stage[128:127];
+  assign \$1158  = stage[128:127] == 2'h3;
+  assign \$1159  = \$1158  ? 3'h6 : 3'h3;
+  assign \$1160  = \$1157  ? 3'h1 : \$1159 ;
+  assign \$1161  = \$1156  ? 3'h1 : \$1160 ;
+  assign \$1162  = \$1161  - 1'h1;
+  assign \$1163  = $signed({ 1'h0, tap }) == $signed(\$1162 );
+  assign \$1164  = \$1141  & \$1163 ;
+  assign \$1165  = stage[212:181] >> t[4:0];
+  assign \$1166  = ~ \$1165 ;
+  assign \$1167  = stage[213] & \$1166 ;
+  assign \$1168  = stage[1:0] == 1'h1;
+  assign \$1169  = \$1167  & \$1168 ;
+  assign \$1170  = ~ stage[297];
+  assign \$1171  = \$1170  | \$signal$81 ;
+  assign \$1172  = \$1171  | zeroed;
+  assign \$1173  = \$1169  & \$1172 ;
+  assign \$1174  = \$1173  ? 16'h0001 : \$3 [15:0];
+  assign \$1175  = \$1174  - 1'h1;
+  assign \$1176  = go == \$1175 ;
+  assign \$1177  = \$1164  & \$1176 ;
+  assign \$1178  = issue & \$1177 ;
+  assign \$1179  = stage[212:181] >> t[4:0];
+  assign \$1180  = ~ \$1179 ;
+  assign \$1181  = stage[213] & \$1180 ;
+  assign \$1182  = stage[1:0] == 1'h1;
+  assign \$1183  = \$1181  & \$1182 ;
+  assign \$1184  = \$1178  & \$1183 ;
+  assign \$1185  = stage[212:181] >> t[4:0];
+  assign \$1186  = ~ \$1185 ;
+  assign \$1187  = stage[213] & \$1186 ;
+  assign \$1188  = stage[1:0] == 1'h1;
+  assign \$1189  = \$1187  & \$1188 ;
+  assign \$1190  = ~ stage[297];
+  assign \$1191  = \$1190  | \$signal$81 ;
+  assign \$1192  = \$1191  | zeroed;
+  assign \$1193  = \$1189  & \$1192 ;
+  assign \$1194  = ~ \$1193 ;
+  assign \$1195  = \$1184  & \$1194 ;
+  assign \$1196  = stage[1:0] == 1'h1;
+  assign \$1197  = stage[212:181] >> t[4:0];
+  assign \$1198  = ~ \$1197 ;
+  assign \$1199  = stage[213] & \$1198 ;
+  assign \$1200  = \$1196  & \$1199 ;
+  assign \$1201  = ~ \$1200 ;
+  assign \$1202  = stage[1:0] == 1'h1;
+  assign \$1203  = stage[212:181] >> t[4:0];
+  assign \$1204  = ~ \$1203 ;
+  assign \$1205  = stage[213] & \$1204 ;
+  assign \$1206  = \$1202  & \$1205 ;
+  assign \$1207  = ~ \$signal$81 ;
+  assign \$1208  = stage[297] & \$1207 ;
+  assign \$1209  = \$1206  & \$1208 ;
+  assign \$1210  = \$1201  | \$1209 ;
+  assign \$1211  = issue & \$1210 ;
+  assign \$1212  = stage[126] ? i[5:0] : { 4'h0, i[1:0] };
+  assign \$1214  = stage[73:58] - \$1213 ;
+  assign \$1215  = $signed(\$1214 ) >= $signed(4'h4);
+  assign \$1217  = stage[73:58] - \$1216 ;
+  assign \$1218  = \$1215  ? 20'h00004 : \$1217 ;
+  assign \$1220  = ! \$1219 ;
+  assign \$1222  = ! \$1221 ;
+  assign \$1223  = stage[126] ? \$1220  : \$1222 ;
+  assign \$1224  = ! tap;
+  assign \$1225  = ! i;
+  assign \$1226  = \$1224  & \$1225 ;
+  assign \$1227  = stage[128:127] == 2'h3;
+  assign \$1228  = tap == 2'h3;
   assign \$1229  = \$1227  & \$1228 ;
-  assign \$1230  = \$1081  + \$1229 ;
-  assign \$1231  = \$634  ? \$1230  : 5'h00;
-  assign \$1232  = va | out__en;
-  assign busy = issue | \$1232 ;
-  assign \$1234  = stage[212:181] >> t[4:0];
+  assign \$1230  = ! i;
+  assign \$1231  = \$1229  & \$1230 ;
+  assign \$1232  = stage[212:181] >> t[4:0];
+  assign \$1233  = ~ \$1232 ;
+  assign \$1234  = stage[213] & \$1233 ;
   assign \$1235  = ~ \$1234 ;
-  assign \$1236  = stage[213] & \$1235 ;
-  assign \$1237  = ! stage[1:0];
-  assign \$1238  = \$1236  & \$1237 ;
-  assign \$1239  = stage[212:181] >> t[4:0];
-  assign \$1240  = ~ \$1239 ;
-  assign \$1241  = stage[213] & \$1240 ;
-  assign \$1242  = stage[1:0] == 1'h1;
-  assign \$1243  = \$1241  & \$1242 ;
-  assign \$1244  = ~ stage[297];
-  assign \$1245  = \$1244  | \$signal$80 ;
-  assign \$1246  = \$1245  | zeroed;
-  assign \$1247  = \$1243  & \$1246 ;
-  assign \$1248  = \$1238  | \$1247 ;
-  assign \$1249  = \$1248  ? 16'h0001 : stage[57:42];
-  assign \$1250  = \$1249  - 1'h1;
-  assign \$1251  = i == \$1250 ;
-  assign \$1252  = i + 1'h1;
-  assign \$1253  = \$1251  ? 17'h00000 : \$1252 ;
-  assign \$1254  = stage[212:181] >> t[4:0];
-  assign \$1255  = ~ \$1254 ;
-  assign \$1256  = stage[213] & \$1255 ;
-  assign \$1257  = ! stage[1:0];
-  assign \$1258  = \$1256  & \$1257 ;
-  assign \$1259  = stage[212:181] >> t[4:0];
-  assign \$1260  = ~ \$1259 ;
-  assign \$1261  = stage[213] & \$1260 ;
-  assign \$1262  = stage[1:0] == 1'h1;
-  assign \$1263  = \$1261  & \$1262 ;
-  assign \$1264  = ~ stage[297];
-  assign \$1265  = \$1264  | \$signal$80 ;
-  assign \$1266  = \$1265  | zeroed;
-  assign \$1267  = \$1263  & \$1266 ;
-  assign \$1268  = \$1258  | \$1267 ;
-  assign \$1269  = \$1268  ? 16'h0001 : stage[57:42];
-  assign \$1270  = \$1269  - 1'h1;
-  assign \$1271  = i == \$1270 ;
-  assign \$1273  = issue & \$1272 ;
-  assign \$1274  = stage[212:181] >> t[4:0];
-  assign \$1275  = ~ \$1274 ;
-  assign \$1276  = stage[213] & \$1275 ;
-  assign \$1277  = ! stage[1:0];
-  assign \$1278  = \$1276  & \$1277 ;
-  assign \$1279  = stage[212:181] >> t[4:0];
-  assign \$1280  = ~ \$1279 ;
-  assign \$1281  = stage[213] & \$1280 ;
-  assign \$1282  = stage[1:0] == 1'h1;
-  assign \$1283  = \$1281  & \$1282 ;
-  assign \$1284  = ~ stage[297];
-  assign \$1285  = \$1284  | \$signal$80 ;
-  assign \$1286  = \$1285  | zeroed;
-  assign \$1287  = \$1283  & \$1286 ;
-  assign \$1288  = \$1278  | \$1287 ;
-  assign \$1289  = ! stage[128:127];
-  assign \$1290  = stage[128:127] == 2'h3;
-  assign \$1291  = \$1290  ? 3'h6 : 3'h3;
-  assign \$1292  = \$1289  ? 3'h1 : \$1291 ;
-  assign \$1293  = \$1288  ? 3'h1 : \$1292 ;
-  assign \$1294  = \$1293  - 1'h1;
-  assign \$1295  = $signed({ 1'h0, tap }) == $signed(\$1294 );
-  assign \$1296  = tap + 1'h1;
-  assign \$1297  = \$1295  ? 17'h00000 : \$1296 ;
-  assign \$1298  = stage[212:181] >> t[4:0];
-  assign \$1299  = ~ \$1298 ;
-  assign \$1300  = stage[213] & \$1299 ;
-  assign \$1301  = ! stage[1:0];
-  assign \$1302  = \$1300  & \$1301 ;
-  assign \$1303  = stage[212:181] >> t[4:0];
-  assign \$1304  = ~ \$1303 ;
-  assign \$1305  = stage[213] & \$1304 ;
-  assign \$1306  = stage[1:0] == 1'h1;
-  assign \$1307  = \$1305  & \$1306 ;
-  assign \$1308  = ~ stage[297];
-  assign \$1309  = \$1308  | \$signal$80 ;
-  assign \$1310  = \$1309  | zeroed;
-  assign \$1311  = \$1307  & \$1310 ;
-  assign \$1312  = \$1302  | \$1311 ;
-  assign \$1313  = \$1312  ? 16'h0001 : stage[57:42];
-  assign \$1314  = \$1313  - 1'h1;
-  assign \$1315  = i == \$1314 ;
-  assign \$1317  = stage[212:181] >> t[4:0];
-  assign \$1318  = ~ \$1317 ;
-  assign \$1319  = stage[213] & \$1318 ;
-  assign \$1320  = ! stage[1:0];
-  assign \$1321  = \$1319  & \$1320 ;
-  assign \$1322  = stage[212:181] >> t[4:0];
-  assign \$1323  = ~ \$1322 ;
-  assign \$1324  = stage[213] & \$1323 ;
-  assign \$1325  = stage[1:0] == 1'h1;
+  assign \$1236  = \$1231  & \$1235 ;
+  assign \$1237  = stage[212:181] >> t[4:0];
+  assign \$1238  = ~ \$1237 ;
+  assign \$1239  = stage[213] & \$1238 ;
+  assign \$1240  = ! stage[1:0];
+  assign \$1241  = \$1239  & \$1240 ;
+  assign \$1242  = stage[212:181] >> t[4:0];
+  assign \$1243  = ~ \$1242 ;
+  assign \$1244  = stage[213] & \$1243 ;
+  assign \$1245  = stage[1:0] == 1'h1;
+  assign \$1246  = \$1244  & \$1245 ;
+  assign \$1247  = ~ stage[297];
+  assign \$1248  = \$1247  | \$signal$81 ;
+  assign \$1249  = \$1248  | zeroed;
+  assign \$1250  = \$1246  & \$1249 ;
+  assign \$1251  = \$1241  | \$1250 ;
+  assign \$1252  = \$1251  ? 16'h0001 : stage[57:42];
+  assign \$1253  = \$1252  - 1'h1;
+  assign \$1254  = i == \$1253 ;
+  assign \$1256  = stage[212:181] >> t[4:0];
+  assign \$1257  = ~ \$1256 ;
+  assign \$1258  = stage[213] & \$1257 ;
+  assign \$1259  = ! stage[1:0];
+  assign \$1260  = \$1258  & \$1259 ;
+  assign \$1261  = stage[212:181] >> t[4:0];
+  assign \$1262  = ~ \$1261 ;
+  assign \$1263  = stage[213] & \$1262 ;
+  assign \$1264  = stage[1:0] == 1'h1;
+  assign \$1265  = \$1263  & \$1264 ;
+  assign \$1266  = ~ stage[297];
+  assign \$1267  = \$1266  | \$signal$81 ;
+  assign \$1268  = \$1267  | zeroed;
+  assign \$1269  = \$1265  & \$1268 ;
+  assign \$1270  = \$1260  | \$1269 ;
+  assign \$1271  = ! stage[128:127];
+  assign \$1272  = stage[128:127] == 2'h3;
+  assign \$1273  = \$1272  ? 3'h6 : 3'h3;
+  assign \$1274  = \$1271  ? 3'h1 : \$1273 ;
+  assign \$1275  = \$1270  ? 3'h1 : \$1274 ;
+  assign \$1276  = \$1275  - 1'h1;
+  assign \$1277  = $signed({ 1'h0, tap }) == $signed(\$1276 );
+  assign \$1278  = \$1255  & \$1277 ;
+  assign \$1279  = ~ \$signal$81 ;
+  assign \$1280  = stage[297] & \$1279 ;
+  assign \$1281  = stage[212:181] >> t[4:0];
+  assign \$1282  = ~ \$1281 ;
+  assign \$1283  = stage[213] & \$1282 ;
+  assign \$1284  = stage[1:0] == 1'h1;
+  assign \$1285  = stage[212:181] >> t[4:0];
+  assign \$1286  = ~ \$1285 ;
+  assign \$1287  = stage[213] & \$1286 ;
+  assign \$1288  = \$1284  & \$1287 ;
+  assign \$1289  = ~ \$signal$81 ;
+  assign \$1290  = stage[297] & \$1289 ;
+  assign \$1291  = \$1288  & \$1290 ;
+  assign \$1292  = stage[212:181] >> t[4:0];
+  assign \$1293  = ~ \$1292 ;
+  assign \$1294  = stage[213] & \$1293 ;
+  assign \$1295  = ! stage[1:0];
+  assign \$1296  = \$1294  & \$1295 ;
+  assign \$1297  = a_first_word ? inp__data : \$signal ;
+  assign \$1298  = a_first_step ? grad__data : held_g;
+  assign \$1299  = va & a_copy;
+  assign \$1300  = stage[1:0] == 1'h1;
+  assign \$1301  = ~ \$1300 ;
+  assign \$1302  = va & \$1301 ;
+  assign \$1303  = \$1302  & a_branch;
+  assign \$1304  = stage[1:0] == 1'h1;
+  assign \$1305  = ~ \$1304 ;
+  assign \$1306  = va & \$1305 ;
+  assign \$1307  = \$1306  & a_last;
+  assign \$1308  = ! stage[173];
+  assign \$1309  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1310  = ! \$1309 ;
+  assign \$1311  = stage[128:127] == 2'h3;
+  assign \$1312  = ~ reduced_b;
+  assign \$1313  = \$1311  & \$1312 ;
+  assign \$1314  = reduced_b ? copied : acc;
+  assign \$1315  = $signed(part[15:0]) + $signed(\$1314 [15:0]);
+  assign \$1316  = reduced_b ? copied : acc;
+  assign \$1317  = \$1313  ? \$1315  : { \$1316 [15], \$1316 [15:0] };
+  assign \$1318  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1319  = ! \$1318 ;
+  assign \$1320  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1321  = \$1320  - 1'h1;
+  assign \$1322  = \$1319  ? 6'h00 : \$1321 [5:0];
+  assign \$1323  = $signed(\$1317 ) >>> \$1322 ;
+  assign \$1324  = stage[128:127] == 2'h3;
+  assign \$1325  = ~ reduced_b;
   assign \$1326  = \$1324  & \$1325 ;
-  assign \$1327  = ~ stage[297];
-  assign \$1328  = \$1327  | \$signal$80 ;
-  assign \$1329  = \$1328  | zeroed;
-  assign \$1330  = \$1326  & \$1329 ;
-  assign \$1331  = \$1321  | \$1330 ;
-  assign \$1332  = ! stage[128:127];
-  assign \$1333  = stage[128:127] == 2'h3;
-  assign \$1334  = \$1333  ? 3'h6 : 3'h3;
-  assign \$1335  = \$1332  ? 3'h1 : \$1334 ;
-  assign \$1336  = \$1331  ? 3'h1 : \$1335 ;
-  assign \$1337  = \$1336  - 1'h1;
-  assign \$1338  = $signed({ 1'h0, tap }) == $signed(\$1337 );
-  assign \$1339  = \$1316  & \$1338 ;
-  assign \$1340  = issue & \$1339 ;
-  assign \$1341  = stage[212:181] >> t[4:0];
-  assign \$1342  = ~ \$1341 ;
-  assign \$1343  = stage[213] & \$1342 ;
-  assign \$1344  = stage[1:0] == 1'h1;
+  assign \$1327  = reduced_b ? copied : acc;
+  assign \$1328  = $signed(part[15:0]) + $signed(\$1327 [15:0]);
+  assign \$1329  = reduced_b ? copied : acc;
+  assign \$1330  = \$1326  ? \$1328  : { \$1329 [15], \$1329 [15:0] };
+  assign \$1331  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1332  = ! \$1331 ;
+  assign \$1333  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1334  = \$1333  - 1'h1;
+  assign \$1335  = \$1332  ? 6'h00 : \$1334 [5:0];
+  assign \$1336  = $signed(\$1330 ) >>> \$1335 ;
+  assign \$1337  = $signed(\$1336 ) + $signed({ 1'h0, stage[180] });
+  assign \$1339  = \$1310  ? \$1323  : \$1338 [16:0];
+  assign \$1340  = $signed(\$1339 ) > $signed(8'h7f);
+  assign \$1341  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1342  = ! \$1341 ;
+  assign \$1343  = stage[128:127] == 2'h3;
+  assign \$1344  = ~ reduced_b;
   assign \$1345  = \$1343  & \$1344 ;
-  assign \$1346  = ~ stage[297];
-  assign \$1347  = \$1346  | \$signal$80 ;
-  assign \$1348  = \$1347  | zeroed;
-  assign \$1349  = \$1345  & \$1348 ;
-  assign \$1350  = \$1349  ? 16'h0001 : \$3 [15:0];
-  assign \$1351  = \$1350  - 1'h1;
-  assign \$1352  = go == \$1351 ;
-  assign \$1353  = go + 1'h1;
-  assign \$1354  = \$1352  ? 17'h00000 : \$1353 ;
-  assign \$1355  = stage[212:181] >> t[4:0];
-  assign \$1356  = ~ \$1355 ;
-  assign \$1357  = stage[213] & \$1356 ;
-  assign \$1358  = ! stage[1:0];
-  assign \$1359  = \$1357  & \$1358 ;
-  assign \$1360  = stage[212:181] >> t[4:0];
-  assign \$1361  = ~ \$1360 ;
-  assign \$1362  = stage[213] & \$1361 ;
-  assign \$1363  = stage[1:0] == 1'h1;
-  assign \$1364  = \$1362  & \$1363 ;
-  assign \$1365  = ~ stage[297];
-  assign \$1366  = \$1365  | \$signal$80 ;
-  assign \$1367  = \$1366  | zeroed;
-  assign \$1368  = \$1364  & \$1367 ;
-  assign \$1369  = \$1359  | \$1368 ;
-  assign \$1370  = \$1369  ? 16'h0001 : stage[57:42];
-  assign \$1371  = \$1370  - 1'h1;
-  assign \$1372  = i == \$1371 ;
-  assign \$1374  = stage[212:181] >> t[4:0];
-  assign \$1375  = ~ \$1374 ;
-  assign \$1376  = stage[213] & \$1375 ;
-  assign \$1377  = ! stage[1:0];
-  assign \$1378  = \$1376  & \$1377 ;
-  assign \$1379  = stage[212:181] >> t[4:0];
-  assign \$1380  = ~ \$1379 ;
-  assign \$1381  = stage[213] & \$1380 ;
-  assign \$1382  = stage[1:0] == 1'h1;
-  assign \$1383  = \$1381  & \$1382 ;
-  assign \$1384  = ~ stage[297];
-  assign \$1385  = \$1384  | \$signal$80 ;
-  assign \$1386  = \$1385  | zeroed;
-  assign \$1387  = \$1383  & \$1386 ;
-  assign \$1388  = \$1378  | \$1387 ;
-  assign \$1389  = ! stage[128:127];
-  assign \$1390  = stage[128:127] == 2'h3;
-  assign \$1391  = \$1390  ? 3'h6 : 3'h3;
-  assign \$1392  = \$1389  ? 3'h1 : \$1391 ;
-  assign \$1393  = \$1388  ? 3'h1 : \$1392 ;
-  assign \$1394  = \$1393  - 1'h1;
-  assign \$1395  = $signed({ 1'h0, tap }) == $signed(\$1394 );
-  assign \$1396  = \$1373  & \$1395 ;
-  assign \$1397  = stage[212:181] >> t[4:0];
-  assign \$1398  = ~ \$1397 ;
-  assign \$1399  = stage[213] & \$1398 ;
-  assign \$1400  = stage[1:0] == 1'h1;
-  assign \$1401  = \$1399  & \$1400 ;
-  assign \$1402  = ~ stage[297];
-  assign \$1403  = \$1402  | \$signal$80 ;
-  assign \$1404  = \$1403  | zeroed;
-  assign \$1405  = \$1401  & \$1404 ;
-  assign \$1406  = \$1405  ? 16'h0001 : \$3 [15:0];
-  assign \$1407  = \$1406  - 1'h1;
-  assign \$1408  = go == \$1407 ;
-  assign \$1409  = \$1396  & \$1408 ;
-  assign \$1410  = issue & \$1409 ;
-  assign \$1411  = stage[212:181] >> t[4:0];
-  assign \$1412  = ~ \$1411 ;
-  assign \$1413  = stage[213] & \$1412 ;
-  assign \$1414  = stage[1:0] == 1'h1;
-  assign \$1415  = \$1413  & \$1414 ;
-  assign \$1416  = \$1415  ? 16'h0001 : stage[41:26];
-  assign \$1417  = \$1416  - 1'h1;
-  assign \$1418  = x == \$1417 ;
-  assign \$1419  = x + 1'h1;
-  assign \$1420  = \$1418  ? 17'h00000 : \$1419 ;
-  assign \$1421  = stage[212:181] >> t[4:0];
-  assign \$1422  = ~ \$1421 ;
-  assign \$1423  = stage[213] & \$1422 ;
-  assign \$1424  = ! stage[1:0];
-  assign \$1425  = \$1423  & \$1424 ;
-  assign \$1426  = stage[212:181] >> t[4:0];
-  assign \$1427  = ~ \$1426 ;
-  assign \$1428  = stage[213] & \$1427 ;
-  assign \$1429  = stage[1:0] == 1'h1;
-  assign \$1430  = \$1428  & \$1429 ;
-  assign \$1431  = ~ stage[297];
-  assign \$1432  = \$1431  | \$signal$80 ;
-  assign \$1433  = \$1432  | zeroed;
-  assign \$1434  = \$1430  & \$1433 ;
-  assign \$1435  = \$1425  | \$1434 ;
-  assign \$1436  = \$1435  ? 16'h0001 : stage[57:42];
-  assign \$1437  = \$1436  - 1'h1;
-  assign \$1438  = i == \$1437 ;
-  assign \$1440  = stage[212:181] >> t[4:0];
-  assign \$1441  = ~ \$1440 ;
-  assign \$1442  = stage[213] & \$1441 ;
-  assign \$1443  = ! stage[1:0];
-  assign \$1444  = \$1442  & \$1443 ;
-  assign \$1445  = stage[212:181] >> t[4:0];
-  assign \$1446  = ~ \$1445 ;
-  assign \$1447  = stage[213] & \$1446 ;
-  assign \$1448  = stage[1:0] == 1'h1;
-  assign \$1449  = \$1447  & \$1448 ;
-  assign \$1450  = ~ stage[297];
-  assign \$1451  = \$1450  | \$signal$80 ;
-  assign \$1452  = \$1451  | zeroed;
-  assign \$1453  = \$1449  & \$1452 ;
-  assign \$1454  = \$1444  | \$1453 ;
-  assign \$1455  = ! stage[128:127];
-  assign \$1456  = stage[128:127] == 2'h3;
-  assign \$1457  = \$1456  ? 3'h6 : 3'h3;
-  assign \$1458  = \$1455  ? 3'h1 : \$1457 ;
-  assign \$1459  = \$1454  ? 3'h1 : \$1458 ;
-  assign \$1460  = \$1459  - 1'h1;
-  assign \$1461  = $signed({ 1'h0, tap }) == $signed(\$1460 );
-  assign \$1462  = \$1439  & \$1461 ;
-  assign \$1463  = stage[212:181] >> t[4:0];
-  assign \$1464  = ~ \$1463 ;
-  assign \$1465  = stage[213] & \$1464 ;
-  assign \$1466  = stage[1:0] == 1'h1;
-  assign \$1467  = \$1465  & \$1466 ;
-  assign \$1468  = ~ stage[297];
-  assign \$1469  = \$1468  | \$signal$80 ;
-  assign \$1470  = \$1469  | zeroed;
-  assign \$1471  = \$1467  & \$1470 ;
-  assign \$1472  = \$1471  ? 16'h0001 : \$3 [15:0];
-  assign \$1473  = \$1472  - 1'h1;
-  assign \$1474  = go == \$1473 ;
-  assign \$1475  = \$1462  & \$1474 ;
-  assign \$1476  = stage[212:181] >> t[4:0];
-  assign \$1477  = ~ \$1476 ;
-  assign \$1478  = stage[213] & \$1477 ;
-  assign \$1479  = stage[1:0] == 1'h1;
-  assign \$1480  = \$1478  & \$1479 ;
-  assign \$1481  = \$1480  ? 16'h0001 : stage[41:26];
+  assign \$1346  = reduced_b ? copied : acc;
+  assign \$1347  = $signed(part[15:0]) + $signed(\$1346 [15:0]);
+  assign \$1348  = reduced_b ? copied : acc;
+  assign \$1349  = \$1345  ? \$1347  : { \$1348 [15], \$1348 [15:0] };
+  assign \$1350  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1351  = ! \$1350 ;
+  assign \$1352  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1353  = \$1352  - 1'h1;
+  assign \$1354  = \$1351  ? 6'h00 : \$1353 [5:0];
+  assign \$1355  = $signed(\$1349 ) >>> \$1354 ;
+  assign \$1356  = stage[128:127] == 2'h3;
+  assign \$1357  = ~ reduced_b;
+  assign \$1358  = \$1356  & \$1357 ;
+  assign \$1359  = reduced_b ? copied : acc;
+  assign \$1360  = $signed(part[15:0]) + $signed(\$1359 [15:0]);
+  assign \$1361  = reduced_b ? copied : acc;
+  assign \$1362  = \$1358  ? \$1360  : { \$1361 [15], \$1361 [15:0] };
+  assign \$1363  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1364  = ! \$1363 ;
+  assign \$1365  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1366  = \$1365  - 1'h1;
+  assign \$1367  = \$1364  ? 6'h00 : \$1366 [5:0];
+  assign \$1368  = $signed(\$1362 ) >>> \$1367 ;
+  assign \$1369  = $signed(\$1368 ) + $signed({ 1'h0, stage[180] });
+  assign \$1371  = \$1342  ? \$1355  : \$1370 [16:0];
+  assign \$1372  = $signed(\$1371 ) < $signed(8'h80);
+  assign \$1373  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1374  = ! \$1373 ;
+  assign \$1375  = stage[128:127] == 2'h3;
+  assign \$1376  = ~ reduced_b;
+  assign \$1377  = \$1375  & \$1376 ;
+  assign \$1378  = reduced_b ? copied : acc;
+  assign \$1379  = $signed(part[15:0]) + $signed(\$1378 [15:0]);
+  assign \$1380  = reduced_b ? copied : acc;
+  assign \$1381  = \$1377  ? \$1379  : { \$1380 [15], \$1380 [15:0] };
+  assign \$1382  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1383  = ! \$1382 ;
+  assign \$1384  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1385  = \$1384  - 1'h1;
+  assign \$1386  = \$1383  ? 6'h00 : \$1385 [5:0];
+  assign \$1387  = $signed(\$1381 ) >>> \$1386 ;
+  assign \$1388  = stage[128:127] == 2'h3;
+  assign \$1389  = ~ reduced_b;
+  assign \$1390  = \$1388  & \$1389 ;
+  assign \$1391  = reduced_b ? copied : acc;
+  assign \$1392  = $signed(part[15:0]) + $signed(\$1391 [15:0]);
+  assign \$1393  = reduced_b ? copied : acc;
+  assign \$1394  = \$1390  ? \$1392  : { \$1393 [15], \$1393 [15:0] };
+  assign \$1395  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1396  = ! \$1395 ;
+  assign \$1397  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1398  = \$1397  - 1'h1;
+  assign \$1399  = \$1396  ? 6'h00 : \$1398 [5:0];
+  assign \$1400  = $signed(\$1394 ) >>> \$1399 ;
+  assign \$1401  = $signed(\$1400 ) + $signed({ 1'h0, stage[180] });
+  assign \$1403  = \$1374  ? \$1387  : \$1402 [16:0];
+  assign \$1404  = \$1372  ? 8'h80 : \$1403 [7:0];
+  assign \$1405  = \$1340  ? 8'h7f : \$1404 ;
+  assign \$1406  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1407  = ! \$1406 ;
+  assign \$1408  = stage[128:127] == 2'h3;
+  assign \$1409  = ~ reduced_b;
+  assign \$1410  = \$1408  & \$1409 ;
+  assign \$1411  = reduced_b ? copied : acc;
+  assign \$1412  = $signed(part[15:0]) + $signed(\$1411 [15:0]);
+  assign \$1413  = reduced_b ? copied : acc;
+  assign \$1414  = \$1410  ? \$1412  : { \$1413 [15], \$1413 [15:0] };
+  assign \$1415  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1416  = ! \$1415 ;
+  assign \$1417  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1418  = \$1417  - 1'h1;
+  assign \$1419  = \$1416  ? 6'h00 : \$1418 [5:0];
+  assign \$1420  = $signed(\$1414 ) >>> \$1419 ;
+  assign \$1421  = stage[128:127] == 2'h3;
+  assign \$1422  = ~ reduced_b;
+  assign \$1423  = \$1421  & \$1422 ;
+  assign \$1424  = reduced_b ? copied : acc;
+  assign \$1425  = $signed(part[15:0]) + $signed(\$1424 [15:0]);
+  assign \$1426  = reduced_b ? copied : acc;
+  assign \$1427  = \$1423  ? \$1425  : { \$1426 [15], \$1426 [15:0] };
+  assign \$1428  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1429  = ! \$1428 ;
+  assign \$1430  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1431  = \$1430  - 1'h1;
+  assign \$1432  = \$1429  ? 6'h00 : \$1431 [5:0];
+  assign \$1433  = $signed(\$1427 ) >>> \$1432 ;
+  assign \$1434  = $signed(\$1433 ) + $signed({ 1'h0, stage[180] });
+  assign \$1436  = \$1407  ? \$1420  : \$1435 [16:0];
+  assign \$1437  = $signed(\$1405 ) != $signed(\$1436 );
+  assign \$1438  = reduced_b & stage[220];
+  assign \$1439  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1440  = $signed(v_bwd0) << \$1439 [3:0];
+  assign \$1441  = $signed(\$1440 ) > $signed(16'h7fff);
+  assign \$1442  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1443  = $signed(v_bwd0) << \$1442 [3:0];
+  assign \$1444  = $signed(\$1443 ) < $signed(16'h8000);
+  assign \$1445  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1446  = $signed(v_bwd0) << \$1445 [3:0];
+  assign \$1447  = \$1444  ? 16'h8000 : \$1446 [15:0];
+  assign \$1448  = \$1441  ? 16'h7fff : \$1447 ;
+  assign \$1449  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1450  = $signed(v_bwd0) << \$1449 [3:0];
+  assign \$1451  = $signed(\$1448 ) != $signed(\$1450 );
+  assign \$1452  = \$1438  ? \$1451  : \$1938 ;
+  assign \$1453  = stage[173] ? \$1452  : \$1437 ;
+  assign \$1454  = active_b > 1'h0;
+  assign \$1455  = \$1453  & \$1454 ;
+  assign \$1456  = ! stage[173];
+  assign \$1457  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1458  = ! \$1457 ;
+  assign \$1459  = stage[128:127] == 2'h3;
+  assign \$1460  = ~ reduced_b;
+  assign \$1461  = \$1459  & \$1460 ;
+  assign \$1462  = reduced_b ? copied : acc;
+  assign \$1463  = $signed(part[52:37]) + $signed(\$1462 [52:37]);
+  assign \$1464  = reduced_b ? copied : acc;
+  assign \$1465  = \$1461  ? \$1463  : { \$1464 [52], \$1464 [52:37] };
+  assign \$1466  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1467  = ! \$1466 ;
+  assign \$1468  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1469  = \$1468  - 1'h1;
+  assign \$1470  = \$1467  ? 6'h00 : \$1469 [5:0];
+  assign \$1471  = $signed(\$1465 ) >>> \$1470 ;
+  assign \$1472  = stage[128:127] == 2'h3;
+  assign \$1473  = ~ reduced_b;
+  assign \$1474  = \$1472  & \$1473 ;
+  assign \$1475  = reduced_b ? copied : acc;
+  assign \$1476  = $signed(part[52:37]) + $signed(\$1475 [52:37]);
+  assign \$1477  = reduced_b ? copied : acc;
+  assign \$1478  = \$1474  ? \$1476  : { \$1477 [52], \$1477 [52:37] };
+  assign \$1479  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1480  = ! \$1479 ;
+  assign \$1481  = reduced_b ? stage[219:214] : stage[179:174];
   assign \$1482  = \$1481  - 1'h1;
-  assign \$1483  = x == \$1482 ;
-  assign \$1484  = \$1475  & \$1483 ;
-  assign \$1485  = issue & \$1484 ;
-  assign \$1486  = stage[212:181] >> t[4:0];
-  assign \$1487  = ~ \$1486 ;
-  assign \$1488  = stage[213] & \$1487 ;
-  assign \$1489  = stage[1:0] == 1'h1;
-  assign \$1490  = \$1488  & \$1489 ;
-  assign \$1491  = \$1490  ? 16'h0001 : stage[25:10];
-  assign \$1492  = \$1491  - 1'h1;
-  assign \$1493  = y == \$1492 ;
-  assign \$1494  = y + 1'h1;
-  assign \$1495  = \$1493  ? 17'h00000 : \$1494 ;
-  assign \$1496  = stage[212:181] >> t[4:0];
-  assign \$1497  = ~ \$1496 ;
-  assign \$1498  = stage[213] & \$1497 ;
-  assign \$1499  = ! stage[1:0];
-  assign \$1500  = \$1498  & \$1499 ;
-  assign \$1501  = stage[212:181] >> t[4:0];
-  assign \$1502  = ~ \$1501 ;
-  assign \$1503  = stage[213] & \$1502 ;
-  assign \$1504  = stage[1:0] == 1'h1;
-  assign \$1505  = \$1503  & \$1504 ;
-  assign \$1506  = ~ stage[297];
-  assign \$1507  = \$1506  | \$signal$80 ;
-  assign \$1508  = \$1507  | zeroed;
-  assign \$1509  = \$1505  & \$1508 ;
-  assign \$1510  = \$1500  | \$1509 ;
-  assign \$1511  = \$1510  ? 16'h0001 : stage[57:42];
-  assign \$1512  = \$1511  - 1'h1;
-  assign \$1513  = i == \$1512 ;
-  assign \$1515  = stage[212:181] >> t[4:0];
-  assign \$1516  = ~ \$1515 ;
-  assign \$1517  = stage[213] & \$1516 ;
-  assign \$1518  = ! stage[1:0];
-  assign \$1519  = \$1517  & \$1518 ;
-  assign \$1520  = stage[212:181] >> t[4:0];
-  assign \$1521  = ~ \$1520 ;
-  assign \$1522  = stage[213] & \$1521 ;
-  assign \$1523  = stage[1:0] == 1'h1;
-  assign \$1524  = \$1522  & \$1523 ;
-  assign \$1525  = ~ stage[297];
-  assign \$1526  = \$1525  | \$signal$80 ;
-  assign \$1527  = \$1526  | zeroed;
-  assign \$1528  = \$1524  & \$1527 ;
-  assign \$1529  = \$1519  | \$1528 ;
-  assign \$1530  = ! stage[128:127];
-  assign \$1531  = stage[128:127] == 2'h3;
-  assign \$1532  = \$1531  ? 3'h6 : 3'h3;
-  assign \$1533  = \$1530  ? 3'h1 : \$1532 ;
-  assign \$1534  = \$1529  ? 3'h1 : \$1533 ;
-  assign \$1535  = \$1534  - 1'h1;
-  assign \$1536  = $signed({ 1'h0, tap }) == $signed(\$1535 );
-  assign \$1537  = \$1514  & \$1536 ;
-  assign \$1538  = stage[212:181] >> t[4:0];
-  assign \$1539  = ~ \$1538 ;
-  assign \$1540  = stage[213] & \$1539 ;
-  assign \$1541  = stage[1:0] == 1'h1;
-  assign \$1542  = \$1540  & \$1541 ;
-  assign \$1543  = ~ stage[297];
-  assign \$1544  = \$1543  | \$signal$80 ;
-  assign \$1545  = \$1544  | zeroed;
-  assign \$1546  = \$1542  & \$1545 ;
-  assign \$1547  = \$1546  ? 16'h0001 : \$3 [15:0];
-  assign \$1548  = \$1547  - 1'h1;
-  assign \$1549  = go == \$1548 ;
-  assign \$1550  = \$1537  & \$1549 ;
-  assign \$1551  = stage[212:181] >> t[4:0];
-  assign \$1552  = ~ \$1551 ;
-  assign \$1553  = stage[213] & \$1552 ;
-  assign \$1554  = stage[1:0] == 1'h1;
-  assign \$1555  = \$1553  & \$1554 ;
-  assign \$1556  = \$1555  ? 16'h0001 : stage[41:26];
-  assign \$1557  = \$1556  - 1'h1;
-  assign \$1558  = x == \$1557 ;
-  assign \$1559  = \$1550  & \$1558 ;
-  assign \$1560  = stage[212:181] >> t[4:0];
-  assign \$1561  = ~ \$1560 ;
-  assign \$1562  = stage[213] & \$1561 ;
-  assign \$1563  = stage[1:0] == 1'h1;
-  assign \$1564  = \$1562  & \$1563 ;
-  assign \$1565  = \$1564  ? 16'h0001 : stage[25:10];
+  assign \$1483  = \$1480  ? 6'h00 : \$1482 [5:0];
+  assign \$1484  = $signed(\$1478 ) >>> \$1483 ;
+  assign \$1485  = $signed(\$1484 ) + $signed({ 1'h0, stage[180] });
+  assign \$1487  = \$1458  ? \$1471  : \$1486 [16:0];
+  assign \$1488  = $signed(\$1487 ) > $signed(8'h7f);
+  assign \$1489  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1490  = ! \$1489 ;
+  assign \$1491  = stage[128:127] == 2'h3;
+  assign \$1492  = ~ reduced_b;
+  assign \$1493  = \$1491  & \$1492 ;
+  assign \$1494  = reduced_b ? copied : acc;
+  assign \$1495  = $signed(part[52:37]) + $signed(\$1494 [52:37]);
+  assign \$1496  = reduced_b ? copied : acc;
+  assign \$1497  = \$1493  ? \$1495  : { \$1496 [52], \$1496 [52:37] };
+  assign \$1498  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1499  = ! \$1498 ;
+  assign \$1500  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1501  = \$1500  - 1'h1;
+  assign \$1502  = \$1499  ? 6'h00 : \$1501 [5:0];
+  assign \$1503  = $signed(\$1497 ) >>> \$1502 ;
+  assign \$1504  = stage[128:127] == 2'h3;
+  assign \$1505  = ~ reduced_b;
+  assign \$1506  = \$1504  & \$1505 ;
+  assign \$1507  = reduced_b ? copied : acc;
+  assign \$1508  = $signed(part[52:37]) + $signed(\$1507 [52:37]);
+  assign \$1509  = reduced_b ? copied : acc;
+  assign \$1510  = \$1506  ? \$1508  : { \$1509 [52], \$1509 [52:37] };
+  assign \$1511  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1512  = ! \$1511 ;
+  assign \$1513  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1514  = \$1513  - 1'h1;
+  assign \$1515  = \$1512  ? 6'h00 : \$1514 [5:0];
+  assign \$1516  = $signed(\$1510 ) >>> \$1515 ;
+  assign \$1517  = $signed(\$1516 ) + $signed({ 1'h0, stage[180] });
+  assign \$1519  = \$1490  ? \$1503  : \$1518 [16:0];
+  assign \$1520  = $signed(\$1519 ) < $signed(8'h80);
+  assign \$1521  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1522  = ! \$1521 ;
+  assign \$1523  = stage[128:127] == 2'h3;
+  assign \$1524  = ~ reduced_b;
+  assign \$1525  = \$1523  & \$1524 ;
+  assign \$1526  = reduced_b ? copied : acc;
+  assign \$1527  = $signed(part[52:37]) + $signed(\$1526 [52:37]);
+  assign \$1528  = reduced_b ? copied : acc;
+  assign \$1529  = \$1525  ? \$1527  : { \$1528 [52], \$1528 [52:37] };
+  assign \$1530  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1531  = ! \$1530 ;
+  assign \$1532  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1533  = \$1532  - 1'h1;
+  assign \$1534  = \$1531  ? 6'h00 : \$1533 [5:0];
+  assign \$1535  = $signed(\$1529 ) >>> \$1534 ;
+  assign \$1536  = stage[128:127] == 2'h3;
+  assign \$1537  = ~ reduced_b;
+  assign \$1538  = \$1536  & \$1537 ;
+  assign \$1539  = reduced_b ? copied : acc;
+  assign \$1540  = $signed(part[52:37]) + $signed(\$1539 [52:37]);
+  assign \$1541  = reduced_b ? copied : acc;
+  assign \$1542  = \$1538  ? \$1540  : { \$1541 [52], \$1541 [52:37] };
+  assign \$1543  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1544  = ! \$1543 ;
+  assign \$1545  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1546  = \$1545  - 1'h1;
+  assign \$1547  = \$1544  ? 6'h00 : \$1546 [5:0];
+  assign \$1548  = $signed(\$1542 ) >>> \$1547 ;
+  assign \$1549  = $signed(\$1548 ) + $signed({ 1'h0, stage[180] });
+  assign \$1551  = \$1522  ? \$1535  : \$1550 [16:0];
+  assign \$1552  = \$1520  ? 8'h80 : \$1551 [7:0];
+  assign \$1553  = \$1488  ? 8'h7f : \$1552 ;
+  assign \$1554  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1555  = ! \$1554 ;
+  assign \$1556  = stage[128:127] == 2'h3;
+  assign \$1557  = ~ reduced_b;
+  assign \$1558  = \$1556  & \$1557 ;
+  assign \$1559  = reduced_b ? copied : acc;
+  assign \$1560  = $signed(part[52:37]) + $signed(\$1559 [52:37]);
+  assign \$1561  = reduced_b ? copied : acc;
+  assign \$1562  = \$1558  ? \$1560  : { \$1561 [52], \$1561 [52:37] };
+  assign \$1563  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1564  = ! \$1563 ;
+  assign \$1565  = reduced_b ? stage[219:214] : stage[179:174];
   assign \$1566  = \$1565  - 1'h1;
-  assign \$1567  = y == \$1566 ;
-  assign \$1568  = \$1559  & \$1567 ;
-  assign \$1569  = issue & \$1568 ;
-  assign \$1570  = stage[9:2] - 1'h1;
-  assign \$1571  = $signed({ 1'h0, t }) == $signed(\$1570 );
-  assign \$1572  = t + 1'h1;
-  assign \$1573  = \$1571  ? 17'h00000 : \$1572 ;
-  assign \$1574  = stage[212:181] >> t[4:0];
-  assign \$1575  = ~ \$1574 ;
-  assign \$1576  = stage[213] & \$1575 ;
-  assign \$1577  = ! stage[1:0];
-  assign \$1578  = \$1576  & \$1577 ;
-  assign \$1579  = stage[212:181] >> t[4:0];
-  assign \$1580  = ~ \$1579 ;
-  assign \$1581  = stage[213] & \$1580 ;
-  assign \$1582  = stage[1:0] == 1'h1;
-  assign \$1583  = \$1581  & \$1582 ;
-  assign \$1584  = ~ stage[297];
-  assign \$1585  = \$1584  | \$signal$80 ;
-  assign \$1586  = \$1585  | zeroed;
-  assign \$1587  = \$1583  & \$1586 ;
-  assign \$1588  = \$1578  | \$1587 ;
-  assign \$1589  = \$1588  ? 16'h0001 : stage[57:42];
-  assign \$1590  = \$1589  - 1'h1;
-  assign \$1591  = i == \$1590 ;
-  assign \$1593  = stage[212:181] >> t[4:0];
-  assign \$1594  = ~ \$1593 ;
-  assign \$1595  = stage[213] & \$1594 ;
-  assign \$1596  = ! stage[1:0];
-  assign \$1597  = \$1595  & \$1596 ;
-  assign \$1598  = stage[212:181] >> t[4:0];
-  assign \$1599  = ~ \$1598 ;
-  assign \$1600  = stage[213] & \$1599 ;
-  assign \$1601  = stage[1:0] == 1'h1;
-  assign \$1602  = \$1600  & \$1601 ;
-  assign \$1603  = ~ stage[297];
-  assign \$1604  = \$1603  | \$signal$80 ;
-  assign \$1605  = \$1604  | zeroed;
-  assign \$1606  = \$1602  & \$1605 ;
-  assign \$1607  = \$1597  | \$1606 ;
-  assign \$1608  = ! stage[128:127];
-  assign \$1609  = stage[128:127] == 2'h3;
-  assign \$1610  = \$1609  ? 3'h6 : 3'h3;
-  assign \$1611  = \$1608  ? 3'h1 : \$1610 ;
-  assign \$1612  = \$1607  ? 3'h1 : \$1611 ;
-  assign \$1613  = \$1612  - 1'h1;
-  assign \$1614  = $signed({ 1'h0, tap }) == $signed(\$1613 );
-  assign \$1615  = \$1592  & \$1614 ;
-  assign \$1616  = stage[212:181] >> t[4:0];
-  assign \$1617  = ~ \$1616 ;
-  assign \$1618  = stage[213] & \$1617 ;
-  assign \$1619  = stage[1:0] == 1'h1;
-  assign \$1620  = \$1618  & \$1619 ;
-  assign \$1621  = ~ stage[297];
-  assign \$1622  = \$1621  | \$signal$80 ;
-  assign \$1623  = \$1622  | zeroed;
-  assign \$1624  = \$1620  & \$1623 ;
-  assign \$1625  = \$1624  ? 16'h0001 : \$3 [15:0];
-  assign \$1626  = \$1625  - 1'h1;
-  assign \$1627  = go == \$1626 ;
-  assign \$1628  = \$1615  & \$1627 ;
-  assign \$1629  = stage[212:181] >> t[4:0];
-  assign \$1630  = ~ \$1629 ;
-  assign \$1631  = stage[213] & \$1630 ;
-  assign \$1632  = stage[1:0] == 1'h1;
-  assign \$1633  = \$1631  & \$1632 ;
-  assign \$1634  = \$1633  ? 16'h0001 : stage[41:26];
-  assign \$1635  = \$1634  - 1'h1;
-  assign \$1636  = x == \$1635 ;
-  assign \$1637  = \$1628  & \$1636 ;
-  assign \$1638  = stage[212:181] >> t[4:0];
-  assign \$1639  = ~ \$1638 ;
-  assign \$1640  = stage[213] & \$1639 ;
-  assign \$1641  = stage[1:0] == 1'h1;
-  assign \$1642  = \$1640  & \$1641 ;
-  assign \$1643  = \$1642  ? 16'h0001 : stage[25:10];
-  assign \$1644  = \$1643  - 1'h1;
-  assign \$1645  = y == \$1644 ;
-  assign \$1646  = \$1637  & \$1645 ;
-  assign \$1647  = stage[9:2] - 1'h1;
-  assign \$1648  = $signed({ 1'h0, t }) == $signed(\$1647 );
-  assign \$1649  = \$1646  & \$1648 ;
-  assign \$1650  = issue & \$1649 ;
-  assign \$1651  = stage[212:181] >> t[4:0];
-  assign \$1652  = ~ \$1651 ;
-  assign \$1653  = stage[213] & \$1652 ;
-  assign \$1654  = ! stage[1:0];
-  assign \$1655  = \$1653  & \$1654 ;
-  assign \$1656  = stage[212:181] >> t[4:0];
-  assign \$1657  = ~ \$1656 ;
-  assign \$1658  = stage[213] & \$1657 ;
-  assign \$1659  = stage[1:0] == 1'h1;
-  assign \$1660  = \$1658  & \$1659 ;
-  assign \$1661  = ~ stage[297];
-  assign \$1662  = \$1661  | \$signal$80 ;
-  assign \$1663  = \$1662  | zeroed;
-  assign \$1664  = \$1660  & \$1663 ;
-  assign \$1665  = \$1655  | \$1664 ;
-  assign \$1666  = \$1665  ? 16'h0001 : stage[57:42];
-  assign \$1667  = \$1666  - 1'h1;
-  assign \$1668  = i == \$1667 ;
-  assign \$1670  = stage[212:181] >> t[4:0];
-  assign \$1671  = ~ \$1670 ;
-  assign \$1672  = stage[213] & \$1671 ;
-  assign \$1673  = ! stage[1:0];
-  assign \$1674  = \$1672  & \$1673 ;
-  assign \$1675  = stage[212:181] >> t[4:0];
-  assign \$1676  = ~ \$1675 ;
-  assign \$1677  = stage[213] & \$1676 ;
-  assign \$1678  = stage[1:0] == 1'h1;
-  assign \$1679  = \$1677  & \$1678 ;
-  assign \$1680  = ~ stage[297];
-  assign \$1681  = \$1680  | \$signal$80 ;
-  assign \$1682  = \$1681  | zeroed;
-  assign \$1683  = \$1679  & \$1682 ;
-  assign \$1684  = \$1674  | \$1683 ;
-  assign \$1685  = ! stage[128:127];
-  assign \$1686  = stage[128:127] == 2'h3;
-  assign \$1687  = \$1686  ? 3'h6 : 3'h3;
-  assign \$1688  = \$1685  ? 3'h1 : \$1687 ;
-  assign \$1689  = \$1684  ? 3'h1 : \$1688 ;
-  assign \$1690  = \$1689  - 1'h1;
-  assign \$1691  = $signed({ 1'h0, tap }) == $signed(\$1690 );
-  assign \$1692  = \$1669  & \$1691 ;
-  assign \$1693  = stage[212:181] >> t[4:0];
-  assign \$1694  = ~ \$1693 ;
-  assign \$1695  = stage[213] & \$1694 ;
-  assign \$1696  = stage[1:0] == 1'h1;
-  assign \$1697  = \$1695  & \$1696 ;
-  assign \$1698  = ~ stage[297];
-  assign \$1699  = \$1698  | \$signal$80 ;
-  assign \$1700  = \$1699  | zeroed;
-  assign \$1701  = \$1697  & \$1700 ;
-  assign \$1702  = \$1701  ? 16'h0001 : \$3 [15:0];
-  assign \$1703  = \$1702  - 1'h1;
-  assign \$1704  = go == \$1703 ;
-  assign \$1705  = \$1692  & \$1704 ;
-  assign \$1706  = issue & \$1705 ;
-  assign \$1707  = stage[212:181] >> t[4:0];
-  assign \$1708  = ~ \$1707 ;
-  assign \$1709  = stage[213] & \$1708 ;
-  assign \$1710  = stage[1:0] == 1'h1;
-  assign \$1711  = \$1709  & \$1710 ;
-  assign \$1712  = ~ \$1711 ;
-  assign \$1713  = \$1706  & \$1712 ;
-  assign \$1714  = stage[212:181] >> t[4:0];
-  assign \$1715  = ~ \$1714 ;
-  assign \$1716  = stage[213] & \$1715 ;
-  assign \$1717  = ! stage[1:0];
-  assign \$1718  = \$1716  & \$1717 ;
-  assign \$1719  = stage[212:181] >> t[4:0];
-  assign \$1720  = ~ \$1719 ;
-  assign \$1721  = stage[213] & \$1720 ;
-  assign \$1722  = stage[1:0] == 1'h1;
-  assign \$1723  = \$1721  & \$1722 ;
-  assign \$1724  = ~ stage[297];
-  assign \$1725  = \$1724  | \$signal$80 ;
-  assign \$1726  = \$1725  | zeroed;
-  assign \$1727  = \$1723  & \$1726 ;
-  assign \$1728  = \$1718  | \$1727 ;
-  assign \$1729  = \$1728  ? 16'h0001 : stage[57:42];
-  assign \$1730  = \$1729  - 1'h1;
-  assign \$1731  = i == \$1730 ;
-  assign \$1733  = stage[212:181] >> t[4:0];
-  assign \$1734  = ~ \$1733 ;
-  assign \$1735  = stage[213] & \$1734 ;
-  assign \$1736  = ! stage[1:0];
-  assign \$1737  = \$1735  & \$1736 ;
-  assign \$1738  = stage[212:181] >> t[4:0];
-  assign \$1739  = ~ \$1738 ;
-  assign \$1740  = stage[213] & \$1739 ;
-  assign \$1741  = stage[1:0] == 1'h1;
-  assign \$1742  = \$1740  & \$1741 ;
-  assign \$1743  = ~ stage[297];
-  assign \$1744  = \$1743  | \$signal$80 ;
-  assign \$1745  = \$1744  | zeroed;
-  assign \$1746  = \$1742  & \$1745 ;
-  assign \$1747  = \$1737  | \$1746 ;
-  assign \$1748  = ! stage[128:127];
-  assign \$1749  = stage[128:127] == 2'h3;
-  assign \$1750  = \$1749  ? 3'h6 : 3'h3;
-  assign \$1751  = \$1748  ? 3'h1 : \$1750 ;
-  assign \$1752  = \$1747  ? 3'h1 : \$1751 ;
-  assign \$1753  = \$1752  - 1'h1;
-  assign \$1754  = $signed({ 1'h0, tap }) == $signed(\$1753 );
-  assign \$1755  = \$1732  & \$1754 ;
-  assign \$1756  = stage[212:181] >> t[4:0];
-  assign \$1757  = ~ \$1756 ;
-  assign \$1758  = stage[213] & \$1757 ;
-  assign \$1759  = stage[1:0] == 1'h1;
-  assign \$1760  = \$1758  & \$1759 ;
-  assign \$1761  = ~ stage[297];
-  assign \$1762  = \$1761  | \$signal$80 ;
-  assign \$1763  = \$1762  | zeroed;
-  assign \$1764  = \$1760  & \$1763 ;
-  assign \$1765  = \$1764  ? 16'h0001 : \$3 [15:0];
-  assign \$1766  = \$1765  - 1'h1;
-  assign \$1767  = go == \$1766 ;
-  assign \$1768  = \$1755  & \$1767 ;
-  assign \$1769  = issue & \$1768 ;
-  assign \$1770  = stage[212:181] >> t[4:0];
-  assign \$1771  = ~ \$1770 ;
-  assign \$1772  = stage[213] & \$1771 ;
-  assign \$1773  = stage[1:0] == 1'h1;
-  assign \$1774  = \$1772  & \$1773 ;
-  assign \$1775  = \$1769  & \$1774 ;
-  assign \$1776  = stage[212:181] >> t[4:0];
-  assign \$1777  = ~ \$1776 ;
-  assign \$1778  = stage[213] & \$1777 ;
-  assign \$1779  = stage[1:0] == 1'h1;
-  assign \$1780  = \$1778  & \$1779 ;
-  assign \$1781  = ~ stage[297];
-  assign \$1782  = \$1781  | \$signal$80 ;
-  assign \$1783  = \$1782  | zeroed;
-  assign \$1784  = \$1780  & \$1783 ;
-  assign \$1785  = ~ \$1784 ;
-  assign \$1786  = \$1775  & \$1785 ;
-  assign \$1787  = stage[1:0] == 1'h1;
-  assign \$1788  = stage[212:181] >> t[4:0];
-  assign \$1789  = ~ \$1788 ;
-  assign \$1790  = stage[213] & \$1789 ;
-  assign \$1791  = \$1787  & \$1790 ;
-  assign \$1792  = ~ \$1791 ;
-  assign \$1793  = stage[1:0] == 1'h1;
-  assign \$1794  = stage[212:181] >> t[4:0];
-  assign \$1795  = ~ \$1794 ;
-  assign \$1796  = stage[213] & \$1795 ;
-  assign \$1797  = \$1793  & \$1796 ;
-  assign \$1798  = ~ \$signal$80 ;
-  assign \$1799  = stage[297] & \$1798 ;
-  assign \$1800  = \$1797  & \$1799 ;
-  assign \$1801  = \$1792  | \$1800 ;
-  assign \$1802  = issue & \$1801 ;
-  assign \$1803  = stage[126] ? i[5:0] : { 4'h0, i[1:0] };
-  assign \$1805  = stage[73:58] - \$1804 ;
-  assign \$1806  = $signed(\$1805 ) >= $signed(4'h4);
-  assign \$1808  = stage[73:58] - \$1807 ;
-  assign \$1809  = \$1806  ? 20'h00004 : \$1808 ;
-  assign \$1811  = ! \$1810 ;
-  assign \$1813  = ! \$1812 ;
-  assign \$1814  = stage[126] ? \$1811  : \$1813 ;
-  assign \$1815  = ! tap;
-  assign \$1816  = ! i;
-  assign \$1817  = \$1815  & \$1816 ;
-  assign \$1818  = stage[128:127] == 2'h3;
-  assign \$1819  = tap == 2'h3;
-  assign \$1820  = \$1818  & \$1819 ;
-  assign \$1821  = ! i;
-  assign \$1822  = \$1820  & \$1821 ;
-  assign \$1823  = stage[212:181] >> t[4:0];
-  assign \$1824  = ~ \$1823 ;
-  assign \$1825  = stage[213] & \$1824 ;
-  assign \$1826  = ~ \$1825 ;
-  assign \$1827  = \$1822  & \$1826 ;
-  assign \$1828  = stage[212:181] >> t[4:0];
-  assign \$1829  = ~ \$1828 ;
-  assign \$1830  = stage[213] & \$1829 ;
-  assign \$1831  = ! stage[1:0];
-  assign \$1832  = \$1830  & \$1831 ;
-  assign \$1833  = stage[212:181] >> t[4:0];
-  assign \$1834  = ~ \$1833 ;
-  assign \$1835  = stage[213] & \$1834 ;
-  assign \$1836  = stage[1:0] == 1'h1;
-  assign \$1837  = \$1835  & \$1836 ;
-  assign \$1838  = ~ stage[297];
-  assign \$1839  = \$1838  | \$signal$80 ;
-  assign \$1840  = \$1839  | zeroed;
-  assign \$1841  = \$1837  & \$1840 ;
-  assign \$1842  = \$1832  | \$1841 ;
-  assign \$1843  = \$1842  ? 16'h0001 : stage[57:42];
-  assign \$1844  = \$1843  - 1'h1;
-  assign \$1845  = i == \$1844 ;
-  assign \$1847  = stage[212:181] >> t[4:0];
-  assign \$1848  = ~ \$1847 ;
-  assign \$1849  = stage[213] & \$1848 ;
-  assign \$1850  = ! stage[1:0];
-  assign \$1851  = \$1849  & \$1850 ;
-  assign \$1852  = stage[212:181] >> t[4:0];
-  assign \$1853  = ~ \$1852 ;
-  assign \$1854  = stage[213] & \$1853 ;
-  assign \$1855  = stage[1:0] == 1'h1;
-  assign \$1856  = \$1854  & \$1855 ;
-  assign \$1857  = ~ stage[297];
-  assign \$1858  = \$1857  | \$signal$80 ;
-  assign \$1859  = \$1858  | zeroed;
-  assign \$1860  = \$1856  & \$1859 ;
-  assign \$1861  = \$1851  | \$1860 ;
-  assign \$1862  = ! stage[128:127];
-  assign \$1863  = stage[128:127] == 2'h3;
-  assign \$1864  = \$1863  ? 3'h6 : 3'h3;
-  assign \$1865  = \$1862  ? 3'h1 : \$1864 ;
-  assign \$1866  = \$1861  ? 3'h1 : \$1865 ;
-  assign \$1867  = \$1866  - 1'h1;
-  assign \$1868  = $signed({ 1'h0, tap }) == $signed(\$1867 );
-  assign \$1869  = \$1846  & \$1868 ;
-  assign \$1870  = ~ \$signal$80 ;
-  assign \$1871  = stage[297] & \$1870 ;
-  assign \$1872  = stage[212:181] >> t[4:0];
-  assign \$1873  = ~ \$1872 ;
-  assign \$1874  = stage[213] & \$1873 ;
-  assign \$1875  = stage[1:0] == 1'h1;
-  assign \$1876  = stage[212:181] >> t[4:0];
-  assign \$1877  = ~ \$1876 ;
-  assign \$1878  = stage[213] & \$1877 ;
-  assign \$1879  = \$1875  & \$1878 ;
-  assign \$1880  = ~ \$signal$80 ;
-  assign \$1881  = stage[297] & \$1880 ;
-  assign \$1882  = \$1879  & \$1881 ;
-  assign \$1883  = stage[212:181] >> t[4:0];
-  assign \$1884  = ~ \$1883 ;
-  assign \$1885  = stage[213] & \$1884 ;
-  assign \$1886  = ! stage[1:0];
-  assign \$1887  = \$1885  & \$1886 ;
-  assign \$1888  = a_first_word ? inp__data : \$signal ;
-  assign \$1889  = a_first_step ? grad__data : held_g;
-  assign \$1890  = va & a_copy;
-  assign \$1891  = stage[1:0] == 1'h1;
-  assign \$1892  = ~ \$1891 ;
-  assign \$1893  = va & \$1892 ;
-  assign \$1894  = \$1893  & a_branch;
-  assign \$1895  = stage[1:0] == 1'h1;
-  assign \$1896  = ~ \$1895 ;
-  assign \$1897  = va & \$1896 ;
-  assign \$1898  = \$1897  & a_last;
+  assign \$1567  = \$1564  ? 6'h00 : \$1566 [5:0];
+  assign \$1568  = $signed(\$1562 ) >>> \$1567 ;
+  assign \$1569  = stage[128:127] == 2'h3;
+  assign \$1570  = ~ reduced_b;
+  assign \$1571  = \$1569  & \$1570 ;
+  assign \$1572  = reduced_b ? copied : acc;
+  assign \$1573  = $signed(part[52:37]) + $signed(\$1572 [52:37]);
+  assign \$1574  = reduced_b ? copied : acc;
+  assign \$1575  = \$1571  ? \$1573  : { \$1574 [52], \$1574 [52:37] };
+  assign \$1576  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1577  = ! \$1576 ;
+  assign \$1578  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1579  = \$1578  - 1'h1;
+  assign \$1580  = \$1577  ? 6'h00 : \$1579 [5:0];
+  assign \$1581  = $signed(\$1575 ) >>> \$1580 ;
+  assign \$1582  = $signed(\$1581 ) + $signed({ 1'h0, stage[180] });
+  assign \$1584  = \$1555  ? \$1568  : \$1583 [16:0];
+  assign \$1585  = $signed(\$1553 ) != $signed(\$1584 );
+  assign \$1586  = reduced_b & stage[220];
+  assign \$1587  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1588  = $signed(v_bwd1) << \$1587 [3:0];
+  assign \$1589  = $signed(\$1588 ) > $signed(16'h7fff);
+  assign \$1590  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1591  = $signed(v_bwd1) << \$1590 [3:0];
+  assign \$1592  = $signed(\$1591 ) < $signed(16'h8000);
+  assign \$1593  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1594  = $signed(v_bwd1) << \$1593 [3:0];
+  assign \$1595  = \$1592  ? 16'h8000 : \$1594 [15:0];
+  assign \$1596  = \$1589  ? 16'h7fff : \$1595 ;
+  assign \$1597  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1598  = $signed(v_bwd1) << \$1597 [3:0];
+  assign \$1599  = $signed(\$1596 ) != $signed(\$1598 );
+  assign \$1600  = \$1586  ? \$1599  : \$1939 ;
+  assign \$1601  = stage[173] ? \$1600  : \$1585 ;
+  assign \$1602  = active_b > 1'h1;
+  assign \$1603  = \$1601  & \$1602 ;
+  assign \$1604  = ! stage[173];
+  assign \$1605  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1606  = ! \$1605 ;
+  assign \$1607  = stage[128:127] == 2'h3;
+  assign \$1608  = ~ reduced_b;
+  assign \$1609  = \$1607  & \$1608 ;
+  assign \$1610  = reduced_b ? copied : acc;
+  assign \$1611  = $signed(part[89:74]) + $signed(\$1610 [89:74]);
+  assign \$1612  = reduced_b ? copied : acc;
+  assign \$1613  = \$1609  ? \$1611  : { \$1612 [89], \$1612 [89:74] };
+  assign \$1614  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1615  = ! \$1614 ;
+  assign \$1616  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1617  = \$1616  - 1'h1;
+  assign \$1618  = \$1615  ? 6'h00 : \$1617 [5:0];
+  assign \$1619  = $signed(\$1613 ) >>> \$1618 ;
+  assign \$1620  = stage[128:127] == 2'h3;
+  assign \$1621  = ~ reduced_b;
+  assign \$1622  = \$1620  & \$1621 ;
+  assign \$1623  = reduced_b ? copied : acc;
+  assign \$1624  = $signed(part[89:74]) + $signed(\$1623 [89:74]);
+  assign \$1625  = reduced_b ? copied : acc;
+  assign \$1626  = \$1622  ? \$1624  : { \$1625 [89], \$1625 [89:74] };
+  assign \$1627  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1628  = ! \$1627 ;
+  assign \$1629  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1630  = \$1629  - 1'h1;
+  assign \$1631  = \$1628  ? 6'h00 : \$1630 [5:0];
+  assign \$1632  = $signed(\$1626 ) >>> \$1631 ;
+  assign \$1633  = $signed(\$1632 ) + $signed({ 1'h0, stage[180] });
+  assign \$1635  = \$1606  ? \$1619  : \$1634 [16:0];
+  assign \$1636  = $signed(\$1635 ) > $signed(8'h7f);
+  assign \$1637  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1638  = ! \$1637 ;
+  assign \$1639  = stage[128:127] == 2'h3;
+  assign \$1640  = ~ reduced_b;
+  assign \$1641  = \$1639  & \$1640 ;
+  assign \$1642  = reduced_b ? copied : acc;
+  assign \$1643  = $signed(part[89:74]) + $signed(\$1642 [89:74]);
+  assign \$1644  = reduced_b ? copied : acc;
+  assign \$1645  = \$1641  ? \$1643  : { \$1644 [89], \$1644 [89:74] };
+  assign \$1646  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1647  = ! \$1646 ;
+  assign \$1648  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1649  = \$1648  - 1'h1;
+  assign \$1650  = \$1647  ? 6'h00 : \$1649 [5:0];
+  assign \$1651  = $signed(\$1645 ) >>> \$1650 ;
+  assign \$1652  = stage[128:127] == 2'h3;
+  assign \$1653  = ~ reduced_b;
+  assign \$1654  = \$1652  & \$1653 ;
+  assign \$1655  = reduced_b ? copied : acc;
+  assign \$1656  = $signed(part[89:74]) + $signed(\$1655 [89:74]);
+  assign \$1657  = reduced_b ? copied : acc;
+  assign \$1658  = \$1654  ? \$1656  : { \$1657 [89], \$1657 [89:74] };
+  assign \$1659  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1660  = ! \$1659 ;
+  assign \$1661  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1662  = \$1661  - 1'h1;
+  assign \$1663  = \$1660  ? 6'h00 : \$1662 [5:0];
+  assign \$1664  = $signed(\$1658 ) >>> \$1663 ;
+  assign \$1665  = $signed(\$1664 ) + $signed({ 1'h0, stage[180] });
+  assign \$1667  = \$1638  ? \$1651  : \$1666 [16:0];
+  assign \$1668  = $signed(\$1667 ) < $signed(8'h80);
+  assign \$1669  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1670  = ! \$1669 ;
+  assign \$1671  = stage[128:127] == 2'h3;
+  assign \$1672  = ~ reduced_b;
+  assign \$1673  = \$1671  & \$1672 ;
+  assign \$1674  = reduced_b ? copied : acc;
+  assign \$1675  = $signed(part[89:74]) + $signed(\$1674 [89:74]);
+  assign \$1676  = reduced_b ? copied : acc;
+  assign \$1677  = \$1673  ? \$1675  : { \$1676 [89], \$1676 [89:74] };
+  assign \$1678  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1679  = ! \$1678 ;
+  assign \$1680  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1681  = \$1680  - 1'h1;
+  assign \$1682  = \$1679  ? 6'h00 : \$1681 [5:0];
+  assign \$1683  = $signed(\$1677 ) >>> \$1682 ;
+  assign \$1684  = stage[128:127] == 2'h3;
+  assign \$1685  = ~ reduced_b;
+  assign \$1686  = \$1684  & \$1685 ;
+  assign \$1687  = reduced_b ? copied : acc;
+  assign \$1688  = $signed(part[89:74]) + $signed(\$1687 [89:74]);
+  assign \$1689  = reduced_b ? copied : acc;
+  assign \$1690  = \$1686  ? \$1688  : { \$1689 [89], \$1689 [89:74] };
+  assign \$1691  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1692  = ! \$1691 ;
+  assign \$1693  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1694  = \$1693  - 1'h1;
+  assign \$1695  = \$1692  ? 6'h00 : \$1694 [5:0];
+  assign \$1696  = $signed(\$1690 ) >>> \$1695 ;
+  assign \$1697  = $signed(\$1696 ) + $signed({ 1'h0, stage[180] });
+  assign \$1699  = \$1670  ? \$1683  : \$1698 [16:0];
+  assign \$1700  = \$1668  ? 8'h80 : \$1699 [7:0];
+  assign \$1701  = \$1636  ? 8'h7f : \$1700 ;
+  assign \$1702  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1703  = ! \$1702 ;
+  assign \$1704  = stage[128:127] == 2'h3;
+  assign \$1705  = ~ reduced_b;
+  assign \$1706  = \$1704  & \$1705 ;
+  assign \$1707  = reduced_b ? copied : acc;
+  assign \$1708  = $signed(part[89:74]) + $signed(\$1707 [89:74]);
+  assign \$1709  = reduced_b ? copied : acc;
+  assign \$1710  = \$1706  ? \$1708  : { \$1709 [89], \$1709 [89:74] };
+  assign \$1711  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1712  = ! \$1711 ;
+  assign \$1713  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1714  = \$1713  - 1'h1;
+  assign \$1715  = \$1712  ? 6'h00 : \$1714 [5:0];
+  assign \$1716  = $signed(\$1710 ) >>> \$1715 ;
+  assign \$1717  = stage[128:127] == 2'h3;
+  assign \$1718  = ~ reduced_b;
+  assign \$1719  = \$1717  & \$1718 ;
+  assign \$1720  = reduced_b ? copied : acc;
+  assign \$1721  = $signed(part[89:74]) + $signed(\$1720 [89:74]);
+  assign \$1722  = reduced_b ? copied : acc;
+  assign \$1723  = \$1719  ? \$1721  : { \$1722 [89], \$1722 [89:74] };
+  assign \$1724  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1725  = ! \$1724 ;
+  assign \$1726  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1727  = \$1726  - 1'h1;
+  assign \$1728  = \$1725  ? 6'h00 : \$1727 [5:0];
+  assign \$1729  = $signed(\$1723 ) >>> \$1728 ;
+  assign \$1730  = $signed(\$1729 ) + $signed({ 1'h0, stage[180] });
+  assign \$1732  = \$1703  ? \$1716  : \$1731 [16:0];
+  assign \$1733  = $signed(\$1701 ) != $signed(\$1732 );
+  assign \$1734  = reduced_b & stage[220];
+  assign \$1735  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1736  = $signed(v_bwd2) << \$1735 [3:0];
+  assign \$1737  = $signed(\$1736 ) > $signed(16'h7fff);
+  assign \$1738  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1739  = $signed(v_bwd2) << \$1738 [3:0];
+  assign \$1740  = $signed(\$1739 ) < $signed(16'h8000);
+  assign \$1741  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1742  = $signed(v_bwd2) << \$1741 [3:0];
+  assign \$1743  = \$1740  ? 16'h8000 : \$1742 [15:0];
+  assign \$1744  = \$1737  ? 16'h7fff : \$1743 ;
+  assign \$1745  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1746  = $signed(v_bwd2) << \$1745 [3:0];
+  assign \$1747  = $signed(\$1744 ) != $signed(\$1746 );
+  assign \$1748  = \$1734  ? \$1747  : \$1940 ;
+  assign \$1749  = stage[173] ? \$1748  : \$1733 ;
+  assign \$1750  = active_b > 2'h2;
+  assign \$1751  = \$1749  & \$1750 ;
+  assign \$1752  = ! stage[173];
+  assign \$1753  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1754  = ! \$1753 ;
+  assign \$1755  = stage[128:127] == 2'h3;
+  assign \$1756  = ~ reduced_b;
+  assign \$1757  = \$1755  & \$1756 ;
+  assign \$1758  = reduced_b ? copied : acc;
+  assign \$1759  = $signed(part[126:111]) + $signed(\$1758 [126:111]);
+  assign \$1760  = reduced_b ? copied : acc;
+  assign \$1761  = \$1757  ? \$1759  : { \$1760 [126], \$1760 [126:111] };
+  assign \$1762  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1763  = ! \$1762 ;
+  assign \$1764  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1765  = \$1764  - 1'h1;
+  assign \$1766  = \$1763  ? 6'h00 : \$1765 [5:0];
+  assign \$1767  = $signed(\$1761 ) >>> \$1766 ;
+  assign \$1768  = stage[128:127] == 2'h3;
+  assign \$1769  = ~ reduced_b;
+  assign \$1770  = \$1768  & \$1769 ;
+  assign \$1771  = reduced_b ? copied : acc;
+  assign \$1772  = $signed(part[126:111]) + $signed(\$1771 [126:111]);
+  assign \$1773  = reduced_b ? copied : acc;
+  assign \$1774  = \$1770  ? \$1772  : { \$1773 [126], \$1773 [126:111] };
+  assign \$1775  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1776  = ! \$1775 ;
+  assign \$1777  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1778  = \$1777  - 1'h1;
+  assign \$1779  = \$1776  ? 6'h00 : \$1778 [5:0];
+  assign \$1780  = $signed(\$1774 ) >>> \$1779 ;
+  assign \$1781  = $signed(\$1780 ) + $signed({ 1'h0, stage[180] });
+  assign \$1783  = \$1754  ? \$1767  : \$1782 [16:0];
+  assign \$1784  = $signed(\$1783 ) > $signed(8'h7f);
+  assign \$1785  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1786  = ! \$1785 ;
+  assign \$1787  = stage[128:127] == 2'h3;
+  assign \$1788  = ~ reduced_b;
+  assign \$1789  = \$1787  & \$1788 ;
+  assign \$1790  = reduced_b ? copied : acc;
+  assign \$1791  = $signed(part[126:111]) + $signed(\$1790 [126:111]);
+  assign \$1792  = reduced_b ? copied : acc;
+  assign \$1793  = \$1789  ? \$1791  : { \$1792 [126], \$1792 [126:111] };
+  assign \$1794  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1795  = ! \$1794 ;
+  assign \$1796  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1797  = \$1796  - 1'h1;
+  assign \$1798  = \$1795  ? 6'h00 : \$1797 [5:0];
+  assign \$1799  = $signed(\$1793 ) >>> \$1798 ;
+  assign \$1800  = stage[128:127] == 2'h3;
+  assign \$1801  = ~ reduced_b;
+  assign \$1802  = \$1800  & \$1801 ;
+  assign \$1803  = reduced_b ? copied : acc;
+  assign \$1804  = $signed(part[126:111]) + $signed(\$1803 [126:111]);
+  assign \$1805  = reduced_b ? copied : acc;
+  assign \$1806  = \$1802  ? \$1804  : { \$1805 [126], \$1805 [126:111] };
+  assign \$1807  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1808  = ! \$1807 ;
+  assign \$1809  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1810  = \$1809  - 1'h1;
+  assign \$1811  = \$1808  ? 6'h00 : \$1810 [5:0];
+  assign \$1812  = $signed(\$1806 ) >>> \$1811 ;
+  assign \$1813  = $signed(\$1812 ) + $signed({ 1'h0, stage[180] });
+  assign \$1815  = \$1786  ? \$1799  : \$1814 [16:0];
+  assign \$1816  = $signed(\$1815 ) < $signed(8'h80);
+  assign \$1817  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1818  = ! \$1817 ;
+  assign \$1819  = stage[128:127] == 2'h3;
+  assign \$1820  = ~ reduced_b;
+  assign \$1821  = \$1819  & \$1820 ;
+  assign \$1822  = reduced_b ? copied : acc;
+  assign \$1823  = $signed(part[126:111]) + $signed(\$1822 [126:111]);
+  assign \$1824  = reduced_b ? copied : acc;
+  assign \$1825  = \$1821  ? \$1823  : { \$1824 [126], \$1824 [126:111] };
+  assign \$1826  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1827  = ! \$1826 ;
+  assign \$1828  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1829  = \$1828  - 1'h1;
+  assign \$1830  = \$1827  ? 6'h00 : \$1829 [5:0];
+  assign \$1831  = $signed(\$1825 ) >>> \$1830 ;
+  assign \$1832  = stage[128:127] == 2'h3;
+  assign \$1833  = ~ reduced_b;
+  assign \$1834  = \$1832  & \$1833 ;
+  assign \$1835  = reduced_b ? copied : acc;
+  assign \$1836  = $signed(part[126:111]) + $signed(\$1835 [126:111]);
+  assign \$1837  = reduced_b ? copied : acc;
+  assign \$1838  = \$1834  ? \$1836  : { \$1837 [126], \$1837 [126:111] };
+  assign \$1839  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1840  = ! \$1839 ;
+  assign \$1841  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1842  = \$1841  - 1'h1;
+  assign \$1843  = \$1840  ? 6'h00 : \$1842 [5:0];
+  assign \$1844  = $signed(\$1838 ) >>> \$1843 ;
+  assign \$1845  = $signed(\$1844 ) + $signed({ 1'h0, stage[180] });
+  assign \$1847  = \$1818  ? \$1831  : \$1846 [16:0];
+  assign \$1848  = \$1816  ? 8'h80 : \$1847 [7:0];
+  assign \$1849  = \$1784  ? 8'h7f : \$1848 ;
+  assign \$1850  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1851  = ! \$1850 ;
+  assign \$1852  = stage[128:127] == 2'h3;
+  assign \$1853  = ~ reduced_b;
+  assign \$1854  = \$1852  & \$1853 ;
+  assign \$1855  = reduced_b ? copied : acc;
+  assign \$1856  = $signed(part[126:111]) + $signed(\$1855 [126:111]);
+  assign \$1857  = reduced_b ? copied : acc;
+  assign \$1858  = \$1854  ? \$1856  : { \$1857 [126], \$1857 [126:111] };
+  assign \$1859  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1860  = ! \$1859 ;
+  assign \$1861  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1862  = \$1861  - 1'h1;
+  assign \$1863  = \$1860  ? 6'h00 : \$1862 [5:0];
+  assign \$1864  = $signed(\$1858 ) >>> \$1863 ;
+  assign \$1865  = stage[128:127] == 2'h3;
+  assign \$1866  = ~ reduced_b;
+  assign \$1867  = \$1865  & \$1866 ;
+  assign \$1868  = reduced_b ? copied : acc;
+  assign \$1869  = $signed(part[126:111]) + $signed(\$1868 [126:111]);
+  assign \$1870  = reduced_b ? copied : acc;
+  assign \$1871  = \$1867  ? \$1869  : { \$1870 [126], \$1870 [126:111] };
+  assign \$1872  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1873  = ! \$1872 ;
+  assign \$1874  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1875  = \$1874  - 1'h1;
+  assign \$1876  = \$1873  ? 6'h00 : \$1875 [5:0];
+  assign \$1877  = $signed(\$1871 ) >>> \$1876 ;
+  assign \$1878  = $signed(\$1877 ) + $signed({ 1'h0, stage[180] });
+  assign \$1880  = \$1851  ? \$1864  : \$1879 [16:0];
+  assign \$1881  = $signed(\$1849 ) != $signed(\$1880 );
+  assign \$1882  = reduced_b & stage[220];
+  assign \$1883  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1884  = $signed(v_bwd3) << \$1883 [3:0];
+  assign \$1885  = $signed(\$1884 ) > $signed(16'h7fff);
+  assign \$1886  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1887  = $signed(v_bwd3) << \$1886 [3:0];
+  assign \$1888  = $signed(\$1887 ) < $signed(16'h8000);
+  assign \$1889  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1890  = $signed(v_bwd3) << \$1889 [3:0];
+  assign \$1891  = \$1888  ? 16'h8000 : \$1890 [15:0];
+  assign \$1892  = \$1885  ? 16'h7fff : \$1891 ;
+  assign \$1893  = reduced_b ? stage[219:214] : stage[179:174];
+  assign \$1894  = $signed(v_bwd3) << \$1893 [3:0];
+  assign \$1895  = $signed(\$1892 ) != $signed(\$1894 );
+  assign \$1896  = \$1882  ? \$1895  : \$1941 ;
+  assign \$1897  = stage[173] ? \$1896  : \$1881 ;
+  assign \$1898  = active_b > 2'h3;
+  assign \$1899  = \$1897  & \$1898 ;
   always @(posedge clk)
-    i <= \$1899 ;
+    i <= \$1900 ;
   always @(posedge clk)
-    tap <= \$1900 ;
+    tap <= \$1901 ;
   always @(posedge clk)
-    go <= \$1901 ;
+    go <= \$1902 ;
   always @(posedge clk)
-    x <= \$1902 ;
+    x <= \$1903 ;
   always @(posedge clk)
-    y <= \$1903 ;
+    y <= \$1904 ;
   always @(posedge clk)
-    t <= \$1904 ;
+    t <= \$1905 ;
   always @(posedge clk)
-    issue <= \$1905 ;
+    issue <= \$1906 ;
   always @(posedge clk)
-    \$signal$80  <= \$1906 ;
+    \$signal$81  <= \$1907 ;
   always @(posedge clk)
-    zeroed <= \$1907 ;
+    zeroed <= \$1908 ;
   always @(posedge clk)
-    va <= \$1908 ;
+    va <= \$1909 ;
   always @(posedge clk)
-    sel_a <= \$1909 ;
+    sel_a <= \$1910 ;
   always @(posedge clk)
-    active_a <= \$1910 ;
+    active_a <= \$1911 ;
   always @(posedge clk)
-    \$signal$83  <= \$1911 ;
+    \$signal$84  <= \$1912 ;
   always @(posedge clk)
-    entry_a <= \$1912 ;
+    entry_a <= \$1913 ;
   always @(posedge clk)
-    a_first_word <= \$1913 ;
+    a_first_word <= \$1914 ;
   always @(posedge clk)
-    a_first_step <= \$1914 ;
+    a_first_step <= \$1915 ;
   always @(posedge clk)
-    a_branch <= \$1915 ;
+    a_branch <= \$1916 ;
   always @(posedge clk)
-    a_last <= \$1916 ;
+    a_last <= \$1917 ;
   always @(posedge clk)
-    clear <= \$1917 ;
+    clear <= \$1918 ;
   always @(posedge clk)
-    a_reduced <= \$1918 ;
+    a_reduced <= \$1919 ;
   always @(posedge clk)
-    a_zero <= \$1919 ;
+    a_zero <= \$1920 ;
   always @(posedge clk)
-    a_copy <= \$1920 ;
+    a_copy <= \$1921 ;
   always @(posedge clk)
-    \$signal  <= \$1921 ;
+    \$signal  <= \$1922 ;
   always @(posedge clk)
-    held_g <= \$1922 ;
+    held_g <= \$1923 ;
   always @(posedge clk)
-    copied <= \$1923 ;
+    copied <= \$1924 ;
   always @(posedge clk)
-    part <= \$1924 ;
+    part <= \$1925 ;
   always @(posedge clk)
-    out__en <= \$1925 ;
+    \$signal$78  <= \$1926 ;
   always @(posedge clk)
-    reduced_b <= \$1926 ;
+    reduced_b <= \$1927 ;
   always @(posedge clk)
-    out__addr <= \$1927 ;
+    out_b <= \$1928 ;
   always @(posedge clk)
-    active_b <= \$1928 ;
+    active_b <= \$1929 ;
+  always @(posedge clk)
+    out__en <= \$1930 ;
+  always @(posedge clk)
+    out__addr <= \$1931 ;
+  always @(posedge clk)
+    out__data <= \$1932 ;
+  always @(posedge clk)
+    flags_c <= \$1933 ;
   \ttsnn_accel.backward.core.array  array (
     .acc(acc),
     .clk(clk),
@@ -6773,14 +6781,14 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   );
   \ttsnn_accel.backward.core.requant  requant (
     .i(\i$61 ),
-    .\port$5375$0 (\$1929 ),
-    .\port$5415$0 (\$1930 ),
-    .\port$5455$0 (\$1931 ),
-    .\port$5495$0 (\$1932 ),
-    .\port$5548$0 (\$1933 ),
-    .\port$5601$0 (\$1934 ),
-    .\port$5654$0 (\$1935 ),
-    .\port$5707$0 (\$1936 ),
+    .\port$5376$0 (\$1934 ),
+    .\port$5416$0 (\$1935 ),
+    .\port$5456$0 (\$1936 ),
+    .\port$5496$0 (\$1937 ),
+    .\port$5549$0 (\$1938 ),
+    .\port$5602$0 (\$1939 ),
+    .\port$5655$0 (\$1940 ),
+    .\port$5708$0 (\$1941 ),
     .shift(shift)
   );
   \ttsnn_accel.backward.core.wgrad  wgrad (
@@ -6791,7 +6799,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
     .\port$3513$0 (\$139 ),
     .\port$3521$0 (\$147 ),
     .\port$3529$0 (\$155 ),
-    .rd_addr(\port$6825$0 [8:0]),
+    .rd_addr(\port$6826$0 [8:0]),
     .rd_data(acc_rd_data),
     .rd_en(rd_en),
     .rst(rst),
@@ -6799,22 +6807,9 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1899  = i;
-    if (\$1233 ) begin
-      \$1899  = \$1253 [15:0];
-    end
-    if (start) begin
-      \$1899  = 16'h0000;
-    end
-    if (rst) begin
-      \$1899  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1900  = tap;
-    if (\$1273 ) begin
-      \$1900  = \$1297 [15:0];
+    \$1900  = i;
+    if (\$642 ) begin
+      \$1900  = \$662 [15:0];
     end
     if (start) begin
       \$1900  = 16'h0000;
@@ -6825,9 +6820,9 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1901  = go;
-    if (\$1340 ) begin
-      \$1901  = \$1354 [15:0];
+    \$1901  = tap;
+    if (\$682 ) begin
+      \$1901  = \$706 [15:0];
     end
     if (start) begin
       \$1901  = 16'h0000;
@@ -6838,9 +6833,9 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1902  = x;
-    if (\$1410 ) begin
-      \$1902  = \$1420 [15:0];
+    \$1902  = go;
+    if (\$749 ) begin
+      \$1902  = \$763 [15:0];
     end
     if (start) begin
       \$1902  = 16'h0000;
@@ -6851,9 +6846,9 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1903  = y;
-    if (\$1485 ) begin
-      \$1903  = \$1495 [15:0];
+    \$1903  = x;
+    if (\$819 ) begin
+      \$1903  = \$829 [15:0];
     end
     if (start) begin
       \$1903  = 16'h0000;
@@ -6864,9 +6859,9 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1904  = t;
-    if (\$1569 ) begin
-      \$1904  = \$1573 [15:0];
+    \$1904  = y;
+    if (\$894 ) begin
+      \$1904  = \$904 [15:0];
     end
     if (start) begin
       \$1904  = 16'h0000;
@@ -6877,34 +6872,34 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1905  = issue;
-    if (\$1650 ) begin
-      \$1905  = 1'h0;
+    \$1905  = t;
+    if (\$978 ) begin
+      \$1905  = \$982 [15:0];
     end
     if (start) begin
-      \$1905  = 1'h1;
+      \$1905  = 16'h0000;
     end
     if (rst) begin
-      \$1905  = 1'h0;
+      \$1905  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1906  = \$signal$80 ;
-    if (\$1713 ) begin
+    \$1906  = issue;
+    if (\$1059 ) begin
+      \$1906  = 1'h0;
+    end
+    if (start) begin
       \$1906  = 1'h1;
     end
-    if (start) begin
-      \$1906  = 1'h0;
-    end
     if (rst) begin
       \$1906  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1907  = zeroed;
-    if (\$1786 ) begin
+    \$1907  = \$signal$81 ;
+    if (\$1122 ) begin
       \$1907  = 1'h1;
     end
     if (start) begin
@@ -6916,110 +6911,113 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1908  = \$1802 ;
+    \$1908  = zeroed;
+    if (\$1195 ) begin
+      \$1908  = 1'h1;
+    end
+    if (start) begin
+      \$1908  = 1'h0;
+    end
     if (rst) begin
       \$1908  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1909  = \$1803 ;
+    \$1909  = \$1211 ;
     if (rst) begin
-      \$1909  = 6'h00;
+      \$1909  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1910  = \$1809 [2:0];
+    \$1910  = \$1212 ;
     if (rst) begin
-      \$1910  = 3'h0;
+      \$1910  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1911  = \$72 [19:0];
+    \$1911  = \$1218 [2:0];
     if (rst) begin
-      \$1911  = 20'h00000;
+      \$1911  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1912  = \$77 [19:0];
+    \$1912  = \$72 [19:0];
     if (rst) begin
       \$1912  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1913  = \$1814 ;
+    \$1913  = \$77 [19:0];
     if (rst) begin
-      \$1913  = 1'h0;
+      \$1913  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1914  = \$1817 ;
+    \$1914  = \$1223 ;
     if (rst) begin
       \$1914  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1915  = \$1827 ;
+    \$1915  = \$1226 ;
     if (rst) begin
       \$1915  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1916  = \$1869 ;
+    \$1916  = \$1236 ;
     if (rst) begin
       \$1916  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1917  = \$1871 ;
+    \$1917  = \$1278 ;
     if (rst) begin
       \$1917  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1918  = \$1874 ;
+    \$1918  = \$1280 ;
     if (rst) begin
       \$1918  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1919  = \$1882 ;
+    \$1919  = \$1283 ;
     if (rst) begin
       \$1919  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1920  = \$1887 ;
+    \$1920  = \$1291 ;
     if (rst) begin
       \$1920  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1921  = \$signal ;
-    if (va) begin
-      \$1921  = \$1888 ;
-    end
+    \$1921  = \$1296 ;
     if (rst) begin
-      \$1921  = 64'h0000000000000000;
+      \$1921  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1922  = held_g;
+    \$1922  = \$signal ;
     if (va) begin
-      \$1922  = \$1889 ;
+      \$1922  = \$1297 ;
     end
     if (rst) begin
       \$1922  = 64'h0000000000000000;
@@ -7027,19 +7025,19 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1923  = copied;
-    if (\$1890 ) begin
-      \$1923  = { \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63:48], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47:32], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31:16], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15:0] };
+    \$1923  = held_g;
+    if (va) begin
+      \$1923  = \$1298 ;
     end
     if (rst) begin
-      \$1923  = 148'h0000000000000000000000000000000000000;
+      \$1923  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1924  = part;
-    if (\$1894 ) begin
-      \$1924  = acc;
+    \$1924  = copied;
+    if (\$1299 ) begin
+      \$1924  = { \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63], \$122 [63:48], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47], \$121 [47:32], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31], \$120 [31:16], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15], \$119 [15:0] };
     end
     if (rst) begin
       \$1924  = 148'h0000000000000000000000000000000000000;
@@ -7047,30 +7045,68 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1925  = \$1898 ;
+    \$1925  = part;
+    if (\$1303 ) begin
+      \$1925  = acc;
+    end
     if (rst) begin
-      \$1925  = 1'h0;
+      \$1925  = 148'h0000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1926  = a_reduced;
+    \$1926  = \$1307 ;
     if (rst) begin
       \$1926  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1927  = \$signal$83 ;
+    \$1927  = a_reduced;
     if (rst) begin
-      \$1927  = 20'h00000;
+      \$1927  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$1928  = active_a;
+    \$1928  = \$signal$84 ;
     if (rst) begin
-      \$1928  = 3'h0;
+      \$1928  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1929  = active_a;
+    if (rst) begin
+      \$1929  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1930  = \$signal$78 ;
+    if (rst) begin
+      \$1930  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1931  = out_b;
+    if (rst) begin
+      \$1931  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1932  = { q3, q2, q1, q0 };
+    if (rst) begin
+      \$1932  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$1933  = { \$1899 , \$1751 , \$1603 , \$1455  };
+    if (rst) begin
+      \$1933  = 4'h0;
     end
   end
   assign GO = \$3 [15:0];
@@ -7089,14 +7125,14 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign addr = entry_a[8:0];
   assign product = { \$155 , \$147 , \$139 , \$131  };
   assign acc_rd_en = rd_en;
-  assign rd_addr = \port$6825$0 [8:0];
-  assign acc_rd_addr = { 5'h00, \port$6825$0  };
+  assign rd_addr = \port$6826$0 [8:0];
+  assign acc_rd_addr = { 5'h00, \port$6826$0  };
   assign rd_data = acc_rd_data;
-  assign o = { \$1932 , \$1931 , \$1930 , \$1929  };
-  assign \$signal$71  = out__en;
-  assign out_b = out__addr;
-  assign out__data = { q3, q2, q1, q0 };
-  assign saturated = { \$1936 , \$1935 , \$1934 , \$1933  };
+  assign o = { \$1937 , \$1936 , \$1935 , \$1934  };
+  assign vc = out__en;
+  assign \$signal$73  = out__addr;
+  assign words_c = out__data;
+  assign saturated = { \$1941 , \$1940 , \$1939 , \$1938  };
   assign addr_in = \$51 [19:0];
   assign addr_w = \$56 [19:0];
   assign addr_g = \$65 [19:0];
@@ -7157,7 +7193,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \i$61 [110:74] = v_bwd2;
   assign \i$61 [73:37] = v_bwd1;
   assign \i$61 [36:0] = v_bwd0;
-  assign counts[14:12] = \$1231 [2:0];
+  assign counts[14:12] = \$639 [2:0];
   assign counts[10] = out__en;
   assign counts[11] = \$168 ;
   assign counts[6:4] = \$166 ;
@@ -7188,38 +7224,38 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_w, addr_g, i
   assign \$585  = { \$584 [17], \$584 [17:1] };
   assign \$617  = { \$616 [17], \$616 [17:1] };
   assign \$633  = stage[173];
-  assign \$665  = { \$664 [17], \$664 [17:1] };
-  assign \$697  = { \$696 [17], \$696 [17:1] };
-  assign \$729  = { \$728 [17], \$728 [17:1] };
-  assign \$762  = { \$761 [17], \$761 [17:1] };
-  assign \$814  = { \$813 [17], \$813 [17:1] };
-  assign \$846  = { \$845 [17], \$845 [17:1] };
-  assign \$878  = { \$877 [17], \$877 [17:1] };
-  assign \$911  = { \$910 [17], \$910 [17:1] };
-  assign \$963  = { \$962 [17], \$962 [17:1] };
-  assign \$995  = { \$994 [17], \$994 [17:1] };
-  assign \$1027  = { \$1026 [17], \$1026 [17:1] };
-  assign \$1060  = { \$1059 [17], \$1059 [17:1] };
-  assign \$1112  = { \$1111 [17], \$1111 [17:1] };
-  assign \$1144  = { \$1143 [17], \$1143 [17:1] };
-  assign \$1176  = { \$1175 [17], \$1175 [17:1] };
-  assign \$1209  = { \$1208 [17], \$1208 [17:1] };
-  assign \$1233  = issue;
-  assign \$1272  = \$1271 ;
-  assign \$1316  = \$1315 ;
-  assign \$1373  = \$1372 ;
-  assign \$1439  = \$1438 ;
-  assign \$1514  = \$1513 ;
-  assign \$1592  = \$1591 ;
-  assign \$1669  = \$1668 ;
-  assign \$1732  = \$1731 ;
-  assign \$1804  = { 1'h0, go, 2'h0 };
-  assign \$1807  = { 1'h0, go, 2'h0 };
-  assign \$1810 [15:6] = 10'h000;
-  assign \$1810 [5:0] = i[5:0];
-  assign \$1812 [15:2] = 14'h0000;
-  assign \$1812 [1:0] = i[1:0];
-  assign \$1846  = \$1845 ;
+  assign \$642  = issue;
+  assign \$681  = \$680 ;
+  assign \$725  = \$724 ;
+  assign \$782  = \$781 ;
+  assign \$848  = \$847 ;
+  assign \$923  = \$922 ;
+  assign \$1001  = \$1000 ;
+  assign \$1078  = \$1077 ;
+  assign \$1141  = \$1140 ;
+  assign \$1213  = { 1'h0, go, 2'h0 };
+  assign \$1216  = { 1'h0, go, 2'h0 };
+  assign \$1219 [15:6] = 10'h000;
+  assign \$1219 [5:0] = i[5:0];
+  assign \$1221 [15:2] = 14'h0000;
+  assign \$1221 [1:0] = i[1:0];
+  assign \$1255  = \$1254 ;
+  assign \$1338  = { \$1337 [17], \$1337 [17:1] };
+  assign \$1370  = { \$1369 [17], \$1369 [17:1] };
+  assign \$1402  = { \$1401 [17], \$1401 [17:1] };
+  assign \$1435  = { \$1434 [17], \$1434 [17:1] };
+  assign \$1486  = { \$1485 [17], \$1485 [17:1] };
+  assign \$1518  = { \$1517 [17], \$1517 [17:1] };
+  assign \$1550  = { \$1549 [17], \$1549 [17:1] };
+  assign \$1583  = { \$1582 [17], \$1582 [17:1] };
+  assign \$1634  = { \$1633 [17], \$1633 [17:1] };
+  assign \$1666  = { \$1665 [17], \$1665 [17:1] };
+  assign \$1698  = { \$1697 [17], \$1697 [17:1] };
+  assign \$1731  = { \$1730 [17], \$1730 [17:1] };
+  assign \$1782  = { \$1781 [17], \$1781 [17:1] };
+  assign \$1814  = { \$1813 [17], \$1813 [17:1] };
+  assign \$1846  = { \$1845 [17], \$1845 [17:1] };
+  assign \$1879  = { \$1878 [17], \$1878 [17:1] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7282,7 +7318,7 @@ module \ttsnn_accel.backward.core.array (rst, valid, first, operand, weights, ac
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.requant (\port$5375$0 , \port$5415$0 , \port$5455$0 , \port$5495$0 , \port$5548$0 , \port$5601$0 , \port$5654$0 , \port$5707$0 , i, shift);
+module \ttsnn_accel.backward.core.requant (\port$5376$0 , \port$5416$0 , \port$5456$0 , \port$5496$0 , \port$5549$0 , \port$5602$0 , \port$5655$0 , \port$5708$0 , i, shift);
   wire \$1 ;
   wire [37:0] \$10 ;
   wire [6:0] \$100 ;
@@ -7658,22 +7694,22 @@ module \ttsnn_accel.backward.core.requant (\port$5375$0 , \port$5415$0 , \port$5
   input [147:0] i;
   wire [147:0] i;
   wire [63:0] o;
-  output [15:0] \port$5375$0 ;
-  wire [15:0] \port$5375$0 ;
-  output [15:0] \port$5415$0 ;
-  wire [15:0] \port$5415$0 ;
-  output [15:0] \port$5455$0 ;
-  wire [15:0] \port$5455$0 ;
-  output [15:0] \port$5495$0 ;
-  wire [15:0] \port$5495$0 ;
-  output \port$5548$0 ;
-  wire \port$5548$0 ;
-  output \port$5601$0 ;
-  wire \port$5601$0 ;
-  output \port$5654$0 ;
-  wire \port$5654$0 ;
-  output \port$5707$0 ;
-  wire \port$5707$0 ;
+  output [15:0] \port$5376$0 ;
+  wire [15:0] \port$5376$0 ;
+  output [15:0] \port$5416$0 ;
+  wire [15:0] \port$5416$0 ;
+  output [15:0] \port$5456$0 ;
+  wire [15:0] \port$5456$0 ;
+  output [15:0] \port$5496$0 ;
+  wire [15:0] \port$5496$0 ;
+  output \port$5549$0 ;
+  wire \port$5549$0 ;
+  output \port$5602$0 ;
+  wire \port$5602$0 ;
+  output \port$5655$0 ;
+  wire \port$5655$0 ;
+  output \port$5708$0 ;
+  wire \port$5708$0 ;
   wire [3:0] saturated;
   input [5:0] shift;
   wire [5:0] shift;
@@ -8023,14 +8059,14 @@ module \ttsnn_accel.backward.core.requant (\port$5375$0 , \port$5415$0 , \port$5
   assign \$372  = $signed(\$359 ) != $signed(\$371 );
   assign o = { \$160 , \$120 , \$80 , \$40  };
   assign saturated = { \$372 , \$319 , \$266 , \$213  };
-  assign \port$5375$0  = \$40 ;
-  assign \port$5415$0  = \$80 ;
-  assign \port$5455$0  = \$120 ;
-  assign \port$5495$0  = \$160 ;
-  assign \port$5548$0  = \$213 ;
-  assign \port$5601$0  = \$266 ;
-  assign \port$5654$0  = \$319 ;
-  assign \port$5707$0  = \$372 ;
+  assign \port$5376$0  = \$40 ;
+  assign \port$5416$0  = \$80 ;
+  assign \port$5456$0  = \$120 ;
+  assign \port$5496$0  = \$160 ;
+  assign \port$5549$0  = \$213 ;
+  assign \port$5602$0  = \$266 ;
+  assign \port$5655$0  = \$319 ;
+  assign \port$5708$0  = \$372 ;
   assign \$11  = { \$10 [37], \$10 [37:1] };
   assign \$24  = { \$23 [37], \$23 [37:1] };
   assign \$37  = { \$36 [37], \$36 [37:1] };
@@ -8697,8 +8733,8 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3505$0 , \port
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$5758$0 , \port$5764$0 , \port$5770$0 , \port$5776$0 , g_cur__en, busy, extra__data, e, affine__data, trace__data, counts
-, go, g_a4__addr, g_cur__addr, \port$8847$0 , \port$8905$0 , \port$8963$0 , \port$9021$0 , stage, clk);
+module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$5759$0 , \port$5765$0 , \port$5771$0 , \port$5777$0 , g_cur__en, busy, extra__data, e, affine__data, trace__data, counts
+, go, g_a4__addr, g_cur__addr, \port$8856$0 , \port$8914$0 , \port$8972$0 , \port$9030$0 , stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [8:0] \$1 ;
   wire [49:0] \$10 ;
@@ -9154,22 +9190,22 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [5:0] height_shift;
   wire [7:0] leak_mul;
   wire [5:0] leak_shift;
-  output [15:0] \port$5758$0 ;
-  wire [15:0] \port$5758$0 ;
-  output [15:0] \port$5764$0 ;
-  wire [15:0] \port$5764$0 ;
-  output [15:0] \port$5770$0 ;
-  wire [15:0] \port$5770$0 ;
-  output [15:0] \port$5776$0 ;
-  wire [15:0] \port$5776$0 ;
-  output [15:0] \port$8847$0 ;
-  wire [15:0] \port$8847$0 ;
-  output [15:0] \port$8905$0 ;
-  wire [15:0] \port$8905$0 ;
-  output [15:0] \port$8963$0 ;
-  wire [15:0] \port$8963$0 ;
-  output [15:0] \port$9021$0 ;
-  wire [15:0] \port$9021$0 ;
+  output [15:0] \port$5759$0 ;
+  wire [15:0] \port$5759$0 ;
+  output [15:0] \port$5765$0 ;
+  wire [15:0] \port$5765$0 ;
+  output [15:0] \port$5771$0 ;
+  wire [15:0] \port$5771$0 ;
+  output [15:0] \port$5777$0 ;
+  wire [15:0] \port$5777$0 ;
+  output [15:0] \port$8856$0 ;
+  wire [15:0] \port$8856$0 ;
+  output [15:0] \port$8914$0 ;
+  wire [15:0] \port$8914$0 ;
+  output [15:0] \port$8972$0 ;
+  wire [15:0] \port$8972$0 ;
+  output [15:0] \port$9030$0 ;
+  wire [15:0] \port$9030$0 ;
   reg restart = 1'h0;
   input rst;
   wire rst;
@@ -9746,11 +9782,11 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
     .g_p3(\$386 ),
     .height_mul(stage[347:340]),
     .leak_shift(stage[383:378]),
-    .\port$7969$0 (trace__data[1:0]),
-    .\port$7969$12 (trace__data[13:12]),
-    .\port$7969$4 (trace__data[5:4]),
-    .\port$7969$8 (trace__data[9:8]),
-    .\port$9045$356 (stage[369:356]),
+    .\port$7970$0 (trace__data[1:0]),
+    .\port$7970$12 (trace__data[13:12]),
+    .\port$7970$4 (trace__data[5:4]),
+    .\port$7970$8 (trace__data[9:8]),
+    .\port$9054$356 (stage[369:356]),
     .restart(restart),
     .rst(rst),
     .sat_aff0(\$372 ),
@@ -10338,14 +10374,14 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign e__addr = \$13 [19:0];
   assign extra__addr = \$22 [19:0];
   assign trace__addr = \$30 [19:0];
-  assign \port$5758$0  = \$43 ;
-  assign \port$5764$0  = \$49 ;
-  assign \port$5770$0  = \$55 ;
-  assign \port$5776$0  = \$61 ;
-  assign \port$8847$0  = \$373 ;
-  assign \port$8905$0  = \$378 ;
-  assign \port$8963$0  = \$383 ;
-  assign \port$9021$0  = \$388 ;
+  assign \port$5759$0  = \$43 ;
+  assign \port$5765$0  = \$49 ;
+  assign \port$5771$0  = \$55 ;
+  assign \port$5777$0  = \$61 ;
+  assign \port$8856$0  = \$373 ;
+  assign \port$8914$0  = \$378 ;
+  assign \port$8972$0  = \$383 ;
+  assign \port$9030$0  = \$388 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -10422,8 +10458,8 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$7969$0 , \port$7969$4 , \port$7969$8 , \port$7969$12 , restart, g_p0, sat_aff0, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, g_cur_out1_z2, sat_lif_out1_z3, sat_cur_out1_z2, g_p2
-, sat_aff2, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$9045$356 , leak_shift, clk);
+module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$7970$0 , \port$7970$4 , \port$7970$8 , \port$7970$12 , restart, g_p0, sat_aff0, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, g_cur_out1_z2, sat_lif_out1_z3, sat_cur_out1_z2, g_p2
+, sat_aff2, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$9054$356 , leak_shift, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
@@ -11240,16 +11276,16 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$796
   wire [5:0] leak_shift;
   (* init = 1'h0 *)
   wire out_valid;
-  input [1:0] \port$7969$0 ;
-  wire [1:0] \port$7969$0 ;
-  input [1:0] \port$7969$12 ;
-  wire [1:0] \port$7969$12 ;
-  input [1:0] \port$7969$4 ;
-  wire [1:0] \port$7969$4 ;
-  input [1:0] \port$7969$8 ;
-  wire [1:0] \port$7969$8 ;
-  input [13:0] \port$9045$356 ;
-  wire [13:0] \port$9045$356 ;
+  input [1:0] \port$7970$0 ;
+  wire [1:0] \port$7970$0 ;
+  input [1:0] \port$7970$12 ;
+  wire [1:0] \port$7970$12 ;
+  input [1:0] \port$7970$4 ;
+  wire [1:0] \port$7970$4 ;
+  input [1:0] \port$7970$8 ;
+  wire [1:0] \port$7970$8 ;
+  input [13:0] \port$9054$356 ;
+  wire [13:0] \port$9054$356 ;
   input restart;
   wire restart;
   reg restart_z1 = 1'h0;
@@ -11348,15 +11384,15 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$796
   reg window2_z1 = 1'h0;
   reg window3_z1 = 1'h0;
   assign \$268  = $signed(\$255 ) != $signed(\$267 );
-  assign \$269  = ! \port$9045$356 [5:0];
+  assign \$269  = ! \port$9054$356 [5:0];
   assign \$270  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
-  assign \$271  = ! \port$9045$356 [5:0];
-  assign \$272  = \port$9045$356 [5:0] - 1'h1;
+  assign \$271  = ! \port$9054$356 [5:0];
+  assign \$272  = \port$9054$356 [5:0] - 1'h1;
   assign \$273  = \$271  ? 6'h00 : \$272 [5:0];
   assign \$274  = $signed(\$270 ) >>> \$273 ;
   assign \$275  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
-  assign \$276  = ! \port$9045$356 [5:0];
-  assign \$277  = \port$9045$356 [5:0] - 1'h1;
+  assign \$276  = ! \port$9054$356 [5:0];
+  assign \$277  = \port$9054$356 [5:0] - 1'h1;
   assign \$278  = \$276  ? 6'h00 : \$277 [5:0];
   assign \$279  = $signed(\$275 ) >>> \$278 ;
   assign \$280  = $signed(\$279 ) + $signed(2'h1);
@@ -11474,15 +11510,15 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$796
   assign \$399  = $signed(\$398 ) + $signed(2'h1);
   assign \$401  = \$390  ? \$394  : \$400 [31:0];
   assign \$402  = $signed(\$389 ) != $signed(\$401 );
-  assign \$403  = ! \port$9045$356 [5:0];
+  assign \$403  = ! \port$9054$356 [5:0];
   assign \$404  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
-  assign \$405  = ! \port$9045$356 [5:0];
-  assign \$406  = \port$9045$356 [5:0] - 1'h1;
+  assign \$405  = ! \port$9054$356 [5:0];
+  assign \$406  = \port$9054$356 [5:0] - 1'h1;
   assign \$407  = \$405  ? 6'h00 : \$406 [5:0];
   assign \$408  = $signed(\$404 ) >>> \$407 ;
   assign \$409  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
-  assign \$410  = ! \port$9045$356 [5:0];
-  assign \$411  = \port$9045$356 [5:0] - 1'h1;
+  assign \$410  = ! \port$9054$356 [5:0];
+  assign \$411  = \port$9054$356 [5:0] - 1'h1;
   assign \$412  = \$410  ? 6'h00 : \$411 [5:0];
   assign \$413  = $signed(\$409 ) >>> \$412 ;
   assign \$414  = $signed(\$413 ) + $signed(2'h1);
@@ -11602,13 +11638,13 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$796
   assign \$536  = $signed(\$523 ) != $signed(\$535 );
   assign \$537  = ! leak_shift;
   assign \$538  = restart_z2 ? 16'h0000 : d0;
-  assign \$539  = $signed(\$538 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$539  = $signed(\$538 ) * $signed({ 1'h0, \port$9054$356 [13:6] });
   assign \$540  = ! leak_shift;
   assign \$541  = leak_shift - 1'h1;
   assign \$542  = \$540  ? 6'h00 : \$541 [5:0];
   assign \$543  = $signed(\$539 ) >>> \$542 ;
   assign \$544  = restart_z2 ? 16'h0000 : d0;
-  assign \$545  = $signed(\$544 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$545  = $signed(\$544 ) * $signed({ 1'h0, \port$9054$356 [13:6] });
   assign \$546  = ! leak_shift;
   assign \$547  = leak_shift - 1'h1;
   assign \$548  = \$546  ? 6'h00 : \$547 [5:0];
@@ -11619,13 +11655,13 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$796
   assign \$554  = $signed(direct0) + $signed(\$553 );
   assign \$555  = ! leak_shift;
   assign \$556  = restart_z2 ? 16'h0000 : d1;
-  assign \$557  = $signed(\$556 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$557  = $signed(\$556 ) * $signed({ 1'h0, \port$9054$356 [13:6] });
   assign \$558  = ! leak_shift;
   assign \$559  = leak_shift - 1'h1;
   assign \$560  = \$558  ? 6'h00 : \$559 [5:0];
   assign \$561  = $signed(\$557 ) >>> \$560 ;
   assign \$562  = restart_z2 ? 16'h0000 : d1;
-  assign \$563  = $signed(\$562 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$563  = $signed(\$562 ) * $signed({ 1'h0, \port$9054$356 [13:6] });
   assign \$564  = ! leak_shift;
   assign \$565  = leak_shift - 1'h1;
   assign \$566  = \$564  ? 6'h00 : \$565 [5:0];
@@ -11636,13 +11672,13 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$796
   assign \$572  = $signed(direct1) + $signed(\$571 );
   assign \$573  = ! leak_shift;
   assign \$574  = restart_z2 ? 16'h0000 : d2;
-  assign \$575  = $signed(\$574 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$575  = $signed(\$574 ) * $signed({ 1'h0, \port$9054$356 [13:6] });
   assign \$576  = ! leak_shift;
   assign \$577  = leak_shift - 1'h1;
   assign \$578  = \$576  ? 6'h00 : \$577 [5:0];
   assign \$579  = $signed(\$575 ) >>> \$578 ;
   assign \$580  = restart_z2 ? 16'h0000 : d2;
-  assign \$581  = $signed(\$580 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$581  = $signed(\$580 ) * $signed({ 1'h0, \port$9054$356 [13:6] });
   assign \$582  = ! leak_shift;
   assign \$583  = leak_shift - 1'h1;
   assign \$584  = \$582  ? 6'h00 : \$583 [5:0];
@@ -11653,13 +11689,13 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$796
   assign \$590  = $signed(direct2) + $signed(\$589 );
   assign \$591  = ! leak_shift;
   assign \$592  = restart_z2 ? 16'h0000 : d3;
-  assign \$593  = $signed(\$592 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$593  = $signed(\$592 ) * $signed({ 1'h0, \port$9054$356 [13:6] });
   assign \$594  = ! leak_shift;
   assign \$595  = leak_shift - 1'h1;
   assign \$596  = \$594  ? 6'h00 : \$595 [5:0];
   assign \$597  = $signed(\$593 ) >>> \$596 ;
   assign \$598  = restart_z2 ? 16'h0000 : d3;
-  assign \$599  = $signed(\$598 ) * $signed({ 1'h0, \port$9045$356 [13:6] });
+  assign \$599  = $signed(\$598 ) * $signed({ 1'h0, \port$9054$356 [13:6] });
   assign \$600  = ! leak_shift;
   assign \$601  = leak_shift - 1'h1;
   assign \$602  = \$600  ? 6'h00 : \$601 [5:0];
@@ -11916,15 +11952,15 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$796
     sat_cur_out3_z1 <= \$731 ;
   always @(posedge clk)
     sat_cur_out3_z2 <= \$732 ;
-  assign \$1  = ! \port$9045$356 [5:0];
+  assign \$1  = ! \port$9054$356 [5:0];
   assign \$2  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
-  assign \$3  = ! \port$9045$356 [5:0];
-  assign \$4  = \port$9045$356 [5:0] - 1'h1;
+  assign \$3  = ! \port$9054$356 [5:0];
+  assign \$4  = \port$9054$356 [5:0] - 1'h1;
   assign \$5  = \$3  ? 6'h00 : \$4 [5:0];
   assign \$6  = $signed(\$2 ) >>> \$5 ;
   assign \$7  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
-  assign \$8  = ! \port$9045$356 [5:0];
-  assign \$9  = \port$9045$356 [5:0] - 1'h1;
+  assign \$8  = ! \port$9054$356 [5:0];
+  assign \$9  = \port$9054$356 [5:0] - 1'h1;
   assign \$10  = \$8  ? 6'h00 : \$9 [5:0];
   assign \$11  = $signed(\$7 ) >>> \$10 ;
   assign \$12  = $signed(\$11 ) + $signed(2'h1);
@@ -12042,15 +12078,15 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$796
   assign \$131  = $signed(\$130 ) + $signed(2'h1);
   assign \$133  = \$122  ? \$126  : \$132 [31:0];
   assign \$134  = $signed(\$121 ) != $signed(\$133 );
-  assign \$135  = ! \port$9045$356 [5:0];
+  assign \$135  = ! \port$9054$356 [5:0];
   assign \$136  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
-  assign \$137  = ! \port$9045$356 [5:0];
-  assign \$138  = \port$9045$356 [5:0] - 1'h1;
+  assign \$137  = ! \port$9054$356 [5:0];
+  assign \$138  = \port$9054$356 [5:0] - 1'h1;
   assign \$139  = \$137  ? 6'h00 : \$138 [5:0];
   assign \$140  = $signed(\$136 ) >>> \$139 ;
   assign \$141  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
-  assign \$142  = ! \port$9045$356 [5:0];
-  assign \$143  = \port$9045$356 [5:0] - 1'h1;
+  assign \$142  = ! \port$9054$356 [5:0];
+  assign \$143  = \port$9054$356 [5:0] - 1'h1;
   assign \$144  = \$142  ? 6'h00 : \$143 [5:0];
   assign \$145  = $signed(\$141 ) >>> \$144 ;
   assign \$146  = $signed(\$145 ) + $signed(2'h1);
@@ -12232,14 +12268,14 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$796
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$618  = \port$7969$0 [1];
+    \$618  = \port$7970$0 [1];
     if (rst) begin
       \$618  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$619  = \port$7969$0 [0];
+    \$619  = \port$7970$0 [0];
     if (rst) begin
       \$619  = 1'h0;
     end
@@ -12438,14 +12474,14 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$796
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$647  = \port$7969$4 [1];
+    \$647  = \port$7970$4 [1];
     if (rst) begin
       \$647  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$648  = \port$7969$4 [0];
+    \$648  = \port$7970$4 [0];
     if (rst) begin
       \$648  = 1'h0;
     end
@@ -12644,14 +12680,14 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$796
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$676  = \port$7969$8 [1];
+    \$676  = \port$7970$8 [1];
     if (rst) begin
       \$676  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$677  = \port$7969$8 [0];
+    \$677  = \port$7970$8 [0];
     if (rst) begin
       \$677  = 1'h0;
     end
@@ -12850,14 +12886,14 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$796
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$705  = \port$7969$12 [1];
+    \$705  = \port$7970$12 [1];
     if (rst) begin
       \$705  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$706  = \port$7969$12 [0];
+    \$706  = \port$7970$12 [0];
     if (rst) begin
       \$706  = 1'h0;
     end
@@ -13047,15 +13083,15 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$796
       \$732  = 1'h0;
     end
   end
-  assign window = { \port$7969$12 [1], \port$7969$8 [1], \port$7969$4 [1], \port$7969$0 [1] };
-  assign spike = { \port$7969$12 [0], \port$7969$8 [0], \port$7969$4 [0], \port$7969$0 [0] };
-  assign height_shift = \port$9045$356 [5:0];
+  assign window = { \port$7970$12 [1], \port$7970$8 [1], \port$7970$4 [1], \port$7970$0 [1] };
+  assign spike = { \port$7970$12 [0], \port$7970$8 [0], \port$7970$4 [0], \port$7970$0 [0] };
+  assign height_shift = \port$9054$356 [5:0];
   assign v0 = { \$554 [25], \$554  };
   assign v1 = { \$572 [25], \$572  };
   assign v2 = { \$590 [25], \$590  };
   assign v3 = { \$608 [25], \$608  };
   assign out_valid = valid_z6;
-  assign leak_mul = \port$9045$356 [13:6];
+  assign leak_mul = \port$9054$356 [13:6];
   assign d = { d_out3_z3, d_out2_z3, d_out1_z3, d_out0_z3 };
   assign g_cur = { g_cur_out3_z2, g_cur_out2_z2, g_cur_out1_z2, g_cur_out0_z2 };
   assign g_p = { g_p3, g_p2, g_p1, g_p0 };
@@ -16479,8 +16515,8 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$8185$18 (a[21:18]),
-    .\port$8185$2 (a[4:2]),
+    .\port$8186$18 (a[21:18]),
+    .\port$8186$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -17216,7 +17252,7 @@ module \ttsnn_accel.e23.adder (\port$2321$0 , \port$2322$0 , \port$2323$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$8185$2 , ww__addr, \port$8185$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$8186$2 , ww__addr, \port$8186$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -17336,10 +17372,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$8185$18 ;
-  wire [3:0] \port$8185$18 ;
-  input [2:0] \port$8185$2 ;
-  wire [2:0] \port$8185$2 ;
+  input [3:0] \port$8186$18 ;
+  wire [3:0] \port$8186$18 ;
+  input [2:0] \port$8186$2 ;
+  wire [2:0] \port$8186$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -17435,91 +17471,91 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$8185$18 [0] * 4'h8;
+  assign \$100  = \port$8186$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$8185$18 [0] * 4'h8;
+  assign \$103  = \port$8186$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$8185$18 [0] * 4'h8;
+  assign \$106  = \port$8186$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$8185$18 [1:0] * 4'h8;
+  assign \$110  = \port$8186$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$8185$18 [1:0] * 4'h8;
+  assign \$113  = \port$8186$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$8185$18 [1:0] * 4'h8;
+  assign \$116  = \port$8186$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$8185$18 [3:2] * 4'h8;
+  assign \$121  = \port$8186$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$8185$18 [2] * 4'h8;
+  assign \$124  = \port$8186$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$8185$18 [0] * 4'h8;
+  assign \$129  = \port$8186$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$8185$18 [0] * 4'h8;
+  assign \$132  = \port$8186$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$8185$18 [0] * 4'h8;
+  assign \$135  = \port$8186$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$8185$18 [1:0] * 4'h8;
+  assign \$139  = \port$8186$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$8185$18 [1:0] * 4'h8;
+  assign \$142  = \port$8186$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$8185$18 [1:0] * 4'h8;
+  assign \$145  = \port$8186$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$8185$18 [3:2] * 4'h8;
+  assign \$150  = \port$8186$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$8185$18 [2] * 4'h8;
+  assign \$153  = \port$8186$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$8185$18 [0] * 4'h8;
+  assign \$158  = \port$8186$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$8185$18 [0] * 4'h8;
+  assign \$161  = \port$8186$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$8185$18 [0] * 4'h8;
+  assign \$164  = \port$8186$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$8185$18 [1:0] * 4'h8;
+  assign \$168  = \port$8186$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$8185$18 [1:0] * 4'h8;
+  assign \$171  = \port$8186$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$8185$18 [1:0] * 4'h8;
+  assign \$174  = \port$8186$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$8185$18 [3:2] * 4'h8;
+  assign \$179  = \port$8186$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$8185$18 [2] * 4'h8;
+  assign \$182  = \port$8186$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$8185$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$8186$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$8185$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$8186$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$8185$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$8186$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$8185$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$8186$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$8185$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$8185$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$8186$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$8186$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$8185$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$8185$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$8186$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$8186$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$8185$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$8185$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$8186$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$8186$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$8185$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$8185$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$8186$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$8186$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$8185$18 [0] * 4'h8;
+  assign \$71  = \port$8186$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$8185$18 [0] * 4'h8;
+  assign \$74  = \port$8186$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$8185$18 [0] * 4'h8;
+  assign \$77  = \port$8186$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$8185$18 [1:0] * 4'h8;
+  assign \$81  = \port$8186$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$8185$18 [1:0] * 4'h8;
+  assign \$84  = \port$8186$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$8185$18 [1:0] * 4'h8;
+  assign \$87  = \port$8186$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$8185$18 [3:2] * 4'h8;
+  assign \$92  = \port$8186$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$8185$18 [2] * 4'h8;
+  assign \$95  = \port$8186$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
@@ -17632,8 +17668,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$8185$18 [1:0];
-  assign wsel = \port$8185$18 [3:2];
+  assign jl = \port$8186$18 [1:0];
+  assign wsel = \port$8186$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -17644,9 +17680,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$8185$2 [2];
-  assign first = \port$8185$2 [0];
-  assign from_psum = \port$8185$2 [1];
+  assign use_spad = \port$8186$2 [2];
+  assign first = \port$8186$2 [0];
+  assign from_psum = \port$8186$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -23121,7 +23157,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data, membrane_in__data
-, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$8523$0 , \port$8533$0 , \port$8543$0 , \port$8553$0 , \port$9039$24 , desc, clk);
+, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$8524$0 , \port$8534$0 , \port$8544$0 , \port$8554$0 , \port$9048$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -24002,16 +24038,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$8523$0 ;
-  wire [15:0] \port$8523$0 ;
-  output [15:0] \port$8533$0 ;
-  wire [15:0] \port$8533$0 ;
-  output [15:0] \port$8543$0 ;
-  wire [15:0] \port$8543$0 ;
-  output [15:0] \port$8553$0 ;
-  wire [15:0] \port$8553$0 ;
-  input [47:0] \port$9039$24 ;
-  wire [47:0] \port$9039$24 ;
+  output [15:0] \port$8524$0 ;
+  wire [15:0] \port$8524$0 ;
+  output [15:0] \port$8534$0 ;
+  wire [15:0] \port$8534$0 ;
+  output [15:0] \port$8544$0 ;
+  wire [15:0] \port$8544$0 ;
+  output [15:0] \port$8554$0 ;
+  wire [15:0] \port$8554$0 ;
+  input [47:0] \port$9048$24 ;
+  wire [47:0] \port$9048$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -24479,9 +24515,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$9039$24 [23:0] > m4;
+  assign \$18  = \port$9048$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$9039$24 [47:24] + desc[259:244];
+  assign \$20  = \port$9048$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign issue4 = \$16  & \$22 ;
@@ -24517,9 +24553,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$52  = \$49  | \$51 ;
   assign \$53  = \$47  & \$52 ;
   assign \$54  = ~ desc[207];
-  assign \$55  = \port$9039$24 [23:0] > m4;
+  assign \$55  = \port$9048$24 [23:0] > m4;
   assign \$56  = \$54  | \$55 ;
-  assign \$57  = \port$9039$24 [47:24] + desc[259:244];
+  assign \$57  = \port$9048$24 [47:24] + desc[259:244];
   assign \$58  = \$57  > m4;
   assign \$59  = \$56  & \$58 ;
   assign \$60  = ~ \$59 ;
@@ -24782,10 +24818,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     .o2(\$656 ),
     .o3(\$657 ),
     .p(p),
-    .\port$8365$128 (e4c_aff[143:128]),
-    .\port$8365$176 (e4c_aff[191:176]),
-    .\port$8365$32 (e4c_aff[47:32]),
-    .\port$8365$80 (e4c_aff[95:80]),
+    .\port$8366$128 (e4c_aff[143:128]),
+    .\port$8366$176 (e4c_aff[191:176]),
+    .\port$8366$32 (e4c_aff[47:32]),
+    .\port$8366$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -24805,11 +24841,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$8459$0 (\$654 ),
-    .\port$8477$0 (\$655 ),
-    .\port$8495$0 (\$656 ),
-    .\port$8513$0 (\$657 ),
-    .\port$9043$167 (desc[188:167]),
+    .\port$8460$0 (\$654 ),
+    .\port$8478$0 (\$655 ),
+    .\port$8496$0 (\$656 ),
+    .\port$8514$0 (\$657 ),
+    .\port$9052$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$659 ),
@@ -25628,8 +25664,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$9039$24 [23:0];
-  assign out_taken = \port$9039$24 [47:24];
+  assign res_rows = \port$9048$24 [23:0];
+  assign out_taken = \port$9048$24 [47:24];
   assign x4 = \$64 [15:0];
   assign w4__en = issue4;
   assign \$signal$30  = affine__addr;
@@ -25665,10 +25701,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign membrane_in__addr = \$118 [15:0];
   assign membrane_out__addr = \$135 [15:0];
   assign spikes__addr = \$136 [15:0];
-  assign \port$8523$0  = \$658 ;
-  assign \port$8533$0  = \$660 ;
-  assign \port$8543$0  = \$662 ;
-  assign \port$8553$0  = \$664 ;
+  assign \port$8524$0  = \$658 ;
+  assign \port$8534$0  = \$660 ;
+  assign \port$8544$0  = \$662 ;
+  assign \port$8554$0  = \$664 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -25796,7 +25832,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, p, \port$8365$32 , \port$8365$80 , \port$8365$128 , \port$8365$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
+module \ttsnn_accel.e4.affine (rst, scale, p, \port$8366$32 , \port$8366$80 , \port$8366$128 , \port$8366$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
@@ -25992,14 +26028,14 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8365$32 , \port$8365$80 , \p
   reg [31:0] partial1 = 32'd0;
   reg [31:0] partial2 = 32'd0;
   reg [31:0] partial3 = 32'd0;
-  input [15:0] \port$8365$128 ;
-  wire [15:0] \port$8365$128 ;
-  input [15:0] \port$8365$176 ;
-  wire [15:0] \port$8365$176 ;
-  input [15:0] \port$8365$32 ;
-  wire [15:0] \port$8365$32 ;
-  input [15:0] \port$8365$80 ;
-  wire [15:0] \port$8365$80 ;
+  input [15:0] \port$8366$128 ;
+  wire [15:0] \port$8366$128 ;
+  input [15:0] \port$8366$176 ;
+  wire [15:0] \port$8366$176 ;
+  input [15:0] \port$8366$32 ;
+  wire [15:0] \port$8366$32 ;
+  input [15:0] \port$8366$80 ;
+  wire [15:0] \port$8366$80 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod2 = 32'd0;
@@ -26225,7 +26261,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8365$32 , \port$8365$80 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$130  = \port$8365$32 ;
+    \$130  = \port$8366$32 ;
     if (rst) begin
       \$130  = 16'h0000;
     end
@@ -26288,7 +26324,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8365$32 , \port$8365$80 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$139  = \port$8365$80 ;
+    \$139  = \port$8366$80 ;
     if (rst) begin
       \$139  = 16'h0000;
     end
@@ -26351,7 +26387,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8365$32 , \port$8365$80 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$148  = \port$8365$128 ;
+    \$148  = \port$8366$128 ;
     if (rst) begin
       \$148  = 16'h0000;
     end
@@ -26414,7 +26450,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8365$32 , \port$8365$80 , \p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$157  = \port$8365$176 ;
+    \$157  = \port$8366$176 ;
     if (rst) begin
       \$157  = 16'h0000;
     end
@@ -26468,7 +26504,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$8365$32 , \port$8365$80 , \p
       \$164  = 16'h0000;
     end
   end
-  assign bias = { \port$8365$176 , \port$8365$128 , \port$8365$80 , \port$8365$32  };
+  assign bias = { \port$8366$176 , \port$8366$128 , \port$8366$80 , \port$8366$32  };
   assign o = { o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -26544,7 +26580,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$8459$0 , \port$8477$0 , \port$8495$0 , \port$8513$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$9043$167 , rnd, clk);
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$8460$0 , \port$8478$0 , \port$8496$0 , \port$8514$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$9052$167 , rnd, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -26688,16 +26724,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8459$0 , \port$8477$0 , \port$849
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [15:0] \port$8459$0 ;
-  wire [15:0] \port$8459$0 ;
-  input [15:0] \port$8477$0 ;
-  wire [15:0] \port$8477$0 ;
-  input [15:0] \port$8495$0 ;
-  wire [15:0] \port$8495$0 ;
-  input [15:0] \port$8513$0 ;
-  wire [15:0] \port$8513$0 ;
-  input [21:0] \port$9043$167 ;
-  wire [21:0] \port$9043$167 ;
+  input [15:0] \port$8460$0 ;
+  wire [15:0] \port$8460$0 ;
+  input [15:0] \port$8478$0 ;
+  wire [15:0] \port$8478$0 ;
+  input [15:0] \port$8496$0 ;
+  wire [15:0] \port$8496$0 ;
+  input [15:0] \port$8514$0 ;
+  wire [15:0] \port$8514$0 ;
+  input [21:0] \port$9052$167 ;
+  wire [21:0] \port$9052$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -26723,106 +26759,106 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8459$0 , \port$8477$0 , \port$849
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$9043$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$9052$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$9043$167 [5:0];
-  assign \$5  = \port$9043$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$9052$167 [5:0];
+  assign \$5  = \port$9052$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$9043$167 [5:0];
+  assign \$8  = ! \port$9052$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$8459$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$8460$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$8459$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$8460$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$8459$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$8460$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$8459$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$8460$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$8459$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$8460$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$8459$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$8460$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$9043$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$9043$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$9052$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$9052$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$9043$167 [5:0];
-  assign \$31  = \port$9043$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$9052$167 [5:0];
+  assign \$31  = \port$9052$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$9043$167 [5:0];
+  assign \$34  = ! \port$9052$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$8477$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$8478$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$8477$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$8478$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$8477$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$8478$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$8477$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$8478$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$8477$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$8478$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$8477$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$8478$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$9043$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$9043$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$9052$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$9052$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$9043$167 [5:0];
-  assign \$57  = \port$9043$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$9052$167 [5:0];
+  assign \$57  = \port$9052$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$9043$167 [5:0];
+  assign \$60  = ! \port$9052$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$8495$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$8496$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$8495$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$8496$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$8495$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$8496$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$8495$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$8496$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$8495$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$8496$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$8495$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$8496$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$9043$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$9043$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$9052$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$9052$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$9043$167 [5:0];
-  assign \$83  = \port$9043$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$9052$167 [5:0];
+  assign \$83  = \port$9052$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$9043$167 [5:0];
+  assign \$86  = ! \port$9052$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$8513$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$8514$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$8513$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$8514$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$8513$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$8514$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$8513$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$8514$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$8513$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$8514$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$8513$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$8514$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$9043$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$9052$167 [21:6]);
   always @(posedge clk)
     leak_prod0 <= \$105 ;
   always @(posedge clk)
@@ -27003,9 +27039,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$8459$0 , \port$8477$0 , \port$849
       \$124  = 1'h0;
     end
   end
-  assign threshold = \port$9043$167 [21:6];
-  assign leak_shift = \port$9043$167 [5:0];
-  assign cur = { \port$8513$0 , \port$8495$0 , \port$8477$0 , \port$8459$0  };
+  assign threshold = \port$9052$167 [21:6];
+  assign leak_shift = \port$9052$167 [5:0];
+  assign cur = { \port$8514$0 , \port$8496$0 , \port$8478$0 , \port$8460$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -31626,8 +31662,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, bw_weights__addr, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr, host__w2__rd_en
 , \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr, host__gbuf__rd_en
 , host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data
-, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$8523$0 , \port$8533$0 , \port$8543$0 , \port$8553$0 , \port$8643$0 , bw_grad_w2__addr, \port$8847$0 , \port$8905$0 , \port$8963$0 , \port$9021$0 
-, \port$9041$0 , \wr__data$182 );
+, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$8524$0 , \port$8534$0 , \port$8544$0 , \port$8554$0 , \port$8652$0 , bw_grad_w2__addr, \port$8856$0 , \port$8914$0 , \port$8972$0 , \port$9030$0 
+, \port$9050$0 , \wr__data$182 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -31950,26 +31986,26 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire [7:0] \port$314$0 ;
   input [7:0] \port$318$0 ;
   wire [7:0] \port$318$0 ;
-  input [15:0] \port$8523$0 ;
-  wire [15:0] \port$8523$0 ;
-  input [15:0] \port$8533$0 ;
-  wire [15:0] \port$8533$0 ;
-  input [15:0] \port$8543$0 ;
-  wire [15:0] \port$8543$0 ;
-  input [15:0] \port$8553$0 ;
-  wire [15:0] \port$8553$0 ;
-  input [15:0] \port$8643$0 ;
-  wire [15:0] \port$8643$0 ;
-  input [15:0] \port$8847$0 ;
-  wire [15:0] \port$8847$0 ;
-  input [15:0] \port$8905$0 ;
-  wire [15:0] \port$8905$0 ;
-  input [15:0] \port$8963$0 ;
-  wire [15:0] \port$8963$0 ;
-  input [15:0] \port$9021$0 ;
-  wire [15:0] \port$9021$0 ;
-  input [159:0] \port$9041$0 ;
-  wire [159:0] \port$9041$0 ;
+  input [15:0] \port$8524$0 ;
+  wire [15:0] \port$8524$0 ;
+  input [15:0] \port$8534$0 ;
+  wire [15:0] \port$8534$0 ;
+  input [15:0] \port$8544$0 ;
+  wire [15:0] \port$8544$0 ;
+  input [15:0] \port$8554$0 ;
+  wire [15:0] \port$8554$0 ;
+  input [15:0] \port$8652$0 ;
+  wire [15:0] \port$8652$0 ;
+  input [15:0] \port$8856$0 ;
+  wire [15:0] \port$8856$0 ;
+  input [15:0] \port$8914$0 ;
+  wire [15:0] \port$8914$0 ;
+  input [15:0] \port$8972$0 ;
+  wire [15:0] \port$8972$0 ;
+  input [15:0] \port$9030$0 ;
+  wire [15:0] \port$9030$0 ;
+  input [159:0] \port$9050$0 ;
+  wire [159:0] \port$9050$0 ;
   wire [7:0] port__addr;
   wire [6:0] \port__addr$103 ;
   wire [6:0] \port__addr$109 ;
@@ -32113,13 +32149,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$9041$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$9050$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$8643$0 [2:0]];
+      _0_ <= mem_affine[\port$8652$0 [2:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [2:0]];
@@ -38731,7 +38767,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$8553$0 , \port$8543$0 , \port$8533$0 , \port$8523$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$8554$0 , \port$8544$0 , \port$8534$0 , \port$8524$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -39006,7 +39042,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$9041$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$9050$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -41397,10 +41433,10 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$9041$0 [31:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$9050$0 [31:0] };
     end
     if (\$55 ) begin
-      \$signature__data$24  = { \port$9021$0 , \port$8963$0 , \port$8905$0 , \port$8847$0  };
+      \$signature__data$24  = { \port$9030$0 , \port$8972$0 , \port$8914$0 , \port$8856$0  };
     end
     if (\$65 ) begin
       \$signature__data$24  = bw_grad_w__data;
@@ -41436,17 +41472,17 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$9041$0 [31:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$9050$0 [31:0] };
     end
     if (\$60 ) begin
-      \$signature__data$28  = { \port$9021$0 , \port$8963$0 , \port$8905$0 , \port$8847$0  };
+      \$signature__data$28  = { \port$9030$0 , \port$8972$0 , \port$8914$0 , \port$8856$0  };
     end
     if (\$70 ) begin
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$9041$0 [31:0] };
-  assign bw_grad_w2__data = { \port$9021$0 , \port$8963$0 , \port$8905$0 , \port$8847$0  };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$9050$0 [31:0] };
+  assign bw_grad_w2__data = { \port$9030$0 , \port$8972$0 , \port$8914$0 , \port$8856$0  };
   assign port__addr = \$72 [7:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [5:0];
@@ -41490,8 +41526,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$8643$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$8643$0  };
+  assign \port__addr$145  = \port$8652$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$8652$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -41506,8 +41542,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[8:0];
-  assign \wr__data$171  = { \port$8553$0 , \port$8543$0 , \port$8533$0 , \port$8523$0  };
-  assign e4_membrane_out__data = { \port$8553$0 , \port$8543$0 , \port$8533$0 , \port$8523$0  };
+  assign \wr__data$171  = { \port$8554$0 , \port$8544$0 , \port$8534$0 , \port$8524$0  };
+  assign e4_membrane_out__data = { \port$8554$0 , \port$8544$0 , \port$8534$0 , \port$8524$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[8:0];
@@ -41533,8 +41569,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[2:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$9041$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$9041$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$9050$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$9050$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[7:0];
@@ -41543,8 +41579,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[7:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$9041$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$9041$0 [31:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$9050$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$9050$0 [31:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[8:0];
   assign \port__data$226  = host__membrane__rd_data;
