@@ -10,13 +10,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 import tests.gen.test_engine_cluster23 as e23_test
 from gen.config import Arrangement, ConfigError, config_from_dict, load_config
 from gen.cyclemodel import TileShape, tile_counters
 from gen.driver import Driver
-from gen.sim import run_programs
+from gen.sim import run_programs, run_testbench
 from gen.top import Accelerator
 from sw import golden
 from sw.golden import golden_layer
@@ -79,17 +78,8 @@ def _overlap(cfg, monkeypatch, order):
                 break
         assert ctx.get(eng.q23_rows) == T
 
-    sim = Simulator(h)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    qb = cfg.widths.activation
-    for t in range(T):
-        for x_ in range(tile.width):
-            for k in range(q.rank):
-                word = t * geo.rw4 + (x_ // geo.Px) * geo.ng + k // geo.Pk
-                v = (line4[word] >> (((x_ % geo.Px) * geo.Pk + k % geo.Pk) * qb)) & ((1 << qb) - 1)
-                assert v - ((v >> (qb - 1)) << qb) == gold.q23[t, k, 0, x_]
+    run_testbench(h, bench)
+    e23_test.assert_line4_holds(line4, gold.q23.numpy(), geo, tile.width, cfg.widths.activation)
     return both[0], either[0]
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
 
 from gen.config import load_config
 from gen.driver import Driver
 from gen.engines import ClusterTwoThreeEngine
+from gen.sim import run_testbench
 from gen.tilegeo import TileGeometryUnit
 from sw import golden
 from tests.gen.test_top import make_layer
@@ -113,19 +113,22 @@ def run_engine(q, x, tile_hw, pack, order):
                     break
             assert ctx.get(eng.q23_rows) == T
 
-        sim = Simulator(h)
-        sim.add_clock(1e-8)
-        sim.add_testbench(bench)
-        sim.run()
-        q23 = gold.q23.numpy()
-        for t in range(T):
-            for x_ in range(W):
-                for k in range(q.rank):
-                    word = t * geo.rw4 + (x_ // geo.Px) * geo.ng + k // geo.Pk   # slot (0 % 3) * T + t
-                    lane = (x_ % geo.Px) * geo.Pk + k % geo.Pk
-                    v = (line4[word] >> (lane * QB)) & ((1 << QB) - 1)
-                    assert v - ((v >> (QB - 1)) << QB) == q23[t, k, 0, x_], (tile.index, t, k, x_)
+        run_testbench(h, bench)
+        assert_line4_holds(line4, gold.q23.numpy(), geo, W, QB, tile.index)
 
+
+
+def assert_line4_holds(line4: dict, q23, geo, width: int, bits: int, where=None) -> None:
+    """The ``line4`` words written for the tile's first output row (slot ``0 % 3``, word
+    ``t * rw4 + (x // Px) * ng + k // Pk``, lane ``(x % Px) * Pk + k % Pk``) equal the golden
+    ``q23 [T, r, 1, W]``."""
+    T, r = q23.shape[0], q23.shape[1]
+    for t in range(T):
+        for x_ in range(width):
+            for k in range(r):
+                word = t * geo.rw4 + (x_ // geo.Px) * geo.ng + k // geo.Pk
+                v = (line4[word] >> (((x_ % geo.Px) * geo.Pk + k % geo.Pk) * bits)) & ((1 << bits) - 1)
+                assert v - ((v >> (bits - 1)) << bits) == q23[t, k, 0, x_], (where, t, k, x_)
 
 @pytest.mark.parametrize("order", [0, 1], ids=["row-outer", "timestep-outer"])
 @pytest.mark.parametrize("mode,pack", [("stt", 0), ("stt", 1), ("ptt", 1), ("ptt", 2), ("htt", 0)])

@@ -12,14 +12,15 @@ import pytest
 import torch
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
 
 from gen.config import load_config
 from gen.driver import Driver
 from gen.engines.stt_cluster3 import SttClusterThreeEngine
+from gen.sim import run_testbench
 from gen.tilegeo import TileGeometryUnit
 from gen.units import MacCluster, Requantiser
 from sw import golden
+from tests.gen.test_engine_cluster23 import assert_line4_holds
 from tests.gen.test_top import make_layer
 
 CFG = load_config("small")
@@ -140,17 +141,8 @@ def run_engine(q, x, tile_hw, pack, order):
                     break
             assert ctx.get(eng.q23_rows) == T and ctx.get(eng.released) == T
 
-        sim = Simulator(h)
-        sim.add_clock(1e-8)
-        sim.add_testbench(bench)
-        sim.run()
-        for t in range(T):
-            for x_ in range(W):
-                for k in range(q.rank):
-                    word = t * geo.rw4 + (x_ // geo.Px) * geo.ng + k // geo.Pk   # slot (0 % 3) * T + t
-                    lane = (x_ % geo.Px) * geo.Pk + k % geo.Pk
-                    v = (line4[word] >> (lane * QB)) & ((1 << QB) - 1)
-                    assert v - ((v >> (QB - 1)) << QB) == q23[t, k, 0, x_], (tile.index, t, k, x_)
+        run_testbench(h, bench)
+        assert_line4_holds(line4, q23, geo, W, QB, tile.index)
 
 
 @pytest.mark.parametrize("order", [0, 1], ids=["row-outer", "timestep-outer"])
@@ -188,7 +180,4 @@ def test_stt_cluster3_engine_stays_idle_outside_stt():
             assert ctx.get(eng.counts.as_value()) == 0
             await ctx.tick()
 
-    sim = Simulator(h)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    run_testbench(h, bench)

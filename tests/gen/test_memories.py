@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import random
 
-from amaranth.sim import Simulator
-
 from gen.backward.core_stage_engine import stage_read_port, stage_write_port
 from gen.config import load_config
 from gen.memories import BufferMemories, DatapathPort
+from gen.sim import run_testbench
 
 CFG = load_config("small")
 GBUF = CFG.backward_regions["gbuf"]
@@ -27,14 +26,11 @@ def _dut():
 
 def _run(bench):
     dut = _dut()
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
 
     async def testbench(ctx):
         await bench(ctx, dut)
 
-    sim.add_testbench(testbench)
-    sim.run()
+    run_testbench(dut, testbench)
 
 
 def test_the_gradient_buffer_has_two_banks_of_half_the_words():
