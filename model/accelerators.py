@@ -546,7 +546,7 @@ class ProposedRTL(Proposed):
         lb = rtl_backward.layer_backward(self.cfg, spec, T)
         res["backward"], res["weight_update"] = rtl_backward.backward_counts(self.cfg, lb, self.memories)
         res["forward"].counts.add("dram", "write", 1, rtl_backward.trace_bits(spec, T))
-        info.update(backward_tiles=lb.tiles, backward_tile_hw=list(lb.tile),
+        info.update(backward_tiles=lb.tiles, backward_tile_hw=list(lb.tile), backward_chunk=lb.chunk,
                     backward_host_words=lb.host_words_in + lb.host_words_out,
                     backward_counters={**{f"backward.{k}": v for k, v in lb.backward.items()},
                                        **{f"weight_update.{k}": v for k, v in lb.weight_update.items()}})

@@ -47,13 +47,17 @@ class StageCycles:
 def _lif_counters(f: Mapping[str, int], groups: int) -> dict[str, int]:
     """The LIF-gradient engine: ``e`` (and ``g_extra``) and the trace word read at a block's
     first position, ``g_cur`` written at the interior pixels, ``g_a4`` at every pre-pool
-    position inside the tile (pooling: the ``(2 rows - 2) x (2 cols - 2)`` positions)."""
+    position inside the tile (pooling: the ``(2 rows - 2) x (2 cols - 2)`` positions); with
+    ``carry_in``/``carry_out`` a load step (one read) and a store step (one write) per group."""
     T, rows, cols = f["timesteps"], f["rows"], f["cols"]
-    firsts = rows * cols * groups * T
+    pixels = rows * cols * groups                  # (y, x, group)
+    firsts = pixels * T
+    loads, stores = pixels * f.get("carry_in", 0), pixels * f.get("carry_out", 0)
     a4 = ((2 * rows - 2) * (2 * cols - 2) if f["pool"] else rows * cols) * groups * T
-    return {"lifg_busy": firsts * (4 if f["pool"] else 1), "lifg_updates": rows * cols * f["out_channels"] * T,
-            "trace_reads": firsts, "lifg_grad_reads": firsts * (1 + f["use_extra"]),
-            "lifg_grad_writes": a4 + (rows - 2) * (cols - 2) * groups * T}
+    return {"lifg_busy": (firsts + loads + stores) * (4 if f["pool"] else 1),
+            "lifg_updates": rows * cols * f["out_channels"] * T,
+            "trace_reads": firsts, "lifg_grad_reads": firsts * (1 + f["use_extra"]) + loads,
+            "lifg_grad_writes": a4 + (rows - 2) * (cols - 2) * groups * T + stores}
 
 
 def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: int, spikes_per_word: int,
@@ -111,8 +115,10 @@ def stage_cycles(name: str, f: Mapping[str, int], lanes: int, spikes_per_word: i
     else:
         steps, macs, counters = _core_counters(kind, f, groups, lanes, spikes_per_word, full)
     drain = DRAIN[kind]
-    if kind == StageKind.OUTER and not full[-1] and any(full):
-        drain = 0       # the last timestep is skipped: nothing follows its last issue
+    if kind == StageKind.OUTER and not full[-1] and not (f["acc_clear"] and T == 1):
+        # the last timestep is skipped in one step: nothing follows its issue (unless it is the
+        # stage's only timestep and starts the sums: then its pixel of zero sums is written)
+        drain = 0
     cycles = steps + drain + CONTROL_CYCLES
     return StageCycles(name, kind, steps, macs, cycles, {**counters, "cycles": cycles})
 

@@ -14,7 +14,7 @@ from ..config import HardwareConfig
 from ..descriptor import Pass
 from ..driver import affine_words
 from ..hostmap import HostMap, host_map, region_reads, region_writes
-from .stage_layout import StageKind
+from .tiling import TileRun, layer_runs, run_stages
 from .tile_program import (BackwardTileProgram, gbuf_need, pack_tensor, pack_trace, plan_backward_tile, unpack_tensor,
                            unpack_wgrad)
 
@@ -106,13 +106,14 @@ def backward_traffic(cfg: HardwareConfig, plan: BackwardTileProgram, timesteps: 
 
 
 def dither_fields(qlayer, T: int, origin: tuple[int, int],
-                  layer_hw: tuple[int, int], sample: int, seed: int) -> dict[str, dict[str, int]]:
+                  layer_hw: tuple[int, int], sample: int, seed: int, t0: int = 0) -> dict[str, dict[str, int]]:
     """The stochastic rounding's stage fields (``idx_*``, ``key*``) of the stages that round,
     by stage name: each stage's output block in layer coordinates (docs/numerics.md: the LIF
     stage over the pooled map with its ring, G4^T over the pre-pool pixels with their ring,
     STT's G3^T with the ring rows, G2^T/G3^T and G1^T over the tile's pixels), sample
     ``sample``, the keys ``lowbias32(16 * seed + stage)``. ``origin``: the layer row and
-    column of the tile's first pre-pool pixel."""
+    column of the tile's first pre-pool pixel; ``T`` the layer's timesteps, ``t0`` the first
+    of the program's chunk."""
     import torch
 
     from sw.golden_backward import STAGE_IDS, lowbias32
@@ -125,7 +126,7 @@ def dither_fields(qlayer, T: int, origin: tuple[int, int],
 
     def block(channels: int, hw: tuple[int, int], oy: int, ox: int) -> dict[str, int]:
         H, W = hw
-        base = ((sample * T * channels) * H + oy) * W + ox
+        base = (((sample * T + t0) * channels) * H + oy) * W + ox
         return {"idx_base": base % (1 << 32), "idx_t": channels * H * W % (1 << 32), "idx_c": H * W % (1 << 32),
                 "idx_y": W % (1 << 32)}
 
@@ -146,7 +147,9 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
                      g_extra: np.ndarray | None = None, height_mul: int = 1, height_shift: int = 0,
                      hmap: HostMap | None = None, origin: tuple[int, int] = (0, 0),
                      layer_hw: tuple[int, int] | None = None, sample: int = 0,
-                     seed: int = 0, first: bool = True, last: bool = True) -> BackwardHostProgram:
+                     seed: int = 0, first: bool = True, last: bool = True, t0: int = 0,
+                     layer_timesteps: int | None = None, carry_in: bool = False,
+                     carry_out: bool = False) -> BackwardHostProgram:
     """The host program of one backward tile of ``qlayer``: ``x [T, Cin, H + 2, W + 2]`` the
     forward window of input spikes, ``e``/``g_extra [T, Cout, Ho + 2, Wo + 2]`` the gradients
     over the output pixels and their ring, ``spikes``/``window``/``argmax`` the forward trace
@@ -156,15 +159,22 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
     the dither (:func:`dither_fields`). A layer's tiles share their weights and accumulate
     their weight-gradient sums in the RTL: ``first`` False (a later tile) writes no stage
     weights or folded-BN words and adds to the sums the earlier tiles left (``acc_clear = 0``);
-    ``last`` False reads no sums (:meth:`BackwardHostProgram.decode` gives ``dw = None``)."""
+    ``last`` False reads no sums (:meth:`BackwardHostProgram.decode` gives ``dw = None``).
+    A tile whose timesteps run in chunks (:mod:`gen.backward.tiling`): the arrays hold the
+    chunk's timesteps ``t0 ..`` of the layer's ``layer_timesteps``; ``carry_in``/``carry_out``
+    as the stage fields (the chunk after a later one / before an earlier one)."""
     hmap = hmap or host_map(cfg)
     P, gb = cfg.lanes, cfg.gradients.width
     T, _, hw, ww = x.shape
     H, W = hw - 2, ww - 2
-    full = list(qlayer.full_timesteps(T))
+    layer_T = layer_timesteps or T
+    if t0 < 0 or t0 + T > layer_T:
+        raise ValueError(f"timesteps {t0}..{t0 + T - 1} are not in the layer's {layer_T}")
+    full = list(qlayer.full_timesteps(layer_T))[t0:t0 + T]
+    run = TileRun(0, 0, H, W, t0, T, first, last, carry_in, carry_out)
     plan = plan_backward_tile(qlayer, T, H, W, P, cfg.widths.weight, shifts, full, height_mul,
                               height_shift, use_extra=g_extra is not None,
-                              bank_depth=cfg.backward_regions["gbuf"].bank_depth,
+                              bank_depth=cfg.backward_regions["gbuf"].bank_depth, carry=T < layer_T,
                               spikes_per_word=cfg.gbuf_spikes_per_word)
     for name, values in (("e", e), ("g_extra", g_extra)):
         spec = plan.tensors.get(name)
@@ -185,11 +195,11 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
     if first:
         setup += region_writes(hmap, "affine", affine_words(np.asarray(qlayer.scale), np.asarray(qlayer.bias), P,
                                                            cfg.widths.affine_scale, cfg.widths.membrane))
-    else:                   # the sums continue from the layer's earlier tiles
-        plan.stages = [(n, {**f, "acc_clear": 0} if f["kind"] == StageKind.OUTER else f) for n, f in plan.stages]
+    # a later program adds to the sums of the layer's earlier ones; a chunk carries the LIF gradient
+    plan.stages = run_stages(plan.stages, run)
     words_in = len(setup) - 2
     if cfg.gradients.rounding == "stochastic":
-        extra = dither_fields(qlayer, T, origin, layer_hw or (H, W), sample, seed)
+        extra = dither_fields(qlayer, layer_T, origin, layer_hw or (H, W), sample, seed, t0)
         plan.stages = [(n, {**f, **extra.get(n, {})}) for n, f in plan.stages]
     stages = [[(hmap.register(f"bw_{f}").address, v) for f, v in sorted(fields.items())]
               for _, fields in plan.stages]
@@ -258,13 +268,15 @@ async def run_backward_tile(bus: Any, prog: BackwardHostProgram, max_polls: int 
 
 @dataclass
 class BackwardTile:
-    """One tile of a layer's backward pass: pre-pool rows ``row0 .. row0 + height - 1`` and
-    columns ``col0 .. col0 + width - 1``."""
+    """One program of a layer's backward pass: pre-pool rows ``row0 .. row0 + height - 1``,
+    columns ``col0 .. col0 + width - 1``, timesteps ``t0 .. t0 + timesteps - 1``."""
     row0: int
     col0: int
     height: int
     width: int
     program: BackwardHostProgram
+    t0: int = 0
+    timesteps: int | None = None
 
 
 def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, spikes: np.ndarray,
@@ -273,14 +285,16 @@ def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.nd
                             sample: int = 0, seed: int = 0) -> list[BackwardTile]:
     """A whole layer's backward pass as the largest tiles that fit the backward memories
     (docs/architecture.md, "Backward datapath"; the same choice as ``python -m gen.perf
-    --backward``): ``x [T, Cin, H, W]`` the layer's input spikes, ``e``/``g_extra``/``spikes``/
-    ``window``/``argmax`` ``[T, C, Ho, Wo]`` over its output pixels. Each tile reads its
-    one-pixel halo ring (zero outside the layer, the neighbour's values inside), so the tiles'
-    results are the layer's exactly: ``e_in`` and ``g_current`` blocks side by side, weight-gradient
-    sums accumulated in the RTL over the tiles, which therefore run in order on one accelerator
-    (the first writes the stage weights, the last reads the sums; :func:`combine_tiles`).
-    ``sample``/``seed``: the stochastic rounding's sample
-    index and seed (each tile's dither is placed at its layer coordinates)."""
+    --backward``), each tile's timesteps in chunks where that takes fewer cycles
+    (:mod:`gen.backward.tiling`): ``x [T, Cin, H, W]`` the layer's input spikes,
+    ``e``/``g_extra``/``spikes``/``window``/``argmax`` ``[T, C, Ho, Wo]`` over its output
+    pixels. Each tile reads its one-pixel halo ring (zero outside the layer, the neighbour's
+    values inside), so the tiles' results are the layer's exactly: ``e_in`` and ``g_current``
+    blocks side by side, weight-gradient sums accumulated in the RTL over the programs, which
+    therefore run in order on one accelerator (the first writes the stage weights, the last
+    reads the sums, a chunk leaves the LIF gradient to the next in the gradient buffer;
+    :func:`combine_tiles`). ``sample``/``seed``: the stochastic rounding's sample index and
+    seed (each tile's dither is placed at its layer coordinates)."""
     from .perf import backward_tile_shape
 
     hmap = host_map(cfg)
@@ -288,38 +302,40 @@ def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.nd
     s = 2 if qlayer.pool else 1
     # the largest tile whose tensors fit; when even the smallest does not, or the weights do not,
     # backward_program names the memory that is too small (BackwardDoesNotFit)
-    h, w, _ = backward_tile_shape(cfg, qlayer, T, H, W, qlayer.full_timesteps(T), g_extra is not None)
+    h, w, k, _ = backward_tile_shape(cfg, qlayer, T, H, W, qlayer.full_timesteps(T), g_extra is not None)
     pad = lambda a: None if a is None else np.pad(np.asarray(a), ((0, 0), (0, 0), (1, 1), (1, 1)))  # noqa: E731
     xp, ep, gp = pad(x), pad(e), pad(g_extra)
     sp, wp, ap = pad(spikes), pad(window), pad(argmax)
 
-    def tile(r0: int, c0: int, th: int, tw: int, first: bool, last: bool) -> BackwardHostProgram:
+    def program(run) -> BackwardHostProgram:
+        r0, c0, th, tw, t0 = run.row0, run.col0, run.height, run.width, run.t0
         o0, p0, ho, wo = r0 // s, c0 // s, th // s, tw // s
-        cut = lambda a: None if a is None else a[:, :, o0:o0 + ho + 2, p0:p0 + wo + 2]  # noqa: E731
-        return backward_program(cfg, qlayer, xp[:, :, r0:r0 + th + 2, c0:c0 + tw + 2], cut(ep), cut(sp),
+        cut = lambda a: None if a is None else a[t0:t0 + k, :, o0:o0 + ho + 2, p0:p0 + wo + 2]  # noqa: E731
+        return backward_program(cfg, qlayer, xp[t0:t0 + k, :, r0:r0 + th + 2, c0:c0 + tw + 2], cut(ep), cut(sp),
                                 cut(wp), cut(ap), shifts, cut(gp), height_mul, height_shift, hmap,
-                                origin=(r0, c0), layer_hw=(H, W), sample=sample, seed=seed, first=first,
-                                last=last)
+                                origin=(r0, c0), layer_hw=(H, W), sample=sample, seed=seed, first=run.first,
+                                last=run.last, t0=t0, layer_timesteps=T, carry_in=run.carry_in,
+                                carry_out=run.carry_out)
 
-    origins = [(r0, c0) for r0 in range(0, H, h) for c0 in range(0, W, w)]
-    return [BackwardTile(r0, c0, min(h, H - r0), min(w, W - c0),
-                         tile(r0, c0, min(h, H - r0), min(w, W - c0), k == 0, k == len(origins) - 1))
-            for k, (r0, c0) in enumerate(origins)]
+    return [BackwardTile(run.row0, run.col0, run.height, run.width, program(run), run.t0, run.timesteps)
+            for run in layer_runs(H, W, T, h, w, k)]
 
 
 def combine_tiles(tiles: list[BackwardTile], results: list[BackwardTileResult], wgrad_bits: int,
                   pool: bool = False) -> BackwardTileResult:
     """The layer's result from its tiles' (``e_in``/``g_current`` blocks placed at each tile's
-    position; the sums of the tiles that read them added and wrapped to the tile accumulators'
+    position and chunk of timesteps; the sums of the tiles that read them added and wrapped to the tile accumulators'
     width: the RTL's own accumulation over a layer's tiles wraps the same way; counters added)."""
     s = 2 if pool else 1
     H = max(t.row0 + t.height for t in tiles)
     W = max(t.col0 + t.width for t in tiles)
-    e_in = np.zeros(results[0].e_in.shape[:2] + (H, W), np.int64)
-    g_cur = np.zeros(results[0].g_current.shape[:2] + (H // s, W // s), np.int64)
+    T = max(t.t0 + len(r.e_in) for t, r in zip(tiles, results))
+    e_in = np.zeros((T,) + results[0].e_in.shape[1:2] + (H, W), np.int64)
+    g_cur = np.zeros((T,) + results[0].g_current.shape[1:2] + (H // s, W // s), np.int64)
     for t, r in zip(tiles, results):
-        e_in[:, :, t.row0:t.row0 + t.height, t.col0:t.col0 + t.width] = r.e_in
-        g_cur[:, :, t.row0 // s:(t.row0 + t.height) // s, t.col0 // s:(t.col0 + t.width) // s] = r.g_current
+        ts = slice(t.t0, t.t0 + len(r.e_in))
+        e_in[ts, :, t.row0:t.row0 + t.height, t.col0:t.col0 + t.width] = r.e_in
+        g_cur[ts, :, t.row0 // s:(t.row0 + t.height) // s, t.col0 // s:(t.col0 + t.width) // s] = r.g_current
     half = 1 << (wgrad_bits - 1)
     sums = [r.dw for r in results if r.dw is not None]   # tiles that read their sums (the last, at least)
     dw = {n: np.vectorize(lambda v: ((int(v) + half) % (2 * half)) - half, otypes=[np.int64])(

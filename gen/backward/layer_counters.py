@@ -11,9 +11,9 @@ from ..config import HardwareConfig
 from ..hostmap import host_map
 from .cyclemodel import tile_counters
 from .host import BackwardDoesNotFit, backward_traffic, check_fits
-from .perf import _SHIFTS, _layer, backward_tile_shape
+from .perf import _Planner, _layer, backward_tile_shape
 from .stage_layout import StageKind
-from .tile_program import plan_backward_tile
+from .tiling import layer_runs, run_stages
 
 __all__ = ["LayerBackwardCounters", "layer_backward_counters"]
 
@@ -33,6 +33,7 @@ class LayerBackwardCounters:
     the configured ones)."""
     tiles: int
     tile: tuple[int, int]
+    chunk: int
     config: HardwareConfig
     grown: bool
     backward: dict[str, int]
@@ -79,18 +80,13 @@ def layer_backward_counters(cfg: HardwareConfig, spec, mode: str, timesteps: int
     extra = bool(spec.membrane_shortcut)
     planned, hmap = cfg, host_map(cfg)
     for _ in range(max_growth + 1):
-        h, w, _ = backward_tile_shape(planned, q, T, H, W, full, extra)
+        planner = _Planner(planned, q, full, extra)
+        h, w, k, _ = backward_tile_shape(planned, q, T, H, W, full, extra, planner)
+        runs = layer_runs(H, W, T, h, w, k)
         try:
-            progs = {}
-            for r0 in range(0, H, h):
-                for c0 in range(0, W, w):
-                    shape = (min(h, H - r0), min(w, W - c0))
-                    if shape not in progs:
-                        plan = plan_backward_tile(q, T, *shape, P, cfg.widths.weight, _SHIFTS, list(full),
-                                                  use_extra=extra, pack_weights=False,
-                                                  spikes_per_word=cfg.gbuf_spikes_per_word)
-                        check_fits(planned, plan, plan.tensors["e"].words(T))
-                        progs[shape] = plan
+            for run in runs:
+                plan = planner.plan(run.height, run.width, k, run.t0)
+                check_fits(planned, plan, plan.tensors["e"].words(k))
             break
         except BackwardDoesNotFit as e:      # grow only the memory that is too small
             planned = _grown(planned, e.region, e.need)
@@ -98,27 +94,23 @@ def layer_backward_counters(cfg: HardwareConfig, spec, mode: str, timesteps: int
         raise ValueError(f"{spec.name}: no backward tile fits the [gradients] memories of {cfg.name!r} "
                          f"even after growing them {max_growth} times")
     passes = {"backward": {}, "weight_update": {}}
-    words_in = words_out = tiles = 0
+    words_in = words_out = 0
     regions: dict[str, tuple[int, int]] = {}
-    origins = [(r0, c0) for r0 in range(0, H, h) for c0 in range(0, W, w)]
     by_pass_of: dict[tuple, dict] = {}
-    for index, (r0, c0) in enumerate(origins):
-        shape = (min(h, H - r0), min(w, W - c0))
-        plan = progs[shape]
-        if (shape, index == 0) not in by_pass_of:   # later tiles add to the sums (acc_clear = 0)
-            stages = plan.stages if index == 0 else [
-                (n, {**f, "acc_clear": 0} if f["kind"] == StageKind.OUTER else f) for n, f in plan.stages]
-            by_pass_of[(shape, index == 0)] = _pass_counters(stages, P, cfg.gbuf_spikes_per_word)
-        by_pass = by_pass_of[(shape, index == 0)]
-        # the first tile writes the stage weights, the last reads the layer's sums
-        traffic, w_in, w_out = backward_traffic(planned, plan, T, hmap, index == 0, index == len(origins) - 1)
-        tiles += 1
+    for run in runs:
+        plan = planner.plan(run.height, run.width, k, run.t0)
+        key = (run.height, run.width, run.t0 if mode == "htt" else 0, run.first, run.carry_in, run.carry_out)
+        if key not in by_pass_of:
+            by_pass_of[key] = _pass_counters(run_stages(plan.stages, run), P, cfg.gbuf_spikes_per_word)
+        # the first program writes the stage weights, the last reads the layer's sums
+        traffic, w_in, w_out = backward_traffic(planned, plan, k, hmap, run.first, run.last)
         words_in, words_out = words_in + w_in, words_out + w_out
         for name, (wr, rd) in traffic.items():
             old = regions.get(name, (0, 0))
             regions[name] = (old[0] + wr, old[1] + rd)
-        for key, counters in by_pass.items():
+        for key2, counters in by_pass_of[key].items():
             for name, v in counters.items():
-                passes[key][name] = passes[key].get(name, 0) + v
-    return LayerBackwardCounters(tiles, (h, w), planned, planned is not cfg, passes["backward"],
+                passes[key2][name] = passes[key2].get(name, 0) + v
+    tiles = sum(run.t0 == 0 for run in runs)
+    return LayerBackwardCounters(tiles, (h, w), k, planned, planned is not cfg, passes["backward"],
                                  passes["weight_update"], words_in, words_out, regions)

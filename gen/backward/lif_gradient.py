@@ -22,6 +22,8 @@ class LIFGradientLanes(wiring.Component):
     The engine feeds timesteps ``t = T-1 .. 0`` of a neuron group in order, ``restart`` with
     the first (``t = T-1``); each timestep's ``d`` needs the one before it, so that step (the
     recurrence: leak product, rounding, add, saturation) is the one stage that cannot be cut.
+    A tile whose timesteps run in chunks carries ``d`` from one chunk to the next: a ``load``
+    step sets the held ``d`` to its ``e`` (the carried word) and computes nothing else.
 
     * step 1: ``d = sat_G((window ? round_hs(e * height_mul) : 0)
       + (spike ? 0 : round_ls(d_next * leak_mul)))``;
@@ -34,7 +36,8 @@ class LIFGradientLanes(wiring.Component):
     product ``g_cur * scale``; 6 its rounding and saturation, every output.
 
     Ports: ``valid`` (a timestep enters: the held ``d`` advances only then), ``restart`` (it is
-    ``t = T-1``: ``d_next = 0``), ``e``, ``g_extra`` (lanes x Gb, signed), ``spike``, ``window``
+    ``t = T-1``: ``d_next = 0``), ``load`` (with ``valid``: this step only sets the held ``d``
+    to ``e``; its outputs are meaningless), ``e``, ``g_extra`` (lanes x Gb, signed), ``spike``, ``window``
     (one bit per lane: the forward's spike and surrogate-window bits of this timestep),
     ``scale`` (lanes x Sb: the timestep class's folded-BN scale); with ``rounding =
     "stochastic"``, ``dither_height``, ``dither_leak``, ``dither_affine`` (lanes x 32), all in
@@ -59,7 +62,7 @@ class LIFGradientLanes(wiring.Component):
         self.rounding = rounding
         gb = grad_width
         ports = {
-            "valid": In(1), "restart": In(1),
+            "valid": In(1), "restart": In(1), "load": In(1),
             "e": In(lanes * gb), "g_extra": In(lanes * gb),
             "spike": In(lanes), "window": In(lanes), "scale": In(lanes * scale_width),
             "height_mul": In(leak_width), "leak_mul": In(leak_width),
@@ -76,21 +79,23 @@ class LIFGradientLanes(wiring.Component):
         # control and the inputs later stages use, delayed along the pipeline
         valid = delay_line(m, self.valid, self.LATENCY, "valid")
         restart = delay_line(m, self.restart, 2, "restart")
+        load = delay_line(m, self.load, 2, "load")
         m.d.comb += self.out_valid.eq(valid[self.LATENCY])
         outs = {k: [] for k in ("d", "g_cur", "g_p", "sat_lif", "sat_current", "sat_affine")}
         for l in range(self.lanes):
-            for k, v in self._lane(m, l, valid, restart).items():
+            for k, v in self._lane(m, l, valid, restart, load).items():
                 outs[k].append(v)
         m.d.comb += [getattr(self, k).eq(Cat(*v)) for k, v in outs.items()]
         return m
 
-    def _lane(self, m, l: int, valid, restart) -> dict:
+    def _lane(self, m, l: int, valid, restart, load) -> dict:
         """Lane ``l``'s six stages; its registered outputs."""
         gb, sb, L = self.grad_width, self.scale_width, self.LATENCY
         dither = {s: (delay_line(m, getattr(self, f"dither_{s}")[l * 32:(l + 1) * 32], n, f"dither_{s}{l}")[n]
                       if self.rounding == "stochastic" else None)
                   for s, n in (("height", 1), ("leak", 2), ("affine", 5))}
-        e = delay_line(m, lane(self.e, l, gb), 1, f"e{l}")[1]
+        e_taps = delay_line(m, lane(self.e, l, gb), 2, f"e{l}")
+        e = e_taps[1]
         window = delay_line(m, self.window[l], 1, f"window{l}")[1]
         spike = delay_line(m, self.spike[l], 2, f"spike{l}")[2]
         g_extra = delay_line(m, lane(self.g_extra, l, gb), 3, f"g_extra{l}")[3]
@@ -107,7 +112,7 @@ class LIFGradientLanes(wiring.Component):
         m.d.comb += v.eq(direct + Mux(spike, 0, through))
         d = saturate(v, gb)
         with m.If(valid[2]):
-            m.d.sync += d_state.eq(d)
+            m.d.sync += d_state.eq(Mux(load[2], e_taps[2], d))
         f_lif = Signal(name=f"sat_lif{l}")
         m.d.sync += f_lif.eq(d != v)
         # stage 4: the current

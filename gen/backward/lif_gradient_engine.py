@@ -32,7 +32,12 @@ class LIFGradientEngine(wiring.Component):
     lanes with the LIF gradient of ``t + 1`` held in the lanes (0 at ``t = T-1``), writes
     ``g_cur`` of the output pixels (the ring excluded) and, per position, ``g_a4``: ``g_p``
     where the lane's arg-max is that position, else 0 (pre-pool positions outside the
-    ``(2 rows - 2) x (2 cols - 2)`` ring are dropped).
+    ``(2 rows - 2) x (2 cols - 2)`` ring are dropped). A tile whose timesteps run in chunks
+    (later chunks first) carries the LIF gradient between them: with ``carry_in`` a group's
+    steps begin with a load step (the word of ``carry_base`` through the ``e`` port into the
+    lanes' held ``d``), with ``carry_out`` they end with a store step (the held ``d`` after
+    ``t = 0`` through the ``g_cur`` port to ``carry_base``); each takes the cycles of a
+    timestep (four with ``pool``) and nothing else happens in it.
 
     Ports: ``start``, ``stage`` (in); ``e``, ``extra`` (gradient-buffer read ports),
     ``trace``, ``affine`` (read ports); ``g_a4``, ``g_cur`` (gradient-buffer write ports);
@@ -70,24 +75,31 @@ class LIFGradientEngine(wiring.Component):
         run = Signal()
         y, x, go, tr, sub = (Signal(16, name=n) for n in ("y", "x", "go", "tr", "sub"))
         t = Signal(16)
-        m.d.comb += t.eq(st.timesteps - 1 - tr)                   # reverse time
+        load = st.carry_in & (tr == 0)
+        store = st.carry_out & (tr == st.timesteps + st.carry_in)
+        m.d.comb += t.eq(st.timesteps - 1 - (tr - st.carry_in))  # reverse time
         GO = Signal(16)
         m.d.comb += GO.eq((st.out_channels + P - 1) >> lp)
-        ends = loops(m, [(y, st.rows), (x, st.cols), (go, GO), (tr, st.timesteps), (sub, Mux(st.pool, 4, 1))], run)
+        steps_t = Signal(16)                                     # the timesteps and the carry steps
+        m.d.comb += steps_t.eq(st.timesteps + st.carry_in + st.carry_out)
+        ends = loops(m, [(y, st.rows), (x, st.cols), (go, GO), (tr, steps_t), (sub, Mux(st.pool, 4, 1))], run)
         with m.If(run & ends[0]):
             m.d.sync += run.eq(0)
         with m.If(self.start):
             m.d.sync += [run.eq(1)] + [s.eq(0) for s in (y, x, go, tr, sub)]
         first = run & (sub == 0)
-        word = ((t * st.rows + y) * st.cols + x) * GO + go
+        step = first & ~load & ~store                            # a timestep's first position
+        pixel = (y * st.cols + x) * GO + go
+        word = (t * st.rows * st.cols) * GO + pixel
         inner_rows, inner_cols = st.rows - 2, st.cols - 2
-        m.d.comb += [self.e.en.eq(first), self.e.addr.eq(st.in_base + word),
-                     self.extra.en.eq(first & st.use_extra), self.extra.addr.eq(st.g_base + word),
-                     self.trace.en.eq(first), self.trace.addr.eq(st.trace_base + word),
-                     self.affine.en.eq(first), self.affine.addr.eq(go)]
+        m.d.comb += [self.e.en.eq(first & ~store),
+                     self.e.addr.eq(Mux(load, st.carry_base + pixel, st.in_base + word)),
+                     self.extra.en.eq(step & st.use_extra), self.extra.addr.eq(st.g_base + word),
+                     self.trace.en.eq(step), self.trace.addr.eq(st.trace_base + word),
+                     self.affine.en.eq(step), self.affine.addr.eq(go)]
         cnt = self.counts
-        m.d.comb += [cnt.lifg_busy.eq(run), cnt.trace_reads.eq(first),
-                     cnt.lifg_grad_reads.eq(Mux(first, 1 + st.use_extra, 0))]
+        m.d.comb += [cnt.lifg_busy.eq(run), cnt.trace_reads.eq(step),
+                     cnt.lifg_grad_reads.eq(Mux(step, 1 + st.use_extra, Mux(first & load, 1, 0)))]
         # pre-pool position of this step, and whether it lies in the g_a4 tensor
         out_rows = Mux(st.pool, (st.rows << 1) - 2, st.rows)
         out_cols = Mux(st.pool, (st.cols << 1) - 2, st.cols)
@@ -96,8 +108,11 @@ class LIFGradientEngine(wiring.Component):
         inside = (py < out_rows) & (px < out_cols) & ~(st.pool & (((y == 0) & ~sub[1]) | ((x == 0) & ~sub[0])))
         interior = (y >= 1) & (y <= inner_rows) & (x >= 1) & (x <= inner_cols)
         a = dict(v=Signal(), first=Signal(), last_t=Signal(), inside=Signal(), interior=Signal(), sub=Signal(2),
-                 full=Signal(), a4_addr=Signal(AB), cur_addr=Signal(AB), active=Signal(range(P + 1)))
-        m.d.sync += [a["v"].eq(run), a["first"].eq(first), a["last_t"].eq(tr == 0), a["inside"].eq(inside),
+                 full=Signal(), a4_addr=Signal(AB), cur_addr=Signal(AB), active=Signal(range(P + 1)),
+                 load=Signal(), store=Signal(), carry_addr=Signal(AB))
+        m.d.sync += [a["v"].eq(run), a["first"].eq(first), a["last_t"].eq((tr == 0) & ~st.carry_in),
+                     a["load"].eq(load), a["store"].eq(store), a["carry_addr"].eq(st.carry_base + pixel),
+                     a["inside"].eq(inside),
                      a["interior"].eq(interior), a["sub"].eq(sub[:2]),
                      a["full"].eq(~st.use_schedule | st.schedule.bit_select(t[:5], 1)),
                      a["a4_addr"].eq(st.out_base + ((t * out_rows + py) * out_cols + px) * GO + go),
@@ -134,7 +149,8 @@ class LIFGradientEngine(wiring.Component):
         aff = self.affine.data
         scale0 = Cat(*[aff[l * lane_bits:l * lane_bits + sb] for l in range(P)])
         scale1 = Cat(*[aff[l * lane_bits + sb:l * lane_bits + 2 * sb] for l in range(P)])
-        m.d.comb += [lanes.valid.eq(a["v"] & a["first"]), lanes.restart.eq(a["last_t"]),
+        m.d.comb += [lanes.valid.eq(a["v"] & a["first"] & ~a["store"]), lanes.restart.eq(a["last_t"]),
+                     lanes.load.eq(a["load"]),
                      lanes.e.eq(self.e.data),
                      lanes.g_extra.eq(Mux(st.use_extra, self.extra.data, 0)),
                      lanes.spike.eq(spikes), lanes.window.eq(window),
@@ -145,26 +161,33 @@ class LIFGradientEngine(wiring.Component):
         # stage w: stage a's control and arg-max, LATENCY cycles later, beside the lanes' outputs
         L = LIFGradientLanes.LATENCY
         v_taps = delay_line(m, a["v"], L, "w_v")
-        w = {k: delay_line(m, a[k], L, f"w_{k}")[L] for k in ("first", "inside", "interior", "sub", "a4_addr", "cur_addr", "active")}
+        w = {k: delay_line(m, a[k], L, f"w_{k}")[L]
+             for k in ("first", "inside", "interior", "sub", "a4_addr", "cur_addr", "active", "load", "store",
+                       "carry_addr")}
         w["v"] = v_taps[L]
+        w_step = w["v"] & ~w["load"] & ~w["store"]            # a timestep (not a carry step) is in stage w
         w_arg = delay_line(m, argmax, L, "w_argmax")[L]
         gp_held, arg_held = Signal(P * gb), Signal(2 * P)
-        at_first = w["v"] & w["first"]
+        at_first = w_step & w["first"]
         with m.If(at_first):
             m.d.sync += [gp_held.eq(lanes.g_p), arg_held.eq(w_arg)]
         g_p = Mux(w["first"], lanes.g_p, gp_held)
         arg = Mux(w["first"], w_arg, arg_held)
         routed = Cat(*[Mux(~st.pool | (arg[2 * l:2 * l + 2] == w["sub"]), g_p[l * gb:(l + 1) * gb], 0)
                        for l in range(P)])
-        m.d.comb += [self.g_a4.en.eq(w["v"] & w["inside"]), self.g_a4.addr.eq(w["a4_addr"]),
+        # the store step: the lanes still hold the group's d after t = 0 (the next group's first
+        # step reaches the held d LATENCY - 3 cycles after this one reads it)
+        store_now = w["v"] & w["first"] & w["store"]
+        m.d.comb += [self.g_a4.en.eq(w_step & w["inside"]), self.g_a4.addr.eq(w["a4_addr"]),
                      self.g_a4.data.eq(routed),
-                     self.g_cur.en.eq(at_first & w["interior"]), self.g_cur.addr.eq(w["cur_addr"]),
-                     self.g_cur.data.eq(lanes.g_cur)]
+                     self.g_cur.en.eq((at_first & w["interior"]) | store_now),
+                     self.g_cur.addr.eq(Mux(store_now, w["carry_addr"], w["cur_addr"])),
+                     self.g_cur.data.eq(Mux(store_now, lanes.d, lanes.g_cur))]
         # the saturation flags come registered out of the lanes: only the count is left here
         active = Cat(*[w["active"] > l for l in range(P)])
         n_sat = sum((lanes.sat_lif & active)[l] + (lanes.sat_current & active)[l] + (lanes.sat_affine & active)[l]
                     for l in range(P))
-        m.d.comb += [cnt.lifg_updates.eq(Mux(a["v"] & a["first"], a["active"], 0)),
+        m.d.comb += [cnt.lifg_updates.eq(Mux(a["v"] & a["first"] & ~a["load"] & ~a["store"], a["active"], 0)),
                      cnt.lifg_grad_writes.eq(self.g_a4.en + self.g_cur.en),
                      cnt.lifg_saturations.eq(Mux(at_first, n_sat, 0))]
         return Cat(*v_taps).any()

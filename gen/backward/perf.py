@@ -23,6 +23,7 @@ from ..config import HardwareConfig
 from .cyclemodel import backward_cycles
 from .stage_layout import StageKind
 from .tile_program import gbuf_need, plan_backward_tile
+from .tiling import TileRun, chunk_sizes, layer_runs, run_stages
 
 __all__ = ["layer_backward_report", "ideal_backward_ops", "backward_tile_shape", "BACKWARD_GOAL"]
 
@@ -61,48 +62,74 @@ def _balanced(n: int, size: int, step: int) -> int:
     return -(-(-(-n // k)) // step) * step
 
 
-def backward_tile_shape(cfg: HardwareConfig, q, T: int, H: int, W: int, full,
-                        use_extra: bool = False) -> tuple[int, int, bool]:
-    """The ``h x w`` tile (pre-pool pixels) whose tensors and trace fit the backward memories
-    and that takes the layer's backward pass the fewest cycles, and whether the stage weights
-    and weight-gradient sums fit too. Candidates: for every tile height, the widest tile that
-    fits, both dimensions then balanced over the same number of tiles (no thin edge tiles,
-    whose halo rings cost as much as a full tile's); the cycles are the exact cycle model's."""
-    regions, P, S, s = cfg.backward_regions, cfg.lanes, cfg.gbuf_spikes_per_word, 2 if q.pool else 1
-    plans: dict[tuple[int, int], Any] = {}
+class _Planner:
+    """Plans of a layer's tiles for the cycle model (weights left zero), one per tile shape,
+    chunk length and first timestep (HTT's chunks differ in their schedules)."""
 
-    def plan_of(h, w):
-        if (h, w) not in plans:
-            plans[(h, w)] = plan_backward_tile(q, T, h, w, P, cfg.widths.weight, _SHIFTS, list(full),
-                                               use_extra=use_extra, pack_weights=False, spikes_per_word=S)
-        return plans[(h, w)]
+    def __init__(self, cfg: HardwareConfig, q, full, use_extra: bool):
+        self.cfg, self.q, self.full, self.use_extra = cfg, q, list(full), use_extra
+        self.plans: dict[tuple, Any] = {}
+        self.cycles: dict[tuple, list] = {}
 
-    def fits_data(h, w):
-        plan = plan_of(h, w)
-        trace = T * (h // s + 2) * (w // s + 2) * -(-q.out_channels // P)
-        need, have = gbuf_need(plan, regions["gbuf"])
+    def plan(self, h: int, w: int, k: int, t0: int = 0):
+        key = (h, w, k, t0 if self.q.mode == "htt" else 0)
+        if key not in self.plans:
+            cfg, T = self.cfg, len(self.full)
+            self.plans[key] = plan_backward_tile(self.q, k, h, w, cfg.lanes, cfg.widths.weight, _SHIFTS,
+                                                 self.full[key[3]:key[3] + k], use_extra=self.use_extra,
+                                                 pack_weights=False, carry=k < T,
+                                                 spikes_per_word=cfg.gbuf_spikes_per_word)
+        return self.plans[key]
+
+    def run_cycles(self, run: TileRun) -> list:
+        """The exact cycle model's stages of one run."""
+        key = (run.height, run.width, run.timesteps, run.t0 if self.q.mode == "htt" else 0, run.first,
+               run.carry_in, run.carry_out)
+        if key not in self.cycles:
+            plan = self.plan(run.height, run.width, run.timesteps, run.t0)
+            self.cycles[key] = backward_cycles(run_stages(plan.stages, run), self.cfg.lanes,
+                                               self.cfg.gbuf_spikes_per_word)
+        return self.cycles[key]
+
+    def fits_data(self, h: int, w: int, k: int) -> bool:
+        regions, s = self.cfg.backward_regions, 2 if self.q.pool else 1
+        trace = k * (h // s + 2) * (w // s + 2) * -(-self.q.out_channels // self.cfg.lanes)
+        need, have = gbuf_need(self.plan(h, w, k), regions["gbuf"])
         return need <= have and trace <= regions["trace"].depth
 
-    def layer_cycles(h, w):
-        return sum(sum(c.cycles for c in backward_cycles(plan_of(min(h, H - r0), min(w, W - c0)).stages, P, S))
-                   for r0 in range(0, H, h) for c0 in range(0, W, w))
+    def layer_cycles(self, H: int, W: int, h: int, w: int, k: int) -> int:
+        T = len(self.full)
+        return sum(c.cycles for run in layer_runs(H, W, T, h, w, k) for c in self.run_cycles(run))
 
+
+def backward_tile_shape(cfg: HardwareConfig, q, T: int, H: int, W: int, full,
+                        use_extra: bool = False, planner: _Planner | None = None) -> tuple[int, int, int, bool]:
+    """The ``h x w`` tile (pre-pool pixels) and chunk of ``k`` timesteps
+    (:mod:`gen.backward.tiling`) whose tensors and trace fit the backward memories and that
+    take the layer's backward pass the fewest cycles, and whether the stage weights and
+    weight-gradient sums fit too. Candidates: for every chunk length and tile height, the
+    widest tile that fits, both dimensions then balanced over the same number of tiles (no
+    thin edge tiles, whose halo rings cost as much as a full tile's); the cycles are the exact
+    cycle model's. Ties go to the longer chunk, then the larger tile."""
+    regions, s = cfg.backward_regions, 2 if q.pool else 1
+    planner = planner or _Planner(cfg, q, full, use_extra)
     candidates = set()
-    for h in range(s, H + 1, s):          # the memory use grows with h and w: stop at the first misfit
-        widest = 0
-        for w in range(s, W + 1, s):
-            if not fits_data(h, w):
+    for k in chunk_sizes(T):
+        for h in range(s, H + 1, s):          # the memory use grows with h and w: stop at the first misfit
+            widest = 0
+            for w in range(s, W + 1, s):
+                if not planner.fits_data(h, w, k):
+                    break
+                widest = w
+            if not widest:
                 break
-            widest = w
-        if not widest:
-            break
-        candidates.add((_balanced(H, h, s), _balanced(W, widest, s)))
+            candidates.add((_balanced(H, h, s), _balanced(W, widest, s), k))
     if not candidates:
-        return s, s, False
-    h, w = min(candidates, key=lambda c: (layer_cycles(*c), -c[0] * c[1]))
-    plan = plan_of(h, w)
+        return s, s, 1, False
+    h, w, k = min(candidates, key=lambda c: (planner.layer_cycles(H, W, *c), -c[2], -c[0] * c[1]))
+    plan = planner.plan(h, w, k)
     fits = len(plan.weight_words) <= regions["gweights"].depth and plan.acc_entries <= regions["wgrad"].depth
-    return h, w, fits
+    return h, w, k, fits
 
 
 def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
@@ -112,28 +139,21 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
     T, (H, W), P = timesteps, spec.in_hw, cfg.lanes
     full = q.full_timesteps(T)
     extra = spec.membrane_shortcut        # the next block's shortcut: the current's gradient has a share
-    h, w, fits = backward_tile_shape(cfg, q, T, H, W, full, extra)
+    planner = _Planner(cfg, q, full, extra)
+    h, w, k, fits = backward_tile_shape(cfg, q, T, H, W, full, extra, planner)
     cycles = steps = tiles = 0
     stage_totals: dict[str, int] = {}
-    cache: dict[tuple[int, int], list] = {}
-    for r0 in range(0, H, h):
-        for c0 in range(0, W, w):
-            shape = (min(h, H - r0), min(w, W - c0))
-            if shape not in cache:
-                plan = plan_backward_tile(q, T, shape[0], shape[1], P, cfg.widths.weight, _SHIFTS, list(full),
-                                          use_extra=extra, pack_weights=False,
-                                          spikes_per_word=cfg.gbuf_spikes_per_word)
-                cache[shape] = backward_cycles(plan.stages, P, cfg.gbuf_spikes_per_word)
-            tiles += 1
-            for sc in cache[shape]:
-                cycles += sc.cycles
-                steps += sc.steps
-                stage_totals[sc.name] = stage_totals.get(sc.name, 0) + sc.cycles
+    for run in layer_runs(H, W, T, h, w, k):
+        tiles += run.t0 == 0
+        for sc in planner.run_cycles(run):
+            cycles += sc.cycles
+            steps += sc.steps
+            stage_totals[sc.name] = stage_totals.get(sc.name, 0) + sc.cycles
     ops = ideal_backward_ops(q.in_channels, q.rank, q.out_channels, H, W, T, mode, full, q.pool)
     bound = -(-ops // P)
     return {"layer": spec.name, "in_channels": q.in_channels, "rank": q.rank,
             "out_channels": q.out_channels, "height": H, "width": W, "pool": q.pool,
-            "timesteps": T, "mode": mode, "tiles": tiles, "tile": f"{h}x{w}",
+            "timesteps": T, "mode": mode, "tiles": tiles, "tile": f"{h}x{w}", "chunk": k,
             "fits_backward_memories": fits, "cycles": cycles, "bound": bound,
             "ratio": cycles / bound, "issue_cycles": steps, "pipeline": cycles - steps,
             "ring_and_padding": steps - bound, "stages": stage_totals}

@@ -100,6 +100,12 @@ STAGE_FIELDS = (
     ("height_shift", SHIFT_BITS, "LIF: surrogate height shift"),
     ("leak_mul", 16, "LIF: the forward's leak multiplier"),
     ("leak_shift", SHIFT_BITS, "LIF: the forward's leak shift"),
+    ("carry_in", 1, "LIF: 1 the stage continues a later chunk of timesteps: each neuron group's LIF "
+                    "gradient d starts from the word at carry_base (one extra step per group) instead of 0"),
+    ("carry_out", 1, "LIF: 1 an earlier chunk of timesteps follows: each neuron group's d after its "
+                     "last timestep is written to carry_base (one extra step per group)"),
+    ("carry_base", STAGE_ADDR_BITS, "LIF: first word of the carried d over the output pixels and their "
+                                    "ring (word (y * cols + x) * ceil(O/P) + o // P)"),
     # stochastic rounding only (docs/numerics.md): the block's elements in layer coordinates,
     # index = idx_base + t * idx_t + c * idx_c + y * idx_y + x (mod 2^32), and the dither keys
     ("idx_base", 32, "stochastic rounding: layer index of the output block's element (t, c, y, x) = 0"),

@@ -31,13 +31,15 @@ class TensorSpec:
     base: int
     lanes: int
     spikes: bool = False
+    #: a tensor of one timestep whatever the tile's (the LIF gradient carried between chunks)
+    single: bool = False
 
     @property
     def groups(self) -> int:
         return -(-self.channels // self.lanes)
 
     def words(self, timesteps: int) -> int:
-        return timesteps * self.rows * self.cols * self.groups
+        return (1 if self.single else timesteps) * self.rows * self.cols * self.groups
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,8 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
                        shifts: Mapping[str, int], full: list[bool], height_mul: int = 1,
                        height_shift: int = 0, use_extra: bool = False,
                        pack_weights: bool = True, overlay: bool = True,
-                       bank_depth: int | None = None, *, spikes_per_word: int) -> BackwardTileProgram:
+                       bank_depth: int | None = None, carry: bool = False, *,
+                       spikes_per_word: int) -> BackwardTileProgram:
     """The stages of one backward tile of ``qlayer`` (``height x width`` pre-pool pixels,
     ``full[t]`` the timestep classes): tensors, weight words and stage descriptors, the
     LIF-gradient stage first. ``shifts``: the backward shifts (``affine``, ``g4t``, ``g23t``,
@@ -169,7 +172,11 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     configuration's (``Region.bank_depth`` of ``gbuf``) for a tile the accelerator runs, None
     for planning or a flat model memory (bank 1 right after bank 0's words). ``spikes_per_word``:
     the input spikes ``x`` are stored one bit per channel, that many in a word
-    (``HardwareConfig.gbuf_spikes_per_word``)."""
+    (``HardwareConfig.gbuf_spikes_per_word``). ``carry``: the tile's timesteps are one chunk of
+    several (:mod:`gen.backward.tiling`): the LIF stage loads and stores the LIF gradient
+    carried between chunks in a tensor ``carry`` that lives throughout (``carry_in`` and
+    ``carry_out`` set; the driver clears them for the first and last chunk), so that every
+    chunk's program places its tensors alike."""
     T, H, W, P = timesteps, height, width, lanes
     mode = qlayer.mode
     cin, r, cout = qlayer.in_channels, qlayer.rank, qlayer.out_channels
@@ -186,9 +193,11 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
         shapes.append(("g_extra", cout, ho + 2, wo + 2))
     if mode == "stt":
         shapes += [("q2", r, H, W + 2), ("g_q2", r, H + 2, W)]
+    if carry:
+        shapes.append(("carry", cout, ho + 2, wo + 2))
     for name, c, rows, cols in shapes:
         spec = (TensorSpec(name, c, rows, cols, base, spikes_per_word, spikes=True) if name == "x"
-                else TensorSpec(name, c, rows, cols, base, P))
+                else TensorSpec(name, c, rows, cols, base, P, single=name == "carry"))
         tensors[name] = spec
         base += spec.words(T)
     wwords: list[int] = []
@@ -221,7 +230,8 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
                  g_base=tensors["g_extra"].base if use_extra else 0, use_extra=use_extra,
                  trace_base=0, pool=qlayer.pool, shift=shifts["affine"], schedule=sched, use_schedule=htt,
                  height_mul=height_mul, height_shift=height_shift, leak_mul=qlayer.leak_mul,
-                 leak_shift=qlayer.leak_shift)
+                 leak_shift=qlayer.leak_shift, carry_in=carry, carry_out=carry,
+                 carry_base=tensors["carry"].base if carry else 0)
     stages = [("lif", lif), ("q1", _stage(**fwd, **src("x"), **dst("q1"), rows=H + 2, cols=W + 2, taps=Taps.POINT,
                             w_base=weights([w1.T]), shift=qlayer.shift1))]
     if mode == "stt":
@@ -285,7 +295,8 @@ _HOST_INPUTS, _HOST_OUTPUTS = ("x", "e", "g_extra"), ("e_in", "g_cur")
 #: live in different banks.
 _PORT_OF = {StageKind.MATVEC: {"in_base": "read_a", "out_base": "write_a"},
             StageKind.OUTER: {"in_base": "read_a", "g_base": "read_b"},
-            StageKind.LIF: {"in_base": "read_a", "g_base": "read_b", "out_base": "write_a", "cur_base": "write_b"}}
+            StageKind.LIF: {"in_base": "read_a", "g_base": "read_b", "out_base": "write_a", "cur_base": "write_b",
+                            "carry_base": "carry"}}       # the carry steps use a port alone
 _SAME_CYCLE = (("read_a", "read_b"), ("write_a", "write_b"))
 
 
@@ -297,7 +308,9 @@ def _stage_tensors(f: Mapping[str, int]) -> list[tuple[str, int]]:
     if kind == StageKind.OUTER:
         return [("in_base", f["in_base"]), ("g_base", f["g_base"])]
     used = [("in_base", f["in_base"]), ("out_base", f["out_base"]), ("cur_base", f["cur_base"])]
-    return used + ([("g_base", f["g_base"])] if f["use_extra"] else [])
+    carried = f.get("carry_in") or f.get("carry_out")
+    return used + ([("g_base", f["g_base"])] if f["use_extra"] else []) + (
+        [("carry_base", f["carry_base"])] if carried else [])
 
 
 def bank_conflicts(stages: list, tensor_at) -> list[tuple[str, str]]:
@@ -318,8 +331,10 @@ def _lifetimes(tensors: dict[str, TensorSpec], stages: list) -> dict[str, tuple[
     for name in _HOST_INPUTS:
         if name in life:
             life[name][0] = -1
-    for name in _HOST_OUTPUTS:
+    for name in _HOST_OUTPUTS + (("carry",) if "carry" in life else ()):
         life[name][1] = len(stages)
+    if "carry" in life:                 # the chunk before wrote it, the chunk after reads it
+        life["carry"][0] = -1
     for i, (_, f) in enumerate(stages):
         for _, b in _stage_tensors(f):
             lo_hi = life[by_base[b]]

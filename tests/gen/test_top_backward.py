@@ -206,3 +206,72 @@ def test_a_layers_tiles_accumulate_their_weight_gradients_in_the_rtl():
     np.testing.assert_array_equal(got.g_current, gold.g_current[:, 0].numpy())
     for name in ("w1", "w2", "w3", "w4"):
         np.testing.assert_array_equal(got.dw[name], gold.dw[name][0].numpy(), err_msg=name)
+
+
+@pytest.mark.parametrize("mode, rounding, pool, extra", [("htt", "stochastic", True, True),
+                                                          ("stt", "nearest", False, False)],
+                         ids=["htt-pool-extra-stochastic", "stt"])
+def test_a_layer_whose_timesteps_run_in_chunks(mode, rounding, pool, extra):
+    """A gradient buffer too small for a tile's four timesteps: the driver runs each tile as
+    chunks of timesteps, the latest first, the LIF gradient carried from one chunk's program to
+    the next in the gradient buffer (gen/backward/tiling.py). The results equal the golden
+    backward of the whole layer; each program's counters equal the cycle model, and the carry
+    steps are counted here by hand: one load (a read) per neuron group and ring pixel where a
+    later chunk ran, one store (a write) where an earlier one follows."""
+    from dataclasses import replace
+
+    import torch
+
+    from gen.backward.host import backward_layer_programs, combine_tiles
+    from sw import golden_backward as GB
+    from tests.gen.test_backward_core_stages import make_layer
+
+    cfg = replace(CFG, gradients=replace(CFG.gradients, buffer_bytes=1024, rounding=rounding))
+    rng = np.random.default_rng(5)
+    T, cin, r, cout, H, W = 4, 4, 4, 6, 4, 4
+    q = make_layer(rng, mode, r, cin, cout, T, pool=pool, shifts=(2, 7, 8))
+    x = torch.tensor(rng.integers(0, 2, (T, 1, cin, H, W)))
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    trace, membrane, _ = GB.forward_trace(q, padded, None, CFG, 0, 64)
+    lo, hi = (int(v) for v in np.quantile(membrane.numpy(), [0.2, 0.8]))
+    trace, _, _ = GB.forward_trace(q, padded, None, CFG, lo, hi)
+    s = 2 if pool else 1
+    e = torch.tensor(rng.integers(-3000, 3000, (T, 1, cout, H // s, W // s)))
+    g_extra = torch.tensor(rng.integers(-3000, 3000, (T, 1, cout, H // s, W // s))) if extra else None
+    params = GB.BackwardParams(window_lo=lo, window_hi=hi, shifts={k: 2 for k in ("affine", "g4t", "g3t", "g23t", "g1t")})
+    seed = 7
+    rnd = GB.GradRounding("stochastic", seed) if rounding == "stochastic" else None
+    gold = GB.backward_layer(q, trace, e, cfg, cfg.gradients, params, g_extra, rnd)
+    first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
+    tiles = backward_layer_programs(cfg, q, first(x), first(e), first(trace.spikes), first(trace.window),
+                                    first(trace.argmax), gold.shifts, first(g_extra), seed=seed)
+    k = tiles[0].timesteps
+    assert k < T and len({(t.row0, t.col0) for t in tiles}) * (T // k) == len(tiles)   # chunked, as planned
+    dut = Accelerator(cfg)
+    out = []
+
+    async def bench(ctx):
+        bus = SimBus(ctx, dut, 200_000)
+        for t in tiles:                      # in order, on one accelerator: the carry stays in gbuf
+            out.append(t.program.decode(await run_backward_tile(bus, t.program)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    got = combine_tiles(tiles, out, cfg.gradients.wgrad_tile, q.pool)
+    np.testing.assert_array_equal(got.e_in, gold.e_in[:, 0].numpy(), err_msg="input gradient")
+    np.testing.assert_array_equal(got.g_current, gold.g_current[:, 0].numpy(), err_msg="current gradient")
+    for name in ("w1", "w2", "w3", "w4"):
+        np.testing.assert_array_equal(got.dw[name], gold.dw[name][0].numpy(), err_msg=name)
+    groups = -(-cout // cfg.lanes)
+    for t, res in zip(tiles, out):
+        lif = dict(t.program.plan.stages)["lif"]
+        later, earlier = t.t0 + k < T, t.t0 > 0
+        assert (lif["carry_in"], lif["carry_out"]) == (later, earlier)
+        ring = (t.height // s + 2) * (t.width // s + 2)
+        assert res.counters["lifg_busy"] == (k + later + earlier) * ring * groups * (4 if pool else 1)
+        assert res.counters["lifg_grad_reads"] == (k * (1 + extra) + later) * ring * groups
+        assert res.counters["trace_reads"] == k * ring * groups
+        expect = tile_counters(t.program.plan.stages, cfg.lanes, cfg.gbuf_spikes_per_word)
+        assert {n: res.counters[n] for n in expect} == expect
