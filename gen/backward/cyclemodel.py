@@ -115,9 +115,9 @@ def stage_cycles(name: str, f: Mapping[str, int], lanes: int, spikes_per_word: i
     else:
         steps, macs, counters = _core_counters(kind, f, groups, lanes, spikes_per_word, full)
     drain = DRAIN[kind]
-    if kind == StageKind.OUTER and not full[-1] and not (f["acc_clear"] and T == 1):
-        # the last timestep is skipped in one step: nothing follows its issue (unless it is the
-        # stage's only timestep and starts the sums: then its pixel of zero sums is written)
+    if kind == StageKind.OUTER and not full[-1] and not (f["acc_clear"] and not any(full)):
+        # the last timestep is skipped in one step: nothing follows its issue (unless the sums
+        # have not started: every skip of such a stage writes zeros)
         drain = 0
     cycles = steps + drain + CONTROL_CYCLES
     return StageCycles(name, kind, steps, macs, cycles, {**counters, "cycles": cycles})
