@@ -48,7 +48,8 @@ def _checked_layer_class():
                 mism = compare_backward(res, got)
                 self.checks.append({"call": self.stats.calls, "match": not any(mism.values()),
                                     "mismatches": mism, "cycles": int(got.counters["cycles"]),
-                                    "tiles": tiles, "sim_wall_s": wall})
+                                    "tiles": len({(t.row0, t.col0) for t in tiles}),
+                                    "programs": len(tiles), "sim_wall_s": wall})
             return self.float_gradients(saved["q"], res.e_in, res.g_current, res.dw, res.shifts, e_frac, e.dtype)
 
     return RtlCheckedLayer

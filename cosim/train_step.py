@@ -42,7 +42,9 @@ def backward_on_rtl(target, hw, q, trace, e_int, g_extra_int, shifts, params, co
     """One sample's integer backward of layer ``q`` on the RTL: ``trace`` (``[T, 1, ...]``,
     :class:`sw.golden_backward.ForwardTrace` of the whole layer), ``e_int``/``g_extra_int``
     ``[T, 1, C, Ho, Wo]``, the shifts the golden model used. Runs the layer as tiles with
-    their halo rings in one simulator process; returns ``(result, tiles, wall_s)``."""
+    their halo rings, each tile's timesteps in chunks where the driver chose them, in one
+    simulator process; returns ``(result, programs, wall_s)`` (``programs``: the
+    :class:`gen.backward.host.BackwardTile` list, one per tile and chunk)."""
     import contextlib
     import tempfile
     from pathlib import Path
@@ -54,14 +56,15 @@ def backward_on_rtl(target, hw, q, trace, e_int, g_extra_int, shifts, params, co
     tiles = backward_layer_programs(hw, q, trace.x[:, 0, :, 1:-1, 1:-1].numpy(), first(e_int),
                                     first(trace.spikes), first(trace.window), first(trace.argmax),
                                     shifts, first(g_extra_int), params.height_mul, params.height_shift)
-    status = console.status(f"backward: {len(tiles)} tiles under Verilator") if console else contextlib.nullcontext()
+    status = (console.status(f"backward: {len(tiles)} programs (tiles x chunks of timesteps) under Verilator")
+              if console else contextlib.nullcontext())
     with status:
         results = simulate_backward(target, [t.program for t in tiles],
                                     Path(tempfile.mkdtemp(prefix="cosim-backward-")),
                                     cycle_limit=lambda _: 50_000_000)
     got = combine_tiles(tiles, [t.program.decode(r.values) for t, r in zip(tiles, results)],
                         hw.gradients.wgrad_tile, q.pool)
-    return got, len(tiles), sum(r.wall_s for r in results)
+    return got, tiles, sum(r.wall_s for r in results)
 
 
 def rtl_trace(golden_trace, fwd, window_lo: int, window_hi: int):
@@ -90,9 +93,9 @@ def _backward_on_rtl(target, hl, q, saved, cap, hw, fwd, console):
     auto = GB.BackwardParams(params.window_lo, params.window_hi, params.height_mul, params.height_shift,
                              {s: "auto" for s in stages})
     gold = GB.backward_layer(q, trace, ints[0], hw.widths, grads, auto, g_extra, GB.GradRounding(grads.rounding))
-    got, n_tiles, wall = backward_on_rtl(target, hw, q, rtl_trace(trace, fwd, params.window_lo, params.window_hi),
+    got, programs, wall = backward_on_rtl(target, hw, q, rtl_trace(trace, fwd, params.window_lo, params.window_hi),
                                          ints[0], g_extra, gold.shifts, params, console)
-    return gold, got, e_frac, n_tiles, wall
+    return gold, got, e_frac, programs, wall
 
 
 def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: int = 0,
@@ -126,7 +129,7 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
     with console.status("forward: tiles under Verilator"):
         fwd = run_cases(target, [LayerCase(layer, q, spikes, res_q)], waves="never")[0]
     forward_match = bool(fwd.match and np.array_equal(fwd.spikes, trace.spikes[:, 0].numpy()))
-    gold, got, e_frac, n_tiles, bw_wall = _backward_on_rtl(target, hl, q, saved, cap, hw, fwd, console)
+    gold, got, e_frac, programs, bw_wall = _backward_on_rtl(target, hl, q, saved, cap, hw, fwd, console)
     from cosim.backward import compare_backward
     mism = compare_backward(gold, got)
     # the RTL's integer gradients as float gradients, against float autograd of the same layer
@@ -145,7 +148,8 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
         "cycles": {"forward": int(fwd.cycles), "backward": bw_counters.get("cycles", 0),
                    "lif_gradient_busy": bw_counters.get("lifg_busy", 0),
                    "core_stages_busy": bw_counters.get("stage_busy", 0)},
-        "backward_tiles": n_tiles,
+        "backward_tiles": len({(t.row0, t.col0) for t in programs}), "backward_programs": len(programs),
+        "backward_chunk": programs[0].timesteps,
         "layer_shape": {"timesteps": int(spikes.shape[0]), "in_channels": q.in_channels, "rank": q.rank,
                         "out_channels": q.out_channels, "height": int(spikes.shape[2]),
                         "width": int(spikes.shape[3]), "mode": q.mode, "pool": q.pool, "residual": q.residual},
@@ -167,7 +171,7 @@ def format_train_step(rep: dict[str, Any]) -> str:
         "  gradient cosine vs float autograd: " + ", ".join(f"{k} {v:.4f}" for k, v in rep["grad_cosine"].items()),
         f"  saturated share        : {rep['saturated_share']:.4f}; shifts {rep['shifts']}",
         "  cycles                 : " + ", ".join(f"{k} {v}" for k, v in rep["cycles"].items())
-        + f" ({rep['backward_tiles']} backward tiles)",
+        + f" ({rep['backward_tiles']} backward tiles, {rep['backward_chunk']} timestep(s) per program)",
         "  backward counters      : " + ", ".join(f"{k} {v}" for k, v in rep["counters"]["backward"].items()),
         f"  match                  : {rep['match']}",
     ]

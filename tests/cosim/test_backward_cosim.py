@@ -63,3 +63,49 @@ def test_paper_sized_backward_tile(tmp_path):
     assert r.cycles == sum(s.cycles for s in backward_cycles(plan.stages, cfg.lanes, cfg.gbuf_spikes_per_word))
     expect = tile_counters(r.stages, cfg.lanes, cfg.gbuf_spikes_per_word)
     assert {k: r.counters[k] for k in expect} == expect
+
+
+@pytest.mark.parametrize("mode, T, channels, hw, pool, extra", [("htt", 4, 32, 4, False, False),
+                                                                ("ptt", 6, 16, 6, True, True)],
+                         ids=["htt-t4", "ptt-t6-pool-extra"])
+def test_a_layer_in_chunks_of_timesteps_on_the_verilog(tmp_path, mode, T, channels, hw, pool, extra):
+    """Whole layers whose tiles do not hold all their timesteps on the small configuration:
+    the driver runs them as chunks of timesteps (gen/backward/tiling.py), the LIF gradient
+    carried from one program to the next in the gradient buffer of ONE simulator process.
+    Bit-exact against the golden backward of the untiled layer; each program's counters equal
+    the cycle model."""
+    import numpy as np
+    import torch
+
+    from gen.backward.host import backward_layer_programs, combine_tiles
+    from sw import golden_backward as GB
+    from tests.gen.test_backward_core_stages import make_layer
+
+    from cosim.backward import compare_backward, simulate_backward
+
+    target = RtlTarget.for_config("small")
+    cfg = target.config
+    rng = np.random.default_rng(T)
+    q = make_layer(rng, mode, 8, channels, channels, T, pool=pool, shifts=(2, 7, 8))
+    x = torch.tensor(rng.integers(0, 2, (T, 1, channels, hw, hw)))
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    trace, membrane, _ = GB.forward_trace(q, padded, None, cfg, 0, 64)
+    lo, hi = (int(v) for v in np.quantile(membrane.numpy(), [0.2, 0.8]))
+    trace, _, _ = GB.forward_trace(q, padded, None, cfg, lo, hi)
+    s = 2 if pool else 1
+    shape = (T, 1, channels, hw // s, hw // s)
+    e = torch.tensor(rng.integers(-3000, 3000, shape))
+    g_extra = torch.tensor(rng.integers(-3000, 3000, shape)) if extra else None
+    params = GB.BackwardParams(window_lo=lo, window_hi=hi, shifts={k: 2 for k in ("affine", "g4t", "g3t", "g23t", "g1t")})
+    gold = GB.backward_layer(q, trace, e, cfg, cfg.gradients, params, g_extra)
+    first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
+    tiles = backward_layer_programs(cfg, q, first(x), first(e), first(trace.spikes), first(trace.window),
+                                    first(trace.argmax), gold.shifts, first(g_extra))
+    assert tiles[0].timesteps < T                       # the case is what it says: chunked
+    results = simulate_backward(target, [t.program for t in tiles], tmp_path)
+    decoded = [t.program.decode(r.values) for t, r in zip(tiles, results)]
+    got = combine_tiles(tiles, decoded, cfg.gradients.wgrad_tile, q.pool)
+    assert not any(compare_backward(gold, got).values()), compare_backward(gold, got)
+    for t, r in zip(tiles, decoded):
+        expect = tile_counters(t.program.plan.stages, cfg.lanes, cfg.gbuf_spikes_per_word)
+        assert {k: r.counters[k] for k in expect} == expect
