@@ -25,7 +25,8 @@ from .stage_layout import StageKind
 from .tile_program import gbuf_need, plan_backward_tile
 from .tiling import TileRun, chunk_sizes, layer_runs, run_stages
 
-__all__ = ["layer_backward_report", "ideal_backward_ops", "backward_tile_shape", "BACKWARD_GOAL"]
+__all__ = ["layer_backward_report", "ideal_backward_ops", "lane_bound_cycles", "backward_tile_shape",
+           "BACKWARD_GOAL"]
 
 #: the ratio the backward issue asks for
 BACKWARD_GOAL = 1.25
@@ -54,6 +55,21 @@ def ideal_backward_ops(cin: int, r: int, cout: int, h: int, w: int, T: int, mode
     taps = 18 * r * r * hw * (T if mode == "stt" else nf)
     lif = cout * (hw // 4 if pool else hw) * T
     return pointwise + taps + lif
+
+
+def lane_bound_cycles(cin: int, r: int, cout: int, h: int, w: int, T: int, mode: str,
+                      full: tuple[bool, ...], pool: bool, lanes: int) -> int:
+    """The bound of an array that puts one output channel on each lane (this datapath, and the
+    issue's bound with the lanes a channel count leaves idle counted): every operation of
+    :func:`ideal_backward_ops`, each stage's lane channels rounded up to ``lanes`` (the rank of
+    the stages with ``r`` outputs: the recomputed G1/G2/G3, G4^T, G2^T/G3^T and the outer
+    products of ``dW1``/``dW2``/``dW3``), still no halo, no ring and no pipeline."""
+    up = lambda c: -(-c // lanes) * lanes          # noqa: E731
+    hw, nf = h * w, sum(full)
+    pointwise = (2 * cin * up(r) + up(cin) * r + cout * up(r) + up(cout) * r) * hw * T
+    taps = 18 * up(r) * r * hw * (T if mode == "stt" else nf)
+    lif = up(cout) * (hw // 4 if pool else hw) * T
+    return -(-(pointwise + taps + lif) // lanes)
 
 
 def _balanced(n: int, size: int, step: int) -> int:
@@ -151,9 +167,11 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
             stage_totals[sc.name] = stage_totals.get(sc.name, 0) + sc.cycles
     ops = ideal_backward_ops(q.in_channels, q.rank, q.out_channels, H, W, T, mode, full, q.pool)
     bound = -(-ops // P)
+    lane_bound = lane_bound_cycles(q.in_channels, q.rank, q.out_channels, H, W, T, mode, full, q.pool, P)
     return {"layer": spec.name, "in_channels": q.in_channels, "rank": q.rank,
             "out_channels": q.out_channels, "height": H, "width": W, "pool": q.pool,
             "timesteps": T, "mode": mode, "tiles": tiles, "tile": f"{h}x{w}", "chunk": k,
             "fits_backward_memories": fits, "cycles": cycles, "bound": bound,
-            "ratio": cycles / bound, "issue_cycles": steps, "pipeline": cycles - steps,
+            "ratio": cycles / bound, "lane_bound": lane_bound,
+            "lane_ratio": cycles / lane_bound, "issue_cycles": steps, "pipeline": cycles - steps,
             "ring_and_padding": steps - bound, "stages": stage_totals}

@@ -84,6 +84,17 @@ def test_backward_bound_counts_every_backward_operation_once():
     assert ideal_backward_ops(2, 1, 1, 2, 2, 2, "htt", (True, False), True) == (8 * 4 * 2 + 18 * 4 + 1 * 1 * 2)
 
 
+def test_backward_bound_with_idle_lanes_counted_by_hand():
+    """The bound with the lanes a channel count leaves idle: 4 lanes, the same 1-pixel layer.
+    Steps per stage (lane channels rounded up to 4, times the other dimension): G1 recomputed
+    4 x 2, dW1 4 x 2, G1^T 4 x 1, G4^T 4 x 1, dW4 4 x 1, 18 tap stages of 4 x 1, the LIF 4;
+    over 4 lanes. With one lane it is the ideal bound."""
+    from gen.backward.perf import ideal_backward_ops, lane_bound_cycles
+    assert lane_bound_cycles(2, 1, 1, 1, 1, 1, "ptt", (True,), False, 4) == (8 + 8 + 4 + 4 + 4 + 72 + 4) // 4
+    assert lane_bound_cycles(2, 1, 1, 2, 2, 2, "htt", (True, False), True, 1) == ideal_backward_ops(
+        2, 1, 1, 2, 2, 2, "htt", (True, False), True)
+
+
 def test_backward_table_is_at_or_above_its_bound():
     from gen.backward.perf import layer_backward_report
     from gen.config import load_config
