@@ -74,30 +74,14 @@ def test_a_layer_in_chunks_of_timesteps_on_the_verilog(tmp_path, mode, T, channe
     carried from one program to the next in the gradient buffer of ONE simulator process.
     Bit-exact against the golden backward of the untiled layer; each program's counters equal
     the cycle model."""
-    import numpy as np
-    import torch
-
     from gen.backward.host import backward_layer_programs, combine_tiles
-    from sw import golden_backward as GB
-    from tests.gen.test_backward_core_stages import make_layer
+    from tests.gen.test_backward_core_stages import layer_case
 
     from cosim.backward import compare_backward, simulate_backward
 
     target = RtlTarget.for_config("small")
     cfg = target.config
-    rng = np.random.default_rng(T)
-    q = make_layer(rng, mode, 8, channels, channels, T, pool=pool, shifts=(2, 7, 8))
-    x = torch.tensor(rng.integers(0, 2, (T, 1, channels, hw, hw)))
-    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
-    trace, membrane, _ = GB.forward_trace(q, padded, None, cfg, 0, 64)
-    lo, hi = (int(v) for v in np.quantile(membrane.numpy(), [0.2, 0.8]))
-    trace, _, _ = GB.forward_trace(q, padded, None, cfg, lo, hi)
-    s = 2 if pool else 1
-    shape = (T, 1, channels, hw // s, hw // s)
-    e = torch.tensor(rng.integers(-3000, 3000, shape))
-    g_extra = torch.tensor(rng.integers(-3000, 3000, shape)) if extra else None
-    params = GB.BackwardParams(window_lo=lo, window_hi=hi, shifts={k: 2 for k in ("affine", "g4t", "g3t", "g23t", "g1t")})
-    gold = GB.backward_layer(q, trace, e, cfg, cfg.gradients, params, g_extra)
+    q, x, trace, e, g_extra, gold = layer_case(cfg, T, mode, T, channels, 8, channels, hw, hw, pool, extra)
     first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
     tiles = backward_layer_programs(cfg, q, first(x), first(e), first(trace.spikes), first(trace.window),
                                     first(trace.argmax), gold.shifts, first(g_extra))

@@ -24,8 +24,8 @@ from gen.driver import affine_words
 from gen.sim import run_testbench
 from sw import golden
 from sw.golden import sat
-from sw.golden_backward import (BackwardParams, ForwardTrace, GradRounding, affine_product, backward_tile,
-                                forward_trace, lif_grad, maxpool2x2_grad)
+from sw.golden_backward import (BackwardParams, ForwardTrace, GradRounding, affine_product, backward_layer,
+                                backward_tile, forward_trace, lif_grad, maxpool2x2_grad)
 from tests.gen.test_top import make_layer
 
 CFG = load_config("small")
@@ -158,6 +158,28 @@ def backward_case(case):
     params = BackwardParams(window_lo=lo, window_hi=hi, shifts=shifts)
     rnd = GradRounding(CFG.gradients.rounding)
     gold = backward_tile(q, trace, e, CFG, CFG.gradients, params, g_extra, rounding=rnd)
+    return q, x, trace, e, g_extra, gold
+
+
+def layer_case(cfg, seed: int, mode: str, T: int, cin: int, r: int, cout: int, H: int, W: int,
+               pool: bool, extra: bool, rounding_seed: int | None = None):
+    """A whole (untiled) random layer and its golden backward, for the driver's tiling:
+    ``(q, x, trace, e, g_extra, gold)``, ``x``/``e``/``g_extra`` ``[T, 1, C, h, w]`` over the
+    layer (no ring), the trace of the zero-padded input with a window half the neurons are in;
+    ``rounding_seed``: stochastic rounding with that seed (else the configuration's)."""
+    rng = np.random.default_rng(seed)
+    q = make_layer(rng, mode, r, cin, cout, T, pool=pool, shifts=(2, 7, 8))
+    x = torch.tensor(rng.integers(0, 2, (T, 1, cin, H, W)))
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    _, membrane, _ = forward_trace(q, padded, None, cfg, 0, 64)
+    lo, hi = (int(v) for v in np.quantile(membrane.numpy(), [0.2, 0.8]))
+    trace, _, _ = forward_trace(q, padded, None, cfg, lo, hi)
+    s = 2 if pool else 1
+    e = torch.tensor(rng.integers(-3000, 3000, (T, 1, cout, H // s, W // s)))
+    g_extra = torch.tensor(rng.integers(-3000, 3000, e.shape)) if extra else None
+    params = BackwardParams(window_lo=lo, window_hi=hi, shifts={k: 2 for k in ("affine", "g4t", "g3t", "g23t", "g1t")})
+    rnd = GradRounding("stochastic", rounding_seed) if rounding_seed is not None else None
+    gold = backward_layer(q, trace, e, cfg, cfg.gradients, params, g_extra, rnd)
     return q, x, trace, e, g_extra, gold
 
 

@@ -220,28 +220,14 @@ def test_a_layer_whose_timesteps_run_in_chunks(mode, rounding, pool, extra):
     later chunk ran, one store (a write) where an earlier one follows."""
     from dataclasses import replace
 
-    import torch
-
     from gen.backward.host import backward_layer_programs, combine_tiles
-    from sw import golden_backward as GB
-    from tests.gen.test_backward_core_stages import make_layer
+    from tests.gen.test_backward_core_stages import layer_case
 
     cfg = replace(CFG, gradients=replace(CFG.gradients, buffer_bytes=1024, rounding=rounding))
-    rng = np.random.default_rng(5)
-    T, cin, r, cout, H, W = 4, 4, 4, 6, 4, 4
-    q = make_layer(rng, mode, r, cin, cout, T, pool=pool, shifts=(2, 7, 8))
-    x = torch.tensor(rng.integers(0, 2, (T, 1, cin, H, W)))
-    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
-    trace, membrane, _ = GB.forward_trace(q, padded, None, CFG, 0, 64)
-    lo, hi = (int(v) for v in np.quantile(membrane.numpy(), [0.2, 0.8]))
-    trace, _, _ = GB.forward_trace(q, padded, None, CFG, lo, hi)
-    s = 2 if pool else 1
-    e = torch.tensor(rng.integers(-3000, 3000, (T, 1, cout, H // s, W // s)))
-    g_extra = torch.tensor(rng.integers(-3000, 3000, (T, 1, cout, H // s, W // s))) if extra else None
-    params = GB.BackwardParams(window_lo=lo, window_hi=hi, shifts={k: 2 for k in ("affine", "g4t", "g3t", "g23t", "g1t")})
-    seed = 7
-    rnd = GB.GradRounding("stochastic", seed) if rounding == "stochastic" else None
-    gold = GB.backward_layer(q, trace, e, cfg, cfg.gradients, params, g_extra, rnd)
+    T, seed, s = 4, 7, 2 if pool else 1
+    q, x, trace, e, g_extra, gold = layer_case(cfg, 5, mode, T, 4, 4, 6, 4, 4, pool, extra,
+                                               seed if rounding == "stochastic" else None)
+    cout = q.out_channels
     first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
     tiles = backward_layer_programs(cfg, q, first(x), first(e), first(trace.spikes), first(trace.window),
                                     first(trace.argmax), gold.shifts, first(g_extra), seed=seed)
