@@ -196,6 +196,13 @@ class CaseResult:
     waves: Path | None = None
     plan: Any = None             # the driver's TilePlan (tiles with their packing and row order)
     tile_counters: list[dict[str, int]] = field(default_factory=list)  # per tile: every RTL counter
+    cpu_s: float = 0.0           # CPU time of the simulator process over the whole tiles
+
+    @property
+    def cycles_per_cpu_second(self) -> float | None:
+        """Simulated cycles per CPU-second of the simulator process over whole tiles: what
+        one process achieves on a core of its own (a shared machine lowers wall-clock rates)."""
+        return self.span_cycles / self.cpu_s if self.cpu_s > 0 else None
 
     @property
     def match(self) -> bool:
@@ -404,7 +411,7 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
     for prep in preps:
         rep = MismatchReport(prep.case.name)
         layer = LayerOutputs(prep.plan)
-        cyc, tb_cyc, wall, wait_wall, span, wait_cyc = [], [], 0.0, 0.0, 0, 0
+        cyc, tb_cyc, wall, wait_wall, span, wait_cyc, cpu = [], [], 0.0, 0.0, 0, 0, 0.0
         rings, rows, per_tile = [], [], []
         for tile, prog, (es, em) in zip(prep.plan, prep.programs, prep.expected):
             r = results[k]
@@ -421,13 +428,14 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
             wait_wall += r.wait_wall_s
             span += r.span_cycles
             wait_cyc += r.wait_cycles
+            cpu += r.cpu_s
             rings.append(dict(prog.rings))
             rows.append({"in": len(prog.in_rows), "res": len(prog.res_rows),
                          "out": len(prog.out_rows)})
         out.append(CaseResult(prep.case, rep, layer.spikes, layer.membrane, dict(layer.counters),
                               cyc, tb_cyc, len(prep.plan), wall, wait_wall, span, wait_cyc,
                               rings, rows, wave if waves == "always" else None, prep.plan,
-                              per_tile))
+                              per_tile, cpu))
     if waves == "fail" and any(not r.match for r in out):
         wbuild = build_design(target.verilog, target.top, default_build_dir(cfg.name, True),
                               waves=True, ports=ports, player=target.player)

@@ -33,6 +33,7 @@ before the jobs start (and is reused while the Verilog is unchanged).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -273,7 +274,7 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
                 "input_spike_density": density, "output_spike_rate": float(rtl_s.mean()),
                 "counters": {k: int(v) for k, v in res.counters.items()},
                 "simulated_cycles": int(res.span_cycles), "tiles_wall_s": float(res.wall_s),
-                **energy})
+                "tiles_cpu_s": float(res.cpu_s), **energy})
             out.append(torch.from_numpy(rtl_s.astype(np.int64)))
         bar.update(1)
         return torch.stack(out, dim=1), torch.stack(g_c, dim=1)
@@ -469,6 +470,8 @@ def _report(source, hw, x, labels, idx, results, float_logits, golden_logits, ba
                   "tiles": per_image[0]["layers"][j]["tiles"]}
                  for j, nm in enumerate(names)]
     sim_cycles = sum(l["simulated_cycles"] for im in per_image for l in im["layers"])
+    tiles_wall = sum(l["tiles_wall_s"] for im in per_image for l in im["layers"])
+    tiles_cpu = sum(l.get("tiles_cpu_s", 0.0) for im in per_image for l in im["layers"])
     return {
         "checkpoint": source, "config": hw.name, "images": n, "indices": idx,
         "layers_bit_exact": all(im["layers_bit_exact"] for im in per_image),
@@ -493,6 +496,13 @@ def _report(source, hw, x, labels, idx, results, float_logits, golden_logits, ba
         "simulation": {"wall_s": total_wall, "rtl_wall_s": rtl_wall, "backend": backend,
                        "simulated_cycles": sim_cycles,
                        "simulated_cycles_per_second": sim_cycles / rtl_wall if rtl_wall > 0 else None,
+                       # inside the tiles only (no start-up, job preparation or golden checks):
+                       # summed over the pool's processes, so per process
+                       "tiles_wall_s": tiles_wall, "tiles_cpu_s": tiles_cpu,
+                       "tile_cycles_per_second_per_process":
+                           sim_cycles / tiles_wall if tiles_wall > 0 else None,
+                       "tile_cycles_per_cpu_second": sim_cycles / tiles_cpu if tiles_cpu > 0 else None,
+                       "load_average_1min": os.getloadavg()[0],
                        "toolchain": toolchain},
     }
 
@@ -525,7 +535,10 @@ def format_network_report(rep: dict[str, Any]) -> str:
     sim = rep["simulation"]
     cps = sim["simulated_cycles_per_second"]
     lines.append(f"  simulation: {sim['wall_s']:.1f} s in all ({sim['rtl_wall_s']:.1f} s on the "
-                 f"RTL, {sim['backend']}; {cps:,.0f} simulated cycles/s over the pool); "
-                 f"{sim['toolchain']}")
+                 f"RTL, {sim['backend']}; {cps:,.0f} simulated cycles/s over the pool"
+                 + (f", {sim['tile_cycles_per_second_per_process']:,.0f} per process inside the "
+                    f"tiles" if sim.get("tile_cycles_per_second_per_process") else "")
+                 + (f"; load average {sim['load_average_1min']:.1f}" if "load_average_1min" in sim else "")
+                 + f"); {sim['toolchain']}")
     lines.append(f"  note: {rep['host_layers']}")
     return "\n".join(lines)
