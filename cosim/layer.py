@@ -256,19 +256,31 @@ def _cycle_limit(cfg, tile, prog) -> int:
 
 
 def _prepare(driver, case: LayerCase) -> _Prepared:
+    """The tile plan and every tile's host program (what the simulator needs); the golden
+    outputs (``expected``) come later, from :func:`_add_expected`, while the simulator runs."""
     q = case.qlayer
     spikes = np.asarray(case.spikes)
     if spikes.ndim != 4:
         raise ValueError(f"case {case.name}: spikes must be [T, Cin, H, W], got {spikes.shape}")
     plan = driver.plan(q, spikes.shape, case.tile_hw, pack=case.pack, order=case.order)
-    programs, expected = [], []
-    golden_cache: dict[tuple[int, int], Any] = {}
+    programs = []
     for tile in plan:
         window = driver.window(spikes, tile)
         res_tile = driver.residual_tile(case.residual, tile) if q.residual else None
         programs.append(driver.program(q, tile, window, res_tile, ring_limit=case.ring_limit))
+    return _Prepared(case, plan, programs, [])
+
+
+def _add_expected(driver, prep: _Prepared) -> None:
+    """The golden model's outputs of every tile of ``prep`` (on the tile's window)."""
+    q, case = prep.case.qlayer, prep.case
+    spikes = np.asarray(case.spikes)
+    golden_cache: dict[tuple[int, int], Any] = {}
+    expected = []
+    for tile in prep.plan:
         key = (tile.row0, tile.col0)
         if key not in golden_cache:
+            window = driver.window(spikes, tile)
             res_all = None
             if q.residual:
                 s = 2 if tile.pool else 1
@@ -280,7 +292,7 @@ def _prepare(driver, case: LayerCase) -> _Prepared:
         g = golden_cache[key]
         co = slice(tile.out0, tile.out0 + tile.out_channels)
         expected.append((g.spikes[:, co].numpy(), g.membrane[:, co].numpy()))
-    return _Prepared(case, plan, programs, expected)
+    prep.expected = expected
 
 
 def _jobs_of(driver, prep: _Prepared) -> list[TileJob]:
@@ -328,21 +340,31 @@ class SimSession:
 
     def run(self, jobs: list[TileJob], period_ns: float) -> list:
         """Run one batch in the session's simulator; its results (:func:`cosim.jobs.read_results`)."""
-        import time
+        return self.collect(self.submit(jobs, period_ns))
 
+    def submit(self, jobs: list[TileJob], period_ns: float) -> tuple[int, int]:
+        """Post one batch and return at once (the simulator starts on it while the caller
+        does other work, e.g. the golden model); :meth:`collect` waits for its results."""
         from gen.hostmap import HOST_READ_LATENCY
 
         n = self.batches
-        req, res = self.dir / f"req-{n}.npz", self.dir / f"res-{n}.npz"
         write_jobs(self.dir / f".req-{n}.tmp.npz", jobs, period_ns, HOST_READ_LATENCY)
-        os.replace(self.dir / f".req-{n}.tmp.npz", req)   # the simulator sees whole files only
+        os.replace(self.dir / f".req-{n}.tmp.npz", self.dir / f"req-{n}.npz")   # whole files only
+        self.batches += 1
+        return n, len(jobs)
+
+    def collect(self, batch: tuple[int, int]) -> list:
+        """The results of a batch posted with :meth:`submit` (waits for them)."""
+        import time
+
+        n, n_jobs = batch
+        res = self.dir / f"res-{n}.npz"
         while not res.is_file():
             if not self._thread.is_alive():
                 raise self.error or RuntimeError(f"the simulator of session {self.dir} ended "
                                                  f"before batch {n}")
             time.sleep(0.002)
-        self.batches += 1
-        return read_results(res, len(jobs))
+        return read_results(res, n_jobs)
 
     def close(self) -> None:
         (self.dir / "stop").touch()
@@ -400,12 +422,25 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
     own_tmp = workdir is None
     work = Path(tempfile.mkdtemp(prefix="cosim-")) if own_tmp else Path(workdir)
     jobs = [j for prep in preps for j in _jobs_of(driver, prep)]
+    # the simulator runs the batch while this process computes the golden outputs (the two
+    # were sequential; now they overlap where a second core is free)
     if session is not None:
         if waves == "always":
             raise ValueError("a simulator session runs without waveforms; use waves='fail' or 'never'")
-        results, wave = session.run(jobs, cfg.clock_period_ns), None
+        batch = session.submit(jobs, cfg.clock_period_ns)
+        for prep in preps:
+            _add_expected(driver, prep)
+        results, wave = session.collect(batch), None
     else:
-        results, wave = _simulate(build, driver, jobs, work / "all", seed, waves == "always")
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            sim = pool.submit(_simulate, build, driver, jobs, work / "all", seed, waves == "always")
+            try:
+                for prep in preps:
+                    _add_expected(driver, prep)
+            finally:
+                results, wave = sim.result()
     out: list[CaseResult] = []
     k = 0
     for prep in preps:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -255,8 +256,13 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
         cases = [LayerCase(f"{name}@image{i}", q, spikes[:, b].numpy(),
                            None if residual is None else residual[:, b].numpy())
                  for b, i in enumerate(job.indices)]
-        results = run_cases(target, cases, waves=job.waves, session=session)
-        g_s, g_m, g_c = _golden_batch(q, spikes, residual, wd)
+        # the untiled golden layer in a thread (torch releases the GIL) while run_cases waits
+        # for the simulator: the two overlap where a second core is free
+        golden = golden_pool.submit(_golden_batch, q, spikes, residual, wd)
+        try:
+            results = run_cases(target, cases, waves=job.waves, session=session)
+        finally:
+            g_s, g_m, g_c = golden.result()
         out = []
         for b, (i, res) in enumerate(zip(job.indices, results)):
             rtl_s = res.spikes
@@ -282,9 +288,11 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
     t0 = time.monotonic()
     # one simulator process for every layer of the chunk (its start-up paid once)
     session = SimSession(target) if job.one_process else None
+    golden_pool = ThreadPoolExecutor(1)
     try:
         logits = run_chain(job.model, job.qlayers, wd, job.images, run_tt)
     finally:
+        golden_pool.shutdown()
         bar.close()
         if session is not None:
             session.close()
