@@ -378,10 +378,8 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
     from rich.console import Console
 
     from cosim.layer import RtlTarget
-    from cosim.runner import build_design, default_build_dir
     from cosim.toolchain import setup_toolchain
     from gen.config import HardwareConfig, load_config
-    from sw.backends import Backend, make_backend
 
     console = Console(stderr=True, quiet=not progress)
     t_start = time.monotonic()
@@ -403,11 +401,35 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
     model.eval()
     with console.status("quantising every TT layer (calibrated on training images)"):
         qlayers = quantise_network(model, calib, hw.widths, weight_bits=weight_bits, rounding=rounding)
-    with console.status("the float model and the integer golden chain"):
+    with console.status("the float model"):
         with torch.no_grad():
             float_logits = model(x)
         host = host_model(model)
-        golden_logits = run_chain(host, qlayers, hw.widths, x, golden_runner(qlayers, hw.widths))
+    # the integer golden chain in a thread (torch releases the GIL), on its own copy of the host
+    # part, while the RTL chain runs: it needs nothing of the RTL chain's
+    golden_pool = ThreadPoolExecutor(1)
+    golden_chain = golden_pool.submit(run_chain, host_model(model), qlayers, hw.widths, x,
+                                      golden_runner(qlayers, hw.widths))
+    try:
+        results, be_name, rtl_wall = _rtl_chain(hw, target, host, qlayers, x, labels, start, waves,
+                                                hook, progress, one_process, backend, workers,
+                                                address, console)
+        golden_logits = golden_chain.result()
+    finally:
+        golden_pool.shutdown(wait=False, cancel_futures=True)
+    return _report(source, hw, x, labels, list(range(start, start + len(labels))), results,
+                   float_logits, golden_logits, be_name, rtl_wall, time.monotonic() - t_start,
+                   tc.describe())
+
+
+def _rtl_chain(hw, target, host, qlayers, x, labels, start, waves, hook, progress, one_process,
+               backend, workers, address, console):
+    """Build (cached) and run the RTL chain of every image on the backend: (chunk results,
+    the backend's description, wall time of the RTL part)."""
+    from cosim.layer import RtlTarget
+    from cosim.runner import build_design, default_build_dir
+    from sw.backends import Backend, make_backend
+
     if target is None:
         with console.status(f"RTL for {hw.name}: generating / building (cached)"):
             target = RtlTarget.for_config(hw)
@@ -436,9 +458,7 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
     finally:
         if own:
             be.close()
-    rtl_wall = time.monotonic() - t0
-    return _report(source, hw, x, labels, idx, results, float_logits, golden_logits,
-                   be.describe(), rtl_wall, time.monotonic() - t_start, tc.describe())
+    return results, be.describe(), time.monotonic() - t0
 
 
 def _accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float | None:
