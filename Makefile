@@ -77,7 +77,7 @@ cosim-speed: $(STAMP)
 	$(PY) -m cosim speed --config configs/paper.toml --player both --repeat $(SPEED_REPEAT)
 
 # no trained MS-ResNet18 ships with the kit: random weights on random 32x32 images (the report
-# says so); one image took 990 s on the shared, heavily loaded 2-core machine (docs/cosim.md)
+# says so); one image took 543-561 s on the shared 2-core machine at load 15-18 (docs/cosim.md, section 7)
 PAPER_IMAGES ?= 1
 replay-network-paper: $(STAMP)
 	@mkdir -p build
