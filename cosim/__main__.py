@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 import sys
 from typing import Sequence
 
 from sw.arch import WORKLOADS
-from sw.cli_util import run_cli
+from sw.cli_util import UserError, run_cli
 
 
 def _add_common(p: argparse.ArgumentParser, default_config: str) -> None:
@@ -109,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cxx-opt", choices=("Os", "O2", "O3"), default=None,
                     help="C++ optimisation of the simulator build (default O3; another level "
                          "builds into build/cosim/<config>-<level>/, to compare)")
+    sp.add_argument("--player", choices=("default", "on", "off", "both"), default="default",
+                    help="host words played inside the simulator (cosim/player.py) or driven "
+                         "from Python; 'both' alternates the two (same tile, same moment) to "
+                         "compare them (default: $COSIM_PLAYER, on unless 0)")
+    sp.add_argument("--repeat", type=int, default=1,
+                    help="runs of each variant, alternating (default 1); the load average is "
+                         "printed with every run")
     return parser
 
 
@@ -200,44 +208,78 @@ def _finetune_check(args) -> int:
     return 0 if rep["match"] else 1
 
 
-def _speed(args) -> int:
+def _speed_once(args, target_args, player: str | None) -> dict:
+    """One run of the paper-sized layer; ``player`` 'on'/'off' sets ``COSIM_PLAYER`` for it
+    (None: the environment's)."""
     import time
 
     from cosim.cases import paper_layer_case
     from cosim.layer import RtlTarget, run_cases
-
     from cosim.runner import DEFAULT_CXX_OPT, default_build_dir
 
-    target = RtlTarget.for_config(args.config, args.rtl)
-    case = paper_layer_case(target.config, rank=args.rank, timesteps=args.timesteps, mode=args.mode)
-    opt = f"-{args.cxx_opt}" if args.cxx_opt else DEFAULT_CXX_OPT
-    bdir = default_build_dir(target.config.name)
-    if opt != DEFAULT_CXX_OPT:
-        bdir = bdir.with_name(bdir.name + opt)
-    t0 = time.monotonic()
-    res = run_cases(target, [case], waves=args.waves or "never", build_dir=bdir, cxx_opt=opt)[0]
-    total = time.monotonic() - t0
-    out = {"config": target.config.name, "layer": case.name, "match": res.match, "cxx_opt": opt,
-           "tiles": res.tiles, "accelerator_cycles": res.cycles,
-           "simulated_cycles": res.span_cycles, "tiles_wall_s": res.wall_s,
-           "event_wait_cycles": res.wait_cycles, "event_wait_wall_s": res.wait_wall_s,
-           "total_wall_s": total,
-           "cycles_per_second": res.cycles_per_second,
-           "cycles_per_second_event_waits": res.wait_cycles_per_second}
+    saved = os.environ.get("COSIM_PLAYER")
+    if player is not None:
+        os.environ["COSIM_PLAYER"] = "1" if player == "on" else "0"
+    try:
+        target = RtlTarget.for_config(*target_args)
+        case = paper_layer_case(target.config, rank=args.rank, timesteps=args.timesteps, mode=args.mode)
+        opt = f"-{args.cxx_opt}" if args.cxx_opt else DEFAULT_CXX_OPT
+        bdir = default_build_dir(target.config.name)
+        if opt != DEFAULT_CXX_OPT:
+            bdir = bdir.with_name(bdir.name + opt)
+        t0 = time.monotonic()
+        res = run_cases(target, [case], waves=args.waves or "never", build_dir=bdir, cxx_opt=opt)[0]
+        total = time.monotonic() - t0
+        played = target.player is not None
+    finally:
+        if saved is None:
+            os.environ.pop("COSIM_PLAYER", None)
+        else:
+            os.environ["COSIM_PLAYER"] = saved
+    return {"config": target.config.name, "layer": case.name, "match": res.match, "cxx_opt": opt,
+            "player": played, "host_data_bits": target.config.widths.host_data,
+            "tiles": res.tiles, "accelerator_cycles": res.cycles,
+            "simulated_cycles": res.span_cycles, "tiles_wall_s": res.wall_s,
+            "event_wait_cycles": res.wait_cycles, "event_wait_wall_s": res.wait_wall_s,
+            "total_wall_s": total, "load_average_1min": os.getloadavg()[0],
+            "tiles_cpu_s": res.cpu_s, "cycles_per_second": res.cycles_per_second,
+            "cycles_per_cpu_second": res.cycles_per_cpu_second,
+            "cycles_per_second_event_waits": res.wait_cycles_per_second}
+
+
+def _speed(args) -> int:
+    if args.repeat < 1:
+        raise UserError(f"--repeat must be at least 1, got {args.repeat}")
+    variants = {"default": [None], "on": ["on"], "off": ["off"], "both": ["off", "on"]}[args.player]
+    runs = []
+    for _ in range(args.repeat):
+        for v in variants:
+            out = _speed_once(args, (args.config, args.rtl), v)
+            runs.append(out)
+            if not args.json:
+                waits = out["cycles_per_second_event_waits"]
+                print(f"{out['layer']} on {out['config']}: {out['tiles']} tiles, "
+                      f"{out['accelerator_cycles']} accelerator cycles ({out['simulated_cycles']} "
+                      f"simulated cycles with set-up and read-out) in {out['tiles_wall_s']:.2f} s -> "
+                      f"{out['cycles_per_second']:.0f} cycles/s with the streamed host traffic "
+                      f"({'played in the simulator' if out['player'] else 'word by word from Python'}, "
+                      f"{out['host_data_bits']}-bit port)"
+                      + (f" ({waits:.0f} cycles/s while waiting for event, {out['event_wait_cycles']} "
+                         f"cycles)" if waits else "")
+                      + f"; {out['cycles_per_cpu_second'] or 0:.0f} cycles per CPU-second of the "
+                      f"simulator; {out['total_wall_s']:.1f} s in all incl. build check and golden model; "
+                      f"C++ {out['cxx_opt']}; load average {out['load_average_1min']:.1f}; "
+                      f"{'bit-exact' if out['match'] else 'MISMATCH'}", flush=True)
     if args.json:
-        print(json.dumps(out))
-    else:
-        waits = res.wait_cycles_per_second
-        print(f"{out['layer']} on {out['config']}: {res.tiles} tiles, {res.cycles} accelerator "
-              f"cycles ({res.span_cycles} simulated cycles with set-up and read-out) in "
-              f"{res.wall_s:.2f} s -> {out['cycles_per_second']:.0f} cycles/s with the streamed "
-              f"host traffic ({'played in the simulator' if target.player else 'word by word from Python'}, "
-              f"{target.config.widths.host_data}-bit port)"
-              + (f" ({waits:.0f} cycles/s while waiting for event, {res.wait_cycles} cycles)"
-                 if waits else "")
-              + f"; {total:.1f} s in all incl. build check and golden model; C++ {opt}; "
-              f"{'bit-exact' if res.match else 'MISMATCH'}")
-    return 0 if res.match else 1
+        print(json.dumps(runs[0] if len(runs) == 1 else {"runs": runs}))
+    elif len(variants) > 1:
+        for v in variants:
+            mine = [r for r in runs if r["player"] == (v == "on")]
+            rates = sorted(r["cycles_per_second"] for r in mine)
+            cpu = sorted(r["cycles_per_cpu_second"] or 0 for r in mine)
+            print(f"player {v}: median {rates[len(rates) // 2]:.0f} cycles/s, "
+                  f"{cpu[len(cpu) // 2]:.0f} cycles per CPU-second over {len(rates)} runs")
+    return 0 if all(r["match"] for r in runs) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

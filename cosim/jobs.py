@@ -107,6 +107,8 @@ class JobResult:
     wait_wall_s: float       # part of wall_s spent waiting for ``event`` (no Python per cycle)
     wait_cycles: int         # simulated cycles of those waits
     waits: int               # number of waits for ``event``
+    cpu_s: float = 0.0       # CPU time of the simulator process over the tile (C++ model, cocotb
+                             # and Python together; on a shared machine steadier than wall_s)
 
 
 def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
@@ -229,5 +231,6 @@ def read_results(path: str | os.PathLike, n_jobs: int) -> list[JobResult]:
         out.append(JobResult(limbs_to_words(data[f"rv_{k}"]), int(data[f"cycles_{k}"]),
                              int(data[f"span_cycles_{k}"]), float(data[f"wall_{k}"]),
                              float(data[f"wait_wall_{k}"]), int(data[f"wait_cycles_{k}"]),
-                             int(data[f"waits_{k}"])))
+                             int(data[f"waits_{k}"]),
+                             float(data[f"cpu_{k}"]) if f"cpu_{k}" in data else 0.0))
     return out

@@ -196,6 +196,13 @@ class CaseResult:
     waves: Path | None = None
     plan: Any = None             # the driver's TilePlan (tiles with their packing and row order)
     tile_counters: list[dict[str, int]] = field(default_factory=list)  # per tile: every RTL counter
+    cpu_s: float = 0.0           # CPU time of the simulator process over the whole tiles
+
+    @property
+    def cycles_per_cpu_second(self) -> float | None:
+        """Simulated cycles per CPU-second of the simulator process over whole tiles: what
+        one process achieves on a core of its own (a shared machine lowers wall-clock rates)."""
+        return self.span_cycles / self.cpu_s if self.cpu_s > 0 else None
 
     @property
     def match(self) -> bool:
@@ -249,19 +256,31 @@ def _cycle_limit(cfg, tile, prog) -> int:
 
 
 def _prepare(driver, case: LayerCase) -> _Prepared:
+    """The tile plan and every tile's host program (what the simulator needs); the golden
+    outputs (``expected``) come later, from :func:`_add_expected`, while the simulator runs."""
     q = case.qlayer
     spikes = np.asarray(case.spikes)
     if spikes.ndim != 4:
         raise ValueError(f"case {case.name}: spikes must be [T, Cin, H, W], got {spikes.shape}")
     plan = driver.plan(q, spikes.shape, case.tile_hw, pack=case.pack, order=case.order)
-    programs, expected = [], []
-    golden_cache: dict[tuple[int, int], Any] = {}
+    programs = []
     for tile in plan:
         window = driver.window(spikes, tile)
         res_tile = driver.residual_tile(case.residual, tile) if q.residual else None
         programs.append(driver.program(q, tile, window, res_tile, ring_limit=case.ring_limit))
+    return _Prepared(case, plan, programs, [])
+
+
+def _add_expected(driver, prep: _Prepared) -> None:
+    """The golden model's outputs of every tile of ``prep`` (on the tile's window)."""
+    q, case = prep.case.qlayer, prep.case
+    spikes = np.asarray(case.spikes)
+    golden_cache: dict[tuple[int, int], Any] = {}
+    expected = []
+    for tile in prep.plan:
         key = (tile.row0, tile.col0)
         if key not in golden_cache:
+            window = driver.window(spikes, tile)
             res_all = None
             if q.residual:
                 s = 2 if tile.pool else 1
@@ -273,7 +292,7 @@ def _prepare(driver, case: LayerCase) -> _Prepared:
         g = golden_cache[key]
         co = slice(tile.out0, tile.out0 + tile.out_channels)
         expected.append((g.spikes[:, co].numpy(), g.membrane[:, co].numpy()))
-    return _Prepared(case, plan, programs, expected)
+    prep.expected = expected
 
 
 def _jobs_of(driver, prep: _Prepared) -> list[TileJob]:
@@ -321,21 +340,31 @@ class SimSession:
 
     def run(self, jobs: list[TileJob], period_ns: float) -> list:
         """Run one batch in the session's simulator; its results (:func:`cosim.jobs.read_results`)."""
-        import time
+        return self.collect(self.submit(jobs, period_ns))
 
+    def submit(self, jobs: list[TileJob], period_ns: float) -> tuple[int, int]:
+        """Post one batch and return at once (the simulator starts on it while the caller
+        does other work, e.g. the golden model); :meth:`collect` waits for its results."""
         from gen.hostmap import HOST_READ_LATENCY
 
         n = self.batches
-        req, res = self.dir / f"req-{n}.npz", self.dir / f"res-{n}.npz"
         write_jobs(self.dir / f".req-{n}.tmp.npz", jobs, period_ns, HOST_READ_LATENCY)
-        os.replace(self.dir / f".req-{n}.tmp.npz", req)   # the simulator sees whole files only
+        os.replace(self.dir / f".req-{n}.tmp.npz", self.dir / f"req-{n}.npz")   # whole files only
+        self.batches += 1
+        return n, len(jobs)
+
+    def collect(self, batch: tuple[int, int]) -> list:
+        """The results of a batch posted with :meth:`submit` (waits for them)."""
+        import time
+
+        n, n_jobs = batch
+        res = self.dir / f"res-{n}.npz"
         while not res.is_file():
             if not self._thread.is_alive():
                 raise self.error or RuntimeError(f"the simulator of session {self.dir} ended "
                                                  f"before batch {n}")
             time.sleep(0.002)
-        self.batches += 1
-        return read_results(res, len(jobs))
+        return read_results(res, n_jobs)
 
     def close(self) -> None:
         (self.dir / "stop").touch()
@@ -393,18 +422,31 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
     own_tmp = workdir is None
     work = Path(tempfile.mkdtemp(prefix="cosim-")) if own_tmp else Path(workdir)
     jobs = [j for prep in preps for j in _jobs_of(driver, prep)]
+    # the simulator runs the batch while this process computes the golden outputs (the two
+    # were sequential; now they overlap where a second core is free)
     if session is not None:
         if waves == "always":
             raise ValueError("a simulator session runs without waveforms; use waves='fail' or 'never'")
-        results, wave = session.run(jobs, cfg.clock_period_ns), None
+        batch = session.submit(jobs, cfg.clock_period_ns)
+        for prep in preps:
+            _add_expected(driver, prep)
+        results, wave = session.collect(batch), None
     else:
-        results, wave = _simulate(build, driver, jobs, work / "all", seed, waves == "always")
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            sim = pool.submit(_simulate, build, driver, jobs, work / "all", seed, waves == "always")
+            try:
+                for prep in preps:
+                    _add_expected(driver, prep)
+            finally:
+                results, wave = sim.result()
     out: list[CaseResult] = []
     k = 0
     for prep in preps:
         rep = MismatchReport(prep.case.name)
         layer = LayerOutputs(prep.plan)
-        cyc, tb_cyc, wall, wait_wall, span, wait_cyc = [], [], 0.0, 0.0, 0, 0
+        cyc, tb_cyc, wall, wait_wall, span, wait_cyc, cpu = [], [], 0.0, 0.0, 0, 0, 0.0
         rings, rows, per_tile = [], [], []
         for tile, prog, (es, em) in zip(prep.plan, prep.programs, prep.expected):
             r = results[k]
@@ -421,13 +463,14 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
             wait_wall += r.wait_wall_s
             span += r.span_cycles
             wait_cyc += r.wait_cycles
+            cpu += r.cpu_s
             rings.append(dict(prog.rings))
             rows.append({"in": len(prog.in_rows), "res": len(prog.res_rows),
                          "out": len(prog.out_rows)})
         out.append(CaseResult(prep.case, rep, layer.spikes, layer.membrane, dict(layer.counters),
                               cyc, tb_cyc, len(prep.plan), wall, wait_wall, span, wait_cyc,
                               rings, rows, wave if waves == "always" else None, prep.plan,
-                              per_tile))
+                              per_tile, cpu))
     if waves == "fail" and any(not r.match for r in out):
         wbuild = build_design(target.verilog, target.top, default_build_dir(cfg.name, True),
                               waves=True, ports=ports, player=target.player)

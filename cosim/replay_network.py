@@ -33,8 +33,10 @@ before the jobs start (and is reused while the Verilog is unchanged).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -254,8 +256,13 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
         cases = [LayerCase(f"{name}@image{i}", q, spikes[:, b].numpy(),
                            None if residual is None else residual[:, b].numpy())
                  for b, i in enumerate(job.indices)]
-        results = run_cases(target, cases, waves=job.waves, session=session)
-        g_s, g_m, g_c = _golden_batch(q, spikes, residual, wd)
+        # the untiled golden layer in a thread (torch releases the GIL) while run_cases waits
+        # for the simulator: the two overlap where a second core is free
+        golden = golden_pool.submit(_golden_batch, q, spikes, residual, wd)
+        try:
+            results = run_cases(target, cases, waves=job.waves, session=session)
+        finally:
+            g_s, g_m, g_c = golden.result()
         out = []
         for b, (i, res) in enumerate(zip(job.indices, results)):
             rtl_s = res.spikes
@@ -273,7 +280,7 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
                 "input_spike_density": density, "output_spike_rate": float(rtl_s.mean()),
                 "counters": {k: int(v) for k, v in res.counters.items()},
                 "simulated_cycles": int(res.span_cycles), "tiles_wall_s": float(res.wall_s),
-                **energy})
+                "tiles_cpu_s": float(res.cpu_s), **energy})
             out.append(torch.from_numpy(rtl_s.astype(np.int64)))
         bar.update(1)
         return torch.stack(out, dim=1), torch.stack(g_c, dim=1)
@@ -281,9 +288,11 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
     t0 = time.monotonic()
     # one simulator process for every layer of the chunk (its start-up paid once)
     session = SimSession(target) if job.one_process else None
+    golden_pool = ThreadPoolExecutor(1)
     try:
         logits = run_chain(job.model, job.qlayers, wd, job.images, run_tt)
     finally:
+        golden_pool.shutdown()
         bar.close()
         if session is not None:
             session.close()
@@ -369,10 +378,8 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
     from rich.console import Console
 
     from cosim.layer import RtlTarget
-    from cosim.runner import build_design, default_build_dir
     from cosim.toolchain import setup_toolchain
     from gen.config import HardwareConfig, load_config
-    from sw.backends import Backend, make_backend
 
     console = Console(stderr=True, quiet=not progress)
     t_start = time.monotonic()
@@ -394,11 +401,35 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
     model.eval()
     with console.status("quantising every TT layer (calibrated on training images)"):
         qlayers = quantise_network(model, calib, hw.widths, weight_bits=weight_bits, rounding=rounding)
-    with console.status("the float model and the integer golden chain"):
+    with console.status("the float model"):
         with torch.no_grad():
             float_logits = model(x)
         host = host_model(model)
-        golden_logits = run_chain(host, qlayers, hw.widths, x, golden_runner(qlayers, hw.widths))
+    # the integer golden chain in a thread (torch releases the GIL), on its own copy of the host
+    # part, while the RTL chain runs: it needs nothing of the RTL chain's
+    golden_pool = ThreadPoolExecutor(1)
+    golden_chain = golden_pool.submit(run_chain, host_model(model), qlayers, hw.widths, x,
+                                      golden_runner(qlayers, hw.widths))
+    try:
+        results, be_name, rtl_wall = _rtl_chain(hw, target, host, qlayers, x, labels, start, waves,
+                                                hook, progress, one_process, backend, workers,
+                                                address, console)
+        golden_logits = golden_chain.result()
+    finally:
+        golden_pool.shutdown(wait=False, cancel_futures=True)
+    return _report(source, hw, x, labels, list(range(start, start + len(labels))), results,
+                   float_logits, golden_logits, be_name, rtl_wall, time.monotonic() - t_start,
+                   tc.describe())
+
+
+def _rtl_chain(hw, target, host, qlayers, x, labels, start, waves, hook, progress, one_process,
+               backend, workers, address, console):
+    """Build (cached) and run the RTL chain of every image on the backend: (chunk results,
+    the backend's description, wall time of the RTL part)."""
+    from cosim.layer import RtlTarget
+    from cosim.runner import build_design, default_build_dir
+    from sw.backends import Backend, make_backend
+
     if target is None:
         with console.status(f"RTL for {hw.name}: generating / building (cached)"):
             target = RtlTarget.for_config(hw)
@@ -427,9 +458,7 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
     finally:
         if own:
             be.close()
-    rtl_wall = time.monotonic() - t0
-    return _report(source, hw, x, labels, idx, results, float_logits, golden_logits,
-                   be.describe(), rtl_wall, time.monotonic() - t_start, tc.describe())
+    return results, be.describe(), time.monotonic() - t0
 
 
 def _accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float | None:
@@ -469,6 +498,8 @@ def _report(source, hw, x, labels, idx, results, float_logits, golden_logits, ba
                   "tiles": per_image[0]["layers"][j]["tiles"]}
                  for j, nm in enumerate(names)]
     sim_cycles = sum(l["simulated_cycles"] for im in per_image for l in im["layers"])
+    tiles_wall = sum(l["tiles_wall_s"] for im in per_image for l in im["layers"])
+    tiles_cpu = sum(l.get("tiles_cpu_s", 0.0) for im in per_image for l in im["layers"])
     return {
         "checkpoint": source, "config": hw.name, "images": n, "indices": idx,
         "layers_bit_exact": all(im["layers_bit_exact"] for im in per_image),
@@ -493,6 +524,13 @@ def _report(source, hw, x, labels, idx, results, float_logits, golden_logits, ba
         "simulation": {"wall_s": total_wall, "rtl_wall_s": rtl_wall, "backend": backend,
                        "simulated_cycles": sim_cycles,
                        "simulated_cycles_per_second": sim_cycles / rtl_wall if rtl_wall > 0 else None,
+                       # inside the tiles only (no start-up, job preparation or golden checks):
+                       # summed over the pool's processes, so per process
+                       "tiles_wall_s": tiles_wall, "tiles_cpu_s": tiles_cpu,
+                       "tile_cycles_per_second_per_process":
+                           sim_cycles / tiles_wall if tiles_wall > 0 else None,
+                       "tile_cycles_per_cpu_second": sim_cycles / tiles_cpu if tiles_cpu > 0 else None,
+                       "load_average_1min": os.getloadavg()[0],
                        "toolchain": toolchain},
     }
 
@@ -525,7 +563,10 @@ def format_network_report(rep: dict[str, Any]) -> str:
     sim = rep["simulation"]
     cps = sim["simulated_cycles_per_second"]
     lines.append(f"  simulation: {sim['wall_s']:.1f} s in all ({sim['rtl_wall_s']:.1f} s on the "
-                 f"RTL, {sim['backend']}; {cps:,.0f} simulated cycles/s over the pool); "
-                 f"{sim['toolchain']}")
+                 f"RTL, {sim['backend']}; {cps:,.0f} simulated cycles/s over the pool"
+                 + (f", {sim['tile_cycles_per_second_per_process']:,.0f} per process inside the "
+                    f"tiles" if sim.get("tile_cycles_per_second_per_process") else "")
+                 + (f"; load average {sim['load_average_1min']:.1f}" if "load_average_1min" in sim else "")
+                 + f"); {sim['toolchain']}")
     lines.append(f"  note: {rep['host_layers']}")
     return "\n".join(lines)

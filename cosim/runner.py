@@ -72,7 +72,12 @@ def build_root() -> Path:
 
 
 def default_build_dir(config_name: str, waves: bool = False) -> Path:
-    return build_root() / "cosim" / (config_name + ("-waves" if waves else ""))
+    """``build/cosim/<config>[-noplayer][-waves]``: the build without the host-word player
+    (``COSIM_PLAYER=0``, :mod:`cosim.player`) has its own directory, so that switching between
+    the two does not rebuild either."""
+    player_off = os.environ.get("COSIM_PLAYER", "1") == "0"
+    return build_root() / "cosim" / (config_name + ("-noplayer" if player_off else "")
+                                     + ("-waves" if waves else ""))
 
 
 @contextlib.contextmanager

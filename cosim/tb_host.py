@@ -221,7 +221,7 @@ async def _run_jobs(bus: CocotbBus, jobs, period: float) -> dict[str, np.ndarray
     """Run one batch of jobs (tiles) and return the result arrays of :mod:`cosim.jobs`."""
     results: dict[str, np.ndarray] = {}
     for k, job in enumerate(jobs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await bus.load(job)
         bus.begin(job)
         backward = isinstance(job, BackwardJob)
@@ -229,6 +229,7 @@ async def _run_jobs(bus: CocotbBus, jobs, period: float) -> dict[str, np.ndarray
         span = bus.now_cycles(bus.t_begin)
         values = await bus.captured_values(values)
         wall = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         if backward:               # many starts: the RTL's cycles counter tells the busy cycles
             bus.t_start, bus.t_done = bus.t_begin, bus.t_begin
         if bus.t_start is None or bus.t_done is None:
@@ -238,6 +239,7 @@ async def _run_jobs(bus: CocotbBus, jobs, period: float) -> dict[str, np.ndarray
         results[f"cycles_{k}"] = np.array(round((bus.t_done - bus.t_start) / period))
         results[f"span_cycles_{k}"] = np.array(span)
         results[f"wall_{k}"] = np.array(wall)
+        results[f"cpu_{k}"] = np.array(cpu)
         results[f"wait_wall_{k}"] = np.array(bus.wait_wall)
         results[f"wait_cycles_{k}"] = np.array(bus.wait_cycles)
         results[f"waits_{k}"] = np.array(bus.waits)

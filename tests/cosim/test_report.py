@@ -44,3 +44,13 @@ def test_report_match_and_shape_error():
     import pytest
     with pytest.raises(ValueError, match="shape"):
         rep.add_tile(1, 0, 0, 0, z, z, np.zeros((1, 2, 1, 1)), z)
+
+
+def test_speed_rejects_a_repeat_below_one(capsys):
+    """`python -m cosim speed --repeat 0` is one line, before any build or simulation."""
+    from cosim.__main__ import main
+    from sw.cli_util import run_cli
+
+    assert run_cli(main, ["speed", "--repeat", "0"], prog="cosim") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--repeat must be at least 1, got 0" in err[0]
