@@ -38,7 +38,7 @@ from sw.fileio import add_force_argument, check_outputs
 
 from .config import HardwareConfig, load_config
 from .cyclemodel import TileShape, ideal_cycles, tile_counters
-from .driver import plan_layer_any_weights
+from .driver import plan_layer_any_weights, streamed_cores
 from .hosttiming import host_tile_timing, shape_traffic
 
 #: the networks ``--network`` chooses from: the paper's workloads, defined in sw.arch
@@ -106,9 +106,8 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
 def streaming_need(cfg: HardwareConfig, rank: int, cin: int, cout: int, height: int,
                    schedule: Sequence[bool], mode: str, counters: Mapping[str, int]) -> dict[str, Any]:
     """What streaming a layer's cores over the host port would take (docs/architecture.md,
-    "Weight streaming: what it needs"). A core is streamed when it alone exceeds its weight
-    region of ``cfg`` (``stream_cores``; G4 too, although output-channel groups could split it,
-    because each group recomputes G1-G3). Two rates in bytes per cycle of the layer's
+    "Weight streaming: what it needs"). The cores streamed are those larger than their
+    regions of ``cfg`` (``stream_cores``, :func:`gen.driver.streamed_cores`). Two rates in bytes per cycle of the layer's
     ``cycles`` (``counters``, from the datapath with a weight buffer large enough):
     ``stream_today_bpc``, every weight-region read of those cores fetched from DRAM, i.e.
     the weight regions turned into streams under today's loop orders (cluster 1 and 4 read
@@ -125,9 +124,7 @@ def streaming_need(cfg: HardwareConfig, rank: int, cin: int, cout: int, height: 
         "w3": (3 * rank * rank, height * full, "w3_reads"),
         "w4": (rank * cout, height * T, "w4_reads"),
     }
-    regions = cfg.regions
-    streamed = [n for n, (weights, _, _) in cores.items()
-                if weights * cfg.widths.weight > regions[n].depth * regions[n].width_bits]
+    streamed = streamed_cores(cfg, rank, cin, cout)
     cycles = counters["cycles"]
     core_bytes = sum(cores[n][0] * cfg.widths.weight // 8 for n in streamed)
     today = sum(counters[cores[n][2]] * word for n in streamed)
