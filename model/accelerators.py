@@ -291,8 +291,9 @@ def plan_tt_layer(cfg: HardwareConfig, spec, T: int):
     above ``limits.max_rank`` or a core larger than its region; MS-ResNet34's 512-channel stage)
     is planned on a copy of ``cfg`` whose weight regions are large enough
     (:func:`gen.driver.plan_layer_any_weights`: only the weight buffer and the rank/pointwise
-    limits grow, the datapath and every other region stay) and its cores are charged as
-    streamed from DRAM for every tile (docs/energy_model.md, section 2)."""
+    limits grow, the datapath and every other region stay); the cores larger than their
+    regions are charged as streamed from DRAM once per output row and timestep
+    (:func:`streamed_core_refetch`, docs/energy_model.md, section 2)."""
     from gen.driver import plan_layer_any_weights
     hi, wi = spec.in_hw
     sched = tuple(spec.schedule) if spec.mode == "htt" else (True,) * T
