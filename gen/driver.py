@@ -40,7 +40,7 @@ from .hostmap import HostMap, host_map, region_reads, region_writes
 __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Driver",
            "plan_layer", "load_manifest_config", "tile_fit", "TileGeometry", "run_tile",
            "HostBus", "TAP_ORDER", "input_row_order", "output_row_order", "CoresDoNotFit",
-           "large_weights_config", "plan_layer_any_weights", "affine_words"]
+           "large_weights_config", "plan_layer_any_weights", "affine_words", "streamed_cores"]
 
 MODE_CODES = {"stt": 0, "ptt": 1, "htt": 2}
 
@@ -303,6 +303,18 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
                           pk_, od))
     return TilePlan(tuple(tiles), t, cin, out_channels, rank, hh, ww, pool, th_, tw_, cout_tile,
                     pk_, od)
+
+
+def streamed_cores(cfg: HardwareConfig, rank: int, in_channels: int, out_channels: int) -> list[str]:
+    """The weight regions (``w1``..``w4``) whose whole core of a layer exceeds the region of
+    ``cfg``: what a weight-streaming design would have to stream (G4 too, although
+    output-channel groups could split it, because each group recomputes G1-G3;
+    docs/architecture.md, "Weight streaming: what it needs"). Empty when every core fits."""
+    cores = {"w1": rank * in_channels, "w2": 3 * rank * rank, "w3": 3 * rank * rank,
+             "w4": rank * out_channels}
+    regions = cfg.regions
+    return [n for n, weights in cores.items()
+            if weights * cfg.widths.weight > regions[n].depth * regions[n].width_bits]
 
 
 def large_weights_config(cfg: HardwareConfig, rank: int, pointwise: int) -> HardwareConfig:

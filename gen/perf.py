@@ -38,7 +38,7 @@ from sw.fileio import add_force_argument, check_outputs
 
 from .config import HardwareConfig, load_config
 from .cyclemodel import TileShape, ideal_cycles, tile_counters
-from .driver import plan_layer_any_weights
+from .driver import plan_layer_any_weights, streamed_cores
 from .hosttiming import host_tile_timing, shape_traffic
 
 #: the networks ``--network`` chooses from: the paper's workloads, defined in sw.arch
@@ -98,8 +98,40 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
         "host_stall": host["cycles"] - cycles, "host_outside": host["host_span"] - host["cycles"],
         "host_c1_in_wait": host["c1_in_wait"], "host_lif_stall": host["lif_stall"],
         "utilisation": {k.replace("_ops", ""): v / (p * cycles) for k, v in ideal.items() if k.endswith("_ops")},
+        **streaming_need(cfg, rank, cin, cout, h, sched, mode, totals),
         **{k: v for k, v in totals.items() if k != "cycles"},
     }
+
+
+def streaming_need(cfg: HardwareConfig, rank: int, cin: int, cout: int, height: int,
+                   schedule: Sequence[bool], mode: str, counters: Mapping[str, int]) -> dict[str, Any]:
+    """What streaming a layer's cores over the host port would take (docs/architecture.md,
+    "Weight streaming: what it needs"). The cores streamed are those larger than their
+    regions of ``cfg`` (``stream_cores``, :func:`gen.driver.streamed_cores`). Two rates in bytes per cycle of the layer's
+    ``cycles`` (``counters``, from the datapath with a weight buffer large enough):
+    ``stream_today_bpc``, every weight-region read of those cores fetched from DRAM, i.e.
+    the weight regions turned into streams under today's loop orders (cluster 1 and 4 read
+    their whole core for every pixel); ``stream_row_bpc``, each of those cores fetched once
+    per output row and timestep it serves (the most a scheme that reuses a fetched weight
+    across the pixels of a row, and no further, must move). ``stream_port_bpc`` is the
+    port's bytes per cycle. Nothing is streamed when the cores fit: all three rates 0."""
+    word = cfg.lanes * cfg.widths.weight // 8             # bytes of one weight-region word
+    full = sum(1 for f in schedule if f) if mode == "htt" else len(schedule)
+    T = len(schedule)
+    cores = {  # region: (weights of the whole core, output rows x timesteps that read it, read counter)
+        "w1": (rank * cin, height * T, "w1_reads"),
+        "w2": (3 * rank * rank, height * full, "w2_reads"),
+        "w3": (3 * rank * rank, height * full, "w3_reads"),
+        "w4": (rank * cout, height * T, "w4_reads"),
+    }
+    streamed = streamed_cores(cfg, rank, cin, cout)
+    cycles = counters["cycles"]
+    core_bytes = sum(cores[n][0] * cfg.widths.weight // 8 for n in streamed)
+    today = sum(counters[cores[n][2]] * word for n in streamed)
+    per_row = sum(cores[n][0] * cfg.widths.weight // 8 * cores[n][1] for n in streamed)
+    return {"stream_cores": streamed, "stream_core_bytes": core_bytes,
+            "stream_today_bpc": today / cycles, "stream_row_bpc": per_row / cycles,
+            "stream_port_bpc": cfg.widths.host_data / 8}
 
 
 def network_report(cfg: HardwareConfig, network: str, mode: str, ranks: str | None = None) -> list[dict]:
@@ -224,6 +256,18 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{'yes' if r['fits_weight_buffer'] else 'NO':>4} {r['host_cycles']:>9} {r['host_ratio']:>7.3f} "
               f"{r['host_c1_in_wait']:>8} {r['host_lif_stall']:>8} {r['host_outside']:>8}")
     print()
+    refused = [r for r in rows if not r["fits_weight_buffer"]]
+    if refused:
+        print(f"cores larger than the weight regions (fits = NO): cycles above are on a copy with a weight "
+              f"buffer large enough; streaming them over the {cfg.widths.host_data}-bit port "
+              f"({refused[0]['stream_port_bpc']:g} B/cycle) would need, in bytes per cycle of those cycles "
+              f"(docs/architecture.md, 'Weight streaming: what it needs'):")
+        print(f"{'network':<21} {'mode':<4} {'layer':<17} {'streamed':<12} {'core B':>8} "
+              f"{'today B/c':>9} {'per-row B/c':>11}")
+        for r in refused:
+            print(f"{r['network']:<21} {r['mode']:<4} {r['layer']:<17} {','.join(r['stream_cores']):<12} "
+                  f"{r['stream_core_bytes']:>8} {r['stream_today_bpc']:>9.1f} {r['stream_row_bpc']:>11.1f}")
+        print()
     for net, mode in jobs:
         s = summary([r for r in rows if r["network"] == net and r["mode"] == mode])
         print(f"{net} {mode}: {s['fitting']}/{s['layers']} layers fit the weight buffer; over them "

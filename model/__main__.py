@@ -350,9 +350,11 @@ def cmd_report(args) -> int:
               "`sata` is the SATA-like single array (docs/energy_model.md).", ""]
     if streamed:
         lines += ["Layers whose TT cores exceed the weight buffer of `" + cfg.name + "` (planned on a "
-                  "copy of the configuration with weight regions large enough, same datapath; their "
-                  "cores are charged as streamed from DRAM for every tile, which the RTL does not "
-                  "implement yet): " + ", ".join(streamed) + ".", ""]
+                  "copy of the configuration with weight regions large enough, same datapath; the "
+                  "cores larger than their regions are charged as streamed from DRAM once per "
+                  "output row and timestep, the traffic of the streaming scheme of "
+                  "docs/architecture.md, which the RTL does not implement yet): "
+                  + ", ".join(streamed) + ".", ""]
     lines += [
               "Figures: `fig4a_sata.png` (dense/STT/PTT/HTT on the SATA-like accelerator, "
               "normalised to dense), `fig4b_proposed.png` and `fig4b_proposed_rtl.png` (STT/PTT/HTT "

@@ -291,8 +291,9 @@ def plan_tt_layer(cfg: HardwareConfig, spec, T: int):
     above ``limits.max_rank`` or a core larger than its region; MS-ResNet34's 512-channel stage)
     is planned on a copy of ``cfg`` whose weight regions are large enough
     (:func:`gen.driver.plan_layer_any_weights`: only the weight buffer and the rank/pointwise
-    limits grow, the datapath and every other region stay) and its cores are charged as
-    streamed from DRAM for every tile (docs/energy_model.md, section 2)."""
+    limits grow, the datapath and every other region stay); the cores larger than their
+    regions are charged as streamed from DRAM once per output row and timestep
+    (:func:`streamed_core_refetch`, docs/energy_model.md, section 2)."""
     from gen.driver import plan_layer_any_weights
     hi, wi = spec.in_hw
     sched = tuple(spec.schedule) if spec.mode == "htt" else (True,) * T
@@ -305,6 +306,32 @@ def plan_tt_layer(cfg: HardwareConfig, spec, T: int):
         plan, planned_on, fits = plan_layer_any_weights(cfg, *args, **kw)
         _PLANS[key] = (plan, planned_on, not fits)
     return _PLANS[key]
+
+
+def streamed_core_refetch(cfg: HardwareConfig, spec, sched):
+    """The forward traffic of a layer whose cores exceed ``cfg``'s weight regions beyond
+    loading them once per tile: the weight-streaming scheme of docs/architecture.md ("Weight
+    streaming: what it needs", not built) fetches each core larger than its region
+    (:func:`gen.driver.streamed_cores`) once per output row and timestep it serves (G2/G3:
+    full timesteps only), through the weight buffer. Returns ``charge(tf, rows, counts,
+    memories)``, which adds a tile's re-fetches (every fetch but the tile's load, already in
+    its host words) as DRAM reads and weight-buffer writes and returns their bits."""
+    from gen.driver import streamed_cores
+    streamed_core_regions = streamed_cores(cfg, spec.rank, spec.in_channels, spec.out_channels)
+    T, full = len(sched), (sum(1 for f in sched if f) if spec.mode == "htt" else len(sched))
+
+    def charge(tf: TileForward, rows: int, counts, memories) -> float:
+        bits = 0.0
+        for name in streamed_core_regions:
+            words = tf.regions[name][0]
+            fetches = rows * (full if name in ("w2", "w3") else T) - 1
+            width = cfg.regions[name].width_bits
+            _glb(counts, memories, cfg.regions[name].buffer, "write", width, words * fetches)
+            bits += words * fetches * width
+        counts.add("dram", "read", 1, bits)
+        return bits
+
+    return charge
 
 
 def _step_counters(cfg: HardwareConfig, s: TileShape, full: bool) -> dict:
@@ -369,6 +396,8 @@ class Proposed(Accelerator):
         busy_f = {"c1": 0.0, "c2": 0.0, "c3": 0.0, "c4": 0.0, "lif": 0.0}
         counters_total: dict[str, float] = {}
         backward = _AssumedBackward(self, spec, T, sp, res, tcfg, sched) if self.assumed_backward else None
+        refetch = streamed_core_refetch(cfg, spec, sched) if streamed else None
+        refetch_bits = 0.0
         for tile in plan:
             load = tile.weights_change or streamed
             tf = self._tile(tcfg, tile, spec, T, sched, dens, load)
@@ -376,6 +405,8 @@ class Proposed(Accelerator):
             for k, v in c.items():
                 counters_total[k] = counters_total.get(k, 0.0) + v
             counters_to_counts(cfg, tf, fwd.counts, self.memories)
+            if refetch is not None:
+                refetch_bits += refetch(tf, tile.height, fwd.counts, self.memories)
             fwd.cycles += c["cycles"]
             for k in busy_f:
                 busy_f[k] += c[f"{k}_busy"]
@@ -391,10 +422,12 @@ class Proposed(Accelerator):
                 "weights_streamed": streamed, "counters": counters_total,
                 "saved_bits": backward.saved_bits if backward is not None else 0.0}
         if streamed:
+            info["stream_refetch_bits"] = refetch_bits
             info["note"] = (f"the cores exceed the weight buffer of configuration {cfg.name!r}: planned "
                             f"and counted on a copy with weight regions large enough (same datapath, "
-                            f"{tcfg.buffers['weight'].bytes} B weight buffer), cores streamed from "
-                            f"DRAM for every tile ({len(plan)} tiles)")
+                            f"{tcfg.buffers['weight'].bytes} B weight buffer); the cores larger than "
+                            f"their regions are streamed from DRAM once per output row and timestep "
+                            f"({refetch_bits / 8:.0f} B more than once per tile, {len(plan)} tiles)")
         return res, info
 
 

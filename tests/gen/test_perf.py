@@ -32,7 +32,7 @@ def test_cycles_never_below_the_bound_and_losses_add_up(ptt_rows):
 
 def test_paper_workloads_meet_the_goal(ptt_rows):
     """Every PTT layer that fits the weight buffer is within 1.15x of the bound; MS-ResNet34's
-    512-channel stage (6 layers, cores of 232-357 KB) does not fit the 272 KB chip."""
+    512-channel stage (6 layers, cores of 181-357 KB) does not fit the 272 KB chip."""
     for net, rows in ptt_rows.items():
         s = summary(rows)
         assert s["within_goal"] == s["fitting"], (net, s)
@@ -108,3 +108,34 @@ def test_backward_table_is_at_or_above_its_bound():
     assert r["cycles"] == r["issue_cycles"] + r["pipeline"]
     h, w = (int(v) for v in r["tile"].split("x"))
     assert r["tiles"] == -(-32 // h) * -(-32 // w) > 1     # the tiles cover the 32 x 32 map
+
+
+def test_streaming_need_by_hand():
+    """streaming_need against figures worked by hand: r = 173, Cin = Cout = 512 on the paper
+    configuration (regions w1/w4 32,768 B, w2/w3 19,200 B: every core exceeds its region),
+    6 rows, T = 6, HTT with 4 full timesteps; made-up read counters."""
+    from gen.perf import streaming_need
+    counters = {"cycles": 100_000, "w1_reads": 1000, "w2_reads": 200, "w3_reads": 300, "w4_reads": 2000}
+    need = streaming_need(PAPER, 173, 512, 512, 6, (True, False, True, False, True, True), "htt", counters)
+    assert need["stream_cores"] == ["w1", "w2", "w3", "w4"]
+    g1, g2 = 173 * 512, 3 * 173 * 173                        # 88,576 and 89,787 bytes
+    assert need["stream_core_bytes"] == 2 * g1 + 2 * g2 == 356_726
+    assert need["stream_today_bpc"] == pytest.approx(3500 * 32 / 100_000)   # 32-byte words
+    assert need["stream_row_bpc"] == pytest.approx((2 * g1 * 36 + 2 * g2 * 24) / 100_000)
+    assert need["stream_port_bpc"] == 32
+    # r = 64 with 64 input and output channels fits every region: nothing streamed
+    small = streaming_need(PAPER, 64, 64, 64, 8, (True,) * 4, "ptt", counters)
+    assert small["stream_cores"] == [] and small["stream_today_bpc"] == small["stream_row_bpc"] == 0
+    # only G2/G3 and G4 of MS-ResNet34's layers.3.0.conv1 (Cin 256, r 121): G1 = 30,976 B fits
+    assert streaming_need(PAPER, 121, 256, 512, 12, (True,) * 6, "ptt", counters)["stream_cores"] == [
+        "w2", "w3", "w4"]
+
+
+def test_refused_layers_report_their_streaming_rates(ptt_rows):
+    """The 512-channel layers' rows carry the streaming figures; today's loop orders (cluster
+    1 and 4 read their whole core per pixel) would need more than the 256-bit port moves."""
+    rows = {r["layer"]: r for r in ptt_rows["resnet34-ncaltech101"]}
+    r = rows["layers.3.1.conv1"]
+    assert not r["fits_weight_buffer"] and r["stream_core_bytes"] == 356_726
+    assert r["stream_today_bpc"] > r["stream_port_bpc"] > r["stream_row_bpc"] > 0
+    assert all(rows[n]["stream_cores"] == [] for n in rows if rows[n]["fits_weight_buffer"])

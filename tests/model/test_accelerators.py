@@ -154,3 +154,31 @@ def test_unknown_accelerator_and_mode_are_errors(table):
         make_accelerator("tpu", load_config("small"))
     with pytest.raises(ValueError, match="unknown mode"):
         evaluate_network(TINY, "qtt", "sata", load_config("small"), table)
+
+
+def test_streamed_cores_are_refetched_once_per_output_row_and_timestep():
+    """The energy model charges a streamed layer the traffic of the streaming scheme of
+    docs/architecture.md: each core larger than its region once per output row and timestep
+    (PTT), not once per tile. Hand-worked bounds on MS-ResNet34's layers (paper configuration,
+    T = 6): layers.3.1.conv1 (512 -> 512, r = 173, 6x6, one tile) streams all four cores,
+    G1 = G4 = 173 x 512 B and G2 = G3 = 3 x 173^2 B (173 ranks padded to at most 192 lanes),
+    fetched 6 x 6 = 36 times, 35 of them beyond the tile's load; layers.3.0.conv1 (256 -> 512,
+    r = 121, 12x12) keeps G1 (30,976 B <= 32 KB) and streams G2, G3 and G4 = 121 x 512 B."""
+    cfg = load_config("paper")
+    T = 6
+    specs = {s.name: s for s in network_specs("resnet34", 2, 48, 101, "ptt", "paper-ncaltech101", T)}
+    acc = make_accelerator("proposed-rtl", cfg)
+    info = acc.run_layer(specs["layers.3.1.conv1"], T, Sparsity()).info
+    assert info["tiles"] == 1 and "once per output row and timestep" in info["note"]
+    g1, g2, g2_padded = 173 * 512, 3 * 173 * 173, 3 * 173 * 192
+    assert 35 * 8 * (2 * g1 + 2 * g2) <= info["stream_refetch_bits"] <= 35 * 8 * (2 * g1 + 2 * g2_padded)
+    res = acc.run_layer(specs["layers.3.0.conv1"], T, Sparsity())
+    info, rows = res.info, 12 * T
+    g2, g2_padded, g4 = 3 * 121 * 121, 3 * 121 * 128, 121 * 512
+    refetch = info["stream_refetch_bits"]
+    tiles = info["tiles"]
+    assert tiles * (rows - 1) * 8 * (2 * g2 + g4) <= refetch <= tiles * (rows - 1) * 8 * (2 * g2_padded + g4)
+    params_bits = specs["layers.3.0.conv1"].params() * 8         # every tile also loads all cores once
+    assert res.passes["forward"].counts.get("dram", "read", 1) >= refetch + tiles * params_bits
+    # a layer that fits streams nothing
+    assert "stream_refetch_bits" not in acc.run_layer(specs["layers.1.0.conv2"], T, Sparsity()).info
