@@ -24,7 +24,7 @@ from .stepped_address import registered, stepped_address
 from .stage_layout import STAGE_ADDR_BITS, STAGE_LAYOUT, Requant, StageKind, Taps
 from .wgrad_accumulator import WeightGradientAccumulator
 
-__all__ = ["CoreStageEngine", "stage_read_port", "stage_write_port", "stage_index"]
+__all__ = ["CoreStageEngine", "stage_read_port", "stage_write_port"]
 
 AB = STAGE_ADDR_BITS
 
@@ -36,16 +36,6 @@ def stage_read_port(width: int) -> wiring.Signature:
 
 def stage_write_port(width: int) -> wiring.Signature:
     return wiring.Signature({"en": Out(1), "addr": Out(AB), "data": Out(width)})
-
-
-def stage_index(m, st, t, y, x, go, lanes_log2: int) -> Signal:
-    """The stochastic rounding's layer index of the block element ``(t, go * P, y, x)``:
-    ``idx_base + t * idx_t + (go * P) * idx_c + y * idx_y + x`` modulo 2^32 (the stage's
-    ``idx_*`` fields; lane ``l`` adds ``l * idx_c`` in the :class:`DitherHash`)."""
-    idx = Signal(32, name="dither_index")
-    m.d.comb += idx.eq(st.idx_base + (t * st.idx_t)[:32] + ((go << lanes_log2) * st.idx_c)[:32]
-                       + (y * st.idx_y)[:32] + x)
-    return idx
 
 
 class CoreStageEngine(wiring.Component):
@@ -195,7 +185,7 @@ class CoreStageEngine(wiring.Component):
                                             AB, "entry")),
         ]
         if self.config.gradients.rounding == "stochastic":
-            # idx_base + t * idx_t + (go * P) * idx_c + y * idx_y + x (stage_index), stepped
+            # the layer index idx_base + t * idx_t + (go * P) * idx_c + y * idx_y + x, stepped
             out["idx"] = stepped_address(m, ends, issue, start, st.idx_base,
                                          [st.idx_t, st.idx_y, 1, st.idx_c << lp, None, None], 32, "dither_index")
         return out
