@@ -37,7 +37,8 @@ class LIFGradientEngine(wiring.Component):
 
     Ports: ``start``, ``stage`` (in); ``e``, ``extra`` (gradient-buffer read ports),
     ``trace``, ``affine`` (read ports); ``g_a4``, ``g_cur`` (gradient-buffer write ports);
-    ``busy``; ``counts``. Timing: issue (addresses) -> a (data into the lanes) -> the lanes'
+    ``busy``; ``counts``. Timing: issue (addresses, stepped by additions from registered
+    strides: ``stage`` must hold its value from the ``start`` cycle on) -> a (data into the lanes) -> the lanes'
     :attr:`LIFGradientLanes.LATENCY` stages -> w (``g_p`` routed, the writes, the saturation
     count): ``1 + LATENCY`` cycles from an issue to its writes, every stage one clock. With
     ``gradients.rounding = "stochastic"``, three :class:`DitherHash` units hash the neurons'
