@@ -20,10 +20,11 @@ from ..engines.common import counts_layout, loops
 from ..units import MacPEArray
 from .dither_hash import DitherHash
 from .grad_requantiser import GradientRequantiser
+from .stepped_address import registered, stepped_address
 from .stage_layout import STAGE_ADDR_BITS, STAGE_LAYOUT, Requant, StageKind, Taps
 from .wgrad_accumulator import WeightGradientAccumulator
 
-__all__ = ["CoreStageEngine", "stage_read_port", "stage_write_port", "stage_index"]
+__all__ = ["CoreStageEngine", "stage_read_port", "stage_write_port"]
 
 AB = STAGE_ADDR_BITS
 
@@ -35,16 +36,6 @@ def stage_read_port(width: int) -> wiring.Signature:
 
 def stage_write_port(width: int) -> wiring.Signature:
     return wiring.Signature({"en": Out(1), "addr": Out(AB), "data": Out(width)})
-
-
-def stage_index(m, st, t, y, x, go, lanes_log2: int) -> Signal:
-    """The stochastic rounding's layer index of the block element ``(t, go * P, y, x)``:
-    ``idx_base + t * idx_t + (go * P) * idx_c + y * idx_y + x`` modulo 2^32 (the stage's
-    ``idx_*`` fields; lane ``l`` adds ``l * idx_c`` in the :class:`DitherHash`)."""
-    idx = Signal(32, name="dither_index")
-    m.d.comb += idx.eq(st.idx_base + (t * st.idx_t)[:32] + ((go << lanes_log2) * st.idx_c)[:32]
-                       + (y * st.idx_y)[:32] + x)
-    return idx
 
 
 class CoreStageEngine(wiring.Component):
@@ -62,10 +53,12 @@ class CoreStageEngine(wiring.Component):
     tensor); ``out`` (write port, mat-vec); ``acc_rd_en``/``acc_rd_addr``/``acc_rd_data``
     (the host reads the weight-gradient sums while idle); ``busy``; ``counts``.
 
-    Timing: issue (addresses) -> a (data; MAC or product into the accumulator) -> b (mat-vec:
-    re-quantise) -> c (write, saturations counted). With ``gradients.rounding = "stochastic"`` a :class:`DitherHash`
-    hashes each written element's layer index (the stage's ``idx_*`` fields) with ``key`` in
-    stage b for the :class:`GradientRequantiser`. The input word is read once per ``P`` channels
+    Timing: issue (addresses, stepped by additions) -> a (data; MAC or product into the
+    accumulator) -> b (mat-vec: round) -> c (saturate, write, saturations counted). The
+    descriptor's strides are registered the cycle after ``stage`` is set: ``stage`` must hold
+    its value from the ``start`` cycle on. With ``gradients.rounding = "stochastic"`` a
+    :class:`DitherHash` hashes each written element's layer index (the stage's ``idx_*``
+    fields) with ``key`` in stage a for the :class:`GradientRequantiser` in stage b. The input word is read once per ``P`` channels
     (``in_spikes``: once per ``S`` channels, the spike a bit of it), the gradient word
     once per ``(pixel, go)``; the weight word every mat-vec step.
     """
@@ -122,7 +115,7 @@ class CoreStageEngine(wiring.Component):
             m.d.sync += zeroed.eq(1)
         with m.If(self.start):
             m.d.sync += [run.eq(1), summed.eq(0), zeroed.eq(0)] + [s.eq(0) for s in (t, y, x, go, tap, i)]
-        addr = self._addresses(m, dict(t=t, y=y, x=x, go=go, tap=tap, i=i, GO=GO, reduced=reduced, copy=copy))
+        addr = self._addresses(m, dict(tap=tap, i=i, go=go, GO=GO, reduced=reduced, copy=copy), ends, issue)
         outer = st.kind == StageKind.OUTER
         S, ls = cfg.gbuf_spikes_per_word, log2(cfg.gbuf_spikes_per_word)
         step = dict(first_word=Mux(st.in_spikes, (i & (S - 1)) == 0, (i & (P - 1)) == 0),
@@ -145,32 +138,56 @@ class CoreStageEngine(wiring.Component):
         m.d.comb += self.busy.eq(run | busy_a)
         return m
 
-    def _addresses(self, m, c):
-        """Word addresses of this step's input, weight, gradient and output words and its
-        accumulator entry (multiplications of loop counters by tensor sizes)."""
+    def _addresses(self, m, c, ends, issue):
+        """Word addresses of this step's input, weight, gradient and output words, its
+        accumulator entry and (stochastic rounding) its layer index: stepped by additions
+        (:func:`gen.backward.stepped_address.stepped_address`) over the loop nest
+        ``t, y, x, go, tap, i``, the strides (products of descriptor fields) registered; the
+        input's tap offset added from registered multiples of its row and column strides."""
         st, P, lp = self.stage, self.config.lanes, log2(self.config.lanes)
         S, ls = self.config.gbuf_spikes_per_word, log2(self.config.gbuf_spikes_per_word)
         GI = Mux(st.in_spikes, (st.in_channels + S - 1) >> ls, (st.in_channels + P - 1) >> lp)
+        GO, I = c["GO"], st.in_channels
+        R = lambda v, n: registered(m, v, AB, f"stride_{n}")
+        gi, go_ = R(GI, "gi"), R(GO, "go")
+        in_y = R(st.in_cols * GI, "in_y")
+        in_t = R(st.in_rows * st.in_cols * GI, "in_t")
+        # the tap offsets dy, dx in 0..3: their multiples of the row and column strides
+        in_y_by = [0, in_y, R((st.in_cols * GI) << 1, "in_y2"), R(st.in_cols * GI * 3, "in_y3")]
+        gi_by = [0, gi, R(GI << 1, "gi2"), R(GI * 3, "gi3")]
+        tap_i = R(I * GO, "tap_i")
+        g_y = R(st.g_cols * GO, "g_y")
+        g_t = R(st.g_rows * st.g_cols * GO, "g_t")
+        g_off = R(st.g_base + st.gy * st.g_cols * GO + st.gx * GO, "g_off")
+        out_y = R(st.cols * GO, "out_y")
+        out_t = R(st.rows * st.cols * GO, "out_t")
         tap = c["tap"]
         is_rows = (st.taps == Taps.ROWS) | ((st.taps == Taps.ROWS_COLS) & (tap < 3))
         is_cols = (st.taps == Taps.COLS) | ((st.taps == Taps.ROWS_COLS) & (tap >= 3))
         col_tap = Mux(tap >= 3, tap - 3, tap)
-        dy = Mux(c["reduced"], 1, Mux(is_rows, tap, st.fy))
-        dx = Mux(c["reduced"], 1, Mux(is_cols, col_tap, st.fx))
+        dy = Mux(c["reduced"], 1, Mux(is_rows, tap, st.fy))[:2]
+        dx = Mux(c["reduced"], 1, Mux(is_cols, col_tap, st.fx))[:2]
+        start = self.start
+        # loop levels: t, y, x, go, tap, i
+        pix_in = stepped_address(m, ends, issue, start, st.in_base, [in_t, in_y, gi, None, None, None], AB, "pix_in")
         out = {}
         for name in ("in", "w", "g", "out", "entry"):
             out[name] = Signal(AB, name=f"addr_{name}")
-        t, y, x, go, i, GO = c["t"], c["y"], c["x"], c["go"], c["i"], c["GO"]
         m.d.comb += [
-            out["in"].eq(st.in_base + ((t * st.in_rows + y + dy) * st.in_cols + x + dx) * GI
-                         + Mux(c["copy"], go, Mux(st.in_spikes, i >> ls, i >> lp))),
-            out["w"].eq(st.w_base + (tap * st.in_channels + i) * GO + go),
-            out["g"].eq(st.g_base + ((t * st.g_rows + y + st.gy) * st.g_cols + x + st.gx) * GO + go),
-            out["out"].eq(st.out_base + ((t * st.rows + y) * st.cols + x) * GO + go),
-            out["entry"].eq(st.acc_base + (tap * GO + go) * st.in_channels + i),
+            out["in"].eq(pix_in + Mux(dy[1], Mux(dy[0], in_y_by[3], in_y_by[2]), Mux(dy[0], in_y_by[1], 0))
+                         + Mux(dx[1], Mux(dx[0], gi_by[3], gi_by[2]), Mux(dx[0], gi_by[1], 0))
+                         + Mux(c["copy"], c["go"], Mux(st.in_spikes, c["i"] >> ls, c["i"] >> lp))),
+            out["w"].eq(stepped_address(m, ends, issue, start, st.w_base, [None, None, None, 1, tap_i, go_], AB, "w")),
+            out["g"].eq(g_off + stepped_address(m, ends, issue, start, 0, [g_t, g_y, go_, 1, None, None], AB, "g")),
+            out["out"].eq(stepped_address(m, ends, issue, start, st.out_base, [out_t, out_y, go_, 1, None, None],
+                                          AB, "out")),
+            out["entry"].eq(stepped_address(m, ends, issue, start, st.acc_base, [None, None, None, I, tap_i, 1],
+                                            AB, "entry")),
         ]
         if self.config.gradients.rounding == "stochastic":
-            out["idx"] = stage_index(m, st, t, y, x, go, lp)
+            # the layer index idx_base + t * idx_t + (go * P) * idx_c + y * idx_y + x, stepped
+            out["idx"] = stepped_address(m, ends, issue, start, st.idx_base,
+                                         [st.idx_t, st.idx_y, 1, st.idx_c << lp, None, None], 32, "dither_index")
         return out
 
     def _stage_a(self, m, issue, step, addr):
@@ -226,57 +243,78 @@ class CoreStageEngine(wiring.Component):
         active_b = Signal(range(P + 1))
         m.d.sync += [vb.eq(va & ~outer & a["last"]), reduced_b.eq(a["reduced"]), out_b.eq(out_a),
                      active_b.eq(active_a)]
-        idx_b = None
-        if "idx" in addr:            # stochastic rounding: the written element's index, to stage b
-            idx_a, idx_b = Signal(32), Signal(32)
-            m.d.sync += [idx_a.eq(addr["idx"]), idx_b.eq(idx_a)]
-        words, flags = self._requant(m, Mux(reduced_b, copied, pe.acc), part, reduced_b, idx_b)
-        # stage c: the re-quantised word and its lanes' saturation flags registered, then the
-        # write and the flags' count (the re-quantisation and the popcount were one cycle with
-        # the write: 125-130 logic levels, docs/synthesis.md)
-        vc = Signal()
-        out_c, words_c = Signal(AB), Signal(len(words))
-        flags_c = Signal(P)
-        m.d.sync += [vc.eq(vb), out_c.eq(out_b), words_c.eq(words),
-                     flags_c.eq(Cat(*[flags[l] & (active_b > l) for l in range(P)]))]
-        m.d.comb += [self.out.en.eq(vc), self.out.addr.eq(out_c), self.out.data.eq(words_c),
+        dither_b = None
+        if "idx" in addr:            # stochastic rounding: the written element's dither, hashed in stage a
+            idx_a = Signal(32)
+            m.d.sync += idx_a.eq(addr["idx"])
+            m.submodules.dither = dh = DitherHash(P)
+            dither_b = Signal(P * 32)
+            m.d.comb += [dh.index.eq(idx_a), dh.lane_stride.eq(st.idx_c), dh.key.eq(st.key)]
+            m.d.sync += dither_b.eq(dh.dither)
+        rounded, sat_fwd = self._round(m, Mux(reduced_b, copied, pe.acc), part, reduced_b, dither_b)
+        # stage c: the rounded lanes registered; saturated, written and the saturations counted
+        # (rounding, saturation, popcount and write were one 125-130-level path, then the
+        # rounding alone 124 levels, docs/synthesis.md)
+        vc, fwd_c = Signal(), Signal()
+        out_c, rounded_c = Signal(AB), Signal(len(rounded))
+        active_c = Signal(range(P + 1))
+        m.d.sync += [vc.eq(vb), out_c.eq(out_b), rounded_c.eq(rounded), fwd_c.eq(sat_fwd), active_c.eq(active_b)]
+        words, flags = self._saturate(m, rounded_c, fwd_c)
+        m.d.comb += [self.out.en.eq(vc), self.out.addr.eq(out_c), self.out.data.eq(words),
                      cnt.grad_writes.eq(vc),
                      cnt.grad_saturations.eq(Mux(vc & (st.requant == Requant.GRADIENT),
-                                                 sum(flags_c[l] for l in range(P)), 0))]
+                                                 sum(flags[l] & (active_c > l) for l in range(P)), 0))]
         return va | vb | vc
 
-    def _requant(self, m, acc, part, reduced, index=None):
-        """The finished sums of every lane -> output lanes (Gb bits) and saturation flags: the
-        forward's re-quantisation, or the :class:`GradientRequantiser` (HTT's bypass with a
-        negative shift: an exact left shift, saturated)."""
+    def _round(self, m, acc, part, reduced, dither=None):
+        """Stage b: the finished sums of every lane, rounded (re-quantisation before its
+        saturation, :meth:`_saturate` in stage c): the forward's ``rshift``, the
+        :class:`GradientRequantiser`'s ``round_s`` or HTT's bypass with a negative shift (an exact
+        left shift). Returns the lanes (each :meth:`_rounded_width` bits, signed) and whether
+        they saturate to the forward's ``Qb`` bits (else ``Gb``)."""
         cfg = self.config
         P, wd, gr = cfg.lanes, cfg.widths, cfg.gradients
         st = self.stage
-        ab, qb, gb, ga = wd.accumulator, wd.activation, gr.width, gr.accumulator
-        accw = ga + 1
+        ab, ga = wd.accumulator, gr.accumulator
+        accw, rw = ga + 1, self._rounded_width()
         both = (st.taps == Taps.ROWS_COLS) & ~reduced
         fwd = st.requant == Requant.FORWARD
         left = reduced & st.alt_left
         shift = Mux(reduced, st.alt_shift, st.shift)
-        m.submodules.requant = rq = GradientRequantiser(P, ga + 1, gb, gr.rounding)
+        m.submodules.requant = rq = GradientRequantiser(P, ga + 1, cfg.gradients.width, gr.rounding)
         m.d.comb += rq.shift.eq(shift)
-        if index is not None:
-            m.submodules.dither = dh = DitherHash(P)
-            m.d.comb += [dh.index.eq(index), dh.lane_stride.eq(st.idx_c), dh.key.eq(st.key),
-                         rq.dither.eq(dh.dither)]
-        outs, flags = [], []
+        if dither is not None:
+            m.d.comb += rq.dither.eq(dither)
+        outs = []
         for l in range(P):
             s, p = lane(acc, l, accw), lane(part, l, accw)
             v_fwd = Mux(both, wrap(p, ab) + wrap(s, ab), wrap(s, ab))
             v_bwd = Signal(signed(ga + 1), name=f"v_bwd{l}")
             m.d.comb += [v_bwd.eq(Mux(both, wrap(p + s, ga + 1), wrap(s, ga))),
                          rq.i[l * (ga + 1):(l + 1) * (ga + 1)].eq(v_bwd)]
-            r_fwd = rshift(v_fwd, shift, st["round"])
-            q_fwd = saturate(r_fwd, qb)
-            shifted = v_bwd << shift[:4]
-            q_left = saturate(shifted, gb)
+            r = Signal(signed(rw), name=f"rounded{l}")
+            m.d.comb += r.eq(Mux(fwd, rshift(v_fwd, shift, st["round"]),
+                                 Mux(left, v_bwd << shift[:4], lane(rq.rounded, l, rq.rounded_width))))
+            outs.append(r)
+        return Cat(*outs), fwd
+
+    def _rounded_width(self) -> int:
+        """Bits of a rounded lane: the widest of the forward's ``rshift`` (Ab + 1), the bypass's
+        left shift (GA + 1 + 15) and ``round_s`` (GA + 1, + 1 stochastic)."""
+        wd, gr = self.config.widths, self.config.gradients
+        return max(wd.accumulator + 1, gr.accumulator + 1 + 15, gr.accumulator + 2)
+
+    def _saturate(self, m, rounded, fwd):
+        """Stage c: the rounded lanes saturated to ``Qb`` (forward) or ``Gb`` bits, stored as
+        ``Gb``-bit lanes, and each lane's flag (the saturation changed it)."""
+        cfg = self.config
+        P, qb, gb, rw = cfg.lanes, cfg.widths.activation, cfg.gradients.width, self._rounded_width()
+        outs, flags = [], []
+        for l in range(P):
+            r = lane(rounded, l, rw)
+            q_fwd, q_bwd = saturate(r, qb), saturate(r, gb)
             q = Signal(signed(gb), name=f"q{l}")
-            m.d.comb += q.eq(Mux(fwd, q_fwd, Mux(left, q_left, lane(rq.o, l, gb))))
+            m.d.comb += q.eq(Mux(fwd, q_fwd, q_bwd))
             outs.append(q)
-            flags.append(Mux(fwd, q_fwd != r_fwd, Mux(left, q_left != shifted, rq.saturated[l])))
+            flags.append(Mux(fwd, q_fwd != r, q_bwd != r))
         return Cat(*outs), flags

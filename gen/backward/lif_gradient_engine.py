@@ -9,10 +9,11 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig, log2
 from ..engines.common import counts_layout, loops
-from .core_stage_engine import stage_index, stage_read_port, stage_write_port
+from .core_stage_engine import stage_read_port, stage_write_port
 from .dither_hash import DitherHash
 from .lif_gradient import LIFGradientLanes, delay_line
 from .stage_layout import STAGE_ADDR_BITS, STAGE_LAYOUT
+from .stepped_address import registered, stepped_address
 
 __all__ = ["LIFGradientEngine", "TRACE_BITS_PER_LANE"]
 
@@ -41,7 +42,8 @@ class LIFGradientEngine(wiring.Component):
 
     Ports: ``start``, ``stage`` (in); ``e``, ``extra`` (gradient-buffer read ports),
     ``trace``, ``affine`` (read ports); ``g_a4``, ``g_cur`` (gradient-buffer write ports);
-    ``busy``; ``counts``. Timing: issue (addresses) -> a (data into the lanes) -> the lanes'
+    ``busy``; ``counts``. Timing: issue (addresses, stepped by additions from registered
+    strides: ``stage`` must hold its value from the ``start`` cycle on) -> a (data into the lanes) -> the lanes'
     :attr:`LIFGradientLanes.LATENCY` stages -> w (``g_p`` routed, the writes, the saturation
     count): ``1 + LATENCY`` cycles from an issue to its writes, every stage one clock. With
     ``gradients.rounding = "stochastic"``, three :class:`DitherHash` units hash the neurons'
@@ -89,11 +91,11 @@ class LIFGradientEngine(wiring.Component):
             m.d.sync += [run.eq(1)] + [s.eq(0) for s in (y, x, go, tr, sub)]
         first = run & (sub == 0)
         step = first & ~load & ~store                            # a timestep's first position
-        pixel = (y * st.cols + x) * GO + go
-        word = (t * st.rows * st.cols) * GO + pixel
+        word = self._word(m, ends, run, GO)
+        carry_addr = self._carry_addr(m, ends, run, GO)
         inner_rows, inner_cols = st.rows - 2, st.cols - 2
         m.d.comb += [self.e.en.eq(first & ~store),
-                     self.e.addr.eq(Mux(load, st.carry_base + pixel, st.in_base + word)),
+                     self.e.addr.eq(Mux(load, carry_addr, st.in_base + word)),
                      self.extra.en.eq(step & st.use_extra), self.extra.addr.eq(st.g_base + word),
                      self.trace.en.eq(step), self.trace.addr.eq(st.trace_base + word),
                      self.affine.en.eq(step), self.affine.addr.eq(go)]
@@ -111,20 +113,75 @@ class LIFGradientEngine(wiring.Component):
                  full=Signal(), a4_addr=Signal(AB), cur_addr=Signal(AB), active=Signal(range(P + 1)),
                  load=Signal(), store=Signal(), carry_addr=Signal(AB))
         m.d.sync += [a["v"].eq(run), a["first"].eq(first), a["last_t"].eq((tr == 0) & ~st.carry_in),
-                     a["load"].eq(load), a["store"].eq(store), a["carry_addr"].eq(st.carry_base + pixel),
+                     a["load"].eq(load), a["store"].eq(store), a["carry_addr"].eq(carry_addr),
                      a["inside"].eq(inside),
                      a["interior"].eq(interior), a["sub"].eq(sub[:2]),
                      a["full"].eq(~st.use_schedule | st.schedule.bit_select(t[:5], 1)),
-                     a["a4_addr"].eq(st.out_base + ((t * out_rows + py) * out_cols + px) * GO + go),
-                     a["cur_addr"].eq(st.cur_base + ((t * inner_rows + y - 1) * inner_cols + x - 1) * GO + go),
+                     a["a4_addr"].eq(self._a4_addr(m, ends, run, GO, out_rows, out_cols, sub)),
+                     a["cur_addr"].eq(self._cur_addr(m, ends, run, GO, inner_rows, inner_cols)),
                      a["active"].eq(Mux(st.out_channels - (go << lp) >= P, P, st.out_channels - (go << lp)))]
         if cfg.gradients.rounding == "stochastic":
             a["idx"] = Signal(32)
-            m.d.sync += a["idx"].eq(stage_index(m, st, t, y, x, go, lp))
+            # the layer index idx_base + t * idx_t + (go * P) * idx_c + y * idx_y + x, stepped
+            idx_first = registered(m, st.idx_base + (st.timesteps - 1 + st.carry_in) * st.idx_t, 32, "idx_first")
+            m.d.sync += a["idx"].eq(self._stepped(m, ends, run, idx_first, [st.idx_y, 1, st.idx_c << lp, -st.idx_t],
+                                                  32, "dither_index"))
         in_flight = self._stage_a(m, a)
         # busy until the last step's writes (stage w)
         m.d.comb += self.busy.eq(run | in_flight)
         return m
+
+    # Addresses of the loop nest y, x, go, tr (t = T - 1 - (tr - carry_in)), sub, stepped by
+    # additions (gen.backward.stepped_address): the marks start at 0 and step by registered
+    # strides (products of descriptor fields), the tensor's word of (T - 1 + carry_in, 0, 0, 0)
+    # added to them (with a load step first, the first timestep's counter is tr = 1).
+    def _stepped(self, m, ends, run, first, strides, width, name):
+        """``first + sum`` of the counters ``y, x, go, tr`` times ``strides`` (``tr``'s stride
+        negative: time runs backwards); ``first`` a register."""
+        return first + stepped_address(m, ends, run, self.start, 0, list(strides) + [None], width, name)
+
+    def _word(self, m, ends, run, GO):
+        """The word ``((t * rows + y) * cols + x) * ceil(O/P) + go`` of ``e``, ``g_extra`` and
+        the trace (their bases added by the caller)."""
+        st = self.stage
+        R = lambda v, n: registered(m, v, AB, f"lifg_{n}")
+        y_stride, go_ = R(st.cols * GO, "y_stride"), R(GO, "go")
+        t_stride = R(st.rows * st.cols * GO, "t_stride")
+        first = R((st.timesteps - 1 + st.carry_in) * st.rows * st.cols * GO, "word_first")
+        return self._stepped(m, ends, run, first, [y_stride, go_, 1, -t_stride], AB, "word")
+
+    def _carry_addr(self, m, ends, run, GO):
+        """``carry_base + (y * cols + x) * ceil(O/P) + go``: the carried ``d`` of a neuron
+        group, the same word at every timestep."""
+        st = self.stage
+        R = lambda v, n: registered(m, v, AB, f"carry_{n}")
+        strides = [R(st.cols * GO, "y_stride"), R(GO, "go"), 1, None]
+        return self._stepped(m, ends, run, R(st.carry_base, "first"), strides, AB, "carry")
+
+    def _a4_addr(self, m, ends, run, GO, out_rows, out_cols, sub):
+        """``out_base + ((t * out_rows + py) * out_cols + px) * ceil(O/P) + go`` at the pre-pool
+        position ``py = 2y + sub[1] - 1, px = 2x + sub[0] - 1`` (pooling; else ``y, x``)."""
+        st = self.stage
+        R = lambda v, n: registered(m, v, AB, f"a4_{n}")
+        row = R(out_cols * GO, "row")
+        y_stride = R(Mux(st.pool, (out_cols * GO) << 1, out_cols * GO), "y_stride")
+        x_stride = R(Mux(st.pool, GO << 1, GO), "x_stride")
+        t_stride = R(out_rows * out_cols * GO, "t_stride")
+        first = R(st.out_base + (st.timesteps - 1 + st.carry_in) * out_rows * out_cols * GO
+                  - Mux(st.pool, out_cols * GO + GO, 0), "first")
+        go_ = R(GO, "go")
+        marks = self._stepped(m, ends, run, first, [y_stride, x_stride, 1, -t_stride], AB, "a4")
+        return marks + Mux(st.pool & sub[1], row, 0) + Mux(st.pool & sub[0], go_, 0)
+
+    def _cur_addr(self, m, ends, run, GO, inner_rows, inner_cols):
+        """``cur_base + ((t * (rows - 2) + y - 1) * (cols - 2) + x - 1) * ceil(O/P) + go``."""
+        st = self.stage
+        R = lambda v, n: registered(m, v, AB, f"cur_{n}")
+        y_stride, go_ = R(inner_cols * GO, "y_stride"), R(GO, "go")
+        t_stride = R(inner_rows * inner_cols * GO, "t_stride")
+        first = R(st.cur_base + (st.timesteps - 1 + st.carry_in) * inner_rows * inner_cols * GO
+                  - inner_cols * GO - GO, "first")
+        return self._stepped(m, ends, run, first, [y_stride, go_, 1, -t_stride], AB, "cur")
 
     def _stage_a(self, m, a):
         """Data arrive (stage a): into the pipelined lanes at a block's first position; the

@@ -37,11 +37,21 @@ def test_requantiser_matches_golden(rounding):
             if bits is not None:
                 ctx.set(dut.dither, pack_lanes(bits.tolist(), 32))
             flags = ctx.get(dut.saturated)
-            got.append((unpack_lanes(ctx.get(dut.o), LANES, GB), sum((flags >> l) & 1 for l in range(LANES))))
+            got.append((unpack_lanes(ctx.get(dut.o), LANES, GB), sum((flags >> l) & 1 for l in range(LANES)),
+                        unpack_lanes(ctx.get(dut.rounded), LANES, dut.rounded_width)))
 
     run_testbench(dut, bench, clock=False)
     n_saturated = 0
-    for (values, shift), (index, _), (out, n_sat) in zip(cases, dithers, got):
+    for (values, shift), (index, bits), (out, n_sat, rounded) in zip(cases, dithers, got):
+        # ``rounded``: round_s before the saturation, written out by hand on Python integers
+        for lane_, (v, r) in enumerate(zip(values.tolist(), rounded)):
+            if rounding == "stochastic":
+                want_r = (v + (int(bits[lane_]) & ((1 << shift) - 1))) >> shift
+            elif shift == 0:
+                want_r = v
+            else:
+                want_r = (v + (1 << (shift - 1) if rounding == "nearest" else 0)) >> shift
+            assert r == want_r, (rounding, v, shift)
         want, want_sat = requantize(torch.tensor(values, dtype=torch.int64), shift, GB, rnd, "g4t",
                                     lambda: index)
         assert out == want.tolist(), (values, shift)
