@@ -41,11 +41,13 @@ def w1_words_zero_skip(w1: np.ndarray, pack: int, lanes: int) -> list[list[int]]
     return [list(map(int, w)) for w in words]
 
 
-def zero_skip_row_lens(cfg: HardwareConfig, s, window: np.ndarray, rows) -> list[int]:
-    """Steps of each window row ``(w, t)`` of ``rows`` (cluster 1's order) for the tile shape
+def zero_skip_row_lens(cfg: HardwareConfig, s, window: np.ndarray) -> list[int]:
+    """Steps of each window row ``(w, t)`` in cluster 1's order (gen.cyclemodel.e1_rows) for the tile shape
     ``s`` (gen.cyclemodel.TileShape) and its input window ``[T, Cin, H+2, W+2]`` of 0/1: a row
     outside the layer one step; else, over its computed pixels (zero halo columns skipped),
     ``ceil(r / Pk)`` times the pixel's :func:`zero_skip_steps`."""
+    from .cyclemodel import e1_rows            # cyclemodel imports this module's users
+    rows = e1_rows(s.height, s.timesteps, s.order)
     win = np.asarray(window) != 0
     T, cin = win.shape[0], win.shape[1]
     sw = cfg.spike_word_bits
