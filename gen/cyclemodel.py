@@ -444,7 +444,8 @@ def _zero_skip_cluster1(c: dict, cfg: HardwareConfig, s: TileShape, g: TileGeome
     lens = _e1_row_lens(cfg, s, g, rows1, c1_lens)
     computed = [n for n, (w, _) in zip(lens, rows1) if not ((w == 0 and top) or (w == s.height + 1 and bottom))]
     c["line1_writes"] = s.timesteps * g.n1 * g.ng
-    c["c1_slots"] = sum(computed) // g.ng * s.rank
+    steps = sum(computed)                         # float: expected lengths (model/tile.py)
+    c["c1_slots"] = steps // g.ng * s.rank if isinstance(steps, int) else steps / g.ng * s.rank
     # without the data: the all-ones bound, as the cycles
     ones = window_ones if window_ones is not None else s.timesteps * g.n1 * s.in_channels
     c["w1_reads"] = ones * g.ng

@@ -313,8 +313,10 @@ def large_weights_config(cfg: HardwareConfig, rank: int, pointwise: int) -> Hard
     weight streaming, never for generating hardware."""
     d = cfg.to_dict()
     d["limits"]["max_rank"] = max(rank + cfg.lanes, d["limits"]["max_rank"])     # + packing slack
-    d["limits"]["max_pointwise_weights"] = max(pointwise + rank * cfg.lanes,
-                                               d["limits"]["max_pointwise_weights"])
+    slack = rank * cfg.lanes
+    if cfg.arrangement.cluster1 == "zero_skip":     # transposed G1: r padded to Pk, Cin to Px
+        slack += (pointwise // max(rank, 1) + 1) * cfg.lanes
+    d["limits"]["max_pointwise_weights"] = max(pointwise + slack, d["limits"]["max_pointwise_weights"])
     # the weight buffer just holds the enlarged regions (whole words per bank), so that the
     # copy obeys the buffer-size rule of gen.config like any configuration
     word = d["buffers"]["weight"]["width_bits"] * d["buffers"]["weight"]["banks"] // 8
