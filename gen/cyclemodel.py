@@ -12,7 +12,8 @@ keeps one :class:`EngineTable` per engine, named like the engine components of g
 (``cluster1``, ``cluster23``, ``stt_cluster3``, ``cluster4``), and replays exactly their
 row-level handshake, with a host that always keeps up (input rows
 there when needed, output rows taken at once): the RTL's ``c1_in_wait`` and ``lif_stall``
-count what a slower host adds.
+count what a slower host adds. The zero-skipping cluster 1 (``arrangement.cluster1 =
+"zero_skip"``) has data-dependent rows: ``c1_lens`` (gen.zero_skip.zero_skip_row_lens).
 """
 
 from __future__ import annotations

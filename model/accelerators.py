@@ -7,9 +7,9 @@
   stays in line buffers, input and output rows stream through rings. Layers are planned by the
   generator's own driver (:func:`gen.driver.plan_layer`: whole layers as one tile where
   possible); the forward counters of a tile are :func:`model.tile.tile_forward`, the RTL's
-  counters (gen.cyclemodel) plus the data-dependent ones. :class:`Proposed` itself is the
-  paper's idealised variant (event-driven cluster 1, no G2 -> G3 path), :class:`ProposedRTL`
-  the generated RTL.
+  counters (gen.cyclemodel) plus the data-dependent ones. :class:`Proposed` is the RTL in
+  the paper's arrangement (zero-skipping cluster 1, STT's sequential chain), :class:`ProposedRTL`
+  the RTL in the generator's own arrangement (gen.config.Arrangement).
 - :class:`SataLike`: one PE array with the same PE count and the same buffer budget, running
   the sub-convolutions one after another, layer by layer (:mod:`model.array`), with the data
   movement that implies: maps that do not fit the activation buffers go to DRAM, PTT's branch
@@ -19,10 +19,10 @@ Both read every size from the :class:`gen.config.HardwareConfig`; layers that ar
 convs (stem, shortcuts, classifier, dense 3x3) run on a single array in both (the proposed
 design uses all its PEs as one array for them).
 
-Backward pass (gradient to the input) and weight update follow the BPTT dataflow of SATA
-(per layer, timesteps in reverse, each core's transposed conv and weight gradient on the unit
-that runs the core forward, with that unit's forward lanes). docs/energy_model.md lists every
-assumption.
+Backward pass (gradient to the input) and weight update: on the single array they follow the
+BPTT dataflow of SATA (per layer, timesteps in reverse); on the proposed design (both
+arrangements) a TT layer's come from the backward datapath's counters (:mod:`model.rtl_backward`).
+docs/energy_model.md lists every assumption.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Cluster 1's engine alone in amaranth.sim (gen/engines/cluster1.py): fed from memories holding
 the driver's spike rows and G1 words, every q1 value it writes into ``line1`` equals the golden
 stage 1 (sw.golden: ``sat(rshift(g1(x, w1), shift1))``), for both row orders, lane packings and
-tiles with and without computed halos; the counter increments add up to the hand formulas."""
+tiles with and without computed halos; the counter increments add up to the hand formulas.
+The zero-skipping engine (gen/engines/cluster1_zero_skip.py) runs through the same harness on
+hand-made spike patterns (all-zero, all-one, random), its step counts written by hand."""
 
 from __future__ import annotations
 
