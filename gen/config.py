@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 __all__ = [
     "ConfigError", "ClusterShape", "Region", "Widths", "GradientFormats", "GRADIENT_ROUNDINGS",
-    "Arrangement", "STT_CHAINS",
+    "Arrangement", "STT_CHAINS", "CLUSTER1_KINDS",
     "BufferSpec", "Limits", "HardwareConfig",
     "load_config", "config_from_dict", "CONFIG_DIR", "BUFFER_NAMES", "DATAFLOWS",
     "LINE1_SLOTS_PER_T", "LINE4_SLOTS_PER_T", "ROW2_SLOTS", "ROW2_ROWS", "ceil_div", "log2",
@@ -216,6 +216,9 @@ class GradientFormats:
 
 #: STT's chaining of clusters 2 and 3 (:class:`Arrangement`).
 STT_CHAINS = ("pipelined", "sequential")
+#: Cluster 1's engines: ``"dense"`` (every input channel of a pixel costs a lane-step) or
+#: ``"zero_skip"`` (only the 1-spikes cost a step; gen/engines/cluster1_zero_skip.py).
+CLUSTER1_KINDS = ("dense", "zero_skip")
 
 
 @dataclass(frozen=True)
@@ -230,10 +233,17 @@ class Arrangement:
     when cluster 2 has finished it and cluster 2 starts its next row only when cluster 3 has
     finished the previous one (the two never run at once). Only STT tiles differ (PTT and
     HTT run clusters 2 and 3 in lock step on cluster 1's output in both); the values computed
-    and every counter but the cycles and stalls are the same. The section is optional in a
-    TOML file: fields left out keep these defaults.
+    and every counter but the cycles and stalls are the same.
+
+    ``cluster1``: ``"dense"`` (P input-channel lanes and an adder tree, one step per rank
+    channel and chunk of P input channels: the generator's own) or ``"zero_skip"`` (the
+    paper's: accumulators over the rank channels of a lane group, one step per 1-spike of a
+    pixel, as sparsity-aware SNN accelerators such as SATA; its cycles depend on the spikes).
+    Same values; the G1 core is stored transposed and cluster 1's cycles and counters differ.
+    The section is optional in a TOML file: fields left out keep these defaults.
     """
     stt_chain: str = "pipelined"
+    cluster1: str = "dense"
 
 
 @dataclass(frozen=True)
@@ -700,6 +710,8 @@ def _validate_arrangement(cfg: HardwareConfig) -> None:
     a, src = cfg.arrangement, cfg.source
     if a.stt_chain not in STT_CHAINS:
         raise ConfigError("arrangement.stt_chain", f"must be one of {STT_CHAINS}, got {a.stt_chain!r}", src)
+    if a.cluster1 not in CLUSTER1_KINDS:
+        raise ConfigError("arrangement.cluster1", f"must be one of {CLUSTER1_KINDS}, got {a.cluster1!r}", src)
 
 
 def config_from_dict(data: Mapping[str, Any], source: str | None = None) -> HardwareConfig:

@@ -12,7 +12,8 @@ keeps one :class:`EngineTable` per engine, named like the engine components of g
 (``cluster1``, ``cluster23``, ``stt_cluster3``, ``cluster4``), and replays exactly their
 row-level handshake, with a host that always keeps up (input rows
 there when needed, output rows taken at once): the RTL's ``c1_in_wait`` and ``lif_stall``
-count what a slower host adds.
+count what a slower host adds. The zero-skipping cluster 1 (``arrangement.cluster1 =
+"zero_skip"``) has data-dependent rows: ``c1_lens`` (gen.zero_skip.zero_skip_row_lens).
 """
 
 from __future__ import annotations
@@ -95,6 +96,23 @@ def _e1_row_len(s: TileShape, g: TileGeometry, w: int) -> int:
     if (w == 0 and top) or (w == s.height + 1 and bottom):
         return 1
     return (s.width + 2 - int(left) - int(right)) * s.rank * g.ncc
+
+
+def _e1_row_lens(cfg: HardwareConfig, s: TileShape, g: TileGeometry, rows1,
+                 c1_lens: Sequence[int] | None) -> list[int]:
+    """Cycles of each of E1's window rows. The dense cluster 1's depend on the shape only; the
+    zero-skipping one's (``arrangement.cluster1 = "zero_skip"``) on the spikes: ``c1_lens``
+    from :func:`gen.zero_skip.zero_skip_row_lens`, or without them the bound where every spike
+    is 1 (one step per input channel of a pixel and rank group)."""
+    if cfg.arrangement.cluster1 != "zero_skip":
+        return [_e1_row_len(s, g, w) for w, _ in rows1]
+    if c1_lens is not None:
+        if len(c1_lens) != len(rows1):
+            raise ValueError(f"c1_lens has {len(c1_lens)} rows, the tile has {len(rows1)}")
+        return list(c1_lens)
+    top, bottom, left, right = s.zero_halo
+    full = (s.width + 2 - int(left) - int(right)) * g.ng * s.in_channels
+    return [1 if (w == 0 and top) or (w == s.height + 1 and bottom) else full for w, _ in rows1]
 
 
 def _mac_row_len(s: TileShape, g: TileGeometry, t: int, blocks: int) -> int:
@@ -219,9 +237,11 @@ def _latest(t0, *deps):
     return None if any(d is None for d in deps) else max(t0, *deps)
 
 
-def _engine_tables(cfg: HardwareConfig, s: TileShape) -> dict[str, EngineTable]:
+def _engine_tables(cfg: HardwareConfig, s: TileShape,
+                   c1_lens: Sequence[int] | None = None) -> dict[str, EngineTable]:
     """One table per engine of the tile (the STT cluster-3 engine only for STT), with the
-    row-level handshakes between them (docs/architecture.md, "Pipeline and stalls")."""
+    row-level handshakes between them (docs/architecture.md, "Pipeline and stalls").
+    ``c1_lens``: the zero-skipping cluster 1's row lengths (:func:`_e1_row_lens`)."""
     g = TileGeometry.of_shape(cfg, s)
     T, H = s.timesteps, s.height
     stt = s.mode == "stt"
@@ -229,7 +249,10 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape) -> dict[str, EngineTable]:
     rows1 = e1_rows(H, T, s.order)
     rows23 = _rows(H, T, s.order)
     rows4 = _rows(g.ho, T, s.order)
-    c1 = EngineTable("cluster1", rows1, [_e1_row_len(s, g, w) for w, _ in rows1])
+    c1 = EngineTable("cluster1", rows1, _e1_row_lens(cfg, s, g, rows1, c1_lens))
+    # the zero-skipping cluster 1 steps one cycle after it issues a word (a row's table start
+    # is its first issue), so its rows become visible one cycle later
+    c1_visible = ROW_VISIBLE + (cfg.arrangement.cluster1 == "zero_skip")
     c23 = EngineTable("cluster23", rows23, [_mac_row_len(s, g, t, g.nbe2) for _, t in rows23])
     c3 = EngineTable("stt_cluster3", rows23 if stt else [], [g.ng * g.nb * g.r3] * (T * H) if stt else [])
     c4 = EngineTable("cluster4", rows4, [g.wo * g.go * g.sub * s.rank] * (T * g.ho))
@@ -265,7 +288,7 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape) -> dict[str, EngineTable]:
     def ready23(j):
         q, t = rows23[j]
         out = (c3.after(j - stt_back, RELEASE_VISIBLE) if j >= stt_back else 0) if stt else line4_free(q, t)
-        return _latest(c23.free(j), c1.after(idx1[(q + 2, t)], ROW_VISIBLE), out)
+        return _latest(c23.free(j), c1.after(idx1[(q + 2, t)], c1_visible), out)
 
     def ready3(j):
         q, t = rows23[j]
@@ -307,12 +330,16 @@ def _schedule(tables: Sequence[EngineTable]) -> None:
         raise AssertionError("cycle model deadlocked")  # pragma: no cover
 
 
-def tile_timing(cfg: HardwareConfig, s: TileShape) -> dict[str, int]:
+def tile_timing(cfg: HardwareConfig, s: TileShape, c1_lens: Sequence[int] | None = None) -> dict[str, int]:
     """Exact cycles of one tile: ``cycles`` (the counter), busy and stall cycles per engine
-    (with a host that keeps up)."""
-    tables = _engine_tables(cfg, s)
+    (with a host that keeps up). ``c1_lens``: the zero-skipping cluster 1's row lengths
+    (:func:`gen.zero_skip.zero_skip_row_lens`; without them, its all-ones bound)."""
+    tables = _engine_tables(cfg, s, c1_lens)
     _schedule(list(tables.values()))
-    return timing_counters(s, tables)
+    out = timing_counters(s, tables)
+    if cfg.arrangement.cluster1 == "zero_skip":
+        out["c1_stall"] += 1                      # the tile's first cycle fetches the first word
+    return out
 
 
 def timing_counters(s: TileShape, tables: Mapping[str, EngineTable], in_wait: int = 0,
@@ -341,11 +368,13 @@ def timing_counters(s: TileShape, tables: Mapping[str, EngineTable], in_wait: in
 
 def tile_counters(cfg: HardwareConfig, s: TileShape, window_ones: int | None = None,
                   spikes_out: int | None = None, words_in: int | None = None,
-                  words_out: int | None = None) -> dict[str, int]:
+                  words_out: int | None = None, c1_lens: Sequence[int] | None = None) -> dict[str, int]:
     """Every counter of one tile. ``window_ones`` (number of 1s in the input window, all
     timesteps) gives ``c1_adds``; ``spikes_out``, ``words_in``/``words_out`` (from
     :class:`gen.driver.TileProgram`) are data-dependent and passed through. Missing
-    data-dependent values are left out of the result."""
+    data-dependent values are left out of the result. ``c1_lens``: the zero-skipping
+    cluster 1's row lengths (:func:`gen.zero_skip.zero_skip_row_lens`), which give its cycles
+    (without them: its all-ones bound) and, with ``window_ones``, its ``w1_reads``."""
     g = TileGeometry.of_shape(cfg, s)
     T, H, W, r = s.timesteps, s.height, s.width, s.rank
     stt = s.mode == "stt"
@@ -392,9 +421,11 @@ def tile_counters(cfg: HardwareConfig, s: TileShape, window_ones: int | None = N
     }
     if stt:
         c["c3_macs"] = mac_rows * r * W * g.r3
-    c.update(tile_timing(cfg, s))
+    c.update(tile_timing(cfg, s, c1_lens))
     if window_ones is not None:
         c["c1_adds"] = window_ones * r
+    if cfg.arrangement.cluster1 == "zero_skip":
+        _zero_skip_cluster1(c, cfg, s, g, window_ones, c1_lens)
     if spikes_out is not None:
         c["spikes_out"] = spikes_out
     if words_in is not None:
@@ -402,6 +433,23 @@ def tile_counters(cfg: HardwareConfig, s: TileShape, window_ones: int | None = N
     if words_out is not None:
         c["host_words_out"] = words_out
     return c
+
+
+def _zero_skip_cluster1(c: dict, cfg: HardwareConfig, s: TileShape, g: TileGeometry,
+                        window_ones: int | None, c1_lens: Sequence[int] | None) -> None:
+    """The zero-skipping cluster 1's access counters (gen/engines/cluster1_zero_skip.py): one
+    ``line1`` write per pixel and rank group, one G1 read per 1-spike and rank group, and
+    ``c1_slots``: every step of a rank group offers its ranks' lanes (``r`` per pixel step)."""
+    top, bottom = s.zero_halo[:2]
+    rows1 = e1_rows(s.height, s.timesteps, s.order)
+    lens = _e1_row_lens(cfg, s, g, rows1, c1_lens)
+    computed = [n for n, (w, _) in zip(lens, rows1) if not ((w == 0 and top) or (w == s.height + 1 and bottom))]
+    c["line1_writes"] = s.timesteps * g.n1 * g.ng
+    steps = sum(computed)                         # float: expected lengths (model/tile.py)
+    c["c1_slots"] = steps // g.ng * s.rank if isinstance(steps, int) else steps / g.ng * s.rank
+    # without the data: the all-ones bound, as the cycles
+    ones = window_ones if window_ones is not None else s.timesteps * g.n1 * s.in_channels
+    c["w1_reads"] = ones * g.ng
 
 
 def ideal_cycles(cfg: HardwareConfig, in_channels: int, rank: int, out_channels: int,

@@ -36,6 +36,7 @@ from .config import (LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS, HardwareC
 from .descriptor import Pass
 from .geometry import TAP_ORDER, TileGeometry
 from .hostmap import HostMap, host_map, region_reads, region_writes
+from .zero_skip import w1_depth, w1_words_zero_skip
 
 __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Driver",
            "plan_layer", "load_manifest_config", "tile_fit", "TileGeometry", "run_tile",
@@ -143,7 +144,7 @@ def _tile_fit(cfg: HardwareConfig, timesteps: int, in_channels: int, rank: int, 
         ("limits.max_in_channels", in_channels, lim.max_in_channels),
         ("limits.max_rank", rank, lim.max_rank),
         ("limits.max_out_channels", out_channels, lim.max_out_channels),
-        ("region w1 (G1 core)", rank * g.ncc, reg["w1"].depth),
+        ("region w1 (G1 core)", w1_depth(cfg, rank, in_channels, pack), reg["w1"].depth),
         ("region w2/w3 (G2/G3 cores)", g.ng * g.ns, reg["w2"].depth),
         ("region w4 (G4 core)", g.go * rank, reg["w4"].depth),
         ("region affine", g.go, reg["affine"].depth),
@@ -324,8 +325,10 @@ def large_weights_config(cfg: HardwareConfig, rank: int, pointwise: int) -> Hard
     weight streaming, never for generating hardware."""
     d = cfg.to_dict()
     d["limits"]["max_rank"] = max(rank + cfg.lanes, d["limits"]["max_rank"])     # + packing slack
-    d["limits"]["max_pointwise_weights"] = max(pointwise + rank * cfg.lanes,
-                                               d["limits"]["max_pointwise_weights"])
+    slack = rank * cfg.lanes
+    if cfg.arrangement.cluster1 == "zero_skip":     # transposed G1: r padded to Pk, Cin to Px
+        slack += (pointwise // max(rank, 1) + 1) * cfg.lanes
+    d["limits"]["max_pointwise_weights"] = max(pointwise + slack, d["limits"]["max_pointwise_weights"])
     # the weight buffer just holds the enlarged regions (whole words per bank), so that the
     # copy obeys the buffer-size rule of gen.config like any configuration
     word = d["buffers"]["weight"]["width_bits"] * d["buffers"]["weight"]["banks"] // 8
@@ -650,8 +653,11 @@ class Driver:
         wb, sb, mb = cfg.widths.weight, cfg.widths.affine_scale, cfg.widths.membrane
         r, cin = qlayer.rank, qlayer.in_channels
         g = self.geometry(qlayer, tile)
-        w1 = np.zeros((r, g.ncc * p), np.int64); w1[:, :cin] = qlayer.w1
-        out = {"w1": [_pack(w1[k, cc * p:(cc + 1) * p], wb) for k in range(r) for cc in range(g.ncc)]}
+        if cfg.arrangement.cluster1 == "zero_skip":      # transposed (gen/engines/cluster1_zero_skip.py)
+            out = {"w1": [_pack(w, wb) for w in w1_words_zero_skip(np.asarray(qlayer.w1), tile.pack, p)]}
+        else:
+            w1 = np.zeros((r, g.ncc * p), np.int64); w1[:, :cin] = qlayer.w1
+            out = {"w1": [_pack(w1[k, cc * p:(cc + 1) * p], wb) for k in range(r) for cc in range(g.ncc)]}
         steps = [(j, tap) for jb in range(g.ng) for tap in TAP_ORDER
                  for j in range(jb * g.Pk, min(r, (jb + 1) * g.Pk))]
         for name, w in (("w2", qlayer.w2), ("w3", qlayer.w3)):

@@ -35,7 +35,7 @@ from amaranth.lib.wiring import In, Out
 from .backward.datapath import BackwardDatapath
 from .config import HardwareConfig
 from .descriptor import Pass
-from .engines import ClusterFourEngine, ClusterOneEngine, ClusterTwoThreeEngine
+from .engines import ClusterFourEngine, ClusterOneEngine, ClusterOneZeroSkipEngine, ClusterTwoThreeEngine
 from .geometry import TAP_ORDER
 from .host import HostInterface
 from .hostmap import host_map
@@ -87,7 +87,8 @@ class Accelerator(wiring.Component):
         busy, done = Signal(), Signal()
         m.d.comb += [self.busy.eq(busy), self.done.eq(done)]
         m.submodules.geometry = geometry = TileGeometryUnit(cfg)
-        m.submodules.e1 = e1 = ClusterOneEngine(cfg)
+        zero_skip = cfg.arrangement.cluster1 == "zero_skip"
+        m.submodules.e1 = e1 = (ClusterOneZeroSkipEngine if zero_skip else ClusterOneEngine)(cfg)
         m.submodules.e23 = e23 = ClusterTwoThreeEngine(cfg)
         m.submodules.e4 = e4 = ClusterFourEngine(cfg)
         m.submodules.backward = bw = BackwardDatapath(cfg)

@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("energy", help="energy of one network on one accelerator, every mode")
     _common(p)
     p.add_argument("--accel", default="proposed",
-                   help="proposed (the paper's design) | proposed-rtl (as generated in gen/) | sata")
+                   help="proposed (the RTL in the paper's arrangement) | proposed-rtl (the RTL in the "
+                        "generator's own arrangement) | sata")
     p.add_argument("--modes", default="dense,stt,ptt,htt",
                    help="comma list of convolution modes out of dense, stt, ptt, htt (default all four)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -117,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="0 row outer, 1 timestep outer (default: the driver's choice)")
     p.add_argument("--density", type=float, default=0.1, help="input spike density (1 - sparsity)")
     p.add_argument("--accel", default="proposed-rtl",
-                   help="proposed-rtl (the RTL's counters) | proposed (the paper's idealised design)")
+                   help="proposed-rtl (the generator's own arrangement) | proposed (the paper's "
+                        "arrangement: zero-skipping cluster 1, sequential STT chain); both RTL counters")
     p = sub.add_parser("table", help="the energy table as markdown, with the buffers of a configuration")
     p.add_argument("--config", default="configs/paper.toml",
                    help="hardware configuration (TOML file or shipped name; default configs/paper.toml)")
@@ -342,12 +344,14 @@ def cmd_report(args) -> int:
                                                          for m in ("dense", "ptt", "htt")) + f" | {paper} |")
     streamed = sorted({f"{n}: {l.name}" for a in ("proposed", "proposed-rtl") for n, byn in results[a].items()
                        for r in byn.values() for l in r.layers if l.result.info.get("weights_streamed")})
-    lines += ["", "Accelerators: `proposed` is the paper's design (event-driven cluster 1: P rank lanes "
-              "stepping only on 1-spikes; no G2 -> G3 path: STT's clusters 2 and 3 never run at the "
-              "same time); `proposed-rtl` is the design as generated in gen/ (cluster 1: P PEs over "
-              "input channels and an adder tree, r * ceil(Cin/P) steps per pixel; STT's cluster 3 "
-              "runs on cluster 2's q2 rows as its own engine), whose forward counters are the RTL's; "
-              "`sata` is the SATA-like single array (docs/energy_model.md).", ""]
+    lines += ["", "Accelerators: both `proposed` and `proposed-rtl` are the generated RTL's counters, in "
+              "two arrangements of the generator (gen.config.Arrangement). `proposed` is the paper's: "
+              "the zero-skipping cluster 1 (one step per 1-spike of a pixel, rank-lane accumulators) "
+              "and STT's sequential chaining (no G2 -> G3 path: clusters 2 and 3 alternate row by row); "
+              "its data-dependent cluster-1 cycles use the layer's spike density (independent spikes). "
+              "`proposed-rtl` is the generator's own: cluster 1 with P PEs over input channels and an "
+              "adder tree (r * ceil(Cin/P) steps per pixel), STT's cluster 3 on cluster 2's q2 rows as "
+              "its own engine. `sata` is the SATA-like single array (docs/energy_model.md).", ""]
     if streamed:
         lines += ["Layers whose TT cores exceed the weight buffer of `" + cfg.name + "` (planned on a "
                   "copy of the configuration with weight regions large enough, same datapath; the "
@@ -433,7 +437,8 @@ def cmd_sparsity(args) -> int:
 
 
 def cmd_tile(args) -> int:
-    from gen.config import load_config
+    import dataclasses
+    from gen.config import Arrangement, load_config
     from gen.driver import plan_layer
     from sw.arch import validate_schedule
     from .tile import tile_forward_counters
@@ -442,9 +447,11 @@ def cmd_tile(args) -> int:
         h, w = (int(v) for v in args.shape.lower().split("x"))
     except ValueError:
         raise ValueError(f"--shape must be HxW, got {args.shape!r}") from None
-    variants = {"proposed-rtl": (False, "pipelined"), "proposed": (True, "sequential")}
+    variants = {"proposed-rtl": Arrangement("pipelined", "dense"),
+                "proposed": Arrangement("sequential", "zero_skip")}
     if args.accel not in variants:
         raise ValueError(f"--accel must be one of {', '.join(variants)}, got {args.accel!r}")
+    cfg = dataclasses.replace(cfg, arrangement=variants[args.accel])
     if args.mode not in ("stt", "ptt", "htt"):
         raise ValueError(f"--mode must be stt, ptt or htt, got {args.mode!r}")
     T = args.timesteps
@@ -456,9 +463,8 @@ def cmd_tile(args) -> int:
     if len(plan) != 1:
         raise ValueError(f"a {h}x{w} layer with {args.out_channels} output channels does not fit one "
                          f"tile of {cfg.name!r} ({len(plan)} output-channel groups)")
-    event_driven, chain = variants[args.accel]
     c = tile_forward_counters(cfg, plan.tiles[0], args.mode, sched, density=args.density,
-                              residual=args.residual, event_driven=event_driven, stt_chain=chain)
+                              residual=args.residual)
     print(json.dumps(c, indent=2))
     return 0
 

@@ -7,9 +7,9 @@
   stays in line buffers, input and output rows stream through rings. Layers are planned by the
   generator's own driver (:func:`gen.driver.plan_layer`: whole layers as one tile where
   possible); the forward counters of a tile are :func:`model.tile.tile_forward`, the RTL's
-  counters (gen.cyclemodel) plus the data-dependent ones. :class:`Proposed` itself is the
-  paper's idealised variant (event-driven cluster 1, no G2 -> G3 path), :class:`ProposedRTL`
-  the generated RTL.
+  counters (gen.cyclemodel) plus the data-dependent ones. :class:`Proposed` is the RTL in
+  the paper's arrangement (zero-skipping cluster 1, STT's sequential chain), :class:`ProposedRTL`
+  the RTL in the generator's own arrangement (gen.config.Arrangement).
 - :class:`SataLike`: one PE array with the same PE count and the same buffer budget, running
   the sub-convolutions one after another, layer by layer (:mod:`model.array`), with the data
   movement that implies: maps that do not fit the activation buffers go to DRAM, PTT's branch
@@ -19,10 +19,10 @@ Both read every size from the :class:`gen.config.HardwareConfig`; layers that ar
 convs (stem, shortcuts, classifier, dense 3x3) run on a single array in both (the proposed
 design uses all its PEs as one array for them).
 
-Backward pass (gradient to the input) and weight update follow the BPTT dataflow of SATA
-(per layer, timesteps in reverse, each core's transposed conv and weight gradient on the unit
-that runs the core forward, with that unit's forward lanes). docs/energy_model.md lists every
-assumption.
+Backward pass (gradient to the input) and weight update: on the single array they follow the
+BPTT dataflow of SATA (per layer, timesteps in reverse); on the proposed design (both
+arrangements) a TT layer's come from the backward datapath's counters (:mod:`model.rtl_backward`).
+docs/energy_model.md lists every assumption.
 """
 
 from __future__ import annotations
@@ -30,17 +30,14 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from gen import cyclemodel as cm
-from gen.config import HardwareConfig
-from gen.geometry import TileGeometry
+from gen.config import CLUSTER1_KINDS, STT_CHAINS, Arrangement, HardwareConfig
 
 from .array import ArrayMachine, Step, array_shape, core_backward, core_forward, core_weight_update, spill_schedule
 from .counts import (Counts, LayerResult, PassResult, Sparsity, full_timesteps,
                      has_residual, layer_cores)
 from . import rtl_backward
 from .energy_table import EnergyTable, Memory
-from .tile import (TileForward, TileShape, _glb, add_scratchpad_counts, config_key,
-                   counters_to_counts, tile_forward)
+from .tile import TileForward, _glb, config_key, counters_to_counts, tile_forward
 
 __all__ = ["Accelerator", "Proposed", "ProposedRTL", "SataLike", "make_accelerator", "ACCELERATORS"]
 
@@ -280,8 +277,6 @@ class SataLike(Accelerator):
 _PLANS: dict[tuple, tuple] = {}
 #: Forward tiles by (configuration, shape, density, weights loaded, variant).
 _TILES: dict[tuple, TileForward] = {}
-#: Per-timestep counters of a tile shape (T = 1, full or reduced timestep).
-_STEP: dict[tuple, dict] = {}
 
 
 def plan_tt_layer(cfg: HardwareConfig, spec, T: int):
@@ -334,42 +329,38 @@ def streamed_core_refetch(cfg: HardwareConfig, spec, sched):
     return charge
 
 
-def _step_counters(cfg: HardwareConfig, s: TileShape, full: bool) -> dict:
-    """The RTL's counters of one timestep of a tile (T = 1; HTT: a full or a reduced one)."""
-    key = (config_key(cfg), s, full)
-    if key not in _STEP:
-        one = replace(s, timesteps=1, schedule=(bool(full),))
-        _STEP[key] = cm.tile_counters(cfg, one)
-    return _STEP[key]
-
-
 class Proposed(Accelerator):
-    """The pipelined 4-cluster design (gen/), tiled by the generator's driver.
+    """The pipelined 4-cluster design as generated (gen/), in the paper's arrangement, tiled by
+    the generator's driver.
 
-    The forward counters of every tile are :func:`model.tile.tile_forward`, i.e. the RTL's
-    counters (:mod:`gen.cyclemodel`) plus the data-dependent ones. ``event_driven``: cluster 1
-    is output-stationary over P rank lanes and steps only on 1-spikes, and the backward G1^T
-    skips the inputs whose surrogate gradient the previous layer zeroes (the sparsity-aware
-    design of the paper and SATA); ``False`` is the generated RTL (P PEs over input channels
-    and an adder tree, ``r * ceil(Cin/P)`` steps per pixel). ``stt_chain``: 'sequential' (the
-    paper's clusters: no G2 -> G3 path, STT's clusters 2 and 3 never overlap) or 'pipelined'
-    (the generated RTL: cluster 3 is its own engine on cluster 2's q2 rows).
-    ``python -m model ... --accel proposed`` is the paper's design (event-driven, sequential);
-    ``--accel proposed-rtl`` is the generated RTL, whose forward counters equal the RTL's
-    (tests/model/test_rtl_agreement.py).
+    ``cluster1``, ``stt_chain``: the generator's ``arrangement`` (gen.config.Arrangement); the
+    defaults are the paper's: the zero-skipping cluster 1 (one step per 1-spike of a pixel,
+    gen/engines/cluster1_zero_skip.py) and STT's sequential chaining (no G2 -> G3 path).
+    :class:`ProposedRTL` is the generator's own arrangement (dense cluster 1, pipelined STT).
+    Both are RTL: the forward counters of every tile are :func:`model.tile.tile_forward`, the
+    RTL's counters (:mod:`gen.cyclemodel`) with the data-dependent ones from the layer's
+    measured input spike density (the zero-skipping cluster 1's cycles as expected row lengths,
+    spikes independent); a TT layer's backward pass and weight update run on the backward
+    datapath (gen/backward/, the same in both arrangements), priced from its counters
+    (:mod:`model.rtl_backward`); the forward pass stores the trace for it.
     """
     name = "proposed"
+    backward_from_counters = True
 
-    #: the backward pass and weight update as an assumed mapping (:class:`_AssumedBackward`);
-    #: :class:`ProposedRTL` takes them from the RTL's backward counters instead
-    assumed_backward = True
+    def __init__(self, cfg: HardwareConfig, cluster1: str = "zero_skip", stt_chain: str = "sequential"):
+        if not isinstance(cfg, HardwareConfig):
+            raise ValueError(f"expected a gen.config.HardwareConfig, got {type(cfg).__name__}")
+        arr = Arrangement(stt_chain=stt_chain, cluster1=cluster1)
+        if stt_chain not in STT_CHAINS or cluster1 not in CLUSTER1_KINDS:
+            raise ValueError(f"arrangement: stt_chain one of {STT_CHAINS}, cluster1 one of "
+                             f"{CLUSTER1_KINDS}; got {stt_chain!r}, {cluster1!r}")
+        super().__init__(replace(cfg, arrangement=arr))
+        self.memories = {**self.memories, **rtl_backward.backward_memories(self.cfg)}
 
-    def __init__(self, cfg: HardwareConfig, event_driven: bool = True, stt_chain: str = "sequential"):
-        super().__init__(cfg)
-        if stt_chain not in ("pipelined", "sequential"):
-            raise ValueError(f"stt_chain must be 'pipelined' or 'sequential', got {stt_chain!r}")
-        self.event_driven = bool(event_driven)
-        self.stt_chain = stt_chain
+    def leakage_mw(self, table: EnergyTable) -> float:
+        """The global buffers and the backward datapath's memories."""
+        return super().leakage_mw(table) + sum(table.sram_leakage_mw(m.bytes)
+                                               for m in rtl_backward.backward_memories(self.cfg).values())
 
     def plan(self, spec, T: int):
         """``(plan, configuration, weights_streamed)`` of a TT layer (:func:`plan_tt_layer`)."""
@@ -378,204 +369,14 @@ class Proposed(Accelerator):
     def _tile(self, tcfg, tile, spec, T, sched, dens, load) -> TileForward:
         key = (config_key(tcfg), tile.height, tile.width, tile.in_channels, tile.rank,
                tile.out_channels, tile.pool, tuple(tile.zero_halo), tile.pack, tile.order,
-               spec.mode, tuple(sched), has_residual(spec), dens, load, self.event_driven,
-               self.stt_chain)
+               spec.mode, tuple(sched), has_residual(spec), dens, load)
         if key not in _TILES:
             _TILES[key] = tile_forward(tcfg, tile, spec.mode, sched, density=dens,
-                                       residual=has_residual(spec), load_weights=load,
-                                       event_driven=self.event_driven, stt_chain=self.stt_chain)
+                                       residual=has_residual(spec), load_weights=load)
         return _TILES[key]
 
     def _tt_layer(self, spec, T: int, sp: Sparsity):
-        cfg = self.cfg
-        plan, tcfg, streamed = self.plan(spec, T)
-        sched = tuple(spec.schedule) if spec.mode == "htt" else (True,) * T
-        dens = sp.input_density(spec.name)
-        res = {p: PassResult() for p in ("forward", "backward", "weight_update")}
-        fwd = res["forward"]
-        busy_f = {"c1": 0.0, "c2": 0.0, "c3": 0.0, "c4": 0.0, "lif": 0.0}
-        counters_total: dict[str, float] = {}
-        backward = _AssumedBackward(self, spec, T, sp, res, tcfg, sched) if self.assumed_backward else None
-        refetch = streamed_core_refetch(cfg, spec, sched) if streamed else None
-        refetch_bits = 0.0
-        for tile in plan:
-            load = tile.weights_change or streamed
-            tf = self._tile(tcfg, tile, spec, T, sched, dens, load)
-            c = tf.counters
-            for k, v in c.items():
-                counters_total[k] = counters_total.get(k, 0.0) + v
-            counters_to_counts(cfg, tf, fwd.counts, self.memories)
-            if refetch is not None:
-                refetch_bits += refetch(tf, tile.height, fwd.counts, self.memories)
-            fwd.cycles += c["cycles"]
-            for k in busy_f:
-                busy_f[k] += c[f"{k}_busy"]
-            if backward is not None:
-                backward.tile(tile, tf, load)
-        if backward is not None:
-            backward.finish()
-        fwd.busy = busy_f
-        info = {"mapping": "4-cluster pipeline", "tiles": len(plan),
-                "tile_hw": [plan.tile_height, plan.tile_width],
-                "tile_out_channels": plan.tile_out_channels, "pack": plan.pack,
-                "order": "timestep outer" if plan.order else "row outer",
-                "weights_streamed": streamed, "counters": counters_total,
-                "saved_bits": backward.saved_bits if backward is not None else 0.0}
-        if streamed:
-            info["stream_refetch_bits"] = refetch_bits
-            info["note"] = (f"the cores exceed the weight buffer of configuration {cfg.name!r}: planned "
-                            f"and counted on a copy with weight regions large enough (same datapath, "
-                            f"{tcfg.buffers['weight'].bytes} B weight buffer); the cores larger than "
-                            f"their regions are streamed from DRAM once per output row and timestep "
-                            f"({refetch_bits / 8:.0f} B more than once per tile, {len(plan)} tiles)")
-        return res, info
-
-
-class _AssumedBackward:
-    """The paper's design's backward pass and weight update, an assumed mapping (no RTL): one
-    fused sweep per forward tile, the timesteps of an output row in reverse; every core's
-    transpose and weight gradient on the cluster that runs it forward, with the forward pass's
-    lanes; BPTT keeps G4's input (and STT's G3 input) in DRAM (docs/energy_model.md)."""
-
-    def __init__(self, acc: "Proposed", spec, T: int, sp: Sparsity, res: dict, tcfg, sched):
-        self.acc, self.spec, self.T, self.tcfg, self.sched = acc, spec, T, tcfg, sched
-        self.fwd, self.bwd, self.wu = res["forward"], res["backward"], res["weight_update"]
-        self.gd = sp.grad_density
-        self.sweep_cycles = 0.0
-        self.saved_bits = 0.0
-        self.busy = {"backward": 0.0, "weight_update": 0.0}
-
-    def _glb(self, counts, buf, action, bits, n):
-        _glb(counts, self.acc.memories, buf, action, bits, n)
-
-    def tile(self, tile, tf: TileForward, load: bool) -> None:
-        acc, spec, T, tcfg, sched = self.acc, self.spec, self.T, self.tcfg, self.sched
-        cfg, w = acc.cfg, acc.cfg.widths
-        fwd, bwd, wu, gd, glb = self.fwd, self.bwd, self.wu, self.gd, self._glb
-        mode, r, cin = spec.mode, spec.rank, spec.in_channels
-        p = cfg.lanes
-        A, G = w.activation, GRAD_BITS
-        ncc = math.ceil(cin / p)
-        seq = mode == "stt" and acc.stt_chain == "sequential"
-        s, c = tf.shape, tf.counters
-        h, wd, co = s.height, s.width, s.out_channels
-        geo = TileGeometry.of_shape(tcfg, s)
-        n1 = geo.n1
-        neurons = co * tile.out_shape[0] * tile.out_shape[1] * T
-        params = cin * r + 6 * r * r + r * co            # the tile's cores
-        # BPTT keeps G4's input (q23) of every full timestep and, for STT, G3's input (q2,
-        # the columns cluster 2 computes); q1 is recomputed from the spikes
-        save = r * h * wd * sum(sched) * A
-        if mode == "stt":
-            save += r * h * geo.cols2 * T * A
-        glb(fwd.counts, "interstage", "read", p * A, save / (p * A))
-        fwd.counts.add("dram", "write", 1, save)
-        self.saved_bits += save
-        c1_rec = tf.c1_compute_steps / T                  # q1 recompute = forward cluster 1
-        adds_t = c.get("c1_adds", 0.0) / T
-        slots_t = c["c1_slots"] / T
-        acc1_t = adds_t if acc.event_driven else c1_rec   # accumulator updates of cluster 1
-        sweep = 0.0
-        for full in sched:
-            one = _step_counters(tcfg, s, full)
-            pos1 = n1 if full else h * wd                  # pixels G1^T computes
-            skip = gd if acc.event_driven else 1.0
-            g1t = pos1 * r * ncc * skip                    # lanes over Cin, r sequential
-            g1_macs = pos1 * r * cin * skip
-            g4t = h * geo.nb * geo.ng * co                 # Pk rank x Px column lanes, Cout sequential
-            g4_macs = gd * h * wd * co * r
-            if full:
-                m23 = one["c2_macs"] + one["c3_macs"]
-                e23 = one["c2_busy"] + one["c3_busy"] if seq else max(one["c2_busy"], one["c3_busy"])
-            else:
-                m23, e23 = 0.0, one["c2_busy"]             # HTT reduced: the bypass, copied back
-            # backward: G4^T, G3^T/G2^T (PTT: both, summed), G1^T
-            bwd.counts.add("mult_pe", "mac", w.weight, g1_macs + g4_macs + m23)
-            bwd.counts.add("scratchpad", "read", w.accumulator, g1_macs + g4_macs + m23)
-            bwd.counts.add("scratchpad", "write", w.accumulator, g1_macs + g4_macs + m23)
-            if full and mode != "stt":
-                bwd.counts.add("adder", "add", 16, h * wd * r)
-            glb(bwd.counts, "weight", "read", p * w.weight,
-                g1t + g4t + (one["w2_reads"] + one["w3_reads"] if full else 0))
-            rd = (pos1 * r + h * wd * co) * G          # gradient operands of G1^T, G4^T
-            wr = (h * wd * r + pos1 * r) * G           # dq23, dq1
-            if full:
-                rd += (one["line1_reads"] + one["row2_reads"]) * p * G
-                if mode == "stt":
-                    wr += h * geo.cols2 * r * G           # dq2
-            glb(bwd.counts, "interstage", "read", p * A, rd / (p * A))
-            glb(bwd.counts, "interstage", "write", p * A, wr / (p * A))
-            # weight update: q1 recomputed, dW1 (spike operand), dW2/dW3, dW4
-            wu.counts.add("spike_pe", "accumulate", 16, 2 * adds_t)
-            wu.counts.add("spike_pe", "slot", 16, 2 * max(0.0, slots_t - adds_t))
-            wmacs = m23 + gd * h * wd * r * co
-            wu.counts.add("mult_pe", "mac", w.weight, wmacs)
-            wu.counts.add("scratchpad", "read", w.accumulator, wmacs + 2 * acc1_t)
-            wu.counts.add("scratchpad", "write", w.accumulator, wmacs + 2 * acc1_t)
-            glb(wu.counts, "spike_in", "read", cfg.spike_word_bits, 2 * one["spike_in_reads"])
-            wrd = (h * wd * r * A + neurons / T * G)          # dW4 operands: q23 and du
-            wwr = n1 * r * A                                  # recomputed q1
-            if full:
-                wrd += (one["line1_reads"] + one["row2_reads"]) * p * (A + G)
-            glb(wu.counts, "interstage", "read", p * A, wrd / (p * A))
-            glb(wu.counts, "interstage", "write", p * A, wwr / (p * A))
-            if full:   # clusters 2/3 chunk (transposed) weights and partial sums as forward
-                add_scratchpad_counts(tcfg, s, one, bwd.counts)
-                add_scratchpad_counts(tcfg, s, one, wu.counts)
-            c1 = g1t + 2 * c1_rec
-            c23 = e23 * (2 if full else 1)
-            c4 = g4t + one["c4_busy"]
-            sweep += max(c1, c23, c4, one["lif_busy"])
-            self.busy["backward"] += g1t + g4t + e23
-            self.busy["weight_update"] += 2 * c1_rec + (e23 if full else 0) + one["c4_busy"]
-        self.sweep_cycles += sweep + 2 * (wd + 2) * r * ncc            # fill: two rows of cluster 1
-        # dW partial sums: read-modify-written in the weight buffer once per output row
-        gbits = params * G * h
-        glb(wu.counts, "weight", "read", p * w.weight, gbits / (p * w.weight))
-        glb(wu.counts, "weight", "write", p * w.weight, gbits / (p * w.weight))
-        # DRAM: output gradients and states in, input gradient out (inner-halo parts
-        # added by the host), cores again for the backward pass
-        sbits = acc.state_bits
-        bwd.counts.add("dram", "read", 1, neurons * (G + sbits))
-        glb(bwd.counts, "state_out", "write", p * w.membrane, neurons * (G + sbits) / (p * w.membrane))
-        glb(bwd.counts, "state_out", "read", p * w.membrane, neurons * (G + sbits) / (p * w.membrane))
-        bwd.counts.add("dram", "write", 1, cin * n1 * T * G)
-        bwd.counts.add("dram", "read", 1, cin * (n1 - h * wd) * T * G)
-        if has_residual(spec):
-            bwd.counts.add("dram", "write", 1, neurons * G)
-        if load:
-            bwd.counts.add("dram", "read", 1, params * w.weight)
-        words, sub = tf.regions["spike_in"]
-        wu.counts.add("dram", "read", 1, save + words * cfg.regions["spike_in"].width_bits)
-
-    def finish(self) -> None:
-        """Attribute the fused sweeps' cycles to the two passes by their busy cycles."""
-        tot = self.busy["backward"] + self.busy["weight_update"]
-        self.bwd.cycles = self.sweep_cycles * self.busy["backward"] / tot if tot else 0.0
-        self.wu.cycles = self.sweep_cycles - self.bwd.cycles
-
-
-class ProposedRTL(Proposed):
-    """The proposed design exactly as generated (gen/): cluster 1 steps through every input
-    channel, STT's G2 -> G3 is a row pipeline, and a TT layer's backward pass and weight update
-    run on the backward datapath (gen/backward/), priced from its counters
-    (:mod:`model.rtl_backward`); the forward pass stores the trace (window bits, arg-max) for
-    it instead of intermediate maps."""
-    name = "proposed-rtl"
-    assumed_backward = False
-    backward_from_counters = True
-
-    def __init__(self, cfg: HardwareConfig):
-        super().__init__(cfg, event_driven=False, stt_chain="pipelined")
-        self.memories = {**self.memories, **rtl_backward.backward_memories(cfg)}
-
-    def leakage_mw(self, table: EnergyTable) -> float:
-        """The global buffers and the backward datapath's memories."""
-        return super().leakage_mw(table) + sum(table.sram_leakage_mw(m.bytes)
-                                               for m in rtl_backward.backward_memories(self.cfg).values())
-
-    def _tt_layer(self, spec, T: int, sp: Sparsity):
-        res, info = super()._tt_layer(spec, T, sp)
+        res, info = self._tt_forward(spec, T, sp)
         lb = rtl_backward.layer_backward(self.cfg, spec, T)
         res["backward"], res["weight_update"] = rtl_backward.backward_counts(self.cfg, lb, self.memories)
         res["forward"].counts.add("dram", "write", 1, rtl_backward.trace_bits(spec, T))
@@ -591,6 +392,55 @@ class ProposedRTL(Proposed):
                 f"{g.stage_weight_bytes} B, trace {g.trace_bytes} B, {g.wgrad_entries} weight-gradient "
                 f"entries), priced at the configured memories' access energies")
         return res, info
+
+    def _tt_forward(self, spec, T: int, sp: Sparsity):
+        """The forward pass of a TT layer from its tiles' RTL counters."""
+        cfg = self.cfg
+        plan, tcfg, streamed = self.plan(spec, T)
+        sched = tuple(spec.schedule) if spec.mode == "htt" else (True,) * T
+        dens = sp.input_density(spec.name)
+        res = {p: PassResult() for p in ("forward", "backward", "weight_update")}
+        fwd = res["forward"]
+        busy_f = {"c1": 0.0, "c2": 0.0, "c3": 0.0, "c4": 0.0, "lif": 0.0}
+        counters_total: dict[str, float] = {}
+        refetch = streamed_core_refetch(cfg, spec, sched) if streamed else None
+        refetch_bits = 0.0
+        for tile in plan:
+            load = tile.weights_change or streamed
+            tf = self._tile(tcfg, tile, spec, T, sched, dens, load)
+            c = tf.counters
+            for k, v in c.items():
+                counters_total[k] = counters_total.get(k, 0.0) + v
+            counters_to_counts(cfg, tf, fwd.counts, self.memories)
+            if refetch is not None:
+                refetch_bits += refetch(tf, tile.height, fwd.counts, self.memories)
+            fwd.cycles += c["cycles"]
+            for k in busy_f:
+                busy_f[k] += c[f"{k}_busy"]
+        fwd.busy = busy_f
+        info = {"mapping": "4-cluster pipeline", "tiles": len(plan),
+                "tile_hw": [plan.tile_height, plan.tile_width],
+                "tile_out_channels": plan.tile_out_channels, "pack": plan.pack,
+                "order": "timestep outer" if plan.order else "row outer",
+                "weights_streamed": streamed, "counters": counters_total, "saved_bits": 0.0}
+        if streamed:
+            info["stream_refetch_bits"] = refetch_bits
+            info["note"] = (f"the cores exceed the weight buffer of configuration {cfg.name!r}: planned "
+                            f"and counted on a copy with weight regions large enough (same datapath, "
+                            f"{tcfg.buffers['weight'].bytes} B weight buffer); the cores larger than "
+                            f"their regions are streamed from DRAM once per output row and timestep "
+                            f"({refetch_bits / 8:.0f} B more than once per tile, {len(plan)} tiles)")
+        return res, info
+
+
+class ProposedRTL(Proposed):
+    """The proposed design in the generator's own arrangement (gen/, both shipped
+    configurations' default): cluster 1 steps through every input channel (P PEs over input
+    channels and an adder tree), STT's G2 -> G3 is a row pipeline."""
+    name = "proposed-rtl"
+
+    def __init__(self, cfg: HardwareConfig):
+        super().__init__(cfg, cluster1="dense", stt_chain="pipelined")
 
 
 ACCELERATORS = {"proposed": Proposed, "proposed-rtl": ProposedRTL, "sata": SataLike}

@@ -11,14 +11,10 @@ adds only what the cycle model leaves to its caller:
   from a spike density), ``spikes_out`` from the output spikes, and ``host_words_in/out``
   computed from the region layouts of docs/host_interface.md (:func:`host_regions`; equal to
   ``gen.driver.Driver.program(...).words_in/words_out``, tests/model/test_tile.py);
-* the paper's idealised design (``python -m model ... --accel proposed``), which is not the
-  RTL: ``event_driven`` (cluster 1 is output-stationary over ``P`` rank lanes and steps only on
-  1-spikes: ``max(ones, 1) * ceil(r/P)`` steps per computed window pixel instead of the RTL's
-  ``r * ceil(Cin/P)``) and ``stt_chain='sequential'`` (the paper has no G2 -> G3 path: STT's
-  clusters 2 and 3 never run at the same time). For these the busy counters and ``cycles`` are
-  adjusted: ``cycles = RTL cycles - RTL busiest engine + idealised busiest engine`` (the fill,
-  drain and handshake overhead of the RTL's row pipeline is kept; engines: clusters 1, 2, 3 and
-  4, STT sequential: clusters 2 + 3 as one). Stall counters are not modelled there and left out.
+* the zero-skipping cluster 1's row lengths (the configuration's ``arrangement.cluster1 =
+  "zero_skip"``, the paper's arrangement): exact from the tile's input window
+  (:func:`gen.zero_skip.zero_skip_row_lens`), or their expected values from a spike density
+  with independent spikes (:func:`expected_row_lens`).
 
 :func:`counters_to_counts` turns one tile's counters into the energy model's actions (compute,
 PE registers and scratchpads, global-buffer accesses at their widths, DRAM bits). The module
@@ -38,13 +34,14 @@ from gen.cyclemodel import TileShape
 from gen.driver import input_row_order
 from gen.geometry import TileGeometry, window_pixels
 from gen.hostmap import COUNTER_NAMES, host_map
+from gen.zero_skip import w1_depth, zero_skip_row_lens
 
 __all__ = ["TileShape", "TileForward", "tile_shape", "tile_forward", "tile_forward_counters",
            "host_regions", "computed_pixels", "counters_to_counts", "STALL_COUNTERS",
-           "expected_event_steps", "config_key", "add_scratchpad_counts",
+           "expected_event_steps", "expected_row_lens", "config_key", "add_scratchpad_counts",
            "WEIGHT_REGIONS", "INPUT_REGIONS", "OUTPUT_REGIONS"]
 
-#: Counters of cycles an engine waited (the idealised variants do not model them).
+#: Counters of cycles an engine waited.
 STALL_COUNTERS = ("c1_stall", "c1_in_wait", "c2_stall", "c3_stall", "c4_stall", "adder_stall",
                   "lif_stall")
 #: Regions the host writes when a tile (re)loads its cores, the ones it streams in, and the
@@ -130,7 +127,7 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
     sub = _subwords(cfg)
     out: dict[str, tuple[int, int]] = {}
     if load_weights:
-        out["w1"] = (s.rank * g.ncc, sub["w1"])
+        out["w1"] = (w1_depth(cfg, s.rank, s.in_channels, s.pack), sub["w1"])
         out["w2"] = (g.ng * g.ns, sub["w2"])
         out["w3"] = (g.ng * g.ns, sub["w3"])
         out["w4"] = (g.go * s.rank, sub["w4"])
@@ -150,10 +147,26 @@ def _host_words(regions: Mapping[str, tuple[int, int]], names: Sequence[str]) ->
 
 
 def expected_event_steps(cin: int, density: float) -> float:
-    """Expected ``max(ones, 1)`` over a pixel's ``cin`` input spikes, each 1 with probability
-    ``density`` (independent): the idealised cluster 1's steps per pixel and rank group (a
-    pixel without a 1-spike still writes its q1 in one step)."""
+    """Expected ``max(ones, 1)`` over ``cin`` input spikes, each 1 with probability
+    ``density`` (independent): the zero-skipping cluster 1's steps per spike word of ``cin``
+    channels (an all-zero word still takes one step)."""
     return cin * density + (1.0 - density) ** cin
+
+
+def expected_row_lens(cfg: HardwareConfig, s: TileShape, density: float) -> list[float]:
+    """Expected row lengths of the zero-skipping cluster 1 (in ``gen.cyclemodel.e1_rows``
+    order) when every input spike is 1 with probability ``density``, independently: per
+    computed pixel and rank group, :func:`expected_event_steps` of each spike word; a row
+    outside the layer one step. The cycle model schedules these expected lengths (an
+    approximation of the expected cycles: the schedule is not linear in them)."""
+    sw = cfg.spike_word_bits
+    words = [min(sw, s.in_channels - c0) for c0 in range(0, s.in_channels, sw)]
+    per_px = sum(expected_event_steps(n, density) for n in words)
+    top, bottom, left, right = s.zero_halo
+    ng = ceil_div(s.rank, 1 << s.pack)
+    row = (s.width + 2 - int(left) - int(right)) * ng * per_px
+    return [1 if (w == 0 and top) or (w == s.height + 1 and bottom) else row
+            for w, _ in cm.e1_rows(s.height, s.timesteps, s.order)]
 
 
 def _window_ones(s: TileShape, window: np.ndarray) -> np.ndarray:
@@ -170,34 +183,24 @@ class TileForward:
     shape: TileShape
     counters: dict[str, float]
     regions: dict[str, tuple[int, int]]
-    event_driven: bool = False
-    stt_chain: str = "pipelined"
+    zero_skip: bool = False
 
     @property
     def c1_compute_steps(self) -> float:
-        """Cluster-1 steps on computed pixels (the one step of each zero-halo row excluded):
-        each reads one word of G1 weights."""
+        """Cluster-1 steps that read a word of G1 weights (dense: every step on a computed
+        pixel; zero skipping: every step on a 1-spike)."""
         return self.counters["w1_reads"]
-
-
-def _engines(c: Mapping[str, float], stt_sequential: bool) -> float:
-    """Issue cycles of the busiest engine (clusters 1..4; STT sequential: 2 + 3 as one)."""
-    e23 = c["c2_busy"] + c["c3_busy"] if stt_sequential else max(c["c2_busy"], c["c3_busy"])
-    return max(c["c1_busy"], e23, c["c4_busy"])
 
 
 def tile_forward(cfg: HardwareConfig, tile, mode: str, schedule: Sequence[bool] | None = None, *,
                  window: np.ndarray | None = None, density: float | None = None,
                  out_spikes: float | np.ndarray | None = None, residual: bool = False,
-                 load_weights: bool = True, event_driven: bool = False,
-                 stt_chain: str = "pipelined") -> TileForward:
-    """:func:`tile_forward_counters` with the shape, host regions and variant alongside."""
-    if stt_chain not in ("pipelined", "sequential"):
-        raise ValueError(f"stt_chain must be 'pipelined' or 'sequential', got {stt_chain!r}")
+                 load_weights: bool = True) -> TileForward:
+    """:func:`tile_forward_counters` with the shape and host regions alongside."""
     s = tile_shape(tile, mode, schedule, residual)
     if residual and not s.residual:       # a TileShape given with residual=True
         s = replace(s, residual=True)
-    T, cin, r = s.timesteps, s.in_channels, s.rank
+    T, cin = s.timesteps, s.in_channels
     n1, _ = computed_pixels(s)
     ones_px = None
     if window is not None:
@@ -219,37 +222,26 @@ def tile_forward(cfg: HardwareConfig, tile, mode: str, schedule: Sequence[bool] 
     spikes = None
     if out_spikes is not None:
         spikes = int(np.asarray(out_spikes).sum()) if np.ndim(out_spikes) else out_spikes
+    zero_skip = cfg.arrangement.cluster1 == "zero_skip"
+    lens = None
+    if zero_skip:
+        if window is not None:
+            lens = zero_skip_row_lens(cfg, s, window)
+        elif density is not None:
+            lens = expected_row_lens(cfg, s, density)
+        else:
+            raise ValueError("the zero-skipping cluster 1's cycles need the input window or a spike density")
     c = dict(cm.tile_counters(cfg, s, window_ones=ones, spikes_out=spikes, words_in=words_in,
-                              words_out=words_out))
-    rtl = dict(c)
-    seq = s.mode == "stt" and stt_chain == "sequential"
-    if event_driven or seq:
-        if event_driven:
-            if ones is None:
-                raise ValueError("the event-driven cluster 1 needs the input window or a spike density")
-            if ones_px is not None:
-                events = float(np.maximum(ones_px, 1).sum())
-            else:
-                events = T * n1 * expected_event_steps(cin, density)
-            steps = events * ceil_div(r, cfg.lanes)        # P rank lanes, one step per 1-spike
-            rtl_steps = T * n1 * r * ceil_div(cin, cfg.lanes)
-            c["c1_busy"] += steps - rtl_steps
-            c["w1_reads"] = steps                           # one word of P weights per step
-            c["c1_slots"] = c["c1_adds"]                    # only 1-spikes are stepped
-        c["cycles"] = rtl["cycles"] - _engines(rtl, False) + _engines(c, seq)
-        for k in STALL_COUNTERS:
-            c.pop(k, None)
+                              words_out=words_out, c1_lens=lens))
     order = [k for k in COUNTER_NAMES if k in c] + [k for k in c if k not in COUNTER_NAMES]
-    return TileForward(s, {k: c[k] for k in order}, regions, bool(event_driven), stt_chain)
+    return TileForward(s, {k: c[k] for k in order}, regions, zero_skip)
 
 
 def tile_forward_counters(cfg: HardwareConfig, tile, mode: str,
                           schedule: Sequence[bool] | None = None, *,
                           window: np.ndarray | None = None, density: float | None = None,
                           out_spikes: float | np.ndarray | None = None,
-                          residual: bool = False, load_weights: bool = True,
-                          event_driven: bool = False,
-                          stt_chain: str = "pipelined") -> dict[str, float]:
+                          residual: bool = False, load_weights: bool = True) -> dict[str, float]:
     """Every RTL counter of one forward tile (``gen.hostmap.COUNTER_NAMES``).
 
     ``tile``: a :class:`gen.driver.Tile` (or a ``TileShape``, see :func:`tile_shape`);
@@ -259,13 +251,12 @@ def tile_forward_counters(cfg: HardwareConfig, tile, mode: str,
     expected value, from ``density`` (fraction of input spikes that are 1); ``spikes_out``
     from ``out_spikes`` (an array of output spikes or their count); without them these are
     left out. ``host_words_in/out`` are the words the driver's tile program moves
-    (``load_weights``: the tile loads its cores). ``event_driven=False, stt_chain='pipelined'``
-    is the generated RTL (its counters exactly); ``event_driven=True`` and
-    ``stt_chain='sequential'`` give the paper's idealised design (module docstring).
+    (``load_weights``: the tile loads its cores). The arrangement is the configuration's
+    (``cfg.arrangement``): with the zero-skipping cluster 1 the cycles need ``window`` (exact)
+    or ``density`` (expected row lengths, :func:`expected_row_lens`).
     """
     return tile_forward(cfg, tile, mode, schedule, window=window, density=density,
-                        out_spikes=out_spikes, residual=residual, load_weights=load_weights,
-                        event_driven=event_driven, stt_chain=stt_chain).counters
+                        out_spikes=out_spikes, residual=residual, load_weights=load_weights).counters
 
 
 def _spad_psum_fraction(cfg: HardwareConfig, s: TileShape) -> dict[str, float]:
@@ -317,13 +308,12 @@ def counters_to_counts(cfg: HardwareConfig, tf: TileForward, counts, memories) -
     the MACs of clusters 2-4; the adder lanes; affine and LIF per neuron update (and the
     residual add). PE registers ('scratchpad', per PE): the accumulator is read and written
     once per MAC of clusters 2-4 and once per cluster-1 step (the adder tree's sum of P
-    channels; the idealised cluster 1: per accumulate in each rank lane); the weight-chunk /
+    channels; the zero-skipping cluster 1: per accumulate in each rank lane); the weight-chunk /
     partial-sum scratchpads of clusters 2/3 (``c2/c3_spad_*``) are accesses of all P PEs at
     once, P x Wb-bit weights or P x Ab-bit partial sums. Global buffers: every datapath word
     (weights P x Wb, affine P x (2Sb+Mb), spike words, line-buffer words P x A, residual and
     membrane words P x Mb, spike words P x 1) and the host's region accesses; cluster 1 writes
-    one A-bit lane per q1 value (the idealised design: whole words of P values) and a whole
-    zero word per zero-halo pixel and rank group. DRAM: every host word.
+    one A-bit lane per q1 value. DRAM: every host word.
     """
     c, s = tf.counters, tf.shape
     w, p = cfg.widths, cfg.lanes
@@ -333,7 +323,7 @@ def counters_to_counts(cfg: HardwareConfig, tf: TileForward, counts, memories) -
     counts.add("spike_pe", "slot", 16, max(0.0, c["c1_slots"] - adds))
     macs = c["c2_macs"] + c["c3_macs"] + c["c4_macs"]
     counts.add("mult_pe", "mac", wb, macs)
-    acc1 = adds if tf.event_driven else tf.c1_compute_steps
+    acc1 = adds if tf.zero_skip else tf.c1_compute_steps    # zero skipping: per rank lane
     counts.add("scratchpad", "read", acc, macs + acc1)
     counts.add("scratchpad", "write", acc, macs + acc1)
     add_scratchpad_counts(cfg, s, c, counts)
@@ -348,11 +338,10 @@ def counters_to_counts(cfg: HardwareConfig, tf: TileForward, counts, memories) -
          c["w1_reads"] + c["w2_reads"] + c["w3_reads"] + c["w4_reads"])
     _glb(counts, memories, "weight", "read", p * (2 * w.affine_scale + mb), c["affine_reads"])
     _glb(counts, memories, "spike_in", "read", cfg.spike_word_bits, c["spike_in_reads"])
-    q1_values = c["line1_writes"]       # zero halos are never written (masked on reads)
-    if tf.event_driven:     # P rank lanes: whole words of P q1 values
-        _glb(counts, memories, "interstage", "write", qword, q1_values / p)
-    else:                   # the RTL writes one lane per q1 value
-        _glb(counts, memories, "interstage", "write", act, q1_values)
+    # one lane per q1 value (zero halos are never written: masked on reads); the zero-skipping
+    # cluster 1 writes a pixel's rank group in one access, of its lanes
+    q1_values = s.timesteps * computed_pixels(s)[0] * s.rank
+    _glb(counts, memories, "interstage", "write", act, q1_values)
     _glb(counts, memories, "interstage", "write", qword, c["row2_writes"] + c["line4_writes"])
     _glb(counts, memories, "interstage", "read", qword,
          c["line1_reads"] + c["row2_reads"] + c["line4_reads"])

@@ -1,6 +1,8 @@
 """The accelerator's engines, one ``wiring.Component`` per file (docs/architecture.md):
 
 * :class:`~gen.engines.cluster1.ClusterOneEngine` (cluster 1: spikes x G1 into ``line1``)
+* :class:`~gen.engines.cluster1_zero_skip.ClusterOneZeroSkipEngine` (cluster 1 with zero
+  skipping, ``arrangement.cluster1 = "zero_skip"``: one step per 1-spike)
 * :class:`~gen.engines.cluster23.ClusterTwoThreeEngine` (clusters 2 and 3 and the adder
   array, ``line1`` to ``line4``; its loop nest :class:`~gen.engines.macloop.MacRowLoop`
   ``cluster23``), which holds and lends cluster 3 to
@@ -15,10 +17,11 @@ increments (``counts``) as signature members; its docstring states the ports and
 """
 
 from .cluster1 import ClusterOneEngine
+from .cluster1_zero_skip import ClusterOneZeroSkipEngine
 from .cluster23 import ClusterTwoThreeEngine
 from .cluster4 import ClusterFourEngine
 from .macloop import MacRowLoop
 from .stt_cluster3 import SttClusterThreeEngine
 
-__all__ = ["ClusterOneEngine", "ClusterTwoThreeEngine", "ClusterFourEngine", "MacRowLoop",
+__all__ = ["ClusterOneEngine", "ClusterOneZeroSkipEngine", "ClusterTwoThreeEngine", "ClusterFourEngine", "MacRowLoop",
            "SttClusterThreeEngine"]

@@ -1,10 +1,13 @@
 """Cluster 1's engine alone in amaranth.sim (gen/engines/cluster1.py): fed from memories holding
 the driver's spike rows and G1 words, every q1 value it writes into ``line1`` equals the golden
 stage 1 (sw.golden: ``sat(rshift(g1(x, w1), shift1))``), for both row orders, lane packings and
-tiles with and without computed halos; the counter increments add up to the hand formulas."""
+tiles with and without computed halos; the counter increments add up to the hand formulas.
+The zero-skipping engine (gen/engines/cluster1_zero_skip.py) runs through the same harness on
+hand-made spike patterns (all-zero, all-one, random), its step counts written by hand."""
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -14,20 +17,23 @@ from amaranth.sim import Simulator
 
 from gen.config import load_config
 from gen.driver import Driver
-from gen.engines import ClusterOneEngine
+from gen.engines import ClusterOneEngine, ClusterOneZeroSkipEngine
 from gen.tilegeo import TileGeometryUnit
 from sw import golden
 from sw.qlayer import QuantTTLayer
 
 CFG = load_config("small")
+# zero skipping, and inputs of up to two 32-bit spike words
+ZS = dataclasses.replace(CFG, arrangement=dataclasses.replace(CFG.arrangement, cluster1="zero_skip"),
+                         limits=dataclasses.replace(CFG.limits, max_in_channels=64))
 
 
 class Harness(Elaboratable):
     """The engine, the geometry unit, and read-only memories for its two read ports."""
 
-    def __init__(self, spike_words, w1_words):
-        self.geometry = TileGeometryUnit(CFG)
-        self.engine = ClusterOneEngine(CFG)
+    def __init__(self, spike_words, w1_words, engine=ClusterOneEngine, cfg=CFG):
+        self.geometry = TileGeometryUnit(cfg)
+        self.engine = engine(cfg)
         self.spike_words, self.w1_words = spike_words, w1_words
 
     def elaborate(self, platform):
@@ -57,8 +63,12 @@ def _rows_in_engine_order(order, T, H):
     return [(t, w) for q in range(H) for t in range(T) for w in ((0, 1, 2) if q == 0 else (q + 2,))]
 
 
-def run_engine(q, x, tile_hw, pack, order):
-    drv = Driver(CFG)
+def run_engine(q, x, tile_hw, pack, order, cfg=CFG):
+    """Run every tile of the layer through cluster 1's engine of ``cfg`` (dense or zero
+    skipping), check every q1 value against the golden stage, and the counters against the
+    hand formulas. Returns the number of q1 values checked."""
+    zero_skip = cfg.arrangement.cluster1 == "zero_skip"
+    drv = Driver(cfg)
     plan = drv.plan(q, x.shape, tile_hw=tile_hw, pack=pack, order=order)
     checked = 0
     for tile in plan:
@@ -68,7 +78,7 @@ def run_engine(q, x, tile_hw, pack, order):
         spike_words = [w for row in rows for w in row]          # every row preloaded, no wrap
         w1_words = drv.weight_words(q, tile)["w1"]
         desc = drv.descriptor(q, tile, {"in": len(rows), "res": 1, "out": 1})
-        h = Harness(spike_words, w1_words)
+        h = Harness(spike_words, w1_words, ClusterOneZeroSkipEngine if zero_skip else ClusterOneEngine, cfg)
         eng = h.engine
         T, H, W = tile.timesteps, tile.height, tile.width
         writes: dict[int, dict[int, int]] = {}
@@ -129,19 +139,43 @@ def run_engine(q, x, tile_hw, pack, order):
                     got -= (got >> (CFG.widths.activation - 1)) << CFG.widths.activation
                     assert got == q1[t, k, w, x_ + 1], (tile.index, t, w, x_, k)
                     checked += 1
-        # the counters: one step per (pixel, k, P-channel chunk) of a computed row, one per zero row
-        computed_rows = sum(1 for t, w in order_rows if not ((w == 0 and zt) or (w == H + 1 and zb)))
-        pixels = W + 2 - zl - zr
-        ncc = -(-q.in_channels // CFG.lanes)
-        assert totals["c1_busy"] == computed_rows * pixels * q.rank * ncc + (len(order_rows) - computed_rows)
-        assert totals["w1_reads"] == computed_rows * pixels * q.rank * ncc
-        assert totals["c1_slots"] == computed_rows * pixels * q.rank * q.in_channels
-        assert totals["line1_writes"] == computed_rows * pixels * q.rank
-        ones = int(sum(window[t, :, w, x_ + 1].sum() for t, w in order_rows if not ((w == 0 and zt) or (w == H + 1 and zb))
-                       for x_ in range(-1 + zl, W + 1 - zr)))
-        assert totals["c1_adds"] == ones * q.rank
-        assert totals["c1_stall"] == 0 and totals["c1_in_wait"] == 0
+        zero_rows = [(t, w) for t, w in order_rows if (w == 0 and zt) or (w == H + 1 and zb)]
+        computed = [(t, w, x_) for t, w in order_rows if (t, w) not in zero_rows
+                    for x_ in range(-1 + zl, W + 1 - zr)]
+        ones = int(sum(window[t, :, w, x_ + 1].sum() for t, w, x_ in computed))
+        check = _zero_skip_counters if zero_skip else _dense_counters
+        check(totals, q, window, computed, len(zero_rows), ones, geo)
     return checked
+
+
+def _dense_counters(totals, q, window, computed, n_zero_rows, ones, geo):
+    """One step per (pixel, k, P-channel chunk) of a computed row, one per zero row."""
+    n_px = len(computed)
+    ncc = -(-q.in_channels // CFG.lanes)
+    assert totals["c1_busy"] == n_px * q.rank * ncc + n_zero_rows
+    assert totals["w1_reads"] == n_px * q.rank * ncc
+    assert totals["c1_slots"] == n_px * q.rank * q.in_channels
+    assert totals["line1_writes"] == n_px * q.rank
+    assert totals["c1_adds"] == ones * q.rank
+    assert totals["c1_stall"] == 0 and totals["c1_in_wait"] == 0
+
+
+def _zero_skip_counters(totals, q, window, computed, n_zero_rows, ones, geo):
+    """Per pixel and rank group of Pk: one step per 1-spike of each spike word, one for an
+    all-zero word; one step per zero row; one stall (the first word's fetch)."""
+    sw = ZS.spike_word_bits
+    steps = 0
+    for t, w, x_ in computed:
+        s = window[t, :, w, x_ + 1]
+        steps += sum(max(1, int(s[c0:c0 + sw].sum())) for c0 in range(0, q.in_channels, sw))
+    groups = [min(geo.Pk, q.rank - k0) for k0 in range(0, q.rank, geo.Pk)]
+    assert totals["c1_busy"] == steps * len(groups) + n_zero_rows
+    assert totals["w1_reads"] == ones * len(groups)
+    assert totals["c1_slots"] == steps * q.rank
+    assert totals["c1_adds"] == ones * q.rank
+    assert totals["line1_writes"] == len(computed) * len(groups)
+    assert totals["spike_in_reads"] == len(computed) * -(-q.in_channels // sw)
+    assert totals["c1_stall"] == 1 and totals["c1_in_wait"] == 0
 
 
 @pytest.mark.parametrize("order", [0, 1], ids=["row-outer", "timestep-outer"])
@@ -153,3 +187,18 @@ def test_cluster1_engine_writes_the_golden_q1(order, pack):
     # 2x3 tiles of a 4x5 map: every tile has some halos inside the layer (computed) and some
     # outside (zero), the last column strip has an unaligned right edge
     assert run_engine(q, x, (2, 3), pack, order) > 0
+
+
+@pytest.mark.parametrize("pattern", ["zeros", "ones", "random"])
+@pytest.mark.parametrize("order,pack", [(0, 0), (1, 1), (0, 2)])
+def test_zero_skip_cluster1_writes_the_golden_q1(pattern, order, pack):
+    """The zero-skipping engine (arrangement.cluster1 = "zero_skip") on hand-made spike
+    patterns: no spike at all (one step per spike word), every spike 1 (one step per channel),
+    random; 40 input channels span two 32-bit spike words, rank 5 leaves a partial group
+    (rank 4 at Pk = 4, where a partial group's transposed core would not fit region w1)."""
+    rng = np.random.default_rng(11 + pack + 2 * order)
+    q = _layer(rng, r=5 if pack < 2 else 4, cin=40)
+    shape = (2, 40, 4, 5)
+    x = {"zeros": np.zeros(shape, int), "ones": np.ones(shape, int),
+         "random": (rng.random(shape) < 0.3).astype(int)}[pattern]
+    assert run_engine(q, x, (2, 3), pack, order, cfg=ZS) > 0

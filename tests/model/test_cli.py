@@ -56,13 +56,14 @@ def test_tile_prints_counters(capsys):
     c = json.loads(capsys.readouterr().out)
     assert c["c3_macs"] == 2 * 4 * 4 * 3 * 4 * 4  # T x H x W x 3 x r x r
     assert set(c) == set(COUNTER_NAMES) - {"spikes_out"}   # spikes_out needs data
-    # the paper's idealised design: STT's clusters 2 and 3 take turns, no stall counters
+    # the paper's arrangement: STT's clusters 2 and 3 take turns (more cycles), cluster 1
+    # steps only on 1-spikes (density 0.1 of 8 channels: fewer cluster-1 steps); RTL counters
     assert main(["tile", "--mode", "stt", "--pack", "0", "--order", "0"]) == 0
     rtl = json.loads(capsys.readouterr().out)
     assert main(["tile", "--mode", "stt", "--pack", "0", "--order", "0", "--accel", "proposed"]) == 0
-    ideal = json.loads(capsys.readouterr().out)
-    assert ideal["cycles"] > rtl["cycles"] and "c2_stall" not in ideal
-    assert ideal["c1_busy"] < rtl["c1_busy"]
+    paper = json.loads(capsys.readouterr().out)
+    assert paper["cycles"] > rtl["cycles"] and set(paper) == set(rtl)
+    assert paper["c1_busy"] < rtl["c1_busy"]
 
 
 def test_report_writes_every_file(tmp_path, monkeypatch):
