@@ -221,6 +221,9 @@ class TTConv2d(nn.Module):
     """
 
     memory_saving: bool = True
+    #: with ``memory_saving``: also keep the rank-channel intermediates for the backward
+    #: instead of recomputing them (:func:`sw.tt_autograd.tt_conv`'s ``keep_rank``)
+    keep_rank_intermediates: bool = True
 
     def __init__(self, in_channels: int, out_channels: int, rank: int, mode: str = "ptt",
                  stride: int = 1, downsample: str = "maxpool",
@@ -321,7 +324,7 @@ class TTConv2d(nn.Module):
         steps = x.shape[0]
         if self.memory_saving and self.training and torch.is_grad_enabled() and is_binary(x):
             return tt_conv(x, self.g1.weight, self.g2.weight, self.g3.weight, self.g4.weight,
-                           self.geometry(steps))
+                           self.geometry(steps), keep_rank=self.keep_rank_intermediates)
         if self.mode != "htt":
             return _unfold(self._full(_fold(x)), steps)
         sched = self.full_timesteps(steps)

@@ -74,10 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="profile steps per mode and split their time into convolutions, BatchNorm, LIF, "
                              "optimiser and the rest (forward + backward each) instead of timing")
     parser.add_argument("--json", action="store_true", help="print one JSON object (keyed by mode)")
-    parser.add_argument("--tt-backward", choices=("recompute", "plain"), default="recompute",
-                        help="TT convs on spikes: 'recompute' (default; keep the input spikes as bool, "
-                             "recompute the rank intermediates in backward, sw/tt_autograd.py) or 'plain' "
-                             "autograd (keeps every intermediate); to compare the two")
+    parser.add_argument("--tt-backward", choices=("keep-rank", "recompute", "plain"), default="keep-rank",
+                        help="TT convs on spikes: 'keep-rank' (default; keep the input spikes as bool and "
+                             "the rank-channel intermediates, sw/tt_autograd.py), 'recompute' (keep only the "
+                             "spikes, recompute the rank intermediates in backward) or 'plain' autograd "
+                             "(keeps every intermediate in float); to compare them")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,12 +94,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from sw.tt import TTConv2d
 
-    saving = TTConv2d.memory_saving
-    TTConv2d.memory_saving = args.tt_backward == "recompute"
+    saving, keep = TTConv2d.memory_saving, TTConv2d.keep_rank_intermediates
+    TTConv2d.memory_saving = args.tt_backward != "plain"
+    TTConv2d.keep_rank_intermediates = args.tt_backward == "keep-rank"
     try:
         return _bench_steps(args, threads)
     finally:
-        TTConv2d.memory_saving = saving
+        TTConv2d.memory_saving, TTConv2d.keep_rank_intermediates = saving, keep
 
 
 def _bench_steps(args: argparse.Namespace, threads: int) -> int:

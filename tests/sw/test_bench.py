@@ -58,13 +58,14 @@ def test_bench_tt_backward_switch_saves_less_and_restores_default(capsys):
     from sw.tt import TTConv2d
 
     saved = {}
-    for choice in ("plain", "recompute"):
+    for choice in ("plain", "recompute", "keep-rank"):
         rc = run_cli(main, ["bench", "--preset", "tiny", "--modes", "ptt", "--reps", "1", "--warmup", "0",
                             "--threads", "1", "--json", "--tt-backward", choice])
         assert rc == 0
         saved[choice] = json.loads(capsys.readouterr().out)["ptt"]["saved_bytes"]
-        assert TTConv2d.memory_saving is True  # the switch does not outlive the command
-    assert saved["recompute"] < saved["plain"]
+        # the switch does not outlive the command
+        assert TTConv2d.memory_saving is True and TTConv2d.keep_rank_intermediates is True
+    assert saved["recompute"] < saved["keep-rank"] < saved["plain"]
 
 
 def test_profile_breakdown_attributes_every_module_once():
