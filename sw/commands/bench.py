@@ -92,8 +92,10 @@ def run(args: argparse.Namespace) -> int:
         res["threads"] = threads
         print(json.dumps(res) if args.json else format_lif(res, threads))
         return 0
+    from sw.malloc_tuning import keep_freed_memory
     from sw.tt import TTConv2d
 
+    keep_freed_memory()  # as train does (SW_MALLOC_TUNE=0 measures without)
     saving, keep = TTConv2d.memory_saving, TTConv2d.keep_rank_intermediates
     TTConv2d.memory_saving = args.tt_backward != "plain"
     TTConv2d.keep_rank_intermediates = args.tt_backward == "keep-rank"
@@ -125,16 +127,21 @@ def _bench_preset(args: argparse.Namespace, preset: str, threads: int) -> dict |
         for mode in _modes(args.modes):
             print(f"## {preset} {mode}\n" + profile_step(wl, mode))
         return None
-    head = {"preset": preset, "workload": dataclasses.asdict(wl), "threads": threads}
+    from sw.malloc_tuning import keep_freed_memory
+
+    head = {"preset": preset, "workload": dataclasses.asdict(wl), "threads": threads,
+            "tt_backward": args.tt_backward, "freed_memory_kept": keep_freed_memory()}
+    settings = (f"TT backward: {args.tt_backward}; freed memory kept for reuse (sw/malloc_tuning.py): "
+                f"{'yes' if head['freed_memory_kept'] else 'no'}")
     if args.breakdown:
         from sw.bench import format_breakdown, profile_breakdown
 
         rows = [profile_breakdown(wl, mode) for mode in _modes(args.modes)]
         if not args.json:
-            print(format_breakdown(rows, wl, threads) + "\n", flush=True)
+            print(format_breakdown(rows, wl, threads) + "\n" + settings + "\n", flush=True)
         return {**head, "breakdown": rows}
     res = bench_modes(wl, _modes(args.modes), reps=args.reps, warmup=args.warmup, memory=not args.no_memory,
                       progress=not args.json)
     if not args.json:
-        print(format_table(res, wl, threads) + "\n", flush=True)
+        print(format_table(res, wl, threads) + "\n" + settings + "\n", flush=True)
     return {**head, **res}

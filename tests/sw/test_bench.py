@@ -45,7 +45,8 @@ def test_bench_cli_json(capsys):
                         "--threads", "1", "--no-memory", "--json"])
     assert rc == 0
     obj = json.loads(capsys.readouterr().out)
-    assert set(obj) == {"preset", "workload", "threads", "dense", "ptt"} and obj["workload"]["arch"] == "tiny"
+    assert set(obj) == {"preset", "workload", "threads", "tt_backward", "freed_memory_kept", "dense", "ptt"}
+    assert obj["workload"]["arch"] == "tiny" and obj["tt_backward"] == "keep-rank"
     # modes take turns: the paired speed-up is the median of per-round ratios
     assert obj["ptt"]["speedup_paired"] == obj["dense"]["times_s"][0] / obj["ptt"]["times_s"][0]
     assert run_cli(main, ["bench", "--modes", "dense,cp"]) == 2
