@@ -218,9 +218,9 @@ class TTConv2d(nn.Module):
     ``downsample`` 'maxpool' (reference) or 'stride' (see the module docstring).
 
     Training on binary (0/1) inputs uses :func:`sw.tt_autograd.tt_conv` (same forward result;
-    the backward keeps the input as ``torch.bool`` and recomputes the rank-channel
-    intermediates) unless ``memory_saving`` is set to False; other inputs, eval mode and
-    no-grad use the plain path.
+    the backward keeps the input as ``torch.bool`` and, with ``keep_rank_intermediates`` (the
+    default), the rank-channel intermediates, else recomputes them) unless ``memory_saving``
+    is set to False; other inputs, eval mode and no-grad use the plain path.
     """
 
     memory_saving: bool = True

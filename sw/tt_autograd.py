@@ -19,6 +19,11 @@ uses) in reverse order:
   with 'stride' downsampling the two timestep classes as two separate chains;
 - g1: ``d x, d w1`` from ``d o1``.
 
+With ``keep_rank=True`` (the default of :class:`sw.tt.TTConv2d`) the forward also keeps the
+rank-channel intermediates (``o1``, g4's input, STT's ``o2``) and the backward uses them
+instead of recomputing them: the same tensors bit for bit, three fewer convolutions, a few
+rank-channel maps more memory (still below a dense network's peak at the bench presets).
+
 Pure functions per stage, forward next to backward; :func:`tt_conv` is the entry point.
 """
 
