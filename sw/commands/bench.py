@@ -74,10 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="profile steps per mode and split their time into convolutions, BatchNorm, LIF, "
                              "optimiser and the rest (forward + backward each) instead of timing")
     parser.add_argument("--json", action="store_true", help="print one JSON object (keyed by mode)")
-    parser.add_argument("--tt-backward", choices=("recompute", "plain"), default="recompute",
-                        help="TT convs on spikes: 'recompute' (default; keep the input spikes as bool, "
-                             "recompute the rank intermediates in backward, sw/tt_autograd.py) or 'plain' "
-                             "autograd (keeps every intermediate); to compare the two")
+    parser.add_argument("--tt-backward", choices=("keep-rank", "recompute", "plain"), default="keep-rank",
+                        help="TT convs on spikes: 'keep-rank' (default; keep the input spikes as bool and "
+                             "the rank-channel intermediates, sw/tt_autograd.py), 'recompute' (keep only the "
+                             "spikes, recompute the rank intermediates in backward) or 'plain' autograd "
+                             "(keeps every intermediate in float); to compare them")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,14 +92,17 @@ def run(args: argparse.Namespace) -> int:
         res["threads"] = threads
         print(json.dumps(res) if args.json else format_lif(res, threads))
         return 0
+    from sw.malloc_tuning import keep_freed_memory
     from sw.tt import TTConv2d
 
-    saving = TTConv2d.memory_saving
-    TTConv2d.memory_saving = args.tt_backward == "recompute"
+    keep_freed_memory()  # as train does (SW_MALLOC_TUNE=0 measures without)
+    saving, keep = TTConv2d.memory_saving, TTConv2d.keep_rank_intermediates
+    TTConv2d.memory_saving = args.tt_backward != "plain"
+    TTConv2d.keep_rank_intermediates = args.tt_backward == "keep-rank"
     try:
         return _bench_steps(args, threads)
     finally:
-        TTConv2d.memory_saving = saving
+        TTConv2d.memory_saving, TTConv2d.keep_rank_intermediates = saving, keep
 
 
 def _bench_steps(args: argparse.Namespace, threads: int) -> int:
@@ -123,16 +127,21 @@ def _bench_preset(args: argparse.Namespace, preset: str, threads: int) -> dict |
         for mode in _modes(args.modes):
             print(f"## {preset} {mode}\n" + profile_step(wl, mode))
         return None
-    head = {"preset": preset, "workload": dataclasses.asdict(wl), "threads": threads}
+    from sw.malloc_tuning import keep_freed_memory
+
+    head = {"preset": preset, "workload": dataclasses.asdict(wl), "threads": threads,
+            "tt_backward": args.tt_backward, "freed_memory_kept": keep_freed_memory()}
+    settings = (f"TT backward: {args.tt_backward}; freed memory kept for reuse (sw/malloc_tuning.py): "
+                f"{'yes' if head['freed_memory_kept'] else 'no'}")
     if args.breakdown:
         from sw.bench import format_breakdown, profile_breakdown
 
         rows = [profile_breakdown(wl, mode) for mode in _modes(args.modes)]
         if not args.json:
-            print(format_breakdown(rows, wl, threads) + "\n", flush=True)
+            print(format_breakdown(rows, wl, threads) + "\n" + settings + "\n", flush=True)
         return {**head, "breakdown": rows}
     res = bench_modes(wl, _modes(args.modes), reps=args.reps, warmup=args.warmup, memory=not args.no_memory,
                       progress=not args.json)
     if not args.json:
-        print(format_table(res, wl, threads) + "\n", flush=True)
+        print(format_table(res, wl, threads) + "\n" + settings + "\n", flush=True)
     return {**head, **res}

@@ -198,8 +198,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sw.malloc_tuning import keep_freed_memory
     from sw.train import load_config
 
+    keep_freed_memory()  # reuse freed step buffers instead of page-faulting them in again
     data = load_config(args.config) if args.config else {}
     table = data.pop("pipeline", None) or {}
     if not isinstance(table, dict):

@@ -135,6 +135,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sw.malloc_tuning import keep_freed_memory
+
+    keep_freed_memory()  # reuse freed step buffers instead of page-faulting them in again
     cfg = config_from_args(args)
     summary = train(cfg, resume=args.resume, progress=not args.no_progress, force=args.force)
     if os.environ.get("RANK", "0") == "0":   # under torchrun: one summary, from rank 0

@@ -45,7 +45,8 @@ def test_bench_cli_json(capsys):
                         "--threads", "1", "--no-memory", "--json"])
     assert rc == 0
     obj = json.loads(capsys.readouterr().out)
-    assert set(obj) == {"preset", "workload", "threads", "dense", "ptt"} and obj["workload"]["arch"] == "tiny"
+    assert set(obj) == {"preset", "workload", "threads", "tt_backward", "freed_memory_kept", "dense", "ptt"}
+    assert obj["workload"]["arch"] == "tiny" and obj["tt_backward"] == "keep-rank"
     # modes take turns: the paired speed-up is the median of per-round ratios
     assert obj["ptt"]["speedup_paired"] == obj["dense"]["times_s"][0] / obj["ptt"]["times_s"][0]
     assert run_cli(main, ["bench", "--modes", "dense,cp"]) == 2
@@ -58,13 +59,14 @@ def test_bench_tt_backward_switch_saves_less_and_restores_default(capsys):
     from sw.tt import TTConv2d
 
     saved = {}
-    for choice in ("plain", "recompute"):
+    for choice in ("plain", "recompute", "keep-rank"):
         rc = run_cli(main, ["bench", "--preset", "tiny", "--modes", "ptt", "--reps", "1", "--warmup", "0",
                             "--threads", "1", "--json", "--tt-backward", choice])
         assert rc == 0
         saved[choice] = json.loads(capsys.readouterr().out)["ptt"]["saved_bytes"]
-        assert TTConv2d.memory_saving is True  # the switch does not outlive the command
-    assert saved["recompute"] < saved["plain"]
+        # the switch does not outlive the command
+        assert TTConv2d.memory_saving is True and TTConv2d.keep_rank_intermediates is True
+    assert saved["recompute"] < saved["keep-rank"] < saved["plain"]
 
 
 def test_profile_breakdown_attributes_every_module_once():

@@ -30,28 +30,30 @@ def _weights(m):
     return m.g1.weight, m.g2.weight, m.g3.weight, m.g4.weight
 
 
+@pytest.mark.parametrize("keep_rank", [False, True], ids=["recompute", "keep-rank"])
 @pytest.mark.parametrize("mode,stride,downsample,schedule", CONFIGS)
-def test_gradcheck_float64(mode, stride, downsample, schedule):
+def test_gradcheck_float64(mode, stride, downsample, schedule, keep_rank):
     """The hand-written backward (input kept as is) against finite differences."""
     m = _module(mode, stride, downsample, schedule)
     x = torch.randn(4, 1, 2, 5, 4, dtype=torch.float64, requires_grad=True)  # odd H: ceil pool
     geo = m.geometry(4)
-    fn = lambda x_, *w: tt_conv(x_, *w, geo, binary_input=False)
+    fn = lambda x_, *w: tt_conv(x_, *w, geo, binary_input=False, keep_rank=keep_rank)
     assert torch.autograd.gradcheck(fn, (x, *_weights(m)), eps=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("keep_rank", [False, True], ids=["recompute", "keep-rank"])
 @pytest.mark.parametrize("mode,stride,downsample,schedule", CONFIGS[:9])
-def test_gradcheck_binary_storage(mode, stride, downsample, schedule):
+def test_gradcheck_binary_storage(mode, stride, downsample, schedule, keep_rank):
     """Weights' gradients with the input kept as bool, against finite differences."""
     m = _module(mode, stride, downsample, schedule)
     x = (torch.rand(4, 1, 2, 5, 4, generator=torch.Generator().manual_seed(1)) < 0.4).double()
     geo = m.geometry(4)
-    fn = lambda *w: tt_conv(x, *w, geo, binary_input=True)
+    fn = lambda *w: tt_conv(x, *w, geo, binary_input=True, keep_rank=keep_rank)
     assert torch.autograd.gradcheck(fn, _weights(m), eps=1e-6, atol=1e-6)
 
 
-def _grads(m, x, memory_saving):
-    m.memory_saving = memory_saving
+def _grads(m, x, memory_saving, keep_rank=True):
+    m.memory_saving, m.keep_rank_intermediates = memory_saving, keep_rank
     m.zero_grad(set_to_none=True)
     x = x.clone().requires_grad_(True)
     y = m(x)
@@ -82,6 +84,11 @@ def test_float32_same_forward_and_gradients_on_digit_spikes(mode, stride, downsa
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # recomputing the rank intermediates gives the kept ones bit for bit: same gradients
+    y_rc, gx_rc, gw_rc, _ = _grads(m, x, memory_saving=True, keep_rank=False)
+    assert torch.equal(y_rc, y) and torch.equal(gx_rc, gx)
+    for a, b in zip(gw_rc, gw):
+        assert (a is None and b is None) or torch.equal(a, b)
 
 
 def test_float_input_and_eval_fall_back_to_plain_autograd():
@@ -96,12 +103,18 @@ def test_float_input_and_eval_fall_back_to_plain_autograd():
 
 
 def test_saves_only_bool_input_and_weights():
-    """Saved-for-backward bytes: the input as bool (1 byte per element) plus the weights."""
+    """Saved-for-backward bytes: the input as bool (1 byte per element) plus the weights;
+    with the rank intermediates kept, plus STT's three of them (g1 out, g2 out, g4 in)."""
     m = _module("stt", 2, "maxpool", None, dtype=torch.float32).train()
+    m.keep_rank_intermediates = False
     x = (torch.rand(4, 2, 2, 8, 8) < 0.3).float().requires_grad_(True)
     _, saved = saved_tensor_bytes(lambda: m(x))
     weight_bytes = sum(w.numel() * 4 for w in _weights(m))
     assert saved == x.numel() * 1 + weight_bytes
+    m.keep_rank_intermediates = True
+    _, saved_keep = saved_tensor_bytes(lambda: m(x))
+    rank_map = 4 * 2 * m.rank * 8 * 8  # [T*B, r, H, W]: the chain runs at stride 1 before the pool
+    assert saved_keep == saved + 3 * rank_map * 4
     m.memory_saving = False
     _, saved_plain = saved_tensor_bytes(lambda: m(x))
     assert saved_plain > 4 * x.numel()  # at least the float input
