@@ -218,15 +218,16 @@ class TTConv2d(nn.Module):
     ``downsample`` 'maxpool' (reference) or 'stride' (see the module docstring).
 
     Training on binary (0/1) inputs uses :func:`sw.tt_autograd.tt_conv` (same forward result;
-    the backward keeps the input as ``torch.bool`` and, with ``keep_rank_intermediates`` (the
-    default), the rank-channel intermediates, else recomputes them) unless ``memory_saving``
+    the backward keeps the input as ``torch.bool`` and recomputes the rank-channel
+    intermediates, or keeps them too with ``keep_rank_intermediates``) unless ``memory_saving``
     is set to False; other inputs, eval mode and no-grad use the plain path.
     """
 
     memory_saving: bool = True
     #: with ``memory_saving``: also keep the rank-channel intermediates for the backward
-    #: instead of recomputing them (:func:`sw.tt_autograd.tt_conv`'s ``keep_rank``)
-    keep_rank_intermediates: bool = True
+    #: instead of recomputing them (:func:`sw.tt_autograd.tt_conv`'s ``keep_rank``): faster,
+    #: more memory; off by default, as the hardware recomputes them (issue 18)
+    keep_rank_intermediates: bool = False
 
     def __init__(self, in_channels: int, out_channels: int, rank: int, mode: str = "ptt",
                  stride: int = 1, downsample: str = "maxpool",

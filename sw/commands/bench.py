@@ -74,10 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="profile steps per mode and split their time into convolutions, BatchNorm, LIF, "
                              "optimiser and the rest (forward + backward each) instead of timing")
     parser.add_argument("--json", action="store_true", help="print one JSON object (keyed by mode)")
-    parser.add_argument("--tt-backward", choices=("keep-rank", "recompute", "plain"), default="keep-rank",
-                        help="TT convs on spikes: 'keep-rank' (default; keep the input spikes as bool and "
-                             "the rank-channel intermediates, sw/tt_autograd.py), 'recompute' (keep only the "
-                             "spikes, recompute the rank intermediates in backward) or 'plain' autograd "
+    parser.add_argument("--tt-backward", choices=("keep-rank", "recompute", "plain"), default="recompute",
+                        help="TT convs on spikes: 'recompute' (default; keep only the input spikes as bool "
+                             "and recompute the rank intermediates in backward, sw/tt_autograd.py), "
+                             "'keep-rank' (keep the rank-channel intermediates too) or 'plain' autograd "
                              "(keeps every intermediate in float); to compare them")
 
 

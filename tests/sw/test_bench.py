@@ -46,7 +46,7 @@ def test_bench_cli_json(capsys):
     assert rc == 0
     obj = json.loads(capsys.readouterr().out)
     assert set(obj) == {"preset", "workload", "threads", "tt_backward", "freed_memory_kept", "dense", "ptt"}
-    assert obj["workload"]["arch"] == "tiny" and obj["tt_backward"] == "keep-rank"
+    assert obj["workload"]["arch"] == "tiny" and obj["tt_backward"] == "recompute"
     # modes take turns: the paired speed-up is the median of per-round ratios
     assert obj["ptt"]["speedup_paired"] == obj["dense"]["times_s"][0] / obj["ptt"]["times_s"][0]
     assert run_cli(main, ["bench", "--modes", "dense,cp"]) == 2
@@ -65,7 +65,7 @@ def test_bench_tt_backward_switch_saves_less_and_restores_default(capsys):
         assert rc == 0
         saved[choice] = json.loads(capsys.readouterr().out)["ptt"]["saved_bytes"]
         # the switch does not outlive the command
-        assert TTConv2d.memory_saving is True and TTConv2d.keep_rank_intermediates is True
+        assert TTConv2d.memory_saving is True and TTConv2d.keep_rank_intermediates is False
     assert saved["recompute"] < saved["keep-rank"] < saved["plain"]
 
 
