@@ -30,7 +30,7 @@ __all__ = [
 
 def _config_dir() -> Path:
     # a checkout (or an editable install) reads the top-level configs/; a built wheel ships them
-    # as gen/configs (setup.py copies them), since configs/ is no package
+    # as ttsnn/gen/configs (setup.py copies them), since configs/ is no package
     here = Path(__file__).resolve().parent
     return here / "configs" if (here / "configs").is_dir() else here.parent / "configs"
 

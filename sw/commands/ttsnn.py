@@ -93,30 +93,8 @@ def find(name: str) -> Command | None:
     return None
 
 
-KIT_PACKAGES = ("sw", "gen", "cosim", "model")
-
-
-def check_no_clash() -> None:
-    """The kit installs top-level packages with common names (``model``, ``gen``): refuse, with
-    one line, to run when another project's package of that name comes first on ``sys.path``."""
-    import importlib.util
-    from pathlib import Path
-
-    home = Path(__file__).resolve().parents[2]
-    for name in KIT_PACKAGES[1:]:
-        spec = importlib.util.find_spec(name)
-        where = Path(spec.origin).resolve().parent.parent if spec and spec.origin else None
-        if where != home:
-            from sw.cli_util import UserError
-            found = spec.origin if spec and spec.origin else "nothing"
-            raise UserError(f"the package '{name}' found first is {found}, not the kit's (in {home}): "
-                            "another project installs a package of that name; install the kit in a "
-                            "virtual environment of its own (README, 'Installing')")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    check_no_clash()
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if argv else 2

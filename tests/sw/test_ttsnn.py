@@ -127,16 +127,6 @@ def test_the_python_m_forms_still_work():
     assert r.returncode == 0 and "replay-network" in r.stdout and "hw-explore" in r.stdout
 
 
-def test_another_projects_model_package_first_on_the_path_is_one_line(tmp_path, monkeypatch, capsys):
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "__init__.py").write_text("")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "model", raising=False)
-    rc, _, err = _run(capsys, "--help")
-    lines = err.strip().splitlines()
-    assert rc == 2 and len(lines) == 1 and "package 'model'" in lines[0] and str(tmp_path) in lines[0]
-
-
 BOOM = ("import argparse, runpy, sys\n"
         "def boom(self, *a, **k):\n"
         "    raise RuntimeError('injected internal failure')\n"
