@@ -12,6 +12,7 @@ while packages of those four names that belong to someone else come first on ``s
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -91,3 +92,24 @@ def test_wheel_in_a_fresh_venv_runs_the_demo_from_another_folder(tmp_path):
     assert (work / "out" / "ptt.pt").is_file() and (work / "out" / "rtl" / "small" / "ttsnn_accel.v").is_file()
     assert report  # the demo wrote its report under --out
     assert _files(site) == installed, "the demo wrote next to the installed package"
+
+
+KIT_PACKAGES = ("sw", "gen", "cosim", "model")
+
+
+def test_the_kit_imports_itself_only_as_ttsnn():
+    """No module of the kit or its tests imports ``sw``, ``gen``, ``cosim`` or ``model`` by the
+    short name (another project's package of that name would be picked up); ``ttsnn.gen`` etc."""
+    short = []
+    for folder in (*KIT_PACKAGES, "ttsnn", "tests"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                short += [f"{path.relative_to(REPO)}:{node.lineno}: {n}" for n in names
+                          if n.split(".")[0] in KIT_PACKAGES]
+    assert short == [], f"{len(short)} imports by the short name, e.g. {short[:5]}"
