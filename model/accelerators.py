@@ -41,6 +41,7 @@ from . import rtl_backward
 from .energy_table import EnergyTable, Memory
 from .tile import (TileForward, TileShape, _glb, add_scratchpad_counts, config_key,
                    counters_to_counts, tile_forward)
+from sw.cli_util import UserError
 
 __all__ = ["Accelerator", "Proposed", "ProposedRTL", "SataLike", "make_accelerator", "ACCELERATORS"]
 
@@ -340,7 +341,7 @@ class Proposed(Accelerator):
     def __init__(self, cfg: HardwareConfig, event_driven: bool = True, stt_chain: str = "sequential"):
         super().__init__(cfg)
         if stt_chain not in ("pipelined", "sequential"):
-            raise ValueError(f"stt_chain must be 'pipelined' or 'sequential', got {stt_chain!r}")
+            raise UserError(f"stt_chain must be 'pipelined' or 'sequential', got {stt_chain!r}")
         self.event_driven = bool(event_driven)
         self.stt_chain = stt_chain
 
@@ -565,5 +566,5 @@ ACCELERATORS = {"proposed": Proposed, "proposed-rtl": ProposedRTL, "sata": SataL
 
 def make_accelerator(name: str, cfg: HardwareConfig) -> Accelerator:
     if name not in ACCELERATORS:
-        raise ValueError(f"unknown accelerator {name!r}; choose one of {', '.join(ACCELERATORS)}")
+        raise UserError(f"unknown accelerator {name!r}; choose one of {', '.join(ACCELERATORS)}")
     return ACCELERATORS[name](cfg)

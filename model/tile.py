@@ -38,6 +38,7 @@ from gen.cyclemodel import TileShape
 from gen.driver import input_row_order
 from gen.geometry import TileGeometry, window_pixels
 from gen.hostmap import COUNTER_NAMES, host_map
+from sw.cli_util import UserError
 
 __all__ = ["TileShape", "TileForward", "tile_shape", "tile_forward", "tile_forward_counters",
            "host_regions", "computed_pixels", "counters_to_counts", "STALL_COUNTERS",
@@ -56,7 +57,7 @@ OUTPUT_REGIONS = ("membrane", "spikes")
 
 def _schedule(mode: str, schedule: Sequence[bool] | None, timesteps: int) -> tuple[bool, ...]:
     if mode not in ("stt", "ptt", "htt"):
-        raise ValueError(f"mode must be 'stt', 'ptt' or 'htt', got {mode!r}")
+        raise UserError(f"mode must be 'stt', 'ptt' or 'htt', got {mode!r}")
     if mode != "htt":
         return (True,) * timesteps
     from sw.arch import validate_schedule
@@ -71,21 +72,21 @@ def tile_shape(tile, mode: str, schedule: Sequence[bool] | None = None,
     order``; missing ones default to no zero halo, ``pack = 0``, ``order = 0``)."""
     if isinstance(tile, TileShape):
         if tile.mode != mode:
-            raise ValueError(f"tile shape has mode {tile.mode!r}, asked for {mode!r}")
+            raise UserError(f"tile shape has mode {tile.mode!r}, asked for {mode!r}")
         return tile
     t = int(tile.timesteps)
     vals = {k: int(getattr(tile, k)) for k in ("height", "width", "in_channels", "rank",
                                                  "out_channels", "timesteps")}
     for k, v in vals.items():
         if v < 1:
-            raise ValueError(f"tile {k} must be >= 1, got {v}")
+            raise UserError(f"tile {k} must be >= 1, got {v}")
     pool = bool(tile.pool)
     if pool and (vals["height"] % 2 or vals["width"] % 2):
-        raise ValueError(f"a pooling tile needs an even height and width, got "
-                         f"{vals['height']}x{vals['width']}")
+        raise UserError(f"a pooling tile needs an even height and width, got "
+                        f"{vals['height']}x{vals['width']}")
     zh = tuple(bool(z) for z in getattr(tile, "zero_halo", (False,) * 4))
     if len(zh) != 4:
-        raise ValueError(f"zero_halo: expected 4 flags (top, bottom, left, right), got {zh!r}")
+        raise UserError(f"zero_halo: expected 4 flags (top, bottom, left, right), got {zh!r}")
     return TileShape(vals["in_channels"], vals["rank"], vals["out_channels"], vals["height"],
                      vals["width"], t, mode, _schedule(mode, schedule, t), pool, bool(residual), zh,
                      int(getattr(tile, "pack", 0)), int(getattr(tile, "order", 0)))
@@ -193,7 +194,7 @@ def tile_forward(cfg: HardwareConfig, tile, mode: str, schedule: Sequence[bool] 
                  stt_chain: str = "pipelined") -> TileForward:
     """:func:`tile_forward_counters` with the shape, host regions and variant alongside."""
     if stt_chain not in ("pipelined", "sequential"):
-        raise ValueError(f"stt_chain must be 'pipelined' or 'sequential', got {stt_chain!r}")
+        raise UserError(f"stt_chain must be 'pipelined' or 'sequential', got {stt_chain!r}")
     s = tile_shape(tile, mode, schedule, residual)
     if residual and not s.residual:       # a TileShape given with residual=True
         s = replace(s, residual=True)
@@ -204,12 +205,12 @@ def tile_forward(cfg: HardwareConfig, tile, mode: str, schedule: Sequence[bool] 
         window = np.asarray(window)
         want = (T, cin, s.height + 2, s.width + 2)
         if window.shape != want:
-            raise ValueError(f"window: expected shape {want}, got {window.shape}")
+            raise UserError(f"window: expected shape {want}, got {window.shape}")
         ones_px = _window_ones(s, window)
         ones = int(ones_px.sum())
     elif density is not None:
         if not 0.0 <= density <= 1.0:
-            raise ValueError(f"density must be a fraction in [0, 1], got {density}")
+            raise UserError(f"density must be a fraction in [0, 1], got {density}")
         ones = density * T * n1 * cin
     else:
         ones = None
@@ -226,7 +227,7 @@ def tile_forward(cfg: HardwareConfig, tile, mode: str, schedule: Sequence[bool] 
     if event_driven or seq:
         if event_driven:
             if ones is None:
-                raise ValueError("the event-driven cluster 1 needs the input window or a spike density")
+                raise UserError("the event-driven cluster 1 needs the input window or a spike density")
             if ones_px is not None:
                 events = float(np.maximum(ones_px, 1).sum())
             else:

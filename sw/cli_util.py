@@ -37,6 +37,12 @@ class UserError(ValueError):
     A ``ValueError`` so that callers and tests that catch ``ValueError`` keep working."""
 
 
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named (or that a step the user skipped writes) is not there;
+    the message says which and how to make it. A ``FileNotFoundError`` too, for callers that
+    catch that."""
+
+
 # what the user named could not be read or written: their mistake (or their machine's), not a bug
 _FILE_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR,
                 errno.EEXIST, errno.ENOSPC, errno.EROFS, errno.ENOMEM, errno.ENAMETOOLONG,

@@ -17,13 +17,14 @@ from ..hostmap import HostMap, host_map, region_reads, region_writes
 from .stage_layout import StageKind
 from .tile_program import (BackwardTileProgram, gbuf_need, pack_tensor, pack_trace, plan_backward_tile, unpack_tensor,
                            unpack_wgrad)
+from sw.cli_util import UserError
 
 __all__ = ["BackwardTileResult", "BackwardHostProgram", "backward_program", "backward_traffic", "check_fits",
            "run_backward_tile",
            "BackwardDoesNotFit", "BackwardTile", "backward_layer_programs", "combine_tiles"]
 
 
-class BackwardDoesNotFit(ValueError):
+class BackwardDoesNotFit(UserError):
     """A backward tile needs more of a backward memory than the configuration has; ``region``
     names it (``gbuf``, ``gweights``, ``trace`` or ``wgrad``), ``need`` its words."""
 
@@ -169,8 +170,8 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
     for name, values in (("e", e), ("g_extra", g_extra)):
         spec = plan.tensors.get(name)
         if values is not None and np.shape(values) != (T, spec.channels, spec.rows, spec.cols):
-            raise ValueError(f"{name}: expected [T={T}, {spec.channels}, {spec.rows}, {spec.cols}] "
-                             f"(output pixels plus the ring), got {list(np.shape(values))}")
+            raise UserError(f"{name}: expected [T={T}, {spec.channels}, {spec.rows}, {spec.cols}] "
+                            f"(output pixels plus the ring), got {list(np.shape(values))}")
     trace = pack_trace(spikes, window, argmax, P)
     check_fits(cfg, plan, len(trace))
     setup = [(hmap.register("ctrl").address, 2), (hmap.register("pass").address, int(Pass.BACKWARD))]

@@ -16,6 +16,7 @@ import sys
 
 from sw.arch import TT_MODES
 from sw.fileio import check_output_path
+from sw.cli_util import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,17 +60,17 @@ def _recipe(args: argparse.Namespace) -> tuple[dict, object]:
     try:
         kwargs = json.loads(args.model_kwargs)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"--model-kwargs is not valid JSON ({exc.msg}); e.g. '{{\"channels\": 8}}'") from None
+        raise UserError(f"--model-kwargs is not valid JSON ({exc.msg}); e.g. '{{\"channels\": 8}}'") from None
     recipe = {"model": args.model, "model_kwargs": kwargs}
     model = build_host(recipe)
     if args.weights:
         try:
             model.load_state_dict(load_state_dict_file(args.weights))
         except RuntimeError as exc:
-            raise ValueError(f"--weights {args.weights} do not fit {args.model}: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"--weights {args.weights} do not fit {args.model}: {str(exc).splitlines()[0]}") from None
         recipe["source"] = str(args.weights)
     elif args.ranks == "evbmf" and args.init == "tt-svd":
-        raise ValueError("--ranks evbmf reads trained weights: give --weights (or --ranks N / full)")
+        raise UserError("--ranks evbmf reads trained weights: give --weights (or --ranks N / full)")
     return recipe, model
 
 
@@ -102,8 +103,8 @@ def _merge(args: argparse.Namespace) -> dict:
     check_output_path(args.out, inputs=[args.merge], force=args.force)
     model, meta = load_converted(args.merge)
     if meta["conversion"]["mode"] == "htt":
-        raise ValueError("HTT merges into two kernels per layer (full and reduced timesteps), which the original "
-                         "model cannot hold; use sw.plugin.merge(model) in Python for it")
+        raise UserError("HTT merges into two kernels per layer (full and reduced timesteps), which the original "
+                        "model cannot hold; use sw.plugin.merge(model) in Python for it")
     merged = merge(model, inplace=True)
     buffer = io.BytesIO()
     torch.save({"recipe": meta["recipe"], "state_dict": merged.state_dict()}, buffer)
