@@ -103,7 +103,9 @@ def test_an_internal_error_keeps_its_traceback_and_asks_for_a_report(capsys, mon
 
 def test_a_lookup_error_inside_kit_code_is_a_bug_but_a_kit_check_is_a_mistake(monkeypatch):
     import cosim.__main__ as cosim_main
-    from gen.config import ConfigError, load_config
+    from gen.config import ConfigError, config_from_dict, load_config
+    from model.counts import Counts
+    from sw.cli_util import MissingFileError
 
     # a KeyError from cosim's dispatch table (a dict lookup inside kit code, no `raise`): a bug
     monkeypatch.setattr(cosim_main, "build_parser", lambda: argparse.Namespace(
@@ -112,8 +114,16 @@ def test_a_lookup_error_inside_kit_code_is_a_bug_but_a_kit_check_is_a_mistake(mo
         cosim_main.main([])
     assert not is_user_error(info.value)
     with pytest.raises(OSError) as info:
-        load_config("no-such-config")  # the kit's check: `raise FileNotFoundError(...)`
-    assert is_user_error(info.value)
+        load_config("no-such-config")  # the kit's check of a name the user gave
+    assert isinstance(info.value, MissingFileError) and is_user_error(info.value)
+    data = load_config("paper").to_dict()
+    data["clusters"]["spike_pes"] = 0
+    with pytest.raises(ValueError) as info:
+        config_from_dict(data, source="edited.toml")  # an invalid configuration
+    assert isinstance(info.value, ConfigError) and is_user_error(info.value)
+    with pytest.raises(ValueError) as info:
+        Counts().add("adder", "add", 8, -1.0)  # an internal consistency check of the kit: a bug
+    assert not isinstance(info.value, UserError) and not is_user_error(info.value)
     with pytest.raises(ValueError) as info:
         int("twelve")  # raised by an operation, not by a check of the kit
     assert not is_user_error(info.value)
