@@ -24,7 +24,7 @@ import sys
 from typing import Sequence
 
 from sw.arch import WORKLOADS
-from sw.cli_util import MissingFileError, run_cli
+from sw.cli_util import MissingFileError, prog_name, run_cli
 
 
 def _add_common(p: argparse.ArgumentParser, default_config: str) -> None:
@@ -38,7 +38,7 @@ def _add_common(p: argparse.ArgumentParser, default_config: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cosim", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog_name("python -m cosim"), description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("check", help="check the simulator toolchain")
 

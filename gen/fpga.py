@@ -40,7 +40,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from sw.cli_util import MissingFileError, UserError, run_cli
+from sw.cli_util import MissingFileError, UserError, prog_name, run_cli
 from sw.fileio import add_force_argument, check_output_dir
 
 from .config import load_config
@@ -380,7 +380,7 @@ _FPGA_FILES = ("fpga_report.json", "levels.json", "ttsnn_accel.v", "levels.ys", 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gen.fpga", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog_name("python -m gen.fpga"), description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="small", help="hardware configuration (path or shipped name; default small)")
     p.add_argument("--out", help="output directory (default build/fpga/<config name>)")
     p.add_argument("--freq", type=float, default=100.0, help="clock target for nextpnr in MHz (default 100)")

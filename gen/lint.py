@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from sw.cli_util import MissingFileError, run_cli
+from sw.cli_util import MissingFileError, prog_name, run_cli
 
 WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
 TOP = "ttsnn_accel"
@@ -48,7 +48,7 @@ def lint_file(verilog: Path) -> tuple[bool, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gen.lint", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog_name("python -m gen.lint"), description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="+", help="generated directories (or .v files); rtl/ lints all")
     args = p.parse_args(argv)
     files: list[Path] = []

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from sw.arch import WORKLOADS, WorkloadSpec
-from sw.cli_util import UserError, run_cli
+from sw.cli_util import UserError, prog_name, run_cli
 from sw.fileio import add_force_argument, check_outputs
 
 from .config import HardwareConfig, load_config
@@ -181,7 +181,7 @@ def plot_report(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gen.perf", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=prog_name("python -m gen.perf"), description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="paper", help="hardware configuration (default: paper)")
     ap.add_argument("--network", choices=sorted(NETWORKS), action="append",
                     help="network (repeatable; default: both)")

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from sw.cli_util import MissingFileError, run_cli
+from sw.cli_util import MissingFileError, prog_name, run_cli
 from sw.fileio import add_force_argument, check_output_dir
 
 from .config import load_config
@@ -101,7 +101,7 @@ def summarise(ops: dict[str, Any], word: dict[str, Any], gates: dict[str, Any]) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gen.synth", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog_name("python -m gen.synth"), description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="hardware configuration (path or shipped name)")
     p.add_argument("--out", required=True, help="output directory")
     add_force_argument(p, "the reports and files of a run already in --out")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sw.arch import WORKLOADS
-from sw.cli_util import UserError, run_cli
+from sw.cli_util import UserError, prog_name, run_cli
 from sw.fileio import add_force_argument, check_output_dir, check_outputs
 
 # the files `report` writes into its --out
@@ -55,7 +55,7 @@ def _common(p: argparse.ArgumentParser, network: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m model", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog_name("python -m model"), description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     p = sub.add_parser("energy", help="energy of one network on one accelerator, every mode")
     _common(p)

@@ -56,6 +56,28 @@ def is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in _FILE_ERRNOS
 
 
+# how the user called the command line, for usage lines: None for the ``python -m`` forms (each
+# parser names its own), "ttsnn" or "ttsnn cosim" when the ttsnn console script dispatched
+_CALLED_AS: str | None = None
+
+
+def prog_name(python_m_form: str) -> str:
+    """The program name a parser shows in its usage line: ``python_m_form`` (``python -m cosim``)
+    when run that way, what the user typed (``ttsnn``, ``ttsnn cosim``) when ``ttsnn`` ran it."""
+    return _CALLED_AS or python_m_form
+
+
+@contextmanager
+def called_as(prog: str) -> Iterator[None]:
+    """Within the block, :func:`prog_name` answers ``prog`` (``ttsnn`` sets it per command)."""
+    global _CALLED_AS
+    saved, _CALLED_AS = _CALLED_AS, prog
+    try:
+        yield
+    finally:
+        _CALLED_AS = saved
+
+
 REPORT_LINE = ("this is a bug in the kit, not a mistake in what you asked: please report it "
                "with the command line and the traceback above")
 

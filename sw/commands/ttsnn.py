@@ -13,7 +13,7 @@ import importlib
 import sys
 from typing import NamedTuple, Sequence
 
-from sw.cli_util import run_cli
+from sw.cli_util import called_as, run_cli
 
 
 class Command(NamedTuple):
@@ -105,7 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     module = importlib.import_module(cmd.module)
-    return int(module.main([*cmd.prefix, *argv[1:]]) or 0)
+    # usage lines say what the user typed: `ttsnn train` (the sub-command's parser adds `train`
+    # to its parent's name), `ttsnn perf`, `ttsnn cosim replay`
+    with called_as("ttsnn" if cmd.prefix else f"ttsnn {argv[0]}"):
+        return int(module.main([*cmd.prefix, *argv[1:]]) or 0)
 
 
 def console_main() -> None:

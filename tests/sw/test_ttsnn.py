@@ -166,3 +166,28 @@ def test_each_python_m_cli_one_line_for_a_mistake_traceback_for_a_bug(module, mi
     assert r.returncode == 1, r.stderr
     assert "Traceback (most recent call last)" in r.stderr and "injected internal failure" in r.stderr
     assert REPORT_LINE in r.stderr
+
+
+@pytest.mark.parametrize("argv, usage", [
+    (["train"], "usage: ttsnn train "), (["replay"], "usage: ttsnn replay "),
+    (["cosim", "replay"], "usage: ttsnn cosim replay "), (["perf"], "usage: ttsnn perf "),
+    (["model", "energy"], "usage: ttsnn model energy "), (["energy"], "usage: ttsnn energy "),
+])
+def test_usage_lines_name_the_command_the_user_typed(capsys, argv, usage):
+    with pytest.raises(SystemExit) as info:
+        ttsnn.main([*argv, "--help"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith(usage)
+
+
+def test_the_python_m_forms_keep_their_own_usage_lines(capsys):
+    import cosim.__main__ as cosim_main
+    import sw.__main__ as sw_main
+
+    with pytest.raises(SystemExit):
+        ttsnn.main(["train", "--help"])  # sets, then restores, the program name
+    for main, argv, usage in [(sw_main.main, ["train", "--help"], "usage: python -m sw train "),
+                              (cosim_main.main, ["replay", "--help"], "usage: python -m cosim replay ")]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert capsys.readouterr().out.startswith(usage)
