@@ -2,7 +2,7 @@
 STT/PTT/HTT (TT-SVD initialised; ranks given, uniform, full or EVBMF), or merge a converted model
 back into plain convs (paper Eq. 6). See docs/plugin.md and :mod:`sw.plugin.convert`.
 
-    python -m sw convert --model sw.plugin.examples:spikingjelly_net --weights dense.pt \\
+    python -m sw convert --model ttsnn.sw.plugin.examples:spikingjelly_net --weights dense.pt \\
         --mode ptt --ranks evbmf --out tt.pt
     python -m sw convert --checkpoint build/train/last.pt --mode ptt --ranks uniform:8 --out tt.pt
     python -m sw convert --merge tt.pt --out dense.pt      # STT/PTT: loads into the original model
@@ -22,7 +22,7 @@ from sw.cli_util import UserError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="MODULE:FUNCTION that builds the host model (e.g. "
-                                     "sw.plugin.examples:spikingjelly_net)")
+                                     "ttsnn.sw.plugin.examples:spikingjelly_net)")
     src.add_argument("--checkpoint", help="a checkpoint of `python -m sw train` (dense MS-ResNet)")
     src.add_argument("--merge", metavar="CONVERTED",
                      help="a file written by this command: merge its TT layers back into 3x3 convs")

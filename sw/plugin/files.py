@@ -31,7 +31,7 @@ VERSION = 1
 def _factory(spec: str):
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise UserError(f"--model {spec!r}: expected MODULE:FUNCTION, e.g. sw.plugin.examples:spikingjelly_net")
+        raise UserError(f"--model {spec!r}: expected MODULE:FUNCTION, e.g. ttsnn.sw.plugin.examples:spikingjelly_net")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
