@@ -25,7 +25,7 @@ import sys
 from typing import Sequence
 
 from sw.arch import WORKLOADS
-from sw.cli_util import UserError, run_cli
+from sw.cli_util import MissingFileError, UserError, prog_name, run_cli
 
 
 def _add_common(p: argparse.ArgumentParser, default_config: str) -> None:
@@ -39,7 +39,7 @@ def _add_common(p: argparse.ArgumentParser, default_config: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cosim", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog_name("python -m cosim"), description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("check", help="check the simulator toolchain")
 
@@ -153,7 +153,7 @@ def _replay(args) -> int:
 
     load_config(args.config)  # a mistake in either is one line before the long work starts
     if not Path(args.checkpoint).is_file():  # sw.checkpoint's words
-        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+        raise MissingFileError(f"checkpoint not found: {args.checkpoint}")
     say(f"replaying {args.layer} of {args.checkpoint} on the RTL of {args.config}: quantising, then "
         "building the Verilator model (25-50 s the first time; cached under build/cosim/) and simulating")
     rep = replay_layer(args.checkpoint, args.layer, args.config, sample=args.sample,

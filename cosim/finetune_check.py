@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from sw.cli_util import UserError
 
 __all__ = ["finetune_check"]
 
@@ -73,7 +74,7 @@ def finetune_check(checkpoint: str, layer: str, config: Any = "paper", *, steps:
     from sw.train import _to_model_input
 
     if steps < 1 or not 0 <= rtl_steps <= steps or batch_size < 1 or not lr > 0:
-        raise ValueError("--steps and --batch-size must be >= 1, --rtl-steps in 0..steps, --lr > 0")
+        raise UserError("--steps and --batch-size must be >= 1, --rtl-steps in 0..steps, --lr > 0")
     console = Console(stderr=True, quiet=not progress)
     setup_toolchain()
     hw = config if isinstance(config, HardwareConfig) else load_config(config)

@@ -30,6 +30,7 @@ from cosim.runner import (REPO_ROOT, BuildResult, build_root, build_design, defa
 from sw.fileio import atomic_write_text
 from sw.golden import golden_tile
 from sw.qlayer import QuantTTLayer
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["RtlTarget", "LayerCase", "CaseResult", "run_cases", "SimSession", "WAVES_MODES"]
 
@@ -57,23 +58,23 @@ class RtlTarget:
         d = Path(rtl_dir)
         man_path = d / "manifest.json"
         if not man_path.is_file():
-            raise FileNotFoundError(f"{man_path} not found; generate the RTL with "
-                                    f"`python -m gen --config C --out {d}` (or `make rtl`)")
+            raise MissingFileError(f"{man_path} not found; generate the RTL with "
+                                   f"`python -m gen --config C --out {d}` (or `make rtl`)")
         man = json.loads(man_path.read_text())
         for key in ("top", "verilog", "config"):
             if key not in man:
-                raise ValueError(f"{man_path}: not a generator manifest (no {key!r} entry)")
+                raise UserError(f"{man_path}: not a generator manifest (no {key!r} entry)")
         v = d / man["verilog"]
         if not v.is_file():
-            raise FileNotFoundError(f"{v} (named by {man_path}) not found; regenerate the RTL")
+            raise MissingFileError(f"{v} (named by {man_path}) not found; regenerate the RTL")
         cfg = config if config is not None else config_from_dict(man["config"], source=str(man_path))
         target = cls(d, man, v, man["top"], cfg)
         if config is not None:
             target.check_config(config)
         if not target.map_is_current():
-            raise ValueError(f"{man_path}: its host address map differs from the one gen/hostmap.py "
-                             f"computes now (the RTL is older than the generator); regenerate it "
-                             f"with `python -m gen --config ... --out {d}` (or `make rtl`)")
+            raise UserError(f"{man_path}: its host address map differs from the one gen/hostmap.py "
+                            f"computes now (the RTL is older than the generator); regenerate it "
+                            f"with `python -m gen --config ... --out {d}` (or `make rtl`)")
         return target
 
     @property
@@ -104,7 +105,7 @@ class RtlTarget:
         if built_name == cfg.name and isinstance(built, dict):
             keys = sorted(k for k in set(built) | set(wanted) if built.get(k) != wanted.get(k))
             differ = f" (same name, different {', '.join(keys)})"
-        raise ValueError(
+        raise UserError(
             f"{self.rtl_dir} holds RTL generated for configuration {built_name!r}, but "
             f"configuration {cfg.name!r}{f' ({cfg.source})' if cfg.source else ''} was "
             f"requested{differ}; pass the configuration the RTL was generated for (--config), "
@@ -261,7 +262,7 @@ def _prepare(driver, case: LayerCase) -> _Prepared:
     q = case.qlayer
     spikes = np.asarray(case.spikes)
     if spikes.ndim != 4:
-        raise ValueError(f"case {case.name}: spikes must be [T, Cin, H, W], got {spikes.shape}")
+        raise UserError(f"case {case.name}: spikes must be [T, Cin, H, W], got {spikes.shape}")
     plan = driver.plan(q, spikes.shape, case.tile_hw, pack=case.pack, order=case.order)
     programs = []
     for tile in plan:
@@ -407,7 +408,7 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
 
     waves = waves or os.environ.get("COSIM_WAVES", "fail")
     if waves not in WAVES_MODES:
-        raise ValueError(f"waves must be one of {WAVES_MODES}, got {waves!r}")
+        raise UserError(f"waves must be one of {WAVES_MODES}, got {waves!r}")
     driver = Driver(target.config)
     cfg = driver.config
     names = [c.name for c in cases]

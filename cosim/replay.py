@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import torch
+from sw.cli_util import UserError
 
 __all__ = ["replay_layer", "utilisation"]
 
@@ -50,7 +51,7 @@ def replay_layer(checkpoint: str, layer: str, config: Any = "paper", *, sample: 
     from sw.quantize import layer_context, quantize_model_layer, quantize_residual
 
     if sample < 0:
-        raise ValueError(f"--sample must be >= 0, got {sample}")
+        raise UserError(f"--sample must be >= 0, got {sample}")
     console = Console(stderr=True, quiet=not progress)
     tc = setup_toolchain()                       # fail early if the simulator is missing/old
     hw = config if isinstance(config, HardwareConfig) else load_config(config)  # loaded once

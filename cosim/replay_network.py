@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from sw.cli_util import UserError
 
 __all__ = ["replay_network", "format_network_report", "quantise_network", "run_chain",
            "random_network", "golden_runner", "OutputHook"]
@@ -64,13 +65,13 @@ def check_network(model) -> list[str]:
     from sw.quantize import tt_layer_names
 
     if model.hparams.get("reversible"):
-        raise ValueError("replay-network runs standard MS-ResNet blocks; this checkpoint has "
-                         "reversible blocks (replay single layers with `python -m cosim replay`)")
+        raise UserError("replay-network runs standard MS-ResNet blocks; this checkpoint has "
+                        "reversible blocks (replay single layers with `python -m cosim replay`)")
     names = tt_layer_names(model)
     want = [f"{b}.{c}" for b, _ in _blocks(model) for c in ("conv1", "conv2")]
     if names != want:
-        raise ValueError(f"replay-network needs every 3x3 block conv to be a TT layer (mode stt, "
-                         f"ptt or htt); this model's TT layers are {names or 'none (dense model)'}")
+        raise UserError(f"replay-network needs every 3x3 block conv to be a TT layer (mode stt, "
+                        f"ptt or htt); this model's TT layers are {names or 'none (dense model)'}")
     return names
 
 
@@ -312,11 +313,11 @@ def random_network(workload: str, mode: str = "ptt", *, images: int = 1, calib_s
     from sw.resnet import ms_resnet
 
     if workload not in WORKLOADS:
-        raise ValueError(f"unknown workload {workload!r}; choose one of {', '.join(WORKLOADS)}")
+        raise UserError(f"unknown workload {workload!r}; choose one of {', '.join(WORKLOADS)}")
     if mode not in MODES or mode == "dense":
-        raise ValueError(f"--mode must be a TT mode (stt, ptt, htt), got {mode!r}")
+        raise UserError(f"--mode must be a TT mode (stt, ptt, htt), got {mode!r}")
     if images < 1:
-        raise ValueError(f"--images must be >= 1, got {images}")
+        raise UserError(f"--images must be >= 1, got {images}")
     w = WORKLOADS[workload]
     torch.manual_seed(seed)
     model = ms_resnet(w.arch, mode, ranks=w.ranks, in_channels=w.in_channels,
@@ -347,13 +348,13 @@ def _labelled_test_images(meta: dict, count: int, start: int) -> tuple[torch.Ten
     from sw.train import _to_model_input
 
     if count < 1:
-        raise ValueError(f"--images must be >= 1, got {count}")
+        raise UserError(f"--images must be >= 1, got {count}")
     if start < 0:
-        raise ValueError(f"--start must be >= 0, got {start}")
+        raise UserError(f"--start must be >= 0, got {start}")
     ds, info = load_eval_data(eval_config(meta), train_split=False, max_samples=start + count)
     if len(ds) < start + count:
-        raise ValueError(f"the test split of {info.name} has only {len(ds)} images; "
-                         f"asked for {count} from index {start}")
+        raise UserError(f"the test split of {info.name} has only {len(ds)} images; "
+                        f"asked for {count} from index {start}")
     xs = torch.stack([ds[i][0] for i in range(start, start + count)])
     ys = torch.tensor([int(ds[i][1]) for i in range(start, start + count)])
     return _to_model_input(xs, info), ys

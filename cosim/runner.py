@@ -29,6 +29,7 @@ from typing import Iterator, Sequence
 from sw.fileio import atomic_write_text
 
 from cosim.toolchain import Toolchain, setup_toolchain, wave_format
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["REPO_ROOT", "build_root", "BuildResult", "build_design", "run_testbench", "default_build_dir",
            "CosimRunError", "port_names", "locked"]
@@ -116,7 +117,7 @@ def _public_vlt(ports: Sequence[str], top: str) -> str:
 
 def _make_args(cxx_opt: str) -> list[str]:
     if cxx_opt not in CXX_OPTS:
-        raise ValueError(f"C++ optimisation must be one of {', '.join(CXX_OPTS)}, got {cxx_opt!r}")
+        raise UserError(f"C++ optimisation must be one of {', '.join(CXX_OPTS)}, got {cxx_opt!r}")
     return list(MAKE_ARGS) + [f"OPT_FAST={cxx_opt}", f"OPT_GLOBAL={cxx_opt}"]
 
 
@@ -149,8 +150,8 @@ def build_design(verilog: str | os.PathLike, top: str, build_dir: str | os.PathL
     tc = setup_toolchain()
     verilog = Path(verilog).resolve()
     if not verilog.is_file():
-        raise FileNotFoundError(f"Verilog source {str(verilog)!r} not found; generate it with "
-                                "`python -m gen --config C --out DIR` (or `make rtl`)")
+        raise MissingFileError(f"Verilog source {str(verilog)!r} not found; generate it with "
+                               "`python -m gen --config C --out DIR` (or `make rtl`)")
     build_dir = Path(build_dir).resolve()
     text = verilog.read_text()
     if player is not None:

@@ -18,6 +18,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from sw.cli_util import UserError
+
 __all__ = ["ToolchainError", "Toolchain", "setup_toolchain", "MIN_VERILATOR", "MIN_COCOTB",
            "parse_version", "wave_format"]
 
@@ -25,7 +27,7 @@ MIN_VERILATOR = (5, 36)
 MIN_COCOTB = (2, 0)
 
 
-class ToolchainError(ValueError):
+class ToolchainError(UserError):
     """The simulator or cocotb is missing or too old; the message says what was found and
     what is needed."""
 

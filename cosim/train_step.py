@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sw.cli_util import UserError
 
 __all__ = ["train_step", "format_train_step", "backward_on_rtl"]
 
@@ -30,10 +31,10 @@ def _labelled_sample(meta: dict, sample: int) -> tuple[torch.Tensor, torch.Tenso
     from sw.train import _to_model_input
 
     if sample < 0:
-        raise ValueError(f"--sample must be >= 0, got {sample}")
+        raise UserError(f"--sample must be >= 0, got {sample}")
     ds, info = load_eval_data(eval_config(meta), train_split=False, max_samples=sample + 1)
     if len(ds) <= sample:
-        raise ValueError(f"the test split of {info.name} has only {len(ds)} samples")
+        raise UserError(f"the test split of {info.name} has only {len(ds)} samples")
     x, y = ds[sample]
     return _to_model_input(x.unsqueeze(0), info), torch.tensor([int(y)])
 

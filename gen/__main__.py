@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from sw.cli_util import run_cli
+from sw.cli_util import prog_name, run_cli
 from sw.fileio import add_force_argument, check_output_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m gen", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog_name("python -m gen"), description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True,
                    help="hardware configuration: a TOML path or a shipped name (paper, small)")
     p.add_argument("--out", required=True, help="output directory (created if missing)")

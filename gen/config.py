@@ -19,6 +19,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from sw.cli_util import MissingFileError, UserError
+
 __all__ = [
     "ConfigError", "ClusterShape", "Region", "Widths", "GradientFormats", "GRADIENT_ROUNDINGS",
     "Arrangement", "STT_CHAINS", "CLUSTER1_KINDS",
@@ -30,7 +32,7 @@ __all__ = [
 
 def _config_dir() -> Path:
     # a checkout (or an editable install) reads the top-level configs/; a built wheel ships them
-    # as gen/configs (setup.py copies them), since configs/ is no package
+    # as ttsnn/gen/configs (setup.py copies them), since configs/ is no package
     here = Path(__file__).resolve().parent
     return here / "configs" if (here / "configs").is_dir() else here.parent / "configs"
 
@@ -66,7 +68,7 @@ ROW2_SLOTS = 2
 ROW2_ROWS = 4
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """An invalid or inconsistent hardware configuration.
 
     The message names the offending field (dotted path, as in the TOML file) and the rule
@@ -798,8 +800,8 @@ def load_config(path: str | Path) -> HardwareConfig:
         p = CONFIG_DIR / p.name  # the CLIs' defaults (configs/paper.toml) from another folder
     if not p.is_file():
         shipped = sorted(q.stem for q in CONFIG_DIR.glob("*.toml"))
-        raise FileNotFoundError(f"hardware configuration {str(path)!r} not found; "
-                                f"give a TOML file path or one of the shipped names {shipped}")
+        raise MissingFileError(f"hardware configuration {str(path)!r} not found; "
+                               f"give a TOML file path or one of the shipped names {shipped}")
     try:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:

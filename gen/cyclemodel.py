@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Mapping, Sequence
 
+from sw.cli_util import UserError
+
 from .config import HardwareConfig, ceil_div
 from .geometry import TAP_ORDER, TileGeometry
 
@@ -108,7 +110,7 @@ def _e1_row_lens(cfg: HardwareConfig, s: TileShape, g: TileGeometry, rows1,
         return [_e1_row_len(s, g, w) for w, _ in rows1]
     if c1_lens is not None:
         if len(c1_lens) != len(rows1):
-            raise ValueError(f"c1_lens has {len(c1_lens)} rows, the tile has {len(rows1)}")
+            raise UserError(f"c1_lens has {len(c1_lens)} rows, the tile has {len(rows1)}")
         return list(c1_lens)
     top, bottom, left, right = s.zero_halo
     full = (s.width + 2 - int(left) - int(right)) * g.ng * s.in_channels

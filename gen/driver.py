@@ -37,6 +37,7 @@ from .descriptor import Pass
 from .geometry import TAP_ORDER, TileGeometry
 from .hostmap import HostMap, host_map, region_reads, region_writes
 from .zero_skip import w1_depth, w1_words_zero_skip
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Driver",
            "plan_layer", "load_manifest_config", "tile_fit", "TileGeometry", "run_tile",
@@ -179,7 +180,7 @@ def _strip_tiles(out_channels: int, hh: int, ww: int, cout_tile: int, th: int, t
 EXACT_CANDIDATES = 8
 
 
-class CoresDoNotFit(ValueError):
+class CoresDoNotFit(UserError):
     """A layer's TT cores exceed the configuration's weight regions: no tiling can run it,
     it would need weight streaming (which this accelerator version does not have)."""
 
@@ -201,28 +202,28 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
     Raises ValueError naming the limit when the layer cannot run on ``cfg`` at all.
     """
     if len(in_shape) != 4:
-        raise ValueError(f"in_shape: expected (T, Cin, H, W), got {tuple(in_shape)}")
+        raise UserError(f"in_shape: expected (T, Cin, H, W), got {tuple(in_shape)}")
     t, cin, hh, ww = (int(v) for v in in_shape)
     if mode not in MODE_CODES:
-        raise ValueError(f"mode must be one of {sorted(MODE_CODES)}, got {mode!r}")
+        raise UserError(f"mode must be one of {sorted(MODE_CODES)}, got {mode!r}")
     lim = cfg.limits
     for what, val, top in (("timesteps T", t, lim.max_timesteps), ("input channels", cin, lim.max_in_channels),
                            ("rank", rank, lim.max_rank)):
         if val < 1:
-            raise ValueError(f"layer {what} must be >= 1, got {val}")
+            raise UserError(f"layer {what} must be >= 1, got {val}")
         if val > top:
             hint = ("; larger ranks need larger weight regions (limits.max_rank) or weight "
                     "streaming, which this accelerator version does not have" if what == "rank" else "")
-            error = CoresDoNotFit if what == "rank" else ValueError
+            error = CoresDoNotFit if what == "rank" else UserError
             raise error(f"layer {what} = {val} exceeds the configuration's limit {top} "
                         f"({cfg.name}, limits section){hint}")
     if hh < 1 or ww < 1 or out_channels < 1:
-        raise ValueError(f"layer shape must be positive, got H={hh}, W={ww}, Cout={out_channels}")
+        raise UserError(f"layer shape must be positive, got H={hh}, W={ww}, Cout={out_channels}")
     if pool and (hh % 2 or ww % 2):
-        raise ValueError(f"a pooling layer needs an even height and width, got {hh}x{ww}")
+        raise UserError(f"a pooling layer needs an even height and width, got {hh}x{ww}")
     sched = tuple(schedule) if schedule is not None else (True,) * t
     if len(sched) != t:
-        raise ValueError(f"schedule has {len(sched)} entries for T={t}")
+        raise UserError(f"schedule has {len(sched)} entries for T={t}")
     step = 2 if pool else 1
     p = cfg.lanes
     packs = [pack] if pack is not None else list(range(log2(p) + 1))
@@ -237,10 +238,10 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
     if tile_hw is not None:
         th, tw = tile_hw
         if th < step or tw < step or th % step or tw % step:
-            raise ValueError(f"tile_hw {tile_hw}: must be positive (and even when pooling)")
+            raise UserError(f"tile_hw {tile_hw}: must be positive (and even when pooling)")
         if th > lim.max_tile_height or tw > lim.max_tile_width:
-            raise ValueError(f"tile_hw {tile_hw} exceeds limits.max_tile_height/width "
-                             f"({lim.max_tile_height}x{lim.max_tile_width})")
+            raise UserError(f"tile_hw {tile_hw} exceeds limits.max_tile_height/width "
+                            f"({lim.max_tile_height}x{lim.max_tile_width})")
         sizes = [(th, tw)]
     else:
         th = min(hh, lim.max_tile_height // step * step)
@@ -276,7 +277,7 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
         cores = why.startswith("region w")
         hint = ("; its TT cores exceed the weight buffer and this accelerator version has no "
                 "weight streaming" if cores else "")
-        raise (CoresDoNotFit if cores else ValueError)(
+        raise (CoresDoNotFit if cores else UserError)(
             f"layer T={t}, Cin={cin}, rank={rank}, Cout={out_channels}, {hh}x{ww} does not fit "
             f"configuration {cfg.name!r} in any tiling: {why}{hint}")
     # the estimate ignores the row order; the exact model times both orders of the best few
@@ -541,10 +542,10 @@ def load_manifest_config(path: str | Path) -> HardwareConfig:
     if p.is_dir():
         p = p / "manifest.json"
     if not p.is_file():
-        raise FileNotFoundError(f"manifest {str(p)!r} not found; run `python -m gen --config ... --out DIR`")
+        raise MissingFileError(f"manifest {str(p)!r} not found; run `python -m gen --config ... --out DIR`")
     data = json.loads(p.read_text())
     if "config" not in data:
-        raise ValueError(f"{p}: not a generator manifest (no 'config' entry)")
+        raise UserError(f"{p}: not a generator manifest (no 'config' entry)")
     return config_from_dict(data["config"], source=str(p))
 
 
@@ -588,9 +589,9 @@ class Driver:
              pack: int | None = None, order: int | None = None) -> TilePlan:
         qlayer.check_fits(self.config.widths)
         if len(in_shape) != 4:
-            raise ValueError(f"input: expected [T, Cin, H, W], got shape {tuple(in_shape)}")
+            raise UserError(f"input: expected [T, Cin, H, W], got shape {tuple(in_shape)}")
         if in_shape[1] != qlayer.in_channels:
-            raise ValueError(f"input has {in_shape[1]} channels, the layer {qlayer.in_channels}")
+            raise UserError(f"input has {in_shape[1]} channels, the layer {qlayer.in_channels}")
         return plan_layer(self.config, in_shape, qlayer.rank, qlayer.out_channels, qlayer.pool,
                           qlayer.residual, tile_hw, qlayer.mode, qlayer.full_timesteps(in_shape[0]),
                           pack, order)
@@ -627,8 +628,8 @@ class Driver:
         mb = self.config.widths.membrane
         for name in ("shift1", "shift2", "shift3", "affine_shift", "leak_shift"):
             if getattr(qlayer, name) > 62:
-                raise ValueError(f"QuantTTLayer.{name} = {getattr(qlayer, name)}: the descriptor "
-                                 f"holds shifts up to 62 (PTT adds 1 to shift3 in 6 bits)")
+                raise UserError(f"QuantTTLayer.{name} = {getattr(qlayer, name)}: the descriptor "
+                                f"holds shifts up to 62 (PTT adds 1 to shift3 in 6 bits)")
         return {
             "in_channels": tile.in_channels, "rank": tile.rank, "out_channels": tile.out_channels,
             "height": tile.height, "width": tile.width, "timesteps": tile.timesteps,
@@ -679,7 +680,7 @@ class Driver:
         """spike_in words of every input row the tile streams, in cluster 1's order."""
         x = np.asarray(window)
         if x.size and (x.min() < 0 or x.max() > 1):
-            raise ValueError("window: spikes must be 0 or 1")
+            raise UserError("window: spikes must be 0 or 1")
         t, cin, _, _ = x.shape
         sw = self.config.spike_word_bits
         cw = ceil_div(cin, sw)
@@ -723,21 +724,21 @@ class Driver:
         cfg, m = self.config, self.map
         window = np.asarray(window)
         if window.shape != (tile.timesteps, tile.in_channels) + tile.window_shape:
-            raise ValueError(f"window: expected shape {(tile.timesteps, tile.in_channels) + tile.window_shape}, "
-                             f"got {window.shape}")
+            raise UserError(f"window: expected shape {(tile.timesteps, tile.in_channels) + tile.window_shape}, "
+                            f"got {window.shape}")
         why = tile_fit(cfg, tile.timesteps, tile.in_channels, tile.rank, tile.out_channels,
                        tile.height, tile.width, tile.pool, tile.zero_halo, tile.pack, qlayer.mode,
                        tile.order)
         if why:
-            raise ValueError(f"tile {tile.index} does not fit configuration {cfg.name!r}: {why}")
+            raise UserError(f"tile {tile.index} does not fit configuration {cfg.name!r}: {why}")
         ho, wo = tile.out_shape
         if qlayer.residual:
             if residual is None:
-                raise ValueError("the layer has a residual input but none was given")
+                raise UserError("the layer has a residual input but none was given")
             residual = np.asarray(residual)
             if residual.shape != (tile.timesteps, tile.out_channels, ho, wo):
-                raise ValueError(f"residual: expected shape {(tile.timesteps, tile.out_channels, ho, wo)}, "
-                                 f"got {residual.shape}")
+                raise UserError(f"residual: expected shape {(tile.timesteps, tile.out_channels, ho, wo)}, "
+                                f"got {residual.shape}")
         geo = self.geometry(qlayer, tile)
         rings = self.ring_rows(geo, tile.order, ring_limit)
         reg = {name: m.register(name).address for name in

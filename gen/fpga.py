@@ -40,7 +40,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from sw.cli_util import run_cli
+from sw.cli_util import MissingFileError, UserError, prog_name, run_cli
 from sw.fileio import add_force_argument, check_output_dir
 
 from .config import load_config
@@ -84,7 +84,7 @@ def stub_script(units: Sequence[str]) -> str:
     lines = []
     for u in units:
         if u not in STUBBABLE:
-            raise ValueError(f"--without: unit must be one of {', '.join(STUBBABLE)}, got {u!r}")
+            raise UserError(f"--without: unit must be one of {', '.join(STUBBABLE)}, got {u!r}")
         mod = f"ttsnn_accel.{u}"
         lines.append(f"# --without {u}: the unit emptied, its outputs 0\n"
                      f"hierarchy -top ttsnn_accel\nproc\ndelete {mod}/c:* {mod}/p:*\n"
@@ -99,8 +99,8 @@ _STATEFUL = re.compile(r"DFF|DLATCH|\$mem|\$_SR_|\$_FF_")
 def _tool(name: str, package: str) -> list[str]:
     exe = shutil.which(name) or str(Path(sys.executable).with_name(name))
     if not Path(exe).exists():
-        raise FileNotFoundError(f"{name} not found: `pip install -e '.[fpga]'` (package {package}), "
-                                "or `make fpga`, which installs it")
+        raise MissingFileError(f"{name} not found: `pip install -e '.[fpga]'` (package {package}), "
+                               "or `make fpga`, which installs it")
     return [exe]
 
 
@@ -380,7 +380,7 @@ _FPGA_FILES = ("fpga_report.json", "levels.json", "ttsnn_accel.v", "levels.ys", 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gen.fpga", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog_name("python -m gen.fpga"), description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="small", help="hardware configuration (path or shipped name; default small)")
     p.add_argument("--out", help="output directory (default build/fpga/<config name>)")
     p.add_argument("--freq", type=float, default=100.0, help="clock target for nextpnr in MHz (default 100)")
@@ -392,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_force_argument(p, "the reports and files of a run already in --out")
     args = p.parse_args(argv)
     if args.freq <= 0:
-        raise ValueError(f"--freq must be positive (MHz), got {args.freq}")
+        raise UserError(f"--freq must be positive (MHz), got {args.freq}")
     cfg = load_config(args.config)
     out = check_output_dir(args.out or f"build/fpga/{cfg.name}", _FPGA_FILES, force=args.force)
     out.mkdir(parents=True, exist_ok=True)

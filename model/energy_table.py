@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["EnergyTable", "UnknownActionError", "load_energy_table", "DEFAULT_TABLE",
            "Memory", "LEVELS", "GROUPS"]
@@ -31,7 +32,7 @@ GROUPS = ("dram", "sram_leakage", "sram_access", "logic")
 DEFAULT_TABLE = Path(__file__).resolve().parent / "data" / "energy_28nm.yaml"
 
 
-class UnknownActionError(KeyError):
+class UnknownActionError(UserError, KeyError):
     """A (component, action, bits) the energy table does not define."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
@@ -146,14 +147,14 @@ class EnergyTable:
             return min(central, self.leakage_density[0] * size_bytes / 1024)
         if level == "high":
             return max(central, self.leakage_density[1] * size_bytes / 1024)
-        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+        raise UserError(f"level must be one of {LEVELS}, got {level!r}")
 
     # ---- other points of the ranges -----------------------------------------------------
     def with_dram(self, memory: str) -> "EnergyTable":
         """The table pricing DRAM as ``memory`` (a type of the table's ``dram.memories``)."""
         if memory not in self.dram_memories:
-            raise ValueError(f"unknown DRAM type {memory!r}; the energy table has "
-                             f"{', '.join(self.dram_memories)}")
+            raise UserError(f"unknown DRAM type {memory!r}; the energy table has "
+                            f"{', '.join(self.dram_memories)}")
         return replace(self, dram_memory=memory).at_levels(**self.levels)
 
     def at_levels(self, **levels: str) -> "EnergyTable":
@@ -161,9 +162,9 @@ class EnergyTable:
         of its published range (the others as they are)."""
         for g, lv in levels.items():
             if g not in GROUPS:
-                raise ValueError(f"unknown constant group {g!r}; choose from {', '.join(GROUPS)}")
+                raise UserError(f"unknown constant group {g!r}; choose from {', '.join(GROUPS)}")
             if lv not in LEVELS:
-                raise ValueError(f"level of {g} must be one of {', '.join(LEVELS)}, got {lv!r}")
+                raise UserError(f"level of {g} must be one of {', '.join(LEVELS)}, got {lv!r}")
         lv = dict(self.levels, **levels)
         i = {n: LEVELS.index(lv[n]) for n in GROUPS}
         t = self
@@ -187,14 +188,14 @@ class EnergyTable:
         t = self
         if dram_pj_per_bit is not None:
             if not math.isfinite(dram_pj_per_bit) or dram_pj_per_bit < 0:
-                raise ValueError(f"DRAM energy must be a finite number >= 0, got {dram_pj_per_bit}")
+                raise UserError(f"DRAM energy must be a finite number >= 0, got {dram_pj_per_bit}")
             t = replace(t, dram={"read": float(dram_pj_per_bit), "write": float(dram_pj_per_bit)})
         if scale:
             acts = dict(t.actions)
             pts = list(t.sram_points)
             for comp, f in scale.items():
                 if f < 0:
-                    raise ValueError(f"scale factor for {comp} must be >= 0, got {f}")
+                    raise UserError(f"scale factor for {comp} must be >= 0, got {f}")
                 if comp == "sram":
                     pts = [dict(p, read=p["read"] * f, write=p["write"] * f) for p in pts]
                     continue
@@ -209,9 +210,9 @@ class EnergyTable:
 
 def _need(d: Mapping, key: str, where: str) -> Any:
     if not isinstance(d, Mapping):
-        raise ValueError(f"energy table {where}: expected a mapping with field {key!r}, got {d!r}")
+        raise UserError(f"energy table {where}: expected a mapping with field {key!r}, got {d!r}")
     if key not in d:
-        raise ValueError(f"energy table {where}: missing field {key!r}")
+        raise UserError(f"energy table {where}: missing field {key!r}")
     return d[key]
 
 
@@ -224,7 +225,7 @@ def _num(d: Mapping, key: str, where: str, integer: bool = False, value: Any = N
         ok = False
     if not ok:
         kind = "an integer" if integer else "a finite number"
-        raise ValueError(f"energy table {where}: field {key!r} must be {kind}, got {v!r}")
+        raise UserError(f"energy table {where}: field {key!r} must be {kind}, got {v!r}")
     return int(v) if integer else float(v)
 
 
@@ -235,17 +236,17 @@ def _range(e: Mapping, where: str, central_key: str = "energy") -> tuple[float, 
     lo = _num(e, "low", where) if "low" in e else c
     hi = _num(e, "high", where) if "high" in e else c
     if not 0 <= lo <= c <= hi:
-        raise ValueError(f"energy table {where}: need 0 <= low <= {central_key} <= high, "
-                         f"got {lo}, {c}, {hi}")
+        raise UserError(f"energy table {where}: need 0 <= low <= {central_key} <= high, "
+                        f"got {lo}, {c}, {hi}")
     return lo, c, hi
 
 
 def _check_treatment(e: Mapping, where: str) -> None:
     if e["treatment"] not in ("published", "scaled"):
-        raise ValueError(f"{where}: treatment must be published or scaled (no constant is "
-                         f"calibrated to a result), got {e['treatment']!r}")
+        raise UserError(f"{where}: treatment must be published or scaled (no constant is "
+                        f"calibrated to a result), got {e['treatment']!r}")
     if e["treatment"] == "scaled" and "rule" not in e:
-        raise ValueError(f"{where}: a scaled entry must give its rule")
+        raise UserError(f"{where}: a scaled entry must give its rule")
 
 
 def load_energy_table(path: str | Path | None = None, dram: str | None = None) -> EnergyTable:
@@ -253,14 +254,14 @@ def load_energy_table(path: str | Path | None = None, dram: str | None = None) -
     constant at its central value; ``dram`` names the DRAM type (default: the table's)."""
     p = Path(path) if path is not None else DEFAULT_TABLE
     if not p.is_file():
-        raise FileNotFoundError(f"energy table {str(p)!r} not found; give a YAML file like "
-                                f"{DEFAULT_TABLE}")
+        raise MissingFileError(f"energy table {str(p)!r} not found; give a YAML file like "
+                               f"{DEFAULT_TABLE}")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
-        raise ValueError(f"energy table {p}: not valid YAML: {exc}") from None
+        raise UserError(f"energy table {p}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"energy table {p}: expected a mapping at the top level")
+        raise UserError(f"energy table {p}: expected a mapping at the top level")
     entries: list[dict] = []
     prims: dict[tuple[str, int], tuple[float, float, float]] = {}
     for i, e in enumerate(_need(data, "primitives", str(p))):
@@ -276,22 +277,22 @@ def load_energy_table(path: str | Path | None = None, dram: str | None = None) -
         for f in ("component", "action", "bits", "compose", "source"):
             _need(e, f, where)
         if not isinstance(e["compose"], Mapping):
-            raise ValueError(f"energy table {where}: field 'compose' must map primitive/bits to a count")
+            raise UserError(f"energy table {where}: field 'compose' must map primitive/bits to a count")
         comp: dict[tuple[str, int], float] = {}
         for term, n in e["compose"].items():
             op, _, b = str(term).partition("/")
             if b and not b.isdigit():
-                raise ValueError(f"energy table {where}: compose term {term!r} must be 'primitive/bits'")
+                raise UserError(f"energy table {where}: compose term {term!r} must be 'primitive/bits'")
             prim = (op, int(b or 0))
             n = _num(e["compose"], term, f"{where} compose")
             if prim not in prims:
-                raise ValueError(f"{where}: composes unknown primitive {term!r}")
+                raise UserError(f"{where}: composes unknown primitive {term!r}")
             if n < 0:
-                raise ValueError(f"{where}: negative multiplicity for {term!r}")
+                raise UserError(f"{where}: negative multiplicity for {term!r}")
             comp[prim] = comp.get(prim, 0.0) + n
         key = (e["component"], e["action"], _num(e, "bits", where, integer=True))
         if key in comps:
-            raise ValueError(f"{where}: duplicate action {key}")
+            raise UserError(f"{where}: duplicate action {key}")
         comps[key] = comp
         entries.append(dict(e, kind="action", energy=sum(n * prims[q][1] for q, n in comp.items()),
                             unit="pJ/action"))
@@ -303,7 +304,7 @@ def load_energy_table(path: str | Path | None = None, dram: str | None = None) -
         for f in ("kbytes", "bits", "read", "write", "leakage_mw"):
             _num(x, f, f"{p} sram.size_points[kbytes={x.get('kbytes')}]")
         if x["bits"] != 256:
-            raise ValueError(f"{p}: sram.size_points are per 256-bit access")
+            raise UserError(f"{p}: sram.size_points are per 256-bit access")
         entries.append(dict(x, kind="sram"))
     ratios = {_num(x, "bits", f"{p} sram.width_ratios", integer=True):
               (_num(x, "read", f"{p} sram.width_ratios[bits={x.get('bits')}]"),
@@ -321,12 +322,12 @@ def load_energy_table(path: str | Path | None = None, dram: str | None = None) -
     _check_treatment(lk, f"{p} sram.leakage")
     density = (_num(lk, "low_mw_per_kb", f"{p} sram.leakage"), _num(lk, "high_mw_per_kb", f"{p} sram.leakage"))
     if not 0 <= density[0] <= density[1]:
-        raise ValueError(f"{p} sram.leakage: need 0 <= low_mw_per_kb <= high_mw_per_kb, got {density}")
+        raise UserError(f"{p} sram.leakage: need 0 <= low_mw_per_kb <= high_mw_per_kb, got {density}")
     entries.append(dict(lk, kind="sram_leakage"))
     ll = _need(data, "logic_leakage", str(p))
     _need(ll, "included", f"{p} logic_leakage")
     if ll["included"] is not False:
-        raise ValueError(f"{p} logic_leakage: only 'included: false' is supported (no source)")
+        raise UserError(f"{p} logic_leakage: only 'included: false' is supported (no source)")
     entries.append(dict(ll, kind="logic_leakage", source=ll.get("reason", "")))
     dram_d = _need(data, "dram", str(p))
     mems = {}
@@ -340,7 +341,7 @@ def load_energy_table(path: str | Path | None = None, dram: str | None = None) -
         entries.append(dict(d, kind="dram", memory=str(name)))
     default = str(_need(dram_d, "default", f"{p} dram"))
     if default not in mems:
-        raise ValueError(f"{p} dram.default: {default!r} is not one of {', '.join(mems)}")
+        raise UserError(f"{p} dram.default: {default!r} is not one of {', '.join(mems)}")
     t = EnergyTable(name=str(data.get("name", p.stem)), node_nm=_num(data, "node_nm", str(p), integer=True),
                     primitives={}, actions={}, sram_points=pts, width_ratios=ratios, dram={},
                     primitive_range=prims, compositions=comps, access_range=access,

@@ -11,6 +11,7 @@ from sw.arch import MODES, network_specs
 from .accelerators import Accelerator, make_accelerator
 from .counts import CATEGORIES, PASSES, LayerResult, Sparsity, category
 from .energy_table import EnergyTable
+from sw.cli_util import UserError
 
 __all__ = ["Workload", "LayerEnergy", "NetworkEnergy", "evaluate_layer", "evaluate_network",
            "evaluate_modes"]
@@ -116,7 +117,7 @@ def evaluate_network(workload: Workload, mode: str, accel: str | Accelerator, cf
                      table: EnergyTable, sparsity: Sparsity | None = None) -> NetworkEnergy:
     """Energy of one BPTT training step (forward, backward, weight update) on one sample."""
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     acc = accel if isinstance(accel, Accelerator) else make_accelerator(accel, cfg)
     sp = sparsity or Sparsity()
     layers = [evaluate_layer(acc.run_layer(s, workload.timesteps, sp), acc, table)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from gen.config import HardwareConfig, buffer_need_bytes, config_from_dict, load_config
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["derive_config", "config_toml", "widen_table", "candidate_energy", "parse_widths",
            "hw_explore", "add_arguments", "run"]
@@ -149,7 +150,7 @@ def parse_widths(text: str) -> list[tuple[int, int, int]]:
         try:
             w, a, m = (int(p) for p in parts)
         except ValueError:
-            raise ValueError(f"widths {item!r}: expected WEIGHT/ACTIVATION/MEMBRANE, e.g. 8/8/16") from None
+            raise UserError(f"widths {item!r}: expected WEIGHT/ACTIVATION/MEMBRANE, e.g. 8/8/16") from None
         out.append((w, a, m))
     return out
 
@@ -207,7 +208,7 @@ def hw_explore(checkpoint: str, base: HardwareConfig, table: Any, *, grid: list[
     from .sparsity import measure_sparsity
 
     if memory not in ("all", "weights"):
-        raise ValueError(f"memory must be 'all' (tinySNN's definition) or 'weights', got {memory!r}")
+        raise UserError(f"memory must be 'all' (tinySNN's definition) or 'weights', got {memory!r}")
     model, meta, train_set, test_set, info, batches, calib = _load(checkpoint, calib_samples, max_test)
     shapes = A.layer_shapes(model)
     hp = meta["model"]["hparams"]
@@ -268,7 +269,7 @@ def _ints(text: str, what: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"{what}: expected comma-separated integers, got {text!r}") from None
+        raise UserError(f"{what}: expected comma-separated integers, got {text!r}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -327,21 +328,21 @@ def run(args: argparse.Namespace) -> int:
     from .energy_table import load_energy_table
 
     if not Path(args.checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {args.checkpoint!r} not found; `make demo` writes build/demo/ptt.pt, "
-                                f"`python -m sw train` writes others")
+        raise MissingFileError(f"checkpoint {args.checkpoint!r} not found; `make demo` writes build/demo/ptt.pt, "
+                               f"`python -m sw train` writes others")
     roundings = [r.strip() for r in args.roundings.split(",") if r.strip()]
     itq_roundings = [r.strip() for r in args.itq_roundings.split(",") if r.strip()]
     for r in roundings + itq_roundings:
         if r not in ROUNDING_MODES:
-            raise ValueError(f"unknown rounding {r!r}; choose from {', '.join(ROUNDING_MODES)}")
+            raise UserError(f"unknown rounding {r!r}; choose from {', '.join(ROUNDING_MODES)}")
     grid = _grid(_ints(args.weights, "--weights"), _ints(args.activations, "--activations"),
                  _ints(args.membranes, "--membranes"))
     itq = parse_widths(args.itq)
     if not grid and not itq:
-        raise ValueError("no candidates: every membrane width is below every activation width")
+        raise UserError("no candidates: every membrane width is below every activation width")
     mus = [float(m) for m in args.mu.split(",") if m.strip()]
     if args.itq_steps < 1 or args.batch_size < 1 or args.calib_samples < 1:
-        raise ValueError("--itq-steps, --batch-size and --calib-samples must be >= 1")
+        raise UserError("--itq-steps, --batch-size and --calib-samples must be >= 1")
     torch.set_num_threads(1)   # small tensors; the machine is shared
     base = load_config(args.config)
     res = hw_explore(args.checkpoint, base, load_energy_table(args.energy_table), grid=grid, roundings=roundings,

@@ -38,6 +38,7 @@ from .accelerators import Accelerator
 from .counts import Counts, LayerResult, PassResult, Sparsity
 from .energy_table import EnergyTable
 from .evaluate import LayerEnergy, NetworkEnergy, Workload, evaluate_layer
+from sw.cli_util import UserError
 
 __all__ = ["BACKWARDS", "recompute_layer", "footprint_bits", "ReversibleComparison",
            "evaluate_reversible"]
@@ -63,9 +64,9 @@ def recompute_layer(res: LayerResult, spec, T: int, acc: Accelerator,
     """The counts of a reversible layer that recomputes instead of storing (see the module
     docstring); ``res`` is the same layer under plain BPTT."""
     if not spec.reversible:
-        raise ValueError(f"{spec.name} is not a reversible layer")
+        raise UserError(f"{spec.name} is not a reversible layer")
     if backward not in BACKWARDS:
-        raise ValueError(f"unknown reversible backward {backward!r}; choose one of {', '.join(BACKWARDS)}")
+        raise UserError(f"unknown reversible backward {backward!r}; choose one of {', '.join(BACKWARDS)}")
     w = acc.cfg.widths
     n = _neurons(spec, T)
     saved = float(res.info.get("saved_bits", 0.0))

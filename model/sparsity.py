@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Iterable
 
 import torch
+from sw.cli_util import UserError
 
 __all__ = ["measure_sparsity"]
 
@@ -70,7 +71,7 @@ def measure_sparsity(model: torch.nn.Module, batches: Iterable[tuple[torch.Tenso
             h.remove()
         model.zero_grad(set_to_none=True)
     if n == 0:
-        raise ValueError("no batches to measure sparsity on")
+        raise UserError("no batches to measure sparsity on")
     per_layer = {k: z / t for k, (z, t) in zeros_in.items() if t and k not in ("conv1", "fc")}
     grad = lif_zero[0] / lif_zero[1] if lif_zero[1] else 0.7
     spikes = list(per_layer.values())

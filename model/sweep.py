@@ -48,6 +48,7 @@ from gen.config import ConfigError, config_from_dict, load_config
 from sw.arch import MODES, WORKLOADS
 from sw.backends import Backend
 from sw.fileio import atomic_write_json, atomic_write_text
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["Grid", "load_grid", "parse_grid", "run_sweep", "evaluate_point", "pareto_front",
            "ALIASES", "CSV_COLUMNS"]
@@ -107,11 +108,11 @@ class Grid:
 def load_grid(path: str | os.PathLike) -> Grid:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"--grid {p}: no such file; see configs/sweep/example.toml")
+        raise MissingFileError(f"--grid {p}: no such file; see configs/sweep/example.toml")
     try:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"--grid {p}: not valid TOML: {exc}") from None
+        raise UserError(f"--grid {p}: not valid TOML: {exc}") from None
     return parse_grid(data, str(p))
 
 
@@ -119,8 +120,8 @@ def parse_grid(data: Mapping[str, Any], source: str = "grid") -> Grid:
     """Check a grid mapping (as :mod:`tomllib` gives it) and build a :class:`Grid`."""
     from .accelerators import ACCELERATORS
 
-    def bad(msg: str) -> ValueError:
-        return ValueError(f"{source}: {msg}")
+    def bad(msg: str) -> UserError:
+        return UserError(f"{source}: {msg}")
 
     for sec, value in data.items():
         if sec not in _SECTIONS:
@@ -205,15 +206,15 @@ def _workload(spec: Mapping[str, Any]):
     from .evaluate import Workload
     if "workload" in spec:
         if len(spec) != 1:
-            raise ValueError("a network is either 'workload = NAME' or arch/input/classes/timesteps/ranks")
+            raise UserError("a network is either 'workload = NAME' or arch/input/classes/timesteps/ranks")
         if spec["workload"] not in WORKLOADS:
-            raise ValueError(f"unknown workload {spec['workload']!r}; choose from {', '.join(WORKLOADS)}")
+            raise UserError(f"unknown workload {spec['workload']!r}; choose from {', '.join(WORKLOADS)}")
         w = WORKLOADS[spec["workload"]]
         ranks = w.uniform_rank if w.uniform_rank is not None else w.ranks
         return Workload(w.arch, w.in_channels, w.input_hw, w.num_classes, w.timesteps, ranks)
     missing = {"arch", "input", "classes", "timesteps", "ranks"} - set(spec)
     if missing:
-        raise ValueError(f"network needs {sorted(missing)} (or 'workload = NAME')")
+        raise UserError(f"network needs {sorted(missing)} (or 'workload = NAME')")
     c, h, w = parse_input_shape(spec["input"])
     wl = Workload(spec["arch"], c, (h, w), spec["classes"], spec["timesteps"], spec["ranks"],
                   spec.get("schedule"))
@@ -279,7 +280,7 @@ def _area_index(reports: Sequence[str], warn: Callable[[str], None]) -> dict[str
             cfg = load_config(rep["config"])
             gates = sum(m["generic_gates"] + m["gate_flipflops"] for m in rep["modules"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"area: {p} is not a synthesis report of python -m gen.synth ({exc})") from None
+            raise UserError(f"area: {p} is not a synthesis report of python -m gen.synth ({exc})") from None
         out[json.dumps({k: v for k, v in cfg.to_dict().items() if k != "name"}, sort_keys=True)] = gates
     return out
 
@@ -323,7 +324,7 @@ def _read_journal(path: Path, columns: list[str]) -> dict[int, dict[str, str]]:
             f.truncate(len(text.encode()))
     rows = list(csv.DictReader(io.StringIO(text)))
     if text and next(csv.reader(io.StringIO(text))) != columns:
-        raise ValueError(f"{path} has other columns than this grid's; use --force to start the sweep anew")
+        raise UserError(f"{path} has other columns than this grid's; use --force to start the sweep anew")
     return {int(r["point"]): r for r in rows}
 
 
@@ -345,7 +346,7 @@ def run_sweep(grid: Grid, out: str | os.PathLike, backend: Backend, *, force: bo
     warn = warn or (lambda m: log(f"warning: {m}"))
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a directory")
+        raise UserError(f"--out {out} is a file; give a directory")
     meta_path, csv_path = out / "sweep.json", out / "sweep.csv"
     columns = _columns(grid)
     fp = grid.fingerprint()
@@ -354,10 +355,10 @@ def run_sweep(grid: Grid, out: str | os.PathLike, backend: Backend, *, force: bo
         try:
             meta = json.loads(meta_path.read_text())
         except ValueError:
-            raise ValueError(f"{meta_path} is damaged; use --force to start the sweep anew") from None
+            raise UserError(f"{meta_path} is damaged; use --force to start the sweep anew") from None
         if meta.get("fingerprint") != fp:
-            raise ValueError(f"--out {out} holds a sweep of another grid ({meta.get('grid')}); "
-                             "use --force to replace it, or choose another --out")
+            raise UserError(f"--out {out} holds a sweep of another grid ({meta.get('grid')}); "
+                            "use --force to replace it, or choose another --out")
         if csv_path.exists():
             done = _read_journal(csv_path, columns)
     else:

@@ -35,6 +35,7 @@ from gen.driver import input_row_order
 from gen.geometry import TileGeometry, window_pixels
 from gen.hostmap import COUNTER_NAMES, host_map
 from gen.zero_skip import w1_depth, zero_skip_row_lens
+from sw.cli_util import UserError
 
 __all__ = ["TileShape", "TileForward", "tile_shape", "tile_forward", "tile_forward_counters",
            "host_regions", "computed_pixels", "counters_to_counts", "STALL_COUNTERS",
@@ -53,7 +54,7 @@ OUTPUT_REGIONS = ("membrane", "spikes")
 
 def _schedule(mode: str, schedule: Sequence[bool] | None, timesteps: int) -> tuple[bool, ...]:
     if mode not in ("stt", "ptt", "htt"):
-        raise ValueError(f"mode must be 'stt', 'ptt' or 'htt', got {mode!r}")
+        raise UserError(f"mode must be 'stt', 'ptt' or 'htt', got {mode!r}")
     if mode != "htt":
         return (True,) * timesteps
     from sw.arch import validate_schedule
@@ -68,21 +69,21 @@ def tile_shape(tile, mode: str, schedule: Sequence[bool] | None = None,
     order``; missing ones default to no zero halo, ``pack = 0``, ``order = 0``)."""
     if isinstance(tile, TileShape):
         if tile.mode != mode:
-            raise ValueError(f"tile shape has mode {tile.mode!r}, asked for {mode!r}")
+            raise UserError(f"tile shape has mode {tile.mode!r}, asked for {mode!r}")
         return tile
     t = int(tile.timesteps)
     vals = {k: int(getattr(tile, k)) for k in ("height", "width", "in_channels", "rank",
                                                  "out_channels", "timesteps")}
     for k, v in vals.items():
         if v < 1:
-            raise ValueError(f"tile {k} must be >= 1, got {v}")
+            raise UserError(f"tile {k} must be >= 1, got {v}")
     pool = bool(tile.pool)
     if pool and (vals["height"] % 2 or vals["width"] % 2):
-        raise ValueError(f"a pooling tile needs an even height and width, got "
-                         f"{vals['height']}x{vals['width']}")
+        raise UserError(f"a pooling tile needs an even height and width, got "
+                        f"{vals['height']}x{vals['width']}")
     zh = tuple(bool(z) for z in getattr(tile, "zero_halo", (False,) * 4))
     if len(zh) != 4:
-        raise ValueError(f"zero_halo: expected 4 flags (top, bottom, left, right), got {zh!r}")
+        raise UserError(f"zero_halo: expected 4 flags (top, bottom, left, right), got {zh!r}")
     return TileShape(vals["in_channels"], vals["rank"], vals["out_channels"], vals["height"],
                      vals["width"], t, mode, _schedule(mode, schedule, t), pool, bool(residual), zh,
                      int(getattr(tile, "pack", 0)), int(getattr(tile, "order", 0)))
@@ -207,12 +208,12 @@ def tile_forward(cfg: HardwareConfig, tile, mode: str, schedule: Sequence[bool] 
         window = np.asarray(window)
         want = (T, cin, s.height + 2, s.width + 2)
         if window.shape != want:
-            raise ValueError(f"window: expected shape {want}, got {window.shape}")
+            raise UserError(f"window: expected shape {want}, got {window.shape}")
         ones_px = _window_ones(s, window)
         ones = int(ones_px.sum())
     elif density is not None:
         if not 0.0 <= density <= 1.0:
-            raise ValueError(f"density must be a fraction in [0, 1], got {density}")
+            raise UserError(f"density must be a fraction in [0, 1], got {density}")
         ones = density * T * n1 * cin
     else:
         ones = None
@@ -230,7 +231,7 @@ def tile_forward(cfg: HardwareConfig, tile, mode: str, schedule: Sequence[bool] 
         elif density is not None:
             lens = expected_row_lens(cfg, s, density)
         else:
-            raise ValueError("the zero-skipping cluster 1's cycles need the input window or a spike density")
+            raise UserError("the zero-skipping cluster 1's cycles need the input window or a spike density")
     c = dict(cm.tile_counters(cfg, s, window_ones=ones, spikes_out=spikes, words_in=words_in,
                               words_out=words_out, c1_lens=lens))
     order = [k for k in COUNTER_NAMES if k in c] + [k for k in c if k not in COUNTER_NAMES]

@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from sw.cli_util import run_cli
+from sw.cli_util import prog_name, run_cli
 
 COMMANDS = {
     "demo": "train a small PTT model on the embedded data set and report on it",
@@ -33,7 +33,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sw", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog_name("python -m sw"), description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, help_text in COMMANDS.items():
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     name = argv[0]
     module = importlib.import_module(f"sw.commands.{name.replace('-', '_')}")
-    sub = argparse.ArgumentParser(prog=f"python -m sw {name}", description=COMMANDS[name])
+    sub = argparse.ArgumentParser(prog=f"{prog_name('python -m sw')} {name}", description=COMMANDS[name])
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])
     return int(module.run(args) or 0)

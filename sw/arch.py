@@ -37,6 +37,7 @@ import re
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Iterable, Mapping, Sequence
+from sw.cli_util import UserError
 
 __all__ = [
     "ConvSpec", "ARCHS", "MODES", "TT_MODES", "DOWNSAMPLE_CHOICES", "STAGES",
@@ -67,7 +68,7 @@ def default_schedule(timesteps: int) -> tuple[bool, ...]:
     has one full timestep. ``T=4`` gives the reference's ``(True, True, False, False)``.
     """
     if not isinstance(timesteps, int) or isinstance(timesteps, bool) or timesteps < 1:
-        raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
+        raise UserError(f"timesteps must be a positive integer, got {timesteps!r}")
     n_full = (timesteps + 1) // 2
     return tuple(t < n_full for t in range(timesteps))
 
@@ -83,8 +84,8 @@ def validate_schedule(schedule: Iterable | None, timesteps: int) -> tuple[bool, 
     if isinstance(schedule, str):
         text = schedule.replace(",", "").strip()
         if not text or any(c not in "01" for c in text):
-            raise ValueError(f"HTT schedule string must be made of 0/1 (1 = full timestep), "
-                             f"got {schedule!r}")
+            raise UserError(f"HTT schedule string must be made of 0/1 (1 = full timestep), "
+                            f"got {schedule!r}")
         schedule = [c == "1" for c in text]
     entries = list(schedule)
     out = []
@@ -92,12 +93,12 @@ def validate_schedule(schedule: Iterable | None, timesteps: int) -> tuple[bool, 
         if isinstance(e, bool) or (isinstance(e, int) and e in (0, 1)):
             out.append(bool(e))
         else:
-            raise ValueError(f"HTT schedule entries must be booleans (True = full timestep), "
-                             f"got {e!r} in {entries!r}")
+            raise UserError(f"HTT schedule entries must be booleans (True = full timestep), "
+                            f"got {e!r} in {entries!r}")
     if len(out) != timesteps:
-        raise ValueError(f"HTT schedule has {len(out)} entries but timesteps T={timesteps}: "
-                         f"give exactly one bool per timestep (True = full/PTT, "
-                         f"False = reduced/G1-G4 only)")
+        raise UserError(f"HTT schedule has {len(out)} entries but timesteps T={timesteps}: "
+                        f"give exactly one bool per timestep (True = full/PTT, "
+                        f"False = reduced/G1-G4 only)")
     return tuple(out)
 
 
@@ -120,7 +121,7 @@ def parse_input_size(input_size: int | Sequence[int] | str) -> tuple[int, int]:
         try:
             vals = [int(p) for p in parts]
         except ValueError:
-            raise ValueError(f"input size {input_size!r}: expected H, HxW") from None
+            raise UserError(f"input size {input_size!r}: expected H, HxW") from None
         input_size = vals[0] if len(vals) == 1 else tuple(vals)
     if isinstance(input_size, int) and not isinstance(input_size, bool):
         hw = (input_size, input_size)
@@ -128,9 +129,9 @@ def parse_input_size(input_size: int | Sequence[int] | str) -> tuple[int, int]:
         try:
             hw = tuple(int(v) for v in input_size)  # type: ignore[union-attr]
         except TypeError:
-            raise ValueError(f"input size must be an int or (H, W), got {input_size!r}") from None
+            raise UserError(f"input size must be an int or (H, W), got {input_size!r}") from None
     if len(hw) != 2 or min(hw) < 1:
-        raise ValueError(f"input size must be a positive int or a pair (H, W), got {input_size!r}")
+        raise UserError(f"input size must be a positive int or a pair (H, W), got {input_size!r}")
     return hw  # type: ignore[return-value]
 
 
@@ -189,7 +190,7 @@ class ConvSpec:
         """MACs per timestep of each TT core (G1..G4); reduced timesteps (``full=False``) only
         run G1 and G4 (both 0 cost entries are kept for G2/G3)."""
         if not self.is_tt:
-            raise ValueError(f"{self.name} is a dense layer; it has no TT cores")
+            raise UserError(f"{self.name} is a dense layer; it has no TT cores")
         r, cin, cout = self.rank, self.in_channels, self.out_channels
         hi, wi = self.in_hw
         ho, wo = self.out_hw
@@ -252,21 +253,21 @@ def network_specs(arch: str, in_channels: int, input_size: int | Sequence[int] |
     half the channels (:func:`reversible_specs`); ranks are resolved on the standard network.
     """
     if arch not in STAGES:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+        raise UserError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if downsample not in DOWNSAMPLE_CHOICES:
-        raise ValueError(f"unknown downsample {downsample!r}; choose one of "
-                         f"{', '.join(DOWNSAMPLE_CHOICES)}")
+        raise UserError(f"unknown downsample {downsample!r}; choose one of "
+                        f"{', '.join(DOWNSAMPLE_CHOICES)}")
     for what, v in (("in_channels", in_channels), ("num_classes", num_classes),
                     ("timesteps", timesteps)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{what} must be a positive integer, got {v!r}")
+            raise UserError(f"{what} must be a positive integer, got {v!r}")
     hw = parse_input_size(input_size)
     sched = validate_schedule(schedule, timesteps) if mode == "htt" else None
     if mode != "dense" and ranks is None:
-        raise ValueError(f"mode {mode!r} needs ranks (an int, 'uniform:R', a per-layer list or "
-                         f"a preset such as 'paper-ncaltech101')")
+        raise UserError(f"mode {mode!r} needs ranks (an int, 'uniform:R', a per-layer list or "
+                        f"a preset such as 'paper-ncaltech101')")
 
     stages = STAGES[arch]
     width = stages[0][0]
@@ -412,8 +413,8 @@ def _parse_int(text: str, what: str) -> int:
     try:
         return int(text.strip())
     except ValueError:
-        raise ValueError(f"ranks: {what} {text.strip()!r} is not an integer; ranks must be "
-                         f"{describe_rank_syntax()}") from None
+        raise UserError(f"ranks: {what} {text.strip()!r} is not an integer; ranks must be "
+                        f"{describe_rank_syntax()}") from None
 
 
 def resolve_ranks(ranks, arch_or_layers: str | Sequence[ConvSpec]) -> list[int]:
@@ -426,19 +427,19 @@ def resolve_ranks(ranks, arch_or_layers: str | Sequence[ConvSpec]) -> list[int]:
     """
     if isinstance(arch_or_layers, str):
         if arch_or_layers not in STAGES:
-            raise ValueError(f"unknown arch {arch_or_layers!r}; choose one of {', '.join(STAGES)}")
+            raise UserError(f"unknown arch {arch_or_layers!r}; choose one of {', '.join(STAGES)}")
         layers = tt_layers(network_specs(arch_or_layers, 3, 32, 10))
     else:
         layers = tt_layers(arch_or_layers)
     n = len(layers)
     if n == 0:
-        raise ValueError("this network has no 3x3 block convs to give ranks to")
+        raise UserError("this network has no 3x3 block convs to give ranks to")
 
     values: list[int]
     if ranks is None:
-        raise ValueError(f"ranks missing: give {describe_rank_syntax()}")
+        raise UserError(f"ranks missing: give {describe_rank_syntax()}")
     if isinstance(ranks, bool):
-        raise ValueError(f"ranks: got a bool; give {describe_rank_syntax()}")
+        raise UserError(f"ranks: got a bool; give {describe_rank_syntax()}")
     if isinstance(ranks, numbers.Integral):
         values = [int(ranks)] * n
     elif isinstance(ranks, str):
@@ -447,8 +448,8 @@ def resolve_ranks(ranks, arch_or_layers: str | Sequence[ConvSpec]) -> list[int]:
             preset_arch, preset = PRESETS[text]
             ref = tt_layers(network_specs(preset_arch, 3, 32, 10))
             if _channel_pattern(ref) != _channel_pattern(layers):
-                raise ValueError(f"rank preset {text!r} is for {preset_arch} ({len(ref)} TT "
-                                 f"convs); this network has {n} TT convs with other channels")
+                raise UserError(f"rank preset {text!r} is for {preset_arch} ({len(ref)} TT "
+                                f"convs); this network has {n} TT convs with other channels")
             values = list(preset)
         elif text.startswith("uniform:"):
             values = [_parse_int(text.split(":", 1)[1], "uniform rank")] * n
@@ -458,31 +459,31 @@ def resolve_ranks(ranks, arch_or_layers: str | Sequence[ConvSpec]) -> list[int]:
             if len(values) == 1:
                 values = values * n
         else:
-            raise ValueError(f"unknown rank preset {ranks!r}; ranks must be "
-                             f"{describe_rank_syntax()}")
+            raise UserError(f"unknown rank preset {ranks!r}; ranks must be "
+                            f"{describe_rank_syntax()}")
     else:
         try:
             items = list(ranks)
         except TypeError:
-            raise ValueError(f"ranks: cannot use {ranks!r}; give {describe_rank_syntax()}") from None
+            raise UserError(f"ranks: cannot use {ranks!r}; give {describe_rank_syntax()}") from None
         values = []
         for v in items:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                 if isinstance(v, str):
                     values.append(_parse_int(v, "rank"))
                     continue
-                raise ValueError(f"ranks: entry {v!r} is not an integer")
+                raise UserError(f"ranks: entry {v!r} is not an integer")
             values.append(int(v))
 
     if len(values) != n:
-        raise ValueError(f"ranks: got {len(values)} ranks but the network has {n} TT convs "
-                         f"(3x3 convs of the residual blocks, two per block); give one per conv "
-                         f"or a single uniform rank")
+        raise UserError(f"ranks: got {len(values)} ranks but the network has {n} TT convs "
+                        f"(3x3 convs of the residual blocks, two per block); give one per conv "
+                        f"or a single uniform rank")
     for spec, r in zip(layers, values):
         bound = max_tt_rank(spec.in_channels, spec.out_channels)
         if not 1 <= r <= bound:
-            raise ValueError(f"rank {r} for layer {spec.name} ({spec.in_channels}->"
-                             f"{spec.out_channels}) is out of range: allowed 1..{bound} "
-                             f"(max(min(Cin,9Cout), 3min(Cin,Cout), min(9Cin,Cout)), the rank "
-                             f"at which TT-SVD is exact)")
+            raise UserError(f"rank {r} for layer {spec.name} ({spec.in_channels}->"
+                            f"{spec.out_channels}) is out of range: allowed 1..{bound} "
+                            f"(max(min(Cin,9Cout), 3min(Cin,Cout), min(9Cin,Cout)), the rank "
+                            f"at which TT-SVD is exact)")
     return values

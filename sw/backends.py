@@ -28,6 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+from sw.cli_util import UserError
 
 __all__ = ["Backend", "LocalBackend", "RayBackend", "make_backend", "BACKENDS", "once_per_node"]
 
@@ -72,7 +73,7 @@ class LocalBackend(Backend):
         if workers is None:
             workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"--workers must be a positive integer, got {workers!r}")
+            raise UserError(f"--workers must be a positive integer, got {workers!r}")
         self.workers = workers
 
     def map_unordered(self, fn, items):
@@ -105,8 +106,8 @@ class RayBackend(Backend):
         try:
             import ray
         except ImportError:
-            raise ValueError("--backend ray needs Ray: pip install -e '.[ray]' (ray==2.60.0), "
-                             "or use --backend local") from None
+            raise UserError("--backend ray needs Ray: pip install -e '.[ray]' (ray==2.60.0), "
+                            "or use --backend local") from None
         self._ray = ray
         self._started = not ray.is_initialized()
         if self._started:
@@ -119,8 +120,8 @@ class RayBackend(Backend):
             try:
                 ray.init(**kw)
             except ConnectionError as exc:
-                raise ValueError(f"--ray-address {address}: cannot connect to a Ray cluster there "
-                                 f"({exc}); start one with `ray start --head` or check the address") from None
+                raise UserError(f"--ray-address {address}: cannot connect to a Ray cluster there "
+                                f"({exc}); start one with `ray start --head` or check the address") from None
         self.workers = int(ray.cluster_resources().get("CPU", 1))
         self._task = ray.remote(_call)
 
@@ -154,10 +155,10 @@ def _call(fn: Callable[[Any], Any], item: Any) -> Any:
 def make_backend(name: str = "local", *, workers: int | None = None, address: str | None = None) -> Backend:
     """The backend called ``name`` (``local`` or ``ray``); ``address`` only for Ray."""
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if name == "local":
         if address:
-            raise ValueError("--ray-address is for --backend ray")
+            raise UserError("--ray-address is for --backend ray")
         return LocalBackend(workers)
     return RayBackend(address, workers)
 
@@ -168,7 +169,7 @@ def once_per_node(key: str, make: Callable[[Path], None], root: str | os.PathLik
     ``$TTSNN_NODE_CACHE`` or ``~/.cache/ttsnn``. ``key`` should name everything the result
     depends on (e.g. a hash of the generated Verilog and the build flags)."""
     if not key or "/" in key or key.startswith("."):
-        raise ValueError(f"once_per_node: key must be a plain file name, got {key!r}")
+        raise UserError(f"once_per_node: key must be a plain file name, got {key!r}")
     base = Path(root or os.environ.get("TTSNN_NODE_CACHE") or Path.home() / ".cache" / "ttsnn")
     base.mkdir(parents=True, exist_ok=True)
     target = base / key

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from sw.arch import MODES, WORKLOADS, WorkloadSpec
+from sw.cli_util import UserError
 
 __all__ = ["PRESETS", "Workload", "bench_modes", "bench_lif", "profile_step", "profile_breakdown", "format_breakdown", "saved_tensor_bytes", "peak_step_memory",
            "format_table", "format_lif", "SPIKINGJELLY_HINT"]
@@ -265,10 +266,10 @@ def bench_modes(workload: Workload, modes=MODES, reps: int = 10, warmup: int = 2
     from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     if reps < 1 or warmup < 0:
-        raise ValueError(f"reps must be >= 1 and warmup >= 0, got reps={reps}, warmup={warmup}")
+        raise UserError(f"reps must be >= 1 and warmup >= 0, got reps={reps}, warmup={warmup}")
     if threads is not None:
         if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
+            raise UserError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     modes = list(modes)
     built = {mode: _build(workload, mode, seed) for mode in modes}

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from sw.fileio import atomic_write_bytes, atomic_write_text  # atomic_write_text re-exported: model/ imports it from here
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["FORMAT", "VERSION", "save_checkpoint", "load_checkpoint", "load_model", "build_model",
            "rng_state", "set_rng_state", "atomic_write_text", "payload_digest", "run_environment",
@@ -132,7 +133,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load and validate a checkpoint written by :func:`save_checkpoint`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingFileError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError/UnpicklingError/EOFError on damage
@@ -144,20 +145,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                     "corrupt; it was not unpickled, since that could run code from the file")
         else:
             what = "the file is truncated, corrupt or not a torch file"
-        raise ValueError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}): {what}. "
-                         "Use an intact checkpoint written by `python -m sw train/decompose/"
-                         "export` (copy or re-create it); nothing was changed.") from None
+        raise UserError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}): {what}. "
+                        "Use an intact checkpoint written by `python -m sw train/decompose/"
+                        "export` (copy or re-create it); nothing was changed.") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: not a {FORMAT} checkpoint (format tag {found!r}); "
-                         "it was not written by `python -m sw train/decompose/export`")
+        raise UserError(f"{path}: not a {FORMAT} checkpoint (format tag {found!r}); "
+                        "it was not written by `python -m sw train/decompose/export`")
     if ckpt.get("version") != VERSION:
-        raise ValueError(f"{path}: checkpoint format version {ckpt.get('version')!r}, "
-                         f"this code reads version {VERSION}")
+        raise UserError(f"{path}: checkpoint format version {ckpt.get('version')!r}, "
+                        f"this code reads version {VERSION}")
     _verify_digest(path, ckpt)
     model = ckpt.get("model")
     if not isinstance(model, dict) or not isinstance(model.get("hparams"), dict) or "state_dict" not in model:
-        raise ValueError(f"{path}: checkpoint has no model hparams/state_dict")
+        raise UserError(f"{path}: checkpoint has no model hparams/state_dict")
     return ckpt
 
 
@@ -172,9 +173,9 @@ def _verify_digest(path: Path, ckpt: dict[str, Any]) -> None:
     except TypeError:
         actual = None
     if actual != recorded:
-        raise ValueError(f"{path}: checkpoint is damaged: its content does not match the sha256 recorded "
-                         "when it was written (bytes were changed on disk or in a copy). Use an intact "
-                         "copy or re-create it; nothing was changed.")
+        raise UserError(f"{path}: checkpoint is damaged: its content does not match the sha256 recorded "
+                        "when it was written (bytes were changed on disk or in a copy). Use an intact "
+                        "copy or re-create it; nothing was changed.")
 
 
 def build_model(hparams: dict) -> torch.nn.Module:
@@ -187,7 +188,7 @@ def build_model(hparams: dict) -> torch.nn.Module:
     try:
         model = ms_resnet(**kwargs)
     except TypeError as exc:
-        raise ValueError(f"checkpoint hparams {sorted(hparams)} do not match sw.resnet.ms_resnet: {exc}") from None
+        raise UserError(f"checkpoint hparams {sorted(hparams)} do not match sw.resnet.ms_resnet: {exc}") from None
     return merge_to_dense(model) if "merged_from" in hparams else model
 
 
@@ -202,8 +203,8 @@ def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, Any]
     try:
         model.load_state_dict(ckpt["model"]["state_dict"])
     except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not fit the model its hparams describe: "
-                         f"{str(exc).splitlines()[0]}") from None
+        raise UserError(f"{path}: weights do not fit the model its hparams describe: "
+                        f"{str(exc).splitlines()[0]}") from None
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler", "rng")}
     meta["model"] = {"hparams": ckpt["model"]["hparams"]}

@@ -8,26 +8,26 @@ the traceback of user mistakes too.
 
 What counts as a user mistake (:func:`is_user_error`):
 
-- :class:`UserError` (and ``gen.config.ConfigError``): the precise type; new checks raise it.
+- :class:`UserError` and its subclasses: the precise type. Every check of the kit that is about
+  what the user gave (a configuration, a file, a command-line argument, an argument of a public
+  function) raises it: ``gen.config.ConfigError`` (an invalid hardware configuration) and
+  :class:`MissingFileError` (a named file that is not there) are UserErrors.
 - an ``OSError`` about a file (missing, a directory, no permission, disk full, out of memory via
   :func:`out_of_memory_is_a_clear_error`): what the user named could not be read or written.
-- a ``ValueError``/``KeyError``/``OSError`` raised by an explicit ``raise`` statement in the
-  kit's own modules (sw/, gen/, cosim/, model/). The kit has some 585 such validation sites that
-  predate :class:`UserError`; they are deliberate checks with a message for the user, so they
-  count as user mistakes until they are moved to :class:`UserError`. The same types raised
-  anywhere else (numpy, torch, a ``dict[key]`` lookup, ``int("x")`` in kit code) are bugs.
+
+Everything else is a bug, including a ``ValueError`` raised by the kit's own internal checks
+(a consistency check of values the kit computed: those keep ``ValueError`` and show their
+traceback) and any ``ValueError``/``KeyError`` from numpy, torch or a ``dict[key]`` lookup.
 """
 
 from __future__ import annotations
 
 import errno
-import linecache
 import os
 import re
 import sys
 import traceback
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 
@@ -37,42 +37,45 @@ class UserError(ValueError):
     A ``ValueError`` so that callers and tests that catch ``ValueError`` keep working."""
 
 
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named (or that a step the user skipped writes) is not there;
+    the message says which and how to make it. A ``FileNotFoundError`` too, for callers that
+    catch that."""
+
+
 # what the user named could not be read or written: their mistake (or their machine's), not a bug
 _FILE_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR,
                 errno.EEXIST, errno.ENOSPC, errno.EROFS, errno.ENOMEM, errno.ENAMETOOLONG,
                 errno.ENOTEMPTY}
-_KIT_ROOT = Path(__file__).resolve().parent.parent
-_KIT_PACKAGES = ("sw", "gen", "cosim", "model")
-
-
-def _raised_by_a_kit_check(exc: BaseException) -> bool:
-    """True if ``exc`` was raised by a ``raise`` statement in the kit's own modules (a deliberate
-    check), not by a library or by an operation inside kit code (``d[key]``, ``int(text)``)."""
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    filename = tb.tb_frame.f_code.co_filename
-    try:
-        rel = Path(filename).resolve().relative_to(_KIT_ROOT)
-    except ValueError:
-        return False
-    if not rel.parts or rel.parts[0] not in _KIT_PACKAGES:
-        return False
-    return linecache.getline(filename, tb.tb_lineno).lstrip().startswith("raise")
 
 
 def is_user_error(exc: BaseException) -> bool:
     """Whether ``exc`` is a mistake of the user (one line) rather than a bug (a traceback)."""
     if isinstance(exc, UserError):
         return True
-    config = sys.modules.get("gen.config")
-    if config is not None and isinstance(exc, getattr(config, "ConfigError", ())):
-        return True
-    if isinstance(exc, OSError) and exc.errno in _FILE_ERRNOS:
-        return True
-    return isinstance(exc, (ValueError, KeyError, OSError)) and _raised_by_a_kit_check(exc)
+    return isinstance(exc, OSError) and exc.errno in _FILE_ERRNOS
+
+
+# how the user called the command line, for usage lines: None for the ``python -m`` forms (each
+# parser names its own), "ttsnn" or "ttsnn cosim" when the ttsnn console script dispatched
+_CALLED_AS: str | None = None
+
+
+def prog_name(python_m_form: str) -> str:
+    """The program name a parser shows in its usage line: ``python_m_form`` (``python -m cosim``)
+    when run that way, what the user typed (``ttsnn``, ``ttsnn cosim``) when ``ttsnn`` ran it."""
+    return _CALLED_AS or python_m_form
+
+
+@contextmanager
+def called_as(prog: str) -> Iterator[None]:
+    """Within the block, :func:`prog_name` answers ``prog`` (``ttsnn`` sets it per command)."""
+    global _CALLED_AS
+    saved, _CALLED_AS = _CALLED_AS, prog
+    try:
+        yield
+    finally:
+        _CALLED_AS = saved
 
 
 REPORT_LINE = ("this is a bug in the kit, not a mistake in what you asked: please report it "

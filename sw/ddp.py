@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from sw.layers import BatchNormTB
+from sw.cli_util import UserError
 
 __all__ = ["DistContext", "setup", "shard_batches", "part_bounds", "SyncBatchNormTB", "convert_sync_batchnorm",
            "all_reduce_sum", "resolve_device"]
@@ -57,15 +58,15 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     if name != "cuda":
-        raise ValueError(f"--device must be cpu or cuda, got {name!r}")
+        raise UserError(f"--device must be cpu or cuda, got {name!r}")
     if not torch.cuda.is_available():
-        raise ValueError(f"--device cuda: no CUDA device is available (torch {torch.__version__}"
-                         f"{' is a CPU-only build' if torch.version.cuda is None else ' sees no GPU'}); "
-                         "use --device cpu")
+        raise UserError(f"--device cuda: no CUDA device is available (torch {torch.__version__}"
+                        f"{' is a CPU-only build' if torch.version.cuda is None else ' sees no GPU'}); "
+                        "use --device cpu")
     if local_rank >= torch.cuda.device_count():
-        raise ValueError(f"--device cuda: process {local_rank} of this node has no GPU "
-                         f"({torch.cuda.device_count()} visible); use --nproc_per_node "
-                         f"{torch.cuda.device_count()} or fewer")
+        raise UserError(f"--device cuda: process {local_rank} of this node has no GPU "
+                        f"({torch.cuda.device_count()} visible); use --nproc_per_node "
+                        f"{torch.cuda.device_count()} or fewer")
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
 

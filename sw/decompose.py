@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from sw.arch import TT_MODES, max_tt_rank, network_specs, resolve_ranks, tt_layers
+from sw.cli_util import UserError
 
 __all__ = ["LayerDecomposition", "parse_evbmf_rule", "split_rank_cap", "select_ranks", "decompose_model",
            "dense_block_weights"]
@@ -47,7 +48,7 @@ def _specs(hparams: dict) -> list:
     keys = ("arch", "in_channels", "input_size", "num_classes")
     missing = [k for k in keys if k not in hparams]
     if missing:
-        raise ValueError(f"model hparams lack {missing}; cannot list its layers")
+        raise UserError(f"model hparams lack {missing}; cannot list its layers")
     return network_specs(hparams["arch"], hparams["in_channels"], hparams["input_size"], hparams["num_classes"],
                          timesteps=hparams.get("timesteps", 4))
 
@@ -56,13 +57,13 @@ def dense_block_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The dense ``[Cout, Cin, 3, 3]`` weights of the residual blocks' 3x3 convs, by layer name."""
     hp = model.hparams
     if hp.get("mode", "dense") != "dense":
-        raise ValueError(f"decompose needs a trained dense model; this checkpoint's model is {hp.get('mode')!r}")
+        raise UserError(f"decompose needs a trained dense model; this checkpoint's model is {hp.get('mode')!r}")
     out = {}
     for spec in tt_layers(_specs(hp)):
         module = model.get_submodule(spec.name)
         w = module.weight if hasattr(module, "weight") else None
         if not isinstance(w, torch.Tensor) or w.dim() != 4:
-            raise ValueError(f"layer {spec.name}: no dense 3x3 weight found on {type(module).__name__}")
+            raise UserError(f"layer {spec.name}: no dense 3x3 weight found on {type(module).__name__}")
         out[spec.name] = w.detach().clone()
     return out
 
@@ -78,8 +79,8 @@ def parse_evbmf_rule(ranks) -> tuple[bool, float] | None:
     m = _EVBMF_RULE.match(ranks.strip().lower())
     scale = float(m.group(2)) if m and m.group(2) else 1.0
     if m is None or not scale > 0:
-        raise ValueError(f"rank rule {ranks!r}: expected evbmf, evbmf-max, evbmf*S or evbmf-max*S with a "
-                         "positive scale S (e.g. evbmf*1.5)")
+        raise UserError(f"rank rule {ranks!r}: expected evbmf, evbmf-max, evbmf*S or evbmf-max*S with a "
+                        "positive scale S (e.g. evbmf*1.5)")
     return m.group(1) is not None, scale
 
 
@@ -89,7 +90,7 @@ def split_rank_cap(ranks):
     if isinstance(ranks, str) and "<=" in ranks and ranks.strip().lower().startswith("evbmf"):
         rule, _, cap = ranks.partition("<=")
         if not cap.strip().isdigit() or int(cap) < 1:
-            raise ValueError(f"rank rule {ranks!r}: the cap after '<=' must be a positive integer (e.g. evbmf<=8)")
+            raise UserError(f"rank rule {ranks!r}: the cap after '<=' must be a positive integer (e.g. evbmf<=8)")
         return rule.strip(), int(cap)
     return ranks, None
 
@@ -152,7 +153,7 @@ def decompose_model(dense: torch.nn.Module, mode: str, ranks: str | int | list =
     from sw.tt import relative_error
 
     if mode not in TT_MODES:
-        raise ValueError(f"--mode must be one of {', '.join(TT_MODES)}, got {mode!r}")
+        raise UserError(f"--mode must be one of {', '.join(TT_MODES)}, got {mode!r}")
     chosen, rows = select_ranks(dense, ranks, progress)
     hp = dict(dense.hparams)
     hp.update(mode=mode, ranks=list(chosen))

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import brentq, minimize_scalar
+from sw.cli_util import UserError
 
 __all__ = ["EVBMFResult", "evbmf", "tau_lower", "conv_rank", "conv_unfoldings"]
 
@@ -55,7 +56,7 @@ class EVBMFResult:
 def tau_lower(alpha: float) -> float:
     """The zero of ``Phi(tau) + Phi(tau/alpha)``, ``Phi(x) = ln(1+x)/x - 1/2`` (decreasing)."""
     if not 0.0 < alpha <= 1.0:
-        raise ValueError(f"alpha = L/M must be in (0, 1], got {alpha}")
+        raise UserError(f"alpha = L/M must be in (0, 1], got {alpha}")
 
     def xi(t: float) -> float:
         return (math.log1p(t) / t - 0.5) + (math.log1p(t / alpha) / (t / alpha) - 0.5)
@@ -91,9 +92,9 @@ def evbmf(matrix: np.ndarray, sigma2: float | None = None, grid: int = 200) -> E
     """
     V = np.asarray(matrix, dtype=np.float64)
     if V.ndim != 2 or V.size == 0:
-        raise ValueError(f"evbmf needs a non-empty 2-D matrix, got shape {V.shape}")
+        raise UserError(f"evbmf needs a non-empty 2-D matrix, got shape {V.shape}")
     if not np.all(np.isfinite(V)):
-        raise ValueError("evbmf: the matrix contains NaN or infinite values")
+        raise UserError("evbmf: the matrix contains NaN or infinite values")
     if V.shape[0] > V.shape[1]:
         V = V.T
     L, M = V.shape
@@ -126,7 +127,7 @@ def evbmf(matrix: np.ndarray, sigma2: float | None = None, grid: int = 200) -> E
                                   method="bounded", options={"xatol": a * 1e-10})
             sigma2 = float(res.x) if res.fun <= values[i] else float(grid_pts[i])
     elif sigma2 <= 0:
-        raise ValueError(f"sigma2 must be positive, got {sigma2}")
+        raise UserError(f"sigma2 must be positive, got {sigma2}")
 
     threshold = math.sqrt(M * sigma2 * x_low)
     keep = s > threshold
@@ -140,7 +141,7 @@ def conv_unfoldings(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mode-0 (Cout x 9Cin) and mode-1 (Cin x 9Cout) unfoldings of a [Cout, Cin, kh, kw] kernel."""
     w = np.asarray(weight, dtype=np.float64)
     if w.ndim != 4:
-        raise ValueError(f"conv weight must be [Cout, Cin, kh, kw], got shape {w.shape}")
+        raise UserError(f"conv weight must be [Cout, Cin, kh, kw], got shape {w.shape}")
     cout, cin = w.shape[:2]
     return w.reshape(cout, -1), np.transpose(w, (1, 0, 2, 3)).reshape(cin, -1)
 

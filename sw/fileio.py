@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
+from sw.cli_util import UserError
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_write_json",
            "remove_stale_temps", "check_output_path", "check_outputs", "check_output_dir", "add_force_argument",
@@ -192,8 +193,8 @@ def check_output_path(out: str | os.PathLike, *, inputs: Iterable[str | os.PathL
     out = Path(out)
     for inp in inputs:
         if inp is not None and _same_file(out, Path(inp)):
-            raise ValueError(f"{flag} {out} is the input file {inp}; writing it would replace the input. "
-                             "Give another output path")
+            raise UserError(f"{flag} {out} is the input file {inp}; writing it would replace the input. "
+                            "Give another output path")
     if out.is_dir():
         raise os_error(IsADirectoryError, errno.EISDIR, f"{flag} {out} is a directory; give a file name")
     if out.exists() and not force:
@@ -236,7 +237,7 @@ def check_output_dir(out: str | os.PathLike, names: Iterable[str], *, force: boo
     names = list(names)
     for inp in inputs:
         if inp is not None and any(_same_file(out / n, Path(inp)) for n in names):
-            raise ValueError(f"{flag} {out} would overwrite the input file {inp}; choose another directory")
+            raise UserError(f"{flag} {out} would overwrite the input file {inp}; choose another directory")
     present = [n for n in names if (out / n).exists()]
     if present and not force:
         shown = ", ".join(present[:4]) + (f" and {len(present) - 4} more" if len(present) > 4 else "")

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from sw.arch import TT_MODES
 from sw.qlayer import QuantTTLayer
+from sw.cli_util import UserError
 
 __all__ = [
     "GoldenResult", "golden_tile", "golden_layer", "resolve_widths",
@@ -82,7 +83,7 @@ def rshift(v: Tensor, shift: int, rnd: int) -> Tensor:
     """``rshift``: arithmetic right shift by ``shift``; ``rnd = 1`` adds half an LSB first
     (round half up), ``rnd = 0`` floors. ``shift = 0`` is the identity."""
     if shift < 0:
-        raise ValueError(f"rshift: shift must be >= 0, got {shift}")
+        raise UserError(f"rshift: shift must be >= 0, got {shift}")
     if shift == 0:
         return v
     if rnd:
@@ -150,9 +151,9 @@ def clusters23(q1: Tensor, w2: Tensor, w3: Tensor, mode: str, shift2: ShiftOrCho
     over all timesteps), called once, so that a calibration chooses it on the same tensors.
     """
     if mode not in TT_MODES:
-        raise ValueError(f"mode must be 'stt', 'ptt' or 'htt', got {mode!r}")
+        raise UserError(f"mode must be 'stt', 'ptt' or 'htt', got {mode!r}")
     if mode == "htt" and full is None:
-        raise ValueError("HTT needs the full-timestep mask 'full' [T]")
+        raise UserError("HTT needs the full-timestep mask 'full' [T]")
     h, w = q1.shape[-2] - 2, q1.shape[-1] - 2
 
     def chosen(shift: ShiftOrChooser, acc: Tensor) -> int:
@@ -184,7 +185,7 @@ def maxpool2x2(a: Tensor) -> Tensor:
     """Signed 2x2 max-pool with stride 2 over the last two dimensions (both even)."""
     h, w = a.shape[-2:]
     if h % 2 or w % 2:
-        raise ValueError(f"max-pool needs an even tile height and width, got {h}x{w}")
+        raise UserError(f"max-pool needs an even tile height and width, got {h}x{w}")
     blocks = a.reshape(*a.shape[:-2], h // 2, 2, w // 2, 2)
     return blocks.amax(dim=(-3, -1))
 
@@ -257,7 +258,7 @@ def resolve_widths(widths: Any):
 def _int_tensor(name: str, value: Any) -> Tensor:
     t = torch.as_tensor(np.asarray(value)) if not isinstance(value, Tensor) else value
     if t.is_floating_point() or t.is_complex():
-        raise ValueError(f"{name}: expected an integer tensor, got dtype {t.dtype}")
+        raise UserError(f"{name}: expected an integer tensor, got dtype {t.dtype}")
     return t.to(torch.int64)
 
 
@@ -273,30 +274,30 @@ def golden_tile(qlayer: QuantTTLayer, window_spikes: Any, residual: Any | None, 
     qlayer.check_fits(wd)
     x = _int_tensor("window_spikes", window_spikes)
     if x.ndim != 4 or x.shape[0] < 1:
-        raise ValueError(f"window_spikes: expected [T, Cin, H+2, W+2] with T >= 1, got shape {tuple(x.shape)}")
+        raise UserError(f"window_spikes: expected [T, Cin, H+2, W+2] with T >= 1, got shape {tuple(x.shape)}")
     t_steps, cin, hw, ww = x.shape
     if cin != qlayer.in_channels:
-        raise ValueError(f"window_spikes: {cin} input channels, the layer has {qlayer.in_channels}")
+        raise UserError(f"window_spikes: {cin} input channels, the layer has {qlayer.in_channels}")
     if hw < 3 or ww < 3:
-        raise ValueError(f"window_spikes: window {hw}x{ww} is smaller than 3x3 (1x1 tile + halo)")
+        raise UserError(f"window_spikes: window {hw}x{ww} is smaller than 3x3 (1x1 tile + halo)")
     if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError("window_spikes: spikes must be 0 or 1, got values in "
-                         f"[{int(x.min())}, {int(x.max())}]")
+        raise UserError("window_spikes: spikes must be 0 or 1, got values in "
+                        f"[{int(x.min())}, {int(x.max())}]")
     h, w = hw - 2, ww - 2
     if qlayer.pool and (h % 2 or w % 2):
-        raise ValueError(f"pooling layer: tile {h}x{w} must have an even height and width")
+        raise UserError(f"pooling layer: tile {h}x{w} must have an even height and width")
     ho, wo = (h // 2, w // 2) if qlayer.pool else (h, w)
     cout = qlayer.out_channels
     if qlayer.residual:
         if residual is None:
-            raise ValueError("the layer has a residual input but none was given")
+            raise UserError("the layer has a residual input but none was given")
         res = _int_tensor("residual", residual)
         if tuple(res.shape) != (t_steps, cout, ho, wo):
-            raise ValueError(f"residual: expected shape {(t_steps, cout, ho, wo)}, got {tuple(res.shape)}")
+            raise UserError(f"residual: expected shape {(t_steps, cout, ho, wo)}, got {tuple(res.shape)}")
         mlo, mhi = -(1 << (wd.membrane - 1)), (1 << (wd.membrane - 1)) - 1
         if res.numel() and (res.min() < mlo or res.max() > mhi):
-            raise ValueError(f"residual: values in [{int(res.min())}, {int(res.max())}] do not fit "
-                             f"the {wd.membrane}-bit membrane format [{mlo}, {mhi}]")
+            raise UserError(f"residual: values in [{int(res.min())}, {int(res.max())}] do not fit "
+                            f"the {wd.membrane}-bit membrane format [{mlo}, {mhi}]")
     else:
         res = None
     full = torch.tensor(qlayer.full_timesteps(t_steps))
@@ -360,7 +361,7 @@ def golden_layer(qlayer: QuantTTLayer, spikes: Any, residual: Any | None, widths
     zero padding of each core, since no core has a bias) and computed as one tile."""
     x = _int_tensor("spikes", spikes)
     if x.ndim != 4:
-        raise ValueError(f"spikes: expected [T, Cin, H, W], got shape {tuple(x.shape)}")
+        raise UserError(f"spikes: expected [T, Cin, H, W], got shape {tuple(x.shape)}")
     window = torch.nn.functional.pad(x, (1, 1, 1, 1))
     return golden_tile(qlayer, window, residual, widths, intermediates=intermediates)
 

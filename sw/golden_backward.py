@@ -34,6 +34,7 @@ from sw import golden
 from sw.golden import sat, wrap
 from sw.qlayer import QuantTTLayer
 from sw.quantize import pow2_fraction
+from sw.cli_util import UserError
 
 __all__ = [
     "GRAD_ROUNDINGS", "STAGE_IDS", "lowbias32", "element_index", "GradRounding", "requantize",
@@ -99,7 +100,7 @@ class GradRounding:
 
     def __post_init__(self) -> None:
         if self.mode not in GRAD_ROUNDINGS:
-            raise ValueError(f"gradient rounding must be one of {GRAD_ROUNDINGS}, got {self.mode!r}")
+            raise UserError(f"gradient rounding must be one of {GRAD_ROUNDINGS}, got {self.mode!r}")
 
     def dither(self, stage: str, index: Callable[[], Tensor] | None) -> Tensor | None:
         """The 32 hashed bits of every element (stochastic rounding only; None otherwise)."""
@@ -121,7 +122,7 @@ class GradRounding:
         if self.mode == "nearest":
             return torch.div(v + (1 << (s - 1)), 1 << s, rounding_mode="floor")
         if s > 32:
-            raise ValueError(f"stochastic rounding: shift {s} exceeds the 32 dither bits")
+            raise UserError(f"stochastic rounding: shift {s} exceeds the 32 dither bits")
         bits = dither if dither is not None else self.dither(stage, index)
         return torch.div(v + (bits & ((1 << s) - 1)), 1 << s, rounding_mode="floor")
 
@@ -436,10 +437,10 @@ def backward_tile(qlayer: QuantTTLayer, trace: ForwardTrace, e: Tensor, widths: 
     ho, wo = (h // 2, w // 2) if qlayer.pool else (h, w)
     if e.dim() != 5 or tuple(e.shape[-2:]) != (ho + 2, wo + 2) or e.shape[2] != qlayer.out_channels \
             or e.shape[0] != steps:
-        raise ValueError(f"e: expected [T={steps}, B, {qlayer.out_channels}, {ho + 2}, {wo + 2}] "
-                         f"(output pixels plus the halo ring), got {tuple(e.shape)}")
+        raise UserError(f"e: expected [T={steps}, B, {qlayer.out_channels}, {ho + 2}, {wo + 2}] "
+                        f"(output pixels plus the halo ring), got {tuple(e.shape)}")
     if g_extra is not None and g_extra.shape != e.shape:
-        raise ValueError(f"g_extra: expected the shape of e {tuple(e.shape)}, got {tuple(g_extra.shape)}")
+        raise UserError(f"g_extra: expected the shape of e {tuple(e.shape)}, got {tuple(g_extra.shape)}")
     st = _Stage(grads.width, grads.accumulator, rounding or GradRounding(grads.rounding),
                 _Coords(origin[0], origin[1], tuple(layer_hw or (h, w)), qlayer.pool, sample0), params)
     full = torch.tensor(qlayer.full_timesteps(steps))

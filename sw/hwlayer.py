@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from sw import golden_backward as GB
 from sw.quantize import (layer_context, quantize_residual, quantize_tt_layer, round_values,
                          tt_layer_names, w4_scales)
+from sw.cli_util import UserError
 
 __all__ = ["HardwareLayer", "hardware_forward", "LayerStats", "quantize_gradient"]
 
@@ -77,8 +78,8 @@ class HardwareLayer:
         self.hw = hw
         lif = self.ctx.lif
         if getattr(lif, "surrogate_function", "rectangle") != "rectangle":
-            raise ValueError(f"layer {name}: the accelerator's LIF gradient implements the rectangle "
-                             f"surrogate, the model uses {lif.surrogate_function!r}")
+            raise UserError(f"layer {name}: the accelerator's LIF gradient implements the rectangle "
+                            f"surrogate, the model uses {lif.surrogate_function!r}")
         self.tau, self.vth = float(lif.tau), float(lif.v_threshold)
         self.alpha = float(lif.alpha if getattr(lif, "alpha", None) is not None else 1.0)
         self.seed = seed
@@ -193,7 +194,7 @@ def hardware_forward(model: nn.Module, x: Tensor, layers: dict[str, HardwareLaye
     modules (conv, BN, shortcut, LIF), which is ``model(x)`` written out layer by layer."""
     names = set(tt_layer_names(model))
     if not names:
-        raise ValueError("the model has no TT layers; the accelerator trains TT layers only")
+        raise UserError("the model has no TT layers; the accelerator trains TT layers only")
     x = model.check_input(x)
     cur = model.bn1(model.conv1(x))
     blocks = [m for stage in model.layers for m in stage]

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from sw.fileio import atomic_write, atomic_write_json
+from sw.cli_util import UserError
 
 __all__ = ["VARIANTS", "finetune", "plot_curves"]
 
@@ -88,7 +89,7 @@ def _run_variant(variant: str, checkpoint: str, hw, data, *, epochs: int, batch_
             out = model(xin) if layers is None else hardware_forward(model, xin, layers)
             loss = F.cross_entropy(out, y)
             if not torch.isfinite(loss):
-                raise ValueError(f"{variant}: loss became {loss.item()}; lower --lr")
+                raise UserError(f"{variant}: loss became {loss.item()}; lower --lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -115,12 +116,12 @@ def finetune(checkpoint: str, out: str | Path, hw, data, variants: tuple[str, ..
 
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
-        raise ValueError(f"unknown variant(s) {bad}; choose from {', '.join(VARIANTS)}")
+        raise UserError(f"unknown variant(s) {bad}; choose from {', '.join(VARIANTS)}")
     if epochs < 1 or batch_size < 1 or not lr > 0:
-        raise ValueError("epochs and batch size must be >= 1 and the learning rate > 0")
+        raise UserError("epochs and batch size must be >= 1 and the learning rate > 0")
     model, _ = load_model(checkpoint)
     if not tt_layer_names(model):
-        raise ValueError(f"{checkpoint}: no TT layers to put on the accelerator (a dense model)")
+        raise UserError(f"{checkpoint}: no TT layers to put on the accelerator (a dense model)")
     train_set, test_set, info = data
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

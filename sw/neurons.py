@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from sw import lif_native
+from sw.cli_util import UserError
 
 __all__ = ["SURROGATES", "DEFAULT_ALPHA", "lif_multistep", "lif_multistep_naive",
            "surrogate_grad", "MultiStepLIF"]
@@ -51,14 +52,14 @@ DEFAULT_ALPHA = {"rectangle": 1.0, "atan": 2.0, "sigmoid": 4.0}
 
 def _check_options(surrogate: str, alpha: float | None, tau: float, v_threshold: float) -> float:
     if surrogate not in SURROGATES:
-        raise ValueError(f"unknown surrogate {surrogate!r}; choose one of {', '.join(SURROGATES)}")
+        raise UserError(f"unknown surrogate {surrogate!r}; choose one of {', '.join(SURROGATES)}")
     alpha = DEFAULT_ALPHA[surrogate] if alpha is None else float(alpha)
     if not (alpha > 0 and math.isfinite(alpha)):
-        raise ValueError(f"surrogate alpha (width/slope) must be a positive number, got {alpha!r}")
+        raise UserError(f"surrogate alpha (width/slope) must be a positive number, got {alpha!r}")
     if not (0.0 <= float(tau) <= 1.0):
-        raise ValueError(f"tau (leak factor) must lie in [0, 1], got {tau!r}")
+        raise UserError(f"tau (leak factor) must lie in [0, 1], got {tau!r}")
     if not math.isfinite(float(v_threshold)):
-        raise ValueError(f"v_threshold must be finite, got {v_threshold!r}")
+        raise UserError(f"v_threshold must be finite, got {v_threshold!r}")
     return alpha
 
 
@@ -245,14 +246,14 @@ def _backward_loop(grad_spikes: Tensor, grad_membrane: Tensor | None, no_spike: 
 
 def _check_input(x: Tensor) -> None:
     if not isinstance(x, Tensor):
-        raise ValueError(f"LIF input must be a torch.Tensor shaped [T, B, ...], got {type(x).__name__}")
+        raise UserError(f"LIF input must be a torch.Tensor shaped [T, B, ...], got {type(x).__name__}")
     if x.dim() < 2:
-        raise ValueError(f"LIF input must be shaped [T, B, ...] (at least 2 dims), got shape "
-                         f"{tuple(x.shape)}")
+        raise UserError(f"LIF input must be shaped [T, B, ...] (at least 2 dims), got shape "
+                        f"{tuple(x.shape)}")
     if x.shape[0] < 1:
-        raise ValueError("LIF input has T = 0 timesteps")
+        raise UserError("LIF input has T = 0 timesteps")
     if not x.is_floating_point():
-        raise ValueError(f"LIF input must be a floating-point tensor, got {x.dtype}")
+        raise UserError(f"LIF input must be a floating-point tensor, got {x.dtype}")
 
 
 def lif_multistep(x: Tensor, tau: float = 0.25, v_threshold: float = 0.5,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from sw.arch import TT_MODES as MODES
+from sw.cli_util import UserError
 
 __all__ = ["QuantTTLayer", "MODES", "MODE_CODES"]
 
@@ -23,10 +24,10 @@ MODE_CODES = {"stt": 0, "ptt": 1, "htt": 2}
 def _as_int_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
     arr = np.asarray(value)
     if arr.shape != shape:
-        raise ValueError(f"QuantTTLayer.{name}: expected shape {shape}, got {arr.shape}")
+        raise UserError(f"QuantTTLayer.{name}: expected shape {shape}, got {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):
         if not np.all(np.equal(np.mod(arr, 1), 0)):
-            raise ValueError(f"QuantTTLayer.{name}: values must be integers")
+            raise UserError(f"QuantTTLayer.{name}: values must be integers")
     out = arr.astype(np.int64)
     out.setflags(write=False)
     return out
@@ -65,14 +66,14 @@ class QuantTTLayer:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"QuantTTLayer.mode: must be one of {MODES}, got {self.mode!r}")
+            raise UserError(f"QuantTTLayer.mode: must be one of {MODES}, got {self.mode!r}")
         w1 = np.asarray(self.w1)
         if w1.ndim != 2:
-            raise ValueError(f"QuantTTLayer.w1: expected [rank, in_channels], got shape {w1.shape}")
+            raise UserError(f"QuantTTLayer.w1: expected [rank, in_channels], got shape {w1.shape}")
         r, cin = w1.shape
         w4 = np.asarray(self.w4)
         if w4.ndim != 2 or w4.shape[1] != r:
-            raise ValueError(f"QuantTTLayer.w4: expected [out_channels, {r}], got shape {w4.shape}")
+            raise UserError(f"QuantTTLayer.w4: expected [out_channels, {r}], got shape {w4.shape}")
         cout = w4.shape[0]
         object.__setattr__(self, "w1", _as_int_array("w1", w1, (r, cin)))
         object.__setattr__(self, "w2", _as_int_array("w2", self.w2, (r, r, 3)))
@@ -83,15 +84,15 @@ class QuantTTLayer:
         for name in ("shift1", "shift2", "shift3", "affine_shift", "leak_shift"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 0:
-                raise ValueError(f"QuantTTLayer.{name}: must be an integer >= 0, got {v!r}")
+                raise UserError(f"QuantTTLayer.{name}: must be an integer >= 0, got {v!r}")
             object.__setattr__(self, name, int(v))
         if self.round not in (0, 1):
-            raise ValueError(f"QuantTTLayer.round: must be 0 (floor) or 1 (round half up), got {self.round!r}")
+            raise UserError(f"QuantTTLayer.round: must be 0 (floor) or 1 (round half up), got {self.round!r}")
         if int(self.leak_mul) < 0:
-            raise ValueError(f"QuantTTLayer.leak_mul: must be >= 0, got {self.leak_mul}")
+            raise UserError(f"QuantTTLayer.leak_mul: must be >= 0, got {self.leak_mul}")
         sched = tuple(bool(b) for b in self.schedule)
         if self.mode != "htt" and sched and not all(sched):
-            raise ValueError(f"QuantTTLayer.schedule: only HTT has reduced timesteps (mode {self.mode!r})")
+            raise UserError(f"QuantTTLayer.schedule: only HTT has reduced timesteps (mode {self.mode!r})")
         object.__setattr__(self, "schedule", sched)
         object.__setattr__(self, "threshold", int(self.threshold))
         object.__setattr__(self, "leak_mul", int(self.leak_mul))
@@ -119,8 +120,8 @@ class QuantTTLayer:
         if not self.schedule:
             return tuple(t < (timesteps + 1) // 2 for t in range(timesteps))
         if len(self.schedule) != timesteps:
-            raise ValueError(f"HTT schedule has {len(self.schedule)} entries but the input has "
-                             f"T={timesteps} timesteps")
+            raise UserError(f"HTT schedule has {len(self.schedule)} entries but the input has "
+                            f"T={timesteps} timesteps")
         return self.schedule
 
     def check_fits(self, widths) -> None:
@@ -130,8 +131,8 @@ class QuantTTLayer:
             lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
             a = np.asarray(arr)
             if a.size and (a.min() < lo or a.max() > hi):
-                raise ValueError(f"QuantTTLayer.{name}: values in [{a.min()}, {a.max()}] do not fit "
-                                 f"{'signed' if signed else 'unsigned'} {bits} bits [{lo}, {hi}]")
+                raise UserError(f"QuantTTLayer.{name}: values in [{a.min()}, {a.max()}] do not fit "
+                                f"{'signed' if signed else 'unsigned'} {bits} bits [{lo}, {hi}]")
         for n in ("w1", "w2", "w3", "w4"):
             check(n, getattr(self, n), widths.weight)
         check("scale", self.scale, widths.affine_scale)

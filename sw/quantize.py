@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from sw import golden
 from sw.qlayer import QuantTTLayer
+from sw.cli_util import UserError
 
 __all__ = ["ROUNDING_MODES", "LayerContext", "quantize_tt_layer", "float_layer_forward",
            "compare_layer", "fold_batchnorm", "leak_fixed_point", "tt_layer_names",
@@ -53,7 +54,7 @@ def round_values(x: Tensor, mode: str, generator: torch.Generator | None = None)
         return torch.trunc(x)
     if mode == "stochastic":
         return torch.floor(x + torch.rand(x.shape, generator=generator, dtype=x.dtype))
-    raise ValueError(f"unknown rounding {mode!r}; choose one of {', '.join(ROUNDING_MODES)}")
+    raise UserError(f"unknown rounding {mode!r}; choose one of {', '.join(ROUNDING_MODES)}")
 
 
 def w4_scales(conv: nn.Module, weight_bits: int) -> Tensor:
@@ -75,16 +76,16 @@ def fold_batchnorm(bn: nn.Module | None, channels: int) -> tuple[Tensor, Tensor]
     if bn is None:
         return torch.ones(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
     if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
-        raise ValueError(f"expected a BatchNorm module after the TT conv, got {type(bn).__name__}")
+        raise UserError(f"expected a BatchNorm module after the TT conv, got {type(bn).__name__}")
     from sw.plugin.methods import TemporalEffectiveBN, ThresholdDependentBN
 
     if isinstance(bn, (ThresholdDependentBN, TemporalEffectiveBN)):
         # the accelerator folds one time-invariant BatchNorm; TEBN scales each timestep apart
-        raise ValueError(f"{type(bn).__name__} (a model trained with norm tdbn/tebn) is not a plain "
-                         "BatchNorm the accelerator can fold; quantise a model trained with norm 'bn'")
+        raise UserError(f"{type(bn).__name__} (a model trained with norm tdbn/tebn) is not a plain "
+                        "BatchNorm the accelerator can fold; quantise a model trained with norm 'bn'")
     if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("BatchNorm without running statistics cannot be folded "
-                         "(track_running_stats=False)")
+        raise UserError("BatchNorm without running statistics cannot be folded "
+                        "(track_running_stats=False)")
     gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones(channels, dtype=torch.float64)
     beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros(channels, dtype=torch.float64)
     a = gamma / torch.sqrt(bn.running_var.detach().double() + bn.eps)
@@ -109,7 +110,7 @@ def leak_fixed_point(tau: float, mul_bits: int, max_shift: int = 24) -> tuple[in
     """``(leak_mul, leak_shift)`` with ``leak_mul < 2^mul_bits`` closest to ``tau``; the
     smallest shift among equally close ones (0.25 -> (1, 2))."""
     if not 0.0 <= tau <= 1.0:
-        raise ValueError(f"tau must lie in [0, 1], got {tau}")
+        raise UserError(f"tau must lie in [0, 1], got {tau}")
     return pow2_fraction(tau, mul_bits, max_shift)
 
 
@@ -167,11 +168,11 @@ def _check_conv(conv: nn.Module) -> None:
     from sw.tt import TTConv2d
 
     if not isinstance(conv, TTConv2d):
-        raise ValueError(f"only TT convs (sw.tt.TTConv2d) map onto the accelerator, got "
-                         f"{type(conv).__name__}")
+        raise UserError(f"only TT convs (sw.tt.TTConv2d) map onto the accelerator, got "
+                        f"{type(conv).__name__}")
     if conv.downsample == "stride":
-        raise ValueError("the accelerator downsamples by 2x2 max-pool after G4; a TT conv with "
-                         "downsample='stride' cannot be mapped (retrain with downsample='maxpool')")
+        raise UserError("the accelerator downsamples by 2x2 max-pool after G4; a TT conv with "
+                        "downsample='stride' cannot be mapped (retrain with downsample='maxpool')")
 
 
 def quantize_tt_layer(conv: nn.Module, bn: nn.Module | None, *, tau: float, v_threshold: float,
@@ -189,22 +190,22 @@ def quantize_tt_layer(conv: nn.Module, bn: nn.Module | None, *, tau: float, v_th
     _check_conv(conv)
     wd = golden.resolve_widths(widths)
     if rounding not in ROUNDING_MODES:
-        raise ValueError(f"unknown rounding {rounding!r}; choose one of {', '.join(ROUNDING_MODES)}")
+        raise UserError(f"unknown rounding {rounding!r}; choose one of {', '.join(ROUNDING_MODES)}")
     wb = wd.weight if weight_bits is None else int(weight_bits)
     if not 2 <= wb <= wd.weight:
-        raise ValueError(f"weight_bits must lie in 2..{wd.weight} (the configuration's weight "
-                         f"width), got {weight_bits}")
+        raise UserError(f"weight_bits must lie in 2..{wd.weight} (the configuration's weight "
+                        f"width), got {weight_bits}")
     if datapath_round not in (0, 1):
-        raise ValueError(f"datapath_round must be 0 or 1, got {datapath_round}")
+        raise UserError(f"datapath_round must be 0 or 1, got {datapath_round}")
     if calib_spikes.dim() != 5 or calib_spikes.shape[2] != conv.in_channels:
-        raise ValueError(f"calib_spikes: expected [T, B, {conv.in_channels}, H, W], got "
-                         f"{tuple(calib_spikes.shape)}")
+        raise UserError(f"calib_spikes: expected [T, B, {conv.in_channels}, H, W], got "
+                        f"{tuple(calib_spikes.shape)}")
     if not torch.all((calib_spikes == 0) | (calib_spikes == 1)):
-        raise ValueError("calib_spikes: the layer input must be spikes (0/1)")
+        raise UserError("calib_spikes: the layer input must be spikes (0/1)")
     pool = conv.downsample == "maxpool"
     if pool and (calib_spikes.shape[-1] % 2 or calib_spikes.shape[-2] % 2):
-        raise ValueError(f"a pooling layer needs an even input height and width, got "
-                         f"{tuple(calib_spikes.shape[-2:])}")
+        raise UserError(f"a pooling layer needs an even input height and width, got "
+                        f"{tuple(calib_spikes.shape[-2:])}")
     gen = torch.Generator().manual_seed(seed)
     rnd = datapath_round
     steps = calib_spikes.shape[0]
@@ -273,7 +274,7 @@ def quantize_tt_layer(conv: nn.Module, bn: nn.Module | None, *, tau: float, v_th
             continue
         break
     else:  # pragma: no cover - each iteration raises a shift, and shifts are bounded by widths
-        raise ValueError("calibration did not converge: accumulators keep overflowing")
+        raise UserError("calibration did not converge: accumulators keep overflowing")
 
     s_q1 = s_w1 * 2.0 ** shift1
     if conv.mode == "stt":
@@ -382,8 +383,8 @@ def layer_context(model: nn.Module, name: str) -> LayerContext:
     names = tt_layer_names(model)
     if name not in names:
         avail = ", ".join(names) if names else "none (the model is dense; quantise a TT model)"
-        raise ValueError(f"layer {name!r} is not a TT layer of this model; available TT layers: "
-                         f"{avail}")
+        raise UserError(f"layer {name!r} is not a TT layer of this model; available TT layers: "
+                        f"{avail}")
     block_name, _, conv_attr = name.rpartition(".")
     block = model.get_submodule(block_name)
     if conv_attr == "conv1":

@@ -33,6 +33,7 @@ from sw.arch import STAGES, ConvSpec, network_specs, parse_input_size, validate_
 from sw.neurons import MultiStepLIF
 from sw.layers import BatchNormTB, make_conv as _make_conv
 from sw.tt import DenseConv3x3, TTConv2d
+from sw.cli_util import UserError
 
 __all__ = ["BatchNormTB", "ConvBNShortcut", "BasicBlock", "MSResNet", "ms_resnet",
            "merge_to_dense"]
@@ -121,27 +122,27 @@ class MSResNet(nn.Module):
     def check_input(self, x: Tensor) -> Tensor:
         """Validate ``x`` and return it as ``[T, B, C, H, W]`` (direct coding for 4-d input)."""
         if not isinstance(x, Tensor):
-            raise ValueError(f"MSResNet input must be a tensor, got {type(x).__name__}")
+            raise UserError(f"MSResNet input must be a tensor, got {type(x).__name__}")
         expected = (f"[B, {self.in_channels}, H, W] images or [T={self.timesteps}, B, "
                     f"{self.in_channels}, H, W] frames")
         if x.dim() == 4:
             if x.shape[1] != self.in_channels:
-                raise ValueError(f"MSResNet input: expected {expected}; got shape "
-                                 f"{tuple(x.shape)} ({x.shape[1]} channels)")
+                raise UserError(f"MSResNet input: expected {expected}; got shape "
+                                f"{tuple(x.shape)} ({x.shape[1]} channels)")
             x = x.unsqueeze(0).expand(self.timesteps, *x.shape)
         elif x.dim() == 5:
             if x.shape[0] != self.timesteps:
-                raise ValueError(f"MSResNet input: expected {expected}; got {x.shape[0]} "
-                                 f"timesteps in dim 0 (shape {tuple(x.shape)}); frames must be "
-                                 f"time-first (use x.transpose(0, 1) for [B, T, ...] data)")
+                raise UserError(f"MSResNet input: expected {expected}; got {x.shape[0]} "
+                                f"timesteps in dim 0 (shape {tuple(x.shape)}); frames must be "
+                                f"time-first (use x.transpose(0, 1) for [B, T, ...] data)")
             if x.shape[2] != self.in_channels:
-                raise ValueError(f"MSResNet input: expected {expected}; got shape "
-                                 f"{tuple(x.shape)} ({x.shape[2]} channels in dim 2)")
+                raise UserError(f"MSResNet input: expected {expected}; got shape "
+                                f"{tuple(x.shape)} ({x.shape[2]} channels in dim 2)")
         else:
-            raise ValueError(f"MSResNet input: expected {expected}; got a {x.dim()}-d tensor of "
-                             f"shape {tuple(x.shape)}")
+            raise UserError(f"MSResNet input: expected {expected}; got a {x.dim()}-d tensor of "
+                            f"shape {tuple(x.shape)}")
         if not x.is_floating_point():
-            raise ValueError(f"MSResNet input must be floating point, got {x.dtype}")
+            raise UserError(f"MSResNet input must be floating point, got {x.dtype}")
         return x
 
     def features(self, x: Tensor) -> Tensor:
@@ -181,27 +182,27 @@ def ms_resnet(arch: str = "resnet18", mode: str = "dense", ranks=None, in_channe
     alpha is 1/sqrt(2) for the BNs whose outputs meet at a block's addition, 1 elsewhere).
     """
     if mode != "htt" and schedule is not None:
-        raise ValueError(f"schedule is only used by mode 'htt', not {mode!r}")
+        raise UserError(f"schedule is only used by mode 'htt', not {mode!r}")
     sched = validate_schedule(schedule, timesteps) if mode == "htt" else None
     if not isinstance(reversible, bool):
-        raise ValueError(f"reversible must be true or false, got {reversible!r}")
+        raise UserError(f"reversible must be true or false, got {reversible!r}")
     extra: dict[str, Any] = {}
     if reversible:
         from sw.reversible import BACKWARDS, _check_frac_bits
 
         if reversible_backward not in BACKWARDS:
-            raise ValueError(f"unknown reversible_backward {reversible_backward!r}; choose one of "
-                             f"{', '.join(BACKWARDS)}")
+            raise UserError(f"unknown reversible_backward {reversible_backward!r}; choose one of "
+                            f"{', '.join(BACKWARDS)}")
         extra = dict(reversible=True, reversible_backward=reversible_backward,
                      reversible_frac_bits=_check_frac_bits(reversible_frac_bits))
     if norm != "bn":
         from sw.plugin.methods import NORMS
 
         if norm not in NORMS:
-            raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+            raise UserError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
         if reversible:
-            raise ValueError(f"norm {norm!r} is not available with reversible blocks (their backward "
-                             "recomputes BatchNormTB); use norm 'bn' or no reversible blocks")
+            raise UserError(f"norm {norm!r} is not available with reversible blocks (their backward "
+                            "recomputes BatchNormTB); use norm 'bn' or no reversible blocks")
         extra["norm"] = norm  # recorded only when not the default: older hparams stay valid
     spec = network_specs(arch, in_channels, input_size, num_classes, mode, ranks, timesteps,
                          sched, downsample, reversible=reversible)
@@ -233,7 +234,7 @@ def merge_to_dense(model: MSResNet) -> MSResNet:
     up to float rounding. ``.hparams['merged_from']`` records the TT mode; ``.spec`` lists the
     dense layers."""
     if not isinstance(model, MSResNet):
-        raise ValueError(f"merge_to_dense expects an MSResNet, got {type(model).__name__}")
+        raise UserError(f"merge_to_dense expects an MSResNet, got {type(model).__name__}")
     merged = copy.deepcopy(model)
     for name, module in list(merged.named_modules()):
         if isinstance(module, TTConv2d):

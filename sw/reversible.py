@@ -48,6 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from sw.arch import ConvSpec
+from sw.cli_util import UserError
 
 __all__ = ["BACKWARDS", "DEFAULT_FRAC_BITS", "round_to_grid", "ReversibleBlock",
            "ReversibleSequential", "reconstruction_report", "set_backward"]
@@ -80,8 +81,8 @@ def _check_frac_bits(frac_bits: int | None) -> int | None:
     if frac_bits is None:
         return None
     if isinstance(frac_bits, bool) or not isinstance(frac_bits, int) or not 0 <= frac_bits <= 20:
-        raise ValueError(f"reversible frac_bits must be an integer in 0..20 (grid 2**-frac_bits) or "
-                         f"None for float coupling, got {frac_bits!r}")
+        raise UserError(f"reversible frac_bits must be an integer in 0..20 (grid 2**-frac_bits) or "
+                        f"None for float coupling, got {frac_bits!r}")
     return frac_bits
 
 
@@ -99,10 +100,10 @@ class ReversibleBlock(nn.Module):
 
         for s in (conv1, conv2):
             if s.stride != 1 or s.in_channels != s.out_channels:
-                raise ValueError(f"{s.name}: a reversible block needs stride 1 and equal channel "
-                                 f"groups, got {s.in_channels}->{s.out_channels} stride {s.stride}")
+                raise UserError(f"{s.name}: a reversible block needs stride 1 and equal channel "
+                                f"groups, got {s.in_channels}->{s.out_channels} stride {s.stride}")
         if conv1.in_channels != conv2.in_channels:
-            raise ValueError(f"{conv1.name}/{conv2.name}: F and G must see groups of the same size")
+            raise UserError(f"{conv1.name}/{conv2.name}: F and G must see groups of the same size")
         self.half = conv1.in_channels
         self.frac_bits = _check_frac_bits(frac_bits)
         self.lif1 = MultiStepLIF(**neuron)
@@ -120,8 +121,8 @@ class ReversibleBlock(nn.Module):
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if x.dim() != 5 or x.shape[2] != 2 * self.half:
-            raise ValueError(f"ReversibleBlock: expected [T, B, {2 * self.half}, H, W], got shape "
-                             f"{tuple(x.shape)}")
+            raise UserError(f"ReversibleBlock: expected [T, B, {2 * self.half}, H, W], got shape "
+                            f"{tuple(x.shape)}")
         return x[:, :, :self.half], x[:, :, self.half:]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -289,7 +290,7 @@ class ReversibleSequential(nn.Sequential):
 def set_backward(model: nn.Module, backward: str) -> None:
     """Pick the backward of every :class:`ReversibleSequential` in ``model``."""
     if backward not in BACKWARDS:
-        raise ValueError(f"unknown reversible backward {backward!r}; choose one of {', '.join(BACKWARDS)}")
+        raise UserError(f"unknown reversible backward {backward!r}; choose one of {', '.join(BACKWARDS)}")
     for m in model.modules():
         if isinstance(m, ReversibleSequential):
             m.backward = backward

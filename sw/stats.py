@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 from sw.arch import ConvSpec, network_specs, parse_input_size
+from sw.cli_util import UserError
 
 __all__ = ["layer_table", "totals", "network_stats", "parse_input_shape", "torch_param_count"]
 
@@ -82,8 +83,8 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
     except ValueError:
         vals = []
     if len(vals) not in (2, 3) or min(vals, default=0) < 1:
-        raise ValueError(f"--input {text!r}: expected CxHxW (e.g. 2x48x48) or CxS (e.g. 3x32), "
-                         f"positive integers")
+        raise UserError(f"--input {text!r}: expected CxHxW (e.g. 2x48x48) or CxS (e.g. 3x32), "
+                        f"positive integers")
     return (vals[0], vals[1], vals[1]) if len(vals) == 2 else (vals[0], vals[1], vals[2])
 
 

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from sw import ddp
-from sw.cli_util import out_of_memory_is_a_clear_error
+from sw.cli_util import MissingFileError, UserError, out_of_memory_is_a_clear_error
 from sw.checkpoint import load_checkpoint, load_model, run_environment, save_checkpoint, set_rng_state
 from sw.data import DataInfo, augment_crop_flip, load_dataset
 from sw.fileio import atomic_write_json, atomic_write_text, os_error, remove_stale_temps
@@ -113,41 +113,41 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "timesteps"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"config: {name} must be a positive integer, got {v!r}")
+                raise UserError(f"config: {name} must be a positive integer, got {v!r}")
         if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"config: scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+            raise UserError(f"config: scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         for name in ("lr", "momentum", "weight_decay"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or not math.isfinite(v):
-                raise ValueError(f"config: {name} must be a non-negative number, got {v!r}")
+                raise UserError(f"config: {name} must be a non-negative number, got {v!r}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"config: threads must be >= 1, got {self.threads}")
+            raise UserError(f"config: threads must be >= 1, got {self.threads}")
         if not isinstance(self.reversible, bool):
-            raise ValueError(f"config: reversible must be true or false, got {self.reversible!r}")
+            raise UserError(f"config: reversible must be true or false, got {self.reversible!r}")
         self._validate_methods()
         if self.workers < 0:
-            raise ValueError(f"config: workers must be >= 0, got {self.workers}")
+            raise UserError(f"config: workers must be >= 0, got {self.workers}")
         if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"config: device must be cpu or cuda, got {self.device!r}")
+            raise UserError(f"config: device must be cpu or cuda, got {self.device!r}")
         return self
 
     def _validate_methods(self) -> None:
         from sw.plugin.methods import LOSSES, NORMS
 
         if self.norm not in NORMS:
-            raise ValueError(f"config: norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+            raise UserError(f"config: norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         if self.loss not in LOSSES:
-            raise ValueError(f"config: loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+            raise UserError(f"config: loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         lam = self.tet_lambda
         if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not 0 <= lam <= 1:
-            raise ValueError(f"config: tet_lambda must be a number in [0, 1], got {lam!r}")
+            raise UserError(f"config: tet_lambda must be a number in [0, 1], got {lam!r}")
         if not isinstance(self.nda, bool):
-            raise ValueError(f"config: nda must be true or false, got {self.nda!r}")
+            raise UserError(f"config: nda must be true or false, got {self.nda!r}")
         if self.nda and self.augment:
-            raise ValueError("config: nda and augment both flip frames; choose one (nda for event data)")
+            raise UserError("config: nda and augment both flip frames; choose one (nda for event data)")
         if self.norm != "bn" and self.reversible:
-            raise ValueError(f"config: norm {self.norm!r} is not available with reversible blocks; "
-                             "use norm 'bn' or reversible false")
+            raise UserError(f"config: norm {self.norm!r} is not available with reversible blocks; "
+                            "use norm 'bn' or reversible false")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -167,7 +167,7 @@ def config_from_dict(data: dict, source: str = "config") -> TrainConfig:
             flat[key] = value
     unknown = sorted(set(flat) - _FIELDS)
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(_FIELDS)}")
+        raise UserError(f"{source}: unknown key(s) {unknown}; allowed: {sorted(_FIELDS)}")
     return TrainConfig(**flat).validate()
 
 
@@ -175,7 +175,7 @@ def load_config(path: str | os.PathLike) -> dict:
     """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) training configuration as a dict."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"training config not found: {path}")
+        raise MissingFileError(f"training config not found: {path}")
     text = path.read_text()
     try:
         if path.suffix == ".toml":
@@ -185,15 +185,15 @@ def load_config(path: str | os.PathLike) -> dict:
             import yaml
             data = yaml.safe_load(text) or {}
         else:
-            raise ValueError(f"{path}: config must be .toml, .yaml or .yml")
+            raise UserError(f"{path}: config must be .toml, .yaml or .yml")
     except (ValueError, ImportError) as exc:
         if isinstance(exc, ValueError) and str(exc).startswith(str(path)):
             raise
-        raise ValueError(f"{path}: cannot parse config: {exc}") from None
+        raise UserError(f"{path}: cannot parse config: {exc}") from None
     except Exception as exc:  # yaml.YAMLError
-        raise ValueError(f"{path}: cannot parse config: {exc}") from None
+        raise UserError(f"{path}: cannot parse config: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: config must be a table/mapping at the top level")
+        raise UserError(f"{path}: config must be a table/mapping at the top level")
     return data
 
 
@@ -209,8 +209,8 @@ def build_from_config(cfg: TrainConfig) -> tuple[torch.nn.Module, Dataset, Datas
     train_set, test_set, info = load_dataset(cfg.dataset, cfg.data_path, timesteps=cfg.timesteps, size=cfg.size,
                                              split_by=cfg.split_by, cache_dir=cfg.cache_dir, augment=cfg.augment)
     if cfg.nda and not info.events:
-        raise ValueError(f"nda augments event frames; data set {info.name} is not event data "
-                         "(use an event data set such as digits-events, or drop --nda)")
+        raise UserError(f"nda augments event frames; data set {info.name} is not event data "
+                        "(use an event data set such as digits-events, or drop --nda)")
     train_set, test_set = _subset(train_set, cfg.max_train_samples), _subset(test_set, cfg.max_test_samples)
     torch.manual_seed(cfg.seed)
     init_meta = None
@@ -220,8 +220,8 @@ def build_from_config(cfg: TrainConfig) -> tuple[torch.nn.Module, Dataset, Datas
         init_meta = {"path": str(cfg.init_from), "hparams": meta["model"]["hparams"]}
         init_norm = init_meta["hparams"].get("norm", "bn")
         if init_norm != cfg.norm:
-            raise ValueError(f"--init-from {cfg.init_from} was trained with norm {init_norm!r}, the config "
-                             f"asks for {cfg.norm!r}; set --norm {init_norm}")
+            raise UserError(f"--init-from {cfg.init_from} was trained with norm {init_norm!r}, the config "
+                            f"asks for {cfg.norm!r}; set --norm {init_norm}")
     else:
         from sw.resnet import ms_resnet
 
@@ -231,11 +231,11 @@ def build_from_config(cfg: TrainConfig) -> tuple[torch.nn.Module, Dataset, Datas
                           downsample=cfg.downsample, reversible=cfg.reversible, norm=cfg.norm)
     hp = model.hparams
     if hp.get("in_channels") not in (None, info.in_channels) or hp.get("num_classes") not in (None, info.num_classes):
-        raise ValueError(f"model expects {hp.get('in_channels')} input channels / {hp.get('num_classes')} classes, "
-                         f"data set {info.name} has {info.in_channels} / {info.num_classes}")
+        raise UserError(f"model expects {hp.get('in_channels')} input channels / {hp.get('num_classes')} classes, "
+                        f"data set {info.name} has {info.in_channels} / {info.num_classes}")
     if hp.get("timesteps") not in (None, cfg.timesteps) and info.events:
-        raise ValueError(f"model was built for T={hp.get('timesteps')}, the config asks for "
-                         f"T={cfg.timesteps} frames; set timesteps to match")
+        raise UserError(f"model was built for T={hp.get('timesteps')}, the config asks for "
+                        f"T={cfg.timesteps} frames; set timesteps to match")
     return model, train_set, test_set, info, init_meta
 
 
@@ -266,7 +266,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, info: DataInfo, batch_siz
         total_loss, correct, n = ddp.all_reduce_sum([total_loss, correct, n], device)
         correct, n = int(correct), int(n)
     if n == 0:
-        raise ValueError("evaluation set is empty")
+        raise UserError("evaluation set is empty")
     return {"loss": total_loss / n, "acc": correct / n, "samples": n}
 
 
@@ -293,13 +293,13 @@ def _stderr_warning(msg: str) -> None:
 def _check_out_dir(cfg: "TrainConfig", out: Path, resume: bool, force: bool) -> None:
     """Refuse to write onto an existing run unless asked (``resume`` or ``force``)."""
     if resume and force:
-        raise ValueError("--resume continues the run in --out, --force replaces it: give one of them")
+        raise UserError("--resume continues the run in --out, --force replaces it: give one of them")
     if out.exists() and not out.is_dir():
         raise os_error(NotADirectoryError, errno.ENOTDIR,
                        f"--out {out} is a file; the run directory must be a directory (choose another --out)")
     if cfg.init_from and (out / "last.pt").resolve() == Path(cfg.init_from).resolve():
-        raise ValueError(f"--init-from {cfg.init_from} is the checkpoint this run would overwrite; "
-                         "use --resume to continue that run, or choose another --out")
+        raise UserError(f"--init-from {cfg.init_from} is the checkpoint this run would overwrite; "
+                        "use --resume to continue that run, or choose another --out")
     present = [name for name in _RUN_FILES if (out / name).exists()]
     if present and not resume and not force:
         raise os_error(FileExistsError, errno.EEXIST,
@@ -327,14 +327,14 @@ def _check_environment(saved: dict | None, threads_given: bool, warn: Callable[[
 def _resume_epochs(cfg: "TrainConfig", saved_epochs: int, done: int) -> bool:
     """Check ``cfg.epochs`` against the checkpoint's plan; True when it extends a finished run."""
     if cfg.epochs < done:
-        raise ValueError(f"--resume: the run already completed {done} epochs; --epochs {cfg.epochs} is fewer "
-                         f"(use --epochs {done} or more)")
+        raise UserError(f"--resume: the run already completed {done} epochs; --epochs {cfg.epochs} is fewer "
+                        f"(use --epochs {done} or more)")
     if cfg.epochs == saved_epochs:
         return False
     if done < saved_epochs and cfg.scheduler == "cosine":
-        raise ValueError(f"--resume: the run stopped after epoch {done} of {saved_epochs} with a cosine schedule "
-                         f"over {saved_epochs} epochs; finish it first (--epochs {saved_epochs}), then "
-                         f"extend it with --resume --epochs {cfg.epochs}")
+        raise UserError(f"--resume: the run stopped after epoch {done} of {saved_epochs} with a cosine schedule "
+                        f"over {saved_epochs} epochs; finish it first (--epochs {saved_epochs}), then "
+                        f"extend it with --resume --epochs {cfg.epochs}")
     return cfg.epochs > saved_epochs and done == saved_epochs
 
 
@@ -370,16 +370,16 @@ def _quiet(_msg: str) -> None:
 def _train(cfg: TrainConfig, ctx: "ddp.DistContext", resume: bool, progress: bool,
            log: Callable[[str], None], force: bool, warn: Callable[[str], None]) -> dict[str, Any]:
     if ctx.distributed and cfg.batch_size < ctx.world:
-        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch; it must be at least the "
-                         f"number of processes ({ctx.world})")
+        raise UserError(f"--batch-size {cfg.batch_size} is the global batch; it must be at least the "
+                        f"number of processes ({ctx.world})")
     if ctx.distributed and cfg.reversible:
-        raise ValueError("--reversible is not supported under torchrun yet (its recompute would run "
-                         "BatchNorm's collective in the backward pass); train it in one process")
+        raise UserError("--reversible is not supported under torchrun yet (its recompute would run "
+                        "BatchNorm's collective in the backward pass); train it in one process")
     methods = {k: getattr(cfg, k) for k, plain in (("norm", "bn"), ("loss", "ce"), ("nda", False))
                if getattr(cfg, k) != plain}
     if ctx.distributed and methods:
-        raise ValueError(f"{methods} are not supported under torchrun yet (global-batch tdBN/TEBN, "
-                         "sharded NDA draws); train them in one process")
+        raise UserError(f"{methods} are not supported under torchrun yet (global-batch tdBN/TEBN, "
+                        "sharded NDA draws); train them in one process")
     out = Path(cfg.out)
     ckpt_path = out / "last.pt"
     _check_out_dir(cfg, out, resume, force)
@@ -389,15 +389,15 @@ def _train(cfg: TrainConfig, ctx: "ddp.DistContext", resume: bool, progress: boo
     threads_given = cfg.threads is not None
     if resume:
         if not ckpt_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}; run without --resume to start, "
-                                    "or point --out at the run directory to continue")
+            raise MissingFileError(f"--resume: no checkpoint at {ckpt_path}; run without --resume to start, "
+                                   "or point --out at the run directory to continue")
         resumed = load_checkpoint(ckpt_path)
         saved = resumed.get("config", {})
         diff = {k: (saved.get(k, _RESUME_DEFAULTS.get(k)), getattr(cfg, k)) for k in _RESUME_KEYS
                 if saved.get(k, _RESUME_DEFAULTS.get(k)) != getattr(cfg, k)}
         if diff:
-            raise ValueError(f"--resume: the configuration differs from the checkpoint's in {diff} "
-                             "(saved, now); resume with the same settings or start a new --out directory")
+            raise UserError(f"--resume: the configuration differs from the checkpoint's in {diff} "
+                            "(saved, now); resume with the same settings or start a new --out directory")
         extending = _resume_epochs(cfg, int(saved.get("epochs", cfg.epochs)), int(resumed["epoch"]))
         env = resumed.get("env")
         if not threads_given and env and env.get("threads"):
@@ -559,7 +559,7 @@ def _train_epoch(cfg: TrainConfig, model, optimizer, scheduler, train_set, test_
             loss = F.cross_entropy(outp, y)
             batch_loss = loss.item()
         if not math.isfinite(batch_loss):
-            raise ValueError(f"loss became {batch_loss} in epoch {epoch + 1}; lower the learning rate")
+            raise UserError(f"loss became {batch_loss} in epoch {epoch + 1}; lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from sw.arch import DOWNSAMPLE_CHOICES, TT_MODES, max_tt_rank, validate_schedule
 from sw.tt_autograd import TTGeometry, is_binary, tt_conv
+from sw.cli_util import UserError
 
 __all__ = ["TTConv2d", "DenseConv3x3", "ScheduledConv3x3", "tt_svd_cores", "merge_cores",
            "check_tb_input", "relative_error"]
@@ -50,13 +51,13 @@ __all__ = ["TTConv2d", "DenseConv3x3", "ScheduledConv3x3", "tt_svd_cores", "merg
 def check_tb_input(x: Tensor, channels: int, where: str) -> None:
     """Raise ValueError unless ``x`` is ``[T, B, channels, H, W]``."""
     if not isinstance(x, Tensor):
-        raise ValueError(f"{where}: expected a tensor [T, B, C, H, W], got {type(x).__name__}")
+        raise UserError(f"{where}: expected a tensor [T, B, C, H, W], got {type(x).__name__}")
     if x.dim() != 5:
-        raise ValueError(f"{where}: expected a 5-d input [T, B, C={channels}, H, W], got shape "
-                         f"{tuple(x.shape)}")
+        raise UserError(f"{where}: expected a 5-d input [T, B, C={channels}, H, W], got shape "
+                        f"{tuple(x.shape)}")
     if x.shape[2] != channels:
-        raise ValueError(f"{where}: expected {channels} input channels (dim 2 of [T, B, C, H, W]), "
-                         f"got {x.shape[2]} (shape {tuple(x.shape)})")
+        raise UserError(f"{where}: expected {channels} input channels (dim 2 of [T, B, C, H, W]), "
+                        f"got {x.shape[2]} (shape {tuple(x.shape)})")
 
 
 def _fold(x: Tensor) -> Tensor:
@@ -70,20 +71,20 @@ def _unfold(y: Tensor, steps: int) -> Tensor:
 def _check_rank(rank, in_channels: int, out_channels: int) -> int:
     bound = max_tt_rank(in_channels, out_channels)
     if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not 1 <= rank <= bound:
-        raise ValueError(f"rank {rank!r} out of range for a {in_channels}->{out_channels} TT conv: "
-                         f"allowed 1..{bound} (integers; sw.arch.max_tt_rank)")
+        raise UserError(f"rank {rank!r} out of range for a {in_channels}->{out_channels} TT conv: "
+                        f"allowed 1..{bound} (integers; sw.arch.max_tt_rank)")
     return int(rank)
 
 
 def _check_conv_args(in_channels: int, out_channels: int, stride: int, downsample: str) -> None:
     for what, v in (("in_channels", in_channels), ("out_channels", out_channels)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{what} must be a positive integer, got {v!r}")
+            raise UserError(f"{what} must be a positive integer, got {v!r}")
     if stride not in (1, 2):
-        raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+        raise UserError(f"stride must be 1 or 2, got {stride!r}")
     if downsample not in DOWNSAMPLE_CHOICES:
-        raise ValueError(f"unknown downsample {downsample!r}; choose one of "
-                         f"{', '.join(DOWNSAMPLE_CHOICES)}")
+        raise UserError(f"unknown downsample {downsample!r}; choose one of "
+                        f"{', '.join(DOWNSAMPLE_CHOICES)}")
 
 
 def relative_error(reference: Tensor, approx: Tensor) -> float:
@@ -160,11 +161,11 @@ def merge_cores(g1: Tensor, g2: Tensor, g3: Tensor, g4: Tensor, mode: str,
     ``timestep_class='reduced'`` (HTT only): the kernel of ``g4(g1(x))``, centre tap only.
     """
     if mode not in TT_MODES:
-        raise ValueError(f"unknown TT mode {mode!r}; choose one of {', '.join(TT_MODES)}")
+        raise UserError(f"unknown TT mode {mode!r}; choose one of {', '.join(TT_MODES)}")
     if timestep_class not in ("full", "reduced"):
-        raise ValueError(f"timestep_class must be 'full' or 'reduced', got {timestep_class!r}")
+        raise UserError(f"timestep_class must be 'full' or 'reduced', got {timestep_class!r}")
     if timestep_class == "reduced" and mode != "htt":
-        raise ValueError(f"only HTT has reduced timesteps; mode {mode!r} has only 'full'")
+        raise UserError(f"only HTT has reduced timesteps; mode {mode!r} has only 'full'")
     a1 = g1[:, :, 0, 0]          # [r, Cin]
     a2 = g2[:, :, :, 0]          # [r_out, r_in, kh]
     a3 = g3[:, :, 0, :]          # [r_out, r_in, kw]
@@ -191,7 +192,7 @@ def tt_svd_cores(weight: Tensor, rank: int) -> tuple[Tensor, Tensor, Tensor, Ten
 
     if not isinstance(weight, Tensor) or weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3):
         shape = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
-        raise ValueError(f"tt_svd_cores: expected a 3x3 conv weight [Cout, Cin, 3, 3], got {shape}")
+        raise UserError(f"tt_svd_cores: expected a 3x3 conv weight [Cout, Cin, 3, 3], got {shape}")
     cout, cin = weight.shape[:2]
     rank = _check_rank(rank, cin, cout)
     tensor = weight.detach().to("cpu", torch.float64).permute(1, 2, 3, 0).numpy()
@@ -235,10 +236,10 @@ class TTConv2d(nn.Module):
         super().__init__()
         _check_conv_args(in_channels, out_channels, stride, downsample)
         if mode not in TT_MODES:
-            raise ValueError(f"unknown TT mode {mode!r}; choose one of {', '.join(TT_MODES)}")
+            raise UserError(f"unknown TT mode {mode!r}; choose one of {', '.join(TT_MODES)}")
         rank = _check_rank(rank, in_channels, out_channels)
         if schedule is not None and mode != "htt":
-            raise ValueError(f"schedule is only used by mode 'htt', not {mode!r}")
+            raise UserError(f"schedule is only used by mode 'htt', not {mode!r}")
         self.in_channels, self.out_channels, self.rank = in_channels, out_channels, rank
         self.mode, self.stride = mode, stride
         self.downsample = downsample if stride != 1 else "none"
@@ -386,8 +387,8 @@ class TTConv2d(nn.Module):
         expected = (self.out_channels, self.in_channels, 3, 3)
         if not isinstance(weight, Tensor) or tuple(weight.shape) != expected:
             got = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
-            raise ValueError(f"load_dense_weight: expected a weight of shape {expected} "
-                             f"[Cout, Cin, 3, 3], got {got}")
+            raise UserError(f"load_dense_weight: expected a weight of shape {expected} "
+                            f"[Cout, Cin, 3, 3], got {got}")
         cores = tt_svd_cores(weight, self.rank)
         with torch.no_grad():
             for conv, core in zip((self.g1, self.g2, self.g3, self.g4), cores):
@@ -403,7 +404,7 @@ class TTConv2d(nn.Module):
         """A TT conv initialised from a dense weight by TT-SVD (see :meth:`load_dense_weight`)."""
         if not isinstance(weight, Tensor) or weight.dim() != 4:
             got = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
-            raise ValueError(f"from_dense: expected a weight [Cout, Cin, 3, 3], got {got}")
+            raise UserError(f"from_dense: expected a weight [Cout, Cin, 3, 3], got {got}")
         module = cls(weight.shape[1], weight.shape[0], rank, mode, stride, downsample, schedule)
         module.to(device=weight.device, dtype=weight.dtype)
         module.load_dense_weight(weight)

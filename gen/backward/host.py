@@ -17,13 +17,14 @@ from ..hostmap import HostMap, host_map, region_reads, region_writes
 from .tiling import TileRun, layer_runs, run_stages
 from .tile_program import (BackwardTileProgram, gbuf_need, pack_tensor, pack_trace, plan_backward_tile, unpack_tensor,
                            unpack_wgrad)
+from sw.cli_util import UserError
 
 __all__ = ["BackwardTileResult", "BackwardHostProgram", "backward_program", "backward_traffic", "check_fits",
            "run_backward_tile",
            "BackwardDoesNotFit", "BackwardTile", "backward_layer_programs", "combine_tiles"]
 
 
-class BackwardDoesNotFit(ValueError):
+class BackwardDoesNotFit(UserError):
     """A backward tile needs more of a backward memory than the configuration has; ``region``
     names it (``gbuf``, ``gweights``, ``trace`` or ``wgrad``), ``need`` its words."""
 
@@ -169,7 +170,7 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
     H, W = hw - 2, ww - 2
     layer_T = layer_timesteps or T
     if t0 < 0 or t0 + T > layer_T:
-        raise ValueError(f"timesteps {t0}..{t0 + T - 1} are not in the layer's {layer_T}")
+        raise UserError(f"timesteps {t0}..{t0 + T - 1} are not in the layer's {layer_T}")
     full = list(qlayer.full_timesteps(layer_T))[t0:t0 + T]
     run = TileRun(0, 0, H, W, t0, T, first, last, carry_in, carry_out)
     plan = plan_backward_tile(qlayer, T, H, W, P, cfg.widths.weight, shifts, full, height_mul,
@@ -179,8 +180,8 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
     for name, values in (("e", e), ("g_extra", g_extra)):
         spec = plan.tensors.get(name)
         if values is not None and np.shape(values) != (T, spec.channels, spec.rows, spec.cols):
-            raise ValueError(f"{name}: expected [T={T}, {spec.channels}, {spec.rows}, {spec.cols}] "
-                             f"(output pixels plus the ring), got {list(np.shape(values))}")
+            raise UserError(f"{name}: expected [T={T}, {spec.channels}, {spec.rows}, {spec.cols}] "
+                            f"(output pixels plus the ring), got {list(np.shape(values))}")
     trace = pack_trace(spikes, window, argmax, P)
     check_fits(cfg, plan, len(trace))
     setup = [(hmap.register("ctrl").address, 2), (hmap.register("pass").address, int(Pass.BACKWARD))]

@@ -14,6 +14,7 @@ from .host import BackwardDoesNotFit, backward_traffic, check_fits
 from .perf import _Planner, _layer, backward_tile_shape
 from .stage_layout import StageKind
 from .tiling import layer_runs, run_stages
+from sw.cli_util import UserError
 
 __all__ = ["LayerBackwardCounters", "layer_backward_counters"]
 
@@ -91,8 +92,8 @@ def layer_backward_counters(cfg: HardwareConfig, spec, mode: str, timesteps: int
         except BackwardDoesNotFit as e:      # grow only the memory that is too small
             planned = _grown(planned, e.region, e.need)
     else:
-        raise ValueError(f"{spec.name}: no backward tile fits the [gradients] memories of {cfg.name!r} "
-                         f"even after growing them {max_growth} times")
+        raise UserError(f"{spec.name}: no backward tile fits the [gradients] memories of {cfg.name!r} "
+                        f"even after growing them {max_growth} times")
     passes = {"backward": {}, "weight_update": {}}
     words_in = words_out = 0
     regions: dict[str, tuple[int, int]] = {}

@@ -15,6 +15,7 @@ from typing import Mapping
 import numpy as np
 
 from .stage_layout import STAGE_FIELDS, Requant, StageKind, Taps
+from sw.cli_util import UserError
 
 __all__ = ["TensorSpec", "WeightGradSpec", "BackwardTileProgram", "plan_backward_tile",
            "pack_tensor", "unpack_tensor", "unpack_wgrad", "pack_trace", "bank_conflicts", "gbuf_need"]
@@ -182,7 +183,7 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     cin, r, cout = qlayer.in_channels, qlayer.rank, qlayer.out_channels
     w1, w2, w3, w4 = (np.asarray(getattr(qlayer, n), dtype=np.int64) for n in ("w1", "w2", "w3", "w4"))
     if qlayer.pool and (H % 2 or W % 2):
-        raise ValueError(f"a pooling layer's backward tile needs an even height and width, got {H}x{W}")
+        raise UserError(f"a pooling layer's backward tile needs an even height and width, got {H}x{W}")
     ho, wo = (H // 2, W // 2) if qlayer.pool else (H, W)
     tensors: dict[str, TensorSpec] = {}
     base = 0
@@ -269,8 +270,8 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     else:
         s_bypass = shifts["g23t"] - qlayer.shift3 - 1
         if s_bypass < -15:
-            raise ValueError(f"HTT bypass: the left shift {-s_bypass} exceeds 15 (g23t {shifts['g23t']}, "
-                             f"shift3 {qlayer.shift3})")
+            raise UserError(f"HTT bypass: the left shift {-s_bypass} exceeds 15 (g23t {shifts['g23t']}, "
+                            f"shift3 {qlayer.shift3})")
         stages.append(("dw23", _stage(**wgrad("w23", 6, r, r), **src("q1"), **grad("g_q23", 1, 1),
                                       taps=Taps.ROWS_COLS, fy=1, fx=1, schedule=sched, use_schedule=htt)))
         stages.append(("g_q1", _stage(**bwd, **src("g_q23"), **dst("g_q1"), rows=H, cols=W, taps=Taps.ROWS_COLS,

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from sw.cli_util import UserError
+
 from .stage_layout import StageKind
 
 __all__ = ["TileRun", "layer_runs", "run_stages", "chunk_sizes"]
@@ -58,7 +60,7 @@ def layer_runs(H: int, W: int, T: int, h: int, w: int, k: int) -> list[TileRun]:
     smaller) and chunks of ``k`` timesteps (``k`` divides ``T``): tiles row by row, each
     tile's chunks from the latest timesteps to the earliest."""
     if k < 1 or T % k:
-        raise ValueError(f"a chunk of {k} timesteps does not divide T = {T}")
+        raise UserError(f"a chunk of {k} timesteps does not divide T = {T}")
     origins = [(r0, c0) for r0 in range(0, H, h) for c0 in range(0, W, w)]
     starts = list(range(T - k, -1, -k))
     n = len(origins) * len(starts)

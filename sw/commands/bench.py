@@ -18,13 +18,14 @@ import torch
 
 from sw.arch import MODES
 from sw.bench import PRESETS, bench_lif, bench_modes, format_lif, format_table
+from sw.cli_util import UserError
 
 
 def _modes(text: str) -> list[str]:
     modes = [m.strip() for m in text.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
-        raise ValueError(f"--modes: unknown {bad}; choose from {', '.join(MODES)} (comma-separated)")
+        raise UserError(f"--modes: unknown {bad}; choose from {', '.join(MODES)} (comma-separated)")
     return modes
 
 
@@ -32,8 +33,8 @@ def _presets(text: str) -> list[str]:
     names = [p.strip() for p in text.split(",") if p.strip()]
     bad = [p for p in names if p not in PRESETS]
     if bad or not names:
-        raise ValueError(f"--preset: unknown {bad or text!r}; choose from {', '.join(sorted(PRESETS))} "
-                         "(comma-separated)")
+        raise UserError(f"--preset: unknown {bad or text!r}; choose from {', '.join(sorted(PRESETS))} "
+                        "(comma-separated)")
     return names
 
 
@@ -41,9 +42,9 @@ def _shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(v) for v in text.lower().replace("x", ",").split(",") if v.strip())
     except ValueError:
-        raise ValueError(f"--lif-shape {text!r}: expected comma-separated integers like 6,8,64,48,48") from None
+        raise UserError(f"--lif-shape {text!r}: expected comma-separated integers like 6,8,64,48,48") from None
     if len(shape) < 2 or min(shape) < 1:
-        raise ValueError(f"--lif-shape {text!r}: need [T, B, ...] with positive sizes")
+        raise UserError(f"--lif-shape {text!r}: need [T, B, ...] with positive sizes")
     return shape
 
 
@@ -83,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
@@ -119,7 +120,7 @@ def _bench_preset(args: argparse.Namespace, preset: str, threads: int) -> dict |
     changes = {k: v for k, v in (("batch", args.batch), ("timesteps", args.timesteps), ("ranks", args.ranks))
                if v is not None}
     if any(isinstance(v, int) and v < 1 for v in changes.values()):
-        raise ValueError(f"--batch/--timesteps must be >= 1, got {changes}")
+        raise UserError(f"--batch/--timesteps must be >= 1, got {changes}")
     wl = dataclasses.replace(wl, **changes)
     if args.profile:
         from sw.bench import profile_step

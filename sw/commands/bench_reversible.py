@@ -17,6 +17,7 @@ import torch
 from sw.bench_reversible import (NETWORKS, VARIANTS, bench_network, bench_stack, float_flip_check,
                                  format_rows, plot_rows)
 from sw.fileio import add_force_argument, check_outputs
+from sw.cli_util import UserError
 
 
 def _ints(flag: str):
@@ -55,19 +56,19 @@ def run(args: argparse.Namespace) -> int:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
-        raise ValueError(f"--variants: unknown {bad}; choose from {', '.join(VARIANTS)}")
+        raise UserError(f"--variants: unknown {bad}; choose from {', '.join(VARIANTS)}")
     nets = [] if args.networks.strip() == "none" else [n.strip() for n in args.networks.split(",") if n.strip()]
     bad = [n for n in nets if n not in NETWORKS]
     if bad:
-        raise ValueError(f"--networks: unknown {bad}; choose from {', '.join(NETWORKS)} or 'none'")
+        raise UserError(f"--networks: unknown {bad}; choose from {', '.join(NETWORKS)} or 'none'")
     if args.channels < 2 or args.channels % 2 or args.size < 1 or args.batch < 1:
-        raise ValueError("--channels must be even and >= 2; --size and --batch positive")
+        raise UserError("--channels must be even and >= 2; --size and --batch positive")
     if args.reps < 1 or args.warmup < 0:
-        raise ValueError(f"--reps must be >= 1 and --warmup >= 0, got {args.reps}, {args.warmup}")
+        raise UserError(f"--reps must be >= 1 and --warmup >= 0, got {args.reps}, {args.warmup}")
     check_outputs([("--plot", args.plot)], force=args.force)  # before the minutes of timing
     if args.threads is not None:
         if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 

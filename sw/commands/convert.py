@@ -2,7 +2,7 @@
 STT/PTT/HTT (TT-SVD initialised; ranks given, uniform, full or EVBMF), or merge a converted model
 back into plain convs (paper Eq. 6). See docs/plugin.md and :mod:`sw.plugin.convert`.
 
-    python -m sw convert --model sw.plugin.examples:spikingjelly_net --weights dense.pt \\
+    python -m sw convert --model ttsnn.sw.plugin.examples:spikingjelly_net --weights dense.pt \\
         --mode ptt --ranks evbmf --out tt.pt
     python -m sw convert --checkpoint build/train/last.pt --mode ptt --ranks uniform:8 --out tt.pt
     python -m sw convert --merge tt.pt --out dense.pt      # STT/PTT: loads into the original model
@@ -16,12 +16,13 @@ import sys
 
 from sw.arch import TT_MODES
 from sw.fileio import check_output_path
+from sw.cli_util import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="MODULE:FUNCTION that builds the host model (e.g. "
-                                     "sw.plugin.examples:spikingjelly_net)")
+                                     "ttsnn.sw.plugin.examples:spikingjelly_net)")
     src.add_argument("--checkpoint", help="a checkpoint of `python -m sw train` (dense MS-ResNet)")
     src.add_argument("--merge", metavar="CONVERTED",
                      help="a file written by this command: merge its TT layers back into 3x3 convs")
@@ -59,17 +60,17 @@ def _recipe(args: argparse.Namespace) -> tuple[dict, object]:
     try:
         kwargs = json.loads(args.model_kwargs)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"--model-kwargs is not valid JSON ({exc.msg}); e.g. '{{\"channels\": 8}}'") from None
+        raise UserError(f"--model-kwargs is not valid JSON ({exc.msg}); e.g. '{{\"channels\": 8}}'") from None
     recipe = {"model": args.model, "model_kwargs": kwargs}
     model = build_host(recipe)
     if args.weights:
         try:
             model.load_state_dict(load_state_dict_file(args.weights))
         except RuntimeError as exc:
-            raise ValueError(f"--weights {args.weights} do not fit {args.model}: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"--weights {args.weights} do not fit {args.model}: {str(exc).splitlines()[0]}") from None
         recipe["source"] = str(args.weights)
     elif args.ranks == "evbmf" and args.init == "tt-svd":
-        raise ValueError("--ranks evbmf reads trained weights: give --weights (or --ranks N / full)")
+        raise UserError("--ranks evbmf reads trained weights: give --weights (or --ranks N / full)")
     return recipe, model
 
 
@@ -102,8 +103,8 @@ def _merge(args: argparse.Namespace) -> dict:
     check_output_path(args.out, inputs=[args.merge], force=args.force)
     model, meta = load_converted(args.merge)
     if meta["conversion"]["mode"] == "htt":
-        raise ValueError("HTT merges into two kernels per layer (full and reduced timesteps), which the original "
-                         "model cannot hold; use sw.plugin.merge(model) in Python for it")
+        raise UserError("HTT merges into two kernels per layer (full and reduced timesteps), which the original "
+                        "model cannot hold; use sw.plugin.merge(model) in Python for it")
     merged = merge(model, inplace=True)
     buffer = io.BytesIO()
     torch.save({"recipe": meta["recipe"], "state_dict": merged.state_dict()}, buffer)

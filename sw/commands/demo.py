@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sw.fileio import add_force_argument, atomic_write, atomic_write_json, atomic_write_text, check_output_dir
+from sw.cli_util import UserError
 
 
 #: the pipeline's defaults in the demo (docs/training.md: the grid they come from); the ranks
@@ -325,7 +326,7 @@ def add_step(name: str, fn: Callable[[DemoContext], None], before: str = "report
     """Insert a demo step before the step named ``before`` (default: before the report)."""
     names = [n for n, _ in STEPS]
     if name in names:
-        raise ValueError(f"demo step {name!r} exists already")
+        raise UserError(f"demo step {name!r} exists already")
     STEPS.insert(names.index(before), (name, fn))
 
 
@@ -362,9 +363,9 @@ _DEMO_FILES = ("report.json", "report.md", "ptt.pt", "ptt_scratch.pt", "dense.pt
 
 def run(args: argparse.Namespace) -> int:
     if args.epochs < 1 or args.finetune_epochs < 1 or (args.dense_epochs is not None and args.dense_epochs < 1):
-        raise ValueError("--epochs/--dense-epochs/--finetune-epochs must be >= 1")
+        raise UserError("--epochs/--dense-epochs/--finetune-epochs must be >= 1")
     if not args.finetune_lr > 0:
-        raise ValueError(f"--finetune-lr must be positive, got {args.finetune_lr}")
+        raise UserError(f"--finetune-lr must be positive, got {args.finetune_lr}")
     check_output_dir(args.out, _DEMO_FILES, force=args.force)
     ctx = DemoContext(Path(args.out), args)
     ctx.out.mkdir(parents=True, exist_ok=True)
@@ -373,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
         wanted = [s.strip() for s in args.steps.split(",") if s.strip()]
         unknown = sorted(set(wanted) - {n for n, _ in STEPS})
         if unknown:
-            raise ValueError(f"--steps: unknown {unknown}; steps are {', '.join(n for n, _ in STEPS)}")
+            raise UserError(f"--steps: unknown {unknown}; steps are {', '.join(n for n, _ in STEPS)}")
     t0 = time.perf_counter()
     for name, fn in STEPS:
         if wanted is not None and name not in wanted:

@@ -36,7 +36,7 @@ def export_merged(checkpoint: str, out: str, max_samples: int | None = None, bat
     model, meta = load_model(checkpoint)
     hp = meta["model"]["hparams"]
     if hp.get("mode") == "dense" or "merged_from" in hp:
-        raise ValueError(f"{checkpoint}: the model is already dense ({hp.get('mode')}); nothing to merge")
+        raise UserError(f"{checkpoint}: the model is already dense ({hp.get('mode')}); nothing to merge")
     merged = merge_to_dense(model).eval()
     cfg = eval_config(meta)
     ds, info = load_eval_data(cfg, max_samples=max_samples)
@@ -119,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.format == "nir":
         rep = export_nir_file(args.checkpoint, args.out, args.max_samples, args.batch_size, force=args.force)
         if args.json:

@@ -18,6 +18,7 @@ import sys
 import torch
 
 from sw.fileio import atomic_write
+from sw.cli_util import UserError
 
 
 def _bits_list(text: str) -> list[int]:
@@ -52,7 +53,7 @@ def _labelled_inputs(meta: dict, count: int) -> tuple[torch.Tensor, torch.Tensor
     from sw.train import _to_model_input
 
     if count < 1:
-        raise ValueError(f"--samples must be >= 1, got {count}")
+        raise UserError(f"--samples must be >= 1, got {count}")
     ds, info = load_eval_data(eval_config(meta), train_split=False, max_samples=count)
     xs = torch.stack([ds[i][0] for i in range(len(ds))])
     ys = torch.tensor([int(ds[i][1]) for i in range(len(ds))])
@@ -69,8 +70,8 @@ def grad_check(args: argparse.Namespace) -> dict:
     model, meta = load_model(args.checkpoint)
     names = tt_layer_names(model)
     if args.layer not in names:
-        raise ValueError(f"layer {args.layer!r} is not a TT layer of {args.checkpoint}; available: "
-                         f"{', '.join(names) if names else 'none (a dense model)'}")
+        raise UserError(f"layer {args.layer!r} is not a TT layer of {args.checkpoint}; available: "
+                        f"{', '.join(names) if names else 'none (a dense model)'}")
     torch.manual_seed(args.seed)
     x, y = _labelled_inputs(meta, args.samples)
     res = grad_check_layer(model, args.layer, x, y, hw, widths=args.bits, rounding=args.rounding)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from sw.cli_util import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a directory for finetune.json and finetune.png")
+        raise UserError(f"--out {out} is a file; give a directory for finetune.json and finetune.png")
     for name in ("finetune.json", "finetune.png"):      # before any work: nothing is lost
         check_output_path(out / name, inputs=[args.checkpoint], force=args.force)
     hw = load_config(args.config)

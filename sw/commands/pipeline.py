@@ -41,6 +41,7 @@ from sw.arch import TT_MODES
 from sw.fileio import atomic_write_json
 from sw.commands.train import add_config_arguments, config_from_args
 from sw.train import TrainConfig, config_from_dict, train
+from sw.cli_util import UserError
 
 __all__ = ["PipelineConfig", "pipeline_config_from_dict", "run_pipeline", "add_arguments", "run"]
 
@@ -63,13 +64,13 @@ class PipelineConfig:
 
         parse_evbmf_rule(split_rank_cap(self.ranks)[0])  # a malformed evbmf rule fails here, before any training
         if self.tt_mode not in TT_MODES:
-            raise ValueError(f"pipeline: tt_mode must be one of {', '.join(TT_MODES)}, got {self.tt_mode!r}")
+            raise UserError(f"pipeline: tt_mode must be one of {', '.join(TT_MODES)}, got {self.tt_mode!r}")
         e = self.finetune_epochs
         if not isinstance(e, int) or isinstance(e, bool) or e < 1:
-            raise ValueError(f"pipeline: finetune_epochs must be a positive integer, got {e!r}")
+            raise UserError(f"pipeline: finetune_epochs must be a positive integer, got {e!r}")
         lr = self.finetune_lr
         if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
-            raise ValueError(f"pipeline: finetune_lr must be a positive number, got {lr!r}")
+            raise UserError(f"pipeline: finetune_lr must be a positive number, got {lr!r}")
         return self
 
     @property
@@ -94,10 +95,10 @@ def pipeline_config_from_dict(data: dict, source: str = "config") -> PipelineCon
     data = dict(data)
     table = data.pop("pipeline", {}) or {}
     if not isinstance(table, dict):
-        raise ValueError(f"{source}: [pipeline] must be a table")
+        raise UserError(f"{source}: [pipeline] must be a table")
     unknown = sorted(set(table) - _PIPELINE_KEYS)
     if unknown:
-        raise ValueError(f"{source}: unknown [pipeline] key(s) {unknown}; allowed: {sorted(_PIPELINE_KEYS)}")
+        raise UserError(f"{source}: unknown [pipeline] key(s) {unknown}; allowed: {sorted(_PIPELINE_KEYS)}")
     ranks = table.get("ranks", "evbmf")
     if isinstance(ranks, str) and ranks.strip().isdigit():
         ranks = int(ranks)
@@ -124,8 +125,8 @@ def _train_stage(cfg: TrainConfig, progress: bool, log: Callable[[str], None]) -
         now = cfg.to_dict()
         diff = [k for k in _RESUME_KEYS if k in saved and saved[k] != now[k]]
         if diff:
-            raise ValueError(f"pipeline: the finished run in {out} was trained with other settings ({diff}); "
-                             "use another out directory, or delete that one to retrain it")
+            raise UserError(f"pipeline: the finished run in {out} was trained with other settings ({diff}); "
+                            "use another out directory, or delete that one to retrain it")
         log(f"stage {out.name}: complete ({cfg.epochs} epochs), skipped")
         return summary
     resume = (out / "last.pt").is_file()
@@ -205,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_config(args.config) if args.config else {}
     table = data.pop("pipeline", None) or {}
     if not isinstance(table, dict):
-        raise ValueError(f"{args.config}: [pipeline] must be a table")
+        raise UserError(f"{args.config}: [pipeline] must be a table")
     for key, value in (("tt_mode", args.tt_mode), ("ranks", args.rank_rule),
                        ("finetune_epochs", args.finetune_epochs), ("finetune_lr", args.finetune_lr)):
         if value is not None:

@@ -14,13 +14,14 @@ import json
 import sys
 
 from sw.fileio import add_force_argument, check_outputs
+from sw.cli_util import UserError
 
 
 def _list(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     bad = [t for t in items if t not in allowed]
     if bad or not items:
-        raise ValueError(f"{flag}: unknown {bad}; choose from {', '.join(allowed)} (comma-separated)")
+        raise UserError(f"{flag}: unknown {bad}; choose from {', '.join(allowed)} (comma-separated)")
     return items
 
 
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     for name in ("epochs", "batch_size", "timesteps", "rank", "channels", "threads"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     datasets = _list(args.datasets, BENCH_DATASETS, "--datasets")
     methods = _list(args.methods, tuple(RECIPES), "--methods")
     check_outputs([("--plot", args.plot)], force=args.force)  # before the minutes of training

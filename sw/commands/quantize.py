@@ -16,6 +16,7 @@ import torch
 
 from sw.fileio import add_force_argument, atomic_write, check_outputs
 from sw.quantize import ROUNDING_MODES
+from sw.cli_util import UserError
 
 FIELDS = ("layer", "mode", "in_channels", "rank", "out_channels", "input_hw", "pool", "residual",
           "weight_bits", "shifts", "affine_shift", "frac_bits", "spike_agreement",
@@ -46,11 +47,11 @@ def model_inputs(meta: dict, split: str, count: int, start: int = 0) -> torch.Te
     from sw.train import _to_model_input
 
     if count < 1:
-        raise ValueError(f"need at least one sample, got {count}")
+        raise UserError(f"need at least one sample, got {count}")
     cfg = eval_config(meta)
     ds, info = load_eval_data(cfg, train_split=(split == "train"), max_samples=start + count)
     if len(ds) <= start:
-        raise ValueError(f"the {split} split of {info.name} has only {len(ds)} samples")
+        raise UserError(f"the {split} split of {info.name} has only {len(ds)} samples")
     xs = torch.stack([ds[i][0] for i in range(start, min(start + count, len(ds)))])
     return _to_model_input(xs, info)
 
@@ -69,12 +70,12 @@ def quantize_report(checkpoint: str, layers: list[str] | None, config: str, *,
     model, meta = load_model(checkpoint)
     names = tt_layer_names(model)
     if not names:
-        raise ValueError(f"{checkpoint}: the model has no TT layers (mode "
-                         f"{model.hparams.get('mode')!r}); quantise a STT/PTT/HTT checkpoint")
+        raise UserError(f"{checkpoint}: the model has no TT layers (mode "
+                        f"{model.hparams.get('mode')!r}); quantise a STT/PTT/HTT checkpoint")
     for n in layers or []:
         if n not in names:
-            raise ValueError(f"layer {n!r} is not a TT layer of {checkpoint}; available TT layers: "
-                             f"{', '.join(names)}")
+            raise UserError(f"layer {n!r} is not a TT layer of {checkpoint}; available TT layers: "
+                            f"{', '.join(names)}")
     calib = model_inputs(meta, "train", calib_samples)
     evaluation = model_inputs(meta, "test", eval_samples)
     rows = []

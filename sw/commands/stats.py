@@ -8,6 +8,7 @@ import json
 
 from sw.arch import ARCHS, DOWNSAMPLE_CHOICES, MODES, WORKLOADS
 from sw.arch import describe_rank_syntax
+from sw.cli_util import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,11 +36,11 @@ def run(args: argparse.Namespace) -> int:
 
     channels, height, width = parse_input_shape(args.input)
     if args.mode not in MODES:
-        raise ValueError(f"unknown --mode {args.mode!r}; choose one of {', '.join(MODES)}")
+        raise UserError(f"unknown --mode {args.mode!r}; choose one of {', '.join(MODES)}")
     if args.mode == "dense" and args.ranks is not None:
-        raise ValueError("--ranks given with --mode dense; pick a TT mode (stt, ptt, htt)")
+        raise UserError("--ranks given with --mode dense; pick a TT mode (stt, ptt, htt)")
     if args.mode != "htt" and args.schedule is not None:
-        raise ValueError("--schedule is only used with --mode htt")
+        raise UserError("--schedule is only used with --mode htt")
     stats = network_stats(args.arch, channels, (height, width), args.classes, args.timesteps,
                           args.mode, args.ranks, args.schedule, args.downsample)
     if args.json:

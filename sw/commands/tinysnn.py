@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sw.fileio import atomic_write_json, atomic_write_text
+from sw.cli_util import MissingFileError, UserError
 
 DEFAULT_MUS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -37,14 +38,14 @@ def _ints(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+        raise UserError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _floats(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+        raise UserError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
@@ -135,7 +136,7 @@ def _config(args: argparse.Namespace, n_inputs: int, variant: str = "tinysnn"):
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or key not in types:
-            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(types)}")
+            raise UserError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(types)}")
         kind = str(types[key]).replace("'", "")
         conv = int if kind == "int" else str if kind == "str" else float
         if kind.endswith("| None") and value.lower() == "none":
@@ -144,7 +145,7 @@ def _config(args: argparse.Namespace, n_inputs: int, variant: str = "tinysnn"):
         try:
             kw[key] = conv(value)
         except ValueError:
-            raise ValueError(f"--set {key}: {value!r} is not a valid {conv.__name__}") from None
+            raise UserError(f"--set {key}: {value!r} is not a valid {conv.__name__}") from None
     return SNNConfig(**kw).validate()
 
 
@@ -223,7 +224,7 @@ def run_train(args: argparse.Namespace) -> int:
     progress = _progress(args)
     quantised = args.weight_bits != 32 or args.neuron_bits != 32
     if args.itq and not quantised:
-        raise ValueError("--itq needs --weight-bits and/or --neuron-bits below 32")
+        raise UserError("--itq needs --weight-bits and/or --neuron-bits below 32")
     model = train_model(cfg, train, epochs=args.epochs, progress=progress, desc=f"{cfg.variant} fp32")
     spec = QuantSpec()
     if quantised:
@@ -257,12 +258,12 @@ def run_eval(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     train, test = _data(args)
     if train.pixels.shape[1] != model.cfg.n_inputs:
-        raise ValueError(f"{args.model} has {model.cfg.n_inputs} inputs but {train.name} images have "
-                         f"{train.pixels.shape[1]} pixels")
+        raise UserError(f"{args.model} has {model.cfg.n_inputs} inputs but {train.name} images have "
+                        f"{train.pixels.shape[1]} pixels")
     spec = model.spec
     if args.weight_bits != 32 or args.neuron_bits != 32:
         if not model.spec.is_fp32:
-            raise ValueError(f"{args.model} was trained quantised (ITQ); evaluate it without --weight-bits/--neuron-bits")
+            raise UserError(f"{args.model} was trained quantised (ITQ); evaluate it without --weight-bits/--neuron-bits")
         spec = quant_spec(model.ranges, args.weight_bits, args.neuron_bits, args.rounding)
     result = evaluate(model, train, test, spec)
     rep = _report(model, result, spec)
@@ -315,16 +316,16 @@ def run_explore(args: argparse.Namespace) -> int:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     for v in variants:
         if v not in ("baseline", "tinysnn"):
-            raise ValueError(f"--variants: unknown {v!r}; choose baseline and/or tinysnn")
+            raise UserError(f"--variants: unknown {v!r}; choose baseline and/or tinysnn")
     roundings = [r.strip() for r in args.roundings.split(",") if r.strip()]
     from sw.tinysnn.fixedpoint import ROUNDING_MODES
     for r in roundings:
         if r not in ROUNDING_MODES:
-            raise ValueError(f"--roundings: unknown {r!r}; choose from {', '.join(ROUNDING_MODES)}")
+            raise UserError(f"--roundings: unknown {r!r}; choose from {', '.join(ROUNDING_MODES)}")
     precisions, itq = _ints(args.precisions), _ints(args.itq_precisions)
     for b in precisions + itq:
         if not 2 <= b <= 32:
-            raise ValueError(f"precisions must be 2..32 bits, got {b}")
+            raise UserError(f"precisions must be 2..32 bits, got {b}")
     res = explore(cfg, train, test, table=_energy_table(), variants=variants, precisions=precisions, roundings=roundings,
                   itq_precisions=itq, itq_variants=[v.strip() for v in args.itq_variants.split(",")],
                   epochs=args.epochs, progress=_progress(args))
@@ -361,17 +362,17 @@ def run_select(args: argparse.Namespace) -> int:
 
     p = Path(args.candidates)
     if not p.is_file():
-        raise FileNotFoundError(f"candidates file {str(p)!r} not found; write one with `python -m sw tinysnn explore`")
+        raise MissingFileError(f"candidates file {str(p)!r} not found; write one with `python -m sw tinysnn explore`")
     try:
         obj = json.loads(p.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{p}: not valid JSON ({exc})") from None
+        raise UserError(f"{p}: not valid JSON ({exc})") from None
     rows = obj.get("candidates") if isinstance(obj, dict) else obj
     if not isinstance(rows, list):
-        raise ValueError(f"{p}: expected an object with a 'candidates' list (from explore) or a list of candidates")
+        raise UserError(f"{p}: expected an object with a 'candidates' list (from explore) or a list of candidates")
     mus = _floats(args.mu)
     if not mus:
-        raise ValueError("--mu: give at least one value")
+        raise UserError("--mu: give at least one value")
     sel = select(rows, mus)
     front = pareto_front(rows)
     res = {"candidates": str(p), "selection": sel, "pareto_front": [rows[i]["name"] for i in front]}
@@ -419,9 +420,9 @@ def run(args: argparse.Namespace) -> int:
     actions = {"train": run_train, "eval": run_eval, "explore": run_explore, "select": run_select,
                "bench-peer": run_bench_peer}
     if getattr(args, "epochs", 1) < 1:
-        raise ValueError("--epochs must be >= 1")
+        raise UserError("--epochs must be >= 1")
     if args.threads < 1:
-        raise ValueError("--threads must be >= 1")
+        raise UserError("--threads must be >= 1")
     # the per-step tensors are small: more intra-op threads only add synchronisation
     torch.set_num_threads(args.threads)
     return actions[args.action](args)

@@ -22,6 +22,7 @@ import os
 
 from sw.plugin.methods import LOSSES, NORMS
 from sw.train import TrainConfig, config_from_dict, load_config, train
+from sw.cli_util import UserError
 
 # flag -> config key (flags left at None do not override the file)
 _OVERRIDES = {
@@ -108,7 +109,7 @@ def config_from_args(args: argparse.Namespace, data: dict | None = None) -> Trai
     cfg = config_from_dict(data, source=args.config or "defaults").to_dict()
     for item in args.set:
         if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+            raise UserError(f"--set {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
         try:
             cfg[key.strip()] = json.loads(value)

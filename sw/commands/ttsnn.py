@@ -13,7 +13,7 @@ import importlib
 import sys
 from typing import NamedTuple, Sequence
 
-from sw.cli_util import run_cli
+from sw.cli_util import called_as, run_cli
 
 
 class Command(NamedTuple):
@@ -93,30 +93,8 @@ def find(name: str) -> Command | None:
     return None
 
 
-KIT_PACKAGES = ("sw", "gen", "cosim", "model")
-
-
-def check_no_clash() -> None:
-    """The kit installs top-level packages with common names (``model``, ``gen``): refuse, with
-    one line, to run when another project's package of that name comes first on ``sys.path``."""
-    import importlib.util
-    from pathlib import Path
-
-    home = Path(__file__).resolve().parents[2]
-    for name in KIT_PACKAGES[1:]:
-        spec = importlib.util.find_spec(name)
-        where = Path(spec.origin).resolve().parent.parent if spec and spec.origin else None
-        if where != home:
-            from sw.cli_util import UserError
-            found = spec.origin if spec and spec.origin else "nothing"
-            raise UserError(f"the package '{name}' found first is {found}, not the kit's (in {home}): "
-                            "another project installs a package of that name; install the kit in a "
-                            "virtual environment of its own (README, 'Installing')")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    check_no_clash()
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if argv else 2
@@ -127,7 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     module = importlib.import_module(cmd.module)
-    return int(module.main([*cmd.prefix, *argv[1:]]) or 0)
+    # usage lines say what the user typed: `ttsnn train` (the sub-command's parser adds `train`
+    # to its parent's name), `ttsnn perf`, `ttsnn cosim replay`
+    with called_as("ttsnn" if cmd.prefix else f"ttsnn {argv[0]}"):
+        return int(module.main([*cmd.prefix, *argv[1:]]) or 0)
 
 
 def console_main() -> None:

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from sw.data.events import SPLIT_MODES, events_to_frames, read_aedat31, read_atis_bin
 from sw.data.images import augment_crop_flip
+from sw.cli_util import UserError
 
 __all__ = ["DATASETS", "DataInfo", "load_dataset", "augment_crop_flip", "events_to_frames",
            "read_atis_bin", "read_aedat31"]
@@ -45,11 +46,11 @@ def load_dataset(name: str, path: str | None = None, *, timesteps: int = 4, size
                  augment: bool | None = None) -> tuple[Dataset, Dataset, DataInfo]:
     """Load the train and test split of a data set by name (see :data:`DATASETS`)."""
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
+        raise UserError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
     if split_by is not None and split_by not in SPLIT_MODES:
-        raise ValueError(f"split_by must be one of {SPLIT_MODES}, got {split_by!r}")
+        raise UserError(f"split_by must be one of {SPLIT_MODES}, got {split_by!r}")
     if size is not None and size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
+        raise UserError(f"size must be >= 1, got {size}")
     if name in ("digits", "digits-events"):
         from sw.data.images import digits_event_frames, load_digits_images
 
@@ -60,12 +61,12 @@ def load_dataset(name: str, path: str | None = None, *, timesteps: int = 4, size
         tr, te = digits_event_frames(True, timesteps, s), digits_event_frames(False, timesteps, s)
         return tr, te, DataInfo(name, 2, s, 10, True, bool(augment))
     if path is None:
-        raise ValueError(f"data set {name!r} needs a path to its local files (--data-path); nothing is downloaded")
+        raise UserError(f"data set {name!r} needs a path to its local files (--data-path); nothing is downloaded")
     if name in ("cifar10", "cifar100"):
         from sw.data.images import CIFAR_LAYOUT, load_cifar
 
         if size not in (None, 32):
-            raise ValueError(f"{name} images are 32x32; size {size} is not supported")
+            raise UserError(f"{name} images are 32x32; size {size} is not supported")
         tr, te = load_cifar(name, path, True), load_cifar(name, path, False)
         return tr, te, DataInfo(name, 3, 32, CIFAR_LAYOUT[name][4], False, True if augment is None else augment)
     from sw.data import neuromorphic

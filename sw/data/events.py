@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from sw.fileio import atomic_write_bytes
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["Events", "read_atis_bin", "read_aedat31", "write_atis_bin", "write_aedat31",
            "events_to_frames", "SPLIT_MODES"]
@@ -56,7 +57,7 @@ class Events:
 
 def _check_file(path: str | os.PathLike, what: str) -> None:
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} file not found: {path}")
+        raise MissingFileError(f"{what} file not found: {path}")
 
 
 def read_atis_bin(path: str | os.PathLike) -> Events:
@@ -64,7 +65,7 @@ def read_atis_bin(path: str | os.PathLike) -> Events:
     _check_file(path, "ATIS .bin event")
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0 or raw.size % 5 != 0:
-        raise ValueError(
+        raise UserError(
             f"{path}: not an ATIS .bin event file (size {raw.size} bytes is "
             f"{'empty' if raw.size == 0 else 'not a multiple of 5'}; each event is a 40-bit record); "
             "the file is truncated or of another format")
@@ -105,26 +106,26 @@ def read_aedat31(path: str | os.PathLike) -> Events:
         blob = f.read()
     first = blob.split(b"\n", 1)[0].strip()
     if not first.startswith(b"#!AER-DAT3"):
-        raise ValueError(f"{path}: not an AEDAT 3.x file (first line {first[:40]!r}, expected '#!AER-DAT3.1')")
+        raise UserError(f"{path}: not an AEDAT 3.x file (first line {first[:40]!r}, expected '#!AER-DAT3.1')")
     end = blob.find(b"#!END-HEADER")
     if end < 0:
-        raise ValueError(f"{path}: AEDAT header has no '#!END-HEADER' line (truncated or corrupt file)")
+        raise UserError(f"{path}: AEDAT header has no '#!END-HEADER' line (truncated or corrupt file)")
     pos = blob.index(b"\n", end) + 1
     xs, ys, ts, ps = [], [], [], []
     n = len(blob)
     while pos < n:
         if pos + _AEDAT_PACKET.itemsize > n:
-            raise ValueError(f"{path}: truncated AEDAT packet header at byte {pos}")
+            raise UserError(f"{path}: truncated AEDAT packet header at byte {pos}")
         head = np.frombuffer(blob, _AEDAT_PACKET, 1, pos)[0]
         pos += _AEDAT_PACKET.itemsize
         size, number = int(head["size"]), int(head["number"])
         body = size * number
         if size == 0 or pos + body > n:
-            raise ValueError(f"{path}: truncated or corrupt AEDAT packet at byte {pos} "
-                             f"(event size {size}, {number} events)")
+            raise UserError(f"{path}: truncated or corrupt AEDAT packet at byte {pos} "
+                            f"(event size {size}, {number} events)")
         if int(head["type"]) == _POLARITY_EVENT:
             if size != _POLARITY.itemsize:
-                raise ValueError(f"{path}: polarity events of {size} bytes (expected 8)")
+                raise UserError(f"{path}: polarity events of {size} bytes (expected 8)")
             ev = np.frombuffer(blob, _POLARITY, number, pos)
             data = ev["data"].astype(np.int64)
             valid = (data & 1) == 1
@@ -152,7 +153,7 @@ def write_aedat31(path: str | os.PathLike, x, y, t, p, packet_events: int = 4096
         sl = slice(start, start + packet_events)
         overflow = t[sl] >> 31
         if np.any(overflow != overflow[0]):
-            raise ValueError("write_aedat31: a packet spans a timestamp overflow; use smaller packets")
+            raise UserError("write_aedat31: a packet spans a timestamp overflow; use smaller packets")
         ev = np.zeros(len(t[sl]), dtype=_POLARITY)
         ev["data"] = (x[sl] << 17) | (y[sl] << 2) | (p[sl] << 1) | 1
         ev["ts"] = t[sl] & 0x7FFFFFFF
@@ -174,9 +175,9 @@ def events_to_frames(events: Events, timesteps: int, sensor_hw: tuple[int, int],
     shrinking, bilinear when enlarging).
     """
     if timesteps < 1:
-        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        raise UserError(f"timesteps must be >= 1, got {timesteps}")
     if split_by not in SPLIT_MODES:
-        raise ValueError(f"split_by must be one of {SPLIT_MODES}, got {split_by!r}")
+        raise UserError(f"split_by must be one of {SPLIT_MODES}, got {split_by!r}")
     h, w = sensor_hw
     inside = (events.x >= 0) & (events.x < w) & (events.y >= 0) & (events.y < h)
     ev = events.select(inside)

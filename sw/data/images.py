@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["TensorImageDataset", "load_cifar", "read_cifar_batch", "load_digits_images", "digits_event_frames",
            "augment_crop_flip", "CIFAR_LAYOUT"]
@@ -38,7 +39,7 @@ class TensorImageDataset(Dataset):
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
         if images.shape[0] != labels.shape[0]:
-            raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+            raise UserError(f"{images.shape[0]} images but {labels.shape[0]} labels")
         self.images = images
         self.labels = labels.long()
 
@@ -55,7 +56,7 @@ def _cifar_dir(name: str, root: str | os.PathLike) -> Path:
     for cand in (root / folder, root):
         if all((cand / f).is_file() for f in train + test):
             return cand
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"{name}: python-pickle batches not found under {root}. Expected {root}/{folder}/ "
         f"(or {root}/) holding {', '.join(train + test)} - the contents of the official "
         f"'{folder}' archive (this tool never downloads).")
@@ -130,37 +131,37 @@ def read_cifar_batch(path: str | os.PathLike, label_key: bytes, num_classes: int
         batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, IndexError,
             KeyError, RecursionError) as exc:
-        raise ValueError(f"{path}: not a valid CIFAR python-pickle batch ({type(exc).__name__}: {exc}); "
-                         f"{advice}") from None
+        raise UserError(f"{path}: not a valid CIFAR python-pickle batch ({type(exc).__name__}: {exc}); "
+                        f"{advice}") from None
     if not isinstance(batch, dict):
-        raise ValueError(f"{path}: not a CIFAR batch (holds a {type(batch).__name__}, not a dict); {advice}")
+        raise UserError(f"{path}: not a CIFAR batch (holds a {type(batch).__name__}, not a dict); {advice}")
     key_names = {k.decode("latin1") if isinstance(k, bytes) else k: k for k in batch}
     for key in ("data", label_key.decode()):
         if key not in key_names:
-            raise ValueError(f"{path}: not a CIFAR batch (no {key!r} entry; has {sorted(map(str, key_names))}); "
-                             f"{advice}")
+            raise UserError(f"{path}: not a CIFAR batch (no {key!r} entry; has {sorted(map(str, key_names))}); "
+                            f"{advice}")
     data, labels = batch[key_names["data"]], batch[key_names[label_key.decode()]]
     try:
         x = np.asarray(data)
         y = np.asarray(labels)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: CIFAR data/labels are not arrays ({exc}); {advice}") from None
+        raise UserError(f"{path}: CIFAR data/labels are not arrays ({exc}); {advice}") from None
     if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
-        raise ValueError(f"{path}: expected data [N, 3072] uint8, got {x.shape} {x.dtype}; {advice}")
+        raise UserError(f"{path}: expected data [N, 3072] uint8, got {x.shape} {x.dtype}; {advice}")
     if y.ndim != 1 or y.shape[0] != x.shape[0] or (y.size and y.dtype.kind not in "iu"):
-        raise ValueError(f"{path}: expected {x.shape[0]} integer labels, got {y.shape} {y.dtype}; {advice}")
+        raise UserError(f"{path}: expected {x.shape[0]} integer labels, got {y.shape} {y.dtype}; {advice}")
     y = y.astype(np.int64)
     bad = np.flatnonzero((y < 0) | (y >= num_classes))
     if bad.size:
-        raise ValueError(f"{path}: label {int(y[bad[0]])} at index {int(bad[0])} is outside 0..{num_classes - 1} "
-                         f"({bad.size} such labels); the file is damaged or of another data set; {advice}")
+        raise UserError(f"{path}: label {int(y[bad[0]])} at index {int(bad[0])} is outside 0..{num_classes - 1} "
+                        f"({bad.size} such labels); the file is damaged or of another data set; {advice}")
     return x, y
 
 
 def load_cifar(name: str, root: str | os.PathLike, train: bool) -> TensorImageDataset:
     """CIFAR-10 or CIFAR-100 (fine labels) from the official python-pickle batches, normalised."""
     if name not in CIFAR_LAYOUT:
-        raise ValueError(f"unknown CIFAR variant {name!r}; choose from {sorted(CIFAR_LAYOUT)}")
+        raise UserError(f"unknown CIFAR variant {name!r}; choose from {sorted(CIFAR_LAYOUT)}")
     folder = _cifar_dir(name, root)
     _, train_files, test_files, label_key, num_classes = CIFAR_LAYOUT[name]
     data, labels = [], []
@@ -204,7 +205,7 @@ def digits_event_frames(train: bool, timesteps: int, size: int = 16, seed: int =
     The spikes are drawn once from ``seed`` so that every epoch sees the same events.
     """
     if timesteps < 1:
-        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        raise UserError(f"timesteps must be >= 1, got {timesteps}")
     img, y, tr, te = _digits(size)
     sel = tr if train else te
     img = img[sel]
@@ -226,11 +227,11 @@ def augment_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int 
     are augmented as the whole batch would be.
     """
     if x.dim() not in (4, 5):
-        raise ValueError(f"augment expects [B, C, H, W] or [B, T, C, H, W], got {tuple(x.shape)}")
+        raise UserError(f"augment expects [B, C, H, W] or [B, T, C, H, W], got {tuple(x.shape)}")
     b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
     total = b if batch is None else batch
     if offset < 0 or offset + b > total:
-        raise ValueError(f"augment: part {offset}..{offset + b} is outside a batch of {total}")
+        raise UserError(f"augment: part {offset}..{offset + b} is outside a batch of {total}")
     padded = F.pad(x, (padding, padding, padding, padding))
     dy = torch.randint(0, 2 * padding + 1, (total,), generator=generator)[offset:offset + b]
     dx = torch.randint(0, 2 * padding + 1, (total,), generator=generator)[offset:offset + b]

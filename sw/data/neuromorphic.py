@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from sw.data.events import Events, events_to_frames, read_aedat31, read_atis_bin
 from sw.fileio import atomic_write
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["EventFrameDataset", "ncaltech101", "dvsgesture", "NCALTECH_SENSOR", "DVSGESTURE_SENSOR"]
 
@@ -44,7 +45,7 @@ class EventFrameDataset(Dataset):
                  sensor_hw: tuple[int, int], timesteps: int, size: tuple[int, int], split_by: str,
                  classes: list[str], cache_dir: str | os.PathLike | None = None, tag: str = ""):
         if not samples:
-            raise ValueError("event data set is empty")
+            raise UserError("event data set is empty")
         self.samples = samples
         self.load_events = load_events
         self.sensor_hw = sensor_hw
@@ -94,20 +95,20 @@ def ncaltech101(root: str | os.PathLike, train: bool, timesteps: int, size=(48, 
     (the data set has no official split)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"N-Caltech101 directory not found: {root}. Expected " + NCALTECH_LAYOUT.format(root=root))
+        raise MissingFileError(f"N-Caltech101 directory not found: {root}. Expected " + NCALTECH_LAYOUT.format(root=root))
     base = root / "Caltech101" if (root / "Caltech101").is_dir() else root
     classes = sorted(d.name for d in base.iterdir() if d.is_dir() and any(d.glob("*.bin")))
     if not classes:
-        raise FileNotFoundError(f"no class directories with .bin files under {base}. Expected "
-                                + NCALTECH_LAYOUT.format(root=root))
+        raise MissingFileError(f"no class directories with .bin files under {base}. Expected "
+                               + NCALTECH_LAYOUT.format(root=root))
     samples = []
     for label, cls in enumerate(classes):
         files = sorted((base / cls).glob("*.bin"))
         tr, te = _split_indices(len(files), test_fraction, split_seed + label)
         samples += [(str(files[i]), label) for i in (tr if train else te)]
     if not samples:
-        raise ValueError(f"N-Caltech101 under {base}: the {'train' if train else 'test'} split is empty "
-                         "(a class needs at least 2 recordings to give one to each split)")
+        raise UserError(f"N-Caltech101 under {base}: the {'train' if train else 'test'} split is empty "
+                        "(a class needs at least 2 recordings to give one to each split)")
     return EventFrameDataset(samples, read_atis_bin, NCALTECH_SENSOR, timesteps, size, split_by, classes,
                              cache_dir, tag="ncaltech101")
 
@@ -116,29 +117,29 @@ def _gesture_dir(root: Path) -> Path:
     for cand in (root / "DvsGesture", root):
         if (cand / "trials_to_train.txt").is_file() and (cand / "trials_to_test.txt").is_file():
             return cand
-    raise FileNotFoundError(f"DVS128 Gesture files not found under {root}. Expected "
-                            + DVSGESTURE_LAYOUT.format(root=root))
+    raise MissingFileError(f"DVS128 Gesture files not found under {root}. Expected "
+                           + DVSGESTURE_LAYOUT.format(root=root))
 
 
 def _read_gesture_labels(path: Path) -> list[tuple[int, int, int]]:
     if not path.is_file():
-        raise FileNotFoundError(f"missing label file {path} (every .aedat needs its _labels.csv). Expected "
-                                + DVSGESTURE_LAYOUT.format(root=path.parent))
+        raise MissingFileError(f"missing label file {path} (every .aedat needs its _labels.csv). Expected "
+                               + DVSGESTURE_LAYOUT.format(root=path.parent))
     rows = []
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or [h.strip() for h in header[:3]] != ["class", "startTime_usec", "endTime_usec"]:
-            raise ValueError(f"{path}: expected header 'class,startTime_usec,endTime_usec', got {header}")
+            raise UserError(f"{path}: expected header 'class,startTime_usec,endTime_usec', got {header}")
         for line in reader:
             if not line or not "".join(line).strip():
                 continue
             try:
                 cls, start, end = (int(v) for v in line[:3])
             except ValueError:
-                raise ValueError(f"{path}: bad row {line} (expected three integers)") from None
+                raise UserError(f"{path}: bad row {line} (expected three integers)") from None
             if not 1 <= cls <= 11 or end <= start:
-                raise ValueError(f"{path}: bad row {line} (class must be 1..11 and end > start)")
+                raise UserError(f"{path}: bad row {line} (class must be 1..11 and end > start)")
             rows.append((cls - 1, start, end))
     return rows
 
@@ -167,13 +168,13 @@ def dvsgesture(root: str | os.PathLike, train: bool, timesteps: int, size=(64, 6
     listing = base / ("trials_to_train.txt" if train else "trials_to_test.txt")
     names = [ln.strip() for ln in listing.read_text().splitlines() if ln.strip()]
     if not names:
-        raise ValueError(f"{listing} lists no recordings")
+        raise UserError(f"{listing} lists no recordings")
     samples = []
     for name in names:
         aedat = base / name
         if not aedat.is_file():
-            raise FileNotFoundError(f"{listing} names {name}, which is missing. Expected "
-                                    + DVSGESTURE_LAYOUT.format(root=root))
+            raise MissingFileError(f"{listing} names {name}, which is missing. Expected "
+                                   + DVSGESTURE_LAYOUT.format(root=root))
         for cls, start, end in _read_gesture_labels(base / (aedat.stem + "_labels.csv")):
             samples.append((f"{aedat}|{start}|{end}", cls))
     classes = [f"gesture_{i + 1}" for i in range(11)]

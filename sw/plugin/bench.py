@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 from sw.layers import BatchNormTB
 from sw.neurons import MultiStepLIF
 from sw.plugin.methods import METHODS, TemporalEffectiveBN, ThresholdDependentBN, nda_augment, tet_loss
+from sw.cli_util import UserError
 
 __all__ = ["BenchNet", "BenchRow", "run_benchmark", "format_table", "BENCH_DATASETS", "plot_rows"]
 
@@ -154,7 +155,7 @@ def train_one(model: nn.Module, method: str, train_set, test_set, events: bool, 
             out = model(x.transpose(0, 1) if events else x)
             loss = _loss(loss_kind, out, y)
             if not torch.isfinite(loss):
-                raise ValueError(f"{desc}: loss became {loss.item()}; lower the learning rate (--lr)")
+                raise UserError(f"{desc}: loss became {loss.item()}; lower the learning rate (--lr)")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -180,12 +181,12 @@ def run_benchmark(datasets: Iterable[str] = BENCH_DATASETS, methods: Iterable[st
     rows = []
     for name in datasets:
         if name not in BENCH_DATASETS:
-            raise ValueError(f"benchmark data set must be one of {', '.join(BENCH_DATASETS)}, got {name!r}")
+            raise UserError(f"benchmark data set must be one of {', '.join(BENCH_DATASETS)}, got {name!r}")
         train_set, test_set, info = load_dataset(name, timesteps=timesteps)
         train_set, test_set = _subset(train_set, max_train_samples), _subset(test_set, max_test_samples)
         for method in methods:
             if method not in RECIPES:
-                raise ValueError(f"unknown method {method!r}; choose from {', '.join(RECIPES)}")
+                raise UserError(f"unknown method {method!r}; choose from {', '.join(RECIPES)}")
             if method == "nda" and not info.events:
                 continue  # NDA augments event frames
             for model_kind in ("dense", "ptt"):

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from sw.arch import TT_MODES, ConvSpec, max_tt_rank, resolve_ranks, validate_schedule
 from sw.plugin.layers import LAYOUTS, PluginTTConv
 from sw.tt import TTConv2d, relative_error
+from sw.cli_util import UserError
 
 __all__ = ["ConvertedLayer", "convert", "merge", "find_convs", "unsupported_reason", "count_macs",
            "tt_layers_of"]
@@ -93,7 +94,7 @@ def find_convs(model: nn.Module, include: Iterable[str] | None = None,
     name matches an ``include`` glob (default: all) and no ``exclude`` glob. A pattern that
     matches no 3x3 conv is an error (a typo would otherwise convert nothing)."""
     if not isinstance(model, nn.Module):
-        raise ValueError(f"convert: expected a torch.nn.Module, got {type(model).__name__}")
+        raise UserError(f"convert: expected a torch.nn.Module, got {type(model).__name__}")
     include = ["*"] if include is None else ([include] if isinstance(include, str) else list(include))
     exclude = [] if exclude is None else ([exclude] if isinstance(exclude, str) else list(exclude))
     convs = [(n, m) for n, m in model.named_modules()
@@ -102,8 +103,8 @@ def find_convs(model: nn.Module, include: Iterable[str] | None = None,
     for pattern in include + exclude:
         if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
             listed = ", ".join(names) if names else "none"
-            raise ValueError(f"convert: pattern {pattern!r} matches no 3x3 conv; the model's 3x3 convs "
-                             f"are: {listed}")
+            raise UserError(f"convert: pattern {pattern!r} matches no 3x3 conv; the model's 3x3 convs "
+                            f"are: {listed}")
     return [(n, m) for n, m in convs
             if any(fnmatch.fnmatchcase(n, p) for p in include)
             and not any(fnmatch.fnmatchcase(n, p) for p in exclude)]
@@ -139,12 +140,12 @@ def _resolve_ranks(ranks, layers: list[tuple[str, nn.Conv2d]]) -> list[tuple[int
         for (name, conv), bound in zip(layers, bounds):
             hit = [v for p, v in ranks.items() if fnmatch.fnmatchcase(name, p)]
             if not hit:
-                raise ValueError(f"convert: no rank given for layer {name!r} (the ranks dict's patterns "
-                                 f"are {list(ranks)}); add one or exclude the layer")
+                raise UserError(f"convert: no rank given for layer {name!r} (the ranks dict's patterns "
+                                f"are {list(ranks)}); add one or exclude the layer")
             value = bound if hit[0] == "full" else hit[0]
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= bound:
-                raise ValueError(f"convert: rank {value!r} for layer {name!r} ({conv.in_channels}->"
-                                 f"{conv.out_channels}) is out of range: allowed 1..{bound}")
+                raise UserError(f"convert: rank {value!r} for layer {name!r} ({conv.in_channels}->"
+                                f"{conv.out_channels}) is out of range: allowed 1..{bound}")
             out.append((int(value), None, ""))
         return out
     # ints, 'uniform:R', comma lists, lists: the project's one rank parser
@@ -154,25 +155,25 @@ def _resolve_ranks(ranks, layers: list[tuple[str, nn.Conv2d]]) -> list[tuple[int
 
 def _check_options(mode: str, layout: str, timesteps, schedule, init: str, on_unsupported: str):
     if mode not in TT_MODES:
-        raise ValueError(f"convert: mode must be one of {', '.join(TT_MODES)}, got {mode!r}")
+        raise UserError(f"convert: mode must be one of {', '.join(TT_MODES)}, got {mode!r}")
     if layout not in LAYOUTS:
-        raise ValueError(f"convert: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        raise UserError(f"convert: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if init not in INITS:
-        raise ValueError(f"convert: init must be one of {', '.join(INITS)}, got {init!r}")
+        raise UserError(f"convert: init must be one of {', '.join(INITS)}, got {init!r}")
     if on_unsupported not in ("error", "skip"):
-        raise ValueError(f"convert: on_unsupported must be 'error' or 'skip', got {on_unsupported!r}")
+        raise UserError(f"convert: on_unsupported must be 'error' or 'skip', got {on_unsupported!r}")
     if timesteps is not None and (isinstance(timesteps, bool) or not isinstance(timesteps, int)
                                   or timesteps < 1):
-        raise ValueError(f"convert: timesteps must be a positive integer, got {timesteps!r}")
+        raise UserError(f"convert: timesteps must be a positive integer, got {timesteps!r}")
     if mode != "htt":
         if schedule is not None:
-            raise ValueError(f"convert: schedule is only used by mode 'htt', not {mode!r}")
+            raise UserError(f"convert: schedule is only used by mode 'htt', not {mode!r}")
         return None
     if schedule is not None:
         entries = schedule.replace(",", "") if isinstance(schedule, str) else list(schedule)
         sched = validate_schedule(entries, len(entries))
         if timesteps is not None and len(sched) != timesteps:
-            raise ValueError(f"convert: schedule has {len(sched)} entries but timesteps={timesteps}")
+            raise UserError(f"convert: schedule has {len(sched)} entries but timesteps={timesteps}")
         return sched
     return None if timesteps is None else validate_schedule(None, timesteps)
 
@@ -180,18 +181,18 @@ def _check_options(mode: str, layout: str, timesteps, schedule, init: str, on_un
 def _layout_of(conv: nn.Conv2d, layout: str, mode: str, name: str, schedule) -> str:
     if hasattr(conv, "step_mode"):
         if layout not in ("auto",):
-            raise ValueError(f"convert: layer {name!r} is a spikingjelly step module; its layout follows "
-                             f"its step_mode (leave layout='auto')")
+            raise UserError(f"convert: layer {name!r} is a spikingjelly step module; its layout follows "
+                            f"its step_mode (leave layout='auto')")
         if mode == "htt" and schedule is None:
-            raise ValueError(f"convert: HTT on {name!r} needs timesteps (or schedule): in single-step "
-                             "mode it is called once per timestep")
+            raise UserError(f"convert: HTT on {name!r} needs timesteps (or schedule): in single-step "
+                            "mode it is called once per timestep")
         return "step-mode"
     if mode == "htt" and layout in ("folded", "per-step") and schedule is None:
-        raise ValueError(f"convert: layout {layout!r} with HTT needs timesteps (or schedule)")
+        raise UserError(f"convert: layout {layout!r} with HTT needs timesteps (or schedule)")
     if mode == "htt" and layout == "auto":
-        raise ValueError(f"convert: HTT on the plain conv {name!r} must know which timestep an input is: "
-                         "give layout='tb' ([T, B, C, H, W] inputs), 'folded' ([T*B, ...], with timesteps) "
-                         "or 'per-step' (one timestep per call, e.g. snnTorch loops, with timesteps)")
+        raise UserError(f"convert: HTT on the plain conv {name!r} must know which timestep an input is: "
+                        "give layout='tb' ([T, B, C, H, W] inputs), 'folded' ([T*B, ...], with timesteps) "
+                        "or 'per-step' (one timestep per call, e.g. snnTorch loops, with timesteps)")
     return layout
 
 
@@ -222,10 +223,10 @@ def convert(model: nn.Module, mode: str = "ptt", ranks: Any = "evbmf", *,
                                                  _pair(conv.stride)[0], 0, "dense", "-", 0, 0,
                                                  note=f"left dense: {reason}"))
         else:
-            raise ValueError(f"convert: layer {name!r} cannot be converted: {reason}; exclude it "
-                             "(exclude=[...] / --exclude) or pass on_unsupported='skip'")
+            raise UserError(f"convert: layer {name!r} cannot be converted: {reason}; exclude it "
+                            "(exclude=[...] / --exclude) or pass on_unsupported='skip'")
     if not layers:
-        raise ValueError("convert: no convertible 3x3 conv selected (check include/exclude)")
+        raise UserError("convert: no convertible 3x3 conv selected (check include/exclude)")
     chosen = _resolve_ranks(ranks, layers)
     report = []
     for (name, conv), (rank, evbmf_ranks, note) in tqdm(list(zip(layers, chosen)), desc="convert",
@@ -258,9 +259,9 @@ def _copy(model: nn.Module, what: str) -> nn.Module:
     except RuntimeError as exc:
         if "deepcopy" not in str(exc):
             raise
-        raise ValueError(f"{what}: cannot copy the model: it holds state tensors of a previous forward pass "
-                         "that are not graph leaves: reset it first (spikingjelly: "
-                         "functional.reset_net(model)) or pass inplace=True") from None
+        raise UserError(f"{what}: cannot copy the model: it holds state tensors of a previous forward pass "
+                        "that are not graph leaves: reset it first (spikingjelly: "
+                        "functional.reset_net(model)) or pass inplace=True") from None
 
 
 def _convert_one(name: str, conv: nn.Conv2d, mode: str, rank: int, layout: str, steps, sched,
@@ -314,7 +315,7 @@ def merge(model: nn.Module, inplace: bool = False) -> nn.Module:
     target = model if inplace else _copy(model, "merge")
     converted = tt_layers_of(target)
     if not converted:
-        raise ValueError("merge: the model has no converted TT layer (see sw.plugin.convert)")
+        raise UserError("merge: the model has no converted TT layer (see sw.plugin.convert)")
     for name, layer in converted:
         dense = layer.merged()
         if hasattr(layer, "step_mode") and hasattr(dense, "step_mode"):

@@ -1,5 +1,5 @@
 """Small networks written the way spikingjelly and snnTorch users write them: what the tests
-convert, and what ``python -m sw convert --model sw.plugin.examples:NAME`` can build.
+convert, and what ``python -m sw convert --model ttsnn.sw.plugin.examples:NAME`` can build.
 
 Each factory takes keyword arguments only (the CLI passes ``--model-kwargs`` JSON). The
 libraries are imported inside the factories: ``sw`` itself never needs them.

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from sw.fileio import atomic_write_bytes
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["FORMAT", "build_host", "load_state_dict_file", "save_converted", "load_converted"]
 
@@ -30,15 +31,15 @@ VERSION = 1
 def _factory(spec: str):
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"--model {spec!r}: expected MODULE:FUNCTION, e.g. sw.plugin.examples:spikingjelly_net")
+        raise UserError(f"--model {spec!r}: expected MODULE:FUNCTION, e.g. ttsnn.sw.plugin.examples:spikingjelly_net")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise ValueError(f"--model {spec!r}: cannot import {module_name!r} ({exc}); is it installed / "
-                         "on PYTHONPATH?") from None
+        raise UserError(f"--model {spec!r}: cannot import {module_name!r} ({exc}); is it installed / "
+                        "on PYTHONPATH?") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise ValueError(f"--model {spec!r}: {module_name} has no callable {attr!r}")
+        raise UserError(f"--model {spec!r}: {module_name} has no callable {attr!r}")
     return fn
 
 
@@ -46,12 +47,12 @@ def _load_tensors_only(path: Path, what: str, unreadable: str) -> Any:
     """``torch.load`` of ``path`` allowing only tensors and plain containers (nothing in the
     file can run code); one clear line when it is missing or unreadable."""
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise MissingFileError(f"{what} not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path}: {unreadable} ({type(exc).__name__}); it was not unpickled beyond tensors "
-                         "and plain containers, since that could run code") from None
+        raise UserError(f"{path}: {unreadable} ({type(exc).__name__}); it was not unpickled beyond tensors "
+                        "and plain containers, since that could run code") from None
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -61,7 +62,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ValueError(f"{path}: expected a state dict (names -> tensors), got {type(data).__name__}")
+        raise UserError(f"{path}: expected a state dict (names -> tensors), got {type(data).__name__}")
     return data
 
 
@@ -74,13 +75,13 @@ def build_host(recipe: dict[str, Any]) -> nn.Module:
         return build_model(recipe["checkpoint_hparams"])
     kwargs = recipe.get("model_kwargs") or {}
     if not isinstance(kwargs, dict):
-        raise ValueError(f"model keyword arguments must be a JSON object, got {kwargs!r}")
+        raise UserError(f"model keyword arguments must be a JSON object, got {kwargs!r}")
     try:
         model = _factory(recipe["model"])(**kwargs)
     except TypeError as exc:
-        raise ValueError(f"--model {recipe['model']}: bad keyword arguments {kwargs}: {exc}") from None
+        raise UserError(f"--model {recipe['model']}: bad keyword arguments {kwargs}: {exc}") from None
     if not isinstance(model, nn.Module):
-        raise ValueError(f"--model {recipe['model']} returned {type(model).__name__}, not a torch.nn.Module")
+        raise UserError(f"--model {recipe['model']} returned {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
@@ -102,7 +103,7 @@ def load_converted(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     data = _load_tensors_only(path, "converted model", "cannot be read: truncated, corrupt or not a torch file")
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"{path}: not a converted model of `python -m sw convert` (format {found!r})")
+        raise UserError(f"{path}: not a converted model of `python -m sw convert` (format {found!r})")
     conv = data["conversion"]
     host = build_host(data["recipe"])
     model, _ = convert(host, conv["mode"], dict(conv["ranks"]), include=list(conv["ranks"]), layout=conv["layout"],
@@ -110,6 +111,6 @@ def load_converted(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     try:
         model.load_state_dict(data["state_dict"])
     except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not fit the rebuilt model: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"{path}: weights do not fit the rebuilt model: {str(exc).splitlines()[0]}") from None
     meta = {k: v for k, v in data.items() if k != "state_dict"}
     return model, meta

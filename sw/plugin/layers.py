@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from sw.arch import ConvSpec, validate_schedule
 from sw.tt import TTConv2d
+from sw.cli_util import UserError
 
 __all__ = ["PluginTTConv", "PluginScheduledConv", "LAYOUTS"]
 
@@ -71,8 +72,8 @@ class _TimestepLayout(nn.Module):
         shape = "[T, B, C, H, W]" if dims == 5 else "[N, C, H, W]"
         if not isinstance(x, Tensor) or x.dim() != dims or x.shape[dims - 3] != self.in_channels:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"converted conv {self.name!r} ({self.mode}, layout {layout!r}): expected "
-                             f"{shape} with C={self.in_channels}, got {got}")
+            raise UserError(f"converted conv {self.name!r} ({self.mode}, layout {layout!r}): expected "
+                            f"{shape} with C={self.in_channels}, got {got}")
 
     def _next_full(self) -> bool:
         sched = validate_schedule(self.schedule, self.timesteps)
@@ -96,8 +97,8 @@ class _TimestepLayout(nn.Module):
             self._check(x, 4, layout)
             steps = self.timesteps
             if x.shape[0] % steps:
-                raise ValueError(f"converted conv {self.name!r}: folded input has {x.shape[0]} images, "
-                                 f"not a multiple of timesteps={steps} ([T*B, C, H, W] expected)")
+                raise UserError(f"converted conv {self.name!r}: folded input has {x.shape[0]} images, "
+                                f"not a multiple of timesteps={steps} ([T*B, C, H, W] expected)")
             y = self._steps(x.reshape(steps, x.shape[0] // steps, *x.shape[1:])).flatten(0, 1)
         else:  # per-step
             self._check(x, 4, layout)
@@ -189,7 +190,7 @@ class PluginScheduledConv(_TimestepLayout):
     @step_mode.setter
     def step_mode(self, value: str) -> None:
         if value not in ("s", "m"):
-            raise ValueError(f"step_mode must be 's' or 'm', got {value!r}")
+            raise UserError(f"step_mode must be 's' or 'm', got {value!r}")
         self.__dict__["_host_step_mode"] = value
 
     def _steps(self, x: Tensor) -> Tensor:

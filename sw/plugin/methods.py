@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from sw.cli_util import UserError
 
 __all__ = ["ThresholdDependentBN", "TemporalEffectiveBN", "tet_loss", "nda_augment", "NDA_OPS",
            "roll_frames", "cutout_frames", "affine_frames", "METHODS", "NORMS", "LOSSES",
@@ -43,7 +44,7 @@ LOSSES = ("ce", "tet")
 def _check_tb(x: Tensor, channels: int, where: str) -> None:
     if not isinstance(x, Tensor) or x.dim() != 5 or x.shape[2] != channels:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"{where}: expected [T, B, C={channels}, H, W], got {got}")
+        raise UserError(f"{where}: expected [T, B, C={channels}, H, W], got {got}")
 
 
 class ThresholdDependentBN(nn.BatchNorm2d):
@@ -79,15 +80,15 @@ class TemporalEffectiveBN(nn.BatchNorm2d):
     def __init__(self, channels: int, timesteps: int, **kwargs):
         super().__init__(channels, **kwargs)
         if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
-            raise ValueError(f"TEBN: timesteps must be a positive integer, got {timesteps!r}")
+            raise UserError(f"TEBN: timesteps must be a positive integer, got {timesteps!r}")
         self.timesteps = timesteps
         self.p = nn.Parameter(torch.ones(timesteps))
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         _check_tb(x, self.num_features, "TEBN")
         if x.shape[0] != self.timesteps:
-            raise ValueError(f"TEBN: built for T={self.timesteps} timesteps, got {x.shape[0]} "
-                             f"(shape {tuple(x.shape)})")
+            raise UserError(f"TEBN: built for T={self.timesteps} timesteps, got {x.shape[0]} "
+                            f"(shape {tuple(x.shape)})")
         y = super().forward(x.flatten(0, 1)).unflatten(0, (x.shape[0], -1))
         return y * self.p.view(-1, 1, 1, 1, 1)
 
@@ -101,7 +102,7 @@ def replace_tb_batchnorms(model: nn.Module, norm: str, timesteps: int, v_thresho
     from sw.layers import BatchNormTB
 
     if norm not in NORMS:
-        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        raise UserError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
     if norm == "bn":
         return 0
     targets = [name for name, m in model.named_modules() if type(m) is BatchNormTB]
@@ -120,9 +121,9 @@ def tet_loss(outputs: Tensor, targets: Tensor, lam: float = 1e-3, phi: float = 1
     ``(1 - lam) * (1/T) sum_t CE(outputs[t], targets) + lam * mean((outputs - phi)^2)``."""
     if not isinstance(outputs, Tensor) or outputs.dim() != 3:
         got = tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__
-        raise ValueError(f"tet_loss: expected per-timestep logits [T, B, K], got {got}")
+        raise UserError(f"tet_loss: expected per-timestep logits [T, B, K], got {got}")
     if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"tet_loss: lam must be in [0, 1], got {lam}")
+        raise UserError(f"tet_loss: lam must be in [0, 1], got {lam}")
     steps, batch = outputs.shape[:2]
     # CE averaged over T*B samples = the mean over t of each timestep's batch-mean CE
     ce = F.cross_entropy(outputs.flatten(0, 1), targets.repeat(steps))
@@ -171,7 +172,7 @@ def nda_augment(x: Tensor, generator: torch.Generator, max_roll: int = 3, max_an
     ``max_shear``, a ``cutout`` px square anywhere), the same for all timesteps of the sample."""
     if not isinstance(x, Tensor) or x.dim() != 5:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"nda_augment: expected event frames [B, T, C, H, W], got {got}")
+        raise UserError(f"nda_augment: expected event frames [B, T, C, H, W], got {got}")
     h, w = x.shape[-2:]
     out = torch.empty_like(x)
     for i in range(x.shape[0]):

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from sw import golden
 from sw.quantize import (ROUNDING_MODES, capture_layer_io, layer_context, quantize_residual,
                          quantize_tt_layer, tt_layer_names)
+from sw.cli_util import UserError
 
 __all__ = ["Candidate", "layer_shapes", "memory_entries", "memory_bits", "fp32_memory_bits",
            "quantize_network", "integer_forward", "accuracy", "finetune_on_accelerator",
@@ -59,14 +60,14 @@ class Candidate:
         for name in ("weight", "activation", "membrane"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not 2 <= v <= 32:
-                raise ValueError(f"candidate {name} width must be an integer in 2..32, got {v!r}")
+                raise UserError(f"candidate {name} width must be an integer in 2..32, got {v!r}")
         if self.membrane < self.activation:
-            raise ValueError(f"the membrane width ({self.membrane}) must be >= the activation width "
-                             f"({self.activation}): the accelerator adds activations into the membrane")
+            raise UserError(f"the membrane width ({self.membrane}) must be >= the activation width "
+                            f"({self.activation}): the accelerator adds activations into the membrane")
         if self.rounding not in ROUNDING_MODES:
-            raise ValueError(f"unknown rounding {self.rounding!r}; choose from {', '.join(ROUNDING_MODES)}")
+            raise UserError(f"unknown rounding {self.rounding!r}; choose from {', '.join(ROUNDING_MODES)}")
         if self.scheme not in ("PTQ", "ITQ"):
-            raise ValueError(f"scheme must be PTQ or ITQ, got {self.scheme!r}")
+            raise UserError(f"scheme must be PTQ or ITQ, got {self.scheme!r}")
 
     @property
     def name(self) -> str:
@@ -89,7 +90,7 @@ def layer_shapes(model: nn.Module) -> list[dict[str, Any]]:
     forward pass of a zero input), in forward order."""
     names = tt_layer_names(model)
     if not names:
-        raise ValueError("the model has no TT layers: nothing runs on the accelerator")
+        raise UserError("the model has no TT layers: nothing runs on the accelerator")
     outs: dict[str, tuple[int, ...]] = {}
 
     def keep_shape(name: str):
@@ -202,7 +203,7 @@ def accuracy(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], qlayers
             correct += int((out.argmax(1) == y).sum())
             n += int(y.shape[0])
     if n == 0:
-        raise ValueError("no evaluation samples")
+        raise UserError("no evaluation samples")
     return correct / n
 
 
@@ -230,7 +231,7 @@ def finetune_on_accelerator(model: nn.Module, batches: Iterable[tuple[Tensor, Te
     for x, y in batches:
         loss = F.cross_entropy(hardware_forward(model, x, layers), y)
         if not torch.isfinite(loss):
-            raise ValueError(f"ITQ fine-tuning: the loss became {loss.item()}; lower the learning rate")
+            raise UserError(f"ITQ fine-tuning: the loss became {loss.item()}; lower the learning rate")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

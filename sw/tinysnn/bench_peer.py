@@ -26,6 +26,7 @@ import torch
 from sw.tinysnn import labels, network
 from sw.tinysnn.config import SNNConfig
 from sw.tinysnn.data import ImageSet
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["PEER_SCRIPT", "DEFAULT_PEER_PYTHON", "bench_peer"]
 
@@ -53,10 +54,10 @@ def _ours(cfg: SNNConfig, train: ImageSet, test: ImageSet, progress: bool) -> di
 def _peer(cfg: SNNConfig, train: ImageSet, test: ImageSet, peer_python: str, target: str,
           timeout_s: float) -> dict[str, Any]:
     if not Path(peer_python).is_file():
-        raise FileNotFoundError(f"the peer's Python {peer_python!r} is missing; build the benchmark-only "
-                                f"environment with `make brian2-venv` (Brian2 2.9.0, numpy < 2)")
+        raise MissingFileError(f"the peer's Python {peer_python!r} is missing; build the benchmark-only "
+                               f"environment with `make brian2-venv` (Brian2 2.9.0, numpy < 2)")
     if target not in PEER_TARGETS:
-        raise ValueError(f"peer code-generation target must be one of {', '.join(PEER_TARGETS)}, got {target!r}")
+        raise UserError(f"peer code-generation target must be one of {', '.join(PEER_TARGETS)}, got {target!r}")
     gen = torch.Generator().manual_seed(cfg.seed)
     w0 = network.initial_weights(cfg, gen).double().numpy()   # what train_model starts from
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed + 1))  # its order

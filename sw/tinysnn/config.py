@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+from sw.cli_util import UserError
 
 __all__ = ["SNNConfig", "VARIANTS"]
 
@@ -77,30 +78,30 @@ class SNNConfig:
     def validate(self) -> "SNNConfig":
         """Return self, or raise ``ValueError`` naming the first invalid field."""
         if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+            raise UserError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         for name in ("n_inputs", "n_neurons", "update_window"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("dt", "t_present", "tau_mem", "tau_theta", "inh_tau_mem", "tau_pre", "tau_post",
                      "w_max", "spike_count_threshold"):
             if not float(getattr(self, name)) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise UserError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("refractory", "inh_refractory", "theta_plus", "w_exc_inh", "w_inh_exc", "w_lateral",
                      "input_rate", "rate_step", "nu_pre", "nu_post", "w_init_max", "norm_fraction"):
             if float(getattr(self, name)) < 0 or not math.isfinite(float(getattr(self, name))):
-                raise ValueError(f"{name} must be a finite value >= 0, got {getattr(self, name)}")
+                raise UserError(f"{name} must be a finite value >= 0, got {getattr(self, name)}")
         if self.min_spikes < 0 or self.max_retries < 0:
-            raise ValueError("min_spikes and max_retries must be >= 0")
+            raise UserError("min_spikes and max_retries must be >= 0")
         if not self.v_thresh > self.v_reset or not self.inh_v_thresh > self.inh_v_reset:
-            raise ValueError("the threshold must lie above the reset potential "
-                             f"(v_thresh {self.v_thresh}, v_reset {self.v_reset})")
+            raise UserError("the threshold must lie above the reset potential "
+                            f"(v_thresh {self.v_thresh}, v_reset {self.v_reset})")
         if self.v_floor is not None and not (math.isfinite(self.v_floor) and self.v_floor < self.v_reset):
-            raise ValueError(f"v_floor must be a finite potential below v_reset ({self.v_reset}), got {self.v_floor}")
+            raise UserError(f"v_floor must be a finite potential below v_reset ({self.v_reset}), got {self.v_floor}")
         if self.w_init_max > self.w_max:
-            raise ValueError(f"w_init_max ({self.w_init_max}) must not exceed w_max ({self.w_max})")
+            raise UserError(f"w_init_max ({self.w_init_max}) must not exceed w_max ({self.w_max})")
         if self.input_rate * self.dt / 1000.0 > 1.0:
-            raise ValueError(f"input_rate {self.input_rate} Hz at dt {self.dt} ms gives a spike "
-                             f"probability above 1 per step; lower input_rate or dt")
+            raise UserError(f"input_rate {self.input_rate} Hz at dt {self.dt} ms gives a spike "
+                            f"probability above 1 per step; lower input_rate or dt")
         return self
 
     # ---- (de)serialisation ---------------------------------------------------------------
@@ -112,7 +113,7 @@ class SNNConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown SNNConfig field(s) {unknown}; known: {sorted(known)}")
+            raise UserError(f"unknown SNNConfig field(s) {unknown}; known: {sorted(known)}")
         return cls(**d).validate()
 
     def with_(self, **kw: Any) -> "SNNConfig":

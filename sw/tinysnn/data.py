@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["ImageSet", "DATASETS", "read_idx", "load_images", "IDX_FILES"]
 
@@ -54,7 +55,7 @@ class ImageSet:
         if n is None:
             return self
         if n < 1:
-            raise ValueError(f"need at least one image, got {n}")
+            raise UserError(f"need at least one image, got {n}")
         return ImageSet(self.name, self.pixels[:n], self.labels[:n], self.shape, self.num_classes)
 
 
@@ -69,19 +70,19 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         try:
             raw = gzip.decompress(raw)
         except (EOFError, OSError, zlib.error) as exc:
-            raise ValueError(f"{p}: gzip data is truncated or corrupt ({exc}); download the file again") from None
+            raise UserError(f"{p}: gzip data is truncated or corrupt ({exc}); download the file again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
-        raise ValueError(f"{p}: not an IDX file (first bytes {raw[:4].hex() or 'none'}; an IDX file starts "
-                         f"00 00 <type> <ndim>, e.g. 00000803 for MNIST images)")
+        raise UserError(f"{p}: not an IDX file (first bytes {raw[:4].hex() or 'none'}; an IDX file starts "
+                        f"00 00 <type> <ndim>, e.g. 00000803 for MNIST images)")
     dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{p}: truncated IDX header ({len(raw)} bytes, {header} needed for {ndim} dimensions)")
+        raise UserError(f"{p}: truncated IDX header ({len(raw)} bytes, {header} needed for {ndim} dimensions)")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     need = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(raw) != need:
         kind = "truncated" if len(raw) < need else "longer than its header says"
-        raise ValueError(f"{p}: IDX file {kind}: {len(raw)} bytes, the header {dims} needs {need}")
+        raise UserError(f"{p}: IDX file {kind}: {len(raw)} bytes, the header {dims} needs {need}")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -89,25 +90,25 @@ def _find(root: Path, stem: str) -> Path:
     for name in (stem, stem + ".gz"):
         if (root / name).is_file():
             return root / name
-    raise FileNotFoundError(f"{root}: neither {stem} nor {stem}.gz found; put the four standard "
-                            f"IDX files of the data set ({', '.join(IDX_FILES.values())}) in this directory")
+    raise MissingFileError(f"{root}: neither {stem} nor {stem}.gz found; put the four standard "
+                           f"IDX files of the data set ({', '.join(IDX_FILES.values())}) in this directory")
 
 
 def _load_idx_set(name: str, root: str | os.PathLike, train: bool) -> ImageSet:
     r = Path(root)
     if not r.is_dir():
-        raise FileNotFoundError(f"{name}: data directory {str(r)!r} does not exist (nothing is downloaded; "
-                                f"give --data-path DIR holding the IDX files)")
+        raise MissingFileError(f"{name}: data directory {str(r)!r} does not exist (nothing is downloaded; "
+                               f"give --data-path DIR holding the IDX files)")
     ip, lp = _find(r, IDX_FILES[(train, "images")]), _find(r, IDX_FILES[(train, "labels")])
     img, lab = read_idx(ip), read_idx(lp)
     if img.ndim != 3 or img.dtype != np.uint8:
-        raise ValueError(f"{ip}: expected unsigned-byte images [N, H, W], got {img.dtype} {img.shape}")
+        raise UserError(f"{ip}: expected unsigned-byte images [N, H, W], got {img.dtype} {img.shape}")
     if lab.ndim != 1 or lab.dtype != np.uint8:
-        raise ValueError(f"{lp}: expected unsigned-byte labels [N], got {lab.dtype} {lab.shape}")
+        raise UserError(f"{lp}: expected unsigned-byte labels [N], got {lab.dtype} {lab.shape}")
     if img.shape[0] != lab.shape[0]:
-        raise ValueError(f"{ip} has {img.shape[0]} images but {lp} has {lab.shape[0]} labels")
+        raise UserError(f"{ip} has {img.shape[0]} images but {lp} has {lab.shape[0]} labels")
     if lab.size and lab.max() > 9:
-        raise ValueError(f"{lp}: labels must be 0..9, found {int(lab.max())}")
+        raise UserError(f"{lp}: labels must be 0..9, found {int(lab.max())}")
     pixels = torch.from_numpy(img.reshape(img.shape[0], -1).astype(np.float32) / 255.0)
     return ImageSet(name, pixels, torch.from_numpy(lab.astype(np.int64)), (img.shape[1], img.shape[2]), 10)
 
@@ -123,9 +124,9 @@ def _load_digits(train: bool) -> ImageSet:
 def load_images(name: str, train: bool, path: str | None = None) -> ImageSet:
     """The train or test split of ``name`` (see :data:`DATASETS`)."""
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
+        raise UserError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
     if name == "digits":
         return _load_digits(train)
     if path is None:
-        raise ValueError(f"data set {name!r} needs --data-path DIR with its IDX files; nothing is downloaded")
+        raise UserError(f"data set {name!r} needs --data-path DIR with its IDX files; nothing is downloaded")
     return _load_idx_set(name, path, train)

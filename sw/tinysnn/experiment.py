@@ -23,6 +23,7 @@ from sw.tinysnn import cost, labels, network
 from sw.tinysnn.config import SNNConfig
 from sw.tinysnn.data import ImageSet
 from sw.tinysnn.fixedpoint import FP32, FixedPoint, QuantSpec
+from sw.cli_util import MissingFileError, UserError
 
 __all__ = ["SNNModel", "train_model", "quant_spec", "evaluate", "explore", "save_model", "load_model",
            "MODEL_FORMAT"]
@@ -50,7 +51,7 @@ def quant_spec(ranges: dict[str, tuple[float, float]], weight_bits: int, neuron_
         if bits is None or bits == 32:
             return FP32
         if name not in ranges:
-            raise ValueError(f"no observed range of {name!r} to size its fixed-point format; train in FP32 first")
+            raise UserError(f"no observed range of {name!r} to size its fixed-point format; train in FP32 first")
         lo, hi = ranges[name]
         return FixedPoint.for_range(bits, lo, hi)
 
@@ -69,10 +70,10 @@ def train_model(cfg: SNNConfig, data: ImageSet, *, epochs: int = 1, spec: QuantS
 
     cfg.validate()
     if data.pixels.shape[1] != cfg.n_inputs:
-        raise ValueError(f"{data.name} images have {data.pixels.shape[1]} pixels but the network has "
-                         f"{cfg.n_inputs} inputs")
+        raise UserError(f"{data.name} images have {data.pixels.shape[1]} pixels but the network has "
+                        f"{cfg.n_inputs} inputs")
     if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+        raise UserError(f"epochs must be >= 1, got {epochs}")
     spec = spec or QuantSpec()
     gen = torch.Generator().manual_seed(cfg.seed)
     w = network.initial_weights(cfg, gen)
@@ -147,7 +148,7 @@ def explore(cfg: SNNConfig, train: ImageSet, test: ImageSet, *, variants: Sequen
     from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     if table is None:
-        raise ValueError("explore: pass the energy table (model.energy_table.load_energy_table())")
+        raise UserError("explore: pass the energy table (model.energy_table.load_energy_table())")
     rows: list[dict[str, Any]] = []
     models: dict[str, SNNModel] = {}
     jobs = []
@@ -261,17 +262,17 @@ def load_model(path: str | Path) -> SNNModel:
     """Load a model written by :func:`save_model` (tensors and plain data only: nothing executes)."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"model file {str(p)!r} not found; write one with `python -m sw tinysnn train`")
+        raise MissingFileError(f"model file {str(p)!r} not found; write one with `python -m sw tinysnn train`")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # a foreign or damaged file: say so in one line
-        raise ValueError(f"{p}: not a tinySNN model file ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        raise UserError(f"{p}: not a tinySNN model file ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     if not isinstance(obj, dict) or obj.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{p}: not a tinySNN model file (expected format {MODEL_FORMAT!r})")
+        raise UserError(f"{p}: not a tinySNN model file (expected format {MODEL_FORMAT!r})")
     cfg = SNNConfig.from_dict(obj["config"])
     w, thr = obj["weights"], obj["thresholds"]
     if tuple(w.shape) != (cfg.n_inputs, cfg.n_neurons) or tuple(thr.shape) != (cfg.n_neurons,):
-        raise ValueError(f"{p}: weights {tuple(w.shape)} / thresholds {tuple(thr.shape)} do not match the "
-                         f"configuration ({cfg.n_inputs} inputs, {cfg.n_neurons} neurons)")
+        raise UserError(f"{p}: weights {tuple(w.shape)} / thresholds {tuple(thr.shape)} do not match the "
+                        f"configuration ({cfg.n_inputs} inputs, {cfg.n_neurons} neurons)")
     return SNNModel(cfg, w, thr, {k: (float(v[0]), float(v[1])) for k, v in obj["ranges"].items()},
                     _spec_from(obj["spec"]), network.OpCounts(**obj["train_ops"]))

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from sw.quantize import ROUNDING_MODES, round_values
+from sw.cli_util import UserError
 
 __all__ = ["FixedPoint", "QuantSpec", "FP32", "ROUNDING_MODES", "integer_bits_for"]
 
@@ -23,7 +24,7 @@ __all__ = ["FixedPoint", "QuantSpec", "FP32", "ROUNDING_MODES", "integer_bits_fo
 def integer_bits_for(max_abs: float) -> int:
     """Integer bits (no sign) that hold ``max_abs``: 0 for values below 1, 1 for [1, 2)..."""
     if not math.isfinite(max_abs) or max_abs < 0:
-        raise ValueError(f"max_abs must be finite and >= 0, got {max_abs}")
+        raise UserError(f"max_abs must be finite and >= 0, got {max_abs}")
     if max_abs < 1.0:
         return 0
     return int(math.floor(math.log2(max_abs))) + 1
@@ -41,13 +42,13 @@ class FixedPoint:
     def __post_init__(self) -> None:
         if self.fp32:
             if self.bits != 32:
-                raise ValueError("a float32 format has 32 bits")
+                raise UserError("a float32 format has 32 bits")
             return
         if not 2 <= self.bits <= 32:
-            raise ValueError(f"fixed-point precision must be 2..32 bits, got {self.bits}")
+            raise UserError(f"fixed-point precision must be 2..32 bits, got {self.bits}")
         if self.int_bits < 0 or self.frac_bits < 0:
-            raise ValueError(f"{self.bits} bits cannot hold {self.int_bits} integer bits"
-                             f"{' and a sign' if self.signed else ''}")
+            raise UserError(f"{self.bits} bits cannot hold {self.int_bits} integer bits"
+                            f"{' and a sign' if self.signed else ''}")
 
     @property
     def frac_bits(self) -> int:
@@ -110,7 +111,7 @@ class QuantSpec:
 
     def __post_init__(self) -> None:
         if self.rounding not in ROUNDING_MODES:
-            raise ValueError(f"unknown rounding {self.rounding!r}; choose one of {', '.join(ROUNDING_MODES)}")
+            raise UserError(f"unknown rounding {self.rounding!r}; choose one of {', '.join(ROUNDING_MODES)}")
 
     @property
     def is_fp32(self) -> bool:

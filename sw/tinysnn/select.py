@@ -7,25 +7,26 @@ A candidate is a mapping with at least ``name``, ``accuracy`` (0..1) and ``memor
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
+from sw.cli_util import UserError
 
 __all__ = ["reward", "select", "pareto_front"]
 
 
 def reward(accuracy: float, memory_bits: float, fp32_memory_bits: float, mu: float) -> float:
     if mu < 0:
-        raise ValueError(f"mu must be >= 0, got {mu}")
+        raise UserError(f"mu must be >= 0, got {mu}")
     if fp32_memory_bits <= 0:
-        raise ValueError(f"the FP32 memory must be > 0, got {fp32_memory_bits}")
+        raise UserError(f"the FP32 memory must be > 0, got {fp32_memory_bits}")
     return float(accuracy) - float(mu) * float(memory_bits) / float(fp32_memory_bits)
 
 
 def _check(candidates: Sequence[Mapping[str, Any]]) -> None:
     if not candidates:
-        raise ValueError("no candidates to select from")
+        raise UserError("no candidates to select from")
     for i, c in enumerate(candidates):
         for key in ("name", "accuracy", "memory_bits", "fp32_memory_bits"):
             if key not in c:
-                raise ValueError(f"candidate {i} lacks {key!r} (has {sorted(c)})")
+                raise UserError(f"candidate {i} lacks {key!r} (has {sorted(c)})")
 
 
 def select(candidates: Sequence[Mapping[str, Any]], mus: Iterable[float]) -> list[dict[str, Any]]:

@@ -13,8 +13,14 @@ PACKAGES = ("sw", "gen", "cosim", "model")
 
 
 def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    """``ttsnn.sw.train`` for sw/train.py: the name the kit imports it by (ttsnn/__init__.py)."""
+    parts = ["ttsnn", *path.relative_to(ROOT).with_suffix("").parts]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _package(mod: str) -> str:
+    """``sw`` for ``ttsnn.sw.train``."""
+    return mod.split(".")[1]
 
 
 def _import_graph() -> dict[str, set[str]]:
@@ -27,13 +33,15 @@ def _import_graph() -> dict[str, set[str]]:
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
-                if node.level:
+                if node.level:  # package is ttsnn.<pkg>...: the level never climbs above <pkg>
                     up = package.split(".")[:len(package.split(".")) - node.level + 1]
                     base = ".".join(up + ([node.module] if node.module else []))
                 targets = [base] + [f"{base}.{a.name}" for a in node.names]
             else:
                 continue
             for t in targets:
+                # the kit imports itself as ttsnn.sw..., ttsnn.gen... (ttsnn/__init__.py)
+                t = t if t.startswith("ttsnn.") else f"ttsnn.{t}"
                 while t and t not in mods:
                     t = t.rpartition(".")[0]
                 if t and t != mod:
@@ -78,7 +86,7 @@ def test_no_import_circles():
 
 def _is_cli(mod: str) -> bool:
     """Command-line front ends: they sit above every package they drive."""
-    return mod.startswith("sw.commands") or mod.endswith("__main__")
+    return mod.startswith("ttsnn.sw.commands") or mod.endswith("__main__")
 
 
 def test_packages_are_layered():
@@ -87,19 +95,18 @@ def test_packages_are_layered():
     # above model (model never imports cosim)
     below = {"sw": (), "gen": ("sw",), "cosim": ("sw", "gen", "model"), "model": ("sw", "gen")}
     wrong = sorted(f"{m} -> {t}" for m, ts in graph.items() if not _is_cli(m) for t in ts
-                   if t.split(".")[0] != m.split(".")[0]
-                   and t.split(".")[0] not in below[m.split(".")[0]])
+                   if _package(t) != _package(m) and _package(t) not in below[_package(m)])
     assert wrong == []
     # the library parts of the lower packages never reach up into a command-line front end
     # (cosim's replay reuses sw.commands.quantize's input loader: a front end of sw, below cosim)
     into_cli = sorted(f"{m} -> {t}" for m, ts in graph.items() if not _is_cli(m) for t in ts
-                      if _is_cli(t) and m.split(".")[0] in ("sw", "gen"))
+                      if _is_cli(t) and _package(m) in ("sw", "gen"))
     assert into_cli == []
 
 
 def test_the_demo_is_imported_by_nothing():
     graph = _import_graph()
-    assert sorted(m for m, ts in graph.items() if "sw.commands.demo" in ts) == []
+    assert sorted(m for m, ts in graph.items() if "ttsnn.sw.commands.demo" in ts) == []
 
 
 def test_architecture_doc_names_every_component():

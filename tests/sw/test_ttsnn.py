@@ -103,7 +103,9 @@ def test_an_internal_error_keeps_its_traceback_and_asks_for_a_report(capsys, mon
 
 def test_a_lookup_error_inside_kit_code_is_a_bug_but_a_kit_check_is_a_mistake(monkeypatch):
     import cosim.__main__ as cosim_main
-    from gen.config import ConfigError, load_config
+    from gen.config import ConfigError, config_from_dict, load_config
+    from model.counts import Counts
+    from sw.cli_util import MissingFileError
 
     # a KeyError from cosim's dispatch table (a dict lookup inside kit code, no `raise`): a bug
     monkeypatch.setattr(cosim_main, "build_parser", lambda: argparse.Namespace(
@@ -112,8 +114,16 @@ def test_a_lookup_error_inside_kit_code_is_a_bug_but_a_kit_check_is_a_mistake(mo
         cosim_main.main([])
     assert not is_user_error(info.value)
     with pytest.raises(OSError) as info:
-        load_config("no-such-config")  # the kit's check: `raise FileNotFoundError(...)`
-    assert is_user_error(info.value)
+        load_config("no-such-config")  # the kit's check of a name the user gave
+    assert isinstance(info.value, MissingFileError) and is_user_error(info.value)
+    data = load_config("paper").to_dict()
+    data["clusters"]["spike_pes"] = 0
+    with pytest.raises(ValueError) as info:
+        config_from_dict(data, source="edited.toml")  # an invalid configuration
+    assert isinstance(info.value, ConfigError) and is_user_error(info.value)
+    with pytest.raises(ValueError) as info:
+        Counts().add("adder", "add", 8, -1.0)  # an internal consistency check of the kit: a bug
+    assert not isinstance(info.value, UserError) and not is_user_error(info.value)
     with pytest.raises(ValueError) as info:
         int("twelve")  # raised by an operation, not by a check of the kit
     assert not is_user_error(info.value)
@@ -125,16 +135,6 @@ def test_the_python_m_forms_still_work():
     assert r.returncode == 0 and "replay" in r.stdout
     r = subprocess.run([sys.executable, "-m", "sw.commands.ttsnn", "--help"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0 and "replay-network" in r.stdout and "hw-explore" in r.stdout
-
-
-def test_another_projects_model_package_first_on_the_path_is_one_line(tmp_path, monkeypatch, capsys):
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "__init__.py").write_text("")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "model", raising=False)
-    rc, _, err = _run(capsys, "--help")
-    lines = err.strip().splitlines()
-    assert rc == 2 and len(lines) == 1 and "package 'model'" in lines[0] and str(tmp_path) in lines[0]
 
 
 BOOM = ("import argparse, runpy, sys\n"
@@ -166,3 +166,28 @@ def test_each_python_m_cli_one_line_for_a_mistake_traceback_for_a_bug(module, mi
     assert r.returncode == 1, r.stderr
     assert "Traceback (most recent call last)" in r.stderr and "injected internal failure" in r.stderr
     assert REPORT_LINE in r.stderr
+
+
+@pytest.mark.parametrize("argv, usage", [
+    (["train"], "usage: ttsnn train "), (["replay"], "usage: ttsnn replay "),
+    (["cosim", "replay"], "usage: ttsnn cosim replay "), (["perf"], "usage: ttsnn perf "),
+    (["model", "energy"], "usage: ttsnn model energy "), (["energy"], "usage: ttsnn energy "),
+])
+def test_usage_lines_name_the_command_the_user_typed(capsys, argv, usage):
+    with pytest.raises(SystemExit) as info:
+        ttsnn.main([*argv, "--help"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith(usage)
+
+
+def test_the_python_m_forms_keep_their_own_usage_lines(capsys):
+    import cosim.__main__ as cosim_main
+    import sw.__main__ as sw_main
+
+    with pytest.raises(SystemExit):
+        ttsnn.main(["train", "--help"])  # sets, then restores, the program name
+    for main, argv, usage in [(sw_main.main, ["train", "--help"], "usage: python -m sw train "),
+                              (cosim_main.main, ["replay", "--help"], "usage: python -m cosim replay ")]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert capsys.readouterr().out.startswith(usage)
