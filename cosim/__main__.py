@@ -24,8 +24,8 @@ from pathlib import Path
 import sys
 from typing import Sequence
 
-from sw.arch import WORKLOADS
-from sw.cli_util import MissingFileError, UserError, prog_name, run_cli
+from ttsnn.sw.arch import WORKLOADS
+from ttsnn.sw.cli_util import MissingFileError, UserError, prog_name, run_cli
 
 
 def _add_common(p: argparse.ArgumentParser, default_config: str) -> None:
@@ -121,15 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(args) -> int:
-    from cosim.toolchain import setup_toolchain, wave_format
+    from ttsnn.cosim.toolchain import setup_toolchain, wave_format
     tc = setup_toolchain()
     print(f"ok: {tc.describe()}; VERILATOR_ROOT={tc.verilator_root}; waveforms: {wave_format()}")
     return 0
 
 
 def _run(args) -> int:
-    from cosim.cases import coverage_cases
-    from cosim.layer import RtlTarget, run_cases
+    from ttsnn.cosim.cases import coverage_cases
+    from ttsnn.cosim.layer import RtlTarget, run_cases
 
     target = RtlTarget.for_config(args.config, args.rtl)
     results = run_cases(target, coverage_cases(target.config, args.seed), waves=args.waves)
@@ -147,9 +147,9 @@ def _run(args) -> int:
 
 
 def _replay(args) -> int:
-    from cosim.replay import format_report, replay_layer
-    from gen.config import load_config
-    from sw.progress import say
+    from ttsnn.cosim.replay import format_report, replay_layer
+    from ttsnn.gen.config import load_config
+    from ttsnn.sw.progress import say
 
     load_config(args.config)  # a mistake in either is one line before the long work starts
     if not Path(args.checkpoint).is_file():  # sw.checkpoint's words
@@ -165,7 +165,7 @@ def _replay(args) -> int:
 
 
 def _replay_network(args) -> int:
-    from cosim.replay_network import format_network_report, random_network, replay_network
+    from ttsnn.cosim.replay_network import format_network_report, random_network, replay_network
 
     data = None
     if args.random:
@@ -181,7 +181,7 @@ def _replay_network(args) -> int:
 
 
 def _train_step(args) -> int:
-    from cosim.train_step import format_train_step, train_step
+    from ttsnn.cosim.train_step import format_train_step, train_step
 
     rep = train_step(args.checkpoint, args.layer, args.config, sample=args.sample, rtl_dir=args.rtl,
                      progress=not args.json)
@@ -190,7 +190,7 @@ def _train_step(args) -> int:
 
 
 def _finetune_check(args) -> int:
-    from cosim.finetune_check import finetune_check
+    from ttsnn.cosim.finetune_check import finetune_check
 
     rep = finetune_check(args.checkpoint, args.layer, args.config, steps=args.steps,
                          rtl_steps=args.rtl_steps, batch_size=args.batch_size, lr=args.lr,
@@ -213,9 +213,9 @@ def _speed_once(args, target_args, player: str | None) -> dict:
     (None: the environment's)."""
     import time
 
-    from cosim.cases import paper_layer_case
-    from cosim.layer import RtlTarget, run_cases
-    from cosim.runner import DEFAULT_CXX_OPT, default_build_dir
+    from ttsnn.cosim.cases import paper_layer_case
+    from ttsnn.cosim.layer import RtlTarget, run_cases
+    from ttsnn.cosim.runner import DEFAULT_CXX_OPT, default_build_dir
 
     saved = os.environ.get("COSIM_PLAYER")
     if player is not None:

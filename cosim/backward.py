@@ -21,11 +21,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from cosim.jobs import BackwardJob, read_results, write_jobs
-from cosim.runner import build_design, default_build_dir, run_testbench
-from sw.golden_backward import (BackwardParams, BackwardResult, ForwardTrace, GradRounding, backward_tile,
+from ttsnn.cosim.jobs import BackwardJob, read_results, write_jobs
+from ttsnn.cosim.runner import build_design, default_build_dir, run_testbench
+from ttsnn.sw.golden_backward import (BackwardParams, BackwardResult, ForwardTrace, GradRounding, backward_tile,
                                 forward_trace)
-from sw.qlayer import QuantTTLayer
+from ttsnn.sw.qlayer import QuantTTLayer
 
 __all__ = ["BackwardCase", "BackwardCaseResult", "backward_tile_case", "backward_coverage_cases",
            "run_backward_cases", "describe", "simulate_backward", "compare_backward"]
@@ -76,7 +76,7 @@ def backward_tile_case(config, name: str, mode: str, r: int, cin: int, cout: int
     the membranes; ``saturate`` uses shift 2 everywhere (the stages saturate), else the
     golden model chooses the smallest shifts that saturate nothing. ``e_kind``: random, zero or
     full (every gradient at the format's extreme); ``x_kind``: random, zero or one spikes."""
-    from cosim.cases import random_layer
+    from ttsnn.cosim.cases import random_layer
 
     rng = np.random.default_rng(zlib.crc32(f"{name}/{seed}".encode()))
     schedule = tuple(bool(b) for b in rng.integers(0, 2, T)) if mode == "htt" else ()
@@ -139,7 +139,7 @@ def simulate_backward(target, programs, workdir: Path, *, seed: int = 1, build_d
     """Run backward host programs (``gen.backward.host.BackwardHostProgram``) on ``target``'s
     Verilator build in one simulator process (files under ``workdir``); returns the
     testbench's :class:`cosim.jobs.JobResult` of each."""
-    from gen.hostmap import HOST_READ_LATENCY
+    from ttsnn.gen.hostmap import HOST_READ_LATENCY
 
     cfg = target.config
     ports = [p["name"] for p in target.manifest.get("ports", [])] or None
@@ -165,8 +165,8 @@ def run_backward_cases(target, cases: Sequence[BackwardCase], *, workdir: str | 
                        seed: int = 1, build_dir: str | os.PathLike | None = None) -> list[BackwardCaseResult]:
     """Run ``cases`` on ``target`` (a :class:`cosim.layer.RtlTarget`) in one simulator process
     and compare every output with the golden backward."""
-    from gen.backward.host import backward_program
-    from gen.hostmap import host_map
+    from ttsnn.gen.backward.host import backward_program
+    from ttsnn.gen.hostmap import host_map
 
     cfg = target.config
     hmap = host_map(cfg)

@@ -16,9 +16,9 @@ import dataclasses
 import numpy as np
 import torch
 
-from cosim.layer import LayerCase
-from sw.arch import WORKLOADS, network_specs, tt_layers
-from sw.qlayer import QuantTTLayer
+from ttsnn.cosim.layer import LayerCase
+from ttsnn.sw.arch import WORKLOADS, network_specs, tt_layers
+from ttsnn.sw.qlayer import QuantTTLayer
 
 __all__ = ["random_layer", "coverage_cases", "paper_layer_case"]
 
@@ -80,7 +80,7 @@ def calibrate(q: QuantTTLayer, spikes: np.ndarray, residual: np.ndarray | None, 
     """Choose shifts, affine shift and threshold of a random layer from its own input so that
     activations use their range (the top percent saturates) and about half the neurons spike:
     random weights with guessed shifts give all-zero or all-one outputs, which test little."""
-    from sw import golden as G
+    from ttsnn.sw import golden as G
 
     qb, mb = widths.activation, widths.membrane
     x = torch.nn.functional.pad(torch.from_numpy(np.asarray(spikes, dtype=np.int64)), (1, 1, 1, 1))

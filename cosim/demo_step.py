@@ -37,7 +37,7 @@ def _cosim_step(ctx, step: str, run, fmt, keys, failure) -> dict | None:
 
 
 def step_replay(ctx) -> None:
-    from cosim.replay import format_report, replay_layer
+    from ttsnn.cosim.replay import format_report, replay_layer
 
     _cosim_step(ctx, "replay", lambda ckpt, cfg: replay_layer(ckpt, DEMO_LAYER, cfg, progress=False), format_report,
                 ("layer", "config", "match", "mismatches", "spike_agreement", "cycles", "tiles", "utilisation",
@@ -47,7 +47,7 @@ def step_replay(ctx) -> None:
 
 
 def step_train_step(ctx) -> None:
-    from cosim.train_step import format_train_step, train_step
+    from ttsnn.cosim.train_step import format_train_step, train_step
 
     _cosim_step(ctx, "train_step", lambda ckpt, cfg: train_step(ckpt, DEMO_LAYER, cfg, progress=False),
                 format_train_step, ("layer", "config", "match", "mismatches", "grad_cosine", "cycles"),
@@ -57,7 +57,7 @@ def step_train_step(ctx) -> None:
 
 
 def step_replay_network(ctx) -> None:
-    from cosim.replay_network import format_network_report, replay_network
+    from ttsnn.cosim.replay_network import format_network_report, replay_network
 
     rep = _cosim_step(
         ctx, "replay_network",

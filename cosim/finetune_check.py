@@ -16,14 +16,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["finetune_check"]
 
 
 def _checked_layer_class():
-    from sw import golden_backward as GB
-    from sw.hwlayer import HardwareLayer
+    from ttsnn.sw import golden_backward as GB
+    from ttsnn.sw.hwlayer import HardwareLayer
 
     class RtlCheckedLayer(HardwareLayer):
         """A :class:`HardwareLayer` whose integer backward is also run on the RTL when
@@ -34,8 +34,8 @@ def _checked_layer_class():
             self.target, self.check_next, self.checks = target, False, []
 
         def backward(self, saved, e, g_extra):
-            from cosim.backward import compare_backward
-            from cosim.train_step import backward_on_rtl
+            from ttsnn.cosim.backward import compare_backward
+            from ttsnn.cosim.train_step import backward_on_rtl
 
             res, e_frac, ints = self.integer_backward(saved, e, g_extra)
             if self.check_next:
@@ -63,15 +63,15 @@ def finetune_check(checkpoint: str, layer: str, config: Any = "paper", *, steps:
     the RTL for ``layer``; returns the report (``match``: every checked step bit-exact)."""
     from rich.console import Console
 
-    from cosim.layer import RtlTarget
-    from cosim.toolchain import setup_toolchain
-    from gen.config import HardwareConfig, load_config
-    from sw.checkpoint import load_model
-    from sw.commands.hw_finetune import load_data
-    from sw.hwlayer import HardwareLayer, hardware_forward
-    from sw.hwtrain import _freeze_batchnorm
-    from sw.quantize import layer_context, tt_layer_names
-    from sw.train import _to_model_input
+    from ttsnn.cosim.layer import RtlTarget
+    from ttsnn.cosim.toolchain import setup_toolchain
+    from ttsnn.gen.config import HardwareConfig, load_config
+    from ttsnn.sw.checkpoint import load_model
+    from ttsnn.sw.commands.hw_finetune import load_data
+    from ttsnn.sw.hwlayer import HardwareLayer, hardware_forward
+    from ttsnn.sw.hwtrain import _freeze_batchnorm
+    from ttsnn.sw.quantize import layer_context, tt_layer_names
+    from ttsnn.sw.train import _to_model_input
 
     if steps < 1 or not 0 <= rtl_steps <= steps or batch_size < 1 or not lr > 0:
         raise UserError("--steps and --batch-size must be >= 1, --rtl-steps in 0..steps, --lr > 0")

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from sw.fileio import atomic_write
+from ttsnn.sw.fileio import atomic_write
 
 __all__ = ["TileJob", "BackwardJob", "JobTile", "JobResult", "REGISTER_NAMES", "RING_NAMES", "atomic_write_npz",
            "write_jobs", "read_jobs", "read_results"]

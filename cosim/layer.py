@@ -23,14 +23,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from cosim.jobs import TileJob, read_results, write_jobs
-from cosim.report import MismatchReport
-from cosim.runner import (REPO_ROOT, BuildResult, build_root, build_design, default_build_dir, locked,
+from ttsnn.cosim.jobs import TileJob, read_results, write_jobs
+from ttsnn.cosim.report import MismatchReport
+from ttsnn.cosim.runner import (REPO_ROOT, BuildResult, build_root, build_design, default_build_dir, locked,
                           run_testbench)
-from sw.fileio import atomic_write_text
-from sw.golden import golden_tile
-from sw.qlayer import QuantTTLayer
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.sw.fileio import atomic_write_text
+from ttsnn.sw.golden import golden_tile
+from ttsnn.sw.qlayer import QuantTTLayer
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["RtlTarget", "LayerCase", "CaseResult", "run_cases", "SimSession", "WAVES_MODES"]
 
@@ -53,7 +53,7 @@ class RtlTarget:
     def from_dir(cls, rtl_dir: str | os.PathLike, config=None) -> "RtlTarget":
         """The RTL in ``rtl_dir``; its configuration is ``config`` (a ``HardwareConfig``, which
         must be the one the RTL was generated for) or, if None, the manifest's."""
-        from gen.config import config_from_dict
+        from ttsnn.gen.config import config_from_dict
 
         d = Path(rtl_dir)
         man_path = d / "manifest.json"
@@ -88,7 +88,7 @@ class RtlTarget:
     def map_is_current(self) -> bool:
         """True when the manifest's address map is the one the driver will use (the driver
         computes it from gen/hostmap.py, so stale RTL would be driven at wrong addresses)."""
-        from gen.hostmap import host_map
+        from ttsnn.gen.hostmap import host_map
 
         current = host_map(self.config).to_dict()
         return all(self.manifest.get(k) == v for k, v in current.items())
@@ -122,7 +122,7 @@ class RtlTarget:
         generated into ``build/cosim/<name>/rtl`` (reused while the configuration and gen/
         sources are unchanged). A given ``rtl_dir`` generated for another configuration is
         a ValueError (see :meth:`check_config`)."""
-        from gen.config import HardwareConfig, load_config
+        from ttsnn.gen.config import HardwareConfig, load_config
 
         cfg = config if isinstance(config, HardwareConfig) else load_config(config)
         if rtl_dir is not None:
@@ -140,7 +140,7 @@ class RtlTarget:
             if regenerate or not stamp.is_file() or stamp.read_text() != key:
                 src = Path(cfg.source) if cfg.source else None
                 src = src if src is not None and src.suffix == ".toml" else cfg.name
-                cmd = [sys.executable, "-m", "gen", "--config", str(src), "--out", str(out), "--force"]
+                cmd = [sys.executable, "-m", "ttsnn.gen", "--config", str(src), "--out", str(out), "--force"]
                 r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
                 if r.returncode != 0:
                     raise RuntimeError(f"RTL generation failed ({' '.join(cmd)}):\n{r.stderr[-3000:]}")
@@ -346,7 +346,7 @@ class SimSession:
     def submit(self, jobs: list[TileJob], period_ns: float) -> tuple[int, int]:
         """Post one batch and return at once (the simulator starts on it while the caller
         does other work, e.g. the golden model); :meth:`collect` waits for its results."""
-        from gen.hostmap import HOST_READ_LATENCY
+        from ttsnn.gen.hostmap import HOST_READ_LATENCY
 
         n = self.batches
         write_jobs(self.dir / f".req-{n}.tmp.npz", jobs, period_ns, HOST_READ_LATENCY)
@@ -384,7 +384,7 @@ class SimSession:
 
 def _simulate(build: BuildResult, driver, jobs: list[TileJob], workdir: Path, seed: int,
               waves: bool) -> tuple[list, Path]:
-    from gen.hostmap import HOST_READ_LATENCY
+    from ttsnn.gen.hostmap import HOST_READ_LATENCY
 
     workdir.mkdir(parents=True, exist_ok=True)
     write_jobs(workdir / "jobs.npz", jobs, driver.config.clock_period_ns, HOST_READ_LATENCY)
@@ -404,7 +404,7 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
     cases that mismatch are run again, alone, on a traced build and ``CaseResult.waves`` names
     the waveform file.
     """
-    from gen.driver import Driver, LayerOutputs
+    from ttsnn.gen.driver import Driver, LayerOutputs
 
     waves = waves or os.environ.get("COSIM_WAVES", "fail")
     if waves not in WAVES_MODES:

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import torch
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["replay_layer", "utilisation"]
 
@@ -42,13 +42,13 @@ def replay_layer(checkpoint: str, layer: str, config: Any = "paper", *, sample: 
     ``HardwareConfig`` or a shipped name / TOML path (loaded once here)."""
     from rich.console import Console
 
-    from cosim.layer import LayerCase, RtlTarget, run_cases
-    from cosim.toolchain import setup_toolchain
-    from gen.config import HardwareConfig, load_config
-    from gen.driver import Driver
-    from sw.checkpoint import load_model
-    from sw.commands.quantize import model_inputs
-    from sw.quantize import layer_context, quantize_model_layer, quantize_residual
+    from ttsnn.cosim.layer import LayerCase, RtlTarget, run_cases
+    from ttsnn.cosim.toolchain import setup_toolchain
+    from ttsnn.gen.config import HardwareConfig, load_config
+    from ttsnn.gen.driver import Driver
+    from ttsnn.sw.checkpoint import load_model
+    from ttsnn.sw.commands.quantize import model_inputs
+    from ttsnn.sw.quantize import layer_context, quantize_model_layer, quantize_residual
 
     if sample < 0:
         raise UserError(f"--sample must be >= 0, got {sample}")

@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["replay_network", "format_network_report", "quantise_network", "run_chain",
            "random_network", "golden_runner", "OutputHook"]
@@ -62,7 +62,7 @@ def _blocks(model) -> list[tuple[str, Any]]:
 
 def check_network(model) -> list[str]:
     """The TT layer names of a replayable model, in forward order; ValueError otherwise."""
-    from sw.quantize import tt_layer_names
+    from ttsnn.sw.quantize import tt_layer_names
 
     if model.hparams.get("reversible"):
         raise UserError("replay-network runs standard MS-ResNet blocks; this checkpoint has "
@@ -78,7 +78,7 @@ def check_network(model) -> list[str]:
 def _capture_all(model, names: list[str], x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
     """One float forward pass capturing every TT layer's input spikes and (conv2) the shortcut
     output it adds: the quantiser's calibration data."""
-    from sw.quantize import layer_context
+    from ttsnn.sw.quantize import layer_context
 
     got: dict[str, dict[str, torch.Tensor]] = {n: {} for n in names}
     hooks = []
@@ -103,7 +103,7 @@ def quantise_network(model, calib_x: torch.Tensor, widths: Any, *, weight_bits: 
                      rounding: str = "nearest") -> dict[str, Any]:
     """Every TT layer as a ``QuantTTLayer``, calibrated on the float network's own activations
     of ``calib_x`` (as ``python -m cosim replay`` does for one layer)."""
-    from sw.quantize import layer_context, quantize_tt_layer
+    from ttsnn.sw.quantize import layer_context, quantize_tt_layer
 
     names = check_network(model)
     cal = _capture_all(model, names, calib_x)
@@ -138,7 +138,7 @@ def run_chain(model, qlayers: dict[str, Any], widths: Any, x: torch.Tensor, run_
     with fixed, pre-calibrated layers). The host's float ops run per sample, in the model's
     dtype (:func:`host_model` makes a float64 copy, so that an image's chain does not depend on
     which images share its batch)."""
-    from sw.quantize import quantize_residual
+    from ttsnn.sw.quantize import quantize_residual
 
     x = model.check_input(x.to(next(model.parameters()).dtype))
     with torch.no_grad():
@@ -163,7 +163,7 @@ def host_model(model):
 
 
 def _golden_batch(q, spikes: torch.Tensor, residual: torch.Tensor | None, widths: Any):
-    from sw.golden import golden_layer
+    from ttsnn.sw.golden import golden_layer
 
     outs = [golden_layer(q, spikes[:, b], None if residual is None else residual[:, b], widths,
                          intermediates=True) for b in range(spikes.shape[1])]
@@ -196,8 +196,8 @@ class _ChunkJob:
 
 
 def _energy_context(cfg):
-    from model.accelerators import ProposedRTL
-    from model.energy_table import load_energy_table
+    from ttsnn.model.accelerators import ProposedRTL
+    from ttsnn.model.energy_table import load_energy_table
 
     return ProposedRTL(cfg), load_energy_table()
 
@@ -206,9 +206,9 @@ def _layer_energy(accel, table, q, spec, plan, tile_counters: list[dict[str, int
                   input_density: float) -> dict[str, float]:
     """Inference (forward pass from the RTL's counters of every tile) and training (that plus
     the energy model's backward and weight-update passes) energy of one layer, in pJ."""
-    from model.counts import Counts, Sparsity, category
-    from model.evaluate import evaluate_layer
-    from model.tile import counters_to_counts, tile_forward
+    from ttsnn.model.counts import Counts, Sparsity, category
+    from ttsnn.model.evaluate import evaluate_layer
+    from ttsnn.model.tile import counters_to_counts, tile_forward
 
     cfg = accel.cfg
     T = plan.timesteps
@@ -236,10 +236,10 @@ def _layer_energy(accel, table, q, spec, plan, tile_counters: list[dict[str, int
 def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
     """The RTL chain over one chunk of images: per image and layer, the check against the
     golden model on the same inputs, cycles, counters and energy; and the logits."""
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
-    from cosim.layer import LayerCase, RtlTarget, SimSession, run_cases
-    from gen.config import config_from_dict
+    from ttsnn.cosim.layer import LayerCase, RtlTarget, SimSession, run_cases
+    from ttsnn.gen.config import config_from_dict
 
     target = RtlTarget.from_dir(job.rtl_dir, config_from_dict(job.config))
     cfg = target.config
@@ -309,8 +309,8 @@ def random_network(workload: str, mode: str = "ptt", *, images: int = 1, calib_s
     (uniform pixels; binary frames for event workloads; no data set is read), the labels -1
     (no accuracy). BatchNorm statistics are those of the calibration images (one pass, exact
     averages), so that activations keep their scale through the depth and neurons fire."""
-    from sw.arch import MODES, WORKLOADS
-    from sw.resnet import ms_resnet
+    from ttsnn.sw.arch import MODES, WORKLOADS
+    from ttsnn.sw.resnet import ms_resnet
 
     if workload not in WORKLOADS:
         raise UserError(f"unknown workload {workload!r}; choose one of {', '.join(WORKLOADS)}")
@@ -344,8 +344,8 @@ def random_network(workload: str, mode: str = "ptt", *, images: int = 1, calib_s
 # ---- the command ------------------------------------------------------------------------------
 
 def _labelled_test_images(meta: dict, count: int, start: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from sw.commands.eval import eval_config, load_eval_data
-    from sw.train import _to_model_input
+    from ttsnn.sw.commands.eval import eval_config, load_eval_data
+    from ttsnn.sw.train import _to_model_input
 
     if count < 1:
         raise UserError(f"--images must be >= 1, got {count}")
@@ -378,9 +378,9 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
     every layer of a chunk in one simulator process (default) or one process per layer."""
     from rich.console import Console
 
-    from cosim.layer import RtlTarget
-    from cosim.toolchain import setup_toolchain
-    from gen.config import HardwareConfig, load_config
+    from ttsnn.cosim.layer import RtlTarget
+    from ttsnn.cosim.toolchain import setup_toolchain
+    from ttsnn.gen.config import HardwareConfig, load_config
 
     console = Console(stderr=True, quiet=not progress)
     t_start = time.monotonic()
@@ -388,8 +388,8 @@ def replay_network(checkpoint: str | None, config: Any = "paper", *, images: int
     hw = config if isinstance(config, HardwareConfig) else load_config(config)
     target = RtlTarget.for_config(hw, rtl_dir) if rtl_dir is not None else None
     if model_and_data is None:
-        from sw.checkpoint import load_model
-        from sw.commands.quantize import model_inputs
+        from ttsnn.sw.checkpoint import load_model
+        from ttsnn.sw.commands.quantize import model_inputs
 
         model, meta = load_model(checkpoint)
         check_network(model)
@@ -427,9 +427,9 @@ def _rtl_chain(hw, target, host, qlayers, x, labels, start, waves, hook, progres
                backend, workers, address, console):
     """Build (cached) and run the RTL chain of every image on the backend: (chunk results,
     the backend's description, wall time of the RTL part)."""
-    from cosim.layer import RtlTarget
-    from cosim.runner import build_design, default_build_dir
-    from sw.backends import Backend, make_backend
+    from ttsnn.cosim.layer import RtlTarget
+    from ttsnn.cosim.runner import build_design, default_build_dir
+    from ttsnn.sw.backends import Backend, make_backend
 
     if target is None:
         with console.status(f"RTL for {hw.name}: generating / building (cached)"):
@@ -449,7 +449,7 @@ def _rtl_chain(hw, target, host, qlayers, x, labels, start, waves, hook, progres
                     for c in chunks]
     t0 = time.monotonic()
     try:
-        from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+        from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
         results = []
         with tqdm(total=len(idx), desc="images replayed", unit="image", file=sys.stderr,
                   disable=not (progress and sys.stderr.isatty()) or len(jobs) == 1) as bar:

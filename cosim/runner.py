@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from sw.fileio import atomic_write_text
+from ttsnn.sw.fileio import atomic_write_text
 
-from cosim.toolchain import Toolchain, setup_toolchain, wave_format
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.cosim.toolchain import Toolchain, setup_toolchain, wave_format
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["REPO_ROOT", "build_root", "BuildResult", "build_design", "run_testbench", "default_build_dir",
            "CosimRunError", "port_names", "locked"]
@@ -46,7 +46,7 @@ MAKE_ARGS = ("CFG_CXXFLAGS_PCH_I=-include",)
 #: faster at about the same build time (docs/cosim.md, section 6, `python -m cosim speed`).
 CXX_OPTS = ("-Os", "-O2", "-O3")
 DEFAULT_CXX_OPT = "-O3"
-TB_MODULE = "cosim.tb_host"
+TB_MODULE = "ttsnn.cosim.tb_host"
 
 
 class CosimRunError(RuntimeError):

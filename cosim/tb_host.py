@@ -26,10 +26,10 @@ from cocotb.clock import Clock
 from cocotb.triggers import Edge, FallingEdge, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
 
-from cosim.jobs import BackwardJob, TileJob, atomic_write_npz, read_jobs, words_to_limbs
-from gen.backward.host import run_backward_tile
-from cosim.player import PLAYER_DEPTH, PLAYER_FILES
-from gen.driver import run_tile
+from ttsnn.cosim.jobs import BackwardJob, TileJob, atomic_write_npz, read_jobs, words_to_limbs
+from ttsnn.gen.backward.host import run_backward_tile
+from ttsnn.cosim.player import PLAYER_DEPTH, PLAYER_FILES
+from ttsnn.gen.driver import run_tile
 
 
 class TileHang(RuntimeError):

@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["ToolchainError", "Toolchain", "setup_toolchain", "MIN_VERILATOR", "MIN_COCOTB",
            "parse_version", "wave_format"]

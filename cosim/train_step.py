@@ -21,14 +21,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["train_step", "format_train_step", "backward_on_rtl"]
 
 
 def _labelled_sample(meta: dict, sample: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from sw.commands.eval import eval_config, load_eval_data
-    from sw.train import _to_model_input
+    from ttsnn.sw.commands.eval import eval_config, load_eval_data
+    from ttsnn.sw.train import _to_model_input
 
     if sample < 0:
         raise UserError(f"--sample must be >= 0, got {sample}")
@@ -50,8 +50,8 @@ def backward_on_rtl(target, hw, q, trace, e_int, g_extra_int, shifts, params, co
     import tempfile
     from pathlib import Path
 
-    from cosim.backward import simulate_backward
-    from gen.backward.host import backward_layer_programs, combine_tiles
+    from ttsnn.cosim.backward import simulate_backward
+    from ttsnn.gen.backward.host import backward_layer_programs, combine_tiles
 
     first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
     tiles = backward_layer_programs(hw, q, trace.x[:, 0, :, 1:-1, 1:-1].numpy(), first(e_int),
@@ -72,7 +72,7 @@ def rtl_trace(golden_trace, fwd, window_lo: int, window_hi: int):
     """The trace the backward reads, from the RTL forward ``fwd`` (:class:`cosim.layer.CaseResult`):
     its spikes and the window bits of its membranes; the input window and a pooling layer's
     arg-max from ``golden_trace``."""
-    from sw import golden_backward as GB
+    from ttsnn.sw import golden_backward as GB
 
     as_t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64)).unsqueeze(1)  # noqa: E731
     return GB.ForwardTrace(x=golden_trace.x, spikes=as_t(fwd.spikes).to(torch.uint8),
@@ -83,8 +83,8 @@ def rtl_trace(golden_trace, fwd, window_lo: int, window_hi: int):
 def _backward_on_rtl(target, hl, q, saved, cap, hw, fwd, console):
     """The integer backward of the layer on the RTL (tiles, the RTL forward's trace) and in the
     golden model (the golden forward's trace)."""
-    from sw import golden_backward as GB
-    from sw.hwlayer import quantize_gradient
+    from ttsnn.sw import golden_backward as GB
+    from ttsnn.sw.hwlayer import quantize_gradient
 
     grads, params, trace = hw.gradients, saved["params"], saved["trace"]
     parts = [cap["e"]] + ([cap["g_extra"]] if cap.get("g_extra") is not None else [])
@@ -104,13 +104,13 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
     """Run the training step of ``layer`` on test image ``sample`` and return the report."""
     from rich.console import Console
 
-    from cosim.layer import LayerCase, RtlTarget, run_cases
-    from cosim.toolchain import setup_toolchain
-    from gen.config import HardwareConfig, load_config
-    from sw.checkpoint import load_model
-    from sw.gradcheck import capture_layer_gradients, float_layer_gradients, gradient_cosines
-    from sw.hwlayer import HardwareLayer
-    from sw.quantize import layer_context, quantize_residual
+    from ttsnn.cosim.layer import LayerCase, RtlTarget, run_cases
+    from ttsnn.cosim.toolchain import setup_toolchain
+    from ttsnn.gen.config import HardwareConfig, load_config
+    from ttsnn.sw.checkpoint import load_model
+    from ttsnn.sw.gradcheck import capture_layer_gradients, float_layer_gradients, gradient_cosines
+    from ttsnn.sw.hwlayer import HardwareLayer
+    from ttsnn.sw.quantize import layer_context, quantize_residual
 
     console = Console(stderr=True, quiet=not progress)
     setup_toolchain()
@@ -131,7 +131,7 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
         fwd = run_cases(target, [LayerCase(layer, q, spikes, res_q)], waves="never")[0]
     forward_match = bool(fwd.match and np.array_equal(fwd.spikes, trace.spikes[:, 0].numpy()))
     gold, got, e_frac, programs, bw_wall = _backward_on_rtl(target, hl, q, saved, cap, hw, fwd, console)
-    from cosim.backward import compare_backward
+    from ttsnn.cosim.backward import compare_backward
     mism = compare_backward(gold, got)
     # the RTL's integer gradients as float gradients, against float autograd of the same layer
     as_t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64)).unsqueeze(1)  # noqa: E731
@@ -162,7 +162,7 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
 
 
 def format_train_step(rep: dict[str, Any]) -> str:
-    from cosim.replay import layer_title
+    from ttsnn.cosim.replay import layer_title
 
     lines = [
         layer_title("train step", rep),

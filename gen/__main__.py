@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from sw.cli_util import prog_name, run_cli
-from sw.fileio import add_force_argument, check_output_dir
+from ttsnn.sw.cli_util import prog_name, run_cli
+from ttsnn.sw.fileio import add_force_argument, check_output_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .config import load_config
-    from .emit import write_outputs
+    from ttsnn.gen.config import load_config
+    from ttsnn.gen.emit import write_outputs
     cfg = load_config(args.config)
     check_output_dir(args.out, ("ttsnn_accel.v", "manifest.json"), force=args.force)
     paths = write_outputs(cfg, Path(args.out))

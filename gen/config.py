@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = [
     "ConfigError", "ClusterShape", "Region", "Widths", "GradientFormats", "GRADIENT_ROUNDINGS",

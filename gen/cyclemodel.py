@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Mapping, Sequence
 
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 from .config import HardwareConfig, ceil_div
 from .geometry import TAP_ORDER, TileGeometry

@@ -14,8 +14,8 @@ def step_rtl(ctx) -> None:
     """Generate the accelerator's Verilog and manifest for the demo's hardware configuration."""
     import os
 
-    from gen.config import load_config
-    from gen.emit import write_outputs
+    from ttsnn.gen.config import load_config
+    from ttsnn.gen.emit import write_outputs
 
     cfg = load_config(os.environ.get("TTSNN_DEMO_COSIM_CONFIG", "small"))
     paths = write_outputs(cfg, ctx.path("rtl") / cfg.name)

@@ -37,7 +37,7 @@ from .descriptor import Pass
 from .geometry import TAP_ORDER, TileGeometry
 from .hostmap import HostMap, host_map, region_reads, region_writes
 from .zero_skip import w1_depth, w1_words_zero_skip
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Driver",
            "plan_layer", "load_manifest_config", "tile_fit", "TileGeometry", "run_tile",

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sw import fileio
+from ttsnn.sw import fileio
 
 from .config import HardwareConfig
 from .hostmap import host_map

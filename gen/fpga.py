@@ -40,11 +40,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from sw.cli_util import MissingFileError, UserError, prog_name, run_cli
-from sw.fileio import add_force_argument, check_output_dir
+from ttsnn.sw.cli_util import MissingFileError, UserError, prog_name, run_cli
+from ttsnn.sw.fileio import add_force_argument, check_output_dir
 
-from .config import load_config
-from .emit import atomic_write, verilog_text
+from ttsnn.gen.config import load_config
+from ttsnn.gen.emit import atomic_write, verilog_text
 
 __all__ = ["DEVICE", "logic_levels", "unit_of", "path_units", "ecp5_resources", "main"]
 
@@ -439,4 +439,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main, prog="gen.fpga"))
+    sys.exit(run_cli(main, prog="ttsnn.gen.fpga"))

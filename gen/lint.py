@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from sw.cli_util import MissingFileError, prog_name, run_cli
+from ttsnn.sw.cli_util import MissingFileError, prog_name, run_cli
 
 WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
 TOP = "ttsnn_accel"

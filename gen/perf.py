@@ -32,14 +32,14 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from sw.arch import WORKLOADS, WorkloadSpec
-from sw.cli_util import UserError, prog_name, run_cli
-from sw.fileio import add_force_argument, check_outputs
+from ttsnn.sw.arch import WORKLOADS, WorkloadSpec
+from ttsnn.sw.cli_util import UserError, prog_name, run_cli
+from ttsnn.sw.fileio import add_force_argument, check_outputs
 
-from .config import HardwareConfig, load_config
-from .cyclemodel import TileShape, ideal_cycles, tile_counters
-from .driver import plan_layer_any_weights, streamed_cores
-from .hosttiming import host_tile_timing, shape_traffic
+from ttsnn.gen.config import HardwareConfig, load_config
+from ttsnn.gen.cyclemodel import TileShape, ideal_cycles, tile_counters
+from ttsnn.gen.driver import plan_layer_any_weights, streamed_cores
+from ttsnn.gen.hosttiming import host_tile_timing, shape_traffic
 
 #: the networks ``--network`` chooses from: the paper's workloads, defined in sw.arch
 NETWORKS: Mapping[str, WorkloadSpec] = WORKLOADS
@@ -135,7 +135,7 @@ def streaming_need(cfg: HardwareConfig, rank: int, cin: int, cout: int, height: 
 
 
 def network_report(cfg: HardwareConfig, network: str, mode: str, ranks: str | None = None) -> list[dict]:
-    from sw.arch import default_schedule, network_specs, tt_layers
+    from ttsnn.sw.arch import default_schedule, network_specs, tt_layers
     n = NETWORKS[network]
     specs = network_specs(n.arch, n.in_channels, n.input_size, n.num_classes, mode=mode,
                           ranks=ranks or n.ranks, timesteps=n.timesteps)
@@ -170,7 +170,7 @@ def plot_report(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sw.fileio import atomic_write
+    from ttsnn.sw.fileio import atomic_write
     nets = list(dict.fromkeys(r["network"] for r in rows))
     modes = list(dict.fromkeys(r["mode"] for r in rows))
     fig, axes = plt.subplots(len(nets), 1, figsize=(14, 3.6 * len(nets)), squeeze=False)
@@ -234,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(args.config)
     if args.backward:
         return _backward_main(cfg, args, modes)
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
     rows: list[dict] = []
     jobs = [(n, m) for n in (args.network or sorted(NETWORKS)) for m in modes]
     for net, mode in tqdm(jobs, desc="networks x modes", file=sys.stderr):
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"ratio {s['host_ratio']:.3f}, {s['within_goal_host']}/{s['fitting']} within {GOAL}x "
               f"(worst {s['worst_host']} {s['worst_host_ratio']:.3f})")
     if args.json_out:
-        from .emit import atomic_write
+        from ttsnn.gen.emit import atomic_write
         atomic_write(Path(args.json_out), json.dumps(rows, indent=1) + "\n")
         print(f"wrote {args.json_out}")
     if args.plot:
@@ -288,9 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _backward_main(cfg: HardwareConfig, args, modes: Sequence[str]) -> int:
     """``--backward``: the backward table (gen/backward/perf.py's rows) and its totals."""
-    from sw.arch import default_schedule, network_specs, tt_layers
+    from ttsnn.sw.arch import default_schedule, network_specs, tt_layers
 
-    from .backward.perf import BACKWARD_GOAL, layer_backward_report
+    from ttsnn.gen.backward.perf import BACKWARD_GOAL, layer_backward_report
     rows = []
     for net in args.network or sorted(NETWORKS):
         n = NETWORKS[net]
@@ -320,7 +320,7 @@ def _backward_main(cfg: HardwareConfig, args, modes: Sequence[str]) -> int:
                   f"{ok}/{len(sel)} within {BACKWARD_GOAL}x; against the bound with idle lanes "
                   f"({lane_bnd}) {cyc / lane_bnd if lane_bnd else float('nan'):.3f}")
     if args.json_out:
-        from .emit import atomic_write
+        from ttsnn.gen.emit import atomic_write
         atomic_write(Path(args.json_out), json.dumps(rows, indent=1) + "\n")
         print(f"wrote {args.json_out}")
     return 0

@@ -30,11 +30,11 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from sw.cli_util import MissingFileError, prog_name, run_cli
-from sw.fileio import add_force_argument, check_output_dir
+from ttsnn.sw.cli_util import MissingFileError, prog_name, run_cli
+from ttsnn.sw.fileio import add_force_argument, check_output_dir
 
-from .config import load_config
-from .emit import atomic_write, verilog_text
+from ttsnn.gen.config import load_config
+from ttsnn.gen.emit import atomic_write, verilog_text
 
 SCRIPT = """\
 read_verilog -sv ttsnn_accel.v

@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from sw.arch import WORKLOADS
-from sw.cli_util import UserError, prog_name, run_cli
-from sw.fileio import add_force_argument, check_output_dir, check_outputs
+from ttsnn.sw.arch import WORKLOADS
+from ttsnn.sw.cli_util import UserError, prog_name, run_cli
+from ttsnn.sw.fileio import add_force_argument, check_output_dir, check_outputs
 
 # the files `report` writes into its --out
 REPORT_FILES = ("energy_report.json", "energy_layers.csv", "fig4a_sata.png", "fig4b_proposed.png",
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: a private single-node Ray on this machine")
     p.add_argument("--force", action="store_true", help="discard a sweep already in --out and start anew")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from .hw_explore import add_arguments as hw_explore_arguments
+    from ttsnn.model.hw_explore import add_arguments as hw_explore_arguments
     hw_explore_arguments(sub.add_parser("hw-explore", help="quantisation search and selection of the "
                                         "accelerator's widths for a TT checkpoint (docs/tinysnn.md)"))
     return parser
@@ -169,8 +169,8 @@ def _entry_row(e: dict) -> tuple[str, str, str]:
 
 
 def cmd_sweep(args) -> int:
-    from sw.backends import make_backend
-    from .sweep import load_grid, run_sweep
+    from ttsnn.sw.backends import make_backend
+    from ttsnn.model.sweep import load_grid, run_sweep
     grid = load_grid(args.grid)
     out = Path(args.out) if args.out else Path("build/sweep") / Path(args.grid).stem
     with make_backend(args.backend, workers=args.workers, address=args.ray_address) as backend:
@@ -179,9 +179,9 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_table(args) -> int:
-    from gen.config import load_config
-    from .accelerators import Proposed
-    from .energy_table import load_energy_table
+    from ttsnn.gen.config import load_config
+    from ttsnn.model.accelerators import Proposed
+    from ttsnn.model.energy_table import load_energy_table
     cfg = load_config(args.config)
     t = load_energy_table(args.energy_table, args.dram)
     print(f"Energy table `{t.source}` ({t.node_nm} nm), pJ per action; every value central, "
@@ -210,9 +210,9 @@ def cmd_table(args) -> int:
 
 
 def _load(args):
-    from gen.config import load_config
-    from .counts import Sparsity
-    from .energy_table import load_energy_table
+    from ttsnn.gen.config import load_config
+    from ttsnn.model.counts import Sparsity
+    from ttsnn.model.energy_table import load_energy_table
     cfg = load_config(args.config)
     table = load_energy_table(args.energy_table, args.dram)
     sp = Sparsity.from_json(args.sparsity) if args.sparsity else Sparsity()
@@ -220,8 +220,8 @@ def _load(args):
 
 
 def _workload(args):
-    from sw.stats import parse_input_shape
-    from .evaluate import Workload
+    from ttsnn.sw.stats import parse_input_shape
+    from ttsnn.model.evaluate import Workload
     c, h, w = parse_input_shape(args.input)
     ranks = args.ranks
     if isinstance(ranks, str) and ranks.strip().isdigit():
@@ -230,10 +230,10 @@ def _workload(args):
 
 
 def cmd_energy(args) -> int:
-    from sw.arch import MODES
-    from . import report
-    from .evaluate import evaluate_network
-    from .accelerators import make_accelerator
+    from ttsnn.sw.arch import MODES
+    from ttsnn.model import report
+    from ttsnn.model.evaluate import evaluate_network
+    from ttsnn.model.accelerators import make_accelerator
     check_outputs((("--plot", args.plot), ("--csv", args.csv)), force=args.force)
     cfg, table, sp = _load(args)
     wl = _workload(args)
@@ -242,7 +242,7 @@ def cmd_energy(args) -> int:
     if bad:
         raise UserError(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
     acc = make_accelerator(args.accel, cfg)
-    from sw.progress import say
+    from ttsnn.sw.progress import say
     say(f"costing {args.arch} on a {args.input} input, T={args.timesteps}, modes {', '.join(modes)}, on "
         f"{args.accel}: counting every layer's operations and memory accesses (about a minute at 224x224)")
     if args.reversible:
@@ -251,7 +251,7 @@ def cmd_energy(args) -> int:
     if args.plot:
         report.plot_modes(results, args.plot, f"{args.arch} on {args.accel} ({cfg.name})")
     if args.csv:
-        from sw.fileio import atomic_write_text
+        from ttsnn.sw.fileio import atomic_write_text
         atomic_write_text(args.csv, report.layers_csv([(args.arch, args.accel, r) for r in results.values()]))
     if args.json:
         out = {"workload": wl.describe(), "accelerator": args.accel, "config": cfg.name,
@@ -268,7 +268,7 @@ def cmd_energy(args) -> int:
 
 
 def _energy_reversible(args, wl, modes, acc, table, sp) -> int:
-    from .reversible import evaluate_reversible, print_reversible
+    from ttsnn.model.reversible import evaluate_reversible, print_reversible
     for flag in ("plot", "csv"):
         if getattr(args, flag):
             raise UserError(f"--{flag} is not available with --reversible; use --json")
@@ -284,12 +284,12 @@ def _energy_reversible(args, wl, modes, acc, table, sp) -> int:
 
 def cmd_report(args) -> int:
     from rich.console import Console
-    from sw.fileio import atomic_write_text
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
-    from . import report
-    from .evaluate import evaluate_network
-    from .accelerators import make_accelerator
-    from .networks import FIG4_NETWORKS, PAPER_REDUCTIONS, PAPER_NETWORK
+    from ttsnn.sw.fileio import atomic_write_text
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.model import report
+    from ttsnn.model.evaluate import evaluate_network
+    from ttsnn.model.accelerators import make_accelerator
+    from ttsnn.model.networks import FIG4_NETWORKS, PAPER_REDUCTIONS, PAPER_NETWORK
     out = check_output_dir(args.out, REPORT_FILES, force=args.force)
     cfg, table, sp = _load(args)
     out.mkdir(parents=True, exist_ok=True)
@@ -371,9 +371,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from sw.fileio import atomic_write_text
-    from .report import write_json
-    from .reproduce import plot_reproduction, reproduce, reproduce_markdown
+    from ttsnn.sw.fileio import atomic_write_text
+    from ttsnn.model.report import write_json
+    from ttsnn.model.reproduce import plot_reproduction, reproduce, reproduce_markdown
     if args.out:
         check_output_dir(args.out, ("reproduce.json", "reproduce.md", "reproduce.png"), force=args.force)
     cfg, table, sp = _load(args)
@@ -393,9 +393,9 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_sensitivity(args) -> int:
-    from sw.fileio import atomic_write_text
-    from .report import write_json
-    from .sensitivity import sensitivity_markdown, sensitivity_table
+    from ttsnn.sw.fileio import atomic_write_text
+    from ttsnn.model.report import write_json
+    from ttsnn.model.sensitivity import sensitivity_markdown, sensitivity_table
     if args.out:
         check_output_dir(args.out, ("sensitivity.json", "sensitivity.md"), force=args.force)
     cfg, table, sp = _load(args)
@@ -412,10 +412,10 @@ def cmd_sensitivity(args) -> int:
 
 def cmd_sparsity(args) -> int:
     import torch
-    from sw.checkpoint import load_model
-    from sw.data import load_dataset
-    from .report import write_json
-    from .sparsity import measure_sparsity
+    from ttsnn.sw.checkpoint import load_model
+    from ttsnn.sw.data import load_dataset
+    from ttsnn.model.report import write_json
+    from ttsnn.model.sparsity import measure_sparsity
     if args.batches < 1 or args.batch_size < 1:
         raise UserError("--batches and --batch-size must be >= 1")
     check_outputs([("--out", args.out)], inputs=[args.checkpoint], force=args.force)
@@ -438,10 +438,10 @@ def cmd_sparsity(args) -> int:
 
 def cmd_tile(args) -> int:
     import dataclasses
-    from gen.config import Arrangement, load_config
-    from gen.driver import plan_layer
-    from sw.arch import validate_schedule
-    from .tile import tile_forward_counters
+    from ttsnn.gen.config import Arrangement, load_config
+    from ttsnn.gen.driver import plan_layer
+    from ttsnn.sw.arch import validate_schedule
+    from ttsnn.model.tile import tile_forward_counters
     cfg = load_config(args.config)
     try:
         h, w = (int(v) for v in args.shape.lower().split("x"))
@@ -477,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_hw_explore(args) -> int:
-    from .hw_explore import run
+    from ttsnn.model.hw_explore import run
     return run(args)
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from gen.config import CLUSTER1_KINDS, STT_CHAINS, Arrangement, HardwareConfig
+from ttsnn.gen.config import CLUSTER1_KINDS, STT_CHAINS, Arrangement, HardwareConfig
 
 from .array import ArrayMachine, Step, array_shape, core_backward, core_forward, core_weight_update, spill_schedule
 from .counts import (Counts, LayerResult, PassResult, Sparsity, full_timesteps,
@@ -38,7 +38,7 @@ from .counts import (Counts, LayerResult, PassResult, Sparsity, full_timesteps,
 from . import rtl_backward
 from .energy_table import EnergyTable, Memory
 from .tile import TileForward, _glb, config_key, counters_to_counts, tile_forward
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["Accelerator", "Proposed", "ProposedRTL", "SataLike", "make_accelerator", "ACCELERATORS"]
 
@@ -290,7 +290,7 @@ def plan_tt_layer(cfg: HardwareConfig, spec, T: int):
     limits grow, the datapath and every other region stay); the cores larger than their
     regions are charged as streamed from DRAM once per output row and timestep
     (:func:`streamed_core_refetch`, docs/energy_model.md, section 2)."""
-    from gen.driver import plan_layer_any_weights
+    from ttsnn.gen.driver import plan_layer_any_weights
     hi, wi = spec.in_hw
     sched = tuple(spec.schedule) if spec.mode == "htt" else (True,) * T
     key = (config_key(cfg), T, spec.in_channels, hi, wi, spec.rank, spec.out_channels,
@@ -312,7 +312,7 @@ def streamed_core_refetch(cfg: HardwareConfig, spec, sched):
     full timesteps only), through the weight buffer. Returns ``charge(tf, rows, counts,
     memories)``, which adds a tile's re-fetches (every fetch but the tile's load, already in
     its host words) as DRAM reads and weight-buffer writes and returns their bits."""
-    from gen.driver import streamed_cores
+    from ttsnn.gen.driver import streamed_cores
     streamed_core_regions = streamed_cores(cfg, spec.rank, spec.in_channels, spec.out_channels)
     T, full = len(sched), (sum(1 for f in sched if f) if spec.mode == "htt" else len(sched))
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-from sw.arch import ConvSpec, validate_schedule
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.sw.arch import ConvSpec, validate_schedule
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["Counts", "PASSES", "CATEGORIES", "category", "PassResult", "LayerResult",
            "Sparsity", "Core", "layer_cores", "has_residual", "full_timesteps"]

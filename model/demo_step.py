@@ -16,9 +16,9 @@ DEMO_CONFIG = "paper"
 def step_energy(ctx) -> None:
     import torch
 
-    from gen.config import load_config
-    from sw.checkpoint import load_model
-    from sw.data import load_dataset
+    from ttsnn.gen.config import load_config
+    from ttsnn.sw.checkpoint import load_model
+    from ttsnn.sw.data import load_dataset
 
     from .counts import Sparsity
     from .energy_table import load_energy_table

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["EnergyTable", "UnknownActionError", "load_energy_table", "DEFAULT_TABLE",
            "Memory", "LEVELS", "GROUPS"]

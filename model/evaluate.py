@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from gen.config import HardwareConfig
-from sw.arch import MODES, network_specs
+from ttsnn.gen.config import HardwareConfig
+from ttsnn.sw.arch import MODES, network_specs
 
 from .accelerators import Accelerator, make_accelerator
 from .counts import CATEGORIES, PASSES, LayerResult, Sparsity, category
 from .energy_table import EnergyTable
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["Workload", "LayerEnergy", "NetworkEnergy", "evaluate_layer", "evaluate_network",
            "evaluate_modes"]

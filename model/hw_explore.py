@@ -26,8 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from gen.config import HardwareConfig, buffer_need_bytes, config_from_dict, load_config
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.gen.config import HardwareConfig, buffer_need_bytes, config_from_dict, load_config
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["derive_config", "config_toml", "widen_table", "candidate_energy", "parse_widths",
            "hw_explore", "add_arguments", "run"]
@@ -106,7 +106,7 @@ def widen_table(table: Any, keys: Iterable[tuple[str, str, int]]) -> Any:
     the same action's composition at the nearest tabled width ``b0``, its primitives of width
     ``b0`` taken at ``bits`` instead (``sw.tinysnn.cost.op_energy_pj``), the others unchanged
     (an 8-bit MAC ``mul/8 + add/16`` at 6 bits is ``mul/6 + add/16``)."""
-    from sw.tinysnn.cost import op_energy_pj
+    from ttsnn.sw.tinysnn.cost import op_energy_pj
 
     new = {}
     for comp, action, bits in set(keys):
@@ -163,9 +163,9 @@ def _load(checkpoint: str, calib_samples: int, max_test: int | None):
     import torch
     from torch.utils.data import DataLoader
 
-    from sw.checkpoint import load_model
-    from sw.commands.hw_finetune import load_data
-    from sw.train import _to_model_input
+    from ttsnn.sw.checkpoint import load_model
+    from ttsnn.sw.commands.hw_finetune import load_data
+    from ttsnn.sw.train import _to_model_input
 
     model, meta = load_model(checkpoint)
     train_set, test_set, info = load_data(checkpoint, None, max_test)
@@ -192,7 +192,7 @@ def _workload(meta: dict):
 
 
 def _progress(enabled: bool, total: int):
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
     return tqdm(total=total, desc="hw-explore", disable=not enabled, file=sys.stderr)
 
 
@@ -202,7 +202,7 @@ def hw_explore(checkpoint: str, base: HardwareConfig, table: Any, *, grid: list[
                max_test: int | None = None, accel: str = "proposed-rtl", memory: str = "all",
                sparsity_batches: int = 4, seed: int = 0, progress: bool = False) -> dict[str, Any]:
     """Every candidate's accuracy, memory and energy; returns the rows and the float reference."""
-    from sw.tinysnn import accelerator as A
+    from ttsnn.sw.tinysnn import accelerator as A
 
     from .counts import Sparsity
     from .sparsity import measure_sparsity
@@ -320,10 +320,10 @@ def _print(obj: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from sw.fileio import atomic_write_json, atomic_write_text
-    from sw.quantize import ROUNDING_MODES
-    from sw.tinysnn.plots import plot_pareto
-    from sw.tinysnn.select import pareto_front, select
+    from ttsnn.sw.fileio import atomic_write_json, atomic_write_text
+    from ttsnn.sw.quantize import ROUNDING_MODES
+    from ttsnn.sw.tinysnn.plots import plot_pareto
+    from ttsnn.sw.tinysnn.select import pareto_front, select
 
     from .energy_table import load_energy_table
 

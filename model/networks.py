@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from sw.arch import WORKLOADS, WorkloadSpec
+from ttsnn.sw.arch import WORKLOADS, WorkloadSpec
 
 from .evaluate import Workload
 

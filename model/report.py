@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from sw.fileio import atomic_write, atomic_write_json
+from ttsnn.sw.fileio import atomic_write, atomic_write_json
 
 from .counts import CATEGORIES, PASSES
 from .evaluate import NetworkEnergy

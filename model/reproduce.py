@@ -22,9 +22,9 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
-from gen.config import HardwareConfig
+from ttsnn.gen.config import HardwareConfig
 
 from .accelerators import make_accelerator
 from .counts import PASSES, Sparsity

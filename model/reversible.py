@@ -32,13 +32,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sw.arch import network_specs
+from ttsnn.sw.arch import network_specs
 
 from .accelerators import Accelerator
 from .counts import Counts, LayerResult, PassResult, Sparsity
 from .energy_table import EnergyTable
 from .evaluate import LayerEnergy, NetworkEnergy, Workload, evaluate_layer
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["BACKWARDS", "recompute_layer", "footprint_bits", "ReversibleComparison",
            "evaluate_reversible"]

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from gen.backward.lif_gradient_engine import TRACE_BITS_PER_LANE
-from gen.backward.layer_counters import LayerBackwardCounters, layer_backward_counters
-from gen.config import HardwareConfig
+from ttsnn.gen.backward.lif_gradient_engine import TRACE_BITS_PER_LANE
+from ttsnn.gen.backward.layer_counters import LayerBackwardCounters, layer_backward_counters
+from ttsnn.gen.config import HardwareConfig
 
 from .counts import PassResult
 from .energy_table import Memory

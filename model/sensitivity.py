@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
-from gen.config import HardwareConfig
+from ttsnn.gen.config import HardwareConfig
 
 from .accelerators import make_accelerator
 from .counts import Sparsity

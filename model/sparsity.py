@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Iterable
 
 import torch
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["measure_sparsity"]
 
@@ -46,7 +46,7 @@ def measure_sparsity(model: torch.nn.Module, batches: Iterable[tuple[torch.Tenso
             zeros_in[name][1] += x.numel()
 
         handles.append(mod.register_forward_pre_hook(pre))
-    from sw.neurons import MultiStepLIF
+    from ttsnn.sw.neurons import MultiStepLIF
     lif_zero = [0.0, 0.0]
 
     def back(_m, grad_in, grad_out):

@@ -44,11 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from gen.config import ConfigError, config_from_dict, load_config
-from sw.arch import MODES, WORKLOADS
-from sw.backends import Backend
-from sw.fileio import atomic_write_json, atomic_write_text
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.gen.config import ConfigError, config_from_dict, load_config
+from ttsnn.sw.arch import MODES, WORKLOADS
+from ttsnn.sw.backends import Backend
+from ttsnn.sw.fileio import atomic_write_json, atomic_write_text
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["Grid", "load_grid", "parse_grid", "run_sweep", "evaluate_point", "pareto_front",
            "ALIASES", "CSV_COLUMNS"]
@@ -202,7 +202,7 @@ def hardware_dict(base: dict, hw: Mapping[str, Any], index: int) -> dict:
 
 
 def _workload(spec: Mapping[str, Any]):
-    from sw.stats import parse_input_shape
+    from ttsnn.sw.stats import parse_input_shape
     from .evaluate import Workload
     if "workload" in spec:
         if len(spec) != 1:
@@ -342,7 +342,7 @@ def run_sweep(grid: Grid, out: str | os.PathLike, backend: Backend, *, force: bo
               on_row: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Run (or continue) the sweep of ``grid`` into ``out``; returns a summary. ``on_row`` is
     called after each row is journaled (progress hooks; the tests interrupt the sweep there)."""
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
     warn = warn or (lambda m: log(f"warning: {m}"))
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -470,6 +470,6 @@ def plot_pareto(ok: Sequence[Mapping[str, Any]], fronts: Mapping[str, list], gri
         ax.legend(fontsize=8)
     fig.colorbar(sc, ax=axes[0].tolist(), label="global buffers (KB)")
     fig.suptitle(f"design-space sweep {Path(grid.source).name}: one BPTT step of one sample", fontsize=10)
-    from sw.fileio import atomic_write
+    from ttsnn.sw.fileio import atomic_write
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)

@@ -28,14 +28,14 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from gen import cyclemodel as cm
-from gen.config import HardwareConfig, ceil_div
-from gen.cyclemodel import TileShape
-from gen.driver import input_row_order
-from gen.geometry import TileGeometry, window_pixels
-from gen.hostmap import COUNTER_NAMES, host_map
-from gen.zero_skip import w1_depth, zero_skip_row_lens
-from sw.cli_util import UserError
+from ttsnn.gen import cyclemodel as cm
+from ttsnn.gen.config import HardwareConfig, ceil_div
+from ttsnn.gen.cyclemodel import TileShape
+from ttsnn.gen.driver import input_row_order
+from ttsnn.gen.geometry import TileGeometry, window_pixels
+from ttsnn.gen.hostmap import COUNTER_NAMES, host_map
+from ttsnn.gen.zero_skip import w1_depth, zero_skip_row_lens
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["TileShape", "TileForward", "tile_shape", "tile_forward", "tile_forward_counters",
            "host_regions", "computed_pixels", "counters_to_counts", "STALL_COUNTERS",
@@ -57,7 +57,7 @@ def _schedule(mode: str, schedule: Sequence[bool] | None, timesteps: int) -> tup
         raise UserError(f"mode must be 'stt', 'ptt' or 'htt', got {mode!r}")
     if mode != "htt":
         return (True,) * timesteps
-    from sw.arch import validate_schedule
+    from ttsnn.sw.arch import validate_schedule
     return tuple(bool(f) for f in validate_schedule(schedule, timesteps))
 
 

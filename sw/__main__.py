@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from sw.cli_util import prog_name, run_cli
+from ttsnn.sw.cli_util import prog_name, run_cli
 
 COMMANDS = {
     "demo": "train a small PTT model on the embedded data set and report on it",
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=f"sw.commands.{name.replace('-', '_')}")
+        p.set_defaults(_module=f"ttsnn.sw.commands.{name.replace('-', '_')}")
         # The module is imported lazily in main(); its arguments are added there.
     return parser
 
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.parse_args(argv)  # prints help or the 'invalid choice' error
         return 2
     name = argv[0]
-    module = importlib.import_module(f"sw.commands.{name.replace('-', '_')}")
+    module = importlib.import_module(f"ttsnn.sw.commands.{name.replace('-', '_')}")
     sub = argparse.ArgumentParser(prog=f"{prog_name('python -m sw')} {name}", description=COMMANDS[name])
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])

@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Iterable, Mapping, Sequence
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = [
     "ConvSpec", "ARCHS", "MODES", "TT_MODES", "DOWNSAMPLE_CHOICES", "STAGES",

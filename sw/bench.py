@@ -39,8 +39,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from sw.arch import MODES, WORKLOADS, WorkloadSpec
-from sw.cli_util import UserError
+from ttsnn.sw.arch import MODES, WORKLOADS, WorkloadSpec
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["PRESETS", "Workload", "bench_modes", "bench_lif", "profile_step", "profile_breakdown", "format_breakdown", "saved_tensor_bytes", "peak_step_memory",
            "format_table", "format_lif", "SPIKINGJELLY_HINT"]
@@ -121,7 +121,7 @@ def peak_step_memory(step: Callable[[], Any], model: torch.nn.Module, optimizer)
 
 
 def _build(workload: Workload, mode: str, seed: int):
-    from sw.resnet import ms_resnet
+    from ttsnn.sw.resnet import ms_resnet
 
     torch.manual_seed(seed)
     model = ms_resnet(workload.arch, mode=mode, ranks=None if mode == "dense" else workload.ranks,
@@ -263,7 +263,7 @@ def bench_modes(workload: Workload, modes=MODES, reps: int = 10, warmup: int = 2
     rounds of dense's step time over the mode's (the same round), ``speedup_vs_dense`` the ratio
     of the medians.
     """
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     if reps < 1 or warmup < 0:
         raise UserError(f"reps must be >= 1 and warmup >= 0, got reps={reps}, warmup={warmup}")
@@ -346,7 +346,7 @@ def bench_lif(shape=(6, 8, 64, 48, 48), reps: int = 10, warmup: int = 2, threads
     Returns ``{'shape', 'ours': {...}, 'spikingjelly': {...} or None, 'spikingjelly_error': str,
     'spikes_equal': bool|None, 'speedup': float|None}``.
     """
-    from sw.neurons import lif_multistep
+    from ttsnn.sw.neurons import lif_multistep
 
     if threads is not None:
         torch.set_num_threads(threads)

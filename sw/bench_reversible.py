@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sw.arch import ConvSpec
-from sw.bench import _quantiles, peak_step_memory, saved_tensor_bytes
+from ttsnn.sw.arch import ConvSpec
+from ttsnn.sw.bench import _quantiles, peak_step_memory, saved_tensor_bytes
 
 __all__ = ["VARIANTS", "NETWORKS", "bench_stack", "bench_network", "float_flip_check",
            "format_rows", "plot_rows"]
@@ -66,8 +66,8 @@ def _boost_bn(model: nn.Module, seed: int = 0) -> None:
 
 
 def _stack(variant: str, depth: int, channels: int, hw: int, frac_bits: int | None = 12) -> nn.Module:
-    from sw.resnet import BasicBlock
-    from sw.reversible import ReversibleBlock, ReversibleSequential
+    from ttsnn.sw.resnet import BasicBlock
+    from ttsnn.sw.reversible import ReversibleBlock, ReversibleSequential
 
     if variant in ("standard", "checkpoint"):
         spec = ConvSpec("c", "conv3x3", channels, channels, 3, 1, (hw, hw), (hw, hw))
@@ -86,7 +86,7 @@ def _stack(variant: str, depth: int, channels: int, hw: int, frac_bits: int | No
 
 
 def _network(variant: str, name: str, frac_bits: int | None = 12) -> tuple[nn.Module, tuple]:
-    from sw.resnet import BasicBlock, ms_resnet
+    from ttsnn.sw.resnet import BasicBlock, ms_resnet
 
     arch, cin, size, classes, steps, events = NETWORKS[name]
     rev = variant.startswith("rev-")
@@ -190,7 +190,7 @@ def float_flip_check(depth: int = 8, channels: int = 64, hw: int = 16, steps: in
                      seed: int = 0) -> dict[str, Any]:
     """Reconstruction of a stack of reversible blocks with float coupling (no grid) and with the
     default fixed-point grid: max error and recomputed spikes that differ from the real ones."""
-    from sw.reversible import DEFAULT_FRAC_BITS, reconstruction_report
+    from ttsnn.sw.reversible import DEFAULT_FRAC_BITS, reconstruction_report
 
     out = {}
     x = torch.randn(steps, batch, channels, hw, hw, generator=torch.Generator().manual_seed(seed)) + 0.3

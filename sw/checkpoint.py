@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sw.fileio import atomic_write_bytes, atomic_write_text  # atomic_write_text re-exported: model/ imports it from here
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.sw.fileio import atomic_write_bytes, atomic_write_text  # atomic_write_text re-exported: model/ imports it from here
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["FORMAT", "VERSION", "save_checkpoint", "load_checkpoint", "load_model", "build_model",
            "rng_state", "set_rng_state", "atomic_write_text", "payload_digest", "run_environment",
@@ -182,7 +182,7 @@ def build_model(hparams: dict) -> torch.nn.Module:
     """Rebuild an MS-ResNet from its ``hparams`` (``ms_resnet(**hparams)``; a merged export,
     marked by ``merged_from``, is rebuilt as ``merge_to_dense`` of that TT model, with the
     weights still to be loaded)."""
-    from sw.resnet import merge_to_dense, ms_resnet
+    from ttsnn.sw.resnet import merge_to_dense, ms_resnet
 
     kwargs = {k: v for k, v in hparams.items() if k != "merged_from"}
     try:

@@ -25,8 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from sw.layers import BatchNormTB
-from sw.cli_util import UserError
+from ttsnn.sw.layers import BatchNormTB
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["DistContext", "setup", "shard_batches", "part_bounds", "SyncBatchNormTB", "convert_sync_batchnorm",
            "all_reduce_sum", "resolve_device"]

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from sw.arch import TT_MODES, max_tt_rank, network_specs, resolve_ranks, tt_layers
-from sw.cli_util import UserError
+from ttsnn.sw.arch import TT_MODES, max_tt_rank, network_specs, resolve_ranks, tt_layers
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["LayerDecomposition", "parse_evbmf_rule", "split_rank_cap", "select_ranks", "decompose_model",
            "dense_block_weights"]
@@ -107,7 +107,7 @@ def select_ranks(model: torch.nn.Module, ranks: str | int | list = "evbmf",
     bound. Anything else is resolved by
     :func:`sw.arch.resolve_ranks` (``'uniform:R'``, an int, a list).
     """
-    from sw.evbmf import conv_rank
+    from ttsnn.sw.evbmf import conv_rank
 
     weights = dense_block_weights(model)
     specs = tt_layers(_specs(model.hparams))
@@ -115,7 +115,7 @@ def select_ranks(model: torch.nn.Module, ranks: str | int | list = "evbmf",
     ranks, cap = split_rank_cap(ranks)
     evbmf_rule = parse_evbmf_rule(ranks)
     if evbmf_rule is not None:
-        from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+        from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
         use_max, scale = evbmf_rule
         chosen = []
@@ -149,8 +149,8 @@ def decompose_model(dense: torch.nn.Module, mode: str, ranks: str | int | list =
                     progress: bool = False) -> tuple[torch.nn.Module, list[LayerDecomposition]]:
     """A ``mode`` (stt/ptt/htt) TT model whose block convs are TT-SVD of ``dense``'s and whose
     other weights and BN statistics are ``dense``'s. Returns ``(tt_model, per_layer_report)``."""
-    from sw.checkpoint import build_model
-    from sw.tt import relative_error
+    from ttsnn.sw.checkpoint import build_model
+    from ttsnn.sw.tt import relative_error
 
     if mode not in TT_MODES:
         raise UserError(f"--mode must be one of {', '.join(TT_MODES)}, got {mode!r}")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import brentq, minimize_scalar
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["EVBMFResult", "evbmf", "tau_lower", "conv_rank", "conv_unfoldings"]
 

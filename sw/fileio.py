@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_write_json",
            "remove_stale_temps", "check_output_path", "check_outputs", "check_output_dir", "add_force_argument",

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sw.arch import TT_MODES
-from sw.qlayer import QuantTTLayer
-from sw.cli_util import UserError
+from ttsnn.sw.arch import TT_MODES
+from ttsnn.sw.qlayer import QuantTTLayer
+from ttsnn.sw.cli_util import UserError
 
 __all__ = [
     "GoldenResult", "golden_tile", "golden_layer", "resolve_widths",

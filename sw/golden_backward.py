@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sw import golden
-from sw.golden import sat, wrap
-from sw.qlayer import QuantTTLayer
-from sw.quantize import pow2_fraction
-from sw.cli_util import UserError
+from ttsnn.sw import golden
+from ttsnn.sw.golden import sat, wrap
+from ttsnn.sw.qlayer import QuantTTLayer
+from ttsnn.sw.quantize import pow2_fraction
+from ttsnn.sw.cli_util import UserError
 
 __all__ = [
     "GRAD_ROUNDINGS", "STAGE_IDS", "lowbias32", "element_index", "GradRounding", "requantize",

@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sw.hwlayer import HardwareLayer
-from sw.neurons import lif_multistep
-from sw.quantize import LayerContext, fold_batchnorm, layer_context, w4_scales
+from ttsnn.sw.hwlayer import HardwareLayer
+from ttsnn.sw.neurons import lif_multistep
+from ttsnn.sw.quantize import LayerContext, fold_batchnorm, layer_context, w4_scales
 
 __all__ = ["capture_layer_gradients", "float_layer_gradients", "grad_check_layer", "cosine",
            "gradient_cosines"]

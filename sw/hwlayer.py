@@ -27,10 +27,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sw import golden_backward as GB
-from sw.quantize import (layer_context, quantize_residual, quantize_tt_layer, round_values,
+from ttsnn.sw import golden_backward as GB
+from ttsnn.sw.quantize import (layer_context, quantize_residual, quantize_tt_layer, round_values,
                          tt_layer_names, w4_scales)
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["HardwareLayer", "hardware_forward", "LayerStats", "quantize_gradient"]
 

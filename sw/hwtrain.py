@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from sw.fileio import atomic_write, atomic_write_json
-from sw.cli_util import UserError
+from ttsnn.sw.fileio import atomic_write, atomic_write_json
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["VARIANTS", "finetune", "plot_curves"]
 
@@ -43,16 +43,16 @@ def _freeze_batchnorm(model: torch.nn.Module) -> None:
 
 
 def _hardware_layers(model, hw, rounding: str, seed: int) -> dict:
-    from sw.hwlayer import HardwareLayer
-    from sw.quantize import tt_layer_names
+    from ttsnn.sw.hwlayer import HardwareLayer
+    from ttsnn.sw.quantize import tt_layer_names
 
     hw_r = dataclasses.replace(hw, gradients=dataclasses.replace(hw.gradients, rounding=rounding))
     return {n: HardwareLayer(model, n, hw_r, seed=seed + i) for i, n in enumerate(tt_layer_names(model))}
 
 
 def _accuracy(model, dataset, info, layers=None, batch_size: int = 64) -> float:
-    from sw.hwlayer import hardware_forward
-    from sw.train import _to_model_input
+    from ttsnn.sw.hwlayer import hardware_forward
+    from ttsnn.sw.train import _to_model_input
 
     correct = n = 0
     with torch.no_grad():
@@ -66,11 +66,11 @@ def _accuracy(model, dataset, info, layers=None, batch_size: int = 64) -> float:
 
 def _run_variant(variant: str, checkpoint: str, hw, data, *, epochs: int, batch_size: int,
                  lr: float, seed: int, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
-    from sw.checkpoint import load_model
-    from sw.hwlayer import hardware_forward
-    from sw.train import _to_model_input
+    from ttsnn.sw.checkpoint import load_model
+    from ttsnn.sw.hwlayer import hardware_forward
+    from ttsnn.sw.train import _to_model_input
 
     train_set, test_set, info = data
     model, _ = load_model(checkpoint)
@@ -111,8 +111,8 @@ def finetune(checkpoint: str, out: str | Path, hw, data, variants: tuple[str, ..
     """Fine-tune ``checkpoint`` in each of ``variants`` on ``data = (train_set, test_set,
     info)`` (``sw.commands.hw_finetune.load_data`` reads the checkpoint's data set); write
     ``finetune.json`` and ``finetune.png`` (loss curves) under ``out`` and return the results."""
-    from sw.checkpoint import load_model
-    from sw.quantize import tt_layer_names
+    from ttsnn.sw.checkpoint import load_model
+    from ttsnn.sw.quantize import tt_layer_names
 
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:

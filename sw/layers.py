@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sw.arch import ConvSpec
-from sw.tt import DenseConv3x3, TTConv2d
+from ttsnn.sw.arch import ConvSpec
+from ttsnn.sw.tt import DenseConv3x3, TTConv2d
 
 __all__ = ["BatchNormTB", "make_conv"]
 

@@ -40,8 +40,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from sw import lif_native
-from sw.cli_util import UserError
+from ttsnn.sw import lif_native
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["SURROGATES", "DEFAULT_ALPHA", "lif_multistep", "lif_multistep_naive",
            "surrogate_grad", "MultiStepLIF"]

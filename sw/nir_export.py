@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["DT", "export_nir", "fold_batchnorm", "check_exportable"]
 
@@ -48,8 +48,8 @@ DT = 1e-4
 
 def check_exportable(model: nn.Module) -> None:
     """Raise :class:`UserError` if ``model`` holds something NIR cannot express."""
-    from sw.layers import BatchNormTB, DenseConv3x3
-    from sw.resnet import BasicBlock, MSResNet
+    from ttsnn.sw.layers import BatchNormTB, DenseConv3x3
+    from ttsnn.sw.resnet import BasicBlock, MSResNet
 
     if not isinstance(model, MSResNet):
         raise UserError(f"NIR export takes an MS-ResNet of the kit, got {type(model).__name__}")
@@ -89,7 +89,7 @@ def _plain_conv(module: nn.Module) -> nn.Conv2d:
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of a merged MS-ResNet with every BatchNorm folded into the conv before it (the
     network the NIR graph describes), run by the kit's own modules."""
-    from sw.resnet import BasicBlock, ConvBNShortcut
+    from ttsnn.sw.resnet import BasicBlock, ConvBNShortcut
 
     check_exportable(model)
     folded = copy.deepcopy(model).eval()
@@ -135,7 +135,7 @@ def export_nir(model: nn.Module, metadata: dict[str, Any] | None = None):
     """The NIR graph of a merged (dense) MS-ResNet; see the module docstring for the mapping."""
     import nir
 
-    from sw.resnet import ConvBNShortcut
+    from ttsnn.sw.resnet import ConvBNShortcut
 
     check_exportable(model)
     model = model.eval()

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from sw.arch import TT_MODES as MODES
-from sw.cli_util import UserError
+from ttsnn.sw.arch import TT_MODES as MODES
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["QuantTTLayer", "MODES", "MODE_CODES"]
 

@@ -31,9 +31,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sw import golden
-from sw.qlayer import QuantTTLayer
-from sw.cli_util import UserError
+from ttsnn.sw import golden
+from ttsnn.sw.qlayer import QuantTTLayer
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["ROUNDING_MODES", "LayerContext", "quantize_tt_layer", "float_layer_forward",
            "compare_layer", "fold_batchnorm", "leak_fixed_point", "tt_layer_names",
@@ -77,7 +77,7 @@ def fold_batchnorm(bn: nn.Module | None, channels: int) -> tuple[Tensor, Tensor]
         return torch.ones(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
     if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
         raise UserError(f"expected a BatchNorm module after the TT conv, got {type(bn).__name__}")
-    from sw.plugin.methods import TemporalEffectiveBN, ThresholdDependentBN
+    from ttsnn.sw.plugin.methods import TemporalEffectiveBN, ThresholdDependentBN
 
     if isinstance(bn, (ThresholdDependentBN, TemporalEffectiveBN)):
         # the accelerator folds one time-invariant BatchNorm; TEBN scales each timestep apart
@@ -144,7 +144,7 @@ def float_layer_forward(conv: nn.Module, bn: nn.Module | None, tau: float, v_thr
     ``spikes [T, B, Cin, H, W]``; returns ``spikes``, ``membrane`` and ``current`` (LIF input),
     all ``[T, B, Cout, Ho, Wo]``.
     """
-    from sw.neurons import lif_multistep
+    from ttsnn.sw.neurons import lif_multistep
 
     conv64 = _double_copy(conv)
     a, b = fold_batchnorm(bn, conv.out_channels)
@@ -165,7 +165,7 @@ def _double_copy(conv: nn.Module) -> nn.Module:
 # ---- quantisation ----------------------------------------------------------------------------
 
 def _check_conv(conv: nn.Module) -> None:
-    from sw.tt import TTConv2d
+    from ttsnn.sw.tt import TTConv2d
 
     if not isinstance(conv, TTConv2d):
         raise UserError(f"only TT convs (sw.tt.TTConv2d) map onto the accelerator, got "
@@ -374,7 +374,7 @@ class LayerContext:
 
 def tt_layer_names(model: nn.Module) -> list[str]:
     """Names of the TT convs of ``model`` in forward order."""
-    from sw.tt import TTConv2d
+    from ttsnn.sw.tt import TTConv2d
     return [n for n, m in model.named_modules() if isinstance(m, TTConv2d)]
 
 

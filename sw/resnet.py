@@ -29,11 +29,11 @@ from typing import Any, Iterable, Sequence
 
 from torch import Tensor, nn
 
-from sw.arch import STAGES, ConvSpec, network_specs, parse_input_size, validate_schedule
-from sw.neurons import MultiStepLIF
-from sw.layers import BatchNormTB, make_conv as _make_conv
-from sw.tt import DenseConv3x3, TTConv2d
-from sw.cli_util import UserError
+from ttsnn.sw.arch import STAGES, ConvSpec, network_specs, parse_input_size, validate_schedule
+from ttsnn.sw.neurons import MultiStepLIF
+from ttsnn.sw.layers import BatchNormTB, make_conv as _make_conv
+from ttsnn.sw.tt import DenseConv3x3, TTConv2d
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["BatchNormTB", "ConvBNShortcut", "BasicBlock", "MSResNet", "ms_resnet",
            "merge_to_dense"]
@@ -80,7 +80,7 @@ class BasicBlock(nn.Module):
 def _make_block(conv1: ConvSpec, conv2: ConvSpec, hparams: dict[str, Any],
                 neuron: dict[str, Any]) -> nn.Module:
     if conv1.reversible:
-        from sw.reversible import ReversibleBlock
+        from ttsnn.sw.reversible import ReversibleBlock
 
         return ReversibleBlock(conv1, conv2, hparams["downsample"], neuron,
                                hparams["reversible_frac_bits"])
@@ -109,7 +109,7 @@ class MSResNet(nn.Module):
                                  by_name[f"layers.{si}.{bi}.conv2"], hparams, neuron)
                      for bi in range(blocks)]
             if hparams.get("reversible"):
-                from sw.reversible import ReversibleSequential
+                from ttsnn.sw.reversible import ReversibleSequential
 
                 stages.append(ReversibleSequential(*stage, backward=hparams["reversible_backward"]))
             else:
@@ -188,7 +188,7 @@ def ms_resnet(arch: str = "resnet18", mode: str = "dense", ranks=None, in_channe
         raise UserError(f"reversible must be true or false, got {reversible!r}")
     extra: dict[str, Any] = {}
     if reversible:
-        from sw.reversible import BACKWARDS, _check_frac_bits
+        from ttsnn.sw.reversible import BACKWARDS, _check_frac_bits
 
         if reversible_backward not in BACKWARDS:
             raise UserError(f"unknown reversible_backward {reversible_backward!r}; choose one of "
@@ -196,7 +196,7 @@ def ms_resnet(arch: str = "resnet18", mode: str = "dense", ranks=None, in_channe
         extra = dict(reversible=True, reversible_backward=reversible_backward,
                      reversible_frac_bits=_check_frac_bits(reversible_frac_bits))
     if norm != "bn":
-        from sw.plugin.methods import NORMS
+        from ttsnn.sw.plugin.methods import NORMS
 
         if norm not in NORMS:
             raise UserError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
@@ -215,7 +215,7 @@ def ms_resnet(arch: str = "resnet18", mode: str = "dense", ranks=None, in_channe
                    alpha=alpha, **extra)
     model = MSResNet(spec, hparams)
     if norm != "bn":
-        from sw.plugin.methods import replace_tb_batchnorms
+        from ttsnn.sw.plugin.methods import replace_tb_batchnorms
 
         replace_tb_batchnorms(model, norm, timesteps, v_threshold, _tdbn_alpha)
     return model

@@ -47,8 +47,8 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from sw.arch import ConvSpec
-from sw.cli_util import UserError
+from ttsnn.sw.arch import ConvSpec
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["BACKWARDS", "DEFAULT_FRAC_BITS", "round_to_grid", "ReversibleBlock",
            "ReversibleSequential", "reconstruction_report", "set_backward"]
@@ -95,8 +95,8 @@ class ReversibleBlock(nn.Module):
     def __init__(self, conv1: ConvSpec, conv2: ConvSpec, downsample: str, neuron: dict[str, Any],
                  frac_bits: int | None = DEFAULT_FRAC_BITS):
         super().__init__()
-        from sw.layers import BatchNormTB, make_conv as _make_conv
-        from sw.neurons import MultiStepLIF
+        from ttsnn.sw.layers import BatchNormTB, make_conv as _make_conv
+        from ttsnn.sw.neurons import MultiStepLIF
 
         for s in (conv1, conv2):
             if s.stride != 1 or s.in_channels != s.out_channels:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from sw.arch import ConvSpec, network_specs, parse_input_size
-from sw.cli_util import UserError
+from ttsnn.sw.arch import ConvSpec, network_specs, parse_input_size
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["layer_table", "totals", "network_stats", "parse_input_shape", "torch_param_count"]
 

@@ -44,12 +44,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from sw import ddp
-from sw.cli_util import MissingFileError, UserError, out_of_memory_is_a_clear_error
-from sw.checkpoint import load_checkpoint, load_model, run_environment, save_checkpoint, set_rng_state
-from sw.data import DataInfo, augment_crop_flip, load_dataset
-from sw.fileio import atomic_write_json, atomic_write_text, os_error, remove_stale_temps
-from sw.plugin.methods import nda_augment, tet_loss
+from ttsnn.sw import ddp
+from ttsnn.sw.cli_util import MissingFileError, UserError, out_of_memory_is_a_clear_error
+from ttsnn.sw.checkpoint import load_checkpoint, load_model, run_environment, save_checkpoint, set_rng_state
+from ttsnn.sw.data import DataInfo, augment_crop_flip, load_dataset
+from ttsnn.sw.fileio import atomic_write_json, atomic_write_text, os_error, remove_stale_temps
+from ttsnn.sw.plugin.methods import nda_augment, tet_loss
 
 __all__ = ["TrainConfig", "load_config", "config_from_dict", "train", "evaluate", "build_from_config",
            "SCHEDULERS"]
@@ -132,7 +132,7 @@ class TrainConfig:
         return self
 
     def _validate_methods(self) -> None:
-        from sw.plugin.methods import LOSSES, NORMS
+        from ttsnn.sw.plugin.methods import LOSSES, NORMS
 
         if self.norm not in NORMS:
             raise UserError(f"config: norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
@@ -223,7 +223,7 @@ def build_from_config(cfg: TrainConfig) -> tuple[torch.nn.Module, Dataset, Datas
             raise UserError(f"--init-from {cfg.init_from} was trained with norm {init_norm!r}, the config "
                             f"asks for {cfg.norm!r}; set --norm {init_norm}")
     else:
-        from sw.resnet import ms_resnet
+        from ttsnn.sw.resnet import ms_resnet
 
         model = ms_resnet(cfg.arch, mode=cfg.mode, ranks=None if cfg.mode == "dense" else cfg.ranks,
                           in_channels=info.in_channels, num_classes=info.num_classes, timesteps=cfg.timesteps,
@@ -249,7 +249,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, info: DataInfo, batch_siz
     """Mean cross-entropy loss and top-1 accuracy of ``model`` (put in eval mode) on ``dataset``
     (on the device of the model). ``over_ranks``: every rank of a data-parallel run holds a
     part of the data set; the figures are those of the union (every rank must call this)."""
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     model.eval()
     device = next(model.parameters()).device
@@ -519,7 +519,7 @@ def _make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, span: in
 def _train_epoch(cfg: TrainConfig, model, optimizer, scheduler, train_set, test_set, info: DataInfo,
                  epoch: int, progress: bool, ctx: "ddp.DistContext | None" = None) -> dict[str, Any]:
     """One epoch of training and the test evaluation after it; returns the metrics row."""
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     ctx = ctx or ddp.DistContext()
     gen = _epoch_generator(cfg.seed, epoch)

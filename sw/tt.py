@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sw.arch import DOWNSAMPLE_CHOICES, TT_MODES, max_tt_rank, validate_schedule
-from sw.tt_autograd import TTGeometry, is_binary, tt_conv
-from sw.cli_util import UserError
+from ttsnn.sw.arch import DOWNSAMPLE_CHOICES, TT_MODES, max_tt_rank, validate_schedule
+from ttsnn.sw.tt_autograd import TTGeometry, is_binary, tt_conv
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["TTConv2d", "DenseConv3x3", "ScheduledConv3x3", "tt_svd_cores", "merge_cores",
            "check_tb_input", "relative_error"]

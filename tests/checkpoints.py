@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from sw.checkpoint import save_checkpoint
-from sw.resnet import ms_resnet
+from ttsnn.sw.checkpoint import save_checkpoint
+from ttsnn.sw.resnet import ms_resnet
 
 
 def tiny_checkpoint(path: str | Path, mode: str, seed: int = 0) -> Path:

@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from gen.config import (CONFIG_DIR, BUFFER_NAMES, ConfigError, HardwareConfig, config_from_dict,
+from ttsnn.gen.config import (CONFIG_DIR, BUFFER_NAMES, ConfigError, HardwareConfig, config_from_dict,
                         load_config)
 
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))

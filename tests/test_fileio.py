@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sw.fileio import atomic_write, atomic_write_json, atomic_write_text
+from ttsnn.sw.fileio import atomic_write, atomic_write_json, atomic_write_text
 
 
 def test_write_creates_parents_and_replaces(tmp_path) -> None:

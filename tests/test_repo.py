@@ -37,7 +37,7 @@ def test_build_outputs_are_ignored() -> None:
 
 
 def test_cli_rejects_unknown_command_without_traceback() -> None:
-    proc = subprocess.run([sys.executable, "-m", "sw", "frobnicate"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "ttsnn.sw", "frobnicate"], capture_output=True, text=True,
                           cwd=ROOT)
     assert proc.returncode == 2
     assert "invalid choice" in proc.stderr and "Traceback" not in proc.stderr
@@ -46,7 +46,7 @@ def test_cli_rejects_unknown_command_without_traceback() -> None:
 def test_output_path_that_is_a_file_is_a_clear_error(tmp_path) -> None:
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("keep me")
-    proc = subprocess.run([sys.executable, "-m", "sw", "train", "--config",
+    proc = subprocess.run([sys.executable, "-m", "ttsnn.sw", "train", "--config",
                            str(ROOT / "configs" / "train" / "digits_ptt.toml"), "--out", str(blocker),
                            "--epochs", "1"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2

@@ -1,7 +1,7 @@
 """The backward pass (BPTT) of the accelerator: its units and engines, one component per file
 (docs/architecture.md, "Backward datapath"; arithmetic: docs/numerics.md, "Backward pass").
 
-The components are imported lazily (``from gen.backward import BackwardDatapath`` works), so
+The components are imported lazily (``from ttsnn.gen.backward import BackwardDatapath`` works), so
 that :mod:`gen.hostmap` can read :mod:`gen.backward.stage_layout` without importing the
 engines, which import the host map.
 """

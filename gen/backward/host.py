@@ -17,7 +17,7 @@ from ..hostmap import HostMap, host_map, region_reads, region_writes
 from .tiling import TileRun, layer_runs, run_stages
 from .tile_program import (BackwardTileProgram, gbuf_need, pack_tensor, pack_trace, plan_backward_tile, unpack_tensor,
                            unpack_wgrad)
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["BackwardTileResult", "BackwardHostProgram", "backward_program", "backward_traffic", "check_fits",
            "run_backward_tile",
@@ -117,7 +117,7 @@ def dither_fields(qlayer, T: int, origin: tuple[int, int],
     of the program's chunk."""
     import torch
 
-    from sw.golden_backward import STAGE_IDS, lowbias32
+    from ttsnn.sw.golden_backward import STAGE_IDS, lowbias32
 
     def key(stage: str) -> int:
         return int(lowbias32(torch.tensor(16 * seed + STAGE_IDS[stage])).item())

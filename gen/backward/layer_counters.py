@@ -14,7 +14,7 @@ from .host import BackwardDoesNotFit, backward_traffic, check_fits
 from .perf import _Planner, _layer, backward_tile_shape
 from .stage_layout import StageKind
 from .tiling import layer_runs, run_stages
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["LayerBackwardCounters", "layer_backward_counters"]
 

@@ -15,7 +15,7 @@ from typing import Mapping
 import numpy as np
 
 from .stage_layout import STAGE_FIELDS, Requant, StageKind, Taps
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["TensorSpec", "WeightGradSpec", "BackwardTileProgram", "plan_backward_tile",
            "pack_tensor", "unpack_tensor", "unpack_wgrad", "pack_trace", "bank_conflicts", "gbuf_need"]

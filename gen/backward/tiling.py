@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 from .stage_layout import StageKind
 

@@ -16,9 +16,9 @@ import json
 
 import torch
 
-from sw.arch import MODES
-from sw.bench import PRESETS, bench_lif, bench_modes, format_lif, format_table
-from sw.cli_util import UserError
+from ttsnn.sw.arch import MODES
+from ttsnn.sw.bench import PRESETS, bench_lif, bench_modes, format_lif, format_table
+from ttsnn.sw.cli_util import UserError
 
 
 def _modes(text: str) -> list[str]:
@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
         res["threads"] = threads
         print(json.dumps(res) if args.json else format_lif(res, threads))
         return 0
-    from sw.malloc_tuning import keep_freed_memory
-    from sw.tt import TTConv2d
+    from ttsnn.sw.malloc_tuning import keep_freed_memory
+    from ttsnn.sw.tt import TTConv2d
 
     keep_freed_memory()  # as train does (SW_MALLOC_TUNE=0 measures without)
     saving, keep = TTConv2d.memory_saving, TTConv2d.keep_rank_intermediates
@@ -123,19 +123,19 @@ def _bench_preset(args: argparse.Namespace, preset: str, threads: int) -> dict |
         raise UserError(f"--batch/--timesteps must be >= 1, got {changes}")
     wl = dataclasses.replace(wl, **changes)
     if args.profile:
-        from sw.bench import profile_step
+        from ttsnn.sw.bench import profile_step
 
         for mode in _modes(args.modes):
             print(f"## {preset} {mode}\n" + profile_step(wl, mode))
         return None
-    from sw.malloc_tuning import keep_freed_memory
+    from ttsnn.sw.malloc_tuning import keep_freed_memory
 
     head = {"preset": preset, "workload": dataclasses.asdict(wl), "threads": threads,
             "tt_backward": args.tt_backward, "freed_memory_kept": keep_freed_memory()}
     settings = (f"TT backward: {args.tt_backward}; freed memory kept for reuse (sw/malloc_tuning.py): "
                 f"{'yes' if head['freed_memory_kept'] else 'no'}")
     if args.breakdown:
-        from sw.bench import format_breakdown, profile_breakdown
+        from ttsnn.sw.bench import format_breakdown, profile_breakdown
 
         rows = [profile_breakdown(wl, mode) for mode in _modes(args.modes)]
         if not args.json:

@@ -14,10 +14,10 @@ import sys
 
 import torch
 
-from sw.bench_reversible import (NETWORKS, VARIANTS, bench_network, bench_stack, float_flip_check,
+from ttsnn.sw.bench_reversible import (NETWORKS, VARIANTS, bench_network, bench_stack, float_flip_check,
                                  format_rows, plot_rows)
-from sw.fileio import add_force_argument, check_outputs
-from sw.cli_util import UserError
+from ttsnn.sw.fileio import add_force_argument, check_outputs
+from ttsnn.sw.cli_util import UserError
 
 
 def _ints(flag: str):
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     total = len(args.depths) * len(args.timesteps) + len(nets)
     bar = tqdm(total=total, desc="bench-reversible", disable=args.json or not sys.stderr.isatty(),

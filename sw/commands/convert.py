@@ -14,9 +14,9 @@ import argparse
 import json
 import sys
 
-from sw.arch import TT_MODES
-from sw.fileio import check_output_path
-from sw.cli_util import UserError
+from ttsnn.sw.arch import TT_MODES
+from ttsnn.sw.fileio import check_output_path
+from ttsnn.sw.cli_util import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,10 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _recipe(args: argparse.Namespace) -> tuple[dict, object]:
     """The host model's recipe and the model with its weights loaded."""
-    from sw.plugin.files import build_host, load_state_dict_file
+    from ttsnn.sw.plugin.files import build_host, load_state_dict_file
 
     if args.checkpoint:
-        from sw.checkpoint import load_model
+        from ttsnn.sw.checkpoint import load_model
 
         model, meta = load_model(args.checkpoint)
         return {"checkpoint_hparams": meta["model"]["hparams"], "source": str(args.checkpoint)}, model
@@ -96,9 +96,9 @@ def _merge(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from sw.fileio import atomic_write_bytes
-    from sw.plugin import merge
-    from sw.plugin.files import load_converted
+    from ttsnn.sw.fileio import atomic_write_bytes
+    from ttsnn.sw.plugin import merge
+    from ttsnn.sw.plugin.files import load_converted
 
     check_output_path(args.out, inputs=[args.merge], force=args.force)
     model, meta = load_converted(args.merge)
@@ -114,8 +114,8 @@ def _merge(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sw.plugin import convert
-    from sw.plugin.files import save_converted
+    from ttsnn.sw.plugin import convert
+    from ttsnn.sw.plugin.files import save_converted
 
     if args.merge:
         rep = _merge(args)

@@ -14,10 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-from sw.arch import TT_MODES
-from sw.checkpoint import load_model, save_checkpoint
-from sw.cli_util import out_of_memory_is_a_clear_error
-from sw.fileio import atomic_write_json, check_output_path
+from ttsnn.sw.arch import TT_MODES
+from ttsnn.sw.checkpoint import load_model, save_checkpoint
+from ttsnn.sw.cli_util import out_of_memory_is_a_clear_error
+from ttsnn.sw.fileio import atomic_write_json, check_output_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,9 +42,9 @@ def decompose_checkpoint(checkpoint: str, mode: str, ranks="evbmf", out: str | N
 
     ``out`` (or ``out.json``) may never be ``checkpoint``; existing outputs are replaced only
     with ``force``; both, and that ``out`` can be written, are checked before any work."""
-    from sw.decompose import decompose_model
-    from sw.commands.eval import eval_config, load_eval_data
-    from sw.train import evaluate
+    from ttsnn.sw.decompose import decompose_model
+    from ttsnn.sw.commands.eval import eval_config, load_eval_data
+    from ttsnn.sw.train import evaluate
 
     if out:
         for path in (out, str(out) + ".json"):

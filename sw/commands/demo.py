@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sw.fileio import add_force_argument, atomic_write, atomic_write_json, atomic_write_text, check_output_dir
-from sw.cli_util import UserError
+from ttsnn.sw.fileio import add_force_argument, atomic_write, atomic_write_json, atomic_write_text, check_output_dir
+from ttsnn.sw.cli_util import UserError
 
 
 #: the pipeline's defaults in the demo (docs/training.md: the grid they come from); the ranks
@@ -52,7 +52,7 @@ class DemoContext:
 
 
 def _train_cfg(ctx: DemoContext, mode: str, epochs: int, ranks, out: str):
-    from sw.train import TrainConfig
+    from ttsnn.sw.train import TrainConfig
 
     a = ctx.args
     return TrainConfig(arch="tiny", mode=mode, ranks=ranks, timesteps=a.timesteps, dataset=a.dataset, size=16,
@@ -78,7 +78,7 @@ def step_pipeline(ctx: DemoContext) -> None:
     """The paper's pipeline (sw pipeline): dense training, EVBMF ranks, TT-SVD initialisation,
     PTT fine-tuning. Writes ``dense.pt`` and ``ptt.pt`` (the pipeline's PTT model: the one the
     export and hardware steps use)."""
-    from sw.commands.pipeline import PipelineConfig, format_report, run_pipeline
+    from ttsnn.sw.commands.pipeline import PipelineConfig, format_report, run_pipeline
 
     a = ctx.args
     if a.skip_dense:
@@ -109,7 +109,7 @@ def step_pipeline(ctx: DemoContext) -> None:
 def step_train_ptt(ctx: DemoContext) -> None:
     """PTT from scratch (random initialisation), with the pipeline's ranks when it ran (the same
     network, so the two differ only in how they were trained), else ``--ranks``."""
-    from sw.train import train
+    from ttsnn.sw.train import train
 
     a = ctx.args
     ranks = ctx.results["pipeline"]["ranks"] if "pipeline" in ctx.results and a.ranks is None else \
@@ -127,7 +127,7 @@ def step_train_ptt(ctx: DemoContext) -> None:
 
 
 def step_export(ctx: DemoContext) -> None:
-    from sw.commands.export import export_merged
+    from ttsnn.sw.commands.export import export_merged
 
     ctx.log("--- merging the PTT model into a dense one (paper Eq. 6) and comparing them")
     rep = export_merged(str(ctx.path("ptt.pt")), str(ctx.path("ptt_merged.pt")), progress=False)
@@ -139,8 +139,8 @@ def step_export(ctx: DemoContext) -> None:
 
 
 def _model_stats(path: Path) -> dict:
-    from sw.checkpoint import load_model
-    from sw.stats import network_stats
+    from ttsnn.sw.checkpoint import load_model
+    from ttsnn.sw.stats import network_stats
 
     _, meta = load_model(path)
     hp = meta["model"]["hparams"]
@@ -278,9 +278,9 @@ def _model_table(ctx: DemoContext) -> list[str]:
 def step_hw_finetune(ctx: DemoContext) -> None:
     """A short fine-tuning of the PTT model with the accelerator's integer forward, backward and
     weight gradients in the loop, beside float (``python -m sw hw-finetune`` at full length)."""
-    from gen.config import load_config
-    from sw.commands.hw_finetune import load_data
-    from sw.hwtrain import finetune, summary_lines
+    from ttsnn.gen.config import load_config
+    from ttsnn.sw.commands.hw_finetune import load_data
+    from ttsnn.sw.hwtrain import finetune, summary_lines
 
     ctx.log("--- fine-tuning the PTT model with the accelerator's integer arithmetic in the loop "
             "(2 steps of 16 images per variant; python -m sw hw-finetune for a real run)")
@@ -301,15 +301,15 @@ STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("stats", step_stats),
     ("plot", step_plot),
     ("hw_finetune", step_hw_finetune),
-    ("tinysnn", lambda ctx: _hardware_step("sw.tinysnn.demo_step", "step_tinysnn", ctx)),
+    ("tinysnn", lambda ctx: _hardware_step("ttsnn.sw.tinysnn.demo_step", "step_tinysnn", ctx)),
     # the hardware half: generate the RTL, replay a trained TT layer on it, training energy.
     # This module is the orchestrator at the top of the package graph: it imports the steps of
     # gen/, cosim/ and model/ (when run), and nothing imports it.
-    ("rtl", lambda ctx: _hardware_step("gen.demo_step", "step_rtl", ctx)),
-    ("replay", lambda ctx: _hardware_step("cosim.demo_step", "step_replay", ctx)),
-    ("train_step", lambda ctx: _hardware_step("cosim.demo_step", "step_train_step", ctx)),
-    ("replay_network", lambda ctx: _hardware_step("cosim.demo_step", "step_replay_network", ctx)),
-    ("energy", lambda ctx: _hardware_step("model.demo_step", "step_energy", ctx)),
+    ("rtl", lambda ctx: _hardware_step("ttsnn.gen.demo_step", "step_rtl", ctx)),
+    ("replay", lambda ctx: _hardware_step("ttsnn.cosim.demo_step", "step_replay", ctx)),
+    ("train_step", lambda ctx: _hardware_step("ttsnn.cosim.demo_step", "step_train_step", ctx)),
+    ("replay_network", lambda ctx: _hardware_step("ttsnn.cosim.demo_step", "step_replay_network", ctx)),
+    ("energy", lambda ctx: _hardware_step("ttsnn.model.demo_step", "step_energy", ctx)),
     ("report", step_report),
 ]
 

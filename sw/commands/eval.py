@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from sw.checkpoint import load_model
-from sw.cli_util import out_of_memory_is_a_clear_error
-from sw.train import config_from_dict, evaluate, _subset
+from ttsnn.sw.checkpoint import load_model
+from ttsnn.sw.cli_util import out_of_memory_is_a_clear_error
+from ttsnn.sw.train import config_from_dict, evaluate, _subset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def eval_config(meta: dict, dataset: str | None = None, data_path: str | None = 
 
 
 def load_eval_data(cfg, train_split: bool = False, max_samples: int | None = None):
-    from sw.data import load_dataset
+    from ttsnn.sw.data import load_dataset
 
     tr, te, info = load_dataset(cfg.dataset, cfg.data_path, timesteps=cfg.timesteps, size=cfg.size,
                                 split_by=cfg.split_by, cache_dir=cfg.cache_dir, augment=False)

@@ -12,10 +12,10 @@ import sys
 
 import torch
 
-from sw.checkpoint import load_model, save_checkpoint
-from sw.commands.eval import eval_config, load_eval_data
-from sw.cli_util import UserError, out_of_memory_is_a_clear_error
-from sw.fileio import check_output_path
+from ttsnn.sw.checkpoint import load_model, save_checkpoint
+from ttsnn.sw.commands.eval import eval_config, load_eval_data
+from ttsnn.sw.cli_util import UserError, out_of_memory_is_a_clear_error
+from ttsnn.sw.fileio import check_output_path
 
 
 def export_merged(checkpoint: str, out: str, max_samples: int | None = None, batch_size: int = 256,
@@ -29,8 +29,8 @@ def export_merged(checkpoint: str, out: str, max_samples: int | None = None, bat
     Returns ``{'max_abs_logit_diff', 'same_prediction_fraction', 'tt_acc', 'merged_acc', 'agree', ...}``;
     ``agree`` means equal accuracy (rare threshold-borderline spikes may flip; see the logit diff).
     """
-    from sw.resnet import merge_to_dense
-    from sw.train import evaluate, _to_model_input
+    from ttsnn.sw.resnet import merge_to_dense
+    from ttsnn.sw.train import evaluate, _to_model_input
 
     check_output_path(out, inputs=[checkpoint], force=force)
     model, meta = load_model(checkpoint)
@@ -78,10 +78,10 @@ def export_nir_file(checkpoint: str, out: str, max_samples: int | None = None, b
         raise UserError("--format nir needs the nir package (a dependency of the kit): "
                         "pip install 'nir==1.0.8', or run `make venv`") from None
 
-    from sw.fileio import atomic_write
-    from sw.nir_export import export_nir, fold_batchnorm
-    from sw.resnet import merge_to_dense
-    from sw.train import _to_model_input
+    from ttsnn.sw.fileio import atomic_write
+    from ttsnn.sw.nir_export import export_nir, fold_batchnorm
+    from ttsnn.sw.resnet import merge_to_dense
+    from ttsnn.sw.train import _to_model_input
 
     check_output_path(out, inputs=[checkpoint], force=force)
     model, meta = load_model(checkpoint)

@@ -17,8 +17,8 @@ import sys
 
 import torch
 
-from sw.fileio import atomic_write
-from sw.cli_util import UserError
+from ttsnn.sw.fileio import atomic_write
+from ttsnn.sw.cli_util import UserError
 
 
 def _bits_list(text: str) -> list[int]:
@@ -49,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _labelled_inputs(meta: dict, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from sw.commands.eval import eval_config, load_eval_data
-    from sw.train import _to_model_input
+    from ttsnn.sw.commands.eval import eval_config, load_eval_data
+    from ttsnn.sw.train import _to_model_input
 
     if count < 1:
         raise UserError(f"--samples must be >= 1, got {count}")
@@ -61,10 +61,10 @@ def _labelled_inputs(meta: dict, count: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 def grad_check(args: argparse.Namespace) -> dict:
-    from gen.config import load_config
-    from sw.checkpoint import load_model
-    from sw.gradcheck import grad_check_layer
-    from sw.quantize import tt_layer_names
+    from ttsnn.gen.config import load_config
+    from ttsnn.sw.checkpoint import load_model
+    from ttsnn.sw.gradcheck import grad_check_layer
+    from ttsnn.sw.quantize import tt_layer_names
 
     hw = load_config(args.config)
     model, meta = load_model(args.checkpoint)
@@ -106,7 +106,7 @@ def plot(res: dict, path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sw.fileio import check_output_path
+    from ttsnn.sw.fileio import check_output_path
 
     if args.plot:       # refused before the work, not after it
         check_output_path(args.plot, inputs=[args.checkpoint], force=args.force, flag="--plot")

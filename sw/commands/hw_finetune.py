@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sw.hwtrain import VARIANTS
+    from ttsnn.sw.hwtrain import VARIANTS
 
     parser.add_argument("--checkpoint", required=True, help="a trained TT checkpoint")
     parser.add_argument("--out", required=True, help="output directory (finetune.json, finetune.png)")
@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load_data(checkpoint: str, max_train_samples: int | None = None,
               max_test_samples: int | None = None):
     """``(train_set, test_set, info)`` of the data set the checkpoint was trained on."""
-    from sw.checkpoint import load_model
-    from sw.commands.eval import eval_config, load_eval_data
+    from ttsnn.sw.checkpoint import load_model
+    from ttsnn.sw.commands.eval import eval_config, load_eval_data
 
     _, meta = load_model(checkpoint)
     cfg = eval_config(meta)
@@ -51,12 +51,12 @@ def load_data(checkpoint: str, max_train_samples: int | None = None,
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from gen.config import load_config
-    from sw.hwtrain import finetune, summary_lines
+    from ttsnn.gen.config import load_config
+    from ttsnn.sw.hwtrain import finetune, summary_lines
 
     from pathlib import Path
 
-    from sw.fileio import check_output_path
+    from ttsnn.sw.fileio import check_output_path
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

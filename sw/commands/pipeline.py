@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from sw.arch import TT_MODES
-from sw.fileio import atomic_write_json
-from sw.commands.train import add_config_arguments, config_from_args
-from sw.train import TrainConfig, config_from_dict, train
-from sw.cli_util import UserError
+from ttsnn.sw.arch import TT_MODES
+from ttsnn.sw.fileio import atomic_write_json
+from ttsnn.sw.commands.train import add_config_arguments, config_from_args
+from ttsnn.sw.train import TrainConfig, config_from_dict, train
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["PipelineConfig", "pipeline_config_from_dict", "run_pipeline", "add_arguments", "run"]
 
@@ -60,7 +60,7 @@ class PipelineConfig:
     finetune_lr: float = 0.05
 
     def validate(self) -> "PipelineConfig":
-        from sw.decompose import parse_evbmf_rule, split_rank_cap
+        from ttsnn.sw.decompose import parse_evbmf_rule, split_rank_cap
 
         parse_evbmf_rule(split_rank_cap(self.ranks)[0])  # a malformed evbmf rule fails here, before any training
         if self.tt_mode not in TT_MODES:
@@ -116,7 +116,7 @@ def _read_json(path: Path) -> dict | None:
 
 def _train_stage(cfg: TrainConfig, progress: bool, log: Callable[[str], None]) -> dict:
     """Train ``cfg`` unless its run is complete; continue an interrupted one."""
-    from sw.train import _RESUME_KEYS
+    from ttsnn.sw.train import _RESUME_KEYS
 
     out = Path(cfg.out)
     summary = _read_json(out / "summary.json")
@@ -137,7 +137,7 @@ def _train_stage(cfg: TrainConfig, progress: bool, log: Callable[[str], None]) -
 
 
 def _decompose_stage(cfg: PipelineConfig, progress: bool, log: Callable[[str], None]) -> dict:
-    from sw.commands.decompose import decompose_checkpoint
+    from ttsnn.sw.commands.decompose import decompose_checkpoint
 
     out = cfg.out / "tt_init.pt"
     report = _read_json(Path(str(out) + ".json"))
@@ -199,8 +199,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sw.malloc_tuning import keep_freed_memory
-    from sw.train import load_config
+    from ttsnn.sw.malloc_tuning import keep_freed_memory
+    from ttsnn.sw.train import load_config
 
     keep_freed_memory()  # reuse freed step buffers instead of page-faulting them in again
     data = load_config(args.config) if args.config else {}

@@ -13,8 +13,8 @@ import argparse
 import json
 import sys
 
-from sw.fileio import add_force_argument, check_outputs
-from sw.cli_util import UserError
+from ttsnn.sw.fileio import add_force_argument, check_outputs
+from ttsnn.sw.cli_util import UserError
 
 
 def _list(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from sw.plugin.bench import BENCH_DATASETS, RECIPES, format_table, plot_rows, rows_as_dicts, run_benchmark
+    from ttsnn.sw.plugin.bench import BENCH_DATASETS, RECIPES, format_table, plot_rows, rows_as_dicts, run_benchmark
 
     for name in ("epochs", "batch_size", "timesteps", "rank", "channels", "threads"):
         if getattr(args, name) < 1:

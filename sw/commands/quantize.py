@@ -14,9 +14,9 @@ import sys
 
 import torch
 
-from sw.fileio import add_force_argument, atomic_write, check_outputs
-from sw.quantize import ROUNDING_MODES
-from sw.cli_util import UserError
+from ttsnn.sw.fileio import add_force_argument, atomic_write, check_outputs
+from ttsnn.sw.quantize import ROUNDING_MODES
+from ttsnn.sw.cli_util import UserError
 
 FIELDS = ("layer", "mode", "in_channels", "rank", "out_channels", "input_hw", "pool", "residual",
           "weight_bits", "shifts", "affine_shift", "frac_bits", "spike_agreement",
@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def model_inputs(meta: dict, split: str, count: int, start: int = 0) -> torch.Tensor:
     """``count`` real inputs of the checkpoint's data set (``split`` 'train' or 'test'),
     batched as the model takes them."""
-    from sw.commands.eval import eval_config, load_eval_data
-    from sw.train import _to_model_input
+    from ttsnn.sw.commands.eval import eval_config, load_eval_data
+    from ttsnn.sw.train import _to_model_input
 
     if count < 1:
         raise UserError(f"need at least one sample, got {count}")
@@ -60,11 +60,11 @@ def quantize_report(checkpoint: str, layers: list[str] | None, config: str, *,
                     weight_bits: int | None = None, rounding: str = "nearest",
                     calib_samples: int = 32, eval_samples: int = 32, seed: int = 0,
                     progress: bool = True) -> dict:
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
-    from gen.config import load_config
-    from sw.checkpoint import load_model
-    from sw.quantize import quantize_model_layer, tt_layer_names
+    from ttsnn.gen.config import load_config
+    from ttsnn.sw.checkpoint import load_model
+    from ttsnn.sw.quantize import quantize_model_layer, tt_layer_names
 
     hw = load_config(config)
     model, meta = load_model(checkpoint)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from sw.arch import ARCHS, DOWNSAMPLE_CHOICES, MODES, WORKLOADS
-from sw.arch import describe_rank_syntax
-from sw.cli_util import UserError
+from ttsnn.sw.arch import ARCHS, DOWNSAMPLE_CHOICES, MODES, WORKLOADS
+from ttsnn.sw.arch import describe_rank_syntax
+from ttsnn.sw.cli_util import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +32,7 @@ def _fmt_m(n: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sw.stats import network_stats, parse_input_shape
+    from ttsnn.sw.stats import network_stats, parse_input_shape
 
     channels, height, width = parse_input_shape(args.input)
     if args.mode not in MODES:

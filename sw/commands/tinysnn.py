@@ -28,8 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sw.fileio import atomic_write_json, atomic_write_text
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.sw.fileio import atomic_write_json, atomic_write_text
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 DEFAULT_MUS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -49,7 +49,7 @@ def _floats(text: str) -> list[float]:
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
-    from sw.tinysnn.data import DATASETS
+    from ttsnn.sw.tinysnn.data import DATASETS
 
     p.add_argument("--dataset", default="digits", choices=tuple(DATASETS), help="default: the embedded digits")
     p.add_argument("--data-path", default=None, help="directory of the IDX files (mnist, fashion-mnist)")
@@ -72,7 +72,7 @@ def _add_net(p: argparse.ArgumentParser, variant: bool = True) -> None:
 
 
 def _add_quant(p: argparse.ArgumentParser) -> None:
-    from sw.tinysnn.fixedpoint import ROUNDING_MODES
+    from ttsnn.sw.tinysnn.fixedpoint import ROUNDING_MODES
 
     p.add_argument("--weight-bits", type=int, default=32, help="weight precision (32: FP32)")
     p.add_argument("--neuron-bits", type=int, default=32, help="membrane / threshold precision (32: FP32)")
@@ -125,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace, n_inputs: int, variant: str = "tinysnn"):
     from dataclasses import fields
 
-    from sw.tinysnn.config import SNNConfig
+    from ttsnn.sw.tinysnn.config import SNNConfig
 
     kw: dict[str, Any] = {"variant": getattr(args, "variant", variant), "n_inputs": n_inputs, "seed": args.seed}
     if args.neurons is not None:
@@ -155,7 +155,7 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _data(args: argparse.Namespace):
-    from sw.tinysnn.data import load_images
+    from ttsnn.sw.tinysnn.data import load_images
 
     train = load_images(args.dataset, True, args.data_path).head(args.max_train)
     test = load_images(args.dataset, False, args.data_path).head(args.max_test)
@@ -163,12 +163,12 @@ def _data(args: argparse.Namespace):
 
 
 def _energy_table():
-    from model.energy_table import load_energy_table
+    from ttsnn.model.energy_table import load_energy_table
     return load_energy_table()
 
 
 def _report(model, result: dict, spec, table=None) -> dict[str, Any]:
-    from sw.tinysnn import cost
+    from ttsnn.sw.tinysnn import cost
 
     costs = cost.operation_costs_pj(model.cfg, spec, table if table is not None else _energy_table())
     return {"variant": model.cfg.variant, "scheme": "ITQ" if spec.in_training else ("FP32" if spec.is_fp32 else "PTQ"),
@@ -202,7 +202,7 @@ def _print_report(rep: dict[str, Any], head: str) -> None:
 
 
 def _plots(out: Path, model, result: dict, image_shape) -> list[str]:
-    from sw.tinysnn.plots import plot_confusion, plot_receptive_fields
+    from ttsnn.sw.tinysnn.plots import plot_confusion, plot_receptive_fields
 
     a = plot_receptive_fields(result["weights"], image_shape, out / "receptive_fields.png", result["assignments"],
                               title=f"{model.cfg.variant}: learned weights (neuron label in blue)")
@@ -216,8 +216,8 @@ def _plots(out: Path, model, result: dict, image_shape) -> list[str]:
 def run_train(args: argparse.Namespace) -> int:
     import torch
 
-    from sw.tinysnn.experiment import evaluate, quant_spec, save_model, train_model
-    from sw.tinysnn.fixedpoint import QuantSpec
+    from ttsnn.sw.tinysnn.experiment import evaluate, quant_spec, save_model, train_model
+    from ttsnn.sw.tinysnn.fixedpoint import QuantSpec
 
     train, test = _data(args)
     cfg = _config(args, train.pixels.shape[1])
@@ -253,7 +253,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from sw.tinysnn.experiment import evaluate, load_model, quant_spec
+    from ttsnn.sw.tinysnn.experiment import evaluate, load_model, quant_spec
 
     model = load_model(args.model)
     train, test = _data(args)
@@ -307,9 +307,9 @@ def _print_selection(sel: list[dict[str, Any]]) -> None:
 
 
 def run_explore(args: argparse.Namespace) -> int:
-    from sw.tinysnn.experiment import explore, save_model
-    from sw.tinysnn.plots import plot_pareto
-    from sw.tinysnn.select import pareto_front, select
+    from ttsnn.sw.tinysnn.experiment import explore, save_model
+    from ttsnn.sw.tinysnn.plots import plot_pareto
+    from ttsnn.sw.tinysnn.select import pareto_front, select
 
     train, test = _data(args)
     cfg = _config(args, train.pixels.shape[1])
@@ -318,7 +318,7 @@ def run_explore(args: argparse.Namespace) -> int:
         if v not in ("baseline", "tinysnn"):
             raise UserError(f"--variants: unknown {v!r}; choose baseline and/or tinysnn")
     roundings = [r.strip() for r in args.roundings.split(",") if r.strip()]
-    from sw.tinysnn.fixedpoint import ROUNDING_MODES
+    from ttsnn.sw.tinysnn.fixedpoint import ROUNDING_MODES
     for r in roundings:
         if r not in ROUNDING_MODES:
             raise UserError(f"--roundings: unknown {r!r}; choose from {', '.join(ROUNDING_MODES)}")
@@ -357,8 +357,8 @@ def run_explore(args: argparse.Namespace) -> int:
 
 
 def run_select(args: argparse.Namespace) -> int:
-    from sw.tinysnn.plots import plot_pareto
-    from sw.tinysnn.select import pareto_front, select
+    from ttsnn.sw.tinysnn.plots import plot_pareto
+    from ttsnn.sw.tinysnn.select import pareto_front, select
 
     p = Path(args.candidates)
     if not p.is_file():
@@ -388,7 +388,7 @@ def run_select(args: argparse.Namespace) -> int:
 
 
 def run_bench_peer(args: argparse.Namespace) -> int:
-    from sw.tinysnn.bench_peer import DEFAULT_PEER_PYTHON, bench_peer
+    from ttsnn.sw.tinysnn.bench_peer import DEFAULT_PEER_PYTHON, bench_peer
 
     train, test = _data(args)
     cfg = _config(args, train.pixels.shape[1], variant="baseline")

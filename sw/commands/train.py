@@ -20,9 +20,9 @@ import argparse
 import json
 import os
 
-from sw.plugin.methods import LOSSES, NORMS
-from sw.train import TrainConfig, config_from_dict, load_config, train
-from sw.cli_util import UserError
+from ttsnn.sw.plugin.methods import LOSSES, NORMS
+from ttsnn.sw.train import TrainConfig, config_from_dict, load_config, train
+from ttsnn.sw.cli_util import UserError
 
 # flag -> config key (flags left at None do not override the file)
 _OVERRIDES = {
@@ -38,10 +38,10 @@ _OVERRIDES = {
 def _override_help() -> dict[str, str]:
     """One help line per override, with its allowed values (read from the tables that validate
     them, so the help cannot drift from the checks)."""
-    from sw.arch import ARCHS, DOWNSAMPLE_CHOICES, MODES, describe_rank_syntax
-    from sw.data import DATASETS
-    from sw.data.events import SPLIT_MODES
-    from sw.train import SCHEDULERS
+    from ttsnn.sw.arch import ARCHS, DOWNSAMPLE_CHOICES, MODES, describe_rank_syntax
+    from ttsnn.sw.data import DATASETS
+    from ttsnn.sw.data.events import SPLIT_MODES
+    from ttsnn.sw.train import SCHEDULERS
     return {
         "arch": f"network: {' | '.join(ARCHS)}",
         "mode": f"convolutions: {' | '.join(MODES)} (dense, or a TT decomposition)",
@@ -136,7 +136,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sw.malloc_tuning import keep_freed_memory
+    from ttsnn.sw.malloc_tuning import keep_freed_memory
 
     keep_freed_memory()  # reuse freed step buffers instead of page-faulting them in again
     cfg = config_from_args(args)

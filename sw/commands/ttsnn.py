@@ -13,7 +13,7 @@ import importlib
 import sys
 from typing import NamedTuple, Sequence
 
-from sw.cli_util import called_as, run_cli
+from ttsnn.sw.cli_util import called_as, run_cli
 
 
 class Command(NamedTuple):
@@ -23,8 +23,8 @@ class Command(NamedTuple):
 
 
 def _sw_commands() -> dict[str, Command]:
-    from sw.__main__ import COMMANDS  # a table of strings, no heavy import
-    return {name: Command("sw.__main__", (name,), text) for name, text in COMMANDS.items()}
+    from ttsnn.sw.__main__ import COMMANDS  # a table of strings, no heavy import
+    return {name: Command("ttsnn.sw.__main__", (name,), text) for name, text in COMMANDS.items()}
 
 
 # cosim/__main__.py's commands, reachable flat (ttsnn replay) and as `ttsnn cosim <command>`;
@@ -49,16 +49,16 @@ MODEL_COMMANDS = {
                    "(docs/tinysnn.md)"),
 }
 GEN_COMMANDS = {
-    "gen": Command("gen.__main__", (), "write the accelerator's Verilog and manifest for a configuration"),
-    "perf": Command("gen.perf", (), "cycles per TT layer of MS-ResNet18/34 versus the ideal bound"),
-    "lint": Command("gen.lint", (), "verilator --lint-only -Wall on every generated design"),
-    "synth": Command("gen.synth", (), "Yosys synthesis of the accelerator, cells per component"),
-    "fpga": Command("gen.fpga", (), "ECP5 synthesis, place and route: LUTs, FFs, BRAMs, DSPs, clock"),
+    "gen": Command("ttsnn.gen.__main__", (), "write the accelerator's Verilog and manifest for a configuration"),
+    "perf": Command("ttsnn.gen.perf", (), "cycles per TT layer of MS-ResNet18/34 versus the ideal bound"),
+    "lint": Command("ttsnn.gen.lint", (), "verilator --lint-only -Wall on every generated design"),
+    "synth": Command("ttsnn.gen.synth", (), "Yosys synthesis of the accelerator, cells per component"),
+    "fpga": Command("ttsnn.gen.fpga", (), "ECP5 synthesis, place and route: LUTs, FFs, BRAMs, DSPs, clock"),
 }
 GROUPS = {
-    "cosim": Command("cosim.__main__", (), "co-simulation: check | run | replay | replay-network | "
+    "cosim": Command("ttsnn.cosim.__main__", (), "co-simulation: check | run | replay | replay-network | "
                      "train-step | finetune-check | speed"),
-    "model": Command("model.__main__", (), "energy model: " + " | ".join(MODEL_COMMANDS)),
+    "model": Command("ttsnn.model.__main__", (), "energy model: " + " | ".join(MODEL_COMMANDS)),
 }
 
 
@@ -67,8 +67,8 @@ def commands() -> dict[str, dict[str, Command]]:
     return {
         "software (python -m sw)": _sw_commands(),
         "hardware generator (python -m gen, gen.perf, gen.lint, gen.synth, gen.fpga)": GEN_COMMANDS,
-        "co-simulation (python -m cosim)": {n: Command("cosim.__main__", (n,), h) for n, h in COSIM_COMMANDS.items()},
-        "energy model (python -m model)": {n: Command("model.__main__", (n,), h) for n, h in MODEL_COMMANDS.items()},
+        "co-simulation (python -m cosim)": {n: Command("ttsnn.cosim.__main__", (n,), h) for n, h in COSIM_COMMANDS.items()},
+        "energy model (python -m model)": {n: Command("ttsnn.model.__main__", (n,), h) for n, h in MODEL_COMMANDS.items()},
         "every command of cosim / model": GROUPS,
     }
 

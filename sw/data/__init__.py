@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from torch.utils.data import Dataset
 
-from sw.data.events import SPLIT_MODES, events_to_frames, read_aedat31, read_atis_bin
-from sw.data.images import augment_crop_flip
-from sw.cli_util import UserError
+from ttsnn.sw.data.events import SPLIT_MODES, events_to_frames, read_aedat31, read_atis_bin
+from ttsnn.sw.data.images import augment_crop_flip
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["DATASETS", "DataInfo", "load_dataset", "augment_crop_flip", "events_to_frames",
            "read_atis_bin", "read_aedat31"]
@@ -52,7 +52,7 @@ def load_dataset(name: str, path: str | None = None, *, timesteps: int = 4, size
     if size is not None and size < 1:
         raise UserError(f"size must be >= 1, got {size}")
     if name in ("digits", "digits-events"):
-        from sw.data.images import digits_event_frames, load_digits_images
+        from ttsnn.sw.data.images import digits_event_frames, load_digits_images
 
         s = size or 16
         if name == "digits":
@@ -63,13 +63,13 @@ def load_dataset(name: str, path: str | None = None, *, timesteps: int = 4, size
     if path is None:
         raise UserError(f"data set {name!r} needs a path to its local files (--data-path); nothing is downloaded")
     if name in ("cifar10", "cifar100"):
-        from sw.data.images import CIFAR_LAYOUT, load_cifar
+        from ttsnn.sw.data.images import CIFAR_LAYOUT, load_cifar
 
         if size not in (None, 32):
             raise UserError(f"{name} images are 32x32; size {size} is not supported")
         tr, te = load_cifar(name, path, True), load_cifar(name, path, False)
         return tr, te, DataInfo(name, 3, 32, CIFAR_LAYOUT[name][4], False, True if augment is None else augment)
-    from sw.data import neuromorphic
+    from ttsnn.sw.data import neuromorphic
 
     if name == "ncaltech101":
         s = size or 48

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sw.fileio import atomic_write_bytes
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.sw.fileio import atomic_write_bytes
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["Events", "read_atis_bin", "read_aedat31", "write_atis_bin", "write_aedat31",
            "events_to_frames", "SPLIT_MODES"]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["TensorImageDataset", "load_cifar", "read_cifar_batch", "load_digits_images", "digits_event_frames",
            "augment_crop_flip", "CIFAR_LAYOUT"]

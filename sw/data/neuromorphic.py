@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sw.data.events import Events, events_to_frames, read_aedat31, read_atis_bin
-from sw.fileio import atomic_write
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.sw.data.events import Events, events_to_frames, read_aedat31, read_atis_bin
+from ttsnn.sw.fileio import atomic_write
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["EventFrameDataset", "ncaltech101", "dvsgesture", "NCALTECH_SENSOR", "DVSGESTURE_SENSOR"]
 

@@ -4,8 +4,8 @@ network (spikingjelly, snnTorch, norse, plain torch) to STT/PTT/HTT and merge th
 loss, NDA; :mod:`sw.plugin.methods`) and a Table III-style benchmark (:mod:`sw.plugin.bench`).
 See docs/plugin.md."""
 
-from sw.plugin.convert import ConvertedLayer, convert, count_macs, find_convs, merge, tt_layers_of
-from sw.plugin.layers import PluginScheduledConv, PluginTTConv
+from ttsnn.sw.plugin.convert import ConvertedLayer, convert, count_macs, find_convs, merge, tt_layers_of
+from ttsnn.sw.plugin.layers import PluginScheduledConv, PluginTTConv
 
 __all__ = ["convert", "merge", "count_macs", "find_convs", "tt_layers_of", "ConvertedLayer",
            "PluginTTConv", "PluginScheduledConv"]

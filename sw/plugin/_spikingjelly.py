@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from spikingjelly.activation_based import base
 
-from sw.plugin.layers import PluginTTConv
+from ttsnn.sw.plugin.layers import PluginTTConv
 
 __all__ = ["SJPluginTTConv"]
 

@@ -37,10 +37,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from sw.layers import BatchNormTB
-from sw.neurons import MultiStepLIF
-from sw.plugin.methods import METHODS, TemporalEffectiveBN, ThresholdDependentBN, nda_augment, tet_loss
-from sw.cli_util import UserError
+from ttsnn.sw.layers import BatchNormTB
+from ttsnn.sw.neurons import MultiStepLIF
+from ttsnn.sw.plugin.methods import METHODS, TemporalEffectiveBN, ThresholdDependentBN, nda_augment, tet_loss
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["BenchNet", "BenchRow", "run_benchmark", "format_table", "BENCH_DATASETS", "plot_rows"]
 
@@ -137,7 +137,7 @@ def _accuracy(model: nn.Module, dataset, events: bool) -> float:
 def train_one(model: nn.Module, method: str, train_set, test_set, events: bool, epochs: int,
               batch_size: int, seed: int, lr: float, progress: bool, desc: str) -> tuple[float, float, int]:
     """Train ``model`` with ``method``'s loss/augmentation; returns (test acc, median step s, steps)."""
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     _, loss_kind, augment = RECIPES[method]
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
@@ -175,8 +175,8 @@ def run_benchmark(datasets: Iterable[str] = BENCH_DATASETS, methods: Iterable[st
                   channels: int = 8, seed: int = 0, lr: float = 0.1, max_train_samples: int | None = None,
                   max_test_samples: int | None = None, progress: bool = True) -> list[BenchRow]:
     """Train baseline and PTT for every (data set, method) pair; NDA only on event data."""
-    from sw.data import load_dataset
-    from sw.plugin.convert import convert
+    from ttsnn.sw.data import load_dataset
+    from ttsnn.sw.plugin.convert import convert
 
     rows = []
     for name in datasets:

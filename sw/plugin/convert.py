@@ -31,10 +31,10 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
-from sw.arch import TT_MODES, ConvSpec, max_tt_rank, resolve_ranks, validate_schedule
-from sw.plugin.layers import LAYOUTS, PluginTTConv
-from sw.tt import TTConv2d, relative_error
-from sw.cli_util import UserError
+from ttsnn.sw.arch import TT_MODES, ConvSpec, max_tt_rank, resolve_ranks, validate_schedule
+from ttsnn.sw.plugin.layers import LAYOUTS, PluginTTConv
+from ttsnn.sw.tt import TTConv2d, relative_error
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["ConvertedLayer", "convert", "merge", "find_convs", "unsupported_reason", "count_macs",
            "tt_layers_of"]
@@ -118,7 +118,7 @@ def _layer_spec(name: str, conv: nn.Conv2d, mode: str = "dense", rank: int | Non
 
 def _evbmf_rank(weight: Tensor, bound: int) -> tuple[int, tuple[int, int], str]:
     """The rank ``python -m sw decompose`` picks (:func:`sw.evbmf.conv_rank`), clamped alike."""
-    from sw.evbmf import conv_rank
+    from ttsnn.sw.evbmf import conv_rank
 
     r, r0, r1 = conv_rank(weight.detach().to("cpu", torch.float64).numpy())
     if r == 0:
@@ -208,7 +208,7 @@ def convert(model: nn.Module, mode: str = "ptt", ranks: Any = "evbmf", *,
     full-timestep flags (default: first half full). Returns ``(converted_model, report)``; the
     input model is left untouched unless ``inplace``.
     """
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     sched = _check_options(mode, layout, timesteps, schedule, init, on_unsupported)
     steps = len(sched) if sched is not None else timesteps
@@ -278,7 +278,7 @@ def _convert_one(name: str, conv: nn.Conv2d, mode: str, rank: int, layout: str, 
     template = copy.deepcopy(conv).to("meta")
     args = (tt, layer_layout, steps, conv.bias, template, name)
     if layer_layout == "step-mode":
-        from sw.plugin._spikingjelly import SJPluginTTConv
+        from ttsnn.sw.plugin._spikingjelly import SJPluginTTConv
 
         new: PluginTTConv = SJPluginTTConv(*args, step_mode=conv.step_mode)
     else:

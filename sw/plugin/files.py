@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sw.fileio import atomic_write_bytes
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.sw.fileio import atomic_write_bytes
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["FORMAT", "build_host", "load_state_dict_file", "save_converted", "load_converted"]
 
@@ -70,7 +70,7 @@ def build_host(recipe: dict[str, Any]) -> nn.Module:
     """The unconverted host model of ``recipe``: ``{'checkpoint_hparams': ...}`` (an MS-ResNet of
     this kit) or ``{'model': 'module:function', 'model_kwargs': {...}}``."""
     if "checkpoint_hparams" in recipe:
-        from sw.checkpoint import build_model
+        from ttsnn.sw.checkpoint import build_model
 
         return build_model(recipe["checkpoint_hparams"])
     kwargs = recipe.get("model_kwargs") or {}
@@ -97,7 +97,7 @@ def save_converted(path: str | Path, model: nn.Module, recipe: dict[str, Any],
 
 def load_converted(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model written by :func:`save_converted`; returns ``(model, payload without weights)``."""
-    from sw.plugin.convert import convert
+    from ttsnn.sw.plugin.convert import convert
 
     path = Path(path)
     data = _load_tensors_only(path, "converted model", "cannot be read: truncated, corrupt or not a torch file")

@@ -29,9 +29,9 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from sw.arch import ConvSpec, validate_schedule
-from sw.tt import TTConv2d
-from sw.cli_util import UserError
+from ttsnn.sw.arch import ConvSpec, validate_schedule
+from ttsnn.sw.tt import TTConv2d
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["PluginTTConv", "PluginScheduledConv", "LAYOUTS"]
 

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["ThresholdDependentBN", "TemporalEffectiveBN", "tet_loss", "nda_augment", "NDA_OPS",
            "roll_frames", "cutout_frames", "affine_frames", "METHODS", "NORMS", "LOSSES",
@@ -99,7 +99,7 @@ def replace_tb_batchnorms(model: nn.Module, norm: str, timesteps: int, v_thresho
     :class:`sw.layers.BatchNormTB` (over ``[T, B, C, H, W]``) by a tdBN (``norm='tdbn'``, with
     ``v_threshold`` and ``alpha_of(qualified name)``) or a TEBN (``'tebn'``, ``timesteps``) of the
     same width, eps and momentum; ``'bn'`` changes nothing. Returns how many were replaced."""
-    from sw.layers import BatchNormTB
+    from ttsnn.sw.layers import BatchNormTB
 
     if norm not in NORMS:
         raise UserError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")

@@ -33,10 +33,10 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
-from sw import golden
-from sw.quantize import (ROUNDING_MODES, capture_layer_io, layer_context, quantize_residual,
+from ttsnn.sw import golden
+from ttsnn.sw.quantize import (ROUNDING_MODES, capture_layer_io, layer_context, quantize_residual,
                          quantize_tt_layer, tt_layer_names)
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["Candidate", "layer_shapes", "memory_entries", "memory_bits", "fp32_memory_bits",
            "quantize_network", "integer_forward", "accuracy", "finetune_on_accelerator",
@@ -184,7 +184,7 @@ class _FrozenIntegerLayer:
 
 def integer_forward(model: nn.Module, x: Tensor, qlayers: dict[str, Any], widths: Any) -> Tensor:
     """Logits of ``model`` with every TT layer computed by the integer golden model."""
-    from sw.hwlayer import hardware_forward
+    from ttsnn.sw.hwlayer import hardware_forward
 
     layers = {n: _FrozenIntegerLayer(layer_context(model, n).conv, q, widths) for n, q in qlayers.items()}
     with torch.no_grad():
@@ -218,8 +218,8 @@ def finetune_on_accelerator(model: nn.Module, batches: Iterable[tuple[Tensor, Te
     (its rounding is replaced by the one matching ``rounding``). Returns the loss per step."""
     import torch.nn.functional as F
 
-    from sw.hwlayer import HardwareLayer, hardware_forward
-    from sw.hwtrain import _freeze_batchnorm
+    from ttsnn.sw.hwlayer import HardwareLayer, hardware_forward
+    from ttsnn.sw.hwtrain import _freeze_batchnorm
 
     hw = SimpleNamespace(widths=golden.resolve_widths(widths),
                          gradients=dataclasses.replace(gradients, rounding=GRADIENT_ROUNDING[rounding]))

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from sw.tinysnn import labels, network
-from sw.tinysnn.config import SNNConfig
-from sw.tinysnn.data import ImageSet
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.sw.tinysnn import labels, network
+from ttsnn.sw.tinysnn.config import SNNConfig
+from ttsnn.sw.tinysnn.data import ImageSet
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["PEER_SCRIPT", "DEFAULT_PEER_PYTHON", "bench_peer"]
 
@@ -41,7 +41,7 @@ def _accuracy(label_counts: torch.Tensor, train: ImageSet, test_counts: torch.Te
 
 
 def _ours(cfg: SNNConfig, train: ImageSet, test: ImageSet, progress: bool) -> dict[str, Any]:
-    from sw.tinysnn.experiment import evaluate, train_model
+    from ttsnn.sw.tinysnn.experiment import evaluate, train_model
 
     model = train_model(cfg, train, progress=progress, desc="sw.tinysnn baseline")
     res = evaluate(model, train, test)

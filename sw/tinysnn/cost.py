@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sw.tinysnn.config import SNNConfig
-from sw.tinysnn.fixedpoint import QuantSpec
-from sw.tinysnn.network import OpCounts
+from ttsnn.sw.tinysnn.config import SNNConfig
+from ttsnn.sw.tinysnn.fixedpoint import QuantSpec
+from ttsnn.sw.tinysnn.network import OpCounts
 
 __all__ = ["memory_entries", "memory_bits", "op_energy_pj", "operation_costs_pj", "energy_pj"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["ImageSet", "DATASETS", "read_idx", "load_images", "IDX_FILES"]
 
@@ -114,7 +114,7 @@ def _load_idx_set(name: str, root: str | os.PathLike, train: bool) -> ImageSet:
 
 
 def _load_digits(train: bool) -> ImageSet:
-    from sw.data.images import _digits  # the project's embedded digits and its fixed split
+    from ttsnn.sw.data.images import _digits  # the project's embedded digits and its fixed split
 
     img, y, tr, te = _digits(8)
     sel = torch.from_numpy(tr if train else te)

@@ -26,9 +26,9 @@ def step_tinysnn(ctx) -> None:
 
 
 def _run(ctx) -> None:
-    from sw.tinysnn.config import SNNConfig
-    from sw.tinysnn.data import load_images
-    from sw.tinysnn.experiment import evaluate, quant_spec, save_model, train_model
+    from ttsnn.sw.tinysnn.config import SNNConfig
+    from ttsnn.sw.tinysnn.data import load_images
+    from ttsnn.sw.tinysnn.experiment import evaluate, quant_spec, save_model, train_model
 
     t0 = time.perf_counter()
     train = load_images("digits", True).head(DEMO_TRAIN_IMAGES)

@@ -18,12 +18,12 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from sw.fileio import atomic_write
-from sw.tinysnn import cost, labels, network
-from sw.tinysnn.config import SNNConfig
-from sw.tinysnn.data import ImageSet
-from sw.tinysnn.fixedpoint import FP32, FixedPoint, QuantSpec
-from sw.cli_util import MissingFileError, UserError
+from ttsnn.sw.fileio import atomic_write
+from ttsnn.sw.tinysnn import cost, labels, network
+from ttsnn.sw.tinysnn.config import SNNConfig
+from ttsnn.sw.tinysnn.data import ImageSet
+from ttsnn.sw.tinysnn.fixedpoint import FP32, FixedPoint, QuantSpec
+from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["SNNModel", "train_model", "quant_spec", "evaluate", "explore", "save_model", "load_model",
            "MODEL_FORMAT"]
@@ -66,7 +66,7 @@ def train_model(cfg: SNNConfig, data: ImageSet, *, epochs: int = 1, spec: QuantS
                 desc: str = "train") -> SNNModel:
     """Train with STDP on ``data`` (labels unused). With an ITQ ``spec`` the weights are
     re-quantised at every update and the neuron state at every step."""
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     cfg.validate()
     if data.pixels.shape[1] != cfg.n_inputs:
@@ -145,7 +145,7 @@ def explore(cfg: SNNConfig, train: ImageSet, test: ImageSet, *, variants: Sequen
     each ITQ candidate (``itq_precisions`` x ``roundings``, weights and neuron parameters; for the
     ``itq_variants``, default all) trains anew in its formats with the FP32 run's ranges.
     ``table``: the ``model.energy_table`` table to price operations with (required)."""
-    from sw.progress import tqdm  # a bar on a terminal, plain lines in a log
+    from ttsnn.sw.progress import tqdm  # a bar on a terminal, plain lines in a log
 
     if table is None:
         raise UserError("explore: pass the energy table (model.energy_table.load_energy_table())")

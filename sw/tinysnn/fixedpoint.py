@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sw.quantize import ROUNDING_MODES, round_values
-from sw.cli_util import UserError
+from ttsnn.sw.quantize import ROUNDING_MODES, round_values
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["FixedPoint", "QuantSpec", "FP32", "ROUNDING_MODES", "integer_bits_for"]
 

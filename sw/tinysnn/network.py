@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sw.tinysnn.config import SNNConfig
-from sw.tinysnn.fixedpoint import QuantSpec
+from ttsnn.sw.tinysnn.config import SNNConfig
+from ttsnn.sw.tinysnn.fixedpoint import QuantSpec
 
 __all__ = ["lif_step", "lateral_inhibition", "trace_step", "pre_traces", "pairwise_stdp",
            "windowed_stdp", "adaptive_factor", "normalize_columns", "initial_weights",

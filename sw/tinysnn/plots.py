@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from sw.fileio import atomic_write
+from ttsnn.sw.fileio import atomic_write
 
 __all__ = ["plot_receptive_fields", "plot_confusion", "plot_pareto"]
 

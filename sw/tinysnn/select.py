@@ -7,7 +7,7 @@ A candidate is a mapping with at least ``name``, ``accuracy`` (0..1) and ``memor
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
-from sw.cli_util import UserError
+from ttsnn.sw.cli_util import UserError
 
 __all__ = ["reward", "select", "pareto_front"]
 

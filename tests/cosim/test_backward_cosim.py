@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from gen.backward.cyclemodel import tile_counters
+from ttsnn.gen.backward.cyclemodel import tile_counters
 
-from cosim.backward import backward_coverage_cases, describe, run_backward_cases
-from cosim.layer import RtlTarget
+from ttsnn.cosim.backward import backward_coverage_cases, describe, run_backward_cases
+from ttsnn.cosim.layer import RtlTarget
 
 pytestmark = pytest.mark.cosim
 
@@ -47,10 +47,10 @@ def test_paper_sized_backward_tile(tmp_path):
     """A backward tile at MS-ResNet18's second TT layer's shape (64 -> 64 channels, rank 32,
     T = 4, PTT, the shortcut's share; the 7 x 4 tile python -m gen.perf --backward picks for
     it) on the paper configuration's RTL, bit-exact, with its cycles equal to the cycle model's."""
-    from gen.backward.cyclemodel import backward_cycles
-    from gen.backward.tile_program import plan_backward_tile
+    from ttsnn.gen.backward.cyclemodel import backward_cycles
+    from ttsnn.gen.backward.tile_program import plan_backward_tile
 
-    from cosim.backward import backward_tile_case
+    from ttsnn.cosim.backward import backward_tile_case
 
     target = RtlTarget.for_config("paper")
     cfg = target.config
@@ -74,10 +74,10 @@ def test_a_layer_in_chunks_of_timesteps_on_the_verilog(tmp_path, mode, T, channe
     carried from one program to the next in the gradient buffer of ONE simulator process.
     Bit-exact against the golden backward of the untiled layer; each program's counters equal
     the cycle model."""
-    from gen.backward.host import backward_layer_programs, combine_tiles
+    from ttsnn.gen.backward.host import backward_layer_programs, combine_tiles
     from tests.gen.test_backward_core_stages import layer_case
 
-    from cosim.backward import compare_backward, simulate_backward
+    from ttsnn.cosim.backward import compare_backward, simulate_backward
 
     target = RtlTarget.for_config("small")
     cfg = target.config

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from cosim.cases import coverage_cases
-from cosim.layer import RtlTarget, run_cases
-from gen.config import CONFIG_DIR, load_config
+from ttsnn.cosim.cases import coverage_cases
+from ttsnn.cosim.layer import RtlTarget, run_cases
+from ttsnn.gen.config import CONFIG_DIR, load_config
 from tests.cosim.test_cosim_layers import _check_all_model_counters, _check_results
 
 SMALL_SEQUENTIAL = "small_sequential"

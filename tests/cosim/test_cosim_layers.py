@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from cosim.cases import coverage_cases, paper_layer_case
-from cosim.layer import RtlTarget, run_cases
-from cosim.report import MismatchReport
-from sw.golden import golden_layer
+from ttsnn.cosim.cases import coverage_cases, paper_layer_case
+from ttsnn.cosim.layer import RtlTarget, run_cases
+from ttsnn.cosim.report import MismatchReport
+from ttsnn.sw.golden import golden_layer
 
 
 def _check_results(results, cfg):
@@ -58,8 +58,8 @@ def _check_model_counters(r, cfg, host_waited: bool = False) -> None:
     the RTL's counters (issue 6: forward counts of the model == RTL counters, every tile).
     ``host_waited``: the host made the accelerator wait (the capped-ring cases), so the
     host-timed counters (cycles, stalls) are left out; every other counter is compared."""
-    from gen.driver import Driver
-    from model.tile import tile_forward_counters
+    from ttsnn.gen.driver import Driver
+    from ttsnn.model.tile import tile_forward_counters
 
     q, case = r.case.qlayer, r.case
     drv = Driver(cfg)
@@ -81,7 +81,7 @@ def _check_model_counters(r, cfg, host_waited: bool = False) -> None:
 
 @pytest.mark.cosim
 def test_small_config_coverage_batch(tmp_path):
-    from gen.config import load_config
+    from ttsnn.gen.config import load_config
 
     cfg = load_config("small")
     target = RtlTarget.for_config("small")
@@ -122,8 +122,8 @@ def test_wider_host_port_rates(tmp_path):
     and capped-ring cases bit-exact, every tile's timing counters and bus cycles equal to the
     host-timed cycle model at that rate, and the host still the one holding up the capped
     rings (c1_in_wait / lif_stall > 0)."""
-    from cosim.cases import coverage_cases
-    from gen.config import CONFIG_DIR
+    from ttsnn.cosim.cases import coverage_cases
+    from ttsnn.gen.config import CONFIG_DIR
 
     text = (CONFIG_DIR / "small.toml").read_text()
     assert 'name = "small"' in text and "host_data = 32" in text
@@ -144,9 +144,9 @@ def _check_host_timing(results, cfg, need_waits: bool = True) -> None:
     lif_stall included) equal the cycle model with the host of run_tile on the configured
     port (gen/hosttiming.py), also where capped rings make the accelerator wait; the host's
     bus cycles too. The first tile of the run is the simulator's first after reset."""
-    from gen.cyclemodel import TileShape
-    from gen.driver import Driver
-    from gen.hosttiming import host_tile_timing, traffic_of_program
+    from ttsnn.gen.cyclemodel import TileShape
+    from ttsnn.gen.driver import Driver
+    from ttsnn.gen.hosttiming import host_tile_timing, traffic_of_program
 
     drv = Driver(cfg)
     fresh, waited = True, 0
@@ -188,9 +188,9 @@ def test_paper_first_resnet18_tt_layer():
 @pytest.mark.cosim
 def test_hang_is_reported_not_waited_forever(tmp_path, monkeypatch):
     """A tile that does not finish within its cycle limit fails the run with the log named."""
-    import cosim.layer as L
-    from cosim.cases import coverage_cases
-    from cosim.runner import CosimRunError
+    import ttsnn.cosim.layer as L
+    from ttsnn.cosim.cases import coverage_cases
+    from ttsnn.cosim.runner import CosimRunError
 
     target = RtlTarget.for_config("small")
     monkeypatch.setattr(L, "_cycle_limit", lambda cfg, tile, prog: 5)
@@ -204,9 +204,9 @@ def test_hang_is_reported_not_waited_forever(tmp_path, monkeypatch):
 def test_mismatch_is_reported_with_waveform(tmp_path, monkeypatch):
     """A wrong expectation (golden output shifted by one in one neuron) is reported with its
     coordinates, and the failing case is re-run with a waveform."""
-    import cosim.layer as L
-    from cosim.cases import coverage_cases
-    from sw.golden import GoldenResult
+    import ttsnn.cosim.layer as L
+    from ttsnn.cosim.cases import coverage_cases
+    from ttsnn.sw.golden import GoldenResult
 
     real = L.golden_tile
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from cosim.jobs import TileJob, read_jobs, read_results, write_jobs
-from cosim.runner import build_design, port_names, run_testbench
-from cosim.toolchain import MIN_VERILATOR, ToolchainError, parse_version, setup_toolchain
+from ttsnn.cosim.jobs import TileJob, read_jobs, read_results, write_jobs
+from ttsnn.cosim.runner import build_design, port_names, run_testbench
+from ttsnn.cosim.toolchain import MIN_VERILATOR, ToolchainError, parse_version, setup_toolchain
 
 
 RING = 4                       # rows of each ring (one word per row)
@@ -187,7 +187,7 @@ def test_job_file_wide_words(tmp_path):
     """Words of a 512-bit host port survive the job file (uint64 limbs, no pickles)."""
     import dataclasses
 
-    from cosim.jobs import limbs_to_words, words_to_limbs
+    from ttsnn.cosim.jobs import limbs_to_words, words_to_limbs
     jobs, _ = make_jobs(random.Random(4), 1)
     wide = [(1 << 511) | 5, (1 << 300) - 1, 0, 7, (1 << 64)]
     job = dataclasses.replace(jobs[0], setup=[(0x40 + i, w) for i, w in enumerate(wide)],
@@ -240,7 +240,7 @@ def test_build_is_cached_and_rebuilt_on_change(tiny_build, tmp_path):
 @pytest.mark.slow
 @pytest.mark.cosim
 def test_hang_is_reported_not_waited_forever(tiny_build, tmp_path):
-    from cosim.runner import CosimRunError
+    from ttsnn.cosim.runner import CosimRunError
 
     src, build = tiny_build
     # a tile that needs about 160 cycles, with a limit of 20
@@ -272,7 +272,7 @@ def test_waveforms_on_request(tmp_path):
 
 
 def test_missing_simulator_is_explained(monkeypatch):
-    import cosim.toolchain as tcm
+    import ttsnn.cosim.toolchain as tcm
 
     monkeypatch.setattr(tcm, "_wheel_root", lambda: None)
     monkeypatch.setenv("PATH", "/nonexistent")
@@ -283,7 +283,7 @@ def test_missing_simulator_is_explained(monkeypatch):
 def test_build_cache_key_logic(tmp_path, monkeypatch):
     """Without compiling: a build runs when there is none or the Verilog changed, and not
     when the cached one has the same key."""
-    import cosim.runner as rn
+    import ttsnn.cosim.runner as rn
 
     calls = []
 

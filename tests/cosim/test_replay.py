@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from cosim.__main__ import main
-from cosim.layer import RtlTarget
-from cosim.runner import REPO_ROOT
-from gen.config import CONFIG_DIR
+from ttsnn.cosim.__main__ import main
+from ttsnn.cosim.layer import RtlTarget
+from ttsnn.cosim.runner import REPO_ROOT
+from ttsnn.gen.config import CONFIG_DIR
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    from sw.checkpoint import save_checkpoint
-    from sw.resnet import ms_resnet
+    from ttsnn.sw.checkpoint import save_checkpoint
+    from ttsnn.sw.resnet import ms_resnet
 
     torch.manual_seed(0)
     model = ms_resnet("tiny", "htt", ranks=6, in_channels=1, num_classes=10, timesteps=4,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from sw.checkpoint import save_checkpoint
-from sw.resnet import ms_resnet
+from ttsnn.sw.checkpoint import save_checkpoint
+from ttsnn.sw.resnet import ms_resnet
 from tests.checkpoints import tiny_checkpoint
 
 pytestmark = pytest.mark.cosim
@@ -28,7 +28,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_whole_network_is_bit_exact_and_agrees_with_the_golden_chain(checkpoint, capsys):
-    from cosim.__main__ import main
+    from ttsnn.cosim.__main__ import main
 
     # two images on a pool of two processes: one job per image
     assert main(["replay-network", "--checkpoint", checkpoint, "--config", "small",
@@ -66,7 +66,7 @@ def _flip_first_spike(layer, image, spikes):
 
 
 def test_a_corrupted_spike_between_layers_is_detected(checkpoint):
-    from cosim.replay_network import replay_network
+    from ttsnn.cosim.replay_network import replay_network
 
     # (one simulator process per layer here; the other test runs a session per chunk)
     rep = replay_network(checkpoint, "small", images=1, backend="local", workers=1,
@@ -82,7 +82,7 @@ def test_a_corrupted_spike_between_layers_is_detected(checkpoint):
 
 
 def test_bad_input_is_one_clear_line(checkpoint, tmp_path):
-    from cosim.replay_network import replay_network
+    from ttsnn.cosim.replay_network import replay_network
 
     with pytest.raises(ValueError, match="--images must be >= 1"):
         replay_network(checkpoint, "small", images=0, progress=False)
@@ -96,8 +96,8 @@ def test_bad_input_is_one_clear_line(checkpoint, tmp_path):
 @pytest.mark.slow
 def test_ray_gives_the_local_results_bit_for_bit(checkpoint):
     pytest.importorskip("ray")
-    from cosim.replay_network import replay_network
-    from sw.backends import RayBackend
+    from ttsnn.cosim.replay_network import replay_network
+    from ttsnn.sw.backends import RayBackend
 
     local = replay_network(checkpoint, "small", images=2, workers=1, progress=False)
     with RayBackend(workers=2) as ray_backend:

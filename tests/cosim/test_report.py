@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cosim.report import MismatchReport
+from ttsnn.cosim.report import MismatchReport
 
 
 def test_report_counts_and_locates_mismatches():
@@ -48,8 +48,8 @@ def test_report_match_and_shape_error():
 
 def test_speed_rejects_a_repeat_below_one(capsys):
     """`python -m cosim speed --repeat 0` is one line, before any build or simulation."""
-    from cosim.__main__ import main
-    from sw.cli_util import run_cli
+    from ttsnn.cosim.__main__ import main
+    from ttsnn.sw.cli_util import run_cli
 
     assert run_cli(main, ["speed", "--repeat", "0"], prog="cosim") == 2
     err = capsys.readouterr().err.strip().splitlines()

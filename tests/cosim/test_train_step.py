@@ -15,7 +15,7 @@ pytestmark = pytest.mark.cosim
 
 
 def test_train_step_command_is_bit_exact(tmp_path, capsys):
-    from cosim.__main__ import main
+    from ttsnn.cosim.__main__ import main
 
     ckpt = tmp_path / "m.pt"
     tiny_checkpoint(ckpt, "ptt", seed=0)
@@ -33,7 +33,7 @@ def test_train_step_command_is_bit_exact(tmp_path, capsys):
 
 
 def test_finetune_check_runs_sampled_steps_on_the_rtl(tmp_path, capsys):
-    from cosim.__main__ import main
+    from ttsnn.cosim.__main__ import main
 
     ckpt = tmp_path / "m.pt"
     tiny_checkpoint(ckpt, "htt", seed=1)
@@ -51,8 +51,8 @@ def test_the_backward_reads_the_rtl_forwards_spikes_and_window_bits():
     gives a window bit, one outside does not; the arg-max stays the golden forward's."""
     from types import SimpleNamespace
 
-    from cosim.train_step import rtl_trace
-    from sw.golden_backward import ForwardTrace
+    from ttsnn.cosim.train_step import rtl_trace
+    from ttsnn.sw.golden_backward import ForwardTrace
 
     gold = ForwardTrace(x=torch.zeros(1, 1, 1, 4, 4), spikes=torch.zeros(1, 1, 1, 1, 2, dtype=torch.uint8),
                         window=torch.zeros(1, 1, 1, 1, 2, dtype=torch.uint8), argmax=torch.tensor([[[[[1, 3]]]]]))

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from gen.sim import pack_lanes, run_testbench, unpack_lanes
-from gen.units import AdderArray
+from ttsnn.gen.sim import pack_lanes, run_testbench, unpack_lanes
+from ttsnn.gen.units import AdderArray
 
 LANES, AB = 4, 16
 

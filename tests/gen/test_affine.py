@@ -4,9 +4,9 @@ streamed through the pipeline (one case per cycle, results LATENCY cycles later)
 import numpy as np
 import torch
 
-from gen.sim import pack_lanes, run_testbench, unpack_lanes
-from gen.units import AffineLanes
-from sw.golden import add_residual, affine
+from ttsnn.gen.sim import pack_lanes, run_testbench, unpack_lanes
+from ttsnn.gen.units import AffineLanes
+from ttsnn.sw.golden import add_residual, affine
 
 LANES, AB, SB, MB = 4, 16, 16, 16
 

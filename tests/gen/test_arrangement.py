@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 import tests.gen.test_engine_cluster23 as e23_test
-from gen.config import Arrangement, ConfigError, config_from_dict, load_config
-from gen.cyclemodel import TileShape, tile_counters
-from gen.driver import Driver
-from gen.sim import run_programs, run_testbench
-from gen.top import Accelerator
-from sw import golden
-from sw.golden import golden_layer
+from ttsnn.gen.config import Arrangement, ConfigError, config_from_dict, load_config
+from ttsnn.gen.cyclemodel import TileShape, tile_counters
+from ttsnn.gen.driver import Driver
+from ttsnn.gen.sim import run_programs, run_testbench
+from ttsnn.gen.top import Accelerator
+from ttsnn.sw import golden
+from ttsnn.sw.golden import golden_layer
 from tests.gen.test_top import TIMING, make_layer
 
 CFG = load_config("small")

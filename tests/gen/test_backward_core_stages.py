@@ -17,14 +17,14 @@ import torch
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.memory import Memory
 
-from gen.backward import BackwardDatapath
-from gen.backward.tile_program import pack_tensor, pack_trace, plan_backward_tile, unpack_tensor, unpack_wgrad
-from gen.config import load_config
-from gen.driver import affine_words
-from gen.sim import run_testbench
-from sw import golden
-from sw.golden import sat
-from sw.golden_backward import (BackwardParams, ForwardTrace, GradRounding, affine_product, backward_layer,
+from ttsnn.gen.backward import BackwardDatapath
+from ttsnn.gen.backward.tile_program import pack_tensor, pack_trace, plan_backward_tile, unpack_tensor, unpack_wgrad
+from ttsnn.gen.config import load_config
+from ttsnn.gen.driver import affine_words
+from ttsnn.gen.sim import run_testbench
+from ttsnn.sw import golden
+from ttsnn.sw.golden import sat
+from ttsnn.sw.golden_backward import (BackwardParams, ForwardTrace, GradRounding, affine_product, backward_layer,
                                 backward_tile, forward_trace, lif_grad, maxpool2x2_grad)
 from tests.gen.test_top import make_layer
 

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from amaranth.sim import Simulator
 
-from gen.backward.dither_hash import DitherHash
-from sw.golden_backward import lowbias32
+from ttsnn.gen.backward.dither_hash import DitherHash
+from ttsnn.sw.golden_backward import lowbias32
 
 
 def test_dither_is_the_golden_hash_of_each_lanes_index():

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from gen.backward import LIFGradientLanes
-from gen.sim import pack_lanes, run_testbench, unpack_lanes
-from sw.golden import sat
-from sw.golden_backward import GradRounding, affine_grad, lif_grad
+from ttsnn.gen.backward import LIFGradientLanes
+from ttsnn.gen.sim import pack_lanes, run_testbench, unpack_lanes
+from ttsnn.sw.golden import sat
+from ttsnn.sw.golden_backward import GradRounding, affine_grad, lif_grad
 
 LANES, GB, LB, SB = 4, 16, 8, 16
 STAGES = ("height", "leak", "affine")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from gen.backward import GradientRequantiser
-from gen.sim import pack_lanes, run_testbench, unpack_lanes
-from sw.golden_backward import GradRounding, requantize
+from ttsnn.gen.backward import GradientRequantiser
+from ttsnn.gen.sim import pack_lanes, run_testbench, unpack_lanes
+from ttsnn.sw.golden_backward import GradRounding, requantize
 
 LANES, AB, GB = 4, 36, 16
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gen.backward import WeightGradientAccumulator
-from gen.sim import pack_lanes, run_testbench, unpack_lanes
-from sw.golden import wrap
-from sw.golden_backward import accumulate_batch
+from ttsnn.gen.backward import WeightGradientAccumulator
+from ttsnn.gen.sim import pack_lanes, run_testbench, unpack_lanes
+from ttsnn.sw.golden import wrap
+from ttsnn.sw.golden_backward import accumulate_batch
 
 LANES, PW, ENTRIES = 4, 24, 6
 

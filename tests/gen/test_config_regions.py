@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from gen.config import ConfigError, config_from_dict, load_config
+from ttsnn.gen.config import ConfigError, config_from_dict, load_config
 
 
 @pytest.mark.parametrize("name", ["paper", "small"])
@@ -28,7 +28,7 @@ def test_regions_fit_their_buffers(name):
 
 def test_paper_runs_the_paper_workload_shapes():
     """MS-ResNet34's widest layer (48 columns, r = 24, T = 6) fits one full-width strip."""
-    from gen.driver import tile_fit
+    from ttsnn.gen.driver import tile_fit
     cfg = load_config("paper")
     assert tile_fit(cfg, 6, 64, 24, 64, 48, 48, False, (True,) * 4, pack=3) is None
 
@@ -84,7 +84,7 @@ def _num(s: str) -> float:
 def test_architecture_buffer_table_matches_the_paper_regions():
     import re
 
-    from gen.config import LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS
+    from ttsnn.gen.config import LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS
     cfg = load_config("paper")
     regions = cfg.regions
     rows = _doc_buffer_rows()
@@ -114,7 +114,7 @@ def test_config_comments_match_the_regions(name):
     """A config's comments that describe the interstage split state the region facts."""
     import re
 
-    from gen.config import CONFIG_DIR, LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS
+    from ttsnn.gen.config import CONFIG_DIR, LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS
     cfg = load_config(name)
     comments = " ".join(line.split("#", 1)[1] for line in (CONFIG_DIR / f"{name}.toml").read_text().splitlines()
                         if "#" in line)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from amaranth.hdl import Shape
 
-from gen.config import load_config
-from gen.descriptor import DESCRIPTOR, DESCRIPTOR_LAYOUT, Pass
-from gen.hostmap import DESCRIPTOR_BASE, host_map
+from ttsnn.gen.config import load_config
+from ttsnn.gen.descriptor import DESCRIPTOR, DESCRIPTOR_LAYOUT, Pass
+from ttsnn.gen.hostmap import DESCRIPTOR_BASE, host_map
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "host_interface.md"
 

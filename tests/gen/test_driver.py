@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gen.config import load_config
-from gen.driver import (CoresDoNotFit, Driver, LayerOutputs, TileResult, input_row_order, output_row_order,
+from ttsnn.gen.config import load_config
+from ttsnn.gen.driver import (CoresDoNotFit, Driver, LayerOutputs, TileResult, input_row_order, output_row_order,
                         plan_layer, plan_layer_any_weights)
-from sw.golden import golden_layer, golden_tile
-from sw.qlayer import QuantTTLayer
+from ttsnn.sw.golden import golden_layer, golden_tile
+from ttsnn.sw.qlayer import QuantTTLayer
 
 SMALL = load_config("small")
 PAPER = load_config("paper")

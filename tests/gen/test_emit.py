@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gen.config import load_config
-from gen.driver import Driver
-from gen.emit import write_outputs
-from gen.hostmap import host_map
+from ttsnn.gen.config import load_config
+from ttsnn.gen.driver import Driver
+from ttsnn.gen.emit import write_outputs
+from ttsnn.gen.hostmap import host_map
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,14 +63,14 @@ def test_committed_rtl_paper_is_up_to_date(tmp_path):
 
 
 def test_verilator_lint_passes(small_out):
-    from gen.lint import lint_file
+    from ttsnn.gen.lint import lint_file
     ok, out = lint_file(small_out / "ttsnn_accel.v")
     assert ok, out
 
 
 def test_cli_reports_bad_config(tmp_path, capsys):
-    from gen.__main__ import main
-    from sw.cli_util import run_cli
+    from ttsnn.gen.__main__ import main
+    from ttsnn.sw.cli_util import run_cli
     bad = tmp_path / "bad.toml"
     bad.write_text((ROOT / "configs" / "small.toml").read_text().replace("g2_pes = 4", "g2_pes = 3"))
     assert run_cli(main, ["--config", str(bad), "--out", str(tmp_path / "o")]) == 2

@@ -15,12 +15,12 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from gen.config import load_config
-from gen.driver import Driver
-from gen.engines import ClusterOneEngine, ClusterOneZeroSkipEngine
-from gen.tilegeo import TileGeometryUnit
-from sw import golden
-from sw.qlayer import QuantTTLayer
+from ttsnn.gen.config import load_config
+from ttsnn.gen.driver import Driver
+from ttsnn.gen.engines import ClusterOneEngine, ClusterOneZeroSkipEngine
+from ttsnn.gen.tilegeo import TileGeometryUnit
+from ttsnn.sw import golden
+from ttsnn.sw.qlayer import QuantTTLayer
 
 CFG = load_config("small")
 # zero skipping, and inputs of up to two 32-bit spike words

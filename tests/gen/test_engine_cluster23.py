@@ -11,12 +11,12 @@ import pytest
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.memory import Memory
 
-from gen.config import load_config
-from gen.driver import Driver
-from gen.engines import ClusterTwoThreeEngine
-from gen.sim import run_testbench
-from gen.tilegeo import TileGeometryUnit
-from sw import golden
+from ttsnn.gen.config import load_config
+from ttsnn.gen.driver import Driver
+from ttsnn.gen.engines import ClusterTwoThreeEngine
+from ttsnn.gen.sim import run_testbench
+from ttsnn.gen.tilegeo import TileGeometryUnit
+from ttsnn.sw import golden
 from tests.gen.test_top import make_layer
 
 CFG = load_config("small")

@@ -12,11 +12,11 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
-from gen.config import load_config
-from gen.driver import Driver, output_row_order
-from gen.engines import ClusterFourEngine
-from gen.tilegeo import TileGeometryUnit
-from sw import golden
+from ttsnn.gen.config import load_config
+from ttsnn.gen.driver import Driver, output_row_order
+from ttsnn.gen.engines import ClusterFourEngine
+from ttsnn.gen.tilegeo import TileGeometryUnit
+from ttsnn.sw import golden
 from tests.gen.test_top import make_layer
 
 CFG = load_config("small")

@@ -13,13 +13,13 @@ import torch
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib.memory import Memory
 
-from gen.config import load_config
-from gen.driver import Driver
-from gen.engines.stt_cluster3 import SttClusterThreeEngine
-from gen.sim import run_testbench
-from gen.tilegeo import TileGeometryUnit
-from gen.units import MacCluster, Requantiser
-from sw import golden
+from ttsnn.gen.config import load_config
+from ttsnn.gen.driver import Driver
+from ttsnn.gen.engines.stt_cluster3 import SttClusterThreeEngine
+from ttsnn.gen.sim import run_testbench
+from ttsnn.gen.tilegeo import TileGeometryUnit
+from ttsnn.gen.units import MacCluster, Requantiser
+from ttsnn.sw import golden
 from tests.gen.test_engine_cluster23 import assert_line4_holds
 from tests.gen.test_top import make_layer
 

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from gen.fpga import (DEVICE, LEVELS_SCRIPT, fit, stub_script, levels_by_unit, logic_levels, module_lines, path_units,
+from ttsnn.gen.fpga import (DEVICE, LEVELS_SCRIPT, fit, stub_script, levels_by_unit, logic_levels, module_lines, path_units,
                       run_levels, unit_of)
-from sw.cli_util import run_cli
+from ttsnn.sw.cli_util import run_cli
 
 
 def _cell(ctype, ins, outs):
@@ -140,8 +140,8 @@ def test_critical_path_steps_are_named_by_unit():
 
 
 def test_cli_rejects_a_bad_frequency_and_config_in_one_line(tmp_path, capsys):
-    from gen.fpga import main
-    assert run_cli(main, ["--freq", "0", "--out", str(tmp_path / "o")], prog="gen.fpga") == 2
+    from ttsnn.gen.fpga import main
+    assert run_cli(main, ["--freq", "0", "--out", str(tmp_path / "o")], prog="ttsnn.gen.fpga") == 2
     assert "--freq must be positive" in capsys.readouterr().err
     assert run_cli(main, ["--config", str(tmp_path / "none.toml"), "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
@@ -157,8 +157,8 @@ def test_small_configuration_levels_per_stage(tmp_path):
     unpipelined chain put 298 levels before the spike counter. The counters' increments are
     registered, so the counters themselves sit behind one 48-bit add. The backward
     LIF-gradient lanes are pipelined too."""
-    from gen.config import load_config
-    from gen.emit import verilog_text
+    from ttsnn.gen.config import load_config
+    from ttsnn.gen.emit import verilog_text
     (tmp_path / "ttsnn_accel.v").write_text(verilog_text(load_config("small")))
     (tmp_path / "levels.ys").write_text(LEVELS_SCRIPT.format(stubs=""))
     lv = run_levels(tmp_path)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from amaranth.sim import Simulator
 
-from gen.config import load_config
-from gen.host import HostInterface
-from gen.hostmap import REG_CTRL, host_map
+from ttsnn.gen.config import load_config
+from ttsnn.gen.host import HostInterface
+from ttsnn.gen.hostmap import REG_CTRL, host_map
 
 CFG = load_config("small")
 HMAP = host_map(CFG)

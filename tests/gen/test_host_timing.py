@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gen.config import config_from_dict, load_config
-from gen.cyclemodel import TileShape, tile_timing
-from gen.driver import Driver, run_tile
-from gen.hosttiming import host_tile_timing, shape_traffic, traffic_of_program
-from gen.sim import SimBus
-from gen.top import Accelerator
+from ttsnn.gen.config import config_from_dict, load_config
+from ttsnn.gen.cyclemodel import TileShape, tile_timing
+from ttsnn.gen.driver import Driver, run_tile
+from ttsnn.gen.hosttiming import host_tile_timing, shape_traffic, traffic_of_program
+from ttsnn.gen.sim import SimBus
+from ttsnn.gen.top import Accelerator
 from amaranth.sim import Simulator
 
 from tests.gen.test_top import TIMING, make_layer
@@ -130,7 +130,7 @@ def test_shape_traffic_equals_program(host_data):
 
 
 def test_host_data_validated():
-    from gen.config import ConfigError
+    from ttsnn.gen.config import ConfigError
     d = load_config("small").to_dict()
     d["widths"]["host_data"] = 96
     with pytest.raises(ConfigError, match="widths.host_data"):

@@ -112,8 +112,9 @@ def test_the_demo_is_imported_by_nothing():
 def test_architecture_doc_names_every_component():
     """docs/architecture.md's component diagram names every engine, the geometry unit and the
     MAC loop variants (the names a newcomer looks for in gen/)."""
-    import gen.engines
-    from gen.engines.macloop import VARIANTS
+    import ttsnn.gen.engines
+    from ttsnn import gen
+    from ttsnn.gen.engines.macloop import VARIANTS
 
     text = (ROOT / "docs" / "architecture.md").read_text().split("## Components (gen/)", 1)[1]
     for name in list(gen.engines.__all__) + ["TileGeometryUnit", "DESCRIPTOR_LAYOUT"] + list(VARIANTS):

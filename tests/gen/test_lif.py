@@ -4,9 +4,9 @@ with the pipeline's timing: u_prev, then cur CUR_OFFSET cycles later, u/s LATENC
 import numpy as np
 import torch
 
-from gen.sim import pack_lanes, run_testbench, unpack_lanes
-from gen.units import LIFLanes
-from sw.golden import lif
+from ttsnn.gen.sim import pack_lanes, run_testbench, unpack_lanes
+from ttsnn.gen.units import LIFLanes
+from ttsnn.sw.golden import lif
 
 LANES, MB, LB = 4, 16, 8
 GARBAGE = 0x7FFF_8000_1234_ABCD

@@ -5,8 +5,8 @@ weights from the weight-buffer word or the per-PE scratchpad, partial sums saved
 import numpy as np
 import pytest
 
-from gen.sim import pack_lanes, run_testbench, unpack_lanes
-from gen.units import MacCluster
+from ttsnn.gen.sim import pack_lanes, run_testbench, unpack_lanes
+from ttsnn.gen.units import MacCluster
 
 P, WB, QB, AB = 8, 8, 8, 16
 C, B = 4, 4

@@ -3,9 +3,9 @@
 import numpy as np
 import torch
 
-from gen.sim import pack_lanes, run_testbench, unpack_lanes
-from gen.units import MacPEArray
-from sw.golden import wrap
+from ttsnn.gen.sim import pack_lanes, run_testbench, unpack_lanes
+from ttsnn.gen.units import MacPEArray
+from ttsnn.sw.golden import wrap
 
 LANES, WB, QB, AB = 4, 8, 8, 16
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from gen.sim import pack_lanes, run_testbench, unpack_lanes
-from gen.units import MaxPoolLanes
+from ttsnn.gen.sim import pack_lanes, run_testbench, unpack_lanes
+from ttsnn.gen.units import MaxPoolLanes
 
 LANES, AB = 4, 16
 

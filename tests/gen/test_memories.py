@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import random
 
-from gen.backward.core_stage_engine import stage_read_port, stage_write_port
-from gen.config import load_config
-from gen.memories import BufferMemories, DatapathPort
-from gen.sim import run_testbench
+from ttsnn.gen.backward.core_stage_engine import stage_read_port, stage_write_port
+from ttsnn.gen.config import load_config
+from ttsnn.gen.memories import BufferMemories, DatapathPort
+from ttsnn.gen.sim import run_testbench
 
 CFG = load_config("small")
 GBUF = CFG.backward_regions["gbuf"]

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from gen.config import load_config
-from gen.cyclemodel import TileShape, tile_timing
-from gen.perf import GOAL, main, network_report, summary
+from ttsnn.gen.config import load_config
+from ttsnn.gen.cyclemodel import TileShape, tile_timing
+from ttsnn.gen.perf import GOAL, main, network_report, summary
 
 PAPER = load_config("paper")
 
@@ -78,7 +78,7 @@ def test_backward_bound_counts_every_backward_operation_once():
     """The backward table's ideal bound, against a count made here for a 1-pixel layer:
     PTT, Cin = 2, r = 1, Cout = 1, T = 1: G1 (recomputed), G1^T, dW1 = 3 x 2; G4^T, dW4 = 2;
     G2/G3 recomputed, transposed and as weight gradients = 18 taps; one LIF-gradient update."""
-    from gen.backward.perf import ideal_backward_ops
+    from ttsnn.gen.backward.perf import ideal_backward_ops
     assert ideal_backward_ops(2, 1, 1, 1, 1, 1, "ptt", (True,), False) == 6 + 2 + 18 + 1
     # HTT's reduced timesteps: no G2/G3 work; pooling: a quarter of the LIF updates
     assert ideal_backward_ops(2, 1, 1, 2, 2, 2, "htt", (True, False), True) == (8 * 4 * 2 + 18 * 4 + 1 * 1 * 2)
@@ -89,16 +89,16 @@ def test_backward_bound_with_idle_lanes_counted_by_hand():
     Steps per stage (lane channels rounded up to 4, times the other dimension): G1 recomputed
     4 x 2, dW1 4 x 2, G1^T 4 x 1, G4^T 4 x 1, dW4 4 x 1, 18 tap stages of 4 x 1, the LIF 4;
     over 4 lanes. With one lane it is the ideal bound."""
-    from gen.backward.perf import ideal_backward_ops, lane_bound_cycles
+    from ttsnn.gen.backward.perf import ideal_backward_ops, lane_bound_cycles
     assert lane_bound_cycles(2, 1, 1, 1, 1, 1, "ptt", (True,), False, 4) == (8 + 8 + 4 + 4 + 4 + 72 + 4) // 4
     assert lane_bound_cycles(2, 1, 1, 2, 2, 2, "htt", (True, False), True, 1) == ideal_backward_ops(
         2, 1, 1, 2, 2, 2, "htt", (True, False), True)
 
 
 def test_backward_table_is_at_or_above_its_bound():
-    from gen.backward.perf import layer_backward_report
-    from gen.config import load_config
-    from sw.arch import WORKLOADS, default_schedule, network_specs, tt_layers
+    from ttsnn.gen.backward.perf import layer_backward_report
+    from ttsnn.gen.config import load_config
+    from ttsnn.sw.arch import WORKLOADS, default_schedule, network_specs, tt_layers
     n = WORKLOADS["resnet18-cifar10"]
     specs = tt_layers(network_specs(n.arch, n.in_channels, n.input_size, n.num_classes, mode="ptt",
                                     ranks=n.ranks, timesteps=n.timesteps))
@@ -114,7 +114,7 @@ def test_streaming_need_by_hand():
     """streaming_need against figures worked by hand: r = 173, Cin = Cout = 512 on the paper
     configuration (regions w1/w4 32,768 B, w2/w3 19,200 B: every core exceeds its region),
     6 rows, T = 6, HTT with 4 full timesteps; made-up read counters."""
-    from gen.perf import streaming_need
+    from ttsnn.gen.perf import streaming_need
     counters = {"cycles": 100_000, "w1_reads": 1000, "w2_reads": 200, "w3_reads": 300, "w4_reads": 2000}
     need = streaming_need(PAPER, 173, 512, 512, 6, (True, False, True, False, True, True), "htt", counters)
     assert need["stream_cores"] == ["w1", "w2", "w3", "w4"]

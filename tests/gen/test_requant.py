@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from gen.sim import pack_lanes, run_testbench, unpack_lanes
-from gen.units import Requantiser
-from sw.golden import rshift, sat
+from ttsnn.gen.sim import pack_lanes, run_testbench, unpack_lanes
+from ttsnn.gen.units import Requantiser
+from ttsnn.sw.golden import rshift, sat
 
 LANES, IN_W, OUT_W = 4, 17, 8
 

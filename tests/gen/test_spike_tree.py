@@ -3,8 +3,8 @@ over steps, wrapped at the accumulator width (numpy reference)."""
 
 import numpy as np
 
-from gen.sim import pack_lanes, run_testbench
-from gen.units import SpikeTree
+from ttsnn.gen.sim import pack_lanes, run_testbench
+from ttsnn.gen.units import SpikeTree
 
 LANES, WB, AB = 8, 8, 10   # a narrow accumulator so that wrap-around happens
 

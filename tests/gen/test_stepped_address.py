@@ -9,9 +9,9 @@ import itertools
 import pytest
 from amaranth.hdl import Module, Signal
 
-from gen.backward.stepped_address import stepped_address
-from gen.engines.common import loops
-from gen.sim import run_testbench
+from ttsnn.gen.backward.stepped_address import stepped_address
+from ttsnn.gen.engines.common import loops
+from ttsnn.gen.sim import run_testbench
 
 COUNTS = (2, 3, 1, 4)                  # outer first; the third level has a single value
 STRIDES = (100, None, 7, -3)           # the second level does not move the address

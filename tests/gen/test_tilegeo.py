@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from amaranth.sim import Simulator
 
-from gen.config import load_config
-from gen.tilegeo import GEOMETRY, TileGeometryUnit
+from ttsnn.gen.config import load_config
+from ttsnn.gen.tilegeo import GEOMETRY, TileGeometryUnit
 
 CFG = load_config("small")     # P = 4, weight-stationary: 8 blocks share a chunk of 16 steps
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gen.config import load_config
-from gen.cyclemodel import TileShape, tile_counters
-from gen.driver import Driver, LayerOutputs
-from gen.hostmap import DESCRIPTOR_FIELDS, ID_VALUE
-from gen.sim import run_programs
-from gen.top import Accelerator
-from sw.golden import golden_layer
-from sw.qlayer import QuantTTLayer
+from ttsnn.gen.config import load_config
+from ttsnn.gen.cyclemodel import TileShape, tile_counters
+from ttsnn.gen.driver import Driver, LayerOutputs
+from ttsnn.gen.hostmap import DESCRIPTOR_FIELDS, ID_VALUE
+from ttsnn.gen.sim import run_programs
+from ttsnn.gen.top import Accelerator
+from ttsnn.sw.golden import golden_layer
+from ttsnn.sw.qlayer import QuantTTLayer
 
 CFG = load_config("small")
 
@@ -232,7 +232,7 @@ def test_event_rises_with_progress_and_falls_on_status_read():
     prog = drv.program(q, tile, drv.window(x, tile))
     dut = Accelerator(CFG)
     from amaranth.sim import Simulator
-    from gen.sim import SimBus
+    from ttsnn.gen.sim import SimBus
     log = []
 
     async def bench(ctx):
@@ -297,8 +297,8 @@ def test_start_right_after_the_descriptor_waits_for_the_geometry():
     desc = {drv.map.register(n).address for n, _, _ in DESCRIPTOR_FIELDS}
     dut = Accelerator(CFG)
     from amaranth.sim import Simulator
-    from gen.sim import SimBus
-    from gen.driver import run_tile
+    from ttsnn.gen.sim import SimBus
+    from ttsnn.gen.driver import run_tile
     results = []
 
     async def bench(ctx):
@@ -338,7 +338,7 @@ def test_counters_are_final_in_the_cycle_done_rises():
     assert len(prog.out_rows) <= prog.rings["out"]   # no output row needs draining to finish
     dut = Accelerator(CFG)
     from amaranth.sim import Simulator
-    from gen.sim import SimBus
+    from ttsnn.gen.sim import SimBus
     reads = []
 
     async def bench(ctx):

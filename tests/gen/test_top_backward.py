@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from gen.backward.cyclemodel import DATA_DEPENDENT, backward_cycles, tile_counters
-from gen.backward.host import BackwardDoesNotFit, backward_program, backward_traffic, run_backward_tile
-from gen.backward.stage_layout import StageKind
-from gen.config import load_config
-from gen.hostmap import BACKWARD_COUNTER_NAMES
-from gen.sim import SimBus
-from gen.top import Accelerator
+from ttsnn.gen.backward.cyclemodel import DATA_DEPENDENT, backward_cycles, tile_counters
+from ttsnn.gen.backward.host import BackwardDoesNotFit, backward_program, backward_traffic, run_backward_tile
+from ttsnn.gen.backward.stage_layout import StageKind
+from ttsnn.gen.config import load_config
+from ttsnn.gen.hostmap import BACKWARD_COUNTER_NAMES
+from ttsnn.gen.sim import SimBus
+from ttsnn.gen.top import Accelerator
 from tests.gen.test_backward_core_stages import backward_case
 
 CFG = load_config("small")
@@ -135,7 +135,7 @@ def test_stochastic_rounding_on_the_accelerator(case):
     golden backward's dither."""
     from dataclasses import replace
 
-    from sw.golden_backward import BackwardParams, GradRounding, backward_tile
+    from ttsnn.sw.golden_backward import BackwardParams, GradRounding, backward_tile
 
     cfg = replace(CFG, gradients=replace(CFG.gradients, rounding="stochastic"))
     q, x, trace, e, g_extra, gold = backward_case(case)
@@ -166,8 +166,8 @@ def test_a_layers_tiles_accumulate_their_weight_gradients_in_the_rtl():
 
     import torch
 
-    from gen.backward.host import backward_layer_programs, combine_tiles
-    from sw import golden_backward as GB
+    from ttsnn.gen.backward.host import backward_layer_programs, combine_tiles
+    from ttsnn.sw import golden_backward as GB
     from tests.gen.test_backward_core_stages import make_layer
 
     cfg = replace(CFG, gradients=replace(CFG.gradients, buffer_bytes=2048))
@@ -220,7 +220,7 @@ def test_a_layer_whose_timesteps_run_in_chunks(mode, rounding, pool, extra):
     later chunk ran, one store (a write) where an earlier one follows."""
     from dataclasses import replace
 
-    from gen.backward.host import backward_layer_programs, combine_tiles
+    from ttsnn.gen.backward.host import backward_layer_programs, combine_tiles
     from tests.gen.test_backward_core_stages import layer_case
 
     cfg = replace(CFG, gradients=replace(CFG.gradients, buffer_bytes=1024, rounding=rounding))

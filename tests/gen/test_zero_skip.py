@@ -11,11 +11,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gen.config import Arrangement, ConfigError, config_from_dict, load_config
-from gen.cyclemodel import TileShape, tile_counters
-from gen.driver import Driver, LayerOutputs
-from gen.zero_skip import w1_depth, w1_words_zero_skip, zero_skip_row_lens
-from sw.golden import golden_layer
+from ttsnn.gen.config import Arrangement, ConfigError, config_from_dict, load_config
+from ttsnn.gen.cyclemodel import TileShape, tile_counters
+from ttsnn.gen.driver import Driver, LayerOutputs
+from ttsnn.gen.zero_skip import w1_depth, w1_words_zero_skip, zero_skip_row_lens
+from ttsnn.sw.golden import golden_layer
 from tests.gen.test_arrangement import _run_tiles
 from tests.gen.test_top import make_layer
 

@@ -4,13 +4,13 @@ import math
 
 import pytest
 
-from gen.config import load_config
-from model.accelerators import Proposed, SataLike, make_accelerator
-from model.array import Step, spill_schedule
-from model.counts import CATEGORIES, PASSES, Sparsity, layer_cores
-from model.energy_table import load_energy_table
-from model.evaluate import Workload, evaluate_network
-from sw.arch import network_specs
+from ttsnn.gen.config import load_config
+from ttsnn.model.accelerators import Proposed, SataLike, make_accelerator
+from ttsnn.model.array import Step, spill_schedule
+from ttsnn.model.counts import CATEGORIES, PASSES, Sparsity, layer_cores
+from ttsnn.model.energy_table import load_energy_table
+from ttsnn.model.evaluate import Workload, evaluate_network
+from ttsnn.sw.arch import network_specs
 
 TINY = Workload("tiny", 2, (8, 8), 10, 4, 4)
 
@@ -126,7 +126,7 @@ def test_layers_beyond_the_weight_buffer_are_costed_with_streamed_weights():
     """MS-ResNet34's 512-channel stage: the cores exceed the paper configuration's weight
     buffer (plan_layer refuses them); the model plans them on a copy with weight regions large
     enough and charges the cores from DRAM for every tile."""
-    from gen.driver import plan_layer
+    from ttsnn.gen.driver import plan_layer
     cfg = load_config("paper")
     T = 6
     specs = [s for s in network_specs("resnet34", 2, 48, 101, "ptt", "paper-ncaltech101", T)

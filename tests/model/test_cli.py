@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from model.__main__ import main
-from sw.cli_util import run_cli
+from ttsnn.model.__main__ import main
+from ttsnn.sw.cli_util import run_cli
 
 TINY = ["--arch", "tiny", "--input", "2x8x8", "--classes", "10", "--timesteps", "4", "--ranks", "4",
         "--config", "small"]
@@ -51,7 +51,7 @@ def test_bad_input_gives_one_clear_line(capsys, argv, msg):
 
 
 def test_tile_prints_counters(capsys):
-    from gen.hostmap import COUNTER_NAMES
+    from ttsnn.gen.hostmap import COUNTER_NAMES
     assert main(["tile", "--mode", "ptt", "--shape", "4x4"]) == 0
     c = json.loads(capsys.readouterr().out)
     assert c["c3_macs"] == 2 * 4 * 4 * 3 * 4 * 4  # T x H x W x 3 x r x r
@@ -68,8 +68,8 @@ def test_tile_prints_counters(capsys):
 
 def test_report_writes_every_file(tmp_path, monkeypatch):
     """`make energy` runs this command; here on two tiny networks to stay fast."""
-    import model.networks as nets
-    from model.evaluate import Workload
+    import ttsnn.model.networks as nets
+    from ttsnn.model.evaluate import Workload
     monkeypatch.setattr(nets, "FIG4_NETWORKS", {
         "tiny-a": Workload("tiny", 2, (8, 8), 10, 2, 4),
         "tiny-b": Workload("tiny", 2, (8, 8), 10, 4, "uniform:6")})
@@ -90,9 +90,9 @@ def test_report_writes_every_file(tmp_path, monkeypatch):
 
 
 def test_reproduce_writes_markdown_and_json(tmp_path, monkeypatch, capsys):
-    import model.networks as nets
-    import model.reproduce as rep
-    from model.evaluate import Workload
+    import ttsnn.model.networks as nets
+    import ttsnn.model.reproduce as rep
+    from ttsnn.model.evaluate import Workload
     monkeypatch.setitem(nets.FIG4_NETWORKS, "tiny-b", Workload("tiny", 2, (8, 8), 10, 2, 4))
     monkeypatch.setattr(rep, "PAPER_NETWORK", "tiny-b")
     out = tmp_path / "rep"

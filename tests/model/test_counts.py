@@ -3,8 +3,8 @@
 
 import pytest
 
-from model.counts import Counts, Sparsity, layer_cores
-from sw.arch import network_specs
+from ttsnn.model.counts import Counts, Sparsity, layer_cores
+from ttsnn.sw.arch import network_specs
 
 
 def test_counts_reject_negative_nan_and_unknown_components():
@@ -26,7 +26,7 @@ def test_counts_reject_negative_nan_and_unknown_components():
     ("resnet34", 2, 48, 101, 6, 15_644_212_224),
 ])
 def test_dense_forward_macs_equal_the_published_flops(arch, cin, size, classes, T, flops):
-    from sw.stats import network_stats
+    from ttsnn.sw.stats import network_stats
     specs = network_specs(arch, cin, size, classes, "dense", None, T)
     assert sum(c.macs for s in specs for c in layer_cores(s, T)) == flops
     # ... and sw.stats' convention (MACs per timestep x T), counted there from the same specs

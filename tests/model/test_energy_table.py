@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from model.energy_table import (DEFAULT_TABLE, Memory, UnknownActionError, load_energy_table)
+from ttsnn.model.energy_table import (DEFAULT_TABLE, Memory, UnknownActionError, load_energy_table)
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from gen.config import ConfigError, load_config
-from model.energy_table import load_energy_table
-from model.hw_explore import config_toml, derive_config, parse_widths, widen_table
+from ttsnn.gen.config import ConfigError, load_config
+from ttsnn.model.energy_table import load_energy_table
+from ttsnn.model.hw_explore import config_toml, derive_config, parse_widths, widen_table
 from tests.checkpoints import tiny_checkpoint
 
 
@@ -69,7 +69,7 @@ def test_parse_widths():
 
 @pytest.fixture(scope="module")
 def explored(tmp_path_factory):
-    from model.__main__ import main
+    from ttsnn.model.__main__ import main
 
     tmp = tmp_path_factory.mktemp("hwx")
     ckpt = tmp / "m.pt"
@@ -114,7 +114,7 @@ def test_explore_rows_memory_energy_and_selection(explored):
 
 
 def test_missing_checkpoint_is_one_clear_error(tmp_path):
-    from model.__main__ import main
+    from ttsnn.model.__main__ import main
 
     with pytest.raises(FileNotFoundError, match="make demo"):
         main(["hw-explore", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path)])

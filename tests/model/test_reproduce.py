@@ -5,9 +5,9 @@ import itertools
 
 import pytest
 
-from gen.config import load_config
-from model.energy_table import GROUPS, LEVELS, load_energy_table
-from model.reproduce import CLAIMS, Claim, reproduce, solve_linear_ratio
+from ttsnn.gen.config import load_config
+from ttsnn.model.energy_table import GROUPS, LEVELS, load_energy_table
+from ttsnn.model.reproduce import CLAIMS, Claim, reproduce, solve_linear_ratio
 
 
 def test_solve_linear_ratio_by_hand():
@@ -32,9 +32,9 @@ def test_claim_verdicts():
 @pytest.fixture(scope="module")
 def tiny(request):
     """The reproduction on a tiny network (config small), to check its mechanics."""
-    import model.networks as nets
-    import model.reproduce as rep
-    from model.evaluate import Workload
+    import ttsnn.model.networks as nets
+    import ttsnn.model.reproduce as rep
+    from ttsnn.model.evaluate import Workload
     mp = pytest.MonkeyPatch()
     mp.setitem(nets.FIG4_NETWORKS, "tiny", Workload("tiny", 2, (8, 8), 10, 4, 4))
     request.addfinalizer(mp.undo)
@@ -45,10 +45,10 @@ def tiny(request):
 def test_band_holds_every_point_of_the_ranges(tiny):
     """The band is taken over the 2^4 corners only; a figure is monotone in each constant, so
     no point of the 3^4 grid (low, central, high of each group) may fall outside it."""
-    from model.accelerators import make_accelerator
-    from model.counts import Sparsity
-    from model.evaluate import evaluate_network
-    import model.networks as nets
+    from ttsnn.model.accelerators import make_accelerator
+    from ttsnn.model.counts import Sparsity
+    from ttsnn.model.evaluate import evaluate_network
+    import ttsnn.model.networks as nets
     cfg, table, res = tiny
     wl = nets.FIG4_NETWORKS["tiny"]
     acc = make_accelerator("proposed", cfg)
@@ -65,10 +65,10 @@ def test_solved_static_power_reproduces_the_target(tiny):
     """Independent route: the energy of a mode is linear in the static power, E = D + P tau;
     two evaluations (SRAM leakage low and high) give D and tau, and the figure at the solved
     power must be the claim's target."""
-    from model.accelerators import make_accelerator
-    from model.counts import Sparsity
-    from model.evaluate import evaluate_network
-    import model.networks as nets
+    from ttsnn.model.accelerators import make_accelerator
+    from ttsnn.model.counts import Sparsity
+    from ttsnn.model.evaluate import evaluate_network
+    import ttsnn.model.networks as nets
     cfg, table, res = tiny
     wl = nets.FIG4_NETWORKS["tiny"]
     acc = make_accelerator("proposed", cfg)

@@ -5,14 +5,14 @@ import json
 
 import pytest
 
-from gen.config import load_config
-from model.__main__ import main
-from model.accelerators import make_accelerator
-from model.counts import Sparsity
-from model.energy_table import load_energy_table
-from model.evaluate import Workload
-from model.reversible import evaluate_reversible, recompute_layer
-from sw.arch import network_specs
+from ttsnn.gen.config import load_config
+from ttsnn.model.__main__ import main
+from ttsnn.model.accelerators import make_accelerator
+from ttsnn.model.counts import Sparsity
+from ttsnn.model.energy_table import load_energy_table
+from ttsnn.model.evaluate import Workload
+from ttsnn.model.reversible import evaluate_reversible, recompute_layer
+from ttsnn.sw.arch import network_specs
 
 TINY = ["--arch", "tiny", "--input", "2x8x8", "--classes", "10", "--timesteps", "4", "--ranks", "4",
         "--config", "small"]

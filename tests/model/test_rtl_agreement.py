@@ -11,12 +11,12 @@ counter must agree exactly, timing included (docs/energy_model.md, section 6).
 import numpy as np
 import pytest
 
-from gen.config import load_config
-from model.tile import tile_forward_counters
+from ttsnn.gen.config import load_config
+from ttsnn.model.tile import tile_forward_counters
 
 
 def _layer(rng, mode, cin, r, co, pool, residual, T):
-    from sw.qlayer import QuantTTLayer
+    from ttsnn.sw.qlayer import QuantTTLayer
     return QuantTTLayer(
         mode=mode, w1=rng.integers(-3, 4, (r, cin)), w2=rng.integers(-3, 4, (r, r, 3)),
         w3=rng.integers(-3, 4, (r, r, 3)), w4=rng.integers(-3, 4, (co, r)), shift1=1, shift2=1,
@@ -42,10 +42,10 @@ CASES = [  # mode, Cin, r, Cout, layer HxW, T, pool, residual, density, tile_hw,
                                              f"{'-strip' if c[9] else ''}" for c in CASES])
 def test_tile_counters_equal_the_rtl(case):
     pytest.importorskip("amaranth")
-    from gen.driver import Driver
-    from gen.hostmap import COUNTER_NAMES
-    from gen.sim import run_programs
-    from gen.top import Accelerator
+    from ttsnn.gen.driver import Driver
+    from ttsnn.gen.hostmap import COUNTER_NAMES
+    from ttsnn.gen.sim import run_programs
+    from ttsnn.gen.top import Accelerator
 
     mode, cin, r, co, (h, w), T, pool, residual, density, tile_hw, pack, order, idx = case
     rng = np.random.default_rng(sum(map(ord, mode)) + cin * 7 + r)

@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gen.backward.cyclemodel import DATA_DEPENDENT
-from gen.backward.host import backward_layer_programs
-from gen.config import load_config
-from model.accelerators import make_accelerator
-from model.counts import Sparsity
-from model.rtl_backward import layer_backward, trace_bits
-from sw.arch import ConvSpec
-from sw.qlayer import QuantTTLayer
+from ttsnn.gen.backward.cyclemodel import DATA_DEPENDENT
+from ttsnn.gen.backward.host import backward_layer_programs
+from ttsnn.gen.config import load_config
+from ttsnn.model.accelerators import make_accelerator
+from ttsnn.model.counts import Sparsity
+from ttsnn.model.rtl_backward import layer_backward, trace_bits
+from ttsnn.sw.arch import ConvSpec
+from ttsnn.sw.qlayer import QuantTTLayer
 
 
 def _qlayer(rng, mode, cin, r, co, pool, T):
@@ -38,8 +38,8 @@ CASES = [  # name (conv2: the shortcut's share), mode, Cin, r, Cout, H, W, T, po
 
 @pytest.mark.cosim
 def test_model_backward_counters_equal_the_rtl_over_tiled_layers(tmp_path):
-    from cosim.backward import simulate_backward
-    from cosim.layer import RtlTarget
+    from ttsnn.cosim.backward import simulate_backward
+    from ttsnn.cosim.layer import RtlTarget
 
     target = RtlTarget.for_config("small")
     cfg = target.config

@@ -11,10 +11,10 @@ sparsity, du membrane-gradient sparsity). Differences are explained in docs/ener
 
 import pytest
 
-from gen.config import load_config
-from model.accelerators import make_accelerator
-from model.counts import Sparsity
-from model.evaluate import Workload
+from ttsnn.gen.config import load_config
+from ttsnn.model.accelerators import make_accelerator
+from ttsnn.model.counts import Sparsity
+from ttsnn.model.evaluate import Workload
 
 T, S, DU = 4, 0.9, 0.7
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from model.array import ArrayMachine, array_shape, core_forward
-from model.counts import Core, Counts
-from model.energy_table import Memory
+from ttsnn.model.array import ArrayMachine, array_shape, core_forward
+from ttsnn.model.counts import Core, Counts
+from ttsnn.model.energy_table import Memory
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "model" / "scalesim_runner.py"

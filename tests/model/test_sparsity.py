@@ -2,9 +2,9 @@
 
 import torch
 
-from model.counts import Sparsity
-from model.sparsity import measure_sparsity
-from sw.resnet import ms_resnet
+from ttsnn.model.counts import Sparsity
+from ttsnn.model.sparsity import measure_sparsity
+from ttsnn.sw.resnet import ms_resnet
 
 
 def test_measure_sparsity_of_a_tiny_model(tmp_path):
@@ -29,8 +29,8 @@ def test_measure_sparsity_of_a_tiny_model(tmp_path):
 def test_sparsity_command_on_a_checkpoint(tmp_path, capsys):
     import json
 
-    from model.__main__ import main
-    from sw.checkpoint import save_checkpoint
+    from ttsnn.model.__main__ import main
+    from ttsnn.sw.checkpoint import save_checkpoint
 
     torch.manual_seed(1)
     model = ms_resnet("tiny", "ptt", ranks=4, in_channels=2, num_classes=10, timesteps=2, input_size=16)

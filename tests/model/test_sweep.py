@@ -6,13 +6,13 @@ import io
 
 import pytest
 
-from gen.config import config_from_dict, load_config
-from model.__main__ import main
-from model.energy_table import load_energy_table
-from model.evaluate import Workload, evaluate_network
-from model.sweep import load_grid, pareto_front, run_sweep
-from sw.backends import LocalBackend
-from sw.cli_util import run_cli
+from ttsnn.gen.config import config_from_dict, load_config
+from ttsnn.model.__main__ import main
+from ttsnn.model.energy_table import load_energy_table
+from ttsnn.model.evaluate import Workload, evaluate_network
+from ttsnn.model.sweep import load_grid, pareto_front, run_sweep
+from ttsnn.sw.backends import LocalBackend
+from ttsnn.sw.cli_util import run_cli
 
 GRID = """
 [sweep]
@@ -142,7 +142,7 @@ def test_the_example_grid_parses():
 
 def test_the_ray_backend_gives_the_same_rows_bit_for_bit(tmp_path):
     pytest.importorskip("ray")
-    from sw.backends import RayBackend
+    from ttsnn.sw.backends import RayBackend
     grid = _grid(tmp_path)
     run_sweep(grid, tmp_path / "local", LocalBackend(1), log=_quiet, progress=False)
     with RayBackend(workers=2) as ray_backend:

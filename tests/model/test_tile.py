@@ -8,13 +8,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gen import cyclemodel as cm
-from gen.config import Arrangement, load_config
-from gen.driver import Driver, plan_layer
-from gen.geometry import TileGeometry
-from model.counts import Counts
-from model.energy_table import Memory, load_energy_table
-from model.tile import (STALL_COUNTERS, computed_pixels, counters_to_counts,
+from ttsnn.gen import cyclemodel as cm
+from ttsnn.gen.config import Arrangement, load_config
+from ttsnn.gen.driver import Driver, plan_layer
+from ttsnn.gen.geometry import TileGeometry
+from ttsnn.model.counts import Counts
+from ttsnn.model.energy_table import Memory, load_energy_table
+from ttsnn.model.tile import (STALL_COUNTERS, computed_pixels, counters_to_counts,
                         tile_forward, tile_forward_counters, tile_shape)
 
 SMALL = load_config("small")
@@ -23,7 +23,7 @@ ZS_PAPER = replace(PAPER, arrangement=Arrangement(cluster1="zero_skip"))
 
 
 def _qlayer(rng, mode, cin, r, co, pool=False, residual=False, T=2):
-    from sw.qlayer import QuantTTLayer
+    from ttsnn.sw.qlayer import QuantTTLayer
     return QuantTTLayer(
         mode=mode, w1=rng.integers(-3, 4, (r, cin)), w2=rng.integers(-3, 4, (r, r, 3)),
         w3=rng.integers(-3, 4, (r, r, 3)), w4=rng.integers(-3, 4, (co, r)), shift1=1, shift2=1,

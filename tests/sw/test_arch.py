@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sw.arch import (ConvSpec, default_schedule, max_tt_rank, network_specs, parse_input_size,
+from ttsnn.sw.arch import (ConvSpec, default_schedule, max_tt_rank, network_specs, parse_input_size,
                      tt_layers, validate_schedule)
-from sw.arch import PAPER_NCALTECH101_RESNET34, resolve_ranks
+from ttsnn.sw.arch import PAPER_NCALTECH101_RESNET34, resolve_ranks
 
 
 def test_resnet34_layer_list_shapes():
@@ -146,7 +146,7 @@ def test_rank_bound_is_per_layer():
 
 
 def test_workloads_resolve_and_match_the_paper():
-    from sw.arch import WORKLOADS
+    from ttsnn.sw.arch import WORKLOADS
 
     r34 = WORKLOADS["resnet34-ncaltech101"]
     # the published ranks resolve on the network the record describes
@@ -165,8 +165,8 @@ def test_workloads_resolve_and_match_the_paper():
 
 def test_benchmark_presets_are_built_from_the_workloads():
     pytest.importorskip("torch")
-    from sw.arch import WORKLOADS
-    from sw.bench import PRESETS
+    from ttsnn.sw.arch import WORKLOADS
+    from ttsnn.sw.bench import PRESETS
 
     for preset, key in (("ncaltech101", "resnet34-ncaltech101"), ("cifar", "resnet18-cifar10")):
         wl, spec = PRESETS[preset], WORKLOADS[key]

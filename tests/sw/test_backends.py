@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sw.backends import LocalBackend, make_backend, once_per_node
+from ttsnn.sw.backends import LocalBackend, make_backend, once_per_node
 
 
 def _slow_square(x):

@@ -4,9 +4,9 @@ import json
 
 import torch
 
-from sw.__main__ import main
-from sw.bench import PRESETS, bench_lif, bench_modes, format_table, saved_tensor_bytes
-from sw.cli_util import run_cli
+from ttsnn.sw.__main__ import main
+from ttsnn.sw.bench import PRESETS, bench_lif, bench_modes, format_table, saved_tensor_bytes
+from ttsnn.sw.cli_util import run_cli
 
 
 def test_bench_modes_structure():
@@ -56,7 +56,7 @@ def test_bench_cli_json(capsys):
 
 
 def test_bench_tt_backward_switch_saves_less_and_restores_default(capsys):
-    from sw.tt import TTConv2d
+    from ttsnn.sw.tt import TTConv2d
 
     saved = {}
     for choice in ("plain", "recompute", "keep-rank"):
@@ -70,8 +70,8 @@ def test_bench_tt_backward_switch_saves_less_and_restores_default(capsys):
 
 
 def test_profile_breakdown_attributes_every_module_once():
-    from sw.bench import format_breakdown, profile_breakdown
-    from sw.resnet import ms_resnet
+    from ttsnn.sw.bench import format_breakdown, profile_breakdown
+    from ttsnn.sw.resnet import ms_resnet
 
     wl = PRESETS["tiny"]
     torch.set_num_threads(1)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from sw.checkpoint import (FORMAT, load_checkpoint, load_model, payload_digest, rng_state, save_checkpoint,
+from ttsnn.sw.checkpoint import (FORMAT, load_checkpoint, load_model, payload_digest, rng_state, save_checkpoint,
                            set_rng_state)
-from sw.resnet import merge_to_dense, ms_resnet
+from ttsnn.sw.resnet import merge_to_dense, ms_resnet
 
 
 def _model(mode="ptt"):
@@ -88,7 +88,8 @@ def test_foreign_and_wrong_version_files_are_rejected(tmp_path):
 def test_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
     import errno
 
-    import sw.fileio
+    import ttsnn.sw.fileio
+    from ttsnn import sw
 
     path = save_checkpoint(tmp_path / "m.pt", _model(), epoch=1)
     before = path.read_bytes()

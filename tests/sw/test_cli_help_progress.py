@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sw.progress import PlainProgress, tqdm
+from ttsnn.sw.progress import PlainProgress, tqdm
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,25 +51,25 @@ def _options_without_help(parser: argparse.ArgumentParser, name: str) -> list[st
 
 
 def test_every_option_of_every_cli_has_help(monkeypatch):
-    from cosim.__main__ import build_parser as cosim_parser
-    from model.__main__ import build_parser as model_parser
-    from sw.__main__ import COMMANDS
+    from ttsnn.cosim.__main__ import build_parser as cosim_parser
+    from ttsnn.model.__main__ import build_parser as model_parser
+    from ttsnn.sw.__main__ import COMMANDS
 
     missing = []
     for name in COMMANDS:
         p = argparse.ArgumentParser()
-        importlib.import_module(f"sw.commands.{name.replace('-', '_')}").add_arguments(p)
+        importlib.import_module(f"ttsnn.sw.commands.{name.replace('-', '_')}").add_arguments(p)
         missing += _options_without_help(p, f"sw {name}")
     missing += _options_without_help(cosim_parser(), "cosim")
     missing += _options_without_help(model_parser(), "model")
-    for module in ("gen.__main__", "gen.perf", "gen.lint", "gen.synth", "gen.fpga"):
+    for module in ("ttsnn.gen.__main__", "ttsnn.gen.perf", "ttsnn.gen.lint", "ttsnn.gen.synth", "ttsnn.gen.fpga"):
         missing += _options_without_help(_gen_parser(module, monkeypatch), module)
     assert missing == []
 
 
 def test_named_options_list_their_allowed_values():
-    from model.__main__ import build_parser
-    from sw.commands.train import add_config_arguments
+    from ttsnn.model.__main__ import build_parser
+    from ttsnn.sw.commands.train import add_config_arguments
 
     p = argparse.ArgumentParser()
     add_config_arguments(p)
@@ -122,7 +122,7 @@ def test_plain_lines_come_at_most_once_an_interval():
 
 def test_a_training_run_into_a_log_writes_no_carriage_returns(tmp_path):
     env = {**os.environ, "TTSNN_PROGRESS_INTERVAL": "0"}
-    r = subprocess.run([sys.executable, "-m", "sw", "train", "--arch", "tiny", "--mode", "ptt",
+    r = subprocess.run([sys.executable, "-m", "ttsnn.sw", "train", "--arch", "tiny", "--mode", "ptt",
                         "--ranks", "2", "--timesteps", "2", "--dataset", "digits", "--size", "8",
                         "--epochs", "1", "--batch-size", "16", "--max-train-samples", "48",
                         "--max-test-samples", "16", "--threads", "1", "--out", str(tmp_path / "run")],

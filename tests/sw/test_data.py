@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from sw.data import DATASETS, augment_crop_flip, load_dataset
-from sw.data.events import (Events, events_to_frames, read_aedat31, read_atis_bin, write_aedat31,
+from ttsnn.sw.data import DATASETS, augment_crop_flip, load_dataset
+from ttsnn.sw.data.events import (Events, events_to_frames, read_aedat31, read_atis_bin, write_aedat31,
                             write_atis_bin)
 
 
@@ -135,7 +135,7 @@ def test_ncaltech101_from_native_files(tmp_path):
     x, y = tr[0]
     assert x.shape == (3, 2, 48, 48) and x.dtype == torch.float32 and y.item() == 0
     # the frames are the recording's events integrated over 3 time windows, then resized
-    from sw.data.events import read_atis_bin as read
+    from ttsnn.sw.data.events import read_atis_bin as read
     events = read(tmp_path / "Caltech101" / "airplanes" / tr.samples[0][0].split("/")[-1])
     full = events_to_frames(events, 3, (180, 240))
     assert full.sum() == 50 and x.sum() > 0

@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from sw.ddp import part_bounds, shard_batches
-from sw.train import TrainConfig, train
+from ttsnn.sw.ddp import part_bounds, shard_batches
+from ttsnn.sw.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[2]
 # global batch 12 over 40 samples: batches of 12, 12, 12, 4 (the last split 2 + 2); augmentation
@@ -87,7 +87,8 @@ def test_two_processes_with_global_batch_b_train_what_one_process_does(tmp_path)
 
 
 def _rank_per_rank_bn(rank, world, port, out):
-    import sw.ddp
+    import ttsnn.sw.ddp
+    from ttsnn import sw
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     sw.ddp.convert_sync_batchnorm = lambda model: 0     # each rank normalises with its own part
@@ -110,7 +111,7 @@ def test_torchrun_runs_the_command_line(tmp_path):
             "--max-test-samples", "30", "--lr", "0.05", "--scheduler", "constant", "--epochs", "1", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", str(_free_port()), "-m", "sw", "train", *args,
+                           "--master_port", str(_free_port()), "-m", "ttsnn.sw", "train", *args,
                            "--out", str(tmp_path / "ddp")], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -123,8 +124,8 @@ def test_torchrun_runs_the_command_line(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_device_cuda_without_cuda_is_one_clear_line(tmp_path, capsys):
-    from sw.__main__ import main
-    from sw.cli_util import run_cli
+    from ttsnn.sw.__main__ import main
+    from ttsnn.sw.cli_util import run_cli
     assert run_cli(main, ["train", "--device", "cuda", "--out", str(tmp_path / "r")], prog="sw") == 2
     err = capsys.readouterr().err.strip()
     assert "--device cuda: no CUDA device is available" in err and "--device cpu" in err

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from sw.__main__ import main
-from sw.arch import max_tt_rank, tt_layers
-from sw.checkpoint import load_model, save_checkpoint
-from sw.cli_util import run_cli
-from sw.decompose import decompose_model, select_ranks
-from sw.resnet import ms_resnet
+from ttsnn.sw.__main__ import main
+from ttsnn.sw.arch import max_tt_rank, tt_layers
+from ttsnn.sw.checkpoint import load_model, save_checkpoint
+from ttsnn.sw.cli_util import run_cli
+from ttsnn.sw.decompose import decompose_model, select_ranks
+from ttsnn.sw.resnet import ms_resnet
 
 
 def _dense(downsample="stride", seed=0):
@@ -113,7 +113,7 @@ def test_cli_writes_a_tt_checkpoint_that_train_can_fine_tune(tmp_path, capsys):
 
 
 def test_evbmf_rule_variants_scale_and_take_the_larger_unfolding():
-    from sw.decompose import parse_evbmf_rule
+    from ttsnn.sw.decompose import parse_evbmf_rule
 
     dense = _dense()
     name = tt_layers(dense.spec)[-1].name  # 32 -> 32, planted rank 3 (as above)

@@ -3,9 +3,9 @@
 import filecmp
 import json
 
-from sw.__main__ import main
-from sw.checkpoint import load_model
-from sw.cli_util import run_cli
+from ttsnn.sw.__main__ import main
+from ttsnn.sw.checkpoint import load_model
+from ttsnn.sw.cli_util import run_cli
 
 
 def test_demo_reports_dense_scratch_and_pipeline_side_by_side(tmp_path):
@@ -46,7 +46,7 @@ def test_demo_without_the_pipeline_uses_the_model_from_scratch(tmp_path):
 
 def test_the_demos_rank_cap_is_its_accelerators_limit():
     """The pipeline's ranks must fit the configuration the demo replays the network on."""
-    from gen.config import load_config
-    from sw.commands.demo import RANK_RULE
+    from ttsnn.gen.config import load_config
+    from ttsnn.sw.commands.demo import RANK_RULE
 
     assert RANK_RULE.endswith(f"<={load_config('small').limits.max_rank}")

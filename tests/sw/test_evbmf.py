@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sw.evbmf import conv_rank, conv_unfoldings, evbmf, tau_lower
+from ttsnn.sw.evbmf import conv_rank, conv_unfoldings, evbmf, tau_lower
 
 
 def _low_rank_plus_noise(rng, L, M, rank, sigma, scale=1.0):

@@ -26,11 +26,12 @@ import numpy as np
 import pytest
 import torch
 
-import sw.fileio
-from sw.__main__ import main
-from sw.checkpoint import load_checkpoint, payload_digest, save_checkpoint
-from sw.cli_util import run_cli
-from sw.train import TrainConfig, train
+import ttsnn.sw.fileio
+from ttsnn import sw
+from ttsnn.sw.__main__ import main
+from ttsnn.sw.checkpoint import load_checkpoint, payload_digest, save_checkpoint
+from ttsnn.sw.cli_util import run_cli
+from ttsnn.sw.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
 QUIET = dict(progress=False, log=lambda s: None)
@@ -124,7 +125,8 @@ def test_export_and_decompose_never_overwrite_their_input_or_an_existing_output(
 
 def test_decompose_refuses_an_unwritable_output_before_doing_any_work(tmp_path, capsys, trained, monkeypatch):
     _, dense = trained
-    import sw.decompose
+    import ttsnn.sw.decompose
+    from ttsnn import sw
 
     def must_not_run(*a, **k):
         raise AssertionError("decompose did its work before finding that --out cannot be written")
@@ -144,7 +146,7 @@ def test_decompose_refuses_an_unwritable_output_before_doing_any_work(tmp_path, 
 
 _KILL_DURING_WRITE = textwrap.dedent("""
     import sys, time
-    from sw.fileio import atomic_write
+    from ttsnn.sw.fileio import atomic_write
 
     def slow(tmp):
         with open(tmp, "wb") as f:
@@ -203,7 +205,7 @@ def test_a_killed_training_run_resumes_to_the_uninterrupted_result(tmp_path):
     weights of a run that was never interrupted."""
     args = _train_args(tmp_path, out=tmp_path / "killed")
     args[args.index("--epochs") + 1] = "3"
-    proc = subprocess.Popen([sys.executable, "-m", "sw", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "ttsnn.sw", *args], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     ckpt = tmp_path / "killed" / "last.pt"
     deadline = time.time() + 120
@@ -343,7 +345,7 @@ def _py2_cifar_batch(x: np.ndarray, labels) -> bytes:
 
 
 def test_genuine_cifar_formats_still_load(tmp_path):
-    from sw.data.images import read_cifar_batch
+    from ttsnn.sw.data.images import read_cifar_batch
 
     x = np.random.default_rng(1).integers(0, 128, (3, 3072), dtype=np.uint8)
     for name, blob in [("py2", _py2_cifar_batch(x, [3, 1, 9]))] + [
@@ -454,7 +456,7 @@ def test_a_finished_run_can_be_extended(tmp_path):
 
 
 def test_changing_the_length_of_an_unfinished_cosine_run_is_refused(tmp_path):
-    import sw.train as tr
+    import ttsnn.sw.train as tr
 
     original = tr.save_checkpoint
 
@@ -475,7 +477,7 @@ def test_changing_the_length_of_an_unfinished_cosine_run_is_refused(tmp_path):
 def test_out_of_memory_is_one_line_and_keeps_the_checkpoints(tmp_path, capsys, monkeypatch):
     assert _cli(capsys, *_train_args(tmp_path))[0] == 0
     raw = (tmp_path / "run" / "last.pt").read_bytes()
-    import sw.train as tr
+    import ttsnn.sw.train as tr
 
     def huge(x, info):
         return torch.empty(1 << 50, dtype=torch.uint8)  # 1 PiB: the real CPU allocator refuses it
@@ -490,7 +492,7 @@ def test_out_of_memory_is_one_line_and_keeps_the_checkpoints(tmp_path, capsys, m
 @pytest.mark.parametrize("command", ["eval", "export", "decompose"])
 def test_out_of_memory_in_eval_export_decompose_is_one_line(tmp_path, capsys, monkeypatch, trained, command):
     tt, dense = trained
-    import sw.train as tr
+    import ttsnn.sw.train as tr
 
     def huge(x, info):
         return torch.empty(1 << 50, dtype=torch.uint8)  # 1 PiB: the real CPU allocator refuses it
@@ -514,18 +516,18 @@ def _sw(*argv):
 
 
 def _model(*argv):
-    from model.__main__ import main as model_main
+    from ttsnn.model.__main__ import main as model_main
     return run_cli(model_main, list(argv), prog="model")
 
 
 def _gen(*argv):
-    from gen.__main__ import main as gen_main
+    from ttsnn.gen.__main__ import main as gen_main
     return run_cli(gen_main, list(argv), prog="gen")
 
 
 def _perf(*argv):
-    from gen.perf import main as perf_main
-    return run_cli(perf_main, list(argv), prog="gen.perf")
+    from ttsnn.gen.perf import main as perf_main
+    return run_cli(perf_main, list(argv), prog="ttsnn.gen.perf")
 
 
 # command, existing output (relative to tmp_path) it would overwrite, the argv (with {t}: tmp_path,
@@ -581,7 +583,7 @@ def test_force_replaces_outputs_and_an_output_equal_to_the_input_is_refused(tmp_
 
 
 def test_htt_without_a_full_timestep_merges_back(tmp_path):
-    from sw.resnet import merge_to_dense, ms_resnet
+    from ttsnn.sw.resnet import merge_to_dense, ms_resnet
 
     torch.manual_seed(0)
     model = ms_resnet("tiny", mode="htt", ranks="uniform:2", in_channels=1, num_classes=10, timesteps=2,
@@ -595,7 +597,7 @@ def test_htt_without_a_full_timestep_merges_back(tmp_path):
 def test_energy_table_entry_that_is_not_a_number_names_file_and_field(tmp_path):
     import yaml
 
-    from model.energy_table import DEFAULT_TABLE, load_energy_table
+    from ttsnn.model.energy_table import DEFAULT_TABLE, load_energy_table
 
     data = yaml.safe_load(Path(DEFAULT_TABLE).read_text())
     data["primitives"][2]["energy"] = "0.9 pJ"
@@ -612,7 +614,7 @@ def test_energy_table_entry_that_is_not_a_number_names_file_and_field(tmp_path):
 
 
 def test_buffers_beyond_what_is_built_and_costed_are_refused(tmp_path):
-    from gen.config import ConfigError, MAX_BUFFER_BYTES, load_config
+    from ttsnn.gen.config import ConfigError, MAX_BUFFER_BYTES, load_config
 
     text = (REPO / "configs" / "small.toml").read_text()
     start = text.index("[buffers.weight]")
@@ -637,7 +639,7 @@ def _small_with(tmp_path, buffer: str, value: int) -> Path:
 
 
 def test_a_buffer_larger_than_its_regions_rounded_to_a_power_of_two_is_refused(tmp_path):
-    from gen.config import ConfigError, load_config
+    from ttsnn.gen.config import ConfigError, load_config
 
     # small.toml's weight regions, by hand: P = 4 lanes of 8-bit weights; w1 and w4 hold
     # max_pointwise_weights = 256 weights (64 words of 32 bits = 256 B each), w2 and w3
@@ -671,8 +673,8 @@ def test_configuration_rtl_and_energy_model_agree_on_buffer_sizes(name):
     """The shipped configurations, the committed RTL (rtl/<name>/) and the energy model: the
     RTL's memories of each buffer fit the configured size, which is at most their size rounded
     up to a power of two, and the model charges the configured size."""
-    from gen.config import buffer_size_limit, load_config, region_bytes_by_buffer
-    from model.accelerators import Proposed
+    from ttsnn.gen.config import buffer_size_limit, load_config, region_bytes_by_buffer
+    from ttsnn.model.accelerators import Proposed
 
     cfg = load_config(name)
     manifest = json.loads((REPO / "rtl" / name / "manifest.json").read_text())
@@ -693,8 +695,8 @@ def test_configuration_rtl_and_energy_model_agree_on_buffer_sizes(name):
 
 
 def test_the_large_weights_costing_copy_obeys_the_same_rule():
-    from gen.config import load_config, region_bytes_by_buffer
-    from gen.driver import large_weights_config
+    from ttsnn.gen.config import load_config, region_bytes_by_buffer
+    from ttsnn.gen.driver import large_weights_config
 
     big = large_weights_config(load_config("paper"), rank=170, pointwise=512 * 170)
     need = region_bytes_by_buffer(big)["weight"]

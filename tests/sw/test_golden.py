@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from gen.config import load_config
-from sw import golden
-from sw.golden import golden_layer, golden_tile, tile_windows
-from sw.qlayer import QuantTTLayer
+from ttsnn.gen.config import load_config
+from ttsnn.sw import golden
+from ttsnn.sw.golden import golden_layer, golden_tile, tile_windows
+from ttsnn.sw.qlayer import QuantTTLayer
 
 WIDTHS = load_config("small").widths
 
@@ -401,8 +401,8 @@ def test_dropping_the_halo_breaks_stitching():
 def test_integer_chain_equals_float_ttconv_on_integer_weights(mode, stride):
     """Wide formats, shifts 0, unit affine, tau = 1: the golden model is the float TT conv +
     LIF exactly (G2/G3 weights even, so PTT's /2 is exact)."""
-    from sw.neurons import lif_multistep
-    from sw.tt import TTConv2d
+    from ttsnn.sw.neurons import lif_multistep
+    from ttsnn.sw.tt import TTConv2d
 
     torch.manual_seed(0)
     T, cin, r, cout, H, W = 4, 3, 3, 4, 6, 4

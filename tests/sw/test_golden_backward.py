@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cosim.cases import calibrate, random_layer
-from gen.config import ConfigError, GradientFormats, config_from_dict, load_config
-from sw import golden
-from sw import golden_backward as GB
+from ttsnn.cosim.cases import calibrate, random_layer
+from ttsnn.gen.config import ConfigError, GradientFormats, config_from_dict, load_config
+from ttsnn.sw import golden
+from ttsnn.sw import golden_backward as GB
 
 WD = load_config("small").widths
 WIDE = GradientFormats(width=30, accumulator=60, wgrad_tile=62, wgrad_batch=62)

@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from gen.config import load_config
-from sw.gradcheck import cosine, grad_check_layer
-from sw.hwlayer import HardwareLayer, hardware_forward, quantize_gradient
-from sw.resnet import ms_resnet
+from ttsnn.gen.config import load_config
+from ttsnn.sw.gradcheck import cosine, grad_check_layer
+from ttsnn.sw.hwlayer import HardwareLayer, hardware_forward, quantize_gradient
+from ttsnn.sw.resnet import ms_resnet
 from tests.checkpoints import tiny_checkpoint
 
 
@@ -85,7 +85,7 @@ def test_hardware_layers_train_every_core():
 
 
 def test_grad_check_command(tmp_path, capsys):
-    from sw.__main__ import main
+    from ttsnn.sw.__main__ import main
 
     ckpt = tmp_path / "m.pt"
     tiny_checkpoint(ckpt, "ptt", seed=0)
@@ -110,9 +110,9 @@ def test_hw_finetune_command(tmp_path, capsys):
     """The fine-tuning loop runs each variant from the same checkpoint on the same data: the
     float variant repeats exactly, the integer variant stays close to it on the first step (same
     weights, same batch), and the outputs are written."""
-    from sw.__main__ import main
-    from sw.commands.hw_finetune import load_data
-    from sw.hwtrain import finetune
+    from ttsnn.sw.__main__ import main
+    from ttsnn.sw.commands.hw_finetune import load_data
+    from ttsnn.sw.hwtrain import finetune
 
     ckpt = tmp_path / "m.pt"
     tiny_checkpoint(ckpt, "ptt", seed=0)

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sw import lif_native
-from sw.neurons import _backward_loop, _forward_loop, lif_multistep, lif_multistep_naive
+from ttsnn.sw import lif_native
+from ttsnn.sw.neurons import _backward_loop, _forward_loop, lif_multistep, lif_multistep_naive
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 
@@ -123,8 +123,8 @@ def test_float64_jacobian_matches_plain_autograd(native):
 def test_network_step_on_digits_equals_eager(monkeypatch):
     """A training step of a tiny PTT MS-ResNet on the embedded digit events: the same loss,
     BatchNorm statistics and parameter gradients with the compiled loops as with the eager."""
-    from sw.data.images import digits_event_frames
-    from sw.resnet import ms_resnet
+    from ttsnn.sw.data.images import digits_event_frames
+    from ttsnn.sw.resnet import ms_resnet
 
     frames = digits_event_frames(True, 4)
     x = torch.stack([frames[i][0] for i in range(4)], dim=1)   # [T, B, 2, 16, 16]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sw.neurons import (SURROGATES, MultiStepLIF, _LIFFunction, lif_multistep,
+from ttsnn.sw.neurons import (SURROGATES, MultiStepLIF, _LIFFunction, lif_multistep,
                         lif_multistep_naive, surrogate_grad)
 
 

@@ -17,8 +17,8 @@ import torch
 nir = pytest.importorskip("nir")
 snn_nir = pytest.importorskip("snntorch.import_nir")
 
-from sw.cli_util import UserError, run_cli  # noqa: E402
-from sw.nir_export import DT, check_exportable, export_nir, fold_batchnorm  # noqa: E402
+from ttsnn.sw.cli_util import UserError, run_cli  # noqa: E402
+from ttsnn.sw.nir_export import DT, check_exportable, export_nir, fold_batchnorm  # noqa: E402
 
 TIMESTEPS = 4
 
@@ -52,14 +52,14 @@ def test_one_lif_neuron_reads_back_with_the_kits_semantics(tmp_path):
     x = torch.tensor([0.3, 0.3, 0.6, 0.1, 0.7]).reshape(5, 1, 1)
     spikes = _run_consumer(net, x, 5).flatten()
     assert spikes.tolist() == [0, 0, 1, 0, 1]
-    from sw.neurons import lif_multistep
+    from ttsnn.sw.neurons import lif_multistep
     assert lif_multistep(x, tau=tau, v_threshold=v_th).flatten().tolist() == [0, 0, 1, 0, 1]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny PTT network with strided downsampling, trained one short epoch on the embedded digits."""
-    from sw.train import TrainConfig, train
+    from ttsnn.sw.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("nir") / "run"
     cfg = TrainConfig(arch="tiny", mode="ptt", ranks="uniform:4", timesteps=TIMESTEPS, dataset="digits", size=16,
@@ -70,10 +70,10 @@ def trained(tmp_path_factory):
 
 
 def test_export_reads_back_in_snntorch_and_matches_the_kits_model(trained, tmp_path, capsys):
-    from sw.__main__ import main
-    from sw.checkpoint import load_model
-    from sw.data import load_dataset
-    from sw.resnet import merge_to_dense
+    from ttsnn.sw.__main__ import main
+    from ttsnn.sw.checkpoint import load_model
+    from ttsnn.sw.data import load_dataset
+    from ttsnn.sw.resnet import merge_to_dense
 
     path = tmp_path / "net.nir"
     assert run_cli(main, ["export", "--checkpoint", str(trained), "--out", str(path), "--format", "nir"]) == 0
@@ -106,8 +106,8 @@ def test_export_reads_back_in_snntorch_and_matches_the_kits_model(trained, tmp_p
 
 
 def test_what_nir_cannot_express_is_refused_with_one_line(tmp_path, capsys):
-    from sw.__main__ import main
-    from sw.resnet import ms_resnet
+    from ttsnn.sw.__main__ import main
+    from ttsnn.sw.resnet import ms_resnet
     from tests.checkpoints import tiny_checkpoint
 
     with pytest.raises(UserError, match="max-pool"):

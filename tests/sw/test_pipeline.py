@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from sw.__main__ import main
-from sw.checkpoint import load_model
-from sw.commands.pipeline import pipeline_config_from_dict, run_pipeline
-from sw.tt import TTConv2d
+from ttsnn.sw.__main__ import main
+from ttsnn.sw.checkpoint import load_model
+from ttsnn.sw.commands.pipeline import pipeline_config_from_dict, run_pipeline
+from ttsnn.sw.tt import TTConv2d
 
 
 def _config(out, **pipeline):
@@ -69,7 +69,7 @@ def test_pipeline_runs_stages_resumes_and_skips(tmp_path):
 
 
 def _stt_kernel(m: TTConv2d) -> torch.Tensor:
-    from sw.tt import merge_cores
+    from ttsnn.sw.tt import merge_cores
 
     return merge_cores(m.g1.weight, m.g2.weight, m.g3.weight, m.g4.weight, "stt")
 

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sw.evbmf import conv_rank
-from sw.plugin import PluginScheduledConv, PluginTTConv, convert, count_macs, merge, tt_layers_of
-from sw.plugin.examples import snntorch_net, spikingjelly_net, spikingjelly_seq_net
+from ttsnn.sw.evbmf import conv_rank
+from ttsnn.sw.plugin import PluginScheduledConv, PluginTTConv, convert, count_macs, merge, tt_layers_of
+from ttsnn.sw.plugin.examples import snntorch_net, spikingjelly_net, spikingjelly_seq_net
 
 sj = pytest.importorskip("spikingjelly.activation_based")
 pytest.importorskip("snntorch")

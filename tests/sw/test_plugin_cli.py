@@ -8,17 +8,17 @@ import json
 import pytest
 import torch
 
-from sw.__main__ import main
-from sw.cli_util import run_cli
-from sw.plugin import PluginTTConv
-from sw.plugin.files import load_converted
+from ttsnn.sw.__main__ import main
+from ttsnn.sw.cli_util import run_cli
+from ttsnn.sw.plugin import PluginTTConv
+from ttsnn.sw.plugin.files import load_converted
 
 pytest.importorskip("spikingjelly.activation_based")
 from spikingjelly.activation_based import functional  # noqa: E402
 
-from sw.plugin.examples import spikingjelly_net  # noqa: E402
+from ttsnn.sw.plugin.examples import spikingjelly_net  # noqa: E402
 
-MODEL = "sw.plugin.examples:spikingjelly_net"
+MODEL = "ttsnn.sw.plugin.examples:spikingjelly_net"
 
 
 def _run(capsys, *argv):
@@ -64,8 +64,8 @@ def test_convert_a_spikingjelly_state_dict_and_merge_it_back(tmp_path, capsys):
 
 
 def test_convert_a_project_checkpoint(tmp_path, capsys):
-    from sw.checkpoint import save_checkpoint
-    from sw.resnet import ms_resnet
+    from ttsnn.sw.checkpoint import save_checkpoint
+    from ttsnn.sw.resnet import ms_resnet
 
     torch.manual_seed(1)
     dense = ms_resnet("tiny", "dense", in_channels=2, num_classes=10, timesteps=2, input_size=8)
@@ -85,7 +85,7 @@ def test_convert_a_project_checkpoint(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "no_such_module:f", "--ranks", "2"], "cannot import 'no_such_module'"),
-    (["--model", "sw.plugin.examples", "--ranks", "2"], "expected MODULE:FUNCTION"),
+    (["--model", "ttsnn.sw.plugin.examples", "--ranks", "2"], "expected MODULE:FUNCTION"),
     (["--model", MODEL, "--model-kwargs", "{bad", "--ranks", "2"], "--model-kwargs is not valid JSON"),
     (["--model", MODEL], "--ranks evbmf reads trained weights"),
     (["--model", MODEL, "--ranks", "2", "--mode", "htt"], "needs timesteps"),

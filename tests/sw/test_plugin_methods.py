@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from sw.plugin.methods import (TemporalEffectiveBN, ThresholdDependentBN, affine_frames, cutout_frames,
+from ttsnn.sw.plugin.methods import (TemporalEffectiveBN, ThresholdDependentBN, affine_frames, cutout_frames,
                                nda_augment, roll_frames, tet_loss)
 
 T, B, C, H, W = 3, 4, 5, 6, 7

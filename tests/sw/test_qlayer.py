@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gen.config import load_config
-from sw.qlayer import QuantTTLayer
+from ttsnn.gen.config import load_config
+from ttsnn.sw.qlayer import QuantTTLayer
 
 
 def make(r: int = 3, cin: int = 5, cout: int = 4, **kw) -> QuantTTLayer:

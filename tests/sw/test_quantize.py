@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from gen.config import load_config
-from sw import golden
-from sw.quantize import (compare_layer, float_layer_forward, fold_batchnorm, layer_context,
+from ttsnn.gen.config import load_config
+from ttsnn.sw import golden
+from ttsnn.sw.quantize import (compare_layer, float_layer_forward, fold_batchnorm, layer_context,
                          leak_fixed_point, quantize_model_layer, quantize_residual,
                          quantize_tt_layer, round_values, tt_layer_names)
-from sw.tt import TTConv2d
+from ttsnn.sw.tt import TTConv2d
 from tests.checkpoints import tiny_checkpoint
 
 WIDTHS = load_config("small").widths
@@ -165,7 +165,7 @@ def test_bad_inputs():
 
 
 def test_model_layer_capture_and_context():
-    from sw.resnet import ms_resnet
+    from ttsnn.sw.resnet import ms_resnet
 
     torch.manual_seed(0)
     # a low threshold, so that the untrained layers spike and the agreement below means something
@@ -190,9 +190,9 @@ def test_model_layer_capture_and_context():
 def test_quantize_command(tmp_path, capsys):
     import json
 
-    from sw.__main__ import main
-    from sw.checkpoint import save_checkpoint
-    from sw.resnet import ms_resnet
+    from ttsnn.sw.__main__ import main
+    from ttsnn.sw.checkpoint import save_checkpoint
+    from ttsnn.sw.resnet import ms_resnet
 
     ckpt = tmp_path / "m.pt"
     tiny_checkpoint(ckpt, "stt", seed=0)

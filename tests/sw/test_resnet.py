@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from sw.neurons import MultiStepLIF, lif_multistep
-from sw.resnet import BatchNormTB, ConvBNShortcut, MSResNet, merge_to_dense, ms_resnet
-from sw.stats import torch_param_count
-from sw.tt import DenseConv3x3, ScheduledConv3x3, TTConv2d
+from ttsnn.sw.neurons import MultiStepLIF, lif_multistep
+from ttsnn.sw.resnet import BatchNormTB, ConvBNShortcut, MSResNet, merge_to_dense, ms_resnet
+from ttsnn.sw.stats import torch_param_count
+from ttsnn.sw.tt import DenseConv3x3, ScheduledConv3x3, TTConv2d
 
 
 def _randomise_bn(model: nn.Module, seed: int = 0) -> None:
@@ -188,7 +188,7 @@ def test_merge_rejects_other_models():
 def test_batchnorm_tb_gradient_in_any_layout_matches_batchnorm2d():
     # the incoming gradient is handed to BatchNorm's backward in its input's layout (speed);
     # the gradients equal plain BatchNorm2d on the folded frames whatever the layouts
-    from sw.layers import BatchNormTB
+    from ttsnn.sw.layers import BatchNormTB
 
     torch.manual_seed(7)
     for in_cl, grad_cl in ((False, True), (True, False), (True, True), (False, False)):

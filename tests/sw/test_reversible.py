@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sw.arch import ConvSpec, network_specs, reversible_block_prefixes
-from sw.bench import saved_tensor_bytes
-from sw.neurons import lif_multistep_naive
-from sw.resnet import BasicBlock, ms_resnet
-from sw.reversible import (ReversibleBlock, ReversibleSequential, reconstruction_report,
+from ttsnn.sw.arch import ConvSpec, network_specs, reversible_block_prefixes
+from ttsnn.sw.bench import saved_tensor_bytes
+from ttsnn.sw.neurons import lif_multistep_naive
+from ttsnn.sw.resnet import BasicBlock, ms_resnet
+from ttsnn.sw.reversible import (ReversibleBlock, ReversibleSequential, reconstruction_report,
                            round_to_grid, set_backward)
 
 NEURON = dict(tau=0.25, v_threshold=0.5, surrogate_function="rectangle", alpha=None)
@@ -153,7 +153,7 @@ def test_gradients_equal_plain_autograd_on_random_chains(mode, rank, backward):
 
 
 def test_gradients_and_bn_statistics_equal_autograd_on_the_demo_data():
-    from sw.data import load_dataset
+    from ttsnn.sw.data import load_dataset
 
     train_set, _, info = load_dataset("digits", timesteps=2, size=8)
     x = torch.stack([train_set[i][0] for i in range(16)])
@@ -219,9 +219,9 @@ def test_bad_options_are_rejected():
 
 
 def test_training_cli_config_key_and_checkpoint(tmp_path):
-    from sw.checkpoint import load_model
-    from sw.commands.train import add_arguments, config_from_args
-    from sw.train import TrainConfig, train
+    from ttsnn.sw.checkpoint import load_model
+    from ttsnn.sw.commands.train import add_arguments, config_from_args
+    from ttsnn.sw.train import TrainConfig, train
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -241,7 +241,7 @@ def test_training_cli_config_key_and_checkpoint(tmp_path):
 
 
 def test_bench_command_prints_the_table_and_writes_the_plot(tmp_path, capsys):
-    from sw.__main__ import main
+    from ttsnn.sw.__main__ import main
 
     png = tmp_path / "rev.png"
     argv = ["bench-reversible", "--depths", "1,2", "--timesteps", "2", "--channels", "8", "--size", "4",
@@ -282,7 +282,7 @@ def test_float_coupling_can_flip_a_spike_at_the_threshold_fixed_point_cannot():
 def test_memory_tracker_runs_on_a_reversible_network():
     # PyTorch's MemTracker hooks every module call; the chain's no-grad forward must not hand
     # it graph-carrying tensors (it failed with "Expected gradient function to be set")
-    from sw.bench import peak_step_memory
+    from ttsnn.sw.bench import peak_step_memory
 
     model = ms_resnet("tiny", in_channels=2, timesteps=2, input_size=8, reversible=True)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from sw.__main__ import main
-from sw.arch import network_specs
-from sw.cli_util import run_cli
-from sw.stats import layer_table, network_stats, parse_input_shape, torch_param_count
+from ttsnn.sw.__main__ import main
+from ttsnn.sw.arch import network_specs
+from ttsnn.sw.cli_util import run_cli
+from ttsnn.sw.stats import layer_table, network_stats, parse_input_shape, torch_param_count
 
 
 def test_resnet18_cifar10_dense_matches_paper():
@@ -59,7 +59,7 @@ def test_tt_layer_counts_by_formula():
 
 @pytest.mark.parametrize("mode,ranks", [("dense", None), ("ptt", "paper-ncaltech101")])
 def test_counts_match_torch_model(mode, ranks):
-    from sw.resnet import ms_resnet
+    from ttsnn.sw.resnet import ms_resnet
 
     model = ms_resnet("resnet34", mode, ranks, in_channels=2, num_classes=101, timesteps=6,
                       input_size=48)
@@ -104,7 +104,7 @@ def test_cli_bad_input(capsys, argv, match):
 
 
 def test_cli_subprocess_exit_code():
-    proc = subprocess.run([sys.executable, "-m", "sw", "stats", "--mode", "ptt", "--ranks", "x"],
+    proc = subprocess.run([sys.executable, "-m", "ttsnn.sw", "stats", "--mode", "ptt", "--ranks", "x"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "unknown rank preset 'x'" in proc.stderr

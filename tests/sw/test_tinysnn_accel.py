@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sw import golden
-from sw.quantize import capture_layer_io, layer_context, tt_layer_names
-from sw.resnet import ms_resnet
-from sw.tinysnn import accelerator as A
+from ttsnn.sw import golden
+from ttsnn.sw.quantize import capture_layer_io, layer_context, tt_layer_names
+from ttsnn.sw.resnet import ms_resnet
+from ttsnn.sw.tinysnn import accelerator as A
 
 WIDTHS = {"weight": 8, "activation": 8, "accumulator": 16, "membrane": 16, "affine_scale": 16,
           "leak_mul": 8, "host_data": 32}
@@ -70,7 +70,7 @@ def test_integer_network_layers_equal_the_golden_model_per_sample(mode):
     io = capture_layer_io(model, ctx, x)
     layer = A._FrozenIntegerLayer(ctx.conv, q[name], wd)
     spikes, current, _ = layer.forward(io["spikes"], io["residual"])
-    from sw.quantize import quantize_residual
+    from ttsnn.sw.quantize import quantize_residual
     res_q = quantize_residual(io["residual"], q[name], wd)
     for b in range(x.shape[0]):
         ref = golden.golden_layer(q[name], io["spikes"][:, b].to(torch.int64), res_q[:, b], wd)
@@ -92,7 +92,7 @@ def test_eight_bit_formats_keep_the_float_predictions_close():
 
 
 def test_itq_fine_tuning_changes_the_weights_and_reports_finite_losses():
-    from gen.config import GradientFormats
+    from ttsnn.gen.config import GradientFormats
 
     model = _model()
     before = layer_context(model, "layers.0.0.conv1").conv.g4.weight.detach().clone()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sw.tinysnn.bench_peer import DEFAULT_PEER_PYTHON, bench_peer
-from sw.tinysnn.config import SNNConfig
-from sw.tinysnn.data import load_images
+from ttsnn.sw.tinysnn.bench_peer import DEFAULT_PEER_PYTHON, bench_peer
+from ttsnn.sw.tinysnn.config import SNNConfig
+from ttsnn.sw.tinysnn.data import load_images
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from sw.__main__ import main
-from sw.cli_util import run_cli
+from ttsnn.sw.__main__ import main
+from ttsnn.sw.cli_util import run_cli
 
 SMALL = ["--max-train", "30", "--max-test", "20", "--t-present", "40", "--neurons", "8", "--no-progress"]
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from sw.tinysnn.data import load_images, read_idx
+from ttsnn.sw.tinysnn.data import load_images, read_idx
 
 
 def _idx(arr: np.ndarray, type_code: int = 0x08) -> bytes:

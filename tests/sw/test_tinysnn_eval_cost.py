@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from model.energy_table import load_energy_table
-from sw.tinysnn import cost, labels
-from sw.tinysnn.config import SNNConfig
-from sw.tinysnn.fixedpoint import FixedPoint, QuantSpec
-from sw.tinysnn.network import OpCounts
-from sw.tinysnn.select import pareto_front, reward, select
+from ttsnn.model.energy_table import load_energy_table
+from ttsnn.sw.tinysnn import cost, labels
+from ttsnn.sw.tinysnn.config import SNNConfig
+from ttsnn.sw.tinysnn.fixedpoint import FixedPoint, QuantSpec
+from ttsnn.sw.tinysnn.network import OpCounts
+from ttsnn.sw.tinysnn.select import pareto_front, reward, select
 
 
 def test_labelling_by_highest_mean_class_response_and_voting():

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-import sw.quantize
-from sw.tinysnn import fixedpoint
-from sw.tinysnn.fixedpoint import FP32, FixedPoint, QuantSpec, integer_bits_for
+import ttsnn.sw.quantize
+from ttsnn import sw
+from ttsnn.sw.tinysnn import fixedpoint
+from ttsnn.sw.tinysnn.fixedpoint import FP32, FixedPoint, QuantSpec, integer_bits_for
 
 
 @pytest.mark.parametrize("x,bits", [(0.0, 0), (0.99, 0), (1.0, 1), (1.99, 1), (2.0, 2), (13.9, 4), (16.0, 5),

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from sw.tinysnn import network as N
-from sw.tinysnn.config import SNNConfig
-from sw.tinysnn.fixedpoint import QuantSpec
+from ttsnn.sw.tinysnn import network as N
+from ttsnn.sw.tinysnn.config import SNNConfig
+from ttsnn.sw.tinysnn.fixedpoint import QuantSpec
 
 NU_PRE, NU_POST = 1e-4, 1e-2
 
@@ -129,7 +129,7 @@ def test_tinysnn_lateral_inhibition_arrives_one_step_after_the_spike():
     cfg = SNNConfig(n_inputs=1, n_neurons=2, t_present=6, min_spikes=0, max_retries=0, input_rate=1000.0,
                     tau_mem=1e12).validate()
     seen = []
-    from sw.tinysnn import network
+    from ttsnn.sw.tinysnn import network
     orig = network.lif_step
 
     def spy(v, *a, **k):
@@ -194,8 +194,8 @@ def test_both_networks_learn_the_embedded_digits_above_chance():
     """A short unsupervised run (200 images, 40 neurons, 100 ms) labels and classifies well above
     the 10% of chance on held-out digits (the full-size figures are docs/tinysnn.md's; measured
     with seed 0: tinySNN 0.54, baseline 0.39, which learns more slowly on so few images)."""
-    from sw.tinysnn.data import load_images
-    from sw.tinysnn.experiment import evaluate, train_model
+    from ttsnn.sw.tinysnn.data import load_images
+    from ttsnn.sw.tinysnn.experiment import evaluate, train_model
 
     train, test = load_images("digits", True).head(200), load_images("digits", False).head(150)
     for variant, floor in (("tinysnn", 0.35), ("baseline", 0.25)):

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sw.__main__ import main
-from sw.cli_util import run_cli
-from sw.train import TrainConfig, config_from_dict, load_config, train
+from ttsnn.sw.__main__ import main
+from ttsnn.sw.cli_util import run_cli
+from ttsnn.sw.train import TrainConfig, config_from_dict, load_config, train
 
 
 def _cfg(tmp_path, **kw):
@@ -28,7 +28,7 @@ def test_resume_after_an_interruption_reaches_the_uninterrupted_result(tmp_path)
     train(full, progress=False, log=lambda s: None)
     # "interrupted" run: the same config, killed right after writing its epoch-1 checkpoint
     part = _cfg(tmp_path, out=str(tmp_path / "part"))
-    import sw.train as tr
+    import ttsnn.sw.train as tr
 
     original = tr.save_checkpoint
     calls = []

@@ -11,12 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sw.__main__ import main
-from sw.checkpoint import load_model
-from sw.cli_util import run_cli
-from sw.layers import BatchNormTB
-from sw.plugin.methods import TemporalEffectiveBN, ThresholdDependentBN
-from sw.train import PerTimestepLogits, TrainConfig, build_from_config, train
+from ttsnn.sw.__main__ import main
+from ttsnn.sw.checkpoint import load_model
+from ttsnn.sw.cli_util import run_cli
+from ttsnn.sw.layers import BatchNormTB
+from ttsnn.sw.plugin.methods import TemporalEffectiveBN, ThresholdDependentBN
+from ttsnn.sw.train import PerTimestepLogits, TrainConfig, build_from_config, train
 
 
 def _cfg(tmp_path, **kw):
@@ -102,7 +102,7 @@ def test_tet_loss_option_trains_on_the_tet_equation(tmp_path):
 
 
 def test_nda_option_augments_every_event_batch(tmp_path, monkeypatch):
-    import sw.train as train_mod
+    import ttsnn.sw.train as train_mod
 
     seen = []
     real = train_mod.nda_augment
@@ -153,7 +153,7 @@ def test_resume_keeps_the_methods_and_hardware_refuses_tdbn(tmp_path):
         train(_cfg(tmp_path, epochs=2, loss="tet"), resume=True, progress=False, log=_quiet)
     s = train(_cfg(tmp_path, epochs=2, norm="tdbn", loss="tet"), resume=True, progress=False, log=_quiet)
     assert s["resumed_from_epoch"] == 1
-    from sw.quantize import fold_batchnorm
+    from ttsnn.sw.quantize import fold_batchnorm
 
     model, _ = load_model(tmp_path / "run" / "last.pt")
     with pytest.raises(ValueError, match="cannot fold|not a plain BatchNorm"):

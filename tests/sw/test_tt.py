@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sw.arch import max_tt_rank
-from sw.tt import DenseConv3x3, ScheduledConv3x3, TTConv2d, merge_cores, tt_svd_cores
+from ttsnn.sw.arch import max_tt_rank
+from ttsnn.sw.tt import DenseConv3x3, ScheduledConv3x3, TTConv2d, merge_cores, tt_svd_cores
 
 torch.manual_seed(0)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sw.bench import saved_tensor_bytes
-from sw.tt import TTConv2d
-from sw.tt_autograd import is_binary, tt_conv
+from ttsnn.sw.bench import saved_tensor_bytes
+from ttsnn.sw.tt import TTConv2d
+from ttsnn.sw.tt_autograd import is_binary, tt_conv
 
 # (mode, stride, downsample, schedule) covering every branch of the function
 CONFIGS = [
@@ -63,7 +63,7 @@ def _grads(m, x, memory_saving, keep_rank=True):
 
 
 def _digit_spikes(timesteps=4, batch=3):
-    from sw.data.images import digits_event_frames
+    from ttsnn.sw.data.images import digits_event_frames
 
     frames = digits_event_frames(True, timesteps)
     x = torch.stack([frames[i][0] for i in range(batch)], dim=1)  # [T, B, 2, 16, 16]
@@ -121,8 +121,8 @@ def test_saves_only_bool_input_and_weights():
 
 
 def test_lif_spikes_skip_the_value_check_but_its_membrane_does_not():
-    from sw.neurons import lif_multistep
-    from sw.tt_autograd import _lif_spikes
+    from ttsnn.sw.neurons import lif_multistep
+    from ttsnn.sw.tt_autograd import _lif_spikes
 
     u = torch.randn(3, 2, 2, 5, 5, requires_grad=True)
     spikes, membrane = lif_multistep(u, return_membrane=True)

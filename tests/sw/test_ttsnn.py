@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import sw.commands.ttsnn as ttsnn
-from sw.cli_util import REPORT_LINE, UserError, is_user_error, run_cli
+import ttsnn.sw.commands.ttsnn as ttsnn
+from ttsnn.sw.cli_util import REPORT_LINE, UserError, is_user_error, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,9 +33,9 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, str]:
 
 
 def test_help_lists_every_command_of_every_cli_once(capsys):
-    from cosim.__main__ import build_parser as cosim_parser
-    from model.__main__ import build_parser as model_parser
-    from sw.__main__ import COMMANDS
+    from ttsnn.cosim.__main__ import build_parser as cosim_parser
+    from ttsnn.model.__main__ import build_parser as model_parser
+    from ttsnn.sw.__main__ import COMMANDS
 
     rc, out, _ = _run(capsys, "--help")
     assert rc == 0
@@ -54,18 +54,19 @@ def test_help_lists_every_command_of_every_cli_once(capsys):
 
 def test_dispatch_reaches_each_cli_with_its_subcommand(capsys, monkeypatch):
     seen = []
-    import cosim.__main__ as cosim_main
-    import gen.perf
-    import model.__main__ as model_main
-    import sw.__main__ as sw_main
+    import ttsnn.cosim.__main__ as cosim_main
+    import ttsnn.gen.perf
+    from ttsnn import gen
+    import ttsnn.model.__main__ as model_main
+    import ttsnn.sw.__main__ as sw_main
     for mod in (cosim_main, gen.perf, model_main, sw_main):
         monkeypatch.setattr(mod, "main", lambda argv, mod=mod: seen.append((mod.__name__, argv)) or 0)
     for argv in (["replay", "--layer", "x"], ["perf", "--json"], ["energy", "--modes", "stt"],
                  ["train", "--epochs", "1"], ["cosim", "check"], ["model", "table"]):
         assert _run(capsys, *argv)[0] == 0
-    assert seen == [("cosim.__main__", ["replay", "--layer", "x"]), ("gen.perf", ["--json"]),
-                    ("model.__main__", ["energy", "--modes", "stt"]), ("sw.__main__", ["train", "--epochs", "1"]),
-                    ("cosim.__main__", ["check"]), ("model.__main__", ["table"])]
+    assert seen == [("ttsnn.cosim.__main__", ["replay", "--layer", "x"]), ("ttsnn.gen.perf", ["--json"]),
+                    ("ttsnn.model.__main__", ["energy", "--modes", "stt"]), ("ttsnn.sw.__main__", ["train", "--epochs", "1"]),
+                    ("ttsnn.cosim.__main__", ["check"]), ("ttsnn.model.__main__", ["table"])]
 
 
 def test_unknown_command_is_one_line(capsys):
@@ -90,7 +91,7 @@ def test_a_bad_config_is_one_line(capsys, tmp_path):
 
 @pytest.mark.parametrize("exc", [RuntimeError("boom inside"), KeyError("internal_key")])
 def test_an_internal_error_keeps_its_traceback_and_asks_for_a_report(capsys, monkeypatch, exc):
-    import sw.commands.stats as stats
+    import ttsnn.sw.commands.stats as stats
 
     def broken(args):
         raise exc
@@ -102,10 +103,10 @@ def test_an_internal_error_keeps_its_traceback_and_asks_for_a_report(capsys, mon
 
 
 def test_a_lookup_error_inside_kit_code_is_a_bug_but_a_kit_check_is_a_mistake(monkeypatch):
-    import cosim.__main__ as cosim_main
-    from gen.config import ConfigError, config_from_dict, load_config
-    from model.counts import Counts
-    from sw.cli_util import MissingFileError
+    import ttsnn.cosim.__main__ as cosim_main
+    from ttsnn.gen.config import ConfigError, config_from_dict, load_config
+    from ttsnn.model.counts import Counts
+    from ttsnn.sw.cli_util import MissingFileError
 
     # a KeyError from cosim's dispatch table (a dict lookup inside kit code, no `raise`): a bug
     monkeypatch.setattr(cosim_main, "build_parser", lambda: argparse.Namespace(
@@ -131,9 +132,9 @@ def test_a_lookup_error_inside_kit_code_is_a_bug_but_a_kit_check_is_a_mistake(mo
 
 
 def test_the_python_m_forms_still_work():
-    r = subprocess.run([sys.executable, "-m", "cosim", "--help"], capture_output=True, text=True, cwd=REPO)
+    r = subprocess.run([sys.executable, "-m", "ttsnn.cosim", "--help"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0 and "replay" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "sw.commands.ttsnn", "--help"], capture_output=True, text=True, cwd=REPO)
+    r = subprocess.run([sys.executable, "-m", "ttsnn.sw.commands.ttsnn", "--help"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0 and "replay-network" in r.stdout and "hw-explore" in r.stdout
 
 
@@ -148,10 +149,10 @@ BOOM = ("import argparse, runpy, sys\n"
 @pytest.mark.parametrize("module, mistake", [
     ("sw", ["eval", "--checkpoint", "/nonexistent/ckpt.pt"]),
     ("gen", ["--config", "/nonexistent/cfg.toml", "--out", "OUT"]),
-    ("gen.perf", ["--config", "/nonexistent/cfg.toml"]),
-    ("gen.lint", ["/nonexistent/rtl"]),
-    ("gen.synth", ["--config", "/nonexistent/cfg.toml", "--out", "OUT"]),
-    ("gen.fpga", ["--config", "/nonexistent/cfg.toml", "--out", "OUT"]),
+    ("ttsnn.gen.perf", ["--config", "/nonexistent/cfg.toml"]),
+    ("ttsnn.gen.lint", ["/nonexistent/rtl"]),
+    ("ttsnn.gen.synth", ["--config", "/nonexistent/cfg.toml", "--out", "OUT"]),
+    ("ttsnn.gen.fpga", ["--config", "/nonexistent/cfg.toml", "--out", "OUT"]),
     ("cosim", ["replay", "--checkpoint", "/nonexistent/ckpt.pt", "--layer", "layers.0.0.conv1"]),
     ("model", ["sparsity", "--checkpoint", "/nonexistent/ckpt.pt", "--out", "OUT/s.json"]),
 ])
@@ -180,8 +181,8 @@ def test_usage_lines_name_the_command_the_user_typed(capsys, argv, usage):
 
 
 def test_the_python_m_forms_keep_their_own_usage_lines(capsys):
-    import cosim.__main__ as cosim_main
-    import sw.__main__ as sw_main
+    import ttsnn.cosim.__main__ as cosim_main
+    import ttsnn.sw.__main__ as sw_main
 
     with pytest.raises(SystemExit):
         ttsnn.main(["train", "--help"])  # sets, then restores, the program name
