@@ -71,11 +71,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] \$68 ;
   wire [15:0] \$69 ;
   wire \$7 ;
-  wire [15:0] \$70 ;
-  wire [15:0] \$71 ;
-  wire [15:0] \$72 ;
-  wire [15:0] \$73 ;
-  wire [159:0] \$74 ;
+  wire [159:0] \$70 ;
   wire \$8 ;
   wire \$9 ;
   (* init = 1'h0 *)
@@ -806,12 +802,15 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] spikes__addr;
   wire [3:0] spikes__data;
   wire spikes__en;
-  wire [607:0] stage;
-  wire [607:0] \stage$25 ;
+  wire [629:0] stage;
+  wire [629:0] \stage$25 ;
   wire [19:0] \stage$25.acc_base ;
   wire \stage$25.acc_clear ;
   wire \stage$25.alt_left ;
   wire [5:0] \stage$25.alt_shift ;
+  wire [19:0] \stage$25.carry_base ;
+  wire \stage$25.carry_in ;
+  wire \stage$25.carry_out ;
   wire [15:0] \stage$25.cols ;
   wire [19:0] \stage$25.cur_base ;
   wire [1:0] \stage$25.fx ;
@@ -856,6 +855,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
   wire [5:0] \stage.alt_shift ;
+  wire [19:0] \stage.carry_base ;
+  wire \stage.carry_in ;
+  wire \stage.carry_out ;
   wire [15:0] \stage.cols ;
   wire [19:0] \stage.cur_base ;
   wire [1:0] \stage.fx ;
@@ -930,10 +932,6 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [19:0] wgrad_rd_addr;
   wire [159:0] wgrad_rd_data;
   wire wgrad_rd_en;
-  assign \$22  = ~ desc_write;
-  assign \$23  = \$21  & \$22 ;
-  assign \$24  = \$20  & \$23 ;
-  assign \$25  = desc[261:260] == 1'h1;
   assign \start$346  = \$24  & \$25 ;
   assign \$26  = ~ pending;
   assign \$27  = busy & \$26 ;
@@ -996,6 +994,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \start$345  = \$18  & \$19 ;
   assign \$20  = \start$340  | pending;
   assign \$21  = ! settle;
+  assign \$22  = ~ desc_write;
+  assign \$23  = \$21  & \$22 ;
+  assign \$24  = \$20  & \$23 ;
+  assign \$25  = desc[261:260] == 1'h1;
   \ttsnn_accel.backward  backward (
     .acc_rd_en(wgrad_rd_en),
     .affine__data(\affine__data$166 ),
@@ -1009,17 +1011,14 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_b__addr(bw_grad_b__addr),
     .grad_b__en(bw_grad_b__en),
     .grad_w2__addr(bw_grad_w2__addr),
+    .grad_w2__data(bw_grad_w2__data),
     .grad_w2__en(bw_grad_w2__en),
     .grad_w__addr(bw_grad_w__addr),
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$14421$0 (regions__wgrad__addr),
-    .\port$16315$0 (\$69 ),
-    .\port$16571$0 (\$70 ),
-    .\port$16629$0 (\$71 ),
-    .\port$16687$0 (\$72 ),
-    .\port$16745$0 (\$73 ),
+    .\port$14711$0 (regions__wgrad__addr),
+    .\port$16617$0 (\$69 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$346 ),
@@ -1120,11 +1119,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$16119$0 (\$65 ),
-    .\port$16129$0 (\$66 ),
-    .\port$16139$0 (\$67 ),
-    .\port$16149$0 (\$68 ),
-    .\port$16763$24 (stream_in[71:24]),
+    .\port$16421$0 (\$65 ),
+    .\port$16431$0 (\$66 ),
+    .\port$16441$0 (\$67 ),
+    .\port$16451$0 (\$68 ),
+    .\port$17131$24 (stream_in[71:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1208,7 +1207,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .regions__wgrad__rd_en(regions__wgrad__rd_en),
     .rst(rst),
     .stage(stage),
-    .staging(\$74 ),
+    .staging(\$70 ),
     .start(\start$340 ),
     .stream_in(stream_in),
     .stream_out(stream_out)
@@ -1223,6 +1222,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .bw_grad_b__data(grad_b__data),
     .bw_grad_b__en(bw_grad_b__en),
     .bw_grad_w2__addr(bw_grad_w2__addr),
+    .bw_grad_w2__data(bw_grad_w2__data),
     .bw_grad_w2__en(bw_grad_w2__en),
     .bw_grad_w__addr(bw_grad_w__addr),
     .bw_grad_w__data(bw_grad_w__data),
@@ -1294,16 +1294,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$16119$0 (\$65 ),
-    .\port$16129$0 (\$66 ),
-    .\port$16139$0 (\$67 ),
-    .\port$16149$0 (\$68 ),
-    .\port$16315$0 (\$69 ),
-    .\port$16571$0 (\$70 ),
-    .\port$16629$0 (\$71 ),
-    .\port$16687$0 (\$72 ),
-    .\port$16745$0 (\$73 ),
-    .\port$16765$0 (\$74 ),
+    .\port$16421$0 (\$65 ),
+    .\port$16431$0 (\$66 ),
+    .\port$16441$0 (\$67 ),
+    .\port$16451$0 (\$68 ),
+    .\port$16617$0 (\$69 ),
+    .\port$17133$0 (\$70 ),
     .\port$2199$0 (\$61 ),
     .\port$2239$0 (\$62 ),
     .\port$2279$0 (\$63 ),
@@ -1514,8 +1510,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign grad_w__data = bw_grad_w__data;
   assign grad_w__en = bw_grad_w__en;
   assign grad_w2__addr = bw_grad_w2__addr;
-  assign bw_grad_w2__data = { \$73 , \$72 , \$71 , \$70  };
-  assign grad_w2__data = { \$73 , \$72 , \$71 , \$70  };
+  assign grad_w2__data = bw_grad_w2__data;
   assign grad_w2__en = bw_grad_w2__en;
   assign \busy$212  = busy;
   assign regions__w1__addr = host__w1__addr;
@@ -1550,8 +1545,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign regions__affine__rd_data = affine__data;
   assign host__affine__rd_data = affine__data;
   assign regions__affine__rd_en = host__affine__rd_en;
-  assign host__affine__wr_data = { host_wdata, \$74  };
-  assign regions__affine__wr_data = { host_wdata, \$74  };
+  assign host__affine__wr_data = { host_wdata, \$70  };
+  assign regions__affine__wr_data = { host_wdata, \$70  };
   assign regions__affine__wr_en = host__affine__wr_en;
   assign regions__spike_in__addr = host__spike_in__addr;
   assign regions__spike_in__rd_data = spike_in__data;
@@ -1564,14 +1559,14 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign regions__residual__rd_data = 64'h0000000000000000;
   assign host__residual__rd_data = 64'h0000000000000000;
   assign regions__residual__rd_en = host__residual__rd_en;
-  assign host__residual__wr_data = { host_wdata, \$74 [31:0] };
-  assign regions__residual__wr_data = { host_wdata, \$74 [31:0] };
+  assign host__residual__wr_data = { host_wdata, \$70 [31:0] };
+  assign regions__residual__wr_data = { host_wdata, \$70 [31:0] };
   assign regions__residual__wr_en = host__residual__wr_en;
   assign regions__membrane__addr = host__membrane__addr;
   assign host__membrane__rd_data = regions__membrane__rd_data;
   assign regions__membrane__rd_en = host__membrane__rd_en;
-  assign host__membrane__wr_data = { host_wdata, \$74 [31:0] };
-  assign regions__membrane__wr_data = { host_wdata, \$74 [31:0] };
+  assign host__membrane__wr_data = { host_wdata, \$70 [31:0] };
+  assign regions__membrane__wr_data = { host_wdata, \$70 [31:0] };
   assign regions__membrane__wr_en = host__membrane__wr_en;
   assign regions__spikes__addr = host__spikes__addr;
   assign host__spikes__rd_data = regions__spikes__rd_data;
@@ -1582,8 +1577,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign regions__gbuf__addr = host__gbuf__addr;
   assign host__gbuf__rd_data = regions__gbuf__rd_data;
   assign regions__gbuf__rd_en = host__gbuf__rd_en;
-  assign host__gbuf__wr_data = { host_wdata, \$74 [31:0] };
-  assign regions__gbuf__wr_data = { host_wdata, \$74 [31:0] };
+  assign host__gbuf__wr_data = { host_wdata, \$70 [31:0] };
+  assign regions__gbuf__wr_data = { host_wdata, \$70 [31:0] };
   assign regions__gbuf__wr_en = host__gbuf__wr_en;
   assign regions__gweights__addr = host__gweights__addr;
   assign regions__gweights__rd_data = 32'd0;
@@ -1688,13 +1683,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage.height_shift  = stage[361:356];
   assign \stage.leak_mul  = stage[377:362];
   assign \stage.leak_shift  = stage[383:378];
-  assign \stage.idx_base  = stage[415:384];
-  assign \stage.idx_t  = stage[447:416];
-  assign \stage.idx_c  = stage[479:448];
-  assign \stage.idx_y  = stage[511:480];
-  assign \stage.key  = stage[543:512];
-  assign \stage.key_leak  = stage[575:544];
-  assign \stage.key_affine  = stage[607:576];
+  assign \stage.carry_in  = stage[384];
+  assign \stage.carry_out  = stage[385];
+  assign \stage.carry_base  = stage[405:386];
+  assign \stage.idx_base  = stage[437:406];
+  assign \stage.idx_t  = stage[469:438];
+  assign \stage.idx_c  = stage[501:470];
+  assign \stage.idx_y  = stage[533:502];
+  assign \stage.key  = stage[565:534];
+  assign \stage.key_leak  = stage[597:566];
+  assign \stage.key_affine  = stage[629:598];
   assign \stage$25.kind  = stage[1:0];
   assign \stage$25.timesteps  = stage[9:2];
   assign \stage$25.rows  = stage[25:10];
@@ -1732,13 +1730,16 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stage$25.height_shift  = stage[361:356];
   assign \stage$25.leak_mul  = stage[377:362];
   assign \stage$25.leak_shift  = stage[383:378];
-  assign \stage$25.idx_base  = stage[415:384];
-  assign \stage$25.idx_t  = stage[447:416];
-  assign \stage$25.idx_c  = stage[479:448];
-  assign \stage$25.idx_y  = stage[511:480];
-  assign \stage$25.key  = stage[543:512];
-  assign \stage$25.key_leak  = stage[575:544];
-  assign \stage$25.key_affine  = stage[607:576];
+  assign \stage$25.carry_in  = stage[384];
+  assign \stage$25.carry_out  = stage[385];
+  assign \stage$25.carry_base  = stage[405:386];
+  assign \stage$25.idx_base  = stage[437:406];
+  assign \stage$25.idx_t  = stage[469:438];
+  assign \stage$25.idx_c  = stage[501:470];
+  assign \stage$25.idx_y  = stage[533:502];
+  assign \stage$25.key  = stage[565:534];
+  assign \stage$25.key_leak  = stage[597:566];
+  assign \stage$25.key_affine  = stage[629:598];
   assign \desc$26.in_channels  = desc[15:0];
   assign \desc$26.rank  = desc[31:16];
   assign \desc$26.out_channels  = desc[47:32];
@@ -2148,16 +2149,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, \port$14421$0 , grad__data, inp__data, affine__data
-, weights__data, trace__data, counts, weights__addr, \port$16315$0 , grad_w2__addr, \port$16571$0 , \port$16629$0 , \port$16687$0 , \port$16745$0 , stage, clk);
+module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, grad_w2__addr, grad_w2__data, \port$14711$0 , grad__data
+, inp__data, affine__data, weights__data, trace__data, counts, weights__addr, \port$16617$0 , stage, clk);
   wire \$1 ;
   wire [15:0] \$10 ;
   wire [15:0] \$11 ;
   wire [15:0] \$12 ;
-  wire [15:0] \$13 ;
-  wire [15:0] \$14 ;
-  wire [15:0] \$15 ;
-  wire [15:0] \$16 ;
   wire \$2 ;
   wire \$3 ;
   wire [15:0] \$4 ;
@@ -2246,6 +2243,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire grad_b__en;
   output [19:0] grad_w2__addr;
   wire [19:0] grad_w2__addr;
+  output [63:0] grad_w2__data;
   wire [63:0] grad_w2__data;
   output grad_w2__en;
   wire grad_w2__en;
@@ -2262,27 +2260,22 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [19:0] out__addr;
   wire [63:0] out__data;
   wire out__en;
-  input [14:0] \port$14421$0 ;
-  wire [14:0] \port$14421$0 ;
-  output [15:0] \port$16315$0 ;
-  wire [15:0] \port$16315$0 ;
-  output [15:0] \port$16571$0 ;
-  wire [15:0] \port$16571$0 ;
-  output [15:0] \port$16629$0 ;
-  wire [15:0] \port$16629$0 ;
-  output [15:0] \port$16687$0 ;
-  wire [15:0] \port$16687$0 ;
-  output [15:0] \port$16745$0 ;
-  wire [15:0] \port$16745$0 ;
+  input [14:0] \port$14711$0 ;
+  wire [14:0] \port$14711$0 ;
+  output [15:0] \port$16617$0 ;
+  wire [15:0] \port$16617$0 ;
   input rst;
   wire rst;
-  input [607:0] stage;
-  wire [607:0] stage;
-  wire [607:0] \stage$1 ;
+  input [629:0] stage;
+  wire [629:0] stage;
+  wire [629:0] \stage$1 ;
   wire [19:0] \stage$1.acc_base ;
   wire \stage$1.acc_clear ;
   wire \stage$1.alt_left ;
   wire [5:0] \stage$1.alt_shift ;
+  wire [19:0] \stage$1.carry_base ;
+  wire \stage$1.carry_in ;
+  wire \stage$1.carry_out ;
   wire [15:0] \stage$1.cols ;
   wire [19:0] \stage$1.cur_base ;
   wire [1:0] \stage$1.fx ;
@@ -2323,11 +2316,14 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire \stage$1.use_extra ;
   wire \stage$1.use_schedule ;
   wire [19:0] \stage$1.w_base ;
-  wire [607:0] \stage$2 ;
+  wire [629:0] \stage$2 ;
   wire [19:0] \stage$2.acc_base ;
   wire \stage$2.acc_clear ;
   wire \stage$2.alt_left ;
   wire [5:0] \stage$2.alt_shift ;
+  wire [19:0] \stage$2.carry_base ;
+  wire \stage$2.carry_in ;
+  wire \stage$2.carry_out ;
   wire [15:0] \stage$2.cols ;
   wire [19:0] \stage$2.cur_base ;
   wire [1:0] \stage$2.fx ;
@@ -2372,6 +2368,9 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
   wire [5:0] \stage.alt_shift ;
+  wire [19:0] \stage.carry_base ;
+  wire \stage.carry_in ;
+  wire \stage.carry_out ;
   wire [15:0] \stage.cols ;
   wire [19:0] \stage.cur_base ;
   wire [1:0] \stage.fx ;
@@ -2465,7 +2464,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .inp__en(inp__en),
     .out__addr(out__addr),
     .out__en(out__en),
-    .\port$14421$0 (\port$14421$0 ),
+    .\port$14711$0 (\port$14711$0 ),
     .q0(\$4 ),
     .q1(\$5 ),
     .q2(\$6 ),
@@ -2492,16 +2491,13 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .g_a4__addr(g_a4__addr),
     .g_a4__en(g_a4__en),
     .g_cur__addr(grad_w2__addr),
+    .g_cur__data(grad_w2__data),
     .g_cur__en(grad_w2__en),
     .go(\$12 ),
-    .\port$12466$0 (\$8 ),
-    .\port$12472$0 (\$9 ),
-    .\port$12478$0 (\$10 ),
-    .\port$12484$0 (\$11 ),
-    .\port$16571$0 (\$13 ),
-    .\port$16629$0 (\$14 ),
-    .\port$16687$0 (\$15 ),
-    .\port$16745$0 (\$16 ),
+    .\port$12535$0 (\$8 ),
+    .\port$12541$0 (\$9 ),
+    .\port$12547$0 (\$10 ),
+    .\port$12553$0 (\$11 ),
     .rst(rst),
     .stage(stage),
     .start(\start$5 ),
@@ -2518,8 +2514,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign out__data = { \$7 , \$6 , \$5 , \$4  };
   assign g_a4__data = { \$11 , \$10 , \$9 , \$8  };
   assign g_cur__addr = grad_w2__addr;
-  assign grad_w2__data = { \$16 , \$15 , \$14 , \$13  };
-  assign g_cur__data = { \$16 , \$15 , \$14 , \$13  };
+  assign g_cur__data = grad_w2__data;
   assign g_cur__en = grad_w2__en;
   assign \weights__addr$43  = weights__addr;
   assign \weights__data$45  = weights__data;
@@ -2532,14 +2527,10 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \affine__data$57  = affine__data;
   assign \affine__en$59  = affine__en;
   assign wgrad_rd_en = acc_rd_en;
-  assign acc_rd_addr = { 5'h00, \port$14421$0  };
-  assign wgrad_rd_addr = { 5'h00, \port$14421$0  };
+  assign acc_rd_addr = { 5'h00, \port$14711$0  };
+  assign wgrad_rd_addr = { 5'h00, \port$14711$0  };
   assign acc_rd_data = wgrad_rd_data;
-  assign \port$16315$0  = \$12 ;
-  assign \port$16571$0  = \$13 ;
-  assign \port$16629$0  = \$14 ;
-  assign \port$16687$0  = \$15 ;
-  assign \port$16745$0  = \$16 ;
+  assign \port$16617$0  = \$12 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -2577,13 +2568,16 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \stage.height_shift  = stage[361:356];
   assign \stage.leak_mul  = stage[377:362];
   assign \stage.leak_shift  = stage[383:378];
-  assign \stage.idx_base  = stage[415:384];
-  assign \stage.idx_t  = stage[447:416];
-  assign \stage.idx_c  = stage[479:448];
-  assign \stage.idx_y  = stage[511:480];
-  assign \stage.key  = stage[543:512];
-  assign \stage.key_leak  = stage[575:544];
-  assign \stage.key_affine  = stage[607:576];
+  assign \stage.carry_in  = stage[384];
+  assign \stage.carry_out  = stage[385];
+  assign \stage.carry_base  = stage[405:386];
+  assign \stage.idx_base  = stage[437:406];
+  assign \stage.idx_t  = stage[469:438];
+  assign \stage.idx_c  = stage[501:470];
+  assign \stage.idx_y  = stage[533:502];
+  assign \stage.key  = stage[565:534];
+  assign \stage.key_leak  = stage[597:566];
+  assign \stage.key_affine  = stage[629:598];
   assign \stage$1.kind  = stage[1:0];
   assign \stage$1.timesteps  = stage[9:2];
   assign \stage$1.rows  = stage[25:10];
@@ -2621,13 +2615,16 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \stage$1.height_shift  = stage[361:356];
   assign \stage$1.leak_mul  = stage[377:362];
   assign \stage$1.leak_shift  = stage[383:378];
-  assign \stage$1.idx_base  = stage[415:384];
-  assign \stage$1.idx_t  = stage[447:416];
-  assign \stage$1.idx_c  = stage[479:448];
-  assign \stage$1.idx_y  = stage[511:480];
-  assign \stage$1.key  = stage[543:512];
-  assign \stage$1.key_leak  = stage[575:544];
-  assign \stage$1.key_affine  = stage[607:576];
+  assign \stage$1.carry_in  = stage[384];
+  assign \stage$1.carry_out  = stage[385];
+  assign \stage$1.carry_base  = stage[405:386];
+  assign \stage$1.idx_base  = stage[437:406];
+  assign \stage$1.idx_t  = stage[469:438];
+  assign \stage$1.idx_c  = stage[501:470];
+  assign \stage$1.idx_y  = stage[533:502];
+  assign \stage$1.key  = stage[565:534];
+  assign \stage$1.key_leak  = stage[597:566];
+  assign \stage$1.key_affine  = stage[629:598];
   assign \stage$2.kind  = stage[1:0];
   assign \stage$2.timesteps  = stage[9:2];
   assign \stage$2.rows  = stage[25:10];
@@ -2665,13 +2662,16 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \stage$2.height_shift  = stage[361:356];
   assign \stage$2.leak_mul  = stage[377:362];
   assign \stage$2.leak_shift  = stage[383:378];
-  assign \stage$2.idx_base  = stage[415:384];
-  assign \stage$2.idx_t  = stage[447:416];
-  assign \stage$2.idx_c  = stage[479:448];
-  assign \stage$2.idx_y  = stage[511:480];
-  assign \stage$2.key  = stage[543:512];
-  assign \stage$2.key_leak  = stage[575:544];
-  assign \stage$2.key_affine  = stage[607:576];
+  assign \stage$2.carry_in  = stage[384];
+  assign \stage$2.carry_out  = stage[385];
+  assign \stage$2.carry_base  = stage[405:386];
+  assign \stage$2.idx_base  = stage[437:406];
+  assign \stage$2.idx_t  = stage[469:438];
+  assign \stage$2.idx_c  = stage[501:470];
+  assign \stage$2.idx_y  = stage[533:502];
+  assign \stage$2.key  = stage[565:534];
+  assign \stage$2.key_leak  = stage[597:566];
+  assign \stage$2.key_affine  = stage[629:598];
   assign \counts.stage_busy  = counts[0];
   assign \counts.stage_macs  = counts[3:1];
   assign \counts.wgrad_updates  = counts[6:4];
@@ -2720,7 +2720,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$14421$0 , grad__data, inp__data, weights, counts, addr_w, out__en
+module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$14711$0 , grad__data, inp__data, weights, counts, addr_w, out__en
 , out__addr, stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
@@ -11349,8 +11349,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   reg [19:0] pix_in_m0 = 20'h00000;
   reg [19:0] pix_in_m1 = 20'h00000;
   reg [19:0] pix_in_m2 = 20'h00000;
-  input [14:0] \port$14421$0 ;
-  wire [14:0] \port$14421$0 ;
+  input [14:0] \port$14711$0 ;
+  wire [14:0] \port$14711$0 ;
   wire [95:0] product;
   output [15:0] q0;
   wire [15:0] q0;
@@ -11377,12 +11377,15 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   wire run;
   reg [5:0] sel_a = 6'h00;
   wire [5:0] shift;
-  input [607:0] stage;
-  wire [607:0] stage;
+  input [629:0] stage;
+  wire [629:0] stage;
   wire [19:0] \stage.acc_base ;
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
   wire [5:0] \stage.alt_shift ;
+  wire [19:0] \stage.carry_base ;
+  wire \stage.carry_in ;
+  wire \stage.carry_out ;
   wire [15:0] \stage.cols ;
   wire [19:0] \stage.cur_base ;
   wire [1:0] \stage.fx ;
@@ -19944,7 +19947,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
     .\port$3527$0 (\$153 ),
     .\port$3535$0 (\$161 ),
     .\port$3543$0 (\$169 ),
-    .rd_addr(\port$14421$0 [8:0]),
+    .rd_addr(\port$14711$0 [8:0]),
     .rd_data(acc_rd_data),
     .rd_en(rd_en),
     .rst(rst),
@@ -20759,8 +20762,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   assign addr = entry_a[8:0];
   assign product = { \$169 , \$161 , \$153 , \$145  };
   assign acc_rd_en = rd_en;
-  assign rd_addr = \port$14421$0 [8:0];
-  assign acc_rd_addr = { 5'h00, \port$14421$0  };
+  assign rd_addr = \port$14711$0 [8:0];
+  assign acc_rd_addr = { 5'h00, \port$14711$0  };
   assign rd_data = acc_rd_data;
   assign rounded = { \$8522 , \$8521 , \$8520 , \$8519  };
   assign \$signal$87  = out__en;
@@ -20805,13 +20808,16 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   assign \stage.height_shift  = stage[361:356];
   assign \stage.leak_mul  = stage[377:362];
   assign \stage.leak_shift  = stage[383:378];
-  assign \stage.idx_base  = stage[415:384];
-  assign \stage.idx_t  = stage[447:416];
-  assign \stage.idx_c  = stage[479:448];
-  assign \stage.idx_y  = stage[511:480];
-  assign \stage.key  = stage[543:512];
-  assign \stage.key_leak  = stage[575:544];
-  assign \stage.key_affine  = stage[607:576];
+  assign \stage.carry_in  = stage[384];
+  assign \stage.carry_out  = stage[385];
+  assign \stage.carry_base  = stage[405:386];
+  assign \stage.idx_base  = stage[437:406];
+  assign \stage.idx_t  = stage[469:438];
+  assign \stage.idx_c  = stage[501:470];
+  assign \stage.idx_y  = stage[533:502];
+  assign \stage.key  = stage[565:534];
+  assign \stage.key_leak  = stage[597:566];
+  assign \stage.key_affine  = stage[629:598];
   assign \counts.stage_busy  = counts[0];
   assign \counts.stage_macs  = counts[3:1];
   assign \counts.wgrad_updates  = counts[6:4];
@@ -22557,719 +22563,1022 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3519$0 , \port
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$12466$0 , \port$12472$0 , \port$12478$0 , \port$12484$0 , g_cur__en, busy, extra__data, e, affine__data, trace__data, counts
-, go, g_a4__addr, g_cur__addr, \port$16571$0 , \port$16629$0 , \port$16687$0 , \port$16745$0 , stage, clk);
+module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$12535$0 , \port$12541$0 , \port$12547$0 , \port$12553$0 , g_cur__en, g_cur__addr, g_cur__data, busy, extra__data, e, affine__data
+, trace__data, counts, go, g_a4__addr, stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire \$1000 ;
-  wire [2:0] \$1001 ;
-  wire [3:0] \$1002 ;
+  wire \$1001 ;
+  wire [16:0] \$1002 ;
   wire \$1003 ;
   wire \$1004 ;
-  wire [8:0] \$1005 ;
-  wire \$1006 ;
+  wire [2:0] \$1005 ;
+  wire [3:0] \$1006 ;
   wire \$1007 ;
-  wire [16:0] \$1008 ;
-  wire \$1009 ;
+  wire \$1008 ;
+  wire [16:0] \$1009 ;
   wire \$101 ;
   wire \$1010 ;
-  wire [16:0] \$1011 ;
-  wire \$1012 ;
+  wire \$1011 ;
+  wire [16:0] \$1012 ;
   wire \$1013 ;
   wire \$1014 ;
   wire \$1015 ;
-  wire [20:0] \$1016 ;
-  wire [2:0] \$1017 ;
-  wire [3:0] \$1018 ;
-  wire \$1019 ;
-  wire \$102 ;
+  wire \$1016 ;
+  wire [20:0] \$1017 ;
+  wire [2:0] \$1018 ;
+  wire [3:0] \$1019 ;
+  wire [63:0] \$102 ;
   wire \$1020 ;
-  wire [8:0] \$1021 ;
-  wire \$1022 ;
-  wire \$1023 ;
-  wire [2:0] \$1024 ;
-  wire [3:0] \$1025 ;
-  wire \$1026 ;
+  wire \$1021 ;
+  wire [2:0] \$1022 ;
+  wire [3:0] \$1023 ;
+  wire \$1024 ;
+  wire \$1025 ;
+  wire [16:0] \$1026 ;
   wire \$1027 ;
-  wire [8:0] \$1028 ;
+  wire \$1028 ;
   wire \$1029 ;
-  wire [3:0] \$103 ;
+  wire [15:0] \$103 ;
   wire \$1030 ;
-  wire [16:0] \$1031 ;
-  wire \$1032 ;
-  wire \$1033 ;
-  wire \$1034 ;
-  wire \$1035 ;
-  wire [20:0] \$1036 ;
-  wire [2:0] \$1037 ;
-  wire [3:0] \$1038 ;
-  wire \$1039 ;
-  wire [2:0] \$104 ;
-  wire \$1040 ;
-  wire [2:0] \$1041 ;
-  wire [3:0] \$1042 ;
-  wire \$1043 ;
-  wire \$1044 ;
-  wire [8:0] \$1045 ;
-  wire \$1046 ;
-  wire \$1047 ;
-  wire \$1048 ;
-  wire \$1049 ;
-  wire [5:0] \$105 ;
-  wire [20:0] \$1050 ;
-  wire [21:0] \$1051 ;
-  wire \$1052 ;
+  wire [20:0] \$1031 ;
+  wire [21:0] \$1032 ;
+  wire [16:0] \$1033 ;
+  wire [32:0] \$1034 ;
+  wire [16:0] \$1035 ;
+  wire [16:0] \$1036 ;
+  wire [33:0] \$1037 ;
+  wire [49:0] \$1038 ;
+  wire [8:0] \$1039 ;
+  wire \$104 ;
+  wire [9:0] \$1040 ;
+  wire [16:0] \$1041 ;
+  wire [26:0] \$1042 ;
+  wire [16:0] \$1043 ;
+  wire [43:0] \$1044 ;
+  wire [59:0] \$1045 ;
+  wire [60:0] \$1046 ;
+  wire [16:0] \$1047 ;
+  wire [32:0] \$1048 ;
+  wire [61:0] \$1049 ;
+  wire [7:0] \$105 ;
+  wire [62:0] \$1050 ;
+  wire [2:0] \$1051 ;
+  wire [3:0] \$1052 ;
   wire \$1053 ;
   wire \$1054 ;
   wire [16:0] \$1055 ;
-  wire [17:0] \$1056 ;
-  wire [18:0] \$1057 ;
-  wire [18:0] \$1058 ;
-  wire [16:0] \$1059 ;
+  wire \$1056 ;
+  wire \$1057 ;
+  wire [16:0] \$1058 ;
+  wire \$1059 ;
   wire \$106 ;
-  wire [17:0] \$1060 ;
-  wire [17:0] \$1061 ;
+  wire \$1060 ;
+  wire [16:0] \$1061 ;
   wire \$1062 ;
-  wire [16:0] \$1063 ;
-  wire [17:0] \$1064 ;
-  wire [18:0] \$1065 ;
-  wire [18:0] \$1066 ;
-  wire [16:0] \$1067 ;
-  wire [17:0] \$1068 ;
-  wire [17:0] \$1069 ;
+  wire \$1063 ;
+  wire [2:0] \$1064 ;
+  wire [3:0] \$1065 ;
+  wire \$1066 ;
+  wire \$1067 ;
+  wire [16:0] \$1068 ;
+  wire \$1069 ;
   wire \$107 ;
   wire \$1070 ;
-  wire \$1071 ;
+  wire [16:0] \$1071 ;
   wire \$1072 ;
   wire \$1073 ;
-  wire \$1074 ;
+  wire [16:0] \$1074 ;
   wire \$1075 ;
   wire \$1076 ;
-  wire \$1077 ;
+  wire [16:0] \$1077 ;
   wire \$1078 ;
   wire \$1079 ;
-  wire \$108 ;
+  wire [63:0] \$108 ;
   wire \$1080 ;
   wire \$1081 ;
-  wire \$1082 ;
-  wire [16:0] \$1083 ;
-  wire \$1084 ;
+  wire [20:0] \$1082 ;
+  wire [2:0] \$1083 ;
+  wire [3:0] \$1084 ;
   wire \$1085 ;
   wire \$1086 ;
-  wire \$1087 ;
-  wire [16:0] \$1088 ;
+  wire [16:0] \$1087 ;
+  wire \$1088 ;
   wire \$1089 ;
-  wire \$109 ;
-  wire \$1090 ;
+  wire [15:0] \$109 ;
+  wire [16:0] \$1090 ;
   wire \$1091 ;
   wire \$1092 ;
-  wire \$1093 ;
-  wire [20:0] \$1094 ;
+  wire [16:0] \$1093 ;
+  wire \$1094 ;
   wire \$1095 ;
-  wire [19:0] \$1096 ;
-  wire [21:0] \$1097 ;
+  wire [2:0] \$1096 ;
+  wire [3:0] \$1097 ;
   wire \$1098 ;
-  wire [19:0] \$1099 ;
-  wire [20:0] \$11 ;
-  wire [3:0] \$110 ;
-  wire [22:0] \$1100 ;
-  wire [20:0] \$1101 ;
-  wire [18:0] \$1102 ;
-  wire [19:0] \$1103 ;
+  wire \$1099 ;
+  wire [8:0] \$11 ;
+  wire \$110 ;
+  wire [16:0] \$1100 ;
+  wire \$1101 ;
+  wire \$1102 ;
+  wire [16:0] \$1103 ;
   wire \$1104 ;
-  wire [18:0] \$1105 ;
-  wire [19:0] \$1106 ;
-  wire [19:0] \$1107 ;
+  wire \$1105 ;
+  wire [16:0] \$1106 ;
+  wire \$1107 ;
   wire \$1108 ;
-  reg [15:0] \$1109 ;
-  wire \$111 ;
-  reg [15:0] \$1110 ;
-  reg [15:0] \$1111 ;
-  reg [15:0] \$1112 ;
-  reg [15:0] \$1113 ;
-  reg \$1114 ;
-  reg [19:0] \$1115 ;
-  reg [19:0] \$1116 ;
-  reg [19:0] \$1117 ;
-  reg [19:0] \$1118 ;
-  reg [19:0] \$1119 ;
+  wire [16:0] \$1109 ;
+  wire [7:0] \$111 ;
+  wire \$1110 ;
+  wire \$1111 ;
+  wire \$1112 ;
+  wire \$1113 ;
+  wire [20:0] \$1114 ;
+  wire [2:0] \$1115 ;
+  wire [3:0] \$1116 ;
+  wire \$1117 ;
+  wire \$1118 ;
+  wire [16:0] \$1119 ;
   wire \$112 ;
-  reg [19:0] \$1120 ;
-  reg [19:0] \$1121 ;
-  reg [19:0] \$1122 ;
-  reg [19:0] \$1123 ;
-  reg [19:0] \$1124 ;
-  reg [19:0] \$1125 ;
-  reg [19:0] \$1126 ;
-  reg [19:0] \$1127 ;
-  reg [19:0] \$1128 ;
-  reg [19:0] \$1129 ;
+  wire \$1120 ;
+  wire \$1121 ;
+  wire [16:0] \$1122 ;
+  wire \$1123 ;
+  wire \$1124 ;
+  wire [2:0] \$1125 ;
+  wire [3:0] \$1126 ;
+  wire \$1127 ;
+  wire \$1128 ;
+  wire [16:0] \$1129 ;
   wire \$113 ;
-  reg [19:0] \$1130 ;
-  reg [19:0] \$1131 ;
-  reg [19:0] \$1132 ;
-  reg [19:0] \$1133 ;
-  reg [19:0] \$1134 ;
-  reg [19:0] \$1135 ;
-  reg [19:0] \$1136 ;
-  reg [19:0] \$1137 ;
-  reg [19:0] \$1138 ;
-  reg [19:0] \$1139 ;
-  wire \$114 ;
-  reg [19:0] \$1140 ;
-  reg \$1141 ;
-  reg \$1142 ;
-  reg \$1143 ;
-  reg \$1144 ;
-  reg \$1145 ;
-  reg [1:0] \$1146 ;
-  reg \$1147 ;
-  reg [19:0] \$1148 ;
-  reg [19:0] \$1149 ;
-  wire [3:0] \$115 ;
-  reg [2:0] \$1150 ;
-  reg \$1151 ;
-  reg \$1152 ;
-  reg \$1153 ;
-  reg \$1154 ;
-  reg \$1155 ;
-  reg \$1156 ;
-  reg \$1157 ;
-  reg \$1158 ;
-  reg \$1159 ;
-  wire [1:0] \$116 ;
-  reg \$1160 ;
-  reg \$1161 ;
-  reg \$1162 ;
-  reg \$1163 ;
-  reg \$1164 ;
-  reg \$1165 ;
-  reg \$1166 ;
-  reg \$1167 ;
-  reg \$1168 ;
-  reg \$1169 ;
+  wire \$1130 ;
+  wire \$1131 ;
+  wire [16:0] \$1132 ;
+  wire \$1133 ;
+  wire \$1134 ;
+  wire [16:0] \$1135 ;
+  wire \$1136 ;
+  wire \$1137 ;
+  wire \$1138 ;
+  wire \$1139 ;
+  wire [63:0] \$114 ;
+  wire [20:0] \$1140 ;
+  wire [2:0] \$1141 ;
+  wire [3:0] \$1142 ;
+  wire \$1143 ;
+  wire \$1144 ;
+  wire [16:0] \$1145 ;
+  wire \$1146 ;
+  wire \$1147 ;
+  wire [16:0] \$1148 ;
+  wire \$1149 ;
+  wire [15:0] \$115 ;
+  wire \$1150 ;
+  wire [16:0] \$1151 ;
+  wire \$1152 ;
+  wire \$1153 ;
+  wire [2:0] \$1154 ;
+  wire [3:0] \$1155 ;
+  wire \$1156 ;
+  wire \$1157 ;
+  wire [16:0] \$1158 ;
+  wire \$1159 ;
+  wire \$116 ;
+  wire \$1160 ;
+  wire [16:0] \$1161 ;
+  wire \$1162 ;
+  wire \$1163 ;
+  wire [16:0] \$1164 ;
+  wire \$1165 ;
+  wire \$1166 ;
+  wire [16:0] \$1167 ;
+  wire \$1168 ;
+  wire \$1169 ;
   wire \$117 ;
-  reg \$1170 ;
-  reg \$1171 ;
-  reg \$1172 ;
-  reg \$1173 ;
-  reg \$1174 ;
-  reg [1:0] \$1175 ;
-  reg [1:0] \$1176 ;
-  reg [1:0] \$1177 ;
-  reg [1:0] \$1178 ;
-  reg [1:0] \$1179 ;
+  wire \$1170 ;
+  wire \$1171 ;
+  wire [20:0] \$1172 ;
+  wire [2:0] \$1173 ;
+  wire [3:0] \$1174 ;
+  wire \$1175 ;
+  wire \$1176 ;
+  wire [16:0] \$1177 ;
+  wire \$1178 ;
+  wire \$1179 ;
   wire \$118 ;
-  reg [1:0] \$1180 ;
-  reg [19:0] \$1181 ;
-  reg [19:0] \$1182 ;
-  reg [19:0] \$1183 ;
-  reg [19:0] \$1184 ;
-  reg [19:0] \$1185 ;
-  reg [19:0] \$1186 ;
-  reg [19:0] \$1187 ;
-  reg [19:0] \$1188 ;
-  reg [19:0] \$1189 ;
+  wire [16:0] \$1180 ;
+  wire \$1181 ;
+  wire \$1182 ;
+  wire [2:0] \$1183 ;
+  wire [3:0] \$1184 ;
+  wire \$1185 ;
+  wire \$1186 ;
+  wire [16:0] \$1187 ;
+  wire \$1188 ;
+  wire \$1189 ;
   wire \$119 ;
-  reg [19:0] \$1190 ;
-  reg [19:0] \$1191 ;
-  reg [19:0] \$1192 ;
-  reg [2:0] \$1193 ;
-  reg [2:0] \$1194 ;
-  reg [2:0] \$1195 ;
-  reg [2:0] \$1196 ;
-  reg [2:0] \$1197 ;
-  reg [2:0] \$1198 ;
-  reg [7:0] \$1199 ;
-  wire [21:0] \$12 ;
+  wire [16:0] \$1190 ;
+  wire \$1191 ;
+  wire \$1192 ;
+  wire [16:0] \$1193 ;
+  wire \$1194 ;
+  wire \$1195 ;
+  wire \$1196 ;
+  wire \$1197 ;
+  wire [20:0] \$1198 ;
+  wire [2:0] \$1199 ;
+  wire \$12 ;
   wire \$120 ;
-  reg [7:0] \$1200 ;
-  reg [7:0] \$1201 ;
-  reg [7:0] \$1202 ;
-  reg [7:0] \$1203 ;
-  reg [7:0] \$1204 ;
-  reg [63:0] \$1205 ;
-  reg [7:0] \$1206 ;
-  wire [15:0] \$1207 ;
+  wire [3:0] \$1200 ;
+  wire \$1201 ;
+  wire \$1202 ;
+  wire [16:0] \$1203 ;
+  wire \$1204 ;
+  wire \$1205 ;
+  wire [2:0] \$1206 ;
+  wire [3:0] \$1207 ;
   wire \$1208 ;
-  wire [15:0] \$1209 ;
-  wire [3:0] \$121 ;
-  wire \$1210 ;
+  wire \$1209 ;
+  wire \$121 ;
+  wire [16:0] \$1210 ;
   wire \$1211 ;
-  wire [15:0] \$1212 ;
-  wire \$1213 ;
-  wire [15:0] \$1214 ;
+  wire \$1212 ;
+  wire [16:0] \$1213 ;
+  wire \$1214 ;
   wire \$1215 ;
   wire \$1216 ;
-  wire [15:0] \$1217 ;
-  wire \$1218 ;
-  wire [15:0] \$1219 ;
-  wire [2:0] \$122 ;
-  wire \$1220 ;
+  wire \$1217 ;
+  wire [20:0] \$1218 ;
+  wire [2:0] \$1219 ;
+  wire \$122 ;
+  wire [3:0] \$1220 ;
   wire \$1221 ;
-  wire [15:0] \$1222 ;
-  wire \$1223 ;
-  wire [15:0] \$1224 ;
+  wire \$1222 ;
+  wire [16:0] \$1223 ;
+  wire \$1224 ;
   wire \$1225 ;
-  wire \$1226 ;
-  wire [6:0] \$123 ;
-  wire [6:0] \$124 ;
+  wire [16:0] \$1226 ;
+  wire \$1227 ;
+  wire \$1228 ;
+  wire [16:0] \$1229 ;
+  wire \$123 ;
+  wire \$1230 ;
+  wire \$1231 ;
+  wire [2:0] \$1232 ;
+  wire [3:0] \$1233 ;
+  wire \$1234 ;
+  wire \$1235 ;
+  wire [16:0] \$1236 ;
+  wire \$1237 ;
+  wire \$1238 ;
+  wire [16:0] \$1239 ;
+  wire \$124 ;
+  wire \$1240 ;
+  wire \$1241 ;
+  wire [16:0] \$1242 ;
+  wire \$1243 ;
+  wire \$1244 ;
+  wire [16:0] \$1245 ;
+  wire \$1246 ;
+  wire \$1247 ;
+  wire \$1248 ;
+  wire \$1249 ;
   wire \$125 ;
+  wire [20:0] \$1250 ;
+  wire [2:0] \$1251 ;
+  wire [3:0] \$1252 ;
+  wire \$1253 ;
+  wire \$1254 ;
+  wire [16:0] \$1255 ;
+  wire \$1256 ;
+  wire \$1257 ;
+  wire [16:0] \$1258 ;
+  wire \$1259 ;
   wire \$126 ;
-  wire [2:0] \$127 ;
-  wire [3:0] \$128 ;
+  wire \$1260 ;
+  wire [2:0] \$1261 ;
+  wire [3:0] \$1262 ;
+  wire \$1263 ;
+  wire \$1264 ;
+  wire [16:0] \$1265 ;
+  wire \$1266 ;
+  wire \$1267 ;
+  wire [16:0] \$1268 ;
+  wire \$1269 ;
+  wire \$127 ;
+  wire \$1270 ;
+  wire [16:0] \$1271 ;
+  wire \$1272 ;
+  wire \$1273 ;
+  wire \$1274 ;
+  wire \$1275 ;
+  wire [20:0] \$1276 ;
+  wire [2:0] \$1277 ;
+  wire [3:0] \$1278 ;
+  wire \$1279 ;
+  wire \$128 ;
+  wire \$1280 ;
+  wire [16:0] \$1281 ;
+  wire \$1282 ;
+  wire \$1283 ;
+  wire [2:0] \$1284 ;
+  wire [3:0] \$1285 ;
+  wire \$1286 ;
+  wire \$1287 ;
+  wire [16:0] \$1288 ;
+  wire \$1289 ;
   wire \$129 ;
+  wire \$1290 ;
+  wire [16:0] \$1291 ;
+  wire \$1292 ;
+  wire \$1293 ;
+  wire \$1294 ;
+  wire \$1295 ;
+  wire [20:0] \$1296 ;
+  wire [2:0] \$1297 ;
+  wire [3:0] \$1298 ;
+  wire \$1299 ;
   wire \$13 ;
-  wire [16:0] \$130 ;
-  wire [16:0] \$131 ;
-  wire [2:0] \$132 ;
-  wire [3:0] \$133 ;
-  wire \$134 ;
+  wire \$130 ;
+  wire \$1300 ;
+  wire [2:0] \$1301 ;
+  wire [3:0] \$1302 ;
+  wire \$1303 ;
+  wire \$1304 ;
+  wire [16:0] \$1305 ;
+  wire \$1306 ;
+  wire \$1307 ;
+  wire \$1308 ;
+  wire \$1309 ;
+  wire \$131 ;
+  wire [20:0] \$1310 ;
+  wire [21:0] \$1311 ;
+  wire \$1312 ;
+  wire \$1313 ;
+  wire \$1314 ;
+  wire \$1315 ;
+  wire \$1316 ;
+  wire \$1317 ;
+  wire \$1318 ;
+  wire [8:0] \$1319 ;
+  wire \$132 ;
+  wire \$1320 ;
+  wire \$1321 ;
+  wire [20:0] \$1322 ;
+  wire [16:0] \$1323 ;
+  wire [17:0] \$1324 ;
+  wire [18:0] \$1325 ;
+  wire [18:0] \$1326 ;
+  wire [16:0] \$1327 ;
+  wire [17:0] \$1328 ;
+  wire [17:0] \$1329 ;
+  wire [2:0] \$133 ;
+  wire \$1330 ;
+  wire [16:0] \$1331 ;
+  wire [17:0] \$1332 ;
+  wire [18:0] \$1333 ;
+  wire [18:0] \$1334 ;
+  wire [16:0] \$1335 ;
+  wire [17:0] \$1336 ;
+  wire [17:0] \$1337 ;
+  wire \$1338 ;
+  wire \$1339 ;
+  wire [1:0] \$134 ;
+  wire \$1340 ;
+  wire \$1341 ;
+  wire \$1342 ;
+  wire \$1343 ;
+  wire \$1344 ;
+  wire \$1345 ;
+  wire \$1346 ;
+  wire \$1347 ;
+  wire \$1348 ;
+  wire \$1349 ;
   wire \$135 ;
+  wire \$1350 ;
+  wire [16:0] \$1351 ;
+  wire \$1352 ;
+  wire \$1353 ;
+  wire \$1354 ;
+  wire \$1355 ;
+  wire [16:0] \$1356 ;
+  wire \$1357 ;
+  wire \$1358 ;
+  wire \$1359 ;
   wire \$136 ;
-  wire [8:0] \$137 ;
+  wire \$1360 ;
+  wire \$1361 ;
+  wire [20:0] \$1362 ;
+  wire \$1363 ;
+  wire [19:0] \$1364 ;
+  wire [21:0] \$1365 ;
+  wire \$1366 ;
+  wire [19:0] \$1367 ;
+  wire [22:0] \$1368 ;
+  wire [20:0] \$1369 ;
+  wire \$137 ;
+  wire [18:0] \$1370 ;
+  wire [19:0] \$1371 ;
+  wire \$1372 ;
+  wire [18:0] \$1373 ;
+  wire [19:0] \$1374 ;
+  wire [19:0] \$1375 ;
+  wire \$1376 ;
+  wire \$1377 ;
+  wire \$1378 ;
+  wire \$1379 ;
   wire \$138 ;
-  wire [16:0] \$139 ;
-  wire [20:0] \$14 ;
-  wire [16:0] \$140 ;
-  wire [2:0] \$141 ;
-  wire [3:0] \$142 ;
+  wire \$1380 ;
+  reg [15:0] \$1381 ;
+  reg [15:0] \$1382 ;
+  reg [15:0] \$1383 ;
+  reg [15:0] \$1384 ;
+  reg [15:0] \$1385 ;
+  reg \$1386 ;
+  reg [19:0] \$1387 ;
+  reg [19:0] \$1388 ;
+  reg [19:0] \$1389 ;
+  wire \$139 ;
+  reg [19:0] \$1390 ;
+  reg [19:0] \$1391 ;
+  reg [19:0] \$1392 ;
+  reg [19:0] \$1393 ;
+  reg [19:0] \$1394 ;
+  reg [19:0] \$1395 ;
+  reg [19:0] \$1396 ;
+  reg [19:0] \$1397 ;
+  reg [19:0] \$1398 ;
+  reg [19:0] \$1399 ;
+  wire \$14 ;
+  wire \$140 ;
+  reg [19:0] \$1400 ;
+  reg [19:0] \$1401 ;
+  reg [19:0] \$1402 ;
+  reg [19:0] \$1403 ;
+  reg [19:0] \$1404 ;
+  reg [19:0] \$1405 ;
+  reg [19:0] \$1406 ;
+  reg [19:0] \$1407 ;
+  reg [19:0] \$1408 ;
+  reg [19:0] \$1409 ;
+  wire \$141 ;
+  reg [19:0] \$1410 ;
+  reg [19:0] \$1411 ;
+  reg [19:0] \$1412 ;
+  reg [19:0] \$1413 ;
+  reg [19:0] \$1414 ;
+  reg [19:0] \$1415 ;
+  reg [19:0] \$1416 ;
+  reg [19:0] \$1417 ;
+  reg [19:0] \$1418 ;
+  reg \$1419 ;
+  wire \$142 ;
+  reg \$1420 ;
+  reg \$1421 ;
+  reg \$1422 ;
+  reg \$1423 ;
+  reg [19:0] \$1424 ;
+  reg \$1425 ;
+  reg \$1426 ;
+  reg [1:0] \$1427 ;
+  reg \$1428 ;
+  reg [19:0] \$1429 ;
   wire \$143 ;
-  wire \$144 ;
-  wire [8:0] \$145 ;
+  reg [19:0] \$1430 ;
+  reg [2:0] \$1431 ;
+  reg \$1432 ;
+  reg \$1433 ;
+  reg \$1434 ;
+  reg \$1435 ;
+  reg \$1436 ;
+  reg \$1437 ;
+  reg \$1438 ;
+  reg \$1439 ;
+  wire [3:0] \$144 ;
+  reg \$1440 ;
+  reg \$1441 ;
+  reg \$1442 ;
+  reg \$1443 ;
+  reg \$1444 ;
+  reg \$1445 ;
+  reg \$1446 ;
+  reg \$1447 ;
+  reg \$1448 ;
+  reg \$1449 ;
+  wire \$145 ;
+  reg \$1450 ;
+  reg \$1451 ;
+  reg \$1452 ;
+  reg \$1453 ;
+  reg \$1454 ;
+  reg \$1455 ;
+  reg [1:0] \$1456 ;
+  reg [1:0] \$1457 ;
+  reg [1:0] \$1458 ;
+  reg [1:0] \$1459 ;
   wire \$146 ;
+  reg [1:0] \$1460 ;
+  reg [1:0] \$1461 ;
+  reg [19:0] \$1462 ;
+  reg [19:0] \$1463 ;
+  reg [19:0] \$1464 ;
+  reg [19:0] \$1465 ;
+  reg [19:0] \$1466 ;
+  reg [19:0] \$1467 ;
+  reg [19:0] \$1468 ;
+  reg [19:0] \$1469 ;
   wire \$147 ;
+  reg [19:0] \$1470 ;
+  reg [19:0] \$1471 ;
+  reg [19:0] \$1472 ;
+  reg [19:0] \$1473 ;
+  reg [2:0] \$1474 ;
+  reg [2:0] \$1475 ;
+  reg [2:0] \$1476 ;
+  reg [2:0] \$1477 ;
+  reg [2:0] \$1478 ;
+  reg [2:0] \$1479 ;
   wire \$148 ;
-  wire [16:0] \$149 ;
-  wire [21:0] \$15 ;
-  wire \$150 ;
-  wire [16:0] \$151 ;
-  wire [16:0] \$152 ;
-  wire [2:0] \$153 ;
-  wire [3:0] \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire [8:0] \$157 ;
+  reg \$1480 ;
+  reg \$1481 ;
+  reg \$1482 ;
+  reg \$1483 ;
+  reg \$1484 ;
+  reg \$1485 ;
+  reg \$1486 ;
+  reg \$1487 ;
+  reg \$1488 ;
+  reg \$1489 ;
+  wire [3:0] \$149 ;
+  reg \$1490 ;
+  reg \$1491 ;
+  reg [19:0] \$1492 ;
+  reg [19:0] \$1493 ;
+  reg [19:0] \$1494 ;
+  reg [19:0] \$1495 ;
+  reg [19:0] \$1496 ;
+  reg [19:0] \$1497 ;
+  reg [7:0] \$1498 ;
+  reg [7:0] \$1499 ;
+  wire \$15 ;
+  wire [1:0] \$150 ;
+  reg [7:0] \$1500 ;
+  reg [7:0] \$1501 ;
+  reg [7:0] \$1502 ;
+  reg [7:0] \$1503 ;
+  reg [63:0] \$1504 ;
+  reg [7:0] \$1505 ;
+  wire [15:0] \$1506 ;
+  wire \$1507 ;
+  wire [15:0] \$1508 ;
+  wire [15:0] \$1509 ;
+  wire \$151 ;
+  wire \$1510 ;
+  wire \$1511 ;
+  wire [15:0] \$1512 ;
+  wire \$1513 ;
+  wire [15:0] \$1514 ;
+  wire [15:0] \$1515 ;
+  wire \$1516 ;
+  wire \$1517 ;
+  wire [15:0] \$1518 ;
+  wire \$1519 ;
+  wire \$152 ;
+  wire [15:0] \$1520 ;
+  wire [15:0] \$1521 ;
+  wire \$1522 ;
+  wire \$1523 ;
+  wire [15:0] \$1524 ;
+  wire \$1525 ;
+  wire [15:0] \$1526 ;
+  wire [15:0] \$1527 ;
+  wire \$1528 ;
+  wire \$1529 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire [3:0] \$155 ;
+  wire [2:0] \$156 ;
+  wire [3:0] \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire \$16 ;
-  wire [16:0] \$160 ;
+  wire \$160 ;
   wire \$161 ;
-  wire \$162 ;
+  wire [3:0] \$162 ;
   wire \$163 ;
-  wire [16:0] \$164 ;
+  wire \$164 ;
   wire \$165 ;
-  wire [16:0] \$166 ;
-  wire [16:0] \$167 ;
-  wire [2:0] \$168 ;
-  wire [3:0] \$169 ;
-  wire \$17 ;
+  wire \$166 ;
+  wire [3:0] \$167 ;
+  wire [1:0] \$168 ;
+  wire \$169 ;
+  wire [20:0] \$17 ;
   wire \$170 ;
   wire \$171 ;
-  wire [8:0] \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire [16:0] \$175 ;
+  wire \$172 ;
+  wire [3:0] \$173 ;
+  wire [2:0] \$174 ;
+  wire [4:0] \$175 ;
   wire \$176 ;
   wire \$177 ;
-  wire [16:0] \$178 ;
+  wire \$178 ;
   wire \$179 ;
-  wire \$18 ;
-  wire \$180 ;
+  wire [20:0] \$18 ;
+  wire [3:0] \$180 ;
   wire \$181 ;
-  wire [16:0] \$182 ;
+  wire \$182 ;
   wire \$183 ;
-  wire [16:0] \$184 ;
-  wire [16:0] \$185 ;
-  wire [2:0] \$186 ;
-  wire [3:0] \$187 ;
+  wire \$184 ;
+  wire [3:0] \$185 ;
+  wire [1:0] \$186 ;
+  wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire \$19 ;
-  wire [8:0] \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire [16:0] \$193 ;
+  wire [21:0] \$19 ;
+  wire \$190 ;
+  wire [3:0] \$191 ;
+  wire [2:0] \$192 ;
+  wire [5:0] \$193 ;
   wire \$194 ;
   wire \$195 ;
-  wire [16:0] \$196 ;
+  wire \$196 ;
   wire \$197 ;
-  wire \$198 ;
-  wire [16:0] \$199 ;
-  wire [17:0] \$2 ;
-  wire \$20 ;
+  wire [3:0] \$198 ;
+  wire \$199 ;
+  wire [16:0] \$2 ;
+  wire [21:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
-  wire [31:0] \$203 ;
-  wire [31:0] \$204 ;
-  wire [47:0] \$205 ;
-  wire [8:0] \$206 ;
-  wire [24:0] \$207 ;
-  wire [40:0] \$208 ;
-  wire [56:0] \$209 ;
-  wire [1:0] \$21 ;
+  wire [3:0] \$203 ;
+  wire [1:0] \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire [3:0] \$209 ;
+  wire \$21 ;
   wire [2:0] \$210 ;
-  wire [3:0] \$211 ;
-  wire \$212 ;
+  wire [6:0] \$211 ;
+  wire [6:0] \$212 ;
   wire \$213 ;
-  wire [8:0] \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire [16:0] \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire [1:0] \$22 ;
-  wire [16:0] \$220 ;
-  wire \$221 ;
+  wire \$214 ;
+  wire [2:0] \$215 ;
+  wire [3:0] \$216 ;
+  wire \$217 ;
+  wire [16:0] \$218 ;
+  wire [16:0] \$219 ;
+  wire \$22 ;
+  wire [2:0] \$220 ;
+  wire [3:0] \$221 ;
   wire \$222 ;
-  wire [2:0] \$223 ;
-  wire [3:0] \$224 ;
-  wire \$225 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire [16:0] \$225 ;
   wire \$226 ;
-  wire [8:0] \$227 ;
-  wire \$228 ;
-  wire \$229 ;
+  wire [16:0] \$227 ;
+  wire [16:0] \$228 ;
+  wire [2:0] \$229 ;
   wire \$23 ;
-  wire [16:0] \$230 ;
+  wire [3:0] \$230 ;
   wire \$231 ;
   wire \$232 ;
   wire [16:0] \$233 ;
   wire \$234 ;
   wire \$235 ;
-  wire [16:0] \$236 ;
-  wire \$237 ;
+  wire \$236 ;
+  wire [16:0] \$237 ;
   wire \$238 ;
-  wire \$239 ;
-  wire [7:0] \$24 ;
-  wire \$240 ;
-  wire [20:0] \$241 ;
-  wire [2:0] \$242 ;
-  wire [3:0] \$243 ;
+  wire [16:0] \$239 ;
+  wire \$24 ;
+  wire [16:0] \$240 ;
+  wire [2:0] \$241 ;
+  wire [3:0] \$242 ;
+  wire \$243 ;
   wire \$244 ;
-  wire \$245 ;
-  wire [8:0] \$246 ;
+  wire [16:0] \$245 ;
+  wire \$246 ;
   wire \$247 ;
-  wire \$248 ;
-  wire [16:0] \$249 ;
+  wire [16:0] \$248 ;
+  wire \$249 ;
   wire \$25 ;
   wire \$250 ;
   wire \$251 ;
   wire [16:0] \$252 ;
   wire \$253 ;
-  wire \$254 ;
-  wire [2:0] \$255 ;
-  wire [3:0] \$256 ;
-  wire \$257 ;
+  wire [16:0] \$254 ;
+  wire [16:0] \$255 ;
+  wire [2:0] \$256 ;
+  wire [3:0] \$257 ;
   wire \$258 ;
-  wire [8:0] \$259 ;
+  wire \$259 ;
   wire \$26 ;
-  wire \$260 ;
+  wire [16:0] \$260 ;
   wire \$261 ;
-  wire [16:0] \$262 ;
-  wire \$263 ;
+  wire \$262 ;
+  wire [16:0] \$263 ;
   wire \$264 ;
-  wire [16:0] \$265 ;
-  wire \$266 ;
+  wire \$265 ;
+  wire [16:0] \$266 ;
   wire \$267 ;
-  wire [16:0] \$268 ;
+  wire \$268 ;
   wire \$269 ;
-  wire [63:0] \$27 ;
-  wire \$270 ;
+  wire [8:0] \$27 ;
+  wire [16:0] \$270 ;
   wire \$271 ;
-  wire \$272 ;
-  wire [20:0] \$273 ;
+  wire [16:0] \$272 ;
+  wire [16:0] \$273 ;
   wire [2:0] \$274 ;
   wire [3:0] \$275 ;
   wire \$276 ;
   wire \$277 ;
-  wire [8:0] \$278 ;
+  wire [16:0] \$278 ;
   wire \$279 ;
-  wire [15:0] \$28 ;
+  wire \$28 ;
   wire \$280 ;
   wire [16:0] \$281 ;
   wire \$282 ;
   wire \$283 ;
-  wire [2:0] \$284 ;
-  wire [3:0] \$285 ;
+  wire [16:0] \$284 ;
+  wire \$285 ;
   wire \$286 ;
-  wire \$287 ;
-  wire [8:0] \$288 ;
+  wire [16:0] \$287 ;
+  wire \$288 ;
   wire \$289 ;
   wire \$29 ;
   wire \$290 ;
-  wire [16:0] \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire [16:0] \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire [20:0] \$299 ;
-  wire [16:0] \$3 ;
-  wire [7:0] \$30 ;
-  wire [2:0] \$300 ;
-  wire [3:0] \$301 ;
+  wire [31:0] \$291 ;
+  wire [31:0] \$292 ;
+  wire [47:0] \$293 ;
+  wire [8:0] \$294 ;
+  wire [9:0] \$295 ;
+  wire [25:0] \$296 ;
+  wire [41:0] \$297 ;
+  wire [57:0] \$298 ;
+  wire [2:0] \$299 ;
+  wire [17:0] \$3 ;
+  wire \$30 ;
+  wire [3:0] \$300 ;
+  wire \$301 ;
   wire \$302 ;
-  wire \$303 ;
-  wire [8:0] \$304 ;
+  wire [16:0] \$303 ;
+  wire \$304 ;
   wire \$305 ;
-  wire \$306 ;
-  wire [16:0] \$307 ;
+  wire [16:0] \$306 ;
+  wire \$307 ;
   wire \$308 ;
-  wire \$309 ;
+  wire [16:0] \$309 ;
   wire \$31 ;
-  wire [16:0] \$310 ;
+  wire \$310 ;
   wire \$311 ;
-  wire \$312 ;
-  wire [2:0] \$313 ;
-  wire [3:0] \$314 ;
+  wire [2:0] \$312 ;
+  wire [3:0] \$313 ;
+  wire \$314 ;
   wire \$315 ;
-  wire \$316 ;
-  wire [8:0] \$317 ;
+  wire [16:0] \$316 ;
+  wire \$317 ;
   wire \$318 ;
-  wire \$319 ;
-  wire \$32 ;
-  wire [16:0] \$320 ;
+  wire [16:0] \$319 ;
+  wire [20:0] \$32 ;
+  wire \$320 ;
   wire \$321 ;
-  wire \$322 ;
-  wire [16:0] \$323 ;
+  wire [16:0] \$322 ;
+  wire \$323 ;
   wire \$324 ;
-  wire \$325 ;
-  wire [16:0] \$326 ;
+  wire [16:0] \$325 ;
+  wire \$326 ;
   wire \$327 ;
   wire \$328 ;
   wire \$329 ;
-  wire [63:0] \$33 ;
-  wire \$330 ;
-  wire [20:0] \$331 ;
-  wire [2:0] \$332 ;
-  wire [3:0] \$333 ;
+  wire [21:0] \$33 ;
+  wire [20:0] \$330 ;
+  wire [2:0] \$331 ;
+  wire [3:0] \$332 ;
+  wire \$333 ;
   wire \$334 ;
-  wire \$335 ;
-  wire [8:0] \$336 ;
+  wire [16:0] \$335 ;
+  wire \$336 ;
   wire \$337 ;
-  wire \$338 ;
-  wire [16:0] \$339 ;
-  wire [15:0] \$34 ;
+  wire [16:0] \$338 ;
+  wire \$339 ;
+  wire \$34 ;
   wire \$340 ;
-  wire \$341 ;
-  wire [2:0] \$342 ;
-  wire [3:0] \$343 ;
-  wire \$344 ;
-  wire \$345 ;
-  wire [8:0] \$346 ;
+  wire [16:0] \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire [2:0] \$344 ;
+  wire [3:0] \$345 ;
+  wire \$346 ;
   wire \$347 ;
-  wire \$348 ;
-  wire [16:0] \$349 ;
+  wire [16:0] \$348 ;
+  wire \$349 ;
   wire \$35 ;
   wire \$350 ;
-  wire \$351 ;
-  wire [16:0] \$352 ;
+  wire [16:0] \$351 ;
+  wire \$352 ;
   wire \$353 ;
-  wire \$354 ;
+  wire [16:0] \$354 ;
   wire \$355 ;
   wire \$356 ;
-  wire [20:0] \$357 ;
-  wire [2:0] \$358 ;
-  wire [3:0] \$359 ;
-  wire [7:0] \$36 ;
+  wire [16:0] \$357 ;
+  wire \$358 ;
+  wire \$359 ;
+  wire \$36 ;
   wire \$360 ;
   wire \$361 ;
-  wire [8:0] \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire [2:0] \$365 ;
-  wire [3:0] \$366 ;
-  wire \$367 ;
+  wire [20:0] \$362 ;
+  wire [2:0] \$363 ;
+  wire [3:0] \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire [16:0] \$367 ;
   wire \$368 ;
-  wire [8:0] \$369 ;
+  wire \$369 ;
   wire \$37 ;
-  wire \$370 ;
+  wire [16:0] \$370 ;
   wire \$371 ;
-  wire [16:0] \$372 ;
-  wire \$373 ;
-  wire \$374 ;
+  wire \$372 ;
+  wire [2:0] \$373 ;
+  wire [3:0] \$374 ;
   wire \$375 ;
   wire \$376 ;
-  wire [20:0] \$377 ;
-  wire [2:0] \$378 ;
-  wire [3:0] \$379 ;
+  wire [16:0] \$377 ;
+  wire \$378 ;
+  wire \$379 ;
   wire \$38 ;
-  wire \$380 ;
+  wire [16:0] \$380 ;
   wire \$381 ;
-  wire [8:0] \$382 ;
-  wire \$383 ;
+  wire \$382 ;
+  wire [16:0] \$383 ;
   wire \$384 ;
-  wire [16:0] \$385 ;
+  wire \$385 ;
   wire \$386 ;
   wire \$387 ;
-  wire [16:0] \$388 ;
-  wire \$389 ;
-  wire [63:0] \$39 ;
-  wire \$390 ;
-  wire [2:0] \$391 ;
-  wire [3:0] \$392 ;
-  wire \$393 ;
+  wire [20:0] \$388 ;
+  wire [2:0] \$389 ;
+  wire \$39 ;
+  wire [3:0] \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire [16:0] \$393 ;
   wire \$394 ;
-  wire [8:0] \$395 ;
-  wire \$396 ;
+  wire \$395 ;
+  wire [16:0] \$396 ;
   wire \$397 ;
-  wire [16:0] \$398 ;
-  wire \$399 ;
-  wire [17:0] \$4 ;
-  wire [15:0] \$40 ;
+  wire \$398 ;
+  wire [16:0] \$399 ;
+  wire [16:0] \$4 ;
+  wire [8:0] \$40 ;
   wire \$400 ;
-  wire [16:0] \$401 ;
-  wire \$402 ;
-  wire \$403 ;
-  wire [16:0] \$404 ;
+  wire \$401 ;
+  wire [2:0] \$402 ;
+  wire [3:0] \$403 ;
+  wire \$404 ;
   wire \$405 ;
-  wire \$406 ;
+  wire [16:0] \$406 ;
   wire \$407 ;
   wire \$408 ;
-  wire [20:0] \$409 ;
+  wire [16:0] \$409 ;
   wire \$41 ;
-  wire [2:0] \$410 ;
-  wire [3:0] \$411 ;
-  wire \$412 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire [16:0] \$412 ;
   wire \$413 ;
-  wire [8:0] \$414 ;
-  wire \$415 ;
+  wire \$414 ;
+  wire [16:0] \$415 ;
   wire \$416 ;
-  wire [16:0] \$417 ;
+  wire \$417 ;
   wire \$418 ;
   wire \$419 ;
-  wire [7:0] \$42 ;
-  wire [2:0] \$420 ;
-  wire [3:0] \$421 ;
-  wire \$422 ;
+  wire \$42 ;
+  wire [20:0] \$420 ;
+  wire [2:0] \$421 ;
+  wire [3:0] \$422 ;
   wire \$423 ;
-  wire [8:0] \$424 ;
-  wire \$425 ;
+  wire \$424 ;
+  wire [16:0] \$425 ;
   wire \$426 ;
-  wire [16:0] \$427 ;
-  wire \$428 ;
+  wire \$427 ;
+  wire [16:0] \$428 ;
   wire \$429 ;
   wire \$43 ;
-  wire [16:0] \$430 ;
-  wire \$431 ;
-  wire \$432 ;
+  wire \$430 ;
+  wire [2:0] \$431 ;
+  wire [3:0] \$432 ;
   wire \$433 ;
   wire \$434 ;
-  wire [20:0] \$435 ;
-  wire [2:0] \$436 ;
-  wire [3:0] \$437 ;
-  wire \$438 ;
+  wire [16:0] \$435 ;
+  wire \$436 ;
+  wire \$437 ;
+  wire [16:0] \$438 ;
   wire \$439 ;
-  wire \$44 ;
-  wire [8:0] \$440 ;
-  wire \$441 ;
+  wire [20:0] \$44 ;
+  wire \$440 ;
+  wire [16:0] \$441 ;
   wire \$442 ;
-  wire [2:0] \$443 ;
-  wire [3:0] \$444 ;
+  wire \$443 ;
+  wire \$444 ;
   wire \$445 ;
-  wire \$446 ;
-  wire [8:0] \$447 ;
-  wire \$448 ;
+  wire [20:0] \$446 ;
+  wire [2:0] \$447 ;
+  wire [3:0] \$448 ;
   wire \$449 ;
-  wire [63:0] \$45 ;
-  wire [16:0] \$450 ;
-  wire \$451 ;
+  wire [21:0] \$45 ;
+  wire \$450 ;
+  wire [16:0] \$451 ;
   wire \$452 ;
   wire \$453 ;
-  wire \$454 ;
-  wire [20:0] \$455 ;
-  wire [2:0] \$456 ;
-  wire [3:0] \$457 ;
-  wire \$458 ;
+  wire [2:0] \$454 ;
+  wire [3:0] \$455 ;
+  wire \$456 ;
+  wire \$457 ;
+  wire [16:0] \$458 ;
   wire \$459 ;
-  wire [15:0] \$46 ;
-  wire [2:0] \$460 ;
-  wire [3:0] \$461 ;
+  wire \$46 ;
+  wire \$460 ;
+  wire [16:0] \$461 ;
   wire \$462 ;
   wire \$463 ;
-  wire [8:0] \$464 ;
+  wire \$464 ;
   wire \$465 ;
-  wire \$466 ;
-  wire \$467 ;
-  wire \$468 ;
-  wire [20:0] \$469 ;
+  wire [20:0] \$466 ;
+  wire [2:0] \$467 ;
+  wire [3:0] \$468 ;
+  wire \$469 ;
   wire \$47 ;
-  wire [21:0] \$470 ;
+  wire \$470 ;
   wire [16:0] \$471 ;
-  wire [17:0] \$472 ;
-  wire [17:0] \$473 ;
-  wire [33:0] \$474 ;
-  wire [16:0] \$475 ;
-  wire [17:0] \$476 ;
-  wire [17:0] \$477 ;
-  wire [33:0] \$478 ;
-  wire [34:0] \$479 ;
+  wire \$472 ;
+  wire \$473 ;
+  wire [16:0] \$474 ;
+  wire \$475 ;
+  wire \$476 ;
+  wire [16:0] \$477 ;
+  wire \$478 ;
+  wire \$479 ;
   wire \$48 ;
-  wire [16:0] \$480 ;
-  wire [17:0] \$481 ;
-  wire [17:0] \$482 ;
-  wire [33:0] \$483 ;
-  wire [34:0] \$484 ;
-  wire [16:0] \$485 ;
-  wire [16:0] \$486 ;
+  wire [2:0] \$480 ;
+  wire [3:0] \$481 ;
+  wire \$482 ;
+  wire \$483 ;
+  wire [16:0] \$484 ;
+  wire \$485 ;
+  wire \$486 ;
   wire [16:0] \$487 ;
-  wire [17:0] \$488 ;
-  wire [17:0] \$489 ;
-  wire [2:0] \$49 ;
+  wire \$488 ;
+  wire \$489 ;
+  wire \$49 ;
   wire [16:0] \$490 ;
-  wire [17:0] \$491 ;
-  wire [17:0] \$492 ;
-  wire [35:0] \$493 ;
-  wire [51:0] \$494 ;
-  wire [8:0] \$495 ;
-  wire [16:0] \$496 ;
-  wire [17:0] \$497 ;
-  wire [17:0] \$498 ;
-  wire [26:0] \$499 ;
+  wire \$491 ;
+  wire \$492 ;
+  wire [16:0] \$493 ;
+  wire \$494 ;
+  wire \$495 ;
+  wire \$496 ;
+  wire \$497 ;
+  wire [20:0] \$498 ;
+  wire [2:0] \$499 ;
   wire [17:0] \$5 ;
-  wire [1:0] \$50 ;
-  wire [16:0] \$500 ;
-  wire [17:0] \$501 ;
-  wire [17:0] \$502 ;
-  wire [44:0] \$503 ;
-  wire [60:0] \$504 ;
-  wire [61:0] \$505 ;
+  wire \$50 ;
+  wire [3:0] \$500 ;
+  wire \$501 ;
+  wire \$502 ;
+  wire [16:0] \$503 ;
+  wire \$504 ;
+  wire \$505 ;
   wire [16:0] \$506 ;
-  wire [17:0] \$507 ;
-  wire [17:0] \$508 ;
-  wire [33:0] \$509 ;
+  wire \$507 ;
+  wire \$508 ;
+  wire [2:0] \$509 ;
   wire \$51 ;
-  wire [34:0] \$510 ;
-  wire [34:0] \$511 ;
-  wire [62:0] \$512 ;
-  wire [2:0] \$513 ;
-  wire [3:0] \$514 ;
+  wire [3:0] \$510 ;
+  wire \$511 ;
+  wire \$512 ;
+  wire [16:0] \$513 ;
+  wire \$514 ;
   wire \$515 ;
-  wire \$516 ;
-  wire [8:0] \$517 ;
+  wire [16:0] \$516 ;
+  wire \$517 ;
   wire \$518 ;
-  wire \$519 ;
-  wire \$52 ;
-  wire [16:0] \$520 ;
+  wire [16:0] \$519 ;
+  wire [8:0] \$52 ;
+  wire \$520 ;
   wire \$521 ;
   wire \$522 ;
-  wire [16:0] \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire [2:0] \$526 ;
-  wire [3:0] \$527 ;
+  wire \$523 ;
+  wire [20:0] \$524 ;
+  wire [2:0] \$525 ;
+  wire [3:0] \$526 ;
+  wire \$527 ;
   wire \$528 ;
-  wire \$529 ;
+  wire [16:0] \$529 ;
   wire \$53 ;
-  wire [8:0] \$530 ;
+  wire \$530 ;
   wire \$531 ;
-  wire \$532 ;
-  wire [16:0] \$533 ;
+  wire [2:0] \$532 ;
+  wire [3:0] \$533 ;
   wire \$534 ;
   wire \$535 ;
   wire [16:0] \$536 ;
@@ -23286,22 +23595,22 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [3:0] \$546 ;
   wire \$547 ;
   wire \$548 ;
-  wire [8:0] \$549 ;
+  wire [2:0] \$549 ;
   wire \$55 ;
-  wire \$550 ;
+  wire [3:0] \$550 ;
   wire \$551 ;
-  wire [16:0] \$552 ;
-  wire \$553 ;
+  wire \$552 ;
+  wire [16:0] \$553 ;
   wire \$554 ;
-  wire [16:0] \$555 ;
+  wire \$555 ;
   wire \$556 ;
   wire \$557 ;
-  wire [2:0] \$558 ;
-  wire [3:0] \$559 ;
-  wire [3:0] \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire [8:0] \$562 ;
+  wire [20:0] \$558 ;
+  wire [21:0] \$559 ;
+  wire \$56 ;
+  wire [31:0] \$560 ;
+  wire [2:0] \$561 ;
+  wire [3:0] \$562 ;
   wire \$563 ;
   wire \$564 ;
   wire [16:0] \$565 ;
@@ -23314,267 +23623,267 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [16:0] \$571 ;
   wire \$572 ;
   wire \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire [20:0] \$576 ;
-  wire [2:0] \$577 ;
-  wire [3:0] \$578 ;
+  wire [2:0] \$574 ;
+  wire [3:0] \$575 ;
+  wire \$576 ;
+  wire \$577 ;
+  wire [16:0] \$578 ;
   wire \$579 ;
   wire \$58 ;
   wire \$580 ;
-  wire [8:0] \$581 ;
+  wire [16:0] \$581 ;
   wire \$582 ;
   wire \$583 ;
   wire [16:0] \$584 ;
   wire \$585 ;
   wire \$586 ;
-  wire [2:0] \$587 ;
-  wire [3:0] \$588 ;
+  wire [16:0] \$587 ;
+  wire \$588 ;
   wire \$589 ;
   wire \$59 ;
   wire \$590 ;
-  wire [8:0] \$591 ;
-  wire \$592 ;
-  wire \$593 ;
-  wire [16:0] \$594 ;
+  wire \$591 ;
+  wire [20:0] \$592 ;
+  wire [2:0] \$593 ;
+  wire [3:0] \$594 ;
   wire \$595 ;
   wire \$596 ;
   wire [16:0] \$597 ;
   wire \$598 ;
   wire \$599 ;
-  wire \$6 ;
+  wire [17:0] \$6 ;
   wire \$60 ;
-  wire \$600 ;
+  wire [16:0] \$600 ;
   wire \$601 ;
-  wire [20:0] \$602 ;
-  wire [2:0] \$603 ;
-  wire [3:0] \$604 ;
+  wire \$602 ;
+  wire [16:0] \$603 ;
+  wire \$604 ;
   wire \$605 ;
-  wire \$606 ;
-  wire [8:0] \$607 ;
+  wire [2:0] \$606 ;
+  wire [3:0] \$607 ;
   wire \$608 ;
   wire \$609 ;
-  wire [3:0] \$61 ;
+  wire \$61 ;
   wire [16:0] \$610 ;
   wire \$611 ;
   wire \$612 ;
   wire [16:0] \$613 ;
   wire \$614 ;
   wire \$615 ;
-  wire [2:0] \$616 ;
-  wire [3:0] \$617 ;
+  wire [16:0] \$616 ;
+  wire \$617 ;
   wire \$618 ;
-  wire \$619 ;
-  wire [1:0] \$62 ;
-  wire [8:0] \$620 ;
+  wire [16:0] \$619 ;
+  wire [8:0] \$62 ;
+  wire \$620 ;
   wire \$621 ;
   wire \$622 ;
-  wire [16:0] \$623 ;
-  wire \$624 ;
-  wire \$625 ;
-  wire [16:0] \$626 ;
+  wire \$623 ;
+  wire [20:0] \$624 ;
+  wire [2:0] \$625 ;
+  wire [3:0] \$626 ;
   wire \$627 ;
   wire \$628 ;
   wire [16:0] \$629 ;
   wire \$63 ;
   wire \$630 ;
   wire \$631 ;
-  wire \$632 ;
+  wire [16:0] \$632 ;
   wire \$633 ;
-  wire [20:0] \$634 ;
+  wire \$634 ;
   wire [2:0] \$635 ;
   wire [3:0] \$636 ;
   wire \$637 ;
   wire \$638 ;
-  wire [8:0] \$639 ;
+  wire [16:0] \$639 ;
   wire \$64 ;
   wire \$640 ;
   wire \$641 ;
   wire [16:0] \$642 ;
   wire \$643 ;
   wire \$644 ;
-  wire [2:0] \$645 ;
-  wire [3:0] \$646 ;
+  wire [16:0] \$645 ;
+  wire \$646 ;
   wire \$647 ;
   wire \$648 ;
-  wire [8:0] \$649 ;
+  wire \$649 ;
   wire \$65 ;
-  wire \$650 ;
-  wire \$651 ;
-  wire [16:0] \$652 ;
+  wire [20:0] \$650 ;
+  wire [2:0] \$651 ;
+  wire [3:0] \$652 ;
   wire \$653 ;
   wire \$654 ;
   wire [16:0] \$655 ;
   wire \$656 ;
   wire \$657 ;
-  wire \$658 ;
+  wire [16:0] \$658 ;
   wire \$659 ;
   wire \$66 ;
-  wire [20:0] \$660 ;
-  wire [2:0] \$661 ;
-  wire [3:0] \$662 ;
+  wire \$660 ;
+  wire [16:0] \$661 ;
+  wire \$662 ;
   wire \$663 ;
-  wire \$664 ;
-  wire [8:0] \$665 ;
+  wire [2:0] \$664 ;
+  wire [3:0] \$665 ;
   wire \$666 ;
   wire \$667 ;
-  wire [2:0] \$668 ;
-  wire [3:0] \$669 ;
-  wire [3:0] \$67 ;
+  wire [16:0] \$668 ;
+  wire \$669 ;
+  wire \$67 ;
   wire \$670 ;
-  wire \$671 ;
-  wire [8:0] \$672 ;
+  wire [16:0] \$671 ;
+  wire \$672 ;
   wire \$673 ;
-  wire \$674 ;
-  wire [16:0] \$675 ;
+  wire [16:0] \$674 ;
+  wire \$675 ;
   wire \$676 ;
-  wire \$677 ;
+  wire [16:0] \$677 ;
   wire \$678 ;
   wire \$679 ;
-  wire [2:0] \$68 ;
-  wire [20:0] \$680 ;
-  wire [2:0] \$681 ;
-  wire [3:0] \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire [8:0] \$685 ;
+  wire \$68 ;
+  wire \$680 ;
+  wire \$681 ;
+  wire [20:0] \$682 ;
+  wire [2:0] \$683 ;
+  wire [3:0] \$684 ;
+  wire \$685 ;
   wire \$686 ;
-  wire \$687 ;
-  wire [16:0] \$688 ;
+  wire [16:0] \$687 ;
+  wire \$688 ;
   wire \$689 ;
-  wire [3:0] \$69 ;
-  wire \$690 ;
-  wire [16:0] \$691 ;
+  wire \$69 ;
+  wire [16:0] \$690 ;
+  wire \$691 ;
   wire \$692 ;
-  wire \$693 ;
-  wire [2:0] \$694 ;
-  wire [3:0] \$695 ;
+  wire [2:0] \$693 ;
+  wire [3:0] \$694 ;
+  wire \$695 ;
   wire \$696 ;
-  wire \$697 ;
-  wire [8:0] \$698 ;
+  wire [16:0] \$697 ;
+  wire \$698 ;
   wire \$699 ;
-  wire [20:0] \$7 ;
+  wire [8:0] \$7 ;
   wire \$70 ;
-  wire \$700 ;
-  wire [16:0] \$701 ;
+  wire [16:0] \$700 ;
+  wire \$701 ;
   wire \$702 ;
-  wire \$703 ;
-  wire [16:0] \$704 ;
+  wire [16:0] \$703 ;
+  wire \$704 ;
   wire \$705 ;
   wire \$706 ;
-  wire [16:0] \$707 ;
-  wire \$708 ;
-  wire \$709 ;
+  wire \$707 ;
+  wire [20:0] \$708 ;
+  wire [2:0] \$709 ;
   wire \$71 ;
-  wire \$710 ;
+  wire [3:0] \$710 ;
   wire \$711 ;
-  wire [20:0] \$712 ;
-  wire [2:0] \$713 ;
-  wire [3:0] \$714 ;
+  wire \$712 ;
+  wire [16:0] \$713 ;
+  wire \$714 ;
   wire \$715 ;
-  wire \$716 ;
-  wire [8:0] \$717 ;
+  wire [2:0] \$716 ;
+  wire [3:0] \$717 ;
   wire \$718 ;
   wire \$719 ;
   wire \$72 ;
   wire [16:0] \$720 ;
   wire \$721 ;
   wire \$722 ;
-  wire [2:0] \$723 ;
-  wire [3:0] \$724 ;
+  wire [16:0] \$723 ;
+  wire \$724 ;
   wire \$725 ;
   wire \$726 ;
-  wire [8:0] \$727 ;
-  wire \$728 ;
-  wire \$729 ;
-  wire \$73 ;
-  wire [16:0] \$730 ;
-  wire \$731 ;
-  wire \$732 ;
+  wire \$727 ;
+  wire [20:0] \$728 ;
+  wire [16:0] \$729 ;
+  wire [8:0] \$73 ;
+  wire [17:0] \$730 ;
+  wire [17:0] \$731 ;
+  wire [33:0] \$732 ;
   wire [16:0] \$733 ;
-  wire \$734 ;
-  wire \$735 ;
-  wire \$736 ;
-  wire \$737 ;
-  wire [20:0] \$738 ;
-  wire [2:0] \$739 ;
-  wire [3:0] \$74 ;
-  wire [3:0] \$740 ;
-  wire \$741 ;
-  wire \$742 ;
-  wire [8:0] \$743 ;
-  wire \$744 ;
-  wire \$745 ;
-  wire [2:0] \$746 ;
-  wire [3:0] \$747 ;
-  wire \$748 ;
-  wire \$749 ;
+  wire [17:0] \$734 ;
+  wire [17:0] \$735 ;
+  wire [33:0] \$736 ;
+  wire [34:0] \$737 ;
+  wire [16:0] \$738 ;
+  wire [17:0] \$739 ;
+  wire \$74 ;
+  wire [17:0] \$740 ;
+  wire [33:0] \$741 ;
+  wire [34:0] \$742 ;
+  wire [16:0] \$743 ;
+  wire [16:0] \$744 ;
+  wire [16:0] \$745 ;
+  wire [17:0] \$746 ;
+  wire [17:0] \$747 ;
+  wire [16:0] \$748 ;
+  wire [17:0] \$749 ;
   wire \$75 ;
-  wire [8:0] \$750 ;
-  wire \$751 ;
-  wire \$752 ;
-  wire [16:0] \$753 ;
-  wire \$754 ;
-  wire \$755 ;
-  wire \$756 ;
-  wire \$757 ;
-  wire [20:0] \$758 ;
-  wire [2:0] \$759 ;
+  wire [17:0] \$750 ;
+  wire [35:0] \$751 ;
+  wire [51:0] \$752 ;
+  wire [8:0] \$753 ;
+  wire [9:0] \$754 ;
+  wire [16:0] \$755 ;
+  wire [17:0] \$756 ;
+  wire [17:0] \$757 ;
+  wire [27:0] \$758 ;
+  wire [16:0] \$759 ;
   wire \$76 ;
-  wire [3:0] \$760 ;
-  wire \$761 ;
-  wire \$762 ;
-  wire [2:0] \$763 ;
-  wire [3:0] \$764 ;
-  wire \$765 ;
-  wire \$766 ;
-  wire [8:0] \$767 ;
-  wire \$768 ;
-  wire \$769 ;
+  wire [17:0] \$760 ;
+  wire [17:0] \$761 ;
+  wire [45:0] \$762 ;
+  wire [61:0] \$763 ;
+  wire [62:0] \$764 ;
+  wire [16:0] \$765 ;
+  wire [17:0] \$766 ;
+  wire [17:0] \$767 ;
+  wire [33:0] \$768 ;
+  wire [34:0] \$769 ;
   wire \$77 ;
-  wire \$770 ;
-  wire \$771 ;
-  wire [20:0] \$772 ;
-  wire [21:0] \$773 ;
-  wire [16:0] \$774 ;
-  wire [32:0] \$775 ;
+  wire [34:0] \$770 ;
+  wire [63:0] \$771 ;
+  wire [2:0] \$772 ;
+  wire [3:0] \$773 ;
+  wire \$774 ;
+  wire \$775 ;
   wire [16:0] \$776 ;
-  wire [16:0] \$777 ;
-  wire [33:0] \$778 ;
-  wire [49:0] \$779 ;
-  wire \$78 ;
-  wire [8:0] \$780 ;
-  wire [16:0] \$781 ;
-  wire [25:0] \$782 ;
-  wire [16:0] \$783 ;
-  wire [42:0] \$784 ;
-  wire [58:0] \$785 ;
-  wire [59:0] \$786 ;
-  wire [16:0] \$787 ;
-  wire [32:0] \$788 ;
-  wire [60:0] \$789 ;
-  wire [3:0] \$79 ;
-  wire [61:0] \$790 ;
-  wire [2:0] \$791 ;
-  wire [3:0] \$792 ;
+  wire \$777 ;
+  wire \$778 ;
+  wire [16:0] \$779 ;
+  wire [1:0] \$78 ;
+  wire \$780 ;
+  wire \$781 ;
+  wire [16:0] \$782 ;
+  wire \$783 ;
+  wire \$784 ;
+  wire [2:0] \$785 ;
+  wire [3:0] \$786 ;
+  wire \$787 ;
+  wire \$788 ;
+  wire [16:0] \$789 ;
+  wire \$79 ;
+  wire \$790 ;
+  wire \$791 ;
+  wire [16:0] \$792 ;
   wire \$793 ;
   wire \$794 ;
-  wire [8:0] \$795 ;
+  wire [16:0] \$795 ;
   wire \$796 ;
   wire \$797 ;
   wire [16:0] \$798 ;
   wire \$799 ;
-  wire [21:0] \$8 ;
-  wire [1:0] \$80 ;
+  wire [9:0] \$8 ;
+  wire \$80 ;
   wire \$800 ;
-  wire [16:0] \$801 ;
+  wire \$801 ;
   wire \$802 ;
-  wire \$803 ;
+  wire [20:0] \$803 ;
   wire [2:0] \$804 ;
   wire [3:0] \$805 ;
   wire \$806 ;
   wire \$807 ;
-  wire [8:0] \$808 ;
+  wire [16:0] \$808 ;
   wire \$809 ;
   wire \$81 ;
   wire \$810 ;
@@ -23584,96 +23893,96 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [16:0] \$814 ;
   wire \$815 ;
   wire \$816 ;
-  wire [16:0] \$817 ;
-  wire \$818 ;
+  wire [2:0] \$817 ;
+  wire [3:0] \$818 ;
   wire \$819 ;
   wire \$82 ;
   wire \$820 ;
-  wire \$821 ;
-  wire [20:0] \$822 ;
-  wire [2:0] \$823 ;
-  wire [3:0] \$824 ;
+  wire [16:0] \$821 ;
+  wire \$822 ;
+  wire \$823 ;
+  wire [16:0] \$824 ;
   wire \$825 ;
   wire \$826 ;
-  wire [8:0] \$827 ;
+  wire [16:0] \$827 ;
   wire \$828 ;
   wire \$829 ;
   wire \$83 ;
   wire [16:0] \$830 ;
   wire \$831 ;
   wire \$832 ;
-  wire [16:0] \$833 ;
+  wire \$833 ;
   wire \$834 ;
-  wire \$835 ;
+  wire [20:0] \$835 ;
   wire [2:0] \$836 ;
   wire [3:0] \$837 ;
   wire \$838 ;
   wire \$839 ;
   wire \$84 ;
-  wire [8:0] \$840 ;
+  wire [16:0] \$840 ;
   wire \$841 ;
   wire \$842 ;
   wire [16:0] \$843 ;
   wire \$844 ;
   wire \$845 ;
-  wire [16:0] \$846 ;
-  wire \$847 ;
+  wire [2:0] \$846 ;
+  wire [3:0] \$847 ;
   wire \$848 ;
-  wire [16:0] \$849 ;
-  wire [3:0] \$85 ;
-  wire \$850 ;
+  wire \$849 ;
+  wire [1:0] \$85 ;
+  wire [16:0] \$850 ;
   wire \$851 ;
   wire \$852 ;
-  wire \$853 ;
-  wire [20:0] \$854 ;
-  wire [2:0] \$855 ;
-  wire [3:0] \$856 ;
+  wire [16:0] \$853 ;
+  wire \$854 ;
+  wire \$855 ;
+  wire [16:0] \$856 ;
   wire \$857 ;
   wire \$858 ;
-  wire [8:0] \$859 ;
-  wire [2:0] \$86 ;
+  wire \$859 ;
+  wire \$86 ;
   wire \$860 ;
-  wire \$861 ;
-  wire [16:0] \$862 ;
-  wire \$863 ;
+  wire [20:0] \$861 ;
+  wire [2:0] \$862 ;
+  wire [3:0] \$863 ;
   wire \$864 ;
-  wire [2:0] \$865 ;
-  wire [3:0] \$866 ;
+  wire \$865 ;
+  wire [16:0] \$866 ;
   wire \$867 ;
   wire \$868 ;
-  wire [8:0] \$869 ;
-  wire [4:0] \$87 ;
+  wire [16:0] \$869 ;
+  wire \$87 ;
   wire \$870 ;
   wire \$871 ;
   wire [16:0] \$872 ;
   wire \$873 ;
   wire \$874 ;
-  wire [16:0] \$875 ;
-  wire \$876 ;
+  wire [2:0] \$875 ;
+  wire [3:0] \$876 ;
   wire \$877 ;
   wire \$878 ;
-  wire \$879 ;
+  wire [16:0] \$879 ;
   wire \$88 ;
-  wire [20:0] \$880 ;
-  wire [2:0] \$881 ;
-  wire [3:0] \$882 ;
+  wire \$880 ;
+  wire \$881 ;
+  wire [16:0] \$882 ;
   wire \$883 ;
   wire \$884 ;
-  wire [8:0] \$885 ;
+  wire [16:0] \$885 ;
   wire \$886 ;
   wire \$887 ;
   wire [16:0] \$888 ;
   wire \$889 ;
   wire \$89 ;
   wire \$890 ;
-  wire [16:0] \$891 ;
+  wire \$891 ;
   wire \$892 ;
-  wire \$893 ;
+  wire [20:0] \$893 ;
   wire [2:0] \$894 ;
   wire [3:0] \$895 ;
   wire \$896 ;
   wire \$897 ;
-  wire [8:0] \$898 ;
+  wire [16:0] \$898 ;
   wire \$899 ;
   wire \$9 ;
   wire \$90 ;
@@ -23681,123 +23990,127 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [16:0] \$901 ;
   wire \$902 ;
   wire \$903 ;
-  wire [16:0] \$904 ;
-  wire \$905 ;
+  wire [2:0] \$904 ;
+  wire [3:0] \$905 ;
   wire \$906 ;
-  wire [16:0] \$907 ;
-  wire \$908 ;
+  wire \$907 ;
+  wire [16:0] \$908 ;
   wire \$909 ;
   wire \$91 ;
   wire \$910 ;
-  wire \$911 ;
-  wire [20:0] \$912 ;
-  wire [2:0] \$913 ;
-  wire [3:0] \$914 ;
+  wire [16:0] \$911 ;
+  wire \$912 ;
+  wire \$913 ;
+  wire [16:0] \$914 ;
   wire \$915 ;
   wire \$916 ;
-  wire [8:0] \$917 ;
+  wire \$917 ;
   wire \$918 ;
-  wire \$919 ;
-  wire [3:0] \$92 ;
-  wire [16:0] \$920 ;
-  wire \$921 ;
+  wire [20:0] \$919 ;
+  wire \$92 ;
+  wire [2:0] \$920 ;
+  wire [3:0] \$921 ;
   wire \$922 ;
-  wire [2:0] \$923 ;
-  wire [3:0] \$924 ;
+  wire \$923 ;
+  wire [16:0] \$924 ;
   wire \$925 ;
   wire \$926 ;
-  wire [8:0] \$927 ;
-  wire \$928 ;
+  wire [2:0] \$927 ;
+  wire [3:0] \$928 ;
   wire \$929 ;
-  wire \$93 ;
-  wire [16:0] \$930 ;
-  wire \$931 ;
+  wire [7:0] \$93 ;
+  wire \$930 ;
+  wire [16:0] \$931 ;
   wire \$932 ;
-  wire [16:0] \$933 ;
-  wire \$934 ;
+  wire \$933 ;
+  wire [16:0] \$934 ;
   wire \$935 ;
   wire \$936 ;
   wire \$937 ;
-  wire [20:0] \$938 ;
-  wire [2:0] \$939 ;
+  wire \$938 ;
+  wire [20:0] \$939 ;
   wire \$94 ;
-  wire [3:0] \$940 ;
-  wire \$941 ;
+  wire [2:0] \$940 ;
+  wire [3:0] \$941 ;
   wire \$942 ;
-  wire [8:0] \$943 ;
-  wire \$944 ;
+  wire \$943 ;
+  wire [16:0] \$944 ;
   wire \$945 ;
-  wire [2:0] \$946 ;
-  wire [3:0] \$947 ;
+  wire \$946 ;
+  wire [16:0] \$947 ;
   wire \$948 ;
   wire \$949 ;
   wire \$95 ;
-  wire [8:0] \$950 ;
+  wire [16:0] \$950 ;
   wire \$951 ;
   wire \$952 ;
-  wire [16:0] \$953 ;
-  wire \$954 ;
+  wire [2:0] \$953 ;
+  wire [3:0] \$954 ;
   wire \$955 ;
   wire \$956 ;
-  wire \$957 ;
-  wire [20:0] \$958 ;
-  wire [2:0] \$959 ;
-  wire \$96 ;
-  wire [3:0] \$960 ;
+  wire [16:0] \$957 ;
+  wire \$958 ;
+  wire \$959 ;
+  wire [63:0] \$96 ;
+  wire [16:0] \$960 ;
   wire \$961 ;
   wire \$962 ;
-  wire [8:0] \$963 ;
+  wire [16:0] \$963 ;
   wire \$964 ;
   wire \$965 ;
   wire [16:0] \$966 ;
   wire \$967 ;
   wire \$968 ;
-  wire [16:0] \$969 ;
-  wire [3:0] \$97 ;
+  wire \$969 ;
+  wire [15:0] \$97 ;
   wire \$970 ;
-  wire \$971 ;
+  wire [20:0] \$971 ;
   wire [2:0] \$972 ;
   wire [3:0] \$973 ;
   wire \$974 ;
   wire \$975 ;
-  wire [8:0] \$976 ;
+  wire [16:0] \$976 ;
   wire \$977 ;
   wire \$978 ;
   wire [16:0] \$979 ;
-  wire [1:0] \$98 ;
+  wire \$98 ;
   wire \$980 ;
   wire \$981 ;
-  wire [16:0] \$982 ;
-  wire \$983 ;
+  wire [2:0] \$982 ;
+  wire [3:0] \$983 ;
   wire \$984 ;
-  wire [16:0] \$985 ;
-  wire \$986 ;
+  wire \$985 ;
+  wire [16:0] \$986 ;
   wire \$987 ;
   wire \$988 ;
-  wire \$989 ;
-  wire \$99 ;
-  wire [20:0] \$990 ;
-  wire [2:0] \$991 ;
-  wire [3:0] \$992 ;
+  wire [16:0] \$989 ;
+  wire [7:0] \$99 ;
+  wire \$990 ;
+  wire \$991 ;
+  wire [16:0] \$992 ;
   wire \$993 ;
   wire \$994 ;
-  wire [8:0] \$995 ;
+  wire \$995 ;
   wire \$996 ;
-  wire \$997 ;
-  wire [16:0] \$998 ;
-  wire \$999 ;
+  wire [20:0] \$997 ;
+  wire [2:0] \$998 ;
+  wire [3:0] \$999 ;
   reg \$signal  = 1'h0;
-  reg [19:0] \$signal$100  = 20'h00000;
-  reg \$signal$20  = 1'h0;
+  reg [19:0] \$signal$110  = 20'h00000;
+  reg \$signal$111  = 1'h0;
+  reg \$signal$112  = 1'h0;
+  reg [1:0] \$signal$113  = 2'h0;
+  reg [19:0] \$signal$114  = 20'h00000;
+  reg [19:0] \$signal$115  = 20'h00000;
+  reg \$signal$23  = 1'h0;
+  reg \$signal$24  = 1'h0;
   (* init = 1'h0 *)
-  wire \$signal$22 ;
-  reg \$signal$31  = 1'h0;
-  reg [63:0] \$signal$48  = 64'h0000000000000000;
-  reg [2:0] \$signal$56  = 3'h0;
-  reg \$signal$96  = 1'h0;
-  reg \$signal$97  = 1'h0;
-  reg [1:0] \$signal$98  = 2'h0;
-  reg [19:0] \$signal$99  = 20'h00000;
+  wire \$signal$26 ;
+  (* init = 1'h0 *)
+  wire \$signal$28 ;
+  reg \$signal$37  = 1'h0;
+  reg [63:0] \$signal$56  = 64'h0000000000000000;
+  reg [2:0] \$signal$66  = 3'h0;
   wire [15:0] GO;
   reg [19:0] a4_first = 20'h00000;
   reg [19:0] a4_go = 20'h00000;
@@ -23818,6 +24131,12 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   reg [7:0] arg_held = 8'h00;
   output busy;
   wire busy;
+  reg [19:0] carry_first = 20'h00000;
+  reg [19:0] carry_go = 20'h00000;
+  reg [19:0] carry_m0 = 20'h00000;
+  reg [19:0] carry_m1 = 20'h00000;
+  reg [19:0] carry_m2 = 20'h00000;
+  reg [19:0] carry_y_stride = 20'h00000;
   input clk;
   wire clk;
   output [13:0] counts;
@@ -23836,6 +24155,7 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   reg [19:0] cur_m3 = 20'h00000;
   reg [19:0] cur_t_stride = 20'h00000;
   reg [19:0] cur_y_stride = 20'h00000;
+  wire [63:0] d;
   input [63:0] e;
   wire [63:0] e;
   output [19:0] e__addr;
@@ -23856,7 +24176,8 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire g_a4__en;
   wire [63:0] g_cur;
   output [19:0] g_cur__addr;
-  reg [19:0] g_cur__addr = 20'h00000;
+  wire [19:0] g_cur__addr;
+  output [63:0] g_cur__data;
   wire [63:0] g_cur__data;
   output g_cur__en;
   wire g_cur__en;
@@ -23872,22 +24193,15 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   reg [19:0] lifg_t_stride = 20'h00000;
   reg [19:0] lifg_word_first = 20'h00000;
   reg [19:0] lifg_y_stride = 20'h00000;
-  output [15:0] \port$12466$0 ;
-  wire [15:0] \port$12466$0 ;
-  output [15:0] \port$12472$0 ;
-  wire [15:0] \port$12472$0 ;
-  output [15:0] \port$12478$0 ;
-  wire [15:0] \port$12478$0 ;
-  output [15:0] \port$12484$0 ;
-  wire [15:0] \port$12484$0 ;
-  output [15:0] \port$16571$0 ;
-  wire [15:0] \port$16571$0 ;
-  output [15:0] \port$16629$0 ;
-  wire [15:0] \port$16629$0 ;
-  output [15:0] \port$16687$0 ;
-  wire [15:0] \port$16687$0 ;
-  output [15:0] \port$16745$0 ;
-  wire [15:0] \port$16745$0 ;
+  reg load = 1'h0;
+  output [15:0] \port$12535$0 ;
+  wire [15:0] \port$12535$0 ;
+  output [15:0] \port$12541$0 ;
+  wire [15:0] \port$12541$0 ;
+  output [15:0] \port$12547$0 ;
+  wire [15:0] \port$12547$0 ;
+  output [15:0] \port$12553$0 ;
+  wire [15:0] \port$12553$0 ;
   reg restart = 1'h0;
   input rst;
   wire rst;
@@ -23897,12 +24211,15 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [3:0] sat_lif;
   wire [63:0] scale;
   wire [3:0] spike;
-  input [607:0] stage;
-  wire [607:0] stage;
+  input [629:0] stage;
+  wire [629:0] stage;
   wire [19:0] \stage.acc_base ;
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
   wire [5:0] \stage.alt_shift ;
+  wire [19:0] \stage.carry_base ;
+  wire \stage.carry_in ;
+  wire \stage.carry_out ;
   wire [15:0] \stage.cols ;
   wire [19:0] \stage.cur_base ;
   wire [1:0] \stage.fx ;
@@ -23945,6 +24262,7 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [19:0] \stage.w_base ;
   input start;
   wire start;
+  wire [15:0] steps_t;
   reg [15:0] sub = 16'h0000;
   wire [15:0] t;
   reg [15:0] tr = 16'h0000;
@@ -23974,13 +24292,18 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   reg [7:0] w_argmax_z4 = 8'h00;
   reg [7:0] w_argmax_z5 = 8'h00;
   reg [7:0] w_argmax_z6 = 8'h00;
+  reg [19:0] w_carry_addr_z1 = 20'h00000;
+  reg [19:0] w_carry_addr_z2 = 20'h00000;
+  reg [19:0] w_carry_addr_z3 = 20'h00000;
+  reg [19:0] w_carry_addr_z4 = 20'h00000;
+  reg [19:0] w_carry_addr_z5 = 20'h00000;
+  reg [19:0] w_carry_addr_z6 = 20'h00000;
   reg [19:0] w_cur_addr_z1 = 20'h00000;
   reg [19:0] w_cur_addr_z2 = 20'h00000;
   reg [19:0] w_cur_addr_z3 = 20'h00000;
   reg [19:0] w_cur_addr_z4 = 20'h00000;
   reg [19:0] w_cur_addr_z5 = 20'h00000;
-  (* init = 20'h00000 *)
-  wire [19:0] w_cur_addr_z6;
+  reg [19:0] w_cur_addr_z6 = 20'h00000;
   reg w_first_z1 = 1'h0;
   reg w_first_z2 = 1'h0;
   reg w_first_z3 = 1'h0;
@@ -23999,6 +24322,18 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   reg w_interior_z4 = 1'h0;
   reg w_interior_z5 = 1'h0;
   reg w_interior_z6 = 1'h0;
+  reg w_load_z1 = 1'h0;
+  reg w_load_z2 = 1'h0;
+  reg w_load_z3 = 1'h0;
+  reg w_load_z4 = 1'h0;
+  reg w_load_z5 = 1'h0;
+  reg w_load_z6 = 1'h0;
+  reg w_store_z1 = 1'h0;
+  reg w_store_z2 = 1'h0;
+  reg w_store_z3 = 1'h0;
+  reg w_store_z4 = 1'h0;
+  reg w_store_z5 = 1'h0;
+  reg w_store_z6 = 1'h0;
   reg [1:0] w_sub_z1 = 2'h0;
   reg [1:0] w_sub_z2 = 2'h0;
   reg [1:0] w_sub_z3 = 2'h0;
@@ -24019,2143 +24354,2685 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   reg [15:0] x = 16'h0000;
   reg [15:0] y = 16'h0000;
   assign \$1  = stage[9:2] - 1'h1;
-  assign \$2  = $signed(\$1 ) - $signed({ 1'h0, tr });
-  assign \$3  = stage[73:58] + 3'h4;
-  assign \$4  = \$3  - 1'h1;
-  assign \$6  = ! sub;
-  assign e__en = run & \$6 ;
-  assign \$7  = lifg_word_first + word_m3;
-  assign \$8  = stage[93:74] + \$7 ;
+  assign \$2  = tr - stage[384];
+  assign \$3  = $signed(\$1 ) - $signed(\$2 );
+  assign \$4  = stage[73:58] + 3'h4;
+  assign \$5  = \$4  - 1'h1;
+  assign \$7  = stage[9:2] + stage[384];
+  assign \$8  = \$7  + stage[385];
   assign \$9  = ! sub;
   assign \$10  = run & \$9 ;
-  assign extra__en = \$10  & stage[338];
-  assign \$11  = lifg_word_first + word_m3;
-  assign \$12  = stage[240:221] + \$11 ;
-  assign \$13  = ! sub;
-  assign trace__en = run & \$13 ;
-  assign \$14  = lifg_word_first + word_m3;
-  assign \$15  = stage[317:298] + \$14 ;
-  assign \$16  = ! sub;
-  assign affine__en = run & \$16 ;
-  assign \$17  = ! sub;
-  assign \$18  = run & \$17 ;
-  assign \$19  = ! sub;
-  assign \$20  = run & \$19 ;
-  assign \$21  = 1'h1 + stage[338];
-  assign \$22  = \$20  ? \$21  : 2'h0;
-  assign valid = \$signal  & \$signal$20 ;
+  assign \$11  = stage[9:2] + stage[384];
+  assign \$12  = tr == \$11 ;
+  assign \$13  = stage[385] & \$12 ;
+  assign \$14  = ~ \$13 ;
+  assign e__en = \$10  & \$14 ;
+  assign \$15  = ! tr;
+  assign \$16  = stage[384] & \$15 ;
+  assign \$17  = carry_first + carry_m2;
+  assign \$18  = lifg_word_first + word_m3;
+  assign \$19  = stage[93:74] + \$18 ;
+  assign \$20  = \$16  ? { 1'h0, \$17  } : \$19 ;
+  assign \$21  = ! sub;
+  assign \$22  = run & \$21 ;
+  assign \$23  = ! tr;
+  assign \$24  = stage[384] & \$23 ;
+  assign \$25  = ~ \$24 ;
+  assign \$26  = \$22  & \$25 ;
+  assign \$27  = stage[9:2] + stage[384];
+  assign \$28  = tr == \$27 ;
+  assign \$29  = stage[385] & \$28 ;
+  assign \$30  = ~ \$29 ;
+  assign \$31  = \$26  & \$30 ;
+  assign extra__en = \$31  & stage[338];
+  assign \$32  = lifg_word_first + word_m3;
+  assign \$33  = stage[240:221] + \$32 ;
+  assign \$34  = ! sub;
+  assign \$35  = run & \$34 ;
+  assign \$36  = ! tr;
+  assign \$37  = stage[384] & \$36 ;
+  assign \$38  = ~ \$37 ;
+  assign \$39  = \$35  & \$38 ;
+  assign \$40  = stage[9:2] + stage[384];
+  assign \$41  = tr == \$40 ;
+  assign \$42  = stage[385] & \$41 ;
+  assign \$43  = ~ \$42 ;
+  assign trace__en = \$39  & \$43 ;
+  assign \$44  = lifg_word_first + word_m3;
+  assign \$45  = stage[317:298] + \$44 ;
+  assign \$46  = ! sub;
+  assign \$47  = run & \$46 ;
+  assign \$48  = ! tr;
+  assign \$49  = stage[384] & \$48 ;
+  assign \$50  = ~ \$49 ;
+  assign \$51  = \$47  & \$50 ;
+  assign \$52  = stage[9:2] + stage[384];
+  assign \$53  = tr == \$52 ;
+  assign \$54  = stage[385] & \$53 ;
+  assign \$55  = ~ \$54 ;
+  assign affine__en = \$51  & \$55 ;
+  assign \$56  = ! sub;
+  assign \$57  = run & \$56 ;
+  assign \$58  = ! tr;
+  assign \$59  = stage[384] & \$58 ;
+  assign \$60  = ~ \$59 ;
+  assign \$61  = \$57  & \$60 ;
+  assign \$62  = stage[9:2] + stage[384];
+  assign \$63  = tr == \$62 ;
+  assign \$64  = stage[385] & \$63 ;
+  assign \$65  = ~ \$64 ;
+  assign \$66  = \$61  & \$65 ;
+  assign \$67  = ! sub;
+  assign \$68  = run & \$67 ;
+  assign \$69  = ! tr;
+  assign \$70  = stage[384] & \$69 ;
+  assign \$71  = ~ \$70 ;
+  assign \$72  = \$68  & \$71 ;
+  assign \$73  = stage[9:2] + stage[384];
+  assign \$74  = tr == \$73 ;
+  assign \$75  = stage[385] & \$74 ;
+  assign \$76  = ~ \$75 ;
+  assign \$77  = \$72  & \$76 ;
+  assign \$78  = 1'h1 + stage[338];
+  assign \$79  = ! sub;
+  assign \$80  = run & \$79 ;
+  assign \$81  = ! tr;
+  assign \$82  = stage[384] & \$81 ;
+  assign \$83  = \$80  & \$82 ;
+  assign \$84  = \$83  ? 1'h1 : 1'h0;
+  assign \$85  = \$77  ? \$78  : { 1'h0, \$84  };
+  assign \$86  = \$signal  & \$signal$23 ;
+  assign \$87  = ~ \$signal$24 ;
+  assign valid = \$86  & \$87 ;
   assign g_extra = stage[338] ? extra__data : 64'h0000000000000000;
-  assign scale = \$signal$31  ? { affine__data[159:144], affine__data[111:96], affine__data[63:48], affine__data[15:0] } : { affine__data[175:160], affine__data[127:112], affine__data[79:64], affine__data[31:16] };
-  assign g_a4__en = w_v_z6 & w_inside_z6;
-  assign \$23  = ~ stage[339];
-  assign \$24  = w_first_z6 ? w_argmax_z6 : arg_held;
-  assign \$25  = \$24 [1:0] == w_sub_z6;
-  assign \$26  = \$23  | \$25 ;
-  assign \$27  = w_first_z6 ? { \$1222 , \$1217 , \$1212 , \$1207  } : \$signal$48 ;
-  assign \$28  = \$26  ? \$27 [15:0] : 16'h0000;
-  assign \$29  = ~ stage[339];
-  assign \$30  = w_first_z6 ? w_argmax_z6 : arg_held;
-  assign \$31  = \$30 [3:2] == w_sub_z6;
-  assign \$32  = \$29  | \$31 ;
-  assign \$33  = w_first_z6 ? { \$1222 , \$1217 , \$1212 , \$1207  } : \$signal$48 ;
-  assign \$34  = \$32  ? \$33 [31:16] : 16'h0000;
-  assign \$35  = ~ stage[339];
-  assign \$36  = w_first_z6 ? w_argmax_z6 : arg_held;
-  assign \$37  = \$36 [5:4] == w_sub_z6;
-  assign \$38  = \$35  | \$37 ;
-  assign \$39  = w_first_z6 ? { \$1222 , \$1217 , \$1212 , \$1207  } : \$signal$48 ;
-  assign \$40  = \$38  ? \$39 [47:32] : 16'h0000;
-  assign \$41  = ~ stage[339];
-  assign \$42  = w_first_z6 ? w_argmax_z6 : arg_held;
-  assign \$43  = \$42 [7:6] == w_sub_z6;
-  assign \$44  = \$41  | \$43 ;
-  assign \$45  = w_first_z6 ? { \$1222 , \$1217 , \$1212 , \$1207  } : \$signal$48 ;
-  assign \$46  = \$44  ? \$45 [63:48] : 16'h0000;
-  assign \$47  = w_v_z6 & w_first_z6;
-  assign g_cur__en = \$47  & w_interior_z6;
-  assign \$48  = \$signal  & \$signal$20 ;
-  assign \$49  = \$48  ? \$signal$56  : 3'h0;
-  assign \$50  = g_a4__en + g_cur__en;
-  assign \$51  = w_v_z6 & w_first_z6;
-  assign \$52  = w_active_z6 > 1'h0;
-  assign \$53  = w_active_z6 > 1'h1;
-  assign \$54  = w_active_z6 > 2'h2;
-  assign \$55  = w_active_z6 > 2'h3;
-  assign \$56  = { \$1225 , \$1220 , \$1215 , \$1210  } & { \$55 , \$54 , \$53 , \$52  };
-  assign \$57  = w_active_z6 > 1'h0;
-  assign \$58  = w_active_z6 > 1'h1;
-  assign \$59  = w_active_z6 > 2'h2;
-  assign \$60  = w_active_z6 > 2'h3;
-  assign \$61  = { \$1226 , \$1221 , \$1216 , \$1211  } & { \$60 , \$59 , \$58 , \$57  };
-  assign \$62  = \$56 [0] + \$61 [0];
-  assign \$63  = w_active_z6 > 1'h0;
-  assign \$64  = w_active_z6 > 1'h1;
-  assign \$65  = w_active_z6 > 2'h2;
-  assign \$66  = w_active_z6 > 2'h3;
-  assign \$67  = { \$1223 , \$1218 , \$1213 , \$1208  } & { \$66 , \$65 , \$64 , \$63  };
-  assign \$68  = \$62  + \$67 [0];
-  assign \$69  = 1'h0 + \$68 ;
-  assign \$70  = w_active_z6 > 1'h0;
-  assign \$71  = w_active_z6 > 1'h1;
-  assign \$72  = w_active_z6 > 2'h2;
-  assign \$73  = w_active_z6 > 2'h3;
-  assign \$74  = { \$1225 , \$1220 , \$1215 , \$1210  } & { \$73 , \$72 , \$71 , \$70  };
-  assign \$75  = w_active_z6 > 1'h0;
-  assign \$76  = w_active_z6 > 1'h1;
-  assign \$77  = w_active_z6 > 2'h2;
-  assign \$78  = w_active_z6 > 2'h3;
-  assign \$79  = { \$1226 , \$1221 , \$1216 , \$1211  } & { \$78 , \$77 , \$76 , \$75  };
-  assign \$80  = \$74 [1] + \$79 [1];
-  assign \$81  = w_active_z6 > 1'h0;
-  assign \$82  = w_active_z6 > 1'h1;
-  assign \$83  = w_active_z6 > 2'h2;
-  assign \$84  = w_active_z6 > 2'h3;
-  assign \$85  = { \$1223 , \$1218 , \$1213 , \$1208  } & { \$84 , \$83 , \$82 , \$81  };
-  assign \$86  = \$80  + \$85 [1];
-  assign \$87  = \$69  + \$86 ;
-  assign \$88  = w_active_z6 > 1'h0;
-  assign \$89  = w_active_z6 > 1'h1;
-  assign \$90  = w_active_z6 > 2'h2;
-  assign \$91  = w_active_z6 > 2'h3;
-  assign \$92  = { \$1225 , \$1220 , \$1215 , \$1210  } & { \$91 , \$90 , \$89 , \$88  };
-  assign \$93  = w_active_z6 > 1'h0;
-  assign \$94  = w_active_z6 > 1'h1;
-  assign \$95  = w_active_z6 > 2'h2;
-  assign \$96  = w_active_z6 > 2'h3;
-  assign \$97  = { \$1226 , \$1221 , \$1216 , \$1211  } & { \$96 , \$95 , \$94 , \$93  };
-  assign \$98  = \$92 [2] + \$97 [2];
-  assign \$99  = w_active_z6 > 1'h0;
-  assign \$100  = w_active_z6 > 1'h1;
-  assign \$101  = w_active_z6 > 2'h2;
-  assign \$102  = w_active_z6 > 2'h3;
-  assign \$103  = { \$1223 , \$1218 , \$1213 , \$1208  } & { \$102 , \$101 , \$100 , \$99  };
-  assign \$104  = \$98  + \$103 [2];
-  assign \$105  = \$87  + \$104 ;
-  assign \$106  = w_active_z6 > 1'h0;
-  assign \$107  = w_active_z6 > 1'h1;
-  assign \$108  = w_active_z6 > 2'h2;
-  assign \$109  = w_active_z6 > 2'h3;
-  assign \$110  = { \$1225 , \$1220 , \$1215 , \$1210  } & { \$109 , \$108 , \$107 , \$106  };
-  assign \$111  = w_active_z6 > 1'h0;
-  assign \$112  = w_active_z6 > 1'h1;
-  assign \$113  = w_active_z6 > 2'h2;
-  assign \$114  = w_active_z6 > 2'h3;
-  assign \$115  = { \$1226 , \$1221 , \$1216 , \$1211  } & { \$114 , \$113 , \$112 , \$111  };
-  assign \$116  = \$110 [3] + \$115 [3];
-  assign \$117  = w_active_z6 > 1'h0;
-  assign \$118  = w_active_z6 > 1'h1;
-  assign \$119  = w_active_z6 > 2'h2;
-  assign \$120  = w_active_z6 > 2'h3;
-  assign \$121  = { \$1223 , \$1218 , \$1213 , \$1208  } & { \$120 , \$119 , \$118 , \$117  };
-  assign \$122  = \$116  + \$121 [3];
-  assign \$123  = \$105  + \$122 ;
-  assign \$124  = \$51  ? \$123  : 7'h00;
-  assign \$125  = | { w_v_z6, w_v_z5, w_v_z4, w_v_z3, w_v_z2, w_v_z1, \$signal  };
-  assign busy = run | \$125 ;
-  assign \$127  = stage[339] ? 3'h4 : 3'h1;
-  assign \$128  = \$127  - 1'h1;
-  assign \$129  = $signed({ 1'h0, sub }) == $signed(\$128 );
-  assign \$130  = sub + 1'h1;
-  assign \$131  = \$129  ? 17'h00000 : \$130 ;
-  assign \$132  = stage[339] ? 3'h4 : 3'h1;
-  assign \$133  = \$132  - 1'h1;
-  assign \$134  = $signed({ 1'h0, sub }) == $signed(\$133 );
-  assign \$136  = run & \$135 ;
-  assign \$137  = stage[9:2] - 1'h1;
-  assign \$138  = $signed({ 1'h0, tr }) == $signed(\$137 );
-  assign \$139  = tr + 1'h1;
-  assign \$140  = \$138  ? 17'h00000 : \$139 ;
-  assign \$141  = stage[339] ? 3'h4 : 3'h1;
-  assign \$142  = \$141  - 1'h1;
-  assign \$143  = $signed({ 1'h0, sub }) == $signed(\$142 );
-  assign \$145  = stage[9:2] - 1'h1;
-  assign \$146  = $signed({ 1'h0, tr }) == $signed(\$145 );
-  assign \$147  = \$144  & \$146 ;
-  assign \$148  = run & \$147 ;
-  assign \$149  = \$5 [15:0] - 1'h1;
-  assign \$150  = go == \$149 ;
-  assign \$151  = go + 1'h1;
-  assign \$152  = \$150  ? 17'h00000 : \$151 ;
-  assign \$153  = stage[339] ? 3'h4 : 3'h1;
-  assign \$154  = \$153  - 1'h1;
-  assign \$155  = $signed({ 1'h0, sub }) == $signed(\$154 );
-  assign \$157  = stage[9:2] - 1'h1;
-  assign \$158  = $signed({ 1'h0, tr }) == $signed(\$157 );
-  assign \$159  = \$156  & \$158 ;
-  assign \$160  = \$5 [15:0] - 1'h1;
-  assign \$161  = go == \$160 ;
-  assign \$162  = \$159  & \$161 ;
-  assign \$163  = run & \$162 ;
-  assign \$164  = stage[41:26] - 1'h1;
-  assign \$165  = x == \$164 ;
-  assign \$166  = x + 1'h1;
-  assign \$167  = \$165  ? 17'h00000 : \$166 ;
-  assign \$168  = stage[339] ? 3'h4 : 3'h1;
-  assign \$169  = \$168  - 1'h1;
-  assign \$170  = $signed({ 1'h0, sub }) == $signed(\$169 );
-  assign \$172  = stage[9:2] - 1'h1;
-  assign \$173  = $signed({ 1'h0, tr }) == $signed(\$172 );
-  assign \$174  = \$171  & \$173 ;
-  assign \$175  = \$5 [15:0] - 1'h1;
-  assign \$176  = go == \$175 ;
-  assign \$177  = \$174  & \$176 ;
-  assign \$178  = stage[41:26] - 1'h1;
-  assign \$179  = x == \$178 ;
-  assign \$180  = \$177  & \$179 ;
-  assign \$181  = run & \$180 ;
-  assign \$182  = stage[25:10] - 1'h1;
-  assign \$183  = y == \$182 ;
-  assign \$184  = y + 1'h1;
-  assign \$185  = \$183  ? 17'h00000 : \$184 ;
-  assign \$186  = stage[339] ? 3'h4 : 3'h1;
-  assign \$187  = \$186  - 1'h1;
-  assign \$188  = $signed({ 1'h0, sub }) == $signed(\$187 );
-  assign \$190  = stage[9:2] - 1'h1;
-  assign \$191  = $signed({ 1'h0, tr }) == $signed(\$190 );
-  assign \$192  = \$189  & \$191 ;
-  assign \$193  = \$5 [15:0] - 1'h1;
-  assign \$194  = go == \$193 ;
-  assign \$195  = \$192  & \$194 ;
-  assign \$196  = stage[41:26] - 1'h1;
-  assign \$197  = x == \$196 ;
-  assign \$198  = \$195  & \$197 ;
-  assign \$199  = stage[25:10] - 1'h1;
-  assign \$200  = y == \$199 ;
-  assign \$201  = \$198  & \$200 ;
-  assign \$202  = run & \$201 ;
-  assign \$203  = stage[41:26] * \$5 [15:0];
-  assign \$204  = stage[25:10] * stage[41:26];
-  assign \$205  = \$204  * \$5 [15:0];
-  assign \$206  = stage[9:2] - 1'h1;
-  assign \$207  = $signed(\$206 ) * $signed({ 1'h0, stage[25:10] });
-  assign \$208  = $signed(\$207 ) * $signed({ 1'h0, stage[41:26] });
-  assign \$209  = $signed(\$208 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$210  = stage[339] ? 3'h4 : 3'h1;
-  assign \$211  = \$210  - 1'h1;
-  assign \$212  = $signed({ 1'h0, sub }) == $signed(\$211 );
-  assign \$214  = stage[9:2] - 1'h1;
-  assign \$215  = $signed({ 1'h0, tr }) == $signed(\$214 );
-  assign \$216  = \$213  & \$215 ;
-  assign \$217  = \$5 [15:0] - 1'h1;
-  assign \$218  = go == \$217 ;
-  assign \$219  = \$216  & \$218 ;
-  assign \$220  = stage[41:26] - 1'h1;
-  assign \$221  = x == \$220 ;
-  assign \$222  = \$219  & \$221 ;
-  assign \$223  = stage[339] ? 3'h4 : 3'h1;
-  assign \$224  = \$223  - 1'h1;
-  assign \$225  = $signed({ 1'h0, sub }) == $signed(\$224 );
-  assign \$227  = stage[9:2] - 1'h1;
-  assign \$228  = $signed({ 1'h0, tr }) == $signed(\$227 );
-  assign \$229  = \$226  & \$228 ;
-  assign \$230  = \$5 [15:0] - 1'h1;
-  assign \$231  = go == \$230 ;
-  assign \$232  = \$229  & \$231 ;
-  assign \$233  = stage[41:26] - 1'h1;
-  assign \$234  = x == \$233 ;
+  assign scale = \$signal$37  ? { affine__data[159:144], affine__data[111:96], affine__data[63:48], affine__data[15:0] } : { affine__data[175:160], affine__data[127:112], affine__data[79:64], affine__data[31:16] };
+  assign \$88  = ~ w_load_z6;
+  assign \$89  = w_v_z6 & \$88 ;
+  assign \$90  = ~ w_store_z6;
+  assign \$91  = \$89  & \$90 ;
+  assign g_a4__en = \$91  & w_inside_z6;
+  assign \$92  = ~ stage[339];
+  assign \$93  = w_first_z6 ? w_argmax_z6 : arg_held;
+  assign \$94  = \$93 [1:0] == w_sub_z6;
+  assign \$95  = \$92  | \$94 ;
+  assign \$96  = w_first_z6 ? { \$1524 , \$1518 , \$1512 , \$1506  } : \$signal$56 ;
+  assign \$97  = \$95  ? \$96 [15:0] : 16'h0000;
+  assign \$98  = ~ stage[339];
+  assign \$99  = w_first_z6 ? w_argmax_z6 : arg_held;
+  assign \$100  = \$99 [3:2] == w_sub_z6;
+  assign \$101  = \$98  | \$100 ;
+  assign \$102  = w_first_z6 ? { \$1524 , \$1518 , \$1512 , \$1506  } : \$signal$56 ;
+  assign \$103  = \$101  ? \$102 [31:16] : 16'h0000;
+  assign \$104  = ~ stage[339];
+  assign \$105  = w_first_z6 ? w_argmax_z6 : arg_held;
+  assign \$106  = \$105 [5:4] == w_sub_z6;
+  assign \$107  = \$104  | \$106 ;
+  assign \$108  = w_first_z6 ? { \$1524 , \$1518 , \$1512 , \$1506  } : \$signal$56 ;
+  assign \$109  = \$107  ? \$108 [47:32] : 16'h0000;
+  assign \$110  = ~ stage[339];
+  assign \$111  = w_first_z6 ? w_argmax_z6 : arg_held;
+  assign \$112  = \$111 [7:6] == w_sub_z6;
+  assign \$113  = \$110  | \$112 ;
+  assign \$114  = w_first_z6 ? { \$1524 , \$1518 , \$1512 , \$1506  } : \$signal$56 ;
+  assign \$115  = \$113  ? \$114 [63:48] : 16'h0000;
+  assign \$116  = ~ w_load_z6;
+  assign \$117  = w_v_z6 & \$116 ;
+  assign \$118  = ~ w_store_z6;
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$119  & w_first_z6;
+  assign \$121  = \$120  & w_interior_z6;
+  assign \$122  = w_v_z6 & w_first_z6;
+  assign \$123  = \$122  & w_store_z6;
+  assign g_cur__en = \$121  | \$123 ;
+  assign \$124  = w_v_z6 & w_first_z6;
+  assign \$125  = \$124  & w_store_z6;
+  assign g_cur__addr = \$125  ? w_carry_addr_z6 : w_cur_addr_z6;
+  assign \$126  = w_v_z6 & w_first_z6;
+  assign \$127  = \$126  & w_store_z6;
+  assign g_cur__data = \$127  ? { \$1526 , \$1520 , \$1514 , \$1508  } : { \$1527 , \$1521 , \$1515 , \$1509  };
+  assign \$128  = \$signal  & \$signal$23 ;
+  assign \$129  = ~ load;
+  assign \$130  = \$128  & \$129 ;
+  assign \$131  = ~ \$signal$24 ;
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = \$132  ? \$signal$66  : 3'h0;
+  assign \$134  = g_a4__en + g_cur__en;
+  assign \$135  = ~ w_load_z6;
+  assign \$136  = w_v_z6 & \$135 ;
+  assign \$137  = ~ w_store_z6;
+  assign \$138  = \$136  & \$137 ;
+  assign \$139  = \$138  & w_first_z6;
+  assign \$140  = w_active_z6 > 1'h0;
+  assign \$141  = w_active_z6 > 1'h1;
+  assign \$142  = w_active_z6 > 2'h2;
+  assign \$143  = w_active_z6 > 2'h3;
+  assign \$144  = { \$1528 , \$1522 , \$1516 , \$1510  } & { \$143 , \$142 , \$141 , \$140  };
+  assign \$145  = w_active_z6 > 1'h0;
+  assign \$146  = w_active_z6 > 1'h1;
+  assign \$147  = w_active_z6 > 2'h2;
+  assign \$148  = w_active_z6 > 2'h3;
+  assign \$149  = { \$1529 , \$1523 , \$1517 , \$1511  } & { \$148 , \$147 , \$146 , \$145  };
+  assign \$150  = \$144 [0] + \$149 [0];
+  assign \$151  = w_active_z6 > 1'h0;
+  assign \$152  = w_active_z6 > 1'h1;
+  assign \$153  = w_active_z6 > 2'h2;
+  assign \$154  = w_active_z6 > 2'h3;
+  assign \$155  = { \$1525 , \$1519 , \$1513 , \$1507  } & { \$154 , \$153 , \$152 , \$151  };
+  assign \$156  = \$150  + \$155 [0];
+  assign \$157  = 1'h0 + \$156 ;
+  assign \$158  = w_active_z6 > 1'h0;
+  assign \$159  = w_active_z6 > 1'h1;
+  assign \$160  = w_active_z6 > 2'h2;
+  assign \$161  = w_active_z6 > 2'h3;
+  assign \$162  = { \$1528 , \$1522 , \$1516 , \$1510  } & { \$161 , \$160 , \$159 , \$158  };
+  assign \$163  = w_active_z6 > 1'h0;
+  assign \$164  = w_active_z6 > 1'h1;
+  assign \$165  = w_active_z6 > 2'h2;
+  assign \$166  = w_active_z6 > 2'h3;
+  assign \$167  = { \$1529 , \$1523 , \$1517 , \$1511  } & { \$166 , \$165 , \$164 , \$163  };
+  assign \$168  = \$162 [1] + \$167 [1];
+  assign \$169  = w_active_z6 > 1'h0;
+  assign \$170  = w_active_z6 > 1'h1;
+  assign \$171  = w_active_z6 > 2'h2;
+  assign \$172  = w_active_z6 > 2'h3;
+  assign \$173  = { \$1525 , \$1519 , \$1513 , \$1507  } & { \$172 , \$171 , \$170 , \$169  };
+  assign \$174  = \$168  + \$173 [1];
+  assign \$175  = \$157  + \$174 ;
+  assign \$176  = w_active_z6 > 1'h0;
+  assign \$177  = w_active_z6 > 1'h1;
+  assign \$178  = w_active_z6 > 2'h2;
+  assign \$179  = w_active_z6 > 2'h3;
+  assign \$180  = { \$1528 , \$1522 , \$1516 , \$1510  } & { \$179 , \$178 , \$177 , \$176  };
+  assign \$181  = w_active_z6 > 1'h0;
+  assign \$182  = w_active_z6 > 1'h1;
+  assign \$183  = w_active_z6 > 2'h2;
+  assign \$184  = w_active_z6 > 2'h3;
+  assign \$185  = { \$1529 , \$1523 , \$1517 , \$1511  } & { \$184 , \$183 , \$182 , \$181  };
+  assign \$186  = \$180 [2] + \$185 [2];
+  assign \$187  = w_active_z6 > 1'h0;
+  assign \$188  = w_active_z6 > 1'h1;
+  assign \$189  = w_active_z6 > 2'h2;
+  assign \$190  = w_active_z6 > 2'h3;
+  assign \$191  = { \$1525 , \$1519 , \$1513 , \$1507  } & { \$190 , \$189 , \$188 , \$187  };
+  assign \$192  = \$186  + \$191 [2];
+  assign \$193  = \$175  + \$192 ;
+  assign \$194  = w_active_z6 > 1'h0;
+  assign \$195  = w_active_z6 > 1'h1;
+  assign \$196  = w_active_z6 > 2'h2;
+  assign \$197  = w_active_z6 > 2'h3;
+  assign \$198  = { \$1528 , \$1522 , \$1516 , \$1510  } & { \$197 , \$196 , \$195 , \$194  };
+  assign \$199  = w_active_z6 > 1'h0;
+  assign \$200  = w_active_z6 > 1'h1;
+  assign \$201  = w_active_z6 > 2'h2;
+  assign \$202  = w_active_z6 > 2'h3;
+  assign \$203  = { \$1529 , \$1523 , \$1517 , \$1511  } & { \$202 , \$201 , \$200 , \$199  };
+  assign \$204  = \$198 [3] + \$203 [3];
+  assign \$205  = w_active_z6 > 1'h0;
+  assign \$206  = w_active_z6 > 1'h1;
+  assign \$207  = w_active_z6 > 2'h2;
+  assign \$208  = w_active_z6 > 2'h3;
+  assign \$209  = { \$1525 , \$1519 , \$1513 , \$1507  } & { \$208 , \$207 , \$206 , \$205  };
+  assign \$210  = \$204  + \$209 [3];
+  assign \$211  = \$193  + \$210 ;
+  assign \$212  = \$139  ? \$211  : 7'h00;
+  assign \$213  = | { w_v_z6, w_v_z5, w_v_z4, w_v_z3, w_v_z2, w_v_z1, \$signal  };
+  assign busy = run | \$213 ;
+  assign \$215  = stage[339] ? 3'h4 : 3'h1;
+  assign \$216  = \$215  - 1'h1;
+  assign \$217  = $signed({ 1'h0, sub }) == $signed(\$216 );
+  assign \$218  = sub + 1'h1;
+  assign \$219  = \$217  ? 17'h00000 : \$218 ;
+  assign \$220  = stage[339] ? 3'h4 : 3'h1;
+  assign \$221  = \$220  - 1'h1;
+  assign \$222  = $signed({ 1'h0, sub }) == $signed(\$221 );
+  assign \$224  = run & \$223 ;
+  assign \$225  = \$8  - 1'h1;
+  assign \$226  = tr == \$225 ;
+  assign \$227  = tr + 1'h1;
+  assign \$228  = \$226  ? 17'h00000 : \$227 ;
+  assign \$229  = stage[339] ? 3'h4 : 3'h1;
+  assign \$230  = \$229  - 1'h1;
+  assign \$231  = $signed({ 1'h0, sub }) == $signed(\$230 );
+  assign \$233  = \$8  - 1'h1;
+  assign \$234  = tr == \$233 ;
   assign \$235  = \$232  & \$234 ;
-  assign \$236  = stage[25:10] - 1'h1;
-  assign \$237  = y == \$236 ;
-  assign \$238  = \$235  & \$237 ;
-  assign \$239  = ~ \$238 ;
-  assign \$240  = \$222  & \$239 ;
-  assign \$241  = word_m0 + lifg_y_stride;
-  assign \$242  = stage[339] ? 3'h4 : 3'h1;
-  assign \$243  = \$242  - 1'h1;
-  assign \$244  = $signed({ 1'h0, sub }) == $signed(\$243 );
-  assign \$246  = stage[9:2] - 1'h1;
-  assign \$247  = $signed({ 1'h0, tr }) == $signed(\$246 );
-  assign \$248  = \$245  & \$247 ;
-  assign \$249  = \$5 [15:0] - 1'h1;
-  assign \$250  = go == \$249 ;
-  assign \$251  = \$248  & \$250 ;
+  assign \$236  = run & \$235 ;
+  assign \$237  = \$6 [15:0] - 1'h1;
+  assign \$238  = go == \$237 ;
+  assign \$239  = go + 1'h1;
+  assign \$240  = \$238  ? 17'h00000 : \$239 ;
+  assign \$241  = stage[339] ? 3'h4 : 3'h1;
+  assign \$242  = \$241  - 1'h1;
+  assign \$243  = $signed({ 1'h0, sub }) == $signed(\$242 );
+  assign \$245  = \$8  - 1'h1;
+  assign \$246  = tr == \$245 ;
+  assign \$247  = \$244  & \$246 ;
+  assign \$248  = \$6 [15:0] - 1'h1;
+  assign \$249  = go == \$248 ;
+  assign \$250  = \$247  & \$249 ;
+  assign \$251  = run & \$250 ;
   assign \$252  = stage[41:26] - 1'h1;
   assign \$253  = x == \$252 ;
-  assign \$254  = \$251  & \$253 ;
-  assign \$255  = stage[339] ? 3'h4 : 3'h1;
-  assign \$256  = \$255  - 1'h1;
-  assign \$257  = $signed({ 1'h0, sub }) == $signed(\$256 );
-  assign \$259  = stage[9:2] - 1'h1;
-  assign \$260  = $signed({ 1'h0, tr }) == $signed(\$259 );
-  assign \$261  = \$258  & \$260 ;
-  assign \$262  = \$5 [15:0] - 1'h1;
-  assign \$263  = go == \$262 ;
-  assign \$264  = \$261  & \$263 ;
-  assign \$265  = stage[41:26] - 1'h1;
-  assign \$266  = x == \$265 ;
-  assign \$267  = \$264  & \$266 ;
-  assign \$268  = stage[25:10] - 1'h1;
-  assign \$269  = y == \$268 ;
-  assign \$270  = \$267  & \$269 ;
-  assign \$271  = ~ \$270 ;
-  assign \$272  = \$254  & \$271 ;
-  assign \$273  = word_m0 + lifg_y_stride;
+  assign \$254  = x + 1'h1;
+  assign \$255  = \$253  ? 17'h00000 : \$254 ;
+  assign \$256  = stage[339] ? 3'h4 : 3'h1;
+  assign \$257  = \$256  - 1'h1;
+  assign \$258  = $signed({ 1'h0, sub }) == $signed(\$257 );
+  assign \$260  = \$8  - 1'h1;
+  assign \$261  = tr == \$260 ;
+  assign \$262  = \$259  & \$261 ;
+  assign \$263  = \$6 [15:0] - 1'h1;
+  assign \$264  = go == \$263 ;
+  assign \$265  = \$262  & \$264 ;
+  assign \$266  = stage[41:26] - 1'h1;
+  assign \$267  = x == \$266 ;
+  assign \$268  = \$265  & \$267 ;
+  assign \$269  = run & \$268 ;
+  assign \$270  = stage[25:10] - 1'h1;
+  assign \$271  = y == \$270 ;
+  assign \$272  = y + 1'h1;
+  assign \$273  = \$271  ? 17'h00000 : \$272 ;
   assign \$274  = stage[339] ? 3'h4 : 3'h1;
   assign \$275  = \$274  - 1'h1;
   assign \$276  = $signed({ 1'h0, sub }) == $signed(\$275 );
-  assign \$278  = stage[9:2] - 1'h1;
-  assign \$279  = $signed({ 1'h0, tr }) == $signed(\$278 );
+  assign \$278  = \$8  - 1'h1;
+  assign \$279  = tr == \$278 ;
   assign \$280  = \$277  & \$279 ;
-  assign \$281  = \$5 [15:0] - 1'h1;
+  assign \$281  = \$6 [15:0] - 1'h1;
   assign \$282  = go == \$281 ;
   assign \$283  = \$280  & \$282 ;
-  assign \$284  = stage[339] ? 3'h4 : 3'h1;
-  assign \$285  = \$284  - 1'h1;
-  assign \$286  = $signed({ 1'h0, sub }) == $signed(\$285 );
-  assign \$288  = stage[9:2] - 1'h1;
-  assign \$289  = $signed({ 1'h0, tr }) == $signed(\$288 );
-  assign \$290  = \$287  & \$289 ;
-  assign \$291  = \$5 [15:0] - 1'h1;
-  assign \$292  = go == \$291 ;
-  assign \$293  = \$290  & \$292 ;
-  assign \$294  = stage[41:26] - 1'h1;
-  assign \$295  = x == \$294 ;
-  assign \$296  = \$293  & \$295 ;
-  assign \$297  = ~ \$296 ;
-  assign \$298  = \$283  & \$297 ;
-  assign \$299  = word_m1 + lifg_go;
-  assign \$300  = stage[339] ? 3'h4 : 3'h1;
-  assign \$301  = \$300  - 1'h1;
-  assign \$302  = $signed({ 1'h0, sub }) == $signed(\$301 );
-  assign \$304  = stage[9:2] - 1'h1;
-  assign \$305  = $signed({ 1'h0, tr }) == $signed(\$304 );
-  assign \$306  = \$303  & \$305 ;
-  assign \$307  = \$5 [15:0] - 1'h1;
-  assign \$308  = go == \$307 ;
-  assign \$309  = \$306  & \$308 ;
-  assign \$310  = stage[41:26] - 1'h1;
-  assign \$311  = x == \$310 ;
-  assign \$312  = \$309  & \$311 ;
-  assign \$313  = stage[339] ? 3'h4 : 3'h1;
-  assign \$314  = \$313  - 1'h1;
-  assign \$315  = $signed({ 1'h0, sub }) == $signed(\$314 );
-  assign \$317  = stage[9:2] - 1'h1;
-  assign \$318  = $signed({ 1'h0, tr }) == $signed(\$317 );
-  assign \$319  = \$316  & \$318 ;
-  assign \$320  = \$5 [15:0] - 1'h1;
-  assign \$321  = go == \$320 ;
-  assign \$322  = \$319  & \$321 ;
-  assign \$323  = stage[41:26] - 1'h1;
-  assign \$324  = x == \$323 ;
-  assign \$325  = \$322  & \$324 ;
-  assign \$326  = stage[25:10] - 1'h1;
-  assign \$327  = y == \$326 ;
-  assign \$328  = \$325  & \$327 ;
-  assign \$329  = ~ \$328 ;
-  assign \$330  = \$312  & \$329 ;
-  assign \$331  = word_m0 + lifg_y_stride;
-  assign \$332  = stage[339] ? 3'h4 : 3'h1;
-  assign \$333  = \$332  - 1'h1;
-  assign \$334  = $signed({ 1'h0, sub }) == $signed(\$333 );
-  assign \$336  = stage[9:2] - 1'h1;
-  assign \$337  = $signed({ 1'h0, tr }) == $signed(\$336 );
-  assign \$338  = \$335  & \$337 ;
-  assign \$339  = \$5 [15:0] - 1'h1;
-  assign \$340  = go == \$339 ;
-  assign \$341  = \$338  & \$340 ;
-  assign \$342  = stage[339] ? 3'h4 : 3'h1;
-  assign \$343  = \$342  - 1'h1;
-  assign \$344  = $signed({ 1'h0, sub }) == $signed(\$343 );
-  assign \$346  = stage[9:2] - 1'h1;
-  assign \$347  = $signed({ 1'h0, tr }) == $signed(\$346 );
-  assign \$348  = \$345  & \$347 ;
-  assign \$349  = \$5 [15:0] - 1'h1;
-  assign \$350  = go == \$349 ;
-  assign \$351  = \$348  & \$350 ;
-  assign \$352  = stage[41:26] - 1'h1;
-  assign \$353  = x == \$352 ;
-  assign \$354  = \$351  & \$353 ;
-  assign \$355  = ~ \$354 ;
-  assign \$356  = \$341  & \$355 ;
-  assign \$357  = word_m1 + lifg_go;
-  assign \$358  = stage[339] ? 3'h4 : 3'h1;
-  assign \$359  = \$358  - 1'h1;
-  assign \$360  = $signed({ 1'h0, sub }) == $signed(\$359 );
-  assign \$362  = stage[9:2] - 1'h1;
-  assign \$363  = $signed({ 1'h0, tr }) == $signed(\$362 );
-  assign \$364  = \$361  & \$363 ;
-  assign \$365  = stage[339] ? 3'h4 : 3'h1;
-  assign \$366  = \$365  - 1'h1;
-  assign \$367  = $signed({ 1'h0, sub }) == $signed(\$366 );
-  assign \$369  = stage[9:2] - 1'h1;
-  assign \$370  = $signed({ 1'h0, tr }) == $signed(\$369 );
-  assign \$371  = \$368  & \$370 ;
-  assign \$372  = \$5 [15:0] - 1'h1;
-  assign \$373  = go == \$372 ;
-  assign \$374  = \$371  & \$373 ;
-  assign \$375  = ~ \$374 ;
-  assign \$376  = \$364  & \$375 ;
-  assign \$377  = word_m2 + 1'h1;
-  assign \$378  = stage[339] ? 3'h4 : 3'h1;
-  assign \$379  = \$378  - 1'h1;
-  assign \$380  = $signed({ 1'h0, sub }) == $signed(\$379 );
-  assign \$382  = stage[9:2] - 1'h1;
-  assign \$383  = $signed({ 1'h0, tr }) == $signed(\$382 );
-  assign \$384  = \$381  & \$383 ;
-  assign \$385  = \$5 [15:0] - 1'h1;
-  assign \$386  = go == \$385 ;
-  assign \$387  = \$384  & \$386 ;
-  assign \$388  = stage[41:26] - 1'h1;
-  assign \$389  = x == \$388 ;
-  assign \$390  = \$387  & \$389 ;
-  assign \$391  = stage[339] ? 3'h4 : 3'h1;
-  assign \$392  = \$391  - 1'h1;
-  assign \$393  = $signed({ 1'h0, sub }) == $signed(\$392 );
-  assign \$395  = stage[9:2] - 1'h1;
-  assign \$396  = $signed({ 1'h0, tr }) == $signed(\$395 );
-  assign \$397  = \$394  & \$396 ;
-  assign \$398  = \$5 [15:0] - 1'h1;
-  assign \$399  = go == \$398 ;
-  assign \$400  = \$397  & \$399 ;
-  assign \$401  = stage[41:26] - 1'h1;
-  assign \$402  = x == \$401 ;
-  assign \$403  = \$400  & \$402 ;
-  assign \$404  = stage[25:10] - 1'h1;
-  assign \$405  = y == \$404 ;
-  assign \$406  = \$403  & \$405 ;
-  assign \$407  = ~ \$406 ;
-  assign \$408  = \$390  & \$407 ;
-  assign \$409  = word_m0 + lifg_y_stride;
-  assign \$410  = stage[339] ? 3'h4 : 3'h1;
-  assign \$411  = \$410  - 1'h1;
-  assign \$412  = $signed({ 1'h0, sub }) == $signed(\$411 );
-  assign \$414  = stage[9:2] - 1'h1;
-  assign \$415  = $signed({ 1'h0, tr }) == $signed(\$414 );
-  assign \$416  = \$413  & \$415 ;
-  assign \$417  = \$5 [15:0] - 1'h1;
-  assign \$418  = go == \$417 ;
-  assign \$419  = \$416  & \$418 ;
-  assign \$420  = stage[339] ? 3'h4 : 3'h1;
-  assign \$421  = \$420  - 1'h1;
-  assign \$422  = $signed({ 1'h0, sub }) == $signed(\$421 );
-  assign \$424  = stage[9:2] - 1'h1;
-  assign \$425  = $signed({ 1'h0, tr }) == $signed(\$424 );
-  assign \$426  = \$423  & \$425 ;
-  assign \$427  = \$5 [15:0] - 1'h1;
-  assign \$428  = go == \$427 ;
-  assign \$429  = \$426  & \$428 ;
-  assign \$430  = stage[41:26] - 1'h1;
-  assign \$431  = x == \$430 ;
-  assign \$432  = \$429  & \$431 ;
-  assign \$433  = ~ \$432 ;
-  assign \$434  = \$419  & \$433 ;
-  assign \$435  = word_m1 + lifg_go;
-  assign \$436  = stage[339] ? 3'h4 : 3'h1;
-  assign \$437  = \$436  - 1'h1;
-  assign \$438  = $signed({ 1'h0, sub }) == $signed(\$437 );
-  assign \$440  = stage[9:2] - 1'h1;
-  assign \$441  = $signed({ 1'h0, tr }) == $signed(\$440 );
-  assign \$442  = \$439  & \$441 ;
-  assign \$443  = stage[339] ? 3'h4 : 3'h1;
-  assign \$444  = \$443  - 1'h1;
-  assign \$445  = $signed({ 1'h0, sub }) == $signed(\$444 );
-  assign \$447  = stage[9:2] - 1'h1;
-  assign \$448  = $signed({ 1'h0, tr }) == $signed(\$447 );
-  assign \$449  = \$446  & \$448 ;
-  assign \$450  = \$5 [15:0] - 1'h1;
-  assign \$451  = go == \$450 ;
-  assign \$452  = \$449  & \$451 ;
-  assign \$453  = ~ \$452 ;
-  assign \$454  = \$442  & \$453 ;
-  assign \$455  = word_m2 + 1'h1;
-  assign \$456  = stage[339] ? 3'h4 : 3'h1;
-  assign \$457  = \$456  - 1'h1;
-  assign \$458  = $signed({ 1'h0, sub }) == $signed(\$457 );
-  assign \$460  = stage[339] ? 3'h4 : 3'h1;
-  assign \$461  = \$460  - 1'h1;
-  assign \$462  = $signed({ 1'h0, sub }) == $signed(\$461 );
-  assign \$464  = stage[9:2] - 1'h1;
-  assign \$465  = $signed({ 1'h0, tr }) == $signed(\$464 );
-  assign \$466  = \$463  & \$465 ;
-  assign \$467  = ~ \$466 ;
-  assign \$468  = \$459  & \$467 ;
-  assign \$469  = - lifg_t_stride;
-  assign \$470  = $signed({ 1'h0, word_m3 }) + $signed(\$469 );
-  assign \$472  = \$471  - 2'h2;
-  assign \$473  = stage[339] ? \$472  : { 2'h0, stage[41:26] };
-  assign \$474  = $signed(\$473 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$476  = \$475  - 2'h2;
-  assign \$477  = stage[339] ? \$476  : { 2'h0, stage[41:26] };
-  assign \$478  = $signed(\$477 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$481  = \$480  - 2'h2;
-  assign \$482  = stage[339] ? \$481  : { 2'h0, stage[41:26] };
-  assign \$483  = $signed(\$482 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$484  = stage[339] ? \$479  : { \$483 [33], \$483  };
-  assign \$486  = stage[339] ? \$485  : { 1'h0, \$5 [15:0] };
-  assign \$488  = \$487  - 2'h2;
-  assign \$489  = stage[339] ? \$488  : { 2'h0, stage[25:10] };
-  assign \$491  = \$490  - 2'h2;
-  assign \$492  = stage[339] ? \$491  : { 2'h0, stage[41:26] };
-  assign \$493  = $signed(\$489 ) * $signed(\$492 );
-  assign \$494  = $signed(\$493 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$495  = stage[9:2] - 1'h1;
-  assign \$497  = \$496  - 2'h2;
-  assign \$498  = stage[339] ? \$497  : { 2'h0, stage[25:10] };
-  assign \$499  = $signed(\$495 ) * $signed(\$498 );
-  assign \$501  = \$500  - 2'h2;
-  assign \$502  = stage[339] ? \$501  : { 2'h0, stage[41:26] };
-  assign \$503  = $signed(\$499 ) * $signed(\$502 );
-  assign \$504  = $signed(\$503 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$505  = $signed({ 1'h0, stage[172:153] }) + $signed(\$504 );
-  assign \$507  = \$506  - 2'h2;
-  assign \$508  = stage[339] ? \$507  : { 2'h0, stage[41:26] };
-  assign \$509  = $signed(\$508 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$510  = $signed(\$509 ) + $signed({ 1'h0, \$5 [15:0] });
-  assign \$511  = stage[339] ? \$510  : 35'h000000000;
-  assign \$512  = $signed(\$505 ) - $signed(\$511 );
-  assign \$513  = stage[339] ? 3'h4 : 3'h1;
-  assign \$514  = \$513  - 1'h1;
-  assign \$515  = $signed({ 1'h0, sub }) == $signed(\$514 );
-  assign \$517  = stage[9:2] - 1'h1;
-  assign \$518  = $signed({ 1'h0, tr }) == $signed(\$517 );
-  assign \$519  = \$516  & \$518 ;
-  assign \$520  = \$5 [15:0] - 1'h1;
-  assign \$521  = go == \$520 ;
-  assign \$522  = \$519  & \$521 ;
-  assign \$523  = stage[41:26] - 1'h1;
-  assign \$524  = x == \$523 ;
-  assign \$525  = \$522  & \$524 ;
-  assign \$526  = stage[339] ? 3'h4 : 3'h1;
-  assign \$527  = \$526  - 1'h1;
-  assign \$528  = $signed({ 1'h0, sub }) == $signed(\$527 );
-  assign \$530  = stage[9:2] - 1'h1;
-  assign \$531  = $signed({ 1'h0, tr }) == $signed(\$530 );
-  assign \$532  = \$529  & \$531 ;
-  assign \$533  = \$5 [15:0] - 1'h1;
-  assign \$534  = go == \$533 ;
-  assign \$535  = \$532  & \$534 ;
-  assign \$536  = stage[41:26] - 1'h1;
-  assign \$537  = x == \$536 ;
+  assign \$284  = stage[41:26] - 1'h1;
+  assign \$285  = x == \$284 ;
+  assign \$286  = \$283  & \$285 ;
+  assign \$287  = stage[25:10] - 1'h1;
+  assign \$288  = y == \$287 ;
+  assign \$289  = \$286  & \$288 ;
+  assign \$290  = run & \$289 ;
+  assign \$291  = stage[41:26] * \$6 [15:0];
+  assign \$292  = stage[25:10] * stage[41:26];
+  assign \$293  = \$292  * \$6 [15:0];
+  assign \$294  = stage[9:2] - 1'h1;
+  assign \$295  = $signed(\$294 ) + $signed({ 1'h0, stage[384] });
+  assign \$296  = $signed(\$295 ) * $signed({ 1'h0, stage[25:10] });
+  assign \$297  = $signed(\$296 ) * $signed({ 1'h0, stage[41:26] });
+  assign \$298  = $signed(\$297 ) * $signed({ 1'h0, \$6 [15:0] });
+  assign \$299  = stage[339] ? 3'h4 : 3'h1;
+  assign \$300  = \$299  - 1'h1;
+  assign \$301  = $signed({ 1'h0, sub }) == $signed(\$300 );
+  assign \$303  = \$8  - 1'h1;
+  assign \$304  = tr == \$303 ;
+  assign \$305  = \$302  & \$304 ;
+  assign \$306  = \$6 [15:0] - 1'h1;
+  assign \$307  = go == \$306 ;
+  assign \$308  = \$305  & \$307 ;
+  assign \$309  = stage[41:26] - 1'h1;
+  assign \$310  = x == \$309 ;
+  assign \$311  = \$308  & \$310 ;
+  assign \$312  = stage[339] ? 3'h4 : 3'h1;
+  assign \$313  = \$312  - 1'h1;
+  assign \$314  = $signed({ 1'h0, sub }) == $signed(\$313 );
+  assign \$316  = \$8  - 1'h1;
+  assign \$317  = tr == \$316 ;
+  assign \$318  = \$315  & \$317 ;
+  assign \$319  = \$6 [15:0] - 1'h1;
+  assign \$320  = go == \$319 ;
+  assign \$321  = \$318  & \$320 ;
+  assign \$322  = stage[41:26] - 1'h1;
+  assign \$323  = x == \$322 ;
+  assign \$324  = \$321  & \$323 ;
+  assign \$325  = stage[25:10] - 1'h1;
+  assign \$326  = y == \$325 ;
+  assign \$327  = \$324  & \$326 ;
+  assign \$328  = ~ \$327 ;
+  assign \$329  = \$311  & \$328 ;
+  assign \$330  = word_m0 + lifg_y_stride;
+  assign \$331  = stage[339] ? 3'h4 : 3'h1;
+  assign \$332  = \$331  - 1'h1;
+  assign \$333  = $signed({ 1'h0, sub }) == $signed(\$332 );
+  assign \$335  = \$8  - 1'h1;
+  assign \$336  = tr == \$335 ;
+  assign \$337  = \$334  & \$336 ;
+  assign \$338  = \$6 [15:0] - 1'h1;
+  assign \$339  = go == \$338 ;
+  assign \$340  = \$337  & \$339 ;
+  assign \$341  = stage[41:26] - 1'h1;
+  assign \$342  = x == \$341 ;
+  assign \$343  = \$340  & \$342 ;
+  assign \$344  = stage[339] ? 3'h4 : 3'h1;
+  assign \$345  = \$344  - 1'h1;
+  assign \$346  = $signed({ 1'h0, sub }) == $signed(\$345 );
+  assign \$348  = \$8  - 1'h1;
+  assign \$349  = tr == \$348 ;
+  assign \$350  = \$347  & \$349 ;
+  assign \$351  = \$6 [15:0] - 1'h1;
+  assign \$352  = go == \$351 ;
+  assign \$353  = \$350  & \$352 ;
+  assign \$354  = stage[41:26] - 1'h1;
+  assign \$355  = x == \$354 ;
+  assign \$356  = \$353  & \$355 ;
+  assign \$357  = stage[25:10] - 1'h1;
+  assign \$358  = y == \$357 ;
+  assign \$359  = \$356  & \$358 ;
+  assign \$360  = ~ \$359 ;
+  assign \$361  = \$343  & \$360 ;
+  assign \$362  = word_m0 + lifg_y_stride;
+  assign \$363  = stage[339] ? 3'h4 : 3'h1;
+  assign \$364  = \$363  - 1'h1;
+  assign \$365  = $signed({ 1'h0, sub }) == $signed(\$364 );
+  assign \$367  = \$8  - 1'h1;
+  assign \$368  = tr == \$367 ;
+  assign \$369  = \$366  & \$368 ;
+  assign \$370  = \$6 [15:0] - 1'h1;
+  assign \$371  = go == \$370 ;
+  assign \$372  = \$369  & \$371 ;
+  assign \$373  = stage[339] ? 3'h4 : 3'h1;
+  assign \$374  = \$373  - 1'h1;
+  assign \$375  = $signed({ 1'h0, sub }) == $signed(\$374 );
+  assign \$377  = \$8  - 1'h1;
+  assign \$378  = tr == \$377 ;
+  assign \$379  = \$376  & \$378 ;
+  assign \$380  = \$6 [15:0] - 1'h1;
+  assign \$381  = go == \$380 ;
+  assign \$382  = \$379  & \$381 ;
+  assign \$383  = stage[41:26] - 1'h1;
+  assign \$384  = x == \$383 ;
+  assign \$385  = \$382  & \$384 ;
+  assign \$386  = ~ \$385 ;
+  assign \$387  = \$372  & \$386 ;
+  assign \$388  = word_m1 + lifg_go;
+  assign \$389  = stage[339] ? 3'h4 : 3'h1;
+  assign \$390  = \$389  - 1'h1;
+  assign \$391  = $signed({ 1'h0, sub }) == $signed(\$390 );
+  assign \$393  = \$8  - 1'h1;
+  assign \$394  = tr == \$393 ;
+  assign \$395  = \$392  & \$394 ;
+  assign \$396  = \$6 [15:0] - 1'h1;
+  assign \$397  = go == \$396 ;
+  assign \$398  = \$395  & \$397 ;
+  assign \$399  = stage[41:26] - 1'h1;
+  assign \$400  = x == \$399 ;
+  assign \$401  = \$398  & \$400 ;
+  assign \$402  = stage[339] ? 3'h4 : 3'h1;
+  assign \$403  = \$402  - 1'h1;
+  assign \$404  = $signed({ 1'h0, sub }) == $signed(\$403 );
+  assign \$406  = \$8  - 1'h1;
+  assign \$407  = tr == \$406 ;
+  assign \$408  = \$405  & \$407 ;
+  assign \$409  = \$6 [15:0] - 1'h1;
+  assign \$410  = go == \$409 ;
+  assign \$411  = \$408  & \$410 ;
+  assign \$412  = stage[41:26] - 1'h1;
+  assign \$413  = x == \$412 ;
+  assign \$414  = \$411  & \$413 ;
+  assign \$415  = stage[25:10] - 1'h1;
+  assign \$416  = y == \$415 ;
+  assign \$417  = \$414  & \$416 ;
+  assign \$418  = ~ \$417 ;
+  assign \$419  = \$401  & \$418 ;
+  assign \$420  = word_m0 + lifg_y_stride;
+  assign \$421  = stage[339] ? 3'h4 : 3'h1;
+  assign \$422  = \$421  - 1'h1;
+  assign \$423  = $signed({ 1'h0, sub }) == $signed(\$422 );
+  assign \$425  = \$8  - 1'h1;
+  assign \$426  = tr == \$425 ;
+  assign \$427  = \$424  & \$426 ;
+  assign \$428  = \$6 [15:0] - 1'h1;
+  assign \$429  = go == \$428 ;
+  assign \$430  = \$427  & \$429 ;
+  assign \$431  = stage[339] ? 3'h4 : 3'h1;
+  assign \$432  = \$431  - 1'h1;
+  assign \$433  = $signed({ 1'h0, sub }) == $signed(\$432 );
+  assign \$435  = \$8  - 1'h1;
+  assign \$436  = tr == \$435 ;
+  assign \$437  = \$434  & \$436 ;
+  assign \$438  = \$6 [15:0] - 1'h1;
+  assign \$439  = go == \$438 ;
+  assign \$440  = \$437  & \$439 ;
+  assign \$441  = stage[41:26] - 1'h1;
+  assign \$442  = x == \$441 ;
+  assign \$443  = \$440  & \$442 ;
+  assign \$444  = ~ \$443 ;
+  assign \$445  = \$430  & \$444 ;
+  assign \$446  = word_m1 + lifg_go;
+  assign \$447  = stage[339] ? 3'h4 : 3'h1;
+  assign \$448  = \$447  - 1'h1;
+  assign \$449  = $signed({ 1'h0, sub }) == $signed(\$448 );
+  assign \$451  = \$8  - 1'h1;
+  assign \$452  = tr == \$451 ;
+  assign \$453  = \$450  & \$452 ;
+  assign \$454  = stage[339] ? 3'h4 : 3'h1;
+  assign \$455  = \$454  - 1'h1;
+  assign \$456  = $signed({ 1'h0, sub }) == $signed(\$455 );
+  assign \$458  = \$8  - 1'h1;
+  assign \$459  = tr == \$458 ;
+  assign \$460  = \$457  & \$459 ;
+  assign \$461  = \$6 [15:0] - 1'h1;
+  assign \$462  = go == \$461 ;
+  assign \$463  = \$460  & \$462 ;
+  assign \$464  = ~ \$463 ;
+  assign \$465  = \$453  & \$464 ;
+  assign \$466  = word_m2 + 1'h1;
+  assign \$467  = stage[339] ? 3'h4 : 3'h1;
+  assign \$468  = \$467  - 1'h1;
+  assign \$469  = $signed({ 1'h0, sub }) == $signed(\$468 );
+  assign \$471  = \$8  - 1'h1;
+  assign \$472  = tr == \$471 ;
+  assign \$473  = \$470  & \$472 ;
+  assign \$474  = \$6 [15:0] - 1'h1;
+  assign \$475  = go == \$474 ;
+  assign \$476  = \$473  & \$475 ;
+  assign \$477  = stage[41:26] - 1'h1;
+  assign \$478  = x == \$477 ;
+  assign \$479  = \$476  & \$478 ;
+  assign \$480  = stage[339] ? 3'h4 : 3'h1;
+  assign \$481  = \$480  - 1'h1;
+  assign \$482  = $signed({ 1'h0, sub }) == $signed(\$481 );
+  assign \$484  = \$8  - 1'h1;
+  assign \$485  = tr == \$484 ;
+  assign \$486  = \$483  & \$485 ;
+  assign \$487  = \$6 [15:0] - 1'h1;
+  assign \$488  = go == \$487 ;
+  assign \$489  = \$486  & \$488 ;
+  assign \$490  = stage[41:26] - 1'h1;
+  assign \$491  = x == \$490 ;
+  assign \$492  = \$489  & \$491 ;
+  assign \$493  = stage[25:10] - 1'h1;
+  assign \$494  = y == \$493 ;
+  assign \$495  = \$492  & \$494 ;
+  assign \$496  = ~ \$495 ;
+  assign \$497  = \$479  & \$496 ;
+  assign \$498  = word_m0 + lifg_y_stride;
+  assign \$499  = stage[339] ? 3'h4 : 3'h1;
+  assign \$500  = \$499  - 1'h1;
+  assign \$501  = $signed({ 1'h0, sub }) == $signed(\$500 );
+  assign \$503  = \$8  - 1'h1;
+  assign \$504  = tr == \$503 ;
+  assign \$505  = \$502  & \$504 ;
+  assign \$506  = \$6 [15:0] - 1'h1;
+  assign \$507  = go == \$506 ;
+  assign \$508  = \$505  & \$507 ;
+  assign \$509  = stage[339] ? 3'h4 : 3'h1;
+  assign \$510  = \$509  - 1'h1;
+  assign \$511  = $signed({ 1'h0, sub }) == $signed(\$510 );
+  assign \$513  = \$8  - 1'h1;
+  assign \$514  = tr == \$513 ;
+  assign \$515  = \$512  & \$514 ;
+  assign \$516  = \$6 [15:0] - 1'h1;
+  assign \$517  = go == \$516 ;
+  assign \$518  = \$515  & \$517 ;
+  assign \$519  = stage[41:26] - 1'h1;
+  assign \$520  = x == \$519 ;
+  assign \$521  = \$518  & \$520 ;
+  assign \$522  = ~ \$521 ;
+  assign \$523  = \$508  & \$522 ;
+  assign \$524  = word_m1 + lifg_go;
+  assign \$525  = stage[339] ? 3'h4 : 3'h1;
+  assign \$526  = \$525  - 1'h1;
+  assign \$527  = $signed({ 1'h0, sub }) == $signed(\$526 );
+  assign \$529  = \$8  - 1'h1;
+  assign \$530  = tr == \$529 ;
+  assign \$531  = \$528  & \$530 ;
+  assign \$532  = stage[339] ? 3'h4 : 3'h1;
+  assign \$533  = \$532  - 1'h1;
+  assign \$534  = $signed({ 1'h0, sub }) == $signed(\$533 );
+  assign \$536  = \$8  - 1'h1;
+  assign \$537  = tr == \$536 ;
   assign \$538  = \$535  & \$537 ;
-  assign \$539  = stage[25:10] - 1'h1;
-  assign \$540  = y == \$539 ;
+  assign \$539  = \$6 [15:0] - 1'h1;
+  assign \$540  = go == \$539 ;
   assign \$541  = \$538  & \$540 ;
   assign \$542  = ~ \$541 ;
-  assign \$543  = \$525  & \$542 ;
-  assign \$544  = a4_m0 + a4_y_stride;
+  assign \$543  = \$531  & \$542 ;
+  assign \$544  = word_m2 + 1'h1;
   assign \$545  = stage[339] ? 3'h4 : 3'h1;
   assign \$546  = \$545  - 1'h1;
   assign \$547  = $signed({ 1'h0, sub }) == $signed(\$546 );
-  assign \$549  = stage[9:2] - 1'h1;
-  assign \$550  = $signed({ 1'h0, tr }) == $signed(\$549 );
-  assign \$551  = \$548  & \$550 ;
-  assign \$552  = \$5 [15:0] - 1'h1;
-  assign \$553  = go == \$552 ;
-  assign \$554  = \$551  & \$553 ;
-  assign \$555  = stage[41:26] - 1'h1;
-  assign \$556  = x == \$555 ;
-  assign \$557  = \$554  & \$556 ;
-  assign \$558  = stage[339] ? 3'h4 : 3'h1;
-  assign \$559  = \$558  - 1'h1;
-  assign \$560  = $signed({ 1'h0, sub }) == $signed(\$559 );
-  assign \$562  = stage[9:2] - 1'h1;
-  assign \$563  = $signed({ 1'h0, tr }) == $signed(\$562 );
-  assign \$564  = \$561  & \$563 ;
-  assign \$565  = \$5 [15:0] - 1'h1;
-  assign \$566  = go == \$565 ;
+  assign \$549  = stage[339] ? 3'h4 : 3'h1;
+  assign \$550  = \$549  - 1'h1;
+  assign \$551  = $signed({ 1'h0, sub }) == $signed(\$550 );
+  assign \$553  = \$8  - 1'h1;
+  assign \$554  = tr == \$553 ;
+  assign \$555  = \$552  & \$554 ;
+  assign \$556  = ~ \$555 ;
+  assign \$557  = \$548  & \$556 ;
+  assign \$558  = - lifg_t_stride;
+  assign \$559  = $signed({ 1'h0, word_m3 }) + $signed(\$558 );
+  assign \$560  = stage[41:26] * \$6 [15:0];
+  assign \$561  = stage[339] ? 3'h4 : 3'h1;
+  assign \$562  = \$561  - 1'h1;
+  assign \$563  = $signed({ 1'h0, sub }) == $signed(\$562 );
+  assign \$565  = \$8  - 1'h1;
+  assign \$566  = tr == \$565 ;
   assign \$567  = \$564  & \$566 ;
-  assign \$568  = stage[41:26] - 1'h1;
-  assign \$569  = x == \$568 ;
+  assign \$568  = \$6 [15:0] - 1'h1;
+  assign \$569  = go == \$568 ;
   assign \$570  = \$567  & \$569 ;
-  assign \$571  = stage[25:10] - 1'h1;
-  assign \$572  = y == \$571 ;
+  assign \$571  = stage[41:26] - 1'h1;
+  assign \$572  = x == \$571 ;
   assign \$573  = \$570  & \$572 ;
-  assign \$574  = ~ \$573 ;
-  assign \$575  = \$557  & \$574 ;
-  assign \$576  = a4_m0 + a4_y_stride;
-  assign \$577  = stage[339] ? 3'h4 : 3'h1;
-  assign \$578  = \$577  - 1'h1;
-  assign \$579  = $signed({ 1'h0, sub }) == $signed(\$578 );
-  assign \$581  = stage[9:2] - 1'h1;
-  assign \$582  = $signed({ 1'h0, tr }) == $signed(\$581 );
+  assign \$574  = stage[339] ? 3'h4 : 3'h1;
+  assign \$575  = \$574  - 1'h1;
+  assign \$576  = $signed({ 1'h0, sub }) == $signed(\$575 );
+  assign \$578  = \$8  - 1'h1;
+  assign \$579  = tr == \$578 ;
+  assign \$580  = \$577  & \$579 ;
+  assign \$581  = \$6 [15:0] - 1'h1;
+  assign \$582  = go == \$581 ;
   assign \$583  = \$580  & \$582 ;
-  assign \$584  = \$5 [15:0] - 1'h1;
-  assign \$585  = go == \$584 ;
+  assign \$584  = stage[41:26] - 1'h1;
+  assign \$585  = x == \$584 ;
   assign \$586  = \$583  & \$585 ;
-  assign \$587  = stage[339] ? 3'h4 : 3'h1;
-  assign \$588  = \$587  - 1'h1;
-  assign \$589  = $signed({ 1'h0, sub }) == $signed(\$588 );
-  assign \$591  = stage[9:2] - 1'h1;
-  assign \$592  = $signed({ 1'h0, tr }) == $signed(\$591 );
-  assign \$593  = \$590  & \$592 ;
-  assign \$594  = \$5 [15:0] - 1'h1;
-  assign \$595  = go == \$594 ;
-  assign \$596  = \$593  & \$595 ;
-  assign \$597  = stage[41:26] - 1'h1;
-  assign \$598  = x == \$597 ;
+  assign \$587  = stage[25:10] - 1'h1;
+  assign \$588  = y == \$587 ;
+  assign \$589  = \$586  & \$588 ;
+  assign \$590  = ~ \$589 ;
+  assign \$591  = \$573  & \$590 ;
+  assign \$592  = carry_m0 + carry_y_stride;
+  assign \$593  = stage[339] ? 3'h4 : 3'h1;
+  assign \$594  = \$593  - 1'h1;
+  assign \$595  = $signed({ 1'h0, sub }) == $signed(\$594 );
+  assign \$597  = \$8  - 1'h1;
+  assign \$598  = tr == \$597 ;
   assign \$599  = \$596  & \$598 ;
-  assign \$600  = ~ \$599 ;
-  assign \$601  = \$586  & \$600 ;
-  assign \$602  = a4_m1 + a4_x_stride;
-  assign \$603  = stage[339] ? 3'h4 : 3'h1;
-  assign \$604  = \$603  - 1'h1;
-  assign \$605  = $signed({ 1'h0, sub }) == $signed(\$604 );
-  assign \$607  = stage[9:2] - 1'h1;
-  assign \$608  = $signed({ 1'h0, tr }) == $signed(\$607 );
-  assign \$609  = \$606  & \$608 ;
-  assign \$610  = \$5 [15:0] - 1'h1;
-  assign \$611  = go == \$610 ;
+  assign \$600  = \$6 [15:0] - 1'h1;
+  assign \$601  = go == \$600 ;
+  assign \$602  = \$599  & \$601 ;
+  assign \$603  = stage[41:26] - 1'h1;
+  assign \$604  = x == \$603 ;
+  assign \$605  = \$602  & \$604 ;
+  assign \$606  = stage[339] ? 3'h4 : 3'h1;
+  assign \$607  = \$606  - 1'h1;
+  assign \$608  = $signed({ 1'h0, sub }) == $signed(\$607 );
+  assign \$610  = \$8  - 1'h1;
+  assign \$611  = tr == \$610 ;
   assign \$612  = \$609  & \$611 ;
-  assign \$613  = stage[41:26] - 1'h1;
-  assign \$614  = x == \$613 ;
+  assign \$613  = \$6 [15:0] - 1'h1;
+  assign \$614  = go == \$613 ;
   assign \$615  = \$612  & \$614 ;
-  assign \$616  = stage[339] ? 3'h4 : 3'h1;
-  assign \$617  = \$616  - 1'h1;
-  assign \$618  = $signed({ 1'h0, sub }) == $signed(\$617 );
-  assign \$620  = stage[9:2] - 1'h1;
-  assign \$621  = $signed({ 1'h0, tr }) == $signed(\$620 );
-  assign \$622  = \$619  & \$621 ;
-  assign \$623  = \$5 [15:0] - 1'h1;
-  assign \$624  = go == \$623 ;
-  assign \$625  = \$622  & \$624 ;
-  assign \$626  = stage[41:26] - 1'h1;
-  assign \$627  = x == \$626 ;
-  assign \$628  = \$625  & \$627 ;
-  assign \$629  = stage[25:10] - 1'h1;
-  assign \$630  = y == \$629 ;
+  assign \$616  = stage[41:26] - 1'h1;
+  assign \$617  = x == \$616 ;
+  assign \$618  = \$615  & \$617 ;
+  assign \$619  = stage[25:10] - 1'h1;
+  assign \$620  = y == \$619 ;
+  assign \$621  = \$618  & \$620 ;
+  assign \$622  = ~ \$621 ;
+  assign \$623  = \$605  & \$622 ;
+  assign \$624  = carry_m0 + carry_y_stride;
+  assign \$625  = stage[339] ? 3'h4 : 3'h1;
+  assign \$626  = \$625  - 1'h1;
+  assign \$627  = $signed({ 1'h0, sub }) == $signed(\$626 );
+  assign \$629  = \$8  - 1'h1;
+  assign \$630  = tr == \$629 ;
   assign \$631  = \$628  & \$630 ;
-  assign \$632  = ~ \$631 ;
-  assign \$633  = \$615  & \$632 ;
-  assign \$634  = a4_m0 + a4_y_stride;
+  assign \$632  = \$6 [15:0] - 1'h1;
+  assign \$633  = go == \$632 ;
+  assign \$634  = \$631  & \$633 ;
   assign \$635  = stage[339] ? 3'h4 : 3'h1;
   assign \$636  = \$635  - 1'h1;
   assign \$637  = $signed({ 1'h0, sub }) == $signed(\$636 );
-  assign \$639  = stage[9:2] - 1'h1;
-  assign \$640  = $signed({ 1'h0, tr }) == $signed(\$639 );
+  assign \$639  = \$8  - 1'h1;
+  assign \$640  = tr == \$639 ;
   assign \$641  = \$638  & \$640 ;
-  assign \$642  = \$5 [15:0] - 1'h1;
+  assign \$642  = \$6 [15:0] - 1'h1;
   assign \$643  = go == \$642 ;
   assign \$644  = \$641  & \$643 ;
-  assign \$645  = stage[339] ? 3'h4 : 3'h1;
-  assign \$646  = \$645  - 1'h1;
-  assign \$647  = $signed({ 1'h0, sub }) == $signed(\$646 );
-  assign \$649  = stage[9:2] - 1'h1;
-  assign \$650  = $signed({ 1'h0, tr }) == $signed(\$649 );
-  assign \$651  = \$648  & \$650 ;
-  assign \$652  = \$5 [15:0] - 1'h1;
-  assign \$653  = go == \$652 ;
-  assign \$654  = \$651  & \$653 ;
-  assign \$655  = stage[41:26] - 1'h1;
-  assign \$656  = x == \$655 ;
+  assign \$645  = stage[41:26] - 1'h1;
+  assign \$646  = x == \$645 ;
+  assign \$647  = \$644  & \$646 ;
+  assign \$648  = ~ \$647 ;
+  assign \$649  = \$634  & \$648 ;
+  assign \$650  = carry_m1 + carry_go;
+  assign \$651  = stage[339] ? 3'h4 : 3'h1;
+  assign \$652  = \$651  - 1'h1;
+  assign \$653  = $signed({ 1'h0, sub }) == $signed(\$652 );
+  assign \$655  = \$8  - 1'h1;
+  assign \$656  = tr == \$655 ;
   assign \$657  = \$654  & \$656 ;
-  assign \$658  = ~ \$657 ;
-  assign \$659  = \$644  & \$658 ;
-  assign \$660  = a4_m1 + a4_x_stride;
-  assign \$661  = stage[339] ? 3'h4 : 3'h1;
-  assign \$662  = \$661  - 1'h1;
-  assign \$663  = $signed({ 1'h0, sub }) == $signed(\$662 );
-  assign \$665  = stage[9:2] - 1'h1;
-  assign \$666  = $signed({ 1'h0, tr }) == $signed(\$665 );
-  assign \$667  = \$664  & \$666 ;
-  assign \$668  = stage[339] ? 3'h4 : 3'h1;
-  assign \$669  = \$668  - 1'h1;
-  assign \$670  = $signed({ 1'h0, sub }) == $signed(\$669 );
-  assign \$672  = stage[9:2] - 1'h1;
-  assign \$673  = $signed({ 1'h0, tr }) == $signed(\$672 );
-  assign \$674  = \$671  & \$673 ;
-  assign \$675  = \$5 [15:0] - 1'h1;
-  assign \$676  = go == \$675 ;
-  assign \$677  = \$674  & \$676 ;
-  assign \$678  = ~ \$677 ;
-  assign \$679  = \$667  & \$678 ;
-  assign \$680  = a4_m2 + 1'h1;
-  assign \$681  = stage[339] ? 3'h4 : 3'h1;
-  assign \$682  = \$681  - 1'h1;
-  assign \$683  = $signed({ 1'h0, sub }) == $signed(\$682 );
-  assign \$685  = stage[9:2] - 1'h1;
-  assign \$686  = $signed({ 1'h0, tr }) == $signed(\$685 );
-  assign \$687  = \$684  & \$686 ;
-  assign \$688  = \$5 [15:0] - 1'h1;
-  assign \$689  = go == \$688 ;
-  assign \$690  = \$687  & \$689 ;
-  assign \$691  = stage[41:26] - 1'h1;
-  assign \$692  = x == \$691 ;
-  assign \$693  = \$690  & \$692 ;
-  assign \$694  = stage[339] ? 3'h4 : 3'h1;
-  assign \$695  = \$694  - 1'h1;
-  assign \$696  = $signed({ 1'h0, sub }) == $signed(\$695 );
-  assign \$698  = stage[9:2] - 1'h1;
-  assign \$699  = $signed({ 1'h0, tr }) == $signed(\$698 );
-  assign \$700  = \$697  & \$699 ;
-  assign \$701  = \$5 [15:0] - 1'h1;
-  assign \$702  = go == \$701 ;
-  assign \$703  = \$700  & \$702 ;
-  assign \$704  = stage[41:26] - 1'h1;
-  assign \$705  = x == \$704 ;
-  assign \$706  = \$703  & \$705 ;
-  assign \$707  = stage[25:10] - 1'h1;
-  assign \$708  = y == \$707 ;
-  assign \$709  = \$706  & \$708 ;
-  assign \$710  = ~ \$709 ;
-  assign \$711  = \$693  & \$710 ;
-  assign \$712  = a4_m0 + a4_y_stride;
-  assign \$713  = stage[339] ? 3'h4 : 3'h1;
-  assign \$714  = \$713  - 1'h1;
-  assign \$715  = $signed({ 1'h0, sub }) == $signed(\$714 );
-  assign \$717  = stage[9:2] - 1'h1;
-  assign \$718  = $signed({ 1'h0, tr }) == $signed(\$717 );
-  assign \$719  = \$716  & \$718 ;
-  assign \$720  = \$5 [15:0] - 1'h1;
-  assign \$721  = go == \$720 ;
+  assign \$658  = \$6 [15:0] - 1'h1;
+  assign \$659  = go == \$658 ;
+  assign \$660  = \$657  & \$659 ;
+  assign \$661  = stage[41:26] - 1'h1;
+  assign \$662  = x == \$661 ;
+  assign \$663  = \$660  & \$662 ;
+  assign \$664  = stage[339] ? 3'h4 : 3'h1;
+  assign \$665  = \$664  - 1'h1;
+  assign \$666  = $signed({ 1'h0, sub }) == $signed(\$665 );
+  assign \$668  = \$8  - 1'h1;
+  assign \$669  = tr == \$668 ;
+  assign \$670  = \$667  & \$669 ;
+  assign \$671  = \$6 [15:0] - 1'h1;
+  assign \$672  = go == \$671 ;
+  assign \$673  = \$670  & \$672 ;
+  assign \$674  = stage[41:26] - 1'h1;
+  assign \$675  = x == \$674 ;
+  assign \$676  = \$673  & \$675 ;
+  assign \$677  = stage[25:10] - 1'h1;
+  assign \$678  = y == \$677 ;
+  assign \$679  = \$676  & \$678 ;
+  assign \$680  = ~ \$679 ;
+  assign \$681  = \$663  & \$680 ;
+  assign \$682  = carry_m0 + carry_y_stride;
+  assign \$683  = stage[339] ? 3'h4 : 3'h1;
+  assign \$684  = \$683  - 1'h1;
+  assign \$685  = $signed({ 1'h0, sub }) == $signed(\$684 );
+  assign \$687  = \$8  - 1'h1;
+  assign \$688  = tr == \$687 ;
+  assign \$689  = \$686  & \$688 ;
+  assign \$690  = \$6 [15:0] - 1'h1;
+  assign \$691  = go == \$690 ;
+  assign \$692  = \$689  & \$691 ;
+  assign \$693  = stage[339] ? 3'h4 : 3'h1;
+  assign \$694  = \$693  - 1'h1;
+  assign \$695  = $signed({ 1'h0, sub }) == $signed(\$694 );
+  assign \$697  = \$8  - 1'h1;
+  assign \$698  = tr == \$697 ;
+  assign \$699  = \$696  & \$698 ;
+  assign \$700  = \$6 [15:0] - 1'h1;
+  assign \$701  = go == \$700 ;
+  assign \$702  = \$699  & \$701 ;
+  assign \$703  = stage[41:26] - 1'h1;
+  assign \$704  = x == \$703 ;
+  assign \$705  = \$702  & \$704 ;
+  assign \$706  = ~ \$705 ;
+  assign \$707  = \$692  & \$706 ;
+  assign \$708  = carry_m1 + carry_go;
+  assign \$709  = stage[339] ? 3'h4 : 3'h1;
+  assign \$710  = \$709  - 1'h1;
+  assign \$711  = $signed({ 1'h0, sub }) == $signed(\$710 );
+  assign \$713  = \$8  - 1'h1;
+  assign \$714  = tr == \$713 ;
+  assign \$715  = \$712  & \$714 ;
+  assign \$716  = stage[339] ? 3'h4 : 3'h1;
+  assign \$717  = \$716  - 1'h1;
+  assign \$718  = $signed({ 1'h0, sub }) == $signed(\$717 );
+  assign \$720  = \$8  - 1'h1;
+  assign \$721  = tr == \$720 ;
   assign \$722  = \$719  & \$721 ;
-  assign \$723  = stage[339] ? 3'h4 : 3'h1;
-  assign \$724  = \$723  - 1'h1;
-  assign \$725  = $signed({ 1'h0, sub }) == $signed(\$724 );
-  assign \$727  = stage[9:2] - 1'h1;
-  assign \$728  = $signed({ 1'h0, tr }) == $signed(\$727 );
-  assign \$729  = \$726  & \$728 ;
-  assign \$730  = \$5 [15:0] - 1'h1;
-  assign \$731  = go == \$730 ;
-  assign \$732  = \$729  & \$731 ;
-  assign \$733  = stage[41:26] - 1'h1;
-  assign \$734  = x == \$733 ;
-  assign \$735  = \$732  & \$734 ;
-  assign \$736  = ~ \$735 ;
-  assign \$737  = \$722  & \$736 ;
-  assign \$738  = a4_m1 + a4_x_stride;
-  assign \$739  = stage[339] ? 3'h4 : 3'h1;
-  assign \$740  = \$739  - 1'h1;
-  assign \$741  = $signed({ 1'h0, sub }) == $signed(\$740 );
-  assign \$743  = stage[9:2] - 1'h1;
-  assign \$744  = $signed({ 1'h0, tr }) == $signed(\$743 );
-  assign \$745  = \$742  & \$744 ;
-  assign \$746  = stage[339] ? 3'h4 : 3'h1;
-  assign \$747  = \$746  - 1'h1;
-  assign \$748  = $signed({ 1'h0, sub }) == $signed(\$747 );
-  assign \$750  = stage[9:2] - 1'h1;
-  assign \$751  = $signed({ 1'h0, tr }) == $signed(\$750 );
-  assign \$752  = \$749  & \$751 ;
-  assign \$753  = \$5 [15:0] - 1'h1;
-  assign \$754  = go == \$753 ;
-  assign \$755  = \$752  & \$754 ;
-  assign \$756  = ~ \$755 ;
-  assign \$757  = \$745  & \$756 ;
-  assign \$758  = a4_m2 + 1'h1;
-  assign \$759  = stage[339] ? 3'h4 : 3'h1;
-  assign \$760  = \$759  - 1'h1;
-  assign \$761  = $signed({ 1'h0, sub }) == $signed(\$760 );
-  assign \$763  = stage[339] ? 3'h4 : 3'h1;
-  assign \$764  = \$763  - 1'h1;
-  assign \$765  = $signed({ 1'h0, sub }) == $signed(\$764 );
-  assign \$767  = stage[9:2] - 1'h1;
-  assign \$768  = $signed({ 1'h0, tr }) == $signed(\$767 );
-  assign \$769  = \$766  & \$768 ;
-  assign \$770  = ~ \$769 ;
-  assign \$771  = \$762  & \$770 ;
-  assign \$772  = - a4_t_stride;
-  assign \$773  = $signed({ 1'h0, a4_m3 }) + $signed(\$772 );
-  assign \$774  = stage[41:26] - 2'h2;
-  assign \$775  = $signed(\$774 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$776  = stage[25:10] - 2'h2;
-  assign \$777  = stage[41:26] - 2'h2;
-  assign \$778  = $signed(\$776 ) * $signed(\$777 );
-  assign \$779  = $signed(\$778 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$780  = stage[9:2] - 1'h1;
-  assign \$781  = stage[25:10] - 2'h2;
-  assign \$782  = $signed(\$780 ) * $signed(\$781 );
-  assign \$783  = stage[41:26] - 2'h2;
-  assign \$784  = $signed(\$782 ) * $signed(\$783 );
-  assign \$785  = $signed(\$784 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$786  = $signed({ 1'h0, stage[337:318] }) + $signed(\$785 );
-  assign \$787  = stage[41:26] - 2'h2;
-  assign \$788  = $signed(\$787 ) * $signed({ 1'h0, \$5 [15:0] });
-  assign \$789  = $signed(\$786 ) - $signed(\$788 );
-  assign \$790  = $signed(\$789 ) - $signed({ 1'h0, \$5 [15:0] });
-  assign \$791  = stage[339] ? 3'h4 : 3'h1;
-  assign \$792  = \$791  - 1'h1;
-  assign \$793  = $signed({ 1'h0, sub }) == $signed(\$792 );
-  assign \$795  = stage[9:2] - 1'h1;
-  assign \$796  = $signed({ 1'h0, tr }) == $signed(\$795 );
+  assign \$723  = \$6 [15:0] - 1'h1;
+  assign \$724  = go == \$723 ;
+  assign \$725  = \$722  & \$724 ;
+  assign \$726  = ~ \$725 ;
+  assign \$727  = \$715  & \$726 ;
+  assign \$728  = carry_m2 + 1'h1;
+  assign \$730  = \$729  - 2'h2;
+  assign \$731  = stage[339] ? \$730  : { 2'h0, stage[41:26] };
+  assign \$732  = $signed(\$731 ) * $signed({ 1'h0, \$6 [15:0] });
+  assign \$734  = \$733  - 2'h2;
+  assign \$735  = stage[339] ? \$734  : { 2'h0, stage[41:26] };
+  assign \$736  = $signed(\$735 ) * $signed({ 1'h0, \$6 [15:0] });
+  assign \$739  = \$738  - 2'h2;
+  assign \$740  = stage[339] ? \$739  : { 2'h0, stage[41:26] };
+  assign \$741  = $signed(\$740 ) * $signed({ 1'h0, \$6 [15:0] });
+  assign \$742  = stage[339] ? \$737  : { \$741 [33], \$741  };
+  assign \$744  = stage[339] ? \$743  : { 1'h0, \$6 [15:0] };
+  assign \$746  = \$745  - 2'h2;
+  assign \$747  = stage[339] ? \$746  : { 2'h0, stage[25:10] };
+  assign \$749  = \$748  - 2'h2;
+  assign \$750  = stage[339] ? \$749  : { 2'h0, stage[41:26] };
+  assign \$751  = $signed(\$747 ) * $signed(\$750 );
+  assign \$752  = $signed(\$751 ) * $signed({ 1'h0, \$6 [15:0] });
+  assign \$753  = stage[9:2] - 1'h1;
+  assign \$754  = $signed(\$753 ) + $signed({ 1'h0, stage[384] });
+  assign \$756  = \$755  - 2'h2;
+  assign \$757  = stage[339] ? \$756  : { 2'h0, stage[25:10] };
+  assign \$758  = $signed(\$754 ) * $signed(\$757 );
+  assign \$760  = \$759  - 2'h2;
+  assign \$761  = stage[339] ? \$760  : { 2'h0, stage[41:26] };
+  assign \$762  = $signed(\$758 ) * $signed(\$761 );
+  assign \$763  = $signed(\$762 ) * $signed({ 1'h0, \$6 [15:0] });
+  assign \$764  = $signed({ 1'h0, stage[172:153] }) + $signed(\$763 );
+  assign \$766  = \$765  - 2'h2;
+  assign \$767  = stage[339] ? \$766  : { 2'h0, stage[41:26] };
+  assign \$768  = $signed(\$767 ) * $signed({ 1'h0, \$6 [15:0] });
+  assign \$769  = $signed(\$768 ) + $signed({ 1'h0, \$6 [15:0] });
+  assign \$770  = stage[339] ? \$769  : 35'h000000000;
+  assign \$771  = $signed(\$764 ) - $signed(\$770 );
+  assign \$772  = stage[339] ? 3'h4 : 3'h1;
+  assign \$773  = \$772  - 1'h1;
+  assign \$774  = $signed({ 1'h0, sub }) == $signed(\$773 );
+  assign \$776  = \$8  - 1'h1;
+  assign \$777  = tr == \$776 ;
+  assign \$778  = \$775  & \$777 ;
+  assign \$779  = \$6 [15:0] - 1'h1;
+  assign \$780  = go == \$779 ;
+  assign \$781  = \$778  & \$780 ;
+  assign \$782  = stage[41:26] - 1'h1;
+  assign \$783  = x == \$782 ;
+  assign \$784  = \$781  & \$783 ;
+  assign \$785  = stage[339] ? 3'h4 : 3'h1;
+  assign \$786  = \$785  - 1'h1;
+  assign \$787  = $signed({ 1'h0, sub }) == $signed(\$786 );
+  assign \$789  = \$8  - 1'h1;
+  assign \$790  = tr == \$789 ;
+  assign \$791  = \$788  & \$790 ;
+  assign \$792  = \$6 [15:0] - 1'h1;
+  assign \$793  = go == \$792 ;
+  assign \$794  = \$791  & \$793 ;
+  assign \$795  = stage[41:26] - 1'h1;
+  assign \$796  = x == \$795 ;
   assign \$797  = \$794  & \$796 ;
-  assign \$798  = \$5 [15:0] - 1'h1;
-  assign \$799  = go == \$798 ;
+  assign \$798  = stage[25:10] - 1'h1;
+  assign \$799  = y == \$798 ;
   assign \$800  = \$797  & \$799 ;
-  assign \$801  = stage[41:26] - 1'h1;
-  assign \$802  = x == \$801 ;
-  assign \$803  = \$800  & \$802 ;
+  assign \$801  = ~ \$800 ;
+  assign \$802  = \$784  & \$801 ;
+  assign \$803  = a4_m0 + a4_y_stride;
   assign \$804  = stage[339] ? 3'h4 : 3'h1;
   assign \$805  = \$804  - 1'h1;
   assign \$806  = $signed({ 1'h0, sub }) == $signed(\$805 );
-  assign \$808  = stage[9:2] - 1'h1;
-  assign \$809  = $signed({ 1'h0, tr }) == $signed(\$808 );
+  assign \$808  = \$8  - 1'h1;
+  assign \$809  = tr == \$808 ;
   assign \$810  = \$807  & \$809 ;
-  assign \$811  = \$5 [15:0] - 1'h1;
+  assign \$811  = \$6 [15:0] - 1'h1;
   assign \$812  = go == \$811 ;
   assign \$813  = \$810  & \$812 ;
   assign \$814  = stage[41:26] - 1'h1;
   assign \$815  = x == \$814 ;
   assign \$816  = \$813  & \$815 ;
-  assign \$817  = stage[25:10] - 1'h1;
-  assign \$818  = y == \$817 ;
-  assign \$819  = \$816  & \$818 ;
-  assign \$820  = ~ \$819 ;
-  assign \$821  = \$803  & \$820 ;
-  assign \$822  = cur_m0 + cur_y_stride;
-  assign \$823  = stage[339] ? 3'h4 : 3'h1;
-  assign \$824  = \$823  - 1'h1;
-  assign \$825  = $signed({ 1'h0, sub }) == $signed(\$824 );
-  assign \$827  = stage[9:2] - 1'h1;
-  assign \$828  = $signed({ 1'h0, tr }) == $signed(\$827 );
+  assign \$817  = stage[339] ? 3'h4 : 3'h1;
+  assign \$818  = \$817  - 1'h1;
+  assign \$819  = $signed({ 1'h0, sub }) == $signed(\$818 );
+  assign \$821  = \$8  - 1'h1;
+  assign \$822  = tr == \$821 ;
+  assign \$823  = \$820  & \$822 ;
+  assign \$824  = \$6 [15:0] - 1'h1;
+  assign \$825  = go == \$824 ;
+  assign \$826  = \$823  & \$825 ;
+  assign \$827  = stage[41:26] - 1'h1;
+  assign \$828  = x == \$827 ;
   assign \$829  = \$826  & \$828 ;
-  assign \$830  = \$5 [15:0] - 1'h1;
-  assign \$831  = go == \$830 ;
+  assign \$830  = stage[25:10] - 1'h1;
+  assign \$831  = y == \$830 ;
   assign \$832  = \$829  & \$831 ;
-  assign \$833  = stage[41:26] - 1'h1;
-  assign \$834  = x == \$833 ;
-  assign \$835  = \$832  & \$834 ;
+  assign \$833  = ~ \$832 ;
+  assign \$834  = \$816  & \$833 ;
+  assign \$835  = a4_m0 + a4_y_stride;
   assign \$836  = stage[339] ? 3'h4 : 3'h1;
   assign \$837  = \$836  - 1'h1;
   assign \$838  = $signed({ 1'h0, sub }) == $signed(\$837 );
-  assign \$840  = stage[9:2] - 1'h1;
-  assign \$841  = $signed({ 1'h0, tr }) == $signed(\$840 );
+  assign \$840  = \$8  - 1'h1;
+  assign \$841  = tr == \$840 ;
   assign \$842  = \$839  & \$841 ;
-  assign \$843  = \$5 [15:0] - 1'h1;
+  assign \$843  = \$6 [15:0] - 1'h1;
   assign \$844  = go == \$843 ;
   assign \$845  = \$842  & \$844 ;
-  assign \$846  = stage[41:26] - 1'h1;
-  assign \$847  = x == \$846 ;
-  assign \$848  = \$845  & \$847 ;
-  assign \$849  = stage[25:10] - 1'h1;
-  assign \$850  = y == \$849 ;
-  assign \$851  = \$848  & \$850 ;
-  assign \$852  = ~ \$851 ;
-  assign \$853  = \$835  & \$852 ;
-  assign \$854  = cur_m0 + cur_y_stride;
-  assign \$855  = stage[339] ? 3'h4 : 3'h1;
-  assign \$856  = \$855  - 1'h1;
-  assign \$857  = $signed({ 1'h0, sub }) == $signed(\$856 );
-  assign \$859  = stage[9:2] - 1'h1;
-  assign \$860  = $signed({ 1'h0, tr }) == $signed(\$859 );
-  assign \$861  = \$858  & \$860 ;
-  assign \$862  = \$5 [15:0] - 1'h1;
-  assign \$863  = go == \$862 ;
-  assign \$864  = \$861  & \$863 ;
-  assign \$865  = stage[339] ? 3'h4 : 3'h1;
-  assign \$866  = \$865  - 1'h1;
-  assign \$867  = $signed({ 1'h0, sub }) == $signed(\$866 );
-  assign \$869  = stage[9:2] - 1'h1;
-  assign \$870  = $signed({ 1'h0, tr }) == $signed(\$869 );
+  assign \$846  = stage[339] ? 3'h4 : 3'h1;
+  assign \$847  = \$846  - 1'h1;
+  assign \$848  = $signed({ 1'h0, sub }) == $signed(\$847 );
+  assign \$850  = \$8  - 1'h1;
+  assign \$851  = tr == \$850 ;
+  assign \$852  = \$849  & \$851 ;
+  assign \$853  = \$6 [15:0] - 1'h1;
+  assign \$854  = go == \$853 ;
+  assign \$855  = \$852  & \$854 ;
+  assign \$856  = stage[41:26] - 1'h1;
+  assign \$857  = x == \$856 ;
+  assign \$858  = \$855  & \$857 ;
+  assign \$859  = ~ \$858 ;
+  assign \$860  = \$845  & \$859 ;
+  assign \$861  = a4_m1 + a4_x_stride;
+  assign \$862  = stage[339] ? 3'h4 : 3'h1;
+  assign \$863  = \$862  - 1'h1;
+  assign \$864  = $signed({ 1'h0, sub }) == $signed(\$863 );
+  assign \$866  = \$8  - 1'h1;
+  assign \$867  = tr == \$866 ;
+  assign \$868  = \$865  & \$867 ;
+  assign \$869  = \$6 [15:0] - 1'h1;
+  assign \$870  = go == \$869 ;
   assign \$871  = \$868  & \$870 ;
-  assign \$872  = \$5 [15:0] - 1'h1;
-  assign \$873  = go == \$872 ;
+  assign \$872  = stage[41:26] - 1'h1;
+  assign \$873  = x == \$872 ;
   assign \$874  = \$871  & \$873 ;
-  assign \$875  = stage[41:26] - 1'h1;
-  assign \$876  = x == \$875 ;
-  assign \$877  = \$874  & \$876 ;
-  assign \$878  = ~ \$877 ;
-  assign \$879  = \$864  & \$878 ;
-  assign \$880  = cur_m1 + cur_go;
-  assign \$881  = stage[339] ? 3'h4 : 3'h1;
-  assign \$882  = \$881  - 1'h1;
-  assign \$883  = $signed({ 1'h0, sub }) == $signed(\$882 );
-  assign \$885  = stage[9:2] - 1'h1;
-  assign \$886  = $signed({ 1'h0, tr }) == $signed(\$885 );
+  assign \$875  = stage[339] ? 3'h4 : 3'h1;
+  assign \$876  = \$875  - 1'h1;
+  assign \$877  = $signed({ 1'h0, sub }) == $signed(\$876 );
+  assign \$879  = \$8  - 1'h1;
+  assign \$880  = tr == \$879 ;
+  assign \$881  = \$878  & \$880 ;
+  assign \$882  = \$6 [15:0] - 1'h1;
+  assign \$883  = go == \$882 ;
+  assign \$884  = \$881  & \$883 ;
+  assign \$885  = stage[41:26] - 1'h1;
+  assign \$886  = x == \$885 ;
   assign \$887  = \$884  & \$886 ;
-  assign \$888  = \$5 [15:0] - 1'h1;
-  assign \$889  = go == \$888 ;
+  assign \$888  = stage[25:10] - 1'h1;
+  assign \$889  = y == \$888 ;
   assign \$890  = \$887  & \$889 ;
-  assign \$891  = stage[41:26] - 1'h1;
-  assign \$892  = x == \$891 ;
-  assign \$893  = \$890  & \$892 ;
+  assign \$891  = ~ \$890 ;
+  assign \$892  = \$874  & \$891 ;
+  assign \$893  = a4_m0 + a4_y_stride;
   assign \$894  = stage[339] ? 3'h4 : 3'h1;
   assign \$895  = \$894  - 1'h1;
   assign \$896  = $signed({ 1'h0, sub }) == $signed(\$895 );
-  assign \$898  = stage[9:2] - 1'h1;
-  assign \$899  = $signed({ 1'h0, tr }) == $signed(\$898 );
+  assign \$898  = \$8  - 1'h1;
+  assign \$899  = tr == \$898 ;
   assign \$900  = \$897  & \$899 ;
-  assign \$901  = \$5 [15:0] - 1'h1;
+  assign \$901  = \$6 [15:0] - 1'h1;
   assign \$902  = go == \$901 ;
   assign \$903  = \$900  & \$902 ;
-  assign \$904  = stage[41:26] - 1'h1;
-  assign \$905  = x == \$904 ;
-  assign \$906  = \$903  & \$905 ;
-  assign \$907  = stage[25:10] - 1'h1;
-  assign \$908  = y == \$907 ;
-  assign \$909  = \$906  & \$908 ;
-  assign \$910  = ~ \$909 ;
-  assign \$911  = \$893  & \$910 ;
-  assign \$912  = cur_m0 + cur_y_stride;
-  assign \$913  = stage[339] ? 3'h4 : 3'h1;
-  assign \$914  = \$913  - 1'h1;
-  assign \$915  = $signed({ 1'h0, sub }) == $signed(\$914 );
-  assign \$917  = stage[9:2] - 1'h1;
-  assign \$918  = $signed({ 1'h0, tr }) == $signed(\$917 );
-  assign \$919  = \$916  & \$918 ;
-  assign \$920  = \$5 [15:0] - 1'h1;
-  assign \$921  = go == \$920 ;
-  assign \$922  = \$919  & \$921 ;
-  assign \$923  = stage[339] ? 3'h4 : 3'h1;
-  assign \$924  = \$923  - 1'h1;
-  assign \$925  = $signed({ 1'h0, sub }) == $signed(\$924 );
-  assign \$927  = stage[9:2] - 1'h1;
-  assign \$928  = $signed({ 1'h0, tr }) == $signed(\$927 );
-  assign \$929  = \$926  & \$928 ;
-  assign \$930  = \$5 [15:0] - 1'h1;
-  assign \$931  = go == \$930 ;
-  assign \$932  = \$929  & \$931 ;
-  assign \$933  = stage[41:26] - 1'h1;
-  assign \$934  = x == \$933 ;
-  assign \$935  = \$932  & \$934 ;
-  assign \$936  = ~ \$935 ;
-  assign \$937  = \$922  & \$936 ;
-  assign \$938  = cur_m1 + cur_go;
-  assign \$939  = stage[339] ? 3'h4 : 3'h1;
-  assign \$940  = \$939  - 1'h1;
-  assign \$941  = $signed({ 1'h0, sub }) == $signed(\$940 );
-  assign \$943  = stage[9:2] - 1'h1;
-  assign \$944  = $signed({ 1'h0, tr }) == $signed(\$943 );
-  assign \$945  = \$942  & \$944 ;
-  assign \$946  = stage[339] ? 3'h4 : 3'h1;
-  assign \$947  = \$946  - 1'h1;
-  assign \$948  = $signed({ 1'h0, sub }) == $signed(\$947 );
-  assign \$950  = stage[9:2] - 1'h1;
-  assign \$951  = $signed({ 1'h0, tr }) == $signed(\$950 );
+  assign \$904  = stage[339] ? 3'h4 : 3'h1;
+  assign \$905  = \$904  - 1'h1;
+  assign \$906  = $signed({ 1'h0, sub }) == $signed(\$905 );
+  assign \$908  = \$8  - 1'h1;
+  assign \$909  = tr == \$908 ;
+  assign \$910  = \$907  & \$909 ;
+  assign \$911  = \$6 [15:0] - 1'h1;
+  assign \$912  = go == \$911 ;
+  assign \$913  = \$910  & \$912 ;
+  assign \$914  = stage[41:26] - 1'h1;
+  assign \$915  = x == \$914 ;
+  assign \$916  = \$913  & \$915 ;
+  assign \$917  = ~ \$916 ;
+  assign \$918  = \$903  & \$917 ;
+  assign \$919  = a4_m1 + a4_x_stride;
+  assign \$920  = stage[339] ? 3'h4 : 3'h1;
+  assign \$921  = \$920  - 1'h1;
+  assign \$922  = $signed({ 1'h0, sub }) == $signed(\$921 );
+  assign \$924  = \$8  - 1'h1;
+  assign \$925  = tr == \$924 ;
+  assign \$926  = \$923  & \$925 ;
+  assign \$927  = stage[339] ? 3'h4 : 3'h1;
+  assign \$928  = \$927  - 1'h1;
+  assign \$929  = $signed({ 1'h0, sub }) == $signed(\$928 );
+  assign \$931  = \$8  - 1'h1;
+  assign \$932  = tr == \$931 ;
+  assign \$933  = \$930  & \$932 ;
+  assign \$934  = \$6 [15:0] - 1'h1;
+  assign \$935  = go == \$934 ;
+  assign \$936  = \$933  & \$935 ;
+  assign \$937  = ~ \$936 ;
+  assign \$938  = \$926  & \$937 ;
+  assign \$939  = a4_m2 + 1'h1;
+  assign \$940  = stage[339] ? 3'h4 : 3'h1;
+  assign \$941  = \$940  - 1'h1;
+  assign \$942  = $signed({ 1'h0, sub }) == $signed(\$941 );
+  assign \$944  = \$8  - 1'h1;
+  assign \$945  = tr == \$944 ;
+  assign \$946  = \$943  & \$945 ;
+  assign \$947  = \$6 [15:0] - 1'h1;
+  assign \$948  = go == \$947 ;
+  assign \$949  = \$946  & \$948 ;
+  assign \$950  = stage[41:26] - 1'h1;
+  assign \$951  = x == \$950 ;
   assign \$952  = \$949  & \$951 ;
-  assign \$953  = \$5 [15:0] - 1'h1;
-  assign \$954  = go == \$953 ;
-  assign \$955  = \$952  & \$954 ;
-  assign \$956  = ~ \$955 ;
-  assign \$957  = \$945  & \$956 ;
-  assign \$958  = cur_m2 + 1'h1;
-  assign \$959  = stage[339] ? 3'h4 : 3'h1;
-  assign \$960  = \$959  - 1'h1;
-  assign \$961  = $signed({ 1'h0, sub }) == $signed(\$960 );
-  assign \$963  = stage[9:2] - 1'h1;
-  assign \$964  = $signed({ 1'h0, tr }) == $signed(\$963 );
+  assign \$953  = stage[339] ? 3'h4 : 3'h1;
+  assign \$954  = \$953  - 1'h1;
+  assign \$955  = $signed({ 1'h0, sub }) == $signed(\$954 );
+  assign \$957  = \$8  - 1'h1;
+  assign \$958  = tr == \$957 ;
+  assign \$959  = \$956  & \$958 ;
+  assign \$960  = \$6 [15:0] - 1'h1;
+  assign \$961  = go == \$960 ;
+  assign \$962  = \$959  & \$961 ;
+  assign \$963  = stage[41:26] - 1'h1;
+  assign \$964  = x == \$963 ;
   assign \$965  = \$962  & \$964 ;
-  assign \$966  = \$5 [15:0] - 1'h1;
-  assign \$967  = go == \$966 ;
+  assign \$966  = stage[25:10] - 1'h1;
+  assign \$967  = y == \$966 ;
   assign \$968  = \$965  & \$967 ;
-  assign \$969  = stage[41:26] - 1'h1;
-  assign \$970  = x == \$969 ;
-  assign \$971  = \$968  & \$970 ;
+  assign \$969  = ~ \$968 ;
+  assign \$970  = \$952  & \$969 ;
+  assign \$971  = a4_m0 + a4_y_stride;
   assign \$972  = stage[339] ? 3'h4 : 3'h1;
   assign \$973  = \$972  - 1'h1;
   assign \$974  = $signed({ 1'h0, sub }) == $signed(\$973 );
-  assign \$976  = stage[9:2] - 1'h1;
-  assign \$977  = $signed({ 1'h0, tr }) == $signed(\$976 );
+  assign \$976  = \$8  - 1'h1;
+  assign \$977  = tr == \$976 ;
   assign \$978  = \$975  & \$977 ;
-  assign \$979  = \$5 [15:0] - 1'h1;
+  assign \$979  = \$6 [15:0] - 1'h1;
   assign \$980  = go == \$979 ;
   assign \$981  = \$978  & \$980 ;
-  assign \$982  = stage[41:26] - 1'h1;
-  assign \$983  = x == \$982 ;
-  assign \$984  = \$981  & \$983 ;
-  assign \$985  = stage[25:10] - 1'h1;
-  assign \$986  = y == \$985 ;
-  assign \$987  = \$984  & \$986 ;
-  assign \$988  = ~ \$987 ;
-  assign \$989  = \$971  & \$988 ;
-  assign \$990  = cur_m0 + cur_y_stride;
-  assign \$991  = stage[339] ? 3'h4 : 3'h1;
-  assign \$992  = \$991  - 1'h1;
-  assign \$993  = $signed({ 1'h0, sub }) == $signed(\$992 );
-  assign \$995  = stage[9:2] - 1'h1;
-  assign \$996  = $signed({ 1'h0, tr }) == $signed(\$995 );
-  assign \$997  = \$994  & \$996 ;
-  assign \$998  = \$5 [15:0] - 1'h1;
-  assign \$999  = go == \$998 ;
-  assign \$1000  = \$997  & \$999 ;
-  assign \$1001  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1002  = \$1001  - 1'h1;
-  assign \$1003  = $signed({ 1'h0, sub }) == $signed(\$1002 );
-  assign \$1005  = stage[9:2] - 1'h1;
-  assign \$1006  = $signed({ 1'h0, tr }) == $signed(\$1005 );
-  assign \$1007  = \$1004  & \$1006 ;
-  assign \$1008  = \$5 [15:0] - 1'h1;
-  assign \$1009  = go == \$1008 ;
-  assign \$1010  = \$1007  & \$1009 ;
-  assign \$1011  = stage[41:26] - 1'h1;
-  assign \$1012  = x == \$1011 ;
-  assign \$1013  = \$1010  & \$1012 ;
-  assign \$1014  = ~ \$1013 ;
-  assign \$1015  = \$1000  & \$1014 ;
-  assign \$1016  = cur_m1 + cur_go;
-  assign \$1017  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1018  = \$1017  - 1'h1;
-  assign \$1019  = $signed({ 1'h0, sub }) == $signed(\$1018 );
-  assign \$1021  = stage[9:2] - 1'h1;
-  assign \$1022  = $signed({ 1'h0, tr }) == $signed(\$1021 );
-  assign \$1023  = \$1020  & \$1022 ;
-  assign \$1024  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1025  = \$1024  - 1'h1;
-  assign \$1026  = $signed({ 1'h0, sub }) == $signed(\$1025 );
-  assign \$1028  = stage[9:2] - 1'h1;
-  assign \$1029  = $signed({ 1'h0, tr }) == $signed(\$1028 );
-  assign \$1030  = \$1027  & \$1029 ;
-  assign \$1031  = \$5 [15:0] - 1'h1;
-  assign \$1032  = go == \$1031 ;
-  assign \$1033  = \$1030  & \$1032 ;
-  assign \$1034  = ~ \$1033 ;
-  assign \$1035  = \$1023  & \$1034 ;
-  assign \$1036  = cur_m2 + 1'h1;
-  assign \$1037  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1038  = \$1037  - 1'h1;
-  assign \$1039  = $signed({ 1'h0, sub }) == $signed(\$1038 );
-  assign \$1041  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1042  = \$1041  - 1'h1;
-  assign \$1043  = $signed({ 1'h0, sub }) == $signed(\$1042 );
-  assign \$1045  = stage[9:2] - 1'h1;
-  assign \$1046  = $signed({ 1'h0, tr }) == $signed(\$1045 );
-  assign \$1047  = \$1044  & \$1046 ;
-  assign \$1048  = ~ \$1047 ;
-  assign \$1049  = \$1040  & \$1048 ;
-  assign \$1050  = - cur_t_stride;
-  assign \$1051  = $signed({ 1'h0, cur_m3 }) + $signed(\$1050 );
-  assign \$1052  = ! sub;
-  assign \$1053  = run & \$1052 ;
-  assign \$1054  = ! tr;
-  assign \$1056  = \$1055  + sub[1];
-  assign \$1057  = \$1056  - 1'h1;
-  assign \$1058  = stage[339] ? \$1057  : { 3'h0, y };
-  assign \$1060  = \$1059  - 2'h2;
-  assign \$1061  = stage[339] ? \$1060  : { 2'h0, stage[25:10] };
-  assign \$1062  = $signed(\$1058 ) < $signed(\$1061 );
-  assign \$1064  = \$1063  + sub[0];
+  assign \$982  = stage[339] ? 3'h4 : 3'h1;
+  assign \$983  = \$982  - 1'h1;
+  assign \$984  = $signed({ 1'h0, sub }) == $signed(\$983 );
+  assign \$986  = \$8  - 1'h1;
+  assign \$987  = tr == \$986 ;
+  assign \$988  = \$985  & \$987 ;
+  assign \$989  = \$6 [15:0] - 1'h1;
+  assign \$990  = go == \$989 ;
+  assign \$991  = \$988  & \$990 ;
+  assign \$992  = stage[41:26] - 1'h1;
+  assign \$993  = x == \$992 ;
+  assign \$994  = \$991  & \$993 ;
+  assign \$995  = ~ \$994 ;
+  assign \$996  = \$981  & \$995 ;
+  assign \$997  = a4_m1 + a4_x_stride;
+  assign \$998  = stage[339] ? 3'h4 : 3'h1;
+  assign \$999  = \$998  - 1'h1;
+  assign \$1000  = $signed({ 1'h0, sub }) == $signed(\$999 );
+  assign \$1002  = \$8  - 1'h1;
+  assign \$1003  = tr == \$1002 ;
+  assign \$1004  = \$1001  & \$1003 ;
+  assign \$1005  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1006  = \$1005  - 1'h1;
+  assign \$1007  = $signed({ 1'h0, sub }) == $signed(\$1006 );
+  assign \$1009  = \$8  - 1'h1;
+  assign \$1010  = tr == \$1009 ;
+  assign \$1011  = \$1008  & \$1010 ;
+  assign \$1012  = \$6 [15:0] - 1'h1;
+  assign \$1013  = go == \$1012 ;
+  assign \$1014  = \$1011  & \$1013 ;
+  assign \$1015  = ~ \$1014 ;
+  assign \$1016  = \$1004  & \$1015 ;
+  assign \$1017  = a4_m2 + 1'h1;
+  assign \$1018  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1019  = \$1018  - 1'h1;
+  assign \$1020  = $signed({ 1'h0, sub }) == $signed(\$1019 );
+  assign \$1022  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1023  = \$1022  - 1'h1;
+  assign \$1024  = $signed({ 1'h0, sub }) == $signed(\$1023 );
+  assign \$1026  = \$8  - 1'h1;
+  assign \$1027  = tr == \$1026 ;
+  assign \$1028  = \$1025  & \$1027 ;
+  assign \$1029  = ~ \$1028 ;
+  assign \$1030  = \$1021  & \$1029 ;
+  assign \$1031  = - a4_t_stride;
+  assign \$1032  = $signed({ 1'h0, a4_m3 }) + $signed(\$1031 );
+  assign \$1033  = stage[41:26] - 2'h2;
+  assign \$1034  = $signed(\$1033 ) * $signed({ 1'h0, \$6 [15:0] });
+  assign \$1035  = stage[25:10] - 2'h2;
+  assign \$1036  = stage[41:26] - 2'h2;
+  assign \$1037  = $signed(\$1035 ) * $signed(\$1036 );
+  assign \$1038  = $signed(\$1037 ) * $signed({ 1'h0, \$6 [15:0] });
+  assign \$1039  = stage[9:2] - 1'h1;
+  assign \$1040  = $signed(\$1039 ) + $signed({ 1'h0, stage[384] });
+  assign \$1041  = stage[25:10] - 2'h2;
+  assign \$1042  = $signed(\$1040 ) * $signed(\$1041 );
+  assign \$1043  = stage[41:26] - 2'h2;
+  assign \$1044  = $signed(\$1042 ) * $signed(\$1043 );
+  assign \$1045  = $signed(\$1044 ) * $signed({ 1'h0, \$6 [15:0] });
+  assign \$1046  = $signed({ 1'h0, stage[337:318] }) + $signed(\$1045 );
+  assign \$1047  = stage[41:26] - 2'h2;
+  assign \$1048  = $signed(\$1047 ) * $signed({ 1'h0, \$6 [15:0] });
+  assign \$1049  = $signed(\$1046 ) - $signed(\$1048 );
+  assign \$1050  = $signed(\$1049 ) - $signed({ 1'h0, \$6 [15:0] });
+  assign \$1051  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1052  = \$1051  - 1'h1;
+  assign \$1053  = $signed({ 1'h0, sub }) == $signed(\$1052 );
+  assign \$1055  = \$8  - 1'h1;
+  assign \$1056  = tr == \$1055 ;
+  assign \$1057  = \$1054  & \$1056 ;
+  assign \$1058  = \$6 [15:0] - 1'h1;
+  assign \$1059  = go == \$1058 ;
+  assign \$1060  = \$1057  & \$1059 ;
+  assign \$1061  = stage[41:26] - 1'h1;
+  assign \$1062  = x == \$1061 ;
+  assign \$1063  = \$1060  & \$1062 ;
+  assign \$1064  = stage[339] ? 3'h4 : 3'h1;
   assign \$1065  = \$1064  - 1'h1;
-  assign \$1066  = stage[339] ? \$1065  : { 3'h0, x };
-  assign \$1068  = \$1067  - 2'h2;
-  assign \$1069  = stage[339] ? \$1068  : { 2'h0, stage[41:26] };
-  assign \$1070  = $signed(\$1066 ) < $signed(\$1069 );
-  assign \$1071  = \$1062  & \$1070 ;
-  assign \$1072  = ! y;
-  assign \$1073  = ~ sub[1];
-  assign \$1074  = \$1072  & \$1073 ;
-  assign \$1075  = ! x;
-  assign \$1076  = ~ sub[0];
-  assign \$1077  = \$1075  & \$1076 ;
-  assign \$1078  = \$1074  | \$1077 ;
-  assign \$1079  = stage[339] & \$1078 ;
+  assign \$1066  = $signed({ 1'h0, sub }) == $signed(\$1065 );
+  assign \$1068  = \$8  - 1'h1;
+  assign \$1069  = tr == \$1068 ;
+  assign \$1070  = \$1067  & \$1069 ;
+  assign \$1071  = \$6 [15:0] - 1'h1;
+  assign \$1072  = go == \$1071 ;
+  assign \$1073  = \$1070  & \$1072 ;
+  assign \$1074  = stage[41:26] - 1'h1;
+  assign \$1075  = x == \$1074 ;
+  assign \$1076  = \$1073  & \$1075 ;
+  assign \$1077  = stage[25:10] - 1'h1;
+  assign \$1078  = y == \$1077 ;
+  assign \$1079  = \$1076  & \$1078 ;
   assign \$1080  = ~ \$1079 ;
-  assign \$1081  = \$1071  & \$1080 ;
-  assign \$1082  = y >= 1'h1;
-  assign \$1083  = stage[25:10] - 2'h2;
-  assign \$1084  = $signed({ 1'h0, y }) <= $signed(\$1083 );
-  assign \$1085  = \$1082  & \$1084 ;
-  assign \$1086  = x >= 1'h1;
-  assign \$1087  = \$1085  & \$1086 ;
-  assign \$1088  = stage[41:26] - 2'h2;
-  assign \$1089  = $signed({ 1'h0, x }) <= $signed(\$1088 );
-  assign \$1090  = \$1087  & \$1089 ;
-  assign \$1091  = ~ stage[213];
-  assign \$1092  = stage[212:181] >> \$2 [4:0];
-  assign \$1093  = \$1091  | \$1092 ;
-  assign \$1094  = a4_first + a4_m3;
-  assign \$1095  = stage[339] & sub[1];
-  assign \$1096  = \$1095  ? a4_row : 20'h00000;
-  assign \$1097  = \$1094  + \$1096 ;
-  assign \$1098  = stage[339] & sub[0];
-  assign \$1099  = \$1098  ? a4_go : 20'h00000;
-  assign \$1100  = \$1097  + \$1099 ;
-  assign \$1101  = cur_first + cur_m3;
-  assign \$1103  = stage[73:58] - \$1102 ;
-  assign \$1104  = $signed(\$1103 ) >= $signed(4'h4);
-  assign \$1106  = stage[73:58] - \$1105 ;
-  assign \$1107  = \$1104  ? 20'h00004 : \$1106 ;
-  assign \$1108  = w_v_z6 & w_first_z6;
+  assign \$1081  = \$1063  & \$1080 ;
+  assign \$1082  = cur_m0 + cur_y_stride;
+  assign \$1083  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1084  = \$1083  - 1'h1;
+  assign \$1085  = $signed({ 1'h0, sub }) == $signed(\$1084 );
+  assign \$1087  = \$8  - 1'h1;
+  assign \$1088  = tr == \$1087 ;
+  assign \$1089  = \$1086  & \$1088 ;
+  assign \$1090  = \$6 [15:0] - 1'h1;
+  assign \$1091  = go == \$1090 ;
+  assign \$1092  = \$1089  & \$1091 ;
+  assign \$1093  = stage[41:26] - 1'h1;
+  assign \$1094  = x == \$1093 ;
+  assign \$1095  = \$1092  & \$1094 ;
+  assign \$1096  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1097  = \$1096  - 1'h1;
+  assign \$1098  = $signed({ 1'h0, sub }) == $signed(\$1097 );
+  assign \$1100  = \$8  - 1'h1;
+  assign \$1101  = tr == \$1100 ;
+  assign \$1102  = \$1099  & \$1101 ;
+  assign \$1103  = \$6 [15:0] - 1'h1;
+  assign \$1104  = go == \$1103 ;
+  assign \$1105  = \$1102  & \$1104 ;
+  assign \$1106  = stage[41:26] - 1'h1;
+  assign \$1107  = x == \$1106 ;
+  assign \$1108  = \$1105  & \$1107 ;
+  assign \$1109  = stage[25:10] - 1'h1;
+  assign \$1110  = y == \$1109 ;
+  assign \$1111  = \$1108  & \$1110 ;
+  assign \$1112  = ~ \$1111 ;
+  assign \$1113  = \$1095  & \$1112 ;
+  assign \$1114  = cur_m0 + cur_y_stride;
+  assign \$1115  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1116  = \$1115  - 1'h1;
+  assign \$1117  = $signed({ 1'h0, sub }) == $signed(\$1116 );
+  assign \$1119  = \$8  - 1'h1;
+  assign \$1120  = tr == \$1119 ;
+  assign \$1121  = \$1118  & \$1120 ;
+  assign \$1122  = \$6 [15:0] - 1'h1;
+  assign \$1123  = go == \$1122 ;
+  assign \$1124  = \$1121  & \$1123 ;
+  assign \$1125  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1126  = \$1125  - 1'h1;
+  assign \$1127  = $signed({ 1'h0, sub }) == $signed(\$1126 );
+  assign \$1129  = \$8  - 1'h1;
+  assign \$1130  = tr == \$1129 ;
+  assign \$1131  = \$1128  & \$1130 ;
+  assign \$1132  = \$6 [15:0] - 1'h1;
+  assign \$1133  = go == \$1132 ;
+  assign \$1134  = \$1131  & \$1133 ;
+  assign \$1135  = stage[41:26] - 1'h1;
+  assign \$1136  = x == \$1135 ;
+  assign \$1137  = \$1134  & \$1136 ;
+  assign \$1138  = ~ \$1137 ;
+  assign \$1139  = \$1124  & \$1138 ;
+  assign \$1140  = cur_m1 + cur_go;
+  assign \$1141  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1142  = \$1141  - 1'h1;
+  assign \$1143  = $signed({ 1'h0, sub }) == $signed(\$1142 );
+  assign \$1145  = \$8  - 1'h1;
+  assign \$1146  = tr == \$1145 ;
+  assign \$1147  = \$1144  & \$1146 ;
+  assign \$1148  = \$6 [15:0] - 1'h1;
+  assign \$1149  = go == \$1148 ;
+  assign \$1150  = \$1147  & \$1149 ;
+  assign \$1151  = stage[41:26] - 1'h1;
+  assign \$1152  = x == \$1151 ;
+  assign \$1153  = \$1150  & \$1152 ;
+  assign \$1154  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1155  = \$1154  - 1'h1;
+  assign \$1156  = $signed({ 1'h0, sub }) == $signed(\$1155 );
+  assign \$1158  = \$8  - 1'h1;
+  assign \$1159  = tr == \$1158 ;
+  assign \$1160  = \$1157  & \$1159 ;
+  assign \$1161  = \$6 [15:0] - 1'h1;
+  assign \$1162  = go == \$1161 ;
+  assign \$1163  = \$1160  & \$1162 ;
+  assign \$1164  = stage[41:26] - 1'h1;
+  assign \$1165  = x == \$1164 ;
+  assign \$1166  = \$1163  & \$1165 ;
+  assign \$1167  = stage[25:10] - 1'h1;
+  assign \$1168  = y == \$1167 ;
+  assign \$1169  = \$1166  & \$1168 ;
+  assign \$1170  = ~ \$1169 ;
+  assign \$1171  = \$1153  & \$1170 ;
+  assign \$1172  = cur_m0 + cur_y_stride;
+  assign \$1173  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1174  = \$1173  - 1'h1;
+  assign \$1175  = $signed({ 1'h0, sub }) == $signed(\$1174 );
+  assign \$1177  = \$8  - 1'h1;
+  assign \$1178  = tr == \$1177 ;
+  assign \$1179  = \$1176  & \$1178 ;
+  assign \$1180  = \$6 [15:0] - 1'h1;
+  assign \$1181  = go == \$1180 ;
+  assign \$1182  = \$1179  & \$1181 ;
+  assign \$1183  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1184  = \$1183  - 1'h1;
+  assign \$1185  = $signed({ 1'h0, sub }) == $signed(\$1184 );
+  assign \$1187  = \$8  - 1'h1;
+  assign \$1188  = tr == \$1187 ;
+  assign \$1189  = \$1186  & \$1188 ;
+  assign \$1190  = \$6 [15:0] - 1'h1;
+  assign \$1191  = go == \$1190 ;
+  assign \$1192  = \$1189  & \$1191 ;
+  assign \$1193  = stage[41:26] - 1'h1;
+  assign \$1194  = x == \$1193 ;
+  assign \$1195  = \$1192  & \$1194 ;
+  assign \$1196  = ~ \$1195 ;
+  assign \$1197  = \$1182  & \$1196 ;
+  assign \$1198  = cur_m1 + cur_go;
+  assign \$1199  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1200  = \$1199  - 1'h1;
+  assign \$1201  = $signed({ 1'h0, sub }) == $signed(\$1200 );
+  assign \$1203  = \$8  - 1'h1;
+  assign \$1204  = tr == \$1203 ;
+  assign \$1205  = \$1202  & \$1204 ;
+  assign \$1206  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1207  = \$1206  - 1'h1;
+  assign \$1208  = $signed({ 1'h0, sub }) == $signed(\$1207 );
+  assign \$1210  = \$8  - 1'h1;
+  assign \$1211  = tr == \$1210 ;
+  assign \$1212  = \$1209  & \$1211 ;
+  assign \$1213  = \$6 [15:0] - 1'h1;
+  assign \$1214  = go == \$1213 ;
+  assign \$1215  = \$1212  & \$1214 ;
+  assign \$1216  = ~ \$1215 ;
+  assign \$1217  = \$1205  & \$1216 ;
+  assign \$1218  = cur_m2 + 1'h1;
+  assign \$1219  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1220  = \$1219  - 1'h1;
+  assign \$1221  = $signed({ 1'h0, sub }) == $signed(\$1220 );
+  assign \$1223  = \$8  - 1'h1;
+  assign \$1224  = tr == \$1223 ;
+  assign \$1225  = \$1222  & \$1224 ;
+  assign \$1226  = \$6 [15:0] - 1'h1;
+  assign \$1227  = go == \$1226 ;
+  assign \$1228  = \$1225  & \$1227 ;
+  assign \$1229  = stage[41:26] - 1'h1;
+  assign \$1230  = x == \$1229 ;
+  assign \$1231  = \$1228  & \$1230 ;
+  assign \$1232  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1233  = \$1232  - 1'h1;
+  assign \$1234  = $signed({ 1'h0, sub }) == $signed(\$1233 );
+  assign \$1236  = \$8  - 1'h1;
+  assign \$1237  = tr == \$1236 ;
+  assign \$1238  = \$1235  & \$1237 ;
+  assign \$1239  = \$6 [15:0] - 1'h1;
+  assign \$1240  = go == \$1239 ;
+  assign \$1241  = \$1238  & \$1240 ;
+  assign \$1242  = stage[41:26] - 1'h1;
+  assign \$1243  = x == \$1242 ;
+  assign \$1244  = \$1241  & \$1243 ;
+  assign \$1245  = stage[25:10] - 1'h1;
+  assign \$1246  = y == \$1245 ;
+  assign \$1247  = \$1244  & \$1246 ;
+  assign \$1248  = ~ \$1247 ;
+  assign \$1249  = \$1231  & \$1248 ;
+  assign \$1250  = cur_m0 + cur_y_stride;
+  assign \$1251  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1252  = \$1251  - 1'h1;
+  assign \$1253  = $signed({ 1'h0, sub }) == $signed(\$1252 );
+  assign \$1255  = \$8  - 1'h1;
+  assign \$1256  = tr == \$1255 ;
+  assign \$1257  = \$1254  & \$1256 ;
+  assign \$1258  = \$6 [15:0] - 1'h1;
+  assign \$1259  = go == \$1258 ;
+  assign \$1260  = \$1257  & \$1259 ;
+  assign \$1261  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1262  = \$1261  - 1'h1;
+  assign \$1263  = $signed({ 1'h0, sub }) == $signed(\$1262 );
+  assign \$1265  = \$8  - 1'h1;
+  assign \$1266  = tr == \$1265 ;
+  assign \$1267  = \$1264  & \$1266 ;
+  assign \$1268  = \$6 [15:0] - 1'h1;
+  assign \$1269  = go == \$1268 ;
+  assign \$1270  = \$1267  & \$1269 ;
+  assign \$1271  = stage[41:26] - 1'h1;
+  assign \$1272  = x == \$1271 ;
+  assign \$1273  = \$1270  & \$1272 ;
+  assign \$1274  = ~ \$1273 ;
+  assign \$1275  = \$1260  & \$1274 ;
+  assign \$1276  = cur_m1 + cur_go;
+  assign \$1277  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1278  = \$1277  - 1'h1;
+  assign \$1279  = $signed({ 1'h0, sub }) == $signed(\$1278 );
+  assign \$1281  = \$8  - 1'h1;
+  assign \$1282  = tr == \$1281 ;
+  assign \$1283  = \$1280  & \$1282 ;
+  assign \$1284  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1285  = \$1284  - 1'h1;
+  assign \$1286  = $signed({ 1'h0, sub }) == $signed(\$1285 );
+  assign \$1288  = \$8  - 1'h1;
+  assign \$1289  = tr == \$1288 ;
+  assign \$1290  = \$1287  & \$1289 ;
+  assign \$1291  = \$6 [15:0] - 1'h1;
+  assign \$1292  = go == \$1291 ;
+  assign \$1293  = \$1290  & \$1292 ;
+  assign \$1294  = ~ \$1293 ;
+  assign \$1295  = \$1283  & \$1294 ;
+  assign \$1296  = cur_m2 + 1'h1;
+  assign \$1297  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1298  = \$1297  - 1'h1;
+  assign \$1299  = $signed({ 1'h0, sub }) == $signed(\$1298 );
+  assign \$1301  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1302  = \$1301  - 1'h1;
+  assign \$1303  = $signed({ 1'h0, sub }) == $signed(\$1302 );
+  assign \$1305  = \$8  - 1'h1;
+  assign \$1306  = tr == \$1305 ;
+  assign \$1307  = \$1304  & \$1306 ;
+  assign \$1308  = ~ \$1307 ;
+  assign \$1309  = \$1300  & \$1308 ;
+  assign \$1310  = - cur_t_stride;
+  assign \$1311  = $signed({ 1'h0, cur_m3 }) + $signed(\$1310 );
+  assign \$1312  = ! sub;
+  assign \$1313  = run & \$1312 ;
+  assign \$1314  = ! tr;
+  assign \$1315  = ~ stage[384];
+  assign \$1316  = \$1314  & \$1315 ;
+  assign \$1317  = ! tr;
+  assign \$1318  = stage[384] & \$1317 ;
+  assign \$1319  = stage[9:2] + stage[384];
+  assign \$1320  = tr == \$1319 ;
+  assign \$1321  = stage[385] & \$1320 ;
+  assign \$1322  = carry_first + carry_m2;
+  assign \$1324  = \$1323  + sub[1];
+  assign \$1325  = \$1324  - 1'h1;
+  assign \$1326  = stage[339] ? \$1325  : { 3'h0, y };
+  assign \$1328  = \$1327  - 2'h2;
+  assign \$1329  = stage[339] ? \$1328  : { 2'h0, stage[25:10] };
+  assign \$1330  = $signed(\$1326 ) < $signed(\$1329 );
+  assign \$1332  = \$1331  + sub[0];
+  assign \$1333  = \$1332  - 1'h1;
+  assign \$1334  = stage[339] ? \$1333  : { 3'h0, x };
+  assign \$1336  = \$1335  - 2'h2;
+  assign \$1337  = stage[339] ? \$1336  : { 2'h0, stage[41:26] };
+  assign \$1338  = $signed(\$1334 ) < $signed(\$1337 );
+  assign \$1339  = \$1330  & \$1338 ;
+  assign \$1340  = ! y;
+  assign \$1341  = ~ sub[1];
+  assign \$1342  = \$1340  & \$1341 ;
+  assign \$1343  = ! x;
+  assign \$1344  = ~ sub[0];
+  assign \$1345  = \$1343  & \$1344 ;
+  assign \$1346  = \$1342  | \$1345 ;
+  assign \$1347  = stage[339] & \$1346 ;
+  assign \$1348  = ~ \$1347 ;
+  assign \$1349  = \$1339  & \$1348 ;
+  assign \$1350  = y >= 1'h1;
+  assign \$1351  = stage[25:10] - 2'h2;
+  assign \$1352  = $signed({ 1'h0, y }) <= $signed(\$1351 );
+  assign \$1353  = \$1350  & \$1352 ;
+  assign \$1354  = x >= 1'h1;
+  assign \$1355  = \$1353  & \$1354 ;
+  assign \$1356  = stage[41:26] - 2'h2;
+  assign \$1357  = $signed({ 1'h0, x }) <= $signed(\$1356 );
+  assign \$1358  = \$1355  & \$1357 ;
+  assign \$1359  = ~ stage[213];
+  assign \$1360  = stage[212:181] >> \$3 [4:0];
+  assign \$1361  = \$1359  | \$1360 ;
+  assign \$1362  = a4_first + a4_m3;
+  assign \$1363  = stage[339] & sub[1];
+  assign \$1364  = \$1363  ? a4_row : 20'h00000;
+  assign \$1365  = \$1362  + \$1364 ;
+  assign \$1366  = stage[339] & sub[0];
+  assign \$1367  = \$1366  ? a4_go : 20'h00000;
+  assign \$1368  = \$1365  + \$1367 ;
+  assign \$1369  = cur_first + cur_m3;
+  assign \$1371  = stage[73:58] - \$1370 ;
+  assign \$1372  = $signed(\$1371 ) >= $signed(4'h4);
+  assign \$1374  = stage[73:58] - \$1373 ;
+  assign \$1375  = \$1372  ? 20'h00004 : \$1374 ;
+  assign \$1376  = ~ w_load_z6;
+  assign \$1377  = w_v_z6 & \$1376 ;
+  assign \$1378  = ~ w_store_z6;
+  assign \$1379  = \$1377  & \$1378 ;
+  assign \$1380  = \$1379  & w_first_z6;
+  always @(posedge clk)
+    sub <= \$1381 ;
+  always @(posedge clk)
+    tr <= \$1382 ;
+  always @(posedge clk)
+    go <= \$1383 ;
+  always @(posedge clk)
+    x <= \$1384 ;
+  always @(posedge clk)
+    y <= \$1385 ;
+  always @(posedge clk)
+    run <= \$1386 ;
+  always @(posedge clk)
+    lifg_y_stride <= \$1387 ;
+  always @(posedge clk)
+    lifg_go <= \$1388 ;
+  always @(posedge clk)
+    lifg_t_stride <= \$1389 ;
+  always @(posedge clk)
+    lifg_word_first <= \$1390 ;
+  always @(posedge clk)
+    word_m0 <= \$1391 ;
+  always @(posedge clk)
+    word_m1 <= \$1392 ;
+  always @(posedge clk)
+    word_m2 <= \$1393 ;
+  always @(posedge clk)
+    word_m3 <= \$1394 ;
+  always @(posedge clk)
+    carry_y_stride <= \$1395 ;
+  always @(posedge clk)
+    carry_go <= \$1396 ;
+  always @(posedge clk)
+    carry_first <= \$1397 ;
+  always @(posedge clk)
+    carry_m0 <= \$1398 ;
+  always @(posedge clk)
+    carry_m1 <= \$1399 ;
+  always @(posedge clk)
+    carry_m2 <= \$1400 ;
+  always @(posedge clk)
+    a4_row <= \$1401 ;
+  always @(posedge clk)
+    a4_y_stride <= \$1402 ;
+  always @(posedge clk)
+    a4_x_stride <= \$1403 ;
+  always @(posedge clk)
+    a4_t_stride <= \$1404 ;
+  always @(posedge clk)
+    a4_first <= \$1405 ;
+  always @(posedge clk)
+    a4_go <= \$1406 ;
+  always @(posedge clk)
+    a4_m0 <= \$1407 ;
+  always @(posedge clk)
+    a4_m1 <= \$1408 ;
+  always @(posedge clk)
+    a4_m2 <= \$1409 ;
+  always @(posedge clk)
+    a4_m3 <= \$1410 ;
+  always @(posedge clk)
+    cur_y_stride <= \$1411 ;
+  always @(posedge clk)
+    cur_go <= \$1412 ;
+  always @(posedge clk)
+    cur_t_stride <= \$1413 ;
+  always @(posedge clk)
+    cur_first <= \$1414 ;
+  always @(posedge clk)
+    cur_m0 <= \$1415 ;
+  always @(posedge clk)
+    cur_m1 <= \$1416 ;
+  always @(posedge clk)
+    cur_m2 <= \$1417 ;
+  always @(posedge clk)
+    cur_m3 <= \$1418 ;
   always @(posedge clk)
-    sub <= \$1109 ;
+    \$signal  <= \$1419 ;
   always @(posedge clk)
-    tr <= \$1110 ;
+    \$signal$23  <= \$1420 ;
   always @(posedge clk)
-    go <= \$1111 ;
+    restart <= \$1421 ;
   always @(posedge clk)
-    x <= \$1112 ;
+    load <= \$1422 ;
   always @(posedge clk)
-    y <= \$1113 ;
+    \$signal$24  <= \$1423 ;
   always @(posedge clk)
-    run <= \$1114 ;
+    \$signal$110  <= \$1424 ;
   always @(posedge clk)
-    lifg_y_stride <= \$1115 ;
+    \$signal$111  <= \$1425 ;
   always @(posedge clk)
-    lifg_go <= \$1116 ;
+    \$signal$112  <= \$1426 ;
   always @(posedge clk)
-    lifg_t_stride <= \$1117 ;
+    \$signal$113  <= \$1427 ;
   always @(posedge clk)
-    lifg_word_first <= \$1118 ;
+    \$signal$37  <= \$1428 ;
   always @(posedge clk)
-    word_m0 <= \$1119 ;
+    \$signal$114  <= \$1429 ;
   always @(posedge clk)
-    word_m1 <= \$1120 ;
+    \$signal$115  <= \$1430 ;
   always @(posedge clk)
-    word_m2 <= \$1121 ;
+    \$signal$66  <= \$1431 ;
   always @(posedge clk)
-    word_m3 <= \$1122 ;
+    w_v_z1 <= \$1432 ;
   always @(posedge clk)
-    a4_row <= \$1123 ;
+    w_v_z2 <= \$1433 ;
   always @(posedge clk)
-    a4_y_stride <= \$1124 ;
+    w_v_z3 <= \$1434 ;
   always @(posedge clk)
-    a4_x_stride <= \$1125 ;
+    w_v_z4 <= \$1435 ;
   always @(posedge clk)
-    a4_t_stride <= \$1126 ;
+    w_v_z5 <= \$1436 ;
   always @(posedge clk)
-    a4_first <= \$1127 ;
+    w_v_z6 <= \$1437 ;
   always @(posedge clk)
-    a4_go <= \$1128 ;
+    w_first_z1 <= \$1438 ;
   always @(posedge clk)
-    a4_m0 <= \$1129 ;
+    w_first_z2 <= \$1439 ;
   always @(posedge clk)
-    a4_m1 <= \$1130 ;
+    w_first_z3 <= \$1440 ;
   always @(posedge clk)
-    a4_m2 <= \$1131 ;
+    w_first_z4 <= \$1441 ;
   always @(posedge clk)
-    a4_m3 <= \$1132 ;
+    w_first_z5 <= \$1442 ;
   always @(posedge clk)
-    cur_y_stride <= \$1133 ;
+    w_first_z6 <= \$1443 ;
   always @(posedge clk)
-    cur_go <= \$1134 ;
+    w_inside_z1 <= \$1444 ;
   always @(posedge clk)
-    cur_t_stride <= \$1135 ;
+    w_inside_z2 <= \$1445 ;
   always @(posedge clk)
-    cur_first <= \$1136 ;
+    w_inside_z3 <= \$1446 ;
   always @(posedge clk)
-    cur_m0 <= \$1137 ;
+    w_inside_z4 <= \$1447 ;
   always @(posedge clk)
-    cur_m1 <= \$1138 ;
+    w_inside_z5 <= \$1448 ;
   always @(posedge clk)
-    cur_m2 <= \$1139 ;
+    w_inside_z6 <= \$1449 ;
   always @(posedge clk)
-    cur_m3 <= \$1140 ;
+    w_interior_z1 <= \$1450 ;
   always @(posedge clk)
-    \$signal  <= \$1141 ;
+    w_interior_z2 <= \$1451 ;
   always @(posedge clk)
-    \$signal$20  <= \$1142 ;
+    w_interior_z3 <= \$1452 ;
   always @(posedge clk)
-    restart <= \$1143 ;
+    w_interior_z4 <= \$1453 ;
   always @(posedge clk)
-    \$signal$96  <= \$1144 ;
+    w_interior_z5 <= \$1454 ;
   always @(posedge clk)
-    \$signal$97  <= \$1145 ;
+    w_interior_z6 <= \$1455 ;
   always @(posedge clk)
-    \$signal$98  <= \$1146 ;
+    w_sub_z1 <= \$1456 ;
   always @(posedge clk)
-    \$signal$31  <= \$1147 ;
+    w_sub_z2 <= \$1457 ;
   always @(posedge clk)
-    \$signal$99  <= \$1148 ;
+    w_sub_z3 <= \$1458 ;
   always @(posedge clk)
-    \$signal$100  <= \$1149 ;
+    w_sub_z4 <= \$1459 ;
   always @(posedge clk)
-    \$signal$56  <= \$1150 ;
+    w_sub_z5 <= \$1460 ;
   always @(posedge clk)
-    w_v_z1 <= \$1151 ;
+    w_sub_z6 <= \$1461 ;
   always @(posedge clk)
-    w_v_z2 <= \$1152 ;
+    w_a4_addr_z1 <= \$1462 ;
   always @(posedge clk)
-    w_v_z3 <= \$1153 ;
+    w_a4_addr_z2 <= \$1463 ;
   always @(posedge clk)
-    w_v_z4 <= \$1154 ;
+    w_a4_addr_z3 <= \$1464 ;
   always @(posedge clk)
-    w_v_z5 <= \$1155 ;
+    w_a4_addr_z4 <= \$1465 ;
   always @(posedge clk)
-    w_v_z6 <= \$1156 ;
+    w_a4_addr_z5 <= \$1466 ;
   always @(posedge clk)
-    w_first_z1 <= \$1157 ;
+    g_a4__addr <= \$1467 ;
   always @(posedge clk)
-    w_first_z2 <= \$1158 ;
+    w_cur_addr_z1 <= \$1468 ;
   always @(posedge clk)
-    w_first_z3 <= \$1159 ;
+    w_cur_addr_z2 <= \$1469 ;
   always @(posedge clk)
-    w_first_z4 <= \$1160 ;
+    w_cur_addr_z3 <= \$1470 ;
   always @(posedge clk)
-    w_first_z5 <= \$1161 ;
+    w_cur_addr_z4 <= \$1471 ;
   always @(posedge clk)
-    w_first_z6 <= \$1162 ;
+    w_cur_addr_z5 <= \$1472 ;
   always @(posedge clk)
-    w_inside_z1 <= \$1163 ;
+    w_cur_addr_z6 <= \$1473 ;
   always @(posedge clk)
-    w_inside_z2 <= \$1164 ;
+    w_active_z1 <= \$1474 ;
   always @(posedge clk)
-    w_inside_z3 <= \$1165 ;
+    w_active_z2 <= \$1475 ;
   always @(posedge clk)
-    w_inside_z4 <= \$1166 ;
+    w_active_z3 <= \$1476 ;
   always @(posedge clk)
-    w_inside_z5 <= \$1167 ;
+    w_active_z4 <= \$1477 ;
   always @(posedge clk)
-    w_inside_z6 <= \$1168 ;
+    w_active_z5 <= \$1478 ;
   always @(posedge clk)
-    w_interior_z1 <= \$1169 ;
+    w_active_z6 <= \$1479 ;
   always @(posedge clk)
-    w_interior_z2 <= \$1170 ;
+    w_load_z1 <= \$1480 ;
   always @(posedge clk)
-    w_interior_z3 <= \$1171 ;
+    w_load_z2 <= \$1481 ;
   always @(posedge clk)
-    w_interior_z4 <= \$1172 ;
+    w_load_z3 <= \$1482 ;
   always @(posedge clk)
-    w_interior_z5 <= \$1173 ;
+    w_load_z4 <= \$1483 ;
   always @(posedge clk)
-    w_interior_z6 <= \$1174 ;
+    w_load_z5 <= \$1484 ;
   always @(posedge clk)
-    w_sub_z1 <= \$1175 ;
+    w_load_z6 <= \$1485 ;
   always @(posedge clk)
-    w_sub_z2 <= \$1176 ;
+    w_store_z1 <= \$1486 ;
   always @(posedge clk)
-    w_sub_z3 <= \$1177 ;
+    w_store_z2 <= \$1487 ;
   always @(posedge clk)
-    w_sub_z4 <= \$1178 ;
+    w_store_z3 <= \$1488 ;
   always @(posedge clk)
-    w_sub_z5 <= \$1179 ;
+    w_store_z4 <= \$1489 ;
   always @(posedge clk)
-    w_sub_z6 <= \$1180 ;
+    w_store_z5 <= \$1490 ;
   always @(posedge clk)
-    w_a4_addr_z1 <= \$1181 ;
+    w_store_z6 <= \$1491 ;
   always @(posedge clk)
-    w_a4_addr_z2 <= \$1182 ;
+    w_carry_addr_z1 <= \$1492 ;
   always @(posedge clk)
-    w_a4_addr_z3 <= \$1183 ;
+    w_carry_addr_z2 <= \$1493 ;
   always @(posedge clk)
-    w_a4_addr_z4 <= \$1184 ;
+    w_carry_addr_z3 <= \$1494 ;
   always @(posedge clk)
-    w_a4_addr_z5 <= \$1185 ;
+    w_carry_addr_z4 <= \$1495 ;
   always @(posedge clk)
-    g_a4__addr <= \$1186 ;
+    w_carry_addr_z5 <= \$1496 ;
   always @(posedge clk)
-    w_cur_addr_z1 <= \$1187 ;
+    w_carry_addr_z6 <= \$1497 ;
   always @(posedge clk)
-    w_cur_addr_z2 <= \$1188 ;
+    w_argmax_z1 <= \$1498 ;
   always @(posedge clk)
-    w_cur_addr_z3 <= \$1189 ;
+    w_argmax_z2 <= \$1499 ;
   always @(posedge clk)
-    w_cur_addr_z4 <= \$1190 ;
+    w_argmax_z3 <= \$1500 ;
   always @(posedge clk)
-    w_cur_addr_z5 <= \$1191 ;
+    w_argmax_z4 <= \$1501 ;
   always @(posedge clk)
-    g_cur__addr <= \$1192 ;
+    w_argmax_z5 <= \$1502 ;
   always @(posedge clk)
-    w_active_z1 <= \$1193 ;
+    w_argmax_z6 <= \$1503 ;
   always @(posedge clk)
-    w_active_z2 <= \$1194 ;
+    \$signal$56  <= \$1504 ;
   always @(posedge clk)
-    w_active_z3 <= \$1195 ;
-  always @(posedge clk)
-    w_active_z4 <= \$1196 ;
-  always @(posedge clk)
-    w_active_z5 <= \$1197 ;
-  always @(posedge clk)
-    w_active_z6 <= \$1198 ;
-  always @(posedge clk)
-    w_argmax_z1 <= \$1199 ;
-  always @(posedge clk)
-    w_argmax_z2 <= \$1200 ;
-  always @(posedge clk)
-    w_argmax_z3 <= \$1201 ;
-  always @(posedge clk)
-    w_argmax_z4 <= \$1202 ;
-  always @(posedge clk)
-    w_argmax_z5 <= \$1203 ;
-  always @(posedge clk)
-    w_argmax_z6 <= \$1204 ;
-  always @(posedge clk)
-    \$signal$48  <= \$1205 ;
-  always @(posedge clk)
-    arg_held <= \$1206 ;
+    arg_held <= \$1505 ;
   \ttsnn_accel.backward.lif.lanes  lanes (
     .affine_shift(stage[179:174]),
     .clk(clk),
+    .d_out0_z3(\$1508 ),
+    .d_out1_z3(\$1514 ),
+    .d_out2_z3(\$1520 ),
+    .d_out3_z3(\$1526 ),
     .e(e),
-    .g_cur_out0_z2(\$1209 ),
-    .g_cur_out1_z2(\$1214 ),
-    .g_cur_out2_z2(\$1219 ),
-    .g_cur_out3_z2(\$1224 ),
+    .g_cur_out0_z2(\$1509 ),
+    .g_cur_out1_z2(\$1515 ),
+    .g_cur_out2_z2(\$1521 ),
+    .g_cur_out3_z2(\$1527 ),
     .g_extra(g_extra),
-    .g_p0(\$1207 ),
-    .g_p1(\$1212 ),
-    .g_p2(\$1217 ),
-    .g_p3(\$1222 ),
+    .g_p0(\$1506 ),
+    .g_p1(\$1512 ),
+    .g_p2(\$1518 ),
+    .g_p3(\$1524 ),
     .height_mul(stage[347:340]),
     .leak_shift(stage[383:378]),
-    .\port$15565$0 (trace__data[1:0]),
-    .\port$15565$12 (trace__data[13:12]),
-    .\port$15565$4 (trace__data[5:4]),
-    .\port$15565$8 (trace__data[9:8]),
-    .\port$16769$356 (stage[369:356]),
+    .load(load),
+    .\port$15867$0 (trace__data[1:0]),
+    .\port$15867$12 (trace__data[13:12]),
+    .\port$15867$4 (trace__data[5:4]),
+    .\port$15867$8 (trace__data[9:8]),
+    .\port$17137$356 (stage[369:356]),
     .restart(restart),
     .rst(rst),
-    .sat_aff0(\$1208 ),
-    .sat_aff1(\$1213 ),
-    .sat_aff2(\$1218 ),
-    .sat_aff3(\$1223 ),
-    .sat_cur_out0_z2(\$1211 ),
-    .sat_cur_out1_z2(\$1216 ),
-    .sat_cur_out2_z2(\$1221 ),
-    .sat_cur_out3_z2(\$1226 ),
-    .sat_lif_out0_z3(\$1210 ),
-    .sat_lif_out1_z3(\$1215 ),
-    .sat_lif_out2_z3(\$1220 ),
-    .sat_lif_out3_z3(\$1225 ),
+    .sat_aff0(\$1507 ),
+    .sat_aff1(\$1513 ),
+    .sat_aff2(\$1519 ),
+    .sat_aff3(\$1525 ),
+    .sat_cur_out0_z2(\$1511 ),
+    .sat_cur_out1_z2(\$1517 ),
+    .sat_cur_out2_z2(\$1523 ),
+    .sat_cur_out3_z2(\$1529 ),
+    .sat_lif_out0_z3(\$1510 ),
+    .sat_lif_out1_z3(\$1516 ),
+    .sat_lif_out2_z3(\$1522 ),
+    .sat_lif_out3_z3(\$1528 ),
     .scale(scale),
     .valid(valid)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1109  = sub;
-    if (\$126 ) begin
-      \$1109  = \$131 [15:0];
+    \$1381  = sub;
+    if (\$214 ) begin
+      \$1381  = \$219 [15:0];
     end
     if (start) begin
-      \$1109  = 16'h0000;
+      \$1381  = 16'h0000;
     end
     if (rst) begin
-      \$1109  = 16'h0000;
+      \$1381  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1110  = tr;
-    if (\$136 ) begin
-      \$1110  = \$140 [15:0];
+    \$1382  = tr;
+    if (\$224 ) begin
+      \$1382  = \$228 [15:0];
     end
     if (start) begin
-      \$1110  = 16'h0000;
+      \$1382  = 16'h0000;
     end
     if (rst) begin
-      \$1110  = 16'h0000;
+      \$1382  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1111  = go;
-    if (\$148 ) begin
-      \$1111  = \$152 [15:0];
+    \$1383  = go;
+    if (\$236 ) begin
+      \$1383  = \$240 [15:0];
     end
     if (start) begin
-      \$1111  = 16'h0000;
+      \$1383  = 16'h0000;
     end
     if (rst) begin
-      \$1111  = 16'h0000;
+      \$1383  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1112  = x;
-    if (\$163 ) begin
-      \$1112  = \$167 [15:0];
+    \$1384  = x;
+    if (\$251 ) begin
+      \$1384  = \$255 [15:0];
     end
     if (start) begin
-      \$1112  = 16'h0000;
+      \$1384  = 16'h0000;
     end
     if (rst) begin
-      \$1112  = 16'h0000;
+      \$1384  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1113  = y;
-    if (\$181 ) begin
-      \$1113  = \$185 [15:0];
+    \$1385  = y;
+    if (\$269 ) begin
+      \$1385  = \$273 [15:0];
     end
     if (start) begin
-      \$1113  = 16'h0000;
+      \$1385  = 16'h0000;
     end
     if (rst) begin
-      \$1113  = 16'h0000;
+      \$1385  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1114  = run;
-    if (\$202 ) begin
-      \$1114  = 1'h0;
+    \$1386  = run;
+    if (\$290 ) begin
+      \$1386  = 1'h0;
     end
     if (start) begin
-      \$1114  = 1'h1;
+      \$1386  = 1'h1;
     end
     if (rst) begin
-      \$1114  = 1'h0;
+      \$1386  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1115  = \$203 [19:0];
+    \$1387  = \$291 [19:0];
     if (rst) begin
-      \$1115  = 20'h00000;
+      \$1387  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1116  = { 4'h0, \$5 [15:0] };
+    \$1388  = { 4'h0, \$6 [15:0] };
     if (rst) begin
-      \$1116  = 20'h00000;
+      \$1388  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1117  = \$205 [19:0];
+    \$1389  = \$293 [19:0];
     if (rst) begin
-      \$1117  = 20'h00000;
+      \$1389  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1118  = \$209 [19:0];
+    \$1390  = \$298 [19:0];
     if (rst) begin
-      \$1118  = 20'h00000;
+      \$1390  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1119  = word_m0;
+    \$1391  = word_m0;
     if (start) begin
-      \$1119  = 20'h00000;
+      \$1391  = 20'h00000;
     end else if (run) begin
-      if (\$240 ) begin
-        \$1119  = \$241 [19:0];
+      if (\$329 ) begin
+        \$1391  = \$330 [19:0];
       end
     end
     if (rst) begin
-      \$1119  = 20'h00000;
+      \$1391  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1120  = word_m1;
+    \$1392  = word_m1;
     if (start) begin
-      \$1120  = 20'h00000;
+      \$1392  = 20'h00000;
     end else if (run) begin
-      if (\$272 ) begin
-        \$1120  = \$273 [19:0];
+      if (\$361 ) begin
+        \$1392  = \$362 [19:0];
       end
-      if (\$298 ) begin
-        \$1120  = \$299 [19:0];
+      if (\$387 ) begin
+        \$1392  = \$388 [19:0];
       end
     end
     if (rst) begin
-      \$1120  = 20'h00000;
+      \$1392  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1121  = word_m2;
+    \$1393  = word_m2;
     if (start) begin
-      \$1121  = 20'h00000;
+      \$1393  = 20'h00000;
     end else if (run) begin
-      if (\$330 ) begin
-        \$1121  = \$331 [19:0];
+      if (\$419 ) begin
+        \$1393  = \$420 [19:0];
       end
-      if (\$356 ) begin
-        \$1121  = \$357 [19:0];
+      if (\$445 ) begin
+        \$1393  = \$446 [19:0];
       end
-      if (\$376 ) begin
-        \$1121  = \$377 [19:0];
+      if (\$465 ) begin
+        \$1393  = \$466 [19:0];
       end
     end
     if (rst) begin
-      \$1121  = 20'h00000;
+      \$1393  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1122  = word_m3;
+    \$1394  = word_m3;
     if (start) begin
-      \$1122  = 20'h00000;
+      \$1394  = 20'h00000;
     end else if (run) begin
-      if (\$408 ) begin
-        \$1122  = \$409 [19:0];
+      if (\$497 ) begin
+        \$1394  = \$498 [19:0];
       end
-      if (\$434 ) begin
-        \$1122  = \$435 [19:0];
+      if (\$523 ) begin
+        \$1394  = \$524 [19:0];
       end
-      if (\$454 ) begin
-        \$1122  = \$455 [19:0];
-      end
-      if (\$468 ) begin
-        \$1122  = \$470 [19:0];
-      end
-    end
-    if (rst) begin
-      \$1122  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1123  = \$474 [19:0];
-    if (rst) begin
-      \$1123  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1124  = \$484 [19:0];
-    if (rst) begin
-      \$1124  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1125  = { 3'h0, \$486  };
-    if (rst) begin
-      \$1125  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1126  = \$494 [19:0];
-    if (rst) begin
-      \$1126  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1127  = \$512 [19:0];
-    if (rst) begin
-      \$1127  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1128  = { 4'h0, \$5 [15:0] };
-    if (rst) begin
-      \$1128  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1129  = a4_m0;
-    if (start) begin
-      \$1129  = 20'h00000;
-    end else if (run) begin
       if (\$543 ) begin
-        \$1129  = \$544 [19:0];
+        \$1394  = \$544 [19:0];
+      end
+      if (\$557 ) begin
+        \$1394  = \$559 [19:0];
       end
     end
     if (rst) begin
-      \$1129  = 20'h00000;
+      \$1394  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1130  = a4_m1;
+    \$1395  = \$560 [19:0];
+    if (rst) begin
+      \$1395  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1396  = { 4'h0, \$6 [15:0] };
+    if (rst) begin
+      \$1396  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1397  = stage[405:386];
+    if (rst) begin
+      \$1397  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1398  = carry_m0;
     if (start) begin
-      \$1130  = 20'h00000;
+      \$1398  = 20'h00000;
     end else if (run) begin
-      if (\$575 ) begin
-        \$1130  = \$576 [19:0];
-      end
-      if (\$601 ) begin
-        \$1130  = \$602 [19:0];
+      if (\$591 ) begin
+        \$1398  = \$592 [19:0];
       end
     end
     if (rst) begin
-      \$1130  = 20'h00000;
+      \$1398  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1131  = a4_m2;
+    \$1399  = carry_m1;
     if (start) begin
-      \$1131  = 20'h00000;
+      \$1399  = 20'h00000;
     end else if (run) begin
-      if (\$633 ) begin
-        \$1131  = \$634 [19:0];
+      if (\$623 ) begin
+        \$1399  = \$624 [19:0];
       end
-      if (\$659 ) begin
-        \$1131  = \$660 [19:0];
-      end
-      if (\$679 ) begin
-        \$1131  = \$680 [19:0];
+      if (\$649 ) begin
+        \$1399  = \$650 [19:0];
       end
     end
     if (rst) begin
-      \$1131  = 20'h00000;
+      \$1399  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1132  = a4_m3;
+    \$1400  = carry_m2;
     if (start) begin
-      \$1132  = 20'h00000;
+      \$1400  = 20'h00000;
     end else if (run) begin
-      if (\$711 ) begin
-        \$1132  = \$712 [19:0];
+      if (\$681 ) begin
+        \$1400  = \$682 [19:0];
       end
-      if (\$737 ) begin
-        \$1132  = \$738 [19:0];
+      if (\$707 ) begin
+        \$1400  = \$708 [19:0];
       end
-      if (\$757 ) begin
-        \$1132  = \$758 [19:0];
-      end
-      if (\$771 ) begin
-        \$1132  = \$773 [19:0];
+      if (\$727 ) begin
+        \$1400  = \$728 [19:0];
       end
     end
     if (rst) begin
-      \$1132  = 20'h00000;
+      \$1400  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1133  = \$775 [19:0];
+    \$1401  = \$732 [19:0];
     if (rst) begin
-      \$1133  = 20'h00000;
+      \$1401  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1134  = { 4'h0, \$5 [15:0] };
+    \$1402  = \$742 [19:0];
     if (rst) begin
-      \$1134  = 20'h00000;
+      \$1402  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1135  = \$779 [19:0];
+    \$1403  = { 3'h0, \$744  };
     if (rst) begin
-      \$1135  = 20'h00000;
+      \$1403  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1136  = \$790 [19:0];
+    \$1404  = \$752 [19:0];
     if (rst) begin
-      \$1136  = 20'h00000;
+      \$1404  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1137  = cur_m0;
+    \$1405  = \$771 [19:0];
+    if (rst) begin
+      \$1405  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1406  = { 4'h0, \$6 [15:0] };
+    if (rst) begin
+      \$1406  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1407  = a4_m0;
     if (start) begin
-      \$1137  = 20'h00000;
+      \$1407  = 20'h00000;
     end else if (run) begin
-      if (\$821 ) begin
-        \$1137  = \$822 [19:0];
+      if (\$802 ) begin
+        \$1407  = \$803 [19:0];
       end
     end
     if (rst) begin
-      \$1137  = 20'h00000;
+      \$1407  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1138  = cur_m1;
+    \$1408  = a4_m1;
     if (start) begin
-      \$1138  = 20'h00000;
+      \$1408  = 20'h00000;
     end else if (run) begin
-      if (\$853 ) begin
-        \$1138  = \$854 [19:0];
+      if (\$834 ) begin
+        \$1408  = \$835 [19:0];
       end
-      if (\$879 ) begin
-        \$1138  = \$880 [19:0];
+      if (\$860 ) begin
+        \$1408  = \$861 [19:0];
       end
     end
     if (rst) begin
-      \$1138  = 20'h00000;
+      \$1408  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1139  = cur_m2;
+    \$1409  = a4_m2;
     if (start) begin
-      \$1139  = 20'h00000;
+      \$1409  = 20'h00000;
     end else if (run) begin
-      if (\$911 ) begin
-        \$1139  = \$912 [19:0];
+      if (\$892 ) begin
+        \$1409  = \$893 [19:0];
       end
-      if (\$937 ) begin
-        \$1139  = \$938 [19:0];
+      if (\$918 ) begin
+        \$1409  = \$919 [19:0];
       end
-      if (\$957 ) begin
-        \$1139  = \$958 [19:0];
+      if (\$938 ) begin
+        \$1409  = \$939 [19:0];
       end
     end
     if (rst) begin
-      \$1139  = 20'h00000;
+      \$1409  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1140  = cur_m3;
+    \$1410  = a4_m3;
     if (start) begin
-      \$1140  = 20'h00000;
+      \$1410  = 20'h00000;
     end else if (run) begin
-      if (\$989 ) begin
-        \$1140  = \$990 [19:0];
+      if (\$970 ) begin
+        \$1410  = \$971 [19:0];
       end
-      if (\$1015 ) begin
-        \$1140  = \$1016 [19:0];
+      if (\$996 ) begin
+        \$1410  = \$997 [19:0];
       end
-      if (\$1035 ) begin
-        \$1140  = \$1036 [19:0];
+      if (\$1016 ) begin
+        \$1410  = \$1017 [19:0];
       end
-      if (\$1049 ) begin
-        \$1140  = \$1051 [19:0];
+      if (\$1030 ) begin
+        \$1410  = \$1032 [19:0];
       end
     end
     if (rst) begin
-      \$1140  = 20'h00000;
+      \$1410  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1141  = run;
+    \$1411  = \$1034 [19:0];
     if (rst) begin
-      \$1141  = 1'h0;
+      \$1411  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1142  = \$1053 ;
+    \$1412  = { 4'h0, \$6 [15:0] };
     if (rst) begin
-      \$1142  = 1'h0;
+      \$1412  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1143  = \$1054 ;
+    \$1413  = \$1038 [19:0];
     if (rst) begin
-      \$1143  = 1'h0;
+      \$1413  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1144  = \$1081 ;
+    \$1414  = \$1050 [19:0];
     if (rst) begin
-      \$1144  = 1'h0;
+      \$1414  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1145  = \$1090 ;
+    \$1415  = cur_m0;
+    if (start) begin
+      \$1415  = 20'h00000;
+    end else if (run) begin
+      if (\$1081 ) begin
+        \$1415  = \$1082 [19:0];
+      end
+    end
+    if (rst) begin
+      \$1415  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1416  = cur_m1;
+    if (start) begin
+      \$1416  = 20'h00000;
+    end else if (run) begin
+      if (\$1113 ) begin
+        \$1416  = \$1114 [19:0];
+      end
+      if (\$1139 ) begin
+        \$1416  = \$1140 [19:0];
+      end
+    end
+    if (rst) begin
+      \$1416  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1417  = cur_m2;
+    if (start) begin
+      \$1417  = 20'h00000;
+    end else if (run) begin
+      if (\$1171 ) begin
+        \$1417  = \$1172 [19:0];
+      end
+      if (\$1197 ) begin
+        \$1417  = \$1198 [19:0];
+      end
+      if (\$1217 ) begin
+        \$1417  = \$1218 [19:0];
+      end
+    end
+    if (rst) begin
+      \$1417  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1418  = cur_m3;
+    if (start) begin
+      \$1418  = 20'h00000;
+    end else if (run) begin
+      if (\$1249 ) begin
+        \$1418  = \$1250 [19:0];
+      end
+      if (\$1275 ) begin
+        \$1418  = \$1276 [19:0];
+      end
+      if (\$1295 ) begin
+        \$1418  = \$1296 [19:0];
+      end
+      if (\$1309 ) begin
+        \$1418  = \$1311 [19:0];
+      end
+    end
+    if (rst) begin
+      \$1418  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1419  = run;
+    if (rst) begin
+      \$1419  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1420  = \$1313 ;
+    if (rst) begin
+      \$1420  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1421  = \$1316 ;
+    if (rst) begin
+      \$1421  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1422  = \$1318 ;
+    if (rst) begin
+      \$1422  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1423  = \$1321 ;
+    if (rst) begin
+      \$1423  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1424  = \$1322 [19:0];
+    if (rst) begin
+      \$1424  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1425  = \$1349 ;
+    if (rst) begin
+      \$1425  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1426  = \$1358 ;
+    if (rst) begin
+      \$1426  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1427  = sub[1:0];
+    if (rst) begin
+      \$1427  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1428  = \$1361 ;
+    if (rst) begin
+      \$1428  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1429  = \$1368 [19:0];
+    if (rst) begin
+      \$1429  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1430  = \$1369 [19:0];
+    if (rst) begin
+      \$1430  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1431  = \$1375 [2:0];
+    if (rst) begin
+      \$1431  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1432  = \$signal ;
+    if (rst) begin
+      \$1432  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1433  = w_v_z1;
+    if (rst) begin
+      \$1433  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1434  = w_v_z2;
+    if (rst) begin
+      \$1434  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1435  = w_v_z3;
+    if (rst) begin
+      \$1435  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1436  = w_v_z4;
+    if (rst) begin
+      \$1436  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1437  = w_v_z5;
+    if (rst) begin
+      \$1437  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1438  = \$signal$23 ;
+    if (rst) begin
+      \$1438  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1439  = w_first_z1;
+    if (rst) begin
+      \$1439  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1440  = w_first_z2;
+    if (rst) begin
+      \$1440  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1441  = w_first_z3;
+    if (rst) begin
+      \$1441  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1442  = w_first_z4;
+    if (rst) begin
+      \$1442  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1443  = w_first_z5;
+    if (rst) begin
+      \$1443  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$1444  = \$signal$111 ;
     if (rst) begin
-      \$1145  = 1'h0;
+      \$1444  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1146  = sub[1:0];
+    \$1445  = w_inside_z1;
     if (rst) begin
-      \$1146  = 2'h0;
+      \$1445  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1147  = \$1093 ;
+    \$1446  = w_inside_z2;
     if (rst) begin
-      \$1147  = 1'h0;
+      \$1446  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1148  = \$1100 [19:0];
+    \$1447  = w_inside_z3;
     if (rst) begin
-      \$1148  = 20'h00000;
+      \$1447  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1149  = \$1101 [19:0];
+    \$1448  = w_inside_z4;
     if (rst) begin
-      \$1149  = 20'h00000;
+      \$1448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1150  = \$1107 [2:0];
+    \$1449  = w_inside_z5;
     if (rst) begin
-      \$1150  = 3'h0;
+      \$1449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1151  = \$signal ;
+    \$1450  = \$signal$112 ;
     if (rst) begin
-      \$1151  = 1'h0;
+      \$1450  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1152  = w_v_z1;
+    \$1451  = w_interior_z1;
     if (rst) begin
-      \$1152  = 1'h0;
+      \$1451  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1153  = w_v_z2;
+    \$1452  = w_interior_z2;
     if (rst) begin
-      \$1153  = 1'h0;
+      \$1452  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1154  = w_v_z3;
+    \$1453  = w_interior_z3;
     if (rst) begin
-      \$1154  = 1'h0;
+      \$1453  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1155  = w_v_z4;
+    \$1454  = w_interior_z4;
     if (rst) begin
-      \$1155  = 1'h0;
+      \$1454  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1156  = w_v_z5;
+    \$1455  = w_interior_z5;
     if (rst) begin
-      \$1156  = 1'h0;
+      \$1455  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1157  = \$signal$20 ;
+    \$1456  = \$signal$113 ;
     if (rst) begin
-      \$1157  = 1'h0;
+      \$1456  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1158  = w_first_z1;
+    \$1457  = w_sub_z1;
     if (rst) begin
-      \$1158  = 1'h0;
+      \$1457  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1159  = w_first_z2;
+    \$1458  = w_sub_z2;
     if (rst) begin
-      \$1159  = 1'h0;
+      \$1458  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1160  = w_first_z3;
+    \$1459  = w_sub_z3;
     if (rst) begin
-      \$1160  = 1'h0;
+      \$1459  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1161  = w_first_z4;
+    \$1460  = w_sub_z4;
     if (rst) begin
-      \$1161  = 1'h0;
+      \$1460  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1162  = w_first_z5;
+    \$1461  = w_sub_z5;
     if (rst) begin
-      \$1162  = 1'h0;
+      \$1461  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1163  = \$signal$96 ;
+    \$1462  = \$signal$114 ;
     if (rst) begin
-      \$1163  = 1'h0;
+      \$1462  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1164  = w_inside_z1;
+    \$1463  = w_a4_addr_z1;
     if (rst) begin
-      \$1164  = 1'h0;
+      \$1463  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1165  = w_inside_z2;
+    \$1464  = w_a4_addr_z2;
     if (rst) begin
-      \$1165  = 1'h0;
+      \$1464  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1166  = w_inside_z3;
+    \$1465  = w_a4_addr_z3;
     if (rst) begin
-      \$1166  = 1'h0;
+      \$1465  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1167  = w_inside_z4;
+    \$1466  = w_a4_addr_z4;
     if (rst) begin
-      \$1167  = 1'h0;
+      \$1466  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1168  = w_inside_z5;
+    \$1467  = w_a4_addr_z5;
     if (rst) begin
-      \$1168  = 1'h0;
+      \$1467  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1169  = \$signal$97 ;
+    \$1468  = \$signal$115 ;
     if (rst) begin
-      \$1169  = 1'h0;
+      \$1468  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1170  = w_interior_z1;
+    \$1469  = w_cur_addr_z1;
     if (rst) begin
-      \$1170  = 1'h0;
+      \$1469  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1171  = w_interior_z2;
+    \$1470  = w_cur_addr_z2;
     if (rst) begin
-      \$1171  = 1'h0;
+      \$1470  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1172  = w_interior_z3;
+    \$1471  = w_cur_addr_z3;
     if (rst) begin
-      \$1172  = 1'h0;
+      \$1471  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1173  = w_interior_z4;
+    \$1472  = w_cur_addr_z4;
     if (rst) begin
-      \$1173  = 1'h0;
+      \$1472  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1174  = w_interior_z5;
+    \$1473  = w_cur_addr_z5;
     if (rst) begin
-      \$1174  = 1'h0;
+      \$1473  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1175  = \$signal$98 ;
+    \$1474  = \$signal$66 ;
     if (rst) begin
-      \$1175  = 2'h0;
+      \$1474  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1176  = w_sub_z1;
+    \$1475  = w_active_z1;
     if (rst) begin
-      \$1176  = 2'h0;
+      \$1475  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1177  = w_sub_z2;
+    \$1476  = w_active_z2;
     if (rst) begin
-      \$1177  = 2'h0;
+      \$1476  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1178  = w_sub_z3;
+    \$1477  = w_active_z3;
     if (rst) begin
-      \$1178  = 2'h0;
+      \$1477  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1179  = w_sub_z4;
+    \$1478  = w_active_z4;
     if (rst) begin
-      \$1179  = 2'h0;
+      \$1478  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1180  = w_sub_z5;
+    \$1479  = w_active_z5;
     if (rst) begin
-      \$1180  = 2'h0;
+      \$1479  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1181  = \$signal$99 ;
+    \$1480  = load;
     if (rst) begin
-      \$1181  = 20'h00000;
+      \$1480  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1182  = w_a4_addr_z1;
+    \$1481  = w_load_z1;
     if (rst) begin
-      \$1182  = 20'h00000;
+      \$1481  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1183  = w_a4_addr_z2;
+    \$1482  = w_load_z2;
     if (rst) begin
-      \$1183  = 20'h00000;
+      \$1482  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1184  = w_a4_addr_z3;
+    \$1483  = w_load_z3;
     if (rst) begin
-      \$1184  = 20'h00000;
+      \$1483  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1185  = w_a4_addr_z4;
+    \$1484  = w_load_z4;
     if (rst) begin
-      \$1185  = 20'h00000;
+      \$1484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1186  = w_a4_addr_z5;
+    \$1485  = w_load_z5;
     if (rst) begin
-      \$1186  = 20'h00000;
+      \$1485  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1187  = \$signal$100 ;
+    \$1486  = \$signal$24 ;
     if (rst) begin
-      \$1187  = 20'h00000;
+      \$1486  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1188  = w_cur_addr_z1;
+    \$1487  = w_store_z1;
     if (rst) begin
-      \$1188  = 20'h00000;
+      \$1487  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1189  = w_cur_addr_z2;
+    \$1488  = w_store_z2;
     if (rst) begin
-      \$1189  = 20'h00000;
+      \$1488  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1190  = w_cur_addr_z3;
+    \$1489  = w_store_z3;
     if (rst) begin
-      \$1190  = 20'h00000;
+      \$1489  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1191  = w_cur_addr_z4;
+    \$1490  = w_store_z4;
     if (rst) begin
-      \$1191  = 20'h00000;
+      \$1490  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1192  = w_cur_addr_z5;
+    \$1491  = w_store_z5;
     if (rst) begin
-      \$1192  = 20'h00000;
+      \$1491  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1193  = \$signal$56 ;
+    \$1492  = \$signal$110 ;
     if (rst) begin
-      \$1193  = 3'h0;
+      \$1492  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1194  = w_active_z1;
+    \$1493  = w_carry_addr_z1;
     if (rst) begin
-      \$1194  = 3'h0;
+      \$1493  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1195  = w_active_z2;
+    \$1494  = w_carry_addr_z2;
     if (rst) begin
-      \$1195  = 3'h0;
+      \$1494  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1196  = w_active_z3;
+    \$1495  = w_carry_addr_z3;
     if (rst) begin
-      \$1196  = 3'h0;
+      \$1495  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1197  = w_active_z4;
+    \$1496  = w_carry_addr_z4;
     if (rst) begin
-      \$1197  = 3'h0;
+      \$1496  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1198  = w_active_z5;
+    \$1497  = w_carry_addr_z5;
     if (rst) begin
-      \$1198  = 3'h0;
+      \$1497  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1199  = { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] };
+    \$1498  = { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] };
     if (rst) begin
-      \$1199  = 8'h00;
+      \$1498  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1200  = w_argmax_z1;
+    \$1499  = w_argmax_z1;
     if (rst) begin
-      \$1200  = 8'h00;
+      \$1499  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1201  = w_argmax_z2;
+    \$1500  = w_argmax_z2;
     if (rst) begin
-      \$1201  = 8'h00;
+      \$1500  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1202  = w_argmax_z3;
+    \$1501  = w_argmax_z3;
     if (rst) begin
-      \$1202  = 8'h00;
+      \$1501  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1203  = w_argmax_z4;
+    \$1502  = w_argmax_z4;
     if (rst) begin
-      \$1203  = 8'h00;
+      \$1502  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1204  = w_argmax_z5;
+    \$1503  = w_argmax_z5;
     if (rst) begin
-      \$1204  = 8'h00;
+      \$1503  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1205  = \$signal$48 ;
-    if (\$1108 ) begin
-      \$1205  = { \$1222 , \$1217 , \$1212 , \$1207  };
+    \$1504  = \$signal$56 ;
+    if (\$1380 ) begin
+      \$1504  = { \$1524 , \$1518 , \$1512 , \$1506  };
     end
     if (rst) begin
-      \$1205  = 64'h0000000000000000;
+      \$1504  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$1206  = arg_held;
-    if (\$1108 ) begin
-      \$1206  = w_argmax_z6;
+    \$1505  = arg_held;
+    if (\$1380 ) begin
+      \$1505  = w_argmax_z6;
     end
     if (rst) begin
-      \$1206  = 8'h00;
+      \$1505  = 8'h00;
     end
   end
-  assign t = \$2 [15:0];
-  assign GO = \$5 [15:0];
+  assign t = \$3 [15:0];
+  assign GO = \$6 [15:0];
+  assign steps_t = { 6'h00, \$8  };
   assign affine__addr = { 4'h0, go };
-  assign \$signal$22  = restart;
+  assign \$signal$26  = restart;
+  assign \$signal$28  = load;
   assign e__data = e;
   assign spike = { trace__data[12], trace__data[8], trace__data[4], trace__data[0] };
   assign window = { trace__data[13], trace__data[9], trace__data[5], trace__data[1] };
@@ -26165,25 +27042,20 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign leak_shift = stage[383:378];
   assign affine_shift = stage[179:174];
   assign w_a4_addr_z6 = g_a4__addr;
-  assign g_a4__data = { \$46 , \$40 , \$34 , \$28  };
-  assign g_p = { \$1222 , \$1217 , \$1212 , \$1207  };
-  assign w_cur_addr_z6 = g_cur__addr;
-  assign g_cur__data = { \$1224 , \$1219 , \$1214 , \$1209  };
-  assign g_cur = { \$1224 , \$1219 , \$1214 , \$1209  };
-  assign sat_lif = { \$1225 , \$1220 , \$1215 , \$1210  };
-  assign sat_current = { \$1226 , \$1221 , \$1216 , \$1211  };
-  assign sat_affine = { \$1223 , \$1218 , \$1213 , \$1208  };
-  assign e__addr = \$8 [19:0];
-  assign extra__addr = \$12 [19:0];
-  assign trace__addr = \$15 [19:0];
-  assign \port$12466$0  = \$28 ;
-  assign \port$12472$0  = \$34 ;
-  assign \port$12478$0  = \$40 ;
-  assign \port$12484$0  = \$46 ;
-  assign \port$16571$0  = \$1209 ;
-  assign \port$16629$0  = \$1214 ;
-  assign \port$16687$0  = \$1219 ;
-  assign \port$16745$0  = \$1224 ;
+  assign g_a4__data = { \$115 , \$109 , \$103 , \$97  };
+  assign g_p = { \$1524 , \$1518 , \$1512 , \$1506  };
+  assign g_cur = { \$1527 , \$1521 , \$1515 , \$1509  };
+  assign d = { \$1526 , \$1520 , \$1514 , \$1508  };
+  assign sat_lif = { \$1528 , \$1522 , \$1516 , \$1510  };
+  assign sat_current = { \$1529 , \$1523 , \$1517 , \$1511  };
+  assign sat_affine = { \$1525 , \$1519 , \$1513 , \$1507  };
+  assign e__addr = \$20 [19:0];
+  assign extra__addr = \$33 [19:0];
+  assign trace__addr = \$45 [19:0];
+  assign \port$12535$0  = \$97 ;
+  assign \port$12541$0  = \$103 ;
+  assign \port$12547$0  = \$109 ;
+  assign \port$12553$0  = \$115 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -26221,846 +27093,871 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \stage.height_shift  = stage[361:356];
   assign \stage.leak_mul  = stage[377:362];
   assign \stage.leak_shift  = stage[383:378];
-  assign \stage.idx_base  = stage[415:384];
-  assign \stage.idx_t  = stage[447:416];
-  assign \stage.idx_c  = stage[479:448];
-  assign \stage.idx_y  = stage[511:480];
-  assign \stage.key  = stage[543:512];
-  assign \stage.key_leak  = stage[575:544];
-  assign \stage.key_affine  = stage[607:576];
+  assign \stage.carry_in  = stage[384];
+  assign \stage.carry_out  = stage[385];
+  assign \stage.carry_base  = stage[405:386];
+  assign \stage.idx_base  = stage[437:406];
+  assign \stage.idx_t  = stage[469:438];
+  assign \stage.idx_c  = stage[501:470];
+  assign \stage.idx_y  = stage[533:502];
+  assign \stage.key  = stage[565:534];
+  assign \stage.key_leak  = stage[597:566];
+  assign \stage.key_affine  = stage[629:598];
   assign \counts.lifg_busy  = counts[0];
   assign \counts.lifg_updates  = counts[3:1];
   assign \counts.trace_reads  = counts[4];
   assign \counts.lifg_grad_reads  = counts[6:5];
   assign \counts.lifg_grad_writes  = counts[8:7];
   assign \counts.lifg_saturations  = counts[13:9];
-  assign counts[13:9] = \$124 [4:0];
-  assign counts[8:7] = \$50 ;
-  assign counts[3:1] = \$49 ;
-  assign counts[6:5] = \$22 ;
-  assign counts[4] = \$18 ;
+  assign counts[13:9] = \$212 [4:0];
+  assign counts[8:7] = \$134 ;
+  assign counts[3:1] = \$133 ;
+  assign counts[6:5] = \$85 ;
+  assign counts[4] = \$66 ;
   assign counts[0] = run;
-  assign \$5  = { \$4 [17], \$4 [17], \$4 [17:2] };
-  assign \$126  = run;
-  assign \$135  = \$134 ;
-  assign \$144  = \$143 ;
-  assign \$156  = \$155 ;
-  assign \$171  = \$170 ;
-  assign \$189  = \$188 ;
-  assign \$213  = \$212 ;
-  assign \$226  = \$225 ;
-  assign \$245  = \$244 ;
-  assign \$258  = \$257 ;
+  assign \$6  = { \$5 [17], \$5 [17], \$5 [17:2] };
+  assign \$214  = run;
+  assign \$223  = \$222 ;
+  assign \$232  = \$231 ;
+  assign \$244  = \$243 ;
+  assign \$259  = \$258 ;
   assign \$277  = \$276 ;
-  assign \$287  = \$286 ;
-  assign \$303  = \$302 ;
-  assign \$316  = \$315 ;
-  assign \$335  = \$334 ;
-  assign \$345  = \$344 ;
-  assign \$361  = \$360 ;
-  assign \$368  = \$367 ;
-  assign \$381  = \$380 ;
-  assign \$394  = \$393 ;
-  assign \$413  = \$412 ;
-  assign \$423  = \$422 ;
-  assign \$439  = \$438 ;
-  assign \$446  = \$445 ;
-  assign \$459  = \$458 ;
-  assign \$463  = \$462 ;
-  assign \$471  = { stage[41:26], 1'h0 };
-  assign \$475  = { stage[41:26], 1'h0 };
-  assign \$479  = { \$478 , 1'h0 };
-  assign \$480  = { stage[41:26], 1'h0 };
-  assign \$485  = { \$5 [15:0], 1'h0 };
-  assign \$487  = { stage[25:10], 1'h0 };
-  assign \$490  = { stage[41:26], 1'h0 };
-  assign \$496  = { stage[25:10], 1'h0 };
-  assign \$500  = { stage[41:26], 1'h0 };
-  assign \$506  = { stage[41:26], 1'h0 };
-  assign \$516  = \$515 ;
-  assign \$529  = \$528 ;
+  assign \$302  = \$301 ;
+  assign \$315  = \$314 ;
+  assign \$334  = \$333 ;
+  assign \$347  = \$346 ;
+  assign \$366  = \$365 ;
+  assign \$376  = \$375 ;
+  assign \$392  = \$391 ;
+  assign \$405  = \$404 ;
+  assign \$424  = \$423 ;
+  assign \$434  = \$433 ;
+  assign \$450  = \$449 ;
+  assign \$457  = \$456 ;
+  assign \$470  = \$469 ;
+  assign \$483  = \$482 ;
+  assign \$502  = \$501 ;
+  assign \$512  = \$511 ;
+  assign \$528  = \$527 ;
+  assign \$535  = \$534 ;
   assign \$548  = \$547 ;
-  assign \$561  = \$560 ;
-  assign \$580  = \$579 ;
-  assign \$590  = \$589 ;
-  assign \$606  = \$605 ;
-  assign \$619  = \$618 ;
+  assign \$552  = \$551 ;
+  assign \$564  = \$563 ;
+  assign \$577  = \$576 ;
+  assign \$596  = \$595 ;
+  assign \$609  = \$608 ;
+  assign \$628  = \$627 ;
   assign \$638  = \$637 ;
-  assign \$648  = \$647 ;
-  assign \$664  = \$663 ;
-  assign \$671  = \$670 ;
-  assign \$684  = \$683 ;
-  assign \$697  = \$696 ;
-  assign \$716  = \$715 ;
-  assign \$726  = \$725 ;
-  assign \$742  = \$741 ;
-  assign \$749  = \$748 ;
-  assign \$762  = \$761 ;
-  assign \$766  = \$765 ;
-  assign \$794  = \$793 ;
+  assign \$654  = \$653 ;
+  assign \$667  = \$666 ;
+  assign \$686  = \$685 ;
+  assign \$696  = \$695 ;
+  assign \$712  = \$711 ;
+  assign \$719  = \$718 ;
+  assign \$729  = { stage[41:26], 1'h0 };
+  assign \$733  = { stage[41:26], 1'h0 };
+  assign \$737  = { \$736 , 1'h0 };
+  assign \$738  = { stage[41:26], 1'h0 };
+  assign \$743  = { \$6 [15:0], 1'h0 };
+  assign \$745  = { stage[25:10], 1'h0 };
+  assign \$748  = { stage[41:26], 1'h0 };
+  assign \$755  = { stage[25:10], 1'h0 };
+  assign \$759  = { stage[41:26], 1'h0 };
+  assign \$765  = { stage[41:26], 1'h0 };
+  assign \$775  = \$774 ;
+  assign \$788  = \$787 ;
   assign \$807  = \$806 ;
-  assign \$826  = \$825 ;
+  assign \$820  = \$819 ;
   assign \$839  = \$838 ;
-  assign \$858  = \$857 ;
-  assign \$868  = \$867 ;
-  assign \$884  = \$883 ;
+  assign \$849  = \$848 ;
+  assign \$865  = \$864 ;
+  assign \$878  = \$877 ;
   assign \$897  = \$896 ;
-  assign \$916  = \$915 ;
-  assign \$926  = \$925 ;
-  assign \$942  = \$941 ;
-  assign \$949  = \$948 ;
-  assign \$962  = \$961 ;
+  assign \$907  = \$906 ;
+  assign \$923  = \$922 ;
+  assign \$930  = \$929 ;
+  assign \$943  = \$942 ;
+  assign \$956  = \$955 ;
   assign \$975  = \$974 ;
-  assign \$994  = \$993 ;
-  assign \$1004  = \$1003 ;
-  assign \$1020  = \$1019 ;
-  assign \$1027  = \$1026 ;
-  assign \$1040  = \$1039 ;
-  assign \$1044  = \$1043 ;
-  assign \$1055  = { y, 1'h0 };
-  assign \$1059  = { stage[25:10], 1'h0 };
-  assign \$1063  = { x, 1'h0 };
-  assign \$1067  = { stage[41:26], 1'h0 };
-  assign \$1102  = { 1'h0, go, 2'h0 };
-  assign \$1105  = { 1'h0, go, 2'h0 };
+  assign \$985  = \$984 ;
+  assign \$1001  = \$1000 ;
+  assign \$1008  = \$1007 ;
+  assign \$1021  = \$1020 ;
+  assign \$1025  = \$1024 ;
+  assign \$1054  = \$1053 ;
+  assign \$1067  = \$1066 ;
+  assign \$1086  = \$1085 ;
+  assign \$1099  = \$1098 ;
+  assign \$1118  = \$1117 ;
+  assign \$1128  = \$1127 ;
+  assign \$1144  = \$1143 ;
+  assign \$1157  = \$1156 ;
+  assign \$1176  = \$1175 ;
+  assign \$1186  = \$1185 ;
+  assign \$1202  = \$1201 ;
+  assign \$1209  = \$1208 ;
+  assign \$1222  = \$1221 ;
+  assign \$1235  = \$1234 ;
+  assign \$1254  = \$1253 ;
+  assign \$1264  = \$1263 ;
+  assign \$1280  = \$1279 ;
+  assign \$1287  = \$1286 ;
+  assign \$1300  = \$1299 ;
+  assign \$1304  = \$1303 ;
+  assign \$1323  = { y, 1'h0 };
+  assign \$1327  = { stage[25:10], 1'h0 };
+  assign \$1331  = { x, 1'h0 };
+  assign \$1335  = { stage[41:26], 1'h0 };
+  assign \$1370  = { 1'h0, go, 2'h0 };
+  assign \$1373  = { 1'h0, go, 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$15565$0 , \port$15565$4 , \port$15565$8 , \port$15565$12 , restart, g_p0, sat_aff0, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, g_cur_out1_z2, sat_lif_out1_z3, sat_cur_out1_z2, g_p2
-, sat_aff2, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$16769$356 , leak_shift, clk);
+module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$15867$0 , \port$15867$4 , \port$15867$8 , \port$15867$12 , restart, load, g_p0, sat_aff0, d_out0_z3, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, d_out1_z3, g_cur_out1_z2
+, sat_lif_out1_z3, sat_cur_out1_z2, g_p2, sat_aff2, d_out2_z3, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, d_out3_z3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$17137$356 , leak_shift, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
-  wire \$100 ;
-  wire [6:0] \$101 ;
-  wire [5:0] \$102 ;
-  wire [31:0] \$103 ;
-  wire [32:0] \$104 ;
+  wire [31:0] \$100 ;
+  wire \$101 ;
+  wire [6:0] \$102 ;
+  wire [5:0] \$103 ;
+  wire [31:0] \$104 ;
   wire [32:0] \$105 ;
-  wire [31:0] \$106 ;
-  wire \$107 ;
+  wire [32:0] \$106 ;
+  wire [31:0] \$107 ;
   wire \$108 ;
   wire \$109 ;
   wire [23:0] \$11 ;
-  wire [6:0] \$110 ;
-  wire [5:0] \$111 ;
-  wire [31:0] \$112 ;
-  wire \$113 ;
-  wire [6:0] \$114 ;
-  wire [5:0] \$115 ;
-  wire [31:0] \$116 ;
-  wire [32:0] \$117 ;
+  wire \$110 ;
+  wire [6:0] \$111 ;
+  wire [5:0] \$112 ;
+  wire [31:0] \$113 ;
+  wire \$114 ;
+  wire [6:0] \$115 ;
+  wire [5:0] \$116 ;
+  wire [31:0] \$117 ;
   wire [32:0] \$118 ;
-  wire [31:0] \$119 ;
+  wire [32:0] \$119 ;
   wire [24:0] \$12 ;
-  wire [15:0] \$120 ;
+  wire [31:0] \$120 ;
   wire [15:0] \$121 ;
-  wire \$122 ;
+  wire [15:0] \$122 ;
   wire \$123 ;
-  wire [6:0] \$124 ;
-  wire [5:0] \$125 ;
-  wire [31:0] \$126 ;
-  wire \$127 ;
-  wire [6:0] \$128 ;
-  wire [5:0] \$129 ;
+  wire \$124 ;
+  wire [6:0] \$125 ;
+  wire [5:0] \$126 ;
+  wire [31:0] \$127 ;
+  wire \$128 ;
+  wire [6:0] \$129 ;
   wire [24:0] \$13 ;
-  wire [31:0] \$130 ;
-  wire [32:0] \$131 ;
+  wire [5:0] \$130 ;
+  wire [31:0] \$131 ;
   wire [32:0] \$132 ;
-  wire [31:0] \$133 ;
-  wire \$134 ;
+  wire [32:0] \$133 ;
+  wire [31:0] \$134 ;
   wire \$135 ;
-  wire [23:0] \$136 ;
-  wire \$137 ;
-  wire [6:0] \$138 ;
-  wire [5:0] \$139 ;
+  wire \$136 ;
+  wire [23:0] \$137 ;
+  wire \$138 ;
+  wire [6:0] \$139 ;
   wire [23:0] \$14 ;
-  wire [23:0] \$140 ;
+  wire [5:0] \$140 ;
   wire [23:0] \$141 ;
-  wire \$142 ;
-  wire [6:0] \$143 ;
-  wire [5:0] \$144 ;
-  wire [23:0] \$145 ;
-  wire [24:0] \$146 ;
+  wire [23:0] \$142 ;
+  wire \$143 ;
+  wire [6:0] \$144 ;
+  wire [5:0] \$145 ;
+  wire [23:0] \$146 ;
   wire [24:0] \$147 ;
-  wire [23:0] \$148 ;
+  wire [24:0] \$148 ;
   wire [23:0] \$149 ;
   wire [23:0] \$15 ;
-  wire \$150 ;
+  wire [23:0] \$150 ;
   wire \$151 ;
-  wire [15:0] \$152 ;
+  wire \$152 ;
   wire [15:0] \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire [15:0] \$156 ;
-  wire [15:0] \$157 ;
-  wire \$158 ;
-  wire [16:0] \$159 ;
+  wire [15:0] \$154 ;
+  wire [15:0] \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire [15:0] \$158 ;
+  wire [15:0] \$159 ;
   wire \$16 ;
   wire \$160 ;
   wire [16:0] \$161 ;
   wire \$162 ;
   wire [16:0] \$163 ;
-  wire [15:0] \$164 ;
-  wire [15:0] \$165 ;
-  wire [16:0] \$166 ;
-  wire \$167 ;
+  wire \$164 ;
+  wire [16:0] \$165 ;
+  wire [15:0] \$166 ;
+  wire [15:0] \$167 ;
   wire [16:0] \$168 ;
   wire \$169 ;
   wire \$17 ;
   wire [16:0] \$170 ;
-  wire [15:0] \$171 ;
-  wire [15:0] \$172 ;
-  wire [16:0] \$173 ;
-  wire \$174 ;
-  wire [31:0] \$175 ;
+  wire \$171 ;
+  wire [16:0] \$172 ;
+  wire [15:0] \$173 ;
+  wire [15:0] \$174 ;
+  wire [16:0] \$175 ;
   wire \$176 ;
-  wire \$177 ;
-  wire [6:0] \$178 ;
-  wire [5:0] \$179 ;
+  wire [31:0] \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire [15:0] \$18 ;
-  wire [31:0] \$180 ;
-  wire \$181 ;
-  wire [6:0] \$182 ;
-  wire [5:0] \$183 ;
-  wire [31:0] \$184 ;
-  wire [32:0] \$185 ;
-  wire [32:0] \$186 ;
-  wire [31:0] \$187 ;
-  wire \$188 ;
-  wire \$189 ;
+  wire [6:0] \$180 ;
+  wire [5:0] \$181 ;
+  wire [31:0] \$182 ;
+  wire \$183 ;
+  wire [6:0] \$184 ;
+  wire [5:0] \$185 ;
+  wire [31:0] \$186 ;
+  wire [32:0] \$187 ;
+  wire [32:0] \$188 ;
+  wire [31:0] \$189 ;
   wire [15:0] \$19 ;
   wire \$190 ;
-  wire [6:0] \$191 ;
-  wire [5:0] \$192 ;
-  wire [31:0] \$193 ;
-  wire \$194 ;
-  wire [6:0] \$195 ;
-  wire [5:0] \$196 ;
-  wire [31:0] \$197 ;
-  wire [32:0] \$198 ;
-  wire [32:0] \$199 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire [6:0] \$193 ;
+  wire [5:0] \$194 ;
+  wire [31:0] \$195 ;
+  wire \$196 ;
+  wire [6:0] \$197 ;
+  wire [5:0] \$198 ;
+  wire [31:0] \$199 ;
   wire [23:0] \$2 ;
-  wire \$20 ;
-  wire [31:0] \$200 ;
-  wire \$201 ;
-  wire \$202 ;
+  wire [15:0] \$20 ;
+  wire [32:0] \$200 ;
+  wire [32:0] \$201 ;
+  wire [31:0] \$202 ;
   wire \$203 ;
-  wire [6:0] \$204 ;
-  wire [5:0] \$205 ;
-  wire [31:0] \$206 ;
-  wire \$207 ;
-  wire [6:0] \$208 ;
-  wire [5:0] \$209 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire [6:0] \$206 ;
+  wire [5:0] \$207 ;
+  wire [31:0] \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [31:0] \$210 ;
-  wire [32:0] \$211 ;
-  wire [32:0] \$212 ;
-  wire [31:0] \$213 ;
-  wire [15:0] \$214 ;
-  wire [15:0] \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire [6:0] \$218 ;
-  wire [5:0] \$219 ;
-  wire [15:0] \$22 ;
-  wire [31:0] \$220 ;
-  wire \$221 ;
-  wire [6:0] \$222 ;
-  wire [5:0] \$223 ;
-  wire [31:0] \$224 ;
-  wire [32:0] \$225 ;
-  wire [32:0] \$226 ;
-  wire [31:0] \$227 ;
-  wire \$228 ;
-  wire \$229 ;
+  wire [6:0] \$210 ;
+  wire [5:0] \$211 ;
+  wire [31:0] \$212 ;
+  wire [32:0] \$213 ;
+  wire [32:0] \$214 ;
+  wire [31:0] \$215 ;
+  wire [15:0] \$216 ;
+  wire [15:0] \$217 ;
+  wire \$218 ;
+  wire \$219 ;
+  wire \$22 ;
+  wire [6:0] \$220 ;
+  wire [5:0] \$221 ;
+  wire [31:0] \$222 ;
+  wire \$223 ;
+  wire [6:0] \$224 ;
+  wire [5:0] \$225 ;
+  wire [31:0] \$226 ;
+  wire [32:0] \$227 ;
+  wire [32:0] \$228 ;
+  wire [31:0] \$229 ;
   wire [15:0] \$23 ;
   wire \$230 ;
-  wire [6:0] \$231 ;
-  wire [5:0] \$232 ;
-  wire [31:0] \$233 ;
-  wire \$234 ;
-  wire [6:0] \$235 ;
-  wire [5:0] \$236 ;
-  wire [31:0] \$237 ;
-  wire [32:0] \$238 ;
-  wire [32:0] \$239 ;
-  wire \$24 ;
-  wire [31:0] \$240 ;
-  wire \$241 ;
-  wire \$242 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire [6:0] \$233 ;
+  wire [5:0] \$234 ;
+  wire [31:0] \$235 ;
+  wire \$236 ;
+  wire [6:0] \$237 ;
+  wire [5:0] \$238 ;
+  wire [31:0] \$239 ;
+  wire [15:0] \$24 ;
+  wire [32:0] \$240 ;
+  wire [32:0] \$241 ;
+  wire [31:0] \$242 ;
   wire \$243 ;
-  wire [6:0] \$244 ;
-  wire [5:0] \$245 ;
-  wire [31:0] \$246 ;
-  wire \$247 ;
-  wire [6:0] \$248 ;
-  wire [5:0] \$249 ;
-  wire [16:0] \$25 ;
-  wire [31:0] \$250 ;
-  wire [32:0] \$251 ;
-  wire [32:0] \$252 ;
-  wire [31:0] \$253 ;
-  wire [15:0] \$254 ;
-  wire [15:0] \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire [6:0] \$258 ;
-  wire [5:0] \$259 ;
-  wire \$26 ;
-  wire [31:0] \$260 ;
-  wire \$261 ;
-  wire [6:0] \$262 ;
-  wire [5:0] \$263 ;
-  wire [31:0] \$264 ;
-  wire [32:0] \$265 ;
-  wire [32:0] \$266 ;
-  wire [31:0] \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  wire [16:0] \$27 ;
-  wire [23:0] \$270 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire [6:0] \$246 ;
+  wire [5:0] \$247 ;
+  wire [31:0] \$248 ;
+  wire \$249 ;
+  wire \$25 ;
+  wire [6:0] \$250 ;
+  wire [5:0] \$251 ;
+  wire [31:0] \$252 ;
+  wire [32:0] \$253 ;
+  wire [32:0] \$254 ;
+  wire [31:0] \$255 ;
+  wire [15:0] \$256 ;
+  wire [15:0] \$257 ;
+  wire \$258 ;
+  wire \$259 ;
+  wire [16:0] \$26 ;
+  wire [6:0] \$260 ;
+  wire [5:0] \$261 ;
+  wire [31:0] \$262 ;
+  wire \$263 ;
+  wire [6:0] \$264 ;
+  wire [5:0] \$265 ;
+  wire [31:0] \$266 ;
+  wire [32:0] \$267 ;
+  wire [32:0] \$268 ;
+  wire [31:0] \$269 ;
+  wire \$27 ;
+  wire \$270 ;
   wire \$271 ;
-  wire [6:0] \$272 ;
-  wire [5:0] \$273 ;
-  wire [23:0] \$274 ;
-  wire [23:0] \$275 ;
-  wire \$276 ;
-  wire [6:0] \$277 ;
-  wire [5:0] \$278 ;
-  wire [23:0] \$279 ;
-  wire \$28 ;
-  wire [24:0] \$280 ;
-  wire [24:0] \$281 ;
-  wire [23:0] \$282 ;
-  wire [23:0] \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire [15:0] \$286 ;
-  wire [15:0] \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire [16:0] \$29 ;
+  wire [23:0] \$272 ;
+  wire \$273 ;
+  wire [6:0] \$274 ;
+  wire [5:0] \$275 ;
+  wire [23:0] \$276 ;
+  wire [23:0] \$277 ;
+  wire \$278 ;
+  wire [6:0] \$279 ;
+  wire [16:0] \$28 ;
+  wire [5:0] \$280 ;
+  wire [23:0] \$281 ;
+  wire [24:0] \$282 ;
+  wire [24:0] \$283 ;
+  wire [23:0] \$284 ;
+  wire [23:0] \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire [15:0] \$288 ;
+  wire [15:0] \$289 ;
+  wire \$29 ;
   wire [15:0] \$290 ;
-  wire [15:0] \$291 ;
+  wire \$291 ;
   wire \$292 ;
-  wire [16:0] \$293 ;
-  wire \$294 ;
-  wire [16:0] \$295 ;
-  wire \$296 ;
-  wire [16:0] \$297 ;
-  wire [15:0] \$298 ;
-  wire [15:0] \$299 ;
+  wire [15:0] \$293 ;
+  wire [15:0] \$294 ;
+  wire \$295 ;
+  wire [16:0] \$296 ;
+  wire \$297 ;
+  wire [16:0] \$298 ;
+  wire \$299 ;
   wire \$3 ;
-  wire [15:0] \$30 ;
+  wire [16:0] \$30 ;
   wire [16:0] \$300 ;
-  wire \$301 ;
-  wire [16:0] \$302 ;
-  wire \$303 ;
-  wire [16:0] \$304 ;
-  wire [15:0] \$305 ;
-  wire [15:0] \$306 ;
+  wire [15:0] \$301 ;
+  wire [15:0] \$302 ;
+  wire [16:0] \$303 ;
+  wire \$304 ;
+  wire [16:0] \$305 ;
+  wire \$306 ;
   wire [16:0] \$307 ;
-  wire \$308 ;
-  wire [31:0] \$309 ;
+  wire [15:0] \$308 ;
+  wire [15:0] \$309 ;
   wire [15:0] \$31 ;
-  wire \$310 ;
+  wire [16:0] \$310 ;
   wire \$311 ;
-  wire [6:0] \$312 ;
-  wire [5:0] \$313 ;
-  wire [31:0] \$314 ;
-  wire \$315 ;
-  wire [6:0] \$316 ;
-  wire [5:0] \$317 ;
-  wire [31:0] \$318 ;
-  wire [32:0] \$319 ;
-  wire [16:0] \$32 ;
-  wire [32:0] \$320 ;
+  wire [31:0] \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire [6:0] \$315 ;
+  wire [5:0] \$316 ;
+  wire [31:0] \$317 ;
+  wire \$318 ;
+  wire [6:0] \$319 ;
+  wire [15:0] \$32 ;
+  wire [5:0] \$320 ;
   wire [31:0] \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire [6:0] \$325 ;
-  wire [5:0] \$326 ;
-  wire [31:0] \$327 ;
-  wire \$328 ;
-  wire [6:0] \$329 ;
-  wire \$33 ;
-  wire [5:0] \$330 ;
-  wire [31:0] \$331 ;
-  wire [32:0] \$332 ;
-  wire [32:0] \$333 ;
+  wire [32:0] \$322 ;
+  wire [32:0] \$323 ;
+  wire [31:0] \$324 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire \$327 ;
+  wire [6:0] \$328 ;
+  wire [5:0] \$329 ;
+  wire [16:0] \$33 ;
+  wire [31:0] \$330 ;
+  wire \$331 ;
+  wire [6:0] \$332 ;
+  wire [5:0] \$333 ;
   wire [31:0] \$334 ;
-  wire \$335 ;
-  wire \$336 ;
-  wire \$337 ;
-  wire [6:0] \$338 ;
-  wire [5:0] \$339 ;
-  wire [16:0] \$34 ;
-  wire [31:0] \$340 ;
-  wire \$341 ;
-  wire [6:0] \$342 ;
-  wire [5:0] \$343 ;
-  wire [31:0] \$344 ;
-  wire [32:0] \$345 ;
-  wire [32:0] \$346 ;
+  wire [32:0] \$335 ;
+  wire [32:0] \$336 ;
+  wire [31:0] \$337 ;
+  wire \$338 ;
+  wire \$339 ;
+  wire \$34 ;
+  wire \$340 ;
+  wire [6:0] \$341 ;
+  wire [5:0] \$342 ;
+  wire [31:0] \$343 ;
+  wire \$344 ;
+  wire [6:0] \$345 ;
+  wire [5:0] \$346 ;
   wire [31:0] \$347 ;
-  wire [15:0] \$348 ;
-  wire [15:0] \$349 ;
-  wire \$35 ;
-  wire \$350 ;
-  wire \$351 ;
-  wire [6:0] \$352 ;
-  wire [5:0] \$353 ;
-  wire [31:0] \$354 ;
-  wire \$355 ;
-  wire [6:0] \$356 ;
-  wire [5:0] \$357 ;
-  wire [31:0] \$358 ;
-  wire [32:0] \$359 ;
-  wire [16:0] \$36 ;
-  wire [32:0] \$360 ;
+  wire [32:0] \$348 ;
+  wire [32:0] \$349 ;
+  wire [16:0] \$35 ;
+  wire [31:0] \$350 ;
+  wire [15:0] \$351 ;
+  wire [15:0] \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire [6:0] \$355 ;
+  wire [5:0] \$356 ;
+  wire [31:0] \$357 ;
+  wire \$358 ;
+  wire [6:0] \$359 ;
+  wire \$36 ;
+  wire [5:0] \$360 ;
   wire [31:0] \$361 ;
-  wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire [6:0] \$365 ;
-  wire [5:0] \$366 ;
-  wire [31:0] \$367 ;
-  wire \$368 ;
-  wire [6:0] \$369 ;
-  wire [15:0] \$37 ;
-  wire [5:0] \$370 ;
-  wire [31:0] \$371 ;
-  wire [32:0] \$372 ;
-  wire [32:0] \$373 ;
+  wire [32:0] \$362 ;
+  wire [32:0] \$363 ;
+  wire [31:0] \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire [6:0] \$368 ;
+  wire [5:0] \$369 ;
+  wire [16:0] \$37 ;
+  wire [31:0] \$370 ;
+  wire \$371 ;
+  wire [6:0] \$372 ;
+  wire [5:0] \$373 ;
   wire [31:0] \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire \$377 ;
-  wire [6:0] \$378 ;
-  wire [5:0] \$379 ;
+  wire [32:0] \$375 ;
+  wire [32:0] \$376 ;
+  wire [31:0] \$377 ;
+  wire \$378 ;
+  wire \$379 ;
   wire [15:0] \$38 ;
-  wire [31:0] \$380 ;
-  wire \$381 ;
-  wire [6:0] \$382 ;
-  wire [5:0] \$383 ;
-  wire [31:0] \$384 ;
-  wire [32:0] \$385 ;
-  wire [32:0] \$386 ;
+  wire \$380 ;
+  wire [6:0] \$381 ;
+  wire [5:0] \$382 ;
+  wire [31:0] \$383 ;
+  wire \$384 ;
+  wire [6:0] \$385 ;
+  wire [5:0] \$386 ;
   wire [31:0] \$387 ;
-  wire [15:0] \$388 ;
-  wire [15:0] \$389 ;
-  wire [16:0] \$39 ;
-  wire \$390 ;
-  wire \$391 ;
-  wire [6:0] \$392 ;
-  wire [5:0] \$393 ;
-  wire [31:0] \$394 ;
-  wire \$395 ;
-  wire [6:0] \$396 ;
-  wire [5:0] \$397 ;
-  wire [31:0] \$398 ;
-  wire [32:0] \$399 ;
+  wire [32:0] \$388 ;
+  wire [32:0] \$389 ;
+  wire [15:0] \$39 ;
+  wire [31:0] \$390 ;
+  wire [15:0] \$391 ;
+  wire [15:0] \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire [6:0] \$395 ;
+  wire [5:0] \$396 ;
+  wire [31:0] \$397 ;
+  wire \$398 ;
+  wire [6:0] \$399 ;
   wire [6:0] \$4 ;
-  wire \$40 ;
-  wire [32:0] \$400 ;
+  wire [16:0] \$40 ;
+  wire [5:0] \$400 ;
   wire [31:0] \$401 ;
-  wire \$402 ;
-  wire \$403 ;
-  wire [23:0] \$404 ;
+  wire [32:0] \$402 ;
+  wire [32:0] \$403 ;
+  wire [31:0] \$404 ;
   wire \$405 ;
-  wire [6:0] \$406 ;
-  wire [5:0] \$407 ;
-  wire [23:0] \$408 ;
-  wire [23:0] \$409 ;
-  wire [31:0] \$41 ;
-  wire \$410 ;
-  wire [6:0] \$411 ;
-  wire [5:0] \$412 ;
-  wire [23:0] \$413 ;
-  wire [24:0] \$414 ;
-  wire [24:0] \$415 ;
+  wire \$406 ;
+  wire [23:0] \$407 ;
+  wire \$408 ;
+  wire [6:0] \$409 ;
+  wire \$41 ;
+  wire [5:0] \$410 ;
+  wire [23:0] \$411 ;
+  wire [23:0] \$412 ;
+  wire \$413 ;
+  wire [6:0] \$414 ;
+  wire [5:0] \$415 ;
   wire [23:0] \$416 ;
-  wire [23:0] \$417 ;
-  wire \$418 ;
-  wire \$419 ;
-  wire \$42 ;
-  wire [15:0] \$420 ;
-  wire [15:0] \$421 ;
+  wire [24:0] \$417 ;
+  wire [24:0] \$418 ;
+  wire [23:0] \$419 ;
+  wire [31:0] \$42 ;
+  wire [23:0] \$420 ;
+  wire \$421 ;
   wire \$422 ;
-  wire \$423 ;
+  wire [15:0] \$423 ;
   wire [15:0] \$424 ;
   wire [15:0] \$425 ;
   wire \$426 ;
-  wire [16:0] \$427 ;
-  wire \$428 ;
-  wire [16:0] \$429 ;
+  wire \$427 ;
+  wire [15:0] \$428 ;
+  wire [15:0] \$429 ;
   wire \$43 ;
   wire \$430 ;
   wire [16:0] \$431 ;
-  wire [15:0] \$432 ;
-  wire [15:0] \$433 ;
-  wire [16:0] \$434 ;
-  wire \$435 ;
-  wire [16:0] \$436 ;
-  wire \$437 ;
+  wire \$432 ;
+  wire [16:0] \$433 ;
+  wire \$434 ;
+  wire [16:0] \$435 ;
+  wire [15:0] \$436 ;
+  wire [15:0] \$437 ;
   wire [16:0] \$438 ;
-  wire [15:0] \$439 ;
-  wire [6:0] \$44 ;
-  wire [15:0] \$440 ;
-  wire [16:0] \$441 ;
-  wire \$442 ;
-  wire [31:0] \$443 ;
-  wire \$444 ;
-  wire \$445 ;
-  wire [6:0] \$446 ;
-  wire [5:0] \$447 ;
-  wire [31:0] \$448 ;
+  wire \$439 ;
+  wire \$44 ;
+  wire [16:0] \$440 ;
+  wire \$441 ;
+  wire [16:0] \$442 ;
+  wire [15:0] \$443 ;
+  wire [15:0] \$444 ;
+  wire [16:0] \$445 ;
+  wire \$446 ;
+  wire [31:0] \$447 ;
+  wire \$448 ;
   wire \$449 ;
-  wire [5:0] \$45 ;
+  wire [6:0] \$45 ;
   wire [6:0] \$450 ;
   wire [5:0] \$451 ;
   wire [31:0] \$452 ;
-  wire [32:0] \$453 ;
-  wire [32:0] \$454 ;
-  wire [31:0] \$455 ;
-  wire \$456 ;
-  wire \$457 ;
-  wire \$458 ;
-  wire [6:0] \$459 ;
-  wire [31:0] \$46 ;
-  wire [5:0] \$460 ;
-  wire [31:0] \$461 ;
+  wire \$453 ;
+  wire [6:0] \$454 ;
+  wire [5:0] \$455 ;
+  wire [31:0] \$456 ;
+  wire [32:0] \$457 ;
+  wire [32:0] \$458 ;
+  wire [31:0] \$459 ;
+  wire [5:0] \$46 ;
+  wire \$460 ;
+  wire \$461 ;
   wire \$462 ;
   wire [6:0] \$463 ;
   wire [5:0] \$464 ;
   wire [31:0] \$465 ;
-  wire [32:0] \$466 ;
-  wire [32:0] \$467 ;
-  wire [31:0] \$468 ;
-  wire \$469 ;
-  wire \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire [6:0] \$472 ;
-  wire [5:0] \$473 ;
-  wire [31:0] \$474 ;
+  wire \$466 ;
+  wire [6:0] \$467 ;
+  wire [5:0] \$468 ;
+  wire [31:0] \$469 ;
+  wire [31:0] \$47 ;
+  wire [32:0] \$470 ;
+  wire [32:0] \$471 ;
+  wire [31:0] \$472 ;
+  wire \$473 ;
+  wire \$474 ;
   wire \$475 ;
   wire [6:0] \$476 ;
   wire [5:0] \$477 ;
   wire [31:0] \$478 ;
-  wire [32:0] \$479 ;
-  wire [6:0] \$48 ;
-  wire [32:0] \$480 ;
-  wire [31:0] \$481 ;
-  wire [15:0] \$482 ;
-  wire [15:0] \$483 ;
-  wire \$484 ;
-  wire \$485 ;
-  wire [6:0] \$486 ;
-  wire [5:0] \$487 ;
-  wire [31:0] \$488 ;
+  wire \$479 ;
+  wire \$48 ;
+  wire [6:0] \$480 ;
+  wire [5:0] \$481 ;
+  wire [31:0] \$482 ;
+  wire [32:0] \$483 ;
+  wire [32:0] \$484 ;
+  wire [31:0] \$485 ;
+  wire [15:0] \$486 ;
+  wire [15:0] \$487 ;
+  wire \$488 ;
   wire \$489 ;
-  wire [5:0] \$49 ;
+  wire [6:0] \$49 ;
   wire [6:0] \$490 ;
   wire [5:0] \$491 ;
   wire [31:0] \$492 ;
-  wire [32:0] \$493 ;
-  wire [32:0] \$494 ;
-  wire [31:0] \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire [6:0] \$499 ;
+  wire \$493 ;
+  wire [6:0] \$494 ;
+  wire [5:0] \$495 ;
+  wire [31:0] \$496 ;
+  wire [32:0] \$497 ;
+  wire [32:0] \$498 ;
+  wire [31:0] \$499 ;
   wire [5:0] \$5 ;
-  wire [31:0] \$50 ;
-  wire [5:0] \$500 ;
-  wire [31:0] \$501 ;
+  wire [5:0] \$50 ;
+  wire \$500 ;
+  wire \$501 ;
   wire \$502 ;
   wire [6:0] \$503 ;
   wire [5:0] \$504 ;
   wire [31:0] \$505 ;
-  wire [32:0] \$506 ;
-  wire [32:0] \$507 ;
-  wire [31:0] \$508 ;
-  wire \$509 ;
-  wire [32:0] \$51 ;
-  wire \$510 ;
-  wire \$511 ;
-  wire [6:0] \$512 ;
-  wire [5:0] \$513 ;
-  wire [31:0] \$514 ;
+  wire \$506 ;
+  wire [6:0] \$507 ;
+  wire [5:0] \$508 ;
+  wire [31:0] \$509 ;
+  wire [31:0] \$51 ;
+  wire [32:0] \$510 ;
+  wire [32:0] \$511 ;
+  wire [31:0] \$512 ;
+  wire \$513 ;
+  wire \$514 ;
   wire \$515 ;
   wire [6:0] \$516 ;
   wire [5:0] \$517 ;
   wire [31:0] \$518 ;
-  wire [32:0] \$519 ;
+  wire \$519 ;
   wire [32:0] \$52 ;
-  wire [32:0] \$520 ;
-  wire [31:0] \$521 ;
-  wire [15:0] \$522 ;
-  wire [15:0] \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire [6:0] \$526 ;
-  wire [5:0] \$527 ;
-  wire [31:0] \$528 ;
+  wire [6:0] \$520 ;
+  wire [5:0] \$521 ;
+  wire [31:0] \$522 ;
+  wire [32:0] \$523 ;
+  wire [32:0] \$524 ;
+  wire [31:0] \$525 ;
+  wire [15:0] \$526 ;
+  wire [15:0] \$527 ;
+  wire \$528 ;
   wire \$529 ;
-  wire [31:0] \$53 ;
+  wire [32:0] \$53 ;
   wire [6:0] \$530 ;
   wire [5:0] \$531 ;
   wire [31:0] \$532 ;
-  wire [32:0] \$533 ;
-  wire [32:0] \$534 ;
-  wire [31:0] \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire [15:0] \$538 ;
-  wire [23:0] \$539 ;
-  wire \$54 ;
+  wire \$533 ;
+  wire [6:0] \$534 ;
+  wire [5:0] \$535 ;
+  wire [31:0] \$536 ;
+  wire [32:0] \$537 ;
+  wire [32:0] \$538 ;
+  wire [31:0] \$539 ;
+  wire [31:0] \$54 ;
   wire \$540 ;
-  wire [6:0] \$541 ;
-  wire [5:0] \$542 ;
+  wire \$541 ;
+  wire [15:0] \$542 ;
   wire [23:0] \$543 ;
-  wire [15:0] \$544 ;
-  wire [23:0] \$545 ;
-  wire \$546 ;
-  wire [6:0] \$547 ;
-  wire [5:0] \$548 ;
+  wire \$544 ;
+  wire [6:0] \$545 ;
+  wire [5:0] \$546 ;
+  wire [23:0] \$547 ;
+  wire [15:0] \$548 ;
   wire [23:0] \$549 ;
   wire \$55 ;
-  wire [24:0] \$550 ;
-  wire [24:0] \$551 ;
-  wire [23:0] \$552 ;
+  wire \$550 ;
+  wire [6:0] \$551 ;
+  wire [5:0] \$552 ;
   wire [23:0] \$553 ;
-  wire [25:0] \$554 ;
-  wire \$555 ;
-  wire [15:0] \$556 ;
+  wire [24:0] \$554 ;
+  wire [24:0] \$555 ;
+  wire [23:0] \$556 ;
   wire [23:0] \$557 ;
-  wire \$558 ;
-  wire [6:0] \$559 ;
+  wire [25:0] \$558 ;
+  wire \$559 ;
   wire \$56 ;
-  wire [5:0] \$560 ;
+  wire [15:0] \$560 ;
   wire [23:0] \$561 ;
-  wire [15:0] \$562 ;
-  wire [23:0] \$563 ;
-  wire \$564 ;
-  wire [6:0] \$565 ;
-  wire [5:0] \$566 ;
+  wire \$562 ;
+  wire [6:0] \$563 ;
+  wire [5:0] \$564 ;
+  wire [23:0] \$565 ;
+  wire [15:0] \$566 ;
   wire [23:0] \$567 ;
-  wire [24:0] \$568 ;
-  wire [24:0] \$569 ;
-  wire [6:0] \$57 ;
-  wire [23:0] \$570 ;
+  wire \$568 ;
+  wire [6:0] \$569 ;
+  wire \$57 ;
+  wire [5:0] \$570 ;
   wire [23:0] \$571 ;
-  wire [25:0] \$572 ;
-  wire \$573 ;
-  wire [15:0] \$574 ;
+  wire [24:0] \$572 ;
+  wire [24:0] \$573 ;
+  wire [23:0] \$574 ;
   wire [23:0] \$575 ;
-  wire \$576 ;
-  wire [6:0] \$577 ;
-  wire [5:0] \$578 ;
+  wire [25:0] \$576 ;
+  wire \$577 ;
+  wire [15:0] \$578 ;
   wire [23:0] \$579 ;
-  wire [5:0] \$58 ;
-  wire [15:0] \$580 ;
-  wire [23:0] \$581 ;
-  wire \$582 ;
-  wire [6:0] \$583 ;
-  wire [5:0] \$584 ;
+  wire [6:0] \$58 ;
+  wire \$580 ;
+  wire [6:0] \$581 ;
+  wire [5:0] \$582 ;
+  wire [23:0] \$583 ;
+  wire [15:0] \$584 ;
   wire [23:0] \$585 ;
-  wire [24:0] \$586 ;
-  wire [24:0] \$587 ;
-  wire [23:0] \$588 ;
+  wire \$586 ;
+  wire [6:0] \$587 ;
+  wire [5:0] \$588 ;
   wire [23:0] \$589 ;
-  wire [31:0] \$59 ;
-  wire [25:0] \$590 ;
-  wire \$591 ;
-  wire [15:0] \$592 ;
+  wire [5:0] \$59 ;
+  wire [24:0] \$590 ;
+  wire [24:0] \$591 ;
+  wire [23:0] \$592 ;
   wire [23:0] \$593 ;
-  wire \$594 ;
-  wire [6:0] \$595 ;
-  wire [5:0] \$596 ;
+  wire [25:0] \$594 ;
+  wire \$595 ;
+  wire [15:0] \$596 ;
   wire [23:0] \$597 ;
-  wire [15:0] \$598 ;
-  wire [23:0] \$599 ;
+  wire \$598 ;
+  wire [6:0] \$599 ;
   wire [23:0] \$6 ;
-  wire \$60 ;
-  wire \$600 ;
-  wire [6:0] \$601 ;
-  wire [5:0] \$602 ;
+  wire [31:0] \$60 ;
+  wire [5:0] \$600 ;
+  wire [23:0] \$601 ;
+  wire [15:0] \$602 ;
   wire [23:0] \$603 ;
-  wire [24:0] \$604 ;
-  wire [24:0] \$605 ;
-  wire [23:0] \$606 ;
+  wire \$604 ;
+  wire [6:0] \$605 ;
+  wire [5:0] \$606 ;
   wire [23:0] \$607 ;
-  wire [25:0] \$608 ;
-  reg \$609 ;
-  wire [6:0] \$61 ;
-  reg \$610 ;
-  reg \$611 ;
-  reg \$612 ;
+  wire [24:0] \$608 ;
+  wire [24:0] \$609 ;
+  wire \$61 ;
+  wire [23:0] \$610 ;
+  wire [23:0] \$611 ;
+  wire [25:0] \$612 ;
   reg \$613 ;
   reg \$614 ;
   reg \$615 ;
   reg \$616 ;
-  reg [15:0] \$617 ;
+  reg \$617 ;
   reg \$618 ;
   reg \$619 ;
-  wire [5:0] \$62 ;
+  wire [6:0] \$62 ;
   reg \$620 ;
-  reg [15:0] \$621 ;
-  reg [15:0] \$622 ;
+  reg \$621 ;
+  reg \$622 ;
   reg [15:0] \$623 ;
   reg [15:0] \$624 ;
-  reg [15:0] \$625 ;
-  reg [15:0] \$626 ;
-  reg [15:0] \$627 ;
-  reg [24:0] \$628 ;
+  reg \$625 ;
+  reg \$626 ;
+  reg \$627 ;
+  reg [15:0] \$628 ;
   reg [15:0] \$629 ;
-  wire [31:0] \$63 ;
-  reg \$630 ;
+  wire [5:0] \$63 ;
+  reg [15:0] \$630 ;
   reg [15:0] \$631 ;
-  reg \$632 ;
-  reg [31:0] \$633 ;
+  reg [15:0] \$632 ;
+  reg [15:0] \$633 ;
   reg [15:0] \$634 ;
-  reg \$635 ;
+  reg [24:0] \$635 ;
   reg [15:0] \$636 ;
-  reg [15:0] \$637 ;
+  reg \$637 ;
   reg [15:0] \$638 ;
-  reg [15:0] \$639 ;
-  wire [32:0] \$64 ;
-  reg [15:0] \$640 ;
-  reg \$641 ;
+  reg \$639 ;
+  wire [31:0] \$64 ;
+  reg [31:0] \$640 ;
+  reg [15:0] \$641 ;
   reg \$642 ;
-  reg \$643 ;
-  reg \$644 ;
-  reg \$645 ;
+  reg [15:0] \$643 ;
+  reg [15:0] \$644 ;
+  reg [15:0] \$645 ;
   reg [15:0] \$646 ;
-  reg \$647 ;
+  reg [15:0] \$647 ;
   reg \$648 ;
   reg \$649 ;
   wire [32:0] \$65 ;
-  reg [15:0] \$650 ;
-  reg [15:0] \$651 ;
-  reg [15:0] \$652 ;
+  reg \$650 ;
+  reg \$651 ;
+  reg \$652 ;
   reg [15:0] \$653 ;
   reg [15:0] \$654 ;
-  reg [15:0] \$655 ;
-  reg [15:0] \$656 ;
-  reg [24:0] \$657 ;
+  reg \$655 ;
+  reg \$656 ;
+  reg \$657 ;
   reg [15:0] \$658 ;
-  reg \$659 ;
-  wire [31:0] \$66 ;
+  reg [15:0] \$659 ;
+  wire [32:0] \$66 ;
   reg [15:0] \$660 ;
-  reg \$661 ;
-  reg [31:0] \$662 ;
+  reg [15:0] \$661 ;
+  reg [15:0] \$662 ;
   reg [15:0] \$663 ;
-  reg \$664 ;
-  reg [15:0] \$665 ;
+  reg [15:0] \$664 ;
+  reg [24:0] \$665 ;
   reg [15:0] \$666 ;
-  reg [15:0] \$667 ;
+  reg \$667 ;
   reg [15:0] \$668 ;
-  reg [15:0] \$669 ;
-  wire \$67 ;
-  reg \$670 ;
-  reg \$671 ;
+  reg \$669 ;
+  wire [31:0] \$67 ;
+  reg [31:0] \$670 ;
+  reg [15:0] \$671 ;
   reg \$672 ;
-  reg \$673 ;
-  reg \$674 ;
+  reg [15:0] \$673 ;
+  reg [15:0] \$674 ;
   reg [15:0] \$675 ;
-  reg \$676 ;
-  reg \$677 ;
+  reg [15:0] \$676 ;
+  reg [15:0] \$677 ;
   reg \$678 ;
-  reg [15:0] \$679 ;
+  reg \$679 ;
   wire \$68 ;
-  reg [15:0] \$680 ;
-  reg [15:0] \$681 ;
-  reg [15:0] \$682 ;
+  reg \$680 ;
+  reg \$681 ;
+  reg \$682 ;
   reg [15:0] \$683 ;
   reg [15:0] \$684 ;
-  reg [15:0] \$685 ;
-  reg [24:0] \$686 ;
-  reg [15:0] \$687 ;
-  reg \$688 ;
+  reg \$685 ;
+  reg \$686 ;
+  reg \$687 ;
+  reg [15:0] \$688 ;
   reg [15:0] \$689 ;
   wire \$69 ;
-  reg \$690 ;
-  reg [31:0] \$691 ;
+  reg [15:0] \$690 ;
+  reg [15:0] \$691 ;
   reg [15:0] \$692 ;
-  reg \$693 ;
+  reg [15:0] \$693 ;
   reg [15:0] \$694 ;
-  reg [15:0] \$695 ;
+  reg [24:0] \$695 ;
   reg [15:0] \$696 ;
-  reg [15:0] \$697 ;
+  reg \$697 ;
   reg [15:0] \$698 ;
   reg \$699 ;
   wire [23:0] \$7 ;
-  wire [6:0] \$70 ;
-  reg \$700 ;
-  reg \$701 ;
+  wire \$70 ;
+  reg [31:0] \$700 ;
+  reg [15:0] \$701 ;
   reg \$702 ;
-  reg \$703 ;
+  reg [15:0] \$703 ;
   reg [15:0] \$704 ;
-  reg \$705 ;
-  reg \$706 ;
-  reg \$707 ;
-  reg [15:0] \$708 ;
-  reg [15:0] \$709 ;
-  wire [5:0] \$71 ;
-  reg [15:0] \$710 ;
-  reg [15:0] \$711 ;
-  reg [15:0] \$712 ;
+  reg [15:0] \$705 ;
+  reg [15:0] \$706 ;
+  reg [15:0] \$707 ;
+  reg \$708 ;
+  reg \$709 ;
+  wire [6:0] \$71 ;
+  reg \$710 ;
+  reg \$711 ;
+  reg \$712 ;
   reg [15:0] \$713 ;
   reg [15:0] \$714 ;
-  reg [24:0] \$715 ;
-  reg [15:0] \$716 ;
+  reg \$715 ;
+  reg \$716 ;
   reg \$717 ;
   reg [15:0] \$718 ;
-  reg \$719 ;
-  wire [31:0] \$72 ;
-  reg [31:0] \$720 ;
+  reg [15:0] \$719 ;
+  wire [5:0] \$72 ;
+  reg [15:0] \$720 ;
   reg [15:0] \$721 ;
-  reg \$722 ;
+  reg [15:0] \$722 ;
   reg [15:0] \$723 ;
   reg [15:0] \$724 ;
-  reg [15:0] \$725 ;
+  reg [24:0] \$725 ;
   reg [15:0] \$726 ;
-  reg [15:0] \$727 ;
-  reg \$728 ;
+  reg \$727 ;
+  reg [15:0] \$728 ;
   reg \$729 ;
-  wire \$73 ;
-  reg \$730 ;
-  reg \$731 ;
+  wire [31:0] \$73 ;
+  reg [31:0] \$730 ;
+  reg [15:0] \$731 ;
   reg \$732 ;
-  wire [6:0] \$74 ;
-  wire [5:0] \$75 ;
-  wire [31:0] \$76 ;
-  wire [32:0] \$77 ;
+  reg [15:0] \$733 ;
+  reg [15:0] \$734 ;
+  reg [15:0] \$735 ;
+  reg [15:0] \$736 ;
+  reg [15:0] \$737 ;
+  reg \$738 ;
+  reg \$739 ;
+  wire \$74 ;
+  reg \$740 ;
+  reg \$741 ;
+  reg \$742 ;
+  wire [6:0] \$75 ;
+  wire [5:0] \$76 ;
+  wire [31:0] \$77 ;
   wire [32:0] \$78 ;
-  wire [31:0] \$79 ;
+  wire [32:0] \$79 ;
   wire \$8 ;
-  wire [15:0] \$80 ;
+  wire [31:0] \$80 ;
   wire [15:0] \$81 ;
-  wire \$82 ;
+  wire [15:0] \$82 ;
   wire \$83 ;
-  wire [6:0] \$84 ;
-  wire [5:0] \$85 ;
-  wire [31:0] \$86 ;
-  wire \$87 ;
-  wire [6:0] \$88 ;
-  wire [5:0] \$89 ;
+  wire \$84 ;
+  wire [6:0] \$85 ;
+  wire [5:0] \$86 ;
+  wire [31:0] \$87 ;
+  wire \$88 ;
+  wire [6:0] \$89 ;
   wire [6:0] \$9 ;
-  wire [31:0] \$90 ;
-  wire [32:0] \$91 ;
+  wire [5:0] \$90 ;
+  wire [31:0] \$91 ;
   wire [32:0] \$92 ;
-  wire [31:0] \$93 ;
-  wire \$94 ;
+  wire [32:0] \$93 ;
+  wire [31:0] \$94 ;
   wire \$95 ;
   wire \$96 ;
-  wire [6:0] \$97 ;
-  wire [5:0] \$98 ;
-  wire [31:0] \$99 ;
+  wire \$97 ;
+  wire [6:0] \$98 ;
+  wire [5:0] \$99 ;
   input [5:0] affine_shift;
   wire [5:0] affine_shift;
   input clk;
@@ -27072,15 +27969,19 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$155
   reg [15:0] d3 = 16'h0000;
   reg [15:0] d_out0_z1 = 16'h0000;
   reg [15:0] d_out0_z2 = 16'h0000;
+  output [15:0] d_out0_z3;
   reg [15:0] d_out0_z3 = 16'h0000;
   reg [15:0] d_out1_z1 = 16'h0000;
   reg [15:0] d_out1_z2 = 16'h0000;
+  output [15:0] d_out1_z3;
   reg [15:0] d_out1_z3 = 16'h0000;
   reg [15:0] d_out2_z1 = 16'h0000;
   reg [15:0] d_out2_z2 = 16'h0000;
+  output [15:0] d_out2_z3;
   reg [15:0] d_out2_z3 = 16'h0000;
   reg [15:0] d_out3_z1 = 16'h0000;
   reg [15:0] d_out3_z2 = 16'h0000;
+  output [15:0] d_out3_z3;
   reg [15:0] d_out3_z3 = 16'h0000;
   reg [24:0] direct0 = 25'h0000000;
   reg [24:0] direct1 = 25'h0000000;
@@ -27089,9 +27990,13 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$155
   input [63:0] e;
   wire [63:0] e;
   reg [15:0] e0_z1 = 16'h0000;
+  reg [15:0] e0_z2 = 16'h0000;
   reg [15:0] e1_z1 = 16'h0000;
+  reg [15:0] e1_z2 = 16'h0000;
   reg [15:0] e2_z1 = 16'h0000;
+  reg [15:0] e2_z2 = 16'h0000;
   reg [15:0] e3_z1 = 16'h0000;
+  reg [15:0] e3_z2 = 16'h0000;
   wire [63:0] g_cur;
   reg [15:0] g_cur0 = 16'h0000;
   reg [15:0] g_cur1 = 16'h0000;
@@ -27142,18 +28047,22 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$155
   wire [7:0] leak_mul;
   input [5:0] leak_shift;
   wire [5:0] leak_shift;
+  input load;
+  wire load;
+  reg load_z1 = 1'h0;
+  reg load_z2 = 1'h0;
   (* init = 1'h0 *)
   wire out_valid;
-  input [1:0] \port$15565$0 ;
-  wire [1:0] \port$15565$0 ;
-  input [1:0] \port$15565$12 ;
-  wire [1:0] \port$15565$12 ;
-  input [1:0] \port$15565$4 ;
-  wire [1:0] \port$15565$4 ;
-  input [1:0] \port$15565$8 ;
-  wire [1:0] \port$15565$8 ;
-  input [13:0] \port$16769$356 ;
-  wire [13:0] \port$16769$356 ;
+  input [1:0] \port$15867$0 ;
+  wire [1:0] \port$15867$0 ;
+  input [1:0] \port$15867$12 ;
+  wire [1:0] \port$15867$12 ;
+  input [1:0] \port$15867$4 ;
+  wire [1:0] \port$15867$4 ;
+  input [1:0] \port$15867$8 ;
+  wire [1:0] \port$15867$8 ;
+  input [13:0] \port$17137$356 ;
+  wire [13:0] \port$17137$356 ;
   input restart;
   wire restart;
   reg restart_z1 = 1'h0;
@@ -27251,1715 +28160,1773 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$155
   reg window1_z1 = 1'h0;
   reg window2_z1 = 1'h0;
   reg window3_z1 = 1'h0;
-  assign \$268  = $signed(\$255 ) != $signed(\$267 );
-  assign \$269  = ! \port$16769$356 [5:0];
-  assign \$270  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
-  assign \$271  = ! \port$16769$356 [5:0];
-  assign \$272  = \port$16769$356 [5:0] - 1'h1;
-  assign \$273  = \$271  ? 6'h00 : \$272 [5:0];
-  assign \$274  = $signed(\$270 ) >>> \$273 ;
-  assign \$275  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
-  assign \$276  = ! \port$16769$356 [5:0];
-  assign \$277  = \port$16769$356 [5:0] - 1'h1;
-  assign \$278  = \$276  ? 6'h00 : \$277 [5:0];
-  assign \$279  = $signed(\$275 ) >>> \$278 ;
-  assign \$280  = $signed(\$279 ) + $signed(2'h1);
-  assign \$282  = \$269  ? \$274  : \$281 [23:0];
-  assign \$283  = window2_z1 ? \$282  : 24'h000000;
-  assign \$284  = $signed(\$590 ) > $signed(16'h7fff);
-  assign \$285  = $signed(\$590 ) < $signed(16'h8000);
-  assign \$286  = \$285  ? 16'h8000 : \$590 [15:0];
-  assign \$287  = \$284  ? 16'h7fff : \$286 ;
-  assign \$288  = $signed(\$590 ) > $signed(16'h7fff);
-  assign \$289  = $signed(\$590 ) < $signed(16'h8000);
-  assign \$290  = \$289  ? 16'h8000 : \$590 [15:0];
-  assign \$291  = \$288  ? 16'h7fff : \$290 ;
-  assign \$292  = $signed(\$291 ) != $signed(\$590 );
-  assign \$293  = $signed(d2) + $signed(g_extra2_z3);
-  assign \$294  = $signed(\$293 ) > $signed(16'h7fff);
-  assign \$295  = $signed(d2) + $signed(g_extra2_z3);
-  assign \$296  = $signed(\$295 ) < $signed(16'h8000);
-  assign \$297  = $signed(d2) + $signed(g_extra2_z3);
-  assign \$298  = \$296  ? 16'h8000 : \$297 [15:0];
-  assign \$299  = \$294  ? 16'h7fff : \$298 ;
+  assign \$258  = ! affine_shift;
+  assign \$259  = ! affine_shift;
+  assign \$260  = affine_shift - 1'h1;
+  assign \$261  = \$259  ? 6'h00 : \$260 [5:0];
+  assign \$262  = $signed(g_prod1) >>> \$261 ;
+  assign \$263  = ! affine_shift;
+  assign \$264  = affine_shift - 1'h1;
+  assign \$265  = \$263  ? 6'h00 : \$264 [5:0];
+  assign \$266  = $signed(g_prod1) >>> \$265 ;
+  assign \$267  = $signed(\$266 ) + $signed(2'h1);
+  assign \$269  = \$258  ? \$262  : \$268 [31:0];
+  assign \$270  = $signed(\$257 ) != $signed(\$269 );
+  assign \$271  = ! \port$17137$356 [5:0];
+  assign \$272  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
+  assign \$273  = ! \port$17137$356 [5:0];
+  assign \$274  = \port$17137$356 [5:0] - 1'h1;
+  assign \$275  = \$273  ? 6'h00 : \$274 [5:0];
+  assign \$276  = $signed(\$272 ) >>> \$275 ;
+  assign \$277  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
+  assign \$278  = ! \port$17137$356 [5:0];
+  assign \$279  = \port$17137$356 [5:0] - 1'h1;
+  assign \$280  = \$278  ? 6'h00 : \$279 [5:0];
+  assign \$281  = $signed(\$277 ) >>> \$280 ;
+  assign \$282  = $signed(\$281 ) + $signed(2'h1);
+  assign \$284  = \$271  ? \$276  : \$283 [23:0];
+  assign \$285  = window2_z1 ? \$284  : 24'h000000;
+  assign \$286  = $signed(\$594 ) > $signed(16'h7fff);
+  assign \$287  = $signed(\$594 ) < $signed(16'h8000);
+  assign \$288  = \$287  ? 16'h8000 : \$594 [15:0];
+  assign \$289  = \$286  ? 16'h7fff : \$288 ;
+  assign \$290  = load_z2 ? e2_z2 : \$289 ;
+  assign \$291  = $signed(\$594 ) > $signed(16'h7fff);
+  assign \$292  = $signed(\$594 ) < $signed(16'h8000);
+  assign \$293  = \$292  ? 16'h8000 : \$594 [15:0];
+  assign \$294  = \$291  ? 16'h7fff : \$293 ;
+  assign \$295  = $signed(\$294 ) != $signed(\$594 );
+  assign \$296  = $signed(d2) + $signed(g_extra2_z3);
+  assign \$297  = $signed(\$296 ) > $signed(16'h7fff);
+  assign \$298  = $signed(d2) + $signed(g_extra2_z3);
+  assign \$299  = $signed(\$298 ) < $signed(16'h8000);
   assign \$300  = $signed(d2) + $signed(g_extra2_z3);
-  assign \$301  = $signed(\$300 ) > $signed(16'h7fff);
-  assign \$302  = $signed(d2) + $signed(g_extra2_z3);
-  assign \$303  = $signed(\$302 ) < $signed(16'h8000);
-  assign \$304  = $signed(d2) + $signed(g_extra2_z3);
-  assign \$305  = \$303  ? 16'h8000 : \$304 [15:0];
-  assign \$306  = \$301  ? 16'h7fff : \$305 ;
+  assign \$301  = \$299  ? 16'h8000 : \$300 [15:0];
+  assign \$302  = \$297  ? 16'h7fff : \$301 ;
+  assign \$303  = $signed(d2) + $signed(g_extra2_z3);
+  assign \$304  = $signed(\$303 ) > $signed(16'h7fff);
+  assign \$305  = $signed(d2) + $signed(g_extra2_z3);
+  assign \$306  = $signed(\$305 ) < $signed(16'h8000);
   assign \$307  = $signed(d2) + $signed(g_extra2_z3);
-  assign \$308  = $signed(\$306 ) != $signed(\$307 );
-  assign \$309  = $signed(g_cur2) * $signed(scale2_z4);
-  assign \$310  = ! affine_shift;
-  assign \$311  = ! affine_shift;
-  assign \$312  = affine_shift - 1'h1;
-  assign \$313  = \$311  ? 6'h00 : \$312 [5:0];
-  assign \$314  = $signed(g_prod2) >>> \$313 ;
-  assign \$315  = ! affine_shift;
-  assign \$316  = affine_shift - 1'h1;
-  assign \$317  = \$315  ? 6'h00 : \$316 [5:0];
-  assign \$318  = $signed(g_prod2) >>> \$317 ;
-  assign \$319  = $signed(\$318 ) + $signed(2'h1);
-  assign \$321  = \$310  ? \$314  : \$320 [31:0];
-  assign \$322  = $signed(\$321 ) > $signed(16'h7fff);
-  assign \$323  = ! affine_shift;
-  assign \$324  = ! affine_shift;
-  assign \$325  = affine_shift - 1'h1;
-  assign \$326  = \$324  ? 6'h00 : \$325 [5:0];
-  assign \$327  = $signed(g_prod2) >>> \$326 ;
-  assign \$328  = ! affine_shift;
-  assign \$329  = affine_shift - 1'h1;
-  assign \$330  = \$328  ? 6'h00 : \$329 [5:0];
-  assign \$331  = $signed(g_prod2) >>> \$330 ;
-  assign \$332  = $signed(\$331 ) + $signed(2'h1);
-  assign \$334  = \$323  ? \$327  : \$333 [31:0];
-  assign \$335  = $signed(\$334 ) < $signed(16'h8000);
-  assign \$336  = ! affine_shift;
-  assign \$337  = ! affine_shift;
-  assign \$338  = affine_shift - 1'h1;
-  assign \$339  = \$337  ? 6'h00 : \$338 [5:0];
-  assign \$340  = $signed(g_prod2) >>> \$339 ;
-  assign \$341  = ! affine_shift;
-  assign \$342  = affine_shift - 1'h1;
-  assign \$343  = \$341  ? 6'h00 : \$342 [5:0];
-  assign \$344  = $signed(g_prod2) >>> \$343 ;
-  assign \$345  = $signed(\$344 ) + $signed(2'h1);
-  assign \$347  = \$336  ? \$340  : \$346 [31:0];
-  assign \$348  = \$335  ? 16'h8000 : \$347 [15:0];
-  assign \$349  = \$322  ? 16'h7fff : \$348 ;
-  assign \$350  = ! affine_shift;
-  assign \$351  = ! affine_shift;
-  assign \$352  = affine_shift - 1'h1;
-  assign \$353  = \$351  ? 6'h00 : \$352 [5:0];
-  assign \$354  = $signed(g_prod2) >>> \$353 ;
-  assign \$355  = ! affine_shift;
-  assign \$356  = affine_shift - 1'h1;
-  assign \$357  = \$355  ? 6'h00 : \$356 [5:0];
-  assign \$358  = $signed(g_prod2) >>> \$357 ;
-  assign \$359  = $signed(\$358 ) + $signed(2'h1);
-  assign \$361  = \$350  ? \$354  : \$360 [31:0];
-  assign \$362  = $signed(\$361 ) > $signed(16'h7fff);
-  assign \$363  = ! affine_shift;
-  assign \$364  = ! affine_shift;
-  assign \$365  = affine_shift - 1'h1;
-  assign \$366  = \$364  ? 6'h00 : \$365 [5:0];
-  assign \$367  = $signed(g_prod2) >>> \$366 ;
-  assign \$368  = ! affine_shift;
-  assign \$369  = affine_shift - 1'h1;
-  assign \$370  = \$368  ? 6'h00 : \$369 [5:0];
-  assign \$371  = $signed(g_prod2) >>> \$370 ;
-  assign \$372  = $signed(\$371 ) + $signed(2'h1);
-  assign \$374  = \$363  ? \$367  : \$373 [31:0];
-  assign \$375  = $signed(\$374 ) < $signed(16'h8000);
-  assign \$376  = ! affine_shift;
-  assign \$377  = ! affine_shift;
-  assign \$378  = affine_shift - 1'h1;
-  assign \$379  = \$377  ? 6'h00 : \$378 [5:0];
-  assign \$380  = $signed(g_prod2) >>> \$379 ;
-  assign \$381  = ! affine_shift;
-  assign \$382  = affine_shift - 1'h1;
-  assign \$383  = \$381  ? 6'h00 : \$382 [5:0];
-  assign \$384  = $signed(g_prod2) >>> \$383 ;
-  assign \$385  = $signed(\$384 ) + $signed(2'h1);
-  assign \$387  = \$376  ? \$380  : \$386 [31:0];
-  assign \$388  = \$375  ? 16'h8000 : \$387 [15:0];
-  assign \$389  = \$362  ? 16'h7fff : \$388 ;
-  assign \$390  = ! affine_shift;
-  assign \$391  = ! affine_shift;
-  assign \$392  = affine_shift - 1'h1;
-  assign \$393  = \$391  ? 6'h00 : \$392 [5:0];
-  assign \$394  = $signed(g_prod2) >>> \$393 ;
-  assign \$395  = ! affine_shift;
-  assign \$396  = affine_shift - 1'h1;
-  assign \$397  = \$395  ? 6'h00 : \$396 [5:0];
-  assign \$398  = $signed(g_prod2) >>> \$397 ;
-  assign \$399  = $signed(\$398 ) + $signed(2'h1);
-  assign \$401  = \$390  ? \$394  : \$400 [31:0];
-  assign \$402  = $signed(\$389 ) != $signed(\$401 );
-  assign \$403  = ! \port$16769$356 [5:0];
-  assign \$404  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
-  assign \$405  = ! \port$16769$356 [5:0];
-  assign \$406  = \port$16769$356 [5:0] - 1'h1;
-  assign \$407  = \$405  ? 6'h00 : \$406 [5:0];
-  assign \$408  = $signed(\$404 ) >>> \$407 ;
-  assign \$409  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
-  assign \$410  = ! \port$16769$356 [5:0];
-  assign \$411  = \port$16769$356 [5:0] - 1'h1;
-  assign \$412  = \$410  ? 6'h00 : \$411 [5:0];
-  assign \$413  = $signed(\$409 ) >>> \$412 ;
-  assign \$414  = $signed(\$413 ) + $signed(2'h1);
-  assign \$416  = \$403  ? \$408  : \$415 [23:0];
-  assign \$417  = window3_z1 ? \$416  : 24'h000000;
-  assign \$418  = $signed(\$608 ) > $signed(16'h7fff);
-  assign \$419  = $signed(\$608 ) < $signed(16'h8000);
-  assign \$420  = \$419  ? 16'h8000 : \$608 [15:0];
-  assign \$421  = \$418  ? 16'h7fff : \$420 ;
-  assign \$422  = $signed(\$608 ) > $signed(16'h7fff);
-  assign \$423  = $signed(\$608 ) < $signed(16'h8000);
-  assign \$424  = \$423  ? 16'h8000 : \$608 [15:0];
-  assign \$425  = \$422  ? 16'h7fff : \$424 ;
-  assign \$426  = $signed(\$425 ) != $signed(\$608 );
-  assign \$427  = $signed(d3) + $signed(g_extra3_z3);
-  assign \$428  = $signed(\$427 ) > $signed(16'h7fff);
-  assign \$429  = $signed(d3) + $signed(g_extra3_z3);
-  assign \$430  = $signed(\$429 ) < $signed(16'h8000);
+  assign \$308  = \$306  ? 16'h8000 : \$307 [15:0];
+  assign \$309  = \$304  ? 16'h7fff : \$308 ;
+  assign \$310  = $signed(d2) + $signed(g_extra2_z3);
+  assign \$311  = $signed(\$309 ) != $signed(\$310 );
+  assign \$312  = $signed(g_cur2) * $signed(scale2_z4);
+  assign \$313  = ! affine_shift;
+  assign \$314  = ! affine_shift;
+  assign \$315  = affine_shift - 1'h1;
+  assign \$316  = \$314  ? 6'h00 : \$315 [5:0];
+  assign \$317  = $signed(g_prod2) >>> \$316 ;
+  assign \$318  = ! affine_shift;
+  assign \$319  = affine_shift - 1'h1;
+  assign \$320  = \$318  ? 6'h00 : \$319 [5:0];
+  assign \$321  = $signed(g_prod2) >>> \$320 ;
+  assign \$322  = $signed(\$321 ) + $signed(2'h1);
+  assign \$324  = \$313  ? \$317  : \$323 [31:0];
+  assign \$325  = $signed(\$324 ) > $signed(16'h7fff);
+  assign \$326  = ! affine_shift;
+  assign \$327  = ! affine_shift;
+  assign \$328  = affine_shift - 1'h1;
+  assign \$329  = \$327  ? 6'h00 : \$328 [5:0];
+  assign \$330  = $signed(g_prod2) >>> \$329 ;
+  assign \$331  = ! affine_shift;
+  assign \$332  = affine_shift - 1'h1;
+  assign \$333  = \$331  ? 6'h00 : \$332 [5:0];
+  assign \$334  = $signed(g_prod2) >>> \$333 ;
+  assign \$335  = $signed(\$334 ) + $signed(2'h1);
+  assign \$337  = \$326  ? \$330  : \$336 [31:0];
+  assign \$338  = $signed(\$337 ) < $signed(16'h8000);
+  assign \$339  = ! affine_shift;
+  assign \$340  = ! affine_shift;
+  assign \$341  = affine_shift - 1'h1;
+  assign \$342  = \$340  ? 6'h00 : \$341 [5:0];
+  assign \$343  = $signed(g_prod2) >>> \$342 ;
+  assign \$344  = ! affine_shift;
+  assign \$345  = affine_shift - 1'h1;
+  assign \$346  = \$344  ? 6'h00 : \$345 [5:0];
+  assign \$347  = $signed(g_prod2) >>> \$346 ;
+  assign \$348  = $signed(\$347 ) + $signed(2'h1);
+  assign \$350  = \$339  ? \$343  : \$349 [31:0];
+  assign \$351  = \$338  ? 16'h8000 : \$350 [15:0];
+  assign \$352  = \$325  ? 16'h7fff : \$351 ;
+  assign \$353  = ! affine_shift;
+  assign \$354  = ! affine_shift;
+  assign \$355  = affine_shift - 1'h1;
+  assign \$356  = \$354  ? 6'h00 : \$355 [5:0];
+  assign \$357  = $signed(g_prod2) >>> \$356 ;
+  assign \$358  = ! affine_shift;
+  assign \$359  = affine_shift - 1'h1;
+  assign \$360  = \$358  ? 6'h00 : \$359 [5:0];
+  assign \$361  = $signed(g_prod2) >>> \$360 ;
+  assign \$362  = $signed(\$361 ) + $signed(2'h1);
+  assign \$364  = \$353  ? \$357  : \$363 [31:0];
+  assign \$365  = $signed(\$364 ) > $signed(16'h7fff);
+  assign \$366  = ! affine_shift;
+  assign \$367  = ! affine_shift;
+  assign \$368  = affine_shift - 1'h1;
+  assign \$369  = \$367  ? 6'h00 : \$368 [5:0];
+  assign \$370  = $signed(g_prod2) >>> \$369 ;
+  assign \$371  = ! affine_shift;
+  assign \$372  = affine_shift - 1'h1;
+  assign \$373  = \$371  ? 6'h00 : \$372 [5:0];
+  assign \$374  = $signed(g_prod2) >>> \$373 ;
+  assign \$375  = $signed(\$374 ) + $signed(2'h1);
+  assign \$377  = \$366  ? \$370  : \$376 [31:0];
+  assign \$378  = $signed(\$377 ) < $signed(16'h8000);
+  assign \$379  = ! affine_shift;
+  assign \$380  = ! affine_shift;
+  assign \$381  = affine_shift - 1'h1;
+  assign \$382  = \$380  ? 6'h00 : \$381 [5:0];
+  assign \$383  = $signed(g_prod2) >>> \$382 ;
+  assign \$384  = ! affine_shift;
+  assign \$385  = affine_shift - 1'h1;
+  assign \$386  = \$384  ? 6'h00 : \$385 [5:0];
+  assign \$387  = $signed(g_prod2) >>> \$386 ;
+  assign \$388  = $signed(\$387 ) + $signed(2'h1);
+  assign \$390  = \$379  ? \$383  : \$389 [31:0];
+  assign \$391  = \$378  ? 16'h8000 : \$390 [15:0];
+  assign \$392  = \$365  ? 16'h7fff : \$391 ;
+  assign \$393  = ! affine_shift;
+  assign \$394  = ! affine_shift;
+  assign \$395  = affine_shift - 1'h1;
+  assign \$396  = \$394  ? 6'h00 : \$395 [5:0];
+  assign \$397  = $signed(g_prod2) >>> \$396 ;
+  assign \$398  = ! affine_shift;
+  assign \$399  = affine_shift - 1'h1;
+  assign \$400  = \$398  ? 6'h00 : \$399 [5:0];
+  assign \$401  = $signed(g_prod2) >>> \$400 ;
+  assign \$402  = $signed(\$401 ) + $signed(2'h1);
+  assign \$404  = \$393  ? \$397  : \$403 [31:0];
+  assign \$405  = $signed(\$392 ) != $signed(\$404 );
+  assign \$406  = ! \port$17137$356 [5:0];
+  assign \$407  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
+  assign \$408  = ! \port$17137$356 [5:0];
+  assign \$409  = \port$17137$356 [5:0] - 1'h1;
+  assign \$410  = \$408  ? 6'h00 : \$409 [5:0];
+  assign \$411  = $signed(\$407 ) >>> \$410 ;
+  assign \$412  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
+  assign \$413  = ! \port$17137$356 [5:0];
+  assign \$414  = \port$17137$356 [5:0] - 1'h1;
+  assign \$415  = \$413  ? 6'h00 : \$414 [5:0];
+  assign \$416  = $signed(\$412 ) >>> \$415 ;
+  assign \$417  = $signed(\$416 ) + $signed(2'h1);
+  assign \$419  = \$406  ? \$411  : \$418 [23:0];
+  assign \$420  = window3_z1 ? \$419  : 24'h000000;
+  assign \$421  = $signed(\$612 ) > $signed(16'h7fff);
+  assign \$422  = $signed(\$612 ) < $signed(16'h8000);
+  assign \$423  = \$422  ? 16'h8000 : \$612 [15:0];
+  assign \$424  = \$421  ? 16'h7fff : \$423 ;
+  assign \$425  = load_z2 ? e3_z2 : \$424 ;
+  assign \$426  = $signed(\$612 ) > $signed(16'h7fff);
+  assign \$427  = $signed(\$612 ) < $signed(16'h8000);
+  assign \$428  = \$427  ? 16'h8000 : \$612 [15:0];
+  assign \$429  = \$426  ? 16'h7fff : \$428 ;
+  assign \$430  = $signed(\$429 ) != $signed(\$612 );
   assign \$431  = $signed(d3) + $signed(g_extra3_z3);
-  assign \$432  = \$430  ? 16'h8000 : \$431 [15:0];
-  assign \$433  = \$428  ? 16'h7fff : \$432 ;
-  assign \$434  = $signed(d3) + $signed(g_extra3_z3);
-  assign \$435  = $signed(\$434 ) > $signed(16'h7fff);
-  assign \$436  = $signed(d3) + $signed(g_extra3_z3);
-  assign \$437  = $signed(\$436 ) < $signed(16'h8000);
+  assign \$432  = $signed(\$431 ) > $signed(16'h7fff);
+  assign \$433  = $signed(d3) + $signed(g_extra3_z3);
+  assign \$434  = $signed(\$433 ) < $signed(16'h8000);
+  assign \$435  = $signed(d3) + $signed(g_extra3_z3);
+  assign \$436  = \$434  ? 16'h8000 : \$435 [15:0];
+  assign \$437  = \$432  ? 16'h7fff : \$436 ;
   assign \$438  = $signed(d3) + $signed(g_extra3_z3);
-  assign \$439  = \$437  ? 16'h8000 : \$438 [15:0];
-  assign \$440  = \$435  ? 16'h7fff : \$439 ;
-  assign \$441  = $signed(d3) + $signed(g_extra3_z3);
-  assign \$442  = $signed(\$440 ) != $signed(\$441 );
-  assign \$443  = $signed(g_cur3) * $signed(scale3_z4);
-  assign \$444  = ! affine_shift;
-  assign \$445  = ! affine_shift;
-  assign \$446  = affine_shift - 1'h1;
-  assign \$447  = \$445  ? 6'h00 : \$446 [5:0];
-  assign \$448  = $signed(g_prod3) >>> \$447 ;
+  assign \$439  = $signed(\$438 ) > $signed(16'h7fff);
+  assign \$440  = $signed(d3) + $signed(g_extra3_z3);
+  assign \$441  = $signed(\$440 ) < $signed(16'h8000);
+  assign \$442  = $signed(d3) + $signed(g_extra3_z3);
+  assign \$443  = \$441  ? 16'h8000 : \$442 [15:0];
+  assign \$444  = \$439  ? 16'h7fff : \$443 ;
+  assign \$445  = $signed(d3) + $signed(g_extra3_z3);
+  assign \$446  = $signed(\$444 ) != $signed(\$445 );
+  assign \$447  = $signed(g_cur3) * $signed(scale3_z4);
+  assign \$448  = ! affine_shift;
   assign \$449  = ! affine_shift;
   assign \$450  = affine_shift - 1'h1;
   assign \$451  = \$449  ? 6'h00 : \$450 [5:0];
   assign \$452  = $signed(g_prod3) >>> \$451 ;
-  assign \$453  = $signed(\$452 ) + $signed(2'h1);
-  assign \$455  = \$444  ? \$448  : \$454 [31:0];
-  assign \$456  = $signed(\$455 ) > $signed(16'h7fff);
-  assign \$457  = ! affine_shift;
-  assign \$458  = ! affine_shift;
-  assign \$459  = affine_shift - 1'h1;
-  assign \$460  = \$458  ? 6'h00 : \$459 [5:0];
-  assign \$461  = $signed(g_prod3) >>> \$460 ;
+  assign \$453  = ! affine_shift;
+  assign \$454  = affine_shift - 1'h1;
+  assign \$455  = \$453  ? 6'h00 : \$454 [5:0];
+  assign \$456  = $signed(g_prod3) >>> \$455 ;
+  assign \$457  = $signed(\$456 ) + $signed(2'h1);
+  assign \$459  = \$448  ? \$452  : \$458 [31:0];
+  assign \$460  = $signed(\$459 ) > $signed(16'h7fff);
+  assign \$461  = ! affine_shift;
   assign \$462  = ! affine_shift;
   assign \$463  = affine_shift - 1'h1;
   assign \$464  = \$462  ? 6'h00 : \$463 [5:0];
   assign \$465  = $signed(g_prod3) >>> \$464 ;
-  assign \$466  = $signed(\$465 ) + $signed(2'h1);
-  assign \$468  = \$457  ? \$461  : \$467 [31:0];
-  assign \$469  = $signed(\$468 ) < $signed(16'h8000);
-  assign \$470  = ! affine_shift;
-  assign \$471  = ! affine_shift;
-  assign \$472  = affine_shift - 1'h1;
-  assign \$473  = \$471  ? 6'h00 : \$472 [5:0];
-  assign \$474  = $signed(g_prod3) >>> \$473 ;
+  assign \$466  = ! affine_shift;
+  assign \$467  = affine_shift - 1'h1;
+  assign \$468  = \$466  ? 6'h00 : \$467 [5:0];
+  assign \$469  = $signed(g_prod3) >>> \$468 ;
+  assign \$470  = $signed(\$469 ) + $signed(2'h1);
+  assign \$472  = \$461  ? \$465  : \$471 [31:0];
+  assign \$473  = $signed(\$472 ) < $signed(16'h8000);
+  assign \$474  = ! affine_shift;
   assign \$475  = ! affine_shift;
   assign \$476  = affine_shift - 1'h1;
   assign \$477  = \$475  ? 6'h00 : \$476 [5:0];
   assign \$478  = $signed(g_prod3) >>> \$477 ;
-  assign \$479  = $signed(\$478 ) + $signed(2'h1);
-  assign \$481  = \$470  ? \$474  : \$480 [31:0];
-  assign \$482  = \$469  ? 16'h8000 : \$481 [15:0];
-  assign \$483  = \$456  ? 16'h7fff : \$482 ;
-  assign \$484  = ! affine_shift;
-  assign \$485  = ! affine_shift;
-  assign \$486  = affine_shift - 1'h1;
-  assign \$487  = \$485  ? 6'h00 : \$486 [5:0];
-  assign \$488  = $signed(g_prod3) >>> \$487 ;
+  assign \$479  = ! affine_shift;
+  assign \$480  = affine_shift - 1'h1;
+  assign \$481  = \$479  ? 6'h00 : \$480 [5:0];
+  assign \$482  = $signed(g_prod3) >>> \$481 ;
+  assign \$483  = $signed(\$482 ) + $signed(2'h1);
+  assign \$485  = \$474  ? \$478  : \$484 [31:0];
+  assign \$486  = \$473  ? 16'h8000 : \$485 [15:0];
+  assign \$487  = \$460  ? 16'h7fff : \$486 ;
+  assign \$488  = ! affine_shift;
   assign \$489  = ! affine_shift;
   assign \$490  = affine_shift - 1'h1;
   assign \$491  = \$489  ? 6'h00 : \$490 [5:0];
   assign \$492  = $signed(g_prod3) >>> \$491 ;
-  assign \$493  = $signed(\$492 ) + $signed(2'h1);
-  assign \$495  = \$484  ? \$488  : \$494 [31:0];
-  assign \$496  = $signed(\$495 ) > $signed(16'h7fff);
-  assign \$497  = ! affine_shift;
-  assign \$498  = ! affine_shift;
-  assign \$499  = affine_shift - 1'h1;
-  assign \$500  = \$498  ? 6'h00 : \$499 [5:0];
-  assign \$501  = $signed(g_prod3) >>> \$500 ;
+  assign \$493  = ! affine_shift;
+  assign \$494  = affine_shift - 1'h1;
+  assign \$495  = \$493  ? 6'h00 : \$494 [5:0];
+  assign \$496  = $signed(g_prod3) >>> \$495 ;
+  assign \$497  = $signed(\$496 ) + $signed(2'h1);
+  assign \$499  = \$488  ? \$492  : \$498 [31:0];
+  assign \$500  = $signed(\$499 ) > $signed(16'h7fff);
+  assign \$501  = ! affine_shift;
   assign \$502  = ! affine_shift;
   assign \$503  = affine_shift - 1'h1;
   assign \$504  = \$502  ? 6'h00 : \$503 [5:0];
   assign \$505  = $signed(g_prod3) >>> \$504 ;
-  assign \$506  = $signed(\$505 ) + $signed(2'h1);
-  assign \$508  = \$497  ? \$501  : \$507 [31:0];
-  assign \$509  = $signed(\$508 ) < $signed(16'h8000);
-  assign \$510  = ! affine_shift;
-  assign \$511  = ! affine_shift;
-  assign \$512  = affine_shift - 1'h1;
-  assign \$513  = \$511  ? 6'h00 : \$512 [5:0];
-  assign \$514  = $signed(g_prod3) >>> \$513 ;
+  assign \$506  = ! affine_shift;
+  assign \$507  = affine_shift - 1'h1;
+  assign \$508  = \$506  ? 6'h00 : \$507 [5:0];
+  assign \$509  = $signed(g_prod3) >>> \$508 ;
+  assign \$510  = $signed(\$509 ) + $signed(2'h1);
+  assign \$512  = \$501  ? \$505  : \$511 [31:0];
+  assign \$513  = $signed(\$512 ) < $signed(16'h8000);
+  assign \$514  = ! affine_shift;
   assign \$515  = ! affine_shift;
   assign \$516  = affine_shift - 1'h1;
   assign \$517  = \$515  ? 6'h00 : \$516 [5:0];
   assign \$518  = $signed(g_prod3) >>> \$517 ;
-  assign \$519  = $signed(\$518 ) + $signed(2'h1);
-  assign \$521  = \$510  ? \$514  : \$520 [31:0];
-  assign \$522  = \$509  ? 16'h8000 : \$521 [15:0];
-  assign \$523  = \$496  ? 16'h7fff : \$522 ;
-  assign \$524  = ! affine_shift;
-  assign \$525  = ! affine_shift;
-  assign \$526  = affine_shift - 1'h1;
-  assign \$527  = \$525  ? 6'h00 : \$526 [5:0];
-  assign \$528  = $signed(g_prod3) >>> \$527 ;
+  assign \$519  = ! affine_shift;
+  assign \$520  = affine_shift - 1'h1;
+  assign \$521  = \$519  ? 6'h00 : \$520 [5:0];
+  assign \$522  = $signed(g_prod3) >>> \$521 ;
+  assign \$523  = $signed(\$522 ) + $signed(2'h1);
+  assign \$525  = \$514  ? \$518  : \$524 [31:0];
+  assign \$526  = \$513  ? 16'h8000 : \$525 [15:0];
+  assign \$527  = \$500  ? 16'h7fff : \$526 ;
+  assign \$528  = ! affine_shift;
   assign \$529  = ! affine_shift;
   assign \$530  = affine_shift - 1'h1;
   assign \$531  = \$529  ? 6'h00 : \$530 [5:0];
   assign \$532  = $signed(g_prod3) >>> \$531 ;
-  assign \$533  = $signed(\$532 ) + $signed(2'h1);
-  assign \$535  = \$524  ? \$528  : \$534 [31:0];
-  assign \$536  = $signed(\$523 ) != $signed(\$535 );
-  assign \$537  = ! leak_shift;
-  assign \$538  = restart_z2 ? 16'h0000 : d0;
-  assign \$539  = $signed(\$538 ) * $signed({ 1'h0, \port$16769$356 [13:6] });
-  assign \$540  = ! leak_shift;
-  assign \$541  = leak_shift - 1'h1;
-  assign \$542  = \$540  ? 6'h00 : \$541 [5:0];
-  assign \$543  = $signed(\$539 ) >>> \$542 ;
-  assign \$544  = restart_z2 ? 16'h0000 : d0;
-  assign \$545  = $signed(\$544 ) * $signed({ 1'h0, \port$16769$356 [13:6] });
-  assign \$546  = ! leak_shift;
-  assign \$547  = leak_shift - 1'h1;
-  assign \$548  = \$546  ? 6'h00 : \$547 [5:0];
-  assign \$549  = $signed(\$545 ) >>> \$548 ;
-  assign \$550  = $signed(\$549 ) + $signed(2'h1);
-  assign \$552  = \$537  ? \$543  : \$551 [23:0];
-  assign \$553  = spike0_z2 ? 24'h000000 : \$552 ;
-  assign \$554  = $signed(direct0) + $signed(\$553 );
-  assign \$555  = ! leak_shift;
-  assign \$556  = restart_z2 ? 16'h0000 : d1;
-  assign \$557  = $signed(\$556 ) * $signed({ 1'h0, \port$16769$356 [13:6] });
-  assign \$558  = ! leak_shift;
-  assign \$559  = leak_shift - 1'h1;
-  assign \$560  = \$558  ? 6'h00 : \$559 [5:0];
-  assign \$561  = $signed(\$557 ) >>> \$560 ;
-  assign \$562  = restart_z2 ? 16'h0000 : d1;
-  assign \$563  = $signed(\$562 ) * $signed({ 1'h0, \port$16769$356 [13:6] });
-  assign \$564  = ! leak_shift;
-  assign \$565  = leak_shift - 1'h1;
-  assign \$566  = \$564  ? 6'h00 : \$565 [5:0];
-  assign \$567  = $signed(\$563 ) >>> \$566 ;
-  assign \$568  = $signed(\$567 ) + $signed(2'h1);
-  assign \$570  = \$555  ? \$561  : \$569 [23:0];
-  assign \$571  = spike1_z2 ? 24'h000000 : \$570 ;
-  assign \$572  = $signed(direct1) + $signed(\$571 );
-  assign \$573  = ! leak_shift;
-  assign \$574  = restart_z2 ? 16'h0000 : d2;
-  assign \$575  = $signed(\$574 ) * $signed({ 1'h0, \port$16769$356 [13:6] });
-  assign \$576  = ! leak_shift;
-  assign \$577  = leak_shift - 1'h1;
-  assign \$578  = \$576  ? 6'h00 : \$577 [5:0];
-  assign \$579  = $signed(\$575 ) >>> \$578 ;
-  assign \$580  = restart_z2 ? 16'h0000 : d2;
-  assign \$581  = $signed(\$580 ) * $signed({ 1'h0, \port$16769$356 [13:6] });
-  assign \$582  = ! leak_shift;
-  assign \$583  = leak_shift - 1'h1;
-  assign \$584  = \$582  ? 6'h00 : \$583 [5:0];
-  assign \$585  = $signed(\$581 ) >>> \$584 ;
-  assign \$586  = $signed(\$585 ) + $signed(2'h1);
-  assign \$588  = \$573  ? \$579  : \$587 [23:0];
-  assign \$589  = spike2_z2 ? 24'h000000 : \$588 ;
-  assign \$590  = $signed(direct2) + $signed(\$589 );
-  assign \$591  = ! leak_shift;
-  assign \$592  = restart_z2 ? 16'h0000 : d3;
-  assign \$593  = $signed(\$592 ) * $signed({ 1'h0, \port$16769$356 [13:6] });
-  assign \$594  = ! leak_shift;
-  assign \$595  = leak_shift - 1'h1;
-  assign \$596  = \$594  ? 6'h00 : \$595 [5:0];
-  assign \$597  = $signed(\$593 ) >>> \$596 ;
-  assign \$598  = restart_z2 ? 16'h0000 : d3;
-  assign \$599  = $signed(\$598 ) * $signed({ 1'h0, \port$16769$356 [13:6] });
-  assign \$600  = ! leak_shift;
-  assign \$601  = leak_shift - 1'h1;
-  assign \$602  = \$600  ? 6'h00 : \$601 [5:0];
-  assign \$603  = $signed(\$599 ) >>> \$602 ;
-  assign \$604  = $signed(\$603 ) + $signed(2'h1);
-  assign \$606  = \$591  ? \$597  : \$605 [23:0];
-  assign \$607  = spike3_z2 ? 24'h000000 : \$606 ;
-  assign \$608  = $signed(direct3) + $signed(\$607 );
+  assign \$533  = ! affine_shift;
+  assign \$534  = affine_shift - 1'h1;
+  assign \$535  = \$533  ? 6'h00 : \$534 [5:0];
+  assign \$536  = $signed(g_prod3) >>> \$535 ;
+  assign \$537  = $signed(\$536 ) + $signed(2'h1);
+  assign \$539  = \$528  ? \$532  : \$538 [31:0];
+  assign \$540  = $signed(\$527 ) != $signed(\$539 );
+  assign \$541  = ! leak_shift;
+  assign \$542  = restart_z2 ? 16'h0000 : d0;
+  assign \$543  = $signed(\$542 ) * $signed({ 1'h0, \port$17137$356 [13:6] });
+  assign \$544  = ! leak_shift;
+  assign \$545  = leak_shift - 1'h1;
+  assign \$546  = \$544  ? 6'h00 : \$545 [5:0];
+  assign \$547  = $signed(\$543 ) >>> \$546 ;
+  assign \$548  = restart_z2 ? 16'h0000 : d0;
+  assign \$549  = $signed(\$548 ) * $signed({ 1'h0, \port$17137$356 [13:6] });
+  assign \$550  = ! leak_shift;
+  assign \$551  = leak_shift - 1'h1;
+  assign \$552  = \$550  ? 6'h00 : \$551 [5:0];
+  assign \$553  = $signed(\$549 ) >>> \$552 ;
+  assign \$554  = $signed(\$553 ) + $signed(2'h1);
+  assign \$556  = \$541  ? \$547  : \$555 [23:0];
+  assign \$557  = spike0_z2 ? 24'h000000 : \$556 ;
+  assign \$558  = $signed(direct0) + $signed(\$557 );
+  assign \$559  = ! leak_shift;
+  assign \$560  = restart_z2 ? 16'h0000 : d1;
+  assign \$561  = $signed(\$560 ) * $signed({ 1'h0, \port$17137$356 [13:6] });
+  assign \$562  = ! leak_shift;
+  assign \$563  = leak_shift - 1'h1;
+  assign \$564  = \$562  ? 6'h00 : \$563 [5:0];
+  assign \$565  = $signed(\$561 ) >>> \$564 ;
+  assign \$566  = restart_z2 ? 16'h0000 : d1;
+  assign \$567  = $signed(\$566 ) * $signed({ 1'h0, \port$17137$356 [13:6] });
+  assign \$568  = ! leak_shift;
+  assign \$569  = leak_shift - 1'h1;
+  assign \$570  = \$568  ? 6'h00 : \$569 [5:0];
+  assign \$571  = $signed(\$567 ) >>> \$570 ;
+  assign \$572  = $signed(\$571 ) + $signed(2'h1);
+  assign \$574  = \$559  ? \$565  : \$573 [23:0];
+  assign \$575  = spike1_z2 ? 24'h000000 : \$574 ;
+  assign \$576  = $signed(direct1) + $signed(\$575 );
+  assign \$577  = ! leak_shift;
+  assign \$578  = restart_z2 ? 16'h0000 : d2;
+  assign \$579  = $signed(\$578 ) * $signed({ 1'h0, \port$17137$356 [13:6] });
+  assign \$580  = ! leak_shift;
+  assign \$581  = leak_shift - 1'h1;
+  assign \$582  = \$580  ? 6'h00 : \$581 [5:0];
+  assign \$583  = $signed(\$579 ) >>> \$582 ;
+  assign \$584  = restart_z2 ? 16'h0000 : d2;
+  assign \$585  = $signed(\$584 ) * $signed({ 1'h0, \port$17137$356 [13:6] });
+  assign \$586  = ! leak_shift;
+  assign \$587  = leak_shift - 1'h1;
+  assign \$588  = \$586  ? 6'h00 : \$587 [5:0];
+  assign \$589  = $signed(\$585 ) >>> \$588 ;
+  assign \$590  = $signed(\$589 ) + $signed(2'h1);
+  assign \$592  = \$577  ? \$583  : \$591 [23:0];
+  assign \$593  = spike2_z2 ? 24'h000000 : \$592 ;
+  assign \$594  = $signed(direct2) + $signed(\$593 );
+  assign \$595  = ! leak_shift;
+  assign \$596  = restart_z2 ? 16'h0000 : d3;
+  assign \$597  = $signed(\$596 ) * $signed({ 1'h0, \port$17137$356 [13:6] });
+  assign \$598  = ! leak_shift;
+  assign \$599  = leak_shift - 1'h1;
+  assign \$600  = \$598  ? 6'h00 : \$599 [5:0];
+  assign \$601  = $signed(\$597 ) >>> \$600 ;
+  assign \$602  = restart_z2 ? 16'h0000 : d3;
+  assign \$603  = $signed(\$602 ) * $signed({ 1'h0, \port$17137$356 [13:6] });
+  assign \$604  = ! leak_shift;
+  assign \$605  = leak_shift - 1'h1;
+  assign \$606  = \$604  ? 6'h00 : \$605 [5:0];
+  assign \$607  = $signed(\$603 ) >>> \$606 ;
+  assign \$608  = $signed(\$607 ) + $signed(2'h1);
+  assign \$610  = \$595  ? \$601  : \$609 [23:0];
+  assign \$611  = spike3_z2 ? 24'h000000 : \$610 ;
+  assign \$612  = $signed(direct3) + $signed(\$611 );
   always @(posedge clk)
-    valid_z1 <= \$609 ;
+    valid_z1 <= \$613 ;
   always @(posedge clk)
-    valid_z2 <= \$610 ;
+    valid_z2 <= \$614 ;
   always @(posedge clk)
-    valid_z3 <= \$611 ;
+    valid_z3 <= \$615 ;
   always @(posedge clk)
-    valid_z4 <= \$612 ;
+    valid_z4 <= \$616 ;
   always @(posedge clk)
-    valid_z5 <= \$613 ;
+    valid_z5 <= \$617 ;
   always @(posedge clk)
-    valid_z6 <= \$614 ;
+    valid_z6 <= \$618 ;
   always @(posedge clk)
-    restart_z1 <= \$615 ;
+    restart_z1 <= \$619 ;
   always @(posedge clk)
-    restart_z2 <= \$616 ;
+    restart_z2 <= \$620 ;
   always @(posedge clk)
-    e0_z1 <= \$617 ;
+    load_z1 <= \$621 ;
   always @(posedge clk)
-    window0_z1 <= \$618 ;
+    load_z2 <= \$622 ;
   always @(posedge clk)
-    spike0_z1 <= \$619 ;
+    e0_z1 <= \$623 ;
   always @(posedge clk)
-    spike0_z2 <= \$620 ;
+    e0_z2 <= \$624 ;
   always @(posedge clk)
-    g_extra0_z1 <= \$621 ;
+    window0_z1 <= \$625 ;
   always @(posedge clk)
-    g_extra0_z2 <= \$622 ;
+    spike0_z1 <= \$626 ;
   always @(posedge clk)
-    g_extra0_z3 <= \$623 ;
+    spike0_z2 <= \$627 ;
   always @(posedge clk)
-    scale0_z1 <= \$624 ;
+    g_extra0_z1 <= \$628 ;
   always @(posedge clk)
-    scale0_z2 <= \$625 ;
+    g_extra0_z2 <= \$629 ;
   always @(posedge clk)
-    scale0_z3 <= \$626 ;
+    g_extra0_z3 <= \$630 ;
   always @(posedge clk)
-    scale0_z4 <= \$627 ;
+    scale0_z1 <= \$631 ;
   always @(posedge clk)
-    direct0 <= \$628 ;
+    scale0_z2 <= \$632 ;
   always @(posedge clk)
-    d0 <= \$629 ;
+    scale0_z3 <= \$633 ;
   always @(posedge clk)
-    sat_lif0 <= \$630 ;
+    scale0_z4 <= \$634 ;
   always @(posedge clk)
-    g_cur0 <= \$631 ;
+    direct0 <= \$635 ;
   always @(posedge clk)
-    sat_cur0 <= \$632 ;
+    d0 <= \$636 ;
   always @(posedge clk)
-    g_prod0 <= \$633 ;
+    sat_lif0 <= \$637 ;
   always @(posedge clk)
-    g_p0 <= \$634 ;
+    g_cur0 <= \$638 ;
   always @(posedge clk)
-    sat_aff0 <= \$635 ;
+    sat_cur0 <= \$639 ;
   always @(posedge clk)
-    d_out0_z1 <= \$636 ;
+    g_prod0 <= \$640 ;
   always @(posedge clk)
-    d_out0_z2 <= \$637 ;
+    g_p0 <= \$641 ;
   always @(posedge clk)
-    d_out0_z3 <= \$638 ;
+    sat_aff0 <= \$642 ;
   always @(posedge clk)
-    g_cur_out0_z1 <= \$639 ;
+    d_out0_z1 <= \$643 ;
   always @(posedge clk)
-    g_cur_out0_z2 <= \$640 ;
+    d_out0_z2 <= \$644 ;
   always @(posedge clk)
-    sat_lif_out0_z1 <= \$641 ;
+    d_out0_z3 <= \$645 ;
   always @(posedge clk)
-    sat_lif_out0_z2 <= \$642 ;
+    g_cur_out0_z1 <= \$646 ;
   always @(posedge clk)
-    sat_lif_out0_z3 <= \$643 ;
+    g_cur_out0_z2 <= \$647 ;
   always @(posedge clk)
-    sat_cur_out0_z1 <= \$644 ;
+    sat_lif_out0_z1 <= \$648 ;
   always @(posedge clk)
-    sat_cur_out0_z2 <= \$645 ;
+    sat_lif_out0_z2 <= \$649 ;
   always @(posedge clk)
-    e1_z1 <= \$646 ;
+    sat_lif_out0_z3 <= \$650 ;
   always @(posedge clk)
-    window1_z1 <= \$647 ;
+    sat_cur_out0_z1 <= \$651 ;
   always @(posedge clk)
-    spike1_z1 <= \$648 ;
+    sat_cur_out0_z2 <= \$652 ;
   always @(posedge clk)
-    spike1_z2 <= \$649 ;
+    e1_z1 <= \$653 ;
   always @(posedge clk)
-    g_extra1_z1 <= \$650 ;
+    e1_z2 <= \$654 ;
   always @(posedge clk)
-    g_extra1_z2 <= \$651 ;
+    window1_z1 <= \$655 ;
   always @(posedge clk)
-    g_extra1_z3 <= \$652 ;
+    spike1_z1 <= \$656 ;
   always @(posedge clk)
-    scale1_z1 <= \$653 ;
+    spike1_z2 <= \$657 ;
   always @(posedge clk)
-    scale1_z2 <= \$654 ;
+    g_extra1_z1 <= \$658 ;
   always @(posedge clk)
-    scale1_z3 <= \$655 ;
+    g_extra1_z2 <= \$659 ;
   always @(posedge clk)
-    scale1_z4 <= \$656 ;
+    g_extra1_z3 <= \$660 ;
   always @(posedge clk)
-    direct1 <= \$657 ;
+    scale1_z1 <= \$661 ;
   always @(posedge clk)
-    d1 <= \$658 ;
+    scale1_z2 <= \$662 ;
   always @(posedge clk)
-    sat_lif1 <= \$659 ;
+    scale1_z3 <= \$663 ;
   always @(posedge clk)
-    g_cur1 <= \$660 ;
+    scale1_z4 <= \$664 ;
   always @(posedge clk)
-    sat_cur1 <= \$661 ;
+    direct1 <= \$665 ;
   always @(posedge clk)
-    g_prod1 <= \$662 ;
+    d1 <= \$666 ;
   always @(posedge clk)
-    g_p1 <= \$663 ;
+    sat_lif1 <= \$667 ;
   always @(posedge clk)
-    sat_aff1 <= \$664 ;
+    g_cur1 <= \$668 ;
   always @(posedge clk)
-    d_out1_z1 <= \$665 ;
+    sat_cur1 <= \$669 ;
   always @(posedge clk)
-    d_out1_z2 <= \$666 ;
+    g_prod1 <= \$670 ;
   always @(posedge clk)
-    d_out1_z3 <= \$667 ;
+    g_p1 <= \$671 ;
   always @(posedge clk)
-    g_cur_out1_z1 <= \$668 ;
+    sat_aff1 <= \$672 ;
   always @(posedge clk)
-    g_cur_out1_z2 <= \$669 ;
+    d_out1_z1 <= \$673 ;
   always @(posedge clk)
-    sat_lif_out1_z1 <= \$670 ;
+    d_out1_z2 <= \$674 ;
   always @(posedge clk)
-    sat_lif_out1_z2 <= \$671 ;
+    d_out1_z3 <= \$675 ;
   always @(posedge clk)
-    sat_lif_out1_z3 <= \$672 ;
+    g_cur_out1_z1 <= \$676 ;
   always @(posedge clk)
-    sat_cur_out1_z1 <= \$673 ;
+    g_cur_out1_z2 <= \$677 ;
   always @(posedge clk)
-    sat_cur_out1_z2 <= \$674 ;
+    sat_lif_out1_z1 <= \$678 ;
   always @(posedge clk)
-    e2_z1 <= \$675 ;
+    sat_lif_out1_z2 <= \$679 ;
   always @(posedge clk)
-    window2_z1 <= \$676 ;
+    sat_lif_out1_z3 <= \$680 ;
   always @(posedge clk)
-    spike2_z1 <= \$677 ;
+    sat_cur_out1_z1 <= \$681 ;
   always @(posedge clk)
-    spike2_z2 <= \$678 ;
+    sat_cur_out1_z2 <= \$682 ;
   always @(posedge clk)
-    g_extra2_z1 <= \$679 ;
+    e2_z1 <= \$683 ;
   always @(posedge clk)
-    g_extra2_z2 <= \$680 ;
+    e2_z2 <= \$684 ;
   always @(posedge clk)
-    g_extra2_z3 <= \$681 ;
+    window2_z1 <= \$685 ;
   always @(posedge clk)
-    scale2_z1 <= \$682 ;
+    spike2_z1 <= \$686 ;
   always @(posedge clk)
-    scale2_z2 <= \$683 ;
+    spike2_z2 <= \$687 ;
   always @(posedge clk)
-    scale2_z3 <= \$684 ;
+    g_extra2_z1 <= \$688 ;
   always @(posedge clk)
-    scale2_z4 <= \$685 ;
+    g_extra2_z2 <= \$689 ;
   always @(posedge clk)
-    direct2 <= \$686 ;
+    g_extra2_z3 <= \$690 ;
   always @(posedge clk)
-    d2 <= \$687 ;
+    scale2_z1 <= \$691 ;
   always @(posedge clk)
-    sat_lif2 <= \$688 ;
+    scale2_z2 <= \$692 ;
   always @(posedge clk)
-    g_cur2 <= \$689 ;
+    scale2_z3 <= \$693 ;
   always @(posedge clk)
-    sat_cur2 <= \$690 ;
+    scale2_z4 <= \$694 ;
   always @(posedge clk)
-    g_prod2 <= \$691 ;
+    direct2 <= \$695 ;
   always @(posedge clk)
-    g_p2 <= \$692 ;
+    d2 <= \$696 ;
   always @(posedge clk)
-    sat_aff2 <= \$693 ;
+    sat_lif2 <= \$697 ;
   always @(posedge clk)
-    d_out2_z1 <= \$694 ;
+    g_cur2 <= \$698 ;
   always @(posedge clk)
-    d_out2_z2 <= \$695 ;
+    sat_cur2 <= \$699 ;
   always @(posedge clk)
-    d_out2_z3 <= \$696 ;
+    g_prod2 <= \$700 ;
   always @(posedge clk)
-    g_cur_out2_z1 <= \$697 ;
+    g_p2 <= \$701 ;
   always @(posedge clk)
-    g_cur_out2_z2 <= \$698 ;
+    sat_aff2 <= \$702 ;
   always @(posedge clk)
-    sat_lif_out2_z1 <= \$699 ;
+    d_out2_z1 <= \$703 ;
   always @(posedge clk)
-    sat_lif_out2_z2 <= \$700 ;
+    d_out2_z2 <= \$704 ;
   always @(posedge clk)
-    sat_lif_out2_z3 <= \$701 ;
+    d_out2_z3 <= \$705 ;
   always @(posedge clk)
-    sat_cur_out2_z1 <= \$702 ;
+    g_cur_out2_z1 <= \$706 ;
   always @(posedge clk)
-    sat_cur_out2_z2 <= \$703 ;
+    g_cur_out2_z2 <= \$707 ;
   always @(posedge clk)
-    e3_z1 <= \$704 ;
+    sat_lif_out2_z1 <= \$708 ;
   always @(posedge clk)
-    window3_z1 <= \$705 ;
+    sat_lif_out2_z2 <= \$709 ;
   always @(posedge clk)
-    spike3_z1 <= \$706 ;
+    sat_lif_out2_z3 <= \$710 ;
   always @(posedge clk)
-    spike3_z2 <= \$707 ;
+    sat_cur_out2_z1 <= \$711 ;
   always @(posedge clk)
-    g_extra3_z1 <= \$708 ;
+    sat_cur_out2_z2 <= \$712 ;
   always @(posedge clk)
-    g_extra3_z2 <= \$709 ;
+    e3_z1 <= \$713 ;
   always @(posedge clk)
-    g_extra3_z3 <= \$710 ;
+    e3_z2 <= \$714 ;
   always @(posedge clk)
-    scale3_z1 <= \$711 ;
+    window3_z1 <= \$715 ;
   always @(posedge clk)
-    scale3_z2 <= \$712 ;
+    spike3_z1 <= \$716 ;
   always @(posedge clk)
-    scale3_z3 <= \$713 ;
+    spike3_z2 <= \$717 ;
   always @(posedge clk)
-    scale3_z4 <= \$714 ;
+    g_extra3_z1 <= \$718 ;
   always @(posedge clk)
-    direct3 <= \$715 ;
+    g_extra3_z2 <= \$719 ;
   always @(posedge clk)
-    d3 <= \$716 ;
+    g_extra3_z3 <= \$720 ;
   always @(posedge clk)
-    sat_lif3 <= \$717 ;
+    scale3_z1 <= \$721 ;
   always @(posedge clk)
-    g_cur3 <= \$718 ;
+    scale3_z2 <= \$722 ;
   always @(posedge clk)
-    sat_cur3 <= \$719 ;
+    scale3_z3 <= \$723 ;
   always @(posedge clk)
-    g_prod3 <= \$720 ;
+    scale3_z4 <= \$724 ;
   always @(posedge clk)
-    g_p3 <= \$721 ;
+    direct3 <= \$725 ;
   always @(posedge clk)
-    sat_aff3 <= \$722 ;
+    d3 <= \$726 ;
   always @(posedge clk)
-    d_out3_z1 <= \$723 ;
+    sat_lif3 <= \$727 ;
   always @(posedge clk)
-    d_out3_z2 <= \$724 ;
+    g_cur3 <= \$728 ;
   always @(posedge clk)
-    d_out3_z3 <= \$725 ;
+    sat_cur3 <= \$729 ;
   always @(posedge clk)
-    g_cur_out3_z1 <= \$726 ;
+    g_prod3 <= \$730 ;
   always @(posedge clk)
-    g_cur_out3_z2 <= \$727 ;
+    g_p3 <= \$731 ;
   always @(posedge clk)
-    sat_lif_out3_z1 <= \$728 ;
+    sat_aff3 <= \$732 ;
   always @(posedge clk)
-    sat_lif_out3_z2 <= \$729 ;
+    d_out3_z1 <= \$733 ;
   always @(posedge clk)
-    sat_lif_out3_z3 <= \$730 ;
+    d_out3_z2 <= \$734 ;
   always @(posedge clk)
-    sat_cur_out3_z1 <= \$731 ;
+    d_out3_z3 <= \$735 ;
   always @(posedge clk)
-    sat_cur_out3_z2 <= \$732 ;
-  assign \$1  = ! \port$16769$356 [5:0];
+    g_cur_out3_z1 <= \$736 ;
+  always @(posedge clk)
+    g_cur_out3_z2 <= \$737 ;
+  always @(posedge clk)
+    sat_lif_out3_z1 <= \$738 ;
+  always @(posedge clk)
+    sat_lif_out3_z2 <= \$739 ;
+  always @(posedge clk)
+    sat_lif_out3_z3 <= \$740 ;
+  always @(posedge clk)
+    sat_cur_out3_z1 <= \$741 ;
+  always @(posedge clk)
+    sat_cur_out3_z2 <= \$742 ;
+  assign \$1  = ! \port$17137$356 [5:0];
   assign \$2  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
-  assign \$3  = ! \port$16769$356 [5:0];
-  assign \$4  = \port$16769$356 [5:0] - 1'h1;
+  assign \$3  = ! \port$17137$356 [5:0];
+  assign \$4  = \port$17137$356 [5:0] - 1'h1;
   assign \$5  = \$3  ? 6'h00 : \$4 [5:0];
   assign \$6  = $signed(\$2 ) >>> \$5 ;
   assign \$7  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
-  assign \$8  = ! \port$16769$356 [5:0];
-  assign \$9  = \port$16769$356 [5:0] - 1'h1;
+  assign \$8  = ! \port$17137$356 [5:0];
+  assign \$9  = \port$17137$356 [5:0] - 1'h1;
   assign \$10  = \$8  ? 6'h00 : \$9 [5:0];
   assign \$11  = $signed(\$7 ) >>> \$10 ;
   assign \$12  = $signed(\$11 ) + $signed(2'h1);
   assign \$14  = \$1  ? \$6  : \$13 [23:0];
   assign \$15  = window0_z1 ? \$14  : 24'h000000;
-  assign \$16  = $signed(\$554 ) > $signed(16'h7fff);
-  assign \$17  = $signed(\$554 ) < $signed(16'h8000);
-  assign \$18  = \$17  ? 16'h8000 : \$554 [15:0];
+  assign \$16  = $signed(\$558 ) > $signed(16'h7fff);
+  assign \$17  = $signed(\$558 ) < $signed(16'h8000);
+  assign \$18  = \$17  ? 16'h8000 : \$558 [15:0];
   assign \$19  = \$16  ? 16'h7fff : \$18 ;
-  assign \$20  = $signed(\$554 ) > $signed(16'h7fff);
-  assign \$21  = $signed(\$554 ) < $signed(16'h8000);
-  assign \$22  = \$21  ? 16'h8000 : \$554 [15:0];
-  assign \$23  = \$20  ? 16'h7fff : \$22 ;
-  assign \$24  = $signed(\$23 ) != $signed(\$554 );
-  assign \$25  = $signed(d0) + $signed(g_extra0_z3);
-  assign \$26  = $signed(\$25 ) > $signed(16'h7fff);
-  assign \$27  = $signed(d0) + $signed(g_extra0_z3);
-  assign \$28  = $signed(\$27 ) < $signed(16'h8000);
-  assign \$29  = $signed(d0) + $signed(g_extra0_z3);
-  assign \$30  = \$28  ? 16'h8000 : \$29 [15:0];
-  assign \$31  = \$26  ? 16'h7fff : \$30 ;
-  assign \$32  = $signed(d0) + $signed(g_extra0_z3);
-  assign \$33  = $signed(\$32 ) > $signed(16'h7fff);
-  assign \$34  = $signed(d0) + $signed(g_extra0_z3);
-  assign \$35  = $signed(\$34 ) < $signed(16'h8000);
-  assign \$36  = $signed(d0) + $signed(g_extra0_z3);
-  assign \$37  = \$35  ? 16'h8000 : \$36 [15:0];
-  assign \$38  = \$33  ? 16'h7fff : \$37 ;
-  assign \$39  = $signed(d0) + $signed(g_extra0_z3);
-  assign \$40  = $signed(\$38 ) != $signed(\$39 );
-  assign \$41  = $signed(g_cur0) * $signed(scale0_z4);
-  assign \$42  = ! affine_shift;
+  assign \$20  = load_z2 ? e0_z2 : \$19 ;
+  assign \$21  = $signed(\$558 ) > $signed(16'h7fff);
+  assign \$22  = $signed(\$558 ) < $signed(16'h8000);
+  assign \$23  = \$22  ? 16'h8000 : \$558 [15:0];
+  assign \$24  = \$21  ? 16'h7fff : \$23 ;
+  assign \$25  = $signed(\$24 ) != $signed(\$558 );
+  assign \$26  = $signed(d0) + $signed(g_extra0_z3);
+  assign \$27  = $signed(\$26 ) > $signed(16'h7fff);
+  assign \$28  = $signed(d0) + $signed(g_extra0_z3);
+  assign \$29  = $signed(\$28 ) < $signed(16'h8000);
+  assign \$30  = $signed(d0) + $signed(g_extra0_z3);
+  assign \$31  = \$29  ? 16'h8000 : \$30 [15:0];
+  assign \$32  = \$27  ? 16'h7fff : \$31 ;
+  assign \$33  = $signed(d0) + $signed(g_extra0_z3);
+  assign \$34  = $signed(\$33 ) > $signed(16'h7fff);
+  assign \$35  = $signed(d0) + $signed(g_extra0_z3);
+  assign \$36  = $signed(\$35 ) < $signed(16'h8000);
+  assign \$37  = $signed(d0) + $signed(g_extra0_z3);
+  assign \$38  = \$36  ? 16'h8000 : \$37 [15:0];
+  assign \$39  = \$34  ? 16'h7fff : \$38 ;
+  assign \$40  = $signed(d0) + $signed(g_extra0_z3);
+  assign \$41  = $signed(\$39 ) != $signed(\$40 );
+  assign \$42  = $signed(g_cur0) * $signed(scale0_z4);
   assign \$43  = ! affine_shift;
-  assign \$44  = affine_shift - 1'h1;
-  assign \$45  = \$43  ? 6'h00 : \$44 [5:0];
-  assign \$46  = $signed(g_prod0) >>> \$45 ;
-  assign \$47  = ! affine_shift;
-  assign \$48  = affine_shift - 1'h1;
-  assign \$49  = \$47  ? 6'h00 : \$48 [5:0];
-  assign \$50  = $signed(g_prod0) >>> \$49 ;
-  assign \$51  = $signed(\$50 ) + $signed(2'h1);
-  assign \$53  = \$42  ? \$46  : \$52 [31:0];
-  assign \$54  = $signed(\$53 ) > $signed(16'h7fff);
-  assign \$55  = ! affine_shift;
+  assign \$44  = ! affine_shift;
+  assign \$45  = affine_shift - 1'h1;
+  assign \$46  = \$44  ? 6'h00 : \$45 [5:0];
+  assign \$47  = $signed(g_prod0) >>> \$46 ;
+  assign \$48  = ! affine_shift;
+  assign \$49  = affine_shift - 1'h1;
+  assign \$50  = \$48  ? 6'h00 : \$49 [5:0];
+  assign \$51  = $signed(g_prod0) >>> \$50 ;
+  assign \$52  = $signed(\$51 ) + $signed(2'h1);
+  assign \$54  = \$43  ? \$47  : \$53 [31:0];
+  assign \$55  = $signed(\$54 ) > $signed(16'h7fff);
   assign \$56  = ! affine_shift;
-  assign \$57  = affine_shift - 1'h1;
-  assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
-  assign \$59  = $signed(g_prod0) >>> \$58 ;
-  assign \$60  = ! affine_shift;
-  assign \$61  = affine_shift - 1'h1;
-  assign \$62  = \$60  ? 6'h00 : \$61 [5:0];
-  assign \$63  = $signed(g_prod0) >>> \$62 ;
-  assign \$64  = $signed(\$63 ) + $signed(2'h1);
-  assign \$66  = \$55  ? \$59  : \$65 [31:0];
-  assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = ! affine_shift;
+  assign \$57  = ! affine_shift;
+  assign \$58  = affine_shift - 1'h1;
+  assign \$59  = \$57  ? 6'h00 : \$58 [5:0];
+  assign \$60  = $signed(g_prod0) >>> \$59 ;
+  assign \$61  = ! affine_shift;
+  assign \$62  = affine_shift - 1'h1;
+  assign \$63  = \$61  ? 6'h00 : \$62 [5:0];
+  assign \$64  = $signed(g_prod0) >>> \$63 ;
+  assign \$65  = $signed(\$64 ) + $signed(2'h1);
+  assign \$67  = \$56  ? \$60  : \$66 [31:0];
+  assign \$68  = $signed(\$67 ) < $signed(16'h8000);
   assign \$69  = ! affine_shift;
-  assign \$70  = affine_shift - 1'h1;
-  assign \$71  = \$69  ? 6'h00 : \$70 [5:0];
-  assign \$72  = $signed(g_prod0) >>> \$71 ;
-  assign \$73  = ! affine_shift;
-  assign \$74  = affine_shift - 1'h1;
-  assign \$75  = \$73  ? 6'h00 : \$74 [5:0];
-  assign \$76  = $signed(g_prod0) >>> \$75 ;
-  assign \$77  = $signed(\$76 ) + $signed(2'h1);
-  assign \$79  = \$68  ? \$72  : \$78 [31:0];
-  assign \$80  = \$67  ? 16'h8000 : \$79 [15:0];
-  assign \$81  = \$54  ? 16'h7fff : \$80 ;
-  assign \$82  = ! affine_shift;
+  assign \$70  = ! affine_shift;
+  assign \$71  = affine_shift - 1'h1;
+  assign \$72  = \$70  ? 6'h00 : \$71 [5:0];
+  assign \$73  = $signed(g_prod0) >>> \$72 ;
+  assign \$74  = ! affine_shift;
+  assign \$75  = affine_shift - 1'h1;
+  assign \$76  = \$74  ? 6'h00 : \$75 [5:0];
+  assign \$77  = $signed(g_prod0) >>> \$76 ;
+  assign \$78  = $signed(\$77 ) + $signed(2'h1);
+  assign \$80  = \$69  ? \$73  : \$79 [31:0];
+  assign \$81  = \$68  ? 16'h8000 : \$80 [15:0];
+  assign \$82  = \$55  ? 16'h7fff : \$81 ;
   assign \$83  = ! affine_shift;
-  assign \$84  = affine_shift - 1'h1;
-  assign \$85  = \$83  ? 6'h00 : \$84 [5:0];
-  assign \$86  = $signed(g_prod0) >>> \$85 ;
-  assign \$87  = ! affine_shift;
-  assign \$88  = affine_shift - 1'h1;
-  assign \$89  = \$87  ? 6'h00 : \$88 [5:0];
-  assign \$90  = $signed(g_prod0) >>> \$89 ;
-  assign \$91  = $signed(\$90 ) + $signed(2'h1);
-  assign \$93  = \$82  ? \$86  : \$92 [31:0];
-  assign \$94  = $signed(\$93 ) > $signed(16'h7fff);
-  assign \$95  = ! affine_shift;
+  assign \$84  = ! affine_shift;
+  assign \$85  = affine_shift - 1'h1;
+  assign \$86  = \$84  ? 6'h00 : \$85 [5:0];
+  assign \$87  = $signed(g_prod0) >>> \$86 ;
+  assign \$88  = ! affine_shift;
+  assign \$89  = affine_shift - 1'h1;
+  assign \$90  = \$88  ? 6'h00 : \$89 [5:0];
+  assign \$91  = $signed(g_prod0) >>> \$90 ;
+  assign \$92  = $signed(\$91 ) + $signed(2'h1);
+  assign \$94  = \$83  ? \$87  : \$93 [31:0];
+  assign \$95  = $signed(\$94 ) > $signed(16'h7fff);
   assign \$96  = ! affine_shift;
-  assign \$97  = affine_shift - 1'h1;
-  assign \$98  = \$96  ? 6'h00 : \$97 [5:0];
-  assign \$99  = $signed(g_prod0) >>> \$98 ;
-  assign \$100  = ! affine_shift;
-  assign \$101  = affine_shift - 1'h1;
-  assign \$102  = \$100  ? 6'h00 : \$101 [5:0];
-  assign \$103  = $signed(g_prod0) >>> \$102 ;
-  assign \$104  = $signed(\$103 ) + $signed(2'h1);
-  assign \$106  = \$95  ? \$99  : \$105 [31:0];
-  assign \$107  = $signed(\$106 ) < $signed(16'h8000);
-  assign \$108  = ! affine_shift;
+  assign \$97  = ! affine_shift;
+  assign \$98  = affine_shift - 1'h1;
+  assign \$99  = \$97  ? 6'h00 : \$98 [5:0];
+  assign \$100  = $signed(g_prod0) >>> \$99 ;
+  assign \$101  = ! affine_shift;
+  assign \$102  = affine_shift - 1'h1;
+  assign \$103  = \$101  ? 6'h00 : \$102 [5:0];
+  assign \$104  = $signed(g_prod0) >>> \$103 ;
+  assign \$105  = $signed(\$104 ) + $signed(2'h1);
+  assign \$107  = \$96  ? \$100  : \$106 [31:0];
+  assign \$108  = $signed(\$107 ) < $signed(16'h8000);
   assign \$109  = ! affine_shift;
-  assign \$110  = affine_shift - 1'h1;
-  assign \$111  = \$109  ? 6'h00 : \$110 [5:0];
-  assign \$112  = $signed(g_prod0) >>> \$111 ;
-  assign \$113  = ! affine_shift;
-  assign \$114  = affine_shift - 1'h1;
-  assign \$115  = \$113  ? 6'h00 : \$114 [5:0];
-  assign \$116  = $signed(g_prod0) >>> \$115 ;
-  assign \$117  = $signed(\$116 ) + $signed(2'h1);
-  assign \$119  = \$108  ? \$112  : \$118 [31:0];
-  assign \$120  = \$107  ? 16'h8000 : \$119 [15:0];
-  assign \$121  = \$94  ? 16'h7fff : \$120 ;
-  assign \$122  = ! affine_shift;
+  assign \$110  = ! affine_shift;
+  assign \$111  = affine_shift - 1'h1;
+  assign \$112  = \$110  ? 6'h00 : \$111 [5:0];
+  assign \$113  = $signed(g_prod0) >>> \$112 ;
+  assign \$114  = ! affine_shift;
+  assign \$115  = affine_shift - 1'h1;
+  assign \$116  = \$114  ? 6'h00 : \$115 [5:0];
+  assign \$117  = $signed(g_prod0) >>> \$116 ;
+  assign \$118  = $signed(\$117 ) + $signed(2'h1);
+  assign \$120  = \$109  ? \$113  : \$119 [31:0];
+  assign \$121  = \$108  ? 16'h8000 : \$120 [15:0];
+  assign \$122  = \$95  ? 16'h7fff : \$121 ;
   assign \$123  = ! affine_shift;
-  assign \$124  = affine_shift - 1'h1;
-  assign \$125  = \$123  ? 6'h00 : \$124 [5:0];
-  assign \$126  = $signed(g_prod0) >>> \$125 ;
-  assign \$127  = ! affine_shift;
-  assign \$128  = affine_shift - 1'h1;
-  assign \$129  = \$127  ? 6'h00 : \$128 [5:0];
-  assign \$130  = $signed(g_prod0) >>> \$129 ;
-  assign \$131  = $signed(\$130 ) + $signed(2'h1);
-  assign \$133  = \$122  ? \$126  : \$132 [31:0];
-  assign \$134  = $signed(\$121 ) != $signed(\$133 );
-  assign \$135  = ! \port$16769$356 [5:0];
-  assign \$136  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
-  assign \$137  = ! \port$16769$356 [5:0];
-  assign \$138  = \port$16769$356 [5:0] - 1'h1;
-  assign \$139  = \$137  ? 6'h00 : \$138 [5:0];
-  assign \$140  = $signed(\$136 ) >>> \$139 ;
-  assign \$141  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
-  assign \$142  = ! \port$16769$356 [5:0];
-  assign \$143  = \port$16769$356 [5:0] - 1'h1;
-  assign \$144  = \$142  ? 6'h00 : \$143 [5:0];
-  assign \$145  = $signed(\$141 ) >>> \$144 ;
-  assign \$146  = $signed(\$145 ) + $signed(2'h1);
-  assign \$148  = \$135  ? \$140  : \$147 [23:0];
-  assign \$149  = window1_z1 ? \$148  : 24'h000000;
-  assign \$150  = $signed(\$572 ) > $signed(16'h7fff);
-  assign \$151  = $signed(\$572 ) < $signed(16'h8000);
-  assign \$152  = \$151  ? 16'h8000 : \$572 [15:0];
-  assign \$153  = \$150  ? 16'h7fff : \$152 ;
-  assign \$154  = $signed(\$572 ) > $signed(16'h7fff);
-  assign \$155  = $signed(\$572 ) < $signed(16'h8000);
-  assign \$156  = \$155  ? 16'h8000 : \$572 [15:0];
-  assign \$157  = \$154  ? 16'h7fff : \$156 ;
-  assign \$158  = $signed(\$157 ) != $signed(\$572 );
-  assign \$159  = $signed(d1) + $signed(g_extra1_z3);
-  assign \$160  = $signed(\$159 ) > $signed(16'h7fff);
+  assign \$124  = ! affine_shift;
+  assign \$125  = affine_shift - 1'h1;
+  assign \$126  = \$124  ? 6'h00 : \$125 [5:0];
+  assign \$127  = $signed(g_prod0) >>> \$126 ;
+  assign \$128  = ! affine_shift;
+  assign \$129  = affine_shift - 1'h1;
+  assign \$130  = \$128  ? 6'h00 : \$129 [5:0];
+  assign \$131  = $signed(g_prod0) >>> \$130 ;
+  assign \$132  = $signed(\$131 ) + $signed(2'h1);
+  assign \$134  = \$123  ? \$127  : \$133 [31:0];
+  assign \$135  = $signed(\$122 ) != $signed(\$134 );
+  assign \$136  = ! \port$17137$356 [5:0];
+  assign \$137  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
+  assign \$138  = ! \port$17137$356 [5:0];
+  assign \$139  = \port$17137$356 [5:0] - 1'h1;
+  assign \$140  = \$138  ? 6'h00 : \$139 [5:0];
+  assign \$141  = $signed(\$137 ) >>> \$140 ;
+  assign \$142  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
+  assign \$143  = ! \port$17137$356 [5:0];
+  assign \$144  = \port$17137$356 [5:0] - 1'h1;
+  assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
+  assign \$146  = $signed(\$142 ) >>> \$145 ;
+  assign \$147  = $signed(\$146 ) + $signed(2'h1);
+  assign \$149  = \$136  ? \$141  : \$148 [23:0];
+  assign \$150  = window1_z1 ? \$149  : 24'h000000;
+  assign \$151  = $signed(\$576 ) > $signed(16'h7fff);
+  assign \$152  = $signed(\$576 ) < $signed(16'h8000);
+  assign \$153  = \$152  ? 16'h8000 : \$576 [15:0];
+  assign \$154  = \$151  ? 16'h7fff : \$153 ;
+  assign \$155  = load_z2 ? e1_z2 : \$154 ;
+  assign \$156  = $signed(\$576 ) > $signed(16'h7fff);
+  assign \$157  = $signed(\$576 ) < $signed(16'h8000);
+  assign \$158  = \$157  ? 16'h8000 : \$576 [15:0];
+  assign \$159  = \$156  ? 16'h7fff : \$158 ;
+  assign \$160  = $signed(\$159 ) != $signed(\$576 );
   assign \$161  = $signed(d1) + $signed(g_extra1_z3);
-  assign \$162  = $signed(\$161 ) < $signed(16'h8000);
+  assign \$162  = $signed(\$161 ) > $signed(16'h7fff);
   assign \$163  = $signed(d1) + $signed(g_extra1_z3);
-  assign \$164  = \$162  ? 16'h8000 : \$163 [15:0];
-  assign \$165  = \$160  ? 16'h7fff : \$164 ;
-  assign \$166  = $signed(d1) + $signed(g_extra1_z3);
-  assign \$167  = $signed(\$166 ) > $signed(16'h7fff);
+  assign \$164  = $signed(\$163 ) < $signed(16'h8000);
+  assign \$165  = $signed(d1) + $signed(g_extra1_z3);
+  assign \$166  = \$164  ? 16'h8000 : \$165 [15:0];
+  assign \$167  = \$162  ? 16'h7fff : \$166 ;
   assign \$168  = $signed(d1) + $signed(g_extra1_z3);
-  assign \$169  = $signed(\$168 ) < $signed(16'h8000);
+  assign \$169  = $signed(\$168 ) > $signed(16'h7fff);
   assign \$170  = $signed(d1) + $signed(g_extra1_z3);
-  assign \$171  = \$169  ? 16'h8000 : \$170 [15:0];
-  assign \$172  = \$167  ? 16'h7fff : \$171 ;
-  assign \$173  = $signed(d1) + $signed(g_extra1_z3);
-  assign \$174  = $signed(\$172 ) != $signed(\$173 );
-  assign \$175  = $signed(g_cur1) * $signed(scale1_z4);
-  assign \$176  = ! affine_shift;
-  assign \$177  = ! affine_shift;
-  assign \$178  = affine_shift - 1'h1;
-  assign \$179  = \$177  ? 6'h00 : \$178 [5:0];
-  assign \$180  = $signed(g_prod1) >>> \$179 ;
-  assign \$181  = ! affine_shift;
-  assign \$182  = affine_shift - 1'h1;
-  assign \$183  = \$181  ? 6'h00 : \$182 [5:0];
-  assign \$184  = $signed(g_prod1) >>> \$183 ;
-  assign \$185  = $signed(\$184 ) + $signed(2'h1);
-  assign \$187  = \$176  ? \$180  : \$186 [31:0];
-  assign \$188  = $signed(\$187 ) > $signed(16'h7fff);
-  assign \$189  = ! affine_shift;
-  assign \$190  = ! affine_shift;
-  assign \$191  = affine_shift - 1'h1;
-  assign \$192  = \$190  ? 6'h00 : \$191 [5:0];
-  assign \$193  = $signed(g_prod1) >>> \$192 ;
-  assign \$194  = ! affine_shift;
-  assign \$195  = affine_shift - 1'h1;
-  assign \$196  = \$194  ? 6'h00 : \$195 [5:0];
-  assign \$197  = $signed(g_prod1) >>> \$196 ;
-  assign \$198  = $signed(\$197 ) + $signed(2'h1);
-  assign \$200  = \$189  ? \$193  : \$199 [31:0];
-  assign \$201  = $signed(\$200 ) < $signed(16'h8000);
-  assign \$202  = ! affine_shift;
-  assign \$203  = ! affine_shift;
-  assign \$204  = affine_shift - 1'h1;
-  assign \$205  = \$203  ? 6'h00 : \$204 [5:0];
-  assign \$206  = $signed(g_prod1) >>> \$205 ;
-  assign \$207  = ! affine_shift;
-  assign \$208  = affine_shift - 1'h1;
-  assign \$209  = \$207  ? 6'h00 : \$208 [5:0];
-  assign \$210  = $signed(g_prod1) >>> \$209 ;
-  assign \$211  = $signed(\$210 ) + $signed(2'h1);
-  assign \$213  = \$202  ? \$206  : \$212 [31:0];
-  assign \$214  = \$201  ? 16'h8000 : \$213 [15:0];
-  assign \$215  = \$188  ? 16'h7fff : \$214 ;
-  assign \$216  = ! affine_shift;
-  assign \$217  = ! affine_shift;
-  assign \$218  = affine_shift - 1'h1;
-  assign \$219  = \$217  ? 6'h00 : \$218 [5:0];
-  assign \$220  = $signed(g_prod1) >>> \$219 ;
-  assign \$221  = ! affine_shift;
-  assign \$222  = affine_shift - 1'h1;
-  assign \$223  = \$221  ? 6'h00 : \$222 [5:0];
-  assign \$224  = $signed(g_prod1) >>> \$223 ;
-  assign \$225  = $signed(\$224 ) + $signed(2'h1);
-  assign \$227  = \$216  ? \$220  : \$226 [31:0];
-  assign \$228  = $signed(\$227 ) > $signed(16'h7fff);
-  assign \$229  = ! affine_shift;
-  assign \$230  = ! affine_shift;
-  assign \$231  = affine_shift - 1'h1;
-  assign \$232  = \$230  ? 6'h00 : \$231 [5:0];
-  assign \$233  = $signed(g_prod1) >>> \$232 ;
-  assign \$234  = ! affine_shift;
-  assign \$235  = affine_shift - 1'h1;
-  assign \$236  = \$234  ? 6'h00 : \$235 [5:0];
-  assign \$237  = $signed(g_prod1) >>> \$236 ;
-  assign \$238  = $signed(\$237 ) + $signed(2'h1);
-  assign \$240  = \$229  ? \$233  : \$239 [31:0];
-  assign \$241  = $signed(\$240 ) < $signed(16'h8000);
-  assign \$242  = ! affine_shift;
-  assign \$243  = ! affine_shift;
-  assign \$244  = affine_shift - 1'h1;
-  assign \$245  = \$243  ? 6'h00 : \$244 [5:0];
-  assign \$246  = $signed(g_prod1) >>> \$245 ;
-  assign \$247  = ! affine_shift;
-  assign \$248  = affine_shift - 1'h1;
-  assign \$249  = \$247  ? 6'h00 : \$248 [5:0];
-  assign \$250  = $signed(g_prod1) >>> \$249 ;
-  assign \$251  = $signed(\$250 ) + $signed(2'h1);
-  assign \$253  = \$242  ? \$246  : \$252 [31:0];
-  assign \$254  = \$241  ? 16'h8000 : \$253 [15:0];
-  assign \$255  = \$228  ? 16'h7fff : \$254 ;
-  assign \$256  = ! affine_shift;
-  assign \$257  = ! affine_shift;
-  assign \$258  = affine_shift - 1'h1;
-  assign \$259  = \$257  ? 6'h00 : \$258 [5:0];
-  assign \$260  = $signed(g_prod1) >>> \$259 ;
-  assign \$261  = ! affine_shift;
-  assign \$262  = affine_shift - 1'h1;
-  assign \$263  = \$261  ? 6'h00 : \$262 [5:0];
-  assign \$264  = $signed(g_prod1) >>> \$263 ;
-  assign \$265  = $signed(\$264 ) + $signed(2'h1);
-  assign \$267  = \$256  ? \$260  : \$266 [31:0];
+  assign \$171  = $signed(\$170 ) < $signed(16'h8000);
+  assign \$172  = $signed(d1) + $signed(g_extra1_z3);
+  assign \$173  = \$171  ? 16'h8000 : \$172 [15:0];
+  assign \$174  = \$169  ? 16'h7fff : \$173 ;
+  assign \$175  = $signed(d1) + $signed(g_extra1_z3);
+  assign \$176  = $signed(\$174 ) != $signed(\$175 );
+  assign \$177  = $signed(g_cur1) * $signed(scale1_z4);
+  assign \$178  = ! affine_shift;
+  assign \$179  = ! affine_shift;
+  assign \$180  = affine_shift - 1'h1;
+  assign \$181  = \$179  ? 6'h00 : \$180 [5:0];
+  assign \$182  = $signed(g_prod1) >>> \$181 ;
+  assign \$183  = ! affine_shift;
+  assign \$184  = affine_shift - 1'h1;
+  assign \$185  = \$183  ? 6'h00 : \$184 [5:0];
+  assign \$186  = $signed(g_prod1) >>> \$185 ;
+  assign \$187  = $signed(\$186 ) + $signed(2'h1);
+  assign \$189  = \$178  ? \$182  : \$188 [31:0];
+  assign \$190  = $signed(\$189 ) > $signed(16'h7fff);
+  assign \$191  = ! affine_shift;
+  assign \$192  = ! affine_shift;
+  assign \$193  = affine_shift - 1'h1;
+  assign \$194  = \$192  ? 6'h00 : \$193 [5:0];
+  assign \$195  = $signed(g_prod1) >>> \$194 ;
+  assign \$196  = ! affine_shift;
+  assign \$197  = affine_shift - 1'h1;
+  assign \$198  = \$196  ? 6'h00 : \$197 [5:0];
+  assign \$199  = $signed(g_prod1) >>> \$198 ;
+  assign \$200  = $signed(\$199 ) + $signed(2'h1);
+  assign \$202  = \$191  ? \$195  : \$201 [31:0];
+  assign \$203  = $signed(\$202 ) < $signed(16'h8000);
+  assign \$204  = ! affine_shift;
+  assign \$205  = ! affine_shift;
+  assign \$206  = affine_shift - 1'h1;
+  assign \$207  = \$205  ? 6'h00 : \$206 [5:0];
+  assign \$208  = $signed(g_prod1) >>> \$207 ;
+  assign \$209  = ! affine_shift;
+  assign \$210  = affine_shift - 1'h1;
+  assign \$211  = \$209  ? 6'h00 : \$210 [5:0];
+  assign \$212  = $signed(g_prod1) >>> \$211 ;
+  assign \$213  = $signed(\$212 ) + $signed(2'h1);
+  assign \$215  = \$204  ? \$208  : \$214 [31:0];
+  assign \$216  = \$203  ? 16'h8000 : \$215 [15:0];
+  assign \$217  = \$190  ? 16'h7fff : \$216 ;
+  assign \$218  = ! affine_shift;
+  assign \$219  = ! affine_shift;
+  assign \$220  = affine_shift - 1'h1;
+  assign \$221  = \$219  ? 6'h00 : \$220 [5:0];
+  assign \$222  = $signed(g_prod1) >>> \$221 ;
+  assign \$223  = ! affine_shift;
+  assign \$224  = affine_shift - 1'h1;
+  assign \$225  = \$223  ? 6'h00 : \$224 [5:0];
+  assign \$226  = $signed(g_prod1) >>> \$225 ;
+  assign \$227  = $signed(\$226 ) + $signed(2'h1);
+  assign \$229  = \$218  ? \$222  : \$228 [31:0];
+  assign \$230  = $signed(\$229 ) > $signed(16'h7fff);
+  assign \$231  = ! affine_shift;
+  assign \$232  = ! affine_shift;
+  assign \$233  = affine_shift - 1'h1;
+  assign \$234  = \$232  ? 6'h00 : \$233 [5:0];
+  assign \$235  = $signed(g_prod1) >>> \$234 ;
+  assign \$236  = ! affine_shift;
+  assign \$237  = affine_shift - 1'h1;
+  assign \$238  = \$236  ? 6'h00 : \$237 [5:0];
+  assign \$239  = $signed(g_prod1) >>> \$238 ;
+  assign \$240  = $signed(\$239 ) + $signed(2'h1);
+  assign \$242  = \$231  ? \$235  : \$241 [31:0];
+  assign \$243  = $signed(\$242 ) < $signed(16'h8000);
+  assign \$244  = ! affine_shift;
+  assign \$245  = ! affine_shift;
+  assign \$246  = affine_shift - 1'h1;
+  assign \$247  = \$245  ? 6'h00 : \$246 [5:0];
+  assign \$248  = $signed(g_prod1) >>> \$247 ;
+  assign \$249  = ! affine_shift;
+  assign \$250  = affine_shift - 1'h1;
+  assign \$251  = \$249  ? 6'h00 : \$250 [5:0];
+  assign \$252  = $signed(g_prod1) >>> \$251 ;
+  assign \$253  = $signed(\$252 ) + $signed(2'h1);
+  assign \$255  = \$244  ? \$248  : \$254 [31:0];
+  assign \$256  = \$243  ? 16'h8000 : \$255 [15:0];
+  assign \$257  = \$230  ? 16'h7fff : \$256 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$609  = valid;
-    if (rst) begin
-      \$609  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$610  = valid_z1;
-    if (rst) begin
-      \$610  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$611  = valid_z2;
-    if (rst) begin
-      \$611  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$612  = valid_z3;
-    if (rst) begin
-      \$612  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$613  = valid_z4;
+    \$613  = valid;
     if (rst) begin
       \$613  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$614  = valid_z5;
+    \$614  = valid_z1;
     if (rst) begin
       \$614  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$615  = restart;
+    \$615  = valid_z2;
     if (rst) begin
       \$615  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$616  = restart_z1;
+    \$616  = valid_z3;
     if (rst) begin
       \$616  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$617  = e[15:0];
+    \$617  = valid_z4;
     if (rst) begin
-      \$617  = 16'h0000;
+      \$617  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$618  = \port$15565$0 [1];
+    \$618  = valid_z5;
     if (rst) begin
       \$618  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$619  = \port$15565$0 [0];
+    \$619  = restart;
     if (rst) begin
       \$619  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$620  = spike0_z1;
+    \$620  = restart_z1;
     if (rst) begin
       \$620  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$621  = g_extra[15:0];
+    \$621  = load;
     if (rst) begin
-      \$621  = 16'h0000;
+      \$621  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$622  = g_extra0_z1;
+    \$622  = load_z1;
     if (rst) begin
-      \$622  = 16'h0000;
+      \$622  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$623  = g_extra0_z2;
+    \$623  = e[15:0];
     if (rst) begin
       \$623  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$624  = scale[15:0];
+    \$624  = e0_z1;
     if (rst) begin
       \$624  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$625  = scale0_z1;
+    \$625  = \port$15867$0 [1];
     if (rst) begin
-      \$625  = 16'h0000;
+      \$625  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$626  = scale0_z2;
+    \$626  = \port$15867$0 [0];
     if (rst) begin
-      \$626  = 16'h0000;
+      \$626  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$627  = scale0_z3;
+    \$627  = spike0_z1;
     if (rst) begin
-      \$627  = 16'h0000;
+      \$627  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$628  = { \$15 [23], \$15  };
+    \$628  = g_extra[15:0];
     if (rst) begin
-      \$628  = 25'h0000000;
+      \$628  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$629  = d0;
-    if (valid_z2) begin
-      \$629  = \$19 ;
-    end
+    \$629  = g_extra0_z1;
     if (rst) begin
       \$629  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$630  = \$24 ;
+    \$630  = g_extra0_z2;
     if (rst) begin
-      \$630  = 1'h0;
+      \$630  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$631  = \$31 ;
+    \$631  = scale[15:0];
     if (rst) begin
       \$631  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$632  = \$40 ;
+    \$632  = scale0_z1;
     if (rst) begin
-      \$632  = 1'h0;
+      \$632  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$633  = \$41 ;
+    \$633  = scale0_z2;
     if (rst) begin
-      \$633  = 32'd0;
+      \$633  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$634  = \$81 ;
+    \$634  = scale0_z3;
     if (rst) begin
       \$634  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$635  = \$134 ;
+    \$635  = { \$15 [23], \$15  };
     if (rst) begin
-      \$635  = 1'h0;
+      \$635  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$636  = d0;
+    if (valid_z2) begin
+      \$636  = \$20 ;
+    end
     if (rst) begin
       \$636  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$637  = d_out0_z1;
+    \$637  = \$25 ;
     if (rst) begin
-      \$637  = 16'h0000;
+      \$637  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$638  = d_out0_z2;
+    \$638  = \$32 ;
     if (rst) begin
       \$638  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$639  = g_cur0;
+    \$639  = \$41 ;
     if (rst) begin
-      \$639  = 16'h0000;
+      \$639  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$640  = g_cur_out0_z1;
+    \$640  = \$42 ;
     if (rst) begin
-      \$640  = 16'h0000;
+      \$640  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$641  = sat_lif0;
+    \$641  = \$82 ;
     if (rst) begin
-      \$641  = 1'h0;
+      \$641  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$642  = sat_lif_out0_z1;
+    \$642  = \$135 ;
     if (rst) begin
       \$642  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$643  = sat_lif_out0_z2;
+    \$643  = d0;
     if (rst) begin
-      \$643  = 1'h0;
+      \$643  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$644  = sat_cur0;
+    \$644  = d_out0_z1;
     if (rst) begin
-      \$644  = 1'h0;
+      \$644  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$645  = sat_cur_out0_z1;
+    \$645  = d_out0_z2;
     if (rst) begin
-      \$645  = 1'h0;
+      \$645  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$646  = e[31:16];
+    \$646  = g_cur0;
     if (rst) begin
       \$646  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$647  = \port$15565$4 [1];
+    \$647  = g_cur_out0_z1;
     if (rst) begin
-      \$647  = 1'h0;
+      \$647  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$648  = \port$15565$4 [0];
+    \$648  = sat_lif0;
     if (rst) begin
       \$648  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$649  = spike1_z1;
+    \$649  = sat_lif_out0_z1;
     if (rst) begin
       \$649  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$650  = g_extra[31:16];
+    \$650  = sat_lif_out0_z2;
     if (rst) begin
-      \$650  = 16'h0000;
+      \$650  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$651  = g_extra1_z1;
+    \$651  = sat_cur0;
     if (rst) begin
-      \$651  = 16'h0000;
+      \$651  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$652  = g_extra1_z2;
+    \$652  = sat_cur_out0_z1;
     if (rst) begin
-      \$652  = 16'h0000;
+      \$652  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$653  = scale[31:16];
+    \$653  = e[31:16];
     if (rst) begin
       \$653  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$654  = scale1_z1;
+    \$654  = e1_z1;
     if (rst) begin
       \$654  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$655  = scale1_z2;
+    \$655  = \port$15867$4 [1];
     if (rst) begin
-      \$655  = 16'h0000;
+      \$655  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$656  = scale1_z3;
+    \$656  = \port$15867$4 [0];
     if (rst) begin
-      \$656  = 16'h0000;
+      \$656  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$657  = { \$149 [23], \$149  };
+    \$657  = spike1_z1;
     if (rst) begin
-      \$657  = 25'h0000000;
+      \$657  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$658  = d1;
-    if (valid_z2) begin
-      \$658  = \$153 ;
-    end
+    \$658  = g_extra[31:16];
     if (rst) begin
       \$658  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$659  = \$158 ;
+    \$659  = g_extra1_z1;
     if (rst) begin
-      \$659  = 1'h0;
+      \$659  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$660  = \$165 ;
+    \$660  = g_extra1_z2;
     if (rst) begin
       \$660  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$661  = \$174 ;
+    \$661  = scale[31:16];
     if (rst) begin
-      \$661  = 1'h0;
+      \$661  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$662  = \$175 ;
+    \$662  = scale1_z1;
     if (rst) begin
-      \$662  = 32'd0;
+      \$662  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$663  = \$215 ;
+    \$663  = scale1_z2;
     if (rst) begin
       \$663  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$664  = \$268 ;
+    \$664  = scale1_z3;
     if (rst) begin
-      \$664  = 1'h0;
+      \$664  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$665  = d1;
+    \$665  = { \$150 [23], \$150  };
     if (rst) begin
-      \$665  = 16'h0000;
+      \$665  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$666  = d_out1_z1;
+    \$666  = d1;
+    if (valid_z2) begin
+      \$666  = \$155 ;
+    end
     if (rst) begin
       \$666  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$667  = d_out1_z2;
+    \$667  = \$160 ;
     if (rst) begin
-      \$667  = 16'h0000;
+      \$667  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$668  = g_cur1;
+    \$668  = \$167 ;
     if (rst) begin
       \$668  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$669  = g_cur_out1_z1;
+    \$669  = \$176 ;
     if (rst) begin
-      \$669  = 16'h0000;
+      \$669  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$670  = sat_lif1;
+    \$670  = \$177 ;
     if (rst) begin
-      \$670  = 1'h0;
+      \$670  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$671  = sat_lif_out1_z1;
+    \$671  = \$217 ;
     if (rst) begin
-      \$671  = 1'h0;
+      \$671  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$672  = sat_lif_out1_z2;
+    \$672  = \$270 ;
     if (rst) begin
       \$672  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$673  = sat_cur1;
+    \$673  = d1;
     if (rst) begin
-      \$673  = 1'h0;
+      \$673  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$674  = sat_cur_out1_z1;
+    \$674  = d_out1_z1;
     if (rst) begin
-      \$674  = 1'h0;
+      \$674  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$675  = e[47:32];
+    \$675  = d_out1_z2;
     if (rst) begin
       \$675  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$676  = \port$15565$8 [1];
+    \$676  = g_cur1;
     if (rst) begin
-      \$676  = 1'h0;
+      \$676  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$677  = \port$15565$8 [0];
+    \$677  = g_cur_out1_z1;
     if (rst) begin
-      \$677  = 1'h0;
+      \$677  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$678  = spike2_z1;
+    \$678  = sat_lif1;
     if (rst) begin
       \$678  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$679  = g_extra[47:32];
+    \$679  = sat_lif_out1_z1;
     if (rst) begin
-      \$679  = 16'h0000;
+      \$679  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$680  = g_extra2_z1;
+    \$680  = sat_lif_out1_z2;
     if (rst) begin
-      \$680  = 16'h0000;
+      \$680  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$681  = g_extra2_z2;
+    \$681  = sat_cur1;
     if (rst) begin
-      \$681  = 16'h0000;
+      \$681  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$682  = scale[47:32];
+    \$682  = sat_cur_out1_z1;
     if (rst) begin
-      \$682  = 16'h0000;
+      \$682  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$683  = scale2_z1;
+    \$683  = e[47:32];
     if (rst) begin
       \$683  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$684  = scale2_z2;
+    \$684  = e2_z1;
     if (rst) begin
       \$684  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$685  = scale2_z3;
+    \$685  = \port$15867$8 [1];
     if (rst) begin
-      \$685  = 16'h0000;
+      \$685  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$686  = { \$283 [23], \$283  };
+    \$686  = \port$15867$8 [0];
     if (rst) begin
-      \$686  = 25'h0000000;
+      \$686  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$687  = d2;
-    if (valid_z2) begin
-      \$687  = \$287 ;
-    end
+    \$687  = spike2_z1;
     if (rst) begin
-      \$687  = 16'h0000;
+      \$687  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$688  = \$292 ;
+    \$688  = g_extra[47:32];
     if (rst) begin
-      \$688  = 1'h0;
+      \$688  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$689  = \$299 ;
+    \$689  = g_extra2_z1;
     if (rst) begin
       \$689  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$690  = \$308 ;
+    \$690  = g_extra2_z2;
     if (rst) begin
-      \$690  = 1'h0;
+      \$690  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$691  = \$309 ;
+    \$691  = scale[47:32];
     if (rst) begin
-      \$691  = 32'd0;
+      \$691  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$692  = \$349 ;
+    \$692  = scale2_z1;
     if (rst) begin
       \$692  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$693  = \$402 ;
+    \$693  = scale2_z2;
     if (rst) begin
-      \$693  = 1'h0;
+      \$693  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$694  = d2;
+    \$694  = scale2_z3;
     if (rst) begin
       \$694  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$695  = d_out2_z1;
+    \$695  = { \$285 [23], \$285  };
     if (rst) begin
-      \$695  = 16'h0000;
+      \$695  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$696  = d_out2_z2;
+    \$696  = d2;
+    if (valid_z2) begin
+      \$696  = \$290 ;
+    end
     if (rst) begin
       \$696  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$697  = g_cur2;
+    \$697  = \$295 ;
     if (rst) begin
-      \$697  = 16'h0000;
+      \$697  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$698  = g_cur_out2_z1;
+    \$698  = \$302 ;
     if (rst) begin
       \$698  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$699  = sat_lif2;
+    \$699  = \$311 ;
     if (rst) begin
       \$699  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$700  = sat_lif_out2_z1;
+    \$700  = \$312 ;
     if (rst) begin
-      \$700  = 1'h0;
+      \$700  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$701  = sat_lif_out2_z2;
+    \$701  = \$352 ;
     if (rst) begin
-      \$701  = 1'h0;
+      \$701  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$702  = sat_cur2;
+    \$702  = \$405 ;
     if (rst) begin
       \$702  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$703  = sat_cur_out2_z1;
+    \$703  = d2;
     if (rst) begin
-      \$703  = 1'h0;
+      \$703  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$704  = e[63:48];
+    \$704  = d_out2_z1;
     if (rst) begin
       \$704  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$705  = \port$15565$12 [1];
+    \$705  = d_out2_z2;
     if (rst) begin
-      \$705  = 1'h0;
+      \$705  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$706  = \port$15565$12 [0];
+    \$706  = g_cur2;
     if (rst) begin
-      \$706  = 1'h0;
+      \$706  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$707  = spike3_z1;
+    \$707  = g_cur_out2_z1;
     if (rst) begin
-      \$707  = 1'h0;
+      \$707  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$708  = g_extra[63:48];
+    \$708  = sat_lif2;
     if (rst) begin
-      \$708  = 16'h0000;
+      \$708  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$709  = g_extra3_z1;
+    \$709  = sat_lif_out2_z1;
     if (rst) begin
-      \$709  = 16'h0000;
+      \$709  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$710  = g_extra3_z2;
+    \$710  = sat_lif_out2_z2;
     if (rst) begin
-      \$710  = 16'h0000;
+      \$710  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$711  = scale[63:48];
+    \$711  = sat_cur2;
     if (rst) begin
-      \$711  = 16'h0000;
+      \$711  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$712  = scale3_z1;
+    \$712  = sat_cur_out2_z1;
     if (rst) begin
-      \$712  = 16'h0000;
+      \$712  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$713  = scale3_z2;
+    \$713  = e[63:48];
     if (rst) begin
       \$713  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$714  = scale3_z3;
+    \$714  = e3_z1;
     if (rst) begin
       \$714  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$715  = { \$417 [23], \$417  };
+    \$715  = \port$15867$12 [1];
     if (rst) begin
-      \$715  = 25'h0000000;
+      \$715  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$716  = d3;
-    if (valid_z2) begin
-      \$716  = \$421 ;
-    end
+    \$716  = \port$15867$12 [0];
     if (rst) begin
-      \$716  = 16'h0000;
+      \$716  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$717  = \$426 ;
+    \$717  = spike3_z1;
     if (rst) begin
       \$717  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$718  = \$433 ;
+    \$718  = g_extra[63:48];
     if (rst) begin
       \$718  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$719  = \$442 ;
+    \$719  = g_extra3_z1;
     if (rst) begin
-      \$719  = 1'h0;
+      \$719  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$720  = \$443 ;
+    \$720  = g_extra3_z2;
     if (rst) begin
-      \$720  = 32'd0;
+      \$720  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$721  = \$483 ;
+    \$721  = scale[63:48];
     if (rst) begin
       \$721  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$722  = \$536 ;
+    \$722  = scale3_z1;
     if (rst) begin
-      \$722  = 1'h0;
+      \$722  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$723  = d3;
+    \$723  = scale3_z2;
     if (rst) begin
       \$723  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$724  = d_out3_z1;
+    \$724  = scale3_z3;
     if (rst) begin
       \$724  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$725  = d_out3_z2;
+    \$725  = { \$420 [23], \$420  };
     if (rst) begin
-      \$725  = 16'h0000;
+      \$725  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$726  = g_cur3;
+    \$726  = d3;
+    if (valid_z2) begin
+      \$726  = \$425 ;
+    end
     if (rst) begin
       \$726  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$727  = g_cur_out3_z1;
+    \$727  = \$430 ;
     if (rst) begin
-      \$727  = 16'h0000;
+      \$727  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$728  = sat_lif3;
+    \$728  = \$437 ;
     if (rst) begin
-      \$728  = 1'h0;
+      \$728  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$729  = sat_lif_out3_z1;
+    \$729  = \$446 ;
     if (rst) begin
       \$729  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$730  = sat_lif_out3_z2;
+    \$730  = \$447 ;
     if (rst) begin
-      \$730  = 1'h0;
+      \$730  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$731  = sat_cur3;
+    \$731  = \$487 ;
     if (rst) begin
-      \$731  = 1'h0;
+      \$731  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$732  = sat_cur_out3_z1;
+    \$732  = \$540 ;
     if (rst) begin
       \$732  = 1'h0;
     end
   end
-  assign window = { \port$15565$12 [1], \port$15565$8 [1], \port$15565$4 [1], \port$15565$0 [1] };
-  assign spike = { \port$15565$12 [0], \port$15565$8 [0], \port$15565$4 [0], \port$15565$0 [0] };
-  assign height_shift = \port$16769$356 [5:0];
-  assign v0 = { \$554 [25], \$554  };
-  assign v1 = { \$572 [25], \$572  };
-  assign v2 = { \$590 [25], \$590  };
-  assign v3 = { \$608 [25], \$608  };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$733  = d3;
+    if (rst) begin
+      \$733  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$734  = d_out3_z1;
+    if (rst) begin
+      \$734  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$735  = d_out3_z2;
+    if (rst) begin
+      \$735  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$736  = g_cur3;
+    if (rst) begin
+      \$736  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$737  = g_cur_out3_z1;
+    if (rst) begin
+      \$737  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$738  = sat_lif3;
+    if (rst) begin
+      \$738  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$739  = sat_lif_out3_z1;
+    if (rst) begin
+      \$739  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$740  = sat_lif_out3_z2;
+    if (rst) begin
+      \$740  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$741  = sat_cur3;
+    if (rst) begin
+      \$741  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$742  = sat_cur_out3_z1;
+    if (rst) begin
+      \$742  = 1'h0;
+    end
+  end
+  assign window = { \port$15867$12 [1], \port$15867$8 [1], \port$15867$4 [1], \port$15867$0 [1] };
+  assign spike = { \port$15867$12 [0], \port$15867$8 [0], \port$15867$4 [0], \port$15867$0 [0] };
+  assign height_shift = \port$17137$356 [5:0];
+  assign v0 = { \$558 [25], \$558  };
+  assign v1 = { \$576 [25], \$576  };
+  assign v2 = { \$594 [25], \$594  };
+  assign v3 = { \$612 [25], \$612  };
   assign out_valid = valid_z6;
-  assign leak_mul = \port$16769$356 [13:6];
+  assign leak_mul = \port$17137$356 [13:6];
   assign d = { d_out3_z3, d_out2_z3, d_out1_z3, d_out0_z3 };
   assign g_cur = { g_cur_out3_z2, g_cur_out2_z2, g_cur_out1_z2, g_cur_out0_z2 };
   assign g_p = { g_p3, g_p2, g_p1, g_p0 };
@@ -28967,41 +29934,41 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$155
   assign sat_current = { sat_cur_out3_z2, sat_cur_out2_z2, sat_cur_out1_z2, sat_cur_out0_z2 };
   assign sat_affine = { sat_aff3, sat_aff2, sat_aff1, sat_aff0 };
   assign \$13  = { \$12 [24], \$12 [24:1] };
-  assign \$551  = { \$550 [24], \$550 [24:1] };
-  assign \$52  = { \$51 [32], \$51 [32:1] };
-  assign \$65  = { \$64 [32], \$64 [32:1] };
-  assign \$78  = { \$77 [32], \$77 [32:1] };
-  assign \$92  = { \$91 [32], \$91 [32:1] };
-  assign \$105  = { \$104 [32], \$104 [32:1] };
-  assign \$118  = { \$117 [32], \$117 [32:1] };
-  assign \$132  = { \$131 [32], \$131 [32:1] };
-  assign \$147  = { \$146 [24], \$146 [24:1] };
-  assign \$569  = { \$568 [24], \$568 [24:1] };
-  assign \$186  = { \$185 [32], \$185 [32:1] };
-  assign \$199  = { \$198 [32], \$198 [32:1] };
-  assign \$212  = { \$211 [32], \$211 [32:1] };
-  assign \$226  = { \$225 [32], \$225 [32:1] };
-  assign \$239  = { \$238 [32], \$238 [32:1] };
-  assign \$252  = { \$251 [32], \$251 [32:1] };
-  assign \$266  = { \$265 [32], \$265 [32:1] };
-  assign \$281  = { \$280 [24], \$280 [24:1] };
-  assign \$587  = { \$586 [24], \$586 [24:1] };
-  assign \$320  = { \$319 [32], \$319 [32:1] };
-  assign \$333  = { \$332 [32], \$332 [32:1] };
-  assign \$346  = { \$345 [32], \$345 [32:1] };
-  assign \$360  = { \$359 [32], \$359 [32:1] };
-  assign \$373  = { \$372 [32], \$372 [32:1] };
-  assign \$386  = { \$385 [32], \$385 [32:1] };
-  assign \$400  = { \$399 [32], \$399 [32:1] };
-  assign \$415  = { \$414 [24], \$414 [24:1] };
-  assign \$605  = { \$604 [24], \$604 [24:1] };
-  assign \$454  = { \$453 [32], \$453 [32:1] };
-  assign \$467  = { \$466 [32], \$466 [32:1] };
-  assign \$480  = { \$479 [32], \$479 [32:1] };
-  assign \$494  = { \$493 [32], \$493 [32:1] };
-  assign \$507  = { \$506 [32], \$506 [32:1] };
-  assign \$520  = { \$519 [32], \$519 [32:1] };
-  assign \$534  = { \$533 [32], \$533 [32:1] };
+  assign \$555  = { \$554 [24], \$554 [24:1] };
+  assign \$53  = { \$52 [32], \$52 [32:1] };
+  assign \$66  = { \$65 [32], \$65 [32:1] };
+  assign \$79  = { \$78 [32], \$78 [32:1] };
+  assign \$93  = { \$92 [32], \$92 [32:1] };
+  assign \$106  = { \$105 [32], \$105 [32:1] };
+  assign \$119  = { \$118 [32], \$118 [32:1] };
+  assign \$133  = { \$132 [32], \$132 [32:1] };
+  assign \$148  = { \$147 [24], \$147 [24:1] };
+  assign \$573  = { \$572 [24], \$572 [24:1] };
+  assign \$188  = { \$187 [32], \$187 [32:1] };
+  assign \$201  = { \$200 [32], \$200 [32:1] };
+  assign \$214  = { \$213 [32], \$213 [32:1] };
+  assign \$228  = { \$227 [32], \$227 [32:1] };
+  assign \$241  = { \$240 [32], \$240 [32:1] };
+  assign \$254  = { \$253 [32], \$253 [32:1] };
+  assign \$268  = { \$267 [32], \$267 [32:1] };
+  assign \$283  = { \$282 [24], \$282 [24:1] };
+  assign \$591  = { \$590 [24], \$590 [24:1] };
+  assign \$323  = { \$322 [32], \$322 [32:1] };
+  assign \$336  = { \$335 [32], \$335 [32:1] };
+  assign \$349  = { \$348 [32], \$348 [32:1] };
+  assign \$363  = { \$362 [32], \$362 [32:1] };
+  assign \$376  = { \$375 [32], \$375 [32:1] };
+  assign \$389  = { \$388 [32], \$388 [32:1] };
+  assign \$403  = { \$402 [32], \$402 [32:1] };
+  assign \$418  = { \$417 [24], \$417 [24:1] };
+  assign \$609  = { \$608 [24], \$608 [24:1] };
+  assign \$458  = { \$457 [32], \$457 [32:1] };
+  assign \$471  = { \$470 [32], \$470 [32:1] };
+  assign \$484  = { \$483 [32], \$483 [32:1] };
+  assign \$498  = { \$497 [32], \$497 [32:1] };
+  assign \$511  = { \$510 [32], \$510 [32:1] };
+  assign \$524  = { \$523 [32], \$523 [32:1] };
+  assign \$538  = { \$537 [32], \$537 [32:1] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -32383,8 +33350,8 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$15781$18 (a[21:18]),
-    .\port$15781$2 (a[4:2]),
+    .\port$16083$18 (a[21:18]),
+    .\port$16083$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -33120,7 +34087,7 @@ module \ttsnn_accel.e23.adder (\port$2321$0 , \port$2322$0 , \port$2323$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$15781$2 , ww__addr, \port$15781$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$16083$2 , ww__addr, \port$16083$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -33240,10 +34207,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$15781$18 ;
-  wire [3:0] \port$15781$18 ;
-  input [2:0] \port$15781$2 ;
-  wire [2:0] \port$15781$2 ;
+  input [3:0] \port$16083$18 ;
+  wire [3:0] \port$16083$18 ;
+  input [2:0] \port$16083$2 ;
+  wire [2:0] \port$16083$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -33339,91 +34306,91 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$15781$18 [0] * 4'h8;
+  assign \$100  = \port$16083$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$15781$18 [0] * 4'h8;
+  assign \$103  = \port$16083$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$15781$18 [0] * 4'h8;
+  assign \$106  = \port$16083$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$15781$18 [1:0] * 4'h8;
+  assign \$110  = \port$16083$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$15781$18 [1:0] * 4'h8;
+  assign \$113  = \port$16083$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$15781$18 [1:0] * 4'h8;
+  assign \$116  = \port$16083$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$15781$18 [3:2] * 4'h8;
+  assign \$121  = \port$16083$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$15781$18 [2] * 4'h8;
+  assign \$124  = \port$16083$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$15781$18 [0] * 4'h8;
+  assign \$129  = \port$16083$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$15781$18 [0] * 4'h8;
+  assign \$132  = \port$16083$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$15781$18 [0] * 4'h8;
+  assign \$135  = \port$16083$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$15781$18 [1:0] * 4'h8;
+  assign \$139  = \port$16083$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$15781$18 [1:0] * 4'h8;
+  assign \$142  = \port$16083$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$15781$18 [1:0] * 4'h8;
+  assign \$145  = \port$16083$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$15781$18 [3:2] * 4'h8;
+  assign \$150  = \port$16083$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$15781$18 [2] * 4'h8;
+  assign \$153  = \port$16083$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$15781$18 [0] * 4'h8;
+  assign \$158  = \port$16083$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$15781$18 [0] * 4'h8;
+  assign \$161  = \port$16083$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$15781$18 [0] * 4'h8;
+  assign \$164  = \port$16083$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$15781$18 [1:0] * 4'h8;
+  assign \$168  = \port$16083$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$15781$18 [1:0] * 4'h8;
+  assign \$171  = \port$16083$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$15781$18 [1:0] * 4'h8;
+  assign \$174  = \port$16083$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$15781$18 [3:2] * 4'h8;
+  assign \$179  = \port$16083$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$15781$18 [2] * 4'h8;
+  assign \$182  = \port$16083$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$15781$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$16083$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$15781$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$16083$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$15781$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$16083$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$15781$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$16083$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$15781$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$15781$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$16083$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$16083$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$15781$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$15781$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$16083$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$16083$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$15781$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$15781$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$16083$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$16083$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$15781$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$15781$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$16083$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$16083$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$15781$18 [0] * 4'h8;
+  assign \$71  = \port$16083$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$15781$18 [0] * 4'h8;
+  assign \$74  = \port$16083$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$15781$18 [0] * 4'h8;
+  assign \$77  = \port$16083$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$15781$18 [1:0] * 4'h8;
+  assign \$81  = \port$16083$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$15781$18 [1:0] * 4'h8;
+  assign \$84  = \port$16083$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$15781$18 [1:0] * 4'h8;
+  assign \$87  = \port$16083$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$15781$18 [3:2] * 4'h8;
+  assign \$92  = \port$16083$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$15781$18 [2] * 4'h8;
+  assign \$95  = \port$16083$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
@@ -33536,8 +34503,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$15781$18 [1:0];
-  assign wsel = \port$15781$18 [3:2];
+  assign jl = \port$16083$18 [1:0];
+  assign wsel = \port$16083$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -33548,9 +34515,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$15781$2 [2];
-  assign first = \port$15781$2 [0];
-  assign from_psum = \port$15781$2 [1];
+  assign use_spad = \port$16083$2 [2];
+  assign first = \port$16083$2 [0];
+  assign from_psum = \port$16083$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -39025,7 +39992,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data, membrane_in__data
-, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$16119$0 , \port$16129$0 , \port$16139$0 , \port$16149$0 , \port$16763$24 , desc, clk);
+, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$16421$0 , \port$16431$0 , \port$16441$0 , \port$16451$0 , \port$17131$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -39906,16 +40873,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$16119$0 ;
-  wire [15:0] \port$16119$0 ;
-  output [15:0] \port$16129$0 ;
-  wire [15:0] \port$16129$0 ;
-  output [15:0] \port$16139$0 ;
-  wire [15:0] \port$16139$0 ;
-  output [15:0] \port$16149$0 ;
-  wire [15:0] \port$16149$0 ;
-  input [47:0] \port$16763$24 ;
-  wire [47:0] \port$16763$24 ;
+  output [15:0] \port$16421$0 ;
+  wire [15:0] \port$16421$0 ;
+  output [15:0] \port$16431$0 ;
+  wire [15:0] \port$16431$0 ;
+  output [15:0] \port$16441$0 ;
+  wire [15:0] \port$16441$0 ;
+  output [15:0] \port$16451$0 ;
+  wire [15:0] \port$16451$0 ;
+  input [47:0] \port$17131$24 ;
+  wire [47:0] \port$17131$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -40383,9 +41350,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$16763$24 [23:0] > m4;
+  assign \$18  = \port$17131$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$16763$24 [47:24] + desc[259:244];
+  assign \$20  = \port$17131$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign issue4 = \$16  & \$22 ;
@@ -40421,9 +41388,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$52  = \$49  | \$51 ;
   assign \$53  = \$47  & \$52 ;
   assign \$54  = ~ desc[207];
-  assign \$55  = \port$16763$24 [23:0] > m4;
+  assign \$55  = \port$17131$24 [23:0] > m4;
   assign \$56  = \$54  | \$55 ;
-  assign \$57  = \port$16763$24 [47:24] + desc[259:244];
+  assign \$57  = \port$17131$24 [47:24] + desc[259:244];
   assign \$58  = \$57  > m4;
   assign \$59  = \$56  & \$58 ;
   assign \$60  = ~ \$59 ;
@@ -40686,10 +41653,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     .o2(\$656 ),
     .o3(\$657 ),
     .p(p),
-    .\port$15961$128 (e4c_aff[143:128]),
-    .\port$15961$176 (e4c_aff[191:176]),
-    .\port$15961$32 (e4c_aff[47:32]),
-    .\port$15961$80 (e4c_aff[95:80]),
+    .\port$16263$128 (e4c_aff[143:128]),
+    .\port$16263$176 (e4c_aff[191:176]),
+    .\port$16263$32 (e4c_aff[47:32]),
+    .\port$16263$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -40709,11 +41676,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$16055$0 (\$654 ),
-    .\port$16073$0 (\$655 ),
-    .\port$16091$0 (\$656 ),
-    .\port$16109$0 (\$657 ),
-    .\port$16767$167 (desc[188:167]),
+    .\port$16357$0 (\$654 ),
+    .\port$16375$0 (\$655 ),
+    .\port$16393$0 (\$656 ),
+    .\port$16411$0 (\$657 ),
+    .\port$17135$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$659 ),
@@ -41532,8 +42499,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$16763$24 [23:0];
-  assign out_taken = \port$16763$24 [47:24];
+  assign res_rows = \port$17131$24 [23:0];
+  assign out_taken = \port$17131$24 [47:24];
   assign x4 = \$64 [15:0];
   assign w4__en = issue4;
   assign \$signal$30  = affine__addr;
@@ -41569,10 +42536,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign membrane_in__addr = \$118 [15:0];
   assign membrane_out__addr = \$135 [15:0];
   assign spikes__addr = \$136 [15:0];
-  assign \port$16119$0  = \$658 ;
-  assign \port$16129$0  = \$660 ;
-  assign \port$16139$0  = \$662 ;
-  assign \port$16149$0  = \$664 ;
+  assign \port$16421$0  = \$658 ;
+  assign \port$16431$0  = \$660 ;
+  assign \port$16441$0  = \$662 ;
+  assign \port$16451$0  = \$664 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -41700,7 +42667,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, p, \port$15961$32 , \port$15961$80 , \port$15961$128 , \port$15961$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
+module \ttsnn_accel.e4.affine (rst, scale, p, \port$16263$32 , \port$16263$80 , \port$16263$128 , \port$16263$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
@@ -41896,14 +42863,14 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$15961$32 , \port$15961$80 , 
   reg [31:0] partial1 = 32'd0;
   reg [31:0] partial2 = 32'd0;
   reg [31:0] partial3 = 32'd0;
-  input [15:0] \port$15961$128 ;
-  wire [15:0] \port$15961$128 ;
-  input [15:0] \port$15961$176 ;
-  wire [15:0] \port$15961$176 ;
-  input [15:0] \port$15961$32 ;
-  wire [15:0] \port$15961$32 ;
-  input [15:0] \port$15961$80 ;
-  wire [15:0] \port$15961$80 ;
+  input [15:0] \port$16263$128 ;
+  wire [15:0] \port$16263$128 ;
+  input [15:0] \port$16263$176 ;
+  wire [15:0] \port$16263$176 ;
+  input [15:0] \port$16263$32 ;
+  wire [15:0] \port$16263$32 ;
+  input [15:0] \port$16263$80 ;
+  wire [15:0] \port$16263$80 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod2 = 32'd0;
@@ -42129,7 +43096,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$15961$32 , \port$15961$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$130  = \port$15961$32 ;
+    \$130  = \port$16263$32 ;
     if (rst) begin
       \$130  = 16'h0000;
     end
@@ -42192,7 +43159,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$15961$32 , \port$15961$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$139  = \port$15961$80 ;
+    \$139  = \port$16263$80 ;
     if (rst) begin
       \$139  = 16'h0000;
     end
@@ -42255,7 +43222,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$15961$32 , \port$15961$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$148  = \port$15961$128 ;
+    \$148  = \port$16263$128 ;
     if (rst) begin
       \$148  = 16'h0000;
     end
@@ -42318,7 +43285,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$15961$32 , \port$15961$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$157  = \port$15961$176 ;
+    \$157  = \port$16263$176 ;
     if (rst) begin
       \$157  = 16'h0000;
     end
@@ -42372,7 +43339,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$15961$32 , \port$15961$80 , 
       \$164  = 16'h0000;
     end
   end
-  assign bias = { \port$15961$176 , \port$15961$128 , \port$15961$80 , \port$15961$32  };
+  assign bias = { \port$16263$176 , \port$16263$128 , \port$16263$80 , \port$16263$32  };
   assign o = { o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -42448,7 +43415,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$16055$0 , \port$16073$0 , \port$16091$0 , \port$16109$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$16767$167 , rnd, clk);
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$16357$0 , \port$16375$0 , \port$16393$0 , \port$16411$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$17135$167 , rnd, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -42592,16 +43559,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$16055$0 , \port$16073$0 , \port$1
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [15:0] \port$16055$0 ;
-  wire [15:0] \port$16055$0 ;
-  input [15:0] \port$16073$0 ;
-  wire [15:0] \port$16073$0 ;
-  input [15:0] \port$16091$0 ;
-  wire [15:0] \port$16091$0 ;
-  input [15:0] \port$16109$0 ;
-  wire [15:0] \port$16109$0 ;
-  input [21:0] \port$16767$167 ;
-  wire [21:0] \port$16767$167 ;
+  input [15:0] \port$16357$0 ;
+  wire [15:0] \port$16357$0 ;
+  input [15:0] \port$16375$0 ;
+  wire [15:0] \port$16375$0 ;
+  input [15:0] \port$16393$0 ;
+  wire [15:0] \port$16393$0 ;
+  input [15:0] \port$16411$0 ;
+  wire [15:0] \port$16411$0 ;
+  input [21:0] \port$17135$167 ;
+  wire [21:0] \port$17135$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -42627,106 +43594,106 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$16055$0 , \port$16073$0 , \port$1
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$16767$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$17135$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$16767$167 [5:0];
-  assign \$5  = \port$16767$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$17135$167 [5:0];
+  assign \$5  = \port$17135$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$16767$167 [5:0];
+  assign \$8  = ! \port$17135$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$16055$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$16357$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$16055$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$16357$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$16055$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$16357$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$16055$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$16357$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$16055$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$16357$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$16055$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$16357$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$16767$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$16767$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$17135$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$17135$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$16767$167 [5:0];
-  assign \$31  = \port$16767$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$17135$167 [5:0];
+  assign \$31  = \port$17135$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$16767$167 [5:0];
+  assign \$34  = ! \port$17135$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$16073$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$16375$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$16073$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$16375$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$16073$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$16375$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$16073$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$16375$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$16073$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$16375$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$16073$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$16375$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$16767$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$16767$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$17135$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$17135$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$16767$167 [5:0];
-  assign \$57  = \port$16767$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$17135$167 [5:0];
+  assign \$57  = \port$17135$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$16767$167 [5:0];
+  assign \$60  = ! \port$17135$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$16091$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$16393$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$16091$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$16393$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$16091$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$16393$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$16091$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$16393$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$16091$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$16393$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$16091$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$16393$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$16767$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$16767$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$17135$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$17135$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$16767$167 [5:0];
-  assign \$83  = \port$16767$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$17135$167 [5:0];
+  assign \$83  = \port$17135$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$16767$167 [5:0];
+  assign \$86  = ! \port$17135$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$16109$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$16411$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$16109$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$16411$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$16109$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$16411$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$16109$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$16411$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$16109$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$16411$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$16109$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$16411$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$16767$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$17135$167 [21:6]);
   always @(posedge clk)
     leak_prod0 <= \$105 ;
   always @(posedge clk)
@@ -42907,9 +43874,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$16055$0 , \port$16073$0 , \port$1
       \$124  = 1'h0;
     end
   end
-  assign threshold = \port$16767$167 [21:6];
-  assign leak_shift = \port$16767$167 [5:0];
-  assign cur = { \port$16109$0 , \port$16091$0 , \port$16073$0 , \port$16055$0  };
+  assign threshold = \port$17135$167 [21:6];
+  assign leak_shift = \port$17135$167 [5:0];
+  assign cur = { \port$16411$0 , \port$16393$0 , \port$16375$0 , \port$16357$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -43436,11 +44403,11 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$104 ;
   wire \$105 ;
   wire \$106 ;
-  wire [8:0] \$1064 ;
-  wire [6:0] \$1069 ;
+  wire [8:0] \$1067 ;
   wire \$107 ;
   wire [6:0] \$1072 ;
-  wire [8:0] \$1076 ;
+  wire [6:0] \$1075 ;
+  wire [8:0] \$1079 ;
   wire \$108 ;
   wire \$109 ;
   wire \$11 ;
@@ -43686,10 +44653,10 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$326 ;
   wire \$327 ;
   wire \$328 ;
-  wire [48:0] \$329 ;
+  wire \$329 ;
   wire \$33 ;
-  wire [48:0] \$330 ;
-  wire [48:0] \$331 ;
+  wire \$330 ;
+  wire \$331 ;
   wire [48:0] \$332 ;
   wire [48:0] \$333 ;
   wire [48:0] \$334 ;
@@ -43780,9 +44747,9 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [48:0] \$410 ;
   wire [48:0] \$411 ;
   wire [48:0] \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire \$415 ;
+  wire [48:0] \$413 ;
+  wire [48:0] \$414 ;
+  wire [48:0] \$415 ;
   wire \$416 ;
   wire \$417 ;
   wire \$418 ;
@@ -43797,126 +44764,126 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$426 ;
   wire \$427 ;
   wire \$428 ;
-  wire [1:0] \$429 ;
+  wire \$429 ;
   wire [15:0] \$43 ;
   wire \$430 ;
   wire \$431 ;
-  wire \$432 ;
+  wire [1:0] \$432 ;
   wire \$433 ;
   wire \$434 ;
   wire \$435 ;
   wire \$436 ;
   wire \$437 ;
-  wire [2:0] \$438 ;
+  wire \$438 ;
   wire \$439 ;
   wire \$44 ;
   wire \$440 ;
-  wire \$441 ;
+  wire [2:0] \$441 ;
   wire \$442 ;
   wire \$443 ;
   wire \$444 ;
   wire \$445 ;
   wire \$446 ;
-  wire [3:0] \$447 ;
+  wire \$447 ;
   wire \$448 ;
   wire \$449 ;
   wire \$45 ;
-  wire \$450 ;
+  wire [3:0] \$450 ;
   wire \$451 ;
   wire \$452 ;
   wire \$453 ;
-  wire [15:0] \$454 ;
+  wire \$454 ;
   wire \$455 ;
   wire \$456 ;
-  wire [4:0] \$457 ;
+  wire [15:0] \$457 ;
   wire \$458 ;
   wire \$459 ;
   wire \$46 ;
-  wire \$460 ;
+  wire [4:0] \$460 ;
   wire \$461 ;
   wire \$462 ;
   wire \$463 ;
   wire \$464 ;
-  wire [5:0] \$465 ;
+  wire \$465 ;
   wire \$466 ;
   wire \$467 ;
-  wire \$468 ;
+  wire [5:0] \$468 ;
   wire \$469 ;
   wire \$47 ;
   wire \$470 ;
-  wire [15:0] \$471 ;
+  wire \$471 ;
   wire \$472 ;
   wire \$473 ;
-  wire [6:0] \$474 ;
+  wire [15:0] \$474 ;
   wire \$475 ;
   wire \$476 ;
-  wire \$477 ;
+  wire [6:0] \$477 ;
   wire \$478 ;
   wire \$479 ;
   wire \$48 ;
   wire \$480 ;
-  wire [15:0] \$481 ;
+  wire \$481 ;
   wire \$482 ;
   wire \$483 ;
-  wire [7:0] \$484 ;
+  wire [15:0] \$484 ;
   wire \$485 ;
   wire \$486 ;
-  wire \$487 ;
+  wire [7:0] \$487 ;
   wire \$488 ;
   wire \$489 ;
   wire \$49 ;
   wire \$490 ;
   wire \$491 ;
   wire \$492 ;
-  wire [8:0] \$493 ;
+  wire \$493 ;
   wire \$494 ;
   wire \$495 ;
-  wire \$496 ;
+  wire [8:0] \$496 ;
   wire \$497 ;
   wire \$498 ;
   wire \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire [15:0] \$500 ;
+  wire \$500 ;
   wire \$501 ;
   wire \$502 ;
-  wire [9:0] \$503 ;
+  wire [15:0] \$503 ;
   wire \$504 ;
   wire \$505 ;
-  wire \$506 ;
+  wire [9:0] \$506 ;
   wire \$507 ;
   wire \$508 ;
   wire \$509 ;
   wire \$51 ;
   wire \$510 ;
   wire \$511 ;
-  wire [10:0] \$512 ;
+  wire \$512 ;
   wire \$513 ;
   wire \$514 ;
-  wire \$515 ;
+  wire [10:0] \$515 ;
   wire \$516 ;
   wire \$517 ;
   wire \$518 ;
   wire \$519 ;
   wire \$52 ;
   wire \$520 ;
-  wire [11:0] \$521 ;
+  wire \$521 ;
   wire \$522 ;
   wire \$523 ;
-  wire \$524 ;
+  wire [11:0] \$524 ;
   wire \$525 ;
   wire \$526 ;
   wire \$527 ;
-  wire [15:0] \$528 ;
+  wire \$528 ;
   wire \$529 ;
   wire \$53 ;
   wire \$530 ;
-  wire [12:0] \$531 ;
-  wire [48:0] \$532 ;
-  wire [48:0] \$533 ;
-  wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
+  wire [15:0] \$531 ;
+  wire \$532 ;
+  wire \$533 ;
+  wire [12:0] \$534 ;
+  wire [48:0] \$535 ;
+  wire [48:0] \$536 ;
   wire \$537 ;
   wire \$538 ;
   wire \$539 ;
@@ -43932,123 +44899,123 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$548 ;
   wire \$549 ;
   wire \$55 ;
-  wire [1:0] \$550 ;
+  wire \$550 ;
   wire \$551 ;
   wire \$552 ;
-  wire \$553 ;
+  wire [1:0] \$553 ;
   wire \$554 ;
   wire \$555 ;
   wire \$556 ;
   wire \$557 ;
   wire \$558 ;
-  wire [2:0] \$559 ;
+  wire \$559 ;
   wire \$56 ;
   wire \$560 ;
   wire \$561 ;
-  wire \$562 ;
+  wire [2:0] \$562 ;
   wire \$563 ;
   wire \$564 ;
   wire \$565 ;
   wire \$566 ;
   wire \$567 ;
-  wire [3:0] \$568 ;
+  wire \$568 ;
   wire \$569 ;
   wire \$57 ;
   wire \$570 ;
-  wire \$571 ;
+  wire [3:0] \$571 ;
   wire \$572 ;
   wire \$573 ;
   wire \$574 ;
-  wire [15:0] \$575 ;
+  wire \$575 ;
   wire \$576 ;
   wire \$577 ;
-  wire [4:0] \$578 ;
+  wire [15:0] \$578 ;
   wire \$579 ;
   wire \$58 ;
   wire \$580 ;
-  wire \$581 ;
+  wire [4:0] \$581 ;
   wire \$582 ;
   wire \$583 ;
   wire \$584 ;
   wire \$585 ;
   wire \$586 ;
-  wire [5:0] \$587 ;
+  wire \$587 ;
   wire \$588 ;
   wire \$589 ;
   wire \$59 ;
-  wire \$590 ;
+  wire [5:0] \$590 ;
   wire \$591 ;
   wire \$592 ;
   wire \$593 ;
-  wire [15:0] \$594 ;
+  wire \$594 ;
   wire \$595 ;
   wire \$596 ;
-  wire [6:0] \$597 ;
+  wire [15:0] \$597 ;
   wire \$598 ;
   wire \$599 ;
   wire \$6 ;
   wire \$60 ;
-  wire \$600 ;
+  wire [6:0] \$600 ;
   wire \$601 ;
   wire \$602 ;
-  wire [15:0] \$603 ;
+  wire \$603 ;
   wire \$604 ;
   wire \$605 ;
-  wire [7:0] \$606 ;
+  wire [15:0] \$606 ;
   wire \$607 ;
   wire \$608 ;
-  wire \$609 ;
+  wire [7:0] \$609 ;
   wire \$61 ;
   wire \$610 ;
   wire \$611 ;
   wire \$612 ;
   wire \$613 ;
-  wire [8:0] \$614 ;
+  wire \$614 ;
   wire \$615 ;
   wire \$616 ;
-  wire \$617 ;
+  wire [8:0] \$617 ;
   wire \$618 ;
   wire \$619 ;
   wire \$62 ;
   wire \$620 ;
-  wire [15:0] \$621 ;
+  wire \$621 ;
   wire \$622 ;
   wire \$623 ;
-  wire [9:0] \$624 ;
+  wire [15:0] \$624 ;
   wire \$625 ;
   wire \$626 ;
-  wire \$627 ;
+  wire [9:0] \$627 ;
   wire \$628 ;
   wire \$629 ;
   wire \$63 ;
   wire \$630 ;
   wire \$631 ;
   wire \$632 ;
-  wire [10:0] \$633 ;
+  wire \$633 ;
   wire \$634 ;
   wire \$635 ;
-  wire \$636 ;
+  wire [10:0] \$636 ;
   wire \$637 ;
   wire \$638 ;
   wire \$639 ;
   wire [15:0] \$64 ;
   wire \$640 ;
   wire \$641 ;
-  wire [11:0] \$642 ;
+  wire \$642 ;
   wire \$643 ;
   wire \$644 ;
-  wire \$645 ;
+  wire [11:0] \$645 ;
   wire \$646 ;
   wire \$647 ;
   wire \$648 ;
-  wire [15:0] \$649 ;
+  wire \$649 ;
   wire \$65 ;
   wire \$650 ;
   wire \$651 ;
-  wire [12:0] \$652 ;
-  wire [48:0] \$653 ;
-  wire [48:0] \$654 ;
-  wire [48:0] \$655 ;
+  wire [15:0] \$652 ;
+  wire \$653 ;
+  wire \$654 ;
+  wire [12:0] \$655 ;
   wire [48:0] \$656 ;
   wire [48:0] \$657 ;
   wire [48:0] \$658 ;
@@ -44081,156 +45048,159 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [48:0] \$682 ;
   wire [48:0] \$683 ;
   wire [48:0] \$684 ;
-  wire \$685 ;
-  wire \$686 ;
-  wire \$687 ;
-  reg [71:0] \$688 ;
-  reg [159:0] \$689 ;
+  wire [48:0] \$685 ;
+  wire [48:0] \$686 ;
+  wire [48:0] \$687 ;
+  wire \$688 ;
+  wire \$689 ;
   wire \$69 ;
-  reg [261:0] \$690 ;
-  reg [607:0] \$691 ;
-  reg \$692 ;
-  reg \$693 ;
-  reg [47:0] \$694 ;
+  wire \$690 ;
+  reg [71:0] \$691 ;
+  reg [159:0] \$692 ;
+  reg [261:0] \$693 ;
+  reg [629:0] \$694 ;
   reg \$695 ;
-  reg [47:0] \$696 ;
-  reg \$697 ;
-  reg [47:0] \$698 ;
-  reg \$699 ;
+  reg \$696 ;
+  reg [47:0] \$697 ;
+  reg \$698 ;
+  reg [47:0] \$699 ;
   wire \$7 ;
   wire \$70 ;
-  reg [47:0] \$700 ;
-  reg \$701 ;
-  reg [47:0] \$702 ;
-  reg \$703 ;
-  reg [47:0] \$704 ;
-  reg \$705 ;
-  reg [47:0] \$706 ;
-  reg \$707 ;
-  reg [47:0] \$708 ;
-  reg \$709 ;
+  reg \$700 ;
+  reg [47:0] \$701 ;
+  reg \$702 ;
+  reg [47:0] \$703 ;
+  reg \$704 ;
+  reg [47:0] \$705 ;
+  reg \$706 ;
+  reg [47:0] \$707 ;
+  reg \$708 ;
+  reg [47:0] \$709 ;
   wire \$71 ;
-  reg [47:0] \$710 ;
-  reg \$711 ;
-  reg [47:0] \$712 ;
-  reg \$713 ;
-  reg [47:0] \$714 ;
-  reg \$715 ;
-  reg [47:0] \$716 ;
-  reg \$717 ;
-  reg [47:0] \$718 ;
-  reg \$719 ;
+  reg \$710 ;
+  reg [47:0] \$711 ;
+  reg \$712 ;
+  reg [47:0] \$713 ;
+  reg \$714 ;
+  reg [47:0] \$715 ;
+  reg \$716 ;
+  reg [47:0] \$717 ;
+  reg \$718 ;
+  reg [47:0] \$719 ;
   wire \$72 ;
-  reg [47:0] \$720 ;
-  reg [3:0] \$721 ;
-  reg [47:0] \$722 ;
-  reg [3:0] \$723 ;
-  reg [47:0] \$724 ;
-  reg [5:0] \$725 ;
-  reg [47:0] \$726 ;
-  reg [5:0] \$727 ;
-  reg [47:0] \$728 ;
-  reg [3:0] \$729 ;
+  reg \$720 ;
+  reg [47:0] \$721 ;
+  reg \$722 ;
+  reg [47:0] \$723 ;
+  reg [3:0] \$724 ;
+  reg [47:0] \$725 ;
+  reg [3:0] \$726 ;
+  reg [47:0] \$727 ;
+  reg [5:0] \$728 ;
+  reg [47:0] \$729 ;
   wire \$73 ;
-  reg [47:0] \$730 ;
-  reg [5:0] \$731 ;
-  reg [47:0] \$732 ;
-  reg [3:0] \$733 ;
-  reg [47:0] \$734 ;
-  reg [3:0] \$735 ;
-  reg [47:0] \$736 ;
-  reg \$737 ;
-  reg [47:0] \$738 ;
-  reg \$739 ;
+  reg [5:0] \$730 ;
+  reg [47:0] \$731 ;
+  reg [3:0] \$732 ;
+  reg [47:0] \$733 ;
+  reg [5:0] \$734 ;
+  reg [47:0] \$735 ;
+  reg [3:0] \$736 ;
+  reg [47:0] \$737 ;
+  reg [3:0] \$738 ;
+  reg [47:0] \$739 ;
   wire \$74 ;
-  reg [47:0] \$740 ;
-  reg \$741 ;
-  reg [47:0] \$742 ;
-  reg \$743 ;
-  reg [47:0] \$744 ;
-  reg \$745 ;
-  reg [47:0] \$746 ;
-  reg \$747 ;
-  reg [47:0] \$748 ;
-  reg [1:0] \$749 ;
+  reg \$740 ;
+  reg [47:0] \$741 ;
+  reg \$742 ;
+  reg [47:0] \$743 ;
+  reg \$744 ;
+  reg [47:0] \$745 ;
+  reg \$746 ;
+  reg [47:0] \$747 ;
+  reg \$748 ;
+  reg [47:0] \$749 ;
   wire \$75 ;
-  reg [47:0] \$750 ;
-  reg \$751 ;
-  reg [47:0] \$752 ;
-  reg [1:0] \$753 ;
-  reg [47:0] \$754 ;
-  reg \$755 ;
-  reg [47:0] \$756 ;
-  reg \$757 ;
-  reg [47:0] \$758 ;
-  reg \$759 ;
+  reg \$750 ;
+  reg [47:0] \$751 ;
+  reg [1:0] \$752 ;
+  reg [47:0] \$753 ;
+  reg \$754 ;
+  reg [47:0] \$755 ;
+  reg [1:0] \$756 ;
+  reg [47:0] \$757 ;
+  reg \$758 ;
+  reg [47:0] \$759 ;
   wire [15:0] \$76 ;
-  reg [47:0] \$760 ;
-  reg [1:0] \$761 ;
-  reg [47:0] \$762 ;
-  reg [1:0] \$763 ;
-  reg [47:0] \$764 ;
-  reg [1:0] \$765 ;
-  reg [47:0] \$766 ;
-  reg [1:0] \$767 ;
-  reg [47:0] \$768 ;
-  reg \$769 ;
+  reg \$760 ;
+  reg [47:0] \$761 ;
+  reg \$762 ;
+  reg [47:0] \$763 ;
+  reg [1:0] \$764 ;
+  reg [47:0] \$765 ;
+  reg [1:0] \$766 ;
+  reg [47:0] \$767 ;
+  reg [1:0] \$768 ;
+  reg [47:0] \$769 ;
   wire \$77 ;
-  reg [47:0] \$770 ;
-  reg \$771 ;
-  reg [47:0] \$772 ;
-  reg \$773 ;
-  reg [47:0] \$774 ;
-  reg \$775 ;
-  reg [47:0] \$776 ;
-  reg [12:0] \$777 ;
-  reg [47:0] \$778 ;
-  reg [12:0] \$779 ;
+  reg [1:0] \$770 ;
+  reg [47:0] \$771 ;
+  reg \$772 ;
+  reg [47:0] \$773 ;
+  reg \$774 ;
+  reg [47:0] \$775 ;
+  reg \$776 ;
+  reg [47:0] \$777 ;
+  reg \$778 ;
+  reg [47:0] \$779 ;
   wire \$78 ;
-  reg [47:0] \$780 ;
-  reg \$781 ;
-  reg [47:0] \$782 ;
-  reg [2:0] \$783 ;
-  reg [47:0] \$784 ;
-  reg [4:0] \$785 ;
-  reg [47:0] \$786 ;
-  reg \$787 ;
-  reg [47:0] \$788 ;
-  reg [1:0] \$789 ;
+  reg [12:0] \$780 ;
+  reg [47:0] \$781 ;
+  reg [12:0] \$782 ;
+  reg [47:0] \$783 ;
+  reg \$784 ;
+  reg [47:0] \$785 ;
+  reg [2:0] \$786 ;
+  reg [47:0] \$787 ;
+  reg [4:0] \$788 ;
+  reg [47:0] \$789 ;
   wire \$79 ;
-  reg [47:0] \$790 ;
-  reg [1:0] \$791 ;
-  reg [47:0] \$792 ;
-  reg \$793 ;
-  reg [47:0] \$794 ;
-  reg [2:0] \$795 ;
-  reg [47:0] \$796 ;
-  reg [2:0] \$797 ;
-  reg [47:0] \$798 ;
-  reg \$799 ;
+  reg \$790 ;
+  reg [47:0] \$791 ;
+  reg [1:0] \$792 ;
+  reg [47:0] \$793 ;
+  reg [1:0] \$794 ;
+  reg [47:0] \$795 ;
+  reg \$796 ;
+  reg [47:0] \$797 ;
+  reg [2:0] \$798 ;
+  reg [47:0] \$799 ;
   wire \$8 ;
   wire \$80 ;
-  reg [47:0] \$800 ;
-  reg \$801 ;
-  reg [47:0] \$802 ;
-  reg \$803 ;
-  reg [47:0] \$804 ;
-  reg \$805 ;
-  reg [47:0] \$806 ;
-  reg \$807 ;
-  reg [47:0] \$808 ;
-  reg [2:0] \$809 ;
+  reg [2:0] \$800 ;
+  reg [47:0] \$801 ;
+  reg \$802 ;
+  reg [47:0] \$803 ;
+  reg \$804 ;
+  reg [47:0] \$805 ;
+  reg \$806 ;
+  reg [47:0] \$807 ;
+  reg \$808 ;
+  reg [47:0] \$809 ;
   wire \$81 ;
-  reg [47:0] \$810 ;
-  reg \$811 ;
-  reg [3:0] \$812 ;
-  reg [2:0] \$813 ;
-  reg [31:0] \$814 ;
-  reg \$815 ;
-  reg [31:0] \$816 ;
-  reg [72:0] \$817 ;
+  reg \$810 ;
+  reg [47:0] \$811 ;
+  reg [2:0] \$812 ;
+  reg [47:0] \$813 ;
+  reg \$814 ;
+  reg [3:0] \$815 ;
+  reg [2:0] \$816 ;
+  reg [31:0] \$817 ;
   reg \$818 ;
+  reg [31:0] \$819 ;
   wire \$82 ;
+  reg [72:0] \$820 ;
+  reg \$821 ;
   wire \$83 ;
   wire \$84 ;
   wire [15:0] \$85 ;
@@ -44600,12 +45570,15 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   input rst;
   wire rst;
   reg [3:0] sel_now;
-  output [607:0] stage;
-  reg [607:0] stage = 608'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [629:0] stage;
+  reg [629:0] stage = 630'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [19:0] \stage.acc_base ;
   wire \stage.acc_clear ;
   wire \stage.alt_left ;
   wire [5:0] \stage.alt_shift ;
+  wire [19:0] \stage.carry_base ;
+  wire \stage.carry_in ;
+  wire \stage.carry_out ;
   wire [15:0] \stage.cols ;
   wire [19:0] \stage.cur_base ;
   wire [1:0] \stage.fx ;
@@ -44660,6 +45633,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [23:0] \stream_out.in_consumed ;
   wire [23:0] \stream_out.out_rows ;
   wire [23:0] \stream_out.res_consumed ;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = \$138  & \$141 ;
   assign \$144  = host_addr - 15'h5000;
   assign \$145  = host_addr >= 15'h5000;
   assign \$146  = host_addr < 15'h6000;
@@ -44722,17 +45697,17 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \$201  = busy ? 32'd0 : regions__w2__rd_data;
   assign \$202  = busy ? 32'd0 : regions__w3__rd_data;
   assign \$203  = busy ? 32'd0 : regions__w4__rd_data;
-  assign \$1064  = rd_k * 6'h20;
-  assign \$204  = regions__affine__rd_data >> \$1064 ;
+  assign \$1067  = rd_k * 6'h20;
+  assign \$204  = regions__affine__rd_data >> \$1067 ;
   assign \$205  = busy ? 32'd0 : \$204 ;
   assign \$206  = busy ? 32'd0 : regions__spike_in__rd_data;
-  assign \$1069  = rd_k[0] * 6'h20;
-  assign \$207  = regions__membrane__rd_data >> \$1069 ;
   assign \$1072  = rd_k[0] * 6'h20;
-  assign \$208  = regions__gbuf__rd_data >> \$1072 ;
+  assign \$207  = regions__membrane__rd_data >> \$1072 ;
+  assign \$1075  = rd_k[0] * 6'h20;
+  assign \$208  = regions__gbuf__rd_data >> \$1075 ;
   assign \$209  = busy ? 32'd0 : \$208 ;
-  assign \$1076  = rd_k * 6'h20;
-  assign \$210  = regions__wgrad__rd_data >> \$1076 ;
+  assign \$1079  = rd_k * 6'h20;
+  assign \$210  = regions__wgrad__rd_data >> \$1079 ;
   assign \$211  = busy ? 32'd0 : \$210 ;
   assign \$212  = host_addr == 2'h3;
   assign \$213  = host_addr == 3'h4;
@@ -44850,591 +45825,594 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \$326  = host_addr == 7'h59;
   assign \$327  = host_addr == 7'h5a;
   assign \$328  = host_addr == 7'h5b;
-  assign \$329  = cnt_cycles + inc_cycles;
-  assign \$330  = cnt_clear_d ? 49'h0000000000000 : \$329 ;
-  assign \$331  = cnt_c1_busy + inc_c1_busy;
-  assign \$332  = cnt_clear_d ? 49'h0000000000000 : \$331 ;
-  assign \$333  = cnt_c1_stall + inc_c1_stall;
-  assign \$334  = cnt_clear_d ? 49'h0000000000000 : \$333 ;
-  assign \$335  = cnt_c1_in_wait + inc_c1_in_wait;
-  assign \$336  = cnt_clear_d ? 49'h0000000000000 : \$335 ;
-  assign \$337  = cnt_c2_busy + inc_c2_busy;
-  assign \$338  = cnt_clear_d ? 49'h0000000000000 : \$337 ;
-  assign \$339  = cnt_c2_stall + inc_c2_stall;
-  assign \$340  = cnt_clear_d ? 49'h0000000000000 : \$339 ;
-  assign \$341  = cnt_c3_busy + inc_c3_busy;
-  assign \$342  = cnt_clear_d ? 49'h0000000000000 : \$341 ;
-  assign \$343  = cnt_c3_stall + inc_c3_stall;
-  assign \$344  = cnt_clear_d ? 49'h0000000000000 : \$343 ;
-  assign \$345  = cnt_c4_busy + inc_c4_busy;
-  assign \$346  = cnt_clear_d ? 49'h0000000000000 : \$345 ;
-  assign \$347  = cnt_c4_stall + inc_c4_stall;
-  assign \$348  = cnt_clear_d ? 49'h0000000000000 : \$347 ;
-  assign \$349  = cnt_adder_busy + inc_adder_busy;
-  assign \$350  = cnt_clear_d ? 49'h0000000000000 : \$349 ;
-  assign \$351  = cnt_adder_stall + inc_adder_stall;
-  assign \$352  = cnt_clear_d ? 49'h0000000000000 : \$351 ;
-  assign \$353  = cnt_lif_busy + inc_lif_busy;
-  assign \$354  = cnt_clear_d ? 49'h0000000000000 : \$353 ;
-  assign \$355  = cnt_lif_stall + inc_lif_stall;
-  assign \$356  = cnt_clear_d ? 49'h0000000000000 : \$355 ;
-  assign \$357  = cnt_c1_slots + inc_c1_slots;
-  assign \$358  = cnt_clear_d ? 49'h0000000000000 : \$357 ;
-  assign \$359  = cnt_c1_adds + inc_c1_adds;
-  assign \$360  = cnt_clear_d ? 49'h0000000000000 : \$359 ;
-  assign \$361  = cnt_c2_macs + inc_c2_macs;
-  assign \$362  = cnt_clear_d ? 49'h0000000000000 : \$361 ;
-  assign \$363  = cnt_c3_macs + inc_c3_macs;
-  assign \$364  = cnt_clear_d ? 49'h0000000000000 : \$363 ;
-  assign \$365  = cnt_c4_macs + inc_c4_macs;
-  assign \$366  = cnt_clear_d ? 49'h0000000000000 : \$365 ;
-  assign \$367  = cnt_adds + inc_adds;
-  assign \$368  = cnt_clear_d ? 49'h0000000000000 : \$367 ;
-  assign \$369  = cnt_lif_updates + inc_lif_updates;
-  assign \$370  = cnt_clear_d ? 49'h0000000000000 : \$369 ;
-  assign \$371  = cnt_spikes_out + inc_spikes_out;
-  assign \$372  = cnt_clear_d ? 49'h0000000000000 : \$371 ;
-  assign \$373  = cnt_w1_reads + inc_w1_reads;
-  assign \$374  = cnt_clear_d ? 49'h0000000000000 : \$373 ;
-  assign \$375  = cnt_w2_reads + inc_w2_reads;
-  assign \$376  = cnt_clear_d ? 49'h0000000000000 : \$375 ;
-  assign \$377  = cnt_w3_reads + inc_w3_reads;
-  assign \$378  = cnt_clear_d ? 49'h0000000000000 : \$377 ;
-  assign \$379  = cnt_w4_reads + inc_w4_reads;
-  assign \$380  = cnt_clear_d ? 49'h0000000000000 : \$379 ;
-  assign \$381  = cnt_affine_reads + inc_affine_reads;
-  assign \$382  = cnt_clear_d ? 49'h0000000000000 : \$381 ;
-  assign \$383  = cnt_spike_in_reads + inc_spike_in_reads;
-  assign \$384  = cnt_clear_d ? 49'h0000000000000 : \$383 ;
-  assign \$385  = cnt_line1_reads + inc_line1_reads;
-  assign \$386  = cnt_clear_d ? 49'h0000000000000 : \$385 ;
-  assign \$387  = cnt_line1_writes + inc_line1_writes;
-  assign \$388  = cnt_clear_d ? 49'h0000000000000 : \$387 ;
-  assign \$389  = cnt_row2_reads + inc_row2_reads;
-  assign \$390  = cnt_clear_d ? 49'h0000000000000 : \$389 ;
-  assign \$391  = cnt_row2_writes + inc_row2_writes;
-  assign \$392  = cnt_clear_d ? 49'h0000000000000 : \$391 ;
-  assign \$393  = cnt_line4_reads + inc_line4_reads;
-  assign \$394  = cnt_clear_d ? 49'h0000000000000 : \$393 ;
-  assign \$395  = cnt_line4_writes + inc_line4_writes;
-  assign \$396  = cnt_clear_d ? 49'h0000000000000 : \$395 ;
-  assign \$397  = cnt_c2_spad_reads + inc_c2_spad_reads;
-  assign \$398  = cnt_clear_d ? 49'h0000000000000 : \$397 ;
-  assign \$399  = cnt_c2_spad_writes + inc_c2_spad_writes;
-  assign \$400  = cnt_clear_d ? 49'h0000000000000 : \$399 ;
-  assign \$401  = cnt_c3_spad_reads + inc_c3_spad_reads;
-  assign \$402  = cnt_clear_d ? 49'h0000000000000 : \$401 ;
-  assign \$403  = cnt_c3_spad_writes + inc_c3_spad_writes;
-  assign \$404  = cnt_clear_d ? 49'h0000000000000 : \$403 ;
-  assign \$405  = cnt_residual_reads + inc_residual_reads;
-  assign \$406  = cnt_clear_d ? 49'h0000000000000 : \$405 ;
-  assign \$407  = cnt_membrane_reads + inc_membrane_reads;
-  assign \$408  = cnt_clear_d ? 49'h0000000000000 : \$407 ;
-  assign \$409  = cnt_membrane_writes + inc_membrane_writes;
-  assign \$410  = cnt_clear_d ? 49'h0000000000000 : \$409 ;
-  assign \$411  = cnt_spikes_writes + inc_spikes_writes;
-  assign \$412  = cnt_clear_d ? 49'h0000000000000 : \$411 ;
-  assign \$413  = host_addr >= 10'h200;
-  assign \$414  = host_addr < 10'h240;
-  assign \$415  = \$413  & \$414 ;
-  assign \$416  = host_write & \$415 ;
-  assign \$417  = ~ busy;
+  assign \$329  = host_addr == 7'h5c;
+  assign \$330  = host_addr == 7'h5d;
+  assign \$331  = host_addr == 7'h5e;
+  assign \$332  = cnt_cycles + inc_cycles;
+  assign \$333  = cnt_clear_d ? 49'h0000000000000 : \$332 ;
+  assign \$334  = cnt_c1_busy + inc_c1_busy;
+  assign \$335  = cnt_clear_d ? 49'h0000000000000 : \$334 ;
+  assign \$336  = cnt_c1_stall + inc_c1_stall;
+  assign \$337  = cnt_clear_d ? 49'h0000000000000 : \$336 ;
+  assign \$338  = cnt_c1_in_wait + inc_c1_in_wait;
+  assign \$339  = cnt_clear_d ? 49'h0000000000000 : \$338 ;
+  assign \$340  = cnt_c2_busy + inc_c2_busy;
+  assign \$341  = cnt_clear_d ? 49'h0000000000000 : \$340 ;
+  assign \$342  = cnt_c2_stall + inc_c2_stall;
+  assign \$343  = cnt_clear_d ? 49'h0000000000000 : \$342 ;
+  assign \$344  = cnt_c3_busy + inc_c3_busy;
+  assign \$345  = cnt_clear_d ? 49'h0000000000000 : \$344 ;
+  assign \$346  = cnt_c3_stall + inc_c3_stall;
+  assign \$347  = cnt_clear_d ? 49'h0000000000000 : \$346 ;
+  assign \$348  = cnt_c4_busy + inc_c4_busy;
+  assign \$349  = cnt_clear_d ? 49'h0000000000000 : \$348 ;
+  assign \$350  = cnt_c4_stall + inc_c4_stall;
+  assign \$351  = cnt_clear_d ? 49'h0000000000000 : \$350 ;
+  assign \$352  = cnt_adder_busy + inc_adder_busy;
+  assign \$353  = cnt_clear_d ? 49'h0000000000000 : \$352 ;
+  assign \$354  = cnt_adder_stall + inc_adder_stall;
+  assign \$355  = cnt_clear_d ? 49'h0000000000000 : \$354 ;
+  assign \$356  = cnt_lif_busy + inc_lif_busy;
+  assign \$357  = cnt_clear_d ? 49'h0000000000000 : \$356 ;
+  assign \$358  = cnt_lif_stall + inc_lif_stall;
+  assign \$359  = cnt_clear_d ? 49'h0000000000000 : \$358 ;
+  assign \$360  = cnt_c1_slots + inc_c1_slots;
+  assign \$361  = cnt_clear_d ? 49'h0000000000000 : \$360 ;
+  assign \$362  = cnt_c1_adds + inc_c1_adds;
+  assign \$363  = cnt_clear_d ? 49'h0000000000000 : \$362 ;
+  assign \$364  = cnt_c2_macs + inc_c2_macs;
+  assign \$365  = cnt_clear_d ? 49'h0000000000000 : \$364 ;
+  assign \$366  = cnt_c3_macs + inc_c3_macs;
+  assign \$367  = cnt_clear_d ? 49'h0000000000000 : \$366 ;
+  assign \$368  = cnt_c4_macs + inc_c4_macs;
+  assign \$369  = cnt_clear_d ? 49'h0000000000000 : \$368 ;
+  assign \$370  = cnt_adds + inc_adds;
+  assign \$371  = cnt_clear_d ? 49'h0000000000000 : \$370 ;
+  assign \$372  = cnt_lif_updates + inc_lif_updates;
+  assign \$373  = cnt_clear_d ? 49'h0000000000000 : \$372 ;
+  assign \$374  = cnt_spikes_out + inc_spikes_out;
+  assign \$375  = cnt_clear_d ? 49'h0000000000000 : \$374 ;
+  assign \$376  = cnt_w1_reads + inc_w1_reads;
+  assign \$377  = cnt_clear_d ? 49'h0000000000000 : \$376 ;
+  assign \$378  = cnt_w2_reads + inc_w2_reads;
+  assign \$379  = cnt_clear_d ? 49'h0000000000000 : \$378 ;
+  assign \$380  = cnt_w3_reads + inc_w3_reads;
+  assign \$381  = cnt_clear_d ? 49'h0000000000000 : \$380 ;
+  assign \$382  = cnt_w4_reads + inc_w4_reads;
+  assign \$383  = cnt_clear_d ? 49'h0000000000000 : \$382 ;
+  assign \$384  = cnt_affine_reads + inc_affine_reads;
+  assign \$385  = cnt_clear_d ? 49'h0000000000000 : \$384 ;
+  assign \$386  = cnt_spike_in_reads + inc_spike_in_reads;
+  assign \$387  = cnt_clear_d ? 49'h0000000000000 : \$386 ;
+  assign \$388  = cnt_line1_reads + inc_line1_reads;
+  assign \$389  = cnt_clear_d ? 49'h0000000000000 : \$388 ;
+  assign \$390  = cnt_line1_writes + inc_line1_writes;
+  assign \$391  = cnt_clear_d ? 49'h0000000000000 : \$390 ;
+  assign \$392  = cnt_row2_reads + inc_row2_reads;
+  assign \$393  = cnt_clear_d ? 49'h0000000000000 : \$392 ;
+  assign \$394  = cnt_row2_writes + inc_row2_writes;
+  assign \$395  = cnt_clear_d ? 49'h0000000000000 : \$394 ;
+  assign \$396  = cnt_line4_reads + inc_line4_reads;
+  assign \$397  = cnt_clear_d ? 49'h0000000000000 : \$396 ;
+  assign \$398  = cnt_line4_writes + inc_line4_writes;
+  assign \$399  = cnt_clear_d ? 49'h0000000000000 : \$398 ;
+  assign \$400  = cnt_c2_spad_reads + inc_c2_spad_reads;
+  assign \$401  = cnt_clear_d ? 49'h0000000000000 : \$400 ;
+  assign \$402  = cnt_c2_spad_writes + inc_c2_spad_writes;
+  assign \$403  = cnt_clear_d ? 49'h0000000000000 : \$402 ;
+  assign \$404  = cnt_c3_spad_reads + inc_c3_spad_reads;
+  assign \$405  = cnt_clear_d ? 49'h0000000000000 : \$404 ;
+  assign \$406  = cnt_c3_spad_writes + inc_c3_spad_writes;
+  assign \$407  = cnt_clear_d ? 49'h0000000000000 : \$406 ;
+  assign \$408  = cnt_residual_reads + inc_residual_reads;
+  assign \$409  = cnt_clear_d ? 49'h0000000000000 : \$408 ;
+  assign \$410  = cnt_membrane_reads + inc_membrane_reads;
+  assign \$411  = cnt_clear_d ? 49'h0000000000000 : \$410 ;
+  assign \$412  = cnt_membrane_writes + inc_membrane_writes;
+  assign \$413  = cnt_clear_d ? 49'h0000000000000 : \$412 ;
+  assign \$414  = cnt_spikes_writes + inc_spikes_writes;
+  assign \$415  = cnt_clear_d ? 49'h0000000000000 : \$414 ;
+  assign \$416  = host_addr >= 10'h200;
+  assign \$417  = host_addr < 10'h240;
   assign \$418  = \$416  & \$417 ;
-  assign \$421  = host_addr >= 10'h240;
-  assign \$422  = host_addr < 10'h270;
-  assign \$423  = \$421  & \$422 ;
-  assign \$424  = host_write & \$423 ;
-  assign \$425  = ~ busy;
+  assign \$419  = host_write & \$418 ;
+  assign \$420  = ~ busy;
+  assign \$421  = \$419  & \$420 ;
+  assign \$424  = host_addr >= 10'h240;
+  assign \$425  = host_addr < 10'h270;
   assign \$426  = \$424  & \$425 ;
-  assign \$429  = \$420  + \$428 ;
-  assign \$430  = host_addr >= 10'h280;
-  assign \$431  = host_addr < 10'h2b0;
-  assign \$432  = \$430  & \$431 ;
-  assign \$433  = host_write & \$432 ;
-  assign \$434  = ~ busy;
+  assign \$427  = host_write & \$426 ;
+  assign \$428  = ~ busy;
+  assign \$429  = \$427  & \$428 ;
+  assign \$432  = \$423  + \$431 ;
+  assign \$433  = host_addr >= 10'h280;
+  assign \$434  = host_addr < 10'h2b0;
   assign \$435  = \$433  & \$434 ;
-  assign \$438  = \$429  + \$437 ;
-  assign \$439  = host_addr >= 10'h2c0;
-  assign \$440  = host_addr < 10'h300;
-  assign \$441  = \$439  & \$440 ;
-  assign \$442  = host_write & \$441 ;
-  assign \$443  = ~ busy;
+  assign \$436  = host_write & \$435 ;
+  assign \$437  = ~ busy;
+  assign \$438  = \$436  & \$437 ;
+  assign \$441  = \$432  + \$440 ;
+  assign \$442  = host_addr >= 10'h2c0;
+  assign \$443  = host_addr < 10'h300;
   assign \$444  = \$442  & \$443 ;
-  assign \$447  = \$438  + \$446 ;
-  assign \$448  = host_addr >= 10'h300;
-  assign \$449  = host_addr < 10'h340;
-  assign \$450  = \$448  & \$449 ;
-  assign \$451  = host_write & \$450 ;
-  assign \$452  = ~ busy;
+  assign \$445  = host_write & \$444 ;
+  assign \$446  = ~ busy;
+  assign \$447  = \$445  & \$446 ;
+  assign \$450  = \$441  + \$449 ;
+  assign \$451  = host_addr >= 10'h300;
+  assign \$452  = host_addr < 10'h340;
   assign \$453  = \$451  & \$452 ;
-  assign \$454  = host_addr - 10'h300;
-  assign \$455  = \$454 [2:0] < 3'h6;
-  assign \$456  = \$453  & \$455 ;
-  assign \$457  = \$447  + \$456 ;
-  assign \$458  = host_addr >= 11'h400;
-  assign \$459  = host_addr < 11'h500;
-  assign \$460  = \$458  & \$459 ;
-  assign \$461  = host_write & \$460 ;
-  assign \$465  = \$457  + \$464 ;
-  assign \$466  = host_addr >= 11'h600;
-  assign \$467  = host_addr < 12'h800;
-  assign \$468  = \$466  & \$467 ;
-  assign \$469  = host_write & \$468 ;
-  assign \$471  = host_addr - 11'h600;
-  assign \$472  = \$471 [0] < 2'h2;
-  assign \$473  = \$470  & \$472 ;
-  assign \$474  = \$465  + \$473 ;
-  assign \$475  = host_addr >= 12'h800;
-  assign \$476  = host_addr < 12'hbc2;
-  assign \$477  = \$475  & \$476 ;
-  assign \$478  = host_write & \$477 ;
-  assign \$479  = ~ busy;
+  assign \$454  = host_write & \$453 ;
+  assign \$455  = ~ busy;
+  assign \$456  = \$454  & \$455 ;
+  assign \$457  = host_addr - 10'h300;
+  assign \$458  = \$457 [2:0] < 3'h6;
+  assign \$459  = \$456  & \$458 ;
+  assign \$460  = \$450  + \$459 ;
+  assign \$461  = host_addr >= 11'h400;
+  assign \$462  = host_addr < 11'h500;
+  assign \$463  = \$461  & \$462 ;
+  assign \$464  = host_write & \$463 ;
+  assign \$468  = \$460  + \$467 ;
+  assign \$469  = host_addr >= 11'h600;
+  assign \$470  = host_addr < 12'h800;
+  assign \$471  = \$469  & \$470 ;
+  assign \$472  = host_write & \$471 ;
+  assign \$474  = host_addr - 11'h600;
+  assign \$475  = \$474 [0] < 2'h2;
+  assign \$476  = \$473  & \$475 ;
+  assign \$477  = \$468  + \$476 ;
+  assign \$478  = host_addr >= 12'h800;
+  assign \$479  = host_addr < 12'hbc2;
   assign \$480  = \$478  & \$479 ;
-  assign \$481  = host_addr - 12'h800;
-  assign \$482  = \$481 [0] < 2'h2;
-  assign \$483  = \$480  & \$482 ;
-  assign \$484  = \$474  + \$483 ;
-  assign \$485  = host_addr >= 12'hc00;
-  assign \$486  = host_addr < 12'hde1;
-  assign \$487  = \$485  & \$486 ;
-  assign \$488  = host_write & \$487 ;
-  assign \$489  = ~ busy;
+  assign \$481  = host_write & \$480 ;
+  assign \$482  = ~ busy;
+  assign \$483  = \$481  & \$482 ;
+  assign \$484  = host_addr - 12'h800;
+  assign \$485  = \$484 [0] < 2'h2;
+  assign \$486  = \$483  & \$485 ;
+  assign \$487  = \$477  + \$486 ;
+  assign \$488  = host_addr >= 12'hc00;
+  assign \$489  = host_addr < 12'hde1;
   assign \$490  = \$488  & \$489 ;
-  assign \$493  = \$484  + \$492 ;
-  assign \$494  = host_addr >= 14'h2000;
-  assign \$495  = host_addr < 15'h4000;
-  assign \$496  = \$494  & \$495 ;
-  assign \$497  = host_write & \$496 ;
-  assign \$498  = ~ busy;
+  assign \$491  = host_write & \$490 ;
+  assign \$492  = ~ busy;
+  assign \$493  = \$491  & \$492 ;
+  assign \$496  = \$487  + \$495 ;
+  assign \$497  = host_addr >= 14'h2000;
+  assign \$498  = host_addr < 15'h4000;
   assign \$499  = \$497  & \$498 ;
-  assign \$500  = host_addr - 14'h2000;
-  assign \$501  = \$500 [0] < 2'h2;
-  assign \$502  = \$499  & \$501 ;
-  assign \$503  = \$493  + \$502 ;
-  assign \$504  = host_addr >= 15'h4000;
-  assign \$505  = host_addr < 15'h4400;
-  assign \$506  = \$504  & \$505 ;
-  assign \$507  = host_write & \$506 ;
-  assign \$508  = ~ busy;
+  assign \$500  = host_write & \$499 ;
+  assign \$501  = ~ busy;
+  assign \$502  = \$500  & \$501 ;
+  assign \$503  = host_addr - 14'h2000;
+  assign \$504  = \$503 [0] < 2'h2;
+  assign \$505  = \$502  & \$504 ;
+  assign \$506  = \$496  + \$505 ;
+  assign \$507  = host_addr >= 15'h4000;
+  assign \$508  = host_addr < 15'h4400;
   assign \$509  = \$507  & \$508 ;
-  assign \$512  = \$503  + \$511 ;
-  assign \$513  = host_addr >= 15'h4400;
-  assign \$514  = host_addr < 15'h4800;
-  assign \$515  = \$513  & \$514 ;
-  assign \$516  = host_write & \$515 ;
-  assign \$517  = ~ busy;
+  assign \$510  = host_write & \$509 ;
+  assign \$511  = ~ busy;
+  assign \$512  = \$510  & \$511 ;
+  assign \$515  = \$506  + \$514 ;
+  assign \$516  = host_addr >= 15'h4400;
+  assign \$517  = host_addr < 15'h4800;
   assign \$518  = \$516  & \$517 ;
-  assign \$521  = \$512  + \$520 ;
-  assign \$522  = host_addr >= 15'h5000;
-  assign \$523  = host_addr < 15'h6000;
-  assign \$524  = \$522  & \$523 ;
-  assign \$525  = host_write & \$524 ;
-  assign \$526  = ~ busy;
+  assign \$519  = host_write & \$518 ;
+  assign \$520  = ~ busy;
+  assign \$521  = \$519  & \$520 ;
+  assign \$524  = \$515  + \$523 ;
+  assign \$525  = host_addr >= 15'h5000;
+  assign \$526  = host_addr < 15'h6000;
   assign \$527  = \$525  & \$526 ;
-  assign \$528  = host_addr - 15'h5000;
-  assign \$529  = \$528 [2:0] < 3'h5;
-  assign \$530  = \$527  & \$529 ;
-  assign \$531  = \$521  + \$530 ;
-  assign \$532  = cnt_host_words_in + inc_host_words_in;
-  assign \$533  = cnt_clear_d ? 49'h0000000000000 : \$532 ;
-  assign \$534  = host_addr >= 10'h200;
-  assign \$535  = host_addr < 10'h240;
-  assign \$536  = \$534  & \$535 ;
-  assign \$537  = host_read & \$536 ;
-  assign \$538  = ~ busy;
+  assign \$528  = host_write & \$527 ;
+  assign \$529  = ~ busy;
+  assign \$530  = \$528  & \$529 ;
+  assign \$531  = host_addr - 15'h5000;
+  assign \$532  = \$531 [2:0] < 3'h5;
+  assign \$533  = \$530  & \$532 ;
+  assign \$534  = \$524  + \$533 ;
+  assign \$535  = cnt_host_words_in + inc_host_words_in;
+  assign \$536  = cnt_clear_d ? 49'h0000000000000 : \$535 ;
+  assign \$537  = host_addr >= 10'h200;
+  assign \$538  = host_addr < 10'h240;
   assign \$539  = \$537  & \$538 ;
-  assign \$542  = host_addr >= 10'h240;
-  assign \$543  = host_addr < 10'h270;
-  assign \$544  = \$542  & \$543 ;
-  assign \$545  = host_read & \$544 ;
-  assign \$546  = ~ busy;
+  assign \$540  = host_read & \$539 ;
+  assign \$541  = ~ busy;
+  assign \$542  = \$540  & \$541 ;
+  assign \$545  = host_addr >= 10'h240;
+  assign \$546  = host_addr < 10'h270;
   assign \$547  = \$545  & \$546 ;
-  assign \$550  = \$541  + \$549 ;
-  assign \$551  = host_addr >= 10'h280;
-  assign \$552  = host_addr < 10'h2b0;
-  assign \$553  = \$551  & \$552 ;
-  assign \$554  = host_read & \$553 ;
-  assign \$555  = ~ busy;
+  assign \$548  = host_read & \$547 ;
+  assign \$549  = ~ busy;
+  assign \$550  = \$548  & \$549 ;
+  assign \$553  = \$544  + \$552 ;
+  assign \$554  = host_addr >= 10'h280;
+  assign \$555  = host_addr < 10'h2b0;
   assign \$556  = \$554  & \$555 ;
-  assign \$559  = \$550  + \$558 ;
-  assign \$560  = host_addr >= 10'h2c0;
-  assign \$561  = host_addr < 10'h300;
-  assign \$562  = \$560  & \$561 ;
-  assign \$563  = host_read & \$562 ;
-  assign \$564  = ~ busy;
+  assign \$557  = host_read & \$556 ;
+  assign \$558  = ~ busy;
+  assign \$559  = \$557  & \$558 ;
+  assign \$562  = \$553  + \$561 ;
+  assign \$563  = host_addr >= 10'h2c0;
+  assign \$564  = host_addr < 10'h300;
   assign \$565  = \$563  & \$564 ;
-  assign \$568  = \$559  + \$567 ;
-  assign \$569  = host_addr >= 10'h300;
-  assign \$570  = host_addr < 10'h340;
-  assign \$571  = \$569  & \$570 ;
-  assign \$572  = host_read & \$571 ;
-  assign \$573  = ~ busy;
+  assign \$566  = host_read & \$565 ;
+  assign \$567  = ~ busy;
+  assign \$568  = \$566  & \$567 ;
+  assign \$571  = \$562  + \$570 ;
+  assign \$572  = host_addr >= 10'h300;
+  assign \$573  = host_addr < 10'h340;
   assign \$574  = \$572  & \$573 ;
-  assign \$575  = host_addr - 10'h300;
-  assign \$576  = \$575 [2:0] < 3'h6;
-  assign \$577  = \$574  & \$576 ;
-  assign \$578  = \$568  + \$577 ;
-  assign \$579  = host_addr >= 11'h400;
-  assign \$580  = host_addr < 11'h500;
-  assign \$581  = \$579  & \$580 ;
-  assign \$582  = host_read & \$581 ;
-  assign \$583  = ~ busy;
+  assign \$575  = host_read & \$574 ;
+  assign \$576  = ~ busy;
+  assign \$577  = \$575  & \$576 ;
+  assign \$578  = host_addr - 10'h300;
+  assign \$579  = \$578 [2:0] < 3'h6;
+  assign \$580  = \$577  & \$579 ;
+  assign \$581  = \$571  + \$580 ;
+  assign \$582  = host_addr >= 11'h400;
+  assign \$583  = host_addr < 11'h500;
   assign \$584  = \$582  & \$583 ;
-  assign \$587  = \$578  + \$586 ;
-  assign \$588  = host_addr >= 11'h600;
-  assign \$589  = host_addr < 12'h800;
-  assign \$590  = \$588  & \$589 ;
-  assign \$591  = host_read & \$590 ;
-  assign \$592  = ~ busy;
+  assign \$585  = host_read & \$584 ;
+  assign \$586  = ~ busy;
+  assign \$587  = \$585  & \$586 ;
+  assign \$590  = \$581  + \$589 ;
+  assign \$591  = host_addr >= 11'h600;
+  assign \$592  = host_addr < 12'h800;
   assign \$593  = \$591  & \$592 ;
-  assign \$594  = host_addr - 11'h600;
-  assign \$595  = \$594 [0] < 2'h2;
-  assign \$596  = \$593  & \$595 ;
-  assign \$597  = \$587  + \$596 ;
-  assign \$598  = host_addr >= 12'h800;
-  assign \$599  = host_addr < 12'hbc2;
-  assign \$600  = \$598  & \$599 ;
-  assign \$601  = host_read & \$600 ;
-  assign \$603  = host_addr - 12'h800;
-  assign \$604  = \$603 [0] < 2'h2;
-  assign \$605  = \$602  & \$604 ;
-  assign \$606  = \$597  + \$605 ;
-  assign \$607  = host_addr >= 12'hc00;
-  assign \$608  = host_addr < 12'hde1;
-  assign \$609  = \$607  & \$608 ;
-  assign \$610  = host_read & \$609 ;
-  assign \$614  = \$606  + \$613 ;
-  assign \$615  = host_addr >= 14'h2000;
-  assign \$616  = host_addr < 15'h4000;
-  assign \$617  = \$615  & \$616 ;
-  assign \$618  = host_read & \$617 ;
-  assign \$619  = ~ busy;
+  assign \$594  = host_read & \$593 ;
+  assign \$595  = ~ busy;
+  assign \$596  = \$594  & \$595 ;
+  assign \$597  = host_addr - 11'h600;
+  assign \$598  = \$597 [0] < 2'h2;
+  assign \$599  = \$596  & \$598 ;
+  assign \$600  = \$590  + \$599 ;
+  assign \$601  = host_addr >= 12'h800;
+  assign \$602  = host_addr < 12'hbc2;
+  assign \$603  = \$601  & \$602 ;
+  assign \$604  = host_read & \$603 ;
+  assign \$606  = host_addr - 12'h800;
+  assign \$607  = \$606 [0] < 2'h2;
+  assign \$608  = \$605  & \$607 ;
+  assign \$609  = \$600  + \$608 ;
+  assign \$610  = host_addr >= 12'hc00;
+  assign \$611  = host_addr < 12'hde1;
+  assign \$612  = \$610  & \$611 ;
+  assign \$613  = host_read & \$612 ;
+  assign \$617  = \$609  + \$616 ;
+  assign \$618  = host_addr >= 14'h2000;
+  assign \$619  = host_addr < 15'h4000;
   assign \$620  = \$618  & \$619 ;
-  assign \$621  = host_addr - 14'h2000;
-  assign \$622  = \$621 [0] < 2'h2;
-  assign \$623  = \$620  & \$622 ;
-  assign \$624  = \$614  + \$623 ;
-  assign \$625  = host_addr >= 15'h4000;
-  assign \$626  = host_addr < 15'h4400;
-  assign \$627  = \$625  & \$626 ;
-  assign \$628  = host_read & \$627 ;
-  assign \$629  = ~ busy;
+  assign \$621  = host_read & \$620 ;
+  assign \$622  = ~ busy;
+  assign \$623  = \$621  & \$622 ;
+  assign \$624  = host_addr - 14'h2000;
+  assign \$625  = \$624 [0] < 2'h2;
+  assign \$626  = \$623  & \$625 ;
+  assign \$627  = \$617  + \$626 ;
+  assign \$628  = host_addr >= 15'h4000;
+  assign \$629  = host_addr < 15'h4400;
   assign \$630  = \$628  & \$629 ;
-  assign \$633  = \$624  + \$632 ;
-  assign \$634  = host_addr >= 15'h4400;
-  assign \$635  = host_addr < 15'h4800;
-  assign \$636  = \$634  & \$635 ;
-  assign \$637  = host_read & \$636 ;
-  assign \$638  = ~ busy;
+  assign \$631  = host_read & \$630 ;
+  assign \$632  = ~ busy;
+  assign \$633  = \$631  & \$632 ;
+  assign \$636  = \$627  + \$635 ;
+  assign \$637  = host_addr >= 15'h4400;
+  assign \$638  = host_addr < 15'h4800;
   assign \$639  = \$637  & \$638 ;
-  assign \$642  = \$633  + \$641 ;
-  assign \$643  = host_addr >= 15'h5000;
-  assign \$644  = host_addr < 15'h6000;
-  assign \$645  = \$643  & \$644 ;
-  assign \$646  = host_read & \$645 ;
-  assign \$647  = ~ busy;
+  assign \$640  = host_read & \$639 ;
+  assign \$641  = ~ busy;
+  assign \$642  = \$640  & \$641 ;
+  assign \$645  = \$636  + \$644 ;
+  assign \$646  = host_addr >= 15'h5000;
+  assign \$647  = host_addr < 15'h6000;
   assign \$648  = \$646  & \$647 ;
-  assign \$649  = host_addr - 15'h5000;
-  assign \$650  = \$649 [2:0] < 3'h5;
-  assign \$651  = \$648  & \$650 ;
-  assign \$652  = \$642  + \$651 ;
-  assign \$653  = cnt_host_words_out + inc_host_words_out;
-  assign \$654  = cnt_clear_d ? 49'h0000000000000 : \$653 ;
-  assign \$655  = cnt_lifg_busy + inc_lifg_busy;
-  assign \$656  = cnt_clear_d ? 49'h0000000000000 : \$655 ;
-  assign \$657  = cnt_lifg_updates + inc_lifg_updates;
-  assign \$658  = cnt_clear_d ? 49'h0000000000000 : \$657 ;
-  assign \$659  = cnt_lifg_saturations + inc_lifg_saturations;
-  assign \$660  = cnt_clear_d ? 49'h0000000000000 : \$659 ;
-  assign \$661  = cnt_trace_reads + inc_trace_reads;
-  assign \$662  = cnt_clear_d ? 49'h0000000000000 : \$661 ;
-  assign \$663  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
-  assign \$664  = cnt_clear_d ? 49'h0000000000000 : \$663 ;
-  assign \$665  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
-  assign \$666  = cnt_clear_d ? 49'h0000000000000 : \$665 ;
-  assign \$667  = cnt_stage_busy + inc_stage_busy;
-  assign \$668  = cnt_clear_d ? 49'h0000000000000 : \$667 ;
-  assign \$669  = cnt_stage_macs + inc_stage_macs;
-  assign \$670  = cnt_clear_d ? 49'h0000000000000 : \$669 ;
-  assign \$671  = cnt_wgrad_updates + inc_wgrad_updates;
-  assign \$672  = cnt_clear_d ? 49'h0000000000000 : \$671 ;
-  assign \$673  = cnt_wgrad_words + inc_wgrad_words;
-  assign \$674  = cnt_clear_d ? 49'h0000000000000 : \$673 ;
-  assign \$675  = cnt_in_reads + inc_in_reads;
-  assign \$676  = cnt_clear_d ? 49'h0000000000000 : \$675 ;
-  assign \$677  = cnt_grad_reads + inc_grad_reads;
-  assign \$678  = cnt_clear_d ? 49'h0000000000000 : \$677 ;
-  assign \$679  = cnt_weight_reads + inc_weight_reads;
-  assign \$680  = cnt_clear_d ? 49'h0000000000000 : \$679 ;
-  assign \$681  = cnt_grad_writes + inc_grad_writes;
-  assign \$682  = cnt_clear_d ? 49'h0000000000000 : \$681 ;
-  assign \$683  = cnt_grad_saturations + inc_grad_saturations;
-  assign \$684  = cnt_clear_d ? 49'h0000000000000 : \$683 ;
-  assign \$685  = { done, stream_out } != prev;
-  assign \$686  = host_addr == 2'h2;
-  assign \$687  = host_read & \$686 ;
+  assign \$649  = host_read & \$648 ;
+  assign \$650  = ~ busy;
+  assign \$651  = \$649  & \$650 ;
+  assign \$652  = host_addr - 15'h5000;
+  assign \$653  = \$652 [2:0] < 3'h5;
+  assign \$654  = \$651  & \$653 ;
+  assign \$655  = \$645  + \$654 ;
+  assign \$656  = cnt_host_words_out + inc_host_words_out;
+  assign \$657  = cnt_clear_d ? 49'h0000000000000 : \$656 ;
+  assign \$658  = cnt_lifg_busy + inc_lifg_busy;
+  assign \$659  = cnt_clear_d ? 49'h0000000000000 : \$658 ;
+  assign \$660  = cnt_lifg_updates + inc_lifg_updates;
+  assign \$661  = cnt_clear_d ? 49'h0000000000000 : \$660 ;
+  assign \$662  = cnt_lifg_saturations + inc_lifg_saturations;
+  assign \$663  = cnt_clear_d ? 49'h0000000000000 : \$662 ;
+  assign \$664  = cnt_trace_reads + inc_trace_reads;
+  assign \$665  = cnt_clear_d ? 49'h0000000000000 : \$664 ;
+  assign \$666  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
+  assign \$667  = cnt_clear_d ? 49'h0000000000000 : \$666 ;
+  assign \$668  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
+  assign \$669  = cnt_clear_d ? 49'h0000000000000 : \$668 ;
+  assign \$670  = cnt_stage_busy + inc_stage_busy;
+  assign \$671  = cnt_clear_d ? 49'h0000000000000 : \$670 ;
+  assign \$672  = cnt_stage_macs + inc_stage_macs;
+  assign \$673  = cnt_clear_d ? 49'h0000000000000 : \$672 ;
+  assign \$674  = cnt_wgrad_updates + inc_wgrad_updates;
+  assign \$675  = cnt_clear_d ? 49'h0000000000000 : \$674 ;
+  assign \$676  = cnt_wgrad_words + inc_wgrad_words;
+  assign \$677  = cnt_clear_d ? 49'h0000000000000 : \$676 ;
+  assign \$678  = cnt_in_reads + inc_in_reads;
+  assign \$679  = cnt_clear_d ? 49'h0000000000000 : \$678 ;
+  assign \$680  = cnt_grad_reads + inc_grad_reads;
+  assign \$681  = cnt_clear_d ? 49'h0000000000000 : \$680 ;
+  assign \$682  = cnt_weight_reads + inc_weight_reads;
+  assign \$683  = cnt_clear_d ? 49'h0000000000000 : \$682 ;
+  assign \$684  = cnt_grad_writes + inc_grad_writes;
+  assign \$685  = cnt_clear_d ? 49'h0000000000000 : \$684 ;
+  assign \$686  = cnt_grad_saturations + inc_grad_saturations;
+  assign \$687  = cnt_clear_d ? 49'h0000000000000 : \$686 ;
+  assign \$688  = { done, stream_out } != prev;
+  assign \$689  = host_addr == 2'h2;
+  assign \$690  = host_read & \$689 ;
   always @(posedge clk)
-    stream_in <= \$688 ;
+    stream_in <= \$691 ;
   always @(posedge clk)
-    staging <= \$689 ;
+    staging <= \$692 ;
   always @(posedge clk)
-    desc <= \$690 ;
+    desc <= \$693 ;
   always @(posedge clk)
-    stage <= \$691 ;
+    stage <= \$694 ;
   always @(posedge clk)
-    cnt_clear_d <= \$692 ;
+    cnt_clear_d <= \$695 ;
   always @(posedge clk)
-    inc_cycles <= \$693 ;
+    inc_cycles <= \$696 ;
   always @(posedge clk)
-    cnt_cycles <= \$694 ;
+    cnt_cycles <= \$697 ;
   always @(posedge clk)
-    inc_c1_busy <= \$695 ;
+    inc_c1_busy <= \$698 ;
   always @(posedge clk)
-    cnt_c1_busy <= \$696 ;
+    cnt_c1_busy <= \$699 ;
   always @(posedge clk)
-    inc_c1_stall <= \$697 ;
+    inc_c1_stall <= \$700 ;
   always @(posedge clk)
-    cnt_c1_stall <= \$698 ;
+    cnt_c1_stall <= \$701 ;
   always @(posedge clk)
-    inc_c1_in_wait <= \$699 ;
+    inc_c1_in_wait <= \$702 ;
   always @(posedge clk)
-    cnt_c1_in_wait <= \$700 ;
+    cnt_c1_in_wait <= \$703 ;
   always @(posedge clk)
-    inc_c2_busy <= \$701 ;
+    inc_c2_busy <= \$704 ;
   always @(posedge clk)
-    cnt_c2_busy <= \$702 ;
+    cnt_c2_busy <= \$705 ;
   always @(posedge clk)
-    inc_c2_stall <= \$703 ;
+    inc_c2_stall <= \$706 ;
   always @(posedge clk)
-    cnt_c2_stall <= \$704 ;
+    cnt_c2_stall <= \$707 ;
   always @(posedge clk)
-    inc_c3_busy <= \$705 ;
+    inc_c3_busy <= \$708 ;
   always @(posedge clk)
-    cnt_c3_busy <= \$706 ;
+    cnt_c3_busy <= \$709 ;
   always @(posedge clk)
-    inc_c3_stall <= \$707 ;
+    inc_c3_stall <= \$710 ;
   always @(posedge clk)
-    cnt_c3_stall <= \$708 ;
+    cnt_c3_stall <= \$711 ;
   always @(posedge clk)
-    inc_c4_busy <= \$709 ;
+    inc_c4_busy <= \$712 ;
   always @(posedge clk)
-    cnt_c4_busy <= \$710 ;
+    cnt_c4_busy <= \$713 ;
   always @(posedge clk)
-    inc_c4_stall <= \$711 ;
+    inc_c4_stall <= \$714 ;
   always @(posedge clk)
-    cnt_c4_stall <= \$712 ;
+    cnt_c4_stall <= \$715 ;
   always @(posedge clk)
-    inc_adder_busy <= \$713 ;
+    inc_adder_busy <= \$716 ;
   always @(posedge clk)
-    cnt_adder_busy <= \$714 ;
+    cnt_adder_busy <= \$717 ;
   always @(posedge clk)
-    inc_adder_stall <= \$715 ;
+    inc_adder_stall <= \$718 ;
   always @(posedge clk)
-    cnt_adder_stall <= \$716 ;
+    cnt_adder_stall <= \$719 ;
   always @(posedge clk)
-    inc_lif_busy <= \$717 ;
+    inc_lif_busy <= \$720 ;
   always @(posedge clk)
-    cnt_lif_busy <= \$718 ;
+    cnt_lif_busy <= \$721 ;
   always @(posedge clk)
-    inc_lif_stall <= \$719 ;
+    inc_lif_stall <= \$722 ;
   always @(posedge clk)
-    cnt_lif_stall <= \$720 ;
+    cnt_lif_stall <= \$723 ;
   always @(posedge clk)
-    inc_c1_slots <= \$721 ;
+    inc_c1_slots <= \$724 ;
   always @(posedge clk)
-    cnt_c1_slots <= \$722 ;
+    cnt_c1_slots <= \$725 ;
   always @(posedge clk)
-    inc_c1_adds <= \$723 ;
+    inc_c1_adds <= \$726 ;
   always @(posedge clk)
-    cnt_c1_adds <= \$724 ;
+    cnt_c1_adds <= \$727 ;
   always @(posedge clk)
-    inc_c2_macs <= \$725 ;
+    inc_c2_macs <= \$728 ;
   always @(posedge clk)
-    cnt_c2_macs <= \$726 ;
+    cnt_c2_macs <= \$729 ;
   always @(posedge clk)
-    inc_c3_macs <= \$727 ;
+    inc_c3_macs <= \$730 ;
   always @(posedge clk)
-    cnt_c3_macs <= \$728 ;
+    cnt_c3_macs <= \$731 ;
   always @(posedge clk)
-    inc_c4_macs <= \$729 ;
+    inc_c4_macs <= \$732 ;
   always @(posedge clk)
-    cnt_c4_macs <= \$730 ;
+    cnt_c4_macs <= \$733 ;
   always @(posedge clk)
-    inc_adds <= \$731 ;
+    inc_adds <= \$734 ;
   always @(posedge clk)
-    cnt_adds <= \$732 ;
+    cnt_adds <= \$735 ;
   always @(posedge clk)
-    inc_lif_updates <= \$733 ;
+    inc_lif_updates <= \$736 ;
   always @(posedge clk)
-    cnt_lif_updates <= \$734 ;
+    cnt_lif_updates <= \$737 ;
   always @(posedge clk)
-    inc_spikes_out <= \$735 ;
+    inc_spikes_out <= \$738 ;
   always @(posedge clk)
-    cnt_spikes_out <= \$736 ;
+    cnt_spikes_out <= \$739 ;
   always @(posedge clk)
-    inc_w1_reads <= \$737 ;
+    inc_w1_reads <= \$740 ;
   always @(posedge clk)
-    cnt_w1_reads <= \$738 ;
+    cnt_w1_reads <= \$741 ;
   always @(posedge clk)
-    inc_w2_reads <= \$739 ;
+    inc_w2_reads <= \$742 ;
   always @(posedge clk)
-    cnt_w2_reads <= \$740 ;
+    cnt_w2_reads <= \$743 ;
   always @(posedge clk)
-    inc_w3_reads <= \$741 ;
+    inc_w3_reads <= \$744 ;
   always @(posedge clk)
-    cnt_w3_reads <= \$742 ;
+    cnt_w3_reads <= \$745 ;
   always @(posedge clk)
-    inc_w4_reads <= \$743 ;
+    inc_w4_reads <= \$746 ;
   always @(posedge clk)
-    cnt_w4_reads <= \$744 ;
+    cnt_w4_reads <= \$747 ;
   always @(posedge clk)
-    inc_affine_reads <= \$745 ;
+    inc_affine_reads <= \$748 ;
   always @(posedge clk)
-    cnt_affine_reads <= \$746 ;
+    cnt_affine_reads <= \$749 ;
   always @(posedge clk)
-    inc_spike_in_reads <= \$747 ;
+    inc_spike_in_reads <= \$750 ;
   always @(posedge clk)
-    cnt_spike_in_reads <= \$748 ;
+    cnt_spike_in_reads <= \$751 ;
   always @(posedge clk)
-    inc_line1_reads <= \$749 ;
+    inc_line1_reads <= \$752 ;
   always @(posedge clk)
-    cnt_line1_reads <= \$750 ;
+    cnt_line1_reads <= \$753 ;
   always @(posedge clk)
-    inc_line1_writes <= \$751 ;
+    inc_line1_writes <= \$754 ;
   always @(posedge clk)
-    cnt_line1_writes <= \$752 ;
+    cnt_line1_writes <= \$755 ;
   always @(posedge clk)
-    inc_row2_reads <= \$753 ;
+    inc_row2_reads <= \$756 ;
   always @(posedge clk)
-    cnt_row2_reads <= \$754 ;
+    cnt_row2_reads <= \$757 ;
   always @(posedge clk)
-    inc_row2_writes <= \$755 ;
+    inc_row2_writes <= \$758 ;
   always @(posedge clk)
-    cnt_row2_writes <= \$756 ;
+    cnt_row2_writes <= \$759 ;
   always @(posedge clk)
-    inc_line4_reads <= \$757 ;
+    inc_line4_reads <= \$760 ;
   always @(posedge clk)
-    cnt_line4_reads <= \$758 ;
+    cnt_line4_reads <= \$761 ;
   always @(posedge clk)
-    inc_line4_writes <= \$759 ;
+    inc_line4_writes <= \$762 ;
   always @(posedge clk)
-    cnt_line4_writes <= \$760 ;
+    cnt_line4_writes <= \$763 ;
   always @(posedge clk)
-    inc_c2_spad_reads <= \$761 ;
+    inc_c2_spad_reads <= \$764 ;
   always @(posedge clk)
-    cnt_c2_spad_reads <= \$762 ;
+    cnt_c2_spad_reads <= \$765 ;
   always @(posedge clk)
-    inc_c2_spad_writes <= \$763 ;
+    inc_c2_spad_writes <= \$766 ;
   always @(posedge clk)
-    cnt_c2_spad_writes <= \$764 ;
+    cnt_c2_spad_writes <= \$767 ;
   always @(posedge clk)
-    inc_c3_spad_reads <= \$765 ;
+    inc_c3_spad_reads <= \$768 ;
   always @(posedge clk)
-    cnt_c3_spad_reads <= \$766 ;
+    cnt_c3_spad_reads <= \$769 ;
   always @(posedge clk)
-    inc_c3_spad_writes <= \$767 ;
+    inc_c3_spad_writes <= \$770 ;
   always @(posedge clk)
-    cnt_c3_spad_writes <= \$768 ;
+    cnt_c3_spad_writes <= \$771 ;
   always @(posedge clk)
-    inc_residual_reads <= \$769 ;
+    inc_residual_reads <= \$772 ;
   always @(posedge clk)
-    cnt_residual_reads <= \$770 ;
+    cnt_residual_reads <= \$773 ;
   always @(posedge clk)
-    inc_membrane_reads <= \$771 ;
+    inc_membrane_reads <= \$774 ;
   always @(posedge clk)
-    cnt_membrane_reads <= \$772 ;
+    cnt_membrane_reads <= \$775 ;
   always @(posedge clk)
-    inc_membrane_writes <= \$773 ;
+    inc_membrane_writes <= \$776 ;
   always @(posedge clk)
-    cnt_membrane_writes <= \$774 ;
+    cnt_membrane_writes <= \$777 ;
   always @(posedge clk)
-    inc_spikes_writes <= \$775 ;
+    inc_spikes_writes <= \$778 ;
   always @(posedge clk)
-    cnt_spikes_writes <= \$776 ;
+    cnt_spikes_writes <= \$779 ;
   always @(posedge clk)
-    inc_host_words_in <= \$777 ;
+    inc_host_words_in <= \$780 ;
   always @(posedge clk)
-    cnt_host_words_in <= \$778 ;
+    cnt_host_words_in <= \$781 ;
   always @(posedge clk)
-    inc_host_words_out <= \$779 ;
+    inc_host_words_out <= \$782 ;
   always @(posedge clk)
-    cnt_host_words_out <= \$780 ;
+    cnt_host_words_out <= \$783 ;
   always @(posedge clk)
-    inc_lifg_busy <= \$781 ;
+    inc_lifg_busy <= \$784 ;
   always @(posedge clk)
-    cnt_lifg_busy <= \$782 ;
+    cnt_lifg_busy <= \$785 ;
   always @(posedge clk)
-    inc_lifg_updates <= \$783 ;
+    inc_lifg_updates <= \$786 ;
   always @(posedge clk)
-    cnt_lifg_updates <= \$784 ;
+    cnt_lifg_updates <= \$787 ;
   always @(posedge clk)
-    inc_lifg_saturations <= \$785 ;
+    inc_lifg_saturations <= \$788 ;
   always @(posedge clk)
-    cnt_lifg_saturations <= \$786 ;
+    cnt_lifg_saturations <= \$789 ;
   always @(posedge clk)
-    inc_trace_reads <= \$787 ;
+    inc_trace_reads <= \$790 ;
   always @(posedge clk)
-    cnt_trace_reads <= \$788 ;
+    cnt_trace_reads <= \$791 ;
   always @(posedge clk)
-    inc_lifg_grad_reads <= \$789 ;
+    inc_lifg_grad_reads <= \$792 ;
   always @(posedge clk)
-    cnt_lifg_grad_reads <= \$790 ;
+    cnt_lifg_grad_reads <= \$793 ;
   always @(posedge clk)
-    inc_lifg_grad_writes <= \$791 ;
+    inc_lifg_grad_writes <= \$794 ;
   always @(posedge clk)
-    cnt_lifg_grad_writes <= \$792 ;
+    cnt_lifg_grad_writes <= \$795 ;
   always @(posedge clk)
-    inc_stage_busy <= \$793 ;
+    inc_stage_busy <= \$796 ;
   always @(posedge clk)
-    cnt_stage_busy <= \$794 ;
+    cnt_stage_busy <= \$797 ;
   always @(posedge clk)
-    inc_stage_macs <= \$795 ;
+    inc_stage_macs <= \$798 ;
   always @(posedge clk)
-    cnt_stage_macs <= \$796 ;
+    cnt_stage_macs <= \$799 ;
   always @(posedge clk)
-    inc_wgrad_updates <= \$797 ;
+    inc_wgrad_updates <= \$800 ;
   always @(posedge clk)
-    cnt_wgrad_updates <= \$798 ;
+    cnt_wgrad_updates <= \$801 ;
   always @(posedge clk)
-    inc_wgrad_words <= \$799 ;
+    inc_wgrad_words <= \$802 ;
   always @(posedge clk)
-    cnt_wgrad_words <= \$800 ;
+    cnt_wgrad_words <= \$803 ;
   always @(posedge clk)
-    inc_in_reads <= \$801 ;
+    inc_in_reads <= \$804 ;
   always @(posedge clk)
-    cnt_in_reads <= \$802 ;
+    cnt_in_reads <= \$805 ;
   always @(posedge clk)
-    inc_grad_reads <= \$803 ;
+    inc_grad_reads <= \$806 ;
   always @(posedge clk)
-    cnt_grad_reads <= \$804 ;
+    cnt_grad_reads <= \$807 ;
   always @(posedge clk)
-    inc_weight_reads <= \$805 ;
+    inc_weight_reads <= \$808 ;
   always @(posedge clk)
-    cnt_weight_reads <= \$806 ;
+    cnt_weight_reads <= \$809 ;
   always @(posedge clk)
-    inc_grad_writes <= \$807 ;
+    inc_grad_writes <= \$810 ;
   always @(posedge clk)
-    cnt_grad_writes <= \$808 ;
+    cnt_grad_writes <= \$811 ;
   always @(posedge clk)
-    inc_grad_saturations <= \$809 ;
+    inc_grad_saturations <= \$812 ;
   always @(posedge clk)
-    cnt_grad_saturations <= \$810 ;
+    cnt_grad_saturations <= \$813 ;
   always @(posedge clk)
-    rd_valid1 <= \$811 ;
+    rd_valid1 <= \$814 ;
   always @(posedge clk)
-    rd_sel <= \$812 ;
+    rd_sel <= \$815 ;
   always @(posedge clk)
-    rd_k <= \$813 ;
+    rd_k <= \$816 ;
   always @(posedge clk)
-    rd_reg <= \$814 ;
+    rd_reg <= \$817 ;
   always @(posedge clk)
-    host_rvalid <= \$815 ;
+    host_rvalid <= \$818 ;
   always @(posedge clk)
-    host_rdata <= \$816 ;
+    host_rdata <= \$819 ;
   always @(posedge clk)
-    prev <= \$817 ;
+    prev <= \$820 ;
   always @(posedge clk)
-    \event  <= \$818 ;
+    \event  <= \$821 ;
   assign \$1  = host_addr == 1'h1;
   assign \$2  = host_write & \$1 ;
   assign \$3  = \$2  & host_wdata[0];
@@ -45582,8 +46560,6 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \$138  = host_write & \$137 ;
   assign \$139  = host_addr >= 15'h4400;
   assign \$140  = host_addr < 15'h4800;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = \$138  & \$141 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     reg_value = 32'd0;
@@ -45729,19 +46705,25 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
       15'h0054:
           reg_value = { 26'h0000000, stage[383:378] };
       15'h0055:
-          reg_value = stage[415:384];
+          reg_value = { 31'h00000000, stage[384] };
       15'h0056:
-          reg_value = stage[447:416];
+          reg_value = { 31'h00000000, stage[385] };
       15'h0057:
-          reg_value = stage[479:448];
+          reg_value = { 12'h000, stage[405:386] };
       15'h0058:
-          reg_value = stage[511:480];
+          reg_value = stage[437:406];
       15'h0059:
-          reg_value = stage[543:512];
+          reg_value = stage[469:438];
       15'h005a:
-          reg_value = stage[575:544];
+          reg_value = stage[501:470];
       15'h005b:
-          reg_value = stage[607:576];
+          reg_value = stage[533:502];
+      15'h005c:
+          reg_value = stage[565:534];
+      15'h005d:
+          reg_value = stage[597:566];
+      15'h005e:
+          reg_value = stage[629:598];
       15'h0080:
           reg_value = cnt_cycles[31:0];
       15'h0081:
@@ -46102,1207 +47084,1216 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$688  = stream_in;
+    \$691  = stream_in;
     if (host_write) begin
       if (\$212 ) begin
-        \$688 [23:0] = host_wdata[23:0];
+        \$691 [23:0] = host_wdata[23:0];
       end
       if (\$213 ) begin
-        \$688 [47:24] = host_wdata[23:0];
+        \$691 [47:24] = host_wdata[23:0];
       end
       if (\$214 ) begin
-        \$688 [71:48] = host_wdata[23:0];
+        \$691 [71:48] = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$688  = 72'h000000000000000000;
+      \$691  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$689  = staging;
+    \$692  = staging;
     if (host_write) begin
       if (\$222 ) begin
         casez (\$223 [2:0])
           3'h0:
-              \$689 [31:0] = host_wdata;
+              \$692 [31:0] = host_wdata;
           3'h1:
-              \$689 [63:32] = host_wdata;
+              \$692 [63:32] = host_wdata;
           3'h2:
-              \$689 [95:64] = host_wdata;
+              \$692 [95:64] = host_wdata;
           3'h3:
-              \$689 [127:96] = host_wdata;
+              \$692 [127:96] = host_wdata;
           3'h4:
-              \$689 [159:128] = host_wdata;
+              \$692 [159:128] = host_wdata;
         endcase
       end
       if (\$230 ) begin
         (* full_case = 32'd1 *)
         casez (\$231 [0])
           1'h0:
-              \$689 [31:0] = host_wdata;
+              \$692 [31:0] = host_wdata;
           1'h1:
-              \$689 [63:32] = host_wdata;
+              \$692 [63:32] = host_wdata;
         endcase
       end
       if (\$239 ) begin
         (* full_case = 32'd1 *)
         casez (\$240 [0])
           1'h0:
-              \$689 [31:0] = host_wdata;
+              \$692 [31:0] = host_wdata;
           1'h1:
-              \$689 [63:32] = host_wdata;
+              \$692 [63:32] = host_wdata;
         endcase
       end
       if (\$248 ) begin
         (* full_case = 32'd1 *)
         casez (\$249 [0])
           1'h0:
-              \$689 [31:0] = host_wdata;
+              \$692 [31:0] = host_wdata;
           1'h1:
-              \$689 [63:32] = host_wdata;
+              \$692 [63:32] = host_wdata;
         endcase
       end
       if (\$257 ) begin
         casez (\$258 [2:0])
           3'h0:
-              \$689 [31:0] = host_wdata;
+              \$692 [31:0] = host_wdata;
           3'h1:
-              \$689 [63:32] = host_wdata;
+              \$692 [63:32] = host_wdata;
           3'h2:
-              \$689 [95:64] = host_wdata;
+              \$692 [95:64] = host_wdata;
           3'h3:
-              \$689 [127:96] = host_wdata;
+              \$692 [127:96] = host_wdata;
           3'h4:
-              \$689 [159:128] = host_wdata;
+              \$692 [159:128] = host_wdata;
         endcase
       end
     end
     if (rst) begin
-      \$689  = 160'h0000000000000000000000000000000000000000;
+      \$692  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$690  = desc;
+    \$693  = desc;
     if (host_write) begin
       if (\$259 ) begin
         if (\$260 ) begin
-          \$690 [15:0] = host_wdata[15:0];
+          \$693 [15:0] = host_wdata[15:0];
         end
         if (\$261 ) begin
-          \$690 [31:16] = host_wdata[15:0];
+          \$693 [31:16] = host_wdata[15:0];
         end
         if (\$262 ) begin
-          \$690 [47:32] = host_wdata[15:0];
+          \$693 [47:32] = host_wdata[15:0];
         end
         if (\$263 ) begin
-          \$690 [63:48] = host_wdata[15:0];
+          \$693 [63:48] = host_wdata[15:0];
         end
         if (\$264 ) begin
-          \$690 [79:64] = host_wdata[15:0];
+          \$693 [79:64] = host_wdata[15:0];
         end
         if (\$265 ) begin
-          \$690 [87:80] = host_wdata[7:0];
+          \$693 [87:80] = host_wdata[7:0];
         end
         if (\$266 ) begin
-          \$690 [89:88] = host_wdata[1:0];
+          \$693 [89:88] = host_wdata[1:0];
         end
         if (\$267 ) begin
-          \$690 [121:90] = host_wdata;
+          \$693 [121:90] = host_wdata;
         end
         if (\$268 ) begin
-          \$690 [125:122] = host_wdata[3:0];
+          \$693 [125:122] = host_wdata[3:0];
         end
         if (\$269 ) begin
-          \$690 [126] = host_wdata[0];
+          \$693 [126] = host_wdata[0];
         end
         if (\$270 ) begin
-          \$690 [132:127] = host_wdata[5:0];
+          \$693 [132:127] = host_wdata[5:0];
         end
         if (\$271 ) begin
-          \$690 [138:133] = host_wdata[5:0];
+          \$693 [138:133] = host_wdata[5:0];
         end
         if (\$272 ) begin
-          \$690 [144:139] = host_wdata[5:0];
+          \$693 [144:139] = host_wdata[5:0];
         end
         if (\$273 ) begin
-          \$690 [150:145] = host_wdata[5:0];
+          \$693 [150:145] = host_wdata[5:0];
         end
         if (\$274 ) begin
-          \$690 [166:151] = host_wdata[15:0];
+          \$693 [166:151] = host_wdata[15:0];
         end
         if (\$275 ) begin
-          \$690 [172:167] = host_wdata[5:0];
+          \$693 [172:167] = host_wdata[5:0];
         end
         if (\$276 ) begin
-          \$690 [204:173] = host_wdata;
+          \$693 [204:173] = host_wdata;
         end
         if (\$277 ) begin
-          \$690 [205] = host_wdata[0];
+          \$693 [205] = host_wdata[0];
         end
         if (\$278 ) begin
-          \$690 [206] = host_wdata[0];
+          \$693 [206] = host_wdata[0];
         end
         if (\$279 ) begin
-          \$690 [207] = host_wdata[0];
+          \$693 [207] = host_wdata[0];
         end
         if (\$280 ) begin
-          \$690 [211:208] = host_wdata[3:0];
+          \$693 [211:208] = host_wdata[3:0];
         end
         if (\$281 ) begin
-          \$690 [227:212] = host_wdata[15:0];
+          \$693 [227:212] = host_wdata[15:0];
         end
         if (\$282 ) begin
-          \$690 [243:228] = host_wdata[15:0];
+          \$693 [243:228] = host_wdata[15:0];
         end
         if (\$283 ) begin
-          \$690 [259:244] = host_wdata[15:0];
+          \$693 [259:244] = host_wdata[15:0];
         end
         if (\$284 ) begin
-          \$690 [261:260] = host_wdata[1:0];
+          \$693 [261:260] = host_wdata[1:0];
         end
       end
     end
     if (rst) begin
-      \$690  = 262'h000000000000000000000000000000000000000000000000000000000000000000;
+      \$693  = 262'h000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$691  = stage;
+    \$694  = stage;
     if (host_write) begin
       if (\$259 ) begin
         if (\$285 ) begin
-          \$691 [1:0] = host_wdata[1:0];
+          \$694 [1:0] = host_wdata[1:0];
         end
         if (\$286 ) begin
-          \$691 [9:2] = host_wdata[7:0];
+          \$694 [9:2] = host_wdata[7:0];
         end
         if (\$287 ) begin
-          \$691 [25:10] = host_wdata[15:0];
+          \$694 [25:10] = host_wdata[15:0];
         end
         if (\$288 ) begin
-          \$691 [41:26] = host_wdata[15:0];
+          \$694 [41:26] = host_wdata[15:0];
         end
         if (\$289 ) begin
-          \$691 [57:42] = host_wdata[15:0];
+          \$694 [57:42] = host_wdata[15:0];
         end
         if (\$290 ) begin
-          \$691 [73:58] = host_wdata[15:0];
+          \$694 [73:58] = host_wdata[15:0];
         end
         if (\$291 ) begin
-          \$691 [93:74] = host_wdata[19:0];
+          \$694 [93:74] = host_wdata[19:0];
         end
         if (\$292 ) begin
-          \$691 [109:94] = host_wdata[15:0];
+          \$694 [109:94] = host_wdata[15:0];
         end
         if (\$293 ) begin
-          \$691 [125:110] = host_wdata[15:0];
+          \$694 [125:110] = host_wdata[15:0];
         end
         if (\$294 ) begin
-          \$691 [126] = host_wdata[0];
+          \$694 [126] = host_wdata[0];
         end
         if (\$295 ) begin
-          \$691 [128:127] = host_wdata[1:0];
+          \$694 [128:127] = host_wdata[1:0];
         end
         if (\$296 ) begin
-          \$691 [130:129] = host_wdata[1:0];
+          \$694 [130:129] = host_wdata[1:0];
         end
         if (\$297 ) begin
-          \$691 [132:131] = host_wdata[1:0];
+          \$694 [132:131] = host_wdata[1:0];
         end
         if (\$298 ) begin
-          \$691 [152:133] = host_wdata[19:0];
+          \$694 [152:133] = host_wdata[19:0];
         end
         if (\$299 ) begin
-          \$691 [172:153] = host_wdata[19:0];
+          \$694 [172:153] = host_wdata[19:0];
         end
         if (\$300 ) begin
-          \$691 [173] = host_wdata[0];
+          \$694 [173] = host_wdata[0];
         end
         if (\$301 ) begin
-          \$691 [179:174] = host_wdata[5:0];
+          \$694 [179:174] = host_wdata[5:0];
         end
         if (\$302 ) begin
-          \$691 [180] = host_wdata[0];
+          \$694 [180] = host_wdata[0];
         end
         if (\$303 ) begin
-          \$691 [212:181] = host_wdata;
+          \$694 [212:181] = host_wdata;
         end
         if (\$304 ) begin
-          \$691 [213] = host_wdata[0];
+          \$694 [213] = host_wdata[0];
         end
         if (\$305 ) begin
-          \$691 [219:214] = host_wdata[5:0];
+          \$694 [219:214] = host_wdata[5:0];
         end
         if (\$306 ) begin
-          \$691 [220] = host_wdata[0];
+          \$694 [220] = host_wdata[0];
         end
         if (\$307 ) begin
-          \$691 [240:221] = host_wdata[19:0];
+          \$694 [240:221] = host_wdata[19:0];
         end
         if (\$308 ) begin
-          \$691 [256:241] = host_wdata[15:0];
+          \$694 [256:241] = host_wdata[15:0];
         end
         if (\$309 ) begin
-          \$691 [272:257] = host_wdata[15:0];
+          \$694 [272:257] = host_wdata[15:0];
         end
         if (\$310 ) begin
-          \$691 [274:273] = host_wdata[1:0];
+          \$694 [274:273] = host_wdata[1:0];
         end
         if (\$311 ) begin
-          \$691 [276:275] = host_wdata[1:0];
+          \$694 [276:275] = host_wdata[1:0];
         end
         if (\$312 ) begin
-          \$691 [296:277] = host_wdata[19:0];
+          \$694 [296:277] = host_wdata[19:0];
         end
         if (\$313 ) begin
-          \$691 [297] = host_wdata[0];
+          \$694 [297] = host_wdata[0];
         end
         if (\$314 ) begin
-          \$691 [317:298] = host_wdata[19:0];
+          \$694 [317:298] = host_wdata[19:0];
         end
         if (\$315 ) begin
-          \$691 [337:318] = host_wdata[19:0];
+          \$694 [337:318] = host_wdata[19:0];
         end
         if (\$316 ) begin
-          \$691 [338] = host_wdata[0];
+          \$694 [338] = host_wdata[0];
         end
         if (\$317 ) begin
-          \$691 [339] = host_wdata[0];
+          \$694 [339] = host_wdata[0];
         end
         if (\$318 ) begin
-          \$691 [355:340] = host_wdata[15:0];
+          \$694 [355:340] = host_wdata[15:0];
         end
         if (\$319 ) begin
-          \$691 [361:356] = host_wdata[5:0];
+          \$694 [361:356] = host_wdata[5:0];
         end
         if (\$320 ) begin
-          \$691 [377:362] = host_wdata[15:0];
+          \$694 [377:362] = host_wdata[15:0];
         end
         if (\$321 ) begin
-          \$691 [383:378] = host_wdata[5:0];
+          \$694 [383:378] = host_wdata[5:0];
         end
         if (\$322 ) begin
-          \$691 [415:384] = host_wdata;
+          \$694 [384] = host_wdata[0];
         end
         if (\$323 ) begin
-          \$691 [447:416] = host_wdata;
+          \$694 [385] = host_wdata[0];
         end
         if (\$324 ) begin
-          \$691 [479:448] = host_wdata;
+          \$694 [405:386] = host_wdata[19:0];
         end
         if (\$325 ) begin
-          \$691 [511:480] = host_wdata;
+          \$694 [437:406] = host_wdata;
         end
         if (\$326 ) begin
-          \$691 [543:512] = host_wdata;
+          \$694 [469:438] = host_wdata;
         end
         if (\$327 ) begin
-          \$691 [575:544] = host_wdata;
+          \$694 [501:470] = host_wdata;
         end
         if (\$328 ) begin
-          \$691 [607:576] = host_wdata;
+          \$694 [533:502] = host_wdata;
+        end
+        if (\$329 ) begin
+          \$694 [565:534] = host_wdata;
+        end
+        if (\$330 ) begin
+          \$694 [597:566] = host_wdata;
+        end
+        if (\$331 ) begin
+          \$694 [629:598] = host_wdata;
         end
       end
     end
     if (rst) begin
-      \$691  = 608'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$694  = 630'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$692  = clear;
-    if (rst) begin
-      \$692  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$693  = counts[0];
-    if (rst) begin
-      \$693  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$694  = \$330 [47:0];
-    if (rst) begin
-      \$694  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$695  = counts[1];
+    \$695  = clear;
     if (rst) begin
       \$695  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$696  = \$332 [47:0];
+    \$696  = counts[0];
     if (rst) begin
-      \$696  = 48'h000000000000;
+      \$696  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$697  = counts[2];
+    \$697  = \$333 [47:0];
     if (rst) begin
-      \$697  = 1'h0;
+      \$697  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$698  = \$334 [47:0];
+    \$698  = counts[1];
     if (rst) begin
-      \$698  = 48'h000000000000;
+      \$698  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$699  = counts[3];
+    \$699  = \$335 [47:0];
     if (rst) begin
-      \$699  = 1'h0;
+      \$699  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$700  = \$336 [47:0];
+    \$700  = counts[2];
     if (rst) begin
-      \$700  = 48'h000000000000;
+      \$700  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$701  = counts[15];
+    \$701  = \$337 [47:0];
     if (rst) begin
-      \$701  = 1'h0;
+      \$701  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$702  = \$338 [47:0];
+    \$702  = counts[3];
     if (rst) begin
-      \$702  = 48'h000000000000;
+      \$702  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$703  = counts[16];
+    \$703  = \$339 [47:0];
     if (rst) begin
-      \$703  = 1'h0;
+      \$703  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$704  = \$340 [47:0];
+    \$704  = counts[15];
     if (rst) begin
-      \$704  = 48'h000000000000;
+      \$704  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$705  = counts[18];
+    \$705  = \$341 [47:0];
     if (rst) begin
-      \$705  = 1'h0;
+      \$705  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$706  = \$342 [47:0];
+    \$706  = counts[16];
     if (rst) begin
-      \$706  = 48'h000000000000;
+      \$706  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$707  = counts[19];
+    \$707  = \$343 [47:0];
     if (rst) begin
-      \$707  = 1'h0;
+      \$707  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$708  = \$344 [47:0];
+    \$708  = counts[18];
     if (rst) begin
-      \$708  = 48'h000000000000;
+      \$708  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$709  = counts[55];
+    \$709  = \$345 [47:0];
     if (rst) begin
-      \$709  = 1'h0;
+      \$709  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$710  = \$346 [47:0];
+    \$710  = counts[19];
     if (rst) begin
-      \$710  = 48'h000000000000;
+      \$710  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$711  = counts[56];
+    \$711  = \$347 [47:0];
     if (rst) begin
-      \$711  = 1'h0;
+      \$711  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$712  = \$348 [47:0];
+    \$712  = counts[55];
     if (rst) begin
-      \$712  = 48'h000000000000;
+      \$712  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$713  = counts[48];
+    \$713  = \$349 [47:0];
     if (rst) begin
-      \$713  = 1'h0;
+      \$713  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$714  = \$350 [47:0];
+    \$714  = counts[56];
     if (rst) begin
-      \$714  = 48'h000000000000;
+      \$714  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$715  = counts[17];
+    \$715  = \$351 [47:0];
     if (rst) begin
-      \$715  = 1'h0;
+      \$715  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$716  = \$352 [47:0];
+    \$716  = counts[48];
     if (rst) begin
-      \$716  = 48'h000000000000;
+      \$716  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$717  = counts[69];
+    \$717  = \$353 [47:0];
     if (rst) begin
-      \$717  = 1'h0;
+      \$717  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$718  = \$354 [47:0];
+    \$718  = counts[17];
     if (rst) begin
-      \$718  = 48'h000000000000;
+      \$718  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$719  = counts[57];
+    \$719  = \$355 [47:0];
     if (rst) begin
-      \$719  = 1'h0;
+      \$719  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$720  = \$356 [47:0];
+    \$720  = counts[69];
     if (rst) begin
-      \$720  = 48'h000000000000;
+      \$720  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$721  = counts[9:6];
+    \$721  = \$357 [47:0];
     if (rst) begin
-      \$721  = 4'h0;
+      \$721  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$722  = \$358 [47:0];
+    \$722  = counts[57];
     if (rst) begin
-      \$722  = 48'h000000000000;
+      \$722  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$723  = counts[13:10];
+    \$723  = \$359 [47:0];
     if (rst) begin
-      \$723  = 4'h0;
+      \$723  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$724  = \$360 [47:0];
+    \$724  = counts[9:6];
     if (rst) begin
-      \$724  = 48'h000000000000;
+      \$724  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$725  = counts[31:26];
+    \$725  = \$361 [47:0];
     if (rst) begin
-      \$725  = 6'h00;
+      \$725  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$726  = \$362 [47:0];
+    \$726  = counts[13:10];
     if (rst) begin
-      \$726  = 48'h000000000000;
+      \$726  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$727  = counts[37:32];
+    \$727  = \$363 [47:0];
     if (rst) begin
-      \$727  = 6'h00;
+      \$727  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$728  = \$364 [47:0];
+    \$728  = counts[31:26];
     if (rst) begin
-      \$728  = 48'h000000000000;
+      \$728  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$729  = counts[66:63];
+    \$729  = \$365 [47:0];
     if (rst) begin
-      \$729  = 4'h0;
+      \$729  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$730  = \$366 [47:0];
+    \$730  = counts[37:32];
     if (rst) begin
-      \$730  = 48'h000000000000;
+      \$730  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$731  = counts[54:49];
+    \$731  = \$367 [47:0];
     if (rst) begin
-      \$731  = 6'h00;
+      \$731  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$732  = \$368 [47:0];
+    \$732  = counts[66:63];
     if (rst) begin
-      \$732  = 48'h000000000000;
+      \$732  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$733  = counts[73:70];
+    \$733  = \$369 [47:0];
     if (rst) begin
-      \$733  = 4'h0;
+      \$733  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$734  = \$370 [47:0];
+    \$734  = counts[54:49];
     if (rst) begin
-      \$734  = 48'h000000000000;
+      \$734  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$735  = counts[77:74];
+    \$735  = \$371 [47:0];
     if (rst) begin
-      \$735  = 4'h0;
+      \$735  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$736  = \$372 [47:0];
+    \$736  = counts[73:70];
     if (rst) begin
-      \$736  = 48'h000000000000;
+      \$736  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$737  = counts[5];
+    \$737  = \$373 [47:0];
     if (rst) begin
-      \$737  = 1'h0;
+      \$737  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$738  = \$374 [47:0];
+    \$738  = counts[77:74];
     if (rst) begin
-      \$738  = 48'h000000000000;
+      \$738  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$739  = counts[22];
+    \$739  = \$375 [47:0];
     if (rst) begin
-      \$739  = 1'h0;
+      \$739  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$740  = \$376 [47:0];
+    \$740  = counts[5];
     if (rst) begin
-      \$740  = 48'h000000000000;
+      \$740  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$741  = counts[25];
+    \$741  = \$377 [47:0];
     if (rst) begin
-      \$741  = 1'h0;
+      \$741  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$742  = \$378 [47:0];
+    \$742  = counts[22];
     if (rst) begin
-      \$742  = 48'h000000000000;
+      \$742  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$743  = counts[59];
+    \$743  = \$379 [47:0];
     if (rst) begin
-      \$743  = 1'h0;
+      \$743  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$744  = \$380 [47:0];
+    \$744  = counts[25];
     if (rst) begin
-      \$744  = 48'h000000000000;
+      \$744  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$745  = counts[60];
+    \$745  = \$381 [47:0];
     if (rst) begin
-      \$745  = 1'h0;
+      \$745  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$746  = \$382 [47:0];
+    \$746  = counts[59];
     if (rst) begin
-      \$746  = 48'h000000000000;
+      \$746  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$747  = counts[4];
+    \$747  = \$383 [47:0];
     if (rst) begin
-      \$747  = 1'h0;
+      \$747  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$748  = \$384 [47:0];
+    \$748  = counts[60];
     if (rst) begin
-      \$748  = 48'h000000000000;
+      \$748  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$749  = counts[21:20];
+    \$749  = \$385 [47:0];
     if (rst) begin
-      \$749  = 2'h0;
+      \$749  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$750  = \$386 [47:0];
+    \$750  = counts[4];
     if (rst) begin
-      \$750  = 48'h000000000000;
+      \$750  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$751  = counts[14];
+    \$751  = \$387 [47:0];
     if (rst) begin
-      \$751  = 1'h0;
+      \$751  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$752  = \$388 [47:0];
+    \$752  = counts[21:20];
     if (rst) begin
-      \$752  = 48'h000000000000;
+      \$752  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$753  = counts[24:23];
+    \$753  = \$389 [47:0];
     if (rst) begin
-      \$753  = 2'h0;
+      \$753  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$754  = \$390 [47:0];
+    \$754  = counts[14];
     if (rst) begin
-      \$754  = 48'h000000000000;
+      \$754  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$755  = counts[46];
+    \$755  = \$391 [47:0];
     if (rst) begin
-      \$755  = 1'h0;
+      \$755  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$756  = \$392 [47:0];
+    \$756  = counts[24:23];
     if (rst) begin
-      \$756  = 48'h000000000000;
+      \$756  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$757  = counts[58];
+    \$757  = \$393 [47:0];
     if (rst) begin
-      \$757  = 1'h0;
+      \$757  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$758  = \$394 [47:0];
+    \$758  = counts[46];
     if (rst) begin
-      \$758  = 48'h000000000000;
+      \$758  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$759  = counts[47];
+    \$759  = \$395 [47:0];
     if (rst) begin
-      \$759  = 1'h0;
+      \$759  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$760  = \$396 [47:0];
+    \$760  = counts[58];
     if (rst) begin
-      \$760  = 48'h000000000000;
+      \$760  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$761  = counts[39:38];
+    \$761  = \$397 [47:0];
     if (rst) begin
-      \$761  = 2'h0;
+      \$761  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$762  = \$398 [47:0];
+    \$762  = counts[47];
     if (rst) begin
-      \$762  = 48'h000000000000;
+      \$762  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$763  = counts[41:40];
+    \$763  = \$399 [47:0];
     if (rst) begin
-      \$763  = 2'h0;
+      \$763  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$764  = \$400 [47:0];
+    \$764  = counts[39:38];
     if (rst) begin
-      \$764  = 48'h000000000000;
+      \$764  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$765  = counts[43:42];
+    \$765  = \$401 [47:0];
     if (rst) begin
-      \$765  = 2'h0;
+      \$765  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$766  = \$402 [47:0];
+    \$766  = counts[41:40];
     if (rst) begin
-      \$766  = 48'h000000000000;
+      \$766  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$767  = counts[45:44];
+    \$767  = \$403 [47:0];
     if (rst) begin
-      \$767  = 2'h0;
+      \$767  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$768  = \$404 [47:0];
+    \$768  = counts[43:42];
     if (rst) begin
-      \$768  = 48'h000000000000;
+      \$768  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$769  = counts[61];
+    \$769  = \$405 [47:0];
     if (rst) begin
-      \$769  = 1'h0;
+      \$769  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$770  = \$406 [47:0];
+    \$770  = counts[45:44];
     if (rst) begin
-      \$770  = 48'h000000000000;
+      \$770  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$771  = counts[62];
+    \$771  = \$407 [47:0];
     if (rst) begin
-      \$771  = 1'h0;
+      \$771  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$772  = \$408 [47:0];
+    \$772  = counts[61];
     if (rst) begin
-      \$772  = 48'h000000000000;
+      \$772  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$773  = counts[67];
+    \$773  = \$409 [47:0];
     if (rst) begin
-      \$773  = 1'h0;
+      \$773  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$774  = \$410 [47:0];
+    \$774  = counts[62];
     if (rst) begin
-      \$774  = 48'h000000000000;
+      \$774  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$775  = counts[68];
+    \$775  = \$411 [47:0];
     if (rst) begin
-      \$775  = 1'h0;
+      \$775  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$776  = \$412 [47:0];
+    \$776  = counts[67];
     if (rst) begin
-      \$776  = 48'h000000000000;
+      \$776  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$777  = \$531 ;
+    \$777  = \$413 [47:0];
     if (rst) begin
-      \$777  = 13'h0000;
+      \$777  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$778  = \$533 [47:0];
+    \$778  = counts[68];
     if (rst) begin
-      \$778  = 48'h000000000000;
+      \$778  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$779  = \$652 ;
+    \$779  = \$415 [47:0];
     if (rst) begin
-      \$779  = 13'h0000;
+      \$779  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$780  = \$654 [47:0];
+    \$780  = \$534 ;
     if (rst) begin
-      \$780  = 48'h000000000000;
+      \$780  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$781  = counts[93];
+    \$781  = \$536 [47:0];
     if (rst) begin
-      \$781  = 1'h0;
+      \$781  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$782  = \$656 [47:0];
+    \$782  = \$655 ;
     if (rst) begin
-      \$782  = 48'h000000000000;
+      \$782  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$783  = counts[96:94];
+    \$783  = \$657 [47:0];
     if (rst) begin
-      \$783  = 3'h0;
+      \$783  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$784  = \$658 [47:0];
+    \$784  = counts[93];
     if (rst) begin
-      \$784  = 48'h000000000000;
+      \$784  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$785  = counts[106:102];
+    \$785  = \$659 [47:0];
     if (rst) begin
-      \$785  = 5'h00;
+      \$785  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$786  = \$660 [47:0];
+    \$786  = counts[96:94];
     if (rst) begin
-      \$786  = 48'h000000000000;
+      \$786  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$787  = counts[97];
+    \$787  = \$661 [47:0];
     if (rst) begin
-      \$787  = 1'h0;
+      \$787  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$788  = \$662 [47:0];
+    \$788  = counts[106:102];
     if (rst) begin
-      \$788  = 48'h000000000000;
+      \$788  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$789  = counts[99:98];
+    \$789  = \$663 [47:0];
     if (rst) begin
-      \$789  = 2'h0;
+      \$789  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$790  = \$664 [47:0];
+    \$790  = counts[97];
     if (rst) begin
-      \$790  = 48'h000000000000;
+      \$790  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$791  = counts[101:100];
+    \$791  = \$665 [47:0];
     if (rst) begin
-      \$791  = 2'h0;
+      \$791  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$792  = \$666 [47:0];
+    \$792  = counts[99:98];
     if (rst) begin
-      \$792  = 48'h000000000000;
+      \$792  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$793  = counts[78];
+    \$793  = \$667 [47:0];
     if (rst) begin
-      \$793  = 1'h0;
+      \$793  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$794  = \$668 [47:0];
+    \$794  = counts[101:100];
     if (rst) begin
-      \$794  = 48'h000000000000;
+      \$794  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$795  = counts[81:79];
+    \$795  = \$669 [47:0];
     if (rst) begin
-      \$795  = 3'h0;
+      \$795  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$796  = \$670 [47:0];
+    \$796  = counts[78];
     if (rst) begin
-      \$796  = 48'h000000000000;
+      \$796  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$797  = counts[84:82];
+    \$797  = \$671 [47:0];
     if (rst) begin
-      \$797  = 3'h0;
+      \$797  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$798  = \$672 [47:0];
+    \$798  = counts[81:79];
     if (rst) begin
-      \$798  = 48'h000000000000;
+      \$798  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$799  = counts[89];
+    \$799  = \$673 [47:0];
     if (rst) begin
-      \$799  = 1'h0;
+      \$799  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$800  = \$674 [47:0];
+    \$800  = counts[84:82];
     if (rst) begin
-      \$800  = 48'h000000000000;
+      \$800  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$801  = counts[85];
+    \$801  = \$675 [47:0];
     if (rst) begin
-      \$801  = 1'h0;
+      \$801  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$802  = \$676 [47:0];
+    \$802  = counts[89];
     if (rst) begin
-      \$802  = 48'h000000000000;
+      \$802  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$803  = counts[86];
+    \$803  = \$677 [47:0];
     if (rst) begin
-      \$803  = 1'h0;
+      \$803  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$804  = \$678 [47:0];
+    \$804  = counts[85];
     if (rst) begin
-      \$804  = 48'h000000000000;
+      \$804  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$805  = counts[87];
+    \$805  = \$679 [47:0];
     if (rst) begin
-      \$805  = 1'h0;
+      \$805  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$806  = \$680 [47:0];
+    \$806  = counts[86];
     if (rst) begin
-      \$806  = 48'h000000000000;
+      \$806  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$807  = counts[88];
+    \$807  = \$681 [47:0];
     if (rst) begin
-      \$807  = 1'h0;
+      \$807  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$808  = \$682 [47:0];
+    \$808  = counts[87];
     if (rst) begin
-      \$808  = 48'h000000000000;
+      \$808  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$809  = counts[92:90];
+    \$809  = \$683 [47:0];
     if (rst) begin
-      \$809  = 3'h0;
+      \$809  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$810  = \$684 [47:0];
+    \$810  = counts[88];
     if (rst) begin
-      \$810  = 48'h000000000000;
+      \$810  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$811  = host_read;
+    \$811  = \$685 [47:0];
     if (rst) begin
-      \$811  = 1'h0;
+      \$811  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$812  = sel_now;
+    \$812  = counts[92:90];
     if (rst) begin
-      \$812  = 4'h0;
+      \$812  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$813  = k_now;
+    \$813  = \$687 [47:0];
     if (rst) begin
-      \$813  = 3'h0;
+      \$813  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$814  = reg_value;
+    \$814  = host_read;
     if (rst) begin
-      \$814  = 32'd0;
+      \$814  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$815  = rd_valid1;
+    \$815  = sel_now;
     if (rst) begin
-      \$815  = 1'h0;
+      \$815  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$816  = out_value;
+    \$816  = k_now;
     if (rst) begin
-      \$816  = 32'd0;
+      \$816  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$817  = { done, stream_out };
+    \$817  = reg_value;
     if (rst) begin
-      \$817  = 73'h0000000000000000000;
+      \$817  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$818  = \event ;
-    if (\$685 ) begin
-      \$818  = 1'h1;
-    end else if (\$687 ) begin
+    \$818  = rd_valid1;
+    if (rst) begin
       \$818  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$819  = out_value;
     if (rst) begin
-      \$818  = 1'h0;
+      \$819  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$820  = { done, stream_out };
+    if (rst) begin
+      \$820  = 73'h0000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$821  = \event ;
+    if (\$688 ) begin
+      \$821  = 1'h1;
+    end else if (\$690 ) begin
+      \$821  = 1'h0;
+    end
+    if (rst) begin
+      \$821  = 1'h0;
     end
   end
   assign regions__w1__wr_data = host_wdata;
@@ -47387,13 +48378,16 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \stage.height_shift  = stage[361:356];
   assign \stage.leak_mul  = stage[377:362];
   assign \stage.leak_shift  = stage[383:378];
-  assign \stage.idx_base  = stage[415:384];
-  assign \stage.idx_t  = stage[447:416];
-  assign \stage.idx_c  = stage[479:448];
-  assign \stage.idx_y  = stage[511:480];
-  assign \stage.key  = stage[543:512];
-  assign \stage.key_leak  = stage[575:544];
-  assign \stage.key_affine  = stage[607:576];
+  assign \stage.carry_in  = stage[384];
+  assign \stage.carry_out  = stage[385];
+  assign \stage.carry_base  = stage[405:386];
+  assign \stage.idx_base  = stage[437:406];
+  assign \stage.idx_t  = stage[469:438];
+  assign \stage.idx_c  = stage[501:470];
+  assign \stage.idx_y  = stage[533:502];
+  assign \stage.key  = stage[565:534];
+  assign \stage.key_leak  = stage[597:566];
+  assign \stage.key_affine  = stage[629:598];
   assign \counts.cycles  = counts[0];
   assign \counts.c1_busy  = counts[1];
   assign \counts.c1_stall  = counts[2];
@@ -47486,52 +48480,51 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign regions__trace__wr_en = \$142 ;
   assign regions__wgrad__addr = { 3'h0, \$144 [14:3] };
   assign \$227  = \$226 ;
-  assign \$419  = 1'h1;
-  assign \$420  = \$418 ;
-  assign \$427  = 1'h1;
-  assign \$428  = \$426 ;
-  assign \$436  = 1'h1;
-  assign \$437  = \$435 ;
-  assign \$445  = 1'h1;
-  assign \$446  = \$444 ;
-  assign \$462  = \$461 ;
-  assign \$463  = 1'h1;
-  assign \$464  = \$461 ;
-  assign \$470  = \$469 ;
-  assign \$491  = 1'h1;
-  assign \$492  = \$490 ;
-  assign \$510  = 1'h1;
-  assign \$511  = \$509 ;
-  assign \$519  = 1'h1;
-  assign \$520  = \$518 ;
-  assign \$540  = 1'h1;
-  assign \$541  = \$539 ;
-  assign \$548  = 1'h1;
-  assign \$549  = \$547 ;
-  assign \$557  = 1'h1;
-  assign \$558  = \$556 ;
-  assign \$566  = 1'h1;
-  assign \$567  = \$565 ;
-  assign \$585  = 1'h1;
-  assign \$586  = \$584 ;
-  assign \$602  = \$601 ;
-  assign \$611  = \$610 ;
-  assign \$612  = 1'h1;
-  assign \$613  = \$610 ;
-  assign \$631  = 1'h1;
-  assign \$632  = \$630 ;
-  assign \$640  = 1'h1;
-  assign \$641  = \$639 ;
+  assign \$422  = 1'h1;
+  assign \$423  = \$421 ;
+  assign \$430  = 1'h1;
+  assign \$431  = \$429 ;
+  assign \$439  = 1'h1;
+  assign \$440  = \$438 ;
+  assign \$448  = 1'h1;
+  assign \$449  = \$447 ;
+  assign \$465  = \$464 ;
+  assign \$466  = 1'h1;
+  assign \$467  = \$464 ;
+  assign \$473  = \$472 ;
+  assign \$494  = 1'h1;
+  assign \$495  = \$493 ;
+  assign \$513  = 1'h1;
+  assign \$514  = \$512 ;
+  assign \$522  = 1'h1;
+  assign \$523  = \$521 ;
+  assign \$543  = 1'h1;
+  assign \$544  = \$542 ;
+  assign \$551  = 1'h1;
+  assign \$552  = \$550 ;
+  assign \$560  = 1'h1;
+  assign \$561  = \$559 ;
+  assign \$569  = 1'h1;
+  assign \$570  = \$568 ;
+  assign \$588  = 1'h1;
+  assign \$589  = \$587 ;
+  assign \$605  = \$604 ;
+  assign \$614  = \$613 ;
+  assign \$615  = 1'h1;
+  assign \$616  = \$613 ;
+  assign \$634  = 1'h1;
+  assign \$635  = \$633 ;
+  assign \$643  = 1'h1;
+  assign \$644  = \$642 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w1__en, e1_line1__addr, \port$306$0 , \port$310$0 , \port$314$0 , \port$318$0 , \port__en$83 , e23_line1_a__addr, \port__en$89 , e23_line1_b__addr, \port__en$95 , e23_line1_c__addr, e23_w2__en, e23_w2__addr, e23_w3__en, e23_w3__addr, \wr__en$155 
 , e23_row2__addr, \wr__en$161 , e23_line4__addr, \wr__data$165 , \port__en$101 , e23_row2_b__addr, \port__en$107 , e23_row2_c__addr, \port$2199$0 , \port$2239$0 , \port$2279$0 , \port$2319$0 , e4_w4__en, \port__en$113 , e4_line4__addr, e4_w4__addr, e4_affine__en, \port__en$119 , e4_residual__addr, \port__en$125 , e4_membrane_in__addr
-, \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr, host__w2__rd_en, \wr__en$185 
-, host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr, host__gbuf__rd_en, host__gbuf__wr_en
-, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data, e4_line4__data, e4_residual__data
-, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$16119$0 , \port$16129$0 , \port$16139$0 , \port$16149$0 , bw_weights__addr, \port$16315$0 , bw_grad_w2__addr, \port$16571$0 , \port$16629$0 , \port$16687$0 , \port$16745$0 
-, \port$16765$0 , \wr__data$182 );
+, \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr
+, host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr
+, host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data
+, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$16421$0 , \port$16431$0 , \port$16441$0 , \port$16451$0 , bw_weights__addr, \port$16617$0 , \port$17133$0 , \wr__data$182 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -47645,6 +48638,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire bw_grad_b__en;
   input [19:0] bw_grad_w2__addr;
   wire [19:0] bw_grad_w2__addr;
+  input [63:0] bw_grad_w2__data;
   wire [63:0] bw_grad_w2__data;
   input bw_grad_w2__en;
   wire bw_grad_w2__en;
@@ -47838,26 +48832,18 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [31:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$16119$0 ;
-  wire [15:0] \port$16119$0 ;
-  input [15:0] \port$16129$0 ;
-  wire [15:0] \port$16129$0 ;
-  input [15:0] \port$16139$0 ;
-  wire [15:0] \port$16139$0 ;
-  input [15:0] \port$16149$0 ;
-  wire [15:0] \port$16149$0 ;
-  input [15:0] \port$16315$0 ;
-  wire [15:0] \port$16315$0 ;
-  input [15:0] \port$16571$0 ;
-  wire [15:0] \port$16571$0 ;
-  input [15:0] \port$16629$0 ;
-  wire [15:0] \port$16629$0 ;
-  input [15:0] \port$16687$0 ;
-  wire [15:0] \port$16687$0 ;
-  input [15:0] \port$16745$0 ;
-  wire [15:0] \port$16745$0 ;
-  input [159:0] \port$16765$0 ;
-  wire [159:0] \port$16765$0 ;
+  input [15:0] \port$16421$0 ;
+  wire [15:0] \port$16421$0 ;
+  input [15:0] \port$16431$0 ;
+  wire [15:0] \port$16431$0 ;
+  input [15:0] \port$16441$0 ;
+  wire [15:0] \port$16441$0 ;
+  input [15:0] \port$16451$0 ;
+  wire [15:0] \port$16451$0 ;
+  input [15:0] \port$16617$0 ;
+  wire [15:0] \port$16617$0 ;
+  input [159:0] \port$17133$0 ;
+  wire [159:0] \port$17133$0 ;
   input [7:0] \port$2199$0 ;
   wire [7:0] \port$2199$0 ;
   input [7:0] \port$2239$0 ;
@@ -48017,13 +49003,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$16765$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$17133$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$16315$0 [2:0]];
+      _0_ <= mem_affine[\port$16617$0 [2:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [2:0]];
@@ -54635,7 +55621,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$16149$0 , \port$16139$0 , \port$16129$0 , \port$16119$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$16451$0 , \port$16441$0 , \port$16431$0 , \port$16421$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -54910,7 +55896,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$16765$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$17133$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -57301,10 +58287,10 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$16765$0 [31:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$17133$0 [31:0] };
     end
     if (\$55 ) begin
-      \$signature__data$24  = { \port$16745$0 , \port$16687$0 , \port$16629$0 , \port$16571$0  };
+      \$signature__data$24  = bw_grad_w2__data;
     end
     if (\$65 ) begin
       \$signature__data$24  = bw_grad_w__data;
@@ -57340,17 +58326,16 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$16765$0 [31:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$17133$0 [31:0] };
     end
     if (\$60 ) begin
-      \$signature__data$28  = { \port$16745$0 , \port$16687$0 , \port$16629$0 , \port$16571$0  };
+      \$signature__data$28  = bw_grad_w2__data;
     end
     if (\$70 ) begin
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$16765$0 [31:0] };
-  assign bw_grad_w2__data = { \port$16745$0 , \port$16687$0 , \port$16629$0 , \port$16571$0  };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$17133$0 [31:0] };
   assign port__addr = \$72 [7:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [5:0];
@@ -57394,8 +58379,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$16315$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$16315$0  };
+  assign \port__addr$145  = \port$16617$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$16617$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -57410,8 +58395,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[8:0];
-  assign \wr__data$171  = { \port$16149$0 , \port$16139$0 , \port$16129$0 , \port$16119$0  };
-  assign e4_membrane_out__data = { \port$16149$0 , \port$16139$0 , \port$16129$0 , \port$16119$0  };
+  assign \wr__data$171  = { \port$16451$0 , \port$16441$0 , \port$16431$0 , \port$16421$0  };
+  assign e4_membrane_out__data = { \port$16451$0 , \port$16441$0 , \port$16431$0 , \port$16421$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[8:0];
@@ -57437,8 +58422,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[2:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$16765$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$16765$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$17133$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$17133$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[7:0];
@@ -57447,8 +58432,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[7:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$16765$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$16765$0 [31:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$17133$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$17133$0 [31:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[8:0];
   assign \port__data$226  = host__membrane__rd_data;
