@@ -13,7 +13,32 @@ from ..tilegeo import geometry_layout
 from ..units import Requantiser, SpikeTree
 from .common import ROW_BITS, active_lanes, counts_layout, inc3, loops, read_port, times3, write_port
 
-__all__ = ["ClusterOneEngine"]
+__all__ = ["ClusterOneEngine", "cluster1_members"]
+
+
+def cluster1_members(config: HardwareConfig) -> dict:
+    """The ports of a cluster-1 engine (:class:`ClusterOneEngine` and the zero-skipping
+    :class:`gen.engines.cluster1_zero_skip.ClusterOneZeroSkipEngine` are interchangeable)."""
+    P, wd = config.lanes, config.widths
+    cnt_lanes = log2(P) + 2
+    return {
+        "start": In(1),
+        "desc": In(DESCRIPTOR_LAYOUT),
+        "geo": In(geometry_layout(config)),
+        "in_rows": In(STREAM_BITS),
+        "released": In(RB),
+        "released_e1_order": In(RB),
+        "spike_in": Out(read_port(config.spike_word_bits)),
+        "w1": Out(read_port(P * wd.weight)),
+        "line1": Out(write_port(P * wd.activation, P)),
+        "run": Out(1),
+        "busy": Out(1),
+        "rows_done": Out(RB),
+        "in_consumed": Out(STREAM_BITS),
+        "counts": Out(counts_layout({
+            "c1_busy": 1, "c1_stall": 1, "c1_in_wait": 1, "spike_in_reads": 1, "w1_reads": 1,
+            "c1_slots": cnt_lanes, "c1_adds": cnt_lanes, "line1_writes": 1})),
+    }
 
 RB = ROW_BITS
 
@@ -53,26 +78,7 @@ class ClusterOneEngine(wiring.Component):
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a gen.config.HardwareConfig, got {type(config).__name__}")
         self.config = config
-        P, wd = config.lanes, config.widths
-        cnt_lanes = log2(P) + 2
-        super().__init__({
-            "start": In(1),
-            "desc": In(DESCRIPTOR_LAYOUT),
-            "geo": In(geometry_layout(config)),
-            "in_rows": In(STREAM_BITS),
-            "released": In(RB),
-            "released_e1_order": In(RB),
-            "spike_in": Out(read_port(config.spike_word_bits)),
-            "w1": Out(read_port(P * wd.weight)),
-            "line1": Out(write_port(P * wd.activation, P)),
-            "run": Out(1),
-            "busy": Out(1),
-            "rows_done": Out(RB),
-            "in_consumed": Out(STREAM_BITS),
-            "counts": Out(counts_layout({
-                "c1_busy": 1, "c1_stall": 1, "c1_in_wait": 1, "spike_in_reads": 1, "w1_reads": 1,
-                "c1_slots": cnt_lanes, "c1_adds": cnt_lanes, "line1_writes": 1})),
-        })
+        super().__init__(cluster1_members(config))
 
     def elaborate(self, platform):  # noqa: C901 - the loop nest and its two pipeline stages
         m = Module()

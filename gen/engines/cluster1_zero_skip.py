@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig, log2
-from ..descriptor import DESCRIPTOR_LAYOUT
 from ..hostmap import STREAM_BITS
-from ..tilegeo import geometry_layout
 from ..units import Requantiser
-from .common import ROW_BITS, counts_layout, inc3, loops, read_port, times3, write_port
+from .cluster1 import cluster1_members
+from .common import ROW_BITS, inc3, loops, times3
 
 __all__ = ["ClusterOneZeroSkipEngine"]
 
@@ -58,26 +56,7 @@ class ClusterOneZeroSkipEngine(wiring.Component):
         if not isinstance(config, HardwareConfig):
             raise TypeError(f"config must be a gen.config.HardwareConfig, got {type(config).__name__}")
         self.config = config
-        P, wd = config.lanes, config.widths
-        cnt_lanes = log2(P) + 2
-        super().__init__({
-            "start": In(1),
-            "desc": In(DESCRIPTOR_LAYOUT),
-            "geo": In(geometry_layout(config)),
-            "in_rows": In(STREAM_BITS),
-            "released": In(RB),
-            "released_e1_order": In(RB),
-            "spike_in": Out(read_port(config.spike_word_bits)),
-            "w1": Out(read_port(P * wd.weight)),
-            "line1": Out(write_port(P * wd.activation, P)),
-            "run": Out(1),
-            "busy": Out(1),
-            "rows_done": Out(RB),
-            "in_consumed": Out(STREAM_BITS),
-            "counts": Out(counts_layout({
-                "c1_busy": 1, "c1_stall": 1, "c1_in_wait": 1, "spike_in_reads": 1, "w1_reads": 1,
-                "c1_slots": cnt_lanes, "c1_adds": cnt_lanes, "line1_writes": 1})),
-        })
+        super().__init__(cluster1_members(config))
 
     def elaborate(self, platform):
         m = Module()
