@@ -45,8 +45,9 @@ def test_backward_coverage_batch_is_bit_exact(tmp_path):
 @pytest.mark.cosim_full
 def test_paper_sized_backward_tile(tmp_path):
     """A backward tile at MS-ResNet18's second TT layer's shape (64 -> 64 channels, rank 32,
-    T = 4, PTT, the shortcut's share; the 7 x 4 tile python -m gen.perf --backward picks for
-    it) on the paper configuration's RTL, bit-exact, with its cycles equal to the cycle model's."""
+    T = 4, PTT, the shortcut's share; the 7 x 4 tile with all four timesteps that python -m
+    gen.perf --backward picked for it before the chunked tiles) on the paper configuration's
+    RTL, bit-exact, with its cycles equal to the cycle model's."""
     from ttsnn.gen.backward.cyclemodel import backward_cycles
     from ttsnn.gen.backward.tile_program import plan_backward_tile
 
@@ -86,6 +87,34 @@ def test_a_layer_in_chunks_of_timesteps_on_the_verilog(tmp_path, mode, T, channe
     tiles = backward_layer_programs(cfg, q, first(x), first(e), first(trace.spikes), first(trace.window),
                                     first(trace.argmax), gold.shifts, first(g_extra))
     assert tiles[0].timesteps < T                       # the case is what it says: chunked
+    results = simulate_backward(target, [t.program for t in tiles], tmp_path)
+    decoded = [t.program.decode(r.values) for t, r in zip(tiles, results)]
+    got = combine_tiles(tiles, decoded, cfg.gradients.wgrad_tile, q.pool)
+    assert not any(compare_backward(gold, got).values()), compare_backward(gold, got)
+    for t, r in zip(tiles, decoded):
+        expect = tile_counters(t.program.plan.stages, cfg.lanes, cfg.gbuf_spikes_per_word)
+        assert {k: r.counters[k] for k in expect} == expect
+
+
+@pytest.mark.cosim_full
+def test_paper_sized_layer_in_chunks_of_timesteps(tmp_path):
+    """An 8 x 16 block of MS-ResNet18's second TT layer (64 -> 64 channels, rank 32, T = 4,
+    PTT, the shortcut's share) on the paper configuration's RTL, as the driver runs it: its
+    tile holds one timestep at a time (the shape python -m gen.perf --backward picks for the
+    layer), the LIF gradient carried between the four programs. Bit-exact against the golden
+    backward of the block; every program's counters equal the cycle model."""
+    from ttsnn.gen.backward.host import backward_layer_programs, combine_tiles
+    from tests.gen.test_backward_core_stages import layer_case
+
+    from ttsnn.cosim.backward import compare_backward, simulate_backward
+
+    target = RtlTarget.for_config("paper")
+    cfg = target.config
+    q, x, trace, e, g_extra, gold = layer_case(cfg, 18, "ptt", 4, 64, 32, 64, 8, 16, False, True)
+    first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
+    tiles = backward_layer_programs(cfg, q, first(x), first(e), first(trace.spikes), first(trace.window),
+                                    first(trace.argmax), gold.shifts, first(g_extra))
+    assert len(tiles) == 4 and all(t.timesteps == 1 for t in tiles)
     results = simulate_backward(target, [t.program for t in tiles], tmp_path)
     decoded = [t.program.decode(r.values) for t, r in zip(tiles, results)]
     got = combine_tiles(tiles, decoded, cfg.gradients.wgrad_tile, q.pool)
