@@ -75,25 +75,14 @@ def test_a_layer_in_chunks_of_timesteps_on_the_verilog(tmp_path, mode, T, channe
     carried from one program to the next in the gradient buffer of ONE simulator process.
     Bit-exact against the golden backward of the untiled layer; each program's counters equal
     the cycle model."""
-    from ttsnn.gen.backward.host import backward_layer_programs, combine_tiles
     from tests.gen.test_backward_core_stages import layer_case
-
-    from ttsnn.cosim.backward import compare_backward, simulate_backward
 
     target = RtlTarget.for_config("small")
     cfg = target.config
     q, x, trace, e, g_extra, gold = layer_case(cfg, T, mode, T, channels, 8, channels, hw, hw, pool, extra)
-    first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
-    tiles = backward_layer_programs(cfg, q, first(x), first(e), first(trace.spikes), first(trace.window),
-                                    first(trace.argmax), gold.shifts, first(g_extra))
+    tiles = _layer_programs(cfg, q, x, trace, e, g_extra, gold)
     assert tiles[0].timesteps < T                       # the case is what it says: chunked
-    results = simulate_backward(target, [t.program for t in tiles], tmp_path)
-    decoded = [t.program.decode(r.values) for t, r in zip(tiles, results)]
-    got = combine_tiles(tiles, decoded, cfg.gradients.wgrad_tile, q.pool)
-    assert not any(compare_backward(gold, got).values()), compare_backward(gold, got)
-    for t, r in zip(tiles, decoded):
-        expect = tile_counters(t.program.plan.stages, cfg.lanes, cfg.gbuf_spikes_per_word)
-        assert {k: r.counters[k] for k in expect} == expect
+    _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
 
 
 @pytest.mark.cosim_full
@@ -103,19 +92,33 @@ def test_paper_sized_layer_in_chunks_of_timesteps(tmp_path):
     tile holds one timestep at a time (the shape python -m gen.perf --backward picks for the
     layer), the LIF gradient carried between the four programs. Bit-exact against the golden
     backward of the block; every program's counters equal the cycle model."""
-    from ttsnn.gen.backward.host import backward_layer_programs, combine_tiles
     from tests.gen.test_backward_core_stages import layer_case
-
-    from ttsnn.cosim.backward import compare_backward, simulate_backward
 
     target = RtlTarget.for_config("paper")
     cfg = target.config
     q, x, trace, e, g_extra, gold = layer_case(cfg, 18, "ptt", 4, 64, 32, 64, 8, 16, False, True)
-    first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
-    tiles = backward_layer_programs(cfg, q, first(x), first(e), first(trace.spikes), first(trace.window),
-                                    first(trace.argmax), gold.shifts, first(g_extra))
+    tiles = _layer_programs(cfg, q, x, trace, e, g_extra, gold)
     assert len(tiles) == 4 and all(t.timesteps == 1 for t in tiles)
-    results = simulate_backward(target, [t.program for t in tiles], tmp_path)
+    _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
+
+
+def _layer_programs(cfg, q, x, trace, e, g_extra, gold):
+    """The driver's programs of a whole layer (``tests.gen.test_backward_core_stages.layer_case``)."""
+    from ttsnn.gen.backward.host import backward_layer_programs
+
+    first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
+    return backward_layer_programs(cfg, q, first(x), first(e), first(trace.spikes), first(trace.window),
+                                   first(trace.argmax), gold.shifts, first(g_extra))
+
+
+def _check_layer_on_the_verilog(target, tiles, q, gold, workdir):
+    """Run a layer's programs in one simulator process: the combined result equals the golden
+    backward, each program's counters the cycle model's."""
+    from ttsnn.cosim.backward import compare_backward, simulate_backward
+    from ttsnn.gen.backward.host import combine_tiles
+
+    cfg = target.config
+    results = simulate_backward(target, [t.program for t in tiles], workdir)
     decoded = [t.program.decode(r.values) for t, r in zip(tiles, results)]
     got = combine_tiles(tiles, decoded, cfg.gradients.wgrad_tile, q.pool)
     assert not any(compare_backward(gold, got).values()), compare_backward(gold, got)

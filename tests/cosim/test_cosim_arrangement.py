@@ -15,16 +15,21 @@ from tests.cosim.test_cosim_layers import _check_all_model_counters, _check_resu
 SMALL_SEQUENTIAL = "small_sequential"
 
 
-def sequential_small(tmp_path):
-    """The small configuration with the sequential chaining, as a TOML file of its own name
-    (the co-simulation generates and builds RTL per configuration name)."""
+def small_arrangement(tmp_path, name: str, arrangement: str):
+    """The small configuration with ``arrangement`` (TOML lines) in place of its default
+    ``stt_chain = "pipelined"``, as a TOML file of its own name (the co-simulation generates
+    and builds RTL per configuration name)."""
     text = (CONFIG_DIR / "small.toml").read_text()
     assert 'name = "small"' in text and 'stt_chain = "pipelined"' in text
-    text = text.replace('name = "small"', f'name = "{SMALL_SEQUENTIAL}"')
-    text = text.replace('stt_chain = "pipelined"', 'stt_chain = "sequential"')
-    path = tmp_path / f"{SMALL_SEQUENTIAL}.toml"
+    text = text.replace('name = "small"', f'name = "{name}"').replace('stt_chain = "pipelined"', arrangement)
+    path = tmp_path / f"{name}.toml"
     path.write_text(text)
     return load_config(path)
+
+
+def sequential_small(tmp_path):
+    """The small configuration with the sequential chaining."""
+    return small_arrangement(tmp_path, SMALL_SEQUENTIAL, 'stt_chain = "sequential"')
 
 
 @pytest.mark.cosim

@@ -11,7 +11,7 @@ import pytest
 
 from ttsnn.cosim.cases import coverage_cases
 from ttsnn.cosim.layer import RtlTarget, run_cases
-from ttsnn.gen.config import CONFIG_DIR, load_config
+from tests.cosim.test_cosim_arrangement import small_arrangement
 from tests.cosim.test_cosim_layers import _check_all_model_counters, _check_results
 
 SMALL_PAPER_ARRANGEMENT = "small_paper_arrangement"
@@ -20,15 +20,9 @@ CASES = ("stt-T1-small", "ptt-T2-partial-groups", "htt-T6-alternating", "stt-T2-
 
 
 def paper_arrangement_small(tmp_path):
-    """The small configuration in the paper's arrangement, as a TOML file of its own name (the
-    co-simulation generates and builds RTL per configuration name)."""
-    text = (CONFIG_DIR / "small.toml").read_text()
-    assert 'name = "small"' in text and 'stt_chain = "pipelined"' in text
-    text = text.replace('name = "small"', f'name = "{SMALL_PAPER_ARRANGEMENT}"')
-    text = text.replace('stt_chain = "pipelined"', 'stt_chain = "sequential"\ncluster1 = "zero_skip"')
-    path = tmp_path / f"{SMALL_PAPER_ARRANGEMENT}.toml"
-    path.write_text(text)
-    return load_config(path)
+    """The small configuration in the paper's arrangement (zero-skipping cluster 1, sequential
+    STT chain)."""
+    return small_arrangement(tmp_path, SMALL_PAPER_ARRANGEMENT, 'stt_chain = "sequential"\ncluster1 = "zero_skip"')
 
 
 @pytest.mark.cosim
