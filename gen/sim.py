@@ -83,6 +83,20 @@ def run_testbench(dut, bench, clock: bool = True) -> None:
     sim.run()
 
 
+async def start_engine(ctx, engine, desc, ready, settle: int) -> None:
+    """Start a forward engine alone: its descriptor fields ``desc`` and its ready inputs
+    ``ready`` (port name -> value) set, ``settle + 1`` cycles for the tile geometry (its
+    ``latency``), then ``start`` for one cycle."""
+    for name, value in desc.items():
+        ctx.set(engine.desc[name], value)
+    for name, value in ready.items():
+        ctx.set(getattr(engine, name), value)
+    await ctx.tick().repeat(settle + 1)
+    ctx.set(engine.start, 1)
+    await ctx.tick()
+    ctx.set(engine.start, 0)
+
+
 def pack_lanes(values, bits: int) -> int:
     """Flat vector of lanes (lane 0 in the low bits) from signed integers."""
     word = 0

@@ -15,7 +15,7 @@ import tests.gen.test_engine_cluster23 as e23_test
 from ttsnn.gen.config import Arrangement, ConfigError, config_from_dict, load_config
 from ttsnn.gen.cyclemodel import TileShape, tile_counters
 from ttsnn.gen.driver import Driver
-from ttsnn.gen.sim import run_programs, run_testbench
+from ttsnn.gen.sim import run_programs, run_testbench, start_engine
 from ttsnn.gen.top import Accelerator
 from ttsnn.sw import golden
 from ttsnn.sw.golden import golden_layer
@@ -59,14 +59,8 @@ def _overlap(cfg, monkeypatch, order):
     both, either, line4 = [0], [0], {}
 
     async def bench(ctx):
-        for name, value in drv.descriptor(q, tile, {"in": 1, "res": 1, "out": 1}).items():
-            ctx.set(eng.desc[name], value)
-        ctx.set(eng.e1_rows, 1 << 15)
-        ctx.set(eng.e4_released, 1 << 15)
-        await ctx.tick().repeat(h.geometry.latency + 1)
-        ctx.set(eng.start, 1)
-        await ctx.tick()
-        ctx.set(eng.start, 0)
+        await start_engine(ctx, eng, drv.descriptor(q, tile, {"in": 1, "res": 1, "out": 1}),
+                           {"e1_rows": 1 << 15, "e4_released": 1 << 15}, h.geometry.latency)
         for _ in range(100_000):
             c2, c3 = ctx.get(eng.counts.c2_busy), ctx.get(eng.counts.c3_busy)
             both[0] += c2 & c3

@@ -18,6 +18,7 @@ from amaranth.sim import Simulator
 from ttsnn.gen.config import load_config
 from ttsnn.gen.driver import Driver
 from ttsnn.gen.engines import ClusterOneEngine, ClusterOneZeroSkipEngine
+from ttsnn.gen.sim import start_engine
 from ttsnn.gen.tilegeo import TileGeometryUnit
 from ttsnn.sw import golden
 from ttsnn.sw.qlayer import QuantTTLayer
@@ -86,15 +87,9 @@ def run_engine(q, x, tile_hw, pack, order, cfg=CFG):
         totals: dict[str, int] = {}
 
         async def bench(ctx):
-            for name, value in desc.items():
-                ctx.set(eng.desc[name], value)
-            ctx.set(eng.in_rows, len(rows))
-            ctx.set(eng.released, 1 << 15)                 # cluster 2 keeps up: slots are free
-            ctx.set(eng.released_e1_order, 1 << 15)
-            await ctx.tick().repeat(h.geometry.latency + 1)
-            ctx.set(eng.start, 1)
-            await ctx.tick()
-            ctx.set(eng.start, 0)
+            # cluster 2 keeps up: every line1 slot is free
+            await start_engine(ctx, eng, desc, {"in_rows": len(rows), "released": 1 << 15,
+                                                "released_e1_order": 1 << 15}, h.geometry.latency)
             done = 0
             for _ in range(100_000):
                 en = ctx.get(eng.line1.en)

@@ -14,7 +14,7 @@ from amaranth.lib.memory import Memory
 from ttsnn.gen.config import load_config
 from ttsnn.gen.driver import Driver
 from ttsnn.gen.engines import ClusterTwoThreeEngine
-from ttsnn.gen.sim import run_testbench
+from ttsnn.gen.sim import run_testbench, start_engine
 from ttsnn.gen.tilegeo import TileGeometryUnit
 from ttsnn.sw import golden
 from tests.gen.test_top import make_layer
@@ -97,14 +97,8 @@ def run_engine(q, x, tile_hw, pack, order):
         line4 = {}
 
         async def bench(ctx):
-            for name, value in desc.items():
-                ctx.set(eng.desc[name], value)
-            ctx.set(eng.e1_rows, 1 << 15)            # every window row is in line1
-            ctx.set(eng.e4_released, 1 << 15)        # every line4 slot is free
-            await ctx.tick().repeat(h.geometry.latency + 1)
-            ctx.set(eng.start, 1)
-            await ctx.tick()
-            ctx.set(eng.start, 0)
+            # every window row is in line1, every line4 slot is free
+            await start_engine(ctx, eng, desc, {"e1_rows": 1 << 15, "e4_released": 1 << 15}, h.geometry.latency)
             for _ in range(200_000):
                 if ctx.get(eng.line4.en):
                     line4[ctx.get(eng.line4.addr)] = ctx.get(eng.line4.data)

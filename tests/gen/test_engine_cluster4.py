@@ -15,6 +15,7 @@ from amaranth.sim import Simulator
 from ttsnn.gen.config import load_config
 from ttsnn.gen.driver import Driver, output_row_order
 from ttsnn.gen.engines import ClusterFourEngine
+from ttsnn.gen.sim import start_engine
 from ttsnn.gen.tilegeo import TileGeometryUnit
 from ttsnn.sw import golden
 from tests.gen.test_top import make_layer
@@ -90,15 +91,9 @@ def run_engine(q, x, resid, order):
     membranes, spikes, totals = {}, {}, {}
 
     async def bench(ctx):
-        for name, value in desc.items():
-            ctx.set(eng.desc[name], value)
-        ctx.set(eng.rows_written, 1 << 15)           # every q23 row is in line4
-        ctx.set(eng.res_rows, n_rows)
-        ctx.set(eng.out_taken, 0)                     # the ring holds every output row
-        await ctx.tick().repeat(h.geometry.latency + 1)
-        ctx.set(eng.start, 1)
-        await ctx.tick()
-        ctx.set(eng.start, 0)
+        # every q23 row is in line4; the ring holds every output row
+        await start_engine(ctx, eng, desc, {"rows_written": 1 << 15, "res_rows": n_rows, "out_taken": 0},
+                           h.geometry.latency)
         for _ in range(100_000):
             if ctx.get(eng.membrane_out.en):
                 membranes[ctx.get(eng.membrane_out.addr)] = ctx.get(eng.membrane_out.data)

@@ -16,7 +16,7 @@ from amaranth.lib.memory import Memory
 from ttsnn.gen.config import load_config
 from ttsnn.gen.driver import Driver
 from ttsnn.gen.engines.stt_cluster3 import SttClusterThreeEngine
-from ttsnn.gen.sim import run_testbench
+from ttsnn.gen.sim import run_testbench, start_engine
 from ttsnn.gen.tilegeo import TileGeometryUnit
 from ttsnn.gen.units import MacCluster, Requantiser
 from ttsnn.sw import golden
@@ -167,14 +167,8 @@ def test_stt_cluster3_engine_stays_idle_outside_stt():
     eng = h.engine
 
     async def bench(ctx):
-        for name, value in drv.descriptor(q, tile, {"in": 1, "res": 1, "out": 1}).items():
-            ctx.set(eng.desc[name], value)
-        ctx.set(eng.q2_rows, 1 << 15)
-        ctx.set(eng.e4_released, 1 << 15)
-        await ctx.tick().repeat(h.geometry.latency + 1)
-        ctx.set(eng.start, 1)
-        await ctx.tick()
-        ctx.set(eng.start, 0)
+        await start_engine(ctx, eng, drv.descriptor(q, tile, {"in": 1, "res": 1, "out": 1}),
+                           {"q2_rows": 1 << 15, "e4_released": 1 << 15}, h.geometry.latency)
         for _ in range(50):
             assert not ctx.get(eng.busy) and not ctx.get(eng.line4.en) and not ctx.get(eng.w3.en)
             assert ctx.get(eng.counts.as_value()) == 0
