@@ -131,7 +131,8 @@ def _cycle_limit(prog) -> int:
     """A generous bound on a backward tile's simulated cycles (hang detection only)."""
     steps = sum(f["timesteps"] * f["rows"] * f["cols"] * max(f["in_channels"], 1) * 6
                 * max(f["out_channels"], 1) for _, f in prog.plan.stages)
-    return 4 * steps + 16 * (len(prog.setup) + len(prog.reads)) + 64 * len(prog.stages) + 100_000
+    return (4 * steps + 16 * (len(prog.setup) + len(prog.all_reads) + sum(map(len, prog.stages)))
+            + 64 * len(prog.stages) + 100_000)
 
 
 def simulate_backward(target, programs, workdir: Path, *, seed: int = 1, build_dir=None,

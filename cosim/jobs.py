@@ -89,11 +89,13 @@ class BackwardJob:
     reads: Sequence[int]
     cycle_limit: int
     index: int = 0
+    #: per stage, the addresses read once it is done (streamed weight-gradient sums)
+    stage_reads: Sequence[Sequence[int]] = ()
 
     @classmethod
     def of(cls, prog, cycle_limit: int, index: int = 0) -> "BackwardJob":
         return cls(prog.setup, prog.stages, tuple(int(v) for v in prog.start), int(prog.status),
-                   list(prog.reads), int(cycle_limit), index)
+                   list(prog.reads), int(cycle_limit), index, [list(r) for r in prog.stage_reads])
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,9 @@ def write_jobs(path: str | os.PathLike, jobs: Sequence[TileJob | BackwardJob], p
             arrays[f"start_{k}"] = np.array(job.start, dtype=np.int64)
             arrays[f"status_{k}"] = np.array(int(job.status))
             arrays[f"reads_{k}"] = np.array(job.reads, dtype=np.int64)
+            stage_reads = list(job.stage_reads) or [[] for _ in job.stages]
+            arrays[f"sreads_{k}"] = np.array([a for r in stage_reads for a in r], dtype=np.int64)
+            arrays[f"sreads_len_{k}"] = np.array([len(r) for r in stage_reads], dtype=np.int64)
             arrays[f"limit_{k}"] = np.array(int(job.cycle_limit))
             arrays[f"index_{k}"] = np.array(int(job.index))
             continue
@@ -207,7 +212,8 @@ def read_jobs(path: str | os.PathLike) -> tuple[list[TileJob | BackwardJob], flo
                 stages=_split(tup(data[f"stages_{k}"]), data[f"stages_len_{k}"]),
                 start=tuple(data[f"start_{k}"].tolist()), status=int(data[f"status_{k}"]),
                 reads=data[f"reads_{k}"].tolist(), cycle_limit=int(data[f"limit_{k}"]),
-                index=int(data[f"index_{k}"])))
+                index=int(data[f"index_{k}"]),
+                stage_reads=_split(data[f"sreads_{k}"].tolist(), data[f"sreads_len_{k}"])))
             continue
         jobs.append(TileJob(
             setup=tup(data[f"setup_{k}"]),

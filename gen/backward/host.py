@@ -37,8 +37,9 @@ class BackwardDoesNotFit(UserError):
 class BackwardTileResult:
     """What a backward tile returns: ``e_in [T, Cin, H, W]``, ``g_current [T, Cout, Ho, Wo]``,
     ``dw`` (``w1 [r, Cin]``, ``w2``/``w3 [r, r, 3]``, ``w4 [Cout, r]``: the tile's sums) and
-    ``counters`` (the forward bank's ``cycles`` and every backward counter); ``dw`` is None for a
-    tile that leaves its sums to the layer's later tiles (``last = False``)."""
+    ``counters`` (the forward bank's ``cycles`` and every backward counter). ``dw`` holds the
+    sums the program read: all of them after a layer's last program, only the streamed ones
+    (``BackwardTileProgram.streamed_sums``) after the others, None where it read none."""
     e_in: np.ndarray
     g_current: np.ndarray
     dw: dict[str, np.ndarray] | None
@@ -62,18 +63,26 @@ class BackwardHostProgram:
     #: region -> (its words the host writes, its words the host reads); a region word is
     #: ``subwords`` host words
     region_words: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: per stage, the addresses the host reads once the stage is done (the streamed sums)
+    stage_reads: list[list[int]] = field(default_factory=list)
 
     def decode(self, values: Sequence[int]) -> BackwardTileResult:
-        if len(values) != len(self.reads):
-            raise ValueError(f"expected {len(self.reads)} read values, got {len(values)}")
+        if len(values) != len(self.all_reads):
+            raise ValueError(f"expected {len(self.all_reads)} read values, got {len(values)}")
         return self._decode([int(v) for v in values])
+
+    @property
+    def all_reads(self) -> list[int]:
+        """Every address read, in the order of the values :func:`run_backward_tile` returns: the
+        stages' reads, then the final ones."""
+        return [a for r in self.stage_reads for a in r] + list(self.reads)
 
 
 def check_fits(cfg: HardwareConfig, plan: BackwardTileProgram, trace_words: int) -> None:
     """Raise :class:`BackwardDoesNotFit` naming the first backward memory ``plan`` overflows."""
     regions = cfg.backward_regions
     gbuf = gbuf_need(plan, regions["gbuf"])
-    for name, (need, have) in (("gbuf", gbuf), ("gweights", (len(plan.weight_words), regions["gweights"].depth)),
+    for name, (need, have) in (("gbuf", gbuf), ("gweights", (plan.weight_span, regions["gweights"].depth)),
                                ("trace", (trace_words, regions["trace"].depth)),
                                ("wgrad", (plan.acc_entries, regions["wgrad"].depth))):
         if need > have:
@@ -93,14 +102,19 @@ def backward_traffic(cfg: HardwareConfig, plan: BackwardTileProgram, timesteps: 
     weight-gradient sums), and the host words in and out (a region word is ``subwords`` host
     words). ``first``/``last`` as in :func:`backward_program` (a later tile of a layer writes no
     stage weights or folded-BN words; only the last reads the sums). :func:`backward_program`
-    moves exactly these (tests/gen/test_top_backward.py)."""
+    moves exactly these (tests/gen/test_top_backward.py). Streamed stage weights and sums
+    (:func:`gen.backward.tile_program._keep_or_stream`) move in every program."""
     hmap = hmap or host_map(cfg)
     T, t = timesteps, plan.tensors
     inputs = [n for n in ("x", "e", "g_extra") if n in t]
+    streamed_w = sum(len(w) for _, w in plan.streamed_weights.values())
+    streamed_s = sum(plan.wgrads[w].entries for w in plan.streamed_sums.values())
+    resident_s = sum(spec.entries for n, spec in plan.wgrads.items() if n not in plan.streamed_sums.values())
     regions = {"gbuf": (sum(t[n].words(T) for n in inputs), t["e_in"].words(T) + t["g_cur"].words(T)),
-               "gweights": (len(plan.weight_words) if first else 0, 0), "trace": (t["e"].words(T), 0),
+               "gweights": ((len(plan.weight_words) if first else 0) + streamed_w, 0),
+               "trace": (t["e"].words(T), 0),
                "affine": (-(-t["e"].channels // cfg.lanes) if first else 0, 0),
-               "wgrad": (0, plan.acc_entries if last else 0)}
+               "wgrad": (0, (resident_s if last else 0) + streamed_s)}
     sub = {n: hmap.region(n).subwords for n in regions}
     return (regions, sum(w * sub[n] for n, (w, _) in regions.items()),
             sum(r * sub[n] for n, (_, r) in regions.items()))
@@ -176,7 +190,9 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
     plan = plan_backward_tile(qlayer, T, H, W, P, cfg.widths.weight, shifts, full, height_mul,
                               height_shift, use_extra=g_extra is not None,
                               bank_depth=cfg.backward_regions["gbuf"].bank_depth, carry=T < layer_T,
-                              spikes_per_word=cfg.gbuf_spikes_per_word)
+                              spikes_per_word=cfg.gbuf_spikes_per_word,
+                              weight_depth=cfg.backward_regions["gweights"].depth,
+                              acc_depth=cfg.backward_regions["wgrad"].depth)
     for name, values in (("e", e), ("g_extra", g_extra)):
         spec = plan.tensors.get(name)
         if values is not None and np.shape(values) != (T, spec.channels, spec.rows, spec.cols):
@@ -197,20 +213,29 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
         setup += region_writes(hmap, "affine", affine_words(np.asarray(qlayer.scale), np.asarray(qlayer.bias), P,
                                                            cfg.widths.affine_scale, cfg.widths.membrane))
     # a later program adds to the sums of the layer's earlier ones; a chunk carries the LIF gradient
-    plan.stages = run_stages(plan.stages, run)
+    plan.stages = run_stages(plan.stages, run, plan.streamed_sums)
     words_in = len(setup) - 2
     if cfg.gradients.rounding == "stochastic":
         extra = dither_fields(qlayer, layer_T, origin, layer_hw or (H, W), sample, seed, t0)
         plan.stages = [(n, {**f, **extra.get(n, {})}) for n, f in plan.stages]
-    stages = [[(hmap.register(f"bw_{f}").address, v) for f, v in sorted(fields.items())]
-              for _, fields in plan.stages]
+    # a streamed stage's weights are written before it, its sums read after it
+    stages, stage_reads = [], []
+    for name, fields in plan.stages:
+        at, words = plan.streamed_weights.get(name, (0, []))
+        stages.append(region_writes(hmap, "gweights", words, at)
+                      + [(hmap.register(f"bw_{f}").address, v) for f, v in sorted(fields.items())])
+        sums = plan.wgrads.get(plan.streamed_sums.get(name, ""))
+        stage_reads.append(region_reads(hmap, "wgrad", sums.entries, sums.base) if sums else [])
+    words_in += sum(len(w) for w in stages) - sum(len(f) for _, f in plan.stages)
     outs = [(name, plan.tensors[name]) for name in ("e_in", "g_cur")]
+    resident = [(n, spec) for n, spec in plan.wgrads.items() if n not in plan.streamed_sums.values()]
     reads: list[int] = []
     for _, spec in outs:
         reads += region_reads(hmap, "gbuf", spec.words(T), spec.base)
     if last:
-        reads += region_reads(hmap, "wgrad", plan.acc_entries)
-    words_out = len(reads)
+        for _, spec in resident:
+            reads += region_reads(hmap, "wgrad", spec.entries, spec.base)
+    words_out = len(reads) + sum(map(len, stage_reads))
     counters = [hmap.counter("cycles")] + list(hmap.backward_counters)
     for c in counters:
         reads += [c.address, c.address + 1]
@@ -220,40 +245,55 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
     def words(values, n, k):
         return [sum(values[i * k + j] << (j * hb) for j in range(k)) for i in range(n)]
 
+    def sums_of(values: list[int], pos: int, spec) -> tuple[np.ndarray, int]:
+        n = spec.entries * sub["wgrad"]
+        entries = words(values[pos:pos + n], spec.entries, sub["wgrad"])
+        return unpack_wgrad(lambda a: entries[a - spec.base], spec, cfg.gradients.wgrad_tile), pos + n
+
     def decode(values: list[int]) -> BackwardTileResult:
-        pos, tensors = 0, {}
+        pos, tensors, got = 0, {}, {}
+        for name, _ in plan.stages:
+            if name in plan.streamed_sums:
+                w = plan.streamed_sums[name]
+                got[w], pos = sums_of(values, pos, plan.wgrads[w])
         for name, spec in outs:
             n = spec.words(T)
             tensors[name] = unpack_tensor(words(values[pos:], n, sub["gbuf"]),
                                           (T, spec.channels, spec.rows, spec.cols), P, gb)
             pos += n * sub["gbuf"]
-        dw = None
         if last:
-            sums = words(values[pos:], plan.acc_entries, sub["wgrad"])
-            pos += plan.acc_entries * sub["wgrad"]
-            got = {n: unpack_wgrad(lambda a: sums[a], spec, cfg.gradients.wgrad_tile)
-                   for n, spec in plan.wgrads.items()}
-            dw = {"w4": got["w4"][..., 0], "w1": got["w1"][..., 0]}
-            if "w23" in got:
-                dw.update(w2=got["w23"][..., :3], w3=got["w23"][..., 3:])
-            else:
-                dw.update(w2=got["w2"], w3=got["w3"])
+            for n, spec in resident:
+                got[n], pos = sums_of(values, pos, spec)
+        dw = _named_sums(got) if got else None
         cnt = {c.name: values[pos + 2 * i] | (values[pos + 2 * i + 1] << hb) for i, c in enumerate(counters)}
         return BackwardTileResult(tensors["e_in"], tensors["g_cur"], dw, cnt)
 
     region_words = backward_traffic(cfg, plan, T, hmap, first, last)[0]
     return BackwardHostProgram(plan, setup, stages, (hmap.register("ctrl").address, 1),
                                hmap.register("status").address, reads, words_in, words_out, decode,
-                               region_words)
+                               region_words, stage_reads)
+
+
+def _named_sums(got: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The accumulator's sums (``[out, inner, taps]`` per ``WeightGradSpec``) as the cores'
+    gradients: ``w4 [Cout, r]``, ``w1 [r, Cin]``, ``w2``/``w3 [r, r, 3]`` (PTT/HTT's ``w23``
+    holds both)."""
+    dw = {n: got[n][..., 0] for n in ("w4", "w1") if n in got}
+    if "w23" in got:
+        dw.update(w2=got["w23"][..., :3], w3=got["w23"][..., 3:])
+    dw.update({n: got[n] for n in ("w2", "w3") if n in got})
+    return dw
 
 
 async def run_backward_tile(bus: Any, prog: BackwardHostProgram, max_polls: int = 10_000_000) -> list[int]:
     """Run ``prog`` on ``bus`` (a :class:`gen.driver.HostBus`): set-up, then each stage (its
     registers, ``start``, poll ``status`` until done), then the reads. Returns the values
-    :meth:`BackwardHostProgram.decode` takes."""
+    :meth:`BackwardHostProgram.decode` takes (:attr:`BackwardHostProgram.all_reads`'s)."""
     for a, v in prog.setup:
         await bus.write(a, v)
-    for writes in prog.stages:
+    values: list[int] = []
+    stage_reads = list(getattr(prog, "stage_reads", None) or [[] for _ in prog.stages])
+    for writes, after in zip(prog.stages, stage_reads):
         for a, v in writes:
             await bus.write(a, v)
         await bus.write(*prog.start)
@@ -264,7 +304,9 @@ async def run_backward_tile(bus: Any, prog: BackwardHostProgram, max_polls: int 
                 break
         else:
             raise TimeoutError(f"a backward stage did not finish in {max_polls} status polls")
-    return await bus.read(prog.reads)
+        if after:
+            values += await bus.read(after)
+    return values + await bus.read(prog.reads)
 
 
 @dataclass
@@ -338,8 +380,9 @@ def combine_tiles(tiles: list[BackwardTile], results: list[BackwardTileResult], 
         e_in[ts, :, t.row0:t.row0 + t.height, t.col0:t.col0 + t.width] = r.e_in
         g_cur[ts, :, t.row0 // s:(t.row0 + t.height) // s, t.col0 // s:(t.col0 + t.width) // s] = r.g_current
     half = 1 << (wgrad_bits - 1)
-    sums = [r.dw for r in results if r.dw is not None]   # tiles that read their sums (the last, at least)
+    sums = [r.dw for r in results if r.dw is not None]   # the last program's, and streamed ones
+    names = dict.fromkeys(n for d in sums for n in d)
     dw = {n: np.vectorize(lambda v: ((int(v) + half) % (2 * half)) - half, otypes=[np.int64])(
-        sum(d[n].astype(object) for d in sums)) for n in sums[0]}
+        sum(d[n].astype(object) for d in sums if n in d)) for n in names}
     counters = {k: sum(r.counters[k] for r in results) for k in results[0].counters}
     return BackwardTileResult(e_in, g_cur, dw, counters)

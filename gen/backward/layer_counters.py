@@ -102,7 +102,7 @@ def layer_backward_counters(cfg: HardwareConfig, spec, mode: str, timesteps: int
         plan = planner.plan(run.height, run.width, k, run.t0)
         key = (run.height, run.width, run.t0 if mode == "htt" else 0, run.first, run.carry_in, run.carry_out)
         if key not in by_pass_of:
-            by_pass_of[key] = _pass_counters(run_stages(plan.stages, run), P, cfg.gbuf_spikes_per_word)
+            by_pass_of[key] = _pass_counters(run_stages(plan.stages, run, plan.streamed_sums), P, cfg.gbuf_spikes_per_word)
         # the first program writes the stage weights, the last reads the layer's sums
         traffic, w_in, w_out = backward_traffic(planned, plan, k, hmap, run.first, run.last)
         words_in, words_out = words_in + w_in, words_out + w_out

@@ -94,7 +94,9 @@ class _Planner:
             self.plans[key] = plan_backward_tile(self.q, k, h, w, cfg.lanes, cfg.widths.weight, _SHIFTS,
                                                  self.full[key[3]:key[3] + k], use_extra=self.use_extra,
                                                  pack_weights=False, carry=k < T,
-                                                 spikes_per_word=cfg.gbuf_spikes_per_word)
+                                                 spikes_per_word=cfg.gbuf_spikes_per_word,
+                                                 weight_depth=cfg.backward_regions["gweights"].depth,
+                                                 acc_depth=cfg.backward_regions["wgrad"].depth)
         return self.plans[key]
 
     def run_cycles(self, run: TileRun) -> list:
@@ -103,7 +105,7 @@ class _Planner:
                run.carry_in, run.carry_out)
         if key not in self.cycles:
             plan = self.plan(run.height, run.width, run.timesteps, run.t0)
-            self.cycles[key] = backward_cycles(run_stages(plan.stages, run), self.cfg.lanes,
+            self.cycles[key] = backward_cycles(run_stages(plan.stages, run, plan.streamed_sums), self.cfg.lanes,
                                                self.cfg.gbuf_spikes_per_word)
         return self.cycles[key]
 
@@ -144,7 +146,7 @@ def backward_tile_shape(cfg: HardwareConfig, q, T: int, H: int, W: int, full,
         return s, s, 1, False
     h, w, k = min(candidates, key=lambda c: (planner.layer_cycles(H, W, *c), -c[2], -c[0] * c[1]))
     plan = planner.plan(h, w, k)
-    fits = len(plan.weight_words) <= regions["gweights"].depth and plan.acc_entries <= regions["wgrad"].depth
+    fits = plan.weight_span <= regions["gweights"].depth and plan.acc_entries <= regions["wgrad"].depth
     return h, w, k, fits
 
 
@@ -157,10 +159,13 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
     extra = spec.membrane_shortcut        # the next block's shortcut: the current's gradient has a share
     planner = _Planner(cfg, q, full, extra)
     h, w, k, fits = backward_tile_shape(cfg, q, T, H, W, full, extra, planner)
-    cycles = steps = tiles = 0
+    cycles = steps = tiles = streamed = 0
     stage_totals: dict[str, int] = {}
     for run in layer_runs(H, W, T, h, w, k):
         tiles += run.t0 == 0
+        plan = planner.plan(run.height, run.width, k, run.t0)
+        streamed += (sum(len(words) for _, words in plan.streamed_weights.values())
+                     + sum(plan.wgrads[n].entries for n in plan.streamed_sums.values()))
         for sc in planner.run_cycles(run):
             cycles += sc.cycles
             steps += sc.steps
@@ -174,4 +179,8 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
             "fits_backward_memories": fits, "cycles": cycles, "bound": bound,
             "ratio": cycles / bound, "lane_bound": lane_bound,
             "lane_ratio": cycles / lane_bound, "issue_cycles": steps, "pipeline": cycles - steps,
-            "ring_and_padding": steps - bound, "stages": stage_totals}
+            "ring_and_padding": steps - bound, "stages": stage_totals,
+            # stage-weight words written and weight-gradient entries read around their stages
+            # in every program (the cores that do not stay for the whole layer): host traffic,
+            # not in ``cycles`` (the host's transfers are not overlapped with the stages yet)
+            "streamed_words": streamed}

@@ -70,6 +70,18 @@ class BackwardTileProgram:
     bank_words: tuple[int, int] = (0, 0)    # the words each bank of the gradient buffer holds
     acc_entries: int = 0
     notes: list[str] = field(default_factory=list)
+    #: stage -> (word, its weight words): weights that do not stay in ``gweights`` for the whole
+    #: layer; the host writes them at ``word`` before the stage, in every program
+    #: (:func:`_keep_or_stream`). ``weight_words`` are the ones written once, from word 0.
+    streamed_weights: dict[str, tuple[int, list[int]]] = field(default_factory=dict)
+    #: stage -> the weight-gradient sums (``wgrads`` key) the host reads right after the stage
+    #: in every program: they do not stay in the accumulator over the layer's programs
+    streamed_sums: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def weight_span(self) -> int:
+        """The ``gweights`` words the tile uses: the resident weights and the streamed slot."""
+        return len(self.weight_words) + max((len(w) for _, w in self.streamed_weights.values()), default=0)
 
 
 def gbuf_need(plan: BackwardTileProgram, region) -> tuple[int, int]:
@@ -160,7 +172,8 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
                        height_shift: int = 0, use_extra: bool = False,
                        pack_weights: bool = True, overlay: bool = True,
                        bank_depth: int | None = None, carry: bool = False, *,
-                       spikes_per_word: int) -> BackwardTileProgram:
+                       spikes_per_word: int, weight_depth: int | None = None,
+                       acc_depth: int | None = None) -> BackwardTileProgram:
     """The stages of one backward tile of ``qlayer`` (``height x width`` pre-pool pixels,
     ``full[t]`` the timestep classes): tensors, weight words and stage descriptors, the
     LIF-gradient stage first. ``shifts``: the backward shifts (``affine``, ``g4t``, ``g23t``,
@@ -177,7 +190,11 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     several (:mod:`gen.backward.tiling`): the LIF stage loads and stores the LIF gradient
     carried between chunks in a tensor ``carry`` that lives throughout (``carry_in`` and
     ``carry_out`` set; the driver clears them for the first and last chunk), so that every
-    chunk's program places its tensors alike."""
+    chunk's program places its tensors alike. ``weight_depth``/``acc_depth``: the words of
+    ``gweights`` and ``wgrad`` (None: unlimited); where the stages' weights or weight-gradient
+    sums do not all fit, some go through a slot the host refills or reads around their stage
+    in every program (:func:`_keep_or_stream`); PTT/HTT's six-tap sums run as one stage per
+    branch where they alone exceed ``acc_depth``."""
     T, H, W, P = timesteps, height, width, lanes
     mode = qlayer.mode
     cin, r, cout = qlayer.in_channels, qlayer.rank, qlayer.out_channels
@@ -202,6 +219,7 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
         tensors[name] = spec
         base += spec.words(T)
     wwords: list[int] = []
+    blocks: dict[int, list[int]] = {}       # each stage's weight words, by their first word
 
     def weights(mats) -> int:
         start = len(wwords)
@@ -209,6 +227,7 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
             wwords.extend(_weight_words(mats, P, weight_bits))
         else:
             wwords.extend([0] * sum(m.shape[0] * -(-m.shape[1] // P) for m in mats))
+        blocks[start] = wwords[start:]
         return start
 
     def src(name):
@@ -272,8 +291,15 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
         if s_bypass < -15:
             raise UserError(f"HTT bypass: the left shift {-s_bypass} exceeds 15 (g23t {shifts['g23t']}, "
                             f"shift3 {qlayer.shift3})")
-        stages.append(("dw23", _stage(**wgrad("w23", 6, r, r), **src("q1"), **grad("g_q23", 1, 1),
-                                      taps=Taps.ROWS_COLS, fy=1, fx=1, schedule=sched, use_schedule=htt)))
+        if acc_depth is not None and 6 * -(-r // P) * r > acc_depth:
+            # the two branches' sums do not fit together: one stage per branch (the same sums)
+            stages.append(("dw2", _stage(**wgrad("w2", 3, r, r), **src("q1"), **grad("g_q23", 1, 1),
+                                         taps=Taps.ROWS, fx=1, schedule=sched, use_schedule=htt)))
+            stages.append(("dw3", _stage(**wgrad("w3", 3, r, r), **src("q1"), **grad("g_q23", 1, 1),
+                                         taps=Taps.COLS, fy=1, schedule=sched, use_schedule=htt)))
+        else:
+            stages.append(("dw23", _stage(**wgrad("w23", 6, r, r), **src("q1"), **grad("g_q23", 1, 1),
+                                          taps=Taps.ROWS_COLS, fy=1, fx=1, schedule=sched, use_schedule=htt)))
         stages.append(("g_q1", _stage(**bwd, **src("g_q23"), **dst("g_q1"), rows=H, cols=W, taps=Taps.ROWS_COLS,
                                       fy=1, fx=1, w_base=weights(flipped2 + flipped3), shift=shifts["g23t"],
                                       schedule=sched, use_schedule=htt,
@@ -283,8 +309,66 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     stages.append(("e_in", _stage(**bwd, **src("g_q1"), **dst("e_in"), rows=H, cols=W, taps=Taps.POINT,
                                   w_base=weights([w1]), shift=shifts["g1t"])))
     tensors, stages, words, bank_words = _place(tensors, stages, T, overlay, bank_depth)
+    stages, wwords, streamed_w = _stream_weights(stages, blocks, weight_depth)
+    stages, wg, entries, streamed_s = _stream_sums(stages, wg, entries, acc_depth)
     return BackwardTileProgram(T, tensors, wwords, stages, wg, buffer_words=words, bank_words=bank_words,
-                               acc_entries=entries)
+                               acc_entries=entries, streamed_weights=streamed_w, streamed_sums=streamed_s)
+
+
+def _keep_or_stream(sizes: Mapping[str, int], depth: int | None) -> tuple[list[str], list[str]]:
+    """Which blocks of a backward memory (``sizes``, in stage order) stay in it for the whole
+    layer and which share one slot after them, the host refilling (stage weights) or reading
+    (weight-gradient sums) the slot around the block's stage in every program: everything
+    stays when it fits ``depth`` words; else the split that moves the fewest words per program,
+    then the fewest blocks. Where no split fits (the largest block alone is too big) every
+    block streams, so that the tile's need is the largest block's (``check_fits`` names it)."""
+    names = list(sizes)
+    if depth is None or sum(sizes.values()) <= depth:
+        return names, []
+    best: tuple | None = None
+    for mask in range(1 << len(names)):
+        keep = [n for i, n in enumerate(names) if mask >> i & 1]
+        stream = [n for n in names if n not in keep]
+        if not stream or sum(sizes[n] for n in keep) + max(sizes[n] for n in stream) > depth:
+            continue
+        key = (sum(sizes[n] for n in stream), len(stream))
+        if best is None or key < best[0]:
+            best = (key, keep, stream)
+    return (best[1], best[2]) if best else ([], names)
+
+
+def _stream_weights(stages: list, blocks: dict[int, list[int]], depth: int | None):
+    """The stages' weight blocks placed in ``gweights`` (:func:`_keep_or_stream`): the stages
+    with ``w_base`` moved, the words written once, the streamed blocks by stage."""
+    used = {n: f["w_base"] for n, f in stages if f["kind"] == StageKind.MATVEC}
+    keep, stream = _keep_or_stream({n: len(blocks[b]) for n, b in used.items()}, depth)
+    if not stream:
+        return stages, [w for b in sorted(blocks) for w in blocks[b]], {}
+    words: list[int] = []
+    base = {}
+    for n in keep:
+        base[n] = len(words)
+        words += blocks[used[n]]
+    slot = len(words)
+    moved = [(n, {**f, "w_base": base.get(n, slot)} if n in used else f) for n, f in stages]
+    return moved, words, {n: (slot, blocks[used[n]]) for n in stream}
+
+
+def _stream_sums(stages: list, wg: dict[str, WeightGradSpec], entries: int, depth: int | None):
+    """The outer-product stages' sums placed in ``wgrad`` (:func:`_keep_or_stream`): the stages
+    with ``acc_base`` moved, the moved sums, the entries used, the streamed sums by stage."""
+    of_stage = {n: next(k for k, w in wg.items() if w.base == f["acc_base"])
+                for n, f in stages if f["kind"] == StageKind.OUTER}
+    keep, stream = _keep_or_stream({w: wg[w].entries for w in of_stage.values()}, depth)
+    if not stream:
+        return stages, wg, entries, {}
+    base, at = {}, 0
+    for w in keep:
+        base[w], at = at, at + wg[w].entries
+    moved = {w: replace(spec, base=base.get(w, at)) for w, spec in wg.items()}
+    entries = at + max(wg[w].entries for w in stream)
+    stages = [(n, {**f, "acc_base": moved[of_stage[n]].base} if n in of_stage else f) for n, f in stages]
+    return stages, moved, entries, {n: w for n, w in of_stage.items() if w in stream}
 
 
 #: Tensors the host writes before the first stage and reads after the last.

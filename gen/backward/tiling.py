@@ -17,7 +17,7 @@ energy model's counters all use these two.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Collection, Sequence
 
 from ttsnn.sw.cli_util import UserError
 
@@ -73,14 +73,16 @@ def layer_runs(H: int, W: int, T: int, h: int, w: int, k: int) -> list[TileRun]:
     return runs
 
 
-def run_stages(stages: Sequence[tuple[str, dict]], run: TileRun) -> list[tuple[str, dict]]:
+def run_stages(stages: Sequence[tuple[str, dict]], run: TileRun,
+               streamed: Collection[str] = ()) -> list[tuple[str, dict]]:
     """The stages ``run`` executes from those its plan made (planned with ``carry`` when the
     tile is chunked): a program after the layer's first adds to the weight-gradient sums
-    (``acc_clear = 0``); the LIF stage loads / stores the carry only where a chunk follows or
-    precedes."""
+    (``acc_clear = 0``) but for the ``streamed`` stages, whose sums the host reads in every
+    program (``BackwardTileProgram.streamed_sums``); the LIF stage loads / stores the carry
+    only where a chunk follows or precedes."""
     out = []
     for name, f in stages:
-        if f["kind"] == StageKind.OUTER and not run.first:
+        if f["kind"] == StageKind.OUTER and not run.first and name not in streamed:
             f = {**f, "acc_clear": 0}
         elif f["kind"] == StageKind.LIF and run.chunked:
             f = {**f, "carry_in": int(run.carry_in), "carry_out": int(run.carry_out)}

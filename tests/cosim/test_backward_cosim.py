@@ -85,6 +85,24 @@ def test_a_layer_in_chunks_of_timesteps_on_the_verilog(tmp_path, mode, T, channe
     _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
 
 
+def test_a_layer_whose_weights_and_sums_stream_on_the_verilog(tmp_path):
+    """A layer whose cores exceed the small configuration's stage-weight and weight-gradient
+    memories (32 -> 16 -> 32 channels, PTT, 8 x 8, T = 2, 4 lanes: 1,152 weight words against
+    1,024, 640 sums against 512): the driver streams what does not fit (a stage's weights written before
+    it, its sums read after it, in every program). Bit-exact against the golden backward of
+    the untiled layer in ONE simulator process; each program's counters equal the cycle model."""
+    from tests.gen.test_backward_core_stages import layer_case
+
+    target = RtlTarget.for_config("small")
+    cfg = target.config
+    q, x, trace, e, g_extra, gold = layer_case(cfg, 21, "ptt", 2, 32, 16, 32, 8, 8, False, False)
+    tiles = _layer_programs(cfg, q, x, trace, e, g_extra, gold)
+    plan = tiles[0].program.plan
+    assert plan.streamed_weights and plan.streamed_sums                  # the case is what it says
+    assert len(tiles) == 2                       # two programs (one timestep each): sums read in both
+    _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
+
+
 @pytest.mark.cosim_full
 def test_paper_sized_layer_in_chunks_of_timesteps(tmp_path):
     """An 8 x 16 block of MS-ResNet18's second TT layer (64 -> 64 channels, rank 32, T = 4,

@@ -328,3 +328,18 @@ def test_the_tensors_a_stage_uses_at_once_live_in_different_banks(case):
     for b in (0, 1):
         used = [s.words(T) + s.base - b * half for n, s in prog.tensors.items() if bank[n] == b]
         assert max(used, default=0) == prog.bank_words[b] <= half
+
+
+def test_what_stays_and_what_streams_through_a_small_memory():
+    """``_keep_or_stream`` on MS-ResNet18's 512-channel layers (rank 32, 32 lanes): sums of
+    w4 512 entries (16 groups of 32 outputs x 32 inputs), w23 192 (6 taps x 32), w1 512 (1 group
+    x 512 inputs), 1,216 against 1,024. Keeping w4 or w1 (512) leaves a 512-entry slot for the
+    other two, 704 entries read per program; keeping w23 streams 1,024; keeping two does not fit."""
+    from ttsnn.gen.backward.tile_program import _keep_or_stream
+
+    sizes = {"w4": 512, "w23": 192, "w1": 512}
+    keep, stream = _keep_or_stream(sizes, 1024)
+    assert len(keep) == 1 and keep[0] in ("w4", "w1") and sum(sizes[n] for n in stream) == 704
+    assert _keep_or_stream(sizes, 1216) == (["w4", "w23", "w1"], [])          # everything fits
+    assert _keep_or_stream(sizes, None) == (["w4", "w23", "w1"], [])
+    assert _keep_or_stream(sizes, 511) == ([], ["w4", "w23", "w1"])           # the largest alone does not

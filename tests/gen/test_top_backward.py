@@ -261,3 +261,75 @@ def test_a_layer_whose_timesteps_run_in_chunks(mode, rounding, pool, extra):
         assert res.counters["trace_reads"] == k * ring * groups
         expect = tile_counters(t.program.plan.stages, cfg.lanes, cfg.gbuf_spikes_per_word)
         assert {n: res.counters[n] for n in expect} == expect
+
+
+@pytest.mark.parametrize("mode, pool, extra, entries", [("ptt", True, True, 28), ("stt", False, False, 28),
+                                                         ("htt", False, True, 20)],
+                         ids=["ptt-pool-extra", "stt", "htt-branch-sums"])
+def test_a_layer_whose_weights_and_sums_do_not_all_fit(mode, pool, extra, entries):
+    """Stage-weight and weight-gradient memories smaller than the layer's cores: the driver
+    keeps what fits for the whole layer and streams the rest through one slot, writing a
+    streamed stage's weights before it and reading a streamed stage's sums after it in every
+    program (gen/backward/tile_program.py, ``_keep_or_stream``). The sizes here, by hand
+    (P = 4 lanes, 8-bit weights: a weight word holds 4 output channels; Cin = r = 4, Cout = 6):
+    weight words q1 4, G4^T 6, G1^T 4, and 24 for each three-tap pair (PTT's q23 and G2^T/G3^T;
+    STT's four single-tap-row stages 12 each); weight-gradient entries w4 8, w1 4, w23 24
+    (STT: w2, w3 12 each). The results equal the golden backward of the untiled layer, each
+    program's traffic what the plan says, and its counters the cycle model's. With 20 sums
+    HTT's w23 (24) alone does not fit: the planner runs one outer-product stage per branch
+    (w2 and w3, 12 each), keeps w4 (8) and streams the others through a 12-entry slot (keeping
+    w2 or w3 instead would need 12 + 12)."""
+    from dataclasses import replace
+
+    from ttsnn.gen.backward.host import backward_layer_programs, combine_tiles
+    from tests.gen.test_backward_core_stages import layer_case
+
+    # 40 weight words and 28 sums: PTT keeps q1, G4^T, G1^T (14) + a 24-word slot for q23 and
+    # G2^T/G3^T; keeps w1 (4) + a 24-entry slot for w4 and w23
+    cfg = replace(CFG, gradients=replace(CFG.gradients, buffer_bytes=2048, stage_weight_bytes=160,
+                                         wgrad_entries=entries))
+    assert cfg.backward_regions["gweights"].depth == 40 and cfg.backward_regions["wgrad"].depth == entries
+    q, x, trace, e, g_extra, gold = layer_case(cfg, 9, mode, 2, 4, 4, 6, 4, 4, pool, extra)
+    first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
+    tiles = backward_layer_programs(cfg, q, first(x), first(e), first(trace.spikes), first(trace.window),
+                                    first(trace.argmax), gold.shifts, first(g_extra))
+    plan = tiles[0].program.plan
+    if mode == "ptt":
+        assert set(plan.streamed_weights) == {"q23", "g_q1"} and len(plan.weight_words) == 14
+        assert set(plan.streamed_sums.values()) == {"w4", "w23"} and plan.acc_entries == 28
+    elif mode == "htt":
+        names = [n for n, _ in plan.stages]
+        assert "dw23" not in names and names.index("dw2") + 1 == names.index("dw3")
+        assert set(plan.wgrads) == {"w4", "w2", "w3", "w1"} and plan.acc_entries == 20
+        assert sorted(plan.streamed_sums.values()) == ["w1", "w2", "w3"]
+    else:
+        assert plan.streamed_weights and plan.streamed_sums
+        assert plan.weight_span <= 40 and plan.acc_entries <= 28
+    assert len(tiles) >= 2
+    dut = Accelerator(cfg)
+    out = []
+
+    async def bench(ctx):
+        bus = SimBus(ctx, dut, 200_000)
+        for t in tiles:                      # in order, on one accelerator
+            out.append(t.program.decode(await run_backward_tile(bus, t.program)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    got = combine_tiles(tiles, out, cfg.gradients.wgrad_tile, q.pool)
+    np.testing.assert_array_equal(got.e_in, gold.e_in[:, 0].numpy(), err_msg="input gradient")
+    np.testing.assert_array_equal(got.g_current, gold.g_current[:, 0].numpy(), err_msg="current gradient")
+    for name in ("w1", "w2", "w3", "w4"):
+        np.testing.assert_array_equal(got.dw[name], gold.dw[name][0].numpy(), err_msg=name)
+    streamed = {"w23": ("w2", "w3")}.get
+    for t, res in zip(tiles, out):
+        prog = t.program
+        names = {n for w in prog.plan.streamed_sums.values() for n in streamed(w, (w,))}
+        assert set(res.dw or {}) == (names | ({"w1", "w2", "w3", "w4"} if t is tiles[-1] else set()))
+        _, words_in, words_out = backward_traffic(cfg, prog.plan, t.timesteps or 2, first=t is tiles[0],
+                                                  last=t is tiles[-1])
+        assert (words_in, words_out) == (prog.words_in, prog.words_out)
+        expect = tile_counters(prog.plan.stages, cfg.lanes, cfg.gbuf_spikes_per_word)
+        assert {k: res.counters[k] for k in expect} == expect
