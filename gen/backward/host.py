@@ -14,7 +14,7 @@ from ..config import HardwareConfig
 from ..descriptor import Pass
 from ..driver import affine_words
 from ..hostmap import HostMap, host_map, region_reads, region_writes
-from .tiling import TileRun, layer_runs, run_stages
+from .tiling import TileRun, layer_runs, run_stages, skipped_ring_rows
 from .tile_program import (BackwardTileProgram, gbuf_need, pack_tensor, pack_trace, plan_backward_tile, unpack_tensor,
                            unpack_wgrad)
 from ttsnn.sw.cli_util import UserError
@@ -94,8 +94,8 @@ def check_fits(cfg: HardwareConfig, plan: BackwardTileProgram, trace_words: int)
 
 
 def backward_traffic(cfg: HardwareConfig, plan: BackwardTileProgram, timesteps: int,
-                     hmap: HostMap | None = None, first: bool = True,
-                     last: bool = True) -> tuple[dict[str, tuple[int, int]], int, int]:
+                     hmap: HostMap | None = None, first: bool = True, last: bool = True,
+                     zero_words: int = 0) -> tuple[dict[str, tuple[int, int]], int, int]:
     """What the host moves for one backward tile, from its plan alone: per memory the words it
     writes and reads (``x``, ``e`` and ``g_extra`` into ``gbuf``; stage weights; the trace,
     one word per ``e`` word; the folded-BN words; ``e_in`` and ``g_cur`` out of ``gbuf``; the
@@ -103,14 +103,16 @@ def backward_traffic(cfg: HardwareConfig, plan: BackwardTileProgram, timesteps: 
     words). ``first``/``last`` as in :func:`backward_program` (a later tile of a layer writes no
     stage weights or folded-BN words; only the last reads the sums). :func:`backward_program`
     moves exactly these (tests/gen/test_top_backward.py). Streamed stage weights and sums
-    (:func:`gen.backward.tile_program._keep_or_stream`) move in every program."""
+    (:func:`gen.backward.tile_program._keep_or_stream`) move in every program; ``zero_words``:
+    the ``gbuf`` words of the ring rows the program skips, written as zeros
+    (:func:`gen.backward.tiling.skipped_ring_rows`)."""
     hmap = hmap or host_map(cfg)
     T, t = timesteps, plan.tensors
     inputs = [n for n in ("x", "e", "g_extra") if n in t]
     streamed_w = sum(len(w) for _, w in plan.streamed_weights.values())
     streamed_s = sum(plan.wgrads[w].entries for w in plan.streamed_sums.values())
     resident_s = sum(spec.entries for n, spec in plan.wgrads.items() if n not in plan.streamed_sums.values())
-    regions = {"gbuf": (sum(t[n].words(T) for n in inputs), t["e_in"].words(T) + t["g_cur"].words(T)),
+    regions = {"gbuf": (sum(t[n].words(T) for n in inputs) + zero_words, t["e_in"].words(T) + t["g_cur"].words(T)),
                "gweights": ((len(plan.weight_words) if first else 0) + streamed_w, 0),
                "trace": (t["e"].words(T), 0),
                "affine": (-(-t["e"].channels // cfg.lanes) if first else 0, 0),
@@ -121,14 +123,16 @@ def backward_traffic(cfg: HardwareConfig, plan: BackwardTileProgram, timesteps: 
 
 
 def dither_fields(qlayer, T: int, origin: tuple[int, int],
-                  layer_hw: tuple[int, int], sample: int, seed: int, t0: int = 0) -> dict[str, dict[str, int]]:
+                  layer_hw: tuple[int, int], sample: int, seed: int, t0: int = 0,
+                 skip_top: bool = False) -> dict[str, dict[str, int]]:
     """The stochastic rounding's stage fields (``idx_*``, ``key*``) of the stages that round,
     by stage name: each stage's output block in layer coordinates (docs/numerics.md: the LIF
     stage over the pooled map with its ring, G4^T over the pre-pool pixels with their ring,
     STT's G3^T with the ring rows, G2^T/G3^T and G1^T over the tile's pixels), sample
     ``sample``, the keys ``lowbias32(16 * seed + stage)``. ``origin``: the layer row and
     column of the tile's first pre-pool pixel; ``T`` the layer's timesteps, ``t0`` the first
-    of the program's chunk."""
+    of the program's chunk; ``skip_top``: the ring-row stages start a row later
+    (:func:`gen.backward.tiling.border_rows`)."""
     import torch
 
     from ttsnn.sw.golden_backward import STAGE_IDS, lowbias32
@@ -150,8 +154,8 @@ def dither_fields(qlayer, T: int, origin: tuple[int, int],
     return {
         "lif": {**block(cout, pooled, y0 // f - 1, x0 // f - 1), "key": key("height"), "key_leak": key("leak"),
                 "key_affine": key("affine")},
-        "g_q23": {**block(r, layer_hw, y0 - 1, x0 - 1), "key": key("g4t")},
-        "g_q2": {**block(r, layer_hw, y0 - 1, x0), "key": key("g3t")},
+        "g_q23": {**block(r, layer_hw, y0 - 1 + skip_top, x0 - 1), "key": key("g4t")},
+        "g_q2": {**block(r, layer_hw, y0 - 1 + skip_top, x0), "key": key("g3t")},
         "g_q1": {**block(r, layer_hw, y0, x0), "key": key("g23t")},
         "e_in": {**block(cin, layer_hw, y0, x0), "key": key("g1t")},
     }
@@ -186,7 +190,8 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
     if t0 < 0 or t0 + T > layer_T:
         raise UserError(f"timesteps {t0}..{t0 + T - 1} are not in the layer's {layer_T}")
     full = list(qlayer.full_timesteps(layer_T))[t0:t0 + T]
-    run = TileRun(0, 0, H, W, t0, T, first, last, carry_in, carry_out)
+    run = TileRun(origin[0], origin[1], H, W, t0, T, first, last, carry_in, carry_out)
+    layer_rows = layer_hw[0] if layer_hw else None     # a tile alone: its ring may hold data
     plan = plan_backward_tile(qlayer, T, H, W, P, cfg.widths.weight, shifts, full, height_mul,
                               height_shift, use_extra=g_extra is not None,
                               bank_depth=cfg.backward_regions["gbuf"].bank_depth, carry=T < layer_T,
@@ -213,16 +218,20 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
         setup += region_writes(hmap, "affine", affine_words(np.asarray(qlayer.scale), np.asarray(qlayer.bias), P,
                                                            cfg.widths.affine_scale, cfg.widths.membrane))
     # a later program adds to the sums of the layer's earlier ones; a chunk carries the LIF gradient
-    plan.stages = run_stages(plan.stages, run, plan.streamed_sums)
+    zero_rows = skipped_ring_rows(plan, run, layer_rows)
+    plan.stages = run_stages(plan, run, layer_rows)
     words_in = len(setup) - 2
     if cfg.gradients.rounding == "stochastic":
-        extra = dither_fields(qlayer, layer_T, origin, layer_hw or (H, W), sample, seed, t0)
+        extra = dither_fields(qlayer, layer_T, origin, layer_hw or (H, W), sample, seed, t0,
+                              skip_top=bool(zero_rows) and origin[0] == 0)
         plan.stages = [(n, {**f, **extra.get(n, {})}) for n, f in plan.stages]
-    # a streamed stage's weights are written before it, its sums read after it
+    # a streamed stage's weights are written before it, its sums read after it; the ring rows
+    # it skips on the layer's border are written as zeros
     stages, stage_reads = [], []
     for name, fields in plan.stages:
         at, words = plan.streamed_weights.get(name, (0, []))
-        stages.append(region_writes(hmap, "gweights", words, at)
+        zeros = [w for base, n in zero_rows.get(name, []) for w in region_writes(hmap, "gbuf", [0] * n, base)]
+        stages.append(zeros + region_writes(hmap, "gweights", words, at)
                       + [(hmap.register(f"bw_{f}").address, v) for f, v in sorted(fields.items())])
         sums = plan.wgrads.get(plan.streamed_sums.get(name, ""))
         stage_reads.append(region_reads(hmap, "wgrad", sums.entries, sums.base) if sums else [])
@@ -268,7 +277,8 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
         cnt = {c.name: values[pos + 2 * i] | (values[pos + 2 * i + 1] << hb) for i, c in enumerate(counters)}
         return BackwardTileResult(tensors["e_in"], tensors["g_cur"], dw, cnt)
 
-    region_words = backward_traffic(cfg, plan, T, hmap, first, last)[0]
+    zero_words = sum(n for rows in zero_rows.values() for _, n in rows)
+    region_words = backward_traffic(cfg, plan, T, hmap, first, last, zero_words)[0]
     return BackwardHostProgram(plan, setup, stages, (hmap.register("ctrl").address, 1),
                                hmap.register("status").address, reads, words_in, words_out, decode,
                                region_words, stage_reads)

@@ -13,7 +13,7 @@ from .cyclemodel import tile_counters
 from .host import BackwardDoesNotFit, backward_traffic, check_fits
 from .perf import _Planner, _layer, backward_tile_shape
 from .stage_layout import StageKind
-from .tiling import layer_runs, run_stages
+from .tiling import border_rows, layer_runs, run_stages, skipped_ring_rows
 from ttsnn.sw.cli_util import UserError
 
 __all__ = ["LayerBackwardCounters", "layer_backward_counters"]
@@ -100,11 +100,13 @@ def layer_backward_counters(cfg: HardwareConfig, spec, mode: str, timesteps: int
     by_pass_of: dict[tuple, dict] = {}
     for run in runs:
         plan = planner.plan(run.height, run.width, k, run.t0)
-        key = (run.height, run.width, run.t0 if mode == "htt" else 0, run.first, run.carry_in, run.carry_out)
+        key = (run.height, run.width, run.t0 if mode == "htt" else 0, run.first, run.carry_in, run.carry_out,
+               border_rows(run, H))
         if key not in by_pass_of:
-            by_pass_of[key] = _pass_counters(run_stages(plan.stages, run, plan.streamed_sums), P, cfg.gbuf_spikes_per_word)
+            by_pass_of[key] = _pass_counters(run_stages(plan, run, H), P, cfg.gbuf_spikes_per_word)
         # the first program writes the stage weights, the last reads the layer's sums
-        traffic, w_in, w_out = backward_traffic(planned, plan, k, hmap, run.first, run.last)
+        zeros = sum(n for rows in skipped_ring_rows(plan, run, H).values() for _, n in rows)
+        traffic, w_in, w_out = backward_traffic(planned, plan, k, hmap, run.first, run.last, zeros)
         words_in, words_out = words_in + w_in, words_out + w_out
         for name, (wr, rd) in traffic.items():
             old = regions.get(name, (0, 0))

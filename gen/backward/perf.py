@@ -23,7 +23,7 @@ from ..config import HardwareConfig
 from .cyclemodel import backward_cycles
 from .stage_layout import StageKind
 from .tile_program import gbuf_need, plan_backward_tile
-from .tiling import TileRun, chunk_sizes, layer_runs, run_stages
+from .tiling import TileRun, border_rows, chunk_sizes, layer_runs, run_stages
 
 __all__ = ["layer_backward_report", "ideal_backward_ops", "lane_bound_cycles", "backward_tile_shape",
            "BACKWARD_GOAL"]
@@ -99,13 +99,13 @@ class _Planner:
                                                  acc_depth=cfg.backward_regions["wgrad"].depth)
         return self.plans[key]
 
-    def run_cycles(self, run: TileRun) -> list:
-        """The exact cycle model's stages of one run."""
+    def run_cycles(self, run: TileRun, layer_rows: int | None = None) -> list:
+        """The exact cycle model's stages of one run (of a layer of ``layer_rows`` rows)."""
         key = (run.height, run.width, run.timesteps, run.t0 if self.q.mode == "htt" else 0, run.first,
-               run.carry_in, run.carry_out)
+               run.carry_in, run.carry_out, border_rows(run, layer_rows))
         if key not in self.cycles:
             plan = self.plan(run.height, run.width, run.timesteps, run.t0)
-            self.cycles[key] = backward_cycles(run_stages(plan.stages, run, plan.streamed_sums), self.cfg.lanes,
+            self.cycles[key] = backward_cycles(run_stages(plan, run, layer_rows), self.cfg.lanes,
                                                self.cfg.gbuf_spikes_per_word)
         return self.cycles[key]
 
@@ -117,7 +117,7 @@ class _Planner:
 
     def layer_cycles(self, H: int, W: int, h: int, w: int, k: int) -> int:
         T = len(self.full)
-        return sum(c.cycles for run in layer_runs(H, W, T, h, w, k) for c in self.run_cycles(run))
+        return sum(c.cycles for run in layer_runs(H, W, T, h, w, k) for c in self.run_cycles(run, H))
 
 
 def backward_tile_shape(cfg: HardwareConfig, q, T: int, H: int, W: int, full,
@@ -166,7 +166,7 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
         plan = planner.plan(run.height, run.width, k, run.t0)
         streamed += (sum(len(words) for _, words in plan.streamed_weights.values())
                      + sum(plan.wgrads[n].entries for n in plan.streamed_sums.values()))
-        for sc in planner.run_cycles(run):
+        for sc in planner.run_cycles(run, H):
             cycles += sc.cycles
             steps += sc.steps
             stage_totals[sc.name] = stage_totals.get(sc.name, 0) + sc.cycles

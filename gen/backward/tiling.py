@@ -17,13 +17,19 @@ energy model's counters all use these two.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Collection, Sequence
+from typing import Sequence
 
 from ttsnn.sw.cli_util import UserError
 
 from .stage_layout import StageKind
 
-__all__ = ["TileRun", "layer_runs", "run_stages", "chunk_sizes"]
+__all__ = ["TileRun", "layer_runs", "run_stages", "chunk_sizes", "border_rows", "skipped_ring_rows",
+           "RING_ROW_STAGES"]
+
+#: The stages that compute a tensor over the tile's ring rows besides its own rows (the
+#: recomputed ``q1``, G4^T's ``g_q23``, STT's G3^T ``g_q2``): stage -> (input, output) tensor
+#: (by name: overlaid tensors share bases)
+RING_ROW_STAGES = {"q1": ("x", "q1"), "g_q23": ("g_a4", "g_q23"), "g_q2": ("g_q23", "g_q2")}
 
 
 @dataclass(frozen=True)
@@ -73,18 +79,54 @@ def layer_runs(H: int, W: int, T: int, h: int, w: int, k: int) -> list[TileRun]:
     return runs
 
 
-def run_stages(stages: Sequence[tuple[str, dict]], run: TileRun,
-               streamed: Collection[str] = ()) -> list[tuple[str, dict]]:
-    """The stages ``run`` executes from those its plan made (planned with ``carry`` when the
-    tile is chunked): a program after the layer's first adds to the weight-gradient sums
-    (``acc_clear = 0``) but for the ``streamed`` stages, whose sums the host reads in every
-    program (``BackwardTileProgram.streamed_sums``); the LIF stage loads / stores the carry
-    only where a chunk follows or precedes."""
+def border_rows(run: TileRun, layer_rows: int | None) -> tuple[int, int]:
+    """``(top, bottom)``: 1 where the ring row above / below the run's rows lies outside the
+    layer (``layer_rows`` pre-pool rows; None: unknown) and the run holds one timestep. There
+    the tensors of :data:`RING_ROW_STAGES` are zero (the layer's zero padding: no spike, no
+    gradient, and every re-quantisation maps a zero sum to zero), so the run's stages skip that
+    row and the host writes its words as zeros (:func:`skipped_ring_rows`). With one timestep a
+    tensor's rows are its only stride above the columns, so a stage's block can start a row
+    later by moving its bases alone; with more, the timestep stride would change too."""
+    if layer_rows is None or run.timesteps != 1:
+        return 0, 0
+    return int(run.row0 == 0), int(run.row0 + run.height == layer_rows)
+
+
+def _row_words(tensor) -> int:
+    return tensor.cols * tensor.groups
+
+
+def skipped_ring_rows(plan, run: TileRun, layer_rows: int | None) -> dict[str, list[tuple[int, int]]]:
+    """Per stage of :data:`RING_ROW_STAGES` the ``(first word, words)`` of its output's ring
+    rows that ``run`` skips (:func:`border_rows`): the host writes them as zeros before it."""
+    top, bottom = border_rows(run, layer_rows)
+    out: dict[str, list[tuple[int, int]]] = {}
+    for name, _ in plan.stages:
+        if name in RING_ROW_STAGES and (top or bottom):
+            t = plan.tensors[RING_ROW_STAGES[name][1]]
+            n = _row_words(t)
+            out[name] = [(t.base, n)] * top + [(t.base + (t.rows - 1) * n, n)] * bottom
+    return out
+
+
+def run_stages(plan, run: TileRun, layer_rows: int | None = None) -> list[tuple[str, dict]]:
+    """The stages ``run`` executes from those its plan (``BackwardTileProgram``) made (planned
+    with ``carry`` when the tile is chunked): a program after the layer's first adds to the
+    weight-gradient sums (``acc_clear = 0``) but for the streamed stages, whose sums the host
+    reads in every program (``plan.streamed_sums``); the LIF stage loads / stores the carry only
+    where a chunk follows or precedes; on the layer's border a one-timestep run skips the
+    ring rows outside it (:func:`border_rows`; ``layer_rows``: the layer's pre-pool rows)."""
+    top, bottom = border_rows(run, layer_rows)
     out = []
-    for name, f in stages:
-        if f["kind"] == StageKind.OUTER and not run.first and name not in streamed:
+    for name, f in plan.stages:
+        if f["kind"] == StageKind.OUTER and not run.first and name not in plan.streamed_sums:
             f = {**f, "acc_clear": 0}
         elif f["kind"] == StageKind.LIF and run.chunked:
             f = {**f, "carry_in": int(run.carry_in), "carry_out": int(run.carry_out)}
+        elif name in RING_ROW_STAGES and (top or bottom):
+            src, dst = (plan.tensors[n] for n in RING_ROW_STAGES[name])
+            assert (f["in_base"], f["out_base"]) == (src.base, dst.base), name
+            f = {**f, "rows": f["rows"] - top - bottom, "in_base": f["in_base"] + top * _row_words(src),
+                 "out_base": f["out_base"] + top * _row_words(dst)}
         out.append((name, f))
     return out

@@ -328,8 +328,67 @@ def test_a_layer_whose_weights_and_sums_do_not_all_fit(mode, pool, extra, entrie
         prog = t.program
         names = {n for w in prog.plan.streamed_sums.values() for n in streamed(w, (w,))}
         assert set(res.dw or {}) == (names | ({"w1", "w2", "w3", "w4"} if t is tiles[-1] else set()))
+        # the ring rows a one-timestep program skips on the layer's border are written as zeros
+        ring = {"q1": "q1", "g_q23": "g_q23", "g_q2": "g_q2"}
+        zeros = sum((prog.plan.tensors[o].rows - f["rows"]) * prog.plan.tensors[o].cols * prog.plan.tensors[o].groups
+                    for n, f in prog.plan.stages for o in [ring.get(n)] if o)
         _, words_in, words_out = backward_traffic(cfg, prog.plan, t.timesteps or 2, first=t is tiles[0],
-                                                  last=t is tiles[-1])
+                                                  last=t is tiles[-1], zero_words=zeros)
         assert (words_in, words_out) == (prog.words_in, prog.words_out)
         expect = tile_counters(prog.plan.stages, cfg.lanes, cfg.gbuf_spikes_per_word)
         assert {k: res.counters[k] for k in expect} == expect
+
+
+@pytest.mark.parametrize("mode, rounding, pool", [("stt", "stochastic", False), ("htt", "nearest", True)],
+                         ids=["stt-stochastic", "htt-pool"])
+def test_one_timestep_programs_skip_the_ring_rows_outside_the_layer(mode, rounding, pool):
+    """Programs of one timestep on the layer's top or bottom border: the recomputed ``q1``, G4^T
+    (and STT's G3^T) skip the ring row that lies outside the layer (zero there), the host writes
+    its words as zeros instead (gen/backward/tiling.py, ``border_rows``). A 12-row layer in
+    three or more rows of tiles of ``h`` rows: the top tiles' stages cover rows 1..h+1 of their
+    h+2-row tensors, the middle ones all, the bottom ones 0..h. Bit-exact against the golden backward of the whole layer
+    (stochastic rounding: the dither of the skipped stages starts a row later), each program's
+    counters equal the cycle model, its traffic what the plan says with those zeros."""
+    from dataclasses import replace
+
+    from ttsnn.gen.backward.host import backward_layer_programs, combine_tiles
+    from tests.gen.test_backward_core_stages import layer_case
+
+    cfg = replace(CFG, gradients=replace(CFG.gradients, buffer_bytes=1024, rounding=rounding))
+    T, seed, H, W = 2, 5, 12, 4
+    q, x, trace, e, g_extra, gold = layer_case(cfg, 13, mode, T, 4, 4, 4, H, W, pool, False,
+                                               seed if rounding == "stochastic" else None)
+    first = lambda t: None if t is None else t[:, 0].numpy()  # noqa: E731
+    tiles = backward_layer_programs(cfg, q, first(x), first(e), first(trace.spikes), first(trace.window),
+                                    first(trace.argmax), gold.shifts, first(g_extra), seed=seed)
+    assert {t.timesteps for t in tiles} == {1} and len({t.row0 for t in tiles}) >= 3   # as planned
+    ring_stages = ("q1", "g_q23", "g_q2") if mode == "stt" else ("q1", "g_q23")
+    for t in tiles:
+        stages = dict(t.program.plan.stages)
+        expect = t.height + 2 - (t.row0 == 0) - (t.row0 + t.height == H)
+        assert [stages[n]["rows"] for n in ring_stages] == [expect] * len(ring_stages), (t.row0, ring_stages)
+    dut = Accelerator(cfg)
+    out = []
+
+    async def bench(ctx):
+        bus = SimBus(ctx, dut, 200_000)
+        for t in tiles:
+            out.append(t.program.decode(await run_backward_tile(bus, t.program)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    got = combine_tiles(tiles, out, cfg.gradients.wgrad_tile, q.pool)
+    np.testing.assert_array_equal(got.e_in, gold.e_in[:, 0].numpy(), err_msg="input gradient")
+    np.testing.assert_array_equal(got.g_current, gold.g_current[:, 0].numpy(), err_msg="current gradient")
+    for name in ("w1", "w2", "w3", "w4"):
+        np.testing.assert_array_equal(got.dw[name], gold.dw[name][0].numpy(), err_msg=name)
+    for t, res in zip(tiles, out):
+        expect = tile_counters(t.program.plan.stages, cfg.lanes, cfg.gbuf_spikes_per_word)
+        assert {k: res.counters[k] for k in expect} == expect
+        plan, border = t.program.plan, (t.row0 == 0) + (t.row0 + t.height == H)
+        zeros = border * sum(plan.tensors[n].cols * plan.tensors[n].groups for n in ring_stages)
+        _, words_in, words_out = backward_traffic(cfg, plan, 1, first=t is tiles[0], last=t is tiles[-1],
+                                                  zero_words=zeros)
+        assert (words_in, words_out) == (t.program.words_in, t.program.words_out)
