@@ -428,7 +428,7 @@ def _rtl_chain(hw, target, host, qlayers, x, labels, start, waves, hook, progres
     """Build (cached) and run the RTL chain of every image on the backend: (chunk results,
     the backend's description, wall time of the RTL part)."""
     from ttsnn.cosim.layer import RtlTarget
-    from ttsnn.cosim.runner import build_design, default_build_dir
+    from ttsnn.cosim.runner import build_design, default_build_dir, forward_only_default
     from ttsnn.sw.backends import Backend, make_backend
 
     if target is None:
@@ -437,8 +437,9 @@ def _rtl_chain(hw, target, host, qlayers, x, labels, start, waves, hook, progres
     waves = waves or "fail"
     ports = [p["name"] for p in target.manifest.get("ports", [])] or None
     with console.status("Verilator build (once; cached)"):   # before the jobs: built once
-        build_design(target.verilog, target.top, default_build_dir(hw.name, waves == "always"),
-                     waves=waves == "always", ports=ports, player=target.player)
+        fwd = forward_only_default()    # the chain's tiles are forward tiles
+        build_design(target.verilog, target.top, default_build_dir(hw.name, waves == "always", fwd),
+                     waves=waves == "always", ports=ports, player=target.player, forward_only=fwd)
     own = not isinstance(backend, Backend)
     be = make_backend(backend, workers=workers, address=address) if own else backend
     idx = list(range(start, start + len(labels)))
