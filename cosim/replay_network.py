@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from ttsnn.cosim.runner import forward_only_default
 from ttsnn.sw.cli_util import UserError
 
 __all__ = ["replay_network", "format_network_report", "quantise_network", "run_chain",
@@ -193,6 +194,7 @@ class _ChunkJob:
     hook: OutputHook | None = None
     progress: bool = False
     one_process: bool = True       # False: one simulator process per layer (the old way)
+    forward_only: bool = True      # the design without its backward datapath (cosim/forward_only.py)
 
 
 def _energy_context(cfg):
@@ -261,7 +263,8 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
         # for the simulator: the two overlap where a second core is free
         golden = golden_pool.submit(_golden_batch, q, spikes, residual, wd)
         try:
-            results = run_cases(target, cases, waves=job.waves, session=session)
+            results = run_cases(target, cases, waves=job.waves, session=session,
+                                forward_only=job.forward_only)
         finally:
             g_s, g_m, g_c = golden.result()
         out = []
@@ -288,7 +291,7 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
 
     t0 = time.monotonic()
     # one simulator process for every layer of the chunk (its start-up paid once)
-    session = SimSession(target) if job.one_process else None
+    session = SimSession(target, forward_only=job.forward_only) if job.one_process else None
     golden_pool = ThreadPoolExecutor(1)
     try:
         logits = run_chain(job.model, job.qlayers, wd, job.images, run_tt)
@@ -428,7 +431,7 @@ def _rtl_chain(hw, target, host, qlayers, x, labels, start, waves, hook, progres
     """Build (cached) and run the RTL chain of every image on the backend: (chunk results,
     the backend's description, wall time of the RTL part)."""
     from ttsnn.cosim.layer import RtlTarget
-    from ttsnn.cosim.runner import build_design, default_build_dir, forward_only_default
+    from ttsnn.cosim.runner import build_design, default_build_dir
     from ttsnn.sw.backends import Backend, make_backend
 
     if target is None:
@@ -446,7 +449,8 @@ def _rtl_chain(hw, target, host, qlayers, x, labels, start, waves, hook, progres
     chunks = _split(len(idx), be.workers)
     bdim = 1 if x.dim() == 5 else 0
     jobs = [_ChunkJob(host, qlayers, str(target.rtl_dir), hw.to_dict(), x.index_select(bdim, torch.tensor(c)),
-                      [idx[i] for i in c], waves, hook, progress and be.workers == 1, one_process)
+                      [idx[i] for i in c], waves, hook, progress and be.workers == 1, one_process,
+                      fwd)
                     for c in chunks]
     t0 = time.monotonic()
     try:
@@ -533,6 +537,7 @@ def _report(source, hw, x, labels, idx, results, float_logits, golden_logits, ba
                            sim_cycles / tiles_wall if tiles_wall > 0 else None,
                        "tile_cycles_per_cpu_second": sim_cycles / tiles_cpu if tiles_cpu > 0 else None,
                        "load_average_1min": os.getloadavg()[0],
+                       "design": "forward-only" if forward_only_default() else "full",
                        "toolchain": toolchain},
     }
 
