@@ -30,7 +30,7 @@ help:
 	@echo "make fpga        ECP5-85 synthesis, place and route (small config): LUTs, FFs, BRAMs, DSPs, max clock"
 	@echo "make perf        cycles per TT layer versus the ideal bound (paper configuration)"
 	@echo "make cosim-full  paper-sized co-simulation (slow)"
-	@echo "make cosim-speed simulated cycles/s of a paper-sized tile, host-word player on and off alternately"
+	@echo "make cosim-speed simulated cycles/s of a paper-sized tile, full and forward-only design alternately"
 	@echo "make replay-network-paper  every TT layer of MS-ResNet18 (CIFAR10 size, random weights) on the paper RTL (slow)"
 	@echo "make energy      Fig. 4-style energy report for MS-ResNet18 and MS-ResNet34"
 	@echo "make bench       training-step speed benchmark (dense/STT/PTT/HTT)"
@@ -74,7 +74,7 @@ cosim-full: $(STAMP)
 # average printed with each run (docs/cosim.md, sections 6 and 7)
 SPEED_REPEAT ?= 2
 cosim-speed: $(STAMP)
-	$(PY) -m cosim speed --config configs/paper.toml --player both --repeat $(SPEED_REPEAT)
+	$(PY) -m cosim speed --config configs/paper.toml --design both --repeat $(SPEED_REPEAT)
 
 # no trained MS-ResNet18 ships with the kit: random weights on random 32x32 images (the report
 # says so); one image took 543-561 s on the shared 2-core machine at load 15-18 (docs/cosim.md, section 7)

@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="host words played inside the simulator (cosim/player.py) or driven "
                          "from Python; 'both' alternates the two (same tile, same moment) to "
                          "compare them (default: $COSIM_PLAYER, on unless 0)")
+    sp.add_argument("--design", choices=("default", "forward", "full", "both"), default="default",
+                    help="simulate the design without its backward datapath (forward, "
+                         "cosim/forward_only.py) or the full one; 'both' alternates the two "
+                         "(default: $COSIM_FORWARD_ONLY, forward unless 0)")
     sp.add_argument("--repeat", type=int, default=1,
                     help="runs of each variant, alternating (default 1); the load average is "
                          "printed with every run")
@@ -208,15 +212,17 @@ def _finetune_check(args) -> int:
     return 0 if rep["match"] else 1
 
 
-def _speed_once(args, target_args, player: str | None) -> dict:
+def _speed_once(args, target_args, player: str | None, design: str | None = None) -> dict:
     """One run of the paper-sized layer; ``player`` 'on'/'off' sets ``COSIM_PLAYER`` for it
-    (None: the environment's)."""
+    (None: the environment's); ``design`` 'forward'/'full' picks the simulated design (None:
+    :func:`cosim.runner.forward_only_default`)."""
     import time
 
     from ttsnn.cosim.cases import paper_layer_case
     from ttsnn.cosim.layer import RtlTarget, run_cases
-    from ttsnn.cosim.runner import DEFAULT_CXX_OPT, default_build_dir
+    from ttsnn.cosim.runner import DEFAULT_CXX_OPT, default_build_dir, forward_only_default
 
+    fwd = forward_only_default() if design is None else design == "forward"
     saved = os.environ.get("COSIM_PLAYER")
     if player is not None:
         os.environ["COSIM_PLAYER"] = "1" if player == "on" else "0"
@@ -224,11 +230,12 @@ def _speed_once(args, target_args, player: str | None) -> dict:
         target = RtlTarget.for_config(*target_args)
         case = paper_layer_case(target.config, rank=args.rank, timesteps=args.timesteps, mode=args.mode)
         opt = f"-{args.cxx_opt}" if args.cxx_opt else DEFAULT_CXX_OPT
-        bdir = default_build_dir(target.config.name)
+        bdir = default_build_dir(target.config.name, False, fwd)
         if opt != DEFAULT_CXX_OPT:
             bdir = bdir.with_name(bdir.name + opt)
         t0 = time.monotonic()
-        res = run_cases(target, [case], waves=args.waves or "never", build_dir=bdir, cxx_opt=opt)[0]
+        res = run_cases(target, [case], waves=args.waves or "never", build_dir=bdir, cxx_opt=opt,
+                        forward_only=fwd)[0]
         total = time.monotonic() - t0
         played = target.player is not None
     finally:
@@ -237,7 +244,7 @@ def _speed_once(args, target_args, player: str | None) -> dict:
         else:
             os.environ["COSIM_PLAYER"] = saved
     return {"config": target.config.name, "layer": case.name, "match": res.match, "cxx_opt": opt,
-            "player": played, "host_data_bits": target.config.widths.host_data,
+            "player": played, "design": "forward" if fwd else "full", "host_data_bits": target.config.widths.host_data,
             "tiles": res.tiles, "accelerator_cycles": res.cycles,
             "simulated_cycles": res.span_cycles, "tiles_wall_s": res.wall_s,
             "event_wait_cycles": res.wait_cycles, "event_wait_wall_s": res.wait_wall_s,
@@ -250,11 +257,14 @@ def _speed_once(args, target_args, player: str | None) -> dict:
 def _speed(args) -> int:
     if args.repeat < 1:
         raise UserError(f"--repeat must be at least 1, got {args.repeat}")
-    variants = {"default": [None], "on": ["on"], "off": ["off"], "both": ["off", "on"]}[args.player]
+    players = {"default": [None], "on": ["on"], "off": ["off"], "both": ["off", "on"]}[args.player]
+    designs = {"default": [None], "forward": ["forward"], "full": ["full"],
+               "both": ["full", "forward"]}[args.design]
+    variants = [(p, d) for d in designs for p in players]
     runs = []
     for _ in range(args.repeat):
-        for v in variants:
-            out = _speed_once(args, (args.config, args.rtl), v)
+        for p, d in variants:
+            out = _speed_once(args, (args.config, args.rtl), p, d)
             runs.append(out)
             if not args.json:
                 waits = out["cycles_per_second_event_waits"]
@@ -268,16 +278,17 @@ def _speed(args) -> int:
                          f"cycles)" if waits else "")
                       + f"; {out['cycles_per_cpu_second'] or 0:.0f} cycles per CPU-second of the "
                       f"simulator; {out['total_wall_s']:.1f} s in all incl. build check and golden model; "
-                      f"C++ {out['cxx_opt']}; load average {out['load_average_1min']:.1f}; "
+                      f"C++ {out['cxx_opt']}; {out['design']} design; load average {out['load_average_1min']:.1f}; "
                       f"{'bit-exact' if out['match'] else 'MISMATCH'}", flush=True)
     if args.json:
         print(json.dumps(runs[0] if len(runs) == 1 else {"runs": runs}))
     elif len(variants) > 1:
-        for v in variants:
-            mine = [r for r in runs if r["player"] == (v == "on")]
+        for k in range(len(variants)):
+            mine = runs[k::len(variants)]
             rates = sorted(r["cycles_per_second"] for r in mine)
             cpu = sorted(r["cycles_per_cpu_second"] or 0 for r in mine)
-            print(f"player {v}: median {rates[len(rates) // 2]:.0f} cycles/s, "
+            label = f"player {'on' if mine[0]['player'] else 'off'}, {mine[0]['design']} design"
+            print(f"{label}: median {rates[len(rates) // 2]:.0f} cycles/s, "
                   f"{cpu[len(cpu) // 2]:.0f} cycles per CPU-second over {len(rates)} runs")
     return 0 if all(r["match"] for r in runs) else 1
 

@@ -26,6 +26,7 @@ import torch
 from ttsnn.cosim.jobs import TileJob, read_results, write_jobs
 from ttsnn.cosim.report import MismatchReport
 from ttsnn.cosim.runner import (REPO_ROOT, BuildResult, build_root, build_design, default_build_dir, locked,
+                                forward_only_default,
                           run_testbench)
 from ttsnn.sw.fileio import atomic_write_text
 from ttsnn.sw.golden import golden_tile
@@ -311,17 +312,21 @@ class SimSession:
     Use as a context manager; pass it to :func:`run_cases` (``session=``). Batches run in the
     order they are posted; the accelerator is not reset between them (tiles never depend on
     state left by an earlier tile; a batch of many cases already runs that way). Not for
-    waveforms: failing cases are re-run alone on a traced build as usual."""
+    waveforms: failing cases are re-run alone on a traced build as usual. ``forward_only``
+    (default: :func:`cosim.runner.forward_only_default`): simulate the design without its
+    backward datapath (:mod:`cosim.forward_only`); the batches must then be forward tiles,
+    and :func:`run_cases` must be given the same choice."""
 
     def __init__(self, target: "RtlTarget", *, seed: int = 1, build_dir: str | os.PathLike | None = None,
-                 workdir: str | os.PathLike | None = None):
+                 workdir: str | os.PathLike | None = None, forward_only: bool | None = None):
         import threading
 
         cfg = target.config
         ports = [p["name"] for p in target.manifest.get("ports", [])] or None
-        bdir = Path(build_dir) if build_dir else default_build_dir(cfg.name, False)
+        self.forward_only = forward_only_default() if forward_only is None else forward_only
+        bdir = Path(build_dir) if build_dir else default_build_dir(cfg.name, False, self.forward_only)
         self.build = build_design(target.verilog, target.top, bdir, waves=False, ports=ports,
-                                  player=target.player)
+                                  player=target.player, forward_only=self.forward_only)
         self.target = target
         self.dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="cosim-session-"))
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -396,13 +401,16 @@ def _simulate(build: BuildResult, driver, jobs: list[TileJob], workdir: Path, se
 def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | os.PathLike | None = None,
               waves: str | None = None, seed: int = 1, build_dir: str | os.PathLike | None = None,
               progress: bool = False, session: SimSession | None = None,
-              cxx_opt: str | None = None) -> list[CaseResult]:
+              cxx_opt: str | None = None, forward_only: bool | None = None) -> list[CaseResult]:
     """Co-simulate ``cases`` on ``target`` in one simulator run (or as the next batch of
     ``session``, a running :class:`SimSession`); compare with the golden model.
 
     ``waves`` ('fail', 'always', 'never'; default ``$COSIM_WAVES`` or 'fail'): with 'fail',
     cases that mismatch are run again, alone, on a traced build and ``CaseResult.waves`` names
-    the waveform file.
+    the waveform file. ``forward_only`` (default: :func:`cosim.runner.forward_only_default`,
+    or the session's choice): simulate the design without its backward datapath
+    (:mod:`cosim.forward_only`, faster; a forward tile's results are the same); pass False to
+    run the full design, e.g. to share one build with backward tiles.
     """
     from ttsnn.gen.driver import Driver, LayerOutputs
 
@@ -415,11 +423,15 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
     if len(set(names)) != len(names):
         raise ValueError("case names must be unique")
     preps = [_prepare(driver, c) for c in cases]
-    bdir = Path(build_dir) if build_dir else default_build_dir(cfg.name, waves == "always")
+    if forward_only is None:
+        forward_only = session.forward_only if session is not None else forward_only_default()
+    if session is not None and session.forward_only != forward_only:
+        raise ValueError("run_cases: forward_only differs from the session's build")
+    bdir = Path(build_dir) if build_dir else default_build_dir(cfg.name, waves == "always", forward_only)
     ports = [p["name"] for p in target.manifest.get("ports", [])] or None
     opt = {} if cxx_opt is None else {"cxx_opt": cxx_opt}   # default: the runner's
     build = build_design(target.verilog, target.top, bdir, waves=waves == "always", ports=ports,
-                         player=target.player, **opt)
+                         player=target.player, forward_only=forward_only, **opt)
     own_tmp = workdir is None
     work = Path(tempfile.mkdtemp(prefix="cosim-")) if own_tmp else Path(workdir)
     jobs = [j for prep in preps for j in _jobs_of(driver, prep)]
@@ -473,8 +485,8 @@ def run_cases(target: RtlTarget, cases: Sequence[LayerCase], *, workdir: str | o
                               rings, rows, wave if waves == "always" else None, prep.plan,
                               per_tile, cpu))
     if waves == "fail" and any(not r.match for r in out):
-        wbuild = build_design(target.verilog, target.top, default_build_dir(cfg.name, True),
-                              waves=True, ports=ports, player=target.player)
+        wbuild = build_design(target.verilog, target.top, default_build_dir(cfg.name, True, forward_only),
+                              waves=True, ports=ports, player=target.player, forward_only=forward_only)
         for ci, res in enumerate(out):
             if res.match:
                 continue

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import torch
+from ttsnn.cosim.runner import forward_only_default
 from ttsnn.sw.cli_util import UserError
 
 __all__ = ["replay_layer", "utilisation"]
@@ -102,6 +103,7 @@ def replay_layer(checkpoint: str, layer: str, config: Any = "paper", *, sample: 
                        "event_wait_wall_s": res.wait_wall_s,
                        "simulated_cycles": res.span_cycles,
                        "cycles_per_second": res.cycles_per_second,
+                       "design": "forward-only" if forward_only_default() else "full",
                        "toolchain": tc.describe()},
         "first_mismatches": [m.to_dict() for m in res.report.first],
         "waves": str(res.waves) if res.waves else None,

@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from ttsnn.cosim.runner import forward_only_default
 from ttsnn.sw.cli_util import UserError
 
 __all__ = ["replay_network", "format_network_report", "quantise_network", "run_chain",
@@ -193,6 +194,7 @@ class _ChunkJob:
     hook: OutputHook | None = None
     progress: bool = False
     one_process: bool = True       # False: one simulator process per layer (the old way)
+    forward_only: bool = True      # the design without its backward datapath (cosim/forward_only.py)
 
 
 def _energy_context(cfg):
@@ -261,7 +263,8 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
         # for the simulator: the two overlap where a second core is free
         golden = golden_pool.submit(_golden_batch, q, spikes, residual, wd)
         try:
-            results = run_cases(target, cases, waves=job.waves, session=session)
+            results = run_cases(target, cases, waves=job.waves, session=session,
+                                forward_only=job.forward_only)
         finally:
             g_s, g_m, g_c = golden.result()
         out = []
@@ -288,7 +291,7 @@ def _replay_chunk(job: _ChunkJob) -> dict[str, Any]:
 
     t0 = time.monotonic()
     # one simulator process for every layer of the chunk (its start-up paid once)
-    session = SimSession(target) if job.one_process else None
+    session = SimSession(target, forward_only=job.forward_only) if job.one_process else None
     golden_pool = ThreadPoolExecutor(1)
     try:
         logits = run_chain(job.model, job.qlayers, wd, job.images, run_tt)
@@ -437,15 +440,17 @@ def _rtl_chain(hw, target, host, qlayers, x, labels, start, waves, hook, progres
     waves = waves or "fail"
     ports = [p["name"] for p in target.manifest.get("ports", [])] or None
     with console.status("Verilator build (once; cached)"):   # before the jobs: built once
-        build_design(target.verilog, target.top, default_build_dir(hw.name, waves == "always"),
-                     waves=waves == "always", ports=ports, player=target.player)
+        fwd = forward_only_default()    # the chain's tiles are forward tiles
+        build_design(target.verilog, target.top, default_build_dir(hw.name, waves == "always", fwd),
+                     waves=waves == "always", ports=ports, player=target.player, forward_only=fwd)
     own = not isinstance(backend, Backend)
     be = make_backend(backend, workers=workers, address=address) if own else backend
     idx = list(range(start, start + len(labels)))
     chunks = _split(len(idx), be.workers)
     bdim = 1 if x.dim() == 5 else 0
     jobs = [_ChunkJob(host, qlayers, str(target.rtl_dir), hw.to_dict(), x.index_select(bdim, torch.tensor(c)),
-                      [idx[i] for i in c], waves, hook, progress and be.workers == 1, one_process)
+                      [idx[i] for i in c], waves, hook, progress and be.workers == 1, one_process,
+                      fwd)
                     for c in chunks]
     t0 = time.monotonic()
     try:
@@ -532,6 +537,7 @@ def _report(source, hw, x, labels, idx, results, float_logits, golden_logits, ba
                            sim_cycles / tiles_wall if tiles_wall > 0 else None,
                        "tile_cycles_per_cpu_second": sim_cycles / tiles_cpu if tiles_cpu > 0 else None,
                        "load_average_1min": os.getloadavg()[0],
+                       "design": "forward-only" if forward_only_default() else "full",
                        "toolchain": toolchain},
     }
 

@@ -32,7 +32,7 @@ from ttsnn.cosim.toolchain import Toolchain, setup_toolchain, wave_format
 from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["REPO_ROOT", "build_root", "BuildResult", "build_design", "run_testbench", "default_build_dir",
-           "CosimRunError", "port_names", "locked"]
+           "CosimRunError", "port_names", "locked", "forward_only_default"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Verilator options of every build: X values randomised (with a seed at run time) so that a
@@ -72,13 +72,20 @@ def build_root() -> Path:
     return Path.cwd().resolve() / "build"
 
 
-def default_build_dir(config_name: str, waves: bool = False) -> Path:
-    """``build/cosim/<config>[-noplayer][-waves]``: the build without the host-word player
-    (``COSIM_PLAYER=0``, :mod:`cosim.player`) has its own directory, so that switching between
-    the two does not rebuild either."""
+def default_build_dir(config_name: str, waves: bool = False, forward_only: bool = False) -> Path:
+    """``build/cosim/<config>[-noplayer][-fwd][-waves]``: the build without the host-word player
+    (``COSIM_PLAYER=0``, :mod:`cosim.player`) and the forward-only build
+    (:mod:`cosim.forward_only`) have their own directories, so that switching between them
+    does not rebuild any."""
     player_off = os.environ.get("COSIM_PLAYER", "1") == "0"
     return build_root() / "cosim" / (config_name + ("-noplayer" if player_off else "")
-                                     + ("-waves" if waves else ""))
+                                     + ("-fwd" if forward_only else "") + ("-waves" if waves else ""))
+
+
+def forward_only_default() -> bool:
+    """Whether forward tiles simulate the forward-only design (:mod:`cosim.forward_only`):
+    yes, unless ``COSIM_FORWARD_ONLY=0`` asks for the full design."""
+    return os.environ.get("COSIM_FORWARD_ONLY", "1") != "0"
 
 
 @contextlib.contextmanager
@@ -139,13 +146,16 @@ def _lean_runner(make_args: Sequence[str] = MAKE_ARGS):
 def build_design(verilog: str | os.PathLike, top: str, build_dir: str | os.PathLike, *,
                  waves: bool = False, extra_args: Sequence[str] = (),
                  ports: Sequence[str] | None = None, quiet: bool = True,
-                 cxx_opt: str = DEFAULT_CXX_OPT, player: tuple[int, int] | None = None) -> BuildResult:
+                 cxx_opt: str = DEFAULT_CXX_OPT, player: tuple[int, int] | None = None,
+                 forward_only: bool = False) -> BuildResult:
     """Verilate and compile ``verilog`` (top module ``top``) into ``build_dir`` unless the
     cached build there has the same key. ``waves`` builds tracing in. ``ports`` (default:
     parsed from the module header) are the signals made visible to cocotb. ``cxx_opt``: the
     C++ optimisation of the model (:data:`CXX_OPTS`). ``player`` (host address bits, host
     data bits): wrap ``top`` in the simulation-only host-word player of
-    :mod:`cosim.player` (its top level then is the built one; same host ports)."""
+    :mod:`cosim.player` (its top level then is the built one; same host ports).
+    ``forward_only``: build the design with its backward datapath emptied
+    (:mod:`cosim.forward_only`), for forward tiles only; use its own ``build_dir``."""
     make_args = _make_args(cxx_opt)
     tc = setup_toolchain()
     verilog = Path(verilog).resolve()
@@ -154,13 +164,18 @@ def build_design(verilog: str | os.PathLike, top: str, build_dir: str | os.PathL
                                "`python -m gen --config C --out DIR` (or `make rtl`)")
     build_dir = Path(build_dir).resolve()
     text = verilog.read_text()
+    if forward_only:
+        from .forward_only import forward_only_verilog
+        text = forward_only_verilog(text)
     if player is not None:
         from .player import PLAYER_PORTS, PLAYER_TOP, player_verilog
         ports = list(ports if ports else port_names(text, top)) + list(PLAYER_PORTS)
         text += player_verilog(top, *player)
         top = PLAYER_TOP
+    if forward_only or player is not None:
         build_dir.mkdir(parents=True, exist_ok=True)
-        wrapped = build_dir / f"{verilog.stem}_player.v"
+        wrapped = build_dir / (verilog.stem + ("_fwd" if forward_only else "")
+                               + ("_player" if player is not None else "") + ".v")
         if not wrapped.is_file() or wrapped.read_text() != text:
             atomic_write_text(wrapped, text)
         verilog = wrapped

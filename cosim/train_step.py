@@ -128,7 +128,9 @@ def train_step(checkpoint: str, layer: str, config: Any = "paper", *, sample: in
     spikes = cap["spikes"][:, 0].round().to(torch.int64).numpy()
     res_q = quantize_residual(cap["residual"], q, hw.widths)[:, 0].numpy() if q.residual else None
     with console.status("forward: tiles under Verilator"):
-        fwd = run_cases(target, [LayerCase(layer, q, spikes, res_q)], waves="never")[0]
+        # the full design: the backward tiles below need it, and one build serves both
+        fwd = run_cases(target, [LayerCase(layer, q, spikes, res_q)], waves="never",
+                        forward_only=False)[0]
     forward_match = bool(fwd.match and np.array_equal(fwd.spikes, trace.spikes[:, 0].numpy()))
     gold, got, e_frac, programs, bw_wall = _backward_on_rtl(target, hl, q, saved, cap, hw, fwd, console)
     from ttsnn.cosim.backward import compare_backward
