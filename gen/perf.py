@@ -416,7 +416,7 @@ def arrangement_header(cfg: HardwareConfig, density_text: str) -> str:
                  "T*H*W*Cin*r; clusters 2-4: MACs)")
     if a.stt_chain == "sequential":
         text += ("; STT's clusters 2 and 3 take turns (sequential chain): the summary also states STT "
-                 "against (G2 + G3 MACs) / P")
+                 "against its chain's bound, max(cluster 1, G2 + G3 MACs, cluster 4) / PEs")
     return text
 
 
