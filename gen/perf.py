@@ -19,8 +19,9 @@ words and its lanes left idle (one input channel of ``Pk`` rank channels per ste
 
 The zero-skipping cluster 1's cycles depend on the spikes. The table takes them from a
 stated input spike density (``--spike-density``, default 0.1: the energy model's default,
-SATA's spike sparsity 0.9; or per layer from a sparsity file, ``--sparsity``, as the energy
-model's ``--sparsity``): every spike is 1 with that probability, independently, and the cycle
+SATA's spike sparsity 0.9; :func:`network_report` also takes a density per layer, e.g. the
+energy model's ``Sparsity.input_density``): every spike is 1 with that probability,
+independently, and the cycle
 model schedules each cluster-1 row's expected length (:func:`gen.zero_skip.expected_row_lens`,
 as the energy model does). The figures are then expected values (the schedule of expected
 lengths, not the mean of schedules; tests/gen/test_perf.py compares it with random spikes);
@@ -311,9 +312,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--spike-density", type=float, default=None,
                     help=f"input spike density of every layer for the zero-skipping cluster 1's cycles "
                          f"(default {DEFAULT_SPIKE_DENSITY}: the energy model's default, spike sparsity 0.9)")
-    ap.add_argument("--sparsity", default=None,
-                    help="per-layer input spike sparsity from this JSON file (python -m model sparsity), "
-                         "as the energy model's --sparsity; instead of --spike-density")
     ap.add_argument("--backward", action="store_true",
                     help="the backward pass and weight gradients instead (gen/backward/perf.py)")
     add_force_argument(ap, "existing --json/--plot files")
@@ -385,16 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _spike_density(args) -> tuple[float | Callable[[str], float], str]:
-    """The input spike density the table assumes (``--spike-density`` or ``--sparsity``) and
-    how the header states it."""
-    if args.sparsity is not None and args.spike_density is not None:
-        raise UserError("give --spike-density or --sparsity, not both")
-    if args.sparsity is not None:
-        from ttsnn.model.counts import Sparsity     # the energy model's sparsity files
-        sp = Sparsity.from_json(args.sparsity)
-        return sp.input_density, (f"per layer from {args.sparsity} ({sp.source}; layers it does not "
-                                  f"name: {1 - sp.spike:g})")
+def _spike_density(args) -> tuple[float, str]:
+    """The input spike density the table assumes (``--spike-density``) and how the header
+    states it."""
     d = DEFAULT_SPIKE_DENSITY if args.spike_density is None else args.spike_density
     if not 0.0 <= d <= 1.0:
         raise UserError(f"--spike-density must be a fraction in [0, 1], got {d:g}")

@@ -9,7 +9,6 @@ generator's own arrangement."""
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
@@ -181,33 +180,23 @@ def test_cli_prints_table_and_draws_the_plot(capsys, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
-def test_cli_takes_the_energy_models_sparsity_file(capsys, tmp_path):
-    """--sparsity: per-layer densities from the energy model's sparsity file (the others at
-    its default); a denser input costs the zero-skipping cluster 1 more steps."""
-    sp = tmp_path / "sparsity.json"
-    sp.write_text(json.dumps({"spike": 0.8, "grad": 0.7, "per_layer": {"layers.3.1.conv2": 0.4},
-                              "source": "by hand"}))
-    out_json = tmp_path / "p.json"
-    assert main(["--network", "resnet18-cifar10", "--modes", "htt", "--sparsity", str(sp),
-                 "--json", str(out_json)]) == 0
-    assert f"input spike density per layer from {sp} (by hand; layers it does not name: 0.2)" in \
-        capsys.readouterr().out
-    rows = {r["layer"]: r for r in json.loads(out_json.read_text())}
-    assert rows["layers.3.1.conv2"]["spike_density"] == pytest.approx(0.6)
-    assert rows["layers.3.0.conv2"]["spike_density"] == pytest.approx(0.2)
-    # same shape (512 -> 512, 4x4), denser input: more cluster-1 steps
+def test_densities_per_layer():
+    """network_report takes a density per layer (the energy model's Sparsity.input_density);
+    a denser input costs the zero-skipping cluster 1 more steps on the same shape."""
+    dens = {"layers.3.1.conv2": 0.6}
+    rows = {r["layer"]: r for r in network_report(PAPER, "resnet18-cifar10", "htt",
+                                                  density=lambda name: dens.get(name, 0.2))}
+    assert rows["layers.3.1.conv2"]["spike_density"] == 0.6
+    assert rows["layers.3.0.conv2"]["spike_density"] == 0.2
+    # same shape (512 -> 512, 4x4): more cluster-1 steps at the higher density
     assert rows["layers.3.1.conv2"]["c1_busy"] > rows["layers.3.0.conv2"]["c1_busy"]
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--spike-density", "1.5"], "--spike-density must be a fraction"),
-    (["--spike-density", "0.2", "--sparsity", "x.json"], "not both"),
-    (["--sparsity", "/nonexistent/s.json"], "not found"),
-])
-def test_cli_rejects_bad_spike_densities(argv, message):
-    from ttsnn.sw.cli_util import MissingFileError
-    with pytest.raises((UserError, MissingFileError), match=message):
-        main(["--network", "resnet18-cifar10", "--modes", "htt", *argv])
+def test_cli_states_the_density_it_was_given(capsys):
+    assert main(["--network", "resnet18-cifar10", "--modes", "ptt", "--spike-density", "0.3"]) == 0
+    assert "input spike density 0.3 for every layer, spikes independent" in capsys.readouterr().out
+    with pytest.raises(UserError, match="--spike-density must be a fraction"):
+        main(["--network", "resnet18-cifar10", "--modes", "htt", "--spike-density", "1.5"])
 
 
 def test_cli_rejects_an_output_path_under_a_file_before_working(tmp_path):
