@@ -21,9 +21,8 @@ The zero-skipping cluster 1's cycles depend on the spikes. The table takes them 
 stated input spike density (``--spike-density``, default 0.1: the energy model's default,
 SATA's spike sparsity 0.9; :func:`network_report` also takes a density per layer, e.g. the
 energy model's ``Sparsity.input_density``): every spike is 1 with that probability,
-independently, and the cycle
-model schedules each cluster-1 row's expected length (:func:`gen.zero_skip.expected_row_lens`,
-as the energy model does). The figures are then expected values (the schedule of expected
+independently, and the cycle model schedules each cluster-1 row's expected length
+(:func:`gen.zero_skip.expected_row_lens`, as the energy model does). The figures are then expected values (the schedule of expected
 lengths, not the mean of schedules; tests/gen/test_perf.py compares it with random spikes);
 with known spikes (co-simulated tiles) the same models are exact (``c1_lens`` of
 :func:`gen.zero_skip.zero_skip_row_lens`, tests/gen/test_host_timing.py, tests/cosim).
