@@ -198,10 +198,13 @@ class _ChunkJob:
 
 
 def _energy_context(cfg):
-    from ttsnn.model.accelerators import ProposedRTL
+    """The energy model's accelerator in the arrangement the RTL was built in (the paper
+    configuration's: the zero-skipping cluster 1), and the shipped energy table."""
+    from ttsnn.model.accelerators import Proposed
     from ttsnn.model.energy_table import load_energy_table
 
-    return ProposedRTL(cfg), load_energy_table()
+    a = cfg.arrangement
+    return Proposed(cfg, cluster1=a.cluster1, stt_chain=a.stt_chain), load_energy_table()
 
 
 def _layer_energy(accel, table, q, spec, plan, tile_counters: list[dict[str, int]],
@@ -217,8 +220,9 @@ def _layer_energy(accel, table, q, spec, plan, tile_counters: list[dict[str, int
     sched = q.full_timesteps(T)
     counts, cycles = Counts(), 0
     for tile, rtl in zip(plan, tile_counters):
-        # the tile's shape and host regions from the model, every counter the RTL's own
-        tf = tile_forward(cfg, tile, q.mode, sched, residual=q.residual,
+        # the tile's shape and host regions from the model, every counter the RTL's own (the
+        # density only lets the zero-skipping cluster 1's model counters be formed)
+        tf = tile_forward(cfg, tile, q.mode, sched, residual=q.residual, density=input_density,
                           load_weights=tile.weights_change)
         tf.counters = dict(tf.counters, **{k: float(v) for k, v in rtl.items()})
         counters_to_counts(cfg, tf, counts, accel.memories)
@@ -522,7 +526,8 @@ def _report(source, hw, x, labels, idx, results, float_logits, golden_logits, ba
         "host_layers": "stem conv + BN and the first LIF, shortcuts, mean pooling and the "
                        "classifier run on the host (float, as sw.hwlayer.hardware_forward); "
                        "cycles and energy cover the TT layers the RTL runs",
-        "energy_source": "inference: the energy model (model/, ProposedRTL actions, shipped "
+        "energy_source": "inference: the energy model (model/, the proposed accelerator's actions "
+                         "in the RTL's arrangement, shipped "
                          "28 nm table) on the RTL's counters of every tile, leakage over the "
                          "RTL's cycles; training: plus the model's backward and weight-update "
                          "passes at the image's measured input-spike density (gradient "

@@ -14,6 +14,14 @@ and every other stall counter equal the RTL's (tests/gen/test_host_timing.py, am
 tests/cosim, Verilator), and ``host_span`` is the host's bus cycles for the whole tile
 (set-up, weights, streaming, the reads after ``done``).
 
+The zero-skipping cluster 1 (``arrangement.cluster1 = "zero_skip"``) has data-dependent rows:
+:func:`host_tile_timing` takes its row lengths (``c1_lens``: exact from the tile's input
+window, :func:`gen.zero_skip.zero_skip_row_lens`; or expected from a spike density,
+:func:`gen.zero_skip.expected_row_lens`) and refuses to guess them. That engine steps one cycle
+after it issues a row's word, so a row's ``in_consumed`` step (at its last step) comes one
+cycle later than the dense engine's (at its last issue), and the tile's first cycle, which
+fetches the first word, is a ``c1_stall``.
+
 Register timing (gen/host.py, gen/engines/): a streaming register written in bus cycle
 ``w`` is visible to the engines from ``w + 1``; a read strobe in cycle ``c`` samples the
 value of cycle ``c`` (data ``HOST_READ_LATENCY`` cycles later); ``event`` is high in cycle
@@ -28,6 +36,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Sequence
 
 from .config import HardwareConfig
 from .cyclemodel import (E4_WRITE_LATENCY, PIPE_TAIL, TileShape, _engine_tables, _latest, _schedule,
@@ -132,7 +141,8 @@ class ModelBus:
     registers and ``done`` from the previous tile's values: a change the ``event`` line sees).
     """
 
-    def __init__(self, cfg: HardwareConfig, s: TileShape, regs: _Registers, fresh: bool):
+    def __init__(self, cfg: HardwareConfig, s: TileShape, regs: _Registers, fresh: bool,
+                 c1_lens: Sequence[float] | None = None):
         self.s, self.regs, self.fresh = s, regs, fresh
         self.now = 0                        # bus cycle from the tile's first set-up write
         self.origin: int | None = None      # bus cycle of the engines' cycle 0
@@ -140,7 +150,10 @@ class ModelBus:
         self.latency = geometry_latency()
         self.visible = {"in_rows": [], "res_rows": [], "out_taken": []}   # bus cycle each count is seen
         self.last_status = None
-        self.tables = tables = _engine_tables(cfg, s)
+        self.tables = tables = _engine_tables(cfg, s, c1_lens)
+        # the zero-skipping engine counts a row consumed at its last step, one cycle after its
+        # last issue (the table's row end)
+        self.c1_step_lag = int(cfg.arrangement.cluster1 == "zero_skip")
         self.c1, self.c4 = tables["cluster1"], tables["cluster4"]
         self._host_dependencies()
         self.scheduled = 0
@@ -195,7 +208,8 @@ class ModelBus:
         """Engine cycles at which each progress register is seen to step (in order)."""
         c1, c4 = self.c1, self.c4
         n1 = len(c1.starts)
-        inc = [c1.last(i) + 1 for i in range(n1) if self.in_index[i] is not None]
+        lag = self.c1_step_lag
+        inc = [c1.last(i) + 1 + lag for i in range(n1) if self.in_index[i] is not None]
         n4 = len(c4.starts)
         res = [c4.last(u) + 1 for u in range(n4)] if self.s.residual else []
         out = [c4.last(u) + E4_WRITE_LATENCY + 1 for u in range(n4)]
@@ -301,14 +315,23 @@ def _run(coro):
 
 
 def host_tile_timing(cfg: HardwareConfig, s: TileShape, traffic: HostTraffic,
-                     fresh: bool = False) -> dict[str, int]:
+                     fresh: bool = False, c1_lens: Sequence[float] | None = None) -> dict[str, int]:
     """:func:`gen.cyclemodel.tile_timing` with the host of :func:`gen.driver.run_tile` at one
     beat per cycle: every timing counter, plus ``host_span`` (bus cycles of the whole tile
     program, from its first set-up write to its last read) and ``host_setup`` (bus cycles
-    before the engines' cycle 0)."""
+    before the engines' cycle 0).
+
+    ``c1_lens``: the zero-skipping cluster 1's row lengths, required with
+    ``arrangement.cluster1 = "zero_skip"`` (ignored by the dense one) (exact: :func:`gen.zero_skip.zero_skip_row_lens` of
+    the tile's window; expected: :func:`gen.zero_skip.expected_row_lens`, then the results are
+    the schedule of expected lengths, not integers)."""
     from .driver import run_tile
+    zero_skip = cfg.arrangement.cluster1 == "zero_skip"
+    if zero_skip and c1_lens is None:
+        raise ValueError("the zero-skipping cluster 1's cycles depend on the spikes: pass c1_lens "
+                         "(gen.zero_skip.zero_skip_row_lens of the tile's window, or expected_row_lens)")
     regs = _Registers()
-    bus = ModelBus(cfg, s, regs, fresh)
+    bus = ModelBus(cfg, s, regs, fresh, c1_lens)
     bus.rings = traffic.rings
     _run(run_tile(bus, _Program(traffic, regs)))
     tables = bus.tables
@@ -324,6 +347,7 @@ def _timing_counters(s: TileShape, tables, bus: ModelBus) -> dict[str, int]:
     in_wait = sum(c1.starts[i] - bus.base1[i] for i in range(len(c1.rows)))
     lif = sum(c4.starts[u] - bus.base4[u] for u in range(len(c4.rows)))
     out = timing_counters(s, tables, in_wait, lif)
+    out["c1_stall"] += bus.c1_step_lag        # the zero-skipping engine's first-word fetch
     out["host_span"] = bus.now
     out["host_setup"] = bus.origin
     return out

@@ -10,7 +10,22 @@ RTL's counters on every tile the tests simulate): the tiles' ``cycles`` with the
 stalls (``c1_in_wait``, ``lif_stall``) plus the host's bus cycles outside them (set-up,
 cores, the output rows and counter reads after ``done``). The goal is met on host cycles.
 The bound is issue 4's: the busiest cluster's operations divided by its PEs, all timesteps,
-no halo.
+no halo (:func:`ideal_bound`). Clusters 2-4 count their MACs. Cluster 1 counts what it must
+do: the dense cluster 1 (``arrangement.cluster1 = "dense"``) every spike x G1-weight slot,
+``T * H * W * Cin * r``; the zero-skipping one (``"zero_skip"``, the paper's arrangement) only
+the accumulates of 1-spikes, ``density * T * H * W * Cin * r``: its steps on all-zero spike
+words and its lanes left idle (one input channel of ``Pk`` rank channels per step, out of
+``P`` lanes) are losses, not part of the bound.
+
+The zero-skipping cluster 1's cycles depend on the spikes. The table takes them from a
+stated input spike density (``--spike-density``, default 0.1: the energy model's default,
+SATA's spike sparsity 0.9; :func:`network_report` also takes a density per layer, e.g. the
+energy model's ``Sparsity.input_density``): every spike is 1 with that probability,
+independently, and the cycle model schedules each cluster-1 row's expected length
+(:func:`gen.zero_skip.expected_row_lens`, as the energy model does). The figures are then expected values (the schedule of expected
+lengths, not the mean of schedules; tests/gen/test_perf.py compares it with random spikes);
+with known spikes (co-simulated tiles) the same models are exact (``c1_lens`` of
+:func:`gen.zero_skip.zero_skip_row_lens`, tests/gen/test_host_timing.py, tests/cosim).
 
 Where the cycles above the bound go, per layer (columns of the table; they add up exactly,
 ``bound + halo + padding + pipeline = cycles``), measured on the busiest cluster ``B``:
@@ -19,6 +34,8 @@ Where the cycles above the bound go, per layer (columns of the table; they add u
   padding    B's busy cycles with idle lanes: rank channels or columns that do not fill the
              Pk x Px lanes, HTT's bypass copies, zero writes of halo pixels;
   pipeline   cycles B does not issue: the pipeline fill and drain, waits for other engines.
+With the zero-skipping cluster 1 as ``B``, its work is its accumulates (``c1_adds``), and its
+padding includes the steps of all-zero spike words and the lanes a step leaves idle.
 Layers whose cores exceed the weight buffer (``fits = NO``) are timed on the same datapath
 with a weight buffer large enough, to show what weight streaming would have to achieve;
 they are left out of the totals.
@@ -30,7 +47,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ttsnn.sw.arch import WORKLOADS, WorkloadSpec
 from ttsnn.sw.cli_util import UserError, prog_name, run_cli
@@ -39,20 +56,64 @@ from ttsnn.sw.fileio import add_force_argument, check_outputs
 from ttsnn.gen.config import HardwareConfig, load_config
 from ttsnn.gen.cyclemodel import TileShape, ideal_cycles, tile_counters
 from ttsnn.gen.driver import plan_layer_any_weights, streamed_cores
+from ttsnn.gen.geometry import window_pixels
 from ttsnn.gen.hosttiming import host_tile_timing, shape_traffic
+from ttsnn.gen.zero_skip import expected_row_lens
 
 #: the networks ``--network`` chooses from: the paper's workloads, defined in sw.arch
 NETWORKS: Mapping[str, WorkloadSpec] = WORKLOADS
 #: the ratio the issue asks for
 GOAL = 1.15
+#: input spike density of every layer unless told otherwise: the energy model's default
+#: (model.counts.Sparsity: SATA's spike sparsity 0.9)
+DEFAULT_SPIKE_DENSITY = 0.1
 
 _CLUSTER_COUNTERS = {"cluster1": ("c1_busy", "c1_slots"), "cluster2": ("c2_busy", "c2_macs"),
                      "cluster3": ("c3_busy", "c3_macs"), "cluster4": ("c4_busy", "c4_macs")}
 
 
+def zero_skip(cfg: HardwareConfig) -> bool:
+    """Whether ``cfg`` builds the zero-skipping cluster 1 (data-dependent cycles)."""
+    return cfg.arrangement.cluster1 == "zero_skip"
+
+
+def ideal_bound(cfg: HardwareConfig, in_channels: int, rank: int, out_channels: int, height: int,
+                width: int, schedule: Sequence[bool], mode: str,
+                density: float | None = None) -> dict[str, Any]:
+    """The ideal bound of a whole layer: each cluster's operations divided by its PEs, the
+    busiest cluster's (:func:`gen.cyclemodel.ideal_cycles`). With the zero-skipping cluster 1
+    its operations are the accumulates of 1-spikes, ``density`` times the dense count (the
+    skipped zeros cost nothing in the bound; ``density`` required)."""
+    ideal = ideal_cycles(cfg, in_channels, rank, out_channels, height, width, schedule, mode)
+    if not zero_skip(cfg):
+        return ideal
+    if density is None:
+        raise ValueError("the zero-skipping cluster 1's bound needs the input spike density")
+    ops = {k[:-4]: v for k, v in ideal.items() if k.endswith("_ops")}
+    ops["cluster1"] *= density
+    busiest = max(ops, key=ops.get)
+    return {"bound": ops[busiest] / cfg.lanes, "busiest": busiest, **{f"{k}_ops": v for k, v in ops.items()}}
+
+
+def chain_bound(cfg: HardwareConfig, mode: str, ideal: Mapping[str, Any]) -> float:
+    """The bound of the arrangement's STT chain: with ``stt_chain = "sequential"`` (the paper's)
+    STT's clusters 2 and 3 take turns, so a layer needs at least their MACs together over one
+    cluster's PEs, ``max(c1, c2 + c3, c4) / P``; otherwise (and in PTT / HTT, whose clusters 2
+    and 3 run in lock step) it is the bound itself."""
+    if mode != "stt" or cfg.arrangement.stt_chain != "sequential":
+        return ideal["bound"]
+    return max(ideal["cluster1_ops"], ideal["cluster2_ops"] + ideal["cluster3_ops"],
+               ideal["cluster4_ops"]) / cfg.lanes
+
+
 def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
-                 schedule: tuple[bool, ...]) -> dict[str, Any]:
-    """Cycles, bound and loss breakdown of one TT layer (``sw.arch.ConvSpec``)."""
+                 schedule: tuple[bool, ...], density: float | None = None) -> dict[str, Any]:
+    """Cycles, bound and loss breakdown of one TT layer (``sw.arch.ConvSpec``). ``density``:
+    the input spike density the zero-skipping cluster 1's cycles and bound assume (required
+    with ``arrangement.cluster1 = "zero_skip"``, unused otherwise)."""
+    skipping = zero_skip(cfg)
+    if skipping and density is None:
+        raise ValueError("the zero-skipping cluster 1's cycles need an input spike density")
     rank, cin, cout = spec.rank, spec.in_channels, spec.out_channels
     h, w = spec.in_hw
     pool = bool(spec.downsample)
@@ -67,30 +128,41 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
     for t in plan:
         shape = TileShape(cin, rank, t.out_channels, t.height, t.width, timesteps, mode, sched, pool,
                           residual, t.zero_halo, t.pack, t.order)
+        # the zero-skipping cluster 1's rows: expected lengths at ``density`` (floats)
+        lens = expected_row_lens(tcfg, shape, density) if skipping else None
         if shape not in cache:
-            cache[shape] = tile_counters(tcfg, shape)
+            ones = density * timesteps * window_pixels(shape.height, shape.width, shape.zero_halo)[0] * cin \
+                if skipping else None
+            cache[shape] = tile_counters(tcfg, shape, window_ones=ones, c1_lens=lens)
         for k, v in cache[shape].items():
             totals[k] = totals.get(k, 0) + v
         key = (shape, t.weights_change)
         if key not in host_cache:
-            host_cache[key] = host_tile_timing(tcfg, shape, shape_traffic(tcfg, shape, t.weights_change))
+            host_cache[key] = host_tile_timing(tcfg, shape, shape_traffic(tcfg, shape, t.weights_change),
+                                               c1_lens=lens)
         for k in host:
             host[k] += host_cache[key][k]
-    ideal = ideal_cycles(cfg, cin, rank, cout, h, w, sched, mode)
+    ideal = ideal_bound(cfg, cin, rank, cout, h, w, sched, mode, density)
+    chain = chain_bound(cfg, mode, ideal)
     p = cfg.lanes
     busiest = ideal["busiest"]
     busy_c, work_c = _CLUSTER_COUNTERS[busiest]
+    if skipping and busiest == "cluster1":
+        work_c = "c1_adds"            # its accumulates of 1-spikes, r per 1-spike
     busy, active = totals[busy_c], totals[work_c] / p
     cycles = totals["cycles"]
     engines = {"cluster1": totals["c1_busy"], "cluster2": totals["c2_busy"],
                "cluster3": totals["c3_busy"], "cluster4": totals["c4_busy"]}
     return {
         "layer": spec.name, "in_channels": cin, "rank": rank, "out_channels": cout,
+        "cluster1": cfg.arrangement.cluster1, "stt_chain": cfg.arrangement.stt_chain,
+        "spike_density": density if skipping else None,
         "height": h, "width": w, "pool": pool, "timesteps": timesteps, "mode": mode,
         "tiles": len(plan), "tile": f"{plan.tile_height}x{plan.tile_width}",
         "pack": plan.pack, "order": "timestep" if plan.order else "row",
         "fits_weight_buffer": fits,
         "cycles": cycles, "bound": ideal["bound"], "ratio": cycles / ideal["bound"],
+        "chain_bound": chain, "chain_ratio": cycles / chain, "host_chain_ratio": host["host_span"] / chain,
         "busiest_cluster": busiest, "bottleneck_engine": max(engines, key=engines.get),
         "halo": active - ideal["bound"], "padding": busy - active, "pipeline": cycles - busy,
         "host_bits": cfg.widths.host_data, "host_cycles": host["host_span"],
@@ -134,13 +206,18 @@ def streaming_need(cfg: HardwareConfig, rank: int, cin: int, cout: int, height: 
             "stream_port_bpc": cfg.widths.host_data / 8}
 
 
-def network_report(cfg: HardwareConfig, network: str, mode: str, ranks: str | None = None) -> list[dict]:
+def network_report(cfg: HardwareConfig, network: str, mode: str, ranks: str | None = None,
+                   density: float | Callable[[str], float] = DEFAULT_SPIKE_DENSITY) -> list[dict]:
+    """:func:`layer_report` of every TT layer of ``network``. ``density``: the input spike
+    density of every layer, or a function of the layer's name (``model.counts.Sparsity
+    .input_density``); used by the zero-skipping cluster 1 only."""
     from ttsnn.sw.arch import default_schedule, network_specs, tt_layers
     n = NETWORKS[network]
     specs = network_specs(n.arch, n.in_channels, n.input_size, n.num_classes, mode=mode,
                           ranks=ranks or n.ranks, timesteps=n.timesteps)
     sched = tuple(default_schedule(n.timesteps))
-    return [layer_report(cfg, s, mode, n.timesteps, sched) for s in tt_layers(specs)]
+    of = density if callable(density) else (lambda _name: density)
+    return [layer_report(cfg, s, mode, n.timesteps, sched, of(s.name)) for s in tt_layers(specs)]
 
 
 def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -156,7 +233,17 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "worst_host_ratio": max((r["host_ratio"] for r in fit), default=float("nan")),
             "within_goal": sum(1 for r in fit if r["ratio"] <= GOAL),
             "worst": max(fit, key=lambda r: r["ratio"])["layer"] if fit else None,
-            "worst_ratio": max((r["ratio"] for r in fit), default=float("nan"))}
+            "worst_ratio": max((r["ratio"] for r in fit), default=float("nan")),
+            **_chain_summary(fit, cyc, hcyc)}
+
+
+def _chain_summary(fit: Sequence[Mapping[str, Any]], cycles: float, host_cycles: float) -> dict[str, Any]:
+    """The totals against :func:`chain_bound` (differs from the bound in sequential STT only)."""
+    cb = sum(r["chain_bound"] for r in fit)
+    return {"chain_bound": cb, "chain_ratio": cycles / cb if cb else float("nan"),
+            "host_chain_ratio": host_cycles / cb if cb else float("nan"),
+            "within_goal_chain_host": sum(1 for r in fit if r["host_chain_ratio"] <= GOAL),
+            "worst_host_chain_ratio": max((r["host_chain_ratio"] for r in fit), default=float("nan"))}
 
 
 _LOSS_COLOURS = {"halo": "tab:orange", "padding": "tab:green", "pipeline": "tab:red"}
@@ -221,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--ranks", default=None, help="override the network's ranks (sw.arch.resolve_ranks syntax)")
     ap.add_argument("--json", dest="json_out", default=None, help="write all rows to this JSON file")
     ap.add_argument("--plot", default=None, help="draw cycles / bound per layer (PNG) to this file")
+    ap.add_argument("--spike-density", type=float, default=None,
+                    help=f"input spike density of every layer for the zero-skipping cluster 1's cycles "
+                         f"(default {DEFAULT_SPIKE_DENSITY}: the energy model's default, spike sparsity 0.9)")
     ap.add_argument("--backward", action="store_true",
                     help="the backward pass and weight gradients instead (gen/backward/perf.py)")
     add_force_argument(ap, "existing --json/--plot files")
@@ -229,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for m in modes:
         if m not in ("stt", "ptt", "htt"):
             raise UserError(f"--modes: unknown mode {m!r}; use stt, ptt, htt")
+    density, density_text = _spike_density(args)
     # fail before the minute of work, not after it
     check_outputs((("--json", args.json_out), ("--plot", args.plot)), force=args.force)
     cfg = load_config(args.config)
@@ -238,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[dict] = []
     jobs = [(n, m) for n in (args.network or sorted(NETWORKS)) for m in modes]
     for net, mode in tqdm(jobs, desc="networks x modes", file=sys.stderr):
-        for r in network_report(cfg, net, mode, args.ranks):
+        for r in network_report(cfg, net, mode, args.ranks, density):
             rows.append({"network": net, **r})
     hdr = (f"{'network':<21} {'mode':<4} {'layer':<17} {'Cin':>4} {'r':>4} {'Cout':>4} {'HxW':>6} "
            f"{'tiles':>5} {'Pk':>3} {'order':>8} {'cycles':>9} {'bound':>9} {'ratio':>6} {'busiest':>9} "
@@ -247,14 +338,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"host port: widths.host_data = {cfg.widths.host_data} bits per cycle at {cfg.clock_mhz:g} MHz "
           f"({cfg.widths.host_data // 8 * cfg.clock_mhz / 1000:.1f} GB/s), configuration {cfg.name!r}; "
           f"'cycles' with a host that keeps up, 'host cyc' with the host on that port")
+    print(arrangement_header(cfg, density_text))
     print(hdr)
     for r in rows:
         print(f"{r['network']:<21} {r['mode']:<4} {r['layer']:<17} {r['in_channels']:>4} {r['rank']:>4} "
               f"{r['out_channels']:>4} {str(r['height']) + 'x' + str(r['width']):>6} {r['tiles']:>5} "
-              f"{1 << r['pack']:>3} {r['order']:>8} {r['cycles']:>9} {r['bound']:>9.0f} {r['ratio']:>6.3f} "
+              f"{1 << r['pack']:>3} {r['order']:>8} {r['cycles']:>9.0f} {r['bound']:>9.0f} {r['ratio']:>6.3f} "
               f"{r['busiest_cluster']:>9} {r['halo']:>7.0f} {r['padding']:>8.0f} {r['pipeline']:>8.0f} "
-              f"{'yes' if r['fits_weight_buffer'] else 'NO':>4} {r['host_cycles']:>9} {r['host_ratio']:>7.3f} "
-              f"{r['host_c1_in_wait']:>8} {r['host_lif_stall']:>8} {r['host_outside']:>8}")
+              f"{'yes' if r['fits_weight_buffer'] else 'NO':>4} {r['host_cycles']:>9.0f} {r['host_ratio']:>7.3f} "
+              f"{r['host_c1_in_wait']:>8.0f} {r['host_lif_stall']:>8.0f} {r['host_outside']:>8.0f}")
     print()
     refused = [r for r in rows if not r["fits_weight_buffer"]]
     if refused:
@@ -271,11 +363,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for net, mode in jobs:
         s = summary([r for r in rows if r["network"] == net and r["mode"] == mode])
         print(f"{net} {mode}: {s['fitting']}/{s['layers']} layers fit the weight buffer; over them "
-              f"cycles {s['cycles']}, bound {s['bound']:.0f}, ratio {s['ratio']:.3f}; "
+              f"cycles {s['cycles']:.0f}, bound {s['bound']:.0f}, ratio {s['ratio']:.3f}; "
               f"{s['within_goal']}/{s['fitting']} layers within {GOAL}x (worst {s['worst']} "
-              f"{s['worst_ratio']:.3f}); with the {cfg.widths.host_data}-bit host: cycles {s['host_cycles']}, "
+              f"{s['worst_ratio']:.3f}); with the {cfg.widths.host_data}-bit host: cycles {s['host_cycles']:.0f}, "
               f"ratio {s['host_ratio']:.3f}, {s['within_goal_host']}/{s['fitting']} within {GOAL}x "
               f"(worst {s['worst_host']} {s['worst_host_ratio']:.3f})")
+        if s["chain_bound"] != s["bound"]:
+            print(f"  {net} {mode} against the sequential chain's bound (clusters 2 and 3 take turns: "
+                  f"{s['chain_bound']:.0f}): ratio {s['chain_ratio']:.3f}, with the host {s['host_chain_ratio']:.3f}, "
+                  f"{s['within_goal_chain_host']}/{s['fitting']} within {GOAL}x (worst {s['worst_host_chain_ratio']:.3f})")
     if args.json_out:
         from ttsnn.gen.emit import atomic_write
         atomic_write(Path(args.json_out), json.dumps(rows, indent=1) + "\n")
@@ -284,6 +380,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot_report(rows, args.plot)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _spike_density(args) -> tuple[float, str]:
+    """The input spike density the table assumes (``--spike-density``) and how the header
+    states it."""
+    d = DEFAULT_SPIKE_DENSITY if args.spike_density is None else args.spike_density
+    if not 0.0 <= d <= 1.0:
+        raise UserError(f"--spike-density must be a fraction in [0, 1], got {d:g}")
+    why = " (the energy model's default: spike sparsity 0.9)" if args.spike_density is None else ""
+    return d, f"{d:g} for every layer{why}"
+
+
+def arrangement_header(cfg: HardwareConfig, density_text: str) -> str:
+    """The table's line on the datapath's arrangement, the spikes assumed and what the bound
+    counts."""
+    a = cfg.arrangement
+    text = f"arrangement: cluster1 = {a.cluster1!r}, stt_chain = {a.stt_chain!r}; "
+    if zero_skip(cfg):
+        text += (f"input spike density {density_text}, spikes independent: cluster 1's cycles are the "
+                 f"schedule of its expected row lengths; bound = busiest cluster's operations / PEs "
+                 f"(cluster 1: accumulates of 1-spikes only, density*T*H*W*Cin*r; clusters 2-4: MACs)")
+    else:
+        text += ("bound = busiest cluster's operations / PEs (cluster 1: every spike x G1 weight, "
+                 "T*H*W*Cin*r; clusters 2-4: MACs)")
+    if a.stt_chain == "sequential":
+        text += ("; STT's clusters 2 and 3 take turns (sequential chain): the summary also states STT "
+                 "against its chain's bound, max(cluster 1, G2 + G3 MACs, cluster 4) / PEs")
+    return text
 
 
 def _backward_main(cfg: HardwareConfig, args, modes: Sequence[str]) -> int:

@@ -8,7 +8,8 @@ import numpy as np
 
 from .config import HardwareConfig, ceil_div
 
-__all__ = ["w1_words_zero_skip", "w1_depth", "w1_depth_zero_skip", "zero_skip_row_lens"]
+__all__ = ["w1_words_zero_skip", "w1_depth", "w1_depth_zero_skip", "zero_skip_row_lens",
+           "expected_event_steps", "expected_row_lens"]
 
 
 def w1_depth(cfg: HardwareConfig, rank: int, in_channels: int, pack: int) -> int:
@@ -66,3 +67,28 @@ def zero_skip_row_lens(cfg: HardwareConfig, s, window: np.ndarray) -> list[int]:
         else:
             out.append(ng * int(per_px[t, w, c0:c1].sum()))
     return out
+
+
+def expected_event_steps(cin: int, density: float) -> float:
+    """Expected ``max(ones, 1)`` over ``cin`` input spikes, each 1 with probability
+    ``density`` (independent): the zero-skipping cluster 1's steps per spike word of ``cin``
+    channels (an all-zero word still takes one step)."""
+    return cin * density + (1.0 - density) ** cin
+
+
+def expected_row_lens(cfg: HardwareConfig, s, density: float) -> list[float]:
+    """Expected row lengths of the zero-skipping cluster 1 (in ``gen.cyclemodel.e1_rows``
+    order) of the tile shape ``s`` (gen.cyclemodel.TileShape) when every input spike is 1 with
+    probability ``density``, independently: per
+    computed pixel and rank group, :func:`expected_event_steps` of each spike word; a row
+    outside the layer one step. The cycle model schedules these expected lengths (an
+    approximation of the expected cycles: the schedule is not linear in them)."""
+    from .cyclemodel import e1_rows            # cyclemodel imports this module's users
+    sw = cfg.spike_word_bits
+    words = [min(sw, s.in_channels - c0) for c0 in range(0, s.in_channels, sw)]
+    per_px = sum(expected_event_steps(n, density) for n in words)
+    top, bottom, left, right = s.zero_halo
+    ng = ceil_div(s.rank, 1 << s.pack)
+    row = (s.width + 2 - int(left) - int(right)) * ng * per_px
+    return [1 if (w == 0 and top) or (w == s.height + 1 and bottom) else row
+            for w, _ in e1_rows(s.height, s.timesteps, s.order)]

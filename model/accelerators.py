@@ -435,9 +435,10 @@ class Proposed(Accelerator):
 
 
 class ProposedRTL(Proposed):
-    """The proposed design in the generator's own arrangement (gen/, both shipped
-    configurations' default): cluster 1 steps through every input channel (P PEs over input
-    channels and an adder tree), STT's G2 -> G3 is a row pipeline."""
+    """The proposed design in the generator's own arrangement (gen/; configs/small.toml and
+    configs/paper_dense.toml build it, configs/paper.toml the paper's): cluster 1 steps
+    through every input channel (P PEs over input channels and an adder tree), STT's
+    G2 -> G3 is a row pipeline."""
     name = "proposed-rtl"
 
     def __init__(self, cfg: HardwareConfig):

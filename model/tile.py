@@ -14,7 +14,7 @@ adds only what the cycle model leaves to its caller:
 * the zero-skipping cluster 1's row lengths (the configuration's ``arrangement.cluster1 =
   "zero_skip"``, the paper's arrangement): exact from the tile's input window
   (:func:`gen.zero_skip.zero_skip_row_lens`), or their expected values from a spike density
-  with independent spikes (:func:`expected_row_lens`).
+  with independent spikes (:func:`gen.zero_skip.expected_row_lens`, re-exported here).
 
 :func:`counters_to_counts` turns one tile's counters into the energy model's actions (compute,
 PE registers and scratchpads, global-buffer accesses at their widths, DRAM bits). The module
@@ -29,12 +29,12 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ttsnn.gen import cyclemodel as cm
-from ttsnn.gen.config import HardwareConfig, ceil_div
+from ttsnn.gen.config import HardwareConfig
 from ttsnn.gen.cyclemodel import TileShape
 from ttsnn.gen.driver import input_row_order
 from ttsnn.gen.geometry import TileGeometry, window_pixels
 from ttsnn.gen.hostmap import COUNTER_NAMES, host_map
-from ttsnn.gen.zero_skip import w1_depth, zero_skip_row_lens
+from ttsnn.gen.zero_skip import expected_event_steps, expected_row_lens, w1_depth, zero_skip_row_lens
 from ttsnn.sw.cli_util import UserError
 
 __all__ = ["TileShape", "TileForward", "tile_shape", "tile_forward", "tile_forward_counters",
@@ -145,29 +145,6 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
 
 def _host_words(regions: Mapping[str, tuple[int, int]], names: Sequence[str]) -> int:
     return sum(w * k for n, (w, k) in regions.items() if n in names)
-
-
-def expected_event_steps(cin: int, density: float) -> float:
-    """Expected ``max(ones, 1)`` over ``cin`` input spikes, each 1 with probability
-    ``density`` (independent): the zero-skipping cluster 1's steps per spike word of ``cin``
-    channels (an all-zero word still takes one step)."""
-    return cin * density + (1.0 - density) ** cin
-
-
-def expected_row_lens(cfg: HardwareConfig, s: TileShape, density: float) -> list[float]:
-    """Expected row lengths of the zero-skipping cluster 1 (in ``gen.cyclemodel.e1_rows``
-    order) when every input spike is 1 with probability ``density``, independently: per
-    computed pixel and rank group, :func:`expected_event_steps` of each spike word; a row
-    outside the layer one step. The cycle model schedules these expected lengths (an
-    approximation of the expected cycles: the schedule is not linear in them)."""
-    sw = cfg.spike_word_bits
-    words = [min(sw, s.in_channels - c0) for c0 in range(0, s.in_channels, sw)]
-    per_px = sum(expected_event_steps(n, density) for n in words)
-    top, bottom, left, right = s.zero_halo
-    ng = ceil_div(s.rank, 1 << s.pack)
-    row = (s.width + 2 - int(left) - int(right)) * ng * per_px
-    return [1 if (w == 0 and top) or (w == s.height + 1 and bottom) else row
-            for w, _ in cm.e1_rows(s.height, s.timesteps, s.order)]
 
 
 def _window_ones(s: TileShape, window: np.ndarray) -> np.ndarray:

@@ -39,6 +39,19 @@ def test_paper_matches_the_published_accelerator() -> None:
     assert cfg.dataflow["cluster2"] == "weight-stationary"
 
 
+def test_paper_builds_the_papers_arrangement_and_paper_dense_ours() -> None:
+    """configs/paper.toml is the paper's arrangement (zero-skipping cluster 1, sequential STT
+    chain); configs/paper_dense.toml the same chip in the generator's own arrangement, equal
+    to it in every other field."""
+    paper, dense = load_config("paper"), load_config("paper_dense")
+    assert (paper.arrangement.cluster1, paper.arrangement.stt_chain) == ("zero_skip", "sequential")
+    assert (dense.arrangement.cluster1, dense.arrangement.stt_chain) == ("dense", "pipelined")
+    a, b = paper.to_dict(), dense.to_dict()
+    for d in (a, b):
+        del d["name"], d["arrangement"]
+    assert a == b
+
+
 def test_config_is_immutable() -> None:
     cfg = load_config("small")
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -1,28 +1,35 @@
 """The cycle model with the host at the port's rate (gen/hosttiming.py) against the RTL in
 amaranth.sim: every timing counter (cycles, c1_in_wait, lif_stall and the engines' stalls)
 and the host's bus cycles per tile, at host ports of 32, 64 and 256 bits, with rings small
-enough that the host, not the datapath, sets the pace."""
+enough that the host, not the datapath, sets the pace; in the generator's arrangement and in
+the paper's (zero-skipping cluster 1, whose row lengths come from each tile's input spikes,
+and STT's sequential chain)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ttsnn.gen.config import config_from_dict, load_config
+from ttsnn.gen.config import Arrangement, config_from_dict, load_config
 from ttsnn.gen.cyclemodel import TileShape, tile_timing
 from ttsnn.gen.driver import Driver, run_tile
 from ttsnn.gen.hosttiming import host_tile_timing, shape_traffic, traffic_of_program
 from ttsnn.gen.sim import SimBus
+from ttsnn.gen.zero_skip import expected_row_lens, zero_skip_row_lens
 from ttsnn.gen.top import Accelerator
 from amaranth.sim import Simulator
 
 from tests.gen.test_top import TIMING, make_layer
 
 
-def small(host_data: int):
+def small(host_data: int, paper_arrangement: bool = False):
+    """The small configuration at ``host_data`` bits; ``paper_arrangement``: with the
+    zero-skipping cluster 1 and STT's sequential chain."""
     d = load_config("small").to_dict()
     d["widths"]["host_data"] = host_data
-    return config_from_dict(d, source=f"small, host_data={host_data}")
+    if paper_arrangement:
+        d["arrangement"] = {"stt_chain": "sequential", "cluster1": "zero_skip"}
+    return config_from_dict(d, source=f"small, host_data={host_data}, paper_arrangement={paper_arrangement}")
 
 
 class CountingBus(SimBus):
@@ -69,28 +76,33 @@ def run(cfg, q, x, resid, ring_limit, tile_hw=None):
     return drv, out
 
 
-CASES = [  # host bits, ring rows, mode, residual, tile (None: the planner's)
-    (32, 1, "ptt", True, None),
-    (64, 2, "stt", False, (4, 4)),
-    (256, 1, "htt", True, None),
-    (32, None, "ptt", False, (4, 2)),
+CASES = [  # host bits, ring rows, mode, residual, tile (None: the planner's), paper arrangement, density
+    (32, 1, "ptt", True, None, False, 0.5),
+    (64, 2, "stt", False, (4, 4), False, 0.5),
+    (256, 1, "htt", True, None, False, 0.5),
+    (32, None, "ptt", False, (4, 2), False, 0.5),
+    (32, 1, "ptt", True, None, True, 0.3),
+    (64, 1, "stt", False, (4, 4), True, 0.5),
+    (128, 2, "htt", True, None, True, 0.1),
+    (32, None, "stt", True, (4, 2), True, 0.0),
 ]
 
 
-@pytest.mark.parametrize("host_data,ring,mode,residual,tile_hw", CASES,
-                         ids=[f"{c[0]}b-ring{c[1]}-{c[2]}" for c in CASES])
-def test_model_equals_rtl_with_host(host_data, ring, mode, residual, tile_hw):
-    cfg = small(host_data)
+@pytest.mark.parametrize("host_data,ring,mode,residual,tile_hw,paper_arr,density", CASES,
+                         ids=[f"{c[0]}b-ring{c[1]}-{c[2]}" + ("-zero-skip" if c[5] else "") for c in CASES])
+def test_model_equals_rtl_with_host(host_data, ring, mode, residual, tile_hw, paper_arr, density):
+    cfg = small(host_data, paper_arr)
     rng = np.random.default_rng(host_data + (ring or 0))
     q = make_layer(rng, mode, r=3, cin=5, cout=6, T=3, residual=residual,
                    schedule=(True, False, True) if mode == "htt" else None)
-    x = rng.integers(0, 2, (3, 5, 4, 6))
+    x = (rng.random((3, 5, 4, 6)) < density).astype(int)
     resid = rng.integers(-50, 50, (3, 6, 4, 6)) if residual else None
     drv, tiles = run(cfg, q, x, resid, ring, tile_hw)
     host_waits = 0
     for k, (prog, rtl, bus_cycles) in enumerate(tiles):
         shape = TileShape.of(q, prog.tile)
-        model = host_tile_timing(cfg, shape, traffic_of_program(prog, drv.map), fresh=k == 0)
+        lens = zero_skip_row_lens(cfg, shape, drv.window(x, prog.tile)) if paper_arr else None
+        model = host_tile_timing(cfg, shape, traffic_of_program(prog, drv.map), fresh=k == 0, c1_lens=lens)
         diff = {c: (rtl[c], model[c]) for c in TIMING if rtl[c] != model[c]}
         assert not diff, f"tile {k}: (rtl, model) differ: {diff}"
         assert model["host_span"] == bus_cycles
@@ -99,16 +111,29 @@ def test_model_equals_rtl_with_host(host_data, ring, mode, residual, tile_hw):
         assert host_waits > 0
 
 
-def test_wide_port_keeps_up():
+@pytest.mark.parametrize("paper_arr", [False, True], ids=["ours", "paper-arrangement"])
+def test_wide_port_keeps_up(paper_arr):
     """With rings as large as the regions and a 512-bit port the host never holds the
-    engines up: the host-timed model equals the model of a host that always keeps up."""
-    cfg = small(512)
+    engines up: the host-timed model equals the model of a host that always keeps up (the
+    zero-skipping cluster 1 with expected row lengths, fractional, at a 20 % density)."""
+    cfg = small(512, paper_arr)
     for mode in ("stt", "ptt", "htt"):
         s = TileShape(5, 3, 6, 4, 6, 3, mode, (True, False, True), False, False,
                       (True, True, True, True), 0, 0)
-        with_host = host_tile_timing(cfg, s, shape_traffic(cfg, s))
-        ideal = tile_timing(cfg, s)
+        lens = expected_row_lens(cfg, s, 0.2) if paper_arr else None
+        with_host = host_tile_timing(cfg, s, shape_traffic(cfg, s), c1_lens=lens)
+        ideal = tile_timing(cfg, s, lens)
         assert {k: with_host[k] for k in ideal} == ideal
+        assert with_host["c1_in_wait"] == with_host["lif_stall"] == 0
+
+
+def test_zero_skip_needs_its_row_lengths():
+    """The host-timed model does not guess the zero-skipping cluster 1's data-dependent rows."""
+    cfg = small(32, paper_arrangement=True)
+    assert cfg.arrangement == Arrangement("sequential", "zero_skip")
+    s = TileShape(5, 3, 6, 4, 6, 3, "ptt", (True,) * 3)
+    with pytest.raises(ValueError, match="c1_lens"):
+        host_tile_timing(cfg, s, shape_traffic(cfg, s))
 
 
 @pytest.mark.parametrize("host_data", [32, 128])

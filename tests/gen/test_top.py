@@ -260,10 +260,14 @@ def test_event_rises_with_progress_and_falls_on_status_read():
 
 
 @pytest.mark.slow
-def test_paper_configuration_wide_words():
+@pytest.mark.parametrize("name", ["paper", "paper_dense"])
+def test_paper_configuration_wide_words(name):
     """A tiny tile on the paper configuration (32 lanes): multi-sub-word host words (256-bit
-    weights, 1536-bit affine, 64-bit spike words), two rank and output groups, pooling."""
-    cfg = load_config("paper")
+    weights, 1536-bit affine, 64-bit spike words), two rank and output groups, pooling; in the
+    paper's arrangement (zero-skipping cluster 1, its rows from the tile's spikes) and in the
+    generator's own (configs/paper_dense.toml)."""
+    from ttsnn.gen.zero_skip import zero_skip_row_lens
+    cfg = load_config(name)
     rng = np.random.default_rng(17)
     q = make_layer(rng, "ptt", r=40, cin=70, cout=33, T=2, pool=True, residual=True)
     x = rng.integers(0, 2, (2, 70, 2, 2))
@@ -276,9 +280,10 @@ def test_paper_configuration_wide_words():
     for tile, prog, vals in zip(plan, progs, values):
         res = prog.decode(vals)
         out.add(tile, res)
-        expect = tile_counters(cfg, TileShape.of(q, tile), window_ones=int(drv.window(x, tile).sum()),
-                               spikes_out=int(res.spikes.sum()), words_in=prog.words_in,
-                               words_out=prog.words_out)
+        shape, win = TileShape.of(q, tile), drv.window(x, tile)
+        lens = zero_skip_row_lens(cfg, shape, win) if cfg.arrangement.cluster1 == "zero_skip" else None
+        expect = tile_counters(cfg, shape, window_ones=int(win.sum()), spikes_out=int(res.spikes.sum()),
+                               words_in=prog.words_in, words_out=prog.words_out, c1_lens=lens)
         assert res.counters == expect
     gold = golden_layer(q, x, resid, cfg)
     np.testing.assert_array_equal(out.membrane, gold.membrane.numpy())
