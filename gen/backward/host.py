@@ -348,7 +348,7 @@ def backward_layer_programs(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.nd
     reads the sums, a chunk leaves the LIF gradient to the next in the gradient buffer;
     :func:`combine_tiles`). ``sample``/``seed``: the stochastic rounding's sample index and
     seed (each tile's dither is placed at its layer coordinates)."""
-    from .perf import backward_tile_shape
+    from .planner import backward_tile_shape
 
     hmap = host_map(cfg)
     T, _, H, W = x.shape

@@ -1,6 +1,6 @@
 """A TT layer's backward pass as the RTL's counters would read, summed over its tiles (what
 the energy model's ``proposed-rtl`` charges, model/rtl_backward.py): the driver's tiles
-(:func:`gen.backward.perf.backward_tile_shape`), each tile's counters from the exact cycle
+(:func:`gen.backward.planner.backward_tile_shape`), each tile's counters from the exact cycle
 model, its host traffic from :func:`gen.backward.host.backward_traffic`."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from ..config import HardwareConfig
 from ..hostmap import host_map
 from .cyclemodel import tile_counters
 from .host import BackwardDoesNotFit, backward_traffic, check_fits
-from .perf import _Planner, _layer, backward_tile_shape
+from .planner import TilePlanner, backward_tile_shape, planning_layer
 from .stage_layout import StageKind
 from .tiling import border_rows, layer_runs, run_stages, skipped_ring_rows
 from ttsnn.sw.cli_util import UserError
@@ -75,13 +75,13 @@ def layer_backward_counters(cfg: HardwareConfig, spec, mode: str, timesteps: int
     largest tiles that fit (:func:`backward_tile_shape`, as the host driver picks them), each
     tile's counters from the exact cycle model. Where even the smallest tile does not fit,
     ``[gradients]`` is doubled until it does (``grown``; at most ``max_growth`` times)."""
-    q = _layer(spec, mode, schedule)
+    q = planning_layer(spec, mode, schedule)
     T, (H, W), P = timesteps, spec.in_hw, cfg.lanes
     full = q.full_timesteps(T)
     extra = bool(spec.membrane_shortcut)
     planned, hmap = cfg, host_map(cfg)
     for _ in range(max_growth + 1):
-        planner = _Planner(planned, q, full, extra)
+        planner = TilePlanner(planned, q, full, extra)
         h, w, k, _ = backward_tile_shape(planned, q, T, H, W, full, extra, planner)
         runs = layer_runs(H, W, T, h, w, k)
         try:

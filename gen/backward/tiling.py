@@ -17,7 +17,6 @@ energy model's counters all use these two.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 from ttsnn.sw.cli_util import UserError
 
