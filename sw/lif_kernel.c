@@ -1,5 +1,6 @@
 /* Multi-step LIF with the rectangle surrogate, one pass over [T, N] (sw/lif_native.py), for
- * float32 (lif_forward_f32 / lif_backward_f32) and float64 (…_f64, used by gradcheck).
+ * float32 (lif_forward_f32 / lif_backward_f32) and float64 (…_f64, used by gradcheck); the
+ * BatchNorm passes of sw/batchnorm.py are at the end of the file.
  *
  * Bit-identical to sw/neurons.py's eager loops: compiled with -ffp-contract=off (no fused
  * multiply-add), so u = x + (tau * u_prev) * keep and g = g_s * w + (tau * g_next) * keep round

@@ -1,5 +1,7 @@
 """The rectangle-surrogate LIF's forward and backward loops as one compiled pass
 (``sw/lif_kernel.c``), used by :mod:`sw.neurons` for float32 and float64 CPU tensors when it can be built.
+The same library holds the BatchNorm passes of :mod:`sw.batchnorm` (:func:`kernel`,
+:func:`run_split`).
 
 Why: the eager loops run 8 element-wise kernels per timestep forward and 4 backward, each a
 full pass over memory; the C loop reads the input once and writes the spikes and the two bool

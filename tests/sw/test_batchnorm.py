@@ -1,6 +1,7 @@
 """The compiled BatchNorm of BatchNormTB (sw/batchnorm.py): the BatchNorm equations written out
-by hand (forward, gradients, running statistics), gradcheck in float64, torch's BatchNorm in
-float32 on a real training step, and the fallbacks."""
+by hand (forward, gradients, running statistics), gradcheck in float64, the input of every
+BatchNorm of a network on real data (float32, against the float64 equations and torch's
+BatchNorm), and the fallbacks."""
 
 from __future__ import annotations
 
