@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ttsnn.sw import batchnorm
 from ttsnn.sw.arch import ConvSpec
 from ttsnn.sw.tt import DenseConv3x3, TTConv2d
 
@@ -40,9 +41,18 @@ class _GradLikeInput(torch.autograd.Function):
 
 
 class BatchNormTB(nn.BatchNorm2d):
-    """BatchNorm2d over ``[T, B, C, H, W]`` with statistics shared over time (and batch)."""
+    """BatchNorm2d over ``[T, B, C, H, W]`` with statistics shared over time (and batch).
+
+    On float32/float64 CPU input it runs the compiled passes of :mod:`sw.batchnorm` (the same
+    equations, several times faster than torch's CPU BatchNorm here); subclasses (tdBN, TEBN,
+    the DDP one), ``affine=False``, a single value per channel in training, or
+    ``SW_NATIVE_BN=0`` in the environment take torch's ``nn.BatchNorm2d``.
+    """
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        if (type(self) is BatchNormTB and self.affine and batchnorm.supported(x)
+                and not (self.training and x.numel() // max(1, x.shape[2]) <= 1)):
+            return batchnorm.batchnorm_tb(x, self)
         steps, batch = x.shape[:2]
         frames = x.reshape(steps * batch, *x.shape[2:])
         y = super().forward(frames)

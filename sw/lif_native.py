@@ -1,5 +1,7 @@
 """The rectangle-surrogate LIF's forward and backward loops as one compiled pass
 (``sw/lif_kernel.c``), used by :mod:`sw.neurons` for float32 and float64 CPU tensors when it can be built.
+The same library holds the BatchNorm passes of :mod:`sw.batchnorm` (:func:`kernel`,
+:func:`run_split`).
 
 Why: the eager loops run 8 element-wise kernels per timestep forward and 4 backward, each a
 full pass over memory; the C loop reads the input once and writes the spikes and the two bool
@@ -34,7 +36,9 @@ from torch import Tensor
 __all__ = ["available", "lif_forward", "lif_backward", "ENABLED"]
 
 _SOURCE = Path(__file__).with_name("lif_kernel.c")
-_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared"]
+# -fopenmp-simd: only the BatchNorm reductions' `omp simd reduction` pragmas (no OpenMP runtime)
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd", "-fPIC",
+          "-shared"]
 #: columns per thread below which one thread does all (thread start-up would dominate)
 _MIN_COLUMNS_PER_THREAD = 32768
 
@@ -93,6 +97,13 @@ def _build() -> ctypes.CDLL | None:
         forward.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, real, real, real]
         backward.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, real]
         forward.restype = backward.restype = None
+        kernels = {"bn_sums": [ptr, i64, i64, i64, i64, ptr, ptr, ptr],
+                   "bn_apply": [ptr, ptr, i64, i64, i64, i64, ptr, ptr],
+                   "bn_grad_sums": [ptr, ptr, i64, i64, i64, i64, ptr, ptr, ptr],
+                   "bn_grad_input": [ptr, ptr, ptr, i64, i64, i64, i64, ptr, ptr, ptr, ptr]}
+        for name, argtypes in kernels.items():
+            fn = getattr(lib, f"{name}_{suffix}")
+            fn.argtypes, fn.restype = argtypes, None
     return lib
 
 
@@ -106,6 +117,11 @@ def _library() -> ctypes.CDLL | None:
     return _lib
 
 
+def built() -> bool:
+    """Whether the compiled library exists (building it on first use)."""
+    return _library() is not None
+
+
 def available(x: Tensor) -> bool:
     """Whether the compiled loops can run on ``x`` (``[T, N]``, float32 or float64, CPU,
     contiguous)."""
@@ -113,12 +129,22 @@ def available(x: Tensor) -> bool:
             and x.is_contiguous() and _library() is not None)
 
 
-def _split(columns: int, call) -> None:
-    """Run ``call(n0, n1)`` over ``[0, columns)`` split across torch's intra-op thread count."""
+def kernel(name: str, dtype: torch.dtype):
+    """The compiled function ``name`` for ``dtype`` (only after :func:`available` said True)."""
+    return getattr(_library(), f"{name}_{_SUFFIX[dtype]}")
+
+
+def split_threads(items: int, min_items_per_thread: int) -> int:
+    """How many threads :func:`run_split` uses for ``items`` work items."""
+    return max(1, min(torch.get_num_threads(), items // max(1, min_items_per_thread)))
+
+
+def run_split(items: int, threads: int, call, align: int = 1) -> None:
+    """Run ``call(k, n0, n1)`` for the ``threads`` chunks ``k`` of ``[0, items)`` (chunk bounds
+    on multiples of ``align``), chunk 0 on the calling thread, the others on a pool."""
     global _pool, _pool_size, _pool_pid
-    threads = max(1, min(torch.get_num_threads(), columns // _MIN_COLUMNS_PER_THREAD))
     if threads == 1:
-        call(0, columns)
+        call(0, 0, items)
         return
     # a forked child (e.g. a DataLoader worker) inherits the pool but not its threads
     if _pool is None or _pool_size != threads - 1 or _pool_pid != os.getpid():
@@ -126,13 +152,19 @@ def _split(columns: int, call) -> None:
             _pool.shutdown(wait=False)
         _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="sw-lif")
         _pool_size, _pool_pid = threads - 1, os.getpid()
-    # chunk bounds on 64-column multiples keep each thread's rows cache-line aligned
-    bounds = [min(columns, (columns * i // threads + 63) // 64 * 64) for i in range(threads)]
-    bounds.append(columns)
-    futures = [_pool.submit(call, bounds[i], bounds[i + 1]) for i in range(1, threads)]
-    call(bounds[0], bounds[1])   # the calling thread takes the first chunk
+    bounds = [min(items, (items * i // threads + align - 1) // align * align) for i in range(threads)]
+    bounds.append(items)
+    futures = [_pool.submit(call, i, bounds[i], bounds[i + 1]) for i in range(1, threads)]
+    call(0, bounds[0], bounds[1])   # the calling thread takes the first chunk
     for f in futures:
         f.result()
+
+
+def _split(columns: int, call) -> None:
+    """Run ``call(n0, n1)`` over ``[0, columns)`` split across torch's intra-op thread count;
+    chunk bounds on 64-column multiples keep each thread's rows cache-line aligned."""
+    run_split(columns, split_threads(columns, _MIN_COLUMNS_PER_THREAD),
+              lambda k, n0, n1: call(n0, n1), align=64)
 
 
 def lif_forward(x: Tensor, tau: float, v_threshold: float, half_width: float):
