@@ -20,7 +20,7 @@ from ..engines.common import counts_layout, loops
 from ..units import MacPEArray
 from .dither_hash import DitherHash
 from .grad_requantiser import GradientRequantiser
-from .stepped_address import registered, stepped_address
+from .stepped_address import registered, registered_product, stepped_address
 from .stage_layout import STAGE_ADDR_BITS, STAGE_LAYOUT, Requant, StageKind, Taps
 from .wgrad_accumulator import WeightGradientAccumulator
 
@@ -55,8 +55,9 @@ class CoreStageEngine(wiring.Component):
 
     Timing: issue (addresses, stepped by additions) -> a (data; MAC or product into the
     accumulator) -> b (mat-vec: round) -> c (saturate, write, saturations counted). The
-    descriptor's strides are registered the cycle after ``stage`` is set: ``stage`` must hold
-    its value from the ``start`` cycle on. With ``gradients.rounding = "stochastic"`` a
+    descriptor's strides are registered products of its fields, one multiply per register:
+    ``stage`` must hold its value from :data:`gen.backward.stepped_address.STAGE_LATENCY`
+    cycles before ``start`` on. With ``gradients.rounding = "stochastic"`` a
     :class:`DitherHash` hashes each written element's layer index (the stage's ``idx_*``
     fields) with ``key`` in stage a for the :class:`GradientRequantiser` in stage b. The input word is read once per ``P`` channels
     (``in_spikes``: once per ``S`` channels, the spike a bit of it), the gradient word
@@ -149,18 +150,19 @@ class CoreStageEngine(wiring.Component):
         GI = Mux(st.in_spikes, (st.in_channels + S - 1) >> ls, (st.in_channels + P - 1) >> lp)
         GO, I = c["GO"], st.in_channels
         R = lambda v, n: registered(m, v, AB, f"stride_{n}")
+        RP = lambda fs, n: registered_product(m, fs, AB, f"stride_{n}")
         gi, go_ = R(GI, "gi"), R(GO, "go")
-        in_y = R(st.in_cols * GI, "in_y")
-        in_t = R(st.in_rows * st.in_cols * GI, "in_t")
+        in_y = RP([st.in_cols, GI], "in_y")
+        in_t = RP([st.in_rows, st.in_cols, GI], "in_t")
         # the tap offsets dy, dx in 0..3: their multiples of the row and column strides
-        in_y_by = [0, in_y, R((st.in_cols * GI) << 1, "in_y2"), R(st.in_cols * GI * 3, "in_y3")]
+        in_y_by = [0, in_y, R(in_y << 1, "in_y2"), R(in_y * 3, "in_y3")]
         gi_by = [0, gi, R(GI << 1, "gi2"), R(GI * 3, "gi3")]
-        tap_i = R(I * GO, "tap_i")
-        g_y = R(st.g_cols * GO, "g_y")
-        g_t = R(st.g_rows * st.g_cols * GO, "g_t")
-        g_off = R(st.g_base + st.gy * st.g_cols * GO + st.gx * GO, "g_off")
-        out_y = R(st.cols * GO, "out_y")
-        out_t = R(st.rows * st.cols * GO, "out_t")
+        tap_i = RP([I, GO], "tap_i")
+        g_y = RP([st.g_cols, GO], "g_y")
+        g_t = RP([st.g_rows, st.g_cols, GO], "g_t")
+        g_off = R(st.g_base + RP([st.gy, st.g_cols, GO], "g_off_y") + RP([st.gx, GO], "g_off_x"), "g_off")
+        out_y = RP([st.cols, GO], "out_y")
+        out_t = RP([st.rows, st.cols, GO], "out_t")
         tap = c["tap"]
         is_rows = (st.taps == Taps.ROWS) | ((st.taps == Taps.ROWS_COLS) & (tap < 3))
         is_cols = (st.taps == Taps.COLS) | ((st.taps == Taps.ROWS_COLS) & (tap >= 3))
