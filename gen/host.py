@@ -11,7 +11,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .backward.stage_layout import STAGE_LAYOUT
+from .backward.stage_layout import STAGE_FIELDS, STAGE_LAYOUT
 from .config import HardwareConfig, log2
 from .descriptor import DESCRIPTOR_LAYOUT
 from .hostmap import (BACKWARD_COUNTER_BASE, BACKWARD_COUNTER_NAMES, COUNTER_BASE, COUNTER_BITS, COUNTER_NAMES,
@@ -48,6 +48,7 @@ class HostInterface(wiring.Component):
     * ``desc`` (out, :data:`gen.descriptor.DESCRIPTOR_LAYOUT`), ``stage`` (out,
       :data:`gen.backward.stage_layout.STAGE_LAYOUT`): registers written while idle;
       ``desc_write`` (out): a descriptor register is written this cycle.
+      ``stage_write`` (out): a backward-stage register is written this cycle.
     * ``stream_in`` (out): the host's streaming registers (``in_rows``, ``res_rows``,
       ``out_taken``); ``stream_out`` (in): the datapath's (``in_consumed``,
       ``res_consumed``, ``out_rows``), readable.
@@ -86,7 +87,7 @@ class HostInterface(wiring.Component):
             "host_write": In(1), "host_read": In(1),
             "host_rdata": Out(hb), "host_rvalid": Out(1),
             "busy": In(1), "done": In(1),
-            "start": Out(1), "clear": Out(1), "desc_write": Out(1),
+            "start": Out(1), "clear": Out(1), "desc_write": Out(1), "stage_write": Out(1),
             "desc": Out(DESCRIPTOR_LAYOUT), "stage": Out(STAGE_LAYOUT),
             "stream_in": Out(data.StructLayout({n: STREAM_BITS for n, _, a, _ in STREAM_REGISTERS if a == "rw"})),
             "stream_out": In(data.StructLayout({n: STREAM_BITS for n, _, a, _ in STREAM_REGISTERS if a == "r"})),
@@ -113,7 +114,8 @@ class HostInterface(wiring.Component):
         m.d.comb += [self.start.eq(write & (addr == REG_CTRL) & wdata[0] & ~busy),
                      self.clear.eq(write & (addr == REG_CTRL) & wdata[1]),
                      self.desc_write.eq(write & (addr >= DESCRIPTOR_BASE)
-                                        & (addr < DESCRIPTOR_BASE + len(DESCRIPTOR_FIELDS)))]
+                                        & (addr < DESCRIPTOR_BASE + len(DESCRIPTOR_FIELDS))),
+                     self.stage_write.eq(write & (addr >= STAGE_BASE) & (addr < STAGE_BASE + len(STAGE_FIELDS)))]
         with m.If(write):
             for name, a, access, _ in STREAM_REGISTERS:
                 if access == "rw":

@@ -33,6 +33,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .backward.datapath import BackwardDatapath
+from .backward.stepped_address import STAGE_LATENCY
 from .config import HardwareConfig
 from .descriptor import Pass
 from .engines import ClusterFourEngine, ClusterOneEngine, ClusterOneZeroSkipEngine, ClusterTwoThreeEngine
@@ -161,11 +162,14 @@ class Accelerator(wiring.Component):
 
     def _control(self, m, host, busy, done, geometry, engines, backward):
         """start / done. The tile geometry is registered from the descriptor (its unit's
-        latency): a start that follows the last descriptor write sooner waits for it (pending),
+        latency), the backward engines' strides from the stage registers
+        (:data:`gen.backward.stepped_address.STAGE_LATENCY`): a start that follows the last
+        descriptor or stage write sooner than the longer of the two waits for it (pending),
         which is not counted in ``cycles``."""
-        settle = Signal(range(geometry.latency + 1))
-        desc_write = host.desc_write
-        m.d.sync += settle.eq(Mux(desc_write, geometry.latency, Mux(settle == 0, 0, settle - 1)))
+        latency = max(geometry.latency, STAGE_LATENCY)
+        settle = Signal(range(latency + 1))
+        desc_write = host.desc_write | host.stage_write
+        m.d.sync += settle.eq(Mux(desc_write, latency, Mux(settle == 0, 0, settle - 1)))
         settled = (settle == 0) & ~desc_write
         pending = Signal()
         pipeline_busy = pending | backward.busy

@@ -20,7 +20,7 @@ from ..engines.common import counts_layout, loops
 from ..units import MacPEArray
 from .dither_hash import DitherHash
 from .grad_requantiser import GradientRequantiser
-from .stepped_address import registered, stepped_address
+from .stepped_address import registered, registered_product, stepped_address
 from .stage_layout import STAGE_ADDR_BITS, STAGE_LAYOUT, Requant, StageKind, Taps
 from .wgrad_accumulator import WeightGradientAccumulator
 
@@ -54,11 +54,13 @@ class CoreStageEngine(wiring.Component):
     (the host reads the weight-gradient sums while idle); ``busy``; ``counts``.
 
     Timing: issue (addresses, stepped by additions) -> a (data; MAC or product into the
-    accumulator) -> b (mat-vec: round) -> c (saturate, write, saturations counted). The
-    descriptor's strides are registered the cycle after ``stage`` is set: ``stage`` must hold
-    its value from the ``start`` cycle on. With ``gradients.rounding = "stochastic"`` a
+    accumulator) -> b (mat-vec: the sums wrapped, ROWS_COLS' branches added) -> c (round) ->
+    d (saturate, write, saturations counted). The
+    descriptor's strides are registered products of its fields, one multiply per register:
+    ``stage`` must hold its value from :data:`gen.backward.stepped_address.STAGE_LATENCY`
+    cycles before ``start`` on. With ``gradients.rounding = "stochastic"`` a
     :class:`DitherHash` hashes each written element's layer index (the stage's ``idx_*``
-    fields) with ``key`` in stage a for the :class:`GradientRequantiser` in stage b. The input word is read once per ``P`` channels
+    fields) with ``key`` in stage b for the :class:`GradientRequantiser` in stage c. The input word is read once per ``P`` channels
     (``in_spikes``: once per ``S`` channels, the spike a bit of it), the gradient word
     once per ``(pixel, go)``; the weight word every mat-vec step.
     """
@@ -149,18 +151,19 @@ class CoreStageEngine(wiring.Component):
         GI = Mux(st.in_spikes, (st.in_channels + S - 1) >> ls, (st.in_channels + P - 1) >> lp)
         GO, I = c["GO"], st.in_channels
         R = lambda v, n: registered(m, v, AB, f"stride_{n}")
+        RP = lambda fs, n: registered_product(m, fs, AB, f"stride_{n}")
         gi, go_ = R(GI, "gi"), R(GO, "go")
-        in_y = R(st.in_cols * GI, "in_y")
-        in_t = R(st.in_rows * st.in_cols * GI, "in_t")
+        in_y = RP([st.in_cols, GI], "in_y")
+        in_t = RP([st.in_rows, st.in_cols, GI], "in_t")
         # the tap offsets dy, dx in 0..3: their multiples of the row and column strides
-        in_y_by = [0, in_y, R((st.in_cols * GI) << 1, "in_y2"), R(st.in_cols * GI * 3, "in_y3")]
+        in_y_by = [0, in_y, R(in_y << 1, "in_y2"), R(in_y * 3, "in_y3")]
         gi_by = [0, gi, R(GI << 1, "gi2"), R(GI * 3, "gi3")]
-        tap_i = R(I * GO, "tap_i")
-        g_y = R(st.g_cols * GO, "g_y")
-        g_t = R(st.g_rows * st.g_cols * GO, "g_t")
-        g_off = R(st.g_base + st.gy * st.g_cols * GO + st.gx * GO, "g_off")
-        out_y = R(st.cols * GO, "out_y")
-        out_t = R(st.rows * st.cols * GO, "out_t")
+        tap_i = RP([I, GO], "tap_i")
+        g_y = RP([st.g_cols, GO], "g_y")
+        g_t = RP([st.g_rows, st.g_cols, GO], "g_t")
+        g_off = R(st.g_base + RP([st.gy, st.g_cols, GO], "g_off_y") + RP([st.gx, GO], "g_off_x"), "g_off")
+        out_y = RP([st.cols, GO], "out_y")
+        out_t = RP([st.rows, st.cols, GO], "out_t")
         tap = c["tap"]
         is_rows = (st.taps == Taps.ROWS) | ((st.taps == Taps.ROWS_COLS) & (tap < 3))
         is_cols = (st.taps == Taps.COLS) | ((st.taps == Taps.ROWS_COLS) & (tap >= 3))
@@ -192,7 +195,7 @@ class CoreStageEngine(wiring.Component):
 
     def _stage_a(self, m, issue, step, addr):
         """Operands arrive: the MAC (mat-vec) or the product into the accumulator (outer);
-        stage b re-quantises and writes a finished mat-vec word. Returns the stages' busy."""
+        stages b-d re-quantise and write a finished mat-vec word. Returns the stages' busy."""
         cfg = self.config
         P, wd, gr = cfg.lanes, cfg.widths, cfg.gradients
         gb, qb, wb = gr.width, wd.activation, wd.weight
@@ -237,64 +240,83 @@ class CoreStageEngine(wiring.Component):
                      self.acc_rd_data.eq(acc.rd_data)]
         m.d.comb += [self.counts.stage_macs.eq(Mux(va & ~outer & ~a["copy"], active_a, 0)),
                      cnt.wgrad_updates.eq(Mux(va & outer & ~a["zero"], active_a, 0)), cnt.wgrad_words.eq(va & outer)]
-        # stage b: the finished sums, re-quantised, written
+        # stage b: the finished sums
         vb, reduced_b = Signal(), Signal()
         out_b = Signal(AB)
         active_b = Signal(range(P + 1))
         m.d.sync += [vb.eq(va & ~outer & a["last"]), reduced_b.eq(a["reduced"]), out_b.eq(out_a),
                      active_b.eq(active_a)]
-        dither_b = None
-        if "idx" in addr:            # stochastic rounding: the written element's dither, hashed in stage a
-            idx_a = Signal(32)
-            m.d.sync += idx_a.eq(addr["idx"])
+        # stage c: the wrapped sums (and ROWS_COLS' branch sum) registered, rounded; their
+        # dither (stochastic rounding) hashed in stage b from the element's index
+        vc, reduced_c, out_c, active_c = Signal(), Signal(), Signal(AB), Signal(range(P + 1))
+        sums = self._sums(m, Mux(reduced_b, copied, pe.acc), part, reduced_b)
+        sums_c = Signal(len(sums))
+        m.d.sync += [vc.eq(vb), reduced_c.eq(reduced_b), out_c.eq(out_b), active_c.eq(active_b), sums_c.eq(sums)]
+        dither_c = None
+        if "idx" in addr:
+            idx_a, idx_b = Signal(32), Signal(32)
+            m.d.sync += [idx_a.eq(addr["idx"]), idx_b.eq(idx_a)]
             m.submodules.dither = dh = DitherHash(P)
-            dither_b = Signal(P * 32)
-            m.d.comb += [dh.index.eq(idx_a), dh.lane_stride.eq(st.idx_c), dh.key.eq(st.key)]
-            m.d.sync += dither_b.eq(dh.dither)
-        rounded, sat_fwd = self._round(m, Mux(reduced_b, copied, pe.acc), part, reduced_b, dither_b)
-        # stage c: the rounded lanes registered; saturated, written and the saturations counted
-        # (rounding, saturation, popcount and write were one 125-130-level path, then the
-        # rounding alone 124 levels, docs/synthesis.md)
-        vc, fwd_c = Signal(), Signal()
-        out_c, rounded_c = Signal(AB), Signal(len(rounded))
-        active_c = Signal(range(P + 1))
-        m.d.sync += [vc.eq(vb), out_c.eq(out_b), rounded_c.eq(rounded), fwd_c.eq(sat_fwd), active_c.eq(active_b)]
-        words, flags = self._saturate(m, rounded_c, fwd_c)
-        m.d.comb += [self.out.en.eq(vc), self.out.addr.eq(out_c), self.out.data.eq(words),
-                     cnt.grad_writes.eq(vc),
-                     cnt.grad_saturations.eq(Mux(vc & (st.requant == Requant.GRADIENT),
-                                                 sum(flags[l] & (active_c > l) for l in range(P)), 0))]
-        return va | vb | vc
+            dither_c = Signal(P * 32)
+            m.d.comb += [dh.index.eq(idx_b), dh.lane_stride.eq(st.idx_c), dh.key.eq(st.key)]
+            m.d.sync += dither_c.eq(dh.dither)
+        rounded, sat_fwd = self._round(m, sums_c, reduced_c, dither_c)
+        # stage d: the rounded lanes registered; saturated, written and the saturations counted
+        # (sums, rounding, saturation, popcount and write were one 125-130-level path, then
+        # sums and rounding 118-124 levels, docs/synthesis.md)
+        vd, fwd_d = Signal(), Signal()
+        out_d, rounded_d = Signal(AB), Signal(len(rounded))
+        active_d = Signal(range(P + 1))
+        m.d.sync += [vd.eq(vc), out_d.eq(out_c), rounded_d.eq(rounded), fwd_d.eq(sat_fwd), active_d.eq(active_c)]
+        words, flags = self._saturate(m, rounded_d, fwd_d)
+        m.d.comb += [self.out.en.eq(vd), self.out.addr.eq(out_d), self.out.data.eq(words),
+                     cnt.grad_writes.eq(vd),
+                     cnt.grad_saturations.eq(Mux(vd & (st.requant == Requant.GRADIENT),
+                                                 sum(flags[l] & (active_d > l) for l in range(P)), 0))]
+        return va | vb | vc | vd
 
-    def _round(self, m, acc, part, reduced, dither=None):
-        """Stage b: the finished sums of every lane, rounded (re-quantisation before its
-        saturation, :meth:`_saturate` in stage c): the forward's ``rshift``, the
+    def _sums(self, m, acc, part, reduced):
+        """Stage b: the finished sums of every lane as the re-quantisation takes them (each
+        ``GA + 1`` bits, signed): forward, wrapped at ``Ab`` (ROWS_COLS: each branch wrapped,
+        their sum exact in ``Ab + 1`` bits); gradient, wrapped at ``GA`` (ROWS_COLS: the
+        branches' sum wrapped at ``GA + 1``)."""
+        cfg = self.config
+        ab, ga = cfg.widths.accumulator, cfg.gradients.accumulator
+        st, accw = self.stage, ga + 1
+        both = (st.taps == Taps.ROWS_COLS) & ~reduced
+        outs = []
+        for l in range(cfg.lanes):
+            s, p = lane(acc, l, accw), lane(part, l, accw)
+            v = Signal(signed(accw), name=f"sum{l}")
+            m.d.comb += v.eq(Mux(st.requant == Requant.FORWARD,
+                                 Mux(both, wrap(p, ab) + wrap(s, ab), wrap(s, ab)),
+                                 Mux(both, wrap(p + s, ga + 1), wrap(s, ga))))
+            outs.append(v)
+        return Cat(*outs)
+
+    def _round(self, m, sums, reduced, dither=None):
+        """Stage c: the sums of every lane (:meth:`_sums`, registered) rounded (re-quantisation
+        before its saturation, :meth:`_saturate` in stage d): the forward's ``rshift``, the
         :class:`GradientRequantiser`'s ``round_s`` or HTT's bypass with a negative shift (an exact
         left shift). Returns the lanes (each :meth:`_rounded_width` bits, signed) and whether
         they saturate to the forward's ``Qb`` bits (else ``Gb``)."""
         cfg = self.config
-        P, wd, gr = cfg.lanes, cfg.widths, cfg.gradients
-        st = self.stage
-        ab, ga = wd.accumulator, gr.accumulator
+        gr, st = cfg.gradients, self.stage
+        ga = gr.accumulator
         accw, rw = ga + 1, self._rounded_width()
-        both = (st.taps == Taps.ROWS_COLS) & ~reduced
         fwd = st.requant == Requant.FORWARD
         left = reduced & st.alt_left
         shift = Mux(reduced, st.alt_shift, st.shift)
-        m.submodules.requant = rq = GradientRequantiser(P, ga + 1, cfg.gradients.width, gr.rounding)
-        m.d.comb += rq.shift.eq(shift)
+        m.submodules.requant = rq = GradientRequantiser(cfg.lanes, accw, gr.width, gr.rounding)
+        m.d.comb += [rq.shift.eq(shift), rq.i.eq(sums)]
         if dither is not None:
             m.d.comb += rq.dither.eq(dither)
         outs = []
-        for l in range(P):
-            s, p = lane(acc, l, accw), lane(part, l, accw)
-            v_fwd = Mux(both, wrap(p, ab) + wrap(s, ab), wrap(s, ab))
-            v_bwd = Signal(signed(ga + 1), name=f"v_bwd{l}")
-            m.d.comb += [v_bwd.eq(Mux(both, wrap(p + s, ga + 1), wrap(s, ga))),
-                         rq.i[l * (ga + 1):(l + 1) * (ga + 1)].eq(v_bwd)]
+        for l in range(cfg.lanes):
+            v = lane(sums, l, accw).as_signed()
             r = Signal(signed(rw), name=f"rounded{l}")
-            m.d.comb += r.eq(Mux(fwd, rshift(v_fwd, shift, st["round"]),
-                                 Mux(left, v_bwd << shift[:4], lane(rq.rounded, l, rq.rounded_width))))
+            m.d.comb += r.eq(Mux(fwd, rshift(v, shift, st["round"]),
+                                 Mux(left, v << shift[:4], lane(rq.rounded, l, rq.rounded_width))))
             outs.append(r)
         return Cat(*outs), fwd
 

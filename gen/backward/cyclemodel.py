@@ -19,10 +19,10 @@ __all__ = ["StageCycles", "stage_cycles", "backward_cycles", "tile_counters", "D
            "DATA_DEPENDENT"]
 
 #: Cycles after a stage's last issue until its engine is idle: mat-vec issue -> a -> b (the
-#: re-quantisation) -> c (the write), outer product issue -> a (the accumulator's write follows in the idle time; none
+#: sums) -> c (the rounding) -> d (the saturation, the write), outer product issue -> a (the accumulator's write follows in the idle time; none
 #: when the last timestep is a skipped one), LIF issue -> a -> the LIF-gradient lanes' six
 #: registered stages (``LIFGradientLanes.LATENCY``) -> w (the writes).
-DRAIN = {StageKind.MATVEC: 3, StageKind.OUTER: 1, StageKind.LIF: 7}
+DRAIN = {StageKind.MATVEC: 4, StageKind.OUTER: 1, StageKind.LIF: 7}
 #: Cycles of the top level's control per stage (``busy`` falls the cycle after the engines).
 CONTROL_CYCLES = 1
 #: Backward counters the model cannot know: they count saturated values.

@@ -13,7 +13,7 @@ from .core_stage_engine import stage_read_port, stage_write_port
 from .dither_hash import DitherHash
 from .lif_gradient import LIFGradientLanes, delay_line
 from .stage_layout import STAGE_ADDR_BITS, STAGE_LAYOUT
-from .stepped_address import registered, stepped_address
+from .stepped_address import registered, registered_product, stepped_address
 
 __all__ = ["LIFGradientEngine", "TRACE_BITS_PER_LANE"]
 
@@ -43,7 +43,8 @@ class LIFGradientEngine(wiring.Component):
     Ports: ``start``, ``stage`` (in); ``e``, ``extra`` (gradient-buffer read ports),
     ``trace``, ``affine`` (read ports); ``g_a4``, ``g_cur`` (gradient-buffer write ports);
     ``busy``; ``counts``. Timing: issue (addresses, stepped by additions from registered
-    strides: ``stage`` must hold its value from the ``start`` cycle on) -> a (data into the lanes) -> the lanes'
+    strides: ``stage`` must hold its value from
+    :data:`gen.backward.stepped_address.STAGE_LATENCY` cycles before ``start`` on) -> a (data into the lanes) -> the lanes'
     :attr:`LIFGradientLanes.LATENCY` stages -> w (``g_p`` routed, the writes, the saturation
     count): ``1 + LATENCY`` cycles from an issue to its writes, every stage one clock. With
     ``gradients.rounding = "stochastic"``, three :class:`DitherHash` units hash the neurons'
@@ -123,7 +124,8 @@ class LIFGradientEngine(wiring.Component):
         if cfg.gradients.rounding == "stochastic":
             a["idx"] = Signal(32)
             # the layer index idx_base + t * idx_t + (go * P) * idx_c + y * idx_y + x, stepped
-            idx_first = registered(m, st.idx_base + (st.timesteps - 1 + st.carry_in) * st.idx_t, 32, "idx_first")
+            idx_t_first = registered_product(m, [st.timesteps - 1 + st.carry_in, st.idx_t], 32, "idx_t_first")
+            idx_first = registered(m, st.idx_base + idx_t_first, 32, "idx_first")
             m.d.sync += a["idx"].eq(self._stepped(m, ends, run, idx_first, [st.idx_y, 1, st.idx_c << lp, -st.idx_t],
                                                   32, "dither_index"))
         in_flight = self._stage_a(m, a)
@@ -145,9 +147,10 @@ class LIFGradientEngine(wiring.Component):
         the trace (their bases added by the caller)."""
         st = self.stage
         R = lambda v, n: registered(m, v, AB, f"lifg_{n}")
-        y_stride, go_ = R(st.cols * GO, "y_stride"), R(GO, "go")
-        t_stride = R(st.rows * st.cols * GO, "t_stride")
-        first = R((st.timesteps - 1 + st.carry_in) * st.rows * st.cols * GO, "word_first")
+        RP = lambda fs, n: registered_product(m, fs, AB, f"lifg_{n}")
+        y_stride, go_ = RP([st.cols, GO], "y_stride"), R(GO, "go")
+        t_stride = RP([st.rows, st.cols, GO], "t_stride")
+        first = RP([st.timesteps - 1 + st.carry_in, st.rows, st.cols, GO], "word_first")
         return self._stepped(m, ends, run, first, [y_stride, go_, 1, -t_stride], AB, "word")
 
     def _carry_addr(self, m, ends, run, GO):
@@ -155,7 +158,7 @@ class LIFGradientEngine(wiring.Component):
         group, the same word at every timestep."""
         st = self.stage
         R = lambda v, n: registered(m, v, AB, f"carry_{n}")
-        strides = [R(st.cols * GO, "y_stride"), R(GO, "go"), 1, None]
+        strides = [registered_product(m, [st.cols, GO], AB, "carry_y_stride"), R(GO, "go"), 1, None]
         return self._stepped(m, ends, run, R(st.carry_base, "first"), strides, AB, "carry")
 
     def _a4_addr(self, m, ends, run, GO, out_rows, out_cols, sub):
@@ -163,13 +166,13 @@ class LIFGradientEngine(wiring.Component):
         position ``py = 2y + sub[1] - 1, px = 2x + sub[0] - 1`` (pooling; else ``y, x``)."""
         st = self.stage
         R = lambda v, n: registered(m, v, AB, f"a4_{n}")
-        row = R(out_cols * GO, "row")
-        y_stride = R(Mux(st.pool, (out_cols * GO) << 1, out_cols * GO), "y_stride")
+        RP = lambda fs, n: registered_product(m, fs, AB, f"a4_{n}")
+        row, go_ = RP([out_cols, GO], "row"), R(GO, "go")
+        y_stride = R(Mux(st.pool, row << 1, row), "y_stride")
         x_stride = R(Mux(st.pool, GO << 1, GO), "x_stride")
-        t_stride = R(out_rows * out_cols * GO, "t_stride")
-        first = R(st.out_base + (st.timesteps - 1 + st.carry_in) * out_rows * out_cols * GO
-                  - Mux(st.pool, out_cols * GO + GO, 0), "first")
-        go_ = R(GO, "go")
+        t_stride = RP([out_rows, out_cols, GO], "t_stride")
+        word_first = RP([st.timesteps - 1 + st.carry_in, out_rows, out_cols, GO], "word_first")
+        first = R(st.out_base + word_first - R(Mux(st.pool, row + go_, 0), "ring"), "first")
         marks = self._stepped(m, ends, run, first, [y_stride, x_stride, 1, -t_stride], AB, "a4")
         return marks + Mux(st.pool & sub[1], row, 0) + Mux(st.pool & sub[0], go_, 0)
 
@@ -177,10 +180,11 @@ class LIFGradientEngine(wiring.Component):
         """``cur_base + ((t * (rows - 2) + y - 1) * (cols - 2) + x - 1) * ceil(O/P) + go``."""
         st = self.stage
         R = lambda v, n: registered(m, v, AB, f"cur_{n}")
-        y_stride, go_ = R(inner_cols * GO, "y_stride"), R(GO, "go")
-        t_stride = R(inner_rows * inner_cols * GO, "t_stride")
-        first = R(st.cur_base + (st.timesteps - 1 + st.carry_in) * inner_rows * inner_cols * GO
-                  - inner_cols * GO - GO, "first")
+        RP = lambda fs, n: registered_product(m, fs, AB, f"cur_{n}")
+        y_stride, go_ = RP([inner_cols, GO], "y_stride"), R(GO, "go")
+        t_stride = RP([inner_rows, inner_cols, GO], "t_stride")
+        word_first = RP([st.timesteps - 1 + st.carry_in, inner_rows, inner_cols, GO], "word_first")
+        first = R(st.cur_base + word_first - y_stride - go_, "first")
         return self._stepped(m, ends, run, first, [y_stride, go_, 1, -t_stride], AB, "cur")
 
     def _stage_a(self, m, a):

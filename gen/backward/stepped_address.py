@@ -8,7 +8,9 @@ one register per level holds the address with the inner counters at zero ("mark"
 address of ``c_0 .. c_k, 0 .. 0``): a step in which level ``j`` advances (the inner levels
 wrap) sets ``M_j`` and every inner mark to ``M_j + stride_j``; the address is the innermost mark.
 The strides are products of descriptor fields only (constant while the engine runs), computed
-into registers the cycle after the descriptor is written (:func:`registered`).
+into registers with one multiply per register (:func:`registered_product`): they hold the new
+fields :data:`STAGE_LATENCY` cycles after the last stage-field write, and the accelerator's
+``start`` waits that long after it (gen/top.py, ``settle``; not counted in ``cycles``).
 """
 
 from __future__ import annotations
@@ -17,19 +19,38 @@ from typing import Sequence
 
 from amaranth.hdl import Module, Signal, Value
 
-__all__ = ["stepped_address", "registered"]
+__all__ = ["stepped_address", "registered", "registered_product", "STAGE_LATENCY"]
+
+#: Cycles after the last write of a stage field until every stride and first address of the
+#: backward engines holds its new value: the deepest chain is the factors registered, two
+#: levels of products (four factors) and an added offset (:func:`registered_product`). A
+#: ``start`` must come no sooner (gen/top.py waits for the longer of this and the geometry's
+#: latency; the engines' testbenches wait this many cycles).
+STAGE_LATENCY = 4
 
 
 def registered(m: Module, value, width: int, name: str) -> Signal:
-    """``value`` (a function of descriptor fields only) in a register, updated every cycle.
-
-    The engines' descriptor is written while they are idle and ``start`` comes at the earliest
-    in the cycle of the last write (the engine's own testbenches) or after it (the host's
-    control write): the register holds the new value from the cycle after ``start``, the first
-    step's."""
+    """``value`` (a function of stage fields or of registers of them, no multiply of two
+    fields: one per register, :func:`registered_product`) in a register, updated every cycle:
+    one cycle of :data:`STAGE_LATENCY`."""
     reg = Signal(width, name=name)
     m.d.sync += reg.eq(value)
     return reg
+
+
+def registered_product(m: Module, factors: Sequence, width: int, name: str) -> Signal:
+    """The product of ``factors`` (functions of stage fields, no multiply among them) modulo
+    ``2^width``, one multiply per register: the factors registered, then pairwise products
+    (a balanced tree), each registered. Latency ``1 + ceil(log2(len(factors)))`` cycles (3 for
+    four factors); the modulo of every partial product does not change the product's."""
+    level = [registered(m, f, width, f"{name}_f{i}") for i, f in enumerate(factors)]
+    depth = 0
+    while len(level) > 1:
+        depth += 1
+        nxt = [registered(m, level[i] * level[i + 1], width, f"{name}_p{depth}_{i // 2}")
+               for i in range(0, len(level) - 1, 2)]
+        level = nxt + ([level[-1]] if len(level) % 2 else [])
+    return level[0]
 
 
 def stepped_address(m: Module, ends: Sequence[Value], step: Value, start: Value, base,

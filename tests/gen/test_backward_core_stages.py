@@ -18,6 +18,7 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib.memory import Memory
 
 from ttsnn.gen.backward import BackwardDatapath
+from ttsnn.gen.backward.stepped_address import STAGE_LATENCY
 from ttsnn.gen.backward.tile_program import pack_tensor, pack_trace, plan_backward_tile, unpack_tensor, unpack_wgrad
 from ttsnn.gen.config import load_config
 from ttsnn.gen.driver import affine_words
@@ -90,6 +91,8 @@ def _run(prog, buffer, trace, affine):
         for name, fields in prog.stages:
             for f, v in fields.items():
                 ctx.set(dp.stage[f], v)
+            for _ in range(STAGE_LATENCY):          # the strides' products settle
+                await ctx.tick()
             ctx.set(dp.start, 1)
             await ctx.tick()
             ctx.set(dp.start, 0)

@@ -156,7 +156,7 @@ def test_small_configuration_levels_per_stage(tmp_path):
     few (a generic registered 16x16 signed multiply alone is 64 levels in this flow); the
     unpipelined chain put 298 levels before the spike counter. The counters' increments are
     registered, so the counters themselves sit behind one 48-bit add. The backward
-    LIF-gradient lanes are pipelined too."""
+    LIF-gradient lanes and the core-stage re-quantisation are pipelined too."""
     from ttsnn.gen.config import load_config
     from ttsnn.gen.emit import verilog_text
     (tmp_path / "ttsnn_accel.v").write_text(verilog_text(load_config("small")))
@@ -177,4 +177,9 @@ def test_small_configuration_levels_per_stage(tmp_path):
     lanes = {k: v["levels"] for k, v in ep.items() if v["unit"] == "backward.lif.lanes"}
     assert len(lanes) >= 8 and max(lanes.values()) <= 120, lanes
     assert ep["host.inc_lifg_saturations"]["levels"] <= 30
+    # the core-stage engine's re-quantisation is three stages (sums, rounding, saturation
+    # and write: 61, 33, 53 measured; 118-130 as one or two) and its strides are products
+    # with one multiply per register (a chain of three multipliers before)
+    core = {k: v["levels"] for k, v in ep.items() if v["unit"] == "backward.core"}
+    assert len(core) >= 8 and max(core.values()) <= 80, core
     json.dumps(lv)      # the report is plain JSON

@@ -1,15 +1,17 @@
 """Addresses stepped by additions (gen/backward/stepped_address.py) against the sum of counters
 times strides written out by hand, over a whole loop nest (with a level that does not move the
-address, a negative stride, a one-step level) and across a restart."""
+address, a negative stride, a one-step level) and across a restart; the strides' products
+registered one multiply per register, against the product modulo 2^width by hand."""
 
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 from amaranth.hdl import Module, Signal
 
-from ttsnn.gen.backward.stepped_address import stepped_address
+from ttsnn.gen.backward.stepped_address import STAGE_LATENCY, registered_product, stepped_address
 from ttsnn.gen.engines.common import loops
 from ttsnn.gen.sim import run_testbench
 
@@ -61,3 +63,35 @@ def test_stepped_address_rejects_a_nest_it_cannot_step():
         stepped_address(m, [Signal()], Signal(), Signal(), 0, [None], 8, "a")
     with pytest.raises(ValueError, match="2 strides for 1"):
         stepped_address(m, [Signal()], Signal(), Signal(), 0, [1, 2], 8, "a")
+
+
+@pytest.mark.parametrize("factors", [(37,), (300, 5), (7, 11, 13), (255, 254, 3, 9), (2, 3, 5, 7, 11)])
+def test_registered_product_is_the_product_after_its_latency(factors):
+    """Every factor changes at once; ``1 + ceil(log2(n))`` cycles later (not before: the
+    value in between is a mix of old and new partial products) the output is the new
+    product modulo 2^12 (255*254*3*9 wraps) and stays it."""
+    width = 12
+    m = Module()
+    ins = [Signal(9, name=f"f{i}") for i in range(len(factors))]
+    out = registered_product(m, ins, width, "p")
+    latency = 1 + math.ceil(math.log2(len(factors)))
+    old, new = [1] * len(factors), list(factors)
+    want_old, want_new = 1, math.prod(new) % (1 << width)
+    seen = []
+
+    async def bench(ctx):
+        for i, v in zip(ins, old):
+            ctx.set(i, v)
+        for _ in range(latency + 1):
+            await ctx.tick()
+        for i, v in zip(ins, new):
+            ctx.set(i, v)
+        for _ in range(latency + 3):
+            seen.append(ctx.get(out))
+            await ctx.tick()
+
+    run_testbench(m, bench)
+    assert seen[0] == want_old and seen[latency - 1] != want_new
+    assert seen[latency:] == [want_new] * 3
+    # four factors and an offset added in a register of its own fit the start's wait
+    assert 1 + math.ceil(math.log2(4)) + 1 <= STAGE_LATENCY
