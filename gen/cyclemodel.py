@@ -185,12 +185,19 @@ def row_accesses(rank: int, pk: int, px: int, blocks: int, B: int, C: int) -> di
     return a
 
 
-def estimate_cycles(cfg: HardwareConfig, s: TileShape) -> int:
+def estimate_cycles(cfg: HardwareConfig, s: TileShape, c1_lens: Sequence[float] | None = None) -> float:
     """A quick estimate for the planner: the busiest engine's issue cycles plus the pipeline
-    fill (the first three window rows of cluster 1 and one row of each later engine)."""
+    fill (the first three window rows of cluster 1 and one row of each later engine).
+    ``c1_lens``: the zero-skipping cluster 1's row lengths in ``e1_rows`` order (the planner
+    passes :func:`gen.zero_skip.expected_row_lens`; without them, its all-ones bound)."""
     g = TileGeometry.of_shape(cfg, s)
-    rows1 = [_e1_row_len(s, g, w) for w in range(s.height + 2)]
-    busy1 = s.timesteps * sum(rows1)
+    if cfg.arrangement.cluster1 == "zero_skip":
+        lens1 = _e1_row_lens(cfg, s, g, e1_rows(s.height, s.timesteps, s.order), c1_lens)
+        busy1 = sum(lens1)
+        rows1 = lens1[:3]                          # the first rows of the fill
+    else:
+        rows1 = [_e1_row_len(s, g, w) for w in range(s.height + 2)]
+        busy1 = s.timesteps * sum(rows1)
     busy2 = sum(s.height * _mac_row_len(s, g, t, g.nbe2) for t in range(s.timesteps))
     busy3 = s.timesteps * s.height * g.ng * g.nb * g.r3 if s.mode == "stt" else 0
     row4 = g.wo * g.go * g.sub * s.rank

@@ -36,7 +36,7 @@ from .config import (LINE1_SLOTS_PER_T, LINE4_SLOTS_PER_T, ROW2_SLOTS, HardwareC
 from .descriptor import Pass
 from .geometry import TAP_ORDER, TileGeometry
 from .hostmap import HostMap, host_map, region_reads, region_writes
-from .zero_skip import w1_depth, w1_words_zero_skip
+from .zero_skip import DEFAULT_SPIKE_DENSITY, expected_row_lens, w1_depth, w1_words_zero_skip
 from ttsnn.sw.cli_util import MissingFileError, UserError
 
 __all__ = ["Tile", "TilePlan", "TileProgram", "TileResult", "LayerOutputs", "Driver",
@@ -189,7 +189,7 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
                pool: bool = False, residual: bool = False,
                tile_hw: tuple[int, int] | None = None, mode: str = "ptt",
                schedule: Sequence[bool] | None = None, pack: int | None = None,
-               order: int | None = None) -> TilePlan:
+               order: int | None = None, spike_density: float | None = None) -> TilePlan:
     """Split a layer with input ``[T, Cin, H, W]`` into tiles that fit ``cfg``.
 
     Candidates are column strips as tall as ``limits.max_tile_height`` allows (the whole
@@ -199,6 +199,16 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
     exact cycle model (:func:`gen.cyclemodel.tile_timing`) picks among the best few
     (``schedule``: HTT's full timesteps, default all full). ``tile_hw``, ``pack`` and
     ``order`` force the tile size, the packing and the order.
+
+    A zero-skipping cluster 1 (``arrangement.cluster1 = "zero_skip"``) takes a data-dependent
+    number of cycles per row; the planner ranks the candidates with its expected row lengths
+    when every input spike is 1 with probability ``spike_density``
+    (:func:`gen.zero_skip.expected_row_lens`; default
+    :data:`gen.zero_skip.DEFAULT_SPIKE_DENSITY`, 0.1, the density ``gen.perf`` uses), not with
+    its all-ones bound, which would make cluster 1 look the busiest engine and favour
+    packings that leave clusters 2/3 idle. The density only chooses among tilings that all
+    fit: every plan runs any spikes bit-exactly, and the cycle model stays exact for given
+    spikes (``tile_timing(..., c1_lens=zero_skip_row_lens(...))``).
     Raises ValueError naming the limit when the layer cannot run on ``cfg`` at all.
     """
     if len(in_shape) != 4:
@@ -222,6 +232,14 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
     if pool and (hh % 2 or ww % 2):
         raise UserError(f"a pooling layer needs an even height and width, got {hh}x{ww}")
     sched = tuple(schedule) if schedule is not None else (True,) * t
+    density = DEFAULT_SPIKE_DENSITY if spike_density is None else float(spike_density)
+    if not 0.0 <= density <= 1.0:
+        raise UserError(f"spike_density must be a fraction in [0, 1], got {density:g}")
+    skipping = cfg.arrangement.cluster1 == "zero_skip"
+
+    def c1_lens(s):
+        """The zero-skipping cluster 1's expected row lengths (None: the dense one's)."""
+        return expected_row_lens(cfg, s, density) if skipping else None
     if len(sched) != t:
         raise UserError(f"schedule has {len(sched)} entries for T={t}")
     step = 2 if pool else 1
@@ -268,7 +286,7 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
                         shapes[shape] = shapes.get(shape, 0) + 1
                     if not ok:
                         continue
-                    est = sum(n * estimate_cycles(cfg, s) for s, n in shapes.items())
+                    est = sum(n * estimate_cycles(cfg, s, c1_lens(s)) for s, n in shapes.items())
                     feasible.append((est, -th_ * tw_, -cout_tile, pk_, od, th_, tw_, cout_tile, shapes))
         if feasible and tile_hw is not None:
             break
@@ -280,21 +298,22 @@ def plan_layer(cfg: HardwareConfig, in_shape: Sequence[int], rank: int, out_chan
         raise (CoresDoNotFit if cores else UserError)(
             f"layer T={t}, Cin={cin}, rank={rank}, Cout={out_channels}, {hh}x{ww} does not fit "
             f"configuration {cfg.name!r} in any tiling: {why}{hint}")
-    # the estimate ignores the row order; the exact model times both orders of the best few
+    # the estimate ignores the row order and how the engines wait for each other; the exact
+    # model times both orders of the best few, and of the best tiling of every lane packing
+    # (the estimate misranks packings whose engines take turns, e.g. STT's clusters 3 and 4)
     feasible.sort(key=lambda f: f[:5])
     best, best_cycles = feasible[0], None
     if len(feasible) > 1:
         groups: list[tuple] = []
         for cand in feasible:
             key = cand[3], cand[5], cand[6], cand[7]
-            if key not in groups:
+            if key not in groups and (len(groups) < EXACT_CANDIDATES // 2
+                                      or all(g[0] != cand[3] for g in groups)):
                 groups.append(key)
-            if len(groups) > EXACT_CANDIDATES // 2:
-                break
         for cand in feasible:
-            if (cand[3], cand[5], cand[6], cand[7]) not in groups[:EXACT_CANDIDATES // 2]:
+            if (cand[3], cand[5], cand[6], cand[7]) not in groups:
                 continue
-            cyc = sum(n * tile_timing(cfg, s)["cycles"] for s, n in cand[8].items())
+            cyc = sum(n * tile_timing(cfg, s, c1_lens(s))["cycles"] for s, n in cand[8].items())
             if best_cycles is None or cyc < best_cycles:
                 best, best_cycles = cand, cyc
     _, _, _, pk_, od, th_, tw_, cout_tile, _ = best
@@ -586,7 +605,10 @@ class Driver:
 
     # ---- planning --------------------------------------------------------------------------
     def plan(self, qlayer, in_shape: Sequence[int], tile_hw: tuple[int, int] | None = None,
-             pack: int | None = None, order: int | None = None) -> TilePlan:
+             pack: int | None = None, order: int | None = None,
+             spike_density: float | None = None) -> TilePlan:
+        """:func:`plan_layer` of ``qlayer`` on an input of ``in_shape`` (``spike_density``: what
+        a zero-skipping cluster 1's tiling is chosen for; any spikes run on the plan)."""
         qlayer.check_fits(self.config.widths)
         if len(in_shape) != 4:
             raise UserError(f"input: expected [T, Cin, H, W], got shape {tuple(in_shape)}")
@@ -594,7 +616,7 @@ class Driver:
             raise UserError(f"input has {in_shape[1]} channels, the layer {qlayer.in_channels}")
         return plan_layer(self.config, in_shape, qlayer.rank, qlayer.out_channels, qlayer.pool,
                           qlayer.residual, tile_hw, qlayer.mode, qlayer.full_timesteps(in_shape[0]),
-                          pack, order)
+                          pack, order, spike_density)
 
     @staticmethod
     def window(spikes: np.ndarray, tile: Tile) -> np.ndarray:

@@ -58,15 +58,12 @@ from ttsnn.gen.cyclemodel import TileShape, ideal_cycles, tile_counters
 from ttsnn.gen.driver import plan_layer_any_weights, streamed_cores
 from ttsnn.gen.geometry import window_pixels
 from ttsnn.gen.hosttiming import host_tile_timing, shape_traffic
-from ttsnn.gen.zero_skip import expected_row_lens
+from ttsnn.gen.zero_skip import DEFAULT_SPIKE_DENSITY, expected_row_lens
 
 #: the networks ``--network`` chooses from: the paper's workloads, defined in sw.arch
 NETWORKS: Mapping[str, WorkloadSpec] = WORKLOADS
 #: the ratio the issue asks for
 GOAL = 1.15
-#: input spike density of every layer unless told otherwise: the energy model's default
-#: (model.counts.Sparsity: SATA's spike sparsity 0.9)
-DEFAULT_SPIKE_DENSITY = 0.1
 
 _CLUSTER_COUNTERS = {"cluster1": ("c1_busy", "c1_slots"), "cluster2": ("c2_busy", "c2_macs"),
                      "cluster3": ("c3_busy", "c3_macs"), "cluster4": ("c4_busy", "c4_macs")}
@@ -119,8 +116,10 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
     pool = bool(spec.downsample)
     sched = schedule if mode == "htt" else (True,) * timesteps
     residual = bool(getattr(spec, "membrane_shortcut", False))
+    # the zero-skipping cluster 1's tiling is chosen for the same density its cycles assume
     plan, tcfg, fits = plan_layer_any_weights(cfg, (timesteps, cin, h, w), rank, cout, pool=pool,
-                                              residual=residual, mode=mode, schedule=sched)
+                                              residual=residual, mode=mode, schedule=sched,
+                                              spike_density=density if skipping else None)
     totals: dict[str, int] = {}
     host = dict.fromkeys(("cycles", "c1_in_wait", "lif_stall", "host_span"), 0)
     cache: dict[TileShape, dict[str, int]] = {}

@@ -9,7 +9,12 @@ import numpy as np
 from .config import HardwareConfig, ceil_div
 
 __all__ = ["w1_words_zero_skip", "w1_depth", "w1_depth_zero_skip", "zero_skip_row_lens",
-           "expected_event_steps", "expected_row_lens"]
+           "expected_event_steps", "expected_row_lens", "DEFAULT_SPIKE_DENSITY"]
+
+#: input spike density of every layer unless told otherwise: the energy model's default
+#: (model.counts.Sparsity: SATA's spike sparsity 0.9). ``gen.perf`` times the zero-skipping
+#: cluster 1 at it and ``gen.driver.plan_layer`` chooses its tiles and lane packings for it.
+DEFAULT_SPIKE_DENSITY = 0.1
 
 
 def w1_depth(cfg: HardwareConfig, rank: int, in_channels: int, pack: int) -> int:

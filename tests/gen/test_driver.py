@@ -7,7 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from ttsnn.gen.config import load_config
+from ttsnn.gen.config import load_config, log2
+from ttsnn.gen.cyclemodel import TileShape, e1_rows, estimate_cycles, tile_timing
+from ttsnn.gen.zero_skip import expected_row_lens
+from ttsnn.sw.cli_util import UserError
 from ttsnn.gen.driver import (CoresDoNotFit, Driver, LayerOutputs, TileResult, input_row_order, output_row_order,
                         plan_layer, plan_layer_any_weights)
 from ttsnn.sw.golden import golden_layer, golden_tile
@@ -167,3 +170,53 @@ def test_plan_layer_any_weights_falls_back_only_for_cores():
     with pytest.raises(ValueError, match="timesteps T = 9 exceeds") as exc:
         plan_layer_any_weights(PAPER, (9, 64, 8, 8), rank=16, out_channels=64)
     assert not isinstance(exc.value, CoresDoNotFit)
+
+
+def _expected_cycles(cfg, plan, mode, density):
+    """A plan's cycles when the zero-skipping cluster 1's rows take their expected lengths at
+    ``density`` (what ``gen.perf`` reports)."""
+    total = 0.0
+    for t in plan:
+        s = TileShape(t.in_channels, t.rank, t.out_channels, t.height, t.width, t.timesteps, mode,
+                      (True,) * t.timesteps, plan.pool, False, t.zero_halo, t.pack, t.order)
+        total += tile_timing(cfg, s, expected_row_lens(cfg, s, density))["cycles"]
+    return total
+
+
+@pytest.mark.parametrize("mode", ["stt", "ptt"])
+def test_zero_skip_planner_plans_for_the_spike_density(mode):
+    """The paper configuration (zero-skipping cluster 1) on the shape of MS-ResNet34
+    ``layers.0.1.conv2`` (64 -> 64, rank 17, 48x48, T = 6): planned for density 0.1 (the
+    default) it needs fewer expected cycles at 0.1 than the plan made for the all-ones bound
+    (density 1: cluster 1 looks the busiest, so the widest packing wins), and no more than
+    the plan of any lane packing forced."""
+    assert PAPER.arrangement.cluster1 == "zero_skip"
+    shape, rank, cout = (6, 64, 48, 48), 17, 64
+    planned = plan_layer(PAPER, shape, rank, cout, mode=mode)
+    assert planned == plan_layer(PAPER, shape, rank, cout, mode=mode, spike_density=0.1)
+    for_ones = plan_layer(PAPER, shape, rank, cout, mode=mode, spike_density=1.0)
+    assert planned.pack != for_ones.pack
+    cycles = _expected_cycles(PAPER, planned, mode, 0.1)
+    assert cycles < 0.9 * _expected_cycles(PAPER, for_ones, mode, 0.1)
+    for pack in range(log2(PAPER.lanes) + 1):
+        try:
+            forced = plan_layer(PAPER, shape, rank, cout, mode=mode, pack=pack)
+        except UserError:                        # that packing's rows do not fit
+            continue
+        assert cycles <= _expected_cycles(PAPER, forced, mode, 0.1)
+
+
+def test_expected_row_lengths_at_density_one_are_the_all_ones_bound():
+    """At density 1 every spike word of ``n`` channels takes ``n`` steps: a computed pixel
+    costs ``ceil(r / Pk) * Cin`` steps (hand: r = 5, Pk = 2 -> 3 groups, Cin = 40; 4 + 2 - 2
+    halo columns skipped = 4 pixels), a row outside the layer one."""
+    s = TileShape(40, 5, 4, 2, 4, 2, "ptt", (True, True), zero_halo=(True, False, True, True), pack=1)
+    rows = e1_rows(2, 2)
+    expect = [1 if w == 0 else 4 * 3 * 40 for w, _ in rows]
+    assert expected_row_lens(PAPER, s, 1.0) == expect
+    assert estimate_cycles(PAPER, s, expected_row_lens(PAPER, s, 1.0)) == estimate_cycles(PAPER, s)
+
+
+def test_spike_density_is_checked():
+    with pytest.raises(UserError, match=r"spike_density must be a fraction in \[0, 1\], got 1.5"):
+        plan_layer(PAPER, (2, 8, 4, 4), rank=3, out_channels=8, spike_density=1.5)

@@ -86,3 +86,23 @@ def test_zero_skip_tiles_match_golden_and_the_cycle_model(mode, cfg, density, or
     gold = golden_layer(q, x, None, cfg)
     np.testing.assert_array_equal(out.membrane, gold.membrane.numpy())
     np.testing.assert_array_equal(out.spikes, gold.spikes.numpy())
+
+
+@pytest.mark.parametrize("planned_for", [0.0, 1.0], ids=["planned-all-zero", "planned-all-one"])
+def test_plans_for_any_density_run_any_spikes(planned_for):
+    """The spike density only chooses the tiling (here Pk = 2, row outer for density 0 and
+    Pk = 4, timestep outer for density 1): both plans run spikes of another density (0.3)
+    bit-exactly, with every counter equal to the cycle model given those spikes."""
+    rng = np.random.default_rng(61)
+    T, cin = 3, 16
+    q = make_layer(rng, "ptt", r=5, cin=cin, cout=4, T=T, pool=False, schedule=None)
+    x = (rng.random((T, cin, 4, 5)) < 0.3).astype(int)
+    plan = Driver(ZS).plan(q, x.shape, spike_density=planned_for)
+    assert (plan.pack, plan.order) == ((1, 0) if planned_for == 0.0 else (2, 1))
+    tiles = _check_tiles(ZS, q, x, spike_density=planned_for)
+    out = LayerOutputs(plan)
+    for tile, _, res in tiles:
+        out.add(tile, res)
+    gold = golden_layer(q, x, None, ZS)
+    np.testing.assert_array_equal(out.membrane, gold.membrane.numpy())
+    np.testing.assert_array_equal(out.spikes, gold.spikes.numpy())
