@@ -36,6 +36,32 @@ def _run(prog, cfg=CFG):
     return prog.decode(out[0])
 
 
+def _run_programs(cfg, tiles) -> list:
+    """Run a layer's programs in order on one accelerator (the stage weights, the sums and a
+    chunk's carry stay in it from one program to the next); their decoded results."""
+    dut = Accelerator(cfg)
+    out = []
+
+    async def bench(ctx):
+        bus = SimBus(ctx, dut, 200_000)
+        for t in tiles:
+            out.append(t.program.decode(await run_backward_tile(bus, t.program)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out
+
+
+def _assert_matches_golden(got, gold) -> None:
+    """A layer's combined result against the golden backward of the untiled layer (sample 0)."""
+    np.testing.assert_array_equal(got.e_in, gold.e_in[:, 0].numpy(), err_msg="input gradient")
+    np.testing.assert_array_equal(got.g_current, gold.g_current[:, 0].numpy(), err_msg="current gradient")
+    for name in ("w1", "w2", "w3", "w4"):
+        np.testing.assert_array_equal(got.dw[name], gold.dw[name][0].numpy(), err_msg=name)
+
+
 def _program(q, x, trace, e, g_extra, gold):
     arg = None if trace.argmax is None else trace.argmax[:, 0].numpy()
     return backward_program(CFG, q, x[:, 0].numpy(), e[:, 0].numpy(), trace.spikes[:, 0].numpy(),
@@ -188,18 +214,7 @@ def test_a_layers_tiles_accumulate_their_weight_gradients_in_the_rtl():
                                     first(trace.argmax), gold.shifts)
     assert len(tiles) >= 3
     assert tiles[1].program.words_in < tiles[0].program.words_in          # no stage weights again
-    dut = Accelerator(cfg)
-    out = []
-
-    async def bench(ctx):
-        bus = SimBus(ctx, dut, 200_000)
-        for t in tiles:                      # in order, on one accelerator
-            out.append(t.program.decode(await run_backward_tile(bus, t.program)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    out = _run_programs(cfg, tiles)
     assert all(res.dw is None for res in out[:-1]) and out[-1].dw is not None
     got = combine_tiles(tiles, out, cfg.gradients.wgrad_tile, q.pool)
     np.testing.assert_array_equal(got.e_in, gold.e_in[:, 0].numpy())
@@ -233,23 +248,9 @@ def test_a_layer_whose_timesteps_run_in_chunks(mode, rounding, pool, extra):
                                     first(trace.argmax), gold.shifts, first(g_extra), seed=seed)
     k = tiles[0].timesteps
     assert k < T and len({(t.row0, t.col0) for t in tiles}) * (T // k) == len(tiles)   # chunked, as planned
-    dut = Accelerator(cfg)
-    out = []
-
-    async def bench(ctx):
-        bus = SimBus(ctx, dut, 200_000)
-        for t in tiles:                      # in order, on one accelerator: the carry stays in gbuf
-            out.append(t.program.decode(await run_backward_tile(bus, t.program)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    out = _run_programs(cfg, tiles)
     got = combine_tiles(tiles, out, cfg.gradients.wgrad_tile, q.pool)
-    np.testing.assert_array_equal(got.e_in, gold.e_in[:, 0].numpy(), err_msg="input gradient")
-    np.testing.assert_array_equal(got.g_current, gold.g_current[:, 0].numpy(), err_msg="current gradient")
-    for name in ("w1", "w2", "w3", "w4"):
-        np.testing.assert_array_equal(got.dw[name], gold.dw[name][0].numpy(), err_msg=name)
+    _assert_matches_golden(got, gold)
     groups = -(-cout // cfg.lanes)
     for t, res in zip(tiles, out):
         lif = dict(t.program.plan.stages)["lif"]
@@ -306,23 +307,9 @@ def test_a_layer_whose_weights_and_sums_do_not_all_fit(mode, pool, extra, entrie
         assert plan.streamed_weights and plan.streamed_sums
         assert plan.weight_span <= 40 and plan.acc_entries <= 28
     assert len(tiles) >= 2
-    dut = Accelerator(cfg)
-    out = []
-
-    async def bench(ctx):
-        bus = SimBus(ctx, dut, 200_000)
-        for t in tiles:                      # in order, on one accelerator
-            out.append(t.program.decode(await run_backward_tile(bus, t.program)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    out = _run_programs(cfg, tiles)
     got = combine_tiles(tiles, out, cfg.gradients.wgrad_tile, q.pool)
-    np.testing.assert_array_equal(got.e_in, gold.e_in[:, 0].numpy(), err_msg="input gradient")
-    np.testing.assert_array_equal(got.g_current, gold.g_current[:, 0].numpy(), err_msg="current gradient")
-    for name in ("w1", "w2", "w3", "w4"):
-        np.testing.assert_array_equal(got.dw[name], gold.dw[name][0].numpy(), err_msg=name)
+    _assert_matches_golden(got, gold)
     streamed = {"w23": ("w2", "w3")}.get
     for t, res in zip(tiles, out):
         prog = t.program
@@ -367,23 +354,9 @@ def test_one_timestep_programs_skip_the_ring_rows_outside_the_layer(mode, roundi
         stages = dict(t.program.plan.stages)
         expect = t.height + 2 - (t.row0 == 0) - (t.row0 + t.height == H)
         assert [stages[n]["rows"] for n in ring_stages] == [expect] * len(ring_stages), (t.row0, ring_stages)
-    dut = Accelerator(cfg)
-    out = []
-
-    async def bench(ctx):
-        bus = SimBus(ctx, dut, 200_000)
-        for t in tiles:
-            out.append(t.program.decode(await run_backward_tile(bus, t.program)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    out = _run_programs(cfg, tiles)
     got = combine_tiles(tiles, out, cfg.gradients.wgrad_tile, q.pool)
-    np.testing.assert_array_equal(got.e_in, gold.e_in[:, 0].numpy(), err_msg="input gradient")
-    np.testing.assert_array_equal(got.g_current, gold.g_current[:, 0].numpy(), err_msg="current gradient")
-    for name in ("w1", "w2", "w3", "w4"):
-        np.testing.assert_array_equal(got.dw[name], gold.dw[name][0].numpy(), err_msg=name)
+    _assert_matches_golden(got, gold)
     for t, res in zip(tiles, out):
         expect = tile_counters(t.program.plan.stages, cfg.lanes, cfg.gbuf_spikes_per_word)
         assert {k: res.counters[k] for k in expect} == expect
