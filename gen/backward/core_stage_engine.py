@@ -10,7 +10,7 @@ activation and add the products into a :class:`WeightGradientAccumulator`.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -89,6 +89,7 @@ class CoreStageEngine(wiring.Component):
         st = self.stage
         run = Signal()
         t, y, x, go, tap, i = (Signal(16, name=n) for n in ("t", "y", "x", "go", "tap", "i"))
+        f = Signal(1, name="f")           # packed stages: which pixel's input word a step reads
         GO = Signal(16)
         m.d.comb += GO.eq((st.out_channels + P - 1) >> lp)
         reduced = st.use_schedule & ~st.schedule.bit_select(t[:5], 1)
@@ -104,9 +105,17 @@ class CoreStageEngine(wiring.Component):
         ntaps = Mux(copy | idle_t, 1, Mux(st.taps == Taps.POINT, 1, Mux(st.taps == Taps.ROWS_COLS, 6, 3)))
         issue = Signal()
         m.d.comb += issue.eq(run)
-        ends = loops(m, [(t, st.timesteps), (y, Mux(skip_t, 1, st.rows)), (x, Mux(skip_t, 1, st.cols)),
+        S, ls = cfg.gbuf_spikes_per_word, log2(cfg.gbuf_spikes_per_word)
+        first_word = Mux(st.in_spikes, (i & (S - 1)) == 0, (i & (P - 1)) == 0)
+        # two pixels per pass (``pack``): a step that needs a new input word reads pixel x's in
+        # an extra step (``fetch``, no MAC) before the one that reads pixel x + 1's and MACs
+        packed = st.pack & (st.kind == StageKind.MATVEC)
+        fetch = packed & first_word & ~copy & (f == 0)
+        ends = loops(m, [(t, st.timesteps), (y, Mux(skip_t, 1, st.rows)),
+                         (x, Mux(skip_t, 1, Mux(packed, st.cols >> 1, st.cols))),
                          (go, Mux(idle_t, 1, GO)), (tap, ntaps),
-                         (i, Mux(copy | idle_t, 1, st.in_channels))], issue)
+                         (i, Mux(copy | idle_t, 1, st.in_channels)),
+                         (f, Mux(packed & first_word & ~copy, 2, 1))], issue)
         with m.If(issue & ends[0]):
             m.d.sync += run.eq(0)
         # the first pixel an outer-product stage does not skip starts its sums (HTT: timestep 0
@@ -116,27 +125,28 @@ class CoreStageEngine(wiring.Component):
         with m.If(issue & ends[3] & skip_t & ~idle_t):
             m.d.sync += zeroed.eq(1)
         with m.If(self.start):
-            m.d.sync += [run.eq(1), summed.eq(0), zeroed.eq(0)] + [s.eq(0) for s in (t, y, x, go, tap, i)]
-        addr = self._addresses(m, dict(tap=tap, i=i, go=go, GO=GO, reduced=reduced, copy=copy), ends, issue)
+            m.d.sync += [run.eq(1), summed.eq(0), zeroed.eq(0)] + [s.eq(0) for s in (t, y, x, go, tap, i, f)]
+        addr = self._addresses(m, dict(tap=tap, i=i, f=f, go=go, GO=GO, reduced=reduced, copy=copy, packed=packed),
+                               ends, issue)
         outer = st.kind == StageKind.OUTER
-        S, ls = cfg.gbuf_spikes_per_word, log2(cfg.gbuf_spikes_per_word)
-        step = dict(first_word=Mux(st.in_spikes, (i & (S - 1)) == 0, (i & (P - 1)) == 0),
+        step = dict(first_word=first_word, fetch=fetch, slot=f,
                     first_step=(tap == 0) & (i == 0),
                     branch=(st.taps == Taps.ROWS_COLS) & (tap == 3) & (i == 0) & ~reduced,
                     last=ends[4], skip=outer & reduced, reduced=reduced, copy=copy,
-                    active=Mux(st.out_channels - (go << lp) >= P, P, st.out_channels - (go << lp)),
+                    active=Mux(packed, st.out_channels << 1,
+                               Mux(st.out_channels - (go << lp) >= P, P, st.out_channels - (go << lp))),
                     clear=st.acc_clear & ~summed, sel=Mux(st.in_spikes, i[:ls], i[:lp] if lp else 0))
         # a skipped pixel before the sums have started writes zeros (a stage whose timesteps
         # are all skipped leaves zero sums, not an earlier tile's)
         step["zero"] = step["skip"] & step["clear"]
         m.d.comb += [self.inp.en.eq(issue & step["first_word"] & ~step["skip"]), self.inp.addr.eq(addr["in"]),
-                     self.weights.en.eq(issue & ~outer & ~copy), self.weights.addr.eq(addr["w"]),
+                     self.weights.en.eq(issue & ~outer & ~copy & ~fetch), self.weights.addr.eq(addr["w"]),
                      self.grad.en.eq(issue & outer & step["first_step"] & ~step["skip"]),
                      self.grad.addr.eq(addr["g"])]
         cnt = self.counts
         m.d.comb += [cnt.stage_busy.eq(issue), cnt.weight_reads.eq(self.weights.en),
                      cnt.in_reads.eq(self.inp.en), cnt.grad_reads.eq(self.grad.en)]
-        busy_a = self._stage_a(m, issue, step, addr)
+        busy_a = self._stage_a(m, issue, step, addr, packed)
         m.d.comb += self.busy.eq(run | busy_a)
         return m
 
@@ -144,8 +154,9 @@ class CoreStageEngine(wiring.Component):
         """Word addresses of this step's input, weight, gradient and output words, its
         accumulator entry and (stochastic rounding) its layer index: stepped by additions
         (:func:`gen.backward.stepped_address.stepped_address`) over the loop nest
-        ``t, y, x, go, tap, i``, the strides (products of descriptor fields) registered; the
-        input's tap offset added from registered multiples of its row and column strides."""
+        ``t, y, x, go, tap, i, f``, the strides (products of descriptor fields) registered; the
+        input's tap offset added from registered multiples of its row and column strides, and a
+        packed stage's second pixel (``f``) one pixel's words on."""
         st, P, lp = self.stage, self.config.lanes, log2(self.config.lanes)
         S, ls = self.config.gbuf_spikes_per_word, log2(self.config.gbuf_spikes_per_word)
         GI = Mux(st.in_spikes, (st.in_channels + S - 1) >> ls, (st.in_channels + P - 1) >> lp)
@@ -153,6 +164,8 @@ class CoreStageEngine(wiring.Component):
         R = lambda v, n: registered(m, v, AB, f"stride_{n}")
         RP = lambda fs, n: registered_product(m, fs, AB, f"stride_{n}")
         gi, go_ = R(GI, "gi"), R(GO, "go")
+        packed = c["packed"]
+        gi_x, go_x = R(Mux(packed, GI << 1, GI), "gi_x"), R(Mux(packed, GO << 1, GO), "go_x")
         in_y = RP([st.in_cols, GI], "in_y")
         in_t = RP([st.in_rows, st.in_cols, GI], "in_t")
         # the tap offsets dy, dx in 0..3: their multiples of the row and column strides
@@ -171,31 +184,38 @@ class CoreStageEngine(wiring.Component):
         dy = Mux(c["reduced"], 1, Mux(is_rows, tap, st.fy))[:2]
         dx = Mux(c["reduced"], 1, Mux(is_cols, col_tap, st.fx))[:2]
         start = self.start
-        # loop levels: t, y, x, go, tap, i
-        pix_in = stepped_address(m, ends, issue, start, st.in_base, [in_t, in_y, gi, None, None, None], AB, "pix_in")
+        # loop levels: t, y, x, go, tap, i, f
+        pix_in = stepped_address(m, ends, issue, start, st.in_base, [in_t, in_y, gi_x, None, None, None, None], AB,
+                                 "pix_in")
         out = {}
         for name in ("in", "w", "g", "out", "entry"):
             out[name] = Signal(AB, name=f"addr_{name}")
+        out["out_pixel"] = go_                 # a packed stage's second output word: one pixel on
         m.d.comb += [
             out["in"].eq(pix_in + Mux(dy[1], Mux(dy[0], in_y_by[3], in_y_by[2]), Mux(dy[0], in_y_by[1], 0))
                          + Mux(dx[1], Mux(dx[0], gi_by[3], gi_by[2]), Mux(dx[0], gi_by[1], 0))
-                         + Mux(c["copy"], c["go"], Mux(st.in_spikes, c["i"] >> ls, c["i"] >> lp))),
-            out["w"].eq(stepped_address(m, ends, issue, start, st.w_base, [None, None, None, 1, tap_i, go_], AB, "w")),
-            out["g"].eq(g_off + stepped_address(m, ends, issue, start, 0, [g_t, g_y, go_, 1, None, None], AB, "g")),
-            out["out"].eq(stepped_address(m, ends, issue, start, st.out_base, [out_t, out_y, go_, 1, None, None],
-                                          AB, "out")),
-            out["entry"].eq(stepped_address(m, ends, issue, start, st.acc_base, [None, None, None, I, tap_i, 1],
-                                            AB, "entry")),
+                         + Mux(c["copy"], c["go"], Mux(st.in_spikes, c["i"] >> ls, c["i"] >> lp))
+                         + Mux(c["f"], gi, 0)),
+            out["w"].eq(stepped_address(m, ends, issue, start, st.w_base, [None, None, None, 1, tap_i, go_, None], AB,
+                                        "w")),
+            out["g"].eq(g_off + stepped_address(m, ends, issue, start, 0, [g_t, g_y, go_, 1, None, None, None], AB,
+                                                "g")),
+            out["out"].eq(stepped_address(m, ends, issue, start, st.out_base,
+                                          [out_t, out_y, go_x, 1, None, None, None], AB, "out")),
+            out["entry"].eq(stepped_address(m, ends, issue, start, st.acc_base,
+                                            [None, None, None, I, tap_i, 1, None], AB, "entry")),
         ]
         if self.config.gradients.rounding == "stochastic":
             # the layer index idx_base + t * idx_t + (go * P) * idx_c + y * idx_y + x, stepped
             out["idx"] = stepped_address(m, ends, issue, start, st.idx_base,
-                                         [st.idx_t, st.idx_y, 1, st.idx_c << lp, None, None], 32, "dither_index")
+                                         [st.idx_t, st.idx_y, 1, st.idx_c << lp, None, None, None], 32,
+                                         "dither_index")
         return out
 
-    def _stage_a(self, m, issue, step, addr):
+    def _stage_a(self, m, issue, step, addr, packed):
         """Operands arrive: the MAC (mat-vec) or the product into the accumulator (outer);
-        stages b-d re-quantise and write a finished mat-vec word. Returns the stages' busy."""
+        stages b-d re-quantise and write a finished mat-vec word (a packed stage: pixel x's
+        half in d, pixel x + 1's in e). Returns the stages' busy."""
         cfg = self.config
         P, wd, gr = cfg.lanes, cfg.widths, cfg.gradients
         gb, qb, wb = gr.width, wd.activation, wd.weight
@@ -203,26 +223,41 @@ class CoreStageEngine(wiring.Component):
         outer = st.kind == StageKind.OUTER
         va = Signal()
         a = {k: Signal(name=f"a_{k}") for k in ("first_word", "first_step", "branch", "last", "clear",
-                                                "reduced", "zero", "copy")}
+                                                "reduced", "zero", "copy", "fetch", "slot")}
         sel_a = Signal(max(log2(cfg.gbuf_spikes_per_word), 1))
         active_a = Signal(range(P + 1))
         out_a, entry_a = Signal(AB), Signal(AB)
         m.d.sync += [va.eq(issue & (~step["skip"] | step["zero"])), sel_a.eq(step["sel"]), active_a.eq(step["active"]),
                      out_a.eq(addr["out"]), entry_a.eq(addr["entry"])]
         m.d.sync += [a[k].eq(step[k]) for k in a]
-        held_in, held_g = Signal(P * gb), Signal(P * gb)
-        word = Mux(a["first_word"], self.inp.data, held_in)
+        # the input words of pixel x (slot 0) and, packed, pixel x + 1 (slot 1): the word read
+        # this step, or the one held since
+        held_in, held_in1, held_g = Signal(P * gb), Signal(P * gb), Signal(P * gb)
+        word = Mux(a["first_word"] & ~a["slot"], self.inp.data, held_in)
+        word1 = Mux(a["first_word"] & a["slot"], self.inp.data, held_in1)
         gword = Mux(a["first_step"], self.grad.data, held_g)
         with m.If(va):
-            m.d.sync += [held_in.eq(word), held_g.eq(gword)]
-        lanes_op = word.word_select(sel_a[:log2(P)], gb) if P > 1 else word
-        operand = Mux(st.in_spikes, word.bit_select(sel_a, 1), lanes_op)     # a spike: 0 or +1
-        # mat-vec on the PE array: exact sums kept modulo 2^(GA + 1)
+            m.d.sync += [held_in.eq(word), held_in1.eq(word1), held_g.eq(gword)]
+
+        def operand_of(w):
+            lanes_op = w.word_select(sel_a[:log2(P)], gb) if P > 1 else w
+            return Mux(st.in_spikes, w.bit_select(sel_a, 1), lanes_op)     # a spike: 0 or +1
+        operand, operand1 = operand_of(word), operand_of(word1)
+        # mat-vec on the PE array (:class:`gen.units.MacPEArray`, two halves: the upper one
+        # takes pixel x + 1's operand in a packed stage): exact sums kept modulo 2^(GA + 1)
         accw = gr.accumulator + 1
-        m.submodules.array = pe = MacPEArray(P, wb, gb, accw)
+        half = P // 2 if P > 1 else P
+        mac = va & ~outer & ~a["copy"] & ~a["fetch"]
+        m.submodules.array = pe = MacPEArray(half, wb, gb, accw)
+        halves = [(pe, operand, 0)]
+        if half < P:
+            m.submodules.array_hi = pe_hi = MacPEArray(P - half, wb, gb, accw)
+            halves.append((pe_hi, Mux(packed, operand1, operand), half))
+        for array, op, lane0 in halves:
+            m.d.comb += [array.valid.eq(mac), array.first.eq(a["first_step"] | a["branch"]), array.operand.eq(op),
+                         array.weights.eq(self.weights.data[lane0 * wb:(lane0 + array.lanes) * wb])]
+        sums_a = Cat(*[array.acc for array, _, _ in halves])
         part = Signal(P * accw)
-        m.d.comb += [pe.valid.eq(va & ~outer & ~a["copy"]), pe.first.eq(a["first_step"] | a["branch"]),
-                     pe.operand.eq(operand), pe.weights.eq(self.weights.data)]
         # the copy (HTT's reduced timesteps): the input word's lanes, sign-extended, are the sums
         copied = Signal(P * accw)
         lanes_ext = [Signal(signed(accw), name=f"copy{l}") for l in range(P)]
@@ -230,7 +265,7 @@ class CoreStageEngine(wiring.Component):
         with m.If(va & a["copy"]):
             m.d.sync += copied.eq(Cat(*lanes_ext))
         with m.If(va & ~outer & a["branch"]):
-            m.d.sync += part.eq(pe.acc)           # the row branch's sums (ROWS_COLS)
+            m.d.sync += part.eq(sums_a)           # the row branch's sums (ROWS_COLS)
         # outer product into the accumulator
         m.submodules.wgrad = acc = WeightGradientAccumulator(P, gb + qb, gr.wgrad_tile, self.acc_entries)
         products = [Mux(a["zero"], 0, lane(gword, l, gb) * operand[:qb].as_signed()) for l in range(P)]
@@ -238,7 +273,7 @@ class CoreStageEngine(wiring.Component):
                      acc.product.eq(Cat(*[p[:gb + qb] for p in products])),
                      acc.rd_en.eq(self.acc_rd_en), acc.rd_addr.eq(self.acc_rd_addr),
                      self.acc_rd_data.eq(acc.rd_data)]
-        m.d.comb += [self.counts.stage_macs.eq(Mux(va & ~outer & ~a["copy"], active_a, 0)),
+        m.d.comb += [self.counts.stage_macs.eq(Mux(mac, active_a, 0)),
                      cnt.wgrad_updates.eq(Mux(va & outer & ~a["zero"], active_a, 0)), cnt.wgrad_words.eq(va & outer)]
         # stage b: the finished sums
         vb, reduced_b = Signal(), Signal()
@@ -249,7 +284,7 @@ class CoreStageEngine(wiring.Component):
         # stage c: the wrapped sums (and ROWS_COLS' branch sum) registered, rounded; their
         # dither (stochastic rounding) hashed in stage b from the element's index
         vc, reduced_c, out_c, active_c = Signal(), Signal(), Signal(AB), Signal(range(P + 1))
-        sums = self._sums(m, Mux(reduced_b, copied, pe.acc), part, reduced_b)
+        sums = self._sums(m, Mux(reduced_b, copied, sums_a), part, reduced_b)
         sums_c = Signal(len(sums))
         m.d.sync += [vc.eq(vb), reduced_c.eq(reduced_b), out_c.eq(out_b), active_c.eq(active_b), sums_c.eq(sums)]
         dither_c = None
@@ -269,11 +304,20 @@ class CoreStageEngine(wiring.Component):
         active_d = Signal(range(P + 1))
         m.d.sync += [vd.eq(vc), out_d.eq(out_c), rounded_d.eq(rounded), fwd_d.eq(sat_fwd), active_d.eq(active_c)]
         words, flags = self._saturate(m, rounded_d, fwd_d)
-        m.d.comb += [self.out.en.eq(vd), self.out.addr.eq(out_d), self.out.data.eq(words),
-                     cnt.grad_writes.eq(vd),
+        # packed: pixel x's word is the lower half (the upper half zero), written in d; pixel
+        # x + 1's the upper half moved down, written in e (a packed pixel pair takes at least
+        # two steps, so d and e never write in the same cycle)
+        lo_bits = half * gb
+        ve, out_e, upper_e = Signal(), Signal(AB), Signal(P * gb - lo_bits)
+        m.d.sync += [ve.eq(vd & packed), out_e.eq(out_d + addr["out_pixel"]), upper_e.eq(words[lo_bits:])]
+        word_d = Mux(packed, Cat(words[:lo_bits], Const(0, P * gb - lo_bits)), words)
+        counted = [Mux(packed, st.out_channels > (l % half), active_d > l) for l in range(P)]
+        m.d.comb += [self.out.en.eq(vd | ve), self.out.addr.eq(Mux(ve, out_e, out_d)),
+                     self.out.data.eq(Mux(ve, Cat(upper_e, Const(0, lo_bits)), word_d)),
+                     cnt.grad_writes.eq(vd | ve),
                      cnt.grad_saturations.eq(Mux(vd & (st.requant == Requant.GRADIENT),
-                                                 sum(flags[l] & (active_d > l) for l in range(P)), 0))]
-        return va | vb | vc | vd
+                                                 sum(flags[l] & counted[l] for l in range(P)), 0))]
+        return va | vb | vc | vd | ve
 
     def _sums(self, m, acc, part, reduced):
         """Stage b: the finished sums of every lane as the re-quantisation takes them (each

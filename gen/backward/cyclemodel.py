@@ -15,7 +15,8 @@ from typing import Mapping, Sequence
 from ..hostmap import BACKWARD_COUNTER_NAMES
 from .stage_layout import StageKind, Taps
 
-__all__ = ["StageCycles", "stage_cycles", "backward_cycles", "tile_counters", "DRAIN", "CONTROL_CYCLES",
+__all__ = ["StageCycles", "stage_cycles", "backward_cycles", "tile_counters", "DRAIN", "PACKED_DRAIN",
+           "CONTROL_CYCLES",
            "DATA_DEPENDENT"]
 
 #: Cycles after a stage's last issue until its engine is idle: mat-vec issue -> a -> b (the
@@ -23,6 +24,8 @@ __all__ = ["StageCycles", "stage_cycles", "backward_cycles", "tile_counters", "D
 #: when the last timestep is a skipped one), LIF issue -> a -> the LIF-gradient lanes' six
 #: registered stages (``LIFGradientLanes.LATENCY``) -> w (the writes).
 DRAIN = {StageKind.MATVEC: 4, StageKind.OUTER: 1, StageKind.LIF: 7}
+#: A packed mat-vec stage (``pack``) writes its last pixel pair's second word one cycle later.
+PACKED_DRAIN = 5
 #: Cycles of the top level's control per stage (``busy`` falls the cycle after the engines).
 CONTROL_CYCLES = 1
 #: Backward counters the model cannot know: they count saturated values.
@@ -66,7 +69,10 @@ def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: in
     (the word is read once per ``P`` channels; spikes, ``in_spikes``: ``ceil(I / S)``), a weight word per mat-vec step, the gradient
     word once per outer-product pixel, one output word per mat-vec pixel; on HTT's reduced
     timesteps a mat-vec stage copies (one step, one input word, no weight, no MAC per output
-    word). An outer-product
+    word). A packed mat-vec stage (``pack``) steps over pixel pairs, each input word taking
+    one step more (the first pixel's word read without a MAC, the second's with it): per pair
+    and tap ``I + ceil(I / P)`` steps (spikes: ``I + ceil(I / S)``) instead of ``2 I``, a
+    weight word per MAC step. An outer-product
     stage skips HTT's reduced timesteps in one step each, but while its sums have not started
     (``acc_clear``, before the first full timestep) the first one writes zero sums over one
     pixel (every entry), and the later ones a zero word in their one step."""
@@ -74,6 +80,9 @@ def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: in
     pixels = rows * cols * groups                 # (y, x, output group) per timestep
     in_words = -(-inner // (spikes_per_word if f.get("in_spikes") else lanes))
     matvec = kind == StageKind.MATVEC
+    packed = matvec and bool(f.get("pack"))
+    passes = pixels // 2 if packed else pixels    # the array's passes per timestep
+    inner_steps = inner + in_words if packed else inner
     copy = [matvec and not full[t] for t in range(T)]          # HTT's bypass: one step per output word
     taps = [_TAPS[Taps(f["taps"])] for _ in range(T)]
     steps, zero_words, summed, zeroed = [], 0, False, False
@@ -86,14 +95,14 @@ def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: in
             zero_words += n if f["acc_clear"] and not summed else 0
             steps.append(n)
         else:
-            steps.append(pixels * taps[t] * inner)
+            steps.append(passes * taps[t] * inner_steps)
             summed = summed or not matvec
     done = [matvec or full[t] for t in range(T)]               # timesteps the stage computes
     macs = sum(rows * cols * f["out_channels"] * taps[t] * inner for t in range(T) if done[t] and not copy[t])
     c = {"stage_busy": sum(steps),
          "in_reads": sum(pixels if copy[t] else pixels * taps[t] * in_words for t in range(T) if done[t])}
     if matvec:
-        c.update(stage_macs=macs, weight_reads=sum(s for s, cp in zip(steps, copy) if not cp),
+        c.update(stage_macs=macs, weight_reads=sum(passes * taps[t] * inner for t in range(T) if not copy[t]),
                  grad_writes=pixels * T)
     else:
         c.update(wgrad_updates=macs, grad_reads=pixels * sum(full),
@@ -114,7 +123,7 @@ def stage_cycles(name: str, f: Mapping[str, int], lanes: int, spikes_per_word: i
         steps, macs = counters["lifg_busy"], counters["lifg_updates"]
     else:
         steps, macs, counters = _core_counters(kind, f, groups, lanes, spikes_per_word, full)
-    drain = DRAIN[kind]
+    drain = PACKED_DRAIN if kind == StageKind.MATVEC and f.get("pack") else DRAIN[kind]
     if kind == StageKind.OUTER and not full[-1] and not (f["acc_clear"] and not any(full)):
         # the last timestep is skipped in one step: nothing follows its issue (unless the sums
         # have not started: every skip of such a stage writes zeros)

@@ -197,7 +197,8 @@ def backward_program(cfg: HardwareConfig, qlayer, x: np.ndarray, e: np.ndarray, 
                               bank_depth=cfg.backward_regions["gbuf"].bank_depth, carry=T < layer_T,
                               spikes_per_word=cfg.gbuf_spikes_per_word,
                               weight_depth=cfg.backward_regions["gweights"].depth,
-                              acc_depth=cfg.backward_regions["wgrad"].depth)
+                              acc_depth=cfg.backward_regions["wgrad"].depth,
+                              pack_lanes=cfg.gradients.rounding != "stochastic")
     for name, values in (("e", e), ("g_extra", g_extra)):
         spec = plan.tensors.get(name)
         if values is not None and np.shape(values) != (T, spec.channels, spec.rows, spec.cols):

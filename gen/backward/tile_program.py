@@ -14,6 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .cyclemodel import stage_cycles
 from .stage_layout import STAGE_FIELDS, Requant, StageKind, Taps
 from ttsnn.sw.cli_util import UserError
 
@@ -136,19 +137,38 @@ def unpack_wgrad(read_entry, spec: WeightGradSpec, bits: int) -> np.ndarray:
     return out
 
 
-def _weight_words(mats: list[np.ndarray], lanes: int, bits: int) -> list[int]:
-    """Per-tap matrices ``[I, O]`` -> words ``(tap * I + i) * ceil(O/P) + o // P``."""
+def _weight_words(mats: list[np.ndarray], lanes: int, bits: int, packed: bool = False) -> list[int]:
+    """Per-tap matrices ``[I, O]`` -> words ``(tap * I + i) * ceil(O/P) + o // P``; ``packed``
+    (a stage with ``pack``, ``O <= P/2``): output ``o`` in lanes ``o`` and ``P/2 + o`` (the
+    two pixels of a pass), the rest zero."""
     words = []
     for w in mats:
         I, O = w.shape
         groups = -(-O // lanes)
+        if packed and (groups != 1 or 2 * O > lanes):
+            raise ValueError(f"packed weights need O <= P/2, got O = {O}, P = {lanes}")
         for i in range(I):
             for g in range(groups):
                 word = 0
                 for l in range(min(lanes, O - g * lanes)):
-                    word |= _signed_field(w[i, g * lanes + l], bits) << (l * bits)
+                    v = _signed_field(w[i, g * lanes + l], bits)
+                    word |= v << (l * bits)
+                    if packed:
+                        word |= v << ((lanes // 2 + l) * bits)
                 words.append(word)
     return words
+
+
+def packs(stage: Mapping[str, int], lanes: int, spikes_per_word: int) -> bool:
+    """Whether a mat-vec stage runs two pixels per pass (``pack``): its outputs fit half the
+    lanes, its block has an even number of columns, it has no reduced timestep (HTT's copy),
+    and it takes fewer cycles so (the exact cycle model: ``I + ceil(I / P)`` steps per pixel
+    pair and tap instead of ``2 I``, one more drain cycle)."""
+    if (stage["kind"] != StageKind.MATVEC or 2 * stage["out_channels"] > lanes or stage["cols"] % 2
+            or stage["use_schedule"]):
+        return False
+    one = stage_cycles("", {**stage, "pack": 0}, lanes, spikes_per_word).cycles
+    return stage_cycles("", {**stage, "pack": 1}, lanes, spikes_per_word).cycles < one
 
 
 def _stage(**fields: int) -> dict[str, int]:
@@ -173,7 +193,7 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
                        pack_weights: bool = True, overlay: bool = True,
                        bank_depth: int | None = None, carry: bool = False, *,
                        spikes_per_word: int, weight_depth: int | None = None,
-                       acc_depth: int | None = None) -> BackwardTileProgram:
+                       acc_depth: int | None = None, pack_lanes: bool = False) -> BackwardTileProgram:
     """The stages of one backward tile of ``qlayer`` (``height x width`` pre-pool pixels,
     ``full[t]`` the timestep classes): tensors, weight words and stage descriptors, the
     LIF-gradient stage first. ``shifts``: the backward shifts (``affine``, ``g4t``, ``g23t``,
@@ -194,7 +214,9 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     ``gweights`` and ``wgrad`` (None: unlimited); where the stages' weights or weight-gradient
     sums do not all fit, some go through a slot the host refills or reads around their stage
     in every program (:func:`_keep_or_stream`); PTT/HTT's six-tap sums run as one stage per
-    branch where they alone exceed ``acc_depth``."""
+    branch where they alone exceed ``acc_depth``. ``pack_lanes``: the mat-vec stages with at
+    most ``P/2`` outputs run two pixels per pass where that is faster (:func:`packs`; not with
+    stochastic rounding, whose per-lane index assumes one pixel per pass)."""
     T, H, W, P = timesteps, height, width, lanes
     mode = qlayer.mode
     cin, r, cout = qlayer.in_channels, qlayer.rank, qlayer.out_channels
@@ -221,10 +243,10 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     wwords: list[int] = []
     blocks: dict[int, list[int]] = {}       # each stage's weight words, by their first word
 
-    def weights(mats) -> int:
+    def weights(mats, packed=False) -> int:
         start = len(wwords)
         if pack_weights:
-            wwords.extend(_weight_words(mats, P, weight_bits))
+            wwords.extend(_weight_words(mats, P, weight_bits, packed))
         else:
             wwords.extend([0] * sum(m.shape[0] * -(-m.shape[1] // P) for m in mats))
         blocks[start] = wwords[start:]
@@ -241,6 +263,13 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
         s = tensors[name]
         return dict(g_base=s.base, g_rows=s.rows, g_cols=s.cols, gy=gy, gx=gx, out_channels=s.channels)
 
+    def matvec(name, mats, **fields):
+        """A mat-vec stage: packed where :func:`packs` says so, its weights laid out to match."""
+        f = _stage(**fields)
+        f["pack"] = int(pack_lanes and packs(f, P, spikes_per_word))
+        f["w_base"] = weights(mats, bool(f["pack"]))
+        return name, f
+
     sched = sum(1 << t for t, f in enumerate(full) if f)
     htt = mode == "htt"
     fwd = dict(kind=StageKind.MATVEC, timesteps=T, requant=Requant.FORWARD, round=qlayer.round)
@@ -252,18 +281,17 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
                  height_mul=height_mul, height_shift=height_shift, leak_mul=qlayer.leak_mul,
                  leak_shift=qlayer.leak_shift, carry_in=carry, carry_out=carry,
                  carry_base=tensors["carry"].base if carry else 0)
-    stages = [("lif", lif), ("q1", _stage(**fwd, **src("x"), **dst("q1"), rows=H + 2, cols=W + 2, taps=Taps.POINT,
-                            w_base=weights([w1.T]), shift=qlayer.shift1))]
+    stages = [("lif", lif), matvec("q1", [w1.T], **fwd, **src("x"), **dst("q1"), rows=H + 2, cols=W + 2,
+                                   taps=Taps.POINT, shift=qlayer.shift1)]
     if mode == "stt":
-        stages.append(("q2", _stage(**fwd, **src("q1"), **dst("q2"), rows=H, cols=W + 2, taps=Taps.ROWS,
-                                    w_base=weights([w2[:, :, i].T for i in range(3)]), shift=qlayer.shift2)))
-        stages.append(("q23", _stage(**fwd, **src("q2"), **dst("q23"), rows=H, cols=W, taps=Taps.COLS,
-                                     w_base=weights([w3[:, :, i].T for i in range(3)]), shift=qlayer.shift3)))
+        stages.append(matvec("q2", [w2[:, :, i].T for i in range(3)], **fwd, **src("q1"), **dst("q2"), rows=H,
+                             cols=W + 2, taps=Taps.ROWS, shift=qlayer.shift2))
+        stages.append(matvec("q23", [w3[:, :, i].T for i in range(3)], **fwd, **src("q2"), **dst("q23"), rows=H,
+                             cols=W, taps=Taps.COLS, shift=qlayer.shift3))
     else:
-        stages.append(("q23", _stage(**fwd, **src("q1"), **dst("q23"), rows=H, cols=W, taps=Taps.ROWS_COLS,
-                                     fy=1, fx=1, shift=qlayer.shift3 + 1,
-                                     w_base=weights([w2[:, :, i].T for i in range(3)] + [w3[:, :, i].T for i in range(3)]),
-                                     schedule=sched, use_schedule=htt)))
+        stages.append(matvec("q23", [w2[:, :, i].T for i in range(3)] + [w3[:, :, i].T for i in range(3)],
+                             **fwd, **src("q1"), **dst("q23"), rows=H, cols=W, taps=Taps.ROWS_COLS,
+                             fy=1, fx=1, shift=qlayer.shift3 + 1, schedule=sched, use_schedule=htt))
     wg: dict[str, WeightGradSpec] = {}
     entries = 0
 
@@ -274,18 +302,18 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
         return dict(kind=StageKind.OUTER, timesteps=T, rows=H, cols=W, acc_base=wg[name].base, acc_clear=1)
 
     stages.append(("dw4", _stage(**wgrad("w4", 1, cout, r), **src("q23"), **grad("g_a4", 1, 1), taps=Taps.POINT)))
-    stages.append(("g_q23", _stage(**bwd, **src("g_a4"), **dst("g_q23"), rows=H + 2, cols=W + 2, taps=Taps.POINT,
-                                   w_base=weights([w4]), shift=shifts["g4t"])))
+    stages.append(matvec("g_q23", [w4], **bwd, **src("g_a4"), **dst("g_q23"), rows=H + 2, cols=W + 2,
+                         taps=Taps.POINT, shift=shifts["g4t"]))
     flipped2 = [w2[:, :, 2 - i] for i in range(3)]          # [k, j]: input k, output j
     flipped3 = [w3[:, :, 2 - i] for i in range(3)]
     if mode == "stt":
         stages.append(("dw3", _stage(**wgrad("w3", 3, r, r), **src("q2"), **grad("g_q23", 1, 1), taps=Taps.COLS)))
-        stages.append(("g_q2", _stage(**bwd, **src("g_q23"), **dst("g_q2"), rows=H + 2, cols=W, taps=Taps.COLS,
-                                      w_base=weights(flipped3), shift=shifts["g3t"])))
+        stages.append(matvec("g_q2", flipped3, **bwd, **src("g_q23"), **dst("g_q2"), rows=H + 2, cols=W,
+                             taps=Taps.COLS, shift=shifts["g3t"]))
         stages.append(("dw2", _stage(**wgrad("w2", 3, r, r), **src("q1"), **grad("g_q2", 1, 0), taps=Taps.ROWS,
                                      fx=1)))
-        stages.append(("g_q1", _stage(**bwd, **src("g_q2"), **dst("g_q1"), rows=H, cols=W, taps=Taps.ROWS,
-                                      w_base=weights(flipped2), shift=shifts["g23t"])))
+        stages.append(matvec("g_q1", flipped2, **bwd, **src("g_q2"), **dst("g_q1"), rows=H, cols=W, taps=Taps.ROWS,
+                             shift=shifts["g23t"]))
     else:
         s_bypass = shifts["g23t"] - qlayer.shift3 - 1
         if s_bypass < -15:
@@ -300,14 +328,13 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
         else:
             stages.append(("dw23", _stage(**wgrad("w23", 6, r, r), **src("q1"), **grad("g_q23", 1, 1),
                                           taps=Taps.ROWS_COLS, fy=1, fx=1, schedule=sched, use_schedule=htt)))
-        stages.append(("g_q1", _stage(**bwd, **src("g_q23"), **dst("g_q1"), rows=H, cols=W, taps=Taps.ROWS_COLS,
-                                      fy=1, fx=1, w_base=weights(flipped2 + flipped3), shift=shifts["g23t"],
-                                      schedule=sched, use_schedule=htt,
-                                      alt_shift=abs(s_bypass), alt_left=s_bypass < 0)))
+        stages.append(matvec("g_q1", flipped2 + flipped3, **bwd, **src("g_q23"), **dst("g_q1"), rows=H, cols=W,
+                             taps=Taps.ROWS_COLS, fy=1, fx=1, shift=shifts["g23t"], schedule=sched,
+                             use_schedule=htt, alt_shift=abs(s_bypass), alt_left=s_bypass < 0))
     stages.append(("dw1", _stage(**wgrad("w1", 1, r, cin), **src("x"), **grad("g_q1", 0, 0), taps=Taps.POINT,
                                  fy=1, fx=1)))
-    stages.append(("e_in", _stage(**bwd, **src("g_q1"), **dst("e_in"), rows=H, cols=W, taps=Taps.POINT,
-                                  w_base=weights([w1]), shift=shifts["g1t"])))
+    stages.append(matvec("e_in", [w1], **bwd, **src("g_q1"), **dst("e_in"), rows=H, cols=W, taps=Taps.POINT,
+                         shift=shifts["g1t"]))
     tensors, stages, words, bank_words = _place(tensors, stages, T, overlay, bank_depth)
     stages, wwords, streamed_w = _stream_weights(stages, blocks, weight_depth)
     stages, wg, entries, streamed_s = _stream_sums(stages, wg, entries, acc_depth)

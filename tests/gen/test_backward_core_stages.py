@@ -189,6 +189,12 @@ def layer_case(cfg, seed: int, mode: str, T: int, cin: int, r: int, cout: int, H
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-r{c[1]}-T{c[4]}-{c[5]}x{c[6]}"
                          + ("-pool" if c[7] else "") + ("" if c[8] else "-sat") + ("-extra" if c[9] else ""))
 def test_backward_tile_matches_golden(case):
+    _check_tile_against_golden(case)
+
+
+def _check_tile_against_golden(case, pack_lanes: bool = False):
+    """Run ``case``'s tile on the datapath and compare every tensor and sum with the golden
+    stages; returns the program and the run's results."""
     mode, r, cin, cout, T, H, W, pool, auto, extra = case
     q, x, trace, e, g_extra, gold = backward_case(case)
     rnd = GradRounding(CFG.gradients.rounding)
@@ -197,7 +203,7 @@ def test_backward_tile_matches_golden(case):
     # every tensor in words of its own, so that the intermediates can be checked after the run
     # (test_overlaid_tensors_give_the_same_results checks the shared layout the driver uses)
     prog = plan_backward_tile(q, T, H, W, P, WB, gold.shifts, list(full), use_extra=extra, overlay=False,
-                              spikes_per_word=S)
+                              spikes_per_word=S, pack_lanes=pack_lanes)
     out = _run_tile(prog, q, x, trace, e, g_extra, [0] * prog.buffer_words)
 
     def tensor(name):
@@ -228,6 +234,45 @@ def test_backward_tile_matches_golden(case):
     assert np.abs(tensor("e_in")).sum() > 0 and any(v.any() for v in got.values())
     if not auto:
         assert sum(gold.saturations.values()) > 0
+    return prog, out
+
+
+PACKED_CASES = [  # rank <= P/2 (2 of the small configuration's 4 lanes): two pixels per pass
+    ("ptt", 2, 8, 8, 2, 2, 4, False, True, False),
+    ("stt", 2, 4, 8, 2, 2, 2, False, True, True),
+    ("htt", 2, 4, 4, 3, 2, 2, False, True, False),
+    ("ptt", 1, 4, 6, 1, 4, 2, True, False, True),        # pooling, saturating shifts, rank 1
+]
+#: The mat-vec stages with ``r`` outputs, whose blocks have an even number of columns here
+#: (W even), by hand; HTT's q23 and G2^T + G3^T have reduced timesteps (their copy is not
+#: packed), and rank 1's q23 and G2^T + G3^T take as long packed (1 + 1 steps per pair and tap).
+_PACKED = {"ptt": {"q1", "q23", "g_q23", "g_q1"}, "stt": {"q1", "q2", "q23", "g_q23", "g_q2", "g_q1"},
+           "htt": {"q1", "g_q23"}}
+
+
+@pytest.mark.parametrize("case", PACKED_CASES, ids=lambda c: f"{c[0]}-r{c[1]}-T{c[4]}-{c[5]}x{c[6]}"
+                         + ("-pool" if c[7] else "") + ("" if c[8] else "-sat"))
+def test_packed_stages_match_golden(case):
+    """Lane packing (``pack``): the stages with ``r <= P/2`` outputs compute pixels ``x`` and
+    ``x + 1`` in the two halves of the array, the driver repeating each weight word's lanes in
+    both; the tensors and sums are the golden model's all the same, and each stage's cycles
+    are counted here by hand: a packed stage takes ``I + ceil(I / P)`` steps per pixel pair and
+    tap (spikes: ``ceil(I / S)``; the first pixel's input word read in a step of its own), its
+    pipeline drains in five cycles (the second word written one cycle after the first), one
+    more for the control; and equal the cycle model's."""
+    from ttsnn.gen.backward.cyclemodel import stage_cycles
+
+    mode, r, T = case[0], case[1], case[4]
+    prog, out = _check_tile_against_golden(case, pack_lanes=True)
+    packed = {n for n, f in prog.stages if f["pack"]}
+    assert packed == (_PACKED[mode] - {"q23", "g_q1"} if r == 1 else _PACKED[mode])
+    for name, f in prog.stages:
+        assert out[f"cycles_{name}"] == stage_cycles(name, f, P, S).cycles, name
+        if f["pack"]:
+            taps = {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]]
+            words = -(-f["in_channels"] // (S if f["in_spikes"] else P))
+            steps = T * f["rows"] * f["cols"] // 2 * taps * (f["in_channels"] + words)
+            assert out[f"cycles_{name}"] == steps + 5 + 1, name
 
 
 def test_input_spikes_over_several_words():

@@ -71,8 +71,11 @@ def _program(q, x, trace, e, g_extra, gold):
 
 @pytest.mark.parametrize("case", [("ptt", 3, 4, 6, 1, 4, 2, True, True, True),
                                   ("stt", 4, 4, 8, 2, 2, 2, False, True, False),
-                                  ("htt", 4, 8, 4, 2, 2, 2, False, False, False)],
-                         ids=["ptt-pool-extra", "stt", "htt-saturating"])
+                                  ("htt", 4, 8, 4, 2, 2, 2, False, False, False),
+                                  ("stt", 2, 4, 8, 2, 2, 2, False, False, False),
+                                  ("ptt", 2, 8, 4, 2, 2, 4, True, True, True)],
+                         ids=["ptt-pool-extra", "stt", "htt-saturating", "stt-r2-packed-saturating",
+                              "ptt-r2-packed-pool-extra"])
 def test_backward_tile_on_the_accelerator(case):
     q, x, trace, e, g_extra, gold = backward_case(case)
     prog = _program(q, x, trace, e, g_extra, gold)
@@ -98,8 +101,13 @@ def test_backward_tile_on_the_accelerator(case):
     def stage_steps(f):
         """HTT's reduced timesteps: a mat-vec stage copies one word per pixel and group; an
         outer product skips them in one step, but the first one before its sums start
-        (``acc_clear``, no full timestep yet) writes zero sums: one pixel's steps."""
+        (``acc_clear``, no full timestep yet) writes zero sums: one pixel's steps. A packed
+        stage (rank <= P/2): per pixel pair and tap, a step per input channel and one more per
+        input word (the first pixel's read alone)."""
         groups, taps = -(-f["out_channels"] // CFG.lanes), {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]]
+        if f["pack"]:
+            words = -(-f["in_channels"] // (CFG.gbuf_spikes_per_word if f["in_spikes"] else CFG.lanes))
+            return f["timesteps"] * f["rows"] * f["cols"] // 2 * taps * (f["in_channels"] + words)
         n, started, zeroed = 0, False, False
         for t in range(f["timesteps"]):
             reduced = f["use_schedule"] and not full[t]
@@ -113,6 +121,8 @@ def test_backward_tile_on_the_accelerator(case):
                 n += f["rows"] * f["cols"] * groups * taps * f["in_channels"]
                 started = True
         return n
+    # the rank-2 cases run their r-output stages two pixels per pass (2 of the 4 lanes each)
+    assert any(f["pack"] for _, f in prog.plan.stages) == (2 * r <= CFG.lanes)
     steps = sum(stage_steps(f) for name, f in prog.plan.stages if name != "lif")
     assert res.counters["stage_busy"] == steps
     assert res.counters["grad_saturations"] == sum(v for k, v in gold.saturations.items()
