@@ -40,16 +40,19 @@ def ideal_backward_ops(cin: int, r: int, cout: int, h: int, w: int, T: int, mode
 
 
 def lane_bound_cycles(cin: int, r: int, cout: int, h: int, w: int, T: int, mode: str,
-                      full: tuple[bool, ...], pool: bool, lanes: int) -> int:
+                      full: tuple[bool, ...], pool: bool, lanes: int, packed: bool = False) -> int:
     """The bound of an array that puts one output channel on each lane (this datapath, and the
     issue's bound with the lanes a channel count leaves idle counted): every operation of
     :func:`ideal_backward_ops`, each stage's lane channels rounded up to ``lanes`` (the rank of
     the stages with ``r`` outputs: the recomputed G1/G2/G3, G4^T, G2^T/G3^T and the outer
-    products of ``dW1``/``dW2``/``dW3``), still no halo, no ring and no pipeline."""
+    products of ``dW1``/``dW2``/``dW3``), still no halo, no ring and no pipeline. ``packed``:
+    the mat-vec stages with ``r <= lanes / 2`` outputs run two pixels per pass (the stage field
+    ``pack``), each pixel taking half the lanes (the outer products are not packed)."""
     up = lambda c: -(-c // lanes) * lanes          # noqa: E731
+    mv = lambda c: lanes // 2 if packed and 2 * c <= lanes else up(c)       # noqa: E731
     hw, nf = h * w, sum(full)
-    pointwise = (2 * cin * up(r) + up(cin) * r + cout * up(r) + up(cout) * r) * hw * T
-    taps = 18 * up(r) * r * hw * (T if mode == "stt" else nf)
+    pointwise = (cin * mv(r) + cin * up(r) + up(cin) * r + cout * mv(r) + up(cout) * r) * hw * T
+    taps = (12 * mv(r) + 6 * up(r)) * r * hw * (T if mode == "stt" else nf)
     lif = up(cout) * (hw // 4 if pool else hw) * T
     return -(-(pointwise + taps + lif) // lanes)
 
@@ -76,7 +79,8 @@ def layer_backward_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
             stage_totals[sc.name] = stage_totals.get(sc.name, 0) + sc.cycles
     ops = ideal_backward_ops(q.in_channels, q.rank, q.out_channels, H, W, T, mode, full, q.pool)
     bound = -(-ops // P)
-    lane_bound = lane_bound_cycles(q.in_channels, q.rank, q.out_channels, H, W, T, mode, full, q.pool, P)
+    lane_bound = lane_bound_cycles(q.in_channels, q.rank, q.out_channels, H, W, T, mode, full, q.pool, P,
+                                   packed=cfg.gradients.rounding != "stochastic")
     return {"layer": spec.name, "in_channels": q.in_channels, "rank": q.rank,
             "out_channels": q.out_channels, "height": H, "width": W, "pool": q.pool,
             "timesteps": T, "mode": mode, "tiles": tiles, "tile": f"{h}x{w}", "chunk": k,
