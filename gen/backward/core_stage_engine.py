@@ -63,6 +63,16 @@ class CoreStageEngine(wiring.Component):
     fields) with ``key`` in stage b for the :class:`GradientRequantiser` in stage c. The input word is read once per ``P`` channels
     (``in_spikes``: once per ``S`` channels, the spike a bit of it), the gradient word
     once per ``(pixel, go)``; the weight word every mat-vec step.
+
+    Two pixels per pass (``pack``, stages with at most ``P/2`` outputs or gradient channels):
+    the x loop steps over pixel pairs and an innermost level ``f`` gives each input word two
+    steps, the first reading pixel ``x``'s word (no MAC, no product), the second pixel
+    ``x + 1``'s (and, at a pixel pair's first step, the gradient words alike). The array is two
+    :class:`gen.units.MacPEArray` halves; the upper one takes pixel ``x + 1``'s operand (its
+    weights repeat the lower half's, laid out by the driver) and the upper outer-product lanes
+    multiply pixel ``x + 1``'s gradient lanes by its activation. A mat-vec pair's result is
+    written as two words: pixel ``x``'s (the lower half) in stage d, pixel ``x + 1``'s (the
+    upper half moved down) in stage e, one cycle later.
     """
 
     def __init__(self, config: HardwareConfig, acc_entries: int):
@@ -108,8 +118,8 @@ class CoreStageEngine(wiring.Component):
         S, ls = cfg.gbuf_spikes_per_word, log2(cfg.gbuf_spikes_per_word)
         first_word = Mux(st.in_spikes, (i & (S - 1)) == 0, (i & (P - 1)) == 0)
         # two pixels per pass (``pack``): a step that needs a new input word reads pixel x's in
-        # an extra step (``fetch``, no MAC) before the one that reads pixel x + 1's and MACs
-        packed = st.pack & (st.kind == StageKind.MATVEC)
+        # an extra step (``fetch``, no MAC or product) before the one that reads pixel x + 1's
+        packed = st.pack & ((st.kind == StageKind.MATVEC) | (st.kind == StageKind.OUTER))
         fetch = packed & first_word & ~copy & (f == 0)
         ends = loops(m, [(t, st.timesteps), (y, Mux(skip_t, 1, st.rows)),
                          (x, Mux(skip_t, 1, Mux(packed, st.cols >> 1, st.cols))),
@@ -198,8 +208,8 @@ class CoreStageEngine(wiring.Component):
                          + Mux(c["f"], gi, 0)),
             out["w"].eq(stepped_address(m, ends, issue, start, st.w_base, [None, None, None, 1, tap_i, go_, None], AB,
                                         "w")),
-            out["g"].eq(g_off + stepped_address(m, ends, issue, start, 0, [g_t, g_y, go_, 1, None, None, None], AB,
-                                                "g")),
+            out["g"].eq(g_off + stepped_address(m, ends, issue, start, 0, [g_t, g_y, go_x, 1, None, None, None], AB,
+                                                "g") + Mux(c["f"], go_, 0)),
             out["out"].eq(stepped_address(m, ends, issue, start, st.out_base,
                                           [out_t, out_y, go_x, 1, None, None, None], AB, "out")),
             out["entry"].eq(stepped_address(m, ends, issue, start, st.acc_base,
@@ -232,12 +242,14 @@ class CoreStageEngine(wiring.Component):
         m.d.sync += [a[k].eq(step[k]) for k in a]
         # the input words of pixel x (slot 0) and, packed, pixel x + 1 (slot 1): the word read
         # this step, or the one held since
-        held_in, held_in1, held_g = Signal(P * gb), Signal(P * gb), Signal(P * gb)
+        held_in, held_in1, held_g, held_g1 = (Signal(P * gb, name=n) for n in ("held_in", "held_in1", "held_g",
+                                                                               "held_g1"))
         word = Mux(a["first_word"] & ~a["slot"], self.inp.data, held_in)
         word1 = Mux(a["first_word"] & a["slot"], self.inp.data, held_in1)
-        gword = Mux(a["first_step"], self.grad.data, held_g)
+        gword = Mux(a["first_step"] & ~a["slot"], self.grad.data, held_g)
+        gword1 = Mux(a["first_step"] & a["slot"], self.grad.data, held_g1)
         with m.If(va):
-            m.d.sync += [held_in.eq(word), held_in1.eq(word1), held_g.eq(gword)]
+            m.d.sync += [held_in.eq(word), held_in1.eq(word1), held_g.eq(gword), held_g1.eq(gword1)]
 
         def operand_of(w):
             lanes_op = w.word_select(sel_a[:log2(P)], gb) if P > 1 else w
@@ -268,13 +280,20 @@ class CoreStageEngine(wiring.Component):
             m.d.sync += part.eq(sums_a)           # the row branch's sums (ROWS_COLS)
         # outer product into the accumulator
         m.submodules.wgrad = acc = WeightGradientAccumulator(P, gb + qb, gr.wgrad_tile, self.acc_entries)
-        products = [Mux(a["zero"], 0, lane(gword, l, gb) * operand[:qb].as_signed()) for l in range(P)]
-        m.d.comb += [acc.valid.eq(va & outer), acc.clear.eq(a["clear"]), acc.addr.eq(entry_a),
+        # packed: the upper half multiplies pixel x + 1's gradient (its word's lower lanes) by its
+        # activation; the host adds each entry's two halves (``unpack_wgrad``)
+        # (the operands multiplexed, one multiplier per lane)
+        upper_operand = Mux(packed, operand1, operand)[:qb].as_signed()
+        products = [Mux(a["zero"], 0, lane(gword, l, gb) * operand[:qb].as_signed()) for l in range(half)]
+        products += [Mux(a["zero"], 0, Mux(packed, lane(gword1, l - half, gb), lane(gword, l, gb)) * upper_operand)
+                     for l in range(half, P)]
+        update = va & outer & ~a["fetch"]
+        m.d.comb += [acc.valid.eq(update), acc.clear.eq(a["clear"]), acc.addr.eq(entry_a),
                      acc.product.eq(Cat(*[p[:gb + qb] for p in products])),
                      acc.rd_en.eq(self.acc_rd_en), acc.rd_addr.eq(self.acc_rd_addr),
                      self.acc_rd_data.eq(acc.rd_data)]
         m.d.comb += [self.counts.stage_macs.eq(Mux(mac, active_a, 0)),
-                     cnt.wgrad_updates.eq(Mux(va & outer & ~a["zero"], active_a, 0)), cnt.wgrad_words.eq(va & outer)]
+                     cnt.wgrad_updates.eq(Mux(update & ~a["zero"], active_a, 0)), cnt.wgrad_words.eq(update)]
         # stage b: the finished sums
         vb, reduced_b = Signal(), Signal()
         out_b = Signal(AB)

@@ -69,10 +69,11 @@ def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: in
     (the word is read once per ``P`` channels; spikes, ``in_spikes``: ``ceil(I / S)``), a weight word per mat-vec step, the gradient
     word once per outer-product pixel, one output word per mat-vec pixel; on HTT's reduced
     timesteps a mat-vec stage copies (one step, one input word, no weight, no MAC per output
-    word). A packed mat-vec stage (``pack``) steps over pixel pairs, each input word taking
-    one step more (the first pixel's word read without a MAC, the second's with it): per pair
-    and tap ``I + ceil(I / P)`` steps (spikes: ``I + ceil(I / S)``) instead of ``2 I``, a
-    weight word per MAC step. An outer-product
+    word). A packed stage (``pack``) steps over pixel pairs, each input word taking one step
+    more (the first pixel's word read without a MAC or product, the second's with it): per
+    pair and tap ``I + ceil(I / P)`` steps (spikes: ``I + ceil(I / S)``) instead of ``2 I``, a
+    weight word or an accumulator update per MAC step (an outer product reads both pixels'
+    gradient words, in the pair's first two steps). An outer-product
     stage skips HTT's reduced timesteps in one step each, but while its sums have not started
     (``acc_clear``, before the first full timestep) the first one writes zero sums over one
     pixel (every entry), and the later ones a zero word in their one step."""
@@ -80,7 +81,7 @@ def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: in
     pixels = rows * cols * groups                 # (y, x, output group) per timestep
     in_words = -(-inner // (spikes_per_word if f.get("in_spikes") else lanes))
     matvec = kind == StageKind.MATVEC
-    packed = matvec and bool(f.get("pack"))
+    packed = bool(f.get("pack"))
     passes = pixels // 2 if packed else pixels    # the array's passes per timestep
     inner_steps = inner + in_words if packed else inner
     copy = [matvec and not full[t] for t in range(T)]          # HTT's bypass: one step per output word
@@ -106,7 +107,8 @@ def _core_counters(kind: StageKind, f: Mapping[str, int], groups: int, lanes: in
                  grad_writes=pixels * T)
     else:
         c.update(wgrad_updates=macs, grad_reads=pixels * sum(full),
-                 wgrad_words=sum(s for s, d in zip(steps, done) if d) + zero_words)
+                 wgrad_words=(sum(passes * taps[t] * inner for t in range(T) if done[t]) if packed
+                              else sum(s for s, d in zip(steps, done) if d)) + zero_words)
     return sum(steps), macs, c
 
 

@@ -46,13 +46,13 @@ def lane_bound_cycles(cin: int, r: int, cout: int, h: int, w: int, T: int, mode:
     :func:`ideal_backward_ops`, each stage's lane channels rounded up to ``lanes`` (the rank of
     the stages with ``r`` outputs: the recomputed G1/G2/G3, G4^T, G2^T/G3^T and the outer
     products of ``dW1``/``dW2``/``dW3``), still no halo, no ring and no pipeline. ``packed``:
-    the mat-vec stages with ``r <= lanes / 2`` outputs run two pixels per pass (the stage field
-    ``pack``), each pixel taking half the lanes (the outer products are not packed)."""
+    the stages with ``r <= lanes / 2`` lane channels run two pixels per pass (the stage field
+    ``pack``), each pixel taking half the lanes."""
     up = lambda c: -(-c // lanes) * lanes          # noqa: E731
-    mv = lambda c: lanes // 2 if packed and 2 * c <= lanes else up(c)       # noqa: E731
+    two = lambda c: lanes // 2 if packed and 2 * c <= lanes else up(c)      # noqa: E731
     hw, nf = h * w, sum(full)
-    pointwise = (cin * mv(r) + cin * up(r) + up(cin) * r + cout * mv(r) + up(cout) * r) * hw * T
-    taps = (12 * mv(r) + 6 * up(r)) * r * hw * (T if mode == "stt" else nf)
+    pointwise = (2 * cin * two(r) + up(cin) * r + cout * two(r) + up(cout) * r) * hw * T
+    taps = 18 * two(r) * r * hw * (T if mode == "stt" else nf)
     lif = up(cout) * (hw // 4 if pool else hw) * T
     return -(-(pointwise + taps + lif) // lanes)
 

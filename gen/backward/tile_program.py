@@ -124,15 +124,22 @@ def unpack_tensor(words: list[int], shape: tuple[int, int, int, int], lanes: int
 
 
 def unpack_wgrad(read_entry, spec: WeightGradSpec, bits: int) -> np.ndarray:
-    """The sums of ``spec`` as ``[out, inner, taps]`` (``read_entry(entry) -> word``)."""
+    """The sums of ``spec`` as ``[out, inner, taps]`` (``read_entry(entry) -> word``). Where
+    ``out <= P/2`` the sum of output ``o`` is lane ``o`` plus lane ``P/2 + o`` (modulo
+    ``2^bits``): a packed outer product (``pack``) adds pixel ``x + 1``'s terms in the upper
+    half; an unpacked one leaves it zero (its gradient's lanes beyond ``out`` are zero)."""
     out = np.zeros((spec.out, spec.inner, spec.taps), dtype=np.int64)
     groups = -(-spec.out // spec.lanes)
+    halves = 2 * spec.out <= spec.lanes
+    mask = (1 << bits) - 1
     for tap in range(spec.taps):
         for g in range(groups):
             for i in range(spec.inner):
                 word = read_entry(spec.base + (tap * groups + g) * spec.inner + i)
                 for l in range(min(spec.lanes, spec.out - g * spec.lanes)):
-                    v = (word >> (l * bits)) & ((1 << bits) - 1)
+                    v = (word >> (l * bits)) & mask
+                    if halves:
+                        v = (v + (word >> ((spec.lanes // 2 + l) * bits))) & mask
                     out[g * spec.lanes + l, i, tap] = v - ((v >> (bits - 1)) << bits)
     return out
 
@@ -160,12 +167,13 @@ def _weight_words(mats: list[np.ndarray], lanes: int, bits: int, packed: bool = 
 
 
 def packs(stage: Mapping[str, int], lanes: int, spikes_per_word: int) -> bool:
-    """Whether a mat-vec stage runs two pixels per pass (``pack``): its outputs fit half the
-    lanes, its block has an even number of columns, it has no reduced timestep (HTT's copy),
-    and it takes fewer cycles so (the exact cycle model: ``I + ceil(I / P)`` steps per pixel
-    pair and tap instead of ``2 I``, one more drain cycle)."""
-    if (stage["kind"] != StageKind.MATVEC or 2 * stage["out_channels"] > lanes or stage["cols"] % 2
-            or stage["use_schedule"]):
+    """Whether a mat-vec or outer-product stage runs two pixels per pass (``pack``): its
+    outputs (an outer product's gradient channels) fit half the lanes, its block has an even
+    number of columns, it has no reduced timestep (HTT's copy or skip), and it takes fewer
+    cycles so (the exact cycle model: ``I + ceil(I / P)`` steps per pixel pair and tap instead
+    of ``2 I``; a mat-vec stage one more drain cycle)."""
+    if (stage["kind"] not in (StageKind.MATVEC, StageKind.OUTER) or 2 * stage["out_channels"] > lanes
+            or stage["cols"] % 2 or stage["use_schedule"]):
         return False
     one = stage_cycles("", {**stage, "pack": 0}, lanes, spikes_per_word).cycles
     return stage_cycles("", {**stage, "pack": 1}, lanes, spikes_per_word).cycles < one
@@ -215,8 +223,9 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
     sums do not all fit, some go through a slot the host refills or reads around their stage
     in every program (:func:`_keep_or_stream`); PTT/HTT's six-tap sums run as one stage per
     branch where they alone exceed ``acc_depth``. ``pack_lanes``: the mat-vec stages with at
-    most ``P/2`` outputs run two pixels per pass where that is faster (:func:`packs`; not with
-    stochastic rounding, whose per-lane index assumes one pixel per pass)."""
+    most ``P/2`` outputs, and the outer products with at most ``P/2`` gradient channels, run two
+    pixels per pass where that is faster (:func:`packs`; not with stochastic rounding, whose
+    per-lane index assumes one pixel per pass)."""
     T, H, W, P = timesteps, height, width, lanes
     mode = qlayer.mode
     cin, r, cout = qlayer.in_channels, qlayer.rank, qlayer.out_channels
@@ -335,6 +344,9 @@ def plan_backward_tile(qlayer, timesteps: int, height: int, width: int, lanes: i
                                  fy=1, fx=1)))
     stages.append(matvec("e_in", [w1], **bwd, **src("g_q1"), **dst("e_in"), rows=H, cols=W, taps=Taps.POINT,
                          shift=shifts["g1t"]))
+    # the outer products (no weights to lay out) packed where :func:`packs` says so
+    stages = [(n, {**f, "pack": int(pack_lanes and packs(f, P, spikes_per_word))})
+              if f["kind"] == StageKind.OUTER else (n, f) for n, f in stages]
     tensors, stages, words, bank_words = _place(tensors, stages, T, overlay, bank_depth)
     stages, wwords, streamed_w = _stream_weights(stages, blocks, weight_depth)
     stages, wg, entries, streamed_s = _stream_sums(stages, wg, entries, acc_depth)

@@ -243,11 +243,14 @@ PACKED_CASES = [  # rank <= P/2 (2 of the small configuration's 4 lanes): two pi
     ("htt", 2, 4, 4, 3, 2, 2, False, True, False),
     ("ptt", 1, 4, 6, 1, 4, 2, True, False, True),        # pooling, saturating shifts, rank 1
 ]
-#: The mat-vec stages with ``r`` outputs, whose blocks have an even number of columns here
-#: (W even), by hand; HTT's q23 and G2^T + G3^T have reduced timesteps (their copy is not
-#: packed), and rank 1's q23 and G2^T + G3^T take as long packed (1 + 1 steps per pair and tap).
-_PACKED = {"ptt": {"q1", "q23", "g_q23", "g_q1"}, "stt": {"q1", "q2", "q23", "g_q23", "g_q2", "g_q1"},
-           "htt": {"q1", "g_q23"}}
+#: The mat-vec stages with ``r`` outputs and the outer products with ``r`` gradient channels
+#: (dW1, dW2, dW3; dW4's are Cout), whose blocks have an even number of columns here (W
+#: even), by hand; HTT's q23, G2^T + G3^T and dW2 + dW3 have reduced timesteps (their copy and
+#: skip are not packed), and rank 1's q23, G2^T + G3^T and dW2 + dW3 take as long packed
+#: (1 + 1 steps per pair and tap).
+_PACKED = {"ptt": {"q1", "q23", "g_q23", "g_q1", "dw23", "dw1"},
+           "stt": {"q1", "q2", "q23", "g_q23", "g_q2", "g_q1", "dw3", "dw2", "dw1"},
+           "htt": {"q1", "g_q23", "dw1"}}
 
 
 @pytest.mark.parametrize("case", PACKED_CASES, ids=lambda c: f"{c[0]}-r{c[1]}-T{c[4]}-{c[5]}x{c[6]}"
@@ -255,24 +258,26 @@ _PACKED = {"ptt": {"q1", "q23", "g_q23", "g_q1"}, "stt": {"q1", "q2", "q23", "g_
 def test_packed_stages_match_golden(case):
     """Lane packing (``pack``): the stages with ``r <= P/2`` outputs compute pixels ``x`` and
     ``x + 1`` in the two halves of the array, the driver repeating each weight word's lanes in
-    both; the tensors and sums are the golden model's all the same, and each stage's cycles
-    are counted here by hand: a packed stage takes ``I + ceil(I / P)`` steps per pixel pair and
-    tap (spikes: ``ceil(I / S)``; the first pixel's input word read in a step of its own), its
-    pipeline drains in five cycles (the second word written one cycle after the first), one
+    both; the outer products with ``r`` gradient channels add pixel ``x + 1``'s terms in the
+    upper half of each sum (the host adds the halves). The tensors and sums are the golden
+    model's all the same, and each stage's cycles are counted here by hand: a packed stage
+    takes ``I + ceil(I / P)`` steps per pixel pair and tap (spikes: ``ceil(I / S)``; the first
+    pixel's input word read in a step of its own), a mat-vec stage's pipeline drains in five
+    cycles (the second word written one cycle after the first), an outer product's in one, one
     more for the control; and equal the cycle model's."""
     from ttsnn.gen.backward.cyclemodel import stage_cycles
 
     mode, r, T = case[0], case[1], case[4]
     prog, out = _check_tile_against_golden(case, pack_lanes=True)
     packed = {n for n, f in prog.stages if f["pack"]}
-    assert packed == (_PACKED[mode] - {"q23", "g_q1"} if r == 1 else _PACKED[mode])
+    assert packed == (_PACKED[mode] - {"q23", "g_q1", "dw23"} if r == 1 else _PACKED[mode])
     for name, f in prog.stages:
         assert out[f"cycles_{name}"] == stage_cycles(name, f, P, S).cycles, name
         if f["pack"]:
             taps = {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]]
             words = -(-f["in_channels"] // (S if f["in_spikes"] else P))
             steps = T * f["rows"] * f["cols"] // 2 * taps * (f["in_channels"] + words)
-            assert out[f"cycles_{name}"] == steps + 5 + 1, name
+            assert out[f"cycles_{name}"] == steps + (5 if f["kind"] == 0 else 1) + 1, name
 
 
 def test_input_spikes_over_several_words():
