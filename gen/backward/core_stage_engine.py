@@ -118,14 +118,15 @@ class CoreStageEngine(wiring.Component):
         S, ls = cfg.gbuf_spikes_per_word, log2(cfg.gbuf_spikes_per_word)
         first_word = Mux(st.in_spikes, (i & (S - 1)) == 0, (i & (P - 1)) == 0)
         # two pixels per pass (``pack``): a step that needs a new input word reads pixel x's in
-        # an extra step (``fetch``, no MAC or product) before the one that reads pixel x + 1's
+        # an extra step (``fetch``, no MAC, product or copy) before the one that reads pixel
+        # x + 1's; HTT's copy too, not an outer product's skipped timestep
         packed = st.pack & ((st.kind == StageKind.MATVEC) | (st.kind == StageKind.OUTER))
-        fetch = packed & first_word & ~copy & (f == 0)
+        fetch = packed & first_word & ~skip_t & (f == 0)
         ends = loops(m, [(t, st.timesteps), (y, Mux(skip_t, 1, st.rows)),
                          (x, Mux(skip_t, 1, Mux(packed, st.cols >> 1, st.cols))),
                          (go, Mux(idle_t, 1, GO)), (tap, ntaps),
                          (i, Mux(copy | idle_t, 1, st.in_channels)),
-                         (f, Mux(packed & first_word & ~copy, 2, 1))], issue)
+                         (f, Mux(packed & first_word & ~skip_t, 2, 1))], issue)
         with m.If(issue & ends[0]):
             m.d.sync += run.eq(0)
         # the first pixel an outer-product stage does not skip starts its sums (HTT: timestep 0
@@ -272,9 +273,12 @@ class CoreStageEngine(wiring.Component):
         part = Signal(P * accw)
         # the copy (HTT's reduced timesteps): the input word's lanes, sign-extended, are the sums
         copied = Signal(P * accw)
+        # (packed: the upper half pixel x + 1's, from its word's lower lanes)
         lanes_ext = [Signal(signed(accw), name=f"copy{l}") for l in range(P)]
-        m.d.comb += [v.eq(lane(word, l, gb).as_signed()) for l, v in enumerate(lanes_ext)]   # sign-extends
-        with m.If(va & a["copy"]):
+        m.d.comb += [v.eq(lane(word, l, gb)) for l, v in enumerate(lanes_ext[:half])]   # sign-extends
+        m.d.comb += [v.eq(Mux(packed, lane(word1, l - half, gb), lane(word, l, gb)))
+                     for l, v in enumerate(lanes_ext[half:], start=half)]
+        with m.If(va & a["copy"] & ~a["fetch"]):
             m.d.sync += copied.eq(Cat(*lanes_ext))
         with m.If(va & ~outer & a["branch"]):
             m.d.sync += part.eq(sums_a)           # the row branch's sums (ROWS_COLS)

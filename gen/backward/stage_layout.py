@@ -118,13 +118,14 @@ STAGE_FIELDS = (
     ("key_affine", 32, "stochastic rounding, LIF: the folded-BN gradient's key"),
     # lane packing (docs/architecture.md, "Backward datapath"): kept last so that the earlier
     # fields keep their registers
-    ("pack", 1, "mat-vec, outer: 1 two pixels per pass (out_channels <= P/2, cols even, no reduced "
-                "timestep, no stochastic rounding): lanes 0..P/2-1 compute pixel x, lanes "
+    ("pack", 1, "mat-vec, outer: 1 two pixels per pass (out_channels <= P/2, cols even, no "
+                "stochastic rounding): lanes 0..P/2-1 compute pixel x, lanes "
                 "P/2..P-1 pixel x + 1; the two input words are read in one extra step per input "
                 "word. Mat-vec: the driver repeats each weight word's lanes in both halves, the two "
                 "output words are written one cycle apart; outer: both pixels' gradient words read "
                 "in the pair's first two steps, pixel x + 1's terms summed in lanes P/2 + o (the "
-                "host adds the halves)"),
+                "host adds the halves); HTT's reduced timesteps copy (two steps per pixel pair) or "
+                "skip as unpacked"),
 )
 
 #: The stage descriptor as the hardware holds it.

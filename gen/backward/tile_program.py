@@ -169,11 +169,11 @@ def _weight_words(mats: list[np.ndarray], lanes: int, bits: int, packed: bool = 
 def packs(stage: Mapping[str, int], lanes: int, spikes_per_word: int) -> bool:
     """Whether a mat-vec or outer-product stage runs two pixels per pass (``pack``): its
     outputs (an outer product's gradient channels) fit half the lanes, its block has an even
-    number of columns, it has no reduced timestep (HTT's copy or skip), and it takes fewer
-    cycles so (the exact cycle model: ``I + ceil(I / P)`` steps per pixel pair and tap instead
-    of ``2 I``; a mat-vec stage one more drain cycle)."""
+    number of columns, and it takes fewer cycles so (the exact cycle model: ``I + ceil(I / P)``
+    steps per pixel pair and tap instead of ``2 I``; a mat-vec stage one more drain cycle; HTT's
+    copy and skip take as many steps as unpacked)."""
     if (stage["kind"] not in (StageKind.MATVEC, StageKind.OUTER) or 2 * stage["out_channels"] > lanes
-            or stage["cols"] % 2 or stage["use_schedule"]):
+            or stage["cols"] % 2):
         return False
     one = stage_cycles("", {**stage, "pack": 0}, lanes, spikes_per_word).cycles
     return stage_cycles("", {**stage, "pack": 1}, lanes, spikes_per_word).cycles < one

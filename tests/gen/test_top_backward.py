@@ -73,9 +73,10 @@ def _program(q, x, trace, e, g_extra, gold):
                                   ("stt", 4, 4, 8, 2, 2, 2, False, True, False),
                                   ("htt", 4, 8, 4, 2, 2, 2, False, False, False),
                                   ("stt", 2, 4, 8, 2, 2, 2, False, False, False),
-                                  ("ptt", 2, 8, 4, 2, 2, 4, True, True, True)],
+                                  ("ptt", 2, 8, 4, 2, 2, 4, True, True, True),
+                                  ("htt", 2, 4, 8, 3, 2, 4, False, False, False)],
                          ids=["ptt-pool-extra", "stt", "htt-saturating", "stt-r2-packed-saturating",
-                              "ptt-r2-packed-pool-extra"])
+                              "ptt-r2-packed-pool-extra", "htt-r2-packed-saturating"])
 def test_backward_tile_on_the_accelerator(case):
     q, x, trace, e, g_extra, gold = backward_case(case)
     prog = _program(q, x, trace, e, g_extra, gold)
@@ -105,9 +106,10 @@ def test_backward_tile_on_the_accelerator(case):
         stage (rank <= P/2): per pixel pair and tap, a step per input channel and one more per
         input word (the first pixel's read alone)."""
         groups, taps = -(-f["out_channels"] // CFG.lanes), {0: 1, 1: 3, 2: 3, 3: 6}[f["taps"]]
+        full_steps = f["rows"] * f["cols"] * groups * taps * f["in_channels"]
         if f["pack"]:
             words = -(-f["in_channels"] // (CFG.gbuf_spikes_per_word if f["in_spikes"] else CFG.lanes))
-            return f["timesteps"] * f["rows"] * f["cols"] // 2 * taps * (f["in_channels"] + words)
+            full_steps = f["rows"] * f["cols"] // 2 * taps * (f["in_channels"] + words)
         n, started, zeroed = 0, False, False
         for t in range(f["timesteps"]):
             reduced = f["use_schedule"] and not full[t]
@@ -118,7 +120,7 @@ def test_backward_tile_on_the_accelerator(case):
                 n += groups * taps * f["in_channels"] if first else 1
                 zeroed = zeroed or first
             else:
-                n += f["rows"] * f["cols"] * groups * taps * f["in_channels"]
+                n += full_steps
                 started = True
         return n
     # the rank-2 cases run their r-output stages two pixels per pass (2 of the 4 lanes each)
