@@ -5,7 +5,9 @@ G3^T/G2^T, G1^T) run on a :class:`gen.units.MacPEArray` of ``P`` PEs, one output
 with the input broadcast one element per cycle, as cluster 4 runs G4; the driver lays the
 weights out per stage (transposed, taps flipped), so one array serves all of them. Outer
 product stages (the weight gradients) multiply a held gradient word by the broadcast
-activation and add the products into a :class:`WeightGradientAccumulator`.
+activation and add the products into a :class:`WeightGradientAccumulator`. A stage with at
+most ``P/2`` lane channels may run two pixels per pass (``pack``): the array's upper half
+computes pixel ``x + 1`` (:class:`CoreStageEngine`).
 """
 
 from __future__ import annotations
