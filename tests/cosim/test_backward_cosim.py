@@ -103,14 +103,15 @@ def test_a_layer_whose_weights_and_sums_stream_on_the_verilog(tmp_path):
     _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
 
 
-@pytest.mark.parametrize("mode, pool, extra", [("stt", False, True), ("ptt", True, False)],
-                         ids=["stt-extra", "ptt-pool"])
+@pytest.mark.parametrize("mode, pool, extra", [("stt", False, True), ("ptt", True, False), ("htt", False, False)],
+                         ids=["stt-extra", "ptt-pool", "htt"])
 def test_a_layer_with_two_pixels_per_pass_on_the_verilog(tmp_path, mode, pool, extra):
     """Rank 2 on the small configuration's 4 lanes (``r <= P/2``): the driver packs the
-    mat-vec stages with ``r`` outputs two pixels per pass (the stage field ``pack``, the weight
-    words' lanes repeated in both halves of the array). Bit-exact against the golden backward
-    of the untiled layer in ONE simulator process (the saturating shifts of ``layer_case``);
-    each program's counters equal the cycle model."""
+    mat-vec stages with ``r`` outputs and the outer products with ``r`` gradient channels two
+    pixels per pass (the stage field ``pack``, the weight words' lanes repeated in both halves
+    of the array, the sums' halves added by the host). Bit-exact against the golden backward of
+    the untiled layer in ONE simulator process (the saturating shifts of ``layer_case``); each
+    program's counters equal the cycle model."""
     from tests.gen.test_backward_core_stages import layer_case
 
     target = RtlTarget.for_config("small")
@@ -118,7 +119,7 @@ def test_a_layer_with_two_pixels_per_pass_on_the_verilog(tmp_path, mode, pool, e
     q, x, trace, e, g_extra, gold = layer_case(cfg, 13, mode, 2, 8, 2, 8, 4, 4, pool, extra)
     tiles = _layer_programs(cfg, q, x, trace, e, g_extra, gold)
     packed = {n for t in tiles for n, f in t.program.plan.stages if f["pack"]}
-    assert {"q1", "g_q23"} <= packed                     # the case is what it says: packed
+    assert {"q1", "g_q23", "dw1"} <= packed               # the case is what it says: packed
     _check_layer_on_the_verilog(target, tiles, q, gold, tmp_path)
 
 
