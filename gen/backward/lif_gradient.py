@@ -34,10 +34,11 @@ class LIFGradientLanes(wiring.Component):
       for a block's first conv, which cannot saturate);
     * step 3: ``g_p = sat_G(round_sa(g_cur * scale))``, the product exact (``Gb + Sb`` bits).
 
-    Stages (one register each; cycle 0 is the inputs' cycle): 1 the inputs; 2 the direct term
-    ``round_hs(e * height_mul)``; 3 the leak product ``d_next * leak_mul``, exact; 4 its
-    rounding, the add and the saturation: ``d`` (the held state); 5 ``g_cur``; 6 the product
-    ``g_cur * scale``; 7 its rounding and saturation, every output.
+    Stages (one register each; cycle 0 is the inputs' cycle): 1 the inputs; 2 the product ``e *
+    height_mul``, exact; 3 its rounding, the direct term ``round_hs(e * height_mul)``, beside
+    the leak product ``d_next * leak_mul``, exact; 4 its rounding, the add and the saturation:
+    ``d`` (the held state); 5 ``g_cur``; 6 the product ``g_cur * scale``; 7 its rounding and
+    saturation, every output.
 
     Ports: ``valid`` (a timestep enters: the held ``d`` advances only then), ``restart`` (it is
     ``t = T-1``: ``d_next = 0``), ``load`` (with ``valid``: this step only sets the held ``d``
@@ -99,15 +100,18 @@ class LIFGradientLanes(wiring.Component):
         gb, sb, L = self.grad_width, self.scale_width, self.LATENCY
         dither = {s: (delay_line(m, getattr(self, f"dither_{s}")[l * 32:(l + 1) * 32], n, f"dither_{s}{l}")[n]
                       if self.rounding == "stochastic" else None)
-                  for s, n in (("height", 1), ("leak", 3), ("affine", 6))}
+                  for s, n in (("height", 2), ("leak", 3), ("affine", 6))}
         e_taps = delay_line(m, lane(self.e, l, gb), 3, f"e{l}")
-        window = delay_line(m, self.window[l], 1, f"window{l}")[1]
+        window = delay_line(m, self.window[l], 2, f"window{l}")[2]
         spike = delay_line(m, self.spike[l], 3, f"spike{l}")[3]
         g_extra = delay_line(m, lane(self.g_extra, l, gb), 4, f"g_extra{l}")[4]
         scale = delay_line(m, lane(self.scale, l, sb), 5, f"scale{l}")[5]
-        # stage 2: the direct term (no recurrence through it), then held a cycle for stage 4
-        direct_v = grad_round(e_taps[1] * self.height_mul, self.height_shift, self.rounding, dither["height"])
-        direct = delay_line(m, Mux(window, direct_v, 0), 2, f"direct{l}")[2]
+        # stages 2-3: the direct term (no recurrence through it): the product, then its rounding
+        height_prod = Signal(signed(gb + self.leak_width + 1), name=f"height_prod{l}")
+        m.d.sync += height_prod.eq(e_taps[1] * self.height_mul)
+        direct_v = grad_round(height_prod, self.height_shift, self.rounding, dither["height"])
+        direct = Signal.like(direct_v, name=f"direct{l}")
+        m.d.sync += direct.eq(Mux(window, direct_v, 0))
         # stages 3-4: the recurrence; d_state holds the d of the step two cycles before (the
         # same group's timestep t + 1: the engine interleaves two groups)
         d_state = Signal(signed(gb), name=f"d{l}")
