@@ -1032,8 +1032,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$15756$0 (regions__wgrad__addr),
-    .\port$17729$0 (\$76 ),
+    .\port$15752$0 (regions__wgrad__addr),
+    .\port$17725$0 (\$76 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$347 ),
@@ -1134,11 +1134,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$17466$0 (\$72 ),
-    .\port$17476$0 (\$73 ),
-    .\port$17486$0 (\$74 ),
-    .\port$17496$0 (\$75 ),
-    .\port$18421$24 (stream_in[71:24]),
+    .\port$17462$0 (\$72 ),
+    .\port$17472$0 (\$73 ),
+    .\port$17482$0 (\$74 ),
+    .\port$17492$0 (\$75 ),
+    .\port$18425$24 (stream_in[71:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1310,12 +1310,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$17466$0 (\$72 ),
-    .\port$17476$0 (\$73 ),
-    .\port$17486$0 (\$74 ),
-    .\port$17496$0 (\$75 ),
-    .\port$17729$0 (\$76 ),
-    .\port$18423$0 (\$77 ),
+    .\port$17462$0 (\$72 ),
+    .\port$17472$0 (\$73 ),
+    .\port$17482$0 (\$74 ),
+    .\port$17492$0 (\$75 ),
+    .\port$17725$0 (\$76 ),
+    .\port$18427$0 (\$77 ),
     .\port$2206$0 (\$68 ),
     .\port$2246$0 (\$69 ),
     .\port$2286$0 (\$70 ),
@@ -2165,8 +2165,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, grad_w2__addr, grad_w2__data, \port$15756$0 , grad__data
-, inp__data, affine__data, weights__data, trace__data, counts, weights__addr, \port$17729$0 , stage, clk);
+module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, grad_w2__addr, grad_w2__data, \port$15752$0 , grad__data
+, inp__data, affine__data, weights__data, trace__data, counts, weights__addr, \port$17725$0 , stage, clk);
   wire \$1 ;
   wire [15:0] \$10 ;
   wire [15:0] \$11 ;
@@ -2276,10 +2276,10 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [19:0] out__addr;
   wire [63:0] out__data;
   wire out__en;
-  input [14:0] \port$15756$0 ;
-  wire [14:0] \port$15756$0 ;
-  output [15:0] \port$17729$0 ;
-  wire [15:0] \port$17729$0 ;
+  input [14:0] \port$15752$0 ;
+  wire [14:0] \port$15752$0 ;
+  output [15:0] \port$17725$0 ;
+  wire [15:0] \port$17725$0 ;
   input rst;
   wire rst;
   input [629:0] stage;
@@ -2480,7 +2480,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .inp__en(inp__en),
     .out__addr(out__addr),
     .out__en(out__en),
-    .\port$15756$0 (\port$15756$0 ),
+    .\port$15752$0 (\port$15752$0 ),
     .q0(\$4 ),
     .q1(\$5 ),
     .q2(\$6 ),
@@ -2543,10 +2543,10 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \affine__data$57  = affine__data;
   assign \affine__en$59  = affine__en;
   assign wgrad_rd_en = acc_rd_en;
-  assign acc_rd_addr = { 5'h00, \port$15756$0  };
-  assign wgrad_rd_addr = { 5'h00, \port$15756$0  };
+  assign acc_rd_addr = { 5'h00, \port$15752$0  };
+  assign wgrad_rd_addr = { 5'h00, \port$15752$0  };
   assign acc_rd_data = wgrad_rd_data;
-  assign \port$17729$0  = \$12 ;
+  assign \port$17725$0  = \$12 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -2736,7 +2736,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$15756$0 , grad__data, inp__data, weights, counts, addr_w, out__en
+module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$15752$0 , grad__data, inp__data, weights, counts, addr_w, out__en
 , out__addr, stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
@@ -11367,8 +11367,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   reg [19:0] pix_in_m0 = 20'h00000;
   reg [19:0] pix_in_m1 = 20'h00000;
   reg [19:0] pix_in_m2 = 20'h00000;
-  input [14:0] \port$15756$0 ;
-  wire [14:0] \port$15756$0 ;
+  input [14:0] \port$15752$0 ;
+  wire [14:0] \port$15752$0 ;
   wire [95:0] product;
   output [15:0] q0;
   wire [15:0] q0;
@@ -20030,7 +20030,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
     .\port$3534$0 (\$153 ),
     .\port$3542$0 (\$161 ),
     .\port$3550$0 (\$169 ),
-    .rd_addr(\port$15756$0 [8:0]),
+    .rd_addr(\port$15752$0 [8:0]),
     .rd_data(acc_rd_data),
     .rd_en(rd_en),
     .rst(rst),
@@ -21076,8 +21076,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   assign addr = entry_a[8:0];
   assign product = { \$169 , \$161 , \$153 , \$145  };
   assign acc_rd_en = rd_en;
-  assign rd_addr = \port$15756$0 [8:0];
-  assign acc_rd_addr = { 5'h00, \port$15756$0  };
+  assign rd_addr = \port$15752$0 [8:0];
+  assign acc_rd_addr = { 5'h00, \port$15752$0  };
   assign rd_data = acc_rd_data;
   assign sums_c = \i$75 ;
   assign rounded = { \$8520 , \$8519 , \$8518 , \$8517  };
@@ -28512,11 +28512,11 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
     .height_mul(stage[347:340]),
     .leak_shift(stage[383:378]),
     .load(load),
-    .\port$16912$0 (trace__data[1:0]),
-    .\port$16912$12 (trace__data[13:12]),
-    .\port$16912$4 (trace__data[5:4]),
-    .\port$16912$8 (trace__data[9:8]),
-    .\port$18427$356 (stage[369:356]),
+    .\port$16908$0 (trace__data[1:0]),
+    .\port$16908$12 (trace__data[13:12]),
+    .\port$16908$4 (trace__data[5:4]),
+    .\port$16908$8 (trace__data[9:8]),
+    .\port$18431$356 (stage[369:356]),
     .restart(restart),
     .rst(rst),
     .sat_aff0(\$2606 ),
@@ -30380,632 +30380,632 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$16912$0 , \port$16912$4 , \port$16912$8 , \port$16912$12 , restart, load, g_p0, sat_aff0, d_out0_z3, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, d_out1_z3, g_cur_out1_z2
-, sat_lif_out1_z3, sat_cur_out1_z2, g_p2, sat_aff2, d_out2_z3, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, d_out3_z3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$18427$356 , leak_shift, clk);
+module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$16908$0 , \port$16908$4 , \port$16908$8 , \port$16908$12 , restart, load, g_p0, sat_aff0, d_out0_z3, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, d_out1_z3, g_cur_out1_z2
+, sat_lif_out1_z3, sat_cur_out1_z2, g_p2, sat_aff2, d_out2_z3, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, d_out3_z3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$18431$356 , leak_shift, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire \$1 ;
-  wire [5:0] \$10 ;
-  wire [6:0] \$100 ;
-  wire [5:0] \$101 ;
-  wire [31:0] \$102 ;
-  wire \$103 ;
-  wire [6:0] \$104 ;
-  wire [5:0] \$105 ;
-  wire [31:0] \$106 ;
+  wire [23:0] \$1 ;
+  wire [24:0] \$10 ;
+  wire [5:0] \$100 ;
+  wire [31:0] \$101 ;
+  wire \$102 ;
+  wire [6:0] \$103 ;
+  wire [5:0] \$104 ;
+  wire [31:0] \$105 ;
+  wire [32:0] \$106 ;
   wire [32:0] \$107 ;
-  wire [32:0] \$108 ;
-  wire [31:0] \$109 ;
-  wire [23:0] \$11 ;
+  wire [31:0] \$108 ;
+  wire \$109 ;
+  wire [25:0] \$11 ;
   wire \$110 ;
   wire \$111 ;
-  wire \$112 ;
-  wire [6:0] \$113 ;
-  wire [5:0] \$114 ;
-  wire [31:0] \$115 ;
-  wire \$116 ;
-  wire [6:0] \$117 ;
-  wire [5:0] \$118 ;
-  wire [31:0] \$119 ;
-  wire [24:0] \$12 ;
+  wire [6:0] \$112 ;
+  wire [5:0] \$113 ;
+  wire [31:0] \$114 ;
+  wire \$115 ;
+  wire [6:0] \$116 ;
+  wire [5:0] \$117 ;
+  wire [31:0] \$118 ;
+  wire [32:0] \$119 ;
+  wire [25:0] \$12 ;
   wire [32:0] \$120 ;
-  wire [32:0] \$121 ;
-  wire [31:0] \$122 ;
+  wire [31:0] \$121 ;
+  wire [15:0] \$122 ;
   wire [15:0] \$123 ;
-  wire [15:0] \$124 ;
+  wire \$124 ;
   wire \$125 ;
-  wire \$126 ;
-  wire [6:0] \$127 ;
-  wire [5:0] \$128 ;
-  wire [31:0] \$129 ;
+  wire [6:0] \$126 ;
+  wire [5:0] \$127 ;
+  wire [31:0] \$128 ;
+  wire \$129 ;
   wire [24:0] \$13 ;
-  wire \$130 ;
-  wire [6:0] \$131 ;
-  wire [5:0] \$132 ;
-  wire [31:0] \$133 ;
+  wire [6:0] \$130 ;
+  wire [5:0] \$131 ;
+  wire [31:0] \$132 ;
+  wire [32:0] \$133 ;
   wire [32:0] \$134 ;
-  wire [32:0] \$135 ;
-  wire [31:0] \$136 ;
-  wire \$137 ;
+  wire [31:0] \$135 ;
+  wire \$136 ;
+  wire [23:0] \$137 ;
   wire \$138 ;
-  wire [23:0] \$139 ;
-  wire [23:0] \$14 ;
-  wire \$140 ;
-  wire [6:0] \$141 ;
-  wire [5:0] \$142 ;
-  wire [23:0] \$143 ;
-  wire [23:0] \$144 ;
-  wire \$145 ;
-  wire [6:0] \$146 ;
-  wire [5:0] \$147 ;
-  wire [23:0] \$148 ;
+  wire \$139 ;
+  wire [24:0] \$14 ;
+  wire [6:0] \$140 ;
+  wire [5:0] \$141 ;
+  wire [24:0] \$142 ;
+  wire \$143 ;
+  wire [6:0] \$144 ;
+  wire [5:0] \$145 ;
+  wire [24:0] \$146 ;
+  wire [25:0] \$147 ;
+  wire [25:0] \$148 ;
   wire [24:0] \$149 ;
-  wire [23:0] \$15 ;
+  wire [15:0] \$15 ;
   wire [24:0] \$150 ;
-  wire [23:0] \$151 ;
+  wire [15:0] \$151 ;
   wire [23:0] \$152 ;
-  wire [15:0] \$153 ;
-  wire [23:0] \$154 ;
-  wire \$155 ;
-  wire \$156 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire [15:0] \$155 ;
+  wire [15:0] \$156 ;
   wire [15:0] \$157 ;
-  wire [15:0] \$158 ;
-  wire [15:0] \$159 ;
-  wire [15:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire [15:0] \$162 ;
-  wire [15:0] \$163 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire [23:0] \$16 ;
+  wire [15:0] \$160 ;
+  wire [15:0] \$161 ;
+  wire \$162 ;
+  wire [16:0] \$163 ;
   wire \$164 ;
   wire [16:0] \$165 ;
   wire \$166 ;
   wire [16:0] \$167 ;
-  wire \$168 ;
-  wire [16:0] \$169 ;
-  wire [23:0] \$17 ;
-  wire [15:0] \$170 ;
-  wire [15:0] \$171 ;
+  wire [15:0] \$168 ;
+  wire [15:0] \$169 ;
+  wire \$17 ;
+  wire [16:0] \$170 ;
+  wire \$171 ;
   wire [16:0] \$172 ;
   wire \$173 ;
   wire [16:0] \$174 ;
-  wire \$175 ;
-  wire [16:0] \$176 ;
-  wire [15:0] \$177 ;
-  wire [15:0] \$178 ;
-  wire [16:0] \$179 ;
+  wire [15:0] \$175 ;
+  wire [15:0] \$176 ;
+  wire [16:0] \$177 ;
+  wire \$178 ;
+  wire [31:0] \$179 ;
   wire \$18 ;
   wire \$180 ;
-  wire [31:0] \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire [6:0] \$184 ;
-  wire [5:0] \$185 ;
-  wire [31:0] \$186 ;
-  wire \$187 ;
-  wire [6:0] \$188 ;
-  wire [5:0] \$189 ;
-  wire \$19 ;
-  wire [31:0] \$190 ;
-  wire [32:0] \$191 ;
-  wire [32:0] \$192 ;
-  wire [31:0] \$193 ;
+  wire \$181 ;
+  wire [6:0] \$182 ;
+  wire [5:0] \$183 ;
+  wire [31:0] \$184 ;
+  wire \$185 ;
+  wire [6:0] \$186 ;
+  wire [5:0] \$187 ;
+  wire [31:0] \$188 ;
+  wire [32:0] \$189 ;
+  wire [15:0] \$19 ;
+  wire [32:0] \$190 ;
+  wire [31:0] \$191 ;
+  wire \$192 ;
+  wire \$193 ;
   wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire [6:0] \$197 ;
-  wire [5:0] \$198 ;
-  wire [31:0] \$199 ;
-  wire [23:0] \$2 ;
+  wire [6:0] \$195 ;
+  wire [5:0] \$196 ;
+  wire [31:0] \$197 ;
+  wire \$198 ;
+  wire [6:0] \$199 ;
+  wire \$2 ;
   wire [15:0] \$20 ;
-  wire \$200 ;
-  wire [6:0] \$201 ;
-  wire [5:0] \$202 ;
-  wire [31:0] \$203 ;
-  wire [32:0] \$204 ;
-  wire [32:0] \$205 ;
-  wire [31:0] \$206 ;
+  wire [5:0] \$200 ;
+  wire [31:0] \$201 ;
+  wire [32:0] \$202 ;
+  wire [32:0] \$203 ;
+  wire [31:0] \$204 ;
+  wire \$205 ;
+  wire \$206 ;
   wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
+  wire [6:0] \$208 ;
+  wire [5:0] \$209 ;
   wire [15:0] \$21 ;
-  wire [6:0] \$210 ;
-  wire [5:0] \$211 ;
-  wire [31:0] \$212 ;
-  wire \$213 ;
-  wire [6:0] \$214 ;
-  wire [5:0] \$215 ;
-  wire [31:0] \$216 ;
-  wire [32:0] \$217 ;
-  wire [32:0] \$218 ;
-  wire [31:0] \$219 ;
-  wire [15:0] \$22 ;
-  wire [15:0] \$220 ;
-  wire [15:0] \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire [6:0] \$224 ;
-  wire [5:0] \$225 ;
-  wire [31:0] \$226 ;
-  wire \$227 ;
-  wire [6:0] \$228 ;
-  wire [5:0] \$229 ;
+  wire [31:0] \$210 ;
+  wire \$211 ;
+  wire [6:0] \$212 ;
+  wire [5:0] \$213 ;
+  wire [31:0] \$214 ;
+  wire [32:0] \$215 ;
+  wire [32:0] \$216 ;
+  wire [31:0] \$217 ;
+  wire [15:0] \$218 ;
+  wire [15:0] \$219 ;
+  wire \$22 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire [6:0] \$222 ;
+  wire [5:0] \$223 ;
+  wire [31:0] \$224 ;
+  wire \$225 ;
+  wire [6:0] \$226 ;
+  wire [5:0] \$227 ;
+  wire [31:0] \$228 ;
+  wire [32:0] \$229 ;
   wire \$23 ;
-  wire [31:0] \$230 ;
-  wire [32:0] \$231 ;
-  wire [32:0] \$232 ;
-  wire [31:0] \$233 ;
+  wire [32:0] \$230 ;
+  wire [31:0] \$231 ;
+  wire \$232 ;
+  wire \$233 ;
   wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire [6:0] \$237 ;
-  wire [5:0] \$238 ;
-  wire [31:0] \$239 ;
-  wire \$24 ;
-  wire \$240 ;
-  wire [6:0] \$241 ;
-  wire [5:0] \$242 ;
-  wire [31:0] \$243 ;
-  wire [32:0] \$244 ;
-  wire [32:0] \$245 ;
-  wire [31:0] \$246 ;
+  wire [6:0] \$235 ;
+  wire [5:0] \$236 ;
+  wire [31:0] \$237 ;
+  wire \$238 ;
+  wire [6:0] \$239 ;
+  wire [15:0] \$24 ;
+  wire [5:0] \$240 ;
+  wire [31:0] \$241 ;
+  wire [32:0] \$242 ;
+  wire [32:0] \$243 ;
+  wire [31:0] \$244 ;
+  wire \$245 ;
+  wire \$246 ;
   wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
+  wire [6:0] \$248 ;
+  wire [5:0] \$249 ;
   wire [15:0] \$25 ;
-  wire [6:0] \$250 ;
-  wire [5:0] \$251 ;
-  wire [31:0] \$252 ;
-  wire \$253 ;
-  wire [6:0] \$254 ;
-  wire [5:0] \$255 ;
-  wire [31:0] \$256 ;
-  wire [32:0] \$257 ;
-  wire [32:0] \$258 ;
-  wire [31:0] \$259 ;
-  wire [15:0] \$26 ;
-  wire [15:0] \$260 ;
-  wire [15:0] \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire [6:0] \$264 ;
-  wire [5:0] \$265 ;
-  wire [31:0] \$266 ;
-  wire \$267 ;
-  wire [6:0] \$268 ;
-  wire [5:0] \$269 ;
-  wire \$27 ;
-  wire [31:0] \$270 ;
-  wire [32:0] \$271 ;
-  wire [32:0] \$272 ;
-  wire [31:0] \$273 ;
+  wire [31:0] \$250 ;
+  wire \$251 ;
+  wire [6:0] \$252 ;
+  wire [5:0] \$253 ;
+  wire [31:0] \$254 ;
+  wire [32:0] \$255 ;
+  wire [32:0] \$256 ;
+  wire [31:0] \$257 ;
+  wire [15:0] \$258 ;
+  wire [15:0] \$259 ;
+  wire \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire [6:0] \$262 ;
+  wire [5:0] \$263 ;
+  wire [31:0] \$264 ;
+  wire \$265 ;
+  wire [6:0] \$266 ;
+  wire [5:0] \$267 ;
+  wire [31:0] \$268 ;
+  wire [32:0] \$269 ;
+  wire [16:0] \$27 ;
+  wire [32:0] \$270 ;
+  wire [31:0] \$271 ;
+  wire \$272 ;
+  wire [23:0] \$273 ;
   wire \$274 ;
   wire \$275 ;
-  wire [23:0] \$276 ;
-  wire \$277 ;
-  wire [6:0] \$278 ;
-  wire [5:0] \$279 ;
-  wire [16:0] \$28 ;
-  wire [23:0] \$280 ;
-  wire [23:0] \$281 ;
-  wire \$282 ;
-  wire [6:0] \$283 ;
-  wire [5:0] \$284 ;
-  wire [23:0] \$285 ;
+  wire [6:0] \$276 ;
+  wire [5:0] \$277 ;
+  wire [24:0] \$278 ;
+  wire \$279 ;
+  wire \$28 ;
+  wire [6:0] \$280 ;
+  wire [5:0] \$281 ;
+  wire [24:0] \$282 ;
+  wire [25:0] \$283 ;
+  wire [25:0] \$284 ;
+  wire [24:0] \$285 ;
   wire [24:0] \$286 ;
-  wire [24:0] \$287 ;
+  wire [15:0] \$287 ;
   wire [23:0] \$288 ;
-  wire [23:0] \$289 ;
-  wire \$29 ;
-  wire [15:0] \$290 ;
-  wire [23:0] \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire [15:0] \$294 ;
-  wire [15:0] \$295 ;
+  wire \$289 ;
+  wire [16:0] \$29 ;
+  wire \$290 ;
+  wire [15:0] \$291 ;
+  wire [15:0] \$292 ;
+  wire [15:0] \$293 ;
+  wire \$294 ;
+  wire \$295 ;
   wire [15:0] \$296 ;
-  wire \$297 ;
+  wire [15:0] \$297 ;
   wire \$298 ;
-  wire [15:0] \$299 ;
+  wire [16:0] \$299 ;
   wire \$3 ;
-  wire [16:0] \$30 ;
-  wire [15:0] \$300 ;
-  wire \$301 ;
-  wire [16:0] \$302 ;
-  wire \$303 ;
-  wire [16:0] \$304 ;
-  wire \$305 ;
+  wire \$30 ;
+  wire \$300 ;
+  wire [16:0] \$301 ;
+  wire \$302 ;
+  wire [16:0] \$303 ;
+  wire [15:0] \$304 ;
+  wire [15:0] \$305 ;
   wire [16:0] \$306 ;
-  wire [15:0] \$307 ;
-  wire [15:0] \$308 ;
-  wire [16:0] \$309 ;
-  wire \$31 ;
-  wire \$310 ;
-  wire [16:0] \$311 ;
-  wire \$312 ;
+  wire \$307 ;
+  wire [16:0] \$308 ;
+  wire \$309 ;
+  wire [16:0] \$31 ;
+  wire [16:0] \$310 ;
+  wire [15:0] \$311 ;
+  wire [15:0] \$312 ;
   wire [16:0] \$313 ;
-  wire [15:0] \$314 ;
-  wire [15:0] \$315 ;
-  wire [16:0] \$316 ;
+  wire \$314 ;
+  wire [31:0] \$315 ;
+  wire \$316 ;
   wire \$317 ;
-  wire [31:0] \$318 ;
-  wire \$319 ;
-  wire [16:0] \$32 ;
-  wire \$320 ;
-  wire [6:0] \$321 ;
-  wire [5:0] \$322 ;
-  wire [31:0] \$323 ;
-  wire \$324 ;
-  wire [6:0] \$325 ;
-  wire [5:0] \$326 ;
+  wire [6:0] \$318 ;
+  wire [5:0] \$319 ;
+  wire [15:0] \$32 ;
+  wire [31:0] \$320 ;
+  wire \$321 ;
+  wire [6:0] \$322 ;
+  wire [5:0] \$323 ;
+  wire [31:0] \$324 ;
+  wire [32:0] \$325 ;
+  wire [32:0] \$326 ;
   wire [31:0] \$327 ;
-  wire [32:0] \$328 ;
-  wire [32:0] \$329 ;
+  wire \$328 ;
+  wire \$329 ;
   wire [15:0] \$33 ;
-  wire [31:0] \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire \$333 ;
-  wire [6:0] \$334 ;
-  wire [5:0] \$335 ;
-  wire [31:0] \$336 ;
-  wire \$337 ;
-  wire [6:0] \$338 ;
-  wire [5:0] \$339 ;
-  wire [15:0] \$34 ;
+  wire \$330 ;
+  wire [6:0] \$331 ;
+  wire [5:0] \$332 ;
+  wire [31:0] \$333 ;
+  wire \$334 ;
+  wire [6:0] \$335 ;
+  wire [5:0] \$336 ;
+  wire [31:0] \$337 ;
+  wire [32:0] \$338 ;
+  wire [32:0] \$339 ;
+  wire [16:0] \$34 ;
   wire [31:0] \$340 ;
-  wire [32:0] \$341 ;
-  wire [32:0] \$342 ;
-  wire [31:0] \$343 ;
-  wire \$344 ;
-  wire \$345 ;
-  wire \$346 ;
-  wire [6:0] \$347 ;
-  wire [5:0] \$348 ;
-  wire [31:0] \$349 ;
-  wire [16:0] \$35 ;
-  wire \$350 ;
-  wire [6:0] \$351 ;
-  wire [5:0] \$352 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire [6:0] \$344 ;
+  wire [5:0] \$345 ;
+  wire [31:0] \$346 ;
+  wire \$347 ;
+  wire [6:0] \$348 ;
+  wire [5:0] \$349 ;
+  wire \$35 ;
+  wire [31:0] \$350 ;
+  wire [32:0] \$351 ;
+  wire [32:0] \$352 ;
   wire [31:0] \$353 ;
-  wire [32:0] \$354 ;
-  wire [32:0] \$355 ;
-  wire [31:0] \$356 ;
-  wire [15:0] \$357 ;
-  wire [15:0] \$358 ;
-  wire \$359 ;
-  wire \$36 ;
-  wire \$360 ;
-  wire [6:0] \$361 ;
-  wire [5:0] \$362 ;
-  wire [31:0] \$363 ;
-  wire \$364 ;
-  wire [6:0] \$365 ;
-  wire [5:0] \$366 ;
+  wire [15:0] \$354 ;
+  wire [15:0] \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire [6:0] \$358 ;
+  wire [5:0] \$359 ;
+  wire [16:0] \$36 ;
+  wire [31:0] \$360 ;
+  wire \$361 ;
+  wire [6:0] \$362 ;
+  wire [5:0] \$363 ;
+  wire [31:0] \$364 ;
+  wire [32:0] \$365 ;
+  wire [32:0] \$366 ;
   wire [31:0] \$367 ;
-  wire [32:0] \$368 ;
-  wire [32:0] \$369 ;
-  wire [16:0] \$37 ;
-  wire [31:0] \$370 ;
-  wire \$371 ;
-  wire \$372 ;
-  wire \$373 ;
-  wire [6:0] \$374 ;
-  wire [5:0] \$375 ;
-  wire [31:0] \$376 ;
-  wire \$377 ;
-  wire [6:0] \$378 ;
-  wire [5:0] \$379 ;
-  wire \$38 ;
+  wire \$368 ;
+  wire \$369 ;
+  wire \$37 ;
+  wire \$370 ;
+  wire [6:0] \$371 ;
+  wire [5:0] \$372 ;
+  wire [31:0] \$373 ;
+  wire \$374 ;
+  wire [6:0] \$375 ;
+  wire [5:0] \$376 ;
+  wire [31:0] \$377 ;
+  wire [32:0] \$378 ;
+  wire [32:0] \$379 ;
+  wire [16:0] \$38 ;
   wire [31:0] \$380 ;
-  wire [32:0] \$381 ;
-  wire [32:0] \$382 ;
-  wire [31:0] \$383 ;
-  wire \$384 ;
-  wire \$385 ;
-  wire \$386 ;
-  wire [6:0] \$387 ;
-  wire [5:0] \$388 ;
-  wire [31:0] \$389 ;
-  wire [16:0] \$39 ;
-  wire \$390 ;
-  wire [6:0] \$391 ;
-  wire [5:0] \$392 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire [6:0] \$384 ;
+  wire [5:0] \$385 ;
+  wire [31:0] \$386 ;
+  wire \$387 ;
+  wire [6:0] \$388 ;
+  wire [5:0] \$389 ;
+  wire [15:0] \$39 ;
+  wire [31:0] \$390 ;
+  wire [32:0] \$391 ;
+  wire [32:0] \$392 ;
   wire [31:0] \$393 ;
-  wire [32:0] \$394 ;
-  wire [32:0] \$395 ;
-  wire [31:0] \$396 ;
-  wire [15:0] \$397 ;
-  wire [15:0] \$398 ;
-  wire \$399 ;
+  wire [15:0] \$394 ;
+  wire [15:0] \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire [6:0] \$398 ;
+  wire [5:0] \$399 ;
   wire [6:0] \$4 ;
   wire [15:0] \$40 ;
-  wire \$400 ;
-  wire [6:0] \$401 ;
-  wire [5:0] \$402 ;
-  wire [31:0] \$403 ;
-  wire \$404 ;
-  wire [6:0] \$405 ;
-  wire [5:0] \$406 ;
+  wire [31:0] \$400 ;
+  wire \$401 ;
+  wire [6:0] \$402 ;
+  wire [5:0] \$403 ;
+  wire [31:0] \$404 ;
+  wire [32:0] \$405 ;
+  wire [32:0] \$406 ;
   wire [31:0] \$407 ;
-  wire [32:0] \$408 ;
-  wire [32:0] \$409 ;
-  wire [15:0] \$41 ;
-  wire [31:0] \$410 ;
+  wire \$408 ;
+  wire [23:0] \$409 ;
+  wire [16:0] \$41 ;
+  wire \$410 ;
   wire \$411 ;
-  wire \$412 ;
-  wire [23:0] \$413 ;
-  wire \$414 ;
-  wire [6:0] \$415 ;
-  wire [5:0] \$416 ;
-  wire [23:0] \$417 ;
-  wire [23:0] \$418 ;
-  wire \$419 ;
-  wire [16:0] \$42 ;
-  wire [6:0] \$420 ;
-  wire [5:0] \$421 ;
-  wire [23:0] \$422 ;
-  wire [24:0] \$423 ;
-  wire [24:0] \$424 ;
-  wire [23:0] \$425 ;
-  wire [23:0] \$426 ;
+  wire [6:0] \$412 ;
+  wire [5:0] \$413 ;
+  wire [24:0] \$414 ;
+  wire \$415 ;
+  wire [6:0] \$416 ;
+  wire [5:0] \$417 ;
+  wire [24:0] \$418 ;
+  wire [25:0] \$419 ;
+  wire \$42 ;
+  wire [25:0] \$420 ;
+  wire [24:0] \$421 ;
+  wire [24:0] \$422 ;
+  wire [15:0] \$423 ;
+  wire [23:0] \$424 ;
+  wire \$425 ;
+  wire \$426 ;
   wire [15:0] \$427 ;
-  wire [23:0] \$428 ;
-  wire \$429 ;
-  wire \$43 ;
+  wire [15:0] \$428 ;
+  wire [15:0] \$429 ;
+  wire [31:0] \$43 ;
   wire \$430 ;
-  wire [15:0] \$431 ;
+  wire \$431 ;
   wire [15:0] \$432 ;
   wire [15:0] \$433 ;
   wire \$434 ;
-  wire \$435 ;
-  wire [15:0] \$436 ;
-  wire [15:0] \$437 ;
+  wire [16:0] \$435 ;
+  wire \$436 ;
+  wire [16:0] \$437 ;
   wire \$438 ;
   wire [16:0] \$439 ;
-  wire [31:0] \$44 ;
-  wire \$440 ;
-  wire [16:0] \$441 ;
-  wire \$442 ;
-  wire [16:0] \$443 ;
-  wire [15:0] \$444 ;
-  wire [15:0] \$445 ;
+  wire \$44 ;
+  wire [15:0] \$440 ;
+  wire [15:0] \$441 ;
+  wire [16:0] \$442 ;
+  wire \$443 ;
+  wire [16:0] \$444 ;
+  wire \$445 ;
   wire [16:0] \$446 ;
-  wire \$447 ;
-  wire [16:0] \$448 ;
-  wire \$449 ;
+  wire [15:0] \$447 ;
+  wire [15:0] \$448 ;
+  wire [16:0] \$449 ;
   wire \$45 ;
-  wire [16:0] \$450 ;
-  wire [15:0] \$451 ;
-  wire [15:0] \$452 ;
-  wire [16:0] \$453 ;
-  wire \$454 ;
-  wire [31:0] \$455 ;
-  wire \$456 ;
+  wire \$450 ;
+  wire [31:0] \$451 ;
+  wire \$452 ;
+  wire \$453 ;
+  wire [6:0] \$454 ;
+  wire [5:0] \$455 ;
+  wire [31:0] \$456 ;
   wire \$457 ;
   wire [6:0] \$458 ;
   wire [5:0] \$459 ;
-  wire \$46 ;
+  wire [6:0] \$46 ;
   wire [31:0] \$460 ;
-  wire \$461 ;
-  wire [6:0] \$462 ;
-  wire [5:0] \$463 ;
-  wire [31:0] \$464 ;
-  wire [32:0] \$465 ;
-  wire [32:0] \$466 ;
-  wire [31:0] \$467 ;
-  wire \$468 ;
-  wire \$469 ;
-  wire [6:0] \$47 ;
+  wire [32:0] \$461 ;
+  wire [32:0] \$462 ;
+  wire [31:0] \$463 ;
+  wire \$464 ;
+  wire \$465 ;
+  wire \$466 ;
+  wire [6:0] \$467 ;
+  wire [5:0] \$468 ;
+  wire [31:0] \$469 ;
+  wire [5:0] \$47 ;
   wire \$470 ;
   wire [6:0] \$471 ;
   wire [5:0] \$472 ;
   wire [31:0] \$473 ;
-  wire \$474 ;
-  wire [6:0] \$475 ;
-  wire [5:0] \$476 ;
-  wire [31:0] \$477 ;
-  wire [32:0] \$478 ;
-  wire [32:0] \$479 ;
-  wire [5:0] \$48 ;
-  wire [31:0] \$480 ;
-  wire \$481 ;
-  wire \$482 ;
+  wire [32:0] \$474 ;
+  wire [32:0] \$475 ;
+  wire [31:0] \$476 ;
+  wire \$477 ;
+  wire \$478 ;
+  wire \$479 ;
+  wire [31:0] \$48 ;
+  wire [6:0] \$480 ;
+  wire [5:0] \$481 ;
+  wire [31:0] \$482 ;
   wire \$483 ;
   wire [6:0] \$484 ;
   wire [5:0] \$485 ;
   wire [31:0] \$486 ;
-  wire \$487 ;
-  wire [6:0] \$488 ;
-  wire [5:0] \$489 ;
-  wire [31:0] \$49 ;
-  wire [31:0] \$490 ;
-  wire [32:0] \$491 ;
-  wire [32:0] \$492 ;
-  wire [31:0] \$493 ;
-  wire [15:0] \$494 ;
-  wire [15:0] \$495 ;
-  wire \$496 ;
+  wire [32:0] \$487 ;
+  wire [32:0] \$488 ;
+  wire [31:0] \$489 ;
+  wire \$49 ;
+  wire [15:0] \$490 ;
+  wire [15:0] \$491 ;
+  wire \$492 ;
+  wire \$493 ;
+  wire [6:0] \$494 ;
+  wire [5:0] \$495 ;
+  wire [31:0] \$496 ;
   wire \$497 ;
   wire [6:0] \$498 ;
   wire [5:0] \$499 ;
   wire [5:0] \$5 ;
-  wire \$50 ;
+  wire [6:0] \$50 ;
   wire [31:0] \$500 ;
-  wire \$501 ;
-  wire [6:0] \$502 ;
-  wire [5:0] \$503 ;
-  wire [31:0] \$504 ;
-  wire [32:0] \$505 ;
-  wire [32:0] \$506 ;
-  wire [31:0] \$507 ;
-  wire \$508 ;
-  wire \$509 ;
-  wire [6:0] \$51 ;
+  wire [32:0] \$501 ;
+  wire [32:0] \$502 ;
+  wire [31:0] \$503 ;
+  wire \$504 ;
+  wire \$505 ;
+  wire \$506 ;
+  wire [6:0] \$507 ;
+  wire [5:0] \$508 ;
+  wire [31:0] \$509 ;
+  wire [5:0] \$51 ;
   wire \$510 ;
   wire [6:0] \$511 ;
   wire [5:0] \$512 ;
   wire [31:0] \$513 ;
-  wire \$514 ;
-  wire [6:0] \$515 ;
-  wire [5:0] \$516 ;
-  wire [31:0] \$517 ;
-  wire [32:0] \$518 ;
-  wire [32:0] \$519 ;
-  wire [5:0] \$52 ;
-  wire [31:0] \$520 ;
-  wire \$521 ;
-  wire \$522 ;
+  wire [32:0] \$514 ;
+  wire [32:0] \$515 ;
+  wire [31:0] \$516 ;
+  wire \$517 ;
+  wire \$518 ;
+  wire \$519 ;
+  wire [31:0] \$52 ;
+  wire [6:0] \$520 ;
+  wire [5:0] \$521 ;
+  wire [31:0] \$522 ;
   wire \$523 ;
   wire [6:0] \$524 ;
   wire [5:0] \$525 ;
   wire [31:0] \$526 ;
-  wire \$527 ;
-  wire [6:0] \$528 ;
-  wire [5:0] \$529 ;
-  wire [31:0] \$53 ;
-  wire [31:0] \$530 ;
-  wire [32:0] \$531 ;
-  wire [32:0] \$532 ;
-  wire [31:0] \$533 ;
-  wire [15:0] \$534 ;
-  wire [15:0] \$535 ;
-  wire \$536 ;
+  wire [32:0] \$527 ;
+  wire [32:0] \$528 ;
+  wire [31:0] \$529 ;
+  wire [32:0] \$53 ;
+  wire [15:0] \$530 ;
+  wire [15:0] \$531 ;
+  wire \$532 ;
+  wire \$533 ;
+  wire [6:0] \$534 ;
+  wire [5:0] \$535 ;
+  wire [31:0] \$536 ;
   wire \$537 ;
   wire [6:0] \$538 ;
   wire [5:0] \$539 ;
   wire [32:0] \$54 ;
   wire [31:0] \$540 ;
-  wire \$541 ;
-  wire [6:0] \$542 ;
-  wire [5:0] \$543 ;
-  wire [31:0] \$544 ;
-  wire [32:0] \$545 ;
-  wire [32:0] \$546 ;
-  wire [31:0] \$547 ;
-  wire \$548 ;
-  wire \$549 ;
-  wire [32:0] \$55 ;
+  wire [32:0] \$541 ;
+  wire [32:0] \$542 ;
+  wire [31:0] \$543 ;
+  wire \$544 ;
+  wire \$545 ;
+  wire \$546 ;
+  wire [6:0] \$547 ;
+  wire [5:0] \$548 ;
+  wire [24:0] \$549 ;
+  wire [31:0] \$55 ;
   wire \$550 ;
   wire [6:0] \$551 ;
   wire [5:0] \$552 ;
   wire [24:0] \$553 ;
-  wire \$554 ;
-  wire [6:0] \$555 ;
-  wire [5:0] \$556 ;
+  wire [25:0] \$554 ;
+  wire [25:0] \$555 ;
+  wire [24:0] \$556 ;
   wire [24:0] \$557 ;
   wire [25:0] \$558 ;
-  wire [25:0] \$559 ;
-  wire [31:0] \$56 ;
-  wire [24:0] \$560 ;
-  wire [24:0] \$561 ;
-  wire [25:0] \$562 ;
-  wire \$563 ;
+  wire \$559 ;
+  wire \$56 ;
+  wire \$560 ;
+  wire [6:0] \$561 ;
+  wire [5:0] \$562 ;
+  wire [24:0] \$563 ;
   wire \$564 ;
   wire [6:0] \$565 ;
   wire [5:0] \$566 ;
   wire [24:0] \$567 ;
-  wire \$568 ;
-  wire [6:0] \$569 ;
+  wire [25:0] \$568 ;
+  wire [25:0] \$569 ;
   wire \$57 ;
-  wire [5:0] \$570 ;
+  wire [24:0] \$570 ;
   wire [24:0] \$571 ;
   wire [25:0] \$572 ;
-  wire [25:0] \$573 ;
-  wire [24:0] \$574 ;
-  wire [24:0] \$575 ;
-  wire [25:0] \$576 ;
-  wire \$577 ;
+  wire \$573 ;
+  wire \$574 ;
+  wire [6:0] \$575 ;
+  wire [5:0] \$576 ;
+  wire [24:0] \$577 ;
   wire \$578 ;
   wire [6:0] \$579 ;
   wire \$58 ;
   wire [5:0] \$580 ;
   wire [24:0] \$581 ;
-  wire \$582 ;
-  wire [6:0] \$583 ;
-  wire [5:0] \$584 ;
+  wire [25:0] \$582 ;
+  wire [25:0] \$583 ;
+  wire [24:0] \$584 ;
   wire [24:0] \$585 ;
   wire [25:0] \$586 ;
-  wire [25:0] \$587 ;
-  wire [24:0] \$588 ;
-  wire [24:0] \$589 ;
-  wire \$59 ;
-  wire [25:0] \$590 ;
-  wire \$591 ;
+  wire \$587 ;
+  wire \$588 ;
+  wire [6:0] \$589 ;
+  wire [6:0] \$59 ;
+  wire [5:0] \$590 ;
+  wire [24:0] \$591 ;
   wire \$592 ;
   wire [6:0] \$593 ;
   wire [5:0] \$594 ;
   wire [24:0] \$595 ;
-  wire \$596 ;
-  wire [6:0] \$597 ;
-  wire [5:0] \$598 ;
+  wire [25:0] \$596 ;
+  wire [25:0] \$597 ;
+  wire [24:0] \$598 ;
   wire [24:0] \$599 ;
-  wire [23:0] \$6 ;
-  wire [6:0] \$60 ;
+  wire [24:0] \$6 ;
+  wire [5:0] \$60 ;
   wire [25:0] \$600 ;
-  wire [25:0] \$601 ;
-  wire [24:0] \$602 ;
-  wire [24:0] \$603 ;
-  wire [25:0] \$604 ;
+  reg \$601 ;
+  reg \$602 ;
+  reg \$603 ;
+  reg \$604 ;
   reg \$605 ;
   reg \$606 ;
   reg \$607 ;
   reg \$608 ;
   reg \$609 ;
-  wire [5:0] \$61 ;
+  wire [31:0] \$61 ;
   reg \$610 ;
   reg \$611 ;
   reg \$612 ;
-  reg \$613 ;
-  reg \$614 ;
-  reg \$615 ;
+  reg [15:0] \$613 ;
+  reg [15:0] \$614 ;
+  reg [15:0] \$615 ;
   reg \$616 ;
-  reg [15:0] \$617 ;
-  reg [15:0] \$618 ;
-  reg [15:0] \$619 ;
-  wire [31:0] \$62 ;
+  reg \$617 ;
+  reg \$618 ;
+  reg \$619 ;
+  wire \$62 ;
   reg \$620 ;
-  reg \$621 ;
-  reg \$622 ;
-  reg \$623 ;
+  reg [15:0] \$621 ;
+  reg [15:0] \$622 ;
+  reg [15:0] \$623 ;
   reg [15:0] \$624 ;
   reg [15:0] \$625 ;
   reg [15:0] \$626 ;
   reg [15:0] \$627 ;
   reg [15:0] \$628 ;
   reg [15:0] \$629 ;
-  wire \$63 ;
-  reg [15:0] \$630 ;
-  reg [15:0] \$631 ;
-  reg [15:0] \$632 ;
-  reg [23:0] \$633 ;
-  reg [23:0] \$634 ;
-  reg [24:0] \$635 ;
-  reg [15:0] \$636 ;
-  reg \$637 ;
+  wire [6:0] \$63 ;
+  reg [24:0] \$630 ;
+  reg [24:0] \$631 ;
+  reg [24:0] \$632 ;
+  reg [15:0] \$633 ;
+  reg \$634 ;
+  reg [15:0] \$635 ;
+  reg \$636 ;
+  reg [31:0] \$637 ;
   reg [15:0] \$638 ;
   reg \$639 ;
-  wire [6:0] \$64 ;
-  reg [31:0] \$640 ;
+  wire [5:0] \$64 ;
+  reg [15:0] \$640 ;
   reg [15:0] \$641 ;
-  reg \$642 ;
+  reg [15:0] \$642 ;
   reg [15:0] \$643 ;
   reg [15:0] \$644 ;
-  reg [15:0] \$645 ;
-  reg [15:0] \$646 ;
-  reg [15:0] \$647 ;
+  reg \$645 ;
+  reg \$646 ;
+  reg \$647 ;
   reg \$648 ;
   reg \$649 ;
-  wire [5:0] \$65 ;
-  reg \$650 ;
-  reg \$651 ;
-  reg \$652 ;
-  reg [15:0] \$653 ;
-  reg [15:0] \$654 ;
-  reg [15:0] \$655 ;
+  wire [31:0] \$65 ;
+  reg [15:0] \$650 ;
+  reg [15:0] \$651 ;
+  reg [15:0] \$652 ;
+  reg \$653 ;
+  reg \$654 ;
+  reg \$655 ;
   reg \$656 ;
   reg \$657 ;
-  reg \$658 ;
-  reg \$659 ;
-  wire [31:0] \$66 ;
+  reg [15:0] \$658 ;
+  reg [15:0] \$659 ;
+  wire [32:0] \$66 ;
   reg [15:0] \$660 ;
   reg [15:0] \$661 ;
   reg [15:0] \$662 ;
@@ -31013,77 +31013,77 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
   reg [15:0] \$664 ;
   reg [15:0] \$665 ;
   reg [15:0] \$666 ;
-  reg [15:0] \$667 ;
-  reg [15:0] \$668 ;
-  reg [23:0] \$669 ;
+  reg [24:0] \$667 ;
+  reg [24:0] \$668 ;
+  reg [24:0] \$669 ;
   wire [32:0] \$67 ;
-  reg [23:0] \$670 ;
-  reg [24:0] \$671 ;
+  reg [15:0] \$670 ;
+  reg \$671 ;
   reg [15:0] \$672 ;
   reg \$673 ;
-  reg [15:0] \$674 ;
-  reg \$675 ;
-  reg [31:0] \$676 ;
+  reg [31:0] \$674 ;
+  reg [15:0] \$675 ;
+  reg \$676 ;
   reg [15:0] \$677 ;
-  reg \$678 ;
+  reg [15:0] \$678 ;
   reg [15:0] \$679 ;
-  wire [32:0] \$68 ;
+  wire [31:0] \$68 ;
   reg [15:0] \$680 ;
   reg [15:0] \$681 ;
-  reg [15:0] \$682 ;
-  reg [15:0] \$683 ;
+  reg \$682 ;
+  reg \$683 ;
   reg \$684 ;
   reg \$685 ;
   reg \$686 ;
-  reg \$687 ;
-  reg \$688 ;
+  reg [15:0] \$687 ;
+  reg [15:0] \$688 ;
   reg [15:0] \$689 ;
-  wire [31:0] \$69 ;
-  reg [15:0] \$690 ;
-  reg [15:0] \$691 ;
+  wire \$69 ;
+  reg \$690 ;
+  reg \$691 ;
   reg \$692 ;
   reg \$693 ;
   reg \$694 ;
-  reg \$695 ;
+  reg [15:0] \$695 ;
   reg [15:0] \$696 ;
   reg [15:0] \$697 ;
   reg [15:0] \$698 ;
   reg [15:0] \$699 ;
-  wire [23:0] \$7 ;
+  wire \$7 ;
   wire \$70 ;
   reg [15:0] \$700 ;
   reg [15:0] \$701 ;
   reg [15:0] \$702 ;
   reg [15:0] \$703 ;
-  reg [15:0] \$704 ;
-  reg [23:0] \$705 ;
-  reg [23:0] \$706 ;
-  reg [24:0] \$707 ;
-  reg [15:0] \$708 ;
-  reg \$709 ;
+  reg [24:0] \$704 ;
+  reg [24:0] \$705 ;
+  reg [24:0] \$706 ;
+  reg [15:0] \$707 ;
+  reg \$708 ;
+  reg [15:0] \$709 ;
   wire \$71 ;
-  reg [15:0] \$710 ;
-  reg \$711 ;
-  reg [31:0] \$712 ;
-  reg [15:0] \$713 ;
-  reg \$714 ;
+  reg \$710 ;
+  reg [31:0] \$711 ;
+  reg [15:0] \$712 ;
+  reg \$713 ;
+  reg [15:0] \$714 ;
   reg [15:0] \$715 ;
   reg [15:0] \$716 ;
   reg [15:0] \$717 ;
   reg [15:0] \$718 ;
-  reg [15:0] \$719 ;
-  wire \$72 ;
+  reg \$719 ;
+  wire [6:0] \$72 ;
   reg \$720 ;
   reg \$721 ;
   reg \$722 ;
   reg \$723 ;
-  reg \$724 ;
+  reg [15:0] \$724 ;
   reg [15:0] \$725 ;
   reg [15:0] \$726 ;
-  reg [15:0] \$727 ;
+  reg \$727 ;
   reg \$728 ;
   reg \$729 ;
-  wire [6:0] \$73 ;
+  wire [5:0] \$73 ;
   reg \$730 ;
   reg \$731 ;
   reg [15:0] \$732 ;
@@ -31094,10 +31094,10 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
   reg [15:0] \$737 ;
   reg [15:0] \$738 ;
   reg [15:0] \$739 ;
-  wire [5:0] \$74 ;
+  wire [31:0] \$74 ;
   reg [15:0] \$740 ;
-  reg [23:0] \$741 ;
-  reg [23:0] \$742 ;
+  reg [24:0] \$741 ;
+  reg [24:0] \$742 ;
   reg [24:0] \$743 ;
   reg [15:0] \$744 ;
   reg \$745 ;
@@ -31105,7 +31105,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
   reg \$747 ;
   reg [31:0] \$748 ;
   reg [15:0] \$749 ;
-  wire [31:0] \$75 ;
+  wire \$75 ;
   reg \$750 ;
   reg [15:0] \$751 ;
   reg [15:0] \$752 ;
@@ -31116,33 +31116,33 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
   reg \$757 ;
   reg \$758 ;
   reg \$759 ;
-  wire \$76 ;
+  wire [6:0] \$76 ;
   reg \$760 ;
-  wire [6:0] \$77 ;
-  wire [5:0] \$78 ;
-  wire [31:0] \$79 ;
-  wire \$8 ;
+  wire [5:0] \$77 ;
+  wire [31:0] \$78 ;
+  wire [32:0] \$79 ;
+  wire [6:0] \$8 ;
   wire [32:0] \$80 ;
-  wire [32:0] \$81 ;
-  wire [31:0] \$82 ;
+  wire [31:0] \$81 ;
+  wire [15:0] \$82 ;
   wire [15:0] \$83 ;
-  wire [15:0] \$84 ;
+  wire \$84 ;
   wire \$85 ;
-  wire \$86 ;
-  wire [6:0] \$87 ;
-  wire [5:0] \$88 ;
-  wire [31:0] \$89 ;
-  wire [6:0] \$9 ;
-  wire \$90 ;
-  wire [6:0] \$91 ;
-  wire [5:0] \$92 ;
-  wire [31:0] \$93 ;
+  wire [6:0] \$86 ;
+  wire [5:0] \$87 ;
+  wire [31:0] \$88 ;
+  wire \$89 ;
+  wire [5:0] \$9 ;
+  wire [6:0] \$90 ;
+  wire [5:0] \$91 ;
+  wire [31:0] \$92 ;
+  wire [32:0] \$93 ;
   wire [32:0] \$94 ;
-  wire [32:0] \$95 ;
-  wire [31:0] \$96 ;
+  wire [31:0] \$95 ;
+  wire \$96 ;
   wire \$97 ;
   wire \$98 ;
-  wire \$99 ;
+  wire [6:0] \$99 ;
   input [5:0] affine_shift;
   wire [5:0] affine_shift;
   input clk;
@@ -31168,14 +31168,10 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
   reg [15:0] d_out3_z2 = 16'h0000;
   output [15:0] d_out3_z3;
   reg [15:0] d_out3_z3 = 16'h0000;
-  reg [23:0] direct0_z1 = 24'h000000;
-  reg [23:0] direct0_z2 = 24'h000000;
-  reg [23:0] direct1_z1 = 24'h000000;
-  reg [23:0] direct1_z2 = 24'h000000;
-  reg [23:0] direct2_z1 = 24'h000000;
-  reg [23:0] direct2_z2 = 24'h000000;
-  reg [23:0] direct3_z1 = 24'h000000;
-  reg [23:0] direct3_z2 = 24'h000000;
+  reg [24:0] direct0 = 25'h0000000;
+  reg [24:0] direct1 = 25'h0000000;
+  reg [24:0] direct2 = 25'h0000000;
+  reg [24:0] direct3 = 25'h0000000;
   input [63:0] e;
   wire [63:0] e;
   reg [15:0] e0_z1 = 16'h0000;
@@ -31240,6 +31236,10 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
   reg [31:0] g_prod3 = 32'd0;
   input [7:0] height_mul;
   wire [7:0] height_mul;
+  reg [24:0] height_prod0 = 25'h0000000;
+  reg [24:0] height_prod1 = 25'h0000000;
+  reg [24:0] height_prod2 = 25'h0000000;
+  reg [24:0] height_prod3 = 25'h0000000;
   wire [5:0] height_shift;
   wire [7:0] leak_mul;
   reg [24:0] leak_prod0 = 25'h0000000;
@@ -31255,16 +31255,16 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
   reg load_z3 = 1'h0;
   (* init = 1'h0 *)
   wire out_valid;
-  input [1:0] \port$16912$0 ;
-  wire [1:0] \port$16912$0 ;
-  input [1:0] \port$16912$12 ;
-  wire [1:0] \port$16912$12 ;
-  input [1:0] \port$16912$4 ;
-  wire [1:0] \port$16912$4 ;
-  input [1:0] \port$16912$8 ;
-  wire [1:0] \port$16912$8 ;
-  input [13:0] \port$18427$356 ;
-  wire [13:0] \port$18427$356 ;
+  input [1:0] \port$16908$0 ;
+  wire [1:0] \port$16908$0 ;
+  input [1:0] \port$16908$12 ;
+  wire [1:0] \port$16908$12 ;
+  input [1:0] \port$16908$4 ;
+  wire [1:0] \port$16908$4 ;
+  input [1:0] \port$16908$8 ;
+  wire [1:0] \port$16908$8 ;
+  input [13:0] \port$18431$356 ;
+  wire [13:0] \port$18431$356 ;
   input restart;
   wire restart;
   reg restart_z1 = 1'h0;
@@ -31368,599 +31368,607 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
   reg valid_z7 = 1'h0;
   wire [3:0] window;
   reg window0_z1 = 1'h0;
+  reg window0_z2 = 1'h0;
   reg window1_z1 = 1'h0;
+  reg window1_z2 = 1'h0;
   reg window2_z1 = 1'h0;
+  reg window2_z2 = 1'h0;
   reg window3_z1 = 1'h0;
-  assign \$240  = ! affine_shift;
-  assign \$241  = affine_shift - 1'h1;
-  assign \$242  = \$240  ? 6'h00 : \$241 [5:0];
-  assign \$243  = $signed(g_prod1) >>> \$242 ;
-  assign \$244  = $signed(\$243 ) + $signed(2'h1);
-  assign \$246  = \$235  ? \$239  : \$245 [31:0];
-  assign \$247  = $signed(\$246 ) < $signed(16'h8000);
-  assign \$248  = ! affine_shift;
-  assign \$249  = ! affine_shift;
-  assign \$250  = affine_shift - 1'h1;
-  assign \$251  = \$249  ? 6'h00 : \$250 [5:0];
-  assign \$252  = $signed(g_prod1) >>> \$251 ;
-  assign \$253  = ! affine_shift;
-  assign \$254  = affine_shift - 1'h1;
-  assign \$255  = \$253  ? 6'h00 : \$254 [5:0];
-  assign \$256  = $signed(g_prod1) >>> \$255 ;
-  assign \$257  = $signed(\$256 ) + $signed(2'h1);
-  assign \$259  = \$248  ? \$252  : \$258 [31:0];
-  assign \$260  = \$247  ? 16'h8000 : \$259 [15:0];
-  assign \$261  = \$234  ? 16'h7fff : \$260 ;
-  assign \$262  = ! affine_shift;
-  assign \$263  = ! affine_shift;
-  assign \$264  = affine_shift - 1'h1;
-  assign \$265  = \$263  ? 6'h00 : \$264 [5:0];
-  assign \$266  = $signed(g_prod1) >>> \$265 ;
-  assign \$267  = ! affine_shift;
-  assign \$268  = affine_shift - 1'h1;
-  assign \$269  = \$267  ? 6'h00 : \$268 [5:0];
-  assign \$270  = $signed(g_prod1) >>> \$269 ;
-  assign \$271  = $signed(\$270 ) + $signed(2'h1);
-  assign \$273  = \$262  ? \$266  : \$272 [31:0];
-  assign \$274  = $signed(\$261 ) != $signed(\$273 );
-  assign \$275  = ! \port$18427$356 [5:0];
-  assign \$276  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
-  assign \$277  = ! \port$18427$356 [5:0];
-  assign \$278  = \port$18427$356 [5:0] - 1'h1;
-  assign \$279  = \$277  ? 6'h00 : \$278 [5:0];
-  assign \$280  = $signed(\$276 ) >>> \$279 ;
-  assign \$281  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
-  assign \$282  = ! \port$18427$356 [5:0];
-  assign \$283  = \port$18427$356 [5:0] - 1'h1;
-  assign \$284  = \$282  ? 6'h00 : \$283 [5:0];
-  assign \$285  = $signed(\$281 ) >>> \$284 ;
-  assign \$286  = $signed(\$285 ) + $signed(2'h1);
-  assign \$288  = \$275  ? \$280  : \$287 [23:0];
-  assign \$289  = window2_z1 ? \$288  : 24'h000000;
-  assign \$290  = restart_z2 ? 16'h0000 : d2;
-  assign \$291  = $signed(\$290 ) * $signed({ 1'h0, \port$18427$356 [13:6] });
-  assign \$292  = $signed(\$590 ) > $signed(16'h7fff);
-  assign \$293  = $signed(\$590 ) < $signed(16'h8000);
-  assign \$294  = \$293  ? 16'h8000 : \$590 [15:0];
-  assign \$295  = \$292  ? 16'h7fff : \$294 ;
-  assign \$296  = load_z3 ? e2_z3 : \$295 ;
-  assign \$297  = $signed(\$590 ) > $signed(16'h7fff);
-  assign \$298  = $signed(\$590 ) < $signed(16'h8000);
-  assign \$299  = \$298  ? 16'h8000 : \$590 [15:0];
-  assign \$300  = \$297  ? 16'h7fff : \$299 ;
-  assign \$301  = $signed(\$300 ) != $signed(\$590 );
-  assign \$302  = $signed(d2) + $signed(g_extra2_z4);
-  assign \$303  = $signed(\$302 ) > $signed(16'h7fff);
-  assign \$304  = $signed(d2) + $signed(g_extra2_z4);
-  assign \$305  = $signed(\$304 ) < $signed(16'h8000);
+  reg window3_z2 = 1'h0;
+  assign \$240  = \$238  ? 6'h00 : \$239 [5:0];
+  assign \$241  = $signed(g_prod1) >>> \$240 ;
+  assign \$242  = $signed(\$241 ) + $signed(2'h1);
+  assign \$244  = \$233  ? \$237  : \$243 [31:0];
+  assign \$245  = $signed(\$244 ) < $signed(16'h8000);
+  assign \$246  = ! affine_shift;
+  assign \$247  = ! affine_shift;
+  assign \$248  = affine_shift - 1'h1;
+  assign \$249  = \$247  ? 6'h00 : \$248 [5:0];
+  assign \$250  = $signed(g_prod1) >>> \$249 ;
+  assign \$251  = ! affine_shift;
+  assign \$252  = affine_shift - 1'h1;
+  assign \$253  = \$251  ? 6'h00 : \$252 [5:0];
+  assign \$254  = $signed(g_prod1) >>> \$253 ;
+  assign \$255  = $signed(\$254 ) + $signed(2'h1);
+  assign \$257  = \$246  ? \$250  : \$256 [31:0];
+  assign \$258  = \$245  ? 16'h8000 : \$257 [15:0];
+  assign \$259  = \$232  ? 16'h7fff : \$258 ;
+  assign \$260  = ! affine_shift;
+  assign \$261  = ! affine_shift;
+  assign \$262  = affine_shift - 1'h1;
+  assign \$263  = \$261  ? 6'h00 : \$262 [5:0];
+  assign \$264  = $signed(g_prod1) >>> \$263 ;
+  assign \$265  = ! affine_shift;
+  assign \$266  = affine_shift - 1'h1;
+  assign \$267  = \$265  ? 6'h00 : \$266 [5:0];
+  assign \$268  = $signed(g_prod1) >>> \$267 ;
+  assign \$269  = $signed(\$268 ) + $signed(2'h1);
+  assign \$271  = \$260  ? \$264  : \$270 [31:0];
+  assign \$272  = $signed(\$259 ) != $signed(\$271 );
+  assign \$273  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
+  assign \$274  = ! \port$18431$356 [5:0];
+  assign \$275  = ! \port$18431$356 [5:0];
+  assign \$276  = \port$18431$356 [5:0] - 1'h1;
+  assign \$277  = \$275  ? 6'h00 : \$276 [5:0];
+  assign \$278  = $signed(height_prod2) >>> \$277 ;
+  assign \$279  = ! \port$18431$356 [5:0];
+  assign \$280  = \port$18431$356 [5:0] - 1'h1;
+  assign \$281  = \$279  ? 6'h00 : \$280 [5:0];
+  assign \$282  = $signed(height_prod2) >>> \$281 ;
+  assign \$283  = $signed(\$282 ) + $signed(2'h1);
+  assign \$285  = \$274  ? \$278  : \$284 [24:0];
+  assign \$286  = window2_z2 ? \$285  : 25'h0000000;
+  assign \$287  = restart_z2 ? 16'h0000 : d2;
+  assign \$288  = $signed(\$287 ) * $signed({ 1'h0, \port$18431$356 [13:6] });
+  assign \$289  = $signed(\$586 ) > $signed(16'h7fff);
+  assign \$290  = $signed(\$586 ) < $signed(16'h8000);
+  assign \$291  = \$290  ? 16'h8000 : \$586 [15:0];
+  assign \$292  = \$289  ? 16'h7fff : \$291 ;
+  assign \$293  = load_z3 ? e2_z3 : \$292 ;
+  assign \$294  = $signed(\$586 ) > $signed(16'h7fff);
+  assign \$295  = $signed(\$586 ) < $signed(16'h8000);
+  assign \$296  = \$295  ? 16'h8000 : \$586 [15:0];
+  assign \$297  = \$294  ? 16'h7fff : \$296 ;
+  assign \$298  = $signed(\$297 ) != $signed(\$586 );
+  assign \$299  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$300  = $signed(\$299 ) > $signed(16'h7fff);
+  assign \$301  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$302  = $signed(\$301 ) < $signed(16'h8000);
+  assign \$303  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$304  = \$302  ? 16'h8000 : \$303 [15:0];
+  assign \$305  = \$300  ? 16'h7fff : \$304 ;
   assign \$306  = $signed(d2) + $signed(g_extra2_z4);
-  assign \$307  = \$305  ? 16'h8000 : \$306 [15:0];
-  assign \$308  = \$303  ? 16'h7fff : \$307 ;
-  assign \$309  = $signed(d2) + $signed(g_extra2_z4);
-  assign \$310  = $signed(\$309 ) > $signed(16'h7fff);
-  assign \$311  = $signed(d2) + $signed(g_extra2_z4);
-  assign \$312  = $signed(\$311 ) < $signed(16'h8000);
+  assign \$307  = $signed(\$306 ) > $signed(16'h7fff);
+  assign \$308  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$309  = $signed(\$308 ) < $signed(16'h8000);
+  assign \$310  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$311  = \$309  ? 16'h8000 : \$310 [15:0];
+  assign \$312  = \$307  ? 16'h7fff : \$311 ;
   assign \$313  = $signed(d2) + $signed(g_extra2_z4);
-  assign \$314  = \$312  ? 16'h8000 : \$313 [15:0];
-  assign \$315  = \$310  ? 16'h7fff : \$314 ;
-  assign \$316  = $signed(d2) + $signed(g_extra2_z4);
-  assign \$317  = $signed(\$315 ) != $signed(\$316 );
-  assign \$318  = $signed(g_cur2) * $signed(scale2_z5);
-  assign \$319  = ! affine_shift;
-  assign \$320  = ! affine_shift;
-  assign \$321  = affine_shift - 1'h1;
-  assign \$322  = \$320  ? 6'h00 : \$321 [5:0];
-  assign \$323  = $signed(g_prod2) >>> \$322 ;
-  assign \$324  = ! affine_shift;
-  assign \$325  = affine_shift - 1'h1;
-  assign \$326  = \$324  ? 6'h00 : \$325 [5:0];
-  assign \$327  = $signed(g_prod2) >>> \$326 ;
-  assign \$328  = $signed(\$327 ) + $signed(2'h1);
-  assign \$330  = \$319  ? \$323  : \$329 [31:0];
-  assign \$331  = $signed(\$330 ) > $signed(16'h7fff);
-  assign \$332  = ! affine_shift;
-  assign \$333  = ! affine_shift;
-  assign \$334  = affine_shift - 1'h1;
-  assign \$335  = \$333  ? 6'h00 : \$334 [5:0];
-  assign \$336  = $signed(g_prod2) >>> \$335 ;
-  assign \$337  = ! affine_shift;
-  assign \$338  = affine_shift - 1'h1;
-  assign \$339  = \$337  ? 6'h00 : \$338 [5:0];
-  assign \$340  = $signed(g_prod2) >>> \$339 ;
-  assign \$341  = $signed(\$340 ) + $signed(2'h1);
-  assign \$343  = \$332  ? \$336  : \$342 [31:0];
-  assign \$344  = $signed(\$343 ) < $signed(16'h8000);
-  assign \$345  = ! affine_shift;
-  assign \$346  = ! affine_shift;
-  assign \$347  = affine_shift - 1'h1;
-  assign \$348  = \$346  ? 6'h00 : \$347 [5:0];
-  assign \$349  = $signed(g_prod2) >>> \$348 ;
-  assign \$350  = ! affine_shift;
-  assign \$351  = affine_shift - 1'h1;
-  assign \$352  = \$350  ? 6'h00 : \$351 [5:0];
-  assign \$353  = $signed(g_prod2) >>> \$352 ;
-  assign \$354  = $signed(\$353 ) + $signed(2'h1);
-  assign \$356  = \$345  ? \$349  : \$355 [31:0];
-  assign \$357  = \$344  ? 16'h8000 : \$356 [15:0];
-  assign \$358  = \$331  ? 16'h7fff : \$357 ;
-  assign \$359  = ! affine_shift;
-  assign \$360  = ! affine_shift;
-  assign \$361  = affine_shift - 1'h1;
-  assign \$362  = \$360  ? 6'h00 : \$361 [5:0];
-  assign \$363  = $signed(g_prod2) >>> \$362 ;
-  assign \$364  = ! affine_shift;
-  assign \$365  = affine_shift - 1'h1;
-  assign \$366  = \$364  ? 6'h00 : \$365 [5:0];
-  assign \$367  = $signed(g_prod2) >>> \$366 ;
-  assign \$368  = $signed(\$367 ) + $signed(2'h1);
-  assign \$370  = \$359  ? \$363  : \$369 [31:0];
-  assign \$371  = $signed(\$370 ) > $signed(16'h7fff);
-  assign \$372  = ! affine_shift;
-  assign \$373  = ! affine_shift;
-  assign \$374  = affine_shift - 1'h1;
-  assign \$375  = \$373  ? 6'h00 : \$374 [5:0];
-  assign \$376  = $signed(g_prod2) >>> \$375 ;
-  assign \$377  = ! affine_shift;
-  assign \$378  = affine_shift - 1'h1;
-  assign \$379  = \$377  ? 6'h00 : \$378 [5:0];
-  assign \$380  = $signed(g_prod2) >>> \$379 ;
-  assign \$381  = $signed(\$380 ) + $signed(2'h1);
-  assign \$383  = \$372  ? \$376  : \$382 [31:0];
-  assign \$384  = $signed(\$383 ) < $signed(16'h8000);
-  assign \$385  = ! affine_shift;
-  assign \$386  = ! affine_shift;
-  assign \$387  = affine_shift - 1'h1;
-  assign \$388  = \$386  ? 6'h00 : \$387 [5:0];
-  assign \$389  = $signed(g_prod2) >>> \$388 ;
-  assign \$390  = ! affine_shift;
-  assign \$391  = affine_shift - 1'h1;
-  assign \$392  = \$390  ? 6'h00 : \$391 [5:0];
-  assign \$393  = $signed(g_prod2) >>> \$392 ;
-  assign \$394  = $signed(\$393 ) + $signed(2'h1);
-  assign \$396  = \$385  ? \$389  : \$395 [31:0];
-  assign \$397  = \$384  ? 16'h8000 : \$396 [15:0];
-  assign \$398  = \$371  ? 16'h7fff : \$397 ;
-  assign \$399  = ! affine_shift;
-  assign \$400  = ! affine_shift;
-  assign \$401  = affine_shift - 1'h1;
-  assign \$402  = \$400  ? 6'h00 : \$401 [5:0];
-  assign \$403  = $signed(g_prod2) >>> \$402 ;
-  assign \$404  = ! affine_shift;
-  assign \$405  = affine_shift - 1'h1;
-  assign \$406  = \$404  ? 6'h00 : \$405 [5:0];
-  assign \$407  = $signed(g_prod2) >>> \$406 ;
-  assign \$408  = $signed(\$407 ) + $signed(2'h1);
-  assign \$410  = \$399  ? \$403  : \$409 [31:0];
-  assign \$411  = $signed(\$398 ) != $signed(\$410 );
-  assign \$412  = ! \port$18427$356 [5:0];
-  assign \$413  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
-  assign \$414  = ! \port$18427$356 [5:0];
-  assign \$415  = \port$18427$356 [5:0] - 1'h1;
-  assign \$416  = \$414  ? 6'h00 : \$415 [5:0];
-  assign \$417  = $signed(\$413 ) >>> \$416 ;
-  assign \$418  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
-  assign \$419  = ! \port$18427$356 [5:0];
-  assign \$420  = \port$18427$356 [5:0] - 1'h1;
-  assign \$421  = \$419  ? 6'h00 : \$420 [5:0];
-  assign \$422  = $signed(\$418 ) >>> \$421 ;
-  assign \$423  = $signed(\$422 ) + $signed(2'h1);
-  assign \$425  = \$412  ? \$417  : \$424 [23:0];
-  assign \$426  = window3_z1 ? \$425  : 24'h000000;
-  assign \$427  = restart_z2 ? 16'h0000 : d3;
-  assign \$428  = $signed(\$427 ) * $signed({ 1'h0, \port$18427$356 [13:6] });
-  assign \$429  = $signed(\$604 ) > $signed(16'h7fff);
-  assign \$430  = $signed(\$604 ) < $signed(16'h8000);
-  assign \$431  = \$430  ? 16'h8000 : \$604 [15:0];
-  assign \$432  = \$429  ? 16'h7fff : \$431 ;
-  assign \$433  = load_z3 ? e3_z3 : \$432 ;
-  assign \$434  = $signed(\$604 ) > $signed(16'h7fff);
-  assign \$435  = $signed(\$604 ) < $signed(16'h8000);
-  assign \$436  = \$435  ? 16'h8000 : \$604 [15:0];
-  assign \$437  = \$434  ? 16'h7fff : \$436 ;
-  assign \$438  = $signed(\$437 ) != $signed(\$604 );
+  assign \$314  = $signed(\$312 ) != $signed(\$313 );
+  assign \$315  = $signed(g_cur2) * $signed(scale2_z5);
+  assign \$316  = ! affine_shift;
+  assign \$317  = ! affine_shift;
+  assign \$318  = affine_shift - 1'h1;
+  assign \$319  = \$317  ? 6'h00 : \$318 [5:0];
+  assign \$320  = $signed(g_prod2) >>> \$319 ;
+  assign \$321  = ! affine_shift;
+  assign \$322  = affine_shift - 1'h1;
+  assign \$323  = \$321  ? 6'h00 : \$322 [5:0];
+  assign \$324  = $signed(g_prod2) >>> \$323 ;
+  assign \$325  = $signed(\$324 ) + $signed(2'h1);
+  assign \$327  = \$316  ? \$320  : \$326 [31:0];
+  assign \$328  = $signed(\$327 ) > $signed(16'h7fff);
+  assign \$329  = ! affine_shift;
+  assign \$330  = ! affine_shift;
+  assign \$331  = affine_shift - 1'h1;
+  assign \$332  = \$330  ? 6'h00 : \$331 [5:0];
+  assign \$333  = $signed(g_prod2) >>> \$332 ;
+  assign \$334  = ! affine_shift;
+  assign \$335  = affine_shift - 1'h1;
+  assign \$336  = \$334  ? 6'h00 : \$335 [5:0];
+  assign \$337  = $signed(g_prod2) >>> \$336 ;
+  assign \$338  = $signed(\$337 ) + $signed(2'h1);
+  assign \$340  = \$329  ? \$333  : \$339 [31:0];
+  assign \$341  = $signed(\$340 ) < $signed(16'h8000);
+  assign \$342  = ! affine_shift;
+  assign \$343  = ! affine_shift;
+  assign \$344  = affine_shift - 1'h1;
+  assign \$345  = \$343  ? 6'h00 : \$344 [5:0];
+  assign \$346  = $signed(g_prod2) >>> \$345 ;
+  assign \$347  = ! affine_shift;
+  assign \$348  = affine_shift - 1'h1;
+  assign \$349  = \$347  ? 6'h00 : \$348 [5:0];
+  assign \$350  = $signed(g_prod2) >>> \$349 ;
+  assign \$351  = $signed(\$350 ) + $signed(2'h1);
+  assign \$353  = \$342  ? \$346  : \$352 [31:0];
+  assign \$354  = \$341  ? 16'h8000 : \$353 [15:0];
+  assign \$355  = \$328  ? 16'h7fff : \$354 ;
+  assign \$356  = ! affine_shift;
+  assign \$357  = ! affine_shift;
+  assign \$358  = affine_shift - 1'h1;
+  assign \$359  = \$357  ? 6'h00 : \$358 [5:0];
+  assign \$360  = $signed(g_prod2) >>> \$359 ;
+  assign \$361  = ! affine_shift;
+  assign \$362  = affine_shift - 1'h1;
+  assign \$363  = \$361  ? 6'h00 : \$362 [5:0];
+  assign \$364  = $signed(g_prod2) >>> \$363 ;
+  assign \$365  = $signed(\$364 ) + $signed(2'h1);
+  assign \$367  = \$356  ? \$360  : \$366 [31:0];
+  assign \$368  = $signed(\$367 ) > $signed(16'h7fff);
+  assign \$369  = ! affine_shift;
+  assign \$370  = ! affine_shift;
+  assign \$371  = affine_shift - 1'h1;
+  assign \$372  = \$370  ? 6'h00 : \$371 [5:0];
+  assign \$373  = $signed(g_prod2) >>> \$372 ;
+  assign \$374  = ! affine_shift;
+  assign \$375  = affine_shift - 1'h1;
+  assign \$376  = \$374  ? 6'h00 : \$375 [5:0];
+  assign \$377  = $signed(g_prod2) >>> \$376 ;
+  assign \$378  = $signed(\$377 ) + $signed(2'h1);
+  assign \$380  = \$369  ? \$373  : \$379 [31:0];
+  assign \$381  = $signed(\$380 ) < $signed(16'h8000);
+  assign \$382  = ! affine_shift;
+  assign \$383  = ! affine_shift;
+  assign \$384  = affine_shift - 1'h1;
+  assign \$385  = \$383  ? 6'h00 : \$384 [5:0];
+  assign \$386  = $signed(g_prod2) >>> \$385 ;
+  assign \$387  = ! affine_shift;
+  assign \$388  = affine_shift - 1'h1;
+  assign \$389  = \$387  ? 6'h00 : \$388 [5:0];
+  assign \$390  = $signed(g_prod2) >>> \$389 ;
+  assign \$391  = $signed(\$390 ) + $signed(2'h1);
+  assign \$393  = \$382  ? \$386  : \$392 [31:0];
+  assign \$394  = \$381  ? 16'h8000 : \$393 [15:0];
+  assign \$395  = \$368  ? 16'h7fff : \$394 ;
+  assign \$396  = ! affine_shift;
+  assign \$397  = ! affine_shift;
+  assign \$398  = affine_shift - 1'h1;
+  assign \$399  = \$397  ? 6'h00 : \$398 [5:0];
+  assign \$400  = $signed(g_prod2) >>> \$399 ;
+  assign \$401  = ! affine_shift;
+  assign \$402  = affine_shift - 1'h1;
+  assign \$403  = \$401  ? 6'h00 : \$402 [5:0];
+  assign \$404  = $signed(g_prod2) >>> \$403 ;
+  assign \$405  = $signed(\$404 ) + $signed(2'h1);
+  assign \$407  = \$396  ? \$400  : \$406 [31:0];
+  assign \$408  = $signed(\$395 ) != $signed(\$407 );
+  assign \$409  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
+  assign \$410  = ! \port$18431$356 [5:0];
+  assign \$411  = ! \port$18431$356 [5:0];
+  assign \$412  = \port$18431$356 [5:0] - 1'h1;
+  assign \$413  = \$411  ? 6'h00 : \$412 [5:0];
+  assign \$414  = $signed(height_prod3) >>> \$413 ;
+  assign \$415  = ! \port$18431$356 [5:0];
+  assign \$416  = \port$18431$356 [5:0] - 1'h1;
+  assign \$417  = \$415  ? 6'h00 : \$416 [5:0];
+  assign \$418  = $signed(height_prod3) >>> \$417 ;
+  assign \$419  = $signed(\$418 ) + $signed(2'h1);
+  assign \$421  = \$410  ? \$414  : \$420 [24:0];
+  assign \$422  = window3_z2 ? \$421  : 25'h0000000;
+  assign \$423  = restart_z2 ? 16'h0000 : d3;
+  assign \$424  = $signed(\$423 ) * $signed({ 1'h0, \port$18431$356 [13:6] });
+  assign \$425  = $signed(\$600 ) > $signed(16'h7fff);
+  assign \$426  = $signed(\$600 ) < $signed(16'h8000);
+  assign \$427  = \$426  ? 16'h8000 : \$600 [15:0];
+  assign \$428  = \$425  ? 16'h7fff : \$427 ;
+  assign \$429  = load_z3 ? e3_z3 : \$428 ;
+  assign \$430  = $signed(\$600 ) > $signed(16'h7fff);
+  assign \$431  = $signed(\$600 ) < $signed(16'h8000);
+  assign \$432  = \$431  ? 16'h8000 : \$600 [15:0];
+  assign \$433  = \$430  ? 16'h7fff : \$432 ;
+  assign \$434  = $signed(\$433 ) != $signed(\$600 );
+  assign \$435  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$436  = $signed(\$435 ) > $signed(16'h7fff);
+  assign \$437  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$438  = $signed(\$437 ) < $signed(16'h8000);
   assign \$439  = $signed(d3) + $signed(g_extra3_z4);
-  assign \$440  = $signed(\$439 ) > $signed(16'h7fff);
-  assign \$441  = $signed(d3) + $signed(g_extra3_z4);
-  assign \$442  = $signed(\$441 ) < $signed(16'h8000);
-  assign \$443  = $signed(d3) + $signed(g_extra3_z4);
-  assign \$444  = \$442  ? 16'h8000 : \$443 [15:0];
-  assign \$445  = \$440  ? 16'h7fff : \$444 ;
+  assign \$440  = \$438  ? 16'h8000 : \$439 [15:0];
+  assign \$441  = \$436  ? 16'h7fff : \$440 ;
+  assign \$442  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$443  = $signed(\$442 ) > $signed(16'h7fff);
+  assign \$444  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$445  = $signed(\$444 ) < $signed(16'h8000);
   assign \$446  = $signed(d3) + $signed(g_extra3_z4);
-  assign \$447  = $signed(\$446 ) > $signed(16'h7fff);
-  assign \$448  = $signed(d3) + $signed(g_extra3_z4);
-  assign \$449  = $signed(\$448 ) < $signed(16'h8000);
-  assign \$450  = $signed(d3) + $signed(g_extra3_z4);
-  assign \$451  = \$449  ? 16'h8000 : \$450 [15:0];
-  assign \$452  = \$447  ? 16'h7fff : \$451 ;
-  assign \$453  = $signed(d3) + $signed(g_extra3_z4);
-  assign \$454  = $signed(\$452 ) != $signed(\$453 );
-  assign \$455  = $signed(g_cur3) * $signed(scale3_z5);
-  assign \$456  = ! affine_shift;
+  assign \$447  = \$445  ? 16'h8000 : \$446 [15:0];
+  assign \$448  = \$443  ? 16'h7fff : \$447 ;
+  assign \$449  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$450  = $signed(\$448 ) != $signed(\$449 );
+  assign \$451  = $signed(g_cur3) * $signed(scale3_z5);
+  assign \$452  = ! affine_shift;
+  assign \$453  = ! affine_shift;
+  assign \$454  = affine_shift - 1'h1;
+  assign \$455  = \$453  ? 6'h00 : \$454 [5:0];
+  assign \$456  = $signed(g_prod3) >>> \$455 ;
   assign \$457  = ! affine_shift;
   assign \$458  = affine_shift - 1'h1;
   assign \$459  = \$457  ? 6'h00 : \$458 [5:0];
   assign \$460  = $signed(g_prod3) >>> \$459 ;
-  assign \$461  = ! affine_shift;
-  assign \$462  = affine_shift - 1'h1;
-  assign \$463  = \$461  ? 6'h00 : \$462 [5:0];
-  assign \$464  = $signed(g_prod3) >>> \$463 ;
-  assign \$465  = $signed(\$464 ) + $signed(2'h1);
-  assign \$467  = \$456  ? \$460  : \$466 [31:0];
-  assign \$468  = $signed(\$467 ) > $signed(16'h7fff);
-  assign \$469  = ! affine_shift;
+  assign \$461  = $signed(\$460 ) + $signed(2'h1);
+  assign \$463  = \$452  ? \$456  : \$462 [31:0];
+  assign \$464  = $signed(\$463 ) > $signed(16'h7fff);
+  assign \$465  = ! affine_shift;
+  assign \$466  = ! affine_shift;
+  assign \$467  = affine_shift - 1'h1;
+  assign \$468  = \$466  ? 6'h00 : \$467 [5:0];
+  assign \$469  = $signed(g_prod3) >>> \$468 ;
   assign \$470  = ! affine_shift;
   assign \$471  = affine_shift - 1'h1;
   assign \$472  = \$470  ? 6'h00 : \$471 [5:0];
   assign \$473  = $signed(g_prod3) >>> \$472 ;
-  assign \$474  = ! affine_shift;
-  assign \$475  = affine_shift - 1'h1;
-  assign \$476  = \$474  ? 6'h00 : \$475 [5:0];
-  assign \$477  = $signed(g_prod3) >>> \$476 ;
-  assign \$478  = $signed(\$477 ) + $signed(2'h1);
-  assign \$480  = \$469  ? \$473  : \$479 [31:0];
-  assign \$481  = $signed(\$480 ) < $signed(16'h8000);
-  assign \$482  = ! affine_shift;
+  assign \$474  = $signed(\$473 ) + $signed(2'h1);
+  assign \$476  = \$465  ? \$469  : \$475 [31:0];
+  assign \$477  = $signed(\$476 ) < $signed(16'h8000);
+  assign \$478  = ! affine_shift;
+  assign \$479  = ! affine_shift;
+  assign \$480  = affine_shift - 1'h1;
+  assign \$481  = \$479  ? 6'h00 : \$480 [5:0];
+  assign \$482  = $signed(g_prod3) >>> \$481 ;
   assign \$483  = ! affine_shift;
   assign \$484  = affine_shift - 1'h1;
   assign \$485  = \$483  ? 6'h00 : \$484 [5:0];
   assign \$486  = $signed(g_prod3) >>> \$485 ;
-  assign \$487  = ! affine_shift;
-  assign \$488  = affine_shift - 1'h1;
-  assign \$489  = \$487  ? 6'h00 : \$488 [5:0];
-  assign \$490  = $signed(g_prod3) >>> \$489 ;
-  assign \$491  = $signed(\$490 ) + $signed(2'h1);
-  assign \$493  = \$482  ? \$486  : \$492 [31:0];
-  assign \$494  = \$481  ? 16'h8000 : \$493 [15:0];
-  assign \$495  = \$468  ? 16'h7fff : \$494 ;
-  assign \$496  = ! affine_shift;
+  assign \$487  = $signed(\$486 ) + $signed(2'h1);
+  assign \$489  = \$478  ? \$482  : \$488 [31:0];
+  assign \$490  = \$477  ? 16'h8000 : \$489 [15:0];
+  assign \$491  = \$464  ? 16'h7fff : \$490 ;
+  assign \$492  = ! affine_shift;
+  assign \$493  = ! affine_shift;
+  assign \$494  = affine_shift - 1'h1;
+  assign \$495  = \$493  ? 6'h00 : \$494 [5:0];
+  assign \$496  = $signed(g_prod3) >>> \$495 ;
   assign \$497  = ! affine_shift;
   assign \$498  = affine_shift - 1'h1;
   assign \$499  = \$497  ? 6'h00 : \$498 [5:0];
   assign \$500  = $signed(g_prod3) >>> \$499 ;
-  assign \$501  = ! affine_shift;
-  assign \$502  = affine_shift - 1'h1;
-  assign \$503  = \$501  ? 6'h00 : \$502 [5:0];
-  assign \$504  = $signed(g_prod3) >>> \$503 ;
-  assign \$505  = $signed(\$504 ) + $signed(2'h1);
-  assign \$507  = \$496  ? \$500  : \$506 [31:0];
-  assign \$508  = $signed(\$507 ) > $signed(16'h7fff);
-  assign \$509  = ! affine_shift;
+  assign \$501  = $signed(\$500 ) + $signed(2'h1);
+  assign \$503  = \$492  ? \$496  : \$502 [31:0];
+  assign \$504  = $signed(\$503 ) > $signed(16'h7fff);
+  assign \$505  = ! affine_shift;
+  assign \$506  = ! affine_shift;
+  assign \$507  = affine_shift - 1'h1;
+  assign \$508  = \$506  ? 6'h00 : \$507 [5:0];
+  assign \$509  = $signed(g_prod3) >>> \$508 ;
   assign \$510  = ! affine_shift;
   assign \$511  = affine_shift - 1'h1;
   assign \$512  = \$510  ? 6'h00 : \$511 [5:0];
   assign \$513  = $signed(g_prod3) >>> \$512 ;
-  assign \$514  = ! affine_shift;
-  assign \$515  = affine_shift - 1'h1;
-  assign \$516  = \$514  ? 6'h00 : \$515 [5:0];
-  assign \$517  = $signed(g_prod3) >>> \$516 ;
-  assign \$518  = $signed(\$517 ) + $signed(2'h1);
-  assign \$520  = \$509  ? \$513  : \$519 [31:0];
-  assign \$521  = $signed(\$520 ) < $signed(16'h8000);
-  assign \$522  = ! affine_shift;
+  assign \$514  = $signed(\$513 ) + $signed(2'h1);
+  assign \$516  = \$505  ? \$509  : \$515 [31:0];
+  assign \$517  = $signed(\$516 ) < $signed(16'h8000);
+  assign \$518  = ! affine_shift;
+  assign \$519  = ! affine_shift;
+  assign \$520  = affine_shift - 1'h1;
+  assign \$521  = \$519  ? 6'h00 : \$520 [5:0];
+  assign \$522  = $signed(g_prod3) >>> \$521 ;
   assign \$523  = ! affine_shift;
   assign \$524  = affine_shift - 1'h1;
   assign \$525  = \$523  ? 6'h00 : \$524 [5:0];
   assign \$526  = $signed(g_prod3) >>> \$525 ;
-  assign \$527  = ! affine_shift;
-  assign \$528  = affine_shift - 1'h1;
-  assign \$529  = \$527  ? 6'h00 : \$528 [5:0];
-  assign \$530  = $signed(g_prod3) >>> \$529 ;
-  assign \$531  = $signed(\$530 ) + $signed(2'h1);
-  assign \$533  = \$522  ? \$526  : \$532 [31:0];
-  assign \$534  = \$521  ? 16'h8000 : \$533 [15:0];
-  assign \$535  = \$508  ? 16'h7fff : \$534 ;
-  assign \$536  = ! affine_shift;
+  assign \$527  = $signed(\$526 ) + $signed(2'h1);
+  assign \$529  = \$518  ? \$522  : \$528 [31:0];
+  assign \$530  = \$517  ? 16'h8000 : \$529 [15:0];
+  assign \$531  = \$504  ? 16'h7fff : \$530 ;
+  assign \$532  = ! affine_shift;
+  assign \$533  = ! affine_shift;
+  assign \$534  = affine_shift - 1'h1;
+  assign \$535  = \$533  ? 6'h00 : \$534 [5:0];
+  assign \$536  = $signed(g_prod3) >>> \$535 ;
   assign \$537  = ! affine_shift;
   assign \$538  = affine_shift - 1'h1;
   assign \$539  = \$537  ? 6'h00 : \$538 [5:0];
   assign \$540  = $signed(g_prod3) >>> \$539 ;
-  assign \$541  = ! affine_shift;
-  assign \$542  = affine_shift - 1'h1;
-  assign \$543  = \$541  ? 6'h00 : \$542 [5:0];
-  assign \$544  = $signed(g_prod3) >>> \$543 ;
-  assign \$545  = $signed(\$544 ) + $signed(2'h1);
-  assign \$547  = \$536  ? \$540  : \$546 [31:0];
-  assign \$548  = $signed(\$535 ) != $signed(\$547 );
-  assign \$549  = ! leak_shift;
+  assign \$541  = $signed(\$540 ) + $signed(2'h1);
+  assign \$543  = \$532  ? \$536  : \$542 [31:0];
+  assign \$544  = $signed(\$531 ) != $signed(\$543 );
+  assign \$545  = ! leak_shift;
+  assign \$546  = ! leak_shift;
+  assign \$547  = leak_shift - 1'h1;
+  assign \$548  = \$546  ? 6'h00 : \$547 [5:0];
+  assign \$549  = $signed(leak_prod0) >>> \$548 ;
   assign \$550  = ! leak_shift;
   assign \$551  = leak_shift - 1'h1;
   assign \$552  = \$550  ? 6'h00 : \$551 [5:0];
   assign \$553  = $signed(leak_prod0) >>> \$552 ;
-  assign \$554  = ! leak_shift;
-  assign \$555  = leak_shift - 1'h1;
-  assign \$556  = \$554  ? 6'h00 : \$555 [5:0];
-  assign \$557  = $signed(leak_prod0) >>> \$556 ;
-  assign \$558  = $signed(\$557 ) + $signed(2'h1);
-  assign \$560  = \$549  ? \$553  : \$559 [24:0];
-  assign \$561  = spike0_z3 ? 25'h0000000 : \$560 ;
-  assign \$562  = $signed(direct0_z2) + $signed(\$561 );
-  assign \$563  = ! leak_shift;
+  assign \$554  = $signed(\$553 ) + $signed(2'h1);
+  assign \$556  = \$545  ? \$549  : \$555 [24:0];
+  assign \$557  = spike0_z3 ? 25'h0000000 : \$556 ;
+  assign \$558  = $signed(direct0) + $signed(\$557 );
+  assign \$559  = ! leak_shift;
+  assign \$560  = ! leak_shift;
+  assign \$561  = leak_shift - 1'h1;
+  assign \$562  = \$560  ? 6'h00 : \$561 [5:0];
+  assign \$563  = $signed(leak_prod1) >>> \$562 ;
   assign \$564  = ! leak_shift;
   assign \$565  = leak_shift - 1'h1;
   assign \$566  = \$564  ? 6'h00 : \$565 [5:0];
   assign \$567  = $signed(leak_prod1) >>> \$566 ;
-  assign \$568  = ! leak_shift;
-  assign \$569  = leak_shift - 1'h1;
-  assign \$570  = \$568  ? 6'h00 : \$569 [5:0];
-  assign \$571  = $signed(leak_prod1) >>> \$570 ;
-  assign \$572  = $signed(\$571 ) + $signed(2'h1);
-  assign \$574  = \$563  ? \$567  : \$573 [24:0];
-  assign \$575  = spike1_z3 ? 25'h0000000 : \$574 ;
-  assign \$576  = $signed(direct1_z2) + $signed(\$575 );
-  assign \$577  = ! leak_shift;
+  assign \$568  = $signed(\$567 ) + $signed(2'h1);
+  assign \$570  = \$559  ? \$563  : \$569 [24:0];
+  assign \$571  = spike1_z3 ? 25'h0000000 : \$570 ;
+  assign \$572  = $signed(direct1) + $signed(\$571 );
+  assign \$573  = ! leak_shift;
+  assign \$574  = ! leak_shift;
+  assign \$575  = leak_shift - 1'h1;
+  assign \$576  = \$574  ? 6'h00 : \$575 [5:0];
+  assign \$577  = $signed(leak_prod2) >>> \$576 ;
   assign \$578  = ! leak_shift;
   assign \$579  = leak_shift - 1'h1;
   assign \$580  = \$578  ? 6'h00 : \$579 [5:0];
   assign \$581  = $signed(leak_prod2) >>> \$580 ;
-  assign \$582  = ! leak_shift;
-  assign \$583  = leak_shift - 1'h1;
-  assign \$584  = \$582  ? 6'h00 : \$583 [5:0];
-  assign \$585  = $signed(leak_prod2) >>> \$584 ;
-  assign \$586  = $signed(\$585 ) + $signed(2'h1);
-  assign \$588  = \$577  ? \$581  : \$587 [24:0];
-  assign \$589  = spike2_z3 ? 25'h0000000 : \$588 ;
-  assign \$590  = $signed(direct2_z2) + $signed(\$589 );
-  assign \$591  = ! leak_shift;
+  assign \$582  = $signed(\$581 ) + $signed(2'h1);
+  assign \$584  = \$573  ? \$577  : \$583 [24:0];
+  assign \$585  = spike2_z3 ? 25'h0000000 : \$584 ;
+  assign \$586  = $signed(direct2) + $signed(\$585 );
+  assign \$587  = ! leak_shift;
+  assign \$588  = ! leak_shift;
+  assign \$589  = leak_shift - 1'h1;
+  assign \$590  = \$588  ? 6'h00 : \$589 [5:0];
+  assign \$591  = $signed(leak_prod3) >>> \$590 ;
   assign \$592  = ! leak_shift;
   assign \$593  = leak_shift - 1'h1;
   assign \$594  = \$592  ? 6'h00 : \$593 [5:0];
   assign \$595  = $signed(leak_prod3) >>> \$594 ;
-  assign \$596  = ! leak_shift;
-  assign \$597  = leak_shift - 1'h1;
-  assign \$598  = \$596  ? 6'h00 : \$597 [5:0];
-  assign \$599  = $signed(leak_prod3) >>> \$598 ;
-  assign \$600  = $signed(\$599 ) + $signed(2'h1);
-  assign \$602  = \$591  ? \$595  : \$601 [24:0];
-  assign \$603  = spike3_z3 ? 25'h0000000 : \$602 ;
-  assign \$604  = $signed(direct3_z2) + $signed(\$603 );
+  assign \$596  = $signed(\$595 ) + $signed(2'h1);
+  assign \$598  = \$587  ? \$591  : \$597 [24:0];
+  assign \$599  = spike3_z3 ? 25'h0000000 : \$598 ;
+  assign \$600  = $signed(direct3) + $signed(\$599 );
   always @(posedge clk)
-    valid_z1 <= \$605 ;
+    valid_z1 <= \$601 ;
   always @(posedge clk)
-    valid_z2 <= \$606 ;
+    valid_z2 <= \$602 ;
   always @(posedge clk)
-    valid_z3 <= \$607 ;
+    valid_z3 <= \$603 ;
   always @(posedge clk)
-    valid_z4 <= \$608 ;
+    valid_z4 <= \$604 ;
   always @(posedge clk)
-    valid_z5 <= \$609 ;
+    valid_z5 <= \$605 ;
   always @(posedge clk)
-    valid_z6 <= \$610 ;
+    valid_z6 <= \$606 ;
   always @(posedge clk)
-    valid_z7 <= \$611 ;
+    valid_z7 <= \$607 ;
   always @(posedge clk)
-    restart_z1 <= \$612 ;
+    restart_z1 <= \$608 ;
   always @(posedge clk)
-    restart_z2 <= \$613 ;
+    restart_z2 <= \$609 ;
   always @(posedge clk)
-    load_z1 <= \$614 ;
+    load_z1 <= \$610 ;
   always @(posedge clk)
-    load_z2 <= \$615 ;
+    load_z2 <= \$611 ;
   always @(posedge clk)
-    load_z3 <= \$616 ;
+    load_z3 <= \$612 ;
   always @(posedge clk)
-    e0_z1 <= \$617 ;
+    e0_z1 <= \$613 ;
   always @(posedge clk)
-    e0_z2 <= \$618 ;
+    e0_z2 <= \$614 ;
   always @(posedge clk)
-    e0_z3 <= \$619 ;
+    e0_z3 <= \$615 ;
   always @(posedge clk)
-    window0_z1 <= \$620 ;
+    window0_z1 <= \$616 ;
   always @(posedge clk)
-    spike0_z1 <= \$621 ;
+    window0_z2 <= \$617 ;
   always @(posedge clk)
-    spike0_z2 <= \$622 ;
+    spike0_z1 <= \$618 ;
   always @(posedge clk)
-    spike0_z3 <= \$623 ;
+    spike0_z2 <= \$619 ;
   always @(posedge clk)
-    g_extra0_z1 <= \$624 ;
+    spike0_z3 <= \$620 ;
   always @(posedge clk)
-    g_extra0_z2 <= \$625 ;
+    g_extra0_z1 <= \$621 ;
   always @(posedge clk)
-    g_extra0_z3 <= \$626 ;
+    g_extra0_z2 <= \$622 ;
   always @(posedge clk)
-    g_extra0_z4 <= \$627 ;
+    g_extra0_z3 <= \$623 ;
   always @(posedge clk)
-    scale0_z1 <= \$628 ;
+    g_extra0_z4 <= \$624 ;
   always @(posedge clk)
-    scale0_z2 <= \$629 ;
+    scale0_z1 <= \$625 ;
   always @(posedge clk)
-    scale0_z3 <= \$630 ;
+    scale0_z2 <= \$626 ;
   always @(posedge clk)
-    scale0_z4 <= \$631 ;
+    scale0_z3 <= \$627 ;
   always @(posedge clk)
-    scale0_z5 <= \$632 ;
+    scale0_z4 <= \$628 ;
   always @(posedge clk)
-    direct0_z1 <= \$633 ;
+    scale0_z5 <= \$629 ;
   always @(posedge clk)
-    direct0_z2 <= \$634 ;
+    height_prod0 <= \$630 ;
   always @(posedge clk)
-    leak_prod0 <= \$635 ;
+    direct0 <= \$631 ;
   always @(posedge clk)
-    d0 <= \$636 ;
+    leak_prod0 <= \$632 ;
   always @(posedge clk)
-    sat_lif0 <= \$637 ;
+    d0 <= \$633 ;
   always @(posedge clk)
-    g_cur0 <= \$638 ;
+    sat_lif0 <= \$634 ;
   always @(posedge clk)
-    sat_cur0 <= \$639 ;
+    g_cur0 <= \$635 ;
   always @(posedge clk)
-    g_prod0 <= \$640 ;
+    sat_cur0 <= \$636 ;
   always @(posedge clk)
-    g_p0 <= \$641 ;
+    g_prod0 <= \$637 ;
   always @(posedge clk)
-    sat_aff0 <= \$642 ;
+    g_p0 <= \$638 ;
   always @(posedge clk)
-    d_out0_z1 <= \$643 ;
+    sat_aff0 <= \$639 ;
   always @(posedge clk)
-    d_out0_z2 <= \$644 ;
+    d_out0_z1 <= \$640 ;
   always @(posedge clk)
-    d_out0_z3 <= \$645 ;
+    d_out0_z2 <= \$641 ;
   always @(posedge clk)
-    g_cur_out0_z1 <= \$646 ;
+    d_out0_z3 <= \$642 ;
   always @(posedge clk)
-    g_cur_out0_z2 <= \$647 ;
+    g_cur_out0_z1 <= \$643 ;
   always @(posedge clk)
-    sat_lif_out0_z1 <= \$648 ;
+    g_cur_out0_z2 <= \$644 ;
   always @(posedge clk)
-    sat_lif_out0_z2 <= \$649 ;
+    sat_lif_out0_z1 <= \$645 ;
   always @(posedge clk)
-    sat_lif_out0_z3 <= \$650 ;
+    sat_lif_out0_z2 <= \$646 ;
   always @(posedge clk)
-    sat_cur_out0_z1 <= \$651 ;
+    sat_lif_out0_z3 <= \$647 ;
   always @(posedge clk)
-    sat_cur_out0_z2 <= \$652 ;
+    sat_cur_out0_z1 <= \$648 ;
   always @(posedge clk)
-    e1_z1 <= \$653 ;
+    sat_cur_out0_z2 <= \$649 ;
   always @(posedge clk)
-    e1_z2 <= \$654 ;
+    e1_z1 <= \$650 ;
   always @(posedge clk)
-    e1_z3 <= \$655 ;
+    e1_z2 <= \$651 ;
   always @(posedge clk)
-    window1_z1 <= \$656 ;
+    e1_z3 <= \$652 ;
   always @(posedge clk)
-    spike1_z1 <= \$657 ;
+    window1_z1 <= \$653 ;
   always @(posedge clk)
-    spike1_z2 <= \$658 ;
+    window1_z2 <= \$654 ;
   always @(posedge clk)
-    spike1_z3 <= \$659 ;
+    spike1_z1 <= \$655 ;
   always @(posedge clk)
-    g_extra1_z1 <= \$660 ;
+    spike1_z2 <= \$656 ;
   always @(posedge clk)
-    g_extra1_z2 <= \$661 ;
+    spike1_z3 <= \$657 ;
   always @(posedge clk)
-    g_extra1_z3 <= \$662 ;
+    g_extra1_z1 <= \$658 ;
   always @(posedge clk)
-    g_extra1_z4 <= \$663 ;
+    g_extra1_z2 <= \$659 ;
   always @(posedge clk)
-    scale1_z1 <= \$664 ;
+    g_extra1_z3 <= \$660 ;
   always @(posedge clk)
-    scale1_z2 <= \$665 ;
+    g_extra1_z4 <= \$661 ;
   always @(posedge clk)
-    scale1_z3 <= \$666 ;
+    scale1_z1 <= \$662 ;
   always @(posedge clk)
-    scale1_z4 <= \$667 ;
+    scale1_z2 <= \$663 ;
   always @(posedge clk)
-    scale1_z5 <= \$668 ;
+    scale1_z3 <= \$664 ;
   always @(posedge clk)
-    direct1_z1 <= \$669 ;
+    scale1_z4 <= \$665 ;
   always @(posedge clk)
-    direct1_z2 <= \$670 ;
+    scale1_z5 <= \$666 ;
   always @(posedge clk)
-    leak_prod1 <= \$671 ;
+    height_prod1 <= \$667 ;
   always @(posedge clk)
-    d1 <= \$672 ;
+    direct1 <= \$668 ;
   always @(posedge clk)
-    sat_lif1 <= \$673 ;
+    leak_prod1 <= \$669 ;
   always @(posedge clk)
-    g_cur1 <= \$674 ;
+    d1 <= \$670 ;
   always @(posedge clk)
-    sat_cur1 <= \$675 ;
+    sat_lif1 <= \$671 ;
   always @(posedge clk)
-    g_prod1 <= \$676 ;
+    g_cur1 <= \$672 ;
   always @(posedge clk)
-    g_p1 <= \$677 ;
+    sat_cur1 <= \$673 ;
   always @(posedge clk)
-    sat_aff1 <= \$678 ;
+    g_prod1 <= \$674 ;
   always @(posedge clk)
-    d_out1_z1 <= \$679 ;
+    g_p1 <= \$675 ;
   always @(posedge clk)
-    d_out1_z2 <= \$680 ;
+    sat_aff1 <= \$676 ;
   always @(posedge clk)
-    d_out1_z3 <= \$681 ;
+    d_out1_z1 <= \$677 ;
   always @(posedge clk)
-    g_cur_out1_z1 <= \$682 ;
+    d_out1_z2 <= \$678 ;
   always @(posedge clk)
-    g_cur_out1_z2 <= \$683 ;
+    d_out1_z3 <= \$679 ;
   always @(posedge clk)
-    sat_lif_out1_z1 <= \$684 ;
+    g_cur_out1_z1 <= \$680 ;
   always @(posedge clk)
-    sat_lif_out1_z2 <= \$685 ;
+    g_cur_out1_z2 <= \$681 ;
   always @(posedge clk)
-    sat_lif_out1_z3 <= \$686 ;
+    sat_lif_out1_z1 <= \$682 ;
   always @(posedge clk)
-    sat_cur_out1_z1 <= \$687 ;
+    sat_lif_out1_z2 <= \$683 ;
   always @(posedge clk)
-    sat_cur_out1_z2 <= \$688 ;
+    sat_lif_out1_z3 <= \$684 ;
   always @(posedge clk)
-    e2_z1 <= \$689 ;
+    sat_cur_out1_z1 <= \$685 ;
   always @(posedge clk)
-    e2_z2 <= \$690 ;
+    sat_cur_out1_z2 <= \$686 ;
   always @(posedge clk)
-    e2_z3 <= \$691 ;
+    e2_z1 <= \$687 ;
   always @(posedge clk)
-    window2_z1 <= \$692 ;
+    e2_z2 <= \$688 ;
   always @(posedge clk)
-    spike2_z1 <= \$693 ;
+    e2_z3 <= \$689 ;
   always @(posedge clk)
-    spike2_z2 <= \$694 ;
+    window2_z1 <= \$690 ;
   always @(posedge clk)
-    spike2_z3 <= \$695 ;
+    window2_z2 <= \$691 ;
   always @(posedge clk)
-    g_extra2_z1 <= \$696 ;
+    spike2_z1 <= \$692 ;
   always @(posedge clk)
-    g_extra2_z2 <= \$697 ;
+    spike2_z2 <= \$693 ;
   always @(posedge clk)
-    g_extra2_z3 <= \$698 ;
+    spike2_z3 <= \$694 ;
   always @(posedge clk)
-    g_extra2_z4 <= \$699 ;
+    g_extra2_z1 <= \$695 ;
   always @(posedge clk)
-    scale2_z1 <= \$700 ;
+    g_extra2_z2 <= \$696 ;
   always @(posedge clk)
-    scale2_z2 <= \$701 ;
+    g_extra2_z3 <= \$697 ;
   always @(posedge clk)
-    scale2_z3 <= \$702 ;
+    g_extra2_z4 <= \$698 ;
   always @(posedge clk)
-    scale2_z4 <= \$703 ;
+    scale2_z1 <= \$699 ;
   always @(posedge clk)
-    scale2_z5 <= \$704 ;
+    scale2_z2 <= \$700 ;
   always @(posedge clk)
-    direct2_z1 <= \$705 ;
+    scale2_z3 <= \$701 ;
   always @(posedge clk)
-    direct2_z2 <= \$706 ;
+    scale2_z4 <= \$702 ;
   always @(posedge clk)
-    leak_prod2 <= \$707 ;
+    scale2_z5 <= \$703 ;
   always @(posedge clk)
-    d2 <= \$708 ;
+    height_prod2 <= \$704 ;
   always @(posedge clk)
-    sat_lif2 <= \$709 ;
+    direct2 <= \$705 ;
   always @(posedge clk)
-    g_cur2 <= \$710 ;
+    leak_prod2 <= \$706 ;
   always @(posedge clk)
-    sat_cur2 <= \$711 ;
+    d2 <= \$707 ;
   always @(posedge clk)
-    g_prod2 <= \$712 ;
+    sat_lif2 <= \$708 ;
   always @(posedge clk)
-    g_p2 <= \$713 ;
+    g_cur2 <= \$709 ;
   always @(posedge clk)
-    sat_aff2 <= \$714 ;
+    sat_cur2 <= \$710 ;
   always @(posedge clk)
-    d_out2_z1 <= \$715 ;
+    g_prod2 <= \$711 ;
   always @(posedge clk)
-    d_out2_z2 <= \$716 ;
+    g_p2 <= \$712 ;
   always @(posedge clk)
-    d_out2_z3 <= \$717 ;
+    sat_aff2 <= \$713 ;
   always @(posedge clk)
-    g_cur_out2_z1 <= \$718 ;
+    d_out2_z1 <= \$714 ;
   always @(posedge clk)
-    g_cur_out2_z2 <= \$719 ;
+    d_out2_z2 <= \$715 ;
   always @(posedge clk)
-    sat_lif_out2_z1 <= \$720 ;
+    d_out2_z3 <= \$716 ;
   always @(posedge clk)
-    sat_lif_out2_z2 <= \$721 ;
+    g_cur_out2_z1 <= \$717 ;
   always @(posedge clk)
-    sat_lif_out2_z3 <= \$722 ;
+    g_cur_out2_z2 <= \$718 ;
   always @(posedge clk)
-    sat_cur_out2_z1 <= \$723 ;
+    sat_lif_out2_z1 <= \$719 ;
   always @(posedge clk)
-    sat_cur_out2_z2 <= \$724 ;
+    sat_lif_out2_z2 <= \$720 ;
   always @(posedge clk)
-    e3_z1 <= \$725 ;
+    sat_lif_out2_z3 <= \$721 ;
   always @(posedge clk)
-    e3_z2 <= \$726 ;
+    sat_cur_out2_z1 <= \$722 ;
   always @(posedge clk)
-    e3_z3 <= \$727 ;
+    sat_cur_out2_z2 <= \$723 ;
   always @(posedge clk)
-    window3_z1 <= \$728 ;
+    e3_z1 <= \$724 ;
+  always @(posedge clk)
+    e3_z2 <= \$725 ;
+  always @(posedge clk)
+    e3_z3 <= \$726 ;
+  always @(posedge clk)
+    window3_z1 <= \$727 ;
+  always @(posedge clk)
+    window3_z2 <= \$728 ;
   always @(posedge clk)
     spike3_z1 <= \$729 ;
   always @(posedge clk)
@@ -31986,9 +31994,9 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
   always @(posedge clk)
     scale3_z5 <= \$740 ;
   always @(posedge clk)
-    direct3_z1 <= \$741 ;
+    height_prod3 <= \$741 ;
   always @(posedge clk)
-    direct3_z2 <= \$742 ;
+    direct3 <= \$742 ;
   always @(posedge clk)
     leak_prod3 <= \$743 ;
   always @(posedge clk)
@@ -32025,1112 +32033,1140 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
     sat_cur_out3_z1 <= \$759 ;
   always @(posedge clk)
     sat_cur_out3_z2 <= \$760 ;
-  assign \$1  = ! \port$18427$356 [5:0];
-  assign \$2  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
-  assign \$3  = ! \port$18427$356 [5:0];
-  assign \$4  = \port$18427$356 [5:0] - 1'h1;
+  assign \$1  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
+  assign \$2  = ! \port$18431$356 [5:0];
+  assign \$3  = ! \port$18431$356 [5:0];
+  assign \$4  = \port$18431$356 [5:0] - 1'h1;
   assign \$5  = \$3  ? 6'h00 : \$4 [5:0];
-  assign \$6  = $signed(\$2 ) >>> \$5 ;
-  assign \$7  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
-  assign \$8  = ! \port$18427$356 [5:0];
-  assign \$9  = \port$18427$356 [5:0] - 1'h1;
-  assign \$10  = \$8  ? 6'h00 : \$9 [5:0];
-  assign \$11  = $signed(\$7 ) >>> \$10 ;
-  assign \$12  = $signed(\$11 ) + $signed(2'h1);
-  assign \$14  = \$1  ? \$6  : \$13 [23:0];
-  assign \$15  = window0_z1 ? \$14  : 24'h000000;
-  assign \$16  = restart_z2 ? 16'h0000 : d0;
-  assign \$17  = $signed(\$16 ) * $signed({ 1'h0, \port$18427$356 [13:6] });
-  assign \$18  = $signed(\$562 ) > $signed(16'h7fff);
-  assign \$19  = $signed(\$562 ) < $signed(16'h8000);
-  assign \$20  = \$19  ? 16'h8000 : \$562 [15:0];
-  assign \$21  = \$18  ? 16'h7fff : \$20 ;
-  assign \$22  = load_z3 ? e0_z3 : \$21 ;
-  assign \$23  = $signed(\$562 ) > $signed(16'h7fff);
-  assign \$24  = $signed(\$562 ) < $signed(16'h8000);
-  assign \$25  = \$24  ? 16'h8000 : \$562 [15:0];
-  assign \$26  = \$23  ? 16'h7fff : \$25 ;
-  assign \$27  = $signed(\$26 ) != $signed(\$562 );
-  assign \$28  = $signed(d0) + $signed(g_extra0_z4);
-  assign \$29  = $signed(\$28 ) > $signed(16'h7fff);
-  assign \$30  = $signed(d0) + $signed(g_extra0_z4);
-  assign \$31  = $signed(\$30 ) < $signed(16'h8000);
-  assign \$32  = $signed(d0) + $signed(g_extra0_z4);
-  assign \$33  = \$31  ? 16'h8000 : \$32 [15:0];
-  assign \$34  = \$29  ? 16'h7fff : \$33 ;
-  assign \$35  = $signed(d0) + $signed(g_extra0_z4);
-  assign \$36  = $signed(\$35 ) > $signed(16'h7fff);
-  assign \$37  = $signed(d0) + $signed(g_extra0_z4);
-  assign \$38  = $signed(\$37 ) < $signed(16'h8000);
-  assign \$39  = $signed(d0) + $signed(g_extra0_z4);
-  assign \$40  = \$38  ? 16'h8000 : \$39 [15:0];
-  assign \$41  = \$36  ? 16'h7fff : \$40 ;
-  assign \$42  = $signed(d0) + $signed(g_extra0_z4);
-  assign \$43  = $signed(\$41 ) != $signed(\$42 );
-  assign \$44  = $signed(g_cur0) * $signed(scale0_z5);
+  assign \$6  = $signed(height_prod0) >>> \$5 ;
+  assign \$7  = ! \port$18431$356 [5:0];
+  assign \$8  = \port$18431$356 [5:0] - 1'h1;
+  assign \$9  = \$7  ? 6'h00 : \$8 [5:0];
+  assign \$10  = $signed(height_prod0) >>> \$9 ;
+  assign \$11  = $signed(\$10 ) + $signed(2'h1);
+  assign \$13  = \$2  ? \$6  : \$12 [24:0];
+  assign \$14  = window0_z2 ? \$13  : 25'h0000000;
+  assign \$15  = restart_z2 ? 16'h0000 : d0;
+  assign \$16  = $signed(\$15 ) * $signed({ 1'h0, \port$18431$356 [13:6] });
+  assign \$17  = $signed(\$558 ) > $signed(16'h7fff);
+  assign \$18  = $signed(\$558 ) < $signed(16'h8000);
+  assign \$19  = \$18  ? 16'h8000 : \$558 [15:0];
+  assign \$20  = \$17  ? 16'h7fff : \$19 ;
+  assign \$21  = load_z3 ? e0_z3 : \$20 ;
+  assign \$22  = $signed(\$558 ) > $signed(16'h7fff);
+  assign \$23  = $signed(\$558 ) < $signed(16'h8000);
+  assign \$24  = \$23  ? 16'h8000 : \$558 [15:0];
+  assign \$25  = \$22  ? 16'h7fff : \$24 ;
+  assign \$26  = $signed(\$25 ) != $signed(\$558 );
+  assign \$27  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$28  = $signed(\$27 ) > $signed(16'h7fff);
+  assign \$29  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$30  = $signed(\$29 ) < $signed(16'h8000);
+  assign \$31  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$32  = \$30  ? 16'h8000 : \$31 [15:0];
+  assign \$33  = \$28  ? 16'h7fff : \$32 ;
+  assign \$34  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$35  = $signed(\$34 ) > $signed(16'h7fff);
+  assign \$36  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$37  = $signed(\$36 ) < $signed(16'h8000);
+  assign \$38  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$39  = \$37  ? 16'h8000 : \$38 [15:0];
+  assign \$40  = \$35  ? 16'h7fff : \$39 ;
+  assign \$41  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$42  = $signed(\$40 ) != $signed(\$41 );
+  assign \$43  = $signed(g_cur0) * $signed(scale0_z5);
+  assign \$44  = ! affine_shift;
   assign \$45  = ! affine_shift;
-  assign \$46  = ! affine_shift;
-  assign \$47  = affine_shift - 1'h1;
-  assign \$48  = \$46  ? 6'h00 : \$47 [5:0];
-  assign \$49  = $signed(g_prod0) >>> \$48 ;
-  assign \$50  = ! affine_shift;
-  assign \$51  = affine_shift - 1'h1;
-  assign \$52  = \$50  ? 6'h00 : \$51 [5:0];
-  assign \$53  = $signed(g_prod0) >>> \$52 ;
-  assign \$54  = $signed(\$53 ) + $signed(2'h1);
-  assign \$56  = \$45  ? \$49  : \$55 [31:0];
-  assign \$57  = $signed(\$56 ) > $signed(16'h7fff);
+  assign \$46  = affine_shift - 1'h1;
+  assign \$47  = \$45  ? 6'h00 : \$46 [5:0];
+  assign \$48  = $signed(g_prod0) >>> \$47 ;
+  assign \$49  = ! affine_shift;
+  assign \$50  = affine_shift - 1'h1;
+  assign \$51  = \$49  ? 6'h00 : \$50 [5:0];
+  assign \$52  = $signed(g_prod0) >>> \$51 ;
+  assign \$53  = $signed(\$52 ) + $signed(2'h1);
+  assign \$55  = \$44  ? \$48  : \$54 [31:0];
+  assign \$56  = $signed(\$55 ) > $signed(16'h7fff);
+  assign \$57  = ! affine_shift;
   assign \$58  = ! affine_shift;
-  assign \$59  = ! affine_shift;
-  assign \$60  = affine_shift - 1'h1;
-  assign \$61  = \$59  ? 6'h00 : \$60 [5:0];
-  assign \$62  = $signed(g_prod0) >>> \$61 ;
-  assign \$63  = ! affine_shift;
-  assign \$64  = affine_shift - 1'h1;
-  assign \$65  = \$63  ? 6'h00 : \$64 [5:0];
-  assign \$66  = $signed(g_prod0) >>> \$65 ;
-  assign \$67  = $signed(\$66 ) + $signed(2'h1);
-  assign \$69  = \$58  ? \$62  : \$68 [31:0];
-  assign \$70  = $signed(\$69 ) < $signed(16'h8000);
+  assign \$59  = affine_shift - 1'h1;
+  assign \$60  = \$58  ? 6'h00 : \$59 [5:0];
+  assign \$61  = $signed(g_prod0) >>> \$60 ;
+  assign \$62  = ! affine_shift;
+  assign \$63  = affine_shift - 1'h1;
+  assign \$64  = \$62  ? 6'h00 : \$63 [5:0];
+  assign \$65  = $signed(g_prod0) >>> \$64 ;
+  assign \$66  = $signed(\$65 ) + $signed(2'h1);
+  assign \$68  = \$57  ? \$61  : \$67 [31:0];
+  assign \$69  = $signed(\$68 ) < $signed(16'h8000);
+  assign \$70  = ! affine_shift;
   assign \$71  = ! affine_shift;
-  assign \$72  = ! affine_shift;
-  assign \$73  = affine_shift - 1'h1;
-  assign \$74  = \$72  ? 6'h00 : \$73 [5:0];
-  assign \$75  = $signed(g_prod0) >>> \$74 ;
-  assign \$76  = ! affine_shift;
-  assign \$77  = affine_shift - 1'h1;
-  assign \$78  = \$76  ? 6'h00 : \$77 [5:0];
-  assign \$79  = $signed(g_prod0) >>> \$78 ;
-  assign \$80  = $signed(\$79 ) + $signed(2'h1);
-  assign \$82  = \$71  ? \$75  : \$81 [31:0];
-  assign \$83  = \$70  ? 16'h8000 : \$82 [15:0];
-  assign \$84  = \$57  ? 16'h7fff : \$83 ;
+  assign \$72  = affine_shift - 1'h1;
+  assign \$73  = \$71  ? 6'h00 : \$72 [5:0];
+  assign \$74  = $signed(g_prod0) >>> \$73 ;
+  assign \$75  = ! affine_shift;
+  assign \$76  = affine_shift - 1'h1;
+  assign \$77  = \$75  ? 6'h00 : \$76 [5:0];
+  assign \$78  = $signed(g_prod0) >>> \$77 ;
+  assign \$79  = $signed(\$78 ) + $signed(2'h1);
+  assign \$81  = \$70  ? \$74  : \$80 [31:0];
+  assign \$82  = \$69  ? 16'h8000 : \$81 [15:0];
+  assign \$83  = \$56  ? 16'h7fff : \$82 ;
+  assign \$84  = ! affine_shift;
   assign \$85  = ! affine_shift;
-  assign \$86  = ! affine_shift;
-  assign \$87  = affine_shift - 1'h1;
-  assign \$88  = \$86  ? 6'h00 : \$87 [5:0];
-  assign \$89  = $signed(g_prod0) >>> \$88 ;
-  assign \$90  = ! affine_shift;
-  assign \$91  = affine_shift - 1'h1;
-  assign \$92  = \$90  ? 6'h00 : \$91 [5:0];
-  assign \$93  = $signed(g_prod0) >>> \$92 ;
-  assign \$94  = $signed(\$93 ) + $signed(2'h1);
-  assign \$96  = \$85  ? \$89  : \$95 [31:0];
-  assign \$97  = $signed(\$96 ) > $signed(16'h7fff);
+  assign \$86  = affine_shift - 1'h1;
+  assign \$87  = \$85  ? 6'h00 : \$86 [5:0];
+  assign \$88  = $signed(g_prod0) >>> \$87 ;
+  assign \$89  = ! affine_shift;
+  assign \$90  = affine_shift - 1'h1;
+  assign \$91  = \$89  ? 6'h00 : \$90 [5:0];
+  assign \$92  = $signed(g_prod0) >>> \$91 ;
+  assign \$93  = $signed(\$92 ) + $signed(2'h1);
+  assign \$95  = \$84  ? \$88  : \$94 [31:0];
+  assign \$96  = $signed(\$95 ) > $signed(16'h7fff);
+  assign \$97  = ! affine_shift;
   assign \$98  = ! affine_shift;
-  assign \$99  = ! affine_shift;
-  assign \$100  = affine_shift - 1'h1;
-  assign \$101  = \$99  ? 6'h00 : \$100 [5:0];
-  assign \$102  = $signed(g_prod0) >>> \$101 ;
-  assign \$103  = ! affine_shift;
-  assign \$104  = affine_shift - 1'h1;
-  assign \$105  = \$103  ? 6'h00 : \$104 [5:0];
-  assign \$106  = $signed(g_prod0) >>> \$105 ;
-  assign \$107  = $signed(\$106 ) + $signed(2'h1);
-  assign \$109  = \$98  ? \$102  : \$108 [31:0];
-  assign \$110  = $signed(\$109 ) < $signed(16'h8000);
+  assign \$99  = affine_shift - 1'h1;
+  assign \$100  = \$98  ? 6'h00 : \$99 [5:0];
+  assign \$101  = $signed(g_prod0) >>> \$100 ;
+  assign \$102  = ! affine_shift;
+  assign \$103  = affine_shift - 1'h1;
+  assign \$104  = \$102  ? 6'h00 : \$103 [5:0];
+  assign \$105  = $signed(g_prod0) >>> \$104 ;
+  assign \$106  = $signed(\$105 ) + $signed(2'h1);
+  assign \$108  = \$97  ? \$101  : \$107 [31:0];
+  assign \$109  = $signed(\$108 ) < $signed(16'h8000);
+  assign \$110  = ! affine_shift;
   assign \$111  = ! affine_shift;
-  assign \$112  = ! affine_shift;
-  assign \$113  = affine_shift - 1'h1;
-  assign \$114  = \$112  ? 6'h00 : \$113 [5:0];
-  assign \$115  = $signed(g_prod0) >>> \$114 ;
-  assign \$116  = ! affine_shift;
-  assign \$117  = affine_shift - 1'h1;
-  assign \$118  = \$116  ? 6'h00 : \$117 [5:0];
-  assign \$119  = $signed(g_prod0) >>> \$118 ;
-  assign \$120  = $signed(\$119 ) + $signed(2'h1);
-  assign \$122  = \$111  ? \$115  : \$121 [31:0];
-  assign \$123  = \$110  ? 16'h8000 : \$122 [15:0];
-  assign \$124  = \$97  ? 16'h7fff : \$123 ;
+  assign \$112  = affine_shift - 1'h1;
+  assign \$113  = \$111  ? 6'h00 : \$112 [5:0];
+  assign \$114  = $signed(g_prod0) >>> \$113 ;
+  assign \$115  = ! affine_shift;
+  assign \$116  = affine_shift - 1'h1;
+  assign \$117  = \$115  ? 6'h00 : \$116 [5:0];
+  assign \$118  = $signed(g_prod0) >>> \$117 ;
+  assign \$119  = $signed(\$118 ) + $signed(2'h1);
+  assign \$121  = \$110  ? \$114  : \$120 [31:0];
+  assign \$122  = \$109  ? 16'h8000 : \$121 [15:0];
+  assign \$123  = \$96  ? 16'h7fff : \$122 ;
+  assign \$124  = ! affine_shift;
   assign \$125  = ! affine_shift;
-  assign \$126  = ! affine_shift;
-  assign \$127  = affine_shift - 1'h1;
-  assign \$128  = \$126  ? 6'h00 : \$127 [5:0];
-  assign \$129  = $signed(g_prod0) >>> \$128 ;
-  assign \$130  = ! affine_shift;
-  assign \$131  = affine_shift - 1'h1;
-  assign \$132  = \$130  ? 6'h00 : \$131 [5:0];
-  assign \$133  = $signed(g_prod0) >>> \$132 ;
-  assign \$134  = $signed(\$133 ) + $signed(2'h1);
-  assign \$136  = \$125  ? \$129  : \$135 [31:0];
-  assign \$137  = $signed(\$124 ) != $signed(\$136 );
-  assign \$138  = ! \port$18427$356 [5:0];
-  assign \$139  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
-  assign \$140  = ! \port$18427$356 [5:0];
-  assign \$141  = \port$18427$356 [5:0] - 1'h1;
-  assign \$142  = \$140  ? 6'h00 : \$141 [5:0];
-  assign \$143  = $signed(\$139 ) >>> \$142 ;
-  assign \$144  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
-  assign \$145  = ! \port$18427$356 [5:0];
-  assign \$146  = \port$18427$356 [5:0] - 1'h1;
-  assign \$147  = \$145  ? 6'h00 : \$146 [5:0];
-  assign \$148  = $signed(\$144 ) >>> \$147 ;
-  assign \$149  = $signed(\$148 ) + $signed(2'h1);
-  assign \$151  = \$138  ? \$143  : \$150 [23:0];
-  assign \$152  = window1_z1 ? \$151  : 24'h000000;
-  assign \$153  = restart_z2 ? 16'h0000 : d1;
-  assign \$154  = $signed(\$153 ) * $signed({ 1'h0, \port$18427$356 [13:6] });
-  assign \$155  = $signed(\$576 ) > $signed(16'h7fff);
-  assign \$156  = $signed(\$576 ) < $signed(16'h8000);
-  assign \$157  = \$156  ? 16'h8000 : \$576 [15:0];
-  assign \$158  = \$155  ? 16'h7fff : \$157 ;
-  assign \$159  = load_z3 ? e1_z3 : \$158 ;
-  assign \$160  = $signed(\$576 ) > $signed(16'h7fff);
-  assign \$161  = $signed(\$576 ) < $signed(16'h8000);
-  assign \$162  = \$161  ? 16'h8000 : \$576 [15:0];
-  assign \$163  = \$160  ? 16'h7fff : \$162 ;
-  assign \$164  = $signed(\$163 ) != $signed(\$576 );
+  assign \$126  = affine_shift - 1'h1;
+  assign \$127  = \$125  ? 6'h00 : \$126 [5:0];
+  assign \$128  = $signed(g_prod0) >>> \$127 ;
+  assign \$129  = ! affine_shift;
+  assign \$130  = affine_shift - 1'h1;
+  assign \$131  = \$129  ? 6'h00 : \$130 [5:0];
+  assign \$132  = $signed(g_prod0) >>> \$131 ;
+  assign \$133  = $signed(\$132 ) + $signed(2'h1);
+  assign \$135  = \$124  ? \$128  : \$134 [31:0];
+  assign \$136  = $signed(\$123 ) != $signed(\$135 );
+  assign \$137  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
+  assign \$138  = ! \port$18431$356 [5:0];
+  assign \$139  = ! \port$18431$356 [5:0];
+  assign \$140  = \port$18431$356 [5:0] - 1'h1;
+  assign \$141  = \$139  ? 6'h00 : \$140 [5:0];
+  assign \$142  = $signed(height_prod1) >>> \$141 ;
+  assign \$143  = ! \port$18431$356 [5:0];
+  assign \$144  = \port$18431$356 [5:0] - 1'h1;
+  assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
+  assign \$146  = $signed(height_prod1) >>> \$145 ;
+  assign \$147  = $signed(\$146 ) + $signed(2'h1);
+  assign \$149  = \$138  ? \$142  : \$148 [24:0];
+  assign \$150  = window1_z2 ? \$149  : 25'h0000000;
+  assign \$151  = restart_z2 ? 16'h0000 : d1;
+  assign \$152  = $signed(\$151 ) * $signed({ 1'h0, \port$18431$356 [13:6] });
+  assign \$153  = $signed(\$572 ) > $signed(16'h7fff);
+  assign \$154  = $signed(\$572 ) < $signed(16'h8000);
+  assign \$155  = \$154  ? 16'h8000 : \$572 [15:0];
+  assign \$156  = \$153  ? 16'h7fff : \$155 ;
+  assign \$157  = load_z3 ? e1_z3 : \$156 ;
+  assign \$158  = $signed(\$572 ) > $signed(16'h7fff);
+  assign \$159  = $signed(\$572 ) < $signed(16'h8000);
+  assign \$160  = \$159  ? 16'h8000 : \$572 [15:0];
+  assign \$161  = \$158  ? 16'h7fff : \$160 ;
+  assign \$162  = $signed(\$161 ) != $signed(\$572 );
+  assign \$163  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$164  = $signed(\$163 ) > $signed(16'h7fff);
   assign \$165  = $signed(d1) + $signed(g_extra1_z4);
-  assign \$166  = $signed(\$165 ) > $signed(16'h7fff);
+  assign \$166  = $signed(\$165 ) < $signed(16'h8000);
   assign \$167  = $signed(d1) + $signed(g_extra1_z4);
-  assign \$168  = $signed(\$167 ) < $signed(16'h8000);
-  assign \$169  = $signed(d1) + $signed(g_extra1_z4);
-  assign \$170  = \$168  ? 16'h8000 : \$169 [15:0];
-  assign \$171  = \$166  ? 16'h7fff : \$170 ;
+  assign \$168  = \$166  ? 16'h8000 : \$167 [15:0];
+  assign \$169  = \$164  ? 16'h7fff : \$168 ;
+  assign \$170  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$171  = $signed(\$170 ) > $signed(16'h7fff);
   assign \$172  = $signed(d1) + $signed(g_extra1_z4);
-  assign \$173  = $signed(\$172 ) > $signed(16'h7fff);
+  assign \$173  = $signed(\$172 ) < $signed(16'h8000);
   assign \$174  = $signed(d1) + $signed(g_extra1_z4);
-  assign \$175  = $signed(\$174 ) < $signed(16'h8000);
-  assign \$176  = $signed(d1) + $signed(g_extra1_z4);
-  assign \$177  = \$175  ? 16'h8000 : \$176 [15:0];
-  assign \$178  = \$173  ? 16'h7fff : \$177 ;
-  assign \$179  = $signed(d1) + $signed(g_extra1_z4);
-  assign \$180  = $signed(\$178 ) != $signed(\$179 );
-  assign \$181  = $signed(g_cur1) * $signed(scale1_z5);
-  assign \$182  = ! affine_shift;
-  assign \$183  = ! affine_shift;
-  assign \$184  = affine_shift - 1'h1;
-  assign \$185  = \$183  ? 6'h00 : \$184 [5:0];
-  assign \$186  = $signed(g_prod1) >>> \$185 ;
-  assign \$187  = ! affine_shift;
-  assign \$188  = affine_shift - 1'h1;
-  assign \$189  = \$187  ? 6'h00 : \$188 [5:0];
-  assign \$190  = $signed(g_prod1) >>> \$189 ;
-  assign \$191  = $signed(\$190 ) + $signed(2'h1);
-  assign \$193  = \$182  ? \$186  : \$192 [31:0];
-  assign \$194  = $signed(\$193 ) > $signed(16'h7fff);
-  assign \$195  = ! affine_shift;
-  assign \$196  = ! affine_shift;
-  assign \$197  = affine_shift - 1'h1;
-  assign \$198  = \$196  ? 6'h00 : \$197 [5:0];
-  assign \$199  = $signed(g_prod1) >>> \$198 ;
-  assign \$200  = ! affine_shift;
-  assign \$201  = affine_shift - 1'h1;
-  assign \$202  = \$200  ? 6'h00 : \$201 [5:0];
-  assign \$203  = $signed(g_prod1) >>> \$202 ;
-  assign \$204  = $signed(\$203 ) + $signed(2'h1);
-  assign \$206  = \$195  ? \$199  : \$205 [31:0];
-  assign \$207  = $signed(\$206 ) < $signed(16'h8000);
-  assign \$208  = ! affine_shift;
-  assign \$209  = ! affine_shift;
-  assign \$210  = affine_shift - 1'h1;
-  assign \$211  = \$209  ? 6'h00 : \$210 [5:0];
-  assign \$212  = $signed(g_prod1) >>> \$211 ;
-  assign \$213  = ! affine_shift;
-  assign \$214  = affine_shift - 1'h1;
-  assign \$215  = \$213  ? 6'h00 : \$214 [5:0];
-  assign \$216  = $signed(g_prod1) >>> \$215 ;
-  assign \$217  = $signed(\$216 ) + $signed(2'h1);
-  assign \$219  = \$208  ? \$212  : \$218 [31:0];
-  assign \$220  = \$207  ? 16'h8000 : \$219 [15:0];
-  assign \$221  = \$194  ? 16'h7fff : \$220 ;
-  assign \$222  = ! affine_shift;
-  assign \$223  = ! affine_shift;
-  assign \$224  = affine_shift - 1'h1;
-  assign \$225  = \$223  ? 6'h00 : \$224 [5:0];
-  assign \$226  = $signed(g_prod1) >>> \$225 ;
-  assign \$227  = ! affine_shift;
-  assign \$228  = affine_shift - 1'h1;
-  assign \$229  = \$227  ? 6'h00 : \$228 [5:0];
-  assign \$230  = $signed(g_prod1) >>> \$229 ;
-  assign \$231  = $signed(\$230 ) + $signed(2'h1);
-  assign \$233  = \$222  ? \$226  : \$232 [31:0];
-  assign \$234  = $signed(\$233 ) > $signed(16'h7fff);
-  assign \$235  = ! affine_shift;
-  assign \$236  = ! affine_shift;
-  assign \$237  = affine_shift - 1'h1;
-  assign \$238  = \$236  ? 6'h00 : \$237 [5:0];
-  assign \$239  = $signed(g_prod1) >>> \$238 ;
+  assign \$175  = \$173  ? 16'h8000 : \$174 [15:0];
+  assign \$176  = \$171  ? 16'h7fff : \$175 ;
+  assign \$177  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$178  = $signed(\$176 ) != $signed(\$177 );
+  assign \$179  = $signed(g_cur1) * $signed(scale1_z5);
+  assign \$180  = ! affine_shift;
+  assign \$181  = ! affine_shift;
+  assign \$182  = affine_shift - 1'h1;
+  assign \$183  = \$181  ? 6'h00 : \$182 [5:0];
+  assign \$184  = $signed(g_prod1) >>> \$183 ;
+  assign \$185  = ! affine_shift;
+  assign \$186  = affine_shift - 1'h1;
+  assign \$187  = \$185  ? 6'h00 : \$186 [5:0];
+  assign \$188  = $signed(g_prod1) >>> \$187 ;
+  assign \$189  = $signed(\$188 ) + $signed(2'h1);
+  assign \$191  = \$180  ? \$184  : \$190 [31:0];
+  assign \$192  = $signed(\$191 ) > $signed(16'h7fff);
+  assign \$193  = ! affine_shift;
+  assign \$194  = ! affine_shift;
+  assign \$195  = affine_shift - 1'h1;
+  assign \$196  = \$194  ? 6'h00 : \$195 [5:0];
+  assign \$197  = $signed(g_prod1) >>> \$196 ;
+  assign \$198  = ! affine_shift;
+  assign \$199  = affine_shift - 1'h1;
+  assign \$200  = \$198  ? 6'h00 : \$199 [5:0];
+  assign \$201  = $signed(g_prod1) >>> \$200 ;
+  assign \$202  = $signed(\$201 ) + $signed(2'h1);
+  assign \$204  = \$193  ? \$197  : \$203 [31:0];
+  assign \$205  = $signed(\$204 ) < $signed(16'h8000);
+  assign \$206  = ! affine_shift;
+  assign \$207  = ! affine_shift;
+  assign \$208  = affine_shift - 1'h1;
+  assign \$209  = \$207  ? 6'h00 : \$208 [5:0];
+  assign \$210  = $signed(g_prod1) >>> \$209 ;
+  assign \$211  = ! affine_shift;
+  assign \$212  = affine_shift - 1'h1;
+  assign \$213  = \$211  ? 6'h00 : \$212 [5:0];
+  assign \$214  = $signed(g_prod1) >>> \$213 ;
+  assign \$215  = $signed(\$214 ) + $signed(2'h1);
+  assign \$217  = \$206  ? \$210  : \$216 [31:0];
+  assign \$218  = \$205  ? 16'h8000 : \$217 [15:0];
+  assign \$219  = \$192  ? 16'h7fff : \$218 ;
+  assign \$220  = ! affine_shift;
+  assign \$221  = ! affine_shift;
+  assign \$222  = affine_shift - 1'h1;
+  assign \$223  = \$221  ? 6'h00 : \$222 [5:0];
+  assign \$224  = $signed(g_prod1) >>> \$223 ;
+  assign \$225  = ! affine_shift;
+  assign \$226  = affine_shift - 1'h1;
+  assign \$227  = \$225  ? 6'h00 : \$226 [5:0];
+  assign \$228  = $signed(g_prod1) >>> \$227 ;
+  assign \$229  = $signed(\$228 ) + $signed(2'h1);
+  assign \$231  = \$220  ? \$224  : \$230 [31:0];
+  assign \$232  = $signed(\$231 ) > $signed(16'h7fff);
+  assign \$233  = ! affine_shift;
+  assign \$234  = ! affine_shift;
+  assign \$235  = affine_shift - 1'h1;
+  assign \$236  = \$234  ? 6'h00 : \$235 [5:0];
+  assign \$237  = $signed(g_prod1) >>> \$236 ;
+  assign \$238  = ! affine_shift;
+  assign \$239  = affine_shift - 1'h1;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$605  = valid;
+    \$601  = valid;
+    if (rst) begin
+      \$601  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$602  = valid_z1;
+    if (rst) begin
+      \$602  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$603  = valid_z2;
+    if (rst) begin
+      \$603  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$604  = valid_z3;
+    if (rst) begin
+      \$604  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$605  = valid_z4;
     if (rst) begin
       \$605  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$606  = valid_z1;
+    \$606  = valid_z5;
     if (rst) begin
       \$606  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$607  = valid_z2;
+    \$607  = valid_z6;
     if (rst) begin
       \$607  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$608  = valid_z3;
+    \$608  = restart;
     if (rst) begin
       \$608  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$609  = valid_z4;
+    \$609  = restart_z1;
     if (rst) begin
       \$609  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$610  = valid_z5;
+    \$610  = load;
     if (rst) begin
       \$610  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$611  = valid_z6;
+    \$611  = load_z1;
     if (rst) begin
       \$611  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$612  = restart;
+    \$612  = load_z2;
     if (rst) begin
       \$612  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$613  = restart_z1;
+    \$613  = e[15:0];
     if (rst) begin
-      \$613  = 1'h0;
+      \$613  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$614  = load;
+    \$614  = e0_z1;
     if (rst) begin
-      \$614  = 1'h0;
+      \$614  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$615  = load_z1;
+    \$615  = e0_z2;
     if (rst) begin
-      \$615  = 1'h0;
+      \$615  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$616  = load_z2;
+    \$616  = \port$16908$0 [1];
     if (rst) begin
       \$616  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$617  = e[15:0];
+    \$617  = window0_z1;
     if (rst) begin
-      \$617  = 16'h0000;
+      \$617  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$618  = e0_z1;
+    \$618  = \port$16908$0 [0];
     if (rst) begin
-      \$618  = 16'h0000;
+      \$618  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$619  = e0_z2;
+    \$619  = spike0_z1;
     if (rst) begin
-      \$619  = 16'h0000;
+      \$619  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$620  = \port$16912$0 [1];
+    \$620  = spike0_z2;
     if (rst) begin
       \$620  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$621  = \port$16912$0 [0];
+    \$621  = g_extra[15:0];
     if (rst) begin
-      \$621  = 1'h0;
+      \$621  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$622  = spike0_z1;
+    \$622  = g_extra0_z1;
     if (rst) begin
-      \$622  = 1'h0;
+      \$622  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$623  = spike0_z2;
+    \$623  = g_extra0_z2;
     if (rst) begin
-      \$623  = 1'h0;
+      \$623  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$624  = g_extra[15:0];
+    \$624  = g_extra0_z3;
     if (rst) begin
       \$624  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$625  = g_extra0_z1;
+    \$625  = scale[15:0];
     if (rst) begin
       \$625  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$626  = g_extra0_z2;
+    \$626  = scale0_z1;
     if (rst) begin
       \$626  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$627  = g_extra0_z3;
+    \$627  = scale0_z2;
     if (rst) begin
       \$627  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$628  = scale[15:0];
+    \$628  = scale0_z3;
     if (rst) begin
       \$628  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$629  = scale0_z1;
+    \$629  = scale0_z4;
     if (rst) begin
       \$629  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$630  = scale0_z2;
+    \$630  = { \$1 [23], \$1  };
     if (rst) begin
-      \$630  = 16'h0000;
+      \$630  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$631  = scale0_z3;
+    \$631  = \$14 ;
     if (rst) begin
-      \$631  = 16'h0000;
+      \$631  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$632  = scale0_z4;
+    \$632  = { \$16 [23], \$16  };
     if (rst) begin
-      \$632  = 16'h0000;
+      \$632  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$633  = \$15 ;
-    if (rst) begin
-      \$633  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$634  = direct0_z1;
-    if (rst) begin
-      \$634  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$635  = { \$17 [23], \$17  };
-    if (rst) begin
-      \$635  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$636  = d0;
+    \$633  = d0;
     if (valid_z3) begin
-      \$636  = \$22 ;
+      \$633  = \$21 ;
     end
     if (rst) begin
-      \$636  = 16'h0000;
+      \$633  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$637  = \$27 ;
+    \$634  = \$26 ;
     if (rst) begin
-      \$637  = 1'h0;
+      \$634  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$638  = \$34 ;
+    \$635  = \$33 ;
+    if (rst) begin
+      \$635  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$636  = \$42 ;
+    if (rst) begin
+      \$636  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$637  = \$43 ;
+    if (rst) begin
+      \$637  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$638  = \$83 ;
     if (rst) begin
       \$638  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$639  = \$43 ;
+    \$639  = \$136 ;
     if (rst) begin
       \$639  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$640  = \$44 ;
+    \$640  = d0;
     if (rst) begin
-      \$640  = 32'd0;
+      \$640  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$641  = \$84 ;
+    \$641  = d_out0_z1;
     if (rst) begin
       \$641  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$642  = \$137 ;
+    \$642  = d_out0_z2;
     if (rst) begin
-      \$642  = 1'h0;
+      \$642  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$643  = d0;
+    \$643  = g_cur0;
     if (rst) begin
       \$643  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$644  = d_out0_z1;
+    \$644  = g_cur_out0_z1;
     if (rst) begin
       \$644  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$645  = d_out0_z2;
+    \$645  = sat_lif0;
     if (rst) begin
-      \$645  = 16'h0000;
+      \$645  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$646  = g_cur0;
+    \$646  = sat_lif_out0_z1;
     if (rst) begin
-      \$646  = 16'h0000;
+      \$646  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$647  = g_cur_out0_z1;
+    \$647  = sat_lif_out0_z2;
     if (rst) begin
-      \$647  = 16'h0000;
+      \$647  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$648  = sat_lif0;
+    \$648  = sat_cur0;
     if (rst) begin
       \$648  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$649  = sat_lif_out0_z1;
+    \$649  = sat_cur_out0_z1;
     if (rst) begin
       \$649  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$650  = sat_lif_out0_z2;
+    \$650  = e[31:16];
     if (rst) begin
-      \$650  = 1'h0;
+      \$650  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$651  = sat_cur0;
+    \$651  = e1_z1;
     if (rst) begin
-      \$651  = 1'h0;
+      \$651  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$652  = sat_cur_out0_z1;
+    \$652  = e1_z2;
     if (rst) begin
-      \$652  = 1'h0;
+      \$652  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$653  = e[31:16];
+    \$653  = \port$16908$4 [1];
     if (rst) begin
-      \$653  = 16'h0000;
+      \$653  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$654  = e1_z1;
+    \$654  = window1_z1;
     if (rst) begin
-      \$654  = 16'h0000;
+      \$654  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$655  = e1_z2;
+    \$655  = \port$16908$4 [0];
     if (rst) begin
-      \$655  = 16'h0000;
+      \$655  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$656  = \port$16912$4 [1];
+    \$656  = spike1_z1;
     if (rst) begin
       \$656  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$657  = \port$16912$4 [0];
+    \$657  = spike1_z2;
     if (rst) begin
       \$657  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$658  = spike1_z1;
+    \$658  = g_extra[31:16];
     if (rst) begin
-      \$658  = 1'h0;
+      \$658  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$659  = spike1_z2;
+    \$659  = g_extra1_z1;
     if (rst) begin
-      \$659  = 1'h0;
+      \$659  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$660  = g_extra[31:16];
+    \$660  = g_extra1_z2;
     if (rst) begin
       \$660  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$661  = g_extra1_z1;
+    \$661  = g_extra1_z3;
     if (rst) begin
       \$661  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$662  = g_extra1_z2;
+    \$662  = scale[31:16];
     if (rst) begin
       \$662  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$663  = g_extra1_z3;
+    \$663  = scale1_z1;
     if (rst) begin
       \$663  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$664  = scale[31:16];
+    \$664  = scale1_z2;
     if (rst) begin
       \$664  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$665  = scale1_z1;
+    \$665  = scale1_z3;
     if (rst) begin
       \$665  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$666  = scale1_z2;
+    \$666  = scale1_z4;
     if (rst) begin
       \$666  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$667  = scale1_z3;
+    \$667  = { \$137 [23], \$137  };
     if (rst) begin
-      \$667  = 16'h0000;
+      \$667  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$668  = scale1_z4;
+    \$668  = \$150 ;
     if (rst) begin
-      \$668  = 16'h0000;
+      \$668  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$669  = \$152 ;
+    \$669  = { \$152 [23], \$152  };
     if (rst) begin
-      \$669  = 24'h000000;
+      \$669  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$670  = direct1_z1;
-    if (rst) begin
-      \$670  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$671  = { \$154 [23], \$154  };
-    if (rst) begin
-      \$671  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$672  = d1;
+    \$670  = d1;
     if (valid_z3) begin
-      \$672  = \$159 ;
+      \$670  = \$157 ;
     end
+    if (rst) begin
+      \$670  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$671  = \$162 ;
+    if (rst) begin
+      \$671  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$672  = \$169 ;
     if (rst) begin
       \$672  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$673  = \$164 ;
+    \$673  = \$178 ;
     if (rst) begin
       \$673  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$674  = \$171 ;
+    \$674  = \$179 ;
     if (rst) begin
-      \$674  = 16'h0000;
+      \$674  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$675  = \$180 ;
+    \$675  = \$219 ;
     if (rst) begin
-      \$675  = 1'h0;
+      \$675  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$676  = \$181 ;
+    \$676  = \$272 ;
     if (rst) begin
-      \$676  = 32'd0;
+      \$676  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$677  = \$221 ;
+    \$677  = d1;
     if (rst) begin
       \$677  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$678  = \$274 ;
+    \$678  = d_out1_z1;
     if (rst) begin
-      \$678  = 1'h0;
+      \$678  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$679  = d1;
+    \$679  = d_out1_z2;
     if (rst) begin
       \$679  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$680  = d_out1_z1;
+    \$680  = g_cur1;
     if (rst) begin
       \$680  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$681  = d_out1_z2;
+    \$681  = g_cur_out1_z1;
     if (rst) begin
       \$681  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$682  = g_cur1;
+    \$682  = sat_lif1;
     if (rst) begin
-      \$682  = 16'h0000;
+      \$682  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$683  = g_cur_out1_z1;
+    \$683  = sat_lif_out1_z1;
     if (rst) begin
-      \$683  = 16'h0000;
+      \$683  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$684  = sat_lif1;
+    \$684  = sat_lif_out1_z2;
     if (rst) begin
       \$684  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$685  = sat_lif_out1_z1;
+    \$685  = sat_cur1;
     if (rst) begin
       \$685  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$686  = sat_lif_out1_z2;
+    \$686  = sat_cur_out1_z1;
     if (rst) begin
       \$686  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$687  = sat_cur1;
+    \$687  = e[47:32];
     if (rst) begin
-      \$687  = 1'h0;
+      \$687  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$688  = sat_cur_out1_z1;
+    \$688  = e2_z1;
     if (rst) begin
-      \$688  = 1'h0;
+      \$688  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$689  = e[47:32];
+    \$689  = e2_z2;
     if (rst) begin
       \$689  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$690  = e2_z1;
+    \$690  = \port$16908$8 [1];
     if (rst) begin
-      \$690  = 16'h0000;
+      \$690  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$691  = e2_z2;
+    \$691  = window2_z1;
     if (rst) begin
-      \$691  = 16'h0000;
+      \$691  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$692  = \port$16912$8 [1];
+    \$692  = \port$16908$8 [0];
     if (rst) begin
       \$692  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$693  = \port$16912$8 [0];
+    \$693  = spike2_z1;
     if (rst) begin
       \$693  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$694  = spike2_z1;
+    \$694  = spike2_z2;
     if (rst) begin
       \$694  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$695  = spike2_z2;
+    \$695  = g_extra[47:32];
     if (rst) begin
-      \$695  = 1'h0;
+      \$695  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$696  = g_extra[47:32];
+    \$696  = g_extra2_z1;
     if (rst) begin
       \$696  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$697  = g_extra2_z1;
+    \$697  = g_extra2_z2;
     if (rst) begin
       \$697  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$698  = g_extra2_z2;
+    \$698  = g_extra2_z3;
     if (rst) begin
       \$698  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$699  = g_extra2_z3;
+    \$699  = scale[47:32];
     if (rst) begin
       \$699  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$700  = scale[47:32];
+    \$700  = scale2_z1;
     if (rst) begin
       \$700  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$701  = scale2_z1;
+    \$701  = scale2_z2;
     if (rst) begin
       \$701  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$702  = scale2_z2;
+    \$702  = scale2_z3;
     if (rst) begin
       \$702  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$703  = scale2_z3;
+    \$703  = scale2_z4;
     if (rst) begin
       \$703  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$704  = scale2_z4;
+    \$704  = { \$273 [23], \$273  };
     if (rst) begin
-      \$704  = 16'h0000;
+      \$704  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$705  = \$289 ;
+    \$705  = \$286 ;
     if (rst) begin
-      \$705  = 24'h000000;
+      \$705  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$706  = direct2_z1;
+    \$706  = { \$288 [23], \$288  };
     if (rst) begin
-      \$706  = 24'h000000;
+      \$706  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$707  = { \$291 [23], \$291  };
-    if (rst) begin
-      \$707  = 25'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$708  = d2;
+    \$707  = d2;
     if (valid_z3) begin
-      \$708  = \$296 ;
+      \$707  = \$293 ;
     end
     if (rst) begin
-      \$708  = 16'h0000;
+      \$707  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$709  = \$301 ;
+    \$708  = \$298 ;
     if (rst) begin
-      \$709  = 1'h0;
+      \$708  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$710  = \$308 ;
+    \$709  = \$305 ;
     if (rst) begin
-      \$710  = 16'h0000;
+      \$709  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$711  = \$317 ;
+    \$710  = \$314 ;
     if (rst) begin
-      \$711  = 1'h0;
+      \$710  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$712  = \$318 ;
+    \$711  = \$315 ;
     if (rst) begin
-      \$712  = 32'd0;
+      \$711  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$713  = \$358 ;
+    \$712  = \$355 ;
     if (rst) begin
-      \$713  = 16'h0000;
+      \$712  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$714  = \$411 ;
+    \$713  = \$408 ;
     if (rst) begin
-      \$714  = 1'h0;
+      \$713  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$715  = d2;
+    \$714  = d2;
+    if (rst) begin
+      \$714  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$715  = d_out2_z1;
     if (rst) begin
       \$715  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$716  = d_out2_z1;
+    \$716  = d_out2_z2;
     if (rst) begin
       \$716  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$717  = d_out2_z2;
+    \$717  = g_cur2;
     if (rst) begin
       \$717  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$718  = g_cur2;
+    \$718  = g_cur_out2_z1;
     if (rst) begin
       \$718  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$719  = g_cur_out2_z1;
+    \$719  = sat_lif2;
     if (rst) begin
-      \$719  = 16'h0000;
+      \$719  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$720  = sat_lif2;
+    \$720  = sat_lif_out2_z1;
     if (rst) begin
       \$720  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$721  = sat_lif_out2_z1;
+    \$721  = sat_lif_out2_z2;
     if (rst) begin
       \$721  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$722  = sat_lif_out2_z2;
+    \$722  = sat_cur2;
     if (rst) begin
       \$722  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$723  = sat_cur2;
+    \$723  = sat_cur_out2_z1;
     if (rst) begin
       \$723  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$724  = sat_cur_out2_z1;
+    \$724  = e[63:48];
     if (rst) begin
-      \$724  = 1'h0;
+      \$724  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$725  = e[63:48];
+    \$725  = e3_z1;
     if (rst) begin
       \$725  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$726  = e3_z1;
+    \$726  = e3_z2;
     if (rst) begin
       \$726  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$727  = e3_z2;
+    \$727  = \port$16908$12 [1];
     if (rst) begin
-      \$727  = 16'h0000;
+      \$727  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$728  = \port$16912$12 [1];
+    \$728  = window3_z1;
     if (rst) begin
       \$728  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$729  = \port$16912$12 [0];
+    \$729  = \port$16908$12 [0];
     if (rst) begin
       \$729  = 1'h0;
     end
@@ -33214,21 +33250,21 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$741  = \$426 ;
+    \$741  = { \$409 [23], \$409  };
     if (rst) begin
-      \$741  = 24'h000000;
+      \$741  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$742  = direct3_z1;
+    \$742  = \$422 ;
     if (rst) begin
-      \$742  = 24'h000000;
+      \$742  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$743  = { \$428 [23], \$428  };
+    \$743  = { \$424 [23], \$424  };
     if (rst) begin
       \$743  = 25'h0000000;
     end
@@ -33237,7 +33273,7 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$744  = d3;
     if (valid_z3) begin
-      \$744  = \$433 ;
+      \$744  = \$429 ;
     end
     if (rst) begin
       \$744  = 16'h0000;
@@ -33245,42 +33281,42 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$745  = \$438 ;
+    \$745  = \$434 ;
     if (rst) begin
       \$745  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$746  = \$445 ;
+    \$746  = \$441 ;
     if (rst) begin
       \$746  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$747  = \$454 ;
+    \$747  = \$450 ;
     if (rst) begin
       \$747  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$748  = \$455 ;
+    \$748  = \$451 ;
     if (rst) begin
       \$748  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$749  = \$495 ;
+    \$749  = \$491 ;
     if (rst) begin
       \$749  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$750  = \$548 ;
+    \$750  = \$544 ;
     if (rst) begin
       \$750  = 1'h0;
     end
@@ -33355,14 +33391,14 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
       \$760  = 1'h0;
     end
   end
-  assign window = { \port$16912$12 [1], \port$16912$8 [1], \port$16912$4 [1], \port$16912$0 [1] };
-  assign spike = { \port$16912$12 [0], \port$16912$8 [0], \port$16912$4 [0], \port$16912$0 [0] };
-  assign height_shift = \port$18427$356 [5:0];
-  assign leak_mul = \port$18427$356 [13:6];
-  assign v0 = { \$562 [25], \$562  };
-  assign v1 = { \$576 [25], \$576  };
-  assign v2 = { \$590 [25], \$590  };
-  assign v3 = { \$604 [25], \$604  };
+  assign window = { \port$16908$12 [1], \port$16908$8 [1], \port$16908$4 [1], \port$16908$0 [1] };
+  assign spike = { \port$16908$12 [0], \port$16908$8 [0], \port$16908$4 [0], \port$16908$0 [0] };
+  assign height_shift = \port$18431$356 [5:0];
+  assign leak_mul = \port$18431$356 [13:6];
+  assign v0 = { \$558 [25], \$558  };
+  assign v1 = { \$572 [25], \$572  };
+  assign v2 = { \$586 [25], \$586  };
+  assign v3 = { \$600 [25], \$600  };
   assign out_valid = valid_z7;
   assign d = { d_out3_z3, d_out2_z3, d_out1_z3, d_out0_z3 };
   assign g_cur = { g_cur_out3_z2, g_cur_out2_z2, g_cur_out1_z2, g_cur_out0_z2 };
@@ -33370,42 +33406,42 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$169
   assign sat_lif = { sat_lif_out3_z3, sat_lif_out2_z3, sat_lif_out1_z3, sat_lif_out0_z3 };
   assign sat_current = { sat_cur_out3_z2, sat_cur_out2_z2, sat_cur_out1_z2, sat_cur_out0_z2 };
   assign sat_affine = { sat_aff3, sat_aff2, sat_aff1, sat_aff0 };
-  assign \$13  = { \$12 [24], \$12 [24:1] };
-  assign \$559  = { \$558 [25], \$558 [25:1] };
-  assign \$55  = { \$54 [32], \$54 [32:1] };
-  assign \$68  = { \$67 [32], \$67 [32:1] };
-  assign \$81  = { \$80 [32], \$80 [32:1] };
-  assign \$95  = { \$94 [32], \$94 [32:1] };
-  assign \$108  = { \$107 [32], \$107 [32:1] };
-  assign \$121  = { \$120 [32], \$120 [32:1] };
-  assign \$135  = { \$134 [32], \$134 [32:1] };
-  assign \$150  = { \$149 [24], \$149 [24:1] };
-  assign \$573  = { \$572 [25], \$572 [25:1] };
-  assign \$192  = { \$191 [32], \$191 [32:1] };
-  assign \$205  = { \$204 [32], \$204 [32:1] };
-  assign \$218  = { \$217 [32], \$217 [32:1] };
-  assign \$232  = { \$231 [32], \$231 [32:1] };
-  assign \$245  = { \$244 [32], \$244 [32:1] };
-  assign \$258  = { \$257 [32], \$257 [32:1] };
-  assign \$272  = { \$271 [32], \$271 [32:1] };
-  assign \$287  = { \$286 [24], \$286 [24:1] };
-  assign \$587  = { \$586 [25], \$586 [25:1] };
-  assign \$329  = { \$328 [32], \$328 [32:1] };
-  assign \$342  = { \$341 [32], \$341 [32:1] };
-  assign \$355  = { \$354 [32], \$354 [32:1] };
-  assign \$369  = { \$368 [32], \$368 [32:1] };
-  assign \$382  = { \$381 [32], \$381 [32:1] };
-  assign \$395  = { \$394 [32], \$394 [32:1] };
-  assign \$409  = { \$408 [32], \$408 [32:1] };
-  assign \$424  = { \$423 [24], \$423 [24:1] };
-  assign \$601  = { \$600 [25], \$600 [25:1] };
-  assign \$466  = { \$465 [32], \$465 [32:1] };
-  assign \$479  = { \$478 [32], \$478 [32:1] };
-  assign \$492  = { \$491 [32], \$491 [32:1] };
-  assign \$506  = { \$505 [32], \$505 [32:1] };
-  assign \$519  = { \$518 [32], \$518 [32:1] };
-  assign \$532  = { \$531 [32], \$531 [32:1] };
-  assign \$546  = { \$545 [32], \$545 [32:1] };
+  assign \$12  = { \$11 [25], \$11 [25:1] };
+  assign \$555  = { \$554 [25], \$554 [25:1] };
+  assign \$54  = { \$53 [32], \$53 [32:1] };
+  assign \$67  = { \$66 [32], \$66 [32:1] };
+  assign \$80  = { \$79 [32], \$79 [32:1] };
+  assign \$94  = { \$93 [32], \$93 [32:1] };
+  assign \$107  = { \$106 [32], \$106 [32:1] };
+  assign \$120  = { \$119 [32], \$119 [32:1] };
+  assign \$134  = { \$133 [32], \$133 [32:1] };
+  assign \$148  = { \$147 [25], \$147 [25:1] };
+  assign \$569  = { \$568 [25], \$568 [25:1] };
+  assign \$190  = { \$189 [32], \$189 [32:1] };
+  assign \$203  = { \$202 [32], \$202 [32:1] };
+  assign \$216  = { \$215 [32], \$215 [32:1] };
+  assign \$230  = { \$229 [32], \$229 [32:1] };
+  assign \$243  = { \$242 [32], \$242 [32:1] };
+  assign \$256  = { \$255 [32], \$255 [32:1] };
+  assign \$270  = { \$269 [32], \$269 [32:1] };
+  assign \$284  = { \$283 [25], \$283 [25:1] };
+  assign \$583  = { \$582 [25], \$582 [25:1] };
+  assign \$326  = { \$325 [32], \$325 [32:1] };
+  assign \$339  = { \$338 [32], \$338 [32:1] };
+  assign \$352  = { \$351 [32], \$351 [32:1] };
+  assign \$366  = { \$365 [32], \$365 [32:1] };
+  assign \$379  = { \$378 [32], \$378 [32:1] };
+  assign \$392  = { \$391 [32], \$391 [32:1] };
+  assign \$406  = { \$405 [32], \$405 [32:1] };
+  assign \$420  = { \$419 [25], \$419 [25:1] };
+  assign \$597  = { \$596 [25], \$596 [25:1] };
+  assign \$462  = { \$461 [32], \$461 [32:1] };
+  assign \$475  = { \$474 [32], \$474 [32:1] };
+  assign \$488  = { \$487 [32], \$487 [32:1] };
+  assign \$502  = { \$501 [32], \$501 [32:1] };
+  assign \$515  = { \$514 [32], \$514 [32:1] };
+  assign \$528  = { \$527 [32], \$527 [32:1] };
+  assign \$542  = { \$541 [32], \$541 [32:1] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -36787,8 +36823,8 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$17128$18 (a[21:18]),
-    .\port$17128$2 (a[4:2]),
+    .\port$17124$18 (a[21:18]),
+    .\port$17124$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -37524,7 +37560,7 @@ module \ttsnn_accel.e23.adder (\port$2328$0 , \port$2329$0 , \port$2330$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$17128$2 , ww__addr, \port$17128$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$17124$2 , ww__addr, \port$17124$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -37644,10 +37680,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$17128$18 ;
-  wire [3:0] \port$17128$18 ;
-  input [2:0] \port$17128$2 ;
-  wire [2:0] \port$17128$2 ;
+  input [3:0] \port$17124$18 ;
+  wire [3:0] \port$17124$18 ;
+  input [2:0] \port$17124$2 ;
+  wire [2:0] \port$17124$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -37743,91 +37779,91 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$17128$18 [0] * 4'h8;
+  assign \$100  = \port$17124$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$17128$18 [0] * 4'h8;
+  assign \$103  = \port$17124$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$17128$18 [0] * 4'h8;
+  assign \$106  = \port$17124$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$17128$18 [1:0] * 4'h8;
+  assign \$110  = \port$17124$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$17128$18 [1:0] * 4'h8;
+  assign \$113  = \port$17124$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$17128$18 [1:0] * 4'h8;
+  assign \$116  = \port$17124$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$17128$18 [3:2] * 4'h8;
+  assign \$121  = \port$17124$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$17128$18 [2] * 4'h8;
+  assign \$124  = \port$17124$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$17128$18 [0] * 4'h8;
+  assign \$129  = \port$17124$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$17128$18 [0] * 4'h8;
+  assign \$132  = \port$17124$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$17128$18 [0] * 4'h8;
+  assign \$135  = \port$17124$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$17128$18 [1:0] * 4'h8;
+  assign \$139  = \port$17124$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$17128$18 [1:0] * 4'h8;
+  assign \$142  = \port$17124$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$17128$18 [1:0] * 4'h8;
+  assign \$145  = \port$17124$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$17128$18 [3:2] * 4'h8;
+  assign \$150  = \port$17124$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$17128$18 [2] * 4'h8;
+  assign \$153  = \port$17124$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$17128$18 [0] * 4'h8;
+  assign \$158  = \port$17124$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$17128$18 [0] * 4'h8;
+  assign \$161  = \port$17124$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$17128$18 [0] * 4'h8;
+  assign \$164  = \port$17124$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$17128$18 [1:0] * 4'h8;
+  assign \$168  = \port$17124$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$17128$18 [1:0] * 4'h8;
+  assign \$171  = \port$17124$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$17128$18 [1:0] * 4'h8;
+  assign \$174  = \port$17124$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$17128$18 [3:2] * 4'h8;
+  assign \$179  = \port$17124$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$17128$18 [2] * 4'h8;
+  assign \$182  = \port$17124$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$17128$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$17124$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$17128$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$17124$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$17128$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$17124$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$17128$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$17124$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$17128$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$17128$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$17124$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$17124$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$17128$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$17128$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$17124$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$17124$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$17128$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$17128$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$17124$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$17124$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$17128$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$17128$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$17124$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$17124$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$17128$18 [0] * 4'h8;
+  assign \$71  = \port$17124$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$17128$18 [0] * 4'h8;
+  assign \$74  = \port$17124$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$17128$18 [0] * 4'h8;
+  assign \$77  = \port$17124$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$17128$18 [1:0] * 4'h8;
+  assign \$81  = \port$17124$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$17128$18 [1:0] * 4'h8;
+  assign \$84  = \port$17124$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$17128$18 [1:0] * 4'h8;
+  assign \$87  = \port$17124$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$17128$18 [3:2] * 4'h8;
+  assign \$92  = \port$17124$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$17128$18 [2] * 4'h8;
+  assign \$95  = \port$17124$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
@@ -37940,8 +37976,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$17128$18 [1:0];
-  assign wsel = \port$17128$18 [3:2];
+  assign jl = \port$17124$18 [1:0];
+  assign wsel = \port$17124$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -37952,9 +37988,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$17128$2 [2];
-  assign first = \port$17128$2 [0];
-  assign from_psum = \port$17128$2 [1];
+  assign use_spad = \port$17124$2 [2];
+  assign first = \port$17124$2 [0];
+  assign from_psum = \port$17124$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -43429,7 +43465,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data, membrane_in__data
-, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$17466$0 , \port$17476$0 , \port$17486$0 , \port$17496$0 , \port$18421$24 , desc, clk);
+, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$17462$0 , \port$17472$0 , \port$17482$0 , \port$17492$0 , \port$18425$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -44310,16 +44346,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$17466$0 ;
-  wire [15:0] \port$17466$0 ;
-  output [15:0] \port$17476$0 ;
-  wire [15:0] \port$17476$0 ;
-  output [15:0] \port$17486$0 ;
-  wire [15:0] \port$17486$0 ;
-  output [15:0] \port$17496$0 ;
-  wire [15:0] \port$17496$0 ;
-  input [47:0] \port$18421$24 ;
-  wire [47:0] \port$18421$24 ;
+  output [15:0] \port$17462$0 ;
+  wire [15:0] \port$17462$0 ;
+  output [15:0] \port$17472$0 ;
+  wire [15:0] \port$17472$0 ;
+  output [15:0] \port$17482$0 ;
+  wire [15:0] \port$17482$0 ;
+  output [15:0] \port$17492$0 ;
+  wire [15:0] \port$17492$0 ;
+  input [47:0] \port$18425$24 ;
+  wire [47:0] \port$18425$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -44787,9 +44823,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$18421$24 [23:0] > m4;
+  assign \$18  = \port$18425$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$18421$24 [47:24] + desc[259:244];
+  assign \$20  = \port$18425$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign issue4 = \$16  & \$22 ;
@@ -44825,9 +44861,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$52  = \$49  | \$51 ;
   assign \$53  = \$47  & \$52 ;
   assign \$54  = ~ desc[207];
-  assign \$55  = \port$18421$24 [23:0] > m4;
+  assign \$55  = \port$18425$24 [23:0] > m4;
   assign \$56  = \$54  | \$55 ;
-  assign \$57  = \port$18421$24 [47:24] + desc[259:244];
+  assign \$57  = \port$18425$24 [47:24] + desc[259:244];
   assign \$58  = \$57  > m4;
   assign \$59  = \$56  & \$58 ;
   assign \$60  = ~ \$59 ;
@@ -45090,10 +45126,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     .o2(\$656 ),
     .o3(\$657 ),
     .p(p),
-    .\port$17308$128 (e4c_aff[143:128]),
-    .\port$17308$176 (e4c_aff[191:176]),
-    .\port$17308$32 (e4c_aff[47:32]),
-    .\port$17308$80 (e4c_aff[95:80]),
+    .\port$17304$128 (e4c_aff[143:128]),
+    .\port$17304$176 (e4c_aff[191:176]),
+    .\port$17304$32 (e4c_aff[47:32]),
+    .\port$17304$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -45113,11 +45149,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$17402$0 (\$654 ),
-    .\port$17420$0 (\$655 ),
-    .\port$17438$0 (\$656 ),
-    .\port$17456$0 (\$657 ),
-    .\port$18425$167 (desc[188:167]),
+    .\port$17398$0 (\$654 ),
+    .\port$17416$0 (\$655 ),
+    .\port$17434$0 (\$656 ),
+    .\port$17452$0 (\$657 ),
+    .\port$18429$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$659 ),
@@ -45936,8 +45972,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$18421$24 [23:0];
-  assign out_taken = \port$18421$24 [47:24];
+  assign res_rows = \port$18425$24 [23:0];
+  assign out_taken = \port$18425$24 [47:24];
   assign x4 = \$64 [15:0];
   assign w4__en = issue4;
   assign \$signal$30  = affine__addr;
@@ -45973,10 +46009,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign membrane_in__addr = \$118 [15:0];
   assign membrane_out__addr = \$135 [15:0];
   assign spikes__addr = \$136 [15:0];
-  assign \port$17466$0  = \$658 ;
-  assign \port$17476$0  = \$660 ;
-  assign \port$17486$0  = \$662 ;
-  assign \port$17496$0  = \$664 ;
+  assign \port$17462$0  = \$658 ;
+  assign \port$17472$0  = \$660 ;
+  assign \port$17482$0  = \$662 ;
+  assign \port$17492$0  = \$664 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -46104,7 +46140,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, p, \port$17308$32 , \port$17308$80 , \port$17308$128 , \port$17308$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
+module \ttsnn_accel.e4.affine (rst, scale, p, \port$17304$32 , \port$17304$80 , \port$17304$128 , \port$17304$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
@@ -46300,14 +46336,14 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$17308$32 , \port$17308$80 , 
   reg [31:0] partial1 = 32'd0;
   reg [31:0] partial2 = 32'd0;
   reg [31:0] partial3 = 32'd0;
-  input [15:0] \port$17308$128 ;
-  wire [15:0] \port$17308$128 ;
-  input [15:0] \port$17308$176 ;
-  wire [15:0] \port$17308$176 ;
-  input [15:0] \port$17308$32 ;
-  wire [15:0] \port$17308$32 ;
-  input [15:0] \port$17308$80 ;
-  wire [15:0] \port$17308$80 ;
+  input [15:0] \port$17304$128 ;
+  wire [15:0] \port$17304$128 ;
+  input [15:0] \port$17304$176 ;
+  wire [15:0] \port$17304$176 ;
+  input [15:0] \port$17304$32 ;
+  wire [15:0] \port$17304$32 ;
+  input [15:0] \port$17304$80 ;
+  wire [15:0] \port$17304$80 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod2 = 32'd0;
@@ -46533,7 +46569,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$17308$32 , \port$17308$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$130  = \port$17308$32 ;
+    \$130  = \port$17304$32 ;
     if (rst) begin
       \$130  = 16'h0000;
     end
@@ -46596,7 +46632,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$17308$32 , \port$17308$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$139  = \port$17308$80 ;
+    \$139  = \port$17304$80 ;
     if (rst) begin
       \$139  = 16'h0000;
     end
@@ -46659,7 +46695,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$17308$32 , \port$17308$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$148  = \port$17308$128 ;
+    \$148  = \port$17304$128 ;
     if (rst) begin
       \$148  = 16'h0000;
     end
@@ -46722,7 +46758,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$17308$32 , \port$17308$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$157  = \port$17308$176 ;
+    \$157  = \port$17304$176 ;
     if (rst) begin
       \$157  = 16'h0000;
     end
@@ -46776,7 +46812,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$17308$32 , \port$17308$80 , 
       \$164  = 16'h0000;
     end
   end
-  assign bias = { \port$17308$176 , \port$17308$128 , \port$17308$80 , \port$17308$32  };
+  assign bias = { \port$17304$176 , \port$17304$128 , \port$17304$80 , \port$17304$32  };
   assign o = { o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -46852,7 +46888,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$17402$0 , \port$17420$0 , \port$17438$0 , \port$17456$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$18425$167 , rnd, clk);
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$17398$0 , \port$17416$0 , \port$17434$0 , \port$17452$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$18429$167 , rnd, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -46996,16 +47032,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$17402$0 , \port$17420$0 , \port$1
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [15:0] \port$17402$0 ;
-  wire [15:0] \port$17402$0 ;
-  input [15:0] \port$17420$0 ;
-  wire [15:0] \port$17420$0 ;
-  input [15:0] \port$17438$0 ;
-  wire [15:0] \port$17438$0 ;
-  input [15:0] \port$17456$0 ;
-  wire [15:0] \port$17456$0 ;
-  input [21:0] \port$18425$167 ;
-  wire [21:0] \port$18425$167 ;
+  input [15:0] \port$17398$0 ;
+  wire [15:0] \port$17398$0 ;
+  input [15:0] \port$17416$0 ;
+  wire [15:0] \port$17416$0 ;
+  input [15:0] \port$17434$0 ;
+  wire [15:0] \port$17434$0 ;
+  input [15:0] \port$17452$0 ;
+  wire [15:0] \port$17452$0 ;
+  input [21:0] \port$18429$167 ;
+  wire [21:0] \port$18429$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -47031,106 +47067,106 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$17402$0 , \port$17420$0 , \port$1
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$18425$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$18429$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$18425$167 [5:0];
-  assign \$5  = \port$18425$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$18429$167 [5:0];
+  assign \$5  = \port$18429$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$18425$167 [5:0];
+  assign \$8  = ! \port$18429$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$17402$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$17398$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$17402$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$17398$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$17402$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$17398$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$17402$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$17398$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$17402$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$17398$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$17402$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$17398$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$18425$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$18425$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$18429$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$18429$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$18425$167 [5:0];
-  assign \$31  = \port$18425$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$18429$167 [5:0];
+  assign \$31  = \port$18429$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$18425$167 [5:0];
+  assign \$34  = ! \port$18429$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$17420$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$17416$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$17420$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$17416$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$17420$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$17416$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$17420$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$17416$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$17420$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$17416$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$17420$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$17416$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$18425$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$18425$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$18429$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$18429$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$18425$167 [5:0];
-  assign \$57  = \port$18425$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$18429$167 [5:0];
+  assign \$57  = \port$18429$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$18425$167 [5:0];
+  assign \$60  = ! \port$18429$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$17438$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$17434$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$17438$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$17434$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$17438$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$17434$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$17438$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$17434$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$17438$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$17434$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$17438$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$17434$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$18425$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$18425$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$18429$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$18429$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$18425$167 [5:0];
-  assign \$83  = \port$18425$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$18429$167 [5:0];
+  assign \$83  = \port$18429$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$18425$167 [5:0];
+  assign \$86  = ! \port$18429$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$17456$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$17452$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$17456$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$17452$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$17456$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$17452$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$17456$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$17452$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$17456$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$17452$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$17456$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$17452$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$18425$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$18429$167 [21:6]);
   always @(posedge clk)
     leak_prod0 <= \$105 ;
   always @(posedge clk)
@@ -47311,9 +47347,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$17402$0 , \port$17420$0 , \port$1
       \$124  = 1'h0;
     end
   end
-  assign threshold = \port$18425$167 [21:6];
-  assign leak_shift = \port$18425$167 [5:0];
-  assign cur = { \port$17456$0 , \port$17438$0 , \port$17420$0 , \port$17402$0  };
+  assign threshold = \port$18429$167 [21:6];
+  assign leak_shift = \port$18429$167 [5:0];
+  assign cur = { \port$17452$0 , \port$17434$0 , \port$17416$0 , \port$17398$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -51970,7 +52006,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr
 , host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr
 , host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data
-, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$17466$0 , \port$17476$0 , \port$17486$0 , \port$17496$0 , bw_weights__addr, \port$17729$0 , \port$18423$0 , \wr__data$182 );
+, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$17462$0 , \port$17472$0 , \port$17482$0 , \port$17492$0 , bw_weights__addr, \port$17725$0 , \port$18427$0 , \wr__data$182 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -52278,18 +52314,18 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [31:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$17466$0 ;
-  wire [15:0] \port$17466$0 ;
-  input [15:0] \port$17476$0 ;
-  wire [15:0] \port$17476$0 ;
-  input [15:0] \port$17486$0 ;
-  wire [15:0] \port$17486$0 ;
-  input [15:0] \port$17496$0 ;
-  wire [15:0] \port$17496$0 ;
-  input [15:0] \port$17729$0 ;
-  wire [15:0] \port$17729$0 ;
-  input [159:0] \port$18423$0 ;
-  wire [159:0] \port$18423$0 ;
+  input [15:0] \port$17462$0 ;
+  wire [15:0] \port$17462$0 ;
+  input [15:0] \port$17472$0 ;
+  wire [15:0] \port$17472$0 ;
+  input [15:0] \port$17482$0 ;
+  wire [15:0] \port$17482$0 ;
+  input [15:0] \port$17492$0 ;
+  wire [15:0] \port$17492$0 ;
+  input [15:0] \port$17725$0 ;
+  wire [15:0] \port$17725$0 ;
+  input [159:0] \port$18427$0 ;
+  wire [159:0] \port$18427$0 ;
   input [7:0] \port$2206$0 ;
   wire [7:0] \port$2206$0 ;
   input [7:0] \port$2246$0 ;
@@ -52449,13 +52485,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$18423$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$18427$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$17729$0 [2:0]];
+      _0_ <= mem_affine[\port$17725$0 [2:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [2:0]];
@@ -59067,7 +59103,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$17496$0 , \port$17486$0 , \port$17476$0 , \port$17466$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$17492$0 , \port$17482$0 , \port$17472$0 , \port$17462$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -59342,7 +59378,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$18423$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$18427$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -61733,7 +61769,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$18423$0 [31:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$18427$0 [31:0] };
     end
     if (\$55 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -61772,7 +61808,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$18423$0 [31:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$18427$0 [31:0] };
     end
     if (\$60 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -61781,7 +61817,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$18423$0 [31:0] };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$18427$0 [31:0] };
   assign port__addr = \$72 [7:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [5:0];
@@ -61825,8 +61861,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$17729$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$17729$0  };
+  assign \port__addr$145  = \port$17725$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$17725$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -61841,8 +61877,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[8:0];
-  assign \wr__data$171  = { \port$17496$0 , \port$17486$0 , \port$17476$0 , \port$17466$0  };
-  assign e4_membrane_out__data = { \port$17496$0 , \port$17486$0 , \port$17476$0 , \port$17466$0  };
+  assign \wr__data$171  = { \port$17492$0 , \port$17482$0 , \port$17472$0 , \port$17462$0  };
+  assign e4_membrane_out__data = { \port$17492$0 , \port$17482$0 , \port$17472$0 , \port$17462$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[8:0];
@@ -61868,8 +61904,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[2:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$18423$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$18423$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$18427$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$18427$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[7:0];
@@ -61878,8 +61914,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[7:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$18423$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$18423$0 [31:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$18427$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$18427$0 [31:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[8:0];
   assign \port__data$226  = host__membrane__rd_data;
