@@ -21,9 +21,9 @@ __all__ = ["StageCycles", "stage_cycles", "backward_cycles", "tile_counters", "D
 
 #: Cycles after a stage's last issue until its engine is idle: mat-vec issue -> a -> b (the
 #: sums) -> c (the rounding) -> d (the saturation, the write), outer product issue -> a (the accumulator's write follows in the idle time; none
-#: when the last timestep is a skipped one), LIF issue -> a -> the LIF-gradient lanes' six
+#: when the last timestep is a skipped one), LIF issue -> a -> the LIF-gradient lanes' seven
 #: registered stages (``LIFGradientLanes.LATENCY``) -> w (the writes).
-DRAIN = {StageKind.MATVEC: 4, StageKind.OUTER: 1, StageKind.LIF: 7}
+DRAIN = {StageKind.MATVEC: 4, StageKind.OUTER: 1, StageKind.LIF: 8}
 #: A packed mat-vec stage (``pack``) writes its last pixel pair's second word one cycle later.
 PACKED_DRAIN = 5
 #: Cycles of the top level's control per stage (``busy`` falls the cycle after the engines).
@@ -51,13 +51,17 @@ def _lif_counters(f: Mapping[str, int], groups: int) -> dict[str, int]:
     """The LIF-gradient engine: ``e`` (and ``g_extra``) and the trace word read at a block's
     first position, ``g_cur`` written at the interior pixels, ``g_a4`` at every pre-pool
     position inside the tile (pooling: the ``(2 rows - 2) x (2 cols - 2)`` positions); with
-    ``carry_in``/``carry_out`` a load step (one read) and a store step (one write) per group."""
+    ``carry_in``/``carry_out`` a load step (one read) and a store step (one write) per group.
+    Without pooling two columns take turns, so an odd ``cols`` issues an idle step per row,
+    group and timestep (busy, nothing read or written)."""
     T, rows, cols = f["timesteps"], f["rows"], f["cols"]
+    issued = rows * (cols if f["pool"] else cols + cols % 2) * groups * (T + f.get("carry_in", 0)
+                                                                        + f.get("carry_out", 0))
     pixels = rows * cols * groups                  # (y, x, group)
     firsts = pixels * T
     loads, stores = pixels * f.get("carry_in", 0), pixels * f.get("carry_out", 0)
     a4 = ((2 * rows - 2) * (2 * cols - 2) if f["pool"] else rows * cols) * groups * T
-    return {"lifg_busy": (firsts + loads + stores) * (4 if f["pool"] else 1),
+    return {"lifg_busy": issued * (4 if f["pool"] else 1),
             "lifg_updates": rows * cols * f["out_channels"] * T,
             "trace_reads": firsts, "lifg_grad_reads": firsts * (1 + f["use_extra"]) + loads,
             "lifg_grad_writes": a4 + (rows - 2) * (cols - 2) * groups * T + stores}
@@ -130,6 +134,8 @@ def stage_cycles(name: str, f: Mapping[str, int], lanes: int, spikes_per_word: i
         # the last timestep is skipped in one step: nothing follows its issue (unless the sums
         # have not started: every skip of such a stage writes zeros)
         drain = 0
+    if kind == StageKind.LIF and not f["pool"] and f["cols"] % 2:
+        drain -= 1          # the last step is the idle second column of a pair: nothing to drain
     cycles = steps + drain + CONTROL_CYCLES
     return StageCycles(name, kind, steps, macs, cycles, {**counters, "cycles": cycles})
 

@@ -20,8 +20,11 @@ class LIFGradientLanes(wiring.Component):
     folded BatchNorm (docs/numerics.md, backward steps 1-3), pipelined over :attr:`LATENCY`
     registered stages; the LIF state ``d`` of timestep ``t + 1`` is held inside (``d[T] = 0``).
     The engine feeds timesteps ``t = T-1 .. 0`` of a neuron group in order, ``restart`` with
-    the first (``t = T-1``); each timestep's ``d`` needs the one before it, so that step (the
-    recurrence: leak product, rounding, add, saturation) is the one stage that cannot be cut.
+    the first (``t = T-1``). Each timestep's ``d`` needs the one before it: that recurrence
+    (leak product, rounding, add, saturation) is cut in two registered stages, so two
+    timesteps of one group must enter at least :attr:`RECURRENCE_DISTANCE` cycles apart, the
+    engine interleaving two groups (or leaving the cycle between idle); one register holds
+    ``d``, each step reading the ``d`` of the step two cycles before it.
     A tile whose timesteps run in chunks carries ``d`` from one chunk to the next: a ``load``
     step sets the held ``d`` to its ``e`` (the carried word) and computes nothing else.
 
@@ -31,9 +34,11 @@ class LIFGradientLanes(wiring.Component):
       for a block's first conv, which cannot saturate);
     * step 3: ``g_p = sat_G(round_sa(g_cur * scale))``, the product exact (``Gb + Sb`` bits).
 
-    Stages (one register each; cycle 0 is the inputs' cycle): 1 the inputs; 2 the direct term
-    ``round_hs(e * height_mul)``; 3 the recurrence, ``d`` (the held state); 4 ``g_cur``; 5 the
-    product ``g_cur * scale``; 6 its rounding and saturation, every output.
+    Stages (one register each; cycle 0 is the inputs' cycle): 1 the inputs; 2 the product ``e *
+    height_mul``, exact; 3 its rounding, the direct term ``round_hs(e * height_mul)``, beside
+    the leak product ``d_next * leak_mul``, exact; 4 its rounding, the add and the saturation:
+    ``d`` (the held state); 5 ``g_cur``; 6 the product ``g_cur * scale``; 7 its rounding and
+    saturation, every output.
 
     Ports: ``valid`` (a timestep enters: the held ``d`` advances only then), ``restart`` (it is
     ``t = T-1``: ``d_next = 0``), ``load`` (with ``valid``: this step only sets the held ``d``
@@ -49,7 +54,9 @@ class LIFGradientLanes(wiring.Component):
     """
 
     #: Cycles from the inputs to the registered outputs.
-    LATENCY = 6
+    LATENCY = 7
+    #: Fewest cycles between two timesteps of one neuron group (the recurrence's two stages).
+    RECURRENCE_DISTANCE = 2
 
     def __init__(self, lanes: int, grad_width: int, leak_width: int, scale_width: int,
                  rounding: str):
@@ -79,7 +86,7 @@ class LIFGradientLanes(wiring.Component):
         # control and the inputs later stages use, delayed along the pipeline
         valid = delay_line(m, self.valid, self.LATENCY, "valid")
         restart = delay_line(m, self.restart, 2, "restart")
-        load = delay_line(m, self.load, 2, "load")
+        load = delay_line(m, self.load, 3, "load")
         m.d.comb += self.out_valid.eq(valid[self.LATENCY])
         outs = {k: [] for k in ("d", "g_cur", "g_p", "sat_lif", "sat_current", "sat_affine")}
         for l in range(self.lanes):
@@ -89,50 +96,53 @@ class LIFGradientLanes(wiring.Component):
         return m
 
     def _lane(self, m, l: int, valid, restart, load) -> dict:
-        """Lane ``l``'s six stages; its registered outputs."""
+        """Lane ``l``'s seven stages; its registered outputs."""
         gb, sb, L = self.grad_width, self.scale_width, self.LATENCY
         dither = {s: (delay_line(m, getattr(self, f"dither_{s}")[l * 32:(l + 1) * 32], n, f"dither_{s}{l}")[n]
                       if self.rounding == "stochastic" else None)
-                  for s, n in (("height", 1), ("leak", 2), ("affine", 5))}
-        e_taps = delay_line(m, lane(self.e, l, gb), 2, f"e{l}")
-        e = e_taps[1]
-        window = delay_line(m, self.window[l], 1, f"window{l}")[1]
-        spike = delay_line(m, self.spike[l], 2, f"spike{l}")[2]
-        g_extra = delay_line(m, lane(self.g_extra, l, gb), 3, f"g_extra{l}")[3]
-        scale = delay_line(m, lane(self.scale, l, sb), 4, f"scale{l}")[4]
-        # stage 2: the direct term (no recurrence through it)
-        direct_v = grad_round(e * self.height_mul, self.height_shift, self.rounding, dither["height"])
-        direct = Signal(signed(len(direct_v) + 1), name=f"direct{l}")
+                  for s, n in (("height", 2), ("leak", 3), ("affine", 6))}
+        e_taps = delay_line(m, lane(self.e, l, gb), 3, f"e{l}")
+        window = delay_line(m, self.window[l], 2, f"window{l}")[2]
+        spike = delay_line(m, self.spike[l], 3, f"spike{l}")[3]
+        g_extra = delay_line(m, lane(self.g_extra, l, gb), 4, f"g_extra{l}")[4]
+        scale = delay_line(m, lane(self.scale, l, sb), 5, f"scale{l}")[5]
+        # stages 2-3: the direct term (no recurrence through it): the product, then its rounding
+        height_prod = Signal(signed(gb + self.leak_width + 1), name=f"height_prod{l}")
+        m.d.sync += height_prod.eq(e_taps[1] * self.height_mul)
+        direct_v = grad_round(height_prod, self.height_shift, self.rounding, dither["height"])
+        direct = Signal.like(direct_v, name=f"direct{l}")
         m.d.sync += direct.eq(Mux(window, direct_v, 0))
-        # stage 3: the recurrence; d_state holds d of the timestep before (t + 1)
+        # stages 3-4: the recurrence; d_state holds the d of the step two cycles before (the
+        # same group's timestep t + 1: the engine interleaves two groups)
         d_state = Signal(signed(gb), name=f"d{l}")
-        d_next = Mux(restart[2], 0, d_state)
-        through = grad_round(d_next * self.leak_mul, self.leak_shift, self.rounding, dither["leak"])
+        leak_prod = Signal(signed(gb + self.leak_width + 1), name=f"leak_prod{l}")
+        m.d.sync += leak_prod.eq(Mux(restart[2], 0, d_state) * self.leak_mul)
+        through = grad_round(leak_prod, self.leak_shift, self.rounding, dither["leak"])
         v = Signal(signed(gb + self.leak_width + 3), name=f"v{l}")
         m.d.comb += v.eq(direct + Mux(spike, 0, through))
         d = saturate(v, gb)
-        with m.If(valid[2]):
-            m.d.sync += d_state.eq(Mux(load[2], e_taps[2], d))
+        with m.If(valid[3]):
+            m.d.sync += d_state.eq(Mux(load[3], e_taps[3], d))
         f_lif = Signal(name=f"sat_lif{l}")
         m.d.sync += f_lif.eq(d != v)
-        # stage 4: the current
+        # stage 5: the current
         total = d_state + g_extra
         cur = Signal(signed(gb), name=f"g_cur{l}")
         f_cur = Signal(name=f"sat_cur{l}")
         m.d.sync += [cur.eq(saturate(total, gb)), f_cur.eq(saturate(total, gb) != total)]
-        # stage 5: the folded-BN product, exact
+        # stage 6: the folded-BN product, exact
         prod = Signal(signed(gb + sb), name=f"g_prod{l}")
         m.d.sync += prod.eq(cur * scale)
-        # stage 6: its rounding and saturation; every output registered here
+        # stage 7: its rounding and saturation; every output registered here
         rounded = grad_round(prod, self.affine_shift, self.rounding, dither["affine"])
         g_p = Signal(signed(gb), name=f"g_p{l}")
         f_aff = Signal(name=f"sat_aff{l}")
         m.d.sync += [g_p.eq(saturate(rounded, gb)), f_aff.eq(saturate(rounded, gb) != rounded)]
-        return {"d": delay_line(m, d_state, L - 3, f"d_out{l}")[L - 3],
-                "g_cur": delay_line(m, cur, L - 4, f"g_cur_out{l}")[L - 4],
+        return {"d": delay_line(m, d_state, L - 4, f"d_out{l}")[L - 4],
+                "g_cur": delay_line(m, cur, L - 5, f"g_cur_out{l}")[L - 5],
                 "g_p": g_p,
-                "sat_lif": delay_line(m, f_lif, L - 3, f"sat_lif_out{l}")[L - 3],
-                "sat_current": delay_line(m, f_cur, L - 4, f"sat_cur_out{l}")[L - 4],
+                "sat_lif": delay_line(m, f_lif, L - 4, f"sat_lif_out{l}")[L - 4],
+                "sat_current": delay_line(m, f_cur, L - 5, f"sat_cur_out{l}")[L - 5],
                 "sat_affine": f_aff}
 
 

@@ -27,7 +27,12 @@ class LIFGradientEngine(wiring.Component):
 
     Loop nest, one step per cycle: output row ``y`` and column ``x`` of the tile's output
     pixels plus their ring (``rows x cols``), group ``go`` of ``P`` channels, timestep
-    ``t = T-1 .. 0``, and with ``pool`` the four pre-pool positions of the block. At the first
+    ``t = T-1 .. 0``, and with ``pool`` the four pre-pool positions of the block. Without
+    ``pool`` two columns take turns inside the timestep loop (``x = 2 xc + xi``: the lanes'
+    recurrence takes two cycles, :attr:`LIFGradientLanes.RECURRENCE_DISTANCE`); with an odd
+    ``cols`` the last pair's second column is an idle step (counted busy, nothing read or
+    written); with ``pool`` the positions already put four cycles between two timesteps of a
+    group. At the first
     position it reads ``e`` and ``g_extra`` (gradient buffer), the trace word and the folded-BN
     scales (``affine``: the word of group ``go``, scale of the timestep's class), runs the
     lanes with the LIF gradient of ``t + 1`` held in the lanes (0 at ``t = T-1``), writes
@@ -76,8 +81,11 @@ class LIFGradientEngine(wiring.Component):
         P, lp = cfg.lanes, log2(cfg.lanes)
         st = self.stage
         run = Signal()
-        y, x, go, tr, sub = (Signal(16, name=n) for n in ("y", "x", "go", "tr", "sub"))
-        t = Signal(16)
+        y, xc, xi, go, tr, sub = (Signal(16, name=n) for n in ("y", "xc", "xi", "go", "tr", "sub"))
+        t, x = Signal(16), Signal(16)
+        pair = ~st.pool                                          # two columns take turns
+        m.d.comb += x.eq(Mux(pair, Cat(xi[0], xc), xc))
+        idle = pair & (x >= st.cols)                             # an odd cols' last pair
         load = st.carry_in & (tr == 0)
         store = st.carry_out & (tr == st.timesteps + st.carry_in)
         m.d.comb += t.eq(st.timesteps - 1 - (tr - st.carry_in))  # reverse time
@@ -85,12 +93,16 @@ class LIFGradientEngine(wiring.Component):
         m.d.comb += GO.eq((st.out_channels + P - 1) >> lp)
         steps_t = Signal(16)                                     # the timesteps and the carry steps
         m.d.comb += steps_t.eq(st.timesteps + st.carry_in + st.carry_out)
-        ends = loops(m, [(y, st.rows), (x, st.cols), (go, GO), (tr, steps_t), (sub, Mux(st.pool, 4, 1))], run)
+        XC = Signal(16)
+        m.d.comb += XC.eq(Mux(pair, (st.cols + 1) >> 1, st.cols))
+        ends = loops(m, [(y, st.rows), (xc, XC), (go, GO), (tr, steps_t), (xi, Mux(pair, 2, 1)),
+                         (sub, Mux(st.pool, 4, 1))], run)
         with m.If(run & ends[0]):
             m.d.sync += run.eq(0)
         with m.If(self.start):
-            m.d.sync += [run.eq(1)] + [s.eq(0) for s in (y, x, go, tr, sub)]
-        first = run & (sub == 0)
+            m.d.sync += [run.eq(1)] + [s.eq(0) for s in (y, xc, xi, go, tr, sub)]
+        live = run & ~idle
+        first = live & (sub == 0)
         step = first & ~load & ~store                            # a timestep's first position
         word = self._word(m, ends, run, GO)
         carry_addr = self._carry_addr(m, ends, run, GO)
@@ -113,7 +125,7 @@ class LIFGradientEngine(wiring.Component):
         a = dict(v=Signal(), first=Signal(), last_t=Signal(), inside=Signal(), interior=Signal(), sub=Signal(2),
                  full=Signal(), a4_addr=Signal(AB), cur_addr=Signal(AB), active=Signal(range(P + 1)),
                  load=Signal(), store=Signal(), carry_addr=Signal(AB))
-        m.d.sync += [a["v"].eq(run), a["first"].eq(first), a["last_t"].eq((tr == 0) & ~st.carry_in),
+        m.d.sync += [a["v"].eq(live), a["first"].eq(first), a["last_t"].eq((tr == 0) & ~st.carry_in),
                      a["load"].eq(load), a["store"].eq(store), a["carry_addr"].eq(carry_addr),
                      a["inside"].eq(inside),
                      a["interior"].eq(interior), a["sub"].eq(sub[:2]),
@@ -126,21 +138,27 @@ class LIFGradientEngine(wiring.Component):
             # the layer index idx_base + t * idx_t + (go * P) * idx_c + y * idx_y + x, stepped
             idx_t_first = registered_product(m, [st.timesteps - 1 + st.carry_in, st.idx_t], 32, "idx_t_first")
             idx_first = registered(m, st.idx_base + idx_t_first, 32, "idx_first")
-            m.d.sync += a["idx"].eq(self._stepped(m, ends, run, idx_first, [st.idx_y, 1, st.idx_c << lp, -st.idx_t],
-                                                  32, "dither_index"))
+            xc_1 = registered(m, Mux(pair, 2, 1), 32, "idx_xc")
+            m.d.sync += a["idx"].eq(self._stepped(m, ends, run, idx_first, [st.idx_y, xc_1, st.idx_c << lp,
+                                                                             -st.idx_t, 1], 32, "dither_index"))
         in_flight = self._stage_a(m, a)
         # busy until the last step's writes (stage w)
         m.d.comb += self.busy.eq(run | in_flight)
         return m
 
-    # Addresses of the loop nest y, x, go, tr (t = T - 1 - (tr - carry_in)), sub, stepped by
-    # additions (gen.backward.stepped_address): the marks start at 0 and step by registered
-    # strides (products of descriptor fields), the tensor's word of (T - 1 + carry_in, 0, 0, 0)
-    # added to them (with a load step first, the first timestep's counter is tr = 1).
+    # Addresses of the loop nest y, xc, go, tr (t = T - 1 - (tr - carry_in)), xi, sub (x = 2 xc
+    # + xi without pooling, xc with it), stepped by additions (gen.backward.stepped_address):
+    # the marks start at 0 and step by registered strides (products of descriptor fields), the
+    # tensor's word of (T - 1 + carry_in, 0, 0, 0) added to them (with a load step first, the
+    # first timestep's counter is tr = 1).
     def _stepped(self, m, ends, run, first, strides, width, name):
-        """``first + sum`` of the counters ``y, x, go, tr`` times ``strides`` (``tr``'s stride
-        negative: time runs backwards); ``first`` a register."""
+        """``first + sum`` of the counters ``y, xc, go, tr, xi`` times ``strides`` (``tr``'s
+        stride negative: time runs backwards); ``first`` a register."""
         return first + stepped_address(m, ends, run, self.start, 0, list(strides) + [None], width, name)
+
+    def _column_strides(self, m, x_stride, name):
+        """The strides of ``xc`` and ``xi`` for a tensor whose column stride is ``x_stride``."""
+        return (registered(m, Mux(self.stage.pool, x_stride, x_stride << 1), AB, f"{name}_xc"), x_stride)
 
     def _word(self, m, ends, run, GO):
         """The word ``((t * rows + y) * cols + x) * ceil(O/P) + go`` of ``e``, ``g_extra`` and
@@ -151,14 +169,16 @@ class LIFGradientEngine(wiring.Component):
         y_stride, go_ = RP([st.cols, GO], "y_stride"), R(GO, "go")
         t_stride = RP([st.rows, st.cols, GO], "t_stride")
         first = RP([st.timesteps - 1 + st.carry_in, st.rows, st.cols, GO], "word_first")
-        return self._stepped(m, ends, run, first, [y_stride, go_, 1, -t_stride], AB, "word")
+        xc_, xi_ = self._column_strides(m, go_, "lifg_word")
+        return self._stepped(m, ends, run, first, [y_stride, xc_, 1, -t_stride, xi_], AB, "word")
 
     def _carry_addr(self, m, ends, run, GO):
         """``carry_base + (y * cols + x) * ceil(O/P) + go``: the carried ``d`` of a neuron
         group, the same word at every timestep."""
         st = self.stage
         R = lambda v, n: registered(m, v, AB, f"carry_{n}")
-        strides = [registered_product(m, [st.cols, GO], AB, "carry_y_stride"), R(GO, "go"), 1, None]
+        xc_, xi_ = self._column_strides(m, R(GO, "go"), "carry")
+        strides = [registered_product(m, [st.cols, GO], AB, "carry_y_stride"), xc_, 1, None, xi_]
         return self._stepped(m, ends, run, R(st.carry_base, "first"), strides, AB, "carry")
 
     def _a4_addr(self, m, ends, run, GO, out_rows, out_cols, sub):
@@ -173,7 +193,8 @@ class LIFGradientEngine(wiring.Component):
         t_stride = RP([out_rows, out_cols, GO], "t_stride")
         word_first = RP([st.timesteps - 1 + st.carry_in, out_rows, out_cols, GO], "word_first")
         first = R(st.out_base + word_first - R(Mux(st.pool, row + go_, 0), "ring"), "first")
-        marks = self._stepped(m, ends, run, first, [y_stride, x_stride, 1, -t_stride], AB, "a4")
+        xc_, xi_ = self._column_strides(m, x_stride, "a4")
+        marks = self._stepped(m, ends, run, first, [y_stride, xc_, 1, -t_stride, xi_], AB, "a4")
         return marks + Mux(st.pool & sub[1], row, 0) + Mux(st.pool & sub[0], go_, 0)
 
     def _cur_addr(self, m, ends, run, GO, inner_rows, inner_cols):
@@ -185,7 +206,8 @@ class LIFGradientEngine(wiring.Component):
         t_stride = RP([inner_rows, inner_cols, GO], "t_stride")
         word_first = RP([st.timesteps - 1 + st.carry_in, inner_rows, inner_cols, GO], "word_first")
         first = R(st.cur_base + word_first - y_stride - go_, "first")
-        return self._stepped(m, ends, run, first, [y_stride, go_, 1, -t_stride], AB, "cur")
+        xc_, xi_ = self._column_strides(m, go_, "cur")
+        return self._stepped(m, ends, run, first, [y_stride, xc_, 1, -t_stride, xi_], AB, "cur")
 
     def _stage_a(self, m, a):
         """Data arrive (stage a): into the pipelined lanes at a block's first position; the
@@ -236,14 +258,16 @@ class LIFGradientEngine(wiring.Component):
         arg = Mux(w["first"], w_arg, arg_held)
         routed = Cat(*[Mux(~st.pool | (arg[2 * l:2 * l + 2] == w["sub"]), g_p[l * gb:(l + 1) * gb], 0)
                        for l in range(P)])
-        # the store step: the lanes still hold the group's d after t = 0 (the next group's first
-        # step reaches the held d LATENCY - 3 cycles after this one reads it)
+        # the store step: the group's d after t = 0 is the lanes' d output of that timestep,
+        # which reached stage w two cycles before the store (the other column of the pair, or a
+        # pooling position, between them)
         store_now = w["v"] & w["first"] & w["store"]
+        d_of_t0 = delay_line(m, lanes.d, 2, "w_d")[2]
         m.d.comb += [self.g_a4.en.eq(w_step & w["inside"]), self.g_a4.addr.eq(w["a4_addr"]),
                      self.g_a4.data.eq(routed),
                      self.g_cur.en.eq((at_first & w["interior"]) | store_now),
                      self.g_cur.addr.eq(Mux(store_now, w["carry_addr"], w["cur_addr"])),
-                     self.g_cur.data.eq(Mux(store_now, lanes.d, lanes.g_cur))]
+                     self.g_cur.data.eq(Mux(store_now, d_of_t0, lanes.g_cur))]
         # the saturation flags come registered out of the lanes: only the count is left here
         active = Cat(*[w["active"] > l for l in range(P)])
         n_sat = sum((lanes.sat_lif & active)[l] + (lanes.sat_current & active)[l] + (lanes.sat_affine & active)[l]

@@ -1034,8 +1034,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$18085$0 (regions__wgrad__addr),
-    .\port$20084$0 (\$76 ),
+    .\port$19164$0 (regions__wgrad__addr),
+    .\port$21165$0 (\$76 ),
     .rst(rst),
     .stage(stage),
     .\start$4 (\start$347 ),
@@ -1136,11 +1136,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$19799$0 (\$72 ),
-    .\port$19809$0 (\$73 ),
-    .\port$19819$0 (\$74 ),
-    .\port$19829$0 (\$75 ),
-    .\port$20680$24 (stream_in[71:24]),
+    .\port$20878$0 (\$72 ),
+    .\port$20888$0 (\$73 ),
+    .\port$20898$0 (\$74 ),
+    .\port$20908$0 (\$75 ),
+    .\port$21865$24 (stream_in[71:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1312,12 +1312,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$19799$0 (\$72 ),
-    .\port$19809$0 (\$73 ),
-    .\port$19819$0 (\$74 ),
-    .\port$19829$0 (\$75 ),
-    .\port$20084$0 (\$76 ),
-    .\port$20682$0 (\$77 ),
+    .\port$20878$0 (\$72 ),
+    .\port$20888$0 (\$73 ),
+    .\port$20898$0 (\$74 ),
+    .\port$20908$0 (\$75 ),
+    .\port$21165$0 (\$76 ),
+    .\port$21867$0 (\$77 ),
     .\port$2206$0 (\$68 ),
     .\port$2246$0 (\$69 ),
     .\port$2286$0 (\$70 ),
@@ -2169,8 +2169,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, grad_w2__addr, grad_w2__data, \port$18085$0 , grad__data
-, inp__data, affine__data, weights__data, trace__data, counts, weights__addr, \port$20084$0 , stage, clk);
+module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, grad_w2__addr, grad_w2__data, \port$19164$0 , grad__data
+, inp__data, affine__data, weights__data, trace__data, counts, weights__addr, \port$21165$0 , stage, clk);
   wire \$1 ;
   wire \$2 ;
   wire \$3 ;
@@ -2276,10 +2276,10 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [19:0] out__addr;
   wire [63:0] out__data;
   wire out__en;
-  input [14:0] \port$18085$0 ;
-  wire [14:0] \port$18085$0 ;
-  output [15:0] \port$20084$0 ;
-  wire [15:0] \port$20084$0 ;
+  input [14:0] \port$19164$0 ;
+  wire [14:0] \port$19164$0 ;
+  output [15:0] \port$21165$0 ;
+  wire [15:0] \port$21165$0 ;
   input rst;
   wire rst;
   input [630:0] stage;
@@ -2484,7 +2484,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .out__addr(out__addr),
     .out__data(out__data),
     .out__en(out__en),
-    .\port$18085$0 (\port$18085$0 ),
+    .\port$19164$0 (\port$19164$0 ),
     .rd_en(acc_rd_en),
     .rst(rst),
     .stage(stage),
@@ -2510,10 +2510,10 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .g_cur__data(grad_w2__data),
     .g_cur__en(grad_w2__en),
     .go(\$8 ),
-    .\port$15919$0 (\$4 ),
-    .\port$15925$0 (\$5 ),
-    .\port$15931$0 (\$6 ),
-    .\port$15937$0 (\$7 ),
+    .\port$15960$0 (\$4 ),
+    .\port$15966$0 (\$5 ),
+    .\port$15972$0 (\$6 ),
+    .\port$15978$0 (\$7 ),
     .rst(rst),
     .stage(stage),
     .start(\start$5 ),
@@ -2542,10 +2542,10 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \affine__data$57  = affine__data;
   assign \affine__en$59  = affine__en;
   assign wgrad_rd_en = acc_rd_en;
-  assign acc_rd_addr = { 5'h00, \port$18085$0  };
-  assign wgrad_rd_addr = { 5'h00, \port$18085$0  };
+  assign acc_rd_addr = { 5'h00, \port$19164$0  };
+  assign wgrad_rd_addr = { 5'h00, \port$19164$0  };
   assign acc_rd_data = wgrad_rd_data;
-  assign \port$20084$0  = \$8 ;
+  assign \port$21165$0  = \$8 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -2738,7 +2738,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, weights__en, grad__en, out__en, out__addr, out__data, busy, acc_rd_data, \port$18085$0 , grad__data, inp__data, weights__data, counts, addr_w, stage, clk
+module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, weights__en, grad__en, out__en, out__addr, out__data, busy, acc_rd_data, \port$19164$0 , grad__data, inp__data, weights__data, counts, addr_w, stage, clk
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
@@ -14794,8 +14794,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   reg [19:0] pix_in_m0 = 20'h00000;
   reg [19:0] pix_in_m1 = 20'h00000;
   reg [19:0] pix_in_m2 = 20'h00000;
-  input [14:0] \port$18085$0 ;
-  wire [14:0] \port$18085$0 ;
+  input [14:0] \port$19164$0 ;
+  wire [14:0] \port$19164$0 ;
   wire [95:0] product;
   wire [15:0] q0;
   wire [15:0] q1;
@@ -26553,7 +26553,7 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
     .\port$3630$0 (\$246 ),
     .\port$3663$0 (\$279 ),
     .\port$3696$0 (\$312 ),
-    .rd_addr(\port$18085$0 [8:0]),
+    .rd_addr(\port$19164$0 [8:0]),
     .rd_data(acc_rd_data),
     .rd_en(rd_en),
     .rst(rst),
@@ -27682,8 +27682,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   assign addr = entry_a[8:0];
   assign product = { \$312 , \$279 , \$246 , \$232  };
   assign acc_rd_en = rd_en;
-  assign rd_addr = \port$18085$0 [8:0];
-  assign acc_rd_addr = { 5'h00, \port$18085$0  };
+  assign rd_addr = \port$19164$0 [8:0];
+  assign acc_rd_addr = { 5'h00, \port$19164$0  };
   assign rd_data = acc_rd_data;
   assign sums_c = \i$86 ;
   assign rounded = { \$11932 , \$11931 , \$11930 , \$11929  };
@@ -30110,54 +30110,54 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3616$0 , \port
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$15919$0 , \port$15925$0 , \port$15931$0 , \port$15937$0 , g_cur__en, g_cur__addr, g_cur__data, busy, extra__data, e, affine__data
+module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$15960$0 , \port$15966$0 , \port$15972$0 , \port$15978$0 , g_cur__en, g_cur__addr, g_cur__data, busy, extra__data, e, affine__data
 , trace__data, counts, go, g_a4__addr, stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire [8:0] \$1 ;
-  wire \$10 ;
+  wire \$1 ;
+  wire [9:0] \$10 ;
   wire \$100 ;
-  wire [16:0] \$1000 ;
+  wire \$1000 ;
   wire \$1001 ;
-  wire \$1002 ;
+  wire [16:0] \$1002 ;
   wire \$1003 ;
   wire \$1004 ;
-  wire [20:0] \$1005 ;
-  wire [2:0] \$1006 ;
-  wire [3:0] \$1007 ;
+  wire [16:0] \$1005 ;
+  wire \$1006 ;
+  wire \$1007 ;
   wire \$1008 ;
   wire \$1009 ;
   wire \$101 ;
-  wire [2:0] \$1010 ;
-  wire [3:0] \$1011 ;
-  wire \$1012 ;
+  wire [20:0] \$1010 ;
+  wire [2:0] \$1011 ;
+  wire [3:0] \$1012 ;
   wire \$1013 ;
-  wire [16:0] \$1014 ;
+  wire \$1014 ;
   wire \$1015 ;
-  wire \$1016 ;
-  wire \$1017 ;
+  wire [1:0] \$1016 ;
+  wire [2:0] \$1017 ;
   wire \$1018 ;
-  wire [20:0] \$1019 ;
-  wire [63:0] \$102 ;
-  wire [21:0] \$1020 ;
-  wire [16:0] \$1021 ;
-  wire [39:0] \$1022 ;
+  wire \$1019 ;
+  wire \$102 ;
+  wire [16:0] \$1020 ;
+  wire \$1021 ;
+  wire \$1022 ;
   wire [16:0] \$1023 ;
-  wire [16:0] \$1024 ;
-  wire [39:0] \$1025 ;
-  wire [39:0] \$1026 ;
-  wire [8:0] \$1027 ;
-  wire [9:0] \$1028 ;
-  wire [16:0] \$1029 ;
-  wire [15:0] \$103 ;
-  wire [16:0] \$1030 ;
-  wire [39:0] \$1031 ;
-  wire [39:0] \$1032 ;
-  wire [39:0] \$1033 ;
-  wire [20:0] \$1034 ;
-  wire [21:0] \$1035 ;
-  wire [22:0] \$1036 ;
-  wire [2:0] \$1037 ;
-  wire [3:0] \$1038 ;
+  wire \$1024 ;
+  wire \$1025 ;
+  wire [16:0] \$1026 ;
+  wire \$1027 ;
+  wire \$1028 ;
+  wire [2:0] \$1029 ;
+  wire \$103 ;
+  wire [3:0] \$1030 ;
+  wire \$1031 ;
+  wire \$1032 ;
+  wire \$1033 ;
+  wire [1:0] \$1034 ;
+  wire [2:0] \$1035 ;
+  wire \$1036 ;
+  wire \$1037 ;
+  wire [16:0] \$1038 ;
   wire \$1039 ;
   wire \$104 ;
   wire \$1040 ;
@@ -30170,94 +30170,94 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [16:0] \$1047 ;
   wire \$1048 ;
   wire \$1049 ;
-  wire [7:0] \$105 ;
-  wire [2:0] \$1050 ;
-  wire [3:0] \$1051 ;
-  wire \$1052 ;
-  wire \$1053 ;
-  wire [16:0] \$1054 ;
+  wire \$105 ;
+  wire \$1050 ;
+  wire \$1051 ;
+  wire [20:0] \$1052 ;
+  wire [2:0] \$1053 ;
+  wire [3:0] \$1054 ;
   wire \$1055 ;
   wire \$1056 ;
-  wire [16:0] \$1057 ;
-  wire \$1058 ;
-  wire \$1059 ;
+  wire \$1057 ;
+  wire [1:0] \$1058 ;
+  wire [2:0] \$1059 ;
   wire \$106 ;
-  wire [16:0] \$1060 ;
+  wire \$1060 ;
   wire \$1061 ;
-  wire \$1062 ;
-  wire [16:0] \$1063 ;
+  wire [16:0] \$1062 ;
+  wire \$1063 ;
   wire \$1064 ;
-  wire \$1065 ;
+  wire [16:0] \$1065 ;
   wire \$1066 ;
   wire \$1067 ;
-  wire [20:0] \$1068 ;
-  wire [2:0] \$1069 ;
+  wire [2:0] \$1068 ;
+  wire [3:0] \$1069 ;
   wire \$107 ;
-  wire [3:0] \$1070 ;
+  wire \$1070 ;
   wire \$1071 ;
   wire \$1072 ;
-  wire [16:0] \$1073 ;
-  wire \$1074 ;
+  wire [1:0] \$1073 ;
+  wire [2:0] \$1074 ;
   wire \$1075 ;
-  wire [16:0] \$1076 ;
-  wire \$1077 ;
+  wire \$1076 ;
+  wire [16:0] \$1077 ;
   wire \$1078 ;
-  wire [16:0] \$1079 ;
-  wire [63:0] \$108 ;
-  wire \$1080 ;
+  wire \$1079 ;
+  wire \$108 ;
+  wire [16:0] \$1080 ;
   wire \$1081 ;
-  wire [2:0] \$1082 ;
-  wire [3:0] \$1083 ;
+  wire \$1082 ;
+  wire [16:0] \$1083 ;
   wire \$1084 ;
   wire \$1085 ;
-  wire [16:0] \$1086 ;
+  wire \$1086 ;
   wire \$1087 ;
-  wire \$1088 ;
-  wire [16:0] \$1089 ;
-  wire [15:0] \$109 ;
-  wire \$1090 ;
+  wire [20:0] \$1088 ;
+  wire [2:0] \$1089 ;
+  wire [8:0] \$109 ;
+  wire [3:0] \$1090 ;
   wire \$1091 ;
-  wire [16:0] \$1092 ;
+  wire \$1092 ;
   wire \$1093 ;
-  wire \$1094 ;
-  wire [16:0] \$1095 ;
+  wire [1:0] \$1094 ;
+  wire [2:0] \$1095 ;
   wire \$1096 ;
   wire \$1097 ;
-  wire \$1098 ;
+  wire [16:0] \$1098 ;
   wire \$1099 ;
-  wire [8:0] \$11 ;
+  wire \$11 ;
   wire \$110 ;
-  wire [20:0] \$1100 ;
+  wire \$1100 ;
   wire [2:0] \$1101 ;
   wire [3:0] \$1102 ;
   wire \$1103 ;
   wire \$1104 ;
-  wire [16:0] \$1105 ;
-  wire \$1106 ;
-  wire \$1107 ;
-  wire [16:0] \$1108 ;
+  wire \$1105 ;
+  wire [1:0] \$1106 ;
+  wire [2:0] \$1107 ;
+  wire \$1108 ;
   wire \$1109 ;
-  wire [7:0] \$111 ;
-  wire \$1110 ;
-  wire [2:0] \$1111 ;
-  wire [3:0] \$1112 ;
-  wire \$1113 ;
+  wire \$111 ;
+  wire [16:0] \$1110 ;
+  wire \$1111 ;
+  wire \$1112 ;
+  wire [16:0] \$1113 ;
   wire \$1114 ;
-  wire [16:0] \$1115 ;
+  wire \$1115 ;
   wire \$1116 ;
   wire \$1117 ;
-  wire [16:0] \$1118 ;
-  wire \$1119 ;
+  wire [20:0] \$1118 ;
+  wire [2:0] \$1119 ;
   wire \$112 ;
-  wire \$1120 ;
-  wire [16:0] \$1121 ;
+  wire [3:0] \$1120 ;
+  wire \$1121 ;
   wire \$1122 ;
   wire \$1123 ;
-  wire \$1124 ;
-  wire \$1125 ;
-  wire [20:0] \$1126 ;
-  wire [2:0] \$1127 ;
-  wire [3:0] \$1128 ;
+  wire [1:0] \$1124 ;
+  wire [2:0] \$1125 ;
+  wire \$1126 ;
+  wire \$1127 ;
+  wire [16:0] \$1128 ;
   wire \$1129 ;
   wire \$113 ;
   wire \$1130 ;
@@ -30267,669 +30267,1741 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [16:0] \$1134 ;
   wire \$1135 ;
   wire \$1136 ;
-  wire [16:0] \$1137 ;
-  wire \$1138 ;
+  wire [2:0] \$1137 ;
+  wire [3:0] \$1138 ;
   wire \$1139 ;
-  wire [63:0] \$114 ;
-  wire [2:0] \$1140 ;
-  wire [3:0] \$1141 ;
-  wire \$1142 ;
-  wire \$1143 ;
-  wire [16:0] \$1144 ;
+  wire [1:0] \$114 ;
+  wire \$1140 ;
+  wire \$1141 ;
+  wire [1:0] \$1142 ;
+  wire [2:0] \$1143 ;
+  wire \$1144 ;
   wire \$1145 ;
-  wire \$1146 ;
-  wire [16:0] \$1147 ;
+  wire [16:0] \$1146 ;
+  wire \$1147 ;
   wire \$1148 ;
-  wire \$1149 ;
-  wire [15:0] \$115 ;
-  wire [16:0] \$1150 ;
+  wire [16:0] \$1149 ;
+  wire \$115 ;
+  wire \$1150 ;
   wire \$1151 ;
-  wire \$1152 ;
-  wire [16:0] \$1153 ;
+  wire [16:0] \$1152 ;
+  wire \$1153 ;
   wire \$1154 ;
-  wire \$1155 ;
+  wire [16:0] \$1155 ;
   wire \$1156 ;
   wire \$1157 ;
-  wire [20:0] \$1158 ;
-  wire [2:0] \$1159 ;
+  wire \$1158 ;
+  wire \$1159 ;
   wire \$116 ;
-  wire [3:0] \$1160 ;
-  wire \$1161 ;
-  wire \$1162 ;
-  wire [16:0] \$1163 ;
+  wire [20:0] \$1160 ;
+  wire [2:0] \$1161 ;
+  wire [3:0] \$1162 ;
+  wire \$1163 ;
   wire \$1164 ;
   wire \$1165 ;
-  wire [16:0] \$1166 ;
-  wire \$1167 ;
+  wire [1:0] \$1166 ;
+  wire [2:0] \$1167 ;
   wire \$1168 ;
-  wire [2:0] \$1169 ;
+  wire \$1169 ;
   wire \$117 ;
-  wire [3:0] \$1170 ;
+  wire [16:0] \$1170 ;
   wire \$1171 ;
   wire \$1172 ;
   wire [16:0] \$1173 ;
   wire \$1174 ;
   wire \$1175 ;
-  wire [16:0] \$1176 ;
-  wire \$1177 ;
+  wire [2:0] \$1176 ;
+  wire [3:0] \$1177 ;
   wire \$1178 ;
-  wire [16:0] \$1179 ;
+  wire \$1179 ;
   wire \$118 ;
   wire \$1180 ;
-  wire \$1181 ;
-  wire \$1182 ;
+  wire [1:0] \$1181 ;
+  wire [2:0] \$1182 ;
   wire \$1183 ;
-  wire [20:0] \$1184 ;
-  wire [2:0] \$1185 ;
-  wire [3:0] \$1186 ;
+  wire \$1184 ;
+  wire [16:0] \$1185 ;
+  wire \$1186 ;
   wire \$1187 ;
-  wire \$1188 ;
-  wire [16:0] \$1189 ;
+  wire [16:0] \$1188 ;
+  wire \$1189 ;
   wire \$119 ;
   wire \$1190 ;
-  wire \$1191 ;
-  wire [2:0] \$1192 ;
-  wire [3:0] \$1193 ;
+  wire [16:0] \$1191 ;
+  wire \$1192 ;
+  wire \$1193 ;
   wire \$1194 ;
   wire \$1195 ;
-  wire [16:0] \$1196 ;
-  wire \$1197 ;
-  wire \$1198 ;
-  wire [16:0] \$1199 ;
-  wire \$12 ;
+  wire [20:0] \$1196 ;
+  wire [2:0] \$1197 ;
+  wire [3:0] \$1198 ;
+  wire \$1199 ;
+  wire [16:0] \$12 ;
   wire \$120 ;
   wire \$1200 ;
   wire \$1201 ;
-  wire \$1202 ;
-  wire \$1203 ;
-  wire [20:0] \$1204 ;
-  wire [2:0] \$1205 ;
-  wire [3:0] \$1206 ;
+  wire [1:0] \$1202 ;
+  wire [2:0] \$1203 ;
+  wire \$1204 ;
+  wire \$1205 ;
+  wire [16:0] \$1206 ;
   wire \$1207 ;
   wire \$1208 ;
-  wire [16:0] \$1209 ;
+  wire [2:0] \$1209 ;
   wire \$121 ;
-  wire \$1210 ;
+  wire [3:0] \$1210 ;
   wire \$1211 ;
-  wire [16:0] \$1212 ;
+  wire \$1212 ;
   wire \$1213 ;
-  wire \$1214 ;
-  wire [16:0] \$1215 ;
+  wire [1:0] \$1214 ;
+  wire [2:0] \$1215 ;
   wire \$1216 ;
   wire \$1217 ;
-  wire [2:0] \$1218 ;
-  wire [3:0] \$1219 ;
+  wire [16:0] \$1218 ;
+  wire \$1219 ;
   wire \$122 ;
   wire \$1220 ;
-  wire \$1221 ;
-  wire [16:0] \$1222 ;
+  wire [16:0] \$1221 ;
+  wire \$1222 ;
   wire \$1223 ;
   wire \$1224 ;
-  wire [16:0] \$1225 ;
-  wire \$1226 ;
-  wire \$1227 ;
-  wire [16:0] \$1228 ;
+  wire \$1225 ;
+  wire [20:0] \$1226 ;
+  wire [2:0] \$1227 ;
+  wire [3:0] \$1228 ;
   wire \$1229 ;
   wire \$123 ;
   wire \$1230 ;
-  wire [16:0] \$1231 ;
-  wire \$1232 ;
-  wire \$1233 ;
+  wire \$1231 ;
+  wire [1:0] \$1232 ;
+  wire [2:0] \$1233 ;
   wire \$1234 ;
   wire \$1235 ;
-  wire [20:0] \$1236 ;
-  wire [2:0] \$1237 ;
-  wire [3:0] \$1238 ;
+  wire [2:0] \$1236 ;
+  wire [3:0] \$1237 ;
+  wire \$1238 ;
   wire \$1239 ;
   wire \$124 ;
   wire \$1240 ;
-  wire [16:0] \$1241 ;
-  wire \$1242 ;
+  wire [1:0] \$1241 ;
+  wire [2:0] \$1242 ;
   wire \$1243 ;
-  wire [16:0] \$1244 ;
-  wire \$1245 ;
+  wire \$1244 ;
+  wire [16:0] \$1245 ;
   wire \$1246 ;
-  wire [2:0] \$1247 ;
-  wire [3:0] \$1248 ;
+  wire \$1247 ;
+  wire \$1248 ;
   wire \$1249 ;
   wire \$125 ;
-  wire \$1250 ;
-  wire [16:0] \$1251 ;
+  wire [2:0] \$1250 ;
+  wire [3:0] \$1251 ;
   wire \$1252 ;
   wire \$1253 ;
-  wire [16:0] \$1254 ;
-  wire \$1255 ;
+  wire [2:0] \$1254 ;
+  wire [3:0] \$1255 ;
   wire \$1256 ;
-  wire [16:0] \$1257 ;
+  wire \$1257 ;
   wire \$1258 ;
-  wire \$1259 ;
-  wire \$126 ;
-  wire \$1260 ;
+  wire [1:0] \$1259 ;
+  wire [1:0] \$126 ;
+  wire [2:0] \$1260 ;
   wire \$1261 ;
-  wire [20:0] \$1262 ;
-  wire [2:0] \$1263 ;
-  wire [3:0] \$1264 ;
-  wire \$1265 ;
-  wire \$1266 ;
-  wire [16:0] \$1267 ;
-  wire \$1268 ;
-  wire \$1269 ;
+  wire \$1262 ;
+  wire \$1263 ;
+  wire \$1264 ;
+  wire [20:0] \$1265 ;
+  wire [16:0] \$1266 ;
+  wire [17:0] \$1267 ;
+  wire [17:0] \$1268 ;
+  wire [39:0] \$1269 ;
   wire \$127 ;
-  wire [2:0] \$1270 ;
-  wire [3:0] \$1271 ;
-  wire \$1272 ;
-  wire \$1273 ;
+  wire [20:0] \$1270 ;
+  wire [20:0] \$1271 ;
+  wire [16:0] \$1272 ;
+  wire [16:0] \$1273 ;
   wire [16:0] \$1274 ;
-  wire \$1275 ;
-  wire \$1276 ;
+  wire [17:0] \$1275 ;
+  wire [17:0] \$1276 ;
   wire [16:0] \$1277 ;
-  wire \$1278 ;
-  wire \$1279 ;
+  wire [17:0] \$1278 ;
+  wire [17:0] \$1279 ;
   wire \$128 ;
-  wire \$1280 ;
-  wire \$1281 ;
-  wire [20:0] \$1282 ;
-  wire [2:0] \$1283 ;
-  wire [3:0] \$1284 ;
-  wire \$1285 ;
-  wire \$1286 ;
-  wire [2:0] \$1287 ;
-  wire [3:0] \$1288 ;
-  wire \$1289 ;
+  wire [39:0] \$1280 ;
+  wire [39:0] \$1281 ;
+  wire [8:0] \$1282 ;
+  wire [9:0] \$1283 ;
+  wire [16:0] \$1284 ;
+  wire [17:0] \$1285 ;
+  wire [17:0] \$1286 ;
+  wire [16:0] \$1287 ;
+  wire [17:0] \$1288 ;
+  wire [17:0] \$1289 ;
   wire \$129 ;
-  wire \$1290 ;
-  wire [16:0] \$1291 ;
-  wire \$1292 ;
-  wire \$1293 ;
-  wire \$1294 ;
-  wire \$1295 ;
-  wire [20:0] \$1296 ;
-  wire [21:0] \$1297 ;
-  wire \$1298 ;
-  wire \$1299 ;
-  wire \$13 ;
+  wire [39:0] \$1290 ;
+  wire [39:0] \$1291 ;
+  wire [39:0] \$1292 ;
+  wire [20:0] \$1293 ;
+  wire [20:0] \$1294 ;
+  wire [20:0] \$1295 ;
+  wire [21:0] \$1296 ;
+  wire [20:0] \$1297 ;
+  wire [20:0] \$1298 ;
+  wire [2:0] \$1299 ;
+  wire [16:0] \$13 ;
   wire \$130 ;
-  wire \$1300 ;
+  wire [3:0] \$1300 ;
   wire \$1301 ;
   wire \$1302 ;
   wire \$1303 ;
-  wire \$1304 ;
-  wire [8:0] \$1305 ;
+  wire [1:0] \$1304 ;
+  wire [2:0] \$1305 ;
   wire \$1306 ;
   wire \$1307 ;
-  wire [20:0] \$1308 ;
-  wire [16:0] \$1309 ;
+  wire [16:0] \$1308 ;
+  wire \$1309 ;
   wire \$131 ;
-  wire [17:0] \$1310 ;
-  wire [18:0] \$1311 ;
-  wire [18:0] \$1312 ;
-  wire [16:0] \$1313 ;
-  wire [17:0] \$1314 ;
-  wire [17:0] \$1315 ;
+  wire \$1310 ;
+  wire [16:0] \$1311 ;
+  wire \$1312 ;
+  wire \$1313 ;
+  wire [16:0] \$1314 ;
+  wire \$1315 ;
   wire \$1316 ;
-  wire [16:0] \$1317 ;
-  wire [17:0] \$1318 ;
-  wire [18:0] \$1319 ;
+  wire [2:0] \$1317 ;
+  wire [3:0] \$1318 ;
+  wire \$1319 ;
   wire \$132 ;
-  wire [18:0] \$1320 ;
-  wire [16:0] \$1321 ;
-  wire [17:0] \$1322 ;
-  wire [17:0] \$1323 ;
+  wire \$1320 ;
+  wire \$1321 ;
+  wire [1:0] \$1322 ;
+  wire [2:0] \$1323 ;
   wire \$1324 ;
   wire \$1325 ;
-  wire \$1326 ;
+  wire [16:0] \$1326 ;
   wire \$1327 ;
   wire \$1328 ;
-  wire \$1329 ;
-  wire [2:0] \$133 ;
+  wire [16:0] \$1329 ;
+  wire \$133 ;
   wire \$1330 ;
   wire \$1331 ;
-  wire \$1332 ;
+  wire [16:0] \$1332 ;
   wire \$1333 ;
   wire \$1334 ;
-  wire \$1335 ;
+  wire [16:0] \$1335 ;
   wire \$1336 ;
-  wire [16:0] \$1337 ;
+  wire \$1337 ;
   wire \$1338 ;
   wire \$1339 ;
-  wire [1:0] \$134 ;
-  wire \$1340 ;
-  wire \$1341 ;
-  wire [16:0] \$1342 ;
+  wire [7:0] \$134 ;
+  wire [20:0] \$1340 ;
+  wire [2:0] \$1341 ;
+  wire [3:0] \$1342 ;
   wire \$1343 ;
   wire \$1344 ;
   wire \$1345 ;
-  wire \$1346 ;
-  wire \$1347 ;
-  wire [20:0] \$1348 ;
+  wire [1:0] \$1346 ;
+  wire [2:0] \$1347 ;
+  wire \$1348 ;
   wire \$1349 ;
   wire \$135 ;
-  wire [19:0] \$1350 ;
-  wire [21:0] \$1351 ;
+  wire [16:0] \$1350 ;
+  wire \$1351 ;
   wire \$1352 ;
-  wire [19:0] \$1353 ;
-  wire [22:0] \$1354 ;
-  wire [20:0] \$1355 ;
-  wire [18:0] \$1356 ;
-  wire [19:0] \$1357 ;
+  wire [16:0] \$1353 ;
+  wire \$1354 ;
+  wire \$1355 ;
+  wire [16:0] \$1356 ;
+  wire \$1357 ;
   wire \$1358 ;
-  wire [18:0] \$1359 ;
+  wire [2:0] \$1359 ;
   wire \$136 ;
-  wire [19:0] \$1360 ;
-  wire [19:0] \$1361 ;
+  wire [3:0] \$1360 ;
+  wire \$1361 ;
   wire \$1362 ;
   wire \$1363 ;
-  wire \$1364 ;
-  wire \$1365 ;
+  wire [1:0] \$1364 ;
+  wire [2:0] \$1365 ;
   wire \$1366 ;
-  reg [15:0] \$1367 ;
-  reg [15:0] \$1368 ;
-  reg [15:0] \$1369 ;
-  wire \$137 ;
-  reg [15:0] \$1370 ;
-  reg [15:0] \$1371 ;
-  reg \$1372 ;
-  reg [19:0] \$1373 ;
-  reg [19:0] \$1374 ;
-  reg [19:0] \$1375 ;
-  reg [19:0] \$1376 ;
-  reg [19:0] \$1377 ;
-  reg [19:0] \$1378 ;
-  reg [19:0] \$1379 ;
-  wire \$138 ;
-  reg [19:0] \$1380 ;
-  reg [19:0] \$1381 ;
-  reg [19:0] \$1382 ;
-  reg [19:0] \$1383 ;
-  reg [19:0] \$1384 ;
-  reg [19:0] \$1385 ;
-  reg [19:0] \$1386 ;
-  reg [19:0] \$1387 ;
-  reg [19:0] \$1388 ;
-  reg [19:0] \$1389 ;
+  wire \$1367 ;
+  wire [16:0] \$1368 ;
+  wire \$1369 ;
+  wire [63:0] \$137 ;
+  wire \$1370 ;
+  wire [16:0] \$1371 ;
+  wire \$1372 ;
+  wire \$1373 ;
+  wire [16:0] \$1374 ;
+  wire \$1375 ;
+  wire \$1376 ;
+  wire [16:0] \$1377 ;
+  wire \$1378 ;
+  wire \$1379 ;
+  wire [15:0] \$138 ;
+  wire \$1380 ;
+  wire \$1381 ;
+  wire [20:0] \$1382 ;
+  wire [2:0] \$1383 ;
+  wire [3:0] \$1384 ;
+  wire \$1385 ;
+  wire \$1386 ;
+  wire \$1387 ;
+  wire [1:0] \$1388 ;
+  wire [2:0] \$1389 ;
   wire \$139 ;
-  reg [19:0] \$1390 ;
-  reg [19:0] \$1391 ;
-  reg [19:0] \$1392 ;
-  reg [19:0] \$1393 ;
-  reg [19:0] \$1394 ;
-  reg [19:0] \$1395 ;
-  reg [19:0] \$1396 ;
-  reg [19:0] \$1397 ;
-  reg [19:0] \$1398 ;
-  reg [19:0] \$1399 ;
-  wire \$14 ;
-  wire \$140 ;
-  reg [19:0] \$1400 ;
-  reg [19:0] \$1401 ;
-  reg [19:0] \$1402 ;
-  reg [19:0] \$1403 ;
-  reg [19:0] \$1404 ;
-  reg [19:0] \$1405 ;
-  reg [19:0] \$1406 ;
-  reg [19:0] \$1407 ;
-  reg [19:0] \$1408 ;
-  reg [19:0] \$1409 ;
+  wire \$1390 ;
+  wire \$1391 ;
+  wire [16:0] \$1392 ;
+  wire \$1393 ;
+  wire \$1394 ;
+  wire [16:0] \$1395 ;
+  wire \$1396 ;
+  wire \$1397 ;
+  wire [2:0] \$1398 ;
+  wire [3:0] \$1399 ;
+  wire [16:0] \$14 ;
+  wire [7:0] \$140 ;
+  wire \$1400 ;
+  wire \$1401 ;
+  wire \$1402 ;
+  wire [1:0] \$1403 ;
+  wire [2:0] \$1404 ;
+  wire \$1405 ;
+  wire \$1406 ;
+  wire [16:0] \$1407 ;
+  wire \$1408 ;
+  wire \$1409 ;
   wire \$141 ;
-  reg [19:0] \$1410 ;
-  reg [19:0] \$1411 ;
-  reg [19:0] \$1412 ;
-  reg [19:0] \$1413 ;
-  reg [19:0] \$1414 ;
-  reg [19:0] \$1415 ;
-  reg [19:0] \$1416 ;
-  reg [19:0] \$1417 ;
-  reg [19:0] \$1418 ;
-  reg [19:0] \$1419 ;
+  wire [16:0] \$1410 ;
+  wire \$1411 ;
+  wire \$1412 ;
+  wire [16:0] \$1413 ;
+  wire \$1414 ;
+  wire \$1415 ;
+  wire \$1416 ;
+  wire \$1417 ;
+  wire [20:0] \$1418 ;
+  wire [2:0] \$1419 ;
   wire \$142 ;
-  reg [19:0] \$1420 ;
-  reg [19:0] \$1421 ;
-  reg [19:0] \$1422 ;
-  reg [19:0] \$1423 ;
-  reg [19:0] \$1424 ;
-  reg [19:0] \$1425 ;
-  reg [19:0] \$1426 ;
-  reg [19:0] \$1427 ;
-  reg [19:0] \$1428 ;
-  reg [19:0] \$1429 ;
-  wire \$143 ;
-  reg [19:0] \$1430 ;
-  reg [19:0] \$1431 ;
-  reg [19:0] \$1432 ;
-  reg [19:0] \$1433 ;
-  reg [19:0] \$1434 ;
-  reg [19:0] \$1435 ;
-  reg [19:0] \$1436 ;
-  reg [19:0] \$1437 ;
-  reg [19:0] \$1438 ;
-  reg [19:0] \$1439 ;
-  wire [3:0] \$144 ;
-  reg [19:0] \$1440 ;
-  reg [19:0] \$1441 ;
-  reg [19:0] \$1442 ;
-  reg [19:0] \$1443 ;
-  reg [19:0] \$1444 ;
-  reg [19:0] \$1445 ;
-  reg \$1446 ;
-  reg \$1447 ;
-  reg \$1448 ;
-  reg \$1449 ;
+  wire [3:0] \$1420 ;
+  wire \$1421 ;
+  wire \$1422 ;
+  wire \$1423 ;
+  wire [1:0] \$1424 ;
+  wire [2:0] \$1425 ;
+  wire \$1426 ;
+  wire \$1427 ;
+  wire [16:0] \$1428 ;
+  wire \$1429 ;
+  wire [63:0] \$143 ;
+  wire \$1430 ;
+  wire [16:0] \$1431 ;
+  wire \$1432 ;
+  wire \$1433 ;
+  wire [16:0] \$1434 ;
+  wire \$1435 ;
+  wire \$1436 ;
+  wire [2:0] \$1437 ;
+  wire [3:0] \$1438 ;
+  wire \$1439 ;
+  wire [15:0] \$144 ;
+  wire \$1440 ;
+  wire \$1441 ;
+  wire [1:0] \$1442 ;
+  wire [2:0] \$1443 ;
+  wire \$1444 ;
+  wire \$1445 ;
+  wire [16:0] \$1446 ;
+  wire \$1447 ;
+  wire \$1448 ;
+  wire [16:0] \$1449 ;
   wire \$145 ;
-  reg \$1450 ;
-  reg [19:0] \$1451 ;
-  reg \$1452 ;
-  reg \$1453 ;
-  reg [1:0] \$1454 ;
-  reg \$1455 ;
-  reg [19:0] \$1456 ;
-  reg [19:0] \$1457 ;
-  reg [2:0] \$1458 ;
-  reg \$1459 ;
-  wire \$146 ;
-  reg \$1460 ;
-  reg \$1461 ;
-  reg \$1462 ;
-  reg \$1463 ;
-  reg \$1464 ;
-  reg \$1465 ;
-  reg \$1466 ;
-  reg \$1467 ;
-  reg \$1468 ;
-  reg \$1469 ;
+  wire \$1450 ;
+  wire \$1451 ;
+  wire [16:0] \$1452 ;
+  wire \$1453 ;
+  wire \$1454 ;
+  wire [16:0] \$1455 ;
+  wire \$1456 ;
+  wire \$1457 ;
+  wire \$1458 ;
+  wire \$1459 ;
+  wire [7:0] \$146 ;
+  wire [20:0] \$1460 ;
+  wire [2:0] \$1461 ;
+  wire [3:0] \$1462 ;
+  wire \$1463 ;
+  wire \$1464 ;
+  wire \$1465 ;
+  wire [1:0] \$1466 ;
+  wire [2:0] \$1467 ;
+  wire \$1468 ;
+  wire \$1469 ;
   wire \$147 ;
-  reg \$1470 ;
-  reg \$1471 ;
-  reg \$1472 ;
-  reg \$1473 ;
-  reg \$1474 ;
-  reg \$1475 ;
-  reg \$1476 ;
-  reg \$1477 ;
-  reg \$1478 ;
-  reg \$1479 ;
+  wire [16:0] \$1470 ;
+  wire \$1471 ;
+  wire \$1472 ;
+  wire [16:0] \$1473 ;
+  wire \$1474 ;
+  wire \$1475 ;
+  wire [2:0] \$1476 ;
+  wire [3:0] \$1477 ;
+  wire \$1478 ;
+  wire \$1479 ;
   wire \$148 ;
-  reg \$1480 ;
-  reg \$1481 ;
-  reg \$1482 ;
-  reg [1:0] \$1483 ;
-  reg [1:0] \$1484 ;
-  reg [1:0] \$1485 ;
-  reg [1:0] \$1486 ;
-  reg [1:0] \$1487 ;
-  reg [1:0] \$1488 ;
-  reg [19:0] \$1489 ;
-  wire [3:0] \$149 ;
-  reg [19:0] \$1490 ;
-  reg [19:0] \$1491 ;
-  reg [19:0] \$1492 ;
-  reg [19:0] \$1493 ;
-  reg [19:0] \$1494 ;
-  reg [19:0] \$1495 ;
-  reg [19:0] \$1496 ;
-  reg [19:0] \$1497 ;
-  reg [19:0] \$1498 ;
-  reg [19:0] \$1499 ;
+  wire \$1480 ;
+  wire [1:0] \$1481 ;
+  wire [2:0] \$1482 ;
+  wire \$1483 ;
+  wire \$1484 ;
+  wire [16:0] \$1485 ;
+  wire \$1486 ;
+  wire \$1487 ;
+  wire [16:0] \$1488 ;
+  wire \$1489 ;
+  wire [63:0] \$149 ;
+  wire \$1490 ;
+  wire [16:0] \$1491 ;
+  wire \$1492 ;
+  wire \$1493 ;
+  wire \$1494 ;
+  wire \$1495 ;
+  wire [20:0] \$1496 ;
+  wire [2:0] \$1497 ;
+  wire [3:0] \$1498 ;
+  wire \$1499 ;
   wire \$15 ;
-  wire [1:0] \$150 ;
-  reg [19:0] \$1500 ;
-  reg [2:0] \$1501 ;
-  reg [2:0] \$1502 ;
-  reg [2:0] \$1503 ;
-  reg [2:0] \$1504 ;
-  reg [2:0] \$1505 ;
-  reg [2:0] \$1506 ;
-  reg \$1507 ;
-  reg \$1508 ;
-  reg \$1509 ;
+  wire [15:0] \$150 ;
+  wire \$1500 ;
+  wire \$1501 ;
+  wire [1:0] \$1502 ;
+  wire [2:0] \$1503 ;
+  wire \$1504 ;
+  wire \$1505 ;
+  wire [16:0] \$1506 ;
+  wire \$1507 ;
+  wire \$1508 ;
+  wire [2:0] \$1509 ;
   wire \$151 ;
-  reg \$1510 ;
-  reg \$1511 ;
-  reg \$1512 ;
-  reg \$1513 ;
-  reg \$1514 ;
-  reg \$1515 ;
-  reg \$1516 ;
-  reg \$1517 ;
-  reg \$1518 ;
-  reg [19:0] \$1519 ;
-  wire \$152 ;
-  reg [19:0] \$1520 ;
-  reg [19:0] \$1521 ;
-  reg [19:0] \$1522 ;
-  reg [19:0] \$1523 ;
-  reg [19:0] \$1524 ;
-  reg [7:0] \$1525 ;
-  reg [7:0] \$1526 ;
-  reg [7:0] \$1527 ;
-  reg [7:0] \$1528 ;
-  reg [7:0] \$1529 ;
+  wire [3:0] \$1510 ;
+  wire \$1511 ;
+  wire \$1512 ;
+  wire \$1513 ;
+  wire [1:0] \$1514 ;
+  wire [2:0] \$1515 ;
+  wire \$1516 ;
+  wire \$1517 ;
+  wire [16:0] \$1518 ;
+  wire \$1519 ;
+  wire [7:0] \$152 ;
+  wire \$1520 ;
+  wire [16:0] \$1521 ;
+  wire \$1522 ;
+  wire \$1523 ;
+  wire \$1524 ;
+  wire \$1525 ;
+  wire [20:0] \$1526 ;
+  wire [2:0] \$1527 ;
+  wire [3:0] \$1528 ;
+  wire \$1529 ;
   wire \$153 ;
-  reg [7:0] \$1530 ;
-  reg [63:0] \$1531 ;
-  reg [7:0] \$1532 ;
-  wire [15:0] \$1533 ;
+  wire \$1530 ;
+  wire \$1531 ;
+  wire [1:0] \$1532 ;
+  wire [2:0] \$1533 ;
   wire \$1534 ;
-  wire [15:0] \$1535 ;
-  wire [15:0] \$1536 ;
+  wire \$1535 ;
+  wire [16:0] \$1536 ;
   wire \$1537 ;
   wire \$1538 ;
-  wire [15:0] \$1539 ;
+  wire [16:0] \$1539 ;
   wire \$154 ;
   wire \$1540 ;
-  wire [15:0] \$1541 ;
-  wire [15:0] \$1542 ;
+  wire \$1541 ;
+  wire [16:0] \$1542 ;
   wire \$1543 ;
   wire \$1544 ;
-  wire [15:0] \$1545 ;
-  wire \$1546 ;
-  wire [15:0] \$1547 ;
-  wire [15:0] \$1548 ;
+  wire [2:0] \$1545 ;
+  wire [3:0] \$1546 ;
+  wire \$1547 ;
+  wire \$1548 ;
   wire \$1549 ;
-  wire [3:0] \$155 ;
-  wire \$1550 ;
-  wire [15:0] \$1551 ;
+  wire [63:0] \$155 ;
+  wire [1:0] \$1550 ;
+  wire [2:0] \$1551 ;
   wire \$1552 ;
-  wire [15:0] \$1553 ;
-  wire [15:0] \$1554 ;
+  wire \$1553 ;
+  wire [16:0] \$1554 ;
   wire \$1555 ;
   wire \$1556 ;
-  wire [2:0] \$156 ;
-  wire [3:0] \$157 ;
+  wire [16:0] \$1557 ;
+  wire \$1558 ;
+  wire \$1559 ;
+  wire [15:0] \$156 ;
+  wire [16:0] \$1560 ;
+  wire \$1561 ;
+  wire \$1562 ;
+  wire [16:0] \$1563 ;
+  wire \$1564 ;
+  wire \$1565 ;
+  wire \$1566 ;
+  wire \$1567 ;
+  wire [20:0] \$1568 ;
+  wire [2:0] \$1569 ;
+  wire \$157 ;
+  wire [3:0] \$1570 ;
+  wire \$1571 ;
+  wire \$1572 ;
+  wire \$1573 ;
+  wire [1:0] \$1574 ;
+  wire [2:0] \$1575 ;
+  wire \$1576 ;
+  wire \$1577 ;
+  wire [16:0] \$1578 ;
+  wire \$1579 ;
   wire \$158 ;
+  wire \$1580 ;
+  wire [16:0] \$1581 ;
+  wire \$1582 ;
+  wire \$1583 ;
+  wire [2:0] \$1584 ;
+  wire [3:0] \$1585 ;
+  wire \$1586 ;
+  wire \$1587 ;
+  wire \$1588 ;
+  wire [1:0] \$1589 ;
   wire \$159 ;
+  wire [2:0] \$1590 ;
+  wire \$1591 ;
+  wire \$1592 ;
+  wire [16:0] \$1593 ;
+  wire \$1594 ;
+  wire \$1595 ;
+  wire [16:0] \$1596 ;
+  wire \$1597 ;
+  wire \$1598 ;
+  wire [16:0] \$1599 ;
   wire \$16 ;
   wire \$160 ;
+  wire \$1600 ;
+  wire \$1601 ;
+  wire \$1602 ;
+  wire \$1603 ;
+  wire [20:0] \$1604 ;
+  wire [2:0] \$1605 ;
+  wire [3:0] \$1606 ;
+  wire \$1607 ;
+  wire \$1608 ;
+  wire \$1609 ;
   wire \$161 ;
-  wire [3:0] \$162 ;
+  wire [1:0] \$1610 ;
+  wire [2:0] \$1611 ;
+  wire \$1612 ;
+  wire \$1613 ;
+  wire [16:0] \$1614 ;
+  wire \$1615 ;
+  wire \$1616 ;
+  wire [2:0] \$1617 ;
+  wire [3:0] \$1618 ;
+  wire \$1619 ;
+  wire \$162 ;
+  wire \$1620 ;
+  wire \$1621 ;
+  wire [1:0] \$1622 ;
+  wire [2:0] \$1623 ;
+  wire \$1624 ;
+  wire \$1625 ;
+  wire [16:0] \$1626 ;
+  wire \$1627 ;
+  wire \$1628 ;
+  wire [16:0] \$1629 ;
   wire \$163 ;
+  wire \$1630 ;
+  wire \$1631 ;
+  wire \$1632 ;
+  wire \$1633 ;
+  wire [20:0] \$1634 ;
+  wire [2:0] \$1635 ;
+  wire [3:0] \$1636 ;
+  wire \$1637 ;
+  wire \$1638 ;
+  wire \$1639 ;
   wire \$164 ;
+  wire [1:0] \$1640 ;
+  wire [2:0] \$1641 ;
+  wire \$1642 ;
+  wire \$1643 ;
+  wire [2:0] \$1644 ;
+  wire [3:0] \$1645 ;
+  wire \$1646 ;
+  wire \$1647 ;
+  wire \$1648 ;
+  wire [1:0] \$1649 ;
   wire \$165 ;
+  wire [2:0] \$1650 ;
+  wire \$1651 ;
+  wire \$1652 ;
+  wire [16:0] \$1653 ;
+  wire \$1654 ;
+  wire \$1655 ;
+  wire \$1656 ;
+  wire \$1657 ;
+  wire [20:0] \$1658 ;
+  wire [21:0] \$1659 ;
   wire \$166 ;
-  wire [3:0] \$167 ;
-  wire [1:0] \$168 ;
+  wire [2:0] \$1660 ;
+  wire [3:0] \$1661 ;
+  wire \$1662 ;
+  wire \$1663 ;
+  wire \$1664 ;
+  wire [1:0] \$1665 ;
+  wire [2:0] \$1666 ;
+  wire \$1667 ;
+  wire \$1668 ;
+  wire [16:0] \$1669 ;
+  wire \$167 ;
+  wire \$1670 ;
+  wire \$1671 ;
+  wire [16:0] \$1672 ;
+  wire \$1673 ;
+  wire \$1674 ;
+  wire [16:0] \$1675 ;
+  wire \$1676 ;
+  wire \$1677 ;
+  wire [2:0] \$1678 ;
+  wire [3:0] \$1679 ;
+  wire \$168 ;
+  wire \$1680 ;
+  wire \$1681 ;
+  wire \$1682 ;
+  wire [1:0] \$1683 ;
+  wire [2:0] \$1684 ;
+  wire \$1685 ;
+  wire \$1686 ;
+  wire [16:0] \$1687 ;
+  wire \$1688 ;
+  wire \$1689 ;
   wire \$169 ;
-  wire [20:0] \$17 ;
+  wire [16:0] \$1690 ;
+  wire \$1691 ;
+  wire \$1692 ;
+  wire [16:0] \$1693 ;
+  wire \$1694 ;
+  wire \$1695 ;
+  wire [16:0] \$1696 ;
+  wire \$1697 ;
+  wire \$1698 ;
+  wire \$1699 ;
+  wire \$17 ;
   wire \$170 ;
+  wire \$1700 ;
+  wire [20:0] \$1701 ;
+  wire [2:0] \$1702 ;
+  wire [3:0] \$1703 ;
+  wire \$1704 ;
+  wire \$1705 ;
+  wire \$1706 ;
+  wire [1:0] \$1707 ;
+  wire [2:0] \$1708 ;
+  wire \$1709 ;
   wire \$171 ;
+  wire \$1710 ;
+  wire [16:0] \$1711 ;
+  wire \$1712 ;
+  wire \$1713 ;
+  wire [16:0] \$1714 ;
+  wire \$1715 ;
+  wire \$1716 ;
+  wire [2:0] \$1717 ;
+  wire [3:0] \$1718 ;
+  wire \$1719 ;
   wire \$172 ;
-  wire [3:0] \$173 ;
+  wire \$1720 ;
+  wire \$1721 ;
+  wire [1:0] \$1722 ;
+  wire [2:0] \$1723 ;
+  wire \$1724 ;
+  wire \$1725 ;
+  wire [16:0] \$1726 ;
+  wire \$1727 ;
+  wire \$1728 ;
+  wire [16:0] \$1729 ;
+  wire \$173 ;
+  wire \$1730 ;
+  wire \$1731 ;
+  wire [16:0] \$1732 ;
+  wire \$1733 ;
+  wire \$1734 ;
+  wire \$1735 ;
+  wire \$1736 ;
+  wire [20:0] \$1737 ;
+  wire [2:0] \$1738 ;
+  wire [3:0] \$1739 ;
   wire [2:0] \$174 ;
-  wire [4:0] \$175 ;
+  wire \$1740 ;
+  wire \$1741 ;
+  wire \$1742 ;
+  wire [1:0] \$1743 ;
+  wire [2:0] \$1744 ;
+  wire \$1745 ;
+  wire \$1746 ;
+  wire [16:0] \$1747 ;
+  wire \$1748 ;
+  wire \$1749 ;
+  wire [1:0] \$175 ;
+  wire [2:0] \$1750 ;
+  wire [3:0] \$1751 ;
+  wire \$1752 ;
+  wire \$1753 ;
+  wire \$1754 ;
+  wire [1:0] \$1755 ;
+  wire [2:0] \$1756 ;
+  wire \$1757 ;
+  wire \$1758 ;
+  wire [16:0] \$1759 ;
   wire \$176 ;
+  wire \$1760 ;
+  wire \$1761 ;
+  wire [16:0] \$1762 ;
+  wire \$1763 ;
+  wire \$1764 ;
+  wire \$1765 ;
+  wire \$1766 ;
+  wire [20:0] \$1767 ;
+  wire [2:0] \$1768 ;
+  wire [3:0] \$1769 ;
   wire \$177 ;
+  wire \$1770 ;
+  wire \$1771 ;
+  wire \$1772 ;
+  wire [1:0] \$1773 ;
+  wire [2:0] \$1774 ;
+  wire \$1775 ;
+  wire \$1776 ;
+  wire [2:0] \$1777 ;
+  wire [3:0] \$1778 ;
+  wire \$1779 ;
   wire \$178 ;
+  wire \$1780 ;
+  wire \$1781 ;
+  wire [1:0] \$1782 ;
+  wire [2:0] \$1783 ;
+  wire \$1784 ;
+  wire \$1785 ;
+  wire [16:0] \$1786 ;
+  wire \$1787 ;
+  wire \$1788 ;
+  wire \$1789 ;
   wire \$179 ;
-  wire [20:0] \$18 ;
-  wire [3:0] \$180 ;
+  wire \$1790 ;
+  wire [20:0] \$1791 ;
+  wire [21:0] \$1792 ;
+  wire [2:0] \$1793 ;
+  wire [3:0] \$1794 ;
+  wire \$1795 ;
+  wire \$1796 ;
+  wire [2:0] \$1797 ;
+  wire [3:0] \$1798 ;
+  wire \$1799 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$1800 ;
+  wire \$1801 ;
+  wire [1:0] \$1802 ;
+  wire [2:0] \$1803 ;
+  wire \$1804 ;
+  wire \$1805 ;
+  wire \$1806 ;
+  wire \$1807 ;
+  wire [20:0] \$1808 ;
+  wire [16:0] \$1809 ;
   wire \$181 ;
+  wire [39:0] \$1810 ;
+  wire [16:0] \$1811 ;
+  wire [16:0] \$1812 ;
+  wire [39:0] \$1813 ;
+  wire [39:0] \$1814 ;
+  wire [8:0] \$1815 ;
+  wire [9:0] \$1816 ;
+  wire [16:0] \$1817 ;
+  wire [16:0] \$1818 ;
+  wire [39:0] \$1819 ;
   wire \$182 ;
+  wire [39:0] \$1820 ;
+  wire [39:0] \$1821 ;
+  wire [20:0] \$1822 ;
+  wire [21:0] \$1823 ;
+  wire [22:0] \$1824 ;
+  wire [20:0] \$1825 ;
+  wire [20:0] \$1826 ;
+  wire [2:0] \$1827 ;
+  wire [3:0] \$1828 ;
+  wire \$1829 ;
   wire \$183 ;
+  wire \$1830 ;
+  wire \$1831 ;
+  wire [1:0] \$1832 ;
+  wire [2:0] \$1833 ;
+  wire \$1834 ;
+  wire \$1835 ;
+  wire [16:0] \$1836 ;
+  wire \$1837 ;
+  wire \$1838 ;
+  wire [16:0] \$1839 ;
   wire \$184 ;
+  wire \$1840 ;
+  wire \$1841 ;
+  wire [16:0] \$1842 ;
+  wire \$1843 ;
+  wire \$1844 ;
+  wire [2:0] \$1845 ;
+  wire [3:0] \$1846 ;
+  wire \$1847 ;
+  wire \$1848 ;
+  wire \$1849 ;
   wire [3:0] \$185 ;
-  wire [1:0] \$186 ;
+  wire [1:0] \$1850 ;
+  wire [2:0] \$1851 ;
+  wire \$1852 ;
+  wire \$1853 ;
+  wire [16:0] \$1854 ;
+  wire \$1855 ;
+  wire \$1856 ;
+  wire [16:0] \$1857 ;
+  wire \$1858 ;
+  wire \$1859 ;
+  wire \$186 ;
+  wire [16:0] \$1860 ;
+  wire \$1861 ;
+  wire \$1862 ;
+  wire [16:0] \$1863 ;
+  wire \$1864 ;
+  wire \$1865 ;
+  wire \$1866 ;
+  wire \$1867 ;
+  wire [20:0] \$1868 ;
+  wire [2:0] \$1869 ;
   wire \$187 ;
+  wire [3:0] \$1870 ;
+  wire \$1871 ;
+  wire \$1872 ;
+  wire \$1873 ;
+  wire [1:0] \$1874 ;
+  wire [2:0] \$1875 ;
+  wire \$1876 ;
+  wire \$1877 ;
+  wire [16:0] \$1878 ;
+  wire \$1879 ;
   wire \$188 ;
+  wire \$1880 ;
+  wire [16:0] \$1881 ;
+  wire \$1882 ;
+  wire \$1883 ;
+  wire [16:0] \$1884 ;
+  wire \$1885 ;
+  wire \$1886 ;
+  wire [2:0] \$1887 ;
+  wire [3:0] \$1888 ;
+  wire \$1889 ;
   wire \$189 ;
-  wire [21:0] \$19 ;
-  wire \$190 ;
-  wire [3:0] \$191 ;
-  wire [2:0] \$192 ;
-  wire [5:0] \$193 ;
+  wire \$1890 ;
+  wire \$1891 ;
+  wire [1:0] \$1892 ;
+  wire [2:0] \$1893 ;
+  wire \$1894 ;
+  wire \$1895 ;
+  wire [16:0] \$1896 ;
+  wire \$1897 ;
+  wire \$1898 ;
+  wire [16:0] \$1899 ;
+  wire \$19 ;
+  wire [3:0] \$190 ;
+  wire \$1900 ;
+  wire \$1901 ;
+  wire [16:0] \$1902 ;
+  wire \$1903 ;
+  wire \$1904 ;
+  wire [16:0] \$1905 ;
+  wire \$1906 ;
+  wire \$1907 ;
+  wire \$1908 ;
+  wire \$1909 ;
+  wire [1:0] \$191 ;
+  wire [20:0] \$1910 ;
+  wire [2:0] \$1911 ;
+  wire [3:0] \$1912 ;
+  wire \$1913 ;
+  wire \$1914 ;
+  wire \$1915 ;
+  wire [1:0] \$1916 ;
+  wire [2:0] \$1917 ;
+  wire \$1918 ;
+  wire \$1919 ;
+  wire \$192 ;
+  wire [16:0] \$1920 ;
+  wire \$1921 ;
+  wire \$1922 ;
+  wire [16:0] \$1923 ;
+  wire \$1924 ;
+  wire \$1925 ;
+  wire [2:0] \$1926 ;
+  wire [3:0] \$1927 ;
+  wire \$1928 ;
+  wire \$1929 ;
+  wire \$193 ;
+  wire \$1930 ;
+  wire [1:0] \$1931 ;
+  wire [2:0] \$1932 ;
+  wire \$1933 ;
+  wire \$1934 ;
+  wire [16:0] \$1935 ;
+  wire \$1936 ;
+  wire \$1937 ;
+  wire [16:0] \$1938 ;
+  wire \$1939 ;
   wire \$194 ;
+  wire \$1940 ;
+  wire [16:0] \$1941 ;
+  wire \$1942 ;
+  wire \$1943 ;
+  wire \$1944 ;
+  wire \$1945 ;
+  wire [20:0] \$1946 ;
+  wire [2:0] \$1947 ;
+  wire [3:0] \$1948 ;
+  wire \$1949 ;
   wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
+  wire \$1950 ;
+  wire \$1951 ;
+  wire [1:0] \$1952 ;
+  wire [2:0] \$1953 ;
+  wire \$1954 ;
+  wire \$1955 ;
+  wire [16:0] \$1956 ;
+  wire \$1957 ;
+  wire \$1958 ;
+  wire [16:0] \$1959 ;
+  wire [3:0] \$196 ;
+  wire \$1960 ;
+  wire \$1961 ;
+  wire [16:0] \$1962 ;
+  wire \$1963 ;
+  wire \$1964 ;
+  wire [2:0] \$1965 ;
+  wire [3:0] \$1966 ;
+  wire \$1967 ;
+  wire \$1968 ;
+  wire \$1969 ;
+  wire [2:0] \$197 ;
+  wire [1:0] \$1970 ;
+  wire [2:0] \$1971 ;
+  wire \$1972 ;
+  wire \$1973 ;
+  wire [16:0] \$1974 ;
+  wire \$1975 ;
+  wire \$1976 ;
+  wire [16:0] \$1977 ;
+  wire \$1978 ;
+  wire \$1979 ;
   wire [3:0] \$198 ;
+  wire [16:0] \$1980 ;
+  wire \$1981 ;
+  wire \$1982 ;
+  wire [16:0] \$1983 ;
+  wire \$1984 ;
+  wire \$1985 ;
+  wire \$1986 ;
+  wire \$1987 ;
+  wire [20:0] \$1988 ;
+  wire [2:0] \$1989 ;
   wire \$199 ;
+  wire [3:0] \$1990 ;
+  wire \$1991 ;
+  wire \$1992 ;
+  wire \$1993 ;
+  wire [1:0] \$1994 ;
+  wire [2:0] \$1995 ;
+  wire \$1996 ;
+  wire \$1997 ;
+  wire [16:0] \$1998 ;
+  wire \$1999 ;
   wire [16:0] \$2 ;
-  wire [21:0] \$20 ;
+  wire \$20 ;
   wire \$200 ;
+  wire \$2000 ;
+  wire [16:0] \$2001 ;
+  wire \$2002 ;
+  wire \$2003 ;
+  wire [2:0] \$2004 ;
+  wire [3:0] \$2005 ;
+  wire \$2006 ;
+  wire \$2007 ;
+  wire \$2008 ;
+  wire [1:0] \$2009 ;
   wire \$201 ;
+  wire [2:0] \$2010 ;
+  wire \$2011 ;
+  wire \$2012 ;
+  wire [16:0] \$2013 ;
+  wire \$2014 ;
+  wire \$2015 ;
+  wire [16:0] \$2016 ;
+  wire \$2017 ;
+  wire \$2018 ;
+  wire [16:0] \$2019 ;
   wire \$202 ;
+  wire \$2020 ;
+  wire \$2021 ;
+  wire \$2022 ;
+  wire \$2023 ;
+  wire [20:0] \$2024 ;
+  wire [2:0] \$2025 ;
+  wire [3:0] \$2026 ;
+  wire \$2027 ;
+  wire \$2028 ;
+  wire \$2029 ;
   wire [3:0] \$203 ;
-  wire [1:0] \$204 ;
+  wire [1:0] \$2030 ;
+  wire [2:0] \$2031 ;
+  wire \$2032 ;
+  wire \$2033 ;
+  wire [16:0] \$2034 ;
+  wire \$2035 ;
+  wire \$2036 ;
+  wire [2:0] \$2037 ;
+  wire [3:0] \$2038 ;
+  wire \$2039 ;
+  wire \$204 ;
+  wire \$2040 ;
+  wire \$2041 ;
+  wire [1:0] \$2042 ;
+  wire [2:0] \$2043 ;
+  wire \$2044 ;
+  wire \$2045 ;
+  wire [16:0] \$2046 ;
+  wire \$2047 ;
+  wire \$2048 ;
+  wire [16:0] \$2049 ;
   wire \$205 ;
+  wire \$2050 ;
+  wire \$2051 ;
+  wire \$2052 ;
+  wire \$2053 ;
+  wire [20:0] \$2054 ;
+  wire [2:0] \$2055 ;
+  wire [3:0] \$2056 ;
+  wire \$2057 ;
+  wire \$2058 ;
+  wire \$2059 ;
   wire \$206 ;
+  wire [1:0] \$2060 ;
+  wire [2:0] \$2061 ;
+  wire \$2062 ;
+  wire \$2063 ;
+  wire [16:0] \$2064 ;
+  wire \$2065 ;
+  wire \$2066 ;
+  wire [16:0] \$2067 ;
+  wire \$2068 ;
+  wire \$2069 ;
   wire \$207 ;
-  wire \$208 ;
-  wire [3:0] \$209 ;
+  wire [16:0] \$2070 ;
+  wire \$2071 ;
+  wire \$2072 ;
+  wire [2:0] \$2073 ;
+  wire [3:0] \$2074 ;
+  wire \$2075 ;
+  wire \$2076 ;
+  wire \$2077 ;
+  wire [1:0] \$2078 ;
+  wire [2:0] \$2079 ;
+  wire [3:0] \$208 ;
+  wire \$2080 ;
+  wire \$2081 ;
+  wire [16:0] \$2082 ;
+  wire \$2083 ;
+  wire \$2084 ;
+  wire [16:0] \$2085 ;
+  wire \$2086 ;
+  wire \$2087 ;
+  wire [16:0] \$2088 ;
+  wire \$2089 ;
+  wire [1:0] \$209 ;
+  wire \$2090 ;
+  wire [16:0] \$2091 ;
+  wire \$2092 ;
+  wire \$2093 ;
+  wire \$2094 ;
+  wire \$2095 ;
+  wire [20:0] \$2096 ;
+  wire [2:0] \$2097 ;
+  wire [3:0] \$2098 ;
+  wire \$2099 ;
   wire \$21 ;
-  wire [2:0] \$210 ;
-  wire [6:0] \$211 ;
-  wire [6:0] \$212 ;
+  wire \$210 ;
+  wire \$2100 ;
+  wire \$2101 ;
+  wire [1:0] \$2102 ;
+  wire [2:0] \$2103 ;
+  wire \$2104 ;
+  wire \$2105 ;
+  wire [16:0] \$2106 ;
+  wire \$2107 ;
+  wire \$2108 ;
+  wire [16:0] \$2109 ;
+  wire \$211 ;
+  wire \$2110 ;
+  wire \$2111 ;
+  wire [2:0] \$2112 ;
+  wire [3:0] \$2113 ;
+  wire \$2114 ;
+  wire \$2115 ;
+  wire \$2116 ;
+  wire [1:0] \$2117 ;
+  wire [2:0] \$2118 ;
+  wire \$2119 ;
+  wire \$212 ;
+  wire \$2120 ;
+  wire [16:0] \$2121 ;
+  wire \$2122 ;
+  wire \$2123 ;
+  wire [16:0] \$2124 ;
+  wire \$2125 ;
+  wire \$2126 ;
+  wire [16:0] \$2127 ;
+  wire \$2128 ;
+  wire \$2129 ;
   wire \$213 ;
-  wire \$214 ;
+  wire \$2130 ;
+  wire \$2131 ;
+  wire [20:0] \$2132 ;
+  wire [2:0] \$2133 ;
+  wire [3:0] \$2134 ;
+  wire \$2135 ;
+  wire \$2136 ;
+  wire \$2137 ;
+  wire [1:0] \$2138 ;
+  wire [2:0] \$2139 ;
+  wire [3:0] \$214 ;
+  wire \$2140 ;
+  wire \$2141 ;
+  wire [16:0] \$2142 ;
+  wire \$2143 ;
+  wire \$2144 ;
+  wire [2:0] \$2145 ;
+  wire [3:0] \$2146 ;
+  wire \$2147 ;
+  wire \$2148 ;
+  wire \$2149 ;
   wire [2:0] \$215 ;
-  wire [3:0] \$216 ;
+  wire [1:0] \$2150 ;
+  wire [2:0] \$2151 ;
+  wire \$2152 ;
+  wire \$2153 ;
+  wire [16:0] \$2154 ;
+  wire \$2155 ;
+  wire \$2156 ;
+  wire [16:0] \$2157 ;
+  wire \$2158 ;
+  wire \$2159 ;
+  wire [4:0] \$216 ;
+  wire \$2160 ;
+  wire \$2161 ;
+  wire [20:0] \$2162 ;
+  wire [2:0] \$2163 ;
+  wire [3:0] \$2164 ;
+  wire \$2165 ;
+  wire \$2166 ;
+  wire \$2167 ;
+  wire [1:0] \$2168 ;
+  wire [2:0] \$2169 ;
   wire \$217 ;
-  wire [16:0] \$218 ;
-  wire [16:0] \$219 ;
-  wire \$22 ;
-  wire [2:0] \$220 ;
+  wire \$2170 ;
+  wire \$2171 ;
+  wire [2:0] \$2172 ;
+  wire [3:0] \$2173 ;
+  wire \$2174 ;
+  wire \$2175 ;
+  wire \$2176 ;
+  wire [1:0] \$2177 ;
+  wire [2:0] \$2178 ;
+  wire \$2179 ;
+  wire \$218 ;
+  wire \$2180 ;
+  wire [16:0] \$2181 ;
+  wire \$2182 ;
+  wire \$2183 ;
+  wire \$2184 ;
+  wire \$2185 ;
+  wire [20:0] \$2186 ;
+  wire [21:0] \$2187 ;
+  wire [2:0] \$2188 ;
+  wire [3:0] \$2189 ;
+  wire \$219 ;
+  wire \$2190 ;
+  wire \$2191 ;
+  wire \$2192 ;
+  wire [1:0] \$2193 ;
+  wire [2:0] \$2194 ;
+  wire \$2195 ;
+  wire \$2196 ;
+  wire [16:0] \$2197 ;
+  wire \$2198 ;
+  wire \$2199 ;
+  wire [8:0] \$22 ;
+  wire \$220 ;
+  wire [16:0] \$2200 ;
+  wire \$2201 ;
+  wire \$2202 ;
+  wire [16:0] \$2203 ;
+  wire \$2204 ;
+  wire \$2205 ;
+  wire [2:0] \$2206 ;
+  wire [3:0] \$2207 ;
+  wire \$2208 ;
+  wire \$2209 ;
   wire [3:0] \$221 ;
+  wire \$2210 ;
+  wire [1:0] \$2211 ;
+  wire [2:0] \$2212 ;
+  wire \$2213 ;
+  wire \$2214 ;
+  wire [16:0] \$2215 ;
+  wire \$2216 ;
+  wire \$2217 ;
+  wire [16:0] \$2218 ;
+  wire \$2219 ;
   wire \$222 ;
+  wire \$2220 ;
+  wire [16:0] \$2221 ;
+  wire \$2222 ;
+  wire \$2223 ;
+  wire [16:0] \$2224 ;
+  wire \$2225 ;
+  wire \$2226 ;
+  wire \$2227 ;
+  wire \$2228 ;
+  wire [20:0] \$2229 ;
   wire \$223 ;
+  wire [2:0] \$2230 ;
+  wire [3:0] \$2231 ;
+  wire \$2232 ;
+  wire \$2233 ;
+  wire \$2234 ;
+  wire [1:0] \$2235 ;
+  wire [2:0] \$2236 ;
+  wire \$2237 ;
+  wire \$2238 ;
+  wire [16:0] \$2239 ;
   wire \$224 ;
-  wire [16:0] \$225 ;
-  wire \$226 ;
-  wire [16:0] \$227 ;
-  wire [16:0] \$228 ;
-  wire [2:0] \$229 ;
+  wire \$2240 ;
+  wire \$2241 ;
+  wire [16:0] \$2242 ;
+  wire \$2243 ;
+  wire \$2244 ;
+  wire [2:0] \$2245 ;
+  wire [3:0] \$2246 ;
+  wire \$2247 ;
+  wire \$2248 ;
+  wire \$2249 ;
+  wire \$225 ;
+  wire [1:0] \$2250 ;
+  wire [2:0] \$2251 ;
+  wire \$2252 ;
+  wire \$2253 ;
+  wire [16:0] \$2254 ;
+  wire \$2255 ;
+  wire \$2256 ;
+  wire [16:0] \$2257 ;
+  wire \$2258 ;
+  wire \$2259 ;
+  wire [3:0] \$226 ;
+  wire [16:0] \$2260 ;
+  wire \$2261 ;
+  wire \$2262 ;
+  wire \$2263 ;
+  wire \$2264 ;
+  wire [20:0] \$2265 ;
+  wire [2:0] \$2266 ;
+  wire [3:0] \$2267 ;
+  wire \$2268 ;
+  wire \$2269 ;
+  wire [1:0] \$227 ;
+  wire \$2270 ;
+  wire [1:0] \$2271 ;
+  wire [2:0] \$2272 ;
+  wire \$2273 ;
+  wire \$2274 ;
+  wire [16:0] \$2275 ;
+  wire \$2276 ;
+  wire \$2277 ;
+  wire [2:0] \$2278 ;
+  wire [3:0] \$2279 ;
+  wire \$228 ;
+  wire \$2280 ;
+  wire \$2281 ;
+  wire \$2282 ;
+  wire [1:0] \$2283 ;
+  wire [2:0] \$2284 ;
+  wire \$2285 ;
+  wire \$2286 ;
+  wire [16:0] \$2287 ;
+  wire \$2288 ;
+  wire \$2289 ;
+  wire \$229 ;
+  wire [16:0] \$2290 ;
+  wire \$2291 ;
+  wire \$2292 ;
+  wire \$2293 ;
+  wire \$2294 ;
+  wire [20:0] \$2295 ;
+  wire [2:0] \$2296 ;
+  wire [3:0] \$2297 ;
+  wire \$2298 ;
+  wire \$2299 ;
   wire \$23 ;
-  wire [3:0] \$230 ;
+  wire \$230 ;
+  wire \$2300 ;
+  wire [1:0] \$2301 ;
+  wire [2:0] \$2302 ;
+  wire \$2303 ;
+  wire \$2304 ;
+  wire [2:0] \$2305 ;
+  wire [3:0] \$2306 ;
+  wire \$2307 ;
+  wire \$2308 ;
+  wire \$2309 ;
   wire \$231 ;
-  wire \$232 ;
-  wire [16:0] \$233 ;
-  wire \$234 ;
+  wire [1:0] \$2310 ;
+  wire [2:0] \$2311 ;
+  wire \$2312 ;
+  wire \$2313 ;
+  wire [16:0] \$2314 ;
+  wire \$2315 ;
+  wire \$2316 ;
+  wire \$2317 ;
+  wire \$2318 ;
+  wire [20:0] \$2319 ;
+  wire [3:0] \$232 ;
+  wire [21:0] \$2320 ;
+  wire [2:0] \$2321 ;
+  wire [3:0] \$2322 ;
+  wire \$2323 ;
+  wire \$2324 ;
+  wire [2:0] \$2325 ;
+  wire [3:0] \$2326 ;
+  wire \$2327 ;
+  wire \$2328 ;
+  wire \$2329 ;
+  wire [2:0] \$233 ;
+  wire [1:0] \$2330 ;
+  wire [2:0] \$2331 ;
+  wire \$2332 ;
+  wire \$2333 ;
+  wire \$2334 ;
+  wire \$2335 ;
+  wire [20:0] \$2336 ;
+  wire \$2337 ;
+  wire \$2338 ;
+  wire \$2339 ;
+  wire [5:0] \$234 ;
+  wire \$2340 ;
+  wire \$2341 ;
+  wire \$2342 ;
+  wire \$2343 ;
+  wire \$2344 ;
+  wire \$2345 ;
+  wire \$2346 ;
+  wire \$2347 ;
+  wire \$2348 ;
+  wire \$2349 ;
   wire \$235 ;
+  wire \$2350 ;
+  wire \$2351 ;
+  wire \$2352 ;
+  wire \$2353 ;
+  wire [8:0] \$2354 ;
+  wire \$2355 ;
+  wire \$2356 ;
+  wire [20:0] \$2357 ;
+  wire [16:0] \$2358 ;
+  wire [17:0] \$2359 ;
   wire \$236 ;
-  wire [16:0] \$237 ;
+  wire [18:0] \$2360 ;
+  wire [18:0] \$2361 ;
+  wire [16:0] \$2362 ;
+  wire [17:0] \$2363 ;
+  wire [17:0] \$2364 ;
+  wire \$2365 ;
+  wire [16:0] \$2366 ;
+  wire [17:0] \$2367 ;
+  wire [18:0] \$2368 ;
+  wire [18:0] \$2369 ;
+  wire \$237 ;
+  wire [16:0] \$2370 ;
+  wire [17:0] \$2371 ;
+  wire [17:0] \$2372 ;
+  wire \$2373 ;
+  wire \$2374 ;
+  wire \$2375 ;
+  wire \$2376 ;
+  wire \$2377 ;
+  wire \$2378 ;
+  wire \$2379 ;
   wire \$238 ;
-  wire [16:0] \$239 ;
+  wire \$2380 ;
+  wire \$2381 ;
+  wire \$2382 ;
+  wire \$2383 ;
+  wire \$2384 ;
+  wire \$2385 ;
+  wire [16:0] \$2386 ;
+  wire \$2387 ;
+  wire \$2388 ;
+  wire \$2389 ;
+  wire [3:0] \$239 ;
+  wire \$2390 ;
+  wire [16:0] \$2391 ;
+  wire \$2392 ;
+  wire \$2393 ;
+  wire \$2394 ;
+  wire \$2395 ;
+  wire \$2396 ;
+  wire [20:0] \$2397 ;
+  wire \$2398 ;
+  wire [19:0] \$2399 ;
   wire \$24 ;
-  wire [16:0] \$240 ;
-  wire [2:0] \$241 ;
-  wire [3:0] \$242 ;
+  wire \$240 ;
+  wire [21:0] \$2400 ;
+  wire \$2401 ;
+  wire [19:0] \$2402 ;
+  wire [22:0] \$2403 ;
+  wire [20:0] \$2404 ;
+  wire [18:0] \$2405 ;
+  wire [19:0] \$2406 ;
+  wire \$2407 ;
+  wire [18:0] \$2408 ;
+  wire [19:0] \$2409 ;
+  wire \$241 ;
+  wire [19:0] \$2410 ;
+  wire \$2411 ;
+  wire \$2412 ;
+  wire \$2413 ;
+  wire \$2414 ;
+  wire \$2415 ;
+  reg [15:0] \$2416 ;
+  reg [15:0] \$2417 ;
+  reg [15:0] \$2418 ;
+  reg [15:0] \$2419 ;
+  wire \$242 ;
+  reg [15:0] \$2420 ;
+  reg [15:0] \$2421 ;
+  reg \$2422 ;
+  reg [19:0] \$2423 ;
+  reg [19:0] \$2424 ;
+  reg [19:0] \$2425 ;
+  reg [19:0] \$2426 ;
+  reg [19:0] \$2427 ;
+  reg [19:0] \$2428 ;
+  reg [19:0] \$2429 ;
   wire \$243 ;
-  wire \$244 ;
-  wire [16:0] \$245 ;
+  reg [19:0] \$2430 ;
+  reg [19:0] \$2431 ;
+  reg [19:0] \$2432 ;
+  reg [19:0] \$2433 ;
+  reg [19:0] \$2434 ;
+  reg [19:0] \$2435 ;
+  reg [19:0] \$2436 ;
+  reg [19:0] \$2437 ;
+  reg [19:0] \$2438 ;
+  reg [19:0] \$2439 ;
+  wire [3:0] \$244 ;
+  reg [19:0] \$2440 ;
+  reg [19:0] \$2441 ;
+  reg [19:0] \$2442 ;
+  reg [19:0] \$2443 ;
+  reg [19:0] \$2444 ;
+  reg [19:0] \$2445 ;
+  reg [19:0] \$2446 ;
+  reg [19:0] \$2447 ;
+  reg [19:0] \$2448 ;
+  reg [19:0] \$2449 ;
+  wire [1:0] \$245 ;
+  reg [19:0] \$2450 ;
+  reg [19:0] \$2451 ;
+  reg [19:0] \$2452 ;
+  reg [19:0] \$2453 ;
+  reg [19:0] \$2454 ;
+  reg [19:0] \$2455 ;
+  reg [19:0] \$2456 ;
+  reg [19:0] \$2457 ;
+  reg [19:0] \$2458 ;
+  reg [19:0] \$2459 ;
   wire \$246 ;
+  reg [19:0] \$2460 ;
+  reg [19:0] \$2461 ;
+  reg [19:0] \$2462 ;
+  reg [19:0] \$2463 ;
+  reg [19:0] \$2464 ;
+  reg [19:0] \$2465 ;
+  reg [19:0] \$2466 ;
+  reg [19:0] \$2467 ;
+  reg [19:0] \$2468 ;
+  reg [19:0] \$2469 ;
   wire \$247 ;
-  wire [16:0] \$248 ;
+  reg [19:0] \$2470 ;
+  reg [19:0] \$2471 ;
+  reg [19:0] \$2472 ;
+  reg [19:0] \$2473 ;
+  reg [19:0] \$2474 ;
+  reg [19:0] \$2475 ;
+  reg [19:0] \$2476 ;
+  reg [19:0] \$2477 ;
+  reg [19:0] \$2478 ;
+  reg [19:0] \$2479 ;
+  wire \$248 ;
+  reg [19:0] \$2480 ;
+  reg [19:0] \$2481 ;
+  reg [19:0] \$2482 ;
+  reg [19:0] \$2483 ;
+  reg [19:0] \$2484 ;
+  reg [19:0] \$2485 ;
+  reg [19:0] \$2486 ;
+  reg [19:0] \$2487 ;
+  reg [19:0] \$2488 ;
+  reg [19:0] \$2489 ;
   wire \$249 ;
+  reg [19:0] \$2490 ;
+  reg [19:0] \$2491 ;
+  reg [19:0] \$2492 ;
+  reg [19:0] \$2493 ;
+  reg [19:0] \$2494 ;
+  reg [19:0] \$2495 ;
+  reg [19:0] \$2496 ;
+  reg [19:0] \$2497 ;
+  reg [19:0] \$2498 ;
+  reg [19:0] \$2499 ;
   wire \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire [16:0] \$252 ;
-  wire \$253 ;
-  wire [16:0] \$254 ;
-  wire [16:0] \$255 ;
+  wire [3:0] \$250 ;
+  reg [19:0] \$2500 ;
+  reg [19:0] \$2501 ;
+  reg [19:0] \$2502 ;
+  reg [19:0] \$2503 ;
+  reg \$2504 ;
+  reg \$2505 ;
+  reg \$2506 ;
+  reg \$2507 ;
+  reg \$2508 ;
+  reg [19:0] \$2509 ;
+  wire [2:0] \$251 ;
+  reg \$2510 ;
+  reg \$2511 ;
+  reg [1:0] \$2512 ;
+  reg \$2513 ;
+  reg [19:0] \$2514 ;
+  reg [19:0] \$2515 ;
+  reg [2:0] \$2516 ;
+  reg \$2517 ;
+  reg \$2518 ;
+  reg \$2519 ;
+  wire [6:0] \$252 ;
+  reg \$2520 ;
+  reg \$2521 ;
+  reg \$2522 ;
+  reg \$2523 ;
+  reg \$2524 ;
+  reg \$2525 ;
+  reg \$2526 ;
+  reg \$2527 ;
+  reg \$2528 ;
+  reg \$2529 ;
+  wire [6:0] \$253 ;
+  reg \$2530 ;
+  reg \$2531 ;
+  reg \$2532 ;
+  reg \$2533 ;
+  reg \$2534 ;
+  reg \$2535 ;
+  reg \$2536 ;
+  reg \$2537 ;
+  reg \$2538 ;
+  reg \$2539 ;
+  wire \$254 ;
+  reg \$2540 ;
+  reg \$2541 ;
+  reg \$2542 ;
+  reg \$2543 ;
+  reg \$2544 ;
+  reg [1:0] \$2545 ;
+  reg [1:0] \$2546 ;
+  reg [1:0] \$2547 ;
+  reg [1:0] \$2548 ;
+  reg [1:0] \$2549 ;
+  wire \$255 ;
+  reg [1:0] \$2550 ;
+  reg [1:0] \$2551 ;
+  reg [19:0] \$2552 ;
+  reg [19:0] \$2553 ;
+  reg [19:0] \$2554 ;
+  reg [19:0] \$2555 ;
+  reg [19:0] \$2556 ;
+  reg [19:0] \$2557 ;
+  reg [19:0] \$2558 ;
+  reg [19:0] \$2559 ;
   wire [2:0] \$256 ;
+  reg [19:0] \$2560 ;
+  reg [19:0] \$2561 ;
+  reg [19:0] \$2562 ;
+  reg [19:0] \$2563 ;
+  reg [19:0] \$2564 ;
+  reg [19:0] \$2565 ;
+  reg [2:0] \$2566 ;
+  reg [2:0] \$2567 ;
+  reg [2:0] \$2568 ;
+  reg [2:0] \$2569 ;
   wire [3:0] \$257 ;
+  reg [2:0] \$2570 ;
+  reg [2:0] \$2571 ;
+  reg [2:0] \$2572 ;
+  reg \$2573 ;
+  reg \$2574 ;
+  reg \$2575 ;
+  reg \$2576 ;
+  reg \$2577 ;
+  reg \$2578 ;
+  reg \$2579 ;
   wire \$258 ;
-  wire \$259 ;
+  reg \$2580 ;
+  reg \$2581 ;
+  reg \$2582 ;
+  reg \$2583 ;
+  reg \$2584 ;
+  reg \$2585 ;
+  reg \$2586 ;
+  reg [19:0] \$2587 ;
+  reg [19:0] \$2588 ;
+  reg [19:0] \$2589 ;
+  wire [16:0] \$259 ;
+  reg [19:0] \$2590 ;
+  reg [19:0] \$2591 ;
+  reg [19:0] \$2592 ;
+  reg [19:0] \$2593 ;
+  reg [7:0] \$2594 ;
+  reg [7:0] \$2595 ;
+  reg [7:0] \$2596 ;
+  reg [7:0] \$2597 ;
+  reg [7:0] \$2598 ;
+  reg [7:0] \$2599 ;
   wire \$26 ;
   wire [16:0] \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire [16:0] \$263 ;
+  reg [7:0] \$2600 ;
+  reg [63:0] \$2601 ;
+  reg [7:0] \$2602 ;
+  reg [63:0] \$2603 ;
+  reg [63:0] \$2604 ;
+  wire [15:0] \$2605 ;
+  wire \$2606 ;
+  wire [15:0] \$2607 ;
+  wire [15:0] \$2608 ;
+  wire \$2609 ;
+  wire [2:0] \$261 ;
+  wire \$2610 ;
+  wire [15:0] \$2611 ;
+  wire \$2612 ;
+  wire [15:0] \$2613 ;
+  wire [15:0] \$2614 ;
+  wire \$2615 ;
+  wire \$2616 ;
+  wire [15:0] \$2617 ;
+  wire \$2618 ;
+  wire [15:0] \$2619 ;
+  wire [3:0] \$262 ;
+  wire [15:0] \$2620 ;
+  wire \$2621 ;
+  wire \$2622 ;
+  wire [15:0] \$2623 ;
+  wire \$2624 ;
+  wire [15:0] \$2625 ;
+  wire [15:0] \$2626 ;
+  wire \$2627 ;
+  wire \$2628 ;
+  wire \$263 ;
   wire \$264 ;
   wire \$265 ;
-  wire [16:0] \$266 ;
-  wire \$267 ;
-  wire \$268 ;
+  wire \$266 ;
+  wire [1:0] \$267 ;
+  wire [2:0] \$268 ;
   wire \$269 ;
-  wire [8:0] \$27 ;
+  wire \$27 ;
   wire [16:0] \$270 ;
-  wire \$271 ;
-  wire [16:0] \$272 ;
-  wire [16:0] \$273 ;
-  wire [2:0] \$274 ;
-  wire [3:0] \$275 ;
+  wire [16:0] \$271 ;
+  wire [2:0] \$272 ;
+  wire [3:0] \$273 ;
+  wire \$274 ;
+  wire \$275 ;
   wire \$276 ;
-  wire \$277 ;
-  wire [16:0] \$278 ;
+  wire [1:0] \$277 ;
+  wire [2:0] \$278 ;
   wire \$279 ;
-  wire \$28 ;
+  wire [20:0] \$28 ;
   wire \$280 ;
-  wire [16:0] \$281 ;
-  wire \$282 ;
+  wire \$281 ;
+  wire [16:0] \$282 ;
   wire \$283 ;
   wire [16:0] \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire [16:0] \$287 ;
+  wire [16:0] \$285 ;
+  wire [2:0] \$286 ;
+  wire [3:0] \$287 ;
   wire \$288 ;
   wire \$289 ;
-  wire \$29 ;
+  wire [20:0] \$29 ;
   wire \$290 ;
-  wire [39:0] \$291 ;
-  wire [39:0] \$292 ;
-  wire [39:0] \$293 ;
-  wire [8:0] \$294 ;
-  wire [9:0] \$295 ;
-  wire [39:0] \$296 ;
-  wire [39:0] \$297 ;
-  wire [39:0] \$298 ;
-  wire [2:0] \$299 ;
-  wire [17:0] \$3 ;
-  wire \$30 ;
-  wire [3:0] \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire [16:0] \$303 ;
-  wire \$304 ;
+  wire [1:0] \$291 ;
+  wire [2:0] \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire [16:0] \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire [16:0] \$299 ;
+  wire [8:0] \$3 ;
+  wire [21:0] \$30 ;
+  wire \$300 ;
+  wire [16:0] \$301 ;
+  wire [16:0] \$302 ;
+  wire [2:0] \$303 ;
+  wire [3:0] \$304 ;
   wire \$305 ;
-  wire [16:0] \$306 ;
+  wire \$306 ;
   wire \$307 ;
-  wire \$308 ;
-  wire [16:0] \$309 ;
-  wire \$31 ;
+  wire [1:0] \$308 ;
+  wire [2:0] \$309 ;
+  wire [21:0] \$31 ;
   wire \$310 ;
   wire \$311 ;
-  wire [2:0] \$312 ;
-  wire [3:0] \$313 ;
+  wire [16:0] \$312 ;
+  wire \$313 ;
   wire \$314 ;
-  wire \$315 ;
-  wire [16:0] \$316 ;
+  wire [16:0] \$315 ;
+  wire \$316 ;
   wire \$317 ;
   wire \$318 ;
   wire [16:0] \$319 ;
-  wire [20:0] \$32 ;
+  wire \$32 ;
   wire \$320 ;
-  wire \$321 ;
+  wire [16:0] \$321 ;
   wire [16:0] \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire [16:0] \$325 ;
+  wire [2:0] \$323 ;
+  wire [3:0] \$324 ;
+  wire \$325 ;
   wire \$326 ;
   wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire [21:0] \$33 ;
-  wire [20:0] \$330 ;
-  wire [2:0] \$331 ;
-  wire [3:0] \$332 ;
+  wire [1:0] \$328 ;
+  wire [2:0] \$329 ;
+  wire \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire [16:0] \$332 ;
   wire \$333 ;
   wire \$334 ;
   wire [16:0] \$335 ;
@@ -30939,147 +32011,147 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire \$339 ;
   wire \$34 ;
   wire \$340 ;
-  wire [16:0] \$341 ;
-  wire \$342 ;
+  wire \$341 ;
+  wire [16:0] \$342 ;
   wire \$343 ;
-  wire [2:0] \$344 ;
-  wire [3:0] \$345 ;
-  wire \$346 ;
-  wire \$347 ;
-  wire [16:0] \$348 ;
+  wire [16:0] \$344 ;
+  wire [16:0] \$345 ;
+  wire [2:0] \$346 ;
+  wire [3:0] \$347 ;
+  wire \$348 ;
   wire \$349 ;
   wire \$35 ;
   wire \$350 ;
-  wire [16:0] \$351 ;
-  wire \$352 ;
+  wire [1:0] \$351 ;
+  wire [2:0] \$352 ;
   wire \$353 ;
-  wire [16:0] \$354 ;
-  wire \$355 ;
+  wire \$354 ;
+  wire [16:0] \$355 ;
   wire \$356 ;
-  wire [16:0] \$357 ;
-  wire \$358 ;
+  wire \$357 ;
+  wire [16:0] \$358 ;
   wire \$359 ;
   wire \$36 ;
   wire \$360 ;
-  wire \$361 ;
-  wire [20:0] \$362 ;
-  wire [2:0] \$363 ;
-  wire [3:0] \$364 ;
+  wire [16:0] \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire [16:0] \$364 ;
   wire \$365 ;
   wire \$366 ;
-  wire [16:0] \$367 ;
-  wire \$368 ;
-  wire \$369 ;
+  wire \$367 ;
+  wire [39:0] \$368 ;
+  wire [39:0] \$369 ;
   wire \$37 ;
-  wire [16:0] \$370 ;
-  wire \$371 ;
-  wire \$372 ;
-  wire [2:0] \$373 ;
-  wire [3:0] \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire [16:0] \$377 ;
-  wire \$378 ;
-  wire \$379 ;
+  wire [39:0] \$370 ;
+  wire [8:0] \$371 ;
+  wire [9:0] \$372 ;
+  wire [39:0] \$373 ;
+  wire [39:0] \$374 ;
+  wire [39:0] \$375 ;
+  wire [20:0] \$376 ;
+  wire [20:0] \$377 ;
+  wire [2:0] \$378 ;
+  wire [3:0] \$379 ;
   wire \$38 ;
-  wire [16:0] \$380 ;
+  wire \$380 ;
   wire \$381 ;
   wire \$382 ;
-  wire [16:0] \$383 ;
-  wire \$384 ;
+  wire [1:0] \$383 ;
+  wire [2:0] \$384 ;
   wire \$385 ;
   wire \$386 ;
-  wire \$387 ;
-  wire [20:0] \$388 ;
-  wire [2:0] \$389 ;
+  wire [16:0] \$387 ;
+  wire \$388 ;
+  wire \$389 ;
   wire \$39 ;
-  wire [3:0] \$390 ;
+  wire [16:0] \$390 ;
   wire \$391 ;
   wire \$392 ;
   wire [16:0] \$393 ;
   wire \$394 ;
   wire \$395 ;
-  wire [16:0] \$396 ;
-  wire \$397 ;
+  wire [2:0] \$396 ;
+  wire [3:0] \$397 ;
   wire \$398 ;
-  wire [16:0] \$399 ;
+  wire \$399 ;
   wire [16:0] \$4 ;
-  wire [8:0] \$40 ;
+  wire \$40 ;
   wire \$400 ;
-  wire \$401 ;
+  wire [1:0] \$401 ;
   wire [2:0] \$402 ;
-  wire [3:0] \$403 ;
+  wire \$403 ;
   wire \$404 ;
-  wire \$405 ;
-  wire [16:0] \$406 ;
+  wire [16:0] \$405 ;
+  wire \$406 ;
   wire \$407 ;
-  wire \$408 ;
-  wire [16:0] \$409 ;
+  wire [16:0] \$408 ;
+  wire \$409 ;
   wire \$41 ;
   wire \$410 ;
-  wire \$411 ;
-  wire [16:0] \$412 ;
+  wire [16:0] \$411 ;
+  wire \$412 ;
   wire \$413 ;
-  wire \$414 ;
-  wire [16:0] \$415 ;
+  wire [16:0] \$414 ;
+  wire \$415 ;
   wire \$416 ;
   wire \$417 ;
   wire \$418 ;
-  wire \$419 ;
+  wire [20:0] \$419 ;
   wire \$42 ;
-  wire [20:0] \$420 ;
-  wire [2:0] \$421 ;
-  wire [3:0] \$422 ;
+  wire [2:0] \$420 ;
+  wire [3:0] \$421 ;
+  wire \$422 ;
   wire \$423 ;
   wire \$424 ;
-  wire [16:0] \$425 ;
-  wire \$426 ;
+  wire [1:0] \$425 ;
+  wire [2:0] \$426 ;
   wire \$427 ;
-  wire [16:0] \$428 ;
-  wire \$429 ;
-  wire \$43 ;
+  wire \$428 ;
+  wire [16:0] \$429 ;
+  wire [8:0] \$43 ;
   wire \$430 ;
-  wire [2:0] \$431 ;
-  wire [3:0] \$432 ;
+  wire \$431 ;
+  wire [16:0] \$432 ;
   wire \$433 ;
   wire \$434 ;
   wire [16:0] \$435 ;
   wire \$436 ;
   wire \$437 ;
-  wire [16:0] \$438 ;
-  wire \$439 ;
-  wire [20:0] \$44 ;
+  wire [2:0] \$438 ;
+  wire [3:0] \$439 ;
+  wire \$44 ;
   wire \$440 ;
-  wire [16:0] \$441 ;
+  wire \$441 ;
   wire \$442 ;
-  wire \$443 ;
-  wire \$444 ;
+  wire [1:0] \$443 ;
+  wire [2:0] \$444 ;
   wire \$445 ;
-  wire [20:0] \$446 ;
-  wire [2:0] \$447 ;
-  wire [3:0] \$448 ;
+  wire \$446 ;
+  wire [16:0] \$447 ;
+  wire \$448 ;
   wire \$449 ;
-  wire [21:0] \$45 ;
-  wire \$450 ;
-  wire [16:0] \$451 ;
+  wire \$45 ;
+  wire [16:0] \$450 ;
+  wire \$451 ;
   wire \$452 ;
-  wire \$453 ;
-  wire [2:0] \$454 ;
-  wire [3:0] \$455 ;
-  wire \$456 ;
+  wire [16:0] \$453 ;
+  wire \$454 ;
+  wire \$455 ;
+  wire [16:0] \$456 ;
   wire \$457 ;
-  wire [16:0] \$458 ;
+  wire \$458 ;
   wire \$459 ;
   wire \$46 ;
   wire \$460 ;
-  wire [16:0] \$461 ;
-  wire \$462 ;
-  wire \$463 ;
+  wire [20:0] \$461 ;
+  wire [2:0] \$462 ;
+  wire [3:0] \$463 ;
   wire \$464 ;
   wire \$465 ;
-  wire [20:0] \$466 ;
-  wire [2:0] \$467 ;
-  wire [3:0] \$468 ;
+  wire \$466 ;
+  wire [1:0] \$467 ;
+  wire [2:0] \$468 ;
   wire \$469 ;
   wire \$47 ;
   wire \$470 ;
@@ -31089,184 +32161,184 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [16:0] \$474 ;
   wire \$475 ;
   wire \$476 ;
-  wire [16:0] \$477 ;
-  wire \$478 ;
+  wire [2:0] \$477 ;
+  wire [3:0] \$478 ;
   wire \$479 ;
-  wire \$48 ;
-  wire [2:0] \$480 ;
-  wire [3:0] \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire [16:0] \$484 ;
+  wire [20:0] \$48 ;
+  wire \$480 ;
+  wire \$481 ;
+  wire [1:0] \$482 ;
+  wire [2:0] \$483 ;
+  wire \$484 ;
   wire \$485 ;
-  wire \$486 ;
-  wire [16:0] \$487 ;
+  wire [16:0] \$486 ;
+  wire \$487 ;
   wire \$488 ;
-  wire \$489 ;
-  wire \$49 ;
-  wire [16:0] \$490 ;
+  wire [16:0] \$489 ;
+  wire [21:0] \$49 ;
+  wire \$490 ;
   wire \$491 ;
-  wire \$492 ;
-  wire [16:0] \$493 ;
+  wire [16:0] \$492 ;
+  wire \$493 ;
   wire \$494 ;
   wire \$495 ;
   wire \$496 ;
-  wire \$497 ;
-  wire [20:0] \$498 ;
-  wire [2:0] \$499 ;
+  wire [20:0] \$497 ;
+  wire [2:0] \$498 ;
+  wire [3:0] \$499 ;
   wire [17:0] \$5 ;
   wire \$50 ;
-  wire [3:0] \$500 ;
+  wire \$500 ;
   wire \$501 ;
   wire \$502 ;
-  wire [16:0] \$503 ;
-  wire \$504 ;
+  wire [1:0] \$503 ;
+  wire [2:0] \$504 ;
   wire \$505 ;
-  wire [16:0] \$506 ;
-  wire \$507 ;
+  wire \$506 ;
+  wire [16:0] \$507 ;
   wire \$508 ;
-  wire [2:0] \$509 ;
+  wire \$509 ;
   wire \$51 ;
-  wire [3:0] \$510 ;
+  wire [16:0] \$510 ;
   wire \$511 ;
   wire \$512 ;
   wire [16:0] \$513 ;
   wire \$514 ;
   wire \$515 ;
-  wire [16:0] \$516 ;
-  wire \$517 ;
+  wire [2:0] \$516 ;
+  wire [3:0] \$517 ;
   wire \$518 ;
-  wire [16:0] \$519 ;
-  wire [8:0] \$52 ;
+  wire \$519 ;
+  wire \$52 ;
   wire \$520 ;
-  wire \$521 ;
-  wire \$522 ;
+  wire [1:0] \$521 ;
+  wire [2:0] \$522 ;
   wire \$523 ;
-  wire [20:0] \$524 ;
-  wire [2:0] \$525 ;
-  wire [3:0] \$526 ;
+  wire \$524 ;
+  wire [16:0] \$525 ;
+  wire \$526 ;
   wire \$527 ;
-  wire \$528 ;
-  wire [16:0] \$529 ;
+  wire [16:0] \$528 ;
+  wire \$529 ;
   wire \$53 ;
   wire \$530 ;
-  wire \$531 ;
-  wire [2:0] \$532 ;
-  wire [3:0] \$533 ;
-  wire \$534 ;
+  wire [16:0] \$531 ;
+  wire \$532 ;
+  wire \$533 ;
+  wire [16:0] \$534 ;
   wire \$535 ;
-  wire [16:0] \$536 ;
+  wire \$536 ;
   wire \$537 ;
   wire \$538 ;
-  wire [16:0] \$539 ;
+  wire [20:0] \$539 ;
   wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
+  wire [2:0] \$540 ;
+  wire [3:0] \$541 ;
   wire \$542 ;
   wire \$543 ;
-  wire [20:0] \$544 ;
-  wire [2:0] \$545 ;
-  wire [3:0] \$546 ;
+  wire \$544 ;
+  wire [1:0] \$545 ;
+  wire [2:0] \$546 ;
   wire \$547 ;
   wire \$548 ;
-  wire [2:0] \$549 ;
+  wire [16:0] \$549 ;
   wire \$55 ;
-  wire [3:0] \$550 ;
+  wire \$550 ;
   wire \$551 ;
-  wire \$552 ;
-  wire [16:0] \$553 ;
+  wire [16:0] \$552 ;
+  wire \$553 ;
   wire \$554 ;
-  wire \$555 ;
-  wire \$556 ;
+  wire [2:0] \$555 ;
+  wire [3:0] \$556 ;
   wire \$557 ;
-  wire [20:0] \$558 ;
-  wire [21:0] \$559 ;
+  wire \$558 ;
+  wire \$559 ;
   wire \$56 ;
-  wire [39:0] \$560 ;
+  wire [1:0] \$560 ;
   wire [2:0] \$561 ;
-  wire [3:0] \$562 ;
+  wire \$562 ;
   wire \$563 ;
-  wire \$564 ;
-  wire [16:0] \$565 ;
+  wire [16:0] \$564 ;
+  wire \$565 ;
   wire \$566 ;
-  wire \$567 ;
-  wire [16:0] \$568 ;
+  wire [16:0] \$567 ;
+  wire \$568 ;
   wire \$569 ;
   wire \$57 ;
-  wire \$570 ;
-  wire [16:0] \$571 ;
+  wire [16:0] \$570 ;
+  wire \$571 ;
   wire \$572 ;
   wire \$573 ;
-  wire [2:0] \$574 ;
-  wire [3:0] \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  wire [16:0] \$578 ;
+  wire \$574 ;
+  wire [20:0] \$575 ;
+  wire [2:0] \$576 ;
+  wire [3:0] \$577 ;
+  wire \$578 ;
   wire \$579 ;
   wire \$58 ;
   wire \$580 ;
-  wire [16:0] \$581 ;
-  wire \$582 ;
+  wire [1:0] \$581 ;
+  wire [2:0] \$582 ;
   wire \$583 ;
-  wire [16:0] \$584 ;
-  wire \$585 ;
+  wire \$584 ;
+  wire [16:0] \$585 ;
   wire \$586 ;
-  wire [16:0] \$587 ;
-  wire \$588 ;
-  wire \$589 ;
+  wire \$587 ;
+  wire [2:0] \$588 ;
+  wire [3:0] \$589 ;
   wire \$59 ;
   wire \$590 ;
   wire \$591 ;
-  wire [20:0] \$592 ;
-  wire [2:0] \$593 ;
-  wire [3:0] \$594 ;
+  wire \$592 ;
+  wire [1:0] \$593 ;
+  wire [2:0] \$594 ;
   wire \$595 ;
   wire \$596 ;
   wire [16:0] \$597 ;
   wire \$598 ;
   wire \$599 ;
-  wire [17:0] \$6 ;
+  wire [16:0] \$6 ;
   wire \$60 ;
   wire [16:0] \$600 ;
   wire \$601 ;
   wire \$602 ;
-  wire [16:0] \$603 ;
+  wire \$603 ;
   wire \$604 ;
-  wire \$605 ;
+  wire [20:0] \$605 ;
   wire [2:0] \$606 ;
   wire [3:0] \$607 ;
   wire \$608 ;
   wire \$609 ;
-  wire \$61 ;
-  wire [16:0] \$610 ;
-  wire \$611 ;
-  wire \$612 ;
-  wire [16:0] \$613 ;
+  wire [8:0] \$61 ;
+  wire \$610 ;
+  wire [1:0] \$611 ;
+  wire [2:0] \$612 ;
+  wire \$613 ;
   wire \$614 ;
-  wire \$615 ;
-  wire [16:0] \$616 ;
+  wire [16:0] \$615 ;
+  wire \$616 ;
   wire \$617 ;
-  wire \$618 ;
-  wire [16:0] \$619 ;
-  wire [8:0] \$62 ;
+  wire [16:0] \$618 ;
+  wire \$619 ;
+  wire \$62 ;
   wire \$620 ;
-  wire \$621 ;
+  wire [16:0] \$621 ;
   wire \$622 ;
   wire \$623 ;
-  wire [20:0] \$624 ;
-  wire [2:0] \$625 ;
-  wire [3:0] \$626 ;
+  wire [2:0] \$624 ;
+  wire [3:0] \$625 ;
+  wire \$626 ;
   wire \$627 ;
   wire \$628 ;
-  wire [16:0] \$629 ;
+  wire [1:0] \$629 ;
   wire \$63 ;
-  wire \$630 ;
+  wire [2:0] \$630 ;
   wire \$631 ;
-  wire [16:0] \$632 ;
-  wire \$633 ;
+  wire \$632 ;
+  wire [16:0] \$633 ;
   wire \$634 ;
-  wire [2:0] \$635 ;
-  wire [3:0] \$636 ;
+  wire \$635 ;
+  wire [16:0] \$636 ;
   wire \$637 ;
   wire \$638 ;
   wire [16:0] \$639 ;
@@ -31276,218 +32348,218 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [16:0] \$642 ;
   wire \$643 ;
   wire \$644 ;
-  wire [16:0] \$645 ;
+  wire \$645 ;
   wire \$646 ;
-  wire \$647 ;
-  wire \$648 ;
-  wire \$649 ;
-  wire \$65 ;
-  wire [20:0] \$650 ;
-  wire [2:0] \$651 ;
-  wire [3:0] \$652 ;
-  wire \$653 ;
-  wire \$654 ;
-  wire [16:0] \$655 ;
+  wire [20:0] \$647 ;
+  wire [2:0] \$648 ;
+  wire [3:0] \$649 ;
+  wire [20:0] \$65 ;
+  wire \$650 ;
+  wire \$651 ;
+  wire \$652 ;
+  wire [1:0] \$653 ;
+  wire [2:0] \$654 ;
+  wire \$655 ;
   wire \$656 ;
-  wire \$657 ;
-  wire [16:0] \$658 ;
+  wire [16:0] \$657 ;
+  wire \$658 ;
   wire \$659 ;
-  wire \$66 ;
-  wire \$660 ;
-  wire [16:0] \$661 ;
+  wire [21:0] \$66 ;
+  wire [16:0] \$660 ;
+  wire \$661 ;
   wire \$662 ;
-  wire \$663 ;
-  wire [2:0] \$664 ;
-  wire [3:0] \$665 ;
+  wire [2:0] \$663 ;
+  wire [3:0] \$664 ;
+  wire \$665 ;
   wire \$666 ;
   wire \$667 ;
-  wire [16:0] \$668 ;
-  wire \$669 ;
+  wire [1:0] \$668 ;
+  wire [2:0] \$669 ;
   wire \$67 ;
   wire \$670 ;
-  wire [16:0] \$671 ;
-  wire \$672 ;
+  wire \$671 ;
+  wire [16:0] \$672 ;
   wire \$673 ;
-  wire [16:0] \$674 ;
-  wire \$675 ;
+  wire \$674 ;
+  wire [16:0] \$675 ;
   wire \$676 ;
-  wire [16:0] \$677 ;
-  wire \$678 ;
+  wire \$677 ;
+  wire [16:0] \$678 ;
   wire \$679 ;
   wire \$68 ;
   wire \$680 ;
   wire \$681 ;
-  wire [20:0] \$682 ;
-  wire [2:0] \$683 ;
-  wire [3:0] \$684 ;
-  wire \$685 ;
+  wire \$682 ;
+  wire [20:0] \$683 ;
+  wire [2:0] \$684 ;
+  wire [3:0] \$685 ;
   wire \$686 ;
-  wire [16:0] \$687 ;
+  wire \$687 ;
   wire \$688 ;
-  wire \$689 ;
+  wire [1:0] \$689 ;
   wire \$69 ;
-  wire [16:0] \$690 ;
+  wire [2:0] \$690 ;
   wire \$691 ;
   wire \$692 ;
-  wire [2:0] \$693 ;
-  wire [3:0] \$694 ;
+  wire [16:0] \$693 ;
+  wire \$694 ;
   wire \$695 ;
-  wire \$696 ;
-  wire [16:0] \$697 ;
+  wire [2:0] \$696 ;
+  wire [3:0] \$697 ;
   wire \$698 ;
   wire \$699 ;
-  wire [8:0] \$7 ;
+  wire [17:0] \$7 ;
   wire \$70 ;
-  wire [16:0] \$700 ;
-  wire \$701 ;
-  wire \$702 ;
-  wire [16:0] \$703 ;
+  wire \$700 ;
+  wire [1:0] \$701 ;
+  wire [2:0] \$702 ;
+  wire \$703 ;
   wire \$704 ;
-  wire \$705 ;
+  wire [16:0] \$705 ;
   wire \$706 ;
   wire \$707 ;
-  wire [20:0] \$708 ;
-  wire [2:0] \$709 ;
+  wire [16:0] \$708 ;
+  wire \$709 ;
   wire \$71 ;
-  wire [3:0] \$710 ;
+  wire \$710 ;
   wire \$711 ;
   wire \$712 ;
-  wire [16:0] \$713 ;
-  wire \$714 ;
-  wire \$715 ;
-  wire [2:0] \$716 ;
-  wire [3:0] \$717 ;
+  wire [20:0] \$713 ;
+  wire [2:0] \$714 ;
+  wire [3:0] \$715 ;
+  wire \$716 ;
+  wire \$717 ;
   wire \$718 ;
-  wire \$719 ;
+  wire [1:0] \$719 ;
   wire \$72 ;
-  wire [16:0] \$720 ;
+  wire [2:0] \$720 ;
   wire \$721 ;
   wire \$722 ;
-  wire [16:0] \$723 ;
-  wire \$724 ;
+  wire [2:0] \$723 ;
+  wire [3:0] \$724 ;
   wire \$725 ;
   wire \$726 ;
   wire \$727 ;
-  wire [20:0] \$728 ;
-  wire [16:0] \$729 ;
-  wire [8:0] \$73 ;
-  wire [17:0] \$730 ;
-  wire [17:0] \$731 ;
-  wire [39:0] \$732 ;
-  wire [20:0] \$733 ;
-  wire [20:0] \$734 ;
-  wire [16:0] \$735 ;
-  wire [16:0] \$736 ;
-  wire [16:0] \$737 ;
-  wire [17:0] \$738 ;
-  wire [17:0] \$739 ;
+  wire [1:0] \$728 ;
+  wire [2:0] \$729 ;
+  wire \$73 ;
+  wire \$730 ;
+  wire \$731 ;
+  wire [16:0] \$732 ;
+  wire \$733 ;
+  wire \$734 ;
+  wire \$735 ;
+  wire \$736 ;
+  wire [20:0] \$737 ;
+  wire [21:0] \$738 ;
+  wire [2:0] \$739 ;
   wire \$74 ;
-  wire [16:0] \$740 ;
-  wire [17:0] \$741 ;
-  wire [17:0] \$742 ;
-  wire [39:0] \$743 ;
-  wire [39:0] \$744 ;
-  wire [8:0] \$745 ;
-  wire [9:0] \$746 ;
-  wire [16:0] \$747 ;
-  wire [17:0] \$748 ;
-  wire [17:0] \$749 ;
+  wire [3:0] \$740 ;
+  wire \$741 ;
+  wire \$742 ;
+  wire \$743 ;
+  wire [1:0] \$744 ;
+  wire [2:0] \$745 ;
+  wire \$746 ;
+  wire \$747 ;
+  wire [16:0] \$748 ;
+  wire \$749 ;
   wire \$75 ;
-  wire [16:0] \$750 ;
-  wire [17:0] \$751 ;
-  wire [17:0] \$752 ;
-  wire [39:0] \$753 ;
-  wire [39:0] \$754 ;
-  wire [39:0] \$755 ;
-  wire [20:0] \$756 ;
-  wire [20:0] \$757 ;
-  wire [20:0] \$758 ;
-  wire [21:0] \$759 ;
+  wire \$750 ;
+  wire [16:0] \$751 ;
+  wire \$752 ;
+  wire \$753 ;
+  wire [16:0] \$754 ;
+  wire \$755 ;
+  wire \$756 ;
+  wire [2:0] \$757 ;
+  wire [3:0] \$758 ;
+  wire \$759 ;
   wire \$76 ;
-  wire [2:0] \$760 ;
-  wire [3:0] \$761 ;
-  wire \$762 ;
-  wire \$763 ;
-  wire [16:0] \$764 ;
+  wire \$760 ;
+  wire \$761 ;
+  wire [1:0] \$762 ;
+  wire [2:0] \$763 ;
+  wire \$764 ;
   wire \$765 ;
-  wire \$766 ;
-  wire [16:0] \$767 ;
+  wire [16:0] \$766 ;
+  wire \$767 ;
   wire \$768 ;
-  wire \$769 ;
+  wire [16:0] \$769 ;
   wire \$77 ;
-  wire [16:0] \$770 ;
+  wire \$770 ;
   wire \$771 ;
-  wire \$772 ;
-  wire [2:0] \$773 ;
-  wire [3:0] \$774 ;
-  wire \$775 ;
+  wire [16:0] \$772 ;
+  wire \$773 ;
+  wire \$774 ;
+  wire [16:0] \$775 ;
   wire \$776 ;
-  wire [16:0] \$777 ;
+  wire \$777 ;
   wire \$778 ;
   wire \$779 ;
-  wire [1:0] \$78 ;
-  wire [16:0] \$780 ;
-  wire \$781 ;
-  wire \$782 ;
-  wire [16:0] \$783 ;
+  wire [8:0] \$78 ;
+  wire [20:0] \$780 ;
+  wire [2:0] \$781 ;
+  wire [3:0] \$782 ;
+  wire \$783 ;
   wire \$784 ;
   wire \$785 ;
-  wire [16:0] \$786 ;
-  wire \$787 ;
+  wire [1:0] \$786 ;
+  wire [2:0] \$787 ;
   wire \$788 ;
   wire \$789 ;
   wire \$79 ;
-  wire \$790 ;
-  wire [20:0] \$791 ;
-  wire [2:0] \$792 ;
-  wire [3:0] \$793 ;
+  wire [16:0] \$790 ;
+  wire \$791 ;
+  wire \$792 ;
+  wire [16:0] \$793 ;
   wire \$794 ;
   wire \$795 ;
-  wire [16:0] \$796 ;
-  wire \$797 ;
+  wire [2:0] \$796 ;
+  wire [3:0] \$797 ;
   wire \$798 ;
-  wire [16:0] \$799 ;
-  wire [9:0] \$8 ;
+  wire \$799 ;
+  wire [17:0] \$8 ;
   wire \$80 ;
   wire \$800 ;
-  wire \$801 ;
-  wire [16:0] \$802 ;
+  wire [1:0] \$801 ;
+  wire [2:0] \$802 ;
   wire \$803 ;
   wire \$804 ;
-  wire [2:0] \$805 ;
-  wire [3:0] \$806 ;
+  wire [16:0] \$805 ;
+  wire \$806 ;
   wire \$807 ;
-  wire \$808 ;
-  wire [16:0] \$809 ;
+  wire [16:0] \$808 ;
+  wire \$809 ;
   wire \$81 ;
   wire \$810 ;
-  wire \$811 ;
-  wire [16:0] \$812 ;
+  wire [16:0] \$811 ;
+  wire \$812 ;
   wire \$813 ;
   wire \$814 ;
-  wire [16:0] \$815 ;
-  wire \$816 ;
-  wire \$817 ;
-  wire [16:0] \$818 ;
+  wire \$815 ;
+  wire [20:0] \$816 ;
+  wire [2:0] \$817 ;
+  wire [3:0] \$818 ;
   wire \$819 ;
   wire \$82 ;
   wire \$820 ;
   wire \$821 ;
-  wire \$822 ;
-  wire [20:0] \$823 ;
-  wire [2:0] \$824 ;
-  wire [3:0] \$825 ;
-  wire \$826 ;
+  wire [1:0] \$822 ;
+  wire [2:0] \$823 ;
+  wire \$824 ;
+  wire \$825 ;
+  wire [16:0] \$826 ;
   wire \$827 ;
-  wire [16:0] \$828 ;
-  wire \$829 ;
+  wire \$828 ;
+  wire [2:0] \$829 ;
   wire \$83 ;
-  wire \$830 ;
-  wire [16:0] \$831 ;
+  wire [3:0] \$830 ;
+  wire \$831 ;
   wire \$832 ;
   wire \$833 ;
-  wire [2:0] \$834 ;
-  wire [3:0] \$835 ;
+  wire [1:0] \$834 ;
+  wire [2:0] \$835 ;
   wire \$836 ;
   wire \$837 ;
   wire [16:0] \$838 ;
@@ -31497,116 +32569,116 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire [16:0] \$841 ;
   wire \$842 ;
   wire \$843 ;
-  wire [16:0] \$844 ;
+  wire \$844 ;
   wire \$845 ;
-  wire \$846 ;
-  wire \$847 ;
-  wire \$848 ;
-  wire [20:0] \$849 ;
-  wire [1:0] \$85 ;
-  wire [2:0] \$850 ;
-  wire [3:0] \$851 ;
-  wire \$852 ;
-  wire \$853 ;
-  wire [16:0] \$854 ;
+  wire [20:0] \$846 ;
+  wire [2:0] \$847 ;
+  wire [3:0] \$848 ;
+  wire \$849 ;
+  wire \$85 ;
+  wire \$850 ;
+  wire \$851 ;
+  wire [1:0] \$852 ;
+  wire [2:0] \$853 ;
+  wire \$854 ;
   wire \$855 ;
-  wire \$856 ;
-  wire [16:0] \$857 ;
+  wire [2:0] \$856 ;
+  wire [3:0] \$857 ;
   wire \$858 ;
   wire \$859 ;
   wire \$86 ;
-  wire [16:0] \$860 ;
-  wire \$861 ;
-  wire \$862 ;
-  wire [2:0] \$863 ;
-  wire [3:0] \$864 ;
-  wire \$865 ;
+  wire \$860 ;
+  wire [1:0] \$861 ;
+  wire [2:0] \$862 ;
+  wire \$863 ;
+  wire \$864 ;
+  wire [16:0] \$865 ;
   wire \$866 ;
-  wire [16:0] \$867 ;
+  wire \$867 ;
   wire \$868 ;
   wire \$869 ;
   wire \$87 ;
-  wire [16:0] \$870 ;
-  wire \$871 ;
-  wire \$872 ;
-  wire [16:0] \$873 ;
+  wire [20:0] \$870 ;
+  wire [21:0] \$871 ;
+  wire [2:0] \$872 ;
+  wire [3:0] \$873 ;
   wire \$874 ;
   wire \$875 ;
-  wire [16:0] \$876 ;
-  wire \$877 ;
+  wire [2:0] \$876 ;
+  wire [3:0] \$877 ;
   wire \$878 ;
   wire \$879 ;
   wire \$88 ;
   wire \$880 ;
-  wire [20:0] \$881 ;
+  wire [1:0] \$881 ;
   wire [2:0] \$882 ;
-  wire [3:0] \$883 ;
+  wire \$883 ;
   wire \$884 ;
   wire \$885 ;
-  wire [16:0] \$886 ;
-  wire \$887 ;
-  wire \$888 ;
-  wire [16:0] \$889 ;
+  wire \$886 ;
+  wire [20:0] \$887 ;
+  wire [20:0] \$888 ;
+  wire [20:0] \$889 ;
   wire \$89 ;
-  wire \$890 ;
-  wire \$891 ;
-  wire [2:0] \$892 ;
-  wire [3:0] \$893 ;
+  wire [39:0] \$890 ;
+  wire [2:0] \$891 ;
+  wire [3:0] \$892 ;
+  wire \$893 ;
   wire \$894 ;
   wire \$895 ;
-  wire [16:0] \$896 ;
-  wire \$897 ;
+  wire [1:0] \$896 ;
+  wire [2:0] \$897 ;
   wire \$898 ;
-  wire [16:0] \$899 ;
-  wire \$9 ;
+  wire \$899 ;
+  wire [8:0] \$9 ;
   wire \$90 ;
-  wire \$900 ;
+  wire [16:0] \$900 ;
   wire \$901 ;
-  wire [16:0] \$902 ;
-  wire \$903 ;
+  wire \$902 ;
+  wire [16:0] \$903 ;
   wire \$904 ;
   wire \$905 ;
-  wire \$906 ;
-  wire [20:0] \$907 ;
-  wire [2:0] \$908 ;
-  wire [3:0] \$909 ;
+  wire [16:0] \$906 ;
+  wire \$907 ;
+  wire \$908 ;
+  wire [2:0] \$909 ;
   wire \$91 ;
-  wire \$910 ;
+  wire [3:0] \$910 ;
   wire \$911 ;
-  wire [16:0] \$912 ;
+  wire \$912 ;
   wire \$913 ;
-  wire \$914 ;
+  wire [1:0] \$914 ;
   wire [2:0] \$915 ;
-  wire [3:0] \$916 ;
+  wire \$916 ;
   wire \$917 ;
-  wire \$918 ;
-  wire [16:0] \$919 ;
+  wire [16:0] \$918 ;
+  wire \$919 ;
   wire \$92 ;
   wire \$920 ;
-  wire \$921 ;
-  wire [16:0] \$922 ;
+  wire [16:0] \$921 ;
+  wire \$922 ;
   wire \$923 ;
-  wire \$924 ;
+  wire [16:0] \$924 ;
   wire \$925 ;
   wire \$926 ;
-  wire [20:0] \$927 ;
-  wire [2:0] \$928 ;
-  wire [3:0] \$929 ;
-  wire [7:0] \$93 ;
+  wire [16:0] \$927 ;
+  wire \$928 ;
+  wire \$929 ;
+  wire [8:0] \$93 ;
   wire \$930 ;
   wire \$931 ;
-  wire [16:0] \$932 ;
-  wire \$933 ;
-  wire \$934 ;
-  wire [16:0] \$935 ;
+  wire [20:0] \$932 ;
+  wire [2:0] \$933 ;
+  wire [3:0] \$934 ;
+  wire \$935 ;
   wire \$936 ;
   wire \$937 ;
-  wire [16:0] \$938 ;
-  wire \$939 ;
+  wire [1:0] \$938 ;
+  wire [2:0] \$939 ;
   wire \$94 ;
   wire \$940 ;
-  wire [2:0] \$941 ;
-  wire [3:0] \$942 ;
+  wire \$941 ;
+  wire [16:0] \$942 ;
   wire \$943 ;
   wire \$944 ;
   wire [16:0] \$945 ;
@@ -31616,82 +32688,85 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire \$949 ;
   wire \$95 ;
   wire \$950 ;
-  wire [16:0] \$951 ;
-  wire \$952 ;
+  wire [2:0] \$951 ;
+  wire [3:0] \$952 ;
   wire \$953 ;
-  wire [16:0] \$954 ;
+  wire \$954 ;
   wire \$955 ;
-  wire \$956 ;
-  wire \$957 ;
+  wire [1:0] \$956 ;
+  wire [2:0] \$957 ;
   wire \$958 ;
-  wire [20:0] \$959 ;
-  wire [63:0] \$96 ;
-  wire [2:0] \$960 ;
-  wire [3:0] \$961 ;
+  wire \$959 ;
+  wire \$96 ;
+  wire [16:0] \$960 ;
+  wire \$961 ;
   wire \$962 ;
-  wire \$963 ;
-  wire [16:0] \$964 ;
+  wire [16:0] \$963 ;
+  wire \$964 ;
   wire \$965 ;
-  wire \$966 ;
-  wire [16:0] \$967 ;
+  wire [16:0] \$966 ;
+  wire \$967 ;
   wire \$968 ;
-  wire \$969 ;
-  wire [15:0] \$97 ;
-  wire [2:0] \$970 ;
-  wire [3:0] \$971 ;
+  wire [16:0] \$969 ;
+  wire \$97 ;
+  wire \$970 ;
+  wire \$971 ;
   wire \$972 ;
   wire \$973 ;
-  wire [16:0] \$974 ;
-  wire \$975 ;
-  wire \$976 ;
-  wire [16:0] \$977 ;
+  wire [20:0] \$974 ;
+  wire [2:0] \$975 ;
+  wire [3:0] \$976 ;
+  wire \$977 ;
   wire \$978 ;
   wire \$979 ;
   wire \$98 ;
-  wire [16:0] \$980 ;
-  wire \$981 ;
+  wire [1:0] \$980 ;
+  wire [2:0] \$981 ;
   wire \$982 ;
   wire \$983 ;
-  wire \$984 ;
-  wire [20:0] \$985 ;
-  wire [2:0] \$986 ;
-  wire [3:0] \$987 ;
+  wire [16:0] \$984 ;
+  wire \$985 ;
+  wire \$986 ;
+  wire [16:0] \$987 ;
   wire \$988 ;
   wire \$989 ;
-  wire [7:0] \$99 ;
-  wire [16:0] \$990 ;
-  wire \$991 ;
+  wire \$99 ;
+  wire [2:0] \$990 ;
+  wire [3:0] \$991 ;
   wire \$992 ;
-  wire [2:0] \$993 ;
-  wire [3:0] \$994 ;
-  wire \$995 ;
-  wire \$996 ;
-  wire [16:0] \$997 ;
+  wire \$993 ;
+  wire \$994 ;
+  wire [1:0] \$995 ;
+  wire [2:0] \$996 ;
+  wire \$997 ;
   wire \$998 ;
-  wire \$999 ;
-  reg \$signal  = 1'h0;
-  reg [19:0] \$signal$151  = 20'h00000;
-  reg \$signal$152  = 1'h0;
-  reg \$signal$153  = 1'h0;
-  reg [1:0] \$signal$154  = 2'h0;
-  reg [19:0] \$signal$155  = 20'h00000;
-  reg [19:0] \$signal$156  = 20'h00000;
-  reg \$signal$23  = 1'h0;
-  reg \$signal$24  = 1'h0;
+  wire [16:0] \$999 ;
+  wire [15:0] \$signal ;
+  reg [19:0] \$signal$163  = 20'h00000;
+  reg \$signal$164  = 1'h0;
+  reg \$signal$165  = 1'h0;
+  reg [1:0] \$signal$166  = 2'h0;
+  reg [19:0] \$signal$167  = 20'h00000;
+  reg [19:0] \$signal$168  = 20'h00000;
+  reg \$signal$26  = 1'h0;
+  reg \$signal$27  = 1'h0;
+  reg \$signal$28  = 1'h0;
   (* init = 1'h0 *)
-  wire \$signal$26 ;
+  wire \$signal$30 ;
   (* init = 1'h0 *)
-  wire \$signal$28 ;
-  reg \$signal$37  = 1'h0;
-  reg [63:0] \$signal$56  = 64'h0000000000000000;
-  reg [2:0] \$signal$66  = 3'h0;
+  wire \$signal$32 ;
+  reg \$signal$41  = 1'h0;
+  reg [63:0] \$signal$60  = 64'h0000000000000000;
+  reg [2:0] \$signal$70  = 3'h0;
   wire [15:0] GO;
+  wire [15:0] XC;
   reg [19:0] a4_first = 20'h00000;
   reg [19:0] a4_go = 20'h00000;
   reg [19:0] a4_m0 = 20'h00000;
   reg [19:0] a4_m1 = 20'h00000;
   reg [19:0] a4_m2 = 20'h00000;
   reg [19:0] a4_m3 = 20'h00000;
+  reg [19:0] a4_m4 = 20'h00000;
   reg [19:0] a4_ring = 20'h00000;
   reg [19:0] a4_row_f0 = 20'h00000;
   reg [19:0] a4_row_f1 = 20'h00000;
@@ -31709,6 +32784,7 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   reg [19:0] a4_word_first_p1_1 = 20'h00000;
   reg [19:0] a4_word_first_p2_0 = 20'h00000;
   reg [19:0] a4_x_stride = 20'h00000;
+  reg [19:0] a4_xc = 20'h00000;
   reg [19:0] a4_y_stride = 20'h00000;
   wire [19:0] affine__addr;
   input [191:0] affine__data;
@@ -31724,6 +32800,8 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   reg [19:0] carry_m0 = 20'h00000;
   reg [19:0] carry_m1 = 20'h00000;
   reg [19:0] carry_m2 = 20'h00000;
+  reg [19:0] carry_m4 = 20'h00000;
+  reg [19:0] carry_xc = 20'h00000;
   reg [19:0] carry_y_stride_f0 = 20'h00000;
   reg [19:0] carry_y_stride_f1 = 20'h00000;
   reg [19:0] carry_y_stride_p1_0 = 20'h00000;
@@ -31743,6 +32821,7 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   reg [19:0] cur_m1 = 20'h00000;
   reg [19:0] cur_m2 = 20'h00000;
   reg [19:0] cur_m3 = 20'h00000;
+  reg [19:0] cur_m4 = 20'h00000;
   reg [19:0] cur_t_stride_f0 = 20'h00000;
   reg [19:0] cur_t_stride_f1 = 20'h00000;
   reg [19:0] cur_t_stride_f2 = 20'h00000;
@@ -31755,6 +32834,7 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   reg [19:0] cur_word_first_p1_0 = 20'h00000;
   reg [19:0] cur_word_first_p1_1 = 20'h00000;
   reg [19:0] cur_word_first_p2_0 = 20'h00000;
+  reg [19:0] cur_xc = 20'h00000;
   reg [19:0] cur_y_stride_f0 = 20'h00000;
   reg [19:0] cur_y_stride_f1 = 20'h00000;
   reg [19:0] cur_y_stride_p1_0 = 20'h00000;
@@ -31805,18 +32885,19 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   reg [19:0] lifg_word_first_p1_0 = 20'h00000;
   reg [19:0] lifg_word_first_p1_1 = 20'h00000;
   reg [19:0] lifg_word_first_p2_0 = 20'h00000;
+  reg [19:0] lifg_word_xc = 20'h00000;
   reg [19:0] lifg_y_stride_f0 = 20'h00000;
   reg [19:0] lifg_y_stride_f1 = 20'h00000;
   reg [19:0] lifg_y_stride_p1_0 = 20'h00000;
   reg load = 1'h0;
-  output [15:0] \port$15919$0 ;
-  wire [15:0] \port$15919$0 ;
-  output [15:0] \port$15925$0 ;
-  wire [15:0] \port$15925$0 ;
-  output [15:0] \port$15931$0 ;
-  wire [15:0] \port$15931$0 ;
-  output [15:0] \port$15937$0 ;
-  wire [15:0] \port$15937$0 ;
+  output [15:0] \port$15960$0 ;
+  wire [15:0] \port$15960$0 ;
+  output [15:0] \port$15966$0 ;
+  wire [15:0] \port$15966$0 ;
+  output [15:0] \port$15972$0 ;
+  wire [15:0] \port$15972$0 ;
+  output [15:0] \port$15978$0 ;
+  wire [15:0] \port$15978$0 ;
   reg restart = 1'h0;
   input rst;
   wire rst;
@@ -31880,7 +32961,6 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   wire start;
   wire [15:0] steps_t;
   reg [15:0] sub = 16'h0000;
-  wire [15:0] t;
   reg [15:0] tr = 16'h0000;
   output [19:0] trace__addr;
   wire [19:0] trace__addr;
@@ -31894,3119 +32974,4430 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   reg [19:0] w_a4_addr_z3 = 20'h00000;
   reg [19:0] w_a4_addr_z4 = 20'h00000;
   reg [19:0] w_a4_addr_z5 = 20'h00000;
+  reg [19:0] w_a4_addr_z6 = 20'h00000;
   (* init = 20'h00000 *)
-  wire [19:0] w_a4_addr_z6;
+  wire [19:0] w_a4_addr_z7;
   reg [2:0] w_active_z1 = 3'h0;
   reg [2:0] w_active_z2 = 3'h0;
   reg [2:0] w_active_z3 = 3'h0;
   reg [2:0] w_active_z4 = 3'h0;
   reg [2:0] w_active_z5 = 3'h0;
   reg [2:0] w_active_z6 = 3'h0;
+  reg [2:0] w_active_z7 = 3'h0;
   reg [7:0] w_argmax_z1 = 8'h00;
   reg [7:0] w_argmax_z2 = 8'h00;
   reg [7:0] w_argmax_z3 = 8'h00;
   reg [7:0] w_argmax_z4 = 8'h00;
   reg [7:0] w_argmax_z5 = 8'h00;
   reg [7:0] w_argmax_z6 = 8'h00;
+  reg [7:0] w_argmax_z7 = 8'h00;
   reg [19:0] w_carry_addr_z1 = 20'h00000;
   reg [19:0] w_carry_addr_z2 = 20'h00000;
   reg [19:0] w_carry_addr_z3 = 20'h00000;
   reg [19:0] w_carry_addr_z4 = 20'h00000;
   reg [19:0] w_carry_addr_z5 = 20'h00000;
   reg [19:0] w_carry_addr_z6 = 20'h00000;
+  reg [19:0] w_carry_addr_z7 = 20'h00000;
   reg [19:0] w_cur_addr_z1 = 20'h00000;
   reg [19:0] w_cur_addr_z2 = 20'h00000;
   reg [19:0] w_cur_addr_z3 = 20'h00000;
   reg [19:0] w_cur_addr_z4 = 20'h00000;
   reg [19:0] w_cur_addr_z5 = 20'h00000;
   reg [19:0] w_cur_addr_z6 = 20'h00000;
+  reg [19:0] w_cur_addr_z7 = 20'h00000;
+  reg [63:0] w_d_z1 = 64'h0000000000000000;
+  reg [63:0] w_d_z2 = 64'h0000000000000000;
   reg w_first_z1 = 1'h0;
   reg w_first_z2 = 1'h0;
   reg w_first_z3 = 1'h0;
   reg w_first_z4 = 1'h0;
   reg w_first_z5 = 1'h0;
   reg w_first_z6 = 1'h0;
+  reg w_first_z7 = 1'h0;
   reg w_inside_z1 = 1'h0;
   reg w_inside_z2 = 1'h0;
   reg w_inside_z3 = 1'h0;
   reg w_inside_z4 = 1'h0;
   reg w_inside_z5 = 1'h0;
   reg w_inside_z6 = 1'h0;
+  reg w_inside_z7 = 1'h0;
   reg w_interior_z1 = 1'h0;
   reg w_interior_z2 = 1'h0;
   reg w_interior_z3 = 1'h0;
   reg w_interior_z4 = 1'h0;
   reg w_interior_z5 = 1'h0;
   reg w_interior_z6 = 1'h0;
+  reg w_interior_z7 = 1'h0;
   reg w_load_z1 = 1'h0;
   reg w_load_z2 = 1'h0;
   reg w_load_z3 = 1'h0;
   reg w_load_z4 = 1'h0;
   reg w_load_z5 = 1'h0;
   reg w_load_z6 = 1'h0;
+  reg w_load_z7 = 1'h0;
   reg w_store_z1 = 1'h0;
   reg w_store_z2 = 1'h0;
   reg w_store_z3 = 1'h0;
   reg w_store_z4 = 1'h0;
   reg w_store_z5 = 1'h0;
   reg w_store_z6 = 1'h0;
+  reg w_store_z7 = 1'h0;
   reg [1:0] w_sub_z1 = 2'h0;
   reg [1:0] w_sub_z2 = 2'h0;
   reg [1:0] w_sub_z3 = 2'h0;
   reg [1:0] w_sub_z4 = 2'h0;
   reg [1:0] w_sub_z5 = 2'h0;
   reg [1:0] w_sub_z6 = 2'h0;
+  reg [1:0] w_sub_z7 = 2'h0;
   reg w_v_z1 = 1'h0;
   reg w_v_z2 = 1'h0;
   reg w_v_z3 = 1'h0;
   reg w_v_z4 = 1'h0;
   reg w_v_z5 = 1'h0;
   reg w_v_z6 = 1'h0;
+  reg w_v_z7 = 1'h0;
   wire [3:0] window;
   reg [19:0] word_m0 = 20'h00000;
   reg [19:0] word_m1 = 20'h00000;
   reg [19:0] word_m2 = 20'h00000;
   reg [19:0] word_m3 = 20'h00000;
-  reg [15:0] x = 16'h0000;
+  reg [19:0] word_m4 = 20'h00000;
+  wire [15:0] x;
+  reg [15:0] xc = 16'h0000;
+  reg [15:0] xi = 16'h0000;
   reg [15:0] y = 16'h0000;
-  assign \$1  = stage[9:2] - 1'h1;
-  assign \$2  = tr - stage[384];
-  assign \$3  = $signed(\$1 ) - $signed(\$2 );
-  assign \$4  = stage[73:58] + 3'h4;
-  assign \$5  = \$4  - 1'h1;
-  assign \$7  = stage[9:2] + stage[384];
-  assign \$8  = \$7  + stage[385];
-  assign \$9  = ! sub;
-  assign \$10  = run & \$9 ;
-  assign \$11  = stage[9:2] + stage[384];
-  assign \$12  = tr == \$11 ;
-  assign \$13  = stage[385] & \$12 ;
-  assign \$14  = ~ \$13 ;
-  assign e__en = \$10  & \$14 ;
-  assign \$15  = ! tr;
-  assign \$16  = stage[384] & \$15 ;
-  assign \$17  = carry_first + carry_m2;
-  assign \$18  = lifg_word_first_p2_0 + word_m3;
-  assign \$19  = stage[93:74] + \$18 ;
-  assign \$20  = \$16  ? { 1'h0, \$17  } : \$19 ;
-  assign \$21  = ! sub;
-  assign \$22  = run & \$21 ;
-  assign \$23  = ! tr;
-  assign \$24  = stage[384] & \$23 ;
+  assign \$1  = ~ stage[339];
+  assign \$2  = stage[339] ? { 1'h0, xc } : { xc, xi[0] };
+  assign \$3  = stage[9:2] - 1'h1;
+  assign \$4  = tr - stage[384];
+  assign \$5  = $signed(\$3 ) - $signed(\$4 );
+  assign \$6  = stage[73:58] + 3'h4;
+  assign \$7  = \$6  - 1'h1;
+  assign \$9  = stage[9:2] + stage[384];
+  assign \$10  = \$9  + stage[385];
+  assign \$11  = ~ stage[339];
+  assign \$12  = stage[41:26] + 1'h1;
+  assign \$14  = stage[339] ? { 1'h0, stage[41:26] } : \$13 ;
+  assign \$15  = ~ stage[339];
+  assign \$16  = \$2 [15:0] >= stage[41:26];
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = run & \$18 ;
+  assign \$20  = ! sub;
+  assign \$21  = \$19  & \$20 ;
+  assign \$22  = stage[9:2] + stage[384];
+  assign \$23  = tr == \$22 ;
+  assign \$24  = stage[385] & \$23 ;
   assign \$25  = ~ \$24 ;
-  assign \$26  = \$22  & \$25 ;
-  assign \$27  = stage[9:2] + stage[384];
-  assign \$28  = tr == \$27 ;
-  assign \$29  = stage[385] & \$28 ;
-  assign \$30  = ~ \$29 ;
-  assign \$31  = \$26  & \$30 ;
-  assign extra__en = \$31  & stage[338];
-  assign \$32  = lifg_word_first_p2_0 + word_m3;
-  assign \$33  = stage[240:221] + \$32 ;
-  assign \$34  = ! sub;
-  assign \$35  = run & \$34 ;
-  assign \$36  = ! tr;
-  assign \$37  = stage[384] & \$36 ;
-  assign \$38  = ~ \$37 ;
-  assign \$39  = \$35  & \$38 ;
-  assign \$40  = stage[9:2] + stage[384];
-  assign \$41  = tr == \$40 ;
-  assign \$42  = stage[385] & \$41 ;
-  assign \$43  = ~ \$42 ;
-  assign trace__en = \$39  & \$43 ;
-  assign \$44  = lifg_word_first_p2_0 + word_m3;
-  assign \$45  = stage[317:298] + \$44 ;
-  assign \$46  = ! sub;
-  assign \$47  = run & \$46 ;
-  assign \$48  = ! tr;
-  assign \$49  = stage[384] & \$48 ;
-  assign \$50  = ~ \$49 ;
-  assign \$51  = \$47  & \$50 ;
-  assign \$52  = stage[9:2] + stage[384];
-  assign \$53  = tr == \$52 ;
-  assign \$54  = stage[385] & \$53 ;
-  assign \$55  = ~ \$54 ;
-  assign affine__en = \$51  & \$55 ;
-  assign \$56  = ! sub;
-  assign \$57  = run & \$56 ;
-  assign \$58  = ! tr;
-  assign \$59  = stage[384] & \$58 ;
-  assign \$60  = ~ \$59 ;
-  assign \$61  = \$57  & \$60 ;
-  assign \$62  = stage[9:2] + stage[384];
-  assign \$63  = tr == \$62 ;
-  assign \$64  = stage[385] & \$63 ;
-  assign \$65  = ~ \$64 ;
-  assign \$66  = \$61  & \$65 ;
-  assign \$67  = ! sub;
-  assign \$68  = run & \$67 ;
-  assign \$69  = ! tr;
-  assign \$70  = stage[384] & \$69 ;
-  assign \$71  = ~ \$70 ;
-  assign \$72  = \$68  & \$71 ;
-  assign \$73  = stage[9:2] + stage[384];
-  assign \$74  = tr == \$73 ;
-  assign \$75  = stage[385] & \$74 ;
+  assign e__en = \$21  & \$25 ;
+  assign \$26  = ! tr;
+  assign \$27  = stage[384] & \$26 ;
+  assign \$28  = carry_first + carry_m4;
+  assign \$29  = lifg_word_first_p2_0 + word_m4;
+  assign \$30  = stage[93:74] + \$29 ;
+  assign \$31  = \$27  ? { 1'h0, \$28  } : \$30 ;
+  assign \$32  = ~ stage[339];
+  assign \$33  = \$2 [15:0] >= stage[41:26];
+  assign \$34  = \$32  & \$33 ;
+  assign \$35  = ~ \$34 ;
+  assign \$36  = run & \$35 ;
+  assign \$37  = ! sub;
+  assign \$38  = \$36  & \$37 ;
+  assign \$39  = ! tr;
+  assign \$40  = stage[384] & \$39 ;
+  assign \$41  = ~ \$40 ;
+  assign \$42  = \$38  & \$41 ;
+  assign \$43  = stage[9:2] + stage[384];
+  assign \$44  = tr == \$43 ;
+  assign \$45  = stage[385] & \$44 ;
+  assign \$46  = ~ \$45 ;
+  assign \$47  = \$42  & \$46 ;
+  assign extra__en = \$47  & stage[338];
+  assign \$48  = lifg_word_first_p2_0 + word_m4;
+  assign \$49  = stage[240:221] + \$48 ;
+  assign \$50  = ~ stage[339];
+  assign \$51  = \$2 [15:0] >= stage[41:26];
+  assign \$52  = \$50  & \$51 ;
+  assign \$53  = ~ \$52 ;
+  assign \$54  = run & \$53 ;
+  assign \$55  = ! sub;
+  assign \$56  = \$54  & \$55 ;
+  assign \$57  = ! tr;
+  assign \$58  = stage[384] & \$57 ;
+  assign \$59  = ~ \$58 ;
+  assign \$60  = \$56  & \$59 ;
+  assign \$61  = stage[9:2] + stage[384];
+  assign \$62  = tr == \$61 ;
+  assign \$63  = stage[385] & \$62 ;
+  assign \$64  = ~ \$63 ;
+  assign trace__en = \$60  & \$64 ;
+  assign \$65  = lifg_word_first_p2_0 + word_m4;
+  assign \$66  = stage[317:298] + \$65 ;
+  assign \$67  = ~ stage[339];
+  assign \$68  = \$2 [15:0] >= stage[41:26];
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = ~ \$69 ;
+  assign \$71  = run & \$70 ;
+  assign \$72  = ! sub;
+  assign \$73  = \$71  & \$72 ;
+  assign \$74  = ! tr;
+  assign \$75  = stage[384] & \$74 ;
   assign \$76  = ~ \$75 ;
-  assign \$77  = \$72  & \$76 ;
-  assign \$78  = 1'h1 + stage[338];
-  assign \$79  = ! sub;
-  assign \$80  = run & \$79 ;
-  assign \$81  = ! tr;
-  assign \$82  = stage[384] & \$81 ;
-  assign \$83  = \$80  & \$82 ;
-  assign \$84  = \$83  ? 1'h1 : 1'h0;
-  assign \$85  = \$77  ? \$78  : { 1'h0, \$84  };
-  assign \$86  = \$signal  & \$signal$23 ;
-  assign \$87  = ~ \$signal$24 ;
-  assign valid = \$86  & \$87 ;
-  assign g_extra = stage[338] ? extra__data : 64'h0000000000000000;
-  assign scale = \$signal$37  ? { affine__data[159:144], affine__data[111:96], affine__data[63:48], affine__data[15:0] } : { affine__data[175:160], affine__data[127:112], affine__data[79:64], affine__data[31:16] };
-  assign \$88  = ~ w_load_z6;
-  assign \$89  = w_v_z6 & \$88 ;
-  assign \$90  = ~ w_store_z6;
-  assign \$91  = \$89  & \$90 ;
-  assign g_a4__en = \$91  & w_inside_z6;
-  assign \$92  = ~ stage[339];
-  assign \$93  = w_first_z6 ? w_argmax_z6 : arg_held;
-  assign \$94  = \$93 [1:0] == w_sub_z6;
-  assign \$95  = \$92  | \$94 ;
-  assign \$96  = w_first_z6 ? { \$1551 , \$1545 , \$1539 , \$1533  } : \$signal$56 ;
-  assign \$97  = \$95  ? \$96 [15:0] : 16'h0000;
+  assign \$77  = \$73  & \$76 ;
+  assign \$78  = stage[9:2] + stage[384];
+  assign \$79  = tr == \$78 ;
+  assign \$80  = stage[385] & \$79 ;
+  assign \$81  = ~ \$80 ;
+  assign affine__en = \$77  & \$81 ;
+  assign \$82  = ~ stage[339];
+  assign \$83  = \$2 [15:0] >= stage[41:26];
+  assign \$84  = \$82  & \$83 ;
+  assign \$85  = ~ \$84 ;
+  assign \$86  = run & \$85 ;
+  assign \$87  = ! sub;
+  assign \$88  = \$86  & \$87 ;
+  assign \$89  = ! tr;
+  assign \$90  = stage[384] & \$89 ;
+  assign \$91  = ~ \$90 ;
+  assign \$92  = \$88  & \$91 ;
+  assign \$93  = stage[9:2] + stage[384];
+  assign \$94  = tr == \$93 ;
+  assign \$95  = stage[385] & \$94 ;
+  assign \$96  = ~ \$95 ;
+  assign \$97  = \$92  & \$96 ;
   assign \$98  = ~ stage[339];
-  assign \$99  = w_first_z6 ? w_argmax_z6 : arg_held;
-  assign \$100  = \$99 [3:2] == w_sub_z6;
-  assign \$101  = \$98  | \$100 ;
-  assign \$102  = w_first_z6 ? { \$1551 , \$1545 , \$1539 , \$1533  } : \$signal$56 ;
-  assign \$103  = \$101  ? \$102 [31:16] : 16'h0000;
-  assign \$104  = ~ stage[339];
-  assign \$105  = w_first_z6 ? w_argmax_z6 : arg_held;
-  assign \$106  = \$105 [5:4] == w_sub_z6;
-  assign \$107  = \$104  | \$106 ;
-  assign \$108  = w_first_z6 ? { \$1551 , \$1545 , \$1539 , \$1533  } : \$signal$56 ;
-  assign \$109  = \$107  ? \$108 [47:32] : 16'h0000;
-  assign \$110  = ~ stage[339];
-  assign \$111  = w_first_z6 ? w_argmax_z6 : arg_held;
-  assign \$112  = \$111 [7:6] == w_sub_z6;
-  assign \$113  = \$110  | \$112 ;
-  assign \$114  = w_first_z6 ? { \$1551 , \$1545 , \$1539 , \$1533  } : \$signal$56 ;
-  assign \$115  = \$113  ? \$114 [63:48] : 16'h0000;
-  assign \$116  = ~ w_load_z6;
-  assign \$117  = w_v_z6 & \$116 ;
-  assign \$118  = ~ w_store_z6;
-  assign \$119  = \$117  & \$118 ;
-  assign \$120  = \$119  & w_first_z6;
-  assign \$121  = \$120  & w_interior_z6;
-  assign \$122  = w_v_z6 & w_first_z6;
-  assign \$123  = \$122  & w_store_z6;
-  assign g_cur__en = \$121  | \$123 ;
-  assign \$124  = w_v_z6 & w_first_z6;
-  assign \$125  = \$124  & w_store_z6;
-  assign g_cur__addr = \$125  ? w_carry_addr_z6 : w_cur_addr_z6;
-  assign \$126  = w_v_z6 & w_first_z6;
-  assign \$127  = \$126  & w_store_z6;
-  assign g_cur__data = \$127  ? { \$1553 , \$1547 , \$1541 , \$1535  } : { \$1554 , \$1548 , \$1542 , \$1536  };
-  assign \$128  = \$signal  & \$signal$23 ;
-  assign \$129  = ~ load;
-  assign \$130  = \$128  & \$129 ;
-  assign \$131  = ~ \$signal$24 ;
+  assign \$99  = \$2 [15:0] >= stage[41:26];
+  assign \$100  = \$98  & \$99 ;
+  assign \$101  = ~ \$100 ;
+  assign \$102  = run & \$101 ;
+  assign \$103  = ! sub;
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = ! tr;
+  assign \$106  = stage[384] & \$105 ;
+  assign \$107  = ~ \$106 ;
+  assign \$108  = \$104  & \$107 ;
+  assign \$109  = stage[9:2] + stage[384];
+  assign \$110  = tr == \$109 ;
+  assign \$111  = stage[385] & \$110 ;
+  assign \$112  = ~ \$111 ;
+  assign \$113  = \$108  & \$112 ;
+  assign \$114  = 1'h1 + stage[338];
+  assign \$115  = ~ stage[339];
+  assign \$116  = \$2 [15:0] >= stage[41:26];
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = ~ \$117 ;
+  assign \$119  = run & \$118 ;
+  assign \$120  = ! sub;
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = ! tr;
+  assign \$123  = stage[384] & \$122 ;
+  assign \$124  = \$121  & \$123 ;
+  assign \$125  = \$124  ? 1'h1 : 1'h0;
+  assign \$126  = \$113  ? \$114  : { 1'h0, \$125  };
+  assign \$127  = \$signal$26  & \$signal$27 ;
+  assign \$128  = ~ \$signal$28 ;
+  assign valid = \$127  & \$128 ;
+  assign g_extra = stage[338] ? extra__data : 64'h0000000000000000;
+  assign scale = \$signal$41  ? { affine__data[159:144], affine__data[111:96], affine__data[63:48], affine__data[15:0] } : { affine__data[175:160], affine__data[127:112], affine__data[79:64], affine__data[31:16] };
+  assign \$129  = ~ w_load_z7;
+  assign \$130  = w_v_z7 & \$129 ;
+  assign \$131  = ~ w_store_z7;
   assign \$132  = \$130  & \$131 ;
-  assign \$133  = \$132  ? \$signal$66  : 3'h0;
-  assign \$134  = g_a4__en + g_cur__en;
-  assign \$135  = ~ w_load_z6;
-  assign \$136  = w_v_z6 & \$135 ;
-  assign \$137  = ~ w_store_z6;
-  assign \$138  = \$136  & \$137 ;
-  assign \$139  = \$138  & w_first_z6;
-  assign \$140  = w_active_z6 > 1'h0;
-  assign \$141  = w_active_z6 > 1'h1;
-  assign \$142  = w_active_z6 > 2'h2;
-  assign \$143  = w_active_z6 > 2'h3;
-  assign \$144  = { \$1555 , \$1549 , \$1543 , \$1537  } & { \$143 , \$142 , \$141 , \$140  };
-  assign \$145  = w_active_z6 > 1'h0;
-  assign \$146  = w_active_z6 > 1'h1;
-  assign \$147  = w_active_z6 > 2'h2;
-  assign \$148  = w_active_z6 > 2'h3;
-  assign \$149  = { \$1556 , \$1550 , \$1544 , \$1538  } & { \$148 , \$147 , \$146 , \$145  };
-  assign \$150  = \$144 [0] + \$149 [0];
-  assign \$151  = w_active_z6 > 1'h0;
-  assign \$152  = w_active_z6 > 1'h1;
-  assign \$153  = w_active_z6 > 2'h2;
-  assign \$154  = w_active_z6 > 2'h3;
-  assign \$155  = { \$1552 , \$1546 , \$1540 , \$1534  } & { \$154 , \$153 , \$152 , \$151  };
-  assign \$156  = \$150  + \$155 [0];
-  assign \$157  = 1'h0 + \$156 ;
-  assign \$158  = w_active_z6 > 1'h0;
-  assign \$159  = w_active_z6 > 1'h1;
-  assign \$160  = w_active_z6 > 2'h2;
-  assign \$161  = w_active_z6 > 2'h3;
-  assign \$162  = { \$1555 , \$1549 , \$1543 , \$1537  } & { \$161 , \$160 , \$159 , \$158  };
-  assign \$163  = w_active_z6 > 1'h0;
-  assign \$164  = w_active_z6 > 1'h1;
-  assign \$165  = w_active_z6 > 2'h2;
-  assign \$166  = w_active_z6 > 2'h3;
-  assign \$167  = { \$1556 , \$1550 , \$1544 , \$1538  } & { \$166 , \$165 , \$164 , \$163  };
-  assign \$168  = \$162 [1] + \$167 [1];
-  assign \$169  = w_active_z6 > 1'h0;
-  assign \$170  = w_active_z6 > 1'h1;
-  assign \$171  = w_active_z6 > 2'h2;
-  assign \$172  = w_active_z6 > 2'h3;
-  assign \$173  = { \$1552 , \$1546 , \$1540 , \$1534  } & { \$172 , \$171 , \$170 , \$169  };
-  assign \$174  = \$168  + \$173 [1];
-  assign \$175  = \$157  + \$174 ;
-  assign \$176  = w_active_z6 > 1'h0;
-  assign \$177  = w_active_z6 > 1'h1;
-  assign \$178  = w_active_z6 > 2'h2;
-  assign \$179  = w_active_z6 > 2'h3;
-  assign \$180  = { \$1555 , \$1549 , \$1543 , \$1537  } & { \$179 , \$178 , \$177 , \$176  };
-  assign \$181  = w_active_z6 > 1'h0;
-  assign \$182  = w_active_z6 > 1'h1;
-  assign \$183  = w_active_z6 > 2'h2;
-  assign \$184  = w_active_z6 > 2'h3;
-  assign \$185  = { \$1556 , \$1550 , \$1544 , \$1538  } & { \$184 , \$183 , \$182 , \$181  };
-  assign \$186  = \$180 [2] + \$185 [2];
-  assign \$187  = w_active_z6 > 1'h0;
-  assign \$188  = w_active_z6 > 1'h1;
-  assign \$189  = w_active_z6 > 2'h2;
-  assign \$190  = w_active_z6 > 2'h3;
-  assign \$191  = { \$1552 , \$1546 , \$1540 , \$1534  } & { \$190 , \$189 , \$188 , \$187  };
-  assign \$192  = \$186  + \$191 [2];
-  assign \$193  = \$175  + \$192 ;
-  assign \$194  = w_active_z6 > 1'h0;
-  assign \$195  = w_active_z6 > 1'h1;
-  assign \$196  = w_active_z6 > 2'h2;
-  assign \$197  = w_active_z6 > 2'h3;
-  assign \$198  = { \$1555 , \$1549 , \$1543 , \$1537  } & { \$197 , \$196 , \$195 , \$194  };
-  assign \$199  = w_active_z6 > 1'h0;
-  assign \$200  = w_active_z6 > 1'h1;
-  assign \$201  = w_active_z6 > 2'h2;
-  assign \$202  = w_active_z6 > 2'h3;
-  assign \$203  = { \$1556 , \$1550 , \$1544 , \$1538  } & { \$202 , \$201 , \$200 , \$199  };
-  assign \$204  = \$198 [3] + \$203 [3];
-  assign \$205  = w_active_z6 > 1'h0;
-  assign \$206  = w_active_z6 > 1'h1;
-  assign \$207  = w_active_z6 > 2'h2;
-  assign \$208  = w_active_z6 > 2'h3;
-  assign \$209  = { \$1552 , \$1546 , \$1540 , \$1534  } & { \$208 , \$207 , \$206 , \$205  };
-  assign \$210  = \$204  + \$209 [3];
-  assign \$211  = \$193  + \$210 ;
-  assign \$212  = \$139  ? \$211  : 7'h00;
-  assign \$213  = | { w_v_z6, w_v_z5, w_v_z4, w_v_z3, w_v_z2, w_v_z1, \$signal  };
-  assign busy = run | \$213 ;
-  assign \$215  = stage[339] ? 3'h4 : 3'h1;
-  assign \$216  = \$215  - 1'h1;
-  assign \$217  = $signed({ 1'h0, sub }) == $signed(\$216 );
-  assign \$218  = sub + 1'h1;
-  assign \$219  = \$217  ? 17'h00000 : \$218 ;
-  assign \$220  = stage[339] ? 3'h4 : 3'h1;
-  assign \$221  = \$220  - 1'h1;
-  assign \$222  = $signed({ 1'h0, sub }) == $signed(\$221 );
-  assign \$224  = run & \$223 ;
-  assign \$225  = \$8  - 1'h1;
-  assign \$226  = tr == \$225 ;
-  assign \$227  = tr + 1'h1;
-  assign \$228  = \$226  ? 17'h00000 : \$227 ;
-  assign \$229  = stage[339] ? 3'h4 : 3'h1;
-  assign \$230  = \$229  - 1'h1;
-  assign \$231  = $signed({ 1'h0, sub }) == $signed(\$230 );
-  assign \$233  = \$8  - 1'h1;
-  assign \$234  = tr == \$233 ;
-  assign \$235  = \$232  & \$234 ;
-  assign \$236  = run & \$235 ;
-  assign \$237  = \$6 [15:0] - 1'h1;
-  assign \$238  = go == \$237 ;
-  assign \$239  = go + 1'h1;
-  assign \$240  = \$238  ? 17'h00000 : \$239 ;
-  assign \$241  = stage[339] ? 3'h4 : 3'h1;
-  assign \$242  = \$241  - 1'h1;
-  assign \$243  = $signed({ 1'h0, sub }) == $signed(\$242 );
-  assign \$245  = \$8  - 1'h1;
-  assign \$246  = tr == \$245 ;
-  assign \$247  = \$244  & \$246 ;
-  assign \$248  = \$6 [15:0] - 1'h1;
-  assign \$249  = go == \$248 ;
-  assign \$250  = \$247  & \$249 ;
-  assign \$251  = run & \$250 ;
-  assign \$252  = stage[41:26] - 1'h1;
-  assign \$253  = x == \$252 ;
-  assign \$254  = x + 1'h1;
-  assign \$255  = \$253  ? 17'h00000 : \$254 ;
+  assign g_a4__en = \$132  & w_inside_z7;
+  assign \$133  = ~ stage[339];
+  assign \$134  = w_first_z7 ? w_argmax_z7 : arg_held;
+  assign \$135  = \$134 [1:0] == w_sub_z7;
+  assign \$136  = \$133  | \$135 ;
+  assign \$137  = w_first_z7 ? { \$2623 , \$2617 , \$2611 , \$2605  } : \$signal$60 ;
+  assign \$138  = \$136  ? \$137 [15:0] : 16'h0000;
+  assign \$139  = ~ stage[339];
+  assign \$140  = w_first_z7 ? w_argmax_z7 : arg_held;
+  assign \$141  = \$140 [3:2] == w_sub_z7;
+  assign \$142  = \$139  | \$141 ;
+  assign \$143  = w_first_z7 ? { \$2623 , \$2617 , \$2611 , \$2605  } : \$signal$60 ;
+  assign \$144  = \$142  ? \$143 [31:16] : 16'h0000;
+  assign \$145  = ~ stage[339];
+  assign \$146  = w_first_z7 ? w_argmax_z7 : arg_held;
+  assign \$147  = \$146 [5:4] == w_sub_z7;
+  assign \$148  = \$145  | \$147 ;
+  assign \$149  = w_first_z7 ? { \$2623 , \$2617 , \$2611 , \$2605  } : \$signal$60 ;
+  assign \$150  = \$148  ? \$149 [47:32] : 16'h0000;
+  assign \$151  = ~ stage[339];
+  assign \$152  = w_first_z7 ? w_argmax_z7 : arg_held;
+  assign \$153  = \$152 [7:6] == w_sub_z7;
+  assign \$154  = \$151  | \$153 ;
+  assign \$155  = w_first_z7 ? { \$2623 , \$2617 , \$2611 , \$2605  } : \$signal$60 ;
+  assign \$156  = \$154  ? \$155 [63:48] : 16'h0000;
+  assign \$157  = ~ w_load_z7;
+  assign \$158  = w_v_z7 & \$157 ;
+  assign \$159  = ~ w_store_z7;
+  assign \$160  = \$158  & \$159 ;
+  assign \$161  = \$160  & w_first_z7;
+  assign \$162  = \$161  & w_interior_z7;
+  assign \$163  = w_v_z7 & w_first_z7;
+  assign \$164  = \$163  & w_store_z7;
+  assign g_cur__en = \$162  | \$164 ;
+  assign \$165  = w_v_z7 & w_first_z7;
+  assign \$166  = \$165  & w_store_z7;
+  assign g_cur__addr = \$166  ? w_carry_addr_z7 : w_cur_addr_z7;
+  assign \$167  = w_v_z7 & w_first_z7;
+  assign \$168  = \$167  & w_store_z7;
+  assign g_cur__data = \$168  ? w_d_z2 : { \$2626 , \$2620 , \$2614 , \$2608  };
+  assign \$169  = \$signal$26  & \$signal$27 ;
+  assign \$170  = ~ load;
+  assign \$171  = \$169  & \$170 ;
+  assign \$172  = ~ \$signal$28 ;
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$173  ? \$signal$70  : 3'h0;
+  assign \$175  = g_a4__en + g_cur__en;
+  assign \$176  = ~ w_load_z7;
+  assign \$177  = w_v_z7 & \$176 ;
+  assign \$178  = ~ w_store_z7;
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = \$179  & w_first_z7;
+  assign \$181  = w_active_z7 > 1'h0;
+  assign \$182  = w_active_z7 > 1'h1;
+  assign \$183  = w_active_z7 > 2'h2;
+  assign \$184  = w_active_z7 > 2'h3;
+  assign \$185  = { \$2627 , \$2621 , \$2615 , \$2609  } & { \$184 , \$183 , \$182 , \$181  };
+  assign \$186  = w_active_z7 > 1'h0;
+  assign \$187  = w_active_z7 > 1'h1;
+  assign \$188  = w_active_z7 > 2'h2;
+  assign \$189  = w_active_z7 > 2'h3;
+  assign \$190  = { \$2628 , \$2622 , \$2616 , \$2610  } & { \$189 , \$188 , \$187 , \$186  };
+  assign \$191  = \$185 [0] + \$190 [0];
+  assign \$192  = w_active_z7 > 1'h0;
+  assign \$193  = w_active_z7 > 1'h1;
+  assign \$194  = w_active_z7 > 2'h2;
+  assign \$195  = w_active_z7 > 2'h3;
+  assign \$196  = { \$2624 , \$2618 , \$2612 , \$2606  } & { \$195 , \$194 , \$193 , \$192  };
+  assign \$197  = \$191  + \$196 [0];
+  assign \$198  = 1'h0 + \$197 ;
+  assign \$199  = w_active_z7 > 1'h0;
+  assign \$200  = w_active_z7 > 1'h1;
+  assign \$201  = w_active_z7 > 2'h2;
+  assign \$202  = w_active_z7 > 2'h3;
+  assign \$203  = { \$2627 , \$2621 , \$2615 , \$2609  } & { \$202 , \$201 , \$200 , \$199  };
+  assign \$204  = w_active_z7 > 1'h0;
+  assign \$205  = w_active_z7 > 1'h1;
+  assign \$206  = w_active_z7 > 2'h2;
+  assign \$207  = w_active_z7 > 2'h3;
+  assign \$208  = { \$2628 , \$2622 , \$2616 , \$2610  } & { \$207 , \$206 , \$205 , \$204  };
+  assign \$209  = \$203 [1] + \$208 [1];
+  assign \$210  = w_active_z7 > 1'h0;
+  assign \$211  = w_active_z7 > 1'h1;
+  assign \$212  = w_active_z7 > 2'h2;
+  assign \$213  = w_active_z7 > 2'h3;
+  assign \$214  = { \$2624 , \$2618 , \$2612 , \$2606  } & { \$213 , \$212 , \$211 , \$210  };
+  assign \$215  = \$209  + \$214 [1];
+  assign \$216  = \$198  + \$215 ;
+  assign \$217  = w_active_z7 > 1'h0;
+  assign \$218  = w_active_z7 > 1'h1;
+  assign \$219  = w_active_z7 > 2'h2;
+  assign \$220  = w_active_z7 > 2'h3;
+  assign \$221  = { \$2627 , \$2621 , \$2615 , \$2609  } & { \$220 , \$219 , \$218 , \$217  };
+  assign \$222  = w_active_z7 > 1'h0;
+  assign \$223  = w_active_z7 > 1'h1;
+  assign \$224  = w_active_z7 > 2'h2;
+  assign \$225  = w_active_z7 > 2'h3;
+  assign \$226  = { \$2628 , \$2622 , \$2616 , \$2610  } & { \$225 , \$224 , \$223 , \$222  };
+  assign \$227  = \$221 [2] + \$226 [2];
+  assign \$228  = w_active_z7 > 1'h0;
+  assign \$229  = w_active_z7 > 1'h1;
+  assign \$230  = w_active_z7 > 2'h2;
+  assign \$231  = w_active_z7 > 2'h3;
+  assign \$232  = { \$2624 , \$2618 , \$2612 , \$2606  } & { \$231 , \$230 , \$229 , \$228  };
+  assign \$233  = \$227  + \$232 [2];
+  assign \$234  = \$216  + \$233 ;
+  assign \$235  = w_active_z7 > 1'h0;
+  assign \$236  = w_active_z7 > 1'h1;
+  assign \$237  = w_active_z7 > 2'h2;
+  assign \$238  = w_active_z7 > 2'h3;
+  assign \$239  = { \$2627 , \$2621 , \$2615 , \$2609  } & { \$238 , \$237 , \$236 , \$235  };
+  assign \$240  = w_active_z7 > 1'h0;
+  assign \$241  = w_active_z7 > 1'h1;
+  assign \$242  = w_active_z7 > 2'h2;
+  assign \$243  = w_active_z7 > 2'h3;
+  assign \$244  = { \$2628 , \$2622 , \$2616 , \$2610  } & { \$243 , \$242 , \$241 , \$240  };
+  assign \$245  = \$239 [3] + \$244 [3];
+  assign \$246  = w_active_z7 > 1'h0;
+  assign \$247  = w_active_z7 > 1'h1;
+  assign \$248  = w_active_z7 > 2'h2;
+  assign \$249  = w_active_z7 > 2'h3;
+  assign \$250  = { \$2624 , \$2618 , \$2612 , \$2606  } & { \$249 , \$248 , \$247 , \$246  };
+  assign \$251  = \$245  + \$250 [3];
+  assign \$252  = \$234  + \$251 ;
+  assign \$253  = \$180  ? \$252  : 7'h00;
+  assign \$254  = | { w_v_z7, w_v_z6, w_v_z5, w_v_z4, w_v_z3, w_v_z2, w_v_z1, \$signal$26  };
+  assign busy = run | \$254 ;
   assign \$256  = stage[339] ? 3'h4 : 3'h1;
   assign \$257  = \$256  - 1'h1;
   assign \$258  = $signed({ 1'h0, sub }) == $signed(\$257 );
-  assign \$260  = \$8  - 1'h1;
-  assign \$261  = tr == \$260 ;
-  assign \$262  = \$259  & \$261 ;
-  assign \$263  = \$6 [15:0] - 1'h1;
-  assign \$264  = go == \$263 ;
-  assign \$265  = \$262  & \$264 ;
-  assign \$266  = stage[41:26] - 1'h1;
-  assign \$267  = x == \$266 ;
-  assign \$268  = \$265  & \$267 ;
-  assign \$269  = run & \$268 ;
-  assign \$270  = stage[25:10] - 1'h1;
-  assign \$271  = y == \$270 ;
-  assign \$272  = y + 1'h1;
-  assign \$273  = \$271  ? 17'h00000 : \$272 ;
-  assign \$274  = stage[339] ? 3'h4 : 3'h1;
-  assign \$275  = \$274  - 1'h1;
-  assign \$276  = $signed({ 1'h0, sub }) == $signed(\$275 );
-  assign \$278  = \$8  - 1'h1;
-  assign \$279  = tr == \$278 ;
-  assign \$280  = \$277  & \$279 ;
-  assign \$281  = \$6 [15:0] - 1'h1;
-  assign \$282  = go == \$281 ;
-  assign \$283  = \$280  & \$282 ;
-  assign \$284  = stage[41:26] - 1'h1;
-  assign \$285  = x == \$284 ;
-  assign \$286  = \$283  & \$285 ;
-  assign \$287  = stage[25:10] - 1'h1;
-  assign \$288  = y == \$287 ;
-  assign \$289  = \$286  & \$288 ;
-  assign \$290  = run & \$289 ;
-  assign \$291  = lifg_y_stride_f0 * lifg_y_stride_f1;
-  assign \$292  = lifg_t_stride_f0 * lifg_t_stride_f1;
-  assign \$293  = lifg_t_stride_p1_0 * lifg_t_stride_f2;
-  assign \$294  = stage[9:2] - 1'h1;
-  assign \$295  = $signed(\$294 ) + $signed({ 1'h0, stage[384] });
-  assign \$296  = lifg_word_first_f0 * lifg_word_first_f1;
-  assign \$297  = lifg_word_first_f2 * lifg_word_first_f3;
-  assign \$298  = lifg_word_first_p1_0 * lifg_word_first_p1_1;
-  assign \$299  = stage[339] ? 3'h4 : 3'h1;
-  assign \$300  = \$299  - 1'h1;
-  assign \$301  = $signed({ 1'h0, sub }) == $signed(\$300 );
-  assign \$303  = \$8  - 1'h1;
-  assign \$304  = tr == \$303 ;
-  assign \$305  = \$302  & \$304 ;
-  assign \$306  = \$6 [15:0] - 1'h1;
-  assign \$307  = go == \$306 ;
-  assign \$308  = \$305  & \$307 ;
-  assign \$309  = stage[41:26] - 1'h1;
-  assign \$310  = x == \$309 ;
-  assign \$311  = \$308  & \$310 ;
-  assign \$312  = stage[339] ? 3'h4 : 3'h1;
-  assign \$313  = \$312  - 1'h1;
-  assign \$314  = $signed({ 1'h0, sub }) == $signed(\$313 );
-  assign \$316  = \$8  - 1'h1;
-  assign \$317  = tr == \$316 ;
-  assign \$318  = \$315  & \$317 ;
-  assign \$319  = \$6 [15:0] - 1'h1;
-  assign \$320  = go == \$319 ;
-  assign \$321  = \$318  & \$320 ;
-  assign \$322  = stage[41:26] - 1'h1;
-  assign \$323  = x == \$322 ;
-  assign \$324  = \$321  & \$323 ;
-  assign \$325  = stage[25:10] - 1'h1;
-  assign \$326  = y == \$325 ;
-  assign \$327  = \$324  & \$326 ;
-  assign \$328  = ~ \$327 ;
-  assign \$329  = \$311  & \$328 ;
-  assign \$330  = word_m0 + lifg_y_stride_p1_0;
-  assign \$331  = stage[339] ? 3'h4 : 3'h1;
-  assign \$332  = \$331  - 1'h1;
-  assign \$333  = $signed({ 1'h0, sub }) == $signed(\$332 );
-  assign \$335  = \$8  - 1'h1;
-  assign \$336  = tr == \$335 ;
+  assign \$259  = sub + 1'h1;
+  assign \$260  = \$258  ? 17'h00000 : \$259 ;
+  assign \$261  = stage[339] ? 3'h4 : 3'h1;
+  assign \$262  = \$261  - 1'h1;
+  assign \$263  = $signed({ 1'h0, sub }) == $signed(\$262 );
+  assign \$265  = run & \$264 ;
+  assign \$266  = ~ stage[339];
+  assign \$267  = stage[339] ? 2'h1 : 2'h2;
+  assign \$268  = \$267  - 1'h1;
+  assign \$269  = $signed({ 1'h0, xi }) == $signed(\$268 );
+  assign \$270  = xi + 1'h1;
+  assign \$271  = \$269  ? 17'h00000 : \$270 ;
+  assign \$272  = stage[339] ? 3'h4 : 3'h1;
+  assign \$273  = \$272  - 1'h1;
+  assign \$274  = $signed({ 1'h0, sub }) == $signed(\$273 );
+  assign \$276  = ~ stage[339];
+  assign \$277  = stage[339] ? 2'h1 : 2'h2;
+  assign \$278  = \$277  - 1'h1;
+  assign \$279  = $signed({ 1'h0, xi }) == $signed(\$278 );
+  assign \$280  = \$275  & \$279 ;
+  assign \$281  = run & \$280 ;
+  assign \$282  = \$10  - 1'h1;
+  assign \$283  = tr == \$282 ;
+  assign \$284  = tr + 1'h1;
+  assign \$285  = \$283  ? 17'h00000 : \$284 ;
+  assign \$286  = stage[339] ? 3'h4 : 3'h1;
+  assign \$287  = \$286  - 1'h1;
+  assign \$288  = $signed({ 1'h0, sub }) == $signed(\$287 );
+  assign \$290  = ~ stage[339];
+  assign \$291  = stage[339] ? 2'h1 : 2'h2;
+  assign \$292  = \$291  - 1'h1;
+  assign \$293  = $signed({ 1'h0, xi }) == $signed(\$292 );
+  assign \$294  = \$289  & \$293 ;
+  assign \$295  = \$10  - 1'h1;
+  assign \$296  = tr == \$295 ;
+  assign \$297  = \$294  & \$296 ;
+  assign \$298  = run & \$297 ;
+  assign \$299  = \$8 [15:0] - 1'h1;
+  assign \$300  = go == \$299 ;
+  assign \$301  = go + 1'h1;
+  assign \$302  = \$300  ? 17'h00000 : \$301 ;
+  assign \$303  = stage[339] ? 3'h4 : 3'h1;
+  assign \$304  = \$303  - 1'h1;
+  assign \$305  = $signed({ 1'h0, sub }) == $signed(\$304 );
+  assign \$307  = ~ stage[339];
+  assign \$308  = stage[339] ? 2'h1 : 2'h2;
+  assign \$309  = \$308  - 1'h1;
+  assign \$310  = $signed({ 1'h0, xi }) == $signed(\$309 );
+  assign \$311  = \$306  & \$310 ;
+  assign \$312  = \$10  - 1'h1;
+  assign \$313  = tr == \$312 ;
+  assign \$314  = \$311  & \$313 ;
+  assign \$315  = \$8 [15:0] - 1'h1;
+  assign \$316  = go == \$315 ;
+  assign \$317  = \$314  & \$316 ;
+  assign \$318  = run & \$317 ;
+  assign \$319  = \$14 [15:0] - 1'h1;
+  assign \$320  = xc == \$319 ;
+  assign \$321  = xc + 1'h1;
+  assign \$322  = \$320  ? 17'h00000 : \$321 ;
+  assign \$323  = stage[339] ? 3'h4 : 3'h1;
+  assign \$324  = \$323  - 1'h1;
+  assign \$325  = $signed({ 1'h0, sub }) == $signed(\$324 );
+  assign \$327  = ~ stage[339];
+  assign \$328  = stage[339] ? 2'h1 : 2'h2;
+  assign \$329  = \$328  - 1'h1;
+  assign \$330  = $signed({ 1'h0, xi }) == $signed(\$329 );
+  assign \$331  = \$326  & \$330 ;
+  assign \$332  = \$10  - 1'h1;
+  assign \$333  = tr == \$332 ;
+  assign \$334  = \$331  & \$333 ;
+  assign \$335  = \$8 [15:0] - 1'h1;
+  assign \$336  = go == \$335 ;
   assign \$337  = \$334  & \$336 ;
-  assign \$338  = \$6 [15:0] - 1'h1;
-  assign \$339  = go == \$338 ;
+  assign \$338  = \$14 [15:0] - 1'h1;
+  assign \$339  = xc == \$338 ;
   assign \$340  = \$337  & \$339 ;
-  assign \$341  = stage[41:26] - 1'h1;
-  assign \$342  = x == \$341 ;
-  assign \$343  = \$340  & \$342 ;
-  assign \$344  = stage[339] ? 3'h4 : 3'h1;
-  assign \$345  = \$344  - 1'h1;
-  assign \$346  = $signed({ 1'h0, sub }) == $signed(\$345 );
-  assign \$348  = \$8  - 1'h1;
-  assign \$349  = tr == \$348 ;
-  assign \$350  = \$347  & \$349 ;
-  assign \$351  = \$6 [15:0] - 1'h1;
-  assign \$352  = go == \$351 ;
-  assign \$353  = \$350  & \$352 ;
-  assign \$354  = stage[41:26] - 1'h1;
-  assign \$355  = x == \$354 ;
-  assign \$356  = \$353  & \$355 ;
-  assign \$357  = stage[25:10] - 1'h1;
-  assign \$358  = y == \$357 ;
-  assign \$359  = \$356  & \$358 ;
-  assign \$360  = ~ \$359 ;
-  assign \$361  = \$343  & \$360 ;
-  assign \$362  = word_m0 + lifg_y_stride_p1_0;
-  assign \$363  = stage[339] ? 3'h4 : 3'h1;
-  assign \$364  = \$363  - 1'h1;
-  assign \$365  = $signed({ 1'h0, sub }) == $signed(\$364 );
-  assign \$367  = \$8  - 1'h1;
-  assign \$368  = tr == \$367 ;
-  assign \$369  = \$366  & \$368 ;
-  assign \$370  = \$6 [15:0] - 1'h1;
-  assign \$371  = go == \$370 ;
-  assign \$372  = \$369  & \$371 ;
-  assign \$373  = stage[339] ? 3'h4 : 3'h1;
-  assign \$374  = \$373  - 1'h1;
-  assign \$375  = $signed({ 1'h0, sub }) == $signed(\$374 );
-  assign \$377  = \$8  - 1'h1;
-  assign \$378  = tr == \$377 ;
-  assign \$379  = \$376  & \$378 ;
-  assign \$380  = \$6 [15:0] - 1'h1;
-  assign \$381  = go == \$380 ;
-  assign \$382  = \$379  & \$381 ;
-  assign \$383  = stage[41:26] - 1'h1;
-  assign \$384  = x == \$383 ;
-  assign \$385  = \$382  & \$384 ;
-  assign \$386  = ~ \$385 ;
-  assign \$387  = \$372  & \$386 ;
-  assign \$388  = word_m1 + lifg_go;
-  assign \$389  = stage[339] ? 3'h4 : 3'h1;
-  assign \$390  = \$389  - 1'h1;
-  assign \$391  = $signed({ 1'h0, sub }) == $signed(\$390 );
-  assign \$393  = \$8  - 1'h1;
-  assign \$394  = tr == \$393 ;
+  assign \$341  = run & \$340 ;
+  assign \$342  = stage[25:10] - 1'h1;
+  assign \$343  = y == \$342 ;
+  assign \$344  = y + 1'h1;
+  assign \$345  = \$343  ? 17'h00000 : \$344 ;
+  assign \$346  = stage[339] ? 3'h4 : 3'h1;
+  assign \$347  = \$346  - 1'h1;
+  assign \$348  = $signed({ 1'h0, sub }) == $signed(\$347 );
+  assign \$350  = ~ stage[339];
+  assign \$351  = stage[339] ? 2'h1 : 2'h2;
+  assign \$352  = \$351  - 1'h1;
+  assign \$353  = $signed({ 1'h0, xi }) == $signed(\$352 );
+  assign \$354  = \$349  & \$353 ;
+  assign \$355  = \$10  - 1'h1;
+  assign \$356  = tr == \$355 ;
+  assign \$357  = \$354  & \$356 ;
+  assign \$358  = \$8 [15:0] - 1'h1;
+  assign \$359  = go == \$358 ;
+  assign \$360  = \$357  & \$359 ;
+  assign \$361  = \$14 [15:0] - 1'h1;
+  assign \$362  = xc == \$361 ;
+  assign \$363  = \$360  & \$362 ;
+  assign \$364  = stage[25:10] - 1'h1;
+  assign \$365  = y == \$364 ;
+  assign \$366  = \$363  & \$365 ;
+  assign \$367  = run & \$366 ;
+  assign \$368  = lifg_y_stride_f0 * lifg_y_stride_f1;
+  assign \$369  = lifg_t_stride_f0 * lifg_t_stride_f1;
+  assign \$370  = lifg_t_stride_p1_0 * lifg_t_stride_f2;
+  assign \$371  = stage[9:2] - 1'h1;
+  assign \$372  = $signed(\$371 ) + $signed({ 1'h0, stage[384] });
+  assign \$373  = lifg_word_first_f0 * lifg_word_first_f1;
+  assign \$374  = lifg_word_first_f2 * lifg_word_first_f3;
+  assign \$375  = lifg_word_first_p1_0 * lifg_word_first_p1_1;
+  assign \$377  = stage[339] ? { 1'h0, lifg_go } : \$376 ;
+  assign \$378  = stage[339] ? 3'h4 : 3'h1;
+  assign \$379  = \$378  - 1'h1;
+  assign \$380  = $signed({ 1'h0, sub }) == $signed(\$379 );
+  assign \$382  = ~ stage[339];
+  assign \$383  = stage[339] ? 2'h1 : 2'h2;
+  assign \$384  = \$383  - 1'h1;
+  assign \$385  = $signed({ 1'h0, xi }) == $signed(\$384 );
+  assign \$386  = \$381  & \$385 ;
+  assign \$387  = \$10  - 1'h1;
+  assign \$388  = tr == \$387 ;
+  assign \$389  = \$386  & \$388 ;
+  assign \$390  = \$8 [15:0] - 1'h1;
+  assign \$391  = go == \$390 ;
+  assign \$392  = \$389  & \$391 ;
+  assign \$393  = \$14 [15:0] - 1'h1;
+  assign \$394  = xc == \$393 ;
   assign \$395  = \$392  & \$394 ;
-  assign \$396  = \$6 [15:0] - 1'h1;
-  assign \$397  = go == \$396 ;
-  assign \$398  = \$395  & \$397 ;
-  assign \$399  = stage[41:26] - 1'h1;
-  assign \$400  = x == \$399 ;
-  assign \$401  = \$398  & \$400 ;
-  assign \$402  = stage[339] ? 3'h4 : 3'h1;
-  assign \$403  = \$402  - 1'h1;
-  assign \$404  = $signed({ 1'h0, sub }) == $signed(\$403 );
-  assign \$406  = \$8  - 1'h1;
-  assign \$407  = tr == \$406 ;
-  assign \$408  = \$405  & \$407 ;
-  assign \$409  = \$6 [15:0] - 1'h1;
-  assign \$410  = go == \$409 ;
-  assign \$411  = \$408  & \$410 ;
-  assign \$412  = stage[41:26] - 1'h1;
-  assign \$413  = x == \$412 ;
-  assign \$414  = \$411  & \$413 ;
-  assign \$415  = stage[25:10] - 1'h1;
-  assign \$416  = y == \$415 ;
-  assign \$417  = \$414  & \$416 ;
-  assign \$418  = ~ \$417 ;
-  assign \$419  = \$401  & \$418 ;
-  assign \$420  = word_m0 + lifg_y_stride_p1_0;
-  assign \$421  = stage[339] ? 3'h4 : 3'h1;
-  assign \$422  = \$421  - 1'h1;
-  assign \$423  = $signed({ 1'h0, sub }) == $signed(\$422 );
-  assign \$425  = \$8  - 1'h1;
-  assign \$426  = tr == \$425 ;
-  assign \$427  = \$424  & \$426 ;
-  assign \$428  = \$6 [15:0] - 1'h1;
-  assign \$429  = go == \$428 ;
-  assign \$430  = \$427  & \$429 ;
-  assign \$431  = stage[339] ? 3'h4 : 3'h1;
-  assign \$432  = \$431  - 1'h1;
-  assign \$433  = $signed({ 1'h0, sub }) == $signed(\$432 );
-  assign \$435  = \$8  - 1'h1;
-  assign \$436  = tr == \$435 ;
+  assign \$396  = stage[339] ? 3'h4 : 3'h1;
+  assign \$397  = \$396  - 1'h1;
+  assign \$398  = $signed({ 1'h0, sub }) == $signed(\$397 );
+  assign \$400  = ~ stage[339];
+  assign \$401  = stage[339] ? 2'h1 : 2'h2;
+  assign \$402  = \$401  - 1'h1;
+  assign \$403  = $signed({ 1'h0, xi }) == $signed(\$402 );
+  assign \$404  = \$399  & \$403 ;
+  assign \$405  = \$10  - 1'h1;
+  assign \$406  = tr == \$405 ;
+  assign \$407  = \$404  & \$406 ;
+  assign \$408  = \$8 [15:0] - 1'h1;
+  assign \$409  = go == \$408 ;
+  assign \$410  = \$407  & \$409 ;
+  assign \$411  = \$14 [15:0] - 1'h1;
+  assign \$412  = xc == \$411 ;
+  assign \$413  = \$410  & \$412 ;
+  assign \$414  = stage[25:10] - 1'h1;
+  assign \$415  = y == \$414 ;
+  assign \$416  = \$413  & \$415 ;
+  assign \$417  = ~ \$416 ;
+  assign \$418  = \$395  & \$417 ;
+  assign \$419  = word_m0 + lifg_y_stride_p1_0;
+  assign \$420  = stage[339] ? 3'h4 : 3'h1;
+  assign \$421  = \$420  - 1'h1;
+  assign \$422  = $signed({ 1'h0, sub }) == $signed(\$421 );
+  assign \$424  = ~ stage[339];
+  assign \$425  = stage[339] ? 2'h1 : 2'h2;
+  assign \$426  = \$425  - 1'h1;
+  assign \$427  = $signed({ 1'h0, xi }) == $signed(\$426 );
+  assign \$428  = \$423  & \$427 ;
+  assign \$429  = \$10  - 1'h1;
+  assign \$430  = tr == \$429 ;
+  assign \$431  = \$428  & \$430 ;
+  assign \$432  = \$8 [15:0] - 1'h1;
+  assign \$433  = go == \$432 ;
+  assign \$434  = \$431  & \$433 ;
+  assign \$435  = \$14 [15:0] - 1'h1;
+  assign \$436  = xc == \$435 ;
   assign \$437  = \$434  & \$436 ;
-  assign \$438  = \$6 [15:0] - 1'h1;
-  assign \$439  = go == \$438 ;
-  assign \$440  = \$437  & \$439 ;
-  assign \$441  = stage[41:26] - 1'h1;
-  assign \$442  = x == \$441 ;
-  assign \$443  = \$440  & \$442 ;
-  assign \$444  = ~ \$443 ;
-  assign \$445  = \$430  & \$444 ;
-  assign \$446  = word_m1 + lifg_go;
-  assign \$447  = stage[339] ? 3'h4 : 3'h1;
-  assign \$448  = \$447  - 1'h1;
-  assign \$449  = $signed({ 1'h0, sub }) == $signed(\$448 );
-  assign \$451  = \$8  - 1'h1;
-  assign \$452  = tr == \$451 ;
-  assign \$453  = \$450  & \$452 ;
-  assign \$454  = stage[339] ? 3'h4 : 3'h1;
-  assign \$455  = \$454  - 1'h1;
-  assign \$456  = $signed({ 1'h0, sub }) == $signed(\$455 );
-  assign \$458  = \$8  - 1'h1;
-  assign \$459  = tr == \$458 ;
-  assign \$460  = \$457  & \$459 ;
-  assign \$461  = \$6 [15:0] - 1'h1;
-  assign \$462  = go == \$461 ;
-  assign \$463  = \$460  & \$462 ;
-  assign \$464  = ~ \$463 ;
-  assign \$465  = \$453  & \$464 ;
-  assign \$466  = word_m2 + 1'h1;
-  assign \$467  = stage[339] ? 3'h4 : 3'h1;
+  assign \$438  = stage[339] ? 3'h4 : 3'h1;
+  assign \$439  = \$438  - 1'h1;
+  assign \$440  = $signed({ 1'h0, sub }) == $signed(\$439 );
+  assign \$442  = ~ stage[339];
+  assign \$443  = stage[339] ? 2'h1 : 2'h2;
+  assign \$444  = \$443  - 1'h1;
+  assign \$445  = $signed({ 1'h0, xi }) == $signed(\$444 );
+  assign \$446  = \$441  & \$445 ;
+  assign \$447  = \$10  - 1'h1;
+  assign \$448  = tr == \$447 ;
+  assign \$449  = \$446  & \$448 ;
+  assign \$450  = \$8 [15:0] - 1'h1;
+  assign \$451  = go == \$450 ;
+  assign \$452  = \$449  & \$451 ;
+  assign \$453  = \$14 [15:0] - 1'h1;
+  assign \$454  = xc == \$453 ;
+  assign \$455  = \$452  & \$454 ;
+  assign \$456  = stage[25:10] - 1'h1;
+  assign \$457  = y == \$456 ;
+  assign \$458  = \$455  & \$457 ;
+  assign \$459  = ~ \$458 ;
+  assign \$460  = \$437  & \$459 ;
+  assign \$461  = word_m0 + lifg_y_stride_p1_0;
+  assign \$462  = stage[339] ? 3'h4 : 3'h1;
+  assign \$463  = \$462  - 1'h1;
+  assign \$464  = $signed({ 1'h0, sub }) == $signed(\$463 );
+  assign \$466  = ~ stage[339];
+  assign \$467  = stage[339] ? 2'h1 : 2'h2;
   assign \$468  = \$467  - 1'h1;
-  assign \$469  = $signed({ 1'h0, sub }) == $signed(\$468 );
-  assign \$471  = \$8  - 1'h1;
+  assign \$469  = $signed({ 1'h0, xi }) == $signed(\$468 );
+  assign \$470  = \$465  & \$469 ;
+  assign \$471  = \$10  - 1'h1;
   assign \$472  = tr == \$471 ;
   assign \$473  = \$470  & \$472 ;
-  assign \$474  = \$6 [15:0] - 1'h1;
+  assign \$474  = \$8 [15:0] - 1'h1;
   assign \$475  = go == \$474 ;
   assign \$476  = \$473  & \$475 ;
-  assign \$477  = stage[41:26] - 1'h1;
-  assign \$478  = x == \$477 ;
-  assign \$479  = \$476  & \$478 ;
-  assign \$480  = stage[339] ? 3'h4 : 3'h1;
-  assign \$481  = \$480  - 1'h1;
-  assign \$482  = $signed({ 1'h0, sub }) == $signed(\$481 );
-  assign \$484  = \$8  - 1'h1;
-  assign \$485  = tr == \$484 ;
-  assign \$486  = \$483  & \$485 ;
-  assign \$487  = \$6 [15:0] - 1'h1;
-  assign \$488  = go == \$487 ;
-  assign \$489  = \$486  & \$488 ;
-  assign \$490  = stage[41:26] - 1'h1;
-  assign \$491  = x == \$490 ;
-  assign \$492  = \$489  & \$491 ;
-  assign \$493  = stage[25:10] - 1'h1;
-  assign \$494  = y == \$493 ;
-  assign \$495  = \$492  & \$494 ;
-  assign \$496  = ~ \$495 ;
-  assign \$497  = \$479  & \$496 ;
-  assign \$498  = word_m0 + lifg_y_stride_p1_0;
-  assign \$499  = stage[339] ? 3'h4 : 3'h1;
-  assign \$500  = \$499  - 1'h1;
-  assign \$501  = $signed({ 1'h0, sub }) == $signed(\$500 );
-  assign \$503  = \$8  - 1'h1;
-  assign \$504  = tr == \$503 ;
-  assign \$505  = \$502  & \$504 ;
-  assign \$506  = \$6 [15:0] - 1'h1;
-  assign \$507  = go == \$506 ;
-  assign \$508  = \$505  & \$507 ;
-  assign \$509  = stage[339] ? 3'h4 : 3'h1;
-  assign \$510  = \$509  - 1'h1;
-  assign \$511  = $signed({ 1'h0, sub }) == $signed(\$510 );
-  assign \$513  = \$8  - 1'h1;
-  assign \$514  = tr == \$513 ;
+  assign \$477  = stage[339] ? 3'h4 : 3'h1;
+  assign \$478  = \$477  - 1'h1;
+  assign \$479  = $signed({ 1'h0, sub }) == $signed(\$478 );
+  assign \$481  = ~ stage[339];
+  assign \$482  = stage[339] ? 2'h1 : 2'h2;
+  assign \$483  = \$482  - 1'h1;
+  assign \$484  = $signed({ 1'h0, xi }) == $signed(\$483 );
+  assign \$485  = \$480  & \$484 ;
+  assign \$486  = \$10  - 1'h1;
+  assign \$487  = tr == \$486 ;
+  assign \$488  = \$485  & \$487 ;
+  assign \$489  = \$8 [15:0] - 1'h1;
+  assign \$490  = go == \$489 ;
+  assign \$491  = \$488  & \$490 ;
+  assign \$492  = \$14 [15:0] - 1'h1;
+  assign \$493  = xc == \$492 ;
+  assign \$494  = \$491  & \$493 ;
+  assign \$495  = ~ \$494 ;
+  assign \$496  = \$476  & \$495 ;
+  assign \$497  = word_m1 + lifg_word_xc;
+  assign \$498  = stage[339] ? 3'h4 : 3'h1;
+  assign \$499  = \$498  - 1'h1;
+  assign \$500  = $signed({ 1'h0, sub }) == $signed(\$499 );
+  assign \$502  = ~ stage[339];
+  assign \$503  = stage[339] ? 2'h1 : 2'h2;
+  assign \$504  = \$503  - 1'h1;
+  assign \$505  = $signed({ 1'h0, xi }) == $signed(\$504 );
+  assign \$506  = \$501  & \$505 ;
+  assign \$507  = \$10  - 1'h1;
+  assign \$508  = tr == \$507 ;
+  assign \$509  = \$506  & \$508 ;
+  assign \$510  = \$8 [15:0] - 1'h1;
+  assign \$511  = go == \$510 ;
+  assign \$512  = \$509  & \$511 ;
+  assign \$513  = \$14 [15:0] - 1'h1;
+  assign \$514  = xc == \$513 ;
   assign \$515  = \$512  & \$514 ;
-  assign \$516  = \$6 [15:0] - 1'h1;
-  assign \$517  = go == \$516 ;
-  assign \$518  = \$515  & \$517 ;
-  assign \$519  = stage[41:26] - 1'h1;
-  assign \$520  = x == \$519 ;
-  assign \$521  = \$518  & \$520 ;
-  assign \$522  = ~ \$521 ;
-  assign \$523  = \$508  & \$522 ;
-  assign \$524  = word_m1 + lifg_go;
-  assign \$525  = stage[339] ? 3'h4 : 3'h1;
-  assign \$526  = \$525  - 1'h1;
-  assign \$527  = $signed({ 1'h0, sub }) == $signed(\$526 );
-  assign \$529  = \$8  - 1'h1;
-  assign \$530  = tr == \$529 ;
-  assign \$531  = \$528  & \$530 ;
-  assign \$532  = stage[339] ? 3'h4 : 3'h1;
-  assign \$533  = \$532  - 1'h1;
-  assign \$534  = $signed({ 1'h0, sub }) == $signed(\$533 );
-  assign \$536  = \$8  - 1'h1;
-  assign \$537  = tr == \$536 ;
-  assign \$538  = \$535  & \$537 ;
-  assign \$539  = \$6 [15:0] - 1'h1;
-  assign \$540  = go == \$539 ;
-  assign \$541  = \$538  & \$540 ;
-  assign \$542  = ~ \$541 ;
-  assign \$543  = \$531  & \$542 ;
-  assign \$544  = word_m2 + 1'h1;
-  assign \$545  = stage[339] ? 3'h4 : 3'h1;
+  assign \$516  = stage[339] ? 3'h4 : 3'h1;
+  assign \$517  = \$516  - 1'h1;
+  assign \$518  = $signed({ 1'h0, sub }) == $signed(\$517 );
+  assign \$520  = ~ stage[339];
+  assign \$521  = stage[339] ? 2'h1 : 2'h2;
+  assign \$522  = \$521  - 1'h1;
+  assign \$523  = $signed({ 1'h0, xi }) == $signed(\$522 );
+  assign \$524  = \$519  & \$523 ;
+  assign \$525  = \$10  - 1'h1;
+  assign \$526  = tr == \$525 ;
+  assign \$527  = \$524  & \$526 ;
+  assign \$528  = \$8 [15:0] - 1'h1;
+  assign \$529  = go == \$528 ;
+  assign \$530  = \$527  & \$529 ;
+  assign \$531  = \$14 [15:0] - 1'h1;
+  assign \$532  = xc == \$531 ;
+  assign \$533  = \$530  & \$532 ;
+  assign \$534  = stage[25:10] - 1'h1;
+  assign \$535  = y == \$534 ;
+  assign \$536  = \$533  & \$535 ;
+  assign \$537  = ~ \$536 ;
+  assign \$538  = \$515  & \$537 ;
+  assign \$539  = word_m0 + lifg_y_stride_p1_0;
+  assign \$540  = stage[339] ? 3'h4 : 3'h1;
+  assign \$541  = \$540  - 1'h1;
+  assign \$542  = $signed({ 1'h0, sub }) == $signed(\$541 );
+  assign \$544  = ~ stage[339];
+  assign \$545  = stage[339] ? 2'h1 : 2'h2;
   assign \$546  = \$545  - 1'h1;
-  assign \$547  = $signed({ 1'h0, sub }) == $signed(\$546 );
-  assign \$549  = stage[339] ? 3'h4 : 3'h1;
-  assign \$550  = \$549  - 1'h1;
-  assign \$551  = $signed({ 1'h0, sub }) == $signed(\$550 );
-  assign \$553  = \$8  - 1'h1;
-  assign \$554  = tr == \$553 ;
-  assign \$555  = \$552  & \$554 ;
-  assign \$556  = ~ \$555 ;
-  assign \$557  = \$548  & \$556 ;
-  assign \$558  = - lifg_t_stride_p2_0;
-  assign \$559  = $signed({ 1'h0, word_m3 }) + $signed(\$558 );
-  assign \$560  = carry_y_stride_f0 * carry_y_stride_f1;
-  assign \$561  = stage[339] ? 3'h4 : 3'h1;
-  assign \$562  = \$561  - 1'h1;
-  assign \$563  = $signed({ 1'h0, sub }) == $signed(\$562 );
-  assign \$565  = \$8  - 1'h1;
-  assign \$566  = tr == \$565 ;
-  assign \$567  = \$564  & \$566 ;
-  assign \$568  = \$6 [15:0] - 1'h1;
-  assign \$569  = go == \$568 ;
-  assign \$570  = \$567  & \$569 ;
-  assign \$571  = stage[41:26] - 1'h1;
-  assign \$572  = x == \$571 ;
-  assign \$573  = \$570  & \$572 ;
-  assign \$574  = stage[339] ? 3'h4 : 3'h1;
-  assign \$575  = \$574  - 1'h1;
-  assign \$576  = $signed({ 1'h0, sub }) == $signed(\$575 );
-  assign \$578  = \$8  - 1'h1;
-  assign \$579  = tr == \$578 ;
-  assign \$580  = \$577  & \$579 ;
-  assign \$581  = \$6 [15:0] - 1'h1;
-  assign \$582  = go == \$581 ;
-  assign \$583  = \$580  & \$582 ;
-  assign \$584  = stage[41:26] - 1'h1;
-  assign \$585  = x == \$584 ;
-  assign \$586  = \$583  & \$585 ;
-  assign \$587  = stage[25:10] - 1'h1;
-  assign \$588  = y == \$587 ;
-  assign \$589  = \$586  & \$588 ;
-  assign \$590  = ~ \$589 ;
-  assign \$591  = \$573  & \$590 ;
-  assign \$592  = carry_m0 + carry_y_stride_p1_0;
-  assign \$593  = stage[339] ? 3'h4 : 3'h1;
+  assign \$547  = $signed({ 1'h0, xi }) == $signed(\$546 );
+  assign \$548  = \$543  & \$547 ;
+  assign \$549  = \$10  - 1'h1;
+  assign \$550  = tr == \$549 ;
+  assign \$551  = \$548  & \$550 ;
+  assign \$552  = \$8 [15:0] - 1'h1;
+  assign \$553  = go == \$552 ;
+  assign \$554  = \$551  & \$553 ;
+  assign \$555  = stage[339] ? 3'h4 : 3'h1;
+  assign \$556  = \$555  - 1'h1;
+  assign \$557  = $signed({ 1'h0, sub }) == $signed(\$556 );
+  assign \$559  = ~ stage[339];
+  assign \$560  = stage[339] ? 2'h1 : 2'h2;
+  assign \$561  = \$560  - 1'h1;
+  assign \$562  = $signed({ 1'h0, xi }) == $signed(\$561 );
+  assign \$563  = \$558  & \$562 ;
+  assign \$564  = \$10  - 1'h1;
+  assign \$565  = tr == \$564 ;
+  assign \$566  = \$563  & \$565 ;
+  assign \$567  = \$8 [15:0] - 1'h1;
+  assign \$568  = go == \$567 ;
+  assign \$569  = \$566  & \$568 ;
+  assign \$570  = \$14 [15:0] - 1'h1;
+  assign \$571  = xc == \$570 ;
+  assign \$572  = \$569  & \$571 ;
+  assign \$573  = ~ \$572 ;
+  assign \$574  = \$554  & \$573 ;
+  assign \$575  = word_m1 + lifg_word_xc;
+  assign \$576  = stage[339] ? 3'h4 : 3'h1;
+  assign \$577  = \$576  - 1'h1;
+  assign \$578  = $signed({ 1'h0, sub }) == $signed(\$577 );
+  assign \$580  = ~ stage[339];
+  assign \$581  = stage[339] ? 2'h1 : 2'h2;
+  assign \$582  = \$581  - 1'h1;
+  assign \$583  = $signed({ 1'h0, xi }) == $signed(\$582 );
+  assign \$584  = \$579  & \$583 ;
+  assign \$585  = \$10  - 1'h1;
+  assign \$586  = tr == \$585 ;
+  assign \$587  = \$584  & \$586 ;
+  assign \$588  = stage[339] ? 3'h4 : 3'h1;
+  assign \$589  = \$588  - 1'h1;
+  assign \$590  = $signed({ 1'h0, sub }) == $signed(\$589 );
+  assign \$592  = ~ stage[339];
+  assign \$593  = stage[339] ? 2'h1 : 2'h2;
   assign \$594  = \$593  - 1'h1;
-  assign \$595  = $signed({ 1'h0, sub }) == $signed(\$594 );
-  assign \$597  = \$8  - 1'h1;
+  assign \$595  = $signed({ 1'h0, xi }) == $signed(\$594 );
+  assign \$596  = \$591  & \$595 ;
+  assign \$597  = \$10  - 1'h1;
   assign \$598  = tr == \$597 ;
   assign \$599  = \$596  & \$598 ;
-  assign \$600  = \$6 [15:0] - 1'h1;
+  assign \$600  = \$8 [15:0] - 1'h1;
   assign \$601  = go == \$600 ;
   assign \$602  = \$599  & \$601 ;
-  assign \$603  = stage[41:26] - 1'h1;
-  assign \$604  = x == \$603 ;
-  assign \$605  = \$602  & \$604 ;
+  assign \$603  = ~ \$602 ;
+  assign \$604  = \$587  & \$603 ;
+  assign \$605  = word_m2 + 1'h1;
   assign \$606  = stage[339] ? 3'h4 : 3'h1;
   assign \$607  = \$606  - 1'h1;
   assign \$608  = $signed({ 1'h0, sub }) == $signed(\$607 );
-  assign \$610  = \$8  - 1'h1;
-  assign \$611  = tr == \$610 ;
-  assign \$612  = \$609  & \$611 ;
-  assign \$613  = \$6 [15:0] - 1'h1;
-  assign \$614  = go == \$613 ;
-  assign \$615  = \$612  & \$614 ;
-  assign \$616  = stage[41:26] - 1'h1;
-  assign \$617  = x == \$616 ;
-  assign \$618  = \$615  & \$617 ;
-  assign \$619  = stage[25:10] - 1'h1;
-  assign \$620  = y == \$619 ;
-  assign \$621  = \$618  & \$620 ;
-  assign \$622  = ~ \$621 ;
-  assign \$623  = \$605  & \$622 ;
-  assign \$624  = carry_m0 + carry_y_stride_p1_0;
-  assign \$625  = stage[339] ? 3'h4 : 3'h1;
-  assign \$626  = \$625  - 1'h1;
-  assign \$627  = $signed({ 1'h0, sub }) == $signed(\$626 );
-  assign \$629  = \$8  - 1'h1;
-  assign \$630  = tr == \$629 ;
-  assign \$631  = \$628  & \$630 ;
-  assign \$632  = \$6 [15:0] - 1'h1;
-  assign \$633  = go == \$632 ;
-  assign \$634  = \$631  & \$633 ;
-  assign \$635  = stage[339] ? 3'h4 : 3'h1;
-  assign \$636  = \$635  - 1'h1;
-  assign \$637  = $signed({ 1'h0, sub }) == $signed(\$636 );
-  assign \$639  = \$8  - 1'h1;
-  assign \$640  = tr == \$639 ;
+  assign \$610  = ~ stage[339];
+  assign \$611  = stage[339] ? 2'h1 : 2'h2;
+  assign \$612  = \$611  - 1'h1;
+  assign \$613  = $signed({ 1'h0, xi }) == $signed(\$612 );
+  assign \$614  = \$609  & \$613 ;
+  assign \$615  = \$10  - 1'h1;
+  assign \$616  = tr == \$615 ;
+  assign \$617  = \$614  & \$616 ;
+  assign \$618  = \$8 [15:0] - 1'h1;
+  assign \$619  = go == \$618 ;
+  assign \$620  = \$617  & \$619 ;
+  assign \$621  = \$14 [15:0] - 1'h1;
+  assign \$622  = xc == \$621 ;
+  assign \$623  = \$620  & \$622 ;
+  assign \$624  = stage[339] ? 3'h4 : 3'h1;
+  assign \$625  = \$624  - 1'h1;
+  assign \$626  = $signed({ 1'h0, sub }) == $signed(\$625 );
+  assign \$628  = ~ stage[339];
+  assign \$629  = stage[339] ? 2'h1 : 2'h2;
+  assign \$630  = \$629  - 1'h1;
+  assign \$631  = $signed({ 1'h0, xi }) == $signed(\$630 );
+  assign \$632  = \$627  & \$631 ;
+  assign \$633  = \$10  - 1'h1;
+  assign \$634  = tr == \$633 ;
+  assign \$635  = \$632  & \$634 ;
+  assign \$636  = \$8 [15:0] - 1'h1;
+  assign \$637  = go == \$636 ;
+  assign \$638  = \$635  & \$637 ;
+  assign \$639  = \$14 [15:0] - 1'h1;
+  assign \$640  = xc == \$639 ;
   assign \$641  = \$638  & \$640 ;
-  assign \$642  = \$6 [15:0] - 1'h1;
-  assign \$643  = go == \$642 ;
+  assign \$642  = stage[25:10] - 1'h1;
+  assign \$643  = y == \$642 ;
   assign \$644  = \$641  & \$643 ;
-  assign \$645  = stage[41:26] - 1'h1;
-  assign \$646  = x == \$645 ;
-  assign \$647  = \$644  & \$646 ;
-  assign \$648  = ~ \$647 ;
-  assign \$649  = \$634  & \$648 ;
-  assign \$650  = carry_m1 + carry_go;
-  assign \$651  = stage[339] ? 3'h4 : 3'h1;
-  assign \$652  = \$651  - 1'h1;
-  assign \$653  = $signed({ 1'h0, sub }) == $signed(\$652 );
-  assign \$655  = \$8  - 1'h1;
-  assign \$656  = tr == \$655 ;
-  assign \$657  = \$654  & \$656 ;
-  assign \$658  = \$6 [15:0] - 1'h1;
-  assign \$659  = go == \$658 ;
-  assign \$660  = \$657  & \$659 ;
-  assign \$661  = stage[41:26] - 1'h1;
-  assign \$662  = x == \$661 ;
-  assign \$663  = \$660  & \$662 ;
-  assign \$664  = stage[339] ? 3'h4 : 3'h1;
-  assign \$665  = \$664  - 1'h1;
-  assign \$666  = $signed({ 1'h0, sub }) == $signed(\$665 );
-  assign \$668  = \$8  - 1'h1;
-  assign \$669  = tr == \$668 ;
-  assign \$670  = \$667  & \$669 ;
-  assign \$671  = \$6 [15:0] - 1'h1;
-  assign \$672  = go == \$671 ;
-  assign \$673  = \$670  & \$672 ;
-  assign \$674  = stage[41:26] - 1'h1;
-  assign \$675  = x == \$674 ;
-  assign \$676  = \$673  & \$675 ;
-  assign \$677  = stage[25:10] - 1'h1;
-  assign \$678  = y == \$677 ;
-  assign \$679  = \$676  & \$678 ;
-  assign \$680  = ~ \$679 ;
-  assign \$681  = \$663  & \$680 ;
-  assign \$682  = carry_m0 + carry_y_stride_p1_0;
-  assign \$683  = stage[339] ? 3'h4 : 3'h1;
-  assign \$684  = \$683  - 1'h1;
-  assign \$685  = $signed({ 1'h0, sub }) == $signed(\$684 );
-  assign \$687  = \$8  - 1'h1;
-  assign \$688  = tr == \$687 ;
-  assign \$689  = \$686  & \$688 ;
-  assign \$690  = \$6 [15:0] - 1'h1;
-  assign \$691  = go == \$690 ;
-  assign \$692  = \$689  & \$691 ;
-  assign \$693  = stage[339] ? 3'h4 : 3'h1;
-  assign \$694  = \$693  - 1'h1;
-  assign \$695  = $signed({ 1'h0, sub }) == $signed(\$694 );
-  assign \$697  = \$8  - 1'h1;
-  assign \$698  = tr == \$697 ;
-  assign \$699  = \$696  & \$698 ;
-  assign \$700  = \$6 [15:0] - 1'h1;
-  assign \$701  = go == \$700 ;
-  assign \$702  = \$699  & \$701 ;
-  assign \$703  = stage[41:26] - 1'h1;
-  assign \$704  = x == \$703 ;
-  assign \$705  = \$702  & \$704 ;
-  assign \$706  = ~ \$705 ;
-  assign \$707  = \$692  & \$706 ;
-  assign \$708  = carry_m1 + carry_go;
-  assign \$709  = stage[339] ? 3'h4 : 3'h1;
-  assign \$710  = \$709  - 1'h1;
-  assign \$711  = $signed({ 1'h0, sub }) == $signed(\$710 );
-  assign \$713  = \$8  - 1'h1;
-  assign \$714  = tr == \$713 ;
-  assign \$715  = \$712  & \$714 ;
-  assign \$716  = stage[339] ? 3'h4 : 3'h1;
-  assign \$717  = \$716  - 1'h1;
-  assign \$718  = $signed({ 1'h0, sub }) == $signed(\$717 );
-  assign \$720  = \$8  - 1'h1;
-  assign \$721  = tr == \$720 ;
-  assign \$722  = \$719  & \$721 ;
-  assign \$723  = \$6 [15:0] - 1'h1;
-  assign \$724  = go == \$723 ;
-  assign \$725  = \$722  & \$724 ;
-  assign \$726  = ~ \$725 ;
-  assign \$727  = \$715  & \$726 ;
-  assign \$728  = carry_m2 + 1'h1;
-  assign \$730  = \$729  - 2'h2;
-  assign \$731  = stage[339] ? \$730  : { 2'h0, stage[41:26] };
-  assign \$732  = a4_row_f0 * a4_row_f1;
-  assign \$734  = stage[339] ? \$733  : { 1'h0, a4_row_p1_0 };
-  assign \$736  = stage[339] ? \$735  : { 1'h0, \$6 [15:0] };
-  assign \$738  = \$737  - 2'h2;
-  assign \$739  = stage[339] ? \$738  : { 2'h0, stage[25:10] };
-  assign \$741  = \$740  - 2'h2;
-  assign \$742  = stage[339] ? \$741  : { 2'h0, stage[41:26] };
-  assign \$743  = a4_t_stride_f0 * a4_t_stride_f1;
-  assign \$744  = a4_t_stride_p1_0 * a4_t_stride_f2;
-  assign \$745  = stage[9:2] - 1'h1;
-  assign \$746  = $signed(\$745 ) + $signed({ 1'h0, stage[384] });
-  assign \$748  = \$747  - 2'h2;
-  assign \$749  = stage[339] ? \$748  : { 2'h0, stage[25:10] };
-  assign \$751  = \$750  - 2'h2;
-  assign \$752  = stage[339] ? \$751  : { 2'h0, stage[41:26] };
-  assign \$753  = a4_word_first_f0 * a4_word_first_f1;
-  assign \$754  = a4_word_first_f2 * a4_word_first_f3;
-  assign \$755  = a4_word_first_p1_0 * a4_word_first_p1_1;
-  assign \$756  = a4_row_p1_0 + a4_go;
-  assign \$757  = stage[339] ? \$756  : 21'h000000;
-  assign \$758  = stage[172:153] + a4_word_first_p2_0;
-  assign \$759  = \$758  - a4_ring;
-  assign \$760  = stage[339] ? 3'h4 : 3'h1;
-  assign \$761  = \$760  - 1'h1;
-  assign \$762  = $signed({ 1'h0, sub }) == $signed(\$761 );
-  assign \$764  = \$8  - 1'h1;
-  assign \$765  = tr == \$764 ;
-  assign \$766  = \$763  & \$765 ;
-  assign \$767  = \$6 [15:0] - 1'h1;
-  assign \$768  = go == \$767 ;
-  assign \$769  = \$766  & \$768 ;
-  assign \$770  = stage[41:26] - 1'h1;
-  assign \$771  = x == \$770 ;
-  assign \$772  = \$769  & \$771 ;
-  assign \$773  = stage[339] ? 3'h4 : 3'h1;
-  assign \$774  = \$773  - 1'h1;
-  assign \$775  = $signed({ 1'h0, sub }) == $signed(\$774 );
-  assign \$777  = \$8  - 1'h1;
-  assign \$778  = tr == \$777 ;
-  assign \$779  = \$776  & \$778 ;
-  assign \$780  = \$6 [15:0] - 1'h1;
-  assign \$781  = go == \$780 ;
-  assign \$782  = \$779  & \$781 ;
-  assign \$783  = stage[41:26] - 1'h1;
-  assign \$784  = x == \$783 ;
-  assign \$785  = \$782  & \$784 ;
-  assign \$786  = stage[25:10] - 1'h1;
-  assign \$787  = y == \$786 ;
-  assign \$788  = \$785  & \$787 ;
-  assign \$789  = ~ \$788 ;
-  assign \$790  = \$772  & \$789 ;
-  assign \$791  = a4_m0 + a4_y_stride;
-  assign \$792  = stage[339] ? 3'h4 : 3'h1;
-  assign \$793  = \$792  - 1'h1;
-  assign \$794  = $signed({ 1'h0, sub }) == $signed(\$793 );
-  assign \$796  = \$8  - 1'h1;
-  assign \$797  = tr == \$796 ;
-  assign \$798  = \$795  & \$797 ;
-  assign \$799  = \$6 [15:0] - 1'h1;
-  assign \$800  = go == \$799 ;
-  assign \$801  = \$798  & \$800 ;
-  assign \$802  = stage[41:26] - 1'h1;
-  assign \$803  = x == \$802 ;
-  assign \$804  = \$801  & \$803 ;
-  assign \$805  = stage[339] ? 3'h4 : 3'h1;
-  assign \$806  = \$805  - 1'h1;
-  assign \$807  = $signed({ 1'h0, sub }) == $signed(\$806 );
-  assign \$809  = \$8  - 1'h1;
-  assign \$810  = tr == \$809 ;
-  assign \$811  = \$808  & \$810 ;
-  assign \$812  = \$6 [15:0] - 1'h1;
-  assign \$813  = go == \$812 ;
-  assign \$814  = \$811  & \$813 ;
-  assign \$815  = stage[41:26] - 1'h1;
-  assign \$816  = x == \$815 ;
-  assign \$817  = \$814  & \$816 ;
-  assign \$818  = stage[25:10] - 1'h1;
-  assign \$819  = y == \$818 ;
-  assign \$820  = \$817  & \$819 ;
-  assign \$821  = ~ \$820 ;
-  assign \$822  = \$804  & \$821 ;
-  assign \$823  = a4_m0 + a4_y_stride;
-  assign \$824  = stage[339] ? 3'h4 : 3'h1;
-  assign \$825  = \$824  - 1'h1;
-  assign \$826  = $signed({ 1'h0, sub }) == $signed(\$825 );
-  assign \$828  = \$8  - 1'h1;
-  assign \$829  = tr == \$828 ;
-  assign \$830  = \$827  & \$829 ;
-  assign \$831  = \$6 [15:0] - 1'h1;
-  assign \$832  = go == \$831 ;
-  assign \$833  = \$830  & \$832 ;
-  assign \$834  = stage[339] ? 3'h4 : 3'h1;
+  assign \$645  = ~ \$644 ;
+  assign \$646  = \$623  & \$645 ;
+  assign \$647  = word_m0 + lifg_y_stride_p1_0;
+  assign \$648  = stage[339] ? 3'h4 : 3'h1;
+  assign \$649  = \$648  - 1'h1;
+  assign \$650  = $signed({ 1'h0, sub }) == $signed(\$649 );
+  assign \$652  = ~ stage[339];
+  assign \$653  = stage[339] ? 2'h1 : 2'h2;
+  assign \$654  = \$653  - 1'h1;
+  assign \$655  = $signed({ 1'h0, xi }) == $signed(\$654 );
+  assign \$656  = \$651  & \$655 ;
+  assign \$657  = \$10  - 1'h1;
+  assign \$658  = tr == \$657 ;
+  assign \$659  = \$656  & \$658 ;
+  assign \$660  = \$8 [15:0] - 1'h1;
+  assign \$661  = go == \$660 ;
+  assign \$662  = \$659  & \$661 ;
+  assign \$663  = stage[339] ? 3'h4 : 3'h1;
+  assign \$664  = \$663  - 1'h1;
+  assign \$665  = $signed({ 1'h0, sub }) == $signed(\$664 );
+  assign \$667  = ~ stage[339];
+  assign \$668  = stage[339] ? 2'h1 : 2'h2;
+  assign \$669  = \$668  - 1'h1;
+  assign \$670  = $signed({ 1'h0, xi }) == $signed(\$669 );
+  assign \$671  = \$666  & \$670 ;
+  assign \$672  = \$10  - 1'h1;
+  assign \$673  = tr == \$672 ;
+  assign \$674  = \$671  & \$673 ;
+  assign \$675  = \$8 [15:0] - 1'h1;
+  assign \$676  = go == \$675 ;
+  assign \$677  = \$674  & \$676 ;
+  assign \$678  = \$14 [15:0] - 1'h1;
+  assign \$679  = xc == \$678 ;
+  assign \$680  = \$677  & \$679 ;
+  assign \$681  = ~ \$680 ;
+  assign \$682  = \$662  & \$681 ;
+  assign \$683  = word_m1 + lifg_word_xc;
+  assign \$684  = stage[339] ? 3'h4 : 3'h1;
+  assign \$685  = \$684  - 1'h1;
+  assign \$686  = $signed({ 1'h0, sub }) == $signed(\$685 );
+  assign \$688  = ~ stage[339];
+  assign \$689  = stage[339] ? 2'h1 : 2'h2;
+  assign \$690  = \$689  - 1'h1;
+  assign \$691  = $signed({ 1'h0, xi }) == $signed(\$690 );
+  assign \$692  = \$687  & \$691 ;
+  assign \$693  = \$10  - 1'h1;
+  assign \$694  = tr == \$693 ;
+  assign \$695  = \$692  & \$694 ;
+  assign \$696  = stage[339] ? 3'h4 : 3'h1;
+  assign \$697  = \$696  - 1'h1;
+  assign \$698  = $signed({ 1'h0, sub }) == $signed(\$697 );
+  assign \$700  = ~ stage[339];
+  assign \$701  = stage[339] ? 2'h1 : 2'h2;
+  assign \$702  = \$701  - 1'h1;
+  assign \$703  = $signed({ 1'h0, xi }) == $signed(\$702 );
+  assign \$704  = \$699  & \$703 ;
+  assign \$705  = \$10  - 1'h1;
+  assign \$706  = tr == \$705 ;
+  assign \$707  = \$704  & \$706 ;
+  assign \$708  = \$8 [15:0] - 1'h1;
+  assign \$709  = go == \$708 ;
+  assign \$710  = \$707  & \$709 ;
+  assign \$711  = ~ \$710 ;
+  assign \$712  = \$695  & \$711 ;
+  assign \$713  = word_m2 + 1'h1;
+  assign \$714  = stage[339] ? 3'h4 : 3'h1;
+  assign \$715  = \$714  - 1'h1;
+  assign \$716  = $signed({ 1'h0, sub }) == $signed(\$715 );
+  assign \$718  = ~ stage[339];
+  assign \$719  = stage[339] ? 2'h1 : 2'h2;
+  assign \$720  = \$719  - 1'h1;
+  assign \$721  = $signed({ 1'h0, xi }) == $signed(\$720 );
+  assign \$722  = \$717  & \$721 ;
+  assign \$723  = stage[339] ? 3'h4 : 3'h1;
+  assign \$724  = \$723  - 1'h1;
+  assign \$725  = $signed({ 1'h0, sub }) == $signed(\$724 );
+  assign \$727  = ~ stage[339];
+  assign \$728  = stage[339] ? 2'h1 : 2'h2;
+  assign \$729  = \$728  - 1'h1;
+  assign \$730  = $signed({ 1'h0, xi }) == $signed(\$729 );
+  assign \$731  = \$726  & \$730 ;
+  assign \$732  = \$10  - 1'h1;
+  assign \$733  = tr == \$732 ;
+  assign \$734  = \$731  & \$733 ;
+  assign \$735  = ~ \$734 ;
+  assign \$736  = \$722  & \$735 ;
+  assign \$737  = - lifg_t_stride_p2_0;
+  assign \$738  = $signed({ 1'h0, word_m3 }) + $signed(\$737 );
+  assign \$739  = stage[339] ? 3'h4 : 3'h1;
+  assign \$740  = \$739  - 1'h1;
+  assign \$741  = $signed({ 1'h0, sub }) == $signed(\$740 );
+  assign \$743  = ~ stage[339];
+  assign \$744  = stage[339] ? 2'h1 : 2'h2;
+  assign \$745  = \$744  - 1'h1;
+  assign \$746  = $signed({ 1'h0, xi }) == $signed(\$745 );
+  assign \$747  = \$742  & \$746 ;
+  assign \$748  = \$10  - 1'h1;
+  assign \$749  = tr == \$748 ;
+  assign \$750  = \$747  & \$749 ;
+  assign \$751  = \$8 [15:0] - 1'h1;
+  assign \$752  = go == \$751 ;
+  assign \$753  = \$750  & \$752 ;
+  assign \$754  = \$14 [15:0] - 1'h1;
+  assign \$755  = xc == \$754 ;
+  assign \$756  = \$753  & \$755 ;
+  assign \$757  = stage[339] ? 3'h4 : 3'h1;
+  assign \$758  = \$757  - 1'h1;
+  assign \$759  = $signed({ 1'h0, sub }) == $signed(\$758 );
+  assign \$761  = ~ stage[339];
+  assign \$762  = stage[339] ? 2'h1 : 2'h2;
+  assign \$763  = \$762  - 1'h1;
+  assign \$764  = $signed({ 1'h0, xi }) == $signed(\$763 );
+  assign \$765  = \$760  & \$764 ;
+  assign \$766  = \$10  - 1'h1;
+  assign \$767  = tr == \$766 ;
+  assign \$768  = \$765  & \$767 ;
+  assign \$769  = \$8 [15:0] - 1'h1;
+  assign \$770  = go == \$769 ;
+  assign \$771  = \$768  & \$770 ;
+  assign \$772  = \$14 [15:0] - 1'h1;
+  assign \$773  = xc == \$772 ;
+  assign \$774  = \$771  & \$773 ;
+  assign \$775  = stage[25:10] - 1'h1;
+  assign \$776  = y == \$775 ;
+  assign \$777  = \$774  & \$776 ;
+  assign \$778  = ~ \$777 ;
+  assign \$779  = \$756  & \$778 ;
+  assign \$780  = word_m0 + lifg_y_stride_p1_0;
+  assign \$781  = stage[339] ? 3'h4 : 3'h1;
+  assign \$782  = \$781  - 1'h1;
+  assign \$783  = $signed({ 1'h0, sub }) == $signed(\$782 );
+  assign \$785  = ~ stage[339];
+  assign \$786  = stage[339] ? 2'h1 : 2'h2;
+  assign \$787  = \$786  - 1'h1;
+  assign \$788  = $signed({ 1'h0, xi }) == $signed(\$787 );
+  assign \$789  = \$784  & \$788 ;
+  assign \$790  = \$10  - 1'h1;
+  assign \$791  = tr == \$790 ;
+  assign \$792  = \$789  & \$791 ;
+  assign \$793  = \$8 [15:0] - 1'h1;
+  assign \$794  = go == \$793 ;
+  assign \$795  = \$792  & \$794 ;
+  assign \$796  = stage[339] ? 3'h4 : 3'h1;
+  assign \$797  = \$796  - 1'h1;
+  assign \$798  = $signed({ 1'h0, sub }) == $signed(\$797 );
+  assign \$800  = ~ stage[339];
+  assign \$801  = stage[339] ? 2'h1 : 2'h2;
+  assign \$802  = \$801  - 1'h1;
+  assign \$803  = $signed({ 1'h0, xi }) == $signed(\$802 );
+  assign \$804  = \$799  & \$803 ;
+  assign \$805  = \$10  - 1'h1;
+  assign \$806  = tr == \$805 ;
+  assign \$807  = \$804  & \$806 ;
+  assign \$808  = \$8 [15:0] - 1'h1;
+  assign \$809  = go == \$808 ;
+  assign \$810  = \$807  & \$809 ;
+  assign \$811  = \$14 [15:0] - 1'h1;
+  assign \$812  = xc == \$811 ;
+  assign \$813  = \$810  & \$812 ;
+  assign \$814  = ~ \$813 ;
+  assign \$815  = \$795  & \$814 ;
+  assign \$816  = word_m1 + lifg_word_xc;
+  assign \$817  = stage[339] ? 3'h4 : 3'h1;
+  assign \$818  = \$817  - 1'h1;
+  assign \$819  = $signed({ 1'h0, sub }) == $signed(\$818 );
+  assign \$821  = ~ stage[339];
+  assign \$822  = stage[339] ? 2'h1 : 2'h2;
+  assign \$823  = \$822  - 1'h1;
+  assign \$824  = $signed({ 1'h0, xi }) == $signed(\$823 );
+  assign \$825  = \$820  & \$824 ;
+  assign \$826  = \$10  - 1'h1;
+  assign \$827  = tr == \$826 ;
+  assign \$828  = \$825  & \$827 ;
+  assign \$829  = stage[339] ? 3'h4 : 3'h1;
+  assign \$830  = \$829  - 1'h1;
+  assign \$831  = $signed({ 1'h0, sub }) == $signed(\$830 );
+  assign \$833  = ~ stage[339];
+  assign \$834  = stage[339] ? 2'h1 : 2'h2;
   assign \$835  = \$834  - 1'h1;
-  assign \$836  = $signed({ 1'h0, sub }) == $signed(\$835 );
-  assign \$838  = \$8  - 1'h1;
+  assign \$836  = $signed({ 1'h0, xi }) == $signed(\$835 );
+  assign \$837  = \$832  & \$836 ;
+  assign \$838  = \$10  - 1'h1;
   assign \$839  = tr == \$838 ;
   assign \$840  = \$837  & \$839 ;
-  assign \$841  = \$6 [15:0] - 1'h1;
+  assign \$841  = \$8 [15:0] - 1'h1;
   assign \$842  = go == \$841 ;
   assign \$843  = \$840  & \$842 ;
-  assign \$844  = stage[41:26] - 1'h1;
-  assign \$845  = x == \$844 ;
-  assign \$846  = \$843  & \$845 ;
-  assign \$847  = ~ \$846 ;
-  assign \$848  = \$833  & \$847 ;
-  assign \$849  = a4_m1 + a4_x_stride;
-  assign \$850  = stage[339] ? 3'h4 : 3'h1;
-  assign \$851  = \$850  - 1'h1;
-  assign \$852  = $signed({ 1'h0, sub }) == $signed(\$851 );
-  assign \$854  = \$8  - 1'h1;
-  assign \$855  = tr == \$854 ;
-  assign \$856  = \$853  & \$855 ;
-  assign \$857  = \$6 [15:0] - 1'h1;
-  assign \$858  = go == \$857 ;
-  assign \$859  = \$856  & \$858 ;
-  assign \$860  = stage[41:26] - 1'h1;
-  assign \$861  = x == \$860 ;
-  assign \$862  = \$859  & \$861 ;
-  assign \$863  = stage[339] ? 3'h4 : 3'h1;
-  assign \$864  = \$863  - 1'h1;
-  assign \$865  = $signed({ 1'h0, sub }) == $signed(\$864 );
-  assign \$867  = \$8  - 1'h1;
-  assign \$868  = tr == \$867 ;
-  assign \$869  = \$866  & \$868 ;
-  assign \$870  = \$6 [15:0] - 1'h1;
-  assign \$871  = go == \$870 ;
-  assign \$872  = \$869  & \$871 ;
-  assign \$873  = stage[41:26] - 1'h1;
-  assign \$874  = x == \$873 ;
-  assign \$875  = \$872  & \$874 ;
-  assign \$876  = stage[25:10] - 1'h1;
-  assign \$877  = y == \$876 ;
-  assign \$878  = \$875  & \$877 ;
-  assign \$879  = ~ \$878 ;
-  assign \$880  = \$862  & \$879 ;
-  assign \$881  = a4_m0 + a4_y_stride;
-  assign \$882  = stage[339] ? 3'h4 : 3'h1;
-  assign \$883  = \$882  - 1'h1;
-  assign \$884  = $signed({ 1'h0, sub }) == $signed(\$883 );
-  assign \$886  = \$8  - 1'h1;
-  assign \$887  = tr == \$886 ;
-  assign \$888  = \$885  & \$887 ;
-  assign \$889  = \$6 [15:0] - 1'h1;
-  assign \$890  = go == \$889 ;
-  assign \$891  = \$888  & \$890 ;
-  assign \$892  = stage[339] ? 3'h4 : 3'h1;
-  assign \$893  = \$892  - 1'h1;
-  assign \$894  = $signed({ 1'h0, sub }) == $signed(\$893 );
-  assign \$896  = \$8  - 1'h1;
-  assign \$897  = tr == \$896 ;
-  assign \$898  = \$895  & \$897 ;
-  assign \$899  = \$6 [15:0] - 1'h1;
-  assign \$900  = go == \$899 ;
-  assign \$901  = \$898  & \$900 ;
-  assign \$902  = stage[41:26] - 1'h1;
-  assign \$903  = x == \$902 ;
-  assign \$904  = \$901  & \$903 ;
-  assign \$905  = ~ \$904 ;
-  assign \$906  = \$891  & \$905 ;
-  assign \$907  = a4_m1 + a4_x_stride;
-  assign \$908  = stage[339] ? 3'h4 : 3'h1;
-  assign \$909  = \$908  - 1'h1;
-  assign \$910  = $signed({ 1'h0, sub }) == $signed(\$909 );
-  assign \$912  = \$8  - 1'h1;
-  assign \$913  = tr == \$912 ;
-  assign \$914  = \$911  & \$913 ;
-  assign \$915  = stage[339] ? 3'h4 : 3'h1;
-  assign \$916  = \$915  - 1'h1;
-  assign \$917  = $signed({ 1'h0, sub }) == $signed(\$916 );
-  assign \$919  = \$8  - 1'h1;
-  assign \$920  = tr == \$919 ;
-  assign \$921  = \$918  & \$920 ;
-  assign \$922  = \$6 [15:0] - 1'h1;
-  assign \$923  = go == \$922 ;
-  assign \$924  = \$921  & \$923 ;
-  assign \$925  = ~ \$924 ;
-  assign \$926  = \$914  & \$925 ;
-  assign \$927  = a4_m2 + 1'h1;
-  assign \$928  = stage[339] ? 3'h4 : 3'h1;
-  assign \$929  = \$928  - 1'h1;
-  assign \$930  = $signed({ 1'h0, sub }) == $signed(\$929 );
-  assign \$932  = \$8  - 1'h1;
-  assign \$933  = tr == \$932 ;
-  assign \$934  = \$931  & \$933 ;
-  assign \$935  = \$6 [15:0] - 1'h1;
-  assign \$936  = go == \$935 ;
-  assign \$937  = \$934  & \$936 ;
-  assign \$938  = stage[41:26] - 1'h1;
-  assign \$939  = x == \$938 ;
-  assign \$940  = \$937  & \$939 ;
-  assign \$941  = stage[339] ? 3'h4 : 3'h1;
-  assign \$942  = \$941  - 1'h1;
-  assign \$943  = $signed({ 1'h0, sub }) == $signed(\$942 );
-  assign \$945  = \$8  - 1'h1;
-  assign \$946  = tr == \$945 ;
+  assign \$844  = ~ \$843 ;
+  assign \$845  = \$828  & \$844 ;
+  assign \$846  = word_m2 + 1'h1;
+  assign \$847  = stage[339] ? 3'h4 : 3'h1;
+  assign \$848  = \$847  - 1'h1;
+  assign \$849  = $signed({ 1'h0, sub }) == $signed(\$848 );
+  assign \$851  = ~ stage[339];
+  assign \$852  = stage[339] ? 2'h1 : 2'h2;
+  assign \$853  = \$852  - 1'h1;
+  assign \$854  = $signed({ 1'h0, xi }) == $signed(\$853 );
+  assign \$855  = \$850  & \$854 ;
+  assign \$856  = stage[339] ? 3'h4 : 3'h1;
+  assign \$857  = \$856  - 1'h1;
+  assign \$858  = $signed({ 1'h0, sub }) == $signed(\$857 );
+  assign \$860  = ~ stage[339];
+  assign \$861  = stage[339] ? 2'h1 : 2'h2;
+  assign \$862  = \$861  - 1'h1;
+  assign \$863  = $signed({ 1'h0, xi }) == $signed(\$862 );
+  assign \$864  = \$859  & \$863 ;
+  assign \$865  = \$10  - 1'h1;
+  assign \$866  = tr == \$865 ;
+  assign \$867  = \$864  & \$866 ;
+  assign \$868  = ~ \$867 ;
+  assign \$869  = \$855  & \$868 ;
+  assign \$870  = - lifg_t_stride_p2_0;
+  assign \$871  = $signed({ 1'h0, word_m3 }) + $signed(\$870 );
+  assign \$872  = stage[339] ? 3'h4 : 3'h1;
+  assign \$873  = \$872  - 1'h1;
+  assign \$874  = $signed({ 1'h0, sub }) == $signed(\$873 );
+  assign \$876  = stage[339] ? 3'h4 : 3'h1;
+  assign \$877  = \$876  - 1'h1;
+  assign \$878  = $signed({ 1'h0, sub }) == $signed(\$877 );
+  assign \$880  = ~ stage[339];
+  assign \$881  = stage[339] ? 2'h1 : 2'h2;
+  assign \$882  = \$881  - 1'h1;
+  assign \$883  = $signed({ 1'h0, xi }) == $signed(\$882 );
+  assign \$884  = \$879  & \$883 ;
+  assign \$885  = ~ \$884 ;
+  assign \$886  = \$875  & \$885 ;
+  assign \$887  = word_m4 + lifg_go;
+  assign \$889  = stage[339] ? { 1'h0, carry_go } : \$888 ;
+  assign \$890  = carry_y_stride_f0 * carry_y_stride_f1;
+  assign \$891  = stage[339] ? 3'h4 : 3'h1;
+  assign \$892  = \$891  - 1'h1;
+  assign \$893  = $signed({ 1'h0, sub }) == $signed(\$892 );
+  assign \$895  = ~ stage[339];
+  assign \$896  = stage[339] ? 2'h1 : 2'h2;
+  assign \$897  = \$896  - 1'h1;
+  assign \$898  = $signed({ 1'h0, xi }) == $signed(\$897 );
+  assign \$899  = \$894  & \$898 ;
+  assign \$900  = \$10  - 1'h1;
+  assign \$901  = tr == \$900 ;
+  assign \$902  = \$899  & \$901 ;
+  assign \$903  = \$8 [15:0] - 1'h1;
+  assign \$904  = go == \$903 ;
+  assign \$905  = \$902  & \$904 ;
+  assign \$906  = \$14 [15:0] - 1'h1;
+  assign \$907  = xc == \$906 ;
+  assign \$908  = \$905  & \$907 ;
+  assign \$909  = stage[339] ? 3'h4 : 3'h1;
+  assign \$910  = \$909  - 1'h1;
+  assign \$911  = $signed({ 1'h0, sub }) == $signed(\$910 );
+  assign \$913  = ~ stage[339];
+  assign \$914  = stage[339] ? 2'h1 : 2'h2;
+  assign \$915  = \$914  - 1'h1;
+  assign \$916  = $signed({ 1'h0, xi }) == $signed(\$915 );
+  assign \$917  = \$912  & \$916 ;
+  assign \$918  = \$10  - 1'h1;
+  assign \$919  = tr == \$918 ;
+  assign \$920  = \$917  & \$919 ;
+  assign \$921  = \$8 [15:0] - 1'h1;
+  assign \$922  = go == \$921 ;
+  assign \$923  = \$920  & \$922 ;
+  assign \$924  = \$14 [15:0] - 1'h1;
+  assign \$925  = xc == \$924 ;
+  assign \$926  = \$923  & \$925 ;
+  assign \$927  = stage[25:10] - 1'h1;
+  assign \$928  = y == \$927 ;
+  assign \$929  = \$926  & \$928 ;
+  assign \$930  = ~ \$929 ;
+  assign \$931  = \$908  & \$930 ;
+  assign \$932  = carry_m0 + carry_y_stride_p1_0;
+  assign \$933  = stage[339] ? 3'h4 : 3'h1;
+  assign \$934  = \$933  - 1'h1;
+  assign \$935  = $signed({ 1'h0, sub }) == $signed(\$934 );
+  assign \$937  = ~ stage[339];
+  assign \$938  = stage[339] ? 2'h1 : 2'h2;
+  assign \$939  = \$938  - 1'h1;
+  assign \$940  = $signed({ 1'h0, xi }) == $signed(\$939 );
+  assign \$941  = \$936  & \$940 ;
+  assign \$942  = \$10  - 1'h1;
+  assign \$943  = tr == \$942 ;
+  assign \$944  = \$941  & \$943 ;
+  assign \$945  = \$8 [15:0] - 1'h1;
+  assign \$946  = go == \$945 ;
   assign \$947  = \$944  & \$946 ;
-  assign \$948  = \$6 [15:0] - 1'h1;
-  assign \$949  = go == \$948 ;
+  assign \$948  = \$14 [15:0] - 1'h1;
+  assign \$949  = xc == \$948 ;
   assign \$950  = \$947  & \$949 ;
-  assign \$951  = stage[41:26] - 1'h1;
-  assign \$952  = x == \$951 ;
-  assign \$953  = \$950  & \$952 ;
-  assign \$954  = stage[25:10] - 1'h1;
-  assign \$955  = y == \$954 ;
-  assign \$956  = \$953  & \$955 ;
-  assign \$957  = ~ \$956 ;
-  assign \$958  = \$940  & \$957 ;
-  assign \$959  = a4_m0 + a4_y_stride;
-  assign \$960  = stage[339] ? 3'h4 : 3'h1;
-  assign \$961  = \$960  - 1'h1;
-  assign \$962  = $signed({ 1'h0, sub }) == $signed(\$961 );
-  assign \$964  = \$8  - 1'h1;
-  assign \$965  = tr == \$964 ;
-  assign \$966  = \$963  & \$965 ;
-  assign \$967  = \$6 [15:0] - 1'h1;
-  assign \$968  = go == \$967 ;
-  assign \$969  = \$966  & \$968 ;
-  assign \$970  = stage[339] ? 3'h4 : 3'h1;
-  assign \$971  = \$970  - 1'h1;
-  assign \$972  = $signed({ 1'h0, sub }) == $signed(\$971 );
-  assign \$974  = \$8  - 1'h1;
-  assign \$975  = tr == \$974 ;
-  assign \$976  = \$973  & \$975 ;
-  assign \$977  = \$6 [15:0] - 1'h1;
-  assign \$978  = go == \$977 ;
-  assign \$979  = \$976  & \$978 ;
-  assign \$980  = stage[41:26] - 1'h1;
-  assign \$981  = x == \$980 ;
-  assign \$982  = \$979  & \$981 ;
-  assign \$983  = ~ \$982 ;
-  assign \$984  = \$969  & \$983 ;
-  assign \$985  = a4_m1 + a4_x_stride;
-  assign \$986  = stage[339] ? 3'h4 : 3'h1;
-  assign \$987  = \$986  - 1'h1;
-  assign \$988  = $signed({ 1'h0, sub }) == $signed(\$987 );
-  assign \$990  = \$8  - 1'h1;
-  assign \$991  = tr == \$990 ;
-  assign \$992  = \$989  & \$991 ;
-  assign \$993  = stage[339] ? 3'h4 : 3'h1;
-  assign \$994  = \$993  - 1'h1;
-  assign \$995  = $signed({ 1'h0, sub }) == $signed(\$994 );
-  assign \$997  = \$8  - 1'h1;
-  assign \$998  = tr == \$997 ;
-  assign \$999  = \$996  & \$998 ;
-  assign \$1000  = \$6 [15:0] - 1'h1;
-  assign \$1001  = go == \$1000 ;
-  assign \$1002  = \$999  & \$1001 ;
-  assign \$1003  = ~ \$1002 ;
-  assign \$1004  = \$992  & \$1003 ;
-  assign \$1005  = a4_m2 + 1'h1;
-  assign \$1006  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1007  = \$1006  - 1'h1;
-  assign \$1008  = $signed({ 1'h0, sub }) == $signed(\$1007 );
-  assign \$1010  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1011  = \$1010  - 1'h1;
-  assign \$1012  = $signed({ 1'h0, sub }) == $signed(\$1011 );
-  assign \$1014  = \$8  - 1'h1;
-  assign \$1015  = tr == \$1014 ;
-  assign \$1016  = \$1013  & \$1015 ;
-  assign \$1017  = ~ \$1016 ;
-  assign \$1018  = \$1009  & \$1017 ;
-  assign \$1019  = - a4_t_stride_p2_0;
-  assign \$1020  = $signed({ 1'h0, a4_m3 }) + $signed(\$1019 );
-  assign \$1021  = stage[41:26] - 2'h2;
-  assign \$1022  = cur_y_stride_f0 * cur_y_stride_f1;
-  assign \$1023  = stage[25:10] - 2'h2;
-  assign \$1024  = stage[41:26] - 2'h2;
-  assign \$1025  = cur_t_stride_f0 * cur_t_stride_f1;
-  assign \$1026  = cur_t_stride_p1_0 * cur_t_stride_f2;
-  assign \$1027  = stage[9:2] - 1'h1;
-  assign \$1028  = $signed(\$1027 ) + $signed({ 1'h0, stage[384] });
-  assign \$1029  = stage[25:10] - 2'h2;
-  assign \$1030  = stage[41:26] - 2'h2;
-  assign \$1031  = cur_word_first_f0 * cur_word_first_f1;
-  assign \$1032  = cur_word_first_f2 * cur_word_first_f3;
-  assign \$1033  = cur_word_first_p1_0 * cur_word_first_p1_1;
-  assign \$1034  = stage[337:318] + cur_word_first_p2_0;
-  assign \$1035  = \$1034  - cur_y_stride_p1_0;
-  assign \$1036  = $signed(\$1035 ) - $signed({ 1'h0, cur_go });
-  assign \$1037  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1038  = \$1037  - 1'h1;
-  assign \$1039  = $signed({ 1'h0, sub }) == $signed(\$1038 );
-  assign \$1041  = \$8  - 1'h1;
-  assign \$1042  = tr == \$1041 ;
+  assign \$951  = stage[339] ? 3'h4 : 3'h1;
+  assign \$952  = \$951  - 1'h1;
+  assign \$953  = $signed({ 1'h0, sub }) == $signed(\$952 );
+  assign \$955  = ~ stage[339];
+  assign \$956  = stage[339] ? 2'h1 : 2'h2;
+  assign \$957  = \$956  - 1'h1;
+  assign \$958  = $signed({ 1'h0, xi }) == $signed(\$957 );
+  assign \$959  = \$954  & \$958 ;
+  assign \$960  = \$10  - 1'h1;
+  assign \$961  = tr == \$960 ;
+  assign \$962  = \$959  & \$961 ;
+  assign \$963  = \$8 [15:0] - 1'h1;
+  assign \$964  = go == \$963 ;
+  assign \$965  = \$962  & \$964 ;
+  assign \$966  = \$14 [15:0] - 1'h1;
+  assign \$967  = xc == \$966 ;
+  assign \$968  = \$965  & \$967 ;
+  assign \$969  = stage[25:10] - 1'h1;
+  assign \$970  = y == \$969 ;
+  assign \$971  = \$968  & \$970 ;
+  assign \$972  = ~ \$971 ;
+  assign \$973  = \$950  & \$972 ;
+  assign \$974  = carry_m0 + carry_y_stride_p1_0;
+  assign \$975  = stage[339] ? 3'h4 : 3'h1;
+  assign \$976  = \$975  - 1'h1;
+  assign \$977  = $signed({ 1'h0, sub }) == $signed(\$976 );
+  assign \$979  = ~ stage[339];
+  assign \$980  = stage[339] ? 2'h1 : 2'h2;
+  assign \$981  = \$980  - 1'h1;
+  assign \$982  = $signed({ 1'h0, xi }) == $signed(\$981 );
+  assign \$983  = \$978  & \$982 ;
+  assign \$984  = \$10  - 1'h1;
+  assign \$985  = tr == \$984 ;
+  assign \$986  = \$983  & \$985 ;
+  assign \$987  = \$8 [15:0] - 1'h1;
+  assign \$988  = go == \$987 ;
+  assign \$989  = \$986  & \$988 ;
+  assign \$990  = stage[339] ? 3'h4 : 3'h1;
+  assign \$991  = \$990  - 1'h1;
+  assign \$992  = $signed({ 1'h0, sub }) == $signed(\$991 );
+  assign \$994  = ~ stage[339];
+  assign \$995  = stage[339] ? 2'h1 : 2'h2;
+  assign \$996  = \$995  - 1'h1;
+  assign \$997  = $signed({ 1'h0, xi }) == $signed(\$996 );
+  assign \$998  = \$993  & \$997 ;
+  assign \$999  = \$10  - 1'h1;
+  assign \$1000  = tr == \$999 ;
+  assign \$1001  = \$998  & \$1000 ;
+  assign \$1002  = \$8 [15:0] - 1'h1;
+  assign \$1003  = go == \$1002 ;
+  assign \$1004  = \$1001  & \$1003 ;
+  assign \$1005  = \$14 [15:0] - 1'h1;
+  assign \$1006  = xc == \$1005 ;
+  assign \$1007  = \$1004  & \$1006 ;
+  assign \$1008  = ~ \$1007 ;
+  assign \$1009  = \$989  & \$1008 ;
+  assign \$1010  = carry_m1 + carry_xc;
+  assign \$1011  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1012  = \$1011  - 1'h1;
+  assign \$1013  = $signed({ 1'h0, sub }) == $signed(\$1012 );
+  assign \$1015  = ~ stage[339];
+  assign \$1016  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1017  = \$1016  - 1'h1;
+  assign \$1018  = $signed({ 1'h0, xi }) == $signed(\$1017 );
+  assign \$1019  = \$1014  & \$1018 ;
+  assign \$1020  = \$10  - 1'h1;
+  assign \$1021  = tr == \$1020 ;
+  assign \$1022  = \$1019  & \$1021 ;
+  assign \$1023  = \$8 [15:0] - 1'h1;
+  assign \$1024  = go == \$1023 ;
+  assign \$1025  = \$1022  & \$1024 ;
+  assign \$1026  = \$14 [15:0] - 1'h1;
+  assign \$1027  = xc == \$1026 ;
+  assign \$1028  = \$1025  & \$1027 ;
+  assign \$1029  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1030  = \$1029  - 1'h1;
+  assign \$1031  = $signed({ 1'h0, sub }) == $signed(\$1030 );
+  assign \$1033  = ~ stage[339];
+  assign \$1034  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1035  = \$1034  - 1'h1;
+  assign \$1036  = $signed({ 1'h0, xi }) == $signed(\$1035 );
+  assign \$1037  = \$1032  & \$1036 ;
+  assign \$1038  = \$10  - 1'h1;
+  assign \$1039  = tr == \$1038 ;
+  assign \$1040  = \$1037  & \$1039 ;
+  assign \$1041  = \$8 [15:0] - 1'h1;
+  assign \$1042  = go == \$1041 ;
   assign \$1043  = \$1040  & \$1042 ;
-  assign \$1044  = \$6 [15:0] - 1'h1;
-  assign \$1045  = go == \$1044 ;
+  assign \$1044  = \$14 [15:0] - 1'h1;
+  assign \$1045  = xc == \$1044 ;
   assign \$1046  = \$1043  & \$1045 ;
-  assign \$1047  = stage[41:26] - 1'h1;
-  assign \$1048  = x == \$1047 ;
+  assign \$1047  = stage[25:10] - 1'h1;
+  assign \$1048  = y == \$1047 ;
   assign \$1049  = \$1046  & \$1048 ;
-  assign \$1050  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1051  = \$1050  - 1'h1;
-  assign \$1052  = $signed({ 1'h0, sub }) == $signed(\$1051 );
-  assign \$1054  = \$8  - 1'h1;
-  assign \$1055  = tr == \$1054 ;
-  assign \$1056  = \$1053  & \$1055 ;
-  assign \$1057  = \$6 [15:0] - 1'h1;
-  assign \$1058  = go == \$1057 ;
-  assign \$1059  = \$1056  & \$1058 ;
-  assign \$1060  = stage[41:26] - 1'h1;
-  assign \$1061  = x == \$1060 ;
-  assign \$1062  = \$1059  & \$1061 ;
-  assign \$1063  = stage[25:10] - 1'h1;
-  assign \$1064  = y == \$1063 ;
-  assign \$1065  = \$1062  & \$1064 ;
-  assign \$1066  = ~ \$1065 ;
-  assign \$1067  = \$1049  & \$1066 ;
-  assign \$1068  = cur_m0 + cur_y_stride_p1_0;
-  assign \$1069  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1070  = \$1069  - 1'h1;
-  assign \$1071  = $signed({ 1'h0, sub }) == $signed(\$1070 );
-  assign \$1073  = \$8  - 1'h1;
-  assign \$1074  = tr == \$1073 ;
-  assign \$1075  = \$1072  & \$1074 ;
-  assign \$1076  = \$6 [15:0] - 1'h1;
-  assign \$1077  = go == \$1076 ;
-  assign \$1078  = \$1075  & \$1077 ;
-  assign \$1079  = stage[41:26] - 1'h1;
-  assign \$1080  = x == \$1079 ;
-  assign \$1081  = \$1078  & \$1080 ;
-  assign \$1082  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1083  = \$1082  - 1'h1;
-  assign \$1084  = $signed({ 1'h0, sub }) == $signed(\$1083 );
-  assign \$1086  = \$8  - 1'h1;
-  assign \$1087  = tr == \$1086 ;
-  assign \$1088  = \$1085  & \$1087 ;
-  assign \$1089  = \$6 [15:0] - 1'h1;
-  assign \$1090  = go == \$1089 ;
-  assign \$1091  = \$1088  & \$1090 ;
-  assign \$1092  = stage[41:26] - 1'h1;
-  assign \$1093  = x == \$1092 ;
-  assign \$1094  = \$1091  & \$1093 ;
-  assign \$1095  = stage[25:10] - 1'h1;
-  assign \$1096  = y == \$1095 ;
-  assign \$1097  = \$1094  & \$1096 ;
-  assign \$1098  = ~ \$1097 ;
-  assign \$1099  = \$1081  & \$1098 ;
-  assign \$1100  = cur_m0 + cur_y_stride_p1_0;
+  assign \$1050  = ~ \$1049 ;
+  assign \$1051  = \$1028  & \$1050 ;
+  assign \$1052  = carry_m0 + carry_y_stride_p1_0;
+  assign \$1053  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1054  = \$1053  - 1'h1;
+  assign \$1055  = $signed({ 1'h0, sub }) == $signed(\$1054 );
+  assign \$1057  = ~ stage[339];
+  assign \$1058  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1059  = \$1058  - 1'h1;
+  assign \$1060  = $signed({ 1'h0, xi }) == $signed(\$1059 );
+  assign \$1061  = \$1056  & \$1060 ;
+  assign \$1062  = \$10  - 1'h1;
+  assign \$1063  = tr == \$1062 ;
+  assign \$1064  = \$1061  & \$1063 ;
+  assign \$1065  = \$8 [15:0] - 1'h1;
+  assign \$1066  = go == \$1065 ;
+  assign \$1067  = \$1064  & \$1066 ;
+  assign \$1068  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1069  = \$1068  - 1'h1;
+  assign \$1070  = $signed({ 1'h0, sub }) == $signed(\$1069 );
+  assign \$1072  = ~ stage[339];
+  assign \$1073  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1074  = \$1073  - 1'h1;
+  assign \$1075  = $signed({ 1'h0, xi }) == $signed(\$1074 );
+  assign \$1076  = \$1071  & \$1075 ;
+  assign \$1077  = \$10  - 1'h1;
+  assign \$1078  = tr == \$1077 ;
+  assign \$1079  = \$1076  & \$1078 ;
+  assign \$1080  = \$8 [15:0] - 1'h1;
+  assign \$1081  = go == \$1080 ;
+  assign \$1082  = \$1079  & \$1081 ;
+  assign \$1083  = \$14 [15:0] - 1'h1;
+  assign \$1084  = xc == \$1083 ;
+  assign \$1085  = \$1082  & \$1084 ;
+  assign \$1086  = ~ \$1085 ;
+  assign \$1087  = \$1067  & \$1086 ;
+  assign \$1088  = carry_m1 + carry_xc;
+  assign \$1089  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1090  = \$1089  - 1'h1;
+  assign \$1091  = $signed({ 1'h0, sub }) == $signed(\$1090 );
+  assign \$1093  = ~ stage[339];
+  assign \$1094  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1095  = \$1094  - 1'h1;
+  assign \$1096  = $signed({ 1'h0, xi }) == $signed(\$1095 );
+  assign \$1097  = \$1092  & \$1096 ;
+  assign \$1098  = \$10  - 1'h1;
+  assign \$1099  = tr == \$1098 ;
+  assign \$1100  = \$1097  & \$1099 ;
   assign \$1101  = stage[339] ? 3'h4 : 3'h1;
   assign \$1102  = \$1101  - 1'h1;
   assign \$1103  = $signed({ 1'h0, sub }) == $signed(\$1102 );
-  assign \$1105  = \$8  - 1'h1;
-  assign \$1106  = tr == \$1105 ;
-  assign \$1107  = \$1104  & \$1106 ;
-  assign \$1108  = \$6 [15:0] - 1'h1;
-  assign \$1109  = go == \$1108 ;
-  assign \$1110  = \$1107  & \$1109 ;
-  assign \$1111  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1112  = \$1111  - 1'h1;
-  assign \$1113  = $signed({ 1'h0, sub }) == $signed(\$1112 );
-  assign \$1115  = \$8  - 1'h1;
-  assign \$1116  = tr == \$1115 ;
-  assign \$1117  = \$1114  & \$1116 ;
-  assign \$1118  = \$6 [15:0] - 1'h1;
-  assign \$1119  = go == \$1118 ;
-  assign \$1120  = \$1117  & \$1119 ;
-  assign \$1121  = stage[41:26] - 1'h1;
-  assign \$1122  = x == \$1121 ;
-  assign \$1123  = \$1120  & \$1122 ;
-  assign \$1124  = ~ \$1123 ;
-  assign \$1125  = \$1110  & \$1124 ;
-  assign \$1126  = cur_m1 + cur_go;
-  assign \$1127  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1128  = \$1127  - 1'h1;
-  assign \$1129  = $signed({ 1'h0, sub }) == $signed(\$1128 );
-  assign \$1131  = \$8  - 1'h1;
-  assign \$1132  = tr == \$1131 ;
+  assign \$1105  = ~ stage[339];
+  assign \$1106  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1107  = \$1106  - 1'h1;
+  assign \$1108  = $signed({ 1'h0, xi }) == $signed(\$1107 );
+  assign \$1109  = \$1104  & \$1108 ;
+  assign \$1110  = \$10  - 1'h1;
+  assign \$1111  = tr == \$1110 ;
+  assign \$1112  = \$1109  & \$1111 ;
+  assign \$1113  = \$8 [15:0] - 1'h1;
+  assign \$1114  = go == \$1113 ;
+  assign \$1115  = \$1112  & \$1114 ;
+  assign \$1116  = ~ \$1115 ;
+  assign \$1117  = \$1100  & \$1116 ;
+  assign \$1118  = carry_m2 + 1'h1;
+  assign \$1119  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1120  = \$1119  - 1'h1;
+  assign \$1121  = $signed({ 1'h0, sub }) == $signed(\$1120 );
+  assign \$1123  = ~ stage[339];
+  assign \$1124  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1125  = \$1124  - 1'h1;
+  assign \$1126  = $signed({ 1'h0, xi }) == $signed(\$1125 );
+  assign \$1127  = \$1122  & \$1126 ;
+  assign \$1128  = \$10  - 1'h1;
+  assign \$1129  = tr == \$1128 ;
+  assign \$1130  = \$1127  & \$1129 ;
+  assign \$1131  = \$8 [15:0] - 1'h1;
+  assign \$1132  = go == \$1131 ;
   assign \$1133  = \$1130  & \$1132 ;
-  assign \$1134  = \$6 [15:0] - 1'h1;
-  assign \$1135  = go == \$1134 ;
+  assign \$1134  = \$14 [15:0] - 1'h1;
+  assign \$1135  = xc == \$1134 ;
   assign \$1136  = \$1133  & \$1135 ;
-  assign \$1137  = stage[41:26] - 1'h1;
-  assign \$1138  = x == \$1137 ;
-  assign \$1139  = \$1136  & \$1138 ;
-  assign \$1140  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1141  = \$1140  - 1'h1;
-  assign \$1142  = $signed({ 1'h0, sub }) == $signed(\$1141 );
-  assign \$1144  = \$8  - 1'h1;
-  assign \$1145  = tr == \$1144 ;
-  assign \$1146  = \$1143  & \$1145 ;
-  assign \$1147  = \$6 [15:0] - 1'h1;
-  assign \$1148  = go == \$1147 ;
-  assign \$1149  = \$1146  & \$1148 ;
-  assign \$1150  = stage[41:26] - 1'h1;
-  assign \$1151  = x == \$1150 ;
-  assign \$1152  = \$1149  & \$1151 ;
-  assign \$1153  = stage[25:10] - 1'h1;
-  assign \$1154  = y == \$1153 ;
-  assign \$1155  = \$1152  & \$1154 ;
-  assign \$1156  = ~ \$1155 ;
-  assign \$1157  = \$1139  & \$1156 ;
-  assign \$1158  = cur_m0 + cur_y_stride_p1_0;
-  assign \$1159  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1160  = \$1159  - 1'h1;
-  assign \$1161  = $signed({ 1'h0, sub }) == $signed(\$1160 );
-  assign \$1163  = \$8  - 1'h1;
-  assign \$1164  = tr == \$1163 ;
-  assign \$1165  = \$1162  & \$1164 ;
-  assign \$1166  = \$6 [15:0] - 1'h1;
-  assign \$1167  = go == \$1166 ;
-  assign \$1168  = \$1165  & \$1167 ;
-  assign \$1169  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1170  = \$1169  - 1'h1;
-  assign \$1171  = $signed({ 1'h0, sub }) == $signed(\$1170 );
-  assign \$1173  = \$8  - 1'h1;
-  assign \$1174  = tr == \$1173 ;
+  assign \$1137  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1138  = \$1137  - 1'h1;
+  assign \$1139  = $signed({ 1'h0, sub }) == $signed(\$1138 );
+  assign \$1141  = ~ stage[339];
+  assign \$1142  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1143  = \$1142  - 1'h1;
+  assign \$1144  = $signed({ 1'h0, xi }) == $signed(\$1143 );
+  assign \$1145  = \$1140  & \$1144 ;
+  assign \$1146  = \$10  - 1'h1;
+  assign \$1147  = tr == \$1146 ;
+  assign \$1148  = \$1145  & \$1147 ;
+  assign \$1149  = \$8 [15:0] - 1'h1;
+  assign \$1150  = go == \$1149 ;
+  assign \$1151  = \$1148  & \$1150 ;
+  assign \$1152  = \$14 [15:0] - 1'h1;
+  assign \$1153  = xc == \$1152 ;
+  assign \$1154  = \$1151  & \$1153 ;
+  assign \$1155  = stage[25:10] - 1'h1;
+  assign \$1156  = y == \$1155 ;
+  assign \$1157  = \$1154  & \$1156 ;
+  assign \$1158  = ~ \$1157 ;
+  assign \$1159  = \$1136  & \$1158 ;
+  assign \$1160  = carry_m0 + carry_y_stride_p1_0;
+  assign \$1161  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1162  = \$1161  - 1'h1;
+  assign \$1163  = $signed({ 1'h0, sub }) == $signed(\$1162 );
+  assign \$1165  = ~ stage[339];
+  assign \$1166  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1167  = \$1166  - 1'h1;
+  assign \$1168  = $signed({ 1'h0, xi }) == $signed(\$1167 );
+  assign \$1169  = \$1164  & \$1168 ;
+  assign \$1170  = \$10  - 1'h1;
+  assign \$1171  = tr == \$1170 ;
+  assign \$1172  = \$1169  & \$1171 ;
+  assign \$1173  = \$8 [15:0] - 1'h1;
+  assign \$1174  = go == \$1173 ;
   assign \$1175  = \$1172  & \$1174 ;
-  assign \$1176  = \$6 [15:0] - 1'h1;
-  assign \$1177  = go == \$1176 ;
-  assign \$1178  = \$1175  & \$1177 ;
-  assign \$1179  = stage[41:26] - 1'h1;
-  assign \$1180  = x == \$1179 ;
-  assign \$1181  = \$1178  & \$1180 ;
-  assign \$1182  = ~ \$1181 ;
-  assign \$1183  = \$1168  & \$1182 ;
-  assign \$1184  = cur_m1 + cur_go;
-  assign \$1185  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1186  = \$1185  - 1'h1;
-  assign \$1187  = $signed({ 1'h0, sub }) == $signed(\$1186 );
-  assign \$1189  = \$8  - 1'h1;
-  assign \$1190  = tr == \$1189 ;
-  assign \$1191  = \$1188  & \$1190 ;
-  assign \$1192  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1193  = \$1192  - 1'h1;
-  assign \$1194  = $signed({ 1'h0, sub }) == $signed(\$1193 );
-  assign \$1196  = \$8  - 1'h1;
-  assign \$1197  = tr == \$1196 ;
-  assign \$1198  = \$1195  & \$1197 ;
-  assign \$1199  = \$6 [15:0] - 1'h1;
-  assign \$1200  = go == \$1199 ;
-  assign \$1201  = \$1198  & \$1200 ;
-  assign \$1202  = ~ \$1201 ;
-  assign \$1203  = \$1191  & \$1202 ;
-  assign \$1204  = cur_m2 + 1'h1;
-  assign \$1205  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1206  = \$1205  - 1'h1;
-  assign \$1207  = $signed({ 1'h0, sub }) == $signed(\$1206 );
-  assign \$1209  = \$8  - 1'h1;
-  assign \$1210  = tr == \$1209 ;
-  assign \$1211  = \$1208  & \$1210 ;
-  assign \$1212  = \$6 [15:0] - 1'h1;
-  assign \$1213  = go == \$1212 ;
-  assign \$1214  = \$1211  & \$1213 ;
-  assign \$1215  = stage[41:26] - 1'h1;
-  assign \$1216  = x == \$1215 ;
-  assign \$1217  = \$1214  & \$1216 ;
-  assign \$1218  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1219  = \$1218  - 1'h1;
-  assign \$1220  = $signed({ 1'h0, sub }) == $signed(\$1219 );
-  assign \$1222  = \$8  - 1'h1;
-  assign \$1223  = tr == \$1222 ;
-  assign \$1224  = \$1221  & \$1223 ;
-  assign \$1225  = \$6 [15:0] - 1'h1;
-  assign \$1226  = go == \$1225 ;
-  assign \$1227  = \$1224  & \$1226 ;
-  assign \$1228  = stage[41:26] - 1'h1;
-  assign \$1229  = x == \$1228 ;
-  assign \$1230  = \$1227  & \$1229 ;
-  assign \$1231  = stage[25:10] - 1'h1;
-  assign \$1232  = y == \$1231 ;
-  assign \$1233  = \$1230  & \$1232 ;
-  assign \$1234  = ~ \$1233 ;
-  assign \$1235  = \$1217  & \$1234 ;
-  assign \$1236  = cur_m0 + cur_y_stride_p1_0;
-  assign \$1237  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1238  = \$1237  - 1'h1;
-  assign \$1239  = $signed({ 1'h0, sub }) == $signed(\$1238 );
-  assign \$1241  = \$8  - 1'h1;
-  assign \$1242  = tr == \$1241 ;
-  assign \$1243  = \$1240  & \$1242 ;
-  assign \$1244  = \$6 [15:0] - 1'h1;
-  assign \$1245  = go == \$1244 ;
-  assign \$1246  = \$1243  & \$1245 ;
-  assign \$1247  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1248  = \$1247  - 1'h1;
-  assign \$1249  = $signed({ 1'h0, sub }) == $signed(\$1248 );
-  assign \$1251  = \$8  - 1'h1;
-  assign \$1252  = tr == \$1251 ;
-  assign \$1253  = \$1250  & \$1252 ;
-  assign \$1254  = \$6 [15:0] - 1'h1;
-  assign \$1255  = go == \$1254 ;
-  assign \$1256  = \$1253  & \$1255 ;
-  assign \$1257  = stage[41:26] - 1'h1;
-  assign \$1258  = x == \$1257 ;
-  assign \$1259  = \$1256  & \$1258 ;
-  assign \$1260  = ~ \$1259 ;
-  assign \$1261  = \$1246  & \$1260 ;
-  assign \$1262  = cur_m1 + cur_go;
-  assign \$1263  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1264  = \$1263  - 1'h1;
-  assign \$1265  = $signed({ 1'h0, sub }) == $signed(\$1264 );
-  assign \$1267  = \$8  - 1'h1;
-  assign \$1268  = tr == \$1267 ;
-  assign \$1269  = \$1266  & \$1268 ;
-  assign \$1270  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1271  = \$1270  - 1'h1;
-  assign \$1272  = $signed({ 1'h0, sub }) == $signed(\$1271 );
-  assign \$1274  = \$8  - 1'h1;
-  assign \$1275  = tr == \$1274 ;
-  assign \$1276  = \$1273  & \$1275 ;
-  assign \$1277  = \$6 [15:0] - 1'h1;
-  assign \$1278  = go == \$1277 ;
-  assign \$1279  = \$1276  & \$1278 ;
-  assign \$1280  = ~ \$1279 ;
-  assign \$1281  = \$1269  & \$1280 ;
-  assign \$1282  = cur_m2 + 1'h1;
-  assign \$1283  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1284  = \$1283  - 1'h1;
-  assign \$1285  = $signed({ 1'h0, sub }) == $signed(\$1284 );
-  assign \$1287  = stage[339] ? 3'h4 : 3'h1;
-  assign \$1288  = \$1287  - 1'h1;
-  assign \$1289  = $signed({ 1'h0, sub }) == $signed(\$1288 );
-  assign \$1291  = \$8  - 1'h1;
-  assign \$1292  = tr == \$1291 ;
-  assign \$1293  = \$1290  & \$1292 ;
-  assign \$1294  = ~ \$1293 ;
-  assign \$1295  = \$1286  & \$1294 ;
-  assign \$1296  = - cur_t_stride_p2_0;
-  assign \$1297  = $signed({ 1'h0, cur_m3 }) + $signed(\$1296 );
-  assign \$1298  = ! sub;
-  assign \$1299  = run & \$1298 ;
-  assign \$1300  = ! tr;
-  assign \$1301  = ~ stage[384];
-  assign \$1302  = \$1300  & \$1301 ;
-  assign \$1303  = ! tr;
-  assign \$1304  = stage[384] & \$1303 ;
-  assign \$1305  = stage[9:2] + stage[384];
-  assign \$1306  = tr == \$1305 ;
-  assign \$1307  = stage[385] & \$1306 ;
-  assign \$1308  = carry_first + carry_m2;
-  assign \$1310  = \$1309  + sub[1];
-  assign \$1311  = \$1310  - 1'h1;
-  assign \$1312  = stage[339] ? \$1311  : { 3'h0, y };
-  assign \$1314  = \$1313  - 2'h2;
-  assign \$1315  = stage[339] ? \$1314  : { 2'h0, stage[25:10] };
-  assign \$1316  = $signed(\$1312 ) < $signed(\$1315 );
-  assign \$1318  = \$1317  + sub[0];
-  assign \$1319  = \$1318  - 1'h1;
-  assign \$1320  = stage[339] ? \$1319  : { 3'h0, x };
-  assign \$1322  = \$1321  - 2'h2;
-  assign \$1323  = stage[339] ? \$1322  : { 2'h0, stage[41:26] };
-  assign \$1324  = $signed(\$1320 ) < $signed(\$1323 );
-  assign \$1325  = \$1316  & \$1324 ;
-  assign \$1326  = ! y;
-  assign \$1327  = ~ sub[1];
-  assign \$1328  = \$1326  & \$1327 ;
-  assign \$1329  = ! x;
-  assign \$1330  = ~ sub[0];
-  assign \$1331  = \$1329  & \$1330 ;
-  assign \$1332  = \$1328  | \$1331 ;
-  assign \$1333  = stage[339] & \$1332 ;
-  assign \$1334  = ~ \$1333 ;
-  assign \$1335  = \$1325  & \$1334 ;
-  assign \$1336  = y >= 1'h1;
-  assign \$1337  = stage[25:10] - 2'h2;
-  assign \$1338  = $signed({ 1'h0, y }) <= $signed(\$1337 );
-  assign \$1339  = \$1336  & \$1338 ;
-  assign \$1340  = x >= 1'h1;
-  assign \$1341  = \$1339  & \$1340 ;
-  assign \$1342  = stage[41:26] - 2'h2;
-  assign \$1343  = $signed({ 1'h0, x }) <= $signed(\$1342 );
-  assign \$1344  = \$1341  & \$1343 ;
-  assign \$1345  = ~ stage[213];
-  assign \$1346  = stage[212:181] >> \$3 [4:0];
-  assign \$1347  = \$1345  | \$1346 ;
-  assign \$1348  = a4_first + a4_m3;
-  assign \$1349  = stage[339] & sub[1];
-  assign \$1350  = \$1349  ? a4_row_p1_0 : 20'h00000;
-  assign \$1351  = \$1348  + \$1350 ;
-  assign \$1352  = stage[339] & sub[0];
-  assign \$1353  = \$1352  ? a4_go : 20'h00000;
-  assign \$1354  = \$1351  + \$1353 ;
-  assign \$1355  = cur_first + cur_m3;
-  assign \$1357  = stage[73:58] - \$1356 ;
-  assign \$1358  = $signed(\$1357 ) >= $signed(4'h4);
-  assign \$1360  = stage[73:58] - \$1359 ;
-  assign \$1361  = \$1358  ? 20'h00004 : \$1360 ;
-  assign \$1362  = ~ w_load_z6;
-  assign \$1363  = w_v_z6 & \$1362 ;
-  assign \$1364  = ~ w_store_z6;
-  assign \$1365  = \$1363  & \$1364 ;
-  assign \$1366  = \$1365  & w_first_z6;
-  always @(posedge clk)
-    sub <= \$1367 ;
-  always @(posedge clk)
-    tr <= \$1368 ;
-  always @(posedge clk)
-    go <= \$1369 ;
-  always @(posedge clk)
-    x <= \$1370 ;
-  always @(posedge clk)
-    y <= \$1371 ;
-  always @(posedge clk)
-    run <= \$1372 ;
-  always @(posedge clk)
-    lifg_y_stride_f0 <= \$1373 ;
-  always @(posedge clk)
-    lifg_y_stride_f1 <= \$1374 ;
-  always @(posedge clk)
-    lifg_y_stride_p1_0 <= \$1375 ;
-  always @(posedge clk)
-    lifg_go <= \$1376 ;
-  always @(posedge clk)
-    lifg_t_stride_f0 <= \$1377 ;
-  always @(posedge clk)
-    lifg_t_stride_f1 <= \$1378 ;
-  always @(posedge clk)
-    lifg_t_stride_f2 <= \$1379 ;
-  always @(posedge clk)
-    lifg_t_stride_p1_0 <= \$1380 ;
-  always @(posedge clk)
-    lifg_t_stride_p2_0 <= \$1381 ;
-  always @(posedge clk)
-    lifg_word_first_f0 <= \$1382 ;
-  always @(posedge clk)
-    lifg_word_first_f1 <= \$1383 ;
-  always @(posedge clk)
-    lifg_word_first_f2 <= \$1384 ;
-  always @(posedge clk)
-    lifg_word_first_f3 <= \$1385 ;
-  always @(posedge clk)
-    lifg_word_first_p1_0 <= \$1386 ;
-  always @(posedge clk)
-    lifg_word_first_p1_1 <= \$1387 ;
-  always @(posedge clk)
-    lifg_word_first_p2_0 <= \$1388 ;
-  always @(posedge clk)
-    word_m0 <= \$1389 ;
-  always @(posedge clk)
-    word_m1 <= \$1390 ;
-  always @(posedge clk)
-    word_m2 <= \$1391 ;
-  always @(posedge clk)
-    word_m3 <= \$1392 ;
-  always @(posedge clk)
-    carry_y_stride_f0 <= \$1393 ;
-  always @(posedge clk)
-    carry_y_stride_f1 <= \$1394 ;
-  always @(posedge clk)
-    carry_y_stride_p1_0 <= \$1395 ;
-  always @(posedge clk)
-    carry_go <= \$1396 ;
-  always @(posedge clk)
-    carry_first <= \$1397 ;
-  always @(posedge clk)
-    carry_m0 <= \$1398 ;
-  always @(posedge clk)
-    carry_m1 <= \$1399 ;
-  always @(posedge clk)
-    carry_m2 <= \$1400 ;
-  always @(posedge clk)
-    a4_row_f0 <= \$1401 ;
-  always @(posedge clk)
-    a4_row_f1 <= \$1402 ;
-  always @(posedge clk)
-    a4_row_p1_0 <= \$1403 ;
-  always @(posedge clk)
-    a4_go <= \$1404 ;
-  always @(posedge clk)
-    a4_y_stride <= \$1405 ;
-  always @(posedge clk)
-    a4_x_stride <= \$1406 ;
-  always @(posedge clk)
-    a4_t_stride_f0 <= \$1407 ;
-  always @(posedge clk)
-    a4_t_stride_f1 <= \$1408 ;
-  always @(posedge clk)
-    a4_t_stride_f2 <= \$1409 ;
-  always @(posedge clk)
-    a4_t_stride_p1_0 <= \$1410 ;
-  always @(posedge clk)
-    a4_t_stride_p2_0 <= \$1411 ;
-  always @(posedge clk)
-    a4_word_first_f0 <= \$1412 ;
-  always @(posedge clk)
-    a4_word_first_f1 <= \$1413 ;
-  always @(posedge clk)
-    a4_word_first_f2 <= \$1414 ;
-  always @(posedge clk)
-    a4_word_first_f3 <= \$1415 ;
-  always @(posedge clk)
-    a4_word_first_p1_0 <= \$1416 ;
-  always @(posedge clk)
-    a4_word_first_p1_1 <= \$1417 ;
-  always @(posedge clk)
-    a4_word_first_p2_0 <= \$1418 ;
-  always @(posedge clk)
-    a4_ring <= \$1419 ;
-  always @(posedge clk)
-    a4_first <= \$1420 ;
-  always @(posedge clk)
-    a4_m0 <= \$1421 ;
-  always @(posedge clk)
-    a4_m1 <= \$1422 ;
-  always @(posedge clk)
-    a4_m2 <= \$1423 ;
-  always @(posedge clk)
-    a4_m3 <= \$1424 ;
-  always @(posedge clk)
-    cur_y_stride_f0 <= \$1425 ;
-  always @(posedge clk)
-    cur_y_stride_f1 <= \$1426 ;
-  always @(posedge clk)
-    cur_y_stride_p1_0 <= \$1427 ;
-  always @(posedge clk)
-    cur_go <= \$1428 ;
-  always @(posedge clk)
-    cur_t_stride_f0 <= \$1429 ;
-  always @(posedge clk)
-    cur_t_stride_f1 <= \$1430 ;
-  always @(posedge clk)
-    cur_t_stride_f2 <= \$1431 ;
-  always @(posedge clk)
-    cur_t_stride_p1_0 <= \$1432 ;
-  always @(posedge clk)
-    cur_t_stride_p2_0 <= \$1433 ;
-  always @(posedge clk)
-    cur_word_first_f0 <= \$1434 ;
-  always @(posedge clk)
-    cur_word_first_f1 <= \$1435 ;
-  always @(posedge clk)
-    cur_word_first_f2 <= \$1436 ;
-  always @(posedge clk)
-    cur_word_first_f3 <= \$1437 ;
-  always @(posedge clk)
-    cur_word_first_p1_0 <= \$1438 ;
-  always @(posedge clk)
-    cur_word_first_p1_1 <= \$1439 ;
-  always @(posedge clk)
-    cur_word_first_p2_0 <= \$1440 ;
-  always @(posedge clk)
-    cur_first <= \$1441 ;
-  always @(posedge clk)
-    cur_m0 <= \$1442 ;
-  always @(posedge clk)
-    cur_m1 <= \$1443 ;
-  always @(posedge clk)
-    cur_m2 <= \$1444 ;
-  always @(posedge clk)
-    cur_m3 <= \$1445 ;
-  always @(posedge clk)
-    \$signal  <= \$1446 ;
-  always @(posedge clk)
-    \$signal$23  <= \$1447 ;
-  always @(posedge clk)
-    restart <= \$1448 ;
-  always @(posedge clk)
-    load <= \$1449 ;
-  always @(posedge clk)
-    \$signal$24  <= \$1450 ;
-  always @(posedge clk)
-    \$signal$151  <= \$1451 ;
-  always @(posedge clk)
-    \$signal$152  <= \$1452 ;
-  always @(posedge clk)
-    \$signal$153  <= \$1453 ;
-  always @(posedge clk)
-    \$signal$154  <= \$1454 ;
-  always @(posedge clk)
-    \$signal$37  <= \$1455 ;
-  always @(posedge clk)
-    \$signal$155  <= \$1456 ;
-  always @(posedge clk)
-    \$signal$156  <= \$1457 ;
-  always @(posedge clk)
-    \$signal$66  <= \$1458 ;
-  always @(posedge clk)
-    w_v_z1 <= \$1459 ;
-  always @(posedge clk)
-    w_v_z2 <= \$1460 ;
-  always @(posedge clk)
-    w_v_z3 <= \$1461 ;
-  always @(posedge clk)
-    w_v_z4 <= \$1462 ;
-  always @(posedge clk)
-    w_v_z5 <= \$1463 ;
-  always @(posedge clk)
-    w_v_z6 <= \$1464 ;
-  always @(posedge clk)
-    w_first_z1 <= \$1465 ;
-  always @(posedge clk)
-    w_first_z2 <= \$1466 ;
-  always @(posedge clk)
-    w_first_z3 <= \$1467 ;
-  always @(posedge clk)
-    w_first_z4 <= \$1468 ;
-  always @(posedge clk)
-    w_first_z5 <= \$1469 ;
-  always @(posedge clk)
-    w_first_z6 <= \$1470 ;
-  always @(posedge clk)
-    w_inside_z1 <= \$1471 ;
-  always @(posedge clk)
-    w_inside_z2 <= \$1472 ;
-  always @(posedge clk)
-    w_inside_z3 <= \$1473 ;
-  always @(posedge clk)
-    w_inside_z4 <= \$1474 ;
-  always @(posedge clk)
-    w_inside_z5 <= \$1475 ;
-  always @(posedge clk)
-    w_inside_z6 <= \$1476 ;
-  always @(posedge clk)
-    w_interior_z1 <= \$1477 ;
-  always @(posedge clk)
-    w_interior_z2 <= \$1478 ;
-  always @(posedge clk)
-    w_interior_z3 <= \$1479 ;
-  always @(posedge clk)
-    w_interior_z4 <= \$1480 ;
-  always @(posedge clk)
-    w_interior_z5 <= \$1481 ;
-  always @(posedge clk)
-    w_interior_z6 <= \$1482 ;
-  always @(posedge clk)
-    w_sub_z1 <= \$1483 ;
-  always @(posedge clk)
-    w_sub_z2 <= \$1484 ;
-  always @(posedge clk)
-    w_sub_z3 <= \$1485 ;
-  always @(posedge clk)
-    w_sub_z4 <= \$1486 ;
-  always @(posedge clk)
-    w_sub_z5 <= \$1487 ;
-  always @(posedge clk)
-    w_sub_z6 <= \$1488 ;
-  always @(posedge clk)
-    w_a4_addr_z1 <= \$1489 ;
-  always @(posedge clk)
-    w_a4_addr_z2 <= \$1490 ;
-  always @(posedge clk)
-    w_a4_addr_z3 <= \$1491 ;
-  always @(posedge clk)
-    w_a4_addr_z4 <= \$1492 ;
-  always @(posedge clk)
-    w_a4_addr_z5 <= \$1493 ;
-  always @(posedge clk)
-    g_a4__addr <= \$1494 ;
-  always @(posedge clk)
-    w_cur_addr_z1 <= \$1495 ;
-  always @(posedge clk)
-    w_cur_addr_z2 <= \$1496 ;
-  always @(posedge clk)
-    w_cur_addr_z3 <= \$1497 ;
-  always @(posedge clk)
-    w_cur_addr_z4 <= \$1498 ;
-  always @(posedge clk)
-    w_cur_addr_z5 <= \$1499 ;
-  always @(posedge clk)
-    w_cur_addr_z6 <= \$1500 ;
-  always @(posedge clk)
-    w_active_z1 <= \$1501 ;
-  always @(posedge clk)
-    w_active_z2 <= \$1502 ;
-  always @(posedge clk)
-    w_active_z3 <= \$1503 ;
-  always @(posedge clk)
-    w_active_z4 <= \$1504 ;
-  always @(posedge clk)
-    w_active_z5 <= \$1505 ;
-  always @(posedge clk)
-    w_active_z6 <= \$1506 ;
-  always @(posedge clk)
-    w_load_z1 <= \$1507 ;
-  always @(posedge clk)
-    w_load_z2 <= \$1508 ;
-  always @(posedge clk)
-    w_load_z3 <= \$1509 ;
-  always @(posedge clk)
-    w_load_z4 <= \$1510 ;
-  always @(posedge clk)
-    w_load_z5 <= \$1511 ;
-  always @(posedge clk)
-    w_load_z6 <= \$1512 ;
-  always @(posedge clk)
-    w_store_z1 <= \$1513 ;
-  always @(posedge clk)
-    w_store_z2 <= \$1514 ;
-  always @(posedge clk)
-    w_store_z3 <= \$1515 ;
-  always @(posedge clk)
-    w_store_z4 <= \$1516 ;
-  always @(posedge clk)
-    w_store_z5 <= \$1517 ;
-  always @(posedge clk)
-    w_store_z6 <= \$1518 ;
-  always @(posedge clk)
-    w_carry_addr_z1 <= \$1519 ;
-  always @(posedge clk)
-    w_carry_addr_z2 <= \$1520 ;
-  always @(posedge clk)
-    w_carry_addr_z3 <= \$1521 ;
-  always @(posedge clk)
-    w_carry_addr_z4 <= \$1522 ;
-  always @(posedge clk)
-    w_carry_addr_z5 <= \$1523 ;
-  always @(posedge clk)
-    w_carry_addr_z6 <= \$1524 ;
-  always @(posedge clk)
-    w_argmax_z1 <= \$1525 ;
-  always @(posedge clk)
-    w_argmax_z2 <= \$1526 ;
-  always @(posedge clk)
-    w_argmax_z3 <= \$1527 ;
-  always @(posedge clk)
-    w_argmax_z4 <= \$1528 ;
-  always @(posedge clk)
-    w_argmax_z5 <= \$1529 ;
-  always @(posedge clk)
-    w_argmax_z6 <= \$1530 ;
-  always @(posedge clk)
-    \$signal$56  <= \$1531 ;
-  always @(posedge clk)
-    arg_held <= \$1532 ;
+  assign \$1176  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1177  = \$1176  - 1'h1;
+  assign \$1178  = $signed({ 1'h0, sub }) == $signed(\$1177 );
+  assign \$1180  = ~ stage[339];
+  assign \$1181  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1182  = \$1181  - 1'h1;
+  assign \$1183  = $signed({ 1'h0, xi }) == $signed(\$1182 );
+  assign \$1184  = \$1179  & \$1183 ;
+  assign \$1185  = \$10  - 1'h1;
+  assign \$1186  = tr == \$1185 ;
+  assign \$1187  = \$1184  & \$1186 ;
+  assign \$1188  = \$8 [15:0] - 1'h1;
+  assign \$1189  = go == \$1188 ;
+  assign \$1190  = \$1187  & \$1189 ;
+  assign \$1191  = \$14 [15:0] - 1'h1;
+  assign \$1192  = xc == \$1191 ;
+  assign \$1193  = \$1190  & \$1192 ;
+  assign \$1194  = ~ \$1193 ;
+  assign \$1195  = \$1175  & \$1194 ;
+  assign \$1196  = carry_m1 + carry_xc;
+  assign \$1197  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1198  = \$1197  - 1'h1;
+  assign \$1199  = $signed({ 1'h0, sub }) == $signed(\$1198 );
+  assign \$1201  = ~ stage[339];
+  assign \$1202  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1203  = \$1202  - 1'h1;
+  assign \$1204  = $signed({ 1'h0, xi }) == $signed(\$1203 );
+  assign \$1205  = \$1200  & \$1204 ;
+  assign \$1206  = \$10  - 1'h1;
+  assign \$1207  = tr == \$1206 ;
+  assign \$1208  = \$1205  & \$1207 ;
+  assign \$1209  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1210  = \$1209  - 1'h1;
+  assign \$1211  = $signed({ 1'h0, sub }) == $signed(\$1210 );
+  assign \$1213  = ~ stage[339];
+  assign \$1214  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1215  = \$1214  - 1'h1;
+  assign \$1216  = $signed({ 1'h0, xi }) == $signed(\$1215 );
+  assign \$1217  = \$1212  & \$1216 ;
+  assign \$1218  = \$10  - 1'h1;
+  assign \$1219  = tr == \$1218 ;
+  assign \$1220  = \$1217  & \$1219 ;
+  assign \$1221  = \$8 [15:0] - 1'h1;
+  assign \$1222  = go == \$1221 ;
+  assign \$1223  = \$1220  & \$1222 ;
+  assign \$1224  = ~ \$1223 ;
+  assign \$1225  = \$1208  & \$1224 ;
+  assign \$1226  = carry_m2 + 1'h1;
+  assign \$1227  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1228  = \$1227  - 1'h1;
+  assign \$1229  = $signed({ 1'h0, sub }) == $signed(\$1228 );
+  assign \$1231  = ~ stage[339];
+  assign \$1232  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1233  = \$1232  - 1'h1;
+  assign \$1234  = $signed({ 1'h0, xi }) == $signed(\$1233 );
+  assign \$1235  = \$1230  & \$1234 ;
+  assign \$1236  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1237  = \$1236  - 1'h1;
+  assign \$1238  = $signed({ 1'h0, sub }) == $signed(\$1237 );
+  assign \$1240  = ~ stage[339];
+  assign \$1241  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1242  = \$1241  - 1'h1;
+  assign \$1243  = $signed({ 1'h0, xi }) == $signed(\$1242 );
+  assign \$1244  = \$1239  & \$1243 ;
+  assign \$1245  = \$10  - 1'h1;
+  assign \$1246  = tr == \$1245 ;
+  assign \$1247  = \$1244  & \$1246 ;
+  assign \$1248  = ~ \$1247 ;
+  assign \$1249  = \$1235  & \$1248 ;
+  assign \$1250  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1251  = \$1250  - 1'h1;
+  assign \$1252  = $signed({ 1'h0, sub }) == $signed(\$1251 );
+  assign \$1254  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1255  = \$1254  - 1'h1;
+  assign \$1256  = $signed({ 1'h0, sub }) == $signed(\$1255 );
+  assign \$1258  = ~ stage[339];
+  assign \$1259  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1260  = \$1259  - 1'h1;
+  assign \$1261  = $signed({ 1'h0, xi }) == $signed(\$1260 );
+  assign \$1262  = \$1257  & \$1261 ;
+  assign \$1263  = ~ \$1262 ;
+  assign \$1264  = \$1253  & \$1263 ;
+  assign \$1265  = carry_m4 + carry_go;
+  assign \$1267  = \$1266  - 2'h2;
+  assign \$1268  = stage[339] ? \$1267  : { 2'h0, stage[41:26] };
+  assign \$1269  = a4_row_f0 * a4_row_f1;
+  assign \$1271  = stage[339] ? \$1270  : { 1'h0, a4_row_p1_0 };
+  assign \$1273  = stage[339] ? \$1272  : { 1'h0, \$8 [15:0] };
+  assign \$1275  = \$1274  - 2'h2;
+  assign \$1276  = stage[339] ? \$1275  : { 2'h0, stage[25:10] };
+  assign \$1278  = \$1277  - 2'h2;
+  assign \$1279  = stage[339] ? \$1278  : { 2'h0, stage[41:26] };
+  assign \$1280  = a4_t_stride_f0 * a4_t_stride_f1;
+  assign \$1281  = a4_t_stride_p1_0 * a4_t_stride_f2;
+  assign \$1282  = stage[9:2] - 1'h1;
+  assign \$1283  = $signed(\$1282 ) + $signed({ 1'h0, stage[384] });
+  assign \$1285  = \$1284  - 2'h2;
+  assign \$1286  = stage[339] ? \$1285  : { 2'h0, stage[25:10] };
+  assign \$1288  = \$1287  - 2'h2;
+  assign \$1289  = stage[339] ? \$1288  : { 2'h0, stage[41:26] };
+  assign \$1290  = a4_word_first_f0 * a4_word_first_f1;
+  assign \$1291  = a4_word_first_f2 * a4_word_first_f3;
+  assign \$1292  = a4_word_first_p1_0 * a4_word_first_p1_1;
+  assign \$1293  = a4_row_p1_0 + a4_go;
+  assign \$1294  = stage[339] ? \$1293  : 21'h000000;
+  assign \$1295  = stage[172:153] + a4_word_first_p2_0;
+  assign \$1296  = \$1295  - a4_ring;
+  assign \$1298  = stage[339] ? { 1'h0, a4_x_stride } : \$1297 ;
+  assign \$1299  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1300  = \$1299  - 1'h1;
+  assign \$1301  = $signed({ 1'h0, sub }) == $signed(\$1300 );
+  assign \$1303  = ~ stage[339];
+  assign \$1304  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1305  = \$1304  - 1'h1;
+  assign \$1306  = $signed({ 1'h0, xi }) == $signed(\$1305 );
+  assign \$1307  = \$1302  & \$1306 ;
+  assign \$1308  = \$10  - 1'h1;
+  assign \$1309  = tr == \$1308 ;
+  assign \$1310  = \$1307  & \$1309 ;
+  assign \$1311  = \$8 [15:0] - 1'h1;
+  assign \$1312  = go == \$1311 ;
+  assign \$1313  = \$1310  & \$1312 ;
+  assign \$1314  = \$14 [15:0] - 1'h1;
+  assign \$1315  = xc == \$1314 ;
+  assign \$1316  = \$1313  & \$1315 ;
+  assign \$1317  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1318  = \$1317  - 1'h1;
+  assign \$1319  = $signed({ 1'h0, sub }) == $signed(\$1318 );
+  assign \$1321  = ~ stage[339];
+  assign \$1322  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1323  = \$1322  - 1'h1;
+  assign \$1324  = $signed({ 1'h0, xi }) == $signed(\$1323 );
+  assign \$1325  = \$1320  & \$1324 ;
+  assign \$1326  = \$10  - 1'h1;
+  assign \$1327  = tr == \$1326 ;
+  assign \$1328  = \$1325  & \$1327 ;
+  assign \$1329  = \$8 [15:0] - 1'h1;
+  assign \$1330  = go == \$1329 ;
+  assign \$1331  = \$1328  & \$1330 ;
+  assign \$1332  = \$14 [15:0] - 1'h1;
+  assign \$1333  = xc == \$1332 ;
+  assign \$1334  = \$1331  & \$1333 ;
+  assign \$1335  = stage[25:10] - 1'h1;
+  assign \$1336  = y == \$1335 ;
+  assign \$1337  = \$1334  & \$1336 ;
+  assign \$1338  = ~ \$1337 ;
+  assign \$1339  = \$1316  & \$1338 ;
+  assign \$1340  = a4_m0 + a4_y_stride;
+  assign \$1341  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1342  = \$1341  - 1'h1;
+  assign \$1343  = $signed({ 1'h0, sub }) == $signed(\$1342 );
+  assign \$1345  = ~ stage[339];
+  assign \$1346  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1347  = \$1346  - 1'h1;
+  assign \$1348  = $signed({ 1'h0, xi }) == $signed(\$1347 );
+  assign \$1349  = \$1344  & \$1348 ;
+  assign \$1350  = \$10  - 1'h1;
+  assign \$1351  = tr == \$1350 ;
+  assign \$1352  = \$1349  & \$1351 ;
+  assign \$1353  = \$8 [15:0] - 1'h1;
+  assign \$1354  = go == \$1353 ;
+  assign \$1355  = \$1352  & \$1354 ;
+  assign \$1356  = \$14 [15:0] - 1'h1;
+  assign \$1357  = xc == \$1356 ;
+  assign \$1358  = \$1355  & \$1357 ;
+  assign \$1359  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1360  = \$1359  - 1'h1;
+  assign \$1361  = $signed({ 1'h0, sub }) == $signed(\$1360 );
+  assign \$1363  = ~ stage[339];
+  assign \$1364  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1365  = \$1364  - 1'h1;
+  assign \$1366  = $signed({ 1'h0, xi }) == $signed(\$1365 );
+  assign \$1367  = \$1362  & \$1366 ;
+  assign \$1368  = \$10  - 1'h1;
+  assign \$1369  = tr == \$1368 ;
+  assign \$1370  = \$1367  & \$1369 ;
+  assign \$1371  = \$8 [15:0] - 1'h1;
+  assign \$1372  = go == \$1371 ;
+  assign \$1373  = \$1370  & \$1372 ;
+  assign \$1374  = \$14 [15:0] - 1'h1;
+  assign \$1375  = xc == \$1374 ;
+  assign \$1376  = \$1373  & \$1375 ;
+  assign \$1377  = stage[25:10] - 1'h1;
+  assign \$1378  = y == \$1377 ;
+  assign \$1379  = \$1376  & \$1378 ;
+  assign \$1380  = ~ \$1379 ;
+  assign \$1381  = \$1358  & \$1380 ;
+  assign \$1382  = a4_m0 + a4_y_stride;
+  assign \$1383  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1384  = \$1383  - 1'h1;
+  assign \$1385  = $signed({ 1'h0, sub }) == $signed(\$1384 );
+  assign \$1387  = ~ stage[339];
+  assign \$1388  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1389  = \$1388  - 1'h1;
+  assign \$1390  = $signed({ 1'h0, xi }) == $signed(\$1389 );
+  assign \$1391  = \$1386  & \$1390 ;
+  assign \$1392  = \$10  - 1'h1;
+  assign \$1393  = tr == \$1392 ;
+  assign \$1394  = \$1391  & \$1393 ;
+  assign \$1395  = \$8 [15:0] - 1'h1;
+  assign \$1396  = go == \$1395 ;
+  assign \$1397  = \$1394  & \$1396 ;
+  assign \$1398  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1399  = \$1398  - 1'h1;
+  assign \$1400  = $signed({ 1'h0, sub }) == $signed(\$1399 );
+  assign \$1402  = ~ stage[339];
+  assign \$1403  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1404  = \$1403  - 1'h1;
+  assign \$1405  = $signed({ 1'h0, xi }) == $signed(\$1404 );
+  assign \$1406  = \$1401  & \$1405 ;
+  assign \$1407  = \$10  - 1'h1;
+  assign \$1408  = tr == \$1407 ;
+  assign \$1409  = \$1406  & \$1408 ;
+  assign \$1410  = \$8 [15:0] - 1'h1;
+  assign \$1411  = go == \$1410 ;
+  assign \$1412  = \$1409  & \$1411 ;
+  assign \$1413  = \$14 [15:0] - 1'h1;
+  assign \$1414  = xc == \$1413 ;
+  assign \$1415  = \$1412  & \$1414 ;
+  assign \$1416  = ~ \$1415 ;
+  assign \$1417  = \$1397  & \$1416 ;
+  assign \$1418  = a4_m1 + a4_xc;
+  assign \$1419  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1420  = \$1419  - 1'h1;
+  assign \$1421  = $signed({ 1'h0, sub }) == $signed(\$1420 );
+  assign \$1423  = ~ stage[339];
+  assign \$1424  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1425  = \$1424  - 1'h1;
+  assign \$1426  = $signed({ 1'h0, xi }) == $signed(\$1425 );
+  assign \$1427  = \$1422  & \$1426 ;
+  assign \$1428  = \$10  - 1'h1;
+  assign \$1429  = tr == \$1428 ;
+  assign \$1430  = \$1427  & \$1429 ;
+  assign \$1431  = \$8 [15:0] - 1'h1;
+  assign \$1432  = go == \$1431 ;
+  assign \$1433  = \$1430  & \$1432 ;
+  assign \$1434  = \$14 [15:0] - 1'h1;
+  assign \$1435  = xc == \$1434 ;
+  assign \$1436  = \$1433  & \$1435 ;
+  assign \$1437  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1438  = \$1437  - 1'h1;
+  assign \$1439  = $signed({ 1'h0, sub }) == $signed(\$1438 );
+  assign \$1441  = ~ stage[339];
+  assign \$1442  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1443  = \$1442  - 1'h1;
+  assign \$1444  = $signed({ 1'h0, xi }) == $signed(\$1443 );
+  assign \$1445  = \$1440  & \$1444 ;
+  assign \$1446  = \$10  - 1'h1;
+  assign \$1447  = tr == \$1446 ;
+  assign \$1448  = \$1445  & \$1447 ;
+  assign \$1449  = \$8 [15:0] - 1'h1;
+  assign \$1450  = go == \$1449 ;
+  assign \$1451  = \$1448  & \$1450 ;
+  assign \$1452  = \$14 [15:0] - 1'h1;
+  assign \$1453  = xc == \$1452 ;
+  assign \$1454  = \$1451  & \$1453 ;
+  assign \$1455  = stage[25:10] - 1'h1;
+  assign \$1456  = y == \$1455 ;
+  assign \$1457  = \$1454  & \$1456 ;
+  assign \$1458  = ~ \$1457 ;
+  assign \$1459  = \$1436  & \$1458 ;
+  assign \$1460  = a4_m0 + a4_y_stride;
+  assign \$1461  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1462  = \$1461  - 1'h1;
+  assign \$1463  = $signed({ 1'h0, sub }) == $signed(\$1462 );
+  assign \$1465  = ~ stage[339];
+  assign \$1466  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1467  = \$1466  - 1'h1;
+  assign \$1468  = $signed({ 1'h0, xi }) == $signed(\$1467 );
+  assign \$1469  = \$1464  & \$1468 ;
+  assign \$1470  = \$10  - 1'h1;
+  assign \$1471  = tr == \$1470 ;
+  assign \$1472  = \$1469  & \$1471 ;
+  assign \$1473  = \$8 [15:0] - 1'h1;
+  assign \$1474  = go == \$1473 ;
+  assign \$1475  = \$1472  & \$1474 ;
+  assign \$1476  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1477  = \$1476  - 1'h1;
+  assign \$1478  = $signed({ 1'h0, sub }) == $signed(\$1477 );
+  assign \$1480  = ~ stage[339];
+  assign \$1481  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1482  = \$1481  - 1'h1;
+  assign \$1483  = $signed({ 1'h0, xi }) == $signed(\$1482 );
+  assign \$1484  = \$1479  & \$1483 ;
+  assign \$1485  = \$10  - 1'h1;
+  assign \$1486  = tr == \$1485 ;
+  assign \$1487  = \$1484  & \$1486 ;
+  assign \$1488  = \$8 [15:0] - 1'h1;
+  assign \$1489  = go == \$1488 ;
+  assign \$1490  = \$1487  & \$1489 ;
+  assign \$1491  = \$14 [15:0] - 1'h1;
+  assign \$1492  = xc == \$1491 ;
+  assign \$1493  = \$1490  & \$1492 ;
+  assign \$1494  = ~ \$1493 ;
+  assign \$1495  = \$1475  & \$1494 ;
+  assign \$1496  = a4_m1 + a4_xc;
+  assign \$1497  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1498  = \$1497  - 1'h1;
+  assign \$1499  = $signed({ 1'h0, sub }) == $signed(\$1498 );
+  assign \$1501  = ~ stage[339];
+  assign \$1502  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1503  = \$1502  - 1'h1;
+  assign \$1504  = $signed({ 1'h0, xi }) == $signed(\$1503 );
+  assign \$1505  = \$1500  & \$1504 ;
+  assign \$1506  = \$10  - 1'h1;
+  assign \$1507  = tr == \$1506 ;
+  assign \$1508  = \$1505  & \$1507 ;
+  assign \$1509  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1510  = \$1509  - 1'h1;
+  assign \$1511  = $signed({ 1'h0, sub }) == $signed(\$1510 );
+  assign \$1513  = ~ stage[339];
+  assign \$1514  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1515  = \$1514  - 1'h1;
+  assign \$1516  = $signed({ 1'h0, xi }) == $signed(\$1515 );
+  assign \$1517  = \$1512  & \$1516 ;
+  assign \$1518  = \$10  - 1'h1;
+  assign \$1519  = tr == \$1518 ;
+  assign \$1520  = \$1517  & \$1519 ;
+  assign \$1521  = \$8 [15:0] - 1'h1;
+  assign \$1522  = go == \$1521 ;
+  assign \$1523  = \$1520  & \$1522 ;
+  assign \$1524  = ~ \$1523 ;
+  assign \$1525  = \$1508  & \$1524 ;
+  assign \$1526  = a4_m2 + 1'h1;
+  assign \$1527  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1528  = \$1527  - 1'h1;
+  assign \$1529  = $signed({ 1'h0, sub }) == $signed(\$1528 );
+  assign \$1531  = ~ stage[339];
+  assign \$1532  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1533  = \$1532  - 1'h1;
+  assign \$1534  = $signed({ 1'h0, xi }) == $signed(\$1533 );
+  assign \$1535  = \$1530  & \$1534 ;
+  assign \$1536  = \$10  - 1'h1;
+  assign \$1537  = tr == \$1536 ;
+  assign \$1538  = \$1535  & \$1537 ;
+  assign \$1539  = \$8 [15:0] - 1'h1;
+  assign \$1540  = go == \$1539 ;
+  assign \$1541  = \$1538  & \$1540 ;
+  assign \$1542  = \$14 [15:0] - 1'h1;
+  assign \$1543  = xc == \$1542 ;
+  assign \$1544  = \$1541  & \$1543 ;
+  assign \$1545  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1546  = \$1545  - 1'h1;
+  assign \$1547  = $signed({ 1'h0, sub }) == $signed(\$1546 );
+  assign \$1549  = ~ stage[339];
+  assign \$1550  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1551  = \$1550  - 1'h1;
+  assign \$1552  = $signed({ 1'h0, xi }) == $signed(\$1551 );
+  assign \$1553  = \$1548  & \$1552 ;
+  assign \$1554  = \$10  - 1'h1;
+  assign \$1555  = tr == \$1554 ;
+  assign \$1556  = \$1553  & \$1555 ;
+  assign \$1557  = \$8 [15:0] - 1'h1;
+  assign \$1558  = go == \$1557 ;
+  assign \$1559  = \$1556  & \$1558 ;
+  assign \$1560  = \$14 [15:0] - 1'h1;
+  assign \$1561  = xc == \$1560 ;
+  assign \$1562  = \$1559  & \$1561 ;
+  assign \$1563  = stage[25:10] - 1'h1;
+  assign \$1564  = y == \$1563 ;
+  assign \$1565  = \$1562  & \$1564 ;
+  assign \$1566  = ~ \$1565 ;
+  assign \$1567  = \$1544  & \$1566 ;
+  assign \$1568  = a4_m0 + a4_y_stride;
+  assign \$1569  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1570  = \$1569  - 1'h1;
+  assign \$1571  = $signed({ 1'h0, sub }) == $signed(\$1570 );
+  assign \$1573  = ~ stage[339];
+  assign \$1574  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1575  = \$1574  - 1'h1;
+  assign \$1576  = $signed({ 1'h0, xi }) == $signed(\$1575 );
+  assign \$1577  = \$1572  & \$1576 ;
+  assign \$1578  = \$10  - 1'h1;
+  assign \$1579  = tr == \$1578 ;
+  assign \$1580  = \$1577  & \$1579 ;
+  assign \$1581  = \$8 [15:0] - 1'h1;
+  assign \$1582  = go == \$1581 ;
+  assign \$1583  = \$1580  & \$1582 ;
+  assign \$1584  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1585  = \$1584  - 1'h1;
+  assign \$1586  = $signed({ 1'h0, sub }) == $signed(\$1585 );
+  assign \$1588  = ~ stage[339];
+  assign \$1589  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1590  = \$1589  - 1'h1;
+  assign \$1591  = $signed({ 1'h0, xi }) == $signed(\$1590 );
+  assign \$1592  = \$1587  & \$1591 ;
+  assign \$1593  = \$10  - 1'h1;
+  assign \$1594  = tr == \$1593 ;
+  assign \$1595  = \$1592  & \$1594 ;
+  assign \$1596  = \$8 [15:0] - 1'h1;
+  assign \$1597  = go == \$1596 ;
+  assign \$1598  = \$1595  & \$1597 ;
+  assign \$1599  = \$14 [15:0] - 1'h1;
+  assign \$1600  = xc == \$1599 ;
+  assign \$1601  = \$1598  & \$1600 ;
+  assign \$1602  = ~ \$1601 ;
+  assign \$1603  = \$1583  & \$1602 ;
+  assign \$1604  = a4_m1 + a4_xc;
+  assign \$1605  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1606  = \$1605  - 1'h1;
+  assign \$1607  = $signed({ 1'h0, sub }) == $signed(\$1606 );
+  assign \$1609  = ~ stage[339];
+  assign \$1610  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1611  = \$1610  - 1'h1;
+  assign \$1612  = $signed({ 1'h0, xi }) == $signed(\$1611 );
+  assign \$1613  = \$1608  & \$1612 ;
+  assign \$1614  = \$10  - 1'h1;
+  assign \$1615  = tr == \$1614 ;
+  assign \$1616  = \$1613  & \$1615 ;
+  assign \$1617  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1618  = \$1617  - 1'h1;
+  assign \$1619  = $signed({ 1'h0, sub }) == $signed(\$1618 );
+  assign \$1621  = ~ stage[339];
+  assign \$1622  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1623  = \$1622  - 1'h1;
+  assign \$1624  = $signed({ 1'h0, xi }) == $signed(\$1623 );
+  assign \$1625  = \$1620  & \$1624 ;
+  assign \$1626  = \$10  - 1'h1;
+  assign \$1627  = tr == \$1626 ;
+  assign \$1628  = \$1625  & \$1627 ;
+  assign \$1629  = \$8 [15:0] - 1'h1;
+  assign \$1630  = go == \$1629 ;
+  assign \$1631  = \$1628  & \$1630 ;
+  assign \$1632  = ~ \$1631 ;
+  assign \$1633  = \$1616  & \$1632 ;
+  assign \$1634  = a4_m2 + 1'h1;
+  assign \$1635  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1636  = \$1635  - 1'h1;
+  assign \$1637  = $signed({ 1'h0, sub }) == $signed(\$1636 );
+  assign \$1639  = ~ stage[339];
+  assign \$1640  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1641  = \$1640  - 1'h1;
+  assign \$1642  = $signed({ 1'h0, xi }) == $signed(\$1641 );
+  assign \$1643  = \$1638  & \$1642 ;
+  assign \$1644  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1645  = \$1644  - 1'h1;
+  assign \$1646  = $signed({ 1'h0, sub }) == $signed(\$1645 );
+  assign \$1648  = ~ stage[339];
+  assign \$1649  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1650  = \$1649  - 1'h1;
+  assign \$1651  = $signed({ 1'h0, xi }) == $signed(\$1650 );
+  assign \$1652  = \$1647  & \$1651 ;
+  assign \$1653  = \$10  - 1'h1;
+  assign \$1654  = tr == \$1653 ;
+  assign \$1655  = \$1652  & \$1654 ;
+  assign \$1656  = ~ \$1655 ;
+  assign \$1657  = \$1643  & \$1656 ;
+  assign \$1658  = - a4_t_stride_p2_0;
+  assign \$1659  = $signed({ 1'h0, a4_m3 }) + $signed(\$1658 );
+  assign \$1660  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1661  = \$1660  - 1'h1;
+  assign \$1662  = $signed({ 1'h0, sub }) == $signed(\$1661 );
+  assign \$1664  = ~ stage[339];
+  assign \$1665  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1666  = \$1665  - 1'h1;
+  assign \$1667  = $signed({ 1'h0, xi }) == $signed(\$1666 );
+  assign \$1668  = \$1663  & \$1667 ;
+  assign \$1669  = \$10  - 1'h1;
+  assign \$1670  = tr == \$1669 ;
+  assign \$1671  = \$1668  & \$1670 ;
+  assign \$1672  = \$8 [15:0] - 1'h1;
+  assign \$1673  = go == \$1672 ;
+  assign \$1674  = \$1671  & \$1673 ;
+  assign \$1675  = \$14 [15:0] - 1'h1;
+  assign \$1676  = xc == \$1675 ;
+  assign \$1677  = \$1674  & \$1676 ;
+  assign \$1678  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1679  = \$1678  - 1'h1;
+  assign \$1680  = $signed({ 1'h0, sub }) == $signed(\$1679 );
+  assign \$1682  = ~ stage[339];
+  assign \$1683  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1684  = \$1683  - 1'h1;
+  assign \$1685  = $signed({ 1'h0, xi }) == $signed(\$1684 );
+  assign \$1686  = \$1681  & \$1685 ;
+  assign \$1687  = \$10  - 1'h1;
+  assign \$1688  = tr == \$1687 ;
+  assign \$1689  = \$1686  & \$1688 ;
+  assign \$1690  = \$8 [15:0] - 1'h1;
+  assign \$1691  = go == \$1690 ;
+  assign \$1692  = \$1689  & \$1691 ;
+  assign \$1693  = \$14 [15:0] - 1'h1;
+  assign \$1694  = xc == \$1693 ;
+  assign \$1695  = \$1692  & \$1694 ;
+  assign \$1696  = stage[25:10] - 1'h1;
+  assign \$1697  = y == \$1696 ;
+  assign \$1698  = \$1695  & \$1697 ;
+  assign \$1699  = ~ \$1698 ;
+  assign \$1700  = \$1677  & \$1699 ;
+  assign \$1701  = a4_m0 + a4_y_stride;
+  assign \$1702  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1703  = \$1702  - 1'h1;
+  assign \$1704  = $signed({ 1'h0, sub }) == $signed(\$1703 );
+  assign \$1706  = ~ stage[339];
+  assign \$1707  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1708  = \$1707  - 1'h1;
+  assign \$1709  = $signed({ 1'h0, xi }) == $signed(\$1708 );
+  assign \$1710  = \$1705  & \$1709 ;
+  assign \$1711  = \$10  - 1'h1;
+  assign \$1712  = tr == \$1711 ;
+  assign \$1713  = \$1710  & \$1712 ;
+  assign \$1714  = \$8 [15:0] - 1'h1;
+  assign \$1715  = go == \$1714 ;
+  assign \$1716  = \$1713  & \$1715 ;
+  assign \$1717  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1718  = \$1717  - 1'h1;
+  assign \$1719  = $signed({ 1'h0, sub }) == $signed(\$1718 );
+  assign \$1721  = ~ stage[339];
+  assign \$1722  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1723  = \$1722  - 1'h1;
+  assign \$1724  = $signed({ 1'h0, xi }) == $signed(\$1723 );
+  assign \$1725  = \$1720  & \$1724 ;
+  assign \$1726  = \$10  - 1'h1;
+  assign \$1727  = tr == \$1726 ;
+  assign \$1728  = \$1725  & \$1727 ;
+  assign \$1729  = \$8 [15:0] - 1'h1;
+  assign \$1730  = go == \$1729 ;
+  assign \$1731  = \$1728  & \$1730 ;
+  assign \$1732  = \$14 [15:0] - 1'h1;
+  assign \$1733  = xc == \$1732 ;
+  assign \$1734  = \$1731  & \$1733 ;
+  assign \$1735  = ~ \$1734 ;
+  assign \$1736  = \$1716  & \$1735 ;
+  assign \$1737  = a4_m1 + a4_xc;
+  assign \$1738  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1739  = \$1738  - 1'h1;
+  assign \$1740  = $signed({ 1'h0, sub }) == $signed(\$1739 );
+  assign \$1742  = ~ stage[339];
+  assign \$1743  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1744  = \$1743  - 1'h1;
+  assign \$1745  = $signed({ 1'h0, xi }) == $signed(\$1744 );
+  assign \$1746  = \$1741  & \$1745 ;
+  assign \$1747  = \$10  - 1'h1;
+  assign \$1748  = tr == \$1747 ;
+  assign \$1749  = \$1746  & \$1748 ;
+  assign \$1750  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1751  = \$1750  - 1'h1;
+  assign \$1752  = $signed({ 1'h0, sub }) == $signed(\$1751 );
+  assign \$1754  = ~ stage[339];
+  assign \$1755  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1756  = \$1755  - 1'h1;
+  assign \$1757  = $signed({ 1'h0, xi }) == $signed(\$1756 );
+  assign \$1758  = \$1753  & \$1757 ;
+  assign \$1759  = \$10  - 1'h1;
+  assign \$1760  = tr == \$1759 ;
+  assign \$1761  = \$1758  & \$1760 ;
+  assign \$1762  = \$8 [15:0] - 1'h1;
+  assign \$1763  = go == \$1762 ;
+  assign \$1764  = \$1761  & \$1763 ;
+  assign \$1765  = ~ \$1764 ;
+  assign \$1766  = \$1749  & \$1765 ;
+  assign \$1767  = a4_m2 + 1'h1;
+  assign \$1768  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1769  = \$1768  - 1'h1;
+  assign \$1770  = $signed({ 1'h0, sub }) == $signed(\$1769 );
+  assign \$1772  = ~ stage[339];
+  assign \$1773  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1774  = \$1773  - 1'h1;
+  assign \$1775  = $signed({ 1'h0, xi }) == $signed(\$1774 );
+  assign \$1776  = \$1771  & \$1775 ;
+  assign \$1777  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1778  = \$1777  - 1'h1;
+  assign \$1779  = $signed({ 1'h0, sub }) == $signed(\$1778 );
+  assign \$1781  = ~ stage[339];
+  assign \$1782  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1783  = \$1782  - 1'h1;
+  assign \$1784  = $signed({ 1'h0, xi }) == $signed(\$1783 );
+  assign \$1785  = \$1780  & \$1784 ;
+  assign \$1786  = \$10  - 1'h1;
+  assign \$1787  = tr == \$1786 ;
+  assign \$1788  = \$1785  & \$1787 ;
+  assign \$1789  = ~ \$1788 ;
+  assign \$1790  = \$1776  & \$1789 ;
+  assign \$1791  = - a4_t_stride_p2_0;
+  assign \$1792  = $signed({ 1'h0, a4_m3 }) + $signed(\$1791 );
+  assign \$1793  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1794  = \$1793  - 1'h1;
+  assign \$1795  = $signed({ 1'h0, sub }) == $signed(\$1794 );
+  assign \$1797  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1798  = \$1797  - 1'h1;
+  assign \$1799  = $signed({ 1'h0, sub }) == $signed(\$1798 );
+  assign \$1801  = ~ stage[339];
+  assign \$1802  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1803  = \$1802  - 1'h1;
+  assign \$1804  = $signed({ 1'h0, xi }) == $signed(\$1803 );
+  assign \$1805  = \$1800  & \$1804 ;
+  assign \$1806  = ~ \$1805 ;
+  assign \$1807  = \$1796  & \$1806 ;
+  assign \$1808  = a4_m4 + a4_x_stride;
+  assign \$1809  = stage[41:26] - 2'h2;
+  assign \$1810  = cur_y_stride_f0 * cur_y_stride_f1;
+  assign \$1811  = stage[25:10] - 2'h2;
+  assign \$1812  = stage[41:26] - 2'h2;
+  assign \$1813  = cur_t_stride_f0 * cur_t_stride_f1;
+  assign \$1814  = cur_t_stride_p1_0 * cur_t_stride_f2;
+  assign \$1815  = stage[9:2] - 1'h1;
+  assign \$1816  = $signed(\$1815 ) + $signed({ 1'h0, stage[384] });
+  assign \$1817  = stage[25:10] - 2'h2;
+  assign \$1818  = stage[41:26] - 2'h2;
+  assign \$1819  = cur_word_first_f0 * cur_word_first_f1;
+  assign \$1820  = cur_word_first_f2 * cur_word_first_f3;
+  assign \$1821  = cur_word_first_p1_0 * cur_word_first_p1_1;
+  assign \$1822  = stage[337:318] + cur_word_first_p2_0;
+  assign \$1823  = \$1822  - cur_y_stride_p1_0;
+  assign \$1824  = $signed(\$1823 ) - $signed({ 1'h0, cur_go });
+  assign \$1826  = stage[339] ? { 1'h0, cur_go } : \$1825 ;
+  assign \$1827  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1828  = \$1827  - 1'h1;
+  assign \$1829  = $signed({ 1'h0, sub }) == $signed(\$1828 );
+  assign \$1831  = ~ stage[339];
+  assign \$1832  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1833  = \$1832  - 1'h1;
+  assign \$1834  = $signed({ 1'h0, xi }) == $signed(\$1833 );
+  assign \$1835  = \$1830  & \$1834 ;
+  assign \$1836  = \$10  - 1'h1;
+  assign \$1837  = tr == \$1836 ;
+  assign \$1838  = \$1835  & \$1837 ;
+  assign \$1839  = \$8 [15:0] - 1'h1;
+  assign \$1840  = go == \$1839 ;
+  assign \$1841  = \$1838  & \$1840 ;
+  assign \$1842  = \$14 [15:0] - 1'h1;
+  assign \$1843  = xc == \$1842 ;
+  assign \$1844  = \$1841  & \$1843 ;
+  assign \$1845  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1846  = \$1845  - 1'h1;
+  assign \$1847  = $signed({ 1'h0, sub }) == $signed(\$1846 );
+  assign \$1849  = ~ stage[339];
+  assign \$1850  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1851  = \$1850  - 1'h1;
+  assign \$1852  = $signed({ 1'h0, xi }) == $signed(\$1851 );
+  assign \$1853  = \$1848  & \$1852 ;
+  assign \$1854  = \$10  - 1'h1;
+  assign \$1855  = tr == \$1854 ;
+  assign \$1856  = \$1853  & \$1855 ;
+  assign \$1857  = \$8 [15:0] - 1'h1;
+  assign \$1858  = go == \$1857 ;
+  assign \$1859  = \$1856  & \$1858 ;
+  assign \$1860  = \$14 [15:0] - 1'h1;
+  assign \$1861  = xc == \$1860 ;
+  assign \$1862  = \$1859  & \$1861 ;
+  assign \$1863  = stage[25:10] - 1'h1;
+  assign \$1864  = y == \$1863 ;
+  assign \$1865  = \$1862  & \$1864 ;
+  assign \$1866  = ~ \$1865 ;
+  assign \$1867  = \$1844  & \$1866 ;
+  assign \$1868  = cur_m0 + cur_y_stride_p1_0;
+  assign \$1869  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1870  = \$1869  - 1'h1;
+  assign \$1871  = $signed({ 1'h0, sub }) == $signed(\$1870 );
+  assign \$1873  = ~ stage[339];
+  assign \$1874  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1875  = \$1874  - 1'h1;
+  assign \$1876  = $signed({ 1'h0, xi }) == $signed(\$1875 );
+  assign \$1877  = \$1872  & \$1876 ;
+  assign \$1878  = \$10  - 1'h1;
+  assign \$1879  = tr == \$1878 ;
+  assign \$1880  = \$1877  & \$1879 ;
+  assign \$1881  = \$8 [15:0] - 1'h1;
+  assign \$1882  = go == \$1881 ;
+  assign \$1883  = \$1880  & \$1882 ;
+  assign \$1884  = \$14 [15:0] - 1'h1;
+  assign \$1885  = xc == \$1884 ;
+  assign \$1886  = \$1883  & \$1885 ;
+  assign \$1887  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1888  = \$1887  - 1'h1;
+  assign \$1889  = $signed({ 1'h0, sub }) == $signed(\$1888 );
+  assign \$1891  = ~ stage[339];
+  assign \$1892  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1893  = \$1892  - 1'h1;
+  assign \$1894  = $signed({ 1'h0, xi }) == $signed(\$1893 );
+  assign \$1895  = \$1890  & \$1894 ;
+  assign \$1896  = \$10  - 1'h1;
+  assign \$1897  = tr == \$1896 ;
+  assign \$1898  = \$1895  & \$1897 ;
+  assign \$1899  = \$8 [15:0] - 1'h1;
+  assign \$1900  = go == \$1899 ;
+  assign \$1901  = \$1898  & \$1900 ;
+  assign \$1902  = \$14 [15:0] - 1'h1;
+  assign \$1903  = xc == \$1902 ;
+  assign \$1904  = \$1901  & \$1903 ;
+  assign \$1905  = stage[25:10] - 1'h1;
+  assign \$1906  = y == \$1905 ;
+  assign \$1907  = \$1904  & \$1906 ;
+  assign \$1908  = ~ \$1907 ;
+  assign \$1909  = \$1886  & \$1908 ;
+  assign \$1910  = cur_m0 + cur_y_stride_p1_0;
+  assign \$1911  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1912  = \$1911  - 1'h1;
+  assign \$1913  = $signed({ 1'h0, sub }) == $signed(\$1912 );
+  assign \$1915  = ~ stage[339];
+  assign \$1916  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1917  = \$1916  - 1'h1;
+  assign \$1918  = $signed({ 1'h0, xi }) == $signed(\$1917 );
+  assign \$1919  = \$1914  & \$1918 ;
+  assign \$1920  = \$10  - 1'h1;
+  assign \$1921  = tr == \$1920 ;
+  assign \$1922  = \$1919  & \$1921 ;
+  assign \$1923  = \$8 [15:0] - 1'h1;
+  assign \$1924  = go == \$1923 ;
+  assign \$1925  = \$1922  & \$1924 ;
+  assign \$1926  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1927  = \$1926  - 1'h1;
+  assign \$1928  = $signed({ 1'h0, sub }) == $signed(\$1927 );
+  assign \$1930  = ~ stage[339];
+  assign \$1931  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1932  = \$1931  - 1'h1;
+  assign \$1933  = $signed({ 1'h0, xi }) == $signed(\$1932 );
+  assign \$1934  = \$1929  & \$1933 ;
+  assign \$1935  = \$10  - 1'h1;
+  assign \$1936  = tr == \$1935 ;
+  assign \$1937  = \$1934  & \$1936 ;
+  assign \$1938  = \$8 [15:0] - 1'h1;
+  assign \$1939  = go == \$1938 ;
+  assign \$1940  = \$1937  & \$1939 ;
+  assign \$1941  = \$14 [15:0] - 1'h1;
+  assign \$1942  = xc == \$1941 ;
+  assign \$1943  = \$1940  & \$1942 ;
+  assign \$1944  = ~ \$1943 ;
+  assign \$1945  = \$1925  & \$1944 ;
+  assign \$1946  = cur_m1 + cur_xc;
+  assign \$1947  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1948  = \$1947  - 1'h1;
+  assign \$1949  = $signed({ 1'h0, sub }) == $signed(\$1948 );
+  assign \$1951  = ~ stage[339];
+  assign \$1952  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1953  = \$1952  - 1'h1;
+  assign \$1954  = $signed({ 1'h0, xi }) == $signed(\$1953 );
+  assign \$1955  = \$1950  & \$1954 ;
+  assign \$1956  = \$10  - 1'h1;
+  assign \$1957  = tr == \$1956 ;
+  assign \$1958  = \$1955  & \$1957 ;
+  assign \$1959  = \$8 [15:0] - 1'h1;
+  assign \$1960  = go == \$1959 ;
+  assign \$1961  = \$1958  & \$1960 ;
+  assign \$1962  = \$14 [15:0] - 1'h1;
+  assign \$1963  = xc == \$1962 ;
+  assign \$1964  = \$1961  & \$1963 ;
+  assign \$1965  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1966  = \$1965  - 1'h1;
+  assign \$1967  = $signed({ 1'h0, sub }) == $signed(\$1966 );
+  assign \$1969  = ~ stage[339];
+  assign \$1970  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1971  = \$1970  - 1'h1;
+  assign \$1972  = $signed({ 1'h0, xi }) == $signed(\$1971 );
+  assign \$1973  = \$1968  & \$1972 ;
+  assign \$1974  = \$10  - 1'h1;
+  assign \$1975  = tr == \$1974 ;
+  assign \$1976  = \$1973  & \$1975 ;
+  assign \$1977  = \$8 [15:0] - 1'h1;
+  assign \$1978  = go == \$1977 ;
+  assign \$1979  = \$1976  & \$1978 ;
+  assign \$1980  = \$14 [15:0] - 1'h1;
+  assign \$1981  = xc == \$1980 ;
+  assign \$1982  = \$1979  & \$1981 ;
+  assign \$1983  = stage[25:10] - 1'h1;
+  assign \$1984  = y == \$1983 ;
+  assign \$1985  = \$1982  & \$1984 ;
+  assign \$1986  = ~ \$1985 ;
+  assign \$1987  = \$1964  & \$1986 ;
+  assign \$1988  = cur_m0 + cur_y_stride_p1_0;
+  assign \$1989  = stage[339] ? 3'h4 : 3'h1;
+  assign \$1990  = \$1989  - 1'h1;
+  assign \$1991  = $signed({ 1'h0, sub }) == $signed(\$1990 );
+  assign \$1993  = ~ stage[339];
+  assign \$1994  = stage[339] ? 2'h1 : 2'h2;
+  assign \$1995  = \$1994  - 1'h1;
+  assign \$1996  = $signed({ 1'h0, xi }) == $signed(\$1995 );
+  assign \$1997  = \$1992  & \$1996 ;
+  assign \$1998  = \$10  - 1'h1;
+  assign \$1999  = tr == \$1998 ;
+  assign \$2000  = \$1997  & \$1999 ;
+  assign \$2001  = \$8 [15:0] - 1'h1;
+  assign \$2002  = go == \$2001 ;
+  assign \$2003  = \$2000  & \$2002 ;
+  assign \$2004  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2005  = \$2004  - 1'h1;
+  assign \$2006  = $signed({ 1'h0, sub }) == $signed(\$2005 );
+  assign \$2008  = ~ stage[339];
+  assign \$2009  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2010  = \$2009  - 1'h1;
+  assign \$2011  = $signed({ 1'h0, xi }) == $signed(\$2010 );
+  assign \$2012  = \$2007  & \$2011 ;
+  assign \$2013  = \$10  - 1'h1;
+  assign \$2014  = tr == \$2013 ;
+  assign \$2015  = \$2012  & \$2014 ;
+  assign \$2016  = \$8 [15:0] - 1'h1;
+  assign \$2017  = go == \$2016 ;
+  assign \$2018  = \$2015  & \$2017 ;
+  assign \$2019  = \$14 [15:0] - 1'h1;
+  assign \$2020  = xc == \$2019 ;
+  assign \$2021  = \$2018  & \$2020 ;
+  assign \$2022  = ~ \$2021 ;
+  assign \$2023  = \$2003  & \$2022 ;
+  assign \$2024  = cur_m1 + cur_xc;
+  assign \$2025  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2026  = \$2025  - 1'h1;
+  assign \$2027  = $signed({ 1'h0, sub }) == $signed(\$2026 );
+  assign \$2029  = ~ stage[339];
+  assign \$2030  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2031  = \$2030  - 1'h1;
+  assign \$2032  = $signed({ 1'h0, xi }) == $signed(\$2031 );
+  assign \$2033  = \$2028  & \$2032 ;
+  assign \$2034  = \$10  - 1'h1;
+  assign \$2035  = tr == \$2034 ;
+  assign \$2036  = \$2033  & \$2035 ;
+  assign \$2037  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2038  = \$2037  - 1'h1;
+  assign \$2039  = $signed({ 1'h0, sub }) == $signed(\$2038 );
+  assign \$2041  = ~ stage[339];
+  assign \$2042  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2043  = \$2042  - 1'h1;
+  assign \$2044  = $signed({ 1'h0, xi }) == $signed(\$2043 );
+  assign \$2045  = \$2040  & \$2044 ;
+  assign \$2046  = \$10  - 1'h1;
+  assign \$2047  = tr == \$2046 ;
+  assign \$2048  = \$2045  & \$2047 ;
+  assign \$2049  = \$8 [15:0] - 1'h1;
+  assign \$2050  = go == \$2049 ;
+  assign \$2051  = \$2048  & \$2050 ;
+  assign \$2052  = ~ \$2051 ;
+  assign \$2053  = \$2036  & \$2052 ;
+  assign \$2054  = cur_m2 + 1'h1;
+  assign \$2055  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2056  = \$2055  - 1'h1;
+  assign \$2057  = $signed({ 1'h0, sub }) == $signed(\$2056 );
+  assign \$2059  = ~ stage[339];
+  assign \$2060  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2061  = \$2060  - 1'h1;
+  assign \$2062  = $signed({ 1'h0, xi }) == $signed(\$2061 );
+  assign \$2063  = \$2058  & \$2062 ;
+  assign \$2064  = \$10  - 1'h1;
+  assign \$2065  = tr == \$2064 ;
+  assign \$2066  = \$2063  & \$2065 ;
+  assign \$2067  = \$8 [15:0] - 1'h1;
+  assign \$2068  = go == \$2067 ;
+  assign \$2069  = \$2066  & \$2068 ;
+  assign \$2070  = \$14 [15:0] - 1'h1;
+  assign \$2071  = xc == \$2070 ;
+  assign \$2072  = \$2069  & \$2071 ;
+  assign \$2073  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2074  = \$2073  - 1'h1;
+  assign \$2075  = $signed({ 1'h0, sub }) == $signed(\$2074 );
+  assign \$2077  = ~ stage[339];
+  assign \$2078  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2079  = \$2078  - 1'h1;
+  assign \$2080  = $signed({ 1'h0, xi }) == $signed(\$2079 );
+  assign \$2081  = \$2076  & \$2080 ;
+  assign \$2082  = \$10  - 1'h1;
+  assign \$2083  = tr == \$2082 ;
+  assign \$2084  = \$2081  & \$2083 ;
+  assign \$2085  = \$8 [15:0] - 1'h1;
+  assign \$2086  = go == \$2085 ;
+  assign \$2087  = \$2084  & \$2086 ;
+  assign \$2088  = \$14 [15:0] - 1'h1;
+  assign \$2089  = xc == \$2088 ;
+  assign \$2090  = \$2087  & \$2089 ;
+  assign \$2091  = stage[25:10] - 1'h1;
+  assign \$2092  = y == \$2091 ;
+  assign \$2093  = \$2090  & \$2092 ;
+  assign \$2094  = ~ \$2093 ;
+  assign \$2095  = \$2072  & \$2094 ;
+  assign \$2096  = cur_m0 + cur_y_stride_p1_0;
+  assign \$2097  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2098  = \$2097  - 1'h1;
+  assign \$2099  = $signed({ 1'h0, sub }) == $signed(\$2098 );
+  assign \$2101  = ~ stage[339];
+  assign \$2102  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2103  = \$2102  - 1'h1;
+  assign \$2104  = $signed({ 1'h0, xi }) == $signed(\$2103 );
+  assign \$2105  = \$2100  & \$2104 ;
+  assign \$2106  = \$10  - 1'h1;
+  assign \$2107  = tr == \$2106 ;
+  assign \$2108  = \$2105  & \$2107 ;
+  assign \$2109  = \$8 [15:0] - 1'h1;
+  assign \$2110  = go == \$2109 ;
+  assign \$2111  = \$2108  & \$2110 ;
+  assign \$2112  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2113  = \$2112  - 1'h1;
+  assign \$2114  = $signed({ 1'h0, sub }) == $signed(\$2113 );
+  assign \$2116  = ~ stage[339];
+  assign \$2117  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2118  = \$2117  - 1'h1;
+  assign \$2119  = $signed({ 1'h0, xi }) == $signed(\$2118 );
+  assign \$2120  = \$2115  & \$2119 ;
+  assign \$2121  = \$10  - 1'h1;
+  assign \$2122  = tr == \$2121 ;
+  assign \$2123  = \$2120  & \$2122 ;
+  assign \$2124  = \$8 [15:0] - 1'h1;
+  assign \$2125  = go == \$2124 ;
+  assign \$2126  = \$2123  & \$2125 ;
+  assign \$2127  = \$14 [15:0] - 1'h1;
+  assign \$2128  = xc == \$2127 ;
+  assign \$2129  = \$2126  & \$2128 ;
+  assign \$2130  = ~ \$2129 ;
+  assign \$2131  = \$2111  & \$2130 ;
+  assign \$2132  = cur_m1 + cur_xc;
+  assign \$2133  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2134  = \$2133  - 1'h1;
+  assign \$2135  = $signed({ 1'h0, sub }) == $signed(\$2134 );
+  assign \$2137  = ~ stage[339];
+  assign \$2138  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2139  = \$2138  - 1'h1;
+  assign \$2140  = $signed({ 1'h0, xi }) == $signed(\$2139 );
+  assign \$2141  = \$2136  & \$2140 ;
+  assign \$2142  = \$10  - 1'h1;
+  assign \$2143  = tr == \$2142 ;
+  assign \$2144  = \$2141  & \$2143 ;
+  assign \$2145  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2146  = \$2145  - 1'h1;
+  assign \$2147  = $signed({ 1'h0, sub }) == $signed(\$2146 );
+  assign \$2149  = ~ stage[339];
+  assign \$2150  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2151  = \$2150  - 1'h1;
+  assign \$2152  = $signed({ 1'h0, xi }) == $signed(\$2151 );
+  assign \$2153  = \$2148  & \$2152 ;
+  assign \$2154  = \$10  - 1'h1;
+  assign \$2155  = tr == \$2154 ;
+  assign \$2156  = \$2153  & \$2155 ;
+  assign \$2157  = \$8 [15:0] - 1'h1;
+  assign \$2158  = go == \$2157 ;
+  assign \$2159  = \$2156  & \$2158 ;
+  assign \$2160  = ~ \$2159 ;
+  assign \$2161  = \$2144  & \$2160 ;
+  assign \$2162  = cur_m2 + 1'h1;
+  assign \$2163  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2164  = \$2163  - 1'h1;
+  assign \$2165  = $signed({ 1'h0, sub }) == $signed(\$2164 );
+  assign \$2167  = ~ stage[339];
+  assign \$2168  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2169  = \$2168  - 1'h1;
+  assign \$2170  = $signed({ 1'h0, xi }) == $signed(\$2169 );
+  assign \$2171  = \$2166  & \$2170 ;
+  assign \$2172  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2173  = \$2172  - 1'h1;
+  assign \$2174  = $signed({ 1'h0, sub }) == $signed(\$2173 );
+  assign \$2176  = ~ stage[339];
+  assign \$2177  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2178  = \$2177  - 1'h1;
+  assign \$2179  = $signed({ 1'h0, xi }) == $signed(\$2178 );
+  assign \$2180  = \$2175  & \$2179 ;
+  assign \$2181  = \$10  - 1'h1;
+  assign \$2182  = tr == \$2181 ;
+  assign \$2183  = \$2180  & \$2182 ;
+  assign \$2184  = ~ \$2183 ;
+  assign \$2185  = \$2171  & \$2184 ;
+  assign \$2186  = - cur_t_stride_p2_0;
+  assign \$2187  = $signed({ 1'h0, cur_m3 }) + $signed(\$2186 );
+  assign \$2188  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2189  = \$2188  - 1'h1;
+  assign \$2190  = $signed({ 1'h0, sub }) == $signed(\$2189 );
+  assign \$2192  = ~ stage[339];
+  assign \$2193  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2194  = \$2193  - 1'h1;
+  assign \$2195  = $signed({ 1'h0, xi }) == $signed(\$2194 );
+  assign \$2196  = \$2191  & \$2195 ;
+  assign \$2197  = \$10  - 1'h1;
+  assign \$2198  = tr == \$2197 ;
+  assign \$2199  = \$2196  & \$2198 ;
+  assign \$2200  = \$8 [15:0] - 1'h1;
+  assign \$2201  = go == \$2200 ;
+  assign \$2202  = \$2199  & \$2201 ;
+  assign \$2203  = \$14 [15:0] - 1'h1;
+  assign \$2204  = xc == \$2203 ;
+  assign \$2205  = \$2202  & \$2204 ;
+  assign \$2206  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2207  = \$2206  - 1'h1;
+  assign \$2208  = $signed({ 1'h0, sub }) == $signed(\$2207 );
+  assign \$2210  = ~ stage[339];
+  assign \$2211  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2212  = \$2211  - 1'h1;
+  assign \$2213  = $signed({ 1'h0, xi }) == $signed(\$2212 );
+  assign \$2214  = \$2209  & \$2213 ;
+  assign \$2215  = \$10  - 1'h1;
+  assign \$2216  = tr == \$2215 ;
+  assign \$2217  = \$2214  & \$2216 ;
+  assign \$2218  = \$8 [15:0] - 1'h1;
+  assign \$2219  = go == \$2218 ;
+  assign \$2220  = \$2217  & \$2219 ;
+  assign \$2221  = \$14 [15:0] - 1'h1;
+  assign \$2222  = xc == \$2221 ;
+  assign \$2223  = \$2220  & \$2222 ;
+  assign \$2224  = stage[25:10] - 1'h1;
+  assign \$2225  = y == \$2224 ;
+  assign \$2226  = \$2223  & \$2225 ;
+  assign \$2227  = ~ \$2226 ;
+  assign \$2228  = \$2205  & \$2227 ;
+  assign \$2229  = cur_m0 + cur_y_stride_p1_0;
+  assign \$2230  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2231  = \$2230  - 1'h1;
+  assign \$2232  = $signed({ 1'h0, sub }) == $signed(\$2231 );
+  assign \$2234  = ~ stage[339];
+  assign \$2235  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2236  = \$2235  - 1'h1;
+  assign \$2237  = $signed({ 1'h0, xi }) == $signed(\$2236 );
+  assign \$2238  = \$2233  & \$2237 ;
+  assign \$2239  = \$10  - 1'h1;
+  assign \$2240  = tr == \$2239 ;
+  assign \$2241  = \$2238  & \$2240 ;
+  assign \$2242  = \$8 [15:0] - 1'h1;
+  assign \$2243  = go == \$2242 ;
+  assign \$2244  = \$2241  & \$2243 ;
+  assign \$2245  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2246  = \$2245  - 1'h1;
+  assign \$2247  = $signed({ 1'h0, sub }) == $signed(\$2246 );
+  assign \$2249  = ~ stage[339];
+  assign \$2250  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2251  = \$2250  - 1'h1;
+  assign \$2252  = $signed({ 1'h0, xi }) == $signed(\$2251 );
+  assign \$2253  = \$2248  & \$2252 ;
+  assign \$2254  = \$10  - 1'h1;
+  assign \$2255  = tr == \$2254 ;
+  assign \$2256  = \$2253  & \$2255 ;
+  assign \$2257  = \$8 [15:0] - 1'h1;
+  assign \$2258  = go == \$2257 ;
+  assign \$2259  = \$2256  & \$2258 ;
+  assign \$2260  = \$14 [15:0] - 1'h1;
+  assign \$2261  = xc == \$2260 ;
+  assign \$2262  = \$2259  & \$2261 ;
+  assign \$2263  = ~ \$2262 ;
+  assign \$2264  = \$2244  & \$2263 ;
+  assign \$2265  = cur_m1 + cur_xc;
+  assign \$2266  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2267  = \$2266  - 1'h1;
+  assign \$2268  = $signed({ 1'h0, sub }) == $signed(\$2267 );
+  assign \$2270  = ~ stage[339];
+  assign \$2271  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2272  = \$2271  - 1'h1;
+  assign \$2273  = $signed({ 1'h0, xi }) == $signed(\$2272 );
+  assign \$2274  = \$2269  & \$2273 ;
+  assign \$2275  = \$10  - 1'h1;
+  assign \$2276  = tr == \$2275 ;
+  assign \$2277  = \$2274  & \$2276 ;
+  assign \$2278  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2279  = \$2278  - 1'h1;
+  assign \$2280  = $signed({ 1'h0, sub }) == $signed(\$2279 );
+  assign \$2282  = ~ stage[339];
+  assign \$2283  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2284  = \$2283  - 1'h1;
+  assign \$2285  = $signed({ 1'h0, xi }) == $signed(\$2284 );
+  assign \$2286  = \$2281  & \$2285 ;
+  assign \$2287  = \$10  - 1'h1;
+  assign \$2288  = tr == \$2287 ;
+  assign \$2289  = \$2286  & \$2288 ;
+  assign \$2290  = \$8 [15:0] - 1'h1;
+  assign \$2291  = go == \$2290 ;
+  assign \$2292  = \$2289  & \$2291 ;
+  assign \$2293  = ~ \$2292 ;
+  assign \$2294  = \$2277  & \$2293 ;
+  assign \$2295  = cur_m2 + 1'h1;
+  assign \$2296  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2297  = \$2296  - 1'h1;
+  assign \$2298  = $signed({ 1'h0, sub }) == $signed(\$2297 );
+  assign \$2300  = ~ stage[339];
+  assign \$2301  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2302  = \$2301  - 1'h1;
+  assign \$2303  = $signed({ 1'h0, xi }) == $signed(\$2302 );
+  assign \$2304  = \$2299  & \$2303 ;
+  assign \$2305  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2306  = \$2305  - 1'h1;
+  assign \$2307  = $signed({ 1'h0, sub }) == $signed(\$2306 );
+  assign \$2309  = ~ stage[339];
+  assign \$2310  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2311  = \$2310  - 1'h1;
+  assign \$2312  = $signed({ 1'h0, xi }) == $signed(\$2311 );
+  assign \$2313  = \$2308  & \$2312 ;
+  assign \$2314  = \$10  - 1'h1;
+  assign \$2315  = tr == \$2314 ;
+  assign \$2316  = \$2313  & \$2315 ;
+  assign \$2317  = ~ \$2316 ;
+  assign \$2318  = \$2304  & \$2317 ;
+  assign \$2319  = - cur_t_stride_p2_0;
+  assign \$2320  = $signed({ 1'h0, cur_m3 }) + $signed(\$2319 );
+  assign \$2321  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2322  = \$2321  - 1'h1;
+  assign \$2323  = $signed({ 1'h0, sub }) == $signed(\$2322 );
+  assign \$2325  = stage[339] ? 3'h4 : 3'h1;
+  assign \$2326  = \$2325  - 1'h1;
+  assign \$2327  = $signed({ 1'h0, sub }) == $signed(\$2326 );
+  assign \$2329  = ~ stage[339];
+  assign \$2330  = stage[339] ? 2'h1 : 2'h2;
+  assign \$2331  = \$2330  - 1'h1;
+  assign \$2332  = $signed({ 1'h0, xi }) == $signed(\$2331 );
+  assign \$2333  = \$2328  & \$2332 ;
+  assign \$2334  = ~ \$2333 ;
+  assign \$2335  = \$2324  & \$2334 ;
+  assign \$2336  = cur_m4 + cur_go;
+  assign \$2337  = ~ stage[339];
+  assign \$2338  = \$2 [15:0] >= stage[41:26];
+  assign \$2339  = \$2337  & \$2338 ;
+  assign \$2340  = ~ \$2339 ;
+  assign \$2341  = run & \$2340 ;
+  assign \$2342  = ~ stage[339];
+  assign \$2343  = \$2 [15:0] >= stage[41:26];
+  assign \$2344  = \$2342  & \$2343 ;
+  assign \$2345  = ~ \$2344 ;
+  assign \$2346  = run & \$2345 ;
+  assign \$2347  = ! sub;
+  assign \$2348  = \$2346  & \$2347 ;
+  assign \$2349  = ! tr;
+  assign \$2350  = ~ stage[384];
+  assign \$2351  = \$2349  & \$2350 ;
+  assign \$2352  = ! tr;
+  assign \$2353  = stage[384] & \$2352 ;
+  assign \$2354  = stage[9:2] + stage[384];
+  assign \$2355  = tr == \$2354 ;
+  assign \$2356  = stage[385] & \$2355 ;
+  assign \$2357  = carry_first + carry_m4;
+  assign \$2359  = \$2358  + sub[1];
+  assign \$2360  = \$2359  - 1'h1;
+  assign \$2361  = stage[339] ? \$2360  : { 3'h0, y };
+  assign \$2363  = \$2362  - 2'h2;
+  assign \$2364  = stage[339] ? \$2363  : { 2'h0, stage[25:10] };
+  assign \$2365  = $signed(\$2361 ) < $signed(\$2364 );
+  assign \$2367  = \$2366  + sub[0];
+  assign \$2368  = \$2367  - 1'h1;
+  assign \$2369  = stage[339] ? \$2368  : { 3'h0, \$2 [15:0] };
+  assign \$2371  = \$2370  - 2'h2;
+  assign \$2372  = stage[339] ? \$2371  : { 2'h0, stage[41:26] };
+  assign \$2373  = $signed(\$2369 ) < $signed(\$2372 );
+  assign \$2374  = \$2365  & \$2373 ;
+  assign \$2375  = ! y;
+  assign \$2376  = ~ sub[1];
+  assign \$2377  = \$2375  & \$2376 ;
+  assign \$2378  = ! \$2 [15:0];
+  assign \$2379  = ~ sub[0];
+  assign \$2380  = \$2378  & \$2379 ;
+  assign \$2381  = \$2377  | \$2380 ;
+  assign \$2382  = stage[339] & \$2381 ;
+  assign \$2383  = ~ \$2382 ;
+  assign \$2384  = \$2374  & \$2383 ;
+  assign \$2385  = y >= 1'h1;
+  assign \$2386  = stage[25:10] - 2'h2;
+  assign \$2387  = $signed({ 1'h0, y }) <= $signed(\$2386 );
+  assign \$2388  = \$2385  & \$2387 ;
+  assign \$2389  = \$2 [15:0] >= 1'h1;
+  assign \$2390  = \$2388  & \$2389 ;
+  assign \$2391  = stage[41:26] - 2'h2;
+  assign \$2392  = $signed({ 1'h0, \$2 [15:0] }) <= $signed(\$2391 );
+  assign \$2393  = \$2390  & \$2392 ;
+  assign \$2394  = ~ stage[213];
+  assign \$2395  = stage[212:181] >> \$5 [4:0];
+  assign \$2396  = \$2394  | \$2395 ;
+  assign \$2397  = a4_first + a4_m4;
+  assign \$2398  = stage[339] & sub[1];
+  assign \$2399  = \$2398  ? a4_row_p1_0 : 20'h00000;
+  assign \$2400  = \$2397  + \$2399 ;
+  assign \$2401  = stage[339] & sub[0];
+  assign \$2402  = \$2401  ? a4_go : 20'h00000;
+  assign \$2403  = \$2400  + \$2402 ;
+  assign \$2404  = cur_first + cur_m4;
+  assign \$2406  = stage[73:58] - \$2405 ;
+  assign \$2407  = $signed(\$2406 ) >= $signed(4'h4);
+  assign \$2409  = stage[73:58] - \$2408 ;
+  assign \$2410  = \$2407  ? 20'h00004 : \$2409 ;
+  assign \$2411  = ~ w_load_z7;
+  assign \$2412  = w_v_z7 & \$2411 ;
+  assign \$2413  = ~ w_store_z7;
+  assign \$2414  = \$2412  & \$2413 ;
+  assign \$2415  = \$2414  & w_first_z7;
+  always @(posedge clk)
+    sub <= \$2416 ;
+  always @(posedge clk)
+    xi <= \$2417 ;
+  always @(posedge clk)
+    tr <= \$2418 ;
+  always @(posedge clk)
+    go <= \$2419 ;
+  always @(posedge clk)
+    xc <= \$2420 ;
+  always @(posedge clk)
+    y <= \$2421 ;
+  always @(posedge clk)
+    run <= \$2422 ;
+  always @(posedge clk)
+    lifg_y_stride_f0 <= \$2423 ;
+  always @(posedge clk)
+    lifg_y_stride_f1 <= \$2424 ;
+  always @(posedge clk)
+    lifg_y_stride_p1_0 <= \$2425 ;
+  always @(posedge clk)
+    lifg_go <= \$2426 ;
+  always @(posedge clk)
+    lifg_t_stride_f0 <= \$2427 ;
+  always @(posedge clk)
+    lifg_t_stride_f1 <= \$2428 ;
+  always @(posedge clk)
+    lifg_t_stride_f2 <= \$2429 ;
+  always @(posedge clk)
+    lifg_t_stride_p1_0 <= \$2430 ;
+  always @(posedge clk)
+    lifg_t_stride_p2_0 <= \$2431 ;
+  always @(posedge clk)
+    lifg_word_first_f0 <= \$2432 ;
+  always @(posedge clk)
+    lifg_word_first_f1 <= \$2433 ;
+  always @(posedge clk)
+    lifg_word_first_f2 <= \$2434 ;
+  always @(posedge clk)
+    lifg_word_first_f3 <= \$2435 ;
+  always @(posedge clk)
+    lifg_word_first_p1_0 <= \$2436 ;
+  always @(posedge clk)
+    lifg_word_first_p1_1 <= \$2437 ;
+  always @(posedge clk)
+    lifg_word_first_p2_0 <= \$2438 ;
+  always @(posedge clk)
+    lifg_word_xc <= \$2439 ;
+  always @(posedge clk)
+    word_m0 <= \$2440 ;
+  always @(posedge clk)
+    word_m1 <= \$2441 ;
+  always @(posedge clk)
+    word_m2 <= \$2442 ;
+  always @(posedge clk)
+    word_m3 <= \$2443 ;
+  always @(posedge clk)
+    word_m4 <= \$2444 ;
+  always @(posedge clk)
+    carry_go <= \$2445 ;
+  always @(posedge clk)
+    carry_xc <= \$2446 ;
+  always @(posedge clk)
+    carry_y_stride_f0 <= \$2447 ;
+  always @(posedge clk)
+    carry_y_stride_f1 <= \$2448 ;
+  always @(posedge clk)
+    carry_y_stride_p1_0 <= \$2449 ;
+  always @(posedge clk)
+    carry_first <= \$2450 ;
+  always @(posedge clk)
+    carry_m0 <= \$2451 ;
+  always @(posedge clk)
+    carry_m1 <= \$2452 ;
+  always @(posedge clk)
+    carry_m2 <= \$2453 ;
+  always @(posedge clk)
+    carry_m4 <= \$2454 ;
+  always @(posedge clk)
+    a4_row_f0 <= \$2455 ;
+  always @(posedge clk)
+    a4_row_f1 <= \$2456 ;
+  always @(posedge clk)
+    a4_row_p1_0 <= \$2457 ;
+  always @(posedge clk)
+    a4_go <= \$2458 ;
+  always @(posedge clk)
+    a4_y_stride <= \$2459 ;
+  always @(posedge clk)
+    a4_x_stride <= \$2460 ;
+  always @(posedge clk)
+    a4_t_stride_f0 <= \$2461 ;
+  always @(posedge clk)
+    a4_t_stride_f1 <= \$2462 ;
+  always @(posedge clk)
+    a4_t_stride_f2 <= \$2463 ;
+  always @(posedge clk)
+    a4_t_stride_p1_0 <= \$2464 ;
+  always @(posedge clk)
+    a4_t_stride_p2_0 <= \$2465 ;
+  always @(posedge clk)
+    a4_word_first_f0 <= \$2466 ;
+  always @(posedge clk)
+    a4_word_first_f1 <= \$2467 ;
+  always @(posedge clk)
+    a4_word_first_f2 <= \$2468 ;
+  always @(posedge clk)
+    a4_word_first_f3 <= \$2469 ;
+  always @(posedge clk)
+    a4_word_first_p1_0 <= \$2470 ;
+  always @(posedge clk)
+    a4_word_first_p1_1 <= \$2471 ;
+  always @(posedge clk)
+    a4_word_first_p2_0 <= \$2472 ;
+  always @(posedge clk)
+    a4_ring <= \$2473 ;
+  always @(posedge clk)
+    a4_first <= \$2474 ;
+  always @(posedge clk)
+    a4_xc <= \$2475 ;
+  always @(posedge clk)
+    a4_m0 <= \$2476 ;
+  always @(posedge clk)
+    a4_m1 <= \$2477 ;
+  always @(posedge clk)
+    a4_m2 <= \$2478 ;
+  always @(posedge clk)
+    a4_m3 <= \$2479 ;
+  always @(posedge clk)
+    a4_m4 <= \$2480 ;
+  always @(posedge clk)
+    cur_y_stride_f0 <= \$2481 ;
+  always @(posedge clk)
+    cur_y_stride_f1 <= \$2482 ;
+  always @(posedge clk)
+    cur_y_stride_p1_0 <= \$2483 ;
+  always @(posedge clk)
+    cur_go <= \$2484 ;
+  always @(posedge clk)
+    cur_t_stride_f0 <= \$2485 ;
+  always @(posedge clk)
+    cur_t_stride_f1 <= \$2486 ;
+  always @(posedge clk)
+    cur_t_stride_f2 <= \$2487 ;
+  always @(posedge clk)
+    cur_t_stride_p1_0 <= \$2488 ;
+  always @(posedge clk)
+    cur_t_stride_p2_0 <= \$2489 ;
+  always @(posedge clk)
+    cur_word_first_f0 <= \$2490 ;
+  always @(posedge clk)
+    cur_word_first_f1 <= \$2491 ;
+  always @(posedge clk)
+    cur_word_first_f2 <= \$2492 ;
+  always @(posedge clk)
+    cur_word_first_f3 <= \$2493 ;
+  always @(posedge clk)
+    cur_word_first_p1_0 <= \$2494 ;
+  always @(posedge clk)
+    cur_word_first_p1_1 <= \$2495 ;
+  always @(posedge clk)
+    cur_word_first_p2_0 <= \$2496 ;
+  always @(posedge clk)
+    cur_first <= \$2497 ;
+  always @(posedge clk)
+    cur_xc <= \$2498 ;
+  always @(posedge clk)
+    cur_m0 <= \$2499 ;
+  always @(posedge clk)
+    cur_m1 <= \$2500 ;
+  always @(posedge clk)
+    cur_m2 <= \$2501 ;
+  always @(posedge clk)
+    cur_m3 <= \$2502 ;
+  always @(posedge clk)
+    cur_m4 <= \$2503 ;
+  always @(posedge clk)
+    \$signal$26  <= \$2504 ;
+  always @(posedge clk)
+    \$signal$27  <= \$2505 ;
+  always @(posedge clk)
+    restart <= \$2506 ;
+  always @(posedge clk)
+    load <= \$2507 ;
+  always @(posedge clk)
+    \$signal$28  <= \$2508 ;
+  always @(posedge clk)
+    \$signal$163  <= \$2509 ;
+  always @(posedge clk)
+    \$signal$164  <= \$2510 ;
+  always @(posedge clk)
+    \$signal$165  <= \$2511 ;
+  always @(posedge clk)
+    \$signal$166  <= \$2512 ;
+  always @(posedge clk)
+    \$signal$41  <= \$2513 ;
+  always @(posedge clk)
+    \$signal$167  <= \$2514 ;
+  always @(posedge clk)
+    \$signal$168  <= \$2515 ;
+  always @(posedge clk)
+    \$signal$70  <= \$2516 ;
+  always @(posedge clk)
+    w_v_z1 <= \$2517 ;
+  always @(posedge clk)
+    w_v_z2 <= \$2518 ;
+  always @(posedge clk)
+    w_v_z3 <= \$2519 ;
+  always @(posedge clk)
+    w_v_z4 <= \$2520 ;
+  always @(posedge clk)
+    w_v_z5 <= \$2521 ;
+  always @(posedge clk)
+    w_v_z6 <= \$2522 ;
+  always @(posedge clk)
+    w_v_z7 <= \$2523 ;
+  always @(posedge clk)
+    w_first_z1 <= \$2524 ;
+  always @(posedge clk)
+    w_first_z2 <= \$2525 ;
+  always @(posedge clk)
+    w_first_z3 <= \$2526 ;
+  always @(posedge clk)
+    w_first_z4 <= \$2527 ;
+  always @(posedge clk)
+    w_first_z5 <= \$2528 ;
+  always @(posedge clk)
+    w_first_z6 <= \$2529 ;
+  always @(posedge clk)
+    w_first_z7 <= \$2530 ;
+  always @(posedge clk)
+    w_inside_z1 <= \$2531 ;
+  always @(posedge clk)
+    w_inside_z2 <= \$2532 ;
+  always @(posedge clk)
+    w_inside_z3 <= \$2533 ;
+  always @(posedge clk)
+    w_inside_z4 <= \$2534 ;
+  always @(posedge clk)
+    w_inside_z5 <= \$2535 ;
+  always @(posedge clk)
+    w_inside_z6 <= \$2536 ;
+  always @(posedge clk)
+    w_inside_z7 <= \$2537 ;
+  always @(posedge clk)
+    w_interior_z1 <= \$2538 ;
+  always @(posedge clk)
+    w_interior_z2 <= \$2539 ;
+  always @(posedge clk)
+    w_interior_z3 <= \$2540 ;
+  always @(posedge clk)
+    w_interior_z4 <= \$2541 ;
+  always @(posedge clk)
+    w_interior_z5 <= \$2542 ;
+  always @(posedge clk)
+    w_interior_z6 <= \$2543 ;
+  always @(posedge clk)
+    w_interior_z7 <= \$2544 ;
+  always @(posedge clk)
+    w_sub_z1 <= \$2545 ;
+  always @(posedge clk)
+    w_sub_z2 <= \$2546 ;
+  always @(posedge clk)
+    w_sub_z3 <= \$2547 ;
+  always @(posedge clk)
+    w_sub_z4 <= \$2548 ;
+  always @(posedge clk)
+    w_sub_z5 <= \$2549 ;
+  always @(posedge clk)
+    w_sub_z6 <= \$2550 ;
+  always @(posedge clk)
+    w_sub_z7 <= \$2551 ;
+  always @(posedge clk)
+    w_a4_addr_z1 <= \$2552 ;
+  always @(posedge clk)
+    w_a4_addr_z2 <= \$2553 ;
+  always @(posedge clk)
+    w_a4_addr_z3 <= \$2554 ;
+  always @(posedge clk)
+    w_a4_addr_z4 <= \$2555 ;
+  always @(posedge clk)
+    w_a4_addr_z5 <= \$2556 ;
+  always @(posedge clk)
+    w_a4_addr_z6 <= \$2557 ;
+  always @(posedge clk)
+    g_a4__addr <= \$2558 ;
+  always @(posedge clk)
+    w_cur_addr_z1 <= \$2559 ;
+  always @(posedge clk)
+    w_cur_addr_z2 <= \$2560 ;
+  always @(posedge clk)
+    w_cur_addr_z3 <= \$2561 ;
+  always @(posedge clk)
+    w_cur_addr_z4 <= \$2562 ;
+  always @(posedge clk)
+    w_cur_addr_z5 <= \$2563 ;
+  always @(posedge clk)
+    w_cur_addr_z6 <= \$2564 ;
+  always @(posedge clk)
+    w_cur_addr_z7 <= \$2565 ;
+  always @(posedge clk)
+    w_active_z1 <= \$2566 ;
+  always @(posedge clk)
+    w_active_z2 <= \$2567 ;
+  always @(posedge clk)
+    w_active_z3 <= \$2568 ;
+  always @(posedge clk)
+    w_active_z4 <= \$2569 ;
+  always @(posedge clk)
+    w_active_z5 <= \$2570 ;
+  always @(posedge clk)
+    w_active_z6 <= \$2571 ;
+  always @(posedge clk)
+    w_active_z7 <= \$2572 ;
+  always @(posedge clk)
+    w_load_z1 <= \$2573 ;
+  always @(posedge clk)
+    w_load_z2 <= \$2574 ;
+  always @(posedge clk)
+    w_load_z3 <= \$2575 ;
+  always @(posedge clk)
+    w_load_z4 <= \$2576 ;
+  always @(posedge clk)
+    w_load_z5 <= \$2577 ;
+  always @(posedge clk)
+    w_load_z6 <= \$2578 ;
+  always @(posedge clk)
+    w_load_z7 <= \$2579 ;
+  always @(posedge clk)
+    w_store_z1 <= \$2580 ;
+  always @(posedge clk)
+    w_store_z2 <= \$2581 ;
+  always @(posedge clk)
+    w_store_z3 <= \$2582 ;
+  always @(posedge clk)
+    w_store_z4 <= \$2583 ;
+  always @(posedge clk)
+    w_store_z5 <= \$2584 ;
+  always @(posedge clk)
+    w_store_z6 <= \$2585 ;
+  always @(posedge clk)
+    w_store_z7 <= \$2586 ;
+  always @(posedge clk)
+    w_carry_addr_z1 <= \$2587 ;
+  always @(posedge clk)
+    w_carry_addr_z2 <= \$2588 ;
+  always @(posedge clk)
+    w_carry_addr_z3 <= \$2589 ;
+  always @(posedge clk)
+    w_carry_addr_z4 <= \$2590 ;
+  always @(posedge clk)
+    w_carry_addr_z5 <= \$2591 ;
+  always @(posedge clk)
+    w_carry_addr_z6 <= \$2592 ;
+  always @(posedge clk)
+    w_carry_addr_z7 <= \$2593 ;
+  always @(posedge clk)
+    w_argmax_z1 <= \$2594 ;
+  always @(posedge clk)
+    w_argmax_z2 <= \$2595 ;
+  always @(posedge clk)
+    w_argmax_z3 <= \$2596 ;
+  always @(posedge clk)
+    w_argmax_z4 <= \$2597 ;
+  always @(posedge clk)
+    w_argmax_z5 <= \$2598 ;
+  always @(posedge clk)
+    w_argmax_z6 <= \$2599 ;
+  always @(posedge clk)
+    w_argmax_z7 <= \$2600 ;
+  always @(posedge clk)
+    \$signal$60  <= \$2601 ;
+  always @(posedge clk)
+    arg_held <= \$2602 ;
+  always @(posedge clk)
+    w_d_z1 <= \$2603 ;
+  always @(posedge clk)
+    w_d_z2 <= \$2604 ;
   \ttsnn_accel.backward.lif.lanes  lanes (
     .affine_shift(stage[179:174]),
     .clk(clk),
-    .d_out0_z3(\$1535 ),
-    .d_out1_z3(\$1541 ),
-    .d_out2_z3(\$1547 ),
-    .d_out3_z3(\$1553 ),
+    .d_out0_z3(\$2607 ),
+    .d_out1_z3(\$2613 ),
+    .d_out2_z3(\$2619 ),
+    .d_out3_z3(\$2625 ),
     .e(e),
-    .g_cur_out0_z2(\$1536 ),
-    .g_cur_out1_z2(\$1542 ),
-    .g_cur_out2_z2(\$1548 ),
-    .g_cur_out3_z2(\$1554 ),
+    .g_cur_out0_z2(\$2608 ),
+    .g_cur_out1_z2(\$2614 ),
+    .g_cur_out2_z2(\$2620 ),
+    .g_cur_out3_z2(\$2626 ),
     .g_extra(g_extra),
-    .g_p0(\$1533 ),
-    .g_p1(\$1539 ),
-    .g_p2(\$1545 ),
-    .g_p3(\$1551 ),
+    .g_p0(\$2605 ),
+    .g_p1(\$2611 ),
+    .g_p2(\$2617 ),
+    .g_p3(\$2623 ),
     .height_mul(stage[347:340]),
     .leak_shift(stage[383:378]),
     .load(load),
-    .\port$19245$0 (trace__data[1:0]),
-    .\port$19245$12 (trace__data[13:12]),
-    .\port$19245$4 (trace__data[5:4]),
-    .\port$19245$8 (trace__data[9:8]),
-    .\port$20686$356 (stage[369:356]),
+    .\port$20324$0 (trace__data[1:0]),
+    .\port$20324$12 (trace__data[13:12]),
+    .\port$20324$4 (trace__data[5:4]),
+    .\port$20324$8 (trace__data[9:8]),
+    .\port$21871$356 (stage[369:356]),
     .restart(restart),
     .rst(rst),
-    .sat_aff0(\$1534 ),
-    .sat_aff1(\$1540 ),
-    .sat_aff2(\$1546 ),
-    .sat_aff3(\$1552 ),
-    .sat_cur_out0_z2(\$1538 ),
-    .sat_cur_out1_z2(\$1544 ),
-    .sat_cur_out2_z2(\$1550 ),
-    .sat_cur_out3_z2(\$1556 ),
-    .sat_lif_out0_z3(\$1537 ),
-    .sat_lif_out1_z3(\$1543 ),
-    .sat_lif_out2_z3(\$1549 ),
-    .sat_lif_out3_z3(\$1555 ),
+    .sat_aff0(\$2606 ),
+    .sat_aff1(\$2612 ),
+    .sat_aff2(\$2618 ),
+    .sat_aff3(\$2624 ),
+    .sat_cur_out0_z2(\$2610 ),
+    .sat_cur_out1_z2(\$2616 ),
+    .sat_cur_out2_z2(\$2622 ),
+    .sat_cur_out3_z2(\$2628 ),
+    .sat_lif_out0_z3(\$2609 ),
+    .sat_lif_out1_z3(\$2615 ),
+    .sat_lif_out2_z3(\$2621 ),
+    .sat_lif_out3_z3(\$2627 ),
     .scale(scale),
     .valid(valid)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1367  = sub;
-    if (\$214 ) begin
-      \$1367  = \$219 [15:0];
+    \$2416  = sub;
+    if (\$255 ) begin
+      \$2416  = \$260 [15:0];
     end
     if (start) begin
-      \$1367  = 16'h0000;
+      \$2416  = 16'h0000;
     end
     if (rst) begin
-      \$1367  = 16'h0000;
+      \$2416  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1368  = tr;
-    if (\$224 ) begin
-      \$1368  = \$228 [15:0];
+    \$2417  = xi;
+    if (\$265 ) begin
+      \$2417  = \$271 [15:0];
     end
     if (start) begin
-      \$1368  = 16'h0000;
+      \$2417  = 16'h0000;
     end
     if (rst) begin
-      \$1368  = 16'h0000;
+      \$2417  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1369  = go;
-    if (\$236 ) begin
-      \$1369  = \$240 [15:0];
+    \$2418  = tr;
+    if (\$281 ) begin
+      \$2418  = \$285 [15:0];
     end
     if (start) begin
-      \$1369  = 16'h0000;
+      \$2418  = 16'h0000;
     end
     if (rst) begin
-      \$1369  = 16'h0000;
+      \$2418  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1370  = x;
-    if (\$251 ) begin
-      \$1370  = \$255 [15:0];
+    \$2419  = go;
+    if (\$298 ) begin
+      \$2419  = \$302 [15:0];
     end
     if (start) begin
-      \$1370  = 16'h0000;
+      \$2419  = 16'h0000;
     end
     if (rst) begin
-      \$1370  = 16'h0000;
+      \$2419  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1371  = y;
-    if (\$269 ) begin
-      \$1371  = \$273 [15:0];
+    \$2420  = xc;
+    if (\$318 ) begin
+      \$2420  = \$322 [15:0];
     end
     if (start) begin
-      \$1371  = 16'h0000;
+      \$2420  = 16'h0000;
     end
     if (rst) begin
-      \$1371  = 16'h0000;
+      \$2420  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1372  = run;
-    if (\$290 ) begin
-      \$1372  = 1'h0;
+    \$2421  = y;
+    if (\$341 ) begin
+      \$2421  = \$345 [15:0];
     end
     if (start) begin
-      \$1372  = 1'h1;
+      \$2421  = 16'h0000;
     end
     if (rst) begin
-      \$1372  = 1'h0;
+      \$2421  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1373  = { 4'h0, stage[41:26] };
-    if (rst) begin
-      \$1373  = 20'h00000;
+    \$2422  = run;
+    if (\$367 ) begin
+      \$2422  = 1'h0;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1374  = { 4'h0, \$6 [15:0] };
-    if (rst) begin
-      \$1374  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1375  = \$291 [19:0];
-    if (rst) begin
-      \$1375  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1376  = { 4'h0, \$6 [15:0] };
-    if (rst) begin
-      \$1376  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1377  = { 4'h0, stage[25:10] };
-    if (rst) begin
-      \$1377  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1378  = { 4'h0, stage[41:26] };
-    if (rst) begin
-      \$1378  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1379  = { 4'h0, \$6 [15:0] };
-    if (rst) begin
-      \$1379  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1380  = \$292 [19:0];
-    if (rst) begin
-      \$1380  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1381  = \$293 [19:0];
-    if (rst) begin
-      \$1381  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1382  = { \$295 [9], \$295 [9], \$295 [9], \$295 [9], \$295 [9], \$295 [9], \$295 [9], \$295 [9], \$295 [9], \$295 [9], \$295  };
-    if (rst) begin
-      \$1382  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1383  = { 4'h0, stage[25:10] };
-    if (rst) begin
-      \$1383  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1384  = { 4'h0, stage[41:26] };
-    if (rst) begin
-      \$1384  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1385  = { 4'h0, \$6 [15:0] };
-    if (rst) begin
-      \$1385  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1386  = \$296 [19:0];
-    if (rst) begin
-      \$1386  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1387  = \$297 [19:0];
-    if (rst) begin
-      \$1387  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1388  = \$298 [19:0];
-    if (rst) begin
-      \$1388  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1389  = word_m0;
     if (start) begin
-      \$1389  = 20'h00000;
+      \$2422  = 1'h1;
+    end
+    if (rst) begin
+      \$2422  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2423  = { 4'h0, stage[41:26] };
+    if (rst) begin
+      \$2423  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2424  = { 4'h0, \$8 [15:0] };
+    if (rst) begin
+      \$2424  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2425  = \$368 [19:0];
+    if (rst) begin
+      \$2425  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2426  = { 4'h0, \$8 [15:0] };
+    if (rst) begin
+      \$2426  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2427  = { 4'h0, stage[25:10] };
+    if (rst) begin
+      \$2427  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2428  = { 4'h0, stage[41:26] };
+    if (rst) begin
+      \$2428  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2429  = { 4'h0, \$8 [15:0] };
+    if (rst) begin
+      \$2429  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2430  = \$369 [19:0];
+    if (rst) begin
+      \$2430  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2431  = \$370 [19:0];
+    if (rst) begin
+      \$2431  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2432  = { \$372 [9], \$372 [9], \$372 [9], \$372 [9], \$372 [9], \$372 [9], \$372 [9], \$372 [9], \$372 [9], \$372 [9], \$372  };
+    if (rst) begin
+      \$2432  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2433  = { 4'h0, stage[25:10] };
+    if (rst) begin
+      \$2433  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2434  = { 4'h0, stage[41:26] };
+    if (rst) begin
+      \$2434  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2435  = { 4'h0, \$8 [15:0] };
+    if (rst) begin
+      \$2435  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2436  = \$373 [19:0];
+    if (rst) begin
+      \$2436  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2437  = \$374 [19:0];
+    if (rst) begin
+      \$2437  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2438  = \$375 [19:0];
+    if (rst) begin
+      \$2438  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2439  = \$377 [19:0];
+    if (rst) begin
+      \$2439  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2440  = word_m0;
+    if (start) begin
+      \$2440  = 20'h00000;
     end else if (run) begin
-      if (\$329 ) begin
-        \$1389  = \$330 [19:0];
+      if (\$418 ) begin
+        \$2440  = \$419 [19:0];
       end
     end
     if (rst) begin
-      \$1389  = 20'h00000;
+      \$2440  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1390  = word_m1;
+    \$2441  = word_m1;
     if (start) begin
-      \$1390  = 20'h00000;
+      \$2441  = 20'h00000;
     end else if (run) begin
-      if (\$361 ) begin
-        \$1390  = \$362 [19:0];
+      if (\$460 ) begin
+        \$2441  = \$461 [19:0];
       end
-      if (\$387 ) begin
-        \$1390  = \$388 [19:0];
+      if (\$496 ) begin
+        \$2441  = \$497 [19:0];
       end
     end
     if (rst) begin
-      \$1390  = 20'h00000;
+      \$2441  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1391  = word_m2;
+    \$2442  = word_m2;
     if (start) begin
-      \$1391  = 20'h00000;
+      \$2442  = 20'h00000;
     end else if (run) begin
-      if (\$419 ) begin
-        \$1391  = \$420 [19:0];
+      if (\$538 ) begin
+        \$2442  = \$539 [19:0];
       end
-      if (\$445 ) begin
-        \$1391  = \$446 [19:0];
+      if (\$574 ) begin
+        \$2442  = \$575 [19:0];
       end
-      if (\$465 ) begin
-        \$1391  = \$466 [19:0];
+      if (\$604 ) begin
+        \$2442  = \$605 [19:0];
       end
     end
     if (rst) begin
-      \$1391  = 20'h00000;
+      \$2442  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1392  = word_m3;
+    \$2443  = word_m3;
     if (start) begin
-      \$1392  = 20'h00000;
+      \$2443  = 20'h00000;
     end else if (run) begin
-      if (\$497 ) begin
-        \$1392  = \$498 [19:0];
+      if (\$646 ) begin
+        \$2443  = \$647 [19:0];
       end
-      if (\$523 ) begin
-        \$1392  = \$524 [19:0];
+      if (\$682 ) begin
+        \$2443  = \$683 [19:0];
       end
-      if (\$543 ) begin
-        \$1392  = \$544 [19:0];
+      if (\$712 ) begin
+        \$2443  = \$713 [19:0];
       end
-      if (\$557 ) begin
-        \$1392  = \$559 [19:0];
+      if (\$736 ) begin
+        \$2443  = \$738 [19:0];
       end
     end
     if (rst) begin
-      \$1392  = 20'h00000;
+      \$2443  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1393  = { 4'h0, stage[41:26] };
-    if (rst) begin
-      \$1393  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1394  = { 4'h0, \$6 [15:0] };
-    if (rst) begin
-      \$1394  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1395  = \$560 [19:0];
-    if (rst) begin
-      \$1395  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1396  = { 4'h0, \$6 [15:0] };
-    if (rst) begin
-      \$1396  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1397  = stage[405:386];
-    if (rst) begin
-      \$1397  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1398  = carry_m0;
+    \$2444  = word_m4;
     if (start) begin
-      \$1398  = 20'h00000;
+      \$2444  = 20'h00000;
     end else if (run) begin
-      if (\$591 ) begin
-        \$1398  = \$592 [19:0];
+      if (\$779 ) begin
+        \$2444  = \$780 [19:0];
+      end
+      if (\$815 ) begin
+        \$2444  = \$816 [19:0];
+      end
+      if (\$845 ) begin
+        \$2444  = \$846 [19:0];
+      end
+      if (\$869 ) begin
+        \$2444  = \$871 [19:0];
+      end
+      if (\$886 ) begin
+        \$2444  = \$887 [19:0];
       end
     end
     if (rst) begin
-      \$1398  = 20'h00000;
+      \$2444  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1399  = carry_m1;
+    \$2445  = { 4'h0, \$8 [15:0] };
+    if (rst) begin
+      \$2445  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2446  = \$889 [19:0];
+    if (rst) begin
+      \$2446  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2447  = { 4'h0, stage[41:26] };
+    if (rst) begin
+      \$2447  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2448  = { 4'h0, \$8 [15:0] };
+    if (rst) begin
+      \$2448  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2449  = \$890 [19:0];
+    if (rst) begin
+      \$2449  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2450  = stage[405:386];
+    if (rst) begin
+      \$2450  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2451  = carry_m0;
     if (start) begin
-      \$1399  = 20'h00000;
+      \$2451  = 20'h00000;
     end else if (run) begin
-      if (\$623 ) begin
-        \$1399  = \$624 [19:0];
-      end
-      if (\$649 ) begin
-        \$1399  = \$650 [19:0];
+      if (\$931 ) begin
+        \$2451  = \$932 [19:0];
       end
     end
     if (rst) begin
-      \$1399  = 20'h00000;
+      \$2451  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1400  = carry_m2;
+    \$2452  = carry_m1;
     if (start) begin
-      \$1400  = 20'h00000;
+      \$2452  = 20'h00000;
     end else if (run) begin
-      if (\$681 ) begin
-        \$1400  = \$682 [19:0];
+      if (\$973 ) begin
+        \$2452  = \$974 [19:0];
       end
-      if (\$707 ) begin
-        \$1400  = \$708 [19:0];
-      end
-      if (\$727 ) begin
-        \$1400  = \$728 [19:0];
+      if (\$1009 ) begin
+        \$2452  = \$1010 [19:0];
       end
     end
     if (rst) begin
-      \$1400  = 20'h00000;
+      \$2452  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1401  = { \$731 [17], \$731 [17], \$731  };
-    if (rst) begin
-      \$1401  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1402  = { 4'h0, \$6 [15:0] };
-    if (rst) begin
-      \$1402  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1403  = \$732 [19:0];
-    if (rst) begin
-      \$1403  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1404  = { 4'h0, \$6 [15:0] };
-    if (rst) begin
-      \$1404  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1405  = \$734 [19:0];
-    if (rst) begin
-      \$1405  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1406  = { 3'h0, \$736  };
-    if (rst) begin
-      \$1406  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1407  = { \$739 [17], \$739 [17], \$739  };
-    if (rst) begin
-      \$1407  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1408  = { \$742 [17], \$742 [17], \$742  };
-    if (rst) begin
-      \$1408  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1409  = { 4'h0, \$6 [15:0] };
-    if (rst) begin
-      \$1409  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1410  = \$743 [19:0];
-    if (rst) begin
-      \$1410  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1411  = \$744 [19:0];
-    if (rst) begin
-      \$1411  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1412  = { \$746 [9], \$746 [9], \$746 [9], \$746 [9], \$746 [9], \$746 [9], \$746 [9], \$746 [9], \$746 [9], \$746 [9], \$746  };
-    if (rst) begin
-      \$1412  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1413  = { \$749 [17], \$749 [17], \$749  };
-    if (rst) begin
-      \$1413  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1414  = { \$752 [17], \$752 [17], \$752  };
-    if (rst) begin
-      \$1414  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1415  = { 4'h0, \$6 [15:0] };
-    if (rst) begin
-      \$1415  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1416  = \$753 [19:0];
-    if (rst) begin
-      \$1416  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1417  = \$754 [19:0];
-    if (rst) begin
-      \$1417  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1418  = \$755 [19:0];
-    if (rst) begin
-      \$1418  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1419  = \$757 [19:0];
-    if (rst) begin
-      \$1419  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1420  = \$759 [19:0];
-    if (rst) begin
-      \$1420  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1421  = a4_m0;
+    \$2453  = carry_m2;
     if (start) begin
-      \$1421  = 20'h00000;
+      \$2453  = 20'h00000;
     end else if (run) begin
-      if (\$790 ) begin
-        \$1421  = \$791 [19:0];
+      if (\$1051 ) begin
+        \$2453  = \$1052 [19:0];
+      end
+      if (\$1087 ) begin
+        \$2453  = \$1088 [19:0];
+      end
+      if (\$1117 ) begin
+        \$2453  = \$1118 [19:0];
       end
     end
     if (rst) begin
-      \$1421  = 20'h00000;
+      \$2453  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1422  = a4_m1;
+    \$2454  = carry_m4;
     if (start) begin
-      \$1422  = 20'h00000;
+      \$2454  = 20'h00000;
     end else if (run) begin
-      if (\$822 ) begin
-        \$1422  = \$823 [19:0];
+      if (\$1159 ) begin
+        \$2454  = \$1160 [19:0];
       end
-      if (\$848 ) begin
-        \$1422  = \$849 [19:0];
+      if (\$1195 ) begin
+        \$2454  = \$1196 [19:0];
+      end
+      if (\$1225 ) begin
+        \$2454  = \$1226 [19:0];
+      end
+      if (\$1249 ) begin
+        \$2454  = carry_m2;
+      end
+      if (\$1264 ) begin
+        \$2454  = \$1265 [19:0];
       end
     end
     if (rst) begin
-      \$1422  = 20'h00000;
+      \$2454  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1423  = a4_m2;
+    \$2455  = { \$1268 [17], \$1268 [17], \$1268  };
+    if (rst) begin
+      \$2455  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2456  = { 4'h0, \$8 [15:0] };
+    if (rst) begin
+      \$2456  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2457  = \$1269 [19:0];
+    if (rst) begin
+      \$2457  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2458  = { 4'h0, \$8 [15:0] };
+    if (rst) begin
+      \$2458  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2459  = \$1271 [19:0];
+    if (rst) begin
+      \$2459  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2460  = { 3'h0, \$1273  };
+    if (rst) begin
+      \$2460  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2461  = { \$1276 [17], \$1276 [17], \$1276  };
+    if (rst) begin
+      \$2461  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2462  = { \$1279 [17], \$1279 [17], \$1279  };
+    if (rst) begin
+      \$2462  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2463  = { 4'h0, \$8 [15:0] };
+    if (rst) begin
+      \$2463  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2464  = \$1280 [19:0];
+    if (rst) begin
+      \$2464  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2465  = \$1281 [19:0];
+    if (rst) begin
+      \$2465  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2466  = { \$1283 [9], \$1283 [9], \$1283 [9], \$1283 [9], \$1283 [9], \$1283 [9], \$1283 [9], \$1283 [9], \$1283 [9], \$1283 [9], \$1283  };
+    if (rst) begin
+      \$2466  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2467  = { \$1286 [17], \$1286 [17], \$1286  };
+    if (rst) begin
+      \$2467  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2468  = { \$1289 [17], \$1289 [17], \$1289  };
+    if (rst) begin
+      \$2468  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2469  = { 4'h0, \$8 [15:0] };
+    if (rst) begin
+      \$2469  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2470  = \$1290 [19:0];
+    if (rst) begin
+      \$2470  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2471  = \$1291 [19:0];
+    if (rst) begin
+      \$2471  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2472  = \$1292 [19:0];
+    if (rst) begin
+      \$2472  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2473  = \$1294 [19:0];
+    if (rst) begin
+      \$2473  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2474  = \$1296 [19:0];
+    if (rst) begin
+      \$2474  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2475  = \$1298 [19:0];
+    if (rst) begin
+      \$2475  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2476  = a4_m0;
     if (start) begin
-      \$1423  = 20'h00000;
+      \$2476  = 20'h00000;
     end else if (run) begin
-      if (\$880 ) begin
-        \$1423  = \$881 [19:0];
-      end
-      if (\$906 ) begin
-        \$1423  = \$907 [19:0];
-      end
-      if (\$926 ) begin
-        \$1423  = \$927 [19:0];
+      if (\$1339 ) begin
+        \$2476  = \$1340 [19:0];
       end
     end
     if (rst) begin
-      \$1423  = 20'h00000;
+      \$2476  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1424  = a4_m3;
+    \$2477  = a4_m1;
     if (start) begin
-      \$1424  = 20'h00000;
+      \$2477  = 20'h00000;
     end else if (run) begin
-      if (\$958 ) begin
-        \$1424  = \$959 [19:0];
+      if (\$1381 ) begin
+        \$2477  = \$1382 [19:0];
       end
-      if (\$984 ) begin
-        \$1424  = \$985 [19:0];
-      end
-      if (\$1004 ) begin
-        \$1424  = \$1005 [19:0];
-      end
-      if (\$1018 ) begin
-        \$1424  = \$1020 [19:0];
+      if (\$1417 ) begin
+        \$2477  = \$1418 [19:0];
       end
     end
     if (rst) begin
-      \$1424  = 20'h00000;
+      \$2477  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1425  = { \$1021 [16], \$1021 [16], \$1021 [16], \$1021  };
-    if (rst) begin
-      \$1425  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1426  = { 4'h0, \$6 [15:0] };
-    if (rst) begin
-      \$1426  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1427  = \$1022 [19:0];
-    if (rst) begin
-      \$1427  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1428  = { 4'h0, \$6 [15:0] };
-    if (rst) begin
-      \$1428  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1429  = { \$1023 [16], \$1023 [16], \$1023 [16], \$1023  };
-    if (rst) begin
-      \$1429  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1430  = { \$1024 [16], \$1024 [16], \$1024 [16], \$1024  };
-    if (rst) begin
-      \$1430  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1431  = { 4'h0, \$6 [15:0] };
-    if (rst) begin
-      \$1431  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1432  = \$1025 [19:0];
-    if (rst) begin
-      \$1432  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1433  = \$1026 [19:0];
-    if (rst) begin
-      \$1433  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1434  = { \$1028 [9], \$1028 [9], \$1028 [9], \$1028 [9], \$1028 [9], \$1028 [9], \$1028 [9], \$1028 [9], \$1028 [9], \$1028 [9], \$1028  };
-    if (rst) begin
-      \$1434  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1435  = { \$1029 [16], \$1029 [16], \$1029 [16], \$1029  };
-    if (rst) begin
-      \$1435  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1436  = { \$1030 [16], \$1030 [16], \$1030 [16], \$1030  };
-    if (rst) begin
-      \$1436  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1437  = { 4'h0, \$6 [15:0] };
-    if (rst) begin
-      \$1437  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1438  = \$1031 [19:0];
-    if (rst) begin
-      \$1438  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1439  = \$1032 [19:0];
-    if (rst) begin
-      \$1439  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1440  = \$1033 [19:0];
-    if (rst) begin
-      \$1440  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1441  = \$1036 [19:0];
-    if (rst) begin
-      \$1441  = 20'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1442  = cur_m0;
+    \$2478  = a4_m2;
     if (start) begin
-      \$1442  = 20'h00000;
+      \$2478  = 20'h00000;
     end else if (run) begin
-      if (\$1067 ) begin
-        \$1442  = \$1068 [19:0];
+      if (\$1459 ) begin
+        \$2478  = \$1460 [19:0];
+      end
+      if (\$1495 ) begin
+        \$2478  = \$1496 [19:0];
+      end
+      if (\$1525 ) begin
+        \$2478  = \$1526 [19:0];
       end
     end
     if (rst) begin
-      \$1442  = 20'h00000;
+      \$2478  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1443  = cur_m1;
+    \$2479  = a4_m3;
     if (start) begin
-      \$1443  = 20'h00000;
+      \$2479  = 20'h00000;
     end else if (run) begin
-      if (\$1099 ) begin
-        \$1443  = \$1100 [19:0];
+      if (\$1567 ) begin
+        \$2479  = \$1568 [19:0];
       end
-      if (\$1125 ) begin
-        \$1443  = \$1126 [19:0];
+      if (\$1603 ) begin
+        \$2479  = \$1604 [19:0];
+      end
+      if (\$1633 ) begin
+        \$2479  = \$1634 [19:0];
+      end
+      if (\$1657 ) begin
+        \$2479  = \$1659 [19:0];
       end
     end
     if (rst) begin
-      \$1443  = 20'h00000;
+      \$2479  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1444  = cur_m2;
+    \$2480  = a4_m4;
     if (start) begin
-      \$1444  = 20'h00000;
+      \$2480  = 20'h00000;
     end else if (run) begin
-      if (\$1157 ) begin
-        \$1444  = \$1158 [19:0];
+      if (\$1700 ) begin
+        \$2480  = \$1701 [19:0];
       end
-      if (\$1183 ) begin
-        \$1444  = \$1184 [19:0];
+      if (\$1736 ) begin
+        \$2480  = \$1737 [19:0];
       end
-      if (\$1203 ) begin
-        \$1444  = \$1204 [19:0];
+      if (\$1766 ) begin
+        \$2480  = \$1767 [19:0];
+      end
+      if (\$1790 ) begin
+        \$2480  = \$1792 [19:0];
+      end
+      if (\$1807 ) begin
+        \$2480  = \$1808 [19:0];
       end
     end
     if (rst) begin
-      \$1444  = 20'h00000;
+      \$2480  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1445  = cur_m3;
+    \$2481  = { \$1809 [16], \$1809 [16], \$1809 [16], \$1809  };
+    if (rst) begin
+      \$2481  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2482  = { 4'h0, \$8 [15:0] };
+    if (rst) begin
+      \$2482  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2483  = \$1810 [19:0];
+    if (rst) begin
+      \$2483  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2484  = { 4'h0, \$8 [15:0] };
+    if (rst) begin
+      \$2484  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2485  = { \$1811 [16], \$1811 [16], \$1811 [16], \$1811  };
+    if (rst) begin
+      \$2485  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2486  = { \$1812 [16], \$1812 [16], \$1812 [16], \$1812  };
+    if (rst) begin
+      \$2486  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2487  = { 4'h0, \$8 [15:0] };
+    if (rst) begin
+      \$2487  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2488  = \$1813 [19:0];
+    if (rst) begin
+      \$2488  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2489  = \$1814 [19:0];
+    if (rst) begin
+      \$2489  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2490  = { \$1816 [9], \$1816 [9], \$1816 [9], \$1816 [9], \$1816 [9], \$1816 [9], \$1816 [9], \$1816 [9], \$1816 [9], \$1816 [9], \$1816  };
+    if (rst) begin
+      \$2490  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2491  = { \$1817 [16], \$1817 [16], \$1817 [16], \$1817  };
+    if (rst) begin
+      \$2491  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2492  = { \$1818 [16], \$1818 [16], \$1818 [16], \$1818  };
+    if (rst) begin
+      \$2492  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2493  = { 4'h0, \$8 [15:0] };
+    if (rst) begin
+      \$2493  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2494  = \$1819 [19:0];
+    if (rst) begin
+      \$2494  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2495  = \$1820 [19:0];
+    if (rst) begin
+      \$2495  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2496  = \$1821 [19:0];
+    if (rst) begin
+      \$2496  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2497  = \$1824 [19:0];
+    if (rst) begin
+      \$2497  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2498  = \$1826 [19:0];
+    if (rst) begin
+      \$2498  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2499  = cur_m0;
     if (start) begin
-      \$1445  = 20'h00000;
+      \$2499  = 20'h00000;
     end else if (run) begin
-      if (\$1235 ) begin
-        \$1445  = \$1236 [19:0];
-      end
-      if (\$1261 ) begin
-        \$1445  = \$1262 [19:0];
-      end
-      if (\$1281 ) begin
-        \$1445  = \$1282 [19:0];
-      end
-      if (\$1295 ) begin
-        \$1445  = \$1297 [19:0];
+      if (\$1867 ) begin
+        \$2499  = \$1868 [19:0];
       end
     end
     if (rst) begin
-      \$1445  = 20'h00000;
+      \$2499  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1446  = run;
+    \$2500  = cur_m1;
+    if (start) begin
+      \$2500  = 20'h00000;
+    end else if (run) begin
+      if (\$1909 ) begin
+        \$2500  = \$1910 [19:0];
+      end
+      if (\$1945 ) begin
+        \$2500  = \$1946 [19:0];
+      end
+    end
+    if (rst) begin
+      \$2500  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2501  = cur_m2;
+    if (start) begin
+      \$2501  = 20'h00000;
+    end else if (run) begin
+      if (\$1987 ) begin
+        \$2501  = \$1988 [19:0];
+      end
+      if (\$2023 ) begin
+        \$2501  = \$2024 [19:0];
+      end
+      if (\$2053 ) begin
+        \$2501  = \$2054 [19:0];
+      end
+    end
+    if (rst) begin
+      \$2501  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2502  = cur_m3;
+    if (start) begin
+      \$2502  = 20'h00000;
+    end else if (run) begin
+      if (\$2095 ) begin
+        \$2502  = \$2096 [19:0];
+      end
+      if (\$2131 ) begin
+        \$2502  = \$2132 [19:0];
+      end
+      if (\$2161 ) begin
+        \$2502  = \$2162 [19:0];
+      end
+      if (\$2185 ) begin
+        \$2502  = \$2187 [19:0];
+      end
+    end
+    if (rst) begin
+      \$2502  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2503  = cur_m4;
+    if (start) begin
+      \$2503  = 20'h00000;
+    end else if (run) begin
+      if (\$2228 ) begin
+        \$2503  = \$2229 [19:0];
+      end
+      if (\$2264 ) begin
+        \$2503  = \$2265 [19:0];
+      end
+      if (\$2294 ) begin
+        \$2503  = \$2295 [19:0];
+      end
+      if (\$2318 ) begin
+        \$2503  = \$2320 [19:0];
+      end
+      if (\$2335 ) begin
+        \$2503  = \$2336 [19:0];
+      end
+    end
+    if (rst) begin
+      \$2503  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2504  = \$2341 ;
+    if (rst) begin
+      \$2504  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2505  = \$2348 ;
+    if (rst) begin
+      \$2505  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2506  = \$2351 ;
+    if (rst) begin
+      \$2506  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2507  = \$2353 ;
+    if (rst) begin
+      \$2507  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2508  = \$2356 ;
+    if (rst) begin
+      \$2508  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2509  = \$2357 [19:0];
+    if (rst) begin
+      \$2509  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2510  = \$2384 ;
+    if (rst) begin
+      \$2510  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2511  = \$2393 ;
+    if (rst) begin
+      \$2511  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2512  = sub[1:0];
+    if (rst) begin
+      \$2512  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2513  = \$2396 ;
+    if (rst) begin
+      \$2513  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2514  = \$2403 [19:0];
+    if (rst) begin
+      \$2514  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2515  = \$2404 [19:0];
+    if (rst) begin
+      \$2515  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2516  = \$2410 [2:0];
+    if (rst) begin
+      \$2516  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2517  = \$signal$26 ;
     if (rst) begin
-      \$1446  = 1'h0;
+      \$2517  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1447  = \$1299 ;
+    \$2518  = w_v_z1;
     if (rst) begin
-      \$1447  = 1'h0;
+      \$2518  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1448  = \$1302 ;
+    \$2519  = w_v_z2;
     if (rst) begin
-      \$1448  = 1'h0;
+      \$2519  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1449  = \$1304 ;
+    \$2520  = w_v_z3;
     if (rst) begin
-      \$1449  = 1'h0;
+      \$2520  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1450  = \$1307 ;
+    \$2521  = w_v_z4;
     if (rst) begin
-      \$1450  = 1'h0;
+      \$2521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1451  = \$1308 [19:0];
+    \$2522  = w_v_z5;
     if (rst) begin
-      \$1451  = 20'h00000;
+      \$2522  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1452  = \$1335 ;
+    \$2523  = w_v_z6;
     if (rst) begin
-      \$1452  = 1'h0;
+      \$2523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1453  = \$1344 ;
+    \$2524  = \$signal$27 ;
     if (rst) begin
-      \$1453  = 1'h0;
+      \$2524  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1454  = sub[1:0];
+    \$2525  = w_first_z1;
     if (rst) begin
-      \$1454  = 2'h0;
+      \$2525  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1455  = \$1347 ;
+    \$2526  = w_first_z2;
     if (rst) begin
-      \$1455  = 1'h0;
+      \$2526  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1456  = \$1354 [19:0];
+    \$2527  = w_first_z3;
     if (rst) begin
-      \$1456  = 20'h00000;
+      \$2527  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1457  = \$1355 [19:0];
+    \$2528  = w_first_z4;
     if (rst) begin
-      \$1457  = 20'h00000;
+      \$2528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1458  = \$1361 [2:0];
+    \$2529  = w_first_z5;
     if (rst) begin
-      \$1458  = 3'h0;
+      \$2529  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1459  = \$signal ;
+    \$2530  = w_first_z6;
     if (rst) begin
-      \$1459  = 1'h0;
+      \$2530  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1460  = w_v_z1;
+    \$2531  = \$signal$164 ;
     if (rst) begin
-      \$1460  = 1'h0;
+      \$2531  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1461  = w_v_z2;
+    \$2532  = w_inside_z1;
     if (rst) begin
-      \$1461  = 1'h0;
+      \$2532  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1462  = w_v_z3;
+    \$2533  = w_inside_z2;
     if (rst) begin
-      \$1462  = 1'h0;
+      \$2533  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1463  = w_v_z4;
+    \$2534  = w_inside_z3;
     if (rst) begin
-      \$1463  = 1'h0;
+      \$2534  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1464  = w_v_z5;
+    \$2535  = w_inside_z4;
     if (rst) begin
-      \$1464  = 1'h0;
+      \$2535  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1465  = \$signal$23 ;
+    \$2536  = w_inside_z5;
     if (rst) begin
-      \$1465  = 1'h0;
+      \$2536  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1466  = w_first_z1;
+    \$2537  = w_inside_z6;
     if (rst) begin
-      \$1466  = 1'h0;
+      \$2537  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1467  = w_first_z2;
+    \$2538  = \$signal$165 ;
     if (rst) begin
-      \$1467  = 1'h0;
+      \$2538  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1468  = w_first_z3;
+    \$2539  = w_interior_z1;
     if (rst) begin
-      \$1468  = 1'h0;
+      \$2539  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1469  = w_first_z4;
+    \$2540  = w_interior_z2;
     if (rst) begin
-      \$1469  = 1'h0;
+      \$2540  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1470  = w_first_z5;
+    \$2541  = w_interior_z3;
     if (rst) begin
-      \$1470  = 1'h0;
+      \$2541  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1471  = \$signal$152 ;
+    \$2542  = w_interior_z4;
     if (rst) begin
-      \$1471  = 1'h0;
+      \$2542  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1472  = w_inside_z1;
+    \$2543  = w_interior_z5;
     if (rst) begin
-      \$1472  = 1'h0;
+      \$2543  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1473  = w_inside_z2;
+    \$2544  = w_interior_z6;
     if (rst) begin
-      \$1473  = 1'h0;
+      \$2544  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1474  = w_inside_z3;
+    \$2545  = \$signal$166 ;
     if (rst) begin
-      \$1474  = 1'h0;
+      \$2545  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1475  = w_inside_z4;
+    \$2546  = w_sub_z1;
     if (rst) begin
-      \$1475  = 1'h0;
+      \$2546  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1476  = w_inside_z5;
+    \$2547  = w_sub_z2;
     if (rst) begin
-      \$1476  = 1'h0;
+      \$2547  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1477  = \$signal$153 ;
+    \$2548  = w_sub_z3;
     if (rst) begin
-      \$1477  = 1'h0;
+      \$2548  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1478  = w_interior_z1;
+    \$2549  = w_sub_z4;
     if (rst) begin
-      \$1478  = 1'h0;
+      \$2549  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1479  = w_interior_z2;
+    \$2550  = w_sub_z5;
     if (rst) begin
-      \$1479  = 1'h0;
+      \$2550  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1480  = w_interior_z3;
+    \$2551  = w_sub_z6;
     if (rst) begin
-      \$1480  = 1'h0;
+      \$2551  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1481  = w_interior_z4;
+    \$2552  = \$signal$167 ;
     if (rst) begin
-      \$1481  = 1'h0;
+      \$2552  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1482  = w_interior_z5;
+    \$2553  = w_a4_addr_z1;
     if (rst) begin
-      \$1482  = 1'h0;
+      \$2553  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1483  = \$signal$154 ;
+    \$2554  = w_a4_addr_z2;
     if (rst) begin
-      \$1483  = 2'h0;
+      \$2554  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1484  = w_sub_z1;
+    \$2555  = w_a4_addr_z3;
     if (rst) begin
-      \$1484  = 2'h0;
+      \$2555  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1485  = w_sub_z2;
+    \$2556  = w_a4_addr_z4;
     if (rst) begin
-      \$1485  = 2'h0;
+      \$2556  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1486  = w_sub_z3;
+    \$2557  = w_a4_addr_z5;
     if (rst) begin
-      \$1486  = 2'h0;
+      \$2557  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1487  = w_sub_z4;
+    \$2558  = w_a4_addr_z6;
     if (rst) begin
-      \$1487  = 2'h0;
+      \$2558  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1488  = w_sub_z5;
+    \$2559  = \$signal$168 ;
     if (rst) begin
-      \$1488  = 2'h0;
+      \$2559  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1489  = \$signal$155 ;
+    \$2560  = w_cur_addr_z1;
     if (rst) begin
-      \$1489  = 20'h00000;
+      \$2560  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1490  = w_a4_addr_z1;
+    \$2561  = w_cur_addr_z2;
     if (rst) begin
-      \$1490  = 20'h00000;
+      \$2561  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1491  = w_a4_addr_z2;
+    \$2562  = w_cur_addr_z3;
     if (rst) begin
-      \$1491  = 20'h00000;
+      \$2562  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1492  = w_a4_addr_z3;
+    \$2563  = w_cur_addr_z4;
     if (rst) begin
-      \$1492  = 20'h00000;
+      \$2563  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1493  = w_a4_addr_z4;
+    \$2564  = w_cur_addr_z5;
     if (rst) begin
-      \$1493  = 20'h00000;
+      \$2564  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1494  = w_a4_addr_z5;
+    \$2565  = w_cur_addr_z6;
     if (rst) begin
-      \$1494  = 20'h00000;
+      \$2565  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1495  = \$signal$156 ;
+    \$2566  = \$signal$70 ;
     if (rst) begin
-      \$1495  = 20'h00000;
+      \$2566  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1496  = w_cur_addr_z1;
+    \$2567  = w_active_z1;
     if (rst) begin
-      \$1496  = 20'h00000;
+      \$2567  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1497  = w_cur_addr_z2;
+    \$2568  = w_active_z2;
     if (rst) begin
-      \$1497  = 20'h00000;
+      \$2568  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1498  = w_cur_addr_z3;
+    \$2569  = w_active_z3;
     if (rst) begin
-      \$1498  = 20'h00000;
+      \$2569  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1499  = w_cur_addr_z4;
+    \$2570  = w_active_z4;
     if (rst) begin
-      \$1499  = 20'h00000;
+      \$2570  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1500  = w_cur_addr_z5;
+    \$2571  = w_active_z5;
     if (rst) begin
-      \$1500  = 20'h00000;
+      \$2571  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1501  = \$signal$66 ;
+    \$2572  = w_active_z6;
     if (rst) begin
-      \$1501  = 3'h0;
+      \$2572  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1502  = w_active_z1;
+    \$2573  = load;
     if (rst) begin
-      \$1502  = 3'h0;
+      \$2573  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1503  = w_active_z2;
+    \$2574  = w_load_z1;
     if (rst) begin
-      \$1503  = 3'h0;
+      \$2574  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1504  = w_active_z3;
+    \$2575  = w_load_z2;
     if (rst) begin
-      \$1504  = 3'h0;
+      \$2575  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1505  = w_active_z4;
+    \$2576  = w_load_z3;
     if (rst) begin
-      \$1505  = 3'h0;
+      \$2576  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1506  = w_active_z5;
+    \$2577  = w_load_z4;
     if (rst) begin
-      \$1506  = 3'h0;
+      \$2577  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1507  = load;
+    \$2578  = w_load_z5;
     if (rst) begin
-      \$1507  = 1'h0;
+      \$2578  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1508  = w_load_z1;
+    \$2579  = w_load_z6;
     if (rst) begin
-      \$1508  = 1'h0;
+      \$2579  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1509  = w_load_z2;
+    \$2580  = \$signal$28 ;
     if (rst) begin
-      \$1509  = 1'h0;
+      \$2580  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1510  = w_load_z3;
+    \$2581  = w_store_z1;
     if (rst) begin
-      \$1510  = 1'h0;
+      \$2581  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1511  = w_load_z4;
+    \$2582  = w_store_z2;
     if (rst) begin
-      \$1511  = 1'h0;
+      \$2582  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1512  = w_load_z5;
+    \$2583  = w_store_z3;
     if (rst) begin
-      \$1512  = 1'h0;
+      \$2583  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1513  = \$signal$24 ;
+    \$2584  = w_store_z4;
     if (rst) begin
-      \$1513  = 1'h0;
+      \$2584  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1514  = w_store_z1;
+    \$2585  = w_store_z5;
     if (rst) begin
-      \$1514  = 1'h0;
+      \$2585  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1515  = w_store_z2;
+    \$2586  = w_store_z6;
     if (rst) begin
-      \$1515  = 1'h0;
+      \$2586  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1516  = w_store_z3;
+    \$2587  = \$signal$163 ;
     if (rst) begin
-      \$1516  = 1'h0;
+      \$2587  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1517  = w_store_z4;
+    \$2588  = w_carry_addr_z1;
     if (rst) begin
-      \$1517  = 1'h0;
+      \$2588  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1518  = w_store_z5;
+    \$2589  = w_carry_addr_z2;
     if (rst) begin
-      \$1518  = 1'h0;
+      \$2589  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1519  = \$signal$151 ;
+    \$2590  = w_carry_addr_z3;
     if (rst) begin
-      \$1519  = 20'h00000;
+      \$2590  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1520  = w_carry_addr_z1;
+    \$2591  = w_carry_addr_z4;
     if (rst) begin
-      \$1520  = 20'h00000;
+      \$2591  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1521  = w_carry_addr_z2;
+    \$2592  = w_carry_addr_z5;
     if (rst) begin
-      \$1521  = 20'h00000;
+      \$2592  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1522  = w_carry_addr_z3;
+    \$2593  = w_carry_addr_z6;
     if (rst) begin
-      \$1522  = 20'h00000;
+      \$2593  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1523  = w_carry_addr_z4;
+    \$2594  = { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] };
     if (rst) begin
-      \$1523  = 20'h00000;
+      \$2594  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1524  = w_carry_addr_z5;
+    \$2595  = w_argmax_z1;
     if (rst) begin
-      \$1524  = 20'h00000;
+      \$2595  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1525  = { trace__data[15:14], trace__data[11:10], trace__data[7:6], trace__data[3:2] };
+    \$2596  = w_argmax_z2;
     if (rst) begin
-      \$1525  = 8'h00;
+      \$2596  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1526  = w_argmax_z1;
+    \$2597  = w_argmax_z3;
     if (rst) begin
-      \$1526  = 8'h00;
+      \$2597  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1527  = w_argmax_z2;
+    \$2598  = w_argmax_z4;
     if (rst) begin
-      \$1527  = 8'h00;
+      \$2598  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1528  = w_argmax_z3;
+    \$2599  = w_argmax_z5;
     if (rst) begin
-      \$1528  = 8'h00;
+      \$2599  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1529  = w_argmax_z4;
+    \$2600  = w_argmax_z6;
     if (rst) begin
-      \$1529  = 8'h00;
+      \$2600  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1530  = w_argmax_z5;
+    \$2601  = \$signal$60 ;
+    if (\$2415 ) begin
+      \$2601  = { \$2623 , \$2617 , \$2611 , \$2605  };
+    end
     if (rst) begin
-      \$1530  = 8'h00;
+      \$2601  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1531  = \$signal$56 ;
-    if (\$1366 ) begin
-      \$1531  = { \$1551 , \$1545 , \$1539 , \$1533  };
+    \$2602  = arg_held;
+    if (\$2415 ) begin
+      \$2602  = w_argmax_z7;
     end
     if (rst) begin
-      \$1531  = 64'h0000000000000000;
+      \$2602  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$1532  = arg_held;
-    if (\$1366 ) begin
-      \$1532  = w_argmax_z6;
+    \$2603  = { \$2625 , \$2619 , \$2613 , \$2607  };
+    if (rst) begin
+      \$2603  = 64'h0000000000000000;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2604  = w_d_z1;
     if (rst) begin
-      \$1532  = 8'h00;
+      \$2604  = 64'h0000000000000000;
     end
   end
-  assign t = \$3 [15:0];
-  assign GO = \$6 [15:0];
-  assign steps_t = { 6'h00, \$8  };
+  assign x = \$2 [15:0];
+  assign \$signal  = \$5 [15:0];
+  assign GO = \$8 [15:0];
+  assign steps_t = { 6'h00, \$10  };
+  assign XC = \$14 [15:0];
   assign affine__addr = { 4'h0, go };
-  assign \$signal$26  = restart;
-  assign \$signal$28  = load;
+  assign \$signal$30  = restart;
+  assign \$signal$32  = load;
   assign e__data = e;
   assign spike = { trace__data[12], trace__data[8], trace__data[4], trace__data[0] };
   assign window = { trace__data[13], trace__data[9], trace__data[5], trace__data[1] };
@@ -35015,21 +37406,21 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign leak_mul = stage[369:362];
   assign leak_shift = stage[383:378];
   assign affine_shift = stage[179:174];
-  assign w_a4_addr_z6 = g_a4__addr;
-  assign g_a4__data = { \$115 , \$109 , \$103 , \$97  };
-  assign g_p = { \$1551 , \$1545 , \$1539 , \$1533  };
-  assign g_cur = { \$1554 , \$1548 , \$1542 , \$1536  };
-  assign d = { \$1553 , \$1547 , \$1541 , \$1535  };
-  assign sat_lif = { \$1555 , \$1549 , \$1543 , \$1537  };
-  assign sat_current = { \$1556 , \$1550 , \$1544 , \$1538  };
-  assign sat_affine = { \$1552 , \$1546 , \$1540 , \$1534  };
-  assign e__addr = \$20 [19:0];
-  assign extra__addr = \$33 [19:0];
-  assign trace__addr = \$45 [19:0];
-  assign \port$15919$0  = \$97 ;
-  assign \port$15925$0  = \$103 ;
-  assign \port$15931$0  = \$109 ;
-  assign \port$15937$0  = \$115 ;
+  assign w_a4_addr_z7 = g_a4__addr;
+  assign g_a4__data = { \$156 , \$150 , \$144 , \$138  };
+  assign g_p = { \$2623 , \$2617 , \$2611 , \$2605  };
+  assign g_cur = { \$2626 , \$2620 , \$2614 , \$2608  };
+  assign sat_lif = { \$2627 , \$2621 , \$2615 , \$2609  };
+  assign sat_current = { \$2628 , \$2622 , \$2616 , \$2610  };
+  assign sat_affine = { \$2624 , \$2618 , \$2612 , \$2606  };
+  assign d = { \$2625 , \$2619 , \$2613 , \$2607  };
+  assign e__addr = \$31 [19:0];
+  assign extra__addr = \$49 [19:0];
+  assign trace__addr = \$66 [19:0];
+  assign \port$15960$0  = \$138 ;
+  assign \port$15966$0  = \$144 ;
+  assign \port$15972$0  = \$150 ;
+  assign \port$15978$0  = \$156 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -35084,727 +37475,773 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign \counts.lifg_grad_reads  = counts[6:5];
   assign \counts.lifg_grad_writes  = counts[8:7];
   assign \counts.lifg_saturations  = counts[13:9];
-  assign counts[13:9] = \$212 [4:0];
-  assign counts[8:7] = \$134 ;
-  assign counts[3:1] = \$133 ;
-  assign counts[6:5] = \$85 ;
-  assign counts[4] = \$66 ;
+  assign counts[13:9] = \$253 [4:0];
+  assign counts[8:7] = \$175 ;
+  assign counts[3:1] = \$174 ;
+  assign counts[6:5] = \$126 ;
+  assign counts[4] = \$97 ;
   assign counts[0] = run;
-  assign \$6  = { \$5 [17], \$5 [17], \$5 [17:2] };
-  assign \$214  = run;
-  assign \$223  = \$222 ;
-  assign \$232  = \$231 ;
-  assign \$244  = \$243 ;
-  assign \$259  = \$258 ;
-  assign \$277  = \$276 ;
-  assign \$302  = \$301 ;
-  assign \$315  = \$314 ;
-  assign \$334  = \$333 ;
-  assign \$347  = \$346 ;
-  assign \$366  = \$365 ;
-  assign \$376  = \$375 ;
-  assign \$392  = \$391 ;
-  assign \$405  = \$404 ;
-  assign \$424  = \$423 ;
-  assign \$434  = \$433 ;
-  assign \$450  = \$449 ;
-  assign \$457  = \$456 ;
-  assign \$470  = \$469 ;
-  assign \$483  = \$482 ;
-  assign \$502  = \$501 ;
-  assign \$512  = \$511 ;
-  assign \$528  = \$527 ;
-  assign \$535  = \$534 ;
-  assign \$548  = \$547 ;
-  assign \$552  = \$551 ;
-  assign \$564  = \$563 ;
-  assign \$577  = \$576 ;
-  assign \$596  = \$595 ;
+  assign \$8  = { \$7 [17], \$7 [17], \$7 [17:2] };
+  assign \$13  = { 1'h0, \$12 [16:1] };
+  assign \$255  = run;
+  assign \$264  = \$263 ;
+  assign \$275  = \$274 ;
+  assign \$289  = \$288 ;
+  assign \$306  = \$305 ;
+  assign \$326  = \$325 ;
+  assign \$349  = \$348 ;
+  assign \$376  = { lifg_go, 1'h0 };
+  assign \$381  = \$380 ;
+  assign \$399  = \$398 ;
+  assign \$423  = \$422 ;
+  assign \$441  = \$440 ;
+  assign \$465  = \$464 ;
+  assign \$480  = \$479 ;
+  assign \$501  = \$500 ;
+  assign \$519  = \$518 ;
+  assign \$543  = \$542 ;
+  assign \$558  = \$557 ;
+  assign \$579  = \$578 ;
+  assign \$591  = \$590 ;
   assign \$609  = \$608 ;
-  assign \$628  = \$627 ;
-  assign \$638  = \$637 ;
-  assign \$654  = \$653 ;
-  assign \$667  = \$666 ;
-  assign \$686  = \$685 ;
-  assign \$696  = \$695 ;
-  assign \$712  = \$711 ;
-  assign \$719  = \$718 ;
-  assign \$729  = { stage[41:26], 1'h0 };
-  assign \$733  = { a4_row_p1_0, 1'h0 };
-  assign \$735  = { \$6 [15:0], 1'h0 };
-  assign \$737  = { stage[25:10], 1'h0 };
-  assign \$740  = { stage[41:26], 1'h0 };
-  assign \$747  = { stage[25:10], 1'h0 };
-  assign \$750  = { stage[41:26], 1'h0 };
-  assign \$763  = \$762 ;
-  assign \$776  = \$775 ;
-  assign \$795  = \$794 ;
-  assign \$808  = \$807 ;
-  assign \$827  = \$826 ;
-  assign \$837  = \$836 ;
-  assign \$853  = \$852 ;
-  assign \$866  = \$865 ;
-  assign \$885  = \$884 ;
-  assign \$895  = \$894 ;
-  assign \$911  = \$910 ;
-  assign \$918  = \$917 ;
-  assign \$931  = \$930 ;
-  assign \$944  = \$943 ;
-  assign \$963  = \$962 ;
-  assign \$973  = \$972 ;
-  assign \$989  = \$988 ;
-  assign \$996  = \$995 ;
-  assign \$1009  = \$1008 ;
-  assign \$1013  = \$1012 ;
-  assign \$1040  = \$1039 ;
-  assign \$1053  = \$1052 ;
-  assign \$1072  = \$1071 ;
-  assign \$1085  = \$1084 ;
+  assign \$627  = \$626 ;
+  assign \$651  = \$650 ;
+  assign \$666  = \$665 ;
+  assign \$687  = \$686 ;
+  assign \$699  = \$698 ;
+  assign \$717  = \$716 ;
+  assign \$726  = \$725 ;
+  assign \$742  = \$741 ;
+  assign \$760  = \$759 ;
+  assign \$784  = \$783 ;
+  assign \$799  = \$798 ;
+  assign \$820  = \$819 ;
+  assign \$832  = \$831 ;
+  assign \$850  = \$849 ;
+  assign \$859  = \$858 ;
+  assign \$875  = \$874 ;
+  assign \$879  = \$878 ;
+  assign \$888  = { carry_go, 1'h0 };
+  assign \$894  = \$893 ;
+  assign \$912  = \$911 ;
+  assign \$936  = \$935 ;
+  assign \$954  = \$953 ;
+  assign \$978  = \$977 ;
+  assign \$993  = \$992 ;
+  assign \$1014  = \$1013 ;
+  assign \$1032  = \$1031 ;
+  assign \$1056  = \$1055 ;
+  assign \$1071  = \$1070 ;
+  assign \$1092  = \$1091 ;
   assign \$1104  = \$1103 ;
-  assign \$1114  = \$1113 ;
-  assign \$1130  = \$1129 ;
-  assign \$1143  = \$1142 ;
-  assign \$1162  = \$1161 ;
-  assign \$1172  = \$1171 ;
-  assign \$1188  = \$1187 ;
-  assign \$1195  = \$1194 ;
-  assign \$1208  = \$1207 ;
-  assign \$1221  = \$1220 ;
-  assign \$1240  = \$1239 ;
-  assign \$1250  = \$1249 ;
-  assign \$1266  = \$1265 ;
-  assign \$1273  = \$1272 ;
-  assign \$1286  = \$1285 ;
-  assign \$1290  = \$1289 ;
-  assign \$1309  = { y, 1'h0 };
-  assign \$1313  = { stage[25:10], 1'h0 };
-  assign \$1317  = { x, 1'h0 };
-  assign \$1321  = { stage[41:26], 1'h0 };
-  assign \$1356  = { 1'h0, go, 2'h0 };
-  assign \$1359  = { 1'h0, go, 2'h0 };
+  assign \$1122  = \$1121 ;
+  assign \$1140  = \$1139 ;
+  assign \$1164  = \$1163 ;
+  assign \$1179  = \$1178 ;
+  assign \$1200  = \$1199 ;
+  assign \$1212  = \$1211 ;
+  assign \$1230  = \$1229 ;
+  assign \$1239  = \$1238 ;
+  assign \$1253  = \$1252 ;
+  assign \$1257  = \$1256 ;
+  assign \$1266  = { stage[41:26], 1'h0 };
+  assign \$1270  = { a4_row_p1_0, 1'h0 };
+  assign \$1272  = { \$8 [15:0], 1'h0 };
+  assign \$1274  = { stage[25:10], 1'h0 };
+  assign \$1277  = { stage[41:26], 1'h0 };
+  assign \$1284  = { stage[25:10], 1'h0 };
+  assign \$1287  = { stage[41:26], 1'h0 };
+  assign \$1297  = { a4_x_stride, 1'h0 };
+  assign \$1302  = \$1301 ;
+  assign \$1320  = \$1319 ;
+  assign \$1344  = \$1343 ;
+  assign \$1362  = \$1361 ;
+  assign \$1386  = \$1385 ;
+  assign \$1401  = \$1400 ;
+  assign \$1422  = \$1421 ;
+  assign \$1440  = \$1439 ;
+  assign \$1464  = \$1463 ;
+  assign \$1479  = \$1478 ;
+  assign \$1500  = \$1499 ;
+  assign \$1512  = \$1511 ;
+  assign \$1530  = \$1529 ;
+  assign \$1548  = \$1547 ;
+  assign \$1572  = \$1571 ;
+  assign \$1587  = \$1586 ;
+  assign \$1608  = \$1607 ;
+  assign \$1620  = \$1619 ;
+  assign \$1638  = \$1637 ;
+  assign \$1647  = \$1646 ;
+  assign \$1663  = \$1662 ;
+  assign \$1681  = \$1680 ;
+  assign \$1705  = \$1704 ;
+  assign \$1720  = \$1719 ;
+  assign \$1741  = \$1740 ;
+  assign \$1753  = \$1752 ;
+  assign \$1771  = \$1770 ;
+  assign \$1780  = \$1779 ;
+  assign \$1796  = \$1795 ;
+  assign \$1800  = \$1799 ;
+  assign \$1825  = { cur_go, 1'h0 };
+  assign \$1830  = \$1829 ;
+  assign \$1848  = \$1847 ;
+  assign \$1872  = \$1871 ;
+  assign \$1890  = \$1889 ;
+  assign \$1914  = \$1913 ;
+  assign \$1929  = \$1928 ;
+  assign \$1950  = \$1949 ;
+  assign \$1968  = \$1967 ;
+  assign \$1992  = \$1991 ;
+  assign \$2007  = \$2006 ;
+  assign \$2028  = \$2027 ;
+  assign \$2040  = \$2039 ;
+  assign \$2058  = \$2057 ;
+  assign \$2076  = \$2075 ;
+  assign \$2100  = \$2099 ;
+  assign \$2115  = \$2114 ;
+  assign \$2136  = \$2135 ;
+  assign \$2148  = \$2147 ;
+  assign \$2166  = \$2165 ;
+  assign \$2175  = \$2174 ;
+  assign \$2191  = \$2190 ;
+  assign \$2209  = \$2208 ;
+  assign \$2233  = \$2232 ;
+  assign \$2248  = \$2247 ;
+  assign \$2269  = \$2268 ;
+  assign \$2281  = \$2280 ;
+  assign \$2299  = \$2298 ;
+  assign \$2308  = \$2307 ;
+  assign \$2324  = \$2323 ;
+  assign \$2328  = \$2327 ;
+  assign \$2358  = { y, 1'h0 };
+  assign \$2362  = { stage[25:10], 1'h0 };
+  assign \$2366  = { \$2 [15:0], 1'h0 };
+  assign \$2370  = { stage[41:26], 1'h0 };
+  assign \$2405  = { 1'h0, go, 2'h0 };
+  assign \$2408  = { 1'h0, go, 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$19245$0 , \port$19245$4 , \port$19245$8 , \port$19245$12 , restart, load, g_p0, sat_aff0, d_out0_z3, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, d_out1_z3, g_cur_out1_z2
-, sat_lif_out1_z3, sat_cur_out1_z2, g_p2, sat_aff2, d_out2_z3, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, d_out3_z3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$20686$356 , leak_shift, clk);
+module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$20324$0 , \port$20324$4 , \port$20324$8 , \port$20324$12 , restart, load, g_p0, sat_aff0, d_out0_z3, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, d_out1_z3, g_cur_out1_z2
+, sat_lif_out1_z3, sat_cur_out1_z2, g_p2, sat_aff2, d_out2_z3, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, d_out3_z3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$21871$356 , leak_shift, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire \$1 ;
-  wire [5:0] \$10 ;
-  wire [31:0] \$100 ;
-  wire \$101 ;
-  wire [6:0] \$102 ;
-  wire [5:0] \$103 ;
-  wire [31:0] \$104 ;
-  wire [32:0] \$105 ;
+  wire [23:0] \$1 ;
+  wire [24:0] \$10 ;
+  wire [5:0] \$100 ;
+  wire [31:0] \$101 ;
+  wire \$102 ;
+  wire [6:0] \$103 ;
+  wire [5:0] \$104 ;
+  wire [31:0] \$105 ;
   wire [32:0] \$106 ;
-  wire [31:0] \$107 ;
-  wire \$108 ;
+  wire [32:0] \$107 ;
+  wire [31:0] \$108 ;
   wire \$109 ;
-  wire [23:0] \$11 ;
+  wire [25:0] \$11 ;
   wire \$110 ;
-  wire [6:0] \$111 ;
-  wire [5:0] \$112 ;
-  wire [31:0] \$113 ;
-  wire \$114 ;
-  wire [6:0] \$115 ;
-  wire [5:0] \$116 ;
-  wire [31:0] \$117 ;
-  wire [32:0] \$118 ;
+  wire \$111 ;
+  wire [6:0] \$112 ;
+  wire [5:0] \$113 ;
+  wire [31:0] \$114 ;
+  wire \$115 ;
+  wire [6:0] \$116 ;
+  wire [5:0] \$117 ;
+  wire [31:0] \$118 ;
   wire [32:0] \$119 ;
-  wire [24:0] \$12 ;
-  wire [31:0] \$120 ;
-  wire [15:0] \$121 ;
+  wire [25:0] \$12 ;
+  wire [32:0] \$120 ;
+  wire [31:0] \$121 ;
   wire [15:0] \$122 ;
-  wire \$123 ;
+  wire [15:0] \$123 ;
   wire \$124 ;
-  wire [6:0] \$125 ;
-  wire [5:0] \$126 ;
-  wire [31:0] \$127 ;
-  wire \$128 ;
-  wire [6:0] \$129 ;
+  wire \$125 ;
+  wire [6:0] \$126 ;
+  wire [5:0] \$127 ;
+  wire [31:0] \$128 ;
+  wire \$129 ;
   wire [24:0] \$13 ;
-  wire [5:0] \$130 ;
-  wire [31:0] \$131 ;
-  wire [32:0] \$132 ;
+  wire [6:0] \$130 ;
+  wire [5:0] \$131 ;
+  wire [31:0] \$132 ;
   wire [32:0] \$133 ;
-  wire [31:0] \$134 ;
-  wire \$135 ;
+  wire [32:0] \$134 ;
+  wire [31:0] \$135 ;
   wire \$136 ;
   wire [23:0] \$137 ;
   wire \$138 ;
-  wire [6:0] \$139 ;
-  wire [23:0] \$14 ;
-  wire [5:0] \$140 ;
-  wire [23:0] \$141 ;
-  wire [23:0] \$142 ;
+  wire \$139 ;
+  wire [24:0] \$14 ;
+  wire [6:0] \$140 ;
+  wire [5:0] \$141 ;
+  wire [24:0] \$142 ;
   wire \$143 ;
   wire [6:0] \$144 ;
   wire [5:0] \$145 ;
-  wire [23:0] \$146 ;
-  wire [24:0] \$147 ;
-  wire [24:0] \$148 ;
-  wire [23:0] \$149 ;
-  wire [23:0] \$15 ;
-  wire [23:0] \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire [15:0] \$153 ;
-  wire [15:0] \$154 ;
+  wire [24:0] \$146 ;
+  wire [25:0] \$147 ;
+  wire [25:0] \$148 ;
+  wire [24:0] \$149 ;
+  wire [15:0] \$15 ;
+  wire [24:0] \$150 ;
+  wire [15:0] \$151 ;
+  wire [23:0] \$152 ;
+  wire \$153 ;
+  wire \$154 ;
   wire [15:0] \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire [15:0] \$158 ;
-  wire [15:0] \$159 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire [16:0] \$161 ;
+  wire [15:0] \$156 ;
+  wire [15:0] \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire [23:0] \$16 ;
+  wire [15:0] \$160 ;
+  wire [15:0] \$161 ;
   wire \$162 ;
   wire [16:0] \$163 ;
   wire \$164 ;
   wire [16:0] \$165 ;
-  wire [15:0] \$166 ;
-  wire [15:0] \$167 ;
-  wire [16:0] \$168 ;
-  wire \$169 ;
+  wire \$166 ;
+  wire [16:0] \$167 ;
+  wire [15:0] \$168 ;
+  wire [15:0] \$169 ;
   wire \$17 ;
   wire [16:0] \$170 ;
   wire \$171 ;
   wire [16:0] \$172 ;
-  wire [15:0] \$173 ;
-  wire [15:0] \$174 ;
-  wire [16:0] \$175 ;
-  wire \$176 ;
-  wire [31:0] \$177 ;
+  wire \$173 ;
+  wire [16:0] \$174 ;
+  wire [15:0] \$175 ;
+  wire [15:0] \$176 ;
+  wire [16:0] \$177 ;
   wire \$178 ;
-  wire \$179 ;
-  wire [15:0] \$18 ;
-  wire [6:0] \$180 ;
-  wire [5:0] \$181 ;
-  wire [31:0] \$182 ;
-  wire \$183 ;
-  wire [6:0] \$184 ;
-  wire [5:0] \$185 ;
-  wire [31:0] \$186 ;
-  wire [32:0] \$187 ;
-  wire [32:0] \$188 ;
-  wire [31:0] \$189 ;
+  wire [31:0] \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire [6:0] \$182 ;
+  wire [5:0] \$183 ;
+  wire [31:0] \$184 ;
+  wire \$185 ;
+  wire [6:0] \$186 ;
+  wire [5:0] \$187 ;
+  wire [31:0] \$188 ;
+  wire [32:0] \$189 ;
   wire [15:0] \$19 ;
-  wire \$190 ;
-  wire \$191 ;
+  wire [32:0] \$190 ;
+  wire [31:0] \$191 ;
   wire \$192 ;
-  wire [6:0] \$193 ;
-  wire [5:0] \$194 ;
-  wire [31:0] \$195 ;
-  wire \$196 ;
-  wire [6:0] \$197 ;
-  wire [5:0] \$198 ;
-  wire [31:0] \$199 ;
-  wire [23:0] \$2 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire [6:0] \$195 ;
+  wire [5:0] \$196 ;
+  wire [31:0] \$197 ;
+  wire \$198 ;
+  wire [6:0] \$199 ;
+  wire \$2 ;
   wire [15:0] \$20 ;
-  wire [32:0] \$200 ;
-  wire [32:0] \$201 ;
-  wire [31:0] \$202 ;
-  wire \$203 ;
-  wire \$204 ;
+  wire [5:0] \$200 ;
+  wire [31:0] \$201 ;
+  wire [32:0] \$202 ;
+  wire [32:0] \$203 ;
+  wire [31:0] \$204 ;
   wire \$205 ;
-  wire [6:0] \$206 ;
-  wire [5:0] \$207 ;
-  wire [31:0] \$208 ;
-  wire \$209 ;
-  wire \$21 ;
-  wire [6:0] \$210 ;
-  wire [5:0] \$211 ;
-  wire [31:0] \$212 ;
-  wire [32:0] \$213 ;
-  wire [32:0] \$214 ;
-  wire [31:0] \$215 ;
-  wire [15:0] \$216 ;
-  wire [15:0] \$217 ;
-  wire \$218 ;
-  wire \$219 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire [6:0] \$208 ;
+  wire [5:0] \$209 ;
+  wire [15:0] \$21 ;
+  wire [31:0] \$210 ;
+  wire \$211 ;
+  wire [6:0] \$212 ;
+  wire [5:0] \$213 ;
+  wire [31:0] \$214 ;
+  wire [32:0] \$215 ;
+  wire [32:0] \$216 ;
+  wire [31:0] \$217 ;
+  wire [15:0] \$218 ;
+  wire [15:0] \$219 ;
   wire \$22 ;
-  wire [6:0] \$220 ;
-  wire [5:0] \$221 ;
-  wire [31:0] \$222 ;
-  wire \$223 ;
-  wire [6:0] \$224 ;
-  wire [5:0] \$225 ;
-  wire [31:0] \$226 ;
-  wire [32:0] \$227 ;
-  wire [32:0] \$228 ;
-  wire [31:0] \$229 ;
-  wire [15:0] \$23 ;
-  wire \$230 ;
-  wire \$231 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire [6:0] \$222 ;
+  wire [5:0] \$223 ;
+  wire [31:0] \$224 ;
+  wire \$225 ;
+  wire [6:0] \$226 ;
+  wire [5:0] \$227 ;
+  wire [31:0] \$228 ;
+  wire [32:0] \$229 ;
+  wire \$23 ;
+  wire [32:0] \$230 ;
+  wire [31:0] \$231 ;
   wire \$232 ;
-  wire [6:0] \$233 ;
-  wire [5:0] \$234 ;
-  wire [31:0] \$235 ;
-  wire \$236 ;
-  wire [6:0] \$237 ;
-  wire [5:0] \$238 ;
-  wire [31:0] \$239 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire [6:0] \$235 ;
+  wire [5:0] \$236 ;
+  wire [31:0] \$237 ;
+  wire \$238 ;
+  wire [6:0] \$239 ;
   wire [15:0] \$24 ;
-  wire [32:0] \$240 ;
-  wire [32:0] \$241 ;
-  wire [31:0] \$242 ;
-  wire \$243 ;
-  wire \$244 ;
+  wire [5:0] \$240 ;
+  wire [31:0] \$241 ;
+  wire [32:0] \$242 ;
+  wire [32:0] \$243 ;
+  wire [31:0] \$244 ;
   wire \$245 ;
-  wire [6:0] \$246 ;
-  wire [5:0] \$247 ;
-  wire [31:0] \$248 ;
-  wire \$249 ;
-  wire \$25 ;
-  wire [6:0] \$250 ;
-  wire [5:0] \$251 ;
-  wire [31:0] \$252 ;
-  wire [32:0] \$253 ;
-  wire [32:0] \$254 ;
-  wire [31:0] \$255 ;
-  wire [15:0] \$256 ;
-  wire [15:0] \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire [16:0] \$26 ;
-  wire [6:0] \$260 ;
-  wire [5:0] \$261 ;
-  wire [31:0] \$262 ;
-  wire \$263 ;
-  wire [6:0] \$264 ;
-  wire [5:0] \$265 ;
-  wire [31:0] \$266 ;
-  wire [32:0] \$267 ;
-  wire [32:0] \$268 ;
-  wire [31:0] \$269 ;
-  wire \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire [23:0] \$272 ;
-  wire \$273 ;
-  wire [6:0] \$274 ;
-  wire [5:0] \$275 ;
-  wire [23:0] \$276 ;
-  wire [23:0] \$277 ;
-  wire \$278 ;
-  wire [6:0] \$279 ;
-  wire [16:0] \$28 ;
-  wire [5:0] \$280 ;
-  wire [23:0] \$281 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire [6:0] \$248 ;
+  wire [5:0] \$249 ;
+  wire [15:0] \$25 ;
+  wire [31:0] \$250 ;
+  wire \$251 ;
+  wire [6:0] \$252 ;
+  wire [5:0] \$253 ;
+  wire [31:0] \$254 ;
+  wire [32:0] \$255 ;
+  wire [32:0] \$256 ;
+  wire [31:0] \$257 ;
+  wire [15:0] \$258 ;
+  wire [15:0] \$259 ;
+  wire \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire [6:0] \$262 ;
+  wire [5:0] \$263 ;
+  wire [31:0] \$264 ;
+  wire \$265 ;
+  wire [6:0] \$266 ;
+  wire [5:0] \$267 ;
+  wire [31:0] \$268 ;
+  wire [32:0] \$269 ;
+  wire [16:0] \$27 ;
+  wire [32:0] \$270 ;
+  wire [31:0] \$271 ;
+  wire \$272 ;
+  wire [23:0] \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire [6:0] \$276 ;
+  wire [5:0] \$277 ;
+  wire [24:0] \$278 ;
+  wire \$279 ;
+  wire \$28 ;
+  wire [6:0] \$280 ;
+  wire [5:0] \$281 ;
   wire [24:0] \$282 ;
-  wire [24:0] \$283 ;
-  wire [23:0] \$284 ;
-  wire [23:0] \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire [15:0] \$288 ;
-  wire [15:0] \$289 ;
-  wire \$29 ;
-  wire [15:0] \$290 ;
-  wire \$291 ;
-  wire \$292 ;
+  wire [25:0] \$283 ;
+  wire [25:0] \$284 ;
+  wire [24:0] \$285 ;
+  wire [24:0] \$286 ;
+  wire [15:0] \$287 ;
+  wire [23:0] \$288 ;
+  wire \$289 ;
+  wire [16:0] \$29 ;
+  wire \$290 ;
+  wire [15:0] \$291 ;
+  wire [15:0] \$292 ;
   wire [15:0] \$293 ;
-  wire [15:0] \$294 ;
+  wire \$294 ;
   wire \$295 ;
-  wire [16:0] \$296 ;
-  wire \$297 ;
-  wire [16:0] \$298 ;
-  wire \$299 ;
+  wire [15:0] \$296 ;
+  wire [15:0] \$297 ;
+  wire \$298 ;
+  wire [16:0] \$299 ;
   wire \$3 ;
-  wire [16:0] \$30 ;
-  wire [16:0] \$300 ;
-  wire [15:0] \$301 ;
-  wire [15:0] \$302 ;
+  wire \$30 ;
+  wire \$300 ;
+  wire [16:0] \$301 ;
+  wire \$302 ;
   wire [16:0] \$303 ;
-  wire \$304 ;
-  wire [16:0] \$305 ;
-  wire \$306 ;
-  wire [16:0] \$307 ;
-  wire [15:0] \$308 ;
-  wire [15:0] \$309 ;
-  wire [15:0] \$31 ;
+  wire [15:0] \$304 ;
+  wire [15:0] \$305 ;
+  wire [16:0] \$306 ;
+  wire \$307 ;
+  wire [16:0] \$308 ;
+  wire \$309 ;
+  wire [16:0] \$31 ;
   wire [16:0] \$310 ;
-  wire \$311 ;
-  wire [31:0] \$312 ;
-  wire \$313 ;
+  wire [15:0] \$311 ;
+  wire [15:0] \$312 ;
+  wire [16:0] \$313 ;
   wire \$314 ;
-  wire [6:0] \$315 ;
-  wire [5:0] \$316 ;
-  wire [31:0] \$317 ;
-  wire \$318 ;
-  wire [6:0] \$319 ;
+  wire [31:0] \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire [6:0] \$318 ;
+  wire [5:0] \$319 ;
   wire [15:0] \$32 ;
-  wire [5:0] \$320 ;
-  wire [31:0] \$321 ;
-  wire [32:0] \$322 ;
-  wire [32:0] \$323 ;
+  wire [31:0] \$320 ;
+  wire \$321 ;
+  wire [6:0] \$322 ;
+  wire [5:0] \$323 ;
   wire [31:0] \$324 ;
-  wire \$325 ;
-  wire \$326 ;
-  wire \$327 ;
-  wire [6:0] \$328 ;
-  wire [5:0] \$329 ;
-  wire [16:0] \$33 ;
-  wire [31:0] \$330 ;
-  wire \$331 ;
-  wire [6:0] \$332 ;
-  wire [5:0] \$333 ;
-  wire [31:0] \$334 ;
-  wire [32:0] \$335 ;
-  wire [32:0] \$336 ;
+  wire [32:0] \$325 ;
+  wire [32:0] \$326 ;
+  wire [31:0] \$327 ;
+  wire \$328 ;
+  wire \$329 ;
+  wire [15:0] \$33 ;
+  wire \$330 ;
+  wire [6:0] \$331 ;
+  wire [5:0] \$332 ;
+  wire [31:0] \$333 ;
+  wire \$334 ;
+  wire [6:0] \$335 ;
+  wire [5:0] \$336 ;
   wire [31:0] \$337 ;
-  wire \$338 ;
-  wire \$339 ;
-  wire \$34 ;
-  wire \$340 ;
-  wire [6:0] \$341 ;
-  wire [5:0] \$342 ;
-  wire [31:0] \$343 ;
-  wire \$344 ;
-  wire [6:0] \$345 ;
-  wire [5:0] \$346 ;
-  wire [31:0] \$347 ;
-  wire [32:0] \$348 ;
-  wire [32:0] \$349 ;
-  wire [16:0] \$35 ;
+  wire [32:0] \$338 ;
+  wire [32:0] \$339 ;
+  wire [16:0] \$34 ;
+  wire [31:0] \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire [6:0] \$344 ;
+  wire [5:0] \$345 ;
+  wire [31:0] \$346 ;
+  wire \$347 ;
+  wire [6:0] \$348 ;
+  wire [5:0] \$349 ;
+  wire \$35 ;
   wire [31:0] \$350 ;
-  wire [15:0] \$351 ;
-  wire [15:0] \$352 ;
-  wire \$353 ;
-  wire \$354 ;
-  wire [6:0] \$355 ;
-  wire [5:0] \$356 ;
-  wire [31:0] \$357 ;
-  wire \$358 ;
-  wire [6:0] \$359 ;
-  wire \$36 ;
-  wire [5:0] \$360 ;
-  wire [31:0] \$361 ;
-  wire [32:0] \$362 ;
-  wire [32:0] \$363 ;
+  wire [32:0] \$351 ;
+  wire [32:0] \$352 ;
+  wire [31:0] \$353 ;
+  wire [15:0] \$354 ;
+  wire [15:0] \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire [6:0] \$358 ;
+  wire [5:0] \$359 ;
+  wire [16:0] \$36 ;
+  wire [31:0] \$360 ;
+  wire \$361 ;
+  wire [6:0] \$362 ;
+  wire [5:0] \$363 ;
   wire [31:0] \$364 ;
-  wire \$365 ;
-  wire \$366 ;
-  wire \$367 ;
-  wire [6:0] \$368 ;
-  wire [5:0] \$369 ;
-  wire [16:0] \$37 ;
-  wire [31:0] \$370 ;
-  wire \$371 ;
-  wire [6:0] \$372 ;
-  wire [5:0] \$373 ;
-  wire [31:0] \$374 ;
-  wire [32:0] \$375 ;
-  wire [32:0] \$376 ;
+  wire [32:0] \$365 ;
+  wire [32:0] \$366 ;
+  wire [31:0] \$367 ;
+  wire \$368 ;
+  wire \$369 ;
+  wire \$37 ;
+  wire \$370 ;
+  wire [6:0] \$371 ;
+  wire [5:0] \$372 ;
+  wire [31:0] \$373 ;
+  wire \$374 ;
+  wire [6:0] \$375 ;
+  wire [5:0] \$376 ;
   wire [31:0] \$377 ;
-  wire \$378 ;
-  wire \$379 ;
-  wire [15:0] \$38 ;
-  wire \$380 ;
-  wire [6:0] \$381 ;
-  wire [5:0] \$382 ;
-  wire [31:0] \$383 ;
-  wire \$384 ;
-  wire [6:0] \$385 ;
-  wire [5:0] \$386 ;
-  wire [31:0] \$387 ;
-  wire [32:0] \$388 ;
-  wire [32:0] \$389 ;
+  wire [32:0] \$378 ;
+  wire [32:0] \$379 ;
+  wire [16:0] \$38 ;
+  wire [31:0] \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire [6:0] \$384 ;
+  wire [5:0] \$385 ;
+  wire [31:0] \$386 ;
+  wire \$387 ;
+  wire [6:0] \$388 ;
+  wire [5:0] \$389 ;
   wire [15:0] \$39 ;
   wire [31:0] \$390 ;
-  wire [15:0] \$391 ;
-  wire [15:0] \$392 ;
-  wire \$393 ;
-  wire \$394 ;
-  wire [6:0] \$395 ;
-  wire [5:0] \$396 ;
-  wire [31:0] \$397 ;
-  wire \$398 ;
-  wire [6:0] \$399 ;
+  wire [32:0] \$391 ;
+  wire [32:0] \$392 ;
+  wire [31:0] \$393 ;
+  wire [15:0] \$394 ;
+  wire [15:0] \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire [6:0] \$398 ;
+  wire [5:0] \$399 ;
   wire [6:0] \$4 ;
-  wire [16:0] \$40 ;
-  wire [5:0] \$400 ;
-  wire [31:0] \$401 ;
-  wire [32:0] \$402 ;
-  wire [32:0] \$403 ;
+  wire [15:0] \$40 ;
+  wire [31:0] \$400 ;
+  wire \$401 ;
+  wire [6:0] \$402 ;
+  wire [5:0] \$403 ;
   wire [31:0] \$404 ;
-  wire \$405 ;
-  wire \$406 ;
-  wire [23:0] \$407 ;
+  wire [32:0] \$405 ;
+  wire [32:0] \$406 ;
+  wire [31:0] \$407 ;
   wire \$408 ;
-  wire [6:0] \$409 ;
-  wire \$41 ;
-  wire [5:0] \$410 ;
-  wire [23:0] \$411 ;
-  wire [23:0] \$412 ;
-  wire \$413 ;
-  wire [6:0] \$414 ;
-  wire [5:0] \$415 ;
-  wire [23:0] \$416 ;
-  wire [24:0] \$417 ;
+  wire [23:0] \$409 ;
+  wire [16:0] \$41 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire [6:0] \$412 ;
+  wire [5:0] \$413 ;
+  wire [24:0] \$414 ;
+  wire \$415 ;
+  wire [6:0] \$416 ;
+  wire [5:0] \$417 ;
   wire [24:0] \$418 ;
-  wire [23:0] \$419 ;
-  wire [31:0] \$42 ;
-  wire [23:0] \$420 ;
-  wire \$421 ;
-  wire \$422 ;
+  wire [25:0] \$419 ;
+  wire \$42 ;
+  wire [25:0] \$420 ;
+  wire [24:0] \$421 ;
+  wire [24:0] \$422 ;
   wire [15:0] \$423 ;
-  wire [15:0] \$424 ;
-  wire [15:0] \$425 ;
+  wire [23:0] \$424 ;
+  wire \$425 ;
   wire \$426 ;
-  wire \$427 ;
+  wire [15:0] \$427 ;
   wire [15:0] \$428 ;
   wire [15:0] \$429 ;
-  wire \$43 ;
+  wire [31:0] \$43 ;
   wire \$430 ;
-  wire [16:0] \$431 ;
-  wire \$432 ;
-  wire [16:0] \$433 ;
+  wire \$431 ;
+  wire [15:0] \$432 ;
+  wire [15:0] \$433 ;
   wire \$434 ;
   wire [16:0] \$435 ;
-  wire [15:0] \$436 ;
-  wire [15:0] \$437 ;
-  wire [16:0] \$438 ;
-  wire \$439 ;
+  wire \$436 ;
+  wire [16:0] \$437 ;
+  wire \$438 ;
+  wire [16:0] \$439 ;
   wire \$44 ;
-  wire [16:0] \$440 ;
-  wire \$441 ;
+  wire [15:0] \$440 ;
+  wire [15:0] \$441 ;
   wire [16:0] \$442 ;
-  wire [15:0] \$443 ;
-  wire [15:0] \$444 ;
-  wire [16:0] \$445 ;
-  wire \$446 ;
-  wire [31:0] \$447 ;
-  wire \$448 ;
-  wire \$449 ;
-  wire [6:0] \$45 ;
-  wire [6:0] \$450 ;
-  wire [5:0] \$451 ;
-  wire [31:0] \$452 ;
+  wire \$443 ;
+  wire [16:0] \$444 ;
+  wire \$445 ;
+  wire [16:0] \$446 ;
+  wire [15:0] \$447 ;
+  wire [15:0] \$448 ;
+  wire [16:0] \$449 ;
+  wire \$45 ;
+  wire \$450 ;
+  wire [31:0] \$451 ;
+  wire \$452 ;
   wire \$453 ;
   wire [6:0] \$454 ;
   wire [5:0] \$455 ;
   wire [31:0] \$456 ;
-  wire [32:0] \$457 ;
-  wire [32:0] \$458 ;
-  wire [31:0] \$459 ;
-  wire [5:0] \$46 ;
-  wire \$460 ;
-  wire \$461 ;
-  wire \$462 ;
-  wire [6:0] \$463 ;
-  wire [5:0] \$464 ;
-  wire [31:0] \$465 ;
+  wire \$457 ;
+  wire [6:0] \$458 ;
+  wire [5:0] \$459 ;
+  wire [6:0] \$46 ;
+  wire [31:0] \$460 ;
+  wire [32:0] \$461 ;
+  wire [32:0] \$462 ;
+  wire [31:0] \$463 ;
+  wire \$464 ;
+  wire \$465 ;
   wire \$466 ;
   wire [6:0] \$467 ;
   wire [5:0] \$468 ;
   wire [31:0] \$469 ;
-  wire [31:0] \$47 ;
-  wire [32:0] \$470 ;
-  wire [32:0] \$471 ;
-  wire [31:0] \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
-  wire [6:0] \$476 ;
-  wire [5:0] \$477 ;
-  wire [31:0] \$478 ;
+  wire [5:0] \$47 ;
+  wire \$470 ;
+  wire [6:0] \$471 ;
+  wire [5:0] \$472 ;
+  wire [31:0] \$473 ;
+  wire [32:0] \$474 ;
+  wire [32:0] \$475 ;
+  wire [31:0] \$476 ;
+  wire \$477 ;
+  wire \$478 ;
   wire \$479 ;
-  wire \$48 ;
+  wire [31:0] \$48 ;
   wire [6:0] \$480 ;
   wire [5:0] \$481 ;
   wire [31:0] \$482 ;
-  wire [32:0] \$483 ;
-  wire [32:0] \$484 ;
-  wire [31:0] \$485 ;
-  wire [15:0] \$486 ;
-  wire [15:0] \$487 ;
-  wire \$488 ;
-  wire \$489 ;
-  wire [6:0] \$49 ;
-  wire [6:0] \$490 ;
-  wire [5:0] \$491 ;
-  wire [31:0] \$492 ;
+  wire \$483 ;
+  wire [6:0] \$484 ;
+  wire [5:0] \$485 ;
+  wire [31:0] \$486 ;
+  wire [32:0] \$487 ;
+  wire [32:0] \$488 ;
+  wire [31:0] \$489 ;
+  wire \$49 ;
+  wire [15:0] \$490 ;
+  wire [15:0] \$491 ;
+  wire \$492 ;
   wire \$493 ;
   wire [6:0] \$494 ;
   wire [5:0] \$495 ;
   wire [31:0] \$496 ;
-  wire [32:0] \$497 ;
-  wire [32:0] \$498 ;
-  wire [31:0] \$499 ;
+  wire \$497 ;
+  wire [6:0] \$498 ;
+  wire [5:0] \$499 ;
   wire [5:0] \$5 ;
-  wire [5:0] \$50 ;
-  wire \$500 ;
-  wire \$501 ;
-  wire \$502 ;
-  wire [6:0] \$503 ;
-  wire [5:0] \$504 ;
-  wire [31:0] \$505 ;
+  wire [6:0] \$50 ;
+  wire [31:0] \$500 ;
+  wire [32:0] \$501 ;
+  wire [32:0] \$502 ;
+  wire [31:0] \$503 ;
+  wire \$504 ;
+  wire \$505 ;
   wire \$506 ;
   wire [6:0] \$507 ;
   wire [5:0] \$508 ;
   wire [31:0] \$509 ;
-  wire [31:0] \$51 ;
-  wire [32:0] \$510 ;
-  wire [32:0] \$511 ;
-  wire [31:0] \$512 ;
-  wire \$513 ;
-  wire \$514 ;
-  wire \$515 ;
-  wire [6:0] \$516 ;
-  wire [5:0] \$517 ;
-  wire [31:0] \$518 ;
+  wire [5:0] \$51 ;
+  wire \$510 ;
+  wire [6:0] \$511 ;
+  wire [5:0] \$512 ;
+  wire [31:0] \$513 ;
+  wire [32:0] \$514 ;
+  wire [32:0] \$515 ;
+  wire [31:0] \$516 ;
+  wire \$517 ;
+  wire \$518 ;
   wire \$519 ;
-  wire [32:0] \$52 ;
+  wire [31:0] \$52 ;
   wire [6:0] \$520 ;
   wire [5:0] \$521 ;
   wire [31:0] \$522 ;
-  wire [32:0] \$523 ;
-  wire [32:0] \$524 ;
-  wire [31:0] \$525 ;
-  wire [15:0] \$526 ;
-  wire [15:0] \$527 ;
-  wire \$528 ;
-  wire \$529 ;
+  wire \$523 ;
+  wire [6:0] \$524 ;
+  wire [5:0] \$525 ;
+  wire [31:0] \$526 ;
+  wire [32:0] \$527 ;
+  wire [32:0] \$528 ;
+  wire [31:0] \$529 ;
   wire [32:0] \$53 ;
-  wire [6:0] \$530 ;
-  wire [5:0] \$531 ;
-  wire [31:0] \$532 ;
+  wire [15:0] \$530 ;
+  wire [15:0] \$531 ;
+  wire \$532 ;
   wire \$533 ;
   wire [6:0] \$534 ;
   wire [5:0] \$535 ;
   wire [31:0] \$536 ;
-  wire [32:0] \$537 ;
-  wire [32:0] \$538 ;
-  wire [31:0] \$539 ;
-  wire [31:0] \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire [15:0] \$542 ;
-  wire [23:0] \$543 ;
+  wire \$537 ;
+  wire [6:0] \$538 ;
+  wire [5:0] \$539 ;
+  wire [32:0] \$54 ;
+  wire [31:0] \$540 ;
+  wire [32:0] \$541 ;
+  wire [32:0] \$542 ;
+  wire [31:0] \$543 ;
   wire \$544 ;
-  wire [6:0] \$545 ;
-  wire [5:0] \$546 ;
-  wire [23:0] \$547 ;
-  wire [15:0] \$548 ;
-  wire [23:0] \$549 ;
-  wire \$55 ;
+  wire \$545 ;
+  wire \$546 ;
+  wire [6:0] \$547 ;
+  wire [5:0] \$548 ;
+  wire [24:0] \$549 ;
+  wire [31:0] \$55 ;
   wire \$550 ;
   wire [6:0] \$551 ;
   wire [5:0] \$552 ;
-  wire [23:0] \$553 ;
-  wire [24:0] \$554 ;
-  wire [24:0] \$555 ;
-  wire [23:0] \$556 ;
-  wire [23:0] \$557 ;
+  wire [24:0] \$553 ;
+  wire [25:0] \$554 ;
+  wire [25:0] \$555 ;
+  wire [24:0] \$556 ;
+  wire [24:0] \$557 ;
   wire [25:0] \$558 ;
   wire \$559 ;
   wire \$56 ;
-  wire [15:0] \$560 ;
-  wire [23:0] \$561 ;
-  wire \$562 ;
-  wire [6:0] \$563 ;
-  wire [5:0] \$564 ;
-  wire [23:0] \$565 ;
-  wire [15:0] \$566 ;
-  wire [23:0] \$567 ;
-  wire \$568 ;
-  wire [6:0] \$569 ;
+  wire \$560 ;
+  wire [6:0] \$561 ;
+  wire [5:0] \$562 ;
+  wire [24:0] \$563 ;
+  wire \$564 ;
+  wire [6:0] \$565 ;
+  wire [5:0] \$566 ;
+  wire [24:0] \$567 ;
+  wire [25:0] \$568 ;
+  wire [25:0] \$569 ;
   wire \$57 ;
-  wire [5:0] \$570 ;
-  wire [23:0] \$571 ;
-  wire [24:0] \$572 ;
-  wire [24:0] \$573 ;
-  wire [23:0] \$574 ;
-  wire [23:0] \$575 ;
-  wire [25:0] \$576 ;
-  wire \$577 ;
-  wire [15:0] \$578 ;
-  wire [23:0] \$579 ;
-  wire [6:0] \$58 ;
-  wire \$580 ;
-  wire [6:0] \$581 ;
-  wire [5:0] \$582 ;
-  wire [23:0] \$583 ;
-  wire [15:0] \$584 ;
-  wire [23:0] \$585 ;
-  wire \$586 ;
-  wire [6:0] \$587 ;
-  wire [5:0] \$588 ;
-  wire [23:0] \$589 ;
-  wire [5:0] \$59 ;
-  wire [24:0] \$590 ;
+  wire [24:0] \$570 ;
+  wire [24:0] \$571 ;
+  wire [25:0] \$572 ;
+  wire \$573 ;
+  wire \$574 ;
+  wire [6:0] \$575 ;
+  wire [5:0] \$576 ;
+  wire [24:0] \$577 ;
+  wire \$578 ;
+  wire [6:0] \$579 ;
+  wire \$58 ;
+  wire [5:0] \$580 ;
+  wire [24:0] \$581 ;
+  wire [25:0] \$582 ;
+  wire [25:0] \$583 ;
+  wire [24:0] \$584 ;
+  wire [24:0] \$585 ;
+  wire [25:0] \$586 ;
+  wire \$587 ;
+  wire \$588 ;
+  wire [6:0] \$589 ;
+  wire [6:0] \$59 ;
+  wire [5:0] \$590 ;
   wire [24:0] \$591 ;
-  wire [23:0] \$592 ;
-  wire [23:0] \$593 ;
-  wire [25:0] \$594 ;
-  wire \$595 ;
-  wire [15:0] \$596 ;
-  wire [23:0] \$597 ;
-  wire \$598 ;
-  wire [6:0] \$599 ;
-  wire [23:0] \$6 ;
-  wire [31:0] \$60 ;
-  wire [5:0] \$600 ;
-  wire [23:0] \$601 ;
-  wire [15:0] \$602 ;
-  wire [23:0] \$603 ;
-  wire \$604 ;
-  wire [6:0] \$605 ;
-  wire [5:0] \$606 ;
-  wire [23:0] \$607 ;
-  wire [24:0] \$608 ;
-  wire [24:0] \$609 ;
-  wire \$61 ;
-  wire [23:0] \$610 ;
-  wire [23:0] \$611 ;
-  wire [25:0] \$612 ;
-  reg \$613 ;
-  reg \$614 ;
-  reg \$615 ;
+  wire \$592 ;
+  wire [6:0] \$593 ;
+  wire [5:0] \$594 ;
+  wire [24:0] \$595 ;
+  wire [25:0] \$596 ;
+  wire [25:0] \$597 ;
+  wire [24:0] \$598 ;
+  wire [24:0] \$599 ;
+  wire [24:0] \$6 ;
+  wire [5:0] \$60 ;
+  wire [25:0] \$600 ;
+  reg \$601 ;
+  reg \$602 ;
+  reg \$603 ;
+  reg \$604 ;
+  reg \$605 ;
+  reg \$606 ;
+  reg \$607 ;
+  reg \$608 ;
+  reg \$609 ;
+  wire [31:0] \$61 ;
+  reg \$610 ;
+  reg \$611 ;
+  reg \$612 ;
+  reg [15:0] \$613 ;
+  reg [15:0] \$614 ;
+  reg [15:0] \$615 ;
   reg \$616 ;
   reg \$617 ;
   reg \$618 ;
   reg \$619 ;
-  wire [6:0] \$62 ;
+  wire \$62 ;
   reg \$620 ;
-  reg \$621 ;
-  reg \$622 ;
+  reg [15:0] \$621 ;
+  reg [15:0] \$622 ;
   reg [15:0] \$623 ;
   reg [15:0] \$624 ;
-  reg \$625 ;
-  reg \$626 ;
-  reg \$627 ;
+  reg [15:0] \$625 ;
+  reg [15:0] \$626 ;
+  reg [15:0] \$627 ;
   reg [15:0] \$628 ;
   reg [15:0] \$629 ;
-  wire [5:0] \$63 ;
-  reg [15:0] \$630 ;
-  reg [15:0] \$631 ;
-  reg [15:0] \$632 ;
+  wire [6:0] \$63 ;
+  reg [24:0] \$630 ;
+  reg [24:0] \$631 ;
+  reg [24:0] \$632 ;
   reg [15:0] \$633 ;
-  reg [15:0] \$634 ;
-  reg [24:0] \$635 ;
-  reg [15:0] \$636 ;
-  reg \$637 ;
+  reg \$634 ;
+  reg [15:0] \$635 ;
+  reg \$636 ;
+  reg [31:0] \$637 ;
   reg [15:0] \$638 ;
   reg \$639 ;
-  wire [31:0] \$64 ;
-  reg [31:0] \$640 ;
+  wire [5:0] \$64 ;
+  reg [15:0] \$640 ;
   reg [15:0] \$641 ;
-  reg \$642 ;
+  reg [15:0] \$642 ;
   reg [15:0] \$643 ;
   reg [15:0] \$644 ;
-  reg [15:0] \$645 ;
-  reg [15:0] \$646 ;
-  reg [15:0] \$647 ;
+  reg \$645 ;
+  reg \$646 ;
+  reg \$647 ;
   reg \$648 ;
   reg \$649 ;
-  wire [32:0] \$65 ;
-  reg \$650 ;
-  reg \$651 ;
-  reg \$652 ;
-  reg [15:0] \$653 ;
-  reg [15:0] \$654 ;
+  wire [31:0] \$65 ;
+  reg [15:0] \$650 ;
+  reg [15:0] \$651 ;
+  reg [15:0] \$652 ;
+  reg \$653 ;
+  reg \$654 ;
   reg \$655 ;
   reg \$656 ;
   reg \$657 ;
@@ -35816,120 +38253,138 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$192
   reg [15:0] \$662 ;
   reg [15:0] \$663 ;
   reg [15:0] \$664 ;
-  reg [24:0] \$665 ;
+  reg [15:0] \$665 ;
   reg [15:0] \$666 ;
-  reg \$667 ;
-  reg [15:0] \$668 ;
-  reg \$669 ;
-  wire [31:0] \$67 ;
-  reg [31:0] \$670 ;
-  reg [15:0] \$671 ;
-  reg \$672 ;
-  reg [15:0] \$673 ;
-  reg [15:0] \$674 ;
+  reg [24:0] \$667 ;
+  reg [24:0] \$668 ;
+  reg [24:0] \$669 ;
+  wire [32:0] \$67 ;
+  reg [15:0] \$670 ;
+  reg \$671 ;
+  reg [15:0] \$672 ;
+  reg \$673 ;
+  reg [31:0] \$674 ;
   reg [15:0] \$675 ;
-  reg [15:0] \$676 ;
+  reg \$676 ;
   reg [15:0] \$677 ;
-  reg \$678 ;
-  reg \$679 ;
-  wire \$68 ;
-  reg \$680 ;
-  reg \$681 ;
+  reg [15:0] \$678 ;
+  reg [15:0] \$679 ;
+  wire [31:0] \$68 ;
+  reg [15:0] \$680 ;
+  reg [15:0] \$681 ;
   reg \$682 ;
-  reg [15:0] \$683 ;
-  reg [15:0] \$684 ;
+  reg \$683 ;
+  reg \$684 ;
   reg \$685 ;
   reg \$686 ;
-  reg \$687 ;
+  reg [15:0] \$687 ;
   reg [15:0] \$688 ;
   reg [15:0] \$689 ;
   wire \$69 ;
-  reg [15:0] \$690 ;
-  reg [15:0] \$691 ;
-  reg [15:0] \$692 ;
-  reg [15:0] \$693 ;
-  reg [15:0] \$694 ;
-  reg [24:0] \$695 ;
+  reg \$690 ;
+  reg \$691 ;
+  reg \$692 ;
+  reg \$693 ;
+  reg \$694 ;
+  reg [15:0] \$695 ;
   reg [15:0] \$696 ;
-  reg \$697 ;
+  reg [15:0] \$697 ;
   reg [15:0] \$698 ;
-  reg \$699 ;
-  wire [23:0] \$7 ;
+  reg [15:0] \$699 ;
+  wire \$7 ;
   wire \$70 ;
-  reg [31:0] \$700 ;
+  reg [15:0] \$700 ;
   reg [15:0] \$701 ;
-  reg \$702 ;
+  reg [15:0] \$702 ;
   reg [15:0] \$703 ;
-  reg [15:0] \$704 ;
-  reg [15:0] \$705 ;
-  reg [15:0] \$706 ;
+  reg [24:0] \$704 ;
+  reg [24:0] \$705 ;
+  reg [24:0] \$706 ;
   reg [15:0] \$707 ;
   reg \$708 ;
-  reg \$709 ;
-  wire [6:0] \$71 ;
+  reg [15:0] \$709 ;
+  wire \$71 ;
   reg \$710 ;
-  reg \$711 ;
-  reg \$712 ;
-  reg [15:0] \$713 ;
+  reg [31:0] \$711 ;
+  reg [15:0] \$712 ;
+  reg \$713 ;
   reg [15:0] \$714 ;
-  reg \$715 ;
-  reg \$716 ;
-  reg \$717 ;
+  reg [15:0] \$715 ;
+  reg [15:0] \$716 ;
+  reg [15:0] \$717 ;
   reg [15:0] \$718 ;
-  reg [15:0] \$719 ;
-  wire [5:0] \$72 ;
-  reg [15:0] \$720 ;
-  reg [15:0] \$721 ;
-  reg [15:0] \$722 ;
-  reg [15:0] \$723 ;
+  reg \$719 ;
+  wire [6:0] \$72 ;
+  reg \$720 ;
+  reg \$721 ;
+  reg \$722 ;
+  reg \$723 ;
   reg [15:0] \$724 ;
-  reg [24:0] \$725 ;
+  reg [15:0] \$725 ;
   reg [15:0] \$726 ;
   reg \$727 ;
-  reg [15:0] \$728 ;
+  reg \$728 ;
   reg \$729 ;
-  wire [31:0] \$73 ;
-  reg [31:0] \$730 ;
-  reg [15:0] \$731 ;
-  reg \$732 ;
+  wire [5:0] \$73 ;
+  reg \$730 ;
+  reg \$731 ;
+  reg [15:0] \$732 ;
   reg [15:0] \$733 ;
   reg [15:0] \$734 ;
   reg [15:0] \$735 ;
   reg [15:0] \$736 ;
   reg [15:0] \$737 ;
-  reg \$738 ;
-  reg \$739 ;
-  wire \$74 ;
-  reg \$740 ;
-  reg \$741 ;
-  reg \$742 ;
-  wire [6:0] \$75 ;
-  wire [5:0] \$76 ;
-  wire [31:0] \$77 ;
-  wire [32:0] \$78 ;
+  reg [15:0] \$738 ;
+  reg [15:0] \$739 ;
+  wire [31:0] \$74 ;
+  reg [15:0] \$740 ;
+  reg [24:0] \$741 ;
+  reg [24:0] \$742 ;
+  reg [24:0] \$743 ;
+  reg [15:0] \$744 ;
+  reg \$745 ;
+  reg [15:0] \$746 ;
+  reg \$747 ;
+  reg [31:0] \$748 ;
+  reg [15:0] \$749 ;
+  wire \$75 ;
+  reg \$750 ;
+  reg [15:0] \$751 ;
+  reg [15:0] \$752 ;
+  reg [15:0] \$753 ;
+  reg [15:0] \$754 ;
+  reg [15:0] \$755 ;
+  reg \$756 ;
+  reg \$757 ;
+  reg \$758 ;
+  reg \$759 ;
+  wire [6:0] \$76 ;
+  reg \$760 ;
+  wire [5:0] \$77 ;
+  wire [31:0] \$78 ;
   wire [32:0] \$79 ;
-  wire \$8 ;
-  wire [31:0] \$80 ;
-  wire [15:0] \$81 ;
+  wire [6:0] \$8 ;
+  wire [32:0] \$80 ;
+  wire [31:0] \$81 ;
   wire [15:0] \$82 ;
-  wire \$83 ;
+  wire [15:0] \$83 ;
   wire \$84 ;
-  wire [6:0] \$85 ;
-  wire [5:0] \$86 ;
-  wire [31:0] \$87 ;
-  wire \$88 ;
-  wire [6:0] \$89 ;
-  wire [6:0] \$9 ;
-  wire [5:0] \$90 ;
-  wire [31:0] \$91 ;
-  wire [32:0] \$92 ;
+  wire \$85 ;
+  wire [6:0] \$86 ;
+  wire [5:0] \$87 ;
+  wire [31:0] \$88 ;
+  wire \$89 ;
+  wire [5:0] \$9 ;
+  wire [6:0] \$90 ;
+  wire [5:0] \$91 ;
+  wire [31:0] \$92 ;
   wire [32:0] \$93 ;
-  wire [31:0] \$94 ;
-  wire \$95 ;
+  wire [32:0] \$94 ;
+  wire [31:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
-  wire [6:0] \$98 ;
-  wire [5:0] \$99 ;
+  wire \$98 ;
+  wire [6:0] \$99 ;
   input [5:0] affine_shift;
   wire [5:0] affine_shift;
   input clk;
@@ -35963,12 +38418,16 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$192
   wire [63:0] e;
   reg [15:0] e0_z1 = 16'h0000;
   reg [15:0] e0_z2 = 16'h0000;
+  reg [15:0] e0_z3 = 16'h0000;
   reg [15:0] e1_z1 = 16'h0000;
   reg [15:0] e1_z2 = 16'h0000;
+  reg [15:0] e1_z3 = 16'h0000;
   reg [15:0] e2_z1 = 16'h0000;
   reg [15:0] e2_z2 = 16'h0000;
+  reg [15:0] e2_z3 = 16'h0000;
   reg [15:0] e3_z1 = 16'h0000;
   reg [15:0] e3_z2 = 16'h0000;
+  reg [15:0] e3_z3 = 16'h0000;
   wire [63:0] g_cur;
   reg [15:0] g_cur0 = 16'h0000;
   reg [15:0] g_cur1 = 16'h0000;
@@ -35991,15 +38450,19 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$192
   reg [15:0] g_extra0_z1 = 16'h0000;
   reg [15:0] g_extra0_z2 = 16'h0000;
   reg [15:0] g_extra0_z3 = 16'h0000;
+  reg [15:0] g_extra0_z4 = 16'h0000;
   reg [15:0] g_extra1_z1 = 16'h0000;
   reg [15:0] g_extra1_z2 = 16'h0000;
   reg [15:0] g_extra1_z3 = 16'h0000;
+  reg [15:0] g_extra1_z4 = 16'h0000;
   reg [15:0] g_extra2_z1 = 16'h0000;
   reg [15:0] g_extra2_z2 = 16'h0000;
   reg [15:0] g_extra2_z3 = 16'h0000;
+  reg [15:0] g_extra2_z4 = 16'h0000;
   reg [15:0] g_extra3_z1 = 16'h0000;
   reg [15:0] g_extra3_z2 = 16'h0000;
   reg [15:0] g_extra3_z3 = 16'h0000;
+  reg [15:0] g_extra3_z4 = 16'h0000;
   wire [63:0] g_p;
   output [15:0] g_p0;
   reg [15:0] g_p0 = 16'h0000;
@@ -36015,26 +38478,35 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$192
   reg [31:0] g_prod3 = 32'd0;
   input [7:0] height_mul;
   wire [7:0] height_mul;
+  reg [24:0] height_prod0 = 25'h0000000;
+  reg [24:0] height_prod1 = 25'h0000000;
+  reg [24:0] height_prod2 = 25'h0000000;
+  reg [24:0] height_prod3 = 25'h0000000;
   wire [5:0] height_shift;
   wire [7:0] leak_mul;
+  reg [24:0] leak_prod0 = 25'h0000000;
+  reg [24:0] leak_prod1 = 25'h0000000;
+  reg [24:0] leak_prod2 = 25'h0000000;
+  reg [24:0] leak_prod3 = 25'h0000000;
   input [5:0] leak_shift;
   wire [5:0] leak_shift;
   input load;
   wire load;
   reg load_z1 = 1'h0;
   reg load_z2 = 1'h0;
+  reg load_z3 = 1'h0;
   (* init = 1'h0 *)
   wire out_valid;
-  input [1:0] \port$19245$0 ;
-  wire [1:0] \port$19245$0 ;
-  input [1:0] \port$19245$12 ;
-  wire [1:0] \port$19245$12 ;
-  input [1:0] \port$19245$4 ;
-  wire [1:0] \port$19245$4 ;
-  input [1:0] \port$19245$8 ;
-  wire [1:0] \port$19245$8 ;
-  input [13:0] \port$20686$356 ;
-  wire [13:0] \port$20686$356 ;
+  input [1:0] \port$20324$0 ;
+  wire [1:0] \port$20324$0 ;
+  input [1:0] \port$20324$12 ;
+  wire [1:0] \port$20324$12 ;
+  input [1:0] \port$20324$4 ;
+  wire [1:0] \port$20324$4 ;
+  input [1:0] \port$20324$8 ;
+  wire [1:0] \port$20324$8 ;
+  input [13:0] \port$21871$356 ;
+  wire [13:0] \port$21871$356 ;
   input restart;
   wire restart;
   reg restart_z1 = 1'h0;
@@ -36094,27 +38566,35 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$192
   reg [15:0] scale0_z2 = 16'h0000;
   reg [15:0] scale0_z3 = 16'h0000;
   reg [15:0] scale0_z4 = 16'h0000;
+  reg [15:0] scale0_z5 = 16'h0000;
   reg [15:0] scale1_z1 = 16'h0000;
   reg [15:0] scale1_z2 = 16'h0000;
   reg [15:0] scale1_z3 = 16'h0000;
   reg [15:0] scale1_z4 = 16'h0000;
+  reg [15:0] scale1_z5 = 16'h0000;
   reg [15:0] scale2_z1 = 16'h0000;
   reg [15:0] scale2_z2 = 16'h0000;
   reg [15:0] scale2_z3 = 16'h0000;
   reg [15:0] scale2_z4 = 16'h0000;
+  reg [15:0] scale2_z5 = 16'h0000;
   reg [15:0] scale3_z1 = 16'h0000;
   reg [15:0] scale3_z2 = 16'h0000;
   reg [15:0] scale3_z3 = 16'h0000;
   reg [15:0] scale3_z4 = 16'h0000;
+  reg [15:0] scale3_z5 = 16'h0000;
   wire [3:0] spike;
   reg spike0_z1 = 1'h0;
   reg spike0_z2 = 1'h0;
+  reg spike0_z3 = 1'h0;
   reg spike1_z1 = 1'h0;
   reg spike1_z2 = 1'h0;
+  reg spike1_z3 = 1'h0;
   reg spike2_z1 = 1'h0;
   reg spike2_z2 = 1'h0;
+  reg spike2_z3 = 1'h0;
   reg spike3_z1 = 1'h0;
   reg spike3_z2 = 1'h0;
+  reg spike3_z3 = 1'h0;
   wire [26:0] v0;
   wire [26:0] v1;
   wire [26:0] v2;
@@ -36127,435 +38607,468 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$192
   reg valid_z4 = 1'h0;
   reg valid_z5 = 1'h0;
   reg valid_z6 = 1'h0;
+  reg valid_z7 = 1'h0;
   wire [3:0] window;
   reg window0_z1 = 1'h0;
+  reg window0_z2 = 1'h0;
   reg window1_z1 = 1'h0;
+  reg window1_z2 = 1'h0;
   reg window2_z1 = 1'h0;
+  reg window2_z2 = 1'h0;
   reg window3_z1 = 1'h0;
-  assign \$258  = ! affine_shift;
-  assign \$259  = ! affine_shift;
-  assign \$260  = affine_shift - 1'h1;
-  assign \$261  = \$259  ? 6'h00 : \$260 [5:0];
-  assign \$262  = $signed(g_prod1) >>> \$261 ;
-  assign \$263  = ! affine_shift;
-  assign \$264  = affine_shift - 1'h1;
-  assign \$265  = \$263  ? 6'h00 : \$264 [5:0];
-  assign \$266  = $signed(g_prod1) >>> \$265 ;
-  assign \$267  = $signed(\$266 ) + $signed(2'h1);
-  assign \$269  = \$258  ? \$262  : \$268 [31:0];
-  assign \$270  = $signed(\$257 ) != $signed(\$269 );
-  assign \$271  = ! \port$20686$356 [5:0];
-  assign \$272  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
-  assign \$273  = ! \port$20686$356 [5:0];
-  assign \$274  = \port$20686$356 [5:0] - 1'h1;
-  assign \$275  = \$273  ? 6'h00 : \$274 [5:0];
-  assign \$276  = $signed(\$272 ) >>> \$275 ;
-  assign \$277  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
-  assign \$278  = ! \port$20686$356 [5:0];
-  assign \$279  = \port$20686$356 [5:0] - 1'h1;
-  assign \$280  = \$278  ? 6'h00 : \$279 [5:0];
-  assign \$281  = $signed(\$277 ) >>> \$280 ;
-  assign \$282  = $signed(\$281 ) + $signed(2'h1);
-  assign \$284  = \$271  ? \$276  : \$283 [23:0];
-  assign \$285  = window2_z1 ? \$284  : 24'h000000;
-  assign \$286  = $signed(\$594 ) > $signed(16'h7fff);
-  assign \$287  = $signed(\$594 ) < $signed(16'h8000);
-  assign \$288  = \$287  ? 16'h8000 : \$594 [15:0];
-  assign \$289  = \$286  ? 16'h7fff : \$288 ;
-  assign \$290  = load_z2 ? e2_z2 : \$289 ;
-  assign \$291  = $signed(\$594 ) > $signed(16'h7fff);
-  assign \$292  = $signed(\$594 ) < $signed(16'h8000);
-  assign \$293  = \$292  ? 16'h8000 : \$594 [15:0];
-  assign \$294  = \$291  ? 16'h7fff : \$293 ;
-  assign \$295  = $signed(\$294 ) != $signed(\$594 );
-  assign \$296  = $signed(d2) + $signed(g_extra2_z3);
-  assign \$297  = $signed(\$296 ) > $signed(16'h7fff);
-  assign \$298  = $signed(d2) + $signed(g_extra2_z3);
-  assign \$299  = $signed(\$298 ) < $signed(16'h8000);
-  assign \$300  = $signed(d2) + $signed(g_extra2_z3);
-  assign \$301  = \$299  ? 16'h8000 : \$300 [15:0];
-  assign \$302  = \$297  ? 16'h7fff : \$301 ;
-  assign \$303  = $signed(d2) + $signed(g_extra2_z3);
-  assign \$304  = $signed(\$303 ) > $signed(16'h7fff);
-  assign \$305  = $signed(d2) + $signed(g_extra2_z3);
-  assign \$306  = $signed(\$305 ) < $signed(16'h8000);
-  assign \$307  = $signed(d2) + $signed(g_extra2_z3);
-  assign \$308  = \$306  ? 16'h8000 : \$307 [15:0];
-  assign \$309  = \$304  ? 16'h7fff : \$308 ;
-  assign \$310  = $signed(d2) + $signed(g_extra2_z3);
-  assign \$311  = $signed(\$309 ) != $signed(\$310 );
-  assign \$312  = $signed(g_cur2) * $signed(scale2_z4);
-  assign \$313  = ! affine_shift;
-  assign \$314  = ! affine_shift;
-  assign \$315  = affine_shift - 1'h1;
-  assign \$316  = \$314  ? 6'h00 : \$315 [5:0];
-  assign \$317  = $signed(g_prod2) >>> \$316 ;
-  assign \$318  = ! affine_shift;
-  assign \$319  = affine_shift - 1'h1;
-  assign \$320  = \$318  ? 6'h00 : \$319 [5:0];
-  assign \$321  = $signed(g_prod2) >>> \$320 ;
-  assign \$322  = $signed(\$321 ) + $signed(2'h1);
-  assign \$324  = \$313  ? \$317  : \$323 [31:0];
-  assign \$325  = $signed(\$324 ) > $signed(16'h7fff);
-  assign \$326  = ! affine_shift;
-  assign \$327  = ! affine_shift;
-  assign \$328  = affine_shift - 1'h1;
-  assign \$329  = \$327  ? 6'h00 : \$328 [5:0];
-  assign \$330  = $signed(g_prod2) >>> \$329 ;
-  assign \$331  = ! affine_shift;
-  assign \$332  = affine_shift - 1'h1;
-  assign \$333  = \$331  ? 6'h00 : \$332 [5:0];
-  assign \$334  = $signed(g_prod2) >>> \$333 ;
-  assign \$335  = $signed(\$334 ) + $signed(2'h1);
-  assign \$337  = \$326  ? \$330  : \$336 [31:0];
-  assign \$338  = $signed(\$337 ) < $signed(16'h8000);
-  assign \$339  = ! affine_shift;
-  assign \$340  = ! affine_shift;
-  assign \$341  = affine_shift - 1'h1;
-  assign \$342  = \$340  ? 6'h00 : \$341 [5:0];
-  assign \$343  = $signed(g_prod2) >>> \$342 ;
-  assign \$344  = ! affine_shift;
-  assign \$345  = affine_shift - 1'h1;
-  assign \$346  = \$344  ? 6'h00 : \$345 [5:0];
-  assign \$347  = $signed(g_prod2) >>> \$346 ;
-  assign \$348  = $signed(\$347 ) + $signed(2'h1);
-  assign \$350  = \$339  ? \$343  : \$349 [31:0];
-  assign \$351  = \$338  ? 16'h8000 : \$350 [15:0];
-  assign \$352  = \$325  ? 16'h7fff : \$351 ;
-  assign \$353  = ! affine_shift;
-  assign \$354  = ! affine_shift;
-  assign \$355  = affine_shift - 1'h1;
-  assign \$356  = \$354  ? 6'h00 : \$355 [5:0];
-  assign \$357  = $signed(g_prod2) >>> \$356 ;
-  assign \$358  = ! affine_shift;
-  assign \$359  = affine_shift - 1'h1;
-  assign \$360  = \$358  ? 6'h00 : \$359 [5:0];
-  assign \$361  = $signed(g_prod2) >>> \$360 ;
-  assign \$362  = $signed(\$361 ) + $signed(2'h1);
-  assign \$364  = \$353  ? \$357  : \$363 [31:0];
-  assign \$365  = $signed(\$364 ) > $signed(16'h7fff);
-  assign \$366  = ! affine_shift;
-  assign \$367  = ! affine_shift;
-  assign \$368  = affine_shift - 1'h1;
-  assign \$369  = \$367  ? 6'h00 : \$368 [5:0];
-  assign \$370  = $signed(g_prod2) >>> \$369 ;
-  assign \$371  = ! affine_shift;
-  assign \$372  = affine_shift - 1'h1;
-  assign \$373  = \$371  ? 6'h00 : \$372 [5:0];
-  assign \$374  = $signed(g_prod2) >>> \$373 ;
-  assign \$375  = $signed(\$374 ) + $signed(2'h1);
-  assign \$377  = \$366  ? \$370  : \$376 [31:0];
-  assign \$378  = $signed(\$377 ) < $signed(16'h8000);
-  assign \$379  = ! affine_shift;
-  assign \$380  = ! affine_shift;
-  assign \$381  = affine_shift - 1'h1;
-  assign \$382  = \$380  ? 6'h00 : \$381 [5:0];
-  assign \$383  = $signed(g_prod2) >>> \$382 ;
-  assign \$384  = ! affine_shift;
-  assign \$385  = affine_shift - 1'h1;
-  assign \$386  = \$384  ? 6'h00 : \$385 [5:0];
-  assign \$387  = $signed(g_prod2) >>> \$386 ;
-  assign \$388  = $signed(\$387 ) + $signed(2'h1);
-  assign \$390  = \$379  ? \$383  : \$389 [31:0];
-  assign \$391  = \$378  ? 16'h8000 : \$390 [15:0];
-  assign \$392  = \$365  ? 16'h7fff : \$391 ;
-  assign \$393  = ! affine_shift;
-  assign \$394  = ! affine_shift;
-  assign \$395  = affine_shift - 1'h1;
-  assign \$396  = \$394  ? 6'h00 : \$395 [5:0];
-  assign \$397  = $signed(g_prod2) >>> \$396 ;
-  assign \$398  = ! affine_shift;
-  assign \$399  = affine_shift - 1'h1;
-  assign \$400  = \$398  ? 6'h00 : \$399 [5:0];
-  assign \$401  = $signed(g_prod2) >>> \$400 ;
-  assign \$402  = $signed(\$401 ) + $signed(2'h1);
-  assign \$404  = \$393  ? \$397  : \$403 [31:0];
-  assign \$405  = $signed(\$392 ) != $signed(\$404 );
-  assign \$406  = ! \port$20686$356 [5:0];
-  assign \$407  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
-  assign \$408  = ! \port$20686$356 [5:0];
-  assign \$409  = \port$20686$356 [5:0] - 1'h1;
-  assign \$410  = \$408  ? 6'h00 : \$409 [5:0];
-  assign \$411  = $signed(\$407 ) >>> \$410 ;
-  assign \$412  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
-  assign \$413  = ! \port$20686$356 [5:0];
-  assign \$414  = \port$20686$356 [5:0] - 1'h1;
-  assign \$415  = \$413  ? 6'h00 : \$414 [5:0];
-  assign \$416  = $signed(\$412 ) >>> \$415 ;
-  assign \$417  = $signed(\$416 ) + $signed(2'h1);
-  assign \$419  = \$406  ? \$411  : \$418 [23:0];
-  assign \$420  = window3_z1 ? \$419  : 24'h000000;
-  assign \$421  = $signed(\$612 ) > $signed(16'h7fff);
-  assign \$422  = $signed(\$612 ) < $signed(16'h8000);
-  assign \$423  = \$422  ? 16'h8000 : \$612 [15:0];
-  assign \$424  = \$421  ? 16'h7fff : \$423 ;
-  assign \$425  = load_z2 ? e3_z2 : \$424 ;
-  assign \$426  = $signed(\$612 ) > $signed(16'h7fff);
-  assign \$427  = $signed(\$612 ) < $signed(16'h8000);
-  assign \$428  = \$427  ? 16'h8000 : \$612 [15:0];
-  assign \$429  = \$426  ? 16'h7fff : \$428 ;
-  assign \$430  = $signed(\$429 ) != $signed(\$612 );
-  assign \$431  = $signed(d3) + $signed(g_extra3_z3);
-  assign \$432  = $signed(\$431 ) > $signed(16'h7fff);
-  assign \$433  = $signed(d3) + $signed(g_extra3_z3);
-  assign \$434  = $signed(\$433 ) < $signed(16'h8000);
-  assign \$435  = $signed(d3) + $signed(g_extra3_z3);
-  assign \$436  = \$434  ? 16'h8000 : \$435 [15:0];
-  assign \$437  = \$432  ? 16'h7fff : \$436 ;
-  assign \$438  = $signed(d3) + $signed(g_extra3_z3);
-  assign \$439  = $signed(\$438 ) > $signed(16'h7fff);
-  assign \$440  = $signed(d3) + $signed(g_extra3_z3);
-  assign \$441  = $signed(\$440 ) < $signed(16'h8000);
-  assign \$442  = $signed(d3) + $signed(g_extra3_z3);
-  assign \$443  = \$441  ? 16'h8000 : \$442 [15:0];
-  assign \$444  = \$439  ? 16'h7fff : \$443 ;
-  assign \$445  = $signed(d3) + $signed(g_extra3_z3);
-  assign \$446  = $signed(\$444 ) != $signed(\$445 );
-  assign \$447  = $signed(g_cur3) * $signed(scale3_z4);
-  assign \$448  = ! affine_shift;
-  assign \$449  = ! affine_shift;
-  assign \$450  = affine_shift - 1'h1;
-  assign \$451  = \$449  ? 6'h00 : \$450 [5:0];
-  assign \$452  = $signed(g_prod3) >>> \$451 ;
+  reg window3_z2 = 1'h0;
+  assign \$240  = \$238  ? 6'h00 : \$239 [5:0];
+  assign \$241  = $signed(g_prod1) >>> \$240 ;
+  assign \$242  = $signed(\$241 ) + $signed(2'h1);
+  assign \$244  = \$233  ? \$237  : \$243 [31:0];
+  assign \$245  = $signed(\$244 ) < $signed(16'h8000);
+  assign \$246  = ! affine_shift;
+  assign \$247  = ! affine_shift;
+  assign \$248  = affine_shift - 1'h1;
+  assign \$249  = \$247  ? 6'h00 : \$248 [5:0];
+  assign \$250  = $signed(g_prod1) >>> \$249 ;
+  assign \$251  = ! affine_shift;
+  assign \$252  = affine_shift - 1'h1;
+  assign \$253  = \$251  ? 6'h00 : \$252 [5:0];
+  assign \$254  = $signed(g_prod1) >>> \$253 ;
+  assign \$255  = $signed(\$254 ) + $signed(2'h1);
+  assign \$257  = \$246  ? \$250  : \$256 [31:0];
+  assign \$258  = \$245  ? 16'h8000 : \$257 [15:0];
+  assign \$259  = \$232  ? 16'h7fff : \$258 ;
+  assign \$260  = ! affine_shift;
+  assign \$261  = ! affine_shift;
+  assign \$262  = affine_shift - 1'h1;
+  assign \$263  = \$261  ? 6'h00 : \$262 [5:0];
+  assign \$264  = $signed(g_prod1) >>> \$263 ;
+  assign \$265  = ! affine_shift;
+  assign \$266  = affine_shift - 1'h1;
+  assign \$267  = \$265  ? 6'h00 : \$266 [5:0];
+  assign \$268  = $signed(g_prod1) >>> \$267 ;
+  assign \$269  = $signed(\$268 ) + $signed(2'h1);
+  assign \$271  = \$260  ? \$264  : \$270 [31:0];
+  assign \$272  = $signed(\$259 ) != $signed(\$271 );
+  assign \$273  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
+  assign \$274  = ! \port$21871$356 [5:0];
+  assign \$275  = ! \port$21871$356 [5:0];
+  assign \$276  = \port$21871$356 [5:0] - 1'h1;
+  assign \$277  = \$275  ? 6'h00 : \$276 [5:0];
+  assign \$278  = $signed(height_prod2) >>> \$277 ;
+  assign \$279  = ! \port$21871$356 [5:0];
+  assign \$280  = \port$21871$356 [5:0] - 1'h1;
+  assign \$281  = \$279  ? 6'h00 : \$280 [5:0];
+  assign \$282  = $signed(height_prod2) >>> \$281 ;
+  assign \$283  = $signed(\$282 ) + $signed(2'h1);
+  assign \$285  = \$274  ? \$278  : \$284 [24:0];
+  assign \$286  = window2_z2 ? \$285  : 25'h0000000;
+  assign \$287  = restart_z2 ? 16'h0000 : d2;
+  assign \$288  = $signed(\$287 ) * $signed({ 1'h0, \port$21871$356 [13:6] });
+  assign \$289  = $signed(\$586 ) > $signed(16'h7fff);
+  assign \$290  = $signed(\$586 ) < $signed(16'h8000);
+  assign \$291  = \$290  ? 16'h8000 : \$586 [15:0];
+  assign \$292  = \$289  ? 16'h7fff : \$291 ;
+  assign \$293  = load_z3 ? e2_z3 : \$292 ;
+  assign \$294  = $signed(\$586 ) > $signed(16'h7fff);
+  assign \$295  = $signed(\$586 ) < $signed(16'h8000);
+  assign \$296  = \$295  ? 16'h8000 : \$586 [15:0];
+  assign \$297  = \$294  ? 16'h7fff : \$296 ;
+  assign \$298  = $signed(\$297 ) != $signed(\$586 );
+  assign \$299  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$300  = $signed(\$299 ) > $signed(16'h7fff);
+  assign \$301  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$302  = $signed(\$301 ) < $signed(16'h8000);
+  assign \$303  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$304  = \$302  ? 16'h8000 : \$303 [15:0];
+  assign \$305  = \$300  ? 16'h7fff : \$304 ;
+  assign \$306  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$307  = $signed(\$306 ) > $signed(16'h7fff);
+  assign \$308  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$309  = $signed(\$308 ) < $signed(16'h8000);
+  assign \$310  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$311  = \$309  ? 16'h8000 : \$310 [15:0];
+  assign \$312  = \$307  ? 16'h7fff : \$311 ;
+  assign \$313  = $signed(d2) + $signed(g_extra2_z4);
+  assign \$314  = $signed(\$312 ) != $signed(\$313 );
+  assign \$315  = $signed(g_cur2) * $signed(scale2_z5);
+  assign \$316  = ! affine_shift;
+  assign \$317  = ! affine_shift;
+  assign \$318  = affine_shift - 1'h1;
+  assign \$319  = \$317  ? 6'h00 : \$318 [5:0];
+  assign \$320  = $signed(g_prod2) >>> \$319 ;
+  assign \$321  = ! affine_shift;
+  assign \$322  = affine_shift - 1'h1;
+  assign \$323  = \$321  ? 6'h00 : \$322 [5:0];
+  assign \$324  = $signed(g_prod2) >>> \$323 ;
+  assign \$325  = $signed(\$324 ) + $signed(2'h1);
+  assign \$327  = \$316  ? \$320  : \$326 [31:0];
+  assign \$328  = $signed(\$327 ) > $signed(16'h7fff);
+  assign \$329  = ! affine_shift;
+  assign \$330  = ! affine_shift;
+  assign \$331  = affine_shift - 1'h1;
+  assign \$332  = \$330  ? 6'h00 : \$331 [5:0];
+  assign \$333  = $signed(g_prod2) >>> \$332 ;
+  assign \$334  = ! affine_shift;
+  assign \$335  = affine_shift - 1'h1;
+  assign \$336  = \$334  ? 6'h00 : \$335 [5:0];
+  assign \$337  = $signed(g_prod2) >>> \$336 ;
+  assign \$338  = $signed(\$337 ) + $signed(2'h1);
+  assign \$340  = \$329  ? \$333  : \$339 [31:0];
+  assign \$341  = $signed(\$340 ) < $signed(16'h8000);
+  assign \$342  = ! affine_shift;
+  assign \$343  = ! affine_shift;
+  assign \$344  = affine_shift - 1'h1;
+  assign \$345  = \$343  ? 6'h00 : \$344 [5:0];
+  assign \$346  = $signed(g_prod2) >>> \$345 ;
+  assign \$347  = ! affine_shift;
+  assign \$348  = affine_shift - 1'h1;
+  assign \$349  = \$347  ? 6'h00 : \$348 [5:0];
+  assign \$350  = $signed(g_prod2) >>> \$349 ;
+  assign \$351  = $signed(\$350 ) + $signed(2'h1);
+  assign \$353  = \$342  ? \$346  : \$352 [31:0];
+  assign \$354  = \$341  ? 16'h8000 : \$353 [15:0];
+  assign \$355  = \$328  ? 16'h7fff : \$354 ;
+  assign \$356  = ! affine_shift;
+  assign \$357  = ! affine_shift;
+  assign \$358  = affine_shift - 1'h1;
+  assign \$359  = \$357  ? 6'h00 : \$358 [5:0];
+  assign \$360  = $signed(g_prod2) >>> \$359 ;
+  assign \$361  = ! affine_shift;
+  assign \$362  = affine_shift - 1'h1;
+  assign \$363  = \$361  ? 6'h00 : \$362 [5:0];
+  assign \$364  = $signed(g_prod2) >>> \$363 ;
+  assign \$365  = $signed(\$364 ) + $signed(2'h1);
+  assign \$367  = \$356  ? \$360  : \$366 [31:0];
+  assign \$368  = $signed(\$367 ) > $signed(16'h7fff);
+  assign \$369  = ! affine_shift;
+  assign \$370  = ! affine_shift;
+  assign \$371  = affine_shift - 1'h1;
+  assign \$372  = \$370  ? 6'h00 : \$371 [5:0];
+  assign \$373  = $signed(g_prod2) >>> \$372 ;
+  assign \$374  = ! affine_shift;
+  assign \$375  = affine_shift - 1'h1;
+  assign \$376  = \$374  ? 6'h00 : \$375 [5:0];
+  assign \$377  = $signed(g_prod2) >>> \$376 ;
+  assign \$378  = $signed(\$377 ) + $signed(2'h1);
+  assign \$380  = \$369  ? \$373  : \$379 [31:0];
+  assign \$381  = $signed(\$380 ) < $signed(16'h8000);
+  assign \$382  = ! affine_shift;
+  assign \$383  = ! affine_shift;
+  assign \$384  = affine_shift - 1'h1;
+  assign \$385  = \$383  ? 6'h00 : \$384 [5:0];
+  assign \$386  = $signed(g_prod2) >>> \$385 ;
+  assign \$387  = ! affine_shift;
+  assign \$388  = affine_shift - 1'h1;
+  assign \$389  = \$387  ? 6'h00 : \$388 [5:0];
+  assign \$390  = $signed(g_prod2) >>> \$389 ;
+  assign \$391  = $signed(\$390 ) + $signed(2'h1);
+  assign \$393  = \$382  ? \$386  : \$392 [31:0];
+  assign \$394  = \$381  ? 16'h8000 : \$393 [15:0];
+  assign \$395  = \$368  ? 16'h7fff : \$394 ;
+  assign \$396  = ! affine_shift;
+  assign \$397  = ! affine_shift;
+  assign \$398  = affine_shift - 1'h1;
+  assign \$399  = \$397  ? 6'h00 : \$398 [5:0];
+  assign \$400  = $signed(g_prod2) >>> \$399 ;
+  assign \$401  = ! affine_shift;
+  assign \$402  = affine_shift - 1'h1;
+  assign \$403  = \$401  ? 6'h00 : \$402 [5:0];
+  assign \$404  = $signed(g_prod2) >>> \$403 ;
+  assign \$405  = $signed(\$404 ) + $signed(2'h1);
+  assign \$407  = \$396  ? \$400  : \$406 [31:0];
+  assign \$408  = $signed(\$395 ) != $signed(\$407 );
+  assign \$409  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
+  assign \$410  = ! \port$21871$356 [5:0];
+  assign \$411  = ! \port$21871$356 [5:0];
+  assign \$412  = \port$21871$356 [5:0] - 1'h1;
+  assign \$413  = \$411  ? 6'h00 : \$412 [5:0];
+  assign \$414  = $signed(height_prod3) >>> \$413 ;
+  assign \$415  = ! \port$21871$356 [5:0];
+  assign \$416  = \port$21871$356 [5:0] - 1'h1;
+  assign \$417  = \$415  ? 6'h00 : \$416 [5:0];
+  assign \$418  = $signed(height_prod3) >>> \$417 ;
+  assign \$419  = $signed(\$418 ) + $signed(2'h1);
+  assign \$421  = \$410  ? \$414  : \$420 [24:0];
+  assign \$422  = window3_z2 ? \$421  : 25'h0000000;
+  assign \$423  = restart_z2 ? 16'h0000 : d3;
+  assign \$424  = $signed(\$423 ) * $signed({ 1'h0, \port$21871$356 [13:6] });
+  assign \$425  = $signed(\$600 ) > $signed(16'h7fff);
+  assign \$426  = $signed(\$600 ) < $signed(16'h8000);
+  assign \$427  = \$426  ? 16'h8000 : \$600 [15:0];
+  assign \$428  = \$425  ? 16'h7fff : \$427 ;
+  assign \$429  = load_z3 ? e3_z3 : \$428 ;
+  assign \$430  = $signed(\$600 ) > $signed(16'h7fff);
+  assign \$431  = $signed(\$600 ) < $signed(16'h8000);
+  assign \$432  = \$431  ? 16'h8000 : \$600 [15:0];
+  assign \$433  = \$430  ? 16'h7fff : \$432 ;
+  assign \$434  = $signed(\$433 ) != $signed(\$600 );
+  assign \$435  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$436  = $signed(\$435 ) > $signed(16'h7fff);
+  assign \$437  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$438  = $signed(\$437 ) < $signed(16'h8000);
+  assign \$439  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$440  = \$438  ? 16'h8000 : \$439 [15:0];
+  assign \$441  = \$436  ? 16'h7fff : \$440 ;
+  assign \$442  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$443  = $signed(\$442 ) > $signed(16'h7fff);
+  assign \$444  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$445  = $signed(\$444 ) < $signed(16'h8000);
+  assign \$446  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$447  = \$445  ? 16'h8000 : \$446 [15:0];
+  assign \$448  = \$443  ? 16'h7fff : \$447 ;
+  assign \$449  = $signed(d3) + $signed(g_extra3_z4);
+  assign \$450  = $signed(\$448 ) != $signed(\$449 );
+  assign \$451  = $signed(g_cur3) * $signed(scale3_z5);
+  assign \$452  = ! affine_shift;
   assign \$453  = ! affine_shift;
   assign \$454  = affine_shift - 1'h1;
   assign \$455  = \$453  ? 6'h00 : \$454 [5:0];
   assign \$456  = $signed(g_prod3) >>> \$455 ;
-  assign \$457  = $signed(\$456 ) + $signed(2'h1);
-  assign \$459  = \$448  ? \$452  : \$458 [31:0];
-  assign \$460  = $signed(\$459 ) > $signed(16'h7fff);
-  assign \$461  = ! affine_shift;
-  assign \$462  = ! affine_shift;
-  assign \$463  = affine_shift - 1'h1;
-  assign \$464  = \$462  ? 6'h00 : \$463 [5:0];
-  assign \$465  = $signed(g_prod3) >>> \$464 ;
+  assign \$457  = ! affine_shift;
+  assign \$458  = affine_shift - 1'h1;
+  assign \$459  = \$457  ? 6'h00 : \$458 [5:0];
+  assign \$460  = $signed(g_prod3) >>> \$459 ;
+  assign \$461  = $signed(\$460 ) + $signed(2'h1);
+  assign \$463  = \$452  ? \$456  : \$462 [31:0];
+  assign \$464  = $signed(\$463 ) > $signed(16'h7fff);
+  assign \$465  = ! affine_shift;
   assign \$466  = ! affine_shift;
   assign \$467  = affine_shift - 1'h1;
   assign \$468  = \$466  ? 6'h00 : \$467 [5:0];
   assign \$469  = $signed(g_prod3) >>> \$468 ;
-  assign \$470  = $signed(\$469 ) + $signed(2'h1);
-  assign \$472  = \$461  ? \$465  : \$471 [31:0];
-  assign \$473  = $signed(\$472 ) < $signed(16'h8000);
-  assign \$474  = ! affine_shift;
-  assign \$475  = ! affine_shift;
-  assign \$476  = affine_shift - 1'h1;
-  assign \$477  = \$475  ? 6'h00 : \$476 [5:0];
-  assign \$478  = $signed(g_prod3) >>> \$477 ;
+  assign \$470  = ! affine_shift;
+  assign \$471  = affine_shift - 1'h1;
+  assign \$472  = \$470  ? 6'h00 : \$471 [5:0];
+  assign \$473  = $signed(g_prod3) >>> \$472 ;
+  assign \$474  = $signed(\$473 ) + $signed(2'h1);
+  assign \$476  = \$465  ? \$469  : \$475 [31:0];
+  assign \$477  = $signed(\$476 ) < $signed(16'h8000);
+  assign \$478  = ! affine_shift;
   assign \$479  = ! affine_shift;
   assign \$480  = affine_shift - 1'h1;
   assign \$481  = \$479  ? 6'h00 : \$480 [5:0];
   assign \$482  = $signed(g_prod3) >>> \$481 ;
-  assign \$483  = $signed(\$482 ) + $signed(2'h1);
-  assign \$485  = \$474  ? \$478  : \$484 [31:0];
-  assign \$486  = \$473  ? 16'h8000 : \$485 [15:0];
-  assign \$487  = \$460  ? 16'h7fff : \$486 ;
-  assign \$488  = ! affine_shift;
-  assign \$489  = ! affine_shift;
-  assign \$490  = affine_shift - 1'h1;
-  assign \$491  = \$489  ? 6'h00 : \$490 [5:0];
-  assign \$492  = $signed(g_prod3) >>> \$491 ;
+  assign \$483  = ! affine_shift;
+  assign \$484  = affine_shift - 1'h1;
+  assign \$485  = \$483  ? 6'h00 : \$484 [5:0];
+  assign \$486  = $signed(g_prod3) >>> \$485 ;
+  assign \$487  = $signed(\$486 ) + $signed(2'h1);
+  assign \$489  = \$478  ? \$482  : \$488 [31:0];
+  assign \$490  = \$477  ? 16'h8000 : \$489 [15:0];
+  assign \$491  = \$464  ? 16'h7fff : \$490 ;
+  assign \$492  = ! affine_shift;
   assign \$493  = ! affine_shift;
   assign \$494  = affine_shift - 1'h1;
   assign \$495  = \$493  ? 6'h00 : \$494 [5:0];
   assign \$496  = $signed(g_prod3) >>> \$495 ;
-  assign \$497  = $signed(\$496 ) + $signed(2'h1);
-  assign \$499  = \$488  ? \$492  : \$498 [31:0];
-  assign \$500  = $signed(\$499 ) > $signed(16'h7fff);
-  assign \$501  = ! affine_shift;
-  assign \$502  = ! affine_shift;
-  assign \$503  = affine_shift - 1'h1;
-  assign \$504  = \$502  ? 6'h00 : \$503 [5:0];
-  assign \$505  = $signed(g_prod3) >>> \$504 ;
+  assign \$497  = ! affine_shift;
+  assign \$498  = affine_shift - 1'h1;
+  assign \$499  = \$497  ? 6'h00 : \$498 [5:0];
+  assign \$500  = $signed(g_prod3) >>> \$499 ;
+  assign \$501  = $signed(\$500 ) + $signed(2'h1);
+  assign \$503  = \$492  ? \$496  : \$502 [31:0];
+  assign \$504  = $signed(\$503 ) > $signed(16'h7fff);
+  assign \$505  = ! affine_shift;
   assign \$506  = ! affine_shift;
   assign \$507  = affine_shift - 1'h1;
   assign \$508  = \$506  ? 6'h00 : \$507 [5:0];
   assign \$509  = $signed(g_prod3) >>> \$508 ;
-  assign \$510  = $signed(\$509 ) + $signed(2'h1);
-  assign \$512  = \$501  ? \$505  : \$511 [31:0];
-  assign \$513  = $signed(\$512 ) < $signed(16'h8000);
-  assign \$514  = ! affine_shift;
-  assign \$515  = ! affine_shift;
-  assign \$516  = affine_shift - 1'h1;
-  assign \$517  = \$515  ? 6'h00 : \$516 [5:0];
-  assign \$518  = $signed(g_prod3) >>> \$517 ;
+  assign \$510  = ! affine_shift;
+  assign \$511  = affine_shift - 1'h1;
+  assign \$512  = \$510  ? 6'h00 : \$511 [5:0];
+  assign \$513  = $signed(g_prod3) >>> \$512 ;
+  assign \$514  = $signed(\$513 ) + $signed(2'h1);
+  assign \$516  = \$505  ? \$509  : \$515 [31:0];
+  assign \$517  = $signed(\$516 ) < $signed(16'h8000);
+  assign \$518  = ! affine_shift;
   assign \$519  = ! affine_shift;
   assign \$520  = affine_shift - 1'h1;
   assign \$521  = \$519  ? 6'h00 : \$520 [5:0];
   assign \$522  = $signed(g_prod3) >>> \$521 ;
-  assign \$523  = $signed(\$522 ) + $signed(2'h1);
-  assign \$525  = \$514  ? \$518  : \$524 [31:0];
-  assign \$526  = \$513  ? 16'h8000 : \$525 [15:0];
-  assign \$527  = \$500  ? 16'h7fff : \$526 ;
-  assign \$528  = ! affine_shift;
-  assign \$529  = ! affine_shift;
-  assign \$530  = affine_shift - 1'h1;
-  assign \$531  = \$529  ? 6'h00 : \$530 [5:0];
-  assign \$532  = $signed(g_prod3) >>> \$531 ;
+  assign \$523  = ! affine_shift;
+  assign \$524  = affine_shift - 1'h1;
+  assign \$525  = \$523  ? 6'h00 : \$524 [5:0];
+  assign \$526  = $signed(g_prod3) >>> \$525 ;
+  assign \$527  = $signed(\$526 ) + $signed(2'h1);
+  assign \$529  = \$518  ? \$522  : \$528 [31:0];
+  assign \$530  = \$517  ? 16'h8000 : \$529 [15:0];
+  assign \$531  = \$504  ? 16'h7fff : \$530 ;
+  assign \$532  = ! affine_shift;
   assign \$533  = ! affine_shift;
   assign \$534  = affine_shift - 1'h1;
   assign \$535  = \$533  ? 6'h00 : \$534 [5:0];
   assign \$536  = $signed(g_prod3) >>> \$535 ;
-  assign \$537  = $signed(\$536 ) + $signed(2'h1);
-  assign \$539  = \$528  ? \$532  : \$538 [31:0];
-  assign \$540  = $signed(\$527 ) != $signed(\$539 );
-  assign \$541  = ! leak_shift;
-  assign \$542  = restart_z2 ? 16'h0000 : d0;
-  assign \$543  = $signed(\$542 ) * $signed({ 1'h0, \port$20686$356 [13:6] });
-  assign \$544  = ! leak_shift;
-  assign \$545  = leak_shift - 1'h1;
-  assign \$546  = \$544  ? 6'h00 : \$545 [5:0];
-  assign \$547  = $signed(\$543 ) >>> \$546 ;
-  assign \$548  = restart_z2 ? 16'h0000 : d0;
-  assign \$549  = $signed(\$548 ) * $signed({ 1'h0, \port$20686$356 [13:6] });
+  assign \$537  = ! affine_shift;
+  assign \$538  = affine_shift - 1'h1;
+  assign \$539  = \$537  ? 6'h00 : \$538 [5:0];
+  assign \$540  = $signed(g_prod3) >>> \$539 ;
+  assign \$541  = $signed(\$540 ) + $signed(2'h1);
+  assign \$543  = \$532  ? \$536  : \$542 [31:0];
+  assign \$544  = $signed(\$531 ) != $signed(\$543 );
+  assign \$545  = ! leak_shift;
+  assign \$546  = ! leak_shift;
+  assign \$547  = leak_shift - 1'h1;
+  assign \$548  = \$546  ? 6'h00 : \$547 [5:0];
+  assign \$549  = $signed(leak_prod0) >>> \$548 ;
   assign \$550  = ! leak_shift;
   assign \$551  = leak_shift - 1'h1;
   assign \$552  = \$550  ? 6'h00 : \$551 [5:0];
-  assign \$553  = $signed(\$549 ) >>> \$552 ;
+  assign \$553  = $signed(leak_prod0) >>> \$552 ;
   assign \$554  = $signed(\$553 ) + $signed(2'h1);
-  assign \$556  = \$541  ? \$547  : \$555 [23:0];
-  assign \$557  = spike0_z2 ? 24'h000000 : \$556 ;
+  assign \$556  = \$545  ? \$549  : \$555 [24:0];
+  assign \$557  = spike0_z3 ? 25'h0000000 : \$556 ;
   assign \$558  = $signed(direct0) + $signed(\$557 );
   assign \$559  = ! leak_shift;
-  assign \$560  = restart_z2 ? 16'h0000 : d1;
-  assign \$561  = $signed(\$560 ) * $signed({ 1'h0, \port$20686$356 [13:6] });
-  assign \$562  = ! leak_shift;
-  assign \$563  = leak_shift - 1'h1;
-  assign \$564  = \$562  ? 6'h00 : \$563 [5:0];
-  assign \$565  = $signed(\$561 ) >>> \$564 ;
-  assign \$566  = restart_z2 ? 16'h0000 : d1;
-  assign \$567  = $signed(\$566 ) * $signed({ 1'h0, \port$20686$356 [13:6] });
-  assign \$568  = ! leak_shift;
-  assign \$569  = leak_shift - 1'h1;
-  assign \$570  = \$568  ? 6'h00 : \$569 [5:0];
-  assign \$571  = $signed(\$567 ) >>> \$570 ;
-  assign \$572  = $signed(\$571 ) + $signed(2'h1);
-  assign \$574  = \$559  ? \$565  : \$573 [23:0];
-  assign \$575  = spike1_z2 ? 24'h000000 : \$574 ;
-  assign \$576  = $signed(direct1) + $signed(\$575 );
-  assign \$577  = ! leak_shift;
-  assign \$578  = restart_z2 ? 16'h0000 : d2;
-  assign \$579  = $signed(\$578 ) * $signed({ 1'h0, \port$20686$356 [13:6] });
-  assign \$580  = ! leak_shift;
-  assign \$581  = leak_shift - 1'h1;
-  assign \$582  = \$580  ? 6'h00 : \$581 [5:0];
-  assign \$583  = $signed(\$579 ) >>> \$582 ;
-  assign \$584  = restart_z2 ? 16'h0000 : d2;
-  assign \$585  = $signed(\$584 ) * $signed({ 1'h0, \port$20686$356 [13:6] });
-  assign \$586  = ! leak_shift;
-  assign \$587  = leak_shift - 1'h1;
-  assign \$588  = \$586  ? 6'h00 : \$587 [5:0];
-  assign \$589  = $signed(\$585 ) >>> \$588 ;
-  assign \$590  = $signed(\$589 ) + $signed(2'h1);
-  assign \$592  = \$577  ? \$583  : \$591 [23:0];
-  assign \$593  = spike2_z2 ? 24'h000000 : \$592 ;
-  assign \$594  = $signed(direct2) + $signed(\$593 );
-  assign \$595  = ! leak_shift;
-  assign \$596  = restart_z2 ? 16'h0000 : d3;
-  assign \$597  = $signed(\$596 ) * $signed({ 1'h0, \port$20686$356 [13:6] });
-  assign \$598  = ! leak_shift;
-  assign \$599  = leak_shift - 1'h1;
-  assign \$600  = \$598  ? 6'h00 : \$599 [5:0];
-  assign \$601  = $signed(\$597 ) >>> \$600 ;
-  assign \$602  = restart_z2 ? 16'h0000 : d3;
-  assign \$603  = $signed(\$602 ) * $signed({ 1'h0, \port$20686$356 [13:6] });
-  assign \$604  = ! leak_shift;
-  assign \$605  = leak_shift - 1'h1;
-  assign \$606  = \$604  ? 6'h00 : \$605 [5:0];
-  assign \$607  = $signed(\$603 ) >>> \$606 ;
-  assign \$608  = $signed(\$607 ) + $signed(2'h1);
-  assign \$610  = \$595  ? \$601  : \$609 [23:0];
-  assign \$611  = spike3_z2 ? 24'h000000 : \$610 ;
-  assign \$612  = $signed(direct3) + $signed(\$611 );
+  assign \$560  = ! leak_shift;
+  assign \$561  = leak_shift - 1'h1;
+  assign \$562  = \$560  ? 6'h00 : \$561 [5:0];
+  assign \$563  = $signed(leak_prod1) >>> \$562 ;
+  assign \$564  = ! leak_shift;
+  assign \$565  = leak_shift - 1'h1;
+  assign \$566  = \$564  ? 6'h00 : \$565 [5:0];
+  assign \$567  = $signed(leak_prod1) >>> \$566 ;
+  assign \$568  = $signed(\$567 ) + $signed(2'h1);
+  assign \$570  = \$559  ? \$563  : \$569 [24:0];
+  assign \$571  = spike1_z3 ? 25'h0000000 : \$570 ;
+  assign \$572  = $signed(direct1) + $signed(\$571 );
+  assign \$573  = ! leak_shift;
+  assign \$574  = ! leak_shift;
+  assign \$575  = leak_shift - 1'h1;
+  assign \$576  = \$574  ? 6'h00 : \$575 [5:0];
+  assign \$577  = $signed(leak_prod2) >>> \$576 ;
+  assign \$578  = ! leak_shift;
+  assign \$579  = leak_shift - 1'h1;
+  assign \$580  = \$578  ? 6'h00 : \$579 [5:0];
+  assign \$581  = $signed(leak_prod2) >>> \$580 ;
+  assign \$582  = $signed(\$581 ) + $signed(2'h1);
+  assign \$584  = \$573  ? \$577  : \$583 [24:0];
+  assign \$585  = spike2_z3 ? 25'h0000000 : \$584 ;
+  assign \$586  = $signed(direct2) + $signed(\$585 );
+  assign \$587  = ! leak_shift;
+  assign \$588  = ! leak_shift;
+  assign \$589  = leak_shift - 1'h1;
+  assign \$590  = \$588  ? 6'h00 : \$589 [5:0];
+  assign \$591  = $signed(leak_prod3) >>> \$590 ;
+  assign \$592  = ! leak_shift;
+  assign \$593  = leak_shift - 1'h1;
+  assign \$594  = \$592  ? 6'h00 : \$593 [5:0];
+  assign \$595  = $signed(leak_prod3) >>> \$594 ;
+  assign \$596  = $signed(\$595 ) + $signed(2'h1);
+  assign \$598  = \$587  ? \$591  : \$597 [24:0];
+  assign \$599  = spike3_z3 ? 25'h0000000 : \$598 ;
+  assign \$600  = $signed(direct3) + $signed(\$599 );
   always @(posedge clk)
-    valid_z1 <= \$613 ;
+    valid_z1 <= \$601 ;
   always @(posedge clk)
-    valid_z2 <= \$614 ;
+    valid_z2 <= \$602 ;
   always @(posedge clk)
-    valid_z3 <= \$615 ;
+    valid_z3 <= \$603 ;
   always @(posedge clk)
-    valid_z4 <= \$616 ;
+    valid_z4 <= \$604 ;
   always @(posedge clk)
-    valid_z5 <= \$617 ;
+    valid_z5 <= \$605 ;
   always @(posedge clk)
-    valid_z6 <= \$618 ;
+    valid_z6 <= \$606 ;
   always @(posedge clk)
-    restart_z1 <= \$619 ;
+    valid_z7 <= \$607 ;
   always @(posedge clk)
-    restart_z2 <= \$620 ;
+    restart_z1 <= \$608 ;
   always @(posedge clk)
-    load_z1 <= \$621 ;
+    restart_z2 <= \$609 ;
   always @(posedge clk)
-    load_z2 <= \$622 ;
+    load_z1 <= \$610 ;
   always @(posedge clk)
-    e0_z1 <= \$623 ;
+    load_z2 <= \$611 ;
   always @(posedge clk)
-    e0_z2 <= \$624 ;
+    load_z3 <= \$612 ;
   always @(posedge clk)
-    window0_z1 <= \$625 ;
+    e0_z1 <= \$613 ;
   always @(posedge clk)
-    spike0_z1 <= \$626 ;
+    e0_z2 <= \$614 ;
   always @(posedge clk)
-    spike0_z2 <= \$627 ;
+    e0_z3 <= \$615 ;
   always @(posedge clk)
-    g_extra0_z1 <= \$628 ;
+    window0_z1 <= \$616 ;
   always @(posedge clk)
-    g_extra0_z2 <= \$629 ;
+    window0_z2 <= \$617 ;
   always @(posedge clk)
-    g_extra0_z3 <= \$630 ;
+    spike0_z1 <= \$618 ;
   always @(posedge clk)
-    scale0_z1 <= \$631 ;
+    spike0_z2 <= \$619 ;
   always @(posedge clk)
-    scale0_z2 <= \$632 ;
+    spike0_z3 <= \$620 ;
   always @(posedge clk)
-    scale0_z3 <= \$633 ;
+    g_extra0_z1 <= \$621 ;
   always @(posedge clk)
-    scale0_z4 <= \$634 ;
+    g_extra0_z2 <= \$622 ;
   always @(posedge clk)
-    direct0 <= \$635 ;
+    g_extra0_z3 <= \$623 ;
   always @(posedge clk)
-    d0 <= \$636 ;
+    g_extra0_z4 <= \$624 ;
   always @(posedge clk)
-    sat_lif0 <= \$637 ;
+    scale0_z1 <= \$625 ;
   always @(posedge clk)
-    g_cur0 <= \$638 ;
+    scale0_z2 <= \$626 ;
   always @(posedge clk)
-    sat_cur0 <= \$639 ;
+    scale0_z3 <= \$627 ;
   always @(posedge clk)
-    g_prod0 <= \$640 ;
+    scale0_z4 <= \$628 ;
   always @(posedge clk)
-    g_p0 <= \$641 ;
+    scale0_z5 <= \$629 ;
   always @(posedge clk)
-    sat_aff0 <= \$642 ;
+    height_prod0 <= \$630 ;
   always @(posedge clk)
-    d_out0_z1 <= \$643 ;
+    direct0 <= \$631 ;
   always @(posedge clk)
-    d_out0_z2 <= \$644 ;
+    leak_prod0 <= \$632 ;
   always @(posedge clk)
-    d_out0_z3 <= \$645 ;
+    d0 <= \$633 ;
   always @(posedge clk)
-    g_cur_out0_z1 <= \$646 ;
+    sat_lif0 <= \$634 ;
   always @(posedge clk)
-    g_cur_out0_z2 <= \$647 ;
+    g_cur0 <= \$635 ;
   always @(posedge clk)
-    sat_lif_out0_z1 <= \$648 ;
+    sat_cur0 <= \$636 ;
   always @(posedge clk)
-    sat_lif_out0_z2 <= \$649 ;
+    g_prod0 <= \$637 ;
   always @(posedge clk)
-    sat_lif_out0_z3 <= \$650 ;
+    g_p0 <= \$638 ;
   always @(posedge clk)
-    sat_cur_out0_z1 <= \$651 ;
+    sat_aff0 <= \$639 ;
   always @(posedge clk)
-    sat_cur_out0_z2 <= \$652 ;
+    d_out0_z1 <= \$640 ;
   always @(posedge clk)
-    e1_z1 <= \$653 ;
+    d_out0_z2 <= \$641 ;
   always @(posedge clk)
-    e1_z2 <= \$654 ;
+    d_out0_z3 <= \$642 ;
   always @(posedge clk)
-    window1_z1 <= \$655 ;
+    g_cur_out0_z1 <= \$643 ;
   always @(posedge clk)
-    spike1_z1 <= \$656 ;
+    g_cur_out0_z2 <= \$644 ;
   always @(posedge clk)
-    spike1_z2 <= \$657 ;
+    sat_lif_out0_z1 <= \$645 ;
+  always @(posedge clk)
+    sat_lif_out0_z2 <= \$646 ;
+  always @(posedge clk)
+    sat_lif_out0_z3 <= \$647 ;
+  always @(posedge clk)
+    sat_cur_out0_z1 <= \$648 ;
+  always @(posedge clk)
+    sat_cur_out0_z2 <= \$649 ;
+  always @(posedge clk)
+    e1_z1 <= \$650 ;
+  always @(posedge clk)
+    e1_z2 <= \$651 ;
+  always @(posedge clk)
+    e1_z3 <= \$652 ;
+  always @(posedge clk)
+    window1_z1 <= \$653 ;
+  always @(posedge clk)
+    window1_z2 <= \$654 ;
+  always @(posedge clk)
+    spike1_z1 <= \$655 ;
+  always @(posedge clk)
+    spike1_z2 <= \$656 ;
+  always @(posedge clk)
+    spike1_z3 <= \$657 ;
   always @(posedge clk)
     g_extra1_z1 <= \$658 ;
   always @(posedge clk)
@@ -36563,725 +39076,829 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$192
   always @(posedge clk)
     g_extra1_z3 <= \$660 ;
   always @(posedge clk)
-    scale1_z1 <= \$661 ;
+    g_extra1_z4 <= \$661 ;
   always @(posedge clk)
-    scale1_z2 <= \$662 ;
+    scale1_z1 <= \$662 ;
   always @(posedge clk)
-    scale1_z3 <= \$663 ;
+    scale1_z2 <= \$663 ;
   always @(posedge clk)
-    scale1_z4 <= \$664 ;
+    scale1_z3 <= \$664 ;
   always @(posedge clk)
-    direct1 <= \$665 ;
+    scale1_z4 <= \$665 ;
   always @(posedge clk)
-    d1 <= \$666 ;
+    scale1_z5 <= \$666 ;
   always @(posedge clk)
-    sat_lif1 <= \$667 ;
+    height_prod1 <= \$667 ;
   always @(posedge clk)
-    g_cur1 <= \$668 ;
+    direct1 <= \$668 ;
   always @(posedge clk)
-    sat_cur1 <= \$669 ;
+    leak_prod1 <= \$669 ;
   always @(posedge clk)
-    g_prod1 <= \$670 ;
+    d1 <= \$670 ;
   always @(posedge clk)
-    g_p1 <= \$671 ;
+    sat_lif1 <= \$671 ;
   always @(posedge clk)
-    sat_aff1 <= \$672 ;
+    g_cur1 <= \$672 ;
   always @(posedge clk)
-    d_out1_z1 <= \$673 ;
+    sat_cur1 <= \$673 ;
   always @(posedge clk)
-    d_out1_z2 <= \$674 ;
+    g_prod1 <= \$674 ;
   always @(posedge clk)
-    d_out1_z3 <= \$675 ;
+    g_p1 <= \$675 ;
   always @(posedge clk)
-    g_cur_out1_z1 <= \$676 ;
+    sat_aff1 <= \$676 ;
   always @(posedge clk)
-    g_cur_out1_z2 <= \$677 ;
+    d_out1_z1 <= \$677 ;
   always @(posedge clk)
-    sat_lif_out1_z1 <= \$678 ;
+    d_out1_z2 <= \$678 ;
   always @(posedge clk)
-    sat_lif_out1_z2 <= \$679 ;
+    d_out1_z3 <= \$679 ;
   always @(posedge clk)
-    sat_lif_out1_z3 <= \$680 ;
+    g_cur_out1_z1 <= \$680 ;
   always @(posedge clk)
-    sat_cur_out1_z1 <= \$681 ;
+    g_cur_out1_z2 <= \$681 ;
   always @(posedge clk)
-    sat_cur_out1_z2 <= \$682 ;
+    sat_lif_out1_z1 <= \$682 ;
   always @(posedge clk)
-    e2_z1 <= \$683 ;
+    sat_lif_out1_z2 <= \$683 ;
   always @(posedge clk)
-    e2_z2 <= \$684 ;
+    sat_lif_out1_z3 <= \$684 ;
   always @(posedge clk)
-    window2_z1 <= \$685 ;
+    sat_cur_out1_z1 <= \$685 ;
   always @(posedge clk)
-    spike2_z1 <= \$686 ;
+    sat_cur_out1_z2 <= \$686 ;
   always @(posedge clk)
-    spike2_z2 <= \$687 ;
+    e2_z1 <= \$687 ;
   always @(posedge clk)
-    g_extra2_z1 <= \$688 ;
+    e2_z2 <= \$688 ;
   always @(posedge clk)
-    g_extra2_z2 <= \$689 ;
+    e2_z3 <= \$689 ;
   always @(posedge clk)
-    g_extra2_z3 <= \$690 ;
+    window2_z1 <= \$690 ;
   always @(posedge clk)
-    scale2_z1 <= \$691 ;
+    window2_z2 <= \$691 ;
   always @(posedge clk)
-    scale2_z2 <= \$692 ;
+    spike2_z1 <= \$692 ;
   always @(posedge clk)
-    scale2_z3 <= \$693 ;
+    spike2_z2 <= \$693 ;
   always @(posedge clk)
-    scale2_z4 <= \$694 ;
+    spike2_z3 <= \$694 ;
   always @(posedge clk)
-    direct2 <= \$695 ;
+    g_extra2_z1 <= \$695 ;
   always @(posedge clk)
-    d2 <= \$696 ;
+    g_extra2_z2 <= \$696 ;
   always @(posedge clk)
-    sat_lif2 <= \$697 ;
+    g_extra2_z3 <= \$697 ;
   always @(posedge clk)
-    g_cur2 <= \$698 ;
+    g_extra2_z4 <= \$698 ;
   always @(posedge clk)
-    sat_cur2 <= \$699 ;
+    scale2_z1 <= \$699 ;
   always @(posedge clk)
-    g_prod2 <= \$700 ;
+    scale2_z2 <= \$700 ;
   always @(posedge clk)
-    g_p2 <= \$701 ;
+    scale2_z3 <= \$701 ;
   always @(posedge clk)
-    sat_aff2 <= \$702 ;
+    scale2_z4 <= \$702 ;
   always @(posedge clk)
-    d_out2_z1 <= \$703 ;
+    scale2_z5 <= \$703 ;
   always @(posedge clk)
-    d_out2_z2 <= \$704 ;
+    height_prod2 <= \$704 ;
   always @(posedge clk)
-    d_out2_z3 <= \$705 ;
+    direct2 <= \$705 ;
   always @(posedge clk)
-    g_cur_out2_z1 <= \$706 ;
+    leak_prod2 <= \$706 ;
   always @(posedge clk)
-    g_cur_out2_z2 <= \$707 ;
+    d2 <= \$707 ;
   always @(posedge clk)
-    sat_lif_out2_z1 <= \$708 ;
+    sat_lif2 <= \$708 ;
   always @(posedge clk)
-    sat_lif_out2_z2 <= \$709 ;
+    g_cur2 <= \$709 ;
   always @(posedge clk)
-    sat_lif_out2_z3 <= \$710 ;
+    sat_cur2 <= \$710 ;
   always @(posedge clk)
-    sat_cur_out2_z1 <= \$711 ;
+    g_prod2 <= \$711 ;
   always @(posedge clk)
-    sat_cur_out2_z2 <= \$712 ;
+    g_p2 <= \$712 ;
   always @(posedge clk)
-    e3_z1 <= \$713 ;
+    sat_aff2 <= \$713 ;
   always @(posedge clk)
-    e3_z2 <= \$714 ;
+    d_out2_z1 <= \$714 ;
   always @(posedge clk)
-    window3_z1 <= \$715 ;
+    d_out2_z2 <= \$715 ;
   always @(posedge clk)
-    spike3_z1 <= \$716 ;
+    d_out2_z3 <= \$716 ;
   always @(posedge clk)
-    spike3_z2 <= \$717 ;
+    g_cur_out2_z1 <= \$717 ;
   always @(posedge clk)
-    g_extra3_z1 <= \$718 ;
+    g_cur_out2_z2 <= \$718 ;
   always @(posedge clk)
-    g_extra3_z2 <= \$719 ;
+    sat_lif_out2_z1 <= \$719 ;
   always @(posedge clk)
-    g_extra3_z3 <= \$720 ;
+    sat_lif_out2_z2 <= \$720 ;
   always @(posedge clk)
-    scale3_z1 <= \$721 ;
+    sat_lif_out2_z3 <= \$721 ;
   always @(posedge clk)
-    scale3_z2 <= \$722 ;
+    sat_cur_out2_z1 <= \$722 ;
   always @(posedge clk)
-    scale3_z3 <= \$723 ;
+    sat_cur_out2_z2 <= \$723 ;
   always @(posedge clk)
-    scale3_z4 <= \$724 ;
+    e3_z1 <= \$724 ;
   always @(posedge clk)
-    direct3 <= \$725 ;
+    e3_z2 <= \$725 ;
   always @(posedge clk)
-    d3 <= \$726 ;
+    e3_z3 <= \$726 ;
   always @(posedge clk)
-    sat_lif3 <= \$727 ;
+    window3_z1 <= \$727 ;
   always @(posedge clk)
-    g_cur3 <= \$728 ;
+    window3_z2 <= \$728 ;
   always @(posedge clk)
-    sat_cur3 <= \$729 ;
+    spike3_z1 <= \$729 ;
   always @(posedge clk)
-    g_prod3 <= \$730 ;
+    spike3_z2 <= \$730 ;
   always @(posedge clk)
-    g_p3 <= \$731 ;
+    spike3_z3 <= \$731 ;
   always @(posedge clk)
-    sat_aff3 <= \$732 ;
+    g_extra3_z1 <= \$732 ;
   always @(posedge clk)
-    d_out3_z1 <= \$733 ;
+    g_extra3_z2 <= \$733 ;
   always @(posedge clk)
-    d_out3_z2 <= \$734 ;
+    g_extra3_z3 <= \$734 ;
   always @(posedge clk)
-    d_out3_z3 <= \$735 ;
+    g_extra3_z4 <= \$735 ;
   always @(posedge clk)
-    g_cur_out3_z1 <= \$736 ;
+    scale3_z1 <= \$736 ;
   always @(posedge clk)
-    g_cur_out3_z2 <= \$737 ;
+    scale3_z2 <= \$737 ;
   always @(posedge clk)
-    sat_lif_out3_z1 <= \$738 ;
+    scale3_z3 <= \$738 ;
   always @(posedge clk)
-    sat_lif_out3_z2 <= \$739 ;
+    scale3_z4 <= \$739 ;
   always @(posedge clk)
-    sat_lif_out3_z3 <= \$740 ;
+    scale3_z5 <= \$740 ;
   always @(posedge clk)
-    sat_cur_out3_z1 <= \$741 ;
+    height_prod3 <= \$741 ;
   always @(posedge clk)
-    sat_cur_out3_z2 <= \$742 ;
-  assign \$1  = ! \port$20686$356 [5:0];
-  assign \$2  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
-  assign \$3  = ! \port$20686$356 [5:0];
-  assign \$4  = \port$20686$356 [5:0] - 1'h1;
+    direct3 <= \$742 ;
+  always @(posedge clk)
+    leak_prod3 <= \$743 ;
+  always @(posedge clk)
+    d3 <= \$744 ;
+  always @(posedge clk)
+    sat_lif3 <= \$745 ;
+  always @(posedge clk)
+    g_cur3 <= \$746 ;
+  always @(posedge clk)
+    sat_cur3 <= \$747 ;
+  always @(posedge clk)
+    g_prod3 <= \$748 ;
+  always @(posedge clk)
+    g_p3 <= \$749 ;
+  always @(posedge clk)
+    sat_aff3 <= \$750 ;
+  always @(posedge clk)
+    d_out3_z1 <= \$751 ;
+  always @(posedge clk)
+    d_out3_z2 <= \$752 ;
+  always @(posedge clk)
+    d_out3_z3 <= \$753 ;
+  always @(posedge clk)
+    g_cur_out3_z1 <= \$754 ;
+  always @(posedge clk)
+    g_cur_out3_z2 <= \$755 ;
+  always @(posedge clk)
+    sat_lif_out3_z1 <= \$756 ;
+  always @(posedge clk)
+    sat_lif_out3_z2 <= \$757 ;
+  always @(posedge clk)
+    sat_lif_out3_z3 <= \$758 ;
+  always @(posedge clk)
+    sat_cur_out3_z1 <= \$759 ;
+  always @(posedge clk)
+    sat_cur_out3_z2 <= \$760 ;
+  assign \$1  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
+  assign \$2  = ! \port$21871$356 [5:0];
+  assign \$3  = ! \port$21871$356 [5:0];
+  assign \$4  = \port$21871$356 [5:0] - 1'h1;
   assign \$5  = \$3  ? 6'h00 : \$4 [5:0];
-  assign \$6  = $signed(\$2 ) >>> \$5 ;
-  assign \$7  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
-  assign \$8  = ! \port$20686$356 [5:0];
-  assign \$9  = \port$20686$356 [5:0] - 1'h1;
-  assign \$10  = \$8  ? 6'h00 : \$9 [5:0];
-  assign \$11  = $signed(\$7 ) >>> \$10 ;
-  assign \$12  = $signed(\$11 ) + $signed(2'h1);
-  assign \$14  = \$1  ? \$6  : \$13 [23:0];
-  assign \$15  = window0_z1 ? \$14  : 24'h000000;
-  assign \$16  = $signed(\$558 ) > $signed(16'h7fff);
-  assign \$17  = $signed(\$558 ) < $signed(16'h8000);
-  assign \$18  = \$17  ? 16'h8000 : \$558 [15:0];
-  assign \$19  = \$16  ? 16'h7fff : \$18 ;
-  assign \$20  = load_z2 ? e0_z2 : \$19 ;
-  assign \$21  = $signed(\$558 ) > $signed(16'h7fff);
-  assign \$22  = $signed(\$558 ) < $signed(16'h8000);
-  assign \$23  = \$22  ? 16'h8000 : \$558 [15:0];
-  assign \$24  = \$21  ? 16'h7fff : \$23 ;
-  assign \$25  = $signed(\$24 ) != $signed(\$558 );
-  assign \$26  = $signed(d0) + $signed(g_extra0_z3);
-  assign \$27  = $signed(\$26 ) > $signed(16'h7fff);
-  assign \$28  = $signed(d0) + $signed(g_extra0_z3);
-  assign \$29  = $signed(\$28 ) < $signed(16'h8000);
-  assign \$30  = $signed(d0) + $signed(g_extra0_z3);
-  assign \$31  = \$29  ? 16'h8000 : \$30 [15:0];
-  assign \$32  = \$27  ? 16'h7fff : \$31 ;
-  assign \$33  = $signed(d0) + $signed(g_extra0_z3);
-  assign \$34  = $signed(\$33 ) > $signed(16'h7fff);
-  assign \$35  = $signed(d0) + $signed(g_extra0_z3);
-  assign \$36  = $signed(\$35 ) < $signed(16'h8000);
-  assign \$37  = $signed(d0) + $signed(g_extra0_z3);
-  assign \$38  = \$36  ? 16'h8000 : \$37 [15:0];
-  assign \$39  = \$34  ? 16'h7fff : \$38 ;
-  assign \$40  = $signed(d0) + $signed(g_extra0_z3);
-  assign \$41  = $signed(\$39 ) != $signed(\$40 );
-  assign \$42  = $signed(g_cur0) * $signed(scale0_z4);
-  assign \$43  = ! affine_shift;
+  assign \$6  = $signed(height_prod0) >>> \$5 ;
+  assign \$7  = ! \port$21871$356 [5:0];
+  assign \$8  = \port$21871$356 [5:0] - 1'h1;
+  assign \$9  = \$7  ? 6'h00 : \$8 [5:0];
+  assign \$10  = $signed(height_prod0) >>> \$9 ;
+  assign \$11  = $signed(\$10 ) + $signed(2'h1);
+  assign \$13  = \$2  ? \$6  : \$12 [24:0];
+  assign \$14  = window0_z2 ? \$13  : 25'h0000000;
+  assign \$15  = restart_z2 ? 16'h0000 : d0;
+  assign \$16  = $signed(\$15 ) * $signed({ 1'h0, \port$21871$356 [13:6] });
+  assign \$17  = $signed(\$558 ) > $signed(16'h7fff);
+  assign \$18  = $signed(\$558 ) < $signed(16'h8000);
+  assign \$19  = \$18  ? 16'h8000 : \$558 [15:0];
+  assign \$20  = \$17  ? 16'h7fff : \$19 ;
+  assign \$21  = load_z3 ? e0_z3 : \$20 ;
+  assign \$22  = $signed(\$558 ) > $signed(16'h7fff);
+  assign \$23  = $signed(\$558 ) < $signed(16'h8000);
+  assign \$24  = \$23  ? 16'h8000 : \$558 [15:0];
+  assign \$25  = \$22  ? 16'h7fff : \$24 ;
+  assign \$26  = $signed(\$25 ) != $signed(\$558 );
+  assign \$27  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$28  = $signed(\$27 ) > $signed(16'h7fff);
+  assign \$29  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$30  = $signed(\$29 ) < $signed(16'h8000);
+  assign \$31  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$32  = \$30  ? 16'h8000 : \$31 [15:0];
+  assign \$33  = \$28  ? 16'h7fff : \$32 ;
+  assign \$34  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$35  = $signed(\$34 ) > $signed(16'h7fff);
+  assign \$36  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$37  = $signed(\$36 ) < $signed(16'h8000);
+  assign \$38  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$39  = \$37  ? 16'h8000 : \$38 [15:0];
+  assign \$40  = \$35  ? 16'h7fff : \$39 ;
+  assign \$41  = $signed(d0) + $signed(g_extra0_z4);
+  assign \$42  = $signed(\$40 ) != $signed(\$41 );
+  assign \$43  = $signed(g_cur0) * $signed(scale0_z5);
   assign \$44  = ! affine_shift;
-  assign \$45  = affine_shift - 1'h1;
-  assign \$46  = \$44  ? 6'h00 : \$45 [5:0];
-  assign \$47  = $signed(g_prod0) >>> \$46 ;
-  assign \$48  = ! affine_shift;
-  assign \$49  = affine_shift - 1'h1;
-  assign \$50  = \$48  ? 6'h00 : \$49 [5:0];
-  assign \$51  = $signed(g_prod0) >>> \$50 ;
-  assign \$52  = $signed(\$51 ) + $signed(2'h1);
-  assign \$54  = \$43  ? \$47  : \$53 [31:0];
-  assign \$55  = $signed(\$54 ) > $signed(16'h7fff);
-  assign \$56  = ! affine_shift;
+  assign \$45  = ! affine_shift;
+  assign \$46  = affine_shift - 1'h1;
+  assign \$47  = \$45  ? 6'h00 : \$46 [5:0];
+  assign \$48  = $signed(g_prod0) >>> \$47 ;
+  assign \$49  = ! affine_shift;
+  assign \$50  = affine_shift - 1'h1;
+  assign \$51  = \$49  ? 6'h00 : \$50 [5:0];
+  assign \$52  = $signed(g_prod0) >>> \$51 ;
+  assign \$53  = $signed(\$52 ) + $signed(2'h1);
+  assign \$55  = \$44  ? \$48  : \$54 [31:0];
+  assign \$56  = $signed(\$55 ) > $signed(16'h7fff);
   assign \$57  = ! affine_shift;
-  assign \$58  = affine_shift - 1'h1;
-  assign \$59  = \$57  ? 6'h00 : \$58 [5:0];
-  assign \$60  = $signed(g_prod0) >>> \$59 ;
-  assign \$61  = ! affine_shift;
-  assign \$62  = affine_shift - 1'h1;
-  assign \$63  = \$61  ? 6'h00 : \$62 [5:0];
-  assign \$64  = $signed(g_prod0) >>> \$63 ;
-  assign \$65  = $signed(\$64 ) + $signed(2'h1);
-  assign \$67  = \$56  ? \$60  : \$66 [31:0];
-  assign \$68  = $signed(\$67 ) < $signed(16'h8000);
-  assign \$69  = ! affine_shift;
+  assign \$58  = ! affine_shift;
+  assign \$59  = affine_shift - 1'h1;
+  assign \$60  = \$58  ? 6'h00 : \$59 [5:0];
+  assign \$61  = $signed(g_prod0) >>> \$60 ;
+  assign \$62  = ! affine_shift;
+  assign \$63  = affine_shift - 1'h1;
+  assign \$64  = \$62  ? 6'h00 : \$63 [5:0];
+  assign \$65  = $signed(g_prod0) >>> \$64 ;
+  assign \$66  = $signed(\$65 ) + $signed(2'h1);
+  assign \$68  = \$57  ? \$61  : \$67 [31:0];
+  assign \$69  = $signed(\$68 ) < $signed(16'h8000);
   assign \$70  = ! affine_shift;
-  assign \$71  = affine_shift - 1'h1;
-  assign \$72  = \$70  ? 6'h00 : \$71 [5:0];
-  assign \$73  = $signed(g_prod0) >>> \$72 ;
-  assign \$74  = ! affine_shift;
-  assign \$75  = affine_shift - 1'h1;
-  assign \$76  = \$74  ? 6'h00 : \$75 [5:0];
-  assign \$77  = $signed(g_prod0) >>> \$76 ;
-  assign \$78  = $signed(\$77 ) + $signed(2'h1);
-  assign \$80  = \$69  ? \$73  : \$79 [31:0];
-  assign \$81  = \$68  ? 16'h8000 : \$80 [15:0];
-  assign \$82  = \$55  ? 16'h7fff : \$81 ;
-  assign \$83  = ! affine_shift;
+  assign \$71  = ! affine_shift;
+  assign \$72  = affine_shift - 1'h1;
+  assign \$73  = \$71  ? 6'h00 : \$72 [5:0];
+  assign \$74  = $signed(g_prod0) >>> \$73 ;
+  assign \$75  = ! affine_shift;
+  assign \$76  = affine_shift - 1'h1;
+  assign \$77  = \$75  ? 6'h00 : \$76 [5:0];
+  assign \$78  = $signed(g_prod0) >>> \$77 ;
+  assign \$79  = $signed(\$78 ) + $signed(2'h1);
+  assign \$81  = \$70  ? \$74  : \$80 [31:0];
+  assign \$82  = \$69  ? 16'h8000 : \$81 [15:0];
+  assign \$83  = \$56  ? 16'h7fff : \$82 ;
   assign \$84  = ! affine_shift;
-  assign \$85  = affine_shift - 1'h1;
-  assign \$86  = \$84  ? 6'h00 : \$85 [5:0];
-  assign \$87  = $signed(g_prod0) >>> \$86 ;
-  assign \$88  = ! affine_shift;
-  assign \$89  = affine_shift - 1'h1;
-  assign \$90  = \$88  ? 6'h00 : \$89 [5:0];
-  assign \$91  = $signed(g_prod0) >>> \$90 ;
-  assign \$92  = $signed(\$91 ) + $signed(2'h1);
-  assign \$94  = \$83  ? \$87  : \$93 [31:0];
-  assign \$95  = $signed(\$94 ) > $signed(16'h7fff);
-  assign \$96  = ! affine_shift;
+  assign \$85  = ! affine_shift;
+  assign \$86  = affine_shift - 1'h1;
+  assign \$87  = \$85  ? 6'h00 : \$86 [5:0];
+  assign \$88  = $signed(g_prod0) >>> \$87 ;
+  assign \$89  = ! affine_shift;
+  assign \$90  = affine_shift - 1'h1;
+  assign \$91  = \$89  ? 6'h00 : \$90 [5:0];
+  assign \$92  = $signed(g_prod0) >>> \$91 ;
+  assign \$93  = $signed(\$92 ) + $signed(2'h1);
+  assign \$95  = \$84  ? \$88  : \$94 [31:0];
+  assign \$96  = $signed(\$95 ) > $signed(16'h7fff);
   assign \$97  = ! affine_shift;
-  assign \$98  = affine_shift - 1'h1;
-  assign \$99  = \$97  ? 6'h00 : \$98 [5:0];
-  assign \$100  = $signed(g_prod0) >>> \$99 ;
-  assign \$101  = ! affine_shift;
-  assign \$102  = affine_shift - 1'h1;
-  assign \$103  = \$101  ? 6'h00 : \$102 [5:0];
-  assign \$104  = $signed(g_prod0) >>> \$103 ;
-  assign \$105  = $signed(\$104 ) + $signed(2'h1);
-  assign \$107  = \$96  ? \$100  : \$106 [31:0];
-  assign \$108  = $signed(\$107 ) < $signed(16'h8000);
-  assign \$109  = ! affine_shift;
+  assign \$98  = ! affine_shift;
+  assign \$99  = affine_shift - 1'h1;
+  assign \$100  = \$98  ? 6'h00 : \$99 [5:0];
+  assign \$101  = $signed(g_prod0) >>> \$100 ;
+  assign \$102  = ! affine_shift;
+  assign \$103  = affine_shift - 1'h1;
+  assign \$104  = \$102  ? 6'h00 : \$103 [5:0];
+  assign \$105  = $signed(g_prod0) >>> \$104 ;
+  assign \$106  = $signed(\$105 ) + $signed(2'h1);
+  assign \$108  = \$97  ? \$101  : \$107 [31:0];
+  assign \$109  = $signed(\$108 ) < $signed(16'h8000);
   assign \$110  = ! affine_shift;
-  assign \$111  = affine_shift - 1'h1;
-  assign \$112  = \$110  ? 6'h00 : \$111 [5:0];
-  assign \$113  = $signed(g_prod0) >>> \$112 ;
-  assign \$114  = ! affine_shift;
-  assign \$115  = affine_shift - 1'h1;
-  assign \$116  = \$114  ? 6'h00 : \$115 [5:0];
-  assign \$117  = $signed(g_prod0) >>> \$116 ;
-  assign \$118  = $signed(\$117 ) + $signed(2'h1);
-  assign \$120  = \$109  ? \$113  : \$119 [31:0];
-  assign \$121  = \$108  ? 16'h8000 : \$120 [15:0];
-  assign \$122  = \$95  ? 16'h7fff : \$121 ;
-  assign \$123  = ! affine_shift;
+  assign \$111  = ! affine_shift;
+  assign \$112  = affine_shift - 1'h1;
+  assign \$113  = \$111  ? 6'h00 : \$112 [5:0];
+  assign \$114  = $signed(g_prod0) >>> \$113 ;
+  assign \$115  = ! affine_shift;
+  assign \$116  = affine_shift - 1'h1;
+  assign \$117  = \$115  ? 6'h00 : \$116 [5:0];
+  assign \$118  = $signed(g_prod0) >>> \$117 ;
+  assign \$119  = $signed(\$118 ) + $signed(2'h1);
+  assign \$121  = \$110  ? \$114  : \$120 [31:0];
+  assign \$122  = \$109  ? 16'h8000 : \$121 [15:0];
+  assign \$123  = \$96  ? 16'h7fff : \$122 ;
   assign \$124  = ! affine_shift;
-  assign \$125  = affine_shift - 1'h1;
-  assign \$126  = \$124  ? 6'h00 : \$125 [5:0];
-  assign \$127  = $signed(g_prod0) >>> \$126 ;
-  assign \$128  = ! affine_shift;
-  assign \$129  = affine_shift - 1'h1;
-  assign \$130  = \$128  ? 6'h00 : \$129 [5:0];
-  assign \$131  = $signed(g_prod0) >>> \$130 ;
-  assign \$132  = $signed(\$131 ) + $signed(2'h1);
-  assign \$134  = \$123  ? \$127  : \$133 [31:0];
-  assign \$135  = $signed(\$122 ) != $signed(\$134 );
-  assign \$136  = ! \port$20686$356 [5:0];
+  assign \$125  = ! affine_shift;
+  assign \$126  = affine_shift - 1'h1;
+  assign \$127  = \$125  ? 6'h00 : \$126 [5:0];
+  assign \$128  = $signed(g_prod0) >>> \$127 ;
+  assign \$129  = ! affine_shift;
+  assign \$130  = affine_shift - 1'h1;
+  assign \$131  = \$129  ? 6'h00 : \$130 [5:0];
+  assign \$132  = $signed(g_prod0) >>> \$131 ;
+  assign \$133  = $signed(\$132 ) + $signed(2'h1);
+  assign \$135  = \$124  ? \$128  : \$134 [31:0];
+  assign \$136  = $signed(\$123 ) != $signed(\$135 );
   assign \$137  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
-  assign \$138  = ! \port$20686$356 [5:0];
-  assign \$139  = \port$20686$356 [5:0] - 1'h1;
-  assign \$140  = \$138  ? 6'h00 : \$139 [5:0];
-  assign \$141  = $signed(\$137 ) >>> \$140 ;
-  assign \$142  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
-  assign \$143  = ! \port$20686$356 [5:0];
-  assign \$144  = \port$20686$356 [5:0] - 1'h1;
+  assign \$138  = ! \port$21871$356 [5:0];
+  assign \$139  = ! \port$21871$356 [5:0];
+  assign \$140  = \port$21871$356 [5:0] - 1'h1;
+  assign \$141  = \$139  ? 6'h00 : \$140 [5:0];
+  assign \$142  = $signed(height_prod1) >>> \$141 ;
+  assign \$143  = ! \port$21871$356 [5:0];
+  assign \$144  = \port$21871$356 [5:0] - 1'h1;
   assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
-  assign \$146  = $signed(\$142 ) >>> \$145 ;
+  assign \$146  = $signed(height_prod1) >>> \$145 ;
   assign \$147  = $signed(\$146 ) + $signed(2'h1);
-  assign \$149  = \$136  ? \$141  : \$148 [23:0];
-  assign \$150  = window1_z1 ? \$149  : 24'h000000;
-  assign \$151  = $signed(\$576 ) > $signed(16'h7fff);
-  assign \$152  = $signed(\$576 ) < $signed(16'h8000);
-  assign \$153  = \$152  ? 16'h8000 : \$576 [15:0];
-  assign \$154  = \$151  ? 16'h7fff : \$153 ;
-  assign \$155  = load_z2 ? e1_z2 : \$154 ;
-  assign \$156  = $signed(\$576 ) > $signed(16'h7fff);
-  assign \$157  = $signed(\$576 ) < $signed(16'h8000);
-  assign \$158  = \$157  ? 16'h8000 : \$576 [15:0];
-  assign \$159  = \$156  ? 16'h7fff : \$158 ;
-  assign \$160  = $signed(\$159 ) != $signed(\$576 );
-  assign \$161  = $signed(d1) + $signed(g_extra1_z3);
-  assign \$162  = $signed(\$161 ) > $signed(16'h7fff);
-  assign \$163  = $signed(d1) + $signed(g_extra1_z3);
-  assign \$164  = $signed(\$163 ) < $signed(16'h8000);
-  assign \$165  = $signed(d1) + $signed(g_extra1_z3);
-  assign \$166  = \$164  ? 16'h8000 : \$165 [15:0];
-  assign \$167  = \$162  ? 16'h7fff : \$166 ;
-  assign \$168  = $signed(d1) + $signed(g_extra1_z3);
-  assign \$169  = $signed(\$168 ) > $signed(16'h7fff);
-  assign \$170  = $signed(d1) + $signed(g_extra1_z3);
-  assign \$171  = $signed(\$170 ) < $signed(16'h8000);
-  assign \$172  = $signed(d1) + $signed(g_extra1_z3);
-  assign \$173  = \$171  ? 16'h8000 : \$172 [15:0];
-  assign \$174  = \$169  ? 16'h7fff : \$173 ;
-  assign \$175  = $signed(d1) + $signed(g_extra1_z3);
-  assign \$176  = $signed(\$174 ) != $signed(\$175 );
-  assign \$177  = $signed(g_cur1) * $signed(scale1_z4);
-  assign \$178  = ! affine_shift;
-  assign \$179  = ! affine_shift;
-  assign \$180  = affine_shift - 1'h1;
-  assign \$181  = \$179  ? 6'h00 : \$180 [5:0];
-  assign \$182  = $signed(g_prod1) >>> \$181 ;
-  assign \$183  = ! affine_shift;
-  assign \$184  = affine_shift - 1'h1;
-  assign \$185  = \$183  ? 6'h00 : \$184 [5:0];
-  assign \$186  = $signed(g_prod1) >>> \$185 ;
-  assign \$187  = $signed(\$186 ) + $signed(2'h1);
-  assign \$189  = \$178  ? \$182  : \$188 [31:0];
-  assign \$190  = $signed(\$189 ) > $signed(16'h7fff);
-  assign \$191  = ! affine_shift;
-  assign \$192  = ! affine_shift;
-  assign \$193  = affine_shift - 1'h1;
-  assign \$194  = \$192  ? 6'h00 : \$193 [5:0];
-  assign \$195  = $signed(g_prod1) >>> \$194 ;
-  assign \$196  = ! affine_shift;
-  assign \$197  = affine_shift - 1'h1;
-  assign \$198  = \$196  ? 6'h00 : \$197 [5:0];
-  assign \$199  = $signed(g_prod1) >>> \$198 ;
-  assign \$200  = $signed(\$199 ) + $signed(2'h1);
-  assign \$202  = \$191  ? \$195  : \$201 [31:0];
-  assign \$203  = $signed(\$202 ) < $signed(16'h8000);
-  assign \$204  = ! affine_shift;
-  assign \$205  = ! affine_shift;
-  assign \$206  = affine_shift - 1'h1;
-  assign \$207  = \$205  ? 6'h00 : \$206 [5:0];
-  assign \$208  = $signed(g_prod1) >>> \$207 ;
-  assign \$209  = ! affine_shift;
-  assign \$210  = affine_shift - 1'h1;
-  assign \$211  = \$209  ? 6'h00 : \$210 [5:0];
-  assign \$212  = $signed(g_prod1) >>> \$211 ;
-  assign \$213  = $signed(\$212 ) + $signed(2'h1);
-  assign \$215  = \$204  ? \$208  : \$214 [31:0];
-  assign \$216  = \$203  ? 16'h8000 : \$215 [15:0];
-  assign \$217  = \$190  ? 16'h7fff : \$216 ;
-  assign \$218  = ! affine_shift;
-  assign \$219  = ! affine_shift;
-  assign \$220  = affine_shift - 1'h1;
-  assign \$221  = \$219  ? 6'h00 : \$220 [5:0];
-  assign \$222  = $signed(g_prod1) >>> \$221 ;
-  assign \$223  = ! affine_shift;
-  assign \$224  = affine_shift - 1'h1;
-  assign \$225  = \$223  ? 6'h00 : \$224 [5:0];
-  assign \$226  = $signed(g_prod1) >>> \$225 ;
-  assign \$227  = $signed(\$226 ) + $signed(2'h1);
-  assign \$229  = \$218  ? \$222  : \$228 [31:0];
-  assign \$230  = $signed(\$229 ) > $signed(16'h7fff);
-  assign \$231  = ! affine_shift;
-  assign \$232  = ! affine_shift;
-  assign \$233  = affine_shift - 1'h1;
-  assign \$234  = \$232  ? 6'h00 : \$233 [5:0];
-  assign \$235  = $signed(g_prod1) >>> \$234 ;
-  assign \$236  = ! affine_shift;
-  assign \$237  = affine_shift - 1'h1;
-  assign \$238  = \$236  ? 6'h00 : \$237 [5:0];
-  assign \$239  = $signed(g_prod1) >>> \$238 ;
-  assign \$240  = $signed(\$239 ) + $signed(2'h1);
-  assign \$242  = \$231  ? \$235  : \$241 [31:0];
-  assign \$243  = $signed(\$242 ) < $signed(16'h8000);
-  assign \$244  = ! affine_shift;
-  assign \$245  = ! affine_shift;
-  assign \$246  = affine_shift - 1'h1;
-  assign \$247  = \$245  ? 6'h00 : \$246 [5:0];
-  assign \$248  = $signed(g_prod1) >>> \$247 ;
-  assign \$249  = ! affine_shift;
-  assign \$250  = affine_shift - 1'h1;
-  assign \$251  = \$249  ? 6'h00 : \$250 [5:0];
-  assign \$252  = $signed(g_prod1) >>> \$251 ;
-  assign \$253  = $signed(\$252 ) + $signed(2'h1);
-  assign \$255  = \$244  ? \$248  : \$254 [31:0];
-  assign \$256  = \$243  ? 16'h8000 : \$255 [15:0];
-  assign \$257  = \$230  ? 16'h7fff : \$256 ;
+  assign \$149  = \$138  ? \$142  : \$148 [24:0];
+  assign \$150  = window1_z2 ? \$149  : 25'h0000000;
+  assign \$151  = restart_z2 ? 16'h0000 : d1;
+  assign \$152  = $signed(\$151 ) * $signed({ 1'h0, \port$21871$356 [13:6] });
+  assign \$153  = $signed(\$572 ) > $signed(16'h7fff);
+  assign \$154  = $signed(\$572 ) < $signed(16'h8000);
+  assign \$155  = \$154  ? 16'h8000 : \$572 [15:0];
+  assign \$156  = \$153  ? 16'h7fff : \$155 ;
+  assign \$157  = load_z3 ? e1_z3 : \$156 ;
+  assign \$158  = $signed(\$572 ) > $signed(16'h7fff);
+  assign \$159  = $signed(\$572 ) < $signed(16'h8000);
+  assign \$160  = \$159  ? 16'h8000 : \$572 [15:0];
+  assign \$161  = \$158  ? 16'h7fff : \$160 ;
+  assign \$162  = $signed(\$161 ) != $signed(\$572 );
+  assign \$163  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$164  = $signed(\$163 ) > $signed(16'h7fff);
+  assign \$165  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$166  = $signed(\$165 ) < $signed(16'h8000);
+  assign \$167  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$168  = \$166  ? 16'h8000 : \$167 [15:0];
+  assign \$169  = \$164  ? 16'h7fff : \$168 ;
+  assign \$170  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$171  = $signed(\$170 ) > $signed(16'h7fff);
+  assign \$172  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$173  = $signed(\$172 ) < $signed(16'h8000);
+  assign \$174  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$175  = \$173  ? 16'h8000 : \$174 [15:0];
+  assign \$176  = \$171  ? 16'h7fff : \$175 ;
+  assign \$177  = $signed(d1) + $signed(g_extra1_z4);
+  assign \$178  = $signed(\$176 ) != $signed(\$177 );
+  assign \$179  = $signed(g_cur1) * $signed(scale1_z5);
+  assign \$180  = ! affine_shift;
+  assign \$181  = ! affine_shift;
+  assign \$182  = affine_shift - 1'h1;
+  assign \$183  = \$181  ? 6'h00 : \$182 [5:0];
+  assign \$184  = $signed(g_prod1) >>> \$183 ;
+  assign \$185  = ! affine_shift;
+  assign \$186  = affine_shift - 1'h1;
+  assign \$187  = \$185  ? 6'h00 : \$186 [5:0];
+  assign \$188  = $signed(g_prod1) >>> \$187 ;
+  assign \$189  = $signed(\$188 ) + $signed(2'h1);
+  assign \$191  = \$180  ? \$184  : \$190 [31:0];
+  assign \$192  = $signed(\$191 ) > $signed(16'h7fff);
+  assign \$193  = ! affine_shift;
+  assign \$194  = ! affine_shift;
+  assign \$195  = affine_shift - 1'h1;
+  assign \$196  = \$194  ? 6'h00 : \$195 [5:0];
+  assign \$197  = $signed(g_prod1) >>> \$196 ;
+  assign \$198  = ! affine_shift;
+  assign \$199  = affine_shift - 1'h1;
+  assign \$200  = \$198  ? 6'h00 : \$199 [5:0];
+  assign \$201  = $signed(g_prod1) >>> \$200 ;
+  assign \$202  = $signed(\$201 ) + $signed(2'h1);
+  assign \$204  = \$193  ? \$197  : \$203 [31:0];
+  assign \$205  = $signed(\$204 ) < $signed(16'h8000);
+  assign \$206  = ! affine_shift;
+  assign \$207  = ! affine_shift;
+  assign \$208  = affine_shift - 1'h1;
+  assign \$209  = \$207  ? 6'h00 : \$208 [5:0];
+  assign \$210  = $signed(g_prod1) >>> \$209 ;
+  assign \$211  = ! affine_shift;
+  assign \$212  = affine_shift - 1'h1;
+  assign \$213  = \$211  ? 6'h00 : \$212 [5:0];
+  assign \$214  = $signed(g_prod1) >>> \$213 ;
+  assign \$215  = $signed(\$214 ) + $signed(2'h1);
+  assign \$217  = \$206  ? \$210  : \$216 [31:0];
+  assign \$218  = \$205  ? 16'h8000 : \$217 [15:0];
+  assign \$219  = \$192  ? 16'h7fff : \$218 ;
+  assign \$220  = ! affine_shift;
+  assign \$221  = ! affine_shift;
+  assign \$222  = affine_shift - 1'h1;
+  assign \$223  = \$221  ? 6'h00 : \$222 [5:0];
+  assign \$224  = $signed(g_prod1) >>> \$223 ;
+  assign \$225  = ! affine_shift;
+  assign \$226  = affine_shift - 1'h1;
+  assign \$227  = \$225  ? 6'h00 : \$226 [5:0];
+  assign \$228  = $signed(g_prod1) >>> \$227 ;
+  assign \$229  = $signed(\$228 ) + $signed(2'h1);
+  assign \$231  = \$220  ? \$224  : \$230 [31:0];
+  assign \$232  = $signed(\$231 ) > $signed(16'h7fff);
+  assign \$233  = ! affine_shift;
+  assign \$234  = ! affine_shift;
+  assign \$235  = affine_shift - 1'h1;
+  assign \$236  = \$234  ? 6'h00 : \$235 [5:0];
+  assign \$237  = $signed(g_prod1) >>> \$236 ;
+  assign \$238  = ! affine_shift;
+  assign \$239  = affine_shift - 1'h1;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$613  = valid;
+    \$601  = valid;
     if (rst) begin
-      \$613  = 1'h0;
+      \$601  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$614  = valid_z1;
+    \$602  = valid_z1;
     if (rst) begin
-      \$614  = 1'h0;
+      \$602  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$615  = valid_z2;
+    \$603  = valid_z2;
     if (rst) begin
-      \$615  = 1'h0;
+      \$603  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$616  = valid_z3;
+    \$604  = valid_z3;
+    if (rst) begin
+      \$604  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$605  = valid_z4;
+    if (rst) begin
+      \$605  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$606  = valid_z5;
+    if (rst) begin
+      \$606  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$607  = valid_z6;
+    if (rst) begin
+      \$607  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$608  = restart;
+    if (rst) begin
+      \$608  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$609  = restart_z1;
+    if (rst) begin
+      \$609  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$610  = load;
+    if (rst) begin
+      \$610  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$611  = load_z1;
+    if (rst) begin
+      \$611  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$612  = load_z2;
+    if (rst) begin
+      \$612  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$613  = e[15:0];
+    if (rst) begin
+      \$613  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$614  = e0_z1;
+    if (rst) begin
+      \$614  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$615  = e0_z2;
+    if (rst) begin
+      \$615  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$616  = \port$20324$0 [1];
     if (rst) begin
       \$616  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$617  = valid_z4;
+    \$617  = window0_z1;
     if (rst) begin
       \$617  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$618  = valid_z5;
+    \$618  = \port$20324$0 [0];
     if (rst) begin
       \$618  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$619  = restart;
+    \$619  = spike0_z1;
     if (rst) begin
       \$619  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$620  = restart_z1;
+    \$620  = spike0_z2;
     if (rst) begin
       \$620  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$621  = load;
+    \$621  = g_extra[15:0];
     if (rst) begin
-      \$621  = 1'h0;
+      \$621  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$622  = load_z1;
+    \$622  = g_extra0_z1;
     if (rst) begin
-      \$622  = 1'h0;
+      \$622  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$623  = e[15:0];
+    \$623  = g_extra0_z2;
     if (rst) begin
       \$623  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$624  = e0_z1;
+    \$624  = g_extra0_z3;
     if (rst) begin
       \$624  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$625  = \port$19245$0 [1];
+    \$625  = scale[15:0];
     if (rst) begin
-      \$625  = 1'h0;
+      \$625  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$626  = \port$19245$0 [0];
+    \$626  = scale0_z1;
     if (rst) begin
-      \$626  = 1'h0;
+      \$626  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$627  = spike0_z1;
+    \$627  = scale0_z2;
     if (rst) begin
-      \$627  = 1'h0;
+      \$627  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$628  = g_extra[15:0];
+    \$628  = scale0_z3;
     if (rst) begin
       \$628  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$629  = g_extra0_z1;
+    \$629  = scale0_z4;
     if (rst) begin
       \$629  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$630  = g_extra0_z2;
+    \$630  = { \$1 [23], \$1  };
     if (rst) begin
-      \$630  = 16'h0000;
+      \$630  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$631  = scale[15:0];
+    \$631  = \$14 ;
     if (rst) begin
-      \$631  = 16'h0000;
+      \$631  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$632  = scale0_z1;
+    \$632  = { \$16 [23], \$16  };
     if (rst) begin
-      \$632  = 16'h0000;
+      \$632  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$633  = scale0_z2;
+    \$633  = d0;
+    if (valid_z3) begin
+      \$633  = \$21 ;
+    end
     if (rst) begin
       \$633  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$634  = scale0_z3;
+    \$634  = \$26 ;
     if (rst) begin
-      \$634  = 16'h0000;
+      \$634  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$635  = { \$15 [23], \$15  };
+    \$635  = \$33 ;
     if (rst) begin
-      \$635  = 25'h0000000;
+      \$635  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$636  = d0;
-    if (valid_z2) begin
-      \$636  = \$20 ;
-    end
+    \$636  = \$42 ;
     if (rst) begin
-      \$636  = 16'h0000;
+      \$636  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$637  = \$25 ;
+    \$637  = \$43 ;
     if (rst) begin
-      \$637  = 1'h0;
+      \$637  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$638  = \$32 ;
+    \$638  = \$83 ;
     if (rst) begin
       \$638  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$639  = \$41 ;
+    \$639  = \$136 ;
     if (rst) begin
       \$639  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$640  = \$42 ;
+    \$640  = d0;
     if (rst) begin
-      \$640  = 32'd0;
+      \$640  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$641  = \$82 ;
+    \$641  = d_out0_z1;
     if (rst) begin
       \$641  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$642  = \$135 ;
+    \$642  = d_out0_z2;
     if (rst) begin
-      \$642  = 1'h0;
+      \$642  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$643  = d0;
+    \$643  = g_cur0;
     if (rst) begin
       \$643  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$644  = d_out0_z1;
+    \$644  = g_cur_out0_z1;
     if (rst) begin
       \$644  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$645  = d_out0_z2;
+    \$645  = sat_lif0;
     if (rst) begin
-      \$645  = 16'h0000;
+      \$645  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$646  = g_cur0;
+    \$646  = sat_lif_out0_z1;
     if (rst) begin
-      \$646  = 16'h0000;
+      \$646  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$647  = g_cur_out0_z1;
+    \$647  = sat_lif_out0_z2;
     if (rst) begin
-      \$647  = 16'h0000;
+      \$647  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$648  = sat_lif0;
+    \$648  = sat_cur0;
     if (rst) begin
       \$648  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$649  = sat_lif_out0_z1;
+    \$649  = sat_cur_out0_z1;
     if (rst) begin
       \$649  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$650  = sat_lif_out0_z2;
+    \$650  = e[31:16];
     if (rst) begin
-      \$650  = 1'h0;
+      \$650  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$651  = sat_cur0;
+    \$651  = e1_z1;
     if (rst) begin
-      \$651  = 1'h0;
+      \$651  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$652  = sat_cur_out0_z1;
+    \$652  = e1_z2;
     if (rst) begin
-      \$652  = 1'h0;
+      \$652  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$653  = e[31:16];
+    \$653  = \port$20324$4 [1];
     if (rst) begin
-      \$653  = 16'h0000;
+      \$653  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$654  = e1_z1;
+    \$654  = window1_z1;
     if (rst) begin
-      \$654  = 16'h0000;
+      \$654  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$655  = \port$19245$4 [1];
+    \$655  = \port$20324$4 [0];
     if (rst) begin
       \$655  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$656  = \port$19245$4 [0];
+    \$656  = spike1_z1;
     if (rst) begin
       \$656  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$657  = spike1_z1;
+    \$657  = spike1_z2;
     if (rst) begin
       \$657  = 1'h0;
     end
@@ -37309,638 +39926,764 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$192
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$661  = scale[31:16];
+    \$661  = g_extra1_z3;
     if (rst) begin
       \$661  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$662  = scale1_z1;
+    \$662  = scale[31:16];
     if (rst) begin
       \$662  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$663  = scale1_z2;
+    \$663  = scale1_z1;
     if (rst) begin
       \$663  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$664  = scale1_z3;
+    \$664  = scale1_z2;
     if (rst) begin
       \$664  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$665  = { \$150 [23], \$150  };
+    \$665  = scale1_z3;
     if (rst) begin
-      \$665  = 25'h0000000;
+      \$665  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$666  = d1;
-    if (valid_z2) begin
-      \$666  = \$155 ;
-    end
+    \$666  = scale1_z4;
     if (rst) begin
       \$666  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$667  = \$160 ;
+    \$667  = { \$137 [23], \$137  };
     if (rst) begin
-      \$667  = 1'h0;
+      \$667  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$668  = \$167 ;
+    \$668  = \$150 ;
     if (rst) begin
-      \$668  = 16'h0000;
+      \$668  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$669  = \$176 ;
+    \$669  = { \$152 [23], \$152  };
     if (rst) begin
-      \$669  = 1'h0;
+      \$669  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$670  = \$177 ;
+    \$670  = d1;
+    if (valid_z3) begin
+      \$670  = \$157 ;
+    end
     if (rst) begin
-      \$670  = 32'd0;
+      \$670  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$671  = \$217 ;
+    \$671  = \$162 ;
     if (rst) begin
-      \$671  = 16'h0000;
+      \$671  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$672  = \$270 ;
+    \$672  = \$169 ;
     if (rst) begin
-      \$672  = 1'h0;
+      \$672  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$673  = d1;
+    \$673  = \$178 ;
     if (rst) begin
-      \$673  = 16'h0000;
+      \$673  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$674  = d_out1_z1;
+    \$674  = \$179 ;
     if (rst) begin
-      \$674  = 16'h0000;
+      \$674  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$675  = d_out1_z2;
+    \$675  = \$219 ;
     if (rst) begin
       \$675  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$676  = g_cur1;
+    \$676  = \$272 ;
     if (rst) begin
-      \$676  = 16'h0000;
+      \$676  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$677  = g_cur_out1_z1;
+    \$677  = d1;
     if (rst) begin
       \$677  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$678  = sat_lif1;
+    \$678  = d_out1_z1;
     if (rst) begin
-      \$678  = 1'h0;
+      \$678  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$679  = sat_lif_out1_z1;
+    \$679  = d_out1_z2;
     if (rst) begin
-      \$679  = 1'h0;
+      \$679  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$680  = sat_lif_out1_z2;
+    \$680  = g_cur1;
     if (rst) begin
-      \$680  = 1'h0;
+      \$680  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$681  = sat_cur1;
+    \$681  = g_cur_out1_z1;
     if (rst) begin
-      \$681  = 1'h0;
+      \$681  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$682  = sat_cur_out1_z1;
+    \$682  = sat_lif1;
     if (rst) begin
       \$682  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$683  = e[47:32];
+    \$683  = sat_lif_out1_z1;
     if (rst) begin
-      \$683  = 16'h0000;
+      \$683  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$684  = e2_z1;
+    \$684  = sat_lif_out1_z2;
     if (rst) begin
-      \$684  = 16'h0000;
+      \$684  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$685  = \port$19245$8 [1];
+    \$685  = sat_cur1;
     if (rst) begin
       \$685  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$686  = \port$19245$8 [0];
+    \$686  = sat_cur_out1_z1;
     if (rst) begin
       \$686  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$687  = spike2_z1;
+    \$687  = e[47:32];
     if (rst) begin
-      \$687  = 1'h0;
+      \$687  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$688  = g_extra[47:32];
+    \$688  = e2_z1;
     if (rst) begin
       \$688  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$689  = g_extra2_z1;
+    \$689  = e2_z2;
     if (rst) begin
       \$689  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$690  = g_extra2_z2;
+    \$690  = \port$20324$8 [1];
     if (rst) begin
-      \$690  = 16'h0000;
+      \$690  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$691  = scale[47:32];
+    \$691  = window2_z1;
     if (rst) begin
-      \$691  = 16'h0000;
+      \$691  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$692  = scale2_z1;
+    \$692  = \port$20324$8 [0];
     if (rst) begin
-      \$692  = 16'h0000;
+      \$692  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$693  = scale2_z2;
+    \$693  = spike2_z1;
     if (rst) begin
-      \$693  = 16'h0000;
+      \$693  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$694  = scale2_z3;
+    \$694  = spike2_z2;
     if (rst) begin
-      \$694  = 16'h0000;
+      \$694  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$695  = { \$285 [23], \$285  };
+    \$695  = g_extra[47:32];
     if (rst) begin
-      \$695  = 25'h0000000;
+      \$695  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$696  = d2;
-    if (valid_z2) begin
-      \$696  = \$290 ;
-    end
+    \$696  = g_extra2_z1;
     if (rst) begin
       \$696  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$697  = \$295 ;
+    \$697  = g_extra2_z2;
     if (rst) begin
-      \$697  = 1'h0;
+      \$697  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$698  = \$302 ;
+    \$698  = g_extra2_z3;
     if (rst) begin
       \$698  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$699  = \$311 ;
+    \$699  = scale[47:32];
     if (rst) begin
-      \$699  = 1'h0;
+      \$699  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$700  = \$312 ;
+    \$700  = scale2_z1;
     if (rst) begin
-      \$700  = 32'd0;
+      \$700  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$701  = \$352 ;
+    \$701  = scale2_z2;
     if (rst) begin
       \$701  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$702  = \$405 ;
+    \$702  = scale2_z3;
     if (rst) begin
-      \$702  = 1'h0;
+      \$702  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$703  = d2;
+    \$703  = scale2_z4;
     if (rst) begin
       \$703  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$704  = d_out2_z1;
+    \$704  = { \$273 [23], \$273  };
     if (rst) begin
-      \$704  = 16'h0000;
+      \$704  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$705  = d_out2_z2;
+    \$705  = \$286 ;
     if (rst) begin
-      \$705  = 16'h0000;
+      \$705  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$706  = g_cur2;
+    \$706  = { \$288 [23], \$288  };
     if (rst) begin
-      \$706  = 16'h0000;
+      \$706  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$707  = g_cur_out2_z1;
+    \$707  = d2;
+    if (valid_z3) begin
+      \$707  = \$293 ;
+    end
     if (rst) begin
       \$707  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$708  = sat_lif2;
+    \$708  = \$298 ;
     if (rst) begin
       \$708  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$709  = sat_lif_out2_z1;
+    \$709  = \$305 ;
     if (rst) begin
-      \$709  = 1'h0;
+      \$709  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$710  = sat_lif_out2_z2;
+    \$710  = \$314 ;
     if (rst) begin
       \$710  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$711  = sat_cur2;
+    \$711  = \$315 ;
     if (rst) begin
-      \$711  = 1'h0;
+      \$711  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$712  = sat_cur_out2_z1;
+    \$712  = \$355 ;
     if (rst) begin
-      \$712  = 1'h0;
+      \$712  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$713  = e[63:48];
+    \$713  = \$408 ;
     if (rst) begin
-      \$713  = 16'h0000;
+      \$713  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$714  = e3_z1;
+    \$714  = d2;
     if (rst) begin
       \$714  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$715  = \port$19245$12 [1];
+    \$715  = d_out2_z1;
     if (rst) begin
-      \$715  = 1'h0;
+      \$715  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$716  = \port$19245$12 [0];
+    \$716  = d_out2_z2;
     if (rst) begin
-      \$716  = 1'h0;
+      \$716  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$717  = spike3_z1;
+    \$717  = g_cur2;
     if (rst) begin
-      \$717  = 1'h0;
+      \$717  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$718  = g_extra[63:48];
+    \$718  = g_cur_out2_z1;
     if (rst) begin
       \$718  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$719  = g_extra3_z1;
+    \$719  = sat_lif2;
     if (rst) begin
-      \$719  = 16'h0000;
+      \$719  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$720  = g_extra3_z2;
+    \$720  = sat_lif_out2_z1;
     if (rst) begin
-      \$720  = 16'h0000;
+      \$720  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$721  = scale[63:48];
+    \$721  = sat_lif_out2_z2;
     if (rst) begin
-      \$721  = 16'h0000;
+      \$721  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$722  = scale3_z1;
+    \$722  = sat_cur2;
     if (rst) begin
-      \$722  = 16'h0000;
+      \$722  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$723  = scale3_z2;
+    \$723  = sat_cur_out2_z1;
     if (rst) begin
-      \$723  = 16'h0000;
+      \$723  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$724  = scale3_z3;
+    \$724  = e[63:48];
     if (rst) begin
       \$724  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$725  = { \$420 [23], \$420  };
+    \$725  = e3_z1;
     if (rst) begin
-      \$725  = 25'h0000000;
+      \$725  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$726  = d3;
-    if (valid_z2) begin
-      \$726  = \$425 ;
-    end
+    \$726  = e3_z2;
     if (rst) begin
       \$726  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$727  = \$430 ;
+    \$727  = \port$20324$12 [1];
     if (rst) begin
       \$727  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$728  = \$437 ;
+    \$728  = window3_z1;
     if (rst) begin
-      \$728  = 16'h0000;
+      \$728  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$729  = \$446 ;
+    \$729  = \port$20324$12 [0];
     if (rst) begin
       \$729  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$730  = \$447 ;
+    \$730  = spike3_z1;
     if (rst) begin
-      \$730  = 32'd0;
+      \$730  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$731  = \$487 ;
+    \$731  = spike3_z2;
     if (rst) begin
-      \$731  = 16'h0000;
+      \$731  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$732  = \$540 ;
+    \$732  = g_extra[63:48];
     if (rst) begin
-      \$732  = 1'h0;
+      \$732  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$733  = d3;
+    \$733  = g_extra3_z1;
     if (rst) begin
       \$733  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$734  = d_out3_z1;
+    \$734  = g_extra3_z2;
     if (rst) begin
       \$734  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$735  = d_out3_z2;
+    \$735  = g_extra3_z3;
     if (rst) begin
       \$735  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$736  = g_cur3;
+    \$736  = scale[63:48];
     if (rst) begin
       \$736  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$737  = g_cur_out3_z1;
+    \$737  = scale3_z1;
     if (rst) begin
       \$737  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$738  = sat_lif3;
+    \$738  = scale3_z2;
     if (rst) begin
-      \$738  = 1'h0;
+      \$738  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$739  = sat_lif_out3_z1;
+    \$739  = scale3_z3;
     if (rst) begin
-      \$739  = 1'h0;
+      \$739  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$740  = sat_lif_out3_z2;
+    \$740  = scale3_z4;
     if (rst) begin
-      \$740  = 1'h0;
+      \$740  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$741  = sat_cur3;
+    \$741  = { \$409 [23], \$409  };
     if (rst) begin
-      \$741  = 1'h0;
+      \$741  = 25'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$742  = sat_cur_out3_z1;
+    \$742  = \$422 ;
     if (rst) begin
-      \$742  = 1'h0;
+      \$742  = 25'h0000000;
     end
   end
-  assign window = { \port$19245$12 [1], \port$19245$8 [1], \port$19245$4 [1], \port$19245$0 [1] };
-  assign spike = { \port$19245$12 [0], \port$19245$8 [0], \port$19245$4 [0], \port$19245$0 [0] };
-  assign height_shift = \port$20686$356 [5:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$743  = { \$424 [23], \$424  };
+    if (rst) begin
+      \$743  = 25'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$744  = d3;
+    if (valid_z3) begin
+      \$744  = \$429 ;
+    end
+    if (rst) begin
+      \$744  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$745  = \$434 ;
+    if (rst) begin
+      \$745  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$746  = \$441 ;
+    if (rst) begin
+      \$746  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$747  = \$450 ;
+    if (rst) begin
+      \$747  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$748  = \$451 ;
+    if (rst) begin
+      \$748  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$749  = \$491 ;
+    if (rst) begin
+      \$749  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$750  = \$544 ;
+    if (rst) begin
+      \$750  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$751  = d3;
+    if (rst) begin
+      \$751  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$752  = d_out3_z1;
+    if (rst) begin
+      \$752  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$753  = d_out3_z2;
+    if (rst) begin
+      \$753  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$754  = g_cur3;
+    if (rst) begin
+      \$754  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$755  = g_cur_out3_z1;
+    if (rst) begin
+      \$755  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$756  = sat_lif3;
+    if (rst) begin
+      \$756  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$757  = sat_lif_out3_z1;
+    if (rst) begin
+      \$757  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$758  = sat_lif_out3_z2;
+    if (rst) begin
+      \$758  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$759  = sat_cur3;
+    if (rst) begin
+      \$759  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$760  = sat_cur_out3_z1;
+    if (rst) begin
+      \$760  = 1'h0;
+    end
+  end
+  assign window = { \port$20324$12 [1], \port$20324$8 [1], \port$20324$4 [1], \port$20324$0 [1] };
+  assign spike = { \port$20324$12 [0], \port$20324$8 [0], \port$20324$4 [0], \port$20324$0 [0] };
+  assign height_shift = \port$21871$356 [5:0];
+  assign leak_mul = \port$21871$356 [13:6];
   assign v0 = { \$558 [25], \$558  };
-  assign v1 = { \$576 [25], \$576  };
-  assign v2 = { \$594 [25], \$594  };
-  assign v3 = { \$612 [25], \$612  };
-  assign out_valid = valid_z6;
-  assign leak_mul = \port$20686$356 [13:6];
+  assign v1 = { \$572 [25], \$572  };
+  assign v2 = { \$586 [25], \$586  };
+  assign v3 = { \$600 [25], \$600  };
+  assign out_valid = valid_z7;
   assign d = { d_out3_z3, d_out2_z3, d_out1_z3, d_out0_z3 };
   assign g_cur = { g_cur_out3_z2, g_cur_out2_z2, g_cur_out1_z2, g_cur_out0_z2 };
   assign g_p = { g_p3, g_p2, g_p1, g_p0 };
   assign sat_lif = { sat_lif_out3_z3, sat_lif_out2_z3, sat_lif_out1_z3, sat_lif_out0_z3 };
   assign sat_current = { sat_cur_out3_z2, sat_cur_out2_z2, sat_cur_out1_z2, sat_cur_out0_z2 };
   assign sat_affine = { sat_aff3, sat_aff2, sat_aff1, sat_aff0 };
-  assign \$13  = { \$12 [24], \$12 [24:1] };
-  assign \$555  = { \$554 [24], \$554 [24:1] };
-  assign \$53  = { \$52 [32], \$52 [32:1] };
-  assign \$66  = { \$65 [32], \$65 [32:1] };
-  assign \$79  = { \$78 [32], \$78 [32:1] };
-  assign \$93  = { \$92 [32], \$92 [32:1] };
-  assign \$106  = { \$105 [32], \$105 [32:1] };
-  assign \$119  = { \$118 [32], \$118 [32:1] };
-  assign \$133  = { \$132 [32], \$132 [32:1] };
-  assign \$148  = { \$147 [24], \$147 [24:1] };
-  assign \$573  = { \$572 [24], \$572 [24:1] };
-  assign \$188  = { \$187 [32], \$187 [32:1] };
-  assign \$201  = { \$200 [32], \$200 [32:1] };
-  assign \$214  = { \$213 [32], \$213 [32:1] };
-  assign \$228  = { \$227 [32], \$227 [32:1] };
-  assign \$241  = { \$240 [32], \$240 [32:1] };
-  assign \$254  = { \$253 [32], \$253 [32:1] };
-  assign \$268  = { \$267 [32], \$267 [32:1] };
-  assign \$283  = { \$282 [24], \$282 [24:1] };
-  assign \$591  = { \$590 [24], \$590 [24:1] };
-  assign \$323  = { \$322 [32], \$322 [32:1] };
-  assign \$336  = { \$335 [32], \$335 [32:1] };
-  assign \$349  = { \$348 [32], \$348 [32:1] };
-  assign \$363  = { \$362 [32], \$362 [32:1] };
-  assign \$376  = { \$375 [32], \$375 [32:1] };
-  assign \$389  = { \$388 [32], \$388 [32:1] };
-  assign \$403  = { \$402 [32], \$402 [32:1] };
-  assign \$418  = { \$417 [24], \$417 [24:1] };
-  assign \$609  = { \$608 [24], \$608 [24:1] };
-  assign \$458  = { \$457 [32], \$457 [32:1] };
-  assign \$471  = { \$470 [32], \$470 [32:1] };
-  assign \$484  = { \$483 [32], \$483 [32:1] };
-  assign \$498  = { \$497 [32], \$497 [32:1] };
-  assign \$511  = { \$510 [32], \$510 [32:1] };
-  assign \$524  = { \$523 [32], \$523 [32:1] };
-  assign \$538  = { \$537 [32], \$537 [32:1] };
+  assign \$12  = { \$11 [25], \$11 [25:1] };
+  assign \$555  = { \$554 [25], \$554 [25:1] };
+  assign \$54  = { \$53 [32], \$53 [32:1] };
+  assign \$67  = { \$66 [32], \$66 [32:1] };
+  assign \$80  = { \$79 [32], \$79 [32:1] };
+  assign \$94  = { \$93 [32], \$93 [32:1] };
+  assign \$107  = { \$106 [32], \$106 [32:1] };
+  assign \$120  = { \$119 [32], \$119 [32:1] };
+  assign \$134  = { \$133 [32], \$133 [32:1] };
+  assign \$148  = { \$147 [25], \$147 [25:1] };
+  assign \$569  = { \$568 [25], \$568 [25:1] };
+  assign \$190  = { \$189 [32], \$189 [32:1] };
+  assign \$203  = { \$202 [32], \$202 [32:1] };
+  assign \$216  = { \$215 [32], \$215 [32:1] };
+  assign \$230  = { \$229 [32], \$229 [32:1] };
+  assign \$243  = { \$242 [32], \$242 [32:1] };
+  assign \$256  = { \$255 [32], \$255 [32:1] };
+  assign \$270  = { \$269 [32], \$269 [32:1] };
+  assign \$284  = { \$283 [25], \$283 [25:1] };
+  assign \$583  = { \$582 [25], \$582 [25:1] };
+  assign \$326  = { \$325 [32], \$325 [32:1] };
+  assign \$339  = { \$338 [32], \$338 [32:1] };
+  assign \$352  = { \$351 [32], \$351 [32:1] };
+  assign \$366  = { \$365 [32], \$365 [32:1] };
+  assign \$379  = { \$378 [32], \$378 [32:1] };
+  assign \$392  = { \$391 [32], \$391 [32:1] };
+  assign \$406  = { \$405 [32], \$405 [32:1] };
+  assign \$420  = { \$419 [25], \$419 [25:1] };
+  assign \$597  = { \$596 [25], \$596 [25:1] };
+  assign \$462  = { \$461 [32], \$461 [32:1] };
+  assign \$475  = { \$474 [32], \$474 [32:1] };
+  assign \$488  = { \$487 [32], \$487 [32:1] };
+  assign \$502  = { \$501 [32], \$501 [32:1] };
+  assign \$515  = { \$514 [32], \$514 [32:1] };
+  assign \$528  = { \$527 [32], \$527 [32:1] };
+  assign \$542  = { \$541 [32], \$541 [32:1] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -41322,8 +44065,8 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$19461$18 (a[21:18]),
-    .\port$19461$2 (a[4:2]),
+    .\port$20540$18 (a[21:18]),
+    .\port$20540$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -42059,7 +44802,7 @@ module \ttsnn_accel.e23.adder (\port$2328$0 , \port$2329$0 , \port$2330$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$19461$2 , ww__addr, \port$19461$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$20540$2 , ww__addr, \port$20540$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -42179,10 +44922,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$19461$18 ;
-  wire [3:0] \port$19461$18 ;
-  input [2:0] \port$19461$2 ;
-  wire [2:0] \port$19461$2 ;
+  input [3:0] \port$20540$18 ;
+  wire [3:0] \port$20540$18 ;
+  input [2:0] \port$20540$2 ;
+  wire [2:0] \port$20540$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -42278,91 +45021,91 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$19461$18 [0] * 4'h8;
+  assign \$100  = \port$20540$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$19461$18 [0] * 4'h8;
+  assign \$103  = \port$20540$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$19461$18 [0] * 4'h8;
+  assign \$106  = \port$20540$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$19461$18 [1:0] * 4'h8;
+  assign \$110  = \port$20540$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$19461$18 [1:0] * 4'h8;
+  assign \$113  = \port$20540$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$19461$18 [1:0] * 4'h8;
+  assign \$116  = \port$20540$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$19461$18 [3:2] * 4'h8;
+  assign \$121  = \port$20540$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$19461$18 [2] * 4'h8;
+  assign \$124  = \port$20540$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$19461$18 [0] * 4'h8;
+  assign \$129  = \port$20540$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$19461$18 [0] * 4'h8;
+  assign \$132  = \port$20540$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$19461$18 [0] * 4'h8;
+  assign \$135  = \port$20540$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$19461$18 [1:0] * 4'h8;
+  assign \$139  = \port$20540$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$19461$18 [1:0] * 4'h8;
+  assign \$142  = \port$20540$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$19461$18 [1:0] * 4'h8;
+  assign \$145  = \port$20540$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$19461$18 [3:2] * 4'h8;
+  assign \$150  = \port$20540$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$19461$18 [2] * 4'h8;
+  assign \$153  = \port$20540$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$19461$18 [0] * 4'h8;
+  assign \$158  = \port$20540$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$19461$18 [0] * 4'h8;
+  assign \$161  = \port$20540$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$19461$18 [0] * 4'h8;
+  assign \$164  = \port$20540$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$19461$18 [1:0] * 4'h8;
+  assign \$168  = \port$20540$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$19461$18 [1:0] * 4'h8;
+  assign \$171  = \port$20540$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$19461$18 [1:0] * 4'h8;
+  assign \$174  = \port$20540$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$19461$18 [3:2] * 4'h8;
+  assign \$179  = \port$20540$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$19461$18 [2] * 4'h8;
+  assign \$182  = \port$20540$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$19461$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$20540$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$19461$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$20540$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$19461$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$20540$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$19461$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$20540$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$19461$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$19461$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$20540$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$20540$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$19461$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$19461$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$20540$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$20540$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$19461$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$19461$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$20540$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$20540$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$19461$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$19461$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$20540$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$20540$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$19461$18 [0] * 4'h8;
+  assign \$71  = \port$20540$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$19461$18 [0] * 4'h8;
+  assign \$74  = \port$20540$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$19461$18 [0] * 4'h8;
+  assign \$77  = \port$20540$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$19461$18 [1:0] * 4'h8;
+  assign \$81  = \port$20540$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$19461$18 [1:0] * 4'h8;
+  assign \$84  = \port$20540$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$19461$18 [1:0] * 4'h8;
+  assign \$87  = \port$20540$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$19461$18 [3:2] * 4'h8;
+  assign \$92  = \port$20540$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$19461$18 [2] * 4'h8;
+  assign \$95  = \port$20540$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
@@ -42475,8 +45218,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$19461$18 [1:0];
-  assign wsel = \port$19461$18 [3:2];
+  assign jl = \port$20540$18 [1:0];
+  assign wsel = \port$20540$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -42487,9 +45230,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$19461$2 [2];
-  assign first = \port$19461$2 [0];
-  assign from_psum = \port$19461$2 [1];
+  assign use_spad = \port$20540$2 [2];
+  assign first = \port$20540$2 [0];
+  assign from_psum = \port$20540$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -47964,7 +50707,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data, membrane_in__data
-, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$19799$0 , \port$19809$0 , \port$19819$0 , \port$19829$0 , \port$20680$24 , desc, clk);
+, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$20878$0 , \port$20888$0 , \port$20898$0 , \port$20908$0 , \port$21865$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
@@ -48845,16 +51588,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$19799$0 ;
-  wire [15:0] \port$19799$0 ;
-  output [15:0] \port$19809$0 ;
-  wire [15:0] \port$19809$0 ;
-  output [15:0] \port$19819$0 ;
-  wire [15:0] \port$19819$0 ;
-  output [15:0] \port$19829$0 ;
-  wire [15:0] \port$19829$0 ;
-  input [47:0] \port$20680$24 ;
-  wire [47:0] \port$20680$24 ;
+  output [15:0] \port$20878$0 ;
+  wire [15:0] \port$20878$0 ;
+  output [15:0] \port$20888$0 ;
+  wire [15:0] \port$20888$0 ;
+  output [15:0] \port$20898$0 ;
+  wire [15:0] \port$20898$0 ;
+  output [15:0] \port$20908$0 ;
+  wire [15:0] \port$20908$0 ;
+  input [47:0] \port$21865$24 ;
+  wire [47:0] \port$21865$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -49322,9 +52065,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$20680$24 [23:0] > m4;
+  assign \$18  = \port$21865$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$20680$24 [47:24] + desc[259:244];
+  assign \$20  = \port$21865$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
   assign issue4 = \$16  & \$22 ;
@@ -49360,9 +52103,9 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$52  = \$49  | \$51 ;
   assign \$53  = \$47  & \$52 ;
   assign \$54  = ~ desc[207];
-  assign \$55  = \port$20680$24 [23:0] > m4;
+  assign \$55  = \port$21865$24 [23:0] > m4;
   assign \$56  = \$54  | \$55 ;
-  assign \$57  = \port$20680$24 [47:24] + desc[259:244];
+  assign \$57  = \port$21865$24 [47:24] + desc[259:244];
   assign \$58  = \$57  > m4;
   assign \$59  = \$56  & \$58 ;
   assign \$60  = ~ \$59 ;
@@ -49625,10 +52368,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     .o2(\$656 ),
     .o3(\$657 ),
     .p(p),
-    .\port$19641$128 (e4c_aff[143:128]),
-    .\port$19641$176 (e4c_aff[191:176]),
-    .\port$19641$32 (e4c_aff[47:32]),
-    .\port$19641$80 (e4c_aff[95:80]),
+    .\port$20720$128 (e4c_aff[143:128]),
+    .\port$20720$176 (e4c_aff[191:176]),
+    .\port$20720$32 (e4c_aff[47:32]),
+    .\port$20720$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -49648,11 +52391,11 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$19735$0 (\$654 ),
-    .\port$19753$0 (\$655 ),
-    .\port$19771$0 (\$656 ),
-    .\port$19789$0 (\$657 ),
-    .\port$20684$167 (desc[188:167]),
+    .\port$20814$0 (\$654 ),
+    .\port$20832$0 (\$655 ),
+    .\port$20850$0 (\$656 ),
+    .\port$20868$0 (\$657 ),
+    .\port$21869$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
     .s0(\$659 ),
@@ -50471,8 +53214,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$20680$24 [23:0];
-  assign out_taken = \port$20680$24 [47:24];
+  assign res_rows = \port$21865$24 [23:0];
+  assign out_taken = \port$21865$24 [47:24];
   assign x4 = \$64 [15:0];
   assign w4__en = issue4;
   assign \$signal$30  = affine__addr;
@@ -50508,10 +53251,10 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign membrane_in__addr = \$118 [15:0];
   assign membrane_out__addr = \$135 [15:0];
   assign spikes__addr = \$136 [15:0];
-  assign \port$19799$0  = \$658 ;
-  assign \port$19809$0  = \$660 ;
-  assign \port$19819$0  = \$662 ;
-  assign \port$19829$0  = \$664 ;
+  assign \port$20878$0  = \$658 ;
+  assign \port$20888$0  = \$660 ;
+  assign \port$20898$0  = \$662 ;
+  assign \port$20908$0  = \$664 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -50639,7 +53382,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, p, \port$19641$32 , \port$19641$80 , \port$19641$128 , \port$19641$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
+module \ttsnn_accel.e4.affine (rst, scale, p, \port$20720$32 , \port$20720$80 , \port$20720$128 , \port$20720$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
@@ -50835,14 +53578,14 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$19641$32 , \port$19641$80 , 
   reg [31:0] partial1 = 32'd0;
   reg [31:0] partial2 = 32'd0;
   reg [31:0] partial3 = 32'd0;
-  input [15:0] \port$19641$128 ;
-  wire [15:0] \port$19641$128 ;
-  input [15:0] \port$19641$176 ;
-  wire [15:0] \port$19641$176 ;
-  input [15:0] \port$19641$32 ;
-  wire [15:0] \port$19641$32 ;
-  input [15:0] \port$19641$80 ;
-  wire [15:0] \port$19641$80 ;
+  input [15:0] \port$20720$128 ;
+  wire [15:0] \port$20720$128 ;
+  input [15:0] \port$20720$176 ;
+  wire [15:0] \port$20720$176 ;
+  input [15:0] \port$20720$32 ;
+  wire [15:0] \port$20720$32 ;
+  input [15:0] \port$20720$80 ;
+  wire [15:0] \port$20720$80 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod2 = 32'd0;
@@ -51068,7 +53811,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$19641$32 , \port$19641$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$130  = \port$19641$32 ;
+    \$130  = \port$20720$32 ;
     if (rst) begin
       \$130  = 16'h0000;
     end
@@ -51131,7 +53874,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$19641$32 , \port$19641$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$139  = \port$19641$80 ;
+    \$139  = \port$20720$80 ;
     if (rst) begin
       \$139  = 16'h0000;
     end
@@ -51194,7 +53937,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$19641$32 , \port$19641$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$148  = \port$19641$128 ;
+    \$148  = \port$20720$128 ;
     if (rst) begin
       \$148  = 16'h0000;
     end
@@ -51257,7 +54000,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$19641$32 , \port$19641$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$157  = \port$19641$176 ;
+    \$157  = \port$20720$176 ;
     if (rst) begin
       \$157  = 16'h0000;
     end
@@ -51311,7 +54054,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$19641$32 , \port$19641$80 , 
       \$164  = 16'h0000;
     end
   end
-  assign bias = { \port$19641$176 , \port$19641$128 , \port$19641$80 , \port$19641$32  };
+  assign bias = { \port$20720$176 , \port$20720$128 , \port$20720$80 , \port$20720$32  };
   assign o = { o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -51387,7 +54130,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$19735$0 , \port$19753$0 , \port$19771$0 , \port$19789$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$20684$167 , rnd, clk);
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$20814$0 , \port$20832$0 , \port$20850$0 , \port$20868$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$21869$167 , rnd, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -51531,16 +54274,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$19735$0 , \port$19753$0 , \port$1
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [15:0] \port$19735$0 ;
-  wire [15:0] \port$19735$0 ;
-  input [15:0] \port$19753$0 ;
-  wire [15:0] \port$19753$0 ;
-  input [15:0] \port$19771$0 ;
-  wire [15:0] \port$19771$0 ;
-  input [15:0] \port$19789$0 ;
-  wire [15:0] \port$19789$0 ;
-  input [21:0] \port$20684$167 ;
-  wire [21:0] \port$20684$167 ;
+  input [15:0] \port$20814$0 ;
+  wire [15:0] \port$20814$0 ;
+  input [15:0] \port$20832$0 ;
+  wire [15:0] \port$20832$0 ;
+  input [15:0] \port$20850$0 ;
+  wire [15:0] \port$20850$0 ;
+  input [15:0] \port$20868$0 ;
+  wire [15:0] \port$20868$0 ;
+  input [21:0] \port$21869$167 ;
+  wire [21:0] \port$21869$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -51566,106 +54309,106 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$19735$0 , \port$19753$0 , \port$1
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$20684$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$21869$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$20684$167 [5:0];
-  assign \$5  = \port$20684$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$21869$167 [5:0];
+  assign \$5  = \port$21869$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$20684$167 [5:0];
+  assign \$8  = ! \port$21869$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$19735$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$20814$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$19735$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$20814$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$19735$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$20814$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$19735$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$20814$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$19735$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$20814$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$19735$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$20814$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$20684$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$20684$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$21869$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$21869$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$20684$167 [5:0];
-  assign \$31  = \port$20684$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$21869$167 [5:0];
+  assign \$31  = \port$21869$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$20684$167 [5:0];
+  assign \$34  = ! \port$21869$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$19753$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$20832$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$19753$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$20832$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$19753$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$20832$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$19753$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$20832$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$19753$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$20832$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$19753$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$20832$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$20684$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$20684$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$21869$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$21869$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$20684$167 [5:0];
-  assign \$57  = \port$20684$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$21869$167 [5:0];
+  assign \$57  = \port$21869$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$20684$167 [5:0];
+  assign \$60  = ! \port$21869$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$19771$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$20850$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$19771$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$20850$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$19771$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$20850$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$19771$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$20850$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$19771$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$20850$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$19771$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$20850$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$20684$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$20684$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$21869$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$21869$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$20684$167 [5:0];
-  assign \$83  = \port$20684$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$21869$167 [5:0];
+  assign \$83  = \port$21869$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$20684$167 [5:0];
+  assign \$86  = ! \port$21869$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$19789$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$20868$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$19789$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$20868$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$19789$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$20868$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$19789$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$20868$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$19789$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$20868$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$19789$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$20868$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$20684$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$21869$167 [21:6]);
   always @(posedge clk)
     leak_prod0 <= \$105 ;
   always @(posedge clk)
@@ -51846,9 +54589,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$19735$0 , \port$19753$0 , \port$1
       \$124  = 1'h0;
     end
   end
-  assign threshold = \port$20684$167 [21:6];
-  assign leak_shift = \port$20684$167 [5:0];
-  assign cur = { \port$19789$0 , \port$19771$0 , \port$19753$0 , \port$19735$0  };
+  assign threshold = \port$21869$167 [21:6];
+  assign leak_shift = \port$21869$167 [5:0];
+  assign cur = { \port$20868$0 , \port$20850$0 , \port$20832$0 , \port$20814$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -56514,7 +59257,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr
 , host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr
 , host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data
-, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$19799$0 , \port$19809$0 , \port$19819$0 , \port$19829$0 , bw_weights__addr, \port$20084$0 , \port$20682$0 , \wr__data$182 );
+, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$20878$0 , \port$20888$0 , \port$20898$0 , \port$20908$0 , bw_weights__addr, \port$21165$0 , \port$21867$0 , \wr__data$182 );
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -56822,18 +59565,18 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [31:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$19799$0 ;
-  wire [15:0] \port$19799$0 ;
-  input [15:0] \port$19809$0 ;
-  wire [15:0] \port$19809$0 ;
-  input [15:0] \port$19819$0 ;
-  wire [15:0] \port$19819$0 ;
-  input [15:0] \port$19829$0 ;
-  wire [15:0] \port$19829$0 ;
-  input [15:0] \port$20084$0 ;
-  wire [15:0] \port$20084$0 ;
-  input [159:0] \port$20682$0 ;
-  wire [159:0] \port$20682$0 ;
+  input [15:0] \port$20878$0 ;
+  wire [15:0] \port$20878$0 ;
+  input [15:0] \port$20888$0 ;
+  wire [15:0] \port$20888$0 ;
+  input [15:0] \port$20898$0 ;
+  wire [15:0] \port$20898$0 ;
+  input [15:0] \port$20908$0 ;
+  wire [15:0] \port$20908$0 ;
+  input [15:0] \port$21165$0 ;
+  wire [15:0] \port$21165$0 ;
+  input [159:0] \port$21867$0 ;
+  wire [159:0] \port$21867$0 ;
   input [7:0] \port$2206$0 ;
   wire [7:0] \port$2206$0 ;
   input [7:0] \port$2246$0 ;
@@ -56993,13 +59736,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$20682$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$21867$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$20084$0 [2:0]];
+      _0_ <= mem_affine[\port$21165$0 [2:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [2:0]];
@@ -63611,7 +66354,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$19829$0 , \port$19819$0 , \port$19809$0 , \port$19799$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$20908$0 , \port$20898$0 , \port$20888$0 , \port$20878$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -63886,7 +66629,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$20682$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$21867$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -66277,7 +69020,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$20682$0 [31:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$21867$0 [31:0] };
     end
     if (\$55 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -66316,7 +69059,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$20682$0 [31:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$21867$0 [31:0] };
     end
     if (\$60 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -66325,7 +69068,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$20682$0 [31:0] };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$21867$0 [31:0] };
   assign port__addr = \$72 [7:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [5:0];
@@ -66369,8 +69112,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$20084$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$20084$0  };
+  assign \port__addr$145  = \port$21165$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$21165$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -66385,8 +69128,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[8:0];
-  assign \wr__data$171  = { \port$19829$0 , \port$19819$0 , \port$19809$0 , \port$19799$0  };
-  assign e4_membrane_out__data = { \port$19829$0 , \port$19819$0 , \port$19809$0 , \port$19799$0  };
+  assign \wr__data$171  = { \port$20908$0 , \port$20898$0 , \port$20888$0 , \port$20878$0  };
+  assign e4_membrane_out__data = { \port$20908$0 , \port$20898$0 , \port$20888$0 , \port$20878$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[8:0];
@@ -66412,8 +69155,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[2:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$20682$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$20682$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$21867$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$21867$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[7:0];
@@ -66422,8 +69165,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[7:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$20682$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$20682$0 [31:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$21867$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$21867$0 [31:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[8:0];
   assign \port__data$226  = host__membrane__rd_data;

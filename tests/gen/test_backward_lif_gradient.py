@@ -47,45 +47,67 @@ def _golden(c, rnd: GradRounding, dither):
     return d, g_cur, g_p.view(-1, LANES), n_lif, int((g_cur != total).sum()), n_aff
 
 
-def _simulate(c, rounding, dither, gap=0):
-    """Clock the timesteps ``T-1 .. 0`` into the pipelined lanes, ``gap`` idle cycles between
-    two (the engine's pooling positions), ``valid`` low with garbage inputs in the gaps; read
-    each timestep's outputs when ``out_valid`` shows them."""
+def _simulate(groups, rounding, dithers, gap=0):
+    """Clock the timesteps ``T-1 .. 0`` of one or more neuron groups (cases sharing their
+    descriptor fields and scale) into the pipelined lanes, the groups taking turns within a
+    timestep as the engine's column pairs do, ``gap`` idle cycles after each turn (the engine's
+    pooling positions), ``valid`` low with garbage inputs in the gaps; read each step's outputs
+    when ``out_valid`` shows them. Returns per group ``(d, g_cur, g_p, saturation counts)``."""
     dut = LIFGradientLanes(LANES, GB, LB, SB, rounding)
-    T = len(c["e"])
+    c0 = groups[0]
+    T = len(c0["e"])
+    order = [(t, g) for t in reversed(range(T)) for g in range(len(groups))]
     out = []
-    order = list(reversed(range(T)))
 
     async def bench(ctx):
         for name in ("height_mul", "height_shift", "leak_mul", "leak_shift", "affine_shift"):
-            ctx.set(getattr(dut, name), c[name])
-        ctx.set(dut.scale, pack_lanes(c["scale"], SB))
-        feed = [t for t in order for t in [t] + [None] * gap] + [None] * (LIFGradientLanes.LATENCY + 1)
-        for cycle, t in enumerate(feed):
-            ctx.set(dut.valid, t is not None)
-            ctx.set(dut.restart, t == T - 1)
-            tt = t if t is not None else cycle % T        # idle cycles: another timestep's data
-            ctx.set(dut.e, pack_lanes(c["e"][tt], GB))
-            ctx.set(dut.g_extra, pack_lanes(c["g_extra"][tt], GB))
-            ctx.set(dut.spike, pack_lanes(c["spikes"][tt], 1))
-            ctx.set(dut.window, pack_lanes(c["window"][tt], 1))
+            ctx.set(getattr(dut, name), c0[name])
+        ctx.set(dut.scale, pack_lanes(c0["scale"], SB))
+        feed = [s for s in order for s in [s] + [None] * gap] + [None] * (LIFGradientLanes.LATENCY + 1)
+        for cycle, step in enumerate(feed):
+            ctx.set(dut.valid, step is not None)
+            t, g = step if step is not None else (cycle % T, cycle % len(groups))  # idle: other data
+            c, dither = groups[g], dithers[g]
+            ctx.set(dut.restart, step is not None and t == T - 1)
+            ctx.set(dut.e, pack_lanes(c["e"][t], GB))
+            ctx.set(dut.g_extra, pack_lanes(c["g_extra"][t], GB))
+            ctx.set(dut.spike, pack_lanes(c["spikes"][t], 1))
+            ctx.set(dut.window, pack_lanes(c["window"][t], 1))
             if dither:
                 for s in STAGES:
-                    ctx.set(getattr(dut, f"dither_{s}"), pack_lanes(dither[s][tt].tolist(), 32))
+                    ctx.set(getattr(dut, f"dither_{s}"), pack_lanes(dither[s][t].tolist(), 32))
             if ctx.get(dut.out_valid):
-                t_out = order[len(out)]
                 flags = [sum((ctx.get(getattr(dut, f)) >> l) & 1 for l in range(LANES))
                          for f in ("sat_lif", "sat_current", "sat_affine")]
-                out.append((t_out, unpack_lanes(ctx.get(dut.d), LANES, GB),
+                out.append((order[len(out)], unpack_lanes(ctx.get(dut.d), LANES, GB),
                             unpack_lanes(ctx.get(dut.g_cur), LANES, GB),
                             unpack_lanes(ctx.get(dut.g_p), LANES, GB), flags))
             await ctx.tick()
 
     run_testbench(dut, bench)
-    assert len(out) == T, "every timestep comes out once, LATENCY cycles after it went in"
-    out.sort()
-    return ([o[1] for o in out], [o[2] for o in out], [o[3] for o in out],
-            [sum(o[4][i] for o in out) for i in range(3)])
+    assert len(out) == len(order), "every step comes out once, LATENCY cycles after it went in"
+    results = []
+    for g in range(len(groups)):
+        mine = sorted((o for o in out if o[0][1] == g), key=lambda o: o[0][0])
+        results.append(([o[1] for o in mine], [o[2] for o in mine], [o[3] for o in mine],
+                        [sum(o[4][i] for o in mine) for i in range(3)]))
+    return results
+
+
+def _dither(rounding, rnd, c, i):
+    if rounding != "stochastic":
+        return None
+    T = len(c["e"])
+    index = torch.arange(T * LANES, dtype=torch.int64).view(T, LANES) + 1000 * i
+    return {"index": index, **{s: rnd.dither(s, lambda: index) for s in STAGES}}
+
+
+def _partner(rng, c, extreme=False):
+    """A second neuron group for ``c``: its own tensors, ``c``'s descriptor fields and scale."""
+    other = _case(rng, len(c["e"]), extreme)
+    other.update({k: c[k] for k in ("scale", "height_mul", "height_shift", "leak_mul", "leak_shift",
+                                    "affine_shift")})
+    return other
 
 
 @pytest.mark.parametrize("rounding", ["nearest", "floor", "stochastic"])
@@ -102,19 +124,19 @@ def test_lif_gradient_matches_golden(rounding):
     saturated_any = 0
     for i, c in enumerate(cases):
         rnd = GradRounding(rounding, seed=i)
-        dither = None
-        if rounding == "stochastic":
-            T = len(c["e"])
-            index = torch.arange(T * LANES, dtype=torch.int64).view(T, LANES) + 1000 * i
-            dither = {"index": index}
-            dither.update({s: rnd.dither(s, lambda: index) for s in STAGES})
-        d, g_cur, g_p, sats = _simulate(c, rounding, dither, gap=(0, 3)[i % 2])
-        gd, gcur, gp, n_lif, n_cur, n_aff = _golden(c, rnd, dither)
-        assert d == gd.tolist(), f"case {i}: d"
-        assert g_cur == gcur.tolist(), f"case {i}: g_cur"
-        assert g_p == gp.tolist(), f"case {i}: g_p"
-        assert sats == [n_lif, n_cur, n_aff], f"case {i}: saturation flags"
-        saturated_any += sum(sats)
+        # odd cases: one group, three idle cycles between its timesteps (pooling); even cases:
+        # two groups taking turns with no idle cycle (the column pairs), the distance the
+        # recurrence's two stages need
+        groups = [c] if i % 2 else [c, _partner(rng, c, extreme=i in (6, 7))]
+        dithers = [_dither(rounding, rnd, g, 2 * i + k) for k, g in enumerate(groups)]
+        for g, dither, got in zip(groups, dithers, _simulate(groups, rounding, dithers, gap=(0, 3)[i % 2])):
+            d, g_cur, g_p, sats = got
+            gd, gcur, gp, n_lif, n_cur, n_aff = _golden(g, rnd, dither)
+            assert d == gd.tolist(), f"case {i}: d"
+            assert g_cur == gcur.tolist(), f"case {i}: g_cur"
+            assert g_p == gp.tolist(), f"case {i}: g_p"
+            assert sats == [n_lif, n_cur, n_aff], f"case {i}: saturation flags"
+            saturated_any += sum(sats)
     assert saturated_any > 0          # the extreme cases did reach the saturating edges
 
 
