@@ -152,8 +152,10 @@ class RtlTarget:
 def _gen_key(cfg) -> str:
     import hashlib
     h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
-    for p in sorted((REPO_ROOT / "gen").glob("*.py")):
-        h.update(p.read_bytes())
+    # every generator source, subpackages included (gen/engines, gen/backward): a change to
+    # any of them must regenerate the cached Verilog
+    for p in sorted((REPO_ROOT / "gen").rglob("*.py")):
+        h.update(str(p.relative_to(REPO_ROOT)).encode() + b"\0" + p.read_bytes())
     return h.hexdigest()
 
 
