@@ -58,13 +58,15 @@ class TileShape:
     zero_halo: tuple[bool, bool, bool, bool] = (False, False, False, False)  # top, bottom, left, right
     pack: int = 0                  # log2 Pk of clusters 2/3
     order: int = 0                 # 0: row outer, 1: timestep outer
+    w4_ring: int = 0               # > 0: G4 streamed through a ring of that many chunks
 
     @classmethod
     def of(cls, qlayer, tile) -> "TileShape":
         """From a ``sw.qlayer.QuantTTLayer`` and a ``gen.driver.Tile``."""
         return cls(tile.in_channels, tile.rank, tile.out_channels, tile.height, tile.width,
                    tile.timesteps, qlayer.mode, tuple(qlayer.full_timesteps(tile.timesteps)),
-                   qlayer.pool, qlayer.residual, tuple(tile.zero_halo), tile.pack, tile.order)
+                   qlayer.pool, qlayer.residual, tuple(tile.zero_halo), tile.pack, tile.order,
+                   getattr(tile, "w4_ring", 0))
 
     def full(self, t: int) -> bool:
         """Whether timestep ``t`` runs clusters 2/3 (always, except HTT's reduced ones)."""
@@ -218,6 +220,8 @@ class EngineTable:
     lens: list[int]
     ready: Callable[[int], int | None] = None
     starts: list[int] = field(default_factory=list)
+    #: table entries per row (cluster 4 with a streamed G4: one per output group)
+    segments: int = 1
 
     def last(self, i: int) -> int:
         """Cycle of row ``i``'s last issue."""
@@ -264,13 +268,19 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape,
     c1_visible = ROW_VISIBLE + (cfg.arrangement.cluster1 == "zero_skip")
     c23 = EngineTable("cluster23", rows23, [_mac_row_len(s, g, t, g.nbe2) for _, t in rows23])
     c3 = EngineTable("stt_cluster3", rows23 if stt else [], [g.ng * g.nb * g.r3] * (T * H) if stt else [])
-    c4 = EngineTable("cluster4", rows4, [g.wo * g.go * g.sub * s.rank] * (T * g.ho))
+    # cluster 4's table: one entry per output row, or with a streamed G4 one per (row, output
+    # group), the segments that wait for their G4 chunk (gen/hosttiming.py); a row's
+    # dependencies hold for its first segment, its progress counts at its last
+    nseg = g.go if s.w4_ring else 1
+    segs4 = [(yo, t, go) for yo, t in rows4 for go in range(nseg)]
+    c4 = EngineTable("cluster4", segs4, [g.wo * (g.go // nseg) * g.sub * s.rank] * len(segs4),
+                     segments=nseg)
     idx1 = {wt: i for i, wt in enumerate(rows1)}
     seq23 = {qt: j for j, qt in enumerate(rows23)}
-    seq4 = {yt: u for u, yt in enumerate(rows4)}
+    seq4 = {yt: u * nseg + nseg - 1 for u, yt in enumerate(rows4)}      # a row's last segment
     back = g.lif_read_back_rows(s.order)
     # a neuron's u(t-1) read would come < E4_WRITE_LATENCY + 1 cycles after its issue
-    short_rows = back * c4.lens[0] < E4_WRITE_LATENCY + 1 if rows4 else False
+    short_rows = back * c4.lens[0] * nseg < E4_WRITE_LATENCY + 1 if rows4 else False
     # a window row waits for the E2 row that last reads the row its line1 slot held: row
     # (w - 3, t) (row outer: slots (w mod 3) * T + t); the row 3T back in E1's order (timestep
     # outer: one ring of 3T rows), last read by E2 row (min(w', H - 1), t')
@@ -304,11 +314,13 @@ def _engine_tables(cfg: HardwareConfig, s: TileShape,
         return _latest(c3.free(j), c23.after(j, ROW_VISIBLE), line4_free(q, t))
 
     def ready4(u):
-        yo, t = rows4[u]
+        yo, t, go = segs4[u]
+        if go:                         # the row's later segments: no row-level dependency
+            return c4.free(u)
         writer = c3 if stt else c23
         deps = [writer.after(seq23[(step * yo + step - 1, t)], ROW_VISIBLE)]
         if short_rows and t > 0:       # wait until the row read back is written (+1 visible)
-            deps.append(c4.after(u - back, E4_WRITE_LATENCY + 1))
+            deps.append(c4.after(u - back * nseg + nseg - 1, E4_WRITE_LATENCY + 1))
         return _latest(c4.free(u), *deps)
 
     c1.ready, c23.ready, c3.ready, c4.ready = ready1, ready23, ready3, ready4
@@ -352,10 +364,11 @@ def tile_timing(cfg: HardwareConfig, s: TileShape, c1_lens: Sequence[int] | None
 
 
 def timing_counters(s: TileShape, tables: Mapping[str, EngineTable], in_wait: int = 0,
-                    lif_wait: int = 0) -> dict[str, int]:
-    """The timing counters of a scheduled tile; ``in_wait``/``lif_wait``: the cycles cluster 1
-    and cluster 4 waited for the host (gen/hosttiming.py), counted as ``c1_in_wait`` and
-    ``lif_stall`` instead of ``c1_stall`` and ``c4_stall``."""
+                    lif_wait: int = 0, w4_wait: int = 0) -> dict[str, int]:
+    """The timing counters of a scheduled tile; ``in_wait``/``lif_wait``/``w4_wait``: the
+    cycles cluster 1 and cluster 4 waited for the host (gen/hosttiming.py), counted as
+    ``c1_in_wait``, ``lif_stall`` and ``c4_w_wait`` (a streamed G4's chunk) instead of
+    ``c1_stall`` and ``c4_stall``."""
     c1, c23, c4 = tables["cluster1"], tables["cluster23"], tables["cluster4"]
     stt = s.mode == "stt"
     merging = [j for j, (_, t) in enumerate(c23.rows) if not stt and s.full(t)]
@@ -363,8 +376,9 @@ def timing_counters(s: TileShape, tables: Mapping[str, EngineTable], in_wait: in
     out = {"cycles": c4.end - 1 + PIPE_TAIL,
            "c1_busy": c1.busy, "c1_stall": c1.end - c1.busy - in_wait, "c1_in_wait": in_wait,
            "c2_busy": c23.busy, "c2_stall": c23.end - c23.busy,
-           "c4_busy": c4.busy, "c4_stall": c4.end - c4.busy - lif_wait,
-           "adder_stall": sum(stall_before[j] for j in merging), "lif_stall": lif_wait}
+           "c4_busy": c4.busy, "c4_stall": c4.end - c4.busy - lif_wait - w4_wait,
+           "adder_stall": sum(stall_before[j] for j in merging), "lif_stall": lif_wait,
+           "c4_w_wait": w4_wait}
     if stt:
         c3 = tables["stt_cluster3"]
         out["c3_busy"] = c3.busy

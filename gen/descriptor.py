@@ -66,6 +66,9 @@ DESCRIPTOR: tuple[DescriptorField, ...] = tuple(DescriptorField(*f) for f in (
     ("out_ring_rows", 16, "rows of the output ring (membrane and spikes regions)"),
     ("pass", 2, "0 forward tile, 1 one backward stage (the bw_* stage registers; "
                 "gen.descriptor.Pass)"),
+    ("w4_ring", 16, "0: G4 resident in region w4 (loaded while idle); n > 0: G4 streamed, "
+                    "w4 is a ring of n chunks of r words (one output group each) the host "
+                    "refills while the tile runs (w4_chunks / w4_consumed)"),
 ))
 
 #: The descriptor as the hardware holds it (field ``f`` is ``unsigned(f.bits)``).

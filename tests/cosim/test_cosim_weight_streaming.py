@@ -1,0 +1,103 @@
+"""Streamed G4 (descriptor ``w4_ring``) in the generated Verilog against the golden model, bit
+for bit (cocotb + Verilator): the small configuration with G1/G4 regions of 16 words, whose
+layers of 16 to 24 output channels need more than that for G4, so the planner streams G4
+through a ring of ``r``-word chunks the host refills while the tile runs. Every counter
+equals the model's (model/tile.py: the chunks are real host traffic), every tile's timing
+counters (``c4_w_wait`` included) and bus cycles equal the host-rate cycle model's, also
+where the chunks hold cluster 4 up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ttsnn.cosim.cases import _residual, _spikes, calibrate, random_layer
+from ttsnn.cosim.layer import LayerCase, RtlTarget, run_cases
+from ttsnn.gen.config import CONFIG_DIR, load_config
+from ttsnn.gen.driver import w4_ring_chunks
+from tests.cosim.test_cosim_layers import _check_all_model_counters, _check_host_timing, _check_results
+
+SMALL_STREAM_G4 = "small_stream_g4"
+
+
+def small_stream_g4(tmp_path, paper_arrangement: bool = False):
+    """The small configuration with ``limits.max_pointwise_weights = 64`` (G1 and G4 regions
+    of 16 words) and a 1 KB weight buffer, as a TOML file of its own name."""
+    text = (CONFIG_DIR / "small.toml").read_text()
+    old = ("max_pointwise_weights = 256", "[buffers.weight]\nbytes = 2048", 'name = "small"')
+    assert all(o in text for o in old)
+    name = SMALL_STREAM_G4 + ("_paper" if paper_arrangement else "")
+    text = (text.replace(old[0], "max_pointwise_weights = 64")
+            .replace(old[1], "[buffers.weight]\nbytes = 1024").replace(old[2], f'name = "{name}"'))
+    if paper_arrangement:
+        text = text.replace('stt_chain = "pipelined"', 'stt_chain = "sequential"\ncluster1 = "zero_skip"')
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def streamed_cases(cfg, seed: int = 0) -> list[LayerCase]:
+    rng = np.random.default_rng(seed)
+    wd = cfg.widths
+    cases = []
+
+    def add(name, mode, cin, r, cout, t, h, w, *, pool=False, residual=False, ring_limit=None,
+            schedule=(), order=None):
+        q = random_layer(rng, wd, mode, cin, r, cout, pool=pool, residual=residual, schedule=schedule)
+        x = _spikes(rng, (t, cin, h, w), 0.4)
+        res = _residual(rng, q, wd, t, h, w, False)
+        q = calibrate(q, x, res, wd, rng)
+        cases.append(LayerCase(name, q, x, res, None, None, order, ring_limit))
+
+    add("ptt-T2-g4-ring4-pool-residual", "ptt", 8, 4, 24, 2, 4, 6, pool=True, residual=True)
+    add("stt-T3-g4-ring3-tiles", "stt", 6, 5, 20, 3, 10, 5, order=0)
+    add("htt-T4-g4-ring2-capped", "htt", 7, 7, 16, 4, 4, 4, residual=True, ring_limit=1, order=1,
+        schedule=(True, False, True, False))
+    return cases
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("paper_arr", [False, True], ids=["ours", "paper-arrangement"])
+def test_streamed_g4_is_bit_exact(tmp_path, paper_arr):
+    cfg = small_stream_g4(tmp_path, paper_arr)
+    target = RtlTarget.for_config(cfg)
+    assert target.config.regions["w4"].depth == 16
+    cases = streamed_cases(target.config)
+    results = run_cases(target, cases, workdir=tmp_path / "run")
+    assert len(results) == len(cases)
+    _check_results(results, target.config)
+    for r in results:     # every tile streams G4 through a ring of as many chunks as w4 holds
+        assert {t.w4_ring for t in r.plan} == {w4_ring_chunks(target.config, r.case.qlayer.rank)}
+    assert any(r.tiles > 1 for r in results)
+    assert any(r.counters["c4_w_wait"] > 0 for r in results), "no case waited for a G4 chunk"
+    _check_host_timing(results, target.config, need_waits=False)
+    _check_all_model_counters(results, target.config)
+
+
+def paper_stream_case(config, seed: int = 0, mode: str = "ptt") -> LayerCase:
+    """A cut of MS-ResNet34 / N-Caltech101 ``layers.3.0.conv1`` (256 -> 512 channels, 12x12,
+    2x2 max-pool, T = 6) at rank 80, the paper configuration's ``limits.max_rank`` (the
+    published rank 121 also needs G2/G3 streamed, not built): its G4 (80 x 512 weights,
+    40 KB) exceeds the 32 KB ``w4`` region and streams through a ring of 12 chunks."""
+    rng = np.random.default_rng(seed)
+    wd = config.widths
+    t, cin, r, cout, h, w = 6, 256, config.limits.max_rank, 512, 12, 12
+    q = random_layer(rng, wd, mode, cin, r, cout, pool=True)
+    x = _spikes(rng, (t, cin, h, w), 0.1)
+    q = calibrate(q, x, None, wd, rng)
+    return LayerCase(f"resnet34-layers.3.0.conv1-cut-r{r}-{mode}-g4-streamed", q, x)
+
+
+@pytest.mark.cosim_full
+def test_paper_streamed_g4_layer():
+    """The paper configuration (its arrangement, 256-bit host port) on a 512-channel layer
+    whose G4 does not fit: bit-exact, every counter and every tile's timing counters
+    (``c4_w_wait`` included) and bus cycles equal to the models'."""
+    target = RtlTarget.for_config("paper")
+    case = paper_stream_case(target.config)
+    results = run_cases(target, [case])
+    _check_results(results, target.config)
+    (r,) = results
+    assert {t.w4_ring for t in r.plan} == {w4_ring_chunks(target.config, 80)} == {12}
+    _check_host_timing(results, target.config, need_waits=False)
+    _check_all_model_counters(results, target.config)
