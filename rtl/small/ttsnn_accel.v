@@ -84,21 +84,21 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   (* init = 1'h0 *)
   wire \$signal ;
   wire [15:0] affine__addr;
-  wire [19:0] \affine__addr$165 ;
+  wire [19:0] \affine__addr$167 ;
   wire [191:0] affine__data;
-  wire [191:0] \affine__data$166 ;
+  wire [191:0] \affine__data$168 ;
   wire affine__en;
-  wire \affine__en$169 ;
+  wire \affine__en$171 ;
   output busy;
   reg busy = 1'h0;
   (* init = 1'h0 *)
   wire \busy$20 ;
   (* init = 1'h0 *)
-  wire \busy$212 ;
-  wire \busy$349 ;
-  wire \busy$350 ;
+  wire \busy$214 ;
   wire \busy$351 ;
   wire \busy$352 ;
+  wire \busy$353 ;
+  wire \busy$354 ;
   wire [19:0] bw_affine__addr;
   wire [191:0] bw_affine__data;
   wire bw_affine__en;
@@ -122,7 +122,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire bw_weights__en;
   input clk;
   wire clk;
-  wire [106:0] counts;
+  wire [107:0] counts;
   wire [13:0] \counts$34 ;
   wire [3:0] \counts$34.c1_adds ;
   wire \counts$34.c1_busy ;
@@ -152,11 +152,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \counts$35.row2_writes ;
   wire \counts$35.w2_reads ;
   wire \counts$35.w3_reads ;
-  wire [22:0] \counts$36 ;
+  wire [23:0] \counts$36 ;
   wire \counts$36.affine_reads ;
   wire \counts$36.c4_busy ;
   wire [3:0] \counts$36.c4_macs ;
   wire \counts$36.c4_stall ;
+  wire \counts$36.c4_w_wait ;
   wire \counts$36.lif_busy ;
   wire \counts$36.lif_stall ;
   wire [3:0] \counts$36.lif_updates ;
@@ -205,6 +206,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \counts.c4_busy ;
   wire [3:0] \counts.c4_macs ;
   wire \counts.c4_stall ;
+  wire \counts.c4_w_wait ;
   wire \counts.cycles ;
   wire \counts.grad_reads ;
   wire [2:0] \counts.grad_saturations ;
@@ -240,8 +242,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire \counts.weight_reads ;
   wire [2:0] \counts.wgrad_updates ;
   wire \counts.wgrad_words ;
-  wire [261:0] desc;
-  wire [261:0] \desc$23 ;
+  wire [277:0] desc;
+  wire [277:0] \desc$23 ;
   wire [5:0] \desc$23.affine_shift ;
   wire [15:0] \desc$23.height ;
   wire [15:0] \desc$23.in_channels ;
@@ -265,9 +267,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc$23.shift3 ;
   wire [31:0] \desc$23.threshold ;
   wire [7:0] \desc$23.timesteps ;
+  wire [15:0] \desc$23.w4_ring ;
   wire [15:0] \desc$23.width ;
   wire [3:0] \desc$23.zero_halo ;
-  wire [261:0] \desc$26 ;
+  wire [277:0] \desc$26 ;
   wire [5:0] \desc$26.affine_shift ;
   wire [15:0] \desc$26.height ;
   wire [15:0] \desc$26.in_channels ;
@@ -291,9 +294,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc$26.shift3 ;
   wire [31:0] \desc$26.threshold ;
   wire [7:0] \desc$26.timesteps ;
+  wire [15:0] \desc$26.w4_ring ;
   wire [15:0] \desc$26.width ;
   wire [3:0] \desc$26.zero_halo ;
-  wire [261:0] \desc$29 ;
+  wire [277:0] \desc$29 ;
   wire [5:0] \desc$29.affine_shift ;
   wire [15:0] \desc$29.height ;
   wire [15:0] \desc$29.in_channels ;
@@ -317,9 +321,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc$29.shift3 ;
   wire [31:0] \desc$29.threshold ;
   wire [7:0] \desc$29.timesteps ;
+  wire [15:0] \desc$29.w4_ring ;
   wire [15:0] \desc$29.width ;
   wire [3:0] \desc$29.zero_halo ;
-  wire [261:0] \desc$31 ;
+  wire [277:0] \desc$31 ;
   wire [5:0] \desc$31.affine_shift ;
   wire [15:0] \desc$31.height ;
   wire [15:0] \desc$31.in_channels ;
@@ -343,6 +348,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc$31.shift3 ;
   wire [31:0] \desc$31.threshold ;
   wire [7:0] \desc$31.timesteps ;
+  wire [15:0] \desc$31.w4_ring ;
   wire [15:0] \desc$31.width ;
   wire [3:0] \desc$31.zero_halo ;
   wire [5:0] \desc.affine_shift ;
@@ -368,6 +374,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   wire desc_write;
@@ -701,11 +708,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [31:0] line1_c__data;
   wire line1_c__en;
   wire [15:0] line4__addr;
-  wire [15:0] \line4__addr$183 ;
+  wire [15:0] \line4__addr$185 ;
   wire [31:0] line4__data;
-  wire [31:0] \line4__data$185 ;
+  wire [31:0] \line4__data$187 ;
   wire line4__en;
-  wire \line4__en$187 ;
+  wire \line4__en$189 ;
   wire [15:0] membrane_in__addr;
   wire [63:0] membrane_in__data;
   wire membrane_in__en;
@@ -907,18 +914,20 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [19:0] \stage.w_base ;
   wire stage_write;
   wire start;
-  wire \start$340 ;
-  wire \start$345 ;
-  wire \start$346 ;
+  wire \start$342 ;
   wire \start$347 ;
-  wire [71:0] stream_in;
+  wire \start$348 ;
+  wire \start$349 ;
+  wire [95:0] stream_in;
   wire [23:0] \stream_in.in_rows ;
   wire [23:0] \stream_in.out_taken ;
   wire [23:0] \stream_in.res_rows ;
-  wire [71:0] stream_out;
+  wire [23:0] \stream_in.w4_chunks ;
+  wire [95:0] stream_out;
   wire [23:0] \stream_out.in_consumed ;
   wire [23:0] \stream_out.out_rows ;
   wire [23:0] \stream_out.res_consumed ;
+  wire [23:0] \stream_out.w4_consumed ;
   wire [19:0] trace__addr;
   wire [15:0] trace__data;
   wire trace__en;
@@ -934,6 +943,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   wire [15:0] w4__addr;
   wire [31:0] w4__data;
   wire w4__en;
+  wire [23:0] w4_chunks;
+  wire [23:0] w4_consumed;
   wire [19:0] weights__addr;
   wire [31:0] weights__data;
   wire weights__en;
@@ -943,15 +954,15 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$20  = \$17  & \$19 ;
   assign \$21  = \$16  & \$20 ;
   assign \$22  = ! desc[261:260];
-  assign \start$346  = \$21  & \$22 ;
-  assign \$23  = \start$340  | pending;
+  assign \start$348  = \$21  & \$22 ;
+  assign \$23  = \start$342  | pending;
   assign \$24  = ! settle;
   assign \$25  = desc_write | stage_write;
   assign \$26  = ~ \$25 ;
   assign \$27  = \$24  & \$26 ;
   assign \$28  = \$23  & \$27 ;
   assign \$29  = desc[261:260] == 1'h1;
-  assign \start$347  = \$28  & \$29 ;
+  assign \start$349  = \$28  & \$29 ;
   assign \$30  = ~ pending;
   assign \$31  = busy & \$30 ;
   assign \$32  = ~ draining;
@@ -966,8 +977,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$41  = ~ \$40 ;
   assign \$42  = \$39  & \$41 ;
   assign \$43  = ~ \$42 ;
-  assign \$44  = \start$340  & \$43 ;
-  assign \$45  = \start$340  | pending;
+  assign \$44  = \start$342  & \$43 ;
+  assign \$45  = \start$342  | pending;
   assign \$46  = ! settle;
   assign \$47  = desc_write | stage_write;
   assign \$48  = ~ \$47 ;
@@ -975,10 +986,10 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$50  = \$45  & \$49 ;
   assign \$51  = ~ draining;
   assign \$52  = busy & \$51 ;
-  assign \$53  = pending | \busy$349 ;
-  assign \$54  = \$53  | \busy$350 ;
-  assign \$55  = \$54  | \busy$351 ;
-  assign \$56  = \$55  | \busy$352 ;
+  assign \$53  = pending | \busy$351 ;
+  assign \$54  = \$53  | \busy$352 ;
+  assign \$55  = \$54  | \busy$353 ;
+  assign \$56  = \$55  | \busy$354 ;
   assign \$57  = ~ \$56 ;
   assign \$58  = \$52  & \$57 ;
   always @(posedge clk)
@@ -993,7 +1004,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     draining <= \$63 ;
   assign \$1  = ~ busy;
   assign wgrad_rd_en = regions__wgrad__rd_en & \$1 ;
-  assign \$2  = \start$340  | pending;
+  assign \$2  = \start$342  | pending;
   assign \$3  = ! settle;
   assign \$4  = desc_write | stage_write;
   assign \$5  = ~ \$4 ;
@@ -1001,23 +1012,23 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \$7  = \$2  & \$6 ;
   assign \$8  = ! desc[261:260];
   assign start = \$7  & \$8 ;
-  assign \$9  = \start$340  | pending;
+  assign \$9  = \start$342  | pending;
   assign \$10  = ! settle;
   assign \$11  = desc_write | stage_write;
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = \$9  & \$13 ;
   assign \$15  = ! desc[261:260];
-  assign \start$345  = \$14  & \$15 ;
-  assign \$16  = \start$340  | pending;
+  assign \start$347  = \$14  & \$15 ;
+  assign \$16  = \start$342  | pending;
   assign \$17  = ! settle;
   assign \$18  = desc_write | stage_write;
   assign \$19  = ~ \$18 ;
   \ttsnn_accel.backward  backward (
     .acc_rd_en(wgrad_rd_en),
-    .affine__data(\affine__data$166 ),
+    .affine__data(\affine__data$168 ),
     .affine__en(bw_affine__en),
-    .busy(\busy$349 ),
+    .busy(\busy$351 ),
     .clk(clk),
     .counts(\counts$37 ),
     .grad__data(grad_b__data),
@@ -1032,11 +1043,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .grad_w__data(bw_grad_w__data),
     .grad_w__en(bw_grad_w__en),
     .inp__data(grad_a__data),
-    .\port$14673$0 (regions__wgrad__addr),
-    .\port$16644$0 (\$76 ),
+    .\port$14728$0 (regions__wgrad__addr),
+    .\port$16715$0 (\$76 ),
     .rst(rst),
     .stage(stage),
-    .\start$4 (\start$347 ),
+    .\start$4 (\start$349 ),
     .trace__addr(bw_trace__addr),
     .trace__data(trace__data),
     .trace__en(bw_trace__en),
@@ -1046,7 +1057,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .wgrad_rd_data(regions__wgrad__rd_data)
   );
   \ttsnn_accel.e1  e1 (
-    .busy(\busy$350 ),
+    .busy(\busy$352 ),
     .clk(clk),
     .counts(\counts$34 ),
     .desc(desc),
@@ -1072,7 +1083,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .weights(w1__data)
   );
   \ttsnn_accel.e23  e23 (
-    .busy(\busy$351 ),
+    .busy(\busy$353 ),
     .clk(clk),
     .counts(\counts$35 ),
     .desc(desc),
@@ -1107,7 +1118,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .row2_c__data(row2_c__data),
     .row2_c__en(e23_row2_c__en),
     .rst(rst),
-    .start(\start$345 ),
+    .start(\start$347 ),
     .w2__addr(e23_w2__addr),
     .w2__en(e23_w2__en),
     .w3__addr(e23_w3__addr),
@@ -1119,7 +1130,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .affine__addr(e4_affine__addr),
     .affine__data(affine__data),
     .affine__en(e4_affine__en),
-    .busy(\busy$352 ),
+    .busy(\busy$354 ),
     .clk(clk),
     .counts(\counts$36 ),
     .desc(desc),
@@ -1134,11 +1145,11 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .membrane_out__addr(e4_membrane_out__addr),
     .membrane_out__en(e4_membrane_out__en),
     .out_rows(out_rows),
-    .\port$16383$0 (\$72 ),
-    .\port$16393$0 (\$73 ),
-    .\port$16403$0 (\$74 ),
-    .\port$16413$0 (\$75 ),
-    .\port$17240$24 (stream_in[71:24]),
+    .\port$16454$0 (\$72 ),
+    .\port$16464$0 (\$73 ),
+    .\port$16474$0 (\$74 ),
+    .\port$16484$0 (\$75 ),
+    .\port$17311$24 (stream_in[95:24]),
     .res_consumed(res_consumed),
     .residual__addr(e4_residual__addr),
     .residual__data(residual__data),
@@ -1148,8 +1159,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .rst(rst),
     .spikes__addr(e4_spikes__addr),
     .spikes_masked(e4_spikes__data),
-    .start(\start$346 ),
+    .start(\start$348 ),
     .w4__addr(e4_w4__addr),
+    .w4_consumed(w4_consumed),
     .weights(w4__data)
   );
   \ttsnn_accel.geometry  geometry (
@@ -1224,13 +1236,13 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .stage(stage),
     .stage_write(stage_write),
     .staging(\$77 ),
-    .start(\start$340 ),
+    .start(\start$342 ),
     .stream_in(stream_in),
     .stream_out(stream_out)
   );
   \ttsnn_accel.memories  memories (
     .busy(busy),
-    .bw_affine__data(\affine__data$166 ),
+    .bw_affine__data(\affine__data$168 ),
     .bw_grad_a__addr(bw_grad_a__addr),
     .bw_grad_a__data(grad_a__data),
     .bw_grad_a__en(bw_grad_a__en),
@@ -1310,12 +1322,12 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
     .host__w3__rd_en(host__w3__rd_en),
     .host__w4__addr(host__w4__addr),
     .host__w4__rd_en(host__w4__rd_en),
-    .\port$16383$0 (\$72 ),
-    .\port$16393$0 (\$73 ),
-    .\port$16403$0 (\$74 ),
-    .\port$16413$0 (\$75 ),
-    .\port$16644$0 (\$76 ),
-    .\port$17242$0 (\$77 ),
+    .\port$16454$0 (\$72 ),
+    .\port$16464$0 (\$73 ),
+    .\port$16474$0 (\$74 ),
+    .\port$16484$0 (\$75 ),
+    .\port$16715$0 (\$76 ),
+    .\port$17313$0 (\$77 ),
     .\port$2206$0 (\$68 ),
     .\port$2246$0 (\$69 ),
     .\port$2286$0 (\$70 ),
@@ -1445,6 +1457,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign q23_rows = rows_written;
   assign res_rows = stream_in[47:24];
   assign out_taken = stream_in[71:48];
+  assign w4_chunks = stream_in[95:72];
   assign spike_in__addr = e1_spike_in__addr;
   assign e1_spike_in__data = spike_in__data;
   assign spike_in__en = e1_spike_in__en;
@@ -1500,9 +1513,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign bw_trace__data = trace__data;
   assign trace__en = bw_trace__en;
   assign bw_affine__addr = { 4'h0, \$76  };
-  assign \affine__addr$165  = { 4'h0, \$76  };
-  assign bw_affine__data = \affine__data$166 ;
-  assign \affine__en$169  = bw_affine__en;
+  assign \affine__addr$167  = { 4'h0, \$76  };
+  assign bw_affine__data = \affine__data$168 ;
+  assign \affine__en$171  = bw_affine__en;
   assign line1__addr = e1_line1__addr;
   assign e1_line1__data = { \$67 , \$66 , \$65 , \$64  };
   assign line1__data = { \$67 , \$66 , \$65 , \$64  };
@@ -1511,9 +1524,9 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign e23_row2__data = { \$71 , \$70 , \$69 , \$68  };
   assign row2__data = { \$71 , \$70 , \$69 , \$68  };
   assign row2__en = e23_row2__en;
-  assign \line4__addr$183  = e23_line4__addr;
-  assign \line4__data$185  = e23_line4__data;
-  assign \line4__en$187  = e23_line4__en;
+  assign \line4__addr$185  = e23_line4__addr;
+  assign \line4__data$187  = e23_line4__data;
+  assign \line4__en$189  = e23_line4__en;
   assign membrane_out__addr = e4_membrane_out__addr;
   assign e4_membrane_out__data = { \$75 , \$74 , \$73 , \$72  };
   assign membrane_out__data = { \$75 , \$74 , \$73 , \$72  };
@@ -1528,7 +1541,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign grad_w2__addr = bw_grad_w2__addr;
   assign grad_w2__data = bw_grad_w2__data;
   assign grad_w2__en = bw_grad_w2__en;
-  assign \busy$212  = busy;
+  assign \busy$214  = busy;
   assign regions__w1__addr = host__w1__addr;
   assign regions__w1__rd_data = w1__data;
   assign host__w1__rd_data = w1__data;
@@ -1637,6 +1650,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
   assign \desc$23.in_channels  = desc[15:0];
   assign \desc$23.rank  = desc[31:16];
   assign \desc$23.out_channels  = desc[47:32];
@@ -1662,6 +1676,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$23.res_ring_rows  = desc[243:228];
   assign \desc$23.out_ring_rows  = desc[259:244];
   assign \desc$23.pass  = desc[261:260];
+  assign \desc$23.w4_ring  = desc[277:262];
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -1781,6 +1796,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$26.res_ring_rows  = desc[243:228];
   assign \desc$26.out_ring_rows  = desc[259:244];
   assign \desc$26.pass  = desc[261:260];
+  assign \desc$26.w4_ring  = desc[277:262];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -1882,6 +1898,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$29.res_ring_rows  = desc[243:228];
   assign \desc$29.out_ring_rows  = desc[259:244];
   assign \desc$29.pass  = desc[261:260];
+  assign \desc$29.w4_ring  = desc[277:262];
   assign \geo$30.pack  = geo[3:0];
   assign \geo$30.pxl  = geo[7:4];
   assign \geo$30.pk  = geo[10:8];
@@ -1945,6 +1962,7 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \desc$31.res_ring_rows  = desc[243:228];
   assign \desc$31.out_ring_rows  = desc[259:244];
   assign \desc$31.pass  = desc[261:260];
+  assign \desc$31.w4_ring  = desc[277:262];
   assign \geo$32.pack  = geo[3:0];
   assign \geo$32.pxl  = geo[7:4];
   assign \geo$32.pk  = geo[10:8];
@@ -2014,32 +2032,33 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \counts.c4_busy  = counts[55];
   assign \counts.c4_stall  = counts[56];
   assign \counts.lif_stall  = counts[57];
-  assign \counts.line4_reads  = counts[58];
-  assign \counts.w4_reads  = counts[59];
-  assign \counts.affine_reads  = counts[60];
-  assign \counts.residual_reads  = counts[61];
-  assign \counts.membrane_reads  = counts[62];
-  assign \counts.c4_macs  = counts[66:63];
-  assign \counts.membrane_writes  = counts[67];
-  assign \counts.spikes_writes  = counts[68];
-  assign \counts.lif_busy  = counts[69];
-  assign \counts.lif_updates  = counts[73:70];
-  assign \counts.spikes_out  = counts[77:74];
-  assign \counts.stage_busy  = counts[78];
-  assign \counts.stage_macs  = counts[81:79];
-  assign \counts.wgrad_updates  = counts[84:82];
-  assign \counts.in_reads  = counts[85];
-  assign \counts.grad_reads  = counts[86];
-  assign \counts.weight_reads  = counts[87];
-  assign \counts.grad_writes  = counts[88];
-  assign \counts.wgrad_words  = counts[89];
-  assign \counts.grad_saturations  = counts[92:90];
-  assign \counts.lifg_busy  = counts[93];
-  assign \counts.lifg_updates  = counts[96:94];
-  assign \counts.trace_reads  = counts[97];
-  assign \counts.lifg_grad_reads  = counts[99:98];
-  assign \counts.lifg_grad_writes  = counts[101:100];
-  assign \counts.lifg_saturations  = counts[106:102];
+  assign \counts.c4_w_wait  = counts[58];
+  assign \counts.line4_reads  = counts[59];
+  assign \counts.w4_reads  = counts[60];
+  assign \counts.affine_reads  = counts[61];
+  assign \counts.residual_reads  = counts[62];
+  assign \counts.membrane_reads  = counts[63];
+  assign \counts.c4_macs  = counts[67:64];
+  assign \counts.membrane_writes  = counts[68];
+  assign \counts.spikes_writes  = counts[69];
+  assign \counts.lif_busy  = counts[70];
+  assign \counts.lif_updates  = counts[74:71];
+  assign \counts.spikes_out  = counts[78:75];
+  assign \counts.stage_busy  = counts[79];
+  assign \counts.stage_macs  = counts[82:80];
+  assign \counts.wgrad_updates  = counts[85:83];
+  assign \counts.in_reads  = counts[86];
+  assign \counts.grad_reads  = counts[87];
+  assign \counts.weight_reads  = counts[88];
+  assign \counts.grad_writes  = counts[89];
+  assign \counts.wgrad_words  = counts[90];
+  assign \counts.grad_saturations  = counts[93:91];
+  assign \counts.lifg_busy  = counts[94];
+  assign \counts.lifg_updates  = counts[97:95];
+  assign \counts.trace_reads  = counts[98];
+  assign \counts.lifg_grad_reads  = counts[100:99];
+  assign \counts.lifg_grad_writes  = counts[102:101];
+  assign \counts.lifg_saturations  = counts[107:103];
   assign \counts$34.c1_busy  = \counts$34 [0];
   assign \counts$34.c1_stall  = \counts$34 [1];
   assign \counts$34.c1_in_wait  = \counts$34 [2];
@@ -2070,17 +2089,18 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \counts$36.c4_busy  = \counts$36 [0];
   assign \counts$36.c4_stall  = \counts$36 [1];
   assign \counts$36.lif_stall  = \counts$36 [2];
-  assign \counts$36.line4_reads  = \counts$36 [3];
-  assign \counts$36.w4_reads  = \counts$36 [4];
-  assign \counts$36.affine_reads  = \counts$36 [5];
-  assign \counts$36.residual_reads  = \counts$36 [6];
-  assign \counts$36.membrane_reads  = \counts$36 [7];
-  assign \counts$36.c4_macs  = \counts$36 [11:8];
-  assign \counts$36.membrane_writes  = \counts$36 [12];
-  assign \counts$36.spikes_writes  = \counts$36 [13];
-  assign \counts$36.lif_busy  = \counts$36 [14];
-  assign \counts$36.lif_updates  = \counts$36 [18:15];
-  assign \counts$36.spikes_out  = \counts$36 [22:19];
+  assign \counts$36.c4_w_wait  = \counts$36 [3];
+  assign \counts$36.line4_reads  = \counts$36 [4];
+  assign \counts$36.w4_reads  = \counts$36 [5];
+  assign \counts$36.affine_reads  = \counts$36 [6];
+  assign \counts$36.residual_reads  = \counts$36 [7];
+  assign \counts$36.membrane_reads  = \counts$36 [8];
+  assign \counts$36.c4_macs  = \counts$36 [12:9];
+  assign \counts$36.membrane_writes  = \counts$36 [13];
+  assign \counts$36.spikes_writes  = \counts$36 [14];
+  assign \counts$36.lif_busy  = \counts$36 [15];
+  assign \counts$36.lif_updates  = \counts$36 [19:16];
+  assign \counts$36.spikes_out  = \counts$36 [23:20];
   assign \counts$37.stage_busy  = \counts$37 [0];
   assign \counts$37.stage_macs  = \counts$37 [3:1];
   assign \counts$37.wgrad_updates  = \counts$37 [6:4];
@@ -2099,34 +2119,38 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
   assign \stream_in.in_rows  = stream_in[23:0];
   assign \stream_in.res_rows  = stream_in[47:24];
   assign \stream_in.out_taken  = stream_in[71:48];
+  assign \stream_in.w4_chunks  = stream_in[95:72];
   assign \stream_out.in_consumed  = stream_out[23:0];
   assign \stream_out.res_consumed  = stream_out[47:24];
   assign \stream_out.out_rows  = stream_out[71:48];
+  assign \stream_out.w4_consumed  = stream_out[95:72];
+  assign stream_out[95:72] = w4_consumed;
   assign stream_out[71:48] = out_rows;
   assign stream_out[47:24] = res_consumed;
   assign stream_out[23:0] = in_consumed;
   assign counts[0] = \$33 ;
-  assign counts[106:102] = \counts$37 [28:24];
-  assign counts[101:100] = \counts$37 [23:22];
-  assign counts[99:98] = \counts$37 [21:20];
-  assign counts[97] = \counts$37 [19];
-  assign counts[96:94] = \counts$37 [18:16];
-  assign counts[93] = \counts$37 [15];
-  assign counts[92:90] = \counts$37 [14:12];
-  assign counts[89] = \counts$37 [11];
-  assign counts[88] = \counts$37 [10];
-  assign counts[87] = \counts$37 [9];
-  assign counts[86] = \counts$37 [8];
-  assign counts[85] = \counts$37 [7];
-  assign counts[84:82] = \counts$37 [6:4];
-  assign counts[81:79] = \counts$37 [3:1];
-  assign counts[78] = \counts$37 [0];
-  assign counts[77:74] = \counts$36 [22:19];
-  assign counts[73:70] = \counts$36 [18:15];
+  assign counts[107:103] = \counts$37 [28:24];
+  assign counts[102:101] = \counts$37 [23:22];
+  assign counts[100:99] = \counts$37 [21:20];
+  assign counts[98] = \counts$37 [19];
+  assign counts[97:95] = \counts$37 [18:16];
+  assign counts[94] = \counts$37 [15];
+  assign counts[93:91] = \counts$37 [14:12];
+  assign counts[90] = \counts$37 [11];
+  assign counts[89] = \counts$37 [10];
+  assign counts[88] = \counts$37 [9];
+  assign counts[87] = \counts$37 [8];
+  assign counts[86] = \counts$37 [7];
+  assign counts[85:83] = \counts$37 [6:4];
+  assign counts[82:80] = \counts$37 [3:1];
+  assign counts[79] = \counts$37 [0];
+  assign counts[78:75] = \counts$36 [23:20];
+  assign counts[74:71] = \counts$36 [19:16];
+  assign counts[70] = \counts$36 [15];
   assign counts[69] = \counts$36 [14];
   assign counts[68] = \counts$36 [13];
-  assign counts[67] = \counts$36 [12];
-  assign counts[66:63] = \counts$36 [11:8];
+  assign counts[67:64] = \counts$36 [12:9];
+  assign counts[63] = \counts$36 [8];
   assign counts[62] = \counts$36 [7];
   assign counts[61] = \counts$36 [6];
   assign counts[60] = \counts$36 [5];
@@ -2165,8 +2189,8 @@ module ttsnn_accel(host_wdata, host_write, host_read, clk, rst, host_rdata, host
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, grad_w2__addr, grad_w2__data, \port$14673$0 , grad__data
-, inp__data, affine__data, weights__data, trace__data, counts, weights__addr, \port$16644$0 , stage, clk);
+module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_a__addr, grad_b__en, grad_b__addr, grad_w__en, grad_w__addr, grad_w__data, weights__en, wgrad_rd_data, trace__en, trace__addr, affine__en, grad_w2__en, grad_w2__addr, grad_w2__data, \port$14728$0 , grad__data
+, inp__data, affine__data, weights__data, trace__data, counts, weights__addr, \port$16715$0 , stage, clk);
   wire \$1 ;
   wire [15:0] \$10 ;
   wire [15:0] \$11 ;
@@ -2276,10 +2300,10 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   wire [19:0] out__addr;
   wire [63:0] out__data;
   wire out__en;
-  input [14:0] \port$14673$0 ;
-  wire [14:0] \port$14673$0 ;
-  output [15:0] \port$16644$0 ;
-  wire [15:0] \port$16644$0 ;
+  input [14:0] \port$14728$0 ;
+  wire [14:0] \port$14728$0 ;
+  output [15:0] \port$16715$0 ;
+  wire [15:0] \port$16715$0 ;
   input rst;
   wire rst;
   input [629:0] stage;
@@ -2480,7 +2504,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .inp__en(inp__en),
     .out__addr(out__addr),
     .out__en(out__en),
-    .\port$14673$0 (\port$14673$0 ),
+    .\port$14728$0 (\port$14728$0 ),
     .q0(\$4 ),
     .q1(\$5 ),
     .q2(\$6 ),
@@ -2510,10 +2534,10 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
     .g_cur__data(grad_w2__data),
     .g_cur__en(grad_w2__en),
     .go(\$12 ),
-    .\port$12507$0 (\$8 ),
-    .\port$12513$0 (\$9 ),
-    .\port$12519$0 (\$10 ),
-    .\port$12525$0 (\$11 ),
+    .\port$12563$0 (\$8 ),
+    .\port$12569$0 (\$9 ),
+    .\port$12575$0 (\$10 ),
+    .\port$12581$0 (\$11 ),
     .rst(rst),
     .stage(stage),
     .start(\start$5 ),
@@ -2543,10 +2567,10 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
   assign \affine__data$57  = affine__data;
   assign \affine__en$59  = affine__en;
   assign wgrad_rd_en = acc_rd_en;
-  assign acc_rd_addr = { 5'h00, \port$14673$0  };
-  assign wgrad_rd_addr = { 5'h00, \port$14673$0  };
+  assign acc_rd_addr = { 5'h00, \port$14728$0  };
+  assign wgrad_rd_addr = { 5'h00, \port$14728$0  };
   assign acc_rd_data = wgrad_rd_data;
-  assign \port$16644$0  = \$12 ;
+  assign \port$16715$0  = \$12 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -2736,7 +2760,7 @@ module \ttsnn_accel.backward (rst, acc_rd_en, \start$4 , busy, grad_a__en, grad_
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$14673$0 , grad__data, inp__data, weights, counts, addr_w, out__en
+module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, weights__en, grad__en, q0, q1, q2, q3, busy, acc_rd_data, \port$14728$0 , grad__data, inp__data, weights, counts, addr_w, out__en
 , out__addr, stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [16:0] \$1 ;
@@ -11367,8 +11391,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   reg [19:0] pix_in_m0 = 20'h00000;
   reg [19:0] pix_in_m1 = 20'h00000;
   reg [19:0] pix_in_m2 = 20'h00000;
-  input [14:0] \port$14673$0 ;
-  wire [14:0] \port$14673$0 ;
+  input [14:0] \port$14728$0 ;
+  wire [14:0] \port$14728$0 ;
   wire [95:0] product;
   output [15:0] q0;
   wire [15:0] q0;
@@ -20016,21 +20040,21 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   );
   \ttsnn_accel.backward.core.requant  requant (
     .i(\i$75 ),
-    .\port$12366$0 (\$8517 ),
-    .\port$12378$0 (\$8518 ),
-    .\port$12390$0 (\$8519 ),
-    .\port$12402$0 (\$8520 ),
+    .\port$12422$0 (\$8517 ),
+    .\port$12434$0 (\$8518 ),
+    .\port$12446$0 (\$8519 ),
+    .\port$12458$0 (\$8520 ),
     .shift(shift)
   );
   \ttsnn_accel.backward.core.wgrad  wgrad (
     .addr(entry_a[8:0]),
     .clear(clear),
     .clk(clk),
-    .\port$3526$0 (\$145 ),
-    .\port$3534$0 (\$153 ),
-    .\port$3542$0 (\$161 ),
-    .\port$3550$0 (\$169 ),
-    .rd_addr(\port$14673$0 [8:0]),
+    .\port$3582$0 (\$145 ),
+    .\port$3590$0 (\$153 ),
+    .\port$3598$0 (\$161 ),
+    .\port$3606$0 (\$169 ),
+    .rd_addr(\port$14728$0 [8:0]),
     .rd_data(acc_rd_data),
     .rd_en(rd_en),
     .rst(rst),
@@ -21076,8 +21100,8 @@ module \ttsnn_accel.backward.core (rst, rd_en, start, addr_in, addr_g, inp__en, 
   assign addr = entry_a[8:0];
   assign product = { \$169 , \$161 , \$153 , \$145  };
   assign acc_rd_en = rd_en;
-  assign rd_addr = \port$14673$0 [8:0];
-  assign acc_rd_addr = { 5'h00, \port$14673$0  };
+  assign rd_addr = \port$14728$0 [8:0];
+  assign acc_rd_addr = { 5'h00, \port$14728$0  };
   assign rd_data = acc_rd_data;
   assign sums_c = \i$75 ;
   assign rounded = { \$8520 , \$8519 , \$8518 , \$8517  };
@@ -21369,7 +21393,7 @@ module \ttsnn_accel.backward.core.array (rst, valid, first, operand, weights, ac
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.requant (\port$12366$0 , \port$12378$0 , \port$12390$0 , \port$12402$0 , i, shift);
+module \ttsnn_accel.backward.core.requant (\port$12422$0 , \port$12434$0 , \port$12446$0 , \port$12458$0 , i, shift);
   wire \$1 ;
   wire [37:0] \$10 ;
   wire [6:0] \$100 ;
@@ -21793,14 +21817,14 @@ module \ttsnn_accel.backward.core.requant (\port$12366$0 , \port$12378$0 , \port
   input [147:0] i;
   wire [147:0] i;
   wire [63:0] o;
-  output [36:0] \port$12366$0 ;
-  wire [36:0] \port$12366$0 ;
-  output [36:0] \port$12378$0 ;
-  wire [36:0] \port$12378$0 ;
-  output [36:0] \port$12390$0 ;
-  wire [36:0] \port$12390$0 ;
-  output [36:0] \port$12402$0 ;
-  wire [36:0] \port$12402$0 ;
+  output [36:0] \port$12422$0 ;
+  wire [36:0] \port$12422$0 ;
+  output [36:0] \port$12434$0 ;
+  wire [36:0] \port$12434$0 ;
+  output [36:0] \port$12446$0 ;
+  wire [36:0] \port$12446$0 ;
+  output [36:0] \port$12458$0 ;
+  wire [36:0] \port$12458$0 ;
   wire [147:0] rounded;
   wire [3:0] saturated;
   input [5:0] shift;
@@ -22196,10 +22220,10 @@ module \ttsnn_accel.backward.core.requant (\port$12366$0 , \port$12378$0 , \port
   assign o = { \$160 , \$120 , \$80 , \$40  };
   assign saturated = { \$372 , \$319 , \$266 , \$213  };
   assign rounded = { \$420 , \$408 , \$396 , \$384  };
-  assign \port$12366$0  = \$384 ;
-  assign \port$12378$0  = \$396 ;
-  assign \port$12390$0  = \$408 ;
-  assign \port$12402$0  = \$420 ;
+  assign \port$12422$0  = \$384 ;
+  assign \port$12434$0  = \$396 ;
+  assign \port$12446$0  = \$408 ;
+  assign \port$12458$0  = \$420 ;
   assign \$11  = { \$10 [37], \$10 [37:1] };
   assign \$24  = { \$23 [37], \$23 [37:1] };
   assign \$37  = { \$36 [37], \$36 [37:1] };
@@ -22235,7 +22259,7 @@ module \ttsnn_accel.backward.core.requant (\port$12366$0 , \port$12378$0 , \port
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3526$0 , \port$3534$0 , \port$3542$0 , \port$3550$0 , rd_data, rd_addr, addr, clear, clk);
+module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3582$0 , \port$3590$0 , \port$3598$0 , \port$3606$0 , rd_data, rd_addr, addr, clear, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [39:0] \$1 ;
   wire [39:0] \$2 ;
@@ -22256,14 +22280,14 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3526$0 , \port
   reg clear1 = 1'h0;
   input clk;
   wire clk;
-  input [23:0] \port$3526$0 ;
-  wire [23:0] \port$3526$0 ;
-  input [23:0] \port$3534$0 ;
-  wire [23:0] \port$3534$0 ;
-  input [23:0] \port$3542$0 ;
-  wire [23:0] \port$3542$0 ;
-  input [23:0] \port$3550$0 ;
-  wire [23:0] \port$3550$0 ;
+  input [23:0] \port$3582$0 ;
+  wire [23:0] \port$3582$0 ;
+  input [23:0] \port$3590$0 ;
+  wire [23:0] \port$3590$0 ;
+  input [23:0] \port$3598$0 ;
+  wire [23:0] \port$3598$0 ;
+  input [23:0] \port$3606$0 ;
+  wire [23:0] \port$3606$0 ;
   reg [95:0] prod1 = 96'h000000000000000000000000;
   wire [95:0] product;
   wire [8:0] rd__addr;
@@ -22856,7 +22880,7 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3526$0 , \port
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$8  = { \port$3550$0 , \port$3542$0 , \port$3534$0 , \port$3526$0  };
+    \$8  = { \port$3606$0 , \port$3598$0 , \port$3590$0 , \port$3582$0  };
     if (rst) begin
       \$8  = 96'h000000000000000000000000;
     end
@@ -22866,11 +22890,11 @@ module \ttsnn_accel.backward.core.wgrad (rst, rd_en, valid, \port$3526$0 , \port
   assign addr1 = wr__addr;
   assign wr__data = { total3[39:0], total2[39:0], total1[39:0], total0[39:0] };
   assign saturated = 4'h0;
-  assign product = { \port$3550$0 , \port$3542$0 , \port$3534$0 , \port$3526$0  };
+  assign product = { \port$3606$0 , \port$3598$0 , \port$3590$0 , \port$3582$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$12507$0 , \port$12513$0 , \port$12519$0 , \port$12525$0 , g_cur__en, g_cur__addr, g_cur__data, busy, extra__data, e, affine__data
+module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__addr, trace__en, trace__addr, affine__en, g_a4__en, \port$12563$0 , \port$12569$0 , \port$12575$0 , \port$12581$0 , g_cur__en, g_cur__addr, g_cur__data, busy, extra__data, e, affine__data
 , trace__data, counts, go, g_a4__addr, stage, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [8:0] \$1 ;
@@ -24569,14 +24593,14 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   reg [19:0] lifg_y_stride_f1 = 20'h00000;
   reg [19:0] lifg_y_stride_p1_0 = 20'h00000;
   reg load = 1'h0;
-  output [15:0] \port$12507$0 ;
-  wire [15:0] \port$12507$0 ;
-  output [15:0] \port$12513$0 ;
-  wire [15:0] \port$12513$0 ;
-  output [15:0] \port$12519$0 ;
-  wire [15:0] \port$12519$0 ;
-  output [15:0] \port$12525$0 ;
-  wire [15:0] \port$12525$0 ;
+  output [15:0] \port$12563$0 ;
+  wire [15:0] \port$12563$0 ;
+  output [15:0] \port$12569$0 ;
+  wire [15:0] \port$12569$0 ;
+  output [15:0] \port$12575$0 ;
+  wire [15:0] \port$12575$0 ;
+  output [15:0] \port$12581$0 ;
+  wire [15:0] \port$12581$0 ;
   reg restart = 1'h0;
   input rst;
   wire rst;
@@ -26366,11 +26390,11 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
     .height_mul(stage[347:340]),
     .leak_shift(stage[383:378]),
     .load(load),
-    .\port$15829$0 (trace__data[1:0]),
-    .\port$15829$12 (trace__data[13:12]),
-    .\port$15829$4 (trace__data[5:4]),
-    .\port$15829$8 (trace__data[9:8]),
-    .\port$17246$356 (stage[369:356]),
+    .\port$15896$0 (trace__data[1:0]),
+    .\port$15896$12 (trace__data[13:12]),
+    .\port$15896$4 (trace__data[5:4]),
+    .\port$15896$8 (trace__data[9:8]),
+    .\port$17317$356 (stage[369:356]),
     .restart(restart),
     .rst(rst),
     .sat_aff0(\$1534 ),
@@ -27785,10 +27809,10 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
   assign e__addr = \$20 [19:0];
   assign extra__addr = \$33 [19:0];
   assign trace__addr = \$45 [19:0];
-  assign \port$12507$0  = \$97 ;
-  assign \port$12513$0  = \$103 ;
-  assign \port$12519$0  = \$109 ;
-  assign \port$12525$0  = \$115 ;
+  assign \port$12563$0  = \$97 ;
+  assign \port$12569$0  = \$103 ;
+  assign \port$12575$0  = \$109 ;
+  assign \port$12581$0  = \$115 ;
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -27943,8 +27967,8 @@ module \ttsnn_accel.backward.lif (rst, start, e__en, e__addr, extra__en, extra__
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$15829$0 , \port$15829$4 , \port$15829$8 , \port$15829$12 , restart, load, g_p0, sat_aff0, d_out0_z3, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, d_out1_z3, g_cur_out1_z2
-, sat_lif_out1_z3, sat_cur_out1_z2, g_p2, sat_aff2, d_out2_z3, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, d_out3_z3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$17246$356 , leak_shift, clk);
+module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$15896$0 , \port$15896$4 , \port$15896$8 , \port$15896$12 , restart, load, g_p0, sat_aff0, d_out0_z3, g_cur_out0_z2, sat_lif_out0_z3, sat_cur_out0_z2, g_p1, sat_aff1, d_out1_z3, g_cur_out1_z2
+, sat_lif_out1_z3, sat_cur_out1_z2, g_p2, sat_aff2, d_out2_z3, g_cur_out2_z2, sat_lif_out2_z3, sat_cur_out2_z2, g_p3, sat_aff3, d_out3_z3, g_cur_out3_z2, sat_lif_out3_z3, sat_cur_out3_z2, affine_shift, height_mul, \port$17317$356 , leak_shift, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
@@ -28783,16 +28807,16 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$158
   reg load_z2 = 1'h0;
   (* init = 1'h0 *)
   wire out_valid;
-  input [1:0] \port$15829$0 ;
-  wire [1:0] \port$15829$0 ;
-  input [1:0] \port$15829$12 ;
-  wire [1:0] \port$15829$12 ;
-  input [1:0] \port$15829$4 ;
-  wire [1:0] \port$15829$4 ;
-  input [1:0] \port$15829$8 ;
-  wire [1:0] \port$15829$8 ;
-  input [13:0] \port$17246$356 ;
-  wire [13:0] \port$17246$356 ;
+  input [1:0] \port$15896$0 ;
+  wire [1:0] \port$15896$0 ;
+  input [1:0] \port$15896$12 ;
+  wire [1:0] \port$15896$12 ;
+  input [1:0] \port$15896$4 ;
+  wire [1:0] \port$15896$4 ;
+  input [1:0] \port$15896$8 ;
+  wire [1:0] \port$15896$8 ;
+  input [13:0] \port$17317$356 ;
+  wire [13:0] \port$17317$356 ;
   input restart;
   wire restart;
   reg restart_z1 = 1'h0;
@@ -28902,15 +28926,15 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$158
   assign \$267  = $signed(\$266 ) + $signed(2'h1);
   assign \$269  = \$258  ? \$262  : \$268 [31:0];
   assign \$270  = $signed(\$257 ) != $signed(\$269 );
-  assign \$271  = ! \port$17246$356 [5:0];
+  assign \$271  = ! \port$17317$356 [5:0];
   assign \$272  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
-  assign \$273  = ! \port$17246$356 [5:0];
-  assign \$274  = \port$17246$356 [5:0] - 1'h1;
+  assign \$273  = ! \port$17317$356 [5:0];
+  assign \$274  = \port$17317$356 [5:0] - 1'h1;
   assign \$275  = \$273  ? 6'h00 : \$274 [5:0];
   assign \$276  = $signed(\$272 ) >>> \$275 ;
   assign \$277  = $signed(e2_z1) * $signed({ 1'h0, height_mul });
-  assign \$278  = ! \port$17246$356 [5:0];
-  assign \$279  = \port$17246$356 [5:0] - 1'h1;
+  assign \$278  = ! \port$17317$356 [5:0];
+  assign \$279  = \port$17317$356 [5:0] - 1'h1;
   assign \$280  = \$278  ? 6'h00 : \$279 [5:0];
   assign \$281  = $signed(\$277 ) >>> \$280 ;
   assign \$282  = $signed(\$281 ) + $signed(2'h1);
@@ -29029,15 +29053,15 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$158
   assign \$402  = $signed(\$401 ) + $signed(2'h1);
   assign \$404  = \$393  ? \$397  : \$403 [31:0];
   assign \$405  = $signed(\$392 ) != $signed(\$404 );
-  assign \$406  = ! \port$17246$356 [5:0];
+  assign \$406  = ! \port$17317$356 [5:0];
   assign \$407  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
-  assign \$408  = ! \port$17246$356 [5:0];
-  assign \$409  = \port$17246$356 [5:0] - 1'h1;
+  assign \$408  = ! \port$17317$356 [5:0];
+  assign \$409  = \port$17317$356 [5:0] - 1'h1;
   assign \$410  = \$408  ? 6'h00 : \$409 [5:0];
   assign \$411  = $signed(\$407 ) >>> \$410 ;
   assign \$412  = $signed(e3_z1) * $signed({ 1'h0, height_mul });
-  assign \$413  = ! \port$17246$356 [5:0];
-  assign \$414  = \port$17246$356 [5:0] - 1'h1;
+  assign \$413  = ! \port$17317$356 [5:0];
+  assign \$414  = \port$17317$356 [5:0] - 1'h1;
   assign \$415  = \$413  ? 6'h00 : \$414 [5:0];
   assign \$416  = $signed(\$412 ) >>> \$415 ;
   assign \$417  = $signed(\$416 ) + $signed(2'h1);
@@ -29158,13 +29182,13 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$158
   assign \$540  = $signed(\$527 ) != $signed(\$539 );
   assign \$541  = ! leak_shift;
   assign \$542  = restart_z2 ? 16'h0000 : d0;
-  assign \$543  = $signed(\$542 ) * $signed({ 1'h0, \port$17246$356 [13:6] });
+  assign \$543  = $signed(\$542 ) * $signed({ 1'h0, \port$17317$356 [13:6] });
   assign \$544  = ! leak_shift;
   assign \$545  = leak_shift - 1'h1;
   assign \$546  = \$544  ? 6'h00 : \$545 [5:0];
   assign \$547  = $signed(\$543 ) >>> \$546 ;
   assign \$548  = restart_z2 ? 16'h0000 : d0;
-  assign \$549  = $signed(\$548 ) * $signed({ 1'h0, \port$17246$356 [13:6] });
+  assign \$549  = $signed(\$548 ) * $signed({ 1'h0, \port$17317$356 [13:6] });
   assign \$550  = ! leak_shift;
   assign \$551  = leak_shift - 1'h1;
   assign \$552  = \$550  ? 6'h00 : \$551 [5:0];
@@ -29175,13 +29199,13 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$158
   assign \$558  = $signed(direct0) + $signed(\$557 );
   assign \$559  = ! leak_shift;
   assign \$560  = restart_z2 ? 16'h0000 : d1;
-  assign \$561  = $signed(\$560 ) * $signed({ 1'h0, \port$17246$356 [13:6] });
+  assign \$561  = $signed(\$560 ) * $signed({ 1'h0, \port$17317$356 [13:6] });
   assign \$562  = ! leak_shift;
   assign \$563  = leak_shift - 1'h1;
   assign \$564  = \$562  ? 6'h00 : \$563 [5:0];
   assign \$565  = $signed(\$561 ) >>> \$564 ;
   assign \$566  = restart_z2 ? 16'h0000 : d1;
-  assign \$567  = $signed(\$566 ) * $signed({ 1'h0, \port$17246$356 [13:6] });
+  assign \$567  = $signed(\$566 ) * $signed({ 1'h0, \port$17317$356 [13:6] });
   assign \$568  = ! leak_shift;
   assign \$569  = leak_shift - 1'h1;
   assign \$570  = \$568  ? 6'h00 : \$569 [5:0];
@@ -29192,13 +29216,13 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$158
   assign \$576  = $signed(direct1) + $signed(\$575 );
   assign \$577  = ! leak_shift;
   assign \$578  = restart_z2 ? 16'h0000 : d2;
-  assign \$579  = $signed(\$578 ) * $signed({ 1'h0, \port$17246$356 [13:6] });
+  assign \$579  = $signed(\$578 ) * $signed({ 1'h0, \port$17317$356 [13:6] });
   assign \$580  = ! leak_shift;
   assign \$581  = leak_shift - 1'h1;
   assign \$582  = \$580  ? 6'h00 : \$581 [5:0];
   assign \$583  = $signed(\$579 ) >>> \$582 ;
   assign \$584  = restart_z2 ? 16'h0000 : d2;
-  assign \$585  = $signed(\$584 ) * $signed({ 1'h0, \port$17246$356 [13:6] });
+  assign \$585  = $signed(\$584 ) * $signed({ 1'h0, \port$17317$356 [13:6] });
   assign \$586  = ! leak_shift;
   assign \$587  = leak_shift - 1'h1;
   assign \$588  = \$586  ? 6'h00 : \$587 [5:0];
@@ -29209,13 +29233,13 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$158
   assign \$594  = $signed(direct2) + $signed(\$593 );
   assign \$595  = ! leak_shift;
   assign \$596  = restart_z2 ? 16'h0000 : d3;
-  assign \$597  = $signed(\$596 ) * $signed({ 1'h0, \port$17246$356 [13:6] });
+  assign \$597  = $signed(\$596 ) * $signed({ 1'h0, \port$17317$356 [13:6] });
   assign \$598  = ! leak_shift;
   assign \$599  = leak_shift - 1'h1;
   assign \$600  = \$598  ? 6'h00 : \$599 [5:0];
   assign \$601  = $signed(\$597 ) >>> \$600 ;
   assign \$602  = restart_z2 ? 16'h0000 : d3;
-  assign \$603  = $signed(\$602 ) * $signed({ 1'h0, \port$17246$356 [13:6] });
+  assign \$603  = $signed(\$602 ) * $signed({ 1'h0, \port$17317$356 [13:6] });
   assign \$604  = ! leak_shift;
   assign \$605  = leak_shift - 1'h1;
   assign \$606  = \$604  ? 6'h00 : \$605 [5:0];
@@ -29484,15 +29508,15 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$158
     sat_cur_out3_z1 <= \$741 ;
   always @(posedge clk)
     sat_cur_out3_z2 <= \$742 ;
-  assign \$1  = ! \port$17246$356 [5:0];
+  assign \$1  = ! \port$17317$356 [5:0];
   assign \$2  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
-  assign \$3  = ! \port$17246$356 [5:0];
-  assign \$4  = \port$17246$356 [5:0] - 1'h1;
+  assign \$3  = ! \port$17317$356 [5:0];
+  assign \$4  = \port$17317$356 [5:0] - 1'h1;
   assign \$5  = \$3  ? 6'h00 : \$4 [5:0];
   assign \$6  = $signed(\$2 ) >>> \$5 ;
   assign \$7  = $signed(e0_z1) * $signed({ 1'h0, height_mul });
-  assign \$8  = ! \port$17246$356 [5:0];
-  assign \$9  = \port$17246$356 [5:0] - 1'h1;
+  assign \$8  = ! \port$17317$356 [5:0];
+  assign \$9  = \port$17317$356 [5:0] - 1'h1;
   assign \$10  = \$8  ? 6'h00 : \$9 [5:0];
   assign \$11  = $signed(\$7 ) >>> \$10 ;
   assign \$12  = $signed(\$11 ) + $signed(2'h1);
@@ -29611,15 +29635,15 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$158
   assign \$132  = $signed(\$131 ) + $signed(2'h1);
   assign \$134  = \$123  ? \$127  : \$133 [31:0];
   assign \$135  = $signed(\$122 ) != $signed(\$134 );
-  assign \$136  = ! \port$17246$356 [5:0];
+  assign \$136  = ! \port$17317$356 [5:0];
   assign \$137  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
-  assign \$138  = ! \port$17246$356 [5:0];
-  assign \$139  = \port$17246$356 [5:0] - 1'h1;
+  assign \$138  = ! \port$17317$356 [5:0];
+  assign \$139  = \port$17317$356 [5:0] - 1'h1;
   assign \$140  = \$138  ? 6'h00 : \$139 [5:0];
   assign \$141  = $signed(\$137 ) >>> \$140 ;
   assign \$142  = $signed(e1_z1) * $signed({ 1'h0, height_mul });
-  assign \$143  = ! \port$17246$356 [5:0];
-  assign \$144  = \port$17246$356 [5:0] - 1'h1;
+  assign \$143  = ! \port$17317$356 [5:0];
+  assign \$144  = \port$17317$356 [5:0] - 1'h1;
   assign \$145  = \$143  ? 6'h00 : \$144 [5:0];
   assign \$146  = $signed(\$142 ) >>> \$145 ;
   assign \$147  = $signed(\$146 ) + $signed(2'h1);
@@ -29812,14 +29836,14 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$158
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$625  = \port$15829$0 [1];
+    \$625  = \port$15896$0 [1];
     if (rst) begin
       \$625  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$626  = \port$15829$0 [0];
+    \$626  = \port$15896$0 [0];
     if (rst) begin
       \$626  = 1'h0;
     end
@@ -30025,14 +30049,14 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$158
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$655  = \port$15829$4 [1];
+    \$655  = \port$15896$4 [1];
     if (rst) begin
       \$655  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$656  = \port$15829$4 [0];
+    \$656  = \port$15896$4 [0];
     if (rst) begin
       \$656  = 1'h0;
     end
@@ -30238,14 +30262,14 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$158
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$685  = \port$15829$8 [1];
+    \$685  = \port$15896$8 [1];
     if (rst) begin
       \$685  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$686  = \port$15829$8 [0];
+    \$686  = \port$15896$8 [0];
     if (rst) begin
       \$686  = 1'h0;
     end
@@ -30451,14 +30475,14 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$158
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$715  = \port$15829$12 [1];
+    \$715  = \port$15896$12 [1];
     if (rst) begin
       \$715  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$716  = \port$15829$12 [0];
+    \$716  = \port$15896$12 [0];
     if (rst) begin
       \$716  = 1'h0;
     end
@@ -30648,15 +30672,15 @@ module \ttsnn_accel.backward.lif.lanes (rst, valid, g_extra, scale, e, \port$158
       \$742  = 1'h0;
     end
   end
-  assign window = { \port$15829$12 [1], \port$15829$8 [1], \port$15829$4 [1], \port$15829$0 [1] };
-  assign spike = { \port$15829$12 [0], \port$15829$8 [0], \port$15829$4 [0], \port$15829$0 [0] };
-  assign height_shift = \port$17246$356 [5:0];
+  assign window = { \port$15896$12 [1], \port$15896$8 [1], \port$15896$4 [1], \port$15896$0 [1] };
+  assign spike = { \port$15896$12 [0], \port$15896$8 [0], \port$15896$4 [0], \port$15896$0 [0] };
+  assign height_shift = \port$17317$356 [5:0];
   assign v0 = { \$558 [25], \$558  };
   assign v1 = { \$576 [25], \$576  };
   assign v2 = { \$594 [25], \$594  };
   assign v3 = { \$612 [25], \$612  };
   assign out_valid = valid_z6;
-  assign leak_mul = \port$17246$356 [13:6];
+  assign leak_mul = \port$17317$356 [13:6];
   assign d = { d_out3_z3, d_out2_z3, d_out1_z3, d_out0_z3 };
   assign g_cur = { g_cur_out3_z2, g_cur_out2_z2, g_cur_out1_z2, g_cur_out0_z2 };
   assign g_p = { g_p3, g_p2, g_p1, g_p0 };
@@ -31288,8 +31312,8 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
   wire \counts.line1_writes ;
   wire \counts.spike_in_reads ;
   wire \counts.w1_reads ;
-  input [261:0] desc;
-  wire [261:0] desc;
+  input [277:0] desc;
+  wire [277:0] desc;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -31313,6 +31337,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   (* init = 1'h0 *)
@@ -32522,6 +32547,7 @@ module \ttsnn_accel.e1 (rst, start, spike_in__en, spike_in__addr, w1__en, line1_
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -33273,9 +33299,9 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire \counts.row2_writes ;
   wire \counts.w2_reads ;
   wire \counts.w3_reads ;
-  input [261:0] desc;
-  wire [261:0] desc;
-  wire [261:0] \desc$4 ;
+  input [277:0] desc;
+  wire [277:0] desc;
+  wire [277:0] \desc$4 ;
   wire [5:0] \desc$4.affine_shift ;
   wire [15:0] \desc$4.height ;
   wire [15:0] \desc$4.in_channels ;
@@ -33299,9 +33325,10 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [5:0] \desc$4.shift3 ;
   wire [31:0] \desc$4.threshold ;
   wire [7:0] \desc$4.timesteps ;
+  wire [15:0] \desc$4.w4_ring ;
   wire [15:0] \desc$4.width ;
   wire [3:0] \desc$4.zero_halo ;
-  wire [261:0] \desc$9 ;
+  wire [277:0] \desc$9 ;
   wire [5:0] \desc$9.affine_shift ;
   wire [15:0] \desc$9.height ;
   wire [15:0] \desc$9.in_channels ;
@@ -33325,6 +33352,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [5:0] \desc$9.shift3 ;
   wire [31:0] \desc$9.threshold ;
   wire [7:0] \desc$9.timesteps ;
+  wire [15:0] \desc$9.w4_ring ;
   wire [15:0] \desc$9.width ;
   wire [3:0] \desc$9.zero_halo ;
   wire [5:0] \desc.affine_shift ;
@@ -33350,6 +33378,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   input [15:0] e1_rows;
@@ -34080,8 +34109,8 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
     .centre(centre),
     .clk(clk),
     .pack(geo[3:0]),
-    .\port$16045$18 (a[21:18]),
-    .\port$16045$2 (a[4:2]),
+    .\port$16112$18 (a[21:18]),
+    .\port$16112$2 (a[4:2]),
     .pr__addr(step[256:254]),
     .pr__en(p_rd),
     .pw__addr(b[7:5]),
@@ -34524,6 +34553,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
   assign \desc$4.in_channels  = desc[15:0];
   assign \desc$4.rank  = desc[31:16];
   assign \desc$4.out_channels  = desc[47:32];
@@ -34549,6 +34579,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \desc$4.res_ring_rows  = desc[243:228];
   assign \desc$4.out_ring_rows  = desc[259:244];
   assign \desc$4.pass  = desc[261:260];
+  assign \desc$4.w4_ring  = desc[277:262];
   assign \geo$5.pack  = geo[3:0];
   assign \geo$5.pxl  = geo[7:4];
   assign \geo$5.pk  = geo[10:8];
@@ -34612,6 +34643,7 @@ module \ttsnn_accel.e23 (rst, start, line1_a__en, line1_a__addr, line1_b__en, li
   assign \desc$9.res_ring_rows  = desc[243:228];
   assign \desc$9.out_ring_rows  = desc[259:244];
   assign \desc$9.pass  = desc[261:260];
+  assign \desc$9.w4_ring  = desc[277:262];
   assign \geo$10.pack  = geo[3:0];
   assign \geo$10.pxl  = geo[7:4];
   assign \geo$10.pk  = geo[10:8];
@@ -34817,7 +34849,7 @@ module \ttsnn_accel.e23.adder (\port$2328$0 , \port$2329$0 , \port$2330$0 , a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$16045$2 , ww__addr, \port$16045$18 , pw__addr, clk);
+module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw__en, weights, pack, pw__data, wr__addr, pr__addr, \port$16112$2 , ww__addr, \port$16112$18 , pw__addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [7:0] \$1 ;
   reg [7:0] \$10 ;
@@ -34937,10 +34969,10 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   wire [2:0] p_wr_addr;
   input [3:0] pack;
   wire [3:0] pack;
-  input [3:0] \port$16045$18 ;
-  wire [3:0] \port$16045$18 ;
-  input [2:0] \port$16045$2 ;
-  wire [2:0] \port$16045$2 ;
+  input [3:0] \port$16112$18 ;
+  wire [3:0] \port$16112$18 ;
+  input [2:0] \port$16112$2 ;
+  wire [2:0] \port$16112$2 ;
   input [2:0] pr__addr;
   wire [2:0] pr__addr;
   wire [63:0] pr__data;
@@ -35036,91 +35068,91 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
     end
   end
   assign wr__data = _1_;
-  assign \$100  = \port$16045$18 [0] * 4'h8;
+  assign \$100  = \port$16112$18 [0] * 4'h8;
   assign \$15  = centre[15:0] >> \$100 ;
-  assign \$103  = \port$16045$18 [0] * 4'h8;
+  assign \$103  = \port$16112$18 [0] * 4'h8;
   assign \$16  = 1'h0 >> \$103 ;
-  assign \$106  = \port$16045$18 [0] * 4'h8;
+  assign \$106  = \port$16112$18 [0] * 4'h8;
   assign \$17  = centre[31:16] >> \$106 ;
-  assign \$110  = \port$16045$18 [1:0] * 4'h8;
+  assign \$110  = \port$16112$18 [1:0] * 4'h8;
   assign \$19  = centre >> \$110 ;
-  assign \$113  = \port$16045$18 [1:0] * 4'h8;
+  assign \$113  = \port$16112$18 [1:0] * 4'h8;
   assign \$20  = 1'h0 >> \$113 ;
-  assign \$116  = \port$16045$18 [1:0] * 4'h8;
+  assign \$116  = \port$16112$18 [1:0] * 4'h8;
   assign \$21  = 1'h0 >> \$116 ;
-  assign \$121  = \port$16045$18 [3:2] * 4'h8;
+  assign \$121  = \port$16112$18 [3:2] * 4'h8;
   assign \$24  = weights >> \$121 ;
-  assign \$124  = \port$16045$18 [2] * 4'h8;
+  assign \$124  = \port$16112$18 [2] * 4'h8;
   assign \$25  = { weights[31:24], weights[15:8] } >> \$124 ;
-  assign \$129  = \port$16045$18 [0] * 4'h8;
+  assign \$129  = \port$16112$18 [0] * 4'h8;
   assign \$28  = centre[31:16] >> \$129 ;
-  assign \$132  = \port$16045$18 [0] * 4'h8;
+  assign \$132  = \port$16112$18 [0] * 4'h8;
   assign \$29  = centre[15:0] >> \$132 ;
-  assign \$135  = \port$16045$18 [0] * 4'h8;
+  assign \$135  = \port$16112$18 [0] * 4'h8;
   assign \$30  = 1'h0 >> \$135 ;
-  assign \$139  = \port$16045$18 [1:0] * 4'h8;
+  assign \$139  = \port$16112$18 [1:0] * 4'h8;
   assign \$32  = centre >> \$139 ;
-  assign \$142  = \port$16045$18 [1:0] * 4'h8;
+  assign \$142  = \port$16112$18 [1:0] * 4'h8;
   assign \$33  = 1'h0 >> \$142 ;
-  assign \$145  = \port$16045$18 [1:0] * 4'h8;
+  assign \$145  = \port$16112$18 [1:0] * 4'h8;
   assign \$34  = 1'h0 >> \$145 ;
-  assign \$150  = \port$16045$18 [3:2] * 4'h8;
+  assign \$150  = \port$16112$18 [3:2] * 4'h8;
   assign \$37  = weights >> \$150 ;
-  assign \$153  = \port$16045$18 [2] * 4'h8;
+  assign \$153  = \port$16112$18 [2] * 4'h8;
   assign \$38  = { weights[23:16], weights[7:0] } >> \$153 ;
-  assign \$158  = \port$16045$18 [0] * 4'h8;
+  assign \$158  = \port$16112$18 [0] * 4'h8;
   assign \$41  = centre[31:16] >> \$158 ;
-  assign \$161  = \port$16045$18 [0] * 4'h8;
+  assign \$161  = \port$16112$18 [0] * 4'h8;
   assign \$42  = centre[15:0] >> \$161 ;
-  assign \$164  = \port$16045$18 [0] * 4'h8;
+  assign \$164  = \port$16112$18 [0] * 4'h8;
   assign \$43  = 1'h0 >> \$164 ;
-  assign \$168  = \port$16045$18 [1:0] * 4'h8;
+  assign \$168  = \port$16112$18 [1:0] * 4'h8;
   assign \$45  = centre >> \$168 ;
-  assign \$171  = \port$16045$18 [1:0] * 4'h8;
+  assign \$171  = \port$16112$18 [1:0] * 4'h8;
   assign \$46  = 1'h0 >> \$171 ;
-  assign \$174  = \port$16045$18 [1:0] * 4'h8;
+  assign \$174  = \port$16112$18 [1:0] * 4'h8;
   assign \$47  = 1'h0 >> \$174 ;
-  assign \$179  = \port$16045$18 [3:2] * 4'h8;
+  assign \$179  = \port$16112$18 [3:2] * 4'h8;
   assign \$50  = weights >> \$179 ;
-  assign \$182  = \port$16045$18 [2] * 4'h8;
+  assign \$182  = \port$16112$18 [2] * 4'h8;
   assign \$51  = { weights[31:24], weights[15:8] } >> \$182 ;
-  assign \$53  = \port$16045$2 [2] ? wr__data : routed_w;
+  assign \$53  = \port$16112$2 [2] ? wr__data : routed_w;
   assign product0 = $signed(\$53 [7:0]) * $signed(operand[7:0]);
-  assign \$54  = \port$16045$2 [2] ? wr__data : routed_w;
+  assign \$54  = \port$16112$2 [2] ? wr__data : routed_w;
   assign product1 = $signed(\$54 [15:8]) * $signed(operand[15:8]);
-  assign \$55  = \port$16045$2 [2] ? wr__data : routed_w;
+  assign \$55  = \port$16112$2 [2] ? wr__data : routed_w;
   assign product2 = $signed(\$55 [23:16]) * $signed(operand[23:16]);
-  assign \$56  = \port$16045$2 [2] ? wr__data : routed_w;
+  assign \$56  = \port$16112$2 [2] ? wr__data : routed_w;
   assign product3 = $signed(\$56 [31:24]) * $signed(operand[31:24]);
-  assign \$57  = \port$16045$2 [1] ? pr__data[15:0] : 16'h0000;
-  assign \$58  = \port$16045$2 [0] ? \$57  : pw__data[15:0];
+  assign \$57  = \port$16112$2 [1] ? pr__data[15:0] : 16'h0000;
+  assign \$58  = \port$16112$2 [0] ? \$57  : pw__data[15:0];
   assign \$59  = $signed(\$58 ) + $signed(product0);
-  assign \$60  = \port$16045$2 [1] ? pr__data[31:16] : 16'h0000;
-  assign \$61  = \port$16045$2 [0] ? \$60  : pw__data[31:16];
+  assign \$60  = \port$16112$2 [1] ? pr__data[31:16] : 16'h0000;
+  assign \$61  = \port$16112$2 [0] ? \$60  : pw__data[31:16];
   assign \$62  = $signed(\$61 ) + $signed(product1);
-  assign \$63  = \port$16045$2 [1] ? pr__data[47:32] : 16'h0000;
-  assign \$64  = \port$16045$2 [0] ? \$63  : pw__data[47:32];
+  assign \$63  = \port$16112$2 [1] ? pr__data[47:32] : 16'h0000;
+  assign \$64  = \port$16112$2 [0] ? \$63  : pw__data[47:32];
   assign \$65  = $signed(\$64 ) + $signed(product2);
-  assign \$66  = \port$16045$2 [1] ? pr__data[63:48] : 16'h0000;
-  assign \$67  = \port$16045$2 [0] ? \$66  : pw__data[63:48];
+  assign \$66  = \port$16112$2 [1] ? pr__data[63:48] : 16'h0000;
+  assign \$67  = \port$16112$2 [0] ? \$66  : pw__data[63:48];
   assign \$68  = $signed(\$67 ) + $signed(product3);
   always @(posedge clk)
     pw__data <= \$69 ;
-  assign \$71  = \port$16045$18 [0] * 4'h8;
+  assign \$71  = \port$16112$18 [0] * 4'h8;
   assign \$2  = centre[15:0] >> \$71 ;
-  assign \$74  = \port$16045$18 [0] * 4'h8;
+  assign \$74  = \port$16112$18 [0] * 4'h8;
   assign \$3  = 1'h0 >> \$74 ;
-  assign \$77  = \port$16045$18 [0] * 4'h8;
+  assign \$77  = \port$16112$18 [0] * 4'h8;
   assign \$4  = centre[31:16] >> \$77 ;
-  assign \$81  = \port$16045$18 [1:0] * 4'h8;
+  assign \$81  = \port$16112$18 [1:0] * 4'h8;
   assign \$6  = centre >> \$81 ;
-  assign \$84  = \port$16045$18 [1:0] * 4'h8;
+  assign \$84  = \port$16112$18 [1:0] * 4'h8;
   assign \$7  = 1'h0 >> \$84 ;
-  assign \$87  = \port$16045$18 [1:0] * 4'h8;
+  assign \$87  = \port$16112$18 [1:0] * 4'h8;
   assign \$8  = 1'h0 >> \$87 ;
-  assign \$92  = \port$16045$18 [3:2] * 4'h8;
+  assign \$92  = \port$16112$18 [3:2] * 4'h8;
   assign \$11  = weights >> \$92 ;
-  assign \$95  = \port$16045$18 [2] * 4'h8;
+  assign \$95  = \port$16112$18 [2] * 4'h8;
   assign \$12  = { weights[23:16], weights[7:0] } >> \$95 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
@@ -35233,8 +35265,8 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   end
   assign shift = 2'h0;
   assign neighbour = 32'd0;
-  assign jl = \port$16045$18 [1:0];
-  assign wsel = \port$16045$18 [3:2];
+  assign jl = \port$16112$18 [1:0];
+  assign wsel = \port$16112$18 [3:2];
   assign w_rd = wr__en;
   assign w_addr = wr__addr;
   assign w_wr = ww__en;
@@ -35245,9 +35277,9 @@ module \ttsnn_accel.e23.cluster2 (rst, wr__en, pr__en, valid, centre, ww__en, pw
   assign p_wr = pw__en;
   assign p_wr_addr = pw__addr;
   assign acc = pw__data;
-  assign use_spad = \port$16045$2 [2];
-  assign first = \port$16045$2 [0];
-  assign from_psum = \port$16045$2 [1];
+  assign use_spad = \port$16112$2 [2];
+  assign first = \port$16112$2 [0];
+  assign from_psum = \port$16112$2 [1];
   assign routed_w[31:24] = \$52 ;
   assign routed_w[23:16] = \$39 ;
   assign routed_w[15:8] = \$26 ;
@@ -36220,8 +36252,8 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   wire \b.v ;
   input clk;
   wire clk;
-  input [261:0] desc;
-  wire [261:0] desc;
+  input [277:0] desc;
+  wire [277:0] desc;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -36245,6 +36277,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   wire e2_all_end;
@@ -37443,6 +37476,7 @@ module \ttsnn_accel.e23.e2_loop (rst, start, ok, issue, geo, step, run, a, b, de
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -38413,9 +38447,9 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire \counts.line4_writes ;
   wire [1:0] \counts.row2_reads ;
   wire \counts.w3_reads ;
-  input [261:0] desc;
-  wire [261:0] desc;
-  wire [261:0] \desc$1 ;
+  input [277:0] desc;
+  wire [277:0] desc;
+  wire [277:0] \desc$1 ;
   wire [5:0] \desc$1.affine_shift ;
   wire [15:0] \desc$1.height ;
   wire [15:0] \desc$1.in_channels ;
@@ -38439,6 +38473,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [5:0] \desc$1.shift3 ;
   wire [31:0] \desc$1.threshold ;
   wire [7:0] \desc$1.timesteps ;
+  wire [15:0] \desc$1.w4_ring ;
   wire [15:0] \desc$1.width ;
   wire [3:0] \desc$1.zero_halo ;
   wire [5:0] \desc.affine_shift ;
@@ -38464,6 +38499,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   input [15:0] e4_released;
@@ -38777,6 +38813,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
   assign \desc$1.in_channels  = desc[15:0];
   assign \desc$1.rank  = desc[31:16];
   assign \desc$1.out_channels  = desc[47:32];
@@ -38802,6 +38839,7 @@ module \ttsnn_accel.e23.stt_cluster3 (rst, start, row2_b__en, row2_b__addr, row2
   assign \desc$1.res_ring_rows  = desc[243:228];
   assign \desc$1.out_ring_rows  = desc[259:244];
   assign \desc$1.pass  = desc[261:260];
+  assign \desc$1.w4_ring  = desc[277:262];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -39362,8 +39400,8 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   wire \b.v ;
   input clk;
   wire clk;
-  input [261:0] desc;
-  wire [261:0] desc;
+  input [277:0] desc;
+  wire [277:0] desc;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -39387,6 +39425,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   wire e3_all_end;
@@ -40582,6 +40621,7 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -40721,124 +40761,124 @@ module \ttsnn_accel.e23.stt_cluster3.loop (rst, start, ok, issue, geo, step, run
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data, membrane_in__data
-, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$16383$0 , \port$16393$0 , \port$16403$0 , \port$16413$0 , \port$17240$24 , desc, clk);
+module \ttsnn_accel.e4 (rst, start, rows_written, issue4, w4_consumed, line4__en, line4__addr, w4__addr, affine__en, residual__en, residual__addr, membrane_in__en, membrane_in__addr, spikes_masked, membrane_out__addr, spikes__addr, busy, weights, affine__data, line4__data, residual__data
+, membrane_in__data, geo, counts, affine__addr, rows_released, res_consumed, membrane_out__en, out_rows, \port$16454$0 , \port$16464$0 , \port$16474$0 , \port$16484$0 , \port$17311$24 , desc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [15:0] \$1 ;
   wire \$10 ;
   wire [16:0] \$100 ;
   wire \$101 ;
   wire \$102 ;
-  wire [2:0] \$103 ;
-  wire [3:0] \$104 ;
-  wire \$105 ;
-  wire \$106 ;
+  wire \$103 ;
+  wire [2:0] \$104 ;
+  wire [2:0] \$105 ;
+  wire [2:0] \$106 ;
   wire \$107 ;
-  wire [16:0] \$108 ;
-  wire [16:0] \$109 ;
+  wire \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
+  wire [2:0] \$110 ;
+  wire [2:0] \$111 ;
   wire [2:0] \$112 ;
-  wire [3:0] \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire [16:0] \$118 ;
-  wire [16:0] \$119 ;
+  wire \$113 ;
+  wire [16:0] \$114 ;
+  wire [16:0] \$115 ;
+  wire [16:0] \$116 ;
+  wire [17:0] \$117 ;
+  wire [18:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
   wire \$120 ;
   wire \$121 ;
-  wire [2:0] \$122 ;
-  wire [3:0] \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire [2:0] \$127 ;
+  wire [15:0] \$122 ;
+  wire [19:0] \$123 ;
+  wire [15:0] \$124 ;
+  wire [20:0] \$125 ;
+  wire [16:0] \$126 ;
+  wire [16:0] \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire [24:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
+  wire [2:0] \$130 ;
+  wire [3:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire \$134 ;
-  wire [16:0] \$135 ;
-  wire [16:0] \$136 ;
+  wire [16:0] \$134 ;
+  wire \$135 ;
+  wire \$136 ;
   wire [2:0] \$137 ;
-  wire [1:0] \$138 ;
-  wire [2:0] \$139 ;
+  wire [3:0] \$138 ;
+  wire \$139 ;
   wire \$14 ;
-  wire [3:0] \$140 ;
-  wire [4:0] \$141 ;
-  wire [4:0] \$142 ;
-  wire \$143 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire [16:0] \$142 ;
+  wire [16:0] \$143 ;
   wire \$144 ;
   wire \$145 ;
-  wire \$146 ;
-  wire [16:0] \$147 ;
+  wire [2:0] \$146 ;
+  wire [3:0] \$147 ;
   wire \$148 ;
-  wire [16:0] \$149 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [16:0] \$150 ;
-  wire [16:0] \$151 ;
-  wire \$152 ;
-  wire \$153 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire [16:0] \$152 ;
+  wire [16:0] \$153 ;
   wire \$154 ;
-  wire [2:0] \$155 ;
-  wire [3:0] \$156 ;
-  wire \$157 ;
-  wire [2:0] \$158 ;
-  wire [2:0] \$159 ;
+  wire \$155 ;
+  wire [2:0] \$156 ;
+  wire [3:0] \$157 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
-  wire [16:0] \$160 ;
-  wire \$161 ;
+  wire \$160 ;
+  wire [2:0] \$161 ;
   wire \$162 ;
-  wire [2:0] \$163 ;
-  wire [3:0] \$164 ;
+  wire \$163 ;
+  wire \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
-  wire [16:0] \$168 ;
-  wire \$169 ;
+  wire \$168 ;
+  wire [16:0] \$169 ;
   wire \$17 ;
   wire [16:0] \$170 ;
-  wire [16:0] \$171 ;
-  wire [16:0] \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire [2:0] \$175 ;
-  wire [3:0] \$176 ;
+  wire [2:0] \$171 ;
+  wire [1:0] \$172 ;
+  wire [2:0] \$173 ;
+  wire [3:0] \$174 ;
+  wire [4:0] \$175 ;
+  wire [4:0] \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire [16:0] \$179 ;
+  wire \$179 ;
   wire \$18 ;
   wire \$180 ;
-  wire \$181 ;
+  wire [16:0] \$181 ;
   wire \$182 ;
   wire [16:0] \$183 ;
-  wire \$184 ;
+  wire [16:0] \$184 ;
   wire [16:0] \$185 ;
-  wire [16:0] \$186 ;
-  wire [16:0] \$187 ;
+  wire \$186 ;
+  wire \$187 ;
   wire \$188 ;
-  wire \$189 ;
+  wire [2:0] \$189 ;
   wire \$19 ;
-  wire [2:0] \$190 ;
-  wire [3:0] \$191 ;
-  wire \$192 ;
-  wire \$193 ;
+  wire [3:0] \$190 ;
+  wire \$191 ;
+  wire [2:0] \$192 ;
+  wire [2:0] \$193 ;
   wire [16:0] \$194 ;
   wire \$195 ;
   wire \$196 ;
-  wire [16:0] \$197 ;
-  wire \$198 ;
+  wire [2:0] \$197 ;
+  wire [3:0] \$198 ;
   wire \$199 ;
   wire [16:0] \$2 ;
   wire [24:0] \$20 ;
   wire \$200 ;
-  wire [15:0] \$201 ;
+  wire \$201 ;
   wire [16:0] \$202 ;
   wire \$203 ;
   wire [16:0] \$204 ;
@@ -40854,55 +40894,55 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [16:0] \$213 ;
   wire \$214 ;
   wire \$215 ;
-  wire [16:0] \$216 ;
-  wire \$217 ;
+  wire \$216 ;
+  wire [16:0] \$217 ;
   wire \$218 ;
-  wire [15:0] \$219 ;
+  wire [16:0] \$219 ;
   wire \$22 ;
   wire [16:0] \$220 ;
-  wire \$221 ;
+  wire [16:0] \$221 ;
   wire \$222 ;
   wire \$223 ;
-  wire [15:0] \$224 ;
-  wire [16:0] \$225 ;
+  wire [2:0] \$224 ;
+  wire [3:0] \$225 ;
   wire \$226 ;
-  wire [16:0] \$227 ;
+  wire \$227 ;
   wire [16:0] \$228 ;
-  wire [16:0] \$229 ;
-  wire [16:0] \$23 ;
+  wire \$229 ;
+  wire \$23 ;
   wire \$230 ;
-  wire \$231 ;
-  wire [2:0] \$232 ;
-  wire [3:0] \$233 ;
+  wire [16:0] \$231 ;
+  wire \$232 ;
+  wire \$233 ;
   wire \$234 ;
-  wire \$235 ;
+  wire [15:0] \$235 ;
   wire [16:0] \$236 ;
   wire \$237 ;
-  wire \$238 ;
-  wire [2:0] \$239 ;
-  wire [17:0] \$24 ;
-  wire [3:0] \$240 ;
+  wire [16:0] \$238 ;
+  wire [16:0] \$239 ;
+  wire \$24 ;
+  wire [16:0] \$240 ;
   wire \$241 ;
   wire \$242 ;
-  wire [16:0] \$243 ;
-  wire \$244 ;
+  wire [2:0] \$243 ;
+  wire [3:0] \$244 ;
   wire \$245 ;
-  wire [16:0] \$246 ;
+  wire \$246 ;
   wire [16:0] \$247 ;
-  wire [16:0] \$248 ;
+  wire \$248 ;
   wire \$249 ;
-  wire [1:0] \$25 ;
-  wire \$250 ;
-  wire [2:0] \$251 ;
-  wire [3:0] \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire [16:0] \$255 ;
+  wire \$25 ;
+  wire [16:0] \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire [15:0] \$253 ;
+  wire [16:0] \$254 ;
+  wire \$255 ;
   wire \$256 ;
   wire \$257 ;
-  wire [16:0] \$258 ;
-  wire \$259 ;
-  wire [18:0] \$26 ;
+  wire [15:0] \$258 ;
+  wire [16:0] \$259 ;
+  wire \$26 ;
   wire \$260 ;
   wire [16:0] \$261 ;
   wire [16:0] \$262 ;
@@ -40913,501 +40953,559 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [3:0] \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire [16:0] \$27 ;
+  wire \$27 ;
   wire [16:0] \$270 ;
   wire \$271 ;
   wire \$272 ;
-  wire [16:0] \$273 ;
-  wire \$274 ;
+  wire [2:0] \$273 ;
+  wire [3:0] \$274 ;
   wire \$275 ;
-  wire [2:0] \$276 ;
-  wire [3:0] \$277 ;
+  wire \$276 ;
+  wire [16:0] \$277 ;
   wire \$278 ;
   wire \$279 ;
-  wire [17:0] \$28 ;
+  wire [16:0] \$28 ;
   wire [16:0] \$280 ;
   wire \$281 ;
   wire \$282 ;
-  wire [16:0] \$283 ;
-  wire \$284 ;
+  wire [2:0] \$283 ;
+  wire [3:0] \$284 ;
   wire \$285 ;
-  wire [16:0] \$286 ;
-  wire [1:0] \$287 ;
-  wire [17:0] \$288 ;
-  wire [17:0] \$289 ;
-  wire [18:0] \$29 ;
+  wire \$286 ;
+  wire [16:0] \$287 ;
+  wire \$288 ;
+  wire \$289 ;
+  wire [17:0] \$29 ;
   wire [16:0] \$290 ;
-  wire [16:0] \$291 ;
-  wire [18:0] \$292 ;
-  wire \$293 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire [16:0] \$293 ;
   wire [16:0] \$294 ;
-  wire [1:0] \$295 ;
-  wire [17:0] \$296 ;
-  wire [17:0] \$297 ;
-  wire [16:0] \$298 ;
-  wire [16:0] \$299 ;
+  wire [16:0] \$295 ;
+  wire [16:0] \$296 ;
+  wire [16:0] \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire [17:0] \$3 ;
-  wire \$30 ;
-  wire [18:0] \$300 ;
-  wire \$301 ;
-  wire [16:0] \$302 ;
-  wire [16:0] \$303 ;
+  wire [1:0] \$30 ;
+  wire [2:0] \$300 ;
+  wire [3:0] \$301 ;
+  wire \$302 ;
+  wire \$303 ;
   wire [16:0] \$304 ;
-  wire [17:0] \$305 ;
-  wire [17:0] \$306 ;
+  wire \$305 ;
+  wire \$306 ;
   wire [16:0] \$307 ;
-  wire \$308 ;
-  wire \$309 ;
-  wire \$31 ;
-  wire [2:0] \$310 ;
-  wire [3:0] \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire [16:0] \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire [16:0] \$317 ;
-  wire \$318 ;
-  wire \$319 ;
-  wire \$32 ;
-  wire [24:0] \$320 ;
-  wire [16:0] \$321 ;
-  wire [16:0] \$322 ;
-  wire \$323 ;
+  wire [1:0] \$308 ;
+  wire [17:0] \$309 ;
+  wire [18:0] \$31 ;
+  wire [17:0] \$310 ;
+  wire [16:0] \$311 ;
+  wire [16:0] \$312 ;
+  wire [18:0] \$313 ;
+  wire \$314 ;
+  wire [16:0] \$315 ;
+  wire [1:0] \$316 ;
+  wire [17:0] \$317 ;
+  wire [17:0] \$318 ;
+  wire [16:0] \$319 ;
+  wire [16:0] \$32 ;
+  wire [16:0] \$320 ;
+  wire [18:0] \$321 ;
+  wire \$322 ;
+  wire [16:0] \$323 ;
   wire [16:0] \$324 ;
   wire [16:0] \$325 ;
-  wire [16:0] \$326 ;
-  wire \$327 ;
+  wire [17:0] \$326 ;
+  wire [17:0] \$327 ;
   wire [16:0] \$328 ;
-  wire [16:0] \$329 ;
-  wire [24:0] \$33 ;
-  wire [16:0] \$330 ;
-  wire \$331 ;
-  wire [16:0] \$332 ;
-  wire [16:0] \$333 ;
-  wire [16:0] \$334 ;
-  wire \$335 ;
-  wire [16:0] \$336 ;
-  wire [16:0] \$337 ;
-  wire [16:0] \$338 ;
-  wire \$339 ;
-  wire \$34 ;
+  wire \$329 ;
+  wire [17:0] \$33 ;
+  wire \$330 ;
+  wire [2:0] \$331 ;
+  wire [3:0] \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire [16:0] \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire [24:0] \$338 ;
+  wire [16:0] \$339 ;
+  wire [18:0] \$34 ;
   wire \$340 ;
-  wire [2:0] \$341 ;
-  wire [3:0] \$342 ;
+  wire [16:0] \$341 ;
+  wire [16:0] \$342 ;
   wire \$343 ;
-  wire \$344 ;
-  wire [16:0] \$345 ;
-  wire \$346 ;
+  wire [16:0] \$344 ;
+  wire \$345 ;
+  wire [16:0] \$346 ;
   wire \$347 ;
-  wire [16:0] \$348 ;
-  wire \$349 ;
+  wire \$348 ;
+  wire [2:0] \$349 ;
   wire \$35 ;
-  wire \$350 ;
-  wire [15:0] \$351 ;
-  wire [16:0] \$352 ;
-  wire \$353 ;
+  wire [3:0] \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire [16:0] \$353 ;
   wire \$354 ;
-  wire [16:0] \$355 ;
+  wire \$355 ;
   wire [16:0] \$356 ;
-  wire [16:0] \$357 ;
+  wire \$357 ;
   wire \$358 ;
   wire \$359 ;
   wire \$36 ;
-  wire [2:0] \$360 ;
-  wire [3:0] \$361 ;
-  wire \$362 ;
+  wire [16:0] \$360 ;
+  wire [16:0] \$361 ;
+  wire [16:0] \$362 ;
   wire \$363 ;
-  wire [16:0] \$364 ;
-  wire \$365 ;
-  wire \$366 ;
-  wire [16:0] \$367 ;
+  wire \$364 ;
+  wire [2:0] \$365 ;
+  wire [3:0] \$366 ;
+  wire \$367 ;
   wire \$368 ;
-  wire \$369 ;
+  wire [16:0] \$369 ;
   wire \$37 ;
-  wire [15:0] \$370 ;
-  wire [16:0] \$371 ;
-  wire \$372 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire [16:0] \$372 ;
   wire \$373 ;
-  wire [16:0] \$374 ;
-  wire [16:0] \$375 ;
+  wire \$374 ;
+  wire [24:0] \$375 ;
   wire [16:0] \$376 ;
   wire [16:0] \$377 ;
   wire \$378 ;
-  wire \$379 ;
-  wire \$38 ;
-  wire [2:0] \$380 ;
-  wire [3:0] \$381 ;
+  wire [16:0] \$379 ;
+  wire [24:0] \$38 ;
+  wire [16:0] \$380 ;
+  wire [16:0] \$381 ;
   wire \$382 ;
-  wire \$383 ;
+  wire [16:0] \$383 ;
   wire [16:0] \$384 ;
-  wire \$385 ;
+  wire [16:0] \$385 ;
   wire \$386 ;
   wire [16:0] \$387 ;
-  wire \$388 ;
-  wire \$389 ;
-  wire [16:0] \$39 ;
-  wire [15:0] \$390 ;
+  wire [16:0] \$388 ;
+  wire [16:0] \$389 ;
+  wire \$39 ;
+  wire \$390 ;
   wire [16:0] \$391 ;
-  wire \$392 ;
-  wire \$393 ;
+  wire [16:0] \$392 ;
+  wire [16:0] \$393 ;
   wire \$394 ;
-  wire [16:0] \$395 ;
-  wire \$396 ;
-  wire [16:0] \$397 ;
+  wire \$395 ;
+  wire [2:0] \$396 ;
+  wire [3:0] \$397 ;
   wire \$398 ;
   wire \$399 ;
   wire [1:0] \$4 ;
-  wire [17:0] \$40 ;
-  wire [2:0] \$400 ;
-  wire [3:0] \$401 ;
+  wire \$40 ;
+  wire [16:0] \$400 ;
+  wire \$401 ;
   wire \$402 ;
-  wire \$403 ;
-  wire [16:0] \$404 ;
+  wire [16:0] \$403 ;
+  wire \$404 ;
   wire \$405 ;
-  wire \$406 ;
+  wire [15:0] \$406 ;
   wire [16:0] \$407 ;
   wire \$408 ;
   wire \$409 ;
-  wire [1:0] \$41 ;
-  wire [15:0] \$410 ;
+  wire \$41 ;
+  wire [16:0] \$410 ;
   wire [16:0] \$411 ;
-  wire \$412 ;
+  wire [16:0] \$412 ;
   wire \$413 ;
   wire \$414 ;
-  wire [8:0] \$415 ;
-  wire [8:0] \$416 ;
-  wire [16:0] \$417 ;
-  wire [24:0] \$418 ;
+  wire [2:0] \$415 ;
+  wire [3:0] \$416 ;
+  wire \$417 ;
+  wire \$418 ;
   wire [16:0] \$419 ;
-  wire [18:0] \$42 ;
+  wire \$42 ;
   wire \$420 ;
-  wire [16:0] \$421 ;
+  wire \$421 ;
   wire [16:0] \$422 ;
-  wire [16:0] \$423 ;
+  wire \$423 ;
   wire \$424 ;
-  wire [16:0] \$425 ;
+  wire [15:0] \$425 ;
   wire [16:0] \$426 ;
-  wire [16:0] \$427 ;
+  wire \$427 ;
   wire \$428 ;
-  wire \$429 ;
-  wire [16:0] \$43 ;
-  wire [2:0] \$430 ;
-  wire [3:0] \$431 ;
-  wire \$432 ;
+  wire [16:0] \$429 ;
+  wire \$43 ;
+  wire [16:0] \$430 ;
+  wire [16:0] \$431 ;
+  wire [16:0] \$432 ;
   wire \$433 ;
-  wire [16:0] \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire [16:0] \$437 ;
+  wire \$434 ;
+  wire [2:0] \$435 ;
+  wire [3:0] \$436 ;
+  wire \$437 ;
   wire \$438 ;
-  wire \$439 ;
-  wire [17:0] \$44 ;
-  wire [15:0] \$440 ;
-  wire [16:0] \$441 ;
-  wire \$442 ;
+  wire [16:0] \$439 ;
+  wire [16:0] \$44 ;
+  wire \$440 ;
+  wire \$441 ;
+  wire [16:0] \$442 ;
   wire \$443 ;
   wire \$444 ;
-  wire [16:0] \$445 ;
-  wire \$446 ;
+  wire [15:0] \$445 ;
+  wire [16:0] \$446 ;
   wire \$447 ;
-  wire [2:0] \$448 ;
-  wire [3:0] \$449 ;
-  wire [18:0] \$45 ;
-  wire \$450 ;
+  wire \$448 ;
+  wire \$449 ;
+  wire [17:0] \$45 ;
+  wire [16:0] \$450 ;
   wire \$451 ;
   wire [16:0] \$452 ;
   wire \$453 ;
   wire \$454 ;
-  wire [16:0] \$455 ;
-  wire \$456 ;
+  wire [2:0] \$455 ;
+  wire [3:0] \$456 ;
   wire \$457 ;
-  wire [15:0] \$458 ;
+  wire \$458 ;
   wire [16:0] \$459 ;
-  wire \$46 ;
+  wire [1:0] \$46 ;
   wire \$460 ;
   wire \$461 ;
   wire [16:0] \$462 ;
   wire \$463 ;
   wire \$464 ;
-  wire [2:0] \$465 ;
-  wire [3:0] \$466 ;
+  wire [15:0] \$465 ;
+  wire [16:0] \$466 ;
   wire \$467 ;
   wire \$468 ;
-  wire [16:0] \$469 ;
-  wire \$47 ;
-  wire \$470 ;
-  wire \$471 ;
+  wire \$469 ;
+  wire [18:0] \$47 ;
+  wire [8:0] \$470 ;
+  wire [8:0] \$471 ;
   wire [16:0] \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire [15:0] \$475 ;
+  wire [24:0] \$473 ;
+  wire [16:0] \$474 ;
+  wire \$475 ;
   wire [16:0] \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire [15:0] \$479 ;
-  wire \$48 ;
+  wire [16:0] \$477 ;
+  wire [16:0] \$478 ;
+  wire \$479 ;
+  wire [16:0] \$48 ;
   wire [16:0] \$480 ;
-  wire \$481 ;
-  wire \$482 ;
+  wire [16:0] \$481 ;
+  wire [16:0] \$482 ;
   wire \$483 ;
   wire \$484 ;
   wire [2:0] \$485 ;
-  wire [2:0] \$486 ;
+  wire [3:0] \$486 ;
   wire \$487 ;
   wire \$488 ;
-  wire [2:0] \$489 ;
-  wire \$49 ;
-  wire [2:0] \$490 ;
-  wire [3:0] \$491 ;
-  wire [3:0] \$492 ;
+  wire [16:0] \$489 ;
+  wire [17:0] \$49 ;
+  wire \$490 ;
+  wire \$491 ;
+  wire [16:0] \$492 ;
   wire \$493 ;
-  wire [2:0] \$494 ;
-  wire [2:0] \$495 ;
-  wire [3:0] \$496 ;
-  wire [3:0] \$497 ;
-  wire [16:0] \$498 ;
+  wire \$494 ;
+  wire [15:0] \$495 ;
+  wire [16:0] \$496 ;
+  wire \$497 ;
+  wire \$498 ;
   wire \$499 ;
   wire [18:0] \$5 ;
-  wire [24:0] \$50 ;
-  wire \$500 ;
-  wire [2:0] \$501 ;
-  wire [3:0] \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire [16:0] \$505 ;
+  wire [18:0] \$50 ;
+  wire [16:0] \$500 ;
+  wire \$501 ;
+  wire \$502 ;
+  wire [2:0] \$503 ;
+  wire [3:0] \$504 ;
+  wire \$505 ;
   wire \$506 ;
-  wire \$507 ;
-  wire [16:0] \$508 ;
+  wire [16:0] \$507 ;
+  wire \$508 ;
   wire \$509 ;
   wire \$51 ;
-  wire \$510 ;
-  wire [15:0] \$511 ;
-  wire [16:0] \$512 ;
-  wire \$513 ;
-  wire \$514 ;
-  wire [15:0] \$515 ;
-  wire [16:0] \$516 ;
-  wire \$517 ;
+  wire [16:0] \$510 ;
+  wire \$511 ;
+  wire \$512 ;
+  wire [15:0] \$513 ;
+  wire [16:0] \$514 ;
+  wire \$515 ;
+  wire \$516 ;
+  wire [16:0] \$517 ;
   wire \$518 ;
   wire \$519 ;
   wire \$52 ;
-  wire [16:0] \$520 ;
-  wire \$521 ;
+  wire [2:0] \$520 ;
+  wire [3:0] \$521 ;
   wire \$522 ;
   wire \$523 ;
   wire [16:0] \$524 ;
   wire \$525 ;
   wire \$526 ;
-  wire [2:0] \$527 ;
-  wire [3:0] \$528 ;
+  wire [16:0] \$527 ;
+  wire \$528 ;
   wire \$529 ;
   wire \$53 ;
-  wire \$530 ;
-  wire \$531 ;
-  wire [16:0] \$532 ;
+  wire [15:0] \$530 ;
+  wire [16:0] \$531 ;
+  wire \$532 ;
   wire \$533 ;
-  wire \$534 ;
-  wire [2:0] \$535 ;
-  wire [3:0] \$536 ;
+  wire [15:0] \$534 ;
+  wire [16:0] \$535 ;
+  wire \$536 ;
   wire \$537 ;
   wire \$538 ;
-  wire [16:0] \$539 ;
+  wire \$539 ;
   wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire [16:0] \$542 ;
+  wire [2:0] \$540 ;
+  wire [2:0] \$541 ;
+  wire \$542 ;
   wire \$543 ;
-  wire \$544 ;
-  wire [3:0] \$545 ;
-  wire [16:0] \$546 ;
-  wire [31:0] \$547 ;
-  wire [3:0] \$548 ;
-  wire [16:0] \$549 ;
-  wire \$55 ;
-  wire [31:0] \$550 ;
-  wire [18:0] \$551 ;
-  wire [19:0] \$552 ;
-  wire \$553 ;
-  wire [18:0] \$554 ;
-  wire [19:0] \$555 ;
-  wire [15:0] \$556 ;
-  wire \$557 ;
-  wire [63:0] \$558 ;
+  wire [2:0] \$544 ;
+  wire [2:0] \$545 ;
+  wire [3:0] \$546 ;
+  wire [3:0] \$547 ;
+  wire \$548 ;
+  wire [2:0] \$549 ;
+  wire [24:0] \$55 ;
+  wire [2:0] \$550 ;
+  wire [3:0] \$551 ;
+  wire [3:0] \$552 ;
+  wire [16:0] \$553 ;
+  wire \$554 ;
+  wire \$555 ;
+  wire [2:0] \$556 ;
+  wire [3:0] \$557 ;
+  wire \$558 ;
   wire \$559 ;
   wire \$56 ;
-  wire \$560 ;
+  wire [16:0] \$560 ;
   wire \$561 ;
-  wire [24:0] \$562 ;
+  wire \$562 ;
   wire [16:0] \$563 ;
-  wire [7:0] \$564 ;
-  reg [15:0] \$565 ;
-  reg [1:0] \$566 ;
-  reg [15:0] \$567 ;
-  reg [15:0] \$568 ;
-  reg [15:0] \$569 ;
-  wire [24:0] \$57 ;
-  reg [15:0] \$570 ;
-  reg [15:0] \$571 ;
-  reg [15:0] \$572 ;
-  reg [15:0] \$573 ;
-  reg [23:0] \$574 ;
-  reg [15:0] \$575 ;
-  reg [15:0] \$576 ;
-  reg [15:0] \$577 ;
-  reg [15:0] \$578 ;
-  reg [15:0] \$579 ;
+  wire \$564 ;
+  wire \$565 ;
+  wire [15:0] \$566 ;
+  wire [16:0] \$567 ;
+  wire \$568 ;
+  wire \$569 ;
+  wire \$57 ;
+  wire [15:0] \$570 ;
+  wire [16:0] \$571 ;
+  wire \$572 ;
+  wire \$573 ;
+  wire \$574 ;
+  wire [16:0] \$575 ;
+  wire \$576 ;
+  wire \$577 ;
+  wire \$578 ;
+  wire [16:0] \$579 ;
   wire \$58 ;
-  reg [15:0] \$580 ;
-  reg [15:0] \$581 ;
-  reg [15:0] \$582 ;
-  reg [23:0] \$583 ;
-  reg [15:0] \$584 ;
-  reg [15:0] \$585 ;
-  reg [1:0] \$586 ;
-  reg \$587 ;
-  reg \$588 ;
-  reg \$589 ;
+  wire \$580 ;
+  wire \$581 ;
+  wire [2:0] \$582 ;
+  wire [3:0] \$583 ;
+  wire \$584 ;
+  wire \$585 ;
+  wire \$586 ;
+  wire [16:0] \$587 ;
+  wire \$588 ;
+  wire \$589 ;
   wire \$59 ;
-  reg \$590 ;
-  reg \$591 ;
-  reg \$592 ;
-  reg \$593 ;
-  reg \$594 ;
-  reg [2:0] \$595 ;
-  reg [15:0] \$596 ;
-  reg [15:0] \$597 ;
-  reg [2:0] \$598 ;
-  reg \$599 ;
+  wire [2:0] \$590 ;
+  wire [3:0] \$591 ;
+  wire \$592 ;
+  wire \$593 ;
+  wire [16:0] \$594 ;
+  wire \$595 ;
+  wire \$596 ;
+  wire [16:0] \$597 ;
+  wire \$598 ;
+  wire \$599 ;
   wire [16:0] \$6 ;
   wire \$60 ;
-  reg \$600 ;
-  reg \$601 ;
-  reg \$602 ;
-  reg \$603 ;
-  reg \$604 ;
-  reg [15:0] \$605 ;
-  reg [15:0] \$606 ;
-  reg [2:0] \$607 ;
-  reg [191:0] \$608 ;
-  reg [63:0] \$609 ;
+  wire [3:0] \$600 ;
+  wire [16:0] \$601 ;
+  wire [31:0] \$602 ;
+  wire [3:0] \$603 ;
+  wire [16:0] \$604 ;
+  wire [31:0] \$605 ;
+  wire [18:0] \$606 ;
+  wire [19:0] \$607 ;
+  wire \$608 ;
+  wire [18:0] \$609 ;
   wire \$61 ;
-  reg [63:0] \$610 ;
-  reg \$611 ;
-  reg \$612 ;
-  reg \$613 ;
-  reg \$614 ;
-  reg [63:0] \$615 ;
-  reg [191:0] \$616 ;
-  reg [63:0] \$617 ;
-  reg [63:0] \$618 ;
-  reg [15:0] \$619 ;
-  wire [16:0] \$62 ;
+  wire [19:0] \$610 ;
+  wire [15:0] \$611 ;
+  wire \$612 ;
+  wire [63:0] \$613 ;
+  wire \$614 ;
+  wire \$615 ;
+  wire \$616 ;
+  wire [24:0] \$617 ;
+  wire [16:0] \$618 ;
+  wire [7:0] \$619 ;
+  wire [24:0] \$62 ;
   reg [15:0] \$620 ;
-  reg [2:0] \$621 ;
-  reg \$622 ;
-  reg [63:0] \$623 ;
-  reg \$624 ;
-  reg \$625 ;
-  reg \$626 ;
-  reg \$627 ;
-  reg \$628 ;
-  reg \$629 ;
-  wire [17:0] \$63 ;
-  reg \$630 ;
-  reg \$631 ;
-  reg \$632 ;
-  reg \$633 ;
+  reg [1:0] \$621 ;
+  reg [15:0] \$622 ;
+  reg [15:0] \$623 ;
+  reg [15:0] \$624 ;
+  reg [15:0] \$625 ;
+  reg [15:0] \$626 ;
+  reg [15:0] \$627 ;
+  reg [23:0] \$628 ;
+  reg [15:0] \$629 ;
+  wire \$63 ;
+  reg [15:0] \$630 ;
+  reg [23:0] \$631 ;
+  reg [15:0] \$632 ;
+  reg [15:0] \$633 ;
   reg [15:0] \$634 ;
   reg [15:0] \$635 ;
   reg [15:0] \$636 ;
   reg [15:0] \$637 ;
   reg [15:0] \$638 ;
   reg [15:0] \$639 ;
-  wire [17:0] \$64 ;
-  reg [15:0] \$640 ;
+  wire \$64 ;
+  reg [23:0] \$640 ;
   reg [15:0] \$641 ;
   reg [15:0] \$642 ;
-  reg [15:0] \$643 ;
-  reg [2:0] \$644 ;
-  reg [2:0] \$645 ;
-  reg [2:0] \$646 ;
-  reg [2:0] \$647 ;
-  reg [2:0] \$648 ;
-  reg [23:0] \$649 ;
-  wire [3:0] \$65 ;
-  wire [15:0] \$650 ;
-  wire [15:0] \$651 ;
-  wire [15:0] \$652 ;
-  wire [15:0] \$653 ;
-  wire [15:0] \$654 ;
-  wire [15:0] \$655 ;
-  wire [15:0] \$656 ;
-  wire [15:0] \$657 ;
-  wire [15:0] \$658 ;
-  wire \$659 ;
-  wire [16:0] \$66 ;
-  wire [15:0] \$660 ;
-  wire \$661 ;
-  wire [15:0] \$662 ;
-  wire \$663 ;
-  wire [15:0] \$664 ;
-  wire \$665 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  reg [1:0] \$643 ;
+  reg \$644 ;
+  reg \$645 ;
+  reg \$646 ;
+  reg \$647 ;
+  reg \$648 ;
+  reg \$649 ;
+  wire \$65 ;
+  reg \$650 ;
+  reg \$651 ;
+  reg [2:0] \$652 ;
+  reg [15:0] \$653 ;
+  reg [15:0] \$654 ;
+  reg [2:0] \$655 ;
+  reg \$656 ;
+  reg \$657 ;
+  reg \$658 ;
+  reg \$659 ;
+  wire \$66 ;
+  reg \$660 ;
+  reg \$661 ;
+  reg [15:0] \$662 ;
+  reg [15:0] \$663 ;
+  reg [2:0] \$664 ;
+  reg [191:0] \$665 ;
+  reg [63:0] \$666 ;
+  reg [63:0] \$667 ;
+  reg \$668 ;
+  reg \$669 ;
+  wire [16:0] \$67 ;
+  reg \$670 ;
+  reg \$671 ;
+  reg [63:0] \$672 ;
+  reg [191:0] \$673 ;
+  reg [63:0] \$674 ;
+  reg [63:0] \$675 ;
+  reg [15:0] \$676 ;
+  reg [15:0] \$677 ;
+  reg [2:0] \$678 ;
+  reg \$679 ;
+  wire [17:0] \$68 ;
+  reg [63:0] \$680 ;
+  reg \$681 ;
+  reg \$682 ;
+  reg \$683 ;
+  reg \$684 ;
+  reg \$685 ;
+  reg \$686 ;
+  reg \$687 ;
+  reg \$688 ;
+  reg \$689 ;
+  wire [1:0] \$69 ;
+  reg \$690 ;
+  reg [15:0] \$691 ;
+  reg [15:0] \$692 ;
+  reg [15:0] \$693 ;
+  reg [15:0] \$694 ;
+  reg [15:0] \$695 ;
+  reg [15:0] \$696 ;
+  reg [15:0] \$697 ;
+  reg [15:0] \$698 ;
+  reg [15:0] \$699 ;
   wire [17:0] \$7 ;
-  wire [2:0] \$70 ;
-  wire [2:0] \$71 ;
-  wire [2:0] \$72 ;
-  wire \$73 ;
+  wire [18:0] \$70 ;
+  reg [15:0] \$700 ;
+  reg [2:0] \$701 ;
+  reg [2:0] \$702 ;
+  reg [2:0] \$703 ;
+  reg [2:0] \$704 ;
+  reg [2:0] \$705 ;
+  reg [23:0] \$706 ;
+  wire [15:0] \$707 ;
+  wire [15:0] \$708 ;
+  wire [15:0] \$709 ;
+  wire [16:0] \$71 ;
+  wire [15:0] \$710 ;
+  wire [15:0] \$711 ;
+  wire [15:0] \$712 ;
+  wire [15:0] \$713 ;
+  wire [15:0] \$714 ;
+  wire [15:0] \$715 ;
+  wire \$716 ;
+  wire [15:0] \$717 ;
+  wire \$718 ;
+  wire [15:0] \$719 ;
+  wire [17:0] \$72 ;
+  wire \$720 ;
+  wire [15:0] \$721 ;
+  wire \$722 ;
+  wire [18:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [2:0] \$76 ;
-  wire [2:0] \$77 ;
-  wire [2:0] \$78 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire [24:0] \$78 ;
   wire \$79 ;
-  wire [6:0] \$798 ;
   wire [18:0] \$8 ;
-  wire [16:0] \$80 ;
-  wire [16:0] \$81 ;
-  wire [16:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [18:0] \$84 ;
-  wire \$85 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [24:0] \$85 ;
   wire \$86 ;
   wire \$87 ;
-  wire [15:0] \$88 ;
-  wire [19:0] \$89 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire [6:0] \$890 ;
   wire \$9 ;
-  wire [15:0] \$90 ;
-  wire [20:0] \$91 ;
-  wire [16:0] \$92 ;
-  wire [16:0] \$93 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
   wire \$94 ;
   wire \$95 ;
-  wire [2:0] \$96 ;
-  wire [3:0] \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  wire [16:0] \$96 ;
+  wire [17:0] \$97 ;
+  wire [17:0] \$98 ;
+  wire [3:0] \$99 ;
   wire [15:0] \$signal ;
-  reg [15:0] \$signal$107  = 16'h0000;
-  reg [15:0] \$signal$112  = 16'h0000;
-  reg [63:0] \$signal$117  = 64'h0000000000000000;
-  reg \$signal$121  = 1'h0;
-  reg [1:0] \$signal$18  = 2'h0;
+  reg [15:0] \$signal$102  = 16'h0000;
+  reg [15:0] \$signal$103  = 16'h0000;
+  reg [15:0] \$signal$111  = 16'h0000;
+  reg [15:0] \$signal$116  = 16'h0000;
+  reg [63:0] \$signal$121  = 64'h0000000000000000;
+  reg \$signal$125  = 1'h0;
+  reg [23:0] \$signal$16  = 24'h000000;
   reg [15:0] \$signal$2  = 16'h0000;
-  reg [15:0] \$signal$23  = 16'h0000;
-  reg [15:0] \$signal$24  = 16'h0000;
+  reg [1:0] \$signal$21  = 2'h0;
+  reg [15:0] \$signal$26  = 16'h0000;
   reg [15:0] \$signal$27  = 16'h0000;
   reg [15:0] \$signal$3  = 16'h0000;
+  reg [15:0] \$signal$30  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \$signal$30 ;
-  reg [15:0] \$signal$33  = 16'h0000;
+  wire [15:0] \$signal$33 ;
+  reg [15:0] \$signal$36  = 16'h0000;
   reg [15:0] \$signal$8  = 16'h0000;
   reg [15:0] \$signal$9  = 16'h0000;
-  reg [15:0] \$signal$98  = 16'h0000;
-  reg [15:0] \$signal$99  = 16'h0000;
   wire [63:0] acc;
   reg [2:0] act4a = 3'h0;
   reg [2:0] act4b = 3'h0;
@@ -41423,12 +41521,13 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire busy;
   input clk;
   wire clk;
-  output [22:0] counts;
-  wire [22:0] counts;
+  output [23:0] counts;
+  wire [23:0] counts;
   wire \counts.affine_reads ;
   wire \counts.c4_busy ;
   wire [3:0] \counts.c4_macs ;
   wire \counts.c4_stall ;
+  wire \counts.c4_w_wait ;
   wire \counts.lif_busy ;
   wire \counts.lif_stall ;
   wire [3:0] \counts.lif_updates ;
@@ -41440,8 +41539,8 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire \counts.spikes_writes ;
   wire \counts.w4_reads ;
   wire [63:0] cur;
-  input [261:0] desc;
-  wire [261:0] desc;
+  input [277:0] desc;
+  wire [277:0] desc;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -41465,6 +41564,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   (* init = 1'h0 *)
@@ -41524,7 +41624,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   reg e4w_rowend_4 = 1'h0;
   reg e4w_rowend_5 = 1'h0;
   reg first = 1'h0;
-  reg \first$51  = 1'h0;
+  reg \first$54  = 1'h0;
   reg full4b = 1'h0;
   input [480:0] geo;
   wire [480:0] geo;
@@ -41593,7 +41693,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   output membrane_out__en;
   reg membrane_out__en = 1'h0;
   wire [63:0] o;
-  wire [63:0] \o$124 ;
+  wire [63:0] \o$128 ;
   reg [15:0] obase4a = 16'h0000;
   reg [15:0] obase4b = 16'h0000;
   wire [7:0] operand;
@@ -41603,16 +41703,16 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   wire [23:0] out_taken;
   reg [15:0] outidx = 16'h0000;
   reg [63:0] p = 64'h0000000000000000;
-  output [15:0] \port$16383$0 ;
-  wire [15:0] \port$16383$0 ;
-  output [15:0] \port$16393$0 ;
-  wire [15:0] \port$16393$0 ;
-  output [15:0] \port$16403$0 ;
-  wire [15:0] \port$16403$0 ;
-  output [15:0] \port$16413$0 ;
-  wire [15:0] \port$16413$0 ;
-  input [47:0] \port$17240$24 ;
-  wire [47:0] \port$17240$24 ;
+  output [15:0] \port$16454$0 ;
+  wire [15:0] \port$16454$0 ;
+  output [15:0] \port$16464$0 ;
+  wire [15:0] \port$16464$0 ;
+  output [15:0] \port$16474$0 ;
+  wire [15:0] \port$16474$0 ;
+  output [15:0] \port$16484$0 ;
+  wire [15:0] \port$16484$0 ;
+  input [71:0] \port$17311$24 ;
+  wire [71:0] \port$17311$24 ;
   reg [15:0] prev_base = 16'h0000;
   output [23:0] res_consumed;
   reg [23:0] res_consumed = 24'h000000;
@@ -41626,7 +41726,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   output residual__en;
   wire residual__en;
   wire rnd;
-  wire \rnd$73 ;
+  wire \rnd$76 ;
   output [15:0] rows_released;
   reg [15:0] rows_released = 16'h0000;
   input [15:0] rows_written;
@@ -41653,415 +41753,528 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   reg [63:0] uprev4b = 64'h0000000000000000;
   wire use_residual;
   reg valid = 1'h0;
-  wire \valid$48 ;
+  wire \valid$51 ;
   output [15:0] w4__addr;
   wire [15:0] w4__addr;
   wire [31:0] w4__data;
   wire w4__en;
+  wire [23:0] w4_chunks;
+  output [23:0] w4_consumed;
+  wire [23:0] w4_consumed;
+  reg [15:0] w4slot = 16'h0000;
   input [31:0] weights;
   wire [31:0] weights;
   wire [15:0] x4;
   reg [15:0] xo4 = 16'h0000;
   reg [1:0] ym3 = 2'h0;
-  assign \$322  = desc[259:244] - 1'h1;
-  assign \$323  = out_slot == \$322 ;
-  assign \$324  = out_slot + 1'h1;
-  assign \$325  = \$323  ? 17'h00000 : \$324 ;
-  assign \$326  = desc[259:244] - 1'h1;
-  assign \$327  = out_slot == \$326 ;
-  assign \$328  = \$signal$98  + geo[256:241];
-  assign \$329  = \$327  ? 17'h00000 : \$328 ;
-  assign \$330  = desc[259:244] - 1'h1;
-  assign \$331  = \$signal$99  == \$330 ;
-  assign \$332  = \$signal$99  + 1'h1;
-  assign \$333  = \$331  ? 17'h00000 : \$332 ;
-  assign \$334  = desc[259:244] - 1'h1;
-  assign \$335  = \$signal$99  == \$334 ;
-  assign \$336  = prev_base + geo[256:241];
-  assign \$337  = \$335  ? 17'h00000 : \$336 ;
-  assign \$338  = desc[31:16] - 1'h1;
-  assign \$339  = k4 == \$338 ;
-  assign \$341  = desc[206] ? 3'h4 : 3'h1;
-  assign \$342  = \$341  - 1'h1;
-  assign \$343  = \$signal$18  == \$342 ;
-  assign \$344  = \$340  & \$343 ;
-  assign \$345  = geo[224:209] - 1'h1;
-  assign \$346  = affine__addr == \$345 ;
-  assign \$347  = \$344  & \$346 ;
-  assign \$348  = geo[208:193] - 1'h1;
-  assign \$349  = xo4 == \$348 ;
-  assign \$350  = \$347  & \$349 ;
-  assign \$351  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$352  = \$351  - 1'h1;
-  assign \$353  = \$signal$3  == \$352 ;
-  assign \$354  = \$350  & \$353 ;
-  assign \$355  = \$signal$23  + geo[80:65];
-  assign \$356  = \$354  ? \$355  : { 1'h0, \$signal$23  };
-  assign \$357  = desc[31:16] - 1'h1;
-  assign \$358  = k4 == \$357 ;
-  assign \$360  = desc[206] ? 3'h4 : 3'h1;
-  assign \$361  = \$360  - 1'h1;
-  assign \$362  = \$signal$18  == \$361 ;
-  assign \$363  = \$359  & \$362 ;
-  assign \$364  = geo[224:209] - 1'h1;
-  assign \$365  = affine__addr == \$364 ;
-  assign \$366  = \$363  & \$365 ;
-  assign \$367  = geo[208:193] - 1'h1;
-  assign \$368  = xo4 == \$367 ;
-  assign \$369  = \$366  & \$368 ;
-  assign \$370  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$371  = \$370  - 1'h1;
-  assign \$372  = \$signal$3  == \$371 ;
-  assign \$373  = \$369  & \$372 ;
-  assign \$374  = \$signal$23  + geo[80:65];
-  assign \$375  = \$373  ? 17'h00000 : \$374 ;
-  assign \$376  = desc[126] ? \$356  : \$375 ;
-  assign \$377  = desc[31:16] - 1'h1;
-  assign \$378  = k4 == \$377 ;
-  assign \$380  = desc[206] ? 3'h4 : 3'h1;
-  assign \$381  = \$380  - 1'h1;
-  assign \$382  = \$signal$18  == \$381 ;
-  assign \$383  = \$379  & \$382 ;
-  assign \$384  = geo[224:209] - 1'h1;
-  assign \$385  = affine__addr == \$384 ;
-  assign \$386  = \$383  & \$385 ;
-  assign \$387  = geo[208:193] - 1'h1;
-  assign \$388  = xo4 == \$387 ;
-  assign \$389  = \$386  & \$388 ;
-  assign \$390  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$391  = \$390  - 1'h1;
-  assign \$392  = \$signal$3  == \$391 ;
-  assign \$393  = \$389  & \$392 ;
-  assign \$394  = desc[126] ? \$393  : 1'h1;
-  assign \$395  = \$signal$9  + desc[63:48];
-  assign \$396  = ~ desc[126];
-  assign \$397  = desc[31:16] - 1'h1;
-  assign \$398  = k4 == \$397 ;
-  assign \$400  = desc[206] ? 3'h4 : 3'h1;
-  assign \$401  = \$400  - 1'h1;
-  assign \$402  = \$signal$18  == \$401 ;
-  assign \$403  = \$399  & \$402 ;
-  assign \$404  = geo[224:209] - 1'h1;
-  assign \$405  = affine__addr == \$404 ;
-  assign \$406  = \$403  & \$405 ;
-  assign \$407  = geo[208:193] - 1'h1;
-  assign \$408  = xo4 == \$407 ;
-  assign \$409  = \$406  & \$408 ;
-  assign \$410  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$411  = \$410  - 1'h1;
-  assign \$412  = \$signal$3  == \$411 ;
-  assign \$413  = \$409  & \$412 ;
-  assign \$414  = \$396  & \$413 ;
-  assign \$416  = desc[206] ? \$415  : { 1'h0, desc[87:80] };
-  assign \$417  = \$signal$8  + \$416 ;
-  assign \$418  = res_consumed + 1'h1;
-  assign \$419  = desc[243:228] - 1'h1;
-  assign \$420  = res_slot == \$419 ;
-  assign \$421  = res_slot + 1'h1;
-  assign \$422  = \$420  ? 17'h00000 : \$421 ;
-  assign \$423  = desc[243:228] - 1'h1;
-  assign \$424  = res_slot == \$423 ;
-  assign \$425  = \$signal$33  + geo[256:241];
-  assign \$426  = \$424  ? 17'h00000 : \$425 ;
-  assign \$427  = desc[31:16] - 1'h1;
-  assign \$428  = k4 == \$427 ;
-  assign \$430  = desc[206] ? 3'h4 : 3'h1;
-  assign \$431  = \$430  - 1'h1;
-  assign \$432  = \$signal$18  == \$431 ;
-  assign \$433  = \$429  & \$432 ;
-  assign \$434  = geo[224:209] - 1'h1;
-  assign \$435  = affine__addr == \$434 ;
-  assign \$436  = \$433  & \$435 ;
-  assign \$437  = geo[208:193] - 1'h1;
-  assign \$438  = xo4 == \$437 ;
-  assign \$439  = \$436  & \$438 ;
-  assign \$440  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$441  = \$440  - 1'h1;
-  assign \$442  = \$signal$3  == \$441 ;
-  assign \$443  = \$439  & \$442 ;
-  assign \$444  = desc[126] ? 1'h1 : \$443 ;
-  assign \$445  = desc[31:16] - 1'h1;
-  assign \$446  = k4 == \$445 ;
-  assign \$448  = desc[206] ? 3'h4 : 3'h1;
-  assign \$449  = \$448  - 1'h1;
-  assign \$450  = \$signal$18  == \$449 ;
-  assign \$451  = \$447  & \$450 ;
-  assign \$452  = geo[224:209] - 1'h1;
-  assign \$453  = affine__addr == \$452 ;
-  assign \$454  = \$451  & \$453 ;
-  assign \$455  = geo[208:193] - 1'h1;
-  assign \$456  = xo4 == \$455 ;
-  assign \$457  = \$454  & \$456 ;
-  assign \$458  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$459  = \$458  - 1'h1;
-  assign \$460  = \$signal$3  == \$459 ;
-  assign \$461  = \$457  & \$460 ;
-  assign \$462  = desc[31:16] - 1'h1;
-  assign \$463  = k4 == \$462 ;
-  assign \$465  = desc[206] ? 3'h4 : 3'h1;
+  assign \$264  = k4 == \$263 ;
+  assign \$266  = desc[206] ? 3'h4 : 3'h1;
+  assign \$267  = \$266  - 1'h1;
+  assign \$268  = \$signal$21  == \$267 ;
+  assign \$269  = \$265  & \$268 ;
+  assign \$270  = desc[31:16] - 1'h1;
+  assign \$271  = k4 == \$270 ;
+  assign \$273  = desc[206] ? 3'h4 : 3'h1;
+  assign \$274  = \$273  - 1'h1;
+  assign \$275  = \$signal$21  == \$274 ;
+  assign \$276  = \$272  & \$275 ;
+  assign \$277  = geo[208:193] - 1'h1;
+  assign \$278  = xo4 == \$277 ;
+  assign \$279  = \$276  & \$278 ;
+  assign \$280  = desc[31:16] - 1'h1;
+  assign \$281  = k4 == \$280 ;
+  assign \$283  = desc[206] ? 3'h4 : 3'h1;
+  assign \$284  = \$283  - 1'h1;
+  assign \$285  = \$signal$21  == \$284 ;
+  assign \$286  = \$282  & \$285 ;
+  assign \$287  = geo[208:193] - 1'h1;
+  assign \$288  = xo4 == \$287 ;
+  assign \$289  = \$286  & \$288 ;
+  assign \$290  = geo[224:209] - 1'h1;
+  assign \$291  = affine__addr == \$290 ;
+  assign \$292  = \$289  & \$291 ;
+  assign \$293  = affine__addr + 1'h1;
+  assign \$294  = \$292  ? 17'h00000 : \$293 ;
+  assign \$295  = outidx + geo[224:209];
+  assign \$296  = \$279  ? \$294  : \$295 ;
+  assign \$297  = desc[31:16] - 1'h1;
+  assign \$298  = k4 == \$297 ;
+  assign \$300  = desc[206] ? 3'h4 : 3'h1;
+  assign \$301  = \$300  - 1'h1;
+  assign \$302  = \$signal$21  == \$301 ;
+  assign \$303  = \$299  & \$302 ;
+  assign \$304  = geo[208:193] - 1'h1;
+  assign \$305  = xo4 == \$304 ;
+  assign \$306  = \$303  & \$305 ;
+  assign \$307  = xo4 << desc[206];
+  assign \$308  = desc[206] ? 2'h2 : 2'h1;
+  assign \$309  = \$307  + \$308 ;
+  assign \$310  = \$309  >> geo[7:4];
+  assign \$311  = xo4 << desc[206];
+  assign \$312  = \$311  >> geo[7:4];
+  assign \$313  = \$310  - \$312 ;
+  assign \$314  = ! \$313 [1:0];
+  assign \$315  = xo4 << desc[206];
+  assign \$316  = desc[206] ? 2'h2 : 2'h1;
+  assign \$317  = \$315  + \$316 ;
+  assign \$318  = \$317  >> geo[7:4];
+  assign \$319  = xo4 << desc[206];
+  assign \$320  = \$319  >> geo[7:4];
+  assign \$321  = \$318  - \$320 ;
+  assign \$322  = \$321 [1:0] == 1'h1;
+  assign \$324  = \$322  ? { 1'h0, geo[29:14] } : \$323 ;
+  assign \$325  = \$314  ? 17'h00000 : \$324 ;
+  assign \$326  = \$signal$27  + \$325 ;
+  assign \$327  = \$306  ? 18'h00000 : \$326 ;
+  assign \$328  = desc[31:16] - 1'h1;
+  assign \$329  = k4 == \$328 ;
+  assign \$331  = desc[206] ? 3'h4 : 3'h1;
+  assign \$332  = \$331  - 1'h1;
+  assign \$333  = \$signal$21  == \$332 ;
+  assign \$334  = \$330  & \$333 ;
+  assign \$335  = geo[208:193] - 1'h1;
+  assign \$336  = xo4 == \$335 ;
+  assign \$337  = \$334  & \$336 ;
+  assign \$338  = \$signal$16  + 1'h1;
+  assign \$339  = desc[277:262] - 1'h1;
+  assign \$340  = w4slot == \$339 ;
+  assign \$341  = w4slot + 1'h1;
+  assign \$342  = \$340  ? 17'h00000 : \$341 ;
+  assign \$343  = | desc[277:262];
+  assign \$344  = desc[277:262] - 1'h1;
+  assign \$345  = w4slot == \$344 ;
+  assign \$346  = desc[31:16] - 1'h1;
+  assign \$347  = k4 == \$346 ;
+  assign \$349  = desc[206] ? 3'h4 : 3'h1;
+  assign \$350  = \$349  - 1'h1;
+  assign \$351  = \$signal$21  == \$350 ;
+  assign \$352  = \$348  & \$351 ;
+  assign \$353  = geo[208:193] - 1'h1;
+  assign \$354  = xo4 == \$353 ;
+  assign \$355  = \$352  & \$354 ;
+  assign \$356  = geo[224:209] - 1'h1;
+  assign \$357  = affine__addr == \$356 ;
+  assign \$358  = \$355  & \$357 ;
+  assign \$359  = \$343  ? \$345  : \$358 ;
+  assign \$360  = \$signal$30  + desc[31:16];
+  assign \$361  = \$359  ? 17'h00000 : \$360 ;
+  assign \$362  = desc[31:16] - 1'h1;
+  assign \$363  = k4 == \$362 ;
+  assign \$365  = desc[206] ? 3'h4 : 3'h1;
+  assign \$366  = \$365  - 1'h1;
+  assign \$367  = \$signal$21  == \$366 ;
+  assign \$368  = \$364  & \$367 ;
+  assign \$369  = geo[208:193] - 1'h1;
+  assign \$370  = xo4 == \$369 ;
+  assign \$371  = \$368  & \$370 ;
+  assign \$372  = geo[224:209] - 1'h1;
+  assign \$373  = affine__addr == \$372 ;
+  assign \$374  = \$371  & \$373 ;
+  assign \$375  = m4 + 1'h1;
+  assign \$376  = rows_released + 1'h1;
+  assign \$377  = desc[259:244] - 1'h1;
+  assign \$378  = out_slot == \$377 ;
+  assign \$379  = out_slot + 1'h1;
+  assign \$380  = \$378  ? 17'h00000 : \$379 ;
+  assign \$381  = desc[259:244] - 1'h1;
+  assign \$382  = out_slot == \$381 ;
+  assign \$383  = \$signal$102  + geo[256:241];
+  assign \$384  = \$382  ? 17'h00000 : \$383 ;
+  assign \$385  = desc[259:244] - 1'h1;
+  assign \$386  = \$signal$103  == \$385 ;
+  assign \$387  = \$signal$103  + 1'h1;
+  assign \$388  = \$386  ? 17'h00000 : \$387 ;
+  assign \$389  = desc[259:244] - 1'h1;
+  assign \$390  = \$signal$103  == \$389 ;
+  assign \$391  = prev_base + geo[256:241];
+  assign \$392  = \$390  ? 17'h00000 : \$391 ;
+  assign \$393  = desc[31:16] - 1'h1;
+  assign \$394  = k4 == \$393 ;
+  assign \$396  = desc[206] ? 3'h4 : 3'h1;
+  assign \$397  = \$396  - 1'h1;
+  assign \$398  = \$signal$21  == \$397 ;
+  assign \$399  = \$395  & \$398 ;
+  assign \$400  = geo[208:193] - 1'h1;
+  assign \$401  = xo4 == \$400 ;
+  assign \$402  = \$399  & \$401 ;
+  assign \$403  = geo[224:209] - 1'h1;
+  assign \$404  = affine__addr == \$403 ;
+  assign \$405  = \$402  & \$404 ;
+  assign \$406  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$407  = \$406  - 1'h1;
+  assign \$408  = \$signal$3  == \$407 ;
+  assign \$409  = \$405  & \$408 ;
+  assign \$410  = \$signal$26  + geo[80:65];
+  assign \$411  = \$409  ? \$410  : { 1'h0, \$signal$26  };
+  assign \$412  = desc[31:16] - 1'h1;
+  assign \$413  = k4 == \$412 ;
+  assign \$415  = desc[206] ? 3'h4 : 3'h1;
+  assign \$416  = \$415  - 1'h1;
+  assign \$417  = \$signal$21  == \$416 ;
+  assign \$418  = \$414  & \$417 ;
+  assign \$419  = geo[208:193] - 1'h1;
+  assign \$420  = xo4 == \$419 ;
+  assign \$421  = \$418  & \$420 ;
+  assign \$422  = geo[224:209] - 1'h1;
+  assign \$423  = affine__addr == \$422 ;
+  assign \$424  = \$421  & \$423 ;
+  assign \$425  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$426  = \$425  - 1'h1;
+  assign \$427  = \$signal$3  == \$426 ;
+  assign \$428  = \$424  & \$427 ;
+  assign \$429  = \$signal$26  + geo[80:65];
+  assign \$430  = \$428  ? 17'h00000 : \$429 ;
+  assign \$431  = desc[126] ? \$411  : \$430 ;
+  assign \$432  = desc[31:16] - 1'h1;
+  assign \$433  = k4 == \$432 ;
+  assign \$435  = desc[206] ? 3'h4 : 3'h1;
+  assign \$436  = \$435  - 1'h1;
+  assign \$437  = \$signal$21  == \$436 ;
+  assign \$438  = \$434  & \$437 ;
+  assign \$439  = geo[208:193] - 1'h1;
+  assign \$440  = xo4 == \$439 ;
+  assign \$441  = \$438  & \$440 ;
+  assign \$442  = geo[224:209] - 1'h1;
+  assign \$443  = affine__addr == \$442 ;
+  assign \$444  = \$441  & \$443 ;
+  assign \$445  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$446  = \$445  - 1'h1;
+  assign \$447  = \$signal$3  == \$446 ;
+  assign \$448  = \$444  & \$447 ;
+  assign \$449  = desc[126] ? \$448  : 1'h1;
+  assign \$450  = \$signal$9  + desc[63:48];
+  assign \$451  = ~ desc[126];
+  assign \$452  = desc[31:16] - 1'h1;
+  assign \$453  = k4 == \$452 ;
+  assign \$455  = desc[206] ? 3'h4 : 3'h1;
+  assign \$456  = \$455  - 1'h1;
+  assign \$457  = \$signal$21  == \$456 ;
+  assign \$458  = \$454  & \$457 ;
+  assign \$459  = geo[208:193] - 1'h1;
+  assign \$460  = xo4 == \$459 ;
+  assign \$461  = \$458  & \$460 ;
+  assign \$462  = geo[224:209] - 1'h1;
+  assign \$463  = affine__addr == \$462 ;
+  assign \$464  = \$461  & \$463 ;
+  assign \$465  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
   assign \$466  = \$465  - 1'h1;
-  assign \$467  = \$signal$18  == \$466 ;
+  assign \$467  = \$signal$3  == \$466 ;
   assign \$468  = \$464  & \$467 ;
-  assign \$469  = geo[224:209] - 1'h1;
-  assign \$470  = affine__addr == \$469 ;
-  assign \$471  = \$468  & \$470 ;
-  assign \$472  = geo[208:193] - 1'h1;
-  assign \$473  = xo4 == \$472 ;
-  assign \$474  = \$471  & \$473 ;
-  assign \$475  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$476  = \$475  - 1'h1;
-  assign \$477  = \$signal$3  == \$476 ;
-  assign \$478  = \$474  & \$477 ;
-  assign \$479  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
-  assign \$480  = \$479  - 1'h1;
-  assign \$481  = \$signal$2  == \$480 ;
-  assign \$482  = \$478  & \$481 ;
-  assign \$483  = desc[126] ? \$461  : \$482 ;
-  assign \$484  = ym3 == 2'h2;
-  assign \$485  = ym3 + 1'h1;
-  assign \$486  = \$484  ? 3'h0 : \$485 ;
-  assign \$487  = \$486  == 2'h2;
-  assign \$488  = ym3 == 2'h2;
-  assign \$489  = ym3 + 1'h1;
-  assign \$490  = \$488  ? 3'h0 : \$489 ;
-  assign \$491  = \$490  + 1'h1;
-  assign \$492  = \$487  ? 4'h0 : \$491 ;
-  assign \$493  = ym3 == 2'h2;
-  assign \$494  = ym3 + 1'h1;
-  assign \$495  = \$493  ? 3'h0 : \$494 ;
-  assign \$496  = desc[206] ? \$492  : { 1'h0, \$495  };
-  assign \$497  = \$483  ? 4'h0 : \$496 ;
-  assign \$498  = desc[31:16] - 1'h1;
-  assign \$499  = k4 == \$498 ;
-  assign \$501  = desc[206] ? 3'h4 : 3'h1;
-  assign \$502  = \$501  - 1'h1;
-  assign \$503  = \$signal$18  == \$502 ;
-  assign \$504  = \$500  & \$503 ;
-  assign \$505  = geo[224:209] - 1'h1;
-  assign \$506  = affine__addr == \$505 ;
-  assign \$507  = \$504  & \$506 ;
-  assign \$508  = geo[208:193] - 1'h1;
-  assign \$509  = xo4 == \$508 ;
-  assign \$510  = \$507  & \$509 ;
-  assign \$511  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$512  = \$511  - 1'h1;
-  assign \$513  = \$signal$3  == \$512 ;
-  assign \$514  = \$510  & \$513 ;
-  assign \$515  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
-  assign \$516  = \$515  - 1'h1;
-  assign \$517  = \$signal$2  == \$516 ;
-  assign \$518  = \$514  & \$517 ;
-  assign \$519  = ! k4;
-  assign \$520  = desc[31:16] - 1'h1;
-  assign \$521  = k4 == \$520 ;
-  assign \$523  = ! \$signal$18 ;
-  assign \$524  = desc[31:16] - 1'h1;
-  assign \$525  = k4 == \$524 ;
-  assign \$527  = desc[206] ? 3'h4 : 3'h1;
-  assign \$528  = \$527  - 1'h1;
-  assign \$529  = \$signal$18  == \$528 ;
-  assign \$530  = \$526  & \$529 ;
-  assign \$531  = ! \$1 [7:0];
-  assign \$532  = desc[31:16] - 1'h1;
-  assign \$533  = k4 == \$532 ;
-  assign \$535  = desc[206] ? 3'h4 : 3'h1;
-  assign \$536  = \$535  - 1'h1;
-  assign \$537  = \$signal$18  == \$536 ;
-  assign \$538  = \$534  & \$537 ;
-  assign \$539  = geo[224:209] - 1'h1;
-  assign \$540  = affine__addr == \$539 ;
-  assign \$541  = \$538  & \$540 ;
-  assign \$542  = geo[208:193] - 1'h1;
-  assign \$543  = xo4 == \$542 ;
-  assign \$544  = \$541  & \$543 ;
-  assign \$545  = geo[13:11] - 1'h1;
-  assign \$546  = { 1'h0, \$64 [15:0] } & { \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545 [3], \$545  };
-  assign \$547  = $signed(\$546 ) << geo[3:0];
-  assign \$548  = geo[10:8] - 1'h1;
-  assign \$549  = { 1'h0, k4 } & { \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548 [3], \$548  };
-  assign \$550  = \$547  | { \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549 [16], \$549  };
-  assign \$552  = desc[47:32] - \$551 ;
-  assign \$553  = \$552 [15:0] >= 3'h4;
-  assign \$555  = desc[47:32] - \$554 ;
-  assign \$556  = \$553  ? 16'h0004 : \$555 [15:0];
-  assign \$557  = valid & e4a_grp;
-  assign \$558  = e4a_t0 ? 64'h0000000000000000 : membrane_in__data;
-  assign \$559  = desc[121:90] >> \$1 [7:0];
-  assign \$560  = e4b_v & e4b_grp;
-  assign \$561  = membrane_out__en & e4w_rowend_5;
-  assign \$562  = out_rows + 1'h1;
-  assign \$563  = desc[259:244] - geo[272:257];
-  assign \$564  = desc[206] ? desc[87:80] : 8'h00;
+  assign \$469  = \$451  & \$468 ;
+  assign \$471  = desc[206] ? \$470  : { 1'h0, desc[87:80] };
+  assign \$472  = \$signal$8  + \$471 ;
+  assign \$473  = res_consumed + 1'h1;
+  assign \$474  = desc[243:228] - 1'h1;
+  assign \$475  = res_slot == \$474 ;
+  assign \$476  = res_slot + 1'h1;
+  assign \$477  = \$475  ? 17'h00000 : \$476 ;
+  assign \$478  = desc[243:228] - 1'h1;
+  assign \$479  = res_slot == \$478 ;
+  assign \$480  = \$signal$36  + geo[256:241];
+  assign \$481  = \$479  ? 17'h00000 : \$480 ;
+  assign \$482  = desc[31:16] - 1'h1;
+  assign \$483  = k4 == \$482 ;
+  assign \$485  = desc[206] ? 3'h4 : 3'h1;
+  assign \$486  = \$485  - 1'h1;
+  assign \$487  = \$signal$21  == \$486 ;
+  assign \$488  = \$484  & \$487 ;
+  assign \$489  = geo[208:193] - 1'h1;
+  assign \$490  = xo4 == \$489 ;
+  assign \$491  = \$488  & \$490 ;
+  assign \$492  = geo[224:209] - 1'h1;
+  assign \$493  = affine__addr == \$492 ;
+  assign \$494  = \$491  & \$493 ;
+  assign \$495  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$496  = \$495  - 1'h1;
+  assign \$497  = \$signal$3  == \$496 ;
+  assign \$498  = \$494  & \$497 ;
+  assign \$499  = desc[126] ? 1'h1 : \$498 ;
+  assign \$500  = desc[31:16] - 1'h1;
+  assign \$501  = k4 == \$500 ;
+  assign \$503  = desc[206] ? 3'h4 : 3'h1;
+  assign \$504  = \$503  - 1'h1;
+  assign \$505  = \$signal$21  == \$504 ;
+  assign \$506  = \$502  & \$505 ;
+  assign \$507  = geo[208:193] - 1'h1;
+  assign \$508  = xo4 == \$507 ;
+  assign \$509  = \$506  & \$508 ;
+  assign \$510  = geo[224:209] - 1'h1;
+  assign \$511  = affine__addr == \$510 ;
+  assign \$512  = \$509  & \$511 ;
+  assign \$513  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$514  = \$513  - 1'h1;
+  assign \$515  = \$signal$3  == \$514 ;
+  assign \$516  = \$512  & \$515 ;
+  assign \$517  = desc[31:16] - 1'h1;
+  assign \$518  = k4 == \$517 ;
+  assign \$520  = desc[206] ? 3'h4 : 3'h1;
+  assign \$521  = \$520  - 1'h1;
+  assign \$522  = \$signal$21  == \$521 ;
+  assign \$523  = \$519  & \$522 ;
+  assign \$524  = geo[208:193] - 1'h1;
+  assign \$525  = xo4 == \$524 ;
+  assign \$526  = \$523  & \$525 ;
+  assign \$527  = geo[224:209] - 1'h1;
+  assign \$528  = affine__addr == \$527 ;
+  assign \$529  = \$526  & \$528 ;
+  assign \$530  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$531  = \$530  - 1'h1;
+  assign \$532  = \$signal$3  == \$531 ;
+  assign \$533  = \$529  & \$532 ;
+  assign \$534  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
+  assign \$535  = \$534  - 1'h1;
+  assign \$536  = \$signal$2  == \$535 ;
+  assign \$537  = \$533  & \$536 ;
+  assign \$538  = desc[126] ? \$516  : \$537 ;
+  assign \$539  = ym3 == 2'h2;
+  assign \$540  = ym3 + 1'h1;
+  assign \$541  = \$539  ? 3'h0 : \$540 ;
+  assign \$542  = \$541  == 2'h2;
+  assign \$543  = ym3 == 2'h2;
+  assign \$544  = ym3 + 1'h1;
+  assign \$545  = \$543  ? 3'h0 : \$544 ;
+  assign \$546  = \$545  + 1'h1;
+  assign \$547  = \$542  ? 4'h0 : \$546 ;
+  assign \$548  = ym3 == 2'h2;
+  assign \$549  = ym3 + 1'h1;
+  assign \$550  = \$548  ? 3'h0 : \$549 ;
+  assign \$551  = desc[206] ? \$547  : { 1'h0, \$550  };
+  assign \$552  = \$538  ? 4'h0 : \$551 ;
+  assign \$553  = desc[31:16] - 1'h1;
+  assign \$554  = k4 == \$553 ;
+  assign \$556  = desc[206] ? 3'h4 : 3'h1;
+  assign \$557  = \$556  - 1'h1;
+  assign \$558  = \$signal$21  == \$557 ;
+  assign \$559  = \$555  & \$558 ;
+  assign \$560  = geo[208:193] - 1'h1;
+  assign \$561  = xo4 == \$560 ;
+  assign \$562  = \$559  & \$561 ;
+  assign \$563  = geo[224:209] - 1'h1;
+  assign \$564  = affine__addr == \$563 ;
+  assign \$565  = \$562  & \$564 ;
+  assign \$566  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$567  = \$566  - 1'h1;
+  assign \$568  = \$signal$3  == \$567 ;
+  assign \$569  = \$565  & \$568 ;
+  assign \$570  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
+  assign \$571  = \$570  - 1'h1;
+  assign \$572  = \$signal$2  == \$571 ;
+  assign \$573  = \$569  & \$572 ;
+  assign \$574  = ! k4;
+  assign \$575  = desc[31:16] - 1'h1;
+  assign \$576  = k4 == \$575 ;
+  assign \$578  = ! \$signal$21 ;
+  assign \$579  = desc[31:16] - 1'h1;
+  assign \$580  = k4 == \$579 ;
+  assign \$582  = desc[206] ? 3'h4 : 3'h1;
+  assign \$583  = \$582  - 1'h1;
+  assign \$584  = \$signal$21  == \$583 ;
+  assign \$585  = \$581  & \$584 ;
+  assign \$586  = ! \$1 [7:0];
+  assign \$587  = desc[31:16] - 1'h1;
+  assign \$588  = k4 == \$587 ;
+  assign \$590  = desc[206] ? 3'h4 : 3'h1;
+  assign \$591  = \$590  - 1'h1;
+  assign \$592  = \$signal$21  == \$591 ;
+  assign \$593  = \$589  & \$592 ;
+  assign \$594  = geo[208:193] - 1'h1;
+  assign \$595  = xo4 == \$594 ;
+  assign \$596  = \$593  & \$595 ;
+  assign \$597  = geo[224:209] - 1'h1;
+  assign \$598  = affine__addr == \$597 ;
+  assign \$599  = \$596  & \$598 ;
+  assign \$600  = geo[13:11] - 1'h1;
+  assign \$601  = { 1'h0, \$98 [15:0] } & { \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600 [3], \$600  };
+  assign \$602  = $signed(\$601 ) << geo[3:0];
+  assign \$603  = geo[10:8] - 1'h1;
+  assign \$604  = { 1'h0, k4 } & { \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603 [3], \$603  };
+  assign \$605  = \$602  | { \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604 [16], \$604  };
+  assign \$607  = desc[47:32] - \$606 ;
+  assign \$608  = \$607 [15:0] >= 3'h4;
+  assign \$610  = desc[47:32] - \$609 ;
+  assign \$611  = \$608  ? 16'h0004 : \$610 [15:0];
+  assign \$612  = valid & e4a_grp;
+  assign \$613  = e4a_t0 ? 64'h0000000000000000 : membrane_in__data;
+  assign \$614  = desc[121:90] >> \$1 [7:0];
+  assign \$615  = e4b_v & e4b_grp;
+  assign \$616  = membrane_out__en & e4w_rowend_5;
+  assign \$617  = out_rows + 1'h1;
+  assign \$618  = desc[259:244] - geo[272:257];
+  assign \$619  = desc[206] ? desc[87:80] : 8'h00;
   always @(posedge clk)
-    k4 <= \$565 ;
+    k4 <= \$620 ;
   always @(posedge clk)
-    \$signal$18  <= \$566 ;
+    \$signal$21  <= \$621 ;
   always @(posedge clk)
-    affine__addr <= \$567 ;
+    xo4 <= \$622 ;
   always @(posedge clk)
-    xo4 <= \$568 ;
+    affine__addr <= \$623 ;
   always @(posedge clk)
-    \$signal$3  <= \$569 ;
+    \$signal$3  <= \$624 ;
   always @(posedge clk)
-    \$signal$2  <= \$570 ;
+    \$signal$2  <= \$625 ;
   always @(posedge clk)
-    \$signal$27  <= \$571 ;
+    outidx <= \$626 ;
   always @(posedge clk)
-    outidx <= \$572 ;
+    \$signal$27  <= \$627 ;
   always @(posedge clk)
-    \$signal$24  <= \$573 ;
+    \$signal$16  <= \$628 ;
   always @(posedge clk)
-    m4 <= \$574 ;
+    w4slot <= \$629 ;
   always @(posedge clk)
-    rows_released <= \$575 ;
+    \$signal$30  <= \$630 ;
   always @(posedge clk)
-    out_slot <= \$576 ;
+    m4 <= \$631 ;
   always @(posedge clk)
-    \$signal$98  <= \$577 ;
+    rows_released <= \$632 ;
   always @(posedge clk)
-    \$signal$99  <= \$578 ;
+    out_slot <= \$633 ;
   always @(posedge clk)
-    prev_base <= \$579 ;
+    \$signal$102  <= \$634 ;
   always @(posedge clk)
-    \$signal$23  <= \$580 ;
+    \$signal$103  <= \$635 ;
   always @(posedge clk)
-    \$signal$9  <= \$581 ;
+    prev_base <= \$636 ;
   always @(posedge clk)
-    \$signal$8  <= \$582 ;
+    \$signal$26  <= \$637 ;
   always @(posedge clk)
-    res_consumed <= \$583 ;
+    \$signal$9  <= \$638 ;
   always @(posedge clk)
-    res_slot <= \$584 ;
+    \$signal$8  <= \$639 ;
   always @(posedge clk)
-    \$signal$33  <= \$585 ;
+    res_consumed <= \$640 ;
   always @(posedge clk)
-    ym3 <= \$586 ;
+    res_slot <= \$641 ;
   always @(posedge clk)
-    run <= \$587 ;
+    \$signal$36  <= \$642 ;
   always @(posedge clk)
-    valid <= \$588 ;
+    ym3 <= \$643 ;
   always @(posedge clk)
-    first <= \$589 ;
+    run <= \$644 ;
   always @(posedge clk)
-    e4a_last <= \$590 ;
+    valid <= \$645 ;
   always @(posedge clk)
-    e4a_subfirst <= \$591 ;
+    first <= \$646 ;
   always @(posedge clk)
-    e4a_grp <= \$592 ;
+    e4a_last <= \$647 ;
   always @(posedge clk)
-    e4a_t0 <= \$593 ;
+    e4a_subfirst <= \$648 ;
   always @(posedge clk)
-    e4a_rowend <= \$594 ;
+    e4a_grp <= \$649 ;
   always @(posedge clk)
-    lane4a <= \$595 ;
+    e4a_t0 <= \$650 ;
   always @(posedge clk)
-    \$signal$107  <= \$596 ;
+    e4a_rowend <= \$651 ;
   always @(posedge clk)
-    obase4a <= \$597 ;
+    lane4a <= \$652 ;
   always @(posedge clk)
-    act4a <= \$598 ;
+    \$signal$111  <= \$653 ;
   always @(posedge clk)
-    e4b_v <= \$599 ;
+    obase4a <= \$654 ;
   always @(posedge clk)
-    e4b_last <= \$600 ;
+    act4a <= \$655 ;
   always @(posedge clk)
-    \first$51  <= \$601 ;
+    e4b_v <= \$656 ;
   always @(posedge clk)
-    e4b_grp <= \$602 ;
+    e4b_last <= \$657 ;
   always @(posedge clk)
-    e4b_t0 <= \$603 ;
+    \first$54  <= \$658 ;
   always @(posedge clk)
-    e4b_rowend <= \$604 ;
+    e4b_grp <= \$659 ;
   always @(posedge clk)
-    \$signal$112  <= \$605 ;
+    e4b_t0 <= \$660 ;
   always @(posedge clk)
-    obase4b <= \$606 ;
+    e4b_rowend <= \$661 ;
   always @(posedge clk)
-    act4b <= \$607 ;
+    \$signal$116  <= \$662 ;
   always @(posedge clk)
-    aff4b <= \$608 ;
+    obase4b <= \$663 ;
   always @(posedge clk)
-    \$signal$117  <= \$609 ;
+    act4b <= \$664 ;
   always @(posedge clk)
-    uprev4b <= \$610 ;
+    aff4b <= \$665 ;
   always @(posedge clk)
-    \$signal$121  <= \$611 ;
+    \$signal$121  <= \$666 ;
   always @(posedge clk)
-    full4b <= \$612 ;
+    uprev4b <= \$667 ;
   always @(posedge clk)
-    e4c_v <= \$613 ;
+    \$signal$125  <= \$668 ;
   always @(posedge clk)
-    e4c_rowend <= \$614 ;
+    full4b <= \$669 ;
   always @(posedge clk)
-    p <= \$615 ;
+    e4c_v <= \$670 ;
   always @(posedge clk)
-    e4c_aff <= \$616 ;
+    e4c_rowend <= \$671 ;
   always @(posedge clk)
-    residual <= \$617 ;
+    p <= \$672 ;
   always @(posedge clk)
-    e4c_uprev <= \$618 ;
+    e4c_aff <= \$673 ;
   always @(posedge clk)
-    e4c_outidx <= \$619 ;
+    residual <= \$674 ;
   always @(posedge clk)
-    e4c_obase <= \$620 ;
+    e4c_uprev <= \$675 ;
   always @(posedge clk)
-    e4c_act <= \$621 ;
+    e4c_outidx <= \$676 ;
   always @(posedge clk)
-    e4c_full <= \$622 ;
+    e4c_obase <= \$677 ;
   always @(posedge clk)
-    u_prev <= \$623 ;
+    e4c_act <= \$678 ;
   always @(posedge clk)
-    e4w1_v_1 <= \$624 ;
+    e4c_full <= \$679 ;
   always @(posedge clk)
-    e4w2_v_1 <= \$625 ;
+    u_prev <= \$680 ;
   always @(posedge clk)
-    e4w3_v_1 <= \$626 ;
+    e4w1_v_1 <= \$681 ;
   always @(posedge clk)
-    e4w4_v_1 <= \$627 ;
+    e4w2_v_1 <= \$682 ;
   always @(posedge clk)
-    membrane_out__en <= \$628 ;
+    e4w3_v_1 <= \$683 ;
   always @(posedge clk)
-    e4w_rowend_1 <= \$629 ;
+    e4w4_v_1 <= \$684 ;
   always @(posedge clk)
-    e4w_rowend_2 <= \$630 ;
+    membrane_out__en <= \$685 ;
   always @(posedge clk)
-    e4w_rowend_3 <= \$631 ;
+    e4w_rowend_1 <= \$686 ;
   always @(posedge clk)
-    e4w_rowend_4 <= \$632 ;
+    e4w_rowend_2 <= \$687 ;
   always @(posedge clk)
-    e4w_rowend_5 <= \$633 ;
+    e4w_rowend_3 <= \$688 ;
   always @(posedge clk)
-    e4w_outidx_1 <= \$634 ;
+    e4w_rowend_4 <= \$689 ;
   always @(posedge clk)
-    e4w_outidx_2 <= \$635 ;
+    e4w_rowend_5 <= \$690 ;
   always @(posedge clk)
-    e4w_outidx_3 <= \$636 ;
+    e4w_outidx_1 <= \$691 ;
   always @(posedge clk)
-    e4w_outidx_4 <= \$637 ;
+    e4w_outidx_2 <= \$692 ;
   always @(posedge clk)
-    e4w_outidx_5 <= \$638 ;
+    e4w_outidx_3 <= \$693 ;
   always @(posedge clk)
-    e4w_obase_1 <= \$639 ;
+    e4w_outidx_4 <= \$694 ;
   always @(posedge clk)
-    e4w_obase_2 <= \$640 ;
+    e4w_outidx_5 <= \$695 ;
   always @(posedge clk)
-    e4w_obase_3 <= \$641 ;
+    e4w_obase_1 <= \$696 ;
   always @(posedge clk)
-    e4w_obase_4 <= \$642 ;
+    e4w_obase_2 <= \$697 ;
   always @(posedge clk)
-    e4w_obase_5 <= \$643 ;
+    e4w_obase_3 <= \$698 ;
   always @(posedge clk)
-    e4w_act_1 <= \$644 ;
+    e4w_obase_4 <= \$699 ;
   always @(posedge clk)
-    e4w_act_2 <= \$645 ;
+    e4w_obase_5 <= \$700 ;
   always @(posedge clk)
-    e4w_act_3 <= \$646 ;
+    e4w_act_1 <= \$701 ;
   always @(posedge clk)
-    e4w_act_4 <= \$647 ;
+    e4w_act_2 <= \$702 ;
   always @(posedge clk)
-    e4w_act_5 <= \$648 ;
+    e4w_act_3 <= \$703 ;
   always @(posedge clk)
-    out_rows <= \$649 ;
+    e4w_act_4 <= \$704 ;
+  always @(posedge clk)
+    e4w_act_5 <= \$705 ;
+  always @(posedge clk)
+    out_rows <= \$706 ;
   assign \$signal  = desc[126] ? \$signal$3  : \$signal$2 ;
   assign \$1  = desc[126] ? \$signal$2  : \$signal$3 ;
   assign \$2  = \$signal  << desc[206];
@@ -42080,313 +42293,263 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \$15  = \$12  | \$14 ;
   assign \$16  = \$10  & \$15 ;
   assign \$17  = ~ desc[207];
-  assign \$18  = \port$17240$24 [23:0] > m4;
+  assign \$18  = \port$17311$24 [23:0] > m4;
   assign \$19  = \$17  | \$18 ;
-  assign \$20  = \port$17240$24 [47:24] + desc[259:244];
+  assign \$20  = \port$17311$24 [47:24] + desc[259:244];
   assign \$21  = \$20  > m4;
   assign \$22  = \$19  & \$21 ;
-  assign issue4 = \$16  & \$22 ;
-  assign \$23  = \$signal  << desc[206];
-  assign \$24  = \$signal$9  + \$23 ;
-  assign \$25  = desc[206] ? 2'h2 : 2'h1;
-  assign \$26  = \$24  + \$25 ;
-  assign \$27  = \$signal$8  + \$1 [7:0];
-  assign \$28  = \$27  + 1'h1;
-  assign \$29  = desc[126] ? \$26  : { 1'h0, \$28  };
-  assign \$30  = rows_written >= \$29 ;
-  assign \$31  = ! \$1 [7:0];
-  assign \$32  = geo[289] | \$31 ;
-  assign \$33  = out_rows + geo[272:257];
-  assign \$34  = \$33  > m4;
-  assign \$35  = \$32  | \$34 ;
-  assign \$36  = \$30  & \$35 ;
-  assign \$37  = ~ \$36 ;
-  assign \$38  = run & \$37 ;
-  assign \$39  = \$signal  << desc[206];
-  assign \$40  = \$signal$9  + \$39 ;
-  assign \$41  = desc[206] ? 2'h2 : 2'h1;
-  assign \$42  = \$40  + \$41 ;
-  assign \$43  = \$signal$8  + \$1 [7:0];
-  assign \$44  = \$43  + 1'h1;
-  assign \$45  = desc[126] ? \$42  : { 1'h0, \$44  };
-  assign \$46  = rows_written >= \$45 ;
-  assign \$47  = run & \$46 ;
-  assign \$48  = ! \$1 [7:0];
-  assign \$49  = geo[289] | \$48 ;
-  assign \$50  = out_rows + geo[272:257];
-  assign \$51  = \$50  > m4;
-  assign \$52  = \$49  | \$51 ;
-  assign \$53  = \$47  & \$52 ;
-  assign \$54  = ~ desc[207];
-  assign \$55  = \port$17240$24 [23:0] > m4;
-  assign \$56  = \$54  | \$55 ;
-  assign \$57  = \port$17240$24 [47:24] + desc[259:244];
-  assign \$58  = \$57  > m4;
-  assign \$59  = \$56  & \$58 ;
-  assign \$60  = ~ \$59 ;
-  assign \$61  = \$53  & \$60 ;
-  assign \$63  = \$62  + \$signal$18 [0];
-  assign \$64  = desc[206] ? \$63  : { 2'h0, xo4 };
-  assign \$65  = geo[10:8] - 1'h1;
-  assign \$66  = { 1'h0, k4 } & { \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65 [3], \$65  };
-  assign \$67  = ! \$66 ;
-  assign line4__en = issue4 & \$67 ;
-  assign \$68  = desc[206] & \$signal$18 [1];
-  assign \$69  = ym3 == 2'h2;
-  assign \$70  = ym3 + 1'h1;
-  assign \$71  = \$69  ? 3'h0 : \$70 ;
-  assign \$72  = \$68  ? \$71  : { 1'h0, ym3 };
-  assign \$73  = ! \$72 ;
-  assign \$74  = desc[206] & \$signal$18 [1];
-  assign \$75  = ym3 == 2'h2;
-  assign \$76  = ym3 + 1'h1;
-  assign \$77  = \$75  ? 3'h0 : \$76 ;
-  assign \$78  = \$74  ? \$77  : { 1'h0, ym3 };
-  assign \$79  = \$78  == 1'h1;
-  assign \$81  = \$79  ? { 1'h0, geo[406:391] } : \$80 ;
-  assign \$82  = \$73  ? 17'h00000 : \$81 ;
-  assign \$83  = \$82  + \$signal$23 ;
-  assign \$84  = \$83  + \$signal$24 ;
-  assign \$85  = desc[206] & \$signal$18 [0];
-  assign \$86  = geo[13:11] == 1'h1;
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = \$87  ? geo[29:14] : 16'h0000;
-  assign \$89  = \$84  + \$88 ;
-  assign \$90  = k4 >> geo[3:0];
-  assign \$91  = \$89  + \$90 ;
-  assign \$92  = \$signal$27  + k4;
-  assign \$93  = desc[31:16] - 1'h1;
-  assign \$94  = k4 == \$93 ;
-  assign \$96  = desc[206] ? 3'h4 : 3'h1;
-  assign \$97  = \$96  - 1'h1;
-  assign \$98  = \$signal$18  == \$97 ;
-  assign \$99  = \$95  & \$98 ;
-  assign affine__en = issue4 & \$99 ;
-  assign \$100  = desc[31:16] - 1'h1;
-  assign \$101  = k4 == \$100 ;
-  assign \$103  = desc[206] ? 3'h4 : 3'h1;
-  assign \$104  = \$103  - 1'h1;
-  assign \$105  = \$signal$18  == \$104 ;
-  assign \$106  = \$102  & \$105 ;
-  assign \$107  = issue4 & \$106 ;
-  assign residual__en = \$107  & desc[207];
-  assign \$108  = \$signal$33  + outidx;
-  assign \$109  = desc[31:16] - 1'h1;
-  assign \$110  = k4 == \$109 ;
-  assign \$112  = desc[206] ? 3'h4 : 3'h1;
-  assign \$113  = \$112  - 1'h1;
-  assign \$114  = \$signal$18  == \$113 ;
-  assign \$115  = \$111  & \$114 ;
-  assign \$116  = issue4 & \$115 ;
-  assign \$117  = | \$1 [7:0];
-  assign membrane_in__en = \$116  & \$117 ;
-  assign \$118  = prev_base + outidx;
-  assign \$119  = desc[31:16] - 1'h1;
-  assign \$120  = k4 == \$119 ;
-  assign \$122  = desc[206] ? 3'h4 : 3'h1;
-  assign \$123  = \$122  - 1'h1;
-  assign \$124  = \$signal$18  == \$123 ;
-  assign \$125  = \$121  & \$124 ;
-  assign \$126  = issue4 & \$125 ;
-  assign \$798  = lane4a * 4'h8;
-  assign operand = line4__data >> \$798 ;
-  assign \$127  = valid ? act4a : 3'h0;
-  assign \valid$48  = e4b_v & e4b_last;
-  assign \$128  = desc[89:88] == 2'h2;
-  assign \$129  = ~ e4c_full;
-  assign \$130  = \$128  & \$129 ;
-  assign scale = \$130  ? { e4c_aff[175:160], e4c_aff[127:112], e4c_aff[79:64], e4c_aff[31:16] } : { e4c_aff[159:144], e4c_aff[111:96], e4c_aff[63:48], e4c_aff[15:0] };
-  assign \$131  = e4w_act_5 > 1'h0;
-  assign \$132  = e4w_act_5 > 1'h1;
-  assign \$133  = e4w_act_5 > 2'h2;
-  assign \$134  = e4w_act_5 > 2'h3;
-  assign spikes_masked = { \$665 , \$663 , \$661 , \$659  } & { \$134 , \$133 , \$132 , \$131  };
-  assign \$135  = e4w_obase_5 + e4w_outidx_5;
-  assign \$136  = e4w_obase_5 + e4w_outidx_5;
-  assign \$137  = membrane_out__en ? e4w_act_5 : 3'h0;
-  assign \$138  = 1'h0 + spikes_masked[0];
-  assign \$139  = \$138  + spikes_masked[1];
-  assign \$140  = \$139  + spikes_masked[2];
-  assign \$141  = \$140  + spikes_masked[3];
-  assign \$142  = membrane_out__en ? \$141  : 5'h00;
-  assign \$143  = run | valid;
-  assign \$144  = \$143  | e4b_v;
-  assign \$145  = | { membrane_out__en, e4w4_v_1, e4w3_v_1, e4w2_v_1, e4w1_v_1, e4c_v };
-  assign busy = \$144  | \$145 ;
-  assign \$147  = desc[31:16] - 1'h1;
-  assign \$148  = k4 == \$147 ;
-  assign \$149  = k4 + 1'h1;
-  assign \$150  = \$148  ? 17'h00000 : \$149 ;
-  assign \$151  = desc[31:16] - 1'h1;
-  assign \$152  = k4 == \$151 ;
-  assign \$154  = issue4 & \$153 ;
-  assign \$155  = desc[206] ? 3'h4 : 3'h1;
-  assign \$156  = \$155  - 1'h1;
-  assign \$157  = \$signal$18  == \$156 ;
-  assign \$158  = \$signal$18  + 1'h1;
-  assign \$159  = \$157  ? 3'h0 : \$158 ;
-  assign \$160  = desc[31:16] - 1'h1;
-  assign \$161  = k4 == \$160 ;
-  assign \$163  = desc[206] ? 3'h4 : 3'h1;
-  assign \$164  = \$163  - 1'h1;
-  assign \$165  = \$signal$18  == \$164 ;
-  assign \$166  = \$162  & \$165 ;
-  assign \$167  = issue4 & \$166 ;
-  assign \$168  = geo[224:209] - 1'h1;
-  assign \$169  = affine__addr == \$168 ;
-  assign \$170  = affine__addr + 1'h1;
-  assign \$171  = \$169  ? 17'h00000 : \$170 ;
-  assign \$172  = desc[31:16] - 1'h1;
-  assign \$173  = k4 == \$172 ;
-  assign \$175  = desc[206] ? 3'h4 : 3'h1;
-  assign \$176  = \$175  - 1'h1;
-  assign \$177  = \$signal$18  == \$176 ;
-  assign \$178  = \$174  & \$177 ;
-  assign \$179  = geo[224:209] - 1'h1;
-  assign \$180  = affine__addr == \$179 ;
-  assign \$181  = \$178  & \$180 ;
-  assign \$182  = issue4 & \$181 ;
-  assign \$183  = geo[208:193] - 1'h1;
-  assign \$184  = xo4 == \$183 ;
-  assign \$185  = xo4 + 1'h1;
-  assign \$186  = \$184  ? 17'h00000 : \$185 ;
-  assign \$187  = desc[31:16] - 1'h1;
-  assign \$188  = k4 == \$187 ;
-  assign \$190  = desc[206] ? 3'h4 : 3'h1;
-  assign \$191  = \$190  - 1'h1;
-  assign \$192  = \$signal$18  == \$191 ;
-  assign \$193  = \$189  & \$192 ;
-  assign \$194  = geo[224:209] - 1'h1;
-  assign \$195  = affine__addr == \$194 ;
-  assign \$196  = \$193  & \$195 ;
-  assign \$197  = geo[208:193] - 1'h1;
-  assign \$198  = xo4 == \$197 ;
-  assign \$199  = \$196  & \$198 ;
-  assign \$200  = issue4 & \$199 ;
-  assign \$201  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$202  = \$201  - 1'h1;
-  assign \$203  = \$signal$3  == \$202 ;
-  assign \$204  = \$signal$3  + 1'h1;
+  assign \$23  = \$16  & \$22 ;
+  assign \$24  = | desc[277:262];
+  assign \$25  = ~ \$24 ;
+  assign \$26  = \port$17311$24 [71:48] > \$signal$16 ;
+  assign \$27  = \$25  | \$26 ;
+  assign issue4 = \$23  & \$27 ;
+  assign \$28  = \$signal  << desc[206];
+  assign \$29  = \$signal$9  + \$28 ;
+  assign \$30  = desc[206] ? 2'h2 : 2'h1;
+  assign \$31  = \$29  + \$30 ;
+  assign \$32  = \$signal$8  + \$1 [7:0];
+  assign \$33  = \$32  + 1'h1;
+  assign \$34  = desc[126] ? \$31  : { 1'h0, \$33  };
+  assign \$35  = rows_written >= \$34 ;
+  assign \$36  = ! \$1 [7:0];
+  assign \$37  = geo[289] | \$36 ;
+  assign \$38  = out_rows + geo[272:257];
+  assign \$39  = \$38  > m4;
+  assign \$40  = \$37  | \$39 ;
+  assign \$41  = \$35  & \$40 ;
+  assign \$42  = ~ \$41 ;
+  assign \$43  = run & \$42 ;
+  assign \$44  = \$signal  << desc[206];
+  assign \$45  = \$signal$9  + \$44 ;
+  assign \$46  = desc[206] ? 2'h2 : 2'h1;
+  assign \$47  = \$45  + \$46 ;
+  assign \$48  = \$signal$8  + \$1 [7:0];
+  assign \$49  = \$48  + 1'h1;
+  assign \$50  = desc[126] ? \$47  : { 1'h0, \$49  };
+  assign \$51  = rows_written >= \$50 ;
+  assign \$52  = run & \$51 ;
+  assign \$53  = ! \$1 [7:0];
+  assign \$54  = geo[289] | \$53 ;
+  assign \$55  = out_rows + geo[272:257];
+  assign \$56  = \$55  > m4;
+  assign \$57  = \$54  | \$56 ;
+  assign \$58  = \$52  & \$57 ;
+  assign \$59  = ~ desc[207];
+  assign \$60  = \port$17311$24 [23:0] > m4;
+  assign \$61  = \$59  | \$60 ;
+  assign \$62  = \port$17311$24 [47:24] + desc[259:244];
+  assign \$63  = \$62  > m4;
+  assign \$64  = \$61  & \$63 ;
+  assign \$65  = ~ \$64 ;
+  assign \$66  = \$58  & \$65 ;
+  assign \$67  = \$signal  << desc[206];
+  assign \$68  = \$signal$9  + \$67 ;
+  assign \$69  = desc[206] ? 2'h2 : 2'h1;
+  assign \$70  = \$68  + \$69 ;
+  assign \$71  = \$signal$8  + \$1 [7:0];
+  assign \$72  = \$71  + 1'h1;
+  assign \$73  = desc[126] ? \$70  : { 1'h0, \$72  };
+  assign \$74  = rows_written >= \$73 ;
+  assign \$75  = run & \$74 ;
+  assign \$76  = ! \$1 [7:0];
+  assign \$77  = geo[289] | \$76 ;
+  assign \$78  = out_rows + geo[272:257];
+  assign \$79  = \$78  > m4;
+  assign \$80  = \$77  | \$79 ;
+  assign \$81  = \$75  & \$80 ;
+  assign \$82  = ~ desc[207];
+  assign \$83  = \port$17311$24 [23:0] > m4;
+  assign \$84  = \$82  | \$83 ;
+  assign \$85  = \port$17311$24 [47:24] + desc[259:244];
+  assign \$86  = \$85  > m4;
+  assign \$87  = \$84  & \$86 ;
+  assign \$88  = \$81  & \$87 ;
+  assign \$89  = | desc[277:262];
+  assign \$90  = ~ \$89 ;
+  assign \$91  = \port$17311$24 [71:48] > \$signal$16 ;
+  assign \$92  = \$90  | \$91 ;
+  assign \$93  = ~ \$92 ;
+  assign \$94  = \$88  & \$93 ;
+  assign \$95  = | desc[277:262];
+  assign w4_consumed = \$95  ? \$signal$16  : 24'h000000;
+  assign \$97  = \$96  + \$signal$21 [0];
+  assign \$98  = desc[206] ? \$97  : { 2'h0, xo4 };
+  assign \$99  = geo[10:8] - 1'h1;
+  assign \$100  = { 1'h0, k4 } & { \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99 [3], \$99  };
+  assign \$101  = ! \$100 ;
+  assign line4__en = issue4 & \$101 ;
+  assign \$102  = desc[206] & \$signal$21 [1];
+  assign \$103  = ym3 == 2'h2;
+  assign \$104  = ym3 + 1'h1;
+  assign \$105  = \$103  ? 3'h0 : \$104 ;
+  assign \$106  = \$102  ? \$105  : { 1'h0, ym3 };
+  assign \$107  = ! \$106 ;
+  assign \$108  = desc[206] & \$signal$21 [1];
+  assign \$109  = ym3 == 2'h2;
+  assign \$110  = ym3 + 1'h1;
+  assign \$111  = \$109  ? 3'h0 : \$110 ;
+  assign \$112  = \$108  ? \$111  : { 1'h0, ym3 };
+  assign \$113  = \$112  == 1'h1;
+  assign \$115  = \$113  ? { 1'h0, geo[406:391] } : \$114 ;
+  assign \$116  = \$107  ? 17'h00000 : \$115 ;
+  assign \$117  = \$116  + \$signal$26 ;
+  assign \$118  = \$117  + \$signal$27 ;
+  assign \$119  = desc[206] & \$signal$21 [0];
+  assign \$120  = geo[13:11] == 1'h1;
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = \$121  ? geo[29:14] : 16'h0000;
+  assign \$123  = \$118  + \$122 ;
+  assign \$124  = k4 >> geo[3:0];
+  assign \$125  = \$123  + \$124 ;
+  assign \$126  = \$signal$30  + k4;
+  assign \$127  = desc[31:16] - 1'h1;
+  assign \$128  = k4 == \$127 ;
+  assign \$130  = desc[206] ? 3'h4 : 3'h1;
+  assign \$131  = \$130  - 1'h1;
+  assign \$132  = \$signal$21  == \$131 ;
+  assign \$133  = \$129  & \$132 ;
+  assign affine__en = issue4 & \$133 ;
+  assign \$134  = desc[31:16] - 1'h1;
+  assign \$135  = k4 == \$134 ;
+  assign \$137  = desc[206] ? 3'h4 : 3'h1;
+  assign \$138  = \$137  - 1'h1;
+  assign \$139  = \$signal$21  == \$138 ;
+  assign \$140  = \$136  & \$139 ;
+  assign \$141  = issue4 & \$140 ;
+  assign residual__en = \$141  & desc[207];
+  assign \$142  = \$signal$36  + outidx;
+  assign \$143  = desc[31:16] - 1'h1;
+  assign \$144  = k4 == \$143 ;
+  assign \$146  = desc[206] ? 3'h4 : 3'h1;
+  assign \$147  = \$146  - 1'h1;
+  assign \$148  = \$signal$21  == \$147 ;
+  assign \$149  = \$145  & \$148 ;
+  assign \$150  = issue4 & \$149 ;
+  assign \$151  = | \$1 [7:0];
+  assign membrane_in__en = \$150  & \$151 ;
+  assign \$152  = prev_base + outidx;
+  assign \$153  = desc[31:16] - 1'h1;
+  assign \$154  = k4 == \$153 ;
+  assign \$156  = desc[206] ? 3'h4 : 3'h1;
+  assign \$157  = \$156  - 1'h1;
+  assign \$158  = \$signal$21  == \$157 ;
+  assign \$159  = \$155  & \$158 ;
+  assign \$160  = issue4 & \$159 ;
+  assign \$890  = lane4a * 4'h8;
+  assign operand = line4__data >> \$890 ;
+  assign \$161  = valid ? act4a : 3'h0;
+  assign \valid$51  = e4b_v & e4b_last;
+  assign \$162  = desc[89:88] == 2'h2;
+  assign \$163  = ~ e4c_full;
+  assign \$164  = \$162  & \$163 ;
+  assign scale = \$164  ? { e4c_aff[175:160], e4c_aff[127:112], e4c_aff[79:64], e4c_aff[31:16] } : { e4c_aff[159:144], e4c_aff[111:96], e4c_aff[63:48], e4c_aff[15:0] };
+  assign \$165  = e4w_act_5 > 1'h0;
+  assign \$166  = e4w_act_5 > 1'h1;
+  assign \$167  = e4w_act_5 > 2'h2;
+  assign \$168  = e4w_act_5 > 2'h3;
+  assign spikes_masked = { \$722 , \$720 , \$718 , \$716  } & { \$168 , \$167 , \$166 , \$165  };
+  assign \$169  = e4w_obase_5 + e4w_outidx_5;
+  assign \$170  = e4w_obase_5 + e4w_outidx_5;
+  assign \$171  = membrane_out__en ? e4w_act_5 : 3'h0;
+  assign \$172  = 1'h0 + spikes_masked[0];
+  assign \$173  = \$172  + spikes_masked[1];
+  assign \$174  = \$173  + spikes_masked[2];
+  assign \$175  = \$174  + spikes_masked[3];
+  assign \$176  = membrane_out__en ? \$175  : 5'h00;
+  assign \$177  = run | valid;
+  assign \$178  = \$177  | e4b_v;
+  assign \$179  = | { membrane_out__en, e4w4_v_1, e4w3_v_1, e4w2_v_1, e4w1_v_1, e4c_v };
+  assign busy = \$178  | \$179 ;
+  assign \$181  = desc[31:16] - 1'h1;
+  assign \$182  = k4 == \$181 ;
+  assign \$183  = k4 + 1'h1;
+  assign \$184  = \$182  ? 17'h00000 : \$183 ;
+  assign \$185  = desc[31:16] - 1'h1;
+  assign \$186  = k4 == \$185 ;
+  assign \$188  = issue4 & \$187 ;
+  assign \$189  = desc[206] ? 3'h4 : 3'h1;
+  assign \$190  = \$189  - 1'h1;
+  assign \$191  = \$signal$21  == \$190 ;
+  assign \$192  = \$signal$21  + 1'h1;
+  assign \$193  = \$191  ? 3'h0 : \$192 ;
+  assign \$194  = desc[31:16] - 1'h1;
+  assign \$195  = k4 == \$194 ;
+  assign \$197  = desc[206] ? 3'h4 : 3'h1;
+  assign \$198  = \$197  - 1'h1;
+  assign \$199  = \$signal$21  == \$198 ;
+  assign \$200  = \$196  & \$199 ;
+  assign \$201  = issue4 & \$200 ;
+  assign \$202  = geo[208:193] - 1'h1;
+  assign \$203  = xo4 == \$202 ;
+  assign \$204  = xo4 + 1'h1;
   assign \$205  = \$203  ? 17'h00000 : \$204 ;
   assign \$206  = desc[31:16] - 1'h1;
   assign \$207  = k4 == \$206 ;
   assign \$209  = desc[206] ? 3'h4 : 3'h1;
   assign \$210  = \$209  - 1'h1;
-  assign \$211  = \$signal$18  == \$210 ;
+  assign \$211  = \$signal$21  == \$210 ;
   assign \$212  = \$208  & \$211 ;
-  assign \$213  = geo[224:209] - 1'h1;
-  assign \$214  = affine__addr == \$213 ;
+  assign \$213  = geo[208:193] - 1'h1;
+  assign \$214  = xo4 == \$213 ;
   assign \$215  = \$212  & \$214 ;
-  assign \$216  = geo[208:193] - 1'h1;
-  assign \$217  = xo4 == \$216 ;
-  assign \$218  = \$215  & \$217 ;
-  assign \$219  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
-  assign \$220  = \$219  - 1'h1;
-  assign \$221  = \$signal$3  == \$220 ;
-  assign \$222  = \$218  & \$221 ;
-  assign \$223  = issue4 & \$222 ;
-  assign \$224  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
+  assign \$216  = issue4 & \$215 ;
+  assign \$217  = geo[224:209] - 1'h1;
+  assign \$218  = affine__addr == \$217 ;
+  assign \$219  = affine__addr + 1'h1;
+  assign \$220  = \$218  ? 17'h00000 : \$219 ;
+  assign \$221  = desc[31:16] - 1'h1;
+  assign \$222  = k4 == \$221 ;
+  assign \$224  = desc[206] ? 3'h4 : 3'h1;
   assign \$225  = \$224  - 1'h1;
-  assign \$226  = \$signal$2  == \$225 ;
-  assign \$227  = \$signal$2  + 1'h1;
-  assign \$228  = \$226  ? 17'h00000 : \$227 ;
-  assign \$229  = desc[31:16] - 1'h1;
-  assign \$230  = k4 == \$229 ;
-  assign \$232  = desc[206] ? 3'h4 : 3'h1;
-  assign \$233  = \$232  - 1'h1;
-  assign \$234  = \$signal$18  == \$233 ;
-  assign \$235  = \$231  & \$234 ;
-  assign \$236  = desc[31:16] - 1'h1;
-  assign \$237  = k4 == \$236 ;
-  assign \$239  = desc[206] ? 3'h4 : 3'h1;
-  assign \$240  = \$239  - 1'h1;
-  assign \$241  = \$signal$18  == \$240 ;
-  assign \$242  = \$238  & \$241 ;
-  assign \$243  = geo[224:209] - 1'h1;
-  assign \$244  = affine__addr == \$243 ;
-  assign \$245  = \$242  & \$244 ;
-  assign \$246  = \$signal$27  + desc[31:16];
-  assign \$247  = \$245  ? 17'h00000 : \$246 ;
-  assign \$248  = desc[31:16] - 1'h1;
-  assign \$249  = k4 == \$248 ;
-  assign \$251  = desc[206] ? 3'h4 : 3'h1;
-  assign \$252  = \$251  - 1'h1;
-  assign \$253  = \$signal$18  == \$252 ;
-  assign \$254  = \$250  & \$253 ;
-  assign \$255  = geo[224:209] - 1'h1;
-  assign \$256  = affine__addr == \$255 ;
-  assign \$257  = \$254  & \$256 ;
-  assign \$258  = geo[208:193] - 1'h1;
-  assign \$259  = xo4 == \$258 ;
-  assign \$260  = \$257  & \$259 ;
-  assign \$261  = outidx + 1'h1;
+  assign \$226  = \$signal$21  == \$225 ;
+  assign \$227  = \$223  & \$226 ;
+  assign \$228  = geo[208:193] - 1'h1;
+  assign \$229  = xo4 == \$228 ;
+  assign \$230  = \$227  & \$229 ;
+  assign \$231  = geo[224:209] - 1'h1;
+  assign \$232  = affine__addr == \$231 ;
+  assign \$233  = \$230  & \$232 ;
+  assign \$234  = issue4 & \$233 ;
+  assign \$235  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$236  = \$235  - 1'h1;
+  assign \$237  = \$signal$3  == \$236 ;
+  assign \$238  = \$signal$3  + 1'h1;
+  assign \$239  = \$237  ? 17'h00000 : \$238 ;
+  assign \$240  = desc[31:16] - 1'h1;
+  assign \$241  = k4 == \$240 ;
+  assign \$243  = desc[206] ? 3'h4 : 3'h1;
+  assign \$244  = \$243  - 1'h1;
+  assign \$245  = \$signal$21  == \$244 ;
+  assign \$246  = \$242  & \$245 ;
+  assign \$247  = geo[208:193] - 1'h1;
+  assign \$248  = xo4 == \$247 ;
+  assign \$249  = \$246  & \$248 ;
+  assign \$250  = geo[224:209] - 1'h1;
+  assign \$251  = affine__addr == \$250 ;
+  assign \$252  = \$249  & \$251 ;
+  assign \$253  = desc[126] ? geo[192:177] : { 8'h00, desc[87:80] };
+  assign \$254  = \$253  - 1'h1;
+  assign \$255  = \$signal$3  == \$254 ;
+  assign \$256  = \$252  & \$255 ;
+  assign \$257  = issue4 & \$256 ;
+  assign \$258  = desc[126] ? { 8'h00, desc[87:80] } : geo[192:177];
+  assign \$259  = \$258  - 1'h1;
+  assign \$260  = \$signal$2  == \$259 ;
+  assign \$261  = \$signal$2  + 1'h1;
   assign \$262  = \$260  ? 17'h00000 : \$261 ;
   assign \$263  = desc[31:16] - 1'h1;
-  assign \$264  = k4 == \$263 ;
-  assign \$266  = desc[206] ? 3'h4 : 3'h1;
-  assign \$267  = \$266  - 1'h1;
-  assign \$268  = \$signal$18  == \$267 ;
-  assign \$269  = \$265  & \$268 ;
-  assign \$270  = geo[224:209] - 1'h1;
-  assign \$271  = affine__addr == \$270 ;
-  assign \$272  = \$269  & \$271 ;
-  assign \$273  = desc[31:16] - 1'h1;
-  assign \$274  = k4 == \$273 ;
-  assign \$276  = desc[206] ? 3'h4 : 3'h1;
-  assign \$277  = \$276  - 1'h1;
-  assign \$278  = \$signal$18  == \$277 ;
-  assign \$279  = \$275  & \$278 ;
-  assign \$280  = geo[224:209] - 1'h1;
-  assign \$281  = affine__addr == \$280 ;
-  assign \$282  = \$279  & \$281 ;
-  assign \$283  = geo[208:193] - 1'h1;
-  assign \$284  = xo4 == \$283 ;
-  assign \$285  = \$282  & \$284 ;
-  assign \$286  = xo4 << desc[206];
-  assign \$287  = desc[206] ? 2'h2 : 2'h1;
-  assign \$288  = \$286  + \$287 ;
-  assign \$289  = \$288  >> geo[7:4];
-  assign \$290  = xo4 << desc[206];
-  assign \$291  = \$290  >> geo[7:4];
-  assign \$292  = \$289  - \$291 ;
-  assign \$293  = ! \$292 [1:0];
-  assign \$294  = xo4 << desc[206];
-  assign \$295  = desc[206] ? 2'h2 : 2'h1;
-  assign \$296  = \$294  + \$295 ;
-  assign \$297  = \$296  >> geo[7:4];
-  assign \$298  = xo4 << desc[206];
-  assign \$299  = \$298  >> geo[7:4];
-  assign \$300  = \$297  - \$299 ;
-  assign \$301  = \$300 [1:0] == 1'h1;
-  assign \$303  = \$301  ? { 1'h0, geo[29:14] } : \$302 ;
-  assign \$304  = \$293  ? 17'h00000 : \$303 ;
-  assign \$305  = \$signal$24  + \$304 ;
-  assign \$306  = \$285  ? 18'h00000 : \$305 ;
-  assign \$307  = desc[31:16] - 1'h1;
-  assign \$308  = k4 == \$307 ;
-  assign \$310  = desc[206] ? 3'h4 : 3'h1;
-  assign \$311  = \$310  - 1'h1;
-  assign \$312  = \$signal$18  == \$311 ;
-  assign \$313  = \$309  & \$312 ;
-  assign \$314  = geo[224:209] - 1'h1;
-  assign \$315  = affine__addr == \$314 ;
-  assign \$316  = \$313  & \$315 ;
-  assign \$317  = geo[208:193] - 1'h1;
-  assign \$318  = xo4 == \$317 ;
-  assign \$319  = \$316  & \$318 ;
-  assign \$320  = m4 + 1'h1;
-  assign \$321  = rows_released + 1'h1;
   \ttsnn_accel.e4.affine  affine (
     .clk(clk),
-    .o0(\$654 ),
-    .o1(\$655 ),
-    .o2(\$656 ),
-    .o3(\$657 ),
+    .o0(\$711 ),
+    .o1(\$712 ),
+    .o2(\$713 ),
+    .o3(\$714 ),
     .p(p),
-    .\port$16225$128 (e4c_aff[143:128]),
-    .\port$16225$176 (e4c_aff[191:176]),
-    .\port$16225$32 (e4c_aff[47:32]),
-    .\port$16225$80 (e4c_aff[95:80]),
+    .\port$16296$128 (e4c_aff[143:128]),
+    .\port$16296$176 (e4c_aff[191:176]),
+    .\port$16296$32 (e4c_aff[47:32]),
+    .\port$16296$80 (e4c_aff[95:80]),
     .residual(residual),
     .rnd(desc[205]),
     .rst(rst),
@@ -42406,838 +42569,869 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   \ttsnn_accel.e4.lif  lif (
     .clk(clk),
     .leak_mul(desc[158:151]),
-    .\port$16319$0 (\$654 ),
-    .\port$16337$0 (\$655 ),
-    .\port$16355$0 (\$656 ),
-    .\port$16373$0 (\$657 ),
-    .\port$17244$167 (desc[188:167]),
+    .\port$16390$0 (\$711 ),
+    .\port$16408$0 (\$712 ),
+    .\port$16426$0 (\$713 ),
+    .\port$16444$0 (\$714 ),
+    .\port$17315$167 (desc[188:167]),
     .rnd(desc[205]),
     .rst(rst),
-    .s0(\$659 ),
-    .s1(\$661 ),
-    .s2(\$663 ),
-    .s3(\$665 ),
-    .u0(\$658 ),
-    .u1(\$660 ),
-    .u2(\$662 ),
-    .u3(\$664 ),
+    .s0(\$716 ),
+    .s1(\$718 ),
+    .s2(\$720 ),
+    .s3(\$722 ),
+    .u0(\$715 ),
+    .u1(\$717 ),
+    .u2(\$719 ),
+    .u3(\$721 ),
     .u_prev(u_prev)
   );
   \ttsnn_accel.e4.maxpool  maxpool (
     .clk(clk),
-    .first(\first$51 ),
+    .first(\first$54 ),
     .i(i),
-    .\port$3118$0 (\$650 ),
-    .\port$3121$0 (\$651 ),
-    .\port$3124$0 (\$652 ),
-    .\port$3127$0 (\$653 ),
+    .\port$3174$0 (\$707 ),
+    .\port$3177$0 (\$708 ),
+    .\port$3180$0 (\$709 ),
+    .\port$3183$0 (\$710 ),
     .rst(rst),
-    .valid(\valid$48 )
+    .valid(\valid$51 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$565  = k4;
-    if (\$146 ) begin
-      \$565  = \$150 [15:0];
+    \$620  = k4;
+    if (\$180 ) begin
+      \$620  = \$184 [15:0];
     end
     if (start) begin
-      \$565  = 16'h0000;
+      \$620  = 16'h0000;
     end
-    if (rst) begin
-      \$565  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$566  = \$signal$18 ;
-    if (\$154 ) begin
-      \$566  = \$159 [1:0];
-    end
-    if (start) begin
-      \$566  = 2'h0;
-    end
-    if (rst) begin
-      \$566  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$567  = affine__addr;
-    if (\$167 ) begin
-      \$567  = \$171 [15:0];
-    end
-    if (start) begin
-      \$567  = 16'h0000;
-    end
-    if (rst) begin
-      \$567  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$568  = xo4;
-    if (\$182 ) begin
-      \$568  = \$186 [15:0];
-    end
-    if (start) begin
-      \$568  = 16'h0000;
-    end
-    if (rst) begin
-      \$568  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$569  = \$signal$3 ;
-    if (\$200 ) begin
-      \$569  = \$205 [15:0];
-    end
-    if (start) begin
-      \$569  = 16'h0000;
-    end
-    if (rst) begin
-      \$569  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$570  = \$signal$2 ;
-    if (\$223 ) begin
-      \$570  = \$228 [15:0];
-    end
-    if (start) begin
-      \$570  = 16'h0000;
-    end
-    if (rst) begin
-      \$570  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$571  = \$signal$27 ;
-    if (issue4) begin
-      if (\$235 ) begin
-        \$571  = \$247 [15:0];
-      end
-    end
-    if (start) begin
-      \$571  = 16'h0000;
-    end
-    if (rst) begin
-      \$571  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$572  = outidx;
-    if (issue4) begin
-      if (\$235 ) begin
-        \$572  = \$262 [15:0];
-      end
-    end
-    if (start) begin
-      \$572  = 16'h0000;
-    end
-    if (rst) begin
-      \$572  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$573  = \$signal$24 ;
-    if (issue4) begin
-      if (\$272 ) begin
-        \$573  = \$306 [15:0];
-      end
-    end
-    if (start) begin
-      \$573  = 16'h0000;
-    end
-    if (rst) begin
-      \$573  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$574  = m4;
-    if (issue4) begin
-      if (\$319 ) begin
-        \$574  = \$320 [23:0];
-      end
-    end
-    if (start) begin
-      \$574  = 24'h000000;
-    end
-    if (rst) begin
-      \$574  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$575  = rows_released;
-    if (issue4) begin
-      if (\$319 ) begin
-        \$575  = \$321 [15:0];
-      end
-    end
-    if (start) begin
-      \$575  = 16'h0000;
-    end
-    if (rst) begin
-      \$575  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$576  = out_slot;
-    if (issue4) begin
-      if (\$319 ) begin
-        \$576  = \$325 [15:0];
-      end
-    end
-    if (start) begin
-      \$576  = 16'h0000;
-    end
-    if (rst) begin
-      \$576  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$577  = \$signal$98 ;
-    if (issue4) begin
-      if (\$319 ) begin
-        \$577  = \$329 [15:0];
-      end
-    end
-    if (start) begin
-      \$577  = 16'h0000;
-    end
-    if (rst) begin
-      \$577  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$578  = \$signal$99 ;
-    if (issue4) begin
-      if (\$319 ) begin
-        \$578  = \$333 [15:0];
-      end
-    end
-    if (start) begin
-      \$578  = \$563 [15:0];
-    end
-    if (rst) begin
-      \$578  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$579  = prev_base;
-    if (issue4) begin
-      if (\$319 ) begin
-        \$579  = \$337 [15:0];
-      end
-    end
-    if (start) begin
-      \$579  = geo[288:273];
-    end
-    if (rst) begin
-      \$579  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$580  = \$signal$23 ;
-    if (issue4) begin
-      if (\$319 ) begin
-        \$580  = \$376 [15:0];
-      end
-    end
-    if (start) begin
-      \$580  = 16'h0000;
-    end
-    if (rst) begin
-      \$580  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$581  = \$signal$9 ;
-    if (issue4) begin
-      if (\$319 ) begin
-        if (\$394 ) begin
-          \$581  = \$395 [15:0];
-        end
-      end
-    end
-    if (start) begin
-      \$581  = 16'h0000;
-    end
-    if (rst) begin
-      \$581  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$582  = \$signal$8 ;
-    if (issue4) begin
-      if (\$319 ) begin
-        if (\$414 ) begin
-          \$582  = \$417 [15:0];
-        end
-      end
-    end
-    if (start) begin
-      \$582  = { 8'h00, \$564  };
-    end
-    if (rst) begin
-      \$582  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$583  = res_consumed;
-    if (issue4) begin
-      if (\$319 ) begin
-        if (desc[207]) begin
-          \$583  = \$418 [23:0];
-        end
-      end
-    end
-    if (start) begin
-      \$583  = 24'h000000;
-    end
-    if (rst) begin
-      \$583  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$584  = res_slot;
-    if (issue4) begin
-      if (\$319 ) begin
-        if (desc[207]) begin
-          \$584  = \$422 [15:0];
-        end
-      end
-    end
-    if (start) begin
-      \$584  = 16'h0000;
-    end
-    if (rst) begin
-      \$584  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$585  = \$signal$33 ;
-    if (issue4) begin
-      if (\$319 ) begin
-        if (desc[207]) begin
-          \$585  = \$426 [15:0];
-        end
-      end
-    end
-    if (start) begin
-      \$585  = 16'h0000;
-    end
-    if (rst) begin
-      \$585  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$586  = ym3;
-    if (issue4) begin
-      if (\$319 ) begin
-        if (\$444 ) begin
-          \$586  = \$497 [1:0];
-        end
-      end
-    end
-    if (start) begin
-      \$586  = 2'h0;
-    end
-    if (rst) begin
-      \$586  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$587  = run;
-    if (issue4) begin
-      if (\$518 ) begin
-        \$587  = 1'h0;
-      end
-    end
-    if (start) begin
-      \$587  = 1'h1;
-    end
-    if (rst) begin
-      \$587  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$588  = issue4;
-    if (rst) begin
-      \$588  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$589  = \$519 ;
-    if (rst) begin
-      \$589  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$590  = \$522 ;
-    if (rst) begin
-      \$590  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$591  = \$523 ;
-    if (rst) begin
-      \$591  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$592  = \$530 ;
-    if (rst) begin
-      \$592  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$593  = \$531 ;
-    if (rst) begin
-      \$593  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$594  = \$544 ;
-    if (rst) begin
-      \$594  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$595  = \$550 [2:0];
-    if (rst) begin
-      \$595  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$596  = outidx;
-    if (rst) begin
-      \$596  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$597  = \$signal$98 ;
-    if (rst) begin
-      \$597  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$598  = \$556 [2:0];
-    if (rst) begin
-      \$598  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$599  = valid;
-    if (rst) begin
-      \$599  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$600  = e4a_last;
-    if (rst) begin
-      \$600  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$601  = e4a_subfirst;
-    if (rst) begin
-      \$601  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$602  = e4a_grp;
-    if (rst) begin
-      \$602  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$603  = e4a_t0;
-    if (rst) begin
-      \$603  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$604  = e4a_rowend;
-    if (rst) begin
-      \$604  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$605  = \$signal$107 ;
-    if (rst) begin
-      \$605  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$606  = obase4a;
-    if (rst) begin
-      \$606  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$607  = act4a;
-    if (rst) begin
-      \$607  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$608  = aff4b;
-    if (\$557 ) begin
-      \$608  = affine__data;
-    end
-    if (rst) begin
-      \$608  = 192'h000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$609  = \$signal$117 ;
-    if (\$557 ) begin
-      \$609  = residual__data;
-    end
-    if (rst) begin
-      \$609  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$610  = uprev4b;
-    if (\$557 ) begin
-      \$610  = \$558 ;
-    end
-    if (rst) begin
-      \$610  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$611  = \$559 ;
-    if (rst) begin
-      \$611  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$612  = \$signal$121 ;
-    if (rst) begin
-      \$612  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$613  = \$560 ;
-    if (rst) begin
-      \$613  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$614  = e4b_rowend;
-    if (rst) begin
-      \$614  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$615  = { \$653 , \$652 , \$651 , \$650  };
-    if (rst) begin
-      \$615  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$616  = aff4b;
-    if (rst) begin
-      \$616  = 192'h000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$617  = \$signal$117 ;
-    if (rst) begin
-      \$617  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$618  = uprev4b;
-    if (rst) begin
-      \$618  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$619  = \$signal$112 ;
-    if (rst) begin
-      \$619  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$620  = obase4b;
     if (rst) begin
       \$620  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$621  = act4b;
+    \$621  = \$signal$21 ;
+    if (\$188 ) begin
+      \$621  = \$193 [1:0];
+    end
+    if (start) begin
+      \$621  = 2'h0;
+    end
     if (rst) begin
-      \$621  = 3'h0;
+      \$621  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$622  = full4b;
+    \$622  = xo4;
+    if (\$201 ) begin
+      \$622  = \$205 [15:0];
+    end
+    if (start) begin
+      \$622  = 16'h0000;
+    end
     if (rst) begin
-      \$622  = 1'h0;
+      \$622  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$623  = e4c_uprev;
+    \$623  = affine__addr;
+    if (\$216 ) begin
+      \$623  = \$220 [15:0];
+    end
+    if (start) begin
+      \$623  = 16'h0000;
+    end
     if (rst) begin
-      \$623  = 64'h0000000000000000;
+      \$623  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$624  = e4c_v;
+    \$624  = \$signal$3 ;
+    if (\$234 ) begin
+      \$624  = \$239 [15:0];
+    end
+    if (start) begin
+      \$624  = 16'h0000;
+    end
     if (rst) begin
-      \$624  = 1'h0;
+      \$624  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$625  = e4w1_v_1;
+    \$625  = \$signal$2 ;
+    if (\$257 ) begin
+      \$625  = \$262 [15:0];
+    end
+    if (start) begin
+      \$625  = 16'h0000;
+    end
     if (rst) begin
-      \$625  = 1'h0;
+      \$625  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$626  = e4w2_v_1;
+    \$626  = outidx;
+    if (issue4) begin
+      if (\$269 ) begin
+        \$626  = \$296 [15:0];
+      end
+    end
+    if (start) begin
+      \$626  = 16'h0000;
+    end
     if (rst) begin
-      \$626  = 1'h0;
+      \$626  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$627  = e4w3_v_1;
+    \$627  = \$signal$27 ;
+    if (issue4) begin
+      if (\$269 ) begin
+        \$627  = \$327 [15:0];
+      end
+    end
+    if (start) begin
+      \$627  = 16'h0000;
+    end
     if (rst) begin
-      \$627  = 1'h0;
+      \$627  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$628  = e4w4_v_1;
+    \$628  = \$signal$16 ;
+    if (issue4) begin
+      if (\$337 ) begin
+        \$628  = \$338 [23:0];
+      end
+    end
+    if (start) begin
+      \$628  = 24'h000000;
+    end
     if (rst) begin
-      \$628  = 1'h0;
+      \$628  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$629  = e4c_rowend;
+    \$629  = w4slot;
+    if (issue4) begin
+      if (\$337 ) begin
+        \$629  = \$342 [15:0];
+      end
+    end
+    if (start) begin
+      \$629  = 16'h0000;
+    end
     if (rst) begin
-      \$629  = 1'h0;
+      \$629  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$630  = e4w_rowend_1;
+    \$630  = \$signal$30 ;
+    if (issue4) begin
+      if (\$337 ) begin
+        \$630  = \$361 [15:0];
+      end
+    end
+    if (start) begin
+      \$630  = 16'h0000;
+    end
     if (rst) begin
-      \$630  = 1'h0;
+      \$630  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$631  = e4w_rowend_2;
+    \$631  = m4;
+    if (issue4) begin
+      if (\$374 ) begin
+        \$631  = \$375 [23:0];
+      end
+    end
+    if (start) begin
+      \$631  = 24'h000000;
+    end
     if (rst) begin
-      \$631  = 1'h0;
+      \$631  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$632  = e4w_rowend_3;
+    \$632  = rows_released;
+    if (issue4) begin
+      if (\$374 ) begin
+        \$632  = \$376 [15:0];
+      end
+    end
+    if (start) begin
+      \$632  = 16'h0000;
+    end
     if (rst) begin
-      \$632  = 1'h0;
+      \$632  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$633  = e4w_rowend_4;
+    \$633  = out_slot;
+    if (issue4) begin
+      if (\$374 ) begin
+        \$633  = \$380 [15:0];
+      end
+    end
+    if (start) begin
+      \$633  = 16'h0000;
+    end
     if (rst) begin
-      \$633  = 1'h0;
+      \$633  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$634  = e4c_outidx;
+    \$634  = \$signal$102 ;
+    if (issue4) begin
+      if (\$374 ) begin
+        \$634  = \$384 [15:0];
+      end
+    end
+    if (start) begin
+      \$634  = 16'h0000;
+    end
     if (rst) begin
       \$634  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$635  = e4w_outidx_1;
+    \$635  = \$signal$103 ;
+    if (issue4) begin
+      if (\$374 ) begin
+        \$635  = \$388 [15:0];
+      end
+    end
+    if (start) begin
+      \$635  = \$618 [15:0];
+    end
     if (rst) begin
       \$635  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$636  = e4w_outidx_2;
+    \$636  = prev_base;
+    if (issue4) begin
+      if (\$374 ) begin
+        \$636  = \$392 [15:0];
+      end
+    end
+    if (start) begin
+      \$636  = geo[288:273];
+    end
     if (rst) begin
       \$636  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$637  = e4w_outidx_3;
+    \$637  = \$signal$26 ;
+    if (issue4) begin
+      if (\$374 ) begin
+        \$637  = \$431 [15:0];
+      end
+    end
+    if (start) begin
+      \$637  = 16'h0000;
+    end
     if (rst) begin
       \$637  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$638  = e4w_outidx_4;
+    \$638  = \$signal$9 ;
+    if (issue4) begin
+      if (\$374 ) begin
+        if (\$449 ) begin
+          \$638  = \$450 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$638  = 16'h0000;
+    end
     if (rst) begin
       \$638  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$639  = e4c_obase;
+    \$639  = \$signal$8 ;
+    if (issue4) begin
+      if (\$374 ) begin
+        if (\$469 ) begin
+          \$639  = \$472 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$639  = { 8'h00, \$619  };
+    end
     if (rst) begin
       \$639  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$640  = e4w_obase_1;
+    \$640  = res_consumed;
+    if (issue4) begin
+      if (\$374 ) begin
+        if (desc[207]) begin
+          \$640  = \$473 [23:0];
+        end
+      end
+    end
+    if (start) begin
+      \$640  = 24'h000000;
+    end
     if (rst) begin
-      \$640  = 16'h0000;
+      \$640  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$641  = e4w_obase_2;
+    \$641  = res_slot;
+    if (issue4) begin
+      if (\$374 ) begin
+        if (desc[207]) begin
+          \$641  = \$477 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$641  = 16'h0000;
+    end
     if (rst) begin
       \$641  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$642  = e4w_obase_3;
+    \$642  = \$signal$36 ;
+    if (issue4) begin
+      if (\$374 ) begin
+        if (desc[207]) begin
+          \$642  = \$481 [15:0];
+        end
+      end
+    end
+    if (start) begin
+      \$642  = 16'h0000;
+    end
     if (rst) begin
       \$642  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$643  = e4w_obase_4;
-    if (rst) begin
-      \$643  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$644  = e4c_act;
-    if (rst) begin
-      \$644  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$645  = e4w_act_1;
-    if (rst) begin
-      \$645  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$646  = e4w_act_2;
-    if (rst) begin
-      \$646  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$647  = e4w_act_3;
-    if (rst) begin
-      \$647  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$648  = e4w_act_4;
-    if (rst) begin
-      \$648  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$649  = out_rows;
-    if (\$561 ) begin
-      \$649  = \$562 [23:0];
+    \$643  = ym3;
+    if (issue4) begin
+      if (\$374 ) begin
+        if (\$499 ) begin
+          \$643  = \$552 [1:0];
+        end
+      end
     end
     if (start) begin
-      \$649  = 24'h000000;
+      \$643  = 2'h0;
     end
     if (rst) begin
-      \$649  = 24'h000000;
+      \$643  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$644  = run;
+    if (issue4) begin
+      if (\$573 ) begin
+        \$644  = 1'h0;
+      end
+    end
+    if (start) begin
+      \$644  = 1'h1;
+    end
+    if (rst) begin
+      \$644  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$645  = issue4;
+    if (rst) begin
+      \$645  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$646  = \$574 ;
+    if (rst) begin
+      \$646  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$647  = \$577 ;
+    if (rst) begin
+      \$647  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$648  = \$578 ;
+    if (rst) begin
+      \$648  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$649  = \$585 ;
+    if (rst) begin
+      \$649  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$650  = \$586 ;
+    if (rst) begin
+      \$650  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$651  = \$599 ;
+    if (rst) begin
+      \$651  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$652  = \$605 [2:0];
+    if (rst) begin
+      \$652  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$653  = outidx;
+    if (rst) begin
+      \$653  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$654  = \$signal$102 ;
+    if (rst) begin
+      \$654  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$655  = \$611 [2:0];
+    if (rst) begin
+      \$655  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$656  = valid;
+    if (rst) begin
+      \$656  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$657  = e4a_last;
+    if (rst) begin
+      \$657  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$658  = e4a_subfirst;
+    if (rst) begin
+      \$658  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$659  = e4a_grp;
+    if (rst) begin
+      \$659  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$660  = e4a_t0;
+    if (rst) begin
+      \$660  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$661  = e4a_rowend;
+    if (rst) begin
+      \$661  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$662  = \$signal$111 ;
+    if (rst) begin
+      \$662  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$663  = obase4a;
+    if (rst) begin
+      \$663  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$664  = act4a;
+    if (rst) begin
+      \$664  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$665  = aff4b;
+    if (\$612 ) begin
+      \$665  = affine__data;
+    end
+    if (rst) begin
+      \$665  = 192'h000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$666  = \$signal$121 ;
+    if (\$612 ) begin
+      \$666  = residual__data;
+    end
+    if (rst) begin
+      \$666  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$667  = uprev4b;
+    if (\$612 ) begin
+      \$667  = \$613 ;
+    end
+    if (rst) begin
+      \$667  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$668  = \$614 ;
+    if (rst) begin
+      \$668  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$669  = \$signal$125 ;
+    if (rst) begin
+      \$669  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$670  = \$615 ;
+    if (rst) begin
+      \$670  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$671  = e4b_rowend;
+    if (rst) begin
+      \$671  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$672  = { \$710 , \$709 , \$708 , \$707  };
+    if (rst) begin
+      \$672  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$673  = aff4b;
+    if (rst) begin
+      \$673  = 192'h000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$674  = \$signal$121 ;
+    if (rst) begin
+      \$674  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$675  = uprev4b;
+    if (rst) begin
+      \$675  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$676  = \$signal$116 ;
+    if (rst) begin
+      \$676  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$677  = obase4b;
+    if (rst) begin
+      \$677  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$678  = act4b;
+    if (rst) begin
+      \$678  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$679  = full4b;
+    if (rst) begin
+      \$679  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$680  = e4c_uprev;
+    if (rst) begin
+      \$680  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$681  = e4c_v;
+    if (rst) begin
+      \$681  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$682  = e4w1_v_1;
+    if (rst) begin
+      \$682  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$683  = e4w2_v_1;
+    if (rst) begin
+      \$683  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$684  = e4w3_v_1;
+    if (rst) begin
+      \$684  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$685  = e4w4_v_1;
+    if (rst) begin
+      \$685  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$686  = e4c_rowend;
+    if (rst) begin
+      \$686  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$687  = e4w_rowend_1;
+    if (rst) begin
+      \$687  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$688  = e4w_rowend_2;
+    if (rst) begin
+      \$688  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$689  = e4w_rowend_3;
+    if (rst) begin
+      \$689  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$690  = e4w_rowend_4;
+    if (rst) begin
+      \$690  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$691  = e4c_outidx;
+    if (rst) begin
+      \$691  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$692  = e4w_outidx_1;
+    if (rst) begin
+      \$692  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$693  = e4w_outidx_2;
+    if (rst) begin
+      \$693  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$694  = e4w_outidx_3;
+    if (rst) begin
+      \$694  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$695  = e4w_outidx_4;
+    if (rst) begin
+      \$695  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$696  = e4c_obase;
+    if (rst) begin
+      \$696  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$697  = e4w_obase_1;
+    if (rst) begin
+      \$697  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$698  = e4w_obase_2;
+    if (rst) begin
+      \$698  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$699  = e4w_obase_3;
+    if (rst) begin
+      \$699  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$700  = e4w_obase_4;
+    if (rst) begin
+      \$700  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$701  = e4c_act;
+    if (rst) begin
+      \$701  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$702  = e4w_act_1;
+    if (rst) begin
+      \$702  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$703  = e4w_act_2;
+    if (rst) begin
+      \$703  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$704  = e4w_act_3;
+    if (rst) begin
+      \$704  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$705  = e4w_act_4;
+    if (rst) begin
+      \$705  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$706  = out_rows;
+    if (\$616 ) begin
+      \$706  = \$617 [23:0];
+    end
+    if (start) begin
+      \$706  = 24'h000000;
+    end
+    if (rst) begin
+      \$706  = 24'h000000;
     end
   end
   assign t4 = \$1 [7:0];
-  assign res_rows = \port$17240$24 [23:0];
-  assign out_taken = \port$17240$24 [47:24];
-  assign x4 = \$64 [15:0];
+  assign res_rows = \port$17311$24 [23:0];
+  assign out_taken = \port$17311$24 [47:24];
+  assign w4_chunks = \port$17311$24 [71:48];
+  assign x4 = \$98 [15:0];
   assign w4__en = issue4;
-  assign \$signal$30  = affine__addr;
+  assign \$signal$33  = affine__addr;
   assign e4a_v = valid;
   assign e4a_first = first;
   assign w4__data = weights;
-  assign e4b_subfirst = \first$51 ;
+  assign e4b_subfirst = \first$54 ;
   assign acc = i;
   assign e4c_p = p;
   assign bias = { e4c_aff[191:176], e4c_aff[143:128], e4c_aff[95:80], e4c_aff[47:32] };
@@ -43245,31 +43439,31 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign shift = desc[150:145];
   assign rnd = desc[205];
   assign use_residual = desc[207];
-  assign cur = { \$657 , \$656 , \$655 , \$654  };
-  assign o = { \$657 , \$656 , \$655 , \$654  };
+  assign cur = { \$714 , \$713 , \$712 , \$711  };
+  assign o = { \$714 , \$713 , \$712 , \$711  };
   assign e4u_uprev_1 = u_prev;
   assign threshold = desc[188:173];
   assign leak_mul = desc[158:151];
   assign leak_shift = desc[172:167];
-  assign \rnd$73  = desc[205];
-  assign mask = { \$134 , \$133 , \$132 , \$131  };
-  assign s = { \$665 , \$663 , \$661 , \$659  };
+  assign \rnd$76  = desc[205];
+  assign mask = { \$168 , \$167 , \$166 , \$165  };
+  assign s = { \$722 , \$720 , \$718 , \$716  };
   assign e4w5_v_1 = membrane_out__en;
-  assign membrane_out__data = { \$664 , \$662 , \$660 , \$658  };
-  assign u = { \$664 , \$662 , \$660 , \$658  };
+  assign membrane_out__data = { \$721 , \$719 , \$717 , \$715  };
+  assign u = { \$721 , \$719 , \$717 , \$715  };
   assign spikes__en = membrane_out__en;
   assign spikes__data = spikes_masked;
-  assign \o$124  = { \$653 , \$652 , \$651 , \$650  };
-  assign line4__addr = \$91 [15:0];
-  assign w4__addr = \$92 [15:0];
-  assign residual__addr = \$108 [15:0];
-  assign membrane_in__addr = \$118 [15:0];
-  assign membrane_out__addr = \$135 [15:0];
-  assign spikes__addr = \$136 [15:0];
-  assign \port$16383$0  = \$658 ;
-  assign \port$16393$0  = \$660 ;
-  assign \port$16403$0  = \$662 ;
-  assign \port$16413$0  = \$664 ;
+  assign \o$128  = { \$710 , \$709 , \$708 , \$707  };
+  assign line4__addr = \$125 [15:0];
+  assign w4__addr = \$126 [15:0];
+  assign residual__addr = \$142 [15:0];
+  assign membrane_in__addr = \$152 [15:0];
+  assign membrane_out__addr = \$169 [15:0];
+  assign spikes__addr = \$170 [15:0];
+  assign \port$16454$0  = \$715 ;
+  assign \port$16464$0  = \$717 ;
+  assign \port$16474$0  = \$719 ;
+  assign \port$16484$0  = \$721 ;
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -43295,6 +43489,7 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
   assign \geo.pack  = geo[3:0];
   assign \geo.pxl  = geo[7:4];
   assign \geo.pk  = geo[10:8];
@@ -43336,68 +43531,71 @@ module \ttsnn_accel.e4 (rst, start, rows_written, issue4, line4__en, line4__addr
   assign \counts.c4_busy  = counts[0];
   assign \counts.c4_stall  = counts[1];
   assign \counts.lif_stall  = counts[2];
-  assign \counts.line4_reads  = counts[3];
-  assign \counts.w4_reads  = counts[4];
-  assign \counts.affine_reads  = counts[5];
-  assign \counts.residual_reads  = counts[6];
-  assign \counts.membrane_reads  = counts[7];
-  assign \counts.c4_macs  = counts[11:8];
-  assign \counts.membrane_writes  = counts[12];
-  assign \counts.spikes_writes  = counts[13];
-  assign \counts.lif_busy  = counts[14];
-  assign \counts.lif_updates  = counts[18:15];
-  assign \counts.spikes_out  = counts[22:19];
-  assign counts[22:19] = \$142 [3:0];
-  assign counts[18:15] = { 1'h0, \$137  };
+  assign \counts.c4_w_wait  = counts[3];
+  assign \counts.line4_reads  = counts[4];
+  assign \counts.w4_reads  = counts[5];
+  assign \counts.affine_reads  = counts[6];
+  assign \counts.residual_reads  = counts[7];
+  assign \counts.membrane_reads  = counts[8];
+  assign \counts.c4_macs  = counts[12:9];
+  assign \counts.membrane_writes  = counts[13];
+  assign \counts.spikes_writes  = counts[14];
+  assign \counts.lif_busy  = counts[15];
+  assign \counts.lif_updates  = counts[19:16];
+  assign \counts.spikes_out  = counts[23:20];
+  assign counts[23:20] = \$176 [3:0];
+  assign counts[19:16] = { 1'h0, \$171  };
+  assign counts[15] = membrane_out__en;
   assign counts[14] = membrane_out__en;
   assign counts[13] = membrane_out__en;
-  assign counts[12] = membrane_out__en;
-  assign counts[11:8] = { 1'h0, \$127  };
-  assign counts[7] = membrane_in__en;
-  assign counts[6] = residual__en;
-  assign counts[5] = \$126 ;
-  assign counts[4] = issue4;
-  assign counts[3] = line4__en;
-  assign counts[2] = \$61 ;
-  assign counts[1] = \$38 ;
+  assign counts[12:9] = { 1'h0, \$161  };
+  assign counts[8] = membrane_in__en;
+  assign counts[7] = residual__en;
+  assign counts[6] = \$160 ;
+  assign counts[5] = issue4;
+  assign counts[4] = line4__en;
+  assign counts[3] = \$94 ;
+  assign counts[2] = \$66 ;
+  assign counts[1] = \$43 ;
   assign counts[0] = issue4;
-  assign \$62  = { xo4, 1'h0 };
-  assign \$80  = { geo[406:391], 1'h0 };
-  assign \$95  = \$94 ;
-  assign \$102  = \$101 ;
-  assign \$111  = \$110 ;
-  assign \$121  = \$120 ;
-  assign \$146  = issue4;
-  assign \$153  = \$152 ;
-  assign \$162  = \$161 ;
-  assign \$174  = \$173 ;
-  assign \$189  = \$188 ;
+  assign \$96  = { xo4, 1'h0 };
+  assign \$114  = { geo[406:391], 1'h0 };
+  assign \$129  = \$128 ;
+  assign \$136  = \$135 ;
+  assign \$145  = \$144 ;
+  assign \$155  = \$154 ;
+  assign \$180  = issue4;
+  assign \$187  = \$186 ;
+  assign \$196  = \$195 ;
   assign \$208  = \$207 ;
-  assign \$231  = \$230 ;
-  assign \$238  = \$237 ;
-  assign \$250  = \$249 ;
+  assign \$223  = \$222 ;
+  assign \$242  = \$241 ;
   assign \$265  = \$264 ;
-  assign \$275  = \$274 ;
-  assign \$302  = { geo[29:14], 1'h0 };
-  assign \$309  = \$308 ;
-  assign \$340  = \$339 ;
-  assign \$359  = \$358 ;
-  assign \$379  = \$378 ;
-  assign \$399  = \$398 ;
-  assign \$415  = { desc[87:80], 1'h0 };
-  assign \$429  = \$428 ;
-  assign \$447  = \$446 ;
-  assign \$464  = \$463 ;
-  assign \$500  = \$499 ;
-  assign \$522  = \$521 ;
-  assign \$526  = \$525 ;
-  assign \$534  = \$533 ;
-  assign \$551  = { 1'h0, affine__addr, 2'h0 };
-  assign \$554  = { 1'h0, affine__addr, 2'h0 };
+  assign \$272  = \$271 ;
+  assign \$282  = \$281 ;
+  assign \$299  = \$298 ;
+  assign \$323  = { geo[29:14], 1'h0 };
+  assign \$330  = \$329 ;
+  assign \$348  = \$347 ;
+  assign \$364  = \$363 ;
+  assign \$395  = \$394 ;
+  assign \$414  = \$413 ;
+  assign \$434  = \$433 ;
+  assign \$454  = \$453 ;
+  assign \$470  = { desc[87:80], 1'h0 };
+  assign \$484  = \$483 ;
+  assign \$502  = \$501 ;
+  assign \$519  = \$518 ;
+  assign \$555  = \$554 ;
+  assign \$577  = \$576 ;
+  assign \$581  = \$580 ;
+  assign \$589  = \$588 ;
+  assign \$606  = { 1'h0, affine__addr, 2'h0 };
+  assign \$609  = { 1'h0, affine__addr, 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.affine (rst, scale, p, \port$16225$32 , \port$16225$80 , \port$16225$128 , \port$16225$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
+module \ttsnn_accel.e4.affine (rst, scale, p, \port$16296$32 , \port$16296$80 , \port$16296$128 , \port$16296$176 , residual, o0, o1, o2, o3, shift, rnd, use_residual, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [31:0] \$1 ;
   wire [32:0] \$10 ;
@@ -43593,14 +43791,14 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$16225$32 , \port$16225$80 , 
   reg [31:0] partial1 = 32'd0;
   reg [31:0] partial2 = 32'd0;
   reg [31:0] partial3 = 32'd0;
-  input [15:0] \port$16225$128 ;
-  wire [15:0] \port$16225$128 ;
-  input [15:0] \port$16225$176 ;
-  wire [15:0] \port$16225$176 ;
-  input [15:0] \port$16225$32 ;
-  wire [15:0] \port$16225$32 ;
-  input [15:0] \port$16225$80 ;
-  wire [15:0] \port$16225$80 ;
+  input [15:0] \port$16296$128 ;
+  wire [15:0] \port$16296$128 ;
+  input [15:0] \port$16296$176 ;
+  wire [15:0] \port$16296$176 ;
+  input [15:0] \port$16296$32 ;
+  wire [15:0] \port$16296$32 ;
+  input [15:0] \port$16296$80 ;
+  wire [15:0] \port$16296$80 ;
   reg [31:0] prod0 = 32'd0;
   reg [31:0] prod1 = 32'd0;
   reg [31:0] prod2 = 32'd0;
@@ -43826,7 +44024,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$16225$32 , \port$16225$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$130  = \port$16225$32 ;
+    \$130  = \port$16296$32 ;
     if (rst) begin
       \$130  = 16'h0000;
     end
@@ -43889,7 +44087,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$16225$32 , \port$16225$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$139  = \port$16225$80 ;
+    \$139  = \port$16296$80 ;
     if (rst) begin
       \$139  = 16'h0000;
     end
@@ -43952,7 +44150,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$16225$32 , \port$16225$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$148  = \port$16225$128 ;
+    \$148  = \port$16296$128 ;
     if (rst) begin
       \$148  = 16'h0000;
     end
@@ -44015,7 +44213,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$16225$32 , \port$16225$80 , 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$157  = \port$16225$176 ;
+    \$157  = \port$16296$176 ;
     if (rst) begin
       \$157  = 16'h0000;
     end
@@ -44069,7 +44267,7 @@ module \ttsnn_accel.e4.affine (rst, scale, p, \port$16225$32 , \port$16225$80 , 
       \$164  = 16'h0000;
     end
   end
-  assign bias = { \port$16225$176 , \port$16225$128 , \port$16225$80 , \port$16225$32  };
+  assign bias = { \port$16296$176 , \port$16296$128 , \port$16296$80 , \port$16296$32  };
   assign o = { o3, o2, o1, o0 };
   assign \$8  = { \$7 [32], \$7 [32:1] };
   assign \$14  = { \$13 [32], \$13 [32:1] };
@@ -44145,7 +44343,7 @@ module \ttsnn_accel.e4.cluster4 (rst, operand, weights, valid, first, acc, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.lif (rst, u_prev, \port$16319$0 , \port$16337$0 , \port$16355$0 , \port$16373$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$17244$167 , rnd, clk);
+module \ttsnn_accel.e4.lif (rst, u_prev, \port$16390$0 , \port$16408$0 , \port$16426$0 , \port$16444$0 , u0, s0, u1, s1, u2, s2, u3, s3, leak_mul, \port$17315$167 , rnd, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [25:0] \$10 ;
@@ -44289,16 +44487,16 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$16319$0 , \port$16337$0 , \port$1
   reg [24:0] leaked1 = 25'h0000000;
   reg [24:0] leaked2 = 25'h0000000;
   reg [24:0] leaked3 = 25'h0000000;
-  input [15:0] \port$16319$0 ;
-  wire [15:0] \port$16319$0 ;
-  input [15:0] \port$16337$0 ;
-  wire [15:0] \port$16337$0 ;
-  input [15:0] \port$16355$0 ;
-  wire [15:0] \port$16355$0 ;
-  input [15:0] \port$16373$0 ;
-  wire [15:0] \port$16373$0 ;
-  input [21:0] \port$17244$167 ;
-  wire [21:0] \port$17244$167 ;
+  input [15:0] \port$16390$0 ;
+  wire [15:0] \port$16390$0 ;
+  input [15:0] \port$16408$0 ;
+  wire [15:0] \port$16408$0 ;
+  input [15:0] \port$16426$0 ;
+  wire [15:0] \port$16426$0 ;
+  input [15:0] \port$16444$0 ;
+  wire [15:0] \port$16444$0 ;
+  input [21:0] \port$17315$167 ;
+  wire [21:0] \port$17315$167 ;
   input rnd;
   wire rnd;
   input rst;
@@ -44324,106 +44522,106 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$16319$0 , \port$16337$0 , \port$1
   reg [15:0] u3 = 16'h0000;
   input [63:0] u_prev;
   wire [63:0] u_prev;
-  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$17244$167 [21:6]);
+  assign \$1  = $signed(u_prev[15:0]) > $signed(\port$17315$167 [21:6]);
   assign \$2  = \$1  ? 16'h0000 : u_prev[15:0];
   assign \$3  = $signed(\$2 ) * $signed({ 1'h0, leak_mul });
-  assign \$4  = ! \port$17244$167 [5:0];
-  assign \$5  = \port$17244$167 [5:0] - 1'h1;
+  assign \$4  = ! \port$17315$167 [5:0];
+  assign \$5  = \port$17315$167 [5:0] - 1'h1;
   assign \$6  = \$4  ? 6'h00 : \$5 [5:0];
   assign \$7  = $signed(leak_prod0) >>> \$6 ;
-  assign \$8  = ! \port$17244$167 [5:0];
+  assign \$8  = ! \port$17315$167 [5:0];
   assign \$9  = $signed(leak_partial0) + $signed({ 1'h0, rnd });
   assign \$11  = \$8  ? leak_partial0 : \$10 [24:0];
-  assign \$12  = $signed(leaked0) + $signed(\port$16319$0 );
+  assign \$12  = $signed(leaked0) + $signed(\port$16390$0 );
   assign \$13  = $signed(\$12 ) > $signed(16'h7fff);
-  assign \$14  = $signed(leaked0) + $signed(\port$16319$0 );
+  assign \$14  = $signed(leaked0) + $signed(\port$16390$0 );
   assign \$15  = $signed(\$14 ) < $signed(16'h8000);
-  assign \$16  = $signed(leaked0) + $signed(\port$16319$0 );
+  assign \$16  = $signed(leaked0) + $signed(\port$16390$0 );
   assign \$17  = \$15  ? 16'h8000 : \$16 [15:0];
   assign \$18  = \$13  ? 16'h7fff : \$17 ;
-  assign \$19  = $signed(leaked0) + $signed(\port$16319$0 );
+  assign \$19  = $signed(leaked0) + $signed(\port$16390$0 );
   assign \$20  = $signed(\$19 ) > $signed(16'h7fff);
-  assign \$21  = $signed(leaked0) + $signed(\port$16319$0 );
+  assign \$21  = $signed(leaked0) + $signed(\port$16390$0 );
   assign \$22  = $signed(\$21 ) < $signed(16'h8000);
-  assign \$23  = $signed(leaked0) + $signed(\port$16319$0 );
+  assign \$23  = $signed(leaked0) + $signed(\port$16390$0 );
   assign \$24  = \$22  ? 16'h8000 : \$23 [15:0];
   assign \$25  = \$20  ? 16'h7fff : \$24 ;
-  assign \$26  = $signed(\$25 ) > $signed(\port$17244$167 [21:6]);
-  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$17244$167 [21:6]);
+  assign \$26  = $signed(\$25 ) > $signed(\port$17315$167 [21:6]);
+  assign \$27  = $signed(u_prev[31:16]) > $signed(\port$17315$167 [21:6]);
   assign \$28  = \$27  ? 16'h0000 : u_prev[31:16];
   assign \$29  = $signed(\$28 ) * $signed({ 1'h0, leak_mul });
-  assign \$30  = ! \port$17244$167 [5:0];
-  assign \$31  = \port$17244$167 [5:0] - 1'h1;
+  assign \$30  = ! \port$17315$167 [5:0];
+  assign \$31  = \port$17315$167 [5:0] - 1'h1;
   assign \$32  = \$30  ? 6'h00 : \$31 [5:0];
   assign \$33  = $signed(leak_prod1) >>> \$32 ;
-  assign \$34  = ! \port$17244$167 [5:0];
+  assign \$34  = ! \port$17315$167 [5:0];
   assign \$35  = $signed(leak_partial1) + $signed({ 1'h0, rnd });
   assign \$37  = \$34  ? leak_partial1 : \$36 [24:0];
-  assign \$38  = $signed(leaked1) + $signed(\port$16337$0 );
+  assign \$38  = $signed(leaked1) + $signed(\port$16408$0 );
   assign \$39  = $signed(\$38 ) > $signed(16'h7fff);
-  assign \$40  = $signed(leaked1) + $signed(\port$16337$0 );
+  assign \$40  = $signed(leaked1) + $signed(\port$16408$0 );
   assign \$41  = $signed(\$40 ) < $signed(16'h8000);
-  assign \$42  = $signed(leaked1) + $signed(\port$16337$0 );
+  assign \$42  = $signed(leaked1) + $signed(\port$16408$0 );
   assign \$43  = \$41  ? 16'h8000 : \$42 [15:0];
   assign \$44  = \$39  ? 16'h7fff : \$43 ;
-  assign \$45  = $signed(leaked1) + $signed(\port$16337$0 );
+  assign \$45  = $signed(leaked1) + $signed(\port$16408$0 );
   assign \$46  = $signed(\$45 ) > $signed(16'h7fff);
-  assign \$47  = $signed(leaked1) + $signed(\port$16337$0 );
+  assign \$47  = $signed(leaked1) + $signed(\port$16408$0 );
   assign \$48  = $signed(\$47 ) < $signed(16'h8000);
-  assign \$49  = $signed(leaked1) + $signed(\port$16337$0 );
+  assign \$49  = $signed(leaked1) + $signed(\port$16408$0 );
   assign \$50  = \$48  ? 16'h8000 : \$49 [15:0];
   assign \$51  = \$46  ? 16'h7fff : \$50 ;
-  assign \$52  = $signed(\$51 ) > $signed(\port$17244$167 [21:6]);
-  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$17244$167 [21:6]);
+  assign \$52  = $signed(\$51 ) > $signed(\port$17315$167 [21:6]);
+  assign \$53  = $signed(u_prev[47:32]) > $signed(\port$17315$167 [21:6]);
   assign \$54  = \$53  ? 16'h0000 : u_prev[47:32];
   assign \$55  = $signed(\$54 ) * $signed({ 1'h0, leak_mul });
-  assign \$56  = ! \port$17244$167 [5:0];
-  assign \$57  = \port$17244$167 [5:0] - 1'h1;
+  assign \$56  = ! \port$17315$167 [5:0];
+  assign \$57  = \port$17315$167 [5:0] - 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 [5:0];
   assign \$59  = $signed(leak_prod2) >>> \$58 ;
-  assign \$60  = ! \port$17244$167 [5:0];
+  assign \$60  = ! \port$17315$167 [5:0];
   assign \$61  = $signed(leak_partial2) + $signed({ 1'h0, rnd });
   assign \$63  = \$60  ? leak_partial2 : \$62 [24:0];
-  assign \$64  = $signed(leaked2) + $signed(\port$16355$0 );
+  assign \$64  = $signed(leaked2) + $signed(\port$16426$0 );
   assign \$65  = $signed(\$64 ) > $signed(16'h7fff);
-  assign \$66  = $signed(leaked2) + $signed(\port$16355$0 );
+  assign \$66  = $signed(leaked2) + $signed(\port$16426$0 );
   assign \$67  = $signed(\$66 ) < $signed(16'h8000);
-  assign \$68  = $signed(leaked2) + $signed(\port$16355$0 );
+  assign \$68  = $signed(leaked2) + $signed(\port$16426$0 );
   assign \$69  = \$67  ? 16'h8000 : \$68 [15:0];
   assign \$70  = \$65  ? 16'h7fff : \$69 ;
-  assign \$71  = $signed(leaked2) + $signed(\port$16355$0 );
+  assign \$71  = $signed(leaked2) + $signed(\port$16426$0 );
   assign \$72  = $signed(\$71 ) > $signed(16'h7fff);
-  assign \$73  = $signed(leaked2) + $signed(\port$16355$0 );
+  assign \$73  = $signed(leaked2) + $signed(\port$16426$0 );
   assign \$74  = $signed(\$73 ) < $signed(16'h8000);
-  assign \$75  = $signed(leaked2) + $signed(\port$16355$0 );
+  assign \$75  = $signed(leaked2) + $signed(\port$16426$0 );
   assign \$76  = \$74  ? 16'h8000 : \$75 [15:0];
   assign \$77  = \$72  ? 16'h7fff : \$76 ;
-  assign \$78  = $signed(\$77 ) > $signed(\port$17244$167 [21:6]);
-  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$17244$167 [21:6]);
+  assign \$78  = $signed(\$77 ) > $signed(\port$17315$167 [21:6]);
+  assign \$79  = $signed(u_prev[63:48]) > $signed(\port$17315$167 [21:6]);
   assign \$80  = \$79  ? 16'h0000 : u_prev[63:48];
   assign \$81  = $signed(\$80 ) * $signed({ 1'h0, leak_mul });
-  assign \$82  = ! \port$17244$167 [5:0];
-  assign \$83  = \port$17244$167 [5:0] - 1'h1;
+  assign \$82  = ! \port$17315$167 [5:0];
+  assign \$83  = \port$17315$167 [5:0] - 1'h1;
   assign \$84  = \$82  ? 6'h00 : \$83 [5:0];
   assign \$85  = $signed(leak_prod3) >>> \$84 ;
-  assign \$86  = ! \port$17244$167 [5:0];
+  assign \$86  = ! \port$17315$167 [5:0];
   assign \$87  = $signed(leak_partial3) + $signed({ 1'h0, rnd });
   assign \$89  = \$86  ? leak_partial3 : \$88 [24:0];
-  assign \$90  = $signed(leaked3) + $signed(\port$16373$0 );
+  assign \$90  = $signed(leaked3) + $signed(\port$16444$0 );
   assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = $signed(leaked3) + $signed(\port$16373$0 );
+  assign \$92  = $signed(leaked3) + $signed(\port$16444$0 );
   assign \$93  = $signed(\$92 ) < $signed(16'h8000);
-  assign \$94  = $signed(leaked3) + $signed(\port$16373$0 );
+  assign \$94  = $signed(leaked3) + $signed(\port$16444$0 );
   assign \$95  = \$93  ? 16'h8000 : \$94 [15:0];
   assign \$96  = \$91  ? 16'h7fff : \$95 ;
-  assign \$97  = $signed(leaked3) + $signed(\port$16373$0 );
+  assign \$97  = $signed(leaked3) + $signed(\port$16444$0 );
   assign \$98  = $signed(\$97 ) > $signed(16'h7fff);
-  assign \$99  = $signed(leaked3) + $signed(\port$16373$0 );
+  assign \$99  = $signed(leaked3) + $signed(\port$16444$0 );
   assign \$100  = $signed(\$99 ) < $signed(16'h8000);
-  assign \$101  = $signed(leaked3) + $signed(\port$16373$0 );
+  assign \$101  = $signed(leaked3) + $signed(\port$16444$0 );
   assign \$102  = \$100  ? 16'h8000 : \$101 [15:0];
   assign \$103  = \$98  ? 16'h7fff : \$102 ;
-  assign \$104  = $signed(\$103 ) > $signed(\port$17244$167 [21:6]);
+  assign \$104  = $signed(\$103 ) > $signed(\port$17315$167 [21:6]);
   always @(posedge clk)
     leak_prod0 <= \$105 ;
   always @(posedge clk)
@@ -44604,9 +44802,9 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$16319$0 , \port$16337$0 , \port$1
       \$124  = 1'h0;
     end
   end
-  assign threshold = \port$17244$167 [21:6];
-  assign leak_shift = \port$17244$167 [5:0];
-  assign cur = { \port$16373$0 , \port$16355$0 , \port$16337$0 , \port$16319$0  };
+  assign threshold = \port$17315$167 [21:6];
+  assign leak_shift = \port$17315$167 [5:0];
+  assign cur = { \port$16444$0 , \port$16426$0 , \port$16408$0 , \port$16390$0  };
   assign u = { u3, u2, u1, u0 };
   assign s = { s3, s2, s1, s0 };
   assign \$10  = { \$9 [25], \$9 [25:1] };
@@ -44616,7 +44814,7 @@ module \ttsnn_accel.e4.lif (rst, u_prev, \port$16319$0 , \port$16337$0 , \port$1
 endmodule
 
 (* generator = "Amaranth" *)
-module \ttsnn_accel.e4.maxpool (rst, valid, \port$3118$0 , \port$3121$0 , \port$3124$0 , \port$3127$0 , first, i, clk);
+module \ttsnn_accel.e4.maxpool (rst, valid, \port$3174$0 , \port$3177$0 , \port$3180$0 , \port$3183$0 , first, i, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -44639,14 +44837,14 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3118$0 , \port$3121$0 , \port$
   input [63:0] i;
   wire [63:0] i;
   wire [63:0] o;
-  output [15:0] \port$3118$0 ;
-  wire [15:0] \port$3118$0 ;
-  output [15:0] \port$3121$0 ;
-  wire [15:0] \port$3121$0 ;
-  output [15:0] \port$3124$0 ;
-  wire [15:0] \port$3124$0 ;
-  output [15:0] \port$3127$0 ;
-  wire [15:0] \port$3127$0 ;
+  output [15:0] \port$3174$0 ;
+  wire [15:0] \port$3174$0 ;
+  output [15:0] \port$3177$0 ;
+  wire [15:0] \port$3177$0 ;
+  output [15:0] \port$3180$0 ;
+  wire [15:0] \port$3180$0 ;
+  output [15:0] \port$3183$0 ;
+  wire [15:0] \port$3183$0 ;
   input rst;
   wire rst;
   input valid;
@@ -44676,10 +44874,10 @@ module \ttsnn_accel.e4.maxpool (rst, valid, \port$3118$0 , \port$3121$0 , \port$
     end
   end
   assign o = { \$12 , \$9 , \$6 , \$3  };
-  assign \port$3118$0  = \$3 ;
-  assign \port$3121$0  = \$6 ;
-  assign \port$3124$0  = \$9 ;
-  assign \port$3127$0  = \$12 ;
+  assign \port$3174$0  = \$3 ;
+  assign \port$3177$0  = \$6 ;
+  assign \port$3180$0  = \$9 ;
+  assign \port$3183$0  = \$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -44813,8 +45011,8 @@ module \ttsnn_accel.geometry (rst, geo, desc, clk);
   wire [17:0] \$99 ;
   input clk;
   wire clk;
-  input [261:0] desc;
-  wire [261:0] desc;
+  input [277:0] desc;
+  wire [277:0] desc;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -44838,6 +45036,7 @@ module \ttsnn_accel.geometry (rst, geo, desc, clk);
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   output [480:0] geo;
@@ -45102,6 +45301,7 @@ module \ttsnn_accel.geometry (rst, geo, desc, clk);
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
   assign \$20  = { \$19 [17], \$19 [17], \$19 [17:2] };
   assign \$23  = { \$22 [17], \$22 [17], \$22 [17], \$22 [17], \$22 [17], \$22 [17:5] };
   assign \$24  = { desc[31:16], 1'h0 };
@@ -45126,25 +45326,25 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [15:0] \$100 ;
-  wire \$101 ;
-  wire [15:0] \$102 ;
+  wire \$100 ;
+  wire [15:0] \$101 ;
+  wire \$102 ;
   wire \$103 ;
   wire \$104 ;
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
-  wire [8:0] \$1074 ;
-  wire [6:0] \$1079 ;
+  wire [8:0] \$1077 ;
   wire \$108 ;
   wire [6:0] \$1082 ;
-  wire [8:0] \$1086 ;
+  wire [6:0] \$1085 ;
+  wire [8:0] \$1089 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  wire \$112 ;
-  wire [15:0] \$113 ;
+  wire [15:0] \$112 ;
+  wire \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
@@ -45154,10 +45354,10 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$12 ;
   wire \$120 ;
   wire \$121 ;
-  wire \$122 ;
-  wire [15:0] \$123 ;
-  wire \$124 ;
-  wire [15:0] \$125 ;
+  wire [15:0] \$122 ;
+  wire \$123 ;
+  wire [15:0] \$124 ;
+  wire \$125 ;
   wire \$126 ;
   wire \$127 ;
   wire \$128 ;
@@ -45168,8 +45368,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
-  wire \$135 ;
-  wire [15:0] \$136 ;
+  wire [15:0] \$135 ;
+  wire \$136 ;
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
@@ -45180,8 +45380,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$143 ;
   wire \$144 ;
   wire \$145 ;
-  wire \$146 ;
-  wire [15:0] \$147 ;
+  wire [15:0] \$146 ;
+  wire \$147 ;
   wire \$148 ;
   wire \$149 ;
   wire \$15 ;
@@ -45191,8 +45391,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire \$156 ;
-  wire [15:0] \$157 ;
+  wire [15:0] \$156 ;
+  wire \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire \$16 ;
@@ -45210,28 +45410,28 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$170 ;
   wire \$171 ;
   wire \$172 ;
-  wire \$173 ;
-  wire [15:0] \$174 ;
+  wire [15:0] \$173 ;
+  wire \$174 ;
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
   wire \$178 ;
   wire \$179 ;
   wire \$18 ;
-  wire \$180 ;
-  wire [15:0] \$181 ;
+  wire [15:0] \$180 ;
+  wire \$181 ;
   wire \$182 ;
   wire \$183 ;
-  wire \$184 ;
-  wire [15:0] \$185 ;
+  wire [15:0] \$184 ;
+  wire \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
   wire \$19 ;
   wire \$190 ;
-  wire \$191 ;
-  wire [15:0] \$192 ;
+  wire [15:0] \$191 ;
+  wire \$192 ;
   wire \$193 ;
   wire \$194 ;
   wire \$195 ;
@@ -45242,8 +45442,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
-  wire \$201 ;
-  wire [15:0] \$202 ;
+  wire [15:0] \$201 ;
+  wire [31:0] \$202 ;
   wire [31:0] \$203 ;
   wire [31:0] \$204 ;
   wire [31:0] \$205 ;
@@ -45256,7 +45456,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [31:0] \$211 ;
   wire [31:0] \$212 ;
   wire [31:0] \$213 ;
-  wire [31:0] \$214 ;
+  wire \$214 ;
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
@@ -45390,7 +45590,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$332 ;
   wire \$333 ;
   wire \$334 ;
-  wire [48:0] \$335 ;
+  wire \$335 ;
   wire [48:0] \$336 ;
   wire [48:0] \$337 ;
   wire [48:0] \$338 ;
@@ -45483,10 +45683,10 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [48:0] \$416 ;
   wire [48:0] \$417 ;
   wire [48:0] \$418 ;
-  wire \$419 ;
+  wire [48:0] \$419 ;
   wire \$42 ;
-  wire \$420 ;
-  wire \$421 ;
+  wire [48:0] \$420 ;
+  wire [48:0] \$421 ;
   wire \$422 ;
   wire \$423 ;
   wire \$424 ;
@@ -45501,125 +45701,125 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$432 ;
   wire \$433 ;
   wire \$434 ;
-  wire [1:0] \$435 ;
+  wire \$435 ;
   wire \$436 ;
   wire \$437 ;
-  wire \$438 ;
+  wire [1:0] \$438 ;
   wire \$439 ;
   wire \$44 ;
   wire \$440 ;
   wire \$441 ;
   wire \$442 ;
   wire \$443 ;
-  wire [2:0] \$444 ;
+  wire \$444 ;
   wire \$445 ;
   wire \$446 ;
-  wire \$447 ;
+  wire [2:0] \$447 ;
   wire \$448 ;
   wire \$449 ;
   wire \$45 ;
   wire \$450 ;
   wire \$451 ;
   wire \$452 ;
-  wire [3:0] \$453 ;
+  wire \$453 ;
   wire \$454 ;
-  wire \$455 ;
+  wire [3:0] \$455 ;
   wire \$456 ;
   wire \$457 ;
   wire \$458 ;
   wire \$459 ;
   wire [15:0] \$46 ;
-  wire [15:0] \$460 ;
+  wire \$460 ;
   wire \$461 ;
-  wire \$462 ;
-  wire [4:0] \$463 ;
+  wire [15:0] \$462 ;
+  wire \$463 ;
   wire \$464 ;
-  wire \$465 ;
+  wire [4:0] \$465 ;
   wire \$466 ;
   wire \$467 ;
   wire \$468 ;
   wire \$469 ;
   wire \$47 ;
   wire \$470 ;
-  wire [5:0] \$471 ;
+  wire \$471 ;
   wire \$472 ;
-  wire \$473 ;
+  wire [5:0] \$473 ;
   wire \$474 ;
   wire \$475 ;
   wire \$476 ;
-  wire [15:0] \$477 ;
+  wire \$477 ;
   wire \$478 ;
-  wire \$479 ;
+  wire [15:0] \$479 ;
   wire \$48 ;
-  wire [6:0] \$480 ;
+  wire \$480 ;
   wire \$481 ;
-  wire \$482 ;
+  wire [6:0] \$482 ;
   wire \$483 ;
   wire \$484 ;
   wire \$485 ;
   wire \$486 ;
-  wire [15:0] \$487 ;
+  wire \$487 ;
   wire \$488 ;
-  wire \$489 ;
+  wire [15:0] \$489 ;
   wire \$49 ;
-  wire [7:0] \$490 ;
+  wire \$490 ;
   wire \$491 ;
-  wire \$492 ;
+  wire [7:0] \$492 ;
   wire \$493 ;
   wire \$494 ;
   wire \$495 ;
   wire \$496 ;
   wire \$497 ;
   wire \$498 ;
-  wire [8:0] \$499 ;
+  wire \$499 ;
   wire \$5 ;
   wire \$50 ;
   wire \$500 ;
-  wire \$501 ;
+  wire [8:0] \$501 ;
   wire \$502 ;
   wire \$503 ;
   wire \$504 ;
   wire \$505 ;
-  wire [15:0] \$506 ;
+  wire \$506 ;
   wire \$507 ;
-  wire \$508 ;
-  wire [9:0] \$509 ;
+  wire [15:0] \$508 ;
+  wire \$509 ;
   wire \$51 ;
   wire \$510 ;
-  wire \$511 ;
+  wire [9:0] \$511 ;
   wire \$512 ;
   wire \$513 ;
   wire \$514 ;
   wire \$515 ;
   wire \$516 ;
   wire \$517 ;
-  wire [10:0] \$518 ;
+  wire \$518 ;
   wire \$519 ;
   wire \$52 ;
-  wire \$520 ;
+  wire [10:0] \$520 ;
   wire \$521 ;
   wire \$522 ;
   wire \$523 ;
   wire \$524 ;
   wire \$525 ;
   wire \$526 ;
-  wire [11:0] \$527 ;
+  wire \$527 ;
   wire \$528 ;
-  wire \$529 ;
+  wire [11:0] \$529 ;
   wire \$53 ;
   wire \$530 ;
   wire \$531 ;
   wire \$532 ;
   wire \$533 ;
-  wire [15:0] \$534 ;
+  wire \$534 ;
   wire \$535 ;
-  wire \$536 ;
-  wire [12:0] \$537 ;
-  wire [48:0] \$538 ;
-  wire [48:0] \$539 ;
+  wire [15:0] \$536 ;
+  wire \$537 ;
+  wire \$538 ;
+  wire [12:0] \$539 ;
   wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
+  wire [48:0] \$540 ;
+  wire [48:0] \$541 ;
   wire \$542 ;
   wire \$543 ;
   wire \$544 ;
@@ -45635,40 +45835,40 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$553 ;
   wire \$554 ;
   wire \$555 ;
-  wire [1:0] \$556 ;
+  wire \$556 ;
   wire \$557 ;
-  wire \$558 ;
+  wire [1:0] \$558 ;
   wire \$559 ;
-  wire \$56 ;
+  wire [15:0] \$56 ;
   wire \$560 ;
   wire \$561 ;
   wire \$562 ;
   wire \$563 ;
   wire \$564 ;
-  wire [2:0] \$565 ;
+  wire \$565 ;
   wire \$566 ;
-  wire \$567 ;
+  wire [2:0] \$567 ;
   wire \$568 ;
   wire \$569 ;
-  wire [15:0] \$57 ;
+  wire \$57 ;
   wire \$570 ;
   wire \$571 ;
   wire \$572 ;
   wire \$573 ;
-  wire [3:0] \$574 ;
+  wire \$574 ;
   wire \$575 ;
-  wire \$576 ;
+  wire [3:0] \$576 ;
   wire \$577 ;
   wire \$578 ;
   wire \$579 ;
   wire \$58 ;
   wire \$580 ;
-  wire [15:0] \$581 ;
+  wire \$581 ;
   wire \$582 ;
-  wire \$583 ;
-  wire [4:0] \$584 ;
+  wire [15:0] \$583 ;
+  wire \$584 ;
   wire \$585 ;
-  wire \$586 ;
+  wire [4:0] \$586 ;
   wire \$587 ;
   wire \$588 ;
   wire \$589 ;
@@ -45676,82 +45876,82 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$590 ;
   wire \$591 ;
   wire \$592 ;
-  wire [5:0] \$593 ;
+  wire \$593 ;
   wire \$594 ;
-  wire \$595 ;
+  wire [5:0] \$595 ;
   wire \$596 ;
   wire \$597 ;
   wire \$598 ;
   wire \$599 ;
   wire \$6 ;
   wire \$60 ;
-  wire [15:0] \$600 ;
+  wire \$600 ;
   wire \$601 ;
-  wire \$602 ;
-  wire [6:0] \$603 ;
+  wire [15:0] \$602 ;
+  wire \$603 ;
   wire \$604 ;
-  wire \$605 ;
+  wire [6:0] \$605 ;
   wire \$606 ;
   wire \$607 ;
   wire \$608 ;
-  wire [15:0] \$609 ;
+  wire \$609 ;
   wire \$61 ;
   wire \$610 ;
-  wire \$611 ;
-  wire [7:0] \$612 ;
+  wire [15:0] \$611 ;
+  wire \$612 ;
   wire \$613 ;
-  wire \$614 ;
+  wire [7:0] \$614 ;
   wire \$615 ;
   wire \$616 ;
   wire \$617 ;
   wire \$618 ;
   wire \$619 ;
   wire \$62 ;
-  wire [8:0] \$620 ;
+  wire \$620 ;
   wire \$621 ;
-  wire \$622 ;
+  wire [8:0] \$622 ;
   wire \$623 ;
   wire \$624 ;
   wire \$625 ;
   wire \$626 ;
-  wire [15:0] \$627 ;
+  wire \$627 ;
   wire \$628 ;
-  wire \$629 ;
+  wire [15:0] \$629 ;
   wire \$63 ;
-  wire [9:0] \$630 ;
+  wire \$630 ;
   wire \$631 ;
-  wire \$632 ;
+  wire [9:0] \$632 ;
   wire \$633 ;
   wire \$634 ;
   wire \$635 ;
   wire \$636 ;
   wire \$637 ;
   wire \$638 ;
-  wire [10:0] \$639 ;
+  wire \$639 ;
   wire \$64 ;
   wire \$640 ;
-  wire \$641 ;
+  wire [10:0] \$641 ;
   wire \$642 ;
   wire \$643 ;
   wire \$644 ;
   wire \$645 ;
   wire \$646 ;
   wire \$647 ;
-  wire [11:0] \$648 ;
+  wire \$648 ;
   wire \$649 ;
   wire \$65 ;
-  wire \$650 ;
+  wire [11:0] \$650 ;
   wire \$651 ;
   wire \$652 ;
   wire \$653 ;
   wire \$654 ;
-  wire [15:0] \$655 ;
+  wire \$655 ;
   wire \$656 ;
-  wire \$657 ;
-  wire [12:0] \$658 ;
-  wire [48:0] \$659 ;
-  wire \$66 ;
-  wire [48:0] \$660 ;
+  wire [15:0] \$657 ;
+  wire \$658 ;
+  wire \$659 ;
+  wire [15:0] \$66 ;
+  wire [12:0] \$660 ;
   wire [48:0] \$661 ;
   wire [48:0] \$662 ;
   wire [48:0] \$663 ;
@@ -45761,7 +45961,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [48:0] \$667 ;
   wire [48:0] \$668 ;
   wire [48:0] \$669 ;
-  wire [15:0] \$67 ;
+  wire \$67 ;
   wire [48:0] \$670 ;
   wire [48:0] \$671 ;
   wire [48:0] \$672 ;
@@ -45772,7 +45972,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [48:0] \$677 ;
   wire [48:0] \$678 ;
   wire [48:0] \$679 ;
-  wire \$68 ;
+  wire [15:0] \$68 ;
   wire [48:0] \$680 ;
   wire [48:0] \$681 ;
   wire [48:0] \$682 ;
@@ -45783,20 +45983,20 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [48:0] \$687 ;
   wire [48:0] \$688 ;
   wire [48:0] \$689 ;
-  wire [15:0] \$69 ;
+  wire \$69 ;
   wire [48:0] \$690 ;
-  wire \$691 ;
-  wire \$692 ;
+  wire [48:0] \$691 ;
+  wire [48:0] \$692 ;
   wire \$693 ;
-  reg [71:0] \$694 ;
-  reg [159:0] \$695 ;
-  reg [261:0] \$696 ;
-  reg [629:0] \$697 ;
-  reg \$698 ;
-  reg \$699 ;
+  wire \$694 ;
+  wire \$695 ;
+  reg [95:0] \$696 ;
+  reg [159:0] \$697 ;
+  reg [277:0] \$698 ;
+  reg [629:0] \$699 ;
   wire \$7 ;
   wire \$70 ;
-  reg [47:0] \$700 ;
+  reg \$700 ;
   reg \$701 ;
   reg [47:0] \$702 ;
   reg \$703 ;
@@ -45825,27 +46025,27 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg [47:0] \$724 ;
   reg \$725 ;
   reg [47:0] \$726 ;
-  reg [3:0] \$727 ;
+  reg \$727 ;
   reg [47:0] \$728 ;
-  reg [3:0] \$729 ;
+  reg \$729 ;
   wire \$73 ;
   reg [47:0] \$730 ;
-  reg [5:0] \$731 ;
+  reg [3:0] \$731 ;
   reg [47:0] \$732 ;
-  reg [5:0] \$733 ;
+  reg [3:0] \$733 ;
   reg [47:0] \$734 ;
-  reg [3:0] \$735 ;
+  reg [5:0] \$735 ;
   reg [47:0] \$736 ;
   reg [5:0] \$737 ;
   reg [47:0] \$738 ;
   reg [3:0] \$739 ;
   wire \$74 ;
   reg [47:0] \$740 ;
-  reg [3:0] \$741 ;
+  reg [5:0] \$741 ;
   reg [47:0] \$742 ;
-  reg \$743 ;
+  reg [3:0] \$743 ;
   reg [47:0] \$744 ;
-  reg \$745 ;
+  reg [3:0] \$745 ;
   reg [47:0] \$746 ;
   reg \$747 ;
   reg [47:0] \$748 ;
@@ -45856,7 +46056,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg [47:0] \$752 ;
   reg \$753 ;
   reg [47:0] \$754 ;
-  reg [1:0] \$755 ;
+  reg \$755 ;
   reg [47:0] \$756 ;
   reg \$757 ;
   reg [47:0] \$758 ;
@@ -45865,56 +46065,56 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg [47:0] \$760 ;
   reg \$761 ;
   reg [47:0] \$762 ;
-  reg \$763 ;
+  reg [1:0] \$763 ;
   reg [47:0] \$764 ;
   reg \$765 ;
   reg [47:0] \$766 ;
-  reg [1:0] \$767 ;
+  reg \$767 ;
   reg [47:0] \$768 ;
-  reg [1:0] \$769 ;
+  reg \$769 ;
   wire \$77 ;
   reg [47:0] \$770 ;
   reg [1:0] \$771 ;
   reg [47:0] \$772 ;
   reg [1:0] \$773 ;
   reg [47:0] \$774 ;
-  reg \$775 ;
+  reg [1:0] \$775 ;
   reg [47:0] \$776 ;
-  reg \$777 ;
+  reg [1:0] \$777 ;
   reg [47:0] \$778 ;
   reg \$779 ;
-  wire \$78 ;
+  wire [15:0] \$78 ;
   reg [47:0] \$780 ;
   reg \$781 ;
   reg [47:0] \$782 ;
-  reg [12:0] \$783 ;
+  reg \$783 ;
   reg [47:0] \$784 ;
-  reg [12:0] \$785 ;
+  reg \$785 ;
   reg [47:0] \$786 ;
-  reg \$787 ;
+  reg [12:0] \$787 ;
   reg [47:0] \$788 ;
-  reg [2:0] \$789 ;
-  wire [15:0] \$79 ;
+  reg [12:0] \$789 ;
+  wire \$79 ;
   reg [47:0] \$790 ;
-  reg [4:0] \$791 ;
+  reg \$791 ;
   reg [47:0] \$792 ;
-  reg \$793 ;
+  reg [2:0] \$793 ;
   reg [47:0] \$794 ;
-  reg [1:0] \$795 ;
+  reg [4:0] \$795 ;
   reg [47:0] \$796 ;
-  reg [1:0] \$797 ;
+  reg \$797 ;
   reg [47:0] \$798 ;
-  reg \$799 ;
+  reg [1:0] \$799 ;
   wire \$8 ;
   wire \$80 ;
   reg [47:0] \$800 ;
-  reg [2:0] \$801 ;
+  reg [1:0] \$801 ;
   reg [47:0] \$802 ;
-  reg [2:0] \$803 ;
+  reg \$803 ;
   reg [47:0] \$804 ;
-  reg \$805 ;
+  reg [2:0] \$805 ;
   reg [47:0] \$806 ;
-  reg \$807 ;
+  reg [2:0] \$807 ;
   reg [47:0] \$808 ;
   reg \$809 ;
   wire \$81 ;
@@ -45923,26 +46123,30 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg [47:0] \$812 ;
   reg \$813 ;
   reg [47:0] \$814 ;
-  reg [2:0] \$815 ;
+  reg \$815 ;
   reg [47:0] \$816 ;
   reg \$817 ;
-  reg [3:0] \$818 ;
+  reg [47:0] \$818 ;
   reg [2:0] \$819 ;
   wire \$82 ;
-  reg [31:0] \$820 ;
+  reg [47:0] \$820 ;
   reg \$821 ;
-  reg [31:0] \$822 ;
-  reg [72:0] \$823 ;
-  reg \$824 ;
+  reg [3:0] \$822 ;
+  reg [2:0] \$823 ;
+  reg [31:0] \$824 ;
+  reg \$825 ;
+  reg [31:0] \$826 ;
+  reg [96:0] \$827 ;
+  reg \$828 ;
   wire \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
-  wire \$87 ;
-  wire [15:0] \$88 ;
-  wire \$89 ;
+  wire [15:0] \$87 ;
+  wire \$88 ;
+  wire [15:0] \$89 ;
   wire \$9 ;
-  wire [15:0] \$90 ;
+  wire \$90 ;
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
@@ -45951,7 +46155,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
-  wire \$99 ;
+  wire [15:0] \$99 ;
   (* init = 1'h0 *)
   wire attention;
   input busy;
@@ -45981,6 +46185,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg [47:0] cnt_c4_busy = 48'h000000000000;
   reg [47:0] cnt_c4_macs = 48'h000000000000;
   reg [47:0] cnt_c4_stall = 48'h000000000000;
+  reg [47:0] cnt_c4_w_wait = 48'h000000000000;
   reg cnt_clear_d = 1'h0;
   reg [47:0] cnt_cycles = 48'h000000000000;
   reg [47:0] cnt_grad_reads = 48'h000000000000;
@@ -46019,8 +46224,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg [47:0] cnt_weight_reads = 48'h000000000000;
   reg [47:0] cnt_wgrad_updates = 48'h000000000000;
   reg [47:0] cnt_wgrad_words = 48'h000000000000;
-  input [106:0] counts;
-  wire [106:0] counts;
+  input [107:0] counts;
+  wire [107:0] counts;
   wire \counts.adder_busy ;
   wire \counts.adder_stall ;
   wire [5:0] \counts.adds ;
@@ -46043,6 +46248,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \counts.c4_busy ;
   wire [3:0] \counts.c4_macs ;
   wire \counts.c4_stall ;
+  wire \counts.c4_w_wait ;
   wire \counts.cycles ;
   wire \counts.grad_reads ;
   wire [2:0] \counts.grad_saturations ;
@@ -46078,8 +46284,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire \counts.weight_reads ;
   wire [2:0] \counts.wgrad_updates ;
   wire \counts.wgrad_words ;
-  output [261:0] desc;
-  reg [261:0] desc = 262'h000000000000000000000000000000000000000000000000000000000000000000;
+  output [277:0] desc;
+  reg [277:0] desc = 278'h0000000000000000000000000000000000000000000000000000000000000000000000;
   wire [5:0] \desc.affine_shift ;
   wire [15:0] \desc.height ;
   wire [15:0] \desc.in_channels ;
@@ -46103,6 +46309,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   wire [5:0] \desc.shift3 ;
   wire [31:0] \desc.threshold ;
   wire [7:0] \desc.timesteps ;
+  wire [15:0] \desc.w4_ring ;
   wire [15:0] \desc.width ;
   wire [3:0] \desc.zero_halo ;
   output desc_write;
@@ -46145,6 +46352,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg inc_c4_busy = 1'h0;
   reg [3:0] inc_c4_macs = 4'h0;
   reg inc_c4_stall = 1'h0;
+  reg inc_c4_w_wait = 1'h0;
   reg inc_cycles = 1'h0;
   reg inc_grad_reads = 1'h0;
   reg [2:0] inc_grad_saturations = 3'h0;
@@ -46184,7 +46392,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg inc_wgrad_words = 1'h0;
   reg [2:0] k_now;
   reg [31:0] out_value;
-  reg [72:0] prev = 73'h0000000000000000000;
+  reg [96:0] prev = 97'h0000000000000000000000000;
   reg [2:0] rd_k = 3'h0;
   reg [31:0] rd_reg = 32'd0;
   reg [3:0] rd_sel = 4'h0;
@@ -46358,102 +46566,107 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   reg [159:0] staging = 160'h0000000000000000000000000000000000000000;
   output start;
   wire start;
-  output [71:0] stream_in;
-  reg [71:0] stream_in = 72'h000000000000000000;
+  output [95:0] stream_in;
+  reg [95:0] stream_in = 96'h000000000000000000000000;
   wire [23:0] \stream_in.in_rows ;
   wire [23:0] \stream_in.out_taken ;
   wire [23:0] \stream_in.res_rows ;
-  input [71:0] stream_out;
-  wire [71:0] stream_out;
+  wire [23:0] \stream_in.w4_chunks ;
+  input [95:0] stream_out;
+  wire [95:0] stream_out;
   wire [23:0] \stream_out.in_consumed ;
   wire [23:0] \stream_out.out_rows ;
   wire [23:0] \stream_out.res_consumed ;
-  assign \$138  = host_addr < 15'h4800;
-  assign \$139  = \$137  & \$138 ;
-  assign regions__trace__rd_en = host_read & \$139 ;
-  assign \$140  = ~ busy;
-  assign \$141  = host_write & \$140 ;
-  assign \$142  = host_addr >= 15'h4400;
-  assign \$143  = host_addr < 15'h4800;
-  assign \$144  = \$142  & \$143 ;
-  assign \$145  = \$141  & \$144 ;
-  assign \$147  = host_addr - 15'h5000;
-  assign \$148  = host_addr >= 15'h5000;
-  assign \$149  = host_addr < 15'h6000;
-  assign \$150  = \$148  & \$149 ;
-  assign regions__wgrad__rd_en = host_read & \$150 ;
-  assign \$151  = ~ busy;
-  assign \$152  = host_write & \$151 ;
-  assign \$153  = host_addr >= 15'h5000;
-  assign \$154  = host_addr < 15'h6000;
-  assign \$155  = \$153  & \$154 ;
-  assign \$156  = \$152  & \$155 ;
-  assign \$157  = host_addr - 15'h5000;
-  assign \$158  = \$157 [2:0] == 3'h4;
-  assign regions__wgrad__wr_en = \$156  & \$158 ;
-  assign \$159  = host_addr >= 10'h200;
-  assign \$160  = host_addr < 10'h240;
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = host_addr >= 10'h240;
-  assign \$163  = host_addr < 10'h270;
-  assign \$164  = \$162  & \$163 ;
-  assign \$165  = host_addr >= 10'h280;
-  assign \$166  = host_addr < 10'h2b0;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = host_addr >= 10'h2c0;
-  assign \$169  = host_addr < 10'h300;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = host_addr >= 10'h300;
-  assign \$172  = host_addr < 10'h340;
-  assign \$173  = \$171  & \$172 ;
-  assign \$174  = host_addr - 10'h300;
-  assign \$175  = host_addr >= 11'h400;
-  assign \$176  = host_addr < 11'h500;
-  assign \$177  = \$175  & \$176 ;
-  assign \$178  = host_addr >= 11'h600;
-  assign \$179  = host_addr < 12'h800;
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = host_addr - 11'h600;
-  assign \$182  = host_addr >= 12'h800;
-  assign \$183  = host_addr < 12'hbc2;
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = host_addr - 12'h800;
-  assign \$186  = host_addr >= 12'hc00;
-  assign \$187  = host_addr < 12'hde1;
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = host_addr >= 14'h2000;
-  assign \$190  = host_addr < 15'h4000;
-  assign \$191  = \$189  & \$190 ;
-  assign \$192  = host_addr - 14'h2000;
-  assign \$193  = host_addr >= 15'h4000;
-  assign \$194  = host_addr < 15'h4400;
-  assign \$195  = \$193  & \$194 ;
-  assign \$196  = host_addr >= 15'h4400;
-  assign \$197  = host_addr < 15'h4800;
-  assign \$198  = \$196  & \$197 ;
-  assign \$199  = host_addr >= 15'h5000;
-  assign \$200  = host_addr < 15'h6000;
-  assign \$201  = \$199  & \$200 ;
-  assign \$202  = host_addr - 15'h5000;
-  assign \$203  = busy ? 32'd0 : regions__w1__rd_data;
-  assign \$204  = busy ? 32'd0 : regions__w2__rd_data;
-  assign \$205  = busy ? 32'd0 : regions__w3__rd_data;
-  assign \$206  = busy ? 32'd0 : regions__w4__rd_data;
-  assign \$1074  = rd_k * 6'h20;
-  assign \$207  = regions__affine__rd_data >> \$1074 ;
-  assign \$208  = busy ? 32'd0 : \$207 ;
-  assign \$209  = busy ? 32'd0 : regions__spike_in__rd_data;
-  assign \$1079  = rd_k[0] * 6'h20;
-  assign \$210  = regions__membrane__rd_data >> \$1079 ;
+  wire [23:0] \stream_out.w4_consumed ;
+  assign \$135  = host_addr - 15'h4400;
+  assign \$136  = host_addr >= 15'h4400;
+  assign \$137  = host_addr < 15'h4800;
+  assign \$138  = \$136  & \$137 ;
+  assign regions__trace__rd_en = host_read & \$138 ;
+  assign \$139  = ~ busy;
+  assign \$140  = host_write & \$139 ;
+  assign \$141  = host_addr >= 15'h4400;
+  assign \$142  = host_addr < 15'h4800;
+  assign \$143  = \$141  & \$142 ;
+  assign \$144  = \$140  & \$143 ;
+  assign \$146  = host_addr - 15'h5000;
+  assign \$147  = host_addr >= 15'h5000;
+  assign \$148  = host_addr < 15'h6000;
+  assign \$149  = \$147  & \$148 ;
+  assign regions__wgrad__rd_en = host_read & \$149 ;
+  assign \$150  = ~ busy;
+  assign \$151  = host_write & \$150 ;
+  assign \$152  = host_addr >= 15'h5000;
+  assign \$153  = host_addr < 15'h6000;
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = \$151  & \$154 ;
+  assign \$156  = host_addr - 15'h5000;
+  assign \$157  = \$156 [2:0] == 3'h4;
+  assign regions__wgrad__wr_en = \$155  & \$157 ;
+  assign \$158  = host_addr >= 10'h200;
+  assign \$159  = host_addr < 10'h240;
+  assign \$160  = \$158  & \$159 ;
+  assign \$161  = host_addr >= 10'h240;
+  assign \$162  = host_addr < 10'h270;
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = host_addr >= 10'h280;
+  assign \$165  = host_addr < 10'h2b0;
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = host_addr >= 10'h2c0;
+  assign \$168  = host_addr < 10'h300;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = host_addr >= 10'h300;
+  assign \$171  = host_addr < 10'h340;
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = host_addr - 10'h300;
+  assign \$174  = host_addr >= 11'h400;
+  assign \$175  = host_addr < 11'h500;
+  assign \$176  = \$174  & \$175 ;
+  assign \$177  = host_addr >= 11'h600;
+  assign \$178  = host_addr < 12'h800;
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = host_addr - 11'h600;
+  assign \$181  = host_addr >= 12'h800;
+  assign \$182  = host_addr < 12'hbc2;
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = host_addr - 12'h800;
+  assign \$185  = host_addr >= 12'hc00;
+  assign \$186  = host_addr < 12'hde1;
+  assign \$187  = \$185  & \$186 ;
+  assign \$188  = host_addr >= 14'h2000;
+  assign \$189  = host_addr < 15'h4000;
+  assign \$190  = \$188  & \$189 ;
+  assign \$191  = host_addr - 14'h2000;
+  assign \$192  = host_addr >= 15'h4000;
+  assign \$193  = host_addr < 15'h4400;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = host_addr >= 15'h4400;
+  assign \$196  = host_addr < 15'h4800;
+  assign \$197  = \$195  & \$196 ;
+  assign \$198  = host_addr >= 15'h5000;
+  assign \$199  = host_addr < 15'h6000;
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = host_addr - 15'h5000;
+  assign \$202  = busy ? 32'd0 : regions__w1__rd_data;
+  assign \$203  = busy ? 32'd0 : regions__w2__rd_data;
+  assign \$204  = busy ? 32'd0 : regions__w3__rd_data;
+  assign \$205  = busy ? 32'd0 : regions__w4__rd_data;
+  assign \$1077  = rd_k * 6'h20;
+  assign \$206  = regions__affine__rd_data >> \$1077 ;
+  assign \$207  = busy ? 32'd0 : \$206 ;
+  assign \$208  = busy ? 32'd0 : regions__spike_in__rd_data;
   assign \$1082  = rd_k[0] * 6'h20;
-  assign \$211  = regions__gbuf__rd_data >> \$1082 ;
-  assign \$212  = busy ? 32'd0 : \$211 ;
-  assign \$1086  = rd_k * 6'h20;
-  assign \$213  = regions__wgrad__rd_data >> \$1086 ;
-  assign \$214  = busy ? 32'd0 : \$213 ;
-  assign \$215  = host_addr == 2'h3;
-  assign \$216  = host_addr == 3'h4;
-  assign \$217  = host_addr == 3'h5;
+  assign \$209  = regions__membrane__rd_data >> \$1082 ;
+  assign \$1085  = rd_k[0] * 6'h20;
+  assign \$210  = regions__gbuf__rd_data >> \$1085 ;
+  assign \$211  = busy ? 32'd0 : \$210 ;
+  assign \$1089  = rd_k * 6'h20;
+  assign \$212  = regions__wgrad__rd_data >> \$1089 ;
+  assign \$213  = busy ? 32'd0 : \$212 ;
+  assign \$214  = host_addr == 2'h3;
+  assign \$215  = host_addr == 3'h4;
+  assign \$216  = host_addr == 3'h5;
+  assign \$217  = host_addr == 4'h9;
   assign \$218  = host_addr >= 10'h300;
   assign \$219  = host_addr < 10'h340;
   assign \$220  = \$218  & \$219 ;
@@ -46523,638 +46736,643 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \$285  = host_addr == 6'h26;
   assign \$286  = host_addr == 6'h27;
   assign \$287  = host_addr == 6'h28;
-  assign \$288  = host_addr == 6'h30;
-  assign \$289  = host_addr == 6'h31;
-  assign \$290  = host_addr == 6'h32;
-  assign \$291  = host_addr == 6'h33;
-  assign \$292  = host_addr == 6'h34;
-  assign \$293  = host_addr == 6'h35;
-  assign \$294  = host_addr == 6'h36;
-  assign \$295  = host_addr == 6'h37;
-  assign \$296  = host_addr == 6'h38;
-  assign \$297  = host_addr == 6'h39;
-  assign \$298  = host_addr == 6'h3a;
-  assign \$299  = host_addr == 6'h3b;
-  assign \$300  = host_addr == 6'h3c;
-  assign \$301  = host_addr == 6'h3d;
-  assign \$302  = host_addr == 6'h3e;
-  assign \$303  = host_addr == 6'h3f;
-  assign \$304  = host_addr == 7'h40;
-  assign \$305  = host_addr == 7'h41;
-  assign \$306  = host_addr == 7'h42;
-  assign \$307  = host_addr == 7'h43;
-  assign \$308  = host_addr == 7'h44;
-  assign \$309  = host_addr == 7'h45;
-  assign \$310  = host_addr == 7'h46;
-  assign \$311  = host_addr == 7'h47;
-  assign \$312  = host_addr == 7'h48;
-  assign \$313  = host_addr == 7'h49;
-  assign \$314  = host_addr == 7'h4a;
-  assign \$315  = host_addr == 7'h4b;
-  assign \$316  = host_addr == 7'h4c;
-  assign \$317  = host_addr == 7'h4d;
-  assign \$318  = host_addr == 7'h4e;
-  assign \$319  = host_addr == 7'h4f;
-  assign \$320  = host_addr == 7'h50;
-  assign \$321  = host_addr == 7'h51;
-  assign \$322  = host_addr == 7'h52;
-  assign \$323  = host_addr == 7'h53;
-  assign \$324  = host_addr == 7'h54;
-  assign \$325  = host_addr == 7'h55;
-  assign \$326  = host_addr == 7'h56;
-  assign \$327  = host_addr == 7'h57;
-  assign \$328  = host_addr == 7'h58;
-  assign \$329  = host_addr == 7'h59;
-  assign \$330  = host_addr == 7'h5a;
-  assign \$331  = host_addr == 7'h5b;
-  assign \$332  = host_addr == 7'h5c;
-  assign \$333  = host_addr == 7'h5d;
-  assign \$334  = host_addr == 7'h5e;
-  assign \$335  = cnt_cycles + inc_cycles;
-  assign \$336  = cnt_clear_d ? 49'h0000000000000 : \$335 ;
-  assign \$337  = cnt_c1_busy + inc_c1_busy;
-  assign \$338  = cnt_clear_d ? 49'h0000000000000 : \$337 ;
-  assign \$339  = cnt_c1_stall + inc_c1_stall;
-  assign \$340  = cnt_clear_d ? 49'h0000000000000 : \$339 ;
-  assign \$341  = cnt_c1_in_wait + inc_c1_in_wait;
-  assign \$342  = cnt_clear_d ? 49'h0000000000000 : \$341 ;
-  assign \$343  = cnt_c2_busy + inc_c2_busy;
-  assign \$344  = cnt_clear_d ? 49'h0000000000000 : \$343 ;
-  assign \$345  = cnt_c2_stall + inc_c2_stall;
-  assign \$346  = cnt_clear_d ? 49'h0000000000000 : \$345 ;
-  assign \$347  = cnt_c3_busy + inc_c3_busy;
-  assign \$348  = cnt_clear_d ? 49'h0000000000000 : \$347 ;
-  assign \$349  = cnt_c3_stall + inc_c3_stall;
-  assign \$350  = cnt_clear_d ? 49'h0000000000000 : \$349 ;
-  assign \$351  = cnt_c4_busy + inc_c4_busy;
-  assign \$352  = cnt_clear_d ? 49'h0000000000000 : \$351 ;
-  assign \$353  = cnt_c4_stall + inc_c4_stall;
-  assign \$354  = cnt_clear_d ? 49'h0000000000000 : \$353 ;
-  assign \$355  = cnt_adder_busy + inc_adder_busy;
-  assign \$356  = cnt_clear_d ? 49'h0000000000000 : \$355 ;
-  assign \$357  = cnt_adder_stall + inc_adder_stall;
-  assign \$358  = cnt_clear_d ? 49'h0000000000000 : \$357 ;
-  assign \$359  = cnt_lif_busy + inc_lif_busy;
-  assign \$360  = cnt_clear_d ? 49'h0000000000000 : \$359 ;
-  assign \$361  = cnt_lif_stall + inc_lif_stall;
-  assign \$362  = cnt_clear_d ? 49'h0000000000000 : \$361 ;
-  assign \$363  = cnt_c1_slots + inc_c1_slots;
-  assign \$364  = cnt_clear_d ? 49'h0000000000000 : \$363 ;
-  assign \$365  = cnt_c1_adds + inc_c1_adds;
-  assign \$366  = cnt_clear_d ? 49'h0000000000000 : \$365 ;
-  assign \$367  = cnt_c2_macs + inc_c2_macs;
-  assign \$368  = cnt_clear_d ? 49'h0000000000000 : \$367 ;
-  assign \$369  = cnt_c3_macs + inc_c3_macs;
-  assign \$370  = cnt_clear_d ? 49'h0000000000000 : \$369 ;
-  assign \$371  = cnt_c4_macs + inc_c4_macs;
-  assign \$372  = cnt_clear_d ? 49'h0000000000000 : \$371 ;
-  assign \$373  = cnt_adds + inc_adds;
-  assign \$374  = cnt_clear_d ? 49'h0000000000000 : \$373 ;
-  assign \$375  = cnt_lif_updates + inc_lif_updates;
-  assign \$376  = cnt_clear_d ? 49'h0000000000000 : \$375 ;
-  assign \$377  = cnt_spikes_out + inc_spikes_out;
-  assign \$378  = cnt_clear_d ? 49'h0000000000000 : \$377 ;
-  assign \$379  = cnt_w1_reads + inc_w1_reads;
-  assign \$380  = cnt_clear_d ? 49'h0000000000000 : \$379 ;
-  assign \$381  = cnt_w2_reads + inc_w2_reads;
-  assign \$382  = cnt_clear_d ? 49'h0000000000000 : \$381 ;
-  assign \$383  = cnt_w3_reads + inc_w3_reads;
-  assign \$384  = cnt_clear_d ? 49'h0000000000000 : \$383 ;
-  assign \$385  = cnt_w4_reads + inc_w4_reads;
-  assign \$386  = cnt_clear_d ? 49'h0000000000000 : \$385 ;
-  assign \$387  = cnt_affine_reads + inc_affine_reads;
-  assign \$388  = cnt_clear_d ? 49'h0000000000000 : \$387 ;
-  assign \$389  = cnt_spike_in_reads + inc_spike_in_reads;
-  assign \$390  = cnt_clear_d ? 49'h0000000000000 : \$389 ;
-  assign \$391  = cnt_line1_reads + inc_line1_reads;
-  assign \$392  = cnt_clear_d ? 49'h0000000000000 : \$391 ;
-  assign \$393  = cnt_line1_writes + inc_line1_writes;
-  assign \$394  = cnt_clear_d ? 49'h0000000000000 : \$393 ;
-  assign \$395  = cnt_row2_reads + inc_row2_reads;
-  assign \$396  = cnt_clear_d ? 49'h0000000000000 : \$395 ;
-  assign \$397  = cnt_row2_writes + inc_row2_writes;
-  assign \$398  = cnt_clear_d ? 49'h0000000000000 : \$397 ;
-  assign \$399  = cnt_line4_reads + inc_line4_reads;
-  assign \$400  = cnt_clear_d ? 49'h0000000000000 : \$399 ;
-  assign \$401  = cnt_line4_writes + inc_line4_writes;
-  assign \$402  = cnt_clear_d ? 49'h0000000000000 : \$401 ;
-  assign \$403  = cnt_c2_spad_reads + inc_c2_spad_reads;
-  assign \$404  = cnt_clear_d ? 49'h0000000000000 : \$403 ;
-  assign \$405  = cnt_c2_spad_writes + inc_c2_spad_writes;
-  assign \$406  = cnt_clear_d ? 49'h0000000000000 : \$405 ;
-  assign \$407  = cnt_c3_spad_reads + inc_c3_spad_reads;
-  assign \$408  = cnt_clear_d ? 49'h0000000000000 : \$407 ;
-  assign \$409  = cnt_c3_spad_writes + inc_c3_spad_writes;
-  assign \$410  = cnt_clear_d ? 49'h0000000000000 : \$409 ;
-  assign \$411  = cnt_residual_reads + inc_residual_reads;
-  assign \$412  = cnt_clear_d ? 49'h0000000000000 : \$411 ;
-  assign \$413  = cnt_membrane_reads + inc_membrane_reads;
-  assign \$414  = cnt_clear_d ? 49'h0000000000000 : \$413 ;
-  assign \$415  = cnt_membrane_writes + inc_membrane_writes;
-  assign \$416  = cnt_clear_d ? 49'h0000000000000 : \$415 ;
-  assign \$417  = cnt_spikes_writes + inc_spikes_writes;
-  assign \$418  = cnt_clear_d ? 49'h0000000000000 : \$417 ;
-  assign \$419  = host_addr >= 10'h200;
-  assign \$420  = host_addr < 10'h240;
-  assign \$421  = \$419  & \$420 ;
-  assign \$422  = host_write & \$421 ;
-  assign \$423  = ~ busy;
+  assign \$288  = host_addr == 6'h29;
+  assign \$289  = host_addr == 6'h30;
+  assign \$290  = host_addr == 6'h31;
+  assign \$291  = host_addr == 6'h32;
+  assign \$292  = host_addr == 6'h33;
+  assign \$293  = host_addr == 6'h34;
+  assign \$294  = host_addr == 6'h35;
+  assign \$295  = host_addr == 6'h36;
+  assign \$296  = host_addr == 6'h37;
+  assign \$297  = host_addr == 6'h38;
+  assign \$298  = host_addr == 6'h39;
+  assign \$299  = host_addr == 6'h3a;
+  assign \$300  = host_addr == 6'h3b;
+  assign \$301  = host_addr == 6'h3c;
+  assign \$302  = host_addr == 6'h3d;
+  assign \$303  = host_addr == 6'h3e;
+  assign \$304  = host_addr == 6'h3f;
+  assign \$305  = host_addr == 7'h40;
+  assign \$306  = host_addr == 7'h41;
+  assign \$307  = host_addr == 7'h42;
+  assign \$308  = host_addr == 7'h43;
+  assign \$309  = host_addr == 7'h44;
+  assign \$310  = host_addr == 7'h45;
+  assign \$311  = host_addr == 7'h46;
+  assign \$312  = host_addr == 7'h47;
+  assign \$313  = host_addr == 7'h48;
+  assign \$314  = host_addr == 7'h49;
+  assign \$315  = host_addr == 7'h4a;
+  assign \$316  = host_addr == 7'h4b;
+  assign \$317  = host_addr == 7'h4c;
+  assign \$318  = host_addr == 7'h4d;
+  assign \$319  = host_addr == 7'h4e;
+  assign \$320  = host_addr == 7'h4f;
+  assign \$321  = host_addr == 7'h50;
+  assign \$322  = host_addr == 7'h51;
+  assign \$323  = host_addr == 7'h52;
+  assign \$324  = host_addr == 7'h53;
+  assign \$325  = host_addr == 7'h54;
+  assign \$326  = host_addr == 7'h55;
+  assign \$327  = host_addr == 7'h56;
+  assign \$328  = host_addr == 7'h57;
+  assign \$329  = host_addr == 7'h58;
+  assign \$330  = host_addr == 7'h59;
+  assign \$331  = host_addr == 7'h5a;
+  assign \$332  = host_addr == 7'h5b;
+  assign \$333  = host_addr == 7'h5c;
+  assign \$334  = host_addr == 7'h5d;
+  assign \$335  = host_addr == 7'h5e;
+  assign \$336  = cnt_cycles + inc_cycles;
+  assign \$337  = cnt_clear_d ? 49'h0000000000000 : \$336 ;
+  assign \$338  = cnt_c1_busy + inc_c1_busy;
+  assign \$339  = cnt_clear_d ? 49'h0000000000000 : \$338 ;
+  assign \$340  = cnt_c1_stall + inc_c1_stall;
+  assign \$341  = cnt_clear_d ? 49'h0000000000000 : \$340 ;
+  assign \$342  = cnt_c1_in_wait + inc_c1_in_wait;
+  assign \$343  = cnt_clear_d ? 49'h0000000000000 : \$342 ;
+  assign \$344  = cnt_c2_busy + inc_c2_busy;
+  assign \$345  = cnt_clear_d ? 49'h0000000000000 : \$344 ;
+  assign \$346  = cnt_c2_stall + inc_c2_stall;
+  assign \$347  = cnt_clear_d ? 49'h0000000000000 : \$346 ;
+  assign \$348  = cnt_c3_busy + inc_c3_busy;
+  assign \$349  = cnt_clear_d ? 49'h0000000000000 : \$348 ;
+  assign \$350  = cnt_c3_stall + inc_c3_stall;
+  assign \$351  = cnt_clear_d ? 49'h0000000000000 : \$350 ;
+  assign \$352  = cnt_c4_busy + inc_c4_busy;
+  assign \$353  = cnt_clear_d ? 49'h0000000000000 : \$352 ;
+  assign \$354  = cnt_c4_stall + inc_c4_stall;
+  assign \$355  = cnt_clear_d ? 49'h0000000000000 : \$354 ;
+  assign \$356  = cnt_adder_busy + inc_adder_busy;
+  assign \$357  = cnt_clear_d ? 49'h0000000000000 : \$356 ;
+  assign \$358  = cnt_adder_stall + inc_adder_stall;
+  assign \$359  = cnt_clear_d ? 49'h0000000000000 : \$358 ;
+  assign \$360  = cnt_lif_busy + inc_lif_busy;
+  assign \$361  = cnt_clear_d ? 49'h0000000000000 : \$360 ;
+  assign \$362  = cnt_lif_stall + inc_lif_stall;
+  assign \$363  = cnt_clear_d ? 49'h0000000000000 : \$362 ;
+  assign \$364  = cnt_c4_w_wait + inc_c4_w_wait;
+  assign \$365  = cnt_clear_d ? 49'h0000000000000 : \$364 ;
+  assign \$366  = cnt_c1_slots + inc_c1_slots;
+  assign \$367  = cnt_clear_d ? 49'h0000000000000 : \$366 ;
+  assign \$368  = cnt_c1_adds + inc_c1_adds;
+  assign \$369  = cnt_clear_d ? 49'h0000000000000 : \$368 ;
+  assign \$370  = cnt_c2_macs + inc_c2_macs;
+  assign \$371  = cnt_clear_d ? 49'h0000000000000 : \$370 ;
+  assign \$372  = cnt_c3_macs + inc_c3_macs;
+  assign \$373  = cnt_clear_d ? 49'h0000000000000 : \$372 ;
+  assign \$374  = cnt_c4_macs + inc_c4_macs;
+  assign \$375  = cnt_clear_d ? 49'h0000000000000 : \$374 ;
+  assign \$376  = cnt_adds + inc_adds;
+  assign \$377  = cnt_clear_d ? 49'h0000000000000 : \$376 ;
+  assign \$378  = cnt_lif_updates + inc_lif_updates;
+  assign \$379  = cnt_clear_d ? 49'h0000000000000 : \$378 ;
+  assign \$380  = cnt_spikes_out + inc_spikes_out;
+  assign \$381  = cnt_clear_d ? 49'h0000000000000 : \$380 ;
+  assign \$382  = cnt_w1_reads + inc_w1_reads;
+  assign \$383  = cnt_clear_d ? 49'h0000000000000 : \$382 ;
+  assign \$384  = cnt_w2_reads + inc_w2_reads;
+  assign \$385  = cnt_clear_d ? 49'h0000000000000 : \$384 ;
+  assign \$386  = cnt_w3_reads + inc_w3_reads;
+  assign \$387  = cnt_clear_d ? 49'h0000000000000 : \$386 ;
+  assign \$388  = cnt_w4_reads + inc_w4_reads;
+  assign \$389  = cnt_clear_d ? 49'h0000000000000 : \$388 ;
+  assign \$390  = cnt_affine_reads + inc_affine_reads;
+  assign \$391  = cnt_clear_d ? 49'h0000000000000 : \$390 ;
+  assign \$392  = cnt_spike_in_reads + inc_spike_in_reads;
+  assign \$393  = cnt_clear_d ? 49'h0000000000000 : \$392 ;
+  assign \$394  = cnt_line1_reads + inc_line1_reads;
+  assign \$395  = cnt_clear_d ? 49'h0000000000000 : \$394 ;
+  assign \$396  = cnt_line1_writes + inc_line1_writes;
+  assign \$397  = cnt_clear_d ? 49'h0000000000000 : \$396 ;
+  assign \$398  = cnt_row2_reads + inc_row2_reads;
+  assign \$399  = cnt_clear_d ? 49'h0000000000000 : \$398 ;
+  assign \$400  = cnt_row2_writes + inc_row2_writes;
+  assign \$401  = cnt_clear_d ? 49'h0000000000000 : \$400 ;
+  assign \$402  = cnt_line4_reads + inc_line4_reads;
+  assign \$403  = cnt_clear_d ? 49'h0000000000000 : \$402 ;
+  assign \$404  = cnt_line4_writes + inc_line4_writes;
+  assign \$405  = cnt_clear_d ? 49'h0000000000000 : \$404 ;
+  assign \$406  = cnt_c2_spad_reads + inc_c2_spad_reads;
+  assign \$407  = cnt_clear_d ? 49'h0000000000000 : \$406 ;
+  assign \$408  = cnt_c2_spad_writes + inc_c2_spad_writes;
+  assign \$409  = cnt_clear_d ? 49'h0000000000000 : \$408 ;
+  assign \$410  = cnt_c3_spad_reads + inc_c3_spad_reads;
+  assign \$411  = cnt_clear_d ? 49'h0000000000000 : \$410 ;
+  assign \$412  = cnt_c3_spad_writes + inc_c3_spad_writes;
+  assign \$413  = cnt_clear_d ? 49'h0000000000000 : \$412 ;
+  assign \$414  = cnt_residual_reads + inc_residual_reads;
+  assign \$415  = cnt_clear_d ? 49'h0000000000000 : \$414 ;
+  assign \$416  = cnt_membrane_reads + inc_membrane_reads;
+  assign \$417  = cnt_clear_d ? 49'h0000000000000 : \$416 ;
+  assign \$418  = cnt_membrane_writes + inc_membrane_writes;
+  assign \$419  = cnt_clear_d ? 49'h0000000000000 : \$418 ;
+  assign \$420  = cnt_spikes_writes + inc_spikes_writes;
+  assign \$421  = cnt_clear_d ? 49'h0000000000000 : \$420 ;
+  assign \$422  = host_addr >= 10'h200;
+  assign \$423  = host_addr < 10'h240;
   assign \$424  = \$422  & \$423 ;
-  assign \$427  = host_addr >= 10'h240;
-  assign \$428  = host_addr < 10'h270;
-  assign \$429  = \$427  & \$428 ;
-  assign \$430  = host_write & \$429 ;
-  assign \$431  = ~ busy;
+  assign \$425  = host_write & \$424 ;
+  assign \$426  = ~ busy;
+  assign \$427  = \$425  & \$426 ;
+  assign \$430  = host_addr >= 10'h240;
+  assign \$431  = host_addr < 10'h270;
   assign \$432  = \$430  & \$431 ;
-  assign \$435  = \$426  + \$434 ;
-  assign \$436  = host_addr >= 10'h280;
-  assign \$437  = host_addr < 10'h2b0;
-  assign \$438  = \$436  & \$437 ;
-  assign \$439  = host_write & \$438 ;
-  assign \$440  = ~ busy;
+  assign \$433  = host_write & \$432 ;
+  assign \$434  = ~ busy;
+  assign \$435  = \$433  & \$434 ;
+  assign \$438  = \$429  + \$437 ;
+  assign \$439  = host_addr >= 10'h280;
+  assign \$440  = host_addr < 10'h2b0;
   assign \$441  = \$439  & \$440 ;
-  assign \$444  = \$435  + \$443 ;
-  assign \$445  = host_addr >= 10'h2c0;
-  assign \$446  = host_addr < 10'h300;
-  assign \$447  = \$445  & \$446 ;
-  assign \$448  = host_write & \$447 ;
-  assign \$449  = ~ busy;
+  assign \$442  = host_write & \$441 ;
+  assign \$443  = ~ busy;
+  assign \$444  = \$442  & \$443 ;
+  assign \$447  = \$438  + \$446 ;
+  assign \$448  = host_addr >= 10'h2c0;
+  assign \$449  = host_addr < 10'h300;
   assign \$450  = \$448  & \$449 ;
-  assign \$453  = \$444  + \$452 ;
-  assign \$454  = host_addr >= 10'h300;
-  assign \$455  = host_addr < 10'h340;
-  assign \$456  = \$454  & \$455 ;
-  assign \$457  = host_write & \$456 ;
-  assign \$458  = ~ busy;
-  assign \$459  = \$457  & \$458 ;
-  assign \$460  = host_addr - 10'h300;
-  assign \$461  = \$460 [2:0] < 3'h6;
-  assign \$462  = \$459  & \$461 ;
-  assign \$463  = \$453  + \$462 ;
-  assign \$464  = host_addr >= 11'h400;
-  assign \$465  = host_addr < 11'h500;
-  assign \$466  = \$464  & \$465 ;
-  assign \$467  = host_write & \$466 ;
-  assign \$471  = \$463  + \$470 ;
-  assign \$472  = host_addr >= 11'h600;
-  assign \$473  = host_addr < 12'h800;
-  assign \$474  = \$472  & \$473 ;
-  assign \$475  = host_write & \$474 ;
-  assign \$477  = host_addr - 11'h600;
-  assign \$478  = \$477 [0] < 2'h2;
-  assign \$479  = \$476  & \$478 ;
-  assign \$480  = \$471  + \$479 ;
-  assign \$481  = host_addr >= 12'h800;
-  assign \$482  = host_addr < 12'hbc2;
-  assign \$483  = \$481  & \$482 ;
-  assign \$484  = host_write & \$483 ;
-  assign \$485  = ~ busy;
-  assign \$486  = \$484  & \$485 ;
-  assign \$487  = host_addr - 12'h800;
-  assign \$488  = \$487 [0] < 2'h2;
-  assign \$489  = \$486  & \$488 ;
-  assign \$490  = \$480  + \$489 ;
-  assign \$491  = host_addr >= 12'hc00;
-  assign \$492  = host_addr < 12'hde1;
-  assign \$493  = \$491  & \$492 ;
-  assign \$494  = host_write & \$493 ;
-  assign \$495  = ~ busy;
-  assign \$496  = \$494  & \$495 ;
-  assign \$499  = \$490  + \$498 ;
-  assign \$500  = host_addr >= 14'h2000;
-  assign \$501  = host_addr < 15'h4000;
-  assign \$502  = \$500  & \$501 ;
-  assign \$503  = host_write & \$502 ;
-  assign \$504  = ~ busy;
-  assign \$505  = \$503  & \$504 ;
-  assign \$506  = host_addr - 14'h2000;
-  assign \$507  = \$506 [0] < 2'h2;
-  assign \$508  = \$505  & \$507 ;
-  assign \$509  = \$499  + \$508 ;
-  assign \$510  = host_addr >= 15'h4000;
-  assign \$511  = host_addr < 15'h4400;
-  assign \$512  = \$510  & \$511 ;
-  assign \$513  = host_write & \$512 ;
-  assign \$514  = ~ busy;
-  assign \$515  = \$513  & \$514 ;
-  assign \$518  = \$509  + \$517 ;
-  assign \$519  = host_addr >= 15'h4400;
-  assign \$520  = host_addr < 15'h4800;
-  assign \$521  = \$519  & \$520 ;
-  assign \$522  = host_write & \$521 ;
-  assign \$523  = ~ busy;
-  assign \$524  = \$522  & \$523 ;
-  assign \$527  = \$518  + \$526 ;
-  assign \$528  = host_addr >= 15'h5000;
-  assign \$529  = host_addr < 15'h6000;
-  assign \$530  = \$528  & \$529 ;
-  assign \$531  = host_write & \$530 ;
-  assign \$532  = ~ busy;
-  assign \$533  = \$531  & \$532 ;
-  assign \$534  = host_addr - 15'h5000;
-  assign \$535  = \$534 [2:0] < 3'h5;
-  assign \$536  = \$533  & \$535 ;
-  assign \$537  = \$527  + \$536 ;
-  assign \$538  = cnt_host_words_in + inc_host_words_in;
-  assign \$539  = cnt_clear_d ? 49'h0000000000000 : \$538 ;
-  assign \$540  = host_addr >= 10'h200;
-  assign \$541  = host_addr < 10'h240;
-  assign \$542  = \$540  & \$541 ;
-  assign \$543  = host_read & \$542 ;
-  assign \$544  = ~ busy;
-  assign \$545  = \$543  & \$544 ;
-  assign \$548  = host_addr >= 10'h240;
-  assign \$549  = host_addr < 10'h270;
-  assign \$550  = \$548  & \$549 ;
-  assign \$551  = host_read & \$550 ;
-  assign \$552  = ~ busy;
-  assign \$553  = \$551  & \$552 ;
-  assign \$556  = \$547  + \$555 ;
-  assign \$557  = host_addr >= 10'h280;
-  assign \$558  = host_addr < 10'h2b0;
-  assign \$559  = \$557  & \$558 ;
-  assign \$560  = host_read & \$559 ;
-  assign \$561  = ~ busy;
-  assign \$562  = \$560  & \$561 ;
-  assign \$565  = \$556  + \$564 ;
-  assign \$566  = host_addr >= 10'h2c0;
-  assign \$567  = host_addr < 10'h300;
-  assign \$568  = \$566  & \$567 ;
-  assign \$569  = host_read & \$568 ;
-  assign \$570  = ~ busy;
-  assign \$571  = \$569  & \$570 ;
-  assign \$574  = \$565  + \$573 ;
-  assign \$575  = host_addr >= 10'h300;
-  assign \$576  = host_addr < 10'h340;
-  assign \$577  = \$575  & \$576 ;
-  assign \$578  = host_read & \$577 ;
-  assign \$579  = ~ busy;
-  assign \$580  = \$578  & \$579 ;
-  assign \$581  = host_addr - 10'h300;
-  assign \$582  = \$581 [2:0] < 3'h6;
-  assign \$583  = \$580  & \$582 ;
-  assign \$584  = \$574  + \$583 ;
-  assign \$585  = host_addr >= 11'h400;
-  assign \$586  = host_addr < 11'h500;
-  assign \$587  = \$585  & \$586 ;
-  assign \$588  = host_read & \$587 ;
-  assign \$589  = ~ busy;
-  assign \$590  = \$588  & \$589 ;
-  assign \$593  = \$584  + \$592 ;
-  assign \$594  = host_addr >= 11'h600;
-  assign \$595  = host_addr < 12'h800;
-  assign \$596  = \$594  & \$595 ;
-  assign \$597  = host_read & \$596 ;
-  assign \$598  = ~ busy;
-  assign \$599  = \$597  & \$598 ;
-  assign \$600  = host_addr - 11'h600;
-  assign \$601  = \$600 [0] < 2'h2;
-  assign \$602  = \$599  & \$601 ;
-  assign \$603  = \$593  + \$602 ;
-  assign \$604  = host_addr >= 12'h800;
-  assign \$605  = host_addr < 12'hbc2;
-  assign \$606  = \$604  & \$605 ;
-  assign \$607  = host_read & \$606 ;
-  assign \$609  = host_addr - 12'h800;
-  assign \$610  = \$609 [0] < 2'h2;
-  assign \$611  = \$608  & \$610 ;
-  assign \$612  = \$603  + \$611 ;
-  assign \$613  = host_addr >= 12'hc00;
-  assign \$614  = host_addr < 12'hde1;
-  assign \$615  = \$613  & \$614 ;
-  assign \$616  = host_read & \$615 ;
-  assign \$620  = \$612  + \$619 ;
-  assign \$621  = host_addr >= 14'h2000;
-  assign \$622  = host_addr < 15'h4000;
-  assign \$623  = \$621  & \$622 ;
-  assign \$624  = host_read & \$623 ;
-  assign \$625  = ~ busy;
-  assign \$626  = \$624  & \$625 ;
-  assign \$627  = host_addr - 14'h2000;
-  assign \$628  = \$627 [0] < 2'h2;
-  assign \$629  = \$626  & \$628 ;
-  assign \$630  = \$620  + \$629 ;
-  assign \$631  = host_addr >= 15'h4000;
-  assign \$632  = host_addr < 15'h4400;
-  assign \$633  = \$631  & \$632 ;
-  assign \$634  = host_read & \$633 ;
-  assign \$635  = ~ busy;
-  assign \$636  = \$634  & \$635 ;
-  assign \$639  = \$630  + \$638 ;
-  assign \$640  = host_addr >= 15'h4400;
-  assign \$641  = host_addr < 15'h4800;
-  assign \$642  = \$640  & \$641 ;
-  assign \$643  = host_read & \$642 ;
-  assign \$644  = ~ busy;
-  assign \$645  = \$643  & \$644 ;
-  assign \$648  = \$639  + \$647 ;
-  assign \$649  = host_addr >= 15'h5000;
-  assign \$650  = host_addr < 15'h6000;
-  assign \$651  = \$649  & \$650 ;
-  assign \$652  = host_read & \$651 ;
-  assign \$653  = ~ busy;
-  assign \$654  = \$652  & \$653 ;
-  assign \$655  = host_addr - 15'h5000;
-  assign \$656  = \$655 [2:0] < 3'h5;
-  assign \$657  = \$654  & \$656 ;
-  assign \$658  = \$648  + \$657 ;
-  assign \$659  = cnt_host_words_out + inc_host_words_out;
-  assign \$660  = cnt_clear_d ? 49'h0000000000000 : \$659 ;
-  assign \$661  = cnt_lifg_busy + inc_lifg_busy;
+  assign \$451  = host_write & \$450 ;
+  assign \$455  = \$447  + \$454 ;
+  assign \$456  = host_addr >= 10'h300;
+  assign \$457  = host_addr < 10'h340;
+  assign \$458  = \$456  & \$457 ;
+  assign \$459  = host_write & \$458 ;
+  assign \$460  = ~ busy;
+  assign \$461  = \$459  & \$460 ;
+  assign \$462  = host_addr - 10'h300;
+  assign \$463  = \$462 [2:0] < 3'h6;
+  assign \$464  = \$461  & \$463 ;
+  assign \$465  = \$455  + \$464 ;
+  assign \$466  = host_addr >= 11'h400;
+  assign \$467  = host_addr < 11'h500;
+  assign \$468  = \$466  & \$467 ;
+  assign \$469  = host_write & \$468 ;
+  assign \$473  = \$465  + \$472 ;
+  assign \$474  = host_addr >= 11'h600;
+  assign \$475  = host_addr < 12'h800;
+  assign \$476  = \$474  & \$475 ;
+  assign \$477  = host_write & \$476 ;
+  assign \$479  = host_addr - 11'h600;
+  assign \$480  = \$479 [0] < 2'h2;
+  assign \$481  = \$478  & \$480 ;
+  assign \$482  = \$473  + \$481 ;
+  assign \$483  = host_addr >= 12'h800;
+  assign \$484  = host_addr < 12'hbc2;
+  assign \$485  = \$483  & \$484 ;
+  assign \$486  = host_write & \$485 ;
+  assign \$487  = ~ busy;
+  assign \$488  = \$486  & \$487 ;
+  assign \$489  = host_addr - 12'h800;
+  assign \$490  = \$489 [0] < 2'h2;
+  assign \$491  = \$488  & \$490 ;
+  assign \$492  = \$482  + \$491 ;
+  assign \$493  = host_addr >= 12'hc00;
+  assign \$494  = host_addr < 12'hde1;
+  assign \$495  = \$493  & \$494 ;
+  assign \$496  = host_write & \$495 ;
+  assign \$497  = ~ busy;
+  assign \$498  = \$496  & \$497 ;
+  assign \$501  = \$492  + \$500 ;
+  assign \$502  = host_addr >= 14'h2000;
+  assign \$503  = host_addr < 15'h4000;
+  assign \$504  = \$502  & \$503 ;
+  assign \$505  = host_write & \$504 ;
+  assign \$506  = ~ busy;
+  assign \$507  = \$505  & \$506 ;
+  assign \$508  = host_addr - 14'h2000;
+  assign \$509  = \$508 [0] < 2'h2;
+  assign \$510  = \$507  & \$509 ;
+  assign \$511  = \$501  + \$510 ;
+  assign \$512  = host_addr >= 15'h4000;
+  assign \$513  = host_addr < 15'h4400;
+  assign \$514  = \$512  & \$513 ;
+  assign \$515  = host_write & \$514 ;
+  assign \$516  = ~ busy;
+  assign \$517  = \$515  & \$516 ;
+  assign \$520  = \$511  + \$519 ;
+  assign \$521  = host_addr >= 15'h4400;
+  assign \$522  = host_addr < 15'h4800;
+  assign \$523  = \$521  & \$522 ;
+  assign \$524  = host_write & \$523 ;
+  assign \$525  = ~ busy;
+  assign \$526  = \$524  & \$525 ;
+  assign \$529  = \$520  + \$528 ;
+  assign \$530  = host_addr >= 15'h5000;
+  assign \$531  = host_addr < 15'h6000;
+  assign \$532  = \$530  & \$531 ;
+  assign \$533  = host_write & \$532 ;
+  assign \$534  = ~ busy;
+  assign \$535  = \$533  & \$534 ;
+  assign \$536  = host_addr - 15'h5000;
+  assign \$537  = \$536 [2:0] < 3'h5;
+  assign \$538  = \$535  & \$537 ;
+  assign \$539  = \$529  + \$538 ;
+  assign \$540  = cnt_host_words_in + inc_host_words_in;
+  assign \$541  = cnt_clear_d ? 49'h0000000000000 : \$540 ;
+  assign \$542  = host_addr >= 10'h200;
+  assign \$543  = host_addr < 10'h240;
+  assign \$544  = \$542  & \$543 ;
+  assign \$545  = host_read & \$544 ;
+  assign \$546  = ~ busy;
+  assign \$547  = \$545  & \$546 ;
+  assign \$550  = host_addr >= 10'h240;
+  assign \$551  = host_addr < 10'h270;
+  assign \$552  = \$550  & \$551 ;
+  assign \$553  = host_read & \$552 ;
+  assign \$554  = ~ busy;
+  assign \$555  = \$553  & \$554 ;
+  assign \$558  = \$549  + \$557 ;
+  assign \$559  = host_addr >= 10'h280;
+  assign \$560  = host_addr < 10'h2b0;
+  assign \$561  = \$559  & \$560 ;
+  assign \$562  = host_read & \$561 ;
+  assign \$563  = ~ busy;
+  assign \$564  = \$562  & \$563 ;
+  assign \$567  = \$558  + \$566 ;
+  assign \$568  = host_addr >= 10'h2c0;
+  assign \$569  = host_addr < 10'h300;
+  assign \$570  = \$568  & \$569 ;
+  assign \$571  = host_read & \$570 ;
+  assign \$572  = ~ busy;
+  assign \$573  = \$571  & \$572 ;
+  assign \$576  = \$567  + \$575 ;
+  assign \$577  = host_addr >= 10'h300;
+  assign \$578  = host_addr < 10'h340;
+  assign \$579  = \$577  & \$578 ;
+  assign \$580  = host_read & \$579 ;
+  assign \$581  = ~ busy;
+  assign \$582  = \$580  & \$581 ;
+  assign \$583  = host_addr - 10'h300;
+  assign \$584  = \$583 [2:0] < 3'h6;
+  assign \$585  = \$582  & \$584 ;
+  assign \$586  = \$576  + \$585 ;
+  assign \$587  = host_addr >= 11'h400;
+  assign \$588  = host_addr < 11'h500;
+  assign \$589  = \$587  & \$588 ;
+  assign \$590  = host_read & \$589 ;
+  assign \$591  = ~ busy;
+  assign \$592  = \$590  & \$591 ;
+  assign \$595  = \$586  + \$594 ;
+  assign \$596  = host_addr >= 11'h600;
+  assign \$597  = host_addr < 12'h800;
+  assign \$598  = \$596  & \$597 ;
+  assign \$599  = host_read & \$598 ;
+  assign \$600  = ~ busy;
+  assign \$601  = \$599  & \$600 ;
+  assign \$602  = host_addr - 11'h600;
+  assign \$603  = \$602 [0] < 2'h2;
+  assign \$604  = \$601  & \$603 ;
+  assign \$605  = \$595  + \$604 ;
+  assign \$606  = host_addr >= 12'h800;
+  assign \$607  = host_addr < 12'hbc2;
+  assign \$608  = \$606  & \$607 ;
+  assign \$609  = host_read & \$608 ;
+  assign \$611  = host_addr - 12'h800;
+  assign \$612  = \$611 [0] < 2'h2;
+  assign \$613  = \$610  & \$612 ;
+  assign \$614  = \$605  + \$613 ;
+  assign \$615  = host_addr >= 12'hc00;
+  assign \$616  = host_addr < 12'hde1;
+  assign \$617  = \$615  & \$616 ;
+  assign \$618  = host_read & \$617 ;
+  assign \$622  = \$614  + \$621 ;
+  assign \$623  = host_addr >= 14'h2000;
+  assign \$624  = host_addr < 15'h4000;
+  assign \$625  = \$623  & \$624 ;
+  assign \$626  = host_read & \$625 ;
+  assign \$627  = ~ busy;
+  assign \$628  = \$626  & \$627 ;
+  assign \$629  = host_addr - 14'h2000;
+  assign \$630  = \$629 [0] < 2'h2;
+  assign \$631  = \$628  & \$630 ;
+  assign \$632  = \$622  + \$631 ;
+  assign \$633  = host_addr >= 15'h4000;
+  assign \$634  = host_addr < 15'h4400;
+  assign \$635  = \$633  & \$634 ;
+  assign \$636  = host_read & \$635 ;
+  assign \$637  = ~ busy;
+  assign \$638  = \$636  & \$637 ;
+  assign \$641  = \$632  + \$640 ;
+  assign \$642  = host_addr >= 15'h4400;
+  assign \$643  = host_addr < 15'h4800;
+  assign \$644  = \$642  & \$643 ;
+  assign \$645  = host_read & \$644 ;
+  assign \$646  = ~ busy;
+  assign \$647  = \$645  & \$646 ;
+  assign \$650  = \$641  + \$649 ;
+  assign \$651  = host_addr >= 15'h5000;
+  assign \$652  = host_addr < 15'h6000;
+  assign \$653  = \$651  & \$652 ;
+  assign \$654  = host_read & \$653 ;
+  assign \$655  = ~ busy;
+  assign \$656  = \$654  & \$655 ;
+  assign \$657  = host_addr - 15'h5000;
+  assign \$658  = \$657 [2:0] < 3'h5;
+  assign \$659  = \$656  & \$658 ;
+  assign \$660  = \$650  + \$659 ;
+  assign \$661  = cnt_host_words_out + inc_host_words_out;
   assign \$662  = cnt_clear_d ? 49'h0000000000000 : \$661 ;
-  assign \$663  = cnt_lifg_updates + inc_lifg_updates;
+  assign \$663  = cnt_lifg_busy + inc_lifg_busy;
   assign \$664  = cnt_clear_d ? 49'h0000000000000 : \$663 ;
-  assign \$665  = cnt_lifg_saturations + inc_lifg_saturations;
+  assign \$665  = cnt_lifg_updates + inc_lifg_updates;
   assign \$666  = cnt_clear_d ? 49'h0000000000000 : \$665 ;
-  assign \$667  = cnt_trace_reads + inc_trace_reads;
+  assign \$667  = cnt_lifg_saturations + inc_lifg_saturations;
   assign \$668  = cnt_clear_d ? 49'h0000000000000 : \$667 ;
-  assign \$669  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
+  assign \$669  = cnt_trace_reads + inc_trace_reads;
   assign \$670  = cnt_clear_d ? 49'h0000000000000 : \$669 ;
-  assign \$671  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
+  assign \$671  = cnt_lifg_grad_reads + inc_lifg_grad_reads;
   assign \$672  = cnt_clear_d ? 49'h0000000000000 : \$671 ;
-  assign \$673  = cnt_stage_busy + inc_stage_busy;
+  assign \$673  = cnt_lifg_grad_writes + inc_lifg_grad_writes;
   assign \$674  = cnt_clear_d ? 49'h0000000000000 : \$673 ;
-  assign \$675  = cnt_stage_macs + inc_stage_macs;
+  assign \$675  = cnt_stage_busy + inc_stage_busy;
   assign \$676  = cnt_clear_d ? 49'h0000000000000 : \$675 ;
-  assign \$677  = cnt_wgrad_updates + inc_wgrad_updates;
+  assign \$677  = cnt_stage_macs + inc_stage_macs;
   assign \$678  = cnt_clear_d ? 49'h0000000000000 : \$677 ;
-  assign \$679  = cnt_wgrad_words + inc_wgrad_words;
+  assign \$679  = cnt_wgrad_updates + inc_wgrad_updates;
   assign \$680  = cnt_clear_d ? 49'h0000000000000 : \$679 ;
-  assign \$681  = cnt_in_reads + inc_in_reads;
+  assign \$681  = cnt_wgrad_words + inc_wgrad_words;
   assign \$682  = cnt_clear_d ? 49'h0000000000000 : \$681 ;
-  assign \$683  = cnt_grad_reads + inc_grad_reads;
+  assign \$683  = cnt_in_reads + inc_in_reads;
   assign \$684  = cnt_clear_d ? 49'h0000000000000 : \$683 ;
-  assign \$685  = cnt_weight_reads + inc_weight_reads;
+  assign \$685  = cnt_grad_reads + inc_grad_reads;
   assign \$686  = cnt_clear_d ? 49'h0000000000000 : \$685 ;
-  assign \$687  = cnt_grad_writes + inc_grad_writes;
+  assign \$687  = cnt_weight_reads + inc_weight_reads;
   assign \$688  = cnt_clear_d ? 49'h0000000000000 : \$687 ;
-  assign \$689  = cnt_grad_saturations + inc_grad_saturations;
+  assign \$689  = cnt_grad_writes + inc_grad_writes;
   assign \$690  = cnt_clear_d ? 49'h0000000000000 : \$689 ;
-  assign \$691  = { done, stream_out } != prev;
-  assign \$692  = host_addr == 2'h2;
-  assign \$693  = host_read & \$692 ;
+  assign \$691  = cnt_grad_saturations + inc_grad_saturations;
+  assign \$692  = cnt_clear_d ? 49'h0000000000000 : \$691 ;
+  assign \$693  = { done, stream_out } != prev;
+  assign \$694  = host_addr == 2'h2;
+  assign \$695  = host_read & \$694 ;
   always @(posedge clk)
-    stream_in <= \$694 ;
+    stream_in <= \$696 ;
   always @(posedge clk)
-    staging <= \$695 ;
+    staging <= \$697 ;
   always @(posedge clk)
-    desc <= \$696 ;
+    desc <= \$698 ;
   always @(posedge clk)
-    stage <= \$697 ;
+    stage <= \$699 ;
   always @(posedge clk)
-    cnt_clear_d <= \$698 ;
+    cnt_clear_d <= \$700 ;
   always @(posedge clk)
-    inc_cycles <= \$699 ;
+    inc_cycles <= \$701 ;
   always @(posedge clk)
-    cnt_cycles <= \$700 ;
+    cnt_cycles <= \$702 ;
   always @(posedge clk)
-    inc_c1_busy <= \$701 ;
+    inc_c1_busy <= \$703 ;
   always @(posedge clk)
-    cnt_c1_busy <= \$702 ;
+    cnt_c1_busy <= \$704 ;
   always @(posedge clk)
-    inc_c1_stall <= \$703 ;
+    inc_c1_stall <= \$705 ;
   always @(posedge clk)
-    cnt_c1_stall <= \$704 ;
+    cnt_c1_stall <= \$706 ;
   always @(posedge clk)
-    inc_c1_in_wait <= \$705 ;
+    inc_c1_in_wait <= \$707 ;
   always @(posedge clk)
-    cnt_c1_in_wait <= \$706 ;
+    cnt_c1_in_wait <= \$708 ;
   always @(posedge clk)
-    inc_c2_busy <= \$707 ;
+    inc_c2_busy <= \$709 ;
   always @(posedge clk)
-    cnt_c2_busy <= \$708 ;
+    cnt_c2_busy <= \$710 ;
   always @(posedge clk)
-    inc_c2_stall <= \$709 ;
+    inc_c2_stall <= \$711 ;
   always @(posedge clk)
-    cnt_c2_stall <= \$710 ;
+    cnt_c2_stall <= \$712 ;
   always @(posedge clk)
-    inc_c3_busy <= \$711 ;
+    inc_c3_busy <= \$713 ;
   always @(posedge clk)
-    cnt_c3_busy <= \$712 ;
+    cnt_c3_busy <= \$714 ;
   always @(posedge clk)
-    inc_c3_stall <= \$713 ;
+    inc_c3_stall <= \$715 ;
   always @(posedge clk)
-    cnt_c3_stall <= \$714 ;
+    cnt_c3_stall <= \$716 ;
   always @(posedge clk)
-    inc_c4_busy <= \$715 ;
+    inc_c4_busy <= \$717 ;
   always @(posedge clk)
-    cnt_c4_busy <= \$716 ;
+    cnt_c4_busy <= \$718 ;
   always @(posedge clk)
-    inc_c4_stall <= \$717 ;
+    inc_c4_stall <= \$719 ;
   always @(posedge clk)
-    cnt_c4_stall <= \$718 ;
+    cnt_c4_stall <= \$720 ;
   always @(posedge clk)
-    inc_adder_busy <= \$719 ;
+    inc_adder_busy <= \$721 ;
   always @(posedge clk)
-    cnt_adder_busy <= \$720 ;
+    cnt_adder_busy <= \$722 ;
   always @(posedge clk)
-    inc_adder_stall <= \$721 ;
+    inc_adder_stall <= \$723 ;
   always @(posedge clk)
-    cnt_adder_stall <= \$722 ;
+    cnt_adder_stall <= \$724 ;
   always @(posedge clk)
-    inc_lif_busy <= \$723 ;
+    inc_lif_busy <= \$725 ;
   always @(posedge clk)
-    cnt_lif_busy <= \$724 ;
+    cnt_lif_busy <= \$726 ;
   always @(posedge clk)
-    inc_lif_stall <= \$725 ;
+    inc_lif_stall <= \$727 ;
   always @(posedge clk)
-    cnt_lif_stall <= \$726 ;
+    cnt_lif_stall <= \$728 ;
   always @(posedge clk)
-    inc_c1_slots <= \$727 ;
+    inc_c4_w_wait <= \$729 ;
   always @(posedge clk)
-    cnt_c1_slots <= \$728 ;
+    cnt_c4_w_wait <= \$730 ;
   always @(posedge clk)
-    inc_c1_adds <= \$729 ;
+    inc_c1_slots <= \$731 ;
   always @(posedge clk)
-    cnt_c1_adds <= \$730 ;
+    cnt_c1_slots <= \$732 ;
   always @(posedge clk)
-    inc_c2_macs <= \$731 ;
+    inc_c1_adds <= \$733 ;
   always @(posedge clk)
-    cnt_c2_macs <= \$732 ;
+    cnt_c1_adds <= \$734 ;
   always @(posedge clk)
-    inc_c3_macs <= \$733 ;
+    inc_c2_macs <= \$735 ;
   always @(posedge clk)
-    cnt_c3_macs <= \$734 ;
+    cnt_c2_macs <= \$736 ;
   always @(posedge clk)
-    inc_c4_macs <= \$735 ;
+    inc_c3_macs <= \$737 ;
   always @(posedge clk)
-    cnt_c4_macs <= \$736 ;
+    cnt_c3_macs <= \$738 ;
   always @(posedge clk)
-    inc_adds <= \$737 ;
+    inc_c4_macs <= \$739 ;
   always @(posedge clk)
-    cnt_adds <= \$738 ;
+    cnt_c4_macs <= \$740 ;
   always @(posedge clk)
-    inc_lif_updates <= \$739 ;
+    inc_adds <= \$741 ;
   always @(posedge clk)
-    cnt_lif_updates <= \$740 ;
+    cnt_adds <= \$742 ;
   always @(posedge clk)
-    inc_spikes_out <= \$741 ;
+    inc_lif_updates <= \$743 ;
   always @(posedge clk)
-    cnt_spikes_out <= \$742 ;
+    cnt_lif_updates <= \$744 ;
   always @(posedge clk)
-    inc_w1_reads <= \$743 ;
+    inc_spikes_out <= \$745 ;
   always @(posedge clk)
-    cnt_w1_reads <= \$744 ;
+    cnt_spikes_out <= \$746 ;
   always @(posedge clk)
-    inc_w2_reads <= \$745 ;
+    inc_w1_reads <= \$747 ;
   always @(posedge clk)
-    cnt_w2_reads <= \$746 ;
+    cnt_w1_reads <= \$748 ;
   always @(posedge clk)
-    inc_w3_reads <= \$747 ;
+    inc_w2_reads <= \$749 ;
   always @(posedge clk)
-    cnt_w3_reads <= \$748 ;
+    cnt_w2_reads <= \$750 ;
   always @(posedge clk)
-    inc_w4_reads <= \$749 ;
+    inc_w3_reads <= \$751 ;
   always @(posedge clk)
-    cnt_w4_reads <= \$750 ;
+    cnt_w3_reads <= \$752 ;
   always @(posedge clk)
-    inc_affine_reads <= \$751 ;
+    inc_w4_reads <= \$753 ;
   always @(posedge clk)
-    cnt_affine_reads <= \$752 ;
+    cnt_w4_reads <= \$754 ;
   always @(posedge clk)
-    inc_spike_in_reads <= \$753 ;
+    inc_affine_reads <= \$755 ;
   always @(posedge clk)
-    cnt_spike_in_reads <= \$754 ;
+    cnt_affine_reads <= \$756 ;
   always @(posedge clk)
-    inc_line1_reads <= \$755 ;
+    inc_spike_in_reads <= \$757 ;
   always @(posedge clk)
-    cnt_line1_reads <= \$756 ;
+    cnt_spike_in_reads <= \$758 ;
   always @(posedge clk)
-    inc_line1_writes <= \$757 ;
+    inc_line1_reads <= \$759 ;
   always @(posedge clk)
-    cnt_line1_writes <= \$758 ;
+    cnt_line1_reads <= \$760 ;
   always @(posedge clk)
-    inc_row2_reads <= \$759 ;
+    inc_line1_writes <= \$761 ;
   always @(posedge clk)
-    cnt_row2_reads <= \$760 ;
+    cnt_line1_writes <= \$762 ;
   always @(posedge clk)
-    inc_row2_writes <= \$761 ;
+    inc_row2_reads <= \$763 ;
   always @(posedge clk)
-    cnt_row2_writes <= \$762 ;
+    cnt_row2_reads <= \$764 ;
   always @(posedge clk)
-    inc_line4_reads <= \$763 ;
+    inc_row2_writes <= \$765 ;
   always @(posedge clk)
-    cnt_line4_reads <= \$764 ;
+    cnt_row2_writes <= \$766 ;
   always @(posedge clk)
-    inc_line4_writes <= \$765 ;
+    inc_line4_reads <= \$767 ;
   always @(posedge clk)
-    cnt_line4_writes <= \$766 ;
+    cnt_line4_reads <= \$768 ;
   always @(posedge clk)
-    inc_c2_spad_reads <= \$767 ;
+    inc_line4_writes <= \$769 ;
   always @(posedge clk)
-    cnt_c2_spad_reads <= \$768 ;
+    cnt_line4_writes <= \$770 ;
   always @(posedge clk)
-    inc_c2_spad_writes <= \$769 ;
+    inc_c2_spad_reads <= \$771 ;
   always @(posedge clk)
-    cnt_c2_spad_writes <= \$770 ;
+    cnt_c2_spad_reads <= \$772 ;
   always @(posedge clk)
-    inc_c3_spad_reads <= \$771 ;
+    inc_c2_spad_writes <= \$773 ;
   always @(posedge clk)
-    cnt_c3_spad_reads <= \$772 ;
+    cnt_c2_spad_writes <= \$774 ;
   always @(posedge clk)
-    inc_c3_spad_writes <= \$773 ;
+    inc_c3_spad_reads <= \$775 ;
   always @(posedge clk)
-    cnt_c3_spad_writes <= \$774 ;
+    cnt_c3_spad_reads <= \$776 ;
   always @(posedge clk)
-    inc_residual_reads <= \$775 ;
+    inc_c3_spad_writes <= \$777 ;
   always @(posedge clk)
-    cnt_residual_reads <= \$776 ;
+    cnt_c3_spad_writes <= \$778 ;
   always @(posedge clk)
-    inc_membrane_reads <= \$777 ;
+    inc_residual_reads <= \$779 ;
   always @(posedge clk)
-    cnt_membrane_reads <= \$778 ;
+    cnt_residual_reads <= \$780 ;
   always @(posedge clk)
-    inc_membrane_writes <= \$779 ;
+    inc_membrane_reads <= \$781 ;
   always @(posedge clk)
-    cnt_membrane_writes <= \$780 ;
+    cnt_membrane_reads <= \$782 ;
   always @(posedge clk)
-    inc_spikes_writes <= \$781 ;
+    inc_membrane_writes <= \$783 ;
   always @(posedge clk)
-    cnt_spikes_writes <= \$782 ;
+    cnt_membrane_writes <= \$784 ;
   always @(posedge clk)
-    inc_host_words_in <= \$783 ;
+    inc_spikes_writes <= \$785 ;
   always @(posedge clk)
-    cnt_host_words_in <= \$784 ;
+    cnt_spikes_writes <= \$786 ;
   always @(posedge clk)
-    inc_host_words_out <= \$785 ;
+    inc_host_words_in <= \$787 ;
   always @(posedge clk)
-    cnt_host_words_out <= \$786 ;
+    cnt_host_words_in <= \$788 ;
   always @(posedge clk)
-    inc_lifg_busy <= \$787 ;
+    inc_host_words_out <= \$789 ;
   always @(posedge clk)
-    cnt_lifg_busy <= \$788 ;
+    cnt_host_words_out <= \$790 ;
   always @(posedge clk)
-    inc_lifg_updates <= \$789 ;
+    inc_lifg_busy <= \$791 ;
   always @(posedge clk)
-    cnt_lifg_updates <= \$790 ;
+    cnt_lifg_busy <= \$792 ;
   always @(posedge clk)
-    inc_lifg_saturations <= \$791 ;
+    inc_lifg_updates <= \$793 ;
   always @(posedge clk)
-    cnt_lifg_saturations <= \$792 ;
+    cnt_lifg_updates <= \$794 ;
   always @(posedge clk)
-    inc_trace_reads <= \$793 ;
+    inc_lifg_saturations <= \$795 ;
   always @(posedge clk)
-    cnt_trace_reads <= \$794 ;
+    cnt_lifg_saturations <= \$796 ;
   always @(posedge clk)
-    inc_lifg_grad_reads <= \$795 ;
+    inc_trace_reads <= \$797 ;
   always @(posedge clk)
-    cnt_lifg_grad_reads <= \$796 ;
+    cnt_trace_reads <= \$798 ;
   always @(posedge clk)
-    inc_lifg_grad_writes <= \$797 ;
+    inc_lifg_grad_reads <= \$799 ;
   always @(posedge clk)
-    cnt_lifg_grad_writes <= \$798 ;
+    cnt_lifg_grad_reads <= \$800 ;
   always @(posedge clk)
-    inc_stage_busy <= \$799 ;
+    inc_lifg_grad_writes <= \$801 ;
   always @(posedge clk)
-    cnt_stage_busy <= \$800 ;
+    cnt_lifg_grad_writes <= \$802 ;
   always @(posedge clk)
-    inc_stage_macs <= \$801 ;
+    inc_stage_busy <= \$803 ;
   always @(posedge clk)
-    cnt_stage_macs <= \$802 ;
+    cnt_stage_busy <= \$804 ;
   always @(posedge clk)
-    inc_wgrad_updates <= \$803 ;
+    inc_stage_macs <= \$805 ;
   always @(posedge clk)
-    cnt_wgrad_updates <= \$804 ;
+    cnt_stage_macs <= \$806 ;
   always @(posedge clk)
-    inc_wgrad_words <= \$805 ;
+    inc_wgrad_updates <= \$807 ;
   always @(posedge clk)
-    cnt_wgrad_words <= \$806 ;
+    cnt_wgrad_updates <= \$808 ;
   always @(posedge clk)
-    inc_in_reads <= \$807 ;
+    inc_wgrad_words <= \$809 ;
   always @(posedge clk)
-    cnt_in_reads <= \$808 ;
+    cnt_wgrad_words <= \$810 ;
   always @(posedge clk)
-    inc_grad_reads <= \$809 ;
+    inc_in_reads <= \$811 ;
   always @(posedge clk)
-    cnt_grad_reads <= \$810 ;
+    cnt_in_reads <= \$812 ;
   always @(posedge clk)
-    inc_weight_reads <= \$811 ;
+    inc_grad_reads <= \$813 ;
   always @(posedge clk)
-    cnt_weight_reads <= \$812 ;
+    cnt_grad_reads <= \$814 ;
   always @(posedge clk)
-    inc_grad_writes <= \$813 ;
+    inc_weight_reads <= \$815 ;
   always @(posedge clk)
-    cnt_grad_writes <= \$814 ;
+    cnt_weight_reads <= \$816 ;
   always @(posedge clk)
-    inc_grad_saturations <= \$815 ;
+    inc_grad_writes <= \$817 ;
   always @(posedge clk)
-    cnt_grad_saturations <= \$816 ;
+    cnt_grad_writes <= \$818 ;
   always @(posedge clk)
-    rd_valid1 <= \$817 ;
+    inc_grad_saturations <= \$819 ;
   always @(posedge clk)
-    rd_sel <= \$818 ;
+    cnt_grad_saturations <= \$820 ;
   always @(posedge clk)
-    rd_k <= \$819 ;
+    rd_valid1 <= \$821 ;
   always @(posedge clk)
-    rd_reg <= \$820 ;
+    rd_sel <= \$822 ;
   always @(posedge clk)
-    host_rvalid <= \$821 ;
+    rd_k <= \$823 ;
   always @(posedge clk)
-    host_rdata <= \$822 ;
+    rd_reg <= \$824 ;
   always @(posedge clk)
-    prev <= \$823 ;
+    host_rvalid <= \$825 ;
   always @(posedge clk)
-    \event  <= \$824 ;
+    host_rdata <= \$826 ;
+  always @(posedge clk)
+    prev <= \$827 ;
+  always @(posedge clk)
+    \event  <= \$828 ;
   assign \$1  = host_addr == 1'h1;
   assign \$2  = host_write & \$1 ;
   assign \$3  = \$2  & host_wdata[0];
@@ -47165,7 +47383,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign clear = \$6  & host_wdata[1];
   assign \$7  = host_addr >= 5'h10;
   assign \$8  = host_write & \$7 ;
-  assign \$9  = host_addr < 6'h29;
+  assign \$9  = host_addr < 6'h2a;
   assign desc_write = \$8  & \$9 ;
   assign \$10  = host_addr >= 6'h30;
   assign \$11  = host_write & \$10 ;
@@ -47209,96 +47427,92 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \$48  = host_addr < 10'h300;
   assign \$49  = \$47  & \$48 ;
   assign regions__w4__rd_en = host_read & \$49 ;
-  assign \$50  = ~ busy;
-  assign \$51  = host_write & \$50 ;
-  assign \$52  = host_addr >= 10'h2c0;
-  assign \$53  = host_addr < 10'h300;
-  assign \$54  = \$52  & \$53 ;
-  assign \$55  = \$51  & \$54 ;
-  assign \$57  = host_addr - 10'h300;
-  assign \$58  = host_addr >= 10'h300;
-  assign \$59  = host_addr < 10'h340;
-  assign \$60  = \$58  & \$59 ;
-  assign regions__affine__rd_en = host_read & \$60 ;
-  assign \$61  = ~ busy;
-  assign \$62  = host_write & \$61 ;
-  assign \$63  = host_addr >= 10'h300;
-  assign \$64  = host_addr < 10'h340;
-  assign \$65  = \$63  & \$64 ;
-  assign \$66  = \$62  & \$65 ;
-  assign \$67  = host_addr - 10'h300;
-  assign \$68  = \$67 [2:0] == 3'h5;
-  assign regions__affine__wr_en = \$66  & \$68 ;
-  assign \$69  = host_addr - 11'h400;
-  assign \$70  = host_addr >= 11'h400;
-  assign \$71  = host_addr < 11'h500;
-  assign \$72  = \$70  & \$71 ;
-  assign regions__spike_in__rd_en = host_read & \$72 ;
-  assign \$74  = host_addr >= 11'h400;
-  assign \$75  = host_addr < 11'h500;
-  assign \$76  = \$74  & \$75 ;
-  assign \$77  = \$73  & \$76 ;
-  assign \$79  = host_addr - 11'h600;
-  assign \$80  = host_addr >= 11'h600;
-  assign \$81  = host_addr < 12'h800;
-  assign \$82  = \$80  & \$81 ;
-  assign regions__residual__rd_en = host_read & \$82 ;
-  assign \$84  = host_addr >= 11'h600;
-  assign \$85  = host_addr < 12'h800;
-  assign \$86  = \$84  & \$85 ;
-  assign \$87  = \$83  & \$86 ;
-  assign \$88  = host_addr - 11'h600;
-  assign regions__residual__wr_en = \$87  & \$89 ;
-  assign \$90  = host_addr - 12'h800;
-  assign \$91  = host_addr >= 12'h800;
-  assign \$92  = host_addr < 12'hbc2;
-  assign \$93  = \$91  & \$92 ;
-  assign regions__membrane__rd_en = host_read & \$93 ;
-  assign \$94  = ~ busy;
-  assign \$95  = host_write & \$94 ;
-  assign \$96  = host_addr >= 12'h800;
-  assign \$97  = host_addr < 12'hbc2;
-  assign \$98  = \$96  & \$97 ;
-  assign \$99  = \$95  & \$98 ;
-  assign \$100  = host_addr - 12'h800;
-  assign regions__membrane__wr_en = \$99  & \$101 ;
-  assign \$102  = host_addr - 12'hc00;
-  assign \$103  = host_addr >= 12'hc00;
-  assign \$104  = host_addr < 12'hde1;
-  assign \$105  = \$103  & \$104 ;
-  assign regions__spikes__rd_en = host_read & \$105 ;
-  assign \$106  = ~ busy;
-  assign \$107  = host_write & \$106 ;
-  assign \$108  = host_addr >= 12'hc00;
-  assign \$109  = host_addr < 12'hde1;
-  assign \$110  = \$108  & \$109 ;
-  assign \$111  = \$107  & \$110 ;
-  assign \$113  = host_addr - 14'h2000;
-  assign \$114  = host_addr >= 14'h2000;
-  assign \$115  = host_addr < 15'h4000;
-  assign \$116  = \$114  & \$115 ;
-  assign regions__gbuf__rd_en = host_read & \$116 ;
-  assign \$117  = ~ busy;
-  assign \$118  = host_write & \$117 ;
-  assign \$119  = host_addr >= 14'h2000;
-  assign \$120  = host_addr < 15'h4000;
-  assign \$121  = \$119  & \$120 ;
-  assign \$122  = \$118  & \$121 ;
-  assign \$123  = host_addr - 14'h2000;
-  assign regions__gbuf__wr_en = \$122  & \$124 ;
-  assign \$125  = host_addr - 15'h4000;
-  assign \$126  = host_addr >= 15'h4000;
-  assign \$127  = host_addr < 15'h4400;
-  assign \$128  = \$126  & \$127 ;
-  assign regions__gweights__rd_en = host_read & \$128 ;
-  assign \$129  = ~ busy;
-  assign \$130  = host_write & \$129 ;
-  assign \$131  = host_addr >= 15'h4000;
-  assign \$132  = host_addr < 15'h4400;
-  assign \$133  = \$131  & \$132 ;
-  assign \$134  = \$130  & \$133 ;
-  assign \$136  = host_addr - 15'h4400;
-  assign \$137  = host_addr >= 15'h4400;
+  assign \$51  = host_addr >= 10'h2c0;
+  assign \$52  = host_addr < 10'h300;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = \$50  & \$53 ;
+  assign \$56  = host_addr - 10'h300;
+  assign \$57  = host_addr >= 10'h300;
+  assign \$58  = host_addr < 10'h340;
+  assign \$59  = \$57  & \$58 ;
+  assign regions__affine__rd_en = host_read & \$59 ;
+  assign \$60  = ~ busy;
+  assign \$61  = host_write & \$60 ;
+  assign \$62  = host_addr >= 10'h300;
+  assign \$63  = host_addr < 10'h340;
+  assign \$64  = \$62  & \$63 ;
+  assign \$65  = \$61  & \$64 ;
+  assign \$66  = host_addr - 10'h300;
+  assign \$67  = \$66 [2:0] == 3'h5;
+  assign regions__affine__wr_en = \$65  & \$67 ;
+  assign \$68  = host_addr - 11'h400;
+  assign \$69  = host_addr >= 11'h400;
+  assign \$70  = host_addr < 11'h500;
+  assign \$71  = \$69  & \$70 ;
+  assign regions__spike_in__rd_en = host_read & \$71 ;
+  assign \$73  = host_addr >= 11'h400;
+  assign \$74  = host_addr < 11'h500;
+  assign \$75  = \$73  & \$74 ;
+  assign \$76  = \$72  & \$75 ;
+  assign \$78  = host_addr - 11'h600;
+  assign \$79  = host_addr >= 11'h600;
+  assign \$80  = host_addr < 12'h800;
+  assign \$81  = \$79  & \$80 ;
+  assign regions__residual__rd_en = host_read & \$81 ;
+  assign \$83  = host_addr >= 11'h600;
+  assign \$84  = host_addr < 12'h800;
+  assign \$85  = \$83  & \$84 ;
+  assign \$86  = \$82  & \$85 ;
+  assign \$87  = host_addr - 11'h600;
+  assign regions__residual__wr_en = \$86  & \$88 ;
+  assign \$89  = host_addr - 12'h800;
+  assign \$90  = host_addr >= 12'h800;
+  assign \$91  = host_addr < 12'hbc2;
+  assign \$92  = \$90  & \$91 ;
+  assign regions__membrane__rd_en = host_read & \$92 ;
+  assign \$93  = ~ busy;
+  assign \$94  = host_write & \$93 ;
+  assign \$95  = host_addr >= 12'h800;
+  assign \$96  = host_addr < 12'hbc2;
+  assign \$97  = \$95  & \$96 ;
+  assign \$98  = \$94  & \$97 ;
+  assign \$99  = host_addr - 12'h800;
+  assign regions__membrane__wr_en = \$98  & \$100 ;
+  assign \$101  = host_addr - 12'hc00;
+  assign \$102  = host_addr >= 12'hc00;
+  assign \$103  = host_addr < 12'hde1;
+  assign \$104  = \$102  & \$103 ;
+  assign regions__spikes__rd_en = host_read & \$104 ;
+  assign \$105  = ~ busy;
+  assign \$106  = host_write & \$105 ;
+  assign \$107  = host_addr >= 12'hc00;
+  assign \$108  = host_addr < 12'hde1;
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = \$106  & \$109 ;
+  assign \$112  = host_addr - 14'h2000;
+  assign \$113  = host_addr >= 14'h2000;
+  assign \$114  = host_addr < 15'h4000;
+  assign \$115  = \$113  & \$114 ;
+  assign regions__gbuf__rd_en = host_read & \$115 ;
+  assign \$116  = ~ busy;
+  assign \$117  = host_write & \$116 ;
+  assign \$118  = host_addr >= 14'h2000;
+  assign \$119  = host_addr < 15'h4000;
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = \$117  & \$120 ;
+  assign \$122  = host_addr - 14'h2000;
+  assign regions__gbuf__wr_en = \$121  & \$123 ;
+  assign \$124  = host_addr - 15'h4000;
+  assign \$125  = host_addr >= 15'h4000;
+  assign \$126  = host_addr < 15'h4400;
+  assign \$127  = \$125  & \$126 ;
+  assign regions__gweights__rd_en = host_read & \$127 ;
+  assign \$128  = ~ busy;
+  assign \$129  = host_write & \$128 ;
+  assign \$130  = host_addr >= 15'h4000;
+  assign \$131  = host_addr < 15'h4400;
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = \$129  & \$132 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     reg_value = 32'd0;
@@ -47319,6 +47533,10 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
           reg_value = { 8'h00, stream_out[47:24] };
       15'h0008:
           reg_value = { 8'h00, stream_out[71:48] };
+      15'h0009:
+          reg_value = { 8'h00, stream_in[95:72] };
+      15'h000a:
+          reg_value = { 8'h00, stream_out[95:72] };
       15'h0010:
           reg_value = { 16'h0000, desc[15:0] };
       15'h0011:
@@ -47369,6 +47587,8 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
           reg_value = { 16'h0000, desc[259:244] };
       15'h0028:
           reg_value = { 30'h00000000, desc[261:260] };
+      15'h0029:
+          reg_value = { 16'h0000, desc[277:262] };
       15'h0030:
           reg_value = { 30'h00000000, stage[1:0] };
       15'h0031:
@@ -47520,124 +47740,128 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
       15'h009b:
           reg_value = { 16'h0000, cnt_lif_stall[47:32] };
       15'h009c:
-          reg_value = cnt_c1_slots[31:0];
+          reg_value = cnt_c4_w_wait[31:0];
       15'h009d:
-          reg_value = { 16'h0000, cnt_c1_slots[47:32] };
+          reg_value = { 16'h0000, cnt_c4_w_wait[47:32] };
       15'h009e:
-          reg_value = cnt_c1_adds[31:0];
+          reg_value = cnt_c1_slots[31:0];
       15'h009f:
-          reg_value = { 16'h0000, cnt_c1_adds[47:32] };
+          reg_value = { 16'h0000, cnt_c1_slots[47:32] };
       15'h00a0:
-          reg_value = cnt_c2_macs[31:0];
+          reg_value = cnt_c1_adds[31:0];
       15'h00a1:
-          reg_value = { 16'h0000, cnt_c2_macs[47:32] };
+          reg_value = { 16'h0000, cnt_c1_adds[47:32] };
       15'h00a2:
-          reg_value = cnt_c3_macs[31:0];
+          reg_value = cnt_c2_macs[31:0];
       15'h00a3:
-          reg_value = { 16'h0000, cnt_c3_macs[47:32] };
+          reg_value = { 16'h0000, cnt_c2_macs[47:32] };
       15'h00a4:
-          reg_value = cnt_c4_macs[31:0];
+          reg_value = cnt_c3_macs[31:0];
       15'h00a5:
-          reg_value = { 16'h0000, cnt_c4_macs[47:32] };
+          reg_value = { 16'h0000, cnt_c3_macs[47:32] };
       15'h00a6:
-          reg_value = cnt_adds[31:0];
+          reg_value = cnt_c4_macs[31:0];
       15'h00a7:
-          reg_value = { 16'h0000, cnt_adds[47:32] };
+          reg_value = { 16'h0000, cnt_c4_macs[47:32] };
       15'h00a8:
-          reg_value = cnt_lif_updates[31:0];
+          reg_value = cnt_adds[31:0];
       15'h00a9:
-          reg_value = { 16'h0000, cnt_lif_updates[47:32] };
+          reg_value = { 16'h0000, cnt_adds[47:32] };
       15'h00aa:
-          reg_value = cnt_spikes_out[31:0];
+          reg_value = cnt_lif_updates[31:0];
       15'h00ab:
-          reg_value = { 16'h0000, cnt_spikes_out[47:32] };
+          reg_value = { 16'h0000, cnt_lif_updates[47:32] };
       15'h00ac:
-          reg_value = cnt_w1_reads[31:0];
+          reg_value = cnt_spikes_out[31:0];
       15'h00ad:
-          reg_value = { 16'h0000, cnt_w1_reads[47:32] };
+          reg_value = { 16'h0000, cnt_spikes_out[47:32] };
       15'h00ae:
-          reg_value = cnt_w2_reads[31:0];
+          reg_value = cnt_w1_reads[31:0];
       15'h00af:
-          reg_value = { 16'h0000, cnt_w2_reads[47:32] };
+          reg_value = { 16'h0000, cnt_w1_reads[47:32] };
       15'h00b0:
-          reg_value = cnt_w3_reads[31:0];
+          reg_value = cnt_w2_reads[31:0];
       15'h00b1:
-          reg_value = { 16'h0000, cnt_w3_reads[47:32] };
+          reg_value = { 16'h0000, cnt_w2_reads[47:32] };
       15'h00b2:
-          reg_value = cnt_w4_reads[31:0];
+          reg_value = cnt_w3_reads[31:0];
       15'h00b3:
-          reg_value = { 16'h0000, cnt_w4_reads[47:32] };
+          reg_value = { 16'h0000, cnt_w3_reads[47:32] };
       15'h00b4:
-          reg_value = cnt_affine_reads[31:0];
+          reg_value = cnt_w4_reads[31:0];
       15'h00b5:
-          reg_value = { 16'h0000, cnt_affine_reads[47:32] };
+          reg_value = { 16'h0000, cnt_w4_reads[47:32] };
       15'h00b6:
-          reg_value = cnt_spike_in_reads[31:0];
+          reg_value = cnt_affine_reads[31:0];
       15'h00b7:
-          reg_value = { 16'h0000, cnt_spike_in_reads[47:32] };
+          reg_value = { 16'h0000, cnt_affine_reads[47:32] };
       15'h00b8:
-          reg_value = cnt_line1_reads[31:0];
+          reg_value = cnt_spike_in_reads[31:0];
       15'h00b9:
-          reg_value = { 16'h0000, cnt_line1_reads[47:32] };
+          reg_value = { 16'h0000, cnt_spike_in_reads[47:32] };
       15'h00ba:
-          reg_value = cnt_line1_writes[31:0];
+          reg_value = cnt_line1_reads[31:0];
       15'h00bb:
-          reg_value = { 16'h0000, cnt_line1_writes[47:32] };
+          reg_value = { 16'h0000, cnt_line1_reads[47:32] };
       15'h00bc:
-          reg_value = cnt_row2_reads[31:0];
+          reg_value = cnt_line1_writes[31:0];
       15'h00bd:
-          reg_value = { 16'h0000, cnt_row2_reads[47:32] };
+          reg_value = { 16'h0000, cnt_line1_writes[47:32] };
       15'h00be:
-          reg_value = cnt_row2_writes[31:0];
+          reg_value = cnt_row2_reads[31:0];
       15'h00bf:
-          reg_value = { 16'h0000, cnt_row2_writes[47:32] };
+          reg_value = { 16'h0000, cnt_row2_reads[47:32] };
       15'h00c0:
-          reg_value = cnt_line4_reads[31:0];
+          reg_value = cnt_row2_writes[31:0];
       15'h00c1:
-          reg_value = { 16'h0000, cnt_line4_reads[47:32] };
+          reg_value = { 16'h0000, cnt_row2_writes[47:32] };
       15'h00c2:
-          reg_value = cnt_line4_writes[31:0];
+          reg_value = cnt_line4_reads[31:0];
       15'h00c3:
-          reg_value = { 16'h0000, cnt_line4_writes[47:32] };
+          reg_value = { 16'h0000, cnt_line4_reads[47:32] };
       15'h00c4:
-          reg_value = cnt_c2_spad_reads[31:0];
+          reg_value = cnt_line4_writes[31:0];
       15'h00c5:
-          reg_value = { 16'h0000, cnt_c2_spad_reads[47:32] };
+          reg_value = { 16'h0000, cnt_line4_writes[47:32] };
       15'h00c6:
-          reg_value = cnt_c2_spad_writes[31:0];
+          reg_value = cnt_c2_spad_reads[31:0];
       15'h00c7:
-          reg_value = { 16'h0000, cnt_c2_spad_writes[47:32] };
+          reg_value = { 16'h0000, cnt_c2_spad_reads[47:32] };
       15'h00c8:
-          reg_value = cnt_c3_spad_reads[31:0];
+          reg_value = cnt_c2_spad_writes[31:0];
       15'h00c9:
-          reg_value = { 16'h0000, cnt_c3_spad_reads[47:32] };
+          reg_value = { 16'h0000, cnt_c2_spad_writes[47:32] };
       15'h00ca:
-          reg_value = cnt_c3_spad_writes[31:0];
+          reg_value = cnt_c3_spad_reads[31:0];
       15'h00cb:
-          reg_value = { 16'h0000, cnt_c3_spad_writes[47:32] };
+          reg_value = { 16'h0000, cnt_c3_spad_reads[47:32] };
       15'h00cc:
-          reg_value = cnt_residual_reads[31:0];
+          reg_value = cnt_c3_spad_writes[31:0];
       15'h00cd:
-          reg_value = { 16'h0000, cnt_residual_reads[47:32] };
+          reg_value = { 16'h0000, cnt_c3_spad_writes[47:32] };
       15'h00ce:
-          reg_value = cnt_membrane_reads[31:0];
+          reg_value = cnt_residual_reads[31:0];
       15'h00cf:
-          reg_value = { 16'h0000, cnt_membrane_reads[47:32] };
+          reg_value = { 16'h0000, cnt_residual_reads[47:32] };
       15'h00d0:
-          reg_value = cnt_membrane_writes[31:0];
+          reg_value = cnt_membrane_reads[31:0];
       15'h00d1:
-          reg_value = { 16'h0000, cnt_membrane_writes[47:32] };
+          reg_value = { 16'h0000, cnt_membrane_reads[47:32] };
       15'h00d2:
-          reg_value = cnt_spikes_writes[31:0];
+          reg_value = cnt_membrane_writes[31:0];
       15'h00d3:
-          reg_value = { 16'h0000, cnt_spikes_writes[47:32] };
+          reg_value = { 16'h0000, cnt_membrane_writes[47:32] };
       15'h00d4:
-          reg_value = cnt_host_words_in[31:0];
+          reg_value = cnt_spikes_writes[31:0];
       15'h00d5:
-          reg_value = { 16'h0000, cnt_host_words_in[47:32] };
+          reg_value = { 16'h0000, cnt_spikes_writes[47:32] };
       15'h00d6:
-          reg_value = cnt_host_words_out[31:0];
+          reg_value = cnt_host_words_in[31:0];
       15'h00d7:
+          reg_value = { 16'h0000, cnt_host_words_in[47:32] };
+      15'h00d8:
+          reg_value = cnt_host_words_out[31:0];
+      15'h00d9:
           reg_value = { 16'h0000, cnt_host_words_out[47:32] };
       15'h0100:
           reg_value = cnt_lifg_busy[31:0];
@@ -47704,87 +47928,87 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     sel_now = 4'h0;
-    if (\$161 ) begin
+    if (\$160 ) begin
       sel_now = 4'h1;
     end
-    if (\$164 ) begin
+    if (\$163 ) begin
       sel_now = 4'h2;
     end
-    if (\$167 ) begin
+    if (\$166 ) begin
       sel_now = 4'h3;
     end
-    if (\$170 ) begin
+    if (\$169 ) begin
       sel_now = 4'h4;
     end
-    if (\$173 ) begin
+    if (\$172 ) begin
       sel_now = 4'h5;
     end
-    if (\$177 ) begin
+    if (\$176 ) begin
       sel_now = 4'h6;
     end
-    if (\$180 ) begin
+    if (\$179 ) begin
       sel_now = 4'h7;
     end
-    if (\$184 ) begin
+    if (\$183 ) begin
       sel_now = 4'h8;
     end
-    if (\$188 ) begin
+    if (\$187 ) begin
       sel_now = 4'h9;
     end
-    if (\$191 ) begin
+    if (\$190 ) begin
       sel_now = 4'ha;
     end
-    if (\$195 ) begin
+    if (\$194 ) begin
       sel_now = 4'hb;
     end
-    if (\$198 ) begin
+    if (\$197 ) begin
       sel_now = 4'hc;
     end
-    if (\$201 ) begin
+    if (\$200 ) begin
       sel_now = 4'hd;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     k_now = 3'h0;
-    if (\$161 ) begin
+    if (\$160 ) begin
       k_now = 3'h0;
     end
-    if (\$164 ) begin
+    if (\$163 ) begin
       k_now = 3'h0;
     end
-    if (\$167 ) begin
+    if (\$166 ) begin
       k_now = 3'h0;
     end
-    if (\$170 ) begin
+    if (\$169 ) begin
       k_now = 3'h0;
     end
-    if (\$173 ) begin
-      k_now = \$174 [2:0];
+    if (\$172 ) begin
+      k_now = \$173 [2:0];
     end
-    if (\$177 ) begin
+    if (\$176 ) begin
       k_now = 3'h0;
     end
-    if (\$180 ) begin
-      k_now = { 2'h0, \$181 [0] };
+    if (\$179 ) begin
+      k_now = { 2'h0, \$180 [0] };
     end
-    if (\$184 ) begin
-      k_now = { 2'h0, \$185 [0] };
+    if (\$183 ) begin
+      k_now = { 2'h0, \$184 [0] };
     end
-    if (\$188 ) begin
+    if (\$187 ) begin
       k_now = 3'h0;
     end
-    if (\$191 ) begin
-      k_now = { 2'h0, \$192 [0] };
+    if (\$190 ) begin
+      k_now = { 2'h0, \$191 [0] };
     end
-    if (\$195 ) begin
+    if (\$194 ) begin
       k_now = 3'h0;
     end
-    if (\$198 ) begin
+    if (\$197 ) begin
       k_now = 3'h0;
     end
-    if (\$201 ) begin
-      k_now = \$202 [2:0];
+    if (\$200 ) begin
+      k_now = \$201 [2:0];
     end
   end
   always @* begin
@@ -47794,1245 +48018,1265 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
       4'h0:
           out_value = rd_reg;
       4'h1:
-          out_value = \$203 ;
+          out_value = \$202 ;
       4'h2:
-          out_value = \$204 ;
+          out_value = \$203 ;
       4'h3:
-          out_value = \$205 ;
+          out_value = \$204 ;
       4'h4:
-          out_value = \$206 ;
+          out_value = \$205 ;
       4'h5:
-          out_value = \$208 ;
+          out_value = \$207 ;
       4'h6:
-          out_value = \$209 ;
+          out_value = \$208 ;
       4'h7:
           /* empty */;
       4'h8:
-          out_value = \$210 ;
+          out_value = \$209 ;
       4'h9:
           out_value = { 28'h0000000, regions__spikes__rd_data };
       4'ha:
-          out_value = \$212 ;
+          out_value = \$211 ;
       4'hb:
           /* empty */;
       4'hc:
           /* empty */;
       4'hd:
-          out_value = \$214 ;
+          out_value = \$213 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$694  = stream_in;
+    \$696  = stream_in;
     if (host_write) begin
+      if (\$214 ) begin
+        \$696 [23:0] = host_wdata[23:0];
+      end
       if (\$215 ) begin
-        \$694 [23:0] = host_wdata[23:0];
+        \$696 [47:24] = host_wdata[23:0];
       end
       if (\$216 ) begin
-        \$694 [47:24] = host_wdata[23:0];
+        \$696 [71:48] = host_wdata[23:0];
       end
       if (\$217 ) begin
-        \$694 [71:48] = host_wdata[23:0];
+        \$696 [95:72] = host_wdata[23:0];
       end
     end
     if (rst) begin
-      \$694  = 72'h000000000000000000;
+      \$696  = 96'h000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$695  = staging;
+    \$697  = staging;
     if (host_write) begin
       if (\$225 ) begin
         casez (\$226 [2:0])
           3'h0:
-              \$695 [31:0] = host_wdata;
+              \$697 [31:0] = host_wdata;
           3'h1:
-              \$695 [63:32] = host_wdata;
+              \$697 [63:32] = host_wdata;
           3'h2:
-              \$695 [95:64] = host_wdata;
+              \$697 [95:64] = host_wdata;
           3'h3:
-              \$695 [127:96] = host_wdata;
+              \$697 [127:96] = host_wdata;
           3'h4:
-              \$695 [159:128] = host_wdata;
+              \$697 [159:128] = host_wdata;
         endcase
       end
       if (\$233 ) begin
         (* full_case = 32'd1 *)
         casez (\$234 [0])
           1'h0:
-              \$695 [31:0] = host_wdata;
+              \$697 [31:0] = host_wdata;
           1'h1:
-              \$695 [63:32] = host_wdata;
+              \$697 [63:32] = host_wdata;
         endcase
       end
       if (\$242 ) begin
         (* full_case = 32'd1 *)
         casez (\$243 [0])
           1'h0:
-              \$695 [31:0] = host_wdata;
+              \$697 [31:0] = host_wdata;
           1'h1:
-              \$695 [63:32] = host_wdata;
+              \$697 [63:32] = host_wdata;
         endcase
       end
       if (\$251 ) begin
         (* full_case = 32'd1 *)
         casez (\$252 [0])
           1'h0:
-              \$695 [31:0] = host_wdata;
+              \$697 [31:0] = host_wdata;
           1'h1:
-              \$695 [63:32] = host_wdata;
+              \$697 [63:32] = host_wdata;
         endcase
       end
       if (\$260 ) begin
         casez (\$261 [2:0])
           3'h0:
-              \$695 [31:0] = host_wdata;
+              \$697 [31:0] = host_wdata;
           3'h1:
-              \$695 [63:32] = host_wdata;
+              \$697 [63:32] = host_wdata;
           3'h2:
-              \$695 [95:64] = host_wdata;
+              \$697 [95:64] = host_wdata;
           3'h3:
-              \$695 [127:96] = host_wdata;
+              \$697 [127:96] = host_wdata;
           3'h4:
-              \$695 [159:128] = host_wdata;
+              \$697 [159:128] = host_wdata;
         endcase
       end
     end
     if (rst) begin
-      \$695  = 160'h0000000000000000000000000000000000000000;
+      \$697  = 160'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$696  = desc;
+    \$698  = desc;
     if (host_write) begin
       if (\$262 ) begin
         if (\$263 ) begin
-          \$696 [15:0] = host_wdata[15:0];
+          \$698 [15:0] = host_wdata[15:0];
         end
         if (\$264 ) begin
-          \$696 [31:16] = host_wdata[15:0];
+          \$698 [31:16] = host_wdata[15:0];
         end
         if (\$265 ) begin
-          \$696 [47:32] = host_wdata[15:0];
+          \$698 [47:32] = host_wdata[15:0];
         end
         if (\$266 ) begin
-          \$696 [63:48] = host_wdata[15:0];
+          \$698 [63:48] = host_wdata[15:0];
         end
         if (\$267 ) begin
-          \$696 [79:64] = host_wdata[15:0];
+          \$698 [79:64] = host_wdata[15:0];
         end
         if (\$268 ) begin
-          \$696 [87:80] = host_wdata[7:0];
+          \$698 [87:80] = host_wdata[7:0];
         end
         if (\$269 ) begin
-          \$696 [89:88] = host_wdata[1:0];
+          \$698 [89:88] = host_wdata[1:0];
         end
         if (\$270 ) begin
-          \$696 [121:90] = host_wdata;
+          \$698 [121:90] = host_wdata;
         end
         if (\$271 ) begin
-          \$696 [125:122] = host_wdata[3:0];
+          \$698 [125:122] = host_wdata[3:0];
         end
         if (\$272 ) begin
-          \$696 [126] = host_wdata[0];
+          \$698 [126] = host_wdata[0];
         end
         if (\$273 ) begin
-          \$696 [132:127] = host_wdata[5:0];
+          \$698 [132:127] = host_wdata[5:0];
         end
         if (\$274 ) begin
-          \$696 [138:133] = host_wdata[5:0];
+          \$698 [138:133] = host_wdata[5:0];
         end
         if (\$275 ) begin
-          \$696 [144:139] = host_wdata[5:0];
+          \$698 [144:139] = host_wdata[5:0];
         end
         if (\$276 ) begin
-          \$696 [150:145] = host_wdata[5:0];
+          \$698 [150:145] = host_wdata[5:0];
         end
         if (\$277 ) begin
-          \$696 [166:151] = host_wdata[15:0];
+          \$698 [166:151] = host_wdata[15:0];
         end
         if (\$278 ) begin
-          \$696 [172:167] = host_wdata[5:0];
+          \$698 [172:167] = host_wdata[5:0];
         end
         if (\$279 ) begin
-          \$696 [204:173] = host_wdata;
+          \$698 [204:173] = host_wdata;
         end
         if (\$280 ) begin
-          \$696 [205] = host_wdata[0];
+          \$698 [205] = host_wdata[0];
         end
         if (\$281 ) begin
-          \$696 [206] = host_wdata[0];
+          \$698 [206] = host_wdata[0];
         end
         if (\$282 ) begin
-          \$696 [207] = host_wdata[0];
+          \$698 [207] = host_wdata[0];
         end
         if (\$283 ) begin
-          \$696 [211:208] = host_wdata[3:0];
+          \$698 [211:208] = host_wdata[3:0];
         end
         if (\$284 ) begin
-          \$696 [227:212] = host_wdata[15:0];
+          \$698 [227:212] = host_wdata[15:0];
         end
         if (\$285 ) begin
-          \$696 [243:228] = host_wdata[15:0];
+          \$698 [243:228] = host_wdata[15:0];
         end
         if (\$286 ) begin
-          \$696 [259:244] = host_wdata[15:0];
+          \$698 [259:244] = host_wdata[15:0];
         end
         if (\$287 ) begin
-          \$696 [261:260] = host_wdata[1:0];
+          \$698 [261:260] = host_wdata[1:0];
+        end
+        if (\$288 ) begin
+          \$698 [277:262] = host_wdata[15:0];
         end
       end
     end
     if (rst) begin
-      \$696  = 262'h000000000000000000000000000000000000000000000000000000000000000000;
+      \$698  = 278'h0000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$697  = stage;
+    \$699  = stage;
     if (host_write) begin
       if (\$262 ) begin
-        if (\$288 ) begin
-          \$697 [1:0] = host_wdata[1:0];
-        end
         if (\$289 ) begin
-          \$697 [9:2] = host_wdata[7:0];
+          \$699 [1:0] = host_wdata[1:0];
         end
         if (\$290 ) begin
-          \$697 [25:10] = host_wdata[15:0];
+          \$699 [9:2] = host_wdata[7:0];
         end
         if (\$291 ) begin
-          \$697 [41:26] = host_wdata[15:0];
+          \$699 [25:10] = host_wdata[15:0];
         end
         if (\$292 ) begin
-          \$697 [57:42] = host_wdata[15:0];
+          \$699 [41:26] = host_wdata[15:0];
         end
         if (\$293 ) begin
-          \$697 [73:58] = host_wdata[15:0];
+          \$699 [57:42] = host_wdata[15:0];
         end
         if (\$294 ) begin
-          \$697 [93:74] = host_wdata[19:0];
+          \$699 [73:58] = host_wdata[15:0];
         end
         if (\$295 ) begin
-          \$697 [109:94] = host_wdata[15:0];
+          \$699 [93:74] = host_wdata[19:0];
         end
         if (\$296 ) begin
-          \$697 [125:110] = host_wdata[15:0];
+          \$699 [109:94] = host_wdata[15:0];
         end
         if (\$297 ) begin
-          \$697 [126] = host_wdata[0];
+          \$699 [125:110] = host_wdata[15:0];
         end
         if (\$298 ) begin
-          \$697 [128:127] = host_wdata[1:0];
+          \$699 [126] = host_wdata[0];
         end
         if (\$299 ) begin
-          \$697 [130:129] = host_wdata[1:0];
+          \$699 [128:127] = host_wdata[1:0];
         end
         if (\$300 ) begin
-          \$697 [132:131] = host_wdata[1:0];
+          \$699 [130:129] = host_wdata[1:0];
         end
         if (\$301 ) begin
-          \$697 [152:133] = host_wdata[19:0];
+          \$699 [132:131] = host_wdata[1:0];
         end
         if (\$302 ) begin
-          \$697 [172:153] = host_wdata[19:0];
+          \$699 [152:133] = host_wdata[19:0];
         end
         if (\$303 ) begin
-          \$697 [173] = host_wdata[0];
+          \$699 [172:153] = host_wdata[19:0];
         end
         if (\$304 ) begin
-          \$697 [179:174] = host_wdata[5:0];
+          \$699 [173] = host_wdata[0];
         end
         if (\$305 ) begin
-          \$697 [180] = host_wdata[0];
+          \$699 [179:174] = host_wdata[5:0];
         end
         if (\$306 ) begin
-          \$697 [212:181] = host_wdata;
+          \$699 [180] = host_wdata[0];
         end
         if (\$307 ) begin
-          \$697 [213] = host_wdata[0];
+          \$699 [212:181] = host_wdata;
         end
         if (\$308 ) begin
-          \$697 [219:214] = host_wdata[5:0];
+          \$699 [213] = host_wdata[0];
         end
         if (\$309 ) begin
-          \$697 [220] = host_wdata[0];
+          \$699 [219:214] = host_wdata[5:0];
         end
         if (\$310 ) begin
-          \$697 [240:221] = host_wdata[19:0];
+          \$699 [220] = host_wdata[0];
         end
         if (\$311 ) begin
-          \$697 [256:241] = host_wdata[15:0];
+          \$699 [240:221] = host_wdata[19:0];
         end
         if (\$312 ) begin
-          \$697 [272:257] = host_wdata[15:0];
+          \$699 [256:241] = host_wdata[15:0];
         end
         if (\$313 ) begin
-          \$697 [274:273] = host_wdata[1:0];
+          \$699 [272:257] = host_wdata[15:0];
         end
         if (\$314 ) begin
-          \$697 [276:275] = host_wdata[1:0];
+          \$699 [274:273] = host_wdata[1:0];
         end
         if (\$315 ) begin
-          \$697 [296:277] = host_wdata[19:0];
+          \$699 [276:275] = host_wdata[1:0];
         end
         if (\$316 ) begin
-          \$697 [297] = host_wdata[0];
+          \$699 [296:277] = host_wdata[19:0];
         end
         if (\$317 ) begin
-          \$697 [317:298] = host_wdata[19:0];
+          \$699 [297] = host_wdata[0];
         end
         if (\$318 ) begin
-          \$697 [337:318] = host_wdata[19:0];
+          \$699 [317:298] = host_wdata[19:0];
         end
         if (\$319 ) begin
-          \$697 [338] = host_wdata[0];
+          \$699 [337:318] = host_wdata[19:0];
         end
         if (\$320 ) begin
-          \$697 [339] = host_wdata[0];
+          \$699 [338] = host_wdata[0];
         end
         if (\$321 ) begin
-          \$697 [355:340] = host_wdata[15:0];
+          \$699 [339] = host_wdata[0];
         end
         if (\$322 ) begin
-          \$697 [361:356] = host_wdata[5:0];
+          \$699 [355:340] = host_wdata[15:0];
         end
         if (\$323 ) begin
-          \$697 [377:362] = host_wdata[15:0];
+          \$699 [361:356] = host_wdata[5:0];
         end
         if (\$324 ) begin
-          \$697 [383:378] = host_wdata[5:0];
+          \$699 [377:362] = host_wdata[15:0];
         end
         if (\$325 ) begin
-          \$697 [384] = host_wdata[0];
+          \$699 [383:378] = host_wdata[5:0];
         end
         if (\$326 ) begin
-          \$697 [385] = host_wdata[0];
+          \$699 [384] = host_wdata[0];
         end
         if (\$327 ) begin
-          \$697 [405:386] = host_wdata[19:0];
+          \$699 [385] = host_wdata[0];
         end
         if (\$328 ) begin
-          \$697 [437:406] = host_wdata;
+          \$699 [405:386] = host_wdata[19:0];
         end
         if (\$329 ) begin
-          \$697 [469:438] = host_wdata;
+          \$699 [437:406] = host_wdata;
         end
         if (\$330 ) begin
-          \$697 [501:470] = host_wdata;
+          \$699 [469:438] = host_wdata;
         end
         if (\$331 ) begin
-          \$697 [533:502] = host_wdata;
+          \$699 [501:470] = host_wdata;
         end
         if (\$332 ) begin
-          \$697 [565:534] = host_wdata;
+          \$699 [533:502] = host_wdata;
         end
         if (\$333 ) begin
-          \$697 [597:566] = host_wdata;
+          \$699 [565:534] = host_wdata;
         end
         if (\$334 ) begin
-          \$697 [629:598] = host_wdata;
+          \$699 [597:566] = host_wdata;
+        end
+        if (\$335 ) begin
+          \$699 [629:598] = host_wdata;
         end
       end
     end
     if (rst) begin
-      \$697  = 630'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$699  = 630'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$698  = clear;
+    \$700  = clear;
     if (rst) begin
-      \$698  = 1'h0;
+      \$700  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$699  = counts[0];
-    if (rst) begin
-      \$699  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$700  = \$336 [47:0];
-    if (rst) begin
-      \$700  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$701  = counts[1];
+    \$701  = counts[0];
     if (rst) begin
       \$701  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$702  = \$338 [47:0];
+    \$702  = \$337 [47:0];
     if (rst) begin
       \$702  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$703  = counts[2];
+    \$703  = counts[1];
     if (rst) begin
       \$703  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$704  = \$340 [47:0];
+    \$704  = \$339 [47:0];
     if (rst) begin
       \$704  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$705  = counts[3];
+    \$705  = counts[2];
     if (rst) begin
       \$705  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$706  = \$342 [47:0];
+    \$706  = \$341 [47:0];
     if (rst) begin
       \$706  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$707  = counts[15];
+    \$707  = counts[3];
     if (rst) begin
       \$707  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$708  = \$344 [47:0];
+    \$708  = \$343 [47:0];
     if (rst) begin
       \$708  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$709  = counts[16];
+    \$709  = counts[15];
     if (rst) begin
       \$709  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$710  = \$346 [47:0];
+    \$710  = \$345 [47:0];
     if (rst) begin
       \$710  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$711  = counts[18];
+    \$711  = counts[16];
     if (rst) begin
       \$711  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$712  = \$348 [47:0];
+    \$712  = \$347 [47:0];
     if (rst) begin
       \$712  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$713  = counts[19];
+    \$713  = counts[18];
     if (rst) begin
       \$713  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$714  = \$350 [47:0];
+    \$714  = \$349 [47:0];
     if (rst) begin
       \$714  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$715  = counts[55];
+    \$715  = counts[19];
     if (rst) begin
       \$715  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$716  = \$352 [47:0];
+    \$716  = \$351 [47:0];
     if (rst) begin
       \$716  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$717  = counts[56];
+    \$717  = counts[55];
     if (rst) begin
       \$717  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$718  = \$354 [47:0];
+    \$718  = \$353 [47:0];
     if (rst) begin
       \$718  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$719  = counts[48];
+    \$719  = counts[56];
     if (rst) begin
       \$719  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$720  = \$356 [47:0];
+    \$720  = \$355 [47:0];
     if (rst) begin
       \$720  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$721  = counts[17];
+    \$721  = counts[48];
     if (rst) begin
       \$721  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$722  = \$358 [47:0];
+    \$722  = \$357 [47:0];
     if (rst) begin
       \$722  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$723  = counts[69];
+    \$723  = counts[17];
     if (rst) begin
       \$723  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$724  = \$360 [47:0];
+    \$724  = \$359 [47:0];
     if (rst) begin
       \$724  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$725  = counts[57];
+    \$725  = counts[70];
     if (rst) begin
       \$725  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$726  = \$362 [47:0];
+    \$726  = \$361 [47:0];
     if (rst) begin
       \$726  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$727  = counts[9:6];
+    \$727  = counts[57];
     if (rst) begin
-      \$727  = 4'h0;
+      \$727  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$728  = \$364 [47:0];
+    \$728  = \$363 [47:0];
     if (rst) begin
       \$728  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$729  = counts[13:10];
+    \$729  = counts[58];
     if (rst) begin
-      \$729  = 4'h0;
+      \$729  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$730  = \$366 [47:0];
+    \$730  = \$365 [47:0];
     if (rst) begin
       \$730  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$731  = counts[31:26];
+    \$731  = counts[9:6];
     if (rst) begin
-      \$731  = 6'h00;
+      \$731  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$732  = \$368 [47:0];
+    \$732  = \$367 [47:0];
     if (rst) begin
       \$732  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$733  = counts[37:32];
+    \$733  = counts[13:10];
     if (rst) begin
-      \$733  = 6'h00;
+      \$733  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$734  = \$370 [47:0];
+    \$734  = \$369 [47:0];
     if (rst) begin
       \$734  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$735  = counts[66:63];
+    \$735  = counts[31:26];
     if (rst) begin
-      \$735  = 4'h0;
+      \$735  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$736  = \$372 [47:0];
+    \$736  = \$371 [47:0];
     if (rst) begin
       \$736  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$737  = counts[54:49];
+    \$737  = counts[37:32];
     if (rst) begin
       \$737  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$738  = \$374 [47:0];
+    \$738  = \$373 [47:0];
     if (rst) begin
       \$738  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$739  = counts[73:70];
+    \$739  = counts[67:64];
     if (rst) begin
       \$739  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$740  = \$376 [47:0];
+    \$740  = \$375 [47:0];
     if (rst) begin
       \$740  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$741  = counts[77:74];
+    \$741  = counts[54:49];
     if (rst) begin
-      \$741  = 4'h0;
+      \$741  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$742  = \$378 [47:0];
+    \$742  = \$377 [47:0];
     if (rst) begin
       \$742  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$743  = counts[5];
+    \$743  = counts[74:71];
     if (rst) begin
-      \$743  = 1'h0;
+      \$743  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$744  = \$380 [47:0];
+    \$744  = \$379 [47:0];
     if (rst) begin
       \$744  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$745  = counts[22];
+    \$745  = counts[78:75];
     if (rst) begin
-      \$745  = 1'h0;
+      \$745  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$746  = \$382 [47:0];
+    \$746  = \$381 [47:0];
     if (rst) begin
       \$746  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$747  = counts[25];
+    \$747  = counts[5];
     if (rst) begin
       \$747  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$748  = \$384 [47:0];
+    \$748  = \$383 [47:0];
     if (rst) begin
       \$748  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$749  = counts[59];
+    \$749  = counts[22];
     if (rst) begin
       \$749  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$750  = \$386 [47:0];
+    \$750  = \$385 [47:0];
     if (rst) begin
       \$750  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$751  = counts[60];
+    \$751  = counts[25];
     if (rst) begin
       \$751  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$752  = \$388 [47:0];
+    \$752  = \$387 [47:0];
     if (rst) begin
       \$752  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$753  = counts[4];
+    \$753  = counts[60];
     if (rst) begin
       \$753  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$754  = \$390 [47:0];
+    \$754  = \$389 [47:0];
     if (rst) begin
       \$754  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$755  = counts[21:20];
+    \$755  = counts[61];
     if (rst) begin
-      \$755  = 2'h0;
+      \$755  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$756  = \$392 [47:0];
+    \$756  = \$391 [47:0];
     if (rst) begin
       \$756  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$757  = counts[14];
+    \$757  = counts[4];
     if (rst) begin
       \$757  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$758  = \$394 [47:0];
+    \$758  = \$393 [47:0];
     if (rst) begin
       \$758  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$759  = counts[24:23];
+    \$759  = counts[21:20];
     if (rst) begin
       \$759  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$760  = \$396 [47:0];
+    \$760  = \$395 [47:0];
     if (rst) begin
       \$760  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$761  = counts[46];
+    \$761  = counts[14];
     if (rst) begin
       \$761  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$762  = \$398 [47:0];
+    \$762  = \$397 [47:0];
     if (rst) begin
       \$762  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$763  = counts[58];
+    \$763  = counts[24:23];
     if (rst) begin
-      \$763  = 1'h0;
+      \$763  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$764  = \$400 [47:0];
+    \$764  = \$399 [47:0];
     if (rst) begin
       \$764  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$765  = counts[47];
+    \$765  = counts[46];
     if (rst) begin
       \$765  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$766  = \$402 [47:0];
+    \$766  = \$401 [47:0];
     if (rst) begin
       \$766  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$767  = counts[39:38];
+    \$767  = counts[59];
     if (rst) begin
-      \$767  = 2'h0;
+      \$767  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$768  = \$404 [47:0];
+    \$768  = \$403 [47:0];
     if (rst) begin
       \$768  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$769  = counts[41:40];
+    \$769  = counts[47];
     if (rst) begin
-      \$769  = 2'h0;
+      \$769  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$770  = \$406 [47:0];
+    \$770  = \$405 [47:0];
     if (rst) begin
       \$770  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$771  = counts[43:42];
+    \$771  = counts[39:38];
     if (rst) begin
       \$771  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$772  = \$408 [47:0];
+    \$772  = \$407 [47:0];
     if (rst) begin
       \$772  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$773  = counts[45:44];
+    \$773  = counts[41:40];
     if (rst) begin
       \$773  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$774  = \$410 [47:0];
+    \$774  = \$409 [47:0];
     if (rst) begin
       \$774  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$775  = counts[61];
+    \$775  = counts[43:42];
     if (rst) begin
-      \$775  = 1'h0;
+      \$775  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$776  = \$412 [47:0];
+    \$776  = \$411 [47:0];
     if (rst) begin
       \$776  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$777  = counts[62];
+    \$777  = counts[45:44];
     if (rst) begin
-      \$777  = 1'h0;
+      \$777  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$778  = \$414 [47:0];
+    \$778  = \$413 [47:0];
     if (rst) begin
       \$778  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$779  = counts[67];
+    \$779  = counts[62];
     if (rst) begin
       \$779  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$780  = \$416 [47:0];
+    \$780  = \$415 [47:0];
     if (rst) begin
       \$780  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$781  = counts[68];
+    \$781  = counts[63];
     if (rst) begin
       \$781  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$782  = \$418 [47:0];
+    \$782  = \$417 [47:0];
     if (rst) begin
       \$782  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$783  = \$537 ;
+    \$783  = counts[68];
     if (rst) begin
-      \$783  = 13'h0000;
+      \$783  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$784  = \$539 [47:0];
+    \$784  = \$419 [47:0];
     if (rst) begin
       \$784  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$785  = \$658 ;
+    \$785  = counts[69];
     if (rst) begin
-      \$785  = 13'h0000;
+      \$785  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$786  = \$660 [47:0];
+    \$786  = \$421 [47:0];
     if (rst) begin
       \$786  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$787  = counts[93];
+    \$787  = \$539 ;
     if (rst) begin
-      \$787  = 1'h0;
+      \$787  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$788  = \$662 [47:0];
+    \$788  = \$541 [47:0];
     if (rst) begin
       \$788  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$789  = counts[96:94];
+    \$789  = \$660 ;
     if (rst) begin
-      \$789  = 3'h0;
+      \$789  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$790  = \$664 [47:0];
+    \$790  = \$662 [47:0];
     if (rst) begin
       \$790  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$791  = counts[106:102];
+    \$791  = counts[94];
     if (rst) begin
-      \$791  = 5'h00;
+      \$791  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$792  = \$666 [47:0];
+    \$792  = \$664 [47:0];
     if (rst) begin
       \$792  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$793  = counts[97];
+    \$793  = counts[97:95];
     if (rst) begin
-      \$793  = 1'h0;
+      \$793  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$794  = \$668 [47:0];
+    \$794  = \$666 [47:0];
     if (rst) begin
       \$794  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$795  = counts[99:98];
+    \$795  = counts[107:103];
     if (rst) begin
-      \$795  = 2'h0;
+      \$795  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$796  = \$670 [47:0];
+    \$796  = \$668 [47:0];
     if (rst) begin
       \$796  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$797  = counts[101:100];
+    \$797  = counts[98];
     if (rst) begin
-      \$797  = 2'h0;
+      \$797  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$798  = \$672 [47:0];
+    \$798  = \$670 [47:0];
     if (rst) begin
       \$798  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$799  = counts[78];
+    \$799  = counts[100:99];
     if (rst) begin
-      \$799  = 1'h0;
+      \$799  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$800  = \$674 [47:0];
+    \$800  = \$672 [47:0];
     if (rst) begin
       \$800  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$801  = counts[81:79];
+    \$801  = counts[102:101];
     if (rst) begin
-      \$801  = 3'h0;
+      \$801  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$802  = \$676 [47:0];
+    \$802  = \$674 [47:0];
     if (rst) begin
       \$802  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$803  = counts[84:82];
+    \$803  = counts[79];
     if (rst) begin
-      \$803  = 3'h0;
+      \$803  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$804  = \$678 [47:0];
+    \$804  = \$676 [47:0];
     if (rst) begin
       \$804  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$805  = counts[89];
+    \$805  = counts[82:80];
     if (rst) begin
-      \$805  = 1'h0;
+      \$805  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$806  = \$680 [47:0];
+    \$806  = \$678 [47:0];
     if (rst) begin
       \$806  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$807  = counts[85];
+    \$807  = counts[85:83];
     if (rst) begin
-      \$807  = 1'h0;
+      \$807  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$808  = \$682 [47:0];
+    \$808  = \$680 [47:0];
     if (rst) begin
       \$808  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$809  = counts[86];
+    \$809  = counts[90];
     if (rst) begin
       \$809  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$810  = \$684 [47:0];
+    \$810  = \$682 [47:0];
     if (rst) begin
       \$810  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$811  = counts[87];
+    \$811  = counts[86];
     if (rst) begin
       \$811  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$812  = \$686 [47:0];
+    \$812  = \$684 [47:0];
     if (rst) begin
       \$812  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$813  = counts[88];
+    \$813  = counts[87];
     if (rst) begin
       \$813  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$814  = \$688 [47:0];
+    \$814  = \$686 [47:0];
     if (rst) begin
       \$814  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$815  = counts[92:90];
+    \$815  = counts[88];
     if (rst) begin
-      \$815  = 3'h0;
+      \$815  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$816  = \$690 [47:0];
+    \$816  = \$688 [47:0];
     if (rst) begin
       \$816  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$817  = host_read;
+    \$817  = counts[89];
     if (rst) begin
       \$817  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$818  = sel_now;
+    \$818  = \$690 [47:0];
     if (rst) begin
-      \$818  = 4'h0;
+      \$818  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$819  = k_now;
+    \$819  = counts[93:91];
     if (rst) begin
       \$819  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$820  = reg_value;
+    \$820  = \$692 [47:0];
     if (rst) begin
-      \$820  = 32'd0;
+      \$820  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$821  = rd_valid1;
+    \$821  = host_read;
     if (rst) begin
       \$821  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$822  = out_value;
+    \$822  = sel_now;
     if (rst) begin
-      \$822  = 32'd0;
+      \$822  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$823  = { done, stream_out };
+    \$823  = k_now;
     if (rst) begin
-      \$823  = 73'h0000000000000000000;
+      \$823  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$824  = \event ;
-    if (\$691 ) begin
-      \$824  = 1'h1;
-    end else if (\$693 ) begin
-      \$824  = 1'h0;
+    \$824  = reg_value;
+    if (rst) begin
+      \$824  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$825  = rd_valid1;
+    if (rst) begin
+      \$825  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$826  = out_value;
+    if (rst) begin
+      \$826  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$827  = { done, stream_out };
+    if (rst) begin
+      \$827  = 97'h0000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$828  = \event ;
+    if (\$693 ) begin
+      \$828  = 1'h1;
+    end else if (\$695 ) begin
+      \$828  = 1'h0;
     end
     if (rst) begin
-      \$824  = 1'h0;
+      \$828  = 1'h0;
     end
   end
   assign regions__w1__wr_data = host_wdata;
@@ -49052,9 +49296,11 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \stream_in.in_rows  = stream_in[23:0];
   assign \stream_in.res_rows  = stream_in[47:24];
   assign \stream_in.out_taken  = stream_in[71:48];
+  assign \stream_in.w4_chunks  = stream_in[95:72];
   assign \stream_out.in_consumed  = stream_out[23:0];
   assign \stream_out.res_consumed  = stream_out[47:24];
   assign \stream_out.out_rows  = stream_out[71:48];
+  assign \stream_out.w4_consumed  = stream_out[95:72];
   assign \desc.in_channels  = desc[15:0];
   assign \desc.rank  = desc[31:16];
   assign \desc.out_channels  = desc[47:32];
@@ -49080,6 +49326,7 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \desc.res_ring_rows  = desc[243:228];
   assign \desc.out_ring_rows  = desc[259:244];
   assign \desc.pass  = desc[261:260];
+  assign \desc.w4_ring  = desc[277:262];
   assign \stage.kind  = stage[1:0];
   assign \stage.timesteps  = stage[9:2];
   assign \stage.rows  = stage[25:10];
@@ -49158,32 +49405,33 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \counts.c4_busy  = counts[55];
   assign \counts.c4_stall  = counts[56];
   assign \counts.lif_stall  = counts[57];
-  assign \counts.line4_reads  = counts[58];
-  assign \counts.w4_reads  = counts[59];
-  assign \counts.affine_reads  = counts[60];
-  assign \counts.residual_reads  = counts[61];
-  assign \counts.membrane_reads  = counts[62];
-  assign \counts.c4_macs  = counts[66:63];
-  assign \counts.membrane_writes  = counts[67];
-  assign \counts.spikes_writes  = counts[68];
-  assign \counts.lif_busy  = counts[69];
-  assign \counts.lif_updates  = counts[73:70];
-  assign \counts.spikes_out  = counts[77:74];
-  assign \counts.stage_busy  = counts[78];
-  assign \counts.stage_macs  = counts[81:79];
-  assign \counts.wgrad_updates  = counts[84:82];
-  assign \counts.in_reads  = counts[85];
-  assign \counts.grad_reads  = counts[86];
-  assign \counts.weight_reads  = counts[87];
-  assign \counts.grad_writes  = counts[88];
-  assign \counts.wgrad_words  = counts[89];
-  assign \counts.grad_saturations  = counts[92:90];
-  assign \counts.lifg_busy  = counts[93];
-  assign \counts.lifg_updates  = counts[96:94];
-  assign \counts.trace_reads  = counts[97];
-  assign \counts.lifg_grad_reads  = counts[99:98];
-  assign \counts.lifg_grad_writes  = counts[101:100];
-  assign \counts.lifg_saturations  = counts[106:102];
+  assign \counts.c4_w_wait  = counts[58];
+  assign \counts.line4_reads  = counts[59];
+  assign \counts.w4_reads  = counts[60];
+  assign \counts.affine_reads  = counts[61];
+  assign \counts.residual_reads  = counts[62];
+  assign \counts.membrane_reads  = counts[63];
+  assign \counts.c4_macs  = counts[67:64];
+  assign \counts.membrane_writes  = counts[68];
+  assign \counts.spikes_writes  = counts[69];
+  assign \counts.lif_busy  = counts[70];
+  assign \counts.lif_updates  = counts[74:71];
+  assign \counts.spikes_out  = counts[78:75];
+  assign \counts.stage_busy  = counts[79];
+  assign \counts.stage_macs  = counts[82:80];
+  assign \counts.wgrad_updates  = counts[85:83];
+  assign \counts.in_reads  = counts[86];
+  assign \counts.grad_reads  = counts[87];
+  assign \counts.weight_reads  = counts[88];
+  assign \counts.grad_writes  = counts[89];
+  assign \counts.wgrad_words  = counts[90];
+  assign \counts.grad_saturations  = counts[93:91];
+  assign \counts.lifg_busy  = counts[94];
+  assign \counts.lifg_updates  = counts[97:95];
+  assign \counts.trace_reads  = counts[98];
+  assign \counts.lifg_grad_reads  = counts[100:99];
+  assign \counts.lifg_grad_writes  = counts[102:101];
+  assign \counts.lifg_saturations  = counts[107:103];
   assign regions__w1__addr = \$13 [14:0];
   assign \$23  = 1'h1;
   assign regions__w1__wr_en = \$22 ;
@@ -49194,67 +49442,69 @@ module \ttsnn_accel.host (host_wdata, host_write, host_read, clk, rst, regions__
   assign \$45  = 1'h1;
   assign regions__w3__wr_en = \$44 ;
   assign regions__w4__addr = \$46 [14:0];
-  assign \$56  = 1'h1;
-  assign regions__w4__wr_en = \$55 ;
-  assign regions__affine__addr = { 3'h0, \$57 [14:3] };
-  assign regions__spike_in__addr = \$69 [14:0];
-  assign \$73  = host_write;
-  assign \$78  = 1'h1;
-  assign regions__spike_in__wr_en = \$77 ;
-  assign regions__residual__addr = { 1'h0, \$79 [14:1] };
-  assign \$83  = host_write;
-  assign \$89  = \$88 [0];
-  assign regions__membrane__addr = { 1'h0, \$90 [14:1] };
-  assign \$101  = \$100 [0];
-  assign regions__spikes__addr = \$102 [14:0];
-  assign \$112  = 1'h1;
-  assign regions__spikes__wr_en = \$111 ;
-  assign regions__gbuf__addr = { 1'h0, \$113 [14:1] };
-  assign \$124  = \$123 [0];
-  assign regions__gweights__addr = \$125 [14:0];
-  assign \$135  = 1'h1;
-  assign regions__gweights__wr_en = \$134 ;
-  assign regions__trace__addr = \$136 [14:0];
-  assign \$146  = 1'h1;
-  assign regions__trace__wr_en = \$145 ;
-  assign regions__wgrad__addr = { 3'h0, \$147 [14:3] };
+  assign \$50  = host_write;
+  assign \$55  = 1'h1;
+  assign regions__w4__wr_en = \$54 ;
+  assign regions__affine__addr = { 3'h0, \$56 [14:3] };
+  assign regions__spike_in__addr = \$68 [14:0];
+  assign \$72  = host_write;
+  assign \$77  = 1'h1;
+  assign regions__spike_in__wr_en = \$76 ;
+  assign regions__residual__addr = { 1'h0, \$78 [14:1] };
+  assign \$82  = host_write;
+  assign \$88  = \$87 [0];
+  assign regions__membrane__addr = { 1'h0, \$89 [14:1] };
+  assign \$100  = \$99 [0];
+  assign regions__spikes__addr = \$101 [14:0];
+  assign \$111  = 1'h1;
+  assign regions__spikes__wr_en = \$110 ;
+  assign regions__gbuf__addr = { 1'h0, \$112 [14:1] };
+  assign \$123  = \$122 [0];
+  assign regions__gweights__addr = \$124 [14:0];
+  assign \$134  = 1'h1;
+  assign regions__gweights__wr_en = \$133 ;
+  assign regions__trace__addr = \$135 [14:0];
+  assign \$145  = 1'h1;
+  assign regions__trace__wr_en = \$144 ;
+  assign regions__wgrad__addr = { 3'h0, \$146 [14:3] };
   assign \$230  = \$229 ;
-  assign \$425  = 1'h1;
-  assign \$426  = \$424 ;
-  assign \$433  = 1'h1;
-  assign \$434  = \$432 ;
-  assign \$442  = 1'h1;
-  assign \$443  = \$441 ;
-  assign \$451  = 1'h1;
-  assign \$452  = \$450 ;
-  assign \$468  = \$467 ;
-  assign \$469  = 1'h1;
-  assign \$470  = \$467 ;
-  assign \$476  = \$475 ;
-  assign \$497  = 1'h1;
-  assign \$498  = \$496 ;
-  assign \$516  = 1'h1;
-  assign \$517  = \$515 ;
-  assign \$525  = 1'h1;
-  assign \$526  = \$524 ;
-  assign \$546  = 1'h1;
-  assign \$547  = \$545 ;
-  assign \$554  = 1'h1;
-  assign \$555  = \$553 ;
-  assign \$563  = 1'h1;
-  assign \$564  = \$562 ;
-  assign \$572  = 1'h1;
-  assign \$573  = \$571 ;
-  assign \$591  = 1'h1;
-  assign \$592  = \$590 ;
-  assign \$608  = \$607 ;
-  assign \$617  = \$616 ;
-  assign \$618  = 1'h1;
-  assign \$619  = \$616 ;
-  assign \$637  = 1'h1;
-  assign \$638  = \$636 ;
-  assign \$646  = 1'h1;
-  assign \$647  = \$645 ;
+  assign \$428  = 1'h1;
+  assign \$429  = \$427 ;
+  assign \$436  = 1'h1;
+  assign \$437  = \$435 ;
+  assign \$445  = 1'h1;
+  assign \$446  = \$444 ;
+  assign \$452  = \$451 ;
+  assign \$453  = 1'h1;
+  assign \$454  = \$451 ;
+  assign \$470  = \$469 ;
+  assign \$471  = 1'h1;
+  assign \$472  = \$469 ;
+  assign \$478  = \$477 ;
+  assign \$499  = 1'h1;
+  assign \$500  = \$498 ;
+  assign \$518  = 1'h1;
+  assign \$519  = \$517 ;
+  assign \$527  = 1'h1;
+  assign \$528  = \$526 ;
+  assign \$548  = 1'h1;
+  assign \$549  = \$547 ;
+  assign \$556  = 1'h1;
+  assign \$557  = \$555 ;
+  assign \$565  = 1'h1;
+  assign \$566  = \$564 ;
+  assign \$574  = 1'h1;
+  assign \$575  = \$573 ;
+  assign \$593  = 1'h1;
+  assign \$594  = \$592 ;
+  assign \$610  = \$609 ;
+  assign \$619  = \$618 ;
+  assign \$620  = 1'h1;
+  assign \$621  = \$618 ;
+  assign \$639  = 1'h1;
+  assign \$640  = \$638 ;
+  assign \$648  = 1'h1;
+  assign \$649  = \$647 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -49263,7 +49513,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
 , \wr__data$177 , e4_membrane_out__addr, e4_spikes__addr, bw_grad_a__en, bw_grad_a__addr, bw_grad_b__en, bw_grad_b__addr, bw_grad_w__en, bw_grad_w__addr, bw_grad_w__data, \port__en$131 , \port__en$137 , bw_trace__addr, \port__en$143 , bw_grad_w2__en, bw_grad_w2__addr, bw_grad_w2__data, host__w1__addr, host__w1__rd_en, \wr__en$179 , host__w2__addr
 , host__w2__rd_en, \wr__en$185 , host__w3__addr, host__w3__rd_en, \wr__en$191 , host__w4__addr, host__w4__rd_en, \wr__en$197 , host__affine__addr, host__affine__rd_en, \wr__en$203 , host__spike_in__addr, host__spike_in__rd_en, \wr__en$209 , host__residual__addr, \wr__en$215 , host__membrane__addr, \port__en$221 , host__spikes__addr, \port__en$227 , host__gbuf__addr
 , host__gbuf__rd_en, host__gbuf__wr_en, host__gweights__addr, \wr__en$233 , host__trace__addr, \wr__en$239 , host__gbuf__rd_data, bw_grad_b__data, bw_grad_a__data, e1_w1__data, e23_w2__data, e23_w3__data, e4_w4__data, e4_affine__data, bw_affine__data, e1_spike_in__data, e23_line1_a__data, e23_line1_b__data, e23_line1_c__data, e23_row2_b__data, e23_row2_c__data
-, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$16383$0 , \port$16393$0 , \port$16403$0 , \port$16413$0 , bw_weights__addr, \port$16644$0 , \port$17242$0 , \wr__data$182 );
+, e4_line4__data, e4_residual__data, e4_membrane_in__data, host__membrane__rd_data, host__spikes__rd_data, bw_weights__data, bw_trace__data, busy, wr__en, e1_w1__addr, e4_affine__addr, \wr__en$167 , \port$16454$0 , \port$16464$0 , \port$16474$0 , \port$16484$0 , bw_weights__addr, \port$16715$0 , \port$17313$0 , \wr__data$182 );
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -49571,18 +49821,18 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   wire host__w4__rd_en;
   wire [31:0] host__w4__wr_data;
   wire host__w4__wr_en;
-  input [15:0] \port$16383$0 ;
-  wire [15:0] \port$16383$0 ;
-  input [15:0] \port$16393$0 ;
-  wire [15:0] \port$16393$0 ;
-  input [15:0] \port$16403$0 ;
-  wire [15:0] \port$16403$0 ;
-  input [15:0] \port$16413$0 ;
-  wire [15:0] \port$16413$0 ;
-  input [15:0] \port$16644$0 ;
-  wire [15:0] \port$16644$0 ;
-  input [159:0] \port$17242$0 ;
-  wire [159:0] \port$17242$0 ;
+  input [15:0] \port$16454$0 ;
+  wire [15:0] \port$16454$0 ;
+  input [15:0] \port$16464$0 ;
+  wire [15:0] \port$16464$0 ;
+  input [15:0] \port$16474$0 ;
+  wire [15:0] \port$16474$0 ;
+  input [15:0] \port$16484$0 ;
+  wire [15:0] \port$16484$0 ;
+  input [15:0] \port$16715$0 ;
+  wire [15:0] \port$16715$0 ;
+  input [159:0] \port$17313$0 ;
+  wire [159:0] \port$17313$0 ;
   input [7:0] \port$2206$0 ;
   wire [7:0] \port$2206$0 ;
   input [7:0] \port$2246$0 ;
@@ -49742,13 +49992,13 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$203 )
-      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$17242$0  };
+      mem_affine[host__affine__addr[2:0]] <= { \wr__data$182 , \port$17313$0  };
   end
   reg [191:0] _0_;
   reg [191:0] _1_;
   always @(posedge clk) begin
     if (\port__en$143 ) begin
-      _0_ <= mem_affine[\port$16644$0 [2:0]];
+      _0_ <= mem_affine[\port$16715$0 [2:0]];
     end
     if (\port__en$75 ) begin
       _1_ <= mem_affine[\$77 [2:0]];
@@ -56360,7 +56610,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$167 )
-      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$16413$0 , \port$16403$0 , \port$16393$0 , \port$16383$0  };
+      mem_membrane[e4_membrane_out__addr[8:0]] <= { \port$16484$0 , \port$16474$0 , \port$16464$0 , \port$16454$0  };
   end
   reg [63:0] _9_;
   reg [63:0] _10_;
@@ -56635,7 +56885,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   end
   always @(posedge clk) begin
     if (\wr__en$215 )
-      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$17242$0 [31:0] };
+      mem_residual[host__residual__addr[7:0]] <= { \wr__data$182 , \port$17313$0 [31:0] };
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
@@ -59026,7 +59276,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$24  = 64'h0000000000000000;
     if (\$44 ) begin
-      \$signature__data$24  = { \wr__data$182 , \port$17242$0 [31:0] };
+      \$signature__data$24  = { \wr__data$182 , \port$17313$0 [31:0] };
     end
     if (\$55 ) begin
       \$signature__data$24  = bw_grad_w2__data;
@@ -59065,7 +59315,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$signature__data$28  = 64'h0000000000000000;
     if (\$50 ) begin
-      \$signature__data$28  = { \wr__data$182 , \port$17242$0 [31:0] };
+      \$signature__data$28  = { \wr__data$182 , \port$17313$0 [31:0] };
     end
     if (\$60 ) begin
       \$signature__data$28  = bw_grad_w2__data;
@@ -59074,7 +59324,7 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
       \$signature__data$28  = bw_grad_w__data;
     end
   end
-  assign host__gbuf__wr_data = { \wr__data$182 , \port$17242$0 [31:0] };
+  assign host__gbuf__wr_data = { \wr__data$182 , \port$17313$0 [31:0] };
   assign port__addr = \$72 [7:0];
   assign port__data = e1_spike_in__data;
   assign \port__addr$46  = \$73 [5:0];
@@ -59118,8 +59368,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign \port__addr$139  = bw_trace__addr[9:0];
   assign \port__data$142  = bw_trace__data;
   assign bw_affine__en = \port__en$143 ;
-  assign \port__addr$145  = \port$16644$0 [2:0];
-  assign bw_affine__addr = { 4'h0, \port$16644$0  };
+  assign \port__addr$145  = \port$16715$0 [2:0];
+  assign bw_affine__addr = { 4'h0, \port$16715$0  };
   assign \port__data$148  = bw_affine__data;
   assign e1_line1__en = wr__en;
   assign wr__addr = e1_line1__addr[8:0];
@@ -59134,8 +59384,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign e23_line4__data = \wr__data$165 ;
   assign e4_membrane_out__en = \wr__en$167 ;
   assign \wr__addr$169  = e4_membrane_out__addr[8:0];
-  assign \wr__data$171  = { \port$16413$0 , \port$16403$0 , \port$16393$0 , \port$16383$0  };
-  assign e4_membrane_out__data = { \port$16413$0 , \port$16403$0 , \port$16393$0 , \port$16383$0  };
+  assign \wr__data$171  = { \port$16484$0 , \port$16474$0 , \port$16464$0 , \port$16454$0  };
+  assign e4_membrane_out__data = { \port$16484$0 , \port$16474$0 , \port$16464$0 , \port$16454$0  };
   assign \wr__en$173  = \wr__en$167 ;
   assign e4_spikes__en = \wr__en$167 ;
   assign \wr__addr$175  = e4_spikes__addr[8:0];
@@ -59161,8 +59411,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__w4__rd_data = e4_w4__data;
   assign host__affine__wr_en = \wr__en$203 ;
   assign \wr__addr$205  = host__affine__addr[2:0];
-  assign \wr__data$206  = { \wr__data$182 , \port$17242$0  };
-  assign host__affine__wr_data = { \wr__data$182 , \port$17242$0  };
+  assign \wr__data$206  = { \wr__data$182 , \port$17313$0  };
+  assign host__affine__wr_data = { \wr__data$182 , \port$17313$0  };
   assign host__affine__rd_data = e4_affine__data;
   assign host__spike_in__wr_en = \wr__en$209 ;
   assign \wr__addr$211  = host__spike_in__addr[7:0];
@@ -59171,8 +59421,8 @@ module \ttsnn_accel.memories (clk, rst, e1_spike_in__en, e1_spike_in__addr, e1_w
   assign host__spike_in__rd_data = e1_spike_in__data;
   assign host__residual__wr_en = \wr__en$215 ;
   assign \wr__addr$217  = host__residual__addr[7:0];
-  assign \wr__data$219  = { \wr__data$182 , \port$17242$0 [31:0] };
-  assign host__residual__wr_data = { \wr__data$182 , \port$17242$0 [31:0] };
+  assign \wr__data$219  = { \wr__data$182 , \port$17313$0 [31:0] };
+  assign host__residual__wr_data = { \wr__data$182 , \port$17313$0 [31:0] };
   assign host__membrane__rd_en = \port__en$221 ;
   assign \port__addr$223  = host__membrane__addr[8:0];
   assign \port__data$226  = host__membrane__rd_data;
