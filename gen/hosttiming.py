@@ -76,6 +76,8 @@ class HostTraffic:
     counter_reads: int
     rings: tuple[tuple[str, int], ...]
     w4_chunks: tuple[int, ...] = ()     # a streamed G4: the beats of each chunk
+    w2_chunks: tuple[int, ...] = ()     # streamed G2/G3: the beats of each chunk
+    w3_chunks: tuple[int, ...] = ()
 
 
 def traffic_of_program(prog, hmap) -> HostTraffic:
@@ -85,7 +87,8 @@ def traffic_of_program(prog, hmap) -> HostTraffic:
     return HostTraffic(len(prog.setup), last, tuple(len(r) for r in prog.in_rows),
                        tuple(len(r) for r in prog.res_rows), tuple(len(r) for r in prog.out_rows),
                        len(prog.counter_reads), tuple(sorted(prog.rings.items())),
-                       tuple(len(c) for c in prog.w4_chunks))
+                       tuple(len(c) for c in prog.w4_chunks), tuple(len(c) for c in prog.w2_chunks),
+                       tuple(len(c) for c in prog.w3_chunks))
 
 
 @lru_cache(maxsize=1)
@@ -109,7 +112,8 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
     g = TileGeometry.of_shape(cfg, s)
     n_desc = len(DESCRIPTOR_FIELDS)
     resident_w4 = 0 if s.w4_ring else g.go * s.rank * sub["w4"]
-    weights = (s.rank * g.ncc * sub["w1"] + g.ng * g.ns * (sub["w2"] + sub["w3"])
+    resident_w23 = 0 if s.w23_ring else g.ng * g.ns * (sub["w2"] + sub["w3"])
+    weights = (s.rank * g.ncc * sub["w1"] + resident_w23
                + resident_w4 + g.go * sub["affine"]) if load_weights else 0
     row_in = len(input_pixel_order(s.width, s.zero_halo)) * g.cw * sub["spike_in"]
     n_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
@@ -117,11 +121,16 @@ def shape_traffic(cfg: HardwareConfig, s: TileShape, load_weights: bool = True,
     rings = drv.ring_rows(g, s.order)
     if s.w4_ring:
         rings["w4"] = s.w4_ring
-    return HostTraffic(1 + n_desc + 3 + bool(s.w4_ring) + weights, n_desc, (row_in,) * n_in,
+    n_chunks23 = s.height * sum(1 for t in range(s.timesteps) if s.full(t)) * g.ng if s.w23_ring else 0
+    if s.w23_ring:
+        rings["w23"] = s.w23_ring
+    return HostTraffic(1 + n_desc + 3 + bool(s.w4_ring) + 2 * bool(s.w23_ring) + weights, n_desc,
+                       (row_in,) * n_in,
                        (g.out_row_words * sub["residual"],) * n_out if s.residual else (),
                        (g.out_row_words * (sub["membrane"] + sub["spikes"]),) * n_out,
                        2 * len(drv.map.counters) if read_counters else 0, tuple(sorted(rings.items())),
-                       (s.rank * sub["w4"],) * (n_out * g.go) if s.w4_ring else ())
+                       (s.rank * sub["w4"],) * (n_out * g.go) if s.w4_ring else (),
+                       (g.ns * sub["w2"],) * n_chunks23, (g.ns * sub["w3"],) * n_chunks23)
 
 
 _DRIVERS: dict[int, object] = {}
@@ -138,7 +147,7 @@ def _driver(cfg):
 class _Registers:
     """Names of the streaming registers as :func:`gen.driver.run_tile` addresses them."""
     NAMES = ("ctrl", "status", "in_rows", "res_rows", "out_taken", "in_consumed", "res_consumed", "out_rows",
-             "w4_chunks", "w4_consumed")
+             "w4_chunks", "w4_consumed", "w2_chunks", "w2_consumed", "w3_chunks", "w3_consumed")
 
     def __init__(self):
         self.addr = {n: -10 - i for i, n in enumerate(self.NAMES)}
@@ -161,7 +170,8 @@ class ModelBus:
         self.last_desc = -1
         self.latency = geometry_latency()
         # bus cycle each count is seen
-        self.visible = {"in_rows": [], "res_rows": [], "out_taken": [], "w4_chunks": []}
+        self.visible = {"in_rows": [], "res_rows": [], "out_taken": [], "w4_chunks": [], "w2_chunks": [],
+                        "w3_chunks": []}
         self.last_status = None
         self.tables = tables = _engine_tables(cfg, s, c1_lens)
         # the zero-skipping engine counts a row consumed at its last step, one cycle after its
@@ -218,6 +228,29 @@ class ModelBus:
             return _latest(host, self._seen("w4_chunks", u)) if streamed else host
 
         self.c1.ready, self.c4.ready = ready1, ready4
+        self.base23, self.base3 = {}, {}
+        if s.w23_ring:
+            self._chunk_dependencies()
+
+    def _chunk_dependencies(self) -> None:
+        """Streamed G2/G3: each MAC group of the clusters-2/3 engines waits for its chunk after
+        its own conditions (``c2_w_wait``, ``c3_w_wait``): cluster 2 for G2's, and for G3's
+        while cluster 3 runs in lock step (PTT, HTT); STT's cluster-3 engine for G3's."""
+        stt = self.s.mode == "stt"
+        for name, regs, base in (("cluster23", ("w2_chunks",) if stt else ("w2_chunks", "w3_chunks"), self.base23),
+                                 ("stt_cluster3", ("w3_chunks",), self.base3)):
+            table = self.tables.get(name)
+            if table is None:
+                continue
+
+            def ready(u, table=table, regs=regs, base=base, own=table.ready):
+                t0 = own(u)
+                if t0 is None:
+                    return None
+                base[u] = t0
+                m = table.chunk_of[u]
+                return t0 if m is None else _latest(t0, *(self._seen(r, m) for r in regs))
+            table.ready = ready
 
     # ---- what the host reads -----------------------------------------------------------------
     def _advance(self) -> None:
@@ -238,7 +271,13 @@ class ModelBus:
         res = [c4.last(u) + 1 for u in ends] if self.s.residual else []
         out = [c4.last(u) + E4_WRITE_LATENCY + 1 for u in ends]
         w4c = [c4.last(u) + 1 for u in range(len(c4.starts))] if self.s.w4_ring else []
-        return inc, res, out, w4c
+        w2c = w3c = []
+        if self.s.w23_ring:
+            c23 = self.tables["cluster23"]
+            w2c = [c23.last(u) + 1 for u in range(len(c23.starts)) if c23.chunk_of[u] is not None]
+            c3 = self.tables.get("stt_cluster3")
+            w3c = w2c if c3 is None else [c3.last(u) + 1 for u in range(len(c3.starts))]
+        return inc, res, out, w4c, w2c, w3c
 
     def _done_cycle(self) -> int | None:
         """Engine cycle from which ``done`` is seen high (None: not known yet)."""
@@ -249,19 +288,19 @@ class ModelBus:
 
     def _value(self, name: str, bus_cycle: int) -> int:
         t = bus_cycle - self.origin
-        inc, res, out, w4c = self._progress_times()
+        inc, res, out, w4c, w2c, w3c = self._progress_times()
         if name == "status":
             done = self._done_cycle()
             return (1 if t >= 0 else 0) | (2 if done is not None and t >= done else 0)
         if name in self.visible:
             return self._count(self.visible[name], bus_cycle)
         return self._count({"in_consumed": inc, "res_consumed": res, "out_rows": out,
-                            "w4_consumed": w4c}[name], t)
+                            "w4_consumed": w4c, "w2_consumed": w2c, "w3_consumed": w3c}[name], t)
 
     def _changes(self) -> list[int]:
         """Engine cycles at which the ``event`` line sees a change (sorted)."""
-        inc, res, out, w4c = self._progress_times()
-        ch = set(inc) | set(res) | set(out) | set(w4c)
+        inc, res, out, w4c, w2c, w3c = self._progress_times()
+        ch = set(inc) | set(res) | set(out) | set(w4c) | set(w2c) | set(w3c)
         done = self._done_cycle()
         if done is not None:
             ch.add(done)
@@ -324,6 +363,8 @@ class _Program:
         self.start = (a["ctrl"], 1)
         self.in_rows = [[(_REGION, 0)] * n for n in tr.in_rows]
         self.w4_chunks = [[(_REGION, 0)] * n for n in tr.w4_chunks]
+        self.w2_chunks = [[(_REGION, 0)] * n for n in tr.w2_chunks]
+        self.w3_chunks = [[(_REGION, 0)] * n for n in tr.w3_chunks]
         self.res_rows = [[(_REGION, 0)] * n for n in tr.res_rows]
         self.out_rows = [[_REGION] * n for n in tr.out_rows]
         self.counter_reads = [_REGION] * tr.counter_reads
@@ -374,7 +415,7 @@ def _timing_counters(s: TileShape, tables, bus: ModelBus) -> dict[str, int]:
     in_wait = sum(c1.starts[i] - bus.base1[i] for i in range(len(c1.rows)))
     lif = sum(bus.host4[u] - bus.base4[u] for u in range(len(c4.rows)))
     w4_wait = sum(c4.starts[u] - bus.host4[u] for u in range(len(c4.rows)))
-    out = timing_counters(s, tables, in_wait, lif, w4_wait)
+    out = timing_counters(s, tables, in_wait, lif, w4_wait, bus.base23 or None, bus.base3 or None)
     out["c1_stall"] += bus.c1_step_lag        # the zero-skipping engine's first-word fetch
     out["host_span"] = bus.now
     out["host_setup"] = bus.origin

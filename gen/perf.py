@@ -121,12 +121,13 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
                                               residual=residual, mode=mode, schedule=sched,
                                               spike_density=density if skipping else None)
     totals: dict[str, int] = {}
-    host = dict.fromkeys(("cycles", "c1_in_wait", "lif_stall", "c4_w_wait", "host_span"), 0)
+    host = dict.fromkeys(("cycles", "c1_in_wait", "lif_stall", "c4_w_wait", "c2_w_wait", "c3_w_wait",
+                          "host_span"), 0)
     cache: dict[TileShape, dict[str, int]] = {}
     host_cache: dict[tuple[TileShape, bool], dict[str, int]] = {}
     for t in plan:
         shape = TileShape(cin, rank, t.out_channels, t.height, t.width, timesteps, mode, sched, pool,
-                          residual, t.zero_halo, t.pack, t.order, t.w4_ring)
+                          residual, t.zero_halo, t.pack, t.order, t.w4_ring, t.w23_ring)
         # the zero-skipping cluster 1's rows: expected lengths at ``density`` (floats)
         lens = expected_row_lens(tcfg, shape, density) if skipping else None
         if shape not in cache:
@@ -168,7 +169,8 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
         "host_ratio": host["host_span"] / ideal["bound"],
         "host_stall": host["cycles"] - cycles, "host_outside": host["host_span"] - host["cycles"],
         "host_c1_in_wait": host["c1_in_wait"], "host_lif_stall": host["lif_stall"],
-        "host_c4_w_wait": host["c4_w_wait"], "g4_streamed": any(t.w4_ring for t in plan),
+        "host_c4_w_wait": host["c4_w_wait"], "host_w_wait": host["c4_w_wait"] + host["c2_w_wait"] + host["c3_w_wait"],
+        "streamed": ("w2", "w3") * any(t.w23_ring for t in plan) + ("w4",) * any(t.w4_ring for t in plan),
         "utilisation": {k.replace("_ops", ""): v / (p * cycles) for k, v in ideal.items() if k.endswith("_ops")},
         **streaming_need(cfg, rank, cin, cout, h, sched, mode, totals),
         **{k: v for k, v in totals.items() if k != "cycles"},
@@ -300,12 +302,14 @@ def plot_report(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
 
 
 def _fits_text(row: Mapping[str, Any]) -> str:
-    """The ``fits`` column: ``yes`` (every core resident), ``G4s`` (fits with G4 streamed
-    through its ring, ``w4_ring``), ``NO`` (timed on a copy with a weight buffer large
-    enough)."""
+    """The ``fits`` column: ``yes`` (every core resident), ``S`` and the streamed cores'
+    numbers (it fits with those cores streamed through their rings: ``S4`` G4, ``S234``
+    G2, G3 and G4; ``w23_ring``, ``w4_ring``), ``NO`` (timed on a copy with a weight buffer
+    large enough)."""
     if not row["fits_weight_buffer"]:
         return "NO"
-    return "G4s" if row.get("g4_streamed") else "yes"
+    streamed = sorted({n[1] for n in row.get("streamed", ())})
+    return "S" + "".join(streamed) if streamed else "yes"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -343,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     hdr = (f"{'network':<21} {'mode':<4} {'layer':<17} {'Cin':>4} {'r':>4} {'Cout':>4} {'HxW':>6} "
            f"{'tiles':>5} {'Pk':>3} {'order':>8} {'cycles':>9} {'bound':>9} {'ratio':>6} {'busiest':>9} "
            f"{'halo':>7} {'padding':>8} {'pipeline':>8} {'fits':>4} {'host cyc':>9} {'h.ratio':>7} "
-           f"{'in_wait':>8} {'lif_stl':>8} {'w4_wait':>8} {'outside':>8}")
+           f"{'in_wait':>8} {'lif_stl':>8} {'w_wait':>8} {'outside':>8}")
     print(f"host port: widths.host_data = {cfg.widths.host_data} bits per cycle at {cfg.clock_mhz:g} MHz "
           f"({cfg.widths.host_data // 8 * cfg.clock_mhz / 1000:.1f} GB/s), configuration {cfg.name!r}; "
           f"'cycles' with a host that keeps up, 'host cyc' with the host on that port")
@@ -355,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{1 << r['pack']:>3} {r['order']:>8} {r['cycles']:>9.0f} {r['bound']:>9.0f} {r['ratio']:>6.3f} "
               f"{r['busiest_cluster']:>9} {r['halo']:>7.0f} {r['padding']:>8.0f} {r['pipeline']:>8.0f} "
               f"{_fits_text(r):>4} {r['host_cycles']:>9.0f} {r['host_ratio']:>7.3f} "
-              f"{r['host_c1_in_wait']:>8.0f} {r['host_lif_stall']:>8.0f} {r['host_c4_w_wait']:>8.0f} "
+              f"{r['host_c1_in_wait']:>8.0f} {r['host_lif_stall']:>8.0f} {r['host_w_wait']:>8.0f} "
               f"{r['host_outside']:>8.0f}")
     print()
     refused = [r for r in rows if not r["fits_weight_buffer"]]

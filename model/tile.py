@@ -88,7 +88,7 @@ def tile_shape(tile, mode: str, schedule: Sequence[bool] | None = None,
     return TileShape(vals["in_channels"], vals["rank"], vals["out_channels"], vals["height"],
                      vals["width"], t, mode, _schedule(mode, schedule, t), pool, bool(residual), zh,
                      int(getattr(tile, "pack", 0)), int(getattr(tile, "order", 0)),
-                     int(getattr(tile, "w4_ring", 0)))
+                     int(getattr(tile, "w4_ring", 0)), int(getattr(tile, "w23_ring", 0)))
 
 
 def computed_pixels(s: TileShape) -> tuple[int, int]:
@@ -126,8 +126,9 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
     ``affine``: ``GO``), the input rows it streams (one per window row inside the layer and
     timestep, ``N1``-pixel rows of ``CW`` words), the residual rows (``T*Ho`` rows of
     ``Wo*GO`` words) and the output rows it reads (membranes and spikes, ``T*Ho`` rows each).
-    A streamed G4 (``s.w4_ring``) moves ``GO*r`` words per output row, whether or not the
-    tile loads its other cores."""
+    A streamed G4 (``s.w4_ring``) moves ``GO*r`` words per output row, streamed G2/G3
+    (``s.w23_ring``) ``ng*NS`` words each per MAC row, whether or not the tile loads its other
+    cores."""
     g = TileGeometry.of_shape(cfg, s)
     sub = _subwords(cfg)
     out: dict[str, tuple[int, int]] = {}
@@ -139,6 +140,10 @@ def host_regions(cfg: HardwareConfig, s: TileShape, load_weights: bool = True
         out["affine"] = (g.go, sub["affine"])
     if s.w4_ring:
         out["w4"] = (s.timesteps * g.ho * g.go * s.rank, sub["w4"])
+    if s.w23_ring:       # streamed G2/G3: each MAC row's ng chunks of NS words
+        mac_rows = s.height * sum(1 for t in range(s.timesteps) if s.full(t))
+        out["w2"] = (mac_rows * g.ng * g.ns, sub["w2"])
+        out["w3"] = (mac_rows * g.ng * g.ns, sub["w3"])
     rows_in = len(input_row_order(s.height, s.timesteps, s.zero_halo, s.order))
     out["spike_in"] = (rows_in * g.in_row_words, sub["spike_in"])
     rows_out = s.timesteps * g.ho

@@ -20,15 +20,20 @@ from tests.cosim.test_cosim_layers import _check_all_model_counters, _check_host
 SMALL_STREAM_G4 = "small_stream_g4"
 
 
-def small_stream_g4(tmp_path, paper_arrangement: bool = False):
+def small_stream_g4(tmp_path, paper_arrangement: bool = False, g23: bool = False):
     """The small configuration with ``limits.max_pointwise_weights = 64`` (G1 and G4 regions
-    of 16 words) and a 1 KB weight buffer, as a TOML file of its own name."""
+    of 16 words) and a 1 KB weight buffer, as a TOML file of its own name; ``g23``: also
+    ``limits.max_rank = 4`` (G2/G3 regions of 12 words, a 512-byte weight buffer), so that
+    ranks 5-8 stream G2/G3."""
     text = (CONFIG_DIR / "small.toml").read_text()
-    old = ("max_pointwise_weights = 256", "[buffers.weight]\nbytes = 2048", 'name = "small"')
+    old = ("max_pointwise_weights = 256", "[buffers.weight]\nbytes = 2048", 'name = "small"', "max_rank = 8")
     assert all(o in text for o in old)
-    name = SMALL_STREAM_G4 + ("_paper" if paper_arrangement else "")
+    name = SMALL_STREAM_G4 + ("_g23" if g23 else "") + ("_paper" if paper_arrangement else "")
     text = (text.replace(old[0], "max_pointwise_weights = 64")
-            .replace(old[1], "[buffers.weight]\nbytes = 1024").replace(old[2], f'name = "{name}"'))
+            .replace(old[1], f"[buffers.weight]\nbytes = {512 if g23 else 1024}")
+            .replace(old[2], f'name = "{name}"'))
+    if g23:
+        text = text.replace(old[3], "max_rank = 4")
     if paper_arrangement:
         text = text.replace('stt_chain = "pipelined"', 'stt_chain = "sequential"\ncluster1 = "zero_skip"')
     path = tmp_path / f"{name}.toml"
@@ -36,7 +41,7 @@ def small_stream_g4(tmp_path, paper_arrangement: bool = False):
     return load_config(path)
 
 
-def streamed_cases(cfg, seed: int = 0) -> list[LayerCase]:
+def streamed_cases(cfg, seed: int = 0, g23: bool = False) -> list[LayerCase]:
     rng = np.random.default_rng(seed)
     wd = cfg.widths
     cases = []
@@ -49,6 +54,12 @@ def streamed_cases(cfg, seed: int = 0) -> list[LayerCase]:
         q = calibrate(q, x, res, wd, rng)
         cases.append(LayerCase(name, q, x, res, None, None, order, ring_limit))
 
+    if g23:      # ranks above max_rank 4: G2/G3 streamed (and G4 where it exceeds 16 words)
+        add("ptt-T2-g234-pool-residual", "ptt", 8, 6, 12, 2, 4, 6, pool=True, residual=True)
+        add("stt-T3-g23-tiles", "stt", 6, 5, 8, 3, 10, 5, order=0)
+        add("htt-T4-g234-capped", "htt", 7, 7, 12, 4, 4, 4, residual=True, ring_limit=1, order=1,
+            schedule=(True, False, True, False))
+        return cases
     add("ptt-T2-g4-ring4-pool-residual", "ptt", 8, 4, 24, 2, 4, 6, pool=True, residual=True)
     add("stt-T3-g4-ring3-tiles", "stt", 6, 5, 20, 3, 10, 5, order=0)
     add("htt-T4-g4-ring2-capped", "htt", 7, 7, 16, 4, 4, 4, residual=True, ring_limit=1, order=1,
@@ -57,19 +68,24 @@ def streamed_cases(cfg, seed: int = 0) -> list[LayerCase]:
 
 
 @pytest.mark.cosim
-@pytest.mark.parametrize("paper_arr", [False, True], ids=["ours", "paper-arrangement"])
-def test_streamed_g4_is_bit_exact(tmp_path, paper_arr):
-    cfg = small_stream_g4(tmp_path, paper_arr)
+@pytest.mark.parametrize("paper_arr,g23", [(False, False), (True, False), (True, True)],
+                         ids=["ours-g4", "paper-arrangement-g4", "paper-arrangement-g234"])
+def test_streamed_cores_are_bit_exact(tmp_path, paper_arr, g23):
+    cfg = small_stream_g4(tmp_path, paper_arr, g23)
     target = RtlTarget.for_config(cfg)
     assert target.config.regions["w4"].depth == 16
-    cases = streamed_cases(target.config)
+    cases = streamed_cases(target.config, g23=g23)
     results = run_cases(target, cases, workdir=tmp_path / "run")
     assert len(results) == len(cases)
     _check_results(results, target.config)
-    for r in results:     # every tile streams G4 through a ring of as many chunks as w4 holds
-        assert {t.w4_ring for t in r.plan} == {w4_ring_chunks(target.config, r.case.qlayer.rank)}
+    for r in results:     # every tile streams its cores through rings of as many chunks as fit
+        q = r.case.qlayer
+        g4 = -(-q.out_channels // target.config.lanes) * q.rank > 16
+        assert {t.w4_ring for t in r.plan} == {w4_ring_chunks(target.config, q.rank) if g4 else 0}
+        assert all(bool(t.w23_ring) == g23 for t in r.plan)
     assert any(r.tiles > 1 for r in results)
-    assert any(r.counters["c4_w_wait"] > 0 for r in results), "no case waited for a G4 chunk"
+    waits = ("c2_w_wait", "c3_w_wait") if g23 else ("c4_w_wait",)
+    assert any(r.counters[w] > 0 for r in results for w in waits), "no case waited for a chunk"
     _check_host_timing(results, target.config, need_waits=False)
     _check_all_model_counters(results, target.config)
 

@@ -1,6 +1,6 @@
-"""Streamed G4 (descriptor ``w4_ring``, docs/host_interface.md): a configuration whose ``w4``
-region is smaller than the layer's G4, so the planner streams the core through a ring of
-``r``-word chunks that the host refills while the tile runs. Whole accelerator tiles in
+"""Streamed G4 (descriptor ``w4_ring``) and G2/G3 (``w23_ring``), docs/host_interface.md:
+configurations whose ``w4`` (``w2``/``w3``) regions are smaller than the layer's cores, so the
+planner streams them through rings of chunks that the host refills while the tile runs. Whole accelerator tiles in
 amaranth.sim: outputs equal the golden layer, every counter equals the cycle model's
 (:func:`gen.cyclemodel.tile_counters`), and with the host at the port's rate every timing
 counter (``c4_w_wait`` included) and the host's bus cycles equal
@@ -25,17 +25,21 @@ from tests.gen.test_host_timing import CountingBus
 from tests.gen.test_top import TIMING, make_layer
 
 
-def small_w4(host_data: int = 32, paper_arrangement: bool = False):
+def small_w4(host_data: int = 32, paper_arrangement: bool = False, max_rank: int | None = None):
     """The small configuration with G1/G4 regions of 16 words (64 weights): a G4 of more
-    than 16 words (r x ceil(Cout/4)) does not fit and is streamed."""
+    than 16 words (r x ceil(Cout/4)) does not fit and is streamed. ``max_rank = 4``: G2/G3
+    regions of 12 words too (a rank above 4 streams G2/G3)."""
     d = load_config("small").to_dict()
     d["limits"]["max_pointwise_weights"] = 64
     d["buffers"]["weight"]["bytes"] = 1024
+    if max_rank is not None:
+        d["limits"]["max_rank"] = max_rank
+        d["buffers"]["weight"]["bytes"] = 512
     d["widths"]["host_data"] = host_data
     if paper_arrangement:
         d["arrangement"] = {"stt_chain": "sequential", "cluster1": "zero_skip"}
     return config_from_dict(d, source=f"small with 16-word w4, host_data={host_data}, "
-                                      f"paper_arrangement={paper_arrangement}")
+                                      f"paper_arrangement={paper_arrangement}, max_rank={max_rank}")
 
 
 def run(cfg, q, x, resid, ring_limit):
@@ -99,20 +103,26 @@ def test_keeps_up_timing_is_the_resident_one():
     assert tile_timing(cfg, s) == tile_timing(big, replace(s, w4_ring=0))
 
 
-CASES = [  # host bits, input ring rows, mode, pool, residual, rank, paper arrangement
+CASES = [  # host bits, input ring rows, mode, pool, residual, rank, paper arrangement, max_rank
     # (the chunks hold cluster 4 up in the 64-bit STT and 32-bit HTT cases)
-    (32, 1, "ptt", True, True, 4, False),
-    (64, None, "stt", False, False, 5, False),
-    (32, 2, "htt", False, True, 4, True),
-    (128, 1, "stt", True, False, 5, True),
+    (32, 1, "ptt", True, True, 4, False, None),
+    (64, None, "stt", False, False, 5, False, None),
+    (32, 2, "htt", False, True, 4, True, None),
+    (128, 1, "stt", True, False, 5, True, None),
+    # G2/G3 streamed too (rank 6 > max_rank 4)
+    (32, None, "ptt", False, True, 6, False, 4),
+    (64, 1, "stt", True, False, 6, False, 4),
+    (32, 2, "htt", False, False, 5, True, 4),
+    (128, None, "stt", False, True, 6, True, 4),
 ]
 
 
-@pytest.mark.parametrize("host_data,ring,mode,pool,residual,r,paper_arr", CASES,
+@pytest.mark.parametrize("host_data,ring,mode,pool,residual,r,paper_arr,max_rank", CASES,
                          ids=[f"{c[0]}b-ring{c[1]}-{c[2]}-r{c[5]}" + ("-zero-skip" if c[6] else "")
-                              for c in CASES])
-def test_streamed_g4_is_bit_exact_and_modelled(host_data, ring, mode, pool, residual, r, paper_arr):
-    cfg = small_w4(host_data, paper_arr)
+                              + ("-g23" if c[7] else "") for c in CASES])
+def test_streamed_cores_are_bit_exact_and_modelled(host_data, ring, mode, pool, residual, r, paper_arr,
+                                                   max_rank):
+    cfg = small_w4(host_data, paper_arr, max_rank)
     rng = np.random.default_rng(host_data + r)
     T, cin, cout, H, W = 2, 8, 24, 4, 4
     q = make_layer(rng, mode, r=r, cin=cin, cout=cout, T=T, pool=pool, residual=residual,
@@ -122,8 +132,9 @@ def test_streamed_g4_is_bit_exact_and_modelled(host_data, ring, mode, pool, resi
     resid = rng.integers(-200, 200, (T, cout, H // s, W // s)) if residual else None
     drv, plan, tiles = run(cfg, q, x, resid, ring)
     assert all(t.w4_ring == w4_ring_chunks(cfg, r) for t in plan)
+    assert all(bool(t.w23_ring) == (max_rank is not None) for t in plan)
     out = LayerOutputs(plan)
-    w4_waits = 0
+    w4_waits = w23_waits = 0
     for k, (prog, result, bus_cycles) in enumerate(tiles):
         tile, rtl = prog.tile, result.counters
         out.add(tile, result)
@@ -141,8 +152,12 @@ def test_streamed_g4_is_bit_exact_and_modelled(host_data, ring, mode, pool, resi
         assert not diff, f"tile {k}: timing (rtl, host model) differ: {diff}"
         assert model["host_span"] == bus_cycles
         w4_waits += rtl["c4_w_wait"]
+        w23_waits += rtl["c2_w_wait"] + rtl["c3_w_wait"]
     gold = golden_layer(q, x, resid, cfg)
     np.testing.assert_array_equal(out.membrane, gold.membrane.numpy())
     np.testing.assert_array_equal(out.spikes, gold.spikes.numpy())
     # coverage: where the host's chunks come late, the wait is counted (its value checked above)
-    assert (w4_waits > 0) == (mode != "ptt" and host_data < 128)
+    if max_rank is None:
+        assert (w4_waits > 0) == (mode != "ptt" and host_data < 128)
+    else:                # rings of 1-2 chunks: the G2/G3 chunks hold clusters 2/3 up in every case
+        assert w23_waits > 0
