@@ -91,29 +91,29 @@ def test_streamed_cores_are_bit_exact(tmp_path, paper_arr, g23):
 
 
 def paper_stream_case(config, seed: int = 0, mode: str = "ptt") -> LayerCase:
-    """A cut of MS-ResNet34 / N-Caltech101 ``layers.3.0.conv1`` (256 -> 512 channels, 12x12,
-    2x2 max-pool, T = 6) at rank 80, the paper configuration's ``limits.max_rank`` (the
-    published rank 121 also needs G2/G3 streamed, not built): its G4 (80 x 512 weights,
-    40 KB) exceeds the 32 KB ``w4`` region and streams through a ring of 12 chunks."""
+    """MS-ResNet34 / N-Caltech101 ``layers.3.0.conv1`` at its published rank (256 -> 512
+    channels, r = 121, 12x12, 2x2 max-pool, T = 6; random weights calibrated like the
+    coverage cases, input spikes at density 0.1): its G2/G3 (43,923 weights each, rank above
+    ``limits.max_rank`` = 80) and G4 (61,952 weights) exceed their regions and stream."""
     rng = np.random.default_rng(seed)
     wd = config.widths
-    t, cin, r, cout, h, w = 6, 256, config.limits.max_rank, 512, 12, 12
+    t, cin, r, cout, h, w = 6, 256, 121, 512, 12, 12
     q = random_layer(rng, wd, mode, cin, r, cout, pool=True)
     x = _spikes(rng, (t, cin, h, w), 0.1)
     q = calibrate(q, x, None, wd, rng)
-    return LayerCase(f"resnet34-layers.3.0.conv1-cut-r{r}-{mode}-g4-streamed", q, x)
+    return LayerCase(f"resnet34-layers.3.0.conv1-r{r}-{mode}-g234-streamed", q, x)
 
 
 @pytest.mark.cosim_full
-def test_paper_streamed_g4_layer():
-    """The paper configuration (its arrangement, 256-bit host port) on a 512-channel layer
-    whose G4 does not fit: bit-exact, every counter and every tile's timing counters
-    (``c4_w_wait`` included) and bus cycles equal to the models'."""
+def test_paper_streamed_512_channel_layer():
+    """The paper configuration (its arrangement, 256-bit host port) on one of MS-ResNet34's
+    512-channel layers, G2, G3 and G4 streamed: bit-exact, every counter and every tile's
+    timing counters (the ``*_w_wait`` ones included) and bus cycles equal to the models'."""
     target = RtlTarget.for_config("paper")
     case = paper_stream_case(target.config)
     results = run_cases(target, [case])
     _check_results(results, target.config)
     (r,) = results
-    assert {t.w4_ring for t in r.plan} == {w4_ring_chunks(target.config, 80)} == {12}
+    assert {(t.w4_ring, t.w23_ring) for t in r.plan} == {(8, 1)}
     _check_host_timing(results, target.config, need_waits=False)
     _check_all_model_counters(results, target.config)
