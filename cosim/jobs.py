@@ -63,6 +63,8 @@ class TileJob:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", tuple(int(v) for v in self.start))
+        for name in ("w4_chunks", "w2_chunks", "w3_chunks"):        # one form, however made
+            object.__setattr__(self, name, [list(c) for c in getattr(self, name)])
 
     @property
     def tile(self) -> JobTile:
