@@ -364,7 +364,7 @@ def _strip_shapes(cfg: HardwareConfig, in_shape, rank: int, out_channels: int, c
     ring = w4_ring_chunks(cfg, rank)
     w4r = ring if geo_go * rank > cfg.regions["w4"].depth and ring >= 1 else 0
     # G2/G3: ng groups of NS words each (their lane packing's)
-    pk = 1 << pack
+    pk = 1 << pack if 0 <= pack <= log2(cfg.lanes) else 1        # (tile_fit names a bad pack)
     ng, ns = ceil_div(rank, pk), ceil_div(3 * rank, cfg.lanes // pk)
     ring23 = w23_ring_chunks(cfg, ns)
     w23r = ring23 if (ng * ns > cfg.regions["w2"].depth or rank > cfg.limits.max_rank) and ring23 >= 1 else 0
