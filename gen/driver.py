@@ -384,7 +384,7 @@ def streamed_cores(cfg: HardwareConfig, rank: int, in_channels: int, out_channel
     """The weight regions (``w1``..``w4``) whose whole core of a layer exceeds the region of
     ``cfg``: what a weight-streaming design would have to stream (G4 too, although
     output-channel groups could split it, because each group recomputes G1-G3;
-    docs/architecture.md, "Weight streaming of G1-G3: what it needs"). Empty when every core fits."""
+    docs/architecture.md, "Weight streaming: the analysis"). Empty when every core fits."""
     cores = {"w1": rank * in_channels, "w2": 3 * rank * rank, "w3": 3 * rank * rank,
              "w4": rank * out_channels}
     regions = cfg.regions

@@ -36,9 +36,12 @@ Where the cycles above the bound go, per layer (columns of the table; they add u
   pipeline   cycles B does not issue: the pipeline fill and drain, waits for other engines.
 With the zero-skipping cluster 1 as ``B``, its work is its accumulates (``c1_adds``), and its
 padding includes the steps of all-zero spike words and the lanes a step leaves idle.
-Layers whose cores exceed the weight buffer (``fits = NO``) are timed on the same datapath
-with a weight buffer large enough, to show what weight streaming would have to achieve;
-they are left out of the totals.
+Layers whose G2, G3 or G4 exceed their regions run with those cores streamed through rings
+(``fits = S4``, ``S23``, ``S234``: the streamed cores; their chunk waits are the ``w_wait``
+column, ``c2_w_wait + c3_w_wait + c4_w_wait`` with the host). Layers whose G1 exceeds its
+region (``fits = NO``: G1 streaming is not built) are timed on the same datapath with a
+weight buffer large enough, to show what weight streaming would have to achieve; they are
+left out of the totals.
 """
 
 from __future__ import annotations
@@ -180,7 +183,7 @@ def layer_report(cfg: HardwareConfig, spec, mode: str, timesteps: int,
 def streaming_need(cfg: HardwareConfig, rank: int, cin: int, cout: int, height: int,
                    schedule: Sequence[bool], mode: str, counters: Mapping[str, int]) -> dict[str, Any]:
     """What streaming a layer's cores over the host port would take (docs/architecture.md,
-    "Weight streaming of G1-G3: what it needs"). The cores streamed are those larger than their
+    "Weight streaming: the analysis"). The cores streamed are those larger than their
     regions of ``cfg`` (``stream_cores``, :func:`gen.driver.streamed_cores`). Two rates in bytes per cycle of the layer's
     ``cycles`` (``counters``, from the datapath with a weight buffer large enough):
     ``stream_today_bpc``, every weight-region read of those cores fetched from DRAM, i.e.
@@ -367,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cores larger than the weight regions (fits = NO): cycles above are on a copy with a weight "
               f"buffer large enough; streaming them over the {cfg.widths.host_data}-bit port "
               f"({refused[0]['stream_port_bpc']:g} B/cycle) would need, in bytes per cycle of those cycles "
-              f"(docs/architecture.md, 'Weight streaming of G1-G3: what it needs'):")
+              f"(docs/architecture.md, 'Weight streaming: the analysis'):")
         print(f"{'network':<21} {'mode':<4} {'layer':<17} {'streamed':<12} {'core B':>8} "
               f"{'today B/c':>9} {'per-row B/c':>11}")
         for r in refused:
