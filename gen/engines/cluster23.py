@@ -53,12 +53,17 @@ class ClusterTwoThreeEngine(wiring.Component):
     * ``released`` (out): q23 rows done reading their q1 rows (``q*T + t`` order, row outer);
       ``released_e1_order`` (out): the same in cluster 1's row order (timestep outer);
       ``q23_rows`` (out): q23 rows written into ``line4``.
+    * ``w2_chunks``, ``w3_chunks`` (in): the host's G2/G3 chunks written into the ``w2``/``w3``
+      rings (streamed G2/G3, ``desc.w23_ring > 0``); ``w2_consumed``, ``w3_consumed`` (out):
+      chunks finished with (slots free; G3's from STT's cluster-3 engine in STT; 0 unless
+      streamed).
     * ``busy`` (out): a loop runs or a step is in the pipeline.
     * ``counts`` (out): this cycle's increments of the counters named by its fields.
 
     Timing: issue (addresses, scratchpad reads) -> a (operands arrive, PE update) -> b
     (partial sums into the scratchpads, results re-quantised and written). A row issues when
-    its three q1 rows are written and its output slot (``row2`` or ``line4``) is free.
+    its three q1 rows are written and its output slot (``row2`` or ``line4``) is free; a rank
+    group of a MAC row with streamed G2/G3 when its chunks are written (else ``c2_w_wait``).
     """
 
     def __init__(self, config: HardwareConfig):

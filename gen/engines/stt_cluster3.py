@@ -71,6 +71,8 @@ class SttClusterThreeEngine(wiring.Component):
       (combinational on the cluster's ``acc``).
     * ``released`` (out): q2 rows read to the end (their ``row2`` half is free);
       ``q23_rows`` (out): q23 rows written into ``line4``.
+    * ``w3_chunks`` (in): the host's G3 chunks in the ``w3`` ring (streamed G2/G3); its group
+      waits for its chunk (``c3_w_wait``); ``w3_consumed`` (out): the chunks finished with.
     * ``run`` (out): rows left to issue; ``busy`` (out): ``run`` or a step in the pipeline.
     * ``counts`` (out): this cycle's increments of the counters named by its fields.
 
